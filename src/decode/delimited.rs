@@ -1,0 +1,281 @@
+//! Text lines and CSV/TSV records → columns. Every field is first read as text, then converted
+//! column by column to its schema type (see `columns.rs`), so each bad value is reported with
+//! its field and record.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, StringBuilder};
+
+use super::columns::from_text;
+use super::{DeadLetter, DecodeError, InputKind, Record, Stage};
+use crate::schema::{FieldType, RepoSchema};
+
+#[derive(Clone)]
+enum Mode {
+    WholeLine,
+    Split(String),
+    Csv(u8),
+}
+
+#[derive(Clone)]
+pub(crate) struct DelimitedDecoder {
+    mode: Mode,
+    /// For each schema field, the input column holding it (None: absent from the CSV header).
+    column_of: Vec<Option<usize>>,
+    /// Number of input columns a record must not exceed.
+    width: usize,
+}
+
+impl DelimitedDecoder {
+    pub fn new(
+        schema: &RepoSchema,
+        kind: &InputKind,
+        header: Option<&[u8]>,
+    ) -> Result<Self, DecodeError> {
+        let kind_err = |reason: String| DecodeError::Kind {
+            kind: kind.name(),
+            schema: schema.path.display().to_string(),
+            reason,
+        };
+        if let Some(f) = schema.fields.iter().find(|f| f.is_nested()) {
+            return Err(kind_err(format!(
+                "field `{}` has nested type {}, which {} input cannot carry (use json input)",
+                f.name,
+                f.type_name(),
+                kind.name()
+            )));
+        }
+        let n = schema.fields.len();
+        let identity = (0..n).map(Some).collect();
+        Ok(match kind {
+            InputKind::Json => unreachable!("json input has its own decoder"),
+            InputKind::Text { delimiter: None } => {
+                if n != 1 || !matches!(schema.fields[0].ty, FieldType::String | FieldType::Json)
+                {
+                    return Err(kind_err(
+                        "text lines without a delimiter fill one string field; the schema must \
+                         have exactly one field of type string (or give a delimiter)"
+                            .into(),
+                    ));
+                }
+                DelimitedDecoder {
+                    mode: Mode::WholeLine,
+                    column_of: identity,
+                    width: 1,
+                }
+            }
+            InputKind::Text {
+                delimiter: Some(d),
+            } => {
+                if d.is_empty() {
+                    return Err(kind_err("the delimiter must not be empty".into()));
+                }
+                DelimitedDecoder {
+                    mode: Mode::Split(d.clone()),
+                    column_of: identity,
+                    width: n,
+                }
+            }
+            InputKind::Csv {
+                delimiter,
+                header: _,
+            } => match header {
+                None => DelimitedDecoder {
+                    mode: Mode::Csv(*delimiter),
+                    column_of: identity,
+                    width: n,
+                },
+                Some(h) => {
+                    let header_err = |reason: String| DecodeError::Header {
+                        source_name: schema.name.clone(),
+                        reason,
+                    };
+                    let text = std::str::from_utf8(h)
+                        .map_err(|_| header_err("the header is not valid UTF-8".into()))?;
+                    let names = split_csv(text.trim_end_matches(['\r', '\n']), *delimiter)
+                        .map_err(header_err)?;
+                    let mut column_of = Vec::with_capacity(n);
+                    for f in &schema.fields {
+                        let idx = names.iter().position(|c| c.trim() == f.source);
+                        if idx.is_none() && !f.nullable && f.default.is_none() {
+                            return Err(header_err(format!(
+                                "required field `{}` has no column named `{}` (header: {})",
+                                f.name,
+                                f.source,
+                                names.join(",")
+                            )));
+                        }
+                        column_of.push(idx);
+                    }
+                    DelimitedDecoder {
+                        mode: Mode::Csv(*delimiter),
+                        column_of,
+                        width: names.len(),
+                    }
+                }
+            },
+        })
+    }
+
+    pub fn decode(
+        &mut self,
+        schema: &RepoSchema,
+        data: &[u8],
+        recs: &[Record],
+        stage: &mut Stage,
+        dead: &mut Vec<DeadLetter>,
+    ) {
+        let mut builders: Vec<StringBuilder> = schema
+            .fields
+            .iter()
+            .map(|_| StringBuilder::with_capacity(recs.len(), recs.len() * 8))
+            .collect();
+        let mut values: Vec<Option<Cow<'_, str>>> = Vec::with_capacity(self.width);
+        for (i, r) in recs.iter().enumerate() {
+            // The caller has checked UTF-8 for every record.
+            let line = std::str::from_utf8(&data[r.start..r.end]).unwrap_or_default();
+            values.clear();
+            let result = match &self.mode {
+                Mode::WholeLine => {
+                    values.push(Some(Cow::Borrowed(line)));
+                    Ok(())
+                }
+                Mode::Split(d) => {
+                    values.extend(line.split(d.as_str()).map(|v| Some(Cow::Borrowed(v))));
+                    Ok(())
+                }
+                Mode::Csv(d) => split_csv_into(line, *d, &mut values),
+            };
+            let reason = match result {
+                Err(e) => Some(e),
+                Ok(()) if values.len() > self.width => Some(format!(
+                    "the record has {} fields, more than the {} expected",
+                    values.len(),
+                    self.width
+                )),
+                Ok(()) => None,
+            };
+            if let Some(reason) = reason {
+                dead.push(DeadLetter {
+                    position: r.pos,
+                    reason,
+                    record: data[r.start..r.end].to_vec(),
+                });
+                continue;
+            }
+            stage.rows.push(i);
+            for (b, col) in builders.iter_mut().zip(&self.column_of) {
+                match col.and_then(|c| values.get(c)).and_then(|v| v.as_deref()) {
+                    Some(v) => b.append_value(v),
+                    None => b.append_null(),
+                }
+            }
+        }
+        for (f, mut b) in schema.fields.iter().zip(builders) {
+            let text = b.finish();
+            let col: ArrayRef = match f.ty {
+                FieldType::String => Arc::new(text),
+                _ => from_text(&text, f, &mut stage.errors),
+            };
+            stage.columns.push(col);
+        }
+    }
+}
+
+/// Splits one CSV record into its fields (RFC 4180: `"` quotes, `""` is a quote inside quotes).
+/// An empty unquoted field is null; a quoted empty field is the empty string.
+fn split_csv_into<'a>(
+    line: &'a str,
+    delim: u8,
+    out: &mut Vec<Option<Cow<'a, str>>>,
+) -> Result<(), String> {
+    let bytes = line.as_bytes();
+    let mut i = 0;
+    loop {
+        if i < bytes.len() && bytes[i] == b'"' {
+            let mut value = String::new();
+            let mut j = i + 1;
+            let mut seg = j;
+            loop {
+                match memchr::memchr(b'"', &bytes[j..]) {
+                    None => {
+                        return Err(format!(
+                            "unterminated quoted field starting at column {}",
+                            i + 1
+                        ))
+                    }
+                    Some(k) => {
+                        let q = j + k;
+                        if q + 1 < bytes.len() && bytes[q + 1] == b'"' {
+                            value.push_str(&line[seg..=q]);
+                            j = q + 2;
+                            seg = j;
+                        } else {
+                            value.push_str(&line[seg..q]);
+                            i = q + 1;
+                            break;
+                        }
+                    }
+                }
+            }
+            out.push(Some(Cow::Owned(value)));
+            if i == bytes.len() {
+                return Ok(());
+            }
+            if bytes[i] != delim {
+                return Err(format!(
+                    "unexpected character after a closing quote at column {}",
+                    i + 1
+                ));
+            }
+            i += 1;
+        } else {
+            let end = memchr::memchr(delim, &bytes[i..]).map(|k| i + k);
+            let field = &line[i..end.unwrap_or(bytes.len())];
+            out.push(if field.is_empty() {
+                None
+            } else {
+                Some(Cow::Borrowed(field))
+            });
+            match end {
+                Some(e) => i = e + 1,
+                None => return Ok(()),
+            }
+        }
+    }
+}
+
+/// Splits a CSV header (or any record) into owned strings.
+pub(crate) fn split_csv(line: &str, delim: u8) -> Result<Vec<String>, String> {
+    let mut v = Vec::new();
+    split_csv_into(line, delim, &mut v)?;
+    Ok(v
+        .into_iter()
+        .map(|c| c.map(|c| c.into_owned()).unwrap_or_default())
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quotes_and_nulls() {
+        let mut v = Vec::new();
+        split_csv_into("a,\"b,\"\"c\"\"\",,\"\"", b',', &mut v).unwrap();
+        assert_eq!(
+            v,
+            vec![
+                Some(Cow::Borrowed("a")),
+                Some(Cow::Owned("b,\"c\"".to_string())),
+                None,
+                Some(Cow::Owned(String::new()))
+            ]
+        );
+        v.clear();
+        assert!(split_csv_into("\"open,x", b',', &mut v).is_err());
+        v.clear();
+        assert!(split_csv_into("\"a\"b,x", b',', &mut v).is_err());
+    }
+}

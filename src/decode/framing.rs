@@ -1,0 +1,149 @@
+//! Record framing: where one record ends and the next begins in a block of input bytes.
+//!
+//! JSON and text input are one record per line; CSV records may span lines inside quotes.
+//! Blank lines are not records. Every record keeps its line number and byte offset so dead
+//! letters can say where they came from.
+
+/// Where a record starts in its source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Position {
+    /// 1-based line number of the record's first line.
+    pub line: u64,
+    /// Byte offset of the record's first byte in the (decompressed) input.
+    pub offset: u64,
+}
+
+/// One record inside a chunk: a byte range (without the line terminator) and its position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record {
+    pub start: usize,
+    pub end: usize,
+    pub pos: Position,
+}
+
+/// A block of whole records, as read from the input.
+#[derive(Debug, Default, Clone)]
+pub struct Chunk {
+    pub data: Vec<u8>,
+    /// Line number of the first byte of `data` (1-based).
+    pub first_line: u64,
+    /// Byte offset of the first byte of `data` in the input.
+    pub first_offset: u64,
+}
+
+/// Splits `chunk` into records. With `quoted`, a newline inside a double-quoted CSV field does
+/// not end the record.
+pub fn split_records(chunk: &Chunk, quoted: bool, out: &mut Vec<Record>) {
+    out.clear();
+    let data = &chunk.data;
+    let mut line = chunk.first_line;
+    let mut start = 0usize;
+    let mut record_line = line;
+    let mut in_quotes = false;
+    let mut scan_from = 0usize;
+    while scan_from <= data.len() {
+        let nl = memchr::memchr(b'\n', &data[scan_from..]).map(|i| scan_from + i);
+        let line_end = nl.unwrap_or(data.len());
+        if quoted {
+            let quotes = memchr::memchr_iter(b'"', &data[scan_from..line_end]).count();
+            if quotes % 2 == 1 {
+                in_quotes = !in_quotes;
+            }
+        }
+        let at_end = nl.is_none();
+        if !in_quotes || at_end {
+            let mut end = line_end;
+            if end > start && data[end - 1] == b'\r' {
+                end -= 1;
+            }
+            if !data[start..end].iter().all(|b| b.is_ascii_whitespace()) {
+                out.push(Record {
+                    start,
+                    end,
+                    pos: Position {
+                        line: record_line,
+                        offset: chunk.first_offset + start as u64,
+                    },
+                });
+            }
+            start = line_end + 1;
+            record_line = line + 1;
+        }
+        line += 1;
+        match nl {
+            Some(i) => scan_from = i + 1,
+            None => break,
+        }
+    }
+}
+
+/// Finds where the last complete record in `data` ends (the index after its newline), or
+/// `None` when `data` holds no complete record. `quoted` tracks CSV quotes from the start.
+pub fn last_record_boundary(data: &[u8], quoted: bool) -> Option<usize> {
+    if !quoted {
+        return memchr::memrchr(b'\n', data).map(|i| i + 1);
+    }
+    let mut in_quotes = false;
+    let mut last = None;
+    for (i, &b) in data.iter().enumerate() {
+        match b {
+            b'"' => in_quotes = !in_quotes,
+            b'\n' if !in_quotes => last = Some(i + 1),
+            _ => {}
+        }
+    }
+    last
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records(text: &str, quoted: bool) -> Vec<(String, u64, u64)> {
+        let chunk = Chunk {
+            data: text.as_bytes().to_vec(),
+            first_line: 10,
+            first_offset: 100,
+        };
+        let mut out = Vec::new();
+        split_records(&chunk, quoted, &mut out);
+        out.iter()
+            .map(|r| {
+                (
+                    text[r.start..r.end].to_string(),
+                    r.pos.line,
+                    r.pos.offset,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn lines_skip_blanks_and_keep_positions() {
+        let r = records("a\r\n\n  \nb\nc", false);
+        assert_eq!(
+            r,
+            vec![
+                ("a".into(), 10, 100),
+                ("b".into(), 13, 107),
+                ("c".into(), 14, 109)
+            ]
+        );
+    }
+
+    #[test]
+    fn quoted_newlines_stay_in_one_record() {
+        let r = records("x,\"multi\nline\",y\nz\n", true);
+        assert_eq!(
+            r,
+            vec![("x,\"multi\nline\",y".into(), 10, 100), ("z".into(), 12, 117)]
+        );
+    }
+
+    #[test]
+    fn boundary_respects_quotes() {
+        assert_eq!(last_record_boundary(b"a\nb", false), Some(2));
+        assert_eq!(last_record_boundary(b"a\n\"b\nc", true), Some(2));
+        assert_eq!(last_record_boundary(b"abc", false), None);
+    }
+}

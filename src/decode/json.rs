@@ -1,0 +1,241 @@
+//! JSON lines → columns with arrow-json's `Decoder`, in one pass per group of records.
+//!
+//! A group that fails (malformed JSON, a wrong type, an overflow) is split in halves and each
+//! half decoded again, down to the single bad records, which become dead letters. Good groups
+//! cost one decode; a few bad records cost O(bad × log(group)) extra decodes.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, AsArray, StringBuilder};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::json::reader::{Decoder, ReaderBuilder};
+use arrow::record_batch::RecordBatch;
+use serde_json::value::RawValue;
+
+use super::columns::{epoch_to_timestamp, from_text};
+use super::{is_native, DeadLetter, Record, Stage};
+use crate::schema::{FieldType, RepoSchema, TimeFormat};
+
+pub(crate) struct JsonDecoder {
+    /// Top-level fields arrow-json reads, named by their JSON keys, all nullable (required
+    /// fields are checked afterwards, with a clear reason per record).
+    decode_schema: SchemaRef,
+    /// For each schema field, its column in `decode_schema` (None for `json` fields).
+    column_of: Vec<Option<usize>>,
+    /// JSON keys of `json`-typed fields, in schema order, with their field index.
+    raw_fields: Vec<(usize, String)>,
+    batch_size: usize,
+    decoder: Option<Decoder>,
+}
+
+impl Clone for JsonDecoder {
+    fn clone(&self) -> Self {
+        JsonDecoder {
+            decode_schema: self.decode_schema.clone(),
+            column_of: self.column_of.clone(),
+            raw_fields: self.raw_fields.clone(),
+            batch_size: self.batch_size,
+            decoder: None,
+        }
+    }
+}
+
+impl JsonDecoder {
+    pub fn new(schema: &RepoSchema, batch_size: usize) -> Self {
+        let mut fields = Vec::new();
+        let mut column_of = Vec::new();
+        let mut raw_fields = Vec::new();
+        for (i, f) in schema.fields.iter().enumerate() {
+            let ty = match &f.ty {
+                FieldType::Json => {
+                    raw_fields.push((i, f.source.clone()));
+                    column_of.push(None);
+                    continue;
+                }
+                FieldType::Timestamp { format, .. } => match format {
+                    TimeFormat::EpochSeconds => DataType::Float64,
+                    TimeFormat::EpochMillis | TimeFormat::EpochMicros => DataType::Int64,
+                    TimeFormat::Pattern(_) => DataType::Utf8,
+                    TimeFormat::Rfc3339 => f.arrow_type(),
+                },
+                ty if is_native(ty) => f.arrow_type(),
+                _ => DataType::Utf8,
+            };
+            column_of.push(Some(fields.len()));
+            fields.push(Field::new(&f.source, ty, true));
+        }
+        JsonDecoder {
+            decode_schema: Arc::new(Schema::new(fields)),
+            column_of,
+            raw_fields,
+            batch_size: batch_size.max(1),
+            decoder: None,
+        }
+    }
+
+    fn build(&self) -> Decoder {
+        ReaderBuilder::new(self.decode_schema.clone())
+            .with_batch_size(self.batch_size + 1)
+            .with_coerce_primitive(true)
+            .build_decoder()
+            .expect("decoder for a validated schema")
+    }
+
+    /// Decodes `recs` (contiguous in `data`) into one batch, or fails as a whole.
+    fn try_group(&mut self, data: &[u8], recs: &[Record]) -> Result<RecordBatch, String> {
+        let mut dec = self.decoder.take().unwrap_or_else(|| self.build());
+        let span = &data[recs[0].start..recs[recs.len() - 1].end];
+        let consumed = dec.decode(span).map_err(clean)?;
+        if consumed < span.len() || dec.has_partial_record() {
+            return Err(if consumed < span.len() {
+                "the line holds more than one JSON value".into()
+            } else {
+                "incomplete JSON value (truncated record?)".into()
+            });
+        }
+        let batch = match dec.flush().map_err(clean)? {
+            Some(b) => b,
+            None => RecordBatch::new_empty(self.decode_schema.clone()),
+        };
+        self.decoder = Some(dec);
+        if batch.num_rows() != recs.len() {
+            return Err(if recs.len() == 1 {
+                "the line holds more than one JSON value".into()
+            } else {
+                "record count mismatch".into()
+            });
+        }
+        Ok(batch)
+    }
+
+    /// Decodes `recs`, isolating bad records by bisection. Good batches go to `good` with the
+    /// group-relative index of each row's record in `rows`.
+    fn decode_bisect(
+        &mut self,
+        data: &[u8],
+        recs: &[Record],
+        base: usize,
+        good: &mut Vec<RecordBatch>,
+        rows: &mut Vec<usize>,
+        dead: &mut Vec<DeadLetter>,
+    ) {
+        match self.try_group(data, recs) {
+            Ok(batch) => {
+                rows.extend(base..base + recs.len());
+                good.push(batch);
+            }
+            Err(reason) if recs.len() == 1 => {
+                let r = &recs[0];
+                dead.push(DeadLetter {
+                    position: r.pos,
+                    reason,
+                    record: data[r.start..r.end].to_vec(),
+                });
+            }
+            Err(_) => {
+                let mid = recs.len() / 2;
+                self.decode_bisect(data, &recs[..mid], base, good, rows, dead);
+                self.decode_bisect(data, &recs[mid..], base + mid, good, rows, dead);
+            }
+        }
+    }
+
+    pub fn decode(
+        &mut self,
+        schema: &RepoSchema,
+        data: &[u8],
+        recs: &[Record],
+        stage: &mut Stage,
+        dead: &mut Vec<DeadLetter>,
+    ) {
+        let mut good = Vec::with_capacity(1);
+        self.decode_bisect(data, recs, 0, &mut good, &mut stage.rows, dead);
+        if stage.rows.is_empty() {
+            return;
+        }
+        let batch = if good.len() == 1 {
+            good.pop().expect("one batch")
+        } else {
+            arrow::compute::concat_batches(&self.decode_schema, &good)
+                .expect("batches of one schema concatenate")
+        };
+        let raw = if self.raw_fields.is_empty() {
+            Vec::new()
+        } else {
+            self.raw_columns(data, recs, &stage.rows, &mut stage.errors)
+        };
+        let mut raw = raw.into_iter();
+        for (i, f) in schema.fields.iter().enumerate() {
+            let col = match self.column_of[i] {
+                None => raw.next().expect("one raw column per json field"),
+                Some(c) => convert(batch.column(c), f, &mut stage.errors),
+            };
+            stage.columns.push(col);
+        }
+    }
+
+    /// Extracts the JSON text of `json`-typed fields for the good rows.
+    fn raw_columns(
+        &self,
+        data: &[u8],
+        recs: &[Record],
+        rows: &[usize],
+        errors: &mut super::columns::RowErrors,
+    ) -> Vec<ArrayRef> {
+        let mut builders: Vec<StringBuilder> = self
+            .raw_fields
+            .iter()
+            .map(|_| StringBuilder::with_capacity(rows.len(), rows.len() * 16))
+            .collect();
+        for (row, &r) in rows.iter().enumerate() {
+            let rec = &recs[r];
+            let parsed: Result<HashMap<Cow<'_, str>, &RawValue>, _> =
+                serde_json::from_slice(&data[rec.start..rec.end]);
+            match parsed {
+                Ok(map) => {
+                    for (b, (_, key)) in builders.iter_mut().zip(&self.raw_fields) {
+                        match map.get(key.as_str()) {
+                            Some(v) if v.get() != "null" => b.append_value(v.get()),
+                            _ => b.append_null(),
+                        }
+                    }
+                }
+                Err(e) => {
+                    errors.push((row, format!("invalid JSON: {e}")));
+                    builders.iter_mut().for_each(|b| b.append_null());
+                }
+            }
+        }
+        builders
+            .into_iter()
+            .map(|mut b| Arc::new(b.finish()) as ArrayRef)
+            .collect()
+    }
+}
+
+/// Converts a decoded column to the field's output type (a no-op for natively read types).
+fn convert(
+    col: &ArrayRef,
+    f: &crate::schema::FieldSpec,
+    errors: &mut super::columns::RowErrors,
+) -> ArrayRef {
+    match &f.ty {
+        FieldType::Timestamp {
+            format:
+                TimeFormat::EpochSeconds | TimeFormat::EpochMillis | TimeFormat::EpochMicros,
+            ..
+        } => epoch_to_timestamp(col.as_ref(), f, errors),
+        ty if is_native(ty) => col.clone(),
+        _ => from_text(col.as_string::<i32>(), f, errors),
+    }
+}
+
+/// arrow-json errors carry a generic prefix; keep the useful part.
+fn clean(e: arrow::error::ArrowError) -> String {
+    let s = e.to_string();
+    let s = s.strip_prefix("Json error: ").unwrap_or(&s);
+    let s = s.strip_prefix("Parser error: ").unwrap_or(s);
+    s.to_string()
+}

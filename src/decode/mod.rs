@@ -1,0 +1,325 @@
+//! Message bytes → Arrow `RecordBatch`es against a repo schema.
+//!
+//! Input kinds: JSON objects (one per line, decoded in one pass by arrow-json's `Decoder`),
+//! raw text lines (one string column, or split by a delimiter into the schema's fields) and
+//! CSV/TSV. A record that does not fit (malformed, wrong type, overflow, missing required
+//! field, invalid UTF-8) is isolated and returned as a [`DeadLetter`] with its position and the
+//! reason; the rest of its batch decodes normally.
+
+mod columns;
+mod delimited;
+pub mod framing;
+mod json;
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, BooleanArray, StringBuilder};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+
+pub use framing::{Chunk, Position, Record};
+
+use crate::schema::{FieldType, RepoSchema};
+
+/// Name of the optional column that carries each record's original text (for the raw text
+/// output format).
+pub const RAW_COLUMN: &str = "_raw";
+
+/// Errors that stop decoding altogether (configuration problems). Bad records are never errors:
+/// they become dead letters.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("schema {schema}, field `{field}`: {reason}")]
+    Field {
+        schema: String,
+        field: String,
+        reason: String,
+    },
+    #[error("input kind {kind} cannot be used with schema {schema}: {reason}")]
+    Kind {
+        kind: &'static str,
+        schema: String,
+        reason: String,
+    },
+    #[error("CSV header of {source_name}: {reason}")]
+    Header { source_name: String, reason: String },
+}
+
+/// The shape of input records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputKind {
+    /// One JSON object per line.
+    Json,
+    /// Raw text lines: the whole line into the schema's single string field, or split by
+    /// `delimiter` into the schema's fields in order.
+    Text { delimiter: Option<String> },
+    /// CSV (or TSV with `delimiter = b'\t'`), RFC 4180 quoting. With `header`, the first record
+    /// names the columns and fields are matched by name (their `source`).
+    Csv { delimiter: u8, header: bool },
+}
+
+impl InputKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            InputKind::Json => "json",
+            InputKind::Text { .. } => "text",
+            InputKind::Csv { delimiter: b'\t', .. } => "tsv",
+            InputKind::Csv { .. } => "csv",
+        }
+    }
+
+    /// True when records may span lines (quoted CSV fields).
+    pub fn quoted(&self) -> bool {
+        matches!(self, InputKind::Csv { .. })
+    }
+}
+
+/// Decoder settings.
+#[derive(Debug, Clone)]
+pub struct DecodeOptions {
+    pub kind: InputKind,
+    /// Maximum rows per output batch.
+    pub batch_size: usize,
+    /// Add a [`RAW_COLUMN`] with each record's original text.
+    pub keep_raw: bool,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        DecodeOptions {
+            kind: InputKind::Json,
+            batch_size: 8192,
+            keep_raw: false,
+        }
+    }
+}
+
+/// A record that could not be decoded, with where it came from and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    pub position: Position,
+    pub reason: String,
+    pub record: Vec<u8>,
+}
+
+/// The result of decoding one chunk.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    pub batches: Vec<RecordBatch>,
+    pub dead: Vec<DeadLetter>,
+    /// Records seen (blank lines are not records).
+    pub records: u64,
+}
+
+impl Decoded {
+    pub fn rows(&self) -> u64 {
+        self.batches.iter().map(|b| b.num_rows() as u64).sum()
+    }
+}
+
+/// Decodes chunks of one input kind against one repo schema. Cheap to clone per worker thread.
+#[derive(Clone)]
+pub struct RecordDecoder {
+    schema: Arc<RepoSchema>,
+    opts: DecodeOptions,
+    out_schema: SchemaRef,
+    defaults: Vec<Option<ArrayRef>>,
+    inner: Inner,
+}
+
+#[derive(Clone)]
+enum Inner {
+    Json(json::JsonDecoder),
+    Delimited(delimited::DelimitedDecoder),
+}
+
+impl RecordDecoder {
+    /// Builds a decoder; fails when the schema cannot be read from this input kind or a default
+    /// does not parse. `csv_header` is the CSV header record when the kind has one.
+    pub fn new(
+        schema: Arc<RepoSchema>,
+        opts: DecodeOptions,
+        csv_header: Option<&[u8]>,
+    ) -> Result<Self, DecodeError> {
+        let mut defaults = Vec::with_capacity(schema.fields.len());
+        for f in &schema.fields {
+            defaults.push(
+                columns::default_value(f).map_err(|reason| DecodeError::Field {
+                    schema: schema.path.display().to_string(),
+                    field: f.name.clone(),
+                    reason,
+                })?,
+            );
+        }
+        let inner = match &opts.kind {
+            InputKind::Json => Inner::Json(json::JsonDecoder::new(&schema, opts.batch_size)),
+            kind => Inner::Delimited(delimited::DelimitedDecoder::new(&schema, kind, csv_header)?),
+        };
+        let mut fields: Vec<Field> = schema
+            .arrow_schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        if opts.keep_raw {
+            fields.push(Field::new(RAW_COLUMN, DataType::Utf8, false));
+        }
+        Ok(RecordDecoder {
+            out_schema: Arc::new(Schema::new(fields)),
+            schema,
+            opts,
+            defaults,
+            inner,
+        })
+    }
+
+    /// The schema of the batches this decoder produces.
+    pub fn output_schema(&self) -> SchemaRef {
+        self.out_schema.clone()
+    }
+
+    /// Decodes every record of `chunk`.
+    pub fn decode(&mut self, chunk: &Chunk) -> Decoded {
+        let mut records = Vec::new();
+        framing::split_records(chunk, self.opts.kind.quoted(), &mut records);
+        let mut out = Decoded {
+            records: records.len() as u64,
+            ..Default::default()
+        };
+        for group in records.chunks(self.opts.batch_size.max(1)) {
+            self.decode_group(&chunk.data, group, &mut out);
+        }
+        out
+    }
+
+    fn decode_group(&mut self, data: &[u8], recs: &[Record], out: &mut Decoded) {
+        // Invalid UTF-8 is checked once per group; only a failing group is checked per record.
+        let span = &data[recs[0].start..recs[recs.len() - 1].end];
+        let mut valid: Vec<Record>;
+        let recs = if std::str::from_utf8(span).is_ok() {
+            recs
+        } else {
+            valid = Vec::with_capacity(recs.len());
+            for r in recs {
+                match std::str::from_utf8(&data[r.start..r.end]) {
+                    Ok(_) => valid.push(*r),
+                    Err(e) => out.dead.push(DeadLetter {
+                        position: r.pos,
+                        reason: format!(
+                            "record is not valid UTF-8 (bad byte at offset {} of the record)",
+                            e.valid_up_to()
+                        ),
+                        record: data[r.start..r.end].to_vec(),
+                    }),
+                }
+            }
+            if valid.is_empty() {
+                return;
+            }
+            valid.as_slice()
+        };
+        let mut stage = Stage {
+            rows: Vec::with_capacity(recs.len()),
+            columns: Vec::with_capacity(self.schema.fields.len()),
+            errors: Vec::new(),
+        };
+        match &mut self.inner {
+            Inner::Json(j) => j.decode(&self.schema, data, recs, &mut stage, &mut out.dead),
+            Inner::Delimited(d) => d.decode(&self.schema, data, recs, &mut stage, &mut out.dead),
+        }
+        self.finish(data, recs, stage, out);
+    }
+
+    /// Shared last step: defaults, required fields, the raw column, and the split of the group
+    /// into the good rows' batch and the bad rows' dead letters.
+    fn finish(&self, data: &[u8], recs: &[Record], stage: Stage, out: &mut Decoded) {
+        let Stage {
+            rows,
+            mut columns,
+            mut errors,
+        } = stage;
+        if rows.is_empty() {
+            return;
+        }
+        let mut already_bad = vec![false; rows.len()];
+        for (r, _) in &errors {
+            already_bad[*r] = true;
+        }
+        for (i, f) in self.schema.fields.iter().enumerate() {
+            if let Some(d) = &self.defaults[i] {
+                columns[i] = columns::fill_default(&columns[i], d);
+            }
+            if !f.nullable && columns[i].null_count() > 0 {
+                let col = &columns[i];
+                for (r, bad) in already_bad.iter().enumerate() {
+                    if col.is_null(r) && !bad {
+                        errors.push((r, format!("missing required field `{}`", f.name)));
+                    }
+                }
+            }
+        }
+        if self.opts.keep_raw {
+            let mut b = StringBuilder::with_capacity(rows.len(), 0);
+            for &r in &rows {
+                let rec = &recs[r];
+                // Every record here passed the UTF-8 check.
+                b.append_value(String::from_utf8_lossy(&data[rec.start..rec.end]));
+            }
+            columns.push(Arc::new(b.finish()));
+        }
+        if !errors.is_empty() {
+            errors.sort_by_key(|e| e.0);
+            let mut keep = vec![true; rows.len()];
+            let mut i = 0;
+            while i < errors.len() {
+                let row = errors[i].0;
+                let mut reason = errors[i].1.clone();
+                i += 1;
+                while i < errors.len() && errors[i].0 == row {
+                    reason.push_str("; ");
+                    reason.push_str(&errors[i].1);
+                    i += 1;
+                }
+                keep[row] = false;
+                let rec = &recs[rows[row]];
+                out.dead.push(DeadLetter {
+                    position: rec.pos,
+                    reason,
+                    record: data[rec.start..rec.end].to_vec(),
+                });
+            }
+            let mask = BooleanArray::from(keep);
+            columns = columns
+                .iter()
+                .map(|c| arrow::compute::filter(c, &mask).expect("filter by a mask of equal length"))
+                .collect();
+        }
+        if columns[0].is_empty() {
+            return;
+        }
+        let batch = RecordBatch::try_new(self.out_schema.clone(), columns)
+            .expect("decoded columns match the output schema");
+        out.batches.push(batch);
+    }
+
+    /// The repo schema this decoder reads against.
+    pub fn schema(&self) -> &RepoSchema {
+        &self.schema
+    }
+}
+
+/// Work in progress for one group of records: the decoded columns in schema order (one row per
+/// entry of `rows`, which maps a row to its record in the group), and rows already known bad.
+pub(crate) struct Stage {
+    pub rows: Vec<usize>,
+    pub columns: Vec<ArrayRef>,
+    pub errors: columns::RowErrors,
+}
+
+/// True when the field is read with arrow-json directly (no text conversion afterwards).
+pub(crate) fn is_native(ty: &FieldType) -> bool {
+    !crate::schema::needs_text_conversion(ty)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,272 @@
+//! Decoder tests: every kind of bad record is isolated with a reason, good rows survive.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{Int32Type, Int64Type, TimestampMillisecondType};
+
+use super::*;
+
+fn schema(text: &str) -> Arc<RepoSchema> {
+    Arc::new(RepoSchema::parse(text, Path::new("test.toml")).unwrap())
+}
+
+fn chunk(text: &[u8]) -> Chunk {
+    Chunk {
+        data: text.to_vec(),
+        first_line: 1,
+        first_offset: 0,
+    }
+}
+
+const WEB: &str = r#"
+name = "web"
+[[fields]]
+name = "ts"
+type = "timestamp"
+nullable = false
+[[fields]]
+name = "status"
+type = "int32"
+[[fields]]
+name = "uid"
+type = "int64"
+source = "user_id"
+[[fields]]
+name = "ctx"
+type = "json"
+[[fields]]
+name = "region"
+type = "string"
+default = "unknown"
+"#;
+
+#[test]
+fn json_bad_records_are_isolated_with_reasons() {
+    let input = b"{\"ts\":\"2024-01-01T00:00:00Z\",\"status\":200,\"user_id\":7,\"ctx\":{\"a\":[1,2]}}\n\
+{\"ts\":\"2024-01-01T00:00:01Z\",\"status\":\"abc\"}\n\
+{\"ts\":\"2024-01-01T00:00:02Z\",\"status\":99999999999}\n\
+{\"status\":201}\n\
+{\"ts\":\"2024-01-01T00:00:03Z\",\"status\":\n\
+{\"ts\":\"2024-01-01T00:00:04Z\",\"region\":\"caf\xff\"}\n\
+\n\
+{\"ts\":\"2024-01-01T00:00:05Z\",\"status\":204,\"region\":\"eu\"}\n\
+[1,2]\n"
+        .to_vec();
+    let s = schema(WEB);
+    let mut d = RecordDecoder::new(s, DecodeOptions::default(), None).unwrap();
+    let out = d.decode(&chunk(&input));
+    assert_eq!(out.records, 8, "the blank line is not a record");
+    assert_eq!(out.rows(), 2);
+    assert_eq!(out.dead.len(), 6);
+    assert_eq!(out.rows() + out.dead.len() as u64, out.records);
+    let lines: Vec<u64> = out.dead.iter().map(|d| d.position.line).collect();
+    let mut sorted = lines.clone();
+    sorted.sort();
+    assert_eq!(sorted, vec![2, 3, 4, 5, 6, 9]);
+    let reason_of = |line: u64| {
+        out.dead
+            .iter()
+            .find(|d| d.position.line == line)
+            .unwrap()
+            .reason
+            .clone()
+    };
+    assert!(reason_of(2).contains("abc"), "{}", reason_of(2));
+    assert!(reason_of(3).contains("99999999999"), "{}", reason_of(3));
+    assert!(reason_of(4).contains("missing required field `ts`"), "{}", reason_of(4));
+    assert!(reason_of(6).contains("UTF-8"), "{}", reason_of(6));
+    let line2 = out.dead.iter().find(|d| d.position.line == 2).unwrap();
+    assert_eq!(line2.record, br#"{"ts":"2024-01-01T00:00:01Z","status":"abc"}"#.to_vec());
+
+    let b = &out.batches[0];
+    let b = if out.batches.len() > 1 {
+        arrow::compute::concat_batches(&b.schema(), &out.batches).unwrap()
+    } else {
+        b.clone()
+    };
+    assert_eq!(b.num_rows(), 2);
+    let ts = b.column(0).as_primitive::<TimestampMillisecondType>();
+    assert_eq!(ts.value(0), 1_704_067_200_000);
+    assert_eq!(b.column(1).as_primitive::<Int32Type>().value(1), 204);
+    assert_eq!(b.column(2).as_primitive::<Int64Type>().value(0), 7);
+    assert!(b.column(2).is_null(1));
+    assert_eq!(b.column(3).as_string::<i32>().value(0), "{\"a\":[1,2]}");
+    assert!(b.column(3).is_null(1));
+    assert_eq!(b.column(4).as_string::<i32>().value(0), "unknown");
+    assert_eq!(b.column(4).as_string::<i32>().value(1), "eu");
+}
+
+#[test]
+fn positions_are_byte_offsets_and_lines() {
+    let input = b"{\"ts\":\"2024-01-01T00:00:00Z\"}\nnot json\n";
+    let mut d = RecordDecoder::new(schema(WEB), DecodeOptions::default(), None).unwrap();
+    let out = d.decode(&chunk(input));
+    assert_eq!(out.dead.len(), 1);
+    assert_eq!(out.dead[0].position, Position { line: 2, offset: 30 });
+    assert_eq!(out.dead[0].record, b"not json");
+}
+
+#[test]
+fn a_batch_full_of_good_rows_in_many_groups() {
+    let mut input = Vec::new();
+    for i in 0..1000 {
+        input.extend_from_slice(
+            format!("{{\"ts\":\"2024-01-01T00:00:00Z\",\"status\":{i}}}\n").as_bytes(),
+        );
+        if i % 97 == 0 {
+            input.extend_from_slice(b"{\"ts\":\n");
+        }
+    }
+    let opts = DecodeOptions {
+        batch_size: 128,
+        ..Default::default()
+    };
+    let mut d = RecordDecoder::new(schema(WEB), opts, None).unwrap();
+    let out = d.decode(&chunk(&input));
+    assert_eq!(out.rows(), 1000);
+    assert_eq!(out.dead.len(), 11);
+    assert!(out.batches.iter().all(|b| b.num_rows() <= 128));
+    let mut expect = 0;
+    for b in &out.batches {
+        for v in b.column(1).as_primitive::<Int32Type>().values() {
+            assert_eq!(*v, expect, "rows keep their input order");
+            expect += 1;
+        }
+    }
+}
+
+#[test]
+fn csv_with_header_maps_by_name_and_reports_bad_values() {
+    let s = schema(
+        r#"
+name = "t"
+[[fields]]
+name = "id"
+type = "int64"
+nullable = false
+[[fields]]
+name = "name"
+type = "string"
+[[fields]]
+name = "at"
+type = "timestamp"
+format = "%d/%m/%Y %H:%M"
+"#,
+    );
+    let kind = InputKind::Csv {
+        delimiter: b',',
+        header: true,
+    };
+    let opts = DecodeOptions {
+        kind,
+        ..Default::default()
+    };
+    let mut d = RecordDecoder::new(s, opts, Some(b"at,name,id")).unwrap();
+    let input = b"01/02/2024 10:00,\"Smith, J\",1\nbad,x,2\n,\"multi\nline\",3\n01/02/2024 10:00,y,\n1,2,3,4\n";
+    let out = d.decode(&chunk(input));
+    assert_eq!(out.records, 5);
+    assert_eq!(out.rows(), 2);
+    let reasons: Vec<&str> = out.dead.iter().map(|d| d.reason.as_str()).collect();
+    assert!(reasons.iter().any(|r| r.contains("`bad`") && r.contains("time format")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("missing required field `id`")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("4 fields")), "{reasons:?}");
+    let b = &out.batches[0];
+    assert_eq!(b.column(1).as_string::<i32>().value(0), "Smith, J");
+    assert_eq!(b.column(1).as_string::<i32>().value(1), "multi\nline");
+    assert!(b.column(2).is_null(1));
+
+    let bad_header = RecordDecoder::new(
+        schema("name = \"t\"\n[[fields]]\nname = \"id\"\ntype = \"int64\"\nnullable = false\n"),
+        DecodeOptions {
+            kind: InputKind::Csv {
+                delimiter: b',',
+                header: true,
+            },
+            ..Default::default()
+        },
+        Some(b"a,b"),
+    );
+    assert!(bad_header.err().unwrap().to_string().contains("`id`"));
+}
+
+#[test]
+fn text_lines_whole_and_split() {
+    let one = schema("name = \"t\"\n[[fields]]\nname = \"line\"\ntype = \"string\"\n");
+    let opts = DecodeOptions {
+        kind: InputKind::Text { delimiter: None },
+        keep_raw: true,
+        ..Default::default()
+    };
+    let mut d = RecordDecoder::new(one, opts, None).unwrap();
+    let out = d.decode(&chunk(b"hello world\n\xfe\xff\nsecond"));
+    assert_eq!(out.rows(), 2);
+    assert_eq!(out.dead.len(), 1);
+    let b = &out.batches[0];
+    assert_eq!(b.column(0).as_string::<i32>().value(1), "second");
+    assert_eq!(b.schema().field(1).name(), RAW_COLUMN);
+
+    let two = schema(
+        "name = \"t\"\n[[fields]]\nname = \"a\"\ntype = \"int32\"\n[[fields]]\nname = \"b\"\ntype = \"string\"\n",
+    );
+    let opts = DecodeOptions {
+        kind: InputKind::Text {
+            delimiter: Some(" | ".into()),
+        },
+        ..Default::default()
+    };
+    let mut d = RecordDecoder::new(two, opts, None).unwrap();
+    let out = d.decode(&chunk(b"1 | x\n2\nz | y\n3 | a | b\n"));
+    assert_eq!(out.rows(), 2);
+    assert_eq!(out.dead.len(), 2);
+
+    let wrong = schema("name = \"t\"\n[[fields]]\nname = \"a\"\ntype = \"int32\"\n");
+    let opts = DecodeOptions {
+        kind: InputKind::Text { delimiter: None },
+        ..Default::default()
+    };
+    assert!(RecordDecoder::new(wrong, opts, None).is_err());
+}
+
+#[test]
+fn nested_json_types_decode() {
+    let s = schema(
+        r#"
+name = "o"
+[[fields]]
+name = "items"
+type = "list<struct>"
+fields = [ { name = "sku", type = "string", nullable = false }, { name = "qty", type = "int32" } ]
+[[fields]]
+name = "attrs"
+type = "map<string,string>"
+[[fields]]
+name = "price"
+type = "decimal(10,2)"
+[[fields]]
+name = "at"
+type = "timestamp"
+format = "epoch_s"
+[[fields]]
+name = "sig"
+type = "binary"
+"#,
+    );
+    let input = br#"{"items":[{"sku":"a","qty":1},{"sku":"b"}],"attrs":{"k":"v"},"price":"12.34","at":1700000000.5,"sig":"aGk="}
+{"items":[{"qty":1}]}
+{"sig":"***"}
+"#;
+    let mut d = RecordDecoder::new(s, DecodeOptions::default(), None).unwrap();
+    let out = d.decode(&chunk(input));
+    assert_eq!(out.rows(), 1, "{:?}", out.dead);
+    assert_eq!(out.dead.len(), 2);
+    let b = &out.batches[0];
+    let items = b.column(0).as_list::<i32>();
+    assert_eq!(items.value(0).len(), 2);
+    assert_eq!(
+        b.column(3).as_primitive::<TimestampMillisecondType>().value(0),
+        1_700_000_000_500
+    );
+    assert_eq!(b.column(4).as_binary::<i32>().value(0), b"hi");
+}

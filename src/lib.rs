@@ -1,0 +1,5 @@
+//! sluice: moves record streams into Parquet, ORC, gzip JSON lines and text files on object
+//! storage. See `docs/ARCHITECTURE.md` for the module map.
+
+pub mod decode;
+pub mod schema;
