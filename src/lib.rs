@@ -3,3 +3,8 @@
 
 pub mod decode;
 pub mod schema;
+pub mod format;
+pub mod sink;
+pub mod convert;
+pub mod deadletter;
+pub mod input;

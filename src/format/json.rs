@@ -1,0 +1,48 @@
+//! JSON lines via arrow-json's writer, gzip-compressed (flate2 with the zlib-rs backend) unless
+//! the codec is `none`. Timestamps are written as RFC 3339 text, binary as hex, nulls omitted.
+
+use arrow::datatypes::SchemaRef;
+use arrow::json::writer::LineDelimited;
+use arrow::json::{Writer, WriterBuilder};
+use arrow::record_batch::RecordBatch;
+
+use super::{encode_err, FormatError, FormatOptions, FormatWriter, MaybeGzip};
+use crate::sink::OutputFile;
+
+pub(crate) struct JsonFormat {
+    file: OutputFile,
+    writer: Option<Writer<MaybeGzip, LineDelimited>>,
+}
+
+impl JsonFormat {
+    pub fn new(opts: &FormatOptions, _schema: SchemaRef, file: OutputFile) -> Self {
+        let out = MaybeGzip::new(file.clone(), opts.codec());
+        JsonFormat {
+            file,
+            writer: Some(WriterBuilder::new().build::<_, LineDelimited>(out)),
+        }
+    }
+}
+
+impl FormatWriter for JsonFormat {
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), FormatError> {
+        let w = self.writer.as_mut().expect("open until finish");
+        w.write(batch).map_err(|e| encode_err(&self.file, e))
+    }
+
+    fn bytes_written(&self) -> u64 {
+        self.file.bytes_written()
+    }
+
+    fn buffered_bytes(&self) -> usize {
+        0
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<(), FormatError> {
+        let mut w = self.writer.take().expect("open until finish");
+        w.finish().map_err(|e| encode_err(&self.file, e))?;
+        w.into_inner()
+            .finish()
+            .map_err(|e| encode_err(&self.file, e))
+    }
+}

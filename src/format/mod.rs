@@ -1,0 +1,303 @@
+//! Output formats behind one [`FormatWriter`] trait: Parquet, ORC, JSON lines (gzip by default)
+//! and text (CSV, TSV, or the raw message line).
+//!
+//! Writers stream: encoded bytes go to the [`OutputFile`] as the format allows (Parquet per row
+//! group, ORC per stripe, JSON/text per batch), so memory does not grow with file size.
+
+mod json;
+mod orc;
+mod parquet;
+mod text;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+
+use crate::sink::OutputFile;
+
+/// Errors from encoding. Each names the output file.
+#[derive(Debug, thiserror::Error)]
+pub enum FormatError {
+    #[error("invalid format option: {0}")]
+    Option(String),
+    #[error("{format} cannot write field `{field}` of type {ty}: {reason}")]
+    Unsupported {
+        format: &'static str,
+        field: String,
+        ty: String,
+        reason: String,
+    },
+    #[error("encoding {file}: {message}")]
+    Encode { file: String, message: String },
+}
+
+/// The output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormatKind {
+    Parquet,
+    Orc,
+    /// JSON lines.
+    Json,
+    Csv,
+    Tsv,
+    /// The original message line of each record.
+    Text,
+}
+
+impl std::str::FromStr for FormatKind {
+    type Err = FormatError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "parquet" => FormatKind::Parquet,
+            "orc" => FormatKind::Orc,
+            "json" | "jsonl" | "ndjson" => FormatKind::Json,
+            "csv" => FormatKind::Csv,
+            "tsv" => FormatKind::Tsv,
+            "text" | "txt" | "raw" => FormatKind::Text,
+            other => {
+                return Err(FormatError::Option(format!(
+                    "unknown format `{other}` (expected parquet, orc, json, csv, tsv or text)"
+                )))
+            }
+        })
+    }
+}
+
+impl FormatKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            FormatKind::Parquet => "parquet",
+            FormatKind::Orc => "orc",
+            FormatKind::Json => "json",
+            FormatKind::Csv => "csv",
+            FormatKind::Tsv => "tsv",
+            FormatKind::Text => "text",
+        }
+    }
+}
+
+/// A compression codec and its level, as chosen by the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    None,
+    Zstd(i32),
+    Snappy,
+    Gzip(u32),
+    Lz4,
+    Zlib(u32),
+}
+
+impl Codec {
+    /// Parses `zstd`, `zstd:3`, `gzip:6`, `snappy`, `lz4`, `zlib`, `none`.
+    pub fn parse(s: &str) -> Result<Codec, FormatError> {
+        let (name, level) = match s.split_once(':') {
+            Some((n, l)) => (n, Some(l)),
+            None => (s, None),
+        };
+        let level_num = |default: i64, min: i64, max: i64| -> Result<i64, FormatError> {
+            match level {
+                None => Ok(default),
+                Some(l) => match l.parse::<i64>() {
+                    Ok(v) if (min..=max).contains(&v) => Ok(v),
+                    _ => Err(FormatError::Option(format!(
+                        "compression level `{l}` for {name} must be {min} to {max}"
+                    ))),
+                },
+            }
+        };
+        let no_level = |c: Codec| -> Result<Codec, FormatError> {
+            match level {
+                None => Ok(c),
+                Some(_) => Err(FormatError::Option(format!("{name} takes no level"))),
+            }
+        };
+        match name.to_ascii_lowercase().as_str() {
+            "none" | "uncompressed" => no_level(Codec::None),
+            "zstd" => Ok(Codec::Zstd(level_num(1, 1, 22)? as i32)),
+            "snappy" => no_level(Codec::Snappy),
+            "gzip" | "gz" => Ok(Codec::Gzip(level_num(1, 0, 9)? as u32)),
+            "lz4" => no_level(Codec::Lz4),
+            "zlib" => Ok(Codec::Zlib(level_num(6, 0, 9)? as u32)),
+            other => Err(FormatError::Option(format!(
+                "unknown compression `{other}` (expected zstd[:level], snappy, gzip[:level], \
+                 lz4, zlib[:level] or none)"
+            ))),
+        }
+    }
+}
+
+/// Dictionary encoding choice for Parquet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dictionary {
+    /// On for columns whose first batch shows few distinct values, off for the rest.
+    Auto,
+    On,
+    Off,
+}
+
+/// Options of all formats; each writer reads the ones it knows.
+#[derive(Debug, Clone)]
+pub struct FormatOptions {
+    pub kind: FormatKind,
+    /// None: the format's default (Parquet zstd:1, ORC zstd, JSON gzip:1, text none).
+    pub codec: Option<Codec>,
+    /// Parquet: rows per row group.
+    pub row_group_rows: usize,
+    pub dictionary: Dictionary,
+    /// Parquet: write column statistics.
+    pub statistics: bool,
+    /// Parquet: data page version 1 (widest reader support) or 2.
+    pub parquet_page_version: u8,
+    /// ORC: approximate stripe size in bytes.
+    pub stripe_bytes: usize,
+    /// CSV/TSV: write a header row.
+    pub header: bool,
+}
+
+impl Default for FormatOptions {
+    fn default() -> Self {
+        FormatOptions {
+            kind: FormatKind::Parquet,
+            codec: None,
+            row_group_rows: 1024 * 1024,
+            dictionary: Dictionary::Auto,
+            statistics: true,
+            parquet_page_version: 1,
+            stripe_bytes: 64 * 1024 * 1024,
+            header: true,
+        }
+    }
+}
+
+impl FormatOptions {
+    /// The codec in effect.
+    pub fn codec(&self) -> Codec {
+        self.codec.unwrap_or(match self.kind {
+            FormatKind::Parquet | FormatKind::Orc => Codec::Zstd(1),
+            FormatKind::Json => Codec::Gzip(1),
+            FormatKind::Csv | FormatKind::Tsv | FormatKind::Text => Codec::None,
+        })
+    }
+
+    /// The file name extension, with compression suffix where the codec wraps the file.
+    pub fn extension(&self) -> String {
+        let base = match self.kind {
+            FormatKind::Parquet => "parquet",
+            FormatKind::Orc => "orc",
+            FormatKind::Json => "jsonl",
+            FormatKind::Csv => "csv",
+            FormatKind::Tsv => "tsv",
+            FormatKind::Text => "txt",
+        };
+        match (self.kind, self.codec()) {
+            (FormatKind::Parquet | FormatKind::Orc, _) | (_, Codec::None) => base.to_string(),
+            _ => format!("{base}.gz"),
+        }
+    }
+
+    /// Checks the codec fits the format and the schema can be written, before any data moves.
+    pub fn validate(&self, schema: &SchemaRef) -> Result<(), FormatError> {
+        let codec = self.codec();
+        let ok = match self.kind {
+            FormatKind::Parquet => !matches!(codec, Codec::Zlib(_)),
+            FormatKind::Orc => !matches!(codec, Codec::Gzip(_)),
+            _ => matches!(codec, Codec::None | Codec::Gzip(_)),
+        };
+        if !ok {
+            return Err(FormatError::Option(format!(
+                "compression {codec:?} is not available for {} (parquet: zstd, snappy, gzip, lz4, \
+                 none; orc: zstd, snappy, lz4, zlib, none; json/csv/tsv/text: gzip, none)",
+                self.kind.name()
+            )));
+        }
+        if self.row_group_rows == 0 || self.stripe_bytes == 0 {
+            return Err(FormatError::Option(
+                "row group rows and stripe bytes must be positive".into(),
+            ));
+        }
+        match self.kind {
+            FormatKind::Orc => orc::check_schema(schema),
+            FormatKind::Csv | FormatKind::Tsv => text::check_schema(schema, self.kind),
+            FormatKind::Text => text::check_raw(schema),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Encodes batches into one file.
+pub trait FormatWriter: Send {
+    /// Appends a batch (its schema must be the writer's).
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), FormatError>;
+    /// Bytes handed to the file so far, compressed as written.
+    fn bytes_written(&self) -> u64;
+    /// Encoded bytes held in memory and not yet written (a Parquet row group in progress).
+    fn buffered_bytes(&self) -> usize;
+    /// Writes the rest and the footer. The caller then commits the [`OutputFile`].
+    fn finish(self: Box<Self>) -> Result<(), FormatError>;
+}
+
+/// Creates the writer for `opts.kind` writing into `file`. `schema` is the batches' schema.
+pub fn create_writer(
+    opts: &FormatOptions,
+    schema: SchemaRef,
+    file: OutputFile,
+) -> Result<Box<dyn FormatWriter>, FormatError> {
+    opts.validate(&schema)?;
+    Ok(match opts.kind {
+        FormatKind::Parquet => Box::new(parquet::ParquetFormat::new(opts, schema, file)?),
+        FormatKind::Orc => Box::new(orc::OrcFormat::new(opts, schema, file)?),
+        FormatKind::Json => Box::new(json::JsonFormat::new(opts, schema, file)),
+        FormatKind::Csv | FormatKind::Tsv | FormatKind::Text => {
+            Box::new(text::TextFormat::new(opts, schema, file))
+        }
+    })
+}
+
+/// Wraps an output in gzip when the codec says so.
+pub(crate) enum MaybeGzip {
+    Plain(OutputFile),
+    Gzip(flate2::write::GzEncoder<OutputFile>),
+}
+
+impl MaybeGzip {
+    pub fn new(file: OutputFile, codec: Codec) -> Self {
+        match codec {
+            Codec::Gzip(level) => MaybeGzip::Gzip(flate2::write::GzEncoder::new(
+                file,
+                flate2::Compression::new(level),
+            )),
+            _ => MaybeGzip::Plain(file),
+        }
+    }
+
+    pub fn finish(self) -> std::io::Result<()> {
+        match self {
+            MaybeGzip::Plain(mut f) => std::io::Write::flush(&mut f),
+            MaybeGzip::Gzip(g) => g.finish().map(|_| ()),
+        }
+    }
+}
+
+impl std::io::Write for MaybeGzip {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            MaybeGzip::Plain(f) => f.write(buf),
+            MaybeGzip::Gzip(g) => g.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            MaybeGzip::Plain(f) => f.flush(),
+            MaybeGzip::Gzip(g) => g.flush(),
+        }
+    }
+}
+
+pub(crate) fn encode_err(file: &OutputFile, e: impl std::fmt::Display) -> FormatError {
+    FormatError::Encode {
+        file: file.location().to_string(),
+        message: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

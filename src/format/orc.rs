@@ -1,0 +1,107 @@
+//! ORC via orc-rust's `ArrowWriter`: zstd (default), snappy, lz4, zlib or none; stripe size.
+//!
+//! orc-rust 0.9 writes flat schemas of primitive types only: nested types (list, struct, map)
+//! and decimals are refused before any data moves, with the field named.
+
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use orc_rust::arrow_writer::{ArrowWriter, ArrowWriterBuilder};
+use orc_rust::compression::CompressionType;
+
+use super::{encode_err, Codec, FormatError, FormatOptions, FormatWriter};
+use crate::sink::OutputFile;
+
+pub(crate) struct OrcFormat {
+    file: OutputFile,
+    writer: Option<ArrowWriter<OutputFile>>,
+}
+
+/// Refuses schemas orc-rust cannot write.
+pub(crate) fn check_schema(schema: &SchemaRef) -> Result<(), FormatError> {
+    for f in schema.fields() {
+        let ok = matches!(
+            f.data_type(),
+            DataType::Utf8
+                | DataType::LargeUtf8
+                | DataType::Binary
+                | DataType::LargeBinary
+                | DataType::Boolean
+                | DataType::Int8
+                | DataType::Int16
+                | DataType::Int32
+                | DataType::Int64
+                | DataType::Float32
+                | DataType::Float64
+                | DataType::Date32
+                | DataType::Timestamp(..)
+        );
+        if !ok {
+            return Err(FormatError::Unsupported {
+                format: "orc",
+                field: f.name().clone(),
+                ty: f.data_type().to_string(),
+                reason: "the ORC writer (orc-rust 0.9) writes primitive columns only; use \
+                         parquet or json for nested types and decimals"
+                    .into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+// SAFETY: orc-rust 0.9 keeps its column encoders as `Box<dyn ColumnStripeEncoder>` without a
+// `Send` bound, which makes its writer `!Send`. Every encoder it constructs owns plain buffers
+// (no `Rc`, `Cell` or thread-local state — checked in orc-rust 0.9.0's `writer` and `encoding`
+// modules), and a writer is only ever used by one thread at a time, so moving it is sound.
+unsafe impl Send for OrcFormat {}
+
+impl OrcFormat {
+    pub fn new(
+        opts: &FormatOptions,
+        schema: SchemaRef,
+        file: OutputFile,
+    ) -> Result<Self, FormatError> {
+        // The file buffers writes itself (local: 1 MiB; object stores: upload parts).
+        let mut b = ArrowWriterBuilder::new(file.clone(), schema)
+        .with_batch_size(8192)
+        .with_stripe_byte_size(opts.stripe_bytes);
+        b = match opts.codec() {
+            Codec::None => b,
+            Codec::Zstd(_) => b.with_compression(CompressionType::Zstd),
+            Codec::Snappy => b.with_compression(CompressionType::Snappy),
+            Codec::Lz4 => b.with_compression(CompressionType::Lz4),
+            Codec::Zlib(_) => b.with_compression(CompressionType::Zlib),
+            Codec::Gzip(_) => {
+                return Err(FormatError::Option(
+                    "orc has no gzip codec (use zlib)".into(),
+                ))
+            }
+        };
+        let writer = b.try_build().map_err(|e| encode_err(&file, e))?;
+        Ok(OrcFormat {
+            file,
+            writer: Some(writer),
+        })
+    }
+}
+
+impl FormatWriter for OrcFormat {
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), FormatError> {
+        let w = self.writer.as_mut().expect("open until finish");
+        w.write(batch).map_err(|e| encode_err(&self.file, e))
+    }
+
+    fn bytes_written(&self) -> u64 {
+        self.file.bytes_written()
+    }
+
+    fn buffered_bytes(&self) -> usize {
+        // orc-rust does not expose its stripe estimate; bounded by the stripe size.
+        0
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<(), FormatError> {
+        let w = self.writer.take().expect("open until finish");
+        w.close().map_err(|e| encode_err(&self.file, e))
+    }
+}

@@ -1,0 +1,319 @@
+//! Input files and stdin, read in blocks of whole records.
+//!
+//! gzip input (one or many members) is detected by its magic bytes, not its name. Blocks end at
+//! a record boundary, carry their first line number and byte offset, and their buffers are
+//! recycled, so memory stays flat however large the input is.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::decode::framing::{last_record_boundary, Chunk};
+
+/// Errors reading input. Each names the input.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("cannot open input {name}: {source}")]
+    Open {
+        name: String,
+        source: std::io::Error,
+    },
+    #[error("reading input {name} at byte {offset}: {source}")]
+    Read {
+        name: String,
+        offset: u64,
+        source: std::io::Error,
+    },
+    #[error(
+        "input {name}: the record starting at line {line} (byte {offset}) is longer than the \
+         {limit} byte record limit"
+    )]
+    RecordTooLong {
+        name: String,
+        line: u64,
+        offset: u64,
+        limit: usize,
+    },
+}
+
+/// Where input comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputSource {
+    Stdin,
+    File(PathBuf),
+}
+
+impl InputSource {
+    /// `-` is stdin, anything else a file path.
+    pub fn parse(s: &str) -> Self {
+        if s == "-" {
+            InputSource::Stdin
+        } else {
+            InputSource::File(PathBuf::from(s))
+        }
+    }
+
+    /// Name for messages and dead letters.
+    pub fn name(&self) -> String {
+        match self {
+            InputSource::Stdin => "stdin".into(),
+            InputSource::File(p) => p.display().to_string(),
+        }
+    }
+
+    /// The file name without directories and known extensions (`events.jsonl.gz` → `events`).
+    pub fn stem(&self) -> String {
+        match self {
+            InputSource::Stdin => "stdin".into(),
+            InputSource::File(p) => stem_of(p),
+        }
+    }
+}
+
+fn stem_of(p: &Path) -> String {
+    let mut name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "input".into());
+    for ext in [".gz", ".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".txt", ".log"] {
+        if name.len() > ext.len() && name.to_ascii_lowercase().ends_with(ext) {
+            name.truncate(name.len() - ext.len());
+        }
+    }
+    name
+}
+
+/// Counts bytes read from the underlying (possibly compressed) input, for progress.
+struct Counting<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Reads an input as chunks of whole records.
+pub struct ChunkReader {
+    name: String,
+    reader: Box<dyn Read + Send>,
+    quoted: bool,
+    block: usize,
+    max_record: usize,
+    carry: Vec<u8>,
+    line: u64,
+    offset: u64,
+    eof: bool,
+    /// Bytes read from the raw input (compressed size for gzip).
+    pub raw_bytes: Arc<AtomicU64>,
+    /// Size of the raw input when known (files).
+    pub raw_len: Option<u64>,
+}
+
+impl ChunkReader {
+    /// Opens `source`. `quoted`: records may span lines inside CSV quotes.
+    pub fn open(source: &InputSource, quoted: bool) -> Result<Self, InputError> {
+        let name = source.name();
+        let raw_bytes = Arc::new(AtomicU64::new(0));
+        let (raw, raw_len): (Box<dyn Read + Send>, Option<u64>) = match source {
+            InputSource::Stdin => (Box::new(std::io::stdin()), None),
+            InputSource::File(p) => {
+                let f = std::fs::File::open(p).map_err(|source| InputError::Open {
+                    name: name.clone(),
+                    source,
+                })?;
+                let len = f.metadata().ok().map(|m| m.len());
+                (Box::new(f), len)
+            }
+        };
+        let counted = Counting {
+            inner: raw,
+            count: raw_bytes.clone(),
+        };
+        let mut buffered = BufReader::with_capacity(256 * 1024, counted);
+        let head = buffered.fill_buf().map_err(|source| InputError::Read {
+            name: name.clone(),
+            offset: 0,
+            source,
+        })?;
+        let reader: Box<dyn Read + Send> = if head.starts_with(&[0x1f, 0x8b]) {
+            Box::new(flate2::bufread::MultiGzDecoder::new(buffered))
+        } else {
+            Box::new(buffered)
+        };
+        Ok(ChunkReader {
+            name,
+            reader,
+            quoted,
+            block: 4 * 1024 * 1024,
+            max_record: 64 * 1024 * 1024,
+            carry: Vec::new(),
+            line: 1,
+            offset: 0,
+            eof: false,
+            raw_bytes,
+            raw_len,
+        })
+    }
+
+    /// Sets the block size (bytes read per chunk, before completing the last record).
+    pub fn with_block_size(mut self, block: usize) -> Self {
+        self.block = block.max(1024);
+        self
+    }
+
+    /// Reads the next chunk into `buf` (whose allocation is reused). Returns false at the end.
+    pub fn next_chunk(&mut self, chunk: &mut Chunk) -> Result<bool, InputError> {
+        let buf = &mut chunk.data;
+        buf.clear();
+        buf.append(&mut self.carry);
+        loop {
+            while !self.eof && buf.len() < self.block {
+                let start = buf.len();
+                let want = self.block - start;
+                buf.resize(start + want, 0);
+                match self.reader.read(&mut buf[start..]) {
+                    Ok(0) => {
+                        buf.truncate(start);
+                        self.eof = true;
+                    }
+                    Ok(n) => buf.truncate(start + n),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(start),
+                    Err(source) => {
+                        return Err(InputError::Read {
+                            name: self.name.clone(),
+                            offset: self.offset + start as u64,
+                            source,
+                        })
+                    }
+                }
+            }
+            if buf.is_empty() {
+                return Ok(false);
+            }
+            let cut = if self.eof {
+                Some(buf.len())
+            } else {
+                last_record_boundary(buf, self.quoted)
+            };
+            match cut {
+                Some(cut) => {
+                    self.carry.extend_from_slice(&buf[cut..]);
+                    buf.truncate(cut);
+                    chunk.first_line = self.line;
+                    chunk.first_offset = self.offset;
+                    self.line += memchr::memchr_iter(b'\n', buf).count() as u64;
+                    self.offset += buf.len() as u64;
+                    return Ok(true);
+                }
+                None if buf.len() >= self.max_record => {
+                    return Err(InputError::RecordTooLong {
+                        name: self.name.clone(),
+                        line: self.line,
+                        offset: self.offset,
+                        limit: self.max_record,
+                    })
+                }
+                None => {
+                    // One record is longer than a block: read on.
+                    self.block = (self.block * 2).min(self.max_record);
+                }
+            }
+        }
+    }
+
+    /// Takes the first record (a CSV header) off the input.
+    pub fn take_header(&mut self) -> Result<Option<Vec<u8>>, InputError> {
+        let mut chunk = Chunk::default();
+        if !self.next_chunk(&mut chunk)? {
+            return Ok(None);
+        }
+        let mut records = Vec::new();
+        crate::decode::framing::split_records(&chunk, self.quoted, &mut records);
+        let Some(first) = records.first() else {
+            return Ok(None);
+        };
+        let header = chunk.data[first.start..first.end].to_vec();
+        // Everything after the header's line goes back in front of the unread input.
+        let after = memchr::memchr(b'\n', &chunk.data[first.end..])
+            .map(|i| first.end + i + 1)
+            .unwrap_or(chunk.data.len());
+        let consumed_lines = memchr::memchr_iter(b'\n', &chunk.data[..after]).count() as u64;
+        let mut rest = chunk.data[after..].to_vec();
+        rest.append(&mut self.carry);
+        self.carry = rest;
+        self.line = chunk.first_line + consumed_lines;
+        self.offset = chunk.first_offset + after as u64;
+        Ok(Some(header))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn read_all(r: &mut ChunkReader) -> Vec<Chunk> {
+        let mut out = Vec::new();
+        loop {
+            let mut c = Chunk::default();
+            if !r.next_chunk(&mut c).unwrap() {
+                return out;
+            }
+            out.push(c);
+        }
+    }
+
+    #[test]
+    fn chunks_end_on_record_boundaries_with_positions() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("in.jsonl");
+        let mut text = String::new();
+        for i in 0..5000 {
+            text.push_str(&format!("{{\"i\":{i}}}\n"));
+        }
+        std::fs::write(&p, &text).unwrap();
+        let mut r = ChunkReader::open(&InputSource::File(p), false)
+            .unwrap()
+            .with_block_size(1024);
+        let chunks = read_all(&mut r);
+        assert!(chunks.len() > 10);
+        let mut joined = Vec::new();
+        let mut line = 1;
+        for c in &chunks {
+            assert_eq!(c.first_offset as usize, joined.len());
+            assert_eq!(c.first_line, line);
+            assert!(c.data.ends_with(b"\n"));
+            line += c.data.iter().filter(|b| **b == b'\n').count() as u64;
+            joined.extend_from_slice(&c.data);
+        }
+        assert_eq!(joined, text.as_bytes());
+    }
+
+    #[test]
+    fn gzip_is_detected_and_header_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("in.csv.gz");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(b"a,b\n1,\"x\ny\"\n2,z").unwrap();
+        std::fs::write(&p, gz.finish().unwrap()).unwrap();
+        let mut r = ChunkReader::open(&InputSource::File(p), true).unwrap();
+        assert_eq!(r.take_header().unwrap().unwrap(), b"a,b");
+        let chunks = read_all(&mut r);
+        assert_eq!(chunks.len(), 1);
+        assert_eq!(chunks[0].data, b"1,\"x\ny\"\n2,z");
+        assert_eq!(chunks[0].first_line, 2);
+        assert_eq!(chunks[0].first_offset, 4);
+    }
+
+    #[test]
+    fn stems_drop_known_extensions() {
+        assert_eq!(stem_of(Path::new("/a/events.jsonl.gz")), "events");
+        assert_eq!(stem_of(Path::new("x.data")), "x.data");
+    }
+}
