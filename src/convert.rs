@@ -156,7 +156,9 @@ pub fn run(mut job: ConvertJob) -> Result<ConvertSummary, ConvertError> {
     let (done_tx, done_rx) = bounded::<Result<Done, InputError>>(permits);
     let (free_tx, free_rx) = bounded::<Chunk>(permits);
     for _ in 0..permits {
-        free_tx.send(Chunk::default()).expect("room for every permit");
+        free_tx
+            .send(Chunk::default())
+            .expect("room for every permit");
     }
 
     let result = std::thread::scope(|scope| {

@@ -76,7 +76,9 @@ fn stem_of(p: &Path) -> String {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "input".into());
-    for ext in [".gz", ".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".txt", ".log"] {
+    for ext in [
+        ".gz", ".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".txt", ".log",
+    ] {
         if name.len() > ext.len() && name.to_ascii_lowercase().ends_with(ext) {
             name.truncate(name.len() - ext.len());
         }

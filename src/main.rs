@@ -162,28 +162,15 @@ fn run_schema(cmd: SchemaCommand) -> Result<()> {
 fn split_output(url: &str, default_name: &str) -> (String, String) {
     let trimmed = url.trim_end_matches('/');
     let last = trimmed.rsplit('/').next().unwrap_or("");
-    let is_file = !url.ends_with('/') && last.contains('.') && last != "." && last != "..";
+    let local_dir = !url.contains("://") && Path::new(url).is_dir();
+    let has_extension = Path::new(last).extension().is_some();
+    let is_file = !url.ends_with('/') && !local_dir && has_extension;
     if is_file {
         let folder = &trimmed[..trimmed.len() - last.len()];
         (folder.to_string(), last.to_string())
     } else {
         (format!("{trimmed}/"), default_name.to_string())
     }
-}
-
-/// Readers (Spark, Hive, DuckDB's hive partitioning) skip folders starting with `_` or `.`.
-fn check_visible(url: &str) -> Result<()> {
-    let path = url.split_once("://").map_or(url, |(_, p)| p);
-    if let Some(seg) = path
-        .split('/')
-        .find(|s| (s.starts_with('_') || s.starts_with('.')) && *s != "." && *s != "..")
-    {
-        bail!(
-            "output `{url}` is under the folder `{seg}`: query engines skip folders whose names \
-             start with `_` or `.`, so data files are never written there"
-        );
-    }
-    Ok(())
 }
 
 /// `file://./out/` is accepted as a path relative to the current folder.
@@ -238,7 +225,6 @@ fn run_convert(a: ConvertArgs) -> Result<()> {
     let output_url = local_relative(&a.output);
     let default_name = format!("{}.{}", input.stem(), format.extension());
     let (folder, name) = split_output(&output_url, &default_name);
-    check_visible(&folder)?;
     let (dl_folder, dl_name) = match &a.dead_letters {
         Some(u) => split_output(&local_relative(u), &format!("{}.jsonl", input.stem())),
         None => (
@@ -337,7 +323,9 @@ mod tests {
             split_output("file:///data/x.parquet", "e.parquet"),
             ("file:///data/".into(), "x.parquet".into())
         );
-        assert!(check_visible("file:///data/_tmp/").is_err());
-        assert!(check_visible("./out/").is_ok());
+        assert_eq!(
+            split_output("/tmp/.hidden", "e.parquet"),
+            ("/tmp/.hidden/".into(), "e.parquet".into())
+        );
     }
 }

@@ -329,14 +329,10 @@ fn convert_field(
     }
     if !top_level {
         if f.source.is_some() {
-            return Err(err(
-                "`source` is supported on top-level fields only".into(),
-            ));
+            return Err(err("`source` is supported on top-level fields only".into()));
         }
         if f.default.is_some() {
-            return Err(err(
-                "`default` is supported on top-level fields only".into(),
-            ));
+            return Err(err("`default` is supported on top-level fields only".into()));
         }
         if needs_text_conversion(&ty) {
             return Err(err(format!(
@@ -454,7 +450,7 @@ fn parse_type(s: &str, f: &RawField, path: &Path, full: &str) -> Result<FieldTyp
                 let (k, v) = inner
                     .split_once(',')
                     .ok_or_else(|| err(format!("`{s}`: expected map<string,T>")))?;
-                if k.trim().to_ascii_lowercase() != "string" {
+                if !k.trim().eq_ignore_ascii_case("string") {
                     return Err(err(format!("`{s}`: map keys must be string")));
                 }
                 let value = element_spec("value", v.trim(), f, path, &format!("{full}{{}}"))?;
@@ -605,10 +601,14 @@ timezone = "+08:00"
     fn errors_name_file_field_and_reason() {
         let e = parse("name = \"x\"\n[[fields]]\nname = \"a\"\ntype = \"int33\"\n").unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("t.toml") && msg.contains("`a`") && msg.contains("int33"), "{msg}");
+        assert!(
+            msg.contains("t.toml") && msg.contains("`a`") && msg.contains("int33"),
+            "{msg}"
+        );
 
-        let e = parse("name = \"x\"\n[[fields]]\nname = \"a\"\ntype = \"timestamp\"\nunit = \"ns\"\n")
-            .unwrap_err();
+        let e =
+            parse("name = \"x\"\n[[fields]]\nname = \"a\"\ntype = \"timestamp\"\nunit = \"ns\"\n")
+                .unwrap_err();
         assert!(e.to_string().contains("unit `ns`"), "{e}");
 
         let e = parse("name = \"x\"\n[[fields]]\nname = \"a\"\ntype = \"string\"\ncolour = 1\n")

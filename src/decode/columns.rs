@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BinaryBuilder, Float64Array, Int64Array, PrimitiveArray,
-    StringArray, TimestampMicrosecondArray, TimestampMillisecondArray,
+    Array, ArrayRef, AsArray, BinaryBuilder, Float64Array, Int64Array, PrimitiveArray, StringArray,
+    TimestampMicrosecondArray, TimestampMillisecondArray,
 };
 use arrow::compute::kernels::cast::{cast_with_options, CastOptions};
 use arrow::datatypes::{DataType, Float64Type, Int64Type, TimeUnit};
@@ -172,9 +172,11 @@ fn pattern_has_offset(p: &str) -> bool {
 }
 
 fn pattern_has_time(p: &str) -> bool {
-    ["%H", "%I", "%M", "%S", "%T", "%R", "%r", "%X", "%c", "%s", "%+", "%k", "%l"]
-        .iter()
-        .any(|t| p.contains(t))
+    [
+        "%H", "%I", "%M", "%S", "%T", "%R", "%r", "%X", "%c", "%s", "%+", "%k", "%l",
+    ]
+    .iter()
+    .any(|t| p.contains(t))
 }
 
 fn parse_pattern(
@@ -283,7 +285,11 @@ pub fn epoch_to_timestamp(col: &dyn Array, spec: &FieldSpec, errors: &mut RowErr
             let a: &Int64Array = col.as_primitive::<Int64Type>();
             a.iter()
                 .enumerate()
-                .map(|(i, v)| v.and_then(|v| exact_epoch(v, in_us, out_us).or_else(|| check(i, v as f64, v.to_string()))))
+                .map(|(i, v)| {
+                    v.and_then(|v| {
+                        exact_epoch(v, in_us, out_us).or_else(|| check(i, v as f64, v.to_string()))
+                    })
+                })
                 .collect()
         }
         DataType::Float64 => {
@@ -356,7 +362,13 @@ mod tests {
     #[test]
     fn text_casts_report_bad_rows() {
         let s = spec("type = \"int32\"");
-        let col = StringArray::from(vec![Some("12"), Some("x"), Some(""), None, Some("99999999999")]);
+        let col = StringArray::from(vec![
+            Some("12"),
+            Some("x"),
+            Some(""),
+            None,
+            Some("99999999999"),
+        ]);
         let mut errs = Vec::new();
         let a = from_text(&col, &s, &mut errs);
         assert_eq!(a.as_primitive::<arrow::datatypes::Int32Type>().value(0), 12);

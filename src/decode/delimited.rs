@@ -51,8 +51,7 @@ impl DelimitedDecoder {
         Ok(match kind {
             InputKind::Json => unreachable!("json input has its own decoder"),
             InputKind::Text { delimiter: None } => {
-                if n != 1 || !matches!(schema.fields[0].ty, FieldType::String | FieldType::Json)
-                {
+                if n != 1 || !matches!(schema.fields[0].ty, FieldType::String | FieldType::Json) {
                     return Err(kind_err(
                         "text lines without a delimiter fill one string field; the schema must \
                          have exactly one field of type string (or give a delimiter)"
@@ -65,9 +64,7 @@ impl DelimitedDecoder {
                     width: 1,
                 }
             }
-            InputKind::Text {
-                delimiter: Some(d),
-            } => {
+            InputKind::Text { delimiter: Some(d) } => {
                 if d.is_empty() {
                     return Err(kind_err("the delimiter must not be empty".into()));
                 }
@@ -250,8 +247,7 @@ fn split_csv_into<'a>(
 pub(crate) fn split_csv(line: &str, delim: u8) -> Result<Vec<String>, String> {
     let mut v = Vec::new();
     split_csv_into(line, delim, &mut v)?;
-    Ok(v
-        .into_iter()
+    Ok(v.into_iter()
         .map(|c| c.map(|c| c.into_owned()).unwrap_or_default())
         .collect())
 }

@@ -108,13 +108,7 @@ mod tests {
         let mut out = Vec::new();
         split_records(&chunk, quoted, &mut out);
         out.iter()
-            .map(|r| {
-                (
-                    text[r.start..r.end].to_string(),
-                    r.pos.line,
-                    r.pos.offset,
-                )
-            })
+            .map(|r| (text[r.start..r.end].to_string(), r.pos.line, r.pos.offset))
             .collect()
     }
 
@@ -136,7 +130,10 @@ mod tests {
         let r = records("x,\"multi\nline\",y\nz\n", true);
         assert_eq!(
             r,
-            vec![("x,\"multi\nline\",y".into(), 10, 100), ("z".into(), 12, 117)]
+            vec![
+                ("x,\"multi\nline\",y".into(), 10, 100),
+                ("z".into(), 12, 117)
+            ]
         );
     }
 

@@ -223,8 +223,7 @@ fn convert(
 ) -> ArrayRef {
     match &f.ty {
         FieldType::Timestamp {
-            format:
-                TimeFormat::EpochSeconds | TimeFormat::EpochMillis | TimeFormat::EpochMicros,
+            format: TimeFormat::EpochSeconds | TimeFormat::EpochMillis | TimeFormat::EpochMicros,
             ..
         } => epoch_to_timestamp(col.as_ref(), f, errors),
         ty if is_native(ty) => col.clone(),

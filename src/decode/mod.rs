@@ -63,7 +63,9 @@ impl InputKind {
         match self {
             InputKind::Json => "json",
             InputKind::Text { .. } => "text",
-            InputKind::Csv { delimiter: b'\t', .. } => "tsv",
+            InputKind::Csv {
+                delimiter: b'\t', ..
+            } => "tsv",
             InputKind::Csv { .. } => "csv",
         }
     }
@@ -189,6 +191,7 @@ impl RecordDecoder {
         for group in records.chunks(self.opts.batch_size.max(1)) {
             self.decode_group(&chunk.data, group, &mut out);
         }
+        out.dead.sort_by_key(|d| d.position.offset);
         out
     }
 
@@ -291,7 +294,9 @@ impl RecordDecoder {
             let mask = BooleanArray::from(keep);
             columns = columns
                 .iter()
-                .map(|c| arrow::compute::filter(c, &mask).expect("filter by a mask of equal length"))
+                .map(|c| {
+                    arrow::compute::filter(c, &mask).expect("filter by a mask of equal length")
+                })
                 .collect();
         }
         if columns[0].is_empty() {

@@ -44,7 +44,8 @@ default = "unknown"
 
 #[test]
 fn json_bad_records_are_isolated_with_reasons() {
-    let input = b"{\"ts\":\"2024-01-01T00:00:00Z\",\"status\":200,\"user_id\":7,\"ctx\":{\"a\":[1,2]}}\n\
+    let input =
+        b"{\"ts\":\"2024-01-01T00:00:00Z\",\"status\":200,\"user_id\":7,\"ctx\":{\"a\":[1,2]}}\n\
 {\"ts\":\"2024-01-01T00:00:01Z\",\"status\":\"abc\"}\n\
 {\"ts\":\"2024-01-01T00:00:02Z\",\"status\":99999999999}\n\
 {\"status\":201}\n\
@@ -53,7 +54,7 @@ fn json_bad_records_are_isolated_with_reasons() {
 \n\
 {\"ts\":\"2024-01-01T00:00:05Z\",\"status\":204,\"region\":\"eu\"}\n\
 [1,2]\n"
-        .to_vec();
+            .to_vec();
     let s = schema(WEB);
     let mut d = RecordDecoder::new(s, DecodeOptions::default(), None).unwrap();
     let out = d.decode(&chunk(&input));
@@ -75,10 +76,17 @@ fn json_bad_records_are_isolated_with_reasons() {
     };
     assert!(reason_of(2).contains("abc"), "{}", reason_of(2));
     assert!(reason_of(3).contains("99999999999"), "{}", reason_of(3));
-    assert!(reason_of(4).contains("missing required field `ts`"), "{}", reason_of(4));
+    assert!(
+        reason_of(4).contains("missing required field `ts`"),
+        "{}",
+        reason_of(4)
+    );
     assert!(reason_of(6).contains("UTF-8"), "{}", reason_of(6));
     let line2 = out.dead.iter().find(|d| d.position.line == 2).unwrap();
-    assert_eq!(line2.record, br#"{"ts":"2024-01-01T00:00:01Z","status":"abc"}"#.to_vec());
+    assert_eq!(
+        line2.record,
+        br#"{"ts":"2024-01-01T00:00:01Z","status":"abc"}"#.to_vec()
+    );
 
     let b = &out.batches[0];
     let b = if out.batches.len() > 1 {
@@ -104,7 +112,13 @@ fn positions_are_byte_offsets_and_lines() {
     let mut d = RecordDecoder::new(schema(WEB), DecodeOptions::default(), None).unwrap();
     let out = d.decode(&chunk(input));
     assert_eq!(out.dead.len(), 1);
-    assert_eq!(out.dead[0].position, Position { line: 2, offset: 30 });
+    assert_eq!(
+        out.dead[0].position,
+        Position {
+            line: 2,
+            offset: 30
+        }
+    );
     assert_eq!(out.dead[0].record, b"not json");
 }
 
@@ -169,9 +183,22 @@ format = "%d/%m/%Y %H:%M"
     assert_eq!(out.records, 5);
     assert_eq!(out.rows(), 2);
     let reasons: Vec<&str> = out.dead.iter().map(|d| d.reason.as_str()).collect();
-    assert!(reasons.iter().any(|r| r.contains("`bad`") && r.contains("time format")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("missing required field `id`")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("4 fields")), "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("`bad`") && r.contains("time format")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("missing required field `id`")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("4 fields")),
+        "{reasons:?}"
+    );
     let b = &out.batches[0];
     assert_eq!(b.column(1).as_string::<i32>().value(0), "Smith, J");
     assert_eq!(b.column(1).as_string::<i32>().value(1), "multi\nline");
@@ -265,7 +292,9 @@ type = "binary"
     let items = b.column(0).as_list::<i32>();
     assert_eq!(items.value(0).len(), 2);
     assert_eq!(
-        b.column(3).as_primitive::<TimestampMillisecondType>().value(0),
+        b.column(3)
+            .as_primitive::<TimestampMillisecondType>()
+            .value(0),
         1_700_000_000_500
     );
     assert_eq!(b.column(4).as_binary::<i32>().value(0), b"hi");

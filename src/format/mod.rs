@@ -255,16 +255,16 @@ pub fn create_writer(
 /// Wraps an output in gzip when the codec says so.
 pub(crate) enum MaybeGzip {
     Plain(OutputFile),
-    Gzip(flate2::write::GzEncoder<OutputFile>),
+    Gzip(Box<flate2::write::GzEncoder<OutputFile>>),
 }
 
 impl MaybeGzip {
     pub fn new(file: OutputFile, codec: Codec) -> Self {
         match codec {
-            Codec::Gzip(level) => MaybeGzip::Gzip(flate2::write::GzEncoder::new(
+            Codec::Gzip(level) => MaybeGzip::Gzip(Box::new(flate2::write::GzEncoder::new(
                 file,
                 flate2::Compression::new(level),
-            )),
+            ))),
             _ => MaybeGzip::Plain(file),
         }
     }

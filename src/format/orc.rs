@@ -63,8 +63,8 @@ impl OrcFormat {
     ) -> Result<Self, FormatError> {
         // The file buffers writes itself (local: 1 MiB; object stores: upload parts).
         let mut b = ArrowWriterBuilder::new(file.clone(), schema)
-        .with_batch_size(8192)
-        .with_stripe_byte_size(opts.stripe_bytes);
+            .with_batch_size(8192)
+            .with_stripe_byte_size(opts.stripe_bytes);
         b = match opts.codec() {
             Codec::None => b,
             Codec::Zstd(_) => b.with_compression(CompressionType::Zstd),

@@ -18,7 +18,7 @@ pub(crate) struct TextFormat {
 }
 
 enum Inner {
-    Csv(Writer<MaybeGzip>),
+    Csv(Box<Writer<MaybeGzip>>),
     Raw { out: MaybeGzip, column: usize },
 }
 
@@ -62,12 +62,12 @@ impl TextFormat {
             },
             kind => {
                 let delimiter = if kind == FormatKind::Tsv { b'\t' } else { b',' };
-                Inner::Csv(
+                Inner::Csv(Box::new(
                     WriterBuilder::new()
                         .with_header(opts.header)
                         .with_delimiter(delimiter)
                         .build(out),
-                )
+                ))
             }
         };
         TextFormat {

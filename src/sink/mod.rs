@@ -52,7 +52,9 @@ enum Kind {
 
 impl std::fmt::Debug for Destination {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Destination").field("url", &self.url).finish()
+        f.debug_struct("Destination")
+            .field("url", &self.url)
+            .finish()
     }
 }
 

@@ -1,1 +1,5 @@
+//! Integration tests: the `sluice` binary on fixtures, read back by independent readers.
 
+mod convert;
+mod helpers;
+mod interop;

@@ -1,0 +1,325 @@
+//! `sluice convert` end to end: formats, bad input, errors, stdin, gzip input.
+
+use std::io::Write;
+
+use crate::helpers::*;
+
+fn dead_letters(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn bad_input_goes_to_dead_letters_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let input = fixture("nginx_access_bad.jsonl");
+    let stdout = sluice_ok(&[
+        "convert",
+        "--schema",
+        schema("nginx_access").to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        &format!("file://{}/", out.display()),
+    ]);
+    assert!(
+        stdout.contains("32 records: 20 rows, 12 dead letters"),
+        "{stdout}"
+    );
+    assert_eq!(parquet_rows(&out.join("nginx_access_bad.parquet")), 20);
+    let dl = dead_letters(&out.join("_dead_letters/nginx_access_bad.jsonl"));
+    assert_eq!(dl.len(), 12);
+    let reasons: Vec<String> = dl
+        .iter()
+        .map(|d| d["reason"].as_str().unwrap().to_string())
+        .collect();
+    for want in [
+        "incomplete JSON value",
+        "\"two hundred\" as Int32",
+        "3000000000 as Int32",
+        "missing required field `ts`",
+        "not valid UTF-8",
+        "unexpected 'h'",
+        "expected { got [1, 2, 3]",
+        "\"not a time\"",
+        "more than one JSON value",
+        "expected boolean",
+        "12.5e400",
+        "missing required field `trace_id`",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r.contains(want)),
+            "no reason with {want:?} in {reasons:#?}"
+        );
+    }
+    // Every dead letter carries its position and original record.
+    let text = std::fs::read(&input).unwrap();
+    for d in &dl {
+        let offset = d["offset"].as_u64().unwrap() as usize;
+        let line = d["line"].as_u64().unwrap() as usize;
+        assert_eq!(
+            text[..offset].iter().filter(|b| **b == b'\n').count() + 1,
+            line
+        );
+        let record = match d.get("record") {
+            Some(r) => r.as_str().unwrap().as_bytes().to_vec(),
+            None => {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD
+                    .decode(d["record_base64"].as_str().unwrap())
+                    .unwrap()
+            }
+        };
+        assert!(text[offset..].starts_with(&record));
+    }
+}
+
+#[test]
+fn every_format_writes_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture("nginx_access.jsonl");
+    for format in ["parquet", "orc", "json", "csv", "tsv", "text"] {
+        let stdout = sluice_ok(&[
+            "convert",
+            "--schema",
+            schema("nginx_access").to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--format",
+            format,
+            "--output",
+            dir.path().to_str().unwrap(),
+        ]);
+        assert!(
+            stdout.contains("2000 records: 2000 rows, 0 dead letters"),
+            "{format}: {stdout}"
+        );
+    }
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "nginx_access.csv",
+            "nginx_access.jsonl.gz",
+            "nginx_access.orc",
+            "nginx_access.parquet",
+            "nginx_access.tsv",
+            "nginx_access.txt"
+        ],
+        "no temporary or dead-letter files are left behind"
+    );
+}
+
+#[test]
+fn stdin_and_gzip_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = std::fs::read(fixture("nginx_access.jsonl")).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&raw).unwrap();
+    let gz_path = dir.path().join("events.jsonl.gz");
+    std::fs::write(&gz_path, gz.finish().unwrap()).unwrap();
+    sluice_ok(&[
+        "convert",
+        "--schema",
+        schema("nginx_access").to_str().unwrap(),
+        "--input",
+        gz_path.to_str().unwrap(),
+        "--output",
+        dir.path().join("o").to_str().unwrap(),
+    ]);
+    assert_eq!(parquet_rows(&dir.path().join("o/events.parquet")), 2000);
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "convert",
+            "--schema",
+            schema("nginx_access").to_str().unwrap(),
+            "--input",
+            "-",
+            "--format",
+            "orc",
+            "--output",
+            dir.path().join("o/").to_str().unwrap(),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&raw).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2000 rows"));
+    assert!(dir.path().join("o/stdin.orc").exists());
+}
+
+#[test]
+fn errors_are_clear_and_leave_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let s = schema("nginx_access");
+    let input = fixture("nginx_access.jsonl");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["--input".into(), "/no/such/file.jsonl".into()],
+            "does not exist",
+        ),
+        (
+            vec![
+                "--input".into(),
+                input.display().to_string(),
+                "--format".into(),
+                "avro".into(),
+            ],
+            "unknown format `avro`",
+        ),
+        (
+            vec![
+                "--input".into(),
+                input.display().to_string(),
+                "--compression".into(),
+                "zstd:99".into(),
+            ],
+            "level `99`",
+        ),
+        (
+            vec![
+                "--input".into(),
+                input.display().to_string(),
+                "--format".into(),
+                "orc".into(),
+                "--compression".into(),
+                "gzip".into(),
+            ],
+            "not available for orc",
+        ),
+        (
+            vec![
+                "--input".into(),
+                input.display().to_string(),
+                "--output".into(),
+                "ftp://host/x/".into(),
+            ],
+            "scheme `ftp`",
+        ),
+    ];
+    for (extra, want) in cases {
+        let mut args = vec![
+            "convert".to_string(),
+            "--schema".into(),
+            s.display().to_string(),
+            "--output".into(),
+            out.display().to_string(),
+        ];
+        // A later --output wins in clap only if given once: drop the default one when the case
+        // sets its own.
+        if extra.iter().any(|a| a == "--output") {
+            args.truncate(3);
+        }
+        args.extend(extra);
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = sluice(&argv);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{argv:?} should fail");
+        assert!(err.contains(want), "{argv:?}: stderr lacks {want:?}: {err}");
+    }
+    assert!(!out.exists() || std::fs::read_dir(&out).unwrap().count() == 0);
+
+    let bad_schema = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad_schema,
+        "name = \"x\"\n[[fields]]\nname = \"a\"\ntype = \"int33\"\n",
+    )
+    .unwrap();
+    let o = sluice(&["schema", "check", bad_schema.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("bad.toml") && err.contains("`a`") && err.contains("int33"),
+        "{err}"
+    );
+
+    // An existing output is not replaced without --overwrite.
+    let args = [
+        "convert",
+        "--schema",
+        s.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ];
+    sluice_ok(&args);
+    let o = sluice(&args);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--overwrite"));
+    let mut again = args.to_vec();
+    again.push("--overwrite");
+    sluice_ok(&again);
+}
+
+#[test]
+fn csv_and_text_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("people.csv");
+    std::fs::write(&csv, "id,name,at\n1,\"Doe, J\",2024-01-01T00:00:00Z\nx,bad,2024-01-01T00:00:00Z\n3,\"multi\nline\",\n").unwrap();
+    let sch = dir.path().join("people.toml");
+    std::fs::write(
+        &sch,
+        "name = \"people\"\n[[fields]]\nname = \"id\"\ntype = \"int64\"\nnullable = false\n[[fields]]\nname = \"name\"\ntype = \"string\"\n[[fields]]\nname = \"at\"\ntype = \"timestamp\"\n",
+    )
+    .unwrap();
+    let stdout = sluice_ok(&[
+        "convert",
+        "--schema",
+        sch.to_str().unwrap(),
+        "--input",
+        csv.to_str().unwrap(),
+        "--format",
+        "json",
+        "--compression",
+        "none",
+        "--output",
+        dir.path().join("o").to_str().unwrap(),
+    ]);
+    assert!(
+        stdout.contains("3 records: 2 rows, 1 dead letters"),
+        "{stdout}"
+    );
+    let lines = std::fs::read_to_string(dir.path().join("o/people.jsonl")).unwrap();
+    assert!(lines.contains("\"multi\\nline\""), "{lines}");
+
+    let log = dir.path().join("app.log");
+    std::fs::write(&log, "GET /a 200\nPOST /b 500\nbroken\n").unwrap();
+    let sch2 = dir.path().join("req.toml");
+    std::fs::write(
+        &sch2,
+        "name = \"req\"\n[[fields]]\nname = \"method\"\ntype = \"string\"\n[[fields]]\nname = \"path\"\ntype = \"string\"\n[[fields]]\nname = \"status\"\ntype = \"int32\"\nnullable = false\n",
+    )
+    .unwrap();
+    let stdout = sluice_ok(&[
+        "convert",
+        "--schema",
+        sch2.to_str().unwrap(),
+        "--input",
+        log.to_str().unwrap(),
+        "--delimiter",
+        " ",
+        "--format",
+        "csv",
+        "--output",
+        dir.path().join("o").to_str().unwrap(),
+    ]);
+    assert!(
+        stdout.contains("3 records: 2 rows, 1 dead letters"),
+        "{stdout}"
+    );
+    let csv_out = std::fs::read_to_string(dir.path().join("o/app.csv")).unwrap();
+    assert_eq!(csv_out, "method,path,status\nGET,/a,200\nPOST,/b,500\n");
+}

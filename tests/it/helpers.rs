@@ -1,0 +1,76 @@
+//! Shared helpers: running the binary, fixture paths, the Python interop environment.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    root().join("fixtures").join(name)
+}
+
+pub fn schema(name: &str) -> PathBuf {
+    root().join("schemas").join(format!("{name}.toml"))
+}
+
+/// Runs `sluice` with `args`; returns its output.
+pub fn sluice(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .output()
+        .expect("run sluice")
+}
+
+/// Runs `sluice` and asserts it succeeded; returns stdout.
+pub fn sluice_ok(args: &[&str]) -> String {
+    let out = sluice(args);
+    assert!(
+        out.status.success(),
+        "sluice {args:?} failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The Python interpreter with pyarrow and duckdb. `.ci/run` sets `SLUICE_TEST_PYTHON`; under
+/// CI a missing interpreter fails the test instead of skipping it.
+pub fn python() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("SLUICE_TEST_PYTHON") {
+        return Some(PathBuf::from(p));
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("CI is set but SLUICE_TEST_PYTHON is not: interop tests need the venv");
+    }
+    eprintln!("SKIP: interop test needs SLUICE_TEST_PYTHON (a python with pyarrow and duckdb)");
+    None
+}
+
+/// Runs the independent checker on output files.
+pub fn check_outputs(python: &Path, kind: &str, input: &Path, files: &[PathBuf]) {
+    let script = root().join("tests/interop/check_outputs.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg(kind)
+        .arg(input)
+        .args(files)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "interop check failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Counts the rows of a Parquet file with the parquet crate.
+pub fn parquet_rows(path: &Path) -> i64 {
+    let f = std::fs::File::open(path).expect("open parquet");
+    let r = parquet::file::reader::SerializedFileReader::new(f).expect("parquet footer");
+    parquet::file::reader::FileReader::metadata(&r)
+        .file_metadata()
+        .num_rows()
+}
