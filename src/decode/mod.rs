@@ -199,7 +199,7 @@ impl RecordDecoder {
         // Invalid UTF-8 is checked once per group; only a failing group is checked per record.
         let span = &data[recs[0].start..recs[recs.len() - 1].end];
         let mut valid: Vec<Record>;
-        let recs = if std::str::from_utf8(span).is_ok() {
+        let recs = if simdutf8::basic::from_utf8(span).is_ok() {
             recs
         } else {
             valid = Vec::with_capacity(recs.len());
