@@ -1,8 +1,9 @@
 //! JSON lines → columns with arrow-json's `Decoder`, in one pass per group of records.
 //!
-//! A group that fails (malformed JSON, a wrong type, an overflow) is split in halves and each
-//! half decoded again, down to the single bad records, which become dead letters. Good groups
-//! cost one decode; a few bad records cost O(bad × log(group)) extra decodes.
+//! A group that fails is split and each part decoded again, down to the single bad records,
+//! which become dead letters. Malformed JSON stops the parser inside a known record, so the
+//! group is split around it; a conversion error (wrong type, overflow) has no row, so the group
+//! is halved. Good groups cost one decode; bad records cost O(bad × log(group)) extra work.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -83,29 +84,41 @@ impl JsonDecoder {
             .expect("decoder for a validated schema")
     }
 
-    /// Decodes `recs` (contiguous in `data`) into one batch, or fails as a whole.
-    fn try_group(&mut self, data: &[u8], recs: &[Record]) -> Result<RecordBatch, String> {
+    /// Decodes `recs` (contiguous in `data`) into one batch, or fails as a whole. A failure
+    /// may carry a hint: the index of the record the JSON parser stopped in.
+    fn try_group(
+        &mut self,
+        data: &[u8],
+        recs: &[Record],
+    ) -> Result<RecordBatch, (String, Option<usize>)> {
         let mut dec = self.decoder.take().unwrap_or_else(|| self.build());
         let span = &data[recs[0].start..recs[recs.len() - 1].end];
-        let consumed = dec.decode(span).map_err(clean)?;
+        // The tape counts a row when it starts, so after a parse error `len() - 1` is the row
+        // the parser was in. Rows map to records unless a line holds several values; the hint
+        // only guides the search, every part is still decoded and checked.
+        let consumed = dec
+            .decode(span)
+            .map_err(|e| (clean(e), dec.len().checked_sub(1)))?;
         if consumed < span.len() || dec.has_partial_record() {
-            return Err(if consumed < span.len() {
-                "the line holds more than one JSON value".into()
+            let reason = if consumed < span.len() {
+                "the line holds more than one JSON value"
             } else {
-                "incomplete JSON value (truncated record?)".into()
-            });
+                "incomplete JSON value (truncated record?)"
+            };
+            return Err((reason.into(), None));
         }
-        let batch = match dec.flush().map_err(clean)? {
+        let batch = match dec.flush().map_err(|e| (clean(e), None))? {
             Some(b) => b,
             None => RecordBatch::new_empty(self.decode_schema.clone()),
         };
         self.decoder = Some(dec);
         if batch.num_rows() != recs.len() {
-            return Err(if recs.len() == 1 {
-                "the line holds more than one JSON value".into()
+            let reason = if recs.len() == 1 {
+                "the line holds more than one JSON value"
             } else {
-                "record count mismatch".into()
-            });
+                "record count mismatch"
+            };
+            return Err((reason.into(), None));
         }
         Ok(batch)
     }
@@ -126,13 +139,23 @@ impl JsonDecoder {
                 rows.extend(base..base + recs.len());
                 good.push(batch);
             }
-            Err(reason) if recs.len() == 1 => {
+            Err((reason, _)) if recs.len() == 1 => {
                 let r = &recs[0];
                 dead.push(DeadLetter {
                     position: r.pos,
                     reason,
                     record: data[r.start..r.end].to_vec(),
                 });
+            }
+            Err((_, Some(h))) if h < recs.len() => {
+                // Malformed JSON: split around the record the parser stopped in.
+                if h > 0 {
+                    self.decode_bisect(data, &recs[..h], base, good, rows, dead);
+                }
+                self.decode_bisect(data, &recs[h..h + 1], base + h, good, rows, dead);
+                if h + 1 < recs.len() {
+                    self.decode_bisect(data, &recs[h + 1..], base + h + 1, good, rows, dead);
+                }
             }
             Err(_) => {
                 let mid = recs.len() / 2;
