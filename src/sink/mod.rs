@@ -190,6 +190,129 @@ impl Destination {
         }
     }
 
+    /// Writes a small file atomically. With `create_only`, fails with [`SinkError::Exists`] when
+    /// the file is already there (fencing for checkpoint records).
+    pub fn put_atomic(&self, rel: &str, bytes: &[u8], create_only: bool) -> Result<(), SinkError> {
+        match &self.kind {
+            Kind::Local(root) => {
+                let target = root.join(rel);
+                let io = |source| SinkError::Io {
+                    path: target.display().to_string(),
+                    source,
+                };
+                let mut sink = LocalSink::create(&target)?;
+                sink.write_all(bytes).map_err(io)?;
+                if !create_only {
+                    return Box::new(sink).commit();
+                }
+                // A hard link fails if the target exists: an atomic create-only rename.
+                let file = sink.file.into_inner().map_err(|e| io(e.into_error()))?;
+                file.sync_all().map_err(io)?;
+                drop(file);
+                let linked = std::fs::hard_link(&sink.tmp, &target);
+                let _ = std::fs::remove_file(&sink.tmp);
+                match linked {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        Err(SinkError::Exists {
+                            path: target.display().to_string(),
+                        })
+                    }
+                    Err(e) => Err(io(e)),
+                }
+            }
+            Kind::Store {
+                store,
+                prefix,
+                runtime,
+            } => {
+                let path = Self::store_path(prefix, rel);
+                let mode = if create_only {
+                    object_store::PutMode::Create
+                } else {
+                    object_store::PutMode::Overwrite
+                };
+                let opts = object_store::PutOptions {
+                    mode,
+                    ..Default::default()
+                };
+                let payload = object_store::PutPayload::from(bytes.to_vec());
+                match runtime.block_on(store.put_opts(&path, payload, opts)) {
+                    Ok(_) => Ok(()),
+                    Err(object_store::Error::AlreadyExists { .. }) => Err(SinkError::Exists {
+                        path: self.display(rel),
+                    }),
+                    Err(source) => Err(SinkError::Store {
+                        path: self.display(rel),
+                        source,
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Lists the files under the folder `rel` (recursively), as paths relative to the
+    /// destination, sorted. Hidden temporary files of unfinished local writes are skipped.
+    pub fn list(&self, rel: &str) -> Result<Vec<String>, SinkError> {
+        let mut out = Vec::new();
+        match &self.kind {
+            Kind::Local(root) => {
+                let base = root.join(rel);
+                let mut stack = vec![base];
+                while let Some(dir) = stack.pop() {
+                    let entries = match std::fs::read_dir(&dir) {
+                        Ok(e) => e,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                        Err(source) => {
+                            return Err(SinkError::Io {
+                                path: dir.display().to_string(),
+                                source,
+                            })
+                        }
+                    };
+                    for entry in entries {
+                        let entry = entry.map_err(|source| SinkError::Io {
+                            path: dir.display().to_string(),
+                            source,
+                        })?;
+                        let path = entry.path();
+                        let name = entry.file_name();
+                        if name.to_string_lossy().starts_with('.') {
+                            continue;
+                        }
+                        if path.is_dir() {
+                            stack.push(path);
+                        } else if let Ok(r) = path.strip_prefix(root) {
+                            out.push(r.to_string_lossy().replace('\\', "/"));
+                        }
+                    }
+                }
+            }
+            Kind::Store {
+                store,
+                prefix,
+                runtime,
+            } => {
+                use futures::TryStreamExt;
+                let path = Self::store_path(prefix, rel);
+                let listed: Vec<object_store::ObjectMeta> = runtime
+                    .block_on(store.list(Some(&path)).try_collect())
+                    .map_err(|source| SinkError::Store {
+                        path: self.display(rel),
+                        source,
+                    })?;
+                let skip = prefix.as_ref().len();
+                for meta in listed {
+                    let full = meta.location.as_ref();
+                    let r = full[skip..].trim_start_matches('/');
+                    out.push(r.to_string());
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// Deletes the file at `rel`; a missing file is not an error.
     pub fn delete(&self, rel: &str) -> Result<(), SinkError> {
         match &self.kind {
@@ -482,6 +605,43 @@ mod tests {
         assert!(!dest.exists("x/y.bin").unwrap());
         f.commit().unwrap();
         assert_eq!(dest.read("x/y.bin").unwrap().len(), 3 * 1024 * 1024);
+    }
+
+    fn exercise_records(dest: &Destination) {
+        dest.put_atomic("_sluice/j/a.json", b"one", true).unwrap();
+        let e = dest
+            .put_atomic("_sluice/j/a.json", b"two", true)
+            .unwrap_err();
+        assert!(matches!(e, SinkError::Exists { .. }), "{e}");
+        assert_eq!(dest.read("_sluice/j/a.json").unwrap(), b"one");
+        dest.put_atomic("_sluice/j/a.json", b"three", false)
+            .unwrap();
+        assert_eq!(dest.read("_sluice/j/a.json").unwrap(), b"three");
+        dest.put_atomic("_sluice/j/sub/b.json", b"x", true).unwrap();
+        let mut f = dest.create("_sluice/j/pending.bin").unwrap();
+        f.write_all(b"unfinished").unwrap();
+        assert_eq!(
+            dest.list("_sluice/j").unwrap(),
+            vec![
+                "_sluice/j/a.json".to_string(),
+                "_sluice/j/sub/b.json".to_string()
+            ]
+        );
+        assert!(dest.list("nothing/here").unwrap().is_empty());
+        f.abort().unwrap();
+        dest.delete("_sluice/j/a.json").unwrap();
+        dest.delete("_sluice/j/a.json").unwrap();
+        assert!(!dest.exists("_sluice/j/a.json").unwrap());
+    }
+
+    #[test]
+    fn records_lists_and_deletes_on_local_and_memory() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        exercise_records(
+            &Destination::parse(dir.path().to_str().unwrap(), rt.handle().clone()).unwrap(),
+        );
+        exercise_records(&Destination::parse("memory:///p", rt.handle().clone()).unwrap());
     }
 
     #[test]
