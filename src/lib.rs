@@ -1,6 +1,8 @@
 //! sluice: moves record streams into Parquet, ORC, gzip JSON lines and text files on object
 //! storage. See `docs/ARCHITECTURE.md` for the module map.
 
+pub mod channel;
+pub mod config;
 pub mod convert;
 pub mod deadletter;
 pub mod decode;

@@ -1,0 +1,242 @@
+//! The disk spill: what is left in the channel at shutdown, saved in the task's state folder
+//! and restored into the channel first on the next start.
+//!
+//! Layout: `<state>/spill/data.arrow` (an Arrow IPC stream of the non-empty batches) and
+//! `<state>/spill/manifest.json` (format version, each item's provenance, row count and dead
+//! letters, and the data file's length and CRC-32). The manifest is written last, by rename, so
+//! a spill without one never completed. A spill whose data does not match its manifest is
+//! reported with its path and never half-loaded.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
+use arrow::record_batch::RecordBatch;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+use super::{Item, Provenance};
+use crate::decode::{DeadLetter, Position};
+
+const VERSION: u32 = 1;
+
+/// Spill problems. Each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum SpillError {
+    #[error("spill {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "spill {path} is damaged: {reason}. Nothing was loaded. The data is still in the \
+         source: start with --discard-spill to replay it from the last checkpoint instead"
+    )]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+#[derive(Serialize, Deserialize)]
+struct Manifest {
+    version: u32,
+    data_len: u64,
+    data_crc32: u32,
+    items: Vec<ItemEntry>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ItemEntry {
+    prov: Provenance,
+    rows: usize,
+    dead: Vec<DeadEntry>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct DeadEntry {
+    line: u64,
+    offset: u64,
+    reason: String,
+    record_base64: String,
+}
+
+fn dir(state: &Path) -> PathBuf {
+    state.join("spill")
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SpillError + '_ {
+    move |source| SpillError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// True when a completed spill is waiting.
+pub fn exists(state: &Path) -> bool {
+    dir(state).join("manifest.json").exists()
+}
+
+/// Writes `items` as the spill. An empty list writes nothing.
+pub fn write(state: &Path, schema: &SchemaRef, items: &[Item]) -> Result<(), SpillError> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let d = dir(state);
+    std::fs::create_dir_all(&d).map_err(io(&d))?;
+    let data_path = d.join("data.arrow");
+    let mut data = Vec::new();
+    {
+        let mut w = StreamWriter::try_new(&mut data, schema).map_err(|e| SpillError::Io {
+            path: data_path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        for it in items.iter().filter(|i| i.batch.num_rows() > 0) {
+            w.write(&it.batch).map_err(|e| SpillError::Io {
+                path: data_path.clone(),
+                source: std::io::Error::other(e),
+            })?;
+        }
+        w.finish().map_err(|e| SpillError::Io {
+            path: data_path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+    }
+    let mut f = std::fs::File::create(&data_path).map_err(io(&data_path))?;
+    f.write_all(&data).map_err(io(&data_path))?;
+    f.sync_all().map_err(io(&data_path))?;
+    let manifest = Manifest {
+        version: VERSION,
+        data_len: data.len() as u64,
+        data_crc32: crc32fast::hash(&data),
+        items: items
+            .iter()
+            .map(|i| ItemEntry {
+                prov: i.prov,
+                rows: i.batch.num_rows(),
+                dead: i
+                    .dead
+                    .iter()
+                    .map(|d| DeadEntry {
+                        line: d.position.line,
+                        offset: d.position.offset,
+                        reason: d.reason.clone(),
+                        record_base64: base64::engine::general_purpose::STANDARD.encode(&d.record),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    };
+    let m_path = d.join("manifest.json");
+    let tmp = d.join(".manifest.json.tmp");
+    let text = serde_json::to_vec(&manifest).expect("manifest serializes");
+    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(&text).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    std::fs::rename(&tmp, &m_path).map_err(io(&m_path))?;
+    Ok(())
+}
+
+/// Reads the spill, verifying it whole before returning anything.
+pub fn read(state: &Path, schema: &SchemaRef) -> Result<Vec<Item>, SpillError> {
+    let d = dir(state);
+    let m_path = d.join("manifest.json");
+    let data_path = d.join("data.arrow");
+    let corrupt = |path: &Path, reason: String| SpillError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text = std::fs::read(&m_path).map_err(io(&m_path))?;
+    let m: Manifest = serde_json::from_slice(&text)
+        .map_err(|e| corrupt(&m_path, format!("the manifest does not parse ({e})")))?;
+    if m.version != VERSION {
+        return Err(corrupt(
+            &m_path,
+            format!("format version {} is not {VERSION}", m.version),
+        ));
+    }
+    let data = std::fs::read(&data_path).map_err(io(&data_path))?;
+    if data.len() as u64 != m.data_len {
+        return Err(corrupt(
+            &data_path,
+            format!(
+                "{} bytes, the manifest says {} (truncated?)",
+                data.len(),
+                m.data_len
+            ),
+        ));
+    }
+    if crc32fast::hash(&data) != m.data_crc32 {
+        return Err(corrupt(&data_path, "checksum mismatch".into()));
+    }
+    let reader = StreamReader::try_new(std::io::Cursor::new(data), None)
+        .map_err(|e| corrupt(&data_path, e.to_string()))?;
+    if reader.schema() != *schema {
+        return Err(corrupt(
+            &data_path,
+            "it was written with a different schema".into(),
+        ));
+    }
+    let mut batches = Vec::new();
+    for b in reader {
+        batches.push(b.map_err(|e| corrupt(&data_path, e.to_string()))?);
+    }
+    let mut batches = batches.into_iter();
+    let mut items = Vec::with_capacity(m.items.len());
+    for e in m.items {
+        let batch = if e.rows == 0 {
+            RecordBatch::new_empty(Arc::clone(schema))
+        } else {
+            let b = batches.next().ok_or_else(|| {
+                corrupt(&data_path, "fewer batches than the manifest lists".into())
+            })?;
+            if b.num_rows() != e.rows {
+                return Err(corrupt(
+                    &data_path,
+                    format!(
+                        "a batch has {} rows, the manifest says {}",
+                        b.num_rows(),
+                        e.rows
+                    ),
+                ));
+            }
+            b
+        };
+        let mut dead = Vec::with_capacity(e.dead.len());
+        for d in e.dead {
+            let record = base64::engine::general_purpose::STANDARD
+                .decode(&d.record_base64)
+                .map_err(|_| corrupt(&m_path, "a dead letter's record is not base64".into()))?;
+            dead.push(DeadLetter {
+                position: Position {
+                    line: d.line,
+                    offset: d.offset,
+                },
+                reason: d.reason,
+                record,
+            });
+        }
+        items.push(Item {
+            batch,
+            dead,
+            prov: e.prov,
+        });
+    }
+    if batches.next().is_some() {
+        return Err(corrupt(
+            &data_path,
+            "more batches than the manifest lists".into(),
+        ));
+    }
+    Ok(items)
+}
+
+/// Removes the spill (after it has been restored into the channel, or to discard it).
+pub fn remove(state: &Path) -> Result<(), SpillError> {
+    let d = dir(state);
+    match std::fs::remove_dir_all(&d) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io(&d)(e)),
+    }
+}

@@ -1,0 +1,229 @@
+//! Channel and spill tests.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{Int64Array, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use proptest::prelude::*;
+
+use super::*;
+use crate::decode::Position;
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("n", DataType::Int64, false),
+        Field::new("s", DataType::Utf8, true),
+    ]))
+}
+
+fn item(partition: u32, n: i64, rows: usize) -> Item {
+    let values: Vec<i64> = (0..rows as i64).map(|i| n * 1000 + i).collect();
+    let strings: Vec<Option<String>> = (0..rows)
+        .map(|i| (i % 3 != 0).then(|| format!("v{n}-{i}")))
+        .collect();
+    Item {
+        batch: RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(Int64Array::from(values)),
+                Arc::new(StringArray::from(strings)),
+            ],
+        )
+        .unwrap(),
+        dead: if n % 2 == 0 {
+            vec![DeadLetter {
+                position: Position {
+                    line: n as u64,
+                    offset: n as u64 * 10,
+                },
+                reason: "bad".into(),
+                record: vec![0xff, b'x'],
+            }]
+        } else {
+            vec![]
+        },
+        prov: Provenance {
+            partition,
+            first_offset: n as u64 * 100,
+            last_offset: n as u64 * 100 + 99,
+            next_offset: n as u64 * 100 + 100,
+            next_line: n as u64 + 1,
+            epoch: 0,
+        },
+    }
+}
+
+fn firsts(take: &Take<'_>) -> Vec<u64> {
+    take.items().map(|i| i.prov.first_offset).collect()
+}
+
+#[test]
+fn rollback_returns_items_to_the_head_in_order() {
+    let ch = Channel::new(1, 1 << 30, 100);
+    for n in 0..5 {
+        ch.put(item(0, n, 4)).unwrap();
+    }
+    let t = ch.take(0, 3, Duration::ZERO);
+    assert_eq!(firsts(&t), vec![0, 100, 200]);
+    t.rollback();
+    let t = ch.take(0, 10, Duration::ZERO);
+    assert_eq!(firsts(&t), vec![0, 100, 200, 300, 400]);
+    drop(t); // dropped undecided: rolled back too
+    assert_eq!(ch.usage().1, 5);
+    let t = ch.take(0, 10, Duration::ZERO);
+    t.commit();
+    assert_eq!(ch.usage(), (0, 0));
+}
+
+#[test]
+fn commit_frees_room_for_a_waiting_put() {
+    let bound = item(0, 1, 100).size() + item(0, 2, 100).size();
+    let ch = Arc::new(Channel::new(1, bound, 100));
+    ch.put(item(0, 1, 100)).unwrap();
+    ch.put(item(0, 2, 100)).unwrap();
+    assert_eq!(ch.try_put_all(vec![item(0, 3, 100)]), Err(PutError::Full));
+    let done = Arc::new(AtomicBool::new(false));
+    let (c2, d2) = (ch.clone(), done.clone());
+    let h = std::thread::spawn(move || {
+        c2.put(item(0, 3, 100)).unwrap();
+        d2.store(true, Ordering::SeqCst);
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(
+        !done.load(Ordering::SeqCst),
+        "put waits while the channel is full"
+    );
+    let t = ch.take(0, 1, Duration::ZERO);
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(!done.load(Ordering::SeqCst), "items in flight still count");
+    t.commit();
+    h.join().unwrap();
+    assert!(done.load(Ordering::SeqCst));
+}
+
+#[test]
+fn lanes_keep_partitions_apart_and_purge_drops_stale_epochs() {
+    let ch = Channel::new(2, 1 << 30, 100);
+    ch.put(item(0, 1, 1)).unwrap();
+    ch.put(item(1, 2, 1)).unwrap();
+    ch.put(item(2, 3, 1)).unwrap();
+    assert_eq!(firsts(&ch.take(1, 10, Duration::ZERO)), vec![200]);
+    assert_eq!(ch.purge(2, 1), 1);
+    let t = ch.take(0, 10, Duration::ZERO);
+    assert_eq!(firsts(&t), vec![100]);
+    t.commit();
+    assert_eq!(ch.usage().1, 1, "the lane-1 take was rolled back on drop");
+}
+
+#[test]
+fn a_huge_item_enters_an_empty_channel() {
+    let ch = Channel::new(1, 10, 1);
+    ch.put(item(0, 1, 1000)).unwrap();
+    assert_eq!(ch.try_put_all(vec![item(0, 2, 1)]), Err(PutError::Full));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    /// Under concurrent puts and takes (with random commits and rollbacks) the bound holds,
+    /// nothing is lost and each partition's items come out in order exactly once.
+    #[test]
+    fn bound_holds_under_concurrency(
+        sizes in proptest::collection::vec(1usize..40, 20..80),
+        max_items in 2usize..6,
+        rollback_every in 2usize..5,
+    ) {
+        let unit = item(0, 0, 20).size();
+        let max_bytes = unit * 3;
+        let ch = Arc::new(Channel::new(2, max_bytes, max_items));
+        let over = Arc::new(AtomicUsize::new(0));
+        let total = sizes.len();
+        let producers: Vec<_> = (0..2u32).map(|p| {
+            let ch = ch.clone();
+            let sizes = sizes.clone();
+            std::thread::spawn(move || {
+                for (n, rows) in sizes.iter().enumerate() {
+                    ch.put(item(p, n as i64, *rows)).unwrap();
+                }
+            })
+        }).collect();
+        let consumers: Vec<_> = (0..2usize).map(|lane| {
+            let ch = ch.clone();
+            let over = over.clone();
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                let mut round = 0;
+                while seen.len() < total {
+                    let t = ch.take(lane, 2, Duration::from_millis(20));
+                    let (bytes, items) = ch.usage();
+                    if items > max_items || (items > 1 && bytes > max_bytes) {
+                        over.fetch_add(1, Ordering::SeqCst);
+                    }
+                    round += 1;
+                    if round % rollback_every == 0 {
+                        t.rollback();
+                        continue;
+                    }
+                    seen.extend(t.items().map(|i| i.prov.first_offset / 100));
+                    t.commit();
+                }
+                seen
+            })
+        }).collect();
+        for p in producers { p.join().unwrap(); }
+        for c in consumers {
+            let seen = c.join().unwrap();
+            prop_assert_eq!(seen, (0..total as u64).collect::<Vec<_>>());
+        }
+        prop_assert_eq!(over.load(Ordering::SeqCst), 0);
+        prop_assert_eq!(ch.usage(), (0, 0));
+    }
+}
+
+#[test]
+fn spill_round_trips_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let items: Vec<Item> = (0..6)
+        .map(|n| item(n % 3, n as i64, (n as usize) * 7 % 5))
+        .collect();
+    assert!(!spill::exists(dir.path()));
+    spill::write(dir.path(), &schema(), &items).unwrap();
+    assert!(spill::exists(dir.path()));
+    let back = spill::read(dir.path(), &schema()).unwrap();
+    assert_eq!(back.len(), items.len());
+    for (a, b) in items.iter().zip(&back) {
+        assert_eq!(a.batch, b.batch);
+        assert_eq!(a.dead, b.dead);
+        assert_eq!(a.prov, b.prov);
+    }
+    spill::remove(dir.path()).unwrap();
+    assert!(!spill::exists(dir.path()));
+}
+
+#[test]
+fn corrupt_or_truncated_spill_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let items: Vec<Item> = (0..4).map(|n| item(0, n, 50)).collect();
+    spill::write(dir.path(), &schema(), &items).unwrap();
+    let data = dir.path().join("spill/data.arrow");
+    let bytes = std::fs::read(&data).unwrap();
+
+    std::fs::write(&data, &bytes[..bytes.len() - 10]).unwrap();
+    let e = spill::read(dir.path(), &schema()).unwrap_err().to_string();
+    assert!(e.contains("data.arrow") && e.contains("truncated"), "{e}");
+
+    let mut flipped = bytes.clone();
+    flipped[bytes.len() / 2] ^= 0x40;
+    std::fs::write(&data, &flipped).unwrap();
+    let e = spill::read(dir.path(), &schema()).unwrap_err().to_string();
+    assert!(e.contains("checksum"), "{e}");
+
+    std::fs::write(&data, &bytes).unwrap();
+    std::fs::write(dir.path().join("spill/manifest.json"), b"{not json").unwrap();
+    let e = spill::read(dir.path(), &schema()).unwrap_err().to_string();
+    assert!(
+        e.contains("manifest.json") && e.contains("--discard-spill"),
+        "{e}"
+    );
+}

@@ -1,0 +1,567 @@
+//! Job files (`sluice.toml`) → typed, validated configuration.
+//!
+//! Unknown keys are errors (serde `deny_unknown_fields`); values are checked after parsing and
+//! every problem is reported with its key path (`sink.rotation.max_rows: must be positive`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::decode::InputKind;
+use crate::format::{Codec, Dictionary, FormatKind, FormatOptions};
+
+/// Errors from loading a job file. `Invalid` lists every problem found, one per line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read job file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("job file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("job file {path} has {} error(s):\n{}", problems.len(), problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobFile {
+    pub job: JobSection,
+    pub source: SourceSection,
+    pub repo: RepoSection,
+    #[serde(default)]
+    pub channel: ChannelSection,
+    pub sink: SinkSection,
+    #[serde(default)]
+    pub dead_letters: DeadLetterSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSection {
+    /// Names the job's checkpoints (`_sluice/<name>/`).
+    pub name: String,
+    /// Local folder for the spill and other task state.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// How long a graceful stop may take before the process exits anyway.
+    #[serde(default = "default_stop_deadline")]
+    pub stop_deadline: String,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("./sluice-state")
+}
+
+fn default_stop_deadline() -> String {
+    "30s".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
+pub enum SourceSection {
+    /// Files: each file is one partition; offsets are byte positions.
+    File {
+        paths: Vec<PathBuf>,
+        #[serde(default = "default_input_format")]
+        format: String,
+        #[serde(default)]
+        delimiter: Option<String>,
+        #[serde(default = "default_true")]
+        header: bool,
+    },
+}
+
+fn default_input_format() -> String {
+    "json".into()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepoSection {
+    /// The repo schema file, relative to the job file.
+    pub schema: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelSection {
+    #[serde(default = "default_channel_bytes")]
+    pub max_bytes: String,
+    #[serde(default = "default_channel_batches")]
+    pub max_batches: usize,
+    /// Rows per decoded batch.
+    #[serde(default = "default_batch_rows")]
+    pub batch_rows: usize,
+}
+
+fn default_channel_bytes() -> String {
+    "64MiB".into()
+}
+fn default_channel_batches() -> usize {
+    256
+}
+fn default_batch_rows() -> usize {
+    8192
+}
+
+impl Default for ChannelSection {
+    fn default() -> Self {
+        ChannelSection {
+            max_bytes: default_channel_bytes(),
+            max_batches: default_channel_batches(),
+            batch_rows: default_batch_rows(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkSection {
+    /// Destination URL: `file:///data/out/`, a local path, `s3://bucket/prefix`, ...
+    pub url: String,
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    #[serde(default = "default_format")]
+    pub format: String,
+    #[serde(default)]
+    pub compression: Option<String>,
+    #[serde(default)]
+    pub row_group_rows: Option<usize>,
+    #[serde(default)]
+    pub dictionary: Option<String>,
+    #[serde(default)]
+    pub statistics: Option<bool>,
+    #[serde(default)]
+    pub stripe_bytes: Option<String>,
+    #[serde(default)]
+    pub header: Option<bool>,
+    /// Cap on files open at once per worker.
+    #[serde(default = "default_max_open")]
+    pub max_open_files: usize,
+    #[serde(default)]
+    pub rotation: RotationSection,
+    #[serde(default)]
+    pub partition: PartitionSection,
+    /// Object store settings (endpoint, region, credentials), passed to the store.
+    #[serde(default)]
+    pub storage: toml::Table,
+}
+
+fn default_workers() -> usize {
+    2
+}
+fn default_format() -> String {
+    "parquet".into()
+}
+fn default_max_open() -> usize {
+    64
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotationSection {
+    #[serde(default = "default_max_rows")]
+    pub max_rows: u64,
+    #[serde(default = "default_max_file_bytes")]
+    pub max_bytes: String,
+    /// Close a file when its records span more than this much record time.
+    #[serde(default)]
+    pub max_span: Option<String>,
+    /// Close a file after this long without new rows.
+    #[serde(default = "default_idle")]
+    pub idle: String,
+}
+
+fn default_max_rows() -> u64 {
+    1_000_000
+}
+fn default_max_file_bytes() -> String {
+    "256MiB".into()
+}
+fn default_idle() -> String {
+    "60s".into()
+}
+
+impl Default for RotationSection {
+    fn default() -> Self {
+        RotationSection {
+            max_rows: default_max_rows(),
+            max_bytes: default_max_file_bytes(),
+            max_span: None,
+            idle: default_idle(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionSection {
+    /// Path template, e.g. `{repo}/dt={ts:%Y-%m-%d}/hr={ts:%H}/`. Empty: no partition folders.
+    #[serde(default)]
+    pub template: String,
+    /// A bare `{field}` segment becomes `field=value` (Hive style) unless this is false.
+    #[serde(default)]
+    pub hive: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterSection {
+    /// Where dead-letter files go (default: `<sink url>/_dead_letters/`).
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+/// A loaded, validated job.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub file: JobFile,
+    /// The job file's folder: relative paths in the file are resolved against it.
+    pub base: PathBuf,
+    pub path: PathBuf,
+    pub input: InputKind,
+    pub format: FormatOptions,
+    pub channel_bytes: usize,
+    pub max_file_bytes: u64,
+    pub max_span: Option<Duration>,
+    pub idle: Duration,
+    pub stop_deadline: Duration,
+}
+
+impl Job {
+    pub fn load(path: &Path) -> Result<Job, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Job, ConfigError> {
+        let file: JobFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let mut problems = Vec::new();
+        let mut check = |key: &str, r: Result<(), String>| {
+            if let Err(e) = r {
+                problems.push(format!("{key}: {e}"));
+            }
+        };
+        check("job.name", {
+            let n = &file.job.name;
+            if !n.is_empty()
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                Ok(())
+            } else {
+                Err(format!("`{n}` must be letters, digits, `-` or `_`"))
+            }
+        });
+        let stop_deadline = parse_duration(&file.job.stop_deadline);
+        check(
+            "job.stop_deadline",
+            stop_deadline.as_ref().map(|_| ()).map_err(Clone::clone),
+        );
+        let input = match &file.source {
+            SourceSection::File {
+                paths,
+                format,
+                delimiter,
+                header,
+            } => {
+                check(
+                    "source.paths",
+                    if paths.is_empty() {
+                        Err("at least one input file is needed".into())
+                    } else {
+                        Ok(())
+                    },
+                );
+                let kind = match format.as_str() {
+                    "json" => Ok(InputKind::Json),
+                    "csv" => Ok(InputKind::Csv {
+                        delimiter: b',',
+                        header: *header,
+                    }),
+                    "tsv" => Ok(InputKind::Csv {
+                        delimiter: b'\t',
+                        header: *header,
+                    }),
+                    "text" => Ok(InputKind::Text {
+                        delimiter: delimiter.clone(),
+                    }),
+                    other => Err(format!(
+                        "unknown input format `{other}` (expected json, csv, tsv or text)"
+                    )),
+                };
+                check(
+                    "source.format",
+                    kind.as_ref().map(|_| ()).map_err(Clone::clone),
+                );
+                kind.unwrap_or(InputKind::Json)
+            }
+        };
+        let channel_bytes = parse_bytes(&file.channel.max_bytes);
+        check(
+            "channel.max_bytes",
+            channel_bytes.as_ref().map(|_| ()).map_err(Clone::clone),
+        );
+        check(
+            "channel.max_batches",
+            positive(file.channel.max_batches as u64),
+        );
+        check(
+            "channel.batch_rows",
+            positive(file.channel.batch_rows as u64),
+        );
+        check("sink.workers", positive(file.sink.workers as u64));
+        check(
+            "sink.max_open_files",
+            positive(file.sink.max_open_files as u64),
+        );
+        check(
+            "sink.rotation.max_rows",
+            positive(file.sink.rotation.max_rows),
+        );
+        let max_file_bytes = parse_bytes(&file.sink.rotation.max_bytes);
+        check(
+            "sink.rotation.max_bytes",
+            max_file_bytes.as_ref().map(|_| ()).map_err(Clone::clone),
+        );
+        let max_span = file.sink.rotation.max_span.as_deref().map(parse_duration);
+        if let Some(Err(e)) = &max_span {
+            check("sink.rotation.max_span", Err(e.clone()));
+        }
+        let idle = parse_duration(&file.sink.rotation.idle);
+        check(
+            "sink.rotation.idle",
+            idle.as_ref().map(|_| ()).map_err(Clone::clone),
+        );
+        let format = sink_format(&file.sink);
+        check("sink", format.as_ref().map(|_| ()).map_err(Clone::clone));
+        check("sink.url", {
+            let u = &file.sink.url;
+            if u.is_empty() {
+                Err("must not be empty".into())
+            } else {
+                Ok(())
+            }
+        });
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                problems,
+            });
+        }
+        Ok(Job {
+            base,
+            path: path.to_path_buf(),
+            input,
+            format: format.expect("checked"),
+            channel_bytes: channel_bytes.expect("checked") as usize,
+            max_file_bytes: max_file_bytes.expect("checked"),
+            max_span: max_span.map(|r| r.expect("checked")),
+            idle: idle.expect("checked"),
+            stop_deadline: stop_deadline.expect("checked"),
+            file,
+        })
+    }
+
+    /// Resolves a path from the job file against the job file's folder.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    /// The destination URL with relative local paths resolved against the job file's folder.
+    pub fn resolve_url(&self, url: &str) -> String {
+        match url.strip_prefix("file://") {
+            Some(rest) if !rest.starts_with('/') => {
+                self.resolve(Path::new(rest)).display().to_string()
+            }
+            Some(_) => url.to_string(),
+            None if url.contains("://") => url.to_string(),
+            None => self.resolve(Path::new(url)).display().to_string(),
+        }
+    }
+}
+
+fn positive(v: u64) -> Result<(), String> {
+    if v == 0 {
+        Err("must be positive".into())
+    } else {
+        Ok(())
+    }
+}
+
+fn sink_format(s: &SinkSection) -> Result<FormatOptions, String> {
+    let kind: FormatKind = s.format.parse().map_err(|e| format!("format: {e}"))?;
+    let mut o = FormatOptions {
+        kind,
+        ..Default::default()
+    };
+    if let Some(c) = &s.compression {
+        o.codec = Some(Codec::parse(c).map_err(|e| format!("compression: {e}"))?);
+    }
+    if let Some(r) = s.row_group_rows {
+        o.row_group_rows = r;
+    }
+    if let Some(d) = &s.dictionary {
+        o.dictionary = match d.as_str() {
+            "auto" => Dictionary::Auto,
+            "on" => Dictionary::On,
+            "off" => Dictionary::Off,
+            other => return Err(format!("dictionary: `{other}` (expected auto, on or off)")),
+        };
+    }
+    if let Some(st) = s.statistics {
+        o.statistics = st;
+    }
+    if let Some(b) = &s.stripe_bytes {
+        o.stripe_bytes = parse_bytes(b).map_err(|e| format!("stripe_bytes: {e}"))? as usize;
+    }
+    if let Some(h) = s.header {
+        o.header = h;
+    }
+    if kind == FormatKind::Text {
+        return Err("format: `text` (raw lines) is available in `sluice convert` only".into());
+    }
+    Ok(o)
+}
+
+/// Parses `64MiB`, `1GB`, `4096`, `512k`: binary units for Ki/Mi/Gi, decimal for k/M/G.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (e.g. 64MiB)"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "ki" | "kib" => 1024.0,
+        "mi" | "mib" => 1024.0 * 1024.0,
+        "gi" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        other => return Err(format!("unknown size unit `{other}` in `{s}`")),
+    };
+    let v = (n * mult).round();
+    if v < 1.0 {
+        return Err(format!("`{s}` must be at least 1 byte"));
+    }
+    Ok(v as u64)
+}
+
+/// Parses `30s`, `5m`, `1h`, `250ms`, `1d`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (e.g. 30s, 5m, 1h)"))?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "s" | "" => n,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86400.0,
+        other => return Err(format!("unknown duration unit `{other}` in `{s}`")),
+    };
+    if !(secs > 0.0) {
+        return Err(format!("`{s}` must be positive"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[job]
+name = "web"
+[source]
+kind = "file"
+paths = ["a.jsonl"]
+[repo]
+schema = "schemas/nginx_access.toml"
+[sink]
+url = "file:///tmp/out/"
+[sink.rotation]
+max_rows = 1000
+idle = "5s"
+[sink.partition]
+template = "dt={ts:%Y-%m-%d}/"
+"#;
+
+    #[test]
+    fn good_job_loads_with_defaults() {
+        let j = Job::parse(GOOD, Path::new("/etc/sluice/job.toml")).unwrap();
+        assert_eq!(j.channel_bytes, 64 * 1024 * 1024);
+        assert_eq!(j.idle, Duration::from_secs(5));
+        assert_eq!(j.base, PathBuf::from("/etc/sluice"));
+        assert_eq!(
+            j.resolve_url("file://./out/"),
+            "/etc/sluice/./out/".to_string()
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key() {
+        let bad = GOOD
+            .replace("max_rows = 1000", "max_rows = 0")
+            .replace("idle = \"5s\"", "idle = \"soon\"")
+            .replace("name = \"web\"", "name = \"web export\"");
+        let e = Job::parse(&bad, Path::new("j.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("sink.rotation.max_rows: must be positive"),
+            "{e}"
+        );
+        assert!(e.contains("sink.rotation.idle"), "{e}");
+        assert!(e.contains("job.name"), "{e}");
+        let unknown = GOOD.replace("[sink.rotation]", "[sink.rotation]\nmax_rowz = 3");
+        let e = Job::parse(&unknown, Path::new("j.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max_rowz"), "{e}");
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_bytes("64MiB").unwrap(), 64 << 20);
+        assert_eq!(parse_bytes("1.5k").unwrap(), 1500);
+        assert!(parse_bytes("12 parsecs").is_err());
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert!(parse_duration("-1s").is_err());
+    }
+}
