@@ -450,6 +450,12 @@ fn store_urls_parse_without_a_server() {
         ..az
     };
     Destination::parse_with("az://c/p", &az, rt.handle().clone()).unwrap();
+    let gcs = StoreOptions {
+        endpoint: Some("http://127.0.0.1:9".into()),
+        ..Default::default()
+    };
+    let d = Destination::parse_with("gs://bucket/p", &gcs, rt.handle().clone()).unwrap();
+    assert_eq!(d.display("x.orc"), "gs://bucket/p/x.orc");
     Destination::parse_with(
         "hdfs://namenode:8020/data",
         &StoreOptions::default(),
