@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, with its set-up: a Python venv holding the independent readers
-# (pyarrow, duckdb), then formatting, lints, unit and integration tests.
+# (pyarrow, duckdb), then formatting, lints, and unit and integration tests, with local S3 and
+# Azure Blob servers (scripts/services.sh) running for the object store tests.
 # Idempotent: what is already installed is reused. Caches live outside the checkout
 # (SLUICE_CACHE, default ~/.cache/sluice).
 set -euo pipefail
@@ -21,6 +22,19 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
+# Object store test servers: SeaweedFS (S3) and Azurite (Azure Blob), stopped on exit.
+started=()
+stop_services() {
+  for s in "${started[@]}"; do ./scripts/services.sh stop "$s" || true; done
+}
+trap stop_services EXIT
+for s in s3 azure; do
+  echo "== starting the $s test server"
+  started+=("$s")
+  lines="$(./scripts/services.sh start "$s")"
+  eval "$lines"
+done
+
 echo "== cargo test"
 cargo test --all-targets 2>&1 | tee "$CACHE/test.log"
 status=${PIPESTATUS[0]}

@@ -14,6 +14,8 @@ use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::io::AsyncWriteExt;
 
+pub mod store;
+
 /// Errors from destinations. Each names the URL or path involved.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -59,9 +61,20 @@ impl std::fmt::Debug for Destination {
 }
 
 impl Destination {
-    /// Parses a destination: `file:///abs/dir/`, a plain local path, or `memory://`.
-    /// Object stores run their requests on `runtime`.
+    /// Parses a destination: `file:///abs/dir/`, a plain local path, `memory://`, or an object
+    /// store URL set up from the environment alone. Object stores run their requests on
+    /// `runtime`.
     pub fn parse(url: &str, runtime: tokio::runtime::Handle) -> Result<Self, SinkError> {
+        Self::parse_with(url, &Default::default(), runtime)
+    }
+
+    /// Like [`Destination::parse`], also accepting `s3://`, `az://`, `abfs[s]://`, `gs://` and
+    /// `hdfs://` URLs, set up with `opts` (see [`store::open_store`]).
+    pub fn parse_with(
+        url: &str,
+        opts: &store::StoreOptions,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<Self, SinkError> {
         let bad = |reason: String| SinkError::Url {
             url: url.to_string(),
             reason,
@@ -99,10 +112,17 @@ impl Destination {
                     runtime,
                 },
             }),
-            other => Err(bad(format!(
-                "scheme `{other}` is not supported yet (supported: file://, memory://, or a \
-                 local path)"
-            ))),
+            _ => {
+                let (store, prefix) = store::open_store(&parsed, opts)?;
+                Ok(Destination {
+                    url: url.to_string(),
+                    kind: Kind::Store {
+                        store,
+                        prefix,
+                        runtime,
+                    },
+                })
+            }
         }
     }
 

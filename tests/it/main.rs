@@ -3,3 +3,4 @@
 mod convert;
 mod helpers;
 mod interop;
+mod stores;
