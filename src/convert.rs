@@ -1,19 +1,15 @@
 //! `sluice convert`: one input file (or stdin) → one output file, streamed.
 //!
-//! A reader thread cuts the input into chunks of whole records, decoder threads turn chunks
-//! into batches in parallel, and the calling thread puts results back in input order and
-//! encodes them. A fixed number of chunk permits bounds what is in flight, so memory stays
-//! flat whatever the input size; chunk buffers are recycled.
+//! The input is read in chunks of whole records and decoded in parallel by the shared decode
+//! pipeline (`pipeline.rs`); this thread encodes the results in input order.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver, Sender};
-
 use crate::deadletter::DeadLetterWriter;
 use crate::decode::{Chunk, DecodeError, DecodeOptions, Decoded, RecordDecoder};
+use crate::pipeline::{self, Produced};
 use crate::format::{create_writer, FormatError, FormatKind, FormatOptions};
 use crate::input::{ChunkReader, InputError, InputSource};
 use crate::schema::RepoSchema;
@@ -116,9 +112,6 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
-type WorkItem = (u64, Chunk);
-type Done = (u64, Chunk, Decoded);
-
 /// Runs a conversion to the end.
 pub fn run(mut job: ConvertJob) -> Result<ConvertSummary, ConvertError> {
     let started = Instant::now();
@@ -149,47 +142,52 @@ pub fn run(mut job: ConvertJob) -> Result<ConvertSummary, ConvertError> {
     );
     let raw_bytes = reader.raw_bytes.clone();
     let raw_len = reader.raw_len;
-
-    let threads = job.threads.max(1);
-    let permits = 2 * threads + 2;
-    let (work_tx, work_rx) = bounded::<WorkItem>(permits);
-    let (done_tx, done_rx) = bounded::<Result<Done, InputError>>(permits);
-    let (free_tx, free_rx) = bounded::<Chunk>(permits);
-    for _ in 0..permits {
-        free_tx
-            .send(Chunk::default())
-            .expect("room for every permit");
-    }
-
-    let result = std::thread::scope(|scope| {
-        let reader_done = done_tx.clone();
-        scope.spawn(move || read_loop(reader, free_rx, work_tx, reader_done));
-        for _ in 0..threads {
-            let rx = work_rx.clone();
-            let tx = done_tx.clone();
-            let mut dec = decoder.clone();
-            scope.spawn(move || {
-                for (seq, chunk) in rx {
-                    let decoded = dec.decode(&chunk);
-                    if tx.send(Ok((seq, chunk, decoded))).is_err() {
-                        return;
-                    }
+    let mut progress = job.progress.take();
+    let mut tally = Tally {
+        writer: Some(writer),
+        dead: Some(dead),
+        records: 0,
+        rows: 0,
+        last_report: Instant::now(),
+    };
+    let result = pipeline::run(
+        &decoder,
+        job.threads,
+        |chunk: &mut Chunk| -> Result<Produced<()>, ConvertError> {
+            Ok(if reader.next_chunk(chunk)? {
+                Produced::Chunk(())
+            } else {
+                Produced::End
+            })
+        },
+        |(), _chunk, decoded| {
+            tally.add(decoded)?;
+            if let Some(p) = progress.as_mut() {
+                if tally.last_report.elapsed() > Duration::from_millis(100) {
+                    tally.last_report = Instant::now();
+                    p(Progress {
+                        raw_bytes: raw_bytes.load(Ordering::Relaxed),
+                        raw_len,
+                        rows: tally.rows,
+                    });
                 }
-            });
-        }
-        drop(work_rx);
-        drop(done_tx);
-        let progress = job.progress.take();
-        write_loop(
-            done_rx,
-            free_tx,
-            writer,
-            dead,
-            progress,
-            raw_bytes.clone(),
-            raw_len,
-        )
+            }
+            Ok(())
+        },
+    )
+    .and_then(|()| {
+        let w = tally.writer.take().expect("writer until finish");
+        w.finish().map_err(ConvertError::from)
     });
+    let result = match result {
+        Ok(()) => Ok((tally.records, tally.rows, tally.dead.take().expect("dead letters"))),
+        Err(e) => {
+            if let Some(d) = tally.dead.take() {
+                let _ = d.abort();
+            }
+            Err(e)
+        }
+    };
 
     let (records, rows, dead) = match result {
         Ok(v) => v,
@@ -228,82 +226,27 @@ pub fn run(mut job: ConvertJob) -> Result<ConvertSummary, ConvertError> {
     })
 }
 
-fn read_loop(
-    mut reader: ChunkReader,
-    free: Receiver<Chunk>,
-    work: Sender<WorkItem>,
-    done: Sender<Result<Done, InputError>>,
-) {
-    let mut seq = 0u64;
-    for mut chunk in free.iter() {
-        match reader.next_chunk(&mut chunk) {
-            Ok(true) => {
-                if work.send((seq, chunk)).is_err() {
-                    return;
-                }
-                seq += 1;
-            }
-            Ok(false) => return,
-            Err(e) => {
-                let _ = done.send(Err(e));
-                return;
-            }
-        }
-    }
+/// Running totals of the writing side.
+struct Tally {
+    writer: Option<Box<dyn crate::format::FormatWriter>>,
+    dead: Option<DeadLetterWriter>,
+    records: u64,
+    rows: u64,
+    last_report: Instant,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn write_loop(
-    done: Receiver<Result<Done, InputError>>,
-    free: Sender<Chunk>,
-    mut writer: Box<dyn crate::format::FormatWriter>,
-    mut dead: DeadLetterWriter,
-    mut progress: Option<Box<dyn FnMut(Progress) + Send>>,
-    raw_bytes: Arc<std::sync::atomic::AtomicU64>,
-    raw_len: Option<u64>,
-) -> Result<(u64, u64, DeadLetterWriter), ConvertError> {
-    let mut pending: BTreeMap<u64, (Chunk, Decoded)> = BTreeMap::new();
-    let mut next = 0u64;
-    let (mut records, mut rows) = (0u64, 0u64);
-    let mut last_report = Instant::now();
-    let fail = |dead: DeadLetterWriter, e: ConvertError| {
-        let _ = dead.abort();
-        Err(e)
-    };
-    for item in done.iter() {
-        let (seq, chunk, decoded) = match item {
-            Ok(v) => v,
-            Err(e) => return fail(dead, e.into()),
-        };
-        pending.insert(seq, (chunk, decoded));
-        while let Some((chunk, decoded)) = pending.remove(&next) {
-            next += 1;
-            for b in &decoded.batches {
-                if let Err(e) = writer.write(b) {
-                    return fail(dead, e.into());
-                }
-            }
-            if let Err(e) = dead.write(&decoded.dead) {
-                return fail(dead, e.into());
-            }
-            records += decoded.records;
-            rows += decoded.rows();
-            // The receiver is gone only when the reader has finished.
-            let _ = free.send(chunk);
+impl Tally {
+    fn add(&mut self, decoded: Decoded) -> Result<(), ConvertError> {
+        let w = self.writer.as_mut().expect("writer until finish");
+        for b in &decoded.batches {
+            w.write(b)?;
         }
-        if let Some(p) = progress.as_mut() {
-            if last_report.elapsed() > Duration::from_millis(100) {
-                last_report = Instant::now();
-                p(Progress {
-                    raw_bytes: raw_bytes.load(Ordering::Relaxed),
-                    raw_len,
-                    rows,
-                });
-            }
-        }
+        self.dead
+            .as_mut()
+            .expect("dead letters until commit")
+            .write(&decoded.dead)?;
+        self.records += decoded.records;
+        self.rows += decoded.rows();
+        Ok(())
     }
-    if let Err(e) = writer.finish() {
-        return fail(dead, e.into());
-    }
-    Ok((records, rows, dead))
 }

@@ -10,3 +10,4 @@ pub mod format;
 pub mod input;
 pub mod schema;
 pub mod sink;
+pub mod pipeline;

@@ -1,0 +1,132 @@
+//! The decode pipeline shared by `convert` and the export task: one producer thread fills
+//! chunks of whole records, N decoder threads turn them into batches in parallel, and the
+//! calling thread receives the results in production order.
+//!
+//! A fixed number of chunk permits bounds what is in flight (memory stays flat whatever the
+//! input size) and chunk buffers are recycled. Either side stopping early stops the others.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+
+use crate::decode::{Chunk, Decoded, RecordDecoder};
+
+/// What the producer says about a chunk it was asked to fill.
+pub enum Produced<T> {
+    /// The chunk holds records; `T` travels with it to the consumer.
+    Chunk(T),
+    /// Nothing now; ask again (the producer waited as long as it wanted).
+    Idle,
+    /// No more input.
+    End,
+}
+
+/// Runs the pipeline until the producer ends or either side fails.
+///
+/// `produce` fills the given chunk (its buffer is reused); `consume` gets each tag, chunk and
+/// decoded result in production order. To stop early, make `produce` return `End` (what is in
+/// flight is still consumed) or `consume` return an error (the rest is dropped).
+pub fn run<T, E, P, C>(
+    decoder: &RecordDecoder,
+    threads: usize,
+    mut produce: P,
+    mut consume: C,
+) -> Result<(), E>
+where
+    T: Send,
+    E: Send,
+    P: FnMut(&mut Chunk) -> Result<Produced<T>, E> + Send,
+    C: FnMut(T, &Chunk, Decoded) -> Result<(), E>,
+{
+    let threads = threads.max(1);
+    let permits = 2 * threads + 2;
+    let (work_tx, work_rx) = bounded::<(u64, T, Chunk)>(permits);
+    let (done_tx, done_rx) = bounded::<Result<(u64, T, Chunk, Decoded), E>>(permits);
+    let (free_tx, free_rx) = bounded::<Chunk>(permits);
+    for _ in 0..permits {
+        free_tx.send(Chunk::default()).expect("room for every permit");
+    }
+    let stopped = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let reader_done = done_tx.clone();
+        let stopped = &stopped;
+        scope.spawn(move || produce_loop(&mut produce, stopped, free_rx, work_tx, reader_done));
+        for _ in 0..threads {
+            let rx = work_rx.clone();
+            let tx = done_tx.clone();
+            let mut dec = decoder.clone();
+            scope.spawn(move || {
+                for (seq, tag, chunk) in rx {
+                    let decoded = dec.decode(&chunk);
+                    if tx.send(Ok((seq, tag, chunk, decoded))).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(work_rx);
+        drop(done_tx);
+        let result = consume_loop(done_rx, free_tx, &mut consume);
+        stopped.store(true, Ordering::Release);
+        result
+    })
+}
+
+fn produce_loop<T, E, P>(
+    produce: &mut P,
+    stopped: &AtomicBool,
+    free: Receiver<Chunk>,
+    work: Sender<(u64, T, Chunk)>,
+    done: Sender<Result<(u64, T, Chunk, Decoded), E>>,
+) where
+    P: FnMut(&mut Chunk) -> Result<Produced<T>, E>,
+{
+    let mut seq = 0u64;
+    for mut chunk in free.iter() {
+        loop {
+            match produce(&mut chunk) {
+                Ok(Produced::Chunk(tag)) => {
+                    if work.send((seq, tag, chunk)).is_err() {
+                        return;
+                    }
+                    seq += 1;
+                    break;
+                }
+                Ok(Produced::Idle) => {
+                    if stopped.load(Ordering::Acquire) {
+                        return;
+                    }
+                }
+                Ok(Produced::End) => return,
+                Err(e) => {
+                    let _ = done.send(Err(e));
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn consume_loop<T, E, C>(
+    done: Receiver<Result<(u64, T, Chunk, Decoded), E>>,
+    free: Sender<Chunk>,
+    consume: &mut C,
+) -> Result<(), E>
+where
+    C: FnMut(T, &Chunk, Decoded) -> Result<(), E>,
+{
+    let mut pending: BTreeMap<u64, (T, Chunk, Decoded)> = BTreeMap::new();
+    let mut next = 0u64;
+    for item in done.iter() {
+        let (seq, tag, chunk, decoded) = item?;
+        pending.insert(seq, (tag, chunk, decoded));
+        while let Some((tag, chunk, decoded)) = pending.remove(&next) {
+            next += 1;
+            consume(tag, &chunk, decoded)?;
+            // The receiver is gone only when the producer has finished.
+            let _ = free.send(chunk);
+        }
+    }
+    Ok(())
+}
