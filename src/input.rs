@@ -229,6 +229,39 @@ impl ChunkReader {
         }
     }
 
+    /// Skips forward to byte `offset` of the (decompressed) input, which must be a record
+    /// boundary at or after the current position; `line` is the line number there.
+    pub fn skip_to(&mut self, offset: u64, line: u64) -> Result<(), InputError> {
+        // Plain files could seek; reading forward also covers gzip and stdin.
+        let mut chunk = Chunk::default();
+        while self.offset < offset {
+            if !self.next_chunk(&mut chunk)? {
+                return Err(InputError::Read {
+                    name: self.name.clone(),
+                    offset,
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!(
+                            "the input ends at byte {}, before the resume offset",
+                            self.offset
+                        ),
+                    ),
+                });
+            }
+            let end = chunk.first_offset + chunk.data.len() as u64;
+            if end > offset {
+                // Put the part from `offset` on back in front of the unread input.
+                let keep = (offset - chunk.first_offset) as usize;
+                let mut rest = chunk.data.split_off(keep);
+                rest.append(&mut self.carry);
+                self.carry = rest;
+            }
+        }
+        self.offset = offset;
+        self.line = line;
+        Ok(())
+    }
+
     /// Takes the first record (a CSV header) off the input.
     pub fn take_header(&mut self) -> Result<Option<Vec<u8>>, InputError> {
         let mut chunk = Chunk::default();
@@ -311,6 +344,24 @@ mod tests {
         assert_eq!(chunks[0].data, b"1,\"x\ny\"\n2,z");
         assert_eq!(chunks[0].first_line, 2);
         assert_eq!(chunks[0].first_offset, 4);
+    }
+
+    #[test]
+    fn skip_to_resumes_at_a_record_boundary() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("in.jsonl");
+        let text: String = (0..1000).map(|i| format!("{{\"i\":{i}}}\n")).collect();
+        std::fs::write(&p, &text).unwrap();
+        let offset = text.find("{\"i\":500}").unwrap() as u64;
+        let mut r = ChunkReader::open(&InputSource::File(p), false)
+            .unwrap()
+            .with_block_size(1024);
+        r.skip_to(offset, 501).unwrap();
+        let chunks = read_all(&mut r);
+        assert_eq!(chunks[0].first_offset, offset);
+        assert_eq!(chunks[0].first_line, 501);
+        let joined: Vec<u8> = chunks.iter().flat_map(|c| c.data.clone()).collect();
+        assert_eq!(joined, text.as_bytes()[offset as usize..]);
     }
 
     #[test]

@@ -2,12 +2,14 @@
 //! storage. See `docs/ARCHITECTURE.md` for the module map.
 
 pub mod channel;
+pub mod checkpoint;
 pub mod config;
 pub mod convert;
 pub mod deadletter;
 pub mod decode;
 pub mod format;
 pub mod input;
+pub mod pipeline;
 pub mod schema;
 pub mod sink;
-pub mod pipeline;
+pub mod source;

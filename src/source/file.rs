@@ -1,0 +1,156 @@
+//! The file source: each input file is one partition, offsets are byte positions in the
+//! (decompressed) file, and reading resumes at any offset. Bounded: it ends when every file is
+//! read. Partitions are read round-robin, a chunk at a time.
+
+use std::path::PathBuf;
+
+use super::{Next, PartitionInfo, Source, SourceError};
+use crate::decode::Chunk;
+use crate::input::{ChunkReader, InputSource};
+
+struct Part {
+    info: PartitionInfo,
+    path: PathBuf,
+    offset: u64,
+    line: u64,
+    reader: Option<ChunkReader>,
+    done: bool,
+}
+
+pub struct FileSource {
+    parts: Vec<Part>,
+    quoted: bool,
+    header: bool,
+    block: usize,
+    turn: usize,
+}
+
+impl FileSource {
+    /// `quoted`: CSV records may span lines. `header`: each file starts with a header record.
+    pub fn new(paths: &[PathBuf], quoted: bool, header: bool) -> Result<Self, SourceError> {
+        let mut parts = Vec::with_capacity(paths.len());
+        let mut seen = std::collections::HashSet::new();
+        for (i, p) in paths.iter().enumerate() {
+            if !p.is_file() {
+                return Err(SourceError::Other {
+                    name: p.display().to_string(),
+                    reason: "no such file".into(),
+                });
+            }
+            let topic = sanitize(&InputSource::File(p.clone()).stem());
+            if !seen.insert(topic.clone()) {
+                return Err(SourceError::Other {
+                    name: p.display().to_string(),
+                    reason: format!("two input files share the name `{topic}`"),
+                });
+            }
+            parts.push(Part {
+                info: PartitionInfo {
+                    id: i as u32,
+                    topic,
+                },
+                path: p.clone(),
+                offset: 0,
+                line: 1,
+                reader: None,
+                done: false,
+            });
+        }
+        Ok(FileSource {
+            parts,
+            quoted,
+            header,
+            block: 4 * 1024 * 1024,
+            turn: 0,
+        })
+    }
+
+    /// Bytes per chunk.
+    pub fn with_block_size(mut self, block: usize) -> Self {
+        self.block = block;
+        self
+    }
+
+    fn open(&self, i: usize) -> Result<ChunkReader, SourceError> {
+        let p = &self.parts[i];
+        let mut r = ChunkReader::open(&InputSource::File(p.path.clone()), self.quoted)?
+            .with_block_size(self.block);
+        if self.header {
+            // The header is not a record: skip it at the start of each file.
+            r.take_header()?;
+        }
+        if p.offset > 0 {
+            r.skip_to(p.offset, p.line)?;
+        }
+        Ok(r)
+    }
+}
+
+/// File stems become partition keys and file names: keep them plain.
+fn sanitize(s: &str) -> String {
+    let out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let out = out.trim_start_matches(['_', '.']).to_string();
+    if out.is_empty() {
+        "input".into()
+    } else {
+        out
+    }
+}
+
+impl Source for FileSource {
+    fn partitions(&self) -> Vec<PartitionInfo> {
+        self.parts.iter().map(|p| p.info.clone()).collect()
+    }
+
+    fn seek(&mut self, partition: u32, offset: u64, line: u64) -> Result<(), SourceError> {
+        let p = &mut self.parts[partition as usize];
+        p.offset = offset;
+        p.line = line.max(1);
+        p.reader = None;
+        p.done = false;
+        Ok(())
+    }
+
+    fn next(&mut self, chunk: &mut Chunk) -> Result<Next, SourceError> {
+        let n = self.parts.len();
+        for _ in 0..n {
+            let i = self.turn % n;
+            self.turn = self.turn.wrapping_add(1);
+            if self.parts[i].done {
+                continue;
+            }
+            if self.parts[i].reader.is_none() {
+                let r = self.open(i)?;
+                self.parts[i].reader = Some(r);
+            }
+            let reader = self.parts[i].reader.as_mut().expect("opened above");
+            if reader.next_chunk(chunk)? {
+                let p = &mut self.parts[i];
+                p.offset = chunk.first_offset + chunk.data.len() as u64;
+                p.line = chunk.first_line + memchr::memchr_iter(b'\n', &chunk.data).count() as u64;
+                return Ok(Next::Chunk(p.info.id));
+            }
+            self.parts[i].done = true;
+            self.parts[i].reader = None;
+        }
+        Ok(Next::End)
+    }
+
+    fn header(&mut self) -> Result<Option<Vec<u8>>, SourceError> {
+        if !self.header {
+            return Ok(None);
+        }
+        let p = &self.parts[0];
+        let mut r = ChunkReader::open(&InputSource::File(p.path.clone()), self.quoted)?;
+        Ok(r.take_header()?)
+    }
+}

@@ -1,0 +1,57 @@
+//! Sources: where records come from, as chunks of whole records per source partition, and
+//! where reading resumes. Every source is replayable from an offset: that, with the commit
+//! protocol, is what makes output exactly-once.
+
+pub mod file;
+
+use crate::decode::Chunk;
+
+/// Errors of sources. Each names the source.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Input(#[from] crate::input::InputError),
+    #[error("source {name}: {reason}")]
+    Other { name: String, reason: String },
+}
+
+/// One partition of a source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionInfo {
+    pub id: u32,
+    /// The topic, or the file's stem for the file source.
+    pub topic: String,
+}
+
+impl PartitionInfo {
+    /// The key that names the partition in checkpoints and file names: `<topic>-<id>`.
+    pub fn key(&self) -> String {
+        format!("{}-{}", self.topic, self.id)
+    }
+}
+
+/// What a source produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// `chunk` holds records of this partition.
+    Chunk(u32),
+    /// Nothing available now.
+    Idle,
+    /// A bounded source has read everything.
+    End,
+}
+
+/// A replayable, partitioned source of raw records.
+pub trait Source: Send {
+    fn partitions(&self) -> Vec<PartitionInfo>;
+    /// Resume a partition at `offset` (and the line number there, when known).
+    fn seek(&mut self, partition: u32, offset: u64, line: u64) -> Result<(), SourceError>;
+    /// Fills `chunk` (its buffer is reused) with the next records of some partition.
+    fn next(&mut self, chunk: &mut Chunk) -> Result<Next, SourceError>;
+    /// Records before `next_offset` of `partition` are durably committed downstream.
+    fn committed(&mut self, _partition: u32, _next_offset: u64) {}
+    /// The CSV header the decoder needs, if the input kind has one.
+    fn header(&mut self) -> Result<Option<Vec<u8>>, SourceError> {
+        Ok(None)
+    }
+}
