@@ -4,9 +4,14 @@
 //! record per commit of a source partition: the next offset, the files the commit made visible,
 //! a format version) and `_sluice/<job>/pending/<partition key>.json` (the files a commit is
 //! about to make visible). A commit of a source partition:
-//!   1. write the pending record, 2. complete the files, 3. write the checkpoint record
-//!   (create-only: a second writer for the same partition is fenced off), 4. drop the pending
-//!   record, 5. tell the source.
+//!
+//! 1. write the pending record;
+//! 2. complete the files;
+//! 3. write the checkpoint record (create-only: a second writer for the same partition is
+//!    fenced off);
+//! 4. drop the pending record;
+//! 5. tell the source.
+//!
 //! On start, a pending record newer than the partition's checkpoint means a commit died between
 //! 1 and 3: its files are deleted before the partition resumes from its checkpoint, so no
 //! record is ever visible twice. The destination's checkpoint is the source of truth.

@@ -494,7 +494,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "d" => n * 86400.0,
         other => return Err(format!("unknown duration unit `{other}` in `{s}`")),
     };
-    if !(secs > 0.0) {
+    if secs.is_nan() || secs <= 0.0 {
         return Err(format!("`{s}` must be positive"));
     }
     Ok(Duration::from_secs_f64(secs))

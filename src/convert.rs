@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use crate::deadletter::DeadLetterWriter;
 use crate::decode::{Chunk, DecodeError, DecodeOptions, Decoded, RecordDecoder};
-use crate::pipeline::{self, Produced};
 use crate::format::{create_writer, FormatError, FormatKind, FormatOptions};
 use crate::input::{ChunkReader, InputError, InputSource};
+use crate::pipeline::{self, Produced};
 use crate::schema::RepoSchema;
 use crate::sink::{Destination, SinkError};
 
@@ -180,7 +180,11 @@ pub fn run(mut job: ConvertJob) -> Result<ConvertSummary, ConvertError> {
         w.finish().map_err(ConvertError::from)
     });
     let result = match result {
-        Ok(()) => Ok((tally.records, tally.rows, tally.dead.take().expect("dead letters"))),
+        Ok(()) => Ok((
+            tally.records,
+            tally.rows,
+            tally.dead.take().expect("dead letters"),
+        )),
         Err(e) => {
             if let Some(d) = tally.dead.take() {
                 let _ = d.abort();

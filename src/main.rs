@@ -1,4 +1,4 @@
-//! The `sluice` command line: `convert`, `schema check`, `schema show`.
+//! The `sluice` command line: `run`, `validate`, `checkpoints`, `convert`, `schema`.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -8,12 +8,17 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use std::sync::atomic::AtomicBool;
+
+use sluice::checkpoint::Checkpoints;
+use sluice::config::Job;
 use sluice::convert::{self, ConvertJob, Progress};
 use sluice::decode::{DecodeOptions, InputKind};
 use sluice::format::{Codec, Dictionary, FormatKind, FormatOptions};
 use sluice::input::InputSource;
 use sluice::schema::RepoSchema;
 use sluice::sink::Destination;
+use sluice::task;
 
 #[derive(Parser)]
 #[command(
@@ -35,6 +40,39 @@ enum Command {
         #[command(subcommand)]
         command: SchemaCommand,
     },
+    /// Check a job file: every error with its key path, before any data moves.
+    Validate { job: PathBuf },
+    /// Run a job: export until the input ends (file source) or SIGINT/SIGTERM.
+    Run {
+        job: PathBuf,
+        /// Replay every partition from its checkpoint with this sequence number (later commits'
+        /// files are deleted first, so output stays exactly-once).
+        #[arg(long)]
+        from_checkpoint: Option<u64>,
+        /// Drop a spill left by a graceful stop instead of restoring it (its records are read
+        /// again from the source).
+        #[arg(long)]
+        discard_spill: bool,
+        /// Decoder threads (default: the number of cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Log as JSON lines.
+        #[arg(long)]
+        log_json: bool,
+    },
+    /// List or show a job's checkpoints.
+    Checkpoints {
+        #[command(subcommand)]
+        command: CheckpointCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CheckpointCommand {
+    /// The newest checkpoint of every partition.
+    List { job: PathBuf },
+    /// Every checkpoint of one partition (`<topic>-<partition>`), with its files.
+    Show { job: PathBuf, partition: String },
 }
 
 #[derive(Subcommand)]
@@ -124,6 +162,15 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Convert(args) => run_convert(args),
         Command::Schema { command } => run_schema(command),
+        Command::Validate { job } => run_validate(&job),
+        Command::Run {
+            job,
+            from_checkpoint,
+            discard_spill,
+            threads,
+            log_json,
+        } => run_job(&job, from_checkpoint, discard_spill, threads, log_json),
+        Command::Checkpoints { command } => run_checkpoints(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -132,6 +179,134 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    if json {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn run_validate(path: &Path) -> Result<()> {
+    let job = Job::load(path)?;
+    let prepared = task::prepare(&job)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let dest = task::destination(&job, &runtime)?;
+    println!(
+        "{}: job `{}` is valid: repo `{}` ({} fields), {} partition(s), {} to {}",
+        path.display(),
+        job.file.job.name,
+        prepared.schema.name,
+        prepared.schema.fields.len(),
+        sluice::source::Source::partitions(&prepared.source).len(),
+        job.format.kind.name(),
+        dest.url()
+    );
+    Ok(())
+}
+
+fn run_job(
+    path: &Path,
+    from_checkpoint: Option<u64>,
+    discard_spill: bool,
+    threads: Option<usize>,
+    log_json: bool,
+) -> Result<()> {
+    init_logs(log_json);
+    let job = Job::load(path)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+    let opts = task::RunOptions {
+        from_checkpoint,
+        discard_spill,
+        threads: threads.unwrap_or(0),
+    };
+    let s = task::run(&job, opts, stop)?;
+    println!(
+        "job {}: {:?}; {} rows, {} dead letters in {} files over {} commits; {:.2} s",
+        job.file.job.name, s.state, s.rows, s.dead_letters, s.files, s.commits, s.seconds
+    );
+    Ok(())
+}
+
+fn run_checkpoints(cmd: CheckpointCommand) -> Result<()> {
+    let (path, partition) = match &cmd {
+        CheckpointCommand::List { job } => (job, None),
+        CheckpointCommand::Show { job, partition } => (job, Some(partition.clone())),
+    };
+    let job = Job::load(path)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let dest = task::destination(&job, &runtime)?;
+    let cps = Checkpoints::new(dest, &job.file.job.name);
+    match partition {
+        None => {
+            let keys = cps.keys()?;
+            if keys.is_empty() {
+                println!("job {} has no checkpoints yet", job.file.job.name);
+            }
+            for key in keys {
+                if let Some(c) = cps.latest(&key)? {
+                    println!(
+                        "{key}: seq {} next offset {} (line {}), {} files, {} rows, {} dead letters, at {}",
+                        c.seq,
+                        c.next_offset,
+                        c.next_line,
+                        c.files.len(),
+                        c.rows,
+                        c.dead_letters,
+                        format_ms(c.committed_at_ms)
+                    );
+                }
+            }
+        }
+        Some(key) => {
+            let history = cps.history(&key)?;
+            if history.is_empty() {
+                bail!("partition {key} has no checkpoints (see `sluice checkpoints list`)");
+            }
+            for c in history {
+                println!(
+                    "seq {} next offset {} (line {}) at {}: {} rows, {} dead letters",
+                    c.seq,
+                    c.next_offset,
+                    c.next_line,
+                    format_ms(c.committed_at_ms),
+                    c.rows,
+                    c.dead_letters
+                );
+                for f in c.files {
+                    println!(
+                        "  {} offsets {}..={} rows {} bytes {}",
+                        f.path, f.first_offset, f.last_offset, f.rows, f.bytes
+                    );
+                }
+                for f in c.dead_letter_files {
+                    println!("  {f} (dead letters)");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn format_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_else(|| ms.to_string())
 }
 
 fn run_schema(cmd: SchemaCommand) -> Result<()> {

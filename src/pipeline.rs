@@ -45,7 +45,9 @@ where
     let (done_tx, done_rx) = bounded::<Result<(u64, T, Chunk, Decoded), E>>(permits);
     let (free_tx, free_rx) = bounded::<Chunk>(permits);
     for _ in 0..permits {
-        free_tx.send(Chunk::default()).expect("room for every permit");
+        free_tx
+            .send(Chunk::default())
+            .expect("room for every permit");
     }
     let stopped = AtomicBool::new(false);
     std::thread::scope(|scope| {

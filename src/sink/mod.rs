@@ -14,7 +14,9 @@ use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::io::AsyncWriteExt;
 
+pub mod partition;
 pub mod store;
+pub mod worker;
 
 /// Errors from destinations. Each names the URL or path involved.
 #[derive(Debug, thiserror::Error)]

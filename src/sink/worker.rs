@@ -1,0 +1,592 @@
+//! Sink workers: take items from their channel lane, encode them into one open file per
+//! (source partition, path partition), roll files, and commit whole source partitions.
+//!
+//! The commit unit is a source partition: when any of its files must roll (rows, bytes, record
+//! time span), when it has been idle, when the open-file cap is hit, at the end of a bounded
+//! run and at shutdown, all of its open files close and commit together, and its checkpoint
+//! moves to the offset after the last record taken (see `checkpoint.rs` for the steps).
+//! A file that cannot be written or committed is aborted with its siblings and the partition is
+//! rewound to its checkpoint: the source replays it, so nothing is lost or duplicated.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+
+use super::partition::PathTemplate;
+use super::{Destination, OutputFile};
+use crate::channel::{Channel, Item};
+use crate::checkpoint::{Checkpoint, Checkpoints, FileEntry, Pending, VERSION};
+use crate::deadletter::DeadLetterWriter;
+use crate::format::{create_writer, FormatOptions, FormatWriter};
+
+/// When files roll.
+#[derive(Debug, Clone)]
+pub struct Rotation {
+    pub max_rows: u64,
+    pub max_bytes: u64,
+    pub max_span: Option<Duration>,
+    pub idle: Duration,
+    /// Column whose record time bounds `max_span`.
+    pub time_column: Option<usize>,
+}
+
+/// Where a source partition stands: its committed position and its epoch.
+#[derive(Debug, Clone)]
+pub struct PartState {
+    pub key: String,
+    pub topic: String,
+    pub committed_offset: u64,
+    pub committed_line: u64,
+    pub seq: u64,
+    pub epoch: u64,
+}
+
+/// A request to the source side: read `partition` again from `offset`, tagging `epoch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rewind {
+    pub partition: u32,
+    pub offset: u64,
+    pub line: u64,
+    pub epoch: u64,
+}
+
+/// Flags and counters shared by the task, its source side and its workers.
+#[derive(Default)]
+pub struct Control {
+    /// Graceful stop: commit what is open, take nothing more.
+    pub stopping: AtomicBool,
+    /// The task is over: workers exit.
+    pub shutdown: AtomicBool,
+    /// The source has nothing more (bounded runs).
+    pub source_done: AtomicBool,
+    /// Chunks produced by the source and put into the channel: equal when none is in flight.
+    pub produced: AtomicU64,
+    pub put: AtomicU64,
+    pub rewinds: Mutex<Vec<Rewind>>,
+    /// Per lane: everything taken is committed and the source is done.
+    pub finished: Mutex<Vec<bool>>,
+    pub parts: Mutex<HashMap<u32, PartState>>,
+    pub rows: AtomicU64,
+    pub dead_letters: AtomicU64,
+    pub files: AtomicU64,
+    pub commits: AtomicU64,
+    pub failures: AtomicU64,
+}
+
+impl Control {
+    pub fn drained(&self) -> bool {
+        self.source_done.load(Ordering::Acquire)
+            && self.produced.load(Ordering::Acquire) == self.put.load(Ordering::Acquire)
+    }
+
+    pub fn epoch(&self, partition: u32) -> u64 {
+        self.parts
+            .lock()
+            .expect("parts lock")
+            .get(&partition)
+            .map_or(0, |p| p.epoch)
+    }
+}
+
+/// Everything a worker needs, shared by all workers of a task.
+pub struct WorkerContext {
+    pub repo: String,
+    pub channel: Arc<Channel>,
+    pub dest: Destination,
+    pub dead_dest: Destination,
+    /// Folder (under `dead_dest`) for dead-letter files.
+    pub dead_folder: String,
+    pub checkpoints: Checkpoints,
+    pub format: FormatOptions,
+    pub schema: SchemaRef,
+    pub template: PathTemplate,
+    pub rotation: Rotation,
+    pub max_open: usize,
+    pub control: Arc<Control>,
+}
+
+struct OpenFile {
+    rel: String,
+    file: OutputFile,
+    writer: Box<dyn FormatWriter>,
+    rows: u64,
+    first_offset: u64,
+    last_offset: u64,
+    min_ts: i64,
+    max_ts: i64,
+}
+
+struct OpenPartition {
+    files: BTreeMap<String, OpenFile>,
+    dead: Option<(String, DeadLetterWriter)>,
+    next_offset: u64,
+    next_line: u64,
+    last_offset: u64,
+    rows: u64,
+    dead_count: u64,
+    last_write: Instant,
+}
+
+/// Errors inside a worker; the partition is rewound, the task goes on.
+#[derive(Debug, thiserror::Error)]
+enum WorkError {
+    #[error(transparent)]
+    Format(#[from] crate::format::FormatError),
+    #[error(transparent)]
+    Sink(#[from] super::SinkError),
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    #[error(transparent)]
+    Partition(#[from] super::partition::PartitionError),
+    #[error("partition {key}: records {got} arrived where {want} was expected")]
+    Gap { key: String, want: u64, got: u64 },
+}
+
+/// Runs one worker until the task shuts down.
+pub fn run(ctx: Arc<WorkerContext>, lane: usize) {
+    let mut w = Worker {
+        ctx,
+        lane,
+        open: HashMap::new(),
+        backoff: HashMap::new(),
+    };
+    w.run();
+}
+
+struct Worker {
+    ctx: Arc<WorkerContext>,
+    lane: usize,
+    open: HashMap<u32, OpenPartition>,
+    backoff: HashMap<u32, u32>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Test hook: `SLUICE_FAULT=<point>:<n>` aborts the process at the n-th commit reaching that
+/// point (`after_pending`, `after_files`, `after_checkpoint`), like a kill -9 there.
+fn fault(point: &str, commits: u64) {
+    if let Ok(spec) = std::env::var("SLUICE_FAULT") {
+        if let Some((p, n)) = spec.split_once(':') {
+            if p == point && n.parse::<u64>().ok() == Some(commits + 1) {
+                eprintln!(
+                    "SLUICE_FAULT: aborting at {point} of commit {}",
+                    commits + 1
+                );
+                std::process::abort();
+            }
+        }
+    }
+}
+
+impl Worker {
+    fn run(&mut self) {
+        let ctl = self.ctx.control.clone();
+        loop {
+            if ctl.shutdown.load(Ordering::Acquire) {
+                self.commit_all();
+                return;
+            }
+            if ctl.stopping.load(Ordering::Acquire) {
+                self.commit_all();
+                self.set_finished(true);
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            let ctx = self.ctx.clone();
+            let take = ctx.channel.take(self.lane, 8, Duration::from_millis(100));
+            if take.is_empty() {
+                drop(take);
+                self.flush_idle();
+                if ctl.drained() {
+                    self.commit_all();
+                    self.set_finished(self.open.is_empty());
+                }
+                continue;
+            }
+            self.set_finished(false);
+            let mut failed: Vec<u32> = Vec::new();
+            for item in take.items() {
+                let p = item.prov.partition;
+                if failed.contains(&p) || item.prov.epoch < ctl.epoch(p) {
+                    continue; // stale: the partition was rewound
+                }
+                if let Err(e) = self.write_item(item) {
+                    tracing::warn!(partition = p, error = %e, "writing failed; rewinding the partition");
+                    failed.push(p);
+                }
+            }
+            take.commit();
+            for p in failed {
+                self.fail(p);
+            }
+            let rolling: Vec<u32> = self
+                .open
+                .iter()
+                .filter(|(_, op)| self.must_roll(op))
+                .map(|(p, _)| *p)
+                .collect();
+            for p in rolling {
+                self.commit_or_fail(p);
+            }
+            self.flush_idle();
+        }
+    }
+
+    fn set_finished(&self, v: bool) {
+        self.ctx.control.finished.lock().expect("finished lock")[self.lane] = v;
+    }
+
+    fn must_roll(&self, op: &OpenPartition) -> bool {
+        let r = &self.ctx.rotation;
+        op.files.values().any(|f| {
+            f.rows >= r.max_rows
+                || f.writer.bytes_written() + f.writer.buffered_bytes() as u64 >= r.max_bytes
+                || r.max_span.is_some_and(|s| {
+                    f.max_ts > f.min_ts && (f.max_ts - f.min_ts) as u128 >= s.as_micros()
+                })
+        })
+    }
+
+    fn flush_idle(&mut self) {
+        let idle = self.ctx.rotation.idle;
+        let due: Vec<u32> = self
+            .open
+            .iter()
+            .filter(|(_, op)| op.last_write.elapsed() >= idle)
+            .map(|(p, _)| *p)
+            .collect();
+        for p in due {
+            self.commit_or_fail(p);
+        }
+    }
+
+    fn commit_all(&mut self) {
+        let all: Vec<u32> = self.open.keys().copied().collect();
+        for p in all {
+            self.commit_or_fail(p);
+        }
+    }
+
+    fn commit_or_fail(&mut self, p: u32) {
+        if let Err(e) = self.commit(p) {
+            tracing::warn!(partition = p, error = %e, "commit failed; rewinding the partition");
+            self.fail(p);
+        } else {
+            self.backoff.remove(&p);
+        }
+    }
+
+    fn part(&self, p: u32) -> PartState {
+        self.ctx
+            .control
+            .parts
+            .lock()
+            .expect("parts lock")
+            .get(&p)
+            .cloned()
+            .expect("every partition is registered before data flows")
+    }
+
+    fn write_item(&mut self, item: &Item) -> Result<(), WorkError> {
+        let p = item.prov.partition;
+        let state = self.part(p);
+        let expected = self
+            .open
+            .get(&p)
+            .map_or(state.committed_offset, |op| op.next_offset);
+        if item.prov.first_offset != expected {
+            return Err(WorkError::Gap {
+                key: state.key,
+                want: expected,
+                got: item.prov.first_offset,
+            });
+        }
+        let groups = if item.batch.num_rows() == 0 {
+            Vec::new()
+        } else {
+            self.ctx.template.split(&item.batch, now_ms())?
+        };
+        let new_files = groups
+            .iter()
+            .filter(|(path, _)| {
+                !self
+                    .open
+                    .get(&p)
+                    .is_some_and(|op| op.files.contains_key(path))
+            })
+            .count();
+        let open_files: usize = self.open.values().map(|op| op.files.len()).sum();
+        if new_files > 0 && open_files + new_files > self.ctx.max_open && open_files > 0 {
+            self.commit_all();
+            if item.prov.epoch < self.ctx.control.epoch(p) {
+                return Ok(()); // committing rewound this partition: the item is stale now
+            }
+        }
+        let state = self.part(p);
+        let op = self.open.entry(p).or_insert_with(|| OpenPartition {
+            files: BTreeMap::new(),
+            dead: None,
+            next_offset: item.prov.first_offset,
+            next_line: 0,
+            last_offset: item.prov.first_offset,
+            rows: 0,
+            dead_count: 0,
+            last_write: Instant::now(),
+        });
+        for (path, rows) in groups {
+            if !op.files.contains_key(&path) {
+                let rel = format!(
+                    "{path}{}-{}.{}",
+                    state.key,
+                    item.prov.first_offset,
+                    self.ctx.format.extension()
+                );
+                let file = self.ctx.dest.create(&rel)?;
+                let writer =
+                    create_writer(&self.ctx.format, self.ctx.schema.clone(), file.clone())?;
+                op.files.insert(
+                    path.clone(),
+                    OpenFile {
+                        rel,
+                        file,
+                        writer,
+                        rows: 0,
+                        first_offset: item.prov.first_offset,
+                        last_offset: item.prov.last_offset,
+                        min_ts: i64::MAX,
+                        max_ts: i64::MIN,
+                    },
+                );
+            }
+            let f = op.files.get_mut(&path).expect("inserted above");
+            f.writer.write(&rows)?;
+            f.rows += rows.num_rows() as u64;
+            f.last_offset = item.prov.last_offset;
+            if let Some(c) = self.ctx.rotation.time_column {
+                if let Some((lo, hi)) = time_range(rows.column(c).as_ref()) {
+                    f.min_ts = f.min_ts.min(lo);
+                    f.max_ts = f.max_ts.max(hi);
+                }
+            }
+            op.rows += rows.num_rows() as u64;
+        }
+        if !item.dead.is_empty() {
+            if op.dead.is_none() {
+                let rel = format!(
+                    "{}{}-{}.jsonl",
+                    self.ctx.dead_folder, state.key, item.prov.first_offset
+                );
+                let w = DeadLetterWriter::new(
+                    self.ctx.dead_dest.clone(),
+                    rel.clone(),
+                    state.key.clone(),
+                );
+                op.dead = Some((rel, w));
+            }
+            let (_, w) = op.dead.as_mut().expect("created above");
+            w.write(&item.dead)?;
+            op.dead_count += item.dead.len() as u64;
+        }
+        op.next_offset = item.prov.next_offset;
+        op.next_line = item.prov.next_line;
+        op.last_offset = item.prov.last_offset;
+        op.last_write = Instant::now();
+        Ok(())
+    }
+
+    /// Commits all open files of partition `p` and moves its checkpoint.
+    fn commit(&mut self, p: u32) -> Result<(), WorkError> {
+        let Some(mut op) = self.open.remove(&p) else {
+            return Ok(());
+        };
+        let state = self.part(p);
+        let ctx = self.ctx.clone();
+        let result = (|| -> Result<Checkpoint, WorkError> {
+            let mut finished: Vec<(String, OutputFile, FileEntry)> = Vec::new();
+            for (_, f) in std::mem::take(&mut op.files) {
+                let OpenFile {
+                    rel,
+                    file,
+                    writer,
+                    rows,
+                    first_offset,
+                    last_offset,
+                    ..
+                } = f;
+                writer.finish()?;
+                let entry = FileEntry {
+                    path: rel.clone(),
+                    first_offset,
+                    last_offset,
+                    rows,
+                    bytes: file.bytes_written(),
+                };
+                finished.push((rel, file, entry));
+            }
+            let dead = op.dead.take();
+            let mut pending_files: Vec<String> = finished.iter().map(|f| f.0.clone()).collect();
+            if let Some((rel, _)) = &dead {
+                pending_files.push(rel.clone());
+            }
+            let commits = ctx.control.commits.load(Ordering::Relaxed);
+            ctx.checkpoints.write_pending(&Pending {
+                key: state.key.clone(),
+                from_offset: state.committed_offset,
+                next_offset: op.next_offset,
+                files: pending_files,
+            })?;
+            fault("after_pending", commits);
+            let mut entries = Vec::with_capacity(finished.len());
+            let mut to_commit = finished.into_iter();
+            while let Some((_, file, entry)) = to_commit.next() {
+                if let Err(e) = file.commit() {
+                    for (_, rest, _) in to_commit {
+                        let _ = rest.abort();
+                    }
+                    return Err(e.into());
+                }
+                entries.push(entry);
+            }
+            let mut dead_files = Vec::new();
+            if let Some((rel, w)) = dead {
+                w.commit()?;
+                dead_files.push(rel);
+            }
+            fault("after_files", commits);
+            let c = Checkpoint {
+                version: VERSION,
+                job: ctx.checkpoints.job().to_string(),
+                key: state.key.clone(),
+                seq: state.seq + 1,
+                next_offset: op.next_offset,
+                next_line: op.next_line,
+                files: entries,
+                dead_letter_files: dead_files,
+                rows: op.rows,
+                dead_letters: op.dead_count,
+                committed_at_ms: now_ms(),
+            };
+            ctx.checkpoints.write(&c)?;
+            fault("after_checkpoint", commits);
+            ctx.checkpoints.clear_pending(&state.key)?;
+            Ok(c)
+        })();
+        match result {
+            Ok(c) => {
+                let ctl = &ctx.control;
+                {
+                    let mut parts = ctl.parts.lock().expect("parts lock");
+                    let s = parts.get_mut(&p).expect("registered partition");
+                    s.committed_offset = c.next_offset;
+                    s.committed_line = c.next_line;
+                    s.seq = c.seq;
+                }
+                ctl.rows.fetch_add(c.rows, Ordering::Relaxed);
+                ctl.dead_letters
+                    .fetch_add(c.dead_letters, Ordering::Relaxed);
+                ctl.files.fetch_add(c.files.len() as u64, Ordering::Relaxed);
+                ctl.commits.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    partition = %c.key, seq = c.seq, files = c.files.len(), rows = c.rows,
+                    dead_letters = c.dead_letters, next_offset = c.next_offset, "committed"
+                );
+                if c.seq % 64 == 0 {
+                    let _ = ctx.checkpoints.prune(&c.key, 256);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // Whatever was made visible is listed in the pending record: remove it now (a
+                // restart would too) so the replay cannot duplicate it.
+                for f in op.files.into_values() {
+                    let _ = f.file.abort();
+                }
+                if let Some((_, w)) = op.dead.take() {
+                    let _ = w.abort();
+                }
+                let latest = ctx.checkpoints.latest(&state.key).ok().flatten();
+                if latest.as_ref().map_or(0, |c| c.seq) == state.seq {
+                    let _ = ctx.checkpoints.recover(&state.key, latest.as_ref());
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Aborts partition `p`'s open files and asks the source to replay it from its checkpoint,
+    /// after a growing pause (the destination may be down).
+    fn fail(&mut self, p: u32) {
+        let ctl = self.ctx.control.clone();
+        ctl.failures.fetch_add(1, Ordering::Relaxed);
+        if let Some(mut op) = self.open.remove(&p) {
+            for f in std::mem::take(&mut op.files).into_values() {
+                let _ = f.file.abort();
+            }
+            if let Some((_, w)) = op.dead.take() {
+                let _ = w.abort();
+            }
+        }
+        let n = self.backoff.entry(p).or_insert(0);
+        *n += 1;
+        let pause = backoff_delay(*n);
+        tracing::warn!(
+            partition = p,
+            pause_ms = pause.as_millis() as u64,
+            "replaying from the checkpoint"
+        );
+        let deadline = Instant::now() + pause;
+        while Instant::now() < deadline
+            && !ctl.shutdown.load(Ordering::Acquire)
+            && !ctl.stopping.load(Ordering::Acquire)
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let rewind = {
+            let mut parts = ctl.parts.lock().expect("parts lock");
+            let s = parts.get_mut(&p).expect("registered partition");
+            s.epoch += 1;
+            Rewind {
+                partition: p,
+                offset: s.committed_offset,
+                line: s.committed_line,
+                epoch: s.epoch,
+            }
+        };
+        self.ctx.channel.purge(p, rewind.epoch);
+        ctl.rewinds.lock().expect("rewinds lock").push(rewind);
+        ctl.source_done.store(false, Ordering::Release);
+    }
+}
+
+/// Exponential backoff with jitter: 100 ms × 2^n, at most 30 s.
+pub fn backoff_delay(attempt: u32) -> Duration {
+    let base = 100u64.saturating_mul(1 << attempt.min(9));
+    let capped = base.min(30_000);
+    let jitter = (now_ms() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) % (capped / 2 + 1);
+    Duration::from_millis(capped / 2 + jitter)
+}
+
+/// Min and max of a timestamp or date column, in microseconds.
+fn time_range(col: &dyn Array) -> Option<(i64, i64)> {
+    let scale: i64 = match col.data_type() {
+        DataType::Timestamp(TimeUnit::Second, _) => 1_000_000,
+        DataType::Timestamp(TimeUnit::Millisecond, _) => 1_000,
+        DataType::Timestamp(TimeUnit::Microsecond, _) => 1,
+        DataType::Date32 => 86_400_000_000,
+        _ => return None,
+    };
+    let ints = arrow::compute::cast(col, &DataType::Int64).ok()?;
+    let ints = ints.as_primitive::<arrow::datatypes::Int64Type>();
+    let lo = arrow::compute::min(ints)?;
+    let hi = arrow::compute::max(ints)?;
+    Some((lo.saturating_mul(scale), hi.saturating_mul(scale)))
+}

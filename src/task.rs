@@ -1,0 +1,504 @@
+//! One export task per repo and its state machine:
+//! New → (Restoring) → Running → Stopping → Stopped, or Failed.
+//!
+//! A task owns one channel, N sink workers (one channel lane each), one spill, and the source
+//! side: source → decode pipeline → channel. On start every partition resumes from its
+//! checkpoint in the destination (after removing files of a commit that died half-way); a spill
+//! left by a graceful stop is restored into the channel first. A stop request (SIGINT/SIGTERM)
+//! stops the source, lets the workers commit what they hold, and spills the rest of the channel
+//! to disk, all within the stop deadline.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::datatypes::DataType;
+use arrow::record_batch::RecordBatch;
+use serde::Deserialize;
+
+use crate::channel::{spill, Channel, Item, Provenance};
+use crate::checkpoint::Checkpoints;
+use crate::config::{Job, SourceSection};
+use crate::decode::{Chunk, DecodeOptions, Decoded, RecordDecoder};
+use crate::pipeline::{self, Produced};
+use crate::schema::RepoSchema;
+use crate::sink::partition::PathTemplate;
+use crate::sink::store::StoreOptions;
+use crate::sink::worker::{self, Control, PartState, Rotation, WorkerContext};
+use crate::sink::Destination;
+use crate::source::file::FileSource;
+use crate::source::{Next, Source};
+
+/// The states of a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskState {
+    New,
+    Restoring,
+    Running,
+    Stopping,
+    Stopped,
+    Failed,
+}
+
+/// Errors that stop a task.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error(transparent)]
+    Schema(#[from] crate::schema::SchemaError),
+    #[error(transparent)]
+    Decode(#[from] crate::decode::DecodeError),
+    #[error(transparent)]
+    Format(#[from] crate::format::FormatError),
+    #[error(transparent)]
+    Sink(#[from] crate::sink::SinkError),
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    #[error(transparent)]
+    Source(#[from] crate::source::SourceError),
+    #[error(transparent)]
+    Spill(#[from] crate::channel::spill::SpillError),
+    #[error(transparent)]
+    Partition(#[from] crate::sink::partition::PartitionError),
+    #[error("job {job}: {reason}")]
+    Job { job: String, reason: String },
+}
+
+/// How to start.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Replay every partition from its checkpoint with this sequence number.
+    pub from_checkpoint: Option<u64>,
+    /// Drop a spill instead of restoring it (its records are replayed from the source).
+    pub discard_spill: bool,
+    /// Decoder threads (0: the number of cores).
+    pub threads: usize,
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub state: TaskState,
+    pub rows: u64,
+    pub dead_letters: u64,
+    pub files: u64,
+    pub commits: u64,
+    pub seconds: f64,
+}
+
+fn transition(state: &mut TaskState, next: TaskState, job: &str) {
+    tracing::info!(job, from = ?*state, to = ?next, "task state");
+    *state = next;
+}
+
+/// Builds the destination of a job (store settings from `[sink.storage]`).
+pub fn destination(job: &Job, runtime: &tokio::runtime::Runtime) -> Result<Destination, TaskError> {
+    let opts = StoreOptions::deserialize(toml::Value::Table(job.file.sink.storage.clone()))
+        .map_err(|e| TaskError::Job {
+            job: job.file.job.name.clone(),
+            reason: format!("sink.storage: {e}"),
+        })?;
+    let url = job.resolve_url(&job.file.sink.url);
+    Ok(Destination::parse_with(
+        &url,
+        &opts,
+        runtime.handle().clone(),
+    )?)
+}
+
+/// Everything prepared from a job before data moves; `sluice validate` stops here.
+pub struct Prepared {
+    pub schema: Arc<RepoSchema>,
+    pub source: FileSource,
+    pub decoder: RecordDecoder,
+    pub template: PathTemplate,
+}
+
+/// Loads the schema, opens the source and builds the decoder and path template: every check
+/// that needs no destination.
+pub fn prepare(job: &Job) -> Result<Prepared, TaskError> {
+    let schema = Arc::new(RepoSchema::load(&job.resolve(&job.file.repo.schema))?);
+    let mut source = match &job.file.source {
+        SourceSection::File { paths, header, .. } => {
+            let paths: Vec<_> = paths.iter().map(|p| job.resolve(p)).collect();
+            // 1 MiB chunks: files roll at chunk boundaries, so this bounds how far a file can
+            // run past `max_rows` / `max_bytes`.
+            FileSource::new(&paths, job.input.quoted(), job.input.quoted() && *header)?
+                .with_block_size(1024 * 1024)
+        }
+    };
+    let header = source.header()?;
+    let decoder = RecordDecoder::new(
+        schema.clone(),
+        DecodeOptions {
+            kind: job.input.clone(),
+            batch_size: job.file.channel.batch_rows,
+            keep_raw: false,
+        },
+        header.as_deref(),
+    )?;
+    job.format.validate(&decoder.output_schema())?;
+    let template = PathTemplate::compile(
+        &job.file.sink.partition.template,
+        &decoder.output_schema(),
+        &schema.name,
+        job.file.sink.partition.hive.unwrap_or(true),
+    )?;
+    Ok(Prepared {
+        schema,
+        source,
+        decoder,
+        template,
+    })
+}
+
+/// Runs a job to its end (bounded sources) or until `stop` is set.
+pub fn run(job: &Job, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, TaskError> {
+    let started = Instant::now();
+    let name = job.file.job.name.clone();
+    let mut state = TaskState::New;
+    tracing::info!(job = %name, "task state New");
+    let result = run_inner(job, &opts, &stop, &mut state);
+    match &result {
+        Ok(_) => transition(&mut state, TaskState::Stopped, &name),
+        Err(e) => {
+            tracing::error!(job = %name, error = %e, "task failed");
+            transition(&mut state, TaskState::Failed, &name);
+        }
+    }
+    result.map(|ctl| RunSummary {
+        state,
+        rows: ctl.rows.load(Ordering::Relaxed),
+        dead_letters: ctl.dead_letters.load(Ordering::Relaxed),
+        files: ctl.files.load(Ordering::Relaxed),
+        commits: ctl.commits.load(Ordering::Relaxed),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn run_inner(
+    job: &Job,
+    opts: &RunOptions,
+    stop: &Arc<AtomicBool>,
+    state: &mut TaskState,
+) -> Result<Arc<Control>, TaskError> {
+    let name = job.file.job.name.clone();
+    let Prepared {
+        schema,
+        mut source,
+        decoder,
+        template,
+    } = prepare(job)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| TaskError::Job {
+            job: name.clone(),
+            reason: format!("cannot start the I/O runtime: {e}"),
+        })?;
+    let dest = destination(job, &runtime)?;
+    let (dead_dest, dead_folder) = match &job.file.dead_letters.url {
+        Some(u) => (
+            Destination::parse(&job.resolve_url(u), runtime.handle().clone())?,
+            format!("{}/", schema.name),
+        ),
+        None => (dest.clone(), format!("_dead_letters/{}/", schema.name)),
+    };
+    let checkpoints = Checkpoints::new(dest.clone(), &name);
+    let out_schema = decoder.output_schema();
+
+    // Where every partition resumes.
+    let control = Arc::new(Control::default());
+    let workers = job.file.sink.workers;
+    *control.finished.lock().expect("finished lock") = vec![false; workers];
+    for p in source.partitions() {
+        let key = p.key();
+        if let Some(seq) = opts.from_checkpoint {
+            let c = checkpoints.roll_back_to(&key, seq)?;
+            tracing::warn!(partition = %key, seq, next_offset = c.next_offset, "replaying from an older checkpoint");
+        }
+        let latest = checkpoints.latest(&key)?;
+        let removed = checkpoints.recover(&key, latest.as_ref())?;
+        if !removed.is_empty() {
+            tracing::warn!(partition = %key, files = ?removed, "removed files of an unfinished commit");
+        }
+        let (offset, line, seq) = latest
+            .as_ref()
+            .map_or((0, 1, 0), |c| (c.next_offset, c.next_line.max(1), c.seq));
+        source.seek(p.id, offset, line)?;
+        control.parts.lock().expect("parts lock").insert(
+            p.id,
+            PartState {
+                key,
+                topic: p.topic.clone(),
+                committed_offset: offset,
+                committed_line: line,
+                seq,
+                epoch: 0,
+            },
+        );
+        tracing::info!(partition = %p.key(), offset, seq, "partition resumes");
+    }
+
+    let channel = Arc::new(Channel::new(
+        workers,
+        job.channel_bytes,
+        job.file.channel.max_batches,
+    ));
+    let time_column = out_schema
+        .fields()
+        .iter()
+        .position(|f| matches!(f.data_type(), DataType::Timestamp(..) | DataType::Date32));
+    let ctx = Arc::new(WorkerContext {
+        repo: schema.name.clone(),
+        channel: channel.clone(),
+        dest,
+        dead_dest,
+        dead_folder,
+        checkpoints,
+        format: job.format.clone(),
+        schema: out_schema.clone(),
+        template,
+        rotation: Rotation {
+            max_rows: job.file.sink.rotation.max_rows,
+            max_bytes: job.max_file_bytes,
+            max_span: job.max_span,
+            idle: job.idle,
+            time_column,
+        },
+        max_open: job.file.sink.max_open_files,
+        control: control.clone(),
+    });
+    let state_dir = job.resolve(&job.file.job.state_dir);
+    let threads = if opts.threads == 0 {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    } else {
+        opts.threads
+    };
+
+    std::thread::scope(|scope| -> Result<(), TaskError> {
+        let handles: Vec<_> = (0..workers)
+            .map(|lane| {
+                let ctx = ctx.clone();
+                std::thread::Builder::new()
+                    .name(format!("sink-{lane}"))
+                    .spawn_scoped(scope, move || worker::run(ctx, lane))
+                    .expect("spawn a sink worker")
+            })
+            .collect();
+        let result = (|| -> Result<(), TaskError> {
+            restore_spill(
+                &state_dir,
+                &out_schema,
+                opts,
+                &channel,
+                &control,
+                &mut source,
+                state,
+                &name,
+            )?;
+            transition(state, TaskState::Running, &name);
+            source_loop(&decoder, threads, &mut source, &channel, &control, stop)?;
+            if stop.load(Ordering::Acquire) {
+                transition(state, TaskState::Stopping, &name);
+                graceful_stop(job, &state_dir, &out_schema, &channel, &control)?;
+            }
+            Ok(())
+        })();
+        control.shutdown.store(true, Ordering::Release);
+        channel.close();
+        for h in handles {
+            let _ = h.join();
+        }
+        result
+    })?;
+    Ok(control)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn restore_spill(
+    state_dir: &std::path::Path,
+    schema: &arrow::datatypes::SchemaRef,
+    opts: &RunOptions,
+    channel: &Channel,
+    control: &Control,
+    source: &mut FileSource,
+    state: &mut TaskState,
+    name: &str,
+) -> Result<(), TaskError> {
+    if !spill::exists(state_dir) {
+        return Ok(());
+    }
+    if opts.discard_spill || opts.from_checkpoint.is_some() {
+        tracing::warn!(path = %state_dir.display(), "discarding the spill; its records are replayed from the source");
+        spill::remove(state_dir)?;
+        return Ok(());
+    }
+    transition(state, TaskState::Restoring, name);
+    let items = spill::read(state_dir, schema)?;
+    let mut expected: HashMap<u32, (u64, u64)> = control
+        .parts
+        .lock()
+        .expect("parts lock")
+        .iter()
+        .map(|(p, s)| (*p, (s.committed_offset, s.committed_line)))
+        .collect();
+    let mut broken: Vec<u32> = Vec::new();
+    let mut restored = 0usize;
+    for mut item in items {
+        let p = item.prov.partition;
+        let Some(&(want, _)) = expected.get(&p) else {
+            continue; // a partition the source no longer has
+        };
+        if broken.contains(&p) || item.prov.next_offset <= want {
+            continue; // already committed
+        }
+        if item.prov.first_offset != want {
+            // Not contiguous with the checkpoint: replay this partition from the source.
+            tracing::warn!(
+                partition = p,
+                want,
+                got = item.prov.first_offset,
+                "spill does not continue the checkpoint; replaying instead"
+            );
+            broken.push(p);
+            continue;
+        }
+        item.prov.epoch = 0;
+        expected.insert(p, (item.prov.next_offset, item.prov.next_line));
+        channel.put(item).map_err(|e| TaskError::Job {
+            job: name.to_string(),
+            reason: format!("restoring the spill: {e}"),
+        })?;
+        restored += 1;
+    }
+    for (p, (offset, line)) in expected {
+        if !broken.contains(&p) {
+            source.seek(p, offset, line)?;
+        }
+    }
+    spill::remove(state_dir)?;
+    tracing::info!(items = restored, "restored the spill into the channel");
+    Ok(())
+}
+
+fn source_loop(
+    decoder: &RecordDecoder,
+    threads: usize,
+    source: &mut FileSource,
+    channel: &Channel,
+    control: &Control,
+    stop: &AtomicBool,
+) -> Result<(), TaskError> {
+    let mut epochs: HashMap<u32, u64> = HashMap::new();
+    let mut ended = false;
+    pipeline::run(
+        decoder,
+        threads,
+        |chunk: &mut Chunk| -> Result<Produced<(u32, u64)>, TaskError> {
+            if stop.load(Ordering::Acquire) {
+                return Ok(Produced::End);
+            }
+            let rewinds: Vec<_> =
+                std::mem::take(&mut *control.rewinds.lock().expect("rewinds lock"));
+            for r in rewinds {
+                source.seek(r.partition, r.offset, r.line)?;
+                epochs.insert(r.partition, r.epoch);
+                ended = false;
+                control.source_done.store(false, Ordering::Release);
+            }
+            if ended {
+                let all_done = control
+                    .finished
+                    .lock()
+                    .expect("finished lock")
+                    .iter()
+                    .all(|f| *f);
+                if all_done && control.drained() {
+                    return Ok(Produced::End);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+                return Ok(Produced::Idle);
+            }
+            match source.next(chunk)? {
+                Next::Chunk(p) => {
+                    control.produced.fetch_add(1, Ordering::AcqRel);
+                    Ok(Produced::Chunk((p, epochs.get(&p).copied().unwrap_or(0))))
+                }
+                Next::Idle => Ok(Produced::Idle),
+                Next::End => {
+                    ended = true;
+                    control.source_done.store(true, Ordering::Release);
+                    Ok(Produced::Idle)
+                }
+            }
+        },
+        |(p, epoch), chunk, decoded| {
+            let item = to_item(decoder, p, epoch, chunk, decoded);
+            let r = channel.put(item);
+            control.put.fetch_add(1, Ordering::AcqRel);
+            r.map_err(|e| TaskError::Job {
+                job: String::new(),
+                reason: format!("the channel refused data: {e}"),
+            })
+        },
+    )
+}
+
+fn to_item(decoder: &RecordDecoder, p: u32, epoch: u64, chunk: &Chunk, decoded: Decoded) -> Item {
+    let schema = decoder.output_schema();
+    let batch = match decoded.batches.len() {
+        0 => RecordBatch::new_empty(schema),
+        1 => decoded.batches.into_iter().next().expect("one batch"),
+        _ => arrow::compute::concat_batches(&schema, &decoded.batches)
+            .expect("batches of one schema concatenate"),
+    };
+    let next_offset = chunk.first_offset + chunk.data.len() as u64;
+    Item {
+        batch,
+        dead: decoded.dead,
+        prov: Provenance {
+            partition: p,
+            first_offset: chunk.first_offset,
+            last_offset: next_offset.saturating_sub(1),
+            next_offset,
+            next_line: chunk.first_line + memchr::memchr_iter(b'\n', &chunk.data).count() as u64,
+            epoch,
+        },
+    }
+}
+
+fn graceful_stop(
+    job: &Job,
+    state_dir: &std::path::Path,
+    schema: &arrow::datatypes::SchemaRef,
+    channel: &Channel,
+    control: &Control,
+) -> Result<(), TaskError> {
+    let deadline = Instant::now() + job.stop_deadline;
+    control.stopping.store(true, Ordering::Release);
+    loop {
+        let done = control
+            .finished
+            .lock()
+            .expect("finished lock")
+            .iter()
+            .all(|f| *f);
+        if done {
+            break;
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!("stop deadline reached before every open file was committed; their records will be replayed");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let items = channel.drain_all();
+    let n = items.len();
+    spill::write(state_dir, schema, &items)?;
+    if n > 0 {
+        tracing::info!(items = n, path = %state_dir.display(), "spilled the channel to disk");
+    }
+    Ok(())
+}
