@@ -74,7 +74,14 @@ pub enum SourceSection {
         delimiter: Option<String>,
         #[serde(default = "default_true")]
         header: bool,
+        /// Input read per chunk: files roll and commit at chunk boundaries.
+        #[serde(default = "default_chunk")]
+        chunk_bytes: String,
     },
+}
+
+fn default_chunk() -> String {
+    "1MiB".into()
 }
 
 fn default_input_format() -> String {
@@ -285,7 +292,9 @@ impl Job {
                 format,
                 delimiter,
                 header,
+                chunk_bytes,
             } => {
+                check("source.chunk_bytes", parse_bytes(chunk_bytes).map(|_| ()));
                 check(
                     "source.paths",
                     if paths.is_empty() {

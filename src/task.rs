@@ -119,12 +119,18 @@ pub struct Prepared {
 pub fn prepare(job: &Job) -> Result<Prepared, TaskError> {
     let schema = Arc::new(RepoSchema::load(&job.resolve(&job.file.repo.schema))?);
     let mut source = match &job.file.source {
-        SourceSection::File { paths, header, .. } => {
+        SourceSection::File {
+            paths,
+            header,
+            chunk_bytes,
+            ..
+        } => {
             let paths: Vec<_> = paths.iter().map(|p| job.resolve(p)).collect();
-            // 1 MiB chunks: files roll at chunk boundaries, so this bounds how far a file can
-            // run past `max_rows` / `max_bytes`.
+            // Files roll at chunk boundaries: the chunk size bounds how far a file can run past
+            // `max_rows` / `max_bytes`.
+            let chunk = crate::config::parse_bytes(chunk_bytes).unwrap_or(1 << 20) as usize;
             FileSource::new(&paths, job.input.quoted(), job.input.quoted() && *header)?
-                .with_block_size(1024 * 1024)
+                .with_block_size(chunk)
         }
     };
     let header = source.header()?;

@@ -3,4 +3,5 @@
 mod convert;
 mod helpers;
 mod interop;
+mod run;
 mod stores;

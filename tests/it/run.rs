@@ -1,0 +1,366 @@
+//! `sluice run` with the file source: exactly-once output across rotation, partitioned paths,
+//! kill -9 at random moments and at chosen points of the commit, and graceful stops with a
+//! spill.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, AsArray};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::helpers::*;
+
+/// Writes `n` web-log events with unique trace ids `t<i>` over two days of record time.
+fn write_events(path: &Path, n: usize, start: usize) {
+    let mut s = String::with_capacity(n * 200);
+    for i in start..start + n {
+        let minute = i % 2880;
+        s.push_str(&format!(
+            "{{\"ts\":\"2024-05-0{}T{:02}:{:02}:00Z\",\"host\":\"h{}\",\"method\":\"GET\",\"path\":\"/p/{}\",\"status\":{},\"bytes\":{},\"latency_ms\":{}.5,\"region\":\"r{}\",\"user_id\":{},\"cache_hit\":{},\"trace_id\":\"t{i}\"}}\n",
+            1 + minute / 1440,
+            (minute % 1440) / 60,
+            minute % 60,
+            i % 7,
+            i % 100,
+            200 + (i % 5) * 100,
+            i * 3,
+            i % 11,
+            i % 4,
+            i * 7,
+            i % 2 == 0
+        ));
+        if i % 997 == 0 {
+            s.push_str("{\"ts\": broken\n");
+        }
+    }
+    std::fs::write(path, s).unwrap();
+}
+
+/// How many broken lines `write_events(_, n, start)` adds.
+fn broken(start: usize, n: usize) -> usize {
+    (start..start + n).filter(|i| i % 997 == 0).count()
+}
+
+fn job_file(dir: &Path, inputs: &[PathBuf], extra: &str) -> PathBuf {
+    let paths: Vec<String> = inputs
+        .iter()
+        .map(|p| format!("{:?}", p.display().to_string()))
+        .collect();
+    let text = format!(
+        r#"
+[job]
+name = "it"
+state_dir = "state"
+stop_deadline = "20s"
+
+[source]
+kind = "file"
+chunk_bytes = "64KiB"
+paths = [{}]
+
+[repo]
+schema = {:?}
+
+[channel]
+max_bytes = "8MiB"
+max_batches = 16
+batch_rows = 1024
+
+[sink]
+url = "out/"
+{extra}
+"#,
+        paths.join(", "),
+        schema("nginx_access").display().to_string()
+    );
+    let p = dir.join("job.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn start(job: &Path, env: &[(&str, &str)]) -> Child {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    c.arg("run")
+        .arg(job)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c.env("SLUICE_LOG", "info");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.spawn().expect("start sluice run")
+}
+
+fn finish(child: Child) -> (bool, String) {
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn run_to_end(job: &Path) -> String {
+    let (ok, text) = finish(start(job, &[]));
+    assert!(ok, "sluice run failed:\n{text}");
+    text
+}
+
+/// Every trace id in every visible Parquet file under `out`, with how often it appears.
+fn trace_ids(out: &Path) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    let mut stack = vec![out.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with('.') || name.starts_with('_') {
+                continue; // hidden temporaries, dead letters, checkpoints
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else if name.ends_with(".parquet") {
+                let f = std::fs::File::open(&p).unwrap();
+                let reader = ParquetRecordBatchReaderBuilder::try_new(f)
+                    .unwrap()
+                    .build()
+                    .unwrap();
+                for b in reader {
+                    let b = b.unwrap();
+                    let col = b.column(b.schema().index_of("trace_id").unwrap()).clone();
+                    let ids = col.as_string::<i32>();
+                    for i in 0..ids.len() {
+                        *counts.entry(ids.value(i).to_string()).or_insert(0) += 1;
+                    }
+                }
+            }
+        }
+    }
+    counts
+}
+
+fn dead_letter_count(out: &Path) -> usize {
+    let dir = out.join("_dead_letters/nginx_access");
+    if !dir.exists() {
+        return 0;
+    }
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .map(|p| std::fs::read_to_string(p).unwrap().lines().count())
+        .sum()
+}
+
+fn assert_exactly_once(out: &Path, n: usize, bad: usize) {
+    let counts = trace_ids(out);
+    let dups: Vec<_> = counts.iter().filter(|(_, c)| **c > 1).take(5).collect();
+    assert!(dups.is_empty(), "duplicated records: {dups:?}");
+    let missing: Vec<String> = (0..n)
+        .map(|i| format!("t{i}"))
+        .filter(|t| !counts.contains_key(t))
+        .take(5)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "missing records: {missing:?} ({} of {n} present)",
+        counts.len()
+    );
+    assert_eq!(counts.len(), n);
+    assert_eq!(dead_letter_count(out), bad, "dead letters exactly once too");
+}
+
+#[test]
+fn run_writes_partitioned_rotated_files_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.jsonl");
+    let b = dir.path().join("b.jsonl");
+    write_events(&a, 6000, 0);
+    write_events(&b, 4000, 6000);
+    let job = job_file(
+        dir.path(),
+        &[a, b],
+        "[sink.rotation]\nmax_rows = 1500\n[sink.partition]\ntemplate = \"dt={ts:%Y-%m-%d}/\"\n",
+    );
+    let o = sluice(&["validate", job.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = run_to_end(&job);
+    assert!(text.contains("Stopped"), "{text}");
+    let out = dir.path().join("out");
+    assert_exactly_once(&out, 10_000, broken(0, 6000) + broken(6000, 4000));
+    assert!(out.join("dt=2024-05-01").is_dir() && out.join("dt=2024-05-02").is_dir());
+    let files = std::fs::read_dir(out.join("dt=2024-05-01"))
+        .unwrap()
+        .count();
+    assert!(
+        files >= 4,
+        "rotation by rows made several files, got {files}"
+    );
+
+    // Checkpoints are listed; a second run has nothing to do.
+    let list = sluice_ok(&["checkpoints", "list", job.to_str().unwrap()]);
+    assert!(
+        list.contains("a-0: seq") && list.contains("b-1: seq"),
+        "{list}"
+    );
+    let text = run_to_end(&job);
+    assert!(text.contains("0 rows"), "{text}");
+    assert_exactly_once(&out, 10_000, broken(0, 10_000));
+
+    // Replay from the first checkpoint of each partition: later files are replaced, not added.
+    let o = sluice(&["run", job.to_str().unwrap(), "--from-checkpoint", "1"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_exactly_once(&out, 10_000, broken(0, 10_000));
+}
+
+#[test]
+fn kill_9_at_random_moments_is_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("big.jsonl");
+    let n = 300_000;
+    write_events(&input, n, 0);
+    let job = job_file(
+        dir.path(),
+        &[input],
+        "format = \"parquet\"\ncompression = \"gzip:6\"\n[sink.rotation]\nmax_rows = 1000\n[sink.partition]\ntemplate = \"dt={ts:%Y-%m-%d}/\"\n",
+    );
+    // Deterministic crash points inside the commit protocol first.
+    for (i, point) in ["after_pending", "after_files", "after_checkpoint"]
+        .iter()
+        .enumerate()
+    {
+        let spec = format!("{point}:{}", i + 2);
+        let (ok, text) = finish(start(&job, &[("SLUICE_FAULT", &spec)]));
+        assert!(!ok, "the fault {spec} should abort the run:\n{text}");
+        assert!(text.contains("SLUICE_FAULT"), "{text}");
+    }
+    // Then kill -9 at random moments.
+    let mut seed = 0x2545F4914F6CDD1Du64;
+    let mut kills = 0;
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while kills < 20 && Instant::now() < deadline {
+        let mut child = start(&job, &[]);
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let wait = Duration::from_millis(120 + seed % 500);
+        std::thread::sleep(wait);
+        match child.try_wait().unwrap() {
+            Some(_) => break, // finished before the kill
+            None => {
+                child.kill().unwrap(); // SIGKILL
+                let _ = child.wait();
+                kills += 1;
+            }
+        }
+    }
+    run_to_end(&job);
+    eprintln!("kill -9 landed {kills} times");
+    assert!(
+        kills >= 20,
+        "only {kills} kills landed before the run finished"
+    );
+    assert_exactly_once(&dir.path().join("out"), n, broken(0, n));
+    // No hidden temporary is left behind by the last, clean run's own files.
+    let list = sluice_ok(&["checkpoints", "list", job.to_str().unwrap()]);
+    assert!(list.contains("big-0: seq"), "{list}");
+}
+
+#[test]
+fn sigterm_spills_the_channel_and_the_next_start_restores_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("big.jsonl");
+    let n = 120_000;
+    write_events(&input, n, 0);
+    // Slow encoding (gzip 9 JSON) keeps the channel full when the stop arrives.
+    let job = job_file(
+        dir.path(),
+        &[input],
+        "format = \"json\"\ncompression = \"gzip:9\"\nworkers = 1\n[sink.rotation]\nmax_rows = 20000\n",
+    );
+    let child = start(&job, &[]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let (ok, text) = finish(child);
+    assert!(ok, "a graceful stop exits 0:\n{text}");
+    assert!(text.contains("to=Stopping"), "{text}");
+    let spilled = dir.path().join("state/spill/manifest.json").exists();
+    let text = run_to_end(&job);
+    if spilled {
+        assert!(
+            text.contains("to=Restoring") && text.contains("restored the spill"),
+            "{text}"
+        );
+    }
+    assert!(!dir.path().join("state/spill/manifest.json").exists());
+    // Read the JSON output back.
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for e in std::fs::read_dir(dir.path().join("out")).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.ends_with(".jsonl.gz") || name.starts_with('.') {
+            continue;
+        }
+        let mut text = String::new();
+        use std::io::Read;
+        flate2::read::MultiGzDecoder::new(std::fs::File::open(&p).unwrap())
+            .read_to_string(&mut text)
+            .unwrap();
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            *counts
+                .entry(v["trace_id"].as_str().unwrap().to_string())
+                .or_insert(0) += 1;
+        }
+    }
+    assert_eq!(counts.len(), n);
+    assert!(
+        counts.values().all(|c| *c == 1),
+        "duplicates after stop and restore"
+    );
+    assert!(
+        spilled,
+        "the stop left no spill: the test did not exercise restore"
+    );
+}
+
+#[test]
+fn bad_job_files_report_every_error_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.toml");
+    std::fs::write(
+        &job,
+        "[job]\nname = \"bad name\"\n[source]\nkind = \"file\"\npaths = []\n[repo]\nschema = \"x.toml\"\n[sink]\nurl = \"out/\"\nworkers = 0\n[sink.rotation]\nidle = \"soon\"\n",
+    )
+    .unwrap();
+    let o = sluice(&["validate", job.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    for key in [
+        "job.name",
+        "source.paths",
+        "sink.workers",
+        "sink.rotation.idle",
+    ] {
+        assert!(err.contains(key), "no {key} in: {err}");
+    }
+    std::fs::write(
+        &job,
+        format!(
+            "[job]\nname = \"j\"\n[source]\nkind = \"file\"\npaths = [\"missing.jsonl\"]\n[repo]\nschema = {:?}\n[sink]\nurl = \"out/\"\n",
+            schema("nginx_access").display().to_string()
+        ),
+    )
+    .unwrap();
+    let o = sluice(&["validate", job.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("missing.jsonl"));
+}
