@@ -198,9 +198,7 @@ fn init_logs(json: bool) {
 fn run_validate(path: &Path) -> Result<()> {
     let job = Job::load(path)?;
     let prepared = task::prepare(&job)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = io_runtime()?;
     let dest = task::destination(&job, &runtime)?;
     println!(
         "{}: job `{}` is valid: repo `{}` ({} fields), {} partition(s), {} to {}",
@@ -247,9 +245,7 @@ fn run_checkpoints(cmd: CheckpointCommand) -> Result<()> {
         CheckpointCommand::Show { job, partition } => (job, Some(partition.clone())),
     };
     let job = Job::load(path)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = io_runtime()?;
     let dest = task::destination(&job, &runtime)?;
     let cps = Checkpoints::new(dest, &job.file.job.name);
     match partition {
@@ -301,6 +297,16 @@ fn run_checkpoints(cmd: CheckpointCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Object store requests run here. Multi-threaded: a current-thread runtime's I/O is driven
+/// only by its own `block_on`, not by the `Handle::block_on` the destinations use.
+fn io_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the I/O runtime")
 }
 
 fn format_ms(ms: i64) -> String {

@@ -426,7 +426,7 @@ impl PathTemplate {
                 memo,
             } => {
                 if nulls.is_some_and(|n| n.is_null(row)) {
-                    out.push_str(NULL_PARTITION);
+                    push_null(out, pattern.seg_start);
                     return Ok(());
                 }
                 let (secs, nanos) = cells.get(row);
@@ -450,7 +450,7 @@ impl PathTemplate {
                 col,
             } => {
                 if nulls.is_some_and(|n| n.is_null(row)) {
-                    out.push_str(NULL_PARTITION);
+                    push_null(out, *seg_start);
                     return Ok(());
                 }
                 let seg_start = *seg_start;
@@ -806,13 +806,24 @@ fn is_safe(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
 }
 
+/// Appends the null partition name. At the start of a segment (no `field=` before it) its
+/// leading `_` is percent-encoded like any value's, so the folder stays visible to readers.
+fn push_null(out: &mut String, seg_start: bool) {
+    if seg_start {
+        out.push_str("%5F");
+        out.push_str(&NULL_PARTITION[1..]);
+    } else {
+        out.push_str(NULL_PARTITION);
+    }
+}
+
 /// Appends `value` made safe for a path segment (see the module documentation). `seg_start`:
 /// the value starts a segment, so a leading `_` or `.` is percent-encoded too.
 fn push_sanitized(out: &mut String, value: &str, seg_start: bool) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let bytes = value.as_bytes();
     let Some(&first) = bytes.first() else {
-        out.push_str(NULL_PARTITION);
+        push_null(out, seg_start);
         return;
     };
     let first_ok = !(seg_start && (first == b'_' || first == b'.'));
@@ -974,6 +985,14 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn a_null_starting_a_segment_stays_visible() {
+        let v = StringArray::from(vec![None, Some("")]);
+        let b = batch(vec![("v", Arc::new(v) as ArrayRef)]);
+        let bare = compile("{v}/", &b, false).split(&b, 0).unwrap();
+        assert_eq!(paths(&bare), vec![("%5F_HIVE_DEFAULT_PARTITION__/", 2)]);
     }
 
     #[test]

@@ -4,4 +4,5 @@ mod convert;
 mod helpers;
 mod interop;
 mod run;
+mod s3_run;
 mod stores;
