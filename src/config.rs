@@ -155,6 +155,10 @@ pub struct SinkSection {
     /// Cap on files open at once per worker.
     #[serde(default = "default_max_open")]
     pub max_open_files: usize,
+    /// Cap on encoded data held in memory by open files (Parquet row groups, ORC stripes in
+    /// progress), for the whole task; a worker over its share commits its biggest partition.
+    #[serde(default = "default_max_buffered")]
+    pub max_buffered_bytes: String,
     #[serde(default)]
     pub rotation: RotationSection,
     #[serde(default)]
@@ -172,6 +176,9 @@ fn default_format() -> String {
 }
 fn default_max_open() -> usize {
     64
+}
+fn default_max_buffered() -> String {
+    "256MiB".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -240,6 +247,7 @@ pub struct Job {
     pub format: FormatOptions,
     pub channel_bytes: usize,
     pub max_file_bytes: u64,
+    pub max_buffered_bytes: u64,
     pub max_span: Option<Duration>,
     pub idle: Duration,
     pub stop_deadline: Duration,
@@ -354,6 +362,11 @@ impl Job {
             "sink.rotation.max_bytes",
             max_file_bytes.as_ref().map(|_| ()).map_err(Clone::clone),
         );
+        let max_buffered = parse_bytes(&file.sink.max_buffered_bytes);
+        check(
+            "sink.max_buffered_bytes",
+            max_buffered.as_ref().map(|_| ()).map_err(Clone::clone),
+        );
         let max_span = file.sink.rotation.max_span.as_deref().map(parse_duration);
         if let Some(Err(e)) = &max_span {
             check("sink.rotation.max_span", Err(e.clone()));
@@ -386,6 +399,7 @@ impl Job {
             format: format.expect("checked"),
             channel_bytes: channel_bytes.expect("checked") as usize,
             max_file_bytes: max_file_bytes.expect("checked"),
+            max_buffered_bytes: max_buffered.expect("checked"),
             max_span: max_span.map(|r| r.expect("checked")),
             idle: idle.expect("checked"),
             stop_deadline: stop_deadline.expect("checked"),

@@ -274,6 +274,7 @@ fn run_inner(
             time_column,
         },
         max_open: job.file.sink.max_open_files,
+        max_buffered: (job.max_buffered_bytes / workers as u64).max(1),
         control: control.clone(),
     });
     let state_dir = job.resolve(&job.file.job.state_dir);

@@ -106,6 +106,8 @@ pub struct WorkerContext {
     pub template: PathTemplate,
     pub rotation: Rotation,
     pub max_open: usize,
+    /// This worker's share of the encoded bytes open files may hold in memory.
+    pub max_buffered: u64,
     pub control: Arc<Control>,
 }
 
@@ -237,6 +239,7 @@ impl Worker {
             for p in rolling {
                 self.commit_or_fail(p);
             }
+            self.bound_buffers();
             self.flush_idle();
         }
     }
@@ -254,6 +257,33 @@ impl Worker {
                     f.max_ts > f.min_ts && (f.max_ts - f.min_ts) as u128 >= s.as_micros()
                 })
         })
+    }
+
+    /// Commits the partitions holding the most encoded data in memory until the worker is
+    /// under its share of `sink.max_buffered_bytes`.
+    fn bound_buffers(&mut self) {
+        loop {
+            let per_part: Vec<(u32, u64)> = self
+                .open
+                .iter()
+                .map(|(p, op)| {
+                    let b: u64 = op
+                        .files
+                        .values()
+                        .map(|f| f.writer.buffered_bytes() as u64)
+                        .sum();
+                    (*p, b)
+                })
+                .collect();
+            let total: u64 = per_part.iter().map(|(_, b)| b).sum();
+            if total <= self.ctx.max_buffered {
+                return;
+            }
+            let Some(&(biggest, _)) = per_part.iter().max_by_key(|(_, b)| *b) else {
+                return;
+            };
+            self.commit_or_fail(biggest);
+        }
     }
 
     fn flush_idle(&mut self) {
@@ -325,7 +355,8 @@ impl Worker {
             })
             .count();
         let open_files: usize = self.open.values().map(|op| op.files.len()).sum();
-        if new_files > 0 && open_files + new_files > self.ctx.max_open && open_files > 0 {
+        // Over the cap (an item may open more files than the cap alone): commit what is open.
+        if open_files > 0 && open_files + new_files > self.ctx.max_open {
             self.commit_all();
             if item.prov.epoch < self.ctx.control.epoch(p) {
                 return Ok(()); // committing rewound this partition: the item is stale now

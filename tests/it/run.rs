@@ -217,6 +217,33 @@ fn run_writes_partitioned_rotated_files_exactly_once() {
 }
 
 #[test]
+fn the_open_file_cap_commits_early_and_stays_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("paths.jsonl");
+    write_events(&input, 5000, 0);
+    // 100 distinct paths, at most 8 open files per worker.
+    let job = job_file(
+        dir.path(),
+        &[input],
+        "max_open_files = 8
+[sink.partition]
+template = \"{path}/\"\nhive = false\n",
+    );
+    let text = run_to_end(&job);
+    let out = dir.path().join("out");
+    assert_exactly_once(&out, 5000, broken(0, 5000));
+    let commits: usize = text.matches("committed").count();
+    assert!(
+        commits >= 10,
+        "the cap forces a commit per input chunk, saw {commits}"
+    );
+    assert!(
+        out.join("%2Fp%2F42").is_dir(),
+        "sanitized bare values name the folders"
+    );
+}
+
+#[test]
 fn kill_9_at_random_moments_is_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("big.jsonl");
