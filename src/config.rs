@@ -472,17 +472,21 @@ fn sink_format(s: &SinkSection) -> Result<FormatOptions, String> {
     Ok(o)
 }
 
-/// Parses `64MiB`, `1GB`, `4096`, `512k`: binary units for Ki/Mi/Gi, decimal for k/M/G.
-pub fn parse_bytes(s: &str) -> Result<u64, String> {
+/// Splits `64MiB` into (64.0, "MiB"); `example` goes into the error message.
+fn number_and_unit<'a>(s: &'a str, example: &str) -> Result<(f64, &'a str), String> {
     let t = s.trim();
     let split = t
         .find(|c: char| !c.is_ascii_digit() && c != '.')
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a size (e.g. 64MiB)"))?;
-    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+    let n = num.parse().map_err(|_| format!("`{s}` is not {example}"))?;
+    Ok((n, unit.trim()))
+}
+
+/// Parses `64MiB`, `1GB`, `4096`, `512k`: binary units for Ki/Mi/Gi, decimal for k/M/G.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let (n, unit) = number_and_unit(s, "a size (e.g. 64MiB)")?;
+    let mult: f64 = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "k" | "kb" => 1e3,
         "m" | "mb" => 1e6,
@@ -501,15 +505,8 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
 
 /// Parses `30s`, `5m`, `1h`, `250ms`, `1d`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration (e.g. 30s, 5m, 1h)"))?;
-    let secs = match unit.trim() {
+    let (n, unit) = number_and_unit(s, "a duration (e.g. 30s, 5m, 1h)")?;
+    let secs = match unit {
         "ms" => n / 1000.0,
         "s" | "" => n,
         "m" | "min" => n * 60.0,

@@ -74,3 +74,25 @@ pub fn parquet_rows(path: &Path) -> i64 {
         .file_metadata()
         .num_rows()
 }
+
+/// Adds the `trace_id` values of every row of a Parquet file to `counts`.
+pub fn count_trace_ids<R: parquet::file::reader::ChunkReader + 'static>(
+    file: R,
+    counts: &mut std::collections::HashMap<String, usize>,
+) {
+    use arrow::array::{Array, AsArray};
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .expect("parquet footer")
+        .build()
+        .expect("parquet reader");
+    for b in reader {
+        let b = b.expect("parquet batch");
+        let col = b
+            .column(b.schema().index_of("trace_id").expect("trace_id column"))
+            .clone();
+        let ids = col.as_string::<i32>();
+        for i in 0..ids.len() {
+            *counts.entry(ids.value(i).to_string()).or_insert(0) += 1;
+        }
+    }
+}

@@ -7,9 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, AsArray};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-
 use crate::helpers::*;
 
 /// Writes `n` web-log events with unique trace ids `t<i>` over two days of record time.
@@ -123,19 +120,7 @@ fn trace_ids(out: &Path) -> HashMap<String, usize> {
             if p.is_dir() {
                 stack.push(p);
             } else if name.ends_with(".parquet") {
-                let f = std::fs::File::open(&p).unwrap();
-                let reader = ParquetRecordBatchReaderBuilder::try_new(f)
-                    .unwrap()
-                    .build()
-                    .unwrap();
-                for b in reader {
-                    let b = b.unwrap();
-                    let col = b.column(b.schema().index_of("trace_id").unwrap()).clone();
-                    let ids = col.as_string::<i32>();
-                    for i in 0..ids.len() {
-                        *counts.entry(ids.value(i).to_string()).or_insert(0) += 1;
-                    }
-                }
+                count_trace_ids(std::fs::File::open(&p).unwrap(), &mut counts);
             }
         }
     }

@@ -10,8 +10,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, AsArray};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use sluice::sink::store::StoreOptions;
 use sluice::sink::Destination;
 
@@ -123,19 +121,7 @@ fn ids_in_store(url: &str, s3: &S3, endpoint: &str) -> HashMap<String, usize> {
         if f.starts_with('_') || !f.ends_with(".parquet") {
             continue;
         }
-        let bytes = bytes::Bytes::from(dest.read(&f).unwrap());
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .unwrap()
-            .build()
-            .unwrap();
-        for b in reader {
-            let b = b.unwrap();
-            let col = b.column(b.schema().index_of("trace_id").unwrap()).clone();
-            let ids = col.as_string::<i32>();
-            for i in 0..ids.len() {
-                *counts.entry(ids.value(i).to_string()).or_insert(0) += 1;
-            }
-        }
+        count_trace_ids(bytes::Bytes::from(dest.read(&f).unwrap()), &mut counts);
     }
     counts
 }
