@@ -80,21 +80,33 @@ pub struct Pending {
     pub from_offset: u64,
     pub next_offset: u64,
     pub files: Vec<String>,
+    /// Dead-letter files, in the dead-letter destination.
+    #[serde(default)]
+    pub dead_letter_files: Vec<String>,
 }
 
 /// The checkpoint records of one job in one destination.
 #[derive(Clone, Debug)]
 pub struct Checkpoints {
     dest: Destination,
+    /// Where dead-letter files are (the same destination unless configured apart).
+    dead: Destination,
     job: String,
 }
 
 impl Checkpoints {
     pub fn new(dest: Destination, job: &str) -> Self {
         Checkpoints {
+            dead: dest.clone(),
             dest,
             job: job.to_string(),
         }
+    }
+
+    /// Dead-letter files live in another destination.
+    pub fn with_dead_letters(mut self, dead: Destination) -> Self {
+        self.dead = dead;
+        self
     }
 
     pub fn job(&self) -> &str {
@@ -234,6 +246,10 @@ impl Checkpoints {
                 self.dest.delete(f)?;
                 deleted.push(f.clone());
             }
+            for f in &p.dead_letter_files {
+                self.dead.delete(f)?;
+                deleted.push(f.clone());
+            }
         }
         self.dest.delete(&path)?;
         Ok(deleted)
@@ -251,8 +267,11 @@ impl Checkpoints {
         }
         for &s in seqs.iter().rev().filter(|s| **s > seq) {
             let c = self.read(key, s)?;
-            for f in c.files.iter().map(|f| &f.path).chain(&c.dead_letter_files) {
-                self.dest.delete(f)?;
+            for f in &c.files {
+                self.dest.delete(&f.path)?;
+            }
+            for f in &c.dead_letter_files {
+                self.dead.delete(f)?;
             }
             self.dest.delete(&self.record_path(key, s))?;
         }
@@ -342,6 +361,7 @@ mod tests {
             from_offset: 10,
             next_offset: 20,
             files: vec!["new.parquet".into()],
+            dead_letter_files: vec![],
         })
         .unwrap();
         let latest = c.latest("t-0").unwrap();
@@ -357,6 +377,7 @@ mod tests {
             from_offset: 0,
             next_offset: 10,
             files: vec!["kept.parquet".into()],
+            dead_letter_files: vec![],
         })
         .unwrap();
         assert!(c.recover("t-0", latest.as_ref()).unwrap().is_empty());

@@ -93,14 +93,22 @@ fn transition(state: &mut TaskState, next: TaskState, job: &str) {
 
 /// Builds the destination of a job (store settings from `[sink.storage]`).
 pub fn destination(job: &Job, runtime: &tokio::runtime::Runtime) -> Result<Destination, TaskError> {
+    destination_at(job, &job.file.sink.url, runtime)
+}
+
+/// A destination at `url` with the job's store settings.
+fn destination_at(
+    job: &Job,
+    url: &str,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<Destination, TaskError> {
     let opts = StoreOptions::deserialize(toml::Value::Table(job.file.sink.storage.clone()))
         .map_err(|e| TaskError::Job {
             job: job.file.job.name.clone(),
             reason: format!("sink.storage: {e}"),
         })?;
-    let url = job.resolve_url(&job.file.sink.url);
     Ok(Destination::parse_with(
-        &url,
+        &job.resolve_url(url),
         &opts,
         runtime.handle().clone(),
     )?)
@@ -206,12 +214,12 @@ fn run_inner(
     let dest = destination(job, &runtime)?;
     let (dead_dest, dead_folder) = match &job.file.dead_letters.url {
         Some(u) => (
-            Destination::parse(&job.resolve_url(u), runtime.handle().clone())?,
+            destination_at(job, u, &runtime)?,
             format!("{}/", schema.name),
         ),
         None => (dest.clone(), format!("_dead_letters/{}/", schema.name)),
     };
-    let checkpoints = Checkpoints::new(dest.clone(), &name);
+    let checkpoints = Checkpoints::new(dest.clone(), &name).with_dead_letters(dead_dest.clone());
     let out_schema = decoder.output_schema();
 
     // Where every partition resumes.

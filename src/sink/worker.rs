@@ -464,16 +464,14 @@ impl Worker {
                 finished.push((rel, file, entry));
             }
             let dead = op.dead.take();
-            let mut pending_files: Vec<String> = finished.iter().map(|f| f.0.clone()).collect();
-            if let Some((rel, _)) = &dead {
-                pending_files.push(rel.clone());
-            }
+            let pending_files: Vec<String> = finished.iter().map(|f| f.0.clone()).collect();
             let commits = ctx.control.commits.load(Ordering::Relaxed);
             ctx.checkpoints.write_pending(&Pending {
                 key: state.key.clone(),
                 from_offset: state.committed_offset,
                 next_offset: op.next_offset,
                 files: pending_files,
+                dead_letter_files: dead.iter().map(|(rel, _)| rel.clone()).collect(),
             })?;
             fault("after_pending", commits);
             let mut entries = Vec::with_capacity(finished.len());

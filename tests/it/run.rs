@@ -128,7 +128,11 @@ fn trace_ids(out: &Path) -> HashMap<String, usize> {
 }
 
 fn dead_letter_count(out: &Path) -> usize {
-    let dir = out.join("_dead_letters/nginx_access");
+    lines_in(&out.join("_dead_letters/nginx_access"))
+}
+
+/// Lines in the visible files of a folder.
+fn lines_in(dir: &Path) -> usize {
     if !dir.exists() {
         return 0;
     }
@@ -226,6 +230,23 @@ template = \"{path}/\"\nhive = false\n",
         out.join("%2Fp%2F42").is_dir(),
         "sanitized bare values name the folders"
     );
+}
+
+#[test]
+fn dead_letters_elsewhere_are_recovered_with_their_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("dl.jsonl");
+    write_events(&input, 20_000, 0);
+    let job = job_file(
+        dir.path(),
+        &[input],
+        "[sink.rotation]\nmax_rows = 1000\n[dead_letters]\nurl = \"dl/\"\n",
+    );
+    let (ok, text) = finish(start(&job, &[("SLUICE_FAULT", "after_files:3")]));
+    assert!(!ok && text.contains("SLUICE_FAULT"), "{text}");
+    run_to_end(&job);
+    assert_eq!(lines_in(&dir.path().join("dl/nginx_access")), broken(0, 20_000));
+    assert_eq!(trace_ids(&dir.path().join("out")).len(), 20_000);
 }
 
 #[test]
