@@ -78,6 +78,33 @@ pub enum SourceSection {
         #[serde(default = "default_chunk")]
         chunk_bytes: String,
     },
+    /// Kafka topics: every partition of the topics, one JSON record per message.
+    Kafka {
+        brokers: String,
+        topics: Vec<String>,
+        /// Consumer group the committed offsets are reported to (default `sluice-<job>`).
+        #[serde(default)]
+        group: Option<String>,
+        #[serde(default = "default_format_json")]
+        format: String,
+        /// Where a partition without checkpoint or group offset starts: earliest or latest.
+        #[serde(default = "default_reset")]
+        auto_offset_reset: String,
+        /// Messages per chunk, in bytes: files roll and commit at chunk boundaries.
+        #[serde(default = "default_chunk")]
+        chunk_bytes: String,
+        /// librdkafka properties, passed through (e.g. `"fetch.wait.max.ms" = "10"`).
+        #[serde(default)]
+        options: std::collections::BTreeMap<String, String>,
+    },
+}
+
+fn default_format_json() -> String {
+    "json".into()
+}
+
+fn default_reset() -> String {
+    "earliest".into()
 }
 
 fn default_chunk() -> String {
@@ -251,6 +278,8 @@ pub struct Job {
     pub max_span: Option<Duration>,
     pub idle: Duration,
     pub stop_deadline: Duration,
+    /// A bounded run (backfill): sources stop at the end they see at start.
+    pub bounded: bool,
 }
 
 impl Job {
@@ -334,6 +363,50 @@ impl Job {
                 );
                 kind.unwrap_or(InputKind::Json)
             }
+            SourceSection::Kafka {
+                brokers,
+                topics,
+                format,
+                auto_offset_reset,
+                chunk_bytes,
+                ..
+            } => {
+                check("source.chunk_bytes", parse_bytes(chunk_bytes).map(|_| ()));
+                check(
+                    "source.brokers",
+                    if brokers.trim().is_empty() {
+                        Err("must name at least one broker (host:port)".into())
+                    } else {
+                        Ok(())
+                    },
+                );
+                check(
+                    "source.topics",
+                    if topics.is_empty() || topics.iter().any(|t| t.is_empty()) {
+                        Err("at least one topic name is needed".into())
+                    } else {
+                        Ok(())
+                    },
+                );
+                check(
+                    "source.format",
+                    if format == "json" {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "`{format}`: the Kafka source reads JSON messages only for now"
+                        ))
+                    },
+                );
+                check(
+                    "source.auto_offset_reset",
+                    match auto_offset_reset.as_str() {
+                        "earliest" | "latest" => Ok(()),
+                        other => Err(format!("`{other}` (expected earliest or latest)")),
+                    },
+                );
+                InputKind::Json
+            }
         };
         let channel_bytes = parse_bytes(&file.channel.max_bytes);
         check(
@@ -403,6 +476,7 @@ impl Job {
             max_span: max_span.map(|r| r.expect("checked")),
             idle: idle.expect("checked"),
             stop_deadline: stop_deadline.expect("checked"),
+            bounded: false,
             file,
         })
     }

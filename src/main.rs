@@ -60,6 +60,25 @@ enum Command {
         #[arg(long)]
         log_json: bool,
     },
+    /// A bounded run of a job: read every partition up to its end at start (`--to latest`),
+    /// write, commit checkpoints under the backfill's own name, exit 0 when all is committed.
+    /// Re-running after a crash resumes from the backfill's checkpoints.
+    Backfill {
+        job: PathBuf,
+        /// Where to end: `latest` (the high watermarks when the backfill starts).
+        #[arg(long, default_value = "latest")]
+        to: String,
+        /// Checkpoints go under this job name (default `<job>-backfill`), so the live job's are
+        /// never touched.
+        #[arg(long)]
+        name: Option<String>,
+        /// Write to this destination URL instead of the job's.
+        #[arg(long)]
+        url: Option<String>,
+        /// Decoder threads (default: the number of cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
     /// List or show a job's checkpoints.
     Checkpoints {
         #[command(subcommand)]
@@ -170,6 +189,13 @@ fn main() -> ExitCode {
             threads,
             log_json,
         } => run_job(&job, from_checkpoint, discard_spill, threads, log_json),
+        Command::Backfill {
+            job,
+            to,
+            name,
+            url,
+            threads,
+        } => run_backfill(&job, &to, name, url, threads),
         Command::Checkpoints { command } => run_checkpoints(command),
     };
     match result {
@@ -206,7 +232,7 @@ fn run_validate(path: &Path) -> Result<()> {
         job.file.job.name,
         prepared.schema.name,
         prepared.schema.fields.len(),
-        sluice::source::Source::partitions(&prepared.source).len(),
+        prepared.source.partitions().len(),
         job.format.kind.name(),
         dest.url()
     );
@@ -234,6 +260,39 @@ fn run_job(
     let s = task::run(&job, opts, stop)?;
     println!(
         "job {}: {:?}; {} rows, {} dead letters in {} files over {} commits; {:.2} s",
+        job.file.job.name, s.state, s.rows, s.dead_letters, s.files, s.commits, s.seconds
+    );
+    Ok(())
+}
+
+fn run_backfill(
+    path: &Path,
+    to: &str,
+    name: Option<String>,
+    url: Option<String>,
+    threads: Option<usize>,
+) -> Result<()> {
+    init_logs(false);
+    if to != "latest" {
+        bail!("--to {to}: only `latest` is supported yet (offsets and timestamps are not)");
+    }
+    let mut job = Job::load(path)?;
+    job.bounded = true;
+    job.file.job.name = name.unwrap_or_else(|| format!("{}-backfill", job.file.job.name));
+    if let Some(u) = url {
+        job.file.sink.url = u;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+    let opts = task::RunOptions {
+        threads: threads.unwrap_or(0),
+        ..Default::default()
+    };
+    let s = task::run(&job, opts, stop)?;
+    println!(
+        "backfill {}: {:?}; {} rows, {} dead letters in {} files over {} commits; {:.2} s",
         job.file.job.name, s.state, s.rows, s.dead_letters, s.files, s.commits, s.seconds
     );
     Ok(())

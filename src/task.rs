@@ -28,6 +28,7 @@ use crate::sink::store::StoreOptions;
 use crate::sink::worker::{self, Control, PartState, Rotation, WorkerContext};
 use crate::sink::Destination;
 use crate::source::file::FileSource;
+use crate::source::kafka::{KafkaSettings, KafkaSource};
 use crate::source::{Next, Source};
 
 /// The states of a task.
@@ -117,7 +118,7 @@ fn destination_at(
 /// Everything prepared from a job before data moves; `sluice validate` stops here.
 pub struct Prepared {
     pub schema: Arc<RepoSchema>,
-    pub source: FileSource,
+    pub source: Box<dyn Source>,
     pub decoder: RecordDecoder,
     pub template: PathTemplate,
 }
@@ -126,7 +127,7 @@ pub struct Prepared {
 /// that needs no destination.
 pub fn prepare(job: &Job) -> Result<Prepared, TaskError> {
     let schema = Arc::new(RepoSchema::load(&job.resolve(&job.file.repo.schema))?);
-    let mut source = match &job.file.source {
+    let mut source: Box<dyn Source> = match &job.file.source {
         SourceSection::File {
             paths,
             header,
@@ -137,9 +138,34 @@ pub fn prepare(job: &Job) -> Result<Prepared, TaskError> {
             // Files roll at chunk boundaries: the chunk size bounds how far a file can run past
             // `max_rows` / `max_bytes`.
             let chunk = crate::config::parse_bytes(chunk_bytes).unwrap_or(1 << 20) as usize;
-            FileSource::new(&paths, job.input.quoted(), job.input.quoted() && *header)?
-                .with_block_size(chunk)
+            Box::new(
+                FileSource::new(&paths, job.input.quoted(), job.input.quoted() && *header)?
+                    .with_block_size(chunk),
+            )
         }
+        SourceSection::Kafka {
+            brokers,
+            topics,
+            group,
+            auto_offset_reset,
+            chunk_bytes,
+            options,
+            ..
+        } => Box::new(KafkaSource::new(&KafkaSettings {
+            brokers: brokers.clone(),
+            topics: topics.clone(),
+            group: group
+                .clone()
+                .unwrap_or_else(|| format!("sluice-{}", job.file.job.name)),
+            auto_offset_reset: auto_offset_reset.clone(),
+            options: options
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            chunk_bytes: crate::config::parse_bytes(chunk_bytes).unwrap_or(1 << 20) as usize,
+            bounded: job.bounded,
+            queue_kbytes: job.channel_bytes / 1024,
+        })?),
     };
     let header = source.header()?;
     let decoder = RecordDecoder::new(
@@ -237,10 +263,16 @@ fn run_inner(
         if !removed.is_empty() {
             tracing::warn!(partition = %key, files = ?removed, "removed files of an unfinished commit");
         }
-        let (offset, line, seq) = latest
-            .as_ref()
-            .map_or((0, 1, 0), |c| (c.next_offset, c.next_line.max(1), c.seq));
-        source.seek(p.id, offset, line)?;
+        let (offset, line, seq) = match &latest {
+            Some(c) => {
+                source.seek(p.id, c.next_offset, c.next_line)?;
+                (c.next_offset, c.next_line, c.seq)
+            }
+            None => {
+                let (o, l) = source.resume_default(p.id)?;
+                (o, l, 0)
+            }
+        };
         control.parts.lock().expect("parts lock").insert(
             p.id,
             PartState {
@@ -309,12 +341,12 @@ fn run_inner(
                 opts,
                 &channel,
                 &control,
-                &mut source,
+                source.as_mut(),
                 state,
                 &name,
             )?;
             transition(state, TaskState::Running, &name);
-            source_loop(&decoder, threads, &mut source, &channel, &control, stop)?;
+            source_loop(&decoder, threads, source.as_mut(), &channel, &control, stop)?;
             if stop.load(Ordering::Acquire) {
                 transition(state, TaskState::Stopping, &name);
                 graceful_stop(job, &state_dir, &out_schema, &channel, &control)?;
@@ -338,7 +370,7 @@ fn restore_spill(
     opts: &RunOptions,
     channel: &Channel,
     control: &Control,
-    source: &mut FileSource,
+    source: &mut dyn Source,
     state: &mut TaskState,
     name: &str,
 ) -> Result<(), TaskError> {
@@ -369,12 +401,12 @@ fn restore_spill(
         if broken.contains(&p) || item.prov.next_offset <= want {
             continue; // already committed
         }
-        if item.prov.first_offset != want {
+        if item.prov.from_offset != want {
             // Not contiguous with the checkpoint: replay this partition from the source.
             tracing::warn!(
                 partition = p,
                 want,
-                got = item.prov.first_offset,
+                got = item.prov.from_offset,
                 "spill does not continue the checkpoint; replaying instead"
             );
             broken.push(p);
@@ -401,19 +433,31 @@ fn restore_spill(
 fn source_loop(
     decoder: &RecordDecoder,
     threads: usize,
-    source: &mut FileSource,
+    source: &mut dyn Source,
     channel: &Channel,
     control: &Control,
     stop: &AtomicBool,
 ) -> Result<(), TaskError> {
     let mut epochs: HashMap<u32, u64> = HashMap::new();
     let mut ended = false;
+    let mut last_lag = Instant::now();
     pipeline::run(
         decoder,
         threads,
         |chunk: &mut Chunk| -> Result<Produced<(u32, u64)>, TaskError> {
             if stop.load(Ordering::Acquire) {
                 return Ok(Produced::End);
+            }
+            let committed: Vec<_> =
+                std::mem::take(&mut *control.committed.lock().expect("committed lock"));
+            for (p, next) in committed {
+                source.committed(p, next);
+            }
+            if last_lag.elapsed() > Duration::from_secs(10) {
+                last_lag = Instant::now();
+                for (key, lag) in source.lag() {
+                    tracing::info!(partition = %key, lag, "consumer lag");
+                }
             }
             let rewinds: Vec<_> =
                 std::mem::take(&mut *control.rewinds.lock().expect("rewinds lock"));
@@ -463,25 +507,49 @@ fn source_loop(
 
 fn to_item(decoder: &RecordDecoder, p: u32, epoch: u64, chunk: &Chunk, decoded: Decoded) -> Item {
     let schema = decoder.output_schema();
+    let mut dead = decoded.dead;
     let batch = match decoded.batches.len() {
         0 => RecordBatch::new_empty(schema),
         1 => decoded.batches.into_iter().next().expect("one batch"),
         _ => arrow::compute::concat_batches(&schema, &decoded.batches)
             .expect("batches of one schema concatenate"),
     };
-    let next_offset = chunk.first_offset + chunk.data.len() as u64;
-    Item {
-        batch,
-        dead: decoded.dead,
-        prov: Provenance {
+    let prov = if let (Some(from), Some(&first), Some(&last)) = (
+        chunk.from_offset,
+        chunk.offsets.first(),
+        chunk.offsets.last(),
+    ) {
+        // Message-framed: one record per line; positions are the messages' offsets.
+        for d in &mut dead {
+            if let Some(&o) = chunk
+                .offsets
+                .get((d.position.line as usize).saturating_sub(1))
+            {
+                d.position.offset = o;
+            }
+        }
+        Provenance {
             partition: p,
+            from_offset: from,
+            first_offset: first,
+            last_offset: last,
+            next_offset: last + 1,
+            next_line: 0,
+            epoch,
+        }
+    } else {
+        let next_offset = chunk.first_offset + chunk.data.len() as u64;
+        Provenance {
+            partition: p,
+            from_offset: chunk.first_offset,
             first_offset: chunk.first_offset,
             last_offset: next_offset.saturating_sub(1),
             next_offset,
             next_line: chunk.first_line + memchr::memchr_iter(b'\n', &chunk.data).count() as u64,
             epoch,
-        },
-    }
+        }
+    };
+    Item { batch, dead, prov }
 }
 
 fn graceful_stop(

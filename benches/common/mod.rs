@@ -27,6 +27,7 @@ pub fn input(rows: usize) -> Chunk {
         data,
         first_line: 1,
         first_offset: 0,
+        ..Default::default()
     }
 }
 

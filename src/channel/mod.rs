@@ -24,6 +24,9 @@ use crate::decode::DeadLetter;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Provenance {
     pub partition: u32,
+    /// The source position before this batch: where the previous one ended (checked, so no
+    /// record is skipped between batches).
+    pub from_offset: u64,
     /// Offset of the first record (a byte position for files).
     pub first_offset: u64,
     /// Offset of the last record.

@@ -46,6 +46,7 @@ fn item(partition: u32, n: i64, rows: usize) -> Item {
         },
         prov: Provenance {
             partition,
+            from_offset: n as u64 * 100,
             first_offset: n as u64 * 100,
             last_offset: n as u64 * 100 + 99,
             next_offset: n as u64 * 100 + 100,

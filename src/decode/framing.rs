@@ -29,6 +29,10 @@ pub struct Chunk {
     pub first_line: u64,
     /// Byte offset of the first byte of `data` in the input.
     pub first_offset: u64,
+    /// Message-framed sources (Kafka): the source position before this chunk.
+    pub from_offset: Option<u64>,
+    /// Message-framed sources: the offset of each record (one per line), in order.
+    pub offsets: Vec<u64>,
 }
 
 /// Splits `chunk` into records. With `quoted`, a newline inside a double-quoted CSV field does
@@ -104,6 +108,7 @@ mod tests {
             data: text.as_bytes().to_vec(),
             first_line: 10,
             first_offset: 100,
+            ..Default::default()
         };
         let mut out = Vec::new();
         split_records(&chunk, quoted, &mut out);

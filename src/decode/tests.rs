@@ -17,6 +17,7 @@ fn chunk(text: &[u8]) -> Chunk {
         data: text.to_vec(),
         first_line: 1,
         first_offset: 0,
+        ..Default::default()
     }
 }
 

@@ -67,6 +67,8 @@ pub struct Control {
     pub produced: AtomicU64,
     pub put: AtomicU64,
     pub rewinds: Mutex<Vec<Rewind>>,
+    /// Commits to report to the source: (partition, next offset).
+    pub committed: Mutex<Vec<(u32, u64)>>,
     /// Per lane: everything taken is committed and the source is done.
     pub finished: Mutex<Vec<bool>>,
     pub parts: Mutex<HashMap<u32, PartState>>,
@@ -333,11 +335,11 @@ impl Worker {
             .open
             .get(&p)
             .map_or(state.committed_offset, |op| op.next_offset);
-        if item.prov.first_offset != expected {
+        if item.prov.from_offset != expected {
             return Err(WorkError::Gap {
                 key: state.key,
                 want: expected,
-                got: item.prov.first_offset,
+                got: item.prov.from_offset,
             });
         }
         let groups = if item.batch.num_rows() == 0 {
@@ -366,7 +368,7 @@ impl Worker {
         let op = self.open.entry(p).or_insert_with(|| OpenPartition {
             files: BTreeMap::new(),
             dead: None,
-            next_offset: item.prov.first_offset,
+            next_offset: item.prov.from_offset,
             next_line: 0,
             last_offset: item.prov.first_offset,
             rows: 0,
@@ -524,6 +526,10 @@ impl Worker {
                     .fetch_add(c.dead_letters, Ordering::Relaxed);
                 ctl.files.fetch_add(c.files.len() as u64, Ordering::Relaxed);
                 ctl.commits.fetch_add(1, Ordering::Relaxed);
+                ctl.committed
+                    .lock()
+                    .expect("committed lock")
+                    .push((p, c.next_offset));
                 tracing::info!(
                     partition = %c.key, seq = c.seq, files = c.files.len(), rows = c.rows,
                     dead_letters = c.dead_letters, next_offset = c.next_offset, "committed"

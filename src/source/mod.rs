@@ -3,6 +3,7 @@
 //! protocol, is what makes output exactly-once.
 
 pub mod file;
+pub mod kafka;
 
 use crate::decode::Chunk;
 
@@ -48,8 +49,18 @@ pub trait Source: Send {
     fn seek(&mut self, partition: u32, offset: u64, line: u64) -> Result<(), SourceError>;
     /// Fills `chunk` (its buffer is reused) with the next records of some partition.
     fn next(&mut self, chunk: &mut Chunk) -> Result<Next, SourceError>;
+    /// Positions a partition that has no checkpoint where the source says (files: the start;
+    /// Kafka: the group's committed offset, else `auto.offset.reset`). Returns (offset, line).
+    fn resume_default(&mut self, partition: u32) -> Result<(u64, u64), SourceError> {
+        self.seek(partition, 0, 1)?;
+        Ok((0, 1))
+    }
     /// Records before `next_offset` of `partition` are durably committed downstream.
     fn committed(&mut self, _partition: u32, _next_offset: u64) {}
+    /// Lag per partition key (records not yet read), when the source can tell.
+    fn lag(&self) -> Vec<(String, i64)> {
+        Vec::new()
+    }
     /// The CSV header the decoder needs, if the input kind has one.
     fn header(&mut self) -> Result<Option<Vec<u8>>, SourceError> {
         Ok(None)

@@ -3,6 +3,7 @@
 mod convert;
 mod helpers;
 mod interop;
+mod kafka;
 mod run;
 mod s3_run;
 mod stores;

@@ -245,7 +245,10 @@ fn dead_letters_elsewhere_are_recovered_with_their_commit() {
     let (ok, text) = finish(start(&job, &[("SLUICE_FAULT", "after_files:3")]));
     assert!(!ok && text.contains("SLUICE_FAULT"), "{text}");
     run_to_end(&job);
-    assert_eq!(lines_in(&dir.path().join("dl/nginx_access")), broken(0, 20_000));
+    assert_eq!(
+        lines_in(&dir.path().join("dl/nginx_access")),
+        broken(0, 20_000)
+    );
     assert_eq!(trace_ids(&dir.path().join("out")).len(), 20_000);
 }
 

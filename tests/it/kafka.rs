@@ -1,0 +1,270 @@
+//! The Kafka source against librdkafka's own broker (MockCluster, in this test process,
+//! speaking the wire protocol over TCP): backfill exactly-once, resume, kill -9 during a
+//! backfill, a live run stopped by SIGTERM, malformed messages as dead letters with their
+//! partition and offset, and offsets committed to the group.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::TopicPartitionList;
+
+use crate::helpers::*;
+
+const PARTITIONS: i32 = 4;
+
+/// Produces `n` events (trace ids `t<i>`) round-robin over the partitions, plus one malformed
+/// message every 500.
+fn produce(bootstrap: &str, topic: &str, n: usize) -> usize {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    let mut bad = 0;
+    for i in 0..n {
+        let p = (i % PARTITIONS as usize) as i32;
+        let payload = format!(
+            "{{\"ts\":\"2024-05-01T{:02}:{:02}:00Z\",\"host\":\"h{}\",\"status\":200,\"trace_id\":\"t{i}\"}}",
+            (i / 60) % 24,
+            i % 60,
+            i % 3
+        );
+        send(&producer, topic, p, payload.as_bytes());
+        if i % 500 == 0 {
+            send(&producer, topic, p, b"{\"ts\": not json");
+            bad += 1;
+        }
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    bad
+}
+
+fn send(producer: &BaseProducer, topic: &str, p: i32, payload: &[u8]) {
+    loop {
+        match producer.send(
+            BaseRecord::<(), [u8]>::to(topic)
+                .partition(p)
+                .payload(payload),
+        ) {
+            Ok(()) => return,
+            Err((_, _)) => {
+                producer.poll(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+fn cluster(topic: &str) -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
+    let c = MockCluster::new(1).unwrap();
+    c.create_topic(topic, PARTITIONS, 1).unwrap();
+    c
+}
+
+fn job(dir: &Path, bootstrap: &str, topic: &str) -> PathBuf {
+    let text = format!(
+        r#"
+[job]
+name = "kafka-it"
+state_dir = "state"
+[source]
+kind = "kafka"
+brokers = {bootstrap:?}
+topics = [{topic:?}]
+chunk_bytes = "16KiB"
+[source.options]
+"fetch.wait.max.ms" = "10"
+[repo]
+schema = {:?}
+[sink]
+url = "out/"
+[sink.rotation]
+max_rows = 400
+idle = "1s"
+"#,
+        schema("nginx_access").display().to_string()
+    );
+    let p = dir.join("job.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// Trace ids in the visible Parquet files under `out`.
+fn ids(out: &Path) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    let mut stack = vec![out.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with('.') || name.starts_with('_') {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else if name.ends_with(".parquet") {
+                count_trace_ids(std::fs::File::open(&p).unwrap(), &mut counts);
+            }
+        }
+    }
+    counts
+}
+
+fn assert_once(out: &Path, n: usize) {
+    let c = ids(out);
+    assert!(c.values().all(|v| *v == 1), "duplicates in the output");
+    assert_eq!(c.len(), n, "records missing from the output");
+}
+
+fn dead_letters(out: &Path) -> Vec<serde_json::Value> {
+    let dir = out.join("_dead_letters/nginx_access");
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.file_name().unwrap().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        for line in std::fs::read_to_string(p).unwrap().lines() {
+            v.push(serde_json::from_str(line).unwrap());
+        }
+    }
+    v
+}
+
+#[test]
+fn backfill_is_exactly_once_resumes_and_survives_kill_9() {
+    let topic = "events";
+    let c = cluster(topic);
+    let bootstrap = c.bootstrap_servers();
+    let n = 60_000;
+    let bad = produce(&bootstrap, topic, n);
+    let dir = tempfile::tempdir().unwrap();
+    let job = job(dir.path(), &bootstrap, topic);
+    let jobs = job.to_str().unwrap();
+
+    // kill -9 during the backfill, again and again.
+    let mut kills = 0;
+    let mut seed = 0x9E3779B97F4A7C15u64;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while kills < 10 && Instant::now() < deadline {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["backfill", jobs])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(20 + seed % 150));
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        child.kill().unwrap();
+        let _ = child.wait();
+        kills += 1;
+    }
+    let out = sluice(&["backfill", jobs]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("kill -9 landed {kills} times");
+    assert!(kills >= 5, "only {kills} kills landed");
+    let outdir = dir.path().join("out");
+    assert_once(&outdir, n);
+    let dl = dead_letters(&outdir);
+    assert_eq!(
+        dl.len(),
+        bad,
+        "every malformed message is a dead letter, once"
+    );
+    for d in &dl {
+        assert!(d["source"].as_str().unwrap().starts_with("events-"));
+        assert!(d["offset"].as_u64().is_some());
+        assert!(d["reason"].as_str().unwrap().contains("parsing"), "{d}");
+    }
+
+    // Resuming finds nothing new.
+    let again = sluice_ok(&["backfill", jobs]);
+    assert!(again.contains(" 0 rows"), "{again}");
+    let list = sluice_ok(&["checkpoints", "list", jobs]);
+    assert!(
+        list.is_empty() || list.contains("no checkpoints"),
+        "the live job has none: {list}"
+    );
+}
+
+#[test]
+fn a_live_run_exports_until_sigterm_and_commits_group_offsets() {
+    let topic = "live";
+    let c = cluster(topic);
+    let bootstrap = c.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let job = job(dir.path(), &bootstrap, topic);
+    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", job.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Data arrives while the job runs.
+    let n = 4000;
+    let bad = produce(&bootstrap, topic, n);
+    let outdir = dir.path().join("out");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ids(&outdir).len() < n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("to=Stopping"), "{log}");
+    assert_once(&outdir, n);
+
+    // The group sees the committed offsets (what lag tools read).
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "sluice-kafka-it")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition(topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap();
+    let total: i64 = committed
+        .elements()
+        .iter()
+        .map(|e| e.offset().to_raw().unwrap_or(0).max(0))
+        .sum();
+    assert_eq!(total as usize, n + bad, "group offsets cover every message");
+}
+
+#[test]
+fn a_missing_topic_is_a_clear_error() {
+    let c = cluster("present");
+    let dir = tempfile::tempdir().unwrap();
+    let job = job(dir.path(), &c.bootstrap_servers(), "absent");
+    let o = sluice(&["backfill", job.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("absent"), "{err}");
+}
