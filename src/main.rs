@@ -223,7 +223,7 @@ fn init_logs(json: bool) {
 
 fn run_validate(path: &Path) -> Result<()> {
     let job = Job::load(path)?;
-    let prepared = task::prepare(&job)?;
+    let prepared = task::prepare(&job, false)?;
     let runtime = io_runtime()?;
     let dest = task::destination(&job, &runtime)?;
     println!(
@@ -232,7 +232,13 @@ fn run_validate(path: &Path) -> Result<()> {
         job.file.job.name,
         prepared.schema.name,
         prepared.schema.fields.len(),
-        prepared.source.partitions().len(),
+        prepared
+            .source
+            .as_ref()
+            .map_or("the Kafka topics' (not contacted)".to_string(), |s| s
+                .partitions()
+                .len()
+                .to_string()),
         job.format.kind.name(),
         dest.url()
     );

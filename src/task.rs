@@ -118,16 +118,18 @@ fn destination_at(
 /// Everything prepared from a job before data moves; `sluice validate` stops here.
 pub struct Prepared {
     pub schema: Arc<RepoSchema>,
-    pub source: Box<dyn Source>,
+    /// None when the source was not contacted (`validate` of a Kafka job).
+    pub source: Option<Box<dyn Source>>,
     pub decoder: RecordDecoder,
     pub template: PathTemplate,
 }
 
 /// Loads the schema, opens the source and builds the decoder and path template: every check
 /// that needs no destination.
-pub fn prepare(job: &Job) -> Result<Prepared, TaskError> {
+/// `connect`: open sources that need a server (Kafka); `validate` checks the rest offline.
+pub fn prepare(job: &Job, connect: bool) -> Result<Prepared, TaskError> {
     let schema = Arc::new(RepoSchema::load(&job.resolve(&job.file.repo.schema))?);
-    let mut source: Box<dyn Source> = match &job.file.source {
+    let mut source: Option<Box<dyn Source>> = match &job.file.source {
         SourceSection::File {
             paths,
             header,
@@ -138,11 +140,12 @@ pub fn prepare(job: &Job) -> Result<Prepared, TaskError> {
             // Files roll at chunk boundaries: the chunk size bounds how far a file can run past
             // `max_rows` / `max_bytes`.
             let chunk = crate::config::parse_bytes(chunk_bytes).unwrap_or(1 << 20) as usize;
-            Box::new(
+            Some(Box::new(
                 FileSource::new(&paths, job.input.quoted(), job.input.quoted() && *header)?
                     .with_block_size(chunk),
-            )
+            ))
         }
+        SourceSection::Kafka { .. } if !connect => None,
         SourceSection::Kafka {
             brokers,
             topics,
@@ -151,7 +154,7 @@ pub fn prepare(job: &Job) -> Result<Prepared, TaskError> {
             chunk_bytes,
             options,
             ..
-        } => Box::new(KafkaSource::new(&KafkaSettings {
+        } => Some(Box::new(KafkaSource::new(&KafkaSettings {
             brokers: brokers.clone(),
             topics: topics.clone(),
             group: group
@@ -165,9 +168,12 @@ pub fn prepare(job: &Job) -> Result<Prepared, TaskError> {
             chunk_bytes: crate::config::parse_bytes(chunk_bytes).unwrap_or(1 << 20) as usize,
             bounded: job.bounded,
             queue_kbytes: job.channel_bytes / 1024,
-        })?),
+        })?)),
     };
-    let header = source.header()?;
+    let header = match source.as_mut() {
+        Some(s) => s.header()?,
+        None => None,
+    };
     let decoder = RecordDecoder::new(
         schema.clone(),
         DecodeOptions {
@@ -225,10 +231,11 @@ fn run_inner(
     let name = job.file.job.name.clone();
     let Prepared {
         schema,
-        mut source,
+        source,
         decoder,
         template,
-    } = prepare(job)?;
+    } = prepare(job, true)?;
+    let mut source = source.expect("prepare(connect) opens the source");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -540,21 +540,41 @@ impl Worker {
                 Ok(())
             }
             Err(e) => {
-                // Whatever was made visible is listed in the pending record: remove it now (a
-                // restart would too) so the replay cannot duplicate it.
+                // What became visible is listed in the pending record; `fail` reconciles it with
+                // the checkpoint in the store before the partition is replayed.
                 for f in op.files.into_values() {
                     let _ = f.file.abort();
                 }
                 if let Some((_, w)) = op.dead.take() {
                     let _ = w.abort();
                 }
-                let latest = ctx.checkpoints.latest(&state.key).ok().flatten();
-                if latest.as_ref().map_or(0, |c| c.seq) == state.seq {
-                    let _ = ctx.checkpoints.recover(&state.key, latest.as_ref());
-                }
                 Err(e)
             }
         }
+    }
+
+    /// Brings partition `p`'s state in line with the store: a checkpoint whose write looked
+    /// failed may have landed (an ambiguous timeout), and files of a commit that did not reach
+    /// its checkpoint are removed, so the replay can neither skip nor duplicate records.
+    fn resync(&self, p: u32) -> Result<(), WorkError> {
+        let key = self.part(p).key;
+        let cps = &self.ctx.checkpoints;
+        let latest = cps.latest(&key)?;
+        let removed = cps.recover(&key, latest.as_ref())?;
+        if !removed.is_empty() {
+            tracing::warn!(partition = %key, files = ?removed, "removed files of an unfinished commit");
+        }
+        if let Some(c) = latest {
+            let mut parts = self.ctx.control.parts.lock().expect("parts lock");
+            let s = parts.get_mut(&p).expect("registered partition");
+            if c.seq > s.seq {
+                tracing::info!(partition = %key, seq = c.seq, "a commit that looked failed had landed");
+                s.seq = c.seq;
+                s.committed_offset = c.next_offset;
+                s.committed_line = c.next_line;
+            }
+        }
+        Ok(())
     }
 
     /// Aborts partition `p`'s open files and asks the source to replay it from its checkpoint,
@@ -570,20 +590,33 @@ impl Worker {
                 let _ = w.abort();
             }
         }
-        let n = self.backoff.entry(p).or_insert(0);
-        *n += 1;
-        let pause = backoff_delay(*n);
-        tracing::warn!(
-            partition = p,
-            pause_ms = pause.as_millis() as u64,
-            "replaying from the checkpoint"
-        );
-        let deadline = Instant::now() + pause;
-        while Instant::now() < deadline
-            && !ctl.shutdown.load(Ordering::Acquire)
-            && !ctl.stopping.load(Ordering::Acquire)
-        {
-            std::thread::sleep(Duration::from_millis(20));
+        // Pause (growing, with jitter), then reconcile with the store; while it is down, keep
+        // waiting: the channel fills and the source waits, nothing is dropped.
+        loop {
+            let n = self.backoff.entry(p).or_insert(0);
+            *n += 1;
+            let pause = backoff_delay(*n);
+            tracing::warn!(
+                partition = p,
+                pause_ms = pause.as_millis() as u64,
+                "replaying from the checkpoint"
+            );
+            let deadline = Instant::now() + pause;
+            while Instant::now() < deadline
+                && !ctl.shutdown.load(Ordering::Acquire)
+                && !ctl.stopping.load(Ordering::Acquire)
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if ctl.shutdown.load(Ordering::Acquire) || ctl.stopping.load(Ordering::Acquire) {
+                return; // the next start reconciles from the store
+            }
+            match self.resync(p) {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(partition = p, error = %e, "the destination is still unavailable")
+                }
+            }
         }
         let rewind = {
             let mut parts = ctl.parts.lock().expect("parts lock");

@@ -400,3 +400,11 @@ fn bad_job_files_report_every_error_with_its_key() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("missing.jsonl"));
 }
+
+#[test]
+fn the_shipped_example_jobs_validate() {
+    for job in ["examples/file_job.toml", "examples/kafka_job.toml"] {
+        let out = sluice_ok(&["validate", root().join(job).to_str().unwrap()]);
+        assert!(out.contains("is valid"), "{job}: {out}");
+    }
+}

@@ -244,27 +244,61 @@ fn a_20_second_store_outage_mid_run_loses_nothing() {
         &s3,
         "request_timeout_secs = 5\nconnect_timeout_secs = 2\n[channel]\nmax_bytes = \"4MiB\"\n",
     );
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["run", job.to_str().unwrap()])
-        .stdout(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let pid = child.id();
-    std::thread::sleep(Duration::from_millis(700));
+    // Follow the log; the outage starts right after the first commit, mid-run.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let waited = Instant::now();
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the run logs its first commit");
+        if line.contains("committed") {
+            break;
+        }
+        assert!(waited.elapsed() < Duration::from_secs(60));
+    }
     proxy.outage(true);
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run ended before the outage began: the test did not exercise it"
+    );
     let outage_start = Instant::now();
     let mut peak = 0;
     while outage_start.elapsed() < Duration::from_secs(20) {
         peak = peak.max(peak_rss_kb(pid).unwrap_or(0));
         std::thread::sleep(Duration::from_millis(200));
     }
-    proxy.outage(false);
-    let out = child.wait_with_output().unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
     assert!(
-        out.status.success(),
-        "the run did not finish by itself:\n{log}"
+        child.try_wait().unwrap().is_none(),
+        "the run must wait for the store, not end during the outage"
+    );
+    proxy.outage(false);
+    let status = child.wait().unwrap();
+    let log = reader.join().unwrap();
+    assert!(status.success(), "the run did not finish by itself:\n{log}");
+    assert!(
+        log.contains("replaying from the checkpoint") || log.contains("retry"),
+        "{log}"
     );
     assert_once(&ids_in_store(&url, &s3, &s3.endpoint), n);
     // The channel bound (4 MiB) + one open file per hour partition + the runtime: far under
