@@ -144,7 +144,7 @@ fn backfill_is_exactly_once_resumes_and_survives_kill_9() {
     let topic = "events";
     let c = cluster(topic);
     let bootstrap = c.bootstrap_servers();
-    let n = 60_000;
+    let n = 120_000;
     let bad = produce(&bootstrap, topic, n);
     let dir = tempfile::tempdir().unwrap();
     let job = job(dir.path(), &bootstrap, topic);

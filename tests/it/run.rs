@@ -282,7 +282,7 @@ fn kill_9_at_random_moments_is_exactly_once() {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let wait = Duration::from_millis(120 + seed % 500);
+        let wait = Duration::from_millis(80 + seed % 300);
         std::thread::sleep(wait);
         match child.try_wait().unwrap() {
             Some(_) => break, // finished before the kill
