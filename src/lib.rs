@@ -7,6 +7,7 @@ pub mod config;
 pub mod convert;
 pub mod deadletter;
 pub mod decode;
+pub mod demo;
 pub mod format;
 pub mod input;
 pub mod pipeline;

@@ -33,6 +33,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The main export job with nothing installed: an embedded Kafka-protocol broker gets the
+    /// shipped events, and the real export path writes them to `--out` as Parquet.
+    Demo {
+        /// Output folder.
+        #[arg(long, default_value = "./out/demo")]
+        out: PathBuf,
+    },
     /// Convert one input file (or stdin) into one output file.
     Convert(ConvertArgs),
     /// Check or show a repo schema file.
@@ -180,6 +187,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Convert(args) => run_convert(args),
+        Command::Demo { out } => run_demo(&out),
         Command::Schema { command } => run_schema(command),
         Command::Validate { job } => run_validate(&job),
         Command::Run {
@@ -267,6 +275,35 @@ fn run_job(
     println!(
         "job {}: {:?}; {} rows, {} dead letters in {} files over {} commits; {:.2} s",
         job.file.job.name, s.state, s.rows, s.dead_letters, s.files, s.commits, s.seconds
+    );
+    Ok(())
+}
+
+fn run_demo(out: &Path) -> Result<()> {
+    init_logs(false);
+    if out.join("_sluice/demo").exists() {
+        bail!(
+            "{} already holds a demo run (its checkpoints say everything is exported): remove \
+             the folder or pass --out with a new one",
+            out.display()
+        );
+    }
+    let r = sluice::demo::run(out)?;
+    println!(
+        "\nexported {} events from an embedded Kafka broker (topic nginx_access, 4 partitions): \
+         {} rows, {} dead letters, {} files, {} commits in {:.2} s",
+        r.events,
+        r.summary.rows,
+        r.summary.dead_letters,
+        r.summary.files,
+        r.summary.commits,
+        r.summary.seconds
+    );
+    println!("files:        {}/dt=*/hr=*/*.parquet", r.out.display());
+    println!("checkpoints:  {}/_sluice/demo/", r.out.display());
+    println!(
+        "query:        duckdb -c \"SELECT region, count(*), avg(latency_ms) FROM read_parquet('{}/**/*.parquet', hive_partitioning = true) GROUP BY ALL\"",
+        r.out.display()
     );
     Ok(())
 }

@@ -268,3 +268,17 @@ fn a_missing_topic_is_a_clear_error() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("absent"), "{err}");
 }
+
+#[test]
+fn the_demo_exports_the_fixture_through_an_embedded_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    let stdout = sluice_ok(&["demo", "--out", out.to_str().unwrap()]);
+    assert!(stdout.contains("2000 rows, 0 dead letters"), "{stdout}");
+    assert!(stdout.contains("duckdb"), "{stdout}");
+    assert_once(&out, 2000);
+    // A second demo into the same folder is refused, not duplicated.
+    let again = sluice(&["demo", "--out", out.to_str().unwrap()]);
+    assert!(!again.status.success());
+    assert_once(&out, 2000);
+}
