@@ -239,8 +239,18 @@ impl Source for KafkaSource {
         if self.reassign {
             self.assign()?;
         }
+        // Messages of many partitions interleave: they are buffered per partition within a
+        // budget of 16 chunks in all, so memory is bounded by the chunk size, not by the number
+        // of partitions. A partition is handed on when it holds its share of the budget (at
+        // least 64 KiB, at most a chunk); the fullest one when the budget or 100 ms is reached.
+        let budget = self.chunk_bytes * 16;
+        let threshold = (budget / self.parts.len().max(1)).clamp(64 * 1024, self.chunk_bytes);
+        let mut buffered: usize = self.parts.iter().map(|p| p.buf.len()).sum();
         let deadline = Instant::now() + Duration::from_millis(100);
         loop {
+            if buffered >= budget {
+                break;
+            }
             if self.parts.iter().all(Self::done) && self.parts.iter().all(|p| p.buf.is_empty()) {
                 return Ok(Next::End);
             }
@@ -260,8 +270,12 @@ impl Source for KafkaSource {
             if offset < p.next || p.end.is_some_and(|e| offset >= e) {
                 continue; // from before a seek, or past a bounded run's end
             }
+            let before = p.buf.len();
             match msg.payload() {
                 None | Some([]) => p.buf.extend_from_slice(b"null"),
+                Some(bytes) if memchr::memchr2(b'\n', b'\r', bytes).is_none() => {
+                    p.buf.extend_from_slice(bytes)
+                }
                 Some(bytes) => {
                     p.buf.extend(bytes.iter().map(
                         |&b| {
@@ -275,9 +289,10 @@ impl Source for KafkaSource {
                 }
             }
             p.buf.push(b'\n');
+            buffered += p.buf.len() - before;
             p.offsets.push(offset as u64);
             p.next = offset + 1;
-            if p.buf.len() >= self.chunk_bytes || Self::done(p) {
+            if p.buf.len() >= threshold || Self::done(p) {
                 return Ok(self.emit(i, chunk));
             }
         }

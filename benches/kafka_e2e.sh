@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Kafka → Parquet end to end, in one run on one broker: the bare rdkafka consumer (the ceiling),
+# `sluice backfill` to Parquet on file://, and a Python baseline (confluent-kafka + pyarrow,
+# batches of 100k). The broker is librdkafka's mock cluster served by examples/bench_broker.rs
+# with many partitions (it keeps ~5 MiB per partition). Prints a Markdown table.
+#
+# usage: benches/kafka_e2e.sh [ROWS (default 1000000)] [PARTITIONS (default 128)]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROWS="${1:-1000000}"
+PARTS="${2:-128}"
+CACHE="${SLUICE_CACHE:-$HOME/.cache/sluice}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
+WORK="$CACHE/bench"
+VENV="$CACHE/bench-venv"
+mkdir -p "$WORK"
+if ! "$VENV/bin/python" -c "import confluent_kafka, pyarrow" >/dev/null 2>&1; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check confluent-kafka==2.16.1 pyarrow==26.0.1
+fi
+INPUT="$WORK/events-$ROWS.jsonl"
+[ -s "$INPUT" ] || python3 benches/gen_events.py "$ROWS" "$INPUT" >&2
+cargo build --release --quiet --bin sluice --example bench_broker --example bare_consume >&2
+BIN="$CARGO_TARGET_DIR/release"
+
+coproc BROKER { "$BIN/examples/bench_broker" "$INPUT" events "$PARTS"; }
+read -r ready BOOT N <&"${BROKER[0]}"
+[ "$ready" = ready ] || { echo "broker did not start" >&2; exit 1; }
+trap 'kill $BROKER_PID 2>/dev/null || true' EXIT
+echo "broker $BOOT with $N messages on $PARTS partitions" >&2
+
+timed() { # timed NAME CMD... → "wall cpu rss_kb"
+  local t0 t1
+  t0=$(date +%s.%N)
+  /usr/bin/time -f "%U %S %M" -o "$WORK/$1.time" "${@:2}" >"$WORK/$1.out" 2>"$WORK/$1.err" || { cat "$WORK/$1.err" >&2; exit 1; }
+  t1=$(date +%s.%N)
+  read -r u s m <"$WORK/$1.time"
+  echo "$(echo "$t1 - $t0" | bc -l) $(echo "$u + $s" | bc -l) $m"
+}
+
+read -r bw bc brss <<<"$(timed bare "$BIN/examples/bare_consume" "$BOOT" events)"
+rm -rf "$WORK/kafka-out" "$WORK/kafka-state"
+cat >"$WORK/kafka-job.toml" <<TOML
+[job]
+name = "kbench"
+state_dir = "$WORK/kafka-state"
+[source]
+kind = "kafka"
+brokers = "$BOOT"
+topics = ["events"]
+chunk_bytes = "1MiB"
+[source.options]
+"fetch.wait.max.ms" = "10"
+[repo]
+schema = "$PWD/schemas/nginx_access.toml"
+[sink]
+url = "$WORK/kafka-out/"
+workers = 2
+[sink.rotation]
+max_rows = 1000000
+TOML
+read -r sw sc srss <<<"$(timed sluice "$BIN/sluice" backfill "$WORK/kafka-job.toml")"
+rm -f "$WORK/py.parquet"
+read -r pw pc prss <<<"$(timed python "$VENV/bin/python" benches/kafka_baseline.py "$BOOT" events "$WORK/py.parquet")"
+
+rate() { printf "%.0f" "$(echo "$N / $1" | bc -l)"; }
+echo "| reader | wall s | rows/s | CPU s | peak RSS MiB | vs bare consumer |"
+echo "|---|---|---|---|---|---|"
+printf "| bare rdkafka consumer (no decoding) | %.2f | %s | %.2f | %.0f | 100 %% |\n" "$bw" "$(rate "$bw")" "$bc" "$(echo "$brss/1024" | bc -l)"
+printf "| sluice backfill → Parquet zstd, file:// | %.2f | %s | %.2f | %.0f | %.0f %% |\n" "$sw" "$(rate "$sw")" "$sc" "$(echo "$srss/1024" | bc -l)" "$(echo "100 * $bw / $sw" | bc -l)"
+printf "| confluent-kafka + pyarrow (batches of 100k) | %.2f | %s | %.2f | %.0f | %.0f %% |\n" "$pw" "$(rate "$pw")" "$pc" "$(echo "$prss/1024" | bc -l)" "$(echo "100 * $bw / $pw" | bc -l)"
