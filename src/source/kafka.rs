@@ -244,7 +244,9 @@ impl Source for KafkaSource {
         // of partitions. A partition is handed on when it holds its share of the budget (at
         // least 64 KiB, at most a chunk); the fullest one when the budget or 100 ms is reached.
         let budget = self.chunk_bytes * 16;
-        let threshold = (budget / self.parts.len().max(1)).clamp(64 * 1024, self.chunk_bytes);
+        let threshold = (budget / self.parts.len().max(1))
+            .max(64 * 1024)
+            .min(self.chunk_bytes);
         let mut buffered: usize = self.parts.iter().map(|p| p.buf.len()).sum();
         let deadline = Instant::now() + Duration::from_millis(100);
         loop {
