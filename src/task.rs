@@ -365,6 +365,13 @@ fn run_inner(
         for h in handles {
             let _ = h.join();
         }
+        // Commits made while stopping reach the source too (Kafka: the group's offsets).
+        let committed: Vec<_> =
+            std::mem::take(&mut *control.committed.lock().expect("committed lock"));
+        for (p, next) in committed {
+            source.committed(p, next);
+        }
+        source.close();
         result
     })?;
     Ok(control)

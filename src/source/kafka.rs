@@ -63,6 +63,8 @@ pub struct KafkaSource {
     bounded: bool,
     reassign: bool,
     reset_latest: bool,
+    /// The last offset reported committed per partition (for the final synchronous commit).
+    last_committed: HashMap<u32, u64>,
     name: String,
     timeout: Duration,
 }
@@ -150,6 +152,7 @@ impl KafkaSource {
             chunk_bytes: s.chunk_bytes.max(1024),
             bounded: s.bounded,
             reassign: true,
+            last_committed: HashMap::new(),
             reset_latest: matches!(s.auto_offset_reset.as_str(), "latest" | "largest" | "end"),
             name,
             timeout,
@@ -309,6 +312,7 @@ impl Source for KafkaSource {
     }
 
     fn committed(&mut self, partition: u32, next_offset: u64) {
+        self.last_committed.insert(partition, next_offset);
         let p = &self.parts[partition as usize];
         let mut tpl = TopicPartitionList::new();
         if tpl
@@ -318,6 +322,20 @@ impl Source for KafkaSource {
             if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
                 tracing::warn!(partition = %p.info.key(), error = %e, "committing the offset to the group failed (the checkpoint stands)");
             }
+        }
+    }
+
+    fn close(&mut self) {
+        if self.last_committed.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (&id, &next) in &self.last_committed {
+            let p = &self.parts[id as usize];
+            let _ = tpl.add_partition_offset(&p.topic, p.partition, Offset::Offset(next as i64));
+        }
+        if let Err(e) = self.consumer.commit(&tpl, CommitMode::Sync) {
+            tracing::warn!(error = %e, "the final commit of offsets to the group failed (the checkpoints stand)");
         }
     }
 

@@ -57,6 +57,9 @@ pub trait Source: Send {
     }
     /// Records before `next_offset` of `partition` are durably committed downstream.
     fn committed(&mut self, _partition: u32, _next_offset: u64) {}
+    /// The run is over: flush what must reach the source's side (Kafka: a synchronous commit of
+    /// the last committed offsets).
+    fn close(&mut self) {}
     /// Lag per partition key (records not yet read), when the source can tell.
     fn lag(&self) -> Vec<(String, i64)> {
         Vec::new()
