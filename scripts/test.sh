@@ -38,4 +38,10 @@ done
 echo "== cargo test"
 cargo test --all-targets 2>&1 | tee "$CACHE/test.log"
 status=${PIPESTATUS[0]}
+stop_services
+started=()
+# One closing line for the whole suite (cargo prints one per test binary).
+passed=$(grep -o 'test result: [A-Za-z]*\. [0-9]* passed' "$CACHE/test.log" | awk '{s += $4} END {print s + 0}')
+failed=$(grep -o '[0-9]* failed;' "$CACHE/test.log" | awk '{s += $1} END {print s + 0}')
+echo "tests: $passed passed, $failed failed"
 exit "$status"
