@@ -96,3 +96,38 @@ pub fn count_trace_ids<R: parquet::file::reader::ChunkReader + 'static>(
         }
     }
 }
+
+/// Every trace id in every visible Parquet file under `out` (folders and files starting with
+/// `_` or `.` are skipped, as query engines do), with how often it appears.
+pub fn trace_ids(out: &Path) -> std::collections::HashMap<String, usize> {
+    let mut counts = std::collections::HashMap::new();
+    let mut stack = vec![out.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries {
+            let p = e.expect("dir entry").path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with('.') || name.starts_with('_') {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else if name.ends_with(".parquet") {
+                count_trace_ids(std::fs::File::open(&p).expect("open parquet"), &mut counts);
+            }
+        }
+    }
+    counts
+}
+
+/// Asks a child process to stop gracefully.
+pub fn sigterm(child: &std::process::Child) {
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("run kill")
+        .success());
+}

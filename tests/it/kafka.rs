@@ -3,7 +3,6 @@
 //! backfill, a live run stopped by SIGTERM, malformed messages as dead letters with their
 //! partition and offset, and offsets committed to the group.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -94,32 +93,8 @@ idle = "1s"
     p
 }
 
-/// Trace ids in the visible Parquet files under `out`.
-fn ids(out: &Path) -> HashMap<String, usize> {
-    let mut counts = HashMap::new();
-    let mut stack = vec![out.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries {
-            let p = e.unwrap().path();
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            if name.starts_with('.') || name.starts_with('_') {
-                continue;
-            }
-            if p.is_dir() {
-                stack.push(p);
-            } else if name.ends_with(".parquet") {
-                count_trace_ids(std::fs::File::open(&p).unwrap(), &mut counts);
-            }
-        }
-    }
-    counts
-}
-
 fn assert_once(out: &Path, n: usize) {
-    let c = ids(out);
+    let c = trace_ids(out);
     assert!(c.values().all(|v| *v == 1), "duplicates in the output");
     assert_eq!(c.len(), n, "records missing from the output");
 }
@@ -222,15 +197,10 @@ fn a_live_run_exports_until_sigterm_and_commits_group_offsets() {
     let bad = produce(&bootstrap, topic, n);
     let outdir = dir.path().join("out");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while ids(&outdir).len() < n && Instant::now() < deadline {
+    while trace_ids(&outdir).len() < n && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
     }
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    sigterm(&child);
     let out = child.wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");

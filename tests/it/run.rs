@@ -106,27 +106,6 @@ fn run_to_end(job: &Path) -> String {
     text
 }
 
-/// Every trace id in every visible Parquet file under `out`, with how often it appears.
-fn trace_ids(out: &Path) -> HashMap<String, usize> {
-    let mut counts = HashMap::new();
-    let mut stack = vec![out.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let p = e.unwrap().path();
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            if name.starts_with('.') || name.starts_with('_') {
-                continue; // hidden temporaries, dead letters, checkpoints
-            }
-            if p.is_dir() {
-                stack.push(p);
-            } else if name.ends_with(".parquet") {
-                count_trace_ids(std::fs::File::open(&p).unwrap(), &mut counts);
-            }
-        }
-    }
-    counts
-}
-
 fn dead_letter_count(out: &Path) -> usize {
     lines_in(&out.join("_dead_letters/nginx_access"))
 }
@@ -319,12 +298,7 @@ fn sigterm_spills_the_channel_and_the_next_start_restores_it() {
     );
     let child = start(&job, &[]);
     std::thread::sleep(Duration::from_millis(1500));
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    sigterm(&child);
     let (ok, text) = finish(child);
     assert!(ok, "a graceful stop exits 0:\n{text}");
     assert!(text.contains("to=Stopping"), "{text}");
