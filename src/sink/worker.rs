@@ -226,6 +226,12 @@ impl Worker {
                 if let Err(e) = self.write_item(item) {
                     tracing::warn!(partition = p, error = %e, "writing failed; rewinding the partition");
                     failed.push(p);
+                    continue;
+                }
+                // Roll as soon as an item fills a file, not once per take: file sizes then do
+                // not depend on how many items a take happened to hold.
+                if self.open.get(&p).is_some_and(|op| self.must_roll(op)) {
+                    self.commit_or_fail(p);
                 }
             }
             take.commit();
