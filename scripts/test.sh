@@ -18,6 +18,17 @@ if ! "$VENV/bin/python" -c "import pyarrow, duckdb" >/dev/null 2>&1; then
 fi
 export SLUICE_TEST_PYTHON="$VENV/bin/python"
 
+# The real-broker tier: tansu, a Kafka-compatible broker (its sqlite engine). The cold build
+# takes about 11 minutes, so the binary is cached; the tests start and stop their own brokers.
+TANSU_VERSION=0.6.0
+TANSU="$CACHE/tansu/bin/tansu"
+if ! "$TANSU" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
+  echo "== installing tansu $TANSU_VERSION into $CACHE/tansu (cached after the first run)"
+  CARGO_TARGET_DIR="$CACHE/tansu-build" cargo install --locked --quiet --root "$CACHE/tansu" --version "$TANSU_VERSION" tansu \
+    --features dynostore,libsql
+fi
+export SLUICE_TEST_TANSU="$TANSU"
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

@@ -278,8 +278,11 @@ pub struct Job {
     pub max_span: Option<Duration>,
     pub idle: Duration,
     pub stop_deadline: Duration,
-    /// A bounded run (backfill): sources stop at the end they see at start.
-    pub bounded: bool,
+    /// A bounded run (backfill) over this range of every partition; `None`: a live run.
+    pub range: Option<(
+        crate::source::kafka::Position,
+        crate::source::kafka::Position,
+    )>,
 }
 
 impl Job {
@@ -476,7 +479,7 @@ impl Job {
             max_span: max_span.map(|r| r.expect("checked")),
             idle: idle.expect("checked"),
             stop_deadline: stop_deadline.expect("checked"),
-            bounded: false,
+            range: None,
             file,
         })
     }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use std::sync::atomic::AtomicBool;
@@ -18,6 +18,7 @@ use sluice::format::{Codec, Dictionary, FormatKind, FormatOptions};
 use sluice::input::InputSource;
 use sluice::schema::RepoSchema;
 use sluice::sink::Destination;
+use sluice::source::kafka::Position;
 use sluice::task;
 
 #[derive(Parser)]
@@ -72,7 +73,13 @@ enum Command {
     /// Re-running after a crash resumes from the backfill's checkpoints.
     Backfill {
         job: PathBuf,
-        /// Where to end: `latest` (the high watermarks when the backfill starts).
+        /// Where each partition starts when the backfill has no checkpoint of its own yet:
+        /// `earliest`, a timestamp (`2024-05-01T00:00:00Z` or `@<ms>`), offsets (`0=100,1=250`),
+        /// or `checkpoint` (where the live job's checkpoints stand).
+        #[arg(long, default_value = "earliest")]
+        from: String,
+        /// Where each partition ends (exclusive): `latest` (the high watermarks when the
+        /// backfill starts), a timestamp, or offsets.
         #[arg(long, default_value = "latest")]
         to: String,
         /// Checkpoints go under this job name (default `<job>-backfill`), so the live job's are
@@ -199,11 +206,12 @@ fn main() -> ExitCode {
         } => run_job(&job, from_checkpoint, discard_spill, threads, log_json),
         Command::Backfill {
             job,
+            from,
             to,
             name,
             url,
             threads,
-        } => run_backfill(&job, &to, name, url, threads),
+        } => run_backfill(&job, &from, &to, name, url, threads),
         Command::Checkpoints { command } => run_checkpoints(command),
     };
     match result {
@@ -310,17 +318,24 @@ fn run_demo(out: &Path) -> Result<()> {
 
 fn run_backfill(
     path: &Path,
+    from: &str,
     to: &str,
     name: Option<String>,
     url: Option<String>,
     threads: Option<usize>,
 ) -> Result<()> {
     init_logs(false);
-    if to != "latest" {
-        bail!("--to {to}: only `latest` is supported yet (offsets and timestamps are not)");
-    }
     let mut job = Job::load(path)?;
-    job.bounded = true;
+    let start = if from == "checkpoint" {
+        live_checkpoints(&job)?
+    } else {
+        Position::parse(from).map_err(|e| anyhow!("--from {e}"))?
+    };
+    let end = Position::parse(to).map_err(|e| anyhow!("--to {e}"))?;
+    if end == Position::Earliest {
+        bail!("--to earliest: a backfill ending at the start of every partition reads nothing");
+    }
+    job.range = Some((start, end));
     job.file.job.name = name.unwrap_or_else(|| format!("{}-backfill", job.file.job.name));
     if let Some(u) = url {
         job.file.sink.url = u;
@@ -339,6 +354,30 @@ fn run_backfill(
         job.file.job.name, s.state, s.rows, s.dead_letters, s.files, s.commits, s.seconds
     );
     Ok(())
+}
+
+/// The positions of the live job's newest checkpoints, as backfill start offsets.
+fn live_checkpoints(job: &Job) -> Result<Position> {
+    let runtime = io_runtime()?;
+    let dest = task::destination(job, &runtime)?;
+    let cps = Checkpoints::new(dest, &job.file.job.name);
+    let mut list = Vec::new();
+    for key in cps.keys()? {
+        let Some(c) = cps.latest(&key)? else { continue };
+        let (topic, part) = key
+            .rsplit_once('-')
+            .and_then(|(t, p)| Some((t.to_string(), p.parse::<i32>().ok()?)))
+            .ok_or_else(|| anyhow!("checkpoint key `{key}` is not <topic>-<partition>"))?;
+        list.push((Some(topic), part, c.next_offset as i64));
+    }
+    if list.is_empty() {
+        bail!(
+            "--from checkpoint: job `{}` has no checkpoints in {}",
+            job.file.job.name,
+            job.file.sink.url
+        );
+    }
+    Ok(Position::Offsets(list))
 }
 
 fn run_checkpoints(cmd: CheckpointCommand) -> Result<()> {

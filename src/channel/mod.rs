@@ -74,6 +74,8 @@ struct State {
     lanes: Vec<VecDeque<(Item, usize)>>,
     used_bytes: usize,
     used_items: usize,
+    /// Puts waiting for room.
+    waiting: usize,
     closed: bool,
 }
 
@@ -101,6 +103,7 @@ impl Channel {
                 lanes: (0..lanes).map(|_| VecDeque::new()).collect(),
                 used_bytes: 0,
                 used_items: 0,
+                waiting: 0,
                 closed: false,
             }),
             room: Condvar::new(),
@@ -148,8 +151,28 @@ impl Channel {
                 self.admit(&mut s, item, size);
                 return Ok(());
             }
+            s.waiting += 1;
             s = self.room.wait(s).expect("channel lock");
+            s.waiting -= 1;
         }
+    }
+
+    /// The channel is (nearly) full: a put is waiting for room, or 90 % of the bytes or all
+    /// item slots are used. Pull sources pause reading while this holds.
+    pub fn pressure(&self) -> bool {
+        let s = self.lock();
+        s.waiting > 0
+            || s.used_bytes.saturating_mul(10) >= self.max_bytes.saturating_mul(9)
+            || s.used_items >= self.max_items
+    }
+
+    /// Items of `partition` still queued (not taken by a worker).
+    pub fn queued_for(&self, partition: u32) -> usize {
+        let s = self.lock();
+        s.lanes[self.lane_of(partition)]
+            .iter()
+            .filter(|(item, _)| item.prov.partition == partition)
+            .count()
     }
 
     /// Puts all items or none, at once (push sources).

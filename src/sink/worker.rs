@@ -8,7 +8,7 @@
 //! A file that cannot be written or committed is aborted with its siblings and the partition is
 //! rewound to its checkpoint: the source replays it, so nothing is lost or duplicated.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -43,6 +43,25 @@ pub struct PartState {
     pub committed_line: u64,
     pub seq: u64,
     pub epoch: u64,
+    /// This process owns the partition (group rebalances take partitions away).
+    pub owned: bool,
+    /// A worker is committing the partition's files right now.
+    pub committing: bool,
+}
+
+impl PartState {
+    pub fn new(key: String, topic: String, offset: u64, line: u64, seq: u64, epoch: u64) -> Self {
+        PartState {
+            key,
+            topic,
+            committed_offset: offset,
+            committed_line: line,
+            seq,
+            epoch,
+            owned: true,
+            committing: false,
+        }
+    }
 }
 
 /// A request to the source side: read `partition` again from `offset`, tagging `epoch`.
@@ -72,6 +91,10 @@ pub struct Control {
     /// Per lane: everything taken is committed and the source is done.
     pub finished: Mutex<Vec<bool>>,
     pub parts: Mutex<HashMap<u32, PartState>>,
+    /// Partitions whose open files must be committed now (they are being revoked).
+    pub flush: Mutex<HashSet<u32>>,
+    /// The epoch the source side tags new chunks of each partition with.
+    pub source_epochs: Mutex<HashMap<u32, u64>>,
     pub rows: AtomicU64,
     pub dead_letters: AtomicU64,
     pub files: AtomicU64,
@@ -205,6 +228,7 @@ impl Worker {
                 std::thread::sleep(Duration::from_millis(20));
                 continue;
             }
+            self.serve_revocations();
             let ctx = self.ctx.clone();
             let take = ctx.channel.take(self.lane, 8, Duration::from_millis(100));
             if take.is_empty() {
@@ -249,6 +273,40 @@ impl Worker {
             }
             self.bound_buffers();
             self.flush_idle();
+        }
+    }
+
+    /// Commits the partitions the task asked to flush (they are being revoked) and aborts the
+    /// open files of partitions this process no longer owns.
+    fn serve_revocations(&mut self) {
+        let ctl = self.ctx.control.clone();
+        let lanes = self.ctx.channel.lanes();
+        let asked: Vec<u32> = ctl
+            .flush
+            .lock()
+            .expect("flush lock")
+            .iter()
+            .copied()
+            .filter(|p| *p as usize % lanes == self.lane)
+            .collect();
+        for p in asked {
+            self.commit_or_fail(p);
+            ctl.flush.lock().expect("flush lock").remove(&p);
+        }
+        let lost: Vec<u32> = self
+            .open
+            .keys()
+            .copied()
+            .filter(|p| self.part(*p).is_none())
+            .collect();
+        for p in lost {
+            if let Some(op) = self.open.remove(&p) {
+                tracing::warn!(
+                    partition = p,
+                    "the partition was revoked; its open files are aborted"
+                );
+                abort_open(op);
+            }
         }
     }
 
@@ -323,20 +381,23 @@ impl Worker {
         }
     }
 
-    fn part(&self, p: u32) -> PartState {
+    /// The partition's state while this process owns it.
+    fn part(&self, p: u32) -> Option<PartState> {
         self.ctx
             .control
             .parts
             .lock()
             .expect("parts lock")
             .get(&p)
+            .filter(|s| s.owned)
             .cloned()
-            .expect("every partition is registered before data flows")
     }
 
     fn write_item(&mut self, item: &Item) -> Result<(), WorkError> {
         let p = item.prov.partition;
-        let state = self.part(p);
+        let Some(state) = self.part(p) else {
+            return Ok(()); // revoked: the new owner replays it
+        };
         let expected = self
             .open
             .get(&p)
@@ -370,7 +431,9 @@ impl Worker {
                 return Ok(()); // committing rewound this partition: the item is stale now
             }
         }
-        let state = self.part(p);
+        let Some(state) = self.part(p) else {
+            return Ok(());
+        };
         let op = self.open.entry(p).or_insert_with(|| OpenPartition {
             files: BTreeMap::new(),
             dead: None,
@@ -447,7 +510,22 @@ impl Worker {
         let Some(mut op) = self.open.remove(&p) else {
             return Ok(());
         };
-        let state = self.part(p);
+        // Claim the commit while the partition is still owned: a revocation waits for a commit
+        // in progress, so the next owner never sees half of one.
+        let state = {
+            let mut parts = self.ctx.control.parts.lock().expect("parts lock");
+            match parts.get_mut(&p).filter(|s| s.owned) {
+                Some(s) => {
+                    s.committing = true;
+                    s.clone()
+                }
+                None => {
+                    drop(parts);
+                    abort_open(op);
+                    return Ok(());
+                }
+            }
+        };
         let ctx = self.ctx.clone();
         let result = (|| -> Result<Checkpoint, WorkError> {
             let mut finished: Vec<(String, OutputFile, FileEntry)> = Vec::new();
@@ -517,16 +595,20 @@ impl Worker {
             ctx.checkpoints.clear_pending(&state.key)?;
             Ok(c)
         })();
-        match result {
-            Ok(c) => {
-                let ctl = &ctx.control;
-                {
-                    let mut parts = ctl.parts.lock().expect("parts lock");
-                    let s = parts.get_mut(&p).expect("registered partition");
+        {
+            let mut parts = ctx.control.parts.lock().expect("parts lock");
+            if let Some(s) = parts.get_mut(&p) {
+                s.committing = false;
+                if let Ok(c) = &result {
                     s.committed_offset = c.next_offset;
                     s.committed_line = c.next_line;
                     s.seq = c.seq;
                 }
+            }
+        }
+        match result {
+            Ok(c) => {
+                let ctl = &ctx.control;
                 ctl.rows.fetch_add(c.rows, Ordering::Relaxed);
                 ctl.dead_letters
                     .fetch_add(c.dead_letters, Ordering::Relaxed);
@@ -548,12 +630,7 @@ impl Worker {
             Err(e) => {
                 // What became visible is listed in the pending record; `fail` reconciles it with
                 // the checkpoint in the store before the partition is replayed.
-                for f in op.files.into_values() {
-                    let _ = f.file.abort();
-                }
-                if let Some((_, w)) = op.dead.take() {
-                    let _ = w.abort();
-                }
+                abort_open(op);
                 Err(e)
             }
         }
@@ -563,7 +640,9 @@ impl Worker {
     /// failed may have landed (an ambiguous timeout), and files of a commit that did not reach
     /// its checkpoint are removed, so the replay can neither skip nor duplicate records.
     fn resync(&self, p: u32) -> Result<(), WorkError> {
-        let key = self.part(p).key;
+        let Some(PartState { key, .. }) = self.part(p) else {
+            return Ok(());
+        };
         let cps = &self.ctx.checkpoints;
         let latest = cps.latest(&key)?;
         let removed = cps.recover(&key, latest.as_ref())?;
@@ -572,7 +651,9 @@ impl Worker {
         }
         if let Some(c) = latest {
             let mut parts = self.ctx.control.parts.lock().expect("parts lock");
-            let s = parts.get_mut(&p).expect("registered partition");
+            let Some(s) = parts.get_mut(&p) else {
+                return Ok(());
+            };
             if c.seq > s.seq {
                 tracing::info!(partition = %key, seq = c.seq, "a commit that looked failed had landed");
                 s.seq = c.seq;
@@ -588,13 +669,8 @@ impl Worker {
     fn fail(&mut self, p: u32) {
         let ctl = self.ctx.control.clone();
         ctl.failures.fetch_add(1, Ordering::Relaxed);
-        if let Some(mut op) = self.open.remove(&p) {
-            for f in std::mem::take(&mut op.files).into_values() {
-                let _ = f.file.abort();
-            }
-            if let Some((_, w)) = op.dead.take() {
-                let _ = w.abort();
-            }
+        if let Some(op) = self.open.remove(&p) {
+            abort_open(op);
         }
         // Pause (growing, with jitter), then reconcile with the store; while it is down, keep
         // waiting: the channel fills and the source waits, nothing is dropped.
@@ -611,11 +687,15 @@ impl Worker {
             while Instant::now() < deadline
                 && !ctl.shutdown.load(Ordering::Acquire)
                 && !ctl.stopping.load(Ordering::Acquire)
+                && self.part(p).is_some()
             {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            if ctl.shutdown.load(Ordering::Acquire) || ctl.stopping.load(Ordering::Acquire) {
-                return; // the next start reconciles from the store
+            if ctl.shutdown.load(Ordering::Acquire)
+                || ctl.stopping.load(Ordering::Acquire)
+                || self.part(p).is_none()
+            {
+                return; // the next start (or the next owner) reconciles from the store
             }
             match self.resync(p) {
                 Ok(()) => break,
@@ -626,7 +706,9 @@ impl Worker {
         }
         let rewind = {
             let mut parts = ctl.parts.lock().expect("parts lock");
-            let s = parts.get_mut(&p).expect("registered partition");
+            let Some(s) = parts.get_mut(&p).filter(|s| s.owned) else {
+                return;
+            };
             s.epoch += 1;
             Rewind {
                 partition: p,
@@ -638,6 +720,16 @@ impl Worker {
         self.ctx.channel.purge(p, rewind.epoch);
         ctl.rewinds.lock().expect("rewinds lock").push(rewind);
         ctl.source_done.store(false, Ordering::Release);
+    }
+}
+
+/// Aborts a partition's open files (nothing of them becomes visible).
+fn abort_open(mut op: OpenPartition) {
+    for f in std::mem::take(&mut op.files).into_values() {
+        let _ = f.file.abort();
+    }
+    if let Some((_, w)) = op.dead.take() {
+        let _ = w.abort();
     }
 }
 

@@ -48,6 +48,7 @@ impl FileSource {
                 info: PartitionInfo {
                     id: i as u32,
                     topic,
+                    number: i as u32,
                 },
                 path: p.clone(),
                 offset: 0,

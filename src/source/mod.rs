@@ -19,15 +19,18 @@ pub enum SourceError {
 /// One partition of a source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionInfo {
+    /// The task's handle for the partition (dense, per process).
     pub id: u32,
     /// The topic, or the file's stem for the file source.
     pub topic: String,
+    /// The source's own partition number (Kafka's partition; a file's index).
+    pub number: u32,
 }
 
 impl PartitionInfo {
     /// The key that names the partition in checkpoints and file names: `<topic>-<id>`.
     pub fn key(&self) -> String {
-        format!("{}-{}", self.topic, self.id)
+        format!("{}-{}", self.topic, self.number)
     }
 }
 
@@ -42,9 +45,40 @@ pub enum Next {
     End,
 }
 
+/// What a source with changing partitions (a Kafka consumer-group member) calls, from inside
+/// its own `next` or `tick`, when partitions are assigned to it or taken away. The task
+/// registers or releases the partitions there, before the source reads on.
+pub trait Membership: Send {
+    /// Newly assigned partitions, each with the position the source would start from by
+    /// itself (the group's offset, else `auto.offset.reset`). Returns where each one starts:
+    /// its checkpoint in the destination wins.
+    fn assigned(&mut self, parts: &[(PartitionInfo, u64)]) -> Result<Vec<(u32, u64)>, SourceError>;
+    /// Partitions being taken away: what is held for them is committed (or aborted, past the
+    /// deadline) before this returns. Returns each one's committed next offset.
+    fn revoked(&mut self, parts: &[u32]) -> Vec<(u32, u64)>;
+}
+
 /// A replayable, partitioned source of raw records.
 pub trait Source: Send {
+    /// The partitions this process reads now (for a group member, what is assigned so far).
     fn partitions(&self) -> Vec<PartitionInfo>;
+    /// The partitions change while running (group membership); `set_membership` is then
+    /// called before the first `next`.
+    fn dynamic(&self) -> bool {
+        false
+    }
+    fn set_membership(&mut self, _membership: Box<dyn Membership>) {}
+    /// Stop (or restart) fetching: the channel is full. The source keeps serving its protocol
+    /// in `tick`.
+    fn pause(&mut self, _paused: bool) -> Result<(), SourceError> {
+        Ok(())
+    }
+    /// Called instead of `next` while paused: serve the protocol (heartbeats, rebalances)
+    /// for a short while without producing.
+    fn tick(&mut self) -> Result<(), SourceError> {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        Ok(())
+    }
     /// Resume a partition at `offset` (and the line number there, when known).
     fn seek(&mut self, partition: u32, offset: u64, line: u64) -> Result<(), SourceError>;
     /// Fills `chunk` (its buffer is reused) with the next records of some partition.

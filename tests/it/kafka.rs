@@ -66,6 +66,11 @@ fn cluster(topic: &str) -> MockCluster<'static, rdkafka::producer::DefaultProduc
 }
 
 fn job(dir: &Path, bootstrap: &str, topic: &str) -> PathBuf {
+    job_with(dir, bootstrap, topic, "")
+}
+
+/// The test job, with extra librdkafka options (`"key" = "value"` lines).
+pub(crate) fn job_with(dir: &Path, bootstrap: &str, topic: &str, options: &str) -> PathBuf {
     let text = format!(
         r#"
 [job]
@@ -78,6 +83,7 @@ topics = [{topic:?}]
 chunk_bytes = "16KiB"
 [source.options]
 "fetch.wait.max.ms" = "10"
+{options}
 [repo]
 schema = {:?}
 [sink]
@@ -93,7 +99,7 @@ idle = "1s"
     p
 }
 
-fn assert_once(out: &Path, n: usize) {
+pub(crate) fn assert_once(out: &Path, n: usize) {
     let c = trace_ids(out);
     assert!(c.values().all(|v| *v == 1), "duplicates in the output");
     assert_eq!(c.len(), n, "records missing from the output");
@@ -251,4 +257,103 @@ fn the_demo_exports_the_fixture_through_an_embedded_broker() {
     let again = sluice(&["demo", "--out", out.to_str().unwrap()]);
     assert!(!again.status.success());
     assert_once(&out, 2000);
+}
+
+/// Starts `sluice run`, its log going to `log`.
+pub(crate) fn spawn_run(job: &Path, log: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", job.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+pub(crate) fn wait_for(out: &Path, n: usize, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while trace_ids(out).len() < n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits until `log` contains `what` `times` times; returns the log.
+fn wait_log(log: &Path, what: &str, times: usize, secs: u64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.matches(what).count() >= times || Instant::now() >= deadline {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn two_processes_in_one_group_share_the_partitions_exactly_once() {
+    let topic = "shared";
+    let c = MockCluster::new(1).unwrap();
+    c.create_topic(topic, 8, 1).unwrap();
+    let bootstrap = c.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let job = job_with(
+        dir.path(),
+        &bootstrap,
+        topic,
+        "\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"",
+    );
+    let outdir = dir.path().join("out");
+    let (loga, logb) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    let a = spawn_run(&job, &loga);
+    let mut n = 3000;
+    produce8(&bootstrap, topic, 0, n);
+    wait_for(&outdir, 1, 60);
+    // A second member joins while data flows: the cooperative rebalance moves partitions
+    // from the first, which commits what it holds for them before letting go.
+    let b = spawn_run(&job, &logb);
+    let mut rounds = 0;
+    while rounds < 40
+        && !wait_log(&logb, "partitions assigned", 1, 0).contains("partitions assigned")
+    {
+        produce8(&bootstrap, topic, n, 500);
+        n += 500;
+        rounds += 1;
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    for _ in 0..4 {
+        produce8(&bootstrap, topic, n, 1000);
+        n += 1000;
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    wait_for(&outdir, n, 90);
+    let lb = wait_log(&logb, "committed", 1, 30);
+    sigterm(&a);
+    sigterm(&b);
+    assert!(a.wait_with_output().unwrap().status.success());
+    assert!(b.wait_with_output().unwrap().status.success());
+    let la = std::fs::read_to_string(&loga).unwrap();
+    assert!(
+        la.contains("partitions revoked"),
+        "the first member gave some up:\n{la}"
+    );
+    assert!(
+        lb.contains("partitions assigned") && lb.contains("committed"),
+        "the second member got partitions and committed files:\n{lb}"
+    );
+    assert_once(&outdir, n);
+}
+
+/// Produces `n` well-formed events with trace ids `t<first>`.. over 8 partitions.
+fn produce8(bootstrap: &str, topic: &str, first: usize, n: usize) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    for i in first..first + n {
+        let payload = format!(
+            "{{\"ts\":\"2024-05-01T00:00:00Z\",\"host\":\"h\",\"status\":200,\"trace_id\":\"t{i}\"}}"
+        );
+        send(&producer, topic, (i % 8) as i32, payload.as_bytes());
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
 }

@@ -7,3 +7,4 @@ mod kafka;
 mod run;
 mod s3_run;
 mod stores;
+mod tansu;

@@ -8,28 +8,33 @@
 //! stops the source, lets the workers commit what they hold, and spills the rest of the channel
 //! to disk, all within the stop deadline.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arrow::datatypes::DataType;
-use arrow::record_batch::RecordBatch;
 use serde::Deserialize;
 
-use crate::channel::{spill, Channel, Item, Provenance};
+use crate::channel::Channel;
 use crate::checkpoint::Checkpoints;
 use crate::config::{Job, SourceSection};
-use crate::decode::{Chunk, DecodeOptions, Decoded, RecordDecoder};
-use crate::pipeline::{self, Produced};
+use crate::decode::{DecodeOptions, RecordDecoder};
 use crate::schema::RepoSchema;
 use crate::sink::partition::PathTemplate;
 use crate::sink::store::StoreOptions;
-use crate::sink::worker::{self, Control, PartState, Rotation, WorkerContext};
+use crate::sink::worker::{self, Control, Rotation, WorkerContext};
 use crate::sink::Destination;
 use crate::source::file::FileSource;
 use crate::source::kafka::{KafkaSettings, KafkaSource};
-use crate::source::{Next, Source};
+use crate::source::Source;
+
+mod feed;
+mod membership;
+mod spilling;
+
+use feed::source_loop;
+use membership::{register, TaskMembership};
+use spilling::{graceful_stop, restore_spill};
 
 /// The states of a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,7 +171,7 @@ pub fn prepare(job: &Job, connect: bool) -> Result<Prepared, TaskError> {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             chunk_bytes: crate::config::parse_bytes(chunk_bytes).unwrap_or(1 << 20) as usize,
-            bounded: job.bounded,
+            range: job.range.clone(),
             queue_kbytes: job.channel_bytes / 1024,
         })?)),
     };
@@ -259,46 +264,37 @@ fn run_inner(
     let control = Arc::new(Control::default());
     let workers = job.file.sink.workers;
     *control.finished.lock().expect("finished lock") = vec![false; workers];
-    for p in source.partitions() {
-        let key = p.key();
-        if let Some(seq) = opts.from_checkpoint {
-            let c = checkpoints.roll_back_to(&key, seq)?;
-            tracing::warn!(partition = %key, seq, next_offset = c.next_offset, "replaying from an older checkpoint");
-        }
-        let latest = checkpoints.latest(&key)?;
-        let removed = checkpoints.recover(&key, latest.as_ref())?;
-        if !removed.is_empty() {
-            tracing::warn!(partition = %key, files = ?removed, "removed files of an unfinished commit");
-        }
-        let (offset, line, seq) = match &latest {
-            Some(c) => {
-                source.seek(p.id, c.next_offset, c.next_line)?;
-                (c.next_offset, c.next_line, c.seq)
-            }
-            None => {
-                let (o, l) = source.resume_default(p.id)?;
-                (o, l, 0)
-            }
-        };
-        control.parts.lock().expect("parts lock").insert(
-            p.id,
-            PartState {
-                key,
-                topic: p.topic.clone(),
-                committed_offset: offset,
-                committed_line: line,
-                seq,
-                epoch: 0,
-            },
-        );
-        tracing::info!(partition = %p.key(), offset, seq, "partition resumes");
-    }
-
     let channel = Arc::new(Channel::new(
         workers,
         job.channel_bytes,
         job.file.channel.max_batches,
     ));
+    if source.dynamic() {
+        // A group member learns its partitions from the group, in the source's first polls.
+        source.set_membership(Box::new(TaskMembership {
+            checkpoints: checkpoints.clone(),
+            control: control.clone(),
+            channel: channel.clone(),
+            deadline: job.stop_deadline,
+            from_checkpoint: opts.from_checkpoint,
+            rolled_back: Default::default(),
+        }));
+    }
+    for p in source.partitions() {
+        let src = &mut source;
+        let start = register(
+            &checkpoints,
+            &control,
+            None,
+            &p,
+            opts.from_checkpoint,
+            || Ok(src.resume_default(p.id)?),
+        )?;
+        if start.checkpointed {
+            source.seek(p.id, start.offset, start.line)?;
+        }
+    }
+
     let time_column = out_schema
         .fields()
         .iter()
@@ -356,7 +352,10 @@ fn run_inner(
             source_loop(&decoder, threads, source.as_mut(), &channel, &control, stop)?;
             if stop.load(Ordering::Acquire) {
                 transition(state, TaskState::Stopping, &name);
-                graceful_stop(job, &state_dir, &out_schema, &channel, &control)?;
+                // A group member's partitions may go to another process: what the channel
+                // holds is replayed from Kafka by whoever owns them next, not spilled.
+                let spill_dir = (!source.dynamic()).then_some(state_dir.as_path());
+                graceful_stop(job, spill_dir, &out_schema, &channel, &control)?;
             }
             Ok(())
         })();
@@ -375,227 +374,4 @@ fn run_inner(
         result
     })?;
     Ok(control)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn restore_spill(
-    state_dir: &std::path::Path,
-    schema: &arrow::datatypes::SchemaRef,
-    opts: &RunOptions,
-    channel: &Channel,
-    control: &Control,
-    source: &mut dyn Source,
-    state: &mut TaskState,
-    name: &str,
-) -> Result<(), TaskError> {
-    if !spill::exists(state_dir) {
-        return Ok(());
-    }
-    if opts.discard_spill || opts.from_checkpoint.is_some() {
-        tracing::warn!(path = %state_dir.display(), "discarding the spill; its records are replayed from the source");
-        spill::remove(state_dir)?;
-        return Ok(());
-    }
-    transition(state, TaskState::Restoring, name);
-    let items = spill::read(state_dir, schema)?;
-    let mut expected: HashMap<u32, (u64, u64)> = control
-        .parts
-        .lock()
-        .expect("parts lock")
-        .iter()
-        .map(|(p, s)| (*p, (s.committed_offset, s.committed_line)))
-        .collect();
-    let mut broken: Vec<u32> = Vec::new();
-    let mut restored = 0usize;
-    for mut item in items {
-        let p = item.prov.partition;
-        let Some(&(want, _)) = expected.get(&p) else {
-            continue; // a partition the source no longer has
-        };
-        if broken.contains(&p) || item.prov.next_offset <= want {
-            continue; // already committed
-        }
-        if item.prov.from_offset != want {
-            // Not contiguous with the checkpoint: replay this partition from the source.
-            tracing::warn!(
-                partition = p,
-                want,
-                got = item.prov.from_offset,
-                "spill does not continue the checkpoint; replaying instead"
-            );
-            broken.push(p);
-            continue;
-        }
-        item.prov.epoch = 0;
-        expected.insert(p, (item.prov.next_offset, item.prov.next_line));
-        channel.put(item).map_err(|e| TaskError::Job {
-            job: name.to_string(),
-            reason: format!("restoring the spill: {e}"),
-        })?;
-        restored += 1;
-    }
-    for (p, (offset, line)) in expected {
-        if !broken.contains(&p) {
-            source.seek(p, offset, line)?;
-        }
-    }
-    spill::remove(state_dir)?;
-    tracing::info!(items = restored, "restored the spill into the channel");
-    Ok(())
-}
-
-fn source_loop(
-    decoder: &RecordDecoder,
-    threads: usize,
-    source: &mut dyn Source,
-    channel: &Channel,
-    control: &Control,
-    stop: &AtomicBool,
-) -> Result<(), TaskError> {
-    let mut epochs: HashMap<u32, u64> = HashMap::new();
-    let mut ended = false;
-    let mut last_lag = Instant::now();
-    pipeline::run(
-        decoder,
-        threads,
-        |chunk: &mut Chunk| -> Result<Produced<(u32, u64)>, TaskError> {
-            if stop.load(Ordering::Acquire) {
-                return Ok(Produced::End);
-            }
-            let committed: Vec<_> =
-                std::mem::take(&mut *control.committed.lock().expect("committed lock"));
-            for (p, next) in committed {
-                source.committed(p, next);
-            }
-            if last_lag.elapsed() > Duration::from_secs(10) {
-                last_lag = Instant::now();
-                for (key, lag) in source.lag() {
-                    tracing::info!(partition = %key, lag, "consumer lag");
-                }
-            }
-            let rewinds: Vec<_> =
-                std::mem::take(&mut *control.rewinds.lock().expect("rewinds lock"));
-            for r in rewinds {
-                source.seek(r.partition, r.offset, r.line)?;
-                epochs.insert(r.partition, r.epoch);
-                ended = false;
-                control.source_done.store(false, Ordering::Release);
-            }
-            if ended {
-                let all_done = control
-                    .finished
-                    .lock()
-                    .expect("finished lock")
-                    .iter()
-                    .all(|f| *f);
-                if all_done && control.drained() {
-                    return Ok(Produced::End);
-                }
-                std::thread::sleep(Duration::from_millis(20));
-                return Ok(Produced::Idle);
-            }
-            match source.next(chunk)? {
-                Next::Chunk(p) => {
-                    control.produced.fetch_add(1, Ordering::AcqRel);
-                    Ok(Produced::Chunk((p, epochs.get(&p).copied().unwrap_or(0))))
-                }
-                Next::Idle => Ok(Produced::Idle),
-                Next::End => {
-                    ended = true;
-                    control.source_done.store(true, Ordering::Release);
-                    Ok(Produced::Idle)
-                }
-            }
-        },
-        |(p, epoch), chunk, decoded| {
-            let item = to_item(decoder, p, epoch, chunk, decoded);
-            let r = channel.put(item);
-            control.put.fetch_add(1, Ordering::AcqRel);
-            r.map_err(|e| TaskError::Job {
-                job: String::new(),
-                reason: format!("the channel refused data: {e}"),
-            })
-        },
-    )
-}
-
-fn to_item(decoder: &RecordDecoder, p: u32, epoch: u64, chunk: &Chunk, decoded: Decoded) -> Item {
-    let schema = decoder.output_schema();
-    let mut dead = decoded.dead;
-    let batch = match decoded.batches.len() {
-        0 => RecordBatch::new_empty(schema),
-        1 => decoded.batches.into_iter().next().expect("one batch"),
-        _ => arrow::compute::concat_batches(&schema, &decoded.batches)
-            .expect("batches of one schema concatenate"),
-    };
-    let prov = if let (Some(from), Some(&first), Some(&last)) = (
-        chunk.from_offset,
-        chunk.offsets.first(),
-        chunk.offsets.last(),
-    ) {
-        // Message-framed: one record per line; positions are the messages' offsets.
-        for d in &mut dead {
-            if let Some(&o) = chunk
-                .offsets
-                .get((d.position.line as usize).saturating_sub(1))
-            {
-                d.position.offset = o;
-            }
-        }
-        Provenance {
-            partition: p,
-            from_offset: from,
-            first_offset: first,
-            last_offset: last,
-            next_offset: last + 1,
-            next_line: 0,
-            epoch,
-        }
-    } else {
-        let next_offset = chunk.first_offset + chunk.data.len() as u64;
-        Provenance {
-            partition: p,
-            from_offset: chunk.first_offset,
-            first_offset: chunk.first_offset,
-            last_offset: next_offset.saturating_sub(1),
-            next_offset,
-            next_line: chunk.first_line + memchr::memchr_iter(b'\n', &chunk.data).count() as u64,
-            epoch,
-        }
-    };
-    Item { batch, dead, prov }
-}
-
-fn graceful_stop(
-    job: &Job,
-    state_dir: &std::path::Path,
-    schema: &arrow::datatypes::SchemaRef,
-    channel: &Channel,
-    control: &Control,
-) -> Result<(), TaskError> {
-    let deadline = Instant::now() + job.stop_deadline;
-    control.stopping.store(true, Ordering::Release);
-    loop {
-        let done = control
-            .finished
-            .lock()
-            .expect("finished lock")
-            .iter()
-            .all(|f| *f);
-        if done {
-            break;
-        }
-        if Instant::now() >= deadline {
-            tracing::warn!("stop deadline reached before every open file was committed; their records will be replayed");
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let items = channel.drain_all();
-    let n = items.len();
-    spill::write(state_dir, schema, &items)?;
-    if n > 0 {
-        tracing::info!(items = n, path = %state_dir.display(), "spilled the channel to disk");
-    }
-    Ok(())
 }

@@ -1,0 +1,322 @@
+//! Consumer-group membership: the rebalance callback (run inside `poll`, on the source's
+//! thread) asks the task where assigned partitions start and has it commit or abort what it
+//! holds for revoked ones before librdkafka moves on; the source applies the changes after
+//! `poll` returns.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use super::{err_at, Part, TIMEOUT};
+use crate::source::{Membership, PartitionInfo, SourceError};
+
+/// Partition changes reported by the rebalance callback, applied after `poll` returns.
+pub(super) enum Event {
+    Assigned(Vec<(u32, i64)>),
+    Revoked(Vec<u32>),
+}
+
+/// State shared with the rebalance callback (which runs inside `poll`, on the same thread).
+#[derive(Default)]
+pub(super) struct Shared {
+    pub(super) membership: Option<Box<dyn Membership>>,
+    pub(super) ids: HashMap<(String, i32), u32>,
+    pub(super) infos: Vec<(PartitionInfo, i32)>,
+    pub(super) events: Vec<Event>,
+    pub(super) error: Option<SourceError>,
+    pub(super) reset_latest: bool,
+    pub(super) name: String,
+}
+
+impl Shared {
+    pub(super) fn id(&mut self, topic: &str, partition: i32) -> u32 {
+        if let Some(&id) = self.ids.get(&(topic.to_string(), partition)) {
+            return id;
+        }
+        let id = self.infos.len() as u32;
+        self.ids.insert((topic.to_string(), partition), id);
+        self.infos.push((
+            PartitionInfo {
+                id,
+                topic: topic.to_string(),
+                number: partition as u32,
+            },
+            partition,
+        ));
+        id
+    }
+}
+
+/// The consumer context: runs the task's side of a rebalance before librdkafka moves on.
+pub struct GroupContext {
+    pub(super) shared: Arc<Mutex<Shared>>,
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                if let Err(e) = self.on_assign(consumer, tpl) {
+                    let mut shared = lock(&self.shared);
+                    tracing::error!(error = %e, "cannot take the assigned partitions");
+                    shared.error.get_or_insert(e);
+                    return;
+                }
+                let r = if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
+                if let Err(e) = r {
+                    let mut shared = lock(&self.shared);
+                    let name = shared.name.clone();
+                    shared
+                        .error
+                        .get_or_insert(err_at(&name, format!("cannot take the assignment: {e}")));
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.on_revoke(consumer, tpl);
+                let r = if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "releasing revoked partitions failed");
+                }
+            }
+            other => {
+                tracing::warn!(error = ?other, "rebalance error; leaving the assignment");
+                if !cooperative {
+                    let _ = consumer.unassign();
+                }
+            }
+        }
+    }
+}
+
+impl GroupContext {
+    fn on_assign(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        tpl: &mut TopicPartitionList,
+    ) -> Result<(), SourceError> {
+        let mut shared = lock(&self.shared);
+        let name = shared.name.clone();
+        let assigned: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        if assigned.is_empty() {
+            return Ok(());
+        }
+        // Where each would start by itself: the group's offset, else auto.offset.reset.
+        let committed = consumer
+            .committed_offsets(tpl.clone(), TIMEOUT)
+            .map_err(|e| err_at(&name, format!("committed offsets: {e}")))?;
+        let mut parts = Vec::with_capacity(assigned.len());
+        for (topic, p) in &assigned {
+            let stored = committed
+                .find_partition(topic, *p)
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(o) if o >= 0 => Some(o),
+                    _ => None,
+                });
+            let (low, high) = consumer
+                .fetch_watermarks(topic, *p, TIMEOUT)
+                .map_err(|e| err_at(&name, format!("watermarks of {topic}/{p}: {e}")))?;
+            let start = match stored {
+                Some(o) => o.clamp(low, high),
+                None if shared.reset_latest => high,
+                None => low,
+            };
+            let id = shared.id(topic, *p);
+            let info = shared.infos[id as usize].0.clone();
+            parts.push((info, start as u64));
+        }
+        let starts = match shared.membership.as_mut() {
+            Some(m) => m.assigned(&parts)?,
+            None => parts.iter().map(|(i, o)| (i.id, *o)).collect(),
+        };
+        let mut event = Vec::with_capacity(starts.len());
+        for (id, offset) in starts {
+            let (info, p) = shared.infos[id as usize].clone();
+            tpl.set_partition_offset(&info.topic, p, Offset::Offset(offset as i64))
+                .map_err(|e| err_at(&name, e.to_string()))?;
+            event.push((id, offset as i64));
+        }
+        tracing::info!(partitions = ?assigned, "partitions assigned");
+        shared.events.push(Event::Assigned(event));
+        Ok(())
+    }
+
+    fn on_revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        let mut shared = lock(&self.shared);
+        let ids: Vec<u32> = tpl
+            .elements()
+            .iter()
+            .map(|e| shared.id(e.topic(), e.partition()))
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        tracing::info!(partitions = ?ids.iter().map(|i| shared.infos[*i as usize].0.key()).collect::<Vec<_>>(), "partitions revoked");
+        let committed = match shared.membership.as_mut() {
+            Some(m) => m.revoked(&ids),
+            None => Vec::new(),
+        };
+        // The group's offsets reach the broker before the partitions move on.
+        let mut offsets = TopicPartitionList::new();
+        for (id, next) in committed {
+            let (info, p) = &shared.infos[id as usize];
+            let _ = offsets.add_partition_offset(&info.topic, *p, Offset::Offset(next as i64));
+        }
+        if offsets.count() > 0 {
+            if let Err(e) = consumer.commit(&offsets, CommitMode::Sync) {
+                tracing::warn!(error = %e, "committing the revoked partitions' offsets failed (the checkpoints stand)");
+            }
+        }
+        shared.events.push(Event::Revoked(ids));
+    }
+}
+
+/// Applies what the rebalance callback reported, and any error it met. Returns whether
+/// partitions were assigned (a paused source pauses them too).
+pub(super) fn apply_events(
+    shared: &Mutex<Shared>,
+    parts: &mut Vec<Part>,
+    last_committed: &mut HashMap<u32, u64>,
+) -> Result<bool, SourceError> {
+    let (events, error, infos) = {
+        let mut shared = lock(shared);
+        let events = std::mem::take(&mut shared.events);
+        let infos = if events.is_empty() {
+            Vec::new()
+        } else {
+            shared.infos.clone()
+        };
+        (events, shared.error.take(), infos)
+    };
+    if let Some(e) = error {
+        return Err(e);
+    }
+    let mut assigned = false;
+    for event in events {
+        match event {
+            Event::Assigned(list) => {
+                assigned = true;
+                for (id, offset) in list {
+                    while parts.len() <= id as usize {
+                        let (info, partition) = infos[parts.len()].clone();
+                        parts.push(Part {
+                            info,
+                            partition,
+                            owned: false,
+                            next: 0,
+                            end: None,
+                            from: 0,
+                            buf: Vec::new(),
+                            offsets: Vec::new(),
+                            seek_pending: false,
+                        });
+                    }
+                    let p = &mut parts[id as usize];
+                    p.owned = true;
+                    p.next = offset;
+                    p.from = offset;
+                    p.buf.clear();
+                    p.offsets.clear();
+                    p.seek_pending = false;
+                }
+            }
+            Event::Revoked(list) => {
+                for id in list {
+                    if let Some(p) = parts.get_mut(id as usize) {
+                        p.owned = false;
+                        p.buf.clear();
+                        p.offsets.clear();
+                        p.seek_pending = false;
+                    }
+                    last_committed.remove(&id);
+                }
+            }
+        }
+    }
+    Ok(assigned)
+}
+
+/// Buffers a message in its partition; returns the partition's index, or None when the
+/// message is not wanted (revoked, from before a seek, past a bounded run's end).
+pub(super) fn accept(
+    shared: &Mutex<Shared>,
+    parts: &mut [Part],
+    msg: &BorrowedMessage<'_>,
+) -> Option<usize> {
+    let id = lock(shared)
+        .ids
+        .get(&(msg.topic().to_string(), msg.partition()))
+        .copied()?;
+    let i = id as usize;
+    let p = parts.get_mut(i)?;
+    let offset = msg.offset();
+    if !p.owned || offset < p.next || p.end.is_some_and(|e| offset >= e) {
+        return None;
+    }
+    match msg.payload() {
+        None | Some([]) => p.buf.extend_from_slice(b"null"),
+        Some(bytes) if memchr::memchr2(b'\n', b'\r', bytes).is_none() => {
+            p.buf.extend_from_slice(bytes)
+        }
+        Some(bytes) => {
+            p.buf.extend(
+                bytes
+                    .iter()
+                    .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
+            )
+        }
+    }
+    p.buf.push(b'\n');
+    p.offsets.push(offset as u64);
+    p.next = offset + 1;
+    Some(i)
+}
+
+pub(super) fn set_paused(
+    consumer: &BaseConsumer<GroupContext>,
+    name: &str,
+    on: bool,
+) -> Result<(), SourceError> {
+    let tpl = consumer
+        .assignment()
+        .map_err(|e| err_at(name, format!("reading the assignment: {e}")))?;
+    if tpl.count() == 0 {
+        return Ok(());
+    }
+    let r = if on {
+        consumer.pause(&tpl)
+    } else {
+        consumer.resume(&tpl)
+    };
+    r.map_err(|e| err_at(name, format!("cannot pause or resume: {e}")))
+}
+
+pub(super) fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,518 @@
+//! The Kafka source (rdkafka): records of the configured topics (names, or regexes starting
+//! with `^`), read from exact offsets, in chunks of whole messages per partition.
+//!
+//! Two modes:
+//! - **group** (`run`): a consumer-group member with the cooperative-sticky assignor. On every
+//!   assignment the task picks each partition's start (its checkpoint in the destination, else
+//!   the group's committed offset, else `auto.offset.reset`); on a revocation the task commits
+//!   or aborts what it holds for the partitions before they are released (see `Membership`).
+//! - **static** (`backfill`): every partition of the topics, each read from its start to the
+//!   end of the range (the high watermarks at start, a timestamp or explicit offsets).
+//!
+//! After each commit of files the same offsets are committed to the group, so lag tools see
+//! progress. When the channel is full the assigned partitions are paused (`Consumer::pause`)
+//! and the consumer keeps polling, so the group does not evict it; librdkafka's prefetch queue
+//! is bounded from the channel bound.
+//!
+//! Framing: each message is one record. JSON messages are written one per line into the chunk,
+//! with raw line breaks (which JSON allows only as whitespace) turned into spaces; the chunk
+//! keeps every message's offset, timestamp and key so provenance, dead letters and the Kafka
+//! metadata columns name them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::{Membership, Next, PartitionInfo, Source, SourceError};
+use crate::decode::Chunk;
+
+mod group;
+mod range;
+
+use group::{accept, apply_events, lock, set_paused, GroupContext, Shared};
+pub use range::Position;
+
+const TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Settings of the Kafka source.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    pub brokers: String,
+    /// Topic names; an entry starting with `^` is a regular expression.
+    pub topics: Vec<String>,
+    pub group: String,
+    /// `earliest` or `latest`: where a partition without checkpoint or group offset starts.
+    pub auto_offset_reset: String,
+    /// Extra librdkafka properties, passed through.
+    pub options: Vec<(String, String)>,
+    pub chunk_bytes: usize,
+    /// A bounded (static) run from `start` to `end`; `None` is a live group member.
+    pub range: Option<(Position, Position)>,
+    /// Upper bound on librdkafka's prefetch queue, from the channel bound.
+    pub queue_kbytes: usize,
+}
+
+pub(super) struct Part {
+    info: PartitionInfo,
+    partition: i32,
+    owned: bool,
+    /// The next offset to read.
+    next: i64,
+    /// Bounded runs: the offset to stop at.
+    end: Option<i64>,
+    /// Where the buffered messages begin (the position before them).
+    from: i64,
+    buf: Vec<u8>,
+    offsets: Vec<u64>,
+    /// A seek that librdkafka refused for now (retried before each poll).
+    seek_pending: bool,
+}
+
+fn err_at(name: &str, reason: impl Into<String>) -> SourceError {
+    SourceError::Other {
+        name: name.to_string(),
+        reason: reason.into(),
+    }
+}
+
+pub struct KafkaSource {
+    consumer: BaseConsumer<GroupContext>,
+    shared: Arc<Mutex<Shared>>,
+    parts: Vec<Part>,
+    chunk_bytes: usize,
+    group: bool,
+    paused: bool,
+    /// Static mode: (re)assign every unfinished partition before the next poll.
+    reassign: bool,
+    /// The last offset reported committed per partition (for the final synchronous commit).
+    last_committed: HashMap<u32, u64>,
+    /// When a transient consumer error was last logged (they repeat while a broker is down).
+    last_warning: Option<Instant>,
+    name: String,
+}
+
+impl KafkaSource {
+    pub fn new(s: &KafkaSettings) -> Result<Self, SourceError> {
+        let name = format!("kafka {} ({})", s.topics.join(","), s.brokers);
+        let patterns = s
+            .topics
+            .iter()
+            .filter(|t| t.starts_with('^'))
+            .map(|t| {
+                regex::Regex::new(t)
+                    .map_err(|e| err_at(&name, format!("topic pattern `{t}` is not a regex: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut cfg = ClientConfig::new();
+        cfg.set("bootstrap.servers", &s.brokers)
+            .set("group.id", &s.group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", &s.auto_offset_reset)
+            .set("enable.partition.eof", "false")
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set(
+                "queued.max.messages.kbytes",
+                s.queue_kbytes.clamp(1024, 2_097_151).to_string(),
+            );
+        for (k, v) in &s.options {
+            cfg.set(k, v);
+        }
+        let shared = Arc::new(Mutex::new(Shared {
+            reset_latest: matches!(s.auto_offset_reset.as_str(), "latest" | "largest" | "end"),
+            name: name.clone(),
+            ..Shared::default()
+        }));
+        let consumer: BaseConsumer<GroupContext> = cfg
+            .create_with_context(GroupContext {
+                shared: shared.clone(),
+            })
+            .map_err(|e| err_at(&name, format!("cannot create the consumer: {e}")))?;
+        let mut src = KafkaSource {
+            consumer,
+            shared,
+            parts: Vec::new(),
+            chunk_bytes: s.chunk_bytes.max(1024),
+            group: s.range.is_none(),
+            paused: false,
+            reassign: false,
+            last_committed: HashMap::new(),
+            last_warning: None,
+            name,
+        };
+        // The topics must exist (a typo should not make a job wait forever).
+        let topics = src.resolve_topics(&s.topics, &patterns)?;
+        match &s.range {
+            None => {
+                let names: Vec<&str> = s.topics.iter().map(String::as_str).collect();
+                src.consumer
+                    .subscribe(&names)
+                    .map_err(|e| err_at(&src.name, format!("cannot subscribe: {e}")))?;
+            }
+            Some((start, end)) => src.plan_range(&topics, start, end)?,
+        }
+        Ok(src)
+    }
+
+    /// The topics (and their partition numbers) the names and patterns match now.
+    fn resolve_topics(
+        &self,
+        names: &[String],
+        patterns: &[regex::Regex],
+    ) -> Result<Vec<(String, Vec<i32>)>, SourceError> {
+        let md = self
+            .consumer
+            .fetch_metadata(None, TIMEOUT)
+            .map_err(|e| err_at(&self.name, format!("cannot read the topics' metadata: {e}")))?;
+        let mut out = Vec::new();
+        for t in md.topics() {
+            let wanted = names.iter().any(|n| n == t.name())
+                || patterns.iter().any(|r| r.is_match(t.name()));
+            if !wanted || t.error().is_some() || t.partitions().is_empty() {
+                continue;
+            }
+            let mut ids: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+            ids.sort_unstable();
+            out.push((t.name().to_string(), ids));
+        }
+        out.sort();
+        for n in names.iter().filter(|n| !n.starts_with('^')) {
+            if !out.iter().any(|(t, _)| t == n) {
+                return Err(err_at(&self.name, format!("topic `{n}` does not exist")));
+            }
+        }
+        if out.is_empty() {
+            return Err(err_at(
+                &self.name,
+                "no topic matches the configured patterns",
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Static mode: every partition, with its start and end offsets resolved now.
+    fn plan_range(
+        &mut self,
+        topics: &[(String, Vec<i32>)],
+        start: &Position,
+        end: &Position,
+    ) -> Result<(), SourceError> {
+        for (topic, ids) in topics {
+            for &p in ids {
+                let (low, high) = self
+                    .consumer
+                    .fetch_watermarks(topic, p, TIMEOUT)
+                    .map_err(|e| err_at(&self.name, format!("watermarks of {topic}/{p}: {e}")))?;
+                let from = self.resolve(topic, p, start, low, high, low)?;
+                let to = self.resolve(topic, p, end, low, high, high)?;
+                let id = lock(&self.shared).id(topic, p);
+                self.parts.push(Part {
+                    info: PartitionInfo {
+                        id,
+                        topic: topic.clone(),
+                        number: p as u32,
+                    },
+                    partition: p,
+                    owned: true,
+                    next: from,
+                    end: Some(to.max(from)),
+                    from,
+                    buf: Vec::new(),
+                    offsets: Vec::new(),
+                    seek_pending: false,
+                });
+            }
+        }
+        self.reassign = true;
+        Ok(())
+    }
+
+    /// An offset for `pos` in one partition, within its watermarks.
+    fn resolve(
+        &self,
+        topic: &str,
+        p: i32,
+        pos: &Position,
+        low: i64,
+        high: i64,
+        fallback: i64,
+    ) -> Result<i64, SourceError> {
+        let o = match pos {
+            Position::Earliest => low,
+            Position::Latest => high,
+            Position::Offsets(list) => list
+                .iter()
+                .find(|(t, q, _)| *q == p && t.as_deref().is_none_or(|t| t == topic))
+                .map_or(fallback, |(_, _, o)| *o),
+            Position::Timestamp(ms) => {
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition_offset(topic, p, Offset::Offset(*ms))
+                    .map_err(|e| err_at(&self.name, e.to_string()))?;
+                let found = self.consumer.offsets_for_times(tpl, TIMEOUT).map_err(|e| {
+                    err_at(
+                        &self.name,
+                        format!("looking up timestamp {ms} in {topic}/{p}: {e}"),
+                    )
+                })?;
+                match found.find_partition(topic, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => o,
+                    // No message at or after the timestamp: the end of the partition.
+                    Some(Offset::End) | None => high,
+                    Some(other) => {
+                        return Err(err_at(
+                            &self.name,
+                            format!("timestamp {ms} in {topic}/{p} resolved to {other:?}"),
+                        ))
+                    }
+                }
+            }
+        };
+        Ok(o.clamp(low, high))
+    }
+
+    fn done(p: &Part) -> bool {
+        p.end.is_some_and(|e| p.next >= e)
+    }
+
+    fn assign_static(&mut self) -> Result<(), SourceError> {
+        let mut tpl = TopicPartitionList::new();
+        for p in self.parts.iter().filter(|p| !Self::done(p)) {
+            tpl.add_partition_offset(&p.info.topic, p.partition, Offset::Offset(p.next))
+                .map_err(|e| err_at(&self.name, e.to_string()))?;
+        }
+        self.consumer
+            .assign(&tpl)
+            .map_err(|e| err_at(&self.name, format!("cannot assign partitions: {e}")))?;
+        self.reassign = false;
+        if self.paused {
+            set_paused(&self.consumer, &self.name, true)?;
+        }
+        Ok(())
+    }
+
+    /// Group mode: seeks that librdkafka refused right after an assignment, retried.
+    fn retry_seeks(&mut self) {
+        for p in self.parts.iter_mut().filter(|p| p.seek_pending && p.owned) {
+            if self
+                .consumer
+                .seek(
+                    &p.info.topic,
+                    p.partition,
+                    Offset::Offset(p.next),
+                    Duration::from_secs(1),
+                )
+                .is_ok()
+            {
+                p.seek_pending = false;
+            }
+        }
+    }
+
+    /// One poll: applies rebalance events and buffers the message, if any. Returns the index
+    /// of the partition the message was buffered in.
+    fn poll_once(&mut self, wait: Duration) -> Result<Option<usize>, SourceError> {
+        if self.reassign {
+            self.assign_static()?;
+        }
+        self.retry_seeks();
+        let polled = self.consumer.poll(wait);
+        if apply_events(&self.shared, &mut self.parts, &mut self.last_committed)? && self.paused {
+            set_paused(&self.consumer, &self.name, true)?;
+        }
+        let Some(polled) = polled else {
+            return Ok(None);
+        };
+        match polled {
+            Ok(msg) => Ok(accept(&self.shared, &mut self.parts, &msg)),
+            Err(e @ rdkafka::error::KafkaError::MessageConsumptionFatal(_)) => {
+                Err(err_at(&self.name, format!("consuming: {e}")))
+            }
+            Err(e) => {
+                // Broker down, connection reset, leader moving: librdkafka retries by itself;
+                // the job waits and resumes, it does not fail.
+                if self
+                    .last_warning
+                    .is_none_or(|t| t.elapsed() > Duration::from_secs(10))
+                {
+                    self.last_warning = Some(Instant::now());
+                    tracing::warn!(source = %self.name, error = %e, "the broker is not answering; retrying");
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Moves a partition's buffered messages into `chunk`.
+    fn emit(&mut self, i: usize, chunk: &mut Chunk) -> Next {
+        let p = &mut self.parts[i];
+        std::mem::swap(&mut chunk.data, &mut p.buf);
+        p.buf.clear();
+        chunk.first_line = 1;
+        chunk.first_offset = 0;
+        chunk.from_offset = Some(p.from as u64);
+        chunk.offsets = std::mem::take(&mut p.offsets);
+        p.from = p.next;
+        Next::Chunk(p.info.id)
+    }
+
+    fn all_done(&self) -> bool {
+        !self.group && self.parts.iter().all(|p| Self::done(p) && p.buf.is_empty())
+    }
+}
+
+impl Source for KafkaSource {
+    fn partitions(&self) -> Vec<PartitionInfo> {
+        self.parts
+            .iter()
+            .filter(|p| p.owned)
+            .map(|p| p.info.clone())
+            .collect()
+    }
+
+    fn dynamic(&self) -> bool {
+        self.group
+    }
+
+    fn set_membership(&mut self, membership: Box<dyn Membership>) {
+        lock(&self.shared).membership = Some(membership);
+    }
+
+    fn seek(&mut self, partition: u32, offset: u64, _line: u64) -> Result<(), SourceError> {
+        let Some(p) = self.parts.get_mut(partition as usize).filter(|p| p.owned) else {
+            return Ok(()); // no longer ours
+        };
+        p.next = offset as i64;
+        p.from = offset as i64;
+        p.buf.clear();
+        p.offsets.clear();
+        if self.group {
+            p.seek_pending = true;
+        } else {
+            self.reassign = true;
+        }
+        Ok(())
+    }
+
+    fn resume_default(&mut self, partition: u32) -> Result<(u64, u64), SourceError> {
+        // Static runs: the start of the range was resolved when the source was planned.
+        let p = &self.parts[partition as usize];
+        Ok((p.next as u64, 0))
+    }
+
+    fn pause(&mut self, paused: bool) -> Result<(), SourceError> {
+        if paused != self.paused {
+            self.paused = paused;
+            set_paused(&self.consumer, &self.name, paused)?;
+            tracing::debug!(paused, "fetching paused or resumed: channel room");
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self) -> Result<(), SourceError> {
+        self.poll_once(Duration::from_millis(50)).map(|_| ())
+    }
+
+    fn next(&mut self, chunk: &mut Chunk) -> Result<Next, SourceError> {
+        // Messages of many partitions interleave: they are buffered per partition within a
+        // budget of 16 chunks in all, so memory is bounded by the chunk size, not by the number
+        // of partitions. A partition is handed on when it holds its share of the budget (at
+        // least 64 KiB, at most a chunk); the fullest one when the budget or 100 ms is reached.
+        let budget = self.chunk_bytes * 16;
+        let owned = self.parts.iter().filter(|p| p.owned).count();
+        let threshold = (budget / owned.max(1)).max(64 * 1024).min(self.chunk_bytes);
+        let deadline = Instant::now() + Duration::from_millis(100);
+        loop {
+            let buffered: usize = self.parts.iter().map(|p| p.buf.len()).sum();
+            if buffered >= budget {
+                break;
+            }
+            if self.all_done() {
+                return Ok(Next::End);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let Some(i) = self.poll_once(left)? else {
+                if self.parts.iter().all(|p| p.buf.is_empty()) && Instant::now() < deadline {
+                    continue;
+                }
+                break;
+            };
+            let p = &self.parts[i];
+            if p.buf.len() >= threshold || Self::done(p) {
+                return Ok(self.emit(i, chunk));
+            }
+        }
+        match (0..self.parts.len())
+            .filter(|&i| !self.parts[i].buf.is_empty())
+            .max_by_key(|&i| self.parts[i].buf.len())
+        {
+            Some(i) => Ok(self.emit(i, chunk)),
+            None if self.all_done() => Ok(Next::End),
+            None => Ok(Next::Idle),
+        }
+    }
+
+    fn committed(&mut self, partition: u32, next_offset: u64) {
+        let Some(p) = self.parts.get(partition as usize).filter(|p| p.owned) else {
+            return; // revoked: its offsets were committed at the revocation
+        };
+        self.last_committed.insert(partition, next_offset);
+        let mut tpl = TopicPartitionList::new();
+        if tpl
+            .add_partition_offset(
+                &p.info.topic,
+                p.partition,
+                Offset::Offset(next_offset as i64),
+            )
+            .is_ok()
+        {
+            if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+                tracing::warn!(partition = %p.info.key(), error = %e, "committing the offset to the group failed (the checkpoint stands)");
+            }
+        }
+    }
+
+    fn close(&mut self) {
+        if !self.last_committed.is_empty() {
+            let mut tpl = TopicPartitionList::new();
+            for (&id, &next) in &self.last_committed {
+                let p = &self.parts[id as usize];
+                let _ = tpl.add_partition_offset(
+                    &p.info.topic,
+                    p.partition,
+                    Offset::Offset(next as i64),
+                );
+            }
+            if let Err(e) = self.consumer.commit(&tpl, CommitMode::Sync) {
+                tracing::warn!(error = %e, "the final commit of offsets to the group failed (the checkpoints stand)");
+            }
+            self.last_committed.clear();
+        }
+        if self.group {
+            // Leave the group now; what the task still held was committed or will be replayed.
+            lock(&self.shared).membership = None;
+            self.consumer.unsubscribe();
+        }
+    }
+
+    /// Lag per owned partition: high watermark − next offset.
+    fn lag(&self) -> Vec<(String, i64)> {
+        self.parts
+            .iter()
+            .filter(|p| p.owned)
+            .filter_map(|p| {
+                let (_, high) = self
+                    .consumer
+                    .fetch_watermarks(&p.info.topic, p.partition, Duration::from_secs(2))
+                    .ok()?;
+                Some((p.info.key(), (high - p.next).max(0)))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,165 @@
+//! The source side of a task: the loop that reads the source, decodes chunks in parallel and
+//! puts the items into the channel; it pauses the source while the channel is full and carries
+//! the workers' rewinds and commits back to the source.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use arrow::record_batch::RecordBatch;
+
+use super::TaskError;
+use crate::channel::{Channel, Item, Provenance};
+use crate::decode::{Chunk, Decoded, RecordDecoder};
+use crate::pipeline::{self, Produced};
+use crate::sink::worker::Control;
+use crate::source::{Next, Source};
+
+pub(super) fn source_loop(
+    decoder: &RecordDecoder,
+    threads: usize,
+    source: &mut dyn Source,
+    channel: &Channel,
+    control: &Control,
+    stop: &AtomicBool,
+) -> Result<(), TaskError> {
+    let mut ended = false;
+    // Chunks produced but not yet in the channel; kept below the pipeline's permits so the
+    // producer never blocks waiting for one and the source is always served.
+    let in_flight_cap = 2 * threads.max(1) as u64;
+    let mut last_lag = Instant::now();
+    pipeline::run(
+        decoder,
+        threads,
+        |chunk: &mut Chunk| -> Result<Produced<(u32, u64)>, TaskError> {
+            if stop.load(Ordering::Acquire) {
+                return Ok(Produced::End);
+            }
+            let committed: Vec<_> =
+                std::mem::take(&mut *control.committed.lock().expect("committed lock"));
+            for (p, next) in committed {
+                source.committed(p, next);
+            }
+            if last_lag.elapsed() > Duration::from_secs(10) {
+                last_lag = Instant::now();
+                for (key, lag) in source.lag() {
+                    tracing::info!(partition = %key, lag, "consumer lag");
+                }
+            }
+            let rewinds: Vec<_> =
+                std::mem::take(&mut *control.rewinds.lock().expect("rewinds lock"));
+            for r in rewinds {
+                if control.epoch(r.partition) != r.epoch {
+                    continue; // the partition was revoked or rewound again since
+                }
+                source.seek(r.partition, r.offset, r.line)?;
+                control
+                    .source_epochs
+                    .lock()
+                    .expect("epochs lock")
+                    .insert(r.partition, r.epoch);
+                ended = false;
+                control.source_done.store(false, Ordering::Release);
+            }
+            if ended {
+                let all_done = control
+                    .finished
+                    .lock()
+                    .expect("finished lock")
+                    .iter()
+                    .all(|f| *f);
+                if all_done && control.drained() {
+                    return Ok(Produced::End);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+                return Ok(Produced::Idle);
+            }
+            // Back-pressure: while the channel is full, the source pauses and keeps serving its
+            // protocol (a group member that stopped polling would be evicted).
+            let in_flight = control
+                .produced
+                .load(Ordering::Acquire)
+                .saturating_sub(control.put.load(Ordering::Acquire));
+            let full = channel.pressure() || in_flight >= in_flight_cap;
+            source.pause(full)?;
+            if full {
+                source.tick()?;
+                return Ok(Produced::Idle);
+            }
+            match source.next(chunk)? {
+                Next::Chunk(p) => {
+                    control.produced.fetch_add(1, Ordering::AcqRel);
+                    let epoch = control
+                        .source_epochs
+                        .lock()
+                        .expect("epochs lock")
+                        .get(&p)
+                        .copied()
+                        .unwrap_or(0);
+                    Ok(Produced::Chunk((p, epoch)))
+                }
+                Next::Idle => Ok(Produced::Idle),
+                Next::End => {
+                    ended = true;
+                    control.source_done.store(true, Ordering::Release);
+                    Ok(Produced::Idle)
+                }
+            }
+        },
+        |(p, epoch), chunk, decoded| {
+            let item = to_item(decoder, p, epoch, chunk, decoded);
+            let r = channel.put(item);
+            control.put.fetch_add(1, Ordering::AcqRel);
+            r.map_err(|e| TaskError::Job {
+                job: String::new(),
+                reason: format!("the channel refused data: {e}"),
+            })
+        },
+    )
+}
+
+fn to_item(decoder: &RecordDecoder, p: u32, epoch: u64, chunk: &Chunk, decoded: Decoded) -> Item {
+    let schema = decoder.output_schema();
+    let mut dead = decoded.dead;
+    let batch = match decoded.batches.len() {
+        0 => RecordBatch::new_empty(schema),
+        1 => decoded.batches.into_iter().next().expect("one batch"),
+        _ => arrow::compute::concat_batches(&schema, &decoded.batches)
+            .expect("batches of one schema concatenate"),
+    };
+    let prov = if let (Some(from), Some(&first), Some(&last)) = (
+        chunk.from_offset,
+        chunk.offsets.first(),
+        chunk.offsets.last(),
+    ) {
+        // Message-framed: one record per line; positions are the messages' offsets.
+        for d in &mut dead {
+            if let Some(&o) = chunk
+                .offsets
+                .get((d.position.line as usize).saturating_sub(1))
+            {
+                d.position.offset = o;
+            }
+        }
+        Provenance {
+            partition: p,
+            from_offset: from,
+            first_offset: first,
+            last_offset: last,
+            next_offset: last + 1,
+            next_line: 0,
+            epoch,
+        }
+    } else {
+        let next_offset = chunk.first_offset + chunk.data.len() as u64;
+        Provenance {
+            partition: p,
+            from_offset: chunk.first_offset,
+            first_offset: chunk.first_offset,
+            last_offset: next_offset.saturating_sub(1),
+            next_offset,
+            next_line: chunk.first_line + memchr::memchr_iter(b'\n', &chunk.data).count() as u64,
+            epoch,
+        }
+    };
+    Item { batch, dead, prov }
+}

@@ -1,0 +1,128 @@
+//! The task's spill: the channel's items written to disk by a graceful stop, and restored
+//! into the channel (before the source reads on) by the next start.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::{transition, RunOptions, TaskError, TaskState};
+use crate::channel::{spill, Channel};
+use crate::config::Job;
+use crate::sink::worker::Control;
+use crate::source::Source;
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn restore_spill(
+    state_dir: &std::path::Path,
+    schema: &arrow::datatypes::SchemaRef,
+    opts: &RunOptions,
+    channel: &Channel,
+    control: &Control,
+    source: &mut dyn Source,
+    state: &mut TaskState,
+    name: &str,
+) -> Result<(), TaskError> {
+    if !spill::exists(state_dir) {
+        return Ok(());
+    }
+    if opts.discard_spill || opts.from_checkpoint.is_some() || source.dynamic() {
+        // A group member does not know its partitions yet; Kafka replays them anyway.
+        tracing::warn!(path = %state_dir.display(), "discarding the spill; its records are replayed from the source");
+        spill::remove(state_dir)?;
+        return Ok(());
+    }
+    transition(state, TaskState::Restoring, name);
+    let items = spill::read(state_dir, schema)?;
+    let mut expected: HashMap<u32, (u64, u64)> = control
+        .parts
+        .lock()
+        .expect("parts lock")
+        .iter()
+        .map(|(p, s)| (*p, (s.committed_offset, s.committed_line)))
+        .collect();
+    let mut broken: Vec<u32> = Vec::new();
+    let mut restored = 0usize;
+    for mut item in items {
+        let p = item.prov.partition;
+        let Some(&(want, _)) = expected.get(&p) else {
+            continue; // a partition the source no longer has
+        };
+        if broken.contains(&p) || item.prov.next_offset <= want {
+            continue; // already committed
+        }
+        if item.prov.from_offset != want {
+            // Not contiguous with the checkpoint: replay this partition from the source.
+            tracing::warn!(
+                partition = p,
+                want,
+                got = item.prov.from_offset,
+                "spill does not continue the checkpoint; replaying instead"
+            );
+            broken.push(p);
+            continue;
+        }
+        item.prov.epoch = 0;
+        expected.insert(p, (item.prov.next_offset, item.prov.next_line));
+        channel.put(item).map_err(|e| TaskError::Job {
+            job: name.to_string(),
+            reason: format!("restoring the spill: {e}"),
+        })?;
+        restored += 1;
+    }
+    for (p, (offset, line)) in expected {
+        if !broken.contains(&p) {
+            source.seek(p, offset, line)?;
+        }
+    }
+    spill::remove(state_dir)?;
+    tracing::info!(items = restored, "restored the spill into the channel");
+    Ok(())
+}
+
+/// Stops the workers (they commit what is open) within the stop deadline, then writes what
+/// the channel still holds to the spill in `spill_dir`, or drops it when the source replays
+/// it (`None`).
+pub(super) fn graceful_stop(
+    job: &Job,
+    spill_dir: Option<&std::path::Path>,
+    schema: &arrow::datatypes::SchemaRef,
+    channel: &Channel,
+    control: &Control,
+) -> Result<(), TaskError> {
+    let deadline = Instant::now() + job.stop_deadline;
+    control.stopping.store(true, Ordering::Release);
+    loop {
+        let done = control
+            .finished
+            .lock()
+            .expect("finished lock")
+            .iter()
+            .all(|f| *f);
+        if done {
+            break;
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!("stop deadline reached before every open file was committed; their records will be replayed");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let items = channel.drain_all();
+    let n = items.len();
+    match spill_dir {
+        Some(dir) => {
+            spill::write(dir, schema, &items)?;
+            if n > 0 {
+                tracing::info!(items = n, path = %dir.display(), "spilled the channel to disk");
+            }
+        }
+        None if n > 0 => {
+            tracing::info!(
+                items = n,
+                "dropped the channel's items; they are replayed from the source"
+            )
+        }
+        None => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,267 @@
+//! The real-broker tier: tansu (a separate Kafka-compatible broker process, sqlite engine),
+//! started per test on its own port and directory and stopped by PID. Backfills by timestamp
+//! and by offsets, a broker stopped for 20 s under a live job, and resuming in another process.
+//!
+//! `scripts/test.sh` installs tansu and sets `SLUICE_TEST_TANSU`; without it the tests print a
+//! skip line (under CI they fail instead).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+use crate::helpers::*;
+use crate::kafka::{assert_once, job_with, spawn_run, wait_for};
+
+/// One tansu broker; stopped (killed) when dropped.
+struct Tansu {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+fn tansu_bin() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("SLUICE_TEST_TANSU") {
+        return Some(PathBuf::from(p));
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("CI is set but SLUICE_TEST_TANSU is not: the real-broker tests need tansu");
+    }
+    eprintln!(
+        "SKIP: the real-broker test needs SLUICE_TEST_TANSU (scripts/test.sh installs tansu)"
+    );
+    None
+}
+
+impl Tansu {
+    fn start() -> Option<Tansu> {
+        let bin = tansu_bin()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut t = Tansu {
+            bin,
+            dir: tempfile::tempdir().unwrap(),
+            port,
+            child: None,
+        };
+        t.spawn();
+        Some(t)
+    }
+
+    fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn url(&self) -> String {
+        format!("tcp://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the broker from its directory (it reads `.env` there and resolves the sqlite
+    /// path against it) and waits until it serves metadata.
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("tansu.log"))
+            .unwrap();
+        let child = Command::new(&self.bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &self.url(),
+                "--advertised-listener-url",
+                &self.url(),
+                "--storage-engine",
+                "sqlite://tansu.db",
+            ])
+            .current_dir(self.dir.path())
+            .env_remove("CLUSTER_ID")
+            .env_remove("LISTENER_URL")
+            .env_remove("ADVERTISED_LISTENER_URL")
+            .env_remove("STORAGE_ENGINE")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start tansu");
+        self.child = Some(child);
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap())
+            .create()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while consumer
+            .fetch_metadata(None, Duration::from_secs(1))
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "tansu did not answer: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("tansu.log")).unwrap_or_default()
+    }
+
+    fn create_topic(&self, name: &str, partitions: u32) {
+        let out = Command::new(&self.bin)
+            .args(["topic", "create", "--broker", &self.url()])
+            .args(["--partitions", &partitions.to_string(), name])
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tansu topic create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+const T0: i64 = 1_714_521_600_000; // 2024-05-01T00:00:00Z
+
+/// Produces events `t<first>`.. over 4 partitions; event i has message timestamp T0 + i s.
+fn produce_timed(bootstrap: &str, topic: &str, first: usize, n: usize) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    for i in first..first + n {
+        let payload = format!(
+            "{{\"ts\":\"2024-05-01T00:00:00Z\",\"host\":\"h\",\"status\":200,\"trace_id\":\"t{i}\"}}"
+        );
+        let mut record = BaseRecord::<(), [u8]>::to(topic)
+            .partition((i % 4) as i32)
+            .payload(payload.as_bytes())
+            .timestamp(T0 + 1000 * i as i64);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    record = r;
+                    producer.poll(Duration::from_millis(50));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+}
+
+fn ids(out: &Path) -> Vec<usize> {
+    let mut v: Vec<usize> = trace_ids(out)
+        .into_iter()
+        .map(|(k, c)| {
+            assert_eq!(c, 1, "{k} is duplicated");
+            k[1..].parse().unwrap()
+        })
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+#[test]
+fn tansu_backfills_by_timestamp_and_by_offsets_exactly() {
+    let Some(broker) = Tansu::start() else { return };
+    broker.create_topic("ranges", 4);
+    produce_timed(&broker.bootstrap(), "ranges", 0, 400);
+    let dir = tempfile::tempdir().unwrap();
+    let job = job_with(dir.path(), &broker.bootstrap(), "ranges", "");
+    let job = job.to_str().unwrap();
+
+    // By timestamp: every event with a message time in [T0 + 100 s, T0 + 300 s).
+    let from = format!("@{}", T0 + 100_000);
+    let to = "2024-05-01T00:05:00Z"; // T0 + 300 s
+    let args = ["backfill", job, "--from", &from, "--to", to, "--url", "ts/"];
+    let o = sluice_ok(&args);
+    assert!(o.contains("200 rows"), "{o}");
+    assert_eq!(ids(&dir.path().join("ts")), (100..300).collect::<Vec<_>>());
+    // Re-running the same backfill resumes from its checkpoints: nothing new.
+    let again = sluice_ok(&args);
+    assert!(again.contains(" 0 rows"), "{again}");
+
+    // By offsets: partition p holds events p, p + 4, ...; offsets [10, 20) of each.
+    let o = sluice_ok(&[
+        "backfill",
+        job,
+        "--from",
+        "0=10,1=10,2=10,3=10",
+        "--to",
+        "0=20,1=20,2=20,3=20",
+        "--name",
+        "by-offsets",
+        "--url",
+        "offsets/",
+    ]);
+    assert!(o.contains("40 rows"), "{o}");
+    let want: Vec<usize> = (40..80).collect();
+    assert_eq!(ids(&dir.path().join("offsets")), want);
+
+    // A bad bound is refused before anything is read.
+    let bad = sluice(&["backfill", job, "--to", "tomorrow"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--to"));
+}
+
+#[test]
+fn tansu_live_job_survives_a_broker_restart_and_resumes_in_another_process() {
+    let Some(mut broker) = Tansu::start() else {
+        return;
+    };
+    broker.create_topic("live", 4);
+    let dir = tempfile::tempdir().unwrap();
+    let job = job_with(
+        dir.path(),
+        &broker.bootstrap(),
+        "live",
+        "\"reconnect.backoff.max.ms\" = \"1000\"",
+    );
+    let out = dir.path().join("out");
+    let first = spawn_run(&job, &dir.path().join("first.log"));
+    produce_timed(&broker.bootstrap(), "live", 0, 1000);
+    wait_for(&out, 1000, 90);
+    assert_eq!(ids(&out).len(), 1000, "caught up before the outage");
+
+    // The broker goes away for 20 s while the job runs, then comes back on the same data.
+    broker.stop();
+    std::thread::sleep(Duration::from_secs(20));
+    broker.spawn();
+    produce_timed(&broker.bootstrap(), "live", 1000, 1000);
+    wait_for(&out, 2000, 120);
+    sigterm(&first);
+    let status = first.wait_with_output().unwrap().status;
+    let log = std::fs::read_to_string(dir.path().join("first.log")).unwrap();
+    assert!(status.success(), "{log}");
+    assert_eq!(ids(&out).len(), 2000, "the job resumed by itself: {log}");
+
+    // Another process resumes from the checkpoints: no duplicates, nothing lost.
+    produce_timed(&broker.bootstrap(), "live", 2000, 500);
+    let second = spawn_run(&job, &dir.path().join("second.log"));
+    wait_for(&out, 2500, 90);
+    sigterm(&second);
+    assert!(second.wait_with_output().unwrap().status.success());
+    assert_once(&out, 2500);
+}
