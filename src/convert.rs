@@ -130,6 +130,13 @@ pub fn run(mut job: ConvertJob) -> Result<ConvertSummary, ConvertError> {
         _ => None,
     };
     let decoder = RecordDecoder::new(job.schema.clone(), job.decode.clone(), header.as_deref())?;
+    if !decoder.meta().is_empty() {
+        return Err(ConvertError::Usage(format!(
+            "schema {}: fields {:?} are Kafka message metadata; a file has none",
+            job.schema.path.display(),
+            decoder.meta().names(&job.schema)
+        )));
+    }
     let out_schema = decoder.output_schema();
     job.format.validate(&out_schema)?;
 

@@ -33,6 +33,8 @@ pub struct Chunk {
     pub from_offset: Option<u64>,
     /// Message-framed sources: the offset of each record (one per line), in order.
     pub offsets: Vec<u64>,
+    /// Message-framed sources: the metadata the schema asks for, per record.
+    pub meta: super::meta::MessageMeta,
 }
 
 /// Splits `chunk` into records. With `quoted`, a newline inside a double-quoted CSV field does

@@ -10,6 +10,7 @@ mod columns;
 mod delimited;
 pub mod framing;
 mod json;
+pub mod meta;
 
 use std::sync::Arc;
 
@@ -126,6 +127,7 @@ pub struct RecordDecoder {
     opts: DecodeOptions,
     out_schema: SchemaRef,
     defaults: Vec<Option<ArrayRef>>,
+    meta: meta::MetaColumns,
     inner: Inner,
 }
 
@@ -167,6 +169,7 @@ impl RecordDecoder {
             fields.push(Field::new(RAW_COLUMN, DataType::Utf8, false));
         }
         Ok(RecordDecoder {
+            meta: meta::MetaColumns::new(&schema)?,
             out_schema: Arc::new(Schema::new(fields)),
             schema,
             opts,
@@ -189,13 +192,14 @@ impl RecordDecoder {
             ..Default::default()
         };
         for group in records.chunks(self.opts.batch_size.max(1)) {
-            self.decode_group(&chunk.data, group, &mut out);
+            self.decode_group(chunk, group, &mut out);
         }
         out.dead.sort_by_key(|d| d.position.offset);
         out
     }
 
-    fn decode_group(&mut self, data: &[u8], recs: &[Record], out: &mut Decoded) {
+    fn decode_group(&mut self, chunk: &Chunk, recs: &[Record], out: &mut Decoded) {
+        let data = &chunk.data[..];
         // Invalid UTF-8 is checked once per group; only a failing group is checked per record.
         let span = &data[recs[0].start..recs[recs.len() - 1].end];
         let mut valid: Vec<Record>;
@@ -230,12 +234,13 @@ impl RecordDecoder {
             Inner::Json(j) => j.decode(&self.schema, data, recs, &mut stage, &mut out.dead),
             Inner::Delimited(d) => d.decode(&self.schema, data, recs, &mut stage, &mut out.dead),
         }
-        self.finish(data, recs, stage, out);
+        self.finish(chunk, recs, stage, out);
     }
 
     /// Shared last step: defaults, required fields, the raw column, and the split of the group
     /// into the good rows' batch and the bad rows' dead letters.
-    fn finish(&self, data: &[u8], recs: &[Record], stage: Stage, out: &mut Decoded) {
+    fn finish(&self, chunk: &Chunk, recs: &[Record], stage: Stage, out: &mut Decoded) {
+        let data = &chunk.data[..];
         let Stage {
             rows,
             mut columns,
@@ -244,6 +249,8 @@ impl RecordDecoder {
         if rows.is_empty() {
             return;
         }
+        self.meta
+            .fill(&self.schema, chunk, recs, &rows, &mut columns, &mut errors);
         let mut already_bad = vec![false; rows.len()];
         for (r, _) in &errors {
             already_bad[*r] = true;
@@ -305,6 +312,11 @@ impl RecordDecoder {
         let batch = RecordBatch::try_new(self.out_schema.clone(), columns)
             .expect("decoded columns match the output schema");
         out.batches.push(batch);
+    }
+
+    /// The Kafka metadata the schema asks sources to collect.
+    pub fn meta(&self) -> &meta::MetaColumns {
+        &self.meta
     }
 
     /// The repo schema this decoder reads against.

@@ -18,6 +18,7 @@ use serde::Deserialize;
 use crate::channel::Channel;
 use crate::checkpoint::Checkpoints;
 use crate::config::{Job, SourceSection};
+use crate::decode::meta::MetaColumns;
 use crate::decode::{DecodeOptions, RecordDecoder};
 use crate::schema::RepoSchema;
 use crate::sink::partition::PathTemplate;
@@ -134,6 +135,17 @@ pub struct Prepared {
 /// `connect`: open sources that need a server (Kafka); `validate` checks the rest offline.
 pub fn prepare(job: &Job, connect: bool) -> Result<Prepared, TaskError> {
     let schema = Arc::new(RepoSchema::load(&job.resolve(&job.file.repo.schema))?);
+    let meta = MetaColumns::new(&schema)?;
+    if !meta.is_empty() && !matches!(job.file.source, SourceSection::Kafka { .. }) {
+        return Err(TaskError::Job {
+            job: job.file.job.name.clone(),
+            reason: format!(
+                "schema {}: fields {:?} are Kafka message metadata, but this job reads files",
+                schema.path.display(),
+                meta.names(&schema)
+            ),
+        });
+    }
     let mut source: Option<Box<dyn Source>> = match &job.file.source {
         SourceSection::File {
             paths,
@@ -173,6 +185,7 @@ pub fn prepare(job: &Job, connect: bool) -> Result<Prepared, TaskError> {
             chunk_bytes: crate::config::parse_bytes(chunk_bytes).unwrap_or(1 << 20) as usize,
             range: job.range.clone(),
             queue_kbytes: job.channel_bytes / 1024,
+            meta: meta.needs(),
         })?)),
     };
     let header = match source.as_mut() {

@@ -12,6 +12,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::{err_at, Part, TIMEOUT};
+use crate::decode::meta::MetaNeeds;
 use crate::source::{Membership, PartitionInfo, SourceError};
 
 /// Partition changes reported by the rebalance callback, applied after `poll` returns.
@@ -225,34 +226,18 @@ pub(super) fn apply_events(
                 for (id, offset) in list {
                     while parts.len() <= id as usize {
                         let (info, partition) = infos[parts.len()].clone();
-                        parts.push(Part {
-                            info,
-                            partition,
-                            owned: false,
-                            next: 0,
-                            end: None,
-                            from: 0,
-                            buf: Vec::new(),
-                            offsets: Vec::new(),
-                            seek_pending: false,
-                        });
+                        parts.push(Part::new(info, partition));
                     }
                     let p = &mut parts[id as usize];
                     p.owned = true;
-                    p.next = offset;
-                    p.from = offset;
-                    p.buf.clear();
-                    p.offsets.clear();
-                    p.seek_pending = false;
+                    p.restart(offset);
                 }
             }
             Event::Revoked(list) => {
                 for id in list {
                     if let Some(p) = parts.get_mut(id as usize) {
                         p.owned = false;
-                        p.buf.clear();
-                        p.offsets.clear();
-                        p.seek_pending = false;
+                        p.drop_buffer();
                     }
                     last_committed.remove(&id);
                 }
@@ -268,34 +253,14 @@ pub(super) fn accept(
     shared: &Mutex<Shared>,
     parts: &mut [Part],
     msg: &BorrowedMessage<'_>,
+    needs: MetaNeeds,
 ) -> Option<usize> {
     let id = lock(shared)
         .ids
         .get(&(msg.topic().to_string(), msg.partition()))
         .copied()?;
-    let i = id as usize;
-    let p = parts.get_mut(i)?;
-    let offset = msg.offset();
-    if !p.owned || offset < p.next || p.end.is_some_and(|e| offset >= e) {
-        return None;
-    }
-    match msg.payload() {
-        None | Some([]) => p.buf.extend_from_slice(b"null"),
-        Some(bytes) if memchr::memchr2(b'\n', b'\r', bytes).is_none() => {
-            p.buf.extend_from_slice(bytes)
-        }
-        Some(bytes) => {
-            p.buf.extend(
-                bytes
-                    .iter()
-                    .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
-            )
-        }
-    }
-    p.buf.push(b'\n');
-    p.offsets.push(offset as u64);
-    p.next = offset + 1;
-    Some(i)
+    let p = parts.get_mut(id as usize)?;
+    p.push(msg, needs).then_some(id as usize)
 }
 
 pub(super) fn set_paused(

@@ -28,12 +28,15 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{Membership, Next, PartitionInfo, Source, SourceError};
+use crate::decode::meta::MetaNeeds;
 use crate::decode::Chunk;
 
 mod group;
+mod part;
 mod range;
 
 use group::{accept, apply_events, lock, set_paused, GroupContext, Shared};
+use part::Part;
 pub use range::Position;
 
 const TIMEOUT: Duration = Duration::from_secs(15);
@@ -54,22 +57,8 @@ pub struct KafkaSettings {
     pub range: Option<(Position, Position)>,
     /// Upper bound on librdkafka's prefetch queue, from the channel bound.
     pub queue_kbytes: usize,
-}
-
-pub(super) struct Part {
-    info: PartitionInfo,
-    partition: i32,
-    owned: bool,
-    /// The next offset to read.
-    next: i64,
-    /// Bounded runs: the offset to stop at.
-    end: Option<i64>,
-    /// Where the buffered messages begin (the position before them).
-    from: i64,
-    buf: Vec<u8>,
-    offsets: Vec<u64>,
-    /// A seek that librdkafka refused for now (retried before each poll).
-    seek_pending: bool,
+    /// The message metadata the schema asks for.
+    pub meta: MetaNeeds,
 }
 
 fn err_at(name: &str, reason: impl Into<String>) -> SourceError {
@@ -90,6 +79,7 @@ pub struct KafkaSource {
     reassign: bool,
     /// The last offset reported committed per partition (for the final synchronous commit).
     last_committed: HashMap<u32, u64>,
+    needs: MetaNeeds,
     /// When a transient consumer error was last logged (they repeat while a broker is down).
     last_warning: Option<Instant>,
     name: String,
@@ -142,6 +132,7 @@ impl KafkaSource {
             reassign: false,
             last_committed: HashMap::new(),
             last_warning: None,
+            needs: s.meta,
             name,
         };
         // The topics must exist (a typo should not make a job wait forever).
@@ -210,21 +201,12 @@ impl KafkaSource {
                 let from = self.resolve(topic, p, start, low, high, low)?;
                 let to = self.resolve(topic, p, end, low, high, high)?;
                 let id = lock(&self.shared).id(topic, p);
-                self.parts.push(Part {
-                    info: PartitionInfo {
-                        id,
-                        topic: topic.clone(),
-                        number: p as u32,
-                    },
-                    partition: p,
-                    owned: true,
-                    next: from,
-                    end: Some(to.max(from)),
-                    from,
-                    buf: Vec::new(),
-                    offsets: Vec::new(),
-                    seek_pending: false,
-                });
+                let info = lock(&self.shared).infos[id as usize].0.clone();
+                let mut part = Part::new(info, p);
+                part.owned = true;
+                part.restart(from);
+                part.end = Some(to.max(from));
+                self.parts.push(part);
             }
         }
         self.reassign = true;
@@ -274,13 +256,9 @@ impl KafkaSource {
         Ok(o.clamp(low, high))
     }
 
-    fn done(p: &Part) -> bool {
-        p.end.is_some_and(|e| p.next >= e)
-    }
-
     fn assign_static(&mut self) -> Result<(), SourceError> {
         let mut tpl = TopicPartitionList::new();
-        for p in self.parts.iter().filter(|p| !Self::done(p)) {
+        for p in self.parts.iter().filter(|p| !p.done()) {
             tpl.add_partition_offset(&p.info.topic, p.partition, Offset::Offset(p.next))
                 .map_err(|e| err_at(&self.name, e.to_string()))?;
         }
@@ -327,7 +305,7 @@ impl KafkaSource {
             return Ok(None);
         };
         match polled {
-            Ok(msg) => Ok(accept(&self.shared, &mut self.parts, &msg)),
+            Ok(msg) => Ok(accept(&self.shared, &mut self.parts, &msg, self.needs)),
             Err(e @ rdkafka::error::KafkaError::MessageConsumptionFatal(_)) => {
                 Err(err_at(&self.name, format!("consuming: {e}")))
             }
@@ -348,19 +326,11 @@ impl KafkaSource {
 
     /// Moves a partition's buffered messages into `chunk`.
     fn emit(&mut self, i: usize, chunk: &mut Chunk) -> Next {
-        let p = &mut self.parts[i];
-        std::mem::swap(&mut chunk.data, &mut p.buf);
-        p.buf.clear();
-        chunk.first_line = 1;
-        chunk.first_offset = 0;
-        chunk.from_offset = Some(p.from as u64);
-        chunk.offsets = std::mem::take(&mut p.offsets);
-        p.from = p.next;
-        Next::Chunk(p.info.id)
+        self.parts[i].emit(chunk)
     }
 
     fn all_done(&self) -> bool {
-        !self.group && self.parts.iter().all(|p| Self::done(p) && p.buf.is_empty())
+        !self.group && self.parts.iter().all(|p| p.done() && p.buf.is_empty())
     }
 }
 
@@ -385,10 +355,7 @@ impl Source for KafkaSource {
         let Some(p) = self.parts.get_mut(partition as usize).filter(|p| p.owned) else {
             return Ok(()); // no longer ours
         };
-        p.next = offset as i64;
-        p.from = offset as i64;
-        p.buf.clear();
-        p.offsets.clear();
+        p.restart(offset as i64);
         if self.group {
             p.seek_pending = true;
         } else {
@@ -444,7 +411,7 @@ impl Source for KafkaSource {
                 break;
             };
             let p = &self.parts[i];
-            if p.buf.len() >= threshold || Self::done(p) {
+            if p.buf.len() >= threshold || p.done() {
                 return Ok(self.emit(i, chunk));
             }
         }

@@ -1,0 +1,260 @@
+//! Kafka metadata columns: schema fields whose `source` is `_kafka_topic`, `_kafka_partition`,
+//! `_kafka_offset`, `_kafka_timestamp`, `_kafka_key` or `_kafka_headers` are filled from each
+//! message's metadata instead of from the record. The source carries the metadata in the chunk
+//! (one entry per message, only what the schema asks for).
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BinaryBuilder, Int32Array, Int64Array, StringBuilder, TimestampMillisecondArray,
+};
+use arrow::datatypes::DataType;
+
+use super::columns::RowErrors;
+use super::{Chunk, DecodeError, Record};
+use crate::schema::RepoSchema;
+
+/// Which metadata a message carries into a column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetaKind {
+    Topic,
+    Partition,
+    Offset,
+    Timestamp,
+    Key,
+    Headers,
+}
+
+impl MetaKind {
+    /// The metadata named by a field's source, if it names one.
+    pub fn of(source: &str) -> Option<MetaKind> {
+        Some(match source {
+            "_kafka_topic" => MetaKind::Topic,
+            "_kafka_partition" => MetaKind::Partition,
+            "_kafka_offset" => MetaKind::Offset,
+            "_kafka_timestamp" => MetaKind::Timestamp,
+            "_kafka_key" => MetaKind::Key,
+            "_kafka_headers" => MetaKind::Headers,
+            _ => return None,
+        })
+    }
+
+    fn accepts(self, ty: &DataType) -> bool {
+        match self {
+            MetaKind::Topic | MetaKind::Headers => matches!(ty, DataType::Utf8),
+            MetaKind::Partition => matches!(ty, DataType::Int32 | DataType::Int64),
+            MetaKind::Offset => matches!(ty, DataType::Int64),
+            MetaKind::Timestamp => matches!(ty, DataType::Timestamp(..) | DataType::Int64),
+            MetaKind::Key => matches!(ty, DataType::Utf8 | DataType::Binary),
+        }
+    }
+
+    fn expected(self) -> &'static str {
+        match self {
+            MetaKind::Topic => "string",
+            MetaKind::Headers => "string or json (a JSON object of header name to value)",
+            MetaKind::Partition => "int32 or int64",
+            MetaKind::Offset => "int64",
+            MetaKind::Timestamp => "timestamp or int64 (milliseconds since the epoch)",
+            MetaKind::Key => "string or binary",
+        }
+    }
+}
+
+/// What metadata a source must collect per message for a schema.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MetaNeeds {
+    pub timestamps: bool,
+    pub keys: bool,
+    pub headers: bool,
+}
+
+/// Per-message metadata of message-framed sources, one entry per line of the chunk (the
+/// vectors a schema does not ask for stay empty).
+#[derive(Debug, Default, Clone)]
+pub struct MessageMeta {
+    pub topic: String,
+    pub partition: i32,
+    /// Milliseconds since the epoch; `None` when the message has none.
+    pub timestamps: Vec<Option<i64>>,
+    pub keys: Vec<Option<Vec<u8>>>,
+    /// Each message's headers as a JSON object (`None`: no headers).
+    pub headers: Vec<Option<String>>,
+}
+
+impl MessageMeta {
+    pub fn clear(&mut self) {
+        self.timestamps.clear();
+        self.keys.clear();
+        self.headers.clear();
+    }
+}
+
+/// The metadata columns of a schema: (field index, kind).
+#[derive(Debug, Clone, Default)]
+pub struct MetaColumns {
+    cols: Vec<(usize, MetaKind)>,
+}
+
+impl MetaColumns {
+    /// Finds the metadata fields and checks their types.
+    pub fn new(schema: &RepoSchema) -> Result<Self, DecodeError> {
+        let mut cols = Vec::new();
+        for (i, f) in schema.fields.iter().enumerate() {
+            let Some(kind) = MetaKind::of(&f.source) else {
+                continue;
+            };
+            if !kind.accepts(&f.arrow_type()) {
+                return Err(DecodeError::Field {
+                    schema: schema.path.display().to_string(),
+                    field: f.name.clone(),
+                    reason: format!(
+                        "`{}` is Kafka metadata of type {}; the field is {:?}",
+                        f.source,
+                        kind.expected(),
+                        f.arrow_type()
+                    ),
+                });
+            }
+            cols.push((i, kind));
+        }
+        Ok(MetaColumns { cols })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cols.is_empty()
+    }
+
+    /// The schema's metadata fields, by name (to refuse them for sources that have none).
+    pub fn names<'a>(&self, schema: &'a RepoSchema) -> Vec<&'a str> {
+        self.cols
+            .iter()
+            .map(|(i, _)| schema.fields[*i].name.as_str())
+            .collect()
+    }
+
+    pub fn needs(&self) -> MetaNeeds {
+        let has = |k| self.cols.iter().any(|(_, c)| *c == k);
+        MetaNeeds {
+            timestamps: has(MetaKind::Timestamp),
+            keys: has(MetaKind::Key),
+            headers: has(MetaKind::Headers),
+        }
+    }
+
+    /// Replaces the metadata columns of a decoded group: row `r` is record `recs[rows[r]]`,
+    /// whose line in the chunk is its message. A key that must be text and is not UTF-8 makes
+    /// the row a dead letter.
+    pub fn fill(
+        &self,
+        schema: &RepoSchema,
+        chunk: &Chunk,
+        recs: &[Record],
+        rows: &[usize],
+        columns: &mut [ArrayRef],
+        errors: &mut RowErrors,
+    ) {
+        if self.cols.is_empty() || chunk.offsets.is_empty() {
+            return;
+        }
+        let meta = &chunk.meta;
+        let msg = |r: usize| (recs[rows[r]].pos.line - chunk.first_line) as usize;
+        for &(i, kind) in &self.cols {
+            let ty = schema.fields[i].arrow_type();
+            let col: ArrayRef = match kind {
+                MetaKind::Topic => {
+                    let mut b = StringBuilder::with_capacity(rows.len(), meta.topic.len());
+                    for _ in 0..rows.len() {
+                        b.append_value(&meta.topic);
+                    }
+                    Arc::new(b.finish())
+                }
+                MetaKind::Partition if ty == DataType::Int32 => {
+                    Arc::new(Int32Array::from(vec![meta.partition; rows.len()]))
+                }
+                MetaKind::Partition => {
+                    Arc::new(Int64Array::from(vec![meta.partition as i64; rows.len()]))
+                }
+                MetaKind::Offset => Arc::new(Int64Array::from_iter_values(
+                    (0..rows.len()).map(|r| chunk.offsets[msg(r)] as i64),
+                )),
+                MetaKind::Timestamp => {
+                    let ms =
+                        (0..rows.len()).map(|r| meta.timestamps.get(msg(r)).copied().flatten());
+                    match &ty {
+                        DataType::Int64 => Arc::new(Int64Array::from_iter(ms)),
+                        _ => arrow::compute::cast(&TimestampMillisecondArray::from_iter(ms), &ty)
+                            .expect("millisecond timestamps cast to any timestamp unit"),
+                    }
+                }
+                MetaKind::Key if ty == DataType::Binary => {
+                    let mut b = BinaryBuilder::new();
+                    for r in 0..rows.len() {
+                        b.append_option(meta.keys.get(msg(r)).and_then(|k| k.as_deref()));
+                    }
+                    Arc::new(b.finish())
+                }
+                MetaKind::Key => {
+                    let mut b = StringBuilder::new();
+                    for r in 0..rows.len() {
+                        match meta.keys.get(msg(r)).and_then(|k| k.as_deref()) {
+                            None => b.append_null(),
+                            Some(k) => match std::str::from_utf8(k) {
+                                Ok(s) => b.append_value(s),
+                                Err(_) => {
+                                    errors.push((r, "the message key is not valid UTF-8".into()));
+                                    b.append_null();
+                                }
+                            },
+                        }
+                    }
+                    Arc::new(b.finish())
+                }
+                MetaKind::Headers => {
+                    let mut b = StringBuilder::new();
+                    for r in 0..rows.len() {
+                        b.append_option(meta.headers.get(msg(r)).and_then(|h| h.as_deref()));
+                    }
+                    Arc::new(b.finish())
+                }
+            };
+            columns[i] = col;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema(fields: &str) -> RepoSchema {
+        RepoSchema::parse(
+            &format!("name = \"m\"\n{fields}"),
+            std::path::Path::new("m.toml"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn metadata_fields_are_found_by_source_and_their_types_checked() {
+        let s = schema(
+            "[[fields]]\nname = \"o\"\nsource = \"_kafka_offset\"\ntype = \"int64\"\n\
+             [[fields]]\nname = \"k\"\nsource = \"_kafka_key\"\ntype = \"binary\"\n\
+             [[fields]]\nname = \"x\"\ntype = \"string\"\n",
+        );
+        let m = MetaColumns::new(&s).unwrap();
+        assert_eq!(m.names(&s), vec!["o", "k"]);
+        assert_eq!(
+            m.needs(),
+            MetaNeeds {
+                timestamps: false,
+                keys: true,
+                headers: false
+            }
+        );
+        let bad =
+            schema("[[fields]]\nname = \"o\"\nsource = \"_kafka_offset\"\ntype = \"string\"\n");
+        let e = MetaColumns::new(&bad).unwrap_err().to_string();
+        assert!(e.contains("`o`") && e.contains("int64"), "{e}");
+    }
+}
