@@ -353,6 +353,11 @@ fn two_processes_in_one_group_share_the_partitions_exactly_once() {
 
 /// Produces `n` well-formed events with trace ids `t<first>`.. over 8 partitions.
 fn produce8(bootstrap: &str, topic: &str, first: usize, n: usize) {
+    produce_plain(bootstrap, topic, first, n, 8)
+}
+
+/// Produces `n` well-formed events with trace ids `t<first>`.. over `partitions` partitions.
+fn produce_plain(bootstrap: &str, topic: &str, first: usize, n: usize, partitions: i32) {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "5")
@@ -362,7 +367,12 @@ fn produce8(bootstrap: &str, topic: &str, first: usize, n: usize) {
         let payload = format!(
             "{{\"ts\":\"2024-05-01T00:00:00Z\",\"host\":\"h\",\"status\":200,\"trace_id\":\"t{i}\"}}"
         );
-        send(&producer, topic, (i % 8) as i32, payload.as_bytes());
+        send(
+            &producer,
+            topic,
+            (i % partitions as usize) as i32,
+            payload.as_bytes(),
+        );
     }
     producer.flush(Duration::from_secs(30)).unwrap();
 }
@@ -485,4 +495,59 @@ type = "json"
         seen += 1;
     }
     assert_eq!(seen, n - 1);
+}
+
+#[test]
+fn kill_9_during_a_live_run_again_and_again_stays_exactly_once() {
+    let topic = "killed";
+    let c = cluster(topic);
+    let bootstrap = c.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let job = job_with(
+        dir.path(),
+        &bootstrap,
+        topic,
+        "\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"",
+    );
+    let outdir = dir.path().join("out");
+    // Data keeps arriving while the job is killed and restarted.
+    let total = 30_000;
+    let feeder = {
+        let bootstrap = bootstrap.clone();
+        std::thread::spawn(move || {
+            for k in 0..30 {
+                produce_plain(&bootstrap, topic, k * 1000, 1000, PARTITIONS);
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        })
+    };
+    let mut kills = 0;
+    let mut seed = 0x2545F4914F6CDD1Du64;
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while kills < 10 && Instant::now() < deadline {
+        let log = dir.path().join(format!("run-{kills}.log"));
+        let mut child = spawn_run(&job, &log);
+        // Kill it once it owns partitions, at a random moment of its work.
+        wait_log(&log, "partitions assigned", 1, 30);
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(100 + seed % 1500));
+        if child.try_wait().unwrap().is_some() {
+            panic!(
+                "the run ended by itself: {}",
+                std::fs::read_to_string(&log).unwrap()
+            );
+        }
+        child.kill().unwrap();
+        let _ = child.wait();
+        kills += 1;
+    }
+    feeder.join().unwrap();
+    assert!(kills >= 10, "only {kills} kills landed");
+    let last = spawn_run(&job, &dir.path().join("last.log"));
+    wait_for(&outdir, total, 120);
+    sigterm(&last);
+    assert!(last.wait_with_output().unwrap().status.success());
+    assert_once(&outdir, total);
 }
