@@ -224,8 +224,13 @@ fn main() -> ExitCode {
 }
 
 fn init_logs(json: bool) {
+    init_logs_at(json, "info");
+}
+
+/// Logs to stderr at `level` unless `SLUICE_LOG` says otherwise.
+fn init_logs_at(json: bool, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -278,6 +283,7 @@ fn run_job(
         from_checkpoint,
         discard_spill,
         threads: threads.unwrap_or(0),
+        progress: false,
     };
     let s = task::run(&job, opts, stop)?;
     println!(
@@ -324,7 +330,9 @@ fn run_backfill(
     url: Option<String>,
     threads: Option<usize>,
 ) -> Result<()> {
-    init_logs(false);
+    // On a terminal, progress bars take the place of the informational log lines.
+    let progress = std::io::stderr().is_terminal();
+    init_logs_at(false, if progress { "warn" } else { "info" });
     let mut job = Job::load(path)?;
     let start = if from == "checkpoint" {
         live_checkpoints(&job)?
@@ -346,6 +354,7 @@ fn run_backfill(
     }
     let opts = task::RunOptions {
         threads: threads.unwrap_or(0),
+        progress,
         ..Default::default()
     };
     let s = task::run(&job, opts, stop)?;

@@ -14,6 +14,7 @@ use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::io::AsyncWriteExt;
 
+mod commit;
 pub mod partition;
 pub mod store;
 pub mod worker;

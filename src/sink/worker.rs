@@ -16,10 +16,11 @@ use std::time::{Duration, Instant};
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 
+use super::commit::{abort_open, commit_partition};
 use super::partition::PathTemplate;
 use super::{Destination, OutputFile};
 use crate::channel::{Channel, Item};
-use crate::checkpoint::{Checkpoint, Checkpoints, FileEntry, Pending, VERSION};
+use crate::checkpoint::Checkpoints;
 use crate::deadletter::DeadLetterWriter;
 use crate::format::{create_writer, FormatOptions, FormatWriter};
 
@@ -136,31 +137,31 @@ pub struct WorkerContext {
     pub control: Arc<Control>,
 }
 
-struct OpenFile {
-    rel: String,
-    file: OutputFile,
-    writer: Box<dyn FormatWriter>,
-    rows: u64,
-    first_offset: u64,
-    last_offset: u64,
-    min_ts: i64,
-    max_ts: i64,
+pub(super) struct OpenFile {
+    pub(super) rel: String,
+    pub(super) file: OutputFile,
+    pub(super) writer: Box<dyn FormatWriter>,
+    pub(super) rows: u64,
+    pub(super) first_offset: u64,
+    pub(super) last_offset: u64,
+    pub(super) min_ts: i64,
+    pub(super) max_ts: i64,
 }
 
-struct OpenPartition {
-    files: BTreeMap<String, OpenFile>,
-    dead: Option<(String, DeadLetterWriter)>,
-    next_offset: u64,
-    next_line: u64,
-    last_offset: u64,
-    rows: u64,
-    dead_count: u64,
-    last_write: Instant,
+pub(super) struct OpenPartition {
+    pub(super) files: BTreeMap<String, OpenFile>,
+    pub(super) dead: Option<(String, DeadLetterWriter)>,
+    pub(super) next_offset: u64,
+    pub(super) next_line: u64,
+    pub(super) last_offset: u64,
+    pub(super) rows: u64,
+    pub(super) dead_count: u64,
+    pub(super) last_write: Instant,
 }
 
 /// Errors inside a worker; the partition is rewound, the task goes on.
 #[derive(Debug, thiserror::Error)]
-enum WorkError {
+pub(super) enum WorkError {
     #[error(transparent)]
     Format(#[from] crate::format::FormatError),
     #[error(transparent)]
@@ -172,6 +173,9 @@ enum WorkError {
     #[error("partition {key}: records {got} arrived where {want} was expected")]
     Gap { key: String, want: u64, got: u64 },
 }
+
+/// How many partitions one worker commits at once in `commit_all`.
+const COMMIT_THREADS: usize = 4;
 
 /// Runs one worker until the task shuts down.
 pub fn run(ctx: Arc<WorkerContext>, lane: usize) {
@@ -191,27 +195,11 @@ struct Worker {
     backoff: HashMap<u32, u32>,
 }
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
-}
-
-/// Test hook: `SLUICE_FAULT=<point>:<n>` aborts the process at the n-th commit reaching that
-/// point (`after_pending`, `after_files`, `after_checkpoint`), like a kill -9 there.
-fn fault(point: &str, commits: u64) {
-    if let Ok(spec) = std::env::var("SLUICE_FAULT") {
-        if let Some((p, n)) = spec.split_once(':') {
-            if p == point && n.parse::<u64>().ok() == Some(commits + 1) {
-                eprintln!(
-                    "SLUICE_FAULT: aborting at {point} of commit {}",
-                    commits + 1
-                );
-                std::process::abort();
-            }
-        }
-    }
 }
 
 impl Worker {
@@ -230,7 +218,7 @@ impl Worker {
             }
             self.serve_revocations();
             let ctx = self.ctx.clone();
-            let take = ctx.channel.take(self.lane, 8, Duration::from_millis(100));
+            let take = ctx.channel.take(self.lane, 8, Duration::from_millis(20));
             if take.is_empty() {
                 drop(take);
                 self.flush_idle();
@@ -365,10 +353,48 @@ impl Worker {
         }
     }
 
+    /// Commits every open partition. Commits mostly wait on the store (fsync, uploads), so up
+    /// to `COMMIT_THREADS` run at once.
     fn commit_all(&mut self) {
-        let all: Vec<u32> = self.open.keys().copied().collect();
-        for p in all {
-            self.commit_or_fail(p);
+        let ops: Vec<(u32, OpenPartition)> = self.open.drain().collect();
+        let n = ops.len().min(COMMIT_THREADS);
+        let ctx = &self.ctx;
+        let results: Vec<(u32, Result<(), WorkError>)> = if n <= 1 {
+            ops.into_iter()
+                .map(|(p, op)| (p, commit_partition(ctx, p, op)))
+                .collect()
+        } else {
+            let mut groups: Vec<Vec<(u32, OpenPartition)>> = (0..n).map(|_| Vec::new()).collect();
+            for (i, x) in ops.into_iter().enumerate() {
+                groups[i % n].push(x);
+            }
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = groups
+                    .into_iter()
+                    .map(|g| {
+                        scope.spawn(move || {
+                            g.into_iter()
+                                .map(|(p, op)| (p, commit_partition(ctx, p, op)))
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().expect("a commit thread"))
+                    .collect()
+            })
+        };
+        for (p, r) in results {
+            match r {
+                Ok(()) => {
+                    self.backoff.remove(&p);
+                }
+                Err(e) => {
+                    tracing::warn!(partition = p, error = %e, "commit failed; rewinding the partition");
+                    self.fail(p);
+                }
+            }
         }
     }
 
@@ -507,132 +533,9 @@ impl Worker {
 
     /// Commits all open files of partition `p` and moves its checkpoint.
     fn commit(&mut self, p: u32) -> Result<(), WorkError> {
-        let Some(mut op) = self.open.remove(&p) else {
-            return Ok(());
-        };
-        // Claim the commit while the partition is still owned: a revocation waits for a commit
-        // in progress, so the next owner never sees half of one.
-        let state = {
-            let mut parts = self.ctx.control.parts.lock().expect("parts lock");
-            match parts.get_mut(&p).filter(|s| s.owned) {
-                Some(s) => {
-                    s.committing = true;
-                    s.clone()
-                }
-                None => {
-                    drop(parts);
-                    abort_open(op);
-                    return Ok(());
-                }
-            }
-        };
-        let ctx = self.ctx.clone();
-        let result = (|| -> Result<Checkpoint, WorkError> {
-            let mut finished: Vec<(String, OutputFile, FileEntry)> = Vec::new();
-            for (_, f) in std::mem::take(&mut op.files) {
-                let OpenFile {
-                    rel,
-                    file,
-                    writer,
-                    rows,
-                    first_offset,
-                    last_offset,
-                    ..
-                } = f;
-                writer.finish()?;
-                let entry = FileEntry {
-                    path: rel.clone(),
-                    first_offset,
-                    last_offset,
-                    rows,
-                    bytes: file.bytes_written(),
-                };
-                finished.push((rel, file, entry));
-            }
-            let dead = op.dead.take();
-            let pending_files: Vec<String> = finished.iter().map(|f| f.0.clone()).collect();
-            let commits = ctx.control.commits.load(Ordering::Relaxed);
-            ctx.checkpoints.write_pending(&Pending {
-                key: state.key.clone(),
-                from_offset: state.committed_offset,
-                next_offset: op.next_offset,
-                files: pending_files,
-                dead_letter_files: dead.iter().map(|(rel, _)| rel.clone()).collect(),
-            })?;
-            fault("after_pending", commits);
-            let mut entries = Vec::with_capacity(finished.len());
-            let mut to_commit = finished.into_iter();
-            while let Some((_, file, entry)) = to_commit.next() {
-                if let Err(e) = file.commit() {
-                    for (_, rest, _) in to_commit {
-                        let _ = rest.abort();
-                    }
-                    return Err(e.into());
-                }
-                entries.push(entry);
-            }
-            let mut dead_files = Vec::new();
-            if let Some((rel, w)) = dead {
-                w.commit()?;
-                dead_files.push(rel);
-            }
-            fault("after_files", commits);
-            let c = Checkpoint {
-                version: VERSION,
-                job: ctx.checkpoints.job().to_string(),
-                key: state.key.clone(),
-                seq: state.seq + 1,
-                next_offset: op.next_offset,
-                next_line: op.next_line,
-                files: entries,
-                dead_letter_files: dead_files,
-                rows: op.rows,
-                dead_letters: op.dead_count,
-                committed_at_ms: now_ms(),
-            };
-            ctx.checkpoints.write(&c)?;
-            fault("after_checkpoint", commits);
-            ctx.checkpoints.clear_pending(&state.key)?;
-            Ok(c)
-        })();
-        {
-            let mut parts = ctx.control.parts.lock().expect("parts lock");
-            if let Some(s) = parts.get_mut(&p) {
-                s.committing = false;
-                if let Ok(c) = &result {
-                    s.committed_offset = c.next_offset;
-                    s.committed_line = c.next_line;
-                    s.seq = c.seq;
-                }
-            }
-        }
-        match result {
-            Ok(c) => {
-                let ctl = &ctx.control;
-                ctl.rows.fetch_add(c.rows, Ordering::Relaxed);
-                ctl.dead_letters
-                    .fetch_add(c.dead_letters, Ordering::Relaxed);
-                ctl.files.fetch_add(c.files.len() as u64, Ordering::Relaxed);
-                ctl.commits.fetch_add(1, Ordering::Relaxed);
-                ctl.committed
-                    .lock()
-                    .expect("committed lock")
-                    .push((p, c.next_offset));
-                tracing::info!(
-                    partition = %c.key, seq = c.seq, files = c.files.len(), rows = c.rows,
-                    dead_letters = c.dead_letters, next_offset = c.next_offset, "committed"
-                );
-                if c.seq % 64 == 0 {
-                    let _ = ctx.checkpoints.prune(&c.key, 256);
-                }
-                Ok(())
-            }
-            Err(e) => {
-                // What became visible is listed in the pending record; `fail` reconciles it with
-                // the checkpoint in the store before the partition is replayed.
-                abort_open(op);
-                Err(e)
-            }
+        match self.open.remove(&p) {
+            Some(op) => commit_partition(&self.ctx, p, op),
+            None => Ok(()),
         }
     }
 
@@ -720,16 +623,6 @@ impl Worker {
         self.ctx.channel.purge(p, rewind.epoch);
         ctl.rewinds.lock().expect("rewinds lock").push(rewind);
         ctl.source_done.store(false, Ordering::Release);
-    }
-}
-
-/// Aborts a partition's open files (nothing of them becomes visible).
-fn abort_open(mut op: OpenPartition) {
-    for f in std::mem::take(&mut op.files).into_values() {
-        let _ = f.file.abort();
-    }
-    if let Some((_, w)) = op.dead.take() {
-        let _ = w.abort();
     }
 }
 

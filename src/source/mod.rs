@@ -94,6 +94,10 @@ pub trait Source: Send {
     /// The run is over: flush what must reach the source's side (Kafka: a synchronous commit of
     /// the last committed offsets).
     fn close(&mut self) {}
+    /// Bounded runs: each partition's (handle, start, end) offsets, for progress.
+    fn bounds(&self) -> Vec<(u32, u64, u64)> {
+        Vec::new()
+    }
     /// Lag per partition key (records not yet read), when the source can tell.
     fn lag(&self) -> Vec<(String, i64)> {
         Vec::new()

@@ -3,6 +3,7 @@
 //! the workers' rewinds and commits back to the source.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use arrow::record_batch::RecordBatch;
@@ -14,6 +15,9 @@ use crate::pipeline::{self, Produced};
 use crate::sink::worker::Control;
 use crate::source::{Next, Source};
 
+/// How long the channel stays full before the source is paused.
+const PAUSE_AFTER: Duration = Duration::from_secs(2);
+
 pub(super) fn source_loop(
     decoder: &RecordDecoder,
     threads: usize,
@@ -24,8 +28,17 @@ pub(super) fn source_loop(
 ) -> Result<(), TaskError> {
     let mut ended = false;
     // Chunks produced but not yet in the channel; kept below the pipeline's permits so the
-    // producer never blocks waiting for one and the source is always served.
-    let in_flight_cap = 2 * threads.max(1) as u64;
+    // producer never blocks waiting for one and the source is always served. When at the cap
+    // the producer waits for the next put (signalled), not for a fixed time.
+    let in_flight_cap = 2 * threads.max(1) as u64 + 1;
+    let put_signal = (Mutex::new(()), Condvar::new());
+    let in_flight = || {
+        control
+            .produced
+            .load(Ordering::Acquire)
+            .saturating_sub(control.put.load(Ordering::Acquire))
+    };
+    let mut full_since: Option<Instant> = None;
     let mut last_lag = Instant::now();
     pipeline::run(
         decoder,
@@ -73,18 +86,33 @@ pub(super) fn source_loop(
                 std::thread::sleep(Duration::from_millis(20));
                 return Ok(Produced::Idle);
             }
-            // Back-pressure: while the channel is full, the source pauses and keeps serving its
-            // protocol (a group member that stopped polling would be evicted).
-            let in_flight = control
-                .produced
-                .load(Ordering::Acquire)
-                .saturating_sub(control.put.load(Ordering::Acquire));
-            let full = channel.pressure() || in_flight >= in_flight_cap;
-            source.pause(full)?;
-            if full {
-                source.tick()?;
+            // Back-pressure: while the channel is full the source is not read, so its client's
+            // bounded prefetch queue fills and fetching stops. When that lasts, the source is
+            // paused and keeps serving its protocol (a group member that stops polling for
+            // long is evicted); pausing at once would make the client drop and refetch its
+            // queue at every short stall.
+            if in_flight() >= in_flight_cap {
+                let guard = put_signal.0.lock().expect("signal lock");
+                if in_flight() >= in_flight_cap {
+                    let _ = put_signal
+                        .1
+                        .wait_timeout(guard, Duration::from_millis(50))
+                        .expect("signal lock");
+                }
                 return Ok(Produced::Idle);
             }
+            if channel.pressure() {
+                let since = *full_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= PAUSE_AFTER {
+                    source.pause(true)?;
+                    source.tick()?;
+                } else {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                return Ok(Produced::Idle);
+            }
+            full_since = None;
+            source.pause(false)?;
             match source.next(chunk)? {
                 Next::Chunk(p) => {
                     control.produced.fetch_add(1, Ordering::AcqRel);
@@ -109,6 +137,8 @@ pub(super) fn source_loop(
             let item = to_item(decoder, p, epoch, chunk, decoded);
             let r = channel.put(item);
             control.put.fetch_add(1, Ordering::AcqRel);
+            let _guard = put_signal.0.lock().expect("signal lock");
+            put_signal.1.notify_one();
             r.map_err(|e| TaskError::Job {
                 job: String::new(),
                 reason: format!("the channel refused data: {e}"),

@@ -31,6 +31,7 @@ use crate::source::Source;
 
 mod feed;
 mod membership;
+mod progress;
 mod spilling;
 
 use feed::source_loop;
@@ -80,6 +81,8 @@ pub struct RunOptions {
     pub discard_spill: bool,
     /// Decoder threads (0: the number of cores).
     pub threads: usize,
+    /// Draw progress bars of a bounded run (on a terminal).
+    pub progress: bool,
 }
 
 /// The outcome of a run.
@@ -350,6 +353,14 @@ fn run_inner(
                     .expect("spawn a sink worker")
             })
             .collect();
+        let bounds = source.bounds();
+        if opts.progress && !bounds.is_empty() {
+            let control = control.clone();
+            std::thread::Builder::new()
+                .name("progress".into())
+                .spawn_scoped(scope, move || progress::show(&control, &bounds))
+                .expect("spawn the progress thread");
+        }
         let result = (|| -> Result<(), TaskError> {
             restore_spill(
                 &state_dir,

@@ -198,13 +198,13 @@ impl GroupContext {
     }
 }
 
-/// Applies what the rebalance callback reported, and any error it met. Returns whether
-/// partitions were assigned (a paused source pauses them too).
+/// Applies what the rebalance callback reported, and any error it met. Returns None when
+/// nothing changed, else whether partitions were assigned (a paused source pauses them too).
 pub(super) fn apply_events(
     shared: &Mutex<Shared>,
     parts: &mut Vec<Part>,
     last_committed: &mut HashMap<u32, u64>,
-) -> Result<bool, SourceError> {
+) -> Result<Option<bool>, SourceError> {
     let (events, error, infos) = {
         let mut shared = lock(shared);
         let events = std::mem::take(&mut shared.events);
@@ -217,6 +217,9 @@ pub(super) fn apply_events(
     };
     if let Some(e) = error {
         return Err(e);
+    }
+    if events.is_empty() {
+        return Ok(None);
     }
     let mut assigned = false;
     for event in events {
@@ -244,23 +247,55 @@ pub(super) fn apply_events(
             }
         }
     }
-    Ok(assigned)
+    Ok(Some(assigned))
 }
 
-/// Buffers a message in its partition; returns the partition's index, or None when the
-/// message is not wanted (revoked, from before a seek, past a bounded run's end).
+/// Where each (topic, partition number) is in the source's partitions: a lookup per message
+/// with no allocation and no lock.
+#[derive(Default)]
+pub(super) struct Index {
+    topics: Vec<(String, Vec<Option<usize>>)>,
+}
+
+impl Index {
+    pub fn of(parts: &[Part]) -> Index {
+        let mut topics: Vec<(String, Vec<Option<usize>>)> = Vec::new();
+        for (i, p) in parts.iter().enumerate() {
+            let t = match topics.iter().position(|(name, _)| *name == p.info.topic) {
+                Some(t) => t,
+                None => {
+                    topics.push((p.info.topic.clone(), Vec::new()));
+                    topics.len() - 1
+                }
+            };
+            let slots = &mut topics[t].1;
+            let n = p.partition.max(0) as usize;
+            if slots.len() <= n {
+                slots.resize(n + 1, None);
+            }
+            slots[n] = Some(i);
+        }
+        Index { topics }
+    }
+
+    fn get(&self, topic: &str, partition: i32) -> Option<usize> {
+        let (_, slots) = self.topics.iter().find(|(name, _)| name == topic)?;
+        *slots.get(usize::try_from(partition).ok()?)?
+    }
+}
+
+/// Buffers a message in its partition; returns the partition's index and the bytes added, or
+/// None when the message is not wanted (revoked, from before a seek, past a bounded run's end).
 pub(super) fn accept(
-    shared: &Mutex<Shared>,
+    index: &Index,
     parts: &mut [Part],
     msg: &BorrowedMessage<'_>,
     needs: MetaNeeds,
-) -> Option<usize> {
-    let id = lock(shared)
-        .ids
-        .get(&(msg.topic().to_string(), msg.partition()))
-        .copied()?;
-    let p = parts.get_mut(id as usize)?;
-    p.push(msg, needs).then_some(id as usize)
+) -> Option<(usize, usize)> {
+    let i = index.get(msg.topic(), msg.partition())?;
+    let p = parts.get_mut(i)?;
+    let before = p.buf.len();
+    p.push(msg, needs).then(|| (i, p.buf.len() - before))
 }
 
 pub(super) fn set_paused(

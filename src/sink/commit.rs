@@ -1,0 +1,168 @@
+//! The commit of one source partition: its open files become visible together and its
+//! checkpoint moves past them (the steps are in `checkpoint.rs`). `SLUICE_FAULT` can abort the
+//! process at each step, like a kill -9 there.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::worker::{now_ms, OpenFile, OpenPartition, WorkError, WorkerContext};
+use super::OutputFile;
+use crate::checkpoint::{Checkpoint, FileEntry, Pending, VERSION};
+
+/// Test hook: `SLUICE_FAULT=<point>:<n>` aborts the process at the n-th commit reaching that
+/// point (`after_pending`, `after_files`, `after_checkpoint`), like a kill -9 there.
+fn fault(point: &str, commits: u64) {
+    if let Ok(spec) = std::env::var("SLUICE_FAULT") {
+        if let Some((p, n)) = spec.split_once(':') {
+            if p == point && n.parse::<u64>().ok() == Some(commits + 1) {
+                eprintln!(
+                    "SLUICE_FAULT: aborting at {point} of commit {}",
+                    commits + 1
+                );
+                std::process::abort();
+            }
+        }
+    }
+}
+
+/// Commits all open files of partition `p` and moves its checkpoint.
+pub(super) fn commit_partition(
+    ctx: &Arc<WorkerContext>,
+    p: u32,
+    mut op: OpenPartition,
+) -> Result<(), WorkError> {
+    // Claim the commit while the partition is still owned: a revocation waits for a commit
+    // in progress, so the next owner never sees half of one.
+    let state = {
+        let mut parts = ctx.control.parts.lock().expect("parts lock");
+        match parts.get_mut(&p).filter(|s| s.owned) {
+            Some(s) => {
+                s.committing = true;
+                s.clone()
+            }
+            None => {
+                drop(parts);
+                abort_open(op);
+                return Ok(());
+            }
+        }
+    };
+    let ctx = ctx.clone();
+    let result = (|| -> Result<Checkpoint, WorkError> {
+        let mut finished: Vec<(String, OutputFile, FileEntry)> = Vec::new();
+        for (_, f) in std::mem::take(&mut op.files) {
+            let OpenFile {
+                rel,
+                file,
+                writer,
+                rows,
+                first_offset,
+                last_offset,
+                ..
+            } = f;
+            writer.finish()?;
+            let entry = FileEntry {
+                path: rel.clone(),
+                first_offset,
+                last_offset,
+                rows,
+                bytes: file.bytes_written(),
+            };
+            finished.push((rel, file, entry));
+        }
+        let dead = op.dead.take();
+        let pending_files: Vec<String> = finished.iter().map(|f| f.0.clone()).collect();
+        let commits = ctx.control.commits.load(Ordering::Relaxed);
+        ctx.checkpoints.write_pending(&Pending {
+            key: state.key.clone(),
+            from_offset: state.committed_offset,
+            next_offset: op.next_offset,
+            files: pending_files,
+            dead_letter_files: dead.iter().map(|(rel, _)| rel.clone()).collect(),
+        })?;
+        fault("after_pending", commits);
+        let mut entries = Vec::with_capacity(finished.len());
+        let mut to_commit = finished.into_iter();
+        while let Some((_, file, entry)) = to_commit.next() {
+            if let Err(e) = file.commit() {
+                for (_, rest, _) in to_commit {
+                    let _ = rest.abort();
+                }
+                return Err(e.into());
+            }
+            entries.push(entry);
+        }
+        let mut dead_files = Vec::new();
+        if let Some((rel, w)) = dead {
+            w.commit()?;
+            dead_files.push(rel);
+        }
+        fault("after_files", commits);
+        let c = Checkpoint {
+            version: VERSION,
+            job: ctx.checkpoints.job().to_string(),
+            key: state.key.clone(),
+            seq: state.seq + 1,
+            next_offset: op.next_offset,
+            next_line: op.next_line,
+            files: entries,
+            dead_letter_files: dead_files,
+            rows: op.rows,
+            dead_letters: op.dead_count,
+            committed_at_ms: now_ms(),
+        };
+        ctx.checkpoints.write(&c)?;
+        fault("after_checkpoint", commits);
+        ctx.checkpoints.clear_pending(&state.key)?;
+        Ok(c)
+    })();
+    {
+        let mut parts = ctx.control.parts.lock().expect("parts lock");
+        if let Some(s) = parts.get_mut(&p) {
+            s.committing = false;
+            if let Ok(c) = &result {
+                s.committed_offset = c.next_offset;
+                s.committed_line = c.next_line;
+                s.seq = c.seq;
+            }
+        }
+    }
+    match result {
+        Ok(c) => {
+            let ctl = &ctx.control;
+            ctl.rows.fetch_add(c.rows, Ordering::Relaxed);
+            ctl.dead_letters
+                .fetch_add(c.dead_letters, Ordering::Relaxed);
+            ctl.files.fetch_add(c.files.len() as u64, Ordering::Relaxed);
+            ctl.commits.fetch_add(1, Ordering::Relaxed);
+            ctl.committed
+                .lock()
+                .expect("committed lock")
+                .push((p, c.next_offset));
+            tracing::info!(
+                partition = %c.key, seq = c.seq, files = c.files.len(), rows = c.rows,
+                dead_letters = c.dead_letters, next_offset = c.next_offset, "committed"
+            );
+            if c.seq % 64 == 0 {
+                let _ = ctx.checkpoints.prune(&c.key, 256);
+            }
+            Ok(())
+        }
+        Err(e) => {
+            // What became visible is listed in the pending record; `fail` reconciles it with
+            // the checkpoint in the store before the partition is replayed.
+            abort_open(op);
+            Err(e)
+        }
+    }
+}
+
+/// Aborts a partition's open files (nothing of them becomes visible).
+pub(super) fn abort_open(mut op: OpenPartition) {
+    for f in std::mem::take(&mut op.files).into_values() {
+        let _ = f.file.abort();
+    }
+    if let Some((_, w)) = op.dead.take() {
+        let _ = w.abort();
+    }
+}
