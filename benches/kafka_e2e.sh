@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Kafka → Parquet end to end, in one run on one broker: the bare rdkafka consumer (the ceiling),
-# `sluice backfill` to Parquet on file://, and a Python baseline (confluent-kafka + pyarrow,
+# `sluice backfill` to Parquet on file:// and on SeaweedFS, and a Python baseline (confluent-kafka + pyarrow,
 # batches of 100k). The broker is librdkafka's mock cluster served by examples/bench_broker.rs
 # with many partitions (it keeps ~5 MiB per partition). Prints a Markdown table.
 #
@@ -39,11 +39,13 @@ timed() { # timed NAME CMD... → "wall cpu rss_kb"
 }
 
 read -r bw bc brss <<<"$(timed bare "$BIN/examples/bare_consume" "$BOOT" events)"
-rm -rf "$WORK/kafka-out" "$WORK/kafka-state"
-cat >"$WORK/kafka-job.toml" <<TOML
+# job NAME: a backfill job writing to $(url NAME) with $STORAGE, from scratch.
+job() {
+  rm -rf "$WORK/$1-out" "$WORK/$1-state"
+  cat >"$WORK/$1.toml" <<TOML
 [job]
 name = "kbench"
-state_dir = "$WORK/kafka-state"
+state_dir = "$WORK/$1-state"
 [source]
 kind = "kafka"
 brokers = "$BOOT"
@@ -54,12 +56,35 @@ chunk_bytes = "1MiB"
 [repo]
 schema = "$PWD/schemas/nginx_access.toml"
 [sink]
-url = "$WORK/kafka-out/"
+url = "$(url "$1")"
 workers = 2
 [sink.rotation]
 max_rows = 1000000
+$STORAGE
 TOML
-read -r sw sc srss <<<"$(timed sluice "$BIN/sluice" backfill "$WORK/kafka-job.toml")"
+}
+# sluice_run NAME: the timed run, then the same job from scratch with each stage's CPU sampled.
+sluice_run() {
+  job "$1"
+  timed "$1" "$BIN/sluice" backfill "$WORK/$1.toml"
+  job "$1-cpu"
+  python3 benches/thread_cpu.py "$WORK/$1.cpu.json" -- "$BIN/sluice" backfill "$WORK/$1-cpu.toml" >/dev/null 2>&1
+}
+url() { echo "$WORK/$1-out/"; }
+STORAGE=""
+read -r sw sc srss <<<"$(sluice_run file)"
+
+# The same into SeaweedFS (S3 API) on 127.0.0.1, started by scripts/services.sh.
+eval "$(./scripts/services.sh start s3)"
+trap 'kill $BROKER_PID 2>/dev/null || true; ./scripts/services.sh stop s3 >/dev/null 2>&1 || true' EXIT
+url() { echo "$SLUICE_TEST_S3_URL/kbench-$$-$1/"; }
+STORAGE="[sink.storage]
+endpoint = \"$SLUICE_TEST_S3_ENDPOINT\"
+region = \"$SLUICE_TEST_S3_REGION\"
+allow_http = true
+access_key_id = \"$SLUICE_TEST_S3_ACCESS_KEY_ID\"
+secret_access_key = \"$SLUICE_TEST_S3_SECRET_ACCESS_KEY\""
+read -r s3w s3c s3rss <<<"$(sluice_run s3)"
 rm -f "$WORK/py.parquet"
 read -r pw pc prss <<<"$(timed python "$VENV/bin/python" benches/kafka_baseline.py "$BOOT" events "$WORK/py.parquet")"
 
@@ -68,4 +93,7 @@ echo "| reader | wall s | rows/s | CPU s | peak RSS MiB | vs bare consumer |"
 echo "|---|---|---|---|---|---|"
 printf "| bare rdkafka consumer (no decoding) | %.2f | %s | %.2f | %.0f | 100 %% |\n" "$bw" "$(rate "$bw")" "$bc" "$(echo "$brss/1024" | bc -l)"
 printf "| sluice backfill → Parquet zstd, file:// | %.2f | %s | %.2f | %.0f | %.0f %% |\n" "$sw" "$(rate "$sw")" "$sc" "$(echo "$srss/1024" | bc -l)" "$(echo "100 * $bw / $sw" | bc -l)"
+printf "| sluice backfill → Parquet zstd, SeaweedFS (S3) | %.2f | %s | %.2f | %.0f | %.0f %% |\n" "$s3w" "$(rate "$s3w")" "$s3c" "$(echo "$s3rss/1024" | bc -l)" "$(echo "100 * $bw / $s3w" | bc -l)"
 printf "| confluent-kafka + pyarrow (batches of 100k) | %.2f | %s | %.2f | %.0f | %.0f %% |\n" "$pw" "$(rate "$pw")" "$pc" "$(echo "$prss/1024" | bc -l)" "$(echo "100 * $bw / $pw" | bc -l)"
+echo
+echo "CPU seconds by stage (sampled per thread, second run): file:// $(cat "$WORK/file.cpu.json"); S3 $(cat "$WORK/s3.cpu.json")"

@@ -53,19 +53,28 @@ where
     std::thread::scope(|scope| {
         let reader_done = done_tx.clone();
         let stopped = &stopped;
-        scope.spawn(move || produce_loop(&mut produce, stopped, free_rx, work_tx, reader_done));
-        for _ in 0..threads {
+        std::thread::Builder::new()
+            .name("read".into())
+            .spawn_scoped(scope, move || {
+                produce_loop(&mut produce, stopped, free_rx, work_tx, reader_done)
+            })
+            .expect("spawn the reader");
+        for n in 0..threads {
             let rx = work_rx.clone();
             let tx = done_tx.clone();
             let mut dec = decoder.clone();
-            scope.spawn(move || {
+            let decode = move || {
                 for (seq, tag, chunk) in rx {
                     let decoded = dec.decode(&chunk);
                     if tx.send(Ok((seq, tag, chunk, decoded))).is_err() {
                         return;
                     }
                 }
-            });
+            };
+            std::thread::Builder::new()
+                .name(format!("decode-{n}"))
+                .spawn_scoped(scope, decode)
+                .expect("spawn a decoder");
         }
         drop(work_rx);
         drop(done_tx);
