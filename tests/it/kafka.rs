@@ -16,6 +16,8 @@ use rdkafka::TopicPartitionList;
 use crate::helpers::*;
 
 const PARTITIONS: i32 = 4;
+/// Group options for tests that kill or add members: a dead member is noticed in seconds.
+const QUICK_GROUP: &str = "\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"";
 
 /// Produces `n` events (trace ids `t<i>`) round-robin over the partitions, plus one malformed
 /// message every 500.
@@ -304,12 +306,7 @@ fn two_processes_in_one_group_share_the_partitions_exactly_once() {
     c.create_topic(topic, 8, 1).unwrap();
     let bootstrap = c.bootstrap_servers();
     let dir = tempfile::tempdir().unwrap();
-    let job = job_with(
-        dir.path(),
-        &bootstrap,
-        topic,
-        "\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"",
-    );
+    let job = job_with(dir.path(), &bootstrap, topic, QUICK_GROUP);
     let outdir = dir.path().join("out");
     let (loga, logb) = (dir.path().join("a.log"), dir.path().join("b.log"));
     let a = spawn_run(&job, &loga);
@@ -353,11 +350,19 @@ fn two_processes_in_one_group_share_the_partitions_exactly_once() {
 
 /// Produces `n` well-formed events with trace ids `t<first>`.. over 8 partitions.
 fn produce8(bootstrap: &str, topic: &str, first: usize, n: usize) {
-    produce_plain(bootstrap, topic, first, n, 8)
+    produce_events(bootstrap, topic, first, n, 8, None)
 }
 
-/// Produces `n` well-formed events with trace ids `t<first>`.. over `partitions` partitions.
-fn produce_plain(bootstrap: &str, topic: &str, first: usize, n: usize, partitions: i32) {
+/// Produces `n` well-formed events with trace ids `t<first>`.. round-robin over `partitions`
+/// partitions; with `t0`, event i has message timestamp `t0 + i` seconds.
+pub(crate) fn produce_events(
+    bootstrap: &str,
+    topic: &str,
+    first: usize,
+    n: usize,
+    partitions: i32,
+    t0: Option<i64>,
+) {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "5")
@@ -367,14 +372,18 @@ fn produce_plain(bootstrap: &str, topic: &str, first: usize, n: usize, partition
         let payload = format!(
             "{{\"ts\":\"2024-05-01T00:00:00Z\",\"host\":\"h\",\"status\":200,\"trace_id\":\"t{i}\"}}"
         );
-        send(
-            &producer,
-            topic,
-            (i % partitions as usize) as i32,
-            payload.as_bytes(),
-        );
+        let mut record = BaseRecord::<(), [u8]>::to(topic)
+            .partition((i % partitions as usize) as i32)
+            .payload(payload.as_bytes());
+        if let Some(t0) = t0 {
+            record = record.timestamp(t0 + 1000 * i as i64);
+        }
+        while let Err((_, r)) = producer.send(record) {
+            record = r;
+            producer.poll(Duration::from_millis(50));
+        }
     }
-    producer.flush(Duration::from_secs(30)).unwrap();
+    producer.flush(Duration::from_secs(60)).unwrap();
 }
 
 #[test]
@@ -503,12 +512,7 @@ fn kill_9_during_a_live_run_again_and_again_stays_exactly_once() {
     let c = cluster(topic);
     let bootstrap = c.bootstrap_servers();
     let dir = tempfile::tempdir().unwrap();
-    let job = job_with(
-        dir.path(),
-        &bootstrap,
-        topic,
-        "\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"",
-    );
+    let job = job_with(dir.path(), &bootstrap, topic, QUICK_GROUP);
     let outdir = dir.path().join("out");
     // Data keeps arriving while the job is killed and restarted.
     let total = 30_000;
@@ -516,7 +520,7 @@ fn kill_9_during_a_live_run_again_and_again_stays_exactly_once() {
         let bootstrap = bootstrap.clone();
         std::thread::spawn(move || {
             for k in 0..30 {
-                produce_plain(&bootstrap, topic, k * 1000, 1000, PARTITIONS);
+                produce_events(&bootstrap, topic, k * 1000, 1000, PARTITIONS, None);
                 std::thread::sleep(Duration::from_millis(300));
             }
         })

@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 use crate::helpers::*;
-use crate::kafka::{assert_once, job_with, spawn_run, wait_for};
+use crate::kafka::{assert_once, job_with, produce_events, spawn_run, wait_for};
 
 /// One tansu broker; stopped (killed) when dropped.
 struct Tansu {
@@ -145,30 +144,7 @@ const T0: i64 = 1_714_521_600_000; // 2024-05-01T00:00:00Z
 
 /// Produces events `t<first>`.. over 4 partitions; event i has message timestamp T0 + i s.
 fn produce_timed(bootstrap: &str, topic: &str, first: usize, n: usize) {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("linger.ms", "5")
-        .create()
-        .unwrap();
-    for i in first..first + n {
-        let payload = format!(
-            "{{\"ts\":\"2024-05-01T00:00:00Z\",\"host\":\"h\",\"status\":200,\"trace_id\":\"t{i}\"}}"
-        );
-        let mut record = BaseRecord::<(), [u8]>::to(topic)
-            .partition((i % 4) as i32)
-            .payload(payload.as_bytes())
-            .timestamp(T0 + 1000 * i as i64);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    record = r;
-                    producer.poll(Duration::from_millis(50));
-                }
-            }
-        }
-    }
-    producer.flush(Duration::from_secs(60)).unwrap();
+    produce_events(bootstrap, topic, first, n, 4, Some(T0));
 }
 
 fn ids(out: &Path) -> Vec<usize> {
