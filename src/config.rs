@@ -39,6 +39,28 @@ pub struct JobFile {
     pub sink: SinkSection,
     #[serde(default)]
     pub dead_letters: DeadLetterSection,
+    /// The admin listener (metrics, health, tasks); none when absent.
+    #[serde(default)]
+    pub admin: Option<AdminSection>,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Address to listen on, e.g. `127.0.0.1:9464` (port 0: any free port, logged).
+    pub listen: String,
+    /// When set, the `/v1/` routes require `Authorization: Bearer <token>`.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for AdminSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminSection")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -411,6 +433,15 @@ impl Job {
                 InputKind::Json
             }
         };
+        if let Some(a) = &file.admin {
+            check(
+                "admin.listen",
+                a.listen
+                    .parse::<std::net::SocketAddr>()
+                    .map(|_| ())
+                    .map_err(|e| format!("`{}`: {e} (expected ip:port)", a.listen)),
+            );
+        }
         let channel_bytes = parse_bytes(&file.channel.max_bytes);
         check(
             "channel.max_bytes",

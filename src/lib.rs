@@ -1,6 +1,7 @@
 //! sluice: moves record streams into Parquet, ORC, gzip JSON lines and text files on object
 //! storage. See `docs/ARCHITECTURE.md` for the module map.
 
+pub mod admin;
 pub mod channel;
 pub mod checkpoint;
 pub mod config;
@@ -10,6 +11,7 @@ pub mod decode;
 pub mod demo;
 pub mod format;
 pub mod input;
+pub mod metrics;
 pub mod pipeline;
 pub mod schema;
 pub mod sink;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::worker::{now_ms, OpenFile, OpenPartition, WorkError, WorkerContext};
 use super::OutputFile;
 use crate::checkpoint::{Checkpoint, FileEntry, Pending, VERSION};
+use crate::metrics::CommitStats;
 
 /// Test hook: `SLUICE_FAULT=<point>:<n>` aborts the process at the n-th commit reaching that
 /// point (`after_pending`, `after_files`, `after_checkpoint`), like a kill -9 there.
@@ -31,6 +32,7 @@ pub(super) fn commit_partition(
     p: u32,
     mut op: OpenPartition,
 ) -> Result<(), WorkError> {
+    let started = std::time::Instant::now();
     // Claim the commit while the partition is still owned: a revocation waits for a commit
     // in progress, so the next owner never sees half of one.
     let state = {
@@ -135,6 +137,16 @@ pub(super) fn commit_partition(
                 .fetch_add(c.dead_letters, Ordering::Relaxed);
             ctl.files.fetch_add(c.files.len() as u64, Ordering::Relaxed);
             ctl.commits.fetch_add(1, Ordering::Relaxed);
+            ctx.metrics.committed(
+                &c.key,
+                CommitStats {
+                    rows: c.rows,
+                    dead_letters: c.dead_letters,
+                    files: c.files.len() as u64,
+                    bytes: c.files.iter().map(|f| f.bytes).sum(),
+                    seconds: started.elapsed().as_secs_f64(),
+                },
+            );
             ctl.committed
                 .lock()
                 .expect("committed lock")

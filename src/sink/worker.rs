@@ -79,6 +79,8 @@ pub struct Rewind {
 pub struct Control {
     /// Graceful stop: commit what is open, take nothing more.
     pub stopping: AtomicBool,
+    /// Paused by the admin API: nothing is taken or committed until resumed.
+    pub paused: AtomicBool,
     /// The task is over: workers exit.
     pub shutdown: AtomicBool,
     /// The source has nothing more (bounded runs).
@@ -121,6 +123,7 @@ impl Control {
 /// Everything a worker needs, shared by all workers of a task.
 pub struct WorkerContext {
     pub repo: String,
+    pub metrics: Arc<crate::metrics::Metrics>,
     pub channel: Arc<Channel>,
     pub dest: Destination,
     pub dead_dest: Destination,
@@ -217,6 +220,10 @@ impl Worker {
                 continue;
             }
             self.serve_revocations();
+            if ctl.paused.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
             let ctx = self.ctx.clone();
             let take = ctx.channel.take(self.lane, 8, Duration::from_millis(20));
             if take.is_empty() {
@@ -572,6 +579,7 @@ impl Worker {
     fn fail(&mut self, p: u32) {
         let ctl = self.ctx.control.clone();
         ctl.failures.fetch_add(1, Ordering::Relaxed);
+        self.ctx.metrics.retry();
         if let Some(op) = self.open.remove(&p) {
             abort_open(op);
         }

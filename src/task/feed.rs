@@ -11,19 +11,26 @@ use arrow::record_batch::RecordBatch;
 use super::TaskError;
 use crate::channel::{Channel, Item, Provenance};
 use crate::decode::{Chunk, Decoded, RecordDecoder};
+use crate::metrics::Metrics;
 use crate::pipeline::{self, Produced};
 use crate::sink::worker::Control;
 use crate::source::{Next, Source};
 
+/// How often lag is computed (it asks the broker) and logged.
+const LAG_EVERY: Duration = Duration::from_secs(5);
+const LAG_LOG_EVERY: Duration = Duration::from_secs(30);
+
 /// How long the channel stays full before the source is paused.
 const PAUSE_AFTER: Duration = Duration::from_secs(2);
 
+#[allow(clippy::too_many_arguments)]
 pub(super) fn source_loop(
     decoder: &RecordDecoder,
     threads: usize,
     source: &mut dyn Source,
     channel: &Channel,
     control: &Control,
+    metrics: &Metrics,
     stop: &AtomicBool,
 ) -> Result<(), TaskError> {
     let mut ended = false;
@@ -40,6 +47,7 @@ pub(super) fn source_loop(
     };
     let mut full_since: Option<Instant> = None;
     let mut last_lag = Instant::now();
+    let mut last_lag_log = Instant::now();
     pipeline::run(
         decoder,
         threads,
@@ -52,10 +60,17 @@ pub(super) fn source_loop(
             for (p, next) in committed {
                 source.committed(p, next);
             }
-            if last_lag.elapsed() > Duration::from_secs(10) {
+            if last_lag.elapsed() > LAG_EVERY {
                 last_lag = Instant::now();
-                for (key, lag) in source.lag() {
-                    tracing::info!(partition = %key, lag, "consumer lag");
+                let lags = source.lag();
+                for (key, lag) in &lags {
+                    metrics.lag(key, *lag);
+                }
+                if last_lag_log.elapsed() > LAG_LOG_EVERY && !lags.is_empty() {
+                    last_lag_log = Instant::now();
+                    let total: i64 = lags.iter().map(|(_, l)| l).sum();
+                    let (worst, max) = lags.iter().max_by_key(|(_, l)| *l).expect("not empty");
+                    tracing::info!(partitions = lags.len(), total, max, worst = %worst, "consumer lag");
                 }
             }
             let rewinds: Vec<_> =
@@ -101,7 +116,7 @@ pub(super) fn source_loop(
                 }
                 return Ok(Produced::Idle);
             }
-            if channel.pressure() {
+            if channel.pressure() || control.paused.load(Ordering::Acquire) {
                 let since = *full_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= PAUSE_AFTER {
                     source.pause(true)?;
@@ -135,6 +150,15 @@ pub(super) fn source_loop(
         },
         |(p, epoch), chunk, decoded| {
             let item = to_item(decoder, p, epoch, chunk, decoded);
+            if let Some(key) = control
+                .parts
+                .lock()
+                .expect("parts lock")
+                .get(&p)
+                .map(|s| s.key.clone())
+            {
+                metrics.records_in(&key, (item.batch.num_rows() + item.dead.len()) as u64);
+            }
             let r = channel.put(item);
             control.put.fetch_add(1, Ordering::AcqRel);
             let _guard = put_signal.0.lock().expect("signal lock");

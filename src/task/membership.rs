@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use super::TaskError;
 use crate::channel::Channel;
 use crate::checkpoint::Checkpoints;
+use crate::metrics::Metrics;
 use crate::sink::worker::{Control, PartState};
 use crate::source::{Membership, PartitionInfo, SourceError};
 
@@ -90,6 +91,7 @@ pub struct TaskMembership {
     /// `--from-checkpoint`: applied once to each partition when first assigned.
     pub from_checkpoint: Option<u64>,
     pub rolled_back: HashSet<u32>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl TaskMembership {
@@ -169,6 +171,7 @@ impl Membership for TaskMembership {
                     s.owned = false;
                     s.epoch += 1;
                     epochs.push((*p, s.epoch));
+                    self.metrics.forget(&s.key);
                 }
             }
         }

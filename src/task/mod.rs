@@ -15,11 +15,13 @@ use std::time::Instant;
 use arrow::datatypes::DataType;
 use serde::Deserialize;
 
+use crate::admin::{self, AdminState};
 use crate::channel::Channel;
 use crate::checkpoint::Checkpoints;
 use crate::config::{Job, SourceSection};
 use crate::decode::meta::MetaColumns;
 use crate::decode::{DecodeOptions, RecordDecoder};
+use crate::metrics::Metrics;
 use crate::schema::RepoSchema;
 use crate::sink::partition::PathTemplate;
 use crate::sink::store::StoreOptions;
@@ -96,9 +98,10 @@ pub struct RunSummary {
     pub seconds: f64,
 }
 
-fn transition(state: &mut TaskState, next: TaskState, job: &str) {
+fn transition(state: &mut TaskState, next: TaskState, job: &str, metrics: &Metrics) {
     tracing::info!(job, from = ?*state, to = ?next, "task state");
     *state = next;
+    metrics.set_state(&format!("{next:?}").to_lowercase());
 }
 
 /// Builds the destination of a job (store settings from `[sink.storage]`).
@@ -225,12 +228,17 @@ pub fn run(job: &Job, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<RunSumm
     let name = job.file.job.name.clone();
     let mut state = TaskState::New;
     tracing::info!(job = %name, "task state New");
-    let result = run_inner(job, &opts, &stop, &mut state);
+    // The repo's name labels the metrics; a schema that does not load fails in `prepare`.
+    let repo = RepoSchema::load(&job.resolve(&job.file.repo.schema))
+        .map(|s| s.name)
+        .unwrap_or_default();
+    let metrics = Arc::new(Metrics::new(&repo));
+    let result = run_inner(job, &opts, &stop, &mut state, &metrics);
     match &result {
-        Ok(_) => transition(&mut state, TaskState::Stopped, &name),
+        Ok(_) => transition(&mut state, TaskState::Stopped, &name, &metrics),
         Err(e) => {
             tracing::error!(job = %name, error = %e, "task failed");
-            transition(&mut state, TaskState::Failed, &name);
+            transition(&mut state, TaskState::Failed, &name, &metrics);
         }
     }
     result.map(|ctl| RunSummary {
@@ -248,6 +256,7 @@ fn run_inner(
     opts: &RunOptions,
     stop: &Arc<AtomicBool>,
     state: &mut TaskState,
+    metrics: &Arc<Metrics>,
 ) -> Result<Arc<Control>, TaskError> {
     let name = job.file.job.name.clone();
     let Prepared {
@@ -285,6 +294,29 @@ fn run_inner(
         job.channel_bytes,
         job.file.channel.max_batches,
     ));
+    if let Some(a) = &job.file.admin {
+        let listen: std::net::SocketAddr = a.listen.parse().map_err(|e| TaskError::Job {
+            job: name.clone(),
+            reason: format!("admin.listen `{}`: {e}", a.listen),
+        })?;
+        let state = Arc::new(AdminState {
+            job: name.clone(),
+            repo: schema.name.clone(),
+            metrics: metrics.clone(),
+            control: control.clone(),
+            channel: channel.clone(),
+            stop: stop.clone(),
+            token: a.token.clone(),
+        });
+        let addr = admin::serve(&runtime, listen, state).map_err(|e| TaskError::Job {
+            job: name.clone(),
+            reason: format!("admin.listen {listen}: {e}"),
+        })?;
+        tracing::info!(%addr, "admin API listening");
+        if a.token.is_none() && !listen.ip().is_loopback() {
+            tracing::warn!(%addr, "the admin API is reachable from other hosts without a token (admin.token)");
+        }
+    }
     if source.dynamic() {
         // A group member learns its partitions from the group, in the source's first polls.
         source.set_membership(Box::new(TaskMembership {
@@ -294,6 +326,7 @@ fn run_inner(
             deadline: job.stop_deadline,
             from_checkpoint: opts.from_checkpoint,
             rolled_back: Default::default(),
+            metrics: metrics.clone(),
         }));
     }
     for p in source.partitions() {
@@ -317,6 +350,7 @@ fn run_inner(
         .position(|f| matches!(f.data_type(), DataType::Timestamp(..) | DataType::Date32));
     let ctx = Arc::new(WorkerContext {
         repo: schema.name.clone(),
+        metrics: metrics.clone(),
         channel: channel.clone(),
         dest,
         dead_dest,
@@ -371,11 +405,20 @@ fn run_inner(
                 source.as_mut(),
                 state,
                 &name,
+                metrics,
             )?;
-            transition(state, TaskState::Running, &name);
-            source_loop(&decoder, threads, source.as_mut(), &channel, &control, stop)?;
+            transition(state, TaskState::Running, &name, metrics);
+            source_loop(
+                &decoder,
+                threads,
+                source.as_mut(),
+                &channel,
+                &control,
+                metrics,
+                stop,
+            )?;
             if stop.load(Ordering::Acquire) {
-                transition(state, TaskState::Stopping, &name);
+                transition(state, TaskState::Stopping, &name, metrics);
                 // A group member's partitions may go to another process: what the channel
                 // holds is replayed from Kafka by whoever owns them next, not spilled.
                 let spill_dir = (!source.dynamic()).then_some(state_dir.as_path());

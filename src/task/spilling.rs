@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::{transition, RunOptions, TaskError, TaskState};
 use crate::channel::{spill, Channel};
 use crate::config::Job;
+use crate::metrics::Metrics;
 use crate::sink::worker::Control;
 use crate::source::Source;
 
@@ -21,6 +22,7 @@ pub(super) fn restore_spill(
     source: &mut dyn Source,
     state: &mut TaskState,
     name: &str,
+    metrics: &Metrics,
 ) -> Result<(), TaskError> {
     if !spill::exists(state_dir) {
         return Ok(());
@@ -31,7 +33,7 @@ pub(super) fn restore_spill(
         spill::remove(state_dir)?;
         return Ok(());
     }
-    transition(state, TaskState::Restoring, name);
+    transition(state, TaskState::Restoring, name, metrics);
     let items = spill::read(state_dir, schema)?;
     let mut expected: HashMap<u32, (u64, u64)> = control
         .parts

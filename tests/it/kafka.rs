@@ -21,7 +21,7 @@ const QUICK_GROUP: &str = "\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interv
 
 /// Produces `n` events (trace ids `t<i>`) round-robin over the partitions, plus one malformed
 /// message every 500.
-fn produce(bootstrap: &str, topic: &str, n: usize) -> usize {
+pub(crate) fn produce(bootstrap: &str, topic: &str, n: usize) -> usize {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "5")
@@ -61,7 +61,9 @@ fn send(producer: &BaseProducer, topic: &str, p: i32, payload: &[u8]) {
     }
 }
 
-fn cluster(topic: &str) -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
+pub(crate) fn cluster(
+    topic: &str,
+) -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
     let c = MockCluster::new(1).unwrap();
     c.create_topic(topic, PARTITIONS, 1).unwrap();
     c
@@ -288,7 +290,7 @@ pub(crate) fn wait_for(out: &Path, n: usize, secs: u64) {
 }
 
 /// Waits until `log` contains `what` `times` times; returns the log.
-fn wait_log(log: &Path, what: &str, times: usize, secs: u64) -> String {
+pub(crate) fn wait_log(log: &Path, what: &str, times: usize, secs: u64) -> String {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         let text = std::fs::read_to_string(log).unwrap_or_default();

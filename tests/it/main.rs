@@ -1,5 +1,6 @@
 //! Integration tests: the `sluice` binary on fixtures, read back by independent readers.
 
+mod admin;
 mod convert;
 mod helpers;
 mod interop;

@@ -361,7 +361,7 @@ fn bad_job_files_report_every_error_with_its_key() {
     let job = dir.path().join("job.toml");
     std::fs::write(
         &job,
-        "[job]\nname = \"bad name\"\n[source]\nkind = \"file\"\npaths = []\n[repo]\nschema = \"x.toml\"\n[sink]\nurl = \"out/\"\nworkers = 0\n[sink.rotation]\nidle = \"soon\"\n",
+        "[job]\nname = \"bad name\"\n[source]\nkind = \"file\"\npaths = []\n[repo]\nschema = \"x.toml\"\n[sink]\nurl = \"out/\"\nworkers = 0\n[sink.rotation]\nidle = \"soon\"\n[admin]\nlisten = \"localhost\"\n",
     )
     .unwrap();
     let o = sluice(&["validate", job.to_str().unwrap()]);
@@ -372,6 +372,7 @@ fn bad_job_files_report_every_error_with_its_key() {
         "source.paths",
         "sink.workers",
         "sink.rotation.idle",
+        "admin.listen",
     ] {
         assert!(err.contains(key), "no {key} in: {err}");
     }

@@ -1,0 +1,260 @@
+//! Prometheus metrics of a task (prometheus-client; served at `GET /metrics` by `admin.rs`),
+//! per repo and source partition: records in, rows out, dead letters, bytes and files
+//! committed, commit latency, channel fill, sink retries, task state and consumer lag. A
+//! partition's lag series disappears when a rebalance takes the partition away.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RepoLabels {
+    repo: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartLabels {
+    repo: String,
+    partition: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    repo: String,
+    state: String,
+}
+
+/// What a commit adds to the counters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CommitStats {
+    pub rows: u64,
+    pub dead_letters: u64,
+    pub files: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+}
+
+/// The metrics of one repo's task.
+pub struct Metrics {
+    repo: String,
+    registry: Registry,
+    records_in: Family<PartLabels, Counter>,
+    rows_out: Family<PartLabels, Counter>,
+    dead_letters: Family<PartLabels, Counter>,
+    bytes_written: Family<PartLabels, Counter>,
+    files_committed: Family<PartLabels, Counter>,
+    commit_seconds: Family<RepoLabels, Histogram>,
+    channel_bytes: Family<RepoLabels, Gauge>,
+    channel_batches: Family<RepoLabels, Gauge>,
+    sink_retries: Family<RepoLabels, Counter>,
+    task_state: Family<StateLabels, Gauge>,
+    lag: Family<PartLabels, Gauge>,
+    /// The state shown as 1 (the others are 0).
+    state: Mutex<String>,
+}
+
+const STATES: [&str; 6] = [
+    "new",
+    "restoring",
+    "running",
+    "stopping",
+    "stopped",
+    "failed",
+];
+
+impl Metrics {
+    pub fn new(repo: &str) -> Metrics {
+        let mut registry = Registry::with_prefix("sluice");
+        let m = Metrics {
+            repo: repo.to_string(),
+            records_in: Family::default(),
+            rows_out: Family::default(),
+            dead_letters: Family::default(),
+            bytes_written: Family::default(),
+            files_committed: Family::default(),
+            commit_seconds: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 16))
+            }),
+            channel_bytes: Family::default(),
+            channel_batches: Family::default(),
+            sink_retries: Family::default(),
+            task_state: Family::default(),
+            lag: Family::default(),
+            state: Mutex::new("new".into()),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "records_in",
+            "Records read and decoded (rows and dead letters), before commit",
+            m.records_in.clone(),
+        );
+        registry.register("rows_out", "Rows in committed files", m.rows_out.clone());
+        registry.register(
+            "dead_letters",
+            "Records committed as dead letters",
+            m.dead_letters.clone(),
+        );
+        registry.register(
+            "bytes_written",
+            "Bytes of committed data files",
+            m.bytes_written.clone(),
+        );
+        registry.register(
+            "files_committed",
+            "Data files committed",
+            m.files_committed.clone(),
+        );
+        registry.register(
+            "commit_seconds",
+            "Time to commit one source partition (files, then checkpoint)",
+            m.commit_seconds.clone(),
+        );
+        registry.register(
+            "channel_bytes",
+            "Bytes held by the channel",
+            m.channel_bytes.clone(),
+        );
+        registry.register(
+            "channel_batches",
+            "Batches held by the channel",
+            m.channel_batches.clone(),
+        );
+        registry.register(
+            "sink_retries",
+            "Partitions rewound to their checkpoint after a failed write or commit",
+            m.sink_retries.clone(),
+        );
+        registry.register(
+            "task_state",
+            "1 for the task's current state",
+            m.task_state.clone(),
+        );
+        registry.register(
+            "consumer_lag",
+            "Records not yet read: high watermark minus next offset",
+            m.lag.clone(),
+        );
+        let m = Metrics { registry, ..m };
+        m.set_state("new");
+        m
+    }
+
+    fn part(&self, partition: &str) -> PartLabels {
+        PartLabels {
+            repo: self.repo.clone(),
+            partition: partition.to_string(),
+        }
+    }
+
+    fn repo(&self) -> RepoLabels {
+        RepoLabels {
+            repo: self.repo.clone(),
+        }
+    }
+
+    pub fn records_in(&self, partition: &str, n: u64) {
+        self.records_in
+            .get_or_create(&self.part(partition))
+            .inc_by(n);
+    }
+
+    pub fn committed(&self, partition: &str, s: CommitStats) {
+        let l = self.part(partition);
+        self.rows_out.get_or_create(&l).inc_by(s.rows);
+        self.dead_letters.get_or_create(&l).inc_by(s.dead_letters);
+        self.bytes_written.get_or_create(&l).inc_by(s.bytes);
+        self.files_committed.get_or_create(&l).inc_by(s.files);
+        self.commit_seconds
+            .get_or_create(&self.repo())
+            .observe(s.seconds);
+    }
+
+    pub fn retry(&self) {
+        self.sink_retries.get_or_create(&self.repo()).inc();
+    }
+
+    pub fn channel(&self, bytes: usize, batches: usize) {
+        self.channel_bytes
+            .get_or_create(&self.repo())
+            .set(bytes as i64);
+        self.channel_batches
+            .get_or_create(&self.repo())
+            .set(batches as i64);
+    }
+
+    pub fn set_state(&self, state: &str) {
+        *self.state.lock().expect("state lock") = state.to_string();
+        for s in STATES {
+            self.task_state
+                .get_or_create(&StateLabels {
+                    repo: self.repo.clone(),
+                    state: s.to_string(),
+                })
+                .set(i64::from(s == state));
+        }
+    }
+
+    pub fn state(&self) -> String {
+        self.state.lock().expect("state lock").clone()
+    }
+
+    pub fn lag(&self, partition: &str, lag: i64) {
+        self.lag.get_or_create(&self.part(partition)).set(lag);
+    }
+
+    pub fn lag_of(&self, partition: &str) -> Option<i64> {
+        self.lag.get(&self.part(partition)).map(|g| g.get())
+    }
+
+    /// The partition is no longer this process's: its lag is someone else's to report.
+    pub fn forget(&self, partition: &str) {
+        self.lag.remove(&self.part(partition));
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_state_and_lag_show_in_the_exposition() {
+        let m = Metrics::new("web");
+        m.committed(
+            "events-0",
+            CommitStats {
+                rows: 10,
+                dead_letters: 2,
+                files: 1,
+                bytes: 1234,
+                seconds: 0.01,
+            },
+        );
+        m.set_state("running");
+        m.lag("events-0", 5);
+        m.lag("events-1", 7);
+        m.forget("events-1");
+        let text = m.encode();
+        assert!(
+            text.contains(r#"sluice_rows_out_total{repo="web",partition="events-0"} 10"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"sluice_task_state{repo="web",state="running"} 1"#));
+        assert!(text.contains(r#"sluice_task_state{repo="web",state="new"} 0"#));
+        assert!(text.contains(r#"sluice_consumer_lag{repo="web",partition="events-0"} 5"#));
+        assert!(!text.contains(r#"partition="events-1""#), "{text}");
+        assert!(text.contains("sluice_commit_seconds_count"));
+    }
+}

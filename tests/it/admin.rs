@@ -1,0 +1,180 @@
+//! The admin listener during a live Kafka run: Prometheus metrics that match the output and
+//! whose lag reaches 0, task listing behind a bearer token, pause (no commits) and resume, and
+//! stop through the API.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use crate::helpers::*;
+use crate::kafka::{cluster, job_with, produce, produce_events, spawn_run, wait_for, wait_log};
+
+/// One HTTP/1.1 request; returns (status, body).
+fn http(addr: &str, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out[9..12].parse().unwrap();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+/// Sum of a metric's samples (lines starting with `name{`).
+fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
+
+fn admin_addr(log: &Path) -> String {
+    let text = wait_log(log, "admin API listening", 1, 30);
+    let line = text
+        .lines()
+        .find(|l| l.contains("admin API listening"))
+        .unwrap_or_else(|| panic!("no admin line:\n{text}"));
+    line.split("addr=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+fn stop_via_api(addr: &str, child: Child) -> std::process::Output {
+    let (code, body) = http(addr, "POST", "/v1/tasks/nginx_access/stop", Some("s3cret"));
+    assert_eq!(code, 200, "{body}");
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn admin_api_serves_metrics_tasks_pause_resume_and_stop() {
+    let topic = "observed";
+    let c = cluster(topic);
+    let bootstrap = c.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let job = job_with(dir.path(), &bootstrap, topic, "");
+    let mut text = std::fs::read_to_string(&job).unwrap();
+    text.push_str("\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"s3cret\"\n");
+    std::fs::write(&job, text).unwrap();
+    let log = dir.path().join("run.log");
+    let child = spawn_run(&job, &log);
+    let addr = admin_addr(&log);
+    let outdir = dir.path().join("out");
+
+    let n = 2000;
+    let bad = produce(&bootstrap, topic, n);
+    wait_for(&outdir, n, 60);
+    assert_eq!(http(&addr, "GET", "/healthz", None).0, 200);
+    assert_eq!(http(&addr, "GET", "/readyz", None).0, 200);
+
+    // Metrics match the output, and lag reaches 0 once caught up.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let metrics = loop {
+        let (code, m) = http(&addr, "GET", "/metrics", None);
+        assert_eq!(code, 200);
+        let lag_series = m
+            .lines()
+            .filter(|l| l.starts_with("sluice_consumer_lag{"))
+            .count();
+        if (lag_series == 4
+            && metric_sum(&m, "sluice_consumer_lag") == 0.0
+            && metric_sum(&m, "sluice_rows_out_total") == n as f64)
+            || Instant::now() > deadline
+        {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(
+        metric_sum(&metrics, "sluice_rows_out_total"),
+        n as f64,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric_sum(&metrics, "sluice_dead_letters_total"),
+        bad as f64,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric_sum(&metrics, "sluice_consumer_lag"),
+        0.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("sluice_consumer_lag{"))
+            .count(),
+        4,
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"sluice_task_state{repo="nginx_access",state="running"} 1"#));
+    assert!(metric_sum(&metrics, "sluice_files_committed_total") >= 4.0);
+    assert!(metric_sum(&metrics, "sluice_bytes_written_total") > 0.0);
+    assert!(!metrics.contains("s3cret"));
+
+    // The task listing needs the token.
+    let (code, body) = http(&addr, "GET", "/v1/tasks", None);
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("Bearer"));
+    let (code, body) = http(&addr, "GET", "/v1/tasks", Some("s3cret"));
+    assert_eq!(code, 200, "{body}");
+    let tasks: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(tasks[0]["state"], "running");
+    assert_eq!(tasks[0]["partitions"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        http(&addr, "POST", "/v1/tasks/nope/pause", Some("s3cret")).0,
+        404
+    );
+
+    // Paused: new data is not committed; resumed: it is.
+    assert_eq!(
+        http(
+            &addr,
+            "POST",
+            "/v1/tasks/nginx_access/pause",
+            Some("s3cret")
+        )
+        .0,
+        200
+    );
+    produce_events(&bootstrap, topic, n, 400, 4, None);
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        trace_ids(&outdir).len(),
+        n,
+        "nothing is committed while paused"
+    );
+    assert_eq!(
+        http(
+            &addr,
+            "POST",
+            "/v1/tasks/nginx_access/resume",
+            Some("s3cret")
+        )
+        .0,
+        200
+    );
+    wait_for(&outdir, n + 400, 60);
+    assert_eq!(trace_ids(&outdir).len(), n + 400);
+
+    // Stop through the API: a graceful stop, exit 0.
+    let out = stop_via_api(&addr, child);
+    assert!(out.status.success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("to=Stopping"), "{text}");
+    assert!(!text.contains("s3cret"), "the token must not be logged");
+}
