@@ -16,7 +16,7 @@ use serde_json::json;
 
 use crate::channel::Channel;
 use crate::metrics::Metrics;
-use crate::sink::worker::Control;
+use crate::sink::control::Control;
 
 /// What the admin routes read and act on.
 pub struct AdminState {

@@ -15,8 +15,10 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::io::AsyncWriteExt;
 
 mod commit;
+pub mod control;
 pub mod partition;
 pub mod store;
+mod timeout_store;
 pub mod worker;
 
 /// Errors from destinations. Each names the URL or path involved.

@@ -8,15 +8,16 @@
 //! A file that cannot be written or committed is aborted with its siblings and the partition is
 //! rewound to its checkpoint: the source replays it, so nothing is lost or duplicated.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 
 use super::commit::{abort_open, commit_partition};
+use super::control::{Control, PartState, Rewind};
 use super::partition::PathTemplate;
 use super::{Destination, OutputFile};
 use crate::channel::{Channel, Item};
@@ -33,91 +34,6 @@ pub struct Rotation {
     pub idle: Duration,
     /// Column whose record time bounds `max_span`.
     pub time_column: Option<usize>,
-}
-
-/// Where a source partition stands: its committed position and its epoch.
-#[derive(Debug, Clone)]
-pub struct PartState {
-    pub key: String,
-    pub topic: String,
-    pub committed_offset: u64,
-    pub committed_line: u64,
-    pub seq: u64,
-    pub epoch: u64,
-    /// This process owns the partition (group rebalances take partitions away).
-    pub owned: bool,
-    /// A worker is committing the partition's files right now.
-    pub committing: bool,
-}
-
-impl PartState {
-    pub fn new(key: String, topic: String, offset: u64, line: u64, seq: u64, epoch: u64) -> Self {
-        PartState {
-            key,
-            topic,
-            committed_offset: offset,
-            committed_line: line,
-            seq,
-            epoch,
-            owned: true,
-            committing: false,
-        }
-    }
-}
-
-/// A request to the source side: read `partition` again from `offset`, tagging `epoch`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rewind {
-    pub partition: u32,
-    pub offset: u64,
-    pub line: u64,
-    pub epoch: u64,
-}
-
-/// Flags and counters shared by the task, its source side and its workers.
-#[derive(Default)]
-pub struct Control {
-    /// Graceful stop: commit what is open, take nothing more.
-    pub stopping: AtomicBool,
-    /// Paused by the admin API: nothing is taken or committed until resumed.
-    pub paused: AtomicBool,
-    /// The task is over: workers exit.
-    pub shutdown: AtomicBool,
-    /// The source has nothing more (bounded runs).
-    pub source_done: AtomicBool,
-    /// Chunks produced by the source and put into the channel: equal when none is in flight.
-    pub produced: AtomicU64,
-    pub put: AtomicU64,
-    pub rewinds: Mutex<Vec<Rewind>>,
-    /// Commits to report to the source: (partition, next offset).
-    pub committed: Mutex<Vec<(u32, u64)>>,
-    /// Per lane: everything taken is committed and the source is done.
-    pub finished: Mutex<Vec<bool>>,
-    pub parts: Mutex<HashMap<u32, PartState>>,
-    /// Partitions whose open files must be committed now (they are being revoked).
-    pub flush: Mutex<HashSet<u32>>,
-    /// The epoch the source side tags new chunks of each partition with.
-    pub source_epochs: Mutex<HashMap<u32, u64>>,
-    pub rows: AtomicU64,
-    pub dead_letters: AtomicU64,
-    pub files: AtomicU64,
-    pub commits: AtomicU64,
-    pub failures: AtomicU64,
-}
-
-impl Control {
-    pub fn drained(&self) -> bool {
-        self.source_done.load(Ordering::Acquire)
-            && self.produced.load(Ordering::Acquire) == self.put.load(Ordering::Acquire)
-    }
-
-    pub fn epoch(&self, partition: u32) -> u64 {
-        self.parts
-            .lock()
-            .expect("parts lock")
-            .get(&partition)
-            .map_or(0, |p| p.epoch)
-    }
 }
 
 /// Everything a worker needs, shared by all workers of a task.

@@ -13,7 +13,7 @@ use crate::channel::{Channel, Item, Provenance};
 use crate::decode::{Chunk, Decoded, RecordDecoder};
 use crate::metrics::Metrics;
 use crate::pipeline::{self, Produced};
-use crate::sink::worker::Control;
+use crate::sink::control::Control;
 use crate::source::{Next, Source};
 
 /// How often lag is computed (it asks the broker) and logged.

@@ -17,7 +17,7 @@ use super::TaskError;
 use crate::channel::Channel;
 use crate::checkpoint::Checkpoints;
 use crate::metrics::Metrics;
-use crate::sink::worker::{Control, PartState};
+use crate::sink::control::{Control, PartState};
 use crate::source::{Membership, PartitionInfo, SourceError};
 
 /// Where a partition starts.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::sink::worker::Control;
+use crate::sink::control::Control;
 
 /// Beyond this many partitions only the total is shown.
 const MAX_BARS: usize = 24;

@@ -9,7 +9,7 @@ use super::{transition, RunOptions, TaskError, TaskState};
 use crate::channel::{spill, Channel};
 use crate::config::Job;
 use crate::metrics::Metrics;
-use crate::sink::worker::Control;
+use crate::sink::control::Control;
 use crate::source::Source;
 
 #[allow(clippy::too_many_arguments)]
