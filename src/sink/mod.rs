@@ -237,7 +237,16 @@ impl Destination {
                 let linked = std::fs::hard_link(&sink.tmp, &target);
                 let _ = std::fs::remove_file(&sink.tmp);
                 match linked {
-                    Ok(()) => Ok(()),
+                    Ok(()) => {
+                        // The new name must be durable before anything that relies on it (a
+                        // checkpoint before its pending record is dropped): sync the folder.
+                        if let Some(dir) = target.parent() {
+                            if let Ok(d) = std::fs::File::open(dir) {
+                                let _ = d.sync_all();
+                            }
+                        }
+                        Ok(())
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                         Err(SinkError::Exists {
                             path: target.display().to_string(),
