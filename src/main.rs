@@ -68,9 +68,10 @@ enum Command {
         #[arg(long)]
         log_json: bool,
     },
-    /// A bounded run of a job: read every partition up to its end at start (`--to latest`),
-    /// write, commit checkpoints under the backfill's own name, exit 0 when all is committed.
-    /// Re-running after a crash resumes from the backfill's checkpoints.
+    /// A bounded run of a job: read every partition from `--from` to `--to` (by default the
+    /// whole topic as it stands at start), write, commit checkpoints under the backfill's own
+    /// name, exit 0 when all is committed. Re-running after a crash resumes from the backfill's
+    /// checkpoints. Draws progress bars on a terminal.
     Backfill {
         job: PathBuf,
         /// Where each partition starts when the backfill has no checkpoint of its own yet:
