@@ -50,7 +50,9 @@ enum Command {
     },
     /// Check a job file: every error with its key path, before any data moves.
     Validate { job: PathBuf },
-    /// Run a job: export until the input ends (file source) or SIGINT/SIGTERM.
+    /// Run a job: export until the input ends (file source) or SIGINT/SIGTERM (or a stop
+    /// through the admin API). On Kafka the process is a consumer-group member: run several
+    /// with the same job file and they split the partitions
     Run {
         job: PathBuf,
         /// Replay every partition from its checkpoint with this sequence number (later commits'
