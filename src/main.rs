@@ -52,7 +52,7 @@ enum Command {
     Validate { job: PathBuf },
     /// Run a job: export until the input ends (file source) or SIGINT/SIGTERM (or a stop
     /// through the admin API). On Kafka the process is a consumer-group member: run several
-    /// with the same job file and they split the partitions
+    /// with the same job file and they split the partitions.
     Run {
         job: PathBuf,
         /// Replay every partition from its checkpoint with this sequence number (later commits'
