@@ -69,8 +69,7 @@ const STATES: [&str; 6] = [
 
 impl Metrics {
     pub fn new(repo: &str) -> Metrics {
-        let mut registry = Registry::with_prefix("sluice");
-        let m = Metrics {
+        let mut m = Metrics {
             repo: repo.to_string(),
             records_in: Family::default(),
             rows_out: Family::default(),
@@ -86,60 +85,60 @@ impl Metrics {
             task_state: Family::default(),
             lag: Family::default(),
             state: Mutex::new("new".into()),
-            registry: Registry::default(),
+            registry: Registry::with_prefix("sluice"),
         };
-        registry.register(
+        m.registry.register(
             "records_in",
             "Records read and decoded (rows and dead letters), before commit",
             m.records_in.clone(),
         );
-        registry.register("rows_out", "Rows in committed files", m.rows_out.clone());
-        registry.register(
+        m.registry
+            .register("rows_out", "Rows in committed files", m.rows_out.clone());
+        m.registry.register(
             "dead_letters",
             "Records committed as dead letters",
             m.dead_letters.clone(),
         );
-        registry.register(
+        m.registry.register(
             "bytes_written",
             "Bytes of committed data files",
             m.bytes_written.clone(),
         );
-        registry.register(
+        m.registry.register(
             "files_committed",
             "Data files committed",
             m.files_committed.clone(),
         );
-        registry.register(
+        m.registry.register(
             "commit_seconds",
             "Time to commit one source partition (files, then checkpoint)",
             m.commit_seconds.clone(),
         );
-        registry.register(
+        m.registry.register(
             "channel_bytes",
             "Bytes held by the channel",
             m.channel_bytes.clone(),
         );
-        registry.register(
+        m.registry.register(
             "channel_batches",
             "Batches held by the channel",
             m.channel_batches.clone(),
         );
-        registry.register(
+        m.registry.register(
             "sink_retries",
             "Partitions rewound to their checkpoint after a failed write or commit",
             m.sink_retries.clone(),
         );
-        registry.register(
+        m.registry.register(
             "task_state",
             "1 for the task's current state",
             m.task_state.clone(),
         );
-        registry.register(
+        m.registry.register(
             "consumer_lag",
             "Records not yet read: high watermark minus next offset",
             m.lag.clone(),
         );
-        let m = Metrics { registry, ..m };
         m.set_state("new");
         m
     }

@@ -204,12 +204,14 @@ impl Worker {
             self.commit_or_fail(p);
             ctl.flush.lock().expect("flush lock").remove(&p);
         }
-        let lost: Vec<u32> = self
-            .open
-            .keys()
-            .copied()
-            .filter(|p| self.part(*p).is_none())
-            .collect();
+        let lost: Vec<u32> = {
+            let parts = ctl.parts.lock().expect("parts lock");
+            self.open
+                .keys()
+                .copied()
+                .filter(|p| !parts.get(p).is_some_and(|s| s.owned))
+                .collect()
+        };
         for p in lost {
             if let Some(op) = self.open.remove(&p) {
                 tracing::warn!(
