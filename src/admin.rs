@@ -1,12 +1,14 @@
 //! The admin listener (axum): `GET /metrics` (Prometheus/OpenMetrics text), `GET /healthz`,
 //! `GET /readyz` (ready while the task runs), `GET /v1/tasks` (state, checkpoints, lag,
 //! channel fill) and `POST /v1/tasks/{repo}/pause|resume|stop`. With a token, the `/v1/` routes
-//! require `Authorization: Bearer <token>`. Credentials never appear in any answer.
+//! require `Authorization: Bearer <token>`. Credentials never appear in any answer. A push
+//! repo also takes its data here: `POST /v1/repos/{repo}/data` (see `source::push::http`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -17,6 +19,7 @@ use serde_json::json;
 use crate::channel::Channel;
 use crate::metrics::Metrics;
 use crate::sink::control::Control;
+use crate::source::push::http::PushApi;
 
 /// What the admin routes read and act on.
 pub struct AdminState {
@@ -27,6 +30,8 @@ pub struct AdminState {
     pub channel: Arc<Channel>,
     pub stop: Arc<AtomicBool>,
     pub token: Option<String>,
+    /// The push route of a push repo.
+    pub push: Option<Arc<PushApi>>,
 }
 
 /// Binds `listen` and serves on `runtime` until the process ends. Returns the bound address
@@ -44,6 +49,7 @@ pub fn serve(
         .route("/readyz", get(ready))
         .route("/v1/tasks", get(tasks))
         .route("/v1/tasks/{repo}/{action}", post(act))
+        .route("/v1/repos/{repo}/data", post(push))
         .with_state(state);
     runtime.spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
@@ -154,4 +160,28 @@ async fn act(
     }
     tracing::info!(repo, action, "admin request");
     Json(json!({ "repo": repo, "action": action, "state": s.metrics.state() })).into_response()
+}
+
+async fn push(
+    State(s): State<Arc<AdminState>>,
+    Path(repo): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if let Some(r) = refusal(&s, &headers) {
+        return r;
+    }
+    if repo != s.repo {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no repo `{repo}` in this job (it runs `{}`)", s.repo),
+        );
+    }
+    let Some(api) = s.push.clone() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("repo `{repo}` does not take pushes (its source is not `push`)"),
+        );
+    };
+    crate::source::push::http::push(api, headers, body).await
 }

@@ -17,3 +17,4 @@ pub mod schema;
 pub mod sink;
 pub mod source;
 pub mod task;
+pub mod wal;

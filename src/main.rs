@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::sync::atomic::AtomicBool;
 
 use sluice::checkpoint::Checkpoints;
-use sluice::config::Job;
+use sluice::config::{Job, SourceSection};
 use sluice::convert::{self, ConvertJob, Progress};
 use sluice::decode::{DecodeOptions, InputKind};
 use sluice::format::{Codec, Dictionary, FormatKind, FormatOptions};
@@ -251,18 +251,18 @@ fn run_validate(path: &Path) -> Result<()> {
     let runtime = io_runtime()?;
     let dest = task::destination(&job, &runtime)?;
     println!(
-        "{}: job `{}` is valid: repo `{}` ({} fields), {} partition(s), {} to {}",
+        "{}: job `{}` is valid: repo `{}` ({} fields), {}, {} to {}",
         path.display(),
         job.file.job.name,
         prepared.schema.name,
         prepared.schema.fields.len(),
-        prepared
-            .source
-            .as_ref()
-            .map_or("the Kafka topics' (not contacted)".to_string(), |s| s
-                .partitions()
-                .len()
-                .to_string()),
+        match (&prepared.source, &job.file.source) {
+            (Some(s), _) => format!("{} partition(s)", s.partitions().len()),
+            (None, SourceSection::Push { durability, .. }) => {
+                format!("pushes with `{durability}` durability (on the admin listener)")
+            }
+            (None, _) => "the Kafka topics' (not contacted) partition(s)".to_string(),
+        },
         job.format.kind.name(),
         dest.url()
     );

@@ -24,6 +24,12 @@ struct PartLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabels {
+    repo: String,
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     repo: String,
     state: String,
@@ -54,6 +60,8 @@ pub struct Metrics {
     sink_retries: Family<RepoLabels, Counter>,
     task_state: Family<StateLabels, Gauge>,
     lag: Family<PartLabels, Gauge>,
+    push_requests: Family<CodeLabels, Counter>,
+    push_rows: Family<RepoLabels, Counter>,
     /// The state shown as 1 (the others are 0).
     state: Mutex<String>,
 }
@@ -84,6 +92,8 @@ impl Metrics {
             sink_retries: Family::default(),
             task_state: Family::default(),
             lag: Family::default(),
+            push_requests: Family::default(),
+            push_rows: Family::default(),
             state: Mutex::new("new".into()),
             registry: Registry::with_prefix("sluice"),
         };
@@ -139,8 +149,31 @@ impl Metrics {
             "Records not yet read: high watermark minus next offset",
             m.lag.clone(),
         );
+        m.registry.register(
+            "push_requests",
+            "Push requests answered, by HTTP status (503: refused for room)",
+            m.push_requests.clone(),
+        );
+        m.registry.register(
+            "push_rows",
+            "Rows of acknowledged push requests",
+            m.push_rows.clone(),
+        );
         m.set_state("new");
         m
+    }
+
+    /// A push request was answered with `code`; `rows` of it were accepted.
+    pub fn pushed(&self, code: u16, rows: u64) {
+        self.push_requests
+            .get_or_create(&CodeLabels {
+                repo: self.repo.clone(),
+                code: code.to_string(),
+            })
+            .inc();
+        if rows > 0 {
+            self.push_rows.get_or_create(&self.repo()).inc_by(rows);
+        }
     }
 
     fn part(&self, partition: &str) -> PartLabels {

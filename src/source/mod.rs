@@ -4,6 +4,7 @@
 
 pub mod file;
 pub mod kafka;
+pub mod push;
 
 use crate::decode::Chunk;
 
@@ -101,6 +102,21 @@ pub trait Source: Send {
     /// Lag per partition key (records not yet read), when the source can tell.
     fn lag(&self) -> Vec<(String, i64)> {
         Vec::new()
+    }
+    /// A stop was asked: take no new input. Returns true once everything the source has
+    /// acknowledged to its producers is handed over (a push source in memory drains its log
+    /// into the channel first); until then the task keeps reading.
+    fn finish(&mut self) -> bool {
+        true
+    }
+    /// Partitions whose open files should be committed now (a push log running out of room
+    /// is released by commits).
+    fn flush_wanted(&mut self) -> Vec<u32> {
+        Vec::new()
+    }
+    /// A push source's intake (where HTTP requests append).
+    fn intake(&self) -> Option<std::sync::Arc<push::Intake>> {
+        None
     }
     /// The CSV header the decoder needs, if the input kind has one.
     fn header(&mut self) -> Result<Option<Vec<u8>>, SourceError> {

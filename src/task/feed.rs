@@ -52,8 +52,11 @@ pub(super) fn source_loop(
         decoder,
         threads,
         |chunk: &mut Chunk| -> Result<Produced<(u32, u64)>, TaskError> {
-            if stop.load(Ordering::Acquire) {
+            if stop.load(Ordering::Acquire) && source.finish() {
                 return Ok(Produced::End);
+            }
+            for p in source.flush_wanted() {
+                control.flush.lock().expect("flush lock").insert(p);
             }
             let committed: Vec<_> =
                 std::mem::take(&mut *control.committed.lock().expect("committed lock"));

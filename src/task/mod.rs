@@ -30,6 +30,8 @@ use crate::sink::worker::{self, Rotation, WorkerContext};
 use crate::sink::Destination;
 use crate::source::file::FileSource;
 use crate::source::kafka::{KafkaSettings, KafkaSource};
+use crate::source::push::http::PushApi;
+use crate::source::push::{Durability, Intake, PushSettings, PushSource};
 use crate::source::Source;
 
 mod feed;
@@ -135,6 +137,8 @@ pub struct Prepared {
     pub source: Option<Box<dyn Source>>,
     pub decoder: RecordDecoder,
     pub template: PathTemplate,
+    /// Where a push source takes its requests.
+    pub intake: Option<Arc<Intake>>,
 }
 
 /// Loads the schema, opens the source and builds the decoder and path template: every check
@@ -169,6 +173,39 @@ pub fn prepare(job: &Job, connect: bool) -> Result<Prepared, TaskError> {
                     .with_block_size(chunk),
             ))
         }
+        SourceSection::Push {
+            durability,
+            wal_dir,
+            wal_segment_bytes,
+            max_pending,
+            max_retained,
+            chunk_bytes,
+            ..
+        } => {
+            let durability = Durability::parse(durability).unwrap_or(Durability::Wal);
+            let bytes = |s: &str| crate::config::parse_bytes(s).unwrap_or(1 << 20);
+            let default_retained = match durability {
+                Durability::Memory => 256 << 20,
+                Durability::Wal => 4 << 30,
+            };
+            let settings = PushSettings {
+                durability,
+                wal_dir: match wal_dir {
+                    Some(d) => job.resolve(d),
+                    None => job.resolve(&job.file.job.state_dir).join("wal"),
+                },
+                segment_bytes: bytes(wal_segment_bytes),
+                max_pending: bytes(max_pending),
+                max_retained: max_retained.as_deref().map_or(default_retained, bytes),
+                chunk_bytes: bytes(chunk_bytes) as usize,
+                drain_timeout: job.stop_deadline / 2,
+            };
+            if connect {
+                Some(Box::new(PushSource::open("push", settings)?))
+            } else {
+                None
+            }
+        }
         SourceSection::Kafka { .. } if !connect => None,
         SourceSection::Kafka {
             brokers,
@@ -195,6 +232,7 @@ pub fn prepare(job: &Job, connect: bool) -> Result<Prepared, TaskError> {
             meta: meta.needs(),
         })?)),
     };
+    let intake = source.as_ref().and_then(|s| s.intake());
     let header = match source.as_mut() {
         Some(s) => s.header()?,
         None => None,
@@ -220,7 +258,32 @@ pub fn prepare(job: &Job, connect: bool) -> Result<Prepared, TaskError> {
         source,
         decoder,
         template,
+        intake,
     })
+}
+
+/// The push route of a push repo.
+fn push_api(
+    job: &Job,
+    intake: Option<&Arc<Intake>>,
+    decoder: &RecordDecoder,
+    metrics: &Arc<Metrics>,
+) -> Option<Arc<PushApi>> {
+    let SourceSection::Push {
+        max_body,
+        max_concurrent,
+        ..
+    } = &job.file.source
+    else {
+        return None;
+    };
+    Some(Arc::new(PushApi::new(
+        intake?.clone(),
+        decoder.clone(),
+        metrics.clone(),
+        crate::config::parse_bytes(max_body).unwrap_or(16 << 20) as usize,
+        *max_concurrent,
+    )))
 }
 
 /// Runs a job to its end (bounded sources) or until `stop` is set.
@@ -265,6 +328,7 @@ fn run_inner(
         source,
         decoder,
         template,
+        intake,
     } = prepare(job, true)?;
     let mut source = source.expect("prepare(connect) opens the source");
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -308,6 +372,7 @@ fn run_inner(
             channel: channel.clone(),
             stop: stop.clone(),
             token: a.token.clone(),
+            push: push_api(job, intake.as_ref(), &decoder, metrics),
         });
         let addr = admin::serve(&runtime, listen, state).map_err(|e| TaskError::Job {
             job: name.clone(),
@@ -409,6 +474,9 @@ fn run_inner(
                 metrics,
             )?;
             transition(state, TaskState::Running, &name, metrics);
+            if let Some(i) = &intake {
+                i.open();
+            }
             source_loop(
                 &decoder,
                 threads,

@@ -11,7 +11,7 @@ use crate::helpers::*;
 use crate::kafka::{cluster, job_with, produce, produce_events, spawn_run, wait_for, wait_log};
 
 /// One HTTP/1.1 request; returns (status, body).
-fn http(addr: &str, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+pub(crate) fn http(addr: &str, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
@@ -31,14 +31,14 @@ fn http(addr: &str, method: &str, path: &str, token: Option<&str>) -> (u16, Stri
 }
 
 /// Sum of a metric's samples (lines starting with `name{`).
-fn metric_sum(text: &str, name: &str) -> f64 {
+pub(crate) fn metric_sum(text: &str, name: &str) -> f64 {
     text.lines()
         .filter(|l| l.starts_with(&format!("{name}{{")))
         .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
         .sum()
 }
 
-fn admin_addr(log: &Path) -> String {
+pub(crate) fn admin_addr(log: &Path) -> String {
     let text = wait_log(log, "admin API listening", 1, 30);
     let line = text
         .lines()

@@ -5,6 +5,7 @@ mod convert;
 mod helpers;
 mod interop;
 mod kafka;
+mod push;
 mod run;
 mod s3_run;
 mod stores;

@@ -8,6 +8,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod source;
+
+pub use source::{Durability, SourceSection};
+
 use crate::decode::InputKind;
 use crate::format::{Codec, Dictionary, FormatKind, FormatOptions};
 
@@ -82,63 +86,6 @@ fn default_state_dir() -> PathBuf {
 
 fn default_stop_deadline() -> String {
     "30s".into()
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
-pub enum SourceSection {
-    /// Files: each file is one partition; offsets are byte positions.
-    File {
-        paths: Vec<PathBuf>,
-        #[serde(default = "default_input_format")]
-        format: String,
-        #[serde(default)]
-        delimiter: Option<String>,
-        #[serde(default = "default_true")]
-        header: bool,
-        /// Input read per chunk: files roll and commit at chunk boundaries.
-        #[serde(default = "default_chunk")]
-        chunk_bytes: String,
-    },
-    /// Kafka topics: every partition of the topics, one JSON record per message.
-    Kafka {
-        brokers: String,
-        topics: Vec<String>,
-        /// Consumer group the committed offsets are reported to (default `sluice-<job>`).
-        #[serde(default)]
-        group: Option<String>,
-        #[serde(default = "default_format_json")]
-        format: String,
-        /// Where a partition without checkpoint or group offset starts: earliest or latest.
-        #[serde(default = "default_reset")]
-        auto_offset_reset: String,
-        /// Messages per chunk, in bytes: files roll and commit at chunk boundaries.
-        #[serde(default = "default_chunk")]
-        chunk_bytes: String,
-        /// librdkafka properties, passed through (e.g. `"fetch.wait.max.ms" = "10"`).
-        #[serde(default)]
-        options: std::collections::BTreeMap<String, String>,
-    },
-}
-
-fn default_format_json() -> String {
-    "json".into()
-}
-
-fn default_reset() -> String {
-    "earliest".into()
-}
-
-fn default_chunk() -> String {
-    "1MiB".into()
-}
-
-fn default_input_format() -> String {
-    "json".into()
-}
-
-fn default_true() -> bool {
-    true
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -348,91 +295,7 @@ impl Job {
             "job.stop_deadline",
             stop_deadline.as_ref().map(|_| ()).map_err(Clone::clone),
         );
-        let input = match &file.source {
-            SourceSection::File {
-                paths,
-                format,
-                delimiter,
-                header,
-                chunk_bytes,
-            } => {
-                check("source.chunk_bytes", parse_bytes(chunk_bytes).map(|_| ()));
-                check(
-                    "source.paths",
-                    if paths.is_empty() {
-                        Err("at least one input file is needed".into())
-                    } else {
-                        Ok(())
-                    },
-                );
-                let kind = match format.as_str() {
-                    "json" => Ok(InputKind::Json),
-                    "csv" => Ok(InputKind::Csv {
-                        delimiter: b',',
-                        header: *header,
-                    }),
-                    "tsv" => Ok(InputKind::Csv {
-                        delimiter: b'\t',
-                        header: *header,
-                    }),
-                    "text" => Ok(InputKind::Text {
-                        delimiter: delimiter.clone(),
-                    }),
-                    other => Err(format!(
-                        "unknown input format `{other}` (expected json, csv, tsv or text)"
-                    )),
-                };
-                check(
-                    "source.format",
-                    kind.as_ref().map(|_| ()).map_err(Clone::clone),
-                );
-                kind.unwrap_or(InputKind::Json)
-            }
-            SourceSection::Kafka {
-                brokers,
-                topics,
-                format,
-                auto_offset_reset,
-                chunk_bytes,
-                ..
-            } => {
-                check("source.chunk_bytes", parse_bytes(chunk_bytes).map(|_| ()));
-                check(
-                    "source.brokers",
-                    if brokers.trim().is_empty() {
-                        Err("must name at least one broker (host:port)".into())
-                    } else {
-                        Ok(())
-                    },
-                );
-                check(
-                    "source.topics",
-                    if topics.is_empty() || topics.iter().any(|t| t.is_empty()) {
-                        Err("at least one topic name is needed".into())
-                    } else {
-                        Ok(())
-                    },
-                );
-                check(
-                    "source.format",
-                    if format == "json" {
-                        Ok(())
-                    } else {
-                        Err(format!(
-                            "`{format}`: the Kafka source reads JSON messages only for now"
-                        ))
-                    },
-                );
-                check(
-                    "source.auto_offset_reset",
-                    match auto_offset_reset.as_str() {
-                        "earliest" | "latest" => Ok(()),
-                        other => Err(format!("`{other}` (expected earliest or latest)")),
-                    },
-                );
-                InputKind::Json
-            }
-        };
+        let input = file.source.validate(file.admin.is_some(), &mut check);
         if let Some(a) = &file.admin {
             check(
                 "admin.listen",
@@ -537,7 +400,7 @@ impl Job {
     }
 }
 
-fn positive(v: u64) -> Result<(), String> {
+pub(crate) fn positive(v: u64) -> Result<(), String> {
     if v == 0 {
         Err("must be positive".into())
     } else {

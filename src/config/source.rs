@@ -1,0 +1,272 @@
+//! The `[source]` section of a job file: files, Kafka topics, or HTTP pushes; and the input
+//! kind each one implies.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::{parse_bytes, positive};
+use crate::decode::InputKind;
+
+/// What a push repo's acknowledgement promises (see `source::push`).
+pub use crate::source::push::Durability;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
+pub enum SourceSection {
+    /// Files: each file is one partition; offsets are byte positions.
+    File {
+        paths: Vec<PathBuf>,
+        #[serde(default = "default_input_format")]
+        format: String,
+        #[serde(default)]
+        delimiter: Option<String>,
+        #[serde(default = "default_true")]
+        header: bool,
+        /// Input read per chunk: files roll and commit at chunk boundaries.
+        #[serde(default = "default_chunk")]
+        chunk_bytes: String,
+    },
+    /// Kafka topics: every partition of the topics, one JSON record per message.
+    Kafka {
+        brokers: String,
+        topics: Vec<String>,
+        /// Consumer group the committed offsets are reported to (default `sluice-<job>`).
+        #[serde(default)]
+        group: Option<String>,
+        #[serde(default = "default_format_json")]
+        format: String,
+        /// Where a partition without checkpoint or group offset starts: earliest or latest.
+        #[serde(default = "default_reset")]
+        auto_offset_reset: String,
+        /// Messages per chunk, in bytes: files roll and commit at chunk boundaries.
+        #[serde(default = "default_chunk")]
+        chunk_bytes: String,
+        /// librdkafka properties, passed through (e.g. `"fetch.wait.max.ms" = "10"`).
+        #[serde(default)]
+        options: std::collections::BTreeMap<String, String>,
+    },
+    /// Records pushed over HTTP to `POST /v1/repos/{repo}/data` on the `[admin]` listener.
+    Push {
+        #[serde(default = "default_input_format")]
+        format: String,
+        #[serde(default)]
+        delimiter: Option<String>,
+        /// `wal` (a 200 survives a crash) or `memory` (a 200 survives a graceful restart).
+        #[serde(default = "default_durability")]
+        durability: String,
+        /// The WAL's folder (default `<job.state_dir>/wal`).
+        #[serde(default)]
+        wal_dir: Option<PathBuf>,
+        #[serde(default = "default_segment_bytes")]
+        wal_segment_bytes: String,
+        /// Largest request body, compressed or decompressed (413 beyond).
+        #[serde(default = "default_max_body")]
+        max_body: String,
+        /// Requests decoded and appended at once (503 beyond).
+        #[serde(default = "default_max_concurrent")]
+        max_concurrent: usize,
+        /// Acknowledged bytes waiting for room in the channel (503 beyond).
+        #[serde(default = "default_max_pending")]
+        max_pending: String,
+        /// Acknowledged bytes not yet in committed files (503 beyond; past half, open files
+        /// are committed early). Default 256MiB in memory, 4GiB in the WAL.
+        #[serde(default)]
+        max_retained: Option<String>,
+        #[serde(default = "default_chunk")]
+        chunk_bytes: String,
+    },
+}
+
+fn default_format_json() -> String {
+    "json".into()
+}
+
+fn default_reset() -> String {
+    "earliest".into()
+}
+
+fn default_chunk() -> String {
+    "1MiB".into()
+}
+
+fn default_input_format() -> String {
+    "json".into()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_durability() -> String {
+    "wal".into()
+}
+
+fn default_segment_bytes() -> String {
+    "64MiB".into()
+}
+
+fn default_max_body() -> String {
+    "16MiB".into()
+}
+
+fn default_max_concurrent() -> usize {
+    64
+}
+
+fn default_max_pending() -> String {
+    "32MiB".into()
+}
+
+impl Durability {
+    pub fn parse(s: &str) -> Result<Durability, String> {
+        match s {
+            "wal" => Ok(Durability::Wal),
+            "memory" => Ok(Durability::Memory),
+            other => Err(format!("`{other}` (expected wal or memory)")),
+        }
+    }
+}
+
+fn input_kind(
+    format: &str,
+    delimiter: Option<&String>,
+    header: bool,
+    check: &mut impl FnMut(&str, Result<(), String>),
+) -> InputKind {
+    let kind = match format {
+        "json" => Ok(InputKind::Json),
+        "csv" => Ok(InputKind::Csv {
+            delimiter: b',',
+            header,
+        }),
+        "tsv" => Ok(InputKind::Csv {
+            delimiter: b'\t',
+            header,
+        }),
+        "text" => Ok(InputKind::Text {
+            delimiter: delimiter.cloned(),
+        }),
+        other => Err(format!(
+            "unknown input format `{other}` (expected json, csv, tsv or text)"
+        )),
+    };
+    check(
+        "source.format",
+        kind.as_ref().map(|_| ()).map_err(Clone::clone),
+    );
+    kind.unwrap_or(InputKind::Json)
+}
+
+impl SourceSection {
+    /// Checks the section (each problem goes to `check` with its key) and returns the input
+    /// kind of its records.
+    pub(super) fn validate(
+        &self,
+        has_admin: bool,
+        check: &mut impl FnMut(&str, Result<(), String>),
+    ) -> InputKind {
+        match self {
+            SourceSection::File {
+                paths,
+                format,
+                delimiter,
+                header,
+                chunk_bytes,
+            } => {
+                check("source.chunk_bytes", parse_bytes(chunk_bytes).map(|_| ()));
+                check(
+                    "source.paths",
+                    if paths.is_empty() {
+                        Err("at least one input file is needed".into())
+                    } else {
+                        Ok(())
+                    },
+                );
+                input_kind(format, delimiter.as_ref(), *header, check)
+            }
+            SourceSection::Kafka {
+                brokers,
+                topics,
+                format,
+                auto_offset_reset,
+                chunk_bytes,
+                ..
+            } => {
+                check("source.chunk_bytes", parse_bytes(chunk_bytes).map(|_| ()));
+                check(
+                    "source.brokers",
+                    if brokers.trim().is_empty() {
+                        Err("must name at least one broker (host:port)".into())
+                    } else {
+                        Ok(())
+                    },
+                );
+                check(
+                    "source.topics",
+                    if topics.is_empty() || topics.iter().any(|t| t.is_empty()) {
+                        Err("at least one topic name is needed".into())
+                    } else {
+                        Ok(())
+                    },
+                );
+                check(
+                    "source.format",
+                    if format == "json" {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "`{format}`: the Kafka source reads JSON messages only for now"
+                        ))
+                    },
+                );
+                check(
+                    "source.auto_offset_reset",
+                    match auto_offset_reset.as_str() {
+                        "earliest" | "latest" => Ok(()),
+                        other => Err(format!("`{other}` (expected earliest or latest)")),
+                    },
+                );
+                InputKind::Json
+            }
+            SourceSection::Push {
+                format,
+                delimiter,
+                durability,
+                wal_segment_bytes,
+                max_body,
+                max_concurrent,
+                max_pending,
+                max_retained,
+                chunk_bytes,
+                ..
+            } => {
+                for (key, v) in [
+                    ("source.wal_segment_bytes", Some(wal_segment_bytes)),
+                    ("source.max_body", Some(max_body)),
+                    ("source.max_pending", Some(max_pending)),
+                    ("source.max_retained", max_retained.as_ref()),
+                    ("source.chunk_bytes", Some(chunk_bytes)),
+                ] {
+                    if let Some(v) = v {
+                        check(key, parse_bytes(v).and_then(positive));
+                    }
+                }
+                check("source.max_concurrent", positive(*max_concurrent as u64));
+                check(
+                    "source.durability",
+                    Durability::parse(durability).map(|_| ()),
+                );
+                check(
+                    "admin.listen",
+                    if has_admin {
+                        Ok(())
+                    } else {
+                        Err("a push source takes its data on the admin listener: add `[admin] listen = \"127.0.0.1:9464\"`".into())
+                    },
+                );
+                input_kind(format, delimiter.as_ref(), false, check)
+            }
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! `POST /v1/repos/{repo}/data`: one request's records (JSON lines, or CSV/TSV/text lines per
+//! the repo's input kind; `Content-Encoding: gzip` accepted) are decoded against the repo
+//! schema, then appended to the repo's log all or nothing.
+//!
+//! Answers, each with a JSON body: 200 `{accepted, dead_letters, first_offset, next_offset}`
+//! once the records are durable per the repo's durability; 503 with `Retry-After` when the
+//! repo has no room or too many requests are in progress (nothing of the request entered);
+//! 413 for a body over `max_body` (compressed or not); 400 for a body that is empty or not
+//! valid gzip; 500 when the log failed (the task stops).
+
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use super::{Intake, Refusal};
+use crate::decode::{Chunk, RecordDecoder};
+use crate::metrics::Metrics;
+
+/// What the push route needs of one repo.
+pub struct PushApi {
+    pub intake: Arc<Intake>,
+    pub metrics: Arc<Metrics>,
+    pub max_body: usize,
+    permits: Arc<tokio::sync::Semaphore>,
+    decoder: Mutex<RecordDecoder>,
+    /// Decoders reused across requests.
+    pool: Mutex<Vec<RecordDecoder>>,
+}
+
+impl PushApi {
+    pub fn new(
+        intake: Arc<Intake>,
+        decoder: RecordDecoder,
+        metrics: Arc<Metrics>,
+        max_body: usize,
+        max_concurrent: usize,
+    ) -> PushApi {
+        PushApi {
+            intake,
+            metrics,
+            max_body,
+            permits: Arc::new(tokio::sync::Semaphore::new(max_concurrent.max(1))),
+            decoder: Mutex::new(decoder),
+            pool: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+fn answer(api: &PushApi, status: StatusCode, body: serde_json::Value) -> Response {
+    api.metrics.pushed(status.as_u16(), 0);
+    let mut r = (status, Json(body)).into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    }
+    r
+}
+
+/// Handles one push request (the caller checked the route's token and repo).
+pub async fn push(api: Arc<PushApi>, headers: HeaderMap, body: Body) -> Response {
+    let Ok(_permit) = api.permits.clone().try_acquire_owned() else {
+        return answer(
+            &api,
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({ "error": "too many push requests in progress; retry later" }),
+        );
+    };
+    let too_large = || json!({ "error": format!("the body is larger than the limit of {} bytes (source.max_body)", api.max_body) });
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > api.max_body as u64) {
+        return answer(&api, StatusCode::PAYLOAD_TOO_LARGE, too_large());
+    }
+    let bytes = match axum::body::to_bytes(body, api.max_body).await {
+        Ok(b) => b,
+        Err(e) => {
+            let over = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            return if over {
+                answer(&api, StatusCode::PAYLOAD_TOO_LARGE, too_large())
+            } else {
+                answer(
+                    &api,
+                    StatusCode::BAD_REQUEST,
+                    json!({ "error": format!("reading the body: {e}") }),
+                )
+            };
+        }
+    };
+    let gzip = match headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
+    {
+        None => false,
+        Some(e) if e == "gzip" => true,
+        Some(e) if e == "identity" => false,
+        Some(e) => {
+            return answer(
+                &api,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                json!({ "error": format!("Content-Encoding `{e}` is not supported (gzip or none)") }),
+            )
+        }
+    };
+    let worker = api.clone();
+    match tokio::task::spawn_blocking(move || take(&worker, bytes, gzip)).await {
+        Ok(r) => r,
+        Err(e) => answer(
+            &api,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({ "error": format!("the request failed: {e}") }),
+        ),
+    }
+}
+
+/// Decodes and appends one body (on a blocking thread: decoding and fsync take time).
+fn take(api: &PushApi, bytes: bytes::Bytes, gzip: bool) -> Response {
+    let mut data = if gzip {
+        let mut out = Vec::new();
+        let limit = api.max_body as u64 + 1;
+        match flate2::read::MultiGzDecoder::new(&bytes[..])
+            .take(limit)
+            .read_to_end(&mut out)
+        {
+            Ok(_) if out.len() > api.max_body => {
+                return answer(
+                    api,
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    json!({ "error": format!("the body decompresses to more than the limit of {} bytes (source.max_body)", api.max_body) }),
+                )
+            }
+            Ok(_) => out,
+            Err(e) => {
+                return answer(
+                    api,
+                    StatusCode::BAD_REQUEST,
+                    json!({ "error": format!("the body is not valid gzip: {e}") }),
+                )
+            }
+        }
+    } else {
+        bytes.to_vec()
+    };
+    if data.iter().all(|b| b.is_ascii_whitespace()) {
+        return answer(
+            api,
+            StatusCode::BAD_REQUEST,
+            json!({ "error": "the body holds no records" }),
+        );
+    }
+    if data.last() != Some(&b'\n') {
+        data.push(b'\n');
+    }
+    let chunk = Chunk {
+        data,
+        first_line: 1,
+        ..Chunk::default()
+    };
+    let mut decoder = api
+        .pool
+        .lock()
+        .expect("decoder pool")
+        .pop()
+        .unwrap_or_else(|| api.decoder.lock().expect("decoder").clone());
+    let decoded = decoder.decode(&chunk);
+    api.pool.lock().expect("decoder pool").push(decoder);
+    let rows = decoded.rows();
+    let dead = decoded.dead.len();
+    let first_dead = decoded
+        .dead
+        .first()
+        .map(|d| json!({ "line": d.position.line, "reason": d.reason }));
+    drop(decoded);
+    match api.intake.append(chunk.data) {
+        Ok((first, next)) => {
+            api.metrics.pushed(200, rows);
+            let mut body = json!({
+                "accepted": rows,
+                "dead_letters": dead,
+                "first_offset": first,
+                "next_offset": next,
+            });
+            if let Some(d) = first_dead {
+                body["first_dead_letter"] = d;
+            }
+            (StatusCode::OK, Json(body)).into_response()
+        }
+        Err(r @ (Refusal::Full { .. } | Refusal::NotRunning)) => answer(
+            api,
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({ "error": r.to_string() }),
+        ),
+        Err(r @ Refusal::Failed(_)) => answer(
+            api,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({ "error": r.to_string() }),
+        ),
+    }
+}

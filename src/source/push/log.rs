@@ -1,0 +1,156 @@
+//! Where pushed data waits between its acknowledgement and the commit of the files that hold
+//! it: the WAL on disk (`wal` durability), or a buffer in memory (`memory`). Both are read from
+//! any position still held (a rewind replays from the last commit) and release what is
+//! committed.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::sync::Arc;
+
+use crate::wal::{Wal, WalError};
+
+/// Acknowledged records kept in memory until committed.
+#[derive(Default)]
+pub struct MemLog {
+    start: u64,
+    end: u64,
+    /// (position, payload), contiguous from `start`.
+    records: VecDeque<(u64, Vec<u8>)>,
+}
+
+impl MemLog {
+    fn read(&self, pos: u64, limit: u64, max: usize, out: &mut Vec<u8>) -> u64 {
+        let mut i = self
+            .records
+            .partition_point(|(p, r)| p + r.len() as u64 <= pos);
+        let mut at = pos;
+        let before = out.len();
+        while at < limit && out.len() - before < max {
+            let Some((p, r)) = self.records.get(i) else {
+                break;
+            };
+            out.extend_from_slice(&r[(at - p) as usize..]);
+            at = p + r.len() as u64;
+            i += 1;
+        }
+        at
+    }
+}
+
+/// The log of one push partition.
+pub enum Log {
+    Memory(MemLog),
+    Wal(Box<Wal>),
+}
+
+impl Log {
+    pub fn start(&self) -> u64 {
+        match self {
+            Log::Memory(m) => m.start,
+            Log::Wal(w) => w.start(),
+        }
+    }
+
+    pub fn end(&self) -> u64 {
+        match self {
+            Log::Memory(m) => m.end,
+            Log::Wal(w) => w.end(),
+        }
+    }
+
+    /// Appends one request's records; returns their (start, end) positions.
+    pub fn append(&mut self, payload: Vec<u8>) -> Result<(u64, u64), WalError> {
+        match self {
+            Log::Memory(m) => {
+                let start = m.end;
+                m.end += payload.len() as u64;
+                m.records.push_back((start, payload));
+                Ok((start, m.end))
+            }
+            Log::Wal(w) => w.append(&payload),
+        }
+    }
+
+    /// The file to fsync for durability (`None`: memory, nothing to sync).
+    pub fn sync_handle(&self) -> Option<Arc<File>> {
+        match self {
+            Log::Memory(_) => None,
+            Log::Wal(w) => Some(w.sync_handle()),
+        }
+    }
+
+    pub fn read(
+        &mut self,
+        pos: u64,
+        limit: u64,
+        max: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<u64, WalError> {
+        match self {
+            Log::Memory(m) => Ok(m.read(pos, limit, max, out)),
+            Log::Wal(w) => w.read(pos, limit, max, out),
+        }
+    }
+
+    /// Makes `pos` the reading position's valid start (see [`Wal::seek_check`]). A memory log
+    /// that was started afresh continues from `pos`.
+    pub fn seek_check(&mut self, pos: u64) -> Result<(), WalError> {
+        match self {
+            Log::Memory(m) => {
+                if pos > m.end || m.records.is_empty() {
+                    m.records.clear();
+                    m.start = pos;
+                    m.end = pos;
+                }
+                Ok(())
+            }
+            Log::Wal(w) => w.seek_check(pos),
+        }
+    }
+
+    /// Drops what is before `committed` (whole records / whole segments).
+    pub fn release(&mut self, committed: u64) -> Result<(), WalError> {
+        match self {
+            Log::Memory(m) => {
+                while let Some((p, r)) = m.records.front() {
+                    if p + r.len() as u64 > committed {
+                        break;
+                    }
+                    m.records.pop_front();
+                }
+                m.start = m.records.front().map_or(m.end, |(p, _)| *p);
+                Ok(())
+            }
+            Log::Wal(w) => w.release(committed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_log_reads_from_any_position_and_releases_whole_records() {
+        let mut log = Log::Memory(MemLog::default());
+        log.seek_check(100).unwrap();
+        assert_eq!(log.append(b"a\nbb\n".to_vec()).unwrap(), (100, 105));
+        assert_eq!(log.append(b"ccc\n".to_vec()).unwrap(), (105, 109));
+        let mut out = Vec::new();
+        assert_eq!(log.read(102, 109, 1, &mut out).unwrap(), 105);
+        assert_eq!(out, b"bb\n");
+        out.clear();
+        assert_eq!(log.read(100, 109, 100, &mut out).unwrap(), 109);
+        assert_eq!(out, b"a\nbb\nccc\n");
+        log.release(104).unwrap();
+        assert_eq!(
+            log.start(),
+            100,
+            "a record is kept until all of it is committed"
+        );
+        log.release(105).unwrap();
+        assert_eq!(log.start(), 105);
+        log.release(109).unwrap();
+        assert_eq!((log.start(), log.end()), (109, 109));
+    }
+}

@@ -1,0 +1,351 @@
+//! The push source: records POSTed over HTTP (`POST /v1/repos/{repo}/data`, see [`http`]).
+//!
+//! A request's records are appended, all or nothing, to the repo's log ([`log`]): the WAL with
+//! `wal` durability (fsync'd, with one fsync shared by the requests that arrive meanwhile,
+//! before the answer), or memory with `memory` durability. The source reads the log like a
+//! file, so pushed data takes the same path as every other source: decode, channel, workers,
+//! commit. Log positions are the source offsets, so a checkpoint names a log position, a
+//! rewind replays from the log and committed data is released from it.
+//!
+//! Room: the log holds at most `max_pending` bytes not yet read into the channel (the reader
+//! stops while the channel is full) and `max_retained` bytes not yet committed; a request that
+//! does not fit is refused whole (503) and nothing of it enters. Past half of `max_retained`
+//! the workers are asked to commit what they hold, which releases the log.
+
+pub mod http;
+pub mod log;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use self::log::{Log, MemLog};
+use super::{Next, PartitionInfo, Source, SourceError};
+use crate::decode::Chunk;
+use crate::wal::{Wal, WalError};
+
+/// What a 200 promises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Survives a graceful restart (open files are committed, the channel spilled); a crash
+    /// loses what was not yet committed.
+    Memory,
+    /// Survives a crash: written and fsync'd to the WAL before the answer.
+    Wal,
+}
+
+/// Settings of a push source.
+#[derive(Debug, Clone)]
+pub struct PushSettings {
+    pub durability: Durability,
+    pub wal_dir: PathBuf,
+    pub segment_bytes: u64,
+    pub max_pending: u64,
+    pub max_retained: u64,
+    pub chunk_bytes: usize,
+    /// How long a graceful stop waits for a memory log to be read into the channel.
+    pub drain_timeout: Duration,
+}
+
+/// Why a push was not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("the repo's buffer is full ({pending} bytes waiting for the channel, {retained} not yet committed); retry later")]
+    Full { pending: u64, retained: u64 },
+    #[error("the task is not running (starting or stopping); retry later")]
+    NotRunning,
+    #[error("the log failed: {0}")]
+    Failed(String),
+}
+
+struct Inner {
+    log: Log,
+    /// Everything before this is durable (memory: equal to the end).
+    synced: u64,
+    syncing: bool,
+    /// Where the source reads next.
+    read_pos: u64,
+    failed: Option<String>,
+}
+
+/// The side of a push partition that HTTP requests append to; shared with its source.
+pub struct Intake {
+    inner: Mutex<Inner>,
+    synced: Condvar,
+    data: Condvar,
+    settings: PushSettings,
+    closed: AtomicBool,
+    flush_wanted: AtomicBool,
+}
+
+impl Intake {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().expect("intake lock")
+    }
+
+    pub fn durability(&self) -> Durability {
+        self.settings.durability
+    }
+
+    /// Appends one request's records (whole lines) and returns their (start, end) log positions
+    /// once they are durable per the repo's durability; or refuses them whole.
+    pub fn append(&self, payload: Vec<u8>) -> Result<(u64, u64), Refusal> {
+        let len = payload.len() as u64;
+        let mut g = self.lock();
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Refusal::NotRunning);
+        }
+        if let Some(f) = &g.failed {
+            return Err(Refusal::Failed(f.clone()));
+        }
+        let pending = g.log.end() - g.read_pos;
+        let retained = g.log.end() - g.log.start();
+        if retained + len > self.settings.max_retained / 2 {
+            self.flush_wanted.store(true, Ordering::Release);
+        }
+        if (pending > 0 && pending + len > self.settings.max_pending)
+            || (retained > 0 && retained + len > self.settings.max_retained)
+        {
+            return Err(Refusal::Full { pending, retained });
+        }
+        let (start, end) = match g.log.append(payload) {
+            Ok(r) => r,
+            Err(e) => return Err(self.fail(&mut g, e)),
+        };
+        // Group commit: one request syncs everything appended so far while the others wait
+        // for it (or for the next round).
+        loop {
+            if g.synced >= end {
+                return Ok((start, end));
+            }
+            if let Some(f) = &g.failed {
+                return Err(Refusal::Failed(f.clone()));
+            }
+            if g.syncing {
+                g = self.synced.wait(g).expect("intake lock");
+                continue;
+            }
+            let target = g.log.end();
+            let Some(file) = g.log.sync_handle() else {
+                g.synced = target;
+                self.data.notify_all();
+                continue;
+            };
+            g.syncing = true;
+            drop(g);
+            let r = file.sync_data();
+            g = self.lock();
+            g.syncing = false;
+            match r {
+                Ok(()) => g.synced = g.synced.max(target),
+                Err(e) => {
+                    g.failed = Some(format!("fsync of the WAL failed: {e}"));
+                }
+            }
+            self.synced.notify_all();
+            self.data.notify_all();
+        }
+    }
+
+    fn fail(&self, g: &mut Inner, e: WalError) -> Refusal {
+        let msg = format!("appending to the WAL failed: {e}");
+        tracing::error!(error = %msg, "push intake stopped");
+        g.failed = Some(msg.clone());
+        self.synced.notify_all();
+        self.data.notify_all();
+        Refusal::Failed(msg)
+    }
+
+    /// Refuse every request from now on (the task stops).
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
+    /// Take requests: the source is positioned (requests before that are refused, so none
+    /// lands where a checkpoint's position would be moved past).
+    pub fn open(&self) {
+        self.closed.store(false, Ordering::Release);
+    }
+
+    /// (bytes waiting for the channel, bytes not yet committed).
+    pub fn usage(&self) -> (u64, u64) {
+        let g = self.lock();
+        (g.log.end() - g.read_pos, g.log.end() - g.log.start())
+    }
+}
+
+/// The source side of a push repo: one partition, read from its log.
+pub struct PushSource {
+    intake: Arc<Intake>,
+    info: PartitionInfo,
+    stop_since: Option<Instant>,
+}
+
+impl PushSource {
+    /// Opens the repo's log (replaying a WAL that a crash left: a torn tail is cut and
+    /// reported). `topic` names the partition (`<topic>-0` in checkpoints and file names).
+    pub fn open(topic: &str, settings: PushSettings) -> Result<PushSource, SourceError> {
+        let log = match settings.durability {
+            Durability::Memory => Log::Memory(MemLog::default()),
+            Durability::Wal => {
+                let (wal, report) =
+                    Wal::open(&settings.wal_dir, settings.segment_bytes).map_err(|e| {
+                        SourceError::Other {
+                            name: format!("push {topic}"),
+                            reason: e.to_string(),
+                        }
+                    })?;
+                if let Some((path, offset, dropped, why)) = &report.truncated {
+                    tracing::warn!(
+                        segment = %path.display(),
+                        offset,
+                        dropped_bytes = dropped,
+                        reason = %why,
+                        "the WAL had a torn tail (a crash during an append, never acknowledged); it was cut off"
+                    );
+                }
+                tracing::info!(
+                    dir = %settings.wal_dir.display(),
+                    segments = report.segments,
+                    records = report.records,
+                    start = report.start,
+                    end = report.end,
+                    "opened the WAL"
+                );
+                Log::Wal(Box::new(wal))
+            }
+        };
+        let end = log.end();
+        let start = log.start();
+        Ok(PushSource {
+            intake: Arc::new(Intake {
+                inner: Mutex::new(Inner {
+                    log,
+                    synced: end,
+                    syncing: false,
+                    read_pos: start,
+                    failed: None,
+                }),
+                synced: Condvar::new(),
+                data: Condvar::new(),
+                settings,
+                closed: AtomicBool::new(true),
+                flush_wanted: AtomicBool::new(false),
+            }),
+            info: PartitionInfo {
+                id: 0,
+                topic: topic.to_string(),
+                number: 0,
+            },
+            stop_since: None,
+        })
+    }
+
+    fn error(&self, reason: impl std::fmt::Display) -> SourceError {
+        SourceError::Other {
+            name: format!("push {}", self.info.topic),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+impl Source for PushSource {
+    fn partitions(&self) -> Vec<PartitionInfo> {
+        vec![self.info.clone()]
+    }
+
+    fn seek(&mut self, _partition: u32, offset: u64, _line: u64) -> Result<(), SourceError> {
+        let mut g = self.intake.lock();
+        g.log.seek_check(offset).map_err(|e| self.error(e))?;
+        g.read_pos = offset;
+        if offset > g.synced {
+            // The log continues from a checkpoint ahead of it.
+            g.synced = offset.min(g.log.end());
+        }
+        Ok(())
+    }
+
+    fn resume_default(&mut self, _partition: u32) -> Result<(u64, u64), SourceError> {
+        let mut g = self.intake.lock();
+        g.read_pos = g.log.start();
+        Ok((g.read_pos, 0))
+    }
+
+    fn next(&mut self, chunk: &mut Chunk) -> Result<Next, SourceError> {
+        let mut g = self.intake.lock();
+        if let Some(f) = &g.failed {
+            return Err(self.error(f));
+        }
+        if g.read_pos >= g.synced {
+            g = self
+                .intake
+                .data
+                .wait_timeout(g, Duration::from_millis(20))
+                .expect("intake lock")
+                .0;
+            if g.read_pos >= g.synced {
+                return Ok(Next::Idle);
+            }
+        }
+        chunk.data.clear();
+        chunk.offsets.clear();
+        chunk.from_offset = None;
+        chunk.first_offset = g.read_pos;
+        chunk.first_line = 0;
+        let (pos, limit) = (g.read_pos, g.synced);
+        let next = g
+            .log
+            .read(
+                pos,
+                limit,
+                self.intake.settings.chunk_bytes,
+                &mut chunk.data,
+            )
+            .map_err(|e| self.error(e))?;
+        g.read_pos = next;
+        Ok(Next::Chunk(0))
+    }
+
+    fn committed(&mut self, _partition: u32, next_offset: u64) {
+        let mut g = self.intake.lock();
+        if let Err(e) = g.log.release(next_offset) {
+            tracing::warn!(error = %e, "could not release committed WAL segments");
+        }
+    }
+
+    fn finish(&mut self) -> bool {
+        self.intake.close();
+        match self.intake.settings.durability {
+            // The WAL replays whatever is not committed.
+            Durability::Wal => true,
+            // Memory: what was acknowledged must reach the channel (and be committed or
+            // spilled) before the source ends.
+            Durability::Memory => {
+                let since = *self.stop_since.get_or_insert_with(Instant::now);
+                let g = self.intake.lock();
+                let drained = g.read_pos >= g.log.end();
+                if !drained && since.elapsed() >= self.intake.settings.drain_timeout {
+                    tracing::error!(
+                        bytes = g.log.end() - g.read_pos,
+                        "the stop deadline passed before acknowledged pushes reached the channel; they are lost"
+                    );
+                    return true;
+                }
+                drained
+            }
+        }
+    }
+
+    fn intake(&self) -> Option<Arc<Intake>> {
+        Some(self.intake.clone())
+    }
+
+    fn flush_wanted(&mut self) -> Vec<u32> {
+        if self.intake.flush_wanted.swap(false, Ordering::AcqRel) {
+            vec![0]
+        } else {
+            Vec::new()
+        }
+    }
+}

@@ -1,0 +1,456 @@
+//! The write-ahead log of pushed data: segmented, checksummed, replayable.
+//!
+//! Positions are logical: the byte position of a record's payload in the stream of all
+//! payloads ever appended (record headers do not count), so they serve as source offsets and a
+//! checkpoint's next offset is a WAL position. A folder holds segments named by the position of
+//! their first record (`00000000000000000000.wal`); each starts with a magic header, then
+//! records: `len: u32 LE, crc32: u32 LE (of pos and payload), pos: u64 LE, payload`.
+//!
+//! Opening scans every segment. A bad record in the last segment is a torn tail (a crash during
+//! an append, never acknowledged: acknowledgement waits for the fsync): the segment is cut there
+//! and the damage is reported. A bad record anywhere else is corruption of acknowledged data and
+//! an error naming the file and byte offset. Segments wholly below the committed position are
+//! deleted.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+const MAGIC: &[u8; 8] = b"SLWAL\x00\x00\x01";
+const RECORD_HEADER: u64 = 16;
+/// A length above this is garbage, not a record (bodies are limited far below it).
+const MAX_RECORD: u64 = 1 << 30;
+
+/// Errors of the WAL, each naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum WalError {
+    #[error("WAL {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("WAL {path}: corrupt at byte {offset}: {reason} (acknowledged data is damaged; move the segment away to start without it)")]
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+    #[error("WAL {dir}: position {want} was already released (the log starts at {start})")]
+    Released { dir: PathBuf, want: u64, start: u64 },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WalError + '_ {
+    move |source| WalError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What opening found: segments, records, and the torn tail cut off, if any.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenReport {
+    pub segments: usize,
+    pub records: u64,
+    pub start: u64,
+    pub end: u64,
+    /// (segment, byte offset where it was cut, bytes dropped, why).
+    pub truncated: Option<(PathBuf, u64, u64, String)>,
+}
+
+#[derive(Debug, Clone)]
+struct Segment {
+    base: u64,
+    path: PathBuf,
+}
+
+/// A write-ahead log in one folder.
+pub struct Wal {
+    dir: PathBuf,
+    segment_bytes: u64,
+    segments: Vec<Segment>,
+    /// The last segment, open for appending.
+    file: Arc<File>,
+    file_len: u64,
+    end: u64,
+    /// Reading cursor: (segment base, byte offset in it, logical position there).
+    cursor: Option<(u64, u64, u64)>,
+    reader: Option<(u64, File)>,
+}
+
+fn segment_path(dir: &Path, base: u64) -> PathBuf {
+    dir.join(format!("{base:020}.wal"))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), WalError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+fn crc(pos: u64, payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&pos.to_le_bytes());
+    h.update(payload);
+    h.finalize()
+}
+
+/// One segment's scan: where its good records end.
+struct Scan {
+    records: u64,
+    /// Byte length of the good part of the file.
+    good_len: u64,
+    /// Logical position after the last good record.
+    end: u64,
+    /// Why the scan stopped before the file's end.
+    bad: Option<String>,
+    file_len: u64,
+}
+
+fn scan(path: &Path, base: u64) -> Result<Scan, WalError> {
+    let file = File::open(path).map_err(io(path))?;
+    let file_len = file.metadata().map_err(io(path))?.len();
+    let mut r = BufReader::with_capacity(1 << 20, file);
+    let mut s = Scan {
+        records: 0,
+        good_len: 0,
+        end: base,
+        bad: None,
+        file_len,
+    };
+    let mut magic = [0u8; 8];
+    if file_len < 8 || r.read_exact(&mut magic).is_err() {
+        s.bad = Some("the segment header is incomplete".into());
+        return Ok(s);
+    }
+    if &magic != MAGIC {
+        return Err(WalError::Corrupt {
+            path: path.to_path_buf(),
+            offset: 0,
+            reason: "not a sluice WAL segment (bad magic)".into(),
+        });
+    }
+    s.good_len = 8;
+    let mut payload = Vec::new();
+    loop {
+        if s.good_len == file_len {
+            return Ok(s);
+        }
+        let mut h = [0u8; RECORD_HEADER as usize];
+        if file_len - s.good_len < RECORD_HEADER || r.read_exact(&mut h).is_err() {
+            s.bad = Some("a record header is incomplete".into());
+            return Ok(s);
+        }
+        let len = u32::from_le_bytes(h[0..4].try_into().expect("4 bytes")) as u64;
+        let sum = u32::from_le_bytes(h[4..8].try_into().expect("4 bytes"));
+        let pos = u64::from_le_bytes(h[8..16].try_into().expect("8 bytes"));
+        if len > MAX_RECORD || s.good_len + RECORD_HEADER + len > file_len {
+            s.bad = Some(format!("a record of {len} bytes runs past the end"));
+            return Ok(s);
+        }
+        if pos != s.end {
+            s.bad = Some(format!("a record at position {pos}, expected {}", s.end));
+            return Ok(s);
+        }
+        payload.resize(len as usize, 0);
+        if r.read_exact(&mut payload).is_err() {
+            s.bad = Some("a record is incomplete".into());
+            return Ok(s);
+        }
+        if crc(pos, &payload) != sum {
+            s.bad = Some(format!(
+                "the checksum of the record at position {pos} does not match"
+            ));
+            return Ok(s);
+        }
+        s.records += 1;
+        s.good_len += RECORD_HEADER + len;
+        s.end += len;
+    }
+}
+
+impl Wal {
+    /// Opens (or creates) the log in `dir`. A torn tail is cut and reported; corruption before
+    /// the tail is an error.
+    pub fn open(dir: &Path, segment_bytes: u64) -> Result<(Wal, OpenReport), WalError> {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let mut bases: Vec<u64> = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+            let entry = entry.map_err(io(dir))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if let Some(base) = name
+                .strip_suffix(".wal")
+                .and_then(|b| b.parse::<u64>().ok())
+            {
+                bases.push(base);
+            }
+        }
+        bases.sort_unstable();
+        let mut report = OpenReport::default();
+        let mut segments = Vec::new();
+        let mut end = bases.first().copied().unwrap_or(0);
+        let mut last_len = 0u64;
+        for (i, &base) in bases.iter().enumerate() {
+            let path = segment_path(dir, base);
+            let last = i + 1 == bases.len();
+            if base != end {
+                return Err(WalError::Corrupt {
+                    path,
+                    offset: 0,
+                    reason: format!(
+                        "the segment starts at position {base}, but the previous one ends at {end}"
+                    ),
+                });
+            }
+            let s = scan(&path, base)?;
+            if let Some(why) = s.bad {
+                if !last {
+                    return Err(WalError::Corrupt {
+                        path,
+                        offset: s.good_len,
+                        reason: why,
+                    });
+                }
+                // A torn tail: cut it (rewrite the header if even that is torn).
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(io(&path))?;
+                if s.good_len < 8 {
+                    f.set_len(0).map_err(io(&path))?;
+                    (&f).write_all(MAGIC).map_err(io(&path))?;
+                } else {
+                    f.set_len(s.good_len).map_err(io(&path))?;
+                }
+                f.sync_all().map_err(io(&path))?;
+                report.truncated = Some((
+                    path.clone(),
+                    s.good_len.max(8),
+                    s.file_len.saturating_sub(s.good_len),
+                    why,
+                ));
+                last_len = s.good_len.max(8);
+            } else {
+                last_len = s.file_len;
+            }
+            report.records += s.records;
+            end = s.end;
+            segments.push(Segment { base, path });
+        }
+        if segments.is_empty() {
+            let path = segment_path(dir, 0);
+            create_segment(&path)?;
+            sync_dir(dir)?;
+            segments.push(Segment { base: 0, path });
+            last_len = 8;
+        }
+        let current = segments.last().expect("a segment").path.clone();
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&current)
+            .map_err(io(&current))?;
+        report.segments = segments.len();
+        report.start = segments[0].base;
+        report.end = end;
+        Ok((
+            Wal {
+                dir: dir.to_path_buf(),
+                segment_bytes: segment_bytes.max(1024),
+                segments,
+                file: Arc::new(file),
+                file_len: last_len,
+                end,
+                cursor: None,
+                reader: None,
+            },
+            report,
+        ))
+    }
+
+    /// The first position still in the log.
+    pub fn start(&self) -> u64 {
+        self.segments[0].base
+    }
+
+    /// The position after the last record.
+    pub fn end(&self) -> u64 {
+        self.end
+    }
+
+    /// Appends one record (not yet durable: see `sync_handle`). Returns its (start, end).
+    pub fn append(&mut self, payload: &[u8]) -> Result<(u64, u64), WalError> {
+        if self.file_len + RECORD_HEADER + payload.len() as u64 > self.segment_bytes
+            && self.file_len > MAGIC.len() as u64
+        {
+            self.roll(self.end)?;
+        }
+        let pos = self.end;
+        let mut h = [0u8; RECORD_HEADER as usize];
+        h[0..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        h[4..8].copy_from_slice(&crc(pos, payload).to_le_bytes());
+        h[8..16].copy_from_slice(&pos.to_le_bytes());
+        let path = &self.segments.last().expect("a segment").path;
+        let mut f: &File = &self.file;
+        f.write_all(&h)
+            .and_then(|()| f.write_all(payload))
+            .map_err(io(path))?;
+        self.file_len += RECORD_HEADER + payload.len() as u64;
+        self.end += payload.len() as u64;
+        Ok((pos, self.end))
+    }
+
+    /// The file to fsync to make every append so far durable (earlier segments were synced when
+    /// they were closed). Call `sync_data` on it without holding the log's lock.
+    pub fn sync_handle(&self) -> Arc<File> {
+        self.file.clone()
+    }
+
+    /// Closes the current segment (durably) and starts a new one at `base`.
+    fn roll(&mut self, base: u64) -> Result<(), WalError> {
+        let old = &self.segments.last().expect("a segment").path;
+        self.file.sync_data().map_err(io(old))?;
+        let path = segment_path(&self.dir, base);
+        create_segment(&path)?;
+        sync_dir(&self.dir)?;
+        self.file = Arc::new(
+            OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .map_err(io(&path))?,
+        );
+        self.file_len = MAGIC.len() as u64;
+        self.segments.push(Segment { base, path });
+        Ok(())
+    }
+
+    /// Makes `pos` a valid reading position: below the start is an error (released); past the
+    /// end (the checkpoint is ahead of the log, e.g. the log folder was removed) the log
+    /// continues from `pos`, and older segments, all committed, are deleted.
+    pub fn seek_check(&mut self, pos: u64) -> Result<(), WalError> {
+        if pos < self.start() {
+            return Err(WalError::Released {
+                dir: self.dir.clone(),
+                want: pos,
+                start: self.start(),
+            });
+        }
+        if pos > self.end {
+            self.roll(pos)?;
+            self.end = pos;
+            self.release(pos)?;
+        }
+        Ok(())
+    }
+
+    /// Reads whole records from `pos` (a record boundary, or inside a record) up to `limit`
+    /// (the durable end), appending payload bytes to `out` until at least `max` bytes were
+    /// added. Returns the position after what was read.
+    pub fn read(
+        &mut self,
+        pos: u64,
+        limit: u64,
+        max: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<u64, WalError> {
+        let mut at = pos;
+        let before = out.len();
+        while at < limit && out.len() - before < max {
+            let (base, offset, rec_pos) = self.locate(at)?;
+            let path = segment_path(&self.dir, base);
+            if self.reader.as_ref().is_none_or(|(b, _)| *b != base) {
+                self.reader = Some((base, File::open(&path).map_err(io(&path))?));
+            }
+            let file = &self.reader.as_ref().expect("just opened").1;
+            let mut h = [0u8; RECORD_HEADER as usize];
+            file.read_exact_at(&mut h, offset).map_err(io(&path))?;
+            let len = u32::from_le_bytes(h[0..4].try_into().expect("4 bytes")) as u64;
+            let skip = at - rec_pos;
+            let from = out.len();
+            out.resize(from + (len - skip) as usize, 0);
+            file.read_exact_at(&mut out[from..], offset + RECORD_HEADER + skip)
+                .map_err(io(&path))?;
+            at = rec_pos + len;
+            self.cursor = Some((base, offset + RECORD_HEADER + len, at));
+        }
+        Ok(at)
+    }
+
+    /// The record holding `pos`: (segment base, byte offset of its header, its position).
+    fn locate(&mut self, pos: u64) -> Result<(u64, u64, u64), WalError> {
+        // A segment starts where the previous one's last record ends (the cursor may still
+        // point past that record, written before the segment rolled).
+        if self.segments.iter().any(|s| s.base == pos) {
+            return Ok((pos, MAGIC.len() as u64, pos));
+        }
+        if let Some((base, offset, at)) = self.cursor {
+            if at == pos && self.segments.iter().any(|s| s.base == base) {
+                return Ok((base, offset, at));
+            }
+        }
+        let seg = self
+            .segments
+            .iter()
+            .rev()
+            .find(|s| s.base <= pos)
+            .ok_or_else(|| WalError::Released {
+                dir: self.dir.clone(),
+                want: pos,
+                start: self.start(),
+            })?
+            .clone();
+        let file = File::open(&seg.path).map_err(io(&seg.path))?;
+        let mut offset = MAGIC.len() as u64;
+        let mut at = seg.base;
+        loop {
+            let mut h = [0u8; RECORD_HEADER as usize];
+            file.read_exact_at(&mut h, offset)
+                .map_err(|_| WalError::Corrupt {
+                    path: seg.path.clone(),
+                    offset,
+                    reason: format!("no record holds position {pos}"),
+                })?;
+            let len = u32::from_le_bytes(h[0..4].try_into().expect("4 bytes")) as u64;
+            if pos < at + len || len == 0 && pos == at {
+                return Ok((seg.base, offset, at));
+            }
+            offset += RECORD_HEADER + len;
+            at += len;
+        }
+    }
+
+    /// Records before `committed` are in committed files: deletes the segments wholly below it
+    /// (never the current one).
+    pub fn release(&mut self, committed: u64) -> Result<(), WalError> {
+        let mut removed = false;
+        while self.segments.len() > 1 && self.segments[1].base <= committed {
+            let s = self.segments.remove(0);
+            std::fs::remove_file(&s.path).map_err(io(&s.path))?;
+            if self.reader.as_ref().is_some_and(|(b, _)| *b == s.base) {
+                self.reader = None;
+            }
+            removed = true;
+        }
+        if removed {
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// How many segment files the log has.
+    pub fn segments(&self) -> usize {
+        self.segments.len()
+    }
+}
+
+fn create_segment(path: &Path) -> Result<(), WalError> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(io(path))?;
+    f.write_all(MAGIC).map_err(io(path))?;
+    f.sync_all().map_err(io(path))
+}
+
+#[cfg(test)]
+mod tests;

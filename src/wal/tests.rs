@@ -1,0 +1,206 @@
+//! Unit tests of the WAL: append, read back, roll, release, reopen, torn tails, corruption.
+
+use super::*;
+
+fn payloads(n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| format!("{{\"n\":{i},\"pad\":\"{}\"}}\n", "x".repeat(i % 37)).into_bytes())
+        .collect()
+}
+
+fn read_all(wal: &mut Wal, from: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    let end = wal.end();
+    let at = wal.read(from, end, usize::MAX, &mut out).unwrap();
+    assert_eq!(at, end);
+    out
+}
+
+#[test]
+fn appends_read_back_across_segments_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, report) = Wal::open(dir.path(), 2048).unwrap();
+    assert_eq!(report.end, 0);
+    let ps = payloads(300);
+    let mut expected = Vec::new();
+    for p in &ps {
+        let (s, e) = wal.append(p).unwrap();
+        assert_eq!(s as usize, expected.len());
+        expected.extend_from_slice(p);
+        assert_eq!(e as usize, expected.len());
+    }
+    wal.sync_handle().sync_data().unwrap();
+    assert!(wal.segments() > 3, "small segments roll");
+    assert_eq!(read_all(&mut wal, 0), expected);
+    // From inside a record and in small steps.
+    let mut out = Vec::new();
+    let mut at = 5;
+    while at < wal.end() {
+        let mut step = Vec::new();
+        let next = wal.read(at, wal.end(), 100, &mut step).unwrap();
+        assert!(next > at && step.len() as u64 == next - at);
+        out.extend_from_slice(&step);
+        at = next;
+    }
+    assert_eq!(out, expected[5..]);
+    drop(wal);
+    let (mut wal, report) = Wal::open(dir.path(), 2048).unwrap();
+    assert_eq!(report.records, 300);
+    assert_eq!(report.truncated, None);
+    assert_eq!(read_all(&mut wal, 0), expected);
+}
+
+#[test]
+fn release_deletes_whole_segments_below_the_commit_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = Wal::open(dir.path(), 1024).unwrap();
+    for p in payloads(200) {
+        wal.append(&p).unwrap();
+    }
+    let before = wal.segments();
+    let mid = wal.end() / 2;
+    wal.release(mid).unwrap();
+    assert!(wal.segments() < before);
+    assert!(wal.start() <= mid, "the segment holding {mid} stays");
+    let tail = read_all(&mut wal, mid);
+    assert_eq!(tail.len() as u64, wal.end() - mid);
+    assert!(matches!(
+        wal.read(0, wal.end(), 10, &mut Vec::new()),
+        Err(WalError::Released { .. })
+    ));
+    assert!(matches!(wal.seek_check(0), Err(WalError::Released { .. })));
+    let end = wal.end();
+    wal.release(end).unwrap();
+    assert_eq!(wal.segments(), 1, "the current segment is never deleted");
+}
+
+#[test]
+fn a_torn_tail_is_cut_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = Wal::open(dir.path(), 1 << 20).unwrap();
+    let ps = payloads(10);
+    for p in &ps {
+        wal.append(p).unwrap();
+    }
+    let good_end = wal.end();
+    drop(wal);
+    let seg = segment_path(dir.path(), 0);
+    // Half a record: a header that promises more than is there.
+    let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
+    let mut h = [0u8; 16];
+    h[0..4].copy_from_slice(&1000u32.to_le_bytes());
+    h[8..16].copy_from_slice(&good_end.to_le_bytes());
+    f.write_all(&h).unwrap();
+    f.write_all(b"{\"n\":").unwrap();
+    drop(f);
+    let (mut wal, report) = Wal::open(dir.path(), 1 << 20).unwrap();
+    let (path, _, dropped, why) = report.truncated.clone().expect("reported");
+    assert_eq!(path, seg);
+    assert_eq!(dropped, 21);
+    assert!(why.contains("runs past the end"), "{why}");
+    assert_eq!(wal.end(), good_end);
+    assert_eq!(read_all(&mut wal, 0), ps.concat());
+    // Appending continues after the cut, and a reopen sees no damage.
+    wal.append(b"{\"n\":99}\n").unwrap();
+    drop(wal);
+    let (_, report) = Wal::open(dir.path(), 1 << 20).unwrap();
+    assert_eq!(report.truncated, None);
+    assert_eq!(report.records, 11);
+}
+
+#[test]
+fn a_flipped_byte_in_the_last_record_is_a_torn_tail_but_earlier_is_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = Wal::open(dir.path(), 600).unwrap();
+    for p in payloads(40) {
+        wal.append(&p).unwrap();
+    }
+    assert!(wal.segments() >= 3);
+    let last = wal.segments.last().unwrap().path.clone();
+    let first = wal.segments[0].path.clone();
+    drop(wal);
+    let flip = |path: &Path, back: u64| {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .unwrap();
+        let len = f.metadata().unwrap().len();
+        let mut b = [0u8; 1];
+        f.read_exact_at(&mut b, len - back).unwrap();
+        b[0] ^= 0x55;
+        f.write_all_at(&b, len - back).unwrap();
+    };
+    flip(&last, 2);
+    let (_, report) = Wal::open(dir.path(), 600).unwrap();
+    assert!(report.truncated.unwrap().3.contains("checksum"));
+    flip(&first, 2);
+    match Wal::open(dir.path(), 600) {
+        Err(WalError::Corrupt {
+            path,
+            offset,
+            reason,
+        }) => {
+            assert_eq!(path, first);
+            assert!(offset > 8);
+            assert!(reason.contains("checksum"), "{reason}");
+        }
+        Ok(_) => panic!("corruption before the tail must not be accepted"),
+        Err(e) => panic!("unexpected error {e}"),
+    }
+}
+
+#[test]
+fn a_missing_segment_or_a_foreign_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = Wal::open(dir.path(), 600).unwrap();
+    for p in payloads(40) {
+        wal.append(&p).unwrap();
+    }
+    let second = wal.segments[1].path.clone();
+    drop(wal);
+    std::fs::remove_file(&second).unwrap();
+    let e = Wal::open(dir.path(), 600).err().expect("a gap is an error");
+    assert!(e.to_string().contains("previous one ends"), "{e}");
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(segment_path(dir.path(), 0), b"PAR1 not a wal").unwrap();
+    let e = Wal::open(dir.path(), 600)
+        .err()
+        .expect("bad magic is an error");
+    assert!(e.to_string().contains("bad magic"), "{e}");
+}
+
+#[test]
+fn seeking_past_the_end_continues_the_log_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = Wal::open(dir.path(), 1 << 20).unwrap();
+    wal.append(b"a\n").unwrap();
+    wal.seek_check(1000).unwrap();
+    assert_eq!(wal.end(), 1000);
+    assert_eq!(wal.start(), 1000);
+    let (s, _) = wal.append(b"b\n").unwrap();
+    assert_eq!(s, 1000);
+    drop(wal);
+    let (mut wal, report) = Wal::open(dir.path(), 1 << 20).unwrap();
+    assert_eq!((report.start, report.end), (1000, 1002));
+    assert_eq!(read_all(&mut wal, 1000), b"b\n");
+}
+
+#[test]
+fn a_reader_at_the_end_follows_into_a_segment_rolled_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = Wal::open(dir.path(), 1024).unwrap();
+    let mut out = Vec::new();
+    let mut at = 0;
+    let mut expected = Vec::new();
+    for p in payloads(100) {
+        wal.append(&p).unwrap();
+        expected.extend_from_slice(&p);
+        // Read everything after each append, so the cursor sits at a segment's end when the
+        // next append rolls.
+        at = wal.read(at, wal.end(), usize::MAX, &mut out).unwrap();
+    }
+    assert!(wal.segments() > 3);
+    assert_eq!(out, expected);
+}

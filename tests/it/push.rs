@@ -1,0 +1,402 @@
+//! The push source over real HTTP: concurrent pushers against a small channel held full (503s,
+//! all or nothing), limits and errors, a graceful restart with `memory` durability, kill -9
+//! under push load with the WAL, and a torn WAL tail at start.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::admin::{admin_addr, http, metric_sum};
+use crate::helpers::*;
+use crate::kafka::{spawn_run, wait_for, wait_log};
+
+#[path = "../../benches/common/http_client.rs"]
+mod http_client;
+use http_client::Client;
+
+/// `rows` nginx_access events with trace ids `<tag>-<i>`.
+fn events(tag: &str, rows: usize) -> Vec<u8> {
+    let mut out = String::new();
+    for i in 0..rows {
+        out.push_str(&format!(
+            "{{\"ts\":\"2024-05-01T10:{:02}:00Z\",\"host\":\"api.example.com\",\"method\":\"GET\",\"path\":\"/p/{i}\",\"status\":200,\"bytes\":{i},\"latency_ms\":1.5,\"client_ip\":\"10.0.0.1\",\"user_agent\":\"t\",\"region\":\"eu-west-1\",\"user_id\":null,\"cache_hit\":false,\"trace_id\":\"{tag}-{i}\"}}\n",
+            i % 60
+        ));
+    }
+    out.into_bytes()
+}
+
+fn push_job(dir: &Path, durability: &str, extra_source: &str, extra: &str) -> PathBuf {
+    let job = dir.join("job.toml");
+    std::fs::write(
+        &job,
+        format!(
+            r#"
+[job]
+name = "push-test"
+state_dir = "state"
+stop_deadline = "20s"
+
+[source]
+kind = "push"
+durability = "{durability}"
+{extra_source}
+
+[repo]
+schema = "{schema}"
+
+[sink]
+url = "file://out"
+format = "parquet"
+workers = 2
+
+[sink.rotation]
+max_rows = 5000
+idle = "1s"
+
+[admin]
+listen = "127.0.0.1:0"
+{extra}
+"#,
+            schema = schema("nginx_access").display()
+        ),
+    )
+    .unwrap();
+    job
+}
+
+/// What the pushers learned: ids acknowledged (200), refused (503), unknown (no answer).
+#[derive(Default)]
+struct Outcomes {
+    acked: Vec<String>,
+    refused: Vec<String>,
+    unknown: Vec<String>,
+    retry_after: bool,
+    /// Answers other than 200 and 503.
+    errors: Vec<String>,
+}
+
+/// `clients` threads push requests of `rows` rows until `stop` is set or `requests` each.
+fn pushers(
+    addr: &str,
+    tag: &str,
+    clients: usize,
+    requests: usize,
+    rows: usize,
+    stop: &Arc<AtomicBool>,
+) -> Outcomes {
+    let out = Arc::new(Mutex::new(Outcomes::default()));
+    std::thread::scope(|s| {
+        for c in 0..clients {
+            let out = out.clone();
+            let stop = stop.clone();
+            let addr = addr.to_string();
+            s.spawn(move || {
+                let mut client = Client::new(&addr);
+                for r in 0..requests {
+                    if stop.load(Ordering::Acquire) {
+                        break;
+                    }
+                    let id = format!("{tag}c{c}r{r}");
+                    let body = events(&id, rows);
+                    let ids = (0..rows).map(|i| format!("{id}-{i}"));
+                    match client.post("/v1/repos/nginx_access/data", "", &body) {
+                        Ok((200, _, b)) => {
+                            assert!(b.contains(&format!("\"accepted\":{rows}")), "{b}");
+                            out.lock().unwrap().acked.extend(ids);
+                        }
+                        Ok((503, h, _)) => {
+                            let mut o = out.lock().unwrap();
+                            o.refused.extend(ids);
+                            o.retry_after |= h.contains_key("retry-after");
+                        }
+                        Ok((code, _, b)) => {
+                            out.lock().unwrap().errors.push(format!("{code}: {b}"));
+                            break;
+                        }
+                        Err(_) => {
+                            out.lock().unwrap().unknown.extend(ids);
+                            if stop.load(Ordering::Acquire) {
+                                break;
+                            }
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                    }
+                }
+            });
+        }
+    });
+    Arc::try_unwrap(out).ok().unwrap().into_inner().unwrap()
+}
+
+fn stop_via_api(addr: &str, child: Child) {
+    let (code, body) = http(addr, "POST", "/v1/tasks/nginx_access/stop", None);
+    assert_eq!(code, 200, "{body}");
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "the run failed");
+}
+
+/// Every acknowledged id is in the output exactly once, no refused id is, nothing twice.
+fn assert_acked_once(out: &Path, o: &Outcomes) {
+    let seen = trace_ids(out);
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(twice.is_empty(), "duplicated rows: {twice:?}");
+    let missing: Vec<_> = o
+        .acked
+        .iter()
+        .filter(|id| !seen.contains_key(*id))
+        .take(5)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged rows missing: {missing:?} (of {})",
+        o.acked.len()
+    );
+    let leaked: Vec<_> = o
+        .refused
+        .iter()
+        .filter(|id| seen.contains_key(*id))
+        .take(5)
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "rows of refused requests in the output: {leaked:?}"
+    );
+    let known: HashSet<&String> = o.acked.iter().chain(&o.unknown).collect();
+    let foreign: Vec<_> = seen
+        .keys()
+        .filter(|id| !known.contains(id))
+        .take(5)
+        .collect();
+    assert!(foreign.is_empty(), "rows nobody pushed: {foreign:?}");
+}
+
+#[test]
+fn pushers_get_503s_while_the_channel_is_full_and_every_acknowledged_row_lands_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = push_job(
+        dir.path(),
+        "memory",
+        "max_pending = \"256KiB\"\nmax_body = \"1MiB\"",
+        "",
+    );
+    std::fs::write(
+        &job,
+        std::fs::read_to_string(&job).unwrap()
+            + "\n[channel]\nmax_bytes = \"1MiB\"\nmax_batches = 8\nbatch_rows = 1000\n",
+    )
+    .unwrap();
+    let log = dir.path().join("run.log");
+    let child = spawn_run(&job, &log);
+    let addr = admin_addr(&log);
+    wait_log(&log, "to=Running", 1, 30);
+
+    // Limits and errors first: each a JSON error, and nothing enters.
+    let mut c = Client::new(&addr);
+    let big = events("big", 6000);
+    let (code, _, b) = c.post("/v1/repos/nginx_access/data", "", &big).unwrap();
+    assert_eq!(code, 413, "{b}");
+    assert!(b.contains("max_body"), "{b}");
+    let (code, _, b) = c.post("/v1/repos/other/data", "", b"{}").unwrap();
+    assert_eq!((code, b.contains("no repo `other`")), (404, true), "{b}");
+    let (code, _, b) = c
+        .post(
+            "/v1/repos/nginx_access/data",
+            "Content-Encoding: gzip\r\n",
+            b"plain",
+        )
+        .unwrap();
+    assert_eq!((code, b.contains("gzip")), (400, true), "{b}");
+    let (code, _, b) = c
+        .post("/v1/repos/nginx_access/data", "", b"{\"ts\":1}\nnot json\n")
+        .unwrap();
+    assert_eq!(code, 200, "{b}");
+    assert!(
+        b.contains("\"accepted\":0") && b.contains("\"dead_letters\":2"),
+        "{b}"
+    );
+
+    // 16 pushers; the task is paused (nothing taken or committed) for 2 s in the middle.
+    let stop = Arc::new(AtomicBool::new(false));
+    let outcomes = std::thread::scope(|s| {
+        let pushing = s.spawn(|| pushers(&addr, "a", 16, 40, 200, &stop));
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(
+            http(&addr, "POST", "/v1/tasks/nginx_access/pause", None).0,
+            200
+        );
+        std::thread::sleep(Duration::from_secs(2));
+        assert_eq!(
+            http(&addr, "POST", "/v1/tasks/nginx_access/resume", None).0,
+            200
+        );
+        pushing.join().unwrap()
+    });
+    assert!(!outcomes.acked.is_empty(), "no push was acknowledged");
+    assert!(
+        !outcomes.refused.is_empty(),
+        "the full channel refused nothing"
+    );
+    assert!(outcomes.retry_after, "a 503 without Retry-After");
+    assert!(outcomes.unknown.is_empty(), "requests without an answer");
+    wait_for(&dir.path().join("out"), outcomes.acked.len(), 60);
+    let (_, m) = http(&addr, "GET", "/metrics", None);
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("sluice_push_requests_total{") && l.contains("code=\"503\"")),
+        "no 503 counted:\n{m}"
+    );
+    assert_eq!(
+        metric_sum(&m, "sluice_push_rows_total"),
+        outcomes.acked.len() as f64
+    );
+    stop_via_api(&addr, child);
+    assert_acked_once(&dir.path().join("out"), &outcomes);
+}
+
+#[test]
+fn memory_pushes_survive_a_graceful_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = push_job(dir.path(), "memory", "", "");
+    // Files stay open: what is acknowledged is in the channel or open files at the stop.
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("max_rows = 5000", "max_rows = 1000000")
+        .replace("idle = \"1s\"", "idle = \"300s\"");
+    std::fs::write(&job, text).unwrap();
+    let log = dir.path().join("run1.log");
+    let child = spawn_run(&job, &log);
+    let addr = admin_addr(&log);
+    wait_log(&log, "to=Running", 1, 30);
+    let stop = Arc::new(AtomicBool::new(false));
+    let first = pushers(&addr, "m", 4, 10, 300, &stop);
+    assert_eq!(first.acked.len(), 12_000, "every push fits");
+    sigterm(&child);
+    assert!(child.wait_with_output().unwrap().status.success());
+    // What was not committed by the stop is in the spill, restored by the next start.
+
+    // The second run takes more; the first run's rows stay once.
+    let log = dir.path().join("run2.log");
+    let child = spawn_run(&job, &log);
+    let addr = admin_addr(&log);
+    wait_log(&log, "to=Running", 1, 30);
+    let mut second = pushers(&addr, "n", 2, 5, 100, &stop);
+    sigterm(&child);
+    assert!(child.wait_with_output().unwrap().status.success());
+    second.acked.extend(first.acked);
+    assert_acked_once(&dir.path().join("out"), &second);
+}
+
+#[test]
+fn wal_pushes_survive_kill_9_under_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = push_job(dir.path(), "wal", "wal_segment_bytes = \"256KiB\"", "");
+    let mut all = Outcomes::default();
+    for round in 0..10 {
+        let log = dir.path().join(format!("run{round}.log"));
+        let mut child = spawn_run(&job, &log);
+        let addr = admin_addr(&log);
+        let text = wait_log(&log, "to=Running", 1, 60);
+        assert!(
+            text.contains("to=Running"),
+            "round {round} did not start:\n{text}"
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let o = std::thread::scope(|s| {
+            let pushing = s.spawn(|| pushers(&addr, &format!("k{round}"), 4, 1000, 100, &stop));
+            std::thread::sleep(Duration::from_millis(400 + 150 * round as u64));
+            child.kill().unwrap();
+            stop.store(true, Ordering::Release);
+            pushing.join().unwrap()
+        });
+        child.wait().unwrap();
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(o.errors.is_empty(), "round {round}: {:?}\n{text}", o.errors);
+        assert!(!o.acked.is_empty(), "round {round}: nothing acknowledged");
+        all.acked.extend(o.acked);
+        all.refused.extend(o.refused);
+        all.unknown.extend(o.unknown);
+    }
+    let log = dir.path().join("final.log");
+    let child = spawn_run(&job, &log);
+    let addr = admin_addr(&log);
+    wait_for(&dir.path().join("out"), all.acked.len(), 120);
+    stop_via_api(&addr, child);
+    assert_acked_once(&dir.path().join("out"), &all);
+    // Committed segments were released: what is left is about the open one.
+    let segments = std::fs::read_dir(dir.path().join("state/wal"))
+        .unwrap()
+        .count();
+    assert!(
+        segments <= 3,
+        "{segments} WAL segments left after everything was committed"
+    );
+}
+
+#[test]
+fn a_torn_wal_tail_is_cut_and_reported_and_the_rest_replays() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = push_job(dir.path(), "wal", "", "");
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("idle = \"1s\"", "idle = \"300s\"")
+        .replace("max_rows = 5000", "max_rows = 1000000");
+    std::fs::write(&job, text).unwrap();
+    let log = dir.path().join("run1.log");
+    let mut child = spawn_run(&job, &log);
+    let addr = admin_addr(&log);
+    wait_log(&log, "to=Running", 1, 30);
+    let stop = Arc::new(AtomicBool::new(false));
+    let o = pushers(&addr, "t", 2, 10, 100, &stop);
+    assert_eq!(o.acked.len(), 2000);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // A crash in the middle of an append: half a record at the end of the last segment.
+    let wal = dir.path().join("state/wal");
+    let mut segs: Vec<_> = std::fs::read_dir(&wal)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    segs.sort();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(segs.last().unwrap())
+        .unwrap();
+    f.write_all(&[200, 1, 0, 0, 9, 9, 9, 9, 1, 2, 3]).unwrap();
+    drop(f);
+    let log = dir.path().join("run2.log");
+    let child = spawn_run(&job, &log);
+    let addr = admin_addr(&log);
+    let text = wait_log(&log, "to=Running", 1, 30);
+    assert!(
+        text.contains("torn tail"),
+        "the damage was not reported:\n{text}"
+    );
+    assert!(text.contains("dropped_bytes=11"), "{text}");
+    stop_via_api(&addr, child);
+    assert_acked_once(&dir.path().join("out"), &o);
+}
+
+#[test]
+fn a_push_job_needs_the_admin_listener_and_a_known_durability() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = push_job(dir.path(), "disk", "", "");
+    let text = std::fs::read_to_string(&job).unwrap();
+    let text = text.split("[admin]").next().unwrap().to_string();
+    std::fs::write(&job, text).unwrap();
+    let out = sluice(&["validate", job.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("source.durability: `disk` (expected wal or memory)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("admin.listen: a push source takes its data on the admin listener"),
+        "{err}"
+    );
+}
