@@ -1,9 +1,11 @@
 //! Push load generator for `benches/push.sh`: `clients` keep-alive connections POST requests
 //! of `rows` JSON lines each, taken in turn from FILE, as fast as the answers come. A 503 is
-//! retried after 5 ms (counted). Prints acknowledged rows per second and the latency
-//! percentiles of acknowledged requests.
+//! retried after 5 ms (counted). With RATE (rows per second, all clients together) each
+//! client sends on a fixed schedule instead (an offered load, for latency). Prints acknowledged
+//! rows per second and the latency percentiles of acknowledged requests (from each request's
+//! scheduled start, so a late answer also delays what follows it).
 //!
-//! usage: push_load ADDR REPO FILE [CLIENTS] [ROWS]
+//! usage: push_load ADDR REPO FILE [CLIENTS] [ROWS] [RATE]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -15,12 +17,15 @@ mod http_client;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 4 {
-        eprintln!("usage: push_load ADDR REPO FILE [CLIENTS] [ROWS]");
+        eprintln!("usage: push_load ADDR REPO FILE [CLIENTS] [ROWS] [RATE]");
         std::process::exit(2);
     }
     let (addr, repo, file) = (&args[1], &args[2], &args[3]);
     let clients: usize = args.get(4).map_or(16, |s| s.parse().expect("CLIENTS"));
     let rows: usize = args.get(5).map_or(1000, |s| s.parse().expect("ROWS"));
+    let rate: Option<f64> = args.get(6).map(|s| s.parse().expect("RATE"));
+    // Each client's time between requests at the offered load.
+    let every = rate.map(|r| Duration::from_secs_f64(clients as f64 * rows as f64 / r));
     let text = std::fs::read(file).expect("read FILE");
     let lines: Vec<&[u8]> = text
         .split_inclusive(|b| *b == b'\n')
@@ -38,11 +43,20 @@ fn main() {
             s.spawn(|| {
                 let mut client = http_client::Client::new(addr);
                 let mut mine = Vec::new();
+                let mut due = Instant::now();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(body) = bodies.get(i) else { break };
+                    let t = match every {
+                        Some(every) => {
+                            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                            let t = due;
+                            due += every;
+                            t
+                        }
+                        None => Instant::now(),
+                    };
                     loop {
-                        let t = Instant::now();
                         match client.post(&path, "", body) {
                             Ok((200, _, answer)) => {
                                 mine.push(t.elapsed());

@@ -64,8 +64,11 @@ where
             let tx = done_tx.clone();
             let mut dec = decoder.clone();
             let decode = move || {
-                for (seq, tag, chunk) in rx {
-                    let decoded = dec.decode(&chunk);
+                for (seq, tag, mut chunk) in rx {
+                    let decoded = match chunk.decoded.take() {
+                        Some(d) => d,
+                        None => dec.decode(&chunk),
+                    };
                     if tx.send(Ok((seq, tag, chunk, decoded))).is_err() {
                         return;
                     }

@@ -35,6 +35,9 @@ pub struct Chunk {
     pub offsets: Vec<u64>,
     /// Message-framed sources: the metadata the schema asks for, per record.
     pub meta: super::meta::MessageMeta,
+    /// The records already decoded (a push request decoded when it was taken): the pipeline
+    /// uses this instead of decoding `data` again.
+    pub decoded: Option<super::Decoded>,
 }
 
 /// Splits `chunk` into records. With `quoted`, a newline inside a double-quoted CSV field does

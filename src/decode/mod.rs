@@ -106,7 +106,7 @@ pub struct DeadLetter {
 }
 
 /// The result of decoding one chunk.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Decoded {
     pub batches: Vec<RecordBatch>,
     pub dead: Vec<DeadLetter>,

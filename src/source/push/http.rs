@@ -177,8 +177,7 @@ fn take(api: &PushApi, bytes: bytes::Bytes, gzip: bool) -> Response {
         .dead
         .first()
         .map(|d| json!({ "line": d.position.line, "reason": d.reason }));
-    drop(decoded);
-    match api.intake.append(chunk.data) {
+    match api.intake.append(chunk.data, decoded) {
         Ok((first, next)) => {
             api.metrics.pushed(200, rows);
             let mut body = json!({

@@ -15,6 +15,7 @@
 pub mod http;
 pub mod log;
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use self::log::{Log, MemLog};
 use super::{Next, PartitionInfo, Source, SourceError};
-use crate::decode::Chunk;
+use crate::decode::{Chunk, Decoded};
 use crate::wal::{Wal, WalError};
 
 /// What a 200 promises.
@@ -67,6 +68,10 @@ struct Inner {
     /// Where the source reads next.
     read_pos: u64,
     failed: Option<String>,
+    /// Requests appended and not yet read, as decoded when they were taken: (start, end,
+    /// records). The source hands them on so they are not decoded twice; a replay decodes
+    /// from the log.
+    fresh: VecDeque<(u64, u64, Decoded)>,
 }
 
 /// The side of a push partition that HTTP requests append to; shared with its source.
@@ -88,9 +93,10 @@ impl Intake {
         self.settings.durability
     }
 
-    /// Appends one request's records (whole lines) and returns their (start, end) log positions
-    /// once they are durable per the repo's durability; or refuses them whole.
-    pub fn append(&self, payload: Vec<u8>) -> Result<(u64, u64), Refusal> {
+    /// Appends one request's records (whole lines), with what decoding them gave (positions
+    /// relative to the request), and returns their (start, end) log positions once they are
+    /// durable per the repo's durability; or refuses them whole.
+    pub fn append(&self, payload: Vec<u8>, mut decoded: Decoded) -> Result<(u64, u64), Refusal> {
         let len = payload.len() as u64;
         let mut g = self.lock();
         if self.closed.load(Ordering::Acquire) {
@@ -113,6 +119,10 @@ impl Intake {
             Ok(r) => r,
             Err(e) => return Err(self.fail(&mut g, e)),
         };
+        for d in &mut decoded.dead {
+            d.position.offset += start;
+        }
+        g.fresh.push_back((start, end, decoded));
         // Group commit: one request syncs everything appended so far while the others wait
         // for it (or for the next round).
         loop {
@@ -226,6 +236,7 @@ impl PushSource {
                     syncing: false,
                     read_pos: start,
                     failed: None,
+                    fresh: VecDeque::new(),
                 }),
                 synced: Condvar::new(),
                 data: Condvar::new(),
@@ -292,17 +303,55 @@ impl Source for PushSource {
         chunk.offsets.clear();
         chunk.from_offset = None;
         chunk.first_offset = g.read_pos;
-        chunk.first_line = 0;
-        let (pos, limit) = (g.read_pos, g.synced);
+        chunk.first_line = 1;
+        chunk.decoded = None;
+        let (pos, synced) = (g.read_pos, g.synced);
+        let max = self.intake.settings.chunk_bytes;
+        // Requests before the reading position were replayed from the log.
+        while g.fresh.front().is_some_and(|(start, _, _)| *start < pos) {
+            g.fresh.pop_front();
+        }
+        // Requests decoded when they were taken go on as they are, several to a chunk.
+        let mut at = pos;
+        let mut decoded: Option<Decoded> = None;
+        while let Some(&(start, end, _)) = g.fresh.front() {
+            if start != at || end > synced || (at - pos) as usize >= max {
+                break;
+            }
+            let (_, _, d) = g.fresh.pop_front().expect("a fresh request");
+            match &mut decoded {
+                None => decoded = Some(d),
+                Some(all) => {
+                    all.batches.extend(d.batches);
+                    all.dead.extend(d.dead);
+                    all.records += d.records;
+                }
+            }
+            at = end;
+        }
+        let (limit, max) = match (&decoded, g.fresh.front()) {
+            (Some(_), _) => (at, usize::MAX),
+            // Replaying: read up to the first request still waiting in decoded form.
+            (None, Some(&(start, _, _))) => (synced.min(start), max),
+            (None, None) => (synced, max),
+        };
+        if limit <= pos {
+            return Ok(Next::Idle);
+        }
         let next = g
             .log
-            .read(
-                pos,
-                limit,
-                self.intake.settings.chunk_bytes,
-                &mut chunk.data,
-            )
+            .read(pos, limit, max, &mut chunk.data)
             .map_err(|e| self.error(e))?;
+        if let Some(d) = decoded {
+            if next != limit {
+                return Err(self.error(format!(
+                    "the log holds {} bytes at {pos} where requests of {} bytes were appended",
+                    next - pos,
+                    limit - pos
+                )));
+            }
+            chunk.decoded = Some(d);
+        }
         g.read_pos = next;
         Ok(Next::Chunk(0))
     }
