@@ -24,6 +24,13 @@ struct PartLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    repo: String,
+    partition: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CodeLabels {
     repo: String,
     code: String,
@@ -36,10 +43,11 @@ struct StateLabels {
 }
 
 /// What a commit adds to the counters.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct CommitStats {
     pub rows: u64,
-    pub dead_letters: u64,
+    /// Dead letters by reason class.
+    pub dead_letters: Vec<(&'static str, u64)>,
     pub files: u64,
     pub bytes: u64,
     pub seconds: f64,
@@ -51,7 +59,7 @@ pub struct Metrics {
     registry: Registry,
     records_in: Family<PartLabels, Counter>,
     rows_out: Family<PartLabels, Counter>,
-    dead_letters: Family<PartLabels, Counter>,
+    dead_letters: Family<ReasonLabels, Counter>,
     bytes_written: Family<PartLabels, Counter>,
     files_committed: Family<PartLabels, Counter>,
     commit_seconds: Family<RepoLabels, Histogram>,
@@ -106,7 +114,7 @@ impl Metrics {
             .register("rows_out", "Rows in committed files", m.rows_out.clone());
         m.registry.register(
             "dead_letters",
-            "Records committed as dead letters",
+            "Records committed as dead letters, by reason class (malformed, type, missing, shape, metadata, other)",
             m.dead_letters.clone(),
         );
         m.registry.register(
@@ -198,7 +206,15 @@ impl Metrics {
     pub fn committed(&self, partition: &str, s: CommitStats) {
         let l = self.part(partition);
         self.rows_out.get_or_create(&l).inc_by(s.rows);
-        self.dead_letters.get_or_create(&l).inc_by(s.dead_letters);
+        for (class, n) in &s.dead_letters {
+            self.dead_letters
+                .get_or_create(&ReasonLabels {
+                    repo: self.repo.clone(),
+                    partition: partition.to_string(),
+                    reason: class.to_string(),
+                })
+                .inc_by(*n);
+        }
         self.bytes_written.get_or_create(&l).inc_by(s.bytes);
         self.files_committed.get_or_create(&l).inc_by(s.files);
         self.commit_seconds
@@ -268,7 +284,7 @@ mod tests {
             "events-0",
             CommitStats {
                 rows: 10,
-                dead_letters: 2,
+                dead_letters: vec![("malformed", 2), ("type", 1)],
                 files: 1,
                 bytes: 1234,
                 seconds: 0.01,
@@ -288,5 +304,22 @@ mod tests {
         assert!(text.contains(r#"sluice_consumer_lag{repo="web",partition="events-0"} 5"#));
         assert!(!text.contains(r#"partition="events-1""#), "{text}");
         assert!(text.contains("sluice_commit_seconds_count"));
+        assert!(text.contains(
+            r#"sluice_dead_letters_total{repo="web",partition="events-0",reason="malformed"} 2"#
+        ));
+        assert!(text.contains(
+            r#"sluice_dead_letters_total{repo="web",partition="events-0",reason="type"} 1"#
+        ));
+        m.pushed(503, 0);
+        m.pushed(200, 1000);
+        let text = m.encode();
+        assert!(
+            text.contains(r#"sluice_push_requests_total{repo="web",code="503"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sluice_push_rows_total{repo="web"} 1000"#),
+            "{text}"
+        );
     }
 }

@@ -105,6 +105,42 @@ pub struct DeadLetter {
     pub record: Vec<u8>,
 }
 
+impl DeadLetter {
+    /// The class of the reason, for metrics: `malformed` (not a well-formed record of its
+    /// input kind: bad JSON, bad quoting, not UTF-8), `type` (a value that does not convert to
+    /// its field's type), `missing` (a required field absent or null), `shape` (more CSV or
+    /// text fields than the schema has), `metadata` (Kafka metadata that does not fit its
+    /// column), `other`.
+    pub fn class(&self) -> &'static str {
+        reason_class(&self.reason)
+    }
+}
+
+/// See [`DeadLetter::class`].
+pub fn reason_class(reason: &str) -> &'static str {
+    if reason.starts_with("missing required field") {
+        "missing"
+    } else if reason.starts_with("whilst decoding field")
+        || reason.starts_with("field `")
+        || reason.contains("failed to parse")
+    {
+        "type"
+    } else if reason.contains("fields, more than") {
+        "shape"
+    } else if reason.contains("message key") {
+        "metadata"
+    } else if reason.contains("UTF-8")
+        || reason.contains("JSON")
+        || reason.contains("whilst parsing")
+        || reason.starts_with("expected ")
+        || reason.contains("quote")
+    {
+        "malformed"
+    } else {
+        "other"
+    }
+}
+
 /// The result of decoding one chunk.
 #[derive(Debug, Default, Clone)]
 pub struct Decoded {

@@ -300,3 +300,55 @@ type = "binary"
     );
     assert_eq!(b.column(4).as_binary::<i32>().value(0), b"hi");
 }
+
+#[test]
+fn dead_letters_are_classified_by_reason() {
+    let input = b"{\"ts\":\"2024-01-01T00:00:01Z\",\"status\":\"abc\"}\n\
+{\"status\":201}\n\
+{\"ts\":\"2024-01-01T00:00:03Z\",\"status\":\n\
+not json\n\
+[1,2]\n\
+{\"ts\":\"caf\xff\"}\n"
+        .to_vec();
+    let mut d = RecordDecoder::new(schema(WEB), DecodeOptions::default(), None).unwrap();
+    let out = d.decode(&chunk(&input));
+    let classes: Vec<(u64, &str)> = out
+        .dead
+        .iter()
+        .map(|d| (d.position.line, d.class()))
+        .collect();
+    assert_eq!(
+        classes,
+        vec![
+            (1, "type"),
+            (2, "missing"),
+            (3, "malformed"),
+            (4, "malformed"),
+            (5, "malformed"),
+            (6, "malformed")
+        ],
+        "{:#?}",
+        out.dead
+    );
+    let csv = RecordDecoder::new(
+        schema("name = \"t\"\n[[fields]]\nname = \"a\"\ntype = \"int32\"\n"),
+        DecodeOptions {
+            kind: InputKind::Csv {
+                delimiter: b',',
+                header: false,
+            },
+            ..Default::default()
+        },
+        None,
+    );
+    let mut csv = csv.unwrap();
+    // An unterminated quote runs to the end of the chunk: it comes last.
+    let out = csv.decode(&chunk(b"1,2\n7\nzz\n\"x\n"));
+    let classes: Vec<&str> = out.dead.iter().map(|d| d.class()).collect();
+    assert_eq!(
+        classes,
+        vec!["shape", "type", "malformed"],
+        "{:#?}",
+        out.dead
+    );
+}

@@ -33,6 +33,8 @@ pub(super) fn commit_partition(
     mut op: OpenPartition,
 ) -> Result<(), WorkError> {
     let started = std::time::Instant::now();
+    let dead_classes: Vec<(&'static str, u64)> =
+        std::mem::take(&mut op.dead_classes).into_iter().collect();
     // Claim the commit while the partition is still owned: a revocation waits for a commit
     // in progress, so the next owner never sees half of one.
     let state = {
@@ -141,7 +143,7 @@ pub(super) fn commit_partition(
                 &c.key,
                 CommitStats {
                     rows: c.rows,
-                    dead_letters: c.dead_letters,
+                    dead_letters: dead_classes,
                     files: c.files.len() as u64,
                     bytes: c.files.iter().map(|f| f.bytes).sum(),
                     seconds: started.elapsed().as_secs_f64(),

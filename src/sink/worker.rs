@@ -75,6 +75,8 @@ pub(super) struct OpenPartition {
     pub(super) last_offset: u64,
     pub(super) rows: u64,
     pub(super) dead_count: u64,
+    /// Dead letters by reason class (see `DeadLetter::class`).
+    pub(super) dead_classes: std::collections::BTreeMap<&'static str, u64>,
     pub(super) last_write: Instant,
 }
 
@@ -393,6 +395,7 @@ impl Worker {
             last_offset: item.prov.first_offset,
             rows: 0,
             dead_count: 0,
+            dead_classes: Default::default(),
             last_write: Instant::now(),
         });
         for (path, rows) in groups {
@@ -448,6 +451,9 @@ impl Worker {
             let (_, w) = op.dead.as_mut().expect("created above");
             w.write(&item.dead)?;
             op.dead_count += item.dead.len() as u64;
+            for d in &item.dead {
+                *op.dead_classes.entry(d.class()).or_insert(0) += 1;
+            }
         }
         op.next_offset = item.prov.next_offset;
         op.next_line = item.prov.next_line;

@@ -254,6 +254,14 @@ fn pushers_get_503s_while_the_channel_is_full_and_every_acknowledged_row_lands_o
         metric_sum(&m, "sluice_push_rows_total"),
         outcomes.acked.len() as f64
     );
+    // The two dead letters pushed first are committed, each under its reason class.
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("sluice_dead_letters_total{")
+                && l.contains("reason=\"malformed\"")),
+        "no malformed dead letter counted:\n{m}"
+    );
+    assert_eq!(metric_sum(&m, "sluice_dead_letters_total"), 2.0);
     stop_via_api(&addr, child);
     assert_acked_once(&dir.path().join("out"), &outcomes);
 }
