@@ -78,6 +78,16 @@ fn refusal(state: &AdminState, headers: &HeaderMap) -> Option<Response> {
     })
 }
 
+/// The answer for a repo this job does not run.
+fn unknown_repo(state: &AdminState, repo: &str) -> Option<Response> {
+    (repo != state.repo).then(|| {
+        error(
+            StatusCode::NOT_FOUND,
+            format!("no repo `{repo}` in this job (it runs `{}`)", state.repo),
+        )
+    })
+}
+
 async fn metrics(State(s): State<Arc<AdminState>>) -> Response {
     let (bytes, batches) = s.channel.usage();
     s.metrics.channel(bytes, batches);
@@ -138,14 +148,8 @@ async fn act(
     Path((repo, action)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(r) = refusal(&s, &headers) {
+    if let Some(r) = refusal(&s, &headers).or_else(|| unknown_repo(&s, &repo)) {
         return r;
-    }
-    if repo != s.repo {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("no repo `{repo}` in this job (it runs `{}`)", s.repo),
-        );
     }
     match action.as_str() {
         "pause" => s.control.paused.store(true, Ordering::Release),
@@ -168,14 +172,8 @@ async fn push(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Some(r) = refusal(&s, &headers) {
+    if let Some(r) = refusal(&s, &headers).or_else(|| unknown_repo(&s, &repo)) {
         return r;
-    }
-    if repo != s.repo {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("no repo `{repo}` in this job (it runs `{}`)", s.repo),
-        );
     }
     let Some(api) = s.push.clone() else {
         return error(

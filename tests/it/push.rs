@@ -69,6 +69,28 @@ listen = "127.0.0.1:0"
     job
 }
 
+/// The job with files that stay open (no rotation during the test).
+fn long_files(job: PathBuf) -> PathBuf {
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("max_rows = 5000", "max_rows = 1000000")
+        .replace("idle = \"1s\"", "idle = \"300s\"");
+    std::fs::write(&job, text).unwrap();
+    job
+}
+
+/// Starts a run logging to `log`; returns it and its listener's address once it runs.
+fn start(job: &Path, log: &Path) -> (Child, String) {
+    let child = spawn_run(job, log);
+    let addr = admin_addr(log);
+    let text = wait_log(log, "to=Running", 1, 60);
+    assert!(
+        text.contains("to=Running"),
+        "the run did not start:\n{text}"
+    );
+    (child, addr)
+}
+
 /// What the pushers learned: ids acknowledged (200), refused (503), unknown (no answer).
 #[derive(Default)]
 struct Outcomes {
@@ -190,10 +212,7 @@ fn pushers_get_503s_while_the_channel_is_full_and_every_acknowledged_row_lands_o
             + "\n[channel]\nmax_bytes = \"1MiB\"\nmax_batches = 8\nbatch_rows = 1000\n",
     )
     .unwrap();
-    let log = dir.path().join("run.log");
-    let child = spawn_run(&job, &log);
-    let addr = admin_addr(&log);
-    wait_log(&log, "to=Running", 1, 30);
+    let (child, addr) = start(&job, &dir.path().join("run.log"));
 
     // Limits and errors first: each a JSON error, and nothing enters.
     let mut c = Client::new(&addr);
@@ -269,17 +288,9 @@ fn pushers_get_503s_while_the_channel_is_full_and_every_acknowledged_row_lands_o
 #[test]
 fn memory_pushes_survive_a_graceful_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let job = push_job(dir.path(), "memory", "", "");
     // Files stay open: what is acknowledged is in the channel or open files at the stop.
-    let text = std::fs::read_to_string(&job)
-        .unwrap()
-        .replace("max_rows = 5000", "max_rows = 1000000")
-        .replace("idle = \"1s\"", "idle = \"300s\"");
-    std::fs::write(&job, text).unwrap();
-    let log = dir.path().join("run1.log");
-    let child = spawn_run(&job, &log);
-    let addr = admin_addr(&log);
-    wait_log(&log, "to=Running", 1, 30);
+    let job = long_files(push_job(dir.path(), "memory", "", ""));
+    let (child, addr) = start(&job, &dir.path().join("run1.log"));
     let stop = Arc::new(AtomicBool::new(false));
     let first = pushers(&addr, "m", 4, 10, 300, &stop);
     assert_eq!(first.acked.len(), 12_000, "every push fits");
@@ -288,10 +299,7 @@ fn memory_pushes_survive_a_graceful_restart() {
     // What was not committed by the stop is in the spill, restored by the next start.
 
     // The second run takes more; the first run's rows stay once.
-    let log = dir.path().join("run2.log");
-    let child = spawn_run(&job, &log);
-    let addr = admin_addr(&log);
-    wait_log(&log, "to=Running", 1, 30);
+    let (child, addr) = start(&job, &dir.path().join("run2.log"));
     let mut second = pushers(&addr, "n", 2, 5, 100, &stop);
     sigterm(&child);
     assert!(child.wait_with_output().unwrap().status.success());
@@ -306,13 +314,7 @@ fn wal_pushes_survive_kill_9_under_load() {
     let mut all = Outcomes::default();
     for round in 0..10 {
         let log = dir.path().join(format!("run{round}.log"));
-        let mut child = spawn_run(&job, &log);
-        let addr = admin_addr(&log);
-        let text = wait_log(&log, "to=Running", 1, 60);
-        assert!(
-            text.contains("to=Running"),
-            "round {round} did not start:\n{text}"
-        );
+        let (mut child, addr) = start(&job, &log);
         let stop = Arc::new(AtomicBool::new(false));
         let o = std::thread::scope(|s| {
             let pushing = s.spawn(|| pushers(&addr, &format!("k{round}"), 4, 1000, 100, &stop));
@@ -329,9 +331,7 @@ fn wal_pushes_survive_kill_9_under_load() {
         all.refused.extend(o.refused);
         all.unknown.extend(o.unknown);
     }
-    let log = dir.path().join("final.log");
-    let child = spawn_run(&job, &log);
-    let addr = admin_addr(&log);
+    let (child, addr) = start(&job, &dir.path().join("final.log"));
     wait_for(&dir.path().join("out"), all.acked.len(), 120);
     stop_via_api(&addr, child);
     assert_acked_once(&dir.path().join("out"), &all);
@@ -348,16 +348,8 @@ fn wal_pushes_survive_kill_9_under_load() {
 #[test]
 fn a_torn_wal_tail_is_cut_and_reported_and_the_rest_replays() {
     let dir = tempfile::tempdir().unwrap();
-    let job = push_job(dir.path(), "wal", "", "");
-    let text = std::fs::read_to_string(&job)
-        .unwrap()
-        .replace("idle = \"1s\"", "idle = \"300s\"")
-        .replace("max_rows = 5000", "max_rows = 1000000");
-    std::fs::write(&job, text).unwrap();
-    let log = dir.path().join("run1.log");
-    let mut child = spawn_run(&job, &log);
-    let addr = admin_addr(&log);
-    wait_log(&log, "to=Running", 1, 30);
+    let job = long_files(push_job(dir.path(), "wal", "", ""));
+    let (mut child, addr) = start(&job, &dir.path().join("run1.log"));
     let stop = Arc::new(AtomicBool::new(false));
     let o = pushers(&addr, "t", 2, 10, 100, &stop);
     assert_eq!(o.acked.len(), 2000);
@@ -377,9 +369,8 @@ fn a_torn_wal_tail_is_cut_and_reported_and_the_rest_replays() {
     f.write_all(&[200, 1, 0, 0, 9, 9, 9, 9, 1, 2, 3]).unwrap();
     drop(f);
     let log = dir.path().join("run2.log");
-    let child = spawn_run(&job, &log);
-    let addr = admin_addr(&log);
-    let text = wait_log(&log, "to=Running", 1, 30);
+    let (child, addr) = start(&job, &log);
+    let text = std::fs::read_to_string(&log).unwrap();
     assert!(
         text.contains("torn tail"),
         "the damage was not reported:\n{text}"
