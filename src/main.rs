@@ -337,6 +337,12 @@ fn run_backfill(
     let progress = std::io::stderr().is_terminal();
     init_logs_at(false, if progress { "warn" } else { "info" });
     let mut job = Job::load(path)?;
+    if !matches!(job.file.source, SourceSection::Kafka { .. }) {
+        bail!(
+            "{}: backfill reads a range of Kafka topics; this job's source is not Kafka (use `sluice run`)",
+            path.display()
+        );
+    }
     let start = if from == "checkpoint" {
         live_checkpoints(&job)?
     } else {

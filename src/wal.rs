@@ -21,7 +21,7 @@ use std::sync::Arc;
 const MAGIC: &[u8; 8] = b"SLWAL\x00\x00\x01";
 const RECORD_HEADER: u64 = 16;
 /// A length above this is garbage, not a record (bodies are limited far below it).
-const MAX_RECORD: u64 = 1 << 30;
+pub const MAX_RECORD: u64 = 1 << 30;
 
 /// Errors of the WAL, each naming the file.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +37,8 @@ pub enum WalError {
         offset: u64,
         reason: String,
     },
+    #[error("WAL {dir}: a record of {len} bytes is larger than the limit of 1 GiB")]
+    TooLarge { dir: PathBuf, len: u64 },
     #[error("WAL {dir}: position {want} was already released (the log starts at {start})")]
     Released { dir: PathBuf, want: u64, start: u64 },
 }
@@ -172,17 +174,29 @@ impl Wal {
     /// Opens (or creates) the log in `dir`. A torn tail is cut and reported; corruption before
     /// the tail is an error.
     pub fn open(dir: &Path, segment_bytes: u64) -> Result<(Wal, OpenReport), WalError> {
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        if !dir.exists() {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                sync_dir(parent)?;
+            }
+        }
         let mut bases: Vec<u64> = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(io(dir))? {
             let entry = entry.map_err(io(dir))?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if let Some(base) = name
-                .strip_suffix(".wal")
-                .and_then(|b| b.parse::<u64>().ok())
-            {
-                bases.push(base);
+            let Some(stem) = name.strip_suffix(".wal") else {
+                continue;
+            };
+            match stem.parse::<u64>() {
+                Ok(base) if stem.len() == 20 => bases.push(base),
+                _ => {
+                    return Err(WalError::Corrupt {
+                        path: entry.path(),
+                        offset: 0,
+                        reason: "not a WAL segment name (20 digits, `.wal`)".into(),
+                    })
+                }
             }
         }
         bases.sort_unstable();
@@ -249,6 +263,9 @@ impl Wal {
             .append(true)
             .open(&current)
             .map_err(io(&current))?;
+        // What a killed process wrote may still be only in the page cache: make it durable
+        // before it counts as such.
+        file.sync_all().map_err(io(&current))?;
         report.segments = segments.len();
         report.start = segments[0].base;
         report.end = end;
@@ -279,6 +296,12 @@ impl Wal {
 
     /// Appends one record (not yet durable: see `sync_handle`). Returns its (start, end).
     pub fn append(&mut self, payload: &[u8]) -> Result<(u64, u64), WalError> {
+        if payload.len() as u64 > MAX_RECORD {
+            return Err(WalError::TooLarge {
+                dir: self.dir.clone(),
+                len: payload.len() as u64,
+            });
+        }
         if self.file_len + RECORD_HEADER + payload.len() as u64 > self.segment_bytes
             && self.file_len > MAGIC.len() as u64
         {
@@ -335,9 +358,26 @@ impl Wal {
             });
         }
         if pos > self.end {
-            self.roll(pos)?;
+            // Everything held is below `pos`, so committed: delete it first, so that a crash
+            // in between leaves no gap before the new segment.
+            for seg in self.segments.drain(..) {
+                std::fs::remove_file(&seg.path).map_err(io(&seg.path))?;
+            }
+            self.reader = None;
+            self.cursor = None;
+            sync_dir(&self.dir)?;
+            let path = segment_path(&self.dir, pos);
+            create_segment(&path)?;
+            sync_dir(&self.dir)?;
+            self.file = Arc::new(
+                OpenOptions::new()
+                    .append(true)
+                    .open(&path)
+                    .map_err(io(&path))?,
+            );
+            self.file_len = MAGIC.len() as u64;
+            self.segments.push(Segment { base: pos, path });
             self.end = pos;
-            self.release(pos)?;
         }
         Ok(())
     }

@@ -252,6 +252,15 @@ impl SourceSection {
                         check(key, parse_bytes(v).and_then(positive));
                     }
                 }
+                check(
+                    "source.max_body",
+                    match parse_bytes(max_body) {
+                        Ok(n) if n > crate::wal::MAX_RECORD => {
+                            Err(format!("`{max_body}` is more than the limit of 1GiB"))
+                        }
+                        _ => Ok(()),
+                    },
+                );
                 check("source.max_concurrent", positive(*max_concurrent as u64));
                 check(
                     "source.durability",

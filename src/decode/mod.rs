@@ -350,6 +350,11 @@ impl RecordDecoder {
         out.batches.push(batch);
     }
 
+    /// The input kind this decoder reads.
+    pub fn kind(&self) -> &InputKind {
+        &self.opts.kind
+    }
+
     /// The Kafka metadata the schema asks sources to collect.
     pub fn meta(&self) -> &meta::MetaColumns {
         &self.meta

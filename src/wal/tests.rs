@@ -204,3 +204,16 @@ fn a_reader_at_the_end_follows_into_a_segment_rolled_later() {
     assert!(wal.segments() > 3);
     assert_eq!(out, expected);
 }
+
+#[test]
+fn a_segment_name_that_is_not_twenty_digits_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("1.wal"), MAGIC).unwrap();
+    let e = Wal::open(dir.path(), 600)
+        .err()
+        .expect("a bad name is an error");
+    assert!(
+        e.to_string().contains("1.wal") && e.to_string().contains("20 digits"),
+        "{e}"
+    );
+}

@@ -399,3 +399,43 @@ fn a_push_job_needs_the_admin_listener_and_a_known_durability() {
         "{err}"
     );
 }
+
+#[test]
+fn csv_pushes_decode_per_the_repo_input_kind_and_refuse_a_torn_quote() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = dir.path().join("pairs.toml");
+    std::fs::write(
+        &schema,
+        "name = \"pairs\"\n[[fields]]\nname = \"trace_id\"\ntype = \"string\"\nnullable = false\n[[fields]]\nname = \"n\"\ntype = \"int64\"\n",
+    )
+    .unwrap();
+    let job = push_job(dir.path(), "wal", "format = \"csv\"", "");
+    let text = std::fs::read_to_string(&job).unwrap().replace(
+        &crate::helpers::schema("nginx_access").display().to_string(),
+        &schema.display().to_string(),
+    );
+    std::fs::write(&job, text).unwrap();
+    let (child, addr) = start(&job, &dir.path().join("run.log"));
+    let mut c = Client::new(&addr);
+    let path = "/v1/repos/pairs/data";
+    let (code, _, b) = c
+        .post(path, "", b"a,1\n\"b, with comma\",2\nc,x\nd,4")
+        .unwrap();
+    assert_eq!(code, 200, "{b}");
+    assert!(
+        b.contains("\"accepted\":3") && b.contains("\"dead_letters\":1"),
+        "{b}"
+    );
+    let (code, _, b) = c.post(path, "", b"e,5\n\"f,6\n").unwrap();
+    assert_eq!(code, 400, "{b}");
+    assert!(b.contains("quoted field"), "{b}");
+    let (code, _, b) = c.post(path, "", b"g,7\n").unwrap();
+    assert_eq!(code, 200, "{b}");
+    wait_for(&dir.path().join("out"), 4, 30);
+    let (code, body) = http(&addr, "POST", "/v1/tasks/pairs/stop", None);
+    assert_eq!(code, 200, "{body}");
+    assert!(child.wait_with_output().unwrap().status.success());
+    let mut ids: Vec<String> = trace_ids(&dir.path().join("out")).into_keys().collect();
+    ids.sort();
+    assert_eq!(ids, ["a", "b, with comma", "d", "g"]);
+}

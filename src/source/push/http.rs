@@ -6,7 +6,9 @@
 //! once the records are durable per the repo's durability; 503 with `Retry-After` when the
 //! repo has no room or too many requests are in progress (nothing of the request entered);
 //! 413 for a body over `max_body` (compressed or not); 400 for a body that is empty or not
-//! valid gzip; 500 when the log failed (the task stops).
+//! valid gzip or ends inside a quoted CSV field; 500 when the log failed (the task stops).
+//! A 500 or a dropped connection leaves the outcome unknown: the records may have been
+//! appended (a retry can duplicate them).
 
 use std::io::Read;
 use std::sync::{Arc, Mutex};
@@ -18,6 +20,7 @@ use axum::Json;
 use serde_json::json;
 
 use super::{Intake, Refusal};
+use crate::decode::framing::last_record_boundary;
 use crate::decode::{Chunk, RecordDecoder};
 use crate::metrics::Metrics;
 
@@ -26,6 +29,8 @@ pub struct PushApi {
     pub intake: Arc<Intake>,
     pub metrics: Arc<Metrics>,
     pub max_body: usize,
+    /// The input kind's records may span lines (quoted CSV).
+    quoted: bool,
     permits: Arc<tokio::sync::Semaphore>,
     decoder: Mutex<RecordDecoder>,
     /// Decoders reused across requests.
@@ -44,6 +49,7 @@ impl PushApi {
             intake,
             metrics,
             max_body,
+            quoted: decoder.kind().quoted(),
             permits: Arc::new(tokio::sync::Semaphore::new(max_concurrent.max(1))),
             decoder: Mutex::new(decoder),
             pool: Mutex::new(Vec::new()),
@@ -63,7 +69,7 @@ fn answer(api: &PushApi, status: StatusCode, body: serde_json::Value) -> Respons
 
 /// Handles one push request (the caller checked the route's token and repo).
 pub async fn push(api: Arc<PushApi>, headers: HeaderMap, body: Body) -> Response {
-    let Ok(_permit) = api.permits.clone().try_acquire_owned() else {
+    let Ok(permit) = api.permits.clone().try_acquire_owned() else {
         return answer(
             &api,
             StatusCode::SERVICE_UNAVAILABLE,
@@ -110,7 +116,13 @@ pub async fn push(api: Arc<PushApi>, headers: HeaderMap, body: Body) -> Response
         }
     };
     let worker = api.clone();
-    match tokio::task::spawn_blocking(move || take(&worker, bytes, gzip)).await {
+    // The permit goes with the work: a client that disconnects does not free it while its
+    // request is still being decoded and appended.
+    let work = move || {
+        let _permit = permit;
+        take(&worker, bytes, gzip)
+    };
+    match tokio::task::spawn_blocking(work).await {
         Ok(r) => r,
         Err(e) => answer(
             &api,
@@ -146,7 +158,7 @@ fn take(api: &PushApi, bytes: bytes::Bytes, gzip: bool) -> Response {
             }
         }
     } else {
-        bytes.to_vec()
+        Vec::from(bytes)
     };
     if data.iter().all(|b| b.is_ascii_whitespace()) {
         return answer(
@@ -157,6 +169,19 @@ fn take(api: &PushApi, bytes: bytes::Bytes, gzip: bool) -> Response {
     }
     if data.last() != Some(&b'\n') {
         data.push(b'\n');
+    }
+    // Records must not run from one request into the next (a replay reads several at once).
+    let quoted = api.quoted;
+    if last_record_boundary(&data, quoted) != Some(data.len()) {
+        return answer(
+            api,
+            StatusCode::BAD_REQUEST,
+            json!({ "error": "the body ends inside a quoted field: every record must be complete" }),
+        );
+    }
+    // Refused now, refused after decoding: skip the work.
+    if let Err(r) = api.intake.check(data.len() as u64) {
+        return refused(api, r);
     }
     let chunk = Chunk {
         data,
@@ -191,15 +216,14 @@ fn take(api: &PushApi, bytes: bytes::Bytes, gzip: bool) -> Response {
             }
             (StatusCode::OK, Json(body)).into_response()
         }
-        Err(r @ (Refusal::Full { .. } | Refusal::NotRunning)) => answer(
-            api,
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({ "error": r.to_string() }),
-        ),
-        Err(r @ Refusal::Failed(_)) => answer(
-            api,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            json!({ "error": r.to_string() }),
-        ),
+        Err(r) => refused(api, r),
     }
+}
+
+fn refused(api: &PushApi, r: Refusal) -> Response {
+    let status = match r {
+        Refusal::Full { .. } | Refusal::NotRunning => StatusCode::SERVICE_UNAVAILABLE,
+        Refusal::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    answer(api, status, json!({ "error": r.to_string() }))
 }

@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::wal::{Wal, WalError};
@@ -92,15 +93,23 @@ impl Log {
         }
     }
 
-    /// Makes `pos` the reading position's valid start (see [`Wal::seek_check`]). A memory log
-    /// that was started afresh continues from `pos`.
+    /// Makes `pos` a valid reading position (see [`Wal::seek_check`]): past the end the log
+    /// continues from `pos`; before the start is an error (a memory log holds nothing from
+    /// before this process, e.g. the records of a restored spill).
     pub fn seek_check(&mut self, pos: u64) -> Result<(), WalError> {
         match self {
             Log::Memory(m) => {
-                if pos > m.end || m.records.is_empty() {
+                if pos > m.end {
+                    // A checkpoint or spill ahead of a log that started empty: continue there.
                     m.records.clear();
                     m.start = pos;
                     m.end = pos;
+                } else if pos < m.start {
+                    return Err(WalError::Released {
+                        dir: PathBuf::from("(memory)"),
+                        want: pos,
+                        start: m.start,
+                    });
                 }
                 Ok(())
             }
@@ -152,5 +161,15 @@ mod tests {
         assert_eq!(log.start(), 105);
         log.release(109).unwrap();
         assert_eq!((log.start(), log.end()), (109, 109));
+        assert!(
+            log.seek_check(100).is_err(),
+            "released records cannot be read again"
+        );
+        log.seek_check(109).unwrap();
+        assert_eq!(
+            (log.start(), log.end()),
+            (109, 109),
+            "the end never moves back"
+        );
     }
 }

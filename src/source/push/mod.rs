@@ -67,6 +67,9 @@ struct Inner {
     syncing: bool,
     /// Where the source reads next.
     read_pos: u64,
+    /// Everything before this is in committed files (room is counted from here: the WAL
+    /// releases whole segments only).
+    committed: u64,
     failed: Option<String>,
     /// Requests appended and not yet read, as decoded when they were taken: (start, end,
     /// records). The source hands them on so they are not decoded twice; a replay decodes
@@ -99,22 +102,7 @@ impl Intake {
     pub fn append(&self, payload: Vec<u8>, mut decoded: Decoded) -> Result<(u64, u64), Refusal> {
         let len = payload.len() as u64;
         let mut g = self.lock();
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Refusal::NotRunning);
-        }
-        if let Some(f) = &g.failed {
-            return Err(Refusal::Failed(f.clone()));
-        }
-        let pending = g.log.end() - g.read_pos;
-        let retained = g.log.end() - g.log.start();
-        if retained + len > self.settings.max_retained / 2 {
-            self.flush_wanted.store(true, Ordering::Release);
-        }
-        if (pending > 0 && pending + len > self.settings.max_pending)
-            || (retained > 0 && retained + len > self.settings.max_retained)
-        {
-            return Err(Refusal::Full { pending, retained });
-        }
+        self.check_room(&g, len)?;
         let (start, end) = match g.log.append(payload) {
             Ok(r) => r,
             Err(e) => return Err(self.fail(&mut g, e)),
@@ -178,10 +166,30 @@ impl Intake {
         self.closed.store(false, Ordering::Release);
     }
 
-    /// (bytes waiting for the channel, bytes not yet committed).
-    pub fn usage(&self) -> (u64, u64) {
-        let g = self.lock();
-        (g.log.end() - g.read_pos, g.log.end() - g.log.start())
+    /// Whether a request of `len` bytes would be taken now (checked again when appending):
+    /// lets a request that would be refused skip its decoding.
+    pub fn check(&self, len: u64) -> Result<(), Refusal> {
+        self.check_room(&self.lock(), len)
+    }
+
+    fn check_room(&self, g: &Inner, len: u64) -> Result<(), Refusal> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Refusal::NotRunning);
+        }
+        if let Some(f) = &g.failed {
+            return Err(Refusal::Failed(f.clone()));
+        }
+        let pending = g.log.end() - g.read_pos;
+        let retained = g.log.end() - g.committed.max(g.log.start());
+        if retained + len > self.settings.max_retained / 2 {
+            self.flush_wanted.store(true, Ordering::Release);
+        }
+        if (pending > 0 && pending + len > self.settings.max_pending)
+            || (retained > 0 && retained + len > self.settings.max_retained)
+        {
+            return Err(Refusal::Full { pending, retained });
+        }
+        Ok(())
     }
 }
 
@@ -235,6 +243,7 @@ impl PushSource {
                     synced: end,
                     syncing: false,
                     read_pos: start,
+                    committed: start,
                     failed: None,
                     fresh: VecDeque::new(),
                 }),
@@ -268,11 +277,13 @@ impl Source for PushSource {
 
     fn seek(&mut self, _partition: u32, offset: u64, _line: u64) -> Result<(), SourceError> {
         let mut g = self.intake.lock();
+        let past_end = offset > g.log.end();
         g.log.seek_check(offset).map_err(|e| self.error(e))?;
         g.read_pos = offset;
-        if offset > g.synced {
-            // The log continues from a checkpoint ahead of it.
-            g.synced = offset.min(g.log.end());
+        if past_end {
+            // The log continues from a checkpoint (or spill) ahead of it.
+            g.synced = offset;
+            g.committed = g.committed.max(g.log.start());
         }
         Ok(())
     }
@@ -358,6 +369,7 @@ impl Source for PushSource {
 
     fn committed(&mut self, _partition: u32, next_offset: u64) {
         let mut g = self.intake.lock();
+        g.committed = g.committed.max(next_offset);
         if let Err(e) = g.log.release(next_offset) {
             tracing::warn!(error = %e, "could not release committed WAL segments");
         }
@@ -398,3 +410,6 @@ impl Source for PushSource {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
