@@ -9,6 +9,7 @@ pub mod convert;
 pub mod deadletter;
 pub mod decode;
 pub mod demo;
+pub mod evolution;
 pub mod format;
 pub mod input;
 pub mod metrics;

@@ -266,6 +266,17 @@ fn run_validate(path: &Path) -> Result<()> {
         job.format.kind.name(),
         dest.url()
     );
+    // The schema against the one the job's files were written with (nothing is recorded).
+    let out = prepared.decoder.output_schema();
+    match sluice::evolution::check(&dest, &job.file.job.name, &out, false) {
+        Ok(changes) => {
+            for c in changes {
+                println!("  schema change (new files carry it): {c}");
+            }
+        }
+        Err(e @ sluice::evolution::EvolutionError::Incompatible { .. }) => return Err(e.into()),
+        Err(e) => println!("  the schema was not checked against the written files: {e}"),
+    }
     Ok(())
 }
 
@@ -282,13 +293,16 @@ fn run_job(
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+        .context("installing signal handlers")?;
     let opts = task::RunOptions {
         from_checkpoint,
         discard_spill,
         threads: threads.unwrap_or(0),
         progress: false,
     };
-    let s = task::run(&job, opts, stop)?;
+    let (job, s) = task::reload::run_reloading(path, job, opts, stop, hup)?;
     println!(
         "job {}: {:?}; {} rows, {} dead letters in {} files over {} commits; {:.2} s",
         job.file.job.name, s.state, s.rows, s.dead_letters, s.files, s.commits, s.seconds

@@ -35,8 +35,23 @@ struct RawSchema {
     name: String,
     #[serde(default)]
     description: Option<String>,
+    /// What to do with input fields the schema does not name: ignore, dead_letter, error.
+    #[serde(default)]
+    unknown_fields: Option<String>,
     #[serde(default)]
     fields: Vec<RawField>,
+}
+
+/// What happens to a JSON record with a top-level field the schema does not name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnknownFields {
+    /// The field is dropped (the default).
+    #[default]
+    Ignore,
+    /// The record becomes a dead letter.
+    DeadLetter,
+    /// The task stops with an error naming the record.
+    Error,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -203,6 +218,7 @@ impl FieldSpec {
 pub struct RepoSchema {
     pub name: String,
     pub description: Option<String>,
+    pub unknown_fields: UnknownFields,
     pub fields: Vec<FieldSpec>,
     /// The file it was loaded from (for error messages).
     pub path: PathBuf,
@@ -238,6 +254,16 @@ impl RepoSchema {
         if raw.fields.is_empty() {
             return Err(invalid("a schema needs at least one field".into()));
         }
+        let unknown_fields = match raw.unknown_fields.as_deref() {
+            None | Some("ignore") => UnknownFields::Ignore,
+            Some("dead_letter") => UnknownFields::DeadLetter,
+            Some("error") => UnknownFields::Error,
+            Some(other) => {
+                return Err(invalid(format!(
+                    "unknown_fields = `{other}` (expected ignore, dead_letter or error)"
+                )))
+            }
+        };
         let fields = convert_fields(&raw.fields, path, "", true)?;
         let arrow = Arc::new(Schema::new(
             fields.iter().map(|f| f.arrow_field()).collect::<Vec<_>>(),
@@ -245,6 +271,7 @@ impl RepoSchema {
         Ok(RepoSchema {
             name: raw.name,
             description: raw.description,
+            unknown_fields,
             fields,
             path: path.to_path_buf(),
             arrow,

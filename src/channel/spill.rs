@@ -171,15 +171,16 @@ pub fn read(state: &Path, schema: &SchemaRef) -> Result<Vec<Item>, SpillError> {
     }
     let reader = StreamReader::try_new(std::io::Cursor::new(data), None)
         .map_err(|e| corrupt(&data_path, e.to_string()))?;
-    if reader.schema() != *schema {
-        return Err(corrupt(
-            &data_path,
-            "it was written with a different schema".into(),
-        ));
-    }
+    // A spill of an older schema (the schema changed between runs) is read by name.
     let mut batches = Vec::new();
     for b in reader {
-        batches.push(b.map_err(|e| corrupt(&data_path, e.to_string()))?);
+        let b = b.map_err(|e| corrupt(&data_path, e.to_string()))?;
+        batches.push(crate::evolution::adapt(&b, schema).map_err(|e| {
+            corrupt(
+                &data_path,
+                format!("it was written with a schema the current one cannot read: {e}"),
+            )
+        })?);
     }
     let mut batches = batches.into_iter();
     let mut items = Vec::with_capacity(m.items.len());

@@ -261,3 +261,31 @@ fn clean(e: arrow::error::ArrowError) -> String {
     let s = s.strip_prefix("Parser error: ").unwrap_or(s);
     s.to_string()
 }
+
+/// The first top-level key of a JSON object record that is not in `known`; `None` when every
+/// key is known or the record is not a well-formed object (the decoder reports that).
+pub fn first_unknown_key(
+    record: &[u8],
+    known: &std::collections::HashSet<String>,
+) -> Option<String> {
+    use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+    struct Keys<'k>(&'k std::collections::HashSet<String>);
+    impl<'de> Visitor<'de> for Keys<'_> {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut unknown = None;
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if unknown.is_none() && !self.0.contains(key.as_ref()) {
+                    unknown = Some(key.into_owned());
+                }
+                map.next_value::<IgnoredAny>()?;
+            }
+            Ok(unknown)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(record);
+    de.deserialize_map(Keys(known)).ok().flatten()
+}

@@ -108,7 +108,8 @@ pub struct DeadLetter {
 impl DeadLetter {
     /// The class of the reason, for metrics: `malformed` (not a well-formed record of its
     /// input kind: bad JSON, bad quoting, not UTF-8), `type` (a value that does not convert to
-    /// its field's type), `missing` (a required field absent or null), `shape` (more CSV or
+    /// its field's type), `missing` (a required field absent or null), `unknown` (a field the
+    /// schema does not name, when `unknown_fields` is not `ignore`), `shape` (more CSV or
     /// text fields than the schema has), `metadata` (Kafka metadata that does not fit its
     /// column), `other`.
     pub fn class(&self) -> &'static str {
@@ -120,6 +121,8 @@ impl DeadLetter {
 pub fn reason_class(reason: &str) -> &'static str {
     if reason.starts_with("missing required field") {
         "missing"
+    } else if reason.starts_with("unknown field") {
+        "unknown"
     } else if reason.starts_with("whilst decoding field")
         || reason.starts_with("field `")
         || reason.contains("failed to parse")
@@ -165,6 +168,8 @@ pub struct RecordDecoder {
     defaults: Vec<Option<ArrayRef>>,
     meta: meta::MetaColumns,
     inner: Inner,
+    /// The input names of the schema's fields, when unknown fields are not ignored.
+    unknown: Option<Arc<std::collections::HashSet<String>>>,
 }
 
 #[derive(Clone)]
@@ -204,7 +209,18 @@ impl RecordDecoder {
         if opts.keep_raw {
             fields.push(Field::new(RAW_COLUMN, DataType::Utf8, false));
         }
+        let unknown = (schema.unknown_fields != crate::schema::UnknownFields::Ignore).then(|| {
+            Arc::new(
+                schema
+                    .fields
+                    .iter()
+                    .filter(|f| !f.source.starts_with("_kafka_"))
+                    .map(|f| f.source.clone())
+                    .collect(),
+            )
+        });
         Ok(RecordDecoder {
+            unknown,
             meta: meta::MetaColumns::new(&schema)?,
             out_schema: Arc::new(Schema::new(fields)),
             schema,
@@ -260,6 +276,27 @@ impl RecordDecoder {
                 return;
             }
             valid.as_slice()
+        };
+        let mut known: Vec<Record>;
+        let recs = match (&self.unknown, &self.inner) {
+            (Some(names), Inner::Json(_)) => {
+                known = Vec::with_capacity(recs.len());
+                for r in recs {
+                    match json::first_unknown_key(&data[r.start..r.end], names) {
+                        None => known.push(*r),
+                        Some(key) => out.dead.push(DeadLetter {
+                            position: r.pos,
+                            reason: format!("unknown field `{key}` (the schema's unknown_fields is not `ignore`)"),
+                            record: data[r.start..r.end].to_vec(),
+                        }),
+                    }
+                }
+                if known.is_empty() {
+                    return;
+                }
+                known.as_slice()
+            }
+            _ => recs,
         };
         let mut stage = Stage {
             rows: Vec::with_capacity(recs.len()),

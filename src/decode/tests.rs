@@ -352,3 +352,38 @@ not json\n\
         out.dead
     );
 }
+
+#[test]
+fn unknown_top_level_fields_are_dead_letters_when_the_schema_says_so() {
+    let s = schema(&format!("unknown_fields = \"dead_letter\"\n{WEB}"));
+    let mut d = RecordDecoder::new(s, DecodeOptions::default(), None).unwrap();
+    let input = b"{\"ts\":\"2024-01-01T00:00:00Z\",\"status\":1,\"user_id\":2,\"ctx\":{\"free\":1},\"region\":\"\xc3\xa9\"}\n\
+{\"ts\":\"2024-01-01T00:00:00Z\",\"uid\":2}\n\
+{\"ts\":\"2024-01-01T00:00:00Z\",\"status\":\n";
+    let out = d.decode(&chunk(input));
+    assert_eq!(out.rows(), 1, "nested keys of a json field are not checked");
+    let reasons: Vec<(&str, &str)> = out
+        .dead
+        .iter()
+        .map(|d| (d.class(), d.reason.as_str()))
+        .collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert_eq!(reasons[0].0, "unknown");
+    assert!(
+        reasons[0].1.contains("`uid`"),
+        "the input name is `user_id`: {reasons:?}"
+    );
+    assert_eq!(
+        reasons[1].0, "malformed",
+        "bad JSON is reported as such: {reasons:?}"
+    );
+    let ignore = RecordDecoder::new(schema(WEB), DecodeOptions::default(), None);
+    assert_eq!(ignore.unwrap().decode(&chunk(input)).rows(), 2);
+    assert!(RepoSchema::parse(
+        &format!("unknown_fields = \"drop\"\n{WEB}"),
+        Path::new("t.toml")
+    )
+    .unwrap_err()
+    .to_string()
+    .contains("expected ignore, dead_letter or error"));
+}

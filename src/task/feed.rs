@@ -13,6 +13,7 @@ use crate::channel::{Channel, Item, Provenance};
 use crate::decode::{Chunk, Decoded, RecordDecoder};
 use crate::metrics::Metrics;
 use crate::pipeline::{self, Produced};
+use crate::schema::UnknownFields;
 use crate::sink::control::Control;
 use crate::source::{Next, Source};
 
@@ -153,6 +154,19 @@ pub(super) fn source_loop(
         },
         |(p, epoch), chunk, decoded| {
             let item = to_item(decoder, p, epoch, chunk, decoded);
+            if decoder.schema().unknown_fields == UnknownFields::Error {
+                if let Some(d) = item.dead.iter().find(|d| d.class() == "unknown") {
+                    return Err(TaskError::Job {
+                        job: String::new(),
+                        reason: format!(
+                            "schema {} has unknown_fields = \"error\": the record at offset {} of source partition {p} has {}",
+                            decoder.schema().path.display(),
+                            d.position.offset,
+                            d.reason.split(" (").next().unwrap_or(&d.reason)
+                        ),
+                    });
+                }
+            }
             if let Some(key) = control
                 .parts
                 .lock()

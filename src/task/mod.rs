@@ -37,6 +37,7 @@ use crate::source::Source;
 mod feed;
 mod membership;
 mod progress;
+pub mod reload;
 mod spilling;
 
 use feed::source_loop;
@@ -73,6 +74,8 @@ pub enum TaskError {
     Spill(#[from] crate::channel::spill::SpillError),
     #[error(transparent)]
     Partition(#[from] crate::sink::partition::PartitionError),
+    #[error(transparent)]
+    Evolution(#[from] crate::evolution::EvolutionError),
     #[error("job {job}: {reason}")]
     Job { job: String, reason: String },
 }
@@ -349,6 +352,11 @@ fn run_inner(
     };
     let checkpoints = Checkpoints::new(dest.clone(), &name).with_dead_letters(dead_dest.clone());
     let out_schema = decoder.output_schema();
+    // Before any data moves: the schema must be one that readers of the files already written
+    // can follow; it is then recorded as the files' schema.
+    for change in crate::evolution::check(&dest, &name, &out_schema, true)? {
+        tracing::warn!(repo = %schema.name, change = %change, "the schema changed; new files carry it");
+    }
 
     // Where every partition resumes.
     let control = Arc::new(Control::default());

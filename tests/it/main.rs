@@ -2,6 +2,7 @@
 
 mod admin;
 mod convert;
+mod evolution;
 mod helpers;
 mod interop;
 mod kafka;

@@ -15,7 +15,7 @@ use crate::helpers::*;
 use crate::kafka::{spawn_run, wait_for, wait_log};
 
 #[path = "../../benches/common/http_client.rs"]
-mod http_client;
+pub(crate) mod http_client;
 use http_client::Client;
 
 /// `rows` nginx_access events with trace ids `<tag>-<i>`.
@@ -30,7 +30,7 @@ fn events(tag: &str, rows: usize) -> Vec<u8> {
     out.into_bytes()
 }
 
-fn push_job(dir: &Path, durability: &str, extra_source: &str, extra: &str) -> PathBuf {
+pub(crate) fn push_job(dir: &Path, durability: &str, extra_source: &str, extra: &str) -> PathBuf {
     let job = dir.join("job.toml");
     std::fs::write(
         &job,
@@ -70,7 +70,7 @@ listen = "127.0.0.1:0"
 }
 
 /// The job with files that stay open (no rotation during the test).
-fn long_files(job: PathBuf) -> PathBuf {
+pub(crate) fn long_files(job: PathBuf) -> PathBuf {
     let text = std::fs::read_to_string(&job)
         .unwrap()
         .replace("max_rows = 5000", "max_rows = 1000000")
@@ -80,7 +80,7 @@ fn long_files(job: PathBuf) -> PathBuf {
 }
 
 /// Starts a run logging to `log`; returns it and its listener's address once it runs.
-fn start(job: &Path, log: &Path) -> (Child, String) {
+pub(crate) fn start(job: &Path, log: &Path) -> (Child, String) {
     let child = spawn_run(job, log);
     let addr = admin_addr(log);
     let text = wait_log(log, "to=Running", 1, 60);

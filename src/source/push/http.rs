@@ -31,6 +31,8 @@ pub struct PushApi {
     pub max_body: usize,
     /// The input kind's records may span lines (quoted CSV).
     quoted: bool,
+    /// The schema's `unknown_fields` is `error`: such a request is refused whole (400).
+    reject_unknown: bool,
     permits: Arc<tokio::sync::Semaphore>,
     decoder: Mutex<RecordDecoder>,
     /// Decoders reused across requests.
@@ -50,6 +52,7 @@ impl PushApi {
             metrics,
             max_body,
             quoted: decoder.kind().quoted(),
+            reject_unknown: decoder.schema().unknown_fields == crate::schema::UnknownFields::Error,
             permits: Arc::new(tokio::sync::Semaphore::new(max_concurrent.max(1))),
             decoder: Mutex::new(decoder),
             pool: Mutex::new(Vec::new()),
@@ -196,6 +199,15 @@ fn take(api: &PushApi, bytes: bytes::Bytes, gzip: bool) -> Response {
         .unwrap_or_else(|| api.decoder.lock().expect("decoder").clone());
     let decoded = decoder.decode(&chunk);
     api.pool.lock().expect("decoder pool").push(decoder);
+    if api.reject_unknown {
+        if let Some(d) = decoded.dead.iter().find(|d| d.class() == "unknown") {
+            return answer(
+                api,
+                StatusCode::BAD_REQUEST,
+                json!({ "error": format!("line {}: {}", d.position.line, d.reason.split(" (").next().unwrap_or(&d.reason)), "unknown_fields": "error" }),
+            );
+        }
+    }
     let rows = decoded.rows();
     let dead = decoded.dead.len();
     let first_dead = decoded

@@ -1,0 +1,277 @@
+//! Schema evolution: a repo's schema may change between runs as long as the files already
+//! written and the new ones stay readable together (by name, as DuckDB's `union_by_name` and
+//! pyarrow datasets read them). Allowed: new nullable fields, dropped fields, nullability
+//! changes. Refused: a field whose type changes, a new field that is not nullable.
+//!
+//! The schema of the files a job writes is recorded in its destination
+//! (`_sluice/<job>/schema.json`: the fields for people, the Arrow schema as IPC for the check);
+//! each start compares the current schema with it before any data moves, and records the new
+//! one once it is accepted. Batches of an older schema (a spill) are adapted by name.
+
+use std::sync::Arc;
+
+use arrow::array::new_null_array;
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
+use arrow::record_batch::RecordBatch;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+use crate::sink::Destination;
+
+/// Errors of schema evolution.
+#[derive(Debug, thiserror::Error)]
+pub enum EvolutionError {
+    #[error("schema of job `{job}` changed in a way readers of its files cannot follow:\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Incompatible { job: String, problems: Vec<String> },
+    #[error("schema record {path}: {reason}")]
+    Record { path: String, reason: String },
+    #[error(transparent)]
+    Sink(#[from] crate::sink::SinkError),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct FieldRecord {
+    name: String,
+    #[serde(rename = "type")]
+    ty: String,
+    nullable: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SchemaRecord {
+    version: u32,
+    fields: Vec<FieldRecord>,
+    /// The Arrow schema as an IPC stream with no batches, base64.
+    arrow_ipc: String,
+}
+
+fn record_path(job: &str) -> String {
+    format!("_sluice/{job}/schema.json")
+}
+
+/// What changed from `old` to `new`, or why readers could not follow.
+pub fn compare(old: &Schema, new: &Schema) -> Result<Vec<String>, Vec<String>> {
+    let mut changes = Vec::new();
+    let mut problems = Vec::new();
+    for f in new.fields() {
+        match old.field_with_name(f.name()) {
+            Ok(o) if o.data_type() != f.data_type() => problems.push(format!(
+                "field `{}` is {} in the files already written and {} now; a reader cannot take both as one column (add a field with a new name instead)",
+                f.name(),
+                o.data_type(),
+                f.data_type()
+            )),
+            Ok(o) if o.is_nullable() != f.is_nullable() => changes.push(format!(
+                "field `{}` is {} now",
+                f.name(),
+                if f.is_nullable() { "nullable" } else { "required" }
+            )),
+            Ok(_) => {}
+            Err(_) if !f.is_nullable() => problems.push(format!(
+                "field `{}` is new and not nullable, but the files already written do not have it (make it nullable)",
+                f.name()
+            )),
+            Err(_) => changes.push(format!("field `{}` ({}) is new", f.name(), f.data_type())),
+        }
+    }
+    for o in old.fields() {
+        if new.field_with_name(o.name()).is_err() {
+            changes.push(format!(
+                "field `{}` is gone (older files still have it)",
+                o.name()
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(changes)
+    } else {
+        Err(problems)
+    }
+}
+
+/// The schema recorded for `job` in `dest`, if any.
+pub fn recorded(dest: &Destination, job: &str) -> Result<Option<Schema>, EvolutionError> {
+    let path = record_path(job);
+    if !dest.exists(&path)? {
+        return Ok(None);
+    }
+    let bad = |reason: String| EvolutionError::Record {
+        path: path.clone(),
+        reason,
+    };
+    let rec: SchemaRecord = serde_json::from_slice(&dest.read(&path)?)
+        .map_err(|e| bad(format!("does not parse: {e}")))?;
+    let ipc = base64::engine::general_purpose::STANDARD
+        .decode(&rec.arrow_ipc)
+        .map_err(|e| bad(format!("arrow_ipc is not base64: {e}")))?;
+    let reader = StreamReader::try_new(std::io::Cursor::new(ipc), None)
+        .map_err(|e| bad(format!("arrow_ipc is not an Arrow schema: {e}")))?;
+    Ok(Some(reader.schema().as_ref().clone()))
+}
+
+/// Checks `schema` against the one recorded for `job`; with `record`, records it when it is new
+/// or changed. Returns the changes (empty: same schema or first run).
+pub fn check(
+    dest: &Destination,
+    job: &str,
+    schema: &SchemaRef,
+    record: bool,
+) -> Result<Vec<String>, EvolutionError> {
+    let old = recorded(dest, job)?;
+    let changes = match &old {
+        Some(old) if old.fields() == schema.fields() => return Ok(Vec::new()),
+        Some(old) => compare(old, schema).map_err(|problems| EvolutionError::Incompatible {
+            job: job.to_string(),
+            problems,
+        })?,
+        None => Vec::new(),
+    };
+    if record {
+        let mut ipc = Vec::new();
+        let mut w =
+            StreamWriter::try_new(&mut ipc, schema).map_err(|e| EvolutionError::Record {
+                path: record_path(job),
+                reason: e.to_string(),
+            })?;
+        w.finish().map_err(|e| EvolutionError::Record {
+            path: record_path(job),
+            reason: e.to_string(),
+        })?;
+        drop(w);
+        let rec = SchemaRecord {
+            version: 1,
+            fields: schema
+                .fields()
+                .iter()
+                .map(|f| FieldRecord {
+                    name: f.name().clone(),
+                    ty: f.data_type().to_string(),
+                    nullable: f.is_nullable(),
+                })
+                .collect(),
+            arrow_ipc: base64::engine::general_purpose::STANDARD.encode(ipc),
+        };
+        let text = serde_json::to_vec_pretty(&rec).expect("a schema record serializes");
+        dest.put_atomic(&record_path(job), &text, false)?;
+    }
+    Ok(changes)
+}
+
+/// `batch` (of an older schema) in `to`'s layout: columns by name, new fields null. Fails for a
+/// field whose type changed or a new field that is not nullable.
+pub fn adapt(batch: &RecordBatch, to: &SchemaRef) -> Result<RecordBatch, String> {
+    if batch.schema().fields() == to.fields() {
+        return Ok(batch.clone());
+    }
+    let from = batch.schema();
+    let mut columns = Vec::with_capacity(to.fields().len());
+    for f in to.fields() {
+        match from.index_of(f.name()) {
+            Ok(i) if from.field(i).data_type() == f.data_type() => {
+                columns.push(batch.column(i).clone())
+            }
+            Ok(i) => {
+                return Err(format!(
+                    "field `{}` was {}, is {} now",
+                    f.name(),
+                    from.field(i).data_type(),
+                    f.data_type()
+                ))
+            }
+            Err(_) if f.is_nullable() => {
+                columns.push(new_null_array(f.data_type(), batch.num_rows()))
+            }
+            Err(_) => return Err(format!("field `{}` is new and not nullable", f.name())),
+        }
+    }
+    RecordBatch::try_new(Arc::clone(to), columns).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, Int32Array, StringArray};
+    use arrow::datatypes::{DataType, Field};
+
+    fn schema(fields: &[(&str, DataType, bool)]) -> SchemaRef {
+        Arc::new(Schema::new(
+            fields
+                .iter()
+                .map(|(n, t, nl)| Field::new(*n, t.clone(), *nl))
+                .collect::<Vec<_>>(),
+        ))
+    }
+
+    #[test]
+    fn new_nullable_fields_and_drops_pass_type_changes_and_new_required_fields_do_not() {
+        let old = schema(&[("a", DataType::Int32, false), ("b", DataType::Utf8, true)]);
+        let grown = schema(&[("a", DataType::Int32, true), ("c", DataType::Utf8, true)]);
+        let changes = compare(&old, &grown).unwrap();
+        assert_eq!(changes.len(), 3, "{changes:?}");
+        let retyped = schema(&[("a", DataType::Int64, false), ("d", DataType::Utf8, false)]);
+        let problems = compare(&old, &retyped).unwrap_err();
+        assert!(
+            problems[0].contains("`a` is Int32") && problems[0].contains("Int64"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].contains("`d` is new and not nullable"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn the_record_round_trips_and_guards_the_next_start() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let dest = Destination::parse("memory:///e", rt.handle().clone()).unwrap();
+        let v1 = schema(&[("a", DataType::Int32, false)]);
+        assert!(check(&dest, "j", &v1, true).unwrap().is_empty());
+        assert_eq!(recorded(&dest, "j").unwrap().unwrap().fields(), v1.fields());
+        let v2 = schema(&[("a", DataType::Int32, false), ("b", DataType::Utf8, true)]);
+        assert_eq!(check(&dest, "j", &v2, false).unwrap().len(), 1);
+        // Not recorded without `record`: v1 is still what the files have.
+        assert_eq!(recorded(&dest, "j").unwrap().unwrap().fields(), v1.fields());
+        check(&dest, "j", &v2, true).unwrap();
+        let bad = schema(&[("a", DataType::Utf8, false), ("b", DataType::Utf8, true)]);
+        let e = check(&dest, "j", &bad, true).unwrap_err().to_string();
+        assert!(
+            e.contains("field `a` is Int32") && e.contains("Utf8"),
+            "{e}"
+        );
+        assert_eq!(recorded(&dest, "j").unwrap().unwrap().fields(), v2.fields());
+    }
+
+    #[test]
+    fn an_old_batch_is_adapted_by_name() {
+        let old = schema(&[("b", DataType::Utf8, true), ("a", DataType::Int32, false)]);
+        let batch = RecordBatch::try_new(
+            old,
+            vec![
+                Arc::new(StringArray::from(vec!["x", "y"])),
+                Arc::new(Int32Array::from(vec![1, 2])),
+            ],
+        )
+        .unwrap();
+        let new = schema(&[("a", DataType::Int32, false), ("c", DataType::Utf8, true)]);
+        let out = adapt(&batch, &new).unwrap();
+        assert_eq!(out.schema(), new);
+        assert_eq!(
+            out.column(0)
+                .as_any()
+                .downcast_ref::<Int32Array>()
+                .unwrap()
+                .value(1),
+            2
+        );
+        assert_eq!(out.column(1).null_count(), 2);
+        let retyped = schema(&[("a", DataType::Int64, false)]);
+        assert!(adapt(&batch, &retyped)
+            .unwrap_err()
+            .contains("`a` was Int32"));
+    }
+}

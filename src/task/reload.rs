@@ -1,0 +1,113 @@
+//! `sluice run` and SIGHUP: the job file and the repo schema are read again while the job runs.
+//! The new ones are checked first (the job file, the schema, and the schema against the files
+//! already written); if they pass, the running task stops gracefully (open files committed, the
+//! channel spilled) and starts again with them, and the new files carry the new schema. If they
+//! do not pass, the error is logged and the task runs on unchanged.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::{destination, prepare, run, RunOptions, RunSummary, TaskError};
+use crate::config::Job;
+
+/// Runs the job at `path` (already loaded as `job`) until it ends or `stop` is set; each time
+/// `hup` is set, reloads it as described above.
+pub fn run_reloading(
+    path: &Path,
+    mut job: Job,
+    mut opts: RunOptions,
+    stop: Arc<AtomicBool>,
+    hup: Arc<AtomicBool>,
+) -> Result<(Job, RunSummary), TaskError> {
+    let mut total: Option<RunSummary> = None;
+    loop {
+        let run_stop = Arc::new(AtomicBool::new(false));
+        let next: Arc<Mutex<Option<Job>>> = Arc::default();
+        let done = Arc::new(AtomicBool::new(false));
+        let watcher = {
+            let (stop, hup, run_stop, next, done) = (
+                stop.clone(),
+                hup.clone(),
+                run_stop.clone(),
+                next.clone(),
+                done.clone(),
+            );
+            let path = path.to_path_buf();
+            std::thread::Builder::new()
+                .name("reload".into())
+                .spawn(move || {
+                    while !done.load(Ordering::Acquire) {
+                        if stop.load(Ordering::Acquire) {
+                            run_stop.store(true, Ordering::Release);
+                            return;
+                        }
+                        if hup.swap(false, Ordering::AcqRel) {
+                            match checked(&path) {
+                                Ok(job) => {
+                                    tracing::info!(job = %path.display(), "SIGHUP: the job file and schema check out; restarting the task with them");
+                                    *next.lock().expect("reload lock") = Some(job);
+                                    run_stop.store(true, Ordering::Release);
+                                    return;
+                                }
+                                Err(e) => tracing::error!(job = %path.display(), error = %e, "SIGHUP: not reloaded; the task runs on unchanged"),
+                            }
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                })
+                .expect("spawn the reload watcher")
+        };
+        let result = run(&job, opts.clone(), run_stop);
+        done.store(true, Ordering::Release);
+        let _ = watcher.join();
+        let summary = result?;
+        let total = match total.as_mut() {
+            None => total.insert(summary),
+            Some(t) => {
+                t.rows += summary.rows;
+                t.dead_letters += summary.dead_letters;
+                t.files += summary.files;
+                t.commits += summary.commits;
+                t.seconds += summary.seconds;
+                t.state = summary.state;
+                t
+            }
+        };
+        let next = next.lock().expect("reload lock").take();
+        match next {
+            Some(new) if !stop.load(Ordering::Acquire) => {
+                job = new;
+                // A replay from a checkpoint is done once, by the first run.
+                opts.from_checkpoint = None;
+            }
+            _ => return Ok((job, total.clone())),
+        }
+    }
+}
+
+/// The job at `path` loaded and checked as `validate` does, and its schema against the files
+/// already written.
+fn checked(path: &Path) -> Result<Job, TaskError> {
+    let job = Job::load(path).map_err(|e| TaskError::Job {
+        job: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let prepared = prepare(&job, false)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| TaskError::Job {
+            job: job.file.job.name.clone(),
+            reason: format!("cannot start an I/O runtime: {e}"),
+        })?;
+    let dest = destination(&job, &runtime)?;
+    crate::evolution::check(
+        &dest,
+        &job.file.job.name,
+        &prepared.decoder.output_schema(),
+        false,
+    )?;
+    Ok(job)
+}

@@ -1,0 +1,260 @@
+//! Schema evolution across restarts: a field added to the schema appears in new files, old and
+//! new files read together by DuckDB with `union_by_name`; a type change is refused before any
+//! data moves; unknown input fields per the schema's `unknown_fields`.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::admin::http;
+use crate::helpers::*;
+use crate::kafka::wait_log;
+use crate::push::http_client::Client;
+use crate::push::{long_files, push_job, start};
+
+const V1: &str = "name = \"pairs\"\n[[fields]]\nname = \"trace_id\"\ntype = \"string\"\nnullable = false\n[[fields]]\nname = \"n\"\ntype = \"int64\"\n";
+
+fn file_job(dir: &Path) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir.join("in")).unwrap();
+    let job = dir.join("job.toml");
+    std::fs::write(
+        &job,
+        r#"
+[job]
+name = "evo"
+state_dir = "state"
+[source]
+kind = "file"
+paths = ["in/1.jsonl", "in/2.jsonl"]
+[repo]
+schema = "pairs.toml"
+[sink]
+url = "file://out"
+format = "parquet"
+[sink.partition]
+template = "part/"
+"#,
+    )
+    .unwrap();
+    job
+}
+
+#[test]
+fn a_new_nullable_field_reaches_new_files_and_old_and_new_read_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = file_job(dir.path());
+    let schema = dir.path().join("pairs.toml");
+    std::fs::write(&schema, V1).unwrap();
+    std::fs::write(
+        dir.path().join("in/1.jsonl"),
+        "{\"trace_id\":\"a\",\"n\":1,\"note\":\"x\"}\n{\"trace_id\":\"b\",\"n\":2}\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("in/2.jsonl"), "").unwrap();
+    sluice_ok(&["run", job.to_str().unwrap()]);
+
+    // The schema gains a nullable field; more input arrives; the job runs again.
+    std::fs::write(
+        &schema,
+        format!("{V1}[[fields]]\nname = \"note\"\ntype = \"string\"\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("in/2.jsonl"),
+        "{\"trace_id\":\"c\",\"n\":3,\"note\":\"y\"}\n",
+    )
+    .unwrap();
+    let v = sluice_ok(&["validate", job.to_str().unwrap()]);
+    assert!(v.contains("field `note` (Utf8) is new"), "{v}");
+    let out = sluice(&["run", job.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("the schema changed; new files carry it"),
+        "{log}"
+    );
+    let files: Vec<_> = std::fs::read_dir(dir.path().join("out/part"))
+        .unwrap()
+        .collect();
+    assert_eq!(files.len(), 2, "one file per run");
+
+    // A type change is refused before any data moves, by validate and by run.
+    let retyped = V1.replace("type = \"int64\"", "type = \"string\"");
+    std::fs::write(
+        &schema,
+        format!("{retyped}[[fields]]\nname = \"note\"\ntype = \"string\"\n"),
+    )
+    .unwrap();
+    for cmd in ["validate", "run"] {
+        let out = sluice(&[cmd, job.to_str().unwrap()]);
+        assert!(!out.status.success(), "{cmd} accepted a type change");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("field `n` is Int64 in the files already written and Utf8 now"),
+            "{cmd}: {err}"
+        );
+    }
+
+    let Some(py) = python() else { return };
+    let script = format!(
+        "import duckdb, json\nfor r in duckdb.sql(\"select trace_id, n, note from read_parquet('{}/out/part/*.parquet', union_by_name=true) order by trace_id\").fetchall(): print(json.dumps(r))",
+        dir.path().display()
+    );
+    let out = Command::new(py).args(["-c", &script]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "[\"a\", 1, null]\n[\"b\", 2, null]\n[\"c\", 3, \"y\"]\n",
+        "the first run ignored `note`; the second carries it"
+    );
+}
+
+#[test]
+fn unknown_fields_become_dead_letters_or_stop_the_task_as_the_schema_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = file_job(dir.path());
+    let schema = dir.path().join("pairs.toml");
+    std::fs::write(&schema, format!("unknown_fields = \"dead_letter\"\n{V1}")).unwrap();
+    std::fs::write(
+        dir.path().join("in/1.jsonl"),
+        "{\"trace_id\":\"a\",\"n\":1}\n{\"trace_id\":\"b\",\"n\":2,\"extra\":{\"deep\":1}}\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("in/2.jsonl"), "").unwrap();
+    let out = sluice_ok(&["run", job.to_str().unwrap()]);
+    assert!(out.contains("1 rows, 1 dead letters"), "{out}");
+    let dead = std::fs::read_dir(dir.path().join("out/_dead_letters/pairs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let text = std::fs::read_to_string(dead).unwrap();
+    assert!(text.contains("unknown field `extra`"), "{text}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let job = file_job(dir.path());
+    let schema = dir.path().join("pairs.toml");
+    std::fs::write(&schema, format!("unknown_fields = \"error\"\n{V1}")).unwrap();
+    std::fs::write(
+        dir.path().join("in/1.jsonl"),
+        "{\"trace_id\":\"a\",\"n\":1}\n{\"trace_id\":\"b\",\"extra\":2}\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("in/2.jsonl"), "").unwrap();
+    let out = sluice(&["run", job.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown_fields = \"error\"") && err.contains("unknown field `extra`"),
+        "{err}"
+    );
+    assert!(
+        trace_ids(&dir.path().join("out")).is_empty(),
+        "nothing was committed"
+    );
+}
+
+/// The admin address in the last "admin API listening" line of `log`.
+fn last_addr(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap();
+    let line = text
+        .lines()
+        .rfind(|l| l.contains("admin API listening"))
+        .unwrap();
+    line.split("addr=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn sighup_reloads_a_compatible_schema_and_keeps_running_on_an_incompatible_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = dir.path().join("pairs.toml");
+    std::fs::write(&schema, V1).unwrap();
+    let job = long_files(push_job(dir.path(), "memory", "", ""));
+    let text = std::fs::read_to_string(&job).unwrap().replace(
+        &crate::helpers::schema("nginx_access").display().to_string(),
+        &schema.display().to_string(),
+    );
+    std::fs::write(&job, text).unwrap();
+    let log = dir.path().join("run.log");
+    let (child, addr) = start(&job, &log);
+    let path = "/v1/repos/pairs/data";
+    let push = |addr: &str, body: &str| {
+        let (code, _, b) = Client::new(addr).post(path, "", body.as_bytes()).unwrap();
+        assert_eq!(code, 200, "{b}");
+    };
+    push(
+        &addr,
+        "{\"trace_id\":\"a\",\"n\":1,\"note\":\"x\"}\n{\"trace_id\":\"b\",\"n\":2}\n",
+    );
+
+    // A nullable field is added; SIGHUP: open files are committed, the channel spilled and
+    // restored, and the task runs on with the new schema.
+    std::fs::write(
+        &schema,
+        format!("{V1}[[fields]]\nname = \"note\"\ntype = \"string\"\n"),
+    )
+    .unwrap();
+    let hup = |child: &std::process::Child| {
+        assert!(Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success());
+    };
+    hup(&child);
+    let text = wait_log(&log, "to=Running", 2, 30);
+    assert!(text.contains("restarting the task with them"), "{text}");
+    let addr = last_addr(&log);
+    push(&addr, "{\"trace_id\":\"c\",\"n\":3,\"note\":\"y\"}\n");
+
+    // An incompatible change is refused; the task runs on with the schema it has.
+    std::fs::write(
+        &schema,
+        format!(
+            "{}[[fields]]\nname = \"note\"\ntype = \"string\"\n",
+            V1.replace("int64", "string")
+        ),
+    )
+    .unwrap();
+    hup(&child);
+    let text = wait_log(&log, "not reloaded", 1, 30);
+    assert!(
+        text.contains("field `n` is Int64 in the files already written"),
+        "{text}"
+    );
+    push(&addr, "{\"trace_id\":\"d\",\"n\":4,\"note\":\"z\"}\n");
+    let (code, body) = http(&addr, "POST", "/v1/tasks/pairs/stop", None);
+    assert_eq!(code, 200, "{body}");
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+
+    let Some(py) = python() else { return };
+    let script = format!(
+        "import duckdb, json\nfor r in duckdb.sql(\"select trace_id, n, note from read_parquet('{}/out/**/*.parquet', union_by_name=true) order by trace_id\").fetchall(): print(json.dumps(r))",
+        dir.path().display()
+    );
+    let out = Command::new(py).args(["-c", &script]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "[\"a\", 1, null]\n[\"b\", 2, null]\n[\"c\", 3, \"y\"]\n[\"d\", 4, \"z\"]\n"
+    );
+}
