@@ -48,11 +48,13 @@ enum Command {
         #[command(subcommand)]
         command: SchemaCommand,
     },
-    /// Check a job file: every error with its key path, before any data moves.
+    /// Check a job file: every error with its key path, and its schema against the files
+    /// already written, before any data moves.
     Validate { job: PathBuf },
     /// Run a job: export until the input ends (file source) or SIGINT/SIGTERM (or a stop
     /// through the admin API). On Kafka the process is a consumer-group member: run several
-    /// with the same job file and they split the partitions.
+    /// with the same job file and they split the partitions. SIGHUP reloads the job file and
+    /// schema once they check out.
     Run {
         job: PathBuf,
         /// Replay every partition from its checkpoint with this sequence number (later commits'
