@@ -17,5 +17,6 @@ pub mod pipeline;
 pub mod schema;
 pub mod sink;
 pub mod source;
+pub mod stage;
 pub mod task;
 pub mod wal;

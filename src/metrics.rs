@@ -70,6 +70,8 @@ pub struct Metrics {
     lag: Family<PartLabels, Gauge>,
     push_requests: Family<CodeLabels, Counter>,
     push_rows: Family<RepoLabels, Counter>,
+    rows_filtered: Family<RepoLabels, Counter>,
+    rows_dropped: Family<RepoLabels, Counter>,
     /// The state shown as 1 (the others are 0).
     state: Mutex<String>,
 }
@@ -102,6 +104,8 @@ impl Metrics {
             lag: Family::default(),
             push_requests: Family::default(),
             push_rows: Family::default(),
+            rows_filtered: Family::default(),
+            rows_dropped: Family::default(),
             state: Mutex::new("new".into()),
             registry: Registry::with_prefix("sluice"),
         };
@@ -167,8 +171,30 @@ impl Metrics {
             "Rows of acknowledged push requests",
             m.push_rows.clone(),
         );
+        m.registry.register(
+            "rows_filtered",
+            "Rows removed by filter stages (counted when decoded)",
+            m.rows_filtered.clone(),
+        );
+        m.registry.register(
+            "rows_dropped",
+            "Rows a stage failed on, dropped by on_error = drop (counted when decoded)",
+            m.rows_dropped.clone(),
+        );
         m.set_state("new");
         m
+    }
+
+    pub fn filtered(&self, n: u64) {
+        if n > 0 {
+            self.rows_filtered.get_or_create(&self.repo()).inc_by(n);
+        }
+    }
+
+    pub fn dropped(&self, n: u64) {
+        if n > 0 {
+            self.rows_dropped.get_or_create(&self.repo()).inc_by(n);
+        }
     }
 
     /// A push request was answered with `code`; `rows` of it were accepted.

@@ -93,6 +93,16 @@ fn default_stop_deadline() -> String {
 pub struct RepoSection {
     /// The repo schema file, relative to the job file.
     pub schema: PathBuf,
+    /// Filter and transform stages, applied in order to every decoded batch.
+    #[serde(default)]
+    pub stages: Vec<crate::stage::StageSpec>,
+    /// Rows a stage fails on: dead_letter (default), drop (counted) or fail (the task stops).
+    #[serde(default = "default_on_error")]
+    pub on_error: String,
+}
+
+fn default_on_error() -> String {
+    "dead_letter".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -305,6 +315,10 @@ impl Job {
                     .map_err(|e| format!("`{}`: {e} (expected ip:port)", a.listen)),
             );
         }
+        check(
+            "repo.on_error",
+            crate::stage::OnError::parse(&file.repo.on_error).map(|_| ()),
+        );
         let channel_bytes = parse_bytes(&file.channel.max_bytes);
         check(
             "channel.max_bytes",

@@ -109,7 +109,8 @@ impl DeadLetter {
     /// The class of the reason, for metrics: `malformed` (not a well-formed record of its
     /// input kind: bad JSON, bad quoting, not UTF-8), `type` (a value that does not convert to
     /// its field's type), `missing` (a required field absent or null), `unknown` (a field the
-    /// schema does not name, when `unknown_fields` is not `ignore`), `shape` (more CSV or
+    /// schema does not name, when `unknown_fields` is not `ignore`), `stage` (a filter or
+    /// transform stage failed on the row), `shape` (more CSV or
     /// text fields than the schema has), `metadata` (Kafka metadata that does not fit its
     /// column), `other`.
     pub fn class(&self) -> &'static str {
@@ -123,6 +124,8 @@ pub fn reason_class(reason: &str) -> &'static str {
         "missing"
     } else if reason.starts_with("unknown field") {
         "unknown"
+    } else if reason.starts_with("stage `") {
+        "stage"
     } else if reason.starts_with("whilst decoding field")
         || reason.starts_with("field `")
         || reason.contains("failed to parse")
@@ -151,6 +154,8 @@ pub struct Decoded {
     pub dead: Vec<DeadLetter>,
     /// Records seen (blank lines are not records).
     pub records: u64,
+    /// Rows removed by filter stages.
+    pub filtered: u64,
 }
 
 impl Decoded {
@@ -170,6 +175,8 @@ pub struct RecordDecoder {
     inner: Inner,
     /// The input names of the schema's fields, when unknown fields are not ignored.
     unknown: Option<Arc<std::collections::HashSet<String>>>,
+    /// Filter and transform stages applied to every decoded batch.
+    stages: Option<Arc<crate::stage::Stages>>,
 }
 
 #[derive(Clone)]
@@ -220,6 +227,7 @@ impl RecordDecoder {
             )
         });
         Ok(RecordDecoder {
+            stages: None,
             unknown,
             meta: meta::MetaColumns::new(&schema)?,
             out_schema: Arc::new(Schema::new(fields)),
@@ -230,9 +238,30 @@ impl RecordDecoder {
         })
     }
 
+    /// Applies `stages` to every decoded batch (planned over [`Self::decoded_schema`]); the
+    /// output schema becomes theirs. Rows a stage fails on become dead letters with the
+    /// stage's reason (class `stage`); the repo's `on_error` is applied by the caller.
+    pub fn with_stages(mut self, stages: crate::stage::Stages) -> Self {
+        self.stages = Some(Arc::new(stages));
+        self
+    }
+
+    /// The schema of decoded batches, before any stage.
+    pub fn decoded_schema(&self) -> SchemaRef {
+        self.out_schema.clone()
+    }
+
+    /// The stages, if any.
+    pub fn stages(&self) -> Option<&crate::stage::Stages> {
+        self.stages.as_deref()
+    }
+
     /// The schema of the batches this decoder produces.
     pub fn output_schema(&self) -> SchemaRef {
-        self.out_schema.clone()
+        match &self.stages {
+            Some(st) => st.output_schema(),
+            None => self.out_schema.clone(),
+        }
     }
 
     /// Decodes every record of `chunk`.
@@ -350,9 +379,9 @@ impl RecordDecoder {
             }
             columns.push(Arc::new(b.finish()));
         }
+        let mut keep = vec![true; rows.len()];
         if !errors.is_empty() {
             errors.sort_by_key(|e| e.0);
-            let mut keep = vec![true; rows.len()];
             let mut i = 0;
             while i < errors.len() {
                 let row = errors[i].0;
@@ -371,7 +400,7 @@ impl RecordDecoder {
                     record: data[rec.start..rec.end].to_vec(),
                 });
             }
-            let mask = BooleanArray::from(keep);
+            let mask = BooleanArray::from(keep.clone());
             columns = columns
                 .iter()
                 .map(|c| {
@@ -384,7 +413,30 @@ impl RecordDecoder {
         }
         let batch = RecordBatch::try_new(self.out_schema.clone(), columns)
             .expect("decoded columns match the output schema");
-        out.batches.push(batch);
+        let Some(stages) = &self.stages else {
+            out.batches.push(batch);
+            return;
+        };
+        let applied = stages.apply(batch);
+        if !applied.failed.is_empty() {
+            // Rows of the batch → their records.
+            let kept: Vec<usize> = rows
+                .iter()
+                .zip(&keep)
+                .filter(|(_, k)| **k)
+                .map(|(r, _)| *r)
+                .collect();
+            for (row, reason) in applied.failed {
+                let rec = &recs[kept[row]];
+                out.dead.push(DeadLetter {
+                    position: rec.pos,
+                    reason,
+                    record: data[rec.start..rec.end].to_vec(),
+                });
+            }
+        }
+        out.filtered += applied.filtered;
+        out.batches.extend(applied.batch);
     }
 
     /// The input kind this decoder reads.

@@ -153,7 +153,19 @@ pub(super) fn source_loop(
             }
         },
         |(p, epoch), chunk, decoded| {
-            let item = to_item(decoder, p, epoch, chunk, decoded);
+            metrics.filtered(decoded.filtered);
+            let mut item = to_item(decoder, p, epoch, chunk, decoded);
+            if let Some(stages) = decoder.stages() {
+                match crate::stage::enforce(stages.on_error, &mut item.dead) {
+                    Ok(dropped) => metrics.dropped(dropped),
+                    Err(reason) => {
+                        return Err(TaskError::Job {
+                            job: String::new(),
+                            reason: format!("source partition {p}: {reason}"),
+                        })
+                    }
+                }
+            }
             if decoder.schema().unknown_fields == UnknownFields::Error {
                 if let Some(d) = item.dead.iter().find(|d| d.class() == "unknown") {
                     return Err(TaskError::Job {

@@ -76,6 +76,8 @@ pub enum TaskError {
     Partition(#[from] crate::sink::partition::PartitionError),
     #[error(transparent)]
     Evolution(#[from] crate::evolution::EvolutionError),
+    #[error(transparent)]
+    Stage(#[from] crate::stage::StageError),
     #[error("job {job}: {reason}")]
     Job { job: String, reason: String },
 }
@@ -249,6 +251,14 @@ pub fn prepare(job: &Job, connect: bool) -> Result<Prepared, TaskError> {
         },
         header.as_deref(),
     )?;
+    let decoder = if job.file.repo.stages.is_empty() {
+        decoder
+    } else {
+        let on_error = crate::stage::OnError::parse(&job.file.repo.on_error).unwrap_or_default();
+        let stages =
+            crate::stage::Stages::plan(&job.file.repo.stages, decoder.decoded_schema(), on_error)?;
+        decoder.with_stages(stages)
+    };
     job.format.validate(&decoder.output_schema())?;
     let template = PathTemplate::compile(
         &job.file.sink.partition.template,

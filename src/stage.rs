@@ -1,0 +1,414 @@
+//! Filter and transform stages: SQL over every decoded batch, between decoding and the channel.
+//!
+//! Each stage is one of `filter` (a boolean SQL expression), `select` (output columns as SQL
+//! expressions with aliases) or `sql` (`SELECT ... FROM input [WHERE ...]`). All three become a
+//! query over a table `input` with the previous stage's schema, planned once at start-up by
+//! DataFusion's SQL planner (so unknown columns, type mismatches and syntax errors are reported
+//! before any data moves) and kept as physical expressions: a predicate and a projection,
+//! evaluated on whole Arrow batches. Only a projection over a filter over `input` is a stage: no
+//! aggregates, joins, sorts or limits (each batch is transformed on its own).
+//!
+//! A batch whose evaluation fails (a bad cast, bad regex input) is split in halves until the
+//! failing rows stand alone; those rows fail with the stage's name and the reason, the others go
+//! on. What happens to them is the repo's `on_error`.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, UInt32Array};
+use arrow::datatypes::{Schema, SchemaRef};
+use datafusion::catalog::empty::EmptyTable;
+use datafusion::common::DFSchemaRef;
+use datafusion::logical_expr::simplify::SimplifyContext;
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::prelude::SessionContext;
+use serde::Deserialize;
+
+/// One stage as the job file gives it: exactly one of `filter`, `select`, `sql`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StageSpec {
+    /// Names the stage in errors and dead letters (default: its kind and number).
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub filter: Option<String>,
+    #[serde(default)]
+    pub select: Option<Vec<String>>,
+    #[serde(default)]
+    pub sql: Option<String>,
+}
+
+impl StageSpec {
+    /// The stage as a query over `input`, or why the spec is not one stage.
+    fn query(&self) -> Result<(&'static str, String), String> {
+        match (&self.filter, &self.select, &self.sql) {
+            (Some(f), None, None) => Ok(("filter", format!("SELECT * FROM input WHERE {f}"))),
+            (None, Some(cols), None) if !cols.is_empty() => {
+                Ok(("select", format!("SELECT {} FROM input", cols.join(", "))))
+            }
+            (None, Some(_), None) => Err("`select` names no columns".into()),
+            (None, None, Some(q)) => Ok(("sql", q.clone())),
+            _ => Err("a stage has exactly one of `filter`, `select` or `sql`".into()),
+        }
+    }
+}
+
+/// What happens to rows a stage fails on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnError {
+    /// They become dead letters with the stage and the reason (default).
+    #[default]
+    DeadLetter,
+    /// They are dropped and counted.
+    Drop,
+    /// The task stops.
+    Fail,
+}
+
+impl OnError {
+    pub fn parse(s: &str) -> Result<OnError, String> {
+        match s {
+            "dead_letter" => Ok(OnError::DeadLetter),
+            "drop" => Ok(OnError::Drop),
+            "fail" => Ok(OnError::Fail),
+            other => Err(format!("`{other}` (expected dead_letter, drop or fail)")),
+        }
+    }
+}
+
+/// Errors found while planning stages, each naming the stage.
+#[derive(Debug, thiserror::Error)]
+#[error("stage {number} (`{name}`): {reason}")]
+pub struct StageError {
+    pub number: usize,
+    pub name: String,
+    pub reason: String,
+}
+
+struct Planned {
+    name: String,
+    filter: Option<Arc<dyn PhysicalExpr>>,
+    project: Vec<Arc<dyn PhysicalExpr>>,
+    schema: SchemaRef,
+}
+
+/// The planned stages of a repo.
+pub struct Stages {
+    planned: Vec<Planned>,
+    input: SchemaRef,
+    pub on_error: OnError,
+}
+
+impl std::fmt::Debug for Stages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stages")
+            .field(
+                "stages",
+                &self.planned.iter().map(|p| &p.name).collect::<Vec<_>>(),
+            )
+            .field("on_error", &self.on_error)
+            .finish()
+    }
+}
+
+/// The result of applying the stages to one batch.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// What is left (None: no row).
+    pub batch: Option<RecordBatch>,
+    /// Rows of the input batch that a stage failed on, with the reason (naming the stage).
+    pub failed: Vec<(usize, String)>,
+    /// Rows removed by filters.
+    pub filtered: u64,
+}
+
+impl Stages {
+    /// Plans `specs` over batches of `input`.
+    pub fn plan(
+        specs: &[StageSpec],
+        input: SchemaRef,
+        on_error: OnError,
+    ) -> Result<Stages, StageError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .map_err(|e| StageError {
+                number: 0,
+                name: String::new(),
+                reason: format!("cannot start the planner: {e}"),
+            })?;
+        let ctx = SessionContext::new();
+        let mut schema = input.clone();
+        let mut planned = Vec::with_capacity(specs.len());
+        for (i, spec) in specs.iter().enumerate() {
+            let number = i + 1;
+            let fail = |name: &str, reason: String| StageError {
+                number,
+                name: name.to_string(),
+                reason,
+            };
+            let (kind, sql) = spec
+                .query()
+                .map_err(|r| fail(spec.name.as_deref().unwrap_or("?"), r))?;
+            let name = spec
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("{kind}-{number}"));
+            let _ = ctx.deregister_table("input");
+            ctx.register_table("input", Arc::new(EmptyTable::new(schema.clone())))
+                .map_err(|e| fail(&name, e.to_string()))?;
+            let plan = runtime
+                .block_on(ctx.state().create_logical_plan(&sql))
+                .map_err(|e| fail(&name, clean(e)))?;
+            let p = lower(&ctx, &plan, name.clone()).map_err(|r| fail(&name, r))?;
+            schema = p.schema.clone();
+            planned.push(p);
+        }
+        Ok(Stages {
+            planned,
+            input,
+            on_error,
+        })
+    }
+
+    /// The schema of batches the stages take.
+    pub fn input_schema(&self) -> SchemaRef {
+        self.input.clone()
+    }
+
+    /// The schema of what the stages produce (what the writers write).
+    pub fn output_schema(&self) -> SchemaRef {
+        self.planned
+            .last()
+            .map_or_else(|| self.input.clone(), |p| p.schema.clone())
+    }
+
+    /// Each stage's name and output schema.
+    pub fn describe(&self) -> Vec<(String, SchemaRef)> {
+        self.planned
+            .iter()
+            .map(|p| (p.name.clone(), p.schema.clone()))
+            .collect()
+    }
+
+    /// Applies every stage to `batch`.
+    pub fn apply(&self, batch: RecordBatch) -> Applied {
+        let mut out = Applied::default();
+        let mut rows = UInt32Array::from_iter_values(0..batch.num_rows() as u32);
+        let mut cur = batch;
+        for st in &self.planned {
+            if cur.num_rows() == 0 {
+                break;
+            }
+            let before = cur.num_rows();
+            let (next, kept, failed) = isolate(st, &cur, &rows);
+            let failures = failed.len();
+            for (i, reason) in failed {
+                out.failed.push((rows.value(i) as usize, reason));
+            }
+            out.filtered += (before - failures - next.num_rows()) as u64;
+            rows = kept;
+            cur = next;
+        }
+        out.batch = (cur.num_rows() > 0).then_some(cur);
+        out
+    }
+}
+
+/// DataFusion's error text without its `Error during planning:` style prefixes doubled.
+fn clean(e: datafusion::error::DataFusionError) -> String {
+    e.to_string().trim().to_string()
+}
+
+/// A stage's plan as a predicate and a projection, or why it is not a stage.
+fn lower(ctx: &SessionContext, plan: &LogicalPlan, name: String) -> Result<Planned, String> {
+    let not_a_stage = |what: &str| {
+        format!("{what} is not allowed in a stage: a stage is `SELECT expressions FROM input [WHERE condition]` over one batch at a time (no aggregates, joins, ORDER BY, LIMIT or DISTINCT)")
+    };
+    let mut node = plan;
+    let mut projection = None;
+    let mut filter = None;
+    loop {
+        match node {
+            LogicalPlan::Projection(p) if projection.is_none() && filter.is_none() => {
+                projection = Some(p);
+                node = p.input.as_ref();
+            }
+            LogicalPlan::Filter(f) if filter.is_none() => {
+                filter = Some(f);
+                node = f.input.as_ref();
+            }
+            LogicalPlan::SubqueryAlias(a) => node = a.input.as_ref(),
+            LogicalPlan::TableScan(t) if t.table_name.table() == "input" => break,
+            LogicalPlan::TableScan(t) => {
+                return Err(format!(
+                    "table `{}`: a stage reads only `input` (the batch)",
+                    t.table_name
+                ))
+            }
+            other => return Err(not_a_stage(&format!("`{}`", other.display()))),
+        }
+    }
+    let scan_schema = node.schema();
+    let predicate = match filter {
+        Some(f) => Some(physical(ctx, f.predicate.clone(), scan_schema)?),
+        None => None,
+    };
+    let project = match projection {
+        Some(p) => p
+            .expr
+            .iter()
+            .map(|e| physical(ctx, e.clone(), p.input.schema()))
+            .collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+    };
+    let schema: Schema = plan.schema().as_arrow().clone();
+    let schema = Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect::<Vec<_>>(),
+    ));
+    Ok(Planned {
+        name,
+        filter: predicate,
+        project,
+        schema,
+    })
+}
+
+/// A logical expression as a physical one: types coerced and the expression simplified, as the
+/// optimizer would (some functions, e.g. `coalesce`, only exist in simplified form).
+fn physical(
+    ctx: &SessionContext,
+    expr: Expr,
+    schema: &DFSchemaRef,
+) -> Result<Arc<dyn PhysicalExpr>, String> {
+    let state = ctx.state();
+    let context = SimplifyContext::builder()
+        .with_schema(schema.clone())
+        .with_config_options(state.config_options().clone())
+        .build();
+    let simplifier = ExprSimplifier::new(context);
+    let expr = simplifier.coerce(expr, schema).map_err(clean)?;
+    let expr = simplifier.simplify(expr).map_err(clean)?;
+    ctx.create_physical_expr(expr, schema).map_err(clean)
+}
+
+/// Evaluates one stage on `batch`: (output, the mask of rows kept, when a filter ran).
+fn eval(st: &Planned, batch: &RecordBatch) -> Result<(RecordBatch, Option<BooleanArray>), String> {
+    let (filtered, mask) = match &st.filter {
+        Some(f) => {
+            let v = f
+                .evaluate(batch)
+                .and_then(|v| v.into_array(batch.num_rows()))
+                .map_err(clean)?;
+            let mask = v
+                .as_boolean_opt()
+                .ok_or("the filter is not a boolean expression")?
+                .clone();
+            // SQL: a null condition does not keep the row.
+            let mask = if mask.null_count() > 0 {
+                arrow::compute::prep_null_mask_filter(&mask)
+            } else {
+                mask
+            };
+            (
+                arrow::compute::filter_record_batch(batch, &mask).map_err(|e| e.to_string())?,
+                Some(mask),
+            )
+        }
+        None => (batch.clone(), None),
+    };
+    if st.project.is_empty() {
+        let out = RecordBatch::try_new(st.schema.clone(), filtered.columns().to_vec())
+            .map_err(|e| e.to_string())?;
+        return Ok((out, mask));
+    }
+    let columns = st
+        .project
+        .iter()
+        .map(|e| {
+            e.evaluate(&filtered)
+                .and_then(|v| v.into_array(filtered.num_rows()))
+                .map_err(clean)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let out = RecordBatch::try_new_with_options(
+        st.schema.clone(),
+        columns,
+        &arrow::array::RecordBatchOptions::new().with_row_count(Some(filtered.num_rows())),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok((out, mask))
+}
+
+/// Evaluates a stage, isolating rows it fails on: (output, the original row numbers of the
+/// output's rows, failed rows as (index into `batch`, reason)).
+fn isolate(
+    st: &Planned,
+    batch: &RecordBatch,
+    rows: &UInt32Array,
+) -> (RecordBatch, UInt32Array, Vec<(usize, String)>) {
+    match eval(st, batch) {
+        Ok((out, mask)) => {
+            let kept = match mask {
+                Some(m) => arrow::compute::filter(rows, &m)
+                    .expect("a mask of the batch's length")
+                    .as_primitive()
+                    .clone(),
+                None => rows.clone(),
+            };
+            (out, kept, Vec::new())
+        }
+        Err(reason) if batch.num_rows() == 1 => (
+            RecordBatch::new_empty(st.schema.clone()),
+            UInt32Array::from(Vec::<u32>::new()),
+            vec![(0, format!("stage `{}`: {reason}", st.name))],
+        ),
+        Err(_) => {
+            let half = batch.num_rows() / 2;
+            let (a_out, a_rows, a_failed) =
+                isolate(st, &batch.slice(0, half), &rows.slice(0, half));
+            let rest = batch.num_rows() - half;
+            let (b_out, b_rows, b_failed) =
+                isolate(st, &batch.slice(half, rest), &rows.slice(half, rest));
+            let out = arrow::compute::concat_batches(&st.schema, [&a_out, &b_out])
+                .expect("outputs of one stage concatenate");
+            let kept =
+                arrow::compute::concat(&[&a_rows, &b_rows]).expect("row numbers concatenate");
+            let mut failed = a_failed;
+            failed.extend(b_failed.into_iter().map(|(i, r)| (i + half, r)));
+            (out, kept.as_primitive().clone(), failed)
+        }
+    }
+}
+
+/// Applies `on_error` to the dead letters of one item: rows stages failed on (class `stage`)
+/// stay dead letters, are dropped (returns how many), or stop the task (the error names the
+/// first one and its position).
+pub fn enforce(
+    on_error: OnError,
+    dead: &mut Vec<crate::decode::DeadLetter>,
+) -> Result<u64, String> {
+    match on_error {
+        OnError::DeadLetter => Ok(0),
+        OnError::Drop => {
+            let before = dead.len();
+            dead.retain(|d| d.class() != "stage");
+            Ok((before - dead.len()) as u64)
+        }
+        OnError::Fail => match dead.iter().find(|d| d.class() == "stage") {
+            Some(d) => Err(format!(
+                "{} (the record at offset {}, line {}; on_error = \"fail\")",
+                d.reason, d.position.offset, d.position.line
+            )),
+            None => Ok(0),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,279 @@
+//! Stage tests: each kind with nulls, unicode and empty batches; planning errors name the stage
+//! and column; failing rows are isolated; a filter never changes the rows it keeps.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, AsArray, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
+use proptest::prelude::*;
+
+use super::*;
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("method", DataType::Utf8, true),
+        Field::new("status", DataType::Int64, true),
+        Field::new("ip", DataType::Utf8, true),
+    ]))
+}
+
+fn batch() -> RecordBatch {
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(
+            TimestampMillisecondArray::from(vec![
+                1_714_557_600_000, // 2024-05-01T10:00:00Z
+                1_714_559_400_500, // 10:30:00.5
+                1_714_561_200_000, // 11:00
+                1_714_563_000_000,
+            ])
+            .with_timezone("UTC"),
+        ),
+        Arc::new(StringArray::from(vec![
+            Some("GET"),
+            Some("pÖst"),
+            None,
+            Some("Déléte"),
+        ])),
+        Arc::new(Int64Array::from(vec![
+            Some(200),
+            Some(503),
+            None,
+            Some(500),
+        ])),
+        Arc::new(StringArray::from(vec![
+            Some("10.0.0.1"),
+            Some("10.0.0.2"),
+            None,
+            Some("x"),
+        ])),
+    ];
+    RecordBatch::try_new(schema(), cols).unwrap()
+}
+
+fn stage(spec: &str) -> StageSpec {
+    toml::from_str(spec).unwrap()
+}
+
+fn plan(specs: &[&str]) -> Result<Stages, StageError> {
+    Stages::plan(
+        &specs.iter().map(|s| stage(s)).collect::<Vec<_>>(),
+        schema(),
+        OnError::DeadLetter,
+    )
+}
+
+fn strings(b: &RecordBatch, col: &str) -> Vec<Option<String>> {
+    let c = b.column_by_name(col).unwrap();
+    let c = arrow::compute::cast(c, &DataType::Utf8).unwrap();
+    c.as_string::<i32>()
+        .iter()
+        .map(|v| v.map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn a_filter_keeps_matching_rows_and_drops_null_conditions() {
+    let s = plan(&["filter = \"status >= 500 AND method <> 'GET'\""]).unwrap();
+    assert_eq!(s.output_schema(), schema());
+    let a = s.apply(batch());
+    let b = a.batch.unwrap();
+    assert_eq!(
+        strings(&b, "method"),
+        vec![Some("pÖst".into()), Some("Déléte".into())]
+    );
+    assert_eq!(a.filtered, 2, "GET and the null status");
+    assert!(a.failed.is_empty());
+    let empty = s.apply(RecordBatch::new_empty(schema()));
+    assert!(empty.batch.is_none() && empty.filtered == 0);
+}
+
+#[test]
+fn a_select_renames_drops_casts_derives_and_masks() {
+    let s = plan(&[r#"select = [
+        "date_trunc('hour', ts) AS hour",
+        "lower(method) AS method",
+        "CAST(status AS VARCHAR) AS status_text",
+        "coalesce(status, -1) AS status",
+        "regexp_replace(ip, '\\.[0-9]+$', '.0') AS net",
+        "encode(sha256(ip), 'hex') AS ip_hash",
+        "'web' AS source",
+    ]"#])
+    .unwrap();
+    let names: Vec<String> = s
+        .output_schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "hour",
+            "method",
+            "status_text",
+            "status",
+            "net",
+            "ip_hash",
+            "source"
+        ]
+    );
+    let a = s.apply(batch());
+    assert!(a.failed.is_empty(), "{:?}", a.failed);
+    let b = a.batch.unwrap();
+    assert_eq!(b.num_rows(), 4);
+    assert_eq!(
+        strings(&b, "hour")[1].as_deref(),
+        Some("2024-05-01T10:00:00Z"),
+        "truncated to the hour"
+    );
+    assert_eq!(
+        strings(&b, "method"),
+        vec![
+            Some("get".into()),
+            Some("pöst".into()),
+            None,
+            Some("déléte".into())
+        ]
+    );
+    assert_eq!(strings(&b, "status_text")[2], None);
+    assert_eq!(
+        b.column_by_name("status")
+            .unwrap()
+            .as_primitive::<Int64Type>()
+            .values()
+            .to_vec(),
+        [200, 503, -1, 500]
+    );
+    assert_eq!(strings(&b, "net")[0].as_deref(), Some("10.0.0.0"));
+    assert_eq!(
+        strings(&b, "ip_hash")[0].as_deref(),
+        Some("f5047344122f0dee9974ba6761e61c6b8649e1f3968d13a635ebbf7be53a3a0d")
+    );
+    assert_eq!(strings(&b, "ip_hash")[2], None);
+    assert_eq!(strings(&b, "source"), vec![Some("web".into()); 4]);
+}
+
+#[test]
+fn stages_chain_and_an_sql_stage_filters_and_projects() {
+    let s = plan(&[
+        "select = [\"status\", \"upper(method) AS m\"]",
+        "sql = \"SELECT m, status * 2 AS double FROM input WHERE status > 200\"",
+    ])
+    .unwrap();
+    let a = s.apply(batch());
+    let b = a.batch.unwrap();
+    assert_eq!(
+        strings(&b, "m"),
+        vec![Some("PÖST".into()), Some("DÉLÉTE".into())]
+    );
+    assert_eq!(
+        b.column_by_name("double")
+            .unwrap()
+            .as_primitive::<Int64Type>()
+            .values()
+            .to_vec(),
+        [1006, 1000]
+    );
+    assert_eq!(a.filtered, 2);
+    assert_eq!(s.describe().len(), 2);
+}
+
+#[test]
+fn planning_errors_name_the_stage_and_the_column() {
+    let e = plan(&[
+        "name = \"keep\"\nfilter = \"status > 1\"",
+        "select = [\"nope AS x\"]",
+    ])
+    .unwrap_err();
+    assert_eq!((e.number, e.name.as_str()), (2, "select-2"));
+    assert!(e.reason.contains("nope"), "{e}");
+    let e = plan(&["filter = \"status >\""]).unwrap_err();
+    assert_eq!(e.name, "filter-1");
+    let e = plan(&["filter = \"method\""]).unwrap_err().to_string();
+    assert!(e.contains("stage 1"), "{e}");
+    let e = plan(&["sql = \"SELECT count(*) FROM input\""])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not allowed in a stage"), "{e}");
+    let e = plan(&["sql = \"SELECT * FROM input ORDER BY status\""])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not allowed in a stage"), "{e}");
+    let e = plan(&["filter = \"status > 1\"\nselect = [\"status\"]"])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("exactly one"), "{e}");
+}
+
+#[test]
+fn rows_a_stage_fails_on_are_isolated_with_the_reason() {
+    // One value of four does not cast.
+    let cols: Vec<ArrayRef> = vec![
+        batch().column(0).clone(),
+        Arc::new(StringArray::from(vec![
+            Some("1"),
+            Some("x2"),
+            None,
+            Some("4"),
+        ])),
+        batch().column(2).clone(),
+        batch().column(3).clone(),
+    ];
+    let b = RecordBatch::try_new(schema(), cols).unwrap();
+    let s =
+        plan(&["name = \"num\"\nselect = [\"CAST(method AS BIGINT) AS n\", \"status\"]"]).unwrap();
+    let a = s.apply(b);
+    assert_eq!(a.failed.len(), 1, "{:?}", a.failed);
+    assert_eq!(a.failed[0].0, 1, "the row with `x2`");
+    assert!(
+        a.failed[0].1.starts_with("stage `num`:"),
+        "{}",
+        a.failed[0].1
+    );
+    let out = a.batch.unwrap();
+    assert_eq!(
+        out.column(0)
+            .as_primitive::<Int64Type>()
+            .iter()
+            .collect::<Vec<_>>(),
+        [Some(1), None, Some(4)]
+    );
+    assert_eq!(crate::decode::reason_class(&a.failed[0].1), "stage");
+}
+
+proptest! {
+    #[test]
+    fn a_filter_never_changes_the_rows_it_keeps(
+        values in proptest::collection::vec((proptest::option::of(-50i64..50), "[a-zé]{0,4}"), 0..200),
+        k in -50i64..50,
+    ) {
+        let s = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, true),
+            Field::new("s", DataType::Utf8, false),
+        ]));
+        let b = RecordBatch::try_new(s.clone(), vec![
+            Arc::new(Int64Array::from(values.iter().map(|v| v.0).collect::<Vec<_>>())),
+            Arc::new(StringArray::from(values.iter().map(|v| v.1.clone()).collect::<Vec<_>>())),
+        ]).unwrap();
+        let st = Stages::plan(&[stage(&format!("filter = \"n > {k}\""))], s, OnError::DeadLetter).unwrap();
+        let a = st.apply(b);
+        let expected: Vec<(i64, String)> = values.iter().filter(|v| v.0.is_some_and(|n| n > k)).map(|v| (v.0.unwrap(), v.1.clone())).collect();
+        let got: Vec<(i64, String)> = match a.batch {
+            None => Vec::new(),
+            Some(out) => {
+                let n = out.column(0).as_primitive::<Int64Type>();
+                let s = out.column(1).as_string::<i32>();
+                (0..out.num_rows()).map(|i| (n.value(i), s.value(i).to_string())).collect()
+            }
+        };
+        prop_assert_eq!(got, expected);
+        prop_assert_eq!(a.filtered as usize, values.len() - values.iter().filter(|v| v.0.is_some_and(|n| n > k)).count());
+    }
+}
