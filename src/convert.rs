@@ -26,6 +26,8 @@ pub enum ConvertError {
     Format(#[from] FormatError),
     #[error(transparent)]
     Sink(#[from] SinkError),
+    #[error(transparent)]
+    Stage(#[from] crate::stage::StageError),
     #[error("{0}")]
     Usage(String),
 }
@@ -44,6 +46,9 @@ pub struct ConvertJob {
     pub dead_letters_rel: String,
     /// Replace an existing output file.
     pub overwrite: bool,
+    /// Filter and transform stages, and what happens to rows they fail on.
+    pub stages: Vec<crate::stage::StageSpec>,
+    pub on_error: crate::stage::OnError,
     /// Decoder threads.
     pub threads: usize,
     /// Called with progress now and then (raw bytes read, rows written).
@@ -137,6 +142,19 @@ pub fn run(mut job: ConvertJob) -> Result<ConvertSummary, ConvertError> {
             decoder.meta().names(&job.schema)
         )));
     }
+    let decoder = if job.stages.is_empty() {
+        decoder
+    } else {
+        if job.format.kind == FormatKind::Text {
+            return Err(ConvertError::Usage(
+                "text output writes the input lines as they are: stages do not apply to it".into(),
+            ));
+        }
+        let stages =
+            crate::stage::Stages::plan(&job.stages, decoder.decoded_schema(), job.on_error)?;
+        decoder.with_stages(stages)
+    };
+    let on_error = job.on_error;
     let out_schema = decoder.output_schema();
     job.format.validate(&out_schema)?;
 
@@ -167,7 +185,8 @@ pub fn run(mut job: ConvertJob) -> Result<ConvertSummary, ConvertError> {
                 Produced::End
             })
         },
-        |(), _chunk, decoded| {
+        |(), _chunk, mut decoded| {
+            crate::stage::enforce(on_error, &mut decoded.dead).map_err(ConvertError::Usage)?;
             tally.add(decoded)?;
             if let Some(p) = progress.as_mut() {
                 if tally.last_report.elapsed() > Duration::from_millis(100) {

@@ -117,8 +117,13 @@ enum CheckpointCommand {
 enum SchemaCommand {
     /// Validate a schema file; errors name the file, field and reason.
     Check { file: PathBuf },
-    /// Print the Arrow schema a schema file produces.
-    Show { file: PathBuf },
+    /// Print the Arrow schema a schema file produces; with `--job`, the job's input schema,
+    /// each stage's output and the schema its files get.
+    Show {
+        file: Option<PathBuf>,
+        #[arg(long, conflicts_with = "file")]
+        job: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -187,6 +192,19 @@ struct ConvertArgs {
     /// CSV/TSV output: no header row.
     #[arg(long)]
     no_output_header: bool,
+    /// Keep only rows where this SQL condition holds, e.g. `status >= 500 AND region = 'eu'`.
+    #[arg(long)]
+    filter: Option<String>,
+    /// An output column as a SQL expression with an alias, e.g. `lower(method) AS method`
+    /// (repeat for each column; applied after --filter).
+    #[arg(long)]
+    select: Vec<String>,
+    /// A whole `SELECT ... FROM input [WHERE ...]` over each batch (applied last).
+    #[arg(long)]
+    sql: Option<String>,
+    /// Rows a stage fails on (e.g. a bad cast): dead_letter, drop or fail.
+    #[arg(long, default_value = "dead_letter")]
+    on_error: String,
     /// Decoder threads (default: the number of cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -501,16 +519,41 @@ fn run_schema(cmd: SchemaCommand) -> Result<()> {
                 s.fields.len()
             );
         }
-        SchemaCommand::Show { file } => {
+        SchemaCommand::Show {
+            file: Some(file), ..
+        } => {
             let s = RepoSchema::load(&file)?;
             println!("repo {} ({})", s.name, file.display());
-            for f in s.arrow_schema().fields() {
-                let null = if f.is_nullable() { "" } else { " not null" };
-                println!("  {}: {}{null}", f.name(), f.data_type());
-            }
+            print_fields(&s.arrow_schema());
         }
+        SchemaCommand::Show { job: Some(job), .. } => {
+            let j = Job::load(&job)?;
+            let p = task::prepare(&j, false)?;
+            println!(
+                "repo {} ({}), input:",
+                p.schema.name,
+                p.schema.path.display()
+            );
+            print_fields(&p.decoder.decoded_schema());
+            if let Some(stages) = p.decoder.stages() {
+                for (name, schema) in stages.describe() {
+                    println!("after stage `{name}`:");
+                    print_fields(&schema);
+                }
+            }
+            println!("output ({}):", j.format.kind.name());
+            print_fields(&p.decoder.output_schema());
+        }
+        SchemaCommand::Show { .. } => bail!("name a schema FILE or a --job"),
     }
     Ok(())
+}
+
+fn print_fields(schema: &arrow::datatypes::Schema) {
+    for f in schema.fields() {
+        let null = if f.is_nullable() { "" } else { " not null" };
+        println!("  {}: {}{null}", f.name(), f.data_type());
+    }
 }
 
 /// Splits an output URL into (destination folder URL, file name). A last segment with an
@@ -601,6 +644,24 @@ fn run_convert(a: ConvertArgs) -> Result<()> {
             .map(|n| n.get())
             .unwrap_or(2)
     });
+    let stage = |filter: Option<String>, select: Option<Vec<String>>, sql: Option<String>| {
+        sluice::stage::StageSpec {
+            name: None,
+            filter,
+            select,
+            sql,
+        }
+    };
+    let mut stages = Vec::new();
+    if let Some(f) = a.filter.clone() {
+        stages.push(stage(Some(f), None, None));
+    }
+    if !a.select.is_empty() {
+        stages.push(stage(None, Some(a.select.clone()), None));
+    }
+    if let Some(q) = a.sql.clone() {
+        stages.push(stage(None, None, Some(q)));
+    }
     let bar = progress_bar(a.quiet);
     let progress: Option<Box<dyn FnMut(Progress) + Send>> = bar.clone().map(|bar| {
         Box::new(move |p: Progress| {
@@ -624,6 +685,9 @@ fn run_convert(a: ConvertArgs) -> Result<()> {
         dead_letters,
         dead_letters_rel: dl_name,
         overwrite: a.overwrite,
+        stages,
+        on_error: sluice::stage::OnError::parse(&a.on_error)
+            .map_err(|e| anyhow!("--on-error {e}"))?,
         threads,
         progress,
     };

@@ -9,5 +9,6 @@ mod kafka;
 mod push;
 mod run;
 mod s3_run;
+mod stages;
 mod stores;
 mod tansu;

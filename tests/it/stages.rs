@@ -1,0 +1,170 @@
+//! Stages in a job: filter + select on the benchmark events, compared row by row with the same
+//! SQL run by DuckDB over the input; `on_error` for rows a stage fails on; planning errors
+//! reported by `validate`; `schema show --job`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::helpers::*;
+
+fn job(dir: &Path, input: &Path, repo: &str) -> PathBuf {
+    let job = dir.join("job.toml");
+    std::fs::write(
+        &job,
+        format!(
+            r#"
+[job]
+name = "stages"
+state_dir = "state"
+[source]
+kind = "file"
+paths = ["{}"]
+[repo]
+schema = "{}"
+{repo}
+[sink]
+url = "file://out"
+format = "parquet"
+"#,
+            input.display(),
+            schema("nginx_access").display()
+        ),
+    )
+    .unwrap();
+    job
+}
+
+const STAGES: &str = r#"
+[[repo.stages]]
+name = "errors"
+filter = "status >= 400 AND region IN ('eu-west-1', 'us-east-1')"
+
+[[repo.stages]]
+name = "shape"
+select = [
+    "trace_id",
+    "ts",
+    "date_trunc('hour', ts) AS hour",
+    "lower(method) AS method",
+    "status",
+    "coalesce(user_id, -1) AS user_id",
+    "upper(region) AS region",
+]
+"#;
+
+#[test]
+fn a_filter_and_select_job_matches_the_same_sql_in_duckdb() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture("nginx_access.jsonl");
+    let job = job(dir.path(), &input, STAGES);
+    let shown = sluice_ok(&["schema", "show", "--job", job.to_str().unwrap()]);
+    assert!(
+        shown.contains("after stage `shape`:") && shown.contains("  hour: Timestamp"),
+        "{shown}"
+    );
+    let out = sluice_ok(&["run", job.to_str().unwrap()]);
+    assert!(out.contains("Stopped"), "{out}");
+    let ids = trace_ids(&dir.path().join("out"));
+    assert!(
+        ids.len() > 50 && ids.len() < 2000,
+        "the filter kept {} of 2000",
+        ids.len()
+    );
+
+    let Some(py) = python() else { return };
+    let script = format!(
+        r#"
+import duckdb
+ours = duckdb.sql("""select trace_id, epoch_ms(ts), epoch_ms(hour), method, status, user_id, region
+    from read_parquet('{out}/**/*.parquet') order by trace_id""").fetchall()
+theirs = duckdb.sql("""select trace_id, epoch_ms(t), epoch_ms(date_trunc('hour', t)), lower(method), status,
+    coalesce(user_id, -1), upper(region)
+    from (select *, cast(ts as timestamp) as t from read_json_auto('{input}'))
+    where status >= 400 and region in ('eu-west-1', 'us-east-1') order by trace_id""").fetchall()
+assert len(ours) == len(theirs), (len(ours), len(theirs))
+for a, b in zip(ours, theirs):
+    assert a == b, (a, b)
+print(len(ours))
+"#,
+        out = dir.path().join("out").display(),
+        input = input.display()
+    );
+    let out = Command::new(py).args(["-c", &script]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        ids.len().to_string()
+    );
+}
+
+#[test]
+fn rows_a_stage_fails_on_follow_on_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let line = |id: &str, path: &str| {
+        format!("{{\"ts\":\"2024-05-01T10:00:00Z\",\"path\":\"{path}\",\"status\":200,\"trace_id\":\"{id}\"}}\n")
+    };
+    std::fs::write(
+        &input,
+        [line("a", "12"), line("b", "/x"), line("c", "34")].concat(),
+    )
+    .unwrap();
+    let stage =
+        "[[repo.stages]]\nname = \"num\"\nselect = [\"trace_id\", \"CAST(path AS BIGINT) AS n\"]\n";
+
+    let job = job(dir.path(), &input, stage);
+    let out = sluice_ok(&["run", job.to_str().unwrap()]);
+    assert!(out.contains("2 rows, 1 dead letters"), "{out}");
+    let dl = std::fs::read_dir(dir.path().join("out/_dead_letters/nginx_access"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let text = std::fs::read_to_string(dl).unwrap();
+    assert!(
+        text.contains("stage `num`") && text.contains("\\\"trace_id\\\":\\\"b\\\""),
+        "{text}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let job = self::job(dir.path(), &input, &format!("on_error = \"drop\"\n{stage}"));
+    let out = sluice_ok(&["run", job.to_str().unwrap()]);
+    assert!(out.contains("2 rows, 0 dead letters"), "{out}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let job = self::job(dir.path(), &input, &format!("on_error = \"fail\"\n{stage}"));
+    let out = sluice(&["run", job.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("stage `num`") && err.contains("on_error = \"fail\""),
+        "{err}"
+    );
+    assert!(
+        trace_ids(&dir.path().join("out")).is_empty(),
+        "nothing committed"
+    );
+}
+
+#[test]
+fn validate_names_the_stage_and_column_of_a_planning_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture("nginx_access.jsonl");
+    let job = job(
+        dir.path(),
+        &input,
+        "[[repo.stages]]\nfilter = \"status > 1\"\n[[repo.stages]]\nname = \"cols\"\nselect = [\"no_such_column AS x\"]\n",
+    );
+    let out = sluice(&["validate", job.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("stage 2 (`cols`)") && err.contains("no_such_column"),
+        "{err}"
+    );
+}
