@@ -332,6 +332,11 @@ impl Wal {
     fn roll(&mut self, base: u64) -> Result<(), WalError> {
         let old = &self.segments.last().expect("a segment").path;
         self.file.sync_data().map_err(io(old))?;
+        self.start_segment(base)
+    }
+
+    /// Creates a segment at `base` (durably) and appends to it from now on.
+    fn start_segment(&mut self, base: u64) -> Result<(), WalError> {
         let path = segment_path(&self.dir, base);
         create_segment(&path)?;
         sync_dir(&self.dir)?;
@@ -366,17 +371,7 @@ impl Wal {
             self.reader = None;
             self.cursor = None;
             sync_dir(&self.dir)?;
-            let path = segment_path(&self.dir, pos);
-            create_segment(&path)?;
-            sync_dir(&self.dir)?;
-            self.file = Arc::new(
-                OpenOptions::new()
-                    .append(true)
-                    .open(&path)
-                    .map_err(io(&path))?,
-            );
-            self.file_len = MAGIC.len() as u64;
-            self.segments.push(Segment { base: pos, path });
+            self.start_segment(pos)?;
             self.end = pos;
         }
         Ok(())

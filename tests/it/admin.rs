@@ -40,17 +40,7 @@ pub(crate) fn metric_sum(text: &str, name: &str) -> f64 {
 
 pub(crate) fn admin_addr(log: &Path) -> String {
     let text = wait_log(log, "admin API listening", 1, 30);
-    let line = text
-        .lines()
-        .find(|l| l.contains("admin API listening"))
-        .unwrap_or_else(|| panic!("no admin line:\n{text}"));
-    line.split("addr=")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
+    logged_addr(log, "admin API listening").unwrap_or_else(|| panic!("no admin line:\n{text}"))
 }
 
 fn stop_via_api(addr: &str, child: Child) -> std::process::Output {

@@ -98,20 +98,14 @@ fn a_new_nullable_field_reaches_new_files_and_old_and_new_read_together() {
         );
     }
 
-    let Some(py) = python() else { return };
-    let script = format!(
-        "import duckdb, json\nfor r in duckdb.sql(\"select trace_id, n, note from read_parquet('{}/out/part/*.parquet', union_by_name=true) order by trace_id\").fetchall(): print(json.dumps(r))",
+    let Some(rows) = duckdb_rows(&format!(
+        "select trace_id, n, note from read_parquet('{}/out/part/*.parquet', union_by_name=true) order by trace_id",
         dir.path().display()
-    );
-    let out = Command::new(py).args(["-c", &script]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    )) else {
+        return;
+    };
     assert_eq!(
-        String::from_utf8(out.stdout).unwrap(),
-        "[\"a\", 1, null]\n[\"b\", 2, null]\n[\"c\", 3, \"y\"]\n",
+        rows, "[\"a\", 1, null]\n[\"b\", 2, null]\n[\"c\", 3, \"y\"]\n",
         "the first run ignored `note`; the second carries it"
     );
 }
@@ -162,22 +156,6 @@ fn unknown_fields_become_dead_letters_or_stop_the_task_as_the_schema_says() {
     );
 }
 
-/// The admin address in the last "admin API listening" line of `log`.
-fn last_addr(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap();
-    let line = text
-        .lines()
-        .rfind(|l| l.contains("admin API listening"))
-        .unwrap();
-    line.split("addr=")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
-}
-
 #[test]
 fn sighup_reloads_a_compatible_schema_and_keeps_running_on_an_incompatible_one() {
     let dir = tempfile::tempdir().unwrap();
@@ -218,7 +196,7 @@ fn sighup_reloads_a_compatible_schema_and_keeps_running_on_an_incompatible_one()
     hup(&child);
     let text = wait_log(&log, "to=Running", 2, 30);
     assert!(text.contains("restarting the task with them"), "{text}");
-    let addr = last_addr(&log);
+    let addr = logged_addr(&log, "admin API listening").expect("a second listener");
     push(&addr, "{\"trace_id\":\"c\",\"n\":3,\"note\":\"y\"}\n");
 
     // An incompatible change is refused; the task runs on with the schema it has.
@@ -242,19 +220,14 @@ fn sighup_reloads_a_compatible_schema_and_keeps_running_on_an_incompatible_one()
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
 
-    let Some(py) = python() else { return };
-    let script = format!(
-        "import duckdb, json\nfor r in duckdb.sql(\"select trace_id, n, note from read_parquet('{}/out/**/*.parquet', union_by_name=true) order by trace_id\").fetchall(): print(json.dumps(r))",
+    let Some(rows) = duckdb_rows(&format!(
+        "select trace_id, n, note from read_parquet('{}/out/**/*.parquet', union_by_name=true) order by trace_id",
         dir.path().display()
-    );
-    let out = Command::new(py).args(["-c", &script]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    )) else {
+        return;
+    };
     assert_eq!(
-        String::from_utf8(out.stdout).unwrap(),
+        rows,
         "[\"a\", 1, null]\n[\"b\", 2, null]\n[\"c\", 3, \"y\"]\n[\"d\", 4, \"z\"]\n"
     );
 }

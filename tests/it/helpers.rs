@@ -131,3 +131,35 @@ pub fn sigterm(child: &std::process::Child) {
         .expect("run kill")
         .success());
 }
+
+/// Runs `sql` in DuckDB (the interop venv's python) and returns each row as a JSON line; `None`
+/// (with a skip line) when no interop python is set up.
+pub fn duckdb_rows(sql: &str) -> Option<String> {
+    let py = python()?;
+    let script = format!(
+        "import duckdb, json\nfor r in duckdb.sql({sql:?}).fetchall(): print(json.dumps(r))"
+    );
+    let out = Command::new(py)
+        .args(["-c", &script])
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "duckdb failed on {sql}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8(out.stdout).expect("JSON lines"))
+}
+
+/// The address in the last line of `log` that says `what` and carries `addr=...`.
+pub fn logged_addr(log: &Path, what: &str) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let line = text.lines().rfind(|l| l.contains(what))?;
+    Some(
+        line.split("addr=")
+            .nth(1)?
+            .split_whitespace()
+            .next()?
+            .to_string(),
+    )
+}
