@@ -1,7 +1,9 @@
 //! Schema evolution: a repo's schema may change between runs as long as the files already
 //! written and the new ones stay readable together (by name, as DuckDB's `union_by_name` and
 //! pyarrow datasets read them). Allowed: new nullable fields, dropped fields, nullability
-//! changes. Refused: a field whose type changes, a new field that is not nullable.
+//! to nullable. Refused: a field whose type changes (also against fields dropped earlier: older
+//! files still have them), a new field that is not nullable, a nullable field becoming required
+//! (rows of the older schema, e.g. in a spill, may hold nulls).
 //!
 //! The schema of the files a job writes is recorded in its destination
 //! (`_sluice/<job>/schema.json`: the fields for people, the Arrow schema as IPC for the check);
@@ -45,35 +47,46 @@ struct SchemaRecord {
     fields: Vec<FieldRecord>,
     /// The Arrow schema as an IPC stream with no batches, base64.
     arrow_ipc: String,
+    /// Every field the files were ever written with (dropped ones too), the same way.
+    #[serde(default)]
+    all_fields_ipc: Option<String>,
 }
 
 fn record_path(job: &str) -> String {
     format!("_sluice/{job}/schema.json")
 }
 
-/// What changed from `old` to `new`, or why readers could not follow.
-pub fn compare(old: &Schema, new: &Schema) -> Result<Vec<String>, Vec<String>> {
+/// What changed from `old` to `new`, or why readers could not follow. `ever` holds every field
+/// the files were ever written with (for the types of fields dropped since).
+pub fn compare(old: &Schema, ever: &Schema, new: &Schema) -> Result<Vec<String>, Vec<String>> {
     let mut changes = Vec::new();
     let mut problems = Vec::new();
     for f in new.fields() {
-        match old.field_with_name(f.name()) {
-            Ok(o) if o.data_type() != f.data_type() => problems.push(format!(
+        let earlier = old
+            .field_with_name(f.name())
+            .or_else(|_| ever.field_with_name(f.name()));
+        match (old.field_with_name(f.name()), earlier) {
+            (_, Ok(o)) if o.data_type() != f.data_type() => problems.push(format!(
                 "field `{}` is {} in the files already written and {} now; a reader cannot take both as one column (add a field with a new name instead)",
                 f.name(),
                 o.data_type(),
                 f.data_type()
             )),
-            Ok(o) if o.is_nullable() != f.is_nullable() => changes.push(format!(
-                "field `{}` is {} now",
-                f.name(),
-                if f.is_nullable() { "nullable" } else { "required" }
+            (Ok(o), _) if o.is_nullable() && !f.is_nullable() => problems.push(format!(
+                "field `{}` was nullable and is required now; rows already taken may hold nulls (keep it nullable)",
+                f.name()
             )),
-            Ok(_) => {}
-            Err(_) if !f.is_nullable() => problems.push(format!(
+            (Ok(o), _) if o.is_nullable() != f.is_nullable() => {
+                changes.push(format!("field `{}` is nullable now", f.name()))
+            }
+            (Ok(_), _) => {}
+            (Err(_), _) if !f.is_nullable() => problems.push(format!(
                 "field `{}` is new and not nullable, but the files already written do not have it (make it nullable)",
                 f.name()
             )),
-            Err(_) => changes.push(format!("field `{}` ({}) is new", f.name(), f.data_type())),
+            (Err(_), _) => {
+                changes.push(format!("field `{}` ({}) is new", f.name(), f.data_type()))
+            }
         }
     }
     for o in old.fields() {
@@ -91,8 +104,25 @@ pub fn compare(old: &Schema, new: &Schema) -> Result<Vec<String>, Vec<String>> {
     }
 }
 
-/// The schema recorded for `job` in `dest`, if any.
-pub fn recorded(dest: &Destination, job: &str) -> Result<Option<Schema>, EvolutionError> {
+fn to_ipc(schema: &Schema) -> Result<String, String> {
+    let mut ipc = Vec::new();
+    let mut w = StreamWriter::try_new(&mut ipc, schema).map_err(|e| e.to_string())?;
+    w.finish().map_err(|e| e.to_string())?;
+    drop(w);
+    Ok(base64::engine::general_purpose::STANDARD.encode(ipc))
+}
+
+fn from_ipc(text: &str) -> Result<Schema, String> {
+    let ipc = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|e| format!("not base64: {e}"))?;
+    let reader = StreamReader::try_new(std::io::Cursor::new(ipc), None)
+        .map_err(|e| format!("not an Arrow schema: {e}"))?;
+    Ok(reader.schema().as_ref().clone())
+}
+
+/// The schema recorded for `job` in `dest`, if any: (the current one, every field ever).
+pub fn recorded(dest: &Destination, job: &str) -> Result<Option<(Schema, Schema)>, EvolutionError> {
     let path = record_path(job);
     if !dest.exists(&path)? {
         return Ok(None);
@@ -103,12 +133,12 @@ pub fn recorded(dest: &Destination, job: &str) -> Result<Option<Schema>, Evoluti
     };
     let rec: SchemaRecord = serde_json::from_slice(&dest.read(&path)?)
         .map_err(|e| bad(format!("does not parse: {e}")))?;
-    let ipc = base64::engine::general_purpose::STANDARD
-        .decode(&rec.arrow_ipc)
-        .map_err(|e| bad(format!("arrow_ipc is not base64: {e}")))?;
-    let reader = StreamReader::try_new(std::io::Cursor::new(ipc), None)
-        .map_err(|e| bad(format!("arrow_ipc is not an Arrow schema: {e}")))?;
-    Ok(Some(reader.schema().as_ref().clone()))
+    let current = from_ipc(&rec.arrow_ipc).map_err(|e| bad(format!("arrow_ipc is {e}")))?;
+    let ever = match &rec.all_fields_ipc {
+        Some(t) => from_ipc(t).map_err(|e| bad(format!("all_fields_ipc is {e}")))?,
+        None => current.clone(),
+    };
+    Ok(Some((current, ever)))
 }
 
 /// Checks `schema` against the one recorded for `job`; with `record`, records it when it is new
@@ -121,25 +151,37 @@ pub fn check(
 ) -> Result<Vec<String>, EvolutionError> {
     let old = recorded(dest, job)?;
     let changes = match &old {
-        Some(old) if old.fields() == schema.fields() => return Ok(Vec::new()),
-        Some(old) => compare(old, schema).map_err(|problems| EvolutionError::Incompatible {
-            job: job.to_string(),
-            problems,
-        })?,
-        None => Vec::new(),
+        Some((current, _)) if current.fields() == schema.fields() => return Ok(Vec::new()),
+        Some((current, ever)) => {
+            compare(current, ever, schema).map_err(|problems| EvolutionError::Incompatible {
+                job: job.to_string(),
+                problems,
+            })?
+        }
+        None => {
+            if !dest
+                .list(&format!("_sluice/{job}/checkpoints/"))?
+                .is_empty()
+            {
+                tracing::warn!(job, "the job's files were written before schemas were recorded; the current schema is recorded now without a check against them");
+            }
+            Vec::new()
+        }
     };
     if record {
-        let mut ipc = Vec::new();
-        let mut w =
-            StreamWriter::try_new(&mut ipc, schema).map_err(|e| EvolutionError::Record {
-                path: record_path(job),
-                reason: e.to_string(),
-            })?;
-        w.finish().map_err(|e| EvolutionError::Record {
+        let bad = |reason: String| EvolutionError::Record {
             path: record_path(job),
-            reason: e.to_string(),
-        })?;
-        drop(w);
+            reason,
+        };
+        // Every field ever written: the new ones, then dropped ones with their last type.
+        let mut all: Vec<arrow::datatypes::FieldRef> = schema.fields().iter().cloned().collect();
+        if let Some((_, ever)) = &old {
+            for f in ever.fields() {
+                if schema.field_with_name(f.name()).is_err() {
+                    all.push(f.clone());
+                }
+            }
+        }
         let rec = SchemaRecord {
             version: 1,
             fields: schema
@@ -151,7 +193,8 @@ pub fn check(
                     nullable: f.is_nullable(),
                 })
                 .collect(),
-            arrow_ipc: base64::engine::general_purpose::STANDARD.encode(ipc),
+            arrow_ipc: to_ipc(schema).map_err(bad)?,
+            all_fields_ipc: Some(to_ipc(&Schema::new(all)).map_err(bad)?),
         };
         let text = serde_json::to_vec_pretty(&rec).expect("a schema record serializes");
         dest.put_atomic(&record_path(job), &text, false)?;
@@ -208,10 +251,16 @@ mod tests {
     fn new_nullable_fields_and_drops_pass_type_changes_and_new_required_fields_do_not() {
         let old = schema(&[("a", DataType::Int32, false), ("b", DataType::Utf8, true)]);
         let grown = schema(&[("a", DataType::Int32, true), ("c", DataType::Utf8, true)]);
-        let changes = compare(&old, &grown).unwrap();
+        let changes = compare(&old, &old, &grown).unwrap();
         assert_eq!(changes.len(), 3, "{changes:?}");
+        let required = schema(&[("a", DataType::Int32, false), ("b", DataType::Utf8, false)]);
+        let problems = compare(&old, &old, &required).unwrap_err();
+        assert!(
+            problems[0].contains("`b` was nullable and is required now"),
+            "{problems:?}"
+        );
         let retyped = schema(&[("a", DataType::Int64, false), ("d", DataType::Utf8, false)]);
-        let problems = compare(&old, &retyped).unwrap_err();
+        let problems = compare(&old, &old, &retyped).unwrap_err();
         assert!(
             problems[0].contains("`a` is Int32") && problems[0].contains("Int64"),
             "{problems:?}"
@@ -231,11 +280,17 @@ mod tests {
         let dest = Destination::parse("memory:///e", rt.handle().clone()).unwrap();
         let v1 = schema(&[("a", DataType::Int32, false)]);
         assert!(check(&dest, "j", &v1, true).unwrap().is_empty());
-        assert_eq!(recorded(&dest, "j").unwrap().unwrap().fields(), v1.fields());
+        assert_eq!(
+            recorded(&dest, "j").unwrap().unwrap().0.fields(),
+            v1.fields()
+        );
         let v2 = schema(&[("a", DataType::Int32, false), ("b", DataType::Utf8, true)]);
         assert_eq!(check(&dest, "j", &v2, false).unwrap().len(), 1);
         // Not recorded without `record`: v1 is still what the files have.
-        assert_eq!(recorded(&dest, "j").unwrap().unwrap().fields(), v1.fields());
+        assert_eq!(
+            recorded(&dest, "j").unwrap().unwrap().0.fields(),
+            v1.fields()
+        );
         check(&dest, "j", &v2, true).unwrap();
         let bad = schema(&[("a", DataType::Utf8, false), ("b", DataType::Utf8, true)]);
         let e = check(&dest, "j", &bad, true).unwrap_err().to_string();
@@ -243,7 +298,19 @@ mod tests {
             e.contains("field `a` is Int32") && e.contains("Utf8"),
             "{e}"
         );
-        assert_eq!(recorded(&dest, "j").unwrap().unwrap().fields(), v2.fields());
+        assert_eq!(
+            recorded(&dest, "j").unwrap().unwrap().0.fields(),
+            v2.fields()
+        );
+        // `b` is dropped, then comes back with another type: older files still have it.
+        let dropped = schema(&[("a", DataType::Int32, false)]);
+        assert_eq!(check(&dest, "j", &dropped, true).unwrap().len(), 1);
+        let back = schema(&[("a", DataType::Int32, false), ("b", DataType::Int64, true)]);
+        let e = check(&dest, "j", &back, true).unwrap_err().to_string();
+        assert!(
+            e.contains("field `b` is Utf8 in the files already written"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_expr::PhysicalExpr;
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{SessionConfig, SessionContext};
 use serde::Deserialize;
 
 /// One stage as the job file gives it: exactly one of `filter`, `select`, `sql`.
@@ -138,7 +138,10 @@ impl Stages {
                 name: String::new(),
                 reason: format!("cannot start the planner: {e}"),
             })?;
-        let ctx = SessionContext::new();
+        // VARCHAR is Utf8, as in the rest of sluice (not DataFusion's Utf8View).
+        let config = SessionConfig::new()
+            .set_bool("datafusion.sql_parser.map_string_types_to_utf8view", false);
+        let ctx = SessionContext::new_with_config(config);
         let mut schema = input.clone();
         let mut planned = Vec::with_capacity(specs.len());
         for (i, spec) in specs.iter().enumerate() {
@@ -162,6 +165,9 @@ impl Stages {
                 .block_on(ctx.state().create_logical_plan(&sql))
                 .map_err(|e| fail(&name, clean(e)))?;
             let p = lower(&ctx, &plan, name.clone()).map_err(|r| fail(&name, r))?;
+            // A trial on an empty batch: what cannot be evaluated at all fails here, not on
+            // every row later.
+            eval(&p, &RecordBatch::new_empty(schema.clone())).map_err(|r| fail(&name, r))?;
             schema = p.schema.clone();
             planned.push(p);
         }
@@ -250,27 +256,44 @@ fn lower(ctx: &SessionContext, plan: &LogicalPlan, name: String) -> Result<Plann
             other => return Err(not_a_stage(&format!("`{}`", other.display()))),
         }
     }
-    let scan_schema = node.schema();
     let predicate = match filter {
-        Some(f) => Some(physical(ctx, f.predicate.clone(), scan_schema)?),
+        Some(f) => {
+            let input = f.input.schema();
+            let e = physical(ctx, f.predicate.clone(), input)?;
+            let ty = e.data_type(input.as_arrow()).map_err(clean)?;
+            if ty != arrow::datatypes::DataType::Boolean {
+                return Err(format!("the condition is {ty}, not a boolean expression"));
+            }
+            Some(e)
+        }
         None => None,
     };
-    let project = match projection {
-        Some(p) => p
-            .expr
-            .iter()
-            .map(|e| physical(ctx, e.clone(), p.input.schema()))
-            .collect::<Result<Vec<_>, _>>()?,
-        None => Vec::new(),
+    let (project, schema) = match projection {
+        Some(p) if p.expr.is_empty() => return Err("the stage selects no columns".into()),
+        Some(p) => {
+            let input = p.input.schema();
+            let exprs = p
+                .expr
+                .iter()
+                .map(|e| physical(ctx, e.clone(), input))
+                .collect::<Result<Vec<_>, _>>()?;
+            // Each output column's type is what its expression evaluates to (the plan's schema
+            // can differ, e.g. for CASE), under the plan's name.
+            let fields = exprs
+                .iter()
+                .zip(plan.schema().fields())
+                .map(|(e, f)| {
+                    Ok(arrow::datatypes::Field::new(
+                        f.name(),
+                        e.data_type(input.as_arrow()).map_err(clean)?,
+                        e.nullable(input.as_arrow()).map_err(clean)? || f.is_nullable(),
+                    ))
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            (exprs, Arc::new(Schema::new(fields)))
+        }
+        None => (Vec::new(), Arc::new(plan.schema().as_arrow().clone())),
     };
-    let schema: Schema = plan.schema().as_arrow().clone();
-    let schema = Arc::new(Schema::new(
-        schema
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone())
-            .collect::<Vec<_>>(),
-    ));
     Ok(Planned {
         name,
         filter: predicate,
@@ -290,6 +313,8 @@ fn physical(
     let context = SimplifyContext::builder()
         .with_schema(schema.clone())
         .with_config_options(state.config_options().clone())
+        // `now()` and friends: the time the stage is planned.
+        .with_query_execution_start_time(Some(chrono::Utc::now()))
         .build();
     let simplifier = ExprSimplifier::new(context);
     let expr = simplifier.coerce(expr, schema).map_err(clean)?;

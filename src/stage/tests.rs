@@ -277,3 +277,27 @@ proptest! {
         prop_assert_eq!(a.filtered as usize, values.len() - values.iter().filter(|v| v.0.is_some_and(|n| n > k)).count());
     }
 }
+
+#[test]
+fn planned_types_are_what_evaluation_gives_and_odd_queries_plan_or_fail_clearly() {
+    // CASE with an Int64 column and a literal: the output column has the evaluated type.
+    let s = plan(&[
+        "select = [\"CASE WHEN status > 300 THEN status ELSE 0 END AS big\", \"now() AS at\"]",
+    ])
+    .unwrap();
+    let a = s.apply(batch());
+    assert!(a.failed.is_empty(), "{:?}", a.failed);
+    assert_eq!(a.batch.unwrap().num_rows(), 4);
+    // A WHERE over an alias of `input`.
+    let s = plan(&["sql = \"SELECT i.status FROM input AS i WHERE i.status > 300\""]).unwrap();
+    assert_eq!(s.apply(batch()).batch.unwrap().num_rows(), 2);
+    // VARCHAR is Utf8.
+    let s = plan(&["select = [\"CAST(status AS VARCHAR) AS s\"]"]).unwrap();
+    assert_eq!(s.output_schema().field(0).data_type(), &DataType::Utf8);
+    let e = plan(&["sql = \"SELECT FROM input\""])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("selects no columns"), "{e}");
+    let e = plan(&["filter = \"NULL\""]).unwrap_err().to_string();
+    assert!(e.contains("not a boolean"), "{e}");
+}

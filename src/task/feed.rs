@@ -153,11 +153,16 @@ pub(super) fn source_loop(
             }
         },
         |(p, epoch), chunk, decoded| {
-            metrics.filtered(decoded.filtered);
+            let filtered = decoded.filtered;
+            metrics.filtered(filtered);
             let mut item = to_item(decoder, p, epoch, chunk, decoded);
+            let mut dropped = 0;
             if let Some(stages) = decoder.stages() {
                 match crate::stage::enforce(stages.on_error, &mut item.dead) {
-                    Ok(dropped) => metrics.dropped(dropped),
+                    Ok(n) => {
+                        dropped = n;
+                        metrics.dropped(n);
+                    }
                     Err(reason) => {
                         return Err(TaskError::Job {
                             job: String::new(),
@@ -186,7 +191,8 @@ pub(super) fn source_loop(
                 .get(&p)
                 .map(|s| s.key.clone())
             {
-                metrics.records_in(&key, (item.batch.num_rows() + item.dead.len()) as u64);
+                let rows = (item.batch.num_rows() + item.dead.len()) as u64;
+                metrics.records_in(&key, rows + filtered + dropped);
             }
             let r = channel.put(item);
             control.put.fetch_add(1, Ordering::AcqRel);

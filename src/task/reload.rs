@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{destination, prepare, run, RunOptions, RunSummary, TaskError};
 use crate::config::Job;
@@ -22,6 +22,8 @@ pub fn run_reloading(
     hup: Arc<AtomicBool>,
 ) -> Result<(Job, RunSummary), TaskError> {
     let mut total: Option<RunSummary> = None;
+    // The job that ran before a reload: taken up again if the reloaded one fails to start.
+    let mut previous: Option<Job> = None;
     loop {
         let run_stop = Arc::new(AtomicBool::new(false));
         let next: Arc<Mutex<Option<Job>>> = Arc::default();
@@ -37,32 +39,25 @@ pub fn run_reloading(
             let path = path.to_path_buf();
             std::thread::Builder::new()
                 .name("reload".into())
-                .spawn(move || {
-                    while !done.load(Ordering::Acquire) {
-                        if stop.load(Ordering::Acquire) {
-                            run_stop.store(true, Ordering::Release);
-                            return;
-                        }
-                        if hup.swap(false, Ordering::AcqRel) {
-                            match checked(&path) {
-                                Ok(job) => {
-                                    tracing::info!(job = %path.display(), "SIGHUP: the job file and schema check out; restarting the task with them");
-                                    *next.lock().expect("reload lock") = Some(job);
-                                    run_stop.store(true, Ordering::Release);
-                                    return;
-                                }
-                                Err(e) => tracing::error!(job = %path.display(), error = %e, "SIGHUP: not reloaded; the task runs on unchanged"),
-                            }
-                        }
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
-                })
+                .spawn(move || watch(&path, &stop, &hup, &run_stop, &next, &done))
                 .expect("spawn the reload watcher")
         };
+        let started = Instant::now();
         let result = run(&job, opts.clone(), run_stop);
         done.store(true, Ordering::Release);
         let _ = watcher.join();
-        let summary = result?;
+        let summary = match (result, previous.take()) {
+            (Ok(s), _) => s,
+            // A reloaded job that fails at once (a server it needs is down, say): the one
+            // that ran before takes over again.
+            (Err(e), Some(prev)) if started.elapsed() < Duration::from_secs(60) => {
+                tracing::error!(error = %e, "the reloaded job failed; running the previous one again");
+                job = prev;
+                opts.discard_spill = false;
+                continue;
+            }
+            (Err(e), _) => return Err(e),
+        };
         let total = match total.as_mut() {
             None => total.insert(summary),
             Some(t) => {
@@ -78,12 +73,58 @@ pub fn run_reloading(
         let next = next.lock().expect("reload lock").take();
         match next {
             Some(new) if !stop.load(Ordering::Acquire) => {
-                job = new;
-                // A replay from a checkpoint is done once, by the first run.
+                previous = Some(std::mem::replace(&mut job, new));
+                // Done once, by the first run: a replay from a checkpoint, dropping a spill (the
+                // stop before a reload writes one that must be restored).
                 opts.from_checkpoint = None;
+                opts.discard_spill = false;
             }
             _ => return Ok((job, total.clone())),
         }
+    }
+}
+
+/// Passes a stop on to the running task at once, and on SIGHUP checks the job again (on its
+/// own thread, so a stop is never held up by the check) and stops the task for a reload when
+/// the check passes.
+fn watch(
+    path: &Path,
+    stop: &AtomicBool,
+    hup: &AtomicBool,
+    run_stop: &AtomicBool,
+    next: &Mutex<Option<Job>>,
+    done: &AtomicBool,
+) {
+    let mut checking: Option<std::thread::JoinHandle<Result<Job, TaskError>>> = None;
+    while !done.load(Ordering::Acquire) {
+        if stop.load(Ordering::Acquire) {
+            run_stop.store(true, Ordering::Release);
+            return;
+        }
+        if checking.as_ref().is_some_and(|h| h.is_finished()) {
+            match checking.take().expect("a check").join() {
+                Ok(Ok(job)) => {
+                    tracing::info!(job = %path.display(), "SIGHUP: the job file and schema check out; restarting the task with them");
+                    *next.lock().expect("reload lock") = Some(job);
+                    run_stop.store(true, Ordering::Release);
+                    return;
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(job = %path.display(), error = %e, "SIGHUP: not reloaded; the task runs on unchanged")
+                }
+                Err(_) => tracing::error!("SIGHUP: the check panicked; the task runs on unchanged"),
+            }
+        }
+        if checking.is_none() && hup.swap(false, Ordering::AcqRel) {
+            let path = path.to_path_buf();
+            checking = Some(
+                std::thread::Builder::new()
+                    .name("reload-check".into())
+                    .spawn(move || checked(&path))
+                    .expect("spawn the reload check"),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -33,6 +33,8 @@ pub struct PushApi {
     quoted: bool,
     /// The schema's `unknown_fields` is `error`: such a request is refused whole (400).
     reject_unknown: bool,
+    /// The repo's `on_error` is `fail`: a request with a row a stage fails on is refused (400).
+    reject_stage_failures: bool,
     permits: Arc<tokio::sync::Semaphore>,
     decoder: Mutex<RecordDecoder>,
     /// Decoders reused across requests.
@@ -53,6 +55,9 @@ impl PushApi {
             max_body,
             quoted: decoder.kind().quoted(),
             reject_unknown: decoder.schema().unknown_fields == crate::schema::UnknownFields::Error,
+            reject_stage_failures: decoder
+                .stages()
+                .is_some_and(|s| s.on_error == crate::stage::OnError::Fail),
             permits: Arc::new(tokio::sync::Semaphore::new(max_concurrent.max(1))),
             decoder: Mutex::new(decoder),
             pool: Mutex::new(Vec::new()),
@@ -199,6 +204,17 @@ fn take(api: &PushApi, bytes: bytes::Bytes, gzip: bool) -> Response {
         .unwrap_or_else(|| api.decoder.lock().expect("decoder").clone());
     let decoded = decoder.decode(&chunk);
     api.pool.lock().expect("decoder pool").push(decoder);
+    // Records the task would stop on are refused here instead (400), so they never reach the
+    // log (a WAL would replay them at every start).
+    if api.reject_stage_failures {
+        if let Some(d) = decoded.dead.iter().find(|d| d.class() == "stage") {
+            return answer(
+                api,
+                StatusCode::BAD_REQUEST,
+                json!({ "error": format!("line {}: {}", d.position.line, d.reason), "on_error": "fail" }),
+            );
+        }
+    }
     if api.reject_unknown {
         if let Some(d) = decoded.dead.iter().find(|d| d.class() == "unknown") {
             return answer(

@@ -336,6 +336,7 @@ impl Source for PushSource {
                     all.batches.extend(d.batches);
                     all.dead.extend(d.dead);
                     all.records += d.records;
+                    all.filtered += d.filtered;
                 }
             }
             at = end;
