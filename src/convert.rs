@@ -69,6 +69,9 @@ pub struct ConvertSummary {
     pub records: u64,
     pub rows: u64,
     pub dead_letters: u64,
+    /// Rows removed by filter stages; rows stages failed on, dropped (`on_error = drop`).
+    pub filtered: u64,
+    pub dropped: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub seconds: f64,
@@ -84,8 +87,15 @@ impl ConvertSummary {
         } else {
             0.0
         };
+        let mut stages = String::new();
+        if self.filtered > 0 {
+            stages.push_str(&format!(", {} filtered out", self.filtered));
+        }
+        if self.dropped > 0 {
+            stages.push_str(&format!(", {} dropped by a stage", self.dropped));
+        }
         let mut s = format!(
-            "{} records: {} rows, {} dead letters; {} in, {} out; {:.2} s, {:.0} rows/s → {}",
+            "{} records: {} rows, {} dead letters{stages}; {} in, {} out; {:.2} s, {:.0} rows/s → {}",
             self.records,
             self.rows,
             self.dead_letters,
@@ -173,6 +183,8 @@ pub fn run(mut job: ConvertJob) -> Result<ConvertSummary, ConvertError> {
         dead: Some(dead),
         records: 0,
         rows: 0,
+        filtered: 0,
+        dropped: 0,
         last_report: Instant::now(),
     };
     let result = pipeline::run(
@@ -186,7 +198,8 @@ pub fn run(mut job: ConvertJob) -> Result<ConvertSummary, ConvertError> {
             })
         },
         |(), _chunk, mut decoded| {
-            crate::stage::enforce(on_error, &mut decoded.dead).map_err(ConvertError::Usage)?;
+            tally.dropped +=
+                crate::stage::enforce(on_error, &mut decoded.dead).map_err(ConvertError::Usage)?;
             tally.add(decoded)?;
             if let Some(p) = progress.as_mut() {
                 if tally.last_report.elapsed() > Duration::from_millis(100) {
@@ -205,6 +218,7 @@ pub fn run(mut job: ConvertJob) -> Result<ConvertSummary, ConvertError> {
         let w = tally.writer.take().expect("writer until finish");
         w.finish().map_err(ConvertError::from)
     });
+    let (filtered, dropped) = (tally.filtered, tally.dropped);
     let result = match result {
         Ok(()) => Ok((
             tally.records,
@@ -248,6 +262,8 @@ pub fn run(mut job: ConvertJob) -> Result<ConvertSummary, ConvertError> {
         records,
         rows,
         dead_letters: dead_count,
+        filtered,
+        dropped,
         bytes_in: raw_bytes.load(Ordering::Relaxed),
         bytes_out,
         seconds: started.elapsed().as_secs_f64(),
@@ -262,6 +278,9 @@ struct Tally {
     dead: Option<DeadLetterWriter>,
     records: u64,
     rows: u64,
+    /// Rows removed by filter stages, and rows stages failed on that `on_error` dropped.
+    filtered: u64,
+    dropped: u64,
     last_report: Instant,
 }
 
@@ -277,6 +296,7 @@ impl Tally {
             .write(&decoded.dead)?;
         self.records += decoded.records;
         self.rows += decoded.rows();
+        self.filtered += decoded.filtered;
         Ok(())
     }
 }

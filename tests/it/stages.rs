@@ -168,3 +168,53 @@ fn validate_names_the_stage_and_column_of_a_planning_error() {
         "{err}"
     );
 }
+
+#[test]
+fn convert_takes_stages_and_says_what_they_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "convert",
+            "--schema",
+            schema("nginx_access").to_str().unwrap(),
+            "--input",
+            fixture("nginx_access.jsonl").to_str().unwrap(),
+            "--output",
+            &format!("{}/", out.display()),
+            "--overwrite",
+            "--quiet",
+            "--filter",
+            "status >= 500",
+            "--select",
+            "trace_id",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let plain = args(&[]);
+    let stdout = sluice_ok(&plain.iter().map(String::as_str).collect::<Vec<_>>());
+    let kept = trace_ids(&out).len();
+    assert!(kept > 0 && kept < 2000);
+    assert!(
+        stdout.contains(&format!(
+            "2000 records: {kept} rows, 0 dead letters, {} filtered out",
+            2000 - kept
+        )),
+        "{stdout}"
+    );
+    let dropping = args(&[
+        "--select",
+        "CAST(path AS BIGINT) AS p",
+        "--on-error",
+        "drop",
+    ]);
+    let stdout = sluice_ok(&dropping.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        stdout.contains(&format!("{kept} dropped by a stage")),
+        "{stdout}"
+    );
+}
