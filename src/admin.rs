@@ -1,12 +1,18 @@
-//! The admin listener (axum): `GET /metrics` (Prometheus/OpenMetrics text), `GET /healthz`,
-//! `GET /readyz` (ready while the task runs), `GET /v1/tasks` (state, checkpoints, lag,
-//! channel fill) and `POST /v1/tasks/{repo}/pause|resume|stop`. With a token, the `/v1/` routes
-//! require `Authorization: Bearer <token>`. Credentials never appear in any answer. A push
-//! repo also takes its data here: `POST /v1/repos/{repo}/data` (see `source::push::http`).
+//! The admin listener (axum), one per process, shared by the job's repos: `GET /metrics`
+//! (Prometheus/OpenMetrics text, every repo's series), `GET /healthz`, `GET /readyz` (ready
+//! while every repo's task runs), `GET /v1/tasks` (per repo: state, last error, checkpoints,
+//! lag, channel fill) and `POST /v1/tasks/{repo}/pause|resume|stop`. With a token, the `/v1/`
+//! routes require `Authorization: Bearer <token>`. Credentials never appear in any answer. A
+//! push repo also takes its data here: `POST /v1/repos/{repo}/data` (see `source::push::http`).
+//!
+//! The listener outlives the tasks: a repo's task attaches what the routes act on while it
+//! runs ([`RepoSlot::attach`]), so a SIGHUP reload or a restart after a failure keeps the
+//! address and the counters.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -17,80 +23,158 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use crate::channel::Channel;
-use crate::metrics::Metrics;
+use crate::metrics::{MetricSet, Metrics};
 use crate::sink::control::Control;
 use crate::source::push::http::PushApi;
 
-/// What the admin routes read and act on.
-pub struct AdminState {
-    pub job: String,
-    pub repo: String,
-    pub metrics: Arc<Metrics>,
+/// What the routes act on while a repo's task runs.
+pub struct Live {
     pub control: Arc<Control>,
     pub channel: Arc<Channel>,
+    /// Stops this repo's task.
     pub stop: Arc<AtomicBool>,
-    pub token: Option<String>,
     /// The push route of a push repo.
     pub push: Option<Arc<PushApi>>,
 }
 
-/// Binds `listen` and serves on `runtime` until the process ends. Returns the bound address
-/// (the port may have been 0).
-pub fn serve(
-    runtime: &tokio::runtime::Runtime,
-    listen: SocketAddr,
-    state: Arc<AdminState>,
-) -> std::io::Result<SocketAddr> {
-    let listener = runtime.block_on(tokio::net::TcpListener::bind(listen))?;
-    let addr = listener.local_addr()?;
-    let app = Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(ready))
-        .route("/v1/tasks", get(tasks))
-        .route("/v1/tasks/{repo}/{action}", post(act))
-        .route("/v1/repos/{repo}/data", post(push))
-        .with_state(state);
-    runtime.spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "the admin listener stopped");
+/// One repo as the admin routes see it, for the life of the process.
+pub struct RepoSlot {
+    /// The job name of the repo's task (`<job>.<repo>` in a job with several repos).
+    pub job: String,
+    pub metrics: Arc<Metrics>,
+    live: Mutex<Option<Live>>,
+    /// Why the task last failed; cleared when it runs again.
+    error: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for RepoSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RepoSlot")
+            .field("job", &self.job)
+            .field("repo", &self.metrics.repo_name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RepoSlot {
+    /// The task runs: the routes act on `live` until [`RepoSlot::detach`].
+    pub fn attach(&self, live: Live) {
+        *self.live.lock().expect("slot lock") = Some(live);
+        *self.error.lock().expect("slot lock") = None;
+    }
+
+    pub fn detach(&self) {
+        *self.live.lock().expect("slot lock") = None;
+    }
+
+    pub fn failed(&self, error: String) {
+        *self.error.lock().expect("slot lock") = Some(error);
+    }
+
+    fn with_live<T>(&self, f: impl FnOnce(&Live) -> T) -> Option<T> {
+        self.live.lock().expect("slot lock").as_ref().map(f)
+    }
+}
+
+/// The routes' state: every repo of the job.
+pub struct Admin {
+    token: Option<String>,
+    metrics: Arc<MetricSet>,
+    repos: BTreeMap<String, Arc<RepoSlot>>,
+}
+
+impl Admin {
+    /// The admin state of repos named `repos` (repo name, its task's job name).
+    pub fn new(token: Option<String>, repos: &[(String, String)]) -> Admin {
+        let metrics = Arc::new(MetricSet::default());
+        let repos = repos
+            .iter()
+            .map(|(repo, job)| {
+                let slot = RepoSlot {
+                    job: job.clone(),
+                    metrics: Arc::new(Metrics::in_set(metrics.clone(), repo)),
+                    live: Mutex::new(None),
+                    error: Mutex::new(None),
+                };
+                (repo.clone(), Arc::new(slot))
+            })
+            .collect();
+        Admin {
+            token,
+            metrics,
+            repos,
         }
-    });
-    Ok(addr)
+    }
+
+    pub fn slot(&self, repo: &str) -> Option<Arc<RepoSlot>> {
+        self.repos.get(repo).cloned()
+    }
+
+    /// Binds `listen` and serves on a runtime of its own, returned with the bound address (the
+    /// port may have been 0); the listener runs as long as the runtime.
+    pub fn start(
+        self: Arc<Self>,
+        listen: SocketAddr,
+    ) -> std::io::Result<(tokio::runtime::Runtime, SocketAddr)> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("admin")
+            .enable_all()
+            .build()?;
+        let listener = runtime.block_on(tokio::net::TcpListener::bind(listen))?;
+        let addr = listener.local_addr()?;
+        let app = Router::new()
+            .route("/metrics", get(metrics))
+            .route("/healthz", get(|| async { "ok\n" }))
+            .route("/readyz", get(ready))
+            .route("/v1/tasks", get(tasks))
+            .route("/v1/tasks/{repo}/{action}", post(act))
+            .route("/v1/repos/{repo}/data", post(push))
+            .with_state(self);
+        runtime.spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "the admin listener stopped");
+            }
+        });
+        Ok((runtime, addr))
+    }
+
+    /// The refusal to send when the route needs the token and the request lacks it.
+    fn refusal(&self, headers: &HeaderMap) -> Option<Response> {
+        let token = self.token.as_ref()?;
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        (given != Some(token.as_str())).then(|| {
+            error(
+                StatusCode::UNAUTHORIZED,
+                "this route needs `Authorization: Bearer <token>` (admin.token of the job)",
+            )
+        })
+    }
+
+    /// The answer for a repo this job does not run.
+    fn unknown(&self, repo: &str) -> Response {
+        let names: Vec<String> = self.repos.keys().map(|n| format!("`{n}`")).collect();
+        error(
+            StatusCode::NOT_FOUND,
+            format!("no repo `{repo}` in this job (it runs {})", names.join(", ")),
+        )
+    }
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
-/// The refusal to send when the route needs the token and the request lacks it.
-fn refusal(state: &AdminState, headers: &HeaderMap) -> Option<Response> {
-    let token = state.token.as_ref()?;
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    (given != Some(token.as_str())).then(|| {
-        error(
-            StatusCode::UNAUTHORIZED,
-            "this route needs `Authorization: Bearer <token>` (admin.token of the job)",
-        )
-    })
-}
-
-/// The answer for a repo this job does not run.
-fn unknown_repo(state: &AdminState, repo: &str) -> Option<Response> {
-    (repo != state.repo).then(|| {
-        error(
-            StatusCode::NOT_FOUND,
-            format!("no repo `{repo}` in this job (it runs `{}`)", state.repo),
-        )
-    })
-}
-
-async fn metrics(State(s): State<Arc<AdminState>>) -> Response {
-    let (bytes, batches) = s.channel.usage();
-    s.metrics.channel(bytes, batches);
+async fn metrics(State(s): State<Arc<Admin>>) -> Response {
+    for slot in s.repos.values() {
+        slot.with_live(|l| {
+            let (bytes, batches) = l.channel.usage();
+            slot.metrics.channel(bytes, batches);
+        });
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -101,21 +185,56 @@ async fn metrics(State(s): State<Arc<AdminState>>) -> Response {
         .into_response()
 }
 
-async fn ready(State(s): State<Arc<AdminState>>) -> Response {
-    let state = s.metrics.state();
-    if state == "running" {
+async fn ready(State(s): State<Arc<Admin>>) -> Response {
+    let waiting: Vec<String> = s
+        .repos
+        .iter()
+        .map(|(repo, slot)| (repo, slot.metrics.state()))
+        .filter(|(_, state)| state != "running")
+        .map(|(repo, state)| format!("{repo} is {state}"))
+        .collect();
+    if waiting.is_empty() {
         (StatusCode::OK, "ready\n").into_response()
-    } else {
+    } else if s.repos.len() == 1 {
+        let state = s.repos.values().next().expect("one").metrics.state();
         error(StatusCode::SERVICE_UNAVAILABLE, format!("task is {state}"))
+    } else {
+        error(StatusCode::SERVICE_UNAVAILABLE, waiting.join("; "))
     }
 }
 
-async fn tasks(State(s): State<Arc<AdminState>>, headers: HeaderMap) -> Response {
-    if let Some(r) = refusal(&s, &headers) {
+async fn tasks(State(s): State<Arc<Admin>>, headers: HeaderMap) -> Response {
+    if let Some(r) = s.refusal(&headers) {
         return r;
     }
-    let (bytes, batches) = s.channel.usage();
-    let mut parts: Vec<serde_json::Value> = s
+    let list: Vec<serde_json::Value> = s
+        .repos
+        .iter()
+        .map(|(repo, slot)| {
+            let mut task = json!({
+                "job": slot.job,
+                "repo": repo,
+                "state": slot.metrics.state(),
+            });
+            if let Some(e) = slot.error.lock().expect("slot lock").clone() {
+                task["error"] = json!(e);
+            }
+            slot.with_live(|l| {
+                let (bytes, batches) = l.channel.usage();
+                task["paused"] = json!(l.control.paused.load(Ordering::Acquire));
+                task["channel"] = json!({
+                    "bytes": bytes, "batches": batches, "max_bytes": l.channel.max_bytes()
+                });
+                task["partitions"] = json!(partitions(l, &slot.metrics));
+            });
+            task
+        })
+        .collect();
+    Json(list).into_response()
+}
+
+fn partitions(l: &Live, metrics: &Metrics) -> Vec<serde_json::Value> {
+    let mut parts: Vec<serde_json::Value> = l
         .control
         .parts
         .lock()
@@ -127,59 +246,80 @@ async fn tasks(State(s): State<Arc<AdminState>>, headers: HeaderMap) -> Response
                 "partition": p.key,
                 "checkpoint_seq": p.seq,
                 "committed_offset": p.committed_offset,
-                "lag": s.metrics.lag_of(&p.key),
+                "lag": metrics.lag_of(&p.key),
             })
         })
         .collect();
     parts.sort_by(|a, b| a["partition"].as_str().cmp(&b["partition"].as_str()));
-    Json(json!([{
-        "job": s.job,
-        "repo": s.repo,
-        "state": s.metrics.state(),
-        "paused": s.control.paused.load(Ordering::Acquire),
-        "channel": { "bytes": bytes, "batches": batches, "max_bytes": s.channel.max_bytes() },
-        "partitions": parts,
-    }]))
-    .into_response()
+    parts
 }
 
 async fn act(
-    State(s): State<Arc<AdminState>>,
+    State(s): State<Arc<Admin>>,
     Path((repo, action)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(r) = refusal(&s, &headers).or_else(|| unknown_repo(&s, &repo)) {
+    if let Some(r) = s.refusal(&headers) {
         return r;
     }
-    match action.as_str() {
-        "pause" => s.control.paused.store(true, Ordering::Release),
-        "resume" => s.control.paused.store(false, Ordering::Release),
-        "stop" => s.stop.store(true, Ordering::Release),
-        other => {
-            return error(
-                StatusCode::NOT_FOUND,
-                format!("no action `{other}` (pause, resume or stop)"),
-            )
-        }
+    let Some(slot) = s.repos.get(&repo) else {
+        return s.unknown(&repo);
+    };
+    if !["pause", "resume", "stop"].contains(&action.as_str()) {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no action `{action}` (pause, resume or stop)"),
+        );
+    }
+    let done = slot.with_live(|l| match action.as_str() {
+        "pause" => l.control.paused.store(true, Ordering::Release),
+        "resume" => l.control.paused.store(false, Ordering::Release),
+        _ => l.stop.store(true, Ordering::Release),
+    });
+    let state = slot.metrics.state();
+    if done.is_none() {
+        return error(
+            StatusCode::CONFLICT,
+            format!("repo `{repo}` has no running task (it is {state})"),
+        );
     }
     tracing::info!(repo, action, "admin request");
-    Json(json!({ "repo": repo, "action": action, "state": s.metrics.state() })).into_response()
+    Json(json!({ "repo": repo, "action": action, "state": state })).into_response()
 }
 
 async fn push(
-    State(s): State<Arc<AdminState>>,
+    State(s): State<Arc<Admin>>,
     Path(repo): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Some(r) = refusal(&s, &headers).or_else(|| unknown_repo(&s, &repo)) {
+    if let Some(r) = s.refusal(&headers) {
         return r;
     }
-    let Some(api) = s.push.clone() else {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("repo `{repo}` does not take pushes (its source is not `push`)"),
-        );
+    let Some(slot) = s.repos.get(&repo) else {
+        return s.unknown(&repo);
+    };
+    let api = match slot.with_live(|l| l.push.clone()) {
+        Some(Some(api)) => api,
+        Some(None) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("repo `{repo}` does not take pushes (its source is not `push`)"),
+            )
+        }
+        None => {
+            slot.metrics.pushed(503, 0);
+            let mut r = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "repo `{repo}` is {}: it takes pushes while its task runs",
+                    slot.metrics.state()
+                ),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            return r;
+        }
     };
     crate::source::push::http::push(api, headers, body).await
 }

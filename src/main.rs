@@ -50,13 +50,22 @@ enum Command {
     },
     /// Check a job file: every error with its key path, and its schema against the files
     /// already written, before any data moves.
-    Validate { job: PathBuf },
+    Validate {
+        job: PathBuf,
+        /// Only this repo of a job file with several (`[[repos]]`).
+        #[arg(long)]
+        repo: Option<String>,
+    },
     /// Run a job: export until the input ends (file source) or SIGINT/SIGTERM (or a stop
     /// through the admin API). On Kafka the process is a consumer-group member: run several
     /// with the same job file and they split the partitions. SIGHUP reloads the job file and
-    /// schema once they check out.
+    /// schema once they check out. A job file with several repos (`[[repos]]`) runs one task
+    /// per repo.
     Run {
         job: PathBuf,
+        /// Run only this repo of a job file with several.
+        #[arg(long)]
+        repo: Option<String>,
         /// Replay every partition from its checkpoint with this sequence number (later commits'
         /// files are deleted first, so output stays exactly-once).
         #[arg(long)]
@@ -78,6 +87,9 @@ enum Command {
     /// checkpoints. Draws progress bars on a terminal.
     Backfill {
         job: PathBuf,
+        /// The repo to backfill, in a job file with several.
+        #[arg(long)]
+        repo: Option<String>,
         /// Where each partition starts when the backfill has no checkpoint of its own yet:
         /// `earliest`, a timestamp (`2024-05-01T00:00:00Z` or `@<ms>`), offsets (`0=100,1=250`),
         /// or `checkpoint` (where the live job's checkpoints stand).
@@ -107,10 +119,21 @@ enum Command {
 
 #[derive(Subcommand)]
 enum CheckpointCommand {
-    /// The newest checkpoint of every partition.
-    List { job: PathBuf },
+    /// The newest checkpoint of every partition (of every repo of the job file).
+    List {
+        job: PathBuf,
+        /// Only this repo of a job file with several.
+        #[arg(long)]
+        repo: Option<String>,
+    },
     /// Every checkpoint of one partition (`<topic>-<partition>`), with its files.
-    Show { job: PathBuf, partition: String },
+    Show {
+        job: PathBuf,
+        partition: String,
+        /// The repo, in a job file with several.
+        #[arg(long)]
+        repo: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -123,6 +146,9 @@ enum SchemaCommand {
         file: Option<PathBuf>,
         #[arg(long, conflicts_with = "file")]
         job: Option<PathBuf>,
+        /// With `--job`: only this repo of a job file with several.
+        #[arg(long, requires = "job")]
+        repo: Option<String>,
     },
 }
 
@@ -219,22 +245,31 @@ fn main() -> ExitCode {
         Command::Convert(args) => run_convert(args),
         Command::Demo { out } => run_demo(&out),
         Command::Schema { command } => run_schema(command),
-        Command::Validate { job } => run_validate(&job),
+        Command::Validate { job, repo } => run_validate(&job, repo.as_deref()),
         Command::Run {
             job,
+            repo,
             from_checkpoint,
             discard_spill,
             threads,
             log_json,
-        } => run_job(&job, from_checkpoint, discard_spill, threads, log_json),
+        } => run_job(
+            &job,
+            repo.as_deref(),
+            from_checkpoint,
+            discard_spill,
+            threads,
+            log_json,
+        ),
         Command::Backfill {
             job,
+            repo,
             from,
             to,
             name,
             url,
             threads,
-        } => run_backfill(&job, &from, &to, name, url, threads),
+        } => run_backfill(&job, repo.as_deref(), &from, &to, name, url, threads),
         Command::Checkpoints { command } => run_checkpoints(command),
     };
     match result {
@@ -265,17 +300,56 @@ fn init_logs_at(json: bool, level: &str) {
     }
 }
 
-fn run_validate(path: &Path) -> Result<()> {
-    let job = Job::load(path)?;
-    let prepared = task::prepare(&job, false)?;
+/// The repos of the job file at `path`: all of them, or the one named `repo`.
+fn load_jobs(path: &Path, repo: Option<&str>) -> Result<Vec<Job>> {
+    Ok(match repo {
+        Some(r) => vec![Job::load_repo(path, Some(r))?],
+        None => Job::load_all(path)?,
+    })
+}
+
+fn run_validate(path: &Path, repo: Option<&str>) -> Result<()> {
+    let jobs = load_jobs(path, repo)?;
     let runtime = io_runtime()?;
-    let dest = task::destination(&job, &runtime)?;
+    let mut failed = Vec::new();
+    for job in &jobs {
+        if let Err(e) = validate_one(path, job, &runtime) {
+            if jobs.len() == 1 {
+                return Err(e);
+            }
+            println!(
+                "{}: repo `{}`: {e:#}",
+                path.display(),
+                task::repo_label(job)
+            );
+            failed.push(task::repo_label(job));
+        }
+    }
+    if !failed.is_empty() {
+        bail!(
+            "{}: repos {} are not valid",
+            path.display(),
+            failed.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn validate_one(path: &Path, job: &Job, runtime: &tokio::runtime::Runtime) -> Result<()> {
+    let prepared = task::prepare(job, false)?;
+    let dest = task::destination(job, runtime)?;
+    let fields = prepared.schema.fields.len();
+    let repo = match &job.repo {
+        Some(r) => format!(
+            "repo `{r}` (schema `{}`, {fields} fields)",
+            prepared.schema.name
+        ),
+        None => format!("repo `{}` ({fields} fields)", prepared.schema.name),
+    };
     println!(
-        "{}: job `{}` is valid: repo `{}` ({} fields), {}, {} to {}",
+        "{}: job `{}` is valid: {repo}, {}, {} to {}",
         path.display(),
         job.file.job.name,
-        prepared.schema.name,
-        prepared.schema.fields.len(),
         match (&prepared.source, &job.file.source) {
             (Some(s), _) => format!("{} partition(s)", s.partitions().len()),
             (None, SourceSection::Push { durability, .. }) => {
@@ -302,31 +376,65 @@ fn run_validate(path: &Path) -> Result<()> {
 
 fn run_job(
     path: &Path,
+    repo: Option<&str>,
     from_checkpoint: Option<u64>,
     discard_spill: bool,
     threads: Option<usize>,
     log_json: bool,
 ) -> Result<()> {
     init_logs(log_json);
-    let job = Job::load(path)?;
+    let jobs = load_jobs(path, repo)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
-    let hup = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
-        .context("installing signal handlers")?;
+    // One SIGHUP flag per repo: each repo's task reloads its own part of the job file.
+    let hups: Vec<Arc<AtomicBool>> = jobs.iter().map(|_| Arc::default()).collect();
+    for hup in &hups {
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+            .context("installing signal handlers")?;
+    }
+    let admin = task::start_admin(&jobs)?;
     let opts = task::RunOptions {
         from_checkpoint,
         discard_spill,
         threads: threads.unwrap_or(0),
         progress: false,
+        admin: None,
     };
-    let (job, s) = task::reload::run_reloading(path, job, opts, stop, hup)?;
-    println!(
-        "job {}: {:?}; {} rows, {} dead letters in {} files over {} commits; {:.2} s",
-        job.file.job.name, s.state, s.rows, s.dead_letters, s.files, s.commits, s.seconds
-    );
+    if jobs.len() == 1 {
+        let job = jobs.into_iter().next().expect("one job");
+        let opts = task::RunOptions {
+            admin: admin
+                .as_ref()
+                .and_then(|a| a.admin.slot(&task::repo_label(&job))),
+            ..opts
+        };
+        let hup = hups.into_iter().next().expect("one flag");
+        let (job, s) = task::reload::run_reloading(path, job, opts, stop, hup)?;
+        println!(
+            "job {}: {:?}; {} rows, {} dead letters in {} files over {} commits; {:.2} s",
+            job.file.job.name, s.state, s.rows, s.dead_letters, s.files, s.commits, s.seconds
+        );
+        return Ok(());
+    }
+    let outcomes = task::many::run_all(path, jobs, opts, admin.as_ref(), stop, hups);
+    let mut failed = Vec::new();
+    for o in outcomes {
+        match o.result {
+            Ok(s) => println!(
+                "repo {} (job {}): {:?}; {} rows, {} dead letters in {} files over {} commits; {:.2} s",
+                o.repo, o.job, s.state, s.rows, s.dead_letters, s.files, s.commits, s.seconds
+            ),
+            Err(e) => {
+                println!("repo {} (job {}): failed: {e}", o.repo, o.job);
+                failed.push(o.repo);
+            }
+        }
+    }
+    if !failed.is_empty() {
+        bail!("repos {} failed (see above)", failed.join(", "));
+    }
     Ok(())
 }
 
@@ -361,6 +469,7 @@ fn run_demo(out: &Path) -> Result<()> {
 
 fn run_backfill(
     path: &Path,
+    repo: Option<&str>,
     from: &str,
     to: &str,
     name: Option<String>,
@@ -370,7 +479,7 @@ fn run_backfill(
     // On a terminal, progress bars take the place of the informational log lines.
     let progress = std::io::stderr().is_terminal();
     init_logs_at(false, if progress { "warn" } else { "info" });
-    let mut job = Job::load(path)?;
+    let mut job = Job::load_repo(path, repo)?;
     if !matches!(job.file.source, SourceSection::Kafka { .. }) {
         bail!(
             "{}: backfill reads a range of Kafka topics; this job's source is not Kafka (use `sluice run`)",
@@ -433,13 +542,39 @@ fn live_checkpoints(job: &Job) -> Result<Position> {
 }
 
 fn run_checkpoints(cmd: CheckpointCommand) -> Result<()> {
-    let (path, partition) = match &cmd {
-        CheckpointCommand::List { job } => (job, None),
-        CheckpointCommand::Show { job, partition } => (job, Some(partition.clone())),
+    let (path, repo, partition) = match &cmd {
+        CheckpointCommand::List { job, repo } => (job, repo.as_deref(), None),
+        CheckpointCommand::Show {
+            job,
+            partition,
+            repo,
+        } => (job, repo.as_deref(), Some(partition.clone())),
     };
-    let job = Job::load(path)?;
     let runtime = io_runtime()?;
-    let dest = task::destination(&job, &runtime)?;
+    if partition.is_some() {
+        let job = Job::load_repo(path, repo)?;
+        return print_checkpoints(&job, partition, &runtime);
+    }
+    let jobs = load_jobs(path, repo)?;
+    for job in &jobs {
+        if jobs.len() > 1 {
+            println!(
+                "repo {} (job {}):",
+                task::repo_label(job),
+                job.file.job.name
+            );
+        }
+        print_checkpoints(job, None, &runtime)?;
+    }
+    Ok(())
+}
+
+fn print_checkpoints(
+    job: &Job,
+    partition: Option<String>,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<()> {
+    let dest = task::destination(job, runtime)?;
     let cps = Checkpoints::new(dest, &job.file.job.name);
     match partition {
         None => {
@@ -526,12 +661,16 @@ fn run_schema(cmd: SchemaCommand) -> Result<()> {
             println!("repo {} ({})", s.name, file.display());
             print_fields(&s.arrow_schema());
         }
-        SchemaCommand::Show { job: Some(job), .. } => {
-            let j = Job::load(&job)?;
+        SchemaCommand::Show {
+            job: Some(job),
+            repo,
+            ..
+        } => {
+            let j = Job::load_repo(&job, repo.as_deref())?;
             let p = task::prepare(&j, false)?;
             println!(
                 "repo {} ({}), input:",
-                p.schema.name,
+                task::repo_label(&j),
                 p.schema.path.display()
             );
             print_fields(&p.decoder.decoded_schema());

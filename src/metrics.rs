@@ -1,9 +1,10 @@
 //! Prometheus metrics of a task (prometheus-client; served at `GET /metrics` by `admin.rs`),
 //! per repo and source partition: records in, rows out, dead letters, bytes and files
 //! committed, commit latency, channel fill, sink retries, task state and consumer lag. A
-//! partition's lag series disappears when a rebalance takes the partition away.
+//! partition's lag series disappears when a rebalance takes the partition away. The repos of
+//! one job share one registry ([`MetricSet`]), so one exposition holds every repo's series.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -53,9 +54,8 @@ pub struct CommitStats {
     pub seconds: f64,
 }
 
-/// The metrics of one repo's task.
-pub struct Metrics {
-    repo: String,
+/// The metric families of a process, every repo's series in one registry.
+pub struct MetricSet {
     registry: Registry,
     records_in: Family<PartLabels, Counter>,
     rows_out: Family<PartLabels, Counter>,
@@ -72,6 +72,13 @@ pub struct Metrics {
     push_rows: Family<RepoLabels, Counter>,
     rows_filtered: Family<RepoLabels, Counter>,
     rows_dropped: Family<RepoLabels, Counter>,
+    task_restarts: Family<RepoLabels, Counter>,
+}
+
+/// The metrics of one repo's task: its series in a (possibly shared) [`MetricSet`].
+pub struct Metrics {
+    repo: String,
+    set: Arc<MetricSet>,
     /// The state shown as 1 (the others are 0).
     state: Mutex<String>,
 }
@@ -85,10 +92,9 @@ const STATES: [&str; 6] = [
     "failed",
 ];
 
-impl Metrics {
-    pub fn new(repo: &str) -> Metrics {
-        let mut m = Metrics {
-            repo: repo.to_string(),
+impl Default for MetricSet {
+    fn default() -> Self {
+        let mut m = MetricSet {
             records_in: Family::default(),
             rows_out: Family::default(),
             dead_letters: Family::default(),
@@ -106,7 +112,7 @@ impl Metrics {
             push_rows: Family::default(),
             rows_filtered: Family::default(),
             rows_dropped: Family::default(),
-            state: Mutex::new("new".into()),
+            task_restarts: Family::default(),
             registry: Registry::with_prefix("sluice"),
         };
         m.registry.register(
@@ -181,32 +187,69 @@ impl Metrics {
             "Rows a stage failed on, dropped by on_error = drop (counted when decoded)",
             m.rows_dropped.clone(),
         );
+        m.registry.register(
+            "task_restarts",
+            "Times a failed task was started again (a job with several repos restarts a failed repo's task)",
+            m.task_restarts.clone(),
+        );
+        m
+    }
+}
+
+impl MetricSet {
+    /// The OpenMetrics text exposition of every repo's series.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+impl Metrics {
+    /// A repo's metrics in a registry of their own.
+    pub fn new(repo: &str) -> Metrics {
+        Self::in_set(Arc::new(MetricSet::default()), repo)
+    }
+
+    /// A repo's metrics in `set`, shared with other repos.
+    pub fn in_set(set: Arc<MetricSet>, repo: &str) -> Metrics {
+        let m = Metrics {
+            repo: repo.to_string(),
+            set,
+            state: Mutex::new("new".into()),
+        };
         m.set_state("new");
         m
     }
 
+    pub fn repo_name(&self) -> &str {
+        &self.repo
+    }
+
     pub fn filtered(&self, n: u64) {
         if n > 0 {
-            self.rows_filtered.get_or_create(&self.repo()).inc_by(n);
+            self.set.rows_filtered.get_or_create(&self.repo()).inc_by(n);
         }
     }
 
     pub fn dropped(&self, n: u64) {
         if n > 0 {
-            self.rows_dropped.get_or_create(&self.repo()).inc_by(n);
+            self.set.rows_dropped.get_or_create(&self.repo()).inc_by(n);
         }
     }
 
     /// A push request was answered with `code`; `rows` of it were accepted.
     pub fn pushed(&self, code: u16, rows: u64) {
-        self.push_requests
+        self.set
+            .push_requests
             .get_or_create(&CodeLabels {
                 repo: self.repo.clone(),
                 code: code.to_string(),
             })
             .inc();
         if rows > 0 {
-            self.push_rows.get_or_create(&self.repo()).inc_by(rows);
+            self.set.push_rows.get_or_create(&self.repo()).inc_by(rows);
         }
     }
 
@@ -224,16 +267,18 @@ impl Metrics {
     }
 
     pub fn records_in(&self, partition: &str, n: u64) {
-        self.records_in
+        self.set
+            .records_in
             .get_or_create(&self.part(partition))
             .inc_by(n);
     }
 
     pub fn committed(&self, partition: &str, s: CommitStats) {
         let l = self.part(partition);
-        self.rows_out.get_or_create(&l).inc_by(s.rows);
+        self.set.rows_out.get_or_create(&l).inc_by(s.rows);
         for (class, n) in &s.dead_letters {
-            self.dead_letters
+            self.set
+                .dead_letters
                 .get_or_create(&ReasonLabels {
                     repo: self.repo.clone(),
                     partition: partition.to_string(),
@@ -241,22 +286,29 @@ impl Metrics {
                 })
                 .inc_by(*n);
         }
-        self.bytes_written.get_or_create(&l).inc_by(s.bytes);
-        self.files_committed.get_or_create(&l).inc_by(s.files);
-        self.commit_seconds
+        self.set.bytes_written.get_or_create(&l).inc_by(s.bytes);
+        self.set.files_committed.get_or_create(&l).inc_by(s.files);
+        self.set
+            .commit_seconds
             .get_or_create(&self.repo())
             .observe(s.seconds);
     }
 
+    pub fn restarted(&self) {
+        self.set.task_restarts.get_or_create(&self.repo()).inc();
+    }
+
     pub fn retry(&self) {
-        self.sink_retries.get_or_create(&self.repo()).inc();
+        self.set.sink_retries.get_or_create(&self.repo()).inc();
     }
 
     pub fn channel(&self, bytes: usize, batches: usize) {
-        self.channel_bytes
+        self.set
+            .channel_bytes
             .get_or_create(&self.repo())
             .set(bytes as i64);
-        self.channel_batches
+        self.set
+            .channel_batches
             .get_or_create(&self.repo())
             .set(batches as i64);
     }
@@ -264,7 +316,8 @@ impl Metrics {
     pub fn set_state(&self, state: &str) {
         *self.state.lock().expect("state lock") = state.to_string();
         for s in STATES {
-            self.task_state
+            self.set
+                .task_state
                 .get_or_create(&StateLabels {
                     repo: self.repo.clone(),
                     state: s.to_string(),
@@ -278,24 +331,21 @@ impl Metrics {
     }
 
     pub fn lag(&self, partition: &str, lag: i64) {
-        self.lag.get_or_create(&self.part(partition)).set(lag);
+        self.set.lag.get_or_create(&self.part(partition)).set(lag);
     }
 
     pub fn lag_of(&self, partition: &str) -> Option<i64> {
-        self.lag.get(&self.part(partition)).map(|g| g.get())
+        self.set.lag.get(&self.part(partition)).map(|g| g.get())
     }
 
     /// The partition is no longer this process's: its lag is someone else's to report.
     pub fn forget(&self, partition: &str) {
-        self.lag.remove(&self.part(partition));
+        self.set.lag.remove(&self.part(partition));
     }
 
-    /// The OpenMetrics text exposition.
+    /// The OpenMetrics text exposition of the whole set.
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("writing to a String cannot fail");
-        out
+        self.set.encode()
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod repos;
 mod source;
 
 pub use source::{Durability, SourceSection};
@@ -257,6 +258,9 @@ pub struct Job {
     pub max_span: Option<Duration>,
     pub idle: Duration,
     pub stop_deadline: Duration,
+    /// The repo's name in a job file with several repos (`[[repos]]`); `None` for a job
+    /// file with one `[repo]`, whose repo is named by its schema.
+    pub repo: Option<String>,
     /// A bounded run (backfill) over this range of every partition; `None`: a live run.
     pub range: Option<(
         crate::source::kafka::Position,
@@ -265,19 +269,44 @@ pub struct Job {
 }
 
 impl Job {
+    /// The job file at `path`, which must hold one repo (see [`Job::load_repo`]).
     pub fn load(path: &Path) -> Result<Job, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::parse(&text, path)
+        Self::load_repo(path, None)
     }
 
+    /// A job file with one repo; for a file with `[[repos]]`, see [`Job::parse_all`].
     pub fn parse(text: &str, path: &Path) -> Result<Job, ConfigError> {
         let file: JobFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().to_string(),
         })?;
+        Self::from_file(file, path).map_err(|problems| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problems,
+        })
+    }
+
+    /// Every repo of a job file: one for a file with `[repo]`, one per entry for `[[repos]]`.
+    pub fn parse_all(text: &str, path: &Path) -> Result<Vec<Job>, ConfigError> {
+        repos::parse_all(text, path)
+    }
+
+    /// Every repo of the job file at `path`.
+    pub fn load_all(path: &Path) -> Result<Vec<Job>, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse_all(&text, path)
+    }
+
+    /// The repo named `repo` of the job file at `path`, or its only repo when `None`.
+    pub fn load_repo(path: &Path, repo: Option<&str>) -> Result<Job, ConfigError> {
+        repos::pick(Self::load_all(path)?, repo, path)
+    }
+
+    /// Checks a parsed job file; the problems, each with its key path, when it is not valid.
+    fn from_file(file: JobFile, path: &Path) -> Result<Job, Vec<String>> {
         let base = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -371,12 +400,10 @@ impl Job {
             }
         });
         if !problems.is_empty() {
-            return Err(ConfigError::Invalid {
-                path: path.to_path_buf(),
-                problems,
-            });
+            return Err(problems);
         }
         Ok(Job {
+            repo: None,
             base,
             path: path.to_path_buf(),
             input,

@@ -60,6 +60,11 @@ pub struct StoreOptions {
     /// Seconds one request may take (S3, Azure, GCS: per HTTP request; HDFS: per call,
     /// default 30).
     pub request_timeout_secs: Option<u64>,
+    /// Seconds a request is retried for before its error is reported (S3, Azure, GCS;
+    /// default 180). A destination that is down fails a task's start after this long.
+    pub retry_timeout_secs: Option<u64>,
+    /// Retries of one request (S3, Azure, GCS; default 10).
+    pub max_retries: Option<usize>,
     /// Further settings passed to the store's builder as configuration keys (for example
     /// `aws_conditional_put`, `azure_storage_sas_key`, `proxy_url`; for HDFS, Hadoop settings
     /// such as `dfs.ha.namenodes.ns`).
@@ -97,6 +102,8 @@ impl fmt::Debug for StoreOptions {
             .field("service_account_path", &self.service_account_path)
             .field("connect_timeout_secs", &self.connect_timeout_secs)
             .field("request_timeout_secs", &self.request_timeout_secs)
+            .field("retry_timeout_secs", &self.retry_timeout_secs)
+            .field("max_retries", &self.max_retries)
             .field("options", &options)
             .finish()
     }
@@ -152,6 +159,12 @@ impl StoreOptions {
                 self.connect_timeout_secs.is_some(),
                 "s3 azure gcs",
             ),
+            (
+                "retry_timeout_secs",
+                self.retry_timeout_secs.is_some(),
+                "s3 azure gcs",
+            ),
+            ("max_retries", self.max_retries.is_some(), "s3 azure gcs"),
         ];
         set.iter()
             .filter(|(_, is_set, applies)| *is_set && !applies.split(' ').any(|a| a == scheme))
@@ -239,6 +252,18 @@ fn secs(n: u64) -> String {
     format!("{n}s")
 }
 
+/// object_store's retries with the options' bounds.
+fn retry(opts: &StoreOptions) -> object_store::RetryConfig {
+    let mut r = object_store::RetryConfig::default();
+    if let Some(n) = opts.max_retries {
+        r.max_retries = n;
+    }
+    if let Some(n) = opts.retry_timeout_secs {
+        r.retry_timeout = Duration::from_secs(n);
+    }
+    r
+}
+
 fn s3(url: &url::Url, opts: &StoreOptions) -> Result<object_store::aws::AmazonS3, String> {
     let bucket = host(url, "bucket", "bucket")?;
     let mut b = AmazonS3Builder::from_env();
@@ -289,7 +314,8 @@ fn s3(url: &url::Url, opts: &StoreOptions) -> Result<object_store::aws::AmazonS3
     {
         b = b.with_copy_if_not_exists(S3CopyIfNotExists::Multipart);
     }
-    b.build()
+    b.with_retry(retry(opts))
+        .build()
         .map_err(|e| format!("cannot set up the S3 client: {e}"))
 }
 
@@ -382,7 +408,8 @@ fn azure(
     if let Some(n) = opts.request_timeout_secs {
         b = b.with_config(AzureConfigKey::Client(ClientConfigKey::Timeout), secs(n));
     }
-    b.build()
+    b.with_retry(retry(opts))
+        .build()
         .map_err(|e| format!("cannot set up the Azure client: {e}"))
 }
 
@@ -420,7 +447,8 @@ fn gcs(
     if let Some(n) = opts.request_timeout_secs {
         b = b.with_config(GoogleConfigKey::Client(ClientConfigKey::Timeout), secs(n));
     }
-    b.build()
+    b.with_retry(retry(opts))
+        .build()
         .map_err(|e| format!("cannot set up the GCS client: {e}"))
 }
 

@@ -38,7 +38,9 @@ pub struct Rotation {
 
 /// Everything a worker needs, shared by all workers of a task.
 pub struct WorkerContext {
-    pub repo: String,
+    /// Starts every data file's name: `<repo>-` in a job with several repos (they may share a
+    /// folder and a topic), else empty.
+    pub file_prefix: String,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub channel: Arc<Channel>,
     pub dest: Destination,
@@ -401,7 +403,8 @@ impl Worker {
         for (path, rows) in groups {
             if !op.files.contains_key(&path) {
                 let rel = format!(
-                    "{path}{}-{}.{}",
+                    "{path}{}{}-{}.{}",
+                    self.ctx.file_prefix,
                     state.key,
                     item.prov.first_offset,
                     self.ctx.format.extension()

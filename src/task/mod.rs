@@ -15,7 +15,7 @@ use std::time::Instant;
 use arrow::datatypes::DataType;
 use serde::Deserialize;
 
-use crate::admin::{self, AdminState};
+use crate::admin::{Admin, Live, RepoSlot};
 use crate::channel::Channel;
 use crate::checkpoint::Checkpoints;
 use crate::config::{Job, SourceSection};
@@ -35,6 +35,7 @@ use crate::source::push::{Durability, Intake, PushSettings, PushSource};
 use crate::source::Source;
 
 mod feed;
+pub mod many;
 mod membership;
 mod progress;
 pub mod reload;
@@ -93,6 +94,64 @@ pub struct RunOptions {
     pub threads: usize,
     /// Draw progress bars of a bounded run (on a terminal).
     pub progress: bool,
+    /// The repo's place on the admin listener, which outlives the run (see [`start_admin`]).
+    /// Without one, a job with `[admin]` gets a listener for the length of the run.
+    pub admin: Option<Arc<RepoSlot>>,
+}
+
+/// The admin listener of a process, shared by its repos.
+pub struct AdminServer {
+    pub admin: Arc<Admin>,
+    pub addr: std::net::SocketAddr,
+    /// Serves the listener; dropping it closes the listener.
+    _runtime: tokio::runtime::Runtime,
+}
+
+/// The name a repo goes by in metrics, admin routes, `{repo}` in path templates and the
+/// dead-letter folder: its `[[repos]]` name, or its schema's name in a one-repo job file (the
+/// job's name when the schema does not load; `prepare` reports why).
+pub fn repo_label(job: &Job) -> String {
+    job.repo.clone().unwrap_or_else(|| {
+        RepoSchema::load(&job.resolve(&job.file.repo.schema))
+            .map(|s| s.name)
+            .unwrap_or_else(|_| job.file.job.name.clone())
+    })
+}
+
+/// Starts the admin listener of `jobs` (the repos of one job file) when they have `[admin]`.
+pub fn start_admin(jobs: &[Job]) -> Result<Option<AdminServer>, TaskError> {
+    let Some(first) = jobs.first() else {
+        return Ok(None);
+    };
+    let Some(a) = &first.file.admin else {
+        return Ok(None);
+    };
+    let fail = |reason: String| TaskError::Job {
+        job: first.file.job.name.clone(),
+        reason,
+    };
+    let listen: std::net::SocketAddr = a
+        .listen
+        .parse()
+        .map_err(|e| fail(format!("admin.listen `{}`: {e}", a.listen)))?;
+    let repos: Vec<(String, String)> = jobs
+        .iter()
+        .map(|j| (repo_label(j), j.file.job.name.clone()))
+        .collect();
+    let admin = Arc::new(Admin::new(a.token.clone(), &repos));
+    let (runtime, addr) = admin
+        .clone()
+        .start(listen)
+        .map_err(|e| fail(format!("admin.listen {listen}: {e}")))?;
+    tracing::info!(%addr, "admin API listening");
+    if a.token.is_none() && !listen.ip().is_loopback() {
+        tracing::warn!(%addr, "the admin API is reachable from other hosts without a token (admin.token)");
+    }
+    Ok(Some(AdminServer {
+        admin,
+        addr,
+        _runtime: runtime,
+    }))
 }
 
 /// The outcome of a run.
@@ -263,7 +322,7 @@ pub fn prepare(job: &Job, connect: bool) -> Result<Prepared, TaskError> {
     let template = PathTemplate::compile(
         &job.file.sink.partition.template,
         &decoder.output_schema(),
-        &schema.name,
+        job.repo.as_deref().unwrap_or(&schema.name),
         job.file.sink.partition.hive.unwrap_or(true),
     )?;
     Ok(Prepared {
@@ -305,17 +364,29 @@ pub fn run(job: &Job, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<RunSumm
     let name = job.file.job.name.clone();
     let mut state = TaskState::New;
     tracing::info!(job = %name, "task state New");
-    // The repo's name labels the metrics; a schema that does not load fails in `prepare`.
-    let repo = RepoSchema::load(&job.resolve(&job.file.repo.schema))
-        .map(|s| s.name)
-        .unwrap_or_default();
-    let metrics = Arc::new(Metrics::new(&repo));
-    let result = run_inner(job, &opts, &stop, &mut state, &metrics);
+    // A listener of its own when the caller has none to share.
+    let own_admin = match &opts.admin {
+        Some(_) => None,
+        None => start_admin(std::slice::from_ref(job))?,
+    };
+    let slot = opts.admin.clone().or_else(|| {
+        own_admin
+            .as_ref()
+            .and_then(|a| a.admin.slot(&repo_label(job)))
+    });
+    let metrics = match &slot {
+        Some(s) => s.metrics.clone(),
+        None => Arc::new(Metrics::new(&repo_label(job))),
+    };
+    let result = run_inner(job, &opts, &stop, &mut state, &metrics, slot.as_deref());
     match &result {
         Ok(_) => transition(&mut state, TaskState::Stopped, &name, &metrics),
         Err(e) => {
             tracing::error!(job = %name, error = %e, "task failed");
             transition(&mut state, TaskState::Failed, &name, &metrics);
+            if let Some(slot) = &slot {
+                slot.failed(e.to_string());
+            }
         }
     }
     result.map(|ctl| RunSummary {
@@ -334,14 +405,16 @@ fn run_inner(
     stop: &Arc<AtomicBool>,
     state: &mut TaskState,
     metrics: &Arc<Metrics>,
+    slot: Option<&RepoSlot>,
 ) -> Result<Arc<Control>, TaskError> {
     let name = job.file.job.name.clone();
+    let label = metrics.repo_name().to_string();
     let Prepared {
-        schema,
         source,
         decoder,
         template,
         intake,
+        ..
     } = prepare(job, true)?;
     let mut source = source.expect("prepare(connect) opens the source");
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -354,18 +427,15 @@ fn run_inner(
         })?;
     let dest = destination(job, &runtime)?;
     let (dead_dest, dead_folder) = match &job.file.dead_letters.url {
-        Some(u) => (
-            destination_at(job, u, &runtime)?,
-            format!("{}/", schema.name),
-        ),
-        None => (dest.clone(), format!("_dead_letters/{}/", schema.name)),
+        Some(u) => (destination_at(job, u, &runtime)?, format!("{label}/")),
+        None => (dest.clone(), format!("_dead_letters/{label}/")),
     };
     let checkpoints = Checkpoints::new(dest.clone(), &name).with_dead_letters(dead_dest.clone());
     let out_schema = decoder.output_schema();
     // Before any data moves: the schema must be one that readers of the files already written
     // can follow; it is then recorded as the files' schema.
     for change in crate::evolution::check(&dest, &name, &out_schema, true)? {
-        tracing::warn!(repo = %schema.name, change = %change, "the schema changed; new files carry it");
+        tracing::warn!(repo = %label, change = %change, "the schema changed; new files carry it");
     }
 
     // Where every partition resumes.
@@ -377,30 +447,23 @@ fn run_inner(
         job.channel_bytes,
         job.file.channel.max_batches,
     ));
-    if let Some(a) = &job.file.admin {
-        let listen: std::net::SocketAddr = a.listen.parse().map_err(|e| TaskError::Job {
-            job: name.clone(),
-            reason: format!("admin.listen `{}`: {e}", a.listen),
-        })?;
-        let state = Arc::new(AdminState {
-            job: name.clone(),
-            repo: schema.name.clone(),
-            metrics: metrics.clone(),
+    // Detaches from the admin routes however the run ends.
+    struct Attached<'a>(Option<&'a RepoSlot>);
+    impl Drop for Attached<'_> {
+        fn drop(&mut self) {
+            if let Some(slot) = self.0 {
+                slot.detach();
+            }
+        }
+    }
+    let _attached = Attached(slot.inspect(|slot| {
+        slot.attach(Live {
             control: control.clone(),
             channel: channel.clone(),
             stop: stop.clone(),
-            token: a.token.clone(),
             push: push_api(job, intake.as_ref(), &decoder, metrics),
-        });
-        let addr = admin::serve(&runtime, listen, state).map_err(|e| TaskError::Job {
-            job: name.clone(),
-            reason: format!("admin.listen {listen}: {e}"),
-        })?;
-        tracing::info!(%addr, "admin API listening");
-        if a.token.is_none() && !listen.ip().is_loopback() {
-            tracing::warn!(%addr, "the admin API is reachable from other hosts without a token (admin.token)");
-        }
-    }
+        })
+    }));
     if source.dynamic() {
         // A group member learns its partitions from the group, in the source's first polls.
         source.set_membership(Box::new(TaskMembership {
@@ -433,7 +496,7 @@ fn run_inner(
         .iter()
         .position(|f| matches!(f.data_type(), DataType::Timestamp(..) | DataType::Date32));
     let ctx = Arc::new(WorkerContext {
-        repo: schema.name.clone(),
+        file_prefix: job.repo.as_ref().map_or(String::new(), |r| format!("{r}-")),
         metrics: metrics.clone(),
         channel: channel.clone(),
         dest,

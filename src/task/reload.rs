@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use super::{destination, prepare, run, RunOptions, RunSummary, TaskError};
 use crate::config::Job;
 
-/// Runs the job at `path` (already loaded as `job`) until it ends or `stop` is set; each time
-/// `hup` is set, reloads it as described above.
+/// Runs the job at `path` (already loaded as `job`; in a job file with several repos, its repo
+/// `job.repo`) until it ends or `stop` is set; each time `hup` is set, reloads it as described
+/// above.
 pub fn run_reloading(
     path: &Path,
     mut job: Job,
@@ -37,9 +38,10 @@ pub fn run_reloading(
                 done.clone(),
             );
             let path = path.to_path_buf();
+            let repo = job.repo.clone();
             std::thread::Builder::new()
                 .name("reload".into())
-                .spawn(move || watch(&path, &stop, &hup, &run_stop, &next, &done))
+                .spawn(move || watch(&path, repo.as_deref(), &stop, &hup, &run_stop, &next, &done))
                 .expect("spawn the reload watcher")
         };
         let started = Instant::now();
@@ -89,6 +91,7 @@ pub fn run_reloading(
 /// the check passes.
 fn watch(
     path: &Path,
+    repo: Option<&str>,
     stop: &AtomicBool,
     hup: &AtomicBool,
     run_stop: &AtomicBool,
@@ -117,10 +120,11 @@ fn watch(
         }
         if checking.is_none() && hup.swap(false, Ordering::AcqRel) {
             let path = path.to_path_buf();
+            let repo = repo.map(str::to_string);
             checking = Some(
                 std::thread::Builder::new()
                     .name("reload-check".into())
-                    .spawn(move || checked(&path))
+                    .spawn(move || checked(&path, repo.as_deref()))
                     .expect("spawn the reload check"),
             );
         }
@@ -130,8 +134,8 @@ fn watch(
 
 /// The job at `path` loaded and checked as `validate` does, and its schema against the files
 /// already written.
-fn checked(path: &Path) -> Result<Job, TaskError> {
-    let job = Job::load(path).map_err(|e| TaskError::Job {
+fn checked(path: &Path, repo: Option<&str>) -> Result<Job, TaskError> {
+    let job = Job::load_repo(path, repo).map_err(|e| TaskError::Job {
         job: path.display().to_string(),
         reason: e.to_string(),
     })?;

@@ -196,7 +196,9 @@ fn sighup_reloads_a_compatible_schema_and_keeps_running_on_an_incompatible_one()
     hup(&child);
     let text = wait_log(&log, "to=Running", 2, 30);
     assert!(text.contains("restarting the task with them"), "{text}");
-    let addr = logged_addr(&log, "admin API listening").expect("a second listener");
+    // The listener stays up across the reload, at the same address.
+    assert_eq!(text.matches("admin API listening").count(), 1, "{text}");
+    let addr = logged_addr(&log, "admin API listening").expect("the listener");
     push(&addr, "{\"trace_id\":\"c\",\"n\":3,\"note\":\"y\"}\n");
 
     // An incompatible change is refused; the task runs on with the schema it has.

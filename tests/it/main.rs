@@ -7,6 +7,7 @@ mod helpers;
 mod interop;
 mod kafka;
 mod push;
+mod repos;
 mod run;
 mod s3_run;
 mod stages;

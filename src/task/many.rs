@@ -1,0 +1,106 @@
+//! A job file with several repos: one task per repo, each on its own thread with its own
+//! source, channel, sink workers, checkpoints and state folder, so a slow or failing repo never
+//! stalls another (they share the process's cores and the admin listener).
+//!
+//! A repo whose task fails while its source is live (Kafka, push) is started again after a
+//! pause that doubles from 1 s to 1 min; the others run on meanwhile, and the admin routes show
+//! the repo as `failed` with its error. A bounded repo (files) that fails stays failed. The run
+//! ends when every repo's task has ended: all at once on SIGINT/SIGTERM, one by one through
+//! `POST /v1/tasks/{repo}/stop` or when their input ends.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::reload::run_reloading;
+use super::{repo_label, AdminServer, RunOptions, RunSummary, TaskError};
+use crate::config::{Job, SourceSection};
+
+/// How one repo's task ended.
+pub struct RepoOutcome {
+    pub repo: String,
+    /// The job name of the repo's task (`<job>.<repo>`).
+    pub job: String,
+    pub result: Result<RunSummary, TaskError>,
+}
+
+/// The longest pause before a failed repo's task starts again.
+const MAX_PAUSE: Duration = Duration::from_secs(60);
+
+/// Runs every job of `jobs` (the repos of the job file at `path`) until each ends. `hups` has
+/// one SIGHUP flag per job.
+pub fn run_all(
+    path: &Path,
+    jobs: Vec<Job>,
+    opts: RunOptions,
+    admin: Option<&AdminServer>,
+    stop: Arc<AtomicBool>,
+    hups: Vec<Arc<AtomicBool>>,
+) -> Vec<RepoOutcome> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .into_iter()
+            .zip(hups)
+            .map(|(job, hup)| {
+                let repo = repo_label(&job);
+                let mut opts = opts.clone();
+                opts.admin = admin.and_then(|a| a.admin.slot(&repo));
+                let stop = stop.clone();
+                std::thread::Builder::new()
+                    .name(format!("repo-{repo}"))
+                    .spawn_scoped(scope, move || RepoOutcome {
+                        repo: repo.clone(),
+                        job: job.file.job.name.clone(),
+                        result: supervise(path, &repo, job, opts, &stop, &hup),
+                    })
+                    .expect("spawn a repo thread")
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a repo thread panicked"))
+            .collect()
+    })
+}
+
+/// Runs one repo's job, starting it again after a failure while its source is live.
+fn supervise(
+    path: &Path,
+    repo: &str,
+    job: Job,
+    mut opts: RunOptions,
+    stop: &Arc<AtomicBool>,
+    hup: &Arc<AtomicBool>,
+) -> Result<RunSummary, TaskError> {
+    let live = !matches!(job.file.source, SourceSection::File { .. });
+    let mut pause = Duration::from_secs(1);
+    loop {
+        let started = Instant::now();
+        match run_reloading(path, job.clone(), opts.clone(), stop.clone(), hup.clone()) {
+            Ok((_, summary)) => return Ok(summary),
+            Err(e) if live && !stop.load(Ordering::Acquire) => {
+                // A run that lasted a while before failing starts the pauses over.
+                if started.elapsed() > MAX_PAUSE {
+                    pause = Duration::from_secs(1);
+                }
+                tracing::error!(repo, error = %e, pause_s = pause.as_secs(), "the repo's task failed; it starts again after a pause, the other repos run on");
+                let until = Instant::now() + pause;
+                while Instant::now() < until {
+                    if stop.load(Ordering::Acquire) {
+                        return Err(e);
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                pause = (pause * 2).min(MAX_PAUSE);
+                if let Some(slot) = &opts.admin {
+                    slot.metrics.restarted();
+                }
+                // Done once, by the first run.
+                opts.from_checkpoint = None;
+                opts.discard_spill = false;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! Several repos in one job file (`[[repos]]`): one task per repo. A repo whose destination is
+//! down fails and is started again while the others keep committing; two repos reading the
+//! same topic into the same folder do not overwrite each other's files; a repo stopped through
+//! the admin API stops alone.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rdkafka::mocking::MockCluster;
+
+use crate::admin::{admin_addr, http, metric_sum};
+use crate::helpers::*;
+use crate::kafka::produce_events;
+
+/// A job file with three repos over one broker: `alpha` and `mirror` read topic `alpha` into
+/// the same folder (`mirror` through a stage), `beta` reads topic `beta` into an S3 endpoint
+/// where nothing listens.
+fn job(dir: &Path, bootstrap: &str, dead_port: u16) -> std::path::PathBuf {
+    let text = format!(
+        r#"
+[job]
+name = "multi"
+state_dir = "state"
+[source]
+kind = "kafka"
+brokers = {bootstrap:?}
+chunk_bytes = "16KiB"
+[source.options]
+"fetch.wait.max.ms" = "10"
+[repo]
+schema = {schema:?}
+[sink]
+url = "out/"
+[sink.rotation]
+max_rows = 400
+idle = "1s"
+[admin]
+listen = "127.0.0.1:0"
+
+[[repos]]
+name = "alpha"
+source.topics = ["alpha"]
+
+[[repos]]
+name = "mirror"
+source.topics = ["alpha"]
+[[repos.repo.stages]]
+filter = "status = 200"
+
+[[repos]]
+name = "beta"
+source.topics = ["beta"]
+sink.url = "s3://nowhere/beta/"
+[repos.sink.storage]
+endpoint = "http://127.0.0.1:{dead_port}"
+allow_http = true
+access_key_id = "k"
+secret_access_key = "s"
+connect_timeout_secs = 1
+max_retries = 1
+retry_timeout_secs = 1
+"#,
+        schema = schema("nginx_access").display().to_string()
+    );
+    let p = dir.join("job.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// A local port nothing listens on.
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// The task of `repo` in the `/v1/tasks` listing.
+fn task(addr: &str, repo: &str) -> serde_json::Value {
+    let (code, body) = http(addr, "GET", "/v1/tasks", None);
+    assert_eq!(code, 200, "{body}");
+    let list: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    list.into_iter()
+        .find(|t| t["repo"] == repo)
+        .unwrap_or_else(|| panic!("no task {repo} in {body}"))
+}
+
+/// Waits until `done` holds for `repo`'s task; returns the last listing of it.
+fn wait_task(
+    addr: &str,
+    repo: &str,
+    secs: u64,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let t = task(addr, repo);
+        if done(&t) || Instant::now() > deadline {
+            return t;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits until every trace id below `n` is in `out` twice (once per repo reading `alpha`).
+fn wait_twice(out: &Path, n: usize, secs: u64) -> std::collections::HashMap<String, usize> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let ids = trace_ids(out);
+        if (ids.len() == n && ids.values().all(|c| *c == 2)) || Instant::now() > deadline {
+            return ids;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn a_repo_whose_destination_is_down_stalls_no_other() {
+    let c = MockCluster::new(1).unwrap();
+    c.create_topic("alpha", 4, 1).unwrap();
+    c.create_topic("beta", 4, 1).unwrap();
+    let bootstrap = c.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let job = job(dir.path(), &bootstrap, closed_port());
+    let out = dir.path().join("out");
+
+    // validate checks every repo; the one whose destination is down says it could not look.
+    let v = sluice(&["validate", job.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&v.stdout);
+    assert!(
+        v.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&v.stderr)
+    );
+    for r in ["alpha", "mirror", "beta"] {
+        assert!(
+            text.contains(&format!(
+                "job `multi.{r}` is valid: repo `{r}` (schema `nginx_access`"
+            )),
+            "{text}"
+        );
+    }
+    assert!(
+        text.contains("the schema was not checked against the written files"),
+        "{text}"
+    );
+
+    let log = dir.path().join("run.log");
+    let stdout = dir.path().join("run.out");
+    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", job.to_str().unwrap()])
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let addr = admin_addr(&log);
+
+    produce_events(&bootstrap, "beta", 0, 500, 4, None);
+    produce_events(&bootstrap, "alpha", 0, 1000, 4, None);
+    let ids = wait_twice(&out, 1000, 60);
+    assert_eq!(ids.len(), 1000, "alpha and mirror export topic alpha");
+    assert!(
+        ids.values().all(|c| *c == 2),
+        "each of them once, no file overwritten"
+    );
+
+    // beta fails at start (its S3 endpoint refuses connections) and is started again.
+    let beta = wait_task(&addr, "beta", 60, |t| {
+        t["state"] == "failed" && t["error"].is_string()
+    });
+    assert_eq!(beta["state"], "failed", "{beta}");
+    assert!(beta["job"] == "multi.beta", "{beta}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric_sum(
+        &http(&addr, "GET", "/metrics", None).1,
+        "sluice_task_restarts_total",
+    ) < 1.0
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let metrics = http(&addr, "GET", "/metrics", None).1;
+    assert!(
+        metrics.contains(r#"sluice_task_restarts_total{repo="beta"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"sluice_task_state{repo="alpha",state="running"} 1"#),
+        "{metrics}"
+    );
+    assert_eq!(
+        metrics.matches("# EOF").count(),
+        1,
+        "one exposition for every repo"
+    );
+    let (code, body) = http(&addr, "GET", "/readyz", None);
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("beta is"), "{body}");
+
+    // alpha keeps committing while beta is down.
+    produce_events(&bootstrap, "alpha", 1000, 1000, 4, None);
+    let ids = wait_twice(&out, 2000, 60);
+    assert_eq!(ids.len(), 2000);
+    assert!(ids.values().all(|c| *c == 2));
+    assert_ne!(task(&addr, "beta")["state"], "running");
+    assert_eq!(task(&addr, "alpha")["state"], "running");
+
+    // A stop through the API stops one repo; the others run on.
+    let (code, body) = http(&addr, "POST", "/v1/tasks/mirror/stop", None);
+    assert_eq!(code, 200, "{body}");
+    let mirror = wait_task(&addr, "mirror", 30, |t| t["state"] == "stopped");
+    assert_eq!(mirror["state"], "stopped", "{mirror}");
+    produce_events(&bootstrap, "alpha", 2000, 200, 4, None);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while trace_ids(&out).len() < 2200 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let ids = trace_ids(&out);
+    assert_eq!(ids.len(), 2200, "alpha runs on after mirror stopped");
+    assert_eq!(task(&addr, "alpha")["state"], "running");
+
+    sigterm(&child);
+    let status = child.wait_with_output().unwrap().status;
+    let summary = std::fs::read_to_string(&stdout).unwrap();
+    assert!(
+        !status.success(),
+        "beta never ran: the run reports it\n{summary}"
+    );
+    assert!(
+        summary.contains("repo alpha (job multi.alpha): Stopped"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("repo mirror (job multi.mirror): Stopped"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("repo beta (job multi.beta): failed"),
+        "{summary}"
+    );
+
+    // Each repo has checkpoints of its own.
+    let list = sluice_ok(&[
+        "checkpoints",
+        "list",
+        job.to_str().unwrap(),
+        "--repo",
+        "alpha",
+    ]);
+    assert!(list.contains("alpha-0: seq"), "{list}");
+    let err = sluice(&[
+        "checkpoints",
+        "list",
+        job.to_str().unwrap(),
+        "--repo",
+        "gamma",
+    ]);
+    assert!(String::from_utf8_lossy(&err.stderr)
+        .contains("--repo gamma: no such repo (the job file has alpha, mirror, beta)"));
+    assert!(out.join("_sluice/multi.alpha").is_dir() && out.join("_sluice/multi.mirror").is_dir());
+}
