@@ -159,7 +159,10 @@ impl Admin {
         let names: Vec<String> = self.repos.keys().map(|n| format!("`{n}`")).collect();
         error(
             StatusCode::NOT_FOUND,
-            format!("no repo `{repo}` in this job (it runs {})", names.join(", ")),
+            format!(
+                "no repo `{repo}` in this job (it runs {})",
+                names.join(", ")
+            ),
         )
     }
 }

@@ -235,12 +235,42 @@ pub struct PartitionSection {
     pub hive: Option<bool>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeadLetterSection {
     /// Where dead-letter files go (default: `<sink url>/_dead_letters/`).
     #[serde(default)]
     pub url: Option<String>,
+    /// Send dead letters to this Kafka topic instead of files (at least once; see
+    /// `deadletter::topic`).
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// The topic's brokers (default: the Kafka source's, with its options).
+    #[serde(default)]
+    pub brokers: Option<String>,
+    /// librdkafka producer properties, over the source's when its brokers are used.
+    #[serde(default)]
+    pub options: std::collections::BTreeMap<String, String>,
+    /// The longest wait for the topic's brokers (to check the topic, to deliver a commit's
+    /// dead letters).
+    #[serde(default = "default_dead_timeout")]
+    pub timeout: String,
+}
+
+fn default_dead_timeout() -> String {
+    "30s".into()
+}
+
+impl Default for DeadLetterSection {
+    fn default() -> Self {
+        DeadLetterSection {
+            url: None,
+            topic: None,
+            brokers: None,
+            options: Default::default(),
+            timeout: default_dead_timeout(),
+        }
+    }
 }
 
 /// A loaded, validated job.
@@ -258,6 +288,8 @@ pub struct Job {
     pub max_span: Option<Duration>,
     pub idle: Duration,
     pub stop_deadline: Duration,
+    /// The longest wait for the dead-letter topic's brokers.
+    pub dead_letter_timeout: Duration,
     /// The repo's name in a job file with several repos (`[[repos]]`); `None` for a job
     /// file with one `[repo]`, whose repo is named by its schema.
     pub repo: Option<String>,
@@ -348,6 +380,32 @@ impl Job {
             "repo.on_error",
             crate::stage::OnError::parse(&file.repo.on_error).map(|_| ()),
         );
+        let dead = &file.dead_letters;
+        let dead_letter_timeout = parse_duration(&dead.timeout);
+        check(
+            "dead_letters.timeout",
+            dead_letter_timeout
+                .as_ref()
+                .map(|_| ())
+                .map_err(Clone::clone),
+        );
+        check("dead_letters", {
+            let kafka = matches!(file.source, SourceSection::Kafka { .. });
+            match &dead.topic {
+                Some(_) if dead.url.is_some() => {
+                    Err("`url` (files) and `topic` (Kafka) are two places; set one".into())
+                }
+                Some(t) if t.is_empty() => Err("topic: must not be empty".into()),
+                Some(_) if dead.brokers.is_none() && !kafka => {
+                    Err("brokers: needed for the topic when the source is not Kafka".into())
+                }
+                None if dead.brokers.is_some() || !dead.options.is_empty() => Err(
+                    "`brokers` and `options` are for a dead-letter `topic`, which is not set"
+                        .into(),
+                ),
+                _ => Ok(()),
+            }
+        });
         let channel_bytes = parse_bytes(&file.channel.max_bytes);
         check(
             "channel.max_bytes",
@@ -414,6 +472,7 @@ impl Job {
             max_span: max_span.map(|r| r.expect("checked")),
             idle: idle.expect("checked"),
             stop_deadline: stop_deadline.expect("checked"),
+            dead_letter_timeout: dead_letter_timeout.expect("checked"),
             range: None,
             file,
         })
@@ -585,6 +644,27 @@ template = "dt={ts:%Y-%m-%d}/"
             .unwrap_err()
             .to_string();
         assert!(e.contains("max_rowz"), "{e}");
+    }
+
+    #[test]
+    fn dead_letters_go_to_files_or_a_topic() {
+        let with = |section: &str| {
+            Job::parse(
+                &format!("{GOOD}[dead_letters]\n{section}\n"),
+                Path::new("j.toml"),
+            )
+            .map_err(|e| e.to_string())
+        };
+        let e = with("url = \"d/\"\ntopic = \"dlq\"").unwrap_err();
+        assert!(e.contains("set one"), "{e}");
+        let e = with("topic = \"dlq\"").unwrap_err();
+        assert!(e.contains("dead_letters: brokers: needed"), "{e}");
+        let e = with("brokers = \"b:9092\"").unwrap_err();
+        assert!(e.contains("which is not set"), "{e}");
+        let e = with("topic = \"dlq\"\nbrokers = \"b:9092\"\ntimeout = \"soon\"").unwrap_err();
+        assert!(e.contains("dead_letters.timeout"), "{e}");
+        let j = with("topic = \"dlq\"\nbrokers = \"b:9092\"\ntimeout = \"5s\"").unwrap();
+        assert_eq!(j.dead_letter_timeout, Duration::from_secs(5));
     }
 
     #[test]

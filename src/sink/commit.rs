@@ -82,7 +82,11 @@ pub(super) fn commit_partition(
             from_offset: state.committed_offset,
             next_offset: op.next_offset,
             files: pending_files,
-            dead_letter_files: dead.iter().map(|(rel, _)| rel.clone()).collect(),
+            dead_letter_files: dead
+                .iter()
+                .filter_map(|w| w.file())
+                .map(str::to_string)
+                .collect(),
         })?;
         fault("after_pending", commits);
         let mut entries = Vec::with_capacity(finished.len());
@@ -97,9 +101,10 @@ pub(super) fn commit_partition(
             entries.push(entry);
         }
         let mut dead_files = Vec::new();
-        if let Some((rel, w)) = dead {
+        if let Some(w) = dead {
+            let rel = w.file().map(str::to_string);
             w.commit()?;
-            dead_files.push(rel);
+            dead_files.extend(rel);
         }
         fault("after_files", commits);
         let c = Checkpoint {
@@ -176,7 +181,7 @@ pub(super) fn abort_open(mut op: OpenPartition) {
     for f in std::mem::take(&mut op.files).into_values() {
         let _ = f.file.abort();
     }
-    if let Some((_, w)) = op.dead.take() {
+    if let Some(w) = op.dead.take() {
         let _ = w.abort();
     }
 }

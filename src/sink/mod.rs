@@ -38,6 +38,12 @@ pub enum SinkError {
     },
     #[error("{path} already exists (pass --overwrite to replace it)")]
     Exists { path: String },
+    #[error("dead-letter topic `{topic}` on {brokers}: {reason}")]
+    DeadLetterTopic {
+        topic: String,
+        brokers: String,
+        reason: String,
+    },
 }
 
 /// A place files are written to: a local folder or an object store prefix.

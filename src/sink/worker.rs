@@ -47,6 +47,8 @@ pub struct WorkerContext {
     pub dead_dest: Destination,
     /// Folder (under `dead_dest`) for dead-letter files.
     pub dead_folder: String,
+    /// Dead letters go to this Kafka topic instead of files.
+    pub dead_topic: Option<Arc<crate::deadletter::topic::DeadTopic>>,
     pub checkpoints: Checkpoints,
     pub format: FormatOptions,
     pub schema: SchemaRef,
@@ -71,7 +73,7 @@ pub(super) struct OpenFile {
 
 pub(super) struct OpenPartition {
     pub(super) files: BTreeMap<String, OpenFile>,
-    pub(super) dead: Option<(String, DeadLetterWriter)>,
+    pub(super) dead: Option<DeadLetterWriter>,
     pub(super) next_offset: u64,
     pub(super) next_line: u64,
     pub(super) last_offset: u64,
@@ -440,18 +442,19 @@ impl Worker {
         }
         if !item.dead.is_empty() {
             if op.dead.is_none() {
-                let rel = format!(
-                    "{}{}-{}.jsonl",
-                    self.ctx.dead_folder, state.key, item.prov.first_offset
-                );
-                let w = DeadLetterWriter::new(
-                    self.ctx.dead_dest.clone(),
-                    rel.clone(),
-                    state.key.clone(),
-                );
-                op.dead = Some((rel, w));
+                op.dead = Some(match &self.ctx.dead_topic {
+                    Some(topic) => DeadLetterWriter::to_topic(topic.clone(), state.key.clone()),
+                    None => DeadLetterWriter::new(
+                        self.ctx.dead_dest.clone(),
+                        format!(
+                            "{}{}-{}.jsonl",
+                            self.ctx.dead_folder, state.key, item.prov.first_offset
+                        ),
+                        state.key.clone(),
+                    ),
+                });
             }
-            let (_, w) = op.dead.as_mut().expect("created above");
+            let w = op.dead.as_mut().expect("created above");
             w.write(&item.dead)?;
             op.dead_count += item.dead.len() as u64;
             for d in &item.dead {

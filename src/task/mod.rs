@@ -430,6 +430,7 @@ fn run_inner(
         Some(u) => (destination_at(job, u, &runtime)?, format!("{label}/")),
         None => (dest.clone(), format!("_dead_letters/{label}/")),
     };
+    let dead_topic = crate::deadletter::topic::for_job(job, &label)?;
     let checkpoints = Checkpoints::new(dest.clone(), &name).with_dead_letters(dead_dest.clone());
     let out_schema = decoder.output_schema();
     // Before any data moves: the schema must be one that readers of the files already written
@@ -502,6 +503,7 @@ fn run_inner(
         dest,
         dead_dest,
         dead_folder,
+        dead_topic,
         checkpoints,
         format: job.format.clone(),
         schema: out_schema.clone(),

@@ -2,6 +2,7 @@
 
 mod admin;
 mod convert;
+mod dead_letters;
 mod evolution;
 mod helpers;
 mod interop;

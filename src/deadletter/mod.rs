@@ -1,0 +1,201 @@
+//! The dead-letter output: one JSON line per record that could not be decoded or that a stage
+//! failed on, with its source, position, the reason, its class, the stage, and the original
+//! record (as text, or base64 when it is not UTF-8). The file is created on the first dead
+//! letter, so clean runs leave none. A job may send its dead letters to a Kafka topic instead
+//! (see [`topic`]).
+
+pub mod topic;
+
+use std::io::Write;
+
+use base64::Engine;
+use serde::Serialize;
+
+use crate::decode::DeadLetter;
+use crate::sink::{Destination, OutputFile, SinkError};
+use topic::{DeadTopic, TopicBatch};
+
+#[derive(Serialize)]
+struct Line<'a> {
+    source: &'a str,
+    line: u64,
+    offset: u64,
+    reason: &'a str,
+    class: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stage: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    record: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    record_base64: Option<String>,
+}
+
+/// The stage a dead letter's reason names (`stage `mask`: ...`), if any.
+pub fn stage_of(reason: &str) -> Option<&str> {
+    reason
+        .strip_prefix("stage `")?
+        .split_once('`')
+        .map(|(s, _)| s)
+}
+
+/// Where a writer's dead letters go.
+enum Target {
+    /// A file at `rel` under `dest`, created on the first dead letter.
+    File {
+        dest: Destination,
+        rel: String,
+        file: Option<OutputFile>,
+    },
+    /// Messages on a Kafka topic.
+    Topic(TopicBatch),
+}
+
+/// Writes the dead letters of one source partition until they are committed with it.
+pub struct DeadLetterWriter {
+    target: Target,
+    source: String,
+    count: u64,
+    buf: Vec<u8>,
+}
+
+impl DeadLetterWriter {
+    /// Dead letters of `source` to the file `rel` under `dest`.
+    pub fn new(dest: Destination, rel: String, source: String) -> Self {
+        DeadLetterWriter {
+            target: Target::File {
+                dest,
+                rel,
+                file: None,
+            },
+            source,
+            count: 0,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Dead letters of `source` to a Kafka topic.
+    pub fn to_topic(topic: std::sync::Arc<DeadTopic>, source: String) -> Self {
+        DeadLetterWriter {
+            target: Target::Topic(topic.batch()),
+            source,
+            count: 0,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The file the dead letters go to (`None` for a topic).
+    pub fn file(&self) -> Option<&str> {
+        match &self.target {
+            Target::File { rel, .. } => Some(rel),
+            Target::Topic(_) => None,
+        }
+    }
+
+    /// Appends dead letters.
+    pub fn write(&mut self, letters: &[DeadLetter]) -> Result<(), SinkError> {
+        if letters.is_empty() {
+            return Ok(());
+        }
+        let (dest, rel, file) = match &mut self.target {
+            Target::Topic(batch) => {
+                for d in letters {
+                    batch.send(&self.source, d)?;
+                }
+                self.count += letters.len() as u64;
+                return Ok(());
+            }
+            Target::File { dest, rel, file } => (dest, rel, file),
+        };
+        if file.is_none() {
+            *file = Some(dest.create(rel)?);
+        }
+        self.buf.clear();
+        for d in letters {
+            serde_json::to_writer(&mut self.buf, &line(&self.source, d))
+                .expect("serializing to memory");
+            self.buf.push(b'\n');
+        }
+        let f = file.as_mut().expect("created above");
+        f.write_all(&self.buf).map_err(|source| SinkError::Io {
+            path: dest.display(rel),
+            source,
+        })?;
+        self.count += letters.len() as u64;
+        Ok(())
+    }
+
+    /// Dead letters written so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Commits the dead letters: the file, if any dead letter was written (its location is
+    /// returned); for a topic, waits until the broker has every message.
+    pub fn commit(self) -> Result<Option<String>, SinkError> {
+        match self.target {
+            Target::File { file: None, .. } => Ok(None),
+            Target::File { file: Some(f), .. } => {
+                let location = f.location().to_string();
+                f.commit()?;
+                Ok(Some(location))
+            }
+            Target::Topic(batch) => batch.finish().map(|()| None),
+        }
+    }
+
+    /// Discards what was written (messages already sent to a topic stay there).
+    pub fn abort(self) -> Result<(), SinkError> {
+        match self.target {
+            Target::File { file: Some(f), .. } => f.abort(),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The JSON line of a dead letter.
+fn line<'a>(source: &'a str, d: &'a DeadLetter) -> Line<'a> {
+    let (record, record_base64) = match std::str::from_utf8(&d.record) {
+        Ok(s) => (Some(s), None),
+        Err(_) => (
+            None,
+            Some(base64::engine::general_purpose::STANDARD.encode(&d.record)),
+        ),
+    };
+    Line {
+        source,
+        line: d.position.line,
+        offset: d.position.offset,
+        reason: &d.reason,
+        class: d.class(),
+        stage: stage_of(&d.reason),
+        record,
+        record_base64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_names_the_class_and_the_stage() {
+        let d = DeadLetter {
+            position: crate::decode::Position { offset: 7, line: 3 },
+            reason: "stage `mask`: Cast error: cannot cast".into(),
+            record: b"{\"a\":1}".to_vec(),
+        };
+        let v = serde_json::to_value(line("events-0", &d)).unwrap();
+        assert_eq!(v["stage"], "mask");
+        assert_eq!(v["class"], "stage");
+        assert_eq!(v["offset"], 7);
+        assert_eq!(v["record"], "{\"a\":1}");
+        let d = DeadLetter {
+            record: vec![0xff, 0xfe],
+            reason: "not UTF-8".into(),
+            ..d
+        };
+        let v = serde_json::to_value(line("events-0", &d)).unwrap();
+        assert!(v.get("stage").is_none());
+        assert_eq!(v["record_base64"], "//4=");
+    }
+}

@@ -1,0 +1,156 @@
+//! Dead letters to a Kafka topic: malformed messages and rows a stage fails on arrive as
+//! messages carrying the original bytes, their position as the key, and the reason, class,
+//! stage and source position as headers; no dead-letter files are written; the checkpoints
+//! count them.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::mocking::MockCluster;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+use crate::helpers::*;
+use crate::kafka::{assert_once, produce};
+
+/// Every message of `topic` (one partition), read from the start until `n` arrived or 30 s.
+fn consume_all(
+    bootstrap: &str,
+    topic: &str,
+    n: usize,
+) -> Vec<(String, Vec<u8>, HashMap<String, String>)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("reader-{topic}"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while out.len() < n && Instant::now() < deadline {
+        let Some(m) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let m = m.unwrap();
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| {
+                        (
+                            h.key.to_string(),
+                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push((
+            String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+            m.payload().unwrap_or_default().to_vec(),
+            headers,
+        ));
+    }
+    out
+}
+
+#[test]
+fn dead_letters_go_to_a_kafka_topic_with_their_reason_stage_and_position() {
+    let c = MockCluster::new(1).unwrap();
+    c.create_topic("events", 4, 1).unwrap();
+    c.create_topic("dead", 1, 1).unwrap();
+    let bootstrap = c.bootstrap_servers();
+    let n = 1000;
+    let bad = produce(&bootstrap, "events", n);
+    assert_eq!(bad, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.toml");
+    std::fs::write(
+        &job,
+        format!(
+            r#"
+[job]
+name = "dlq"
+state_dir = "state"
+[source]
+kind = "kafka"
+brokers = {bootstrap:?}
+topics = ["events"]
+[source.options]
+"fetch.wait.max.ms" = "10"
+[repo]
+schema = {:?}
+[[repo.stages]]
+name = "one"
+select = ["*", "CAST(CASE WHEN trace_id = 't7' THEN 'x' ELSE '1' END AS INT) AS one"]
+[sink]
+url = "out/"
+[dead_letters]
+topic = "dead"
+"#,
+            schema("nginx_access").display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = sluice_ok(&["backfill", job.to_str().unwrap()]);
+    assert!(out.contains("999 rows, 3 dead letters"), "{out}");
+    let outdir = dir.path().join("out");
+    assert_eq!(trace_ids(&outdir).len(), n - 1);
+    assert!(
+        !outdir.join("_dead_letters").exists(),
+        "no dead-letter files when they go to a topic"
+    );
+
+    let letters = consume_all(&bootstrap, "dead", 3);
+    assert_eq!(letters.len(), 3, "{letters:?}");
+    let (malformed, staged): (Vec<_>, Vec<_>) = letters
+        .iter()
+        .partition(|(_, _, h)| h["sluice.class"] == "malformed");
+    assert_eq!(malformed.len(), 2, "{letters:?}");
+    for (key, value, h) in &malformed {
+        assert_eq!(value, b"{\"ts\": not json");
+        assert_eq!(
+            key,
+            &format!("{}@{}", h["sluice.source"], h["sluice.offset"])
+        );
+        assert!(h["sluice.source"].starts_with("events-"), "{h:?}");
+        assert_eq!(h["sluice.job"], "dlq-backfill");
+        assert_eq!(h["sluice.repo"], "nginx_access");
+        assert!(!h.contains_key("sluice.stage"));
+    }
+    let (_, value, h) = staged[0];
+    assert_eq!(h["sluice.class"], "stage");
+    assert_eq!(h["sluice.stage"], "one");
+    assert!(h["sluice.reason"].contains("stage `one`"), "{h:?}");
+    let record: serde_json::Value = serde_json::from_slice(value).unwrap();
+    assert_eq!(record["trace_id"], "t7", "the original record");
+
+    // The broker refuses the first deliveries: the commits waiting for them fail, their
+    // partitions are replayed, and every dead letter arrives (at least once); the files are
+    // still exactly once.
+    c.create_topic("dead2", 1, 1).unwrap();
+    std::fs::write(
+        &job,
+        std::fs::read_to_string(&job)
+            .unwrap()
+            .replace("topic = \"dead\"", "topic = \"dead2\"")
+            .replace("name = \"dlq\"", "name = \"dlq2\"")
+            .replace("url = \"out/\"", "url = \"out2/\""),
+    )
+    .unwrap();
+    c.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 2],
+    );
+    let out = sluice(&["backfill", job.to_str().unwrap()]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("a dead letter was not delivered"), "{log}");
+    assert_once(&dir.path().join("out2"), n - 1);
+    let letters = consume_all(&bootstrap, "dead2", 3);
+    let keys: std::collections::HashSet<&String> = letters.iter().map(|(k, _, _)| k).collect();
+    assert_eq!(keys.len(), 3, "every dead letter arrived: {letters:?}");
+}
