@@ -666,22 +666,23 @@ fn run_schema(cmd: SchemaCommand) -> Result<()> {
             repo,
             ..
         } => {
-            let j = Job::load_repo(&job, repo.as_deref())?;
-            let p = task::prepare(&j, false)?;
-            println!(
-                "repo {} ({}), input:",
-                task::repo_label(&j),
-                p.schema.path.display()
-            );
-            print_fields(&p.decoder.decoded_schema());
-            if let Some(stages) = p.decoder.stages() {
-                for (name, schema) in stages.describe() {
-                    println!("after stage `{name}`:");
-                    print_fields(&schema);
+            for j in load_jobs(&job, repo.as_deref())? {
+                let p = task::prepare(&j, false)?;
+                println!(
+                    "repo {} ({}), input:",
+                    task::repo_label(&j),
+                    p.schema.path.display()
+                );
+                print_fields(&p.decoder.decoded_schema());
+                if let Some(stages) = p.decoder.stages() {
+                    for (name, schema) in stages.describe() {
+                        println!("after stage `{name}`:");
+                        print_fields(&schema);
+                    }
                 }
+                println!("output ({}):", j.format.kind.name());
+                print_fields(&p.decoder.output_schema());
             }
-            println!("output ({}):", j.format.kind.name());
-            print_fields(&p.decoder.output_schema());
         }
         SchemaCommand::Show { .. } => bail!("name a schema FILE or a --job"),
     }
