@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::admin::{admin_addr, http, metric_sum};
 use crate::helpers::*;
@@ -438,4 +438,67 @@ fn csv_pushes_decode_per_the_repo_input_kind_and_refuse_a_torn_quote() {
     let mut ids: Vec<String> = trace_ids(&dir.path().join("out")).into_keys().collect();
     ids.sort();
     assert_eq!(ids, ["a", "b, with comma", "d", "g"]);
+}
+
+#[test]
+fn two_push_repos_share_the_listener_and_each_keeps_its_own_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = push_job(dir.path(), "wal", "", "");
+    let text = std::fs::read_to_string(&job).unwrap()
+        + "\n[[repos]]\nname = \"left\"\nsink.url = \"file://out-left\"\n\n[[repos]]\nname = \"right\"\nsink.url = \"file://out-right\"\n";
+    std::fs::write(&job, text).unwrap();
+    let log = dir.path().join("run.log");
+    let child = spawn_run(&job, &log);
+    let addr = admin_addr(&log);
+    let text = wait_log(&log, "to=Running", 2, 60);
+    assert_eq!(text.matches("to=Running").count(), 2, "{text}");
+    let mut c = Client::new(&addr);
+    for (repo, tag) in [("left", "l"), ("right", "r"), ("left", "l2")] {
+        let (code, _, b) = c
+            .post(&format!("/v1/repos/{repo}/data"), "", &events(tag, 100))
+            .unwrap();
+        assert_eq!(code, 200, "{b}");
+    }
+    let (code, _, b) = c.post("/v1/repos/push-test/data", "", b"{}\n").unwrap();
+    assert_eq!(code, 404, "{b}");
+    assert!(b.contains("it runs `left`, `right`"), "{b}");
+    // One repo stopped: it takes no more pushes; the other does.
+    let (code, body) = http(&addr, "POST", "/v1/tasks/left/stop", None);
+    assert_eq!(code, 200, "{body}");
+    // Pushes acknowledged while it stops still land.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut late = 0;
+    let refused = loop {
+        let tag = format!("late{late}");
+        let (code, _, b) = c.post("/v1/repos/left/data", "", &events(&tag, 1)).unwrap();
+        if code != 200 || Instant::now() > deadline {
+            break (code, b);
+        }
+        late += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(refused.0, 503, "{}", refused.1);
+    let (code, _, b) = c
+        .post("/v1/repos/right/data", "", &events("r2", 100))
+        .unwrap();
+    assert_eq!(code, 200, "{b}");
+    wait_for(&dir.path().join("out-right"), 200, 30);
+    crate::helpers::sigterm(&child);
+    assert!(child.wait_with_output().unwrap().status.success());
+    let left = trace_ids(&dir.path().join("out-left"));
+    let right = trace_ids(&dir.path().join("out-right"));
+    assert_eq!(
+        left.len(),
+        200 + late,
+        "left's rows and those acknowledged as it stopped"
+    );
+    assert!((0..late).all(|k| left.contains_key(&format!("late{k}-0"))));
+    assert_eq!(right.len(), 200);
+    assert!(left.values().chain(right.values()).all(|n| *n == 1));
+    for repo in ["left", "right"] {
+        assert!(
+            dir.path().join("state").join(repo).join("wal").is_dir(),
+            "{repo}'s WAL"
+        );
+    }
 }
