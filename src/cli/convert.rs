@@ -1,0 +1,296 @@
+//! `sluice convert`: one input file (or stdin) into one output file.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, ValueEnum};
+
+use sluice::convert::{self, ConvertJob, Progress};
+use sluice::decode::{DecodeOptions, InputKind};
+use sluice::format::{Codec, Dictionary, FormatKind, FormatOptions};
+use sluice::input::InputSource;
+use sluice::schema::RepoSchema;
+use sluice::sink::Destination;
+
+#[derive(Clone, Copy, ValueEnum)]
+enum InputFormat {
+    Json,
+    Csv,
+    Tsv,
+    Text,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DictionaryArg {
+    Auto,
+    On,
+    Off,
+}
+
+#[derive(Args)]
+pub struct ConvertArgs {
+    /// The repo schema file (schemas/<repo>.toml).
+    #[arg(long)]
+    schema: PathBuf,
+    /// Input file (plain or gzip, detected by content), or `-` for stdin.
+    #[arg(long)]
+    input: String,
+    /// Input record format; by default from the file name (.csv, .tsv, .txt/.log), else json.
+    #[arg(long, value_enum)]
+    input_format: Option<InputFormat>,
+    /// Text input: split each line by this delimiter into the schema's fields.
+    #[arg(long)]
+    delimiter: Option<String>,
+    /// CSV/TSV input has no header row: columns are the schema's fields in order.
+    #[arg(long)]
+    no_input_header: bool,
+    /// Output format.
+    #[arg(long, default_value = "parquet")]
+    format: String,
+    /// Codec: zstd[:level], snappy, gzip[:level], lz4, zlib[:level], none. Defaults: parquet
+    /// and orc zstd, json gzip:1, csv/tsv/text none.
+    #[arg(long)]
+    compression: Option<String>,
+    /// Output folder URL (`file:///data/out/`, a local path) or a file URL with extension.
+    #[arg(long, default_value = "file://./out/")]
+    output: String,
+    /// Where dead letters go (default: `<output folder>/_dead_letters/`).
+    #[arg(long)]
+    dead_letters: Option<String>,
+    /// Replace an existing output file.
+    #[arg(long)]
+    overwrite: bool,
+    /// Parquet: rows per row group.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    row_group_rows: usize,
+    /// Parquet: dictionary encoding (auto: only columns with few distinct values).
+    #[arg(long, value_enum, default_value = "auto")]
+    dictionary: DictionaryArg,
+    /// Parquet: do not write column statistics.
+    #[arg(long)]
+    no_statistics: bool,
+    /// Parquet: data page version (1 is read by every engine).
+    #[arg(long, default_value_t = 1)]
+    parquet_page_version: u8,
+    /// ORC: stripe size in bytes.
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    stripe_bytes: usize,
+    /// CSV/TSV output: no header row.
+    #[arg(long)]
+    no_output_header: bool,
+    /// Keep only rows where this SQL condition holds, e.g. `status >= 500 AND region = 'eu'`.
+    #[arg(long)]
+    filter: Option<String>,
+    /// An output column as a SQL expression with an alias, e.g. `lower(method) AS method`
+    /// (repeat for each column; applied after --filter).
+    #[arg(long)]
+    select: Vec<String>,
+    /// A whole `SELECT ... FROM input [WHERE ...]` over each batch (applied last).
+    #[arg(long)]
+    sql: Option<String>,
+    /// Rows a stage fails on (e.g. a bad cast): dead_letter, drop or fail.
+    #[arg(long, default_value = "dead_letter")]
+    on_error: String,
+    /// Decoder threads (default: the number of cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// Splits an output URL into (destination folder URL, file name). A last segment with an
+/// extension names the file; otherwise the URL is a folder and the name is derived.
+fn split_output(url: &str, default_name: &str) -> (String, String) {
+    let trimmed = url.trim_end_matches('/');
+    let last = trimmed.rsplit('/').next().unwrap_or("");
+    let local_dir = !url.contains("://") && Path::new(url).is_dir();
+    let has_extension = Path::new(last).extension().is_some();
+    let is_file = !url.ends_with('/') && !local_dir && has_extension;
+    if is_file {
+        let folder = &trimmed[..trimmed.len() - last.len()];
+        (folder.to_string(), last.to_string())
+    } else {
+        (format!("{trimmed}/"), default_name.to_string())
+    }
+}
+
+/// `file://./out/` is accepted as a path relative to the current folder.
+fn local_relative(url: &str) -> String {
+    match url.strip_prefix("file://") {
+        Some(rest) if !rest.starts_with('/') => rest.to_string(),
+        _ => url.to_string(),
+    }
+}
+
+pub fn run_convert(a: ConvertArgs) -> Result<()> {
+    let schema = Arc::new(RepoSchema::load(&a.schema)?);
+    let input = InputSource::parse(&a.input);
+    if let InputSource::File(p) = &input {
+        if !p.exists() {
+            bail!("input file {} does not exist", p.display());
+        }
+    }
+    let kind = match a.input_format.unwrap_or_else(|| guess_input(&a.input)) {
+        InputFormat::Json => InputKind::Json,
+        InputFormat::Csv => InputKind::Csv {
+            delimiter: b',',
+            header: !a.no_input_header,
+        },
+        InputFormat::Tsv => InputKind::Csv {
+            delimiter: b'\t',
+            header: !a.no_input_header,
+        },
+        InputFormat::Text => InputKind::Text {
+            delimiter: a.delimiter.clone(),
+        },
+    };
+    if a.delimiter.is_some() && !matches!(kind, InputKind::Text { .. }) {
+        bail!("--delimiter applies to text input only (use --input-format text)");
+    }
+    let format_kind: FormatKind = a.format.parse()?;
+    let format = FormatOptions {
+        kind: format_kind,
+        codec: a.compression.as_deref().map(Codec::parse).transpose()?,
+        row_group_rows: a.row_group_rows,
+        dictionary: match a.dictionary {
+            DictionaryArg::Auto => Dictionary::Auto,
+            DictionaryArg::On => Dictionary::On,
+            DictionaryArg::Off => Dictionary::Off,
+        },
+        statistics: !a.no_statistics,
+        parquet_page_version: a.parquet_page_version,
+        stripe_bytes: a.stripe_bytes,
+        header: !a.no_output_header,
+    };
+
+    let output_url = local_relative(&a.output);
+    let default_name = format!("{}.{}", input.stem(), format.extension());
+    let (folder, name) = split_output(&output_url, &default_name);
+    let (dl_folder, dl_name) = match &a.dead_letters {
+        Some(u) => split_output(&local_relative(u), &format!("{}.jsonl", input.stem())),
+        None => (
+            format!("{folder}_dead_letters/"),
+            format!("{}.jsonl", input.stem()),
+        ),
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the I/O runtime")?;
+    let output = Destination::parse(&folder, runtime.handle().clone())?;
+    let dead_letters = Destination::parse(&dl_folder, runtime.handle().clone())?;
+    let threads = a.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    });
+    let stage = |filter: Option<String>, select: Option<Vec<String>>, sql: Option<String>| {
+        sluice::stage::StageSpec {
+            name: None,
+            filter,
+            select,
+            sql,
+        }
+    };
+    let mut stages = Vec::new();
+    if let Some(f) = a.filter.clone() {
+        stages.push(stage(Some(f), None, None));
+    }
+    if !a.select.is_empty() {
+        stages.push(stage(None, Some(a.select.clone()), None));
+    }
+    if let Some(q) = a.sql.clone() {
+        stages.push(stage(None, None, Some(q)));
+    }
+    let bar = progress_bar(a.quiet);
+    let progress: Option<Box<dyn FnMut(Progress) + Send>> = bar.clone().map(|bar| {
+        Box::new(move |p: Progress| {
+            if let Some(len) = p.raw_len {
+                bar.set_length(len);
+            }
+            bar.set_position(p.raw_bytes);
+            bar.set_message(format!("{} rows", p.rows));
+        }) as Box<dyn FnMut(Progress) + Send>
+    });
+    let job = ConvertJob {
+        schema,
+        input,
+        decode: DecodeOptions {
+            kind,
+            ..Default::default()
+        },
+        format,
+        output,
+        output_rel: name,
+        dead_letters,
+        dead_letters_rel: dl_name,
+        overwrite: a.overwrite,
+        stages,
+        on_error: sluice::stage::OnError::parse(&a.on_error)
+            .map_err(|e| anyhow!("--on-error {e}"))?,
+        threads,
+        progress,
+    };
+    let result = convert::run(job);
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let summary = result?;
+    println!("{}", summary.line());
+    Ok(())
+}
+
+fn guess_input(input: &str) -> InputFormat {
+    let lower = input.to_ascii_lowercase();
+    let name = lower.strip_suffix(".gz").unwrap_or(&lower);
+    match Path::new(name).extension().and_then(|e| e.to_str()) {
+        Some("csv") => InputFormat::Csv,
+        Some("tsv") => InputFormat::Tsv,
+        Some("txt") | Some("log") => InputFormat::Text,
+        _ => InputFormat::Json,
+    }
+}
+
+fn progress_bar(quiet: bool) -> Option<indicatif::ProgressBar> {
+    if quiet || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta}) {msg}",
+        )
+        .expect("valid template"),
+    );
+    Some(bar)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_urls_split_into_folder_and_name() {
+        assert_eq!(
+            split_output("file:///data/out/", "e.parquet"),
+            ("file:///data/out/".into(), "e.parquet".into())
+        );
+        assert_eq!(
+            split_output("file:///data/out", "e.parquet"),
+            ("file:///data/out/".into(), "e.parquet".into())
+        );
+        assert_eq!(
+            split_output("file:///data/x.parquet", "e.parquet"),
+            ("file:///data/".into(), "x.parquet".into())
+        );
+        assert_eq!(
+            split_output("/tmp/.hidden", "e.parquet"),
+            ("/tmp/.hidden/".into(), "e.parquet".into())
+        );
+    }
+}

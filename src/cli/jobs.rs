@@ -1,0 +1,448 @@
+//! The job commands: `run`, `validate`, `backfill`, `checkpoints`, `schema`, `demo`.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Subcommand;
+
+use sluice::checkpoint::Checkpoints;
+use sluice::config::{Job, SourceSection};
+use sluice::schema::RepoSchema;
+use sluice::source::kafka::Position;
+use sluice::task;
+
+use crate::{init_logs, init_logs_at};
+
+#[derive(Subcommand)]
+pub enum CheckpointCommand {
+    /// The newest checkpoint of every partition (of every repo of the job file).
+    List {
+        job: PathBuf,
+        /// Only this repo of a job file with several.
+        #[arg(long)]
+        repo: Option<String>,
+    },
+    /// Every checkpoint of one partition (`<topic>-<partition>`), with its files.
+    Show {
+        job: PathBuf,
+        partition: String,
+        /// The repo, in a job file with several.
+        #[arg(long)]
+        repo: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum SchemaCommand {
+    /// Validate a schema file; errors name the file, field and reason.
+    Check { file: PathBuf },
+    /// Print the Arrow schema a schema file produces; with `--job`, the job's input schema,
+    /// each stage's output and the schema its files get.
+    Show {
+        file: Option<PathBuf>,
+        #[arg(long, conflicts_with = "file")]
+        job: Option<PathBuf>,
+        /// With `--job`: only this repo of a job file with several.
+        #[arg(long, requires = "job")]
+        repo: Option<String>,
+    },
+}
+
+/// The repos of the job file at `path`: all of them, or the one named `repo`.
+fn load_jobs(path: &Path, repo: Option<&str>) -> Result<Vec<Job>> {
+    Ok(match repo {
+        Some(r) => vec![Job::load_repo(path, Some(r))?],
+        None => Job::load_all(path)?,
+    })
+}
+
+pub fn run_validate(path: &Path, repo: Option<&str>) -> Result<()> {
+    let jobs = load_jobs(path, repo)?;
+    let runtime = io_runtime()?;
+    let mut failed = Vec::new();
+    for job in &jobs {
+        if let Err(e) = validate_one(path, job, &runtime) {
+            if jobs.len() == 1 {
+                return Err(e);
+            }
+            println!(
+                "{}: repo `{}`: {e:#}",
+                path.display(),
+                task::repo_label(job)
+            );
+            failed.push(task::repo_label(job));
+        }
+    }
+    if !failed.is_empty() {
+        bail!(
+            "{}: repos {} are not valid",
+            path.display(),
+            failed.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn validate_one(path: &Path, job: &Job, runtime: &tokio::runtime::Runtime) -> Result<()> {
+    let prepared = task::prepare(job, false)?;
+    let dest = task::destination(job, runtime)?;
+    let fields = prepared.schema.fields.len();
+    let repo = match &job.repo {
+        Some(r) => format!(
+            "repo `{r}` (schema `{}`, {fields} fields)",
+            prepared.schema.name
+        ),
+        None => format!("repo `{}` ({fields} fields)", prepared.schema.name),
+    };
+    println!(
+        "{}: job `{}` is valid: {repo}, {}, {} to {}",
+        path.display(),
+        job.file.job.name,
+        match (&prepared.source, &job.file.source) {
+            (Some(s), _) => format!("{} partition(s)", s.partitions().len()),
+            (None, SourceSection::Push { durability, .. }) => {
+                format!("pushes with `{durability}` durability (on the admin listener)")
+            }
+            (None, _) => "the Kafka topics' (not contacted) partition(s)".to_string(),
+        },
+        job.format.kind.name(),
+        dest.url()
+    );
+    // The schema against the one the job's files were written with (nothing is recorded).
+    let out = prepared.decoder.output_schema();
+    match sluice::evolution::check(&dest, &job.file.job.name, &out, false) {
+        Ok(changes) => {
+            for c in changes {
+                println!("  schema change (new files carry it): {c}");
+            }
+        }
+        Err(e @ sluice::evolution::EvolutionError::Incompatible { .. }) => return Err(e.into()),
+        Err(e) => println!("  the schema was not checked against the written files: {e}"),
+    }
+    Ok(())
+}
+
+pub fn run_job(
+    path: &Path,
+    repo: Option<&str>,
+    from_checkpoint: Option<u64>,
+    discard_spill: bool,
+    threads: Option<usize>,
+    log_json: bool,
+) -> Result<()> {
+    init_logs(log_json);
+    let jobs = load_jobs(path, repo)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+    // One SIGHUP flag per repo: each repo's task reloads its own part of the job file.
+    let hups: Vec<Arc<AtomicBool>> = jobs.iter().map(|_| Arc::default()).collect();
+    for hup in &hups {
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+            .context("installing signal handlers")?;
+    }
+    let admin = task::start_admin(&jobs)?;
+    let opts = task::RunOptions {
+        from_checkpoint,
+        discard_spill,
+        threads: threads.unwrap_or(0),
+        progress: false,
+        admin: None,
+    };
+    if jobs.len() == 1 {
+        let job = jobs.into_iter().next().expect("one job");
+        let opts = task::RunOptions {
+            admin: admin
+                .as_ref()
+                .and_then(|a| a.admin.slot(&task::repo_label(&job))),
+            ..opts
+        };
+        let hup = hups.into_iter().next().expect("one flag");
+        let (job, s) = task::reload::run_reloading(path, job, opts, stop, hup)?;
+        println!(
+            "job {}: {:?}; {} rows, {} dead letters in {} files over {} commits; {:.2} s",
+            job.file.job.name, s.state, s.rows, s.dead_letters, s.files, s.commits, s.seconds
+        );
+        return Ok(());
+    }
+    let outcomes = task::many::run_all(path, jobs, opts, admin.as_ref(), stop, hups);
+    let mut failed = Vec::new();
+    for o in outcomes {
+        match o.result {
+            Ok(s) => println!(
+                "repo {} (job {}): {:?}; {} rows, {} dead letters in {} files over {} commits; {:.2} s",
+                o.repo, o.job, s.state, s.rows, s.dead_letters, s.files, s.commits, s.seconds
+            ),
+            Err(e) => {
+                println!("repo {} (job {}): failed: {e}", o.repo, o.job);
+                failed.push(o.repo);
+            }
+        }
+    }
+    if !failed.is_empty() {
+        bail!("repos {} failed (see above)", failed.join(", "));
+    }
+    Ok(())
+}
+
+pub fn run_demo(out: &Path) -> Result<()> {
+    init_logs(false);
+    if out.join("_sluice/demo").exists() {
+        bail!(
+            "{} already holds a demo run (its checkpoints say everything is exported): remove \
+             the folder or pass --out with a new one",
+            out.display()
+        );
+    }
+    let r = sluice::demo::run(out)?;
+    println!(
+        "\nexported {} events from an embedded Kafka broker (topic nginx_access, 4 partitions): \
+         {} rows, {} dead letters, {} files, {} commits in {:.2} s",
+        r.events,
+        r.summary.rows,
+        r.summary.dead_letters,
+        r.summary.files,
+        r.summary.commits,
+        r.summary.seconds
+    );
+    println!("files:        {}/dt=*/hr=*/*.parquet", r.out.display());
+    println!("checkpoints:  {}/_sluice/demo/", r.out.display());
+    println!(
+        "query:        duckdb -c \"SELECT region, count(*), avg(latency_ms) FROM read_parquet('{}/**/*.parquet', hive_partitioning = true) GROUP BY ALL\"",
+        r.out.display()
+    );
+    Ok(())
+}
+
+pub fn run_backfill(
+    path: &Path,
+    repo: Option<&str>,
+    from: &str,
+    to: &str,
+    name: Option<String>,
+    url: Option<String>,
+    threads: Option<usize>,
+) -> Result<()> {
+    // On a terminal, progress bars take the place of the informational log lines.
+    let progress = std::io::stderr().is_terminal();
+    init_logs_at(false, if progress { "warn" } else { "info" });
+    let mut job = Job::load_repo(path, repo)?;
+    if !matches!(job.file.source, SourceSection::Kafka { .. }) {
+        bail!(
+            "{}: backfill reads a range of Kafka topics; this job's source is not Kafka (use `sluice run`)",
+            path.display()
+        );
+    }
+    let start = if from == "checkpoint" {
+        live_checkpoints(&job)?
+    } else {
+        Position::parse(from).map_err(|e| anyhow!("--from {e}"))?
+    };
+    let end = Position::parse(to).map_err(|e| anyhow!("--to {e}"))?;
+    if end == Position::Earliest {
+        bail!("--to earliest: a backfill ending at the start of every partition reads nothing");
+    }
+    job.range = Some((start, end));
+    job.file.job.name = name.unwrap_or_else(|| format!("{}-backfill", job.file.job.name));
+    if let Some(u) = url {
+        job.file.sink.url = u;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+    let opts = task::RunOptions {
+        threads: threads.unwrap_or(0),
+        progress,
+        ..Default::default()
+    };
+    let s = task::run(&job, opts, stop)?;
+    println!(
+        "backfill {}: {:?}; {} rows, {} dead letters in {} files over {} commits; {:.2} s",
+        job.file.job.name, s.state, s.rows, s.dead_letters, s.files, s.commits, s.seconds
+    );
+    Ok(())
+}
+
+/// The positions of the live job's newest checkpoints, as backfill start offsets.
+fn live_checkpoints(job: &Job) -> Result<Position> {
+    let runtime = io_runtime()?;
+    let dest = task::destination(job, &runtime)?;
+    let cps = Checkpoints::new(dest, &job.file.job.name);
+    let mut list = Vec::new();
+    for key in cps.keys()? {
+        let Some(c) = cps.latest(&key)? else { continue };
+        let (topic, part) = key
+            .rsplit_once('-')
+            .and_then(|(t, p)| Some((t.to_string(), p.parse::<i32>().ok()?)))
+            .ok_or_else(|| anyhow!("checkpoint key `{key}` is not <topic>-<partition>"))?;
+        list.push((Some(topic), part, c.next_offset as i64));
+    }
+    if list.is_empty() {
+        bail!(
+            "--from checkpoint: job `{}` has no checkpoints in {}",
+            job.file.job.name,
+            job.file.sink.url
+        );
+    }
+    Ok(Position::Offsets(list))
+}
+
+pub fn run_checkpoints(cmd: CheckpointCommand) -> Result<()> {
+    let (path, repo, partition) = match &cmd {
+        CheckpointCommand::List { job, repo } => (job, repo.as_deref(), None),
+        CheckpointCommand::Show {
+            job,
+            partition,
+            repo,
+        } => (job, repo.as_deref(), Some(partition.clone())),
+    };
+    let runtime = io_runtime()?;
+    if partition.is_some() {
+        let job = Job::load_repo(path, repo)?;
+        return print_checkpoints(&job, partition, &runtime);
+    }
+    let jobs = load_jobs(path, repo)?;
+    for job in &jobs {
+        if jobs.len() > 1 {
+            println!(
+                "repo {} (job {}):",
+                task::repo_label(job),
+                job.file.job.name
+            );
+        }
+        print_checkpoints(job, None, &runtime)?;
+    }
+    Ok(())
+}
+
+fn print_checkpoints(
+    job: &Job,
+    partition: Option<String>,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<()> {
+    let dest = task::destination(job, runtime)?;
+    let cps = Checkpoints::new(dest, &job.file.job.name);
+    match partition {
+        None => {
+            let keys = cps.keys()?;
+            if keys.is_empty() {
+                println!("job {} has no checkpoints yet", job.file.job.name);
+            }
+            for key in keys {
+                if let Some(c) = cps.latest(&key)? {
+                    println!(
+                        "{key}: seq {} next offset {} (line {}), {} files, {} rows, {} dead letters, at {}",
+                        c.seq,
+                        c.next_offset,
+                        c.next_line,
+                        c.files.len(),
+                        c.rows,
+                        c.dead_letters,
+                        format_ms(c.committed_at_ms)
+                    );
+                }
+            }
+        }
+        Some(key) => {
+            let history = cps.history(&key)?;
+            if history.is_empty() {
+                bail!("partition {key} has no checkpoints (see `sluice checkpoints list`)");
+            }
+            for c in history {
+                println!(
+                    "seq {} next offset {} (line {}) at {}: {} rows, {} dead letters",
+                    c.seq,
+                    c.next_offset,
+                    c.next_line,
+                    format_ms(c.committed_at_ms),
+                    c.rows,
+                    c.dead_letters
+                );
+                for f in c.files {
+                    println!(
+                        "  {} offsets {}..={} rows {} bytes {}",
+                        f.path, f.first_offset, f.last_offset, f.rows, f.bytes
+                    );
+                }
+                for f in c.dead_letter_files {
+                    println!("  {f} (dead letters)");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Object store requests run here. Multi-threaded: a current-thread runtime's I/O is driven
+/// only by its own `block_on`, not by the `Handle::block_on` the destinations use.
+fn io_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the I/O runtime")
+}
+
+fn format_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_else(|| ms.to_string())
+}
+
+pub fn run_schema(cmd: SchemaCommand) -> Result<()> {
+    match cmd {
+        SchemaCommand::Check { file } => {
+            let s = RepoSchema::load(&file)?;
+            println!(
+                "{}: repo `{}` with {} fields is valid",
+                file.display(),
+                s.name,
+                s.fields.len()
+            );
+        }
+        SchemaCommand::Show {
+            file: Some(file), ..
+        } => {
+            let s = RepoSchema::load(&file)?;
+            println!("repo {} ({})", s.name, file.display());
+            print_fields(&s.arrow_schema());
+        }
+        SchemaCommand::Show {
+            job: Some(job),
+            repo,
+            ..
+        } => {
+            for j in load_jobs(&job, repo.as_deref())? {
+                let p = task::prepare(&j, false)?;
+                println!(
+                    "repo {} ({}), input:",
+                    task::repo_label(&j),
+                    p.schema.path.display()
+                );
+                print_fields(&p.decoder.decoded_schema());
+                if let Some(stages) = p.decoder.stages() {
+                    for (name, schema) in stages.describe() {
+                        println!("after stage `{name}`:");
+                        print_fields(&schema);
+                    }
+                }
+                println!("output ({}):", j.format.kind.name());
+                print_fields(&p.decoder.output_schema());
+            }
+        }
+        SchemaCommand::Show { .. } => bail!("name a schema FILE or a --job"),
+    }
+    Ok(())
+}
+
+fn print_fields(schema: &arrow::datatypes::Schema) {
+    for f in schema.fields() {
+        let null = if f.is_nullable() { "" } else { " not null" };
+        println!("  {}: {}{null}", f.name(), f.data_type());
+    }
+}
