@@ -53,17 +53,23 @@ where
     std::thread::scope(|scope| {
         let reader_done = done_tx.clone();
         let stopped = &stopped;
+        // Log lines of these threads carry the caller's span (a repo's, in a job with several).
+        let span = tracing::Span::current();
+        let reader_span = span.clone();
         std::thread::Builder::new()
             .name("read".into())
             .spawn_scoped(scope, move || {
-                produce_loop(&mut produce, stopped, free_rx, work_tx, reader_done)
+                reader_span
+                    .in_scope(|| produce_loop(&mut produce, stopped, free_rx, work_tx, reader_done))
             })
             .expect("spawn the reader");
         for n in 0..threads {
             let rx = work_rx.clone();
             let tx = done_tx.clone();
             let mut dec = decoder.clone();
+            let span = span.clone();
             let decode = move || {
+                let _span = span.enter();
                 for (seq, tag, mut chunk) in rx {
                     let decoded = match chunk.decoded.take() {
                         Some(d) => d,

@@ -49,10 +49,14 @@ pub fn run_all(
                 let stop = stop.clone();
                 std::thread::Builder::new()
                     .name(format!("repo-{repo}"))
-                    .spawn_scoped(scope, move || RepoOutcome {
-                        repo: repo.clone(),
-                        job: job.file.job.name.clone(),
-                        result: supervise(path, &repo, job, opts, &stop, &hup),
+                    .spawn_scoped(scope, move || {
+                        // Every log line of the repo's task names the repo.
+                        let _span = tracing::info_span!("repo", repo = %repo).entered();
+                        RepoOutcome {
+                            repo: repo.clone(),
+                            job: job.file.job.name.clone(),
+                            result: supervise(path, &repo, job, opts, &stop, &hup),
+                        }
                     })
                     .expect("spawn a repo thread")
             })

@@ -530,9 +530,10 @@ fn run_inner(
         let handles: Vec<_> = (0..workers)
             .map(|lane| {
                 let ctx = ctx.clone();
+                let span = tracing::Span::current();
                 std::thread::Builder::new()
                     .name(format!("sink-{lane}"))
-                    .spawn_scoped(scope, move || worker::run(ctx, lane))
+                    .spawn_scoped(scope, move || span.in_scope(|| worker::run(ctx, lane)))
                     .expect("spawn a sink worker")
             })
             .collect();

@@ -39,9 +39,14 @@ pub fn run_reloading(
             );
             let path = path.to_path_buf();
             let repo = job.repo.clone();
+            let span = tracing::Span::current();
             std::thread::Builder::new()
                 .name("reload".into())
-                .spawn(move || watch(&path, repo.as_deref(), &stop, &hup, &run_stop, &next, &done))
+                .spawn(move || {
+                    span.in_scope(|| {
+                        watch(&path, repo.as_deref(), &stop, &hup, &run_stop, &next, &done)
+                    })
+                })
                 .expect("spawn the reload watcher")
         };
         let started = Instant::now();
@@ -121,10 +126,11 @@ fn watch(
         if checking.is_none() && hup.swap(false, Ordering::AcqRel) {
             let path = path.to_path_buf();
             let repo = repo.map(str::to_string);
+            let span = tracing::Span::current();
             checking = Some(
                 std::thread::Builder::new()
                     .name("reload-check".into())
-                    .spawn(move || checked(&path, repo.as_deref()))
+                    .spawn(move || span.in_scope(|| checked(&path, repo.as_deref())))
                     .expect("spawn the reload check"),
             );
         }
