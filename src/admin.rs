@@ -45,6 +45,11 @@ pub struct RepoSlot {
     live: Mutex<Option<Live>>,
     /// Why the task last failed; cleared when it runs again.
     error: Mutex<Option<String>>,
+    /// Stopped through the API: the repo's task is not started again (by a reload or after a
+    /// failure).
+    stopped: AtomicBool,
+    /// Paused through the API: a task started again (reload, restart) starts paused.
+    paused: AtomicBool,
 }
 
 impl std::fmt::Debug for RepoSlot {
@@ -57,14 +62,28 @@ impl std::fmt::Debug for RepoSlot {
 }
 
 impl RepoSlot {
-    /// The task runs: the routes act on `live` until [`RepoSlot::detach`].
+    /// The task runs: the routes act on `live` until [`RepoSlot::detach`]. A pause or stop
+    /// asked for before is applied to it.
     pub fn attach(&self, live: Live) {
+        live.control
+            .paused
+            .store(self.paused.load(Ordering::Acquire), Ordering::Release);
+        if self.stopped() {
+            live.stop.store(true, Ordering::Release);
+        }
         *self.live.lock().expect("slot lock") = Some(live);
         *self.error.lock().expect("slot lock") = None;
     }
 
+    /// The task ended; its partitions' lag is no longer this process's to report.
     pub fn detach(&self) {
         *self.live.lock().expect("slot lock") = None;
+        self.metrics.forget_all();
+    }
+
+    /// The repo was stopped through the API.
+    pub fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
     }
 
     pub fn failed(&self, error: String) {
@@ -95,6 +114,8 @@ impl Admin {
                     metrics: Arc::new(Metrics::in_set(metrics.clone(), repo)),
                     live: Mutex::new(None),
                     error: Mutex::new(None),
+                    stopped: AtomicBool::new(false),
+                    paused: AtomicBool::new(false),
                 };
                 (repo.clone(), Arc::new(slot))
             })
@@ -274,18 +295,19 @@ async fn act(
             format!("no action `{action}` (pause, resume or stop)"),
         );
     }
-    let done = slot.with_live(|l| match action.as_str() {
+    // Kept in the slot too, so a task started again (reload, restart after a failure)
+    // inherits it; a stop also keeps a failed repo from being started again.
+    match action.as_str() {
+        "pause" => slot.paused.store(true, Ordering::Release),
+        "resume" => slot.paused.store(false, Ordering::Release),
+        _ => slot.stopped.store(true, Ordering::Release),
+    }
+    slot.with_live(|l| match action.as_str() {
         "pause" => l.control.paused.store(true, Ordering::Release),
         "resume" => l.control.paused.store(false, Ordering::Release),
         _ => l.stop.store(true, Ordering::Release),
     });
     let state = slot.metrics.state();
-    if done.is_none() {
-        return error(
-            StatusCode::CONFLICT,
-            format!("repo `{repo}` has no running task (it is {state})"),
-        );
-    }
     tracing::info!(repo, action, "admin request");
     Json(json!({ "repo": repo, "action": action, "state": state })).into_response()
 }

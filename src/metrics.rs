@@ -79,6 +79,8 @@ pub struct MetricSet {
 pub struct Metrics {
     repo: String,
     set: Arc<MetricSet>,
+    /// Partitions with a lag series.
+    lagging: Mutex<std::collections::BTreeSet<String>>,
     /// The state shown as 1 (the others are 0).
     state: Mutex<String>,
 }
@@ -217,6 +219,7 @@ impl Metrics {
         let m = Metrics {
             repo: repo.to_string(),
             set,
+            lagging: Mutex::default(),
             state: Mutex::new("new".into()),
         };
         m.set_state("new");
@@ -332,6 +335,10 @@ impl Metrics {
 
     pub fn lag(&self, partition: &str, lag: i64) {
         self.set.lag.get_or_create(&self.part(partition)).set(lag);
+        self.lagging
+            .lock()
+            .expect("lag lock")
+            .insert(partition.to_string());
     }
 
     pub fn lag_of(&self, partition: &str) -> Option<i64> {
@@ -341,6 +348,15 @@ impl Metrics {
     /// The partition is no longer this process's: its lag is someone else's to report.
     pub fn forget(&self, partition: &str) {
         self.set.lag.remove(&self.part(partition));
+        self.lagging.lock().expect("lag lock").remove(partition);
+    }
+
+    /// The task ended: none of its partitions' lag is reported any more.
+    pub fn forget_all(&self) {
+        let parts = std::mem::take(&mut *self.lagging.lock().expect("lag lock"));
+        for p in parts {
+            self.set.lag.remove(&self.part(&p));
+        }
     }
 
     /// The OpenMetrics text exposition of the whole set.

@@ -153,7 +153,9 @@ pub fn run_job(
         progress: false,
         admin: None,
     };
-    if jobs.len() == 1 {
+    // A job file with one `[repo]` runs as one task that fails the process when it fails; the
+    // repos of `[[repos]]` (all, or the one named) are supervised.
+    if jobs.len() == 1 && jobs[0].repo.is_none() {
         let job = jobs.into_iter().next().expect("one job");
         let opts = task::RunOptions {
             admin: admin
@@ -162,7 +164,8 @@ pub fn run_job(
             ..opts
         };
         let hup = hups.into_iter().next().expect("one flag");
-        let (job, s) = task::reload::run_reloading(path, job, opts, stop, hup)?;
+        let (job, result) = task::reload::run_reloading(path, job, opts, stop, hup);
+        let s = result?;
         println!(
             "job {}: {:?}; {} rows, {} dead letters in {} files over {} commits; {:.2} s",
             job.file.job.name, s.state, s.rows, s.dead_letters, s.files, s.commits, s.seconds

@@ -26,7 +26,7 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use toml::{Table, Value};
 
@@ -65,7 +65,7 @@ pub(super) fn parse_all(text: &str, path: &Path) -> Result<Vec<Job>, ConfigError
             Some(Value::String(n)) if valid_name(&n) => n,
             Some(Value::String(n)) => {
                 problems.push(format!(
-                    "repos[{i}].name: `{n}` must be letters, digits, `-` or `_`"
+                    "repos[{i}].name: `{n}` must be letters, digits, `-` or `_`, starting with a letter or digit"
                 ));
                 continue;
             }
@@ -102,7 +102,7 @@ pub(super) fn parse_all(text: &str, path: &Path) -> Result<Vec<Job>, ConfigError
             ));
         }
         let mut merged = shared.clone();
-        merge(&mut merged, entry);
+        merge_entry(&mut merged, entry);
         let file: JobFile = match merged.try_into() {
             Ok(f) => f,
             Err(e) => {
@@ -161,10 +161,43 @@ pub(super) fn pick(jobs: Vec<Job>, repo: Option<&str>, path: &Path) -> Result<Jo
     })
 }
 
+/// Letters, digits, `-` and `_`, starting with a letter or digit (a repo's name starts its
+/// files' names, and readers skip files starting with `_`).
 fn valid_name(n: &str) -> bool {
-    !n.is_empty()
+    n.starts_with(|c: char| c.is_ascii_alphanumeric())
         && n.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Merges an entry over the shared sections. A `[source]` of another kind replaces the
+/// shared one whole (its keys would not fit), and a dead-letter `topic` or `url` replaces the
+/// other.
+fn merge_entry(base: &mut Table, mut over: Table) {
+    let kind = |t: &Table| {
+        t.get("source")
+            .and_then(Value::as_table)
+            .and_then(|s| s.get("kind"))
+            .cloned()
+    };
+    if kind(&over).is_some() && kind(&over) != kind(base) {
+        if let Some(source) = over.remove("source") {
+            base.insert("source".into(), source);
+        }
+    }
+    if let (Some(Value::Table(shared)), Some(Value::Table(own))) =
+        (base.get_mut("dead_letters"), over.get("dead_letters"))
+    {
+        for (this, other) in [("topic", "url"), ("url", "topic")] {
+            if own.contains_key(this) {
+                shared.remove(other);
+            }
+        }
+        if own.contains_key("url") {
+            shared.remove("brokers");
+            shared.remove("options");
+        }
+    }
+    merge(base, over);
 }
 
 /// Merges `over` into `base`: tables key by key, anything else replaced.
@@ -183,13 +216,16 @@ fn merge(base: &mut Table, over: Table) {
 /// other), or a WAL folder.
 fn clashes(jobs: &[Job]) -> Vec<String> {
     let mut problems = Vec::new();
-    let mut groups: BTreeMap<&str, &str> = BTreeMap::new();
-    let mut wals: BTreeMap<&Path, &str> = BTreeMap::new();
+    let mut groups: BTreeMap<String, &str> = BTreeMap::new();
+    let mut wals: BTreeMap<PathBuf, &str> = BTreeMap::new();
     for job in jobs {
         let name = job.repo.as_deref().unwrap_or_default();
         match &job.file.source {
-            SourceSection::Kafka { group: Some(g), .. } => {
-                if let Some(other) = groups.insert(g, name) {
+            SourceSection::Kafka { group, .. } => {
+                let g = group
+                    .clone()
+                    .unwrap_or_else(|| format!("sluice-{}", job.file.job.name));
+                if let Some(other) = groups.insert(g.clone(), name) {
                     problems.push(format!(
                         "repos.{name}.source.group: `{g}` is also repo {other}'s; each repo needs its own consumer group (leave it out for `sluice-<job>.<repo>`)"
                     ));
@@ -198,7 +234,7 @@ fn clashes(jobs: &[Job]) -> Vec<String> {
             SourceSection::Push {
                 wal_dir: Some(d), ..
             } => {
-                if let Some(other) = wals.insert(d, name) {
+                if let Some(other) = wals.insert(normal(&job.resolve(d)), name) {
                     problems.push(format!(
                         "repos.{name}.source.wal_dir: `{}` is also repo {other}'s; each repo needs its own (leave it out for `<state_dir>/<repo>/wal`)",
                         d.display()
@@ -209,6 +245,21 @@ fn clashes(jobs: &[Job]) -> Vec<String> {
         }
     }
     problems
+}
+
+/// `path` without `.` segments and with `..` applied, for comparing paths as written.
+fn normal(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir if out.file_name().is_some() => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -339,6 +390,49 @@ sink = { url = "s3://lake/app/", format = "orc", rotation = { idle = "5s" } }
         .unwrap_err()
         .to_string();
         assert!(e.contains("at least one `[[repos]]` entry"), "{e}");
+    }
+
+    #[test]
+    fn merge_edge_cases() {
+        let path = Path::new("/etc/sluice/j.toml");
+        // Another source kind replaces the shared source whole.
+        let push = TWO.replace(
+            "source = { topics = [\"app\"], group = \"g-app\" }",
+            "source = { kind = \"push\", wal_dir = \"wal\" }",
+        );
+        let jobs = Job::parse_all(&push, path).unwrap();
+        assert!(matches!(jobs[1].file.source, SourceSection::Push { .. }));
+        // A WAL folder written two ways is still one folder.
+        let two_wals = push.replace(
+            "source.topics = [\"nginx_access\"]",
+            "source = { kind = \"push\", wal_dir = \"./x/../wal\" }",
+        );
+        let e = Job::parse_all(&two_wals, path).unwrap_err().to_string();
+        assert!(e.contains("repos.app.source.wal_dir"), "{e}");
+        // A dead-letter topic of a repo replaces the shared files url.
+        let dlq = TWO
+            .replace(
+                "[repo]\non_error",
+                "[dead_letters]\nurl = \"dl/\"\n[repo]\non_error",
+            )
+            .replace(
+                "repo.schema = \"schemas/nginx_access.toml\"",
+                "repo.schema = \"schemas/nginx_access.toml\"\ndead_letters.topic = \"dlq\"",
+            );
+        let jobs = Job::parse_all(&dlq, path).unwrap();
+        assert_eq!(jobs[0].file.dead_letters.topic.as_deref(), Some("dlq"));
+        assert_eq!(jobs[0].file.dead_letters.url, None);
+        assert_eq!(jobs[1].file.dead_letters.url.as_deref(), Some("dl/"));
+        // An explicit group that is another repo's default one.
+        let taken = TWO.replace("group = \"g-app\"", "group = \"sluice-edge.nginx\"");
+        let e = Job::parse_all(&taken, path).unwrap_err().to_string();
+        assert!(
+            e.contains("`sluice-edge.nginx` is also repo nginx's"),
+            "{e}"
+        );
+        let hidden = TWO.replace("name = \"app\"", "name = \"_app\"");
+        let e = Job::parse_all(&hidden, path).unwrap_err().to_string();
+        assert!(e.contains("starting with a letter or digit"), "{e}");
     }
 
     #[test]

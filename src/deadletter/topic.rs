@@ -10,8 +10,7 @@
 //! So the topic gets every dead letter at least once: a replay after a failed commit or a crash
 //! sends again what was sent before; the key names the position, for deduplication.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
@@ -97,23 +96,29 @@ pub fn for_job(job: &Job, repo: &str) -> Result<Option<Arc<DeadTopic>>, SinkErro
     Ok(Some(open))
 }
 
-/// Counts failed deliveries.
+/// The deliveries of one batch: messages not yet acknowledged, failures, the last error.
 #[derive(Default)]
-struct Deliveries {
-    failed: AtomicU64,
-    last_error: Mutex<Option<String>>,
+struct BatchDeliveries {
+    state: Mutex<(u64, u64, Option<String>)>,
+    done: Condvar,
 }
+
+/// Reports each delivery to the batch that sent the message.
+struct Deliveries;
 
 impl ClientContext for Deliveries {}
 
 impl ProducerContext for Deliveries {
-    type DeliveryOpaque = ();
+    type DeliveryOpaque = Arc<BatchDeliveries>;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+    fn delivery(&self, result: &DeliveryResult<'_>, batch: Arc<BatchDeliveries>) {
+        let mut g = batch.state.lock().expect("delivery lock");
+        g.0 = g.0.saturating_sub(1);
         if let Err((e, _)) = result {
-            self.failed.fetch_add(1, Ordering::AcqRel);
-            *self.last_error.lock().expect("delivery lock") = Some(e.to_string());
+            g.1 += 1;
+            g.2 = Some(e.to_string());
         }
+        batch.done.notify_all();
     }
 }
 
@@ -141,7 +146,7 @@ impl DeadTopic {
             cfg.set(k, v);
         }
         let producer: ThreadedProducer<Deliveries> = cfg
-            .create_with_context(Deliveries::default())
+            .create_with_context(Deliveries)
             .map_err(|e| fail(format!("cannot create the producer: {e}")))?;
         let metadata = producer
             .client()
@@ -166,7 +171,7 @@ impl DeadTopic {
     pub fn batch(self: &Arc<Self>) -> TopicBatch {
         TopicBatch {
             topic: self.clone(),
-            failed_before: self.producer.context().failed.load(Ordering::Acquire),
+            deliveries: Arc::default(),
         }
     }
 
@@ -179,12 +184,11 @@ impl DeadTopic {
     }
 }
 
-/// The dead letters of one partition between two commits.
+/// The dead letters of one partition between two commits. A commit waits for this batch's
+/// messages only, not for other partitions' sent meanwhile.
 pub struct TopicBatch {
     topic: Arc<DeadTopic>,
-    /// Failed deliveries before this batch: any more, and the batch cannot commit (another
-    /// partition's failure is counted too, which only costs a replay).
-    failed_before: u64,
+    deliveries: Arc<BatchDeliveries>,
 }
 
 impl TopicBatch {
@@ -204,10 +208,11 @@ impl TopicBatch {
         if let Some(stage) = stage_of(&d.reason) {
             headers = headers.insert(header("sluice.stage", stage));
         }
-        let mut record = BaseRecord::to(&t.settings.topic)
+        let mut record = BaseRecord::with_opaque_to(&t.settings.topic, self.deliveries.clone())
             .key(key.as_bytes())
             .payload(&d.record[..])
             .headers(headers);
+        self.deliveries.state.lock().expect("delivery lock").0 += 1;
         let deadline = Instant::now() + t.settings.timeout;
         loop {
             match t.producer.send(record) {
@@ -218,23 +223,39 @@ impl TopicBatch {
                     record = r;
                     std::thread::sleep(Duration::from_millis(5));
                 }
-                Err((e, _)) => return Err(t.fail(format!("cannot send dead letter {key}: {e}"))),
+                Err((e, _)) => {
+                    self.deliveries.state.lock().expect("delivery lock").0 -= 1;
+                    return Err(t.fail(format!("cannot send dead letter {key}: {e}")));
+                }
             }
         }
     }
 
-    /// Waits until the broker has every message sent so far.
+    /// Waits until the broker has every message of this batch.
     pub fn finish(self) -> Result<(), SinkError> {
         let t = &self.topic;
-        t.producer
-            .flush(t.settings.timeout)
-            .map_err(|e| t.fail(format!("dead letters not delivered in time: {e}")))?;
-        let ctx = t.producer.context();
-        if ctx.failed.load(Ordering::Acquire) > self.failed_before {
-            let last = ctx.last_error.lock().expect("delivery lock").clone();
+        let deadline = Instant::now() + t.settings.timeout;
+        let mut g = self.deliveries.state.lock().expect("delivery lock");
+        while g.0 > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(t.fail(format!(
+                    "{} dead letter(s) not delivered within {:?}",
+                    g.0, t.settings.timeout
+                )));
+            }
+            g = self
+                .deliveries
+                .done
+                .wait_timeout(g, left)
+                .expect("delivery lock")
+                .0;
+        }
+        if g.1 > 0 {
             return Err(t.fail(format!(
-                "a dead letter was not delivered: {}",
-                last.unwrap_or_default()
+                "{} dead letter(s) not delivered: {}",
+                g.1,
+                g.2.clone().unwrap_or_default()
             )));
         }
         Ok(())

@@ -74,7 +74,12 @@ pub(super) fn commit_partition(
             };
             finished.push((rel, file, entry));
         }
-        let dead = op.dead.take();
+        // Dead letters sent to a topic must have arrived before anything of the commit
+        // becomes visible.
+        let dead = match op.dead.take() {
+            Some(w) if w.file().is_none() => w.commit().map(|_| None)?,
+            dead => dead,
+        };
         let pending_files: Vec<String> = finished.iter().map(|f| f.0.clone()).collect();
         let commits = ctx.control.commits.load(Ordering::Relaxed);
         ctx.checkpoints.write_pending(&Pending {

@@ -38,8 +38,9 @@ pub struct Rotation {
 
 /// Everything a worker needs, shared by all workers of a task.
 pub struct WorkerContext {
-    /// Starts every data file's name: `<repo>-` in a job with several repos (they may share a
-    /// folder and a topic), else empty.
+    /// Starts every data file's name: `<repo>.` in a job with several repos (they may share a
+    /// folder and a topic; a repo's name has no `.`, so no two repos' names can meet), else
+    /// empty.
     pub file_prefix: String,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub channel: Arc<Channel>,

@@ -68,22 +68,53 @@ pub fn run_all(
     })
 }
 
-/// Runs one repo's job, starting it again after a failure while its source is live.
+/// Runs one repo's job, starting it again after a failure while its source is live (with the
+/// job as last reloaded by SIGHUP), unless the process or the repo was stopped. A panic in the
+/// repo's task is its failure, not the process's.
 fn supervise(
     path: &Path,
     repo: &str,
-    job: Job,
+    mut job: Job,
     mut opts: RunOptions,
     stop: &Arc<AtomicBool>,
     hup: &Arc<AtomicBool>,
 ) -> Result<RunSummary, TaskError> {
-    let live = !matches!(job.file.source, SourceSection::File { .. });
     let mut pause = Duration::from_secs(1);
+    let stopped = |opts: &RunOptions| {
+        stop.load(Ordering::Acquire) || opts.admin.as_ref().is_some_and(|s| s.stopped())
+    };
     loop {
         let started = Instant::now();
-        match run_reloading(path, job.clone(), opts.clone(), stop.clone(), hup.clone()) {
-            Ok((_, summary)) => return Ok(summary),
-            Err(e) if live && !stop.load(Ordering::Acquire) => {
+        let live = !matches!(job.file.source, SourceSection::File { .. });
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_reloading(path, job.clone(), opts.clone(), stop.clone(), hup.clone())
+        }));
+        let result = match run {
+            Ok((current, result)) => {
+                job = current;
+                result
+            }
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("a panic");
+                let e = TaskError::Job {
+                    job: job.file.job.name.clone(),
+                    reason: format!("the task panicked: {what}"),
+                };
+                if let Some(slot) = &opts.admin {
+                    slot.metrics.set_state("failed");
+                    slot.failed(e.to_string());
+                    slot.detach();
+                }
+                Err(e)
+            }
+        };
+        match result {
+            Ok(summary) => return Ok(summary),
+            Err(e) if live && !stopped(&opts) => {
                 // A run that lasted a while before failing starts the pauses over.
                 if started.elapsed() > MAX_PAUSE {
                     pause = Duration::from_secs(1);
@@ -91,7 +122,7 @@ fn supervise(
                 tracing::error!(repo, error = %e, pause_s = pause.as_secs(), "the repo's task failed; it starts again after a pause, the other repos run on");
                 let until = Instant::now() + pause;
                 while Instant::now() < until {
-                    if stop.load(Ordering::Acquire) {
+                    if stopped(&opts) {
                         return Err(e);
                     }
                     std::thread::sleep(Duration::from_millis(100));

@@ -448,23 +448,29 @@ fn run_inner(
         job.channel_bytes,
         job.file.channel.max_batches,
     ));
-    // Detaches from the admin routes however the run ends.
-    struct Attached<'a>(Option<&'a RepoSlot>);
+    // However the run ends: a push repo takes no more requests, and the admin routes let go.
+    struct Attached<'a>(Option<&'a RepoSlot>, Option<Arc<Intake>>);
     impl Drop for Attached<'_> {
         fn drop(&mut self) {
+            if let Some(intake) = &self.1 {
+                intake.close();
+            }
             if let Some(slot) = self.0 {
                 slot.detach();
             }
         }
     }
-    let _attached = Attached(slot.inspect(|slot| {
-        slot.attach(Live {
-            control: control.clone(),
-            channel: channel.clone(),
-            stop: stop.clone(),
-            push: push_api(job, intake.as_ref(), &decoder, metrics),
-        })
-    }));
+    let _attached = Attached(
+        slot.inspect(|slot| {
+            slot.attach(Live {
+                control: control.clone(),
+                channel: channel.clone(),
+                stop: stop.clone(),
+                push: push_api(job, intake.as_ref(), &decoder, metrics),
+            })
+        }),
+        intake.clone(),
+    );
     if source.dynamic() {
         // A group member learns its partitions from the group, in the source's first polls.
         source.set_membership(Box::new(TaskMembership {
@@ -497,7 +503,7 @@ fn run_inner(
         .iter()
         .position(|f| matches!(f.data_type(), DataType::Timestamp(..) | DataType::Date32));
     let ctx = Arc::new(WorkerContext {
-        file_prefix: job.repo.as_ref().map_or(String::new(), |r| format!("{r}-")),
+        file_prefix: job.repo.as_ref().map_or(String::new(), |r| format!("{r}.")),
         metrics: metrics.clone(),
         channel: channel.clone(),
         dest,

@@ -14,14 +14,15 @@ use crate::config::Job;
 
 /// Runs the job at `path` (already loaded as `job`; in a job file with several repos, its repo
 /// `job.repo`) until it ends or `stop` is set; each time `hup` is set, reloads it as described
-/// above.
+/// above. Returns the job as last (re)loaded, with the outcome. A repo stopped through the admin
+/// API is not reloaded.
 pub fn run_reloading(
     path: &Path,
     mut job: Job,
     mut opts: RunOptions,
     stop: Arc<AtomicBool>,
     hup: Arc<AtomicBool>,
-) -> Result<(Job, RunSummary), TaskError> {
+) -> (Job, Result<RunSummary, TaskError>) {
     let mut total: Option<RunSummary> = None;
     // The job that ran before a reload: taken up again if the reloaded one fails to start.
     let mut previous: Option<Job> = None;
@@ -63,7 +64,7 @@ pub fn run_reloading(
                 opts.discard_spill = false;
                 continue;
             }
-            (Err(e), _) => return Err(e),
+            (Err(e), _) => return (job, Err(e)),
         };
         let total = match total.as_mut() {
             None => total.insert(summary),
@@ -78,15 +79,17 @@ pub fn run_reloading(
             }
         };
         let next = next.lock().expect("reload lock").take();
+        let stopped =
+            stop.load(Ordering::Acquire) || opts.admin.as_ref().is_some_and(|s| s.stopped());
         match next {
-            Some(new) if !stop.load(Ordering::Acquire) => {
+            Some(new) if !stopped => {
                 previous = Some(std::mem::replace(&mut job, new));
                 // Done once, by the first run: a replay from a checkpoint, dropping a spill (the
                 // stop before a reload writes one that must be restored).
                 opts.from_checkpoint = None;
                 opts.discard_spill = false;
             }
-            _ => return Ok((job, total.clone())),
+            _ => return (job, Ok(total.clone())),
         }
     }
 }

@@ -155,9 +155,11 @@ impl Intake {
         Refusal::Failed(msg)
     }
 
-    /// Refuse every request from now on (the task stops).
+    /// Refuse every request from now on (the task stops). Returns once no append is in
+    /// progress, so the log is left alone from here on.
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
+        drop(self.lock());
     }
 
     /// Take requests: the source is positioned (requests before that are refused, so none
