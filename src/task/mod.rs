@@ -369,14 +369,14 @@ pub fn run(job: &Job, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<RunSumm
         Some(_) => None,
         None => start_admin(std::slice::from_ref(job))?,
     };
-    let slot = opts.admin.clone().or_else(|| {
-        own_admin
-            .as_ref()
-            .and_then(|a| a.admin.slot(&repo_label(job)))
-    });
+    let label = repo_label(job);
+    let slot = opts
+        .admin
+        .clone()
+        .or_else(|| own_admin.as_ref().and_then(|a| a.admin.slot(&label)));
     let metrics = match &slot {
         Some(s) => s.metrics.clone(),
-        None => Arc::new(Metrics::new(&repo_label(job))),
+        None => Arc::new(Metrics::new(&label)),
     };
     let result = run_inner(job, &opts, &stop, &mut state, &metrics, slot.as_deref());
     match &result {
