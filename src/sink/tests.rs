@@ -1,0 +1,80 @@
+//! Destinations: local and memory files, commit and abort, listing.
+
+use super::*;
+
+#[test]
+fn local_files_appear_only_on_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dest = Destination::parse(dir.path().to_str().unwrap(), rt.handle().clone()).unwrap();
+    let mut f = dest.create("a/b.txt").unwrap();
+    f.write_all(b"hello").unwrap();
+    assert!(!dest.exists("a/b.txt").unwrap());
+    let hidden: Vec<_> = std::fs::read_dir(dir.path().join("a"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(hidden.iter().all(|n| n.starts_with('.')), "{hidden:?}");
+    assert_eq!(f.clone().commit().unwrap(), 5);
+    assert_eq!(dest.read("a/b.txt").unwrap(), b"hello");
+
+    let mut g = dest.create("a/c.txt").unwrap();
+    g.write_all(b"x").unwrap();
+    g.abort().unwrap();
+    assert_eq!(std::fs::read_dir(dir.path().join("a")).unwrap().count(), 1);
+}
+
+#[test]
+fn store_files_appear_only_on_commit() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dest = Destination::parse("memory:///pre", rt.handle().clone()).unwrap();
+    let mut f = dest.create("x/y.bin").unwrap();
+    f.write_all(&vec![7u8; 3 * 1024 * 1024]).unwrap();
+    assert!(!dest.exists("x/y.bin").unwrap());
+    f.commit().unwrap();
+    assert_eq!(dest.read("x/y.bin").unwrap().len(), 3 * 1024 * 1024);
+}
+
+fn exercise_records(dest: &Destination) {
+    dest.put_atomic("_sluice/j/a.json", b"one", true).unwrap();
+    let e = dest
+        .put_atomic("_sluice/j/a.json", b"two", true)
+        .unwrap_err();
+    assert!(matches!(e, SinkError::Exists { .. }), "{e}");
+    assert_eq!(dest.read("_sluice/j/a.json").unwrap(), b"one");
+    dest.put_atomic("_sluice/j/a.json", b"three", false)
+        .unwrap();
+    assert_eq!(dest.read("_sluice/j/a.json").unwrap(), b"three");
+    dest.put_atomic("_sluice/j/sub/b.json", b"x", true).unwrap();
+    let mut f = dest.create("_sluice/j/pending.bin").unwrap();
+    f.write_all(b"unfinished").unwrap();
+    assert_eq!(
+        dest.list("_sluice/j").unwrap(),
+        vec![
+            "_sluice/j/a.json".to_string(),
+            "_sluice/j/sub/b.json".to_string()
+        ]
+    );
+    assert!(dest.list("nothing/here").unwrap().is_empty());
+    f.abort().unwrap();
+    dest.delete("_sluice/j/a.json").unwrap();
+    dest.delete("_sluice/j/a.json").unwrap();
+    assert!(!dest.exists("_sluice/j/a.json").unwrap());
+}
+
+#[test]
+fn records_lists_and_deletes_on_local_and_memory() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    exercise_records(
+        &Destination::parse(dir.path().to_str().unwrap(), rt.handle().clone()).unwrap(),
+    );
+    exercise_records(&Destination::parse("memory:///p", rt.handle().clone()).unwrap());
+}
+
+#[test]
+fn unknown_schemes_are_clear_errors() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let e = Destination::parse("ftp://x/y", rt.handle().clone()).unwrap_err();
+    assert!(e.to_string().contains("ftp"), "{e}");
+}
