@@ -2,8 +2,13 @@
 //! (Prometheus/OpenMetrics text, every repo's series), `GET /healthz`, `GET /readyz` (ready
 //! while every repo's task runs), `GET /v1/tasks` (per repo: state, last error, checkpoints,
 //! lag, channel fill) and `POST /v1/tasks/{repo}/pause|resume|stop`. With a token, the `/v1/`
-//! routes require `Authorization: Bearer <token>`. Credentials never appear in any answer. A
-//! push repo also takes its data here: `POST /v1/repos/{repo}/data` (see `source::push::http`).
+//! routes require `Authorization: Bearer <token>` (compared in constant time). Without a token
+//! (a loopback listener: the config refuses another address without one), the `/v1/` routes
+//! refuse what a browser sends for another site: a foreign `Origin`, a cross-site
+//! `Sec-Fetch-Site`, or a `Host` that is not an address or `localhost` (DNS rebinding).
+//! Credentials never appear in any answer; errors are shown with URL queries (signatures)
+//! removed. A push repo also takes its data here: `POST /v1/repos/{repo}/data` (see
+//! `source::push::http`).
 //!
 //! The listener outlives the tasks: a repo's task attaches what the routes act on while it
 //! runs ([`RepoSlot::attach`]), so a SIGHUP reload or a restart after a failure keeps the
@@ -86,8 +91,10 @@ impl RepoSlot {
         self.stopped.load(Ordering::Acquire)
     }
 
+    /// The task failed with `error` (shown by `/v1/tasks` with URL queries removed: a store's
+    /// error may carry a presigned URL).
     pub fn failed(&self, error: String) {
-        *self.error.lock().expect("slot lock") = Some(error);
+        *self.error.lock().expect("slot lock") = Some(scrub_urls(&error));
     }
 
     fn with_live<T>(&self, f: impl FnOnce(&Live) -> T) -> Option<T> {
@@ -98,6 +105,9 @@ impl RepoSlot {
 /// The routes' state: every repo of the job.
 pub struct Admin {
     token: Option<String>,
+    /// `admin.insecure`: requests for any host name are answered (clients reach a listener
+    /// on another address by name).
+    any_host: bool,
     metrics: Arc<MetricSet>,
     repos: BTreeMap<String, Arc<RepoSlot>>,
 }
@@ -122,9 +132,17 @@ impl Admin {
             .collect();
         Admin {
             token,
+            any_host: false,
             metrics,
             repos,
         }
+    }
+
+    /// Answers requests for any host name, not only addresses and `localhost` (for a listener
+    /// reached by name, `admin.insecure`).
+    pub fn with_any_host(mut self, any: bool) -> Admin {
+        self.any_host = any;
+        self
     }
 
     pub fn slot(&self, repo: &str) -> Option<Arc<RepoSlot>> {
@@ -160,14 +178,18 @@ impl Admin {
         Ok((runtime, addr))
     }
 
-    /// The refusal to send when the route needs the token and the request lacks it.
+    /// The refusal to send when the route needs the token and the request lacks it, or, with
+    /// no token, when the request comes from a browser on behalf of another site.
     fn refusal(&self, headers: &HeaderMap) -> Option<Response> {
-        let token = self.token.as_ref()?;
+        let Some(token) = self.token.as_ref() else {
+            return cross_site(headers, self.any_host).map(|why| error(StatusCode::FORBIDDEN, why));
+        };
         let given = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        (given != Some(token.as_str())).then(|| {
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        (!same_secret(given.as_bytes(), token.as_bytes())).then(|| {
             error(
                 StatusCode::UNAUTHORIZED,
                 "this route needs `Authorization: Bearer <token>` (admin.token of the job)",
@@ -186,6 +208,70 @@ impl Admin {
             ),
         )
     }
+}
+
+/// Compares two secrets in time that depends on their lengths only, not on where they differ.
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    let n = given.len().max(expected.len());
+    let mut diff = given.len() ^ expected.len();
+    for i in 0..n {
+        let a = given.get(i).copied().unwrap_or(0);
+        let b = expected.get(i).copied().unwrap_or(0);
+        diff |= std::hint::black_box((a ^ b) as usize);
+    }
+    diff == 0
+}
+
+/// Why a request without a token must be refused as coming from a browser on behalf of
+/// another site; `None` for tools (curl, Prometheus) and same-origin pages.
+fn cross_site(headers: &HeaderMap, any_host: bool) -> Option<String> {
+    let get = |name: &str| headers.get(name).map(|v| v.to_str().unwrap_or("?"));
+    let host = get("host").unwrap_or("");
+    if let Some(site) = get("sec-fetch-site") {
+        if site == "cross-site" || site == "same-site" {
+            return Some(format!(
+                "cross-site request refused (Sec-Fetch-Site: {site})"
+            ));
+        }
+    }
+    if let Some(origin) = get("origin") {
+        let authority = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .unwrap_or(origin);
+        if !authority.eq_ignore_ascii_case(host) {
+            return Some(format!(
+                "cross-site request refused (Origin {origin} is not this listener, {host}); \
+                 set admin.token to call the API from another site"
+            ));
+        }
+    }
+    if any_host {
+        return None;
+    }
+    // A name other than localhost may be an attacker's, rebound to this address.
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    let literal = name.parse::<std::net::IpAddr>().is_ok();
+    if !host.is_empty() && !literal && !name.eq_ignore_ascii_case("localhost") {
+        return Some(format!(
+            "request for host `{name}` refused: without admin.token the API answers requests \
+             for an IP address or localhost only"
+        ));
+    }
+    None
+}
+
+/// `text` with the query of every URL in it replaced by `<redacted>` (presigned URLs carry
+/// credentials there).
+pub fn scrub_urls(text: &str) -> String {
+    static URL_QUERY: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r#"(?i)(\b[a-z][a-z0-9+.-]*://[^\s"'<>?#]*)\?[^\s"'<>]*"#)
+            .expect("a valid pattern")
+    });
+    URL_QUERY.replace_all(text, "$1?<redacted>").into_owned()
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -347,4 +433,74 @@ async fn push(
         }
     };
     crate::source::push::http::push(api, headers, body).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_by_content_and_length() {
+        assert!(same_secret(b"s3cret", b"s3cret"));
+        assert!(!same_secret(b"s3cre", b"s3cret"));
+        assert!(!same_secret(b"s3cret\0", b"s3cret"));
+        assert!(!same_secret(b"", b"s3cret"));
+        assert!(!same_secret(b"S3cret", b"s3cret"));
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    fn cross_site_of(h: &HeaderMap) -> Option<String> {
+        cross_site(h, false)
+    }
+
+    #[test]
+    fn browsers_acting_for_other_sites_are_told_apart() {
+        assert_eq!(cross_site_of(&headers(&[("host", "127.0.0.1:9464")])), None);
+        assert_eq!(cross_site_of(&headers(&[("host", "localhost:9464")])), None);
+        assert_eq!(cross_site_of(&headers(&[("host", "[::1]:9464")])), None);
+        let same = headers(&[
+            ("host", "127.0.0.1:9464"),
+            ("origin", "http://127.0.0.1:9464"),
+        ]);
+        assert_eq!(cross_site_of(&same), None);
+        let foreign = headers(&[
+            ("host", "127.0.0.1:9464"),
+            ("origin", "https://evil.example"),
+        ]);
+        assert!(cross_site_of(&foreign).unwrap().contains("Origin"));
+        let null = headers(&[("host", "127.0.0.1:9464"), ("origin", "null")]);
+        assert!(cross_site_of(&null).is_some());
+        let fetch = headers(&[("host", "127.0.0.1:9464"), ("sec-fetch-site", "cross-site")]);
+        assert!(cross_site_of(&fetch).is_some());
+        let rebound = headers(&[
+            ("host", "evil.example:9464"),
+            ("origin", "http://evil.example:9464"),
+        ]);
+        assert!(cross_site_of(&rebound).unwrap().contains("evil.example"));
+        let named = headers(&[("host", "sluice.internal:9464")]);
+        assert_eq!(
+            cross_site(&named, true),
+            None,
+            "admin.insecure: any host name"
+        );
+    }
+
+    #[test]
+    fn url_queries_are_scrubbed() {
+        let e = "PUT https://b.s3.amazonaws.com/k.parquet?X-Amz-Signature=abc&X-Amz-Credential=AK failed: 403, see http://h/x";
+        let s = scrub_urls(e);
+        assert!(!s.contains("abc") && !s.contains("AK"), "{s}");
+        assert!(
+            s.contains("https://b.s3.amazonaws.com/k.parquet?<redacted> failed: 403"),
+            "{s}"
+        );
+        assert!(s.ends_with("see http://h/x"), "{s}");
+    }
 }

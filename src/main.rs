@@ -70,6 +70,11 @@ enum Command {
         /// again from the source).
         #[arg(long)]
         discard_spill: bool,
+        /// Start a push job whose WAL is damaged before its end (acknowledged data): move the
+        /// damaged part and everything after it into `damaged/` in the WAL folder, never
+        /// deleting it, and run without it. Without this flag such a WAL stops the start.
+        #[arg(long)]
+        move_wal_damage: bool,
         /// Decoder threads (default: the number of cores).
         #[arg(long)]
         threads: Option<usize>,
@@ -125,6 +130,7 @@ fn main() -> ExitCode {
             repo,
             from_checkpoint,
             discard_spill,
+            move_wal_damage,
             threads,
             log_json,
         } => run_job(
@@ -132,6 +138,7 @@ fn main() -> ExitCode {
             repo.as_deref(),
             from_checkpoint,
             discard_spill,
+            move_wal_damage,
             threads,
             log_json,
         ),

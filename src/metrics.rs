@@ -60,6 +60,7 @@ pub struct MetricSet {
     records_in: Family<PartLabels, Counter>,
     rows_out: Family<PartLabels, Counter>,
     dead_letters: Family<ReasonLabels, Counter>,
+    dead_letters_found: Family<ReasonLabels, Counter>,
     bytes_written: Family<PartLabels, Counter>,
     files_committed: Family<PartLabels, Counter>,
     commit_seconds: Family<RepoLabels, Histogram>,
@@ -100,6 +101,7 @@ impl Default for MetricSet {
             records_in: Family::default(),
             rows_out: Family::default(),
             dead_letters: Family::default(),
+            dead_letters_found: Family::default(),
             bytes_written: Family::default(),
             files_committed: Family::default(),
             commit_seconds: Family::new_with_constructor(|| {
@@ -128,6 +130,11 @@ impl Default for MetricSet {
             "dead_letters",
             "Records committed as dead letters, by reason class (malformed, type, missing, shape, metadata, other)",
             m.dead_letters.clone(),
+        );
+        m.registry.register(
+            "dead_letters_found",
+            "Dead letters as decoding and stages find them, before commit, by reason class (a record replayed after a failed commit or a crash counts again)",
+            m.dead_letters_found.clone(),
         );
         m.registry.register(
             "bytes_written",
@@ -274,6 +281,20 @@ impl Metrics {
             .records_in
             .get_or_create(&self.part(partition))
             .inc_by(n);
+    }
+
+    /// Dead letters found in one decoded item, by reason class.
+    pub fn dead_letters_found(&self, partition: &str, dead: &[crate::decode::DeadLetter]) {
+        for d in dead {
+            self.set
+                .dead_letters_found
+                .get_or_create(&ReasonLabels {
+                    repo: self.repo.clone(),
+                    partition: partition.to_string(),
+                    reason: d.class().to_string(),
+                })
+                .inc();
+        }
     }
 
     pub fn committed(&self, partition: &str, s: CommitStats) {

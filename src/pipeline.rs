@@ -87,9 +87,12 @@ where
         }
         drop(work_rx);
         drop(done_tx);
-        let result = consume_loop(done_rx, free_tx, &mut consume);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            consume_loop(done_rx, free_tx, &mut consume)
+        }));
+        // Even when the consumer panicked: the reader must stop, or the scope waits for ever.
         stopped.store(true, Ordering::Release);
-        result
+        result.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })
 }
 

@@ -10,7 +10,9 @@
 //!
 //! A batch whose evaluation fails (a bad cast, bad regex input) is split in halves until the
 //! failing rows stand alone; those rows fail with the stage's name and the reason, the others go
-//! on. What happens to them is the repo's `on_error`.
+//! on. What happens to them is the repo's `on_error`. Functions that build values of a size the
+//! data decides (`lpad`, `rpad`, `repeat`) are guarded so that a record cannot make a batch
+//! allocate past a bound (see `stage/guard.rs`).
 
 use std::sync::Arc;
 
@@ -319,11 +321,29 @@ fn physical(
     let simplifier = ExprSimplifier::new(context);
     let expr = simplifier.coerce(expr, schema).map_err(clean)?;
     let expr = simplifier.simplify(expr).map_err(clean)?;
+    let expr = guard::guard_sizes(expr).map_err(clean)?;
     ctx.create_physical_expr(expr, schema).map_err(clean)
 }
 
 /// Evaluates one stage on `batch`: (output, the mask of rows kept, when a filter ran).
 fn eval(st: &Planned, batch: &RecordBatch) -> Result<(RecordBatch, Option<BooleanArray>), String> {
+    // A panic in a function (a library bug some value triggers) fails the batch like an
+    // error, so the rows it panics on are isolated and handled per `on_error`.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| eval_unguarded(st, batch)))
+        .unwrap_or_else(|panic| {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            Err(format!("the function panicked: {why}"))
+        })
+}
+
+fn eval_unguarded(
+    st: &Planned,
+    batch: &RecordBatch,
+) -> Result<(RecordBatch, Option<BooleanArray>), String> {
     let (filtered, mask) = match &st.filter {
         Some(f) => {
             let v = f
@@ -435,5 +455,6 @@ pub fn enforce(
     }
 }
 
+mod guard;
 #[cfg(test)]
 mod tests;

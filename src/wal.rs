@@ -6,11 +6,13 @@
 //! their first record (`00000000000000000000.wal`); each starts with a magic header, then
 //! records: `len: u32 LE, crc32: u32 LE (of pos and payload), pos: u64 LE, payload`.
 //!
-//! Opening scans every segment. A bad record in the last segment is a torn tail (a crash during
-//! an append, never acknowledged: acknowledgement waits for the fsync): the segment is cut there
-//! and the damage is reported. A bad record anywhere else is corruption of acknowledged data and
-//! an error naming the file and byte offset. Segments wholly below the committed position are
-//! deleted.
+//! Opening scans every segment. A bad record in the last segment that no valid record follows
+//! is a torn tail (a crash during an append, never acknowledged: acknowledgement waits for the
+//! fsync): the segment is cut there and the damage is reported. A bad record anywhere else (an
+//! earlier segment, or with valid records after it) is corruption of acknowledged data and an
+//! error naming the file and byte offset; with [`Damage::MoveAside`] the damaged part and every
+//! later segment are moved into `damaged/` in the folder (never deleted) and the log opens
+//! without them. Segments wholly below the committed position are deleted.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Write};
@@ -31,7 +33,7 @@ pub enum WalError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("WAL {path}: corrupt at byte {offset}: {reason} (acknowledged data is damaged; move the segment away to start without it)")]
+    #[error("WAL {path}: corrupt at byte {offset}: {reason}")]
     Corrupt {
         path: PathBuf,
         offset: u64,
@@ -59,6 +61,19 @@ pub struct OpenReport {
     pub end: u64,
     /// (segment, byte offset where it was cut, bytes dropped, why).
     pub truncated: Option<(PathBuf, u64, u64, String)>,
+    /// Damage moved aside: (segment, byte offset of the damage, the folder it went to, bytes
+    /// moved, why).
+    pub moved: Option<(PathBuf, u64, PathBuf, u64, String)>,
+}
+
+/// What opening does with damage before the end of the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Damage {
+    /// Refuse to open, naming the file and byte offset.
+    #[default]
+    Refuse,
+    /// Move the damaged part and everything after it into `damaged/<time>/` and open.
+    MoveAside,
 }
 
 #[derive(Debug, Clone)]
@@ -79,6 +94,9 @@ pub struct Wal {
     /// Reading cursor: (segment base, byte offset in it, logical position there).
     cursor: Option<(u64, u64, u64)>,
     reader: Option<(u64, File)>,
+    /// Where damage found at open was moved: the log was cut there, so a position past its
+    /// end (a spill's) no longer proves that what the log holds is committed.
+    moved_to: Option<PathBuf>,
 }
 
 fn segment_path(dir: &Path, base: u64) -> PathBuf {
@@ -128,7 +146,7 @@ fn scan(path: &Path, base: u64) -> Result<Scan, WalError> {
         return Err(WalError::Corrupt {
             path: path.to_path_buf(),
             offset: 0,
-            reason: "not a sluice WAL segment (bad magic)".into(),
+            reason: "not a sluice WAL segment (bad magic); move it out of the folder".into(),
         });
     }
     s.good_len = 8;
@@ -170,10 +188,96 @@ fn scan(path: &Path, base: u64) -> Result<Scan, WalError> {
     }
 }
 
+/// The byte offset of the first valid record in `path` after byte `from` whose position is at
+/// least `pos` (a record an append after the damage wrote, so acknowledged), if any. Crafted
+/// bytes could make every offset a candidate with a long checksum: past a budget of checksum
+/// work the answer is "maybe" (`Some`), never "no".
+fn valid_record_after(path: &Path, from: u64, pos: u64) -> Result<Option<u64>, WalError> {
+    let data = std::fs::read(path).map_err(io(path))?;
+    let hdr = RECORD_HEADER as usize;
+    let span = data.len() as u64;
+    let mut budget: usize = (64 << 20) + 4 * data.len();
+    for at in (from as usize + 1)..data.len().saturating_sub(hdr - 1) {
+        let h = &data[at..at + hdr];
+        let len = u32::from_le_bytes(h[0..4].try_into().expect("4 bytes")) as usize;
+        let rpos = u64::from_le_bytes(h[8..16].try_into().expect("8 bytes"));
+        // Positions grow by at most the bytes in between: a cheap filter before the checksum.
+        if rpos < pos || rpos > pos.saturating_add(span) || at + hdr + len > data.len() {
+            continue;
+        }
+        let sum = u32::from_le_bytes(h[4..8].try_into().expect("4 bytes"));
+        if len > budget {
+            return Ok(Some(at as u64));
+        }
+        budget -= len;
+        if crc(rpos, &data[at + hdr..at + hdr + len]) == sum {
+            return Ok(Some(at as u64));
+        }
+    }
+    Ok(None)
+}
+
+/// Moves bytes `from..` of segment `path` and the whole of each segment in `later` into a new
+/// folder under `<dir>/damaged/`, then cuts `path` at `from`. Returns the folder and the bytes
+/// moved. Copies are made durable before anything is cut or removed.
+fn move_aside(
+    dir: &Path,
+    path: &Path,
+    from: u64,
+    later: &[PathBuf],
+) -> Result<(PathBuf, u64), WalError> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let damaged = dir.join("damaged");
+    let to = damaged.join(stamp.to_string());
+    std::fs::create_dir_all(&to).map_err(io(&to))?;
+    sync_dir(&damaged)?;
+    sync_dir(dir)?;
+    let name = |p: &Path| p.file_name().expect("a segment file name").to_owned();
+    let data = std::fs::read(path).map_err(io(path))?;
+    let tail = &data[(from as usize).min(data.len())..];
+    let part = to.join(format!("{}.from-byte-{from}", name(path).to_string_lossy()));
+    let f = File::create(&part).map_err(io(&part))?;
+    (&f).write_all(tail).map_err(io(&part))?;
+    f.sync_all().map_err(io(&part))?;
+    let mut moved = tail.len() as u64;
+    for p in later {
+        let target = to.join(name(p));
+        moved += std::fs::metadata(p).map_err(io(p))?.len();
+        std::fs::rename(p, &target).map_err(io(p))?;
+    }
+    sync_dir(&to)?;
+    let f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io(path))?;
+    if from < 8 {
+        // Even the segment's header was damaged: start it anew.
+        f.set_len(0).map_err(io(path))?;
+        (&f).write_all(MAGIC).map_err(io(path))?;
+    } else {
+        f.set_len(from).map_err(io(path))?;
+    }
+    f.sync_all().map_err(io(path))?;
+    sync_dir(dir)?;
+    Ok((to, moved))
+}
+
 impl Wal {
-    /// Opens (or creates) the log in `dir`. A torn tail is cut and reported; corruption before
-    /// the tail is an error.
+    /// Opens (or creates) the log in `dir`, refusing damage before its end (see
+    /// [`Wal::open_with`]).
     pub fn open(dir: &Path, segment_bytes: u64) -> Result<(Wal, OpenReport), WalError> {
+        Self::open_with(dir, segment_bytes, Damage::Refuse)
+    }
+
+    /// Opens (or creates) the log in `dir`. A torn tail is cut and reported; damage before it
+    /// is an error, or moved aside per `damage`.
+    pub fn open_with(
+        dir: &Path,
+        segment_bytes: u64,
+        damage: Damage,
+    ) -> Result<(Wal, OpenReport), WalError> {
         if !dir.exists() {
             std::fs::create_dir_all(dir).map_err(io(dir))?;
             if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -194,7 +298,9 @@ impl Wal {
                     return Err(WalError::Corrupt {
                         path: entry.path(),
                         offset: 0,
-                        reason: "not a WAL segment name (20 digits, `.wal`)".into(),
+                        reason:
+                            "not a WAL segment name (20 digits, `.wal`); move it out of the folder"
+                                .into(),
                     })
                 }
             }
@@ -218,12 +324,39 @@ impl Wal {
             }
             let s = scan(&path, base)?;
             if let Some(why) = s.bad {
-                if !last {
-                    return Err(WalError::Corrupt {
-                        path,
-                        offset: s.good_len,
-                        reason: why,
-                    });
+                let follows = if last {
+                    valid_record_after(&path, s.good_len, s.end)?
+                } else {
+                    None
+                };
+                if !last || follows.is_some() {
+                    let why = match follows {
+                        Some(at) => format!(
+                            "{why}; a valid record follows at byte {at} (acknowledged data may lie after the damage)"
+                        ),
+                        None => why,
+                    };
+                    if damage == Damage::Refuse {
+                        return Err(WalError::Corrupt {
+                            path,
+                            offset: s.good_len,
+                            reason: format!(
+                                "{why} (`sluice run --move-wal-damage` moves the damaged part \
+                                 aside and starts without it)"
+                            ),
+                        });
+                    }
+                    let later: Vec<PathBuf> = bases[i + 1..]
+                        .iter()
+                        .map(|&b| segment_path(dir, b))
+                        .collect();
+                    let (to, moved) = move_aside(dir, &path, s.good_len, &later)?;
+                    report.moved = Some((path.clone(), s.good_len, to, moved, why));
+                    report.records += s.records;
+                    end = s.end;
+                    last_len = s.good_len.max(8);
+                    segments.push(Segment { base, path });
+                    break;
                 }
                 // A torn tail: cut it (rewrite the header if even that is torn).
                 let f = OpenOptions::new()
@@ -279,6 +412,7 @@ impl Wal {
                 end,
                 cursor: None,
                 reader: None,
+                moved_to: report.moved.as_ref().map(|m| m.2.clone()),
             },
             report,
         ))
@@ -364,9 +498,17 @@ impl Wal {
         }
         if pos > self.end {
             // Everything held is below `pos`, so committed: delete it first, so that a crash
-            // in between leaves no gap before the new segment.
+            // in between leaves no gap before the new segment. After damage was moved aside
+            // the log may end short of a spill's position: what it holds is moved aside too,
+            // never deleted.
             for seg in self.segments.drain(..) {
-                std::fs::remove_file(&seg.path).map_err(io(&seg.path))?;
+                match &self.moved_to {
+                    None => std::fs::remove_file(&seg.path).map_err(io(&seg.path))?,
+                    Some(to) => {
+                        let name = seg.path.file_name().expect("a segment name");
+                        std::fs::rename(&seg.path, to.join(name)).map_err(io(&seg.path))?;
+                    }
+                }
             }
             self.reader = None;
             self.cursor = None;

@@ -46,6 +46,10 @@ pub struct Item {
     pub batch: RecordBatch,
     pub dead: Vec<DeadLetter>,
     pub prov: Provenance,
+    /// Records of the source this item consumed: its rows, its dead letters, and the rows
+    /// stages filtered out or dropped. Commits count these, so a partition whose records all
+    /// become dead letters or are filtered out still commits and moves on.
+    pub records: u64,
 }
 
 impl Item {

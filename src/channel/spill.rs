@@ -83,7 +83,7 @@ pub fn write(state: &Path, schema: &SchemaRef, items: &[Item]) -> Result<(), Spi
         return Ok(());
     }
     let d = dir(state);
-    std::fs::create_dir_all(&d).map_err(io(&d))?;
+    crate::durable::create_dirs(&d).map_err(io(&d))?;
     let data_path = d.join("data.arrow");
     let mut data = Vec::new();
     {
@@ -134,6 +134,8 @@ pub fn write(state: &Path, schema: &SchemaRef, items: &[Item]) -> Result<(), Spi
     f.write_all(&text).map_err(io(&tmp))?;
     f.sync_all().map_err(io(&tmp))?;
     std::fs::rename(&tmp, &m_path).map_err(io(&m_path))?;
+    // The manifest's name (and the data file's) must be durable before the stop reports done.
+    crate::durable::sync_dir(&d).map_err(io(&d))?;
     Ok(())
 }
 
@@ -218,6 +220,7 @@ pub fn read(state: &Path, schema: &SchemaRef) -> Result<Vec<Item>, SpillError> {
             });
         }
         items.push(Item {
+            records: (batch.num_rows() + dead.len()) as u64,
             batch,
             dead,
             prov: e.prov,

@@ -53,6 +53,7 @@ fn item(partition: u32, n: i64, rows: usize) -> Item {
             next_line: n as u64 + 1,
             epoch: 0,
         },
+        records: rows as u64,
     }
 }
 

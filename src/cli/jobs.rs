@@ -52,6 +52,27 @@ pub enum SchemaCommand {
 }
 
 /// The repos of the job file at `path`: all of them, or the one named `repo`.
+/// Locks the local state of a run that owns it alone: a file or push job's (spill, WAL), or a
+/// backfill's. A live Kafka job keeps nothing there that another member could share, so
+/// several may run from one folder (one consumer group).
+fn lock_state(job: &Job, backfill: bool) -> Result<Vec<sluice::lock::DirLock>> {
+    if matches!(job.file.source, SourceSection::Kafka { .. }) && !backfill {
+        return Ok(Vec::new());
+    }
+    let state = job.resolve(&job.file.job.state_dir);
+    let mut locks = vec![sluice::lock::DirLock::acquire(&state)?];
+    if let SourceSection::Push {
+        wal_dir: Some(wal), ..
+    } = &job.file.source
+    {
+        let wal = job.resolve(wal);
+        if !wal.starts_with(&state) {
+            locks.push(sluice::lock::DirLock::acquire(&wal)?);
+        }
+    }
+    Ok(locks)
+}
+
 fn load_jobs(path: &Path, repo: Option<&str>) -> Result<Vec<Job>> {
     Ok(match repo {
         Some(r) => vec![Job::load_repo(path, Some(r))?],
@@ -130,11 +151,17 @@ pub fn run_job(
     repo: Option<&str>,
     from_checkpoint: Option<u64>,
     discard_spill: bool,
+    move_wal_damage: bool,
     threads: Option<usize>,
     log_json: bool,
 ) -> Result<()> {
     init_logs(log_json);
-    let jobs = load_jobs(path, repo)?;
+    let mut jobs = load_jobs(path, repo)?;
+    let mut _locks = Vec::new();
+    for j in &mut jobs {
+        j.move_wal_damage = move_wal_damage;
+        _locks.extend(lock_state(j, false)?);
+    }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
@@ -250,10 +277,20 @@ pub fn run_backfill(
         bail!("--to earliest: a backfill ending at the start of every partition reads nothing");
     }
     job.range = Some((start, end));
+    if let Some(n) = &name {
+        // The name becomes a folder of the destination (`_sluice/<name>/`).
+        if !sluice::config::repos::valid_name(n) {
+            bail!("--name `{n}`: use letters, digits, `-` or `_`, starting with a letter or digit");
+        }
+        if *n == job.file.job.name {
+            bail!("--name `{n}` is the live job's own name: its checkpoints are the live job's");
+        }
+    }
     job.file.job.name = name.unwrap_or_else(|| format!("{}-backfill", job.file.job.name));
     if let Some(u) = url {
         job.file.sink.url = u;
     }
+    let _locks = lock_state(&job, true)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-mod repos;
+pub mod repos;
 mod source;
 
 pub use source::{Durability, SourceSection};
@@ -49,6 +49,41 @@ pub struct JobFile {
     pub admin: Option<AdminSection>,
 }
 
+/// Settings passed through to a client library (librdkafka properties). `Debug` hides the
+/// values of keys that name a secret (`sasl.password`, `ssl.key.pem`, ...), so a logged or
+/// printed job never shows them.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct PassThrough(pub std::collections::BTreeMap<String, String>);
+
+impl std::ops::Deref for PassThrough {
+    type Target = std::collections::BTreeMap<String, String>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for PassThrough {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl std::fmt::Debug for PassThrough {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| {
+                let shown = if crate::sink::store::secret_key(k) {
+                    "***"
+                } else {
+                    v.as_str()
+                };
+                (k.as_str(), shown)
+            }))
+            .finish()
+    }
+}
+
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminSection {
@@ -57,6 +92,10 @@ pub struct AdminSection {
     /// When set, the `/v1/` routes require `Authorization: Bearer <token>`.
     #[serde(default)]
     pub token: Option<String>,
+    /// Serve an address other than loopback without a token (anyone who reaches it can stop
+    /// the job and push data). Refused unless set.
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 impl std::fmt::Debug for AdminSection {
@@ -64,6 +103,7 @@ impl std::fmt::Debug for AdminSection {
         f.debug_struct("AdminSection")
             .field("listen", &self.listen)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("insecure", &self.insecure)
             .finish()
     }
 }
@@ -201,6 +241,11 @@ pub struct RotationSection {
     /// Close a file after this long without new rows.
     #[serde(default = "default_idle")]
     pub idle: String,
+    /// The longest a source partition's files stay open, however steadily records arrive
+    /// (wall clock from the first record after a commit): a trickle, or records that all
+    /// become dead letters or are filtered out, still commit and move the checkpoint.
+    #[serde(default = "default_max_age")]
+    pub max_age: String,
 }
 
 fn default_max_rows() -> u64 {
@@ -213,6 +258,10 @@ fn default_idle() -> String {
     "60s".into()
 }
 
+fn default_max_age() -> String {
+    "15m".into()
+}
+
 impl Default for RotationSection {
     fn default() -> Self {
         RotationSection {
@@ -220,6 +269,7 @@ impl Default for RotationSection {
             max_bytes: default_max_file_bytes(),
             max_span: None,
             idle: default_idle(),
+            max_age: default_max_age(),
         }
     }
 }
@@ -250,7 +300,7 @@ pub struct DeadLetterSection {
     pub brokers: Option<String>,
     /// librdkafka producer properties, over the source's when its brokers are used.
     #[serde(default)]
-    pub options: std::collections::BTreeMap<String, String>,
+    pub options: PassThrough,
     /// The longest wait for the topic's brokers (to check the topic, to deliver a commit's
     /// dead letters).
     #[serde(default = "default_dead_timeout")]
@@ -287,6 +337,7 @@ pub struct Job {
     pub max_buffered_bytes: u64,
     pub max_span: Option<Duration>,
     pub idle: Duration,
+    pub max_age: Duration,
     pub stop_deadline: Duration,
     /// The longest wait for the dead-letter topic's brokers.
     pub dead_letter_timeout: Duration,
@@ -298,6 +349,9 @@ pub struct Job {
         crate::source::kafka::Position,
         crate::source::kafka::Position,
     )>,
+    /// `run --move-wal-damage`: a WAL damaged before its end is opened after moving the
+    /// damaged part aside (into `damaged/` in the WAL folder) instead of refused.
+    pub move_wal_damage: bool,
 }
 
 impl Job {
@@ -370,18 +424,36 @@ impl Job {
         if let Some(a) = &file.admin {
             check(
                 "admin.listen",
-                a.listen
-                    .parse::<std::net::SocketAddr>()
-                    .map(|_| ())
-                    .map_err(|e| format!("`{}`: {e} (expected ip:port)", a.listen)),
+                match a.listen.parse::<std::net::SocketAddr>() {
+                    Err(e) => Err(format!("`{}`: {e} (expected ip:port)", a.listen)),
+                    Ok(addr) if !addr.ip().is_loopback() && a.token.is_none() && !a.insecure => {
+                        Err(format!(
+                            "`{}` is reachable from other hosts and no `admin.token` is set: \
+                             anyone who reaches it could stop the job or push data. Set a \
+                             token, listen on 127.0.0.1, or set `admin.insecure = true`",
+                            a.listen
+                        ))
+                    }
+                    Ok(_) => Ok(()),
+                },
             );
+            if a.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+                check("admin.token", Err("must not be empty".into()));
+            }
         }
         check(
             "repo.on_error",
             crate::stage::OnError::parse(&file.repo.on_error).map(|_| ()),
         );
         let dead = &file.dead_letters;
-        let dead_letter_timeout = parse_duration(&dead.timeout);
+        // librdkafka takes timeouts as 32-bit milliseconds.
+        let dead_letter_timeout = parse_duration(&dead.timeout).and_then(|d| {
+            if d > Duration::from_secs(86400) {
+                Err(format!("`{}` is longer than a day", dead.timeout))
+            } else {
+                Ok(d)
+            }
+        });
         check(
             "dead_letters.timeout",
             dead_letter_timeout
@@ -447,6 +519,11 @@ impl Job {
             "sink.rotation.idle",
             idle.as_ref().map(|_| ()).map_err(Clone::clone),
         );
+        let max_age = parse_duration(&file.sink.rotation.max_age);
+        check(
+            "sink.rotation.max_age",
+            max_age.as_ref().map(|_| ()).map_err(Clone::clone),
+        );
         let format = sink_format(&file.sink);
         check("sink", format.as_ref().map(|_| ()).map_err(Clone::clone));
         check("sink.url", {
@@ -471,9 +548,11 @@ impl Job {
             max_buffered_bytes: max_buffered.expect("checked"),
             max_span: max_span.map(|r| r.expect("checked")),
             idle: idle.expect("checked"),
+            max_age: max_age.expect("checked"),
             stop_deadline: stop_deadline.expect("checked"),
             dead_letter_timeout: dead_letter_timeout.expect("checked"),
             range: None,
+            move_wal_damage: false,
             file,
         })
     }
@@ -571,8 +650,20 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
     if v < 1.0 {
         return Err(format!("`{s}` must be at least 1 byte"));
     }
+    // Sizes are added and multiplied downstream: keep them far from overflow.
+    if v.is_nan() || v > MAX_BYTES as f64 {
+        return Err(format!(
+            "`{s}` is more than the largest size accepted, 1PiB"
+        ));
+    }
     Ok(v as u64)
 }
+
+/// The largest size a job file may give (1 PiB).
+pub const MAX_BYTES: u64 = 1 << 50;
+
+/// The longest duration a job file may give (10 years): deadlines are `now + duration`.
+pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 86400);
 
 /// Parses `30s`, `5m`, `1h`, `250ms`, `1d`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -587,6 +678,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     };
     if secs.is_nan() || secs <= 0.0 {
         return Err(format!("`{s}` must be positive"));
+    }
+    if secs > MAX_DURATION.as_secs_f64() {
+        return Err(format!(
+            "`{s}` is longer than the longest duration accepted, 3650d"
+        ));
     }
     Ok(Duration::from_secs_f64(secs))
 }

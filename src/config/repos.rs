@@ -163,7 +163,7 @@ pub(super) fn pick(jobs: Vec<Job>, repo: Option<&str>, path: &Path) -> Result<Jo
 
 /// Letters, digits, `-` and `_`, starting with a letter or digit (a repo's name starts its
 /// files' names, and readers skip files starting with `_`).
-fn valid_name(n: &str) -> bool {
+pub fn valid_name(n: &str) -> bool {
     n.starts_with(|c: char| c.is_ascii_alphanumeric())
         && n.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')

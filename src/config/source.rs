@@ -44,7 +44,7 @@ pub enum SourceSection {
         chunk_bytes: String,
         /// librdkafka properties, passed through (e.g. `"fetch.wait.max.ms" = "10"`).
         #[serde(default)]
-        options: std::collections::BTreeMap<String, String>,
+        options: super::PassThrough,
     },
     /// Records pushed over HTTP to `POST /v1/repos/{repo}/data` on the `[admin]` listener.
     Push {
@@ -63,6 +63,10 @@ pub enum SourceSection {
         /// Largest request body, compressed or decompressed (413 beyond).
         #[serde(default = "default_max_body")]
         max_body: String,
+        /// The longest a request's body may take to arrive (408 beyond): a slow or stalled
+        /// client must not hold a request slot (`max_concurrent`) for ever.
+        #[serde(default = "default_body_timeout")]
+        body_timeout: String,
         /// Requests decoded and appended at once (503 beyond).
         #[serde(default = "default_max_concurrent")]
         max_concurrent: usize,
@@ -108,6 +112,10 @@ fn default_segment_bytes() -> String {
 
 fn default_max_body() -> String {
     "16MiB".into()
+}
+
+fn default_body_timeout() -> String {
+    "30s".into()
 }
 
 fn default_max_concurrent() -> usize {
@@ -235,12 +243,17 @@ impl SourceSection {
                 durability,
                 wal_segment_bytes,
                 max_body,
+                body_timeout,
                 max_concurrent,
                 max_pending,
                 max_retained,
                 chunk_bytes,
                 ..
             } => {
+                check(
+                    "source.body_timeout",
+                    super::parse_duration(body_timeout).map(|_| ()),
+                );
                 for (key, v) in [
                     ("source.wal_segment_bytes", Some(wal_segment_bytes)),
                     ("source.max_body", Some(max_body)),

@@ -83,3 +83,49 @@ fn sizes_and_durations() {
     assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
     assert!(parse_duration("-1s").is_err());
 }
+
+/// Absurd sizes and durations are errors naming their key, never a panic (a duration too large
+/// for `Duration`, a deadline `now + d` past what `Instant` holds, sizes near `u64::MAX`).
+#[test]
+fn absurd_sizes_and_durations_are_errors_not_panics() {
+    let huge = "9".repeat(400);
+    for d in [
+        "99999999999999999999999d".to_string(),
+        format!("{huge}s"),
+        format!("{huge}.5ms"),
+        "3651d".into(),
+    ] {
+        let e = parse_duration(&d).unwrap_err();
+        assert!(e.contains("longest duration"), "{d}: {e}");
+    }
+    assert_eq!(
+        parse_duration("3650d").unwrap(),
+        Duration::from_secs(3650 * 86400)
+    );
+    for b in [
+        huge.clone(),
+        "18446744073709551615".into(),
+        "2000000GiB".into(),
+        "9999999GiB".into(),
+    ] {
+        let e = parse_bytes(&b).unwrap_err();
+        assert!(e.contains("largest size"), "{b}: {e}");
+    }
+    let text = GOOD
+        .replace("[job]\n", &format!("[job]\nstop_deadline = \"{huge}d\"\n"))
+        .replace(
+            "idle = \"5s\"",
+            "idle = \"5s\"\nmax_span = \"1e9d\"\nmax_bytes = \"99999999999999999999999\"",
+        )
+        + "[dead_letters]\ntimeout = \"30d\"\n";
+    let problems = Job::parse(&text, Path::new("/etc/sluice/job.toml")).expect_err("refused");
+    let all = format!("{problems:?}");
+    for key in [
+        "job.stop_deadline",
+        "sink.rotation.max_span",
+        "sink.rotation.max_bytes",
+        "dead_letters.timeout",
+    ] {
+        assert!(all.contains(key), "{key} not named: {all}");
+    }
+}

@@ -30,7 +30,7 @@ pub struct TopicSettings {
     pub brokers: String,
     pub topic: String,
     /// librdkafka producer properties.
-    pub options: Vec<(String, String)>,
+    pub options: crate::config::PassThrough,
     /// The longest wait for the broker: to check the topic, for room in the queue, for the
     /// deliveries of a commit.
     pub timeout: Duration,
@@ -61,7 +61,7 @@ pub fn for_job(job: &Job, repo: &str) -> Result<Option<Arc<DeadTopic>>, SinkErro
         return Ok(None);
     };
     let (brokers, mut options) = match (&d.brokers, &job.file.source) {
-        (Some(b), _) => (b.clone(), Vec::new()),
+        (Some(b), _) => (b.clone(), Default::default()),
         (
             None,
             SourceSection::Kafka {
@@ -69,11 +69,13 @@ pub fn for_job(job: &Job, repo: &str) -> Result<Option<Arc<DeadTopic>>, SinkErro
             },
         ) => (
             brokers.clone(),
-            options
-                .iter()
-                .filter(|(k, _)| !CONSUMER_ONLY.iter().any(|c| k.starts_with(c)))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            crate::config::PassThrough(
+                options
+                    .iter()
+                    .filter(|(k, _)| !CONSUMER_ONLY.iter().any(|c| k.starts_with(c)))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
         ),
         (None, _) => {
             return Err(SinkError::DeadLetterTopic {
@@ -122,11 +124,31 @@ impl ProducerContext for Deliveries {
     }
 }
 
+/// `s` cut to at most `max` bytes, at a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// A task's producer to its dead-letter topic.
 pub struct DeadTopic {
     producer: ThreadedProducer<Deliveries>,
     settings: TopicSettings,
+    /// The largest message the producer sends (`message.max.bytes`; librdkafka's default,
+    /// which is also the brokers' default).
+    max_message: usize,
 }
+
+/// The longest reason a header carries (reasons may quote values).
+const MAX_REASON: usize = 4096;
+/// What a message costs besides its key, headers and value (framing, header names).
+const OVERHEAD: usize = 1024;
 
 impl DeadTopic {
     /// Connects and checks that the topic exists.
@@ -142,7 +164,7 @@ impl DeadTopic {
         cfg.set("bootstrap.servers", &settings.brokers)
             .set("acks", "all")
             .set("linger.ms", "20");
-        for (k, v) in &settings.options {
+        for (k, v) in settings.options.iter() {
             cfg.set(k, v);
         }
         let producer: ThreadedProducer<Deliveries> = cfg
@@ -164,7 +186,16 @@ impl DeadTopic {
             }
             None => return Err(fail("the brokers do not know the topic".into())),
         }
-        Ok(Arc::new(DeadTopic { producer, settings }))
+        let max_message = settings
+            .options
+            .get("message.max.bytes")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_000_000);
+        Ok(Arc::new(DeadTopic {
+            producer,
+            settings,
+            max_message,
+        }))
     }
 
     /// Starts the dead letters of one commit.
@@ -197,8 +228,21 @@ impl TopicBatch {
         let t = &self.topic;
         let key = format!("{source}@{}", d.position.offset);
         let (offset, line) = (d.position.offset.to_string(), d.position.line.to_string());
+        let reason = cut(&d.reason, MAX_REASON);
+        // A record larger than a message may be would fail its commit at every replay (a
+        // partition stuck for good): the value keeps what fits, and a header says how long the
+        // record was.
+        let fixed = key.len() + reason.len() + source.len() + offset.len() + line.len() + OVERHEAD;
+        let room = t
+            .max_message
+            .saturating_sub(fixed + t.settings.job.len() + t.settings.repo.len());
+        let (value, truncated) = if d.record.len() > room {
+            (&d.record[..room], Some(d.record.len().to_string()))
+        } else {
+            (&d.record[..], None)
+        };
         let mut headers = OwnedHeaders::new()
-            .insert(header("sluice.reason", &d.reason))
+            .insert(header("sluice.reason", reason))
             .insert(header("sluice.class", d.class()))
             .insert(header("sluice.source", source))
             .insert(header("sluice.offset", &offset))
@@ -208,9 +252,12 @@ impl TopicBatch {
         if let Some(stage) = stage_of(&d.reason) {
             headers = headers.insert(header("sluice.stage", stage));
         }
+        if let Some(len) = &truncated {
+            headers = headers.insert(header("sluice.truncated_from", len));
+        }
         let mut record = BaseRecord::with_opaque_to(&t.settings.topic, self.deliveries.clone())
             .key(key.as_bytes())
-            .payload(&d.record[..])
+            .payload(value)
             .headers(headers);
         self.deliveries.state.lock().expect("delivery lock").0 += 1;
         let deadline = Instant::now() + t.settings.timeout;

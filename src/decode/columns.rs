@@ -153,7 +153,7 @@ fn decode_binary(v: &str, enc: BinaryEncoding) -> Option<Vec<u8>> {
             .ok(),
         BinaryEncoding::Hex => {
             let b = v.as_bytes();
-            if b.len() % 2 != 0 {
+            if !b.len().is_multiple_of(2) {
                 return None;
             }
             b.chunks_exact(2)
@@ -262,9 +262,6 @@ pub fn epoch_to_timestamp(col: &dyn Array, spec: &FieldSpec, errors: &mut RowErr
         TimeUnit::Millisecond => 1e3,
         _ => 1.0,
     };
-    // Year 1 .. 9999 in microseconds: wider than any reader accepts is rejected.
-    const MIN_US: f64 = -62_135_596_800_000_000.0;
-    const MAX_US: f64 = 253_402_300_799_999_999.0;
     let mut check = |i: usize, x: f64, shown_v: String| -> Option<i64> {
         let us = x * in_us;
         if us.is_finite() && (MIN_US..=MAX_US).contains(&us) {
@@ -305,6 +302,38 @@ pub fn epoch_to_timestamp(col: &dyn Array, spec: &FieldSpec, errors: &mut RowErr
 }
 
 /// Integer epochs convert exactly when the scale is a whole factor (ms → us, us → us, ...).
+/// Year 1 .. 9999 in microseconds: wider than any reader (or a path template) accepts is
+/// rejected.
+const MIN_US: f64 = -62_135_596_800_000_000.0;
+const MAX_US: f64 = 253_402_300_799_999_999.0;
+
+/// Checks a timestamp column read natively (RFC 3339 text, or a JSON number taken as a raw
+/// value in the column's unit) against years 1 to 9999; each value outside is its row's error.
+pub fn check_timestamp_range(col: &dyn Array, spec: &FieldSpec, errors: &mut RowErrors) {
+    let (lo, hi) = match col.data_type() {
+        DataType::Timestamp(TimeUnit::Millisecond, _) => (MIN_US / 1e3, MAX_US / 1e3),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => (MIN_US, MAX_US),
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => return,
+        DataType::Timestamp(TimeUnit::Second, _) => (MIN_US / 1e6, MAX_US / 1e6),
+        _ => return,
+    };
+    let Ok(ints) = arrow::compute::cast(col, &DataType::Int64) else {
+        return;
+    };
+    for (i, v) in ints.as_primitive::<Int64Type>().iter().enumerate() {
+        let Some(v) = v else { continue };
+        if !(lo..=hi).contains(&(v as f64)) {
+            errors.push((
+                i,
+                format!(
+                    "field `{}`: timestamp value {v} is out of range (years 1 to 9999)",
+                    spec.name
+                ),
+            ));
+        }
+    }
+}
+
 fn exact_epoch(v: i64, in_us: f64, out_us: f64) -> Option<i64> {
     const MIN_US: i64 = -62_135_596_800_000_000;
     const MAX_US: i64 = 253_402_300_799_999_999;

@@ -25,6 +25,8 @@ pub(crate) struct DelimitedDecoder {
     column_of: Vec<Option<usize>>,
     /// Number of input columns a record must not exceed.
     width: usize,
+    /// The CSV header `column_of` was derived from.
+    header: Option<Vec<u8>>,
 }
 
 impl DelimitedDecoder {
@@ -62,6 +64,7 @@ impl DelimitedDecoder {
                     mode: Mode::WholeLine,
                     column_of: identity,
                     width: 1,
+                    header: None,
                 }
             }
             InputKind::Text { delimiter: Some(d) } => {
@@ -72,6 +75,7 @@ impl DelimitedDecoder {
                     mode: Mode::Split(d.clone()),
                     column_of: identity,
                     width: n,
+                    header: None,
                 }
             }
             InputKind::Csv {
@@ -82,37 +86,37 @@ impl DelimitedDecoder {
                     mode: Mode::Csv(*delimiter),
                     column_of: identity,
                     width: n,
+                    header: None,
                 },
                 Some(h) => {
-                    let header_err = |reason: String| DecodeError::Header {
-                        source_name: schema.name.clone(),
-                        reason,
-                    };
-                    let text = std::str::from_utf8(h)
-                        .map_err(|_| header_err("the header is not valid UTF-8".into()))?;
-                    let names = split_csv(text.trim_end_matches(['\r', '\n']), *delimiter)
-                        .map_err(header_err)?;
-                    let mut column_of = Vec::with_capacity(n);
-                    for f in &schema.fields {
-                        let idx = names.iter().position(|c| c.trim() == f.source);
-                        if idx.is_none() && !f.nullable && f.default.is_none() {
-                            return Err(header_err(format!(
-                                "required field `{}` has no column named `{}` (header: {})",
-                                f.name,
-                                f.source,
-                                names.join(",")
-                            )));
-                        }
-                        column_of.push(idx);
-                    }
+                    let (column_of, width) = csv_columns(schema, *delimiter, h)?;
                     DelimitedDecoder {
                         mode: Mode::Csv(*delimiter),
                         column_of,
-                        width: names.len(),
+                        width,
+                        header: Some(h.to_vec()),
                     }
                 }
             },
         })
+    }
+
+    /// Maps columns by `header` (the header of the file the next records come from) when it
+    /// differs from the one the mapping was made for. Headers are checked when the task starts,
+    /// so this fails only for a file whose header changed since: its records become dead
+    /// letters with the reason.
+    pub fn use_header(&mut self, schema: &RepoSchema, header: &[u8]) -> Result<(), DecodeError> {
+        let Mode::Csv(delimiter) = self.mode else {
+            return Ok(());
+        };
+        if self.header.as_deref() == Some(header) {
+            return Ok(());
+        }
+        let (column_of, width) = csv_columns(schema, delimiter, header)?;
+        self.column_of = column_of;
+        self.width = width;
+        self.header = Some(header.to_vec());
+        Ok(())
     }
 
     pub fn decode(
@@ -178,6 +182,36 @@ impl DelimitedDecoder {
             stage.columns.push(col);
         }
     }
+}
+
+/// For each schema field, the column of `header` holding it (matched by name), and the
+/// header's width. A required field without a column is an error.
+fn csv_columns(
+    schema: &RepoSchema,
+    delimiter: u8,
+    header: &[u8],
+) -> Result<(Vec<Option<usize>>, usize), DecodeError> {
+    let header_err = |reason: String| DecodeError::Header {
+        source_name: schema.name.clone(),
+        reason,
+    };
+    let text = std::str::from_utf8(header)
+        .map_err(|_| header_err("the header is not valid UTF-8".into()))?;
+    let names = split_csv(text.trim_end_matches(['\r', '\n']), delimiter).map_err(header_err)?;
+    let mut column_of = Vec::with_capacity(schema.fields.len());
+    for f in &schema.fields {
+        let idx = names.iter().position(|c| c.trim() == f.source);
+        if idx.is_none() && !f.nullable && f.default.is_none() {
+            return Err(header_err(format!(
+                "required field `{}` has no column named `{}` (header: {})",
+                f.name,
+                f.source,
+                names.join(",")
+            )));
+        }
+        column_of.push(idx);
+    }
+    Ok((column_of, names.len()))
 }
 
 /// Splits one CSV record into its fields (RFC 4180: `"` quotes, `""` is a quote inside quotes).

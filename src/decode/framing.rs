@@ -29,7 +29,7 @@ pub struct Chunk {
     pub first_line: u64,
     /// Byte offset of the first byte of `data` in the input.
     pub first_offset: u64,
-    /// Message-framed sources (Kafka): the source position before this chunk.
+    /// The source position before this chunk (Kafka; files, where a CSV header may lie between).
     pub from_offset: Option<u64>,
     /// Message-framed sources: the offset of each record (one per line), in order.
     pub offsets: Vec<u64>,
@@ -38,6 +38,9 @@ pub struct Chunk {
     /// The records already decoded (a push request decoded when it was taken): the pipeline
     /// uses this instead of decoding `data` again.
     pub decoded: Option<super::Decoded>,
+    /// CSV input read from several files: the header record of this chunk's file (each file
+    /// has its own column order). `None`: the decoder's own header applies.
+    pub header: Option<std::sync::Arc<Vec<u8>>>,
 }
 
 /// Splits `chunk` into records. With `quoted`, a newline inside a double-quoted CSV field does

@@ -15,7 +15,7 @@ use arrow::json::reader::{Decoder, ReaderBuilder};
 use arrow::record_batch::RecordBatch;
 use serde_json::value::RawValue;
 
-use super::columns::{epoch_to_timestamp, from_text};
+use super::columns::{check_timestamp_range, epoch_to_timestamp, from_text};
 use super::{is_native, DeadLetter, Record, Stage};
 use crate::schema::{FieldType, RepoSchema, TimeFormat};
 
@@ -124,43 +124,52 @@ impl JsonDecoder {
     }
 
     /// Decodes `recs`, isolating bad records by bisection. Good batches go to `good` with the
-    /// group-relative index of each row's record in `rows`.
+    /// group-relative index of each row's record in `rows`, in record order.
+    ///
+    /// The parts still to try are kept on an explicit work list (last in, first out, pushed
+    /// right to left so parts are tried in record order): the input decides how many parts
+    /// there are (a run of 100,000 malformed lines is 100,000 parts), so this must not recurse.
     fn decode_bisect(
         &mut self,
         data: &[u8],
         recs: &[Record],
-        base: usize,
         good: &mut Vec<RecordBatch>,
         rows: &mut Vec<usize>,
         dead: &mut Vec<DeadLetter>,
     ) {
-        match self.try_group(data, recs) {
-            Ok(batch) => {
-                rows.extend(base..base + recs.len());
-                good.push(batch);
-            }
-            Err((reason, _)) if recs.len() == 1 => {
-                let r = &recs[0];
-                dead.push(DeadLetter {
-                    position: r.pos,
-                    reason,
-                    record: data[r.start..r.end].to_vec(),
-                });
-            }
-            Err((_, Some(h))) if h < recs.len() => {
-                // Malformed JSON: split around the record the parser stopped in.
-                if h > 0 {
-                    self.decode_bisect(data, &recs[..h], base, good, rows, dead);
+        // (first record, end) ranges into `recs`.
+        let mut todo: Vec<(usize, usize)> = vec![(0, recs.len())];
+        while let Some((lo, hi)) = todo.pop() {
+            let part = &recs[lo..hi];
+            match self.try_group(data, part) {
+                Ok(batch) => {
+                    rows.extend(lo..hi);
+                    good.push(batch);
                 }
-                self.decode_bisect(data, &recs[h..h + 1], base + h, good, rows, dead);
-                if h + 1 < recs.len() {
-                    self.decode_bisect(data, &recs[h + 1..], base + h + 1, good, rows, dead);
+                Err((reason, _)) if part.len() == 1 => {
+                    let r = &part[0];
+                    dead.push(DeadLetter {
+                        position: r.pos,
+                        reason,
+                        record: data[r.start..r.end].to_vec(),
+                    });
                 }
-            }
-            Err(_) => {
-                let mid = recs.len() / 2;
-                self.decode_bisect(data, &recs[..mid], base, good, rows, dead);
-                self.decode_bisect(data, &recs[mid..], base + mid, good, rows, dead);
+                Err((_, Some(h))) if h < part.len() => {
+                    // Malformed JSON: split around the record the parser stopped in.
+                    let h = lo + h;
+                    if h + 1 < hi {
+                        todo.push((h + 1, hi));
+                    }
+                    todo.push((h, h + 1));
+                    if h > lo {
+                        todo.push((lo, h));
+                    }
+                }
+                Err(_) => {
+                    let mid = lo + part.len() / 2;
+                    todo.push((mid, hi));
+                    todo.push((lo, mid));
+                }
             }
         }
     }
@@ -174,7 +183,7 @@ impl JsonDecoder {
         dead: &mut Vec<DeadLetter>,
     ) {
         let mut good = Vec::with_capacity(1);
-        self.decode_bisect(data, recs, 0, &mut good, &mut stage.rows, dead);
+        self.decode_bisect(data, recs, &mut good, &mut stage.rows, dead);
         if stage.rows.is_empty() {
             return;
         }
@@ -249,6 +258,13 @@ fn convert(
             format: TimeFormat::EpochSeconds | TimeFormat::EpochMillis | TimeFormat::EpochMicros,
             ..
         } => epoch_to_timestamp(col.as_ref(), f, errors),
+        FieldType::Timestamp {
+            format: TimeFormat::Rfc3339,
+            ..
+        } => {
+            check_timestamp_range(col.as_ref(), f, errors);
+            col.clone()
+        }
         ty if is_native(ty) => col.clone(),
         _ => from_text(col.as_string::<i32>(), f, errors),
     }

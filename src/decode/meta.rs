@@ -80,13 +80,22 @@ pub struct MessageMeta {
     pub keys: Vec<Option<Vec<u8>>>,
     /// Each message's headers as a JSON object (`None`: no headers).
     pub headers: Vec<Option<String>>,
+    /// Messages that cannot stand as one line of JSON (only whitespace; a raw line break
+    /// inside a string): (index of the message's line, its payload, why). Their line holds
+    /// [`UNREADABLE`], which never decodes; the decoder makes each a dead letter with these
+    /// bytes and this reason.
+    pub unreadable: Vec<(usize, Vec<u8>, String)>,
 }
+
+/// The line standing for an unreadable message (not JSON, not blank).
+pub const UNREADABLE: &[u8] = b"\x00";
 
 impl MessageMeta {
     pub fn clear(&mut self) {
         self.timestamps.clear();
         self.keys.clear();
         self.headers.clear();
+        self.unreadable.clear();
     }
 }
 

@@ -264,6 +264,25 @@ impl RecordDecoder {
         }
     }
 
+    /// Checks that the CSV header of the input `name` gives a column to every required field
+    /// (chunks of that input carry the header in [`Chunk::header`]).
+    pub fn check_header(&self, name: &str, header: &[u8]) -> Result<(), DecodeError> {
+        match &self.inner {
+            Inner::Delimited(d) => {
+                d.clone()
+                    .use_header(&self.schema, header)
+                    .map_err(|e| match e {
+                        DecodeError::Header { reason, .. } => DecodeError::Header {
+                            source_name: name.to_string(),
+                            reason,
+                        },
+                        e => e,
+                    })
+            }
+            Inner::Json(_) => Ok(()),
+        }
+    }
+
     /// Decodes every record of `chunk`.
     pub fn decode(&mut self, chunk: &Chunk) -> Decoded {
         let mut records = Vec::new();
@@ -273,14 +292,60 @@ impl RecordDecoder {
             ..Default::default()
         };
         for group in records.chunks(self.opts.batch_size.max(1)) {
-            self.decode_group(chunk, group, &mut out);
+            self.decode_guarded(chunk, group, &mut out);
         }
         out.dead.sort_by_key(|d| d.position.offset);
+        // Messages that stood in the chunk as a placeholder: their own bytes and reason.
+        for (index, payload, why) in &chunk.meta.unreadable {
+            let line = chunk.first_line + *index as u64;
+            if let Ok(i) = out.dead.binary_search_by_key(&line, |d| d.position.line) {
+                out.dead[i].record.clone_from(payload);
+                out.dead[i].reason.clone_from(why);
+            }
+        }
         out
+    }
+
+    /// Decodes one group of records, turning a panic of the decoder or of a stage (a library
+    /// bug that some value triggers) into dead letters of the records it panics on: the group
+    /// is split in halves, on a work list rather than by recursion, until the records that
+    /// panic stand alone. What a panicking attempt had added to `out` is taken back first.
+    fn decode_guarded(&mut self, chunk: &Chunk, recs: &[Record], out: &mut Decoded) {
+        let mut todo = vec![(0, recs.len())];
+        while let Some((lo, hi)) = todo.pop() {
+            let part = &recs[lo..hi];
+            let (batches, dead, filtered) = (out.batches.len(), out.dead.len(), out.filtered);
+            let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.decode_group(chunk, part, out)
+            }));
+            let Err(panic) = attempt else {
+                continue;
+            };
+            out.batches.truncate(batches);
+            out.dead.truncate(dead);
+            out.filtered = filtered;
+            if let [r] = part {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".into());
+                out.dead.push(DeadLetter {
+                    position: r.pos,
+                    reason: format!("decoding this record failed inside a library: {why}"),
+                    record: chunk.data[r.start..r.end].to_vec(),
+                });
+            } else {
+                let mid = lo + part.len() / 2;
+                todo.push((mid, hi));
+                todo.push((lo, mid));
+            }
+        }
     }
 
     fn decode_group(&mut self, chunk: &Chunk, recs: &[Record], out: &mut Decoded) {
         let data = &chunk.data[..];
+        crate::fault::panic_on(&data[recs[0].start..recs[recs.len() - 1].end]);
         // Invalid UTF-8 is checked once per group; only a failing group is checked per record.
         let span = &data[recs[0].start..recs[recs.len() - 1].end];
         let mut valid: Vec<Record>;
@@ -334,7 +399,19 @@ impl RecordDecoder {
         };
         match &mut self.inner {
             Inner::Json(j) => j.decode(&self.schema, data, recs, &mut stage, &mut out.dead),
-            Inner::Delimited(d) => d.decode(&self.schema, data, recs, &mut stage, &mut out.dead),
+            Inner::Delimited(d) => {
+                if let Some(h) = &chunk.header {
+                    if let Err(e) = d.use_header(&self.schema, h) {
+                        out.dead.extend(recs.iter().map(|r| DeadLetter {
+                            position: r.pos,
+                            reason: e.to_string(),
+                            record: data[r.start..r.end].to_vec(),
+                        }));
+                        return;
+                    }
+                }
+                d.decode(&self.schema, data, recs, &mut stage, &mut out.dead)
+            }
         }
         self.finish(chunk, recs, stage, out);
     }

@@ -387,3 +387,61 @@ fn unknown_top_level_fields_are_dead_letters_when_the_schema_says_so() {
     .to_string()
     .contains("expected ignore, dead_letter or error"));
 }
+
+/// A long run of malformed lines is isolated without recursion: the input decides the number
+/// of parts, so a recursive bisection overflows a thread's stack and aborts the process.
+/// Decoded on a thread with a small stack, in groups as large as the task's default.
+#[test]
+fn consecutive_malformed_records_do_not_grow_the_stack() {
+    let mut input = Vec::new();
+    for i in 0..100_000u32 {
+        if i % 25_000 == 7 {
+            input.extend_from_slice(b"{\"ts\":\"2024-01-01T00:00:00Z\",\"status\":200}\n");
+        } else {
+            input.extend_from_slice(b"not json at all\n");
+        }
+    }
+    let s = schema(WEB);
+    let out = std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            let opts = DecodeOptions {
+                batch_size: 100_000,
+                ..DecodeOptions::default()
+            };
+            let mut d = RecordDecoder::new(s, opts, None).unwrap();
+            d.decode(&chunk(&input))
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(out.records, 100_000);
+    assert_eq!(out.rows(), 4);
+    assert_eq!(out.dead.len(), 99_996);
+    assert_eq!(out.dead[0].position.line, 1);
+    assert_eq!(out.dead.last().unwrap().position.line, 100_000);
+    assert!(
+        out.dead.iter().all(|d| d.class() == "malformed"),
+        "{:?}",
+        out.dead[0]
+    );
+}
+
+/// A JSON number in an RFC 3339 timestamp field is taken as a raw value in the column's unit;
+/// one far outside years 1..9999 is that record's dead letter (it used to pass and then wedge
+/// the partition when a `{ts:%Y}` path template could not render it).
+#[test]
+fn raw_timestamp_numbers_out_of_range_are_dead_letters() {
+    let input = b"{\"ts\":1714557600000}\n{\"ts\":99999999999999999}\n{\"ts\":-99999999999999999}\n{\"ts\":\"2024-05-01T10:00:00Z\"}\n";
+    let mut d = RecordDecoder::new(schema(WEB), DecodeOptions::default(), None).unwrap();
+    let out = d.decode(&chunk(input));
+    assert_eq!(out.rows(), 2);
+    let lines: Vec<u64> = out.dead.iter().map(|d| d.position.line).collect();
+    assert_eq!(lines, vec![2, 3]);
+    assert!(
+        out.dead[0].reason.contains("out of range"),
+        "{}",
+        out.dead[0].reason
+    );
+    assert_eq!(out.dead[0].class(), "type");
+}

@@ -1,6 +1,6 @@
 //! The commit of one source partition: its open files become visible together and its
 //! checkpoint moves past them (the steps are in `checkpoint.rs`). `SLUICE_FAULT` can abort the
-//! process at each step, like a kill -9 there.
+//! process at each step, like a kill -9 there (see `fault.rs`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -9,22 +9,6 @@ use super::worker::{now_ms, OpenFile, OpenPartition, WorkError, WorkerContext};
 use super::OutputFile;
 use crate::checkpoint::{Checkpoint, FileEntry, Pending, VERSION};
 use crate::metrics::CommitStats;
-
-/// Test hook: `SLUICE_FAULT=<point>:<n>` aborts the process at the n-th commit reaching that
-/// point (`after_pending`, `after_files`, `after_checkpoint`), like a kill -9 there.
-fn fault(point: &str, commits: u64) {
-    if let Ok(spec) = std::env::var("SLUICE_FAULT") {
-        if let Some((p, n)) = spec.split_once(':') {
-            if p == point && n.parse::<u64>().ok() == Some(commits + 1) {
-                eprintln!(
-                    "SLUICE_FAULT: aborting at {point} of commit {}",
-                    commits + 1
-                );
-                std::process::abort();
-            }
-        }
-    }
-}
 
 /// Commits all open files of partition `p` and moves its checkpoint.
 pub(super) fn commit_partition(
@@ -93,7 +77,7 @@ pub(super) fn commit_partition(
                 .map(str::to_string)
                 .collect(),
         })?;
-        fault("after_pending", commits);
+        crate::fault::abort_at("after_pending", commits);
         let mut entries = Vec::with_capacity(finished.len());
         let mut to_commit = finished.into_iter();
         while let Some((_, file, entry)) = to_commit.next() {
@@ -111,7 +95,7 @@ pub(super) fn commit_partition(
             w.commit()?;
             dead_files.extend(rel);
         }
-        fault("after_files", commits);
+        crate::fault::abort_at("after_files", commits);
         let c = Checkpoint {
             version: VERSION,
             job: ctx.checkpoints.job().to_string(),
@@ -126,7 +110,7 @@ pub(super) fn commit_partition(
             committed_at_ms: now_ms(),
         };
         ctx.checkpoints.write(&c)?;
-        fault("after_checkpoint", commits);
+        crate::fault::abort_at("after_checkpoint", commits);
         ctx.checkpoints.clear_pending(&state.key)?;
         Ok(c)
     })();

@@ -74,6 +74,8 @@ pub struct Control {
     pub files: AtomicU64,
     pub commits: AtomicU64,
     pub failures: AtomicU64,
+    /// Why a sink worker died (it panicked): the task fails instead of waiting for its lane.
+    pub worker_panic: Mutex<Option<String>>,
 }
 
 impl Control {

@@ -436,7 +436,8 @@ impl LocalSink {
             source,
         };
         let dir = target.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(io)?;
+        // A new partition folder's name must survive a power loss with the files in it.
+        crate::durable::create_dirs(dir).map_err(io)?;
         let name = target
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

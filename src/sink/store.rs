@@ -73,7 +73,7 @@ pub struct StoreOptions {
 }
 
 /// True for `options` keys whose values must not be shown.
-fn secret_key(key: &str) -> bool {
+pub(crate) fn secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
     ["secret", "key", "token", "password", "sas", "credential"]
         .iter()

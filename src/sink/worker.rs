@@ -32,6 +32,9 @@ pub struct Rotation {
     pub max_bytes: u64,
     pub max_span: Option<Duration>,
     pub idle: Duration,
+    /// Open files of a partition commit this long after its first record, however steadily
+    /// records arrive.
+    pub max_age: Duration,
     /// Column whose record time bounds `max_span`.
     pub time_column: Option<usize>,
 }
@@ -42,6 +45,10 @@ pub struct WorkerContext {
     /// folder and a topic; a repo's name has no `.`, so no two repos' names can meet), else
     /// empty.
     pub file_prefix: String,
+    /// Ends every data and dead-letter file's name before its extension: `.backfill-<name>`
+    /// for a backfill (a live job's names end in the first offset's digits, so a backfill's
+    /// files never replace the live job's, even in one folder), else empty.
+    pub file_suffix: String,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub channel: Arc<Channel>,
     pub dest: Destination,
@@ -79,6 +86,10 @@ pub(super) struct OpenPartition {
     pub(super) next_line: u64,
     pub(super) last_offset: u64,
     pub(super) rows: u64,
+    /// Records consumed since the last commit (rows, dead letters, filtered).
+    pub(super) records: u64,
+    /// When the first of them was taken.
+    pub(super) opened: Instant,
     pub(super) dead_count: u64,
     /// Dead letters by reason class (see `DeadLetter::class`).
     pub(super) dead_classes: std::collections::BTreeMap<&'static str, u64>,
@@ -236,11 +247,18 @@ impl Worker {
 
     fn must_roll(&self, op: &OpenPartition) -> bool {
         let r = &self.ctx.rotation;
+        // Records consumed, not rows written: a partition whose records all become dead
+        // letters or are filtered out still commits (its checkpoint, its dead letters).
+        if op.records >= r.max_rows || op.opened.elapsed() >= r.max_age {
+            return true;
+        }
         op.files.values().any(|f| {
             f.rows >= r.max_rows
                 || f.writer.bytes_written() + f.writer.buffered_bytes() as u64 >= r.max_bytes
                 || r.max_span.is_some_and(|s| {
-                    f.max_ts > f.min_ts && (f.max_ts - f.min_ts) as u128 >= s.as_micros()
+                    // i128: record times may be anywhere in i64's range.
+                    f.max_ts > f.min_ts
+                        && (f.max_ts as i128 - f.min_ts as i128) >= s.as_micros() as i128
                 })
         })
     }
@@ -273,11 +291,11 @@ impl Worker {
     }
 
     fn flush_idle(&mut self) {
-        let idle = self.ctx.rotation.idle;
+        let (idle, max_age) = (self.ctx.rotation.idle, self.ctx.rotation.max_age);
         let due: Vec<u32> = self
             .open
             .iter()
-            .filter(|(_, op)| op.last_write.elapsed() >= idle)
+            .filter(|(_, op)| op.last_write.elapsed() >= idle || op.opened.elapsed() >= max_age)
             .map(|(p, _)| *p)
             .collect();
         for p in due {
@@ -399,17 +417,21 @@ impl Worker {
             next_line: 0,
             last_offset: item.prov.first_offset,
             rows: 0,
+            records: 0,
+            opened: Instant::now(),
             dead_count: 0,
             dead_classes: Default::default(),
             last_write: Instant::now(),
         });
+        op.records += item.records;
         for (path, rows) in groups {
             if !op.files.contains_key(&path) {
                 let rel = format!(
-                    "{path}{}{}-{}.{}",
+                    "{path}{}{}-{}{}.{}",
                     self.ctx.file_prefix,
                     state.key,
                     item.prov.first_offset,
+                    self.ctx.file_suffix,
                     self.ctx.format.extension()
                 );
                 let file = self.ctx.dest.create(&rel)?;
@@ -448,8 +470,11 @@ impl Worker {
                     None => DeadLetterWriter::new(
                         self.ctx.dead_dest.clone(),
                         format!(
-                            "{}{}-{}.jsonl",
-                            self.ctx.dead_folder, state.key, item.prov.first_offset
+                            "{}{}-{}{}.jsonl",
+                            self.ctx.dead_folder,
+                            state.key,
+                            item.prov.first_offset,
+                            self.ctx.file_suffix
                         ),
                         state.key.clone(),
                     ),

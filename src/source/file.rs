@@ -15,6 +15,8 @@ struct Part {
     line: u64,
     reader: Option<ChunkReader>,
     done: bool,
+    /// The file's CSV header, once read.
+    header: Option<std::sync::Arc<Vec<u8>>>,
 }
 
 pub struct FileSource {
@@ -55,6 +57,7 @@ impl FileSource {
                 line: 1,
                 reader: None,
                 done: false,
+                header: None,
             });
         }
         Ok(FileSource {
@@ -72,13 +75,17 @@ impl FileSource {
         self
     }
 
-    fn open(&self, i: usize) -> Result<ChunkReader, SourceError> {
-        let p = &self.parts[i];
+    fn open(&mut self, i: usize) -> Result<ChunkReader, SourceError> {
+        let p = &mut self.parts[i];
         let mut r = ChunkReader::open(&InputSource::File(p.path.clone()), self.quoted)?
             .with_block_size(self.block);
         if self.header {
-            // The header is not a record: skip it at the start of each file.
-            r.take_header()?;
+            // The header is not a record: take it at the start of each file. Each file has
+            // its own, so its chunks carry it.
+            let h = r.take_header()?.unwrap_or_default();
+            if p.header.as_deref() != Some(&h) {
+                p.header = Some(std::sync::Arc::new(h));
+            }
         }
         if p.offset > 0 {
             r.skip_to(p.offset, p.line)?;
@@ -133,9 +140,14 @@ impl Source for FileSource {
                 let r = self.open(i)?;
                 self.parts[i].reader = Some(r);
             }
+            let from = self.parts[i].offset;
             let reader = self.parts[i].reader.as_mut().expect("opened above");
             if reader.next_chunk(chunk)? {
                 let p = &mut self.parts[i];
+                chunk.header = p.header.clone();
+                // Where the partition stood: the first chunk after a CSV header starts past
+                // the header, but follows position 0 (the header is not a record).
+                chunk.from_offset = Some(from);
                 p.offset = chunk.first_offset + chunk.data.len() as u64;
                 p.line = chunk.first_line + memchr::memchr_iter(b'\n', &chunk.data).count() as u64;
                 return Ok(Next::Chunk(p.info.id));
@@ -153,5 +165,20 @@ impl Source for FileSource {
         let p = &self.parts[0];
         let mut r = ChunkReader::open(&InputSource::File(p.path.clone()), self.quoted)?;
         Ok(r.take_header()?)
+    }
+
+    fn headers(&mut self) -> Result<Vec<(String, Vec<u8>)>, SourceError> {
+        if !self.header {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::with_capacity(self.parts.len());
+        for p in &self.parts {
+            let mut r = ChunkReader::open(&InputSource::File(p.path.clone()), self.quoted)?;
+            // An empty file has no header and no records: nothing to check.
+            if let Some(h) = r.take_header()? {
+                out.push((p.path.display().to_string(), h));
+            }
+        }
+        Ok(out)
     }
 }

@@ -122,4 +122,9 @@ pub trait Source: Send {
     fn header(&mut self) -> Result<Option<Vec<u8>>, SourceError> {
         Ok(None)
     }
+    /// Every input's own CSV header, with the input's name, when inputs may differ in column
+    /// order (files); their chunks carry it in `Chunk::header`.
+    fn headers(&mut self) -> Result<Vec<(String, Vec<u8>)>, SourceError> {
+        Ok(Vec::new())
+    }
 }

@@ -53,6 +53,17 @@ pub(super) fn source_loop(
         decoder,
         threads,
         |chunk: &mut Chunk| -> Result<Produced<(u32, u64)>, TaskError> {
+            if let Some(why) = control
+                .worker_panic
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+            {
+                return Err(TaskError::Job {
+                    job: String::new(),
+                    reason: format!("a sink worker failed: {why}"),
+                });
+            }
             if stop.load(Ordering::Acquire) && source.finish() {
                 return Ok(Produced::End);
             }
@@ -193,6 +204,7 @@ pub(super) fn source_loop(
             {
                 let rows = (item.batch.num_rows() + item.dead.len()) as u64;
                 metrics.records_in(&key, rows + filtered + dropped);
+                metrics.dead_letters_found(&key, &item.dead);
             }
             let r = channel.put(item);
             control.put.fetch_add(1, Ordering::AcqRel);
@@ -208,6 +220,7 @@ pub(super) fn source_loop(
 
 fn to_item(decoder: &RecordDecoder, p: u32, epoch: u64, chunk: &Chunk, decoded: Decoded) -> Item {
     let schema = decoder.output_schema();
+    let records = decoded.records;
     let mut dead = decoded.dead;
     let batch = match decoded.batches.len() {
         0 => RecordBatch::new_empty(schema),
@@ -242,7 +255,8 @@ fn to_item(decoder: &RecordDecoder, p: u32, epoch: u64, chunk: &Chunk, decoded: 
         let next_offset = chunk.first_offset + chunk.data.len() as u64;
         Provenance {
             partition: p,
-            from_offset: chunk.first_offset,
+            // Files: where the partition stood before the chunk (a CSV header lies between).
+            from_offset: chunk.from_offset.unwrap_or(chunk.first_offset),
             first_offset: chunk.first_offset,
             last_offset: next_offset.saturating_sub(1),
             next_offset,
@@ -250,5 +264,10 @@ fn to_item(decoder: &RecordDecoder, p: u32, epoch: u64, chunk: &Chunk, decoded: 
             epoch,
         }
     };
-    Item { batch, dead, prov }
+    Item {
+        batch,
+        dead,
+        prov,
+        records,
+    }
 }

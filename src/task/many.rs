@@ -131,9 +131,10 @@ fn supervise(
                 if let Some(slot) = &opts.admin {
                     slot.metrics.restarted();
                 }
-                // Done once, by the first run.
+                // Done once, by the first run: later damage needs an operator's decision.
                 opts.from_checkpoint = None;
                 opts.discard_spill = false;
+                job.move_wal_damage = false;
             }
             Err(e) => return Err(e),
         }

@@ -138,7 +138,7 @@ pub fn start_admin(jobs: &[Job]) -> Result<Option<AdminServer>, TaskError> {
         .iter()
         .map(|j| (repo_label(j), j.file.job.name.clone()))
         .collect();
-    let admin = Arc::new(Admin::new(a.token.clone(), &repos));
+    let admin = Arc::new(Admin::new(a.token.clone(), &repos).with_any_host(a.insecure));
     let (runtime, addr) = admin
         .clone()
         .start(listen)
@@ -263,6 +263,7 @@ pub fn prepare(job: &Job, connect: bool) -> Result<Prepared, TaskError> {
                 max_retained: max_retained.as_deref().map_or(default_retained, bytes),
                 chunk_bytes: bytes(chunk_bytes) as usize,
                 drain_timeout: job.stop_deadline / 2,
+                move_wal_damage: job.move_wal_damage,
             };
             if connect {
                 Some(Box::new(PushSource::open("push", settings)?))
@@ -286,10 +287,7 @@ pub fn prepare(job: &Job, connect: bool) -> Result<Prepared, TaskError> {
                 .clone()
                 .unwrap_or_else(|| format!("sluice-{}", job.file.job.name)),
             auto_offset_reset: auto_offset_reset.clone(),
-            options: options
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            options: options.clone(),
             chunk_bytes: crate::config::parse_bytes(chunk_bytes).unwrap_or(1 << 20) as usize,
             range: job.range.clone(),
             queue_kbytes: job.channel_bytes / 1024,
@@ -310,6 +308,11 @@ pub fn prepare(job: &Job, connect: bool) -> Result<Prepared, TaskError> {
         },
         header.as_deref(),
     )?;
+    if let Some(s) = source.as_mut() {
+        for (name, h) in s.headers()? {
+            decoder.check_header(&name, &h)?;
+        }
+    }
     let decoder = if job.file.repo.stages.is_empty() {
         decoder
     } else {
@@ -334,6 +337,15 @@ pub fn prepare(job: &Job, connect: bool) -> Result<Prepared, TaskError> {
     })
 }
 
+/// What a panic said.
+pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
+}
+
 /// The push route of a push repo.
 fn push_api(
     job: &Job,
@@ -343,6 +355,7 @@ fn push_api(
 ) -> Option<Arc<PushApi>> {
     let SourceSection::Push {
         max_body,
+        body_timeout,
         max_concurrent,
         ..
     } = &job.file.source
@@ -354,6 +367,7 @@ fn push_api(
         decoder.clone(),
         metrics.clone(),
         crate::config::parse_bytes(max_body).unwrap_or(16 << 20) as usize,
+        crate::config::parse_duration(body_timeout).unwrap_or(std::time::Duration::from_secs(30)),
         *max_concurrent,
     )))
 }
@@ -504,6 +518,10 @@ fn run_inner(
         .position(|f| matches!(f.data_type(), DataType::Timestamp(..) | DataType::Date32));
     let ctx = Arc::new(WorkerContext {
         file_prefix: job.repo.as_ref().map_or(String::new(), |r| format!("{r}.")),
+        file_suffix: match job.range {
+            Some(_) => format!(".backfill-{}", job.file.job.name),
+            None => String::new(),
+        },
         metrics: metrics.clone(),
         channel: channel.clone(),
         dest,
@@ -519,6 +537,7 @@ fn run_inner(
             max_bytes: job.max_file_bytes,
             max_span: job.max_span,
             idle: job.idle,
+            max_age: job.max_age,
             time_column,
         },
         max_open: job.file.sink.max_open_files,
@@ -539,7 +558,24 @@ fn run_inner(
                 let span = tracing::Span::current();
                 std::thread::Builder::new()
                     .name(format!("sink-{lane}"))
-                    .spawn_scoped(scope, move || span.in_scope(|| worker::run(ctx, lane)))
+                    .spawn_scoped(scope, move || {
+                        span.in_scope(|| {
+                            let control = ctx.control.clone();
+                            let channel = ctx.channel.clone();
+                            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+                                || worker::run(ctx, lane),
+                            ));
+                            if let Err(panic) = run {
+                                let why = panic_text(panic.as_ref());
+                                tracing::error!(lane, panic = %why, "a sink worker panicked; the task stops");
+                                *control.worker_panic.lock().unwrap_or_else(|p| p.into_inner()) =
+                                    Some(why);
+                                // Nobody drains this lane now: a put waiting for room in it
+                                // must not wait for ever.
+                                channel.close();
+                            }
+                        })
+                    })
                     .expect("spawn a sink worker")
             })
             .collect();
@@ -551,7 +587,7 @@ fn run_inner(
                 .spawn_scoped(scope, move || progress::show(&control, &bounds))
                 .expect("spawn the progress thread");
         }
-        let result = (|| -> Result<(), TaskError> {
+        let run = std::panic::AssertUnwindSafe(|| -> Result<(), TaskError> {
             restore_spill(
                 &state_dir,
                 &out_schema,
@@ -584,7 +620,28 @@ fn run_inner(
                 graceful_stop(job, spill_dir, &out_schema, &channel, &control)?;
             }
             Ok(())
-        })();
+        });
+        // A panic on this side (source, decoding, the channel) fails the task like an error:
+        // the workers are still told to shut down, or the scope would wait for them for ever.
+        let result = std::panic::catch_unwind(run).unwrap_or_else(|panic| {
+            Err(TaskError::Job {
+                job: name.clone(),
+                reason: format!("the task panicked: {}", panic_text(panic.as_ref())),
+            })
+        });
+        // A worker that panicked fails the task, whatever the source side saw.
+        let worker_panic = control
+            .worker_panic
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let result = match worker_panic {
+            Some(why) => Err(TaskError::Job {
+                job: name.clone(),
+                reason: format!("a sink worker panicked: {why}"),
+            }),
+            None => result,
+        };
         control.shutdown.store(true, Ordering::Release);
         channel.close();
         for h in handles {

@@ -217,3 +217,76 @@ fn a_segment_name_that_is_not_twenty_digits_is_named() {
         "{e}"
     );
 }
+
+/// A bad record in the last segment with valid (acknowledged) records after it is corruption,
+/// not a torn tail: opening refuses it with the byte offset instead of cutting everything after
+/// it. With `Damage::MoveAside` the damaged part is moved (never deleted) and the log opens.
+#[test]
+fn damage_mid_segment_is_refused_or_moved_aside_never_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = Wal::open(dir.path(), 1 << 20).unwrap();
+    let ps = payloads(20);
+    let mut ends = Vec::new();
+    for p in &ps {
+        wal.append(p).unwrap();
+        ends.push(wal.end());
+    }
+    let seg = wal.segments[0].path.clone();
+    drop(wal);
+    // Flip a byte in the 6th record's payload: 14 valid records follow it.
+    let bytes = std::fs::read(&seg).unwrap();
+    let sixth = 8 + ps[..5].iter().map(|p| 16 + p.len()).sum::<usize>();
+    let f = OpenOptions::new().write(true).open(&seg).unwrap();
+    f.write_all_at(&[bytes[sixth + 20] ^ 0x55], (sixth + 20) as u64)
+        .unwrap();
+    drop(f);
+    match Wal::open(dir.path(), 1 << 20) {
+        Err(WalError::Corrupt {
+            path,
+            offset,
+            reason,
+        }) => {
+            assert_eq!(path, seg);
+            assert_eq!(offset, sixth as u64);
+            assert!(
+                reason.contains("a valid record follows at byte"),
+                "{reason}"
+            );
+            assert!(reason.contains("--move-wal-damage"), "{reason}");
+        }
+        Ok(_) => panic!("damage with valid records after it was taken for a torn tail"),
+        Err(e) => panic!("unexpected error {e}"),
+    }
+    assert_eq!(
+        std::fs::read(&seg).unwrap(),
+        {
+            let mut b = bytes.clone();
+            b[sixth + 20] ^= 0x55;
+            b
+        },
+        "a refused open changes nothing"
+    );
+
+    let (mut wal, report) = Wal::open_with(dir.path(), 1 << 20, Damage::MoveAside).unwrap();
+    let (path, offset, to, moved, _) = report.moved.clone().expect("moved aside");
+    assert_eq!((path, offset), (seg.clone(), sixth as u64));
+    assert_eq!(moved, (bytes.len() - sixth) as u64);
+    assert!(to.starts_with(dir.path().join("damaged")));
+    let kept: Vec<_> = std::fs::read_dir(&to).unwrap().collect();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(
+        std::fs::metadata(kept[0].as_ref().unwrap().path())
+            .unwrap()
+            .len(),
+        moved
+    );
+    assert_eq!(wal.end(), ends[4]);
+    assert_eq!(read_all(&mut wal, 0), ps[..5].concat());
+    wal.append(b"{\"n\":99}\n").unwrap();
+    drop(wal);
+    let (_, report) = Wal::open(dir.path(), 1 << 20).unwrap();
+    assert_eq!(
+        (report.truncated, report.moved, report.records),
+        (None, None, 6)
+    );
+}

@@ -19,7 +19,11 @@
 //! Null values (and empty strings) render as [`NULL_PARTITION`]. Rendered values keep ASCII
 //! letters, digits, `-`, `_`, `.` and `~`; every other byte is percent-encoded, and a value
 //! that would start a segment with `_` or `.` gets that character percent-encoded too, since
-//! query engines skip folders whose names start with them.
+//! query engines skip folders whose names start with them. A rendered value longer than
+//! [`MAX_VALUE`] bytes (a file name may hold 255, an object key 1,024) keeps its first
+//! [`MAX_VALUE`] bytes, followed by `~` and 16 hex digits of a hash of the whole value: every
+//! value gives a folder name of bounded length, and two long values meet only if their 64-bit
+//! hashes do (a rendering of that length is never an unshortened value's).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -602,7 +606,34 @@ fn push_null(out: &mut String, seg_start: bool) {
 
 /// Appends `value` made safe for a path segment (see the module documentation). `seg_start`:
 /// the value starts a segment, so a leading `_` or `.` is percent-encoded too.
+/// The longest rendered value kept whole (see the module's doc).
+pub const MAX_VALUE: usize = 100;
+
 fn push_sanitized(out: &mut String, value: &str, seg_start: bool) {
+    let start = out.len();
+    push_escaped(out, value, seg_start);
+    if out.len() - start > MAX_VALUE {
+        // Rendered text is ASCII; do not cut a `%XX` escape in two.
+        let mut cut = start + MAX_VALUE;
+        let b = out.as_bytes();
+        if b[cut - 1] == b'%' {
+            cut -= 1;
+        } else if b[cut - 2] == b'%' {
+            cut -= 2;
+        }
+        out.truncate(cut);
+        while out.len() < start + MAX_VALUE {
+            out.push('~');
+        }
+        // FNV-1a, 64 bits: stable across versions and platforms.
+        let hash = value.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        write!(out, "~{hash:016x}").expect("writing to a String");
+    }
+}
+
+fn push_escaped(out: &mut String, value: &str, seg_start: bool) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let bytes = value.as_bytes();
     let Some(&first) = bytes.first() else {

@@ -420,3 +420,43 @@ fn groups_are_exactly_the_input_rows() {
         assert!(seen.iter().all(|&s| s), "round {round}: rows lost");
     }
 }
+
+/// A value whose rendering is longer than a file name may be (here 1,800 bytes escaped) gets
+/// a folder name of bounded length, different for values that share a long prefix; a value of
+/// exactly `MAX_VALUE` bytes stays whole.
+#[test]
+fn long_values_are_cut_and_hashed() {
+    let long_a = "é".repeat(300);
+    let long_b = format!("{}x", "é".repeat(300));
+    let exact = "v".repeat(MAX_VALUE);
+    let b = batch(vec![(
+        "region",
+        Arc::new(StringArray::from(vec![
+            long_a.as_str(),
+            long_b.as_str(),
+            exact.as_str(),
+        ])) as ArrayRef,
+    )]);
+    let t = compile("{region}/", &b, true);
+    let groups = t.split(&b, 0).unwrap();
+    let mut names: Vec<&str> = groups.iter().map(|(p, _)| p.as_str()).collect();
+    names.sort();
+    assert_eq!(names.len(), 3, "{names:?}");
+    for n in &names {
+        let value = n
+            .strip_prefix("region=")
+            .unwrap()
+            .strip_suffix('/')
+            .unwrap();
+        assert!(value.len() <= MAX_VALUE + 17, "{n}");
+    }
+    assert!(names.contains(&format!("region={exact}/").as_str()));
+    let hashed: Vec<&&str> = names
+        .iter()
+        .filter(|n| n.len() == 7 + MAX_VALUE + 17 + 1)
+        .collect();
+    assert_eq!(hashed.len(), 2, "{names:?}");
+    assert!(hashed
+        .iter()
+        .all(|n| n.starts_with("region=%C3%A9") && !n.contains("%C~")));
+}

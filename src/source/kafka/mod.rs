@@ -32,6 +32,7 @@ use crate::decode::meta::MetaNeeds;
 use crate::decode::Chunk;
 
 mod group;
+mod lag;
 mod part;
 mod range;
 
@@ -51,7 +52,7 @@ pub struct KafkaSettings {
     /// `earliest` or `latest`: where a partition without checkpoint or group offset starts.
     pub auto_offset_reset: String,
     /// Extra librdkafka properties, passed through.
-    pub options: Vec<(String, String)>,
+    pub options: crate::config::PassThrough,
     pub chunk_bytes: usize,
     /// A bounded (static) run from `start` to `end`; `None` is a live group member.
     pub range: Option<(Position, Position)>,
@@ -89,6 +90,8 @@ pub struct KafkaSource {
     /// When a transient consumer error was last logged (they repeat while a broker is down).
     last_warning: Option<Instant>,
     name: String,
+    /// High watermarks fetched off the poll thread (lag).
+    lag: Option<lag::LagWatch>,
 }
 
 impl KafkaSource {
@@ -118,7 +121,7 @@ impl KafkaSource {
                 "queued.max.messages.kbytes",
                 s.queue_kbytes.clamp(1024, 2_097_151).to_string(),
             );
-        for (k, v) in &s.options {
+        for (k, v) in s.options.iter() {
             cfg.set(k, v);
         }
         let shared = Arc::new(Mutex::new(Shared {
@@ -146,6 +149,7 @@ impl KafkaSource {
             index: Index::default(),
             seeks_pending: false,
             name,
+            lag: lag::LagWatch::start(&cfg),
         };
         // The topics must exist (a typo should not make a job wait forever).
         let topics = src.resolve_topics(&s.topics, &patterns)?;
@@ -498,15 +502,23 @@ impl Source for KafkaSource {
     }
 
     /// Lag per owned partition: high watermark − next offset.
+    /// Lag of the owned partitions from the watermarks last fetched (never a request here:
+    /// this runs on the poll thread).
     fn lag(&self) -> Vec<(String, i64)> {
-        self.parts
+        let Some(watch) = &self.lag else {
+            return Vec::new();
+        };
+        let owned: Vec<&Part> = self.parts.iter().filter(|p| p.owned).collect();
+        watch.want(
+            owned
+                .iter()
+                .map(|p| (p.info.topic.clone(), p.partition))
+                .collect(),
+        );
+        owned
             .iter()
-            .filter(|p| p.owned)
             .filter_map(|p| {
-                let (_, high) = self
-                    .consumer
-                    .fetch_watermarks(&p.info.topic, p.partition, Duration::from_secs(2))
-                    .ok()?;
+                let high = watch.high(&p.info.topic, p.partition)?;
                 Some((p.info.key(), (high - p.next).max(0)))
             })
             .collect()

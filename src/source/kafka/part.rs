@@ -3,7 +3,7 @@
 
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 
-use crate::decode::meta::{MessageMeta, MetaNeeds};
+use crate::decode::meta::{MessageMeta, MetaNeeds, UNREADABLE};
 use crate::decode::Chunk;
 use crate::source::{Next, PartitionInfo};
 
@@ -71,12 +71,37 @@ impl Part {
         if !self.owned || offset < self.next || self.end.is_some_and(|e| offset >= e) {
             return false;
         }
-        // JSON allows raw line breaks only as whitespace: they become spaces, so each message
-        // stays one line.
+        // Each message is one line. JSON allows raw line breaks only as whitespace between
+        // tokens: those become spaces. A message that is only whitespace, or has a raw line
+        // break inside a string (invalid JSON, which a space would silently "repair"), stands
+        // as a placeholder line and becomes a dead letter with its own bytes.
+        let unreadable = |why: &str, bytes: &[u8], meta: &mut MessageMeta, index: usize| {
+            meta.unreadable
+                .push((index, bytes.to_vec(), why.to_string()));
+        };
+        let index = self.offsets.len();
         match msg.payload() {
             None | Some([]) => self.buf.extend_from_slice(b"null"),
+            Some(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => {
+                unreadable(
+                    "the message holds only whitespace (no JSON value)",
+                    bytes,
+                    &mut self.meta,
+                    index,
+                );
+                self.buf.extend_from_slice(UNREADABLE);
+            }
             Some(bytes) if memchr::memchr2(b'\n', b'\r', bytes).is_none() => {
                 self.buf.extend_from_slice(bytes)
+            }
+            Some(bytes) if line_break_in_string(bytes) => {
+                unreadable(
+                    "invalid JSON: a raw line break inside a string (JSON writes it as \\n)",
+                    bytes,
+                    &mut self.meta,
+                    index,
+                );
+                self.buf.extend_from_slice(UNREADABLE);
             }
             Some(bytes) => {
                 self.buf.extend(
@@ -95,16 +120,10 @@ impl Part {
             self.meta.keys.push(msg.key().map(<[u8]>::to_vec));
         }
         if needs.headers {
-            self.meta.headers.push(msg.headers().map(|hs| {
-                let mut obj = serde_json::Map::new();
-                for h in hs.iter() {
-                    let v = h.value.map_or(serde_json::Value::Null, |v| {
-                        serde_json::Value::String(String::from_utf8_lossy(v).into_owned())
-                    });
-                    obj.insert(h.key.to_string(), v);
-                }
-                serde_json::Value::Object(obj).to_string()
-            }));
+            self.meta.headers.push(
+                msg.headers()
+                    .map(|hs| headers_json(hs.iter().map(|h| (h.key, h.value)))),
+            );
         }
         self.next = offset + 1;
         true
@@ -125,5 +144,78 @@ impl Part {
         chunk.from_offset = Some(self.from as u64);
         self.from = self.next;
         Next::Chunk(self.info.id)
+    }
+}
+
+/// Whether a raw CR or LF of `bytes` stands inside a JSON string (tracking quotes and
+/// backslash escapes from the start).
+fn line_break_in_string(bytes: &[u8]) -> bool {
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in bytes {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                b'\n' | b'\r' => return true,
+                _ => {}
+            }
+        } else if b == b'"' {
+            in_string = true;
+        }
+    }
+    false
+}
+
+/// Message headers as one JSON object: a key that appears once maps to its value (a string,
+/// or null), a key that repeats to the array of its values in order (none is dropped).
+pub(super) fn headers_json<'a>(
+    headers: impl Iterator<Item = (&'a str, Option<&'a [u8]>)>,
+) -> String {
+    let mut obj = serde_json::Map::new();
+    for (key, value) in headers {
+        let v = value.map_or(serde_json::Value::Null, |v| {
+            serde_json::Value::String(String::from_utf8_lossy(v).into_owned())
+        });
+        match obj.get_mut(key) {
+            None => {
+                obj.insert(key.to_string(), v);
+            }
+            // A single value is a string or null: an array means the key repeated before.
+            Some(serde_json::Value::Array(vs)) => vs.push(v),
+            Some(first) => {
+                let first = first.take();
+                obj.insert(key.to_string(), serde_json::Value::Array(vec![first, v]));
+            }
+        }
+    }
+    serde_json::Value::Object(obj).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_breaks_inside_strings_are_told_from_whitespace() {
+        assert!(!line_break_in_string(b"{\"a\":\n1}"));
+        assert!(!line_break_in_string(b"{\"a\":\"x\\ny\"}\r\n"));
+        assert!(line_break_in_string(b"{\"a\":\"x\ny\"}"));
+        assert!(line_break_in_string(b"{\"a\":\"q\\\"\r\"}"));
+        assert!(!line_break_in_string(b"{\"a\":\"q\\\\\"\r}"));
+    }
+
+    #[test]
+    fn repeated_header_keys_keep_every_value() {
+        let hs = [
+            ("a", Some(&b"1"[..])),
+            ("b", None),
+            ("a", Some(&b"2"[..])),
+            ("a", None),
+        ];
+        let text = headers_json(hs.into_iter());
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v, serde_json::json!({"a": ["1", "2", null], "b": null}));
     }
 }

@@ -5,7 +5,8 @@
 //! Answers, each with a JSON body: 200 `{accepted, dead_letters, first_offset, next_offset}`
 //! once the records are durable per the repo's durability; 503 with `Retry-After` when the
 //! repo has no room or too many requests are in progress (nothing of the request entered);
-//! 413 for a body over `max_body` (compressed or not); 400 for a body that is empty or not
+//! 413 for a body over `max_body` (compressed or not); 408 for a body that did not arrive
+//! within `body_timeout` (its request slot is freed); 400 for a body that is empty or not
 //! valid gzip or ends inside a quoted CSV field; 500 when the log failed (the task stops).
 //! A 500 or a dropped connection leaves the outcome unknown: the records may have been
 //! appended (a retry can duplicate them).
@@ -29,6 +30,8 @@ pub struct PushApi {
     pub intake: Arc<Intake>,
     pub metrics: Arc<Metrics>,
     pub max_body: usize,
+    /// The longest a body may take to arrive.
+    pub body_timeout: std::time::Duration,
     /// The input kind's records may span lines (quoted CSV).
     quoted: bool,
     /// The schema's `unknown_fields` is `error`: such a request is refused whole (400).
@@ -47,12 +50,14 @@ impl PushApi {
         decoder: RecordDecoder,
         metrics: Arc<Metrics>,
         max_body: usize,
+        body_timeout: std::time::Duration,
         max_concurrent: usize,
     ) -> PushApi {
         PushApi {
             intake,
             metrics,
             max_body,
+            body_timeout,
             quoted: decoder.kind().quoted(),
             reject_unknown: decoder.schema().unknown_fields == crate::schema::UnknownFields::Error,
             reject_stage_failures: decoder
@@ -92,9 +97,17 @@ pub async fn push(api: Arc<PushApi>, headers: HeaderMap, body: Body) -> Response
     if declared.is_some_and(|n| n > api.max_body as u64) {
         return answer(&api, StatusCode::PAYLOAD_TOO_LARGE, too_large());
     }
-    let bytes = match axum::body::to_bytes(body, api.max_body).await {
-        Ok(b) => b,
-        Err(e) => {
+    let read = tokio::time::timeout(api.body_timeout, axum::body::to_bytes(body, api.max_body));
+    let bytes = match read.await {
+        Err(_) => {
+            return answer(
+                &api,
+                StatusCode::REQUEST_TIMEOUT,
+                json!({ "error": format!("the body did not arrive within {:?} (source.body_timeout)", api.body_timeout) }),
+            )
+        }
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => {
             let over = std::error::Error::source(&e)
                 .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
             return if over {

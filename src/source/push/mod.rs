@@ -47,6 +47,8 @@ pub struct PushSettings {
     pub chunk_bytes: usize,
     /// How long a graceful stop waits for a memory log to be read into the channel.
     pub drain_timeout: Duration,
+    /// Open a WAL damaged before its end by moving the damage aside (else refuse).
+    pub move_wal_damage: bool,
 }
 
 /// Why a push was not taken.
@@ -209,13 +211,28 @@ impl PushSource {
         let log = match settings.durability {
             Durability::Memory => Log::Memory(MemLog::default()),
             Durability::Wal => {
+                let damage = if settings.move_wal_damage {
+                    crate::wal::Damage::MoveAside
+                } else {
+                    crate::wal::Damage::Refuse
+                };
                 let (wal, report) =
-                    Wal::open(&settings.wal_dir, settings.segment_bytes).map_err(|e| {
-                        SourceError::Other {
+                    Wal::open_with(&settings.wal_dir, settings.segment_bytes, damage).map_err(
+                        |e| SourceError::Other {
                             name: format!("push {topic}"),
                             reason: e.to_string(),
-                        }
-                    })?;
+                        },
+                    )?;
+                if let Some((path, offset, to, moved, why)) = &report.moved {
+                    tracing::error!(
+                        segment = %path.display(),
+                        offset,
+                        moved_to = %to.display(),
+                        moved_bytes = moved,
+                        reason = %why,
+                        "the WAL was damaged before its end: the damaged part and everything after it were moved aside (not replayed; kept for inspection)"
+                    );
+                }
                 if let Some((path, offset, dropped, why)) = &report.truncated {
                     tracing::warn!(
                         segment = %path.display(),

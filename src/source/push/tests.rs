@@ -12,6 +12,7 @@ fn settings(durability: Durability, dir: &std::path::Path) -> PushSettings {
         max_retained: 2000,
         chunk_bytes: 64,
         drain_timeout: Duration::from_secs(1),
+        move_wal_damage: false,
     }
 }
 

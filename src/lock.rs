@@ -1,0 +1,92 @@
+//! One process per job state: an exclusive lock on a folder (`<folder>/LOCK`, holding the
+//! holder's PID), taken by `run` for file and push jobs (and by `backfill`) before anything is
+//! read or written. Two processes of one such job would read one spill, one WAL and write one
+//! partition twice; the second is refused at start with the holder's PID.
+//!
+//! The lock is the operating system's (`flock`): it goes away with the process however it
+//! ends (kill -9 included), so a stale `LOCK` file never blocks a start.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// Why a folder could not be locked.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("{path} is locked by another sluice process (PID {pid}) running this job; stop it first, or give this run another `job.state_dir`")]
+    Held { path: PathBuf, pid: String },
+    #[error("cannot lock {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// An exclusive lock on a folder, held until dropped.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: File,
+    path: PathBuf,
+}
+
+impl DirLock {
+    /// Locks `dir` (created if missing), or says who holds it.
+    pub fn acquire(dir: &Path) -> Result<DirLock, LockError> {
+        let path = dir.join("LOCK");
+        let err = |source| LockError::Io {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(err)?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(err)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                let _ = file.read_to_string(&mut pid);
+                let pid = pid.trim();
+                return Err(LockError::Held {
+                    path,
+                    pid: if pid.is_empty() {
+                        "unknown".into()
+                    } else {
+                        pid.to_string()
+                    },
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(err(e)),
+        }
+        file.set_len(0).map_err(err)?;
+        file.seek(SeekFrom::Start(0)).map_err(err)?;
+        writeln!(file, "{}", std::process::id()).map_err(err)?;
+        file.sync_all().map_err(err)?;
+        Ok(DirLock { _file: file, path })
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_lock_is_refused_with_the_holders_pid_and_freed_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = DirLock::acquire(dir.path()).unwrap();
+        let e = DirLock::acquire(dir.path()).unwrap_err().to_string();
+        assert!(e.contains(&format!("PID {}", std::process::id())), "{e}");
+        drop(first);
+        let again = DirLock::acquire(dir.path()).unwrap();
+        assert!(again.path().ends_with("LOCK"));
+    }
+}

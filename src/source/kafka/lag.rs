@@ -1,0 +1,113 @@
+//! Consumer lag without blocking the poll loop. The high watermarks of the owned partitions
+//! are fetched on a thread of its own, with a client of its own (the same brokers and
+//! settings, no group), every few seconds; the reader only reads what that thread last found.
+//! A fetch can wait seconds when a partition's leader is down: on the reader thread, many such
+//! waits in a row would stop the member from polling until the group evicted it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+/// How often the watermarks are fetched.
+const EVERY: Duration = Duration::from_secs(5);
+/// The longest one fetch may wait.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Default)]
+struct Shared {
+    /// (topic, partition) of the partitions to watch.
+    wanted: Mutex<Vec<(String, i32)>>,
+    /// Their high watermarks, as last fetched.
+    highs: Mutex<HashMap<(String, i32), i64>>,
+    stop: AtomicBool,
+}
+
+/// The watermark thread; stopped when dropped.
+pub(super) struct LagWatch {
+    shared: Arc<Shared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LagWatch {
+    /// Starts the thread with a client made from `cfg` (the consumer's settings; group
+    /// settings are left out, since this client never joins). `None` if it cannot start: lag
+    /// is then not reported.
+    pub fn start(cfg: &ClientConfig) -> Option<LagWatch> {
+        let mut own = ClientConfig::new();
+        for (k, v) in cfg.config_map() {
+            if !k.starts_with("group.") && k != "partition.assignment.strategy" {
+                own.set(k, v);
+            }
+        }
+        own.set("group.id", "sluice-lag-watch");
+        let client: BaseConsumer = match own.create() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot create the lag client; lag is not reported");
+                return None;
+            }
+        };
+        let shared = Arc::new(Shared::default());
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("kafka-lag".into())
+            .spawn(move || watch(&client, &s))
+            .ok()?;
+        Some(LagWatch {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// The partitions to watch from now on.
+    pub fn want(&self, partitions: Vec<(String, i32)>) {
+        *self.shared.wanted.lock().unwrap_or_else(|p| p.into_inner()) = partitions;
+    }
+
+    /// The last high watermark found for a partition.
+    pub fn high(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.shared
+            .highs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(topic.to_string(), partition))
+            .copied()
+    }
+}
+
+impl Drop for LagWatch {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn watch(client: &BaseConsumer, s: &Shared) {
+    loop {
+        let mut waited = Duration::ZERO;
+        while waited < EVERY {
+            if s.stop.load(Ordering::Acquire) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            waited += Duration::from_millis(100);
+        }
+        let wanted = s.wanted.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut found = HashMap::with_capacity(wanted.len());
+        for (topic, partition) in wanted {
+            if s.stop.load(Ordering::Acquire) {
+                return;
+            }
+            if let Ok((_, high)) = client.fetch_watermarks(&topic, partition, FETCH_TIMEOUT) {
+                found.insert((topic, partition), high);
+            }
+        }
+        *s.highs.lock().unwrap_or_else(|p| p.into_inner()) = found;
+    }
+}

@@ -1,0 +1,140 @@
+//! A size guard on the stage functions that build values whose size a record decides:
+//! `lpad(s, n)`, `rpad(s, n)` and `repeat(s, n)` with `n` from the data. DataFusion sizes their
+//! output buffer for the whole batch before it checks any one value, so a few records asking
+//! for billions of characters make one allocation of terabytes, which aborts the process.
+//!
+//! At planning, each such call gets its `n` wrapped in `sluice_size_guard(n[, s])`, which
+//! passes `n` through when the values it would build stay within [`MAX_VALUE`] bytes each and
+//! [`MAX_BATCH`] bytes per batch, and fails the batch otherwise. A failing batch is halved like
+//! any other stage failure, so only the records asking for too much become dead letters. A
+//! constant `n` (the job's own choice, not the data's) is not checked.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{DataType, Int64Type};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{exec_err, Result};
+use datafusion::logical_expr::expr::{Cast, ScalarFunction};
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
+    Volatility,
+};
+
+/// The most bytes one value of a guarded function may be asked to hold.
+pub const MAX_VALUE: u64 = 16 << 20;
+/// The most bytes the values of one batch may be asked to hold.
+pub const MAX_BATCH: u64 = 256 << 20;
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct SizeGuard {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for SizeGuard {
+    fn name(&self) -> &str {
+        "sluice_size_guard"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Int64)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let n = &args.args[0];
+        let ColumnarValue::Array(counts) = n else {
+            return Ok(n.clone());
+        };
+        let counts = counts.as_primitive::<Int64Type>();
+        // repeat: each value is its string's length times n; the pads: n characters, each up
+        // to 4 bytes.
+        let lengths: Option<Vec<Option<u64>>> = match args.args.get(1) {
+            None => None,
+            Some(ColumnarValue::Scalar(s)) => {
+                let len = s.to_string().len() as u64;
+                Some(vec![Some(len); counts.len()])
+            }
+            Some(ColumnarValue::Array(a)) => Some(text_lengths(a.as_ref())),
+        };
+        let mut total = 0u64;
+        for i in 0..counts.len() {
+            if counts.is_null(i) {
+                continue;
+            }
+            let n = counts.value(i).max(0) as u64;
+            let bytes = match &lengths {
+                None => n.saturating_mul(4),
+                Some(l) => n.saturating_mul(l[i].unwrap_or(0)),
+            };
+            if bytes > MAX_VALUE {
+                return exec_err!(
+                    "a value of {bytes} bytes was asked for (count {n}); a stage function may build at most {MAX_VALUE} bytes per value"
+                );
+            }
+            total = total.saturating_add(bytes);
+        }
+        if total > MAX_BATCH {
+            return exec_err!(
+                "{total} bytes were asked for by one batch; stage functions may build at most {MAX_BATCH} bytes per batch"
+            );
+        }
+        Ok(n.clone())
+    }
+}
+
+/// Byte lengths of a string column's values (`None` for nulls or other types).
+fn text_lengths(a: &dyn Array) -> Vec<Option<u64>> {
+    match a.data_type() {
+        DataType::Utf8 => a
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.map(|s| s.len() as u64))
+            .collect(),
+        DataType::LargeUtf8 => a
+            .as_string::<i64>()
+            .iter()
+            .map(|v| v.map(|s| s.len() as u64))
+            .collect(),
+        DataType::Utf8View => a
+            .as_string_view()
+            .iter()
+            .map(|v| v.map(|s| s.len() as u64))
+            .collect(),
+        _ => vec![None; a.len()],
+    }
+}
+
+/// `expr` with the count of every `lpad`, `rpad` and `repeat` call guarded.
+pub fn guard_sizes(expr: Expr) -> Result<Expr> {
+    let guard = Arc::new(ScalarUDF::from(SizeGuard {
+        signature: Signature::one_of(
+            vec![TypeSignature::Any(1), TypeSignature::Any(2)],
+            Volatility::Immutable,
+        ),
+    }));
+    expr.transform_up(|e| {
+        let Expr::ScalarFunction(f) = &e else {
+            return Ok(Transformed::no(e));
+        };
+        let name = f.func.name();
+        if !matches!(name, "lpad" | "rpad" | "repeat") || f.args.len() < 2 {
+            return Ok(Transformed::no(e));
+        }
+        let count = Expr::Cast(Cast::new(Box::new(f.args[1].clone()), DataType::Int64));
+        let guard_args = if name == "repeat" {
+            vec![count, f.args[0].clone()]
+        } else {
+            vec![count]
+        };
+        let mut args = f.args.clone();
+        args[1] = Expr::ScalarFunction(ScalarFunction::new_udf(guard.clone(), guard_args));
+        Ok(Transformed::yes(Expr::ScalarFunction(
+            ScalarFunction::new_udf(f.func.clone(), args),
+        )))
+    })
+    .map(|t| t.data)
+}
