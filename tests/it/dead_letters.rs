@@ -154,3 +154,61 @@ topic = "dead"
     let keys: std::collections::HashSet<&String> = letters.iter().map(|(k, _, _)| k).collect();
     assert_eq!(keys.len(), 3, "every dead letter arrived: {letters:?}");
 }
+
+/// A dead letter larger than the topic's messages may be (here `message.max.bytes` = 2000) is
+/// sent with the part of its record that fits and a `sluice.truncated_from` header; before,
+/// the send failed at every replay and the partition never committed again.
+#[test]
+fn a_dead_letter_larger_than_a_message_is_cut_not_a_stuck_partition() {
+    let c = MockCluster::new(1).unwrap();
+    c.create_topic("big", 1, 1).unwrap();
+    c.create_topic("bigdead", 1, 1).unwrap();
+    let bootstrap = c.bootstrap_servers();
+    let producer: rdkafka::producer::BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    let huge = format!("not json {}", "x".repeat(5000));
+    for payload in [
+        huge.as_bytes(),
+        b"{\"ts\":\"2024-05-01T10:00:00Z\",\"host\":\"h\",\"trace_id\":\"after\"}".as_slice(),
+    ] {
+        producer
+            .send(rdkafka::producer::BaseRecord::<(), [u8]>::to("big").payload(payload))
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(30)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.toml");
+    std::fs::write(
+        &job,
+        format!(
+            "[job]\nname = \"big\"\nstate_dir = \"state\"\n[source]\nkind = \"kafka\"\n\
+             brokers = {bootstrap:?}\ntopics = [\"big\"]\n[repo]\nschema = {:?}\n[sink]\n\
+             url = \"out/\"\n[dead_letters]\ntopic = \"bigdead\"\ntimeout = \"10s\"\n\
+             [dead_letters.options]\n\"message.max.bytes\" = \"2000\"\n",
+            schema("nginx_access").display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["backfill", job.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(trace_ids(&dir.path().join("out")).get("after"), Some(&1));
+    let letters = consume_all(&bootstrap, "bigdead", 1);
+    assert_eq!(letters.len(), 1);
+    let (_, value, h) = &letters[0];
+    assert!(
+        value.len() < 2000 && huge.as_bytes().starts_with(value),
+        "{}",
+        value.len()
+    );
+    assert_eq!(h["sluice.truncated_from"], huge.len().to_string());
+}

@@ -1,5 +1,6 @@
 //! Integration tests: the `sluice` binary on fixtures, read back by independent readers.
 
+mod abuse;
 mod admin;
 mod convert;
 mod dead_letters;
@@ -7,6 +8,7 @@ mod evolution;
 mod helpers;
 mod interop;
 mod kafka;
+mod owners;
 mod push;
 mod repos;
 mod run;

@@ -1,0 +1,569 @@
+//! Fault and abuse: hostile input on every source must become dead letters or a clear error,
+//! never a crash. Each test drives the real binary (convert, a push over HTTP, a Kafka topic on
+//! the mock broker).
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::admin::http;
+use crate::helpers::*;
+use crate::kafka::{cluster, wait_log};
+use crate::push::http_client::Client;
+use crate::push::{push_job, start};
+
+/// `n` lines that are not JSON.
+fn garbage(n: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(n * 2);
+    for _ in 0..n {
+        v.extend_from_slice(b"x\n");
+    }
+    v
+}
+
+/// JSON lines of the dead-letter files under `dir` (hidden files skipped).
+fn dead_letter_lines(dir: &Path) -> Vec<serde_json::Value> {
+    let mut v = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries {
+            let p = e.unwrap().path();
+            if p.file_name().unwrap().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                for line in std::fs::read_to_string(&p).unwrap().lines() {
+                    v.push(serde_json::from_str(line).unwrap());
+                }
+            }
+        }
+    }
+    v
+}
+
+/// 100,000 consecutive malformed lines (and a few good ones) in one file: every bad line is a
+/// dead letter with its line number; the run exits 0. Isolating them recursively overflowed
+/// the decode thread's stack and aborted the process.
+#[test]
+fn convert_survives_a_long_run_of_malformed_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("bad.jsonl");
+    let mut f = std::fs::File::create(&input).unwrap();
+    f.write_all(&garbage(50_000)).unwrap();
+    f.write_all(
+        b"{\"ts\":\"2024-05-01T10:00:00Z\",\"host\":\"h\",\"status\":200,\"trace_id\":\"good\"}\n",
+    )
+    .unwrap();
+    f.write_all(&garbage(50_000)).unwrap();
+    drop(f);
+    let out = dir.path().join("out/");
+    let stdout = sluice_ok(&[
+        "convert",
+        "--schema",
+        schema("nginx_access").to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(parquet_rows(&out.join("bad.parquet")), 1, "{stdout}");
+    let dl = dead_letter_lines(&out.join("_dead_letters"));
+    assert_eq!(dl.len(), 100_000, "{stdout}");
+    let mut lines: Vec<u64> = dl.iter().map(|d| d["line"].as_u64().unwrap()).collect();
+    lines.sort_unstable();
+    assert_eq!(lines[0], 1);
+    assert_eq!(
+        lines[50_000], 50_002,
+        "the good line 50,001 is not a dead letter"
+    );
+    assert_eq!(*lines.last().unwrap(), 100_001);
+}
+
+/// One short push of 8,192 lines that are not JSON (16 KiB): 200 with 8,192 dead letters, and
+/// the process keeps serving (a good push after it lands). It used to abort the process.
+#[test]
+fn a_push_of_garbage_lines_is_dead_letters_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = push_job(dir.path(), "wal", "", "");
+    let (mut child, addr) = start(&job, &dir.path().join("run.log"));
+    let mut c = Client::new(&addr);
+    let body = garbage(8192);
+    assert_eq!(body.len(), 16 * 1024);
+    let (code, _, b) = c.post("/v1/repos/nginx_access/data", "", &body).unwrap();
+    assert_eq!(code, 200, "{b}");
+    assert!(b.contains("\"dead_letters\":8192"), "{b}");
+    let good =
+        b"{\"ts\":\"2024-05-01T10:00:00Z\",\"host\":\"h\",\"status\":200,\"trace_id\":\"after\"}\n";
+    let (code, _, b) = c.post("/v1/repos/nginx_access/data", "", good).unwrap();
+    assert_eq!(code, 200, "{b}");
+    assert!(child.try_wait().unwrap().is_none(), "the process died");
+    assert_eq!(http(&addr, "GET", "/healthz", None).0, 200);
+    let out = dir.path().join("out");
+    push_until(
+        "the good row and the 8,192 dead letters to be committed",
+        60,
+        || {},
+        || {
+            trace_ids(&out).contains_key("after")
+                && dead_letter_lines(&out.join("_dead_letters")).len() == 8192
+        },
+    );
+    sigterm(&child);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(trace_ids(&out).get("after"), Some(&1));
+    assert_eq!(dead_letter_lines(&out.join("_dead_letters")).len(), 8192);
+}
+
+/// A topic of plain-text messages (not JSON): every message is a dead letter with its
+/// partition and offset, and the backfill ends normally. Replayed at every start, a crash here
+/// was a crash loop.
+#[test]
+fn a_kafka_topic_of_plain_text_is_dead_letters() {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let topic = "plain";
+    let c = cluster(topic);
+    let bootstrap = c.bootstrap_servers();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    let n = 40_000;
+    for i in 0..n {
+        let payload = format!("plain text line {i}");
+        let mut record = BaseRecord::<(), [u8]>::to(topic)
+            .partition(0)
+            .payload(payload.as_bytes());
+        while let Err((_, r)) = producer.send(record) {
+            record = r;
+            producer.poll(std::time::Duration::from_millis(50));
+        }
+    }
+    // Then: a message of whitespace only, a raw line break inside a JSON string (invalid
+    // JSON that turning the break into a space would "repair"), and a line break between
+    // tokens (valid JSON: a row).
+    let specials: [&[u8]; 3] = [
+        b" \t ",
+        b"{\"ts\":\"2024-05-01T10:00:00Z\",\"trace_id\":\"multi\nline\"}",
+        b"{\"ts\":\"2024-05-01T10:00:00Z\",\r\n\"trace_id\":\"spread\"}",
+    ];
+    for payload in specials {
+        let mut record = BaseRecord::<(), [u8]>::to(topic)
+            .partition(0)
+            .payload(payload);
+        while let Err((_, r)) = producer.send(record) {
+            record = r;
+            producer.poll(std::time::Duration::from_millis(50));
+        }
+    }
+    producer.flush(std::time::Duration::from_secs(60)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.toml");
+    std::fs::write(
+        &job,
+        format!(
+            r#"
+[job]
+name = "plain"
+state_dir = "state"
+[source]
+kind = "kafka"
+brokers = {bootstrap:?}
+topics = [{topic:?}]
+[repo]
+schema = {:?}
+[sink]
+url = "out/"
+"#,
+            schema("nginx_access").display().to_string()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("backfill.log");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["backfill", job.to_str().unwrap()])
+        .current_dir(dir.path())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .output()
+        .unwrap();
+    let text = wait_log(&log, "", 0, 0);
+    assert!(out.status.success(), "{:?}\n{text}", out.status);
+    let dl = dead_letter_lines(&dir.path().join("out/_dead_letters"));
+    assert_eq!(dl.len(), n + 2, "{}", String::from_utf8_lossy(&out.stdout));
+    let mut offsets: Vec<u64> = dl.iter().map(|d| d["offset"].as_u64().unwrap()).collect();
+    offsets.sort_unstable();
+    offsets.dedup();
+    assert_eq!(offsets.len(), n + 2, "each message once");
+    assert!(dl.iter().all(|d| d["source"] == "plain-0"), "{}", dl[0]);
+    let at = |offset: usize| {
+        dl.iter()
+            .find(|d| d["offset"] == offset as u64)
+            .unwrap_or_else(|| panic!("no dead letter at offset {offset}"))
+    };
+    let blank = at(n);
+    assert_eq!(blank["record"], " \t ", "{blank}");
+    assert!(
+        blank["reason"]
+            .as_str()
+            .unwrap()
+            .contains("only whitespace"),
+        "{blank}"
+    );
+    let broken = at(n + 1);
+    assert_eq!(
+        broken["record"].as_str().unwrap().as_bytes(),
+        specials[1],
+        "the dead letter holds the message's own bytes: {broken}"
+    );
+    assert!(
+        broken["reason"]
+            .as_str()
+            .unwrap()
+            .contains("line break inside a string"),
+        "{broken}"
+    );
+    assert_eq!(trace_ids(&dir.path().join("out")).get("spread"), Some(&1));
+}
+
+/// A file job over CSV files whose headers order the columns differently: each file is read
+/// by its own header (the first file's header used to be applied to every file, swapping
+/// values between columns), and a file whose header lacks a required column stops the start
+/// with its name.
+#[test]
+fn each_csv_file_is_read_by_its_own_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema_path = dir.path().join("pairs.toml");
+    std::fs::write(
+        &schema_path,
+        "name = \"pairs\"\n[[fields]]\nname = \"id\"\ntype = \"string\"\nnullable = false\n\
+         [[fields]]\nname = \"n\"\ntype = \"int64\"\n",
+    )
+    .unwrap();
+    let a = dir.path().join("a.csv");
+    let b = dir.path().join("b.csv");
+    std::fs::write(&a, "id,n\na1,1\na2,2\n").unwrap();
+    std::fs::write(&b, "n,extra,id\n10,x,b1\n20,y,b2\n").unwrap();
+    let job = |paths: &[&Path]| {
+        let paths: Vec<String> = paths
+            .iter()
+            .map(|p| format!("{:?}", p.display().to_string()))
+            .collect();
+        let p = dir.path().join("job.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "[job]\nname = \"csv\"\nstate_dir = \"state\"\n[source]\nkind = \"file\"\n\
+                 format = \"csv\"\nheader = true\npaths = [{}]\n[repo]\nschema = {:?}\n\
+                 [sink]\nurl = \"out/\"\nformat = \"csv\"\n",
+                paths.join(", "),
+                schema_path.display().to_string()
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let j = job(&[&a, &b]);
+    sluice_ok(&["run", j.to_str().unwrap()]);
+    let mut rows = Vec::new();
+    let mut stack = vec![dir.path().join("out")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with('_') || name.starts_with('.') {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let text = std::fs::read_to_string(&p).unwrap();
+                rows.extend(text.lines().skip(1).map(str::to_string));
+            }
+        }
+    }
+    rows.sort();
+    assert_eq!(rows, ["a1,1", "a2,2", "b1,10", "b2,20"]);
+
+    let c = dir.path().join("c.csv");
+    std::fs::write(&c, "n\n5\n").unwrap();
+    let j = job(&[&a, &c]);
+    let out = sluice(&["validate", j.to_str().unwrap()]);
+    let run = sluice(&["run", j.to_str().unwrap()]);
+    assert!(!run.status.success());
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains("c.csv") && err.contains("`id`"),
+        "{err}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Waits until `f` holds, pushing with `push` every 100 ms meanwhile; fails loudly with `what`.
+fn push_until(what: &str, secs: u64, mut push: impl FnMut(), mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited {secs} s for {what}"
+        );
+        push();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// A partition whose records all become dead letters, and one that only trickles, still commit
+/// while input keeps arriving: the first by records consumed (not rows written), the second by
+/// `max_age`. Before, neither committed until the input stopped for `idle`, so checkpoints,
+/// dead letters and lag froze.
+#[test]
+fn partitions_without_rows_or_with_a_trickle_still_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = push_job(dir.path(), "wal", "", "");
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("max_rows = 5000", "max_rows = 100\nmax_age = \"300s\"")
+        .replace("idle = \"1s\"", "idle = \"300s\"");
+    std::fs::write(&job, &text).unwrap();
+    let out = dir.path().join("out");
+    let dead_dir = out.join("_dead_letters");
+
+    let (child, addr) = start(&job, &dir.path().join("run1.log"));
+    let mut c = Client::new(&addr);
+    push_until(
+        "the dead letters of a partition without rows to be committed",
+        30,
+        || {
+            let (code, _, b) = c
+                .post("/v1/repos/nginx_access/data", "", &garbage(50))
+                .unwrap();
+            assert_eq!(code, 200, "{b}");
+        },
+        || !dead_letter_lines(&dead_dir).is_empty(),
+    );
+    let (_, metrics) = http(&addr, "GET", "/metrics", None);
+    assert!(
+        crate::admin::metric_sum(&metrics, "sluice_dead_letters_found_total") >= 100.0,
+        "{metrics}"
+    );
+    sigterm(&child);
+    assert!(child.wait_with_output().unwrap().status.success());
+
+    let text = text
+        .replace("max_rows = 100\n", "max_rows = 1000000\n")
+        .replace("max_age = \"300s\"", "max_age = \"2s\"");
+    std::fs::write(&job, &text).unwrap();
+    let (child, addr) = start(&job, &dir.path().join("run2.log"));
+    let mut c = Client::new(&addr);
+    let mut i = 0;
+    push_until(
+        "a trickle's rows to be committed by max_age",
+        30,
+        || {
+            let row = format!(
+                "{{\"ts\":\"2024-05-01T10:00:00Z\",\"host\":\"h\",\"status\":200,\"trace_id\":\"trickle-{i}\"}}\n"
+            );
+            i += 1;
+            let (code, _, b) = c
+                .post("/v1/repos/nginx_access/data", "", row.as_bytes())
+                .unwrap();
+            assert_eq!(code, 200, "{b}");
+        },
+        || trace_ids(&out).contains_key("trickle-0"),
+    );
+    sigterm(&child);
+    assert!(child.wait_with_output().unwrap().status.success());
+    let ids = trace_ids(&out);
+    assert_eq!(ids.len(), i, "every pushed row once");
+    assert!(ids.values().all(|n| *n == 1));
+}
+
+/// A client that sends part of a body and stalls gets 408 after `body_timeout`, and its request
+/// slot is free again: with `max_concurrent = 1`, the next push is taken. It used to hold the
+/// slot for as long as the connection stayed open.
+#[test]
+fn a_stalled_push_body_times_out_and_frees_its_slot() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let job = push_job(
+        dir.path(),
+        "wal",
+        "max_concurrent = 1\nbody_timeout = \"1s\"",
+        "",
+    );
+    let (child, addr) = start(&job, &dir.path().join("run.log"));
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    slow.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        slow,
+        "POST /v1/repos/nginx_access/data HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 1000\r\n\r\n{{\"ts\":"
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match slow.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                answer.extend_from_slice(&buf[..n]);
+                if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+            Err(e) => panic!("no answer to a stalled body within 20 s: {e}"),
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let mut c = Client::new(&addr);
+    let good =
+        b"{\"ts\":\"2024-05-01T10:00:00Z\",\"host\":\"h\",\"status\":200,\"trace_id\":\"next\"}\n";
+    let (code, _, b) = c.post("/v1/repos/nginx_access/data", "", good).unwrap();
+    assert_eq!(code, 200, "{b}");
+    sigterm(&child);
+    assert!(child.wait_with_output().unwrap().status.success());
+}
+
+/// Without a token, the API refuses what a browser sends on behalf of another site (a foreign
+/// `Origin`, a rebound host name); a non-loopback listener without a token is refused at load.
+#[test]
+fn the_admin_api_refuses_cross_site_requests_and_open_listeners() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let job = push_job(dir.path(), "wal", "", "");
+    let (child, addr) = start(&job, &dir.path().join("run.log"));
+    let raw = |headers: &str| {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            s,
+            "POST /v1/tasks/nginx_access/stop HTTP/1.1\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    let foreign = raw(&format!("Host: {addr}\r\nOrigin: https://evil.example\r\n"));
+    assert!(foreign.starts_with("HTTP/1.1 403"), "{foreign}");
+    let rebound = raw("Host: evil.example:9464\r\n");
+    assert!(rebound.starts_with("HTTP/1.1 403"), "{rebound}");
+    let (_, tasks) = http(&addr, "GET", "/v1/tasks", None);
+    assert!(tasks.contains("\"running\""), "still running: {tasks}");
+    sigterm(&child);
+    assert!(child.wait_with_output().unwrap().status.success());
+
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("listen = \"127.0.0.1:0\"", "listen = \"0.0.0.0:0\"");
+    std::fs::write(&job, &text).unwrap();
+    let out = sluice(&["validate", job.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("admin.listen") && err.contains("admin.insecure"),
+        "{err}"
+    );
+    std::fs::write(
+        &job,
+        text.replace("[admin]\n", "[admin]\ninsecure = true\n"),
+    )
+    .unwrap();
+    sluice_ok(&["validate", job.to_str().unwrap()]);
+}
+
+/// Panics unwind: a panic while decoding some records (a library bug some value triggers; here
+/// injected with `SLUICE_FAULT=panic_on:<text>`) makes exactly those records dead letters and
+/// the run goes on. Under `panic = "abort"` the process died.
+#[test]
+fn a_panic_on_a_record_is_its_dead_letter() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("mixed.jsonl");
+    let mut text = String::new();
+    for i in 0..1000 {
+        let id = if i == 17 || i == 600 {
+            format!("POISON-{i}")
+        } else {
+            format!("ok-{i}")
+        };
+        text.push_str(&format!(
+            "{{\"ts\":\"2024-05-01T10:00:00Z\",\"host\":\"h\",\"status\":200,\"trace_id\":\"{id}\"}}\n"
+        ));
+    }
+    std::fs::write(&input, text).unwrap();
+    let out = dir.path().join("out/");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "convert",
+            "--schema",
+            schema("nginx_access").to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--quiet",
+        ])
+        .env("SLUICE_FAULT", "panic_on:POISON")
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(parquet_rows(&out.join("mixed.parquet")), 998);
+    let dl = dead_letter_lines(&out.join("_dead_letters"));
+    let mut lines: Vec<u64> = dl.iter().map(|d| d["line"].as_u64().unwrap()).collect();
+    lines.sort_unstable();
+    assert_eq!(lines, vec![18, 601]);
+    assert!(
+        dl[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("inside a library"),
+        "{}",
+        dl[0]
+    );
+}
+
+/// DataFusion functions asked for absurd sizes (`repeat`, `lpad` far past 2 GiB) fail the
+/// rows as dead letters; nothing aborts the process.
+#[test]
+fn hostile_values_in_stage_functions_are_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    for expr in [
+        "repeat(host, status * 100000000) AS x",
+        "lpad(host, status * 100000000) AS x",
+    ] {
+        let out = dir.path().join("out/");
+        let stdout = sluice_ok(&[
+            "convert",
+            "--schema",
+            schema("nginx_access").to_str().unwrap(),
+            "--input",
+            fixture("nginx_access.jsonl").to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--select",
+            expr,
+            "--overwrite",
+            "--quiet",
+        ]);
+        let dl = dead_letter_lines(&out.join("_dead_letters"));
+        assert!(!dl.is_empty(), "{expr}: {stdout}");
+        assert!(
+            dl.iter().all(|d| d["class"] == "stage"),
+            "{expr}: {}",
+            dl[0]
+        );
+        std::fs::remove_dir_all(&out).unwrap();
+    }
+}

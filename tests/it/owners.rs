@@ -1,0 +1,148 @@
+//! One writer per partition, as far as it is built: a second `run` of a file or push job is
+//! refused, and a backfill into the live job's folder never touches the live job's files.
+
+use std::path::Path;
+
+use crate::helpers::*;
+use crate::kafka::{cluster, produce_events, spawn_run, wait_for, wait_log};
+use crate::push::{push_job, start};
+
+/// Two `sluice run` of one push job, and of one file job: the second refuses to start and
+/// names the first one's PID (they would share one WAL, one spill, and write one partition
+/// twice).
+#[test]
+fn a_second_run_of_one_file_or_push_job_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = push_job(dir.path(), "wal", "", "");
+    let (child, _) = start(&job, &dir.path().join("run.log"));
+    let second = sluice(&["run", job.to_str().unwrap()]);
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains(&format!("PID {}", child.id())), "{err}");
+    sigterm(&child);
+    assert!(child.wait_with_output().unwrap().status.success());
+
+    // A file job, held still (SIGSTOP) once it runs, then let go.
+    let input = dir.path().join("many.jsonl");
+    let mut text = String::new();
+    for i in 0..60_000 {
+        text.push_str(&format!(
+            "{{\"ts\":\"2024-05-01T10:00:00Z\",\"host\":\"h\",\"status\":200,\"trace_id\":\"f{i}\"}}\n"
+        ));
+    }
+    std::fs::write(&input, text).unwrap();
+    let fjob = dir.path().join("file.toml");
+    std::fs::write(
+        &fjob,
+        format!(
+            "[job]\nname = \"files\"\nstate_dir = \"fstate\"\n[source]\nkind = \"file\"\npaths = [{:?}]\n\
+             [repo]\nschema = {:?}\n[sink]\nurl = \"fout/\"\n",
+            input.display().to_string(),
+            schema("nginx_access").display().to_string()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("file.log");
+    let first = spawn_run(&fjob, &log);
+    let text = wait_log(&log, "task state New", 1, 60);
+    assert!(
+        text.contains("task state New"),
+        "the file job did not start:\n{text}"
+    );
+    let pid = first.id().to_string();
+    let signal = |sig: &str| {
+        assert!(std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success())
+    };
+    signal("-STOP");
+    let second = sluice(&["run", fjob.to_str().unwrap()]);
+    signal("-CONT");
+    assert!(!second.status.success(), "the second run was not refused");
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains(&format!("PID {pid}")), "{err}");
+    let out = first.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    assert_eq!(trace_ids(&dir.path().join("fout")).len(), 60_000);
+}
+
+/// Every visible data file under `out` (relative path → its bytes).
+fn files(out: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut found = std::collections::BTreeMap::new();
+    let mut stack = vec![out.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with('_') || name.starts_with('.') {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(out).unwrap().display().to_string();
+                found.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    found
+}
+
+/// A backfill over the range a live run already wrote, into the live job's own folder: the
+/// live files and checkpoints stay exactly as they were (before, the backfill's files had the
+/// live files' names and replaced them with files of other extents), and the backfill's own
+/// files hold each record once more.
+#[test]
+fn a_backfill_into_the_live_folder_leaves_the_live_files_alone() {
+    let topic = "live";
+    let c = cluster(topic);
+    let bootstrap = c.bootstrap_servers();
+    let n = 2000;
+    produce_events(&bootstrap, topic, 0, n, 4, None);
+    let dir = tempfile::tempdir().unwrap();
+    let job = crate::kafka::job_with(dir.path(), &bootstrap, topic, "");
+    let jobs = job.to_str().unwrap();
+    let out = dir.path().join("out");
+    let live = spawn_run(&job, &dir.path().join("live.log"));
+    wait_for(&out, n, 120);
+    let text = wait_log(&dir.path().join("live.log"), "committed", 1, 0);
+    assert_eq!(
+        trace_ids(&out).len(),
+        n,
+        "the live run wrote every record:\n{text}"
+    );
+    sigterm(&live);
+    assert!(live.wait_with_output().unwrap().status.success());
+    let before = files(&out);
+    let checkpoints = sluice_ok(&["checkpoints", "list", jobs]);
+
+    sluice_ok(&["backfill", jobs]);
+    let after = files(&out);
+    for (name, bytes) in &before {
+        assert!(
+            after.get(name) == Some(bytes),
+            "live file {name} was replaced or removed"
+        );
+    }
+    let added: Vec<&String> = after.keys().filter(|k| !before.contains_key(*k)).collect();
+    assert!(!added.is_empty());
+    assert!(
+        added
+            .iter()
+            .all(|k| k.contains(".backfill-kafka-it-backfill.")),
+        "{added:?}"
+    );
+    assert_eq!(sluice_ok(&["checkpoints", "list", jobs]), checkpoints);
+    let ids = trace_ids(&out);
+    assert_eq!(ids.len(), n);
+    assert!(
+        ids.values().all(|c| *c == 2),
+        "each record once live, once backfilled"
+    );
+}
