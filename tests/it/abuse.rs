@@ -22,27 +22,16 @@ fn garbage(n: usize) -> Vec<u8> {
 
 /// JSON lines of the dead-letter files under `dir` (hidden files skipped).
 fn dead_letter_lines(dir: &Path) -> Vec<serde_json::Value> {
-    let mut v = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries {
-            let p = e.unwrap().path();
-            if p.file_name().unwrap().to_string_lossy().starts_with('.') {
-                continue;
-            }
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                for line in std::fs::read_to_string(&p).unwrap().lines() {
-                    v.push(serde_json::from_str(line).unwrap());
-                }
-            }
-        }
-    }
-    v
+    files_under(dir, false)
+        .iter()
+        .flat_map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// 100,000 consecutive malformed lines (and a few good ones) in one file: every bad line is a
@@ -271,23 +260,13 @@ fn each_csv_file_is_read_by_its_own_header() {
     };
     let j = job(&[&a, &b]);
     sluice_ok(&["run", j.to_str().unwrap()]);
-    let mut rows = Vec::new();
-    let mut stack = vec![dir.path().join("out")];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            if name.starts_with('_') || name.starts_with('.') {
-                continue;
-            }
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let text = std::fs::read_to_string(&p).unwrap();
-                rows.extend(text.lines().skip(1).map(str::to_string));
-            }
-        }
-    }
+    let mut rows: Vec<String> = files_under(&dir.path().join("out"), true)
+        .iter()
+        .flat_map(|p| {
+            let text = std::fs::read_to_string(p).unwrap();
+            text.lines().skip(1).map(str::to_string).collect::<Vec<_>>()
+        })
+        .collect();
     rows.sort();
     assert_eq!(rows, ["a1,1", "a2,2", "b1,10", "b2,20"]);
 

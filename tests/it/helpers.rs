@@ -97,11 +97,11 @@ pub fn count_trace_ids<R: parquet::file::reader::ChunkReader + 'static>(
     }
 }
 
-/// Every trace id in every visible Parquet file under `out` (folders and files starting with
-/// `_` or `.` are skipped, as query engines do), with how often it appears.
-pub fn trace_ids(out: &Path) -> std::collections::HashMap<String, usize> {
-    let mut counts = std::collections::HashMap::new();
-    let mut stack = vec![out.to_path_buf()];
+/// The files under `dir` (a missing folder has none). Names starting with `.` are skipped,
+/// and with `visible`, names starting with `_` too, as query engines do.
+pub fn files_under(dir: &Path, visible: bool) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
@@ -109,14 +109,25 @@ pub fn trace_ids(out: &Path) -> std::collections::HashMap<String, usize> {
         for e in entries {
             let p = e.expect("dir entry").path();
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            if name.starts_with('.') || name.starts_with('_') {
+            if name.starts_with('.') || (visible && name.starts_with('_')) {
                 continue;
             }
             if p.is_dir() {
                 stack.push(p);
-            } else if name.ends_with(".parquet") {
-                count_trace_ids(std::fs::File::open(&p).expect("open parquet"), &mut counts);
+            } else {
+                files.push(p);
             }
+        }
+    }
+    files
+}
+
+/// Every trace id in every visible Parquet file under `out`, with how often it appears.
+pub fn trace_ids(out: &Path) -> std::collections::HashMap<String, usize> {
+    let mut counts = std::collections::HashMap::new();
+    for p in files_under(out, true) {
+        if p.extension().is_some_and(|e| e == "parquet") {
+            count_trace_ids(std::fs::File::open(&p).expect("open parquet"), &mut counts);
         }
     }
     counts

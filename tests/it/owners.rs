@@ -74,24 +74,13 @@ fn a_second_run_of_one_file_or_push_job_is_refused() {
 
 /// Every visible data file under `out` (relative path → its bytes).
 fn files(out: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
-    let mut found = std::collections::BTreeMap::new();
-    let mut stack = vec![out.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            if name.starts_with('_') || name.starts_with('.') {
-                continue;
-            }
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p.strip_prefix(out).unwrap().display().to_string();
-                found.insert(rel, std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    found
+    files_under(out, true)
+        .into_iter()
+        .map(|p| {
+            let rel = p.strip_prefix(out).unwrap().display().to_string();
+            (rel, std::fs::read(&p).unwrap())
+        })
+        .collect()
 }
 
 /// A backfill over the range a live run already wrote, into the live job's own folder: the
