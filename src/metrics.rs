@@ -61,6 +61,7 @@ pub struct MetricSet {
     rows_out: Family<PartLabels, Counter>,
     dead_letters: Family<ReasonLabels, Counter>,
     dead_letters_found: Family<ReasonLabels, Counter>,
+    offsets_skipped: Family<PartLabels, Counter>,
     bytes_written: Family<PartLabels, Counter>,
     files_committed: Family<PartLabels, Counter>,
     commit_seconds: Family<RepoLabels, Histogram>,
@@ -102,6 +103,7 @@ impl Default for MetricSet {
             rows_out: Family::default(),
             dead_letters: Family::default(),
             dead_letters_found: Family::default(),
+            offsets_skipped: Family::default(),
             bytes_written: Family::default(),
             files_committed: Family::default(),
             commit_seconds: Family::new_with_constructor(|| {
@@ -135,6 +137,11 @@ impl Default for MetricSet {
             "dead_letters_found",
             "Dead letters as decoding and stages find them, before commit, by reason class (a record replayed after a failed commit or a crash counts again)",
             m.dead_letters_found.clone(),
+        );
+        m.registry.register(
+            "offsets_skipped",
+            "Kafka offsets never exported because the broker no longer held them when the partition resumed (source.on_gap = \"skip\")",
+            m.offsets_skipped.clone(),
         );
         m.registry.register(
             "bytes_written",
@@ -279,6 +286,13 @@ impl Metrics {
     pub fn records_in(&self, partition: &str, n: u64) {
         self.set
             .records_in
+            .get_or_create(&self.part(partition))
+            .inc_by(n);
+    }
+
+    pub fn offsets_skipped(&self, partition: &str, n: u64) {
+        self.set
+            .offsets_skipped
             .get_or_create(&self.part(partition))
             .inc_by(n);
     }

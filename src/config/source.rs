@@ -45,6 +45,11 @@ pub enum SourceSection {
         /// librdkafka properties, passed through (e.g. `"fetch.wait.max.ms" = "10"`).
         #[serde(default)]
         options: super::PassThrough,
+        /// A checkpoint outside the offsets the broker holds (retention ran, the topic was
+        /// re-created): `fail` (default) stops with the range; `skip` goes on from the nearest
+        /// offset held, logging and counting the range.
+        #[serde(default = "default_on_gap")]
+        on_gap: String,
     },
     /// Records pushed over HTTP to `POST /v1/repos/{repo}/data` on the `[admin]` listener.
     Push {
@@ -100,6 +105,10 @@ fn default_input_format() -> String {
 
 fn default_true() -> bool {
     true
+}
+
+fn default_on_gap() -> String {
+    "fail".into()
 }
 
 fn default_durability() -> String {
@@ -199,9 +208,17 @@ impl SourceSection {
                 format,
                 auto_offset_reset,
                 chunk_bytes,
+                on_gap,
                 ..
             } => {
                 check("source.chunk_bytes", parse_bytes(chunk_bytes).map(|_| ()));
+                check(
+                    "source.on_gap",
+                    match on_gap.as_str() {
+                        "fail" | "skip" => Ok(()),
+                        other => Err(format!("`{other}` (expected fail or skip)")),
+                    },
+                );
                 check(
                     "source.brokers",
                     if brokers.trim().is_empty() {

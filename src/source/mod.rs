@@ -114,6 +114,10 @@ pub trait Source: Send {
     fn flush_wanted(&mut self) -> Vec<u32> {
         Vec::new()
     }
+    /// Offsets skipped since the last call (Kafka, `on_gap = "skip"`): (partition key, count).
+    fn take_skipped(&mut self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
     /// A push source's intake (where HTTP requests append).
     fn intake(&self) -> Option<std::sync::Arc<push::Intake>> {
         None

@@ -70,6 +70,9 @@ pub(super) fn source_loop(
             for p in source.flush_wanted() {
                 control.flush.lock().expect("flush lock").insert(p);
             }
+            for (key, n) in source.take_skipped() {
+                metrics.offsets_skipped(&key, n);
+            }
             let committed: Vec<_> =
                 std::mem::take(&mut *control.committed.lock().expect("committed lock"));
             for (p, next) in committed {

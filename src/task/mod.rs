@@ -279,6 +279,7 @@ pub fn prepare(job: &Job, connect: bool) -> Result<Prepared, TaskError> {
             auto_offset_reset,
             chunk_bytes,
             options,
+            on_gap,
             ..
         } => Some(Box::new(KafkaSource::new(&KafkaSettings {
             brokers: brokers.clone(),
@@ -292,6 +293,7 @@ pub fn prepare(job: &Job, connect: bool) -> Result<Prepared, TaskError> {
             range: job.range.clone(),
             queue_kbytes: job.channel_bytes / 1024,
             meta: meta.needs(),
+            skip_gaps: on_gap == "skip",
         })?)),
     };
     let intake = source.as_ref().and_then(|s| s.intake());

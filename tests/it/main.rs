@@ -5,6 +5,7 @@ mod admin;
 mod convert;
 mod dead_letters;
 mod evolution;
+mod gaps;
 mod helpers;
 mod interop;
 mod kafka;

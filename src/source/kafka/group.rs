@@ -17,7 +17,9 @@ use crate::source::{Membership, PartitionInfo, SourceError};
 
 /// Partition changes reported by the rebalance callback, applied after `poll` returns.
 pub(super) enum Event {
-    Assigned(Vec<(u32, i64)>),
+    /// (partition, the position before its first record, the offset reading starts at):
+    /// these differ only when a gap was skipped.
+    Assigned(Vec<(u32, i64, i64)>),
     Revoked(Vec<u32>),
 }
 
@@ -31,6 +33,11 @@ pub(super) struct Shared {
     pub(super) error: Option<SourceError>,
     pub(super) reset_latest: bool,
     pub(super) name: String,
+    /// `source.on_gap = "skip"`: a checkpoint outside the broker's log goes on from the
+    /// nearest offset held (else the assignment fails).
+    pub(super) skip_gaps: bool,
+    /// Gaps skipped, for the metrics: (partition key, offsets skipped).
+    pub(super) skipped: Vec<(String, u64)>,
 }
 
 impl Shared {
@@ -133,6 +140,7 @@ impl GroupContext {
             .committed_offsets(tpl.clone(), TIMEOUT)
             .map_err(|e| err_at(&name, format!("committed offsets: {e}")))?;
         let mut parts = Vec::with_capacity(assigned.len());
+        let mut held = HashMap::with_capacity(assigned.len());
         for (topic, p) in &assigned {
             let stored = committed
                 .find_partition(topic, *p)
@@ -150,6 +158,7 @@ impl GroupContext {
             };
             let id = shared.id(topic, *p);
             let info = shared.infos[id as usize].0.clone();
+            held.insert(id, (low, high));
             parts.push((info, start as u64));
         }
         let starts = match shared.membership.as_mut() {
@@ -159,9 +168,30 @@ impl GroupContext {
         let mut event = Vec::with_capacity(starts.len());
         for (id, offset) in starts {
             let (info, p) = shared.infos[id as usize].clone();
-            tpl.set_partition_offset(&info.topic, p, Offset::Offset(offset as i64))
+            let (low, high) = held.get(&id).copied().unwrap_or((0, i64::MAX));
+            let (read, gap) = super::gap::resolve(offset as i64, low, high);
+            if let Some(g) = gap {
+                let what = format!(
+                    "partition {} resumes at offset {offset}, but the broker holds offsets {low}..{high}: records {}..{} were {}",
+                    info.key(),
+                    g.from,
+                    g.to,
+                    g.why
+                );
+                if !shared.skip_gaps {
+                    return Err(err_at(
+                        &name,
+                        format!("{what}. Set source.on_gap = \"skip\" to go on from offset {read} (the range is logged and counted)"),
+                    ));
+                }
+                tracing::error!(partition = %info.key(), from = g.from, to = g.to, "{what}; skipped (on_gap = skip), reading from {read}");
+                shared
+                    .skipped
+                    .push((info.key(), (g.to - g.from).max(0) as u64));
+            }
+            tpl.set_partition_offset(&info.topic, p, Offset::Offset(read))
                 .map_err(|e| err_at(&name, e.to_string()))?;
-            event.push((id, offset as i64));
+            event.push((id, offset as i64, read));
         }
         tracing::info!(partitions = ?assigned, "partitions assigned");
         shared.events.push(Event::Assigned(event));
@@ -226,7 +256,7 @@ pub(super) fn apply_events(
         match event {
             Event::Assigned(list) => {
                 assigned = true;
-                for (id, offset) in list {
+                for (id, offset, read) in list {
                     while parts.len() <= id as usize {
                         let (info, partition) = infos[parts.len()].clone();
                         parts.push(Part::new(info, partition));
@@ -234,6 +264,8 @@ pub(super) fn apply_events(
                     let p = &mut parts[id as usize];
                     p.owned = true;
                     p.restart(offset);
+                    // A skipped gap: the first chunk still follows the checkpoint.
+                    p.next = read;
                 }
             }
             Event::Revoked(list) => {

@@ -31,6 +31,7 @@ use super::{Membership, Next, PartitionInfo, Source, SourceError};
 use crate::decode::meta::MetaNeeds;
 use crate::decode::Chunk;
 
+mod gap;
 mod group;
 mod lag;
 mod part;
@@ -60,6 +61,9 @@ pub struct KafkaSettings {
     pub queue_kbytes: usize,
     /// The message metadata the schema asks for.
     pub meta: MetaNeeds,
+    /// `on_gap = "skip"`: a checkpoint outside what the broker holds goes on from the nearest
+    /// offset held, logged and counted; else the partition's assignment fails.
+    pub skip_gaps: bool,
 }
 
 fn err_at(name: &str, reason: impl Into<String>) -> SourceError {
@@ -127,6 +131,7 @@ impl KafkaSource {
         let shared = Arc::new(Mutex::new(Shared {
             reset_latest: matches!(s.auto_offset_reset.as_str(), "latest" | "largest" | "end"),
             name: name.clone(),
+            skip_gaps: s.skip_gaps,
             ..Shared::default()
         }));
         let consumer: BaseConsumer<GroupContext> = cfg
@@ -502,6 +507,10 @@ impl Source for KafkaSource {
     }
 
     /// Lag per owned partition: high watermark − next offset.
+    fn take_skipped(&mut self) -> Vec<(String, u64)> {
+        std::mem::take(&mut lock(&self.shared).skipped)
+    }
+
     /// Lag of the owned partitions from the watermarks last fetched (never a request here:
     /// this runs on the poll thread).
     fn lag(&self) -> Vec<(String, i64)> {

@@ -65,10 +65,16 @@ impl Part {
     }
 
     /// Buffers a message unless it is not wanted (not owned, from before a seek, past the
-    /// end of a bounded run). Returns whether it was buffered.
+    /// end of a bounded run, or while a seek is still to be made: the fetcher may still be
+    /// ahead of a rewind, and taking its messages would skip the records in between).
+    /// Returns whether it was buffered.
     pub fn push(&mut self, msg: &BorrowedMessage<'_>, needs: MetaNeeds) -> bool {
         let offset = msg.offset();
-        if !self.owned || offset < self.next || self.end.is_some_and(|e| offset >= e) {
+        if !self.owned
+            || self.seek_pending
+            || offset < self.next
+            || self.end.is_some_and(|e| offset >= e)
+        {
             return false;
         }
         // Each message is one line. JSON allows raw line breaks only as whitespace between
