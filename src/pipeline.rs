@@ -5,10 +5,13 @@
 //! A fixed number of chunk permits bounds what is in flight (memory stays flat whatever the
 //! input size) and chunk buffers are recycled. Either side stopping early stops the others.
 
+use std::any::Any;
 use std::collections::BTreeMap;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
-use crossbeam_channel::{bounded, Receiver, Sender};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 
 use crate::decode::{Chunk, Decoded, RecordDecoder};
 
@@ -50,7 +53,11 @@ where
             .expect("room for every permit");
     }
     let stopped = AtomicBool::new(false);
+    // A decoder thread that panicked (outside the decoder's own per-record guard): its chunk
+    // never arrives, so the consumer must learn of it instead of waiting for it.
+    let decoder_panic: Mutex<Option<Box<dyn Any + Send>>> = Mutex::new(None);
     std::thread::scope(|scope| {
+        let decoder_panic = &decoder_panic;
         let reader_done = done_tx.clone();
         let stopped = &stopped;
         // Log lines of these threads carry the caller's span (a repo's, in a job with several).
@@ -73,7 +80,14 @@ where
                 for (seq, tag, mut chunk) in rx {
                     let decoded = match chunk.decoded.take() {
                         Some(d) => d,
-                        None => dec.decode(&chunk),
+                        None => match catch_unwind(AssertUnwindSafe(|| dec.decode(&chunk))) {
+                            Ok(d) => d,
+                            Err(panic) => {
+                                *decoder_panic.lock().unwrap_or_else(|p| p.into_inner()) =
+                                    Some(panic);
+                                return;
+                            }
+                        },
                     };
                     if tx.send(Ok((seq, tag, chunk, decoded))).is_err() {
                         return;
@@ -87,12 +101,12 @@ where
         }
         drop(work_rx);
         drop(done_tx);
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            consume_loop(done_rx, free_tx, &mut consume)
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            consume_loop(done_rx, free_tx, &mut consume, decoder_panic)
         }));
         // Even when the consumer panicked: the reader must stop, or the scope waits for ever.
         stopped.store(true, Ordering::Release);
-        result.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        result.unwrap_or_else(|panic| resume_unwind(panic))
     })
 }
 
@@ -135,13 +149,28 @@ fn consume_loop<T, E, C>(
     done: Receiver<Result<(u64, T, Chunk, Decoded), E>>,
     free: Sender<Chunk>,
     consume: &mut C,
+    decoder_panic: &Mutex<Option<Box<dyn Any + Send>>>,
 ) -> Result<(), E>
 where
     C: FnMut(T, &Chunk, Decoded) -> Result<(), E>,
 {
     let mut pending: BTreeMap<u64, (T, Chunk, Decoded)> = BTreeMap::new();
     let mut next = 0u64;
-    for item in done.iter() {
+    loop {
+        let item = match done.recv_timeout(std::time::Duration::from_millis(100)) {
+            Ok(item) => item,
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {
+                let panic = decoder_panic
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take();
+                match panic {
+                    Some(p) => resume_unwind(p),
+                    None => continue,
+                }
+            }
+        };
         let (seq, tag, chunk, decoded) = item?;
         pending.insert(seq, (tag, chunk, decoded));
         while let Some((tag, chunk, decoded)) = pending.remove(&next) {

@@ -36,95 +36,100 @@ pub(super) fn commit_partition(
         }
     };
     let ctx = ctx.clone();
-    let result = (|| -> Result<Checkpoint, WorkError> {
-        let mut finished: Vec<(String, OutputFile, FileEntry)> = Vec::new();
-        for (_, f) in std::mem::take(&mut op.files) {
-            let OpenFile {
-                rel,
-                file,
-                writer,
-                rows,
-                first_offset,
-                last_offset,
-                ..
-            } = f;
-            writer.finish()?;
-            let entry = FileEntry {
-                path: rel.clone(),
-                first_offset,
-                last_offset,
-                rows,
-                bytes: file.bytes_written(),
-            };
-            finished.push((rel, file, entry));
-        }
-        // Dead letters sent to a topic must have arrived before anything of the commit
-        // becomes visible.
-        let dead = match op.dead.take() {
-            Some(w) if w.file().is_none() => w.commit().map(|_| None)?,
-            dead => dead,
-        };
-        let pending_files: Vec<String> = finished.iter().map(|f| f.0.clone()).collect();
-        let commits = ctx.control.commits.load(Ordering::Relaxed);
-        ctx.checkpoints.write_pending(&Pending {
-            key: state.key.clone(),
-            from_offset: state.committed_offset,
-            next_offset: op.next_offset,
-            files: pending_files,
-            dead_letter_files: dead
-                .iter()
-                .filter_map(|w| w.file())
-                .map(str::to_string)
-                .collect(),
-        })?;
-        crate::fault::abort_at("after_pending", commits);
-        let mut entries = Vec::with_capacity(finished.len());
-        let mut to_commit = finished.into_iter();
-        while let Some((_, file, entry)) = to_commit.next() {
-            if let Err(e) = file.commit() {
-                for (_, rest, _) in to_commit {
-                    let _ = rest.abort();
-                }
-                return Err(e.into());
+    // Caught so that `committing` is cleared however the commit ends: a revocation waits for
+    // it, inside the consumer's poll.
+    let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+        || -> Result<Checkpoint, WorkError> {
+            let mut finished: Vec<(String, OutputFile, FileEntry)> = Vec::new();
+            for (_, f) in std::mem::take(&mut op.files) {
+                let OpenFile {
+                    rel,
+                    file,
+                    writer,
+                    rows,
+                    first_offset,
+                    last_offset,
+                    ..
+                } = f;
+                writer.finish()?;
+                let entry = FileEntry {
+                    path: rel.clone(),
+                    first_offset,
+                    last_offset,
+                    rows,
+                    bytes: file.bytes_written(),
+                };
+                finished.push((rel, file, entry));
             }
-            entries.push(entry);
-        }
-        let mut dead_files = Vec::new();
-        if let Some(w) = dead {
-            let rel = w.file().map(str::to_string);
-            w.commit()?;
-            dead_files.extend(rel);
-        }
-        crate::fault::abort_at("after_files", commits);
-        let c = Checkpoint {
-            version: VERSION,
-            job: ctx.checkpoints.job().to_string(),
-            key: state.key.clone(),
-            seq: state.seq + 1,
-            next_offset: op.next_offset,
-            next_line: op.next_line,
-            files: entries,
-            dead_letter_files: dead_files,
-            rows: op.rows,
-            dead_letters: op.dead_count,
-            committed_at_ms: now_ms(),
-        };
-        ctx.checkpoints.write(&c)?;
-        crate::fault::abort_at("after_checkpoint", commits);
-        ctx.checkpoints.clear_pending(&state.key)?;
-        Ok(c)
-    })();
+            // Dead letters sent to a topic must have arrived before anything of the commit
+            // becomes visible.
+            let dead = match op.dead.take() {
+                Some(w) if w.file().is_none() => w.commit().map(|_| None)?,
+                dead => dead,
+            };
+            let pending_files: Vec<String> = finished.iter().map(|f| f.0.clone()).collect();
+            let commits = ctx.control.commits.load(Ordering::Relaxed);
+            ctx.checkpoints.write_pending(&Pending {
+                key: state.key.clone(),
+                from_offset: state.committed_offset,
+                next_offset: op.next_offset,
+                files: pending_files,
+                dead_letter_files: dead
+                    .iter()
+                    .filter_map(|w| w.file())
+                    .map(str::to_string)
+                    .collect(),
+            })?;
+            crate::fault::abort_at("after_pending", commits);
+            let mut entries = Vec::with_capacity(finished.len());
+            let mut to_commit = finished.into_iter();
+            while let Some((_, file, entry)) = to_commit.next() {
+                if let Err(e) = file.commit() {
+                    for (_, rest, _) in to_commit {
+                        let _ = rest.abort();
+                    }
+                    return Err(e.into());
+                }
+                entries.push(entry);
+            }
+            let mut dead_files = Vec::new();
+            if let Some(w) = dead {
+                let rel = w.file().map(str::to_string);
+                w.commit()?;
+                dead_files.extend(rel);
+            }
+            crate::fault::abort_at("after_files", commits);
+            let c = Checkpoint {
+                version: VERSION,
+                job: ctx.checkpoints.job().to_string(),
+                key: state.key.clone(),
+                seq: state.seq + 1,
+                next_offset: op.next_offset,
+                next_line: op.next_line,
+                files: entries,
+                dead_letter_files: dead_files,
+                rows: op.rows,
+                dead_letters: op.dead_count,
+                committed_at_ms: now_ms(),
+            };
+            ctx.checkpoints.write(&c)?;
+            crate::fault::abort_at("after_checkpoint", commits);
+            ctx.checkpoints.clear_pending(&state.key)?;
+            Ok(c)
+        },
+    ));
     {
-        let mut parts = ctx.control.parts.lock().expect("parts lock");
+        let mut parts = ctx.control.parts.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = parts.get_mut(&p) {
             s.committing = false;
-            if let Ok(c) = &result {
+            if let Ok(Ok(c)) = &attempt {
                 s.committed_offset = c.next_offset;
                 s.committed_line = c.next_line;
                 s.seq = c.seq;
             }
         }
     }
+    let result = attempt.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
     match result {
         Ok(c) => {
             let ctl = &ctx.control;

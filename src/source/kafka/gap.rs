@@ -2,9 +2,10 @@
 //! (retention deleted records before they were exported, e.g. during a long outage) or above
 //! the high watermark (the partition was re-created or truncated). librdkafka's
 //! `auto.offset.reset` would move on silently; here it is an error naming the range
-//! (`source.on_gap = "fail"`, the default) or, with `on_gap = "skip"`, the partition goes on
-//! from the nearest offset the broker holds, and the range is logged and counted
-//! (`sluice_offsets_skipped_total`).
+//! (`source.on_gap = "fail"`, the default) or, below the low watermark with `on_gap =
+//! "skip"`, the partition goes on from the low watermark and the range is logged and counted
+//! (`sluice_offsets_skipped_total`). Above the high watermark is always an error: reading
+//! offsets below the checkpoint again would give new files the names of committed ones.
 
 /// What the broker no longer (or not yet) holds between a checkpoint and its log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,12 +17,12 @@ pub struct Gap {
 }
 
 /// Where reading starts for a partition whose resume position is `start` and whose broker
-/// holds `[low, high)`: `start` itself when it is inside, else the gap (fail) or the nearest
-/// held offset and the gap (skip).
-pub fn resolve(start: i64, low: i64, high: i64) -> (i64, Option<Gap>) {
+/// holds `[low, high)`: `start` itself when it is inside, else the gap and the offset a skip
+/// would go on from (`None` when it cannot be skipped).
+pub fn resolve(start: i64, low: i64, high: i64) -> (Option<i64>, Option<Gap>) {
     if start < low {
         (
-            low,
+            Some(low),
             Some(Gap {
                 from: start,
                 to: low,
@@ -29,18 +30,18 @@ pub fn resolve(start: i64, low: i64, high: i64) -> (i64, Option<Gap>) {
             }),
         )
     } else if start > high {
-        // The log restarted below the checkpoint: what it holds now, [low, high), was not
-        // exported under this checkpoint; going on from `high` exports what arrives next.
+        // The log restarted below the checkpoint: its offsets meet the committed files'
+        // names again, so there is no safe way on under this job's checkpoints.
         (
-            high,
+            None,
             Some(Gap {
-                from: low,
-                to: high,
-                why: "on the broker below the checkpoint (the partition was re-created or truncated); not exported",
+                from: high,
+                to: start,
+                why: "not on the broker: the partition was re-created or truncated below the checkpoint (move this job's checkpoints of the partition aside, or run under a new job name, to export it again)",
             }),
         )
     } else {
-        (start, None)
+        (Some(start), None)
     }
 }
 
@@ -50,16 +51,16 @@ mod tests {
 
     #[test]
     fn inside_below_and_above_the_log() {
-        assert_eq!(resolve(5, 0, 10), (5, None));
+        assert_eq!(resolve(5, 0, 10), (Some(5), None));
         assert_eq!(
             resolve(10, 0, 10),
-            (10, None),
+            (Some(10), None),
             "at the end: nothing new yet"
         );
-        assert_eq!(resolve(0, 0, 0), (0, None));
+        assert_eq!(resolve(0, 0, 0), (Some(0), None));
         let (next, gap) = resolve(3, 7, 20);
-        assert_eq!((next, gap.map(|g| (g.from, g.to))), (7, Some((3, 7))));
+        assert_eq!((next, gap.map(|g| (g.from, g.to))), (Some(7), Some((3, 7))));
         let (next, gap) = resolve(100, 0, 10);
-        assert_eq!((next, gap.map(|g| (g.from, g.to))), (10, Some((0, 10))));
+        assert_eq!((next, gap.map(|g| (g.from, g.to))), (None, Some((10, 100))));
     }
 }

@@ -178,17 +178,23 @@ impl GroupContext {
                     g.to,
                     g.why
                 );
-                if !shared.skip_gaps {
-                    return Err(err_at(
-                        &name,
-                        format!("{what}. Set source.on_gap = \"skip\" to go on from offset {read} (the range is logged and counted)"),
-                    ));
+                match read {
+                    Some(read) if shared.skip_gaps => {
+                        tracing::error!(partition = %info.key(), from = g.from, to = g.to, "{what}; skipped (on_gap = skip), reading from {read}");
+                        shared
+                            .skipped
+                            .push((info.key(), (g.to - g.from).max(0) as u64));
+                    }
+                    Some(read) => {
+                        return Err(err_at(
+                            &name,
+                            format!("{what}. Set source.on_gap = \"skip\" to go on from offset {read} (the range is logged and counted)"),
+                        ))
+                    }
+                    None => return Err(err_at(&name, what)),
                 }
-                tracing::error!(partition = %info.key(), from = g.from, to = g.to, "{what}; skipped (on_gap = skip), reading from {read}");
-                shared
-                    .skipped
-                    .push((info.key(), (g.to - g.from).max(0) as u64));
             }
+            let read = read.unwrap_or(offset as i64);
             tpl.set_partition_offset(&info.topic, p, Offset::Offset(read))
                 .map_err(|e| err_at(&name, e.to_string()))?;
             event.push((id, offset as i64, read));
