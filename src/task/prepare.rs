@@ -1,0 +1,190 @@
+//! Everything a job needs before data moves, checked without a destination: the repo schema,
+//! the source (opened, or not when `validate` runs offline), the decoder with its stages and
+//! every input's CSV header, the path template, and a push repo's HTTP route.
+
+use std::sync::Arc;
+
+use crate::config::{Job, SourceSection};
+use crate::decode::meta::MetaColumns;
+use crate::decode::{DecodeOptions, RecordDecoder};
+use crate::metrics::Metrics;
+use crate::schema::RepoSchema;
+use crate::sink::partition::PathTemplate;
+use crate::source::file::FileSource;
+use crate::source::kafka::{KafkaSettings, KafkaSource};
+use crate::source::push::http::PushApi;
+use crate::source::push::{Durability, Intake, PushSettings, PushSource};
+use crate::source::Source;
+
+use super::TaskError;
+
+/// Everything prepared from a job before data moves; `sluice validate` stops here.
+pub struct Prepared {
+    pub schema: Arc<RepoSchema>,
+    /// None when the source was not contacted (`validate` of a Kafka job).
+    pub source: Option<Box<dyn Source>>,
+    pub decoder: RecordDecoder,
+    pub template: PathTemplate,
+    /// Where a push source takes its requests.
+    pub intake: Option<Arc<Intake>>,
+}
+
+/// Loads the schema, opens the source and builds the decoder and path template: every check
+/// that needs no destination.
+/// `connect`: open sources that need a server (Kafka); `validate` checks the rest offline.
+pub fn prepare(job: &Job, connect: bool) -> Result<Prepared, TaskError> {
+    let schema = Arc::new(RepoSchema::load(&job.resolve(&job.file.repo.schema))?);
+    let meta = MetaColumns::new(&schema)?;
+    if !meta.is_empty() && !matches!(job.file.source, SourceSection::Kafka { .. }) {
+        return Err(TaskError::Job {
+            job: job.file.job.name.clone(),
+            reason: format!(
+                "schema {}: fields {:?} are Kafka message metadata, but this job reads files",
+                schema.path.display(),
+                meta.names(&schema)
+            ),
+        });
+    }
+    let mut source: Option<Box<dyn Source>> = match &job.file.source {
+        SourceSection::File {
+            paths,
+            header,
+            chunk_bytes,
+            ..
+        } => {
+            let paths: Vec<_> = paths.iter().map(|p| job.resolve(p)).collect();
+            // Files roll at chunk boundaries: the chunk size bounds how far a file can run past
+            // `max_rows` / `max_bytes`.
+            let chunk = crate::config::parse_bytes(chunk_bytes).unwrap_or(1 << 20) as usize;
+            Some(Box::new(
+                FileSource::new(&paths, job.input.quoted(), job.input.quoted() && *header)?
+                    .with_block_size(chunk),
+            ))
+        }
+        SourceSection::Push {
+            durability,
+            wal_dir,
+            wal_segment_bytes,
+            max_pending,
+            max_retained,
+            chunk_bytes,
+            ..
+        } => {
+            let durability = Durability::parse(durability).unwrap_or(Durability::Wal);
+            let bytes = |s: &str| crate::config::parse_bytes(s).unwrap_or(1 << 20);
+            let default_retained = match durability {
+                Durability::Memory => 256 << 20,
+                Durability::Wal => 4 << 30,
+            };
+            let settings = PushSettings {
+                durability,
+                wal_dir: match wal_dir {
+                    Some(d) => job.resolve(d),
+                    None => job.resolve(&job.file.job.state_dir).join("wal"),
+                },
+                segment_bytes: bytes(wal_segment_bytes),
+                max_pending: bytes(max_pending),
+                max_retained: max_retained.as_deref().map_or(default_retained, bytes),
+                chunk_bytes: bytes(chunk_bytes) as usize,
+                drain_timeout: job.stop_deadline / 2,
+                move_wal_damage: job.move_wal_damage,
+            };
+            if connect {
+                Some(Box::new(PushSource::open("push", settings)?))
+            } else {
+                None
+            }
+        }
+        SourceSection::Kafka { .. } if !connect => None,
+        SourceSection::Kafka {
+            brokers,
+            topics,
+            group,
+            auto_offset_reset,
+            chunk_bytes,
+            options,
+            on_gap,
+            ..
+        } => Some(Box::new(KafkaSource::new(&KafkaSettings {
+            brokers: brokers.clone(),
+            topics: topics.clone(),
+            group: group
+                .clone()
+                .unwrap_or_else(|| format!("sluice-{}", job.file.job.name)),
+            auto_offset_reset: auto_offset_reset.clone(),
+            options: options.clone(),
+            chunk_bytes: crate::config::parse_bytes(chunk_bytes).unwrap_or(1 << 20) as usize,
+            range: job.range.clone(),
+            queue_kbytes: job.channel_bytes / 1024,
+            meta: meta.needs(),
+            skip_gaps: on_gap == "skip",
+        })?)),
+    };
+    let intake = source.as_ref().and_then(|s| s.intake());
+    let header = match source.as_mut() {
+        Some(s) => s.header()?,
+        None => None,
+    };
+    let decoder = RecordDecoder::new(
+        schema.clone(),
+        DecodeOptions {
+            kind: job.input.clone(),
+            batch_size: job.file.channel.batch_rows,
+            keep_raw: false,
+        },
+        header.as_deref(),
+    )?;
+    if let Some(s) = source.as_mut() {
+        for (name, h) in s.headers()? {
+            decoder.check_header(&name, &h)?;
+        }
+    }
+    let decoder = if job.file.repo.stages.is_empty() {
+        decoder
+    } else {
+        let on_error = crate::stage::OnError::parse(&job.file.repo.on_error).unwrap_or_default();
+        let stages =
+            crate::stage::Stages::plan(&job.file.repo.stages, decoder.decoded_schema(), on_error)?;
+        decoder.with_stages(stages)
+    };
+    job.format.validate(&decoder.output_schema())?;
+    let template = PathTemplate::compile(
+        &job.file.sink.partition.template,
+        &decoder.output_schema(),
+        job.repo.as_deref().unwrap_or(&schema.name),
+        job.file.sink.partition.hive.unwrap_or(true),
+    )?;
+    Ok(Prepared {
+        schema,
+        source,
+        decoder,
+        template,
+        intake,
+    })
+}
+
+/// The push route of a push repo.
+pub(super) fn push_api(
+    job: &Job,
+    intake: Option<&Arc<Intake>>,
+    decoder: &RecordDecoder,
+    metrics: &Arc<Metrics>,
+) -> Option<Arc<PushApi>> {
+    let SourceSection::Push {
+        max_body,
+        body_timeout,
+        max_concurrent,
+        ..
+    } = &job.file.source
+    else {
+        return None;
+    };
+    Some(Arc::new(PushApi::new(
+        intake?.clone(),
+        decoder.clone(),
+        metrics.clone(),
+        crate::config::parse_bytes(max_body).unwrap_or(16 << 20) as usize,
+        crate::config::parse_duration(body_timeout).unwrap_or(std::time::Duration::from_secs(30)),
+        *max_concurrent,
+    )))
+}

@@ -1,0 +1,88 @@
+//! Damage before a WAL's end: telling it from a torn tail (does a valid record follow?) and
+//! moving it aside (`run --move-wal-damage`), never deleting it.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::{crc, io, sync_dir, WalError, MAGIC, RECORD_HEADER};
+
+/// The byte offset of the first valid record in `path` after byte `from` whose position is at
+/// least `pos` (a record an append after the damage wrote, so acknowledged), if any. Crafted
+/// bytes could make every offset a candidate with a long checksum: past a budget of checksum
+/// work the answer is "maybe" (`Some`), never "no".
+pub(super) fn valid_record_after(
+    path: &Path,
+    from: u64,
+    pos: u64,
+) -> Result<Option<u64>, WalError> {
+    let data = std::fs::read(path).map_err(io(path))?;
+    let hdr = RECORD_HEADER as usize;
+    let span = data.len() as u64;
+    let mut budget: usize = (64 << 20) + 4 * data.len();
+    for at in (from as usize + 1)..data.len().saturating_sub(hdr - 1) {
+        let h = &data[at..at + hdr];
+        let len = u32::from_le_bytes(h[0..4].try_into().expect("4 bytes")) as usize;
+        let rpos = u64::from_le_bytes(h[8..16].try_into().expect("8 bytes"));
+        // Positions grow by at most the bytes in between: a cheap filter before the checksum.
+        if rpos < pos || rpos > pos.saturating_add(span) || at + hdr + len > data.len() {
+            continue;
+        }
+        let sum = u32::from_le_bytes(h[4..8].try_into().expect("4 bytes"));
+        if len > budget {
+            return Ok(Some(at as u64));
+        }
+        budget -= len;
+        if crc(rpos, &data[at + hdr..at + hdr + len]) == sum {
+            return Ok(Some(at as u64));
+        }
+    }
+    Ok(None)
+}
+
+/// Moves bytes `from..` of segment `path` and the whole of each segment in `later` into a new
+/// folder under `<dir>/damaged/`, then cuts `path` at `from`. Returns the folder and the bytes
+/// moved. Copies are made durable before anything is cut or removed.
+pub(super) fn move_aside(
+    dir: &Path,
+    path: &Path,
+    from: u64,
+    later: &[PathBuf],
+) -> Result<(PathBuf, u64), WalError> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let damaged = dir.join("damaged");
+    let to = damaged.join(stamp.to_string());
+    std::fs::create_dir_all(&to).map_err(io(&to))?;
+    sync_dir(&damaged)?;
+    sync_dir(dir)?;
+    let name = |p: &Path| p.file_name().expect("a segment file name").to_owned();
+    let data = std::fs::read(path).map_err(io(path))?;
+    let tail = &data[(from as usize).min(data.len())..];
+    let part = to.join(format!("{}.from-byte-{from}", name(path).to_string_lossy()));
+    let f = File::create(&part).map_err(io(&part))?;
+    (&f).write_all(tail).map_err(io(&part))?;
+    f.sync_all().map_err(io(&part))?;
+    let mut moved = tail.len() as u64;
+    for p in later {
+        let target = to.join(name(p));
+        moved += std::fs::metadata(p).map_err(io(p))?.len();
+        std::fs::rename(p, &target).map_err(io(p))?;
+    }
+    sync_dir(&to)?;
+    let f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io(path))?;
+    if from < 8 {
+        // Even the segment's header was damaged: start it anew.
+        f.set_len(0).map_err(io(path))?;
+        (&f).write_all(MAGIC).map_err(io(path))?;
+    } else {
+        f.set_len(from).map_err(io(path))?;
+    }
+    f.sync_all().map_err(io(path))?;
+    sync_dir(dir)?;
+    Ok((to, moved))
+}
