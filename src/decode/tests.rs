@@ -445,3 +445,63 @@ fn raw_timestamp_numbers_out_of_range_are_dead_letters() {
     );
     assert_eq!(out.dead[0].class(), "type");
 }
+
+/// Byte soup that looks a little like each input kind: JSON punctuation, quotes, escapes,
+/// line breaks, non-UTF-8 bytes, digits.
+fn soup() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+    use proptest::prelude::*;
+    let piece = prop_oneof![
+        Just(b"{".to_vec()),
+        Just(b"}".to_vec()),
+        Just(b"[".to_vec()),
+        Just(b"]".to_vec()),
+        Just(b"\"".to_vec()),
+        Just(b"\\".to_vec()),
+        Just(b",".to_vec()),
+        Just(b":".to_vec()),
+        Just(b"\n".to_vec()),
+        Just(b"\r\n".to_vec()),
+        Just(b"\"ts\":".to_vec()),
+        Just(b"\"status\":".to_vec()),
+        Just(b"\"ctx\":".to_vec()),
+        Just(b"2024-01-01T00:00:00Z".to_vec()),
+        Just(b"99999999999999999999".to_vec()),
+        Just(b"-1e999".to_vec()),
+        Just(b"null".to_vec()),
+        Just(b"\\ud800".to_vec()),
+        proptest::collection::vec(any::<u8>(), 0..4),
+    ];
+    proptest::collection::vec(piece, 0..120).prop_map(|v| v.concat())
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+    /// Any bytes, any input kind: decoding never panics (a panic would show as a dead letter
+    /// "inside a library"), and every record is a row or a dead letter.
+    #[test]
+    fn any_bytes_decode_into_rows_and_dead_letters(data in soup(), kind in 0..3usize) {
+        let (s, kind) = match kind {
+            0 => (schema(WEB), InputKind::Json),
+            1 => (
+                schema("name = \"c\"\n[[fields]]\nname = \"a\"\ntype = \"string\"\n[[fields]]\nname = \"n\"\ntype = \"int64\"\n"),
+                InputKind::Csv { delimiter: b',', header: false },
+            ),
+            _ => (
+                schema("name = \"t\"\n[[fields]]\nname = \"line\"\ntype = \"string\"\n"),
+                InputKind::Text { delimiter: None },
+            ),
+        };
+        let quoted = kind.quoted();
+        let opts = DecodeOptions { kind, batch_size: 7, ..DecodeOptions::default() };
+        let mut d = RecordDecoder::new(s, opts, None).unwrap();
+        let out = d.decode(&chunk(&data));
+        proptest::prop_assert_eq!(out.rows() + out.dead.len() as u64, out.records);
+        let mut recs = Vec::new();
+        framing::split_records(&chunk(&data), quoted, &mut recs);
+        proptest::prop_assert_eq!(out.records, recs.len() as u64);
+        for dl in &out.dead {
+            proptest::prop_assert!(!dl.reason.contains("inside a library"), "{}", dl.reason);
+        }
+    }
+}
