@@ -16,6 +16,7 @@ pub mod format;
 pub mod input;
 pub mod lock;
 pub mod metrics;
+pub mod panics;
 pub mod pipeline;
 pub mod schema;
 pub mod sink;

@@ -331,12 +331,10 @@ fn eval(st: &Planned, batch: &RecordBatch) -> Result<(RecordBatch, Option<Boolea
     // error, so the rows it panics on are isolated and handled per `on_error`.
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| eval_unguarded(st, batch)))
         .unwrap_or_else(|panic| {
-            let why = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic".into());
-            Err(format!("the function panicked: {why}"))
+            Err(format!(
+                "the function panicked: {}",
+                crate::panics::message(panic.as_ref())
+            ))
         })
 }
 

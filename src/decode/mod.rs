@@ -325,11 +325,7 @@ impl RecordDecoder {
             out.dead.truncate(dead);
             out.filtered = filtered;
             if let [r] = part {
-                let why = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a panic".into());
+                let why = crate::panics::message(panic.as_ref());
                 out.dead.push(DeadLetter {
                     position: r.pos,
                     reason: format!("decoding this record failed inside a library: {why}"),

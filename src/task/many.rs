@@ -95,11 +95,7 @@ fn supervise(
                 result
             }
             Err(panic) => {
-                let what = panic
-                    .downcast_ref::<String>()
-                    .map(String::as_str)
-                    .or_else(|| panic.downcast_ref::<&str>().copied())
-                    .unwrap_or("a panic");
+                let what = crate::panics::message(panic.as_ref());
                 let e = TaskError::Job {
                     job: job.file.job.name.clone(),
                     reason: format!("the task panicked: {what}"),

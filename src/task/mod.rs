@@ -191,15 +191,6 @@ fn destination_at(
     )?)
 }
 
-/// What a panic said.
-pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic".into())
-}
-
 /// Runs a job to its end (bounded sources) or until `stop` is set.
 pub fn run(job: &Job, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, TaskError> {
     let started = Instant::now();
@@ -394,7 +385,7 @@ fn run_inner(
                                 || worker::run(ctx, lane),
                             ));
                             if let Err(panic) = run {
-                                let why = panic_text(panic.as_ref());
+                                let why = crate::panics::message(panic.as_ref());
                                 tracing::error!(lane, panic = %why, "a sink worker panicked; the task stops");
                                 *control.worker_panic.lock().unwrap_or_else(|p| p.into_inner()) =
                                     Some(why);
@@ -454,7 +445,10 @@ fn run_inner(
         let result = std::panic::catch_unwind(run).unwrap_or_else(|panic| {
             Err(TaskError::Job {
                 job: name.clone(),
-                reason: format!("the task panicked: {}", panic_text(panic.as_ref())),
+                reason: format!(
+                    "the task panicked: {}",
+                    crate::panics::message(panic.as_ref())
+                ),
             })
         });
         // A worker that panicked fails the task, whatever the source side saw.
