@@ -1,8 +1,9 @@
 //! Fault points for tests, driven by `SLUICE_FAULT` (unset in production: each point is one
 //! check of a value read once).
 //!
-//! - `<point>:<n>` aborts the process at the n-th commit reaching `point` (`after_pending`,
-//!   `after_files`, `after_checkpoint`), like a kill -9 there.
+//! - `<point>:<n>` aborts the process at the n-th commit reaching `point` (`after_claim`,
+//!   `after_files`, `after_checkpoint`; `roll_back_claimed` in a roll-back), like a kill -9
+//!   there.
 //! - `panic_on:<text>` panics while decoding a group of records that holds `text`, like a
 //!   library bug that some value triggers.
 

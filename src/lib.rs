@@ -3,7 +3,7 @@
 
 pub mod admin;
 pub mod channel;
-pub mod checkpoint;
+pub mod commit;
 pub mod config;
 pub mod convert;
 pub mod deadletter;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Subcommand;
 
-use sluice::checkpoint::Checkpoints;
+use sluice::commit::checkpoint::Checkpoints;
 use sluice::config::{Job, SourceSection};
 use sluice::schema::RepoSchema;
 use sluice::source::kafka::Position;

@@ -387,6 +387,27 @@ impl Job {
             "job.stop_deadline",
             stop_deadline.as_ref().map(|_| ()).map_err(Clone::clone),
         );
+        if let (Ok(deadline), SourceSection::Kafka { options, .. }) = (&stop_deadline, &file.source)
+        {
+            // A revocation waits up to the stop deadline inside the consumer's poll: past
+            // `max.poll.interval.ms` the member would leave the group in the middle of it.
+            let poll_ms = options
+                .get("max.poll.interval.ms")
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(300_000);
+            check(
+                "job.stop_deadline",
+                if (deadline.as_millis() as u64) < poll_ms {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{} must be shorter than the consumer's max.poll.interval.ms ({poll_ms} \
+                         ms): a revocation may take this long inside the poll",
+                        file.job.stop_deadline
+                    ))
+                },
+            );
+        }
         let input = file.source.validate(file.admin.is_some(), &mut check);
         if let Some(a) = &file.admin {
             check(

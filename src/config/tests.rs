@@ -129,3 +129,23 @@ fn absurd_sizes_and_durations_are_errors_not_panics() {
         assert!(all.contains(key), "{key} not named: {all}");
     }
 }
+
+#[test]
+fn a_stop_deadline_past_the_poll_interval_is_refused_for_kafka() {
+    let kafka = GOOD.replace(
+        "kind = \"file\"\npaths = [\"a.jsonl\"]",
+        "kind = \"kafka\"\nbrokers = \"127.0.0.1:9092\"\ntopics = [\"t\"]",
+    );
+    Job::parse(&kafka, Path::new("/etc/sluice/job.toml")).expect("the defaults fit");
+    let long = kafka.replace("[job]\n", "[job]\nstop_deadline = \"10m\"\n");
+    let e = format!(
+        "{:?}",
+        Job::parse(&long, Path::new("/etc/sluice/job.toml")).expect_err("refused")
+    );
+    assert!(
+        e.contains("job.stop_deadline") && e.contains("300000"),
+        "{e}"
+    );
+    let raised = long + "[source.options]\n\"max.poll.interval.ms\" = \"900000\"\n";
+    Job::parse(&raised, Path::new("/etc/sluice/job.toml")).expect("a longer poll interval fits");
+}

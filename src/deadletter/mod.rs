@@ -91,6 +91,15 @@ impl DeadLetterWriter {
         }
     }
 
+    /// The dead-letter file's temporary name while it is written locally (see
+    /// [`OutputFile::staged`]).
+    pub fn staged(&self) -> Option<&str> {
+        match &self.target {
+            Target::File { file: Some(f), .. } => f.staged(),
+            _ => None,
+        }
+    }
+
     /// Appends dead letters.
     pub fn write(&mut self, letters: &[DeadLetter]) -> Result<(), SinkError> {
         if letters.is_empty() {

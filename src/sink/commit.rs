@@ -1,13 +1,15 @@
 //! The commit of one source partition: its open files become visible together and its
-//! checkpoint moves past them (the steps are in `checkpoint.rs`). `SLUICE_FAULT` can abort the
-//! process at each step, like a kill -9 there (see `fault.rs`).
+//! checkpoint moves past them, through the phases of `commit/` (claim → publish → seal →
+//! release). `SLUICE_FAULT` can abort the process after each phase, like a kill -9 there (see
+//! `fault.rs`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::worker::{now_ms, OpenFile, OpenPartition, WorkError, WorkerContext};
 use super::OutputFile;
-use crate::checkpoint::{Checkpoint, FileEntry, Pending, VERSION};
+use crate::commit::checkpoint::{Checkpoint, FileEntry, VERSION};
+use crate::commit::fence::Claim;
 use crate::metrics::CommitStats;
 
 /// Commits all open files of partition `p` and moves its checkpoint.
@@ -23,7 +25,9 @@ pub(super) fn commit_partition(
     // in progress, so the next owner never sees half of one.
     let state = {
         let mut parts = ctx.control.parts.lock().expect("parts lock");
-        match parts.get_mut(&p).filter(|s| s.owned) {
+        // A commit of files opened in an earlier epoch (before a rewind or a new assignment)
+        // is refused: they may overlap what the partition replays.
+        match parts.get_mut(&p).filter(|s| s.owned && s.epoch == op.epoch) {
             Some(s) => {
                 s.committing = true;
                 s.clone()
@@ -67,20 +71,38 @@ pub(super) fn commit_partition(
                 Some(w) if w.file().is_none() => w.commit().map(|_| None)?,
                 dead => dead,
             };
-            let pending_files: Vec<String> = finished.iter().map(|f| f.0.clone()).collect();
             let commits = ctx.control.commits.load(Ordering::Relaxed);
-            ctx.checkpoints.write_pending(&Pending {
+            let owner = crate::commit::owner_id();
+            let seq = state.seq + 1;
+            let claim = Claim {
+                version: VERSION,
                 key: state.key.clone(),
+                seq,
+                term: state.term,
+                owner: owner.to_string(),
                 from_offset: state.committed_offset,
                 next_offset: op.next_offset,
-                files: pending_files,
+                files: finished.iter().map(|f| f.0.clone()).collect(),
+                staged: finished
+                    .iter()
+                    .filter_map(|f| f.1.staged().map(str::to_string))
+                    .collect(),
                 dead_letter_files: dead
                     .iter()
                     .filter_map(|w| w.file())
                     .map(str::to_string)
                     .collect(),
-            })?;
-            crate::fault::abort_at("after_pending", commits);
+                dead_letter_staged: dead
+                    .iter()
+                    .filter_map(|w| w.staged())
+                    .map(str::to_string)
+                    .collect(),
+                claimed_at_ms: now_ms(),
+            };
+            // From here until the seal, a failure leaves the claim for the reconcile that
+            // follows (`Worker::fail`) to abort.
+            ctx.checkpoints.claim(&claim)?;
+            crate::fault::abort_at("after_claim", commits);
             let mut entries = Vec::with_capacity(finished.len());
             let mut to_commit = finished.into_iter();
             while let Some((_, file, entry)) = to_commit.next() {
@@ -103,7 +125,7 @@ pub(super) fn commit_partition(
                 version: VERSION,
                 job: ctx.checkpoints.job().to_string(),
                 key: state.key.clone(),
-                seq: state.seq + 1,
+                seq,
                 next_offset: op.next_offset,
                 next_line: op.next_line,
                 files: entries,
@@ -111,10 +133,23 @@ pub(super) fn commit_partition(
                 rows: op.rows,
                 dead_letters: op.dead_count,
                 committed_at_ms: now_ms(),
+                term: state.term,
+                owner: owner.to_string(),
             };
-            ctx.checkpoints.write(&c)?;
+            ctx.checkpoints.seal(&claim, &c)?;
             crate::fault::abort_at("after_checkpoint", commits);
-            ctx.checkpoints.clear_pending(&state.key)?;
+            // The commit stands; a failure to release is only housekeeping (the next
+            // reconcile deletes the claim of a sealed commit).
+            match ctx.checkpoints.release(&state.key, seq, state.term, owner) {
+                Ok(swept) if !swept.is_empty() => tracing::warn!(
+                    partition = %state.key, files = ?swept,
+                    "removed files that a fenced writer published after its fence"
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(partition = %state.key, error = %e, "could not release a claim")
+                }
+            }
             Ok(c)
         },
     ));

@@ -13,7 +13,11 @@ pub struct PartState {
     pub topic: String,
     pub committed_offset: u64,
     pub committed_line: u64,
+    /// The last sequence number decided or claimed: the next commit claims `seq + 1`.
     pub seq: u64,
+    /// This process's ownership term of the partition in the destination (see
+    /// `commit::fence`).
+    pub term: u64,
     pub epoch: u64,
     /// This process owns the partition (group rebalances take partitions away).
     pub owned: bool,
@@ -29,6 +33,7 @@ impl PartState {
             committed_offset: offset,
             committed_line: line,
             seq,
+            term: 0,
             epoch,
             owned: true,
             committing: false,
@@ -74,8 +79,9 @@ pub struct Control {
     pub files: AtomicU64,
     pub commits: AtomicU64,
     pub failures: AtomicU64,
-    /// Why a sink worker died (it panicked): the task fails instead of waiting for its lane.
-    pub worker_panic: Mutex<Option<String>>,
+    /// Why a sink worker stopped the task (it panicked, or a partition was fenced: another
+    /// owner took it over): the task fails instead of waiting for its lane.
+    pub worker_fatal: Mutex<Option<String>>,
 }
 
 impl Control {

@@ -46,6 +46,19 @@ pub enum SinkError {
     },
 }
 
+impl SinkError {
+    /// True when the file is not there.
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            SinkError::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+            SinkError::Store { source, .. } => {
+                matches!(source, object_store::Error::NotFound { .. })
+            }
+            _ => false,
+        }
+    }
+}
+
 /// A place files are written to: a local folder or an object store prefix.
 #[derive(Clone)]
 pub struct Destination {
@@ -385,8 +398,20 @@ impl Destination {
     /// visible at `rel` until [`OutputFile::commit`].
     pub fn create(&self, rel: &str) -> Result<OutputFile, SinkError> {
         let display = self.display(rel);
+        let mut staged = None;
         let sink: Box<dyn FileSink> = match &self.kind {
-            Kind::Local(root) => Box::new(LocalSink::create(&root.join(rel))?),
+            Kind::Local(root) => {
+                let sink = LocalSink::create(&root.join(rel))?;
+                let name = sink
+                    .tmp
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned());
+                staged = name.map(|n| match rel.rfind('/') {
+                    Some(i) => format!("{}{n}", &rel[..=i]),
+                    None => n,
+                });
+                Box::new(sink)
+            }
             Kind::Store {
                 store,
                 prefix,
@@ -410,6 +435,7 @@ impl Destination {
                 written: 0,
             })),
             display,
+            staged,
         })
     }
 }
@@ -552,6 +578,9 @@ struct FileState {
 pub struct OutputFile {
     inner: Arc<Mutex<FileState>>,
     display: String,
+    /// A local file's temporary name (relative to the destination) until its commit renames
+    /// it: the writer fence deletes it, so a fenced writer's rename can only fail.
+    staged: Option<String>,
 }
 
 impl OutputFile {
@@ -563,6 +592,11 @@ impl OutputFile {
     /// Where the file will appear, for messages.
     pub fn location(&self) -> &str {
         &self.display
+    }
+
+    /// The temporary name of a local file, relative to the destination (object stores: none).
+    pub fn staged(&self) -> Option<&str> {
+        self.staged.as_deref()
     }
 
     /// Makes the file visible, whole. Returns its size.

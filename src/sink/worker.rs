@@ -21,7 +21,7 @@ use super::control::{Control, PartState, Rewind};
 use super::partition::PathTemplate;
 use super::{Destination, OutputFile};
 use crate::channel::{Channel, Item};
-use crate::checkpoint::Checkpoints;
+use crate::commit::checkpoint::Checkpoints;
 use crate::deadletter::DeadLetterWriter;
 use crate::format::{create_writer, FormatOptions, FormatWriter};
 
@@ -46,8 +46,8 @@ pub struct WorkerContext {
     /// empty.
     pub file_prefix: String,
     /// Ends every data and dead-letter file's name before its extension: `.backfill-<name>`
-    /// for a backfill (a live job's names end in the first offset's digits, so a backfill's
-    /// files never replace the live job's, even in one folder), else empty.
+    /// for a backfill (a live job's names end in the attempt's hex tag, so a backfill's files
+    /// never replace the live job's, even in one folder), else empty.
     pub file_suffix: String,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub channel: Arc<Channel>,
@@ -94,6 +94,11 @@ pub(super) struct OpenPartition {
     /// Dead letters by reason class (see `DeadLetter::class`).
     pub(super) dead_classes: std::collections::BTreeMap<&'static str, u64>,
     pub(super) last_write: Instant,
+    /// The partition's epoch when these files opened: a commit in a later epoch is refused.
+    pub(super) epoch: u64,
+    /// Ends this attempt's file names: no other attempt, here or in another process, can
+    /// produce the same name.
+    pub(super) tag: String,
 }
 
 /// Errors inside a worker; the partition is rewound, the task goes on.
@@ -104,11 +109,17 @@ pub(super) enum WorkError {
     #[error(transparent)]
     Sink(#[from] super::SinkError),
     #[error(transparent)]
-    Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    Checkpoint(#[from] crate::commit::checkpoint::CheckpointError),
     #[error(transparent)]
     Partition(#[from] super::partition::PartitionError),
     #[error("partition {key}: records {got} arrived where {want} was expected")]
     Gap { key: String, want: u64, got: u64 },
+}
+
+impl WorkError {
+    fn is_fenced(&self) -> bool {
+        matches!(self, WorkError::Checkpoint(c) if c.is_fenced())
+    }
 }
 
 /// How many partitions one worker commits at once in `commit_all`.
@@ -340,20 +351,27 @@ impl Worker {
                 Ok(()) => {
                     self.backoff.remove(&p);
                 }
-                Err(e) => {
-                    tracing::warn!(partition = p, error = %e, "commit failed; rewinding the partition");
-                    self.fail(p);
-                }
+                Err(e) => self.failed(p, e),
             }
         }
     }
 
     fn commit_or_fail(&mut self, p: u32) {
-        if let Err(e) = self.commit(p) {
+        match self.commit(p) {
+            Ok(()) => {
+                self.backoff.remove(&p);
+            }
+            Err(e) => self.failed(p, e),
+        }
+    }
+
+    /// A commit of `p` failed: fenced, or rewind.
+    fn failed(&mut self, p: u32, e: WorkError) {
+        if e.is_fenced() {
+            self.fenced(p, &e);
+        } else {
             tracing::warn!(partition = p, error = %e, "commit failed; rewinding the partition");
             self.fail(p);
-        } else {
-            self.backoff.remove(&p);
         }
     }
 
@@ -422,15 +440,18 @@ impl Worker {
             dead_count: 0,
             dead_classes: Default::default(),
             last_write: Instant::now(),
+            epoch: state.epoch,
+            tag: crate::commit::random_tag(),
         });
         op.records += item.records;
         for (path, rows) in groups {
             if !op.files.contains_key(&path) {
                 let rel = format!(
-                    "{path}{}{}-{}{}.{}",
+                    "{path}{}{}-{}-{}{}.{}",
                     self.ctx.file_prefix,
                     state.key,
                     item.prov.first_offset,
+                    op.tag,
                     self.ctx.file_suffix,
                     self.ctx.format.extension()
                 );
@@ -470,10 +491,11 @@ impl Worker {
                     None => DeadLetterWriter::new(
                         self.ctx.dead_dest.clone(),
                         format!(
-                            "{}{}-{}{}.jsonl",
+                            "{}{}-{}-{}{}.jsonl",
                             self.ctx.dead_folder,
                             state.key,
                             item.prov.first_offset,
+                            op.tag,
                             self.ctx.file_suffix
                         ),
                         state.key.clone(),
@@ -502,32 +524,54 @@ impl Worker {
         }
     }
 
-    /// Brings partition `p`'s state in line with the store: a checkpoint whose write looked
-    /// failed may have landed (an ambiguous timeout), and files of a commit that did not reach
-    /// its checkpoint are removed, so the replay can neither skip nor duplicate records.
+    /// Brings partition `p`'s state in line with the store (`commit::fence`): claims that did
+    /// not finish are aborted and their files removed, and a commit whose seal looked failed
+    /// but landed is where the partition resumes, so the replay can neither skip nor duplicate
+    /// records. Fenced when another owner took the partition over.
     fn resync(&self, p: u32) -> Result<(), WorkError> {
-        let Some(PartState { key, .. }) = self.part(p) else {
+        let Some(PartState { key, term, .. }) = self.part(p) else {
             return Ok(());
         };
-        let cps = &self.ctx.checkpoints;
-        let latest = cps.latest(&key)?;
-        let removed = cps.recover(&key, latest.as_ref())?;
-        if !removed.is_empty() {
-            tracing::warn!(partition = %key, files = ?removed, "removed files of an unfinished commit");
+        let owner = crate::commit::owner_id();
+        let r = self.ctx.checkpoints.reconcile(&key, term, owner)?;
+        if !r.removed.is_empty() {
+            tracing::warn!(partition = %key, files = ?r.removed, "removed files of an unfinished commit");
         }
-        if let Some(c) = latest {
-            let mut parts = self.ctx.control.parts.lock().expect("parts lock");
-            let Some(s) = parts.get_mut(&p) else {
-                return Ok(());
-            };
-            if c.seq > s.seq {
-                tracing::info!(partition = %key, seq = c.seq, "a commit that looked failed had landed");
-                s.seq = c.seq;
-                s.committed_offset = c.next_offset;
-                s.committed_line = c.next_line;
+        let mut parts = self.ctx.control.parts.lock().expect("parts lock");
+        let Some(s) = parts.get_mut(&p) else {
+            return Ok(());
+        };
+        s.seq = s.seq.max(r.next_seq - 1);
+        if let Some(c) = r.latest {
+            if c.next_offset != s.committed_offset {
+                tracing::info!(
+                    partition = %key, seq = c.seq, owner = %c.owner, next_offset = c.next_offset,
+                    "resuming after a commit that looked failed but landed"
+                );
             }
+            s.committed_offset = c.next_offset;
+            s.committed_line = c.next_line;
         }
         Ok(())
+    }
+
+    /// Another owner took partition `p` over: this process stops writing it at once (its open
+    /// files are aborted, nothing more of it is written) and the task stops, so that a
+    /// supervisor's restart joins again with a newer term.
+    fn fenced(&mut self, p: u32, e: &WorkError) {
+        tracing::error!(partition = p, error = %e, "fenced: another owner took the partition over; the task stops");
+        if let Some(op) = self.open.remove(&p) {
+            abort_open(op);
+        }
+        let ctl = &self.ctx.control;
+        if let Some(s) = ctl.parts.lock().expect("parts lock").get_mut(&p) {
+            s.owned = false;
+            s.epoch += 1;
+        }
+        let mut fatal = ctl.worker_fatal.lock().unwrap_or_else(|p| p.into_inner());
+        if fatal.is_none() {
+            *fatal = Some(e.to_string());
+        }
     }
 
     /// Aborts partition `p`'s open files and asks the source to replay it from its checkpoint,
@@ -566,6 +610,10 @@ impl Worker {
             }
             match self.resync(p) {
                 Ok(()) => break,
+                Err(e) if e.is_fenced() => {
+                    self.fenced(p, &e);
+                    return;
+                }
                 Err(e) => {
                     tracing::warn!(partition = p, error = %e, "the destination is still unavailable")
                 }

@@ -54,14 +54,14 @@ pub(super) fn source_loop(
         threads,
         |chunk: &mut Chunk| -> Result<Produced<(u32, u64)>, TaskError> {
             if let Some(why) = control
-                .worker_panic
+                .worker_fatal
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone()
             {
                 return Err(TaskError::Job {
                     job: String::new(),
-                    reason: format!("a sink worker failed: {why}"),
+                    reason: format!("a sink worker stopped: {why}"),
                 });
             }
             if stop.load(Ordering::Acquire) && source.finish() {

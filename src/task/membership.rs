@@ -6,7 +6,7 @@
 //! items of the partition are written, the workers commit its open files, then the partition
 //! is released (its epoch moves on, so anything left of it is stale). Past the deadline the
 //! open files are aborted instead and the next owner replays from the checkpoint. A commit in
-//! progress always finishes first: the next owner never sees half of one.
+//! progress may finish within the deadline; past it the next owner's term fences it.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::TaskError;
 use crate::channel::Channel;
-use crate::checkpoint::Checkpoints;
+use crate::commit::checkpoint::Checkpoints;
 use crate::metrics::Metrics;
 use crate::sink::control::{Control, PartState};
 use crate::source::{Membership, PartitionInfo, SourceError};
@@ -28,9 +28,10 @@ pub struct Start {
     pub checkpointed: bool,
 }
 
-/// Registers a partition with the task: rolls back to checkpoint `from_checkpoint` if asked,
-/// removes files of an unfinished commit, and records where it resumes (its checkpoint, else
-/// `default()`), with a fresh epoch.
+/// Registers a partition with the task: takes a new ownership term in the destination (older
+/// writers are fenced), rolls back to checkpoint `from_checkpoint` if asked, fences claims
+/// that did not finish, and records where it resumes (its checkpoint, else `default()`), with
+/// a fresh epoch.
 pub fn register(
     checkpoints: &Checkpoints,
     control: &Control,
@@ -40,29 +41,34 @@ pub fn register(
     default: impl FnOnce() -> Result<(u64, u64), TaskError>,
 ) -> Result<Start, TaskError> {
     let key = info.key();
-    if let Some(seq) = from_checkpoint {
-        let c = checkpoints.roll_back_to(&key, seq)?;
-        tracing::warn!(partition = %key, seq, next_offset = c.next_offset, "replaying from an older checkpoint");
+    let owner = crate::commit::owner_id();
+    // A new term first: from here on, every older writer of the partition is fenced.
+    let term = checkpoints.take_term(&key, owner)?;
+    let r = match from_checkpoint {
+        Some(seq) => {
+            let r = checkpoints.roll_back_to(&key, seq, term, owner)?;
+            tracing::warn!(partition = %key, seq, next_offset = ?r.latest.as_ref().map(|c| c.next_offset), "replaying from an older checkpoint");
+            r
+        }
+        None => checkpoints.reconcile(&key, term, owner)?,
+    };
+    if !r.removed.is_empty() {
+        tracing::warn!(partition = %key, files = ?r.removed, "removed files of an unfinished commit");
     }
-    let latest = checkpoints.latest(&key)?;
-    let removed = checkpoints.recover(&key, latest.as_ref())?;
-    if !removed.is_empty() {
-        tracing::warn!(partition = %key, files = ?removed, "removed files of an unfinished commit");
-    }
-    let (offset, line, seq, checkpointed) = match &latest {
-        Some(c) => (c.next_offset, c.next_line, c.seq, true),
+    let seq = r.next_seq - 1;
+    let (offset, line, checkpointed) = match &r.latest {
+        Some(c) => (c.next_offset, c.next_line, true),
         None => {
             let (o, l) = default()?;
-            (o, l, 0, false)
+            (o, l, false)
         }
     };
     let epoch = {
         let mut parts = control.parts.lock().expect("parts lock");
         let epoch = parts.get(&info.id).map_or(0, |s| s.epoch + 1);
-        parts.insert(
-            info.id,
-            PartState::new(key.clone(), info.topic.clone(), offset, line, seq, epoch),
-        );
+        let mut state = PartState::new(key.clone(), info.topic.clone(), offset, line, seq, epoch);
+        state.term = term;
+        parts.insert(info.id, state);
         epoch
     };
     control
@@ -73,7 +79,7 @@ pub fn register(
     if let Some(ch) = channel {
         ch.purge(info.id, epoch);
     }
-    tracing::info!(partition = %key, offset, seq, "partition resumes");
+    tracing::info!(partition = %key, offset, seq, term, "partition resumes");
     Ok(Start {
         offset,
         line,
@@ -178,20 +184,25 @@ impl Membership for TaskMembership {
         for (p, epoch) in &epochs {
             self.channel.purge(*p, *epoch);
         }
-        // A commit in progress ends (within the store's timeouts) before the partition moves.
-        loop {
+        // A commit in progress may end before the partition moves, within the deadline (the
+        // consumer's poll waits for this callback). Past it the partition moves anyway: the
+        // next owner takes a newer term, so the commit still running here can no longer win
+        // (its claim is aborted, or its seal loses) and what it published is removed.
+        let until = until.max(Instant::now() + Duration::from_millis(100));
+        let ids_done = self.wait(until, || {
             let parts = ctl.parts.lock().expect("parts lock");
-            if !ids
-                .iter()
+            !ids.iter()
                 .any(|p| parts.get(p).is_some_and(|s| s.committing))
-            {
-                return ids
-                    .iter()
-                    .filter_map(|p| parts.get(p).map(|s| (*p, s.committed_offset)))
-                    .collect();
-            }
-            drop(parts);
-            std::thread::sleep(Duration::from_millis(5));
+        });
+        if !ids_done {
+            tracing::warn!(
+                partitions = ?ids,
+                "a commit still runs past the revocation deadline; the next owner fences it"
+            );
         }
+        let parts = ctl.parts.lock().expect("parts lock");
+        ids.iter()
+            .filter_map(|p| parts.get(p).map(|s| (*p, s.committed_offset)))
+            .collect()
     }
 }

@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use crate::admin::{Admin, Live, RepoSlot};
 use crate::channel::Channel;
-use crate::checkpoint::Checkpoints;
+use crate::commit::checkpoint::Checkpoints;
 use crate::config::Job;
 use crate::metrics::Metrics;
 use crate::schema::RepoSchema;
@@ -65,7 +65,7 @@ pub enum TaskError {
     #[error(transparent)]
     Sink(#[from] crate::sink::SinkError),
     #[error(transparent)]
-    Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    Checkpoint(#[from] crate::commit::checkpoint::CheckpointError),
     #[error(transparent)]
     Source(#[from] crate::source::SourceError),
     #[error(transparent)]
@@ -387,8 +387,8 @@ fn run_inner(
                             if let Err(panic) = run {
                                 let why = crate::panics::message(panic.as_ref());
                                 tracing::error!(lane, panic = %why, "a sink worker panicked; the task stops");
-                                *control.worker_panic.lock().unwrap_or_else(|p| p.into_inner()) =
-                                    Some(why);
+                                *control.worker_fatal.lock().unwrap_or_else(|p| p.into_inner()) =
+                                    Some(format!("it panicked: {why}"));
                                 // Nobody drains this lane now: a put waiting for room in it
                                 // must not wait for ever.
                                 channel.close();
@@ -452,15 +452,15 @@ fn run_inner(
             })
         });
         // A worker that panicked fails the task, whatever the source side saw.
-        let worker_panic = control
-            .worker_panic
+        let worker_fatal = control
+            .worker_fatal
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let result = match worker_panic {
+        let result = match worker_fatal {
             Some(why) => Err(TaskError::Job {
                 job: name.clone(),
-                reason: format!("a sink worker panicked: {why}"),
+                reason: format!("a sink worker stopped: {why}"),
             }),
             None => result,
         };

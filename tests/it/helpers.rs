@@ -174,3 +174,30 @@ pub fn logged_addr(log: &Path, what: &str) -> Option<String> {
             .to_string(),
     )
 }
+
+/// Every visible data file under `out` is named by exactly one commit of job `job`, and every
+/// file a commit names is there.
+pub fn assert_files_match_checkpoints(out: &Path, job: &str) {
+    let mut named = Vec::new();
+    for p in files_under(&out.join("_sluice").join(job).join("checkpoints"), false) {
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        if let Some(files) = v.get("files").and_then(|f| f.as_array()) {
+            named.extend(
+                files
+                    .iter()
+                    .map(|f| f["path"].as_str().unwrap().to_string()),
+            );
+        }
+    }
+    named.sort();
+    let mut visible: Vec<String> = files_under(out, true)
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .map(|p| p.strip_prefix(out).unwrap().to_string_lossy().into_owned())
+        .collect();
+    visible.sort();
+    assert_eq!(
+        visible, named,
+        "visible files and the files checkpoints name differ"
+    );
+}

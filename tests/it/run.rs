@@ -243,7 +243,7 @@ fn kill_9_at_random_moments_is_exactly_once() {
         "format = \"parquet\"\ncompression = \"gzip:6\"\n[sink.rotation]\nmax_rows = 1000\n[sink.partition]\ntemplate = \"dt={ts:%Y-%m-%d}/\"\n",
     );
     // Deterministic crash points inside the commit protocol first.
-    for (i, point) in ["after_pending", "after_files", "after_checkpoint"]
+    for (i, point) in ["after_claim", "after_files", "after_checkpoint"]
         .iter()
         .enumerate()
     {

@@ -7,13 +7,15 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use crate::helpers::*;
-use crate::kafka::{assert_once, job_with, produce_events, spawn_run, wait_for};
+use crate::kafka::{assert_once, job_with, produce_events, spawn_run, wait_for, wait_log};
 
 /// One tansu broker; stopped (killed) when dropped.
 struct Tansu {
@@ -240,4 +242,116 @@ fn tansu_live_job_survives_a_broker_restart_and_resumes_in_another_process() {
     sigterm(&second);
     assert!(second.wait_with_output().unwrap().status.success());
     assert_once(&out, 2500);
+}
+
+/// Produces events `t<first>`.. in small batches until `stop`; returns how many.
+fn produce_until(bootstrap: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<usize> {
+    std::thread::spawn(move || {
+        let mut n = 0;
+        while !stop.load(Ordering::Acquire) {
+            produce_events(&bootstrap, "zombie", n, 40, 4, None);
+            n += 40;
+            // A steady trickle: the members always hold open files.
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        n
+    })
+}
+
+fn signal(child: &Child, sig: &str) {
+    assert!(Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+}
+
+/// Waits until a commit record of `job` names an owner whose id starts with `pid-`.
+fn wait_commit_by(out: &Path, job: &str, pid: u32, secs: u64) {
+    let dir = out.join("_sluice").join(job).join("checkpoints");
+    let want = format!("\"owner\": \"{pid}-");
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let found = files_under(&dir, false).iter().any(|p| {
+            std::fs::read_to_string(p)
+                .unwrap_or_default()
+                .contains(&want)
+        });
+        if found {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no commit by process {pid} within {secs} s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn tansu_a_frozen_member_is_fenced_when_it_wakes() {
+    let Some(broker) = Tansu::start() else {
+        return;
+    };
+    broker.create_topic("zombie", 4);
+    // Two members of one group, in folders of their own, writing one destination.
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().join("out");
+    let options = "\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"";
+    let jobs: Vec<PathBuf> = ["a", "b"]
+        .iter()
+        .map(|m| {
+            let dir = root.path().join(m);
+            std::fs::create_dir_all(&dir).unwrap();
+            let job = job_with(&dir, &broker.bootstrap(), "zombie", options);
+            let text = std::fs::read_to_string(&job).unwrap().replace(
+                "url = \"out/\"",
+                &format!("url = {:?}", out.display().to_string()),
+            );
+            std::fs::write(&job, text).unwrap();
+            job
+        })
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = produce_until(broker.bootstrap(), stop.clone());
+    let a = spawn_run(&jobs[0], &root.path().join("a.log"));
+    wait_commit_by(&out, "kafka-it", a.id(), 60);
+    // A freezes while it holds open files (records keep arriving).
+    signal(&a, "-STOP");
+    let b = spawn_run(&jobs[1], &root.path().join("b.log"));
+    // B takes the partitions over once A's session has expired, and commits.
+    wait_commit_by(&out, "kafka-it", b.id(), 90);
+    // A wakes up and goes on with what it held: it must not make any of it visible.
+    signal(&a, "-CONT");
+    // Its next commit finds B's newer term: it is fenced and its task fails.
+    let a_log = root.path().join("a.log");
+    let fenced = wait_log(&a_log, "is fenced", 1, 60);
+    assert!(
+        fenced.contains("is fenced"),
+        "the woken member was not fenced:\n{fenced}"
+    );
+    stop.store(true, Ordering::Release);
+    let n = producer.join().unwrap();
+    wait_for(&out, n, 120);
+    let a_status = a.wait_with_output().unwrap().status;
+    sigterm(&b);
+    let b_status = b.wait_with_output().unwrap().status;
+    let a_text = std::fs::read_to_string(&a_log).unwrap();
+    let b_text = std::fs::read_to_string(root.path().join("b.log")).unwrap();
+    let c = trace_ids(&out);
+    assert!(
+        c.values().all(|v| *v == 1) && c.len() == n,
+        "{} of {n} records, duplicates: {:?}\n--- a ---\n{a_text}\n--- b ---\n{b_text}",
+        c.len(),
+        c.iter()
+            .filter(|(_, v)| **v > 1)
+            .take(5)
+            .collect::<Vec<_>>()
+    );
+    assert_files_match_checkpoints(&out, "kafka-it");
+    assert!(
+        !a_status.success(),
+        "a fenced member exits with an error:\n{a_text}"
+    );
+    assert!(b_status.success(), "{b_text}");
 }

@@ -1,0 +1,290 @@
+//! Checkpoint records: the outcome of each sequence number of a source partition's commits,
+//! under `_sluice/<job>/checkpoints/<partition key>/<seq>.json`. An outcome is a commit (the
+//! next offset, the files the commit made visible, the term and owner that made it) or an
+//! abort (the fence of a claim that did not finish; see `fence.rs`). Each is written
+//! create-only, so exactly one outcome wins a sequence number. The newest commit is where the
+//! partition resumes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::sink::{Destination, SinkError};
+
+/// The checkpoint record format version.
+pub const VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("checkpoint record {path} is damaged: {reason}")]
+    Corrupt { path: String, reason: String },
+    /// Another owner took the partition over (a newer term): this process must stop writing
+    /// it at once.
+    #[error(
+        "partition {key} of job {job} is fenced: owner {owner} took it over (term {theirs}, \
+         this process holds term {ours}); this process stops writing it"
+    )]
+    Fenced {
+        key: String,
+        job: String,
+        owner: String,
+        theirs: u64,
+        ours: u64,
+    },
+    /// The commit's sequence number was claimed or decided by an older owner meanwhile: the
+    /// partition reconciles (fencing that claim) and replays.
+    #[error("partition {key}: sequence {seq} was claimed or decided by owner {owner} first")]
+    Taken {
+        key: String,
+        seq: u64,
+        owner: String,
+    },
+    #[error("no checkpoint {seq} for partition {key} (see `sluice checkpoints list`)")]
+    Unknown { key: String, seq: u64 },
+}
+
+impl CheckpointError {
+    /// True when this process no longer owns the partition.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, CheckpointError::Fenced { .. })
+    }
+}
+
+/// A file made visible by a commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Path relative to the destination.
+    pub path: String,
+    pub first_offset: u64,
+    pub last_offset: u64,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// One commit of one source partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub version: u32,
+    pub job: String,
+    /// The source partition's key (`<topic>-<partition>`).
+    pub key: String,
+    pub seq: u64,
+    /// Where the partition resumes.
+    pub next_offset: u64,
+    /// Line number at `next_offset` (files; 0 when unknown).
+    pub next_line: u64,
+    pub files: Vec<FileEntry>,
+    pub dead_letter_files: Vec<String>,
+    pub rows: u64,
+    pub dead_letters: u64,
+    pub committed_at_ms: i64,
+    /// The ownership term of the writer (0 in records of older versions).
+    #[serde(default)]
+    pub term: u64,
+    /// The writer's owner id.
+    #[serde(default)]
+    pub owner: String,
+}
+
+/// The outcome "abort" of a sequence number: its claim was fenced, its files removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Abort {
+    pub version: u32,
+    pub key: String,
+    pub seq: u64,
+    /// Who fenced the claim, and in which term.
+    pub aborted_by: String,
+    pub term: u64,
+    pub at_ms: i64,
+}
+
+/// What was decided for one sequence number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Outcome {
+    Abort(Abort),
+    Commit(Checkpoint),
+}
+
+impl Outcome {
+    pub fn term(&self) -> u64 {
+        match self {
+            Outcome::Abort(a) => a.term,
+            Outcome::Commit(c) => c.term,
+        }
+    }
+    pub fn owner(&self) -> &str {
+        match self {
+            Outcome::Abort(a) => &a.aborted_by,
+            Outcome::Commit(c) => &c.owner,
+        }
+    }
+}
+
+/// The checkpoint and fence records of one job in one destination.
+#[derive(Clone, Debug)]
+pub struct Checkpoints {
+    pub(super) dest: Destination,
+    /// Where dead-letter files are (the same destination unless configured apart).
+    pub(super) dead: Destination,
+    pub(super) job: String,
+}
+
+impl Checkpoints {
+    pub fn new(dest: Destination, job: &str) -> Self {
+        Checkpoints {
+            dead: dest.clone(),
+            dest,
+            job: job.to_string(),
+        }
+    }
+
+    /// Dead-letter files live in another destination.
+    pub fn with_dead_letters(mut self, dead: Destination) -> Self {
+        self.dead = dead;
+        self
+    }
+
+    pub fn job(&self) -> &str {
+        &self.job
+    }
+
+    fn dir(&self, key: &str) -> String {
+        format!("_sluice/{}/checkpoints/{key}/", self.job)
+    }
+
+    pub(super) fn record_path(&self, key: &str, seq: u64) -> String {
+        format!("{}{seq:012}.json", self.dir(key))
+    }
+
+    /// Partition keys that have checkpoints.
+    pub fn keys(&self) -> Result<Vec<String>, CheckpointError> {
+        let root = format!("_sluice/{}/checkpoints/", self.job);
+        let mut keys: Vec<String> = self
+            .dest
+            .list(&root)?
+            .iter()
+            .filter_map(|p| p.strip_prefix(&root))
+            .filter_map(|rest| rest.split('/').next())
+            .map(str::to_string)
+            .collect();
+        keys.dedup();
+        Ok(keys)
+    }
+
+    /// Sequence numbers with an outcome, ascending.
+    pub(super) fn seqs(&self, key: &str) -> Result<Vec<u64>, CheckpointError> {
+        let dir = self.dir(key);
+        let mut seqs: Vec<u64> = self
+            .dest
+            .list(&dir)?
+            .iter()
+            .filter_map(|p| p.strip_prefix(&dir))
+            .filter_map(|n| n.strip_suffix(".json"))
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        seqs.sort_unstable();
+        Ok(seqs)
+    }
+
+    /// The outcome of `seq`, if one was written.
+    pub fn outcome(&self, key: &str, seq: u64) -> Result<Option<Outcome>, CheckpointError> {
+        let path = self.record_path(key, seq);
+        let bytes = match self.dest.read(&path) {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let corrupt = |reason: String| CheckpointError::Corrupt {
+            path: self.dest.display(&path),
+            reason,
+        };
+        let o: Outcome = serde_json::from_slice(&bytes)
+            .map_err(|e| corrupt(format!("not a checkpoint record ({e})")))?;
+        let (version, k, s) = match &o {
+            Outcome::Abort(a) => (a.version, &a.key, a.seq),
+            Outcome::Commit(c) => (c.version, &c.key, c.seq),
+        };
+        if version != VERSION {
+            return Err(corrupt(format!(
+                "format version {version} (this sluice reads {VERSION})"
+            )));
+        }
+        if k != key || s != seq {
+            return Err(corrupt(format!(
+                "it names partition {k} seq {s}, not {key} seq {seq}"
+            )));
+        }
+        Ok(Some(o))
+    }
+
+    fn read(&self, key: &str, seq: u64) -> Result<Option<Checkpoint>, CheckpointError> {
+        Ok(match self.outcome(key, seq)? {
+            Some(Outcome::Commit(c)) => Some(c),
+            _ => None,
+        })
+    }
+
+    /// The newest commit of a partition.
+    pub fn latest(&self, key: &str) -> Result<Option<Checkpoint>, CheckpointError> {
+        for seq in self.seqs(key)?.into_iter().rev() {
+            if let Some(c) = self.read(key, seq)? {
+                return Ok(Some(c));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every commit of a partition, oldest first.
+    pub fn history(&self, key: &str) -> Result<Vec<Checkpoint>, CheckpointError> {
+        let mut out = Vec::new();
+        for seq in self.seqs(key)? {
+            out.extend(self.read(key, seq)?);
+        }
+        Ok(out)
+    }
+
+    /// Writes an outcome create-only. `Ok(None)` when it won; `Ok(Some(winner))` when another
+    /// outcome was there first.
+    pub(super) fn decide(&self, o: &Outcome) -> Result<Option<Outcome>, CheckpointError> {
+        let (key, seq) = match o {
+            Outcome::Abort(a) => (&a.key, a.seq),
+            Outcome::Commit(c) => (&c.key, c.seq),
+        };
+        let path = self.record_path(key, seq);
+        let bytes = serde_json::to_vec_pretty(o).expect("an outcome serializes");
+        match self.dest.put_atomic(&path, &bytes, true) {
+            Ok(()) => Ok(None),
+            Err(SinkError::Exists { .. }) => match self.outcome(key, seq)? {
+                // A write reported as failed may have landed: then the winner is this one.
+                Some(w) if &w == o => Ok(None),
+                Some(w) => Ok(Some(w)),
+                None => Err(CheckpointError::Corrupt {
+                    path: self.dest.display(&path),
+                    reason: "it exists but cannot be read back".into(),
+                }),
+            },
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes a partition's outcome records older than the newest `keep`.
+    pub fn prune(&self, key: &str, keep: usize) -> Result<(), CheckpointError> {
+        let seqs = self.seqs(key)?;
+        if seqs.len() > keep {
+            for s in &seqs[..seqs.len() - keep] {
+                self.dest.delete(&self.record_path(key, *s))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes a file of a claim or commit, in the destination it belongs to.
+    pub(super) fn delete_file(&self, rel: &str, dead_letters: bool) -> Result<(), SinkError> {
+        if dead_letters {
+            self.dead.delete(rel)
+        } else {
+            self.dest.delete(rel)
+        }
+    }
+}

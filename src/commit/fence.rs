@@ -1,0 +1,477 @@
+//! The writer fence: ownership terms and claims of a source partition, under
+//! `_sluice/<job>/fence/<partition key>/` (`term-<n>.json`, `claim-<seq>.json`).
+//!
+//! - A process that starts owning a partition (start, group assignment) takes the next
+//!   **term**, create-only; a writer that sees a newer term than its own is fenced.
+//! - A commit **claims** its sequence number, create-only, before anything of it is visible.
+//!   The claim lists the files it will publish (their final names, unique to the attempt) and,
+//!   for local files, their temporary names.
+//! - **Reconcile** (start, assignment, after a failed commit): every claim without an outcome is
+//!   decided "abort" (create-only: if its writer's commit won first, that commit stands), its
+//!   temporary files are deleted (a fenced writer's rename then fails) and whatever of it became
+//!   visible is deleted. Files of aborted claims are deleted again at each later commit, in
+//!   case a paused writer completed an upload after its fence (object stores).
+
+use serde::{Deserialize, Serialize};
+
+use super::checkpoint::{Abort, Checkpoint, CheckpointError, Checkpoints, Outcome, VERSION};
+use crate::sink::SinkError;
+
+/// A claim on one sequence number of a partition's commits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    pub version: u32,
+    pub key: String,
+    pub seq: u64,
+    pub term: u64,
+    pub owner: String,
+    /// The checkpoint's next offset this commit starts from, and where it ends.
+    pub from_offset: u64,
+    pub next_offset: u64,
+    /// Final names of the data files (relative to the destination).
+    pub files: Vec<String>,
+    /// Temporary names of local data files.
+    #[serde(default)]
+    pub staged: Vec<String>,
+    /// Dead-letter files and their temporary names, in the dead-letter destination.
+    #[serde(default)]
+    pub dead_letter_files: Vec<String>,
+    #[serde(default)]
+    pub dead_letter_staged: Vec<String>,
+    pub claimed_at_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Term {
+    version: u32,
+    key: String,
+    term: u64,
+    owner: String,
+    at_ms: i64,
+}
+
+/// Where a partition stands after reconciling with the store.
+#[derive(Debug, Clone)]
+pub struct Reconciled {
+    /// The newest commit.
+    pub latest: Option<Checkpoint>,
+    /// The sequence number the next commit claims.
+    pub next_seq: u64,
+    /// Files removed: of commits that did not finish, or published after their fence.
+    pub removed: Vec<String>,
+}
+
+/// Terms kept per partition (older ones are deleted when a new one is taken).
+const KEEP_TERMS: u64 = 8;
+
+/// Lost claims' records are kept this many sequence numbers back, so files their writers
+/// publish late are still found and removed.
+const KEEP_LOST: u64 = 256;
+
+/// How often taking a term is retried when other processes take one at the same moment.
+const TERM_ATTEMPTS: usize = 32;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// What one listing of a partition's fence folder holds.
+struct Listing {
+    max_term: u64,
+    terms: Vec<u64>,
+    claims: Vec<u64>,
+}
+
+impl Checkpoints {
+    fn fence_dir(&self, key: &str) -> String {
+        format!("_sluice/{}/fence/{key}/", self.job)
+    }
+
+    fn term_path(&self, key: &str, term: u64) -> String {
+        format!("{}term-{term:012}.json", self.fence_dir(key))
+    }
+
+    fn claim_path(&self, key: &str, seq: u64) -> String {
+        format!("{}claim-{seq:012}.json", self.fence_dir(key))
+    }
+
+    fn listing(&self, key: &str) -> Result<Listing, CheckpointError> {
+        let dir = self.fence_dir(key);
+        let mut l = Listing {
+            max_term: 0,
+            terms: Vec::new(),
+            claims: Vec::new(),
+        };
+        for p in self.dest.list(&dir)? {
+            let Some(name) = p.strip_prefix(&dir).and_then(|n| n.strip_suffix(".json")) else {
+                continue;
+            };
+            if let Some(t) = name.strip_prefix("term-").and_then(|n| n.parse().ok()) {
+                l.terms.push(t);
+                l.max_term = l.max_term.max(t);
+            } else if let Some(s) = name.strip_prefix("claim-").and_then(|n| n.parse().ok()) {
+                l.claims.push(s);
+            }
+        }
+        l.claims.sort_unstable();
+        l.terms.sort_unstable();
+        Ok(l)
+    }
+
+    fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        what: &str,
+    ) -> Result<Option<T>, CheckpointError> {
+        let bytes = match self.dest.read(path) {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| CheckpointError::Corrupt {
+                path: self.dest.display(path),
+                reason: format!("not a {what} record ({e})"),
+            })
+    }
+
+    fn fenced(&self, key: &str, theirs: u64, ours: u64) -> CheckpointError {
+        let owner = self
+            .read_json::<Term>(&self.term_path(key, theirs), "term")
+            .ok()
+            .flatten()
+            .map_or_else(|| "(unknown)".to_string(), |t| t.owner);
+        CheckpointError::Fenced {
+            key: key.to_string(),
+            job: self.job.clone(),
+            owner,
+            theirs,
+            ours,
+        }
+    }
+
+    /// Takes the partition's next ownership term for `owner`: every writer of an older term is
+    /// fenced from now on.
+    pub fn take_term(&self, key: &str, owner: &str) -> Result<u64, CheckpointError> {
+        for _ in 0..TERM_ATTEMPTS {
+            let l = self.listing(key)?;
+            let term = l.max_term + 1;
+            let t = Term {
+                version: VERSION,
+                key: key.to_string(),
+                term,
+                owner: owner.to_string(),
+                at_ms: now_ms(),
+            };
+            let bytes = serde_json::to_vec(&t).expect("a term serializes");
+            match self
+                .dest
+                .put_atomic(&self.term_path(key, term), &bytes, true)
+            {
+                Ok(()) => {}
+                Err(SinkError::Exists { .. }) => {
+                    // Ours, if a write reported as failed landed; else someone else's.
+                    let there = self.read_json::<Term>(&self.term_path(key, term), "term")?;
+                    if there.is_none_or(|x| x.owner != owner) {
+                        continue;
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+            for old in l.terms.iter().filter(|o| **o + KEEP_TERMS < term) {
+                let _ = self.dest.delete(&self.term_path(key, *old));
+            }
+            return Ok(term);
+        }
+        Err(CheckpointError::Corrupt {
+            path: self.dest.display(&self.fence_dir(key)),
+            reason: format!("no term could be taken in {TERM_ATTEMPTS} attempts"),
+        })
+    }
+
+    /// Fails with [`CheckpointError::Fenced`] when a newer term than `term` exists.
+    pub fn check_term(&self, key: &str, term: u64) -> Result<(), CheckpointError> {
+        let l = self.listing(key)?;
+        if l.max_term > term {
+            return Err(self.fenced(key, l.max_term, term));
+        }
+        Ok(())
+    }
+
+    /// Phase "claim": the claim on `c.seq`, create-only, by a writer that still holds the
+    /// newest term.
+    pub fn claim(&self, c: &Claim) -> Result<(), CheckpointError> {
+        self.check_term(&c.key, c.term)?;
+        self.put_claim(c)
+    }
+
+    /// The create-only write of a claim, without the term check (`claim` does both; a writer
+    /// may pause between the two, which the protocol must survive).
+    pub fn put_claim(&self, c: &Claim) -> Result<(), CheckpointError> {
+        // A decided sequence number cannot be claimed again (its claim record may be gone).
+        if let Some(o) = self.outcome(&c.key, c.seq)? {
+            return Err(if o.term() > c.term {
+                self.fenced(&c.key, o.term(), c.term)
+            } else {
+                CheckpointError::Taken {
+                    key: c.key.clone(),
+                    seq: c.seq,
+                    owner: o.owner().to_string(),
+                }
+            });
+        }
+        let path = self.claim_path(&c.key, c.seq);
+        let bytes = serde_json::to_vec_pretty(c).expect("a claim serializes");
+        match self.dest.put_atomic(&path, &bytes, true) {
+            Ok(()) => Ok(()),
+            Err(SinkError::Exists { .. }) => {
+                let there = self.read_json::<Claim>(&path, "claim")?;
+                match there {
+                    Some(t) if &t == c => Ok(()),
+                    Some(t) if t.term > c.term => Err(self.fenced(&c.key, t.term, c.term)),
+                    Some(t) => Err(CheckpointError::Taken {
+                        key: c.key.clone(),
+                        seq: c.seq,
+                        owner: t.owner,
+                    }),
+                    None => Err(CheckpointError::Taken {
+                        key: c.key.clone(),
+                        seq: c.seq,
+                        owner: "(a claim deleted meanwhile)".into(),
+                    }),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Phase "seal": the commit outcome of a claimed sequence number. When another outcome
+    /// won (the claim was fenced), the files this commit published are deleted again.
+    pub fn seal(&self, claim: &Claim, c: &Checkpoint) -> Result<(), CheckpointError> {
+        match self.decide(&Outcome::Commit(c.clone()))? {
+            None => Ok(()),
+            Some(winner) => {
+                self.remove_files(claim, &mut Vec::new())?;
+                if winner.term() > c.term {
+                    Err(self.fenced(&c.key, winner.term(), c.term))
+                } else {
+                    Err(CheckpointError::Taken {
+                        key: c.key.clone(),
+                        seq: c.seq,
+                        owner: winner.owner().to_string(),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Phase "release": the claim of a sealed commit is no longer needed, and other claims
+    /// are settled as in [`Checkpoints::reconcile`] (files published late by a fenced writer
+    /// are removed). Returns the files removed.
+    pub fn release(
+        &self,
+        key: &str,
+        seq: u64,
+        term: u64,
+        owner: &str,
+    ) -> Result<Vec<String>, CheckpointError> {
+        self.dest.delete(&self.claim_path(key, seq))?;
+        let l = self.listing(key)?;
+        if l.max_term > term {
+            return Err(self.fenced(key, l.max_term, term));
+        }
+        self.settle(key, &l.claims, seq, term, owner)
+    }
+
+    /// Decides every claim in `claims` for the owner of `term`: one without an outcome is
+    /// aborted (unless its writer's commit wins first); the files of a claim that did not win
+    /// its sequence number are removed, now and at each later settle (a paused writer may
+    /// publish after its fence); claim records of won commits, and of lost claims more than
+    /// `KEEP_LOST` sequence numbers back, are deleted.
+    fn settle(
+        &self,
+        key: &str,
+        claims: &[u64],
+        newest: u64,
+        term: u64,
+        owner: &str,
+    ) -> Result<Vec<String>, CheckpointError> {
+        let mut removed = Vec::new();
+        for &seq in claims {
+            let path = self.claim_path(key, seq);
+            let Some(claim) = self.read_json::<Claim>(&path, "claim")? else {
+                continue;
+            };
+            if claim.term > term {
+                return Err(self.fenced(key, claim.term, term));
+            }
+            let mut outcome = self.outcome(key, seq)?;
+            if outcome.is_none() {
+                let abort = Outcome::Abort(Abort {
+                    version: VERSION,
+                    key: key.to_string(),
+                    seq,
+                    aborted_by: owner.to_string(),
+                    term,
+                    at_ms: now_ms(),
+                });
+                outcome = Some(self.decide(&abort)?.unwrap_or(abort));
+                tracing::warn!(
+                    partition = %key, seq, owner = %claim.owner, term = claim.term,
+                    "fenced a commit that did not finish"
+                );
+            }
+            let won = matches!(&outcome, Some(Outcome::Commit(c))
+                if c.owner == claim.owner && c.term == claim.term);
+            if won {
+                self.dest.delete(&path)?;
+                continue;
+            }
+            self.remove_files(&claim, &mut removed)?;
+            if seq + KEEP_LOST < newest {
+                self.dest.delete(&path)?;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Deletes what a claim listed: temporary names first (a writer that has not renamed yet
+    /// cannot any more), then the published names.
+    fn remove_files(&self, c: &Claim, removed: &mut Vec<String>) -> Result<(), CheckpointError> {
+        for f in &c.staged {
+            self.delete_file(f, false)?;
+        }
+        for f in &c.dead_letter_staged {
+            self.delete_file(f, true)?;
+        }
+        for f in &c.files {
+            if self.dest.exists(f)? {
+                self.delete_file(f, false)?;
+                removed.push(f.clone());
+            }
+        }
+        for f in &c.dead_letter_files {
+            if self.dead.exists(f)? {
+                self.delete_file(f, true)?;
+                removed.push(f.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings a partition in line with the store for the owner of `term`: claims without an
+    /// outcome are aborted (a commit that won first stands) and their files removed. Fenced
+    /// when a newer term exists.
+    pub fn reconcile(
+        &self,
+        key: &str,
+        term: u64,
+        owner: &str,
+    ) -> Result<Reconciled, CheckpointError> {
+        let l = self.listing(key)?;
+        if l.max_term > term {
+            return Err(self.fenced(key, l.max_term, term));
+        }
+        let seqs = self.seqs(key)?;
+        let newest = seqs.last().copied().unwrap_or(0);
+        let mut removed = self.settle(key, &l.claims, newest, term, owner)?;
+        let latest = self.latest(key)?;
+        self.finish_legacy_pending(key, latest.as_ref(), &mut removed)?;
+        let top = seqs
+            .last()
+            .copied()
+            .unwrap_or(0)
+            .max(l.claims.last().copied().unwrap_or(0));
+        Ok(Reconciled {
+            latest,
+            next_seq: top + 1,
+            removed,
+        })
+    }
+
+    /// Destinations written by sluice before the fence kept one pending record per partition
+    /// (`_sluice/<job>/pending/<key>.json`): a commit that died before its checkpoint left its
+    /// files listed there. They are removed as that version did, once.
+    fn finish_legacy_pending(
+        &self,
+        key: &str,
+        latest: Option<&Checkpoint>,
+        removed: &mut Vec<String>,
+    ) -> Result<(), CheckpointError> {
+        #[derive(Deserialize)]
+        struct Pending {
+            next_offset: u64,
+            files: Vec<String>,
+            #[serde(default)]
+            dead_letter_files: Vec<String>,
+        }
+        let path = format!("_sluice/{}/pending/{key}.json", self.job);
+        let Some(p) = self.read_json::<Pending>(&path, "pending")? else {
+            return Ok(());
+        };
+        if p.next_offset > latest.map_or(0, |c| c.next_offset) {
+            for f in &p.files {
+                self.delete_file(f, false)?;
+                removed.push(f.clone());
+            }
+            for f in &p.dead_letter_files {
+                self.delete_file(f, true)?;
+                removed.push(f.clone());
+            }
+        }
+        self.dest.delete(&path)?;
+        Ok(())
+    }
+
+    /// Rolls a partition back to commit `seq` (replay), newest commit first and each one
+    /// safely: its files are listed in a claim, then its commit record is deleted, then the
+    /// reconcile that follows aborts the claim and deletes the files. A crash at any point
+    /// leaves either the commit standing or a claim that the next start finishes removing.
+    pub fn roll_back_to(
+        &self,
+        key: &str,
+        seq: u64,
+        term: u64,
+        owner: &str,
+    ) -> Result<Reconciled, CheckpointError> {
+        if !self.history(key)?.iter().any(|c| c.seq == seq) {
+            return Err(CheckpointError::Unknown {
+                key: key.to_string(),
+                seq,
+            });
+        }
+        for s in self.seqs(key)?.into_iter().rev().filter(|s| *s > seq) {
+            match self.outcome(key, s)? {
+                Some(Outcome::Commit(c)) => {
+                    let claim = Claim {
+                        version: VERSION,
+                        key: key.to_string(),
+                        seq: s,
+                        // The commit's own writer: if the crash comes before its record is
+                        // deleted, the commit still stands and its files stay.
+                        term: c.term,
+                        owner: c.owner.clone(),
+                        from_offset: 0,
+                        next_offset: c.next_offset,
+                        files: c.files.iter().map(|f| f.path.clone()).collect(),
+                        staged: Vec::new(),
+                        dead_letter_files: c.dead_letter_files.clone(),
+                        dead_letter_staged: Vec::new(),
+                        claimed_at_ms: now_ms(),
+                    };
+                    let bytes = serde_json::to_vec_pretty(&claim).expect("a claim serializes");
+                    self.dest
+                        .put_atomic(&self.claim_path(key, s), &bytes, false)?;
+                    crate::fault::abort_at("roll_back_claimed", 0);
+                    self.dest.delete(&self.record_path(key, s))?;
+                }
+                _ => self.dest.delete(&self.record_path(key, s))?,
+            }
+        }
+        self.reconcile(key, term, owner)
+    }
+}

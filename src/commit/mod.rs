@@ -1,0 +1,44 @@
+//! The commit protocol of a source partition and its records in the destination.
+//!
+//! A commit of sequence number `s` by the owner of term `t`:
+//!
+//! 1. **claim** `s` (create-only, with the owner id and term, listing the files' final and
+//!    temporary names), refused when a newer term exists;
+//! 2. **publish** the files (rename locally, complete the uploads elsewhere), under names
+//!    unique to the attempt;
+//! 3. **seal** `s` with the commit outcome, create-only: exactly one of this commit and a
+//!    fence's abort wins; a lost seal deletes what step 2 published;
+//! 4. **release** the claim and sweep files of aborted claims published late;
+//! 5. tell the source (Kafka: the group's offsets).
+//!
+//! [`checkpoint`] holds the outcome records and reads them; [`fence`] the terms, the claims,
+//! and the reconcile that start, assignment and failed commits go through.
+
+pub mod checkpoint;
+pub mod fence;
+#[cfg(test)]
+mod tests;
+
+use std::sync::OnceLock;
+
+/// This process's owner id: the process id and 64 random bits.
+pub fn owner_id() -> &'static str {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| format!("{}-{}", std::process::id(), random_tag()))
+}
+
+/// 16 hex digits from the OS's random source: file names unique to one commit attempt.
+pub fn random_tag() -> String {
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_err() {
+        // No OS randomness: time and a counter still differ between attempts of this process.
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        b = (t ^ n.rotate_left(48) ^ u64::from(std::process::id()) << 32).to_le_bytes();
+    }
+    format!("{:016x}", u64::from_le_bytes(b))
+}

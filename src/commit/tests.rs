@@ -1,0 +1,519 @@
+//! The commit protocol's records, and a model test: random interleavings of writers of one
+//! partition (stale terms, pauses between any two store calls, crashes, calls that succeed
+//! after reporting failure) against a real local destination.
+
+use std::io::Write;
+
+use proptest::prelude::*;
+
+use super::checkpoint::{Checkpoint, CheckpointError, Checkpoints, FileEntry, Outcome, VERSION};
+use super::fence::Claim;
+use crate::sink::{Destination, OutputFile};
+
+const KEY: &str = "t-0";
+
+fn setup() -> (tempfile::TempDir, tokio::runtime::Runtime, Destination) {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dest = Destination::parse(dir.path().to_str().unwrap(), rt.handle().clone()).unwrap();
+    (dir, rt, dest)
+}
+
+fn claim(seq: u64, term: u64, owner: &str, files: &[&OutputFile], rels: &[&str]) -> Claim {
+    Claim {
+        version: VERSION,
+        key: KEY.into(),
+        seq,
+        term,
+        owner: owner.into(),
+        from_offset: 0,
+        next_offset: 0,
+        files: rels.iter().map(|r| r.to_string()).collect(),
+        staged: files
+            .iter()
+            .filter_map(|f| f.staged().map(str::to_string))
+            .collect(),
+        dead_letter_files: vec![],
+        dead_letter_staged: vec![],
+        claimed_at_ms: 0,
+    }
+}
+
+fn checkpoint(c: &Claim, next: u64) -> Checkpoint {
+    Checkpoint {
+        version: VERSION,
+        job: "j".into(),
+        key: KEY.into(),
+        seq: c.seq,
+        next_offset: next,
+        next_line: 0,
+        files: c
+            .files
+            .iter()
+            .map(|f| FileEntry {
+                path: f.clone(),
+                first_offset: 0,
+                last_offset: 0,
+                rows: 1,
+                bytes: 1,
+            })
+            .collect(),
+        dead_letter_files: vec![],
+        rows: 1,
+        dead_letters: 0,
+        committed_at_ms: 0,
+        term: c.term,
+        owner: c.owner.clone(),
+    }
+}
+
+fn file(dest: &Destination, rel: &str) -> OutputFile {
+    let mut f = dest.create(rel).unwrap();
+    f.write_all(b"x").unwrap();
+    f
+}
+
+#[test]
+fn a_commit_claims_publishes_seals_and_releases() {
+    let (_d, _rt, dest) = setup();
+    let cps = Checkpoints::new(dest.clone(), "j");
+    let t = cps.take_term(KEY, "a").unwrap();
+    assert_eq!(t, 1);
+    let r = cps.reconcile(KEY, t, "a").unwrap();
+    assert!(r.latest.is_none() && r.next_seq == 1);
+    let f = file(&dest, "d/a.txt");
+    let c = claim(1, t, "a", &[&f], &["d/a.txt"]);
+    cps.claim(&c).unwrap();
+    // A claim write that reported failure but landed: the retry is not a conflict.
+    cps.claim(&c).unwrap();
+    f.commit().unwrap();
+    cps.seal(&c, &checkpoint(&c, 10)).unwrap();
+    cps.seal(&c, &checkpoint(&c, 10)).unwrap();
+    assert!(cps.release(KEY, 1, t, "a").unwrap().is_empty());
+    assert!(dest.exists("d/a.txt").unwrap());
+    let r = cps.reconcile(KEY, t, "a").unwrap();
+    assert_eq!((r.latest.unwrap().next_offset, r.next_seq), (10, 2));
+    // A decided sequence number cannot be claimed again.
+    let again = claim(1, t, "a", &[], &["d/other.txt"]);
+    assert!(matches!(
+        cps.claim(&again).unwrap_err(),
+        CheckpointError::Taken { .. }
+    ));
+}
+
+#[test]
+fn a_newer_term_fences_an_older_writer_before_anything_is_visible() {
+    let (_d, _rt, dest) = setup();
+    let cps = Checkpoints::new(dest.clone(), "j");
+    let old = cps.take_term(KEY, "old").unwrap();
+    cps.reconcile(KEY, old, "old").unwrap();
+    // The old writer claims, then pauses before publishing.
+    let f = file(&dest, "d/old.txt");
+    let c = claim(1, old, "old", &[&f], &["d/old.txt"]);
+    cps.claim(&c).unwrap();
+    // A new owner takes over: the claim is aborted and the staged file deleted.
+    let new = cps.take_term(KEY, "new").unwrap();
+    let r = cps.reconcile(KEY, new, "new").unwrap();
+    assert_eq!(r.next_seq, 2);
+    assert!(matches!(
+        cps.outcome(KEY, 1).unwrap(),
+        Some(Outcome::Abort(_))
+    ));
+    // The old writer wakes up: its rename finds nothing, its seal loses.
+    assert!(
+        f.commit().is_err(),
+        "a fenced writer's file must not publish"
+    );
+    assert!(!dest.exists("d/old.txt").unwrap());
+    let e = cps.seal(&c, &checkpoint(&c, 10)).unwrap_err();
+    assert!(e.is_fenced(), "{e}");
+    assert!(e.to_string().contains("new"), "{e}");
+    // And its next claim is refused by the term check.
+    let e = cps
+        .claim(&claim(2, old, "old", &[], &["d/x.txt"]))
+        .unwrap_err();
+    assert!(e.is_fenced(), "{e}");
+    assert!(cps.reconcile(KEY, old, "old").unwrap_err().is_fenced());
+}
+
+#[test]
+fn files_published_after_a_fence_are_removed_by_the_next_release() {
+    let (_d, _rt, dest) = setup();
+    let cps = Checkpoints::new(dest.clone(), "j");
+    let old = cps.take_term(KEY, "old").unwrap();
+    cps.claim(&claim(1, old, "old", &[], &["d/late.txt"]))
+        .unwrap();
+    let new = cps.take_term(KEY, "new").unwrap();
+    cps.reconcile(KEY, new, "new").unwrap();
+    // An upload the old writer completes after its fence (object stores cannot refuse it).
+    dest.put_atomic("d/late.txt", b"x", false).unwrap();
+    let f = file(&dest, "d/new.txt");
+    let c = claim(2, new, "new", &[&f], &["d/new.txt"]);
+    cps.claim(&c).unwrap();
+    f.commit().unwrap();
+    cps.seal(&c, &checkpoint(&c, 10)).unwrap();
+    assert_eq!(cps.release(KEY, 2, new, "new").unwrap(), vec!["d/late.txt"]);
+    assert!(!dest.exists("d/late.txt").unwrap() && dest.exists("d/new.txt").unwrap());
+}
+
+#[test]
+fn roll_back_removes_later_commits_and_survives_a_crash_half_way() {
+    let (_d, _rt, dest) = setup();
+    let cps = Checkpoints::new(dest.clone(), "j");
+    let t = cps.take_term(KEY, "a").unwrap();
+    for seq in 1..=3u64 {
+        let rel = format!("d/{seq}.txt");
+        let f = file(&dest, &rel);
+        let c = claim(seq, t, "a", &[&f], &[&rel]);
+        cps.claim(&c).unwrap();
+        f.commit().unwrap();
+        cps.seal(&c, &checkpoint(&c, seq * 10)).unwrap();
+        cps.release(KEY, seq, t, "a").unwrap();
+    }
+    // A crash after a roll-back claim was written but before the commit record went: the
+    // commit still stands, its file stays.
+    let c3 = cps.history(KEY).unwrap().pop().unwrap();
+    let mut half = claim(3, c3.term, &c3.owner, &[], &["d/3.txt"]);
+    half.next_offset = 30;
+    dest.put_atomic(
+        "_sluice/j/fence/t-0/claim-000000000003.json",
+        &serde_json::to_vec(&half).unwrap(),
+        false,
+    )
+    .unwrap();
+    let t2 = cps.take_term(KEY, "b").unwrap();
+    let r = cps.reconcile(KEY, t2, "b").unwrap();
+    assert_eq!(r.latest.unwrap().next_offset, 30);
+    assert!(dest.exists("d/3.txt").unwrap());
+    let r = cps.roll_back_to(KEY, 1, t2, "b").unwrap();
+    assert_eq!(r.latest.unwrap().next_offset, 10);
+    assert!(dest.exists("d/1.txt").unwrap());
+    assert!(!dest.exists("d/2.txt").unwrap() && !dest.exists("d/3.txt").unwrap());
+    assert_eq!(cps.history(KEY).unwrap().len(), 1);
+    assert!(matches!(
+        cps.roll_back_to(KEY, 7, t2, "b").unwrap_err(),
+        CheckpointError::Unknown { .. }
+    ));
+}
+
+#[test]
+fn a_pending_record_of_an_older_version_is_finished() {
+    let (_d, _rt, dest) = setup();
+    let cps = Checkpoints::new(dest.clone(), "j");
+    dest.put_atomic("d/unfinished.txt", b"x", false).unwrap();
+    dest.put_atomic(
+        "_sluice/j/pending/t-0.json",
+        br#"{"key":"t-0","from_offset":0,"next_offset":5,"files":["d/unfinished.txt"]}"#,
+        false,
+    )
+    .unwrap();
+    let t = cps.take_term(KEY, "a").unwrap();
+    let r = cps.reconcile(KEY, t, "a").unwrap();
+    assert_eq!(r.removed, vec!["d/unfinished.txt"]);
+    assert!(!dest.exists("d/unfinished.txt").unwrap());
+    assert!(!dest.exists("_sluice/j/pending/t-0.json").unwrap());
+}
+
+#[test]
+fn damaged_records_are_clear_errors() {
+    let (_d, _rt, dest) = setup();
+    let c = Checkpoints::new(dest.clone(), "j");
+    dest.put_atomic(
+        "_sluice/j/checkpoints/t-0/000000000001.json",
+        b"{oops",
+        false,
+    )
+    .unwrap();
+    let e = c.latest("t-0").unwrap_err().to_string();
+    assert!(
+        e.contains("000000000001.json") && e.contains("damaged"),
+        "{e}"
+    );
+}
+
+// ---- The model ----------------------------------------------------------------------------
+
+/// Records 0..N of one partition; each data file holds the offsets it covers, one per line.
+const N: u64 = 24;
+
+#[derive(Debug)]
+enum Phase {
+    Written,
+    Checked,
+    Claimed,
+    Published(usize),
+    Sealed,
+}
+
+struct Attempt {
+    seq: u64,
+    to: u64,
+    files: Vec<(String, Option<OutputFile>)>,
+    claim: Claim,
+    phase: Phase,
+}
+
+struct Writer {
+    owner: String,
+    /// None: not running (never started, crashed or fenced); a restart registers again.
+    term: Option<u64>,
+    seq: u64,
+    committed: u64,
+    attempt: Option<Attempt>,
+}
+
+struct Model {
+    dest: Destination,
+    cps: Checkpoints,
+    writers: Vec<Writer>,
+    tags: u64,
+}
+
+impl Model {
+    fn register(&mut self, w: usize) {
+        let owner = self.writers[w].owner.clone();
+        // A restart: whatever the writer held is gone (temp files stay on disk).
+        self.writers[w].attempt = None;
+        let term = self.cps.take_term(KEY, &owner).unwrap();
+        match self.cps.reconcile(KEY, term, &owner) {
+            Ok(r) => {
+                let wr = &mut self.writers[w];
+                wr.term = Some(term);
+                wr.seq = r.next_seq - 1;
+                wr.committed = r.latest.map_or(0, |c| c.next_offset);
+            }
+            Err(e) if e.is_fenced() => self.writers[w].term = None,
+            Err(e) => panic!("reconcile: {e}"),
+        }
+    }
+
+    /// After a failed step: drop the attempt and reconcile (`Worker::fail`).
+    fn resync(&mut self, w: usize) {
+        if let Some(a) = self.writers[w].attempt.take() {
+            for (_, f) in a.files {
+                if let Some(f) = f {
+                    let _ = f.abort();
+                }
+            }
+        }
+        let (owner, Some(term)) = (self.writers[w].owner.clone(), self.writers[w].term) else {
+            return;
+        };
+        match self.cps.reconcile(KEY, term, &owner) {
+            Ok(r) => {
+                let wr = &mut self.writers[w];
+                wr.seq = wr.seq.max(r.next_seq - 1);
+                if let Some(c) = r.latest {
+                    wr.committed = c.next_offset;
+                }
+            }
+            Err(e) if e.is_fenced() => self.fence(w),
+            Err(e) => panic!("reconcile: {e}"),
+        }
+    }
+
+    fn fence(&mut self, w: usize) {
+        if let Some(a) = self.writers[w].attempt.take() {
+            for f in a.files.into_iter().filter_map(|f| f.1) {
+                let _ = f.abort();
+            }
+        }
+        self.writers[w].term = None;
+    }
+
+    fn failed(&mut self, w: usize, e: CheckpointError) {
+        if e.is_fenced() {
+            self.fence(w);
+        } else if matches!(e, CheckpointError::Taken { .. }) {
+            self.resync(w);
+        } else {
+            panic!("unexpected error: {e}");
+        }
+    }
+
+    /// One step of writer `w`; `ambiguous`: a claim or seal that lands reports failure.
+    fn step(&mut self, w: usize, size: u64, ambiguous: bool) {
+        let Some(term) = self.writers[w].term else {
+            return;
+        };
+        let owner = self.writers[w].owner.clone();
+        let Some(mut a) = self.writers[w].attempt.take() else {
+            let (from, seq) = (self.writers[w].committed, self.writers[w].seq + 1);
+            if from >= N {
+                return;
+            }
+            let to = (from + 1 + size % 6).min(N);
+            let mid = from + (to - from).div_ceil(2);
+            let mut files = Vec::new();
+            let mut rels = Vec::new();
+            for (lo, hi) in [(from, mid), (mid, to)] {
+                if lo == hi {
+                    continue;
+                }
+                self.tags += 1;
+                let rel = format!("data/{KEY}-{lo}-{}-{}.txt", w, self.tags);
+                let mut f = self.dest.create(&rel).unwrap();
+                for o in lo..hi {
+                    writeln!(f, "{o}").unwrap();
+                }
+                rels.push(rel.clone());
+                files.push((rel, Some(f)));
+            }
+            let handles: Vec<&OutputFile> = files.iter().filter_map(|f| f.1.as_ref()).collect();
+            let rel_refs: Vec<&str> = rels.iter().map(String::as_str).collect();
+            let mut claim = claim(seq, term, &owner, &handles, &rel_refs);
+            claim.from_offset = from;
+            claim.next_offset = to;
+            self.writers[w].attempt = Some(Attempt {
+                seq,
+                to,
+                files,
+                claim,
+                phase: Phase::Written,
+            });
+            return;
+        };
+        match a.phase {
+            Phase::Written => match self.cps.check_term(KEY, term) {
+                Ok(()) => {
+                    a.phase = Phase::Checked;
+                    self.writers[w].attempt = Some(a);
+                }
+                Err(e) => {
+                    self.writers[w].attempt = Some(a);
+                    self.failed(w, e)
+                }
+            },
+            Phase::Checked => {
+                let r = self.cps.put_claim(&a.claim);
+                a.phase = Phase::Claimed;
+                self.writers[w].attempt = Some(a);
+                match r {
+                    Ok(()) if ambiguous => self.resync(w),
+                    Ok(()) => {}
+                    Err(e) => self.failed(w, e),
+                }
+            }
+            Phase::Claimed | Phase::Published(_) => {
+                let i = match a.phase {
+                    Phase::Published(i) => i,
+                    _ => 0,
+                };
+                if i == a.files.len() {
+                    let c = checkpoint(&a.claim, a.to);
+                    let r = self.cps.seal(&a.claim, &c);
+                    a.phase = Phase::Sealed;
+                    let seq = a.seq;
+                    self.writers[w].attempt = Some(a);
+                    match r {
+                        Ok(()) if ambiguous => self.resync(w),
+                        Ok(()) => {
+                            let wr = &mut self.writers[w];
+                            wr.seq = seq;
+                            wr.committed = c.next_offset;
+                        }
+                        Err(e) => self.failed(w, e),
+                    }
+                    return;
+                }
+                let f = a.files[i].1.take().expect("published once");
+                let r = f.commit();
+                a.phase = Phase::Published(i + 1);
+                self.writers[w].attempt = Some(a);
+                if r.is_err() {
+                    // The staged file was deleted by a fence.
+                    self.resync(w);
+                }
+            }
+            Phase::Sealed => match self.cps.release(KEY, a.seq, term, &owner) {
+                Ok(_) => {}
+                Err(e) if e.is_fenced() => self.fence(w),
+                Err(e) => panic!("release: {e}"),
+            },
+        }
+    }
+
+    /// Offsets in visible data files: (offset → how many files hold it), and the files.
+    fn visible(&self) -> (Vec<u32>, Vec<String>) {
+        let mut seen = vec![0u32; N as usize];
+        let files = self.dest.list("data/").unwrap();
+        for f in &files {
+            let text = String::from_utf8(self.dest.read(f).unwrap()).unwrap();
+            for line in text.lines() {
+                seen[line.parse::<usize>().unwrap()] += 1;
+            }
+        }
+        (seen, files)
+    }
+}
+
+fn run_model(actions: &[(u8, u8, u8)]) {
+    let (_d, _rt, dest) = setup();
+    let cps = Checkpoints::new(dest.clone(), "j");
+    let writers = (0..3)
+        .map(|i| Writer {
+            owner: format!("w{i}"),
+            term: None,
+            seq: 0,
+            committed: 0,
+            attempt: None,
+        })
+        .collect();
+    let mut m = Model {
+        dest,
+        cps,
+        writers,
+        tags: 0,
+    };
+    for &(kind, who, size) in actions {
+        let w = who as usize % 3;
+        match kind % 10 {
+            0 => m.register(w),
+            1 => m.step(w, size as u64, true),
+            _ => m.step(w, size as u64, false),
+        }
+        // At every instant a reader sees each record at most once.
+        let (seen, files) = m.visible();
+        assert!(
+            seen.iter().all(|n| *n <= 1),
+            "a record is visible twice: {seen:?} in {files:?}"
+        );
+    }
+    // Every writer crashes; a fresh one takes over and runs to the end alone.
+    for w in 0..3 {
+        m.writers[w].attempt = None;
+        m.writers[w].term = None;
+    }
+    m.register(0);
+    for _ in 0..10_000 {
+        if m.writers[0].committed >= N && m.writers[0].attempt.is_none() {
+            break;
+        }
+        m.step(0, 3, false);
+    }
+    let (seen, files) = m.visible();
+    assert!(
+        seen.iter().all(|n| *n == 1),
+        "every record exactly once: {seen:?} in {files:?}"
+    );
+    let mut named: Vec<String> = m
+        .cps
+        .history(KEY)
+        .unwrap()
+        .into_iter()
+        .flat_map(|c| c.files.into_iter().map(|f| f.path))
+        .collect();
+    named.sort();
+    assert_eq!(named, files, "visible files = files named by checkpoints");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn writers_interleaved_at_any_store_call_stay_exactly_once(
+        actions in proptest::collection::vec((0u8..10, 0u8..3, any::<u8>()), 1..160)
+    ) {
+        run_model(&actions);
+    }
+}
