@@ -13,8 +13,8 @@ mod cli {
 
 use cli::convert::{run_convert, ConvertArgs};
 use cli::jobs::{
-    run_backfill, run_checkpoints, run_demo, run_job, run_schema, run_validate, CheckpointCommand,
-    SchemaCommand,
+    run_backfill, run_checkpoints, run_demo, run_job, run_roll_back_plan, run_schema, run_validate,
+    CheckpointCommand, SchemaCommand,
 };
 
 #[derive(Parser)]
@@ -66,6 +66,9 @@ enum Command {
         /// files are deleted first, so output stays exactly-once).
         #[arg(long)]
         from_checkpoint: Option<u64>,
+        /// With --from-checkpoint: print what the roll-back would delete, and stop there.
+        #[arg(long, requires = "from_checkpoint")]
+        dry_run: bool,
         /// Drop a spill left by a graceful stop instead of restoring it (its records are read
         /// again from the source).
         #[arg(long)]
@@ -129,10 +132,22 @@ fn main() -> ExitCode {
             job,
             repo,
             from_checkpoint,
+            dry_run: true,
+            ..
+        } => run_roll_back_plan(
+            &job,
+            repo.as_deref(),
+            from_checkpoint.expect("clap: --dry-run requires --from-checkpoint"),
+        ),
+        Command::Run {
+            job,
+            repo,
+            from_checkpoint,
             discard_spill,
             move_wal_damage,
             threads,
             log_json,
+            dry_run: false,
         } => run_job(
             &job,
             repo.as_deref(),

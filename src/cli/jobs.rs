@@ -360,6 +360,45 @@ pub fn run_checkpoints(cmd: CheckpointCommand) -> Result<()> {
     Ok(())
 }
 
+/// `run --from-checkpoint N --dry-run`: what the roll-back would delete, per partition.
+pub fn run_roll_back_plan(path: &Path, repo: Option<&str>, seq: u64) -> Result<()> {
+    let runtime = io_runtime()?;
+    for job in &load_jobs(path, repo)? {
+        let dest = task::destination(job, &runtime)?;
+        let cps = Checkpoints::new(dest, &job.file.job.name);
+        println!(
+            "job {}: a run with --from-checkpoint {seq} would",
+            job.file.job.name
+        );
+        let keys = cps.keys()?;
+        if keys.is_empty() {
+            println!("  do nothing: no checkpoints yet");
+        }
+        for key in keys {
+            let history = cps.history(&key)?;
+            let Some(target) = history.iter().find(|c| c.seq == seq) else {
+                println!("  stop at partition {key}: it has no checkpoint {seq}");
+                continue;
+            };
+            let later: Vec<_> = history.iter().filter(|c| c.seq > seq).collect();
+            println!(
+                "  resume partition {key} at offset {} (if the source still holds it), removing {} later commits:",
+                target.next_offset,
+                later.len()
+            );
+            for c in later {
+                for f in &c.files {
+                    println!("    delete {} ({} rows)", f.path, f.rows);
+                }
+                for f in &c.dead_letter_files {
+                    println!("    delete {f} (dead letters)");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 fn print_checkpoints(
     job: &Job,
     partition: Option<String>,

@@ -167,6 +167,19 @@ impl Source for FileSource {
         Ok(r.take_header()?)
     }
 
+    fn replayable(&mut self, partition: u32) -> Result<Option<(u64, u64)>, SourceError> {
+        let Some(p) = self.parts.get(partition as usize) else {
+            return Ok(None);
+        };
+        let len = std::fs::metadata(&p.path)
+            .map_err(|e| SourceError::Other {
+                name: p.path.display().to_string(),
+                reason: e.to_string(),
+            })?
+            .len();
+        Ok(Some((0, len)))
+    }
+
     fn headers(&mut self) -> Result<Vec<(String, Vec<u8>)>, SourceError> {
         if !self.header {
             return Ok(Vec::new());

@@ -51,9 +51,12 @@ pub enum Next {
 /// registers or releases the partitions there, before the source reads on.
 pub trait Membership: Send {
     /// Newly assigned partitions, each with the position the source would start from by
-    /// itself (the group's offset, else `auto.offset.reset`). Returns where each one starts:
-    /// its checkpoint in the destination wins.
-    fn assigned(&mut self, parts: &[(PartitionInfo, u64)]) -> Result<Vec<(u32, u64)>, SourceError>;
+    /// itself (the group's offset, else `auto.offset.reset`) and the offsets the broker holds
+    /// `[low, high]`. Returns where each one starts: its checkpoint in the destination wins.
+    fn assigned(
+        &mut self,
+        parts: &[(PartitionInfo, u64, (u64, u64))],
+    ) -> Result<Vec<(u32, u64)>, SourceError>;
     /// Partitions being taken away: what is held for them is committed (or aborted, past the
     /// deadline) before this returns. Returns each one's committed next offset.
     fn revoked(&mut self, parts: &[u32]) -> Vec<(u32, u64)>;
@@ -86,6 +89,11 @@ pub trait Source: Send {
     fn next(&mut self, chunk: &mut Chunk) -> Result<Next, SourceError>;
     /// Positions a partition that has no checkpoint where the source says (files: the start;
     /// Kafka: the group's committed offset, else `auto.offset.reset`). Returns (offset, line).
+    /// The positions `[first, last]` the source can still read a partition from (a replay
+    /// from a position outside cannot happen); `None` when it cannot tell.
+    fn replayable(&mut self, _partition: u32) -> Result<Option<(u64, u64)>, SourceError> {
+        Ok(None)
+    }
     fn resume_default(&mut self, partition: u32) -> Result<(u64, u64), SourceError> {
         self.seek(partition, 0, 1)?;
         Ok((0, 1))

@@ -37,7 +37,7 @@ pub fn register(
     control: &Control,
     channel: Option<&Channel>,
     info: &PartitionInfo,
-    from_checkpoint: Option<u64>,
+    from_checkpoint: Option<(u64, Option<(u64, u64)>)>,
     default: impl FnOnce() -> Result<(u64, u64), TaskError>,
 ) -> Result<Start, TaskError> {
     let key = info.key();
@@ -45,7 +45,8 @@ pub fn register(
     // A new term first: from here on, every older writer of the partition is fenced.
     let term = checkpoints.take_term(&key, owner)?;
     let r = match from_checkpoint {
-        Some(seq) => {
+        Some((seq, holds)) => {
+            check_replay(checkpoints, &key, seq, holds)?;
             let r = checkpoints.roll_back_to(&key, seq, term, owner)?;
             tracing::warn!(partition = %key, seq, next_offset = ?r.latest.as_ref().map(|c| c.next_offset), "replaying from an older checkpoint");
             r
@@ -87,6 +88,38 @@ pub fn register(
     })
 }
 
+/// Before a roll-back deletes anything: checkpoint `seq` exists and the source can still read
+/// from where it resumes (`holds`: the positions the source holds, when it can tell).
+fn check_replay(
+    checkpoints: &Checkpoints,
+    key: &str,
+    seq: u64,
+    holds: Option<(u64, u64)>,
+) -> Result<(), TaskError> {
+    let target = checkpoints
+        .history(key)?
+        .into_iter()
+        .find(|c| c.seq == seq)
+        .ok_or_else(|| crate::commit::checkpoint::CheckpointError::Unknown {
+            key: key.to_string(),
+            seq,
+        })?;
+    if let Some((first, last)) = holds {
+        if target.next_offset < first || target.next_offset > last {
+            return Err(TaskError::Job {
+                job: checkpoints.job().to_string(),
+                reason: format!(
+                    "cannot replay partition {key} from checkpoint {seq}: it resumes at offset \
+                     {}, but the source holds only {first}..{last} (retention, a released WAL \
+                     or a shorter file); nothing was deleted",
+                    target.next_offset
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The task's side of a consumer group's rebalances.
 pub struct TaskMembership {
     pub checkpoints: Checkpoints,
@@ -116,9 +149,12 @@ impl TaskMembership {
 }
 
 impl Membership for TaskMembership {
-    fn assigned(&mut self, parts: &[(PartitionInfo, u64)]) -> Result<Vec<(u32, u64)>, SourceError> {
+    fn assigned(
+        &mut self,
+        parts: &[(PartitionInfo, u64, (u64, u64))],
+    ) -> Result<Vec<(u32, u64)>, SourceError> {
         let mut out = Vec::with_capacity(parts.len());
-        for (info, default) in parts {
+        for (info, default, holds) in parts {
             let roll = self
                 .from_checkpoint
                 .filter(|_| self.rolled_back.insert(info.id));
@@ -127,7 +163,7 @@ impl Membership for TaskMembership {
                 &self.control,
                 Some(&self.channel),
                 info,
-                roll,
+                roll.map(|seq| (seq, Some(*holds))),
                 || Ok((*default, 0)),
             )
             .map_err(|e| SourceError::Other {

@@ -317,13 +317,17 @@ fn run_inner(
         }));
     }
     for p in source.partitions() {
+        let holds = match opts.from_checkpoint {
+            Some(_) => source.replayable(p.id)?,
+            None => None,
+        };
         let src = &mut source;
         let start = register(
             &checkpoints,
             &control,
             None,
             &p,
-            opts.from_checkpoint,
+            opts.from_checkpoint.map(|seq| (seq, holds)),
             || Ok(src.resume_default(p.id)?),
         )?;
         if start.checkpointed {

@@ -178,6 +178,49 @@ fn run_writes_partitioned_rotated_files_exactly_once() {
     assert!(text.contains("0 rows"), "{text}");
     assert_exactly_once(&out, 10_000, broken(0, 10_000));
 
+    // A dry run lists what a roll-back would delete, and deletes nothing.
+    let job_s = job.to_str().unwrap();
+    // Data, dead letters and checkpoint records (fence records may change).
+    let listing = |out: &Path| -> Vec<PathBuf> {
+        files_under(out, false)
+            .into_iter()
+            .filter(|p| !p.to_string_lossy().contains("/_sluice/it/fence/"))
+            .collect()
+    };
+    let before = listing(&out);
+    let plan = sluice_ok(&["run", job_s, "--from-checkpoint", "1", "--dry-run"]);
+    assert!(
+        plan.contains("resume partition a-0 at offset") && plan.contains("delete dt="),
+        "{plan}"
+    );
+    assert_eq!(listing(&out), before);
+    // A source that can no longer replay from there (the file shrank) is refused before
+    // anything is deleted.
+    let a = dir.path().join("a.jsonl");
+    let full = std::fs::read(&a).unwrap();
+    std::fs::write(&a, &full[..100]).unwrap();
+    let o = sluice(&["run", job_s, "--from-checkpoint", "1"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("cannot replay partition a-0"),
+        "{err}"
+    );
+    assert_eq!(listing(&out), before, "nothing deleted");
+    std::fs::write(&a, &full).unwrap();
+    // A kill -9 half-way through a roll-back, then a plain run: still exactly once.
+    let half = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", job_s, "--from-checkpoint", "1"])
+        .env("SLUICE_FAULT", "roll_back_claimed:1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&half.stderr);
+    assert!(
+        !half.status.success() && text.contains("SLUICE_FAULT"),
+        "{text}"
+    );
+    run_to_end(&job);
+    assert_exactly_once(&out, 10_000, broken(0, 10_000));
+
     // Replay from the first checkpoint of each partition: later files are replaced, not added.
     let o = sluice(&["run", job.to_str().unwrap(), "--from-checkpoint", "1"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

@@ -159,11 +159,11 @@ impl GroupContext {
             let id = shared.id(topic, *p);
             let info = shared.infos[id as usize].0.clone();
             held.insert(id, (low, high));
-            parts.push((info, start as u64));
+            parts.push((info, start as u64, (low.max(0) as u64, high.max(0) as u64)));
         }
         let starts = match shared.membership.as_mut() {
             Some(m) => m.assigned(&parts)?,
-            None => parts.iter().map(|(i, o)| (i.id, *o)).collect(),
+            None => parts.iter().map(|(i, o, _)| (i.id, *o)).collect(),
         };
         let mut event = Vec::with_capacity(starts.len());
         for (id, offset) in starts {

@@ -307,6 +307,11 @@ impl Source for PushSource {
         Ok(())
     }
 
+    fn replayable(&mut self, _partition: u32) -> Result<Option<(u64, u64)>, SourceError> {
+        let g = self.intake.lock();
+        Ok(Some((g.log.start(), g.log.end())))
+    }
+
     fn resume_default(&mut self, _partition: u32) -> Result<(u64, u64), SourceError> {
         let mut g = self.intake.lock();
         g.read_pos = g.log.start();
