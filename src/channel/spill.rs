@@ -48,6 +48,10 @@ struct Manifest {
 
 #[derive(Serialize, Deserialize)]
 struct ItemEntry {
+    /// The source partition's key (`<topic>-<partition>`): handles are per process, so a
+    /// restore finds the partition by key. Spills of older versions have none.
+    #[serde(default)]
+    key: Option<String>,
     prov: Provenance,
     rows: usize,
     dead: Vec<DeadEntry>,
@@ -77,8 +81,14 @@ pub fn exists(state: &Path) -> bool {
     dir(state).join("manifest.json").exists()
 }
 
-/// Writes `items` as the spill. An empty list writes nothing.
-pub fn write(state: &Path, schema: &SchemaRef, items: &[Item]) -> Result<(), SpillError> {
+/// Writes `items` as the spill, each with its partition's key (`key_of` the partition
+/// handle). An empty list writes nothing.
+pub fn write(
+    state: &Path,
+    schema: &SchemaRef,
+    items: &[Item],
+    key_of: impl Fn(u32) -> Option<String>,
+) -> Result<(), SpillError> {
     if items.is_empty() {
         return Ok(());
     }
@@ -112,6 +122,7 @@ pub fn write(state: &Path, schema: &SchemaRef, items: &[Item]) -> Result<(), Spi
         items: items
             .iter()
             .map(|i| ItemEntry {
+                key: key_of(i.prov.partition),
                 prov: i.prov,
                 rows: i.batch.num_rows(),
                 dead: i
@@ -139,8 +150,9 @@ pub fn write(state: &Path, schema: &SchemaRef, items: &[Item]) -> Result<(), Spi
     Ok(())
 }
 
-/// Reads the spill, verifying it whole before returning anything.
-pub fn read(state: &Path, schema: &SchemaRef) -> Result<Vec<Item>, SpillError> {
+/// Reads the spill, verifying it whole before returning anything: each item with its
+/// partition's key (none in spills of older versions).
+pub fn read(state: &Path, schema: &SchemaRef) -> Result<Vec<(Option<String>, Item)>, SpillError> {
     let d = dir(state);
     let m_path = d.join("manifest.json");
     let data_path = d.join("data.arrow");
@@ -219,12 +231,15 @@ pub fn read(state: &Path, schema: &SchemaRef) -> Result<Vec<Item>, SpillError> {
                 record,
             });
         }
-        items.push(Item {
-            records: (batch.num_rows() + dead.len()) as u64,
-            batch,
-            dead,
-            prov: e.prov,
-        });
+        items.push((
+            e.key,
+            Item {
+                records: (batch.num_rows() + dead.len()) as u64,
+                batch,
+                dead,
+                prov: e.prov,
+            },
+        ));
     }
     if batches.next().is_some() {
         return Err(corrupt(

@@ -190,11 +190,15 @@ fn spill_round_trips_bit_for_bit() {
         .map(|n| item(n % 3, n as i64, (n as usize) * 7 % 5))
         .collect();
     assert!(!spill::exists(dir.path()));
-    spill::write(dir.path(), &schema(), &items).unwrap();
+    spill::write(dir.path(), &schema(), &items, |p| Some(format!("t-{p}"))).unwrap();
     assert!(spill::exists(dir.path()));
     let back = spill::read(dir.path(), &schema()).unwrap();
     assert_eq!(back.len(), items.len());
-    for (a, b) in items.iter().zip(&back) {
+    for (a, (key, b)) in items.iter().zip(&back) {
+        assert_eq!(
+            key.as_deref(),
+            Some(format!("t-{}", a.prov.partition).as_str())
+        );
         assert_eq!(a.batch, b.batch);
         assert_eq!(a.dead, b.dead);
         assert_eq!(a.prov, b.prov);
@@ -207,7 +211,7 @@ fn spill_round_trips_bit_for_bit() {
 fn corrupt_or_truncated_spill_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let items: Vec<Item> = (0..4).map(|n| item(0, n, 50)).collect();
-    spill::write(dir.path(), &schema(), &items).unwrap();
+    spill::write(dir.path(), &schema(), &items, |p| Some(format!("t-{p}"))).unwrap();
     let data = dir.path().join("spill/data.arrow");
     let bytes = std::fs::read(&data).unwrap();
 

@@ -98,11 +98,26 @@ pub struct Abort {
     pub at_ms: i64,
 }
 
+/// The outcome "roll back" of a sequence number (`run --from-checkpoint`): the commits after
+/// `rollback_to` and before this one are undone; the partition resumes after `rollback_to`.
+/// Their files are listed in this sequence number's claim, which is deleted once they are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rollback {
+    pub version: u32,
+    pub key: String,
+    pub seq: u64,
+    pub rollback_to: u64,
+    pub owner: String,
+    pub term: u64,
+    pub at_ms: i64,
+}
+
 /// What was decided for one sequence number.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Outcome {
     Abort(Abort),
+    Rollback(Rollback),
     Commit(Checkpoint),
 }
 
@@ -110,13 +125,22 @@ impl Outcome {
     pub fn term(&self) -> u64 {
         match self {
             Outcome::Abort(a) => a.term,
+            Outcome::Rollback(r) => r.term,
             Outcome::Commit(c) => c.term,
         }
     }
     pub fn owner(&self) -> &str {
         match self {
             Outcome::Abort(a) => &a.aborted_by,
+            Outcome::Rollback(r) => &r.owner,
             Outcome::Commit(c) => &c.owner,
+        }
+    }
+    fn key_seq(&self) -> (&str, u64, u32) {
+        match self {
+            Outcome::Abort(a) => (&a.key, a.seq, a.version),
+            Outcome::Rollback(r) => (&r.key, r.seq, r.version),
+            Outcome::Commit(c) => (&c.key, c.seq, c.version),
         }
     }
 }
@@ -201,10 +225,7 @@ impl Checkpoints {
         };
         let o: Outcome = serde_json::from_slice(&bytes)
             .map_err(|e| corrupt(format!("not a checkpoint record ({e})")))?;
-        let (version, k, s) = match &o {
-            Outcome::Abort(a) => (a.version, &a.key, a.seq),
-            Outcome::Commit(c) => (c.version, &c.key, c.seq),
-        };
+        let (k, s, version) = o.key_seq();
         if version != VERSION {
             return Err(corrupt(format!(
                 "format version {version} (this sluice reads {VERSION})"
@@ -218,39 +239,53 @@ impl Checkpoints {
         Ok(Some(o))
     }
 
-    fn read(&self, key: &str, seq: u64) -> Result<Option<Checkpoint>, CheckpointError> {
-        Ok(match self.outcome(key, seq)? {
-            Some(Outcome::Commit(c)) => Some(c),
-            _ => None,
-        })
-    }
-
-    /// The newest commit of a partition.
-    pub fn latest(&self, key: &str) -> Result<Option<Checkpoint>, CheckpointError> {
+    /// The commits that stand, newest first, read lazily from the newest outcome down: a
+    /// roll-back undoes the commits between its target and itself.
+    fn walk(
+        &self,
+        key: &str,
+        mut visit: impl FnMut(&Checkpoint) -> bool,
+    ) -> Result<(), CheckpointError> {
+        // Commits above `bound` (and below the roll-back that set it) are undone.
+        let mut bound = u64::MAX;
         for seq in self.seqs(key)?.into_iter().rev() {
-            if let Some(c) = self.read(key, seq)? {
-                return Ok(Some(c));
+            if seq > bound {
+                continue;
+            }
+            match self.outcome(key, seq)? {
+                Some(Outcome::Rollback(r)) => bound = r.rollback_to,
+                Some(Outcome::Commit(c)) if !visit(&c) => break,
+                _ => {}
             }
         }
-        Ok(None)
+        Ok(())
     }
 
-    /// Every commit of a partition, oldest first.
+    /// The newest commit that stands.
+    pub fn latest(&self, key: &str) -> Result<Option<Checkpoint>, CheckpointError> {
+        let mut found = None;
+        self.walk(key, |c| {
+            found = Some(c.clone());
+            false
+        })?;
+        Ok(found)
+    }
+
+    /// Every commit that stands, oldest first.
     pub fn history(&self, key: &str) -> Result<Vec<Checkpoint>, CheckpointError> {
         let mut out = Vec::new();
-        for seq in self.seqs(key)? {
-            out.extend(self.read(key, seq)?);
-        }
+        self.walk(key, |c| {
+            out.push(c.clone());
+            true
+        })?;
+        out.reverse();
         Ok(out)
     }
 
     /// Writes an outcome create-only. `Ok(None)` when it won; `Ok(Some(winner))` when another
     /// outcome was there first.
     pub(super) fn decide(&self, o: &Outcome) -> Result<Option<Outcome>, CheckpointError> {
-        let (key, seq) = match o {
-            Outcome::Abort(a) => (&a.key, a.seq),
-            Outcome::Commit(c) => (&c.key, c.seq),
-        };
+        let (key, seq, _) = o.key_seq();
         let path = self.record_path(key, seq);
         let bytes = serde_json::to_vec_pretty(o).expect("an outcome serializes");
         match self.dest.put_atomic(&path, &bytes, true) {
@@ -268,15 +303,24 @@ impl Checkpoints {
         }
     }
 
-    /// Deletes a partition's outcome records older than the newest `keep`.
+    /// Deletes a partition's outcome records older than the newest `keep`, never the newest
+    /// standing commit or anything after it (a roll-back's target must stay readable).
     pub fn prune(&self, key: &str, keep: usize) -> Result<(), CheckpointError> {
         let seqs = self.seqs(key)?;
-        if seqs.len() > keep {
-            for s in &seqs[..seqs.len() - keep] {
-                self.dest.delete(&self.record_path(key, *s))?;
-            }
+        if seqs.len() <= keep {
+            return Ok(());
+        }
+        let floor = self.latest(key)?.map_or(0, |c| c.seq);
+        let cutoff = seqs[seqs.len() - keep].min(floor);
+        for s in seqs.iter().filter(|s| **s < cutoff) {
+            self.dest.delete(&self.record_path(key, *s))?;
         }
         Ok(())
+    }
+
+    /// The oldest sequence number with an outcome record (older ones were pruned).
+    pub(super) fn oldest(&self, key: &str) -> Result<Option<u64>, CheckpointError> {
+        Ok(self.seqs(key)?.first().copied())
     }
 
     /// Deletes a file of a claim or commit, in the destination it belongs to.

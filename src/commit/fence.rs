@@ -14,7 +14,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::{Abort, Checkpoint, CheckpointError, Checkpoints, Outcome, VERSION};
+use super::checkpoint::{
+    Abort, Checkpoint, CheckpointError, Checkpoints, Outcome, Rollback, VERSION,
+};
 use crate::sink::SinkError;
 
 /// A claim on one sequence number of a partition's commits.
@@ -39,6 +41,10 @@ pub struct Claim {
     #[serde(default)]
     pub dead_letter_staged: Vec<String>,
     pub claimed_at_ms: i64,
+    /// A roll-back's claim: the files listed are committed ones to delete if the roll-back
+    /// wins, and to keep if it does not.
+    #[serde(default)]
+    pub undo: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -255,7 +261,10 @@ impl Checkpoints {
         match self.decide(&Outcome::Commit(c.clone()))? {
             None => Ok(()),
             Some(winner) => {
-                self.remove_files(claim, &mut Vec::new())?;
+                // The verdict matters more than the clean-up, which the next settle repeats.
+                if let Err(e) = self.remove_files(claim, &mut Vec::new()) {
+                    tracing::warn!(partition = %c.key, error = %e, "could not remove the files of a lost commit yet");
+                }
                 if winner.term() > c.term {
                     Err(self.fenced(&c.key, winner.term(), c.term))
                 } else {
@@ -301,6 +310,7 @@ impl Checkpoints {
         owner: &str,
     ) -> Result<Vec<String>, CheckpointError> {
         let mut removed = Vec::new();
+        let oldest = self.oldest(key)?;
         for &seq in claims {
             let path = self.claim_path(key, seq);
             let Some(claim) = self.read_json::<Claim>(&path, "claim")? else {
@@ -310,6 +320,12 @@ impl Checkpoints {
                 return Err(self.fenced(key, claim.term, term));
             }
             let mut outcome = self.outcome(key, seq)?;
+            if outcome.is_none() && oldest.is_some_and(|o| seq < o) {
+                // Decided long ago, its outcome pruned since: a claim whose release failed.
+                // Its files belong to a standing commit, or were removed when it was aborted.
+                self.dest.delete(&path)?;
+                continue;
+            }
             if outcome.is_none() {
                 let abort = Outcome::Abort(Abort {
                     version: VERSION,
@@ -325,11 +341,23 @@ impl Checkpoints {
                     "fenced a commit that did not finish"
                 );
             }
-            let won = matches!(&outcome, Some(Outcome::Commit(c))
-                if c.owner == claim.owner && c.term == claim.term);
-            if won {
+            let own = outcome
+                .as_ref()
+                .is_some_and(|o| o.owner() == claim.owner && o.term() == claim.term);
+            if claim.undo {
+                // The files are committed ones: deleted only when the roll-back won.
+                if own && matches!(outcome, Some(Outcome::Rollback(_))) {
+                    self.remove_files(&claim, &mut removed)?;
+                }
                 self.dest.delete(&path)?;
                 continue;
+            }
+            match outcome {
+                Some(Outcome::Commit(_)) if own => {
+                    self.dest.delete(&path)?;
+                    continue;
+                }
+                _ => {}
             }
             self.remove_files(&claim, &mut removed)?;
             if seq + KEEP_LOST < newest {
@@ -393,6 +421,56 @@ impl Checkpoints {
         })
     }
 
+    /// A file partition's checkpoints were kept under `<stem>-<index in paths>` by earlier
+    /// versions: a partition with no records of its own continues from such a key's newest
+    /// commit (a commit of no files, naming where it came from). Returns the key carried over.
+    pub fn carry_over_legacy(
+        &self,
+        key: &str,
+        stem: &str,
+    ) -> Result<Option<String>, CheckpointError> {
+        if self.latest(key)?.is_some() || !self.listing(key)?.claims.is_empty() {
+            return Ok(None);
+        }
+        let prefix = format!("{stem}-");
+        let legacy: Vec<String> = self
+            .keys()?
+            .into_iter()
+            .filter(|k| k != key)
+            .filter(|k| {
+                k.strip_prefix(&prefix)
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            })
+            .collect();
+        let [old] = legacy.as_slice() else {
+            return Ok(None); // none, or several: nothing certain to carry over
+        };
+        let Some(from) = self.latest(old)? else {
+            return Ok(None);
+        };
+        let owner = format!("{} (carried over from {old})", super::owner_id());
+        let term = self.take_term(key, &owner)?;
+        let c = Checkpoint {
+            version: VERSION,
+            job: self.job.clone(),
+            key: key.to_string(),
+            seq: 1,
+            next_offset: from.next_offset,
+            next_line: from.next_line,
+            files: Vec::new(),
+            dead_letter_files: Vec::new(),
+            rows: 0,
+            dead_letters: 0,
+            committed_at_ms: now_ms(),
+            term,
+            owner,
+        };
+        Ok(match self.decide(&Outcome::Commit(c))? {
+            None => Some(old.clone()),
+            Some(_) => None, // another process did it first
+        })
+    }
+
     /// Destinations written by sluice before the fence kept one pending record per partition
     /// (`_sluice/<job>/pending/<key>.json`): a commit that died before its checkpoint left its
     /// files listed there. They are removed as that version did, once.
@@ -427,51 +505,123 @@ impl Checkpoints {
         Ok(())
     }
 
-    /// Rolls a partition back to commit `seq` (replay), newest commit first and each one
-    /// safely: its files are listed in a claim, then its commit record is deleted, then the
-    /// reconcile that follows aborts the claim and deletes the files. A crash at any point
-    /// leaves either the commit standing or a claim that the next start finishes removing.
+    /// Rolls a partition back to commit `target` (replay) as one decided sequence number:
+    /// after a reconcile (claims that did not finish are aborted), the next sequence number is
+    /// claimed listing the files of every commit after `target`, then sealed with a roll-back
+    /// outcome, then those files are deleted and the claim released. A crash or a newer owner
+    /// at any point leaves either nothing changed (the claim is aborted) or a decided
+    /// roll-back whose files the next settle deletes. Commits sealed meanwhile by an older
+    /// writer are below the roll-back and undone with it.
     pub fn roll_back_to(
         &self,
         key: &str,
-        seq: u64,
+        target: u64,
         term: u64,
         owner: &str,
     ) -> Result<Reconciled, CheckpointError> {
-        if !self.history(key)?.iter().any(|c| c.seq == seq) {
-            return Err(CheckpointError::Unknown {
-                key: key.to_string(),
-                seq,
-            });
-        }
-        for s in self.seqs(key)?.into_iter().rev().filter(|s| *s > seq) {
-            match self.outcome(key, s)? {
-                Some(Outcome::Commit(c)) => {
-                    let claim = Claim {
-                        version: VERSION,
-                        key: key.to_string(),
-                        seq: s,
-                        // The commit's own writer: if the crash comes before its record is
-                        // deleted, the commit still stands and its files stay.
-                        term: c.term,
-                        owner: c.owner.clone(),
-                        from_offset: 0,
-                        next_offset: c.next_offset,
-                        files: c.files.iter().map(|f| f.path.clone()).collect(),
-                        staged: Vec::new(),
-                        dead_letter_files: c.dead_letter_files.clone(),
-                        dead_letter_staged: Vec::new(),
-                        claimed_at_ms: now_ms(),
-                    };
-                    let bytes = serde_json::to_vec_pretty(&claim).expect("a claim serializes");
-                    self.dest
-                        .put_atomic(&self.claim_path(key, s), &bytes, false)?;
-                    crate::fault::abort_at("roll_back_claimed", 0);
-                    self.dest.delete(&self.record_path(key, s))?;
-                }
-                _ => self.dest.delete(&self.record_path(key, s))?,
+        match self.roll_back_claim(key, target, term, owner)? {
+            None => self.reconcile(key, term, owner),
+            Some(claim) => {
+                crate::fault::abort_at("roll_back_claimed", 0);
+                self.roll_back_seal(&claim, target)
             }
         }
-        self.reconcile(key, term, owner)
+    }
+
+    /// The first half of [`Checkpoints::roll_back_to`]: reconcile, then claim the next
+    /// sequence number listing the files to undo. `None` when nothing follows `target`.
+    pub fn roll_back_claim(
+        &self,
+        key: &str,
+        target: u64,
+        term: u64,
+        owner: &str,
+    ) -> Result<Option<Claim>, CheckpointError> {
+        let r = self.reconcile(key, term, owner)?;
+        let history = self.history(key)?;
+        let Some(to) = history.iter().find(|c| c.seq == target) else {
+            return Err(CheckpointError::Unknown {
+                key: key.to_string(),
+                seq: target,
+            });
+        };
+        let undone: Vec<&Checkpoint> = history.iter().filter(|c| c.seq > target).collect();
+        if undone.is_empty() {
+            return Ok(None);
+        }
+        let claim = Claim {
+            version: VERSION,
+            key: key.to_string(),
+            seq: r.next_seq,
+            term,
+            owner: owner.to_string(),
+            from_offset: r.latest.as_ref().map_or(0, |c| c.next_offset),
+            next_offset: to.next_offset,
+            files: undone
+                .iter()
+                .flat_map(|c| c.files.iter().map(|f| f.path.clone()))
+                .collect(),
+            staged: Vec::new(),
+            dead_letter_files: undone
+                .iter()
+                .flat_map(|c| c.dead_letter_files.iter().cloned())
+                .collect(),
+            dead_letter_staged: Vec::new(),
+            claimed_at_ms: now_ms(),
+            undo: true,
+        };
+        self.claim(&claim)?;
+        Ok(Some(claim))
+    }
+
+    /// The second half: the roll-back outcome, then the reconcile that deletes the files.
+    pub fn roll_back_seal(
+        &self,
+        claim: &Claim,
+        target: u64,
+    ) -> Result<Reconciled, CheckpointError> {
+        let rollback = Outcome::Rollback(Rollback {
+            version: VERSION,
+            key: claim.key.clone(),
+            seq: claim.seq,
+            rollback_to: target,
+            owner: claim.owner.clone(),
+            term: claim.term,
+            at_ms: now_ms(),
+        });
+        if let Some(winner) = self.decide(&rollback)? {
+            return Err(if winner.term() > claim.term {
+                self.fenced(&claim.key, winner.term(), claim.term)
+            } else {
+                CheckpointError::Taken {
+                    key: claim.key.clone(),
+                    seq: claim.seq,
+                    owner: winner.owner().to_string(),
+                }
+            });
+        }
+        crate::fault::abort_at("roll_back_sealed", 0);
+        self.reconcile(&claim.key, claim.term, &claim.owner)
+    }
+
+    /// True when partition `key` was rolled back to `target` at or after `since_ms` (a run
+    /// with `--from-checkpoint` applies it once, not once per process of a group).
+    pub fn rolled_back_since(
+        &self,
+        key: &str,
+        target: u64,
+        since_ms: i64,
+    ) -> Result<bool, CheckpointError> {
+        for seq in self.seqs(key)?.into_iter().rev() {
+            if seq <= target {
+                break;
+            }
+            if let Some(Outcome::Rollback(r)) = self.outcome(key, seq)? {
+                if r.rollback_to == target && r.at_ms >= since_ms {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
     }
 }

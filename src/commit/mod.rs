@@ -27,6 +27,17 @@ pub fn owner_id() -> &'static str {
     ID.get_or_init(|| format!("{}-{}", std::process::id(), random_tag()))
 }
 
+/// When this process first took part in the protocol (ms since the epoch).
+pub fn process_started_ms() -> i64 {
+    static AT: OnceLock<i64> = OnceLock::new();
+    *AT.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+    })
+}
+
 /// 16 hex digits from the OS's random source: file names unique to one commit attempt.
 pub fn random_tag() -> String {
     let mut b = [0u8; 8];

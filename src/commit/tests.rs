@@ -36,6 +36,7 @@ fn claim(seq: u64, term: u64, owner: &str, files: &[&OutputFile], rels: &[&str])
         dead_letter_files: vec![],
         dead_letter_staged: vec![],
         claimed_at_ms: 0,
+        undo: false,
     }
 }
 
@@ -260,6 +261,8 @@ struct Writer {
     seq: u64,
     committed: u64,
     attempt: Option<Attempt>,
+    /// A roll-back claimed and not sealed yet, with its target.
+    rollback: Option<(Claim, u64)>,
 }
 
 struct Model {
@@ -274,6 +277,7 @@ impl Model {
         let owner = self.writers[w].owner.clone();
         // A restart: whatever the writer held is gone (temp files stay on disk).
         self.writers[w].attempt = None;
+        self.writers[w].rollback = None;
         let term = self.cps.take_term(KEY, &owner).unwrap();
         match self.cps.reconcile(KEY, term, &owner) {
             Ok(r) => {
@@ -312,7 +316,42 @@ impl Model {
         }
     }
 
+    /// `run --from-checkpoint`, in its two store steps: claim, then (a later step) seal.
+    fn roll_back(&mut self, w: usize, pick: u64) {
+        let (owner, Some(term)) = (self.writers[w].owner.clone(), self.writers[w].term) else {
+            return;
+        };
+        if let Some((claim, target)) = self.writers[w].rollback.take() {
+            match self.cps.roll_back_seal(&claim, target) {
+                Ok(r) => {
+                    let wr = &mut self.writers[w];
+                    wr.seq = r.next_seq - 1;
+                    wr.committed = r.latest.map_or(0, |c| c.next_offset);
+                }
+                Err(e) => self.failed(w, e),
+            }
+            return;
+        }
+        let history = self.cps.history(KEY).unwrap();
+        if history.is_empty() {
+            return;
+        }
+        let target = history[(pick as usize) % history.len()].seq;
+        if let Some(a) = self.writers[w].attempt.take() {
+            for f in a.files.into_iter().filter_map(|f| f.1) {
+                let _ = f.abort();
+            }
+        }
+        match self.cps.roll_back_claim(KEY, target, term, &owner) {
+            Ok(Some(claim)) => self.writers[w].rollback = Some((claim, target)),
+            Ok(None) => {}
+            Err(CheckpointError::Unknown { .. }) => {}
+            Err(e) => self.failed(w, e),
+        }
+    }
+
     fn fence(&mut self, w: usize) {
+        self.writers[w].rollback = None;
         if let Some(a) = self.writers[w].attempt.take() {
             for f in a.files.into_iter().filter_map(|f| f.1) {
                 let _ = f.abort();
@@ -457,6 +496,7 @@ fn run_model(actions: &[(u8, u8, u8)]) {
             seq: 0,
             committed: 0,
             attempt: None,
+            rollback: None,
         })
         .collect();
     let mut m = Model {
@@ -467,9 +507,12 @@ fn run_model(actions: &[(u8, u8, u8)]) {
     };
     for &(kind, who, size) in actions {
         let w = who as usize % 3;
-        match kind % 10 {
+        match kind % 12 {
             0 => m.register(w),
             1 => m.step(w, size as u64, true),
+            // Roll-backs are rarer than commits, as in life.
+            11 if size % 4 == 0 => m.roll_back(w, size as u64),
+            _ if m.writers[w].rollback.is_some() => m.roll_back(w, 0),
             _ => m.step(w, size as u64, false),
         }
         // At every instant a reader sees each record at most once.
@@ -482,6 +525,7 @@ fn run_model(actions: &[(u8, u8, u8)]) {
     // Every writer crashes; a fresh one takes over and runs to the end alone.
     for w in 0..3 {
         m.writers[w].attempt = None;
+        m.writers[w].rollback = None;
         m.writers[w].term = None;
     }
     m.register(0);
@@ -508,11 +552,11 @@ fn run_model(actions: &[(u8, u8, u8)]) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
     #[test]
     fn writers_interleaved_at_any_store_call_stay_exactly_once(
-        actions in proptest::collection::vec((0u8..10, 0u8..3, any::<u8>()), 1..160)
+        actions in proptest::collection::vec((0u8..12, 0u8..3, any::<u8>()), 1..200)
     ) {
         run_model(&actions);
     }

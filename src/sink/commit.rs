@@ -44,8 +44,14 @@ pub(super) fn commit_partition(
     // it, inside the consumer's poll.
     let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
         || -> Result<Checkpoint, WorkError> {
-            let mut finished: Vec<(String, OutputFile, FileEntry)> = Vec::new();
-            for (_, f) in std::mem::take(&mut op.files) {
+            // Whatever is not published when this returns (an error, a lost claim) is aborted:
+            // no temporary file or upload outlives its attempt.
+            let mut pending = Unpublished::default();
+            let opens: Vec<OpenFile> = std::mem::take(&mut op.files).into_values().collect();
+            pending
+                .unfinished
+                .extend(opens.iter().map(|f| f.file.clone()));
+            for f in opens {
                 let OpenFile {
                     rel,
                     file,
@@ -63,14 +69,17 @@ pub(super) fn commit_partition(
                     rows,
                     bytes: file.bytes_written(),
                 };
-                finished.push((rel, file, entry));
+                pending.files.push((rel, file, entry));
             }
+            pending.unfinished.clear();
             // Dead letters sent to a topic must have arrived before anything of the commit
             // becomes visible.
-            let dead = match op.dead.take() {
+            pending.dead = match op.dead.take() {
                 Some(w) if w.file().is_none() => w.commit().map(|_| None)?,
                 dead => dead,
             };
+            let finished = &pending.files;
+            let dead = &pending.dead;
             let commits = ctx.control.commits.load(Ordering::Relaxed);
             let owner = crate::commit::owner_id();
             let seq = state.seq + 1;
@@ -98,24 +107,20 @@ pub(super) fn commit_partition(
                     .map(str::to_string)
                     .collect(),
                 claimed_at_ms: now_ms(),
+                undo: false,
             };
             // From here until the seal, a failure leaves the claim for the reconcile that
             // follows (`Worker::fail`) to abort.
             ctx.checkpoints.claim(&claim)?;
             crate::fault::abort_at("after_claim", commits);
-            let mut entries = Vec::with_capacity(finished.len());
-            let mut to_commit = finished.into_iter();
-            while let Some((_, file, entry)) = to_commit.next() {
-                if let Err(e) = file.commit() {
-                    for (_, rest, _) in to_commit {
-                        let _ = rest.abort();
-                    }
-                    return Err(e.into());
-                }
+            let mut entries = Vec::with_capacity(pending.files.len());
+            while !pending.files.is_empty() {
+                let (_, file, entry) = pending.files.remove(0);
+                file.commit()?;
                 entries.push(entry);
             }
             let mut dead_files = Vec::new();
-            if let Some(w) = dead {
+            if let Some(w) = pending.dead.take() {
                 let rel = w.file().map(str::to_string);
                 w.commit()?;
                 dead_files.extend(rel);
@@ -157,7 +162,9 @@ pub(super) fn commit_partition(
         let mut parts = ctx.control.parts.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = parts.get_mut(&p) {
             s.committing = false;
-            if let Ok(Ok(c)) = &attempt {
+            // Only into the registration that made the commit (a reassignment may have begun
+            // another since).
+            if let (Ok(Ok(c)), true) = (&attempt, s.term == state.term) {
                 s.committed_offset = c.next_offset;
                 s.committed_line = c.next_line;
                 s.seq = c.seq;
@@ -201,6 +208,29 @@ pub(super) fn commit_partition(
             // the checkpoint in the store before the partition is replayed.
             abort_open(op);
             Err(e)
+        }
+    }
+}
+
+/// Files of a commit not yet published; dropping it aborts them.
+#[derive(Default)]
+struct Unpublished {
+    /// Files whose writers are not finished yet.
+    unfinished: Vec<OutputFile>,
+    files: Vec<(String, OutputFile, FileEntry)>,
+    dead: Option<crate::deadletter::DeadLetterWriter>,
+}
+
+impl Drop for Unpublished {
+    fn drop(&mut self) {
+        for f in self.unfinished.drain(..) {
+            let _ = f.abort();
+        }
+        for (_, f, _) in self.files.drain(..) {
+            let _ = f.abort();
+        }
+        if let Some(w) = self.dead.take() {
+            let _ = w.abort();
         }
     }
 }

@@ -191,7 +191,10 @@ impl Destination {
     /// True when a file exists at `rel`.
     pub fn exists(&self, rel: &str) -> Result<bool, SinkError> {
         match &self.kind {
-            Kind::Local(root) => Ok(root.join(rel).exists()),
+            Kind::Local(root) => root.join(rel).try_exists().map_err(|source| SinkError::Io {
+                path: self.display(rel),
+                source,
+            }),
             Kind::Store {
                 store,
                 prefix,

@@ -21,7 +21,7 @@ use super::control::{Control, PartState, Rewind};
 use super::partition::PathTemplate;
 use super::{Destination, OutputFile};
 use crate::channel::{Channel, Item};
-use crate::commit::checkpoint::Checkpoints;
+use crate::commit::checkpoint::{CheckpointError, Checkpoints};
 use crate::deadletter::DeadLetterWriter;
 use crate::format::{create_writer, FormatOptions, FormatWriter};
 
@@ -538,7 +538,9 @@ impl Worker {
             tracing::warn!(partition = %key, files = ?r.removed, "removed files of an unfinished commit");
         }
         let mut parts = self.ctx.control.parts.lock().expect("parts lock");
-        let Some(s) = parts.get_mut(&p) else {
+        // Only into the registration this reconcile was made for: a reassignment meanwhile
+        // registered the partition again from the store.
+        let Some(s) = parts.get_mut(&p).filter(|s| s.owned && s.term == term) else {
             return Ok(());
         };
         s.seq = s.seq.max(r.next_seq - 1);
@@ -559,6 +561,15 @@ impl Worker {
     /// files are aborted, nothing more of it is written) and the task stops, so that a
     /// supervisor's restart joins again with a newer term.
     fn fenced(&mut self, p: u32, e: &WorkError) {
+        if let WorkError::Checkpoint(CheckpointError::Fenced { ours, .. }) = e {
+            let now = self.part(p).map(|s| s.term);
+            if now.is_none_or(|t| t > *ours) {
+                // A commit of an earlier ownership (it outlived its revocation): this
+                // process has since registered the partition again, or no longer owns it.
+                tracing::warn!(partition = p, error = %e, "a commit of an earlier ownership of the partition was fenced");
+                return;
+            }
+        }
         tracing::error!(partition = p, error = %e, "fenced: another owner took the partition over; the task stops");
         if let Some(op) = self.open.remove(&p) {
             abort_open(op);
@@ -583,6 +594,8 @@ impl Worker {
         if let Some(op) = self.open.remove(&p) {
             abort_open(op);
         }
+        // The registration being rewound: a reassignment meanwhile seeks the source itself.
+        let term = self.part(p).map(|s| s.term);
         // Pause (growing, with jitter), then reconcile with the store; while it is down, keep
         // waiting: the channel fills and the source waits, nothing is dropped.
         loop {
@@ -614,6 +627,13 @@ impl Worker {
                     self.fenced(p, &e);
                     return;
                 }
+                Err(e @ WorkError::Checkpoint(CheckpointError::Corrupt { .. })) => {
+                    // Retrying cannot mend a damaged record: stop, naming it.
+                    let ctl = &self.ctx.control;
+                    let mut fatal = ctl.worker_fatal.lock().unwrap_or_else(|p| p.into_inner());
+                    fatal.get_or_insert_with(|| e.to_string());
+                    return;
+                }
                 Err(e) => {
                     tracing::warn!(partition = p, error = %e, "the destination is still unavailable")
                 }
@@ -621,7 +641,10 @@ impl Worker {
         }
         let rewind = {
             let mut parts = ctl.parts.lock().expect("parts lock");
-            let Some(s) = parts.get_mut(&p).filter(|s| s.owned) else {
+            let Some(s) = parts
+                .get_mut(&p)
+                .filter(|s| s.owned && Some(s.term) == term)
+            else {
                 return;
             };
             s.epoch += 1;

@@ -50,7 +50,7 @@ impl FileSource {
                 info: PartitionInfo {
                     id: i as u32,
                     topic,
-                    number: i as u32,
+                    number: 0,
                 },
                 path: p.clone(),
                 offset: 0,

@@ -24,12 +24,13 @@ pub struct PartitionInfo {
     pub id: u32,
     /// The topic, or the file's stem for the file source.
     pub topic: String,
-    /// The source's own partition number (Kafka's partition; a file's index).
+    /// The source's own partition number (Kafka's partition; 0 for a file, whose stem is
+    /// unique in its job, so its key does not depend on its place in `paths`).
     pub number: u32,
 }
 
 impl PartitionInfo {
-    /// The key that names the partition in checkpoints and file names: `<topic>-<id>`.
+    /// The key that names the partition in checkpoints and file names: `<topic>-<number>`.
     pub fn key(&self) -> String {
         format!("{}-{}", self.topic, self.number)
     }

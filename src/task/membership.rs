@@ -42,11 +42,22 @@ pub fn register(
 ) -> Result<Start, TaskError> {
     let key = info.key();
     let owner = crate::commit::owner_id();
+    let started = crate::commit::process_started_ms();
+    // Checked before taking a term, which would fence the current owner for nothing.
+    if let Some((seq, holds)) = from_checkpoint {
+        check_replay(checkpoints, &key, seq, holds)?;
+    }
     // A new term first: from here on, every older writer of the partition is fenced.
     let term = checkpoints.take_term(&key, owner)?;
     let r = match from_checkpoint {
-        Some((seq, holds)) => {
-            check_replay(checkpoints, &key, seq, holds)?;
+        // Members of a group started together with the flag roll back once, not once each.
+        Some((seq, _))
+            if checkpoints.rolled_back_since(&key, seq, started - ROLL_BACK_WINDOW_MS)? =>
+        {
+            tracing::info!(partition = %key, seq, "already rolled back to this checkpoint by another process");
+            checkpoints.reconcile(&key, term, owner)?
+        }
+        Some((seq, _)) => {
             let r = checkpoints.roll_back_to(&key, seq, term, owner)?;
             tracing::warn!(partition = %key, seq, next_offset = ?r.latest.as_ref().map(|c| c.next_offset), "replaying from an older checkpoint");
             r
@@ -87,6 +98,10 @@ pub fn register(
         checkpointed,
     })
 }
+
+/// A roll-back to the same checkpoint this long before this process started counts as this
+/// run's (processes of a group started together with `--from-checkpoint`).
+const ROLL_BACK_WINDOW_MS: i64 = 5 * 60 * 1000;
 
 /// Before a roll-back deletes anything: checkpoint `seq` exists and the source can still read
 /// from where it resumes (`holds`: the positions the source holds, when it can tell).

@@ -317,6 +317,11 @@ fn run_inner(
         }));
     }
     for p in source.partitions() {
+        if matches!(job.file.source, crate::config::SourceSection::File { .. }) {
+            if let Some(old) = checkpoints.carry_over_legacy(&p.key(), &p.topic)? {
+                tracing::info!(partition = %p.key(), from = %old, "continuing from the checkpoints of an earlier version's key");
+            }
+        }
         let holds = match opts.from_checkpoint {
             Some(_) => source.replayable(p.id)?,
             None => None,

@@ -42,10 +42,28 @@ pub(super) fn restore_spill(
         .iter()
         .map(|(p, s)| (*p, (s.committed_offset, s.committed_line)))
         .collect();
+    let partitions = source.partitions();
+    let handles: HashMap<String, u32> = partitions.iter().map(|p| (p.key(), p.id)).collect();
     let mut broken: Vec<u32> = Vec::new();
     let mut restored = 0usize;
-    for mut item in items {
-        let p = item.prov.partition;
+    for (key, mut item) in items {
+        // By key: handles are per process, and the source's partitions may have changed
+        // (files added to or reordered in `paths`).
+        let p = match key {
+            Some(k) => match handles.get(&k) {
+                Some(&p) => p,
+                None => continue, // a partition the source no longer has
+            },
+            // A spill of an older version: its handle is only certain with one partition.
+            None if partitions.len() == 1 => partitions[0].id,
+            None => {
+                tracing::warn!(
+                    "a spill item without a partition key; replaying it from the source"
+                );
+                continue;
+            }
+        };
+        item.prov.partition = p;
         let Some(&(want, _)) = expected.get(&p) else {
             continue; // a partition the source no longer has
         };
@@ -113,7 +131,14 @@ pub(super) fn graceful_stop(
     let n = items.len();
     match spill_dir {
         Some(dir) => {
-            spill::write(dir, schema, &items)?;
+            let keys: HashMap<u32, String> = control
+                .parts
+                .lock()
+                .expect("parts lock")
+                .iter()
+                .map(|(p, s)| (*p, s.key.clone()))
+                .collect();
+            spill::write(dir, schema, &items, |p| keys.get(&p).cloned())?;
             if n > 0 {
                 tracing::info!(items = n, path = %dir.display(), "spilled the channel to disk");
             }

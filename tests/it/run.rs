@@ -171,7 +171,7 @@ fn run_writes_partitioned_rotated_files_exactly_once() {
     // Checkpoints are listed; a second run has nothing to do.
     let list = sluice_ok(&["checkpoints", "list", job.to_str().unwrap()]);
     assert!(
-        list.contains("a-0: seq") && list.contains("b-1: seq"),
+        list.contains("a-0: seq") && list.contains("b-0: seq"),
         "{list}"
     );
     let text = run_to_end(&job);
@@ -225,6 +225,33 @@ fn run_writes_partitioned_rotated_files_exactly_once() {
     let o = sluice(&["run", job.to_str().unwrap(), "--from-checkpoint", "1"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_exactly_once(&out, 10_000, broken(0, 10_000));
+}
+
+#[test]
+fn editing_paths_between_runs_neither_repeats_nor_skips_a_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let [a, b, c] = ["a", "b", "c"].map(|n| dir.path().join(format!("{n}.jsonl")));
+    write_events(&a, 3000, 0);
+    write_events(&b, 2000, 3000);
+    write_events(&c, 1000, 5000);
+    let extra = "[sink.rotation]\nmax_rows = 700\n";
+    let job = job_file(dir.path(), &[a.clone(), b.clone()], extra);
+    run_to_end(&job);
+    let out = dir.path().join("out");
+    assert_exactly_once(&out, 5000, broken(0, 5000));
+    // An earlier version kept `b`'s checkpoints under its place in `paths` (`b-1`).
+    let cps = out.join("_sluice/it/checkpoints");
+    std::fs::rename(cps.join("b-0"), cps.join("b-1")).unwrap();
+    for f in files_under(&cps.join("b-1"), false) {
+        let text = std::fs::read_to_string(&f).unwrap();
+        std::fs::write(&f, text.replace("\"key\": \"b-0\"", "\"key\": \"b-1\"")).unwrap();
+    }
+    std::fs::remove_dir_all(out.join("_sluice/it/fence/b-0")).unwrap();
+    // Reordered, and a file inserted in front: keys follow the files, not their places.
+    let job = job_file(dir.path(), &[c, b, a], extra);
+    let text = run_to_end(&job);
+    assert!(text.contains("from=b-1"), "{text}");
+    assert_exactly_once(&out, 6000, broken(0, 6000));
 }
 
 #[test]
