@@ -17,6 +17,7 @@ use tokio::io::AsyncWriteExt;
 mod commit;
 pub mod control;
 pub mod partition;
+mod recovery;
 pub mod store;
 mod timeout_store;
 pub mod worker;

@@ -4,9 +4,10 @@
 //! The commit unit is a source partition: when any of its files must roll (rows, bytes, record
 //! time span), when it has been idle, when the open-file cap is hit, at the end of a bounded
 //! run and at shutdown, all of its open files close and commit together, and its checkpoint
-//! moves to the offset after the last record taken (see `checkpoint.rs` for the steps).
+//! moves to the offset after the last record taken (see `commit/` for the protocol).
 //! A file that cannot be written or committed is aborted with its siblings and the partition is
-//! rewound to its checkpoint: the source replays it, so nothing is lost or duplicated.
+//! rewound to its checkpoint (`recovery.rs`): the source replays it, so nothing is lost or
+//! duplicated.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
@@ -17,11 +18,11 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 
 use super::commit::{abort_open, commit_partition};
-use super::control::{Control, PartState, Rewind};
+use super::control::{Control, PartState};
 use super::partition::PathTemplate;
 use super::{Destination, OutputFile};
 use crate::channel::{Channel, Item};
-use crate::commit::checkpoint::{CheckpointError, Checkpoints};
+use crate::commit::checkpoint::Checkpoints;
 use crate::deadletter::DeadLetterWriter;
 use crate::format::{create_writer, FormatOptions, FormatWriter};
 
@@ -66,6 +67,9 @@ pub struct WorkerContext {
     /// This worker's share of the encoded bytes open files may hold in memory.
     pub max_buffered: u64,
     pub control: Arc<Control>,
+    /// The source cannot replay what was not committed once the process ends (push with
+    /// `durability = "memory"`): records of a commit that fails while stopping are lost.
+    pub volatile: bool,
 }
 
 pub(super) struct OpenFile {
@@ -117,7 +121,7 @@ pub(super) enum WorkError {
 }
 
 impl WorkError {
-    fn is_fenced(&self) -> bool {
+    pub(super) fn is_fenced(&self) -> bool {
         matches!(self, WorkError::Checkpoint(c) if c.is_fenced())
     }
 }
@@ -136,11 +140,11 @@ pub fn run(ctx: Arc<WorkerContext>, lane: usize) {
     w.run();
 }
 
-struct Worker {
-    ctx: Arc<WorkerContext>,
-    lane: usize,
-    open: HashMap<u32, OpenPartition>,
-    backoff: HashMap<u32, u32>,
+pub(super) struct Worker {
+    pub(super) ctx: Arc<WorkerContext>,
+    pub(super) lane: usize,
+    pub(super) open: HashMap<u32, OpenPartition>,
+    pub(super) backoff: HashMap<u32, u32>,
 }
 
 pub(super) fn now_ms() -> i64 {
@@ -365,18 +369,8 @@ impl Worker {
         }
     }
 
-    /// A commit of `p` failed: fenced, or rewind.
-    fn failed(&mut self, p: u32, e: WorkError) {
-        if e.is_fenced() {
-            self.fenced(p, &e);
-        } else {
-            tracing::warn!(partition = p, error = %e, "commit failed; rewinding the partition");
-            self.fail(p);
-        }
-    }
-
     /// The partition's state while this process owns it.
-    fn part(&self, p: u32) -> Option<PartState> {
+    pub(super) fn part(&self, p: u32) -> Option<PartState> {
         self.ctx
             .control
             .parts
@@ -523,150 +517,6 @@ impl Worker {
             None => Ok(()),
         }
     }
-
-    /// Brings partition `p`'s state in line with the store (`commit::fence`): claims that did
-    /// not finish are aborted and their files removed, and a commit whose seal looked failed
-    /// but landed is where the partition resumes, so the replay can neither skip nor duplicate
-    /// records. Fenced when another owner took the partition over.
-    fn resync(&self, p: u32) -> Result<(), WorkError> {
-        let Some(PartState { key, term, .. }) = self.part(p) else {
-            return Ok(());
-        };
-        let owner = crate::commit::owner_id();
-        let r = self.ctx.checkpoints.reconcile(&key, term, owner)?;
-        if !r.removed.is_empty() {
-            tracing::warn!(partition = %key, files = ?r.removed, "removed files of an unfinished commit");
-        }
-        let mut parts = self.ctx.control.parts.lock().expect("parts lock");
-        // Only into the registration this reconcile was made for: a reassignment meanwhile
-        // registered the partition again from the store.
-        let Some(s) = parts.get_mut(&p).filter(|s| s.owned && s.term == term) else {
-            return Ok(());
-        };
-        s.seq = s.seq.max(r.next_seq - 1);
-        if let Some(c) = r.latest {
-            if c.next_offset != s.committed_offset {
-                tracing::info!(
-                    partition = %key, seq = c.seq, owner = %c.owner, next_offset = c.next_offset,
-                    "resuming after a commit that looked failed but landed"
-                );
-            }
-            s.committed_offset = c.next_offset;
-            s.committed_line = c.next_line;
-        }
-        Ok(())
-    }
-
-    /// Another owner took partition `p` over: this process stops writing it at once (its open
-    /// files are aborted, nothing more of it is written) and the task stops, so that a
-    /// supervisor's restart joins again with a newer term.
-    fn fenced(&mut self, p: u32, e: &WorkError) {
-        if let WorkError::Checkpoint(CheckpointError::Fenced { ours, .. }) = e {
-            let now = self.part(p).map(|s| s.term);
-            if now.is_none_or(|t| t > *ours) {
-                // A commit of an earlier ownership (it outlived its revocation): this
-                // process has since registered the partition again, or no longer owns it.
-                tracing::warn!(partition = p, error = %e, "a commit of an earlier ownership of the partition was fenced");
-                return;
-            }
-        }
-        tracing::error!(partition = p, error = %e, "fenced: another owner took the partition over; the task stops");
-        if let Some(op) = self.open.remove(&p) {
-            abort_open(op);
-        }
-        let ctl = &self.ctx.control;
-        if let Some(s) = ctl.parts.lock().expect("parts lock").get_mut(&p) {
-            s.owned = false;
-            s.epoch += 1;
-        }
-        let mut fatal = ctl.worker_fatal.lock().unwrap_or_else(|p| p.into_inner());
-        if fatal.is_none() {
-            *fatal = Some(e.to_string());
-        }
-    }
-
-    /// Aborts partition `p`'s open files and asks the source to replay it from its checkpoint,
-    /// after a growing pause (the destination may be down).
-    fn fail(&mut self, p: u32) {
-        let ctl = self.ctx.control.clone();
-        ctl.failures.fetch_add(1, Ordering::Relaxed);
-        self.ctx.metrics.retry();
-        if let Some(op) = self.open.remove(&p) {
-            abort_open(op);
-        }
-        // The registration being rewound: a reassignment meanwhile seeks the source itself.
-        let term = self.part(p).map(|s| s.term);
-        // Pause (growing, with jitter), then reconcile with the store; while it is down, keep
-        // waiting: the channel fills and the source waits, nothing is dropped.
-        loop {
-            let n = self.backoff.entry(p).or_insert(0);
-            *n += 1;
-            let pause = backoff_delay(*n);
-            tracing::warn!(
-                partition = p,
-                pause_ms = pause.as_millis() as u64,
-                "replaying from the checkpoint"
-            );
-            let deadline = Instant::now() + pause;
-            while Instant::now() < deadline
-                && !ctl.shutdown.load(Ordering::Acquire)
-                && !ctl.stopping.load(Ordering::Acquire)
-                && self.part(p).is_some()
-            {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if ctl.shutdown.load(Ordering::Acquire)
-                || ctl.stopping.load(Ordering::Acquire)
-                || self.part(p).is_none()
-            {
-                return; // the next start (or the next owner) reconciles from the store
-            }
-            match self.resync(p) {
-                Ok(()) => break,
-                Err(e) if e.is_fenced() => {
-                    self.fenced(p, &e);
-                    return;
-                }
-                Err(e @ WorkError::Checkpoint(CheckpointError::Corrupt { .. })) => {
-                    // Retrying cannot mend a damaged record: stop, naming it.
-                    let ctl = &self.ctx.control;
-                    let mut fatal = ctl.worker_fatal.lock().unwrap_or_else(|p| p.into_inner());
-                    fatal.get_or_insert_with(|| e.to_string());
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(partition = p, error = %e, "the destination is still unavailable")
-                }
-            }
-        }
-        let rewind = {
-            let mut parts = ctl.parts.lock().expect("parts lock");
-            let Some(s) = parts
-                .get_mut(&p)
-                .filter(|s| s.owned && Some(s.term) == term)
-            else {
-                return;
-            };
-            s.epoch += 1;
-            Rewind {
-                partition: p,
-                offset: s.committed_offset,
-                line: s.committed_line,
-                epoch: s.epoch,
-            }
-        };
-        self.ctx.channel.purge(p, rewind.epoch);
-        ctl.rewinds.lock().expect("rewinds lock").push(rewind);
-        ctl.source_done.store(false, Ordering::Release);
-    }
-}
-
-/// Exponential backoff with jitter: 100 ms × 2^n, at most 30 s.
-pub fn backoff_delay(attempt: u32) -> Duration {
-    let base = 100u64.saturating_mul(1 << attempt.min(9));
-    let capped = base.min(30_000);
-    let jitter = (now_ms() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) % (capped / 2 + 1);
-    Duration::from_millis(capped / 2 + jitter)
 }
 
 /// Min and max of a timestamp or date column, in microseconds.

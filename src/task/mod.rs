@@ -344,6 +344,10 @@ fn run_inner(
         .fields()
         .iter()
         .position(|f| matches!(f.data_type(), DataType::Timestamp(..) | DataType::Date32));
+    let volatile = matches!(
+        &job.file.source,
+        crate::config::SourceSection::Push { durability, .. } if durability.as_str() == "memory"
+    );
     let ctx = Arc::new(WorkerContext {
         file_prefix: job.repo.as_ref().map_or(String::new(), |r| format!("{r}.")),
         file_suffix: match job.range {
@@ -371,6 +375,7 @@ fn run_inner(
         max_open: job.file.sink.max_open_files,
         max_buffered: (job.max_buffered_bytes / workers as u64).max(1),
         control: control.clone(),
+        volatile,
     });
     let state_dir = job.resolve(&job.file.job.state_dir);
     let threads = if opts.threads == 0 {

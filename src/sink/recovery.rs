@@ -1,0 +1,177 @@
+//! When a sink worker's commit fails: reconcile the partition with the store and replay it
+//! from its checkpoint after a growing pause, or, when another owner took the partition over,
+//! stop writing it and fail the task.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::commit::abort_open;
+use super::control::{PartState, Rewind};
+use super::worker::{now_ms, WorkError, Worker};
+use crate::commit::checkpoint::CheckpointError;
+
+impl Worker {
+    /// A commit of `p` failed: fenced, or rewind.
+    pub(super) fn failed(&mut self, p: u32, e: WorkError) {
+        if e.is_fenced() {
+            self.fenced(p, &e);
+        } else {
+            tracing::warn!(partition = p, error = %e, "commit failed; rewinding the partition");
+            self.fail(p);
+        }
+    }
+
+    /// Brings partition `p`'s state in line with the store (`commit::fence`): claims that did
+    /// not finish are aborted and their files removed, and a commit whose seal looked failed
+    /// but landed is where the partition resumes, so the replay can neither skip nor duplicate
+    /// records. Fenced when another owner took the partition over.
+    fn resync(&self, p: u32) -> Result<(), WorkError> {
+        let Some(PartState { key, term, .. }) = self.part(p) else {
+            return Ok(());
+        };
+        let owner = crate::commit::owner_id();
+        let r = self.ctx.checkpoints.reconcile(&key, term, owner)?;
+        if !r.removed.is_empty() {
+            tracing::warn!(partition = %key, files = ?r.removed, "removed files of an unfinished commit");
+        }
+        let mut parts = self.ctx.control.parts.lock().expect("parts lock");
+        // Only into the registration this reconcile was made for: a reassignment meanwhile
+        // registered the partition again from the store.
+        let Some(s) = parts.get_mut(&p).filter(|s| s.owned && s.term == term) else {
+            return Ok(());
+        };
+        s.seq = s.seq.max(r.next_seq - 1);
+        if let Some(c) = r.latest {
+            if c.next_offset != s.committed_offset {
+                tracing::info!(
+                    partition = %key, seq = c.seq, owner = %c.owner, next_offset = c.next_offset,
+                    "resuming after a commit that looked failed but landed"
+                );
+            }
+            s.committed_offset = c.next_offset;
+            s.committed_line = c.next_line;
+        }
+        Ok(())
+    }
+
+    /// Another owner took partition `p` over: this process stops writing it at once (its open
+    /// files are aborted, nothing more of it is written) and the task stops, so that a
+    /// supervisor's restart joins again with a newer term.
+    fn fenced(&mut self, p: u32, e: &WorkError) {
+        if let WorkError::Checkpoint(CheckpointError::Fenced { ours, .. }) = e {
+            let now = self.part(p).map(|s| s.term);
+            if now.is_none_or(|t| t > *ours) {
+                // A commit of an earlier ownership (it outlived its revocation): this
+                // process has since registered the partition again, or no longer owns it.
+                tracing::warn!(partition = p, error = %e, "a commit of an earlier ownership of the partition was fenced");
+                return;
+            }
+        }
+        tracing::error!(partition = p, error = %e, "fenced: another owner took the partition over; the task stops");
+        if let Some(op) = self.open.remove(&p) {
+            abort_open(op);
+        }
+        let ctl = &self.ctx.control;
+        if let Some(s) = ctl.parts.lock().expect("parts lock").get_mut(&p) {
+            s.owned = false;
+            s.epoch += 1;
+        }
+        let mut fatal = ctl.worker_fatal.lock().unwrap_or_else(|p| p.into_inner());
+        if fatal.is_none() {
+            *fatal = Some(e.to_string());
+        }
+    }
+
+    /// Aborts partition `p`'s open files and asks the source to replay it from its checkpoint,
+    /// after a growing pause (the destination may be down).
+    pub(super) fn fail(&mut self, p: u32) {
+        let ctl = self.ctx.control.clone();
+        ctl.failures.fetch_add(1, Ordering::Relaxed);
+        self.ctx.metrics.retry();
+        let held = self.open.get(&p).map(|op| op.next_offset);
+        if let Some(op) = self.open.remove(&p) {
+            abort_open(op);
+        }
+        // The registration being rewound: a reassignment meanwhile seeks the source itself.
+        let term = self.part(p).map(|s| s.term);
+        // Pause (growing, with jitter), then reconcile with the store; while it is down, keep
+        // waiting: the channel fills and the source waits, nothing is dropped.
+        loop {
+            let n = self.backoff.entry(p).or_insert(0);
+            *n += 1;
+            let pause = backoff_delay(*n);
+            tracing::warn!(
+                partition = p,
+                pause_ms = pause.as_millis() as u64,
+                "replaying from the checkpoint"
+            );
+            let deadline = Instant::now() + pause;
+            while Instant::now() < deadline
+                && !ctl.shutdown.load(Ordering::Acquire)
+                && !ctl.stopping.load(Ordering::Acquire)
+                && self.part(p).is_some()
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if ctl.shutdown.load(Ordering::Acquire)
+                || ctl.stopping.load(Ordering::Acquire)
+                || self.part(p).is_none()
+            {
+                if let (true, Some(s), Some(to)) = (self.ctx.volatile, self.part(p), held) {
+                    if to > s.committed_offset {
+                        tracing::error!(
+                            partition = %s.key, from = s.committed_offset, to,
+                            "acknowledged records are lost: their commit failed while stopping \
+                             and durability = \"memory\" keeps no copy"
+                        );
+                    }
+                }
+                return; // the next start (or the next owner) reconciles from the store
+            }
+            match self.resync(p) {
+                Ok(()) => break,
+                Err(e) if e.is_fenced() => {
+                    self.fenced(p, &e);
+                    return;
+                }
+                Err(e @ WorkError::Checkpoint(CheckpointError::Corrupt { .. })) => {
+                    // Retrying cannot mend a damaged record: stop, naming it.
+                    let ctl = &self.ctx.control;
+                    let mut fatal = ctl.worker_fatal.lock().unwrap_or_else(|p| p.into_inner());
+                    fatal.get_or_insert_with(|| e.to_string());
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(partition = p, error = %e, "the destination is still unavailable")
+                }
+            }
+        }
+        let rewind = {
+            let mut parts = ctl.parts.lock().expect("parts lock");
+            let Some(s) = parts
+                .get_mut(&p)
+                .filter(|s| s.owned && Some(s.term) == term)
+            else {
+                return;
+            };
+            s.epoch += 1;
+            Rewind {
+                partition: p,
+                offset: s.committed_offset,
+                line: s.committed_line,
+                epoch: s.epoch,
+            }
+        };
+        self.ctx.channel.purge(p, rewind.epoch);
+        ctl.rewinds.lock().expect("rewinds lock").push(rewind);
+        ctl.source_done.store(false, Ordering::Release);
+    }
+}
+
+/// Exponential backoff with jitter: 100 ms × 2^n, at most 30 s.
+fn backoff_delay(attempt: u32) -> Duration {
+    let base = 100u64.saturating_mul(1 << attempt.min(9));
+    let capped = base.min(30_000);
+    let jitter = (now_ms() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) % (capped / 2 + 1);
+    Duration::from_millis(capped / 2 + jitter)
+}
