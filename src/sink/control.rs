@@ -79,6 +79,9 @@ pub struct Control {
     pub files: AtomicU64,
     pub commits: AtomicU64,
     pub failures: AtomicU64,
+    /// Partitions of a group member fenced by another owner, and when: the group's revocation
+    /// should follow; the source side fails the task if it does not (see `task::feed`).
+    pub fenced: Mutex<HashMap<u32, std::time::Instant>>,
     /// Why a sink worker stopped the task (it panicked, or a partition was fenced: another
     /// owner took it over): the task fails instead of waiting for its lane.
     pub worker_fatal: Mutex<Option<String>>,

@@ -55,8 +55,10 @@ impl Worker {
     }
 
     /// Another owner took partition `p` over: this process stops writing it at once (its open
-    /// files are aborted, nothing more of it is written) and the task stops, so that a
-    /// supervisor's restart joins again with a newer term.
+    /// files are aborted, its queued items purged, nothing more of it is written). A group
+    /// member releases just that partition: the group moved it, and its revocation follows
+    /// (`task::feed` fails the task if it does not). Any other task stops, so that a
+    /// supervisor's restart registers again with a newer term.
     fn fenced(&mut self, p: u32, e: &WorkError) {
         if let WorkError::Checkpoint(CheckpointError::Fenced { ours, .. }) = e {
             let now = self.part(p).map(|s| s.term);
@@ -67,15 +69,30 @@ impl Worker {
                 return;
             }
         }
-        tracing::error!(partition = p, error = %e, "fenced: another owner took the partition over; the task stops");
         if let Some(op) = self.open.remove(&p) {
             abort_open(op);
         }
         let ctl = &self.ctx.control;
-        if let Some(s) = ctl.parts.lock().expect("parts lock").get_mut(&p) {
-            s.owned = false;
-            s.epoch += 1;
+        let epoch = {
+            let mut parts = ctl.parts.lock().expect("parts lock");
+            parts.get_mut(&p).map(|s| {
+                s.owned = false;
+                s.epoch += 1;
+                s.epoch
+            })
+        };
+        if let Some(epoch) = epoch {
+            self.ctx.channel.purge(p, epoch);
         }
+        if self.ctx.group {
+            tracing::warn!(partition = p, error = %e, "fenced: another member took the partition over; it is released here");
+            ctl.fenced
+                .lock()
+                .expect("fenced lock")
+                .insert(p, Instant::now());
+            return;
+        }
+        tracing::error!(partition = p, error = %e, "fenced: another owner took the partition over; the task stops");
         let mut fatal = ctl.worker_fatal.lock().unwrap_or_else(|p| p.into_inner());
         if fatal.is_none() {
             *fatal = Some(e.to_string());

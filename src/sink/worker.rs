@@ -70,6 +70,9 @@ pub struct WorkerContext {
     /// The source cannot replay what was not committed once the process ends (push with
     /// `durability = "memory"`): records of a commit that fails while stopping are lost.
     pub volatile: bool,
+    /// The source is a consumer-group member: a fenced partition is released here (the
+    /// group's revocation follows) instead of failing the task.
+    pub group: bool,
 }
 
 pub(super) struct OpenFile {

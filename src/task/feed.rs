@@ -21,6 +21,10 @@ use crate::source::{Next, Source};
 const LAG_EVERY: Duration = Duration::from_secs(5);
 const LAG_LOG_EVERY: Duration = Duration::from_secs(30);
 
+/// How long a group member may hold a partition another owner fenced before the group takes
+/// it away; past it the task fails (another process, outside the group or stale, writes it).
+const FENCE_GRACE: Duration = Duration::from_secs(60);
+
 /// How long the channel stays full before the source is paused.
 const PAUSE_AFTER: Duration = Duration::from_secs(2);
 
@@ -62,6 +66,24 @@ pub(super) fn source_loop(
                 return Err(TaskError::Job {
                     job: String::new(),
                     reason: format!("a sink worker stopped: {why}"),
+                });
+            }
+            let stale_fence = control
+                .fenced
+                .lock()
+                .expect("fenced lock")
+                .iter()
+                .find(|(_, at)| at.elapsed() > FENCE_GRACE)
+                .map(|(p, _)| *p);
+            if let Some(p) = stale_fence {
+                return Err(TaskError::Job {
+                    job: String::new(),
+                    reason: format!(
+                        "partition handle {p} was fenced by another owner and the group did not \
+                         take it away within {} s: another process writes this job's \
+                         partitions (a second group, or a member that lost the group)",
+                        FENCE_GRACE.as_secs()
+                    ),
                 });
             }
             if stop.load(Ordering::Acquire) && source.finish() {

@@ -88,6 +88,7 @@ pub fn register(
         .lock()
         .expect("epochs lock")
         .insert(info.id, epoch);
+    control.fenced.lock().expect("fenced lock").remove(&info.id);
     if let Some(ch) = channel {
         ch.purge(info.id, epoch);
     }
@@ -219,6 +220,12 @@ impl Membership for TaskMembership {
                 partitions = ?ids,
                 "revoked before everything held was committed; the rest is aborted and the next owner replays it"
             );
+        }
+        {
+            let mut fenced = ctl.fenced.lock().expect("fenced lock");
+            for p in ids {
+                fenced.remove(p);
+            }
         }
         let mut epochs = Vec::with_capacity(ids.len());
         {

@@ -376,6 +376,7 @@ fn run_inner(
         max_buffered: (job.max_buffered_bytes / workers as u64).max(1),
         control: control.clone(),
         volatile,
+        group: source.dynamic(),
     });
     let state_dir = job.resolve(&job.file.job.state_dir);
     let threads = if opts.threads == 0 {
