@@ -19,6 +19,7 @@ pub mod control;
 pub mod partition;
 mod recovery;
 pub mod store;
+mod sweep;
 mod timeout_store;
 pub mod worker;
 

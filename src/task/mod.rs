@@ -80,6 +80,33 @@ pub enum TaskError {
     Job { job: String, reason: String },
 }
 
+/// Removes, on a thread of its own, local temporary files that no live write can still own:
+/// older than a file may stay open (`max_age`) plus the stop deadline, with an hour to spare.
+fn sweep_in_background(job: &Job, dest: &Destination, dead: &Destination) {
+    let older_than = job.max_age + job.stop_deadline + std::time::Duration::from_secs(3600);
+    let mut dests = vec![dest.clone()];
+    if dead.url() != dest.url() {
+        dests.push(dead.clone());
+    }
+    let spawned = std::thread::Builder::new()
+        .name("sweep".into())
+        .spawn(move || {
+            for d in dests {
+                match d.sweep_temp_files(older_than) {
+                    Ok((0, _)) => {}
+                    Ok((n, bytes)) => tracing::info!(
+                        destination = %d.url(), files = n, bytes,
+                        "removed temporary files of writes that never finished"
+                    ),
+                    Err(e) => tracing::warn!(destination = %d.url(), error = %e, "could not sweep temporary files"),
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "could not start the temporary-file sweep");
+    }
+}
+
 /// How to start.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -265,6 +292,7 @@ fn run_inner(
     };
     let dead_topic = crate::deadletter::topic::for_job(job, &label)?;
     let checkpoints = Checkpoints::new(dest.clone(), &name).with_dead_letters(dead_dest.clone());
+    sweep_in_background(job, &dest, &dead_dest);
     let out_schema = decoder.output_schema();
     // Before any data moves: the schema must be one that readers of the files already written
     // can follow; it is then recorded as the files' schema.

@@ -1,0 +1,111 @@
+//! Temporary files that no commit will finish: a local write's hidden `.<name>.<pid>-<ns>.tmp`
+//! left by a process killed before its claim (a claimed attempt's temporary names are removed
+//! by the fence). Removed at start when older than any live write can be. Object stores keep
+//! incomplete multipart uploads instead, which the store's lifecycle rule removes (see the
+//! README).
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use super::{Destination, Kind, SinkError};
+
+/// True for the name of a local write's temporary file.
+fn is_temp(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else {
+        return false;
+    };
+    // `<name>.<pid>-<nanos>`
+    rest.rsplit_once('.').is_some_and(|(_, id)| {
+        id.split_once('-').is_some_and(|(pid, ns)| {
+            !pid.is_empty()
+                && !ns.is_empty()
+                && pid.bytes().all(|b| b.is_ascii_digit())
+                && ns.bytes().all(|b| b.is_ascii_digit())
+        })
+    })
+}
+
+impl Destination {
+    /// Removes temporary files last modified more than `older_than` ago, walking the whole
+    /// local destination (object stores: nothing to do). Returns how many and their bytes.
+    pub fn sweep_temp_files(&self, older_than: Duration) -> Result<(usize, u64), SinkError> {
+        let Kind::Local(root) = &self.kind else {
+            return Ok((0, 0));
+        };
+        let io = |path: &Path, source| SinkError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let (mut n, mut bytes) = (0, 0);
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io(&dir, e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| io(&dir, e))?;
+                let kind = entry.file_type().map_err(|e| io(&entry.path(), e))?;
+                if kind.is_dir() {
+                    stack.push(entry.path());
+                    continue;
+                }
+                if !kind.is_file() || !is_temp(&entry.file_name().to_string_lossy()) {
+                    continue;
+                }
+                let Ok(meta) = entry.metadata() else {
+                    continue; // removed meanwhile
+                };
+                let age = meta
+                    .modified()
+                    .ok()
+                    .and_then(|m| SystemTime::now().duration_since(m).ok())
+                    .unwrap_or_default();
+                if age > older_than {
+                    match std::fs::remove_file(entry.path()) {
+                        Ok(()) => {
+                            n += 1;
+                            bytes += meta.len();
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(io(&entry.path(), e)),
+                    }
+                }
+            }
+        }
+        Ok((n, bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    #[test]
+    fn old_temporary_files_go_and_everything_else_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let dest = Destination::parse(dir.path().to_str().unwrap(), rt.handle().clone()).unwrap();
+        // A file being written now, and one left by a killed process long ago.
+        let mut live = dest.create("dt=1/a-0-0-00.parquet").unwrap();
+        live.write_all(b"x").unwrap();
+        let mut dead = dest.create("dt=2/b-0-0-00.parquet").unwrap();
+        dead.write_all(b"xyz").unwrap();
+        let old = dir.path().join(dead.staged().unwrap());
+        let f = std::fs::File::options().write(true).open(&old).unwrap();
+        f.set_modified(SystemTime::now() - Duration::from_secs(7200))
+            .unwrap();
+        dest.put_atomic("dt=2/kept.parquet", b"k", false).unwrap();
+        std::fs::write(dir.path().join("dt=2/.hidden.tmp"), b"not ours").unwrap();
+        let (n, _) = dest.sweep_temp_files(Duration::from_secs(3600)).unwrap();
+        assert_eq!(n, 1);
+        assert!(!old.exists());
+        assert!(dir.path().join(live.staged().unwrap()).exists());
+        assert!(dir.path().join("dt=2/kept.parquet").exists());
+        assert!(dir.path().join("dt=2/.hidden.tmp").exists());
+        live.commit().unwrap();
+    }
+}
