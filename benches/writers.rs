@@ -2,7 +2,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sluice::format::{create_writer, Codec, FormatKind, FormatOptions};
-use sluice::sink::Destination;
+use sluice::store::Destination;
 
 mod common;
 

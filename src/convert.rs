@@ -13,7 +13,7 @@ use crate::format::{create_writer, FormatError, FormatKind, FormatOptions};
 use crate::input::{ChunkReader, InputError, InputSource};
 use crate::pipeline::{self, Produced};
 use crate::schema::RepoSchema;
-use crate::sink::{Destination, SinkError};
+use crate::store::{Destination, StoreError};
 
 /// Errors that stop a conversion. Nothing is left visible at the output when one occurs.
 #[derive(Debug, thiserror::Error)]
@@ -25,7 +25,7 @@ pub enum ConvertError {
     #[error(transparent)]
     Format(#[from] FormatError),
     #[error(transparent)]
-    Sink(#[from] SinkError),
+    Sink(#[from] StoreError),
     #[error(transparent)]
     Stage(#[from] crate::stage::StageError),
     #[error("{0}")]
@@ -134,7 +134,7 @@ pub fn run(mut job: ConvertJob) -> Result<ConvertSummary, ConvertError> {
         job.decode.keep_raw = true;
     }
     if !job.overwrite && job.output.exists(&job.output_rel)? {
-        return Err(SinkError::Exists {
+        return Err(StoreError::Exists {
             path: job.output.display(&job.output_rel),
         }
         .into());

@@ -20,7 +20,7 @@ use arrow::record_batch::RecordBatch;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use crate::sink::Destination;
+use crate::store::Destination;
 
 /// Errors of schema evolution.
 #[derive(Debug, thiserror::Error)]
@@ -30,7 +30,7 @@ pub enum EvolutionError {
     #[error("schema record {path}: {reason}")]
     Record { path: String, reason: String },
     #[error(transparent)]
-    Sink(#[from] crate::sink::SinkError),
+    Sink(#[from] crate::store::StoreError),
 }
 
 #[derive(Debug, Serialize, Deserialize)]

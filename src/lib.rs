@@ -22,5 +22,6 @@ pub mod schema;
 pub mod sink;
 pub mod source;
 pub mod stage;
+pub mod store;
 pub mod task;
 pub mod wal;

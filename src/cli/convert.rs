@@ -12,7 +12,7 @@ use sluice::decode::{DecodeOptions, InputKind};
 use sluice::format::{Codec, Dictionary, FormatKind, FormatOptions};
 use sluice::input::InputSource;
 use sluice::schema::RepoSchema;
-use sluice::sink::Destination;
+use sluice::store::Destination;
 
 #[derive(Clone, Copy, ValueEnum)]
 enum InputFormat {

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::sink::{Destination, SinkError};
+use crate::store::{Destination, StoreError};
 
 /// The checkpoint record format version.
 pub const VERSION: u32 = 1;
@@ -15,7 +15,7 @@ pub const VERSION: u32 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
     #[error(transparent)]
-    Sink(#[from] SinkError),
+    Sink(#[from] StoreError),
     #[error("checkpoint record {path} is damaged: {reason}")]
     Corrupt { path: String, reason: String },
     /// Another owner took the partition over (a newer term): this process must stop writing
@@ -290,7 +290,7 @@ impl Checkpoints {
         let bytes = serde_json::to_vec_pretty(o).expect("an outcome serializes");
         match self.dest.put_atomic(&path, &bytes, true) {
             Ok(()) => Ok(None),
-            Err(SinkError::Exists { .. }) => match self.outcome(key, seq)? {
+            Err(StoreError::Exists { .. }) => match self.outcome(key, seq)? {
                 // A write reported as failed may have landed: then the winner is this one.
                 Some(w) if &w == o => Ok(None),
                 Some(w) => Ok(Some(w)),
@@ -324,7 +324,7 @@ impl Checkpoints {
     }
 
     /// Deletes a file of a claim or commit, in the destination it belongs to.
-    pub(super) fn delete_file(&self, rel: &str, dead_letters: bool) -> Result<(), SinkError> {
+    pub(super) fn delete_file(&self, rel: &str, dead_letters: bool) -> Result<(), StoreError> {
         if dead_letters {
             self.dead.delete(rel)
         } else {

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::checkpoint::{
     Abort, Checkpoint, CheckpointError, Checkpoints, Outcome, Rollback, VERSION,
 };
-use crate::sink::SinkError;
+use crate::store::StoreError;
 
 /// A claim on one sequence number of a partition's commits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,7 +179,7 @@ impl Checkpoints {
                 .put_atomic(&self.term_path(key, term), &bytes, true)
             {
                 Ok(()) => {}
-                Err(SinkError::Exists { .. }) => {
+                Err(StoreError::Exists { .. }) => {
                     // Ours, if a write reported as failed landed; else someone else's.
                     let there = self.read_json::<Term>(&self.term_path(key, term), "term")?;
                     if there.is_none_or(|x| x.owner != owner) {
@@ -234,7 +234,7 @@ impl Checkpoints {
         let bytes = serde_json::to_vec_pretty(c).expect("a claim serializes");
         match self.dest.put_atomic(&path, &bytes, true) {
             Ok(()) => Ok(()),
-            Err(SinkError::Exists { .. }) => {
+            Err(StoreError::Exists { .. }) => {
                 let there = self.read_json::<Claim>(&path, "claim")?;
                 match there {
                     Some(t) if &t == c => Ok(()),

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 
 use super::checkpoint::{Checkpoint, CheckpointError, Checkpoints, FileEntry, Outcome, VERSION};
 use super::fence::Claim;
-use crate::sink::{Destination, OutputFile};
+use crate::store::{Destination, OutputFile};
 
 const KEY: &str = "t-0";
 

@@ -30,7 +30,7 @@ impl std::fmt::Debug for PassThrough {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_map()
             .entries(self.0.iter().map(|(k, v)| {
-                let shown = if crate::sink::store::secret_key(k) {
+                let shown = if crate::store::remote::secret_key(k) {
                     "***"
                 } else {
                     v.as_str()

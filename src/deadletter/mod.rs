@@ -12,7 +12,7 @@ use base64::Engine;
 use serde::Serialize;
 
 use crate::decode::DeadLetter;
-use crate::sink::{Destination, OutputFile, SinkError};
+use crate::store::{Destination, OutputFile, StoreError};
 use topic::{DeadTopic, TopicBatch};
 
 #[derive(Serialize)]
@@ -101,7 +101,7 @@ impl DeadLetterWriter {
     }
 
     /// Appends dead letters.
-    pub fn write(&mut self, letters: &[DeadLetter]) -> Result<(), SinkError> {
+    pub fn write(&mut self, letters: &[DeadLetter]) -> Result<(), StoreError> {
         if letters.is_empty() {
             return Ok(());
         }
@@ -125,7 +125,7 @@ impl DeadLetterWriter {
             self.buf.push(b'\n');
         }
         let f = file.as_mut().expect("created above");
-        f.write_all(&self.buf).map_err(|source| SinkError::Io {
+        f.write_all(&self.buf).map_err(|source| StoreError::Io {
             path: dest.display(rel),
             source,
         })?;
@@ -140,7 +140,7 @@ impl DeadLetterWriter {
 
     /// Commits the dead letters: the file, if any dead letter was written (its location is
     /// returned); for a topic, waits until the broker has every message.
-    pub fn commit(self) -> Result<Option<String>, SinkError> {
+    pub fn commit(self) -> Result<Option<String>, StoreError> {
         match self.target {
             Target::File { file: None, .. } => Ok(None),
             Target::File { file: Some(f), .. } => {
@@ -153,7 +153,7 @@ impl DeadLetterWriter {
     }
 
     /// Discards what was written (messages already sent to a topic stay there).
-    pub fn abort(self) -> Result<(), SinkError> {
+    pub fn abort(self) -> Result<(), StoreError> {
         match self.target {
             Target::File { file: Some(f), .. } => f.abort(),
             _ => Ok(()),

@@ -22,7 +22,7 @@ use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer}
 use super::stage_of;
 use crate::config::{Job, SourceSection};
 use crate::decode::DeadLetter;
-use crate::sink::SinkError;
+use crate::store::StoreError;
 
 /// How to reach the dead-letter topic.
 #[derive(Debug, Clone)]
@@ -55,7 +55,7 @@ const CONSUMER_ONLY: [&str; 10] = [
 
 /// The producer to `job`'s dead-letter topic, if it has one: on the topic's own brokers, or on
 /// the Kafka source's with its options (then `dead_letters.options` over them).
-pub fn for_job(job: &Job, repo: &str) -> Result<Option<Arc<DeadTopic>>, SinkError> {
+pub fn for_job(job: &Job, repo: &str) -> Result<Option<Arc<DeadTopic>>, StoreError> {
     let d = &job.file.dead_letters;
     let Some(topic) = &d.topic else {
         return Ok(None);
@@ -78,7 +78,7 @@ pub fn for_job(job: &Job, repo: &str) -> Result<Option<Arc<DeadTopic>>, SinkErro
             ),
         ),
         (None, _) => {
-            return Err(SinkError::DeadLetterTopic {
+            return Err(StoreError::DeadLetterTopic {
                 topic: topic.clone(),
                 brokers: String::new(),
                 reason: "dead_letters.brokers is needed when the source is not Kafka".into(),
@@ -152,8 +152,8 @@ const OVERHEAD: usize = 1024;
 
 impl DeadTopic {
     /// Connects and checks that the topic exists.
-    pub fn open(settings: TopicSettings) -> Result<Arc<DeadTopic>, SinkError> {
-        let fail = |reason: String| SinkError::DeadLetterTopic {
+    pub fn open(settings: TopicSettings) -> Result<Arc<DeadTopic>, StoreError> {
+        let fail = |reason: String| StoreError::DeadLetterTopic {
             topic: settings.topic.clone(),
             brokers: settings.brokers.clone(),
             reason,
@@ -206,8 +206,8 @@ impl DeadTopic {
         }
     }
 
-    fn fail(&self, reason: String) -> SinkError {
-        SinkError::DeadLetterTopic {
+    fn fail(&self, reason: String) -> StoreError {
+        StoreError::DeadLetterTopic {
             topic: self.settings.topic.clone(),
             brokers: self.settings.brokers.clone(),
             reason,
@@ -224,7 +224,7 @@ pub struct TopicBatch {
 
 impl TopicBatch {
     /// Sends one dead letter of `source`, waiting for room in the producer's queue.
-    pub fn send(&mut self, source: &str, d: &DeadLetter) -> Result<(), SinkError> {
+    pub fn send(&mut self, source: &str, d: &DeadLetter) -> Result<(), StoreError> {
         let t = &self.topic;
         let key = format!("{source}@{}", d.position.offset);
         let (offset, line) = (d.position.offset.to_string(), d.position.line.to_string());
@@ -279,7 +279,7 @@ impl TopicBatch {
     }
 
     /// Waits until the broker has every message of this batch.
-    pub fn finish(self) -> Result<(), SinkError> {
+    pub fn finish(self) -> Result<(), StoreError> {
         let t = &self.topic;
         let deadline = Instant::now() + t.settings.timeout;
         let mut g = self.deliveries.state.lock().expect("delivery lock");

@@ -7,7 +7,7 @@ use arrow::json::{Writer, WriterBuilder};
 use arrow::record_batch::RecordBatch;
 
 use super::{encode_err, FormatError, FormatOptions, FormatWriter, MaybeGzip};
-use crate::sink::OutputFile;
+use crate::store::OutputFile;
 
 pub(crate) struct JsonFormat {
     file: OutputFile,

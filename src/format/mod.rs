@@ -12,7 +12,7 @@ mod text;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
-use crate::sink::OutputFile;
+use crate::store::OutputFile;
 
 /// Errors from encoding. Each names the output file.
 #[derive(Debug, thiserror::Error)]

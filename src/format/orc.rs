@@ -9,7 +9,7 @@ use orc_rust::arrow_writer::{ArrowWriter, ArrowWriterBuilder};
 use orc_rust::compression::CompressionType;
 
 use super::{encode_err, Codec, FormatError, FormatOptions, FormatWriter};
-use crate::sink::OutputFile;
+use crate::store::OutputFile;
 
 pub(crate) struct OrcFormat {
     file: OutputFile,

@@ -17,7 +17,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersi
 use parquet::schema::types::ColumnPath;
 
 use super::{encode_err, Codec, Dictionary, FormatError, FormatOptions, FormatWriter};
-use crate::sink::OutputFile;
+use crate::store::OutputFile;
 
 /// Upper bound of one row group's encoded size held in memory.
 const MAX_ROW_GROUP_BYTES: usize = 128 * 1024 * 1024;

@@ -10,7 +10,7 @@ use arrow::record_batch::RecordBatch;
 
 use super::{encode_err, FormatError, FormatKind, FormatOptions, FormatWriter, MaybeGzip};
 use crate::decode::RAW_COLUMN;
-use crate::sink::OutputFile;
+use crate::store::OutputFile;
 
 pub(crate) struct TextFormat {
     file: OutputFile,

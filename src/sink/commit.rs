@@ -7,10 +7,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::worker::{now_ms, OpenFile, OpenPartition, WorkError, WorkerContext};
-use super::OutputFile;
 use crate::commit::checkpoint::{Checkpoint, FileEntry, VERSION};
 use crate::commit::fence::Claim;
 use crate::metrics::CommitStats;
+use crate::store::OutputFile;
 
 /// Commits all open files of partition `p` and moves its checkpoint.
 pub(super) fn commit_partition(

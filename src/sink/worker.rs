@@ -20,11 +20,11 @@ use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use super::commit::{abort_open, commit_partition};
 use super::control::{Control, PartState};
 use super::partition::PathTemplate;
-use super::{Destination, OutputFile};
 use crate::channel::{Channel, Item};
 use crate::commit::checkpoint::Checkpoints;
 use crate::deadletter::DeadLetterWriter;
 use crate::format::{create_writer, FormatOptions, FormatWriter};
+use crate::store::{Destination, OutputFile};
 
 /// When files roll.
 #[derive(Debug, Clone)]
@@ -114,7 +114,7 @@ pub(super) enum WorkError {
     #[error(transparent)]
     Format(#[from] crate::format::FormatError),
     #[error(transparent)]
-    Sink(#[from] super::SinkError),
+    Sink(#[from] crate::store::StoreError),
     #[error(transparent)]
     Checkpoint(#[from] crate::commit::checkpoint::CheckpointError),
     #[error(transparent)]

@@ -54,7 +54,7 @@ pub fn register(
         Some((seq, _))
             if checkpoints.rolled_back_since(&key, seq, started - ROLL_BACK_WINDOW_MS)? =>
         {
-            tracing::info!(partition = %key, seq, "already rolled back to this checkpoint by another process");
+            tracing::info!(partition = %key, seq, "already rolled back to this checkpoint (since 5 minutes before this process started); not repeated");
             checkpoints.reconcile(&key, term, owner)?
         }
         Some((seq, _)) => {

@@ -22,10 +22,10 @@ use crate::config::Job;
 use crate::metrics::Metrics;
 use crate::schema::RepoSchema;
 use crate::sink::control::Control;
-use crate::sink::store::StoreOptions;
 use crate::sink::worker::{self, Rotation, WorkerContext};
-use crate::sink::Destination;
 use crate::source::push::Intake;
+use crate::store::remote::StoreOptions;
+use crate::store::Destination;
 
 mod feed;
 pub mod many;
@@ -63,7 +63,7 @@ pub enum TaskError {
     #[error(transparent)]
     Format(#[from] crate::format::FormatError),
     #[error(transparent)]
-    Sink(#[from] crate::sink::SinkError),
+    Sink(#[from] crate::store::StoreError),
     #[error(transparent)]
     Checkpoint(#[from] crate::commit::checkpoint::CheckpointError),
     #[error(transparent)]

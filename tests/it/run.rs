@@ -207,19 +207,22 @@ fn run_writes_partitioned_rotated_files_exactly_once() {
     );
     assert_eq!(listing(&out), before, "nothing deleted");
     std::fs::write(&a, &full).unwrap();
-    // A kill -9 half-way through a roll-back, then a plain run: still exactly once.
-    let half = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", job_s, "--from-checkpoint", "1"])
-        .env("SLUICE_FAULT", "roll_back_claimed:1")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&half.stderr);
-    assert!(
-        !half.status.success() && text.contains("SLUICE_FAULT"),
-        "{text}"
-    );
-    run_to_end(&job);
-    assert_exactly_once(&out, 10_000, broken(0, 10_000));
+    // A kill -9 half-way through a roll-back (claimed; sealed, files not yet deleted), then a
+    // plain run: still exactly once.
+    for point in ["roll_back_claimed:1", "roll_back_sealed:1"] {
+        let half = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["run", job_s, "--from-checkpoint", "1"])
+            .env("SLUICE_FAULT", point)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&half.stderr);
+        assert!(
+            !half.status.success() && text.contains("SLUICE_FAULT"),
+            "{point}: {text}"
+        );
+        run_to_end(&job);
+        assert_exactly_once(&out, 10_000, broken(0, 10_000));
+    }
 
     // Replay from the first checkpoint of each partition: later files are replaced, not added.
     let o = sluice(&["run", job.to_str().unwrap(), "--from-checkpoint", "1"]);

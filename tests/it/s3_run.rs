@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sluice::sink::store::StoreOptions;
-use sluice::sink::Destination;
+use sluice::store::remote::StoreOptions;
+use sluice::store::Destination;
 
 use crate::helpers::*;
 

@@ -5,8 +5,8 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use sluice::sink::store::StoreOptions;
-use sluice::sink::{Destination, SinkError};
+use sluice::store::remote::StoreOptions;
+use sluice::store::{Destination, StoreError};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -57,7 +57,7 @@ fn pattern(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-fn write_in_pieces(f: &mut sluice::sink::OutputFile, data: &[u8]) {
+fn write_in_pieces(f: &mut sluice::store::OutputFile, data: &[u8]) {
     // Odd piece sizes so part boundaries fall inside writes.
     for piece in data.chunks(1_000_003) {
         f.write_all(piece).unwrap();
@@ -107,7 +107,7 @@ fn suite(dest: &Destination) {
     let e = dest
         .put_atomic("_sluice/rec.json", b"two", true)
         .unwrap_err();
-    assert!(matches!(e, SinkError::Exists { .. }), "{e}");
+    assert!(matches!(e, StoreError::Exists { .. }), "{e}");
     assert!(e.to_string().contains("rec.json"), "{e}");
     assert_eq!(dest.read("_sluice/rec.json").unwrap(), b"one");
     dest.put_atomic("_sluice/rec.json", b"three", false)
@@ -199,7 +199,7 @@ fn s3_with_a_wrong_secret_fails_clearly() {
     );
     assert!(!e.contains(wrong), "the secret leaked into: {e}");
     let e = dest.put_atomic("denied/r.json", b"{}", true).unwrap_err();
-    assert!(matches!(e, SinkError::Store { .. }), "{e}");
+    assert!(matches!(e, StoreError::Store { .. }), "{e}");
     let e = e.to_string();
     assert!(e.contains("denied/r.json") && e.contains("403"), "{e}");
     assert!(!e.contains(wrong), "the secret leaked into: {e}");
@@ -213,7 +213,7 @@ fn s3_create_only_copy_refuses_to_replace() {
         return;
     };
     let (store, prefix) =
-        sluice::sink::store::open_store(&url::Url::parse(&url).unwrap(), &opts).unwrap();
+        sluice::store::remote::open_store(&url::Url::parse(&url).unwrap(), &opts).unwrap();
     let rt = runtime();
     rt.block_on(async {
         let (a, b) = (prefix.clone().join("a"), prefix.clone().join("b"));
@@ -316,7 +316,7 @@ fn azure_emulator_option_and_wrong_key() {
     assert_eq!(dest.read("e/one.txt").unwrap(), b"1");
     assert!(matches!(
         dest.put_atomic("e/one.txt", b"2", true),
-        Err(SinkError::Exists { .. })
+        Err(StoreError::Exists { .. })
     ));
     dest.delete("e/one.txt").unwrap();
 
@@ -365,7 +365,7 @@ fn parse_error(url: &str, opts: &StoreOptions) -> String {
     match Destination::parse_with(url, opts, rt.handle().clone()) {
         Ok(_) => panic!("{url} parsed, but should not have"),
         Err(e) => {
-            assert!(matches!(e, SinkError::Url { .. }), "{e}");
+            assert!(matches!(e, StoreError::Url { .. }), "{e}");
             e.to_string()
         }
     }
@@ -475,7 +475,7 @@ fn gcs_service_account_errors_name_the_file() {
     assert!(e.contains("/nonexistent/sluice-sa.json"), "{e}");
 }
 
-type Op<'a> = Box<dyn Fn() -> Result<(), SinkError> + 'a>;
+type Op<'a> = Box<dyn Fn() -> Result<(), StoreError> + 'a>;
 
 /// Each operation on `dest` must fail, naming the URL, well within `limit`.
 fn fails_within(dest: &Destination, limit: Duration) {
@@ -487,7 +487,7 @@ fn fails_within(dest: &Destination, limit: Duration) {
             "write",
             Box::new(|| {
                 let mut f = dest.create("f.bin")?;
-                f.write_all(b"data").map_err(|source| SinkError::Io {
+                f.write_all(b"data").map_err(|source| StoreError::Io {
                     path: "f.bin".into(),
                     source,
                 })?;

@@ -16,8 +16,8 @@ use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::path::Path;
 use object_store::{ClientConfigKey, ObjectStore};
 
-pub use super::timeout_store::TimeoutStore;
-use super::SinkError;
+pub use super::timeout::TimeoutStore;
+use super::StoreError;
 
 /// How long one HDFS call may take unless `request_timeout_secs` says otherwise.
 pub const DEFAULT_HDFS_TIMEOUT: Duration = Duration::from_secs(30);
@@ -177,9 +177,9 @@ impl StoreOptions {
 pub fn open_store(
     url: &url::Url,
     opts: &StoreOptions,
-) -> Result<(Arc<dyn ObjectStore>, Path), SinkError> {
+) -> Result<(Arc<dyn ObjectStore>, Path), StoreError> {
     let shown = redacted(url);
-    let fail = |reason: String| SinkError::Url {
+    let fail = |reason: String| StoreError::Url {
         url: shown.clone(),
         reason: scrub(reason, opts),
     };

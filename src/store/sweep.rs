@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use super::{Destination, Kind, SinkError};
+use super::{Destination, Kind, StoreError};
 
 /// True for the name of a local write's temporary file.
 fn is_temp(name: &str) -> bool {
@@ -28,11 +28,11 @@ fn is_temp(name: &str) -> bool {
 impl Destination {
     /// Removes temporary files last modified more than `older_than` ago, walking the whole
     /// local destination (object stores: nothing to do). Returns how many and their bytes.
-    pub fn sweep_temp_files(&self, older_than: Duration) -> Result<(usize, u64), SinkError> {
+    pub fn sweep_temp_files(&self, older_than: Duration) -> Result<(usize, u64), StoreError> {
         let Kind::Local(root) = &self.kind else {
             return Ok((0, 0));
         };
-        let io = |path: &Path, source| SinkError::Io {
+        let io = |path: &Path, source| StoreError::Io {
             path: path.display().to_string(),
             source,
         };

@@ -40,7 +40,7 @@ fn exercise_records(dest: &Destination) {
     let e = dest
         .put_atomic("_sluice/j/a.json", b"two", true)
         .unwrap_err();
-    assert!(matches!(e, SinkError::Exists { .. }), "{e}");
+    assert!(matches!(e, StoreError::Exists { .. }), "{e}");
     assert_eq!(dest.read("_sluice/j/a.json").unwrap(), b"one");
     dest.put_atomic("_sluice/j/a.json", b"three", false)
         .unwrap();

@@ -1,0 +1,226 @@
+//! A file being written to a destination: a local temporary file renamed on commit, or an
+//! object-store upload completed on commit; aborted, nothing of it is visible.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tokio::io::AsyncWriteExt;
+
+use super::StoreError;
+
+/// Multipart part size for object stores (S3 needs at least 5 MiB per part).
+pub(super) const PART_SIZE: usize = 10 * 1024 * 1024;
+
+/// Where the bytes of one file go until it is committed or aborted.
+pub(super) trait FileSink: Write + Send {
+    fn commit(self: Box<Self>) -> Result<(), StoreError>;
+    fn abort(self: Box<Self>) -> Result<(), StoreError>;
+}
+
+pub(super) struct LocalSink {
+    pub(super) file: std::io::BufWriter<std::fs::File>,
+    pub(super) tmp: PathBuf,
+    target: PathBuf,
+}
+
+impl LocalSink {
+    pub(super) fn create(target: &Path) -> Result<Self, StoreError> {
+        let io = |source| StoreError::Io {
+            path: target.display().to_string(),
+            source,
+        };
+        let dir = target.parent().unwrap_or(Path::new("."));
+        // A new partition folder's name must survive a power loss with the files in it.
+        crate::durable::create_dirs(dir).map_err(io)?;
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let unique = format!(
+            "{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        );
+        let tmp = dir.join(format!(".{name}.{unique}.tmp"));
+        let file = std::fs::File::create(&tmp).map_err(io)?;
+        Ok(LocalSink {
+            file: std::io::BufWriter::with_capacity(1 << 20, file),
+            tmp,
+            target: target.to_path_buf(),
+        })
+    }
+}
+
+impl Write for LocalSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl FileSink for LocalSink {
+    fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        let io = |source| StoreError::Io {
+            path: self.target.display().to_string(),
+            source,
+        };
+        let file = self.file.into_inner().map_err(|e| io(e.into_error()))?;
+        file.sync_all().map_err(io)?;
+        drop(file);
+        std::fs::rename(&self.tmp, &self.target).map_err(io)?;
+        if let Some(dir) = self.target.parent() {
+            // Make the rename durable; not every platform can open a folder, so best effort.
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(())
+    }
+
+    fn abort(self: Box<Self>) -> Result<(), StoreError> {
+        drop(self.file);
+        match std::fs::remove_file(&self.tmp) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StoreError::Io {
+                path: self.tmp.display().to_string(),
+                source,
+            }),
+        }
+    }
+}
+
+pub(super) struct StoreSink {
+    pub(super) writer: object_store::buffered::BufWriter,
+    pub(super) runtime: tokio::runtime::Handle,
+    pub(super) display: String,
+}
+
+impl Write for StoreSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.runtime.block_on(self.writer.write_all(buf))?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl FileSink for StoreSink {
+    fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
+        let display = self.display.clone();
+        self.runtime
+            .clone()
+            .block_on(self.writer.shutdown())
+            .map_err(|source| StoreError::Io {
+                path: display,
+                source,
+            })
+    }
+
+    fn abort(mut self: Box<Self>) -> Result<(), StoreError> {
+        let display = self.display.clone();
+        self.runtime
+            .clone()
+            .block_on(self.writer.abort())
+            .map_err(|source| StoreError::Store {
+                path: display,
+                source,
+            })
+    }
+}
+
+struct FileState {
+    sink: Option<Box<dyn FileSink>>,
+    written: u64,
+}
+
+/// A file being written. Clones share the file: format writers write through one clone while
+/// the owner keeps another to read the byte count and to commit or abort.
+#[derive(Clone)]
+pub struct OutputFile {
+    inner: Arc<Mutex<FileState>>,
+    display: String,
+    /// A local file's temporary name (relative to the destination) until its commit renames
+    /// it: the writer fence deletes it, so a fenced writer's rename can only fail.
+    staged: Option<String>,
+}
+
+impl OutputFile {
+    pub(super) fn new(sink: Box<dyn FileSink>, display: String, staged: Option<String>) -> Self {
+        OutputFile {
+            inner: Arc::new(Mutex::new(FileState {
+                sink: Some(sink),
+                written: 0,
+            })),
+            display,
+            staged,
+        }
+    }
+
+    /// Bytes written so far (as encoded and compressed).
+    pub fn bytes_written(&self) -> u64 {
+        self.inner.lock().expect("file state lock").written
+    }
+
+    /// Where the file will appear, for messages.
+    pub fn location(&self) -> &str {
+        &self.display
+    }
+
+    /// The temporary name of a local file, relative to the destination (object stores: none).
+    pub fn staged(&self) -> Option<&str> {
+        self.staged.as_deref()
+    }
+
+    /// Makes the file visible, whole. Returns its size.
+    pub fn commit(self) -> Result<u64, StoreError> {
+        let mut state = self.inner.lock().expect("file state lock");
+        let sink = state.sink.take().ok_or_else(|| closed(&self.display))?;
+        sink.commit()?;
+        Ok(state.written)
+    }
+
+    /// Discards the file; nothing becomes visible.
+    pub fn abort(self) -> Result<(), StoreError> {
+        let mut state = self.inner.lock().expect("file state lock");
+        match state.sink.take() {
+            Some(sink) => sink.abort(),
+            None => Ok(()),
+        }
+    }
+}
+
+fn closed(display: &str) -> StoreError {
+    StoreError::Io {
+        path: display.to_string(),
+        source: std::io::Error::other("the file is already committed or aborted"),
+    }
+}
+
+impl Write for OutputFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut state = self.inner.lock().expect("file state lock");
+        let sink = state
+            .sink
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("the file is already committed or aborted"))?;
+        let n = sink.write(buf)?;
+        state.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let mut state = self.inner.lock().expect("file state lock");
+        match state.sink.as_mut() {
+            Some(s) => s.flush(),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,444 @@
+//! Bytes in a destination: an object_store URL (or a local path) → a place to write files that
+//! appear whole or not at all, read, list and delete them, and write small records atomically
+//! (create-only for the commit protocol's records).
+//!
+//! Local files are written under a hidden temporary name (`.name.<id>.tmp`) in the target
+//! folder, fsync'd, then renamed. Object stores get uploads through object_store's `BufWriter`
+//! (a single put for small files, a multipart upload for large ones); nothing is visible until
+//! the upload completes.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+mod file;
+pub mod remote;
+mod sweep;
+mod timeout;
+
+pub use file::OutputFile;
+use file::{FileSink, LocalSink, StoreSink, PART_SIZE};
+
+/// Errors from destinations. Each names the URL or path involved.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("invalid destination URL `{url}`: {reason}")]
+    Url { url: String, reason: String },
+    #[error("cannot write {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("object store error for {path}: {source}")]
+    Store {
+        path: String,
+        source: object_store::Error,
+    },
+    #[error("{path} already exists (pass --overwrite to replace it)")]
+    Exists { path: String },
+    #[error("dead-letter topic `{topic}` on {brokers}: {reason}")]
+    DeadLetterTopic {
+        topic: String,
+        brokers: String,
+        reason: String,
+    },
+}
+
+impl StoreError {
+    /// True when the file is not there.
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            StoreError::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+            StoreError::Store { source, .. } => {
+                matches!(source, object_store::Error::NotFound { .. })
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A place files are written to: a local folder or an object store prefix.
+#[derive(Clone)]
+pub struct Destination {
+    url: String,
+    kind: Kind,
+}
+
+#[derive(Clone)]
+enum Kind {
+    Local(PathBuf),
+    Store {
+        store: Arc<dyn ObjectStore>,
+        prefix: StorePath,
+        runtime: tokio::runtime::Handle,
+    },
+}
+
+impl std::fmt::Debug for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Destination")
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+impl Destination {
+    /// Parses a destination: `file:///abs/dir/`, a plain local path, `memory://`, or an object
+    /// store URL set up from the environment alone. Object stores run their requests on
+    /// `runtime`.
+    pub fn parse(url: &str, runtime: tokio::runtime::Handle) -> Result<Self, StoreError> {
+        Self::parse_with(url, &Default::default(), runtime)
+    }
+
+    /// Like [`Destination::parse`], also accepting `s3://`, `az://`, `abfs[s]://`, `gs://` and
+    /// `hdfs://` URLs, set up with `opts` (see [`remote::open_store`]).
+    pub fn parse_with(
+        url: &str,
+        opts: &remote::StoreOptions,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<Self, StoreError> {
+        let bad = |reason: String| StoreError::Url {
+            url: url.to_string(),
+            reason,
+        };
+        if !url.contains("://") {
+            let p = PathBuf::from(url);
+            let abs = if p.is_absolute() {
+                p
+            } else {
+                std::env::current_dir()
+                    .map_err(|e| bad(format!("no current directory: {e}")))?
+                    .join(p)
+            };
+            return Ok(Destination {
+                url: url.to_string(),
+                kind: Kind::Local(abs),
+            });
+        }
+        let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
+        match parsed.scheme() {
+            "file" => {
+                let p = parsed
+                    .to_file_path()
+                    .map_err(|_| bad("a file:// URL needs an absolute path".into()))?;
+                Ok(Destination {
+                    url: url.to_string(),
+                    kind: Kind::Local(p),
+                })
+            }
+            "memory" => Ok(Destination {
+                url: url.to_string(),
+                kind: Kind::Store {
+                    store: Arc::new(object_store::memory::InMemory::new()),
+                    prefix: StorePath::from(parsed.path().trim_matches('/')),
+                    runtime,
+                },
+            }),
+            _ => {
+                let (store, prefix) = remote::open_store(&parsed, opts)?;
+                Ok(Destination {
+                    url: url.to_string(),
+                    kind: Kind::Store {
+                        store,
+                        prefix,
+                        runtime,
+                    },
+                })
+            }
+        }
+    }
+
+    /// Wraps an existing object store (tests and embedders).
+    pub fn from_store(
+        url: &str,
+        store: Arc<dyn ObjectStore>,
+        prefix: &str,
+        runtime: tokio::runtime::Handle,
+    ) -> Self {
+        Destination {
+            url: url.to_string(),
+            kind: Kind::Store {
+                store,
+                prefix: StorePath::from(prefix.trim_matches('/')),
+                runtime,
+            },
+        }
+    }
+
+    /// The URL as given.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The location of `rel` for messages.
+    pub fn display(&self, rel: &str) -> String {
+        match &self.kind {
+            Kind::Local(root) => root.join(rel).display().to_string(),
+            Kind::Store { .. } => format!("{}/{}", self.url.trim_end_matches('/'), rel),
+        }
+    }
+
+    fn store_path(prefix: &StorePath, rel: &str) -> StorePath {
+        let mut p = prefix.clone();
+        for part in rel.split('/').filter(|s| !s.is_empty()) {
+            p = p.join(part);
+        }
+        p
+    }
+
+    /// True when a file exists at `rel`.
+    pub fn exists(&self, rel: &str) -> Result<bool, StoreError> {
+        match &self.kind {
+            Kind::Local(root) => root
+                .join(rel)
+                .try_exists()
+                .map_err(|source| StoreError::Io {
+                    path: self.display(rel),
+                    source,
+                }),
+            Kind::Store {
+                store,
+                prefix,
+                runtime,
+            } => {
+                let path = Self::store_path(prefix, rel);
+                match runtime.block_on(store.head(&path)) {
+                    Ok(_) => Ok(true),
+                    Err(object_store::Error::NotFound { .. }) => Ok(false),
+                    Err(source) => Err(StoreError::Store {
+                        path: self.display(rel),
+                        source,
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Reads a whole file (tests, checkpoints).
+    pub fn read(&self, rel: &str) -> Result<Vec<u8>, StoreError> {
+        match &self.kind {
+            Kind::Local(root) => std::fs::read(root.join(rel)).map_err(|source| StoreError::Io {
+                path: self.display(rel),
+                source,
+            }),
+            Kind::Store {
+                store,
+                prefix,
+                runtime,
+            } => {
+                let path = Self::store_path(prefix, rel);
+                runtime
+                    .block_on(async { store.get(&path).await?.bytes().await })
+                    .map(|b| b.to_vec())
+                    .map_err(|source| StoreError::Store {
+                        path: self.display(rel),
+                        source,
+                    })
+            }
+        }
+    }
+
+    /// Writes a small file atomically. With `create_only`, fails with [`StoreError::Exists`] when
+    /// the file is already there (fencing for checkpoint records).
+    pub fn put_atomic(&self, rel: &str, bytes: &[u8], create_only: bool) -> Result<(), StoreError> {
+        match &self.kind {
+            Kind::Local(root) => {
+                let target = root.join(rel);
+                let io = |source| StoreError::Io {
+                    path: target.display().to_string(),
+                    source,
+                };
+                let mut sink = LocalSink::create(&target)?;
+                sink.write_all(bytes).map_err(io)?;
+                if !create_only {
+                    return Box::new(sink).commit();
+                }
+                // A hard link fails if the target exists: an atomic create-only rename.
+                let file = sink.file.into_inner().map_err(|e| io(e.into_error()))?;
+                file.sync_all().map_err(io)?;
+                drop(file);
+                let linked = std::fs::hard_link(&sink.tmp, &target);
+                let _ = std::fs::remove_file(&sink.tmp);
+                match linked {
+                    Ok(()) => {
+                        // The new name must be durable before anything that relies on it (a
+                        // checkpoint before its pending record is dropped): sync the folder.
+                        if let Some(dir) = target.parent() {
+                            if let Ok(d) = std::fs::File::open(dir) {
+                                let _ = d.sync_all();
+                            }
+                        }
+                        Ok(())
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        Err(StoreError::Exists {
+                            path: target.display().to_string(),
+                        })
+                    }
+                    Err(e) => Err(io(e)),
+                }
+            }
+            Kind::Store {
+                store,
+                prefix,
+                runtime,
+            } => {
+                let path = Self::store_path(prefix, rel);
+                let mode = if create_only {
+                    object_store::PutMode::Create
+                } else {
+                    object_store::PutMode::Overwrite
+                };
+                let opts = object_store::PutOptions {
+                    mode,
+                    ..Default::default()
+                };
+                let payload = object_store::PutPayload::from(bytes.to_vec());
+                match runtime.block_on(store.put_opts(&path, payload, opts)) {
+                    Ok(_) => Ok(()),
+                    Err(object_store::Error::AlreadyExists { .. }) => Err(StoreError::Exists {
+                        path: self.display(rel),
+                    }),
+                    Err(source) => Err(StoreError::Store {
+                        path: self.display(rel),
+                        source,
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Lists the files under the folder `rel` (recursively), as paths relative to the
+    /// destination, sorted. Hidden temporary files of unfinished local writes are skipped.
+    pub fn list(&self, rel: &str) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        match &self.kind {
+            Kind::Local(root) => {
+                let base = root.join(rel);
+                let mut stack = vec![base];
+                while let Some(dir) = stack.pop() {
+                    let entries = match std::fs::read_dir(&dir) {
+                        Ok(e) => e,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                        Err(source) => {
+                            return Err(StoreError::Io {
+                                path: dir.display().to_string(),
+                                source,
+                            })
+                        }
+                    };
+                    for entry in entries {
+                        let entry = entry.map_err(|source| StoreError::Io {
+                            path: dir.display().to_string(),
+                            source,
+                        })?;
+                        let path = entry.path();
+                        let name = entry.file_name();
+                        if name.to_string_lossy().starts_with('.') {
+                            continue;
+                        }
+                        if path.is_dir() {
+                            stack.push(path);
+                        } else if let Ok(r) = path.strip_prefix(root) {
+                            out.push(r.to_string_lossy().replace('\\', "/"));
+                        }
+                    }
+                }
+            }
+            Kind::Store {
+                store,
+                prefix,
+                runtime,
+            } => {
+                use futures::TryStreamExt;
+                let path = Self::store_path(prefix, rel);
+                let listed: Vec<object_store::ObjectMeta> = runtime
+                    .block_on(store.list(Some(&path)).try_collect())
+                    .map_err(|source| StoreError::Store {
+                        path: self.display(rel),
+                        source,
+                    })?;
+                let skip = prefix.as_ref().len();
+                for meta in listed {
+                    let full = meta.location.as_ref();
+                    let r = full[skip..].trim_start_matches('/');
+                    out.push(r.to_string());
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Deletes the file at `rel`; a missing file is not an error.
+    pub fn delete(&self, rel: &str) -> Result<(), StoreError> {
+        match &self.kind {
+            Kind::Local(root) => match std::fs::remove_file(root.join(rel)) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(source) => Err(StoreError::Io {
+                    path: self.display(rel),
+                    source,
+                }),
+            },
+            Kind::Store {
+                store,
+                prefix,
+                runtime,
+            } => {
+                let path = Self::store_path(prefix, rel);
+                match runtime.block_on(store.delete(&path)) {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                    Err(source) => Err(StoreError::Store {
+                        path: self.display(rel),
+                        source,
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Starts a new file at `rel` (a `/`-separated path under the destination). Nothing is
+    /// visible at `rel` until [`OutputFile::commit`].
+    pub fn create(&self, rel: &str) -> Result<OutputFile, StoreError> {
+        let display = self.display(rel);
+        let mut staged = None;
+        let sink: Box<dyn FileSink> = match &self.kind {
+            Kind::Local(root) => {
+                let sink = LocalSink::create(&root.join(rel))?;
+                let name = sink
+                    .tmp
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned());
+                staged = name.map(|n| match rel.rfind('/') {
+                    Some(i) => format!("{}{n}", &rel[..=i]),
+                    None => n,
+                });
+                Box::new(sink)
+            }
+            Kind::Store {
+                store,
+                prefix,
+                runtime,
+            } => {
+                let path = Self::store_path(prefix, rel);
+                Box::new(StoreSink {
+                    writer: object_store::buffered::BufWriter::with_capacity(
+                        store.clone(),
+                        path,
+                        PART_SIZE,
+                    ),
+                    runtime: runtime.clone(),
+                    display: display.clone(),
+                })
+            }
+        };
+        Ok(OutputFile::new(sink, display, staged))
+    }
+}
+
+#[cfg(test)]
+mod tests;
