@@ -122,6 +122,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // The commit protocol measures "since this process started" from here.
+    sluice::commit::process_started_ms();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Convert(args) => run_convert(args),

@@ -107,6 +107,9 @@ pub struct Rollback {
     pub key: String,
     pub seq: u64,
     pub rollback_to: u64,
+    /// The target's resume point, kept here too: pruning may delete the target's record.
+    pub next_offset: u64,
+    pub next_line: u64,
     pub owner: String,
     pub term: u64,
     pub at_ms: i64,
@@ -246,17 +249,56 @@ impl Checkpoints {
         key: &str,
         mut visit: impl FnMut(&Checkpoint) -> bool,
     ) -> Result<(), CheckpointError> {
-        // Commits above `bound` (and below the roll-back that set it) are undone.
+        // Commits above `bound` (and below the roll-back that set it) are undone; `target`
+        // stands in for the roll-back's target if its record was pruned.
         let mut bound = u64::MAX;
+        let mut target: Option<Checkpoint> = None;
         for seq in self.seqs(key)?.into_iter().rev() {
             if seq > bound {
                 continue;
             }
+            if target.as_ref().is_some_and(|t| seq < t.seq) {
+                if let Some(t) = target.take() {
+                    if !visit(&t) {
+                        return Ok(());
+                    }
+                }
+            }
             match self.outcome(key, seq)? {
-                Some(Outcome::Rollback(r)) => bound = r.rollback_to,
-                Some(Outcome::Commit(c)) if !visit(&c) => break,
+                Some(Outcome::Rollback(r)) => {
+                    bound = r.rollback_to;
+                    target = Some(Checkpoint {
+                        version: VERSION,
+                        job: self.job.clone(),
+                        key: key.to_string(),
+                        seq: r.rollback_to,
+                        next_offset: r.next_offset,
+                        next_line: r.next_line,
+                        files: Vec::new(),
+                        dead_letter_files: Vec::new(),
+                        rows: 0,
+                        dead_letters: 0,
+                        committed_at_ms: r.at_ms,
+                        term: r.term,
+                        owner: format!(
+                            "{} (the target of a roll-back; its record is pruned)",
+                            r.owner
+                        ),
+                    });
+                }
+                Some(Outcome::Commit(c)) => {
+                    if target.as_ref().is_some_and(|t| t.seq == c.seq) {
+                        target = None;
+                    }
+                    if !visit(&c) {
+                        return Ok(());
+                    }
+                }
                 _ => {}
             }
+        }
+        if let Some(t) = target {
+            visit(&t);
         }
         Ok(())
     }
@@ -304,8 +346,10 @@ impl Checkpoints {
     }
 
     /// Deletes a partition's outcome records older than the newest `keep`, never the newest
-    /// standing commit or anything after it (a roll-back's target must stay readable).
-    pub fn prune(&self, key: &str, keep: usize) -> Result<(), CheckpointError> {
+    /// standing commit or anything after it, and only while `term` is the newest term (a
+    /// fenced writer prunes nothing; a roll-back keeps its target's resume point itself).
+    pub fn prune(&self, key: &str, keep: usize, term: u64) -> Result<(), CheckpointError> {
+        self.check_term(key, term)?;
         let seqs = self.seqs(key)?;
         if seqs.len() <= keep {
             return Ok(());
@@ -313,6 +357,7 @@ impl Checkpoints {
         let floor = self.latest(key)?.map_or(0, |c| c.seq);
         let cutoff = seqs[seqs.len() - keep].min(floor);
         for s in seqs.iter().filter(|s| **s < cutoff) {
+            self.check_term(key, term)?;
             self.dest.delete(&self.record_path(key, *s))?;
         }
         Ok(())

@@ -30,6 +30,9 @@ pub struct Claim {
     /// The checkpoint's next offset this commit starts from, and where it ends.
     pub from_offset: u64,
     pub next_offset: u64,
+    /// Line number at `next_offset` (files; 0 when unknown).
+    #[serde(default)]
+    pub next_line: u64,
     /// Final names of the data files (relative to the destination).
     pub files: Vec<String>,
     /// Temporary names of local data files.
@@ -422,12 +425,16 @@ impl Checkpoints {
     }
 
     /// A file partition's checkpoints were kept under `<stem>-<index in paths>` by earlier
-    /// versions: a partition with no records of its own continues from such a key's newest
-    /// commit (a commit of no files, naming where it came from). Returns the key carried over.
+    /// versions: a partition with no records of its own continues from such a key (after
+    /// reconciling it: a commit that did not finish there is cleaned up first) with a commit
+    /// of no files that names where it came from. With several such keys, the one of the
+    /// file's current `index` is taken, else the start stops naming them. Returns the key
+    /// carried over.
     pub fn carry_over_legacy(
         &self,
         key: &str,
         stem: &str,
+        index: usize,
     ) -> Result<Option<String>, CheckpointError> {
         if self.latest(key)?.is_some() || !self.listing(key)?.claims.is_empty() {
             return Ok(None);
@@ -442,13 +449,29 @@ impl Checkpoints {
                     .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
             })
             .collect();
-        let [old] = legacy.as_slice() else {
-            return Ok(None); // none, or several: nothing certain to carry over
-        };
-        let Some(from) = self.latest(old)? else {
-            return Ok(None);
+        let old = match legacy.as_slice() {
+            [] => return Ok(None),
+            [one] => one.clone(),
+            many => {
+                let here = format!("{stem}-{index}");
+                if !many.contains(&here) {
+                    return Err(CheckpointError::Corrupt {
+                        path: self.dest.display(&format!("_sluice/{}/checkpoints/", self.job)),
+                        reason: format!(
+                            "partition {key} could continue from any of {many:?} (checkpoints of an \
+                             earlier version, keyed by place in `paths`): move all but the right \
+                             one aside"
+                        ),
+                    });
+                }
+                here
+            }
         };
         let owner = format!("{} (carried over from {old})", super::owner_id());
+        let old_term = self.take_term(&old, &owner)?;
+        let Some(from) = self.reconcile(&old, old_term, &owner)?.latest else {
+            return Ok(None);
+        };
         let term = self.take_term(key, &owner)?;
         let c = Checkpoint {
             version: VERSION,
@@ -466,7 +489,7 @@ impl Checkpoints {
             owner,
         };
         Ok(match self.decide(&Outcome::Commit(c))? {
-            None => Some(old.clone()),
+            None => Some(old),
             Some(_) => None, // another process did it first
         })
     }
@@ -519,24 +542,20 @@ impl Checkpoints {
         term: u64,
         owner: &str,
     ) -> Result<Reconciled, CheckpointError> {
-        match self.roll_back_claim(key, target, term, owner)? {
-            None => self.reconcile(key, term, owner),
-            Some(claim) => {
-                crate::fault::abort_at("roll_back_claimed", 0);
-                self.roll_back_seal(&claim, target)
-            }
-        }
+        let claim = self.roll_back_claim(key, target, term, owner)?;
+        crate::fault::abort_at("roll_back_claimed", 0);
+        self.roll_back_seal(&claim, target)
     }
 
     /// The first half of [`Checkpoints::roll_back_to`]: reconcile, then claim the next
-    /// sequence number listing the files to undo. `None` when nothing follows `target`.
+    /// sequence number listing the files to undo.
     pub fn roll_back_claim(
         &self,
         key: &str,
         target: u64,
         term: u64,
         owner: &str,
-    ) -> Result<Option<Claim>, CheckpointError> {
+    ) -> Result<Claim, CheckpointError> {
         let r = self.reconcile(key, term, owner)?;
         let history = self.history(key)?;
         let Some(to) = history.iter().find(|c| c.seq == target) else {
@@ -545,10 +564,9 @@ impl Checkpoints {
                 seq: target,
             });
         };
+        // Recorded even with nothing to undo: other processes of a group started with the same
+        // flag see that it was applied.
         let undone: Vec<&Checkpoint> = history.iter().filter(|c| c.seq > target).collect();
-        if undone.is_empty() {
-            return Ok(None);
-        }
         let claim = Claim {
             version: VERSION,
             key: key.to_string(),
@@ -557,6 +575,7 @@ impl Checkpoints {
             owner: owner.to_string(),
             from_offset: r.latest.as_ref().map_or(0, |c| c.next_offset),
             next_offset: to.next_offset,
+            next_line: to.next_line,
             files: undone
                 .iter()
                 .flat_map(|c| c.files.iter().map(|f| f.path.clone()))
@@ -571,7 +590,7 @@ impl Checkpoints {
             undo: true,
         };
         self.claim(&claim)?;
-        Ok(Some(claim))
+        Ok(claim)
     }
 
     /// The second half: the roll-back outcome, then the reconcile that deletes the files.
@@ -585,6 +604,8 @@ impl Checkpoints {
             key: claim.key.clone(),
             seq: claim.seq,
             rollback_to: target,
+            next_offset: claim.next_offset,
+            next_line: claim.next_line,
             owner: claim.owner.clone(),
             term: claim.term,
             at_ms: now_ms(),

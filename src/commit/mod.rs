@@ -27,7 +27,7 @@ pub fn owner_id() -> &'static str {
     ID.get_or_init(|| format!("{}-{}", std::process::id(), random_tag()))
 }
 
-/// When this process first took part in the protocol (ms since the epoch).
+/// When this process started (ms since the epoch; `main` calls this first).
 pub fn process_started_ms() -> i64 {
     static AT: OnceLock<i64> = OnceLock::new();
     *AT.get_or_init(|| {

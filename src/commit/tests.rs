@@ -28,6 +28,7 @@ fn claim(seq: u64, term: u64, owner: &str, files: &[&OutputFile], rels: &[&str])
         owner: owner.into(),
         from_offset: 0,
         next_offset: 0,
+        next_line: 0,
         files: rels.iter().map(|r| r.to_string()).collect(),
         staged: files
             .iter()
@@ -198,6 +199,35 @@ fn roll_back_removes_later_commits_and_survives_a_crash_half_way() {
 }
 
 #[test]
+fn a_roll_back_still_resumes_at_its_target_once_the_target_record_is_pruned() {
+    let (_d, _rt, dest) = setup();
+    let cps = Checkpoints::new(dest.clone(), "j");
+    let t = cps.take_term(KEY, "a").unwrap();
+    for seq in 1..=3u64 {
+        let c = claim(seq, t, "a", &[], &[]);
+        cps.claim(&c).unwrap();
+        cps.seal(&c, &checkpoint(&c, seq * 10)).unwrap();
+        cps.release(KEY, seq, t, "a").unwrap();
+    }
+    let r = cps.roll_back_to(KEY, 1, t, "a").unwrap();
+    assert_eq!(r.latest.unwrap().next_offset, 10);
+    // The target's own record goes (as a concurrent prune could); the roll-back keeps its
+    // resume point.
+    dest.delete("_sluice/j/checkpoints/t-0/000000000001.json")
+        .unwrap();
+    let latest = cps
+        .latest(KEY)
+        .unwrap()
+        .expect("the roll-back's target stands");
+    assert_eq!((latest.seq, latest.next_offset), (1, 10));
+    // A fenced writer prunes nothing.
+    let t2 = cps.take_term(KEY, "b").unwrap();
+    assert!(cps.prune(KEY, 1, t).unwrap_err().is_fenced());
+    cps.prune(KEY, 1, t2).unwrap();
+    assert_eq!(cps.latest(KEY).unwrap().unwrap().next_offset, 10);
+}
+
+#[test]
 fn a_pending_record_of_an_older_version_is_finished() {
     let (_d, _rt, dest) = setup();
     let cps = Checkpoints::new(dest.clone(), "j");
@@ -270,6 +300,9 @@ struct Model {
     cps: Checkpoints,
     writers: Vec<Writer>,
     tags: u64,
+    /// Files of every commit that won its sequence number and was not rolled back (pruning
+    /// removes records, not files).
+    committed: std::collections::BTreeSet<String>,
 }
 
 impl Model {
@@ -322,7 +355,15 @@ impl Model {
             return;
         };
         if let Some((claim, target)) = self.writers[w].rollback.take() {
-            match self.cps.roll_back_seal(&claim, target) {
+            let r = self.cps.roll_back_seal(&claim, target);
+            if let Ok(Some(Outcome::Rollback(won))) = self.cps.outcome(KEY, claim.seq) {
+                if won.owner == claim.owner && won.term == claim.term {
+                    for f in &claim.files {
+                        self.committed.remove(f);
+                    }
+                }
+            }
+            match r {
                 Ok(r) => {
                     let wr = &mut self.writers[w];
                     wr.seq = r.next_seq - 1;
@@ -343,8 +384,7 @@ impl Model {
             }
         }
         match self.cps.roll_back_claim(KEY, target, term, &owner) {
-            Ok(Some(claim)) => self.writers[w].rollback = Some((claim, target)),
-            Ok(None) => {}
+            Ok(claim) => self.writers[w].rollback = Some((claim, target)),
             Err(CheckpointError::Unknown { .. }) => {}
             Err(e) => self.failed(w, e),
         }
@@ -441,6 +481,12 @@ impl Model {
                 if i == a.files.len() {
                     let c = checkpoint(&a.claim, a.to);
                     let r = self.cps.seal(&a.claim, &c);
+                    // What won is in the store, whatever the call reported.
+                    if let Ok(Some(Outcome::Commit(won))) = self.cps.outcome(KEY, a.seq) {
+                        if won.owner == a.claim.owner && won.term == a.claim.term {
+                            self.committed.extend(a.claim.files.iter().cloned());
+                        }
+                    }
                     a.phase = Phase::Sealed;
                     let seq = a.seq;
                     self.writers[w].attempt = Some(a);
@@ -504,6 +550,7 @@ fn run_model(actions: &[(u8, u8, u8)]) {
         cps,
         writers,
         tags: 0,
+        committed: Default::default(),
     };
     for &(kind, who, size) in actions {
         let w = who as usize % 3;
@@ -512,6 +559,16 @@ fn run_model(actions: &[(u8, u8, u8)]) {
             1 => m.step(w, size as u64, true),
             // Roll-backs are rarer than commits, as in life.
             11 if size % 4 == 0 => m.roll_back(w, size as u64),
+            // Pruning down to a few records, by whoever holds a term.
+            10 if size % 2 == 0 => {
+                if let Some(term) = m.writers[w].term {
+                    match m.cps.prune(KEY, 3, term) {
+                        Ok(()) => {}
+                        Err(e) if e.is_fenced() => {}
+                        Err(e) => panic!("prune: {e}"),
+                    }
+                }
+            }
             _ if m.writers[w].rollback.is_some() => m.roll_back(w, 0),
             _ => m.step(w, size as u64, false),
         }
@@ -540,15 +597,17 @@ fn run_model(actions: &[(u8, u8, u8)]) {
         seen.iter().all(|n| *n == 1),
         "every record exactly once: {seen:?} in {files:?}"
     );
-    let mut named: Vec<String> = m
-        .cps
-        .history(KEY)
-        .unwrap()
-        .into_iter()
-        .flat_map(|c| c.files.into_iter().map(|f| f.path))
-        .collect();
-    named.sort();
-    assert_eq!(named, files, "visible files = files named by checkpoints");
+    let committed: Vec<String> = m.committed.iter().cloned().collect();
+    assert_eq!(
+        files, committed,
+        "visible files = files of the commits that won and stand"
+    );
+    // Records still kept name only visible files.
+    for c in m.cps.history(KEY).unwrap() {
+        for f in c.files {
+            assert!(files.contains(&f.path), "{} is named but gone", f.path);
+        }
+    }
 }
 
 proptest! {

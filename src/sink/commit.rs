@@ -91,6 +91,7 @@ pub(super) fn commit_partition(
                 owner: owner.to_string(),
                 from_offset: state.committed_offset,
                 next_offset: op.next_offset,
+                next_line: op.next_line,
                 files: finished.iter().map(|f| f.0.clone()).collect(),
                 staged: finished
                     .iter()
@@ -199,7 +200,7 @@ pub(super) fn commit_partition(
                 dead_letters = c.dead_letters, next_offset = c.next_offset, "committed"
             );
             if c.seq % 64 == 0 {
-                let _ = ctx.checkpoints.prune(&c.key, 256);
+                let _ = ctx.checkpoints.prune(&c.key, 256, state.term);
             }
             Ok(())
         }

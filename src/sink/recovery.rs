@@ -60,27 +60,35 @@ impl Worker {
     /// (`task::feed` fails the task if it does not). Any other task stops, so that a
     /// supervisor's restart registers again with a newer term.
     fn fenced(&mut self, p: u32, e: &WorkError) {
-        if let WorkError::Checkpoint(CheckpointError::Fenced { ours, .. }) = e {
-            let now = self.part(p).map(|s| s.term);
-            if now.is_none_or(|t| t > *ours) {
-                // A commit of an earlier ownership (it outlived its revocation): this
-                // process has since registered the partition again, or no longer owns it.
-                tracing::warn!(partition = p, error = %e, "a commit of an earlier ownership of the partition was fenced");
-                return;
+        let ours = match e {
+            WorkError::Checkpoint(CheckpointError::Fenced { ours, .. }) => Some(*ours),
+            _ => None,
+        };
+        let ctl = &self.ctx.control;
+        // Checked and changed under one lock: a reassignment in between must not be undone.
+        let epoch = {
+            let mut parts = ctl.parts.lock().expect("parts lock");
+            match parts
+                .get_mut(&p)
+                .filter(|s| s.owned && ours.is_none_or(|t| s.term <= t))
+            {
+                Some(s) => {
+                    s.owned = false;
+                    s.epoch += 1;
+                    s.epoch
+                }
+                None => {
+                    // A commit of an earlier ownership (it outlived its revocation): this
+                    // process has since registered the partition again, or no longer owns it.
+                    tracing::warn!(partition = p, error = %e, "a commit of an earlier ownership of the partition was fenced");
+                    return;
+                }
             }
-        }
+        };
         if let Some(op) = self.open.remove(&p) {
             abort_open(op);
         }
-        let ctl = &self.ctx.control;
-        let epoch = {
-            let mut parts = ctl.parts.lock().expect("parts lock");
-            parts.get_mut(&p).map(|s| {
-                s.owned = false;
-                s.epoch += 1;
-                s.epoch
-            })
-        };
+        let epoch = Some(epoch);
         if let Some(epoch) = epoch {
             self.ctx.channel.purge(p, epoch);
         }

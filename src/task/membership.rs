@@ -106,7 +106,7 @@ const ROLL_BACK_WINDOW_MS: i64 = 5 * 60 * 1000;
 
 /// Before a roll-back deletes anything: checkpoint `seq` exists and the source can still read
 /// from where it resumes (`holds`: the positions the source holds, when it can tell).
-fn check_replay(
+pub(super) fn check_replay(
     checkpoints: &Checkpoints,
     key: &str,
     seq: u64,
@@ -169,6 +169,17 @@ impl Membership for TaskMembership {
         &mut self,
         parts: &[(PartitionInfo, u64, (u64, u64))],
     ) -> Result<Vec<(u32, u64)>, SourceError> {
+        // Every partition of the assignment must be able to replay before any is rolled back.
+        if let Some(seq) = self.from_checkpoint {
+            for (info, _, holds) in parts.iter().filter(|p| !self.rolled_back.contains(&p.0.id)) {
+                check_replay(&self.checkpoints, &info.key(), seq, Some(*holds)).map_err(|e| {
+                    SourceError::Other {
+                        name: format!("partition {}", info.key()),
+                        reason: e.to_string(),
+                    }
+                })?;
+            }
+        }
         let mut out = Vec::with_capacity(parts.len());
         for (info, default, holds) in parts {
             let roll = self

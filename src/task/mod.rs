@@ -344,16 +344,22 @@ fn run_inner(
             metrics: metrics.clone(),
         }));
     }
+    // Every partition must be able to replay before any is rolled back.
+    let mut holds = std::collections::HashMap::new();
+    if let Some(seq) = opts.from_checkpoint {
+        for p in source.partitions() {
+            let h = source.replayable(p.id)?;
+            membership::check_replay(&checkpoints, &p.key(), seq, h)?;
+            holds.insert(p.id, h);
+        }
+    }
     for p in source.partitions() {
         if matches!(job.file.source, crate::config::SourceSection::File { .. }) {
-            if let Some(old) = checkpoints.carry_over_legacy(&p.key(), &p.topic)? {
+            if let Some(old) = checkpoints.carry_over_legacy(&p.key(), &p.topic, p.id as usize)? {
                 tracing::info!(partition = %p.key(), from = %old, "continuing from the checkpoints of an earlier version's key");
             }
         }
-        let holds = match opts.from_checkpoint {
-            Some(_) => source.replayable(p.id)?,
-            None => None,
-        };
+        let holds = holds.get(&p.id).copied().flatten();
         let src = &mut source;
         let start = register(
             &checkpoints,

@@ -55,7 +55,9 @@ pub(super) fn restore_spill(
                 None => continue, // a partition the source no longer has
             },
             // A spill of an older version: its handle is only certain with one partition.
-            None if partitions.len() == 1 => partitions[0].id,
+            None if partitions.len() == 1 && item.prov.partition == partitions[0].id => {
+                partitions[0].id
+            }
             None => {
                 tracing::warn!(
                     "a spill item without a partition key; replaying it from the source"
