@@ -14,9 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::{
-    Abort, Checkpoint, CheckpointError, Checkpoints, Outcome, Rollback, VERSION,
-};
+use super::checkpoint::{Abort, Checkpoint, CheckpointError, Checkpoints, Outcome, VERSION};
 use crate::store::StoreError;
 
 /// A claim on one sequence number of a partition's commits.
@@ -80,7 +78,7 @@ const KEEP_LOST: u64 = 256;
 /// How often taking a term is retried when other processes take one at the same moment.
 const TERM_ATTEMPTS: usize = 32;
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -88,26 +86,26 @@ fn now_ms() -> i64 {
 }
 
 /// What one listing of a partition's fence folder holds.
-struct Listing {
-    max_term: u64,
-    terms: Vec<u64>,
-    claims: Vec<u64>,
+pub(super) struct Listing {
+    pub(super) max_term: u64,
+    pub(super) terms: Vec<u64>,
+    pub(super) claims: Vec<u64>,
 }
 
 impl Checkpoints {
-    fn fence_dir(&self, key: &str) -> String {
+    pub(super) fn fence_dir(&self, key: &str) -> String {
         format!("_sluice/{}/fence/{key}/", self.job)
     }
 
-    fn term_path(&self, key: &str, term: u64) -> String {
+    pub(super) fn term_path(&self, key: &str, term: u64) -> String {
         format!("{}term-{term:012}.json", self.fence_dir(key))
     }
 
-    fn claim_path(&self, key: &str, seq: u64) -> String {
+    pub(super) fn claim_path(&self, key: &str, seq: u64) -> String {
         format!("{}claim-{seq:012}.json", self.fence_dir(key))
     }
 
-    fn listing(&self, key: &str) -> Result<Listing, CheckpointError> {
+    pub(super) fn listing(&self, key: &str) -> Result<Listing, CheckpointError> {
         let dir = self.fence_dir(key);
         let mut l = Listing {
             max_term: 0,
@@ -130,7 +128,7 @@ impl Checkpoints {
         Ok(l)
     }
 
-    fn read_json<T: serde::de::DeserializeOwned>(
+    pub(super) fn read_json<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         what: &str,
@@ -148,7 +146,7 @@ impl Checkpoints {
             })
     }
 
-    fn fenced(&self, key: &str, theirs: u64, ours: u64) -> CheckpointError {
+    pub(super) fn fenced(&self, key: &str, theirs: u64, ours: u64) -> CheckpointError {
         let owner = self
             .read_json::<Term>(&self.term_path(key, theirs), "term")
             .ok()
@@ -160,6 +158,20 @@ impl Checkpoints {
             owner,
             theirs,
             ours,
+        }
+    }
+
+    /// Why `claim` lost its sequence number to `winner`: fenced when the winner holds a newer
+    /// term, else taken (the claim's writer reconciles and replays).
+    pub(super) fn lost_to(&self, claim: &Claim, winner: &Outcome) -> CheckpointError {
+        if winner.term() > claim.term {
+            self.fenced(&claim.key, winner.term(), claim.term)
+        } else {
+            CheckpointError::Taken {
+                key: claim.key.clone(),
+                seq: claim.seq,
+                owner: winner.owner().to_string(),
+            }
         }
     }
 
@@ -223,15 +235,7 @@ impl Checkpoints {
     pub fn put_claim(&self, c: &Claim) -> Result<(), CheckpointError> {
         // A decided sequence number cannot be claimed again (its claim record may be gone).
         if let Some(o) = self.outcome(&c.key, c.seq)? {
-            return Err(if o.term() > c.term {
-                self.fenced(&c.key, o.term(), c.term)
-            } else {
-                CheckpointError::Taken {
-                    key: c.key.clone(),
-                    seq: c.seq,
-                    owner: o.owner().to_string(),
-                }
-            });
+            return Err(self.lost_to(c, &o));
         }
         let path = self.claim_path(&c.key, c.seq);
         let bytes = serde_json::to_vec_pretty(c).expect("a claim serializes");
@@ -268,15 +272,7 @@ impl Checkpoints {
                 if let Err(e) = self.remove_files(claim, &mut Vec::new()) {
                     tracing::warn!(partition = %c.key, error = %e, "could not remove the files of a lost commit yet");
                 }
-                if winner.term() > c.term {
-                    Err(self.fenced(&c.key, winner.term(), c.term))
-                } else {
-                    Err(CheckpointError::Taken {
-                        key: c.key.clone(),
-                        seq: c.seq,
-                        owner: winner.owner().to_string(),
-                    })
-                }
+                Err(self.lost_to(claim, &winner))
             }
         }
     }
@@ -304,7 +300,7 @@ impl Checkpoints {
     /// its sequence number are removed, now and at each later settle (a paused writer may
     /// publish after its fence); claim records of won commits, and of lost claims more than
     /// `KEEP_LOST` sequence numbers back, are deleted.
-    fn settle(
+    pub(super) fn settle(
         &self,
         key: &str,
         claims: &[u64],
@@ -372,7 +368,11 @@ impl Checkpoints {
 
     /// Deletes what a claim listed: temporary names first (a writer that has not renamed yet
     /// cannot any more), then the published names.
-    fn remove_files(&self, c: &Claim, removed: &mut Vec<String>) -> Result<(), CheckpointError> {
+    pub(super) fn remove_files(
+        &self,
+        c: &Claim,
+        removed: &mut Vec<String>,
+    ) -> Result<(), CheckpointError> {
         for f in &c.staged {
             self.delete_file(f, false)?;
         }
@@ -422,227 +422,5 @@ impl Checkpoints {
             next_seq: top + 1,
             removed,
         })
-    }
-
-    /// A file partition's checkpoints were kept under `<stem>-<index in paths>` by earlier
-    /// versions: a partition with no records of its own continues from such a key (after
-    /// reconciling it: a commit that did not finish there is cleaned up first) with a commit
-    /// of no files that names where it came from. With several such keys, the one of the
-    /// file's current `index` is taken, else the start stops naming them. Returns the key
-    /// carried over.
-    pub fn carry_over_legacy(
-        &self,
-        key: &str,
-        stem: &str,
-        index: usize,
-    ) -> Result<Option<String>, CheckpointError> {
-        if self.latest(key)?.is_some() || !self.listing(key)?.claims.is_empty() {
-            return Ok(None);
-        }
-        let prefix = format!("{stem}-");
-        let legacy: Vec<String> = self
-            .keys()?
-            .into_iter()
-            .filter(|k| k != key)
-            .filter(|k| {
-                k.strip_prefix(&prefix)
-                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-            })
-            .collect();
-        let old = match legacy.as_slice() {
-            [] => return Ok(None),
-            [one] => one.clone(),
-            many => {
-                let here = format!("{stem}-{index}");
-                if !many.contains(&here) {
-                    return Err(CheckpointError::Corrupt {
-                        path: self.dest.display(&format!("_sluice/{}/checkpoints/", self.job)),
-                        reason: format!(
-                            "partition {key} could continue from any of {many:?} (checkpoints of an \
-                             earlier version, keyed by place in `paths`): move all but the right \
-                             one aside"
-                        ),
-                    });
-                }
-                here
-            }
-        };
-        let owner = format!("{} (carried over from {old})", super::owner_id());
-        let old_term = self.take_term(&old, &owner)?;
-        let Some(from) = self.reconcile(&old, old_term, &owner)?.latest else {
-            return Ok(None);
-        };
-        let term = self.take_term(key, &owner)?;
-        let c = Checkpoint {
-            version: VERSION,
-            job: self.job.clone(),
-            key: key.to_string(),
-            seq: 1,
-            next_offset: from.next_offset,
-            next_line: from.next_line,
-            files: Vec::new(),
-            dead_letter_files: Vec::new(),
-            rows: 0,
-            dead_letters: 0,
-            committed_at_ms: now_ms(),
-            term,
-            owner,
-        };
-        Ok(match self.decide(&Outcome::Commit(c))? {
-            None => Some(old),
-            Some(_) => None, // another process did it first
-        })
-    }
-
-    /// Destinations written by sluice before the fence kept one pending record per partition
-    /// (`_sluice/<job>/pending/<key>.json`): a commit that died before its checkpoint left its
-    /// files listed there. They are removed as that version did, once.
-    fn finish_legacy_pending(
-        &self,
-        key: &str,
-        latest: Option<&Checkpoint>,
-        removed: &mut Vec<String>,
-    ) -> Result<(), CheckpointError> {
-        #[derive(Deserialize)]
-        struct Pending {
-            next_offset: u64,
-            files: Vec<String>,
-            #[serde(default)]
-            dead_letter_files: Vec<String>,
-        }
-        let path = format!("_sluice/{}/pending/{key}.json", self.job);
-        let Some(p) = self.read_json::<Pending>(&path, "pending")? else {
-            return Ok(());
-        };
-        if p.next_offset > latest.map_or(0, |c| c.next_offset) {
-            for f in &p.files {
-                self.delete_file(f, false)?;
-                removed.push(f.clone());
-            }
-            for f in &p.dead_letter_files {
-                self.delete_file(f, true)?;
-                removed.push(f.clone());
-            }
-        }
-        self.dest.delete(&path)?;
-        Ok(())
-    }
-
-    /// Rolls a partition back to commit `target` (replay) as one decided sequence number:
-    /// after a reconcile (claims that did not finish are aborted), the next sequence number is
-    /// claimed listing the files of every commit after `target`, then sealed with a roll-back
-    /// outcome, then those files are deleted and the claim released. A crash or a newer owner
-    /// at any point leaves either nothing changed (the claim is aborted) or a decided
-    /// roll-back whose files the next settle deletes. Commits sealed meanwhile by an older
-    /// writer are below the roll-back and undone with it.
-    pub fn roll_back_to(
-        &self,
-        key: &str,
-        target: u64,
-        term: u64,
-        owner: &str,
-    ) -> Result<Reconciled, CheckpointError> {
-        let claim = self.roll_back_claim(key, target, term, owner)?;
-        crate::fault::abort_at("roll_back_claimed", 0);
-        self.roll_back_seal(&claim, target)
-    }
-
-    /// The first half of [`Checkpoints::roll_back_to`]: reconcile, then claim the next
-    /// sequence number listing the files to undo.
-    pub fn roll_back_claim(
-        &self,
-        key: &str,
-        target: u64,
-        term: u64,
-        owner: &str,
-    ) -> Result<Claim, CheckpointError> {
-        let r = self.reconcile(key, term, owner)?;
-        let history = self.history(key)?;
-        let Some(to) = history.iter().find(|c| c.seq == target) else {
-            return Err(CheckpointError::Unknown {
-                key: key.to_string(),
-                seq: target,
-            });
-        };
-        // Recorded even with nothing to undo: other processes of a group started with the same
-        // flag see that it was applied.
-        let undone: Vec<&Checkpoint> = history.iter().filter(|c| c.seq > target).collect();
-        let claim = Claim {
-            version: VERSION,
-            key: key.to_string(),
-            seq: r.next_seq,
-            term,
-            owner: owner.to_string(),
-            from_offset: r.latest.as_ref().map_or(0, |c| c.next_offset),
-            next_offset: to.next_offset,
-            next_line: to.next_line,
-            files: undone
-                .iter()
-                .flat_map(|c| c.files.iter().map(|f| f.path.clone()))
-                .collect(),
-            staged: Vec::new(),
-            dead_letter_files: undone
-                .iter()
-                .flat_map(|c| c.dead_letter_files.iter().cloned())
-                .collect(),
-            dead_letter_staged: Vec::new(),
-            claimed_at_ms: now_ms(),
-            undo: true,
-        };
-        self.claim(&claim)?;
-        Ok(claim)
-    }
-
-    /// The second half: the roll-back outcome, then the reconcile that deletes the files.
-    pub fn roll_back_seal(
-        &self,
-        claim: &Claim,
-        target: u64,
-    ) -> Result<Reconciled, CheckpointError> {
-        let rollback = Outcome::Rollback(Rollback {
-            version: VERSION,
-            key: claim.key.clone(),
-            seq: claim.seq,
-            rollback_to: target,
-            next_offset: claim.next_offset,
-            next_line: claim.next_line,
-            owner: claim.owner.clone(),
-            term: claim.term,
-            at_ms: now_ms(),
-        });
-        if let Some(winner) = self.decide(&rollback)? {
-            return Err(if winner.term() > claim.term {
-                self.fenced(&claim.key, winner.term(), claim.term)
-            } else {
-                CheckpointError::Taken {
-                    key: claim.key.clone(),
-                    seq: claim.seq,
-                    owner: winner.owner().to_string(),
-                }
-            });
-        }
-        crate::fault::abort_at("roll_back_sealed", 0);
-        self.reconcile(&claim.key, claim.term, &claim.owner)
-    }
-
-    /// True when partition `key` was rolled back to `target` at or after `since_ms` (a run
-    /// with `--from-checkpoint` applies it once, not once per process of a group).
-    pub fn rolled_back_since(
-        &self,
-        key: &str,
-        target: u64,
-        since_ms: i64,
-    ) -> Result<bool, CheckpointError> {
-        for seq in self.seqs(key)?.into_iter().rev() {
-            if seq <= target {
-                break;
-            }
-            if let Some(Outcome::Rollback(r)) = self.outcome(key, seq)? {
-                if r.rollback_to == target && r.at_ms >= since_ms {
-                    return Ok(true);
-                }
-            }
-        }
-        Ok(false)
     }
 }

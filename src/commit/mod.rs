@@ -16,6 +16,10 @@
 
 pub mod checkpoint;
 pub mod fence;
+mod legacy;
+#[cfg(test)]
+mod model;
+mod rollback;
 #[cfg(test)]
 mod tests;
 
