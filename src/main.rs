@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod cli {
     pub mod convert;
+    pub mod infer;
     pub mod jobs;
 }
 

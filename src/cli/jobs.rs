@@ -39,6 +39,18 @@ pub enum CheckpointCommand {
 pub enum SchemaCommand {
     /// Validate a schema file; errors name the file, field and reason.
     Check { file: PathBuf },
+    /// Print a repo schema inferred from a sample: JSON lines (plain or gzip), or CSV with a
+    /// header (`.csv`/`.tsv` names); `-` reads stdin.
+    Infer {
+        #[arg(long)]
+        input: String,
+        /// The repo's name (default: the input file's stem).
+        #[arg(long)]
+        name: Option<String>,
+        /// How many records of the sample to read.
+        #[arg(long, default_value_t = 10_000)]
+        rows: u64,
+    },
     /// Print the Arrow schema a schema file produces; with `--job`, the job's input schema,
     /// each stage's output and the schema its files get.
     Show {
@@ -483,6 +495,9 @@ pub fn run_schema(cmd: SchemaCommand) -> Result<()> {
                 s.name,
                 s.fields.len()
             );
+        }
+        SchemaCommand::Infer { input, name, rows } => {
+            super::infer::infer_schema(&input, name, rows)?
         }
         SchemaCommand::Show {
             file: Some(file), ..

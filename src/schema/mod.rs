@@ -582,5 +582,7 @@ fn validate_pattern(pattern: &str) -> Result<(), String> {
     Ok(())
 }
 
+pub mod infer;
+
 #[cfg(test)]
 mod tests;

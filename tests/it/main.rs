@@ -7,6 +7,7 @@ mod dead_letters;
 mod evolution;
 mod gaps;
 mod helpers;
+mod infer;
 mod interop;
 mod kafka;
 mod owners;

@@ -1,0 +1,438 @@
+//! `sluice schema infer`: a repo schema from a sample of JSON lines (plain or gzip) or CSV with
+//! a header. Types are widened across the sample (int → float, mixed → string, objects or
+//! arrays mixed with anything else → `json`); a field missing from a row or null in one is
+//! nullable; strings that all read as RFC 3339 (or `%Y-%m-%d %H:%M:%S`) are timestamps, and
+//! integers in a plausible range under a time-like name are epoch timestamps. Each field gets a
+//! comment with an example value and how many rows had it. Nesting deeper than
+//! [`MAX_DEPTH`] is `json`, so the input cannot decide how deep the work goes.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+/// Objects and arrays nested deeper than this are typed `json`.
+pub const MAX_DEPTH: usize = 8;
+
+/// Objects with more distinct keys than this are typed `json` (a map, not a record).
+const MAX_KEYS: usize = 256;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Text {
+    Rfc3339,
+    DateTime,
+    Plain,
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
+    Unknown,
+    Bool,
+    Int { min: i64, max: i64 },
+    Float,
+    Str(Text),
+    Object(Box<Fields>),
+    Array(Box<Stat>),
+    Json,
+}
+
+#[derive(Debug, Clone)]
+struct Stat {
+    /// Rows (or array elements) that had the key, null or not.
+    present: u64,
+    nulls: u64,
+    kind: Kind,
+    example: Option<String>,
+}
+
+impl Stat {
+    fn new() -> Self {
+        Stat {
+            present: 0,
+            nulls: 0,
+            kind: Kind::Unknown,
+            example: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct Fields {
+    order: Vec<String>,
+    map: HashMap<String, Stat>,
+    /// Objects seen at this place.
+    seen: u64,
+}
+
+/// The running inference over a sample.
+#[derive(Debug, Default)]
+pub struct Inference {
+    rows: u64,
+    skipped: u64,
+    root: Fields,
+}
+
+fn text_kind(s: &str) -> Text {
+    if chrono::DateTime::parse_from_rfc3339(s).is_ok() {
+        Text::Rfc3339
+    } else if chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").is_ok() {
+        Text::DateTime
+    } else {
+        Text::Plain
+    }
+}
+
+/// `a` widened to hold `b` too.
+fn widen(a: Kind, b: Kind) -> Kind {
+    use Kind::*;
+    match (a, b) {
+        (Unknown, k) | (k, Unknown) => k,
+        (Json, _) | (_, Json) => Json,
+        (Bool, Bool) => Bool,
+        (Int { min, max }, Int { min: m2, max: x2 }) => Int {
+            min: min.min(m2),
+            max: max.max(x2),
+        },
+        (Int { .. } | Float, Int { .. } | Float) => Float,
+        (Str(x), Str(y)) => Str(if x == y { x } else { Text::Plain }),
+        (Object(f), Object(_)) => Object(f),
+        (Array(s), Array(_)) => Array(s),
+        (Object(_) | Array(_), _) | (_, Object(_) | Array(_)) => Json,
+        // Numbers, bools and strings together: the column is text.
+        _ => Str(Text::Plain),
+    }
+}
+
+fn example_of(v: &serde_json::Value) -> String {
+    let mut s = v.to_string();
+    if s.len() > 40 {
+        let mut cut = 40;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
+/// One step from a place to a place inside it.
+enum Step {
+    Key(String),
+    Item,
+}
+
+fn clone_step(s: &Step) -> Step {
+    match s {
+        Step::Key(k) => Step::Key(k.clone()),
+        Step::Item => Step::Item,
+    }
+}
+
+/// True when `path` still leads somewhere (a parent may have been widened to `json`).
+fn leads(root: &Stat, path: &[Step]) -> bool {
+    let mut stat = root;
+    for step in path {
+        stat = match (step, &stat.kind) {
+            (Step::Key(k), Kind::Object(f)) => match f.map.get(k) {
+                Some(s) => s,
+                None => return false,
+            },
+            (Step::Item, Kind::Array(s)) => s,
+            _ => return false,
+        };
+    }
+    true
+}
+
+fn place<'a>(root: &'a mut Stat, path: &[Step]) -> &'a mut Stat {
+    let mut stat = root;
+    for step in path {
+        stat = match (step, &mut stat.kind) {
+            (Step::Key(k), Kind::Object(f)) => f.map.get_mut(k).expect("checked by leads"),
+            (Step::Item, Kind::Array(s)) => s,
+            _ => unreachable!("checked by leads"),
+        };
+    }
+    stat
+}
+
+/// Observes one JSON value at `root`. Nesting is walked with a work list of places.
+fn observe(root: &mut Stat, value: &serde_json::Value) {
+    // Each entry: the path of keys and array markers from `root` to the place, and the value.
+    let mut work: Vec<(Vec<Step>, &serde_json::Value)> = vec![(Vec::new(), value)];
+    while let Some((path, v)) = work.pop() {
+        if !leads(root, &path) {
+            continue; // a parent was widened to json meanwhile: nothing below it to fill
+        }
+        let stat = place(root, &path);
+        stat.present += 1;
+        if stat.example.is_none() && !v.is_null() {
+            stat.example = Some(example_of(v));
+        }
+        let depth = path.len();
+        let kind = match v {
+            serde_json::Value::Null => {
+                stat.nulls += 1;
+                continue;
+            }
+            serde_json::Value::Bool(_) => Kind::Bool,
+            serde_json::Value::Number(n) => match n.as_i64() {
+                Some(i) => Kind::Int { min: i, max: i },
+                None => Kind::Float,
+            },
+            serde_json::Value::String(s) => Kind::Str(text_kind(s)),
+            serde_json::Value::Array(_) if depth >= MAX_DEPTH => Kind::Json,
+            serde_json::Value::Object(o) if depth >= MAX_DEPTH || o.len() > MAX_KEYS => Kind::Json,
+            serde_json::Value::Array(_) => Kind::Array(Box::new(Stat::new())),
+            serde_json::Value::Object(_) => Kind::Object(Box::default()),
+        };
+        stat.kind = widen(std::mem::replace(&mut stat.kind, Kind::Unknown), kind);
+        match (v, &mut stat.kind) {
+            (serde_json::Value::Object(o), Kind::Object(f)) => {
+                f.seen += 1;
+                if f.order.len() + o.len() > MAX_KEYS * 2 {
+                    stat.kind = Kind::Json;
+                    continue;
+                }
+                for (k, child) in o {
+                    if !f.map.contains_key(k) {
+                        f.order.push(k.clone());
+                        f.map.insert(k.clone(), Stat::new());
+                    }
+                    let mut p: Vec<Step> = path.iter().map(clone_step).collect();
+                    p.push(Step::Key(k.clone()));
+                    work.push((p, child));
+                }
+            }
+            (serde_json::Value::Array(items), Kind::Array(_)) => {
+                for child in items {
+                    let mut p: Vec<Step> = path.iter().map(clone_step).collect();
+                    p.push(Step::Item);
+                    work.push((p, child));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Inference {
+    /// One JSON line (a line that is not a JSON object is counted as skipped).
+    pub fn json_line(&mut self, line: &[u8]) {
+        let line = line.trim_ascii();
+        if line.is_empty() {
+            return;
+        }
+        match serde_json::from_slice::<serde_json::Value>(line) {
+            Ok(v @ serde_json::Value::Object(_)) => {
+                let mut root = Stat {
+                    present: 0,
+                    nulls: 0,
+                    kind: Kind::Object(Box::new(std::mem::take(&mut self.root))),
+                    example: None,
+                };
+                observe(&mut root, &v);
+                if let Kind::Object(f) = root.kind {
+                    self.root = *f;
+                }
+                self.rows += 1;
+            }
+            _ => self.skipped += 1,
+        }
+    }
+
+    /// One CSV record under `header`: empty values are null, the rest typed by their text.
+    pub fn csv_record(&mut self, header: &[String], values: &[String]) {
+        let mut obj = serde_json::Map::new();
+        for (k, v) in header.iter().zip(values) {
+            let value = if v.is_empty() {
+                serde_json::Value::Null
+            } else if let Ok(i) = v.parse::<i64>() {
+                i.into()
+            } else if let Some(f) = v
+                .parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite())
+                .and_then(serde_json::Number::from_f64)
+            {
+                serde_json::Value::Number(f)
+            } else if v == "true" || v == "false" {
+                (v == "true").into()
+            } else {
+                v.clone().into()
+            };
+            obj.insert(k.clone(), value);
+        }
+        let line = serde_json::Value::Object(obj).to_string();
+        self.json_line(line.as_bytes());
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    pub fn skipped(&self) -> u64 {
+        self.skipped
+    }
+
+    /// The repo schema as TOML, with a comment per field.
+    pub fn to_toml(&self, name: &str, input: &str) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# Inferred by `sluice schema infer` from {input}: {} rows{}.\n# Check the types, \
+             nullability and timestamp formats before relying on it.",
+            self.rows,
+            if self.skipped > 0 {
+                format!(
+                    " ({} lines that are not JSON objects skipped)",
+                    self.skipped
+                )
+            } else {
+                String::new()
+            }
+        );
+        let _ = writeln!(out, "name = {}", quote(name));
+        write_fields(&mut out, &self.root, self.rows, "fields", true);
+        out
+    }
+}
+
+fn quote(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+/// The schema type of a stat, and whether it needs nested `fields`.
+fn type_of<'a>(
+    stat: &'a Stat,
+    name: &str,
+    top: bool,
+) -> (String, Vec<&'static str>, Option<&'a Fields>) {
+    let timey = {
+        let n = name.to_ascii_lowercase();
+        n == "ts" || n.contains("time") || n.ends_with("_at") || n.contains("date")
+    };
+    match &stat.kind {
+        Kind::Unknown => ("string".into(), vec![], None),
+        Kind::Bool => ("bool".into(), vec![], None),
+        Kind::Int { min, max } if top && timey => {
+            let (lo, hi) = (*min, *max);
+            let unit = if lo >= 1_000_000_000 && hi <= 4_000_000_000 {
+                Some("epoch_s")
+            } else if lo >= 1_000_000_000_000 && hi <= 4_000_000_000_000 {
+                Some("epoch_ms")
+            } else if lo >= 1_000_000_000_000_000 && hi <= 4_000_000_000_000_000 {
+                Some("epoch_us")
+            } else {
+                None
+            };
+            match unit {
+                Some(u) => ("timestamp".into(), vec![u], None),
+                None => (int_type(lo, hi).into(), vec![], None),
+            }
+        }
+        Kind::Int { .. } => ("int64".into(), vec![], None),
+        Kind::Float => ("float64".into(), vec![], None),
+        Kind::Str(Text::Rfc3339) => ("timestamp".into(), vec!["rfc3339"], None),
+        Kind::Str(Text::DateTime) if top => ("timestamp".into(), vec!["%Y-%m-%d %H:%M:%S"], None),
+        Kind::Str(_) => ("string".into(), vec![], None),
+        Kind::Json => ("json".into(), vec![], None),
+        Kind::Object(f) if f.order.is_empty() => ("json".into(), vec![], None),
+        Kind::Object(f) => ("struct".into(), vec![], Some(f)),
+        Kind::Array(item) => match &item.kind {
+            Kind::Object(f) if !f.order.is_empty() => ("list<struct>".into(), vec![], Some(f)),
+            Kind::Object(_) | Kind::Array(_) | Kind::Json => ("json".into(), vec![], None),
+            // Inside lists, only RFC 3339 timestamps (see docs/SCHEMA.md).
+            _ => {
+                let (t, fmt, _) = type_of(item, name, false);
+                if t == "timestamp" && fmt != ["rfc3339"] {
+                    ("list<string>".into(), vec![], None)
+                } else {
+                    (format!("list<{t}>"), vec![], None)
+                }
+            }
+        },
+    }
+}
+
+fn int_type(lo: i64, hi: i64) -> &'static str {
+    if lo >= i32::MIN as i64 && hi <= i32::MAX as i64 {
+        "int32"
+    } else {
+        "int64"
+    }
+}
+
+/// Writes `[[<table>]]` entries for `fields`; a struct's fields follow their parent's entry
+/// (TOML nests arrays of tables that way). Recursive, but at most [`MAX_DEPTH`] deep: deeper
+/// values were typed `json`.
+fn write_fields(out: &mut String, fields: &Fields, of: u64, table: &str, top: bool) {
+    for key in &fields.order {
+        let stat = &fields.map[key];
+        if key.is_empty() {
+            continue;
+        }
+        let (ty, format, nested) = type_of(stat, key, top);
+        let _ = writeln!(out, "\n[[{table}]]");
+        let _ = writeln!(
+            out,
+            "# e.g. {}; in {} of {of} {}",
+            stat.example.as_deref().unwrap_or("null"),
+            stat.present - stat.nulls,
+            if top { "rows" } else { "values" }
+        );
+        let _ = writeln!(out, "name = {}", quote(key));
+        let _ = writeln!(out, "type = {}", quote(&ty));
+        if let Some(f) = format.first() {
+            let _ = writeln!(out, "format = {}", quote(f));
+            let _ = writeln!(out, "unit = \"ms\"\ntimezone = \"UTC\"");
+        }
+        if stat.nulls == 0 && stat.present >= of {
+            let _ = writeln!(out, "nullable = false");
+        }
+        if let Some(f) = nested {
+            write_fields(out, f, f.seen, &format!("{table}.fields"), false);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nesting_past_the_cap_is_json_and_costs_no_stack() {
+        let mut inf = Inference::default();
+        let depth = 100;
+        let line = format!("{}1{}", "{\"a\":".repeat(depth), "}".repeat(depth));
+        inf.json_line(line.as_bytes());
+        let toml = inf.to_toml("deep", "test");
+        assert!(toml.contains("type = \"json\""), "{toml}");
+        assert!(
+            toml.matches("type = \"struct\"").count() <= MAX_DEPTH,
+            "{toml}"
+        );
+        assert_eq!(inf.rows(), 1);
+    }
+
+    #[test]
+    fn kinds_widen_as_documented() {
+        let mut inf = Inference::default();
+        for line in [
+            r#"{"n":1,"m":1,"o":{"x":1},"s":"2024-05-01T00:00:00Z"}"#,
+            r#"{"n":1.5,"m":"one","o":[1],"s":"yesterday"}"#,
+            "not json",
+        ] {
+            inf.json_line(line.as_bytes());
+        }
+        let toml = inf.to_toml("w", "test");
+        let ty = |name: &str| {
+            let at = toml.find(&format!("name = \"{name}\"")).unwrap();
+            toml[at..].lines().nth(1).unwrap().to_string()
+        };
+        assert_eq!(ty("n"), "type = \"float64\"");
+        assert_eq!(ty("m"), "type = \"string\"");
+        assert_eq!(ty("o"), "type = \"json\"");
+        assert_eq!(ty("s"), "type = \"string\"");
+        assert_eq!((inf.rows(), inf.skipped()), (2, 1));
+    }
+}

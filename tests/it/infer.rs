@@ -1,0 +1,148 @@
+//! `sluice schema infer`: the schema it prints from a sample validates and converts that
+//! sample with no dead letters, with types widened across conflicting rows.
+
+use std::path::Path;
+
+use crate::helpers::*;
+
+/// Infers, checks and converts `sample`; returns the schema text.
+fn infer_check_convert(dir: &Path, sample: &Path, name: &str) -> String {
+    let toml = sluice_ok(&[
+        "schema",
+        "infer",
+        "--input",
+        sample.to_str().unwrap(),
+        "--name",
+        name,
+    ]);
+    let schema = dir.join(format!("{name}.toml"));
+    std::fs::write(&schema, &toml).unwrap();
+    let check = sluice_ok(&["schema", "check", schema.to_str().unwrap()]);
+    assert!(check.contains("is valid"), "{check}\n{toml}");
+    let out = dir.join(format!("out-{name}"));
+    let summary = sluice_ok(&[
+        "convert",
+        "--schema",
+        schema.to_str().unwrap(),
+        "--input",
+        sample.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(summary.contains(" 0 dead letters"), "{summary}\n{toml}");
+    toml
+}
+
+/// The entry of field `name`: from its `[[...]]` line up to the next entry.
+fn entry<'a>(toml: &'a str, name: &str) -> &'a str {
+    let at = toml
+        .find(&format!("name = \"{name}\""))
+        .unwrap_or_else(|| panic!("no field {name} in\n{toml}"));
+    let start = toml[..at].rfind("[[").unwrap_or(0);
+    let rest = &toml[at..];
+    &toml[start..at + rest.find("\n[[").unwrap_or(rest.len())]
+}
+
+#[test]
+fn inferred_json_schemas_widen_conflicts_and_convert_their_sample_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = dir.path().join("mixed.jsonl");
+    let mut text = String::new();
+    for i in 0..500 {
+        // `code` is a number, then a string; `ratio` an integer, then a fraction; `note` is
+        // missing from odd rows; `user` is an object; `tags` a list; `created_at` epoch ms.
+        let code = if i < 250 {
+            format!("{i}")
+        } else {
+            format!("\"E{i}\"")
+        };
+        let ratio = if i % 3 == 0 {
+            format!("{i}")
+        } else {
+            format!("{i}.5")
+        };
+        let note = if i % 2 == 0 {
+            format!(",\"note\":\"n{i}\"")
+        } else {
+            String::new()
+        };
+        text.push_str(&format!(
+            "{{\"ts\":\"2024-05-01T00:00:{:02}Z\",\"code\":{code},\"ratio\":{ratio}{note},\
+             \"user\":{{\"id\":{i},\"name\":\"u{i}\"}},\"tags\":[{i},{}],\
+             \"created_at\":{},\"maybe\":null}}\n",
+            i % 60,
+            i + 1,
+            1_714_521_600_000u64 + i as u64
+        ));
+    }
+    std::fs::write(&sample, text).unwrap();
+    let toml = infer_check_convert(dir.path(), &sample, "mixed");
+    assert!(
+        entry(&toml, "ts").contains("type = \"timestamp\""),
+        "{toml}"
+    );
+    assert!(
+        entry(&toml, "ts").contains("format = \"rfc3339\""),
+        "{toml}"
+    );
+    assert!(entry(&toml, "code").contains("type = \"string\""), "{toml}");
+    assert!(
+        entry(&toml, "ratio").contains("type = \"float64\""),
+        "{toml}"
+    );
+    assert!(!entry(&toml, "note").contains("nullable = false"), "{toml}");
+    assert!(
+        entry(&toml, "note").contains("in 250 of 500 rows"),
+        "{toml}"
+    );
+    assert!(entry(&toml, "user").contains("type = \"struct\""), "{toml}");
+    assert!(toml.contains("[[fields.fields]]"), "{toml}");
+    assert!(
+        entry(&toml, "tags").contains("type = \"list<int64>\""),
+        "{toml}"
+    );
+    assert!(
+        entry(&toml, "created_at").contains("format = \"epoch_ms\""),
+        "{toml}"
+    );
+    assert!(
+        !entry(&toml, "maybe").contains("nullable = false"),
+        "{toml}"
+    );
+}
+
+#[test]
+fn inferred_csv_schemas_type_text_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = dir.path().join("people.csv");
+    let mut text = String::from("id,name,score,active,seen\n");
+    for i in 0..300 {
+        let score = if i % 10 == 0 {
+            String::new()
+        } else {
+            format!("{i}.25")
+        };
+        text.push_str(&format!(
+            "{i},\"Name, {i}\",{score},{},2024-05-01 10:00:{:02}\n",
+            i % 2 == 0,
+            i % 60
+        ));
+    }
+    std::fs::write(&sample, text).unwrap();
+    let toml = infer_check_convert(dir.path(), &sample, "people");
+    assert!(entry(&toml, "id").contains("type = \"int64\""), "{toml}");
+    assert!(entry(&toml, "name").contains("type = \"string\""), "{toml}");
+    assert!(
+        entry(&toml, "score").contains("type = \"float64\""),
+        "{toml}"
+    );
+    assert!(
+        !entry(&toml, "score").contains("nullable = false"),
+        "{toml}"
+    );
+    assert!(entry(&toml, "active").contains("type = \"bool\""), "{toml}");
+    assert!(
+        entry(&toml, "seen").contains("format = \"%Y-%m-%d %H:%M:%S\""),
+        "{toml}"
+    );
+}
