@@ -1,7 +1,106 @@
 //! `sluice schema infer`: reads a sample (JSON lines or CSV/TSV with a header, plain or gzip)
 //! and prints the repo schema `sluice::schema::infer` makes of it.
 
+use std::time::{Duration, Instant};
+
 use anyhow::{bail, Context, Result};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+/// How long sampling a topic may take in all.
+const KAFKA_DEADLINE: Duration = Duration::from_secs(60);
+
+/// `schema infer --kafka`: reads each partition of `topic` from its low watermark up to its
+/// high watermark at the start (or `rows` messages in all) and prints the schema.
+pub fn infer_from_kafka(brokers: &str, topic: &str, name: Option<String>, rows: u64) -> Result<()> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "sluice-schema-infer")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+        .context("creating a Kafka consumer")?;
+    let timeout = Duration::from_secs(10);
+    let meta = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .with_context(|| format!("metadata of topic `{topic}` from {brokers}"))?;
+    let partitions: Vec<i32> = meta
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        bail!("topic `{topic}` does not exist on {brokers}");
+    }
+    let mut tpl = TopicPartitionList::new();
+    let mut left = std::collections::HashMap::new();
+    for p in partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, timeout)
+            .with_context(|| format!("watermarks of {topic}/{p}"))?;
+        if high > low {
+            tpl.add_partition_offset(topic, p, Offset::Offset(low))?;
+            left.insert(p, high);
+        }
+    }
+    let mut inf = sluice::schema::infer::Inference::default();
+    if !left.is_empty() {
+        consumer
+            .assign(&tpl)
+            .context("assigning the topic's partitions")?;
+    }
+    let deadline = Instant::now() + KAFKA_DEADLINE;
+    while !left.is_empty() && inf.rows() + inf.skipped() < rows {
+        if Instant::now() >= deadline {
+            bail!(
+                "sampling `{topic}` did not reach the end of every partition within {} s",
+                KAFKA_DEADLINE.as_secs()
+            );
+        }
+        let Some(msg) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let msg = msg.with_context(|| format!("reading `{topic}`"))?;
+        if let Some(payload) = msg.payload() {
+            inf.json_line(payload);
+        }
+        if left
+            .get(&msg.partition())
+            .is_some_and(|h| msg.offset() + 1 >= *h)
+        {
+            left.remove(&msg.partition());
+        }
+    }
+    if inf.rows() == 0 {
+        bail!("topic `{topic}`: no JSON object messages to infer a schema from");
+    }
+    let name = name.unwrap_or_else(|| repo_name(topic));
+    print!(
+        "{}",
+        inf.to_toml(&name, &format!("topic {topic} on {brokers}"))
+    );
+    Ok(())
+}
+
+/// A repo name from a file stem or topic: letters, digits, `-` and `_`, starting with a letter.
+fn repo_name(from: &str) -> String {
+    let clean: String = from
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if clean.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        clean
+    } else {
+        format!("repo_{clean}")
+    }
+}
 
 /// `schema infer`: reads up to `rows` records of the sample and prints the schema.
 pub fn infer_schema(input: &str, name: Option<String>, rows: u64) -> Result<()> {
@@ -56,24 +155,7 @@ pub fn infer_schema(input: &str, name: Option<String>, rows: u64) -> Result<()> 
     if inf.rows() == 0 {
         bail!("{input}: no records to infer a schema from");
     }
-    let name = name.unwrap_or_else(|| {
-        let stem = source.stem();
-        let clean: String = stem
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        if clean.starts_with(|c: char| c.is_ascii_alphabetic()) {
-            clean
-        } else {
-            format!("repo_{clean}")
-        }
-    });
+    let name = name.unwrap_or_else(|| repo_name(&source.stem()));
     print!("{}", inf.to_toml(&name, input));
     Ok(())
 }

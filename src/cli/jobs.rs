@@ -42,8 +42,14 @@ pub enum SchemaCommand {
     /// Print a repo schema inferred from a sample: JSON lines (plain or gzip), or CSV with a
     /// header (`.csv`/`.tsv` names); `-` reads stdin.
     Infer {
-        #[arg(long)]
-        input: String,
+        #[arg(long, required_unless_present = "kafka")]
+        input: Option<String>,
+        /// Sample a Kafka topic instead: its messages from the start of each partition, up to
+        /// where each ended when sampling began (or `--rows`).
+        #[arg(long, conflicts_with = "input", requires = "topic")]
+        kafka: Option<String>,
+        #[arg(long, requires = "kafka")]
+        topic: Option<String>,
         /// The repo's name (default: the input file's stem).
         #[arg(long)]
         name: Option<String>,
@@ -496,9 +502,19 @@ pub fn run_schema(cmd: SchemaCommand) -> Result<()> {
                 s.fields.len()
             );
         }
-        SchemaCommand::Infer { input, name, rows } => {
-            super::infer::infer_schema(&input, name, rows)?
-        }
+        SchemaCommand::Infer {
+            input,
+            kafka,
+            topic,
+            name,
+            rows,
+        } => match (input, kafka, topic) {
+            (Some(input), _, _) => super::infer::infer_schema(&input, name, rows)?,
+            (None, Some(brokers), Some(topic)) => {
+                super::infer::infer_from_kafka(&brokers, &topic, name, rows)?
+            }
+            _ => bail!("give --input, or --kafka with --topic"),
+        },
         SchemaCommand::Show {
             file: Some(file), ..
         } => {

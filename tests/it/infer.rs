@@ -146,3 +146,39 @@ fn inferred_csv_schemas_type_text_columns() {
         "{toml}"
     );
 }
+
+#[test]
+fn a_schema_inferred_from_a_topic_reads_every_partition_to_its_end() {
+    let c = crate::kafka::cluster("sample");
+    let bootstrap = c.bootstrap_servers();
+    crate::kafka::produce_events(&bootstrap, "sample", 0, 400, 4, None);
+    let toml = sluice_ok(&[
+        "schema", "infer", "--kafka", &bootstrap, "--topic", "sample",
+    ]);
+    assert!(toml.contains(": 400 rows"), "{toml}");
+    assert!(toml.contains("name = \"sample\""), "{toml}");
+    assert!(
+        entry(&toml, "ts").contains("type = \"timestamp\""),
+        "{toml}"
+    );
+    assert!(
+        entry(&toml, "status").contains("type = \"int64\""),
+        "{toml}"
+    );
+    assert!(
+        entry(&toml, "trace_id").contains("in 400 of 400 rows"),
+        "{toml}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let schema = dir.path().join("sample.toml");
+    std::fs::write(&schema, &toml).unwrap();
+    sluice_ok(&["schema", "check", schema.to_str().unwrap()]);
+    // A topic that does not exist is a clear error.
+    let o = sluice(&["schema", "infer", "--kafka", &bootstrap, "--topic", "nope"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("nope"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
