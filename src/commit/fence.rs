@@ -15,6 +15,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{Abort, Checkpoint, CheckpointError, Checkpoints, Outcome, VERSION};
+use super::now_ms;
 use crate::store::StoreError;
 
 /// A claim on one sequence number of a partition's commits.
@@ -68,6 +69,18 @@ pub struct Reconciled {
     pub removed: Vec<String>,
 }
 
+/// The oldest outcome's sequence number, listed once per settle.
+fn oldest_seq(
+    cps: &Checkpoints,
+    key: &str,
+    cache: &mut Option<Option<u64>>,
+) -> Result<Option<u64>, CheckpointError> {
+    if cache.is_none() {
+        *cache = Some(cps.oldest(key)?);
+    }
+    Ok(cache.flatten())
+}
+
 /// Terms kept per partition (older ones are deleted when a new one is taken).
 const KEEP_TERMS: u64 = 8;
 
@@ -77,13 +90,6 @@ const KEEP_LOST: u64 = 256;
 
 /// How often taking a term is retried when other processes take one at the same moment.
 const TERM_ATTEMPTS: usize = 32;
-
-pub(super) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// What one listing of a partition's fence folder holds.
 pub(super) struct Listing {
@@ -309,7 +315,8 @@ impl Checkpoints {
         owner: &str,
     ) -> Result<Vec<String>, CheckpointError> {
         let mut removed = Vec::new();
-        let oldest = self.oldest(key)?;
+        // Listed only when a claim has no outcome (rare): most settles find none.
+        let mut oldest: Option<Option<u64>> = None;
         for &seq in claims {
             let path = self.claim_path(key, seq);
             let Some(claim) = self.read_json::<Claim>(&path, "claim")? else {
@@ -319,7 +326,7 @@ impl Checkpoints {
                 return Err(self.fenced(key, claim.term, term));
             }
             let mut outcome = self.outcome(key, seq)?;
-            if outcome.is_none() && oldest.is_some_and(|o| seq < o) {
+            if outcome.is_none() && oldest_seq(self, key, &mut oldest)?.is_some_and(|o| seq < o) {
                 // Decided long ago, its outcome pruned since: a claim whose release failed.
                 // Its files belong to a standing commit, or were removed when it was aborted.
                 self.dest.delete(&path)?;

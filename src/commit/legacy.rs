@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 use super::checkpoint::{Checkpoint, CheckpointError, Checkpoints, Outcome, VERSION};
-use super::fence::now_ms;
+use super::now_ms;
 
 impl Checkpoints {
     /// A file partition's checkpoints were kept under `<stem>-<index in paths>` by earlier

@@ -31,15 +31,18 @@ pub fn owner_id() -> &'static str {
     ID.get_or_init(|| format!("{}-{}", std::process::id(), random_tag()))
 }
 
+/// Milliseconds since the epoch (0 if the clock is before it).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// When this process started (ms since the epoch; `main` calls this first).
 pub fn process_started_ms() -> i64 {
     static AT: OnceLock<i64> = OnceLock::new();
-    *AT.get_or_init(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0)
-    })
+    *AT.get_or_init(now_ms)
 }
 
 /// 16 hex digits from the OS's random source: file names unique to one commit attempt.

@@ -2,7 +2,8 @@
 //! `docs/ARCHITECTURE.md`).
 
 use super::checkpoint::{Checkpoint, CheckpointError, Checkpoints, Outcome, Rollback, VERSION};
-use super::fence::{now_ms, Claim, Reconciled};
+use super::fence::{Claim, Reconciled};
+use super::now_ms;
 
 impl Checkpoints {
     /// Rolls a partition back to commit `target` (replay) as one decided sequence number:

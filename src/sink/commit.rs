@@ -6,9 +6,10 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::worker::{now_ms, OpenFile, OpenPartition, WorkError, WorkerContext};
+use super::worker::{OpenFile, OpenPartition, WorkError, WorkerContext};
 use crate::commit::checkpoint::{Checkpoint, FileEntry, VERSION};
 use crate::commit::fence::Claim;
+use crate::commit::now_ms;
 use crate::metrics::CommitStats;
 use crate::store::OutputFile;
 

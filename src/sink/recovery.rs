@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use super::commit::abort_open;
 use super::control::{PartState, Rewind};
-use super::worker::{now_ms, WorkError, Worker};
+use super::worker::{WorkError, Worker};
 use crate::commit::checkpoint::CheckpointError;
+use crate::commit::now_ms;
 
 impl Worker {
     /// A commit of `p` failed: fenced, or rewind.

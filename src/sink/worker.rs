@@ -22,6 +22,7 @@ use super::control::{Control, PartState};
 use super::partition::PathTemplate;
 use crate::channel::{Channel, Item};
 use crate::commit::checkpoint::Checkpoints;
+use crate::commit::now_ms;
 use crate::deadletter::DeadLetterWriter;
 use crate::format::{create_writer, FormatOptions, FormatWriter};
 use crate::store::{Destination, OutputFile};
@@ -148,13 +149,6 @@ pub(super) struct Worker {
     pub(super) lane: usize,
     pub(super) open: HashMap<u32, OpenPartition>,
     pub(super) backoff: HashMap<u32, u32>,
-}
-
-pub(super) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl Worker {

@@ -31,33 +31,28 @@ pub struct Start {
 /// Registers a partition with the task: takes a new ownership term in the destination (older
 /// writers are fenced), rolls back to checkpoint `from_checkpoint` if asked, fences claims
 /// that did not finish, and records where it resumes (its checkpoint, else `default()`), with
-/// a fresh epoch.
+/// a fresh epoch. A roll-back's callers check first that the source can replay it
+/// ([`check_replay`]), for every partition before any.
 pub fn register(
     checkpoints: &Checkpoints,
     control: &Control,
     channel: Option<&Channel>,
     info: &PartitionInfo,
-    from_checkpoint: Option<(u64, Option<(u64, u64)>)>,
+    from_checkpoint: Option<u64>,
     default: impl FnOnce() -> Result<(u64, u64), TaskError>,
 ) -> Result<Start, TaskError> {
     let key = info.key();
     let owner = crate::commit::owner_id();
     let started = crate::commit::process_started_ms();
-    // Checked before taking a term, which would fence the current owner for nothing.
-    if let Some((seq, holds)) = from_checkpoint {
-        check_replay(checkpoints, &key, seq, holds)?;
-    }
     // A new term first: from here on, every older writer of the partition is fenced.
     let term = checkpoints.take_term(&key, owner)?;
     let r = match from_checkpoint {
         // Members of a group started together with the flag roll back once, not once each.
-        Some((seq, _))
-            if checkpoints.rolled_back_since(&key, seq, started - ROLL_BACK_WINDOW_MS)? =>
-        {
+        Some(seq) if checkpoints.rolled_back_since(&key, seq, started - ROLL_BACK_WINDOW_MS)? => {
             tracing::info!(partition = %key, seq, "already rolled back to this checkpoint (since 5 minutes before this process started); not repeated");
             checkpoints.reconcile(&key, term, owner)?
         }
-        Some((seq, _)) => {
+        Some(seq) => {
             let r = checkpoints.roll_back_to(&key, seq, term, owner)?;
             tracing::warn!(partition = %key, seq, next_offset = ?r.latest.as_ref().map(|c| c.next_offset), "replaying from an older checkpoint");
             r
@@ -181,7 +176,7 @@ impl Membership for TaskMembership {
             }
         }
         let mut out = Vec::with_capacity(parts.len());
-        for (info, default, holds) in parts {
+        for (info, default, _) in parts {
             let roll = self
                 .from_checkpoint
                 .filter(|_| self.rolled_back.insert(info.id));
@@ -190,7 +185,7 @@ impl Membership for TaskMembership {
                 &self.control,
                 Some(&self.channel),
                 info,
-                roll.map(|seq| (seq, Some(*holds))),
+                roll,
                 || Ok((*default, 0)),
             )
             .map_err(|e| SourceError::Other {

@@ -344,13 +344,12 @@ fn run_inner(
             metrics: metrics.clone(),
         }));
     }
-    // Every partition must be able to replay before any is rolled back.
-    let mut holds = std::collections::HashMap::new();
+    // Every partition must be able to replay before any is rolled back (and before a term is
+    // taken, which would fence the current owner for nothing).
     if let Some(seq) = opts.from_checkpoint {
         for p in source.partitions() {
-            let h = source.replayable(p.id)?;
-            membership::check_replay(&checkpoints, &p.key(), seq, h)?;
-            holds.insert(p.id, h);
+            let holds = source.replayable(p.id)?;
+            membership::check_replay(&checkpoints, &p.key(), seq, holds)?;
         }
     }
     for p in source.partitions() {
@@ -359,14 +358,13 @@ fn run_inner(
                 tracing::info!(partition = %p.key(), from = %old, "continuing from the checkpoints of an earlier version's key");
             }
         }
-        let holds = holds.get(&p.id).copied().flatten();
         let src = &mut source;
         let start = register(
             &checkpoints,
             &control,
             None,
             &p,
-            opts.from_checkpoint.map(|seq| (seq, holds)),
+            opts.from_checkpoint,
             || Ok(src.resume_default(p.id)?),
         )?;
         if start.checkpointed {
