@@ -403,8 +403,14 @@ impl Source for PushSource {
     fn finish(&mut self) -> bool {
         self.intake.close();
         match self.intake.settings.durability {
-            // The WAL replays whatever is not committed.
-            Durability::Wal => true,
+            // Acknowledged pushes reach the channel (and are committed) before the source
+            // ends, within the drain timeout; past it the WAL replays the rest at the next
+            // start.
+            Durability::Wal => {
+                let since = *self.stop_since.get_or_insert_with(Instant::now);
+                let g = self.intake.lock();
+                g.read_pos >= g.log.end() || since.elapsed() >= self.intake.settings.drain_timeout
+            }
             // Memory: what was acknowledged must reach the channel (and be committed or
             // spilled) before the source ends.
             Durability::Memory => {
