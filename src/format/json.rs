@@ -38,6 +38,14 @@ impl FormatWriter for JsonFormat {
         0
     }
 
+    fn memory_bytes(&self) -> usize {
+        // arrow-json encodes a batch and writes it at once: what stays is the gzip state and
+        // the file's buffers.
+        self.writer
+            .as_ref()
+            .map_or(0, |w| w.get_ref().memory_bytes())
+    }
+
     fn finish(mut self: Box<Self>) -> Result<(), FormatError> {
         let mut w = self.writer.take().expect("open until finish");
         w.finish().map_err(|e| encode_err(&self.file, e))?;

@@ -229,8 +229,13 @@ pub trait FormatWriter: Send {
     fn write(&mut self, batch: &RecordBatch) -> Result<(), FormatError>;
     /// Bytes handed to the file so far, compressed as written.
     fn bytes_written(&self) -> u64;
-    /// Encoded bytes held in memory and not yet written (a Parquet row group in progress).
+    /// Encoded bytes held in memory and not yet written (a Parquet row group in progress):
+    /// with [`FormatWriter::bytes_written`], the file's size so far, for rotation.
     fn buffered_bytes(&self) -> usize;
+    /// An upper bound of the memory the writer holds: data not yet written (encoded or not),
+    /// compressor state, and the file's own buffers. Counted against
+    /// `sink.max_buffered_bytes`.
+    fn memory_bytes(&self) -> usize;
     /// Writes the rest and the footer. The caller then commits the [`OutputFile`].
     fn finish(self: Box<Self>) -> Result<(), FormatError>;
 }
@@ -252,6 +257,11 @@ pub fn create_writer(
     })
 }
 
+/// What a gzip stream holds besides its input: the deflate window, hash chains and pending
+/// output (about 256 KiB at zlib's default memory level) and flate2's 32 KiB output buffer,
+/// rounded up.
+pub(crate) const GZIP_STATE: usize = 384 * 1024;
+
 /// Wraps an output in gzip when the codec says so.
 pub(crate) enum MaybeGzip {
     Plain(OutputFile),
@@ -266,6 +276,14 @@ impl MaybeGzip {
                 flate2::Compression::new(level),
             ))),
             _ => MaybeGzip::Plain(file),
+        }
+    }
+
+    /// An upper bound of the memory held: compressor state and the file's buffers.
+    pub fn memory_bytes(&self) -> usize {
+        match self {
+            MaybeGzip::Plain(f) => f.held_bytes() as usize,
+            MaybeGzip::Gzip(g) => GZIP_STATE + g.get_ref().held_bytes() as usize,
         }
     }
 

@@ -14,6 +14,11 @@ use crate::store::OutputFile;
 pub(crate) struct OrcFormat {
     file: OutputFile,
     writer: Option<ArrowWriter<OutputFile>>,
+    /// Arrow bytes handed to the stripe in progress (orc-rust does not expose its own
+    /// estimate): an upper bound of what its encoders hold, as encoded values are no larger
+    /// than their Arrow form.
+    pending: usize,
+    stripe_bytes: usize,
 }
 
 /// Refuses schemas orc-rust cannot write.
@@ -81,6 +86,8 @@ impl OrcFormat {
         Ok(OrcFormat {
             file,
             writer: Some(writer),
+            pending: 0,
+            stripe_bytes: opts.stripe_bytes,
         })
     }
 }
@@ -88,7 +95,21 @@ impl OrcFormat {
 impl FormatWriter for OrcFormat {
     fn write(&mut self, batch: &RecordBatch) -> Result<(), FormatError> {
         let w = self.writer.as_mut().expect("open until finish");
-        w.write(batch).map_err(|e| encode_err(&self.file, e))
+        let before = self.file.bytes_written();
+        w.write(batch).map_err(|e| encode_err(&self.file, e))?;
+        let size = batch.get_array_memory_size();
+        if self.file.bytes_written() > before {
+            // orc-rust flushed a stripe while writing this batch: at most the batch is left.
+            self.pending = size;
+        } else {
+            self.pending = self.pending.saturating_add(size);
+            if self.pending > self.stripe_bytes {
+                // Bound the stripe by this estimate too, not only by orc-rust's own.
+                w.flush_stripe().map_err(|e| encode_err(&self.file, e))?;
+                self.pending = 0;
+            }
+        }
+        Ok(())
     }
 
     fn bytes_written(&self) -> u64 {
@@ -96,8 +117,12 @@ impl FormatWriter for OrcFormat {
     }
 
     fn buffered_bytes(&self) -> usize {
-        // orc-rust does not expose its stripe estimate; bounded by the stripe size.
+        // The Arrow estimate is far above the encoded size: rotation goes by written bytes.
         0
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.pending + self.file.held_bytes() as usize
     }
 
     fn finish(mut self: Box<Self>) -> Result<(), FormatError> {

@@ -165,6 +165,11 @@ impl FormatWriter for ParquetFormat {
         self.writer.as_ref().map_or(0, |w| w.in_progress_size())
     }
 
+    fn memory_bytes(&self) -> usize {
+        // `memory_size`: the row group in progress, encoded pages and values not yet encoded.
+        self.writer.as_ref().map_or(0, |w| w.memory_size()) + self.file.held_bytes() as usize
+    }
+
     fn finish(mut self: Box<Self>) -> Result<(), FormatError> {
         if self.writer.is_none() {
             // An empty file still carries the schema.

@@ -286,7 +286,7 @@ impl Worker {
                     let b: u64 = op
                         .files
                         .values()
-                        .map(|f| f.writer.buffered_bytes() as u64)
+                        .map(|f| f.writer.memory_bytes() as u64)
                         .sum();
                     (*p, b)
                 })

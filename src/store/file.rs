@@ -12,10 +12,29 @@ use super::StoreError;
 /// Multipart part size for object stores (S3 needs at least 5 MiB per part).
 pub(super) const PART_SIZE: usize = 10 * 1024 * 1024;
 
+/// Parts of one file uploading at once. A write waits while this many are in flight, so a
+/// file holds at most its part being filled plus this many parts.
+pub(super) const UPLOAD_CONCURRENCY: usize = 2;
+
+/// A local file's write buffer.
+const LOCAL_BUFFER: usize = 1 << 20;
+
 /// Where the bytes of one file go until it is committed or aborted.
 pub(super) trait FileSink: Write + Send {
     fn commit(self: Box<Self>) -> Result<(), StoreError>;
     fn abort(self: Box<Self>) -> Result<(), StoreError>;
+    /// An upper bound of the memory this sink holds after `written` bytes were written to it.
+    fn held(&self, written: u64) -> u64;
+}
+
+/// What an object-store upload holds after `written` bytes: everything until the first part
+/// is full, then the part being filled plus up to [`UPLOAD_CONCURRENCY`] parts in flight.
+pub(super) fn upload_held(written: u64) -> u64 {
+    let part = PART_SIZE as u64;
+    if written < part {
+        return written;
+    }
+    written % part + (written / part).min(UPLOAD_CONCURRENCY as u64) * part
 }
 
 pub(super) struct LocalSink {
@@ -48,7 +67,7 @@ impl LocalSink {
         let tmp = dir.join(format!(".{name}.{unique}.tmp"));
         let file = std::fs::File::create(&tmp).map_err(io)?;
         Ok(LocalSink {
-            file: std::io::BufWriter::with_capacity(1 << 20, file),
+            file: std::io::BufWriter::with_capacity(LOCAL_BUFFER, file),
             tmp,
             target: target.to_path_buf(),
         })
@@ -81,6 +100,10 @@ impl FileSink for LocalSink {
             }
         }
         Ok(())
+    }
+
+    fn held(&self, written: u64) -> u64 {
+        written.min(LOCAL_BUFFER as u64)
     }
 
     fn abort(self: Box<Self>) -> Result<(), StoreError> {
@@ -122,6 +145,10 @@ impl FileSink for StoreSink {
                 path: display,
                 source,
             })
+    }
+
+    fn held(&self, written: u64) -> u64 {
+        upload_held(written)
     }
 
     fn abort(mut self: Box<Self>) -> Result<(), StoreError> {
@@ -167,6 +194,13 @@ impl OutputFile {
     /// Bytes written so far (as encoded and compressed).
     pub fn bytes_written(&self) -> u64 {
         self.inner.lock().expect("file state lock").written
+    }
+
+    /// An upper bound of the memory the file's own buffers hold (a local write buffer, or an
+    /// upload's parts); 0 once committed or aborted.
+    pub fn held_bytes(&self) -> u64 {
+        let state = self.inner.lock().expect("file state lock");
+        state.sink.as_ref().map_or(0, |s| s.held(state.written))
     }
 
     /// Where the file will appear, for messages.

@@ -20,7 +20,7 @@ mod sweep;
 mod timeout;
 
 pub use file::OutputFile;
-use file::{FileSink, LocalSink, StoreSink, PART_SIZE};
+use file::{FileSink, LocalSink, StoreSink, PART_SIZE, UPLOAD_CONCURRENCY};
 
 /// Errors from destinations. Each names the URL or path involved.
 #[derive(Debug, thiserror::Error)]
@@ -430,7 +430,8 @@ impl Destination {
                         store.clone(),
                         path,
                         PART_SIZE,
-                    ),
+                    )
+                    .with_max_concurrency(UPLOAD_CONCURRENCY),
                     runtime: runtime.clone(),
                     display: display.clone(),
                 })
