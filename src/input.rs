@@ -105,7 +105,9 @@ pub struct ChunkReader {
     name: String,
     reader: Box<dyn Read + Send>,
     quoted: bool,
+    /// Bytes to read for the next chunk: `base_block`, doubled while one record is longer.
     block: usize,
+    base_block: usize,
     max_record: usize,
     carry: Vec<u8>,
     line: u64,
@@ -153,6 +155,7 @@ impl ChunkReader {
             reader,
             quoted,
             block: 4 * 1024 * 1024,
+            base_block: 4 * 1024 * 1024,
             max_record: 64 * 1024 * 1024,
             carry: Vec::new(),
             line: 1,
@@ -166,6 +169,7 @@ impl ChunkReader {
     /// Sets the block size (bytes read per chunk, before completing the last record).
     pub fn with_block_size(mut self, block: usize) -> Self {
         self.block = block.max(1024);
+        self.base_block = self.block;
         self
     }
 
@@ -173,6 +177,13 @@ impl ChunkReader {
     pub fn next_chunk(&mut self, chunk: &mut Chunk) -> Result<bool, InputError> {
         let buf = &mut chunk.data;
         buf.clear();
+        if buf.capacity() > 2 * self.base_block {
+            // A long record grew the buffer: give the memory back.
+            buf.shrink_to(self.base_block);
+        }
+        if self.carry.capacity() > self.base_block && self.carry.len() <= self.base_block / 2 {
+            self.carry.shrink_to(self.base_block / 2);
+        }
         buf.append(&mut self.carry);
         loop {
             while !self.eof && buf.len() < self.block {
@@ -207,6 +218,8 @@ impl ChunkReader {
                 Some(cut) => {
                     self.carry.extend_from_slice(&buf[cut..]);
                     buf.truncate(cut);
+                    // The long record (if any) is out: read normal blocks again.
+                    self.block = self.base_block;
                     chunk.first_line = self.line;
                     chunk.first_offset = self.offset;
                     self.line += memchr::memchr_iter(b'\n', buf).count() as u64;
@@ -328,6 +341,41 @@ mod tests {
             joined.extend_from_slice(&c.data);
         }
         assert_eq!(joined, text.as_bytes());
+    }
+
+    #[test]
+    fn one_long_record_does_not_keep_blocks_or_buffers_large() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("in.jsonl");
+        let mut text = format!("{{\"long\":\"{}\"}}\n", "x".repeat(200_000));
+        for i in 0..100_000 {
+            text.push_str(&format!("{{\"i\":{i}}}\n"));
+        }
+        std::fs::write(&p, &text).unwrap();
+        let mut r = ChunkReader::open(&InputSource::File(p), false)
+            .unwrap()
+            .with_block_size(1024);
+        // One chunk reused, as the file source does. The records read along with the long
+        // one come next, as one chunk; normal blocks follow.
+        let mut c = Chunk::default();
+        assert!(r.next_chunk(&mut c).unwrap());
+        assert!(c.data.len() > 200_000, "the long record comes whole");
+        assert!(r.next_chunk(&mut c).unwrap());
+        let mut later = 0;
+        while r.next_chunk(&mut c).unwrap() {
+            later += 1;
+            assert!(
+                c.data.len() < 2 * 1024,
+                "a block after the long record: {}",
+                c.data.len()
+            );
+            assert!(
+                c.data.capacity() <= 4 * 1024,
+                "capacity {}",
+                c.data.capacity()
+            );
+        }
+        assert!(later > 10);
     }
 
     #[test]
