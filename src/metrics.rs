@@ -72,6 +72,7 @@ pub struct MetricSet {
     lag: Family<PartLabels, Gauge>,
     push_requests: Family<CodeLabels, Counter>,
     push_rows: Family<RepoLabels, Counter>,
+    push_in_flight: Family<RepoLabels, Gauge>,
     rows_filtered: Family<RepoLabels, Counter>,
     rows_dropped: Family<RepoLabels, Counter>,
     task_restarts: Family<RepoLabels, Counter>,
@@ -116,6 +117,7 @@ impl Default for MetricSet {
             lag: Family::default(),
             push_requests: Family::default(),
             push_rows: Family::default(),
+            push_in_flight: Family::default(),
             rows_filtered: Family::default(),
             rows_dropped: Family::default(),
             task_restarts: Family::default(),
@@ -194,6 +196,11 @@ impl Default for MetricSet {
             m.push_rows.clone(),
         );
         m.registry.register(
+            "push_in_flight_bytes",
+            "Memory reserved by push requests in progress (at most source.max_in_flight)",
+            m.push_in_flight.clone(),
+        );
+        m.registry.register(
             "rows_filtered",
             "Rows removed by filter stages (counted when decoded)",
             m.rows_filtered.clone(),
@@ -254,6 +261,14 @@ impl Metrics {
         if n > 0 {
             self.set.rows_dropped.get_or_create(&self.repo()).inc_by(n);
         }
+    }
+
+    /// The memory push requests in progress hold reserved.
+    pub fn push_in_flight(&self, bytes: u64) {
+        self.set
+            .push_in_flight
+            .get_or_create(&self.repo())
+            .set(bytes as i64);
     }
 
     /// A push request was answered with `code`; `rows` of it were accepted.

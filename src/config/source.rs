@@ -75,6 +75,11 @@ pub enum SourceSection {
         /// Requests decoded and appended at once (503 beyond).
         #[serde(default = "default_max_concurrent")]
         max_concurrent: usize,
+        /// Memory the requests in progress may hold in all (503 beyond): each reserves its
+        /// body (its `Content-Length`, else `max_body`; plus `max_body` when gzip), then three
+        /// times its decompressed size while it is decoded. At least 5 × `max_body`.
+        #[serde(default = "default_max_in_flight")]
+        max_in_flight: String,
         /// Acknowledged bytes waiting for room in the channel (503 beyond).
         #[serde(default = "default_max_pending")]
         max_pending: String,
@@ -129,6 +134,10 @@ fn default_body_timeout() -> String {
 
 fn default_max_concurrent() -> usize {
     64
+}
+
+fn default_max_in_flight() -> String {
+    "256MiB".into()
 }
 
 fn default_max_pending() -> String {
@@ -262,6 +271,7 @@ impl SourceSection {
                 max_body,
                 body_timeout,
                 max_concurrent,
+                max_in_flight,
                 max_pending,
                 max_retained,
                 chunk_bytes,
@@ -274,6 +284,7 @@ impl SourceSection {
                 for (key, v) in [
                     ("source.wal_segment_bytes", Some(wal_segment_bytes)),
                     ("source.max_body", Some(max_body)),
+                    ("source.max_in_flight", Some(max_in_flight)),
                     ("source.max_pending", Some(max_pending)),
                     ("source.max_retained", max_retained.as_ref()),
                     ("source.chunk_bytes", Some(chunk_bytes)),
@@ -292,6 +303,20 @@ impl SourceSection {
                     },
                 );
                 check("source.max_concurrent", positive(*max_concurrent as u64));
+                if let (Ok(body), Ok(flight)) = (parse_bytes(max_body), parse_bytes(max_in_flight))
+                {
+                    check(
+                        "source.max_in_flight",
+                        if flight >= body.saturating_mul(5) {
+                            Ok(())
+                        } else {
+                            Err(format!(
+                                "`{max_in_flight}` is less than 5 × max_body: a gzip body of \
+                                 max_body could never be taken"
+                            ))
+                        },
+                    );
+                }
                 check(
                     "source.durability",
                     Durability::parse(durability).map(|_| ()),

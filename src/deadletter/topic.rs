@@ -147,6 +147,10 @@ pub struct DeadTopic {
 
 /// The longest reason a header carries (reasons may quote values).
 const MAX_REASON: usize = 4096;
+/// What the producer's queue holds at most, by default (`queue.buffering.max.kbytes` in the
+/// topic's options overrides it).
+pub const QUEUE_BYTES: usize = 16 << 20;
+
 /// What a message costs besides its key, headers and value (framing, header names).
 const OVERHEAD: usize = 1024;
 
@@ -164,6 +168,15 @@ impl DeadTopic {
         cfg.set("bootstrap.servers", &settings.brokers)
             .set("acks", "all")
             .set("linger.ms", "20");
+        let max_message: usize = settings
+            .options
+            .get("message.max.bytes")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_000_000);
+        // librdkafka queues up to 1 GiB by default: bound the dead letters held for sending
+        // to QUEUE_BYTES (or two of the largest message), so they count in the memory bound.
+        let queue_kib = (QUEUE_BYTES.max(2 * max_message) / 1024).to_string();
+        cfg.set("queue.buffering.max.kbytes", &queue_kib);
         for (k, v) in settings.options.iter() {
             cfg.set(k, v);
         }
@@ -186,11 +199,6 @@ impl DeadTopic {
             }
             None => return Err(fail("the brokers do not know the topic".into())),
         }
-        let max_message = settings
-            .options
-            .get("message.max.bytes")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1_000_000);
         Ok(Arc::new(DeadTopic {
             producer,
             settings,

@@ -162,6 +162,17 @@ impl Decoded {
     pub fn rows(&self) -> u64 {
         self.batches.iter().map(|b| b.num_rows() as u64).sum()
     }
+
+    /// The memory its batches and dead letters hold.
+    pub fn memory_bytes(&self) -> u64 {
+        let batches: usize = self.batches.iter().map(|b| b.get_array_memory_size()).sum();
+        let dead: usize = self
+            .dead
+            .iter()
+            .map(|d| d.record.capacity() + d.reason.capacity() + std::mem::size_of::<DeadLetter>())
+            .sum();
+        (batches + dead) as u64
+    }
 }
 
 /// Decodes chunks of one input kind against one repo schema. Cheap to clone per worker thread.

@@ -174,6 +174,7 @@ pub(super) fn push_api(
         max_body,
         body_timeout,
         max_concurrent,
+        max_in_flight,
         ..
     } = &job.file.source
     else {
@@ -186,5 +187,6 @@ pub(super) fn push_api(
         crate::config::parse_bytes(max_body).unwrap_or(16 << 20) as usize,
         crate::config::parse_duration(body_timeout).unwrap_or(std::time::Duration::from_secs(30)),
         *max_concurrent,
+        crate::config::parse_bytes(max_in_flight).unwrap_or(256 << 20),
     )))
 }

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use crate::admin::http;
+use crate::admin::{http, metric_sum};
 use crate::helpers::*;
 use crate::kafka::cluster;
 use crate::push::http_client::Client;
@@ -560,7 +560,9 @@ fn an_int_column_with_jumps_and_extremes_converts_to_orc() {
         "name = \"ids\"\n[[fields]]\nname = \"id\"\ntype = \"int64\"\nnullable = false\n",
     )
     .unwrap();
-    let mut ids: Vec<i64> = (0..30_000i64).map(|i| (i % 10_000) * 7919 + i / 10_000).collect();
+    let mut ids: Vec<i64> = (0..30_000i64)
+        .map(|i| (i % 10_000) * 7919 + i / 10_000)
+        .collect();
     ids.extend([i64::MAX, i64::MAX, i64::MAX, -1, i64::MIN, -1, -1, 0, 5]);
     let input = dir.path().join("ids.jsonl");
     let text: String = ids.iter().map(|i| format!("{{\"id\":{i}}}\n")).collect();
@@ -593,4 +595,57 @@ fn an_int_column_with_jumps_and_extremes_converts_to_orc() {
         .collect();
     assert_eq!(back.len(), ids.len());
     assert!(back == ids, "pyarrow read other values than were written");
+}
+
+/// Opens a push whose body never comes: it holds its memory reservation until 408.
+fn stalled_push(addr: &str, headers: &str, length: usize) -> std::net::TcpStream {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let head = format!(
+        "POST /v1/repos/nginx_access/data HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Length: {length}\r\n\r\nx"
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s
+}
+
+/// Requests in progress share `max_in_flight`: two stalled gzip bodies hold 2 × (declared +
+/// `max_body`) = 256 KiB of 320 KiB, so a third gzip push is refused (503) before its body
+/// is read; once the stalled ones time out, the same push is taken. Before, any
+/// `max_concurrent` requests could each hold `max_body` and more.
+#[test]
+fn pushes_in_progress_share_a_memory_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = push_job(
+        dir.path(),
+        "wal",
+        "max_body = \"64KiB\"\nmax_in_flight = \"320KiB\"\nbody_timeout = \"3s\"",
+        "",
+    );
+    let (child, addr) = start(&job, &dir.path().join("run.log"));
+    let gz = "Content-Encoding: gzip\r\n";
+    let _a = stalled_push(&addr, gz, 65_536);
+    let _b = stalled_push(&addr, gz, 65_536);
+    let held = || {
+        let (_, text) = http(&addr, "GET", "/metrics", None);
+        metric_sum(&text, "sluice_push_in_flight_bytes")
+    };
+    wait_until("the stalled pushes to reserve 256 KiB", 10, || {
+        held() >= 256.0 * 1024.0
+    });
+    let good =
+        b"{\"ts\":\"2024-05-01T10:00:00Z\",\"host\":\"h\",\"status\":200,\"trace_id\":\"budget\"}\n";
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(good).unwrap();
+    let body = enc.finish().unwrap();
+    let mut c = Client::new(&addr);
+    let (code, _, b) = c.post("/v1/repos/nginx_access/data", gz, &body).unwrap();
+    assert_eq!(code, 503, "{b}");
+    assert!(b.contains("max_in_flight"), "{b}");
+    // After body_timeout the stalled requests are answered 408 and give their share back.
+    wait_until("the stalled pushes to give their share back", 20, || {
+        held() == 0.0
+    });
+    let (code, _, b) = c.post("/v1/repos/nginx_access/data", gz, &body).unwrap();
+    assert_eq!(code, 200, "{b}");
+    sigterm(&child);
+    assert!(child.wait_with_output().unwrap().status.success());
 }

@@ -201,3 +201,15 @@ pub fn assert_files_match_checkpoints(out: &Path, job: &str) {
         "visible files and the files checkpoints name differ"
     );
 }
+
+/// Polls `f` until it holds; past `secs`, fails naming what it waited for.
+pub fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {secs} s waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -39,6 +39,9 @@ pub struct PushApi {
     /// The repo's `on_error` is `fail`: a request with a row a stage fails on is refused (400).
     reject_stage_failures: bool,
     permits: Arc<tokio::sync::Semaphore>,
+    /// `max_in_flight`, in KiB: what requests in progress may hold.
+    budget: Arc<tokio::sync::Semaphore>,
+    budget_kib: usize,
     decoder: Mutex<RecordDecoder>,
     /// Decoders reused across requests.
     pool: Mutex<Vec<RecordDecoder>>,
@@ -52,6 +55,7 @@ impl PushApi {
         max_body: usize,
         body_timeout: std::time::Duration,
         max_concurrent: usize,
+        max_in_flight: u64,
     ) -> PushApi {
         PushApi {
             intake,
@@ -64,10 +68,70 @@ impl PushApi {
                 .stages()
                 .is_some_and(|s| s.on_error == crate::stage::OnError::Fail),
             permits: Arc::new(tokio::sync::Semaphore::new(max_concurrent.max(1))),
+            budget: Arc::new(tokio::sync::Semaphore::new(kib(max_in_flight) as usize)),
+            budget_kib: kib(max_in_flight) as usize,
             decoder: Mutex::new(decoder),
             pool: Mutex::new(Vec::new()),
         }
     }
+}
+
+/// How many times its decompressed size a request may hold while it is decoded: the text, the
+/// decoder's working data and the decoded batches.
+const DECODE_FACTOR: u64 = 3;
+
+/// Bytes in KiB, rounded up, capped to what one semaphore call takes.
+fn kib(bytes: u64) -> u32 {
+    bytes.div_ceil(1024).min(u32::MAX as u64 >> 3) as u32
+}
+
+impl PushApi {
+    /// Reserves `bytes` of `max_in_flight` for a request, or None when they are not free now.
+    fn reserve(&self, bytes: u64) -> Option<Reservation> {
+        let permit = self
+            .budget
+            .clone()
+            .try_acquire_many_owned(kib(bytes))
+            .ok()?;
+        let r = Reservation {
+            permit: Some(permit),
+            budget: self.budget.clone(),
+            total: self.budget_kib,
+            metrics: self.metrics.clone(),
+        };
+        r.report();
+        Some(r)
+    }
+}
+
+/// A share of `max_in_flight`, given back (and the gauge updated) when dropped.
+struct Reservation {
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    budget: Arc<tokio::sync::Semaphore>,
+    total: usize,
+    metrics: Arc<Metrics>,
+}
+
+impl Reservation {
+    fn report(&self) {
+        let held = self.total - self.budget.available_permits().min(self.total);
+        self.metrics.push_in_flight(held as u64 * 1024);
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        drop(self.permit.take());
+        self.report();
+    }
+}
+
+fn no_memory(api: &PushApi) -> Response {
+    answer(
+        api,
+        StatusCode::SERVICE_UNAVAILABLE,
+        json!({ "error": "the requests in progress hold the push memory budget (source.max_in_flight); retry later" }),
+    )
 }
 
 fn answer(api: &PushApi, status: StatusCode, body: serde_json::Value) -> Response {
@@ -97,6 +161,26 @@ pub async fn push(api: Arc<PushApi>, headers: HeaderMap, body: Body) -> Response
     if declared.is_some_and(|n| n > api.max_body as u64) {
         return answer(&api, StatusCode::PAYLOAD_TOO_LARGE, too_large());
     }
+    let gzip = match headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
+    {
+        None => false,
+        Some(e) if e == "gzip" => true,
+        Some(e) if e == "identity" => false,
+        Some(e) => {
+            return answer(
+                &api,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                json!({ "error": format!("Content-Encoding `{e}` is not supported (gzip or none)") }),
+            )
+        }
+    };
+    // The body (and its decompressed form) must fit in the memory budget before it is read.
+    let body_bytes = declared.unwrap_or(api.max_body as u64);
+    let Some(held) = api.reserve(body_bytes + if gzip { api.max_body as u64 } else { 0 }) else {
+        return no_memory(&api);
+    };
     let read = tokio::time::timeout(api.body_timeout, axum::body::to_bytes(body, api.max_body));
     let bytes = match read.await {
         Err(_) => {
@@ -121,26 +205,12 @@ pub async fn push(api: Arc<PushApi>, headers: HeaderMap, body: Body) -> Response
             };
         }
     };
-    let gzip = match headers
-        .get(header::CONTENT_ENCODING)
-        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
-    {
-        None => false,
-        Some(e) if e == "gzip" => true,
-        Some(e) if e == "identity" => false,
-        Some(e) => {
-            return answer(
-                &api,
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                json!({ "error": format!("Content-Encoding `{e}` is not supported (gzip or none)") }),
-            )
-        }
-    };
     let worker = api.clone();
     // The permit goes with the work: a client that disconnects does not free it while its
     // request is still being decoded and appended.
     let work = move || {
         let _permit = permit;
+        let _held = held;
         take(&worker, bytes, gzip)
     };
     match tokio::task::spawn_blocking(work).await {
@@ -158,10 +228,11 @@ fn take(api: &PushApi, bytes: bytes::Bytes, gzip: bool) -> Response {
     let mut data = if gzip {
         let mut out = Vec::new();
         let limit = api.max_body as u64 + 1;
-        match flate2::read::MultiGzDecoder::new(&bytes[..])
+        let decompressed = flate2::read::MultiGzDecoder::new(&bytes[..])
             .take(limit)
-            .read_to_end(&mut out)
-        {
+            .read_to_end(&mut out);
+        drop(bytes);
+        match decompressed {
             Ok(_) if out.len() > api.max_body => {
                 return answer(
                     api,
@@ -204,6 +275,10 @@ fn take(api: &PushApi, bytes: bytes::Bytes, gzip: bool) -> Response {
     if let Err(r) = api.intake.check(data.len() as u64) {
         return refused(api, r);
     }
+    // Decoding holds the text, the decoder's working data and the batches at once.
+    let Some(_decoding) = api.reserve(DECODE_FACTOR * data.len() as u64) else {
+        return no_memory(api);
+    };
     let chunk = Chunk {
         data,
         first_line: 1,

@@ -77,6 +77,9 @@ struct Inner {
     /// records). The source hands them on so they are not decoded twice; a replay decodes
     /// from the log.
     fresh: VecDeque<(u64, u64, Decoded)>,
+    /// The memory the decoded forms in `fresh` hold: counted against `max_pending` with the
+    /// log bytes not yet read.
+    fresh_bytes: u64,
 }
 
 /// The side of a push partition that HTTP requests append to; shared with its source.
@@ -103,8 +106,9 @@ impl Intake {
     /// durable per the repo's durability; or refuses them whole.
     pub fn append(&self, payload: Vec<u8>, mut decoded: Decoded) -> Result<(u64, u64), Refusal> {
         let len = payload.len() as u64;
+        let decoded_bytes = decoded.memory_bytes();
         let mut g = self.lock();
-        self.check_room(&g, len)?;
+        self.check_room(&g, len, decoded_bytes)?;
         let (start, end) = match g.log.append(payload) {
             Ok(r) => r,
             Err(e) => return Err(self.fail(&mut g, e)),
@@ -113,6 +117,7 @@ impl Intake {
             d.position.offset += start;
         }
         g.fresh.push_back((start, end, decoded));
+        g.fresh_bytes += decoded_bytes;
         // Group commit: one request syncs everything appended so far while the others wait
         // for it (or for the next round).
         loop {
@@ -173,22 +178,24 @@ impl Intake {
     /// Whether a request of `len` bytes would be taken now (checked again when appending):
     /// lets a request that would be refused skip its decoding.
     pub fn check(&self, len: u64) -> Result<(), Refusal> {
-        self.check_room(&self.lock(), len)
+        self.check_room(&self.lock(), len, 0)
     }
 
-    fn check_room(&self, g: &Inner, len: u64) -> Result<(), Refusal> {
+    /// Room for a request of `len` log bytes that decoded to `decoded` bytes of memory.
+    fn check_room(&self, g: &Inner, len: u64, decoded: u64) -> Result<(), Refusal> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Refusal::NotRunning);
         }
         if let Some(f) = &g.failed {
             return Err(Refusal::Failed(f.clone()));
         }
-        let pending = g.log.end() - g.read_pos;
+        let pending = g.log.end() - g.read_pos + g.fresh_bytes;
+        let len_pending = len + decoded;
         let retained = g.log.end() - g.committed.max(g.log.start());
         if retained + len > self.settings.max_retained / 2 {
             self.flush_wanted.store(true, Ordering::Release);
         }
-        if (pending > 0 && pending + len > self.settings.max_pending)
+        if (pending > 0 && pending + len_pending > self.settings.max_pending)
             || (retained > 0 && retained + len > self.settings.max_retained)
         {
             return Err(Refusal::Full { pending, retained });
@@ -265,6 +272,7 @@ impl PushSource {
                     committed: start,
                     failed: None,
                     fresh: VecDeque::new(),
+                    fresh_bytes: 0,
                 }),
                 synced: Condvar::new(),
                 data: Condvar::new(),
@@ -344,7 +352,9 @@ impl Source for PushSource {
         let max = self.intake.settings.chunk_bytes;
         // Requests before the reading position were replayed from the log.
         while g.fresh.front().is_some_and(|(start, _, _)| *start < pos) {
-            g.fresh.pop_front();
+            if let Some((_, _, d)) = g.fresh.pop_front() {
+                g.fresh_bytes = g.fresh_bytes.saturating_sub(d.memory_bytes());
+            }
         }
         // Requests decoded when they were taken go on as they are, several to a chunk.
         let mut at = pos;
@@ -354,6 +364,7 @@ impl Source for PushSource {
                 break;
             }
             let (_, _, d) = g.fresh.pop_front().expect("a fresh request");
+            g.fresh_bytes = g.fresh_bytes.saturating_sub(d.memory_bytes());
             match &mut decoded {
                 None => decoded = Some(d),
                 Some(all) => {
