@@ -263,12 +263,12 @@ impl Metrics {
         }
     }
 
-    /// The memory push requests in progress hold reserved.
-    pub fn push_in_flight(&self, bytes: u64) {
+    /// Push requests in progress reserved `delta` bytes more (or, negative, gave them back).
+    pub fn push_in_flight(&self, delta: i64) {
         self.set
             .push_in_flight
             .get_or_create(&self.repo())
-            .set(bytes as i64);
+            .inc_by(delta);
     }
 
     /// A push request was answered with `code`; `rows` of it were accepted.

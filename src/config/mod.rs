@@ -13,7 +13,7 @@ mod values;
 pub use values::{parse_bytes, parse_duration, PassThrough, MAX_BYTES, MAX_DURATION};
 mod source;
 
-pub use source::{Durability, SourceSection};
+pub use source::{max_in_flight, Durability, SourceSection};
 
 use crate::decode::InputKind;
 use crate::format::{Codec, Dictionary, FormatKind, FormatOptions};

@@ -76,10 +76,11 @@ pub enum SourceSection {
         #[serde(default = "default_max_concurrent")]
         max_concurrent: usize,
         /// Memory the requests in progress may hold in all (503 beyond): each reserves its
-        /// body (its `Content-Length`, else `max_body`; plus `max_body` when gzip), then three
-        /// times its decompressed size while it is decoded. At least 5 × `max_body`.
-        #[serde(default = "default_max_in_flight")]
-        max_in_flight: String,
+        /// body (its `Content-Length`, else `max_body`; plus `max_body` when gzip), then, in
+        /// its place, three times its text while it is decoded. At least 4 × `max_body`;
+        /// default the larger of 256MiB and that.
+        #[serde(default)]
+        max_in_flight: Option<String>,
         /// Acknowledged bytes waiting for room in the channel (503 beyond).
         #[serde(default = "default_max_pending")]
         max_pending: String,
@@ -136,12 +137,16 @@ fn default_max_concurrent() -> usize {
     64
 }
 
-fn default_max_in_flight() -> String {
-    "256MiB".into()
+/// `source.max_in_flight` as set, else the larger of 256 MiB and 4 × `max_body`.
+pub fn max_in_flight(set: Option<&str>, max_body: u64) -> Result<u64, String> {
+    match set {
+        Some(v) => parse_bytes(v),
+        None => Ok((256u64 << 20).max(max_body.saturating_mul(4))),
+    }
 }
 
 fn default_max_pending() -> String {
-    "32MiB".into()
+    "64MiB".into()
 }
 
 impl Durability {
@@ -271,7 +276,7 @@ impl SourceSection {
                 max_body,
                 body_timeout,
                 max_concurrent,
-                max_in_flight,
+                max_in_flight: max_in_flight_set,
                 max_pending,
                 max_retained,
                 chunk_bytes,
@@ -284,7 +289,7 @@ impl SourceSection {
                 for (key, v) in [
                     ("source.wal_segment_bytes", Some(wal_segment_bytes)),
                     ("source.max_body", Some(max_body)),
-                    ("source.max_in_flight", Some(max_in_flight)),
+                    ("source.max_in_flight", max_in_flight_set.as_ref()),
                     ("source.max_pending", Some(max_pending)),
                     ("source.max_retained", max_retained.as_ref()),
                     ("source.chunk_bytes", Some(chunk_bytes)),
@@ -303,19 +308,20 @@ impl SourceSection {
                     },
                 );
                 check("source.max_concurrent", positive(*max_concurrent as u64));
-                if let (Ok(body), Ok(flight)) = (parse_bytes(max_body), parse_bytes(max_in_flight))
-                {
-                    check(
-                        "source.max_in_flight",
-                        if flight >= body.saturating_mul(5) {
-                            Ok(())
-                        } else {
-                            Err(format!(
-                                "`{max_in_flight}` is less than 5 × max_body: a gzip body of \
-                                 max_body could never be taken"
-                            ))
-                        },
-                    );
+                if let Ok(body) = parse_bytes(max_body) {
+                    if let Ok(flight) = max_in_flight(max_in_flight_set.as_deref(), body) {
+                        check(
+                            "source.max_in_flight",
+                            if flight >= body.saturating_mul(4) {
+                                Ok(())
+                            } else {
+                                Err(format!(
+                                    "{flight} bytes is less than 4 × max_body: a body of \
+                                     max_body could never be decoded"
+                                ))
+                            },
+                        );
+                    }
                 }
                 check(
                     "source.durability",

@@ -39,11 +39,9 @@ impl FormatWriter for JsonFormat {
     }
 
     fn memory_bytes(&self) -> usize {
-        // arrow-json encodes a batch and writes it at once: what stays is the gzip state and
-        // the file's buffers.
-        self.writer
-            .as_ref()
-            .map_or(0, |w| w.get_ref().memory_bytes())
+        // arrow-json encodes a batch and writes it at once: what grows is the file's upload.
+        // The gzip state is a fixed cost per open file (see `GZIP_STATE`).
+        self.file.held_bytes() as usize
     }
 
     fn finish(mut self: Box<Self>) -> Result<(), FormatError> {

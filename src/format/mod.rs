@@ -232,9 +232,10 @@ pub trait FormatWriter: Send {
     /// Encoded bytes held in memory and not yet written (a Parquet row group in progress):
     /// with [`FormatWriter::bytes_written`], the file's size so far, for rotation.
     fn buffered_bytes(&self) -> usize;
-    /// An upper bound of the memory the writer holds: data not yet written (encoded or not),
-    /// compressor state, and the file's own buffers. Counted against
-    /// `sink.max_buffered_bytes`.
+    /// The memory the writer holds that grows with the data: a row group or stripe in
+    /// progress and the file's upload parts. Counted against `sink.max_buffered_bytes`; fixed
+    /// costs per open file (compressor state, write buffers) are bounded by
+    /// `sink.max_open_files` instead.
     fn memory_bytes(&self) -> usize;
     /// Writes the rest and the footer. The caller then commits the [`OutputFile`].
     fn finish(self: Box<Self>) -> Result<(), FormatError>;
@@ -257,11 +258,6 @@ pub fn create_writer(
     })
 }
 
-/// What a gzip stream holds besides its input: the deflate window, hash chains and pending
-/// output (about 256 KiB at zlib's default memory level) and flate2's 32 KiB output buffer,
-/// rounded up.
-pub(crate) const GZIP_STATE: usize = 384 * 1024;
-
 /// Wraps an output in gzip when the codec says so.
 pub(crate) enum MaybeGzip {
     Plain(OutputFile),
@@ -276,14 +272,6 @@ impl MaybeGzip {
                 flate2::Compression::new(level),
             ))),
             _ => MaybeGzip::Plain(file),
-        }
-    }
-
-    /// An upper bound of the memory held: compressor state and the file's buffers.
-    pub fn memory_bytes(&self) -> usize {
-        match self {
-            MaybeGzip::Plain(f) => f.held_bytes() as usize,
-            MaybeGzip::Gzip(g) => GZIP_STATE + g.get_ref().held_bytes() as usize,
         }
     }
 

@@ -14,11 +14,6 @@ use crate::store::OutputFile;
 pub(crate) struct OrcFormat {
     file: OutputFile,
     writer: Option<ArrowWriter<OutputFile>>,
-    /// Arrow bytes handed to the stripe in progress (orc-rust does not expose its own
-    /// estimate): an upper bound of what its encoders hold, as encoded values are no larger
-    /// than their Arrow form.
-    pending: usize,
-    stripe_bytes: usize,
 }
 
 /// Refuses schemas orc-rust cannot write.
@@ -86,8 +81,6 @@ impl OrcFormat {
         Ok(OrcFormat {
             file,
             writer: Some(writer),
-            pending: 0,
-            stripe_bytes: opts.stripe_bytes,
         })
     }
 }
@@ -95,21 +88,7 @@ impl OrcFormat {
 impl FormatWriter for OrcFormat {
     fn write(&mut self, batch: &RecordBatch) -> Result<(), FormatError> {
         let w = self.writer.as_mut().expect("open until finish");
-        let before = self.file.bytes_written();
-        w.write(batch).map_err(|e| encode_err(&self.file, e))?;
-        let size = batch.get_array_memory_size();
-        if self.file.bytes_written() > before {
-            // orc-rust flushed a stripe while writing this batch: at most the batch is left.
-            self.pending = size;
-        } else {
-            self.pending = self.pending.saturating_add(size);
-            if self.pending > self.stripe_bytes {
-                // Bound the stripe by this estimate too, not only by orc-rust's own.
-                w.flush_stripe().map_err(|e| encode_err(&self.file, e))?;
-                self.pending = 0;
-            }
-        }
-        Ok(())
+        w.write(batch).map_err(|e| encode_err(&self.file, e))
     }
 
     fn bytes_written(&self) -> u64 {
@@ -117,12 +96,15 @@ impl FormatWriter for OrcFormat {
     }
 
     fn buffered_bytes(&self) -> usize {
-        // The Arrow estimate is far above the encoded size: rotation goes by written bytes.
+        // The stripe's estimate is of encoded, uncompressed data: rotation goes by written bytes.
         0
     }
 
     fn memory_bytes(&self) -> usize {
-        self.pending + self.file.held_bytes() as usize
+        // orc-rust's own estimate of the stripe in progress (the vendored copy exposes it); it
+        // flushes the stripe past `stripe_bytes` by the same figure.
+        let stripe = self.writer.as_ref().map_or(0, |w| w.estimate_memory_size());
+        stripe + self.file.held_bytes() as usize
     }
 
     fn finish(mut self: Box<Self>) -> Result<(), FormatError> {

@@ -31,10 +31,10 @@ fn writer_for(
     stripe_bytes: usize,
     schema: arrow::datatypes::SchemaRef,
 ) -> (Box<dyn FormatWriter>, OutputFile) {
-    let rt = tokio::runtime::Runtime::new().unwrap();
+    // One runtime for every test and case: files keep its handle.
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    let rt = RUNTIME.get_or_init(|| tokio::runtime::Runtime::new().unwrap());
     let dest = Destination::parse(url, rt.handle().clone()).unwrap();
-    // The runtime must outlive the file: leak it for the test.
-    std::mem::forget(rt);
     let file = dest.create("t/out.bin").unwrap();
     let opts = FormatOptions {
         kind,
@@ -45,7 +45,7 @@ fn writer_for(
 }
 
 #[test]
-fn every_writer_counts_its_file_buffers_and_compressor() {
+fn row_groups_and_stripes_in_progress_are_counted_and_plain_writers_hold_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let url = dir.path().to_str().unwrap().to_string();
     for kind in [
@@ -59,78 +59,44 @@ fn every_writer_counts_its_file_buffers_and_compressor() {
             w.write(&batch(10_000, i)).unwrap();
         }
         let held = w.memory_bytes();
-        // Local files hold their 1 MiB write buffer once that much is written; Parquet and
-        // ORC hold the row group or stripe in progress on top.
-        assert!(
-            held as u64 >= file.held_bytes(),
-            "{kind:?}: {held} < the file's own {}",
-            file.held_bytes()
-        );
         match kind {
-            // Parquet holds the row group's compressed pages; ORC the stripe's Arrow size.
-            FormatKind::Parquet => assert!(held as u64 > file.held_bytes() + 100_000, "{held}"),
-            FormatKind::Orc => assert!(held > 4 * 1024 * 1024, "{kind:?}: {held}"),
-            FormatKind::Json => assert!(held >= GZIP_STATE, "{kind:?}: {held}"),
-            _ => assert!(held > 0, "{kind:?}: {held}"),
+            // Parquet holds the row group's compressed pages; ORC the stripe's encoded data.
+            FormatKind::Parquet => assert!(held > 100_000, "{kind:?}: {held}"),
+            FormatKind::Orc => assert!(held > 1024 * 1024, "{kind:?}: {held}"),
+            // Encoded and written batch by batch; a local file has no upload.
+            _ => assert_eq!(held, 0, "{kind:?}"),
         }
         w.finish().unwrap();
-        let written = file.bytes_written();
-        assert_eq!(
-            file.held_bytes(),
-            written.min(1 << 20),
-            "{kind:?}: until commit"
-        );
         file.commit().unwrap();
     }
 }
 
 #[test]
-fn an_orc_stripe_is_flushed_by_the_estimate_and_the_estimate_drops() {
+fn an_orc_stripe_in_progress_is_counted_until_it_is_flushed() {
     let dir = tempfile::tempdir().unwrap();
     let (mut w, file) = writer(dir.path().to_str().unwrap(), FormatKind::Orc, 2 << 20);
-    let mut peak = 0;
-    let mut flushes = 0;
+    let (mut peak, mut flushes, mut dropped) = (0, 0, false);
     for i in 0..40 {
-        let before = file.bytes_written();
+        let (before, held_before) = (file.bytes_written(), w.memory_bytes());
         w.write(&batch(10_000, i)).unwrap();
+        let held = w.memory_bytes();
         if file.bytes_written() > before {
             flushes += 1;
+            dropped |= held < held_before;
+        } else {
+            assert!(
+                held > held_before,
+                "a write without a flush adds to the stripe"
+            );
         }
-        let held = w.memory_bytes() as u64 - file.held_bytes();
         peak = peak.max(held);
     }
-    assert!(flushes >= 5, "stripes flushed: {flushes}");
-    // At most a stripe's estimate plus one batch.
-    let one = batch(10_000, 0).get_array_memory_size() as u64;
-    assert!(peak <= (2 << 20) + one, "peak {peak}");
-}
-
-#[test]
-fn an_upload_counts_its_part_and_the_parts_in_flight() {
-    let (mut w, file) = writer("memory:///b", FormatKind::Csv, 1);
-    assert_eq!(
-        w.memory_bytes(),
-        8 * 1024,
-        "only the csv buffer before any byte"
+    assert!(
+        flushes >= 3 && dropped,
+        "stripes flushed: {flushes}, estimate dropped: {dropped}"
     );
-    let part = 10 * 1024 * 1024u64;
-    let mut written = 0;
-    let mut i = 0;
-    while written < 5 * part {
-        w.write(&batch(50_000, i)).unwrap();
-        i += 1;
-        written = file.bytes_written();
-        let expect = if written < part {
-            written
-        } else {
-            written % part + (written / part).min(2) * part
-        };
-        assert_eq!(file.held_bytes(), expect, "after {written} bytes");
-        assert!(file.held_bytes() < 3 * part);
-    }
-    w.finish().unwrap();
-    file.clone().commit().unwrap();
-    assert_eq!(file.held_bytes(), 0, "nothing once committed");
+    // orc-rust flushes past the stripe size, between its 8,192-row slices.
+    assert!(peak <= 2 * (2 << 20), "peak {peak}");
 }
 
 /// Writes `ids` as an ORC int64 column (and an int32 one) through sluice's writer and reads
@@ -197,6 +163,18 @@ fn int_runs() -> impl proptest::strategy::Strategy<Value = Vec<i64>> {
         ),
     ];
     proptest::collection::vec(run, 1..6).prop_map(|runs| runs.concat())
+}
+
+/// Both cases orc-rust 0.9.0 panicked on, fixed: the patched-base width compare (a steady
+/// column with jumps back) and a run holding i64::MIN among negatives.
+#[test]
+fn orc_encodes_the_runs_that_overflowed() {
+    let ids: Vec<i64> = (0..30_000i64)
+        .map(|i| (i % 10_000) * 7919 + i / 10_000)
+        .collect();
+    assert_eq!(orc_round_trip(&ids, 10_000), ids);
+    let negatives = vec![-1, i64::MIN, -2, -1, -3, -3, -3, -7, -1, -2];
+    assert_eq!(orc_round_trip(&negatives, 100), negatives);
 }
 
 proptest::proptest! {

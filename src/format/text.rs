@@ -15,12 +15,7 @@ use crate::store::OutputFile;
 pub(crate) struct TextFormat {
     file: OutputFile,
     inner: Option<Inner>,
-    /// Compressor state held besides the file's buffers.
-    state: usize,
 }
-
-/// The csv crate's write buffer (arrow-csv does not expose its writer).
-const CSV_BUFFER: usize = 8 * 1024;
 
 enum Inner {
     Csv(Box<Writer<MaybeGzip>>),
@@ -60,10 +55,6 @@ pub(crate) fn check_raw(schema: &SchemaRef) -> Result<(), FormatError> {
 impl TextFormat {
     pub fn new(opts: &FormatOptions, schema: SchemaRef, file: OutputFile) -> Self {
         let out = MaybeGzip::new(file.clone(), opts.codec());
-        let state = match out {
-            MaybeGzip::Gzip(_) => super::GZIP_STATE,
-            MaybeGzip::Plain(_) => 0,
-        };
         let inner = match opts.kind {
             FormatKind::Text => Inner::Raw {
                 out,
@@ -82,7 +73,6 @@ impl TextFormat {
         TextFormat {
             file,
             inner: Some(inner),
-            state: state + CSV_BUFFER,
         }
     }
 }
@@ -112,9 +102,9 @@ impl FormatWriter for TextFormat {
     }
 
     fn memory_bytes(&self) -> usize {
-        // Each batch is encoded and written at once: what stays is the compressor state and
-        // the file's buffers.
-        self.state + self.file.held_bytes() as usize
+        // Each batch is encoded and written at once: what grows is the file's upload. The gzip
+        // state and the csv crate's 8 KiB buffer are fixed costs per open file.
+        self.file.held_bytes() as usize
     }
 
     fn finish(mut self: Box<Self>) -> Result<(), FormatError> {

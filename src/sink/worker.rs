@@ -198,6 +198,8 @@ impl Worker {
                 if self.open.get(&p).is_some_and(|op| self.must_roll(op)) {
                     self.commit_or_fail(p);
                 }
+                // Per item, not per take: a take may hold the whole channel.
+                self.bound_buffers();
             }
             take.commit();
             for p in failed {
@@ -212,7 +214,6 @@ impl Worker {
             for p in rolling {
                 self.commit_or_fail(p);
             }
-            self.bound_buffers();
             self.flush_idle();
         }
     }

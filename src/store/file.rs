@@ -5,36 +5,19 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use tokio::io::AsyncWriteExt;
-
 use super::StoreError;
 
-/// Multipart part size for object stores (S3 needs at least 5 MiB per part).
-pub(super) const PART_SIZE: usize = 10 * 1024 * 1024;
-
-/// Parts of one file uploading at once. A write waits while this many are in flight, so a
-/// file holds at most its part being filled plus this many parts.
-pub(super) const UPLOAD_CONCURRENCY: usize = 2;
-
-/// A local file's write buffer.
-const LOCAL_BUFFER: usize = 1 << 20;
+/// A local file's write buffer: a fixed cost per open file (bounded by `sink.max_open_files`),
+/// not counted in [`FileSink::held`].
+const LOCAL_BUFFER: usize = 256 * 1024;
 
 /// Where the bytes of one file go until it is committed or aborted.
 pub(super) trait FileSink: Write + Send {
     fn commit(self: Box<Self>) -> Result<(), StoreError>;
     fn abort(self: Box<Self>) -> Result<(), StoreError>;
-    /// An upper bound of the memory this sink holds after `written` bytes were written to it.
-    fn held(&self, written: u64) -> u64;
-}
-
-/// What an object-store upload holds after `written` bytes: everything until the first part
-/// is full, then the part being filled plus up to [`UPLOAD_CONCURRENCY`] parts in flight.
-pub(super) fn upload_held(written: u64) -> u64 {
-    let part = PART_SIZE as u64;
-    if written < part {
-        return written;
-    }
-    written % part + (written / part).min(UPLOAD_CONCURRENCY as u64) * part
+    /// The memory this sink holds that grows with the data (an upload's parts), after
+    /// `written` bytes were written to it.
+    fn held(&mut self, written: u64) -> u64;
 }
 
 pub(super) struct LocalSink {
@@ -102,8 +85,8 @@ impl FileSink for LocalSink {
         Ok(())
     }
 
-    fn held(&self, written: u64) -> u64 {
-        written.min(LOCAL_BUFFER as u64)
+    fn held(&mut self, _written: u64) -> u64 {
+        0
     }
 
     fn abort(self: Box<Self>) -> Result<(), StoreError> {
@@ -116,50 +99,6 @@ impl FileSink for LocalSink {
                 source,
             }),
         }
-    }
-}
-
-pub(super) struct StoreSink {
-    pub(super) writer: object_store::buffered::BufWriter,
-    pub(super) runtime: tokio::runtime::Handle,
-    pub(super) display: String,
-}
-
-impl Write for StoreSink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.runtime.block_on(self.writer.write_all(buf))?;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl FileSink for StoreSink {
-    fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
-        let display = self.display.clone();
-        self.runtime
-            .clone()
-            .block_on(self.writer.shutdown())
-            .map_err(|source| StoreError::Io {
-                path: display,
-                source,
-            })
-    }
-
-    fn held(&self, written: u64) -> u64 {
-        upload_held(written)
-    }
-
-    fn abort(mut self: Box<Self>) -> Result<(), StoreError> {
-        let display = self.display.clone();
-        self.runtime
-            .clone()
-            .block_on(self.writer.abort())
-            .map_err(|source| StoreError::Store {
-                path: display,
-                source,
-            })
     }
 }
 
@@ -196,11 +135,13 @@ impl OutputFile {
         self.inner.lock().expect("file state lock").written
     }
 
-    /// An upper bound of the memory the file's own buffers hold (a local write buffer, or an
-    /// upload's parts); 0 once committed or aborted.
+    /// The memory the file's own buffers hold that grows with the data: an object-store
+    /// upload's part being filled and its parts in flight (a local file's fixed write buffer
+    /// is not counted); 0 once committed or aborted.
     pub fn held_bytes(&self) -> u64 {
-        let state = self.inner.lock().expect("file state lock");
-        state.sink.as_ref().map_or(0, |s| s.held(state.written))
+        let mut state = self.inner.lock().expect("file state lock");
+        let written = state.written;
+        state.sink.as_mut().map_or(0, |s| s.held(written))
     }
 
     /// Where the file will appear, for messages.

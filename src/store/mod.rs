@@ -18,9 +18,11 @@ mod file;
 pub mod remote;
 mod sweep;
 mod timeout;
+mod upload;
 
 pub use file::OutputFile;
-use file::{FileSink, LocalSink, StoreSink, PART_SIZE, UPLOAD_CONCURRENCY};
+use file::{FileSink, LocalSink};
+use upload::UploadSink;
 
 /// Errors from destinations. Each names the URL or path involved.
 #[derive(Debug, thiserror::Error)]
@@ -425,16 +427,12 @@ impl Destination {
                 runtime,
             } => {
                 let path = Self::store_path(prefix, rel);
-                Box::new(StoreSink {
-                    writer: object_store::buffered::BufWriter::with_capacity(
-                        store.clone(),
-                        path,
-                        PART_SIZE,
-                    )
-                    .with_max_concurrency(UPLOAD_CONCURRENCY),
-                    runtime: runtime.clone(),
-                    display: display.clone(),
-                })
+                Box::new(UploadSink::new(
+                    store.clone(),
+                    path,
+                    runtime.clone(),
+                    display.clone(),
+                ))
             }
         };
         Ok(OutputFile::new(sink, display, staged))

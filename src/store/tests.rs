@@ -78,3 +78,65 @@ fn unknown_schemes_are_clear_errors() {
     let e = Destination::parse("ftp://x/y", rt.handle().clone()).unwrap_err();
     assert!(e.to_string().contains("ftp"), "{e}");
 }
+
+/// An upload counts the part being filled and the parts still in flight: with parts that take
+/// 300 ms, a fast writer holds at most 2 in flight (it waits), and once they land only the
+/// part being filled is left.
+#[test]
+fn an_upload_holds_its_part_and_at_most_two_in_flight() {
+    use object_store::throttle::{ThrottleConfig, ThrottledStore};
+    use std::io::Write;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let slow = ThrottleConfig {
+        wait_put_per_call: std::time::Duration::from_millis(300),
+        ..ThrottleConfig::default()
+    };
+    let store = Arc::new(ThrottledStore::new(
+        object_store::memory::InMemory::new(),
+        slow,
+    ));
+    let mut sink = upload::UploadSink::new(
+        store.clone(),
+        object_store::path::Path::from("x/big.bin"),
+        rt.handle().clone(),
+        "memory:///x/big.bin".into(),
+    );
+    let part = upload::PART_SIZE as u64;
+    let piece = vec![1u8; 3 * 1024 * 1024];
+    let mut written = 0u64;
+    let mut most_in_flight = 0;
+    while written < 7 * part {
+        sink.write_all(&piece).unwrap();
+        written += piece.len() as u64;
+        let held = file::FileSink::held(&mut sink, written);
+        let filling = if written < part {
+            written
+        } else {
+            written % part
+        };
+        assert!(held >= filling, "{held} < the part being filled {filling}");
+        assert!(
+            held <= filling + 2 * part,
+            "{held} after {written}: more than 2 parts in flight"
+        );
+        most_in_flight = most_in_flight.max((held - filling) / part);
+    }
+    assert_eq!(most_in_flight, 2, "slow parts pile up to the limit");
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert_eq!(
+        file::FileSink::held(&mut sink, written),
+        written % part,
+        "landed parts are no longer counted"
+    );
+    file::FileSink::commit(Box::new(sink)).unwrap();
+    let got = rt
+        .block_on(async {
+            store
+                .get(&object_store::path::Path::from("x/big.bin"))
+                .await?
+                .bytes()
+                .await
+        })
+        .unwrap();
+    assert_eq!(got.len() as u64, written);
+}

@@ -187,6 +187,10 @@ pub(super) fn push_api(
         crate::config::parse_bytes(max_body).unwrap_or(16 << 20) as usize,
         crate::config::parse_duration(body_timeout).unwrap_or(std::time::Duration::from_secs(30)),
         *max_concurrent,
-        crate::config::parse_bytes(max_in_flight).unwrap_or(256 << 20),
+        crate::config::max_in_flight(
+            max_in_flight.as_deref(),
+            crate::config::parse_bytes(max_body).unwrap_or(16 << 20),
+        )
+        .unwrap_or(256 << 20),
     )))
 }

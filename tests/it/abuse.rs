@@ -563,7 +563,20 @@ fn an_int_column_with_jumps_and_extremes_converts_to_orc() {
     let mut ids: Vec<i64> = (0..30_000i64)
         .map(|i| (i % 10_000) * 7919 + i / 10_000)
         .collect();
-    ids.extend([i64::MAX, i64::MAX, i64::MAX, -1, i64::MIN, -1, -1, 0, 5]);
+    ids.extend([
+        i64::MAX,
+        i64::MAX,
+        -1,
+        i64::MIN,
+        -2,
+        -1,
+        -3,
+        -3,
+        -3,
+        -7,
+        0,
+        5,
+    ]);
     let input = dir.path().join("ids.jsonl");
     let text: String = ids.iter().map(|i| format!("{{\"id\":{i}}}\n")).collect();
     std::fs::write(&input, text).unwrap();
@@ -617,7 +630,7 @@ fn pushes_in_progress_share_a_memory_budget() {
     let job = push_job(
         dir.path(),
         "wal",
-        "max_body = \"64KiB\"\nmax_in_flight = \"320KiB\"\nbody_timeout = \"3s\"",
+        "max_body = \"64KiB\"\nmax_in_flight = \"320KiB\"\nbody_timeout = \"6s\"",
         "",
     );
     let (child, addr) = start(&job, &dir.path().join("run.log"));

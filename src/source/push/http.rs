@@ -41,7 +41,6 @@ pub struct PushApi {
     permits: Arc<tokio::sync::Semaphore>,
     /// `max_in_flight`, in KiB: what requests in progress may hold.
     budget: Arc<tokio::sync::Semaphore>,
-    budget_kib: usize,
     decoder: Mutex<RecordDecoder>,
     /// Decoders reused across requests.
     pool: Mutex<Vec<RecordDecoder>>,
@@ -69,7 +68,6 @@ impl PushApi {
                 .is_some_and(|s| s.on_error == crate::stage::OnError::Fail),
             permits: Arc::new(tokio::sync::Semaphore::new(max_concurrent.max(1))),
             budget: Arc::new(tokio::sync::Semaphore::new(kib(max_in_flight) as usize)),
-            budget_kib: kib(max_in_flight) as usize,
             decoder: Mutex::new(decoder),
             pool: Mutex::new(Vec::new()),
         }
@@ -93,36 +91,26 @@ impl PushApi {
             .clone()
             .try_acquire_many_owned(kib(bytes))
             .ok()?;
-        let r = Reservation {
-            permit: Some(permit),
-            budget: self.budget.clone(),
-            total: self.budget_kib,
+        let bytes = permit.num_permits() as i64 * 1024;
+        self.metrics.push_in_flight(bytes);
+        Some(Reservation {
+            _permit: permit,
+            bytes,
             metrics: self.metrics.clone(),
-        };
-        r.report();
-        Some(r)
+        })
     }
 }
 
-/// A share of `max_in_flight`, given back (and the gauge updated) when dropped.
+/// A share of `max_in_flight`, given back (and the gauge lowered) when dropped.
 struct Reservation {
-    permit: Option<tokio::sync::OwnedSemaphorePermit>,
-    budget: Arc<tokio::sync::Semaphore>,
-    total: usize,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    bytes: i64,
     metrics: Arc<Metrics>,
-}
-
-impl Reservation {
-    fn report(&self) {
-        let held = self.total - self.budget.available_permits().min(self.total);
-        self.metrics.push_in_flight(held as u64 * 1024);
-    }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        drop(self.permit.take());
-        self.report();
+        self.metrics.push_in_flight(-self.bytes);
     }
 }
 
@@ -210,8 +198,7 @@ pub async fn push(api: Arc<PushApi>, headers: HeaderMap, body: Body) -> Response
     // request is still being decoded and appended.
     let work = move || {
         let _permit = permit;
-        let _held = held;
-        take(&worker, bytes, gzip)
+        take(&worker, bytes, gzip, held)
     };
     match tokio::task::spawn_blocking(work).await {
         Ok(r) => r,
@@ -223,8 +210,9 @@ pub async fn push(api: Arc<PushApi>, headers: HeaderMap, body: Body) -> Response
     }
 }
 
-/// Decodes and appends one body (on a blocking thread: decoding and fsync take time).
-fn take(api: &PushApi, bytes: bytes::Bytes, gzip: bool) -> Response {
+/// Decodes and appends one body (on a blocking thread: decoding and fsync take time). `body`
+/// is the body's reservation, exchanged for the decoding's once the text is known.
+fn take(api: &PushApi, bytes: bytes::Bytes, gzip: bool, body: Reservation) -> Response {
     let mut data = if gzip {
         let mut out = Vec::new();
         let limit = api.max_body as u64 + 1;
@@ -275,7 +263,9 @@ fn take(api: &PushApi, bytes: bytes::Bytes, gzip: bool) -> Response {
     if let Err(r) = api.intake.check(data.len() as u64) {
         return refused(api, r);
     }
-    // Decoding holds the text, the decoder's working data and the batches at once.
+    // Decoding holds the text, the decoder's working data and the batches at once: that
+    // reservation replaces the body's (the compressed body is gone by now).
+    drop(body);
     let Some(_decoding) = api.reserve(DECODE_FACTOR * data.len() as u64) else {
         return no_memory(api);
     };

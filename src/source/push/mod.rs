@@ -178,7 +178,8 @@ impl Intake {
     /// Whether a request of `len` bytes would be taken now (checked again when appending):
     /// lets a request that would be refused skip its decoding.
     pub fn check(&self, len: u64) -> Result<(), Refusal> {
-        self.check_room(&self.lock(), len, 0)
+        // Decoded forms are about the size of their text, up to twice it.
+        self.check_room(&self.lock(), len, 2 * len)
     }
 
     /// Room for a request of `len` log bytes that decoded to `decoded` bytes of memory.

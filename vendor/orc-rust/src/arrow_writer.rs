@@ -146,6 +146,12 @@ impl<W: Write> ArrowWriter<W> {
         Ok(())
     }
 
+    /// sluice: the estimated size of the stripe in progress (what `write` compares with the
+    /// stripe size), so a caller can bound its memory.
+    pub fn estimate_memory_size(&self) -> usize {
+        self.writer.estimate_memory_size()
+    }
+
     /// Flush any buffered data that hasn't been written, and write the stripe
     /// footer metadata.
     pub fn flush_stripe(&mut self) -> Result<()> {
