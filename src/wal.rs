@@ -43,6 +43,20 @@ pub enum WalError {
     TooLarge { dir: PathBuf, len: u64 },
     #[error("WAL {dir}: position {want} was already released (the log starts at {start})")]
     Released { dir: PathBuf, want: u64, start: u64 },
+    /// The disk is full: nothing of the record stayed (the segment was cut back), and the log
+    /// takes records again once there is room.
+    #[error("WAL {path}: the disk is full ({source}); nothing of the record was kept")]
+    Full {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Whether an error says the disk or the quota is full (ENOSPC, EDQUOT).
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull
+        || e.kind() == std::io::ErrorKind::QuotaExceeded
+        || matches!(e.raw_os_error(), Some(28 | 122))
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WalError + '_ {
@@ -372,9 +386,17 @@ impl Wal {
         h[8..16].copy_from_slice(&pos.to_le_bytes());
         let path = &self.segments.last().expect("a segment").path;
         let mut f: &File = &self.file;
-        f.write_all(&h)
-            .and_then(|()| f.write_all(payload))
-            .map_err(io(path))?;
+        if let Err(e) = f.write_all(&h).and_then(|()| f.write_all(payload)) {
+            if !is_disk_full(&e) {
+                return Err(io(path)(e));
+            }
+            // Cut what landed of the record (cutting needs no room): the log is as before.
+            self.file.set_len(self.file_len).map_err(io(path))?;
+            return Err(WalError::Full {
+                path: path.clone(),
+                source: e,
+            });
+        }
         self.file_len += RECORD_HEADER + payload.len() as u64;
         self.end += payload.len() as u64;
         Ok((pos, self.end))
@@ -396,7 +418,19 @@ impl Wal {
     /// Creates a segment at `base` (durably) and appends to it from now on.
     fn start_segment(&mut self, base: u64) -> Result<(), WalError> {
         let path = segment_path(&self.dir, base);
-        create_segment(&path)?;
+        if let Err(e) = create_segment(&path) {
+            if let WalError::Io { source, .. } = &e {
+                if is_disk_full(source) {
+                    // The new segment holds no record: remove it and refuse, as for a record.
+                    std::fs::remove_file(&path).map_err(io(&path))?;
+                    let WalError::Io { path, source } = e else {
+                        unreachable!("matched above")
+                    };
+                    return Err(WalError::Full { path, source });
+                }
+            }
+            return Err(e);
+        }
         sync_dir(&self.dir)?;
         self.file = Arc::new(
             OpenOptions::new()

@@ -4,6 +4,7 @@ mod abuse;
 mod admin;
 mod convert;
 mod dead_letters;
+mod disk;
 mod evolution;
 mod gaps;
 mod helpers;

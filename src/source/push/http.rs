@@ -328,7 +328,9 @@ fn take(api: &PushApi, bytes: bytes::Bytes, gzip: bool, body: Reservation) -> Re
 
 fn refused(api: &PushApi, r: Refusal) -> Response {
     let status = match r {
-        Refusal::Full { .. } | Refusal::NotRunning => StatusCode::SERVICE_UNAVAILABLE,
+        Refusal::Full { .. } | Refusal::NotRunning | Refusal::DiskFull(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         Refusal::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     answer(api, status, json!({ "error": r.to_string() }))

@@ -58,6 +58,8 @@ pub enum Refusal {
     Full { pending: u64, retained: u64 },
     #[error("the task is not running (starting or stopping); retry later")]
     NotRunning,
+    #[error("{0}; retry later")]
+    DiskFull(String),
     #[error("the log failed: {0}")]
     Failed(String),
 }
@@ -111,6 +113,11 @@ impl Intake {
         self.check_room(&g, len, decoded_bytes)?;
         let (start, end) = match g.log.append(payload) {
             Ok(r) => r,
+            Err(e @ WalError::Full { .. }) => {
+                // Nothing of it stayed: refuse it, and take requests again once there is room.
+                tracing::warn!(error = %e, "push refused: the WAL's disk is full");
+                return Err(Refusal::DiskFull(e.to_string()));
+            }
             Err(e) => return Err(self.fail(&mut g, e)),
         };
         for d in &mut decoded.dead {
