@@ -48,6 +48,7 @@ pub(super) fn commit_partition(
             // Whatever is not published when this returns (an error, a lost claim) is aborted:
             // no temporary file or upload outlives its attempt.
             let mut pending = Unpublished::default();
+            pending.files = std::mem::take(&mut op.parked);
             let opens: Vec<OpenFile> = std::mem::take(&mut op.files).into_values().collect();
             pending
                 .unfinished
@@ -241,6 +242,9 @@ impl Drop for Unpublished {
 pub(super) fn abort_open(mut op: OpenPartition) {
     for f in std::mem::take(&mut op.files).into_values() {
         let _ = f.file.abort();
+    }
+    for (_, file, _) in std::mem::take(&mut op.parked) {
+        let _ = file.abort();
     }
     if let Some(w) = op.dead.take() {
         let _ = w.abort();

@@ -21,7 +21,7 @@ use super::commit::{abort_open, commit_partition};
 use super::control::{Control, PartState};
 use super::partition::PathTemplate;
 use crate::channel::{Channel, Item};
-use crate::commit::checkpoint::Checkpoints;
+use crate::commit::checkpoint::{Checkpoints, FileEntry};
 use crate::commit::now_ms;
 use crate::deadletter::DeadLetterWriter;
 use crate::format::{create_writer, FormatOptions, FormatWriter};
@@ -89,6 +89,10 @@ pub(super) struct OpenFile {
 
 pub(super) struct OpenPartition {
     pub(super) files: BTreeMap<String, OpenFile>,
+    /// Files already whole (their writers finished, their descriptors closed) that commit
+    /// with the open ones: an item routing to more paths than `max_open_files` parks files
+    /// to stay under it.
+    pub(super) parked: Vec<(String, OutputFile, FileEntry)>,
     pub(super) dead: Option<DeadLetterWriter>,
     pub(super) next_offset: u64,
     pub(super) next_line: u64,
@@ -265,6 +269,9 @@ impl Worker {
         if op.records >= r.max_rows || op.opened.elapsed() >= r.max_age {
             return true;
         }
+        if !op.parked.is_empty() {
+            return true; // an item routed past max_open_files: commit before the next
+        }
         op.files.values().any(|f| {
             f.rows >= r.max_rows
                 || f.writer.bytes_written() + f.writer.buffered_bytes() as u64 >= r.max_bytes
@@ -420,8 +427,12 @@ impl Worker {
         let Some(state) = self.part(p) else {
             return Ok(());
         };
+        // Files open in every partition: an item may route to more paths than the cap, so
+        // files are parked as they fill the cap (see `park_one`).
+        let mut open_now: usize = self.open.values().map(|op| op.files.len()).sum();
         let op = self.open.entry(p).or_insert_with(|| OpenPartition {
             files: BTreeMap::new(),
+            parked: Vec::new(),
             dead: None,
             next_offset: item.prov.from_offset,
             next_line: 0,
@@ -438,6 +449,10 @@ impl Worker {
         op.records += item.records;
         for (path, rows) in groups {
             if !op.files.contains_key(&path) {
+                if open_now >= self.ctx.max_open && park_one(op)? {
+                    open_now -= 1;
+                }
+                open_now += 1;
                 let rel = format!(
                     "{path}{}{}-{}-{}{}.{}",
                     self.ctx.file_prefix,
@@ -515,6 +530,40 @@ impl Worker {
             None => Ok(()),
         }
     }
+}
+
+/// Finishes one open file of `op` and parks it (whole, descriptor closed) to commit with the
+/// rest; false when `op` has no open file.
+fn park_one(op: &mut OpenPartition) -> Result<bool, WorkError> {
+    let Some((_, f)) = op.files.pop_first() else {
+        return Ok(false);
+    };
+    let OpenFile {
+        rel,
+        file,
+        writer,
+        rows,
+        first_offset,
+        last_offset,
+        ..
+    } = f;
+    if let Err(e) = writer
+        .finish()
+        .map_err(WorkError::from)
+        .and_then(|()| Ok(file.park()?))
+    {
+        let _ = file.abort();
+        return Err(e);
+    }
+    let entry = FileEntry {
+        path: rel.clone(),
+        first_offset,
+        last_offset,
+        rows,
+        bytes: file.bytes_written(),
+    };
+    op.parked.push((rel, file, entry));
+    Ok(true)
 }
 
 /// Min and max of a timestamp or date column, in microseconds.

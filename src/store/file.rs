@@ -18,10 +18,16 @@ pub(super) trait FileSink: Write + Send {
     /// The memory this sink holds that grows with the data (an upload's parts), after
     /// `written` bytes were written to it.
     fn held(&mut self, written: u64) -> u64;
+    /// The file is whole but not yet committed: give back what an open file costs (a local
+    /// file's descriptor and buffer). Nothing is written after it.
+    fn park(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 pub(super) struct LocalSink {
-    pub(super) file: std::io::BufWriter<std::fs::File>,
+    /// None once parked: written, synced and closed, waiting for its rename.
+    pub(super) file: Option<std::io::BufWriter<std::fs::File>>,
     pub(super) tmp: PathBuf,
     target: PathBuf,
 }
@@ -50,19 +56,23 @@ impl LocalSink {
         let tmp = dir.join(format!(".{name}.{unique}.tmp"));
         let file = std::fs::File::create(&tmp).map_err(io)?;
         Ok(LocalSink {
-            file: std::io::BufWriter::with_capacity(LOCAL_BUFFER, file),
+            file: Some(std::io::BufWriter::with_capacity(LOCAL_BUFFER, file)),
             tmp,
             target: target.to_path_buf(),
         })
     }
 }
 
+fn parked() -> std::io::Error {
+    std::io::Error::other("the file is parked: whole, waiting for its commit")
+}
+
 impl Write for LocalSink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.file.write(buf)
+        self.file.as_mut().ok_or_else(parked)?.write(buf)
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
+        self.file.as_mut().map_or(Ok(()), |f| f.flush())
     }
 }
 
@@ -72,9 +82,10 @@ impl FileSink for LocalSink {
             path: self.target.display().to_string(),
             source,
         };
-        let file = self.file.into_inner().map_err(|e| io(e.into_error()))?;
-        file.sync_all().map_err(io)?;
-        drop(file);
+        if let Some(file) = self.file {
+            let file = file.into_inner().map_err(|e| io(e.into_error()))?;
+            file.sync_all().map_err(io)?;
+        }
         std::fs::rename(&self.tmp, &self.target).map_err(io)?;
         if let Some(dir) = self.target.parent() {
             // Make the rename durable; not every platform can open a folder, so best effort.
@@ -87,6 +98,18 @@ impl FileSink for LocalSink {
 
     fn held(&mut self, _written: u64) -> u64 {
         0
+    }
+
+    fn park(&mut self) -> Result<(), StoreError> {
+        if let Some(file) = self.file.take() {
+            let io = |source| StoreError::Io {
+                path: self.target.display().to_string(),
+                source,
+            };
+            let file = file.into_inner().map_err(|e| io(e.into_error()))?;
+            file.sync_all().map_err(io)?;
+        }
+        Ok(())
     }
 
     fn abort(self: Box<Self>) -> Result<(), StoreError> {
@@ -160,6 +183,16 @@ impl OutputFile {
         let sink = state.sink.take().ok_or_else(|| closed(&self.display))?;
         sink.commit()?;
         Ok(state.written)
+    }
+
+    /// The file is whole (its writer finished) but commits later: give back its descriptor
+    /// and write buffer. See [`FileSink::park`].
+    pub fn park(&self) -> Result<(), StoreError> {
+        let mut state = self.inner.lock().expect("file state lock");
+        match state.sink.as_mut() {
+            Some(sink) => sink.park(),
+            None => Err(closed(&self.display)),
+        }
     }
 
     /// Discards the file; nothing becomes visible.

@@ -259,9 +259,7 @@ impl Destination {
                     return Box::new(sink).commit();
                 }
                 // A hard link fails if the target exists: an atomic create-only rename.
-                let file = sink.file.into_inner().map_err(|e| io(e.into_error()))?;
-                file.sync_all().map_err(io)?;
-                drop(file);
+                sink.park()?;
                 let linked = std::fs::hard_link(&sink.tmp, &target);
                 let _ = std::fs::remove_file(&sink.tmp);
                 match linked {
