@@ -421,8 +421,14 @@ impl Wal {
         if let Err(e) = create_segment(&path) {
             if let WalError::Io { source, .. } = &e {
                 if is_disk_full(source) {
-                    // The new segment holds no record: remove it and refuse, as for a record.
-                    std::fs::remove_file(&path).map_err(io(&path))?;
+                    // The new segment holds no record: remove it (if it was created at all)
+                    // and refuse, as for a record.
+                    match std::fs::remove_file(&path) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            return Err(io(&path)(e))
+                        }
+                        _ => {}
+                    }
                     let WalError::Io { path, source } = e else {
                         unreachable!("matched above")
                     };

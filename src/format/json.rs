@@ -40,7 +40,7 @@ impl FormatWriter for JsonFormat {
 
     fn memory_bytes(&self) -> usize {
         // arrow-json encodes a batch and writes it at once: what grows is the file's upload.
-        // The gzip state is a fixed cost per open file (see `GZIP_STATE`).
+        // The gzip state is a fixed cost per open file, bounded by `max_open_files`.
         self.file.held_bytes() as usize
     }
 

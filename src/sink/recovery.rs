@@ -111,13 +111,20 @@ impl Worker {
     /// Aborts partition `p`'s open files and asks the source to replay it from its checkpoint,
     /// after a growing pause (the destination may be down).
     pub(super) fn fail(&mut self, p: u32) {
+        let held = self.open.remove(&p).map(|op| {
+            let at = op.next_offset;
+            abort_open(op);
+            at
+        });
+        self.fail_at(p, held);
+    }
+
+    /// [`Self::fail`] for a partition whose open files were already aborted; `held`: the
+    /// position they had reached.
+    pub(super) fn fail_at(&mut self, p: u32, held: Option<u64>) {
         let ctl = self.ctx.control.clone();
         ctl.failures.fetch_add(1, Ordering::Relaxed);
         self.ctx.metrics.retry();
-        let held = self.open.get(&p).map(|op| op.next_offset);
-        if let Some(op) = self.open.remove(&p) {
-            abort_open(op);
-        }
         // The registration being rewound: a reassignment meanwhile seeks the source itself.
         let term = self.part(p).map(|s| s.term);
         // Pause (growing, with jitter), then reconcile with the store; while it is down, keep

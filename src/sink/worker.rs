@@ -186,15 +186,23 @@ impl Worker {
                 continue;
             }
             self.set_finished(false);
-            let mut failed: Vec<u32> = Vec::new();
+            // Partitions whose item failed, with the position their open files had reached.
+            let mut failed: Vec<(u32, Option<u64>)> = Vec::new();
             for item in take.items() {
                 let p = item.prov.partition;
-                if failed.contains(&p) || item.prov.epoch < ctl.epoch(p) {
+                if failed.iter().any(|(q, _)| *q == p) || item.prov.epoch < ctl.epoch(p) {
                     continue; // stale: the partition was rewound
                 }
                 if let Err(e) = self.write_item(item) {
                     tracing::warn!(partition = p, error = %e, "writing failed; rewinding the partition");
-                    failed.push(p);
+                    // Its files may hold part of the failed item: abort them now, before a
+                    // commit of the buffer bound or the file cap could take them along.
+                    let held = self.open.remove(&p).map(|op| {
+                        let at = op.next_offset;
+                        abort_open(op);
+                        at
+                    });
+                    failed.push((p, held));
                     continue;
                 }
                 // Roll as soon as an item fills a file, not once per take: file sizes then do
@@ -206,8 +214,8 @@ impl Worker {
                 self.bound_buffers();
             }
             take.commit();
-            for p in failed {
-                self.fail(p);
+            for (p, held) in failed {
+                self.fail_at(p, held);
             }
             let rolling: Vec<u32> = self
                 .open

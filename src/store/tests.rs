@@ -115,19 +115,19 @@ fn an_upload_holds_its_part_and_at_most_two_in_flight() {
             written % part
         };
         assert!(held >= filling, "{held} < the part being filled {filling}");
-        assert!(
-            held <= filling + 2 * part,
-            "{held} after {written}: more than 2 parts in flight"
-        );
         most_in_flight = most_in_flight.max((held - filling) / part);
     }
     assert_eq!(most_in_flight, 2, "slow parts pile up to the limit");
-    std::thread::sleep(std::time::Duration::from_millis(800));
-    assert_eq!(
-        file::FileSink::held(&mut sink, written),
-        written % part,
-        "landed parts are no longer counted"
-    );
+    // Landed parts are no longer counted.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while file::FileSink::held(&mut sink, written) != written % part {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "parts still counted 30 s later: {}",
+            file::FileSink::held(&mut sink, written)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     file::FileSink::commit(Box::new(sink)).unwrap();
     let got = rt
         .block_on(async {

@@ -35,6 +35,8 @@ pub(super) struct UploadSink {
     store: Arc<dyn ObjectStore>,
     path: Path,
     state: State,
+    /// The first failed part: every later write and the commit fail with it.
+    failed: Option<String>,
     runtime: tokio::runtime::Handle,
     display: String,
 }
@@ -50,6 +52,7 @@ impl UploadSink {
             store,
             path,
             state: State::Buffer(Vec::new()),
+            failed: None,
             runtime,
             display,
         }
@@ -57,33 +60,39 @@ impl UploadSink {
 
     /// Appends at most one part's worth, so at most one new part starts per call.
     fn write_piece(&mut self, piece: &[u8]) -> std::io::Result<()> {
+        if let Some(e) = &self.failed {
+            return Err(std::io::Error::other(format!("a part upload failed: {e}")));
+        }
         if let State::Buffer(b) = &mut self.state {
             if b.len() + piece.len() < PART_SIZE {
                 b.extend_from_slice(piece);
                 return Ok(());
             }
-            let buffered = std::mem::take(b);
+            // The upload first: if it cannot start, the buffer is still whole.
             let upload = self
                 .runtime
                 .block_on(self.store.put_multipart(&self.path))
                 .map_err(std::io::Error::other)?;
+            let buffered = std::mem::take(b);
+            let sent = buffered.len() as u64;
             let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-            // `write` starts part uploads as tasks: they need the runtime's context.
+            // `put` starts part uploads as tasks: they need the runtime's context.
             let _context = self.runtime.enter();
-            writer.write(&buffered);
-            self.state = State::Parts {
-                writer,
-                sent: buffered.len() as u64,
-            };
+            writer.put(bytes::Bytes::from(buffered));
+            self.state = State::Parts { writer, sent };
         }
         let State::Parts { writer, sent } = &mut self.state else {
             return Err(std::io::Error::other(
                 "the file is already committed or aborted",
             ));
         };
-        self.runtime
+        if let Err(e) = self
+            .runtime
             .block_on(writer.wait_for_capacity(UPLOAD_CONCURRENCY))
-            .map_err(std::io::Error::other)?;
+        {
+            self.failed = Some(e.to_string());
+            return Err(std::io::Error::other(e));
+        }
         let _context = self.runtime.enter();
         writer.write(piece);
         *sent += piece.len() as u64;
@@ -91,13 +100,18 @@ impl UploadSink {
     }
 }
 
-/// Parts still uploading (0 to [`UPLOAD_CONCURRENCY`]), reaping the finished ones; a failed
-/// part counts as finished here and fails the commit.
-fn in_flight(writer: &mut WriteMultipart) -> usize {
+/// Parts still uploading (0 to [`UPLOAD_CONCURRENCY`]), reaping the finished ones; the
+/// error of a failed one, if any.
+fn in_flight(writer: &mut WriteMultipart) -> (usize, Option<object_store::Error>) {
     let mut cx = Context::from_waker(Waker::noop());
-    (0..UPLOAD_CONCURRENCY)
-        .find(|n| matches!(writer.poll_for_capacity(&mut cx, n + 1), Poll::Ready(_)))
-        .unwrap_or(UPLOAD_CONCURRENCY)
+    for n in 0..UPLOAD_CONCURRENCY {
+        match writer.poll_for_capacity(&mut cx, n + 1) {
+            Poll::Ready(Ok(())) => return (n, None),
+            Poll::Ready(Err(e)) => return (n, Some(e)),
+            Poll::Pending => {}
+        }
+    }
+    (UPLOAD_CONCURRENCY, None)
 }
 
 impl Write for UploadSink {
@@ -114,10 +128,18 @@ impl Write for UploadSink {
 
 impl FileSink for UploadSink {
     fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
+        let display = self.display.clone();
         let fail = |source| StoreError::Store {
-            path: self.display.clone(),
+            path: display.clone(),
             source,
         };
+        if let Some(e) = self.failed.take() {
+            let _ = self.abort_upload();
+            return Err(StoreError::Io {
+                path: self.display.clone(),
+                source: std::io::Error::other(format!("a part upload failed: {e}")),
+            });
+        }
         match std::mem::replace(&mut self.state, State::Done) {
             State::Buffer(b) => self
                 .runtime
@@ -139,6 +161,28 @@ impl FileSink for UploadSink {
     }
 
     fn abort(mut self: Box<Self>) -> Result<(), StoreError> {
+        self.abort_upload()
+    }
+
+    fn held(&mut self, _written: u64) -> u64 {
+        match &mut self.state {
+            State::Buffer(b) => b.capacity() as u64,
+            State::Parts { writer, sent } => {
+                let _context = self.runtime.enter();
+                let filling = *sent % PART_SIZE as u64;
+                let (parts, error) = in_flight(writer);
+                if let (Some(e), None) = (error, &self.failed) {
+                    self.failed = Some(e.to_string());
+                }
+                filling + (parts * PART_SIZE) as u64
+            }
+            State::Done => 0,
+        }
+    }
+}
+
+impl UploadSink {
+    fn abort_upload(&mut self) -> Result<(), StoreError> {
         match std::mem::replace(&mut self.state, State::Done) {
             State::Parts { writer, .. } => {
                 let _context = self.runtime.enter();
@@ -150,18 +194,6 @@ impl FileSink for UploadSink {
                     })
             }
             State::Buffer(_) | State::Done => Ok(()),
-        }
-    }
-
-    fn held(&mut self, _written: u64) -> u64 {
-        match &mut self.state {
-            State::Buffer(b) => b.len() as u64,
-            State::Parts { writer, sent } => {
-                let _context = self.runtime.enter();
-                let filling = *sent % PART_SIZE as u64;
-                filling + (in_flight(writer) * PART_SIZE) as u64
-            }
-            State::Done => 0,
         }
     }
 }

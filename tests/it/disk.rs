@@ -52,14 +52,39 @@ impl Drop for Tmpfs {
     }
 }
 
-/// 300 events (about 100 KB) with trace ids `<tag>-<i>`.
+/// Kills the run if the test fails before stopping it.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// 300 events (about 100 KB) with trace ids `<tag>-<i>`, each with 250 characters that do
+/// not compress (the output fills the disk too, not only the WAL).
 fn body(tag: &str) -> Vec<u8> {
+    let mut seed = tag.bytes().fold(0x9e37_79b9_7f4a_7c15u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    });
+    let mut noise = || {
+        (0..125)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                format!("{:02x}", seed as u8)
+            })
+            .collect::<String>()
+    };
     (0..300)
         .map(|i| {
             format!(
-                "{{\"ts\":\"2024-05-01T10:00:00Z\",\"host\":\"h\",\"path\":\"/{}\",\"status\":200,\"user_agent\":\"{}\",\"trace_id\":\"{tag}-{i}\"}}\n",
-                i,
-                "a".repeat(250)
+                "{{\"ts\":\"2024-05-01T10:00:00Z\",\"host\":\"h\",\"path\":\"/{i}\",\"status\":200,\"user_agent\":\"{}\",\"trace_id\":\"{tag}-{i}\"}}\n",
+                noise()
             )
         })
         .collect::<String>()
@@ -78,7 +103,8 @@ fn a_full_disk_refuses_pushes_and_recovers_when_space_returns() {
     };
     let state = fs.0.join("state");
     let out = fs.0.join("out");
-    let job = push_job(dir.path(), "wal", "", "");
+    // Small segments: the WAL also rolls on the full disk.
+    let job = push_job(dir.path(), "wal", "wal_segment_bytes = \"256KiB\"", "");
     let text = std::fs::read_to_string(&job)
         .unwrap()
         .replace("state_dir = \"state\"", &format!("state_dir = {state:?}"))
@@ -88,10 +114,11 @@ fn a_full_disk_refuses_pushes_and_recovers_when_space_returns() {
         );
     std::fs::write(&job, text).unwrap();
     let (child, addr) = start(&job, &dir.path().join("run.log"));
+    let mut child = KillOnDrop(Some(child));
     let mut c = Client::new(&addr);
     let mut acked = Vec::new();
     let mut refusal = None;
-    for n in 0..200 {
+    for n in 0..400 {
         let tag = format!("r{n}");
         let (code, _, b) = c
             .post("/v1/repos/nginx_access/data", "", &body(&tag))
@@ -105,7 +132,7 @@ fn a_full_disk_refuses_pushes_and_recovers_when_space_returns() {
             _ => panic!("push {n}: {code} {b}"),
         }
     }
-    let refusal = refusal.expect("4 MiB filled up within 200 pushes of 100 KB");
+    let refusal = refusal.expect("4 MiB filled up within 400 pushes of 100 KB");
     assert!(acked.len() > 5, "some pushes fit: {}", acked.len());
     // Still serving, and still refusing while the disk is full.
     let (code, _) = http(&addr, "GET", "/v1/tasks", None);
@@ -127,6 +154,13 @@ fn a_full_disk_refuses_pushes_and_recovers_when_space_returns() {
             _ => panic!("{code} {b}"),
         }
     });
+    // A commit that met the full disk replays after a pause: wait for every acknowledged row
+    // to be committed before stopping (a stop ends the replay; the WAL keeps the rest).
+    let want = acked.len() * 300;
+    wait_until("every acknowledged row to be committed", 120, || {
+        trace_ids(&out).len() >= want
+    });
+    let child = child.0.take().unwrap();
     sigterm(&child);
     let output = child.wait_with_output().unwrap();
     assert!(
