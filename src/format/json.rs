@@ -39,9 +39,13 @@ impl FormatWriter for JsonFormat {
     }
 
     fn memory_bytes(&self) -> usize {
-        // arrow-json encodes a batch and writes it at once: what grows is the file's upload.
-        // The gzip state is a fixed cost per open file, bounded by `max_open_files`.
-        self.file.held_bytes() as usize
+        // arrow-json encodes a batch and writes it at once: what stays is the gzip state and
+        // the file's buffers.
+        let gzip = self
+            .writer
+            .as_ref()
+            .map_or(0, |w| w.get_ref().state_bytes());
+        gzip + self.file.held_bytes() as usize
     }
 
     fn finish(mut self: Box<Self>) -> Result<(), FormatError> {

@@ -232,10 +232,9 @@ pub trait FormatWriter: Send {
     /// Encoded bytes held in memory and not yet written (a Parquet row group in progress):
     /// with [`FormatWriter::bytes_written`], the file's size so far, for rotation.
     fn buffered_bytes(&self) -> usize;
-    /// The memory the writer holds that grows with the data: a row group or stripe in
-    /// progress and the file's upload parts. Counted against `sink.max_buffered_bytes`; fixed
-    /// costs per open file (compressor state, write buffers) are bounded by
-    /// `sink.max_open_files` instead.
+    /// The memory the writer holds: a row group or stripe in progress, its compressors'
+    /// state, and the file's buffers and upload parts. Counted against
+    /// `sink.max_buffered_bytes`.
     fn memory_bytes(&self) -> usize;
     /// Writes the rest and the footer. The caller then commits the [`OutputFile`].
     fn finish(self: Box<Self>) -> Result<(), FormatError>;
@@ -258,6 +257,10 @@ pub fn create_writer(
     })
 }
 
+/// What a gzip stream holds besides its input: the deflate window, hash chains and pending
+/// output (about 256 KiB at zlib's default memory level) and flate2's 32 KiB output buffer.
+pub(crate) const GZIP_STATE: usize = 320 * 1024;
+
 /// Wraps an output in gzip when the codec says so.
 pub(crate) enum MaybeGzip {
     Plain(OutputFile),
@@ -272,6 +275,14 @@ impl MaybeGzip {
                 flate2::Compression::new(level),
             ))),
             _ => MaybeGzip::Plain(file),
+        }
+    }
+
+    /// The compressor's state (0 for a plain file).
+    pub fn state_bytes(&self) -> usize {
+        match self {
+            MaybeGzip::Plain(_) => 0,
+            MaybeGzip::Gzip(_) => GZIP_STATE,
         }
     }
 

@@ -15,6 +15,8 @@ use crate::store::OutputFile;
 pub(crate) struct TextFormat {
     file: OutputFile,
     inner: Option<Inner>,
+    /// The gzip state (if any) and the csv crate's 8 KiB buffer.
+    fixed: usize,
 }
 
 enum Inner {
@@ -55,6 +57,7 @@ pub(crate) fn check_raw(schema: &SchemaRef) -> Result<(), FormatError> {
 impl TextFormat {
     pub fn new(opts: &FormatOptions, schema: SchemaRef, file: OutputFile) -> Self {
         let out = MaybeGzip::new(file.clone(), opts.codec());
+        let fixed = out.state_bytes() + 8 * 1024;
         let inner = match opts.kind {
             FormatKind::Text => Inner::Raw {
                 out,
@@ -73,6 +76,7 @@ impl TextFormat {
         TextFormat {
             file,
             inner: Some(inner),
+            fixed,
         }
     }
 }
@@ -102,9 +106,9 @@ impl FormatWriter for TextFormat {
     }
 
     fn memory_bytes(&self) -> usize {
-        // Each batch is encoded and written at once: what grows is the file's upload. The gzip
-        // state and the csv crate's 8 KiB buffer are fixed costs per open file.
-        self.file.held_bytes() as usize
+        // Each batch is encoded and written at once: what stays is the compressor state and
+        // the file's buffers.
+        self.fixed + self.file.held_bytes() as usize
     }
 
     fn finish(mut self: Box<Self>) -> Result<(), FormatError> {

@@ -90,8 +90,8 @@ pub(super) struct OpenFile {
 pub(super) struct OpenPartition {
     pub(super) files: BTreeMap<String, OpenFile>,
     /// Files already whole (their writers finished, their descriptors closed) that commit
-    /// with the open ones: an item routing to more paths than `max_open_files` parks files
-    /// to stay under it.
+    /// with the open ones: an item routing to more paths than `max_open_files` or the memory
+    /// share allow parks files to stay under both.
     pub(super) parked: Vec<(String, OutputFile, FileEntry)>,
     pub(super) dead: Option<DeadLetterWriter>,
     pub(super) next_offset: u64,
@@ -435,9 +435,17 @@ impl Worker {
         let Some(state) = self.part(p) else {
             return Ok(());
         };
-        // Files open in every partition: an item may route to more paths than the cap, so
-        // files are parked as they fill the cap (see `park_one`).
+        // Files open in every partition, and the memory other partitions hold: an item may
+        // route to more paths than the cap or the memory share allow, so files are parked
+        // as they fill either (see `park_one`).
         let mut open_now: usize = self.open.values().map(|op| op.files.len()).sum();
+        let others: u64 = self
+            .open
+            .iter()
+            .filter(|(q, _)| **q != p)
+            .flat_map(|(_, op)| op.files.values())
+            .map(|f| f.writer.memory_bytes() as u64)
+            .sum();
         let op = self.open.entry(p).or_insert_with(|| OpenPartition {
             files: BTreeMap::new(),
             parked: Vec::new(),
@@ -457,7 +465,15 @@ impl Worker {
         op.records += item.records;
         for (path, rows) in groups {
             if !op.files.contains_key(&path) {
-                if open_now >= self.ctx.max_open && park_one(op)? {
+                let full = open_now >= self.ctx.max_open || {
+                    let mine: u64 = op
+                        .files
+                        .values()
+                        .map(|f| f.writer.memory_bytes() as u64)
+                        .sum();
+                    others + mine >= self.ctx.max_buffered
+                };
+                if full && park_one(op)? {
                     open_now -= 1;
                 }
                 open_now += 1;

@@ -7,16 +7,15 @@ use std::sync::{Arc, Mutex};
 
 use super::StoreError;
 
-/// A local file's write buffer: a fixed cost per open file (bounded by `sink.max_open_files`),
-/// not counted in [`FileSink::held`].
+/// A local file's write buffer.
 const LOCAL_BUFFER: usize = 256 * 1024;
 
 /// Where the bytes of one file go until it is committed or aborted.
 pub(super) trait FileSink: Write + Send {
     fn commit(self: Box<Self>) -> Result<(), StoreError>;
     fn abort(self: Box<Self>) -> Result<(), StoreError>;
-    /// The memory this sink holds that grows with the data (an upload's parts), after
-    /// `written` bytes were written to it.
+    /// The memory this sink holds (a write buffer, an upload's parts), after `written` bytes
+    /// were written to it.
     fn held(&mut self, written: u64) -> u64;
     /// The file is whole but not yet committed: give back what an open file costs (a local
     /// file's descriptor and buffer). Nothing is written after it.
@@ -96,8 +95,12 @@ impl FileSink for LocalSink {
         Ok(())
     }
 
-    fn held(&mut self, _written: u64) -> u64 {
-        0
+    fn held(&mut self, written: u64) -> u64 {
+        match self.file {
+            // The buffer's pages are touched as it fills.
+            Some(_) => written.min(LOCAL_BUFFER as u64),
+            None => 0,
+        }
     }
 
     fn park(&mut self) -> Result<(), StoreError> {
@@ -158,9 +161,9 @@ impl OutputFile {
         self.inner.lock().expect("file state lock").written
     }
 
-    /// The memory the file's own buffers hold that grows with the data: an object-store
-    /// upload's part being filled and its parts in flight (a local file's fixed write buffer
-    /// is not counted); 0 once committed or aborted.
+    /// The memory the file's own buffers hold: a local file's write buffer, or an
+    /// object-store upload's part being filled and its parts in flight; 0 once committed,
+    /// aborted or parked.
     pub fn held_bytes(&self) -> u64 {
         let mut state = self.inner.lock().expect("file state lock");
         let written = state.written;

@@ -207,7 +207,7 @@ impl Destination {
                 runtime,
             } => {
                 let path = Self::store_path(prefix, rel);
-                match runtime.block_on(store.head(&path)) {
+                match again(|| runtime.block_on(store.head(&path))) {
                     Ok(_) => Ok(true),
                     Err(object_store::Error::NotFound { .. }) => Ok(false),
                     Err(source) => Err(StoreError::Store {
@@ -232,8 +232,7 @@ impl Destination {
                 runtime,
             } => {
                 let path = Self::store_path(prefix, rel);
-                runtime
-                    .block_on(async { store.get(&path).await?.bytes().await })
+                again(|| runtime.block_on(async { store.get(&path).await?.bytes().await }))
                     .map(|b| b.to_vec())
                     .map_err(|source| StoreError::Store {
                         path: self.display(rel),
@@ -355,12 +354,13 @@ impl Destination {
             } => {
                 use futures::TryStreamExt;
                 let path = Self::store_path(prefix, rel);
-                let listed: Vec<object_store::ObjectMeta> = runtime
-                    .block_on(store.list(Some(&path)).try_collect())
-                    .map_err(|source| StoreError::Store {
-                        path: self.display(rel),
-                        source,
-                    })?;
+                let listed: Vec<object_store::ObjectMeta> =
+                    again(|| runtime.block_on(store.list(Some(&path)).try_collect())).map_err(
+                        |source| StoreError::Store {
+                            path: self.display(rel),
+                            source,
+                        },
+                    )?;
                 let skip = prefix.as_ref().len();
                 for meta in listed {
                     let full = meta.location.as_ref();
@@ -435,6 +435,26 @@ impl Destination {
         };
         Ok(OutputFile::new(sink, display, staged))
     }
+}
+
+/// Runs a read (head, get, list) again after a short, growing pause when it fails for a
+/// reason that may pass (a cut answer body, a 5xx after object_store's own retries): up to 4
+/// tries in about 2 s. Answers such as not found or access denied are returned at once.
+fn again<T>(
+    mut read: impl FnMut() -> Result<T, object_store::Error>,
+) -> Result<T, object_store::Error> {
+    let mut pause = std::time::Duration::from_millis(100);
+    for _ in 0..3 {
+        match read() {
+            Err(object_store::Error::Generic { store, source }) => {
+                tracing::debug!(store, error = %source, "a store read failed; trying again");
+                std::thread::sleep(pause);
+                pause *= 4;
+            }
+            other => return other,
+        }
+    }
+    read()
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ mod owners;
 mod push;
 mod repos;
 mod run;
+mod s3_faults;
 mod s3_run;
 mod stages;
 mod stores;

@@ -15,14 +15,14 @@ use sluice::store::Destination;
 
 use crate::helpers::*;
 
-struct S3 {
-    url: String,
-    endpoint: String,
-    key: String,
-    secret: String,
+pub(crate) struct S3 {
+    pub(crate) url: String,
+    pub(crate) endpoint: String,
+    pub(crate) key: String,
+    pub(crate) secret: String,
 }
 
-fn s3() -> Option<S3> {
+pub(crate) fn s3() -> Option<S3> {
     let url = match std::env::var("SLUICE_TEST_S3_URL") {
         Ok(u) => u,
         Err(_) if std::env::var_os("CI").is_some() => {
@@ -42,7 +42,7 @@ fn s3() -> Option<S3> {
     })
 }
 
-fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -50,7 +50,7 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{nanos}", std::process::id())
 }
 
-fn events(path: &Path, n: usize) {
+pub(crate) fn events(path: &Path, n: usize) {
     let mut s = String::new();
     for i in 0..n {
         s.push_str(&format!(
@@ -63,7 +63,7 @@ fn events(path: &Path, n: usize) {
     std::fs::write(path, s).unwrap();
 }
 
-fn job(
+pub(crate) fn job(
     dir: &Path,
     input: &Path,
     url: &str,
@@ -106,7 +106,7 @@ secret_access_key = {:?}
 }
 
 /// Trace ids in every visible Parquet file under the destination, with their counts.
-fn ids_in_store(url: &str, s3: &S3, endpoint: &str) -> HashMap<String, usize> {
+pub(crate) fn ids_in_store(url: &str, s3: &S3, endpoint: &str) -> HashMap<String, usize> {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let opts = StoreOptions {
         endpoint: Some(endpoint.to_string()),
@@ -126,7 +126,7 @@ fn ids_in_store(url: &str, s3: &S3, endpoint: &str) -> HashMap<String, usize> {
     counts
 }
 
-fn assert_once(counts: &HashMap<String, usize>, n: usize) {
+pub(crate) fn assert_once(counts: &HashMap<String, usize>, n: usize) {
     assert!(counts.values().all(|c| *c == 1), "duplicates in the bucket");
     assert_eq!(counts.len(), n, "records missing from the bucket");
 }

@@ -1,0 +1,250 @@
+//! An S3 store that misbehaves request by request: an HTTP proxy in front of SeaweedFS answers
+//! 500 or 503 SlowDown without forwarding, forwards and then loses the answer (the request took
+//! effect, the client saw a failure), cuts the answer mid-body, or delays it. A job run through
+//! it must end with every record exactly once and every visible file named by a checkpoint.
+//! Needs S3 (SeaweedFS, `scripts/services.sh`), like `s3_run`.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::helpers::*;
+use crate::s3_run::{assert_once, events, ids_in_store, job, s3, unique};
+
+/// What the proxy did, by kind.
+#[derive(Default)]
+struct Counts {
+    forwarded: AtomicU64,
+    error_500: AtomicU64,
+    slow_down: AtomicU64,
+    lost_answer: AtomicU64,
+    cut_answer: AtomicU64,
+}
+
+/// Reads one HTTP/1.1 request (headers and a `Content-Length` body); None at end of stream.
+fn read_request(c: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match c.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let len = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    c.read_exact(&mut body).ok()?;
+    Some((head, body))
+}
+
+/// Sends the request upstream on a connection of its own and returns the whole answer.
+fn forward(upstream: &str, head: &str, body: &[u8]) -> Option<Vec<u8>> {
+    let mut s = TcpStream::connect(upstream).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    // One request per upstream connection: the answer ends where the connection does.
+    let mut lines: Vec<&str> = head
+        .trim_end()
+        .lines()
+        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+        .collect();
+    lines.push("Connection: close");
+    let head = format!("{}\r\n\r\n", lines.join("\r\n"));
+    s.write_all(head.as_bytes()).ok()?;
+    s.write_all(body).ok()?;
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).ok()?;
+    Some(answer)
+}
+
+fn reply(c: &mut TcpStream, status: &str, body: &str) {
+    let _ = write!(
+        c,
+        "HTTP/1.1 {status}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+/// Serves one request of a client connection (the answer closes it), deciding its fate from
+/// `seq`.
+fn serve(mut c: TcpStream, upstream: String, seq: Arc<AtomicU64>, counts: Arc<Counts>) {
+    if let Some((head, body)) = read_request(&mut c) {
+        let n = seq.fetch_add(1, Ordering::SeqCst);
+        // A fixed, spread-out pattern (not random): every kind happens in every run.
+        let fate = (n.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) % 16;
+        match fate {
+            0 => {
+                counts.error_500.fetch_add(1, Ordering::Relaxed);
+                reply(
+                    &mut c,
+                    "500 Internal Server Error",
+                    "<Error><Code>InternalError</Code><Message>injected</Message></Error>",
+                );
+                return;
+            }
+            1 => {
+                counts.slow_down.fetch_add(1, Ordering::Relaxed);
+                reply(
+                    &mut c,
+                    "503 Slow Down",
+                    "<Error><Code>SlowDown</Code><Message>injected</Message></Error>",
+                );
+                return;
+            }
+            _ => {}
+        }
+        let Some(answer) = forward(&upstream, &head, &body) else {
+            return;
+        };
+        match fate {
+            2 => {
+                // It took effect upstream; the client never hears.
+                counts.lost_answer.fetch_add(1, Ordering::Relaxed);
+                let _ = c.shutdown(Shutdown::Both);
+                return;
+            }
+            3 => {
+                counts.cut_answer.fetch_add(1, Ordering::Relaxed);
+                let _ = c.write_all(&answer[..answer.len() / 2]);
+                let _ = c.shutdown(Shutdown::Both);
+                return;
+            }
+            4 => std::thread::sleep(Duration::from_millis(300)),
+            _ => {}
+        }
+        counts.forwarded.fetch_add(1, Ordering::Relaxed);
+        // The upstream answer said `Connection: close`; so does this connection.
+        let _ = c.write_all(&answer);
+        let _ = c.shutdown(Shutdown::Both);
+    }
+}
+
+/// Every visible data file in the bucket is named by a checkpoint, and the other way round.
+fn assert_store_files_match_checkpoints(url: &str, s3: &crate::s3_run::S3) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let opts = sluice::store::remote::StoreOptions {
+        endpoint: Some(s3.endpoint.clone()),
+        allow_http: Some(true),
+        access_key_id: Some(s3.key.clone()),
+        secret_access_key: Some(s3.secret.clone()),
+        ..Default::default()
+    };
+    let dest = sluice::store::Destination::parse_with(url, &opts, rt.handle().clone()).unwrap();
+    let all = dest.list("").unwrap();
+    let mut named: Vec<String> = Vec::new();
+    for f in all
+        .iter()
+        .filter(|f| f.starts_with("_sluice/s3it/checkpoints/"))
+    {
+        let v: serde_json::Value = serde_json::from_slice(&dest.read(f).unwrap()).unwrap();
+        if let Some(files) = v.get("files").and_then(|f| f.as_array()) {
+            named.extend(
+                files
+                    .iter()
+                    .map(|f| f["path"].as_str().unwrap().to_string()),
+            );
+        }
+    }
+    named.sort();
+    let mut visible: Vec<String> = all
+        .into_iter()
+        .filter(|f| !f.starts_with('_') && f.ends_with(".parquet"))
+        .collect();
+    visible.sort();
+    assert_eq!(
+        visible, named,
+        "visible files and the files checkpoints name differ"
+    );
+}
+
+/// Starts the proxy; returns its endpoint and what it did.
+fn start_proxy(upstream: String) -> (String, Arc<Counts>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let counts = Arc::new(Counts::default());
+    let seq = Arc::new(AtomicU64::new(0));
+    let c = counts.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming().map_while(Result::ok) {
+            let (up, seq, c) = (upstream.clone(), seq.clone(), c.clone());
+            std::thread::spawn(move || serve(client, up, seq, c));
+        }
+    });
+    (endpoint, counts)
+}
+
+/// A file job into S3 through a store that fails about one request in eight (half of those
+/// after taking effect) and delays one in sixteen: the run ends by itself with every record
+/// exactly once, every visible file named by a checkpoint.
+#[test]
+fn a_store_that_fails_requests_and_loses_answers_still_gets_exactly_once() {
+    let Some(s3) = s3() else { return };
+    let upstream = s3
+        .endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let (endpoint, counts) = start_proxy(upstream);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    let n = 20_000;
+    events(&input, n);
+    let url = format!("{}/{}/", s3.url.trim_end_matches('/'), unique("faults"));
+    let job = job(
+        dir.path(),
+        &input,
+        &url,
+        &endpoint,
+        &s3,
+        "request_timeout_secs = 10\nconnect_timeout_secs = 2\n",
+    );
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", job.to_str().unwrap()])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("run.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut status = None;
+    let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_until("the run through the faulty store to end", 600, || {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        })
+    }));
+    if let Err(e) = waited {
+        let _ = child.kill();
+        let _ = child.wait();
+        std::panic::resume_unwind(e);
+    }
+    let log = std::fs::read_to_string(dir.path().join("run.log")).unwrap();
+    assert!(status.unwrap().success(), "{log}");
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let injected = [
+        load(&counts.error_500),
+        load(&counts.slow_down),
+        load(&counts.lost_answer),
+        load(&counts.cut_answer),
+    ];
+    assert!(
+        injected.iter().all(|k| *k > 0),
+        "every kind of fault happened at least once: {injected:?} (forwarded {})",
+        load(&counts.forwarded)
+    );
+    // Read back directly, not through the proxy.
+    assert_once(&ids_in_store(&url, &s3, &s3.endpoint), n);
+    assert_store_files_match_checkpoints(&url, &s3);
+    eprintln!(
+        "faults injected (500, 503, lost, cut): {injected:?}; forwarded {}",
+        load(&counts.forwarded)
+    );
+}
