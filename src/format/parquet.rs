@@ -27,20 +27,34 @@ pub(crate) struct ParquetFormat {
     schema: SchemaRef,
     opts: FormatOptions,
     writer: Option<ArrowWriter<OutputFile>>,
-    /// What the open writer holds besides its data: see [`fixed_cost`].
-    fixed: usize,
+    /// What the open writer holds besides its data, before and after its columns compress a
+    /// first page: see [`fixed_cost`].
+    fixed: (usize, usize),
+    rows: u64,
 }
 
-/// What an open Parquet writer holds besides its data, measured (parquet 59): each leaf
-/// column has its own compression codec, and a zstd codec keeps a decompression context
-/// (about 50 KiB) and, once a page was compressed, a compression context (about 450 KiB);
-/// other codecs and the column buffers cost about 16 KiB a column.
-fn fixed_cost(schema: &SchemaRef, codec: Codec) -> usize {
-    let per_column = match codec {
-        Codec::Zstd(_) => 512 * 1024,
-        _ => 16 * 1024,
-    };
-    leaf_columns(schema) * per_column
+/// A column compresses its first page at 20,000 rows (parquet's page row limit) or 1 MiB.
+const FIRST_PAGE_ROWS: u64 = 20_000;
+
+/// What an open Parquet writer holds besides its data (parquet 59), before and after its
+/// columns compress a first page. Each leaf column has its own codec: with zstd it keeps a
+/// decompression context from the start and, from its first compressed page on, a
+/// compression context; with the column buffers, measured at level 1 at about 96 KiB and
+/// then 450 KiB more a column (higher levels keep larger contexts: estimated). Other codecs
+/// and the column buffers cost about 16 KiB a column.
+fn fixed_cost(schema: &SchemaRef, codec: Codec) -> (usize, usize) {
+    let columns = leaf_columns(schema);
+    match codec {
+        Codec::Zstd(level) => {
+            let context = match level {
+                ..=3 => 448 * 1024,
+                4..=9 => 2 << 20,
+                _ => 8 << 20,
+            };
+            (columns * 96 * 1024, columns * (96 * 1024 + context))
+        }
+        _ => (columns * 16 * 1024, columns * 16 * 1024),
+    }
 }
 
 /// Leaf columns of `schema` (what Parquet stores), walked with a work list.
@@ -71,6 +85,7 @@ impl ParquetFormat {
         Ok(ParquetFormat {
             file,
             fixed: fixed_cost(&schema, opts.codec()),
+            rows: 0,
             schema,
             opts: opts.clone(),
             writer: None,
@@ -187,6 +202,7 @@ impl FormatWriter for ParquetFormat {
             self.open(batch)?;
         }
         let w = self.writer.as_mut().expect("opened above");
+        self.rows += batch.num_rows() as u64;
         w.write(batch).map_err(|e| encode_err(&self.file, e))
     }
 
@@ -200,11 +216,18 @@ impl FormatWriter for ParquetFormat {
 
     fn memory_bytes(&self) -> usize {
         // `memory_size`: the row group in progress, encoded pages and values not yet encoded.
-        let data = self
-            .writer
-            .as_ref()
-            .map_or(0, |w| w.memory_size() + self.fixed);
-        data + self.file.held_bytes() as usize
+        let Some(w) = &self.writer else {
+            return self.file.held_bytes() as usize;
+        };
+        let data = w.memory_size();
+        let compressing =
+            self.rows >= FIRST_PAGE_ROWS || data >= 1 << 20 || self.file.bytes_written() > 0;
+        let fixed = if compressing {
+            self.fixed.1
+        } else {
+            self.fixed.0
+        };
+        data + fixed + self.file.held_bytes() as usize
     }
 
     fn finish(mut self: Box<Self>) -> Result<(), FormatError> {

@@ -295,18 +295,8 @@ impl Worker {
     /// under its share of `sink.max_buffered_bytes`.
     fn bound_buffers(&mut self) {
         loop {
-            let per_part: Vec<(u32, u64)> = self
-                .open
-                .iter()
-                .map(|(p, op)| {
-                    let b: u64 = op
-                        .files
-                        .values()
-                        .map(|f| f.writer.memory_bytes() as u64)
-                        .sum();
-                    (*p, b)
-                })
-                .collect();
+            let per_part: Vec<(u32, u64)> =
+                self.open.iter().map(|(p, op)| (*p, memory(op))).collect();
             let total: u64 = per_part.iter().map(|(_, b)| b).sum();
             if total <= self.ctx.max_buffered {
                 return;
@@ -435,18 +425,9 @@ impl Worker {
         let Some(state) = self.part(p) else {
             return Ok(());
         };
-        // Files open in every partition, and the memory other partitions hold: an item may
-        // route to more paths than the cap or the memory share allow, so files are parked
-        // as they fill either (see `park_one`).
-        let mut open_now: usize = self.open.values().map(|op| op.files.len()).sum();
-        let others: u64 = self
-            .open
-            .iter()
-            .filter(|(q, _)| **q != p)
-            .flat_map(|(_, op)| op.files.values())
-            .map(|f| f.writer.memory_bytes() as u64)
-            .sum();
-        let op = self.open.entry(p).or_insert_with(|| OpenPartition {
+        // This partition's files, out of the map while the item is written: committing
+        // another partition to make room cannot touch them.
+        let mut op = self.open.remove(&p).unwrap_or_else(|| OpenPartition {
             files: BTreeMap::new(),
             parked: Vec::new(),
             dead: None,
@@ -462,21 +443,27 @@ impl Worker {
             epoch: state.epoch,
             tag: crate::commit::random_tag(),
         });
+        let written = self.fill(&state, item, groups, &mut op);
+        self.open.insert(p, op);
+        written
+    }
+
+    /// Writes an item's groups and dead letters into `op`, the files of its partition (not
+    /// in `self.open` meanwhile). An item may route to more paths than `max_open_files` or
+    /// the memory share allow: before a file opens past either, the partition holding more
+    /// memory gives way, another by an early commit, this one by parking a file (see
+    /// `park_one`).
+    fn fill(
+        &mut self,
+        state: &PartState,
+        item: &Item,
+        groups: Vec<(String, arrow::record_batch::RecordBatch)>,
+        op: &mut OpenPartition,
+    ) -> Result<(), WorkError> {
         op.records += item.records;
         for (path, rows) in groups {
             if !op.files.contains_key(&path) {
-                let full = open_now >= self.ctx.max_open || {
-                    let mine: u64 = op
-                        .files
-                        .values()
-                        .map(|f| f.writer.memory_bytes() as u64)
-                        .sum();
-                    others + mine >= self.ctx.max_buffered
-                };
-                if full && park_one(op)? {
-                    open_now -= 1;
-                }
-                open_now += 1;
+                self.make_room(op)?;
                 let rel = format!(
                     "{path}{}{}-{}-{}{}.{}",
                     self.ctx.file_prefix,
@@ -547,6 +534,35 @@ impl Worker {
         Ok(())
     }
 
+    /// Before a new file of `op` opens: while the worker is at `max_open_files` or at its
+    /// memory share, the partition holding the most gives way: another one commits early,
+    /// or `op` parks one of its files.
+    fn make_room(&mut self, op: &mut OpenPartition) -> Result<(), WorkError> {
+        loop {
+            let files = op.files.len() + self.open.values().map(|o| o.files.len()).sum::<usize>();
+            let mine = memory(op);
+            let (mut others, mut biggest) = (0, None::<(u32, u64)>);
+            for (q, o) in &self.open {
+                let m = memory(o);
+                others += m;
+                if biggest.is_none_or(|(_, b)| m > b) {
+                    biggest = Some((*q, m));
+                }
+            }
+            if files < self.ctx.max_open && others + mine < self.ctx.max_buffered {
+                return Ok(());
+            }
+            match biggest {
+                // Each pass commits (and removes) one other partition: the loop ends.
+                Some((q, m)) if m > mine => self.commit_or_fail(q),
+                _ => {
+                    park_one(op)?;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
     /// Commits all open files of partition `p` and moves its checkpoint.
     fn commit(&mut self, p: u32) -> Result<(), WorkError> {
         match self.open.remove(&p) {
@@ -554,6 +570,21 @@ impl Worker {
             None => Ok(()),
         }
     }
+}
+
+/// What a partition's files hold in memory, parked ones included (an upload keeps its
+/// buffer until it commits).
+fn memory(op: &OpenPartition) -> u64 {
+    let open: u64 = op
+        .files
+        .values()
+        .map(|f| f.writer.memory_bytes() as u64)
+        .sum();
+    open + op
+        .parked
+        .iter()
+        .map(|(_, f, _)| f.held_bytes())
+        .sum::<u64>()
 }
 
 /// Finishes one open file of `op` and parks it (whole, descriptor closed) to commit with the

@@ -161,9 +161,9 @@ impl OutputFile {
         self.inner.lock().expect("file state lock").written
     }
 
-    /// The memory the file's own buffers hold: a local file's write buffer, or an
-    /// object-store upload's part being filled and its parts in flight; 0 once committed,
-    /// aborted or parked.
+    /// The memory the file's own buffers hold: a local file's write buffer (none once
+    /// parked), or an object-store upload's buffered part and its parts in flight; 0 once
+    /// committed or aborted.
     pub fn held_bytes(&self) -> u64 {
         let mut state = self.inner.lock().expect("file state lock");
         let written = state.written;

@@ -207,7 +207,7 @@ impl Destination {
                 runtime,
             } => {
                 let path = Self::store_path(prefix, rel);
-                match again(|| runtime.block_on(store.head(&path))) {
+                match runtime.block_on(store.head(&path)) {
                     Ok(_) => Ok(true),
                     Err(object_store::Error::NotFound { .. }) => Ok(false),
                     Err(source) => Err(StoreError::Store {
@@ -437,17 +437,17 @@ impl Destination {
     }
 }
 
-/// Runs a read (head, get, list) again after a short, growing pause when it fails for a
-/// reason that may pass (a cut answer body, a 5xx after object_store's own retries): up to 4
-/// tries in about 2 s. Answers such as not found or access denied are returned at once.
+/// Runs a read (get, list) again after a short, growing pause when its answer's body was cut
+/// off: object_store retries failed requests itself, but not a body that breaks while it is
+/// read. Up to 4 tries in about 2 s; every other error is returned at once.
 fn again<T>(
     mut read: impl FnMut() -> Result<T, object_store::Error>,
 ) -> Result<T, object_store::Error> {
     let mut pause = std::time::Duration::from_millis(100);
     for _ in 0..3 {
         match read() {
-            Err(object_store::Error::Generic { store, source }) => {
-                tracing::debug!(store, error = %source, "a store read failed; trying again");
+            Err(e @ object_store::Error::Generic { .. }) if e.to_string().contains("body") => {
+                tracing::debug!(error = %e, "a store answer was cut off; reading again");
                 std::thread::sleep(pause);
                 pause *= 4;
             }

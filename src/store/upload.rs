@@ -164,6 +164,14 @@ impl FileSink for UploadSink {
         self.abort_upload()
     }
 
+    fn park(&mut self) -> Result<(), StoreError> {
+        // Whole until its commit: the buffer keeps only what it holds.
+        if let State::Buffer(b) = &mut self.state {
+            b.shrink_to_fit();
+        }
+        Ok(())
+    }
+
     fn held(&mut self, _written: u64) -> u64 {
         match &mut self.state {
             State::Buffer(b) => b.capacity() as u64,

@@ -21,6 +21,11 @@ struct Counts {
     slow_down: AtomicU64,
     lost_answer: AtomicU64,
     cut_answer: AtomicU64,
+    /// Create-only puts (checkpoints, claims) that took effect while the client saw a failure.
+    lost_create: AtomicU64,
+    /// Reads (get, list) whose answer was cut mid-body.
+    cut_read: AtomicU64,
+    creates: AtomicU64,
 }
 
 /// Reads one HTTP/1.1 request (headers and a `Content-Length` body); None at end of stream.
@@ -79,8 +84,15 @@ fn reply(c: &mut TcpStream, status: &str, body: &str) {
 fn serve(mut c: TcpStream, upstream: String, seq: Arc<AtomicU64>, counts: Arc<Counts>) {
     if let Some((head, body)) = read_request(&mut c) {
         let n = seq.fetch_add(1, Ordering::SeqCst);
-        // A fixed, spread-out pattern (not random): every kind happens in every run.
-        let fate = (n.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) % 16;
+        let lower = head.to_ascii_lowercase();
+        let create_only = lower.starts_with("put ") && lower.contains("\r\nif-none-match:");
+        let read = lower.starts_with("get ");
+        // A fixed, spread-out pattern (not random): every kind happens in every run, and every
+        // fourth create-only put (the protocol's records) takes effect unseen.
+        let mut fate = (n.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) % 16;
+        if create_only && counts.creates.fetch_add(1, Ordering::Relaxed) % 4 == 1 {
+            fate = 2;
+        }
         match fate {
             0 => {
                 counts.error_500.fetch_add(1, Ordering::Relaxed);
@@ -109,11 +121,17 @@ fn serve(mut c: TcpStream, upstream: String, seq: Arc<AtomicU64>, counts: Arc<Co
             2 => {
                 // It took effect upstream; the client never hears.
                 counts.lost_answer.fetch_add(1, Ordering::Relaxed);
+                if create_only {
+                    counts.lost_create.fetch_add(1, Ordering::Relaxed);
+                }
                 let _ = c.shutdown(Shutdown::Both);
                 return;
             }
             3 => {
                 counts.cut_answer.fetch_add(1, Ordering::Relaxed);
+                if read {
+                    counts.cut_read.fetch_add(1, Ordering::Relaxed);
+                }
                 let _ = c.write_all(&answer[..answer.len() / 2]);
                 let _ = c.shutdown(Shutdown::Both);
                 return;
@@ -240,11 +258,22 @@ fn a_store_that_fails_requests_and_loses_answers_still_gets_exactly_once() {
         "every kind of fault happened at least once: {injected:?} (forwarded {})",
         load(&counts.forwarded)
     );
+    // The protocol met both kinds that reach it past object_store's own retries: a
+    // create-only record that landed unseen, and a read cut off.
+    assert!(
+        load(&counts.lost_create) > 0 && load(&counts.cut_read) > 0,
+        "lost create-only puts {}, cut reads {}",
+        load(&counts.lost_create),
+        load(&counts.cut_read)
+    );
     // Read back directly, not through the proxy.
     assert_once(&ids_in_store(&url, &s3, &s3.endpoint), n);
     assert_store_files_match_checkpoints(&url, &s3);
     eprintln!(
-        "faults injected (500, 503, lost, cut): {injected:?}; forwarded {}",
+        "faults injected (500, 503, lost, cut): {injected:?}; lost create-only puts {}, cut \
+         reads {}; forwarded {}",
+        load(&counts.lost_create),
+        load(&counts.cut_read),
         load(&counts.forwarded)
     );
 }
