@@ -54,24 +54,7 @@ pub(super) fn commit_partition(
                 .unfinished
                 .extend(opens.iter().map(|f| f.file.clone()));
             for f in opens {
-                let OpenFile {
-                    rel,
-                    file,
-                    writer,
-                    rows,
-                    first_offset,
-                    last_offset,
-                    ..
-                } = f;
-                writer.finish()?;
-                let entry = FileEntry {
-                    path: rel.clone(),
-                    first_offset,
-                    last_offset,
-                    rows,
-                    bytes: file.bytes_written(),
-                };
-                pending.files.push((rel, file, entry));
+                pending.files.push(finish_file(f)?);
             }
             pending.unfinished.clear();
             // Dead letters sent to a topic must have arrived before anything of the commit
@@ -239,6 +222,28 @@ impl Drop for Unpublished {
 }
 
 /// Aborts a partition's open files (nothing of them becomes visible).
+/// Writes the rest of an open file (footer included): its name, file and checkpoint entry.
+pub(super) fn finish_file(f: OpenFile) -> Result<(String, OutputFile, FileEntry), WorkError> {
+    let OpenFile {
+        rel,
+        file,
+        writer,
+        rows,
+        first_offset,
+        last_offset,
+        ..
+    } = f;
+    writer.finish()?;
+    let entry = FileEntry {
+        path: rel.clone(),
+        first_offset,
+        last_offset,
+        rows,
+        bytes: file.bytes_written(),
+    };
+    Ok((rel, file, entry))
+}
+
 pub(super) fn abort_open(mut op: OpenPartition) {
     for f in std::mem::take(&mut op.files).into_values() {
         let _ = f.file.abort();

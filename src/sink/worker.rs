@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 
-use super::commit::{abort_open, commit_partition};
+use super::commit::{abort_open, commit_partition, finish_file};
 use super::control::{Control, PartState};
 use super::partition::PathTemplate;
 use crate::channel::{Channel, Item};
@@ -593,31 +593,18 @@ fn park_one(op: &mut OpenPartition) -> Result<bool, WorkError> {
     let Some((_, f)) = op.files.pop_first() else {
         return Ok(false);
     };
-    let OpenFile {
-        rel,
-        file,
-        writer,
-        rows,
-        first_offset,
-        last_offset,
-        ..
-    } = f;
-    if let Err(e) = writer
-        .finish()
-        .map_err(WorkError::from)
-        .and_then(|()| Ok(file.park()?))
-    {
-        let _ = file.abort();
-        return Err(e);
+    let file = f.file.clone();
+    let finished = finish_file(f).and_then(|done| {
+        done.1.park()?;
+        Ok(done)
+    });
+    match finished {
+        Ok(done) => op.parked.push(done),
+        Err(e) => {
+            let _ = file.abort();
+            return Err(e);
+        }
     }
-    let entry = FileEntry {
-        path: rel.clone(),
-        first_offset,
-        last_offset,
-        rows,
-        bytes: file.bytes_written(),
-    };
-    op.parked.push((rel, file, entry));
     Ok(true)
 }
 

@@ -702,24 +702,13 @@ fn a_chunk_routing_to_thousands_of_paths_stays_under_the_file_cap() {
         .stderr(std::fs::File::create(dir.path().join("run.log")).unwrap())
         .spawn()
         .unwrap();
-    let mut status = None;
-    let ended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        wait_until(
-            "the run to end (a stuck partition replays for ever)",
-            120,
-            || {
-                status = child.try_wait().unwrap();
-                status.is_some()
-            },
-        )
-    }));
-    if let Err(e) = ended {
-        let _ = child.kill();
-        let _ = child.wait();
-        std::panic::resume_unwind(e);
-    }
+    let status = wait_exit(
+        &mut child,
+        "the run to end (a stuck partition replays for ever)",
+        300,
+    );
     let log = std::fs::read_to_string(dir.path().join("run.log")).unwrap();
-    assert!(status.unwrap().success(), "{log}");
+    assert!(status.success(), "{log}");
     assert!(!log.contains("Too many open files"), "{log}");
     let ids = trace_ids(&dir.path().join("out"));
     assert_eq!(ids.len(), 5000, "every row");

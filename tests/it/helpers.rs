@@ -213,3 +213,24 @@ pub fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// Waits for `child` to exit by itself within `secs`; past that, kills it and fails naming
+/// what it waited for.
+pub fn wait_exit(
+    child: &mut std::process::Child,
+    what: &str,
+    secs: u64,
+) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("timed out after {secs} s waiting for {what}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -232,20 +232,9 @@ fn a_store_that_fails_requests_and_loses_answers_still_gets_exactly_once() {
         .stderr(std::fs::File::create(dir.path().join("run.log")).unwrap())
         .spawn()
         .unwrap();
-    let mut status = None;
-    let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        wait_until("the run through the faulty store to end", 600, || {
-            status = child.try_wait().unwrap();
-            status.is_some()
-        })
-    }));
-    if let Err(e) = waited {
-        let _ = child.kill();
-        let _ = child.wait();
-        std::panic::resume_unwind(e);
-    }
+    let status = wait_exit(&mut child, "the run through the faulty store to end", 600);
     let log = std::fs::read_to_string(dir.path().join("run.log")).unwrap();
-    assert!(status.unwrap().success(), "{log}");
+    assert!(status.success(), "{log}");
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let injected = [
         load(&counts.error_500),
