@@ -36,12 +36,12 @@ pub(crate) struct ParquetFormat {
 /// A column compresses its first page at 20,000 rows (parquet's page row limit) or 1 MiB.
 const FIRST_PAGE_ROWS: u64 = 20_000;
 
-/// What an open Parquet writer holds besides its data (parquet 59), before and after its
-/// columns compress a first page. Each leaf column has its own codec: with zstd it keeps a
-/// decompression context from the start and, from its first compressed page on, a
-/// compression context; with the column buffers, measured at level 1 at about 96 KiB and
-/// then 450 KiB more a column (higher levels keep larger contexts: estimated). Other codecs
-/// and the column buffers cost about 16 KiB a column.
+/// What an open Parquet writer holds besides what its `memory_size` counts (parquet 59),
+/// before and after its columns compress a first page. `memory_size` counts the column
+/// buffers (about 100 KiB a column from the start). Each leaf column also has its own codec:
+/// with zstd it keeps a decompression context from the start (about 64 KiB) and, from its
+/// first compressed page on, a compression context (measured at about 450 KiB at level 1;
+/// higher levels keep larger ones: estimated). Other codecs keep nothing that lasts.
 fn fixed_cost(schema: &SchemaRef, codec: Codec) -> (usize, usize) {
     let columns = leaf_columns(schema);
     match codec {
@@ -51,9 +51,9 @@ fn fixed_cost(schema: &SchemaRef, codec: Codec) -> (usize, usize) {
                 4..=9 => 2 << 20,
                 _ => 8 << 20,
             };
-            (columns * 96 * 1024, columns * (96 * 1024 + context))
+            (columns * 64 * 1024, columns * (64 * 1024 + context))
         }
-        _ => (columns * 16 * 1024, columns * 16 * 1024),
+        _ => (0, 0),
     }
 }
 
@@ -220,8 +220,11 @@ impl FormatWriter for ParquetFormat {
             return self.file.held_bytes() as usize;
         };
         let data = w.memory_size();
-        let compressing =
-            self.rows >= FIRST_PAGE_ROWS || data >= 1 << 20 || self.file.bytes_written() > 0;
+        // A page is compressed at 20,000 rows or 1 MiB encoded (`memory_size` starts near
+        // 100 KiB a column: it counts the column buffers' capacity).
+        let compressing = self.rows >= FIRST_PAGE_ROWS
+            || w.in_progress_size() >= 1 << 20
+            || !w.flushed_row_groups().is_empty();
         let fixed = if compressing {
             self.fixed.1
         } else {

@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# Peak RSS against the documented memory bound (README, "Memory"), scenario by scenario:
+#
+#   - a file job into 211 partitions (`{path}`) in each format (Parquet, ORC, JSON gzip, CSV),
+#     with 24 records of 4 MiB among 300,000 events, on a local folder;
+#   - the same in Parquet to S3 (SeaweedFS, started by scripts/services.sh), where each open
+#     upload holds its part being filled and up to two parts in flight;
+#   - 48 concurrent pushes of 4 MiB bodies (plain and gzip) against max_in_flight.
+#
+# Each run gets small bounds (channel 32 MiB, sink.max_buffered_bytes 64 MiB, push
+# max_in_flight 96 MiB, max_pending 32 MiB) so that they bind, and the bound is computed as the
+# README states it. Prints a Markdown table: bound, peak RSS, RSS − bound (the target is at most
+# 64 MiB over).
+#
+# usage: benches/memory.sh            (needs python3 and curl; S3 is skipped if it cannot start)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CACHE="${SLUICE_CACHE:-$HOME/.cache/sluice}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
+WORK="$CACHE/bench/memory"
+mkdir -p "$WORK"
+EVENTS="$CACHE/bench/events-1000000.jsonl"
+[ -s "$EVENTS" ] || python3 benches/gen_events.py 1000000 "$EVENTS" >&2
+cargo build --release --quiet --bin sluice >&2
+SLUICE="$CARGO_TARGET_DIR/release/sluice"
+MIB=$((1024 * 1024))
+CHANNEL=$((32 * MIB))
+BUFFERED=$((64 * MIB))
+LONG=$((4 * MIB))
+THREADS=$(nproc)
+
+# 300,000 events with a 4 MiB user agent every 12,500 rows.
+INPUT="$WORK/events-long.jsonl"
+[ -s "$INPUT" ] || python3 - "$EVENTS" "$INPUT" "$LONG" <<'PY'
+import json, sys
+src, dst, long = sys.argv[1], sys.argv[2], int(sys.argv[3])
+with open(src) as f, open(dst, "w") as out:
+    for i, line in enumerate(f):
+        if i == 300_000:
+            break
+        if i % 12_500 == 6_000:
+            d = json.loads(line)
+            d["user_agent"] = "L" * (long - 400)
+            line = json.dumps(d) + "\n"
+        out.write(line)
+PY
+
+# The README's bound for a file job: channel + sink buffers + decode in flight, where each of
+# the (2 × decode threads + 1) chunks in flight holds up to 4 × its size (text, decoder
+# working data, batches) and a chunk is the larger of chunk_bytes and the longest record.
+file_bound() {
+  local chunk=$((MIB > LONG ? MIB : LONG))
+  echo $((CHANNEL + BUFFERED + (2 * THREADS + 1) * 4 * chunk))
+}
+
+row() { # row NAME BOUND RSS_KB
+  local rss=$(($3 * 1024))
+  printf "| %s | %.0f | %.0f | %+.0f |\n" "$1" "$(echo "$2/$MIB" | bc -l)" \
+    "$(echo "$rss/$MIB" | bc -l)" "$(echo "($rss-$2)/$MIB" | bc -l)"
+}
+
+file_job() { # file_job FORMAT URL [STORAGE]
+  cat >"$WORK/job.toml" <<TOML
+[job]
+name = "mem"
+state_dir = "$WORK/state"
+[source]
+kind = "file"
+paths = ["$INPUT"]
+[repo]
+schema = "$PWD/schemas/nginx_access.toml"
+[channel]
+max_bytes = "32MiB"
+[sink]
+url = "$2"
+format = "$1"
+workers = 2
+max_open_files = 256
+max_buffered_bytes = "64MiB"
+[sink.rotation]
+max_rows = 10000000
+max_bytes = "1GiB"
+[sink.partition]
+template = "{path}/"
+${3:-}
+TOML
+}
+
+measure() { # measure NAME BOUND CMD... (runs CMD, prints the row)
+  local name=$1 bound=$2
+  shift 2
+  /usr/bin/time -f "%M" -o "$WORK/rss" "$@" >/dev/null 2>"$WORK/run.err" ||
+    { tail -20 "$WORK/run.err" >&2; exit 1; }
+  row "$name" "$bound" "$(tail -1 "$WORK/rss")"
+}
+
+echo "| scenario | bound MiB | peak RSS MiB | RSS − bound MiB |"
+echo "|---|---|---|---|"
+for fmt in parquet orc json csv; do
+  rm -rf "$WORK/state" "$WORK/out"
+  file_job "$fmt" "file://$WORK/out/"
+  measure "file job, 211 partitions, $fmt, local" "$(file_bound)" "$SLUICE" run "$WORK/job.toml"
+done
+
+if S3_ENV="$(scripts/services.sh start s3 2>"$WORK/services.err")"; then
+  eval "$S3_ENV"
+  rm -rf "$WORK/state"
+  prefix="mem-$(date +%s)"
+  file_job parquet "$SLUICE_TEST_S3_URL/$prefix/" "[sink.storage]
+endpoint = \"$SLUICE_TEST_S3_ENDPOINT\"
+allow_http = true
+access_key_id = \"$SLUICE_TEST_S3_ACCESS_KEY_ID\"
+secret_access_key = \"$SLUICE_TEST_S3_SECRET_ACCESS_KEY\""
+  measure "file job, 211 partitions, parquet, S3" "$(file_bound)" "$SLUICE" run "$WORK/job.toml"
+else
+  echo "S3 skipped: $(tail -1 "$WORK/services.err")" >&2
+fi
+
+# Push: 48 clients at once, bodies of 4 MiB (12,000 events) plain and gzip.
+head -12000 "$EVENTS" >"$WORK/body.jsonl"
+gzip -1 -c "$WORK/body.jsonl" >"$WORK/body.jsonl.gz"
+for durability in memory wal; do
+  rm -rf "$WORK/state" "$WORK/out"
+  cat >"$WORK/push.toml" <<TOML
+[job]
+name = "mem-push"
+state_dir = "$WORK/state"
+[source]
+kind = "push"
+durability = "$durability"
+max_body = "8MiB"
+max_in_flight = "96MiB"
+max_pending = "32MiB"
+max_retained = "128MiB"
+[repo]
+schema = "$PWD/schemas/nginx_access.toml"
+[channel]
+max_bytes = "32MiB"
+[sink]
+url = "file://$WORK/out/"
+workers = 2
+max_buffered_bytes = "64MiB"
+[sink.rotation]
+idle = "1s"
+[admin]
+listen = "127.0.0.1:0"
+TOML
+  /usr/bin/time -f "%M" -o "$WORK/rss" "$SLUICE" run "$WORK/push.toml" 2>"$WORK/push.log" &
+  TPID=$!
+  for _ in $(seq 100); do grep -q "to=Running" "$WORK/push.log" && break; sleep 0.1; done
+  ADDR=$(grep -o 'addr=[0-9.:]*' "$WORK/push.log" | head -1 | cut -d= -f2)
+  for round in 1 2 3; do
+    seq 48 | xargs -P 48 -I{} sh -c '
+      if [ $(({} % 2)) = 0 ]; then
+        curl -s -o /dev/null -w "%{http_code}\n" --data-binary @"$1/body.jsonl" "http://$2/v1/repos/nginx_access/data"
+      else
+        curl -s -o /dev/null -w "%{http_code}\n" -H "Content-Encoding: gzip" --data-binary @"$1/body.jsonl.gz" "http://$2/v1/repos/nginx_access/data"
+      fi; true' _ "$WORK" "$ADDR" >>"$WORK/codes"
+  done
+  curl -s -X POST "http://$ADDR/v1/tasks/nginx_access/stop" >/dev/null || kill -TERM "$(pgrep -f "sluice run $WORK/push.toml" | head -1)"
+  wait $TPID || true
+  # Push bound: max_in_flight + max_pending + channel + sink buffers + decode in flight (the
+  # push source's chunks are chunk_bytes, 1 MiB) + with memory durability the log itself
+  # (max_retained).
+  bound=$((96 * MIB + 32 * MIB + CHANNEL + BUFFERED + (2 * THREADS + 1) * 4 * MIB))
+  [ "$durability" = memory ] && bound=$((bound + 128 * MIB))
+  row "push, 48 × 4 MiB bodies at once, $durability" "$bound" "$(tail -1 "$WORK/rss")"
+  echo "answers ($durability): $(sort "$WORK/codes" | uniq -c | tr '\n' ' ')" >&2
+  rm -f "$WORK/codes"
+done
