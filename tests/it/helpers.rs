@@ -177,10 +177,11 @@ pub fn logged_addr(log: &Path, what: &str) -> Option<String> {
 
 /// Every visible data file under `out` is named by exactly one commit of job `job`, and every
 /// file a commit names is there.
-pub fn assert_files_match_checkpoints(out: &Path, job: &str) {
+/// The data files the given checkpoint records name, sorted.
+pub fn files_named_by(records: impl Iterator<Item = Vec<u8>>) -> Vec<String> {
     let mut named = Vec::new();
-    for p in files_under(&out.join("_sluice").join(job).join("checkpoints"), false) {
-        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    for r in records {
+        let v: serde_json::Value = serde_json::from_slice(&r).unwrap();
         if let Some(files) = v.get("files").and_then(|f| f.as_array()) {
             named.extend(
                 files
@@ -190,6 +191,15 @@ pub fn assert_files_match_checkpoints(out: &Path, job: &str) {
         }
     }
     named.sort();
+    named
+}
+
+pub fn assert_files_match_checkpoints(out: &Path, job: &str) {
+    let named = files_named_by(
+        files_under(&out.join("_sluice").join(job).join("checkpoints"), false)
+            .iter()
+            .map(|p| std::fs::read(p).unwrap()),
+    );
     let mut visible: Vec<String> = files_under(out, true)
         .iter()
         .filter(|p| p.extension().is_some_and(|e| e == "parquet"))

@@ -158,21 +158,11 @@ fn assert_store_files_match_checkpoints(url: &str, s3: &crate::s3_run::S3) {
     };
     let dest = sluice::store::Destination::parse_with(url, &opts, rt.handle().clone()).unwrap();
     let all = dest.list("").unwrap();
-    let mut named: Vec<String> = Vec::new();
-    for f in all
-        .iter()
-        .filter(|f| f.starts_with("_sluice/s3it/checkpoints/"))
-    {
-        let v: serde_json::Value = serde_json::from_slice(&dest.read(f).unwrap()).unwrap();
-        if let Some(files) = v.get("files").and_then(|f| f.as_array()) {
-            named.extend(
-                files
-                    .iter()
-                    .map(|f| f["path"].as_str().unwrap().to_string()),
-            );
-        }
-    }
-    named.sort();
+    let named = files_named_by(
+        all.iter()
+            .filter(|f| f.starts_with("_sluice/s3it/checkpoints/"))
+            .map(|f| dest.read(f).unwrap()),
+    );
     let mut visible: Vec<String> = all
         .into_iter()
         .filter(|f| !f.starts_with('_') && f.ends_with(".parquet"))
