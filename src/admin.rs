@@ -346,11 +346,9 @@ async fn tasks(State(s): State<Arc<Admin>>, headers: HeaderMap) -> Response {
 fn partitions(l: &Live, metrics: &Metrics) -> Vec<serde_json::Value> {
     let mut parts: Vec<serde_json::Value> = l
         .control
-        .parts
-        .lock()
-        .expect("parts lock")
-        .values()
-        .filter(|p| p.owned)
+        .partitions
+        .all_owned()
+        .into_iter()
         .map(|p| {
             json!({
                 "partition": p.key,

@@ -6,6 +6,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use super::partitions::Landed;
 use super::worker::{OpenFile, OpenPartition, WorkError, WorkerContext};
 use crate::commit::checkpoint::{Checkpoint, FileEntry, VERSION};
 use crate::commit::fence::Claim;
@@ -24,21 +25,11 @@ pub(super) fn commit_partition(
         std::mem::take(&mut op.dead_classes).into_iter().collect();
     // Claim the commit while the partition is still owned: a revocation waits for a commit
     // in progress, so the next owner never sees half of one.
-    let state = {
-        let mut parts = ctx.control.parts.lock().expect("parts lock");
-        // A commit of files opened in an earlier epoch (before a rewind or a new assignment)
-        // is refused: they may overlap what the partition replays.
-        match parts.get_mut(&p).filter(|s| s.owned && s.epoch == op.epoch) {
-            Some(s) => {
-                s.committing = true;
-                s.clone()
-            }
-            None => {
-                drop(parts);
-                abort_open(op);
-                return Ok(());
-            }
-        }
+    let Some(state) = ctx.control.partitions.begin_commit(p, op.epoch) else {
+        // Files opened in an earlier epoch (before a rewind or a new assignment) may overlap
+        // what the partition replays; a partition no longer owned is the next owner's.
+        abort_open(op);
+        return Ok(());
     };
     let ctx = ctx.clone();
     // Caught so that `committing` is cleared however the commit ends: a revocation waits for
@@ -144,19 +135,18 @@ pub(super) fn commit_partition(
             Ok(c)
         },
     ));
-    {
-        let mut parts = ctx.control.parts.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(s) = parts.get_mut(&p) {
-            s.committing = false;
-            // Only into the registration that made the commit (a reassignment may have begun
-            // another since).
-            if let (Ok(Ok(c)), true) = (&attempt, s.term == state.term) {
-                s.committed_offset = c.next_offset;
-                s.committed_line = c.next_line;
-                s.seq = c.seq;
-            }
-        }
-    }
+    ctx.control.partitions.end_commit(
+        p,
+        &state,
+        match &attempt {
+            Ok(Ok(c)) => Some(Landed {
+                next_offset: c.next_offset,
+                next_line: c.next_line,
+                seq: c.seq,
+            }),
+            _ => None,
+        },
+    );
     let result = attempt.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
     match result {
         Ok(c) => {
@@ -176,10 +166,6 @@ pub(super) fn commit_partition(
                     seconds: started.elapsed().as_secs_f64(),
                 },
             );
-            ctl.committed
-                .lock()
-                .expect("committed lock")
-                .push((p, c.next_offset));
             tracing::info!(
                 partition = %c.key, seq = c.seq, files = c.files.len(), rows = c.rows,
                 dead_letters = c.dead_letters, next_offset = c.next_offset, "committed"

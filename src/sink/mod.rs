@@ -4,6 +4,7 @@
 
 mod commit;
 pub mod control;
-pub mod partition;
+pub mod partitions;
+pub mod paths;
 mod recovery;
 pub mod worker;

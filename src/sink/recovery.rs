@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::commit::abort_open;
-use super::control::{PartState, Rewind};
+use super::partitions::PartState;
 use super::worker::{WorkError, Worker};
 use crate::commit::checkpoint::CheckpointError;
 use crate::commit::now_ms;
@@ -35,22 +35,19 @@ impl Worker {
         if !r.removed.is_empty() {
             tracing::warn!(partition = %key, files = ?r.removed, "removed files of an unfinished commit");
         }
-        let mut parts = self.ctx.control.parts.lock().expect("parts lock");
         // Only into the registration this reconcile was made for: a reassignment meanwhile
         // registered the partition again from the store.
-        let Some(s) = parts.get_mut(&p).filter(|s| s.owned && s.term == term) else {
-            return Ok(());
-        };
-        s.seq = s.seq.max(r.next_seq - 1);
-        if let Some(c) = r.latest {
-            if c.next_offset != s.committed_offset {
-                tracing::info!(
-                    partition = %key, seq = c.seq, owner = %c.owner, next_offset = c.next_offset,
-                    "resuming after a commit that looked failed but landed"
-                );
-            }
-            s.committed_offset = c.next_offset;
-            s.committed_line = c.next_line;
+        let latest = r.latest.as_ref().map(|c| (c.next_offset, c.next_line));
+        let moved = self
+            .ctx
+            .control
+            .partitions
+            .resynced(p, term, r.next_seq, latest);
+        if let (Some(before), Some(c)) = (moved, r.latest) {
+            tracing::info!(
+                partition = %key, seq = c.seq, owner = %c.owner, next_offset = c.next_offset,
+                from = before, "resuming after a commit that looked failed but landed"
+            );
         }
         Ok(())
     }
@@ -66,39 +63,20 @@ impl Worker {
             _ => None,
         };
         let ctl = &self.ctx.control;
-        // Checked and changed under one lock: a reassignment in between must not be undone.
-        let epoch = {
-            let mut parts = ctl.parts.lock().expect("parts lock");
-            match parts
-                .get_mut(&p)
-                .filter(|s| s.owned && ours.is_none_or(|t| s.term <= t))
-            {
-                Some(s) => {
-                    s.owned = false;
-                    s.epoch += 1;
-                    s.epoch
-                }
-                None => {
-                    // A commit of an earlier ownership (it outlived its revocation): this
-                    // process has since registered the partition again, or no longer owns it.
-                    tracing::warn!(partition = p, error = %e, "a commit of an earlier ownership of the partition was fenced");
-                    return;
-                }
-            }
+        // Checked and changed in one step: a reassignment in between must not be undone.
+        let Some(epoch) = ctl.partitions.fence(p, ours, self.ctx.group) else {
+            // A commit of an earlier ownership (it outlived its revocation): this process has
+            // since registered the partition again, or no longer owns it.
+            tracing::warn!(partition = p, error = %e, "a commit of an earlier ownership of the partition was fenced");
+            return;
         };
         if let Some(op) = self.open.remove(&p) {
             abort_open(op);
         }
-        let epoch = Some(epoch);
-        if let Some(epoch) = epoch {
-            self.ctx.channel.purge(p, epoch);
-        }
+        self.ctx.channel.purge(p, epoch);
         if self.ctx.group {
+            // The group's revocation follows; `task::feed` fails the task if it does not.
             tracing::warn!(partition = p, error = %e, "fenced: another member took the partition over; it is released here");
-            ctl.fenced
-                .lock()
-                .expect("fenced lock")
-                .insert(p, Instant::now());
             return;
         }
         tracing::error!(partition = p, error = %e, "fenced: another owner took the partition over; the task stops");
@@ -179,24 +157,10 @@ impl Worker {
                 }
             }
         }
-        let rewind = {
-            let mut parts = ctl.parts.lock().expect("parts lock");
-            let Some(s) = parts
-                .get_mut(&p)
-                .filter(|s| s.owned && Some(s.term) == term)
-            else {
-                return;
-            };
-            s.epoch += 1;
-            Rewind {
-                partition: p,
-                offset: s.committed_offset,
-                line: s.committed_line,
-                epoch: s.epoch,
-            }
+        let Some(rewind) = ctl.partitions.rewind(p, term) else {
+            return;
         };
         self.ctx.channel.purge(p, rewind.epoch);
-        ctl.rewinds.lock().expect("rewinds lock").push(rewind);
         ctl.source_done.store(false, Ordering::Release);
     }
 }

@@ -18,8 +18,9 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 
 use super::commit::{abort_open, commit_partition, finish_file};
-use super::control::{Control, PartState};
-use super::partition::PathTemplate;
+use super::control::Control;
+use super::partitions::PartState;
+use super::paths::PathTemplate;
 use crate::channel::{Channel, Item};
 use crate::commit::checkpoint::{Checkpoints, FileEntry};
 use crate::commit::now_ms;
@@ -123,7 +124,7 @@ pub(super) enum WorkError {
     #[error(transparent)]
     Checkpoint(#[from] crate::commit::checkpoint::CheckpointError),
     #[error(transparent)]
-    Partition(#[from] super::partition::PartitionError),
+    Template(#[from] super::paths::TemplateError),
     #[error("partition {key}: records {got} arrived where {want} was expected")]
     Gap { key: String, want: u64, got: u64 },
 }
@@ -190,7 +191,8 @@ impl Worker {
             let mut failed: Vec<(u32, Option<u64>)> = Vec::new();
             for item in take.items() {
                 let p = item.prov.partition;
-                if failed.iter().any(|(q, _)| *q == p) || item.prov.epoch < ctl.epoch(p) {
+                if failed.iter().any(|(q, _)| *q == p) || item.prov.epoch < ctl.partitions.epoch(p)
+                {
                     continue; // stale: the partition was rewound
                 }
                 if let Err(e) = self.write_item(item) {
@@ -235,26 +237,14 @@ impl Worker {
     fn serve_revocations(&mut self) {
         let ctl = self.ctx.control.clone();
         let lanes = self.ctx.channel.lanes();
-        let asked: Vec<u32> = ctl
-            .flush
-            .lock()
-            .expect("flush lock")
-            .iter()
-            .copied()
-            .filter(|p| *p as usize % lanes == self.lane)
-            .collect();
+        let asked = ctl
+            .partitions
+            .flush_asked(|p| p as usize % lanes == self.lane);
         for p in asked {
             self.commit_or_fail(p);
-            ctl.flush.lock().expect("flush lock").remove(&p);
+            ctl.partitions.flushed(p);
         }
-        let lost: Vec<u32> = {
-            let parts = ctl.parts.lock().expect("parts lock");
-            self.open
-                .keys()
-                .copied()
-                .filter(|p| !parts.get(p).is_some_and(|s| s.owned))
-                .collect()
-        };
+        let lost = ctl.partitions.not_owned(self.open.keys().copied());
         for p in lost {
             if let Some(op) = self.open.remove(&p) {
                 tracing::warn!(
@@ -374,14 +364,7 @@ impl Worker {
 
     /// The partition's state while this process owns it.
     pub(super) fn part(&self, p: u32) -> Option<PartState> {
-        self.ctx
-            .control
-            .parts
-            .lock()
-            .expect("parts lock")
-            .get(&p)
-            .filter(|s| s.owned)
-            .cloned()
+        self.ctx.control.partitions.owned(p)
     }
 
     fn write_item(&mut self, item: &Item) -> Result<(), WorkError> {
@@ -418,7 +401,7 @@ impl Worker {
         // Over the cap (an item may open more files than the cap alone): commit what is open.
         if open_files > 0 && open_files + new_files > self.ctx.max_open {
             self.commit_all();
-            if item.prov.epoch < self.ctx.control.epoch(p) {
+            if item.prov.epoch < self.ctx.control.partitions.epoch(p) {
                 return Ok(()); // committing rewound this partition: the item is stale now
             }
         }

@@ -68,13 +68,7 @@ pub(super) fn source_loop(
                     reason: format!("a sink worker stopped: {why}"),
                 });
             }
-            let stale_fence = control
-                .fenced
-                .lock()
-                .expect("fenced lock")
-                .iter()
-                .find(|(_, at)| at.elapsed() > FENCE_GRACE)
-                .map(|(p, _)| *p);
+            let stale_fence = control.partitions.overdue_fence(FENCE_GRACE);
             if let Some(p) = stale_fence {
                 return Err(TaskError::Job {
                     job: String::new(),
@@ -89,15 +83,11 @@ pub(super) fn source_loop(
             if stop.load(Ordering::Acquire) && source.finish() {
                 return Ok(Produced::End);
             }
-            for p in source.flush_wanted() {
-                control.flush.lock().expect("flush lock").insert(p);
-            }
+            control.partitions.ask_flush(source.flush_wanted());
             for (key, n) in source.take_skipped() {
                 metrics.offsets_skipped(&key, n);
             }
-            let committed: Vec<_> =
-                std::mem::take(&mut *control.committed.lock().expect("committed lock"));
-            for (p, next) in committed {
+            for (p, next) in control.partitions.take_committed() {
                 source.committed(p, next);
             }
             if last_lag.elapsed() > LAG_EVERY {
@@ -113,18 +103,12 @@ pub(super) fn source_loop(
                     tracing::info!(partitions = lags.len(), total, max, worst = %worst, "consumer lag");
                 }
             }
-            let rewinds: Vec<_> =
-                std::mem::take(&mut *control.rewinds.lock().expect("rewinds lock"));
-            for r in rewinds {
-                if control.epoch(r.partition) != r.epoch {
+            for r in control.partitions.take_rewinds() {
+                if !control.partitions.is_current(&r) {
                     continue; // the partition was revoked or rewound again since
                 }
                 source.seek(r.partition, r.offset, r.line)?;
-                control
-                    .source_epochs
-                    .lock()
-                    .expect("epochs lock")
-                    .insert(r.partition, r.epoch);
+                control.partitions.seeked(&r);
                 ended = false;
                 control.source_done.store(false, Ordering::Release);
             }
@@ -171,13 +155,7 @@ pub(super) fn source_loop(
             match source.next(chunk)? {
                 Next::Chunk(p) => {
                     control.produced.fetch_add(1, Ordering::AcqRel);
-                    let epoch = control
-                        .source_epochs
-                        .lock()
-                        .expect("epochs lock")
-                        .get(&p)
-                        .copied()
-                        .unwrap_or(0);
+                    let epoch = control.partitions.source_epoch(p);
                     Ok(Produced::Chunk((p, epoch)))
                 }
                 Next::Idle => Ok(Produced::Idle),
@@ -220,13 +198,7 @@ pub(super) fn source_loop(
                     });
                 }
             }
-            if let Some(key) = control
-                .parts
-                .lock()
-                .expect("parts lock")
-                .get(&p)
-                .map(|s| s.key.clone())
-            {
+            if let Some(key) = control.partitions.key(p) {
                 let rows = (item.batch.num_rows() + item.dead.len()) as u64;
                 metrics.records_in(&key, rows + filtered + dropped);
                 metrics.dead_letters_found(&key, &item.dead);

@@ -17,7 +17,8 @@ use super::TaskError;
 use crate::channel::Channel;
 use crate::commit::checkpoint::Checkpoints;
 use crate::metrics::Metrics;
-use crate::sink::control::{Control, PartState};
+use crate::sink::control::Control;
+use crate::sink::partitions::Registration;
 use crate::source::{Membership, PartitionInfo, SourceError};
 
 /// Where a partition starts.
@@ -70,20 +71,17 @@ pub fn register(
             (o, l, false)
         }
     };
-    let epoch = {
-        let mut parts = control.parts.lock().expect("parts lock");
-        let epoch = parts.get(&info.id).map_or(0, |s| s.epoch + 1);
-        let mut state = PartState::new(key.clone(), info.topic.clone(), offset, line, seq, epoch);
-        state.term = term;
-        parts.insert(info.id, state);
-        epoch
-    };
-    control
-        .source_epochs
-        .lock()
-        .expect("epochs lock")
-        .insert(info.id, epoch);
-    control.fenced.lock().expect("fenced lock").remove(&info.id);
+    let epoch = control.partitions.register(
+        info.id,
+        Registration {
+            key: key.clone(),
+            topic: info.topic.clone(),
+            offset,
+            line,
+            seq,
+            term,
+        },
+    );
     if let Some(ch) = channel {
         ch.purge(info.id, epoch);
     }
@@ -208,65 +206,31 @@ impl Membership for TaskMembership {
                 ids.iter().all(|p| self.channel.queued_for(*p) == 0)
             })
             && {
-                ctl.flush
-                    .lock()
-                    .expect("flush lock")
-                    .extend(ids.iter().copied());
-                self.wait(until, || {
-                    let f = ctl.flush.lock().expect("flush lock");
-                    ids.iter().all(|p| !f.contains(p))
-                })
+                ctl.partitions.ask_flush(ids.iter().copied());
+                self.wait(until, || ctl.partitions.all_flushed(ids))
             };
-        ctl.flush
-            .lock()
-            .expect("flush lock")
-            .retain(|p| !ids.contains(p));
         if !flushed {
             tracing::warn!(
                 partitions = ?ids,
                 "revoked before everything held was committed; the rest is aborted and the next owner replays it"
             );
         }
-        {
-            let mut fenced = ctl.fenced.lock().expect("fenced lock");
-            for p in ids {
-                fenced.remove(p);
-            }
-        }
-        let mut epochs = Vec::with_capacity(ids.len());
-        {
-            let mut parts = ctl.parts.lock().expect("parts lock");
-            for p in ids {
-                if let Some(s) = parts.get_mut(p) {
-                    s.owned = false;
-                    s.epoch += 1;
-                    epochs.push((*p, s.epoch));
-                    self.metrics.forget(&s.key);
-                }
-            }
-        }
-        for (p, epoch) in &epochs {
-            self.channel.purge(*p, *epoch);
+        for (p, epoch, key) in ctl.partitions.revoke(ids) {
+            self.metrics.forget(&key);
+            self.channel.purge(p, epoch);
         }
         // A commit in progress may end before the partition moves, within the deadline (the
         // consumer's poll waits for this callback). Past it the partition moves anyway: the
         // next owner takes a newer term, so the commit still running here can no longer win
         // (its claim is aborted, or its seal loses) and what it published is removed.
         let until = until.max(Instant::now() + Duration::from_millis(100));
-        let ids_done = self.wait(until, || {
-            let parts = ctl.parts.lock().expect("parts lock");
-            !ids.iter()
-                .any(|p| parts.get(p).is_some_and(|s| s.committing))
-        });
+        let ids_done = self.wait(until, || !ctl.partitions.committing(ids));
         if !ids_done {
             tracing::warn!(
                 partitions = ?ids,
                 "a commit still runs past the revocation deadline; the next owner fences it"
             );
         }
-        let parts = ctl.parts.lock().expect("parts lock");
-        ids.iter()
-            .filter_map(|p| parts.get(p).map(|s| (*p, s.committed_offset)))
-            .collect()
+        ctl.partitions.committed_offsets(ids)
     }
 }

@@ -71,7 +71,7 @@ pub enum TaskError {
     #[error(transparent)]
     Spill(#[from] crate::channel::spill::SpillError),
     #[error(transparent)]
-    Partition(#[from] crate::sink::partition::PartitionError),
+    Template(#[from] crate::sink::paths::TemplateError),
     #[error(transparent)]
     Evolution(#[from] crate::evolution::EvolutionError),
     #[error(transparent)]
@@ -517,9 +517,7 @@ fn run_inner(
             let _ = h.join();
         }
         // Commits made while stopping reach the source too (Kafka: the group's offsets).
-        let committed: Vec<_> =
-            std::mem::take(&mut *control.committed.lock().expect("committed lock"));
-        for (p, next) in committed {
+        for (p, next) in control.partitions.take_committed() {
             source.committed(p, next);
         }
         source.close();

@@ -9,7 +9,7 @@ use crate::decode::meta::MetaColumns;
 use crate::decode::{DecodeOptions, RecordDecoder};
 use crate::metrics::Metrics;
 use crate::schema::RepoSchema;
-use crate::sink::partition::PathTemplate;
+use crate::sink::paths::PathTemplate;
 use crate::source::file::FileSource;
 use crate::source::kafka::{KafkaSettings, KafkaSource};
 use crate::source::push::http::PushApi;

@@ -2,7 +2,6 @@
 //! `MAX_BARS`) and one for the total, each with its elapsed time and ETA, moved by what is
 //! committed (durable), not by what is read.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -22,13 +21,7 @@ pub fn show(control: &Control, bounds: &[(u32, u64, u64)]) {
     .expect("a valid template")
     .progress_chars("=> ");
     let total_len: u64 = bounds.iter().map(|(_, s, e)| e.saturating_sub(*s)).sum();
-    let keys: HashMap<u32, String> = control
-        .parts
-        .lock()
-        .expect("parts lock")
-        .iter()
-        .map(|(id, s)| (*id, s.key.clone()))
-        .collect();
+    let keys = control.partitions.keys();
     let bars: Vec<(u32, u64, ProgressBar)> = if bounds.len() <= MAX_BARS {
         bounds
             .iter()
@@ -47,19 +40,12 @@ pub fn show(control: &Control, bounds: &[(u32, u64, u64)]) {
     total.set_prefix("total");
     loop {
         let done = control.shutdown.load(Ordering::Acquire);
-        let committed: HashMap<u32, u64> = control
-            .parts
-            .lock()
-            .expect("parts lock")
-            .iter()
-            .map(|(id, s)| (*id, s.committed_offset))
-            .collect();
+        let committed = control.partitions.positions();
         let mut sum = 0;
         for (id, start, end) in bounds {
             let at = committed
                 .get(id)
-                .copied()
-                .unwrap_or(*start)
+                .map_or(*start, |(offset, _)| *offset)
                 .clamp(*start, *end);
             sum += at - start;
             if let Some((_, _, bar)) = bars.iter().find(|(b, _, _)| b == id) {

@@ -35,13 +35,7 @@ pub(super) fn restore_spill(
     }
     transition(state, TaskState::Restoring, name, metrics);
     let items = spill::read(state_dir, schema)?;
-    let mut expected: HashMap<u32, (u64, u64)> = control
-        .parts
-        .lock()
-        .expect("parts lock")
-        .iter()
-        .map(|(p, s)| (*p, (s.committed_offset, s.committed_line)))
-        .collect();
+    let mut expected = control.partitions.positions();
     let partitions = source.partitions();
     let handles: HashMap<String, u32> = partitions.iter().map(|p| (p.key(), p.id)).collect();
     let mut broken: Vec<u32> = Vec::new();
@@ -133,13 +127,7 @@ pub(super) fn graceful_stop(
     let n = items.len();
     match spill_dir {
         Some(dir) => {
-            let keys: HashMap<u32, String> = control
-                .parts
-                .lock()
-                .expect("parts lock")
-                .iter()
-                .map(|(p, s)| (*p, s.key.clone()))
-                .collect();
+            let keys = control.partitions.keys();
             spill::write(dir, schema, &items, |p| keys.get(&p).cloned())?;
             if n > 0 {
                 tracing::info!(items = n, path = %dir.display(), "spilled the channel to disk");

@@ -175,8 +175,6 @@ pub fn logged_addr(log: &Path, what: &str) -> Option<String> {
     )
 }
 
-/// Every visible data file under `out` is named by exactly one commit of job `job`, and every
-/// file a commit names is there.
 /// The data files the given checkpoint records name, sorted.
 pub fn files_named_by(records: impl Iterator<Item = Vec<u8>>) -> Vec<String> {
     let mut named = Vec::new();
@@ -194,6 +192,8 @@ pub fn files_named_by(records: impl Iterator<Item = Vec<u8>>) -> Vec<String> {
     named
 }
 
+/// Every visible data file under `out` is named by exactly one commit of job `job`, and every
+/// file a commit names is there.
 pub fn assert_files_match_checkpoints(out: &Path, job: &str) {
     let named = files_named_by(
         files_under(&out.join("_sluice").join(job).join("checkpoints"), false)

@@ -17,6 +17,7 @@ mod repos;
 mod run;
 mod s3_faults;
 mod s3_run;
+mod slow_store;
 mod stages;
 mod stores;
 mod tansu;

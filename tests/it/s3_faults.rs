@@ -29,7 +29,7 @@ struct Counts {
 }
 
 /// Reads one HTTP/1.1 request (headers and a `Content-Length` body); None at end of stream.
-fn read_request(c: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+pub(crate) fn read_request(c: &mut TcpStream) -> Option<(String, Vec<u8>)> {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -53,7 +53,7 @@ fn read_request(c: &mut TcpStream) -> Option<(String, Vec<u8>)> {
 }
 
 /// Sends the request upstream on a connection of its own and returns the whole answer.
-fn forward(upstream: &str, head: &str, body: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn forward(upstream: &str, head: &str, body: &[u8]) -> Option<Vec<u8>> {
     let mut s = TcpStream::connect(upstream).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
     // One request per upstream connection: the answer ends where the connection does.
@@ -146,8 +146,9 @@ fn serve(mut c: TcpStream, upstream: String, seq: Arc<AtomicU64>, counts: Arc<Co
     }
 }
 
-/// Every visible data file in the bucket is named by a checkpoint, and the other way round.
-fn assert_store_files_match_checkpoints(url: &str, s3: &crate::s3_run::S3) {
+/// Every visible data file of job `job` in the bucket is named by a checkpoint, and the other
+/// way round.
+pub(crate) fn assert_store_files_match_checkpoints(url: &str, s3: &crate::s3_run::S3, job: &str) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let opts = sluice::store::remote::StoreOptions {
         endpoint: Some(s3.endpoint.clone()),
@@ -160,7 +161,7 @@ fn assert_store_files_match_checkpoints(url: &str, s3: &crate::s3_run::S3) {
     let all = dest.list("").unwrap();
     let named = files_named_by(
         all.iter()
-            .filter(|f| f.starts_with("_sluice/s3it/checkpoints/"))
+            .filter(|f| f.starts_with(&format!("_sluice/{job}/checkpoints/")))
             .map(|f| dest.read(f).unwrap()),
     );
     let mut visible: Vec<String> = all
@@ -247,7 +248,7 @@ fn a_store_that_fails_requests_and_loses_answers_still_gets_exactly_once() {
     );
     // Read back directly, not through the proxy.
     assert_once(&ids_in_store(&url, &s3, &s3.endpoint), n);
-    assert_store_files_match_checkpoints(&url, &s3);
+    assert_store_files_match_checkpoints(&url, &s3, "s3it");
     eprintln!(
         "faults injected (500, 503, lost, cut): {injected:?}; lost create-only puts {}, cut \
          reads {}; forwarded {}",

@@ -18,7 +18,7 @@ use crate::helpers::*;
 use crate::kafka::{assert_once, job_with, produce_events, spawn_run, wait_for, wait_log};
 
 /// One tansu broker; stopped (killed) when dropped.
-struct Tansu {
+pub(crate) struct Tansu {
     bin: PathBuf,
     dir: tempfile::TempDir,
     port: u16,
@@ -39,7 +39,7 @@ fn tansu_bin() -> Option<PathBuf> {
 }
 
 impl Tansu {
-    fn start() -> Option<Tansu> {
+    pub(crate) fn start() -> Option<Tansu> {
         let bin = tansu_bin()?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -56,7 +56,7 @@ impl Tansu {
         Some(t)
     }
 
-    fn bootstrap(&self) -> String {
+    pub(crate) fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
@@ -121,7 +121,7 @@ impl Tansu {
         std::fs::read_to_string(self.dir.path().join("tansu.log")).unwrap_or_default()
     }
 
-    fn create_topic(&self, name: &str, partitions: u32) {
+    pub(crate) fn create_topic(&self, name: &str, partitions: u32) {
         let out = Command::new(&self.bin)
             .args(["topic", "create", "--broker", &self.url()])
             .args(["--partitions", &partitions.to_string(), name])
@@ -245,7 +245,7 @@ fn tansu_live_job_survives_a_broker_restart_and_resumes_in_another_process() {
 }
 
 /// Produces events `t<first>`.. in small batches until `stop`; returns how many.
-fn produce_until(
+pub(crate) fn produce_until(
     bootstrap: String,
     topic: &'static str,
     stop: Arc<AtomicBool>,

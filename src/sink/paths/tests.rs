@@ -360,7 +360,7 @@ fn compile_errors_name_the_template_and_the_cause() {
 fn templates_can_be_shared_between_threads() {
     fn shared<T: Clone + std::fmt::Debug + Send + Sync>() {}
     shared::<PathTemplate>();
-    shared::<PartitionError>();
+    shared::<TemplateError>();
 }
 
 #[test]

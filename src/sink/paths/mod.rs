@@ -41,6 +41,8 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use chrono::format::{Fixed, Item, Numeric, StrftimeItems};
 use chrono::{DateTime, SecondsFormat, Utc};
 
+pub use sanitize::MAX_VALUE;
+use sanitize::{push_null, push_sanitized};
 use syntax::{placeholder, push_literal, tokenize, Token};
 
 /// The folder name used for null and empty values (Hive's convention).
@@ -49,7 +51,7 @@ pub const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
 /// An invalid path template, or a batch that cannot be split with it. Names the template.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("template `{template}`: {reason}")]
-pub struct PartitionError {
+pub struct TemplateError {
     /// The template as given.
     pub template: String,
     /// What is wrong.
@@ -106,8 +108,8 @@ impl PathTemplate {
         schema: &SchemaRef,
         repo: &str,
         hive: bool,
-    ) -> Result<PathTemplate, PartitionError> {
-        let err = |reason: String| PartitionError {
+    ) -> Result<PathTemplate, TemplateError> {
+        let err = |reason: String| TemplateError {
             template: template.to_string(),
             reason,
         };
@@ -205,7 +207,7 @@ impl PathTemplate {
 
     /// The folder path of a constant template at ingestion time `ingest_ms`, or `None` when
     /// the path depends on rows.
-    pub fn constant_path(&self, ingest_ms: i64) -> Result<Option<String>, PartitionError> {
+    pub fn constant_path(&self, ingest_ms: i64) -> Result<Option<String>, TemplateError> {
         if self.by_row {
             return Ok(None);
         }
@@ -230,7 +232,7 @@ impl PathTemplate {
         &self,
         batch: &RecordBatch,
         ingest_ms: i64,
-    ) -> Result<Vec<(String, RecordBatch)>, PartitionError> {
+    ) -> Result<Vec<(String, RecordBatch)>, TemplateError> {
         let rows = batch.num_rows();
         if rows == 0 {
             return Ok(Vec::new());
@@ -314,8 +316,8 @@ impl PathTemplate {
             .collect()
     }
 
-    fn error(&self, reason: String) -> PartitionError {
-        PartitionError {
+    fn error(&self, reason: String) -> TemplateError {
+        TemplateError {
             template: self.template.clone(),
             reason,
         }
@@ -325,7 +327,7 @@ impl PathTemplate {
         &self,
         pattern: &TimePattern,
         ingest_ms: i64,
-    ) -> Result<String, PartitionError> {
+    ) -> Result<String, TemplateError> {
         let at = DateTime::<Utc>::from_timestamp_millis(ingest_ms)
             .ok_or_else(|| self.error(format!("ingestion time {ingest_ms} ms is out of range")))?;
         let mut text = String::new();
@@ -341,7 +343,7 @@ impl PathTemplate {
         &self,
         batch: &'b RecordBatch,
         col: &Column,
-    ) -> Result<&'b dyn Array, PartitionError> {
+    ) -> Result<&'b dyn Array, TemplateError> {
         let schema = batch.schema_ref();
         let matches = col.index < batch.num_columns()
             && schema.field(col.index).name() == &col.name
@@ -360,7 +362,7 @@ impl PathTemplate {
         &self,
         batch: &'b RecordBatch,
         col: &Column,
-    ) -> Result<TimeCells<'b>, PartitionError> {
+    ) -> Result<TimeCells<'b>, TemplateError> {
         let array = self.column(batch, col)?;
         let cells = match array.data_type() {
             DataType::Date32 => TimeCells::Date32(array.as_primitive::<Date32Type>().values()),
@@ -381,7 +383,7 @@ impl PathTemplate {
         &self,
         batch: &'b RecordBatch,
         col: &Column,
-    ) -> Result<ValueCells<'b>, PartitionError> {
+    ) -> Result<ValueCells<'b>, TemplateError> {
         let array = self.column(batch, col)?;
         let cells = match array.data_type() {
             DataType::Utf8 => ValueCells::Utf8(array.as_string::<i32>()),
@@ -410,7 +412,7 @@ impl PathTemplate {
         row: usize,
         out: &mut String,
         scratch: &mut String,
-    ) -> Result<(), PartitionError> {
+    ) -> Result<(), TemplateError> {
         match r {
             Renderer::Text(text) => out.push_str(text),
             Renderer::Time {
@@ -588,75 +590,7 @@ fn timestamp_values(array: &dyn Array, unit: TimeUnit) -> &[i64] {
     }
 }
 
-/// Bytes kept as they are in rendered values.
-fn is_safe(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
-}
-
-/// Appends the null partition name. At the start of a segment (no `field=` before it) its
-/// leading `_` is percent-encoded like any value's, so the folder stays visible to readers.
-fn push_null(out: &mut String, seg_start: bool) {
-    if seg_start {
-        out.push_str("%5F");
-        out.push_str(&NULL_PARTITION[1..]);
-    } else {
-        out.push_str(NULL_PARTITION);
-    }
-}
-
-/// Appends `value` made safe for a path segment (see the module documentation). `seg_start`:
-/// the value starts a segment, so a leading `_` or `.` is percent-encoded too.
-/// The longest rendered value kept whole (see the module's doc).
-pub const MAX_VALUE: usize = 100;
-
-fn push_sanitized(out: &mut String, value: &str, seg_start: bool) {
-    let start = out.len();
-    push_escaped(out, value, seg_start);
-    if out.len() - start > MAX_VALUE {
-        // Rendered text is ASCII; do not cut a `%XX` escape in two.
-        let mut cut = start + MAX_VALUE;
-        let b = out.as_bytes();
-        if b[cut - 1] == b'%' {
-            cut -= 1;
-        } else if b[cut - 2] == b'%' {
-            cut -= 2;
-        }
-        out.truncate(cut);
-        while out.len() < start + MAX_VALUE {
-            out.push('~');
-        }
-        // FNV-1a, 64 bits: stable across versions and platforms.
-        let hash = value.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-        });
-        write!(out, "~{hash:016x}").expect("writing to a String");
-    }
-}
-
-fn push_escaped(out: &mut String, value: &str, seg_start: bool) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let bytes = value.as_bytes();
-    let Some(&first) = bytes.first() else {
-        push_null(out, seg_start);
-        return;
-    };
-    let first_ok = !(seg_start && (first == b'_' || first == b'.'));
-    if first_ok && bytes.iter().all(|&b| is_safe(b)) {
-        out.push_str(value);
-        return;
-    }
-    out.reserve(bytes.len() + 8);
-    for (i, &b) in bytes.iter().enumerate() {
-        if is_safe(b) && (i > 0 || first_ok) {
-            out.push(b as char);
-        } else {
-            out.push('%');
-            out.push(HEX[usize::from(b >> 4)] as char);
-            out.push(HEX[usize::from(b & 15)] as char);
-        }
-    }
-}
-
+mod sanitize;
 mod syntax;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,77 @@
+//! Values made safe for a path segment: ASCII letters, digits, `-`, `_`, `.` and `~` kept,
+//! every other byte percent-encoded, a leading `_` or `.` encoded at the start of a segment,
+//! the null partition name for null and empty values, and long values cut and hashed to a
+//! bounded length (see `paths`' module documentation).
+
+use std::fmt::Write as _;
+
+use super::NULL_PARTITION;
+
+/// Bytes kept as they are in rendered values.
+fn is_safe(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
+}
+
+/// Appends the null partition name. At the start of a segment (no `field=` before it) its
+/// leading `_` is percent-encoded like any value's, so the folder stays visible to readers.
+pub(super) fn push_null(out: &mut String, seg_start: bool) {
+    if seg_start {
+        out.push_str("%5F");
+        out.push_str(&NULL_PARTITION[1..]);
+    } else {
+        out.push_str(NULL_PARTITION);
+    }
+}
+
+/// The longest rendered value kept whole (see the module's doc).
+pub const MAX_VALUE: usize = 100;
+
+/// Appends `value` made safe for a path segment (see the module documentation). `seg_start`:
+/// the value starts a segment, so a leading `_` or `.` is percent-encoded too.
+pub(super) fn push_sanitized(out: &mut String, value: &str, seg_start: bool) {
+    let start = out.len();
+    push_escaped(out, value, seg_start);
+    if out.len() - start > MAX_VALUE {
+        // Rendered text is ASCII; do not cut a `%XX` escape in two.
+        let mut cut = start + MAX_VALUE;
+        let b = out.as_bytes();
+        if b[cut - 1] == b'%' {
+            cut -= 1;
+        } else if b[cut - 2] == b'%' {
+            cut -= 2;
+        }
+        out.truncate(cut);
+        while out.len() < start + MAX_VALUE {
+            out.push('~');
+        }
+        // FNV-1a, 64 bits: stable across versions and platforms.
+        let hash = value.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        write!(out, "~{hash:016x}").expect("writing to a String");
+    }
+}
+
+fn push_escaped(out: &mut String, value: &str, seg_start: bool) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let bytes = value.as_bytes();
+    let Some(&first) = bytes.first() else {
+        push_null(out, seg_start);
+        return;
+    };
+    let first_ok = !(seg_start && (first == b'_' || first == b'.'));
+    if first_ok && bytes.iter().all(|&b| is_safe(b)) {
+        out.push_str(value);
+        return;
+    }
+    out.reserve(bytes.len() + 8);
+    for (i, &b) in bytes.iter().enumerate() {
+        if is_safe(b) && (i > 0 || first_ok) {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push(HEX[usize::from(b >> 4)] as char);
+            out.push(HEX[usize::from(b & 15)] as char);
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! A zombie commit on a slow destination: a group member whose uploads to S3 take longer than
+//! the revocation may wait loses its partitions while its commits still run; the next owner
+//! takes them over, and the old owner's uploads land afterwards. Readers of the bucket must
+//! still find every record exactly once and every visible file named by a checkpoint.
+//! Needs tansu (a real broker process) and S3 (SeaweedFS), both started by `scripts/test.sh`.
+
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::helpers::*;
+use crate::kafka::{job_with, spawn_run, wait_log};
+use crate::s3_faults::{assert_store_files_match_checkpoints, forward, read_request};
+use crate::s3_run::{assert_once, ids_in_store, s3, unique, S3};
+use crate::tansu::{produce_until, Tansu};
+
+/// What the delaying proxy holds back and what it let through late.
+#[derive(Default)]
+struct Slow {
+    /// Milliseconds to hold each data-file upload (0: none).
+    delay_ms: AtomicU64,
+    /// Delayed uploads being held or forwarded right now.
+    held: AtomicU64,
+    /// Delayed uploads that reached the store after `late_from` was set.
+    landed_late: AtomicU64,
+    late_from: AtomicBool,
+}
+
+/// Forwards one request; a PUT outside `_sluice/` (a data or dead-letter file, or one of its
+/// parts) waits `delay_ms` first.
+fn serve(mut c: TcpStream, upstream: String, slow: Arc<Slow>) {
+    let Some((head, body)) = read_request(&mut c) else {
+        return;
+    };
+    let delay = slow.delay_ms.load(Ordering::Acquire);
+    let upload = head.starts_with("PUT ") && !head.lines().next().unwrap().contains("/_sluice/");
+    let delayed = upload && delay > 0;
+    if delayed {
+        slow.held.fetch_add(1, Ordering::AcqRel);
+        std::thread::sleep(Duration::from_millis(delay));
+    }
+    let answer = forward(&upstream, &head, &body);
+    if delayed {
+        if slow.late_from.load(Ordering::Acquire) {
+            slow.landed_late.fetch_add(1, Ordering::AcqRel);
+        }
+        slow.held.fetch_sub(1, Ordering::AcqRel);
+    }
+    if let Some(answer) = answer {
+        use std::io::Write;
+        let _ = c.write_all(&answer);
+    }
+    let _ = c.shutdown(Shutdown::Both);
+}
+
+fn start_proxy(upstream: String) -> (String, Arc<Slow>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let slow = Arc::new(Slow::default());
+    let s = slow.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming().map_while(Result::ok) {
+            let (up, s) = (upstream.clone(), s.clone());
+            std::thread::spawn(move || serve(client, up, s));
+        }
+    });
+    (endpoint, slow)
+}
+
+/// The Kafka test job of member `m`, writing to `url` on S3 through `endpoint`.
+fn member_job(
+    root: &Path,
+    m: &str,
+    bootstrap: &str,
+    url: &str,
+    endpoint: &str,
+    s3: &S3,
+) -> PathBuf {
+    let dir = root.join(m);
+    std::fs::create_dir_all(&dir).unwrap();
+    // The revocation waits at most 4 s for a commit in progress; the consumer's poll interval
+    // leaves room for it. tansu expires a member that waits in a rebalance for longer than its
+    // session timeout, so B's session outlasts A's revocation (else B is expired while A
+    // revokes, rejoins, and the partitions go back to A, over and over).
+    let options = "\"session.timeout.ms\" = \"15000\"\n\"heartbeat.interval.ms\" = \"1000\"\n\
+                   \"max.poll.interval.ms\" = \"20000\"";
+    let job = job_with(&dir, bootstrap, "slow", options);
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("[job]\n", "[job]\nstop_deadline = \"4s\"\n")
+        .replace("url = \"out/\"", &format!("url = {url:?}"))
+        + &format!(
+            "[sink.storage]\nendpoint = {endpoint:?}\nallow_http = true\naccess_key_id = {:?}\n\
+             secret_access_key = {:?}\nrequest_timeout_secs = 90\n",
+            s3.key, s3.secret
+        );
+    std::fs::write(&job, text).unwrap();
+    job
+}
+
+/// Commit records of the test job in the bucket.
+fn commits(url: &str, s3: &S3) -> usize {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let opts = sluice::store::remote::StoreOptions {
+        endpoint: Some(s3.endpoint.clone()),
+        allow_http: Some(true),
+        access_key_id: Some(s3.key.clone()),
+        secret_access_key: Some(s3.secret.clone()),
+        ..Default::default()
+    };
+    let dest = sluice::store::Destination::parse_with(url, &opts, rt.handle().clone()).unwrap();
+    dest.list("_sluice/kafka-it/checkpoints/").unwrap().len()
+}
+
+/// Member A uploads through a proxy that holds every data file for 20 s, so its commits run
+/// far past the 4 s a revocation waits. Member B joins (straight to S3) and takes partitions
+/// whose commits A is still running; A's uploads land after B owns them. In the end both stop
+/// cleanly, every record is in the bucket once, and every visible file is named by a
+/// checkpoint (the late files were fenced off and removed).
+#[test]
+fn tansu_a_commit_slower_than_the_revocation_is_fenced_on_s3() {
+    let Some(s3) = s3() else { return };
+    let Some(broker) = Tansu::start() else { return };
+    broker.create_topic("slow", 4);
+    let upstream = s3
+        .endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let (proxy, slow) = start_proxy(upstream);
+    let root = tempfile::tempdir().unwrap();
+    let url = format!("{}/{}/", s3.url.trim_end_matches('/'), unique("slow"));
+    let a_job = member_job(root.path(), "a", &broker.bootstrap(), &url, &proxy, &s3);
+    let b_job = member_job(
+        root.path(),
+        "b",
+        &broker.bootstrap(),
+        &url,
+        &s3.endpoint,
+        &s3,
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = produce_until(broker.bootstrap(), "slow", stop.clone());
+    let a_log = root.path().join("a.log");
+    let a = spawn_run(&a_job, &a_log);
+    wait_until("member A's first commit", 90, || commits(&url, &s3) > 0);
+    // From now on A's uploads take 20 s each.
+    slow.delay_ms.store(20_000, Ordering::Release);
+    wait_until("an upload of A to be held", 60, || {
+        slow.held.load(Ordering::Acquire) > 0
+    });
+    slow.late_from.store(true, Ordering::Release);
+    let b_log = root.path().join("b.log");
+    let b = spawn_run(&b_job, &b_log);
+    // The revocation gives up waiting for A's running commit; B resumes the partitions.
+    let text = wait_log(
+        &a_log,
+        "a commit still runs past the revocation deadline",
+        1,
+        90,
+    );
+    assert!(
+        text.contains("a commit still runs past the revocation deadline"),
+        "A's revocation never left a commit running:\n{text}"
+    );
+    let text = wait_log(&b_log, "partition resumes", 1, 90);
+    assert!(
+        text.contains("partition resumes"),
+        "B got no partition:\n{text}\n--- A ---\n{}",
+        std::fs::read_to_string(&a_log).unwrap()
+    );
+    // A's held uploads reach the store after B took over.
+    wait_until("a held upload of A to land after B joined", 60, || {
+        slow.landed_late.load(Ordering::Acquire) > 0
+    });
+    slow.delay_ms.store(0, Ordering::Release);
+    stop.store(true, Ordering::Release);
+    let n = producer.join().unwrap();
+    wait_until("every record in the bucket", 180, || {
+        ids_in_store(&url, &s3, &s3.endpoint).len() >= n
+    });
+    sigterm(&a);
+    let a_status = a.wait_with_output().unwrap().status;
+    sigterm(&b);
+    let b_status = b.wait_with_output().unwrap().status;
+    let a_text = std::fs::read_to_string(&a_log).unwrap();
+    let b_text = std::fs::read_to_string(&b_log).unwrap();
+    assert!(a_status.success(), "A did not stop cleanly:\n{a_text}");
+    assert!(b_status.success(), "B did not stop cleanly:\n{b_text}");
+    // A's commits that outlived the revocation met B's newer term.
+    assert!(
+        a_text.contains("a commit of an earlier ownership of the partition was fenced"),
+        "A's late commit was not fenced:\n{a_text}\n--- B ---\n{b_text}"
+    );
+    assert_once(&ids_in_store(&url, &s3, &s3.endpoint), n);
+    assert_store_files_match_checkpoints(&url, &s3, "kafka-it");
+    eprintln!(
+        "uploads of A that landed after B joined: {}",
+        slow.landed_late.load(Ordering::Acquire)
+    );
+}
