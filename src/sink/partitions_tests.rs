@@ -157,3 +157,31 @@ fn a_revocation_flush_is_asked_served_and_dropped() {
     assert_eq!(t.keys().len(), 4);
     assert_eq!(t.positions()[&3], (0, 0));
 }
+
+#[test]
+fn edges_a_regression_would_hide_in() {
+    let t = Partitions::default();
+    let e = t.register(1, reg("k", 0, 5));
+    // A new registration moves the source side's epoch with it (else its chunks are stale).
+    t.revoke(&[1]);
+    let e2 = t.register(1, reg("k", 0, 6));
+    assert_eq!((t.source_epoch(1), e2), (e + 2, e + 2));
+    // A failed commit still ends: a revocation waits on `committing`.
+    let ticket = t.begin_commit(1, e2).unwrap();
+    t.end_commit(1, &ticket, None);
+    assert!(!t.committing(&[1]));
+    // A commit that lands after a revocation in the same term still moves the position the
+    // revocation hands to the group.
+    let ticket = t.begin_commit(1, e2).unwrap();
+    t.revoke(&[1]);
+    t.end_commit(1, &ticket, landed(70, 4));
+    assert_eq!(t.committed_offsets(&[1]), vec![(1, 70)]);
+    // Neither a rewind nor a reconcile applies to a partition no longer owned.
+    assert_eq!(t.rewind(1, Some(6)), None);
+    assert_eq!(t.resynced(1, 6, 9, Some((99, 0))), None);
+    // A refused fence leaves nothing to wait for; a fence naming a newer term applies.
+    t.register(2, reg("j", 0, 5));
+    assert_eq!(t.fence(2, Some(4), true), None);
+    assert_eq!(t.overdue_fence(Duration::ZERO), None);
+    assert!(t.fence(2, Some(6), true).is_some());
+}
