@@ -1,20 +1,53 @@
 //! The state a task shares between its source side, its workers and its admin listener: the
 //! partition table (`partitions.rs`), and the task's flags and counters.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
 
 use super::partitions::Partitions;
 
+/// Where a task is in its life. It only moves forward: running → stopping (graceful: commit
+/// what is open, take nothing more) → over (workers exit). A task may end without stopping
+/// first (a failure).
+#[derive(Default)]
+pub struct Phase(AtomicU8);
+
+const RUNNING: u8 = 0;
+const STOPPING: u8 = 1;
+const OVER: u8 = 2;
+
+impl Phase {
+    /// Begins a graceful stop (no effect once over).
+    pub fn stop(&self) {
+        self.0.fetch_max(STOPPING, Ordering::AcqRel);
+    }
+
+    /// The task is over.
+    pub fn end(&self) {
+        self.0.store(OVER, Ordering::Release);
+    }
+
+    pub fn running(&self) -> bool {
+        self.0.load(Ordering::Acquire) == RUNNING
+    }
+
+    /// Stopping or over.
+    pub fn stopping(&self) -> bool {
+        self.0.load(Ordering::Acquire) >= STOPPING
+    }
+
+    pub fn over(&self) -> bool {
+        self.0.load(Ordering::Acquire) == OVER
+    }
+}
+
 /// Flags and counters shared by the task, its source side and its workers.
 #[derive(Default)]
 pub struct Control {
-    /// Graceful stop: commit what is open, take nothing more.
-    pub stopping: AtomicBool,
+    /// Where the task is in its life: running, stopping, over.
+    pub phase: Phase,
     /// Paused by the admin API: nothing is taken or committed until resumed.
     pub paused: AtomicBool,
-    /// The task is over: workers exit.
-    pub shutdown: AtomicBool,
     /// The source has nothing more (bounded runs).
     pub source_done: AtomicBool,
     /// Chunks produced by the source and put into the channel: equal when none is in flight.

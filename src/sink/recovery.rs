@@ -117,17 +117,10 @@ impl Worker {
                 "replaying from the checkpoint"
             );
             let deadline = Instant::now() + pause;
-            while Instant::now() < deadline
-                && !ctl.shutdown.load(Ordering::Acquire)
-                && !ctl.stopping.load(Ordering::Acquire)
-                && self.part(p).is_some()
-            {
+            while Instant::now() < deadline && ctl.phase.running() && self.part(p).is_some() {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            if ctl.shutdown.load(Ordering::Acquire)
-                || ctl.stopping.load(Ordering::Acquire)
-                || self.part(p).is_none()
-            {
+            if !ctl.phase.running() || self.part(p).is_none() {
                 if let (true, Some(s), Some(to)) = (self.ctx.volatile, self.part(p), held) {
                     if to > s.committed_offset {
                         tracing::error!(

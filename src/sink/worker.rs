@@ -160,11 +160,11 @@ impl Worker {
     fn run(&mut self) {
         let ctl = self.ctx.control.clone();
         loop {
-            if ctl.shutdown.load(Ordering::Acquire) {
+            if ctl.phase.over() {
                 self.commit_all();
                 return;
             }
-            if ctl.stopping.load(Ordering::Acquire) {
+            if ctl.phase.stopping() {
                 self.commit_all();
                 self.set_finished(true);
                 std::thread::sleep(Duration::from_millis(20));

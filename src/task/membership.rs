@@ -149,7 +149,7 @@ impl TaskMembership {
             if done() {
                 return true;
             }
-            if Instant::now() >= until || self.control.shutdown.load(Ordering::Acquire) {
+            if Instant::now() >= until || self.control.phase.over() {
                 return done();
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -198,7 +198,7 @@ impl Membership for TaskMembership {
     fn revoked(&mut self, ids: &[u32]) -> Vec<(u32, u64)> {
         let ctl = self.control.clone();
         let until = Instant::now() + self.deadline;
-        let flushed = !ctl.stopping.load(Ordering::Acquire)
+        let flushed = !ctl.phase.stopping()
             && self.wait(until, || {
                 ctl.produced.load(Ordering::Acquire) == ctl.put.load(Ordering::Acquire)
             })

@@ -511,7 +511,7 @@ fn run_inner(
             }),
             None => result,
         };
-        control.shutdown.store(true, Ordering::Release);
+        control.phase.end();
         channel.close();
         for h in handles {
             let _ = h.join();

@@ -2,7 +2,6 @@
 //! `MAX_BARS`) and one for the total, each with its elapsed time and ETA, moved by what is
 //! committed (durable), not by what is read.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -39,7 +38,7 @@ pub fn show(control: &Control, bounds: &[(u32, u64, u64)]) {
     total.set_style(style);
     total.set_prefix("total");
     loop {
-        let done = control.shutdown.load(Ordering::Acquire);
+        let done = control.phase.over();
         let committed = control.partitions.positions();
         let mut sum = 0;
         for (id, start, end) in bounds {

@@ -2,7 +2,6 @@
 //! into the channel (before the source reads on) by the next start.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::{transition, RunOptions, TaskError, TaskState};
@@ -106,7 +105,7 @@ pub(super) fn graceful_stop(
     control: &Control,
 ) -> Result<(), TaskError> {
     let deadline = Instant::now() + job.stop_deadline;
-    control.stopping.store(true, Ordering::Release);
+    control.phase.stop();
     loop {
         let done = control
             .finished

@@ -2,6 +2,7 @@
 
 mod abuse;
 mod admin;
+mod bounds;
 mod convert;
 mod dead_letters;
 mod disk;

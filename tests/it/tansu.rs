@@ -404,3 +404,81 @@ fn tansu_ten_rolling_restarts_of_a_two_member_group_stay_exactly_once() {
     assert_eq!(c.len(), n, "records missing");
     assert_files_match_checkpoints(&out, "kafka-it");
 }
+
+impl Tansu {
+    /// Retention ran on partition `partition` of `topic` while the broker was down: its
+    /// records below `offset` are gone and its low watermark is `offset`. (tansu's sqlite
+    /// engine implements neither DeleteRecords nor timely retention, so the rows go directly.)
+    fn retain_from(&mut self, topic: &str, partition: u32, offset: u64) {
+        self.stop();
+        let script = r#"
+import sqlite3, sys
+db, topic, partition, offset = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+c = sqlite3.connect(db)
+tp = c.execute("select tp.id from topition tp join topic t on t.id = tp.topic where t.name = ? and tp.partition = ?", (topic, partition)).fetchone()[0]
+c.execute("delete from header where topition = ? and offset_id < ?", (tp, offset))
+n = c.execute("delete from record where topition = ? and offset_id < ?", (tp, offset)).rowcount
+c.execute("update watermark set low = ? where topition = ?", (offset, tp))
+c.commit()
+print(n)
+"#;
+        let out = Command::new("python3")
+            .args(["-c", script])
+            .arg(self.dir.path().join("tansu.db"))
+            .args([topic, &partition.to_string(), &offset.to_string()])
+            .output()
+            .unwrap();
+        let deleted = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && deleted.trim() == offset.to_string(),
+            "retention by hand: {deleted} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.spawn();
+    }
+}
+
+/// `run --from-checkpoint 1` of a Kafka job whose first checkpoint resumes below what
+/// retention left on the broker is refused before anything is deleted: files, checkpoints and
+/// the output stay as they were, and a plain run afterwards changes nothing either.
+#[test]
+fn tansu_a_roll_back_past_retention_is_refused_before_anything_is_deleted() {
+    let Some(mut broker) = Tansu::start() else {
+        return;
+    };
+    broker.create_topic("retained", 2);
+    produce_events(&broker.bootstrap(), "retained", 0, 2000, 2, None);
+    let dir = tempfile::tempdir().unwrap();
+    let job = job_with(dir.path(), &broker.bootstrap(), "retained", "");
+    let out = dir.path().join("out");
+    let run = spawn_run(&job, &dir.path().join("first.log"));
+    wait_for(&out, 2000, 120);
+    sigterm(&run);
+    assert!(run.wait_with_output().unwrap().status.success());
+    assert_once(&out, 2000);
+    // Checkpoint 1 of each partition resumes at offset 400 (max_rows = 400).
+    let listing = |out: &Path| -> Vec<(PathBuf, u64)> {
+        files_under(out, false)
+            .into_iter()
+            .filter(|p| !p.to_string_lossy().contains("/fence/"))
+            .map(|p| {
+                let len = std::fs::metadata(&p).unwrap().len();
+                (p, len)
+            })
+            .collect()
+    };
+    let before = listing(&out);
+    broker.retain_from("retained", 0, 900);
+    let o = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", job.to_str().unwrap(), "--from-checkpoint", "1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("cannot replay partition retained-0"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was deleted"), "{err}");
+    assert_eq!(listing(&out), before, "nothing deleted");
+    assert_once(&out, 2000);
+}

@@ -1,0 +1,173 @@
+//! Bounds under abuse: a stalled push body times out and frees its slot, requests in progress
+//! share the push memory budget, and one chunk routing to thousands of output paths stays
+//! under the file cap. Each test drives the real binary.
+
+use std::io::Write;
+
+use crate::admin::{http, metric_sum};
+use crate::helpers::*;
+use crate::push::http_client::Client;
+use crate::push::{push_job, start};
+
+/// Opens a push whose body never comes: it holds its memory reservation until 408.
+fn stalled_push(addr: &str, headers: &str, length: usize) -> std::net::TcpStream {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let head = format!(
+        "POST /v1/repos/nginx_access/data HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Length: {length}\r\n\r\nx"
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s
+}
+
+/// Requests in progress share `max_in_flight`: two stalled gzip bodies hold 2 × (declared +
+/// `max_body`) = 256 KiB of 320 KiB, so a third gzip push is refused (503) before its body
+/// is read; once the stalled ones time out, the same push is taken. Before, any
+/// `max_concurrent` requests could each hold `max_body` and more.
+#[test]
+fn pushes_in_progress_share_a_memory_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = push_job(
+        dir.path(),
+        "wal",
+        "max_body = \"64KiB\"\nmax_in_flight = \"320KiB\"\nbody_timeout = \"6s\"",
+        "",
+    );
+    let (child, addr) = start(&job, &dir.path().join("run.log"));
+    let gz = "Content-Encoding: gzip\r\n";
+    let _a = stalled_push(&addr, gz, 65_536);
+    let _b = stalled_push(&addr, gz, 65_536);
+    let held = || {
+        let (_, text) = http(&addr, "GET", "/metrics", None);
+        metric_sum(&text, "sluice_push_in_flight_bytes")
+    };
+    wait_until("the stalled pushes to reserve 256 KiB", 10, || {
+        held() >= 256.0 * 1024.0
+    });
+    let good =
+        b"{\"ts\":\"2024-05-01T10:00:00Z\",\"host\":\"h\",\"status\":200,\"trace_id\":\"budget\"}\n";
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(good).unwrap();
+    let body = enc.finish().unwrap();
+    let mut c = Client::new(&addr);
+    let (code, _, b) = c.post("/v1/repos/nginx_access/data", gz, &body).unwrap();
+    assert_eq!(code, 503, "{b}");
+    assert!(b.contains("max_in_flight"), "{b}");
+    // After body_timeout the stalled requests are answered 408 and give their share back.
+    wait_until("the stalled pushes to give their share back", 20, || {
+        held() == 0.0
+    });
+    let (code, _, b) = c.post("/v1/repos/nginx_access/data", gz, &body).unwrap();
+    assert_eq!(code, 200, "{b}");
+    sigterm(&child);
+    assert!(child.wait_with_output().unwrap().status.success());
+}
+
+/// One chunk routing to 5,000 paths (a template on a client address) with
+/// `max_open_files = 16`, under a limit of 256 open descriptors: files are parked (whole,
+/// descriptor closed) as the cap fills and commit together, so the run ends with every row
+/// once. Before, the item opened a file per path, hit "Too many open files" and replayed the
+/// same chunk for ever.
+#[test]
+fn a_chunk_routing_to_thousands_of_paths_stays_under_the_file_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("ips.jsonl");
+    let text: String = (0..5000)
+        .map(|i| {
+            format!(
+                "{{\"ts\":\"2024-05-01T10:00:00Z\",\"host\":\"h\",\"status\":200,\"client_ip\":\"10.0.{}.{}\",\"trace_id\":\"ip-{i}\"}}\n",
+                i / 250,
+                i % 250
+            )
+        })
+        .collect();
+    std::fs::write(&input, text).unwrap();
+    let job = dir.path().join("job.toml");
+    std::fs::write(
+        &job,
+        format!(
+            "[job]\nname = \"ips\"\nstate_dir = \"state\"\n[source]\nkind = \"file\"\npaths = [{input:?}]\n\
+             [repo]\nschema = {:?}\n[sink]\nurl = \"file://out\"\nmax_open_files = 16\n\
+             [sink.partition]\ntemplate = \"{{client_ip}}/\"\n",
+            schema("nginx_access")
+        ),
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_sluice");
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -n 256 && exec {bin} run {}", job.display()))
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("run.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let status = wait_exit(
+        &mut child,
+        "the run to end (a stuck partition replays for ever)",
+        300,
+    );
+    let log = std::fs::read_to_string(dir.path().join("run.log")).unwrap();
+    assert!(status.success(), "{log}");
+    assert!(!log.contains("Too many open files"), "{log}");
+    let ids = trace_ids(&dir.path().join("out"));
+    assert_eq!(ids.len(), 5000, "every row");
+    assert!(ids.values().all(|n| *n == 1), "each once");
+    let folders = std::fs::read_dir(dir.path().join("out"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("client_ip=")
+        })
+        .count();
+    assert_eq!(folders, 5000, "one folder per address");
+}
+
+/// A client that sends part of a body and stalls gets 408 after `body_timeout`, and its request
+/// slot is free again: with `max_concurrent = 1`, the next push is taken. It used to hold the
+/// slot for as long as the connection stayed open.
+#[test]
+fn a_stalled_push_body_times_out_and_frees_its_slot() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let job = push_job(
+        dir.path(),
+        "wal",
+        "max_concurrent = 1\nbody_timeout = \"1s\"",
+        "",
+    );
+    let (child, addr) = start(&job, &dir.path().join("run.log"));
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    slow.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        slow,
+        "POST /v1/repos/nginx_access/data HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 1000\r\n\r\n{{\"ts\":"
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match slow.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                answer.extend_from_slice(&buf[..n]);
+                if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+            Err(e) => panic!("no answer to a stalled body within 20 s: {e}"),
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let mut c = Client::new(&addr);
+    let good =
+        b"{\"ts\":\"2024-05-01T10:00:00Z\",\"host\":\"h\",\"status\":200,\"trace_id\":\"next\"}\n";
+    let (code, _, b) = c.post("/v1/repos/nginx_access/data", "", good).unwrap();
+    assert_eq!(code, 200, "{b}");
+    sigterm(&child);
+    assert!(child.wait_with_output().unwrap().status.success());
+}
