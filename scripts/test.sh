@@ -29,6 +29,16 @@ if ! "$TANSU" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
 fi
 export SLUICE_TEST_TANSU="$TANSU"
 
+# Prometheus and promtool (Debian package `prometheus`): a test scrapes a job with a real server
+# and checks the shipped alert rules.
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+  echo "== installing prometheus (apt)"
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null ||
+    { $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+fi
+
 # In CI the cache outlives the checkout: drop this project's own builds of earlier commits
 # (a new commit rebuilds them anyway; left alone, their test binaries pile up by the gigabyte),
 # and build without incremental data, which only grows there.

@@ -278,21 +278,39 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
-async fn metrics(State(s): State<Arc<Admin>>) -> Response {
+/// OpenMetrics for a client that asks for it (Prometheus does), else the classic text format.
+async fn metrics(State(s): State<Arc<Admin>>, headers: HeaderMap) -> Response {
     for slot in s.repos.values() {
         slot.with_live(|l| {
             let (bytes, batches) = l.channel.usage();
             slot.metrics.channel(bytes, batches);
         });
     }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        s.metrics.encode(),
-    )
-        .into_response()
+    let text = s.metrics.encode();
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    if openmetrics {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response()
+    } else {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            crate::metrics::classic_text(&text),
+        )
+            .into_response()
+    }
 }
 
 async fn ready(State(s): State<Arc<Admin>>) -> Response {

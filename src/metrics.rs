@@ -229,6 +229,31 @@ impl MetricSet {
     }
 }
 
+/// The classic Prometheus text format (0.0.4) of an OpenMetrics exposition, for clients that do
+/// not ask for OpenMetrics (curl, `promtool check metrics`): a counter family's HELP and TYPE
+/// take its samples' `_total` name, and `# UNIT` and `# EOF` lines go. Samples are the same.
+pub fn classic_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let (name, rest) = line.strip_prefix(prefix)?.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {rest}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
 impl Metrics {
     /// A repo's metrics in a registry of their own.
     pub fn new(repo: &str) -> Metrics {
@@ -418,6 +443,27 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_classic_text_names_counter_families_by_their_samples() {
+        let m = Metrics::new("web");
+        m.records_in("t-0", 3);
+        let classic = classic_text(&m.encode());
+        assert!(
+            classic.contains("# TYPE sluice_records_in_total counter\n"),
+            "{classic}"
+        );
+        assert!(
+            classic.contains("# HELP sluice_records_in_total Records"),
+            "{classic}"
+        );
+        assert!(classic.contains(r#"sluice_records_in_total{repo="web",partition="t-0"} 3"#));
+        assert!(
+            classic.contains("# TYPE sluice_task_state gauge\n"),
+            "{classic}"
+        );
+        assert!(!classic.contains("# EOF"), "{classic}");
+    }
 
     #[test]
     fn counters_state_and_lag_show_in_the_exposition() {

@@ -13,6 +13,7 @@ mod infer;
 mod interop;
 mod kafka;
 mod owners;
+mod prometheus;
 mod push;
 mod repos;
 mod run;
