@@ -356,9 +356,10 @@ impl Wal {
         ))
     }
 
-    /// The first position still in the log.
+    /// The first position still in the log (the end when it holds no segment: a new segment
+    /// could not be created past the end, see [`Self::seek_check`]).
     pub fn start(&self) -> u64 {
-        self.segments[0].base
+        self.segments.first().map_or(self.end, |s| s.base)
     }
 
     /// The position after the last record.
@@ -374,7 +375,10 @@ impl Wal {
                 len: payload.len() as u64,
             });
         }
-        if self.file_len + RECORD_HEADER + payload.len() as u64 > self.segment_bytes
+        if self.segments.is_empty() {
+            // A segment past the end could not be created before (a full disk): again now.
+            self.start_segment(self.end)?;
+        } else if self.file_len + RECORD_HEADER + payload.len() as u64 > self.segment_bytes
             && self.file_len > MAGIC.len() as u64
         {
             self.roll(self.end)?;
@@ -410,40 +414,43 @@ impl Wal {
 
     /// Closes the current segment (durably) and starts a new one at `base`.
     fn roll(&mut self, base: u64) -> Result<(), WalError> {
-        let old = &self.segments.last().expect("a segment").path;
-        self.file.sync_data().map_err(io(old))?;
+        if let Some(old) = self.segments.last() {
+            self.file.sync_data().map_err(io(&old.path))?;
+        }
         self.start_segment(base)
     }
 
-    /// Creates a segment at `base` (durably) and appends to it from now on.
+    /// Creates a segment at `base` (durably) and appends to it from now on. On failure nothing
+    /// of it stays (a later attempt creates it afresh) and the log is as before; a full disk is
+    /// [`WalError::Full`].
     fn start_segment(&mut self, base: u64) -> Result<(), WalError> {
         let path = segment_path(&self.dir, base);
-        if let Err(e) = create_segment(&path) {
-            if let WalError::Io { source, .. } = &e {
-                if is_disk_full(source) {
-                    // The new segment holds no record: remove it (if it was created at all)
-                    // and refuse, as for a record.
-                    match std::fs::remove_file(&path) {
-                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                            return Err(io(&path)(e))
-                        }
-                        _ => {}
+        let opened = create_segment(&path)
+            .and_then(|()| sync_dir(&self.dir))
+            .and_then(|()| {
+                OpenOptions::new()
+                    .append(true)
+                    .open(&path)
+                    .map_err(io(&path))
+            });
+        let file = match opened {
+            Ok(f) => f,
+            Err(e) => {
+                // The new segment holds no record: remove it, if it was created at all.
+                if let Err(r) = std::fs::remove_file(&path) {
+                    if r.kind() != std::io::ErrorKind::NotFound && path.is_file() {
+                        return Err(io(&path)(r));
                     }
-                    let WalError::Io { path, source } = e else {
-                        unreachable!("matched above")
-                    };
-                    return Err(WalError::Full { path, source });
                 }
+                return Err(match e {
+                    WalError::Io { path, source } if is_disk_full(&source) => {
+                        WalError::Full { path, source }
+                    }
+                    e => e,
+                });
             }
-            return Err(e);
-        }
-        sync_dir(&self.dir)?;
-        self.file = Arc::new(
-            OpenOptions::new()
-                .append(true)
-                .open(&path)
-                .map_err(io(&path))?,
-        );
+        };
+        self.file = Arc::new(file);
         self.file_len = MAGIC.len() as u64;
         self.segments.push(Segment { base, path });
         Ok(())
@@ -465,7 +472,10 @@ impl Wal {
             // in between leaves no gap before the new segment. After damage was moved aside
             // the log may end short of a spill's position: what it holds is moved aside too,
             // never deleted.
-            for seg in self.segments.drain(..) {
+            // One at a time, each forgotten once gone: a failure leaves the rest listed.
+            self.reader = None;
+            self.cursor = None;
+            while let Some(seg) = self.segments.first() {
                 match &self.moved_to {
                     None => std::fs::remove_file(&seg.path).map_err(io(&seg.path))?,
                     Some(to) => {
@@ -473,12 +483,13 @@ impl Wal {
                         std::fs::rename(&seg.path, to.join(name)).map_err(io(&seg.path))?;
                     }
                 }
+                self.segments.remove(0);
             }
-            self.reader = None;
-            self.cursor = None;
             sync_dir(&self.dir)?;
-            self.start_segment(pos)?;
+            // An empty log at `pos`; when its first segment cannot be created now (a full
+            // disk), the next append creates it.
             self.end = pos;
+            self.start_segment(pos)?;
         }
         Ok(())
     }

@@ -187,6 +187,35 @@ fn seeking_past_the_end_continues_the_log_there() {
     assert_eq!(read_all(&mut wal, 1000), b"b\n");
 }
 
+/// Seeking past the end deletes the old segments, then cannot create the new one (a full disk;
+/// here a folder in its place): the log is empty at the new position, not broken, and the next
+/// append creates the segment once it can. Before, the log kept no segment and its next
+/// `start()` or append panicked.
+#[test]
+fn a_segment_that_cannot_be_created_past_the_end_is_created_by_the_next_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = Wal::open(dir.path(), 1 << 20).unwrap();
+    wal.append(b"a\n").unwrap();
+    let blocker = segment_path(dir.path(), 1000);
+    std::fs::create_dir(&blocker).unwrap();
+    assert!(wal.seek_check(1000).is_err());
+    assert_eq!((wal.start(), wal.end()), (1000, 1000));
+    assert!(
+        !segment_path(dir.path(), 0).exists(),
+        "the old segment is gone"
+    );
+    assert!(wal.append(b"b\n").is_err(), "still blocked");
+    assert_eq!((wal.start(), wal.end()), (1000, 1000));
+    std::fs::remove_dir(&blocker).unwrap();
+    let (s, e) = wal.append(b"b\n").unwrap();
+    assert_eq!((s, e), (1000, 1002));
+    assert_eq!(read_all(&mut wal, 1000), b"b\n");
+    drop(wal);
+    let (mut wal, report) = Wal::open(dir.path(), 1 << 20).unwrap();
+    assert_eq!((report.start, report.end), (1000, 1002));
+    assert_eq!(read_all(&mut wal, 1000), b"b\n");
+}
+
 #[test]
 fn a_reader_at_the_end_follows_into_a_segment_rolled_later() {
     let dir = tempfile::tempdir().unwrap();
