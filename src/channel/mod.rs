@@ -4,8 +4,11 @@
 //! once (push sources answer 503); the channel never grows past its bound, except that an item
 //! larger than the whole bound is admitted into an empty channel so it cannot wedge the task.
 //! A take hands a worker items from its lane inside a transaction: `commit` (the items are
-//! encoded into open files) frees their room, `rollback` puts them back at the head of the lane
-//! in order. Items in flight count against the bound until then.
+//! encoded into open files, or were judged stale or failed) frees their room; a take dropped
+//! without a commit (a worker that panicked mid-take) puts them back at the head of the lane in
+//! order, so the accounting stays right. Items in flight count against the bound until then.
+//! Nothing else puts items back: a partition whose item failed is replayed from its source
+//! (`sink::recovery`), not from the channel.
 //!
 //! Lanes: each sink worker owns the source partitions `partition % lanes`, so one partition's
 //! batches stay in order and in one worker (the commit unit is a source partition).
@@ -310,11 +313,6 @@ impl Take<'_> {
         s.used_bytes -= freed;
         s.used_items -= items.len();
         self.channel.room.notify_all();
-    }
-
-    /// Hands on failed: the items go back to the head of the lane, in order.
-    pub fn rollback(mut self) {
-        self.put_back();
     }
 
     fn put_back(&mut self) {

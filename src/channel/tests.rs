@@ -62,17 +62,17 @@ fn firsts(take: &Take<'_>) -> Vec<u64> {
 }
 
 #[test]
-fn rollback_returns_items_to_the_head_in_order() {
+fn a_take_dropped_uncommitted_returns_its_items_to_the_head_in_order() {
     let ch = Channel::new(1, 1 << 30, 100);
     for n in 0..5 {
         ch.put(item(0, n, 4)).unwrap();
     }
     let t = ch.take(0, 3, Duration::ZERO);
     assert_eq!(firsts(&t), vec![0, 100, 200]);
-    t.rollback();
+    drop(t);
     let t = ch.take(0, 10, Duration::ZERO);
     assert_eq!(firsts(&t), vec![0, 100, 200, 300, 400]);
-    drop(t); // dropped undecided: rolled back too
+    drop(t);
     assert_eq!(ch.usage().1, 5);
     let t = ch.take(0, 10, Duration::ZERO);
     t.commit();
@@ -128,13 +128,13 @@ fn a_huge_item_enters_an_empty_channel() {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
-    /// Under concurrent puts and takes (with random commits and rollbacks) the bound holds,
+    /// Under concurrent puts and takes (with random commits and dropped takes) the bound holds,
     /// nothing is lost and each partition's items come out in order exactly once.
     #[test]
     fn bound_holds_under_concurrency(
         sizes in proptest::collection::vec(1usize..40, 20..80),
         max_items in 2usize..6,
-        rollback_every in 2usize..5,
+        drop_every in 2usize..5,
     ) {
         let unit = item(0, 0, 20).size();
         let max_bytes = unit * 3;
@@ -163,8 +163,8 @@ proptest! {
                         over.fetch_add(1, Ordering::SeqCst);
                     }
                     round += 1;
-                    if round % rollback_every == 0 {
-                        t.rollback();
+                    if round % drop_every == 0 {
+                        drop(t);
                         continue;
                     }
                     seen.extend(t.items().map(|i| i.prov.first_offset / 100));
