@@ -135,3 +135,68 @@ fn a_backfill_into_the_live_folder_leaves_the_live_files_alone() {
         "each record once live, once backfilled"
     );
 }
+
+/// `run --from-checkpoint 1` of a push job whose WAL has already released what checkpoint 1
+/// resumes from is refused before anything is deleted: every file and checkpoint stays.
+#[test]
+fn a_roll_back_past_the_wal_start_is_refused_before_anything_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = push_job(dir.path(), "wal", "wal_segment_bytes = \"256KiB\"", "");
+    let log = dir.path().join("run.log");
+    let (child, addr) = start(&job, &log);
+    let mut c = crate::push::http_client::Client::new(&addr);
+    let out = dir.path().join("out");
+    for n in 0..4 {
+        let (code, _, b) = c
+            .post(
+                "/v1/repos/nginx_access/data",
+                "",
+                &crate::push::events(&format!("w{n}"), 6000),
+            )
+            .unwrap();
+        assert_eq!(code, 200, "{b}");
+        wait_until("the push to be committed", 60, || {
+            trace_ids(&out).len() == (n + 1) * 6000
+        });
+    }
+    sigterm(&child);
+    assert!(child.wait_with_output().unwrap().status.success());
+    // Checkpoint 1 resumes below the first byte the WAL still holds.
+    let first_held: u64 = files_under(&dir.path().join("state"), false)
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .map(|p| p.file_stem().unwrap().to_string_lossy().parse().unwrap())
+        .min()
+        .expect("a WAL segment");
+    let first: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            files_under(&out.join("_sluice/push-test/checkpoints"), false)
+                .iter()
+                .find(|p| p.file_name().unwrap() == "000000000001.json")
+                .expect("checkpoint 1"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let resumes = first["next_offset"].as_u64().unwrap();
+    assert!(
+        resumes < first_held,
+        "{resumes} {first_held}: the WAL released nothing"
+    );
+    let listing = |out: &Path| -> Vec<(String, Vec<u8>)> {
+        files(out)
+            .into_iter()
+            .filter(|(p, _)| !p.contains("/fence/"))
+            .collect()
+    };
+    let before = listing(&out);
+    let o = sluice(&["run", job.to_str().unwrap(), "--from-checkpoint", "1"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success()
+            && err.contains("cannot replay partition")
+            && err.contains("nothing was deleted"),
+        "{err}"
+    );
+    assert_eq!(listing(&out), before, "nothing deleted");
+}

@@ -19,7 +19,7 @@ pub(crate) mod http_client;
 use http_client::Client;
 
 /// `rows` nginx_access events with trace ids `<tag>-<i>`.
-fn events(tag: &str, rows: usize) -> Vec<u8> {
+pub(crate) fn events(tag: &str, rows: usize) -> Vec<u8> {
     let mut out = String::new();
     for i in 0..rows {
         out.push_str(&format!(

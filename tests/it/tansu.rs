@@ -482,3 +482,65 @@ fn tansu_a_roll_back_past_retention_is_refused_before_anything_is_deleted() {
     assert_eq!(listing(&out), before, "nothing deleted");
     assert_once(&out, 2000);
 }
+
+/// Retention deleted records the job had not exported yet (while it was down): the next run
+/// stops, naming the partition and the lost range (`on_gap = "fail"`, the default); with
+/// `on_gap = "skip"` it goes on from the low watermark, logs the range and counts it in
+/// `sluice_offsets_skipped_total`, and nothing else is lost or repeated. Before, librdkafka's
+/// `auto.offset.reset` moved on past the gap without a word.
+#[test]
+fn tansu_records_retention_deleted_before_export_stop_the_run_or_are_skipped_and_counted() {
+    let Some(mut broker) = Tansu::start() else {
+        return;
+    };
+    broker.create_topic("aged", 1);
+    produce_events(&broker.bootstrap(), "aged", 0, 500, 1, None);
+    let dir = tempfile::tempdir().unwrap();
+    let job = job_with(dir.path(), &broker.bootstrap(), "aged", "");
+    let out = dir.path().join("out");
+    let run = spawn_run(&job, &dir.path().join("first.log"));
+    wait_for(&out, 500, 120);
+    sigterm(&run);
+    assert!(run.wait_with_output().unwrap().status.success());
+    // While the job is down, 500 more arrive and retention deletes offsets below 800.
+    produce_events(&broker.bootstrap(), "aged", 500, 500, 1, None);
+    broker.retain_from("aged", 0, 800);
+
+    let log = dir.path().join("fail.log");
+    let mut refused = spawn_run(&job, &log);
+    let status = wait_exit(&mut refused, "the run to stop at the gap", 60);
+    let err = std::fs::read_to_string(&log).unwrap();
+    assert!(!status.success(), "{err}");
+    assert!(
+        err.contains("resumes at offset 500")
+            && err.contains("records 500..800 were deleted by the broker (retention)"),
+        "{err}"
+    );
+    assert_eq!(ids(&out), (0..500).collect::<Vec<_>>(), "nothing written");
+
+    let text = std::fs::read_to_string(&job).unwrap().replace(
+        "chunk_bytes = \"16KiB\"",
+        "chunk_bytes = \"16KiB\"\non_gap = \"skip\"",
+    ) + "\n[admin]\nlisten = \"127.0.0.1:0\"\n";
+    std::fs::write(&job, text).unwrap();
+    let log = dir.path().join("skip.log");
+    let run = spawn_run(&job, &log);
+    let addr = crate::admin::admin_addr(&log);
+    wait_for(&out, 700, 120);
+    let skipped = || {
+        let (_, m) = crate::admin::http(&addr, "GET", "/metrics", None);
+        crate::admin::metric_sum(&m, "sluice_offsets_skipped_total")
+    };
+    wait_until("300 skipped offsets in the metrics", 30, || {
+        skipped() == 300.0
+    });
+    sigterm(&run);
+    assert!(run.wait_with_output().unwrap().status.success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("skipped (on_gap = skip), reading from 800"),
+        "{text}"
+    );
+    let want: Vec<usize> = (0..500).chain(800..1000).collect();
+    assert_eq!(ids(&out), want);
+}
