@@ -269,6 +269,12 @@ impl Metrics {
             state: Mutex::new("new".into()),
         };
         m.set_state("new");
+        // Series that alerts compare over a window exist from the start, at 0: a first commit,
+        // retry or restart then counts as an increase (a series born at 1 would not).
+        let repo = m.repo();
+        drop(m.set.commit_seconds.get_or_create(&repo));
+        drop(m.set.sink_retries.get_or_create(&repo));
+        drop(m.set.task_restarts.get_or_create(&repo));
         m
     }
 
@@ -463,6 +469,14 @@ mod tests {
             "{classic}"
         );
         assert!(!classic.contains("# EOF"), "{classic}");
+        // Counted by window in the alert rules: present at 0 before anything happened.
+        for zero in [
+            r#"sluice_task_restarts_total{repo="web"} 0"#,
+            r#"sluice_sink_retries_total{repo="web"} 0"#,
+            r#"sluice_commit_seconds_count{repo="web"} 0"#,
+        ] {
+            assert!(classic.contains(zero), "{zero}: {classic}");
+        }
     }
 
     #[test]

@@ -425,29 +425,33 @@ impl Wal {
     /// [`WalError::Full`].
     fn start_segment(&mut self, base: u64) -> Result<(), WalError> {
         let path = segment_path(&self.dir, base);
-        let opened = create_segment(&path)
-            .and_then(|()| sync_dir(&self.dir))
-            .and_then(|()| {
-                OpenOptions::new()
-                    .append(true)
-                    .open(&path)
-                    .map_err(io(&path))
-            });
+        let full = |e: WalError| match e {
+            WalError::Io { path, source } if is_disk_full(&source) => {
+                WalError::Full { path, source }
+            }
+            e => e,
+        };
+        // A name taken already is not this call's to remove.
+        if let Err(e) = create_segment(&path) {
+            if !matches!(&e, WalError::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists)
+            {
+                let _ = std::fs::remove_file(&path);
+            }
+            return Err(full(e));
+        }
+        let opened = sync_dir(&self.dir).and_then(|()| {
+            OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .map_err(io(&path))
+        });
         let file = match opened {
             Ok(f) => f,
             Err(e) => {
-                // The new segment holds no record: remove it, if it was created at all.
-                if let Err(r) = std::fs::remove_file(&path) {
-                    if r.kind() != std::io::ErrorKind::NotFound && path.is_file() {
-                        return Err(io(&path)(r));
-                    }
-                }
-                return Err(match e {
-                    WalError::Io { path, source } if is_disk_full(&source) => {
-                        WalError::Full { path, source }
-                    }
-                    e => e,
-                });
+                // The new segment holds no record: remove it, so that a later attempt creates
+                // it afresh (if that fails too, the error that counts is the first one).
+                let _ = std::fs::remove_file(&path);
+                return Err(full(e));
             }
         };
         self.file = Arc::new(file);

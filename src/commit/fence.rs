@@ -230,14 +230,19 @@ impl Checkpoints {
     }
 
     /// Phase "claim": the claim on `c.seq`, create-only, by a writer that still holds the
-    /// newest term.
+    /// newest term once the claim is in the store. The check after the write is the one that
+    /// counts: a writer paused between the first check and the write may find its claim landing
+    /// after a newer owner registered, committed `c.seq` itself and pruned its outcome (nothing
+    /// decides `c.seq` any more); it must not publish. A newer owner registered before the claim
+    /// landed is seen here; one registered after sees the claim and aborts it.
     pub fn claim(&self, c: &Claim) -> Result<(), CheckpointError> {
         self.check_term(&c.key, c.term)?;
-        self.put_claim(c)
+        self.put_claim(c)?;
+        self.check_term(&c.key, c.term)
     }
 
-    /// The create-only write of a claim, without the term check (`claim` does both; a writer
-    /// may pause between the two, which the protocol must survive).
+    /// The create-only write of a claim, without the term checks (`claim` does all three; a
+    /// writer may pause between any two, which the protocol must survive).
     pub fn put_claim(&self, c: &Claim) -> Result<(), CheckpointError> {
         // A decided sequence number cannot be claimed again (its claim record may be gone).
         if let Some(o) = self.outcome(&c.key, c.seq)? {

@@ -18,6 +18,8 @@ const N: u64 = 24;
 enum Phase {
     Written,
     Checked,
+    /// The claim is in the store; the term is checked once more before anything is published.
+    Put,
     Claimed,
     Published(usize),
     Sealed,
@@ -212,7 +214,7 @@ impl Model {
             },
             Phase::Checked => {
                 let r = self.cps.put_claim(&a.claim);
-                a.phase = Phase::Claimed;
+                a.phase = Phase::Put;
                 self.writers[w].attempt = Some(a);
                 match r {
                     Ok(()) if ambiguous => self.resync(w),
@@ -220,6 +222,16 @@ impl Model {
                     Err(e) => self.failed(w, e),
                 }
             }
+            Phase::Put => match self.cps.check_term(KEY, term) {
+                Ok(()) => {
+                    a.phase = Phase::Claimed;
+                    self.writers[w].attempt = Some(a);
+                }
+                Err(e) => {
+                    self.writers[w].attempt = Some(a);
+                    self.failed(w, e)
+                }
+            },
             Phase::Claimed | Phase::Published(_) => {
                 let i = match a.phase {
                     Phase::Published(i) => i,
@@ -355,6 +367,19 @@ fn run_model(actions: &[(u8, u8, u8)]) {
             assert!(files.contains(&f.path), "{} is named but gone", f.path);
         }
     }
+}
+
+/// A writer checks its term, then pauses before its claim lands; a newer owner registers,
+/// commits every record (the stale writer's sequence number among them) and prunes that
+/// outcome; the stale claim then lands (nothing decides its sequence number any more). It
+/// must not publish: the term is checked again once the claim is in the store.
+#[test]
+fn a_claim_landing_after_a_newer_owner_pruned_its_sequence_number_publishes_nothing() {
+    let mut actions = vec![(0, 0, 0), (2, 0, 5), (2, 0, 5), (0, 1, 0)];
+    actions.extend(std::iter::repeat_n((2, 1, 5), 40));
+    actions.push((10, 1, 0));
+    actions.extend(std::iter::repeat_n((2, 0, 5), 6));
+    run_model(&actions);
 }
 
 proptest! {

@@ -53,17 +53,6 @@ impl Drop for Tmpfs {
 }
 
 /// Kills the run if the test fails before stopping it.
-struct KillOnDrop(Option<std::process::Child>);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(c) = self.0.as_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 /// 300 events (about 100 KB) with trace ids `<tag>-<i>`, each with 250 characters that do
 /// not compress (the output fills the disk too, not only the WAL).
 fn body(tag: &str) -> Vec<u8> {

@@ -244,3 +244,47 @@ pub fn wait_exit(
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// A child process that is killed and reaped when dropped, unless taken first: a failing test
+/// leaves no process behind.
+pub struct KillOnDrop(pub Option<std::process::Child>);
+
+impl KillOnDrop {
+    pub fn new(child: std::process::Child) -> Self {
+        KillOnDrop(Some(child))
+    }
+
+    pub fn child(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().expect("not taken")
+    }
+
+    /// SIGTERM, then its exit within `secs` (killed and failed past it).
+    pub fn stop(mut self, what: &str, secs: u64) -> std::process::ExitStatus {
+        sigterm(self.child());
+        wait_exit(self.child(), what, secs)
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// `sluice ARGS` run to its end within `secs` (killed and failed past it): its status and
+/// standard error.
+pub fn sluice_within(args: &[&str], secs: u64) -> (std::process::ExitStatus, String) {
+    let err = tempfile::NamedTempFile::new().unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(err.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop::new(child);
+    let status = wait_exit(child.child(), &format!("sluice {args:?} to end"), secs);
+    (status, std::fs::read_to_string(err.path()).unwrap())
+}

@@ -144,6 +144,7 @@ fn a_roll_back_past_the_wal_start_is_refused_before_anything_is_deleted() {
     let job = push_job(dir.path(), "wal", "wal_segment_bytes = \"256KiB\"", "");
     let log = dir.path().join("run.log");
     let (child, addr) = start(&job, &log);
+    let child = KillOnDrop::new(child);
     let mut c = crate::push::http_client::Client::new(&addr);
     let out = dir.path().join("out");
     for n in 0..4 {
@@ -159,8 +160,7 @@ fn a_roll_back_past_the_wal_start_is_refused_before_anything_is_deleted() {
             trace_ids(&out).len() == (n + 1) * 6000
         });
     }
-    sigterm(&child);
-    assert!(child.wait_with_output().unwrap().status.success());
+    assert!(child.stop("the push job to stop", 60).success());
     // Checkpoint 1 resumes below the first byte the WAL still holds.
     let first_held: u64 = files_under(&dir.path().join("state"), false)
         .iter()
@@ -190,10 +190,12 @@ fn a_roll_back_past_the_wal_start_is_refused_before_anything_is_deleted() {
             .collect()
     };
     let before = listing(&out);
-    let o = sluice(&["run", job.to_str().unwrap(), "--from-checkpoint", "1"]);
-    let err = String::from_utf8_lossy(&o.stderr);
+    let (status, err) = sluice_within(
+        &["run", job.to_str().unwrap(), "--from-checkpoint", "1"],
+        60,
+    );
     assert!(
-        !o.status.success()
+        !status.success()
             && err.contains("cannot replay partition")
             && err.contains("nothing was deleted"),
         "{err}"

@@ -6,7 +6,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use crate::admin::{admin_addr, http};
 use crate::helpers::*;
@@ -25,15 +25,6 @@ fn tool(name: &str) -> Option<PathBuf> {
         eprintln!("SKIP: the Prometheus test needs {name} (Debian package prometheus)");
     }
     found
-}
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// The value of a one-sample instant query, or None while it has no sample.
@@ -101,7 +92,7 @@ fn prometheus_scrapes_a_kafka_job_and_the_alert_rules_hold() {
     text.push_str("\n[admin]\nlisten = \"127.0.0.1:0\"\n");
     std::fs::write(&job, text).unwrap();
     let log = dir.path().join("run.log");
-    let run = KillOnDrop(spawn_run(&job, &log));
+    let run = KillOnDrop::new(spawn_run(&job, &log));
     let addr = admin_addr(&log);
     let n = 2000;
     produce(&bootstrap, topic, n);
@@ -136,7 +127,7 @@ fn prometheus_scrapes_a_kafka_job_and_the_alert_rules_hold() {
     .unwrap();
     let prom_addr = format!("127.0.0.1:{port}");
     let prom_log = dir.path().join("prometheus.log");
-    let _prom = KillOnDrop(
+    let _prom = KillOnDrop::new(
         Command::new(prometheus)
             .arg(format!("--config.file={}", config.display()))
             .arg(format!(
@@ -174,5 +165,5 @@ fn prometheus_scrapes_a_kafka_job_and_the_alert_rules_hold() {
         None,
         "no alert fires on a healthy job"
     );
-    sigterm(&run.0);
+    assert!(run.stop("the job to stop", 60).success());
 }

@@ -188,7 +188,7 @@ fn a_repo_whose_destination_is_down_stalls_no_other() {
         "{metrics}"
     );
     assert_eq!(
-        metrics.matches("# EOF").count(),
+        metrics.matches("# TYPE sluice_task_state gauge").count(),
         1,
         "one exposition for every repo"
     );

@@ -144,7 +144,7 @@ fn tansu_a_commit_slower_than_the_revocation_is_fenced_on_s3() {
     let stop = Arc::new(AtomicBool::new(false));
     let producer = produce_until(broker.bootstrap(), "slow", stop.clone());
     let a_log = root.path().join("a.log");
-    let a = spawn_run(&a_job, &a_log);
+    let a = KillOnDrop::new(spawn_run(&a_job, &a_log));
     wait_until("member A's first commit", 90, || commits(&url, &s3) > 0);
     // From now on A's uploads take 20 s each.
     slow.delay_ms.store(20_000, Ordering::Release);
@@ -153,7 +153,7 @@ fn tansu_a_commit_slower_than_the_revocation_is_fenced_on_s3() {
     });
     slow.late_from.store(true, Ordering::Release);
     let b_log = root.path().join("b.log");
-    let b = spawn_run(&b_job, &b_log);
+    let b = KillOnDrop::new(spawn_run(&b_job, &b_log));
     // The revocation gives up waiting for A's running commit; B resumes the partitions.
     let text = wait_log(
         &a_log,
@@ -181,10 +181,8 @@ fn tansu_a_commit_slower_than_the_revocation_is_fenced_on_s3() {
     wait_until("every record in the bucket", 180, || {
         ids_in_store(&url, &s3, &s3.endpoint).len() >= n
     });
-    sigterm(&a);
-    let a_status = a.wait_with_output().unwrap().status;
-    sigterm(&b);
-    let b_status = b.wait_with_output().unwrap().status;
+    let a_status = a.stop("A to stop", 120);
+    let b_status = b.stop("B to stop", 120);
     let a_text = std::fs::read_to_string(&a_log).unwrap();
     let b_text = std::fs::read_to_string(&b_log).unwrap();
     assert!(a_status.success(), "A did not stop cleanly:\n{a_text}");

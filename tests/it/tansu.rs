@@ -469,13 +469,12 @@ fn tansu_a_roll_back_past_retention_is_refused_before_anything_is_deleted() {
     };
     let before = listing(&out);
     broker.retain_from("retained", 0, 900);
-    let o = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", job.to_str().unwrap(), "--from-checkpoint", "1"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
+    let (status, err) = sluice_within(
+        &["run", job.to_str().unwrap(), "--from-checkpoint", "1"],
+        90,
+    );
     assert!(
-        !o.status.success() && err.contains("cannot replay partition retained-0"),
+        !status.success() && err.contains("cannot replay partition retained-0"),
         "{err}"
     );
     assert!(err.contains("nothing was deleted"), "{err}");
@@ -524,7 +523,7 @@ fn tansu_records_retention_deleted_before_export_stop_the_run_or_are_skipped_and
     ) + "\n[admin]\nlisten = \"127.0.0.1:0\"\n";
     std::fs::write(&job, text).unwrap();
     let log = dir.path().join("skip.log");
-    let run = spawn_run(&job, &log);
+    let run = KillOnDrop::new(spawn_run(&job, &log));
     let addr = crate::admin::admin_addr(&log);
     wait_for(&out, 700, 120);
     let skipped = || {
@@ -534,8 +533,7 @@ fn tansu_records_retention_deleted_before_export_stop_the_run_or_are_skipped_and
     wait_until("300 skipped offsets in the metrics", 30, || {
         skipped() == 300.0
     });
-    sigterm(&run);
-    assert!(run.wait_with_output().unwrap().status.success());
+    assert!(run.stop("the run to stop", 60).success());
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
         text.contains("skipped (on_gap = skip), reading from 800"),
