@@ -348,24 +348,80 @@ impl Checkpoints {
     /// Deletes a partition's outcome records older than the newest `keep`, never the newest
     /// standing commit or anything after it, and only while `term` is the newest term (a
     /// fenced writer prunes nothing; a roll-back keeps its target's resume point itself).
+    /// Aborts are kept: a writer paused since before its sequence number was aborted could
+    /// otherwise still seal it (a commit or a roll-back winning a name nobody holds any more).
+    /// The horizon is recorded first (`pruned/<key>/<seq>`): a claim below it without an
+    /// outcome was decided and pruned, never one to abort.
     pub fn prune(&self, key: &str, keep: usize, term: u64) -> Result<(), CheckpointError> {
         self.check_term(key, term)?;
-        let seqs = self.seqs(key)?;
-        if seqs.len() <= keep {
+        let horizon = self.horizon(key)?.unwrap_or(0);
+        // Below the horizon only kept aborts remain: not read again.
+        let live: Vec<u64> = self
+            .seqs(key)?
+            .into_iter()
+            .filter(|s| *s >= horizon)
+            .collect();
+        if live.len() <= keep {
             return Ok(());
         }
         let floor = self.latest(key)?.map_or(0, |c| c.seq);
-        let cutoff = seqs[seqs.len() - keep].min(floor);
-        for s in seqs.iter().filter(|s| **s < cutoff) {
+        let cutoff = live[live.len() - keep].min(floor);
+        if cutoff <= horizon {
+            return Ok(());
+        }
+        match self
+            .dest
+            .put_atomic(&format!("{}{cutoff:012}", self.pruned_dir(key)), b"", true)
+        {
+            Ok(()) | Err(StoreError::Exists { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        for s in live.iter().filter(|s| **s < cutoff) {
             self.check_term(key, term)?;
+            if matches!(self.outcome(key, *s)?, Some(Outcome::Abort(_))) {
+                continue;
+            }
             self.dest.delete(&self.record_path(key, *s))?;
+        }
+        // Older horizon records: only the newest counts.
+        for old in self.horizons(key)?.into_iter().filter(|h| *h < cutoff) {
+            self.dest
+                .delete(&format!("{}{old:012}", self.pruned_dir(key)))?;
         }
         Ok(())
     }
 
-    /// The oldest sequence number with an outcome record (older ones were pruned).
+    fn pruned_dir(&self, key: &str) -> String {
+        format!("_sluice/{}/pruned/{key}/", self.job)
+    }
+
+    /// The horizons recorded by prunes, ascending.
+    fn horizons(&self, key: &str) -> Result<Vec<u64>, CheckpointError> {
+        let dir = self.pruned_dir(key);
+        let mut hs: Vec<u64> = self
+            .dest
+            .list(&dir)?
+            .iter()
+            .filter_map(|p| p.strip_prefix(&dir))
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        hs.sort_unstable();
+        Ok(hs)
+    }
+
+    /// Outcomes below this sequence number were pruned (aborts excepted).
+    fn horizon(&self, key: &str) -> Result<Option<u64>, CheckpointError> {
+        Ok(self.horizons(key)?.last().copied())
+    }
+
+    /// The sequence number below which outcomes were pruned: the newest recorded horizon,
+    /// else (a layout pruned before horizons were recorded, which kept no abort) the oldest
+    /// outcome.
     pub(super) fn oldest(&self, key: &str) -> Result<Option<u64>, CheckpointError> {
-        Ok(self.seqs(key)?.first().copied())
+        match self.horizon(key)? {
+            Some(h) => Ok(Some(h)),
+            None => Ok(self.seqs(key)?.first().copied()),
+        }
     }
 
     /// Deletes a file of a claim or commit, in the destination it belongs to.

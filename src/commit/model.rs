@@ -382,6 +382,36 @@ fn a_claim_landing_after_a_newer_owner_pruned_its_sequence_number_publishes_noth
     run_model(&actions);
 }
 
+/// A writer publishes, then pauses before its seal; a newer owner aborts its sequence number
+/// (removing the files), commits on and prunes. The late seal must lose to the abort: before
+/// aborts were kept, it won a pruned name and its commit named files that were gone.
+#[test]
+fn a_seal_after_its_abort_would_be_pruned_still_loses() {
+    let mut actions = vec![(0, 0, 0)];
+    actions.extend(std::iter::repeat_n((2, 0, 0), 7));
+    actions.extend(std::iter::repeat_n((2, 0, 0), 5));
+    actions.push((0, 1, 0));
+    actions.extend(std::iter::repeat_n((2, 1, 0), 21));
+    actions.push((10, 1, 0));
+    actions.push((2, 0, 0));
+    run_model(&actions);
+}
+
+/// A roll-back is claimed and pauses before its seal; a newer owner aborts it, commits on and
+/// prunes. The late roll-back seal must lose: before aborts were kept, it won and undid
+/// commits whose files stayed visible.
+#[test]
+fn a_roll_back_sealed_after_its_abort_would_be_pruned_still_loses() {
+    let mut actions = vec![(0, 0, 0)];
+    actions.extend(std::iter::repeat_n((2, 0, 0), 14));
+    actions.push((11, 0, 0));
+    actions.push((0, 1, 0));
+    actions.extend(std::iter::repeat_n((2, 1, 0), 21));
+    actions.push((10, 1, 0));
+    actions.push((2, 0, 0));
+    run_model(&actions);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
