@@ -351,31 +351,31 @@ impl Checkpoints {
     /// Aborts are kept: a writer paused since before its sequence number was aborted could
     /// otherwise still seal it (a commit or a roll-back winning a name nobody holds any more).
     /// The horizon is recorded first (`pruned/<key>/<seq>`): a claim below it without an
-    /// outcome was decided and pruned, never one to abort.
+    /// outcome was decided and pruned, never one to abort. Older horizon records go only
+    /// after a whole pass, so a prune that stopped half-way (fenced, an error, a crash) leaves
+    /// the next one scanning from where it began: records are deleted oldest first, and a
+    /// roll-back never goes before the commits it undid.
     pub fn prune(&self, key: &str, keep: usize, term: u64) -> Result<(), CheckpointError> {
         self.check_term(key, term)?;
-        let horizon = self.horizon(key)?.unwrap_or(0);
-        // Below the horizon only kept aborts remain: not read again.
-        let live: Vec<u64> = self
-            .seqs(key)?
-            .into_iter()
-            .filter(|s| *s >= horizon)
-            .collect();
+        let horizons = self.horizons(key)?;
+        // Below the oldest horizon record only kept aborts remain: not read again.
+        let from = horizons.first().copied().unwrap_or(0);
+        let newest = horizons.last().copied().unwrap_or(0);
+        let live: Vec<u64> = self.seqs(key)?.into_iter().filter(|s| *s >= from).collect();
         if live.len() <= keep {
             return Ok(());
         }
         let floor = self.latest(key)?.map_or(0, |c| c.seq);
         let cutoff = live[live.len() - keep].min(floor);
-        if cutoff <= horizon {
+        if cutoff <= newest {
             return Ok(());
         }
-        match self
-            .dest
-            .put_atomic(&format!("{}{cutoff:012}", self.pruned_dir(key)), b"", true)
-        {
-            Ok(()) | Err(StoreError::Exists { .. }) => {}
-            Err(e) => return Err(e.into()),
+        if horizons.is_empty() {
+            // The first prune under horizons: a record of where its scan starts.
+            self.put_horizon(key, 0)?;
         }
+        self.check_term(key, term)?;
+        self.put_horizon(key, cutoff)?;
         for s in live.iter().filter(|s| **s < cutoff) {
             self.check_term(key, term)?;
             if matches!(self.outcome(key, *s)?, Some(Outcome::Abort(_))) {
@@ -383,12 +383,22 @@ impl Checkpoints {
             }
             self.dest.delete(&self.record_path(key, *s))?;
         }
-        // Older horizon records: only the newest counts.
+        // The pass is whole: older horizon records no longer mark unfinished work.
         for old in self.horizons(key)?.into_iter().filter(|h| *h < cutoff) {
             self.dest
                 .delete(&format!("{}{old:012}", self.pruned_dir(key)))?;
         }
         Ok(())
+    }
+
+    fn put_horizon(&self, key: &str, seq: u64) -> Result<(), CheckpointError> {
+        match self
+            .dest
+            .put_atomic(&format!("{}{seq:012}", self.pruned_dir(key)), b"", true)
+        {
+            Ok(()) | Err(StoreError::Exists { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn pruned_dir(&self, key: &str) -> String {

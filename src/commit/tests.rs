@@ -264,3 +264,66 @@ fn damaged_records_are_clear_errors() {
         "{e}"
     );
 }
+
+/// One commit of `seq` by `owner` in term `t`: file `d/<seq>.txt`, resuming at `seq * 10`.
+fn commit_n(cps: &Checkpoints, dest: &Destination, t: u64, owner: &str, seq: u64) {
+    let rel = format!("d/{seq}.txt");
+    let f = file(dest, &rel);
+    let c = claim(seq, t, owner, &[&f], &[&rel]);
+    cps.claim(&c).unwrap();
+    f.commit().unwrap();
+    cps.seal(&c, &checkpoint(&c, seq * 10)).unwrap();
+    cps.release(KEY, seq, t, owner).unwrap();
+}
+
+/// A prune that stopped after recording its horizon (fenced by a newer owner, who then rolls
+/// back to 5 and commits on) leaves the next prune scanning from where the stopped one
+/// began: the undone commits 6 and 7 go before the roll-back that undid them, never after
+/// (which would make them stand again, naming files the roll-back deleted).
+#[test]
+fn a_prune_that_stopped_half_way_is_finished_oldest_first() {
+    let (_d, _rt, dest) = setup();
+    let cps = Checkpoints::new(dest.clone(), "j");
+    let a = cps.take_term(KEY, "a").unwrap();
+    cps.reconcile(KEY, a, "a").unwrap();
+    for s in 1..=10 {
+        commit_n(&cps, &dest, a, "a", s);
+    }
+    // What a's first prune (keep 3) records before it deletes anything.
+    for h in [0, 8] {
+        dest.put_atomic(&format!("_sluice/j/pruned/{KEY}/{h:012}"), b"", true)
+            .unwrap();
+    }
+    let b = cps.take_term(KEY, "b").unwrap();
+    cps.reconcile(KEY, b, "b").unwrap();
+    assert_eq!(
+        cps.roll_back_to(KEY, 5, b, "b")
+            .unwrap()
+            .latest
+            .unwrap()
+            .seq,
+        5
+    );
+    for s in 12..=20 {
+        commit_n(&cps, &dest, b, "b", s);
+    }
+    cps.prune(KEY, 3, b).unwrap();
+    let standing: Vec<u64> = cps.history(KEY).unwrap().iter().map(|c| c.seq).collect();
+    assert!(
+        !standing.contains(&7),
+        "undone commit 7 stands again: {standing:?}"
+    );
+    for s in &standing {
+        assert!(
+            dest.exists(&format!("d/{s}.txt")).unwrap(),
+            "{s} names a gone file"
+        );
+    }
+    // The pass finished: one horizon record is left.
+    assert_eq!(
+        dest.list(&format!("_sluice/j/pruned/{KEY}/"))
+            .unwrap()
+            .len(),
+        1
+    );
+}
