@@ -371,8 +371,9 @@ impl Checkpoints {
             return Ok(());
         }
         if horizons.is_empty() {
-            // The first prune under horizons: a record of where its scan starts.
-            self.put_horizon(key, 0)?;
+            // The first prune under horizons: a record of where its scan starts, the oldest
+            // outcome (earlier versions pruned everything below it, so it is their horizon).
+            self.put_horizon(key, live[0])?;
         }
         self.check_term(key, term)?;
         self.put_horizon(key, cutoff)?;
