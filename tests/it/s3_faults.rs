@@ -149,15 +149,7 @@ fn serve(mut c: TcpStream, upstream: String, seq: Arc<AtomicU64>, counts: Arc<Co
 /// Every visible data file of job `job` in the bucket is named by a checkpoint, and the other
 /// way round.
 pub(crate) fn assert_store_files_match_checkpoints(url: &str, s3: &crate::s3_run::S3, job: &str) {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let opts = sluice::store::remote::StoreOptions {
-        endpoint: Some(s3.endpoint.clone()),
-        allow_http: Some(true),
-        access_key_id: Some(s3.key.clone()),
-        secret_access_key: Some(s3.secret.clone()),
-        ..Default::default()
-    };
-    let dest = sluice::store::Destination::parse_with(url, &opts, rt.handle().clone()).unwrap();
+    let (_rt, dest) = crate::s3_run::bucket(url, s3, &s3.endpoint);
     let all = dest.list("").unwrap();
     let named = files_named_by(
         all.iter()

@@ -105,8 +105,8 @@ secret_access_key = {:?}
     p
 }
 
-/// Trace ids in every visible Parquet file under the destination, with their counts.
-pub(crate) fn ids_in_store(url: &str, s3: &S3, endpoint: &str) -> HashMap<String, usize> {
+/// The destination `url` on S3 through `endpoint`, with the runtime it needs.
+pub(crate) fn bucket(url: &str, s3: &S3, endpoint: &str) -> (tokio::runtime::Runtime, Destination) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let opts = StoreOptions {
         endpoint: Some(endpoint.to_string()),
@@ -116,6 +116,12 @@ pub(crate) fn ids_in_store(url: &str, s3: &S3, endpoint: &str) -> HashMap<String
         ..Default::default()
     };
     let dest = Destination::parse_with(url, &opts, rt.handle().clone()).unwrap();
+    (rt, dest)
+}
+
+/// Trace ids in every visible Parquet file under the destination, with their counts.
+pub(crate) fn ids_in_store(url: &str, s3: &S3, endpoint: &str) -> HashMap<String, usize> {
+    let (_rt, dest) = bucket(url, s3, endpoint);
     let mut counts = HashMap::new();
     for f in dest.list("").unwrap() {
         if f.starts_with('_') || !f.ends_with(".parquet") {

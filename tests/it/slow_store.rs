@@ -102,15 +102,7 @@ fn member_job(
 
 /// Commit records of the test job in the bucket.
 fn commits(url: &str, s3: &S3) -> usize {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let opts = sluice::store::remote::StoreOptions {
-        endpoint: Some(s3.endpoint.clone()),
-        allow_http: Some(true),
-        access_key_id: Some(s3.key.clone()),
-        secret_access_key: Some(s3.secret.clone()),
-        ..Default::default()
-    };
-    let dest = sluice::store::Destination::parse_with(url, &opts, rt.handle().clone()).unwrap();
+    let (_rt, dest) = crate::s3_run::bucket(url, s3, &s3.endpoint);
     dest.list("_sluice/kafka-it/checkpoints/").unwrap().len()
 }
 

@@ -405,6 +405,26 @@ fn tansu_ten_rolling_restarts_of_a_two_member_group_stay_exactly_once() {
     assert_files_match_checkpoints(&out, "kafka-it");
 }
 
+/// A topic of `n` events over `partitions`, exported whole by a live run of the test job
+/// that is then stopped: the job file and its output folder.
+fn exported(
+    broker: &Tansu,
+    dir: &Path,
+    topic: &str,
+    partitions: u32,
+    n: usize,
+) -> (PathBuf, PathBuf) {
+    broker.create_topic(topic, partitions);
+    produce_events(&broker.bootstrap(), topic, 0, n, partitions as i32, None);
+    let job = job_with(dir, &broker.bootstrap(), topic, "");
+    let out = dir.join("out");
+    let run = KillOnDrop::new(spawn_run(&job, &dir.join("first.log")));
+    wait_for(&out, n, 120);
+    assert!(run.stop("the first run to stop", 60).success());
+    assert_once(&out, n);
+    (job, out)
+}
+
 impl Tansu {
     /// Retention ran on partition `partition` of `topic` while the broker was down: its
     /// records below `offset` are gone and its low watermark is `offset`. (tansu's sqlite
@@ -440,23 +460,16 @@ print(n)
 
 /// `run --from-checkpoint 1` of a Kafka job whose first checkpoint resumes below what
 /// retention left on the broker is refused before anything is deleted: files, checkpoints and
-/// the output stay as they were, and a plain run afterwards changes nothing either.
+/// the output stay as they were.
 #[test]
 fn tansu_a_roll_back_past_retention_is_refused_before_anything_is_deleted() {
     let Some(mut broker) = Tansu::start() else {
         return;
     };
-    broker.create_topic("retained", 2);
-    produce_events(&broker.bootstrap(), "retained", 0, 2000, 2, None);
     let dir = tempfile::tempdir().unwrap();
-    let job = job_with(dir.path(), &broker.bootstrap(), "retained", "");
-    let out = dir.path().join("out");
-    let run = spawn_run(&job, &dir.path().join("first.log"));
-    wait_for(&out, 2000, 120);
-    sigterm(&run);
-    assert!(run.wait_with_output().unwrap().status.success());
-    assert_once(&out, 2000);
-    // Checkpoint 1 of each partition resumes at offset 400 (max_rows = 400).
+    let (job, out) = exported(&broker, dir.path(), "retained", 2, 2000);
+    // Checkpoint 1 of each partition resumes after about 400 records (max_rows = 400), far
+    // below offset 900.
     let listing = |out: &Path| -> Vec<(PathBuf, u64)> {
         files_under(out, false)
             .into_iter()
@@ -492,15 +505,8 @@ fn tansu_records_retention_deleted_before_export_stop_the_run_or_are_skipped_and
     let Some(mut broker) = Tansu::start() else {
         return;
     };
-    broker.create_topic("aged", 1);
-    produce_events(&broker.bootstrap(), "aged", 0, 500, 1, None);
     let dir = tempfile::tempdir().unwrap();
-    let job = job_with(dir.path(), &broker.bootstrap(), "aged", "");
-    let out = dir.path().join("out");
-    let run = spawn_run(&job, &dir.path().join("first.log"));
-    wait_for(&out, 500, 120);
-    sigterm(&run);
-    assert!(run.wait_with_output().unwrap().status.success());
+    let (job, out) = exported(&broker, dir.path(), "aged", 1, 500);
     // While the job is down, 500 more arrive and retention deletes offsets below 800.
     produce_events(&broker.bootstrap(), "aged", 500, 500, 1, None);
     broker.retain_from("aged", 0, 800);
