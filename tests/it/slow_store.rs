@@ -85,7 +85,7 @@ fn member_job(
     // session timeout, so B's session outlasts A's revocation (else B is expired while A
     // revokes, rejoins, and the partitions go back to A, over and over).
     let options = "\"session.timeout.ms\" = \"15000\"\n\"heartbeat.interval.ms\" = \"1000\"\n\
-                   \"max.poll.interval.ms\" = \"20000\"";
+                   \"max.poll.interval.ms\" = \"15000\"";
     let job = job_with(&dir, bootstrap, "slow", options);
     let text = std::fs::read_to_string(&job)
         .unwrap()
@@ -107,7 +107,7 @@ fn commits(url: &str, s3: &S3) -> usize {
 }
 
 /// Member A uploads through a proxy that holds every data file for 20 s, so its commits run
-/// far past the 4 s a revocation waits. Member B joins (straight to S3) and takes partitions
+/// past the consumer's `max.poll.interval.ms` (15 s) and far past the 4 s a revocation waits. Member B joins (straight to S3) and takes partitions
 /// whose commits A is still running; A's uploads land after B owns them. In the end both stop
 /// cleanly, every record is in the bucket once, and every visible file is named by a
 /// checkpoint (the late files were fenced off and removed).
