@@ -15,10 +15,12 @@
 //! without them. Segments wholly below the committed position are deleted.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufReader, Read, Write};
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use segment::{crc, create_segment, scan, segment_path, sync_dir};
 
 const MAGIC: &[u8; 8] = b"SLWAL\x00\x00\x01";
 const RECORD_HEADER: u64 = 16;
@@ -111,95 +113,6 @@ pub struct Wal {
     /// Where damage found at open was moved: the log was cut there, so a position past its
     /// end (a spill's) no longer proves that what the log holds is committed.
     moved_to: Option<PathBuf>,
-}
-
-fn segment_path(dir: &Path, base: u64) -> PathBuf {
-    dir.join(format!("{base:020}.wal"))
-}
-
-fn sync_dir(dir: &Path) -> Result<(), WalError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
-}
-
-fn crc(pos: u64, payload: &[u8]) -> u32 {
-    let mut h = crc32fast::Hasher::new();
-    h.update(&pos.to_le_bytes());
-    h.update(payload);
-    h.finalize()
-}
-
-/// One segment's scan: where its good records end.
-struct Scan {
-    records: u64,
-    /// Byte length of the good part of the file.
-    good_len: u64,
-    /// Logical position after the last good record.
-    end: u64,
-    /// Why the scan stopped before the file's end.
-    bad: Option<String>,
-    file_len: u64,
-}
-
-fn scan(path: &Path, base: u64) -> Result<Scan, WalError> {
-    let file = File::open(path).map_err(io(path))?;
-    let file_len = file.metadata().map_err(io(path))?.len();
-    let mut r = BufReader::with_capacity(1 << 20, file);
-    let mut s = Scan {
-        records: 0,
-        good_len: 0,
-        end: base,
-        bad: None,
-        file_len,
-    };
-    let mut magic = [0u8; 8];
-    if file_len < 8 || r.read_exact(&mut magic).is_err() {
-        s.bad = Some("the segment header is incomplete".into());
-        return Ok(s);
-    }
-    if &magic != MAGIC {
-        return Err(WalError::Corrupt {
-            path: path.to_path_buf(),
-            offset: 0,
-            reason: "not a sluice WAL segment (bad magic); move it out of the folder".into(),
-        });
-    }
-    s.good_len = 8;
-    let mut payload = Vec::new();
-    loop {
-        if s.good_len == file_len {
-            return Ok(s);
-        }
-        let mut h = [0u8; RECORD_HEADER as usize];
-        if file_len - s.good_len < RECORD_HEADER || r.read_exact(&mut h).is_err() {
-            s.bad = Some("a record header is incomplete".into());
-            return Ok(s);
-        }
-        let len = u32::from_le_bytes(h[0..4].try_into().expect("4 bytes")) as u64;
-        let sum = u32::from_le_bytes(h[4..8].try_into().expect("4 bytes"));
-        let pos = u64::from_le_bytes(h[8..16].try_into().expect("8 bytes"));
-        if len > MAX_RECORD || s.good_len + RECORD_HEADER + len > file_len {
-            s.bad = Some(format!("a record of {len} bytes runs past the end"));
-            return Ok(s);
-        }
-        if pos != s.end {
-            s.bad = Some(format!("a record at position {pos}, expected {}", s.end));
-            return Ok(s);
-        }
-        payload.resize(len as usize, 0);
-        if r.read_exact(&mut payload).is_err() {
-            s.bad = Some("a record is incomplete".into());
-            return Ok(s);
-        }
-        if crc(pos, &payload) != sum {
-            s.bad = Some(format!(
-                "the checksum of the record at position {pos} does not match"
-            ));
-            return Ok(s);
-        }
-        s.records += 1;
-        s.good_len += RECORD_HEADER + len;
-        s.end += len;
-    }
 }
 
 impl Wal {
@@ -598,16 +511,7 @@ impl Wal {
     }
 }
 
-fn create_segment(path: &Path) -> Result<(), WalError> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(io(path))?;
-    f.write_all(MAGIC).map_err(io(path))?;
-    f.sync_all().map_err(io(path))
-}
-
 mod damage;
+mod segment;
 #[cfg(test)]
 mod tests;
