@@ -201,17 +201,21 @@ impl Checkpoints {
 
     /// Sequence numbers with an outcome, ascending.
     pub(super) fn seqs(&self, key: &str) -> Result<Vec<u64>, CheckpointError> {
-        let dir = self.dir(key);
-        let mut seqs: Vec<u64> = self
+        self.numbered(&self.dir(key), ".json")
+    }
+
+    /// The numbers naming the records `<dir><n><suffix>`, ascending.
+    fn numbered(&self, dir: &str, suffix: &str) -> Result<Vec<u64>, CheckpointError> {
+        let mut ns: Vec<u64> = self
             .dest
-            .list(&dir)?
+            .list(dir)?
             .iter()
-            .filter_map(|p| p.strip_prefix(&dir))
-            .filter_map(|n| n.strip_suffix(".json"))
+            .filter_map(|p| p.strip_prefix(dir))
+            .filter_map(|n| n.strip_suffix(suffix))
             .filter_map(|n| n.parse().ok())
             .collect();
-        seqs.sort_unstable();
-        Ok(seqs)
+        ns.sort_unstable();
+        Ok(ns)
     }
 
     /// The outcome of `seq`, if one was written.
@@ -408,16 +412,7 @@ impl Checkpoints {
 
     /// The horizons recorded by prunes, ascending.
     fn horizons(&self, key: &str) -> Result<Vec<u64>, CheckpointError> {
-        let dir = self.pruned_dir(key);
-        let mut hs: Vec<u64> = self
-            .dest
-            .list(&dir)?
-            .iter()
-            .filter_map(|p| p.strip_prefix(&dir))
-            .filter_map(|n| n.parse().ok())
-            .collect();
-        hs.sort_unstable();
-        Ok(hs)
+        self.numbered(&self.pruned_dir(key), "")
     }
 
     /// Outcomes below this sequence number were pruned (aborts excepted).

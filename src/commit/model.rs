@@ -202,16 +202,20 @@ impl Model {
             return;
         };
         match a.phase {
-            Phase::Written => match self.cps.check_term(KEY, term) {
-                Ok(()) => {
-                    a.phase = Phase::Checked;
-                    self.writers[w].attempt = Some(a);
+            // The term checks before and after the claim's write.
+            Phase::Written | Phase::Put => {
+                let r = self.cps.check_term(KEY, term);
+                if r.is_ok() {
+                    a.phase = match a.phase {
+                        Phase::Written => Phase::Checked,
+                        _ => Phase::Claimed,
+                    };
                 }
-                Err(e) => {
-                    self.writers[w].attempt = Some(a);
+                self.writers[w].attempt = Some(a);
+                if let Err(e) = r {
                     self.failed(w, e)
                 }
-            },
+            }
             Phase::Checked => {
                 let r = self.cps.put_claim(&a.claim);
                 a.phase = Phase::Put;
@@ -222,16 +226,6 @@ impl Model {
                     Err(e) => self.failed(w, e),
                 }
             }
-            Phase::Put => match self.cps.check_term(KEY, term) {
-                Ok(()) => {
-                    a.phase = Phase::Claimed;
-                    self.writers[w].attempt = Some(a);
-                }
-                Err(e) => {
-                    self.writers[w].attempt = Some(a);
-                    self.failed(w, e)
-                }
-            },
             Phase::Claimed | Phase::Published(_) => {
                 let i = match a.phase {
                     Phase::Published(i) => i,
