@@ -1,12 +1,17 @@
 //! Fault points for tests, driven by `SLUICE_FAULT` (unset in production: each point is one
-//! check of a value read once).
+//! check of a value read once). The value is a comma-separated list of:
 //!
 //! - `<point>:<n>` aborts the process at the n-th commit reaching `point` (`after_claim`,
 //!   `after_files`, `after_checkpoint`; `roll_back_claimed` in a roll-back), like a kill -9
 //!   there.
+//! - `fail_commit:<n>` fails the first attempt of the n-th commit before its claim, as a
+//!   store that answers an error would (the partition rewinds and replays).
+//! - `refuse_seek:<n>` refuses the first n seeks of a Kafka group member, as librdkafka does
+//!   while a partition's fetch is still starting (the source retries them before each poll).
 //! - `panic_on:<text>` panics while decoding a group of records that holds `text`, like a
-//!   library bug that some value triggers.
+//!   library bug that some value triggers (`text` holds no comma).
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 fn spec() -> Option<&'static str> {
@@ -15,22 +20,57 @@ fn spec() -> Option<&'static str> {
         .as_deref()
 }
 
+/// The argument of fault point `name`, if `SLUICE_FAULT` names it.
+fn arg(name: &str) -> Option<&'static str> {
+    spec()?.split(',').find_map(|item| {
+        let (p, a) = item.split_once(':')?;
+        (p == name).then_some(a)
+    })
+}
+
 /// Aborts the process if `SLUICE_FAULT` names `point` and this is its commit.
 pub fn abort_at(point: &str, commits: u64) {
-    if let Some((p, n)) = spec().and_then(|s| s.split_once(':')) {
-        if p == point && n.parse::<u64>().ok() == Some(commits + 1) {
-            eprintln!(
-                "SLUICE_FAULT: aborting at {point} of commit {}",
-                commits + 1
-            );
-            std::process::abort();
-        }
+    if arg(point).and_then(|n| n.parse::<u64>().ok()) == Some(commits + 1) {
+        eprintln!(
+            "SLUICE_FAULT: aborting at {point} of commit {}",
+            commits + 1
+        );
+        std::process::abort();
     }
+}
+
+/// Whether the commit after `commits` is to fail (`fail_commit:<n>`: the first attempt of
+/// commit n).
+pub fn fail_commit(commits: u64) -> bool {
+    static FAILED: AtomicBool = AtomicBool::new(false);
+    let fail = arg("fail_commit").and_then(|n| n.parse::<u64>().ok()) == Some(commits + 1)
+        && !FAILED.swap(true, Ordering::Relaxed);
+    if fail {
+        eprintln!("SLUICE_FAULT: failing commit {}", commits + 1);
+    }
+    fail
+}
+
+/// Whether this seek is to be refused (`refuse_seek:<n>`: the first n).
+pub fn refuse_seek() -> bool {
+    static REFUSED: AtomicU64 = AtomicU64::new(0);
+    let Some(n) = arg("refuse_seek").and_then(|n| n.parse::<u64>().ok()) else {
+        return false;
+    };
+    let refused = REFUSED
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| {
+            (r < n).then_some(r + 1)
+        })
+        .is_ok();
+    if refused {
+        eprintln!("SLUICE_FAULT: refusing a seek");
+    }
+    refused
 }
 
 /// Panics if `SLUICE_FAULT` is `panic_on:<text>` and `data` holds the text.
 pub fn panic_on(data: &[u8]) {
-    if let Some(needle) = spec().and_then(|s| s.strip_prefix("panic_on:")) {
+    if let Some(needle) = arg("panic_on") {
         if !needle.is_empty() && memchr::memmem::find(data, needle.as_bytes()).is_some() {
             panic!("SLUICE_FAULT: a panic on a record holding `{needle}`");
         }

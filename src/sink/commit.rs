@@ -57,6 +57,13 @@ pub(super) fn commit_partition(
             let finished = &pending.files;
             let dead = &pending.dead;
             let commits = ctx.control.commits.load(Ordering::Relaxed);
+            if crate::fault::fail_commit(commits) {
+                return Err(crate::store::StoreError::Io {
+                    path: state.key.clone(),
+                    source: std::io::Error::other("SLUICE_FAULT: fail_commit"),
+                }
+                .into());
+            }
             let owner = crate::commit::owner_id();
             let seq = state.seq + 1;
             let claim = Claim {

@@ -2,7 +2,8 @@
 //! broker with a shorter log under the same topic). The run stops naming the range, with
 //! `source.on_gap = "skip"` too (reading the new log's offsets again would give its files the
 //! names of committed ones). Before, `auto.offset.reset` moved on without a word. (A checkpoint
-//! below the low watermark, which `skip` goes past, needs retention: `kafka/gap.rs` tests it.)
+//! below the low watermark, which `skip` goes past, needs retention: `tansu.rs` tests it.)
+//! And the discontinuity a rewind could make: messages taken while its seek was pending.
 
 use crate::helpers::*;
 use crate::kafka::{produce_events, spawn_run, wait_for, wait_log};
@@ -69,4 +70,48 @@ fn a_checkpoint_past_the_end_of_the_log_stops_the_run_even_with_skip() {
         );
         assert_eq!(trace_ids(&out).len(), 100, "nothing written");
     }
+}
+
+/// A rewind (here: commit 2 fails, `SLUICE_FAULT=fail_commit:2`) whose seek librdkafka refuses
+/// for a while, as it does while a partition's fetch is starting (forced with
+/// `refuse_seek:<n>`), while the fetcher is far ahead of the rewind point: what it delivers
+/// meanwhile is dropped and read again after the seek, never taken as if it followed the
+/// rewind point. Taking it lost the records in between without a word (the chunk still began
+/// where the worker expected it).
+#[test]
+fn messages_arriving_while_a_rewind_seek_is_pending_are_read_again_not_taken() {
+    let topic = "pending";
+    let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+    cluster.create_topic(topic, 1, 1).unwrap();
+    let n = 6000;
+    produce_events(&cluster.bootstrap_servers(), topic, 0, 500, 1, None);
+    let dir = tempfile::tempdir().unwrap();
+    let job = crate::kafka::job_with(dir.path(), &cluster.bootstrap_servers(), topic, "");
+    let out = dir.path().join("out");
+    let log = dir.path().join("run.log");
+    let run = KillOnDrop::new(
+        std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["run", job.to_str().unwrap()])
+            .env("SLUICE_FAULT", "fail_commit:2,refuse_seek:50")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    // Records keep arriving while the seek is refused (about 5 s): paced, not waited on.
+    let bootstrap = cluster.bootstrap_servers();
+    let producer = std::thread::spawn(move || {
+        for first in (500..n).step_by(250) {
+            produce_events(&bootstrap, topic, first, 250, 1, None);
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    });
+    producer.join().unwrap();
+    wait_for(&out, n, 60);
+    assert!(run.stop("the run to stop", 60).success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("SLUICE_FAULT: failing commit 2"), "{text}");
+    let refused = text.matches("SLUICE_FAULT: refusing a seek").count();
+    assert!(refused > 0, "the rewind's seek was never refused:\n{text}");
+    crate::kafka::assert_once(&out, n);
 }

@@ -298,15 +298,16 @@ impl KafkaSource {
     /// Group mode: seeks that librdkafka refused right after an assignment, retried.
     fn retry_seeks(&mut self) {
         for p in self.parts.iter_mut().filter(|p| p.seek_pending && p.owned) {
-            if self
-                .consumer
-                .seek(
-                    &p.info.topic,
-                    p.partition,
-                    Offset::Offset(p.next),
-                    Duration::from_secs(1),
-                )
-                .is_ok()
+            if !crate::fault::refuse_seek()
+                && self
+                    .consumer
+                    .seek(
+                        &p.info.topic,
+                        p.partition,
+                        Offset::Offset(p.next),
+                        Duration::from_secs(1),
+                    )
+                    .is_ok()
             {
                 p.seek_pending = false;
             }
