@@ -12,6 +12,7 @@ mod helpers;
 mod infer;
 mod interop;
 mod kafka;
+mod lag_watch;
 mod owners;
 mod prometheus;
 mod push;

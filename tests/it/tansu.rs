@@ -22,6 +22,8 @@ pub(crate) struct Tansu {
     bin: PathBuf,
     dir: tempfile::TempDir,
     port: u16,
+    /// The port named to clients in metadata, when not `port` (a proxy in front).
+    advertised: Option<u16>,
     child: Option<Child>,
 }
 
@@ -40,16 +42,25 @@ fn tansu_bin() -> Option<PathBuf> {
 
 impl Tansu {
     pub(crate) fn start() -> Option<Tansu> {
+        Tansu::start_behind(|_| None)
+    }
+
+    /// A broker behind a proxy: `proxy` gets the broker's address, starts serving and returns
+    /// its own port, which the broker names to clients as its address (after the bootstrap,
+    /// every connection goes there).
+    pub(crate) fn start_behind(proxy: impl FnOnce(String) -> Option<u16>) -> Option<Tansu> {
         let bin = tansu_bin()?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
+        let advertised = proxy(format!("127.0.0.1:{port}"));
         let mut t = Tansu {
             bin,
             dir: tempfile::tempdir().unwrap(),
             port,
+            advertised,
             child: None,
         };
         t.spawn();
@@ -78,7 +89,7 @@ impl Tansu {
                 "--listener-url",
                 &self.url(),
                 "--advertised-listener-url",
-                &self.url(),
+                &format!("tcp://127.0.0.1:{}", self.advertised.unwrap_or(self.port)),
                 "--storage-engine",
                 "sqlite://tansu.db",
             ])

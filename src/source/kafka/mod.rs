@@ -507,13 +507,12 @@ impl Source for KafkaSource {
         self.bounds.clone()
     }
 
-    /// Lag per owned partition: high watermark − next offset.
     fn take_skipped(&mut self) -> Vec<(String, u64)> {
         std::mem::take(&mut lock(&self.shared).skipped)
     }
 
-    /// Lag of the owned partitions from the watermarks last fetched (never a request here:
-    /// this runs on the poll thread).
+    /// Lag per owned partition (high watermark − next offset) from the watermarks last
+    /// fetched: never a request here, since this runs on the poll thread.
     fn lag(&self) -> Vec<(String, i64)> {
         let Some(watch) = &self.lag else {
             return Vec::new();
