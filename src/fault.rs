@@ -7,7 +7,8 @@
 //! - `fail_commit:<n>` fails the first attempt of the n-th commit before its claim, as a
 //!   store that answers an error would (the partition rewinds and replays).
 //! - `refuse_seek:<n>` refuses the first n seeks of a Kafka group member, as librdkafka does
-//!   while a partition's fetch is still starting (the source retries them before each poll).
+//!   while a partition's fetch is still starting (the source retries them before each poll);
+//!   `refuse_seek:@<path>` refuses them while the file at `path` exists.
 //! - `panic_on:<text>` panics while decoding a group of records that holds `text`, like a
 //!   library bug that some value triggers (`text` holds no comma).
 
@@ -51,17 +52,24 @@ pub fn fail_commit(commits: u64) -> bool {
     fail
 }
 
-/// Whether this seek is to be refused (`refuse_seek:<n>`: the first n).
+/// Whether this seek is to be refused (`refuse_seek:<n>`: the first n; `refuse_seek:@<path>`:
+/// while the file at `path` exists).
 pub fn refuse_seek() -> bool {
     static REFUSED: AtomicU64 = AtomicU64::new(0);
-    let Some(n) = arg("refuse_seek").and_then(|n| n.parse::<u64>().ok()) else {
+    let Some(a) = arg("refuse_seek") else {
         return false;
     };
-    let refused = REFUSED
-        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| {
-            (r < n).then_some(r + 1)
-        })
-        .is_ok();
+    let refused = match a.strip_prefix('@') {
+        Some(path) => std::path::Path::new(path).exists(),
+        None => {
+            let n = a.parse::<u64>().unwrap_or(0);
+            REFUSED
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| {
+                    (r < n).then_some(r + 1)
+                })
+                .is_ok()
+        }
+    };
     if refused {
         eprintln!("SLUICE_FAULT: refusing a seek");
     }

@@ -113,6 +113,22 @@ fn default_true() -> bool {
     true
 }
 
+/// librdkafka settings that exactly-once depends on: not passed through; what to use instead.
+fn owned_option(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "bootstrap.servers" | "metadata.broker.list" => "use source.brokers",
+        "group.id" => "use source.group",
+        "auto.offset.reset" => {
+            "use source.auto_offset_reset; a position the broker no longer holds is source.on_gap's"
+        }
+        "enable.auto.commit" | "enable.auto.offset.store" => {
+            "offsets are committed to the group after each commit of files"
+        }
+        "enable.partition.eof" => "sluice reads to the end by watermarks",
+        _ => return None,
+    })
+}
+
 fn default_on_gap() -> String {
     "fail".into()
 }
@@ -223,9 +239,18 @@ impl SourceSection {
                 auto_offset_reset,
                 chunk_bytes,
                 on_gap,
+                options,
                 ..
             } => {
                 check("source.chunk_bytes", parse_bytes(chunk_bytes).map(|_| ()));
+                for key in options.keys() {
+                    if let Some(instead) = owned_option(key) {
+                        check(
+                            "source.options",
+                            Err(format!("`{key}` is sluice's to set ({instead})")),
+                        );
+                    }
+                }
                 check(
                     "source.on_gap",
                     match on_gap.as_str() {

@@ -149,3 +149,24 @@ fn a_stop_deadline_past_the_poll_interval_is_refused_for_kafka() {
     let raised = long + "[source.options]\n\"max.poll.interval.ms\" = \"900000\"\n";
     Job::parse(&raised, Path::new("/etc/sluice/job.toml")).expect("a longer poll interval fits");
 }
+
+#[test]
+fn librdkafka_settings_that_exactly_once_depends_on_are_refused_in_options() {
+    let kafka = GOOD.replace(
+        "kind = \"file\"\npaths = [\"a.jsonl\"]",
+        "kind = \"kafka\"\nbrokers = \"127.0.0.1:9092\"\ntopics = [\"t\"]",
+    );
+    for key in ["enable.auto.commit", "auto.offset.reset", "group.id"] {
+        let text = format!("{kafka}[source.options]\n{key:?} = \"true\"\n");
+        let e = format!(
+            "{:?}",
+            Job::parse(&text, Path::new("/etc/sluice/job.toml")).expect_err("refused")
+        );
+        assert!(
+            e.contains("source.options") && e.contains(key),
+            "{key}: {e}"
+        );
+    }
+    let fine = format!("{kafka}[source.options]\n\"fetch.wait.max.ms\" = \"10\"\n");
+    Job::parse(&fine, Path::new("/etc/sluice/job.toml")).expect("other settings pass");
+}

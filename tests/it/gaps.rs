@@ -115,3 +115,35 @@ fn messages_arriving_while_a_rewind_seek_is_pending_are_read_again_not_taken() {
     assert!(refused > 0, "the rewind's seek was never refused:\n{text}");
     crate::kafka::assert_once(&out, n);
 }
+
+/// A broker that answers a fetch with "offset out of range" (what Kafka answers below its log
+/// start, e.g. when retention ran between the check of a position and its fetch): the run
+/// stops saying so. Before, librdkafka's `auto.offset.reset` moved the partition elsewhere
+/// without a word; it is `error` now (every assignment and seek names its offset).
+#[test]
+fn an_offset_out_of_range_answer_stops_the_run_instead_of_a_silent_reset() {
+    let topic = "ranged";
+    let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+    cluster.create_topic(topic, 1, 1).unwrap();
+    produce_events(&cluster.bootstrap_servers(), topic, 0, 500, 1, None);
+    let dir = tempfile::tempdir().unwrap();
+    let job = crate::kafka::job_with(dir.path(), &cluster.bootstrap_servers(), topic, "");
+    let out = dir.path().join("out");
+    let log = dir.path().join("run.log");
+    let mut run = KillOnDrop::new(spawn_run(&job, &log));
+    wait_for(&out, 500, 60);
+    assert_eq!(trace_ids(&out).len(), 500);
+    cluster.request_errors(
+        rdkafka::types::RDKafkaApiKey::Fetch,
+        &[rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE],
+    );
+    produce_events(&cluster.bootstrap_servers(), topic, 500, 10, 1, None);
+    let status = wait_exit(
+        run.child(),
+        "the run to stop at the out-of-range answer",
+        60,
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!status.success(), "{text}");
+    assert!(text.contains("no longer on the broker"), "{text}");
+}

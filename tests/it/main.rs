@@ -17,6 +17,7 @@ mod owners;
 mod prometheus;
 mod push;
 mod repos;
+mod retention;
 mod run;
 mod s3_faults;
 mod s3_run;

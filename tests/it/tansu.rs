@@ -160,7 +160,7 @@ fn produce_timed(bootstrap: &str, topic: &str, first: usize, n: usize) {
     produce_events(bootstrap, topic, first, n, 4, Some(T0));
 }
 
-fn ids(out: &Path) -> Vec<usize> {
+pub(crate) fn ids(out: &Path) -> Vec<usize> {
     let mut v: Vec<usize> = trace_ids(out)
         .into_iter()
         .map(|(k, c)| {
@@ -416,31 +416,11 @@ fn tansu_ten_rolling_restarts_of_a_two_member_group_stay_exactly_once() {
     assert_files_match_checkpoints(&out, "kafka-it");
 }
 
-/// A topic of `n` events over `partitions`, exported whole by a live run of the test job
-/// that is then stopped: the job file and its output folder.
-fn exported(
-    broker: &Tansu,
-    dir: &Path,
-    topic: &str,
-    partitions: u32,
-    n: usize,
-) -> (PathBuf, PathBuf) {
-    broker.create_topic(topic, partitions);
-    produce_events(&broker.bootstrap(), topic, 0, n, partitions as i32, None);
-    let job = job_with(dir, &broker.bootstrap(), topic, "");
-    let out = dir.join("out");
-    let run = KillOnDrop::new(spawn_run(&job, &dir.join("first.log")));
-    wait_for(&out, n, 120);
-    assert!(run.stop("the first run to stop", 60).success());
-    assert_once(&out, n);
-    (job, out)
-}
-
 impl Tansu {
     /// Retention ran on partition `partition` of `topic` while the broker was down: its
     /// records below `offset` are gone and its low watermark is `offset`. (tansu's sqlite
     /// engine implements neither DeleteRecords nor timely retention, so the rows go directly.)
-    fn retain_from(&mut self, topic: &str, partition: u32, offset: u64) {
+    pub(crate) fn retain_from(&mut self, topic: &str, partition: u32, offset: u64) {
         self.stop();
         let script = r#"
 import sqlite3, sys
@@ -467,95 +447,4 @@ print(n)
         );
         self.spawn();
     }
-}
-
-/// `run --from-checkpoint 1` of a Kafka job whose first checkpoint resumes below what
-/// retention left on the broker is refused before anything is deleted: files, checkpoints and
-/// the output stay as they were.
-#[test]
-fn tansu_a_roll_back_past_retention_is_refused_before_anything_is_deleted() {
-    let Some(mut broker) = Tansu::start() else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let (job, out) = exported(&broker, dir.path(), "retained", 2, 2000);
-    // Checkpoint 1 of each partition resumes after about 400 records (max_rows = 400), far
-    // below offset 900.
-    let listing = |out: &Path| -> Vec<(PathBuf, u64)> {
-        files_under(out, false)
-            .into_iter()
-            .filter(|p| !p.to_string_lossy().contains("/fence/"))
-            .map(|p| {
-                let len = std::fs::metadata(&p).unwrap().len();
-                (p, len)
-            })
-            .collect()
-    };
-    let before = listing(&out);
-    broker.retain_from("retained", 0, 900);
-    let (status, err) = sluice_within(
-        &["run", job.to_str().unwrap(), "--from-checkpoint", "1"],
-        90,
-    );
-    assert!(
-        !status.success() && err.contains("cannot replay partition retained-0"),
-        "{err}"
-    );
-    assert!(err.contains("nothing was deleted"), "{err}");
-    assert_eq!(listing(&out), before, "nothing deleted");
-    assert_once(&out, 2000);
-}
-
-/// Retention deleted records the job had not exported yet (while it was down): the next run
-/// stops, naming the partition and the lost range (`on_gap = "fail"`, the default); with
-/// `on_gap = "skip"` it goes on from the low watermark, logs the range and counts it in
-/// `sluice_offsets_skipped_total`, and nothing else is lost or repeated. Before, librdkafka's
-/// `auto.offset.reset` moved on past the gap without a word.
-#[test]
-fn tansu_records_retention_deleted_before_export_stop_the_run_or_are_skipped_and_counted() {
-    let Some(mut broker) = Tansu::start() else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let (job, out) = exported(&broker, dir.path(), "aged", 1, 500);
-    // While the job is down, 500 more arrive and retention deletes offsets below 800.
-    produce_events(&broker.bootstrap(), "aged", 500, 500, 1, None);
-    broker.retain_from("aged", 0, 800);
-
-    let log = dir.path().join("fail.log");
-    let mut refused = spawn_run(&job, &log);
-    let status = wait_exit(&mut refused, "the run to stop at the gap", 60);
-    let err = std::fs::read_to_string(&log).unwrap();
-    assert!(!status.success(), "{err}");
-    assert!(
-        err.contains("resumes at offset 500")
-            && err.contains("records 500..800 were deleted by the broker (retention)"),
-        "{err}"
-    );
-    assert_eq!(ids(&out), (0..500).collect::<Vec<_>>(), "nothing written");
-
-    let text = std::fs::read_to_string(&job).unwrap().replace(
-        "chunk_bytes = \"16KiB\"",
-        "chunk_bytes = \"16KiB\"\non_gap = \"skip\"",
-    ) + "\n[admin]\nlisten = \"127.0.0.1:0\"\n";
-    std::fs::write(&job, text).unwrap();
-    let log = dir.path().join("skip.log");
-    let run = KillOnDrop::new(spawn_run(&job, &log));
-    let addr = crate::admin::admin_addr(&log);
-    wait_for(&out, 700, 120);
-    let skipped = || {
-        let (_, m) = crate::admin::http(&addr, "GET", "/metrics", None);
-        crate::admin::metric_sum(&m, "sluice_offsets_skipped_total")
-    };
-    wait_until("300 skipped offsets in the metrics", 30, || {
-        skipped() == 300.0
-    });
-    assert!(run.stop("the run to stop", 60).success());
-    let text = std::fs::read_to_string(&log).unwrap();
-    assert!(
-        text.contains("skipped (on_gap = skip), reading from 800"),
-        "{text}"
-    );
-    let want: Vec<usize> = (0..500).chain(800..1000).collect();
-    assert_eq!(ids(&out), want);
 }

@@ -45,6 +45,36 @@ pub fn resolve(start: i64, low: i64, high: i64) -> (Option<i64>, Option<Gap>) {
     }
 }
 
+/// Where partition `key`, resuming at `start`, reads from in a log that holds `[low, high)`:
+/// `start` itself, or past a gap that `skip` (`on_gap = "skip"`) allows, with the number of
+/// offsets skipped (logged here); else the error to stop with.
+pub fn decide(
+    key: &str,
+    start: i64,
+    low: i64,
+    high: i64,
+    skip: bool,
+) -> Result<(i64, u64), String> {
+    let (read, gap) = resolve(start, low, high);
+    let Some(g) = gap else {
+        return Ok((start, 0));
+    };
+    let what = format!(
+        "partition {key} resumes at offset {start}, but the broker holds offsets {low}..{high}: records {}..{} were {}",
+        g.from, g.to, g.why
+    );
+    match read {
+        Some(read) if skip => {
+            tracing::error!(partition = %key, from = g.from, to = g.to, "{what}; skipped (on_gap = skip), reading from {read}");
+            Ok((read, (g.to - g.from).max(0) as u64))
+        }
+        Some(read) => Err(format!(
+            "{what}. Set source.on_gap = \"skip\" to go on from offset {read} (the range is logged and counted)"
+        )),
+        None => Err(what),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,5 +92,21 @@ mod tests {
         assert_eq!((next, gap.map(|g| (g.from, g.to))), (Some(7), Some((3, 7))));
         let (next, gap) = resolve(100, 0, 10);
         assert_eq!((next, gap.map(|g| (g.from, g.to))), (None, Some((10, 100))));
+    }
+
+    #[test]
+    fn a_gap_is_skipped_only_when_allowed_and_only_below_the_log() {
+        assert_eq!(decide("t-0", 5, 0, 10, false), Ok((5, 0)));
+        assert_eq!(decide("t-0", 3, 7, 20, true), Ok((7, 4)));
+        let e = decide("t-0", 3, 7, 20, false).unwrap_err();
+        assert!(
+            e.contains("records 3..7 were deleted") && e.contains("on_gap"),
+            "{e}"
+        );
+        let e = decide("t-0", 100, 0, 10, true).unwrap_err();
+        assert!(
+            e.contains("records 10..100") && e.contains("re-created"),
+            "{e}"
+        );
     }
 }

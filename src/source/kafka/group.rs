@@ -169,32 +169,12 @@ impl GroupContext {
         for (id, offset) in starts {
             let (info, p) = shared.infos[id as usize].clone();
             let (low, high) = held.get(&id).copied().unwrap_or((0, i64::MAX));
-            let (read, gap) = super::gap::resolve(offset as i64, low, high);
-            if let Some(g) = gap {
-                let what = format!(
-                    "partition {} resumes at offset {offset}, but the broker holds offsets {low}..{high}: records {}..{} were {}",
-                    info.key(),
-                    g.from,
-                    g.to,
-                    g.why
-                );
-                match read {
-                    Some(read) if shared.skip_gaps => {
-                        tracing::error!(partition = %info.key(), from = g.from, to = g.to, "{what}; skipped (on_gap = skip), reading from {read}");
-                        shared
-                            .skipped
-                            .push((info.key(), (g.to - g.from).max(0) as u64));
-                    }
-                    Some(read) => {
-                        return Err(err_at(
-                            &name,
-                            format!("{what}. Set source.on_gap = \"skip\" to go on from offset {read} (the range is logged and counted)"),
-                        ))
-                    }
-                    None => return Err(err_at(&name, what)),
-                }
+            let (read, skipped) =
+                super::gap::decide(&info.key(), offset as i64, low, high, shared.skip_gaps)
+                    .map_err(|e| err_at(&name, e))?;
+            if skipped > 0 {
+                shared.skipped.push((info.key(), skipped));
             }
-            let read = read.unwrap_or(offset as i64);
             tpl.set_partition_offset(&info.topic, p, Offset::Offset(read))
                 .map_err(|e| err_at(&name, e.to_string()))?;
             event.push((id, offset as i64, read));

@@ -42,6 +42,8 @@ use part::Part;
 pub use range::Position;
 
 const TIMEOUT: Duration = Duration::from_secs(15);
+/// The longest the check of a rewind's seek against the broker's log may hold the poll thread.
+const SEEK_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Settings of the Kafka source.
 #[derive(Debug, Clone)]
@@ -115,7 +117,11 @@ impl KafkaSource {
             .set("group.id", &s.group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", &s.auto_offset_reset)
+            // Every assignment names its offsets (checkpoint, group offset, or the start that
+            // `auto_offset_reset` chose from the watermarks): librdkafka resets only an offset
+            // the broker no longer holds (retention, a re-created topic), and that must not pass
+            // in silence: it is an error here (see `poll_once`).
+            .set("auto.offset.reset", "error")
             .set("enable.partition.eof", "false")
             .set("partition.assignment.strategy", "cooperative-sticky")
             // When the local queue is full librdkafka postpones fetching by this much (1 s by
@@ -279,9 +285,28 @@ impl KafkaSource {
         Ok(o.clamp(low, high))
     }
 
+    /// Bounded runs: assigns the partitions at their next offsets. Each is checked against
+    /// the broker's log first: a backfill that resumes from its checkpoint after retention
+    /// deleted records it had not exported stops or skips as `on_gap` says, as a live run
+    /// does (librdkafka's `auto.offset.reset` would move on without a word).
     fn assign_static(&mut self) -> Result<(), SourceError> {
+        let skip = lock(&self.shared).skip_gaps;
         let mut tpl = TopicPartitionList::new();
-        for p in self.parts.iter().filter(|p| !p.done()) {
+        for p in self.parts.iter_mut().filter(|p| !p.done()) {
+            let (low, high) = self
+                .consumer
+                .fetch_watermarks(&p.info.topic, p.partition, TIMEOUT)
+                .map_err(|e| err_at(&self.name, format!("watermarks of {}: {e}", p.info.key())))?;
+            let (read, skipped) = gap::decide(&p.info.key(), p.next, low, high, skip)
+                .map_err(|e| err_at(&self.name, e))?;
+            if skipped > 0 {
+                lock(&self.shared).skipped.push((p.info.key(), skipped));
+                // The first chunk still follows the checkpoint (`from` stays).
+                p.next = read;
+                if p.done() {
+                    continue;
+                }
+            }
             tpl.add_partition_offset(&p.info.topic, p.partition, Offset::Offset(p.next))
                 .map_err(|e| err_at(&self.name, e.to_string()))?;
         }
@@ -295,24 +320,46 @@ impl KafkaSource {
         Ok(())
     }
 
-    /// Group mode: seeks that librdkafka refused right after an assignment, retried.
-    fn retry_seeks(&mut self) {
+    /// Group mode: the seeks of rewinds, made before the next poll (and retried while
+    /// librdkafka refuses them, as it does right after an assignment). Each is checked
+    /// against the broker's log first, as an assignment is: a rewind to a checkpoint that
+    /// retention has deleted since (a store down for longer than the topic's retention) stops
+    /// or skips as `on_gap` says. The check is one watermark request (at most
+    /// `SEEK_CHECK_TIMEOUT`) per rewind; when it gets no answer the seek goes ahead, and a
+    /// broker that then answers "out of range" stops the run (`auto.offset.reset = error`).
+    fn retry_seeks(&mut self) -> Result<(), SourceError> {
+        let skip = lock(&self.shared).skip_gaps;
         for p in self.parts.iter_mut().filter(|p| p.seek_pending && p.owned) {
-            if !crate::fault::refuse_seek()
-                && self
-                    .consumer
-                    .seek(
-                        &p.info.topic,
-                        p.partition,
-                        Offset::Offset(p.next),
-                        Duration::from_secs(1),
-                    )
-                    .is_ok()
+            if crate::fault::refuse_seek() {
+                continue;
+            }
+            if let Ok((low, high)) =
+                self.consumer
+                    .fetch_watermarks(&p.info.topic, p.partition, SEEK_CHECK_TIMEOUT)
+            {
+                let (read, skipped) = gap::decide(&p.info.key(), p.next, low, high, skip)
+                    .map_err(|e| err_at(&self.name, e))?;
+                if skipped > 0 {
+                    lock(&self.shared).skipped.push((p.info.key(), skipped));
+                    // The first chunk still follows the checkpoint (`from` stays).
+                    p.next = read;
+                }
+            }
+            if self
+                .consumer
+                .seek(
+                    &p.info.topic,
+                    p.partition,
+                    Offset::Offset(p.next),
+                    Duration::from_secs(1),
+                )
+                .is_ok()
             {
                 p.seek_pending = false;
             }
         }
         self.seeks_pending = self.parts.iter().any(|p| p.seek_pending && p.owned);
+        Ok(())
     }
 
     /// One poll: applies rebalance events and buffers the message, if any. Returns the index
@@ -322,7 +369,7 @@ impl KafkaSource {
             self.assign_static()?;
         }
         if self.seeks_pending {
-            self.retry_seeks();
+            self.retry_seeks()?;
         }
         let polled = self.consumer.poll(wait);
         if let Some(assigned) =
@@ -340,6 +387,19 @@ impl KafkaSource {
             Ok(msg) => Ok(accept(&self.index, &mut self.parts, &msg, self.needs)),
             Err(e @ rdkafka::error::KafkaError::MessageConsumptionFatal(_)) => {
                 Err(err_at(&self.name, format!("consuming: {e}")))
+            }
+            Err(rdkafka::error::KafkaError::MessageConsumption(
+                rdkafka::types::RDKafkaErrorCode::AutoOffsetReset,
+            )) => {
+                // A seek (a rewind) or an assignment reached an offset the broker no longer
+                // holds. The next start checks each partition against the broker's log and
+                // stops or skips as `on_gap` says, naming the range.
+                Err(err_at(
+                    &self.name,
+                    "a partition's next offset is no longer on the broker (retention deleted it, \
+                     or the topic was re-created); start again to see the range (source.on_gap)"
+                        .to_string(),
+                ))
             }
             Err(e) => {
                 // Broker down, connection reset, leader moving: librdkafka retries by itself;

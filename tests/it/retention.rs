@@ -1,0 +1,236 @@
+//! Retention on a real broker (tansu; `Tansu::retain_from` deletes a partition's oldest
+//! records while the broker is stopped, as retention would): records deleted before they were
+//! exported stop a live run or a resumed backfill, naming the range, or are skipped and
+//! counted with `on_gap = "skip"`; a roll-back to a checkpoint the broker no longer holds is
+//! refused before anything is deleted.
+
+use std::path::{Path, PathBuf};
+
+use crate::helpers::*;
+use crate::kafka::{assert_once, job_with, produce_events, spawn_run, wait_for};
+use crate::tansu::{ids, Tansu};
+
+/// A topic of `n` events over `partitions`, exported whole by a live run of the test job
+/// that is then stopped: the job file and its output folder.
+pub(crate) fn exported(
+    broker: &Tansu,
+    dir: &Path,
+    topic: &str,
+    partitions: u32,
+    n: usize,
+) -> (PathBuf, PathBuf) {
+    broker.create_topic(topic, partitions);
+    produce_events(&broker.bootstrap(), topic, 0, n, partitions as i32, None);
+    let job = job_with(dir, &broker.bootstrap(), topic, "");
+    let out = dir.join("out");
+    let run = KillOnDrop::new(spawn_run(&job, &dir.join("first.log")));
+    wait_for(&out, n, 120);
+    assert!(run.stop("the first run to stop", 60).success());
+    assert_once(&out, n);
+    (job, out)
+}
+
+/// `run --from-checkpoint 1` of a Kafka job whose first checkpoint resumes below what
+/// retention left on the broker is refused before anything is deleted: files, checkpoints and
+/// the output stay as they were.
+#[test]
+fn tansu_a_roll_back_past_retention_is_refused_before_anything_is_deleted() {
+    let Some(mut broker) = Tansu::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (job, out) = exported(&broker, dir.path(), "retained", 2, 2000);
+    // Checkpoint 1 of each partition resumes after about 400 records (max_rows = 400), far
+    // below offset 900.
+    let listing = |out: &Path| -> Vec<(PathBuf, u64)> {
+        files_under(out, false)
+            .into_iter()
+            .filter(|p| !p.to_string_lossy().contains("/fence/"))
+            .map(|p| {
+                let len = std::fs::metadata(&p).unwrap().len();
+                (p, len)
+            })
+            .collect()
+    };
+    let before = listing(&out);
+    broker.retain_from("retained", 0, 900);
+    let (status, err) = sluice_within(
+        &["run", job.to_str().unwrap(), "--from-checkpoint", "1"],
+        90,
+    );
+    assert!(
+        !status.success() && err.contains("cannot replay partition retained-0"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was deleted"), "{err}");
+    assert_eq!(listing(&out), before, "nothing deleted");
+    assert_once(&out, 2000);
+}
+
+/// Retention deleted records the job had not exported yet (while it was down): the next run
+/// stops, naming the partition and the lost range (`on_gap = "fail"`, the default); with
+/// `on_gap = "skip"` it goes on from the low watermark, logs the range and counts it in
+/// `sluice_offsets_skipped_total`, and nothing else is lost or repeated. Before, librdkafka's
+/// `auto.offset.reset` moved on past the gap without a word.
+#[test]
+fn tansu_records_retention_deleted_before_export_stop_the_run_or_are_skipped_and_counted() {
+    let Some(mut broker) = Tansu::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (job, out) = exported(&broker, dir.path(), "aged", 1, 500);
+    // While the job is down, 500 more arrive and retention deletes offsets below 800.
+    produce_events(&broker.bootstrap(), "aged", 500, 500, 1, None);
+    broker.retain_from("aged", 0, 800);
+
+    let log = dir.path().join("fail.log");
+    let mut refused = spawn_run(&job, &log);
+    let status = wait_exit(&mut refused, "the run to stop at the gap", 60);
+    let err = std::fs::read_to_string(&log).unwrap();
+    assert!(!status.success(), "{err}");
+    assert!(
+        err.contains("resumes at offset 500")
+            && err.contains("records 500..800 were deleted by the broker (retention)"),
+        "{err}"
+    );
+    assert_eq!(ids(&out), (0..500).collect::<Vec<_>>(), "nothing written");
+
+    let text = std::fs::read_to_string(&job).unwrap().replace(
+        "chunk_bytes = \"16KiB\"",
+        "chunk_bytes = \"16KiB\"\non_gap = \"skip\"",
+    ) + "\n[admin]\nlisten = \"127.0.0.1:0\"\n";
+    std::fs::write(&job, text).unwrap();
+    let log = dir.path().join("skip.log");
+    let run = KillOnDrop::new(spawn_run(&job, &log));
+    let addr = crate::admin::admin_addr(&log);
+    wait_for(&out, 700, 120);
+    let skipped = || {
+        let (_, m) = crate::admin::http(&addr, "GET", "/metrics", None);
+        crate::admin::metric_sum(&m, "sluice_offsets_skipped_total")
+    };
+    wait_until("300 skipped offsets in the metrics", 30, || {
+        skipped() == 300.0
+    });
+    assert!(run.stop("the run to stop", 60).success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("skipped (on_gap = skip), reading from 800"),
+        "{text}"
+    );
+    let want: Vec<usize> = (0..500).chain(800..1000).collect();
+    assert_eq!(ids(&out), want);
+}
+
+/// A backfill interrupted after its first commit (kill -9 there, `SLUICE_FAULT`) while
+/// retention then deleted records it had not exported: run again, it stops naming the range
+/// (`on_gap = "fail"`); with `on_gap = "skip"` it goes on from the low watermark and says so.
+/// Before, it was assigned its checkpoint's offset and librdkafka's `auto.offset.reset`
+/// moved it to the low watermark without a word.
+#[test]
+fn tansu_a_backfill_resuming_below_the_low_watermark_stops_or_skips() {
+    let Some(mut broker) = Tansu::start() else {
+        return;
+    };
+    broker.create_topic("resumed", 1);
+    produce_events(&broker.bootstrap(), "resumed", 0, 1000, 1, None);
+    let dir = tempfile::tempdir().unwrap();
+    let job = job_with(dir.path(), &broker.bootstrap(), "resumed", "");
+    let jobs = job.to_str().unwrap();
+    let out = dir.path().join("out");
+    let killed = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["backfill", jobs])
+        .env("SLUICE_FAULT", "after_checkpoint:1")
+        .output()
+        .unwrap();
+    assert!(!killed.status.success());
+    let first = ids(&out).len();
+    assert!(
+        first > 0 && first < 800,
+        "one commit: {first} records\n{}",
+        String::from_utf8_lossy(&killed.stderr)
+    );
+    broker.retain_from("resumed", 0, 800);
+
+    let refused = sluice(&["backfill", jobs]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "records {first}..800 were deleted by the broker (retention)"
+        )),
+        "{err}"
+    );
+    assert_eq!(ids(&out).len(), first, "nothing written");
+
+    let text = std::fs::read_to_string(&job).unwrap().replace(
+        "chunk_bytes = \"16KiB\"",
+        "chunk_bytes = \"16KiB\"\non_gap = \"skip\"",
+    );
+    std::fs::write(&job, text).unwrap();
+    let skipped = sluice(&["backfill", jobs]);
+    let err = String::from_utf8_lossy(&skipped.stderr);
+    assert!(skipped.status.success(), "{err}");
+    assert!(
+        err.contains("skipped (on_gap = skip), reading from 800"),
+        "{err}"
+    );
+    let want: Vec<usize> = (0..first).chain(800..1000).collect();
+    assert_eq!(ids(&out), want);
+}
+
+/// A rewind (commit 2 fails) whose seek is held (`refuse_seek:@<file>`) while retention
+/// deletes the records from the checkpoint on (a store down for longer than the topic's
+/// retention): when the seek is made, the broker no longer holds its offset. The run stops
+/// naming the range, and so does the next start. Before, the partition went on from the low
+/// watermark without a word (the assignment was checked, a rewind was not; tansu answers a
+/// fetch below its log with the records that follow).
+#[test]
+fn tansu_a_rewind_to_an_offset_retention_deleted_stops_the_run() {
+    let Some(mut broker) = Tansu::start() else {
+        return;
+    };
+    broker.create_topic("rewound", 1);
+    produce_events(&broker.bootstrap(), "rewound", 0, 1000, 1, None);
+    let dir = tempfile::tempdir().unwrap();
+    let job = job_with(
+        dir.path(),
+        &broker.bootstrap(),
+        "rewound",
+        "\"reconnect.backoff.max.ms\" = \"1000\"",
+    );
+    let out = dir.path().join("out");
+    let hold = dir.path().join("hold-seeks");
+    std::fs::write(&hold, "").unwrap();
+    let log = dir.path().join("run.log");
+    let mut run = KillOnDrop::new(
+        std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["run", job.to_str().unwrap()])
+            .env(
+                "SLUICE_FAULT",
+                format!("fail_commit:2,refuse_seek:@{}", hold.display()),
+            )
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let text = crate::kafka::wait_log(&log, "SLUICE_FAULT: refusing a seek", 1, 60);
+    assert!(text.contains("SLUICE_FAULT: failing commit 2"), "{text}");
+    let first = ids(&out).len();
+    assert!(
+        first > 0 && first < 800,
+        "{first} records before the rewind"
+    );
+    broker.retain_from("rewound", 0, 800);
+    std::fs::remove_file(&hold).unwrap();
+    let status = wait_exit(run.child(), "the run to stop at the deleted offset", 60);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let gap = format!("records {first}..800 were deleted by the broker (retention)");
+    assert!(!status.success(), "{text}");
+    assert!(text.contains(&gap), "{text}");
+    assert_eq!(ids(&out).len(), first, "nothing past the gap written");
+
+    let again = sluice_within(&["run", job.to_str().unwrap()], 60);
+    assert!(!again.0.success());
+    assert!(again.1.contains(&gap), "{}", again.1);
+}
