@@ -29,6 +29,13 @@ struct Cli {
     command: Command,
 }
 
+/// How `run` writes its log lines.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// The main export job with nothing installed: an embedded Kafka-protocol broker gets the
@@ -82,8 +89,11 @@ enum Command {
         /// Decoder threads (default: the number of cores).
         #[arg(long)]
         threads: Option<usize>,
-        /// Log as JSON lines.
-        #[arg(long)]
+        /// Log lines as text or as JSON objects (one per line, for log shippers).
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormat,
+        /// The same as `--log-format json`.
+        #[arg(long, hide = true)]
         log_json: bool,
     },
     /// A bounded run of a job: read every partition from `--from` to `--to` (by default the
@@ -149,6 +159,7 @@ fn main() -> ExitCode {
             discard_spill,
             move_wal_damage,
             threads,
+            log_format,
             log_json,
             dry_run: false,
         } => run_job(
@@ -158,7 +169,7 @@ fn main() -> ExitCode {
             discard_spill,
             move_wal_damage,
             threads,
-            log_json,
+            log_json || log_format == LogFormat::Json,
         ),
         Command::Backfill {
             job,

@@ -469,3 +469,31 @@ fn the_shipped_example_jobs_validate() {
         assert!(out.contains("is valid"), "{job}: {out}");
     }
 }
+
+/// `run --log-format json`: every log line is one JSON object with a level and a message (what
+/// log shippers read), and the run's commits are among them.
+#[test]
+fn run_log_format_json_writes_one_json_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    write_events(&input, 3000, 0);
+    let job = job_file(dir.path(), &[input], "");
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", job.to_str().unwrap(), "--log-format", "json"])
+        .env("SLUICE_LOG", "info")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let lines: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines.iter().all(|l| l["level"].is_string()), "{err}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "committed" && l["fields"]["rows"].is_u64()),
+        "{err}"
+    );
+}
