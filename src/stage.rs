@@ -28,7 +28,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use serde::Deserialize;
 
 /// One stage as the job file gives it: exactly one of `filter`, `select`, `sql`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StageSpec {
     /// Names the stage in errors and dead letters (default: its kind and number).

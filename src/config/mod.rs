@@ -35,7 +35,7 @@ pub enum ConfigError {
     },
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobFile {
     pub job: JobSection,
@@ -51,7 +51,7 @@ pub struct JobFile {
     pub admin: Option<AdminSection>,
 }
 
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdminSection {
     /// Address to listen on, e.g. `127.0.0.1:9464` (port 0: any free port, logged).
@@ -75,7 +75,7 @@ impl std::fmt::Debug for AdminSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobSection {
     /// Names the job's checkpoints (`_sluice/<name>/`).
@@ -96,7 +96,7 @@ fn default_stop_deadline() -> String {
     "30s".into()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RepoSection {
     /// The repo schema file, relative to the job file.
@@ -113,7 +113,7 @@ fn default_on_error() -> String {
     "dead_letter".into()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelSection {
     #[serde(default = "default_channel_bytes")]
@@ -145,7 +145,7 @@ impl Default for ChannelSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SinkSection {
     /// Destination URL: `file:///data/out/`, a local path, `s3://bucket/prefix`, ...
@@ -179,6 +179,7 @@ pub struct SinkSection {
     pub partition: PartitionSection,
     /// Object store settings (endpoint, region, credentials), passed to the store.
     #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, serde_json::Value>")]
     pub storage: toml::Table,
 }
 
@@ -195,7 +196,7 @@ fn default_max_buffered() -> String {
     "256MiB".into()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotationSection {
     #[serde(default = "default_max_rows")]
@@ -241,7 +242,7 @@ impl Default for RotationSection {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PartitionSection {
     /// Path template, e.g. `{repo}/dt={ts:%Y-%m-%d}/hr={ts:%H}/`. Empty: no partition folders.
@@ -252,7 +253,7 @@ pub struct PartitionSection {
     pub hive: Option<bool>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeadLetterSection {
     /// Where dead-letter files go (default: `<sink url>/_dead_letters/`).

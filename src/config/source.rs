@@ -11,7 +11,7 @@ use crate::decode::InputKind;
 /// What a push repo's acknowledgement promises (see `source::push`).
 pub use crate::source::push::Durability;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
 pub enum SourceSection {
     /// Files: each file is one partition; offsets are byte positions.
@@ -121,7 +121,7 @@ fn owned_option(key: &str) -> Option<&'static str> {
         "auto.offset.reset" => {
             "use source.auto_offset_reset; a position the broker no longer holds is source.on_gap's"
         }
-        "enable.auto.commit" | "enable.auto.offset.store" => {
+        "enable.auto.commit" | "auto.commit.enable" | "enable.auto.offset.store" => {
             "offsets are committed to the group after each commit of files"
         }
         "enable.partition.eof" => "sluice reads to the end by watermarks",

@@ -9,7 +9,7 @@ use serde::Deserialize;
 /// Settings passed through to a client library (librdkafka properties). `Debug` hides the
 /// values of keys that name a secret (`sasl.password`, `ssl.key.pem`, ...), so a logged or
 /// printed job never shows them.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct PassThrough(pub std::collections::BTreeMap<String, String>);
 

@@ -178,31 +178,30 @@ fn tansu_a_backfill_resuming_below_the_low_watermark_stops_or_skips() {
     assert_eq!(ids(&out), want);
 }
 
-/// A rewind (commit 2 fails) whose seek is held (`refuse_seek:@<file>`) while retention
-/// deletes the records from the checkpoint on (a store down for longer than the topic's
-/// retention): when the seek is made, the broker no longer holds its offset. The run stops
-/// naming the range, and so does the next start. Before, the partition went on from the low
-/// watermark without a word (the assignment was checked, a rewind was not; tansu answers a
-/// fetch below its log with the records that follow).
-#[test]
-fn tansu_a_rewind_to_an_offset_retention_deleted_stops_the_run() {
-    let Some(mut broker) = Tansu::start() else {
-        return;
-    };
-    broker.create_topic("rewound", 1);
-    produce_events(&broker.bootstrap(), "rewound", 0, 1000, 1, None);
-    let dir = tempfile::tempdir().unwrap();
-    let job = job_with(
-        dir.path(),
-        &broker.bootstrap(),
-        "rewound",
-        "\"reconnect.backoff.max.ms\" = \"1000\"",
+/// A live job on topic `topic` (1,000 records, one partition) whose commit 2 fails; the
+/// rewind's seek is held (`refuse_seek:@<file>`) while retention deletes the records below
+/// offset 800 (a store down for longer than the topic's retention), then released. Returns
+/// the broker, the job, its output folder, the run (still running or ended), its log, and how
+/// many records the first commit wrote.
+fn rewind_past_retention(
+    dir: &Path,
+    topic: &str,
+    options: &str,
+) -> Option<(Tansu, PathBuf, PathBuf, KillOnDrop, PathBuf, usize)> {
+    let mut broker = Tansu::start()?;
+    broker.create_topic(topic, 1);
+    produce_events(&broker.bootstrap(), topic, 0, 1000, 1, None);
+    let job = job_with(dir, &broker.bootstrap(), topic, "\"reconnect.backoff.max.ms\" = \"1000\"");
+    let text = std::fs::read_to_string(&job).unwrap().replace(
+        "chunk_bytes = \"16KiB\"",
+        &format!("chunk_bytes = \"16KiB\"\n{options}"),
     );
-    let out = dir.path().join("out");
-    let hold = dir.path().join("hold-seeks");
+    std::fs::write(&job, text).unwrap();
+    let out = dir.join("out");
+    let hold = dir.join("hold-seeks");
     std::fs::write(&hold, "").unwrap();
-    let log = dir.path().join("run.log");
-    let mut run = KillOnDrop::new(
+    let log = dir.join("run.log");
+    let run = KillOnDrop::new(
         std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(["run", job.to_str().unwrap()])
             .env(
@@ -217,12 +216,24 @@ fn tansu_a_rewind_to_an_offset_retention_deleted_stops_the_run() {
     let text = crate::kafka::wait_log(&log, "SLUICE_FAULT: refusing a seek", 1, 60);
     assert!(text.contains("SLUICE_FAULT: failing commit 2"), "{text}");
     let first = ids(&out).len();
-    assert!(
-        first > 0 && first < 800,
-        "{first} records before the rewind"
-    );
-    broker.retain_from("rewound", 0, 800);
+    assert!(first > 0 && first < 800, "{first} records before the rewind");
+    broker.retain_from(topic, 0, 800);
     std::fs::remove_file(&hold).unwrap();
+    Some((broker, job, out, run, log, first))
+}
+
+/// `rewind_past_retention` with `on_gap = "fail"`: the run stops naming the range, and so does
+/// the next start. Before, the partition went on from the low watermark without a word (the
+/// assignment was checked, a rewind was not; tansu answers a fetch below its log with the
+/// records that follow).
+#[test]
+fn tansu_a_rewind_to_an_offset_retention_deleted_stops_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((_broker, job, out, mut run, log, first)) =
+        rewind_past_retention(dir.path(), "rewound", "")
+    else {
+        return;
+    };
     let status = wait_exit(run.child(), "the run to stop at the deleted offset", 60);
     let text = std::fs::read_to_string(&log).unwrap();
     let gap = format!("records {first}..800 were deleted by the broker (retention)");
@@ -233,4 +244,35 @@ fn tansu_a_rewind_to_an_offset_retention_deleted_stops_the_run() {
     let again = sluice_within(&["run", job.to_str().unwrap()], 60);
     assert!(!again.0.success());
     assert!(again.1.contains(&gap), "{}", again.1);
+}
+
+/// `rewind_past_retention` with `on_gap = "skip"`: the run goes on from offset 800, logs and
+/// counts the range once (`sluice_offsets_skipped_total`), and writes every other record once.
+#[test]
+fn tansu_a_rewind_to_an_offset_retention_deleted_is_skipped_and_counted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((_broker, _job, out, run, log, first)) = rewind_past_retention(
+        dir.path(),
+        "skipped",
+        "on_gap = \"skip\"\n[admin]\nlisten = \"127.0.0.1:0\"",
+    ) else {
+        return;
+    };
+    let addr = crate::admin::admin_addr(&log);
+    wait_for(&out, first + 200, 60);
+    let skipped = || {
+        let (_, m) = crate::admin::http(&addr, "GET", "/metrics", None);
+        crate::admin::metric_sum(&m, "sluice_offsets_skipped_total")
+    };
+    let want = (800 - first) as f64;
+    wait_until("the skipped offsets in the metrics", 30, || skipped() == want);
+    assert!(run.stop("the run to stop", 60).success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        text.matches(&format!("records {first}..800 of partition skipped-0")).count(),
+        1,
+        "{text}"
+    );
+    let want: Vec<usize> = (0..first).chain(800..1000).collect();
+    assert_eq!(ids(&out), want);
 }

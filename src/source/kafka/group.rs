@@ -36,8 +36,8 @@ pub(super) struct Shared {
     /// `source.on_gap = "skip"`: a checkpoint outside the broker's log goes on from the
     /// nearest offset held (else the assignment fails).
     pub(super) skip_gaps: bool,
-    /// Gaps skipped, for the metrics: (partition key, offsets skipped).
-    pub(super) skipped: Vec<(String, u64)>,
+    /// Gaps skipped, for the log and the metrics.
+    pub(super) skips: super::gap::Skips,
 }
 
 impl Shared {
@@ -172,8 +172,8 @@ impl GroupContext {
             let (read, skipped) =
                 super::gap::decide(&info.key(), offset as i64, low, high, shared.skip_gaps)
                     .map_err(|e| err_at(&name, e))?;
-            if skipped > 0 {
-                shared.skipped.push((info.key(), skipped));
+            if let Some((from, to)) = skipped {
+                shared.skips.record(&info.key(), from, to);
             }
             tpl.set_partition_offset(&info.topic, p, Offset::Offset(read))
                 .map_err(|e| err_at(&name, e.to_string()))?;

@@ -42,8 +42,11 @@ use part::Part;
 pub use range::Position;
 
 const TIMEOUT: Duration = Duration::from_secs(15);
-/// The longest the check of a rewind's seek against the broker's log may hold the poll thread.
+/// The longest one check of a rewind's position against the broker's log may hold the poll
+/// thread.
 const SEEK_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+/// Checks of rewinds' positions per poll (see `retry_seeks`).
+const SEEK_CHECKS_PER_POLL: usize = 4;
 
 /// Settings of the Kafka source.
 #[derive(Debug, Clone)]
@@ -212,138 +215,36 @@ impl KafkaSource {
         Ok(out)
     }
 
-    /// Static mode: every partition, with its start and end offsets resolved now.
-    fn plan_range(
-        &mut self,
-        topics: &[(String, Vec<i32>)],
-        start: &Position,
-        end: &Position,
-    ) -> Result<(), SourceError> {
-        for (topic, ids) in topics {
-            for &p in ids {
-                let (low, high) = self
-                    .consumer
-                    .fetch_watermarks(topic, p, TIMEOUT)
-                    .map_err(|e| err_at(&self.name, format!("watermarks of {topic}/{p}: {e}")))?;
-                let from = self.resolve(topic, p, start, low, high, low)?;
-                let to = self.resolve(topic, p, end, low, high, high)?;
-                let id = lock(&self.shared).id(topic, p);
-                let info = lock(&self.shared).infos[id as usize].0.clone();
-                let mut part = Part::new(info, p);
-                part.owned = true;
-                part.restart(from);
-                part.end = Some(to.max(from));
-                self.bounds.push((id, from as u64, to.max(from) as u64));
-                self.parts.push(part);
-            }
-        }
-        self.index = Index::of(&self.parts);
-        self.reassign = true;
-        Ok(())
-    }
-
-    /// An offset for `pos` in one partition, within its watermarks.
-    fn resolve(
-        &self,
-        topic: &str,
-        p: i32,
-        pos: &Position,
-        low: i64,
-        high: i64,
-        fallback: i64,
-    ) -> Result<i64, SourceError> {
-        let o = match pos {
-            Position::Earliest => low,
-            Position::Latest => high,
-            Position::Offsets(list) => list
-                .iter()
-                .find(|(t, q, _)| *q == p && t.as_deref().is_none_or(|t| t == topic))
-                .map_or(fallback, |(_, _, o)| *o),
-            Position::Timestamp(ms) => {
-                let mut tpl = TopicPartitionList::new();
-                tpl.add_partition_offset(topic, p, Offset::Offset(*ms))
-                    .map_err(|e| err_at(&self.name, e.to_string()))?;
-                let found = self.consumer.offsets_for_times(tpl, TIMEOUT).map_err(|e| {
-                    err_at(
-                        &self.name,
-                        format!("looking up timestamp {ms} in {topic}/{p}: {e}"),
-                    )
-                })?;
-                match found.find_partition(topic, p).map(|e| e.offset()) {
-                    Some(Offset::Offset(o)) => o,
-                    // No message at or after the timestamp: the end of the partition.
-                    Some(Offset::End) | None => high,
-                    Some(other) => {
-                        return Err(err_at(
-                            &self.name,
-                            format!("timestamp {ms} in {topic}/{p} resolved to {other:?}"),
-                        ))
-                    }
-                }
-            }
-        };
-        Ok(o.clamp(low, high))
-    }
-
-    /// Bounded runs: assigns the partitions at their next offsets. Each is checked against
-    /// the broker's log first: a backfill that resumes from its checkpoint after retention
-    /// deleted records it had not exported stops or skips as `on_gap` says, as a live run
-    /// does (librdkafka's `auto.offset.reset` would move on without a word).
-    fn assign_static(&mut self) -> Result<(), SourceError> {
-        let skip = lock(&self.shared).skip_gaps;
-        let mut tpl = TopicPartitionList::new();
-        for p in self.parts.iter_mut().filter(|p| !p.done()) {
-            let (low, high) = self
-                .consumer
-                .fetch_watermarks(&p.info.topic, p.partition, TIMEOUT)
-                .map_err(|e| err_at(&self.name, format!("watermarks of {}: {e}", p.info.key())))?;
-            let (read, skipped) = gap::decide(&p.info.key(), p.next, low, high, skip)
-                .map_err(|e| err_at(&self.name, e))?;
-            if skipped > 0 {
-                lock(&self.shared).skipped.push((p.info.key(), skipped));
-                // The first chunk still follows the checkpoint (`from` stays).
-                p.next = read;
-                if p.done() {
-                    continue;
-                }
-            }
-            tpl.add_partition_offset(&p.info.topic, p.partition, Offset::Offset(p.next))
-                .map_err(|e| err_at(&self.name, e.to_string()))?;
-        }
-        self.consumer
-            .assign(&tpl)
-            .map_err(|e| err_at(&self.name, format!("cannot assign partitions: {e}")))?;
-        self.reassign = false;
-        if self.paused {
-            set_paused(&self.consumer, &self.name, true)?;
-        }
-        Ok(())
-    }
-
     /// Group mode: the seeks of rewinds, made before the next poll (and retried while
-    /// librdkafka refuses them, as it does right after an assignment). Each is checked
-    /// against the broker's log first, as an assignment is: a rewind to a checkpoint that
-    /// retention has deleted since (a store down for longer than the topic's retention) stops
-    /// or skips as `on_gap` says. The check is one watermark request (at most
-    /// `SEEK_CHECK_TIMEOUT`) per rewind; when it gets no answer the seek goes ahead, and a
-    /// broker that then answers "out of range" stops the run (`auto.offset.reset = error`).
+    /// librdkafka refuses them, as it does right after an assignment). Each rewind's position
+    /// is checked against the broker's log once, as an assignment's is: a rewind to a
+    /// checkpoint that retention has deleted since (a store down for longer than the topic's
+    /// retention) stops or skips as `on_gap` says. A check is one watermark request of at most
+    /// `SEEK_CHECK_TIMEOUT`, and one call makes at most `SEEK_CHECKS_PER_POLL` of them, so
+    /// the poll thread is never held long (the rest wait for the next poll). A check the
+    /// broker does not answer is left to librdkafka (`auto.offset.reset = error`).
     fn retry_seeks(&mut self) -> Result<(), SourceError> {
-        let skip = lock(&self.shared).skip_gaps;
+        let mut shared = lock(&self.shared);
+        let skip = shared.skip_gaps;
+        let mut checks = 0;
         for p in self.parts.iter_mut().filter(|p| p.seek_pending && p.owned) {
             if crate::fault::refuse_seek() {
                 continue;
             }
-            if let Ok((low, high)) =
-                self.consumer
-                    .fetch_watermarks(&p.info.topic, p.partition, SEEK_CHECK_TIMEOUT)
-            {
-                let (read, skipped) = gap::decide(&p.info.key(), p.next, low, high, skip)
-                    .map_err(|e| err_at(&self.name, e))?;
-                if skipped > 0 {
-                    lock(&self.shared).skipped.push((p.info.key(), skipped));
-                    // The first chunk still follows the checkpoint (`from` stays).
-                    p.next = read;
+            if !p.checked {
+                if checks == SEEK_CHECKS_PER_POLL {
+                    continue;
                 }
+                checks += 1;
+                gap::check_position(
+                    &self.consumer,
+                    &mut shared.skips,
+                    p,
+                    skip,
+                    SEEK_CHECK_TIMEOUT,
+                )
+                .map_err(|e| err_at(&self.name, e))?;
+                p.checked = true;
             }
             if self
                 .consumer
@@ -358,8 +259,48 @@ impl KafkaSource {
                 p.seek_pending = false;
             }
         }
+        drop(shared);
         self.seeks_pending = self.parts.iter().any(|p| p.seek_pending && p.owned);
         Ok(())
+    }
+
+    /// librdkafka met an offset the broker no longer holds (retention overtook the reader, or
+    /// ran between a check and its fetch) and, with `auto.offset.reset = error`, stopped
+    /// fetching that partition; it does not say which. Owned partitions are checked until one
+    /// is found below the log: it stops the run naming the range, or (`on_gap = "skip"`) goes
+    /// on from the log's start. When no check finds it, the run stops.
+    fn offset_reset(&mut self) -> Result<(), SourceError> {
+        let mut shared = lock(&self.shared);
+        let skip = shared.skip_gaps;
+        for p in self.parts.iter_mut().filter(|p| p.owned) {
+            let checked = gap::check_position(
+                &self.consumer,
+                &mut shared.skips,
+                p,
+                skip,
+                SEEK_CHECK_TIMEOUT,
+            )
+            .map_err(|e| err_at(&self.name, e))?;
+            if checked == gap::Checked::Skipped {
+                // Buffered messages stay (they precede the gap); reading goes on at `next`.
+                // Each partition librdkafka stopped sends its own error: one found is enough.
+                p.checked = true;
+                if self.group {
+                    p.seek_pending = true;
+                    self.seeks_pending = true;
+                } else {
+                    self.reassign = true;
+                }
+                return Ok(());
+            }
+        }
+        Err(err_at(
+            &self.name,
+            "the broker answered that a partition's next offset is out of range (retention \
+             deleted it, or the topic was re-created), and no partition's position check found \
+             which; start again to have each checked (source.on_gap)"
+                .to_string(),
+        ))
     }
 
     /// One poll: applies rebalance events and buffers the message, if any. Returns the index
@@ -390,17 +331,7 @@ impl KafkaSource {
             }
             Err(rdkafka::error::KafkaError::MessageConsumption(
                 rdkafka::types::RDKafkaErrorCode::AutoOffsetReset,
-            )) => {
-                // A seek (a rewind) or an assignment reached an offset the broker no longer
-                // holds. The next start checks each partition against the broker's log and
-                // stops or skips as `on_gap` says, naming the range.
-                Err(err_at(
-                    &self.name,
-                    "a partition's next offset is no longer on the broker (retention deleted it, \
-                     or the topic was re-created); start again to see the range (source.on_gap)"
-                        .to_string(),
-                ))
-            }
+            )) => self.offset_reset().map(|()| None),
             Err(e) => {
                 // Broker down, connection reset, leader moving: librdkafka retries by itself;
                 // the job waits and resumes, it does not fail.
@@ -568,7 +499,7 @@ impl Source for KafkaSource {
     }
 
     fn take_skipped(&mut self) -> Vec<(String, u64)> {
-        std::mem::take(&mut lock(&self.shared).skipped)
+        lock(&self.shared).skips.take()
     }
 
     /// Lag per owned partition (high watermark − next offset) from the watermarks last

@@ -22,6 +22,8 @@ pub(super) struct Part {
     pub meta: MessageMeta,
     /// A seek that librdkafka refused for now (retried before each poll).
     pub seek_pending: bool,
+    /// `next` was checked against the broker's log since the last restart.
+    pub checked: bool,
 }
 
 impl Part {
@@ -42,6 +44,7 @@ impl Part {
             offsets: Vec::new(),
             meta,
             seek_pending: false,
+            checked: false,
         }
     }
 
@@ -49,6 +52,7 @@ impl Part {
     pub fn restart(&mut self, offset: i64) {
         self.next = offset;
         self.from = offset;
+        self.checked = false;
         self.drop_buffer();
     }
 

@@ -1,5 +1,14 @@
 //! Backfill bounds: where each partition starts and ends (earliest, latest, a timestamp or
-//! explicit offsets), as given on the command line.
+//! explicit offsets), as given on the command line, resolved against the broker's log; and
+//! the static assignment of a bounded run's partitions.
+
+use rdkafka::consumer::Consumer;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::group::{lock, set_paused, Index};
+use super::part::Part;
+use super::{err_at, gap, KafkaSource, TIMEOUT};
+use crate::source::SourceError;
 
 /// A position in every partition of the topics.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +73,114 @@ impl Position {
         Err(format!(
             "`{t}`: expected earliest, latest, a timestamp (2024-05-01T00:00:00Z or @<ms>) or offsets (0=100,1=250)"
         ))
+    }
+}
+
+/// Planning and assigning a bounded run's partitions.
+impl KafkaSource {
+    /// Static mode: every partition, with its start and end offsets resolved now.
+    pub(super) fn plan_range(
+        &mut self,
+        topics: &[(String, Vec<i32>)],
+        start: &Position,
+        end: &Position,
+    ) -> Result<(), SourceError> {
+        for (topic, ids) in topics {
+            for &p in ids {
+                let (low, high) = self
+                    .consumer
+                    .fetch_watermarks(topic, p, TIMEOUT)
+                    .map_err(|e| err_at(&self.name, format!("watermarks of {topic}/{p}: {e}")))?;
+                let from = self.resolve(topic, p, start, low, high, low)?;
+                let to = self.resolve(topic, p, end, low, high, high)?;
+                let id = lock(&self.shared).id(topic, p);
+                let info = lock(&self.shared).infos[id as usize].0.clone();
+                let mut part = Part::new(info, p);
+                part.owned = true;
+                part.restart(from);
+                part.end = Some(to.max(from));
+                self.bounds.push((id, from as u64, to.max(from) as u64));
+                self.parts.push(part);
+            }
+        }
+        self.index = Index::of(&self.parts);
+        self.reassign = true;
+        Ok(())
+    }
+
+    /// An offset for `pos` in one partition, within its watermarks.
+    fn resolve(
+        &self,
+        topic: &str,
+        p: i32,
+        pos: &Position,
+        low: i64,
+        high: i64,
+        fallback: i64,
+    ) -> Result<i64, SourceError> {
+        let o = match pos {
+            Position::Earliest => low,
+            Position::Latest => high,
+            Position::Offsets(list) => list
+                .iter()
+                .find(|(t, q, _)| *q == p && t.as_deref().is_none_or(|t| t == topic))
+                .map_or(fallback, |(_, _, o)| *o),
+            Position::Timestamp(ms) => {
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition_offset(topic, p, Offset::Offset(*ms))
+                    .map_err(|e| err_at(&self.name, e.to_string()))?;
+                let found = self.consumer.offsets_for_times(tpl, TIMEOUT).map_err(|e| {
+                    err_at(
+                        &self.name,
+                        format!("looking up timestamp {ms} in {topic}/{p}: {e}"),
+                    )
+                })?;
+                match found.find_partition(topic, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => o,
+                    // No message at or after the timestamp: the end of the partition.
+                    Some(Offset::End) | None => high,
+                    Some(other) => {
+                        return Err(err_at(
+                            &self.name,
+                            format!("timestamp {ms} in {topic}/{p} resolved to {other:?}"),
+                        ))
+                    }
+                }
+            }
+        };
+        Ok(o.clamp(low, high))
+    }
+
+    /// Bounded runs: assigns the partitions at their next offsets. A partition placed since
+    /// the last assignment (the plan, a rewind) is checked against the broker's log first: a
+    /// backfill that resumes from its checkpoint after retention deleted records it had not
+    /// exported stops or skips as `on_gap` says, as a live run does. A check the broker does
+    /// not answer is left to librdkafka (`auto.offset.reset = error`, see `poll_once`).
+    pub(super) fn assign_static(&mut self) -> Result<(), SourceError> {
+        let mut shared = lock(&self.shared);
+        let skip = shared.skip_gaps;
+        let mut tpl = TopicPartitionList::new();
+        for p in self.parts.iter_mut().filter(|p| !p.done()) {
+            if !p.checked {
+                gap::check_position(&self.consumer, &mut shared.skips, p, skip, TIMEOUT)
+                    .map_err(|e| err_at(&self.name, e))?;
+                p.checked = true;
+                if p.done() {
+                    continue; // skipped past the end of the run
+                }
+            }
+            tpl.add_partition_offset(&p.info.topic, p.partition, Offset::Offset(p.next))
+                .map_err(|e| err_at(&self.name, e.to_string()))?;
+        }
+        drop(shared);
+        self.consumer
+            .assign(&tpl)
+            .map_err(|e| err_at(&self.name, format!("cannot assign partitions: {e}")))?;
+        self.reassign = false;
+        if self.paused {
+            set_paused(&self.consumer, &self.name, true)?;
+        }
+        Ok(())
     }
 }
 
