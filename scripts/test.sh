@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, with its set-up: a Python venv holding the independent readers
-# (pyarrow, duckdb), then formatting, lints, and unit and integration tests, with local S3 and
+# (pyarrow, duckdb) and a JSON Schema validator, then formatting, lints, and unit and integration tests, with local S3 and
 # Azure Blob servers (scripts/services.sh) running for the object store tests.
 # Idempotent: what is already installed is reused. Caches live outside the checkout
 # (SLUICE_CACHE, default ~/.cache/sluice).
@@ -11,7 +11,7 @@ mkdir -p "$CACHE"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
 
 VENV="$CACHE/venv"
-if ! "$VENV/bin/python" -c "import pyarrow, duckdb" >/dev/null 2>&1; then
+if ! "$VENV/bin/python" -c "import pyarrow, duckdb, jsonschema" >/dev/null 2>&1; then
   echo "== creating the interop venv in $VENV"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check -r tests/interop/requirements.txt

@@ -29,6 +29,28 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the JSON Schema of a job file (for editors: `docs/job.schema.json`).
+    JsonSchema,
+    /// Print the Markdown reference of every key (`docs/CONFIG.md`).
+    Reference,
+}
+
+fn run_config(command: ConfigCommand) -> anyhow::Result<()> {
+    match command {
+        ConfigCommand::JsonSchema => println!(
+            "{}",
+            serde_json::to_string_pretty(&sluice::config::reference::json_schema())?
+        ),
+        ConfigCommand::Reference => print!(
+            "{}",
+            sluice::config::reference::markdown().map_err(anyhow::Error::msg)?
+        ),
+    }
+    Ok(())
+}
+
 /// How `run` writes its log lines.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum LogFormat {
@@ -51,6 +73,11 @@ enum Command {
     Schema {
         #[command(subcommand)]
         command: SchemaCommand,
+    },
+    /// The job file's reference, generated from its types.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
     },
     /// Check a job file: every error with its key path, and its schema against the files
     /// already written, before any data moves.
@@ -140,6 +167,7 @@ fn main() -> ExitCode {
         Command::Convert(args) => run_convert(args),
         Command::Demo { out } => run_demo(&out),
         Command::Schema { command } => run_schema(command),
+        Command::Config { command } => run_config(command),
         Command::Validate { job, repo } => run_validate(&job, repo.as_deref()),
         Command::Run {
             job,

@@ -34,10 +34,13 @@ pub struct StageSpec {
     /// Names the stage in errors and dead letters (default: its kind and number).
     #[serde(default)]
     pub name: Option<String>,
+    /// A SQL condition: rows for which it is not true are dropped (counted).
     #[serde(default)]
     pub filter: Option<String>,
+    /// SQL expressions, each `expr AS name`: the columns the stage outputs.
     #[serde(default)]
     pub select: Option<Vec<String>>,
+    /// `SELECT ... FROM input [WHERE ...]`: a projection over a filter of one batch.
     #[serde(default)]
     pub sql: Option<String>,
 }

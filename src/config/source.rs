@@ -16,11 +16,15 @@ pub use crate::source::push::Durability;
 pub enum SourceSection {
     /// Files: each file is one partition; offsets are byte positions.
     File {
+        /// Input files (plain or gzip), relative to the job file.
         paths: Vec<PathBuf>,
+        /// Input format: `json` (one object per line), `csv`, `tsv` or `text`.
         #[serde(default = "default_input_format")]
         format: String,
+        /// `csv`/`text`: the field delimiter (one character).
         #[serde(default)]
         delimiter: Option<String>,
+        /// CSV/TSV: each file starts with a header row (columns matched by name).
         #[serde(default = "default_true")]
         header: bool,
         /// Input read per chunk: files roll and commit at chunk boundaries.
@@ -29,11 +33,14 @@ pub enum SourceSection {
     },
     /// Kafka topics: every partition of the topics, one JSON record per message.
     Kafka {
+        /// Bootstrap brokers, `host:port[,host:port...]`.
         brokers: String,
+        /// Topic names, or regexes starting with `^` (matched when the job starts).
         topics: Vec<String>,
         /// Consumer group the committed offsets are reported to (default `sluice-<job>`).
         #[serde(default)]
         group: Option<String>,
+        /// Message format: `json` (one record per message).
         #[serde(default = "default_format_json")]
         format: String,
         /// Where a partition without checkpoint or group offset starts: earliest or latest.
@@ -53,8 +60,10 @@ pub enum SourceSection {
     },
     /// Records pushed over HTTP to `POST /v1/repos/{repo}/data` on the `[admin]` listener.
     Push {
+        /// Body format: `json` (one object per line), `csv`, `tsv` or `text` (no header line).
         #[serde(default = "default_input_format")]
         format: String,
+        /// `csv`/`text`: the field delimiter (one character).
         #[serde(default)]
         delimiter: Option<String>,
         /// `wal` (a 200 survives a crash) or `memory` (a 200 survives a graceful restart).
@@ -63,6 +72,7 @@ pub enum SourceSection {
         /// The WAL's folder (default `<job.state_dir>/wal`).
         #[serde(default)]
         wal_dir: Option<PathBuf>,
+        /// Size of one WAL segment file; released segments are deleted whole.
         #[serde(default = "default_segment_bytes")]
         wal_segment_bytes: String,
         /// Largest request body, compressed or decompressed (413 beyond).
@@ -88,6 +98,7 @@ pub enum SourceSection {
         /// are committed early). Default 256MiB in memory, 4GiB in the WAL.
         #[serde(default)]
         max_retained: Option<String>,
+        /// Log read per chunk: files roll and commit at chunk boundaries.
         #[serde(default = "default_chunk")]
         chunk_bytes: String,
     },

@@ -3,6 +3,7 @@
 mod abuse;
 mod admin;
 mod bounds;
+mod config_schema;
 mod convert;
 mod dead_letters;
 mod disk;

@@ -191,7 +191,12 @@ fn rewind_past_retention(
     let mut broker = Tansu::start()?;
     broker.create_topic(topic, 1);
     produce_events(&broker.bootstrap(), topic, 0, 1000, 1, None);
-    let job = job_with(dir, &broker.bootstrap(), topic, "\"reconnect.backoff.max.ms\" = \"1000\"");
+    let job = job_with(
+        dir,
+        &broker.bootstrap(),
+        topic,
+        "\"reconnect.backoff.max.ms\" = \"1000\"",
+    );
     let text = std::fs::read_to_string(&job).unwrap().replace(
         "chunk_bytes = \"16KiB\"",
         &format!("chunk_bytes = \"16KiB\"\n{options}"),
@@ -216,7 +221,10 @@ fn rewind_past_retention(
     let text = crate::kafka::wait_log(&log, "SLUICE_FAULT: refusing a seek", 1, 60);
     assert!(text.contains("SLUICE_FAULT: failing commit 2"), "{text}");
     let first = ids(&out).len();
-    assert!(first > 0 && first < 800, "{first} records before the rewind");
+    assert!(
+        first > 0 && first < 800,
+        "{first} records before the rewind"
+    );
     broker.retain_from(topic, 0, 800);
     std::fs::remove_file(&hold).unwrap();
     Some((broker, job, out, run, log, first))
@@ -265,11 +273,14 @@ fn tansu_a_rewind_to_an_offset_retention_deleted_is_skipped_and_counted_once() {
         crate::admin::metric_sum(&m, "sluice_offsets_skipped_total")
     };
     let want = (800 - first) as f64;
-    wait_until("the skipped offsets in the metrics", 30, || skipped() == want);
+    wait_until("the skipped offsets in the metrics", 30, || {
+        skipped() == want
+    });
     assert!(run.stop("the run to stop", 60).success());
     let text = std::fs::read_to_string(&log).unwrap();
     assert_eq!(
-        text.matches(&format!("records {first}..800 of partition skipped-0")).count(),
+        text.matches(&format!("records {first}..800 of partition skipped-0"))
+            .count(),
         1,
         "{text}"
     );
