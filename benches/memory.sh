@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Peak RSS against the documented memory bound (README, "Memory"), scenario by scenario:
+# Peak RSS against the documented memory bound (docs/OPERATIONS.md, "Sizing memory"), scenario by scenario:
 #
 #   - a file job into 211 partitions (`{path}`) in each format (Parquet, ORC, JSON gzip, CSV),
 #     with 24 records of 4 MiB among 300,000 events, on a local folder;
@@ -9,7 +9,7 @@
 #
 # Each run gets small bounds (channel 32 MiB, sink.max_buffered_bytes 64 MiB, push
 # max_in_flight 96 MiB, max_pending 32 MiB) so that they bind, and the bound is computed as the
-# README states it. Prints a Markdown table: bound, peak RSS, RSS − bound (the target is at most
+# docs/OPERATIONS.md states it. Prints a Markdown table: bound, peak RSS, RSS − bound (the target is at most
 # 64 MiB over).
 #
 # usage: benches/memory.sh            (needs python3 and curl; S3 is skipped if it cannot start)
@@ -45,7 +45,7 @@ with open(src) as f, open(dst, "w") as out:
         out.write(line)
 PY
 
-# The README's bound for a file job: channel + sink buffers + decode in flight, where each of
+# The documented bound for a file job: channel + sink buffers + decode in flight, where each of
 # the (2 × decode threads + 1) chunks in flight holds up to 4 × its size (text, decoder
 # working data, batches) and a chunk is the larger of chunk_bytes and the longest record.
 file_bound() {

@@ -145,7 +145,8 @@ enum Command {
         /// never touched.
         #[arg(long)]
         name: Option<String>,
-        /// Write to this destination URL instead of the job's.
+        /// Write to this destination URL instead of the job's (a relative path is taken from
+        /// the current folder).
         #[arg(long)]
         url: Option<String>,
         /// Decoder threads (default: the number of cores).

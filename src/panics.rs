@@ -1,5 +1,5 @@
 //! What a caught panic said: the text of its payload (`panic!` gives a `&str` or a `String`).
-//! Panics unwind (see the README's "Failures"), and the places that catch them report this.
+//! Panics unwind (see docs/OPERATIONS.md, "Failures"), and the places that catch them report this.
 
 /// The message of a panic payload, or "a panic" when it carries none.
 pub fn message(panic: &(dyn std::any::Any + Send)) -> String {

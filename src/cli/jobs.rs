@@ -306,7 +306,7 @@ pub fn run_backfill(
     }
     job.file.job.name = name.unwrap_or_else(|| format!("{}-backfill", job.file.job.name));
     if let Some(u) = url {
-        job.file.sink.url = u;
+        job.file.sink.url = from_current_dir(u)?;
     }
     let _locks = lock_state(&job, true)?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -554,5 +554,24 @@ fn print_fields(schema: &arrow::datatypes::Schema) {
     for f in schema.fields() {
         let null = if f.is_nullable() { "" } else { " not null" };
         println!("  {}: {}{null}", f.name(), f.data_type());
+    }
+}
+
+/// A destination URL given on the command line: a relative local path is taken from the
+/// current folder, as any path on a command line (a job file's own paths are relative to the
+/// job file).
+fn from_current_dir(url: String) -> Result<String> {
+    let relative = match url.strip_prefix("file://") {
+        Some(rest) => Some(rest),
+        None if url.contains("://") => None,
+        None => Some(url.as_str()),
+    };
+    match relative {
+        Some(r) if !Path::new(r).is_absolute() => Ok(std::env::current_dir()
+            .context("reading the current folder")?
+            .join(r)
+            .display()
+            .to_string()),
+        _ => Ok(url),
     }
 }

@@ -1,8 +1,8 @@
 //! Temporary files that no commit will finish: a local write's hidden `.<name>.<pid>-<ns>.tmp`
 //! left by a process killed before its claim (a claimed attempt's temporary names are removed
 //! by the fence). Removed at start when older than any live write can be. Object stores keep
-//! incomplete multipart uploads instead, which the store's lifecycle rule removes (see the
-//! README).
+//! incomplete multipart uploads instead, which the store's lifecycle rule removes (see
+//! Limits in docs/OPERATIONS.md).
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};

@@ -184,12 +184,25 @@ fn tansu_backfills_by_timestamp_and_by_offsets_exactly() {
     // By timestamp: every event with a message time in [T0 + 100 s, T0 + 300 s).
     let from = format!("@{}", T0 + 100_000);
     let to = "2024-05-01T00:05:00Z"; // T0 + 300 s
+                                     // A relative `--url` is taken from the current folder, not the job file's.
+    let cwd = dir.path().join("elsewhere");
+    std::fs::create_dir(&cwd).unwrap();
     let args = ["backfill", job, "--from", &from, "--to", to, "--url", "ts/"];
-    let o = sluice_ok(&args);
+    let backfill = || {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(args)
+            .current_dir(&cwd)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let o = backfill();
     assert!(o.contains("200 rows"), "{o}");
-    assert_eq!(ids(&dir.path().join("ts")), (100..300).collect::<Vec<_>>());
+    assert_eq!(ids(&cwd.join("ts")), (100..300).collect::<Vec<_>>());
+    assert!(!dir.path().join("ts").exists());
     // Re-running the same backfill resumes from its checkpoints: nothing new.
-    let again = sluice_ok(&args);
+    let again = backfill();
     assert!(again.contains(" 0 rows"), "{again}");
 
     // By offsets: partition p holds events p, p + 4, ...; offsets [10, 20) of each.
@@ -203,7 +216,7 @@ fn tansu_backfills_by_timestamp_and_by_offsets_exactly() {
         "--name",
         "by-offsets",
         "--url",
-        "offsets/",
+        dir.path().join("offsets").to_str().unwrap(),
     ]);
     assert!(o.contains("40 rows"), "{o}");
     let want: Vec<usize> = (40..80).collect();
