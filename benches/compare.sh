@@ -21,8 +21,8 @@ fi
 PY="$VENV/bin/python"
 INPUT="$WORK/events-$ROWS.jsonl"
 [ -s "$INPUT" ] || "$PY" benches/gen_events.py "$ROWS" "$INPUT" >&2
-cargo build --release --quiet >&2
-SLUICE="$CARGO_TARGET_DIR/release/sluice"
+cargo build --profile dist --quiet >&2
+SLUICE="$CARGO_TARGET_DIR/dist/sluice"
 
 cat > "$WORK/duckdb_convert.py" <<'PY'
 import sys, duckdb

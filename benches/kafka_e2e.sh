@@ -20,8 +20,8 @@ if ! "$VENV/bin/python" -c "import confluent_kafka, pyarrow" >/dev/null 2>&1; th
 fi
 INPUT="$WORK/events-$ROWS.jsonl"
 [ -s "$INPUT" ] || python3 benches/gen_events.py "$ROWS" "$INPUT" >&2
-cargo build --release --quiet --bin sluice --example bench_broker --example bare_consume >&2
-BIN="$CARGO_TARGET_DIR/release"
+cargo build --profile dist --quiet --bin sluice --example bench_broker --example bare_consume >&2
+BIN="$CARGO_TARGET_DIR/dist"
 
 coproc BROKER { "$BIN/examples/bench_broker" "$INPUT" events "$PARTS"; }
 read -r ready BOOT N <&"${BROKER[0]}"

@@ -20,8 +20,8 @@ WORK="$CACHE/bench"
 mkdir -p "$WORK"
 INPUT="$WORK/events-$ROWS.jsonl"
 [ -s "$INPUT" ] || python3 benches/gen_events.py "$ROWS" "$INPUT" >&2
-cargo build --release --quiet --bin sluice --example push_load >&2
-BIN="$CARGO_TARGET_DIR/release"
+cargo build --profile dist --quiet --bin sluice --example push_load >&2
+BIN="$CARGO_TARGET_DIR/dist"
 
 metric() { # metric ADDR NAME → sum of the samples
   curl -s "http://$1/metrics" | awk -v n="$2" 'index($0, n"{")==1 {s+=$NF} END {print s+0}'

@@ -14,8 +14,8 @@ WORK="$CACHE/bench/repos"
 mkdir -p "$WORK"
 INPUT="$CACHE/bench/events-1000000.jsonl"
 [ -s "$INPUT" ] || python3 benches/gen_events.py 1000000 "$INPUT" >&2
-cargo build --release --quiet --bin sluice >&2
-SLUICE="$CARGO_TARGET_DIR/release/sluice"
+cargo build --profile dist --quiet --bin sluice >&2
+SLUICE="$CARGO_TARGET_DIR/dist/sluice"
 SCHEMA="$PWD/schemas/nginx_access.toml"
 
 shared() { # shared NAME → the sections every job here has

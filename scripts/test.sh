@@ -29,14 +29,20 @@ if ! "$TANSU" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
 fi
 export SLUICE_TEST_TANSU="$TANSU"
 
-# Prometheus and promtool (Debian package `prometheus`): a test scrapes a job with a real server
-# and checks the shipped alert rules.
-if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
-  echo "== installing prometheus (apt)"
-  SUDO=""
+# Debian packages: Prometheus and promtool (a test scrapes a job with a real server and checks
+# the shipped alert rules) and Chromium (a test loads the status page in a real browser).
+apt_install() {
+  local SUDO=""
   [ "$(id -u)" = 0 ] || SUDO="sudo"
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null ||
-    { $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+  echo "== installing $* (apt)"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null ||
+    { $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null; }
+}
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+  apt_install prometheus
+fi
+if ! command -v chromium >/dev/null 2>&1; then
+  apt_install chromium
 fi
 
 # In CI the cache outlives the checkout: drop this project's own builds of earlier commits

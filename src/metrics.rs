@@ -86,7 +86,25 @@ pub struct Metrics {
     lagging: Mutex<std::collections::BTreeSet<String>>,
     /// The state shown as 1 (the others are 0).
     state: Mutex<String>,
+    /// The last commits, newest last (the status page shows them).
+    recent: Mutex<std::collections::VecDeque<Commit>>,
 }
+
+/// One commit as the status page shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Commit {
+    pub partition: String,
+    pub rows: u64,
+    pub dead_letters: u64,
+    pub files: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+    /// When it stood (ms since the epoch).
+    pub at_ms: i64,
+}
+
+/// How many commits `Metrics::recent_commits` keeps.
+const RECENT: usize = 20;
 
 const STATES: [&str; 6] = [
     "new",
@@ -267,6 +285,7 @@ impl Metrics {
             set,
             lagging: Mutex::default(),
             state: Mutex::new("new".into()),
+            recent: Mutex::default(),
         };
         m.set_state("new");
         // Series that alerts compare over a window exist from the start, at 0: a first commit,
@@ -376,6 +395,25 @@ impl Metrics {
             .commit_seconds
             .get_or_create(&self.repo())
             .observe(s.seconds);
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.len() == RECENT {
+            recent.pop_front();
+        }
+        recent.push_back(Commit {
+            partition: partition.to_string(),
+            rows: s.rows,
+            dead_letters: s.dead_letters.iter().map(|(_, n)| n).sum(),
+            files: s.files,
+            bytes: s.bytes,
+            seconds: s.seconds,
+            at_ms: crate::commit::now_ms(),
+        });
+    }
+
+    /// The last commits (at most 20), newest last.
+    pub fn recent_commits(&self) -> Vec<Commit> {
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent.iter().cloned().collect()
     }
 
     pub fn restarted(&self) {

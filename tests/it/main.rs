@@ -24,5 +24,6 @@ mod s3_faults;
 mod s3_run;
 mod slow_store;
 mod stages;
+mod status_page;
 mod stores;
 mod tansu;

@@ -1,7 +1,8 @@
 //! The admin listener (axum), one per process, shared by the job's repos: `GET /metrics`
 //! (Prometheus/OpenMetrics text, every repo's series), `GET /healthz`, `GET /readyz` (ready
 //! while every repo's task runs), `GET /v1/tasks` (per repo: state, last error, checkpoints,
-//! lag, channel fill) and `POST /v1/tasks/{repo}/pause|resume|stop`. With a token, the `/v1/`
+//! lag, channel fill), `POST /v1/tasks/{repo}/pause|resume|stop`, and the status page (`GET /`,
+//! its data at `GET /v1/status`; see `status`). With a token, the `/v1/`
 //! routes require `Authorization: Bearer <token>` (compared in constant time). Without a token
 //! (a loopback listener: the config refuses another address without one), the `/v1/` routes
 //! refuse what a browser sends for another site: a foreign `Origin`, a cross-site
@@ -31,6 +32,8 @@ use crate::channel::Channel;
 use crate::metrics::{MetricSet, Metrics};
 use crate::sink::control::Control;
 use crate::source::push::http::PushApi;
+
+mod status;
 
 /// What the routes act on while a repo's task runs.
 pub struct Live {
@@ -110,6 +113,8 @@ pub struct Admin {
     any_host: bool,
     metrics: Arc<MetricSet>,
     repos: BTreeMap<String, Arc<RepoSlot>>,
+    /// The status page's charts.
+    history: status::History,
 }
 
 impl Admin {
@@ -135,6 +140,7 @@ impl Admin {
             any_host: false,
             metrics,
             repos,
+            history: status::History::default(),
         }
     }
 
@@ -147,6 +153,16 @@ impl Admin {
 
     pub fn slot(&self, repo: &str) -> Option<Arc<RepoSlot>> {
         self.repos.get(repo).cloned()
+    }
+
+    /// Brings the channel gauges up to date (they are read, not pushed).
+    fn refresh_channels(&self) {
+        for slot in self.repos.values() {
+            slot.with_live(|l| {
+                let (bytes, batches) = l.channel.usage();
+                slot.metrics.channel(bytes, batches);
+            });
+        }
     }
 
     /// Binds `listen` and serves on a runtime of its own, returned with the bound address (the
@@ -163,13 +179,22 @@ impl Admin {
         let listener = runtime.block_on(tokio::net::TcpListener::bind(listen))?;
         let addr = listener.local_addr()?;
         let app = Router::new()
+            .route("/", get(page))
+            .route("/v1/status", get(status_route))
             .route("/metrics", get(metrics))
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/readyz", get(ready))
             .route("/v1/tasks", get(tasks))
             .route("/v1/tasks/{repo}/{action}", post(act))
             .route("/v1/repos/{repo}/data", post(push))
-            .with_state(self);
+            .with_state(self.clone());
+        runtime.spawn(async move {
+            let mut every = tokio::time::interval(status::EVERY);
+            loop {
+                every.tick().await;
+                status::sample(&self);
+            }
+        });
         runtime.spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "the admin listener stopped");
@@ -280,12 +305,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 
 /// OpenMetrics for a client that asks for it (Prometheus does), else the classic text format.
 async fn metrics(State(s): State<Arc<Admin>>, headers: HeaderMap) -> Response {
-    for slot in s.repos.values() {
-        slot.with_live(|l| {
-            let (bytes, batches) = l.channel.usage();
-            slot.metrics.channel(bytes, batches);
-        });
-    }
+    s.refresh_channels();
     let text = s.metrics.encode();
     let openmetrics = headers
         .get_all(header::ACCEPT)
@@ -338,27 +358,54 @@ async fn tasks(State(s): State<Arc<Admin>>, headers: HeaderMap) -> Response {
     let list: Vec<serde_json::Value> = s
         .repos
         .iter()
-        .map(|(repo, slot)| {
-            let mut task = json!({
-                "job": slot.job,
-                "repo": repo,
-                "state": slot.metrics.state(),
-            });
-            if let Some(e) = slot.error.lock().expect("slot lock").clone() {
-                task["error"] = json!(e);
-            }
-            slot.with_live(|l| {
-                let (bytes, batches) = l.channel.usage();
-                task["paused"] = json!(l.control.paused.load(Ordering::Acquire));
-                task["channel"] = json!({
-                    "bytes": bytes, "batches": batches, "max_bytes": l.channel.max_bytes()
-                });
-                task["partitions"] = json!(partitions(l, &slot.metrics));
-            });
-            task
-        })
+        .map(|(repo, slot)| task(repo, slot))
         .collect();
     Json(list).into_response()
+}
+
+/// One repo's task as `/v1/tasks` (and the status page) shows it.
+fn task(repo: &str, slot: &RepoSlot) -> serde_json::Value {
+    let mut task = json!({
+        "job": slot.job,
+        "repo": repo,
+        "state": slot.metrics.state(),
+    });
+    if let Some(e) = slot.error.lock().expect("slot lock").clone() {
+        task["error"] = json!(e);
+    }
+    slot.with_live(|l| {
+        let (bytes, batches) = l.channel.usage();
+        task["paused"] = json!(l.control.paused.load(Ordering::Acquire));
+        task["channel"] = json!({
+            "bytes": bytes, "batches": batches, "max_bytes": l.channel.max_bytes()
+        });
+        task["partitions"] = json!(partitions(l, &slot.metrics));
+    });
+    task
+}
+
+/// The status page: static (its data comes from `/v1/status`, behind the token when set).
+async fn page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            // Nothing is loaded from elsewhere; the page only talks to this listener.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+                 connect-src 'self'; img-src data:; frame-ancestors 'none'",
+            ),
+        ],
+        status::PAGE,
+    )
+        .into_response()
+}
+
+async fn status_route(State(s): State<Arc<Admin>>, headers: HeaderMap) -> Response {
+    if let Some(r) = s.refusal(&headers) {
+        return r;
+    }
+    Json(status::status(&s)).into_response()
 }
 
 fn partitions(l: &Live, metrics: &Metrics) -> Vec<serde_json::Value> {
