@@ -1,5 +1,6 @@
-//! The status page. `GET /` serves one HTML page (`status.html`: no external scripts, styles
-//! or fonts, so it works offline) that reads `GET /v1/status` every 2 s and redraws in place:
+//! The status page. `GET /` serves one HTML page (`status.html`, with `status.js` and
+//! `status.css` from this listener too: nothing from elsewhere, so it works offline; its
+//! policy allows no other script) that reads `GET /v1/status` every 2 s and redraws in place:
 //! per repo its state and last error, rates, lag per partition, channel fill, the last
 //! commits and dead letters by reason, with SVG charts of the last 10 minutes. The history is
 //! sampled here from the metrics every 5 s (`History`), so a page opened late still shows it.
@@ -12,8 +13,11 @@ use serde_json::{json, Value};
 
 use super::Admin;
 
-/// The page.
+/// The page, its script and its styles (served from this listener: the page's policy allows
+/// nothing else, no inline script included).
 pub(super) const PAGE: &str = include_str!("status.html");
+pub(super) const SCRIPT: &str = include_str!("status.js");
+pub(super) const STYLE: &str = include_str!("status.css");
 
 /// How often the history is sampled.
 pub(super) const EVERY: Duration = Duration::from_secs(5);
@@ -39,11 +43,12 @@ pub(super) struct History {
 impl History {
     /// Takes a sample of `text` (the metrics exposition) at `at_ms`.
     fn sample(&self, at_ms: i64, text: &str) {
+        let totals = totals(text);
         let mut s = self.samples.lock().unwrap_or_else(|p| p.into_inner());
         if s.len() == KEPT {
             s.pop_front();
         }
-        s.push_back((at_ms, totals(text)));
+        s.push_back((at_ms, totals));
     }
 }
 
@@ -140,11 +145,13 @@ pub(super) fn status(admin: &Admin) -> Value {
         .map(|(repo, slot)| {
             let mut task = super::task(repo, slot);
             let t = now.get(repo).copied().unwrap_or_default();
+            // A task that is not running reports no lag (its gauges are gone): not 0.
+            let running = task.get("partitions").is_some();
             task["totals"] = json!({
                 "records_in": t.records_in,
                 "rows_out": t.rows_out,
                 "dead_letters_found": t.dead_letters_found,
-                "lag": t.lag,
+                "lag": running.then_some(t.lag),
             });
             task["recent_commits"] = json!(slot.metrics.recent_commits());
             task["dead_letters_by_reason"] = json!(reasons.get(repo).cloned().unwrap_or_default());
@@ -169,7 +176,12 @@ fn series(samples: &VecDeque<(i64, BTreeMap<String, Totals>)>, repo: &str) -> Va
     for (at, per_repo) in samples {
         let now = per_repo.get(repo).copied().unwrap_or_default();
         if let Some((at0, then)) = before {
-            let secs = ((at - at0) as f64 / 1000.0).max(0.001);
+            // Samples closer than a second (a stalled runtime catching up, the clock set
+            // back) give no rate worth drawing.
+            let secs = (at - at0) as f64 / 1000.0;
+            if secs < 1.0 {
+                continue;
+            }
             t.push(*at);
             read.push(((now.records_in - then.records_in) / secs).max(0.0));
             written.push(((now.rows_out - then.rows_out) / secs).max(0.0));
@@ -202,6 +214,16 @@ mod tests {
         # EOF\n";
 
     #[test]
+    fn the_page_has_no_inline_script_or_style_for_its_policy_to_block() {
+        assert!(PAGE.contains("<script src=\"/status.js\"></script>"));
+        assert!(!PAGE.contains("<script>") && !PAGE.contains("<style") && !PAGE.contains("style="));
+        assert!(
+            !SCRIPT.contains("style=\""),
+            "inline style attributes in markup"
+        );
+    }
+
+    #[test]
     fn totals_and_reasons_are_summed_per_repo() {
         let t = totals(TEXT);
         assert_eq!(t["web"].rows_out, 15.0);
@@ -218,6 +240,11 @@ mod tests {
         h.sample(
             5000,
             "sluice_rows_out_total{repo=\"web\",partition=\"p\"} 500\n",
+        );
+        // Right after: no rate (a catch-up tick would divide by nothing).
+        h.sample(
+            5002,
+            "sluice_rows_out_total{repo=\"web\",partition=\"p\"} 900\n",
         );
         let s = series(&h.samples.lock().unwrap(), "web");
         assert_eq!(s["written_per_s"], json!([100.0]));

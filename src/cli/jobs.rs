@@ -561,6 +561,9 @@ fn print_fields(schema: &arrow::datatypes::Schema) {
 /// current folder, as any path on a command line (a job file's own paths are relative to the
 /// job file).
 fn from_current_dir(url: String) -> Result<String> {
+    if url.trim().is_empty() {
+        bail!("--url is empty");
+    }
     let relative = match url.strip_prefix("file://") {
         Some(rest) => Some(rest),
         None if url.contains("://") => None,

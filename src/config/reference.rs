@@ -61,7 +61,11 @@ fn entry(shared: &Value) -> Value {
     props.remove("admin");
     props.insert(
         "name".into(),
-        serde_json::json!({ "type": "string", "description": "The repo's name." }),
+        serde_json::json!({
+            "type": "string",
+            "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]*$",
+            "description": "The repo's name: letters, digits, `-` or `_`."
+        }),
     );
     serde_json::json!({
         "type": "object",

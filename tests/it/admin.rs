@@ -43,6 +43,41 @@ pub(crate) fn admin_addr(log: &Path) -> String {
     logged_addr(log, "admin API listening").unwrap_or_else(|| panic!("no admin line:\n{text}"))
 }
 
+/// A live Kafka job on a mock cluster of its own, with an admin listener on a free port, after
+/// `n` events (and the malformed messages `produce` adds) are in its files.
+pub(crate) struct Observed {
+    /// Kept alive for the run.
+    pub _cluster: rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    pub dir: tempfile::TempDir,
+    pub run: KillOnDrop,
+    /// The admin listener's address.
+    pub addr: String,
+    /// Malformed messages among the events.
+    pub bad: usize,
+}
+
+pub(crate) fn observed(topic: &str, n: usize) -> Observed {
+    let c = cluster(topic);
+    let bootstrap = c.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let job = job_with(dir.path(), &bootstrap, topic, "");
+    let mut text = std::fs::read_to_string(&job).unwrap();
+    text.push_str("\n[admin]\nlisten = \"127.0.0.1:0\"\n");
+    std::fs::write(&job, text).unwrap();
+    let log = dir.path().join("run.log");
+    let run = KillOnDrop::new(spawn_run(&job, &log));
+    let addr = admin_addr(&log);
+    let bad = produce(&bootstrap, topic, n);
+    wait_for(&dir.path().join("out"), n, 60);
+    Observed {
+        _cluster: c,
+        dir,
+        run,
+        addr,
+        bad,
+    }
+}
+
 fn stop_via_api(addr: &str, child: Child) -> std::process::Output {
     let (code, body) = http(addr, "POST", "/v1/tasks/nginx_access/stop", Some("s3cret"));
     assert_eq!(code, 200, "{body}");

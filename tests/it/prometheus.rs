@@ -8,9 +8,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use crate::admin::{admin_addr, http};
+use crate::admin::http;
 use crate::helpers::*;
-use crate::kafka::{cluster, job_with, produce, spawn_run, wait_for};
 
 fn tool(name: &str) -> Option<PathBuf> {
     let found = std::env::var_os("PATH").and_then(|paths| {
@@ -83,23 +82,12 @@ fn prometheus_scrapes_a_kafka_job_and_the_alert_rules_hold() {
         );
     }
 
-    let topic = "scraped";
-    let c = cluster(topic);
-    let bootstrap = c.bootstrap_servers();
-    let dir = tempfile::tempdir().unwrap();
-    let job = job_with(dir.path(), &bootstrap, topic, "");
-    let mut text = std::fs::read_to_string(&job).unwrap();
-    text.push_str("\n[admin]\nlisten = \"127.0.0.1:0\"\n");
-    std::fs::write(&job, text).unwrap();
-    let log = dir.path().join("run.log");
-    let run = KillOnDrop::new(spawn_run(&job, &log));
-    let addr = admin_addr(&log);
     let n = 2000;
-    produce(&bootstrap, topic, n);
-    wait_for(&dir.path().join("out"), n, 60);
+    let job = crate::admin::observed("scraped", n);
+    let (dir, addr) = (job.dir.path(), &job.addr);
 
     // What /metrics serves passes promtool's checks (format and naming lints).
-    let (code, metrics) = http(&addr, "GET", "/metrics", None);
+    let (code, metrics) = http(addr, "GET", "/metrics", None);
     assert_eq!(code, 200);
     let o = promtool(&["check", "metrics"], Some(&metrics));
     assert!(
@@ -115,7 +103,7 @@ fn prometheus_scrapes_a_kafka_job_and_the_alert_rules_hold() {
         .local_addr()
         .unwrap()
         .port();
-    let config = dir.path().join("prometheus.yml");
+    let config = dir.join("prometheus.yml");
     std::fs::write(
         &config,
         format!(
@@ -126,13 +114,13 @@ fn prometheus_scrapes_a_kafka_job_and_the_alert_rules_hold() {
     )
     .unwrap();
     let prom_addr = format!("127.0.0.1:{port}");
-    let prom_log = dir.path().join("prometheus.log");
+    let prom_log = dir.join("prometheus.log");
     let _prom = KillOnDrop::new(
         Command::new(prometheus)
             .arg(format!("--config.file={}", config.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
+                dir.join("tsdb").display()
             ))
             .arg(format!("--web.listen-address={prom_addr}"))
             .stdout(Stdio::null())
@@ -165,5 +153,5 @@ fn prometheus_scrapes_a_kafka_job_and_the_alert_rules_hold() {
         None,
         "no alert fires on a healthy job"
     );
-    assert!(run.stop("the job to stop", 60).success());
+    assert!(job.run.stop("the job to stop", 60).success());
 }

@@ -6,9 +6,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::admin::{admin_addr, http, metric_sum};
+use crate::admin::{http, metric_sum};
 use crate::helpers::*;
-use crate::kafka::{cluster, job_with, produce, spawn_run, wait_for};
 
 /// The browser: `scripts/test.sh` installs Debian's `chromium`; without it the test says SKIP
 /// (under CI it fails).
@@ -50,20 +49,9 @@ fn browse(browser: &PathBuf, url: &str, args: &[&str]) -> std::process::Output {
 #[test]
 fn the_status_page_shows_what_the_api_says_in_a_real_browser() {
     let Some(browser) = chromium() else { return };
-    let topic = "shown";
-    let c = cluster(topic);
-    let bootstrap = c.bootstrap_servers();
-    let dir = tempfile::tempdir().unwrap();
-    let job = job_with(dir.path(), &bootstrap, topic, "");
-    let mut text = std::fs::read_to_string(&job).unwrap();
-    text.push_str("\n[admin]\nlisten = \"127.0.0.1:0\"\n");
-    std::fs::write(&job, text).unwrap();
-    let log = dir.path().join("run.log");
-    let run = KillOnDrop::new(spawn_run(&job, &log));
-    let addr = admin_addr(&log);
     let n = 2000;
-    let bad = produce(&bootstrap, topic, n);
-    wait_for(&dir.path().join("out"), n, 60);
+    let job = crate::admin::observed("shown", n);
+    let (addr, bad) = (job.addr.clone(), job.bad);
     // Every record committed, dead letters included (they commit with the rows).
     wait_until("every record and dead letter committed", 30, || {
         let (_, m) = http(&addr, "GET", "/metrics", None);
@@ -132,5 +120,5 @@ fn the_status_page_shows_what_the_api_says_in_a_real_browser() {
         png.len()
     );
     eprintln!("status page screenshot: {}", shot.display());
-    assert!(run.stop("the run to stop", 60).success());
+    assert!(job.run.stop("the run to stop", 60).success());
 }
