@@ -7,4 +7,5 @@ pub mod control;
 pub mod partitions;
 pub mod paths;
 mod recovery;
+mod rotation;
 pub mod worker;

@@ -14,33 +14,20 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, AsArray};
-use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use arrow::datatypes::SchemaRef;
 
 use super::commit::{abort_open, commit_partition, finish_file};
 use super::control::Control;
 use super::partitions::PartState;
 use super::paths::PathTemplate;
+use super::rotation::time_range;
+pub use super::rotation::Rotation;
 use crate::channel::{Channel, Item};
 use crate::commit::checkpoint::{Checkpoints, FileEntry};
 use crate::commit::now_ms;
 use crate::deadletter::DeadLetterWriter;
 use crate::format::{create_writer, FormatOptions, FormatWriter};
 use crate::store::{Destination, OutputFile};
-
-/// When files roll.
-#[derive(Debug, Clone)]
-pub struct Rotation {
-    pub max_rows: u64,
-    pub max_bytes: u64,
-    pub max_span: Option<Duration>,
-    pub idle: Duration,
-    /// Open files of a partition commit this long after its first record, however steadily
-    /// records arrive.
-    pub max_age: Duration,
-    /// Column whose record time bounds `max_span`.
-    pub time_column: Option<usize>,
-}
 
 /// Everything a worker needs, shared by all workers of a task.
 pub struct WorkerContext {
@@ -589,20 +576,4 @@ fn park_one(op: &mut OpenPartition) -> Result<bool, WorkError> {
         }
     }
     Ok(true)
-}
-
-/// Min and max of a timestamp or date column, in microseconds.
-fn time_range(col: &dyn Array) -> Option<(i64, i64)> {
-    let scale: i64 = match col.data_type() {
-        DataType::Timestamp(TimeUnit::Second, _) => 1_000_000,
-        DataType::Timestamp(TimeUnit::Millisecond, _) => 1_000,
-        DataType::Timestamp(TimeUnit::Microsecond, _) => 1,
-        DataType::Date32 => 86_400_000_000,
-        _ => return None,
-    };
-    let ints = arrow::compute::cast(col, &DataType::Int64).ok()?;
-    let ints = ints.as_primitive::<arrow::datatypes::Int64Type>();
-    let lo = arrow::compute::min(ints)?;
-    let hi = arrow::compute::max(ints)?;
-    Some((lo.saturating_mul(scale), hi.saturating_mul(scale)))
 }
