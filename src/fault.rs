@@ -9,6 +9,8 @@
 //! - `refuse_seek:<n>` refuses the first n seeks of a Kafka group member, as librdkafka does
 //!   while a partition's fetch is still starting (the source retries them before each poll);
 //!   `refuse_seek:@<path>` refuses them while the file at `path` exists.
+//! - `hold_after_rewind:<ms>` holds a sink worker this long after its final commits of a
+//!   bounded run failed and rewound (it has just said it is done; the replay is on its way).
 //! - `panic_on:<text>` panics while decoding a group of records that holds `text`, like a
 //!   library bug that some value triggers (`text` holds no comma).
 
@@ -74,6 +76,14 @@ pub fn refuse_seek() -> bool {
         eprintln!("SLUICE_FAULT: refusing a seek");
     }
     refused
+}
+
+/// Sleeps for the milliseconds `SLUICE_FAULT` gives fault point `point`, if it names it.
+pub fn hold(point: &str) {
+    if let Some(ms) = arg(point).and_then(|n| n.parse::<u64>().ok()) {
+        eprintln!("SLUICE_FAULT: holding at {point} for {ms} ms");
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
 }
 
 /// Panics if `SLUICE_FAULT` is `panic_on:<text>` and `data` holds the text.

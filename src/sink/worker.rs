@@ -168,8 +168,12 @@ impl Worker {
                 drop(take);
                 self.flush_idle();
                 if ctl.drained() {
+                    let failures = ctl.failures.load(Ordering::Relaxed);
                     self.commit_all();
                     self.set_finished(self.open.is_empty());
+                    if ctl.failures.load(Ordering::Relaxed) > failures {
+                        crate::fault::hold("hold_after_rewind");
+                    }
                 }
                 continue;
             }

@@ -119,7 +119,12 @@ pub(super) fn source_loop(
                     .expect("finished lock")
                     .iter()
                     .all(|f| *f);
-                if all_done && control.drained() {
+                // Every worker says it is done, the source has ended and everything decoded
+                // is in the channel, and the channel holds nothing, taken or not: a worker's
+                // "done" can be stale (it said so right after its last commit failed and
+                // rewound, before the replay reached its lane), and ending then would drop the
+                // replay and report success without it.
+                if all_done && control.drained() && channel.usage().1 == 0 {
                     return Ok(Produced::End);
                 }
                 std::thread::sleep(Duration::from_millis(20));

@@ -497,3 +497,32 @@ fn run_log_format_json_writes_one_json_object_per_line() {
         "{err}"
     );
 }
+
+/// A bounded run whose final commit fails (`fail_commit:1`) and rewinds, while the worker that
+/// said "done" right after it is slow to take the replay (`hold_after_rewind`): the run waits
+/// for the replay and commits it. Before, it ended as soon as every worker had said "done",
+/// dropped the replay from the channel and exited 0 without that file's rows (seen once in CI
+/// on a Kafka backfill whose dead-letter deliveries were refused).
+#[test]
+fn a_replay_after_a_failed_final_commit_is_committed_before_the_run_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = [dir.path().join("a.jsonl"), dir.path().join("b.jsonl")];
+    write_events(&inputs[0], 1000, 0);
+    write_events(&inputs[1], 1000, 1000);
+    let job = job_file(dir.path(), &inputs, "workers = 2\n");
+    let (ok, text) = finish(start(
+        &job,
+        &[("SLUICE_FAULT", "fail_commit:1,hold_after_rewind:1500")],
+    ));
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("SLUICE_FAULT: failing commit 1")
+            && text.contains("SLUICE_FAULT: holding at hold_after_rewind"),
+        "{text}"
+    );
+    assert_exactly_once(
+        &dir.path().join("out"),
+        2000,
+        broken(0, 1000) + broken(1000, 1000),
+    );
+}
