@@ -288,3 +288,18 @@ pub fn sluice_within(args: &[&str], secs: u64) -> (std::process::ExitStatus, Str
     let status = wait_exit(child.child(), &format!("sluice {args:?} to end"), secs);
     (status, std::fs::read_to_string(err.path()).unwrap())
 }
+
+/// Serves every connection `listener` accepts on a thread of its own with `handle`, until the
+/// test process ends (the test proxies in front of real servers).
+pub fn serve_each(
+    listener: std::net::TcpListener,
+    handle: impl Fn(std::net::TcpStream) + Send + Sync + 'static,
+) {
+    let handle = std::sync::Arc::new(handle);
+    std::thread::spawn(move || {
+        for client in listener.incoming().map_while(Result::ok) {
+            let h = handle.clone();
+            std::thread::spawn(move || h(client));
+        }
+    });
+}

@@ -68,12 +68,7 @@ fn tansu_watermark_requests_that_never_return_do_not_stop_the_member_polling() {
         let proxy = TcpListener::bind("127.0.0.1:0").unwrap();
         proxy_port = proxy.local_addr().unwrap().port();
         let s = seen.clone();
-        std::thread::spawn(move || {
-            for client in proxy.incoming().map_while(Result::ok) {
-                let (up, s) = (upstream.clone(), s.clone());
-                std::thread::spawn(move || relay(client, &up, &s));
-            }
-        });
+        serve_each(proxy, move |client| relay(client, &upstream, &s));
         Some(proxy_port)
     }) else {
         return;

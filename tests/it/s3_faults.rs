@@ -174,11 +174,8 @@ fn start_proxy(upstream: String) -> (String, Arc<Counts>) {
     let counts = Arc::new(Counts::default());
     let seq = Arc::new(AtomicU64::new(0));
     let c = counts.clone();
-    std::thread::spawn(move || {
-        for client in listener.incoming().map_while(Result::ok) {
-            let (up, seq, c) = (upstream.clone(), seq.clone(), c.clone());
-            std::thread::spawn(move || serve(client, up, seq, c));
-        }
+    serve_each(listener, move |client| {
+        serve(client, upstream.clone(), seq.clone(), c.clone())
     });
     (endpoint, counts)
 }

@@ -60,11 +60,8 @@ fn start_proxy(upstream: String) -> (String, Arc<Slow>) {
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let slow = Arc::new(Slow::default());
     let s = slow.clone();
-    std::thread::spawn(move || {
-        for client in listener.incoming().map_while(Result::ok) {
-            let (up, s) = (upstream.clone(), s.clone());
-            std::thread::spawn(move || serve(client, up, s));
-        }
+    serve_each(listener, move |client| {
+        serve(client, upstream.clone(), s.clone())
     });
     (endpoint, slow)
 }
