@@ -564,17 +564,6 @@ fn from_current_dir(url: String) -> Result<String> {
     if url.trim().is_empty() {
         bail!("--url is empty");
     }
-    let relative = match url.strip_prefix("file://") {
-        Some(rest) => Some(rest),
-        None if url.contains("://") => None,
-        None => Some(url.as_str()),
-    };
-    match relative {
-        Some(r) if !Path::new(r).is_absolute() => Ok(std::env::current_dir()
-            .context("reading the current folder")?
-            .join(r)
-            .display()
-            .to_string()),
-        _ => Ok(url),
-    }
+    let here = std::env::current_dir().context("reading the current folder")?;
+    Ok(sluice::config::resolve_url_against(&here, &url))
 }

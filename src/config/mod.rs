@@ -305,14 +305,22 @@ impl Job {
 
     /// The destination URL with relative local paths resolved against the job file's folder.
     pub fn resolve_url(&self, url: &str) -> String {
-        match url.strip_prefix("file://") {
-            Some(rest) if !rest.starts_with('/') => {
-                self.resolve(Path::new(rest)).display().to_string()
-            }
-            Some(_) => url.to_string(),
-            None if url.contains("://") => url.to_string(),
-            None => self.resolve(Path::new(url)).display().to_string(),
-        }
+        resolve_url_against(&self.base, url)
+    }
+}
+
+/// `url` with a relative local path (plain, or after `file://`) resolved against `base`;
+/// absolute paths and other schemes as they are.
+pub fn resolve_url_against(base: &Path, url: &str) -> String {
+    let local = match url.strip_prefix("file://") {
+        Some(rest) => rest,
+        None if url.contains("://") => return url.to_string(),
+        None => url,
+    };
+    if Path::new(local).is_absolute() {
+        url.to_string()
+    } else {
+        base.join(local).display().to_string()
     }
 }
 

@@ -151,16 +151,21 @@ pub fn markdown() -> Result<String, String> {
 
 /// The object properties of a schema node: required keys first, then by name.
 fn props(node: &Value) -> Vec<(String, Value)> {
-    let required: Vec<&str> = node["required"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
+    let required = required(node);
     let mut v: Vec<(String, Value)> = node["properties"]
         .as_object()
         .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default();
     v.sort_by_key(|(k, _)| (!required.contains(&k.as_str()), k.clone()));
     v
+}
+
+/// The keys a schema node requires.
+fn required(node: &Value) -> Vec<&str> {
+    node["required"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
 }
 
 /// The definition a node refers to (through `$ref`, or the first non-null `anyOf` branch).
@@ -243,10 +248,7 @@ fn write_section(
 }
 
 fn table(defs: &Value, path: &str, node: &Value, out: &mut String, missing: &mut Vec<String>) {
-    let required: Vec<&str> = node["required"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
+    let required = required(node);
     out.push_str("| key | type | default | meaning |\n|---|---|---|---|\n");
     for (key, prop) in props(node) {
         if key == "kind" {
