@@ -18,14 +18,12 @@ use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, UInt32Array};
 use arrow::datatypes::{Schema, SchemaRef};
-use datafusion::catalog::empty::EmptyTable;
-use datafusion::common::DFSchemaRef;
-use datafusion::logical_expr::simplify::SimplifyContext;
-use datafusion::logical_expr::{Expr, LogicalPlan};
-use datafusion::optimizer::simplify_expressions::ExprSimplifier;
-use datafusion::physical_expr::PhysicalExpr;
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion_common::DFSchemaRef;
+use datafusion_expr::{Expr, LogicalPlan};
+use datafusion_physical_expr::PhysicalExpr;
 use serde::Deserialize;
+
+use planner::{clean, Planner};
 
 /// One stage as the job file gives it: exactly one of `filter`, `select`, `sql`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
@@ -136,17 +134,7 @@ impl Stages {
         input: SchemaRef,
         on_error: OnError,
     ) -> Result<Stages, StageError> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .map_err(|e| StageError {
-                number: 0,
-                name: String::new(),
-                reason: format!("cannot start the planner: {e}"),
-            })?;
-        // VARCHAR is Utf8, as in the rest of sluice (not DataFusion's Utf8View).
-        let config = SessionConfig::new()
-            .set_bool("datafusion.sql_parser.map_string_types_to_utf8view", false);
-        let ctx = SessionContext::new_with_config(config);
+        let sql_planner = Planner::new();
         let mut schema = input.clone();
         let mut planned = Vec::with_capacity(specs.len());
         for (i, spec) in specs.iter().enumerate() {
@@ -163,13 +151,10 @@ impl Stages {
                 .name
                 .clone()
                 .unwrap_or_else(|| format!("{kind}-{number}"));
-            let _ = ctx.deregister_table("input");
-            ctx.register_table("input", Arc::new(EmptyTable::new(schema.clone())))
-                .map_err(|e| fail(&name, e.to_string()))?;
-            let plan = runtime
-                .block_on(ctx.state().create_logical_plan(&sql))
+            let plan = sql_planner
+                .plan(&sql, schema.clone())
                 .map_err(|e| fail(&name, clean(e)))?;
-            let p = lower(&ctx, &plan, name.clone()).map_err(|r| fail(&name, r))?;
+            let p = lower(&sql_planner, &plan, name.clone()).map_err(|r| fail(&name, r))?;
             // A trial on an empty batch: what cannot be evaluated at all fails here, not on
             // every row later.
             eval(&p, &RecordBatch::new_empty(schema.clone())).map_err(|r| fail(&name, r))?;
@@ -227,13 +212,8 @@ impl Stages {
     }
 }
 
-/// DataFusion's error text without its `Error during planning:` style prefixes doubled.
-fn clean(e: datafusion::error::DataFusionError) -> String {
-    e.to_string().trim().to_string()
-}
-
 /// A stage's plan as a predicate and a projection, or why it is not a stage.
-fn lower(ctx: &SessionContext, plan: &LogicalPlan, name: String) -> Result<Planned, String> {
+fn lower(ctx: &Planner, plan: &LogicalPlan, name: String) -> Result<Planned, String> {
     let not_a_stage = |what: &str| {
         format!("{what} is not allowed in a stage: a stage is `SELECT expressions FROM input [WHERE condition]` over one batch at a time (no aggregates, joins, ORDER BY, LIMIT or DISTINCT)")
     };
@@ -307,25 +287,14 @@ fn lower(ctx: &SessionContext, plan: &LogicalPlan, name: String) -> Result<Plann
     })
 }
 
-/// A logical expression as a physical one: types coerced and the expression simplified, as the
-/// optimizer would (some functions, e.g. `coalesce`, only exist in simplified form).
+/// A logical expression as a physical one, coerced, simplified and size-guarded.
 fn physical(
-    ctx: &SessionContext,
+    ctx: &Planner,
     expr: Expr,
     schema: &DFSchemaRef,
 ) -> Result<Arc<dyn PhysicalExpr>, String> {
-    let state = ctx.state();
-    let context = SimplifyContext::builder()
-        .with_schema(schema.clone())
-        .with_config_options(state.config_options().clone())
-        // `now()` and friends: the time the stage is planned.
-        .with_query_execution_start_time(Some(chrono::Utc::now()))
-        .build();
-    let simplifier = ExprSimplifier::new(context);
-    let expr = simplifier.coerce(expr, schema).map_err(clean)?;
-    let expr = simplifier.simplify(expr).map_err(clean)?;
-    let expr = guard::guard_sizes(expr).map_err(clean)?;
-    ctx.create_physical_expr(expr, schema).map_err(clean)
+    ctx.physical(expr, schema, guard::guard_sizes)
+        .map_err(clean)
 }
 
 /// Evaluates one stage on `batch`: (output, the mask of rows kept, when a filter ran).
@@ -457,5 +426,6 @@ pub fn enforce(
 }
 
 mod guard;
+mod planner;
 #[cfg(test)]
 mod tests;

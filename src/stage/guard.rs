@@ -13,10 +13,10 @@ use std::sync::Arc;
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Int64Type};
-use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{exec_err, Result};
-use datafusion::logical_expr::expr::{Cast, ScalarFunction};
-use datafusion::logical_expr::{
+use datafusion_common::tree_node::{Transformed, TreeNode};
+use datafusion_common::{exec_err, Result};
+use datafusion_expr::expr::{Cast, ScalarFunction};
+use datafusion_expr::{
     ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
     Volatility,
 };

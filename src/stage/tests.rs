@@ -301,3 +301,102 @@ fn planned_types_are_what_evaluation_gives_and_odd_queries_plan_or_fail_clearly(
     let e = plan(&["filter = \"NULL\""]).unwrap_err().to_string();
     assert!(e.contains("not a boolean"), "{e}");
 }
+
+/// `printf GET | md5sum`
+const MD5_OF_GET: &str = "7528035a93ee69cedb1dbddb2f0bfcc8";
+
+#[test]
+fn sql_forms_users_write_plan_and_evaluate() {
+    // Special syntax (EXTRACT, SUBSTRING .. FROM .. FOR, POSITION .. IN, ||, struct fields) and
+    // functions of each enabled family, with the values they give.
+    let user = Field::new(
+        "u",
+        DataType::Struct(vec![Field::new("name", DataType::Utf8, true)].into()),
+        true,
+    );
+    let input = Arc::new(Schema::new(vec![
+        Field::new("method", DataType::Utf8, true),
+        Field::new("status", DataType::Int64, true),
+        user.clone(),
+    ]));
+    let names: ArrayRef = Arc::new(StringArray::from(vec![Some("ann"), None]));
+    let users = arrow::array::StructArray::new(
+        vec![Field::new("name", DataType::Utf8, true)].into(),
+        vec![names],
+        None,
+    );
+    let b = RecordBatch::try_new(
+        input.clone(),
+        vec![
+            Arc::new(StringArray::from(vec![Some("GET"), Some("POST")])),
+            Arc::new(Int64Array::from(vec![Some(200), Some(503)])),
+            Arc::new(users),
+        ],
+    )
+    .unwrap();
+    let s = Stages::plan(
+        &[stage(
+            r#"select = [
+              "EXTRACT(YEAR FROM TIMESTAMP '2024-05-01T10:00:00Z') AS y",
+              "SUBSTRING(method FROM 2 FOR 2) AS sub",
+              "POSITION('T' IN method) AS pos",
+              "method || '-' || CAST(status AS VARCHAR) AS joined",
+              "u.name AS who",
+              "coalesce(u.name, 'nobody') AS who3",
+              "md5(method) AS h",
+              "encode(method, 'hex') AS hex",
+              "regexp_like(method, '^P') AS p",
+              "date_trunc('hour', TIMESTAMP '2024-05-01T10:30:00Z') AS hour",
+              "abs(status - 300) AS dist",
+              "arrow_cast(status, 'Int32') AS small",
+              "upper(method) AS up",
+            ]"#,
+        )],
+        input,
+        OnError::DeadLetter,
+    )
+    .unwrap();
+    let a = s.apply(b);
+    assert!(a.failed.is_empty(), "{:?}", a.failed);
+    let out = a.batch.unwrap();
+    let col = |name: &str| strings(&out, name);
+    let some = |v: &[&str]| v.iter().map(|s| Some(s.to_string())).collect::<Vec<_>>();
+    assert_eq!(col("y"), some(&["2024", "2024"]));
+    assert_eq!(col("sub"), some(&["ET", "OS"]));
+    assert_eq!(col("pos"), some(&["3", "4"]));
+    assert_eq!(col("joined"), some(&["GET-200", "POST-503"]));
+    assert_eq!(col("who"), vec![Some("ann".to_string()), None]);
+    assert_eq!(col("who3"), some(&["ann", "nobody"]));
+    assert_eq!(col("h")[0].as_deref(), Some(MD5_OF_GET));
+    assert_eq!(col("hex"), some(&["474554", "504f5354"]));
+    assert_eq!(col("p"), some(&["false", "true"]));
+    assert_eq!(col("dist"), some(&["100", "203"]));
+    assert_eq!(
+        out.column_by_name("small").unwrap().data_type(),
+        &DataType::Int32
+    );
+    assert_eq!(col("up"), some(&["GET", "POST"]));
+    assert!(col("hour")[0]
+        .as_deref()
+        .unwrap()
+        .starts_with("2024-05-01T10:00:00"));
+    // Aggregates, window functions and other tables are refused by name.
+    for (sql, says) in [
+        ("SELECT sum(status) AS s FROM input", "`sum`"),
+        (
+            "SELECT row_number() OVER () AS n FROM input",
+            "`row_number`",
+        ),
+        ("SELECT status FROM other", "a stage reads only `input`"),
+        ("SELECT nosuchfn(status) AS x FROM input", "nosuchfn"),
+        (
+            "SELECT 1 AS a FROM input; SELECT 2 AS b FROM input",
+            "one SQL statement",
+        ),
+    ] {
+        let e = plan(&[&format!("sql = \"{sql}\"")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(says), "{sql}: {e}");
+    }
+}

@@ -1,0 +1,231 @@
+//! What a stage's SQL is planned against: one table, `input` (the previous stage's schema), and
+//! DataFusion's scalar functions (string, regex, unicode, date/time, math, encoding, crypto and
+//! the core ones such as `coalesce`, `get_field` or `arrow_cast`).
+//!
+//! The SQL is parsed and planned with `datafusion-sql` and lowered to physical expressions with
+//! `datafusion-physical-expr` directly, without DataFusion's query engine (sessions, catalogs,
+//! physical plans, data sources): a stage only ever evaluates expressions on one batch, and the
+//! engine was most of the time a cold build of sluice took. Aggregate and window functions are
+//! not registered (a stage never aggregates); calling one is refused by name.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use arrow::datatypes::{DataType, SchemaRef};
+use datafusion_common::config::ConfigOptions;
+use datafusion_common::{plan_err, DFSchema, DataFusionError, Result, TableReference};
+use datafusion_expr::execution_props::ExecutionProps;
+use datafusion_expr::logical_plan::builder::LogicalTableSource;
+use datafusion_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion_expr::planner::{ContextProvider, ExprPlanner};
+use datafusion_expr::simplify::SimplifyContext;
+use datafusion_expr::{
+    AggregateUDF, Expr, HigherOrderUDF, LogicalPlan, ScalarUDF, TableSource, WindowUDF,
+};
+use datafusion_optimizer::simplify_expressions::ExprSimplifier;
+use datafusion_physical_expr::PhysicalExpr;
+use datafusion_sql::parser::DFParserBuilder;
+use datafusion_sql::planner::{ParserOptions, SqlToRel};
+use datafusion_sql::sqlparser::dialect::GenericDialect;
+
+/// Plans stage SQL over a table `input`.
+pub struct Planner {
+    options: Arc<ConfigOptions>,
+    functions: HashMap<String, Arc<ScalarUDF>>,
+    expr_planners: Vec<Arc<dyn ExprPlanner>>,
+    /// When the stages were planned: what `now()` and friends evaluate to.
+    started: chrono::DateTime<chrono::Utc>,
+}
+
+impl Planner {
+    pub fn new() -> Planner {
+        let mut options = ConfigOptions::new();
+        // VARCHAR is Utf8, as in the rest of sluice (not DataFusion's Utf8View).
+        options.sql_parser.map_string_types_to_utf8view = false;
+        let functions = datafusion_functions::all_default_functions()
+            .into_iter()
+            .flat_map(|f| {
+                let names: Vec<String> = std::iter::once(f.name().to_string())
+                    .chain(f.aliases().iter().cloned())
+                    .collect();
+                names.into_iter().map(move |n| (n, f.clone()))
+            })
+            .collect();
+        let expr_planners: Vec<Arc<dyn ExprPlanner>> = vec![
+            Arc::new(datafusion_functions::core::planner::CoreFunctionPlanner::default()),
+            Arc::new(datafusion_functions::datetime::planner::DatetimeFunctionPlanner),
+            Arc::new(datafusion_functions::unicode::planner::UnicodeFunctionPlanner),
+        ];
+        Planner {
+            options: Arc::new(options),
+            functions,
+            expr_planners,
+            started: chrono::Utc::now(),
+        }
+    }
+
+    /// The logical plan of one SQL statement over `input` with the given schema.
+    pub fn plan(&self, sql: &str, input: SchemaRef) -> Result<LogicalPlan> {
+        let dialect = GenericDialect {};
+        let mut statements = DFParserBuilder::new(sql)
+            .with_dialect(&dialect)
+            .with_recursion_limit(self.options.sql_parser.recursion_limit.get())
+            .build()?
+            .parse_statements()?;
+        let statement = match (statements.pop_front(), statements.is_empty()) {
+            (Some(s), true) => s,
+            (None, _) => return plan_err!("the stage holds no SQL statement"),
+            (Some(_), false) => return plan_err!("a stage is one SQL statement"),
+        };
+        let context = Context {
+            planner: self,
+            input: Arc::new(LogicalTableSource::new(input)),
+            refused: Mutex::new(None),
+        };
+        let parser = ParserOptions::from(&self.options.sql_parser);
+        let planned = SqlToRel::new_with_options(&context, parser).statement_to_plan(statement);
+        match (planned, context.refused.into_inner().ok().flatten()) {
+            (Err(_), Some(name)) => plan_err!(
+                "`{name}` is an aggregate or window function, which is not allowed in a stage (a stage transforms each row of one batch)"
+            ),
+            (planned, _) => planned,
+        }
+    }
+
+    /// A logical expression as a physical one: types coerced and the expression simplified, as
+    /// the optimizer would (some functions, e.g. `coalesce`, only exist in simplified form).
+    /// `rewrite` runs between simplification and lowering.
+    pub fn physical(
+        &self,
+        expr: Expr,
+        schema: &Arc<DFSchema>,
+        rewrite: impl FnOnce(Expr) -> Result<Expr>,
+    ) -> Result<Arc<dyn PhysicalExpr>> {
+        let context = SimplifyContext::builder()
+            .with_schema(schema.clone())
+            .with_config_options(self.options.clone())
+            .with_query_execution_start_time(Some(self.started))
+            .build();
+        let simplifier = ExprSimplifier::new(context);
+        let expr = simplifier.coerce(expr, schema)?;
+        let expr = simplifier.simplify(expr)?;
+        let expr = rewrite(expr)?;
+        let mut props = ExecutionProps::new();
+        props.query_execution_start_time = Some(self.started);
+        props.config_options = Some(self.options.clone());
+        datafusion_physical_expr::create_physical_expr(
+            &expr,
+            schema,
+            &props,
+            &PhysicalPlanningContext::default(),
+        )
+    }
+}
+
+/// What the SQL planner may look up while planning one statement.
+struct Context<'a> {
+    planner: &'a Planner,
+    input: Arc<dyn TableSource>,
+    /// The first aggregate or window function the statement asked for.
+    refused: Mutex<Option<String>>,
+}
+
+impl Context<'_> {
+    fn refuse(&self, name: &str) {
+        if let Ok(mut r) = self.refused.lock() {
+            r.get_or_insert_with(|| name.to_string());
+        }
+    }
+}
+
+/// Functions SQL users know as aggregates or window functions: asked for by name, they are
+/// refused with a reason instead of "unknown function".
+const AGGREGATES: &[&str] = &[
+    "count",
+    "sum",
+    "avg",
+    "mean",
+    "min",
+    "max",
+    "array_agg",
+    "string_agg",
+    "median",
+    "stddev",
+    "variance",
+    "first_value",
+    "last_value",
+    "bool_and",
+    "bool_or",
+    "approx_distinct",
+    "row_number",
+    "rank",
+    "dense_rank",
+    "lag",
+    "lead",
+    "ntile",
+    "nth_value",
+];
+
+impl ContextProvider for Context<'_> {
+    fn get_table_source(&self, name: TableReference) -> Result<Arc<dyn TableSource>> {
+        match name.table() {
+            "input" => Ok(self.input.clone()),
+            _ => plan_err!("table `{name}`: a stage reads only `input` (the batch)"),
+        }
+    }
+
+    fn get_expr_planners(&self) -> &[Arc<dyn ExprPlanner>] {
+        &self.planner.expr_planners
+    }
+
+    fn get_function_meta(&self, name: &str) -> Option<Arc<ScalarUDF>> {
+        self.planner.functions.get(name).cloned()
+    }
+
+    fn get_higher_order_meta(&self, _name: &str) -> Option<Arc<HigherOrderUDF>> {
+        None
+    }
+
+    fn get_aggregate_meta(&self, name: &str) -> Option<Arc<AggregateUDF>> {
+        if AGGREGATES.contains(&name) {
+            self.refuse(name);
+        }
+        None
+    }
+
+    fn get_window_meta(&self, name: &str) -> Option<Arc<WindowUDF>> {
+        if AGGREGATES.contains(&name) {
+            self.refuse(name);
+        }
+        None
+    }
+
+    fn get_variable_type(&self, _names: &[String]) -> Option<DataType> {
+        None
+    }
+
+    fn options(&self) -> &ConfigOptions {
+        &self.planner.options
+    }
+
+    fn udf_names(&self) -> Vec<String> {
+        self.planner.functions.keys().cloned().collect()
+    }
+
+    fn higher_order_function_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn udaf_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn udwf_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// DataFusion's error text, trimmed.
+pub fn clean(e: DataFusionError) -> String {
+    e.to_string().trim().to_string()
+}
