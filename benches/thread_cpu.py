@@ -18,6 +18,7 @@ STAGES = [
     ("decode-", "decode"),
     ("sink-", "encode+commit"),
     ("tokio-rt", "upload"),
+    ("encode-", "encode"),
 ]
 
 

@@ -317,4 +317,6 @@ pub(crate) fn encode_err(file: &OutputFile, e: impl std::fmt::Display) -> Format
 }
 
 #[cfg(test)]
+mod parquet_tests;
+#[cfg(test)]
 mod tests;

@@ -1,4 +1,11 @@
-//! Parquet via parquet-rs's `ArrowWriter`.
+//! Parquet via parquet-rs's column writers, one row group's columns encoded in parallel.
+//!
+//! `ArrowWriter` encodes a file's columns one after the other on the caller's thread, so one
+//! big file used one core. Here the schema and properties are `ArrowWriter`'s, but each batch's
+//! leaf columns are written into their column writers on the rayon pool (each writer encodes
+//! and compresses its pages as they fill), and a full row group's writers are closed (the last
+//! pages compressed) in parallel too; the chunks are then appended in order. The bytes are what
+//! `ArrowWriter` writes for the same batches and row group limits.
 //!
 //! Column encodings matter more than the codec level: timestamps use DELTA_BINARY_PACKED, and
 //! with `Dictionary::Auto` dictionary encoding is kept only for columns whose first batch shows
@@ -11,10 +18,16 @@ use std::collections::HashSet;
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Int32Type, Int64Type, SchemaRef};
 use arrow::record_batch::RecordBatch;
+use parquet::arrow::arrow_writer::{
+    compute_leaves, ArrowColumnChunk, ArrowColumnWriter, ArrowLeafColumn,
+    ArrowRowGroupWriterFactory,
+};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, GzipLevel, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
+use rayon::prelude::*;
 
 use super::{encode_err, Codec, Dictionary, FormatError, FormatOptions, FormatWriter};
 use crate::store::OutputFile;
@@ -26,7 +39,7 @@ pub(crate) struct ParquetFormat {
     file: OutputFile,
     schema: SchemaRef,
     opts: FormatOptions,
-    writer: Option<ArrowWriter<OutputFile>>,
+    writer: Option<Open>,
     /// What the open writer holds besides its data, before and after its columns compress a
     /// first page: see [`fixed_cost`].
     fixed: (usize, usize),
@@ -92,12 +105,122 @@ impl ParquetFormat {
         })
     }
 
-    fn open(&mut self, first: &RecordBatch) -> Result<(), FormatError> {
-        let props = properties(&self.opts, &self.schema, Some(first))?;
-        let w = ArrowWriter::try_new(self.file.clone(), self.schema.clone(), Some(props))
-            .map_err(|e| encode_err(&self.file, e))?;
-        self.writer = Some(w);
+    fn open(&mut self, first: Option<&RecordBatch>) -> Result<&mut Open, FormatError> {
+        if self.writer.is_none() {
+            let props = properties(&self.opts, &self.schema, first)?;
+            let max_rows = props.max_row_group_row_count().unwrap_or(usize::MAX).max(1);
+            let w = ArrowWriter::try_new(self.file.clone(), self.schema.clone(), Some(props))
+                .and_then(|w| w.into_serialized_writer())
+                .map_err(|e| encode_err(&self.file, e))?;
+            self.writer = Some(Open {
+                factory: ArrowRowGroupWriterFactory::new(&w.0, self.schema.clone()),
+                file: w.0,
+                group: None,
+                max_rows,
+            });
+        }
+        Ok(self.writer.as_mut().expect("opened above"))
+    }
+}
+
+/// An open file: the file writer, and the row group in progress.
+struct Open {
+    file: SerializedFileWriter<OutputFile>,
+    factory: ArrowRowGroupWriterFactory,
+    group: Option<Group>,
+    /// Rows per row group (`row_group_rows`).
+    max_rows: usize,
+}
+
+/// A row group in progress: one writer per leaf column.
+struct Group {
+    writers: Vec<ArrowColumnWriter>,
+    rows: usize,
+}
+
+impl Group {
+    /// The encoded size the row group would have if closed now.
+    fn estimated_bytes(&self) -> usize {
+        self.writers
+            .iter()
+            .map(|w| w.get_estimated_total_bytes())
+            .sum()
+    }
+}
+
+impl Open {
+    /// Appends `batch`, closing row groups at `max_rows` rows or [`MAX_ROW_GROUP_BYTES`].
+    fn write(&mut self, batch: &RecordBatch) -> parquet::errors::Result<()> {
+        let mut at = 0;
+        while at < batch.num_rows() {
+            if self.group.is_none() {
+                let index = self.file.flushed_row_groups().len();
+                self.group = Some(Group {
+                    writers: self.factory.create_column_writers(index)?,
+                    rows: 0,
+                });
+            }
+            let group = self.group.as_mut().expect("set above");
+            let mut take = (batch.num_rows() - at).min(self.max_rows - group.rows);
+            // Past the first rows, the measured bytes per row say how many more fit.
+            let bytes = group.estimated_bytes();
+            if group.rows > 0 && bytes > 0 {
+                let fit = MAX_ROW_GROUP_BYTES.saturating_sub(bytes) / (bytes / group.rows).max(1);
+                take = take.min(fit);
+            }
+            if take > 0 {
+                let part = batch.slice(at, take);
+                let leaves = leaves(&part)?
+                    .into_iter()
+                    .zip(group.writers.iter_mut())
+                    .collect::<Vec<_>>();
+                leaves
+                    .into_par_iter()
+                    .try_for_each(|(leaf, w)| w.write(&leaf))?;
+                group.rows += take;
+                at += take;
+            }
+            if group.rows >= self.max_rows
+                || take == 0
+                || group.estimated_bytes() >= MAX_ROW_GROUP_BYTES
+            {
+                self.flush()?;
+            }
+        }
         Ok(())
+    }
+
+    /// Closes the row group in progress (its columns in parallel) and appends it to the file.
+    fn flush(&mut self) -> parquet::errors::Result<()> {
+        let Some(group) = self.group.take() else {
+            return Ok(());
+        };
+        if group.rows == 0 {
+            return Ok(());
+        }
+        let chunks = group
+            .writers
+            .into_par_iter()
+            .map(ArrowColumnWriter::close)
+            .collect::<parquet::errors::Result<Vec<ArrowColumnChunk>>>()?;
+        let mut rg = self.file.next_row_group()?;
+        for chunk in chunks {
+            chunk.append_to_row_group(&mut rg)?;
+        }
+        rg.close()?;
+        Ok(())
+    }
+
+    /// The encoded size of the row group in progress.
+    fn in_progress_size(&self) -> usize {
+        self.group.as_ref().map_or(0, Group::estimated_bytes)
+    }
+
+    /// What the row group in progress holds in memory.
+    fn memory_size(&self) -> usize {
+        self.group.as_ref().map_or(0, |g| {
+            g.writers.iter().map(ArrowColumnWriter::memory_size).sum()
+        })
     }
 }
 
@@ -196,14 +319,22 @@ fn low_cardinality(col: &dyn Array) -> bool {
     }
 }
 
+/// The leaf columns of `batch`, in the column writers' order.
+fn leaves(batch: &RecordBatch) -> parquet::errors::Result<Vec<ArrowLeafColumn>> {
+    let mut leaves = Vec::new();
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        leaves.extend(compute_leaves(field, column)?);
+    }
+    Ok(leaves)
+}
+
 impl FormatWriter for ParquetFormat {
     fn write(&mut self, batch: &RecordBatch) -> Result<(), FormatError> {
-        if self.writer.is_none() {
-            self.open(batch)?;
-        }
-        let w = self.writer.as_mut().expect("opened above");
+        let file = self.file.clone();
+        let w = self.open(Some(batch))?;
+        w.write(batch).map_err(|e| encode_err(&file, e))?;
         self.rows += batch.num_rows() as u64;
-        w.write(batch).map_err(|e| encode_err(&self.file, e))
+        Ok(())
     }
 
     fn bytes_written(&self) -> u64 {
@@ -224,7 +355,7 @@ impl FormatWriter for ParquetFormat {
         // 100 KiB a column: it counts the column buffers' capacity).
         let compressing = self.rows >= FIRST_PAGE_ROWS
             || w.in_progress_size() >= 1 << 20
-            || !w.flushed_row_groups().is_empty();
+            || !w.file.flushed_row_groups().is_empty();
         let fixed = if compressing {
             self.fixed.1
         } else {
@@ -234,15 +365,12 @@ impl FormatWriter for ParquetFormat {
     }
 
     fn finish(mut self: Box<Self>) -> Result<(), FormatError> {
-        if self.writer.is_none() {
-            // An empty file still carries the schema.
-            let props = properties(&self.opts, &self.schema, None)?;
-            let w = ArrowWriter::try_new(self.file.clone(), self.schema.clone(), Some(props))
-                .map_err(|e| encode_err(&self.file, e))?;
-            self.writer = Some(w);
-        }
-        let w = self.writer.take().expect("set above");
-        let mut inner = w.into_inner().map_err(|e| encode_err(&self.file, e))?;
+        // An empty file still carries the schema.
+        let file = self.file.clone();
+        let w = self.open(None)?;
+        w.flush().map_err(|e| encode_err(&file, e))?;
+        let w = self.writer.take().expect("opened above");
+        let mut inner = w.file.into_inner().map_err(|e| encode_err(&file, e))?;
         std::io::Write::flush(&mut inner).map_err(|e| encode_err(&self.file, e))
     }
 }
