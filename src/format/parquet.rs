@@ -2,10 +2,11 @@
 //!
 //! `ArrowWriter` encodes a file's columns one after the other on the caller's thread, so one
 //! big file used one core. Here the schema and properties are `ArrowWriter`'s, but each batch's
-//! leaf columns are written into their column writers on the rayon pool (each writer encodes
-//! and compresses its pages as they fill), and a full row group's writers are closed (the last
-//! pages compressed) in parallel too; the chunks are then appended in order. The bytes are what
-//! `ArrowWriter` writes for the same batches and row group limits.
+//! fields are written into their column writers on the rayon pool, one task per top-level field
+//! (each writer encodes and compresses its pages as they fill), and a full row group's writers are closed (the last
+//! pages compressed) in parallel too; the chunks are then appended in order, on the caller's
+//! thread. The bytes are what `ArrowWriter` writes for the same batches and row group limits.
+//! Every repo's files share the one pool (`encode-N`, a thread per core).
 //!
 //! Column encodings matter more than the codec level: timestamps use DELTA_BINARY_PACKED, and
 //! with `Dictionary::Auto` dictionary encoding is kept only for columns whose first batch shows
@@ -19,8 +20,7 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Int32Type, Int64Type, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_writer::{
-    compute_leaves, ArrowColumnChunk, ArrowColumnWriter, ArrowLeafColumn,
-    ArrowRowGroupWriterFactory,
+    compute_leaves, ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory,
 };
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, GzipLevel, ZstdLevel};
@@ -70,10 +70,18 @@ fn fixed_cost(schema: &SchemaRef, codec: Codec) -> (usize, usize) {
     }
 }
 
-/// Leaf columns of `schema` (what Parquet stores), walked with a work list.
+/// Leaf columns of `schema` (what Parquet stores).
 pub(crate) fn leaf_columns(schema: &SchemaRef) -> usize {
-    use arrow::datatypes::DataType;
-    let mut todo: Vec<&DataType> = schema.fields().iter().map(|f| f.data_type()).collect();
+    schema
+        .fields()
+        .iter()
+        .map(|f| leaves_of(f.data_type()))
+        .sum()
+}
+
+/// Leaf columns of one field of type `t`, walked with a work list.
+fn leaves_of(t: &DataType) -> usize {
+    let mut todo: Vec<&DataType> = vec![t];
     let mut leaves = 0;
     while let Some(t) = todo.pop() {
         match t {
@@ -117,6 +125,13 @@ impl ParquetFormat {
                 file: w.0,
                 group: None,
                 max_rows,
+                schema: self.schema.clone(),
+                field_leaves: self
+                    .schema
+                    .fields()
+                    .iter()
+                    .map(|f| leaves_of(f.data_type()))
+                    .collect(),
             });
         }
         Ok(self.writer.as_mut().expect("opened above"))
@@ -130,6 +145,9 @@ struct Open {
     group: Option<Group>,
     /// Rows per row group (`row_group_rows`).
     max_rows: usize,
+    /// The file's schema, and how many leaf columns (column writers) each field has.
+    schema: SchemaRef,
+    field_leaves: Vec<usize>,
 }
 
 /// A row group in progress: one writer per leaf column.
@@ -164,19 +182,37 @@ impl Open {
             let mut take = (batch.num_rows() - at).min(self.max_rows - group.rows);
             // Past the first rows, the measured bytes per row say how many more fit.
             let bytes = group.estimated_bytes();
-            if group.rows > 0 && bytes > 0 {
-                let fit = MAX_ROW_GROUP_BYTES.saturating_sub(bytes) / (bytes / group.rows).max(1);
-                take = take.min(fit);
+            if let Some(per_row) = bytes.checked_div(group.rows).filter(|b| *b > 0) {
+                take = take.min(MAX_ROW_GROUP_BYTES.saturating_sub(bytes) / per_row);
             }
             if take > 0 {
                 let part = batch.slice(at, take);
-                let leaves = leaves(&part)?
-                    .into_iter()
-                    .zip(group.writers.iter_mut())
-                    .collect::<Vec<_>>();
-                leaves
+                // One task per field: its leaves are computed and written there, so the
+                // levels of only the fields being written are held at once.
+                let mut tasks = Vec::with_capacity(self.field_leaves.len());
+                let mut rest = group.writers.as_mut_slice();
+                for (i, n) in self.field_leaves.iter().enumerate() {
+                    let (writers, tail) = std::mem::take(&mut rest).split_at_mut(*n);
+                    rest = tail;
+                    tasks.push((self.schema.field(i), part.column(i), writers));
+                }
+                tasks
                     .into_par_iter()
-                    .try_for_each(|(leaf, w)| w.write(&leaf))?;
+                    .try_for_each(|(field, column, writers)| {
+                        let leaves = compute_leaves(field, column)?;
+                        if leaves.len() != writers.len() {
+                            return Err(parquet::errors::ParquetError::General(format!(
+                                "field `{}` has {} leaf columns, the file's schema {}",
+                                field.name(),
+                                leaves.len(),
+                                writers.len()
+                            )));
+                        }
+                        writers
+                            .iter_mut()
+                            .zip(&leaves)
+                            .try_for_each(|(w, leaf)| w.write(leaf))
+                    })?;
                 group.rows += take;
                 at += take;
             }
@@ -317,15 +353,6 @@ fn low_cardinality(col: &dyn Array) -> bool {
         DataType::Int64 => count!(col.as_primitive::<Int64Type>().iter()),
         _ => true,
     }
-}
-
-/// The leaf columns of `batch`, in the column writers' order.
-fn leaves(batch: &RecordBatch) -> parquet::errors::Result<Vec<ArrowLeafColumn>> {
-    let mut leaves = Vec::new();
-    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
-        leaves.extend(compute_leaves(field, column)?);
-    }
-    Ok(leaves)
 }
 
 impl FormatWriter for ParquetFormat {

@@ -8,6 +8,12 @@
 //! [`MAX_BATCH`] bytes per batch, and fails the batch otherwise. A failing batch is halved like
 //! any other stage failure, so only the records asking for too much become dead letters. A
 //! constant `n` (the job's own choice, not the data's) is not checked.
+//!
+//! `replace(s, from, to)` and `regexp_replace(s, pattern, to[, flags])` build values of up to
+//! about `len(s) × len(to)` bytes (an empty match between every character, or `$0` group
+//! references in `to`), a product of two values from the data. Their `to` is wrapped in
+//! `sluice_replace_guard(to, s)`, which passes `to` through when `(2 × len(s) + 1) × len(to) +
+//! len(s)` stays within the same bounds.
 
 use std::sync::Arc;
 
@@ -86,6 +92,59 @@ impl ScalarUDFImpl for SizeGuard {
     }
 }
 
+/// Guards the replacement of `replace` and `regexp_replace`: `sluice_replace_guard(to, s)`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ReplaceGuard {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for ReplaceGuard {
+    fn name(&self) -> &str {
+        "sluice_replace_guard"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, types: &[DataType]) -> Result<DataType> {
+        Ok(types[0].clone())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let lengths = |v: &ColumnarValue| match v {
+            ColumnarValue::Array(a) => text_lengths(a.as_ref()),
+            ColumnarValue::Scalar(s) if s.is_null() => vec![None; rows],
+            ColumnarValue::Scalar(s) => vec![Some(s.to_string().len() as u64); rows],
+        };
+        let (to, text) = (lengths(&args.args[0]), lengths(&args.args[1]));
+        let mut total = 0u64;
+        for (t, s) in to.iter().zip(&text) {
+            let (Some(t), Some(s)) = (t, s) else {
+                continue;
+            };
+            let bytes = s
+                .saturating_mul(2)
+                .saturating_add(1)
+                .saturating_mul(*t)
+                .saturating_add(*s);
+            if bytes > MAX_VALUE {
+                return exec_err!(
+                    "a replacement could build {bytes} bytes (a text of {s} bytes, a replacement of {t}); a stage function may build at most {MAX_VALUE} bytes per value"
+                );
+            }
+            total = total.saturating_add(bytes);
+        }
+        if total > MAX_BATCH {
+            return exec_err!(
+                "{total} bytes were asked for by one batch; stage functions may build at most {MAX_BATCH} bytes per batch"
+            );
+        }
+        Ok(args.args[0].clone())
+    }
+}
+
 /// Byte lengths of a string column's values (`None` for nulls or other types).
 fn text_lengths(a: &dyn Array) -> Vec<Option<u64>> {
     match a.data_type() {
@@ -108,7 +167,8 @@ fn text_lengths(a: &dyn Array) -> Vec<Option<u64>> {
     }
 }
 
-/// `expr` with the count of every `lpad`, `rpad` and `repeat` call guarded.
+/// `expr` with the count of every `lpad`, `rpad` and `repeat` call and the replacement of
+/// every `replace` and `regexp_replace` call guarded.
 pub fn guard_sizes(expr: Expr) -> Result<Expr> {
     let guard = Arc::new(ScalarUDF::from(SizeGuard {
         signature: Signature::one_of(
@@ -116,11 +176,24 @@ pub fn guard_sizes(expr: Expr) -> Result<Expr> {
             Volatility::Immutable,
         ),
     }));
+    let replace_guard = Arc::new(ScalarUDF::from(ReplaceGuard {
+        signature: Signature::any(2, Volatility::Immutable),
+    }));
     expr.transform_up(|e| {
         let Expr::ScalarFunction(f) = &e else {
             return Ok(Transformed::no(e));
         };
         let name = f.func.name();
+        if matches!(name, "replace" | "regexp_replace") && f.args.len() >= 3 {
+            let mut args = f.args.clone();
+            args[2] = Expr::ScalarFunction(ScalarFunction::new_udf(
+                replace_guard.clone(),
+                vec![f.args[2].clone(), f.args[0].clone()],
+            ));
+            return Ok(Transformed::yes(Expr::ScalarFunction(
+                ScalarFunction::new_udf(f.func.clone(), args),
+            )));
+        }
         if !matches!(name, "lpad" | "rpad" | "repeat") || f.args.len() < 2 {
             return Ok(Transformed::no(e));
         }

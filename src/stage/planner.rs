@@ -6,7 +6,9 @@
 //! `datafusion-physical-expr` directly, without DataFusion's query engine (sessions, catalogs,
 //! physical plans, data sources): a stage only ever evaluates expressions on one batch, and the
 //! engine was most of the time a cold build of sluice took. Aggregate and window functions are
-//! not registered (a stage never aggregates); calling one is refused by name.
+//! not registered (a stage never aggregates); calling one is refused by name. Array functions
+//! are not registered either: several build values whose size the data decides
+//! (`array_repeat`, `range`, `array_resize`) and are not size-guarded.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -138,39 +140,57 @@ impl Context<'_> {
     }
 }
 
-/// Functions SQL users know as aggregates or window functions: asked for by name, they are
-/// refused with a reason instead of "unknown function".
-const AGGREGATES: &[&str] = &[
-    "count",
-    "sum",
-    "avg",
-    "mean",
-    "min",
-    "max",
-    "array_agg",
-    "string_agg",
-    "median",
-    "stddev",
-    "variance",
-    "first_value",
-    "last_value",
-    "bool_and",
-    "bool_or",
-    "approx_distinct",
+/// Window functions SQL users know: asked for by name, they are refused with a reason instead
+/// of "unknown function" (aggregates are looked up in `datafusion-functions-aggregate`).
+const WINDOW_FUNCTIONS: &[&str] = &[
     "row_number",
     "rank",
     "dense_rank",
+    "percent_rank",
+    "cume_dist",
+    "ntile",
     "lag",
     "lead",
-    "ntile",
+    "first_value",
+    "last_value",
     "nth_value",
 ];
 
+/// True when `name` is one of DataFusion's aggregate functions (or an alias of one).
+fn is_aggregate(name: &str) -> bool {
+    static NAMES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    NAMES
+        .get_or_init(|| {
+            datafusion_functions_aggregate::all_default_aggregate_functions()
+                .iter()
+                .flat_map(|f| std::iter::once(f.name().to_string()).chain(f.aliases().to_vec()))
+                .collect()
+        })
+        .iter()
+        .any(|n| n == name)
+}
+
 impl ContextProvider for Context<'_> {
     fn get_table_source(&self, name: TableReference) -> Result<Arc<dyn TableSource>> {
-        match name.table() {
-            "input" => Ok(self.input.clone()),
-            _ => plan_err!("table `{name}`: a stage reads only `input` (the batch)"),
+        // `input`, as DataFusion's default catalog and schema would resolve it.
+        let input = match &name {
+            TableReference::Bare { table } => table.as_ref() == "input",
+            TableReference::Partial { schema, table } => {
+                schema.as_ref() == "public" && table.as_ref() == "input"
+            }
+            TableReference::Full {
+                catalog,
+                schema,
+                table,
+            } => {
+                catalog.as_ref() == "datafusion"
+                    && schema.as_ref() == "public"
+                    && table.as_ref() == "input"
+            }
+        };
+        match input {
+            true => Ok(self.input.clone()),
+            false => plan_err!("table `{name}`: a stage reads only `input` (the batch)"),
         }
     }
 
@@ -187,14 +207,14 @@ impl ContextProvider for Context<'_> {
     }
 
     fn get_aggregate_meta(&self, name: &str) -> Option<Arc<AggregateUDF>> {
-        if AGGREGATES.contains(&name) {
+        if is_aggregate(name) || WINDOW_FUNCTIONS.contains(&name) {
             self.refuse(name);
         }
         None
     }
 
     fn get_window_meta(&self, name: &str) -> Option<Arc<WindowUDF>> {
-        if AGGREGATES.contains(&name) {
+        if is_aggregate(name) || WINDOW_FUNCTIONS.contains(&name) {
             self.refuse(name);
         }
         None

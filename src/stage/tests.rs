@@ -289,7 +289,8 @@ fn planned_types_are_what_evaluation_gives_and_odd_queries_plan_or_fail_clearly(
     assert!(a.failed.is_empty(), "{:?}", a.failed);
     assert_eq!(a.batch.unwrap().num_rows(), 4);
     // A WHERE over an alias of `input`.
-    let s = plan(&["sql = \"SELECT i.status FROM input AS i WHERE i.status > 300\""]).unwrap();
+    let s =
+        plan(&["sql = \"SELECT i.status FROM public.input AS i WHERE i.status > 300\""]).unwrap();
     assert_eq!(s.apply(batch()).batch.unwrap().num_rows(), 2);
     // VARCHAR is Utf8.
     let s = plan(&["select = [\"CAST(status AS VARCHAR) AS s\"]"]).unwrap();
@@ -388,6 +389,12 @@ fn sql_forms_users_write_plan_and_evaluate() {
             "`row_number`",
         ),
         ("SELECT status FROM other", "a stage reads only `input`"),
+        (
+            "SELECT status FROM other.input",
+            "a stage reads only `input`",
+        ),
+        ("SELECT var_pop(status) AS v FROM input", "`var_pop`"),
+        ("SELECT cume_dist() OVER () AS c FROM input", "`cume_dist`"),
         ("SELECT nosuchfn(status) AS x FROM input", "nosuchfn"),
         (
             "SELECT 1 AS a FROM input; SELECT 2 AS b FROM input",
@@ -398,5 +405,61 @@ fn sql_forms_users_write_plan_and_evaluate() {
             .unwrap_err()
             .to_string();
         assert!(e.contains(says), "{sql}: {e}");
+    }
+}
+
+#[test]
+fn replacements_a_record_could_grow_past_the_bound_fail_that_record() {
+    // A text and a replacement from the data: a match at every character (or an empty match
+    // between characters) makes len(s) × len(to) bytes, 100 MB for one 10 kB record; its
+    // neighbours go on.
+    let input = Arc::new(Schema::new(vec![
+        Field::new("s", DataType::Utf8, true),
+        Field::new("t", DataType::Utf8, true),
+    ]));
+    let big = "x".repeat(10_000);
+    let b = RecordBatch::try_new(
+        input.clone(),
+        vec![
+            Arc::new(StringArray::from(vec![
+                Some("GET"),
+                Some(big.as_str()),
+                None,
+            ])),
+            Arc::new(StringArray::from(vec![
+                Some("ab"),
+                Some(big.as_str()),
+                Some("c"),
+            ])),
+        ],
+    )
+    .unwrap();
+    for (call, expect) in [
+        ("replace(s, 'x', t)", "GET"),
+        ("regexp_replace(s, '', t, 'g')", "abGabEabTab"),
+        ("regexp_replace(s, '(.)', '$1$1', 'g')", "GGEETT"),
+        ("replace(s, 'E', 'xx')", "GxxT"),
+    ] {
+        let s = Stages::plan(
+            &[stage(&format!("select = [\"{call} AS r\"]"))],
+            input.clone(),
+            OnError::DeadLetter,
+        )
+        .unwrap();
+        let a = s.apply(b.clone());
+        let out = a.batch.unwrap();
+        assert_eq!(strings(&out, "r")[0].as_deref(), Some(expect), "{call}");
+        if call.contains(", t") {
+            assert_eq!(a.failed.len(), 1, "{call}: {:?}", a.failed);
+            assert_eq!(a.failed[0].0, 1);
+            assert!(
+                a.failed[0].1.contains("a replacement could build"),
+                "{:?}",
+                a.failed
+            );
+            assert_eq!(out.num_rows(), 2);
+        } else {
+            assert!(a.failed.is_empty(), "{call}: {:?}", a.failed);
+        }
     }
 }
