@@ -151,6 +151,10 @@ pub struct FormatOptions {
     pub stripe_bytes: usize,
     /// CSV/TSV: write a header row.
     pub header: bool,
+    /// Parquet: encode a file's columns on the rayon pool (`convert`: one file at a time).
+    /// A job's sink workers encode many files at once on their own threads, where handing
+    /// small batches to the pool costs CPU and gains nothing.
+    pub parallel_columns: bool,
 }
 
 impl Default for FormatOptions {
@@ -164,6 +168,7 @@ impl Default for FormatOptions {
             parquet_page_version: 1,
             stripe_bytes: 64 * 1024 * 1024,
             header: true,
+            parallel_columns: false,
         }
     }
 }

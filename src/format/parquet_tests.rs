@@ -1,4 +1,4 @@
-//! The parallel column writer writes, byte for byte, what parquet-rs's `ArrowWriter` writes
+//! The column writer writes, in parallel or not, byte for byte, what parquet-rs's `ArrowWriter` writes
 //! for the same batches, properties and row group limit: flat, nested (struct, list, map) and
 //! null columns, batches that cross row group boundaries, an empty file.
 
@@ -139,18 +139,24 @@ fn column_parallel_files_are_what_arrow_writer_writes() {
         (&[70_000], 1_000_000),
         (&[], 1000),
     ];
-    for codec in [Codec::Zstd(1), Codec::Snappy, Codec::None] {
+    for (codec, parallel) in [
+        (Codec::Zstd(1), true),
+        (Codec::Zstd(1), false),
+        (Codec::Snappy, true),
+        (Codec::None, false),
+    ] {
         for (sizes, group) in cases {
             let opts = FormatOptions {
                 kind: FormatKind::Parquet,
                 codec: Some(codec),
                 row_group_rows: *group,
+                parallel_columns: parallel,
                 ..FormatOptions::default()
             };
             let (ours, reference) = both(sizes, &opts);
             assert!(
                 ours == reference,
-                "{codec:?}, batches {sizes:?}, row groups of {group}: {} bytes against {}",
+                "{codec:?}, parallel {parallel}, batches {sizes:?}, row groups of {group}: {} bytes against {}",
                 ours.len(),
                 reference.len()
             );
