@@ -164,7 +164,7 @@ pub fn run_convert(a: ConvertArgs) -> Result<()> {
         parquet_page_version: a.parquet_page_version,
         stripe_bytes: a.stripe_bytes,
         header: !a.no_output_header,
-        parallel_columns: true,
+        parallel: true,
     };
 
     let output_url = local_relative(&a.output);

@@ -1,31 +1,54 @@
 //! JSON lines via arrow-json's writer, gzip-compressed (flate2 with the zlib-rs backend) unless
 //! the codec is `none`. Timestamps are written as RFC 3339 text, binary as hex, nulls omitted.
+//! With `FormatOptions::parallel` and gzip each batch is encoded and compressed as a block of
+//! its own on the pool (`blocks.rs`).
 
 use arrow::datatypes::SchemaRef;
 use arrow::json::writer::LineDelimited;
 use arrow::json::{Writer, WriterBuilder};
 use arrow::record_batch::RecordBatch;
 
-use super::{encode_err, FormatError, FormatOptions, FormatWriter, MaybeGzip};
+use super::blocks::Blocks;
+use super::{encode_err, Codec, FormatError, FormatOptions, FormatWriter, MaybeGzip};
 use crate::store::OutputFile;
 
 pub(crate) struct JsonFormat {
     file: OutputFile,
     writer: Option<Writer<MaybeGzip, LineDelimited>>,
+    blocks: Option<Blocks>,
 }
 
 impl JsonFormat {
     pub fn new(opts: &FormatOptions, _schema: SchemaRef, file: OutputFile) -> Self {
+        if opts.parallel && matches!(opts.codec(), Codec::Gzip(_)) {
+            return JsonFormat {
+                blocks: Some(Blocks::new(file.clone(), opts.codec())),
+                file,
+                writer: None,
+            };
+        }
         let out = MaybeGzip::new(file.clone(), opts.codec());
         JsonFormat {
             file,
             writer: Some(WriterBuilder::new().build::<_, LineDelimited>(out)),
+            blocks: None,
         }
     }
 }
 
+/// One batch as JSON lines.
+fn lines(batch: &RecordBatch) -> Result<Vec<u8>, String> {
+    let mut w = WriterBuilder::new().build::<_, LineDelimited>(Vec::new());
+    w.write(batch).map_err(|e| e.to_string())?;
+    w.finish().map_err(|e| e.to_string())?;
+    Ok(w.into_inner())
+}
+
 impl FormatWriter for JsonFormat {
     fn write(&mut self, batch: &RecordBatch) -> Result<(), FormatError> {
+        if let Some(b) = self.blocks.as_mut() {
+            return b.push(batch, Box::new(lines));
+        }
         let w = self.writer.as_mut().expect("open until finish");
         w.write(batch).map_err(|e| encode_err(&self.file, e))
     }
@@ -40,7 +63,10 @@ impl FormatWriter for JsonFormat {
 
     fn memory_bytes(&self) -> usize {
         // arrow-json encodes a batch and writes it at once: what stays is the gzip state and
-        // the file's buffers.
+        // the file's buffers (or the blocks in flight).
+        if let Some(b) = &self.blocks {
+            return b.memory_bytes() + self.file.held_bytes() as usize;
+        }
         let gzip = self
             .writer
             .as_ref()
@@ -49,6 +75,9 @@ impl FormatWriter for JsonFormat {
     }
 
     fn finish(mut self: Box<Self>) -> Result<(), FormatError> {
+        if let Some(b) = self.blocks.take() {
+            return b.finish();
+        }
         let mut w = self.writer.take().expect("open until finish");
         w.finish().map_err(|e| encode_err(&self.file, e))?;
         w.into_inner()

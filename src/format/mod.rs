@@ -4,6 +4,7 @@
 //! Writers stream: encoded bytes go to the [`OutputFile`] as the format allows (Parquet per row
 //! group, ORC per stripe, JSON/text per batch), so memory does not grow with file size.
 
+mod blocks;
 mod json;
 mod orc;
 mod parquet;
@@ -151,10 +152,11 @@ pub struct FormatOptions {
     pub stripe_bytes: usize,
     /// CSV/TSV: write a header row.
     pub header: bool,
-    /// Parquet: encode a file's columns on the rayon pool (`convert`: one file at a time).
-    /// A job's sink workers encode many files at once on their own threads, where handing
-    /// small batches to the pool costs CPU and gains nothing.
-    pub parallel_columns: bool,
+    /// Encode on the rayon pool (`convert`: one file at a time): Parquet a row group's columns
+    /// in parallel; gzip JSON and text each batch as a block (a gzip member of its own) while
+    /// the next ones encode. A job's sink workers encode many files at once on their own threads,
+    /// where handing small batches to the pool costs CPU and gains nothing.
+    pub parallel: bool,
 }
 
 impl Default for FormatOptions {
@@ -168,7 +170,7 @@ impl Default for FormatOptions {
             parquet_page_version: 1,
             stripe_bytes: 64 * 1024 * 1024,
             header: true,
-            parallel_columns: false,
+            parallel: false,
         }
     }
 }

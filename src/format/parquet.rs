@@ -1,9 +1,9 @@
 //! Parquet via parquet-rs's column writers, a row group's columns encoded in parallel when
-//! asked (`FormatOptions::parallel_columns`, set by `convert`).
+//! asked (`FormatOptions::parallel`, set by `convert`).
 //!
 //! `ArrowWriter` encodes a file's columns one after the other on the caller's thread, so one
 //! big file used one core. Here the schema and properties are `ArrowWriter`'s; with
-//! `parallel_columns` each batch of at least [`PARALLEL_ROWS`] rows is written into the column
+//! `parallel` each batch of at least [`PARALLEL_ROWS`] rows is written into the column
 //! writers on the rayon pool (`encode-N`, a thread per core), one task per top-level field
 //! (each writer encodes and compresses its pages as they fill), and a full row group's writers
 //! are closed (the last pages compressed) in parallel too. The chunks are appended in order on
@@ -51,7 +51,7 @@ pub(crate) struct ParquetFormat {
     rows: u64,
 }
 
-/// Batches of fewer rows are encoded on the caller's thread even with `parallel_columns`:
+/// Batches of fewer rows are encoded on the caller's thread even with `parallel`:
 /// handing a few thousand values per column to the pool costs more than it saves.
 const PARALLEL_ROWS: usize = 4096;
 
@@ -137,7 +137,7 @@ impl ParquetFormat {
                 file: w.0,
                 group: None,
                 max_rows,
-                parallel: self.opts.parallel_columns,
+                parallel: self.opts.parallel,
                 schema: self.schema.clone(),
                 field_leaves: self
                     .schema
@@ -158,7 +158,7 @@ struct Open {
     group: Option<Group>,
     /// Rows per row group (`row_group_rows`).
     max_rows: usize,
-    /// Encode on the rayon pool (`parallel_columns`).
+    /// Encode on the rayon pool (`parallel`).
     parallel: bool,
     /// The file's schema, and how many leaf columns (column writers) each field has.
     schema: SchemaRef,

@@ -150,7 +150,7 @@ fn column_parallel_files_are_what_arrow_writer_writes() {
                 kind: FormatKind::Parquet,
                 codec: Some(codec),
                 row_group_rows: *group,
-                parallel_columns: parallel,
+                parallel,
                 ..FormatOptions::default()
             };
             let (ours, reference) = both(sizes, &opts);

@@ -194,3 +194,80 @@ proptest::proptest! {
         proptest::prop_assert_eq!(back.unwrap(), ids);
     }
 }
+
+/// A gzip text file written as parallel blocks: decompressed, the bytes are the sequential
+/// writer's, one gzip member per batch.
+#[test]
+fn parallel_blocks_write_what_the_sequential_writers_write() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let url = dir.path().to_str().unwrap().to_string();
+    let raw_schema = Arc::new(Schema::new(vec![Field::new(
+        crate::decode::RAW_COLUMN,
+        DataType::Utf8,
+        true,
+    )]));
+    let raw = |seed: usize| {
+        let lines =
+            StringArray::from_iter((0..3000).map(|i| (i % 9 != 0).then(|| format!("l{seed}-{i}"))));
+        RecordBatch::try_new(raw_schema.clone(), vec![Arc::new(lines)]).unwrap()
+    };
+    let cases = [
+        (FormatKind::Json, Codec::Gzip(1)),
+        (FormatKind::Csv, Codec::Gzip(1)),
+        (FormatKind::Tsv, Codec::Gzip(6)),
+        (FormatKind::Text, Codec::Gzip(1)),
+    ];
+    for (kind, codec) in cases {
+        let mut files = Vec::new();
+        for parallel in [false, true] {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            let dest = Destination::parse(&url, rt.handle().clone()).unwrap();
+            let name = format!("{kind:?}-{parallel}.out");
+            let file = dest.create(&name).unwrap();
+            let opts = FormatOptions {
+                kind,
+                codec: Some(codec),
+                parallel,
+                ..FormatOptions::default()
+            };
+            let schema = if kind == FormatKind::Text {
+                raw_schema.clone()
+            } else {
+                batch(1, 0).schema()
+            };
+            let mut w = create_writer(&opts, schema, file.clone()).unwrap();
+            for i in 0..9 {
+                if kind == FormatKind::Text {
+                    w.write(&raw(i)).unwrap();
+                } else {
+                    w.write(&batch(2000 + i * 10, i)).unwrap();
+                }
+            }
+            w.finish().unwrap();
+            file.commit().unwrap();
+            files.push(std::fs::read(dir.path().join(&name)).unwrap());
+        }
+        let text = |bytes: &[u8]| {
+            let mut out = Vec::new();
+            flate2::read::MultiGzDecoder::new(bytes)
+                .read_to_end(&mut out)
+                .unwrap();
+            out
+        };
+        let (sequential, parallel) = (text(&files[0]), text(&files[1]));
+        assert!(!sequential.is_empty());
+        assert!(
+            sequential == parallel,
+            "{kind:?} {codec:?}: the text differs"
+        );
+        // A gzip member starts with 1f 8b 08: one per batch.
+        let members = files[1]
+            .windows(3)
+            .filter(|w| w == &[0x1f, 0x8b, 0x08])
+            .count();
+        assert!(members >= 9, "{kind:?}: {members} gzip members");
+    }
+}

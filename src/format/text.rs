@@ -1,5 +1,7 @@
 //! Text output: CSV or TSV (arrow-csv, header row switchable) or the raw message line of each
-//! record (the decoder's `_raw` column). Optionally gzip-compressed.
+//! record (the decoder's `_raw` column). Optionally gzip-compressed. With
+//! `FormatOptions::parallel` and gzip each batch is encoded and compressed as a block of its own
+//! on the pool (`blocks.rs`).
 
 use std::io::Write;
 
@@ -8,7 +10,8 @@ use arrow::csv::{Writer, WriterBuilder};
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 
-use super::{encode_err, FormatError, FormatKind, FormatOptions, FormatWriter, MaybeGzip};
+use super::blocks::Blocks;
+use super::{encode_err, Codec, FormatError, FormatKind, FormatOptions, FormatWriter, MaybeGzip};
 use crate::decode::RAW_COLUMN;
 use crate::store::OutputFile;
 
@@ -21,7 +24,37 @@ pub(crate) struct TextFormat {
 
 enum Inner {
     Csv(Box<Writer<MaybeGzip>>),
-    Raw { out: MaybeGzip, column: usize },
+    Raw {
+        out: MaybeGzip,
+        column: usize,
+    },
+    /// Blocks encoded on the pool; `header`: the next block starts with the CSV header.
+    Blocks {
+        blocks: Blocks,
+        kind: FormatKind,
+        header: bool,
+        column: usize,
+    },
+}
+
+/// The record lines of a batch's raw column.
+fn raw_lines(batch: &RecordBatch, column: usize) -> Vec<u8> {
+    let col = batch.column(column).as_string::<i32>();
+    let mut buf = Vec::with_capacity(col.values().len() + col.len());
+    for v in col.iter().flatten() {
+        buf.extend_from_slice(v.as_bytes());
+        buf.push(b'\n');
+    }
+    buf
+}
+
+/// The CSV writer of `kind` (comma or tab), with or without the header row.
+fn csv_writer<W: Write>(out: W, kind: FormatKind, header: bool) -> Writer<W> {
+    let delimiter = if kind == FormatKind::Tsv { b'\t' } else { b',' };
+    WriterBuilder::new()
+        .with_header(header)
+        .with_delimiter(delimiter)
+        .build(out)
 }
 
 /// CSV cells hold flat values only.
@@ -56,22 +89,31 @@ pub(crate) fn check_raw(schema: &SchemaRef) -> Result<(), FormatError> {
 
 impl TextFormat {
     pub fn new(opts: &FormatOptions, schema: SchemaRef, file: OutputFile) -> Self {
+        let column = || schema.index_of(RAW_COLUMN).expect("checked by validate");
+        if opts.parallel && matches!(opts.codec(), Codec::Gzip(_)) {
+            return TextFormat {
+                inner: Some(Inner::Blocks {
+                    blocks: Blocks::new(file.clone(), opts.codec()),
+                    kind: opts.kind,
+                    header: opts.header,
+                    column: if opts.kind == FormatKind::Text {
+                        column()
+                    } else {
+                        0
+                    },
+                }),
+                file,
+                fixed: 0,
+            };
+        }
         let out = MaybeGzip::new(file.clone(), opts.codec());
         let fixed = out.state_bytes() + 8 * 1024;
         let inner = match opts.kind {
             FormatKind::Text => Inner::Raw {
                 out,
-                column: schema.index_of(RAW_COLUMN).expect("checked by validate"),
+                column: column(),
             },
-            kind => {
-                let delimiter = if kind == FormatKind::Tsv { b'\t' } else { b',' };
-                Inner::Csv(Box::new(
-                    WriterBuilder::new()
-                        .with_header(opts.header)
-                        .with_delimiter(delimiter)
-                        .build(out),
-                ))
-            }
+            kind => Inner::Csv(Box::new(csv_writer(out, kind, opts.header))),
         };
         TextFormat {
             file,
@@ -85,14 +127,27 @@ impl FormatWriter for TextFormat {
     fn write(&mut self, batch: &RecordBatch) -> Result<(), FormatError> {
         match self.inner.as_mut().expect("open until finish") {
             Inner::Csv(w) => w.write(batch).map_err(|e| encode_err(&self.file, e)),
-            Inner::Raw { out, column } => {
-                let col = batch.column(*column).as_string::<i32>();
-                let mut buf = Vec::with_capacity(col.values().len() + col.len());
-                for v in col.iter().flatten() {
-                    buf.extend_from_slice(v.as_bytes());
-                    buf.push(b'\n');
-                }
-                out.write_all(&buf).map_err(|e| encode_err(&self.file, e))
+            Inner::Raw { out, column } => out
+                .write_all(&raw_lines(batch, *column))
+                .map_err(|e| encode_err(&self.file, e)),
+            Inner::Blocks {
+                blocks,
+                kind,
+                header,
+                column,
+            } => {
+                let (kind, column, with_header) = (*kind, *column, std::mem::take(header));
+                blocks.push(
+                    batch,
+                    Box::new(move |b: &RecordBatch| {
+                        if kind == FormatKind::Text {
+                            return Ok(raw_lines(b, column));
+                        }
+                        let mut w = csv_writer(Vec::new(), kind, with_header);
+                        w.write(b).map_err(|e| e.to_string())?;
+                        Ok(w.into_inner())
+                    }),
+                )
             }
         }
     }
@@ -107,14 +162,19 @@ impl FormatWriter for TextFormat {
 
     fn memory_bytes(&self) -> usize {
         // Each batch is encoded and written at once: what stays is the compressor state and
-        // the file's buffers.
-        self.fixed + self.file.held_bytes() as usize
+        // the file's buffers (or the blocks in flight).
+        let blocks = match &self.inner {
+            Some(Inner::Blocks { blocks, .. }) => blocks.memory_bytes(),
+            _ => 0,
+        };
+        self.fixed + blocks + self.file.held_bytes() as usize
     }
 
     fn finish(mut self: Box<Self>) -> Result<(), FormatError> {
         let out = match self.inner.take().expect("open until finish") {
             Inner::Csv(w) => w.into_inner(),
             Inner::Raw { out, .. } => out,
+            Inner::Blocks { blocks, .. } => return blocks.finish(),
         };
         out.finish().map_err(|e| encode_err(&self.file, e))
     }

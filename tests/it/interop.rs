@@ -103,3 +103,34 @@ fn nested_types_read_back_identically() {
     assert!(err.contains("orc cannot write field `customer`"), "{err}");
     assert!(!dir.path().join("x.orc").exists());
 }
+
+/// `convert` writes gzip JSON lines as one gzip member per batch (encoded in parallel): Python's
+/// gzip and DuckDB read the concatenated members as one file, value by value.
+#[test]
+fn gzip_json_written_in_parallel_blocks_reads_back_identically() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let one = std::fs::read_to_string(fixture("nginx_access.jsonl")).unwrap();
+    let input = dir.path().join("nginx_x10.jsonl");
+    std::fs::write(&input, one.repeat(10)).unwrap();
+    let target = dir.path().join("blocks.jsonl.gz");
+    sluice_ok(&[
+        "convert",
+        "--schema",
+        schema("nginx_access").to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--format",
+        "json",
+        "--output",
+        target.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let bytes = std::fs::read(&target).unwrap();
+    let members = bytes
+        .windows(3)
+        .filter(|w| w == &[0x1f, 0x8b, 0x08])
+        .count();
+    assert!(members >= 2, "{members} gzip member(s): the test needs several");
+    check_outputs(&py, "nginx", &input, &[target]);
+}
