@@ -7,9 +7,11 @@
 //! Each batch becomes one block: its text is encoded, and with gzip compressed as a gzip member
 //! of its own, on the rayon pool (`encode-N`); finished blocks are written to the file in the
 //! order their batches came. Concatenated members are one valid gzip stream (RFC 1952, 2.2):
-//! `gzip -d`, Python's `gzip`, pyarrow and DuckDB read them as one file. At most one block per
-//! pool thread, plus one, is in flight: what the writer holds is those batches and their
-//! encoded bytes (counted by [`Blocks::memory_bytes`]).
+//! `gzip -d`, Python's `gzip`, pyarrow and DuckDB read them as one file (a reader that stops
+//! at the first member, such as Rust's `flate2::GzDecoder`, sees only the first batch). A file
+//! with no batch is one empty gzip member, as the sequential writer makes it. At most one block
+//! per pool thread, plus one, is in flight: what the writer holds is those batches, their
+//! compressors and their encoded bytes (counted by [`Blocks::memory_bytes`]).
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -19,7 +21,7 @@ use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
 
-use super::{encode_err, Codec, FormatError};
+use super::{encode_err, Codec, FormatError, GZIP_STATE};
 use crate::store::OutputFile;
 
 /// Encodes one batch as text (no compression).
@@ -36,6 +38,8 @@ pub(crate) struct Blocks {
     codec: Codec,
     pending: VecDeque<Pending>,
     max_pending: usize,
+    /// Whether any block was started.
+    started: bool,
 }
 
 impl Blocks {
@@ -45,13 +49,18 @@ impl Blocks {
             codec,
             pending: VecDeque::new(),
             max_pending: rayon::current_num_threads() + 1,
+            started: false,
         }
     }
 
     /// Starts encoding `batch` with `encode`; writes the oldest finished blocks while more
     /// than the bound are in flight.
     pub fn push(&mut self, batch: &RecordBatch, encode: Encode) -> Result<(), FormatError> {
-        let held = Arc::new(AtomicUsize::new(batch.get_array_memory_size()));
+        self.started = true;
+        // Until it is done: the batch, its text (about as large) and the compressor.
+        let held = Arc::new(AtomicUsize::new(
+            2 * batch.get_array_memory_size() + GZIP_STATE,
+        ));
         let (tx, rx) = sync_channel(1);
         let (batch, codec, task_held) = (batch.clone(), self.codec, held.clone());
         rayon::spawn(move || {
@@ -99,10 +108,17 @@ impl Blocks {
             .sum()
     }
 
-    /// Writes every block in flight and flushes the file.
+    /// Writes every block in flight (or, when there was none, an empty gzip member) and
+    /// flushes the file.
     pub fn finish(mut self) -> Result<(), FormatError> {
         while !self.pending.is_empty() {
             self.write_oldest()?;
+        }
+        if !self.started {
+            let empty = compress(Vec::new(), self.codec).map_err(|e| encode_err(&self.file, e))?;
+            self.file
+                .write_all(&empty)
+                .map_err(|e| encode_err(&self.file, e))?;
         }
         self.file.flush().map_err(|e| encode_err(&self.file, e))
     }

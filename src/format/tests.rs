@@ -218,14 +218,14 @@ fn parallel_blocks_write_what_the_sequential_writers_write() {
         (FormatKind::Tsv, Codec::Gzip(6)),
         (FormatKind::Text, Codec::Gzip(1)),
     ];
-    for (kind, codec) in cases {
+    for ((kind, codec), batches) in cases.into_iter().flat_map(|c| [(c, 9), (c, 0)]) {
         let mut files = Vec::new();
         for parallel in [false, true] {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .build()
                 .unwrap();
             let dest = Destination::parse(&url, rt.handle().clone()).unwrap();
-            let name = format!("{kind:?}-{parallel}.out");
+            let name = format!("{kind:?}-{batches}-{parallel}.out");
             let file = dest.create(&name).unwrap();
             let opts = FormatOptions {
                 kind,
@@ -239,7 +239,7 @@ fn parallel_blocks_write_what_the_sequential_writers_write() {
                 batch(1, 0).schema()
             };
             let mut w = create_writer(&opts, schema, file.clone()).unwrap();
-            for i in 0..9 {
+            for i in 0..batches {
                 if kind == FormatKind::Text {
                     w.write(&raw(i)).unwrap();
                 } else {
@@ -258,7 +258,7 @@ fn parallel_blocks_write_what_the_sequential_writers_write() {
             out
         };
         let (sequential, parallel) = (text(&files[0]), text(&files[1]));
-        assert!(!sequential.is_empty());
+        assert_eq!(sequential.is_empty(), batches == 0);
         assert!(
             sequential == parallel,
             "{kind:?} {codec:?}: the text differs"
@@ -268,6 +268,9 @@ fn parallel_blocks_write_what_the_sequential_writers_write() {
             .windows(3)
             .filter(|w| w == &[0x1f, 0x8b, 0x08])
             .count();
-        assert!(members >= 9, "{kind:?}: {members} gzip members");
+        assert!(
+            members >= batches.max(1),
+            "{kind:?}: {members} gzip members"
+        );
     }
 }

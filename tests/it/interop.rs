@@ -131,6 +131,9 @@ fn gzip_json_written_in_parallel_blocks_reads_back_identically() {
         .windows(3)
         .filter(|w| w == &[0x1f, 0x8b, 0x08])
         .count();
-    assert!(members >= 2, "{members} gzip member(s): the test needs several");
+    assert!(
+        members >= 2,
+        "{members} gzip member(s): the test needs several"
+    );
     check_outputs(&py, "nginx", &input, &[target]);
 }
