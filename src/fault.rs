@@ -31,6 +31,12 @@ fn arg(name: &str) -> Option<&'static str> {
     })
 }
 
+/// Whether `SLUICE_FAULT` names `point` (with any argument): `end_early:1` lets a bounded run
+/// end without waiting for an empty channel (the loss the end-of-run check must catch).
+pub fn named(point: &str) -> bool {
+    arg(point).is_some()
+}
+
 /// Aborts the process if `SLUICE_FAULT` names `point` and this is its commit.
 pub fn abort_at(point: &str, commits: u64) {
     if arg(point).and_then(|n| n.parse::<u64>().ok()) == Some(commits + 1) {

@@ -158,6 +158,10 @@ impl Source for FileSource {
         Ok(Next::End)
     }
 
+    fn handed_to(&self) -> Vec<(u32, u64)> {
+        self.parts.iter().map(|p| (p.info.id, p.offset)).collect()
+    }
+
     fn header(&mut self) -> Result<Option<Vec<u8>>, SourceError> {
         if !self.header {
             return Ok(None);

@@ -123,6 +123,12 @@ pub trait Source: Send {
     fn flush_wanted(&mut self) -> Vec<u32> {
         Vec::new()
     }
+    /// A bounded run that ended: per partition, the offset just past the last record the
+    /// source handed out, which the run must have committed before it reports success.
+    /// Partitions that skipped a gap (`on_gap = "skip"`) are left out.
+    fn handed_to(&self) -> Vec<(u32, u64)> {
+        Vec::new()
+    }
     /// Offsets skipped since the last call (Kafka, `on_gap = "skip"`): (partition key, count).
     fn take_skipped(&mut self) -> Vec<(String, u64)> {
         Vec::new()

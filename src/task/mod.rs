@@ -218,6 +218,36 @@ fn destination_at(
     )?)
 }
 
+/// The safety net of a bounded run that ended: each partition's committed position must reach
+/// what the source handed out. A shortfall is a bug (records were read and neither written nor
+/// dead-lettered); the run fails instead of reporting success without them, and running it
+/// again exports them (it resumes from the checkpoints).
+fn check_committed(job: &str, control: &Control, handed: Vec<(u32, u64)>) -> Result<(), TaskError> {
+    let committed = control.partitions.positions();
+    let keys = control.partitions.keys();
+    let short: Vec<String> = handed
+        .into_iter()
+        .filter_map(|(p, owed)| {
+            let at = committed.get(&p).map_or(0, |(o, _)| *o);
+            (at < owed).then(|| {
+                let key = keys.get(&p).cloned().unwrap_or_else(|| p.to_string());
+                format!("{key}: read to {owed}, committed to {at}")
+            })
+        })
+        .collect();
+    if short.is_empty() {
+        return Ok(());
+    }
+    tracing::error!(job, partitions = %short.join("; "), "the run ended with records read but not committed");
+    Err(TaskError::Job {
+        job: job.to_string(),
+        reason: format!(
+            "the run ended with records read but not committed ({}); nothing past the checkpoints is lost: run it again to export them, and please report this as a bug",
+            short.join("; ")
+        ),
+    })
+}
+
 /// Runs a job to its end (bounded sources) or until `stop` is set.
 pub fn run(job: &Job, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, TaskError> {
     let started = Instant::now();
@@ -520,6 +550,13 @@ fn run_inner(
         for (p, next) in control.partitions.take_committed() {
             source.committed(p, next);
         }
+        // A bounded run that ended reports success only if everything it read is committed.
+        let result = match result {
+            Ok(()) if !stop.load(Ordering::Acquire) => {
+                check_committed(&name, &control, source.handed_to())
+            }
+            other => other,
+        };
         source.close();
         result
     })?;

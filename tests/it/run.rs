@@ -526,3 +526,35 @@ fn a_replay_after_a_failed_final_commit_is_committed_before_the_run_ends() {
         broken(0, 1000) + broken(1000, 1000),
     );
 }
+
+/// The end-of-run safety net: with the check above taken out (`end_early`), the same run ends
+/// while the replay is still in the channel. It must fail, naming the partition and how far it
+/// was read and committed, instead of exiting 0 without those rows; run again, it exports them
+/// exactly once.
+#[test]
+fn a_bounded_run_that_ends_with_records_read_but_not_committed_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = [dir.path().join("a.jsonl"), dir.path().join("b.jsonl")];
+    write_events(&inputs[0], 1000, 0);
+    write_events(&inputs[1], 1000, 1000);
+    let job = job_file(dir.path(), &inputs, "workers = 2\n");
+    let (ok, text) = finish(start(
+        &job,
+        &[(
+            "SLUICE_FAULT",
+            "fail_commit:1,hold_after_rewind:1500,end_early:1",
+        )],
+    ));
+    assert!(!ok, "the run reported success: {text}");
+    assert!(
+        text.contains("records read but not committed") && text.contains("committed to 0"),
+        "{text}"
+    );
+    let (ok, text) = finish(start(&job, &[]));
+    assert!(ok, "{text}");
+    assert_exactly_once(
+        &dir.path().join("out"),
+        2000,
+        broken(0, 1000) + broken(1000, 1000),
+    );
+}

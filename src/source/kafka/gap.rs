@@ -106,6 +106,11 @@ impl Skips {
         self.counted.push((key.to_string(), (to - new_from) as u64));
     }
 
+    /// Whether partition `key` skipped a gap in this process.
+    pub fn skipped(&self, key: &str) -> bool {
+        self.last.contains_key(key)
+    }
+
     pub fn take(&mut self) -> Vec<(String, u64)> {
         std::mem::take(&mut self.counted)
     }

@@ -498,6 +498,18 @@ impl Source for KafkaSource {
         self.bounds.clone()
     }
 
+    fn handed_to(&self) -> Vec<(u32, u64)> {
+        if self.group {
+            return Vec::new();
+        }
+        let shared = lock(&self.shared);
+        self.parts
+            .iter()
+            .filter(|p| p.end.is_some() && p.owed > 0 && !shared.skips.skipped(&p.info.key()))
+            .map(|p| (p.info.id, p.owed as u64))
+            .collect()
+    }
+
     fn take_skipped(&mut self) -> Vec<(String, u64)> {
         lock(&self.shared).skips.take()
     }

@@ -24,6 +24,8 @@ pub(super) struct Part {
     pub seek_pending: bool,
     /// `next` was checked against the broker's log since the last restart.
     pub checked: bool,
+    /// Just past the highest offset ever buffered: what a bounded run must commit.
+    pub owed: i64,
 }
 
 impl Part {
@@ -45,6 +47,7 @@ impl Part {
             meta,
             seek_pending: false,
             checked: false,
+            owed: 0,
         }
     }
 
@@ -136,6 +139,7 @@ impl Part {
             );
         }
         self.next = offset + 1;
+        self.owed = self.owed.max(self.next);
         true
     }
 
