@@ -13,6 +13,8 @@
 //!   bounded run failed and rewound (it has just said it is done; the replay is on its way).
 //! - `panic_on:<text>` panics while decoding a group of records that holds `text`, like a
 //!   library bug that some value triggers (`text` holds no comma).
+//! - `end_early:1` lets a bounded run end without waiting for an empty channel, as an earlier
+//!   version did: the loss the end-of-run check (`task::check_committed`) must catch.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -31,10 +33,9 @@ fn arg(name: &str) -> Option<&'static str> {
     })
 }
 
-/// Whether `SLUICE_FAULT` names `point` (with any argument): `end_early:1` lets a bounded run
-/// end without waiting for an empty channel (the loss the end-of-run check must catch).
+/// Whether `SLUICE_FAULT` sets `point` to 1 (`end_early:1`).
 pub fn named(point: &str) -> bool {
-    arg(point).is_some()
+    arg(point) == Some("1")
 }
 
 /// Aborts the process if `SLUICE_FAULT` names `point` and this is its commit.

@@ -63,7 +63,7 @@ pub struct ConvertArgs {
     #[arg(long)]
     overwrite: bool,
     /// Parquet: rows per row group.
-    #[arg(long, default_value_t = 1024 * 1024)]
+    #[arg(long, default_value_t = sluice::format::ROW_GROUP_ROWS)]
     row_group_rows: usize,
     /// Parquet: dictionary encoding (auto: only columns with few distinct values).
     #[arg(long, value_enum, default_value = "auto")]

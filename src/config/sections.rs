@@ -145,7 +145,7 @@ pub struct SinkSection {
     /// JSON lines `gzip[:level]` (default `gzip:1`) or `none`.
     #[serde(default)]
     pub compression: Option<String>,
-    /// Parquet: rows per row group (default 1,000,000).
+    /// Parquet: rows per row group (default 262,144).
     #[serde(default)]
     pub row_group_rows: Option<usize>,
     /// Parquet dictionary encoding: `auto` (default: low-cardinality columns only), `on`, `off`.
