@@ -498,6 +498,21 @@ fn run_log_format_json_writes_one_json_object_per_line() {
     );
 }
 
+/// A file job over two files of 1,000 events each, with two workers.
+fn two_files_two_workers() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = [dir.path().join("a.jsonl"), dir.path().join("b.jsonl")];
+    write_events(&inputs[0], 1000, 0);
+    write_events(&inputs[1], 1000, 1000);
+    let job = job_file(dir.path(), &inputs, "workers = 2\n");
+    (dir, job)
+}
+
+/// Every row of [`two_files_two_workers`]' files is in `out/` once.
+fn assert_both_files_once(dir: &Path) {
+    assert_exactly_once(&dir.join("out"), 2000, broken(0, 1000) + broken(1000, 1000));
+}
+
 /// A bounded run whose final commit fails (`fail_commit:1`) and rewinds, while the worker that
 /// said "done" right after it is slow to take the replay (`hold_after_rewind`): the run waits
 /// for the replay and commits it. Before, it ended as soon as every worker had said "done",
@@ -505,11 +520,7 @@ fn run_log_format_json_writes_one_json_object_per_line() {
 /// on a Kafka backfill whose dead-letter deliveries were refused).
 #[test]
 fn a_replay_after_a_failed_final_commit_is_committed_before_the_run_ends() {
-    let dir = tempfile::tempdir().unwrap();
-    let inputs = [dir.path().join("a.jsonl"), dir.path().join("b.jsonl")];
-    write_events(&inputs[0], 1000, 0);
-    write_events(&inputs[1], 1000, 1000);
-    let job = job_file(dir.path(), &inputs, "workers = 2\n");
+    let (dir, job) = two_files_two_workers();
     let (ok, text) = finish(start(
         &job,
         &[("SLUICE_FAULT", "fail_commit:1,hold_after_rewind:1500")],
@@ -520,11 +531,7 @@ fn a_replay_after_a_failed_final_commit_is_committed_before_the_run_ends() {
             && text.contains("SLUICE_FAULT: holding at hold_after_rewind"),
         "{text}"
     );
-    assert_exactly_once(
-        &dir.path().join("out"),
-        2000,
-        broken(0, 1000) + broken(1000, 1000),
-    );
+    assert_both_files_once(dir.path());
 }
 
 /// The end-of-run safety net: with the check above taken out (`end_early`), the same run ends
@@ -533,11 +540,7 @@ fn a_replay_after_a_failed_final_commit_is_committed_before_the_run_ends() {
 /// exactly once.
 #[test]
 fn a_bounded_run_that_ends_with_records_read_but_not_committed_fails() {
-    let dir = tempfile::tempdir().unwrap();
-    let inputs = [dir.path().join("a.jsonl"), dir.path().join("b.jsonl")];
-    write_events(&inputs[0], 1000, 0);
-    write_events(&inputs[1], 1000, 1000);
-    let job = job_file(dir.path(), &inputs, "workers = 2\n");
+    let (dir, job) = two_files_two_workers();
     let (ok, text) = finish(start(
         &job,
         &[(
@@ -552,9 +555,5 @@ fn a_bounded_run_that_ends_with_records_read_but_not_committed_fails() {
     );
     let (ok, text) = finish(start(&job, &[]));
     assert!(ok, "{text}");
-    assert_exactly_once(
-        &dir.path().join("out"),
-        2000,
-        broken(0, 1000) + broken(1000, 1000),
-    );
+    assert_both_files_once(dir.path());
 }
