@@ -379,6 +379,9 @@ impl Source for KafkaSource {
             return Ok(()); // no longer ours
         };
         p.restart(offset as i64);
+        // Reading on from `offset` (a checkpoint, a rewind, the end of a restored spill): the
+        // records before it are owed too (the spill's are in the channel, not read again).
+        p.owed = p.owed.max(offset as i64);
         if self.group {
             p.seek_pending = true;
             self.seeks_pending = true;

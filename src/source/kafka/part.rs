@@ -24,7 +24,8 @@ pub(super) struct Part {
     pub seek_pending: bool,
     /// `next` was checked against the broker's log since the last restart.
     pub checked: bool,
-    /// Just past the highest offset ever buffered: what a bounded run must commit.
+    /// Just past the highest offset ever buffered or sought to: what a bounded run must
+    /// commit.
     pub owed: i64,
 }
 
