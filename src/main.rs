@@ -163,11 +163,6 @@ enum Command {
 fn main() -> ExitCode {
     // The commit protocol measures "since this process started" from here.
     sluice::commit::process_started_ms();
-    // The pool Parquet files encode their columns on (one thread per core), named for
-    // profilers and `top -H`.
-    let _ = rayon::ThreadPoolBuilder::new()
-        .thread_name(|i| format!("encode-{i}"))
-        .build_global();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Convert(args) => run_convert(args),

@@ -93,7 +93,7 @@ pub struct ConvertArgs {
     /// Rows a stage fails on (e.g. a bad cast): dead_letter, drop or fail.
     #[arg(long, default_value = "dead_letter")]
     on_error: String,
-    /// Decoder threads (default: the number of cores).
+    /// Decoder threads, and encoder threads for the output (default: the number of cores).
     #[arg(long)]
     threads: Option<usize>,
     /// No progress bar.
@@ -190,6 +190,12 @@ pub fn run_convert(a: ConvertArgs) -> Result<()> {
             .map(|n| n.get())
             .unwrap_or(2)
     });
+    // The pool the output is encoded on (Parquet columns, gzip blocks): as many threads as
+    // decoders, named for profilers and `top -H`.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("encode-{i}"))
+        .build_global();
     let stage = |filter: Option<String>, select: Option<Vec<String>>, sql: Option<String>| {
         sluice::stage::StageSpec {
             name: None,

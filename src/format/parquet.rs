@@ -4,7 +4,7 @@
 //! `ArrowWriter` encodes a file's columns one after the other on the caller's thread, so one
 //! big file used one core. Here the schema and properties are `ArrowWriter`'s; with
 //! `parallel` each batch of at least [`PARALLEL_ROWS`] rows is written into the column
-//! writers on the rayon pool (`encode-N`, a thread per core), one task per top-level field
+//! writers on the rayon pool (`encode-N`, `convert --threads` of them), one task per top-level field
 //! (each writer encodes and compresses its pages as they fill), and a full row group's writers
 //! are closed (the last pages compressed) in parallel too. The chunks are appended in order on
 //! the caller's thread. The bytes are what `ArrowWriter` writes for the same batches and row
