@@ -39,7 +39,7 @@ pub fn json_schema() -> Value {
         "description": REPOS,
         "type": "array",
         "minItems": 1,
-        "items": entry(&shared["properties"])
+        "items": entry(&shared["properties"], &defs)
     });
     shared["required"] = serde_json::json!(["repos"]);
     serde_json::json!({
@@ -55,10 +55,21 @@ const REPOS: &str = "Several repos in one job file: each entry names a repo and 
 section or as dotted keys (`source.topics = [...]`), what differs from the shared sections \
 above; each repo runs as its own task, named `<job>.<repo>`. `[admin]` is shared only.";
 
-/// A `[[repos]]` entry: a name, and parts of the sections a repo may set for itself.
-fn entry(shared: &Value) -> Value {
+/// A `[[repos]]` entry: a name, and parts of the sections a repo may set for itself (not
+/// `[admin]`, nor the job's name, which every repo shares).
+fn entry(shared: &Value, defs: &Map<String, Value>) -> Value {
     let mut props = shared.as_object().cloned().unwrap_or_default();
     props.remove("admin");
+    if let Some(mut job) = defs.get("PartialJobSection").cloned() {
+        if let Some(p) = job.get_mut("properties").and_then(Value::as_object_mut) {
+            p.remove("name");
+        }
+        job["description"] = Value::from(
+            "The job's local state for this repo (the job's name is shared: each repo runs as \
+             `<job>.<repo>`).",
+        );
+        props.insert("job".into(), job);
+    }
     props.insert(
         "name".into(),
         serde_json::json!({

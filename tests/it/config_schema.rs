@@ -56,11 +56,22 @@ fn shipped_job_files_pass_the_json_schema_and_mistakes_fail_it() {
         multi.replace("sink.format = \"json\"", "sink.formatt = \"json\""),
     )
     .unwrap();
+    // The job's name is shared by every repo: an entry may not set it.
+    let entry_name = dir.path().join("entry_name.toml");
+    assert!(multi.contains("name = \"orders\"\n"));
+    std::fs::write(
+        &entry_name,
+        multi.replace(
+            "name = \"orders\"\n",
+            "name = \"orders\"\njob.name = \"other\"\n",
+        ),
+    )
+    .unwrap();
     let out = Command::new(&py)
         .args(["-c", CHECK])
         .arg(&schema)
         .args(&files)
-        .args([&typo, &wrong_type, &entry_typo])
+        .args([&typo, &wrong_type, &entry_typo, &entry_name])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -82,8 +93,9 @@ fn shipped_job_files_pass_the_json_schema_and_mistakes_fail_it() {
     );
     assert!(text.contains("wrong_type.toml INVALID"), "{text}");
     assert!(text.contains("entry_typo.toml INVALID"), "{text}");
+    assert!(text.contains("entry_name.toml INVALID"), "{text}");
     // sluice itself refuses them, too.
-    for f in [&typo, &wrong_type, &entry_typo] {
+    for f in [&typo, &wrong_type, &entry_typo, &entry_name] {
         let o = sluice(&["validate", f.to_str().unwrap()]);
         assert!(!o.status.success(), "{}", f.display());
     }
