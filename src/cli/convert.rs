@@ -119,7 +119,7 @@ fn split_output(url: &str, default_name: &str) -> (String, String) {
 
 /// `file://./out/` is accepted as a path relative to the current folder.
 fn local_relative(url: &str) -> String {
-    match url.strip_prefix("file://") {
+    match sluice::config::file_url_path(url) {
         Some(rest) if !rest.starts_with('/') => rest.to_string(),
         _ => url.to_string(),
     }

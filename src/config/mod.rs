@@ -312,7 +312,7 @@ impl Job {
 /// `url` with a relative local path (plain, or after `file://`) resolved against `base`;
 /// absolute paths and other schemes as they are.
 pub fn resolve_url_against(base: &Path, url: &str) -> String {
-    let local = match url.strip_prefix("file://") {
+    let local = match file_url_path(url) {
         Some(rest) => rest,
         None if url.contains("://") => return url.to_string(),
         None => url,
@@ -322,6 +322,17 @@ pub fn resolve_url_against(base: &Path, url: &str) -> String {
     } else {
         base.join(local).display().to_string()
     }
+}
+
+/// The path of a `file://` URL: `file:///data/out/` and `file://localhost/data/out/` (RFC
+/// 8089) name `/data/out/`; `file://out/` and `file://./out/` are taken as the relative path
+/// `out/`. None for other URLs.
+pub fn file_url_path(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("file://")?;
+    Some(match rest.strip_prefix("localhost") {
+        Some(path) if path.starts_with('/') => path,
+        _ => rest,
+    })
 }
 
 pub(crate) fn positive(v: u64) -> Result<(), String> {

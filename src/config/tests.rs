@@ -29,6 +29,17 @@ fn good_job_loads_with_defaults() {
         j.resolve_url("file://./out/"),
         "/etc/sluice/./out/".to_string()
     );
+    // RFC 8089: `localhost` is this machine, not a folder named so.
+    for (url, resolved) in [
+        ("file://localhost/data/out/", "file://localhost/data/out/"),
+        ("file:///data/out/", "file:///data/out/"),
+        ("file://out/", "/etc/sluice/out/"),
+        ("file://localhostx/out/", "/etc/sluice/localhostx/out/"),
+        ("out/", "/etc/sluice/out/"),
+        ("s3://b/p/", "s3://b/p/"),
+    ] {
+        assert_eq!(j.resolve_url(url), resolved, "{url}");
+    }
 }
 
 #[test]
