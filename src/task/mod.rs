@@ -483,7 +483,8 @@ fn run_inner(
                 .spawn_scoped(scope, move || progress::show(&control, &bounds))
                 .expect("spawn the progress thread");
         }
-        let run = std::panic::AssertUnwindSafe(|| -> Result<(), TaskError> {
+        // Ok(true): the source ended by itself (a bounded run read everything).
+        let run = std::panic::AssertUnwindSafe(|| -> Result<bool, TaskError> {
             restore_spill(
                 &state_dir,
                 &out_schema,
@@ -514,8 +515,9 @@ fn run_inner(
                 // holds is replayed from Kafka by whoever owns them next, not spilled.
                 let spill_dir = (!source.dynamic()).then_some(state_dir.as_path());
                 graceful_stop(job, spill_dir, &out_schema, &channel, &control)?;
+                return Ok(false);
             }
-            Ok(())
+            Ok(true)
         });
         // A panic on this side (source, decoding, the channel) fails the task like an error:
         // the workers are still told to shut down, or the scope would wait for them for ever.
@@ -550,12 +552,12 @@ fn run_inner(
         for (p, next) in control.partitions.take_committed() {
             source.committed(p, next);
         }
-        // A bounded run that ended reports success only if everything it read is committed.
+        // A bounded run that ended reports success only if everything it read is committed
+        // (also when a stop arrives while the workers finish).
         let result = match result {
-            Ok(()) if !stop.load(Ordering::Acquire) => {
-                check_committed(&name, &control, source.handed_to())
-            }
-            other => other,
+            Ok(true) => check_committed(&name, &control, source.handed_to()),
+            Ok(false) => Ok(()),
+            Err(e) => Err(e),
         };
         source.close();
         result
