@@ -106,9 +106,9 @@ impl Skips {
         self.counted.push((key.to_string(), (to - new_from) as u64));
     }
 
-    /// Whether partition `key` skipped a gap in this process.
-    pub fn skipped(&self, key: &str) -> bool {
-        self.last.contains_key(key)
+    /// Where partition `key`'s last skipped gap ended, if it skipped one in this process.
+    pub fn skipped_to(&self, key: &str) -> Option<i64> {
+        self.last.get(key).map(|&(_, to)| to)
     }
 
     pub fn take(&mut self) -> Vec<(String, u64)> {

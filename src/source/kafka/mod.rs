@@ -505,10 +505,18 @@ impl Source for KafkaSource {
         if self.group {
             return Vec::new();
         }
+        // A gap skipped at the tail (to or past what is owed) leaves nothing after it whose
+        // commit could move the checkpoint past it: such a partition is not checked.
         let shared = lock(&self.shared);
         self.parts
             .iter()
-            .filter(|p| p.end.is_some() && p.owed > 0 && !shared.skips.skipped(&p.info.key()))
+            .filter(|p| p.end.is_some() && p.owed > 0)
+            .filter(|p| {
+                shared
+                    .skips
+                    .skipped_to(&p.info.key())
+                    .is_none_or(|to| to < p.owed)
+            })
             .map(|p| (p.info.id, p.owed as u64))
             .collect()
     }
