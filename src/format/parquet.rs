@@ -49,6 +49,10 @@ pub(crate) struct ParquetFormat {
     /// first page: see [`fixed_cost`].
     fixed: (usize, usize),
     rows: u64,
+    /// After the last write: the row group's encoded size so far, and what the writer holds
+    /// besides the file's buffers. They change only when a batch is written, and reading
+    /// them walks every column's pages: the sink asks for them per item for every open file.
+    sizes: (usize, usize),
 }
 
 /// Batches of fewer rows are encoded on the caller's thread even with `parallel`:
@@ -119,6 +123,7 @@ impl ParquetFormat {
             file,
             fixed: fixed_cost(&schema, opts.codec()),
             rows: 0,
+            sizes: (0, 0),
             schema,
             opts: opts.clone(),
             writer: None,
@@ -381,12 +386,36 @@ fn low_cardinality(col: &dyn Array) -> bool {
     }
 }
 
+impl ParquetFormat {
+    /// The row group's encoded size so far, and what the open writer holds besides the file's
+    /// buffers: `memory_size` (the row group in progress, encoded pages and values not yet
+    /// encoded) and the codecs' state.
+    fn measure(&self) -> (usize, usize) {
+        let Some(w) = &self.writer else {
+            return (0, 0);
+        };
+        let in_progress = w.in_progress_size();
+        // A page is compressed at 20,000 rows or 1 MiB encoded (`memory_size` starts near
+        // 100 KiB a column: it counts the column buffers' capacity).
+        let compressing = self.rows >= FIRST_PAGE_ROWS
+            || in_progress >= 1 << 20
+            || !w.file.flushed_row_groups().is_empty();
+        let fixed = if compressing {
+            self.fixed.1
+        } else {
+            self.fixed.0
+        };
+        (in_progress, w.memory_size() + fixed)
+    }
+}
+
 impl FormatWriter for ParquetFormat {
     fn write(&mut self, batch: &RecordBatch) -> Result<(), FormatError> {
         let file = self.file.clone();
         let w = self.open(Some(batch))?;
         w.write(batch).map_err(|e| encode_err(&file, e))?;
         self.rows += batch.num_rows() as u64;
+        self.sizes = self.measure();
         Ok(())
     }
 
@@ -395,26 +424,11 @@ impl FormatWriter for ParquetFormat {
     }
 
     fn buffered_bytes(&self) -> usize {
-        self.writer.as_ref().map_or(0, |w| w.in_progress_size())
+        self.sizes.0
     }
 
     fn memory_bytes(&self) -> usize {
-        // `memory_size`: the row group in progress, encoded pages and values not yet encoded.
-        let Some(w) = &self.writer else {
-            return self.file.held_bytes() as usize;
-        };
-        let data = w.memory_size();
-        // A page is compressed at 20,000 rows or 1 MiB encoded (`memory_size` starts near
-        // 100 KiB a column: it counts the column buffers' capacity).
-        let compressing = self.rows >= FIRST_PAGE_ROWS
-            || w.in_progress_size() >= 1 << 20
-            || !w.file.flushed_row_groups().is_empty();
-        let fixed = if compressing {
-            self.fixed.1
-        } else {
-            self.fixed.0
-        };
-        data + fixed + self.file.held_bytes() as usize
+        self.sizes.1 + self.file.held_bytes() as usize
     }
 
     fn finish(mut self: Box<Self>) -> Result<(), FormatError> {
