@@ -329,8 +329,11 @@ pub fn resolve_url_against(base: &Path, url: &str) -> String {
 /// `out/`. None for other URLs.
 pub fn file_url_path(url: &str) -> Option<&str> {
     let rest = url.strip_prefix("file://")?;
-    Some(match rest.strip_prefix("localhost") {
-        Some(path) if path.starts_with('/') => path,
+    // Host names are case-insensitive.
+    Some(match rest.get(..9) {
+        Some(host) if host.eq_ignore_ascii_case("localhost") && rest[9..].starts_with('/') => {
+            &rest[9..]
+        }
         _ => rest,
     })
 }

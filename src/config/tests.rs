@@ -32,6 +32,7 @@ fn good_job_loads_with_defaults() {
     // RFC 8089: `localhost` is this machine, not a folder named so.
     for (url, resolved) in [
         ("file://localhost/data/out/", "file://localhost/data/out/"),
+        ("file://LocalHost/data/out/", "file://LocalHost/data/out/"),
         ("file:///data/out/", "file:///data/out/"),
         ("file://out/", "/etc/sluice/out/"),
         ("file://localhostx/out/", "/etc/sluice/localhostx/out/"),

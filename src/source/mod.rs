@@ -125,7 +125,8 @@ pub trait Source: Send {
     }
     /// A bounded run that ended: per partition, the offset just past the last record the
     /// source handed out, which the run must have committed before it reports success.
-    /// Partitions whose last skipped gap (`on_gap = "skip"`) reached what they owe are left out.
+    /// A partition whose last skipped gap (`on_gap = "skip"`) reached its end owes what was
+    /// read before the gap.
     fn handed_to(&self) -> Vec<(u32, u64)> {
         Vec::new()
     }

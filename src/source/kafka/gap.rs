@@ -106,9 +106,9 @@ impl Skips {
         self.counted.push((key.to_string(), (to - new_from) as u64));
     }
 
-    /// Where partition `key`'s last skipped gap ended, if it skipped one in this process.
-    pub fn skipped_to(&self, key: &str) -> Option<i64> {
-        self.last.get(key).map(|&(_, to)| to)
+    /// Partition `key`'s last skipped gap `[from, to)`, if it skipped one in this process.
+    pub fn last_gap(&self, key: &str) -> Option<(i64, i64)> {
+        self.last.get(key).copied()
     }
 
     pub fn take(&mut self) -> Vec<(String, u64)> {

@@ -506,18 +506,18 @@ impl Source for KafkaSource {
             return Vec::new();
         }
         // A gap skipped at the tail (to or past what is owed) leaves nothing after it whose
-        // commit could move the checkpoint past it: such a partition is not checked.
+        // commit could move the checkpoint past it: what was read before the gap is owed.
         let shared = lock(&self.shared);
         self.parts
             .iter()
             .filter(|p| p.end.is_some() && p.owed > 0)
-            .filter(|p| {
-                shared
-                    .skips
-                    .skipped_to(&p.info.key())
-                    .is_none_or(|to| to < p.owed)
+            .map(|p| {
+                let owed = match shared.skips.last_gap(&p.info.key()) {
+                    Some((from, to)) if to >= p.owed => from.min(p.owed),
+                    _ => p.owed,
+                };
+                (p.info.id, owed.max(0) as u64)
             })
-            .map(|p| (p.info.id, p.owed as u64))
             .collect()
     }
 
