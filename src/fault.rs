@@ -34,7 +34,7 @@ fn arg(name: &str) -> Option<&'static str> {
 }
 
 /// Whether `SLUICE_FAULT` sets `point` to 1 (`end_early:1`).
-pub fn named(point: &str) -> bool {
+pub fn enabled(point: &str) -> bool {
     arg(point) == Some("1")
 }
 

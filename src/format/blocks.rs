@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
 
-use super::{encode_err, Codec, FormatError, GZIP_STATE};
+use super::{encode_err, Codec, FormatError, FormatOptions, GZIP_STATE};
 use crate::store::OutputFile;
 
 /// Encodes one batch as text (no compression).
@@ -43,6 +43,11 @@ pub(crate) struct Blocks {
 }
 
 impl Blocks {
+    /// Whether a text writer with `opts` writes blocks: only with `parallel` and gzip.
+    pub fn wanted(opts: &FormatOptions) -> bool {
+        opts.parallel && matches!(opts.codec(), Codec::Gzip(_))
+    }
+
     pub fn new(file: OutputFile, codec: Codec) -> Self {
         Blocks {
             file,

@@ -9,7 +9,7 @@ use arrow::json::{Writer, WriterBuilder};
 use arrow::record_batch::RecordBatch;
 
 use super::blocks::Blocks;
-use super::{encode_err, Codec, FormatError, FormatOptions, FormatWriter, MaybeGzip};
+use super::{encode_err, FormatError, FormatOptions, FormatWriter, MaybeGzip};
 use crate::store::OutputFile;
 
 pub(crate) struct JsonFormat {
@@ -20,7 +20,7 @@ pub(crate) struct JsonFormat {
 
 impl JsonFormat {
     pub fn new(opts: &FormatOptions, _schema: SchemaRef, file: OutputFile) -> Self {
-        if opts.parallel && matches!(opts.codec(), Codec::Gzip(_)) {
+        if Blocks::wanted(opts) {
             return JsonFormat {
                 blocks: Some(Blocks::new(file.clone(), opts.codec())),
                 file,

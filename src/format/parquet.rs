@@ -4,9 +4,9 @@
 //! `ArrowWriter` encodes a file's columns one after the other on the caller's thread, so one
 //! big file used one core. Here the schema and properties are `ArrowWriter`'s; with
 //! `parallel` each batch of at least [`PARALLEL_ROWS`] rows is written into the column
-//! writers on the rayon pool (`encode-N`, `convert --threads` of them), one task per top-level field
-//! (each writer encodes and compresses its pages as they fill), and a full row group's writers
-//! are closed (the last pages compressed) in parallel too. The chunks are appended in order on
+//! writers on the rayon pool (`encode-N`, `convert --threads` of them), one task per
+//! top-level field (each writer encodes and compresses its pages as they fill), and a full row
+//! group's writers are closed (the last pages compressed) in parallel too. The chunks are appended in order on
 //! the caller's thread. The bytes are what `ArrowWriter` writes for the same batches and row
 //! group limits, in parallel or not. A job's sink workers leave it off: they encode many files
 //! at once on their own threads, and on Kafka partitions' small batches the pool cost CPU
@@ -20,8 +20,7 @@
 
 use std::collections::HashSet;
 
-use arrow::array::ArrayRef;
-use arrow::array::{Array, AsArray};
+use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{DataType, Field, Int32Type, Int64Type, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_writer::{

@@ -11,7 +11,7 @@ use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 
 use super::blocks::Blocks;
-use super::{encode_err, Codec, FormatError, FormatKind, FormatOptions, FormatWriter, MaybeGzip};
+use super::{encode_err, FormatError, FormatKind, FormatOptions, FormatWriter, MaybeGzip};
 use crate::decode::RAW_COLUMN;
 use crate::store::OutputFile;
 
@@ -90,7 +90,7 @@ pub(crate) fn check_raw(schema: &SchemaRef) -> Result<(), FormatError> {
 impl TextFormat {
     pub fn new(opts: &FormatOptions, schema: SchemaRef, file: OutputFile) -> Self {
         let column = || schema.index_of(RAW_COLUMN).expect("checked by validate");
-        if opts.parallel && matches!(opts.codec(), Codec::Gzip(_)) {
+        if Blocks::wanted(opts) {
             return TextFormat {
                 inner: Some(Inner::Blocks {
                     blocks: Blocks::new(file.clone(), opts.codec()),

@@ -58,15 +58,8 @@ impl ScalarUDFImpl for SizeGuard {
         let counts = counts.as_primitive::<Int64Type>();
         // repeat: each value is its string's length times n; the pads: n characters, each up
         // to 4 bytes.
-        let lengths: Option<Vec<Option<u64>>> = match args.args.get(1) {
-            None => None,
-            Some(ColumnarValue::Scalar(s)) => {
-                let len = s.to_string().len() as u64;
-                Some(vec![Some(len); counts.len()])
-            }
-            Some(ColumnarValue::Array(a)) => Some(text_lengths(a.as_ref())),
-        };
-        let mut total = 0u64;
+        let lengths = args.args.get(1).map(|s| lengths(s, counts.len()));
+        let mut budget = Budget::default();
         for i in 0..counts.len() {
             if counts.is_null(i) {
                 continue;
@@ -76,17 +69,9 @@ impl ScalarUDFImpl for SizeGuard {
                 None => n.saturating_mul(4),
                 Some(l) => n.saturating_mul(l[i].unwrap_or(0)),
             };
-            if bytes > MAX_VALUE {
-                return exec_err!(
-                    "a value of {bytes} bytes was asked for (count {n}); a stage function may build at most {MAX_VALUE} bytes per value"
-                );
-            }
-            total = total.saturating_add(bytes);
-        }
-        if total > MAX_BATCH {
-            return exec_err!(
-                "{total} bytes were asked for by one batch; stage functions may build at most {MAX_BATCH} bytes per batch"
-            );
+            budget.add(bytes, || {
+                format!("a value of {bytes} bytes was asked for (count {n})")
+            })?;
         }
         Ok(n.clone())
     }
@@ -113,13 +98,8 @@ impl ScalarUDFImpl for ReplaceGuard {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
-        let lengths = |v: &ColumnarValue| match v {
-            ColumnarValue::Array(a) => text_lengths(a.as_ref()),
-            ColumnarValue::Scalar(s) if s.is_null() => vec![None; rows],
-            ColumnarValue::Scalar(s) => vec![Some(s.to_string().len() as u64); rows],
-        };
-        let (to, text) = (lengths(&args.args[0]), lengths(&args.args[1]));
-        let mut total = 0u64;
+        let (to, text) = (lengths(&args.args[0], rows), lengths(&args.args[1], rows));
+        let mut budget = Budget::default();
         for (t, s) in to.iter().zip(&text) {
             let (Some(t), Some(s)) = (t, s) else {
                 continue;
@@ -129,19 +109,46 @@ impl ScalarUDFImpl for ReplaceGuard {
                 .saturating_add(1)
                 .saturating_mul(*t)
                 .saturating_add(*s);
-            if bytes > MAX_VALUE {
-                return exec_err!(
-                    "a replacement could build {bytes} bytes (a text of {s} bytes, a replacement of {t}); a stage function may build at most {MAX_VALUE} bytes per value"
-                );
-            }
-            total = total.saturating_add(bytes);
-        }
-        if total > MAX_BATCH {
-            return exec_err!(
-                "{total} bytes were asked for by one batch; stage functions may build at most {MAX_BATCH} bytes per batch"
-            );
+            budget.add(bytes, || {
+                format!("a replacement could build {bytes} bytes (a text of {s} bytes, a replacement of {t})")
+            })?;
         }
         Ok(args.args[0].clone())
+    }
+}
+
+/// The bytes the values of one batch would take, within [`MAX_VALUE`] each and [`MAX_BATCH`]
+/// in all.
+#[derive(Default)]
+struct Budget(u64);
+
+impl Budget {
+    /// Adds one value of `bytes`; `what` says what asked for it when that is too much.
+    fn add(&mut self, bytes: u64, what: impl FnOnce() -> String) -> Result<()> {
+        if bytes > MAX_VALUE {
+            return exec_err!(
+                "{}; a stage function may build at most {MAX_VALUE} bytes per value",
+                what()
+            );
+        }
+        self.0 = self.0.saturating_add(bytes);
+        if self.0 > MAX_BATCH {
+            return exec_err!(
+                "{} bytes were asked for by one batch; stage functions may build at most {MAX_BATCH} bytes per batch",
+                self.0
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Byte lengths of an argument's `rows` values: a string column's or a constant's (`None` for
+/// nulls and other types).
+fn lengths(v: &ColumnarValue, rows: usize) -> Vec<Option<u64>> {
+    match v {
+        ColumnarValue::Array(a) => text_lengths(a.as_ref()),
+        ColumnarValue::Scalar(s) if s.is_null() => vec![None; rows],
+        ColumnarValue::Scalar(s) => vec![Some(s.to_string().len() as u64); rows],
     }
 }
 

@@ -126,7 +126,7 @@ pub(super) fn source_loop(
                 // replay and report success without it.
                 if all_done
                     && control.drained()
-                    && (channel.usage().1 == 0 || crate::fault::named("end_early"))
+                    && (channel.usage().1 == 0 || crate::fault::enabled("end_early"))
                 {
                     return Ok(Produced::End);
                 }

@@ -238,12 +238,12 @@ fn check_committed(job: &str, control: &Control, handed: Vec<(u32, u64)>) -> Res
     if short.is_empty() {
         return Ok(());
     }
-    tracing::error!(job, partitions = %short.join("; "), "the run ended with records read but not committed");
+    let short = short.join("; ");
+    tracing::error!(job, partitions = %short, "the run ended with records read but not committed");
     Err(TaskError::Job {
         job: job.to_string(),
         reason: format!(
-            "the run ended with records read but not committed ({}); nothing past the checkpoints is lost: run it again to export them, and please report this as a bug",
-            short.join("; ")
+            "the run ended with records read but not committed ({short}); nothing past the checkpoints is lost: run it again to export them, and please report this as a bug"
         ),
     })
 }
