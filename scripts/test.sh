@@ -11,9 +11,9 @@ mkdir -p "$CACHE"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
 
 VENV="$CACHE/venv"
-if ! "$VENV/bin/python" -c "import pyarrow, duckdb, jsonschema" >/dev/null 2>&1; then
+if ! "$VENV/bin/python" -c "import pyarrow, duckdb, jsonschema, deltalake, polars" >/dev/null 2>&1; then
   echo "== creating the interop venv in $VENV"
-  python3 -m venv "$VENV"
+  [ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
 fi
 export SLUICE_TEST_PYTHON="$VENV/bin/python"

@@ -2,8 +2,8 @@
 //! check of a value read once). The value is a comma-separated list of:
 //!
 //! - `<point>:<n>` aborts the process at the n-th commit reaching `point` (`after_claim`,
-//!   `after_files`, `after_checkpoint`; `roll_back_claimed` in a roll-back), like a kill -9
-//!   there.
+//!   `after_files`, `after_checkpoint`, `after_publish` (a table's); `roll_back_claimed` in a
+//!   roll-back), like a kill -9 there.
 //! - `fail_commit:<n>` fails the first attempt of the n-th commit before its claim, as a
 //!   store that answers an error would (the partition rewinds and replays).
 //! - `refuse_seek:<n>` refuses the first n seeks of a Kafka group member, as librdkafka does

@@ -23,5 +23,6 @@ pub mod sink;
 pub mod source;
 pub mod stage;
 pub mod store;
+pub mod table;
 pub mod task;
 pub mod wal;

@@ -227,7 +227,10 @@ pub(crate) fn init_logs(json: bool) {
 /// Logs to stderr at `level` unless `SLUICE_LOG` says otherwise.
 pub(crate) fn init_logs_at(json: bool, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        // The Delta kernel logs every snapshot it builds at `info`.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!("{level},buoyant_kernel=warn"))
+        });
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

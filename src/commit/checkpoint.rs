@@ -328,6 +328,31 @@ impl Checkpoints {
         Ok(out)
     }
 
+    /// The commits that stand past `offset` (their next offset is beyond it), oldest first;
+    /// the walk stops at the first one at or below it.
+    pub fn standing_after(
+        &self,
+        key: &str,
+        offset: u64,
+    ) -> Result<Vec<Checkpoint>, CheckpointError> {
+        let mut out = Vec::new();
+        self.walk(key, |c| {
+            if c.next_offset <= offset {
+                return false;
+            }
+            out.push(c.clone());
+            true
+        })?;
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Records `c` as a sealed commit without its claim (tests of what reads them).
+    #[cfg(test)]
+    pub(crate) fn record_for_tests(&self, c: &Checkpoint) {
+        assert!(self.decide(&Outcome::Commit(c.clone())).unwrap().is_none());
+    }
+
     /// Writes an outcome create-only. `Ok(None)` when it won; `Ok(Some(winner))` when another
     /// outcome was there first.
     pub(super) fn decide(&self, o: &Outcome) -> Result<Option<Outcome>, CheckpointError> {

@@ -48,6 +48,8 @@ pub struct Job {
     pub path: PathBuf,
     pub input: InputKind,
     pub format: FormatOptions,
+    /// The table the files make up (`[sink] table`).
+    pub table: crate::table::TableKind,
     pub channel_bytes: usize,
     pub max_file_bytes: u64,
     pub max_buffered_bytes: u64,
@@ -263,6 +265,24 @@ impl Job {
         );
         let format = sink_format(&file.sink);
         check("sink", format.as_ref().map(|_| ()).map_err(Clone::clone));
+        let table = match file.sink.table.as_str() {
+            "none" => Ok(crate::table::TableKind::None),
+            "delta" if file.sink.format != "parquet" => Err(format!(
+                "`delta` tables hold Parquet files; `format` is `{}`",
+                file.sink.format
+            )),
+            "delta" => match file.sink.delta.checkpoint_every {
+                0 => Err("delta.checkpoint_every must be positive".to_string()),
+                n => Ok(crate::table::TableKind::Delta {
+                    checkpoint_every: n,
+                }),
+            },
+            other => Err(format!("`{other}` (expected none or delta)")),
+        };
+        check(
+            "sink.table",
+            table.as_ref().map(|_| ()).map_err(Clone::clone),
+        );
         check("sink.url", {
             let u = &file.sink.url;
             if u.is_empty() {
@@ -280,6 +300,7 @@ impl Job {
             path: path.to_path_buf(),
             input,
             format: format.expect("checked"),
+            table: table.expect("checked"),
             channel_bytes: channel_bytes.expect("checked") as usize,
             max_file_bytes: max_file_bytes.expect("checked"),
             max_buffered_bytes: max_buffered.expect("checked"),

@@ -173,6 +173,14 @@ pub struct SinkSection {
     /// Partition folders from record values.
     #[serde(default)]
     pub partition: PartitionSection,
+    /// The table the files make up: `none` (plain files in folders, the default) or `delta`
+    /// (a Delta Lake table at `url`: each commit also enters the table's log, so readers of
+    /// the table see it whole; Parquet only).
+    #[serde(default = "default_table")]
+    pub table: String,
+    /// Delta table settings (`table = "delta"`).
+    #[serde(default)]
+    pub delta: DeltaSection,
     /// Object store settings (endpoint, region, credentials), passed to the store.
     #[serde(default)]
     #[schemars(with = "std::collections::BTreeMap<String, serde_json::Value>")]
@@ -190,6 +198,32 @@ fn default_max_open() -> usize {
 }
 fn default_max_buffered() -> String {
     "256MiB".into()
+}
+
+/// `[sink.delta]`: settings of a Delta table.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeltaSection {
+    /// A log checkpoint every this many table versions (a new table's
+    /// `delta.checkpointInterval`); readers then replay at most this many log entries.
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: u64,
+}
+
+impl Default for DeltaSection {
+    fn default() -> Self {
+        DeltaSection {
+            checkpoint_every: default_checkpoint_every(),
+        }
+    }
+}
+
+fn default_checkpoint_every() -> u64 {
+    100
+}
+
+fn default_table() -> String {
+    "none".into()
 }
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]

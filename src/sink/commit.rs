@@ -127,6 +127,12 @@ pub(super) fn commit_partition(
             };
             ctx.checkpoints.seal(&claim, &c)?;
             crate::fault::abort_at("after_checkpoint", commits);
+            // The commit stands; a table's readers see it once it is published. A failure
+            // here replays from this commit after the resync has published it.
+            if let Some(t) = &ctx.table {
+                t.publish(std::slice::from_ref(&c))?;
+                crate::fault::abort_at("after_publish", commits);
+            }
             // The commit stands; a failure to release is only housekeeping (the next
             // reconcile deletes the claim of a sealed commit).
             match ctx.checkpoints.release(&state.key, seq, state.term, owner) {

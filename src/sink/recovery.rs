@@ -35,6 +35,11 @@ impl Worker {
         if !r.removed.is_empty() {
             tracing::warn!(partition = %key, files = ?r.removed, "removed files of an unfinished commit");
         }
+        // A commit sealed but not published (the publish failed, or looked failed) enters the
+        // table before the partition commits again.
+        if let Some(t) = &self.ctx.table {
+            crate::table::catch_up(t.as_ref(), &self.ctx.checkpoints, &key)?;
+        }
         // Only into the registration this reconcile was made for: a reassignment meanwhile
         // registered the partition again from the store.
         let latest = r.latest.as_ref().map(|c| (c.next_offset, c.next_line));

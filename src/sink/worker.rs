@@ -48,6 +48,8 @@ pub struct WorkerContext {
     /// Dead letters go to this Kafka topic instead of files.
     pub dead_topic: Option<Arc<crate::deadletter::topic::DeadTopic>>,
     pub checkpoints: Checkpoints,
+    /// The table sealed commits are published into, if any.
+    pub table: Option<Arc<dyn crate::table::Publisher>>,
     pub format: FormatOptions,
     pub schema: SchemaRef,
     pub template: PathTemplate,
@@ -112,6 +114,8 @@ pub(super) enum WorkError {
     Checkpoint(#[from] crate::commit::checkpoint::CheckpointError),
     #[error(transparent)]
     Template(#[from] super::paths::TemplateError),
+    #[error(transparent)]
+    Table(#[from] crate::table::TableError),
     #[error("partition {key}: records {got} arrived where {want} was expected")]
     Gap { key: String, want: u64, got: u64 },
 }

@@ -175,6 +175,28 @@ impl Destination {
         &self.url
     }
 
+    /// The destination as a library that speaks `object_store` sees it (the Delta log): a
+    /// store rooted at the storage's root and the destination's URL, ending in `/`.
+    pub fn object_store(&self) -> Result<(Arc<dyn ObjectStore>, url::Url), StoreError> {
+        let bad = |reason: String| StoreError::Url {
+            url: self.url.clone(),
+            reason,
+        };
+        match &self.kind {
+            Kind::Local(root) => {
+                let url = url::Url::from_directory_path(root)
+                    .map_err(|_| bad("not an absolute local path".into()))?;
+                Ok((Arc::new(object_store::local::LocalFileSystem::new()), url))
+            }
+            Kind::Store { store, prefix, .. } => {
+                let mut url = url::Url::parse(&self.url).map_err(|e| bad(e.to_string()))?;
+                url.set_query(None);
+                url.set_path(&format!("/{prefix}/").replace("//", "/"));
+                Ok((store.clone(), url))
+            }
+        }
+    }
+
     /// The location of `rel` for messages.
     pub fn display(&self, rel: &str) -> String {
         match &self.kind {

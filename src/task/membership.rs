@@ -36,6 +36,7 @@ pub struct Start {
 /// ([`check_replay`]), for every partition before any.
 pub fn register(
     checkpoints: &Checkpoints,
+    table: Option<&dyn crate::table::Publisher>,
     control: &Control,
     channel: Option<&Channel>,
     info: &PartitionInfo,
@@ -62,6 +63,10 @@ pub fn register(
     };
     if !r.removed.is_empty() {
         tracing::warn!(partition = %key, files = ?r.removed, "removed files of an unfinished commit");
+    }
+    // The table holds every sealed commit before the partition commits again.
+    if let Some(t) = table {
+        crate::table::catch_up(t, checkpoints, &key)?;
     }
     let seq = r.next_seq - 1;
     let (offset, line, checkpointed) = match &r.latest {
@@ -132,6 +137,8 @@ pub(super) fn check_replay(
 /// The task's side of a consumer group's rebalances.
 pub struct TaskMembership {
     pub checkpoints: Checkpoints,
+    /// The table sealed commits are published into, if any.
+    pub table: Option<Arc<dyn crate::table::Publisher>>,
     pub control: Arc<Control>,
     pub channel: Arc<Channel>,
     /// How long a revocation may take to commit what is held.
@@ -180,6 +187,7 @@ impl Membership for TaskMembership {
                 .filter(|_| self.rolled_back.insert(info.id));
             let start = register(
                 &self.checkpoints,
+                self.table.as_deref(),
                 &self.control,
                 Some(&self.channel),
                 info,

@@ -75,6 +75,8 @@ pub enum TaskError {
     #[error(transparent)]
     Evolution(#[from] crate::evolution::EvolutionError),
     #[error(transparent)]
+    Table(#[from] crate::table::TableError),
+    #[error(transparent)]
     Stage(#[from] crate::stage::StageError),
     #[error("job {job}: {reason}")]
     Job { job: String, reason: String },
@@ -329,6 +331,13 @@ fn run_inner(
     for change in crate::evolution::check(&dest, &name, &out_schema, true)? {
         tracing::warn!(repo = %label, change = %change, "the schema changed; new files carry it");
     }
+    if job.table != crate::table::TableKind::None && opts.from_checkpoint.is_some() {
+        return Err(TaskError::Job {
+            job: name.clone(),
+            reason: "--from-checkpoint cannot roll back a table (its readers may have seen the commits); use the table's own time travel or restore".into(),
+        });
+    }
+    let table = crate::table::open(&job.table, &dest, &name, &out_schema, runtime.handle())?;
 
     // Where every partition resumes.
     let control = Arc::new(Control::default());
@@ -366,6 +375,7 @@ fn run_inner(
         // A group member learns its partitions from the group, in the source's first polls.
         source.set_membership(Box::new(TaskMembership {
             checkpoints: checkpoints.clone(),
+            table: table.clone(),
             control: control.clone(),
             channel: channel.clone(),
             deadline: job.stop_deadline,
@@ -391,6 +401,7 @@ fn run_inner(
         let src = &mut source;
         let start = register(
             &checkpoints,
+            table.as_deref(),
             &control,
             None,
             &p,
@@ -423,6 +434,7 @@ fn run_inner(
         dead_folder,
         dead_topic,
         checkpoints,
+        table,
         format: job.format.clone(),
         schema: out_schema.clone(),
         template,

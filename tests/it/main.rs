@@ -6,6 +6,7 @@ mod bounds;
 mod config_schema;
 mod convert;
 mod dead_letters;
+mod delta;
 mod disk;
 mod evolution;
 mod gaps;

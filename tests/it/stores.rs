@@ -277,7 +277,7 @@ fn convert_writes_to_s3_with_settings_from_the_environment() {
     dest.delete("nginx_access.parquet").unwrap();
 }
 
-fn azure_options() -> Option<(String, StoreOptions)> {
+pub(crate) fn azure_options() -> Option<(String, StoreOptions)> {
     let url = env_or_skip("SLUICE_TEST_AZURE_URL", true, "the Azure test")?;
     let var = |k: &str| std::env::var(k).ok();
     let opts = StoreOptions {

@@ -1,0 +1,522 @@
+//! A Delta Lake table over a job's destination (`[sink] table = "delta"`).
+//!
+//! The log (`_delta_log/<20-digit version>.json`) is written here, each version create-only
+//! through the destination (a local hard link, an object store's conditional put): exactly one
+//! writer wins a version. A publish is one version holding every waiting commit's `add`
+//! actions and, per partition, a `txn` action (app id `sluice/<job>/<key>`, version = the next
+//! offset). Callers that publish at once share one version (the first waiting caller writes it
+//! for all, the others wait). When another writer took the version, its entry is read: a
+//! partition it published as far as ours is dropped from ours (done), a schema it set must
+//! still fit, a protocol that asks writers for more than appends is refused; then the next
+//! version is tried. A write that reported failure but landed is recognised the same way.
+//!
+//! The table is read without its file list (a kernel snapshot: protocol, metadata and, on
+//! request, one app id's `txn` version), so memory does not grow with the table. A log
+//! checkpoint is written every `checkpoint_every` versions, on a thread of its own.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+use arrow::datatypes::SchemaRef;
+use delta_kernel::engine::arrow_conversion::TryFromArrow;
+use delta_kernel::schema::{StructField, StructType};
+use delta_kernel::snapshot::{Snapshot, SnapshotRef};
+use delta_kernel::Engine;
+use deltalake_core::kernel::{new_metadata, Action, Add, MetadataExt};
+use deltalake_core::logstore::{default_logstore, LogStoreRef, StorageConfig};
+use serde_json::{json, Value};
+
+use super::{Publisher, TableError};
+use crate::commit::checkpoint::Checkpoint;
+use crate::commit::{now_ms, random_tag};
+use crate::store::{Destination, StoreError};
+
+/// The highest writer protocol version whose requirements blind appends meet (2: column
+/// invariants are not used by sluice's tables; 3+ asks for checks, generated columns,
+/// column mapping or named features).
+const MAX_WRITER_VERSION: u64 = 2;
+
+/// Versions another writer may take in a row before a publish gives up (and is retried).
+const MAX_LOST: usize = 10_000;
+
+/// A Delta table that sealed commits are published into.
+pub struct DeltaTable {
+    dest: Destination,
+    url: String,
+    job: String,
+    log: LogStoreRef,
+    engine: Arc<dyn Engine>,
+    checkpoint_every: u64,
+    /// The job's schema as Delta fields: what a concurrent metadata change must keep.
+    schema: StructType,
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    snapshot: Mutex<SnapshotRef>,
+    checkpointing: Arc<AtomicBool>,
+}
+
+#[derive(Default)]
+struct Queue {
+    waiting: Vec<(u64, Checkpoint)>,
+    done: HashMap<u64, Result<(), String>>,
+    next_ticket: u64,
+    leading: bool,
+    /// The newest version known to exist.
+    version: u64,
+}
+
+fn log_name(version: u64) -> String {
+    format!("_delta_log/{version:020}.json")
+}
+
+impl DeltaTable {
+    /// Opens the table at `dest`, creating it from `schema` if the destination holds none;
+    /// fields the table lacks are added to its schema (they must be nullable), a field whose
+    /// type differs is refused.
+    pub fn open(
+        dest: &Destination,
+        job: &str,
+        schema: &SchemaRef,
+        checkpoint_every: u64,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<Self, TableError> {
+        let url = dest.url().to_string();
+        let fail = |reason: String| TableError::Delta {
+            url: url.clone(),
+            reason,
+        };
+        let ours = StructType::try_from_arrow(schema.as_ref())
+            .map_err(|e| fail(format!("the schema has no Delta form: {e}")))?;
+        let (store, location) = dest.object_store()?;
+        let prefixed: Arc<dyn object_store::ObjectStore> =
+            Arc::new(object_store::prefix::PrefixStore::new(
+                store.clone(),
+                object_store::path::Path::from_url_path(location.path())
+                    .map_err(|e| fail(e.to_string()))?,
+            ));
+        let log = default_logstore(prefixed, store, &location, &StorageConfig::default());
+        let engine = {
+            let _in = runtime.enter();
+            log.engine(None)
+        };
+        let exists = dest
+            .list("_delta_log/")?
+            .iter()
+            .any(|f| f.ends_with(".json") || f.contains(".checkpoint"));
+        if !exists {
+            create(dest, job, &ours, checkpoint_every).map_err(|e| match e {
+                TableError::Store(s) => fail(format!("cannot create the table: {s}")),
+                e => e,
+            })?;
+        }
+        let snapshot = Snapshot::builder_for(location.as_str())
+            .build(engine.as_ref())
+            .map_err(|e| fail(format!("cannot read the log: {e}")))?;
+        let table = DeltaTable {
+            dest: dest.clone(),
+            url: url.clone(),
+            job: job.to_string(),
+            log,
+            engine,
+            checkpoint_every: checkpoint_every.max(1),
+            schema: ours,
+            queue: Mutex::new(Queue {
+                version: snapshot.version(),
+                ..Default::default()
+            }),
+            wake: Condvar::new(),
+            snapshot: Mutex::new(snapshot.clone()),
+            checkpointing: Arc::new(AtomicBool::new(false)),
+        };
+        table.check_protocol_of(&snapshot)?;
+        table.evolve(&snapshot)?;
+        Ok(table)
+    }
+
+    fn fail(&self, reason: impl Into<String>) -> TableError {
+        TableError::Delta {
+            url: self.url.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The `txn` app id of one of the job's partitions.
+    pub fn app_id(&self, key: &str) -> String {
+        format!("sluice/{}/{key}", self.job)
+    }
+
+    fn check_protocol_of(&self, snapshot: &SnapshotRef) -> Result<(), TableError> {
+        let p = snapshot.table_configuration().protocol();
+        let w = p.min_writer_version() as u64;
+        if w > MAX_WRITER_VERSION {
+            return Err(self.fail(format!(
+                "its protocol asks writers for version {w} (constraints, generated columns, column mapping or table features); sluice appends to tables of writer version {MAX_WRITER_VERSION} or below"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks the job's schema against the table's; new fields are added to the table.
+    fn evolve(&self, snapshot: &SnapshotRef) -> Result<(), TableError> {
+        let table = snapshot.schema();
+        let (problems, added) = compare(&table, &self.schema);
+        if !problems.is_empty() {
+            return Err(TableError::Schema {
+                url: self.url.clone(),
+                problems,
+            });
+        }
+        if added.is_empty() {
+            return Ok(());
+        }
+        let merged = StructType::try_new(table.fields().cloned().chain(added.iter().cloned()))
+            .map_err(|e| self.fail(e.to_string()))?;
+        let metadata = snapshot
+            .table_configuration()
+            .metadata()
+            .clone()
+            .with_schema(&merged)
+            .map_err(|e| self.fail(e.to_string()))?;
+        let lines = [
+            json!({"commitInfo": {
+                "timestamp": now_ms(),
+                "operation": "ADD COLUMNS",
+                "operationParameters": {"columns": added.iter().map(|f| f.name().clone()).collect::<Vec<_>>()},
+                "engineInfo": engine_info(),
+            }})
+            .to_string(),
+            serde_json::to_string(&Action::Metadata(metadata)).expect("metadata serializes"),
+        ];
+        let v = snapshot.version() + 1;
+        match self.dest.put_atomic(
+            &log_name(v),
+            format!("{}\n", lines.join("\n")).as_bytes(),
+            true,
+        ) {
+            Ok(()) => {}
+            // Another writer moved the table on: read it again (it may have added them too).
+            Err(StoreError::Exists { .. }) => {
+                let again = self.refresh()?;
+                return self.evolve(&again);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tracing::warn!(table = %self.url, fields = ?added.iter().map(|f| f.name()).collect::<Vec<_>>(), "added fields to the Delta table's schema");
+        let mut q = self.queue.lock().expect("queue lock");
+        q.version = q.version.max(v);
+        Ok(())
+    }
+
+    /// The newest snapshot (protocol, metadata; no file list).
+    fn refresh(&self) -> Result<SnapshotRef, TableError> {
+        let mut s = self.snapshot.lock().expect("snapshot lock");
+        let next = Snapshot::builder_from(s.clone())
+            .build(self.engine.as_ref())
+            .map_err(|e| self.fail(format!("cannot read the log: {e}")))?;
+        *s = next.clone();
+        Ok(next)
+    }
+
+    /// Writes `batch` as one version after `version`; the version written (or `version` when
+    /// nothing was left to publish).
+    fn commit(&self, mut version: u64, batch: &[(u64, Checkpoint)]) -> Result<u64, TableError> {
+        let mut left: Vec<&Checkpoint> = batch
+            .iter()
+            .map(|(_, c)| c)
+            .filter(|c| !c.files.is_empty())
+            .collect();
+        for _ in 0..MAX_LOST {
+            if left.is_empty() {
+                return Ok(version);
+            }
+            let bytes = self.entry(&left);
+            let name = log_name(version + 1);
+            match self.dest.put_atomic(&name, &bytes, true) {
+                Ok(()) => {
+                    self.after(version + 1);
+                    return Ok(version + 1);
+                }
+                Err(StoreError::Exists { .. }) => {
+                    let winner = self.dest.read(&name)?;
+                    if winner == bytes {
+                        self.after(version + 1);
+                        return Ok(version + 1);
+                    }
+                    self.learn(&winner, &mut left).map_err(|reason| {
+                        self.fail(format!("version {}: {reason}", version + 1))
+                    })?;
+                    version += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(self.fail(format!(
+            "{MAX_LOST} versions in a row went to other writers"
+        )))
+    }
+
+    /// What another writer's version means for ours: partitions it published as far as ours
+    /// are done; a schema or protocol it set must still allow ours.
+    fn learn(&self, winner: &[u8], left: &mut Vec<&Checkpoint>) -> Result<(), String> {
+        for line in winner.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let v: Value =
+                serde_json::from_slice(line).map_err(|e| format!("not a log entry: {e}"))?;
+            if let Some(t) = v.get("txn") {
+                let app = t.get("appId").and_then(Value::as_str).unwrap_or_default();
+                let at = t.get("version").and_then(Value::as_i64).unwrap_or(-1);
+                left.retain(|c| !(self.app_id(&c.key) == app && (c.next_offset as i64) <= at));
+            } else if let Some(m) = v.get("metaData") {
+                let s = m
+                    .get("schemaString")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let table: StructType = serde_json::from_str(s)
+                    .map_err(|e| format!("a schema that cannot be read: {e}"))?;
+                let (problems, added) = compare(&table, &self.schema);
+                if !problems.is_empty() || !added.is_empty() {
+                    return Err(format!(
+                        "another writer changed the table's schema so that this job's files no longer fit: {}",
+                        problems
+                            .into_iter()
+                            .chain(added.iter().map(|f| format!("`{}` is gone", f.name())))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    ));
+                }
+            } else if let Some(p) = v.get("protocol") {
+                let w = p
+                    .get("minWriterVersion")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0);
+                if w > MAX_WRITER_VERSION {
+                    return Err(format!(
+                        "another writer raised the table's writer protocol to {w}"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One version's lines: commit info, a `txn` per partition, an `add` per file.
+    fn entry(&self, commits: &[&Checkpoint]) -> Vec<u8> {
+        let now = now_ms();
+        let mut txns: BTreeMap<&str, u64> = BTreeMap::new();
+        for c in commits {
+            let t = txns.entry(c.key.as_str()).or_default();
+            *t = (*t).max(c.next_offset);
+        }
+        let mut lines = vec![json!({"commitInfo": {
+            "timestamp": now,
+            "operation": "STREAMING UPDATE",
+            "operationParameters": {"outputMode": "Append", "queryId": self.job, "epochId": random_tag()},
+            "isBlindAppend": true,
+            "engineInfo": engine_info(),
+            "sluice": {"job": self.job, "commits": commits.iter().map(|c| json!({"partition": c.key, "seq": c.seq, "nextOffset": c.next_offset})).collect::<Vec<_>>()},
+        }})
+        .to_string()];
+        for (key, version) in &txns {
+            lines.push(
+                json!({"txn": {"appId": self.app_id(key), "version": version, "lastUpdated": now}})
+                    .to_string(),
+            );
+        }
+        for c in commits {
+            for f in &c.files {
+                let add = Add {
+                    path: f.path.clone(),
+                    partition_values: HashMap::new(),
+                    size: f.bytes as i64,
+                    modification_time: c.committed_at_ms,
+                    data_change: true,
+                    stats: Some(json!({"numRecords": f.rows}).to_string()),
+                    ..Default::default()
+                };
+                lines.push(serde_json::to_string(&Action::Add(add)).expect("an add serializes"));
+            }
+        }
+        let mut bytes = lines.join("\n").into_bytes();
+        bytes.push(b'\n');
+        bytes
+    }
+
+    /// After version `v` landed: a log checkpoint every `checkpoint_every` versions, on a
+    /// thread of its own (a reader that finds none replays the JSON entries).
+    fn after(&self, v: u64) {
+        if !v.is_multiple_of(self.checkpoint_every) || self.checkpointing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (log, engine, busy, url) = (
+            self.log.clone(),
+            self.engine.clone(),
+            self.checkpointing.clone(),
+            self.url.clone(),
+        );
+        let spawned = std::thread::Builder::new()
+            .name("delta-checkpoint".into())
+            .spawn(move || {
+                let r = Snapshot::builder_for(log.root_url().as_str())
+                    .at_version(v)
+                    .build(engine.as_ref())
+                    .and_then(|s| s.checkpoint(engine.as_ref(), None));
+                match r {
+                    Ok(_) => tracing::info!(table = %url, version = v, "wrote a Delta log checkpoint"),
+                    Err(e) => {
+                        tracing::warn!(table = %url, version = v, error = %e, "could not write a Delta log checkpoint")
+                    }
+                }
+                busy.store(false, Ordering::Release);
+            });
+        if spawned.is_err() {
+            self.checkpointing.store(false, Ordering::Release);
+        }
+    }
+}
+
+impl Publisher for DeltaTable {
+    fn published(&self, key: &str) -> Result<Option<u64>, TableError> {
+        let s = self.refresh()?;
+        let v = s
+            .get_app_id_version(&self.app_id(key), self.engine.as_ref())
+            .map_err(|e| self.fail(format!("cannot read partition {key}'s txn: {e}")))?;
+        Ok(v.map(|v| v.max(0) as u64))
+    }
+
+    fn publish(&self, commits: &[Checkpoint]) -> Result<(), TableError> {
+        if commits.is_empty() {
+            return Ok(());
+        }
+        let mut q = self.queue.lock().expect("queue lock");
+        let mine: Vec<u64> = commits
+            .iter()
+            .map(|c| {
+                let t = q.next_ticket;
+                q.next_ticket += 1;
+                q.waiting.push((t, c.clone()));
+                t
+            })
+            .collect();
+        loop {
+            if mine.iter().all(|t| q.done.contains_key(t)) {
+                let mut outcome = Ok(());
+                for t in &mine {
+                    if let Some(Err(e)) = q.done.remove(t) {
+                        outcome = Err(self.fail(e));
+                    }
+                }
+                return outcome;
+            }
+            if !q.leading {
+                // Write what waits, for everyone waiting.
+                q.leading = true;
+                let batch = std::mem::take(&mut q.waiting);
+                let version = q.version;
+                drop(q);
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.commit(version, &batch)
+                }));
+                q = self.queue.lock().expect("queue lock");
+                q.leading = false;
+                let outcome = match r {
+                    Ok(Ok(v)) => {
+                        q.version = q.version.max(v);
+                        Ok(())
+                    }
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(p) => Err(format!(
+                        "publishing panicked: {}",
+                        crate::panics::message(&p)
+                    )),
+                };
+                for (t, _) in &batch {
+                    q.done.insert(*t, outcome.clone());
+                }
+                self.wake.notify_all();
+                continue;
+            }
+            q = self.wake.wait(q).expect("queue lock");
+        }
+    }
+}
+
+fn engine_info() -> String {
+    format!("sluice/{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Version 0 of a new table: protocol (reader 1, writer 2), metadata with `schema`.
+fn create(
+    dest: &Destination,
+    job: &str,
+    schema: &StructType,
+    checkpoint_every: u64,
+) -> Result<(), TableError> {
+    let metadata = new_metadata(
+        schema,
+        Vec::<String>::new(),
+        [(
+            "delta.checkpointInterval".to_string(),
+            checkpoint_every.to_string(),
+        )],
+    )
+    .map_err(|e| TableError::Delta {
+        url: dest.url().to_string(),
+        reason: e.to_string(),
+    })?;
+    let lines = [
+        json!({"commitInfo": {
+            "timestamp": now_ms(),
+            "operation": "CREATE TABLE",
+            "operationParameters": {"mode": "ErrorIfExists", "job": job},
+            "engineInfo": engine_info(),
+        }})
+        .to_string(),
+        json!({"protocol": {"minReaderVersion": 1, "minWriterVersion": 2}}).to_string(),
+        serde_json::to_string(&Action::Metadata(metadata)).expect("metadata serializes"),
+    ];
+    match dest.put_atomic(
+        &log_name(0),
+        format!("{}\n", lines.join("\n")).as_bytes(),
+        true,
+    ) {
+        Ok(()) => {
+            tracing::info!(table = %dest.url(), "created a Delta table");
+            Ok(())
+        }
+        // Another process created it first: its schema is checked like any table's.
+        Err(StoreError::Exists { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The job's fields against the table's: problems (a type that differs, a required field
+/// the job does not write, a new field that is required) and the fields to add.
+fn compare(table: &StructType, ours: &StructType) -> (Vec<String>, Vec<StructField>) {
+    let mut problems = Vec::new();
+    let mut added = Vec::new();
+    for f in ours.fields() {
+        match table.field(f.name()) {
+            Some(t) if t.data_type() != f.data_type() => problems.push(format!(
+                "`{}` is {} in the table, {} in the job",
+                f.name(),
+                t.data_type(),
+                f.data_type()
+            )),
+            Some(_) => {}
+            None if !f.is_nullable() => problems.push(format!(
+                "`{}` is new and required; a field added to a table must be nullable",
+                f.name()
+            )),
+            None => added.push(f.clone()),
+        }
+    }
+    for t in table.fields() {
+        if !t.is_nullable() && ours.field(t.name()).is_none() {
+            problems.push(format!(
+                "`{}` is required in the table and the job does not write it",
+                t.name()
+            ));
+        }
+    }
+    (problems, added)
+}

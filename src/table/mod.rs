@@ -1,0 +1,130 @@
+//! Tables over a job's files: a publisher makes sealed commits visible to a table format's
+//! readers (`[sink] table = "delta"`).
+//!
+//! The commit protocol (`commit/`) stays the one decision: claim → files → seal. A table adds
+//! one step after the seal, **publish**: the sealed commit's files enter the table's log in one
+//! conditional log write that carries the partition's position (Delta: a `txn` action whose app
+//! id names the job and the partition, whose version is the next offset). Only sealed commits
+//! are published, so a table never names a file a fence removes; publishing is idempotent (a
+//! commit the table already holds is skipped, and a file added twice is one file to a reader),
+//! so a publish that failed, or that looked failed and landed, is simply done again. Before a
+//! partition commits again (registration, the resync after a failed commit), every sealed
+//! commit the table lacks is published ([`catch_up`]): the table is never more than the
+//! commits in flight behind the checkpoints.
+//!
+//! An Iceberg publisher would implement [`Publisher`] the same way.
+
+pub mod delta;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+
+use crate::commit::checkpoint::{Checkpoint, CheckpointError, Checkpoints};
+use crate::store::Destination;
+
+/// Errors of a table.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    #[error("Delta table {url}: {reason}")]
+    Delta { url: String, reason: String },
+    #[error("Delta table {url}: the job's schema does not fit the table's:\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Schema { url: String, problems: Vec<String> },
+    #[error("partition {key}: {reason}")]
+    History { key: String, reason: String },
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// Which table, if any, a job's files make up (`[sink] table`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TableKind {
+    /// Plain files in folders.
+    None,
+    /// A Delta Lake table, with a log checkpoint every `checkpoint_every` versions.
+    Delta { checkpoint_every: u64 },
+}
+
+/// A table's publish step.
+pub trait Publisher: Send + Sync {
+    /// The next offset the table holds for partition `key`, `None` if none of its records.
+    fn published(&self, key: &str) -> Result<Option<u64>, TableError>;
+    /// Makes sealed commits visible, each exactly once; commits the table already holds are
+    /// skipped. Several callers' commits may share one log entry.
+    fn publish(&self, commits: &[Checkpoint]) -> Result<(), TableError>;
+}
+
+/// The table of a job's destination, created from `schema` if the destination holds none;
+/// `None` for plain files. Before any data moves: the schema must fit the table's (new
+/// nullable fields are added to it).
+pub fn open(
+    kind: &TableKind,
+    dest: &Destination,
+    job: &str,
+    schema: &SchemaRef,
+    runtime: &tokio::runtime::Handle,
+) -> Result<Option<Arc<dyn Publisher>>, TableError> {
+    match kind {
+        TableKind::None => Ok(None),
+        TableKind::Delta { checkpoint_every } => Ok(Some(Arc::new(delta::DeltaTable::open(
+            dest,
+            job,
+            schema,
+            *checkpoint_every,
+            runtime.clone(),
+        )?))),
+    }
+}
+
+/// Publishes every sealed commit of `key` the table lacks, oldest first. A table that holds
+/// nothing of the partition takes all its commits, which must then all still be recorded (a
+/// job that wrote files before its table existed, and pruned the oldest records, cannot be
+/// made into a table that holds all of them).
+pub fn catch_up(
+    table: &dyn Publisher,
+    checkpoints: &Checkpoints,
+    key: &str,
+) -> Result<usize, TableError> {
+    let held = table.published(key)?;
+    let missing = checkpoints.standing_after(key, held.unwrap_or(0))?;
+    let missing: Vec<Checkpoint> = missing
+        .into_iter()
+        .filter(|c| !c.files.is_empty())
+        .collect();
+    if missing.is_empty() {
+        return Ok(0);
+    }
+    if held.is_none() {
+        if let Some(first) = checkpoints.history(key)?.first() {
+            if first.seq > 1 {
+                return Err(TableError::History {
+                    key: key.to_string(),
+                    reason: format!(
+                        "the table holds none of this partition's files, and its commits before #{} are no longer recorded (pruned): export into a new URL, or under a new job name",
+                        first.seq
+                    ),
+                });
+            }
+        }
+    }
+    if let Some(f) = missing
+        .iter()
+        .flat_map(|c| &c.files)
+        .find(|f| !f.path.ends_with(".parquet"))
+    {
+        return Err(TableError::History {
+            key: key.to_string(),
+            reason: format!(
+                "committed file {} is not Parquet (written before the job had a table?); a Delta table holds Parquet files only",
+                f.path
+            ),
+        });
+    }
+    tracing::info!(partition = %key, commits = missing.len(), "publishing sealed commits the table lacks");
+    table.publish(&missing)?;
+    Ok(missing.len())
+}

@@ -1,0 +1,215 @@
+//! The Delta publisher against a local table: versions another writer took, a partition
+//! published twice, callers sharing a version, schema changes, and the catch-up.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+use super::delta::DeltaTable;
+use super::{catch_up, Publisher, TableError};
+use crate::commit::checkpoint::{Checkpoint, FileEntry, VERSION};
+use crate::store::Destination;
+
+fn schema(extra: Option<(&str, DataType)>) -> SchemaRef {
+    let mut fields = vec![
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("id", DataType::Utf8, false),
+        Field::new("n", DataType::Int64, true),
+    ];
+    if let Some((name, t)) = extra {
+        fields.push(Field::new(name, t, true));
+    }
+    Arc::new(Schema::new(fields))
+}
+
+fn setup() -> (tempfile::TempDir, tokio::runtime::Runtime, Destination) {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dest = Destination::parse(dir.path().to_str().unwrap(), rt.handle().clone()).unwrap();
+    (dir, rt, dest)
+}
+
+fn open(dest: &Destination, rt: &tokio::runtime::Runtime, s: &SchemaRef) -> DeltaTable {
+    DeltaTable::open(dest, "job", s, 100, rt.handle().clone()).unwrap()
+}
+
+fn commit(key: &str, seq: u64, next_offset: u64, files: &[&str]) -> Checkpoint {
+    Checkpoint {
+        version: VERSION,
+        job: "job".into(),
+        key: key.into(),
+        seq,
+        next_offset,
+        next_line: 0,
+        files: files
+            .iter()
+            .map(|p| FileEntry {
+                path: p.to_string(),
+                first_offset: 0,
+                last_offset: next_offset - 1,
+                rows: 10,
+                bytes: 100,
+            })
+            .collect(),
+        dead_letter_files: Vec::new(),
+        rows: 10,
+        dead_letters: 0,
+        committed_at_ms: 1,
+        term: 1,
+        owner: "o".into(),
+    }
+}
+
+/// Every `add` path in the log, with how many versions added it, and the newest version.
+fn adds(dest: &Destination) -> (std::collections::BTreeMap<String, usize>, usize) {
+    let mut out = std::collections::BTreeMap::new();
+    let mut versions = 0;
+    for f in dest.list("_delta_log/").unwrap() {
+        if !f.ends_with(".json") {
+            continue;
+        }
+        versions += 1;
+        for line in String::from_utf8(dest.read(&f).unwrap()).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            if let Some(p) = v["add"]["path"].as_str() {
+                *out.entry(p.to_string()).or_default() += 1;
+            }
+        }
+    }
+    (out, versions - 1)
+}
+
+#[test]
+fn a_partition_another_writer_published_as_far_is_not_published_again() {
+    let (_d, rt, dest) = setup();
+    let s = schema(None);
+    let a = open(&dest, &rt, &s);
+    // Opened before `a` publishes: it believes version 0 is the newest.
+    let b = open(&dest, &rt, &s);
+    a.publish(&[commit("t-0", 1, 10, &["f1.parquet"])]).unwrap();
+    // `b` loses version 1, reads it, finds its commit there, and writes nothing.
+    b.publish(&[commit("t-0", 1, 10, &["f1.parquet"])]).unwrap();
+    let (paths, newest) = adds(&dest);
+    assert_eq!(paths.get("f1.parquet"), Some(&1));
+    assert_eq!(newest, 1);
+    assert_eq!(a.published("t-0").unwrap(), Some(10));
+    // Its next commit goes after what it read.
+    b.publish(&[
+        commit("t-0", 2, 20, &["f2.parquet"]),
+        commit("t-1", 1, 5, &["g1.parquet"]),
+    ])
+    .unwrap();
+    let (paths, newest) = adds(&dest);
+    assert_eq!(paths.len(), 3);
+    assert!(paths.values().all(|n| *n == 1));
+    assert_eq!(newest, 2);
+    assert_eq!(a.published("t-0").unwrap(), Some(20));
+    assert_eq!(a.published("t-1").unwrap(), Some(5));
+    assert_eq!(a.published("t-2").unwrap(), None);
+}
+
+#[test]
+fn callers_publishing_at_once_share_versions_and_each_commit_lands_once() {
+    let (_d, rt, dest) = setup();
+    let t = Arc::new(open(&dest, &rt, &schema(None)));
+    let threads: Vec<_> = (0..8)
+        .map(|k| {
+            let t = t.clone();
+            std::thread::spawn(move || {
+                for seq in 1..=5u64 {
+                    let f = format!("p{k}-{seq}.parquet");
+                    t.publish(&[commit(&format!("t-{k}"), seq, seq * 10, &[&f])])
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in threads {
+        h.join().unwrap();
+    }
+    let (paths, newest) = adds(&dest);
+    assert_eq!(paths.len(), 40);
+    assert!(paths.values().all(|n| *n == 1));
+    assert!(newest <= 40, "{newest} versions");
+    for k in 0..8 {
+        assert_eq!(t.published(&format!("t-{k}")).unwrap(), Some(50));
+    }
+}
+
+#[test]
+fn a_new_nullable_field_is_added_to_the_table_and_a_type_change_is_refused() {
+    let (_d, rt, dest) = setup();
+    open(&dest, &rt, &schema(None));
+    let wider = schema(Some(("extra", DataType::Utf8)));
+    let t = open(&dest, &rt, &wider);
+    t.publish(&[commit("t-0", 1, 10, &["f1.parquet"])]).unwrap();
+    let log =
+        String::from_utf8(dest.read("_delta_log/00000000000000000001.json").unwrap()).unwrap();
+    assert!(log.contains("\\\"extra\\\""), "{log}");
+    // The narrower schema still fits (files without `extra` read it as null).
+    open(&dest, &rt, &schema(None));
+    let changed = Arc::new(Schema::new(vec![
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("id", DataType::Utf8, false),
+        Field::new("n", DataType::Utf8, true),
+    ]));
+    match DeltaTable::open(&dest, "job", &changed, 100, rt.handle().clone()) {
+        Err(TableError::Schema { problems, .. }) => {
+            assert!(problems.iter().any(|p| p.contains("`n`")), "{problems:?}")
+        }
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("a type change was accepted"),
+    }
+}
+
+#[test]
+fn a_schema_another_writer_narrowed_fails_the_publish() {
+    let (_d, rt, dest) = setup();
+    let wide = schema(Some(("extra", DataType::Utf8)));
+    let t = open(&dest, &rt, &wide);
+    // Another writer replaces the schema with one without `extra` (version 1).
+    let narrow = delta_kernel::schema::StructType::try_from_arrow(schema(None).as_ref()).unwrap();
+    let meta = serde_json::json!({"metaData": {"id": "x", "format": {"provider": "parquet", "options": {}}, "schemaString": serde_json::to_string(&narrow).unwrap(), "partitionColumns": [], "configuration": {}, "createdTime": 1}});
+    dest.put_atomic(
+        "_delta_log/00000000000000000001.json",
+        format!("{meta}\n").as_bytes(),
+        true,
+    )
+    .unwrap();
+    let e = t
+        .publish(&[commit("t-0", 1, 10, &["f1.parquet"])])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("extra"), "{e}");
+    assert!(!dest.exists("_delta_log/00000000000000000002.json").unwrap());
+}
+
+#[test]
+fn catch_up_publishes_the_sealed_commits_the_table_lacks_oldest_first() {
+    use crate::commit::checkpoint::Checkpoints;
+    let (_d, rt, dest) = setup();
+    let t = open(&dest, &rt, &schema(None));
+    let cps = Checkpoints::new(dest.clone(), "job");
+    // Three sealed commits of which the table holds the first.
+    for (seq, next) in [(1u64, 10u64), (2, 20), (3, 30)] {
+        let c = commit("t-0", seq, next, &[&format!("f{seq}.parquet")]);
+        cps.record_for_tests(&c);
+    }
+    t.publish(&[commit("t-0", 1, 10, &["f1.parquet"])]).unwrap();
+    assert_eq!(catch_up(&t, &cps, "t-0").unwrap(), 2);
+    assert_eq!(t.published("t-0").unwrap(), Some(30));
+    let (paths, _) = adds(&dest);
+    assert_eq!(paths.len(), 3);
+    assert!(paths.values().all(|n| *n == 1));
+    assert_eq!(catch_up(&t, &cps, "t-0").unwrap(), 0);
+}
+
+use delta_kernel::engine::arrow_conversion::TryFromArrow;
