@@ -150,6 +150,13 @@ impl Worker {
                     fatal.get_or_insert_with(|| e.to_string());
                     return;
                 }
+                Err(WorkError::Table(e)) if e.is_permanent() => {
+                    // Retrying cannot mend a damaged record: stop, naming it.
+                    let ctl = &self.ctx.control;
+                    let mut fatal = ctl.worker_fatal.lock().unwrap_or_else(|p| p.into_inner());
+                    fatal.get_or_insert_with(|| e.to_string());
+                    return;
+                }
                 Err(e) => {
                     tracing::warn!(partition = p, error = %e, "the destination is still unavailable")
                 }

@@ -53,6 +53,9 @@ pub struct DeltaTable {
     queue: Mutex<Queue>,
     wake: Condvar,
     snapshot: Mutex<SnapshotRef>,
+    /// How far the table holds each of the job's partitions (the `txn` versions seen), for
+    /// the partitions this process has published.
+    known: Mutex<HashMap<String, u64>>,
     checkpointing: Arc<AtomicBool>,
 }
 
@@ -127,6 +130,7 @@ impl DeltaTable {
             }),
             wake: Condvar::new(),
             snapshot: Mutex::new(snapshot.clone()),
+            known: Mutex::new(HashMap::new()),
             checkpointing: Arc::new(AtomicBool::new(false)),
         };
         table.check_protocol_of(&snapshot)?;
@@ -221,34 +225,44 @@ impl DeltaTable {
     /// Writes `batch` as one version after `version`; the version written (or `version` when
     /// nothing was left to publish).
     fn commit(&self, mut version: u64, batch: &[(u64, Checkpoint)]) -> Result<u64, TableError> {
+        // What the table holds of each partition in the batch: a commit at or below it is
+        // there already (published by another process's catch-up, or by a write of ours that
+        // looked failed), and writing it again would move the partition's `txn` back.
+        let mut known = self.known.lock().expect("known lock");
+        for (_, c) in batch {
+            if !known.contains_key(&c.key) {
+                let held = self.published(&c.key)?.unwrap_or(0);
+                known.insert(c.key.clone(), held);
+            }
+        }
         let mut left: Vec<&Checkpoint> = batch
             .iter()
             .map(|(_, c)| c)
             .filter(|c| !c.files.is_empty())
             .collect();
         for _ in 0..MAX_LOST {
+            left.retain(|c| known.get(&c.key).is_none_or(|held| c.next_offset > *held));
             if left.is_empty() {
                 return Ok(version);
             }
             let bytes = self.entry(&left);
             let name = log_name(version + 1);
-            match self.dest.put_atomic(&name, &bytes, true) {
-                Ok(()) => {
-                    self.after(version + 1);
-                    return Ok(version + 1);
-                }
-                Err(StoreError::Exists { .. }) => {
-                    let winner = self.dest.read(&name)?;
-                    if winner == bytes {
-                        self.after(version + 1);
-                        return Ok(version + 1);
-                    }
-                    self.learn(&winner, &mut left).map_err(|reason| {
-                        self.fail(format!("version {}: {reason}", version + 1))
-                    })?;
-                    version += 1;
-                }
+            let won = match self.dest.put_atomic(&name, &bytes, true) {
+                Ok(()) => bytes.clone(),
+                Err(StoreError::Exists { .. }) => self.dest.read(&name)?,
                 Err(e) => return Err(e.into()),
+            };
+            // Ours (perhaps a write that reported failure and landed) or another writer's:
+            // what it published is known either way.
+            self.learn(&won, &mut known)
+                .map_err(|reason| TableError::Conflict {
+                    url: self.url.clone(),
+                    reason: format!("version {}: {reason}", version + 1),
+                })?;
+            version += 1;
+            if won == bytes {
+                self.after(version);
+                return Ok(version);
             }
         }
         Err(self.fail(format!(
@@ -256,16 +270,20 @@ impl DeltaTable {
         )))
     }
 
-    /// What another writer's version means for ours: partitions it published as far as ours
-    /// are done; a schema or protocol it set must still allow ours.
-    fn learn(&self, winner: &[u8], left: &mut Vec<&Checkpoint>) -> Result<(), String> {
+    /// What a version means for ours: how far it published the job's partitions; a schema or
+    /// protocol it set must still allow this job's files.
+    fn learn(&self, winner: &[u8], known: &mut HashMap<String, u64>) -> Result<(), String> {
+        let ours = format!("sluice/{}/", self.job);
         for line in winner.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             let v: Value =
                 serde_json::from_slice(line).map_err(|e| format!("not a log entry: {e}"))?;
             if let Some(t) = v.get("txn") {
                 let app = t.get("appId").and_then(Value::as_str).unwrap_or_default();
-                let at = t.get("version").and_then(Value::as_i64).unwrap_or(-1);
-                left.retain(|c| !(self.app_id(&c.key) == app && (c.next_offset as i64) <= at));
+                let at = t.get("version").and_then(Value::as_u64).unwrap_or(0);
+                if let Some(key) = app.strip_prefix(&ours) {
+                    let held = known.entry(key.to_string()).or_default();
+                    *held = (*held).max(at);
+                }
             } else if let Some(m) = v.get("metaData") {
                 let s = m
                     .get("schemaString")
@@ -322,8 +340,11 @@ impl DeltaTable {
                     .to_string(),
             );
         }
+        // One `add` per path in a version (the protocol's rule); a commit given twice (a
+        // catch-up beside the commit it catches up) adds its files once.
+        let mut paths = std::collections::HashSet::new();
         for c in commits {
-            for f in &c.files {
+            for f in c.files.iter().filter(|f| paths.insert(f.path.as_str())) {
                 let add = Add {
                     path: f.path.clone(),
                     partition_values: HashMap::new(),
@@ -344,7 +365,9 @@ impl DeltaTable {
     /// After version `v` landed: a log checkpoint every `checkpoint_every` versions, on a
     /// thread of its own (a reader that finds none replays the JSON entries).
     fn after(&self, v: u64) {
-        if !v.is_multiple_of(self.checkpoint_every) || self.checkpointing.swap(true, Ordering::AcqRel) {
+        if !v.is_multiple_of(self.checkpoint_every)
+            || self.checkpointing.swap(true, Ordering::AcqRel)
+        {
             return;
         }
         let (log, engine, busy, url) = (

@@ -32,12 +32,26 @@ pub enum TableError {
     Delta { url: String, reason: String },
     #[error("Delta table {url}: the job's schema does not fit the table's:\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
     Schema { url: String, problems: Vec<String> },
+    /// Another writer changed the table so that this job cannot go on writing it.
+    #[error("Delta table {url}: {reason}")]
+    Conflict { url: String, reason: String },
     #[error("partition {key}: {reason}")]
     History { key: String, reason: String },
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+}
+
+impl TableError {
+    /// Retrying cannot mend it (a schema or protocol the job cannot follow, a history the
+    /// table cannot take): the task stops, naming it.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            TableError::Schema { .. } | TableError::Conflict { .. } | TableError::History { .. }
+        )
+    }
 }
 
 /// Which table, if any, a job's files make up (`[sink] table`).
@@ -80,23 +94,25 @@ pub fn open(
     }
 }
 
-/// Publishes every sealed commit of `key` the table lacks, oldest first. A table that holds
-/// nothing of the partition takes all its commits, which must then all still be recorded (a
-/// job that wrote files before its table existed, and pruned the oldest records, cannot be
-/// made into a table that holds all of them).
+/// Publishes every sealed commit of `key` the table lacks, oldest first; then how far the
+/// table holds the partition (its next offset). A table that holds nothing of the partition
+/// takes all its commits, which must then all still be recorded (a job that wrote files before
+/// its table existed, and pruned the oldest records, cannot be made into a table that holds
+/// all of them).
 pub fn catch_up(
     table: &dyn Publisher,
     checkpoints: &Checkpoints,
     key: &str,
-) -> Result<usize, TableError> {
+) -> Result<Option<u64>, TableError> {
     let held = table.published(key)?;
-    let missing = checkpoints.standing_after(key, held.unwrap_or(0))?;
-    let missing: Vec<Checkpoint> = missing
+    let standing = checkpoints.standing_after(key, held.unwrap_or(0))?;
+    let newest = standing.last().map(|c| c.next_offset);
+    let missing: Vec<Checkpoint> = standing
         .into_iter()
         .filter(|c| !c.files.is_empty())
         .collect();
     if missing.is_empty() {
-        return Ok(0);
+        return Ok(held);
     }
     if held.is_none() {
         if let Some(first) = checkpoints.history(key)?.first() {
@@ -126,5 +142,5 @@ pub fn catch_up(
     }
     tracing::info!(partition = %key, commits = missing.len(), "publishing sealed commits the table lacks");
     table.publish(&missing)?;
-    Ok(missing.len())
+    Ok(newest.max(held))
 }

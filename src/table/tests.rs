@@ -204,12 +204,20 @@ fn catch_up_publishes_the_sealed_commits_the_table_lacks_oldest_first() {
         cps.record_for_tests(&c);
     }
     t.publish(&[commit("t-0", 1, 10, &["f1.parquet"])]).unwrap();
-    assert_eq!(catch_up(&t, &cps, "t-0").unwrap(), 2);
+    assert_eq!(catch_up(&t, &cps, "t-0").unwrap(), Some(30));
     assert_eq!(t.published("t-0").unwrap(), Some(30));
-    let (paths, _) = adds(&dest);
+    let (paths, newest) = adds(&dest);
     assert_eq!(paths.len(), 3);
     assert!(paths.values().all(|n| *n == 1));
-    assert_eq!(catch_up(&t, &cps, "t-0").unwrap(), 0);
+    assert_eq!(newest, 2, "both in one version");
+    // Nothing left: no new version.
+    assert_eq!(catch_up(&t, &cps, "t-0").unwrap(), Some(30));
+    assert_eq!(adds(&dest).1, 2);
+    // A commit given again (a late publish beside the catch-up) adds nothing and does not
+    // move the partition's position back.
+    t.publish(&[commit("t-0", 2, 20, &["f2.parquet"])]).unwrap();
+    assert_eq!(adds(&dest).1, 2);
+    assert_eq!(t.published("t-0").unwrap(), Some(30));
 }
 
 use delta_kernel::engine::arrow_conversion::TryFromArrow;

@@ -65,13 +65,20 @@ pub fn register(
         tracing::warn!(partition = %key, files = ?r.removed, "removed files of an unfinished commit");
     }
     // The table holds every sealed commit before the partition commits again.
-    if let Some(t) = table {
-        crate::table::catch_up(t, checkpoints, &key)?;
-    }
+    let held = match table {
+        Some(t) => crate::table::catch_up(t, checkpoints, &key)?,
+        None => None,
+    };
     let seq = r.next_seq - 1;
-    let (offset, line, checkpointed) = match &r.latest {
-        Some(c) => (c.next_offset, c.next_line, true),
-        None => {
+    let (offset, line, checkpointed) = match (&r.latest, held) {
+        // The table holds more than the checkpoints say (their records were lost or
+        // deleted): resuming from them would add its records again.
+        (latest, Some(h)) if latest.as_ref().is_none_or(|c| h > c.next_offset) => {
+            tracing::warn!(partition = %key, table = h, checkpoint = ?latest.as_ref().map(|c| c.next_offset), "the table holds the partition past its checkpoints; resuming where the table ends");
+            (h, 0, true)
+        }
+        (Some(c), _) => (c.next_offset, c.next_line, true),
+        (None, _) => {
             let (o, l) = default()?;
             (o, l, false)
         }

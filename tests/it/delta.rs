@@ -254,6 +254,27 @@ fn a_crash_between_a_commits_seal_and_its_publish_is_published_by_the_next_start
 }
 
 #[test]
+fn a_table_that_holds_more_than_the_checkpoints_is_where_the_partition_resumes() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    let n = 3000;
+    events(&input, 0, n, false);
+    let job = file_job(dir.path(), &input, &schema("nginx_access"), "out/", "");
+    let jobs = job.to_str().unwrap();
+    sluice_ok(&["run", jobs]);
+    // The job's records in the destination are lost (deleted by hand, say); the table's
+    // `txn` actions still say how far each partition went.
+    let table = dir.path().join("out");
+    std::fs::remove_dir_all(table.join("_sluice")).unwrap();
+    let o = sluice(&["run", jobs]);
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{log}");
+    assert!(log.contains("resuming where the table ends"), "{log}");
+    read_table(&py, table.to_str().unwrap(), None, "").once(n as u64);
+}
+
+#[test]
 fn fields_added_between_runs_are_read_by_every_reader_and_a_type_change_is_refused() {
     let Some(py) = python() else { return };
     let dir = tempfile::tempdir().unwrap();
