@@ -328,29 +328,55 @@ impl Checkpoints {
         Ok(out)
     }
 
-    /// The commits that stand past `offset` (their next offset is beyond it), oldest first;
-    /// the walk stops at the first one at or below it.
+    /// The commits that stand past `offset` (their next offset is beyond it), oldest first,
+    /// and whether the walk reached one at or below it (else it ran out of records).
     pub fn standing_after(
         &self,
         key: &str,
         offset: u64,
-    ) -> Result<Vec<Checkpoint>, CheckpointError> {
+    ) -> Result<(Vec<Checkpoint>, bool), CheckpointError> {
         let mut out = Vec::new();
+        let mut reached = false;
         self.walk(key, |c| {
             if c.next_offset <= offset {
+                reached = true;
                 return false;
             }
             out.push(c.clone());
             true
         })?;
         out.reverse();
-        Ok(out)
+        Ok((out, reached))
+    }
+
+    /// Whether every outcome of the partition is still recorded (none was pruned).
+    pub fn history_complete(&self, key: &str) -> Result<bool, CheckpointError> {
+        Ok(self.oldest(key)?.is_none_or(|o| o <= 1))
     }
 
     /// Records `c` as a sealed commit without its claim (tests of what reads them).
     #[cfg(test)]
     pub(crate) fn record_for_tests(&self, c: &Checkpoint) {
         assert!(self.decide(&Outcome::Commit(c.clone())).unwrap().is_none());
+    }
+
+    /// Records sequence number `seq` as aborted, or a prune's horizon at `seq` (tests).
+    #[cfg(test)]
+    pub(crate) fn record_abort_for_tests(&self, key: &str, seq: u64, horizon: bool) {
+        if horizon {
+            let p = format!("{}{seq:012}", self.pruned_dir(key));
+            self.dest.put_atomic(&p, b"", true).unwrap();
+            return;
+        }
+        let a = Abort {
+            version: VERSION,
+            key: key.into(),
+            seq,
+            aborted_by: "test".into(),
+            term: 1,
+            at_ms: 1,
+        };
+        assert!(self.decide(&Outcome::Abort(a)).unwrap().is_none());
     }
 
     /// Writes an outcome create-only. `Ok(None)` when it won; `Ok(Some(winner))` when another

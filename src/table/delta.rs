@@ -16,7 +16,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use arrow::datatypes::SchemaRef;
 use delta_kernel::engine::arrow_conversion::TryFromArrow;
@@ -40,6 +41,11 @@ const MAX_WRITER_VERSION: u64 = 2;
 /// Versions another writer may take in a row before a publish gives up (and is retried).
 const MAX_LOST: usize = 10_000;
 
+/// A newest version known for longer than this is read again before a publish writes after
+/// it: another writer's log clean-up may have removed the entries after it, and a version
+/// written there would sit below the table's checkpoint, unseen.
+const STALE_AFTER: Duration = Duration::from_secs(600);
+
 /// A Delta table that sealed commits are published into.
 pub struct DeltaTable {
     dest: Destination,
@@ -52,7 +58,7 @@ pub struct DeltaTable {
     schema: StructType,
     queue: Mutex<Queue>,
     wake: Condvar,
-    snapshot: Mutex<SnapshotRef>,
+    snapshot: Mutex<(SnapshotRef, Instant)>,
     /// How far the table holds each of the job's partitions (the `txn` versions seen), for
     /// the partitions this process has published.
     known: Mutex<HashMap<String, u64>>,
@@ -129,11 +135,11 @@ impl DeltaTable {
                 ..Default::default()
             }),
             wake: Condvar::new(),
-            snapshot: Mutex::new(snapshot.clone()),
+            snapshot: Mutex::new((snapshot.clone(), Instant::now())),
             known: Mutex::new(HashMap::new()),
             checkpointing: Arc::new(AtomicBool::new(false)),
         };
-        table.check_protocol_of(&snapshot)?;
+        table.check_table(&snapshot)?;
         table.evolve(&snapshot)?;
         Ok(table)
     }
@@ -150,15 +156,37 @@ impl DeltaTable {
         format!("sluice/{}/{key}", self.job)
     }
 
-    fn check_protocol_of(&self, snapshot: &SnapshotRef) -> Result<(), TableError> {
-        let p = snapshot.table_configuration().protocol();
-        let w = p.min_writer_version() as u64;
-        if w > MAX_WRITER_VERSION {
-            return Err(self.fail(format!(
+    /// What a table must be for sluice to append to it: a writer protocol of version 2 or
+    /// below, no partition columns (sluice's adds carry no partition values), and `txn`
+    /// actions that never expire (they say what the table holds of each partition).
+    fn check_table(&self, snapshot: &SnapshotRef) -> Result<(), TableError> {
+        let config = snapshot.table_configuration();
+        let w = config.protocol().min_writer_version() as u64;
+        let problem = if w > MAX_WRITER_VERSION {
+            Some(format!(
                 "its protocol asks writers for version {w} (constraints, generated columns, column mapping or table features); sluice appends to tables of writer version {MAX_WRITER_VERSION} or below"
-            )));
+            ))
+        } else if !config.metadata().partition_columns().is_empty() {
+            Some(format!(
+                "it is partitioned by {:?}; sluice writes unpartitioned tables (its folders come from `[sink.partition]`)",
+                config.metadata().partition_columns()
+            ))
+        } else if config
+            .metadata()
+            .configuration()
+            .contains_key("delta.setTransactionRetentionDuration")
+        {
+            Some("it sets delta.setTransactionRetentionDuration: expired `txn` actions would make sluice publish commits again".into())
+        } else {
+            None
+        };
+        match problem {
+            Some(reason) => Err(TableError::Conflict {
+                url: self.url.clone(),
+                reason,
+            }),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Checks the job's schema against the table's; new fields are added to the table.
@@ -207,19 +235,68 @@ impl DeltaTable {
             Err(e) => return Err(e.into()),
         }
         tracing::warn!(table = %self.url, fields = ?added.iter().map(|f| f.name()).collect::<Vec<_>>(), "added fields to the Delta table's schema");
-        let mut q = self.queue.lock().expect("queue lock");
+        let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         q.version = q.version.max(v);
         Ok(())
     }
 
     /// The newest snapshot (protocol, metadata; no file list).
     fn refresh(&self) -> Result<SnapshotRef, TableError> {
-        let mut s = self.snapshot.lock().expect("snapshot lock");
-        let next = Snapshot::builder_from(s.clone())
+        let old = self
+            .snapshot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+            .clone();
+        let next = Snapshot::builder_from(old)
             .build(self.engine.as_ref())
             .map_err(|e| self.fail(format!("cannot read the log: {e}")))?;
-        *s = next.clone();
+        let mut s = self.snapshot.lock().unwrap_or_else(PoisonError::into_inner);
+        if next.version() >= s.0.version() {
+            *s = (next.clone(), Instant::now());
+        }
         Ok(next)
+    }
+
+    /// Moves `version` to the newest snapshot's and takes what it says (the job's
+    /// partitions' positions; a schema and protocol this job must still fit), instead of
+    /// reading every version another writer added one by one.
+    fn jump(
+        &self,
+        version: &mut u64,
+        known: &mut HashMap<String, u64>,
+        keys: &[&str],
+    ) -> Result<(), TableError> {
+        let s = self.refresh()?;
+        self.check_table(&s)?;
+        let (problems, gone) = compare(&s.schema(), &self.schema);
+        if !problems.is_empty() || !gone.is_empty() {
+            return Err(TableError::Conflict {
+                url: self.url.clone(),
+                reason: format!(
+                    "another writer changed the table's schema so that this job's files no longer fit: {}",
+                    problems
+                        .into_iter()
+                        .chain(gone.iter().map(|f| format!("`{}` is gone", f.name())))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+            });
+        }
+        for key in keys {
+            let held = self.published_in(&s, key)?.unwrap_or(0);
+            let k = known.entry(key.to_string()).or_default();
+            *k = (*k).max(held);
+        }
+        *version = (*version).max(s.version());
+        Ok(())
+    }
+
+    fn published_in(&self, s: &SnapshotRef, key: &str) -> Result<Option<u64>, TableError> {
+        let v = s
+            .get_app_id_version(&self.app_id(key), self.engine.as_ref())
+            .map_err(|e| self.fail(format!("cannot read partition {key}'s txn: {e}")))?;
+        Ok(v.map(|v| v.max(0) as u64))
     }
 
     /// Writes `batch` as one version after `version`; the version written (or `version` when
@@ -228,7 +305,7 @@ impl DeltaTable {
         // What the table holds of each partition in the batch: a commit at or below it is
         // there already (published by another process's catch-up, or by a write of ours that
         // looked failed), and writing it again would move the partition's `txn` back.
-        let mut known = self.known.lock().expect("known lock");
+        let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
         for (_, c) in batch {
             if !known.contains_key(&c.key) {
                 let held = self.published(&c.key)?.unwrap_or(0);
@@ -240,6 +317,19 @@ impl DeltaTable {
             .map(|(_, c)| c)
             .filter(|c| !c.files.is_empty())
             .collect();
+        let keys: Vec<&str> = left.iter().map(|c| c.key.as_str()).collect();
+        let stale = self
+            .snapshot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .1
+            .elapsed()
+            > STALE_AFTER;
+        let mut jumped = false;
+        if stale && !left.is_empty() {
+            self.jump(&mut version, &mut known, &keys)?;
+            jumped = true;
+        }
         for _ in 0..MAX_LOST {
             left.retain(|c| known.get(&c.key).is_none_or(|held| c.next_offset > *held));
             if left.is_empty() {
@@ -249,6 +339,17 @@ impl DeltaTable {
             let name = log_name(version + 1);
             let won = match self.dest.put_atomic(&name, &bytes, true) {
                 Ok(()) => bytes.clone(),
+                // Others wrote after what this process knows: read the newest state once,
+                // then each version taken while this one tries.
+                Err(StoreError::Exists { .. }) if !jumped => {
+                    jumped = true;
+                    let before = version;
+                    self.jump(&mut version, &mut known, &keys)?;
+                    if version > before {
+                        continue;
+                    }
+                    self.dest.read(&name)?
+                }
                 Err(StoreError::Exists { .. }) => self.dest.read(&name)?,
                 Err(e) => return Err(e.into()),
             };
@@ -274,7 +375,11 @@ impl DeltaTable {
     /// protocol it set must still allow this job's files.
     fn learn(&self, winner: &[u8], known: &mut HashMap<String, u64>) -> Result<(), String> {
         let ours = format!("sluice/{}/", self.job);
-        for line in winner.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        for line in winner
+            .split(|b| *b == b'\n')
+            .map(|l| l.trim_ascii())
+            .filter(|l| !l.is_empty())
+        {
             let v: Value =
                 serde_json::from_slice(line).map_err(|e| format!("not a log entry: {e}"))?;
             if let Some(t) = v.get("txn") {
@@ -379,10 +484,14 @@ impl DeltaTable {
         let spawned = std::thread::Builder::new()
             .name("delta-checkpoint".into())
             .spawn(move || {
-                let r = Snapshot::builder_for(log.root_url().as_str())
-                    .at_version(v)
-                    .build(engine.as_ref())
-                    .and_then(|s| s.checkpoint(engine.as_ref(), None));
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    Snapshot::builder_for(log.root_url().as_str())
+                        .at_version(v)
+                        .build(engine.as_ref())
+                        .and_then(|s| s.checkpoint(engine.as_ref(), None))
+                        .map_err(|e| e.to_string())
+                }))
+                .unwrap_or_else(|p| Err(format!("panicked: {}", crate::panics::message(&p))));
                 match r {
                     Ok(_) => tracing::info!(table = %url, version = v, "wrote a Delta log checkpoint"),
                     Err(e) => {
@@ -400,17 +509,14 @@ impl DeltaTable {
 impl Publisher for DeltaTable {
     fn published(&self, key: &str) -> Result<Option<u64>, TableError> {
         let s = self.refresh()?;
-        let v = s
-            .get_app_id_version(&self.app_id(key), self.engine.as_ref())
-            .map_err(|e| self.fail(format!("cannot read partition {key}'s txn: {e}")))?;
-        Ok(v.map(|v| v.max(0) as u64))
+        self.published_in(&s, key)
     }
 
     fn publish(&self, commits: &[Checkpoint]) -> Result<(), TableError> {
         if commits.is_empty() {
             return Ok(());
         }
-        let mut q = self.queue.lock().expect("queue lock");
+        let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         let mine: Vec<u64> = commits
             .iter()
             .map(|c| {
@@ -439,7 +545,7 @@ impl Publisher for DeltaTable {
                 let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     self.commit(version, &batch)
                 }));
-                q = self.queue.lock().expect("queue lock");
+                q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
                 q.leading = false;
                 let outcome = match r {
                     Ok(Ok(v)) => {
@@ -458,7 +564,7 @@ impl Publisher for DeltaTable {
                 self.wake.notify_all();
                 continue;
             }
-            q = self.wake.wait(q).expect("queue lock");
+            q = self.wake.wait(q).unwrap_or_else(PoisonError::into_inner);
         }
     }
 }
@@ -525,6 +631,10 @@ fn compare(table: &StructType, ours: &StructType) -> (Vec<String>, Vec<StructFie
                 t.data_type(),
                 f.data_type()
             )),
+            Some(t) if !t.is_nullable() && f.is_nullable() => problems.push(format!(
+                "`{}` is required in the table and optional in the job",
+                f.name()
+            )),
             Some(_) => {}
             None if !f.is_nullable() => problems.push(format!(
                 "`{}` is new and required; a field added to a table must be nullable",
@@ -534,6 +644,12 @@ fn compare(table: &StructType, ours: &StructType) -> (Vec<String>, Vec<StructFie
         }
     }
     for t in table.fields() {
+        if t.metadata().contains_key("delta.invariants") {
+            problems.push(format!(
+                "`{}` carries a column invariant (`delta.invariants`), which sluice does not check",
+                t.name()
+            ));
+        }
         if !t.is_nullable() && ours.field(t.name()).is_none() {
             problems.push(format!(
                 "`{}` is required in the table and the job does not write it",

@@ -72,6 +72,13 @@ pub trait Publisher: Send + Sync {
     fn publish(&self, commits: &[Checkpoint]) -> Result<(), TableError>;
 }
 
+/// Whether the destination holds a table (a Delta log).
+pub fn present(dest: &Destination) -> Result<bool, TableError> {
+    Ok(dest.list("_delta_log/")?.iter().any(|f| {
+        f.ends_with(".json") || f.ends_with(".parquet") || f.ends_with("_last_checkpoint")
+    }))
+}
+
 /// The table of a job's destination, created from `schema` if the destination holds none;
 /// `None` for plain files. Before any data moves: the schema must fit the table's (new
 /// nullable fields are added to it).
@@ -105,27 +112,37 @@ pub fn catch_up(
     key: &str,
 ) -> Result<Option<u64>, TableError> {
     let held = table.published(key)?;
-    let standing = checkpoints.standing_after(key, held.unwrap_or(0))?;
+    let (standing, reached) = checkpoints.standing_after(key, held.unwrap_or(0))?;
     let newest = standing.last().map(|c| c.next_offset);
+    // A carried-over commit holds no files: it stands for an earlier key's, which the table
+    // cannot take.
+    let carried = held.is_none()
+        && standing
+            .first()
+            .is_some_and(|c| c.owner.contains("(carried over from"));
     let missing: Vec<Checkpoint> = standing
         .into_iter()
         .filter(|c| !c.files.is_empty())
         .collect();
+    if carried {
+        return Err(TableError::History {
+            key: key.to_string(),
+            reason: "its checkpoints were carried over from an earlier version's key, whose files the table cannot take: export into a new URL, or under a new job name".into(),
+        });
+    }
     if missing.is_empty() {
         return Ok(held);
     }
-    if held.is_none() {
-        if let Some(first) = checkpoints.history(key)?.first() {
-            if first.seq > 1 {
-                return Err(TableError::History {
-                    key: key.to_string(),
-                    reason: format!(
-                        "the table holds none of this partition's files, and its commits before #{} are no longer recorded (pruned): export into a new URL, or under a new job name",
-                        first.seq
-                    ),
-                });
-            }
-        }
+    // The records ran out before reaching what the table holds: unless none was ever
+    // pruned, commits between the table and the oldest record may be missing from both.
+    if !reached && !checkpoints.history_complete(key)? {
+        return Err(TableError::History {
+            key: key.to_string(),
+            reason: format!(
+                "the table holds the partition up to offset {}, and the commits after it are no longer all recorded (pruned): the table cannot be made whole; export into a new URL, or under a new job name",
+                held.unwrap_or(0)
+            ),
+        });
     }
     if let Some(f) = missing
         .iter()

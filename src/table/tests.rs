@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
+use delta_kernel::engine::arrow_conversion::TryFromArrow;
+
 use super::delta::DeltaTable;
 use super::{catch_up, Publisher, TableError};
 use crate::commit::checkpoint::{Checkpoint, FileEntry, VERSION};
@@ -220,4 +222,56 @@ fn catch_up_publishes_the_sealed_commits_the_table_lacks_oldest_first() {
     assert_eq!(t.published("t-0").unwrap(), Some(30));
 }
 
-use delta_kernel::engine::arrow_conversion::TryFromArrow;
+#[test]
+fn an_aborted_first_commit_is_not_taken_for_pruned_history_and_pruned_history_is_refused() {
+    use crate::commit::checkpoint::Checkpoints;
+    let (_d, rt, dest) = setup();
+    let t = open(&dest, &rt, &schema(None));
+    let cps = Checkpoints::new(dest.clone(), "job");
+    // Seq 1 aborted (a claim fenced), seq 2 sealed and not published.
+    cps.record_abort_for_tests("t-0", 1, false);
+    cps.record_for_tests(&commit("t-0", 2, 20, &["f2.parquet"]));
+    assert_eq!(catch_up(&t, &cps, "t-0").unwrap(), Some(20));
+    // Another partition whose oldest commits were pruned: the table cannot be made whole.
+    cps.record_abort_for_tests("t-1", 5, true);
+    cps.record_for_tests(&commit("t-1", 5, 50, &["g5.parquet"]));
+    match catch_up(&t, &cps, "t-1") {
+        Err(e @ TableError::History { .. }) => {
+            assert!(e.is_permanent());
+            assert!(e.to_string().contains("pruned"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(t.published("t-1").unwrap(), None);
+}
+
+#[test]
+fn tables_sluice_cannot_append_to_are_refused() {
+    for (config, partition, want) in [
+        (
+            r#"{"delta.setTransactionRetentionDuration": "interval 1 day"}"#,
+            "[]",
+            "setTransactionRetentionDuration",
+        ),
+        ("{}", r#"["n"]"#, "partitioned"),
+    ] {
+        let (_d, rt, dest) = setup();
+        let s = delta_kernel::schema::StructType::try_from_arrow(schema(None).as_ref()).unwrap();
+        let meta = format!(
+            r#"{{"metaData":{{"id":"x","format":{{"provider":"parquet","options":{{}}}},"schemaString":{},"partitionColumns":{partition},"configuration":{config},"createdTime":1}}}}"#,
+            serde_json::to_string(&serde_json::to_string(&s).unwrap()).unwrap()
+        );
+        let protocol = r#"{"protocol":{"minReaderVersion":1,"minWriterVersion":2}}"#;
+        dest.put_atomic(
+            "_delta_log/00000000000000000000.json",
+            format!("{protocol}\n{meta}\n").as_bytes(),
+            true,
+        )
+        .unwrap();
+        match DeltaTable::open(&dest, "job", &schema(None), 100, rt.handle().clone()) {
+            Err(e @ TableError::Conflict { .. }) => assert!(e.to_string().contains(want), "{e}"),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("accepted a table with {want}"),
+        }
+    }
+}

@@ -331,7 +331,11 @@ fn run_inner(
     for change in crate::evolution::check(&dest, &name, &out_schema, true)? {
         tracing::warn!(repo = %label, change = %change, "the schema changed; new files carry it");
     }
-    if job.table != crate::table::TableKind::None && opts.from_checkpoint.is_some() {
+    // A roll-back deletes committed files, which a table's log may name: refused whenever the
+    // destination holds a table, whatever this run's `table` says.
+    if opts.from_checkpoint.is_some()
+        && (job.table != crate::table::TableKind::None || crate::table::present(&dest)?)
+    {
         return Err(TaskError::Job {
             job: name.clone(),
             reason: "--from-checkpoint cannot roll back a table (its readers may have seen the commits); use the table's own time travel or restore".into(),
