@@ -1,4 +1,5 @@
-//! The `sluice` command line: `run`, `validate`, `checkpoints`, `convert`, `schema`.
+//! The `sluice` command line: `run`, `validate`, `backfill`, `checkpoints`, `compact`,
+//! `vacuum`, `convert`, `schema`, `config`, `demo`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -10,6 +11,7 @@ mod cli {
     pub mod convert;
     pub mod infer;
     pub mod jobs;
+    pub mod table;
 }
 
 use cli::convert::{run_convert, ConvertArgs};
@@ -17,6 +19,7 @@ use cli::jobs::{
     run_backfill, run_checkpoints, run_demo, run_job, run_roll_back_plan, run_schema, run_validate,
     CheckpointCommand, SchemaCommand,
 };
+use cli::table::{run_compact, run_vacuum};
 
 #[derive(Parser)]
 #[command(
@@ -158,6 +161,42 @@ enum Command {
         #[command(subcommand)]
         command: CheckpointCommand,
     },
+    /// Merge a Delta table's small files into larger ones (`[sink] table = "delta"`): each
+    /// group of files is swapped for one file in one table version, so readers never see
+    /// both or neither. Safe beside the running job. Draws a progress bar on a terminal.
+    Compact {
+        job: PathBuf,
+        /// The repo, in a job file with several.
+        #[arg(long)]
+        repo: Option<String>,
+        /// Only files under this folder of the table (`dt=2024-05-01`, `dt=2024-05-01/hr=03`).
+        #[arg(long)]
+        partition: Option<String>,
+        /// Files at or above this size stay; merged files grow up to it.
+        #[arg(long, default_value = "256MiB")]
+        target_size: String,
+        /// Leave a folder's files alone unless at least this many can be merged together.
+        #[arg(long, default_value_t = 4)]
+        min_files: usize,
+        /// Print what would be merged; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Delete the files of a job's Delta table that no table version within `--older-than`
+    /// names (compacted away, or never in the table). Sealed commits the table does not hold
+    /// yet are kept. Readers of versions older than the retention may fail afterwards.
+    Vacuum {
+        job: PathBuf,
+        /// The repo, in a job file with several.
+        #[arg(long)]
+        repo: Option<String>,
+        /// Retention: files removed from the table more recently than this stay.
+        #[arg(long, default_value = "7d")]
+        older_than: String,
+        /// Print what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -210,6 +249,27 @@ fn main() -> ExitCode {
             threads,
         } => run_backfill(&job, repo.as_deref(), &from, &to, name, url, threads),
         Command::Checkpoints { command } => run_checkpoints(command),
+        Command::Compact {
+            job,
+            repo,
+            partition,
+            target_size,
+            min_files,
+            dry_run,
+        } => run_compact(
+            &job,
+            repo.as_deref(),
+            partition,
+            &target_size,
+            min_files,
+            dry_run,
+        ),
+        Command::Vacuum {
+            job,
+            repo,
+            older_than,
+            dry_run,
+        } => run_vacuum(&job, repo.as_deref(), &older_than, dry_run),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,9 +14,11 @@
 //!
 //! An Iceberg publisher would implement [`Publisher`] the same way.
 
+pub mod compact;
 pub mod delta;
 #[cfg(test)]
 mod tests;
+pub mod vacuum;
 
 use std::sync::Arc;
 

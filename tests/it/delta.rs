@@ -2,7 +2,8 @@
 //! (`tests/interop/delta_check.py`: a replay of `_delta_log` with plain JSON and pyarrow, the
 //! `deltalake` package, `polars.read_delta`): kill -9 during a Kafka backfill, a crash between
 //! a commit's seal and its publish, two group members writing one table, fields added between
-//! runs and a type change refused, and tables on S3 and Azure test servers.
+//! runs and a type change refused, tables on S3 and Azure test servers, and `compact` and
+//! `vacuum` beside a live run, with kill -9 of both.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -460,4 +461,82 @@ fn mirror(dest: &sluice::store::Destination, to: &Path) -> PathBuf {
         std::fs::write(p, dest.read(&f).unwrap()).unwrap();
     }
     to.to_path_buf()
+}
+
+#[test]
+fn compact_and_vacuum_beside_a_live_run_with_kill_9_of_both_keep_every_record_once() {
+    let Some(py) = python() else { return };
+    let topic = "live";
+    let c = MockCluster::new(1).unwrap();
+    c.create_topic(topic, 4, 1).unwrap();
+    let bootstrap = c.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    // A killed member's partitions move on within seconds.
+    let quick = "\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"";
+    let job = kafka_job(dir.path(), &bootstrap, topic, quick)
+        .to_str()
+        .unwrap()
+        .to_string();
+    let table = dir.path().join("out");
+    let log = dir.path().join("run.log");
+    let spawn_live = || KillOnDrop::new(spawn_run(Path::new(&job), &log));
+    let mut live = spawn_live();
+    let mut n = 0;
+    let (mut kills, mut compactions) = (0, 0);
+    let mut seed = 0x9E3779B97F4A7C15u64;
+    for round in 0..20 {
+        produce_events(&bootstrap, topic, n, 1000, 4, None);
+        n += 1000;
+        let mut compact = KillOnDrop::new(
+            Command::new(env!("CARGO_BIN_EXE_sluice"))
+                .args(["compact", &job, "--min-files", "2"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        // A compaction of these few files takes 100-300 ms: most kills land in it.
+        std::thread::sleep(Duration::from_millis(seed % 250));
+        match compact.child().try_wait().unwrap() {
+            Some(status) => {
+                assert!(status.success(), "compact failed in round {round}");
+                compactions += 1;
+            }
+            None => {
+                compact.child().kill().unwrap();
+                kills += 1;
+            }
+        }
+        if round % 2 == 1 {
+            live.child().kill().unwrap();
+            let _ = live.child().wait();
+            kills += 1;
+            live = spawn_live();
+        }
+    }
+    // Everything reaches the table; a last compaction runs to its end beside the live run.
+    wait_until("every record in the Delta table", 180, || {
+        read_table(&py, table.to_str().unwrap(), None, "").0["deltalake"]["distinct"].as_u64()
+            == Some(n as u64)
+    });
+    let out = sluice_ok(&["compact", &job, "--min-files", "2"]);
+    eprintln!("{kills} kills, {compactions} compactions finished; last: {out}");
+    let seen = read_table(&py, table.to_str().unwrap(), None, "");
+    seen.once(n as u64);
+    let files_before = seen.0["replay"]["live_files"].as_u64().unwrap();
+    assert!(kills >= 10, "only {kills} kills");
+    // Vacuum removes what no version names (compacted away, outputs of killed compactions)
+    // once the retention has passed; the table reads the same.
+    wait_until("vacuum to delete files", 60, || {
+        let out = sluice_ok(&["vacuum", &job, "--older-than", "1s"]);
+        !out.contains("deleted 0 files")
+    });
+    let seen = read_table(&py, table.to_str().unwrap(), None, "");
+    seen.once(n as u64);
+    assert_eq!(seen.0["replay"]["orphans"], 0, "{}", seen.0);
+    assert!(seen.0["replay"]["live_files"].as_u64().unwrap() <= files_before);
+    assert!(live.stop("the live run to stop", 60).success());
 }

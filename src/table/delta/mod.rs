@@ -21,25 +21,31 @@ use std::time::{Duration, Instant};
 
 use arrow::datatypes::SchemaRef;
 use delta_kernel::engine::arrow_conversion::TryFromArrow;
-use delta_kernel::schema::{StructField, StructType};
+use delta_kernel::schema::StructType;
 use delta_kernel::snapshot::{Snapshot, SnapshotRef};
 use delta_kernel::Engine;
-use deltalake_core::kernel::{new_metadata, Action, Add, MetadataExt};
+use deltalake_core::kernel::{Action, Add};
 use deltalake_core::logstore::{default_logstore, LogStoreRef, StorageConfig};
 use serde_json::{json, Value};
 
 use super::{Publisher, TableError};
+use schema::{compare, create};
+
+mod files;
+mod schema;
+
 use crate::commit::checkpoint::Checkpoint;
 use crate::commit::{now_ms, random_tag};
 use crate::store::{Destination, StoreError};
+pub use files::{LiveFile, Replaced};
 
 /// The highest writer protocol version whose requirements blind appends meet (2: column
 /// invariants are not used by sluice's tables; 3+ asks for checks, generated columns,
 /// column mapping or named features).
-const MAX_WRITER_VERSION: u64 = 2;
+pub(super) const MAX_WRITER_VERSION: u64 = 2;
 
 /// Versions another writer may take in a row before a publish gives up (and is retried).
-const MAX_LOST: usize = 10_000;
+pub(super) const MAX_LOST: usize = 10_000;
 
 /// A newest version known for longer than this is read again before a publish writes after
 /// it: another writer's log clean-up may have removed the entries after it, and a version
@@ -63,6 +69,7 @@ pub struct DeltaTable {
     /// the partitions this process has published.
     known: Mutex<HashMap<String, u64>>,
     checkpointing: Arc<AtomicBool>,
+    runtime: tokio::runtime::Handle,
 }
 
 #[derive(Default)]
@@ -75,7 +82,7 @@ struct Queue {
     version: u64,
 }
 
-fn log_name(version: u64) -> String {
+pub(super) fn log_name(version: u64) -> String {
     format!("_delta_log/{version:020}.json")
 }
 
@@ -90,13 +97,42 @@ impl DeltaTable {
         checkpoint_every: u64,
         runtime: tokio::runtime::Handle,
     ) -> Result<Self, TableError> {
+        let ours = StructType::try_from_arrow(schema.as_ref()).map_err(|e| TableError::Delta {
+            url: dest.url().to_string(),
+            reason: format!("the schema has no Delta form: {e}"),
+        })?;
+        Self::load(dest, job, Some(ours), checkpoint_every, runtime)
+    }
+
+    /// Opens the table at `dest`, which must exist, for maintenance (compaction, vacuum).
+    pub fn open_existing(
+        dest: &Destination,
+        job: &str,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<Self, TableError> {
+        if !super::present(dest)? {
+            return Err(TableError::Delta {
+                url: dest.url().to_string(),
+                reason: "no Delta table here (no `_delta_log/`)".into(),
+            });
+        }
+        Self::load(dest, job, None, 100, runtime)
+    }
+
+    /// `ours`: the job's schema (the table is created from it if absent, and evolved to
+    /// hold it); `None`: the table's own.
+    fn load(
+        dest: &Destination,
+        job: &str,
+        ours: Option<StructType>,
+        checkpoint_every: u64,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<Self, TableError> {
         let url = dest.url().to_string();
         let fail = |reason: String| TableError::Delta {
             url: url.clone(),
             reason,
         };
-        let ours = StructType::try_from_arrow(schema.as_ref())
-            .map_err(|e| fail(format!("the schema has no Delta form: {e}")))?;
         let (store, location) = dest.object_store()?;
         let prefixed: Arc<dyn object_store::ObjectStore> =
             Arc::new(object_store::prefix::PrefixStore::new(
@@ -113,8 +149,8 @@ impl DeltaTable {
             .list("_delta_log/")?
             .iter()
             .any(|f| f.ends_with(".json") || f.contains(".checkpoint"));
-        if !exists {
-            create(dest, job, &ours, checkpoint_every).map_err(|e| match e {
+        if let (false, Some(ours)) = (exists, &ours) {
+            create(dest, job, ours, checkpoint_every).map_err(|e| match e {
                 TableError::Store(s) => fail(format!("cannot create the table: {s}")),
                 e => e,
             })?;
@@ -129,7 +165,9 @@ impl DeltaTable {
             log,
             engine,
             checkpoint_every: checkpoint_every.max(1),
-            schema: ours,
+            schema: ours
+                .clone()
+                .unwrap_or_else(|| snapshot.schema().as_ref().clone()),
             queue: Mutex::new(Queue {
                 version: snapshot.version(),
                 ..Default::default()
@@ -138,9 +176,12 @@ impl DeltaTable {
             snapshot: Mutex::new((snapshot.clone(), Instant::now())),
             known: Mutex::new(HashMap::new()),
             checkpointing: Arc::new(AtomicBool::new(false)),
+            runtime,
         };
         table.check_table(&snapshot)?;
-        table.evolve(&snapshot)?;
+        if ours.is_some() {
+            table.evolve(&snapshot)?;
+        }
         Ok(table)
     }
 
@@ -154,90 +195,6 @@ impl DeltaTable {
     /// The `txn` app id of one of the job's partitions.
     pub fn app_id(&self, key: &str) -> String {
         format!("sluice/{}/{key}", self.job)
-    }
-
-    /// What a table must be for sluice to append to it: a writer protocol of version 2 or
-    /// below, no partition columns (sluice's adds carry no partition values), and `txn`
-    /// actions that never expire (they say what the table holds of each partition).
-    fn check_table(&self, snapshot: &SnapshotRef) -> Result<(), TableError> {
-        let config = snapshot.table_configuration();
-        let w = config.protocol().min_writer_version() as u64;
-        let problem = if w > MAX_WRITER_VERSION {
-            Some(format!(
-                "its protocol asks writers for version {w} (constraints, generated columns, column mapping or table features); sluice appends to tables of writer version {MAX_WRITER_VERSION} or below"
-            ))
-        } else if !config.metadata().partition_columns().is_empty() {
-            Some(format!(
-                "it is partitioned by {:?}; sluice writes unpartitioned tables (its folders come from `[sink.partition]`)",
-                config.metadata().partition_columns()
-            ))
-        } else if config
-            .metadata()
-            .configuration()
-            .contains_key("delta.setTransactionRetentionDuration")
-        {
-            Some("it sets delta.setTransactionRetentionDuration: expired `txn` actions would make sluice publish commits again".into())
-        } else {
-            None
-        };
-        match problem {
-            Some(reason) => Err(TableError::Conflict {
-                url: self.url.clone(),
-                reason,
-            }),
-            None => Ok(()),
-        }
-    }
-
-    /// Checks the job's schema against the table's; new fields are added to the table.
-    fn evolve(&self, snapshot: &SnapshotRef) -> Result<(), TableError> {
-        let table = snapshot.schema();
-        let (problems, added) = compare(&table, &self.schema);
-        if !problems.is_empty() {
-            return Err(TableError::Schema {
-                url: self.url.clone(),
-                problems,
-            });
-        }
-        if added.is_empty() {
-            return Ok(());
-        }
-        let merged = StructType::try_new(table.fields().cloned().chain(added.iter().cloned()))
-            .map_err(|e| self.fail(e.to_string()))?;
-        let metadata = snapshot
-            .table_configuration()
-            .metadata()
-            .clone()
-            .with_schema(&merged)
-            .map_err(|e| self.fail(e.to_string()))?;
-        let lines = [
-            json!({"commitInfo": {
-                "timestamp": now_ms(),
-                "operation": "ADD COLUMNS",
-                "operationParameters": {"columns": added.iter().map(|f| f.name().clone()).collect::<Vec<_>>()},
-                "engineInfo": engine_info(),
-            }})
-            .to_string(),
-            serde_json::to_string(&Action::Metadata(metadata)).expect("metadata serializes"),
-        ];
-        let v = snapshot.version() + 1;
-        match self.dest.put_atomic(
-            &log_name(v),
-            format!("{}\n", lines.join("\n")).as_bytes(),
-            true,
-        ) {
-            Ok(()) => {}
-            // Another writer moved the table on: read it again (it may have added them too).
-            Err(StoreError::Exists { .. }) => {
-                let again = self.refresh()?;
-                return self.evolve(&again);
-            }
-            Err(e) => return Err(e.into()),
-        }
-        tracing::warn!(table = %self.url, fields = ?added.iter().map(|f| f.name()).collect::<Vec<_>>(), "added fields to the Delta table's schema");
-        let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        q.version = q.version.max(v);
-        Ok(())
     }
 
     /// The newest snapshot (protocol, metadata; no file list).
@@ -293,10 +250,35 @@ impl DeltaTable {
     }
 
     fn published_in(&self, s: &SnapshotRef, key: &str) -> Result<Option<u64>, TableError> {
+        self.app_version_in(s, &self.app_id(key))
+    }
+
+    fn app_version_in(&self, s: &SnapshotRef, app: &str) -> Result<Option<u64>, TableError> {
         let v = s
-            .get_app_id_version(&self.app_id(key), self.engine.as_ref())
-            .map_err(|e| self.fail(format!("cannot read partition {key}'s txn: {e}")))?;
+            .get_app_id_version(app, self.engine.as_ref())
+            .map_err(|e| self.fail(format!("cannot read the txn of {app}: {e}")))?;
         Ok(v.map(|v| v.max(0) as u64))
+    }
+
+    /// The newest `txn` version of app id `app`.
+    pub fn app_version(&self, app: &str) -> Result<Option<u64>, TableError> {
+        let s = self.refresh()?;
+        self.app_version_in(&s, app)
+    }
+
+    /// The job whose partitions this handle publishes.
+    pub fn job(&self) -> &str {
+        &self.job
+    }
+
+    /// The `deltalake` log store over the table (maintenance operations).
+    pub fn log_store(&self) -> LogStoreRef {
+        self.log.clone()
+    }
+
+    /// The runtime the table's asynchronous calls run on.
+    pub fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.runtime
     }
 
     /// Writes `batch` as one version after `version`; the version written (or `version` when
@@ -569,93 +551,6 @@ impl Publisher for DeltaTable {
     }
 }
 
-fn engine_info() -> String {
+pub(super) fn engine_info() -> String {
     format!("sluice/{}", env!("CARGO_PKG_VERSION"))
-}
-
-/// Version 0 of a new table: protocol (reader 1, writer 2), metadata with `schema`.
-fn create(
-    dest: &Destination,
-    job: &str,
-    schema: &StructType,
-    checkpoint_every: u64,
-) -> Result<(), TableError> {
-    let metadata = new_metadata(
-        schema,
-        Vec::<String>::new(),
-        [(
-            "delta.checkpointInterval".to_string(),
-            checkpoint_every.to_string(),
-        )],
-    )
-    .map_err(|e| TableError::Delta {
-        url: dest.url().to_string(),
-        reason: e.to_string(),
-    })?;
-    let lines = [
-        json!({"commitInfo": {
-            "timestamp": now_ms(),
-            "operation": "CREATE TABLE",
-            "operationParameters": {"mode": "ErrorIfExists", "job": job},
-            "engineInfo": engine_info(),
-        }})
-        .to_string(),
-        json!({"protocol": {"minReaderVersion": 1, "minWriterVersion": 2}}).to_string(),
-        serde_json::to_string(&Action::Metadata(metadata)).expect("metadata serializes"),
-    ];
-    match dest.put_atomic(
-        &log_name(0),
-        format!("{}\n", lines.join("\n")).as_bytes(),
-        true,
-    ) {
-        Ok(()) => {
-            tracing::info!(table = %dest.url(), "created a Delta table");
-            Ok(())
-        }
-        // Another process created it first: its schema is checked like any table's.
-        Err(StoreError::Exists { .. }) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// The job's fields against the table's: problems (a type that differs, a required field
-/// the job does not write, a new field that is required) and the fields to add.
-fn compare(table: &StructType, ours: &StructType) -> (Vec<String>, Vec<StructField>) {
-    let mut problems = Vec::new();
-    let mut added = Vec::new();
-    for f in ours.fields() {
-        match table.field(f.name()) {
-            Some(t) if t.data_type() != f.data_type() => problems.push(format!(
-                "`{}` is {} in the table, {} in the job",
-                f.name(),
-                t.data_type(),
-                f.data_type()
-            )),
-            Some(t) if !t.is_nullable() && f.is_nullable() => problems.push(format!(
-                "`{}` is required in the table and optional in the job",
-                f.name()
-            )),
-            Some(_) => {}
-            None if !f.is_nullable() => problems.push(format!(
-                "`{}` is new and required; a field added to a table must be nullable",
-                f.name()
-            )),
-            None => added.push(f.clone()),
-        }
-    }
-    for t in table.fields() {
-        if t.metadata().contains_key("delta.invariants") {
-            problems.push(format!(
-                "`{}` carries a column invariant (`delta.invariants`), which sluice does not check",
-                t.name()
-            ));
-        }
-        if !t.is_nullable() && ours.field(t.name()).is_none() {
-            problems.push(format!(
-                "`{}` is required in the table and the job does not write it",
-                t.name()
-            ));
-        }
-    }
-    (problems, added)
 }

@@ -1,0 +1,137 @@
+//! `compact` and `vacuum`: maintenance of a job's Delta table, with a progress bar on a
+//! terminal.
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use sluice::config::{parse_bytes, parse_duration, Job};
+use sluice::table::compact::{compact, CompactOptions};
+use sluice::table::delta::DeltaTable;
+use sluice::table::vacuum::{vacuum, VacuumOptions};
+use sluice::task;
+
+/// The job's destination and its table (which must exist).
+fn open(
+    path: &Path,
+    repo: Option<&str>,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(Job, sluice::store::Destination, DeltaTable)> {
+    let job = Job::load_repo(path, repo)?;
+    let dest = task::destination(&job, runtime)?;
+    let table = DeltaTable::open_existing(&dest, &job.file.job.name, runtime.handle().clone())
+        .with_context(|| format!("job `{}`", job.file.job.name))?;
+    Ok((job, dest, table))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the I/O runtime")
+}
+
+fn bar(template: &str) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(indicatif::ProgressStyle::with_template(template).expect("valid template"));
+    Some(bar)
+}
+
+/// `sluice compact JOB`.
+pub fn run_compact(
+    path: &Path,
+    repo: Option<&str>,
+    partition: Option<String>,
+    target_size: &str,
+    min_files: usize,
+    dry_run: bool,
+) -> Result<()> {
+    let runtime = runtime()?;
+    let (job, dest, table) = open(path, repo, &runtime)?;
+    let opts = CompactOptions {
+        prefix: partition.map(|p| format!("{}/", p.trim_end_matches('/'))),
+        target_bytes: parse_bytes(target_size)
+            .map_err(|e| anyhow::anyhow!("--target-size: {e}"))?,
+        min_files,
+        dry_run,
+    };
+    let bar = bar(
+        "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
+    );
+    let started = std::time::Instant::now();
+    let report = compact(&table, &dest, &job.format, &opts, &|done, total| {
+        if let Some(b) = &bar {
+            b.set_length(total);
+            b.set_position(done);
+        }
+    })?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if dry_run {
+        println!(
+            "would compact {} files ({} bytes) into {} files",
+            report.files_in, report.bytes_in, report.bins
+        );
+    } else {
+        println!(
+            "compacted {} files ({} bytes) into {} files ({} bytes, {} rows) in {:.2} s{}",
+            report.files_in,
+            report.bytes_in,
+            report.files_out,
+            report.bytes_out,
+            report.rows,
+            started.elapsed().as_secs_f64(),
+            if report.lost > 0 {
+                format!(
+                    "; {} groups were compacted by another writer first",
+                    report.lost
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(())
+}
+
+/// `sluice vacuum JOB`.
+pub fn run_vacuum(path: &Path, repo: Option<&str>, older_than: &str, dry_run: bool) -> Result<()> {
+    let runtime = runtime()?;
+    let (_, dest, table) = open(path, repo, &runtime)?;
+    let opts = VacuumOptions {
+        older_than: parse_duration(older_than).map_err(|e| anyhow::anyhow!("--older-than: {e}"))?,
+        dry_run,
+    };
+    let bar = bar("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} files");
+    let report = vacuum(&table, &dest, &opts, &|done, total| {
+        if let Some(b) = &bar {
+            b.set_length(total);
+            b.set_position(done);
+        }
+    })?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    for f in &report.files {
+        println!("{} {f}", if dry_run { "would delete" } else { "deleted" });
+    }
+    println!(
+        "{} {} files no version within {older_than} names{}",
+        if dry_run { "would delete" } else { "deleted" },
+        report.files.len(),
+        if report.kept_unpublished > 0 {
+            format!(
+                "; kept {} of sealed commits the table does not hold yet",
+                report.kept_unpublished
+            )
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}

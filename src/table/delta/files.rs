@@ -1,0 +1,168 @@
+//! The table's live files, and versions that replace some of them by one (compaction):
+//! `remove` + `add` with `dataChange = false`, so readers see the same rows before and after.
+
+use std::collections::HashSet;
+use std::sync::PoisonError;
+
+use deltalake_core::kernel::{Action, Add, Remove};
+use futures::TryStreamExt;
+use serde_json::json;
+
+use super::{engine_info, log_name, DeltaTable, MAX_LOST, MAX_WRITER_VERSION};
+use crate::commit::now_ms;
+use crate::store::StoreError;
+use crate::table::TableError;
+
+/// A file of the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveFile {
+    /// Relative to the table's root, decoded.
+    pub path: String,
+    pub size: u64,
+    /// `numRecords` of its statistics, when recorded.
+    pub rows: Option<u64>,
+    pub modified_ms: i64,
+}
+
+/// How a replacement ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Replaced {
+    /// At this version.
+    Done(u64),
+    /// Another writer removed one of the files first (another compaction): nothing changed.
+    Lost,
+}
+
+impl DeltaTable {
+    /// The table's newest version and those of its files that `keep` selects (the file list
+    /// streams from the log; only the selected files are held).
+    pub fn live_files(
+        &self,
+        mut keep: impl FnMut(&LiveFile) -> bool,
+    ) -> Result<(u64, Vec<LiveFile>), TableError> {
+        let log = self.log.clone();
+        let r: Result<_, deltalake_core::DeltaTableError> = self.runtime.block_on(async {
+            let s = deltalake_core::kernel::Snapshot::try_new(log.as_ref(), None).await?;
+            let mut out = Vec::new();
+            let mut views = s.file_views(log.as_ref(), None);
+            while let Some(v) = views.try_next().await? {
+                let rows = v
+                    .stats()
+                    .and_then(|st| serde_json::from_str::<serde_json::Value>(&st).ok())
+                    .and_then(|st| st.get("numRecords").and_then(|n| n.as_u64()));
+                let f = LiveFile {
+                    path: v.path().into_owned(),
+                    size: v.size().max(0) as u64,
+                    rows,
+                    modified_ms: v.modification_time(),
+                };
+                if keep(&f) {
+                    out.push(f);
+                }
+            }
+            Ok((s.version(), out))
+        });
+        r.map_err(|e| self.fail(format!("cannot list its files: {e}")))
+    }
+
+    /// Writes, after `version`, one version that removes `inputs` and adds `output`.
+    pub fn replace(
+        &self,
+        mut version: u64,
+        inputs: &[LiveFile],
+        output: &LiveFile,
+    ) -> Result<Replaced, TableError> {
+        let now = now_ms();
+        let mut lines = vec![json!({"commitInfo": {
+            "timestamp": now,
+            "operation": "OPTIMIZE",
+            "operationParameters": {"files": inputs.len(), "job": self.job},
+            "isBlindAppend": false,
+            "engineInfo": engine_info(),
+        }})
+        .to_string()];
+        for f in inputs {
+            let r = Remove {
+                path: f.path.clone(),
+                data_change: false,
+                deletion_timestamp: Some(now),
+                extended_file_metadata: Some(true),
+                partition_values: Some(Default::default()),
+                size: Some(f.size as i64),
+                tags: None,
+                deletion_vector: None,
+                base_row_id: None,
+                default_row_commit_version: None,
+            };
+            lines.push(serde_json::to_string(&Action::Remove(r)).expect("a remove serializes"));
+        }
+        let add = Add {
+            path: output.path.clone(),
+            partition_values: Default::default(),
+            size: output.size as i64,
+            modification_time: now,
+            data_change: false,
+            stats: output.rows.map(|n| json!({ "numRecords": n }).to_string()),
+            ..Default::default()
+        };
+        lines.push(serde_json::to_string(&Action::Add(add)).expect("an add serializes"));
+        let bytes = format!("{}\n", lines.join("\n")).into_bytes();
+        let ours: HashSet<&str> = inputs.iter().map(|f| f.path.as_str()).collect();
+        for _ in 0..MAX_LOST {
+            let name = log_name(version + 1);
+            match self.dest.put_atomic(&name, &bytes, true) {
+                Ok(()) => return Ok(self.landed(version + 1)),
+                Err(StoreError::Exists { .. }) => {
+                    let winner = self.dest.read(&name)?;
+                    if winner == bytes {
+                        return Ok(self.landed(version + 1));
+                    }
+                    if self.takes_any(&winner, &ours)? {
+                        return Ok(Replaced::Lost);
+                    }
+                    version += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(self.fail(format!(
+            "{MAX_LOST} versions in a row went to other writers"
+        )))
+    }
+
+    fn landed(&self, v: u64) -> Replaced {
+        let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        q.version = q.version.max(v);
+        drop(q);
+        self.after(v);
+        Replaced::Done(v)
+    }
+
+    /// Whether another writer's version removes one of `paths`; a protocol this process
+    /// cannot write is an error.
+    fn takes_any(&self, winner: &[u8], paths: &HashSet<&str>) -> Result<bool, TableError> {
+        for line in winner
+            .split(|b| *b == b'\n')
+            .map(|l| l.trim_ascii())
+            .filter(|l| !l.is_empty())
+        {
+            let Ok(action) = serde_json::from_slice::<Action>(line) else {
+                continue;
+            };
+            match action {
+                Action::Remove(r) if paths.contains(r.path.as_str()) => return Ok(true),
+                Action::Protocol(p) if p.min_writer_version() as u64 > MAX_WRITER_VERSION => {
+                    return Err(TableError::Conflict {
+                        url: self.url.clone(),
+                        reason: format!(
+                            "another writer raised the table's writer protocol to {}",
+                            p.min_writer_version()
+                        ),
+                    })
+                }
+                _ => {}
+            }
+        }
+        Ok(false)
+    }
+}

@@ -1,0 +1,187 @@
+//! What a Delta table must be for sluice to append to it, and its schema against the
+//! job's: version 0 of a new table, fields added to an existing one, differences refused.
+
+use std::sync::PoisonError;
+
+use delta_kernel::schema::{StructField, StructType};
+use delta_kernel::snapshot::SnapshotRef;
+use deltalake_core::kernel::{new_metadata, Action, MetadataExt};
+use serde_json::json;
+
+use super::{engine_info, log_name, DeltaTable, MAX_WRITER_VERSION};
+use crate::commit::now_ms;
+use crate::store::{Destination, StoreError};
+use crate::table::TableError;
+
+impl DeltaTable {
+    /// What a table must be for sluice to append to it: a writer protocol of version 2 or
+    /// below, no partition columns (sluice's adds carry no partition values), and `txn`
+    /// actions that never expire (they say what the table holds of each partition).
+    pub(super) fn check_table(&self, snapshot: &SnapshotRef) -> Result<(), TableError> {
+        let config = snapshot.table_configuration();
+        let w = config.protocol().min_writer_version() as u64;
+        let problem = if w > MAX_WRITER_VERSION {
+            Some(format!(
+                "its protocol asks writers for version {w} (constraints, generated columns, column mapping or table features); sluice appends to tables of writer version {MAX_WRITER_VERSION} or below"
+            ))
+        } else if !config.metadata().partition_columns().is_empty() {
+            Some(format!(
+                "it is partitioned by {:?}; sluice writes unpartitioned tables (its folders come from `[sink.partition]`)",
+                config.metadata().partition_columns()
+            ))
+        } else if config
+            .metadata()
+            .configuration()
+            .contains_key("delta.setTransactionRetentionDuration")
+        {
+            Some("it sets delta.setTransactionRetentionDuration: expired `txn` actions would make sluice publish commits again".into())
+        } else {
+            None
+        };
+        match problem {
+            Some(reason) => Err(TableError::Conflict {
+                url: self.url.clone(),
+                reason,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks the job's schema against the table's; new fields are added to the table.
+    pub(super) fn evolve(&self, snapshot: &SnapshotRef) -> Result<(), TableError> {
+        let table = snapshot.schema();
+        let (problems, added) = compare(&table, &self.schema);
+        if !problems.is_empty() {
+            return Err(TableError::Schema {
+                url: self.url.clone(),
+                problems,
+            });
+        }
+        if added.is_empty() {
+            return Ok(());
+        }
+        let merged = StructType::try_new(table.fields().cloned().chain(added.iter().cloned()))
+            .map_err(|e| self.fail(e.to_string()))?;
+        let metadata = snapshot
+            .table_configuration()
+            .metadata()
+            .clone()
+            .with_schema(&merged)
+            .map_err(|e| self.fail(e.to_string()))?;
+        let lines = [
+            json!({"commitInfo": {
+                "timestamp": now_ms(),
+                "operation": "ADD COLUMNS",
+                "operationParameters": {"columns": added.iter().map(|f| f.name().clone()).collect::<Vec<_>>()},
+                "engineInfo": engine_info(),
+            }})
+            .to_string(),
+            serde_json::to_string(&Action::Metadata(metadata)).expect("metadata serializes"),
+        ];
+        let v = snapshot.version() + 1;
+        match self.dest.put_atomic(
+            &log_name(v),
+            format!("{}\n", lines.join("\n")).as_bytes(),
+            true,
+        ) {
+            Ok(()) => {}
+            // Another writer moved the table on: read it again (it may have added them too).
+            Err(StoreError::Exists { .. }) => {
+                let again = self.refresh()?;
+                return self.evolve(&again);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tracing::warn!(table = %self.url, fields = ?added.iter().map(|f| f.name()).collect::<Vec<_>>(), "added fields to the Delta table's schema");
+        let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        q.version = q.version.max(v);
+        Ok(())
+    }
+}
+
+/// Version 0 of a new table: protocol (reader 1, writer 2), metadata with `schema`.
+pub(super) fn create(
+    dest: &Destination,
+    job: &str,
+    schema: &StructType,
+    checkpoint_every: u64,
+) -> Result<(), TableError> {
+    let metadata = new_metadata(
+        schema,
+        Vec::<String>::new(),
+        [(
+            "delta.checkpointInterval".to_string(),
+            checkpoint_every.to_string(),
+        )],
+    )
+    .map_err(|e| TableError::Delta {
+        url: dest.url().to_string(),
+        reason: e.to_string(),
+    })?;
+    let lines = [
+        json!({"commitInfo": {
+            "timestamp": now_ms(),
+            "operation": "CREATE TABLE",
+            "operationParameters": {"mode": "ErrorIfExists", "job": job},
+            "engineInfo": engine_info(),
+        }})
+        .to_string(),
+        json!({"protocol": {"minReaderVersion": 1, "minWriterVersion": 2}}).to_string(),
+        serde_json::to_string(&Action::Metadata(metadata)).expect("metadata serializes"),
+    ];
+    match dest.put_atomic(
+        &log_name(0),
+        format!("{}\n", lines.join("\n")).as_bytes(),
+        true,
+    ) {
+        Ok(()) => {
+            tracing::info!(table = %dest.url(), "created a Delta table");
+            Ok(())
+        }
+        // Another process created it first: its schema is checked like any table's.
+        Err(StoreError::Exists { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The job's fields against the table's: problems (a type that differs, a required field
+/// the job does not write, a new field that is required) and the fields to add.
+pub(super) fn compare(table: &StructType, ours: &StructType) -> (Vec<String>, Vec<StructField>) {
+    let mut problems = Vec::new();
+    let mut added = Vec::new();
+    for f in ours.fields() {
+        match table.field(f.name()) {
+            Some(t) if t.data_type() != f.data_type() => problems.push(format!(
+                "`{}` is {} in the table, {} in the job",
+                f.name(),
+                t.data_type(),
+                f.data_type()
+            )),
+            Some(t) if !t.is_nullable() && f.is_nullable() => problems.push(format!(
+                "`{}` is required in the table and optional in the job",
+                f.name()
+            )),
+            Some(_) => {}
+            None if !f.is_nullable() => problems.push(format!(
+                "`{}` is new and required; a field added to a table must be nullable",
+                f.name()
+            )),
+            None => added.push(f.clone()),
+        }
+    }
+    for t in table.fields() {
+        if t.metadata().contains_key("delta.invariants") {
+            problems.push(format!(
+                "`{}` carries a column invariant (`delta.invariants`), which sluice does not check",
+                t.name()
+            ));
+        }
+        if !t.is_nullable() && ours.field(t.name()).is_none() {
+            problems.push(format!(
+                "`{}` is required in the table and the job does not write it",
+                t.name()
+            ));
+        }
+    }
+    (problems, added)
+}

@@ -1,0 +1,121 @@
+//! `sluice vacuum`: deletes the table folder's Parquet files that no version within the
+//! retention names (files compacted away, outputs of compactions that lost, files of commits
+//! that never reached the table), as Delta's own vacuum in its full mode decides them, and
+//! last modified before the retention. Never deleted: the files of any sluice job's sealed
+//! commits the table does not hold yet (the next start publishes them), and anything under a
+//! folder starting with `_` or `.` (`_delta_log`, `_sluice`, `_dead_letters`).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use deltalake_core::operations::vacuum::VacuumMode;
+
+use super::delta::DeltaTable;
+use super::{Publisher, TableError};
+use crate::commit::checkpoint::Checkpoints;
+use crate::store::Destination;
+
+/// What to vacuum.
+#[derive(Debug, Clone)]
+pub struct VacuumOptions {
+    /// Files removed from the table (and files never in it) more recently than this stay:
+    /// readers may still be reading versions that name them.
+    pub older_than: Duration,
+    /// Report only.
+    pub dry_run: bool,
+}
+
+/// What a vacuum did (or would do).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct VacuumReport {
+    /// Deleted (or to delete, in a dry run).
+    pub files: Vec<String>,
+    /// Unreferenced but named by a sealed commit the table does not hold yet: kept.
+    pub kept_unpublished: usize,
+}
+
+/// Vacuums the table at `dest`; `progress` is told how many files were deleted so far.
+pub fn vacuum(
+    table: &DeltaTable,
+    dest: &Destination,
+    opts: &VacuumOptions,
+    progress: &dyn Fn(u64, u64),
+) -> Result<VacuumReport, TableError> {
+    let retention = chrono::Duration::from_std(opts.older_than).map_err(|e| TableError::Delta {
+        url: dest.url().to_string(),
+        reason: format!("retention: {e}"),
+    })?;
+    let log = table.log_store();
+    let planned: Result<Vec<String>, deltalake_core::DeltaTableError> =
+        table.runtime().block_on(async {
+            let mut t = deltalake_core::DeltaTable::new(log);
+            t.load().await?;
+            let (_, metrics) = t
+                .vacuum()
+                .with_mode(VacuumMode::Full)
+                .with_retention_period(retention)
+                .with_enforce_retention_duration(false)
+                .with_dry_run(true)
+                .await?;
+            Ok(metrics.files_deleted)
+        });
+    let planned = planned.map_err(|e| TableError::Delta {
+        url: dest.url().to_string(),
+        reason: format!("cannot plan the vacuum: {e}"),
+    })?;
+    let protected = unpublished(table, dest)?;
+    let mut report = VacuumReport::default();
+    let mut doomed = Vec::new();
+    for f in planned {
+        if !f.ends_with(".parquet") {
+            continue;
+        }
+        if protected.contains(&f) {
+            report.kept_unpublished += 1;
+        } else {
+            doomed.push(f);
+        }
+    }
+    let total = doomed.len() as u64;
+    for (i, f) in doomed.into_iter().enumerate() {
+        if !opts.dry_run {
+            dest.delete(&f)?;
+            progress(i as u64 + 1, total);
+        }
+        report.files.push(f);
+    }
+    Ok(report)
+}
+
+/// Files of sealed commits (of every sluice job recorded in the destination) that the table
+/// does not hold yet.
+fn unpublished(table: &DeltaTable, dest: &Destination) -> Result<HashSet<String>, TableError> {
+    let mut jobs: HashSet<String> = HashSet::new();
+    for f in dest.list("_sluice/")? {
+        if let Some(job) = f.strip_prefix("_sluice/").and_then(|r| r.split('/').next()) {
+            if f.contains("/checkpoints/") {
+                jobs.insert(job.to_string());
+            }
+        }
+    }
+    let mut out = HashSet::new();
+    for job in jobs {
+        let cps = Checkpoints::new(dest.clone(), &job);
+        for key in cps.keys()? {
+            let held = table.published_by(&job, &key)?;
+            let (standing, _) = cps.standing_after(&key, held.unwrap_or(0))?;
+            out.extend(standing.into_iter().flat_map(|c| c.files).map(|f| f.path));
+        }
+    }
+    Ok(out)
+}
+
+impl DeltaTable {
+    /// How far the table holds partition `key` of job `job` (not necessarily this one's).
+    pub fn published_by(&self, job: &str, key: &str) -> Result<Option<u64>, TableError> {
+        if job == self.job() {
+            return self.published(key);
+        }
+        self.app_version(&format!("sluice/{job}/{key}"))
+    }
+}
