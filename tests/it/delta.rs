@@ -276,6 +276,29 @@ fn a_table_that_holds_more_than_the_checkpoints_is_where_the_partition_resumes()
 }
 
 #[test]
+fn a_roll_back_is_refused_where_a_table_is_even_when_the_job_no_longer_says_so() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    events(&input, 0, 3000, false);
+    let job = file_job(dir.path(), &input, &schema("nginx_access"), "out/", "");
+    let jobs = job.to_str().unwrap();
+    sluice_ok(&["run", jobs]);
+    for table in ["delta", "none"] {
+        let text = std::fs::read_to_string(&job)
+            .unwrap()
+            .replace("table = \"delta\"", &format!("table = {table:?}"));
+        let other = dir.path().join(format!("{table}.toml"));
+        std::fs::write(&other, text).unwrap();
+        let o = sluice(&["run", other.to_str().unwrap(), "--from-checkpoint", "1"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{err}");
+        assert!(err.contains("cannot roll back a table"), "{err}");
+    }
+    read_table(&py, dir.path().join("out").to_str().unwrap(), None, "").once(3000);
+}
+
+#[test]
 fn fields_added_between_runs_are_read_by_every_reader_and_a_type_change_is_refused() {
     let Some(py) = python() else { return };
     let dir = tempfile::tempdir().unwrap();
