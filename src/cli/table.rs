@@ -86,14 +86,17 @@ pub fn run_compact(
             report.bytes_out,
             report.rows,
             started.elapsed().as_secs_f64(),
-            if report.lost > 0 {
-                format!(
-                    "; {} groups were compacted by another writer first",
-                    report.lost
-                )
-            } else {
-                String::new()
-            }
+            [
+                (report.lost, "compacted by another writer first"),
+                (
+                    report.skipped,
+                    "skipped: their files cannot be merged (see the log)"
+                ),
+            ]
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, what)| format!("; {n} groups {what}"))
+            .collect::<String>()
         );
     }
     Ok(())

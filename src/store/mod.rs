@@ -213,6 +213,29 @@ impl Destination {
         p
     }
 
+    /// The key of `rel` in the store, as `object_store` (and so a Delta log's reader) names
+    /// it: object stores percent-encode a few characters of each segment (`%` among them);
+    /// a local path is its own key.
+    pub fn key(&self, rel: &str) -> String {
+        match &self.kind {
+            Kind::Local(_) => rel.to_string(),
+            Kind::Store { .. } => Self::store_path(&StorePath::default(), rel).to_string(),
+        }
+    }
+
+    /// The relative path of a key given by [`Destination::key`] (or listed by a library over
+    /// the same store).
+    pub fn rel_of_key(&self, key: &str) -> String {
+        match &self.kind {
+            Kind::Local(_) => key.to_string(),
+            Kind::Store { .. } => key
+                .split('/')
+                .map(|p| percent_encoding::percent_decode_str(p).decode_utf8_lossy())
+                .collect::<Vec<_>>()
+                .join("/"),
+        }
+    }
+
     /// True when a file exists at `rel`.
     pub fn exists(&self, rel: &str) -> Result<bool, StoreError> {
         match &self.kind {

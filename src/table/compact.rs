@@ -36,6 +36,8 @@ pub struct CompactReport {
     pub bins: usize,
     /// Bins another writer compacted first.
     pub lost: usize,
+    /// Bins whose files could not be read or merged (left as they are).
+    pub skipped: usize,
     pub files_in: usize,
     pub bytes_in: u64,
     pub files_out: usize,
@@ -44,11 +46,18 @@ pub struct CompactReport {
 }
 
 /// Bins of files to merge: files of one folder (the layout `[sink.partition]` made stays),
-/// in path order, each bin up to `target_bytes`, at least `min_files` (and 2) files.
+/// in path order, each bin up to `target_bytes`, at least `min_files` (and 2) files. Files
+/// outside the table's folder (absolute, `..`) or under `_`/`.` folders are never touched.
 pub fn plan(mut files: Vec<LiveFile>, opts: &CompactOptions) -> Vec<Vec<LiveFile>> {
     files.retain(|f| {
         f.size < opts.target_bytes
             && f.path.ends_with(".parquet")
+            && !f.path.starts_with('/')
+            && !f.path.contains("://")
+            && !f
+                .path
+                .split('/')
+                .any(|seg| seg == ".." || seg.starts_with('_') || seg.starts_with('.'))
             && opts.prefix.as_deref().is_none_or(|p| f.path.starts_with(p))
     });
     files.sort_by(|a, b| (folder(&a.path), &a.path).cmp(&(folder(&b.path), &b.path)));
@@ -81,7 +90,9 @@ fn folder(path: &str) -> &str {
     path.rfind('/').map_or("", |i| &path[..=i])
 }
 
-/// Compacts the table at `dest`; `progress` is told the bytes of each input file read.
+/// Compacts the table at `dest`; `progress` is told the bytes of input read so far and in
+/// all. A bin whose files cannot be read or merged (a damaged file, schemas that do not
+/// merge) is skipped and counted; a store that fails stops the run.
 pub fn compact(
     table: &DeltaTable,
     dest: &Destination,
@@ -89,6 +100,12 @@ pub fn compact(
     opts: &CompactOptions,
     progress: &dyn Fn(u64, u64),
 ) -> Result<CompactReport, TableError> {
+    if format.kind != crate::format::FormatKind::Parquet {
+        return Err(TableError::Delta {
+            url: dest.url().to_string(),
+            reason: "the job's format is not Parquet; a Delta table holds Parquet files".into(),
+        });
+    }
     let (mut version, files) = table.live_files(|_| true)?;
     let bins = plan(files, opts);
     let total: u64 = bins.iter().flatten().map(|f| f.size).sum();
@@ -100,12 +117,31 @@ pub fn compact(
         return Ok(report);
     }
     let mut done = 0u64;
+    // Files other writers removed since the listing: a bin holding one is not swapped in.
+    let mut gone = std::collections::HashSet::new();
     for bin in bins {
-        let (out, rows) = rewrite(dest, format, &bin, &mut |n| {
-            done += n;
-            progress(done, total)
-        })?;
-        match table.replace(version, &bin, &out)? {
+        let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            rewrite(dest, format, &bin, &mut |n| {
+                done += n;
+                progress(done, total)
+            })
+        }))
+        .unwrap_or_else(|p| {
+            Err(Skip::Bad(format!(
+                "reading or writing panicked: {}",
+                crate::panics::message(&p)
+            )))
+        });
+        let (out, rows) = match written {
+            Ok(w) => w,
+            Err(Skip::Store(e)) => return Err(e),
+            Err(Skip::Bad(reason)) => {
+                report.skipped += 1;
+                tracing::warn!(folder = %folder(&bin[0].path), files = bin.len(), %reason, "skipped a group of files that cannot be merged");
+                continue;
+            }
+        };
+        match table.replace(version, &bin, &out, &mut gone)? {
             Replaced::Done(v) => {
                 version = v;
                 report.bins += 1;
@@ -118,13 +154,27 @@ pub fn compact(
             }
             Replaced::Lost => {
                 // Named by no version: nobody reads it.
-                dest.delete(&out.path)?;
+                dest.delete(&dest.rel_of_key(&out.path))?;
                 report.lost += 1;
-                tracing::warn!(folder = %folder(&bin[0].path), "another writer compacted these files first; this bin is dropped");
+                tracing::warn!(folder = %folder(&bin[0].path), "another writer compacted these files first; this group is dropped");
             }
         }
     }
     Ok(report)
+}
+
+/// Why a bin was not rewritten.
+enum Skip {
+    /// The store failed: the run stops.
+    Store(TableError),
+    /// Its files cannot be read or merged: the bin is skipped.
+    Bad(String),
+}
+
+impl From<crate::store::StoreError> for Skip {
+    fn from(e: crate::store::StoreError) -> Self {
+        Skip::Store(e.into())
+    }
 }
 
 /// Writes the rows of `bin` as one file in the bin's folder (visible, named by no version
@@ -135,48 +185,42 @@ fn rewrite(
     format: &FormatOptions,
     bin: &[LiveFile],
     progress: &mut dyn FnMut(u64),
-) -> Result<(LiveFile, u64), TableError> {
-    let bad = |path: &str, e: String| TableError::Delta {
-        url: dest.display(path),
-        reason: format!("cannot read it: {e}"),
-    };
-    // The schemas first (footers only), merged by name.
+) -> Result<(LiveFile, u64), Skip> {
+    let bad = |path: &str, e: String| Skip::Bad(format!("{}: {e}", dest.display(path)));
+    // The schemas first, merged by name.
     let mut schemas = Vec::with_capacity(bin.len());
     for f in bin {
-        let bytes = Bytes::from(dest.read(&f.path)?);
+        let rel = dest.rel_of_key(&f.path);
+        let bytes = Bytes::from(dest.read(&rel)?);
         let b = ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .map_err(|e| bad(&f.path, e.to_string()))?;
-        schemas.push(b.schema().as_ref().clone());
+            .map_err(|e| bad(&rel, e.to_string()))?;
+        schemas.push(Schema::new(b.schema().fields().clone()));
     }
-    let schema = Arc::new(
-        Schema::try_merge(schemas.into_iter().map(|s| Schema::new(s.fields().clone()))).map_err(
-            |e| {
-                bad(
-                    &bin[0].path,
-                    format!("its schema does not merge with the others': {e}"),
-                )
-            },
-        )?,
-    );
+    let schema = Arc::new(Schema::try_merge(schemas).map_err(|e| {
+        bad(
+            folder(&bin[0].path),
+            format!("schemas that do not merge: {e}"),
+        )
+    })?);
     let rel = format!(
         "{}compact-{}.parquet",
-        folder(&bin[0].path),
+        dest.rel_of_key(folder(&bin[0].path)),
         crate::commit::random_tag()
     );
     let file = dest.create(&rel)?;
-    let mut writer = create_writer(format, schema.clone(), file.clone())
-        .map_err(|e| bad(&rel, e.to_string()))?;
     let mut rows = 0u64;
-    let written = (|| -> Result<(), TableError> {
+    let written = (|| -> Result<(), Skip> {
+        let mut writer = create_writer(format, schema.clone(), file.clone())
+            .map_err(|e| bad(&rel, e.to_string()))?;
         for f in bin {
-            let bytes = Bytes::from(dest.read(&f.path)?);
+            let path = dest.rel_of_key(&f.path);
+            let bytes = Bytes::from(dest.read(&path)?);
             let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
                 .and_then(|b| b.build())
-                .map_err(|e| bad(&f.path, e.to_string()))?;
+                .map_err(|e| bad(&path, e.to_string()))?;
             for batch in reader {
-                let batch = batch.map_err(|e| bad(&f.path, e.to_string()))?;
-                let batch =
-                    crate::evolution::adapt(&batch, &schema).map_err(|e| bad(&f.path, e))?;
+                let batch = batch.map_err(|e| bad(&path, e.to_string()))?;
+                let batch = crate::evolution::adapt(&batch, &schema).map_err(|e| bad(&path, e))?;
                 rows += batch.num_rows() as u64;
                 writer.write(&batch).map_err(|e| bad(&rel, e.to_string()))?;
             }
@@ -191,7 +235,7 @@ fn rewrite(
     let size = file.commit()?;
     Ok((
         LiveFile {
-            path: rel,
+            path: dest.key(&rel),
             size,
             rows: Some(rows),
             modified_ms: crate::commit::now_ms(),

@@ -275,3 +275,65 @@ fn tables_sluice_cannot_append_to_are_refused() {
         }
     }
 }
+
+#[test]
+fn a_compaction_never_swaps_in_a_group_another_compaction_removed_while_it_placed_another() {
+    use super::delta::{LiveFile, Replaced};
+    let (_d, rt, dest) = setup();
+    let t = open(&dest, &rt, &schema(None));
+    t.publish(&[commit(
+        "t-0",
+        1,
+        10,
+        &["a/1.parquet", "a/2.parquet", "b/1.parquet", "b/2.parquet"],
+    )])
+    .unwrap();
+    let f = |p: &str| LiveFile {
+        path: p.into(),
+        size: 100,
+        rows: Some(10),
+        modified_ms: 0,
+    };
+    let (listed, _) = t.live_files(|_| true).unwrap();
+    assert_eq!(listed, 1);
+    // Y compacts b/ first (version 2).
+    let y = open(&dest, &rt, &schema(None));
+    let mut y_gone = Default::default();
+    assert_eq!(
+        y.replace(
+            1,
+            &[f("b/1.parquet"), f("b/2.parquet")],
+            &f("b/y.parquet"),
+            &mut y_gone
+        )
+        .unwrap(),
+        Replaced::Done(2)
+    );
+    // X, which listed at version 1, places its a/ group after Y's version, then its b/ group:
+    // lost, though Y's version removed nothing of the a/ group.
+    let mut gone = Default::default();
+    assert_eq!(
+        t.replace(
+            1,
+            &[f("a/1.parquet"), f("a/2.parquet")],
+            &f("a/x.parquet"),
+            &mut gone
+        )
+        .unwrap(),
+        Replaced::Done(3)
+    );
+    assert_eq!(
+        t.replace(
+            3,
+            &[f("b/1.parquet"), f("b/2.parquet")],
+            &f("b/x.parquet"),
+            &mut gone
+        )
+        .unwrap(),
+        Replaced::Lost
+    );
+    let (_, live) = t.live_files(|_| true).unwrap();
+    let mut live: Vec<_> = live.into_iter().map(|f| f.path).collect();
+    live.sort();
+    assert_eq!(live, ["a/x.parquet", "b/y.parquet"]);
+}

@@ -45,6 +45,21 @@ pub fn vacuum(
         url: dest.url().to_string(),
         reason: format!("retention: {e}"),
     })?;
+    // Longer than the table keeps tombstones, a file removed inside the retention would look
+    // never referenced (its tombstone gone from the checkpoints) and be judged by its age.
+    let keeps = table.tombstone_retention()?;
+    if opts.older_than > keeps {
+        return Err(TableError::Delta {
+            url: dest.url().to_string(),
+            reason: format!(
+                "--older-than is longer than the table keeps removed files' records ({} h, `delta.deletedFileRetentionDuration`): files removed within it could not be told from files never in the table",
+                keeps.as_secs() / 3600
+            ),
+        });
+    }
+    // Before the plan: a commit the table lacks now may be published while the plan runs,
+    // and must still be kept.
+    let protected = unpublished(table, dest)?;
     let log = table.log_store();
     let planned: Result<Vec<String>, deltalake_core::DeltaTableError> =
         table.runtime().block_on(async {
@@ -63,9 +78,8 @@ pub fn vacuum(
         url: dest.url().to_string(),
         reason: format!("cannot plan the vacuum: {e}"),
     })?;
-    let protected = unpublished(table, dest)?;
     let mut report = VacuumReport::default();
-    let mut doomed = Vec::new();
+    let mut doomed: Vec<String> = Vec::new();
     for f in planned {
         if !f.ends_with(".parquet") {
             continue;
@@ -76,10 +90,16 @@ pub fn vacuum(
             doomed.push(f);
         }
     }
+    // And what the table names now (a version written since the plan) is never deleted.
+    doomed.sort();
+    if !doomed.is_empty() {
+        let (_, live) = table.live_files(|f| doomed.binary_search(&f.path).is_ok())?;
+        doomed.retain(|f| !live.iter().any(|l| &l.path == f));
+    }
     let total = doomed.len() as u64;
     for (i, f) in doomed.into_iter().enumerate() {
         if !opts.dry_run {
-            dest.delete(&f)?;
+            dest.delete(&dest.rel_of_key(&f))?;
             progress(i as u64 + 1, total);
         }
         report.files.push(f);
@@ -104,7 +124,12 @@ fn unpublished(table: &DeltaTable, dest: &Destination) -> Result<HashSet<String>
         for key in cps.keys()? {
             let held = table.published_by(&job, &key)?;
             let (standing, _) = cps.standing_after(&key, held.unwrap_or(0))?;
-            out.extend(standing.into_iter().flat_map(|c| c.files).map(|f| f.path));
+            out.extend(
+                standing
+                    .into_iter()
+                    .flat_map(|c| c.files)
+                    .map(|f| dest.key(&f.path)),
+            );
         }
     }
     Ok(out)

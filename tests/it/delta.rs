@@ -479,9 +479,10 @@ fn mirror(dest: &sluice::store::Destination, to: &Path) -> PathBuf {
         if f.starts_with("_sluice") || f.starts_with("_dead_letters") {
             continue;
         }
+        // Listed (and named here) by its key, as the log names it.
         let p = to.join(&f);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, dest.read(&f).unwrap()).unwrap();
+        std::fs::write(p, dest.read(&dest.rel_of_key(&f)).unwrap()).unwrap();
     }
     to.to_path_buf()
 }
@@ -562,4 +563,87 @@ fn compact_and_vacuum_beside_a_live_run_with_kill_9_of_both_keep_every_record_on
     assert_eq!(seen.0["replay"]["orphans"], 0, "{}", seen.0);
     assert!(seen.0["replay"]["live_files"].as_u64().unwrap() <= files_before);
     assert!(live.stop("the live run to stop", 60).success());
+}
+
+#[test]
+fn folder_names_that_need_escaping_read_back_compact_and_vacuum_locally_and_on_s3() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    let hosts = ["M\u{fc}nchen: 1", "x%y", "plain"];
+    let n = 3000;
+    let mut text = String::new();
+    for i in 0..n {
+        let host = match i % 4 {
+            3 => "null".to_string(),
+            k => format!("{:?}", hosts[k]),
+        };
+        text.push_str(&format!(
+            "{{\"ts\":\"2024-05-01T00:00:00Z\",\"host\":{host},\"status\":200,\"trace_id\":\"t{i}\"}}\n"
+        ));
+    }
+    std::fs::write(&input, text).unwrap();
+    let mut places: Vec<(String, String, Option<PathBuf>)> =
+        vec![("out/".into(), String::new(), None)];
+    let s3 = crate::s3_run::s3();
+    if let Some(s3) = &s3 {
+        let url = format!(
+            "{}/{}/",
+            s3.url.trim_end_matches('/'),
+            crate::s3_run::unique("delta-pct")
+        );
+        let storage = format!(
+            "[sink.storage]\nendpoint = {:?}\nallow_http = true\naccess_key_id = {:?}\nsecret_access_key = {:?}\n",
+            s3.endpoint, s3.key, s3.secret
+        );
+        places.push((url, storage, Some(dir.path().join("s3-copy"))));
+    }
+    for (i, (url, storage, copy)) in places.into_iter().enumerate() {
+        let sub = dir.path().join(format!("place{i}"));
+        std::fs::create_dir_all(&sub).unwrap();
+        let job = file_job(&sub, &input, &schema("nginx_access"), &url, &storage)
+            .to_str()
+            .unwrap()
+            .replace("hr={ts:%H}/", "host={host}/");
+        let text = std::fs::read_to_string(&job)
+            .unwrap()
+            .replace("template = \"hr={ts:%H}/\"", "template = \"host={host}/\"");
+        std::fs::write(&job, text).unwrap();
+        sluice_ok(&["run", &job]);
+        let (uri, opts) = match &s3 {
+            Some(s3) if copy.is_some() => (
+                url.clone(),
+                serde_json::json!({
+                    "AWS_ENDPOINT_URL": s3.endpoint, "AWS_ACCESS_KEY_ID": s3.key,
+                    "AWS_SECRET_ACCESS_KEY": s3.secret, "AWS_REGION": "us-east-1",
+                    "AWS_ALLOW_HTTP": "true",
+                })
+                .to_string(),
+            ),
+            _ => (sub.join("out").to_str().unwrap().to_string(), String::new()),
+        };
+        let check = || {
+            let local = copy.as_ref().map(|c| {
+                let _ = std::fs::remove_dir_all(c);
+                let (_rt, dest) = crate::s3_run::bucket(
+                    &url,
+                    s3.as_ref().unwrap(),
+                    &s3.as_ref().unwrap().endpoint,
+                );
+                mirror(&dest, c)
+            });
+            read_table(&py, &uri, local.as_deref(), &opts)
+        };
+        check().once(n as u64);
+        let out = sluice_ok(&["compact", &job, "--min-files", "2"]);
+        assert!(!out.contains("compacted 0 files"), "{out}");
+        let compacted = check();
+        compacted.once(n as u64);
+        wait_until("vacuum to delete the compacted files", 60, || {
+            !sluice_ok(&["vacuum", &job, "--older-than", "1s"]).contains("deleted 0 files")
+        });
+        let after = check();
+        after.once(n as u64);
+        assert_eq!(after.0["replay"]["orphans"], 0, "{}", after.0);
+    }
 }

@@ -16,7 +16,8 @@ use crate::table::TableError;
 /// A file of the table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LiveFile {
-    /// Relative to the table's root, decoded.
+    /// Its key relative to the table's root, as the log names it (decoded; see
+    /// `Destination::key`: for a local table, the relative path itself).
     pub path: String,
     pub size: u64,
     /// `numRecords` of its statistics, when recorded.
@@ -65,13 +66,19 @@ impl DeltaTable {
         r.map_err(|e| self.fail(format!("cannot list its files: {e}")))
     }
 
-    /// Writes, after `version`, one version that removes `inputs` and adds `output`.
+    /// Writes, after `version`, one version that removes `inputs` and adds `output`. `gone`
+    /// collects the files other writers' versions removed (across calls: a version read
+    /// while placing one bin may remove another bin's files); a bin that meets it is lost.
     pub fn replace(
         &self,
         mut version: u64,
         inputs: &[LiveFile],
         output: &LiveFile,
+        gone: &mut HashSet<String>,
     ) -> Result<Replaced, TableError> {
+        if inputs.iter().any(|f| gone.contains(&f.path)) {
+            return Ok(Replaced::Lost);
+        }
         let now = now_ms();
         let mut lines = vec![json!({"commitInfo": {
             "timestamp": now,
@@ -117,7 +124,8 @@ impl DeltaTable {
                     if winner == bytes {
                         return Ok(self.landed(version + 1));
                     }
-                    if self.takes_any(&winner, &ours)? {
+                    self.removed_by(&winner, gone)?;
+                    if ours.iter().any(|p| gone.contains(*p)) {
                         return Ok(Replaced::Lost);
                     }
                     version += 1;
@@ -138,9 +146,9 @@ impl DeltaTable {
         Replaced::Done(v)
     }
 
-    /// Whether another writer's version removes one of `paths`; a protocol this process
+    /// Adds the files another writer's version removes to `gone`; a protocol this process
     /// cannot write is an error.
-    fn takes_any(&self, winner: &[u8], paths: &HashSet<&str>) -> Result<bool, TableError> {
+    fn removed_by(&self, winner: &[u8], gone: &mut HashSet<String>) -> Result<(), TableError> {
         for line in winner
             .split(|b| *b == b'\n')
             .map(|l| l.trim_ascii())
@@ -150,7 +158,9 @@ impl DeltaTable {
                 continue;
             };
             match action {
-                Action::Remove(r) if paths.contains(r.path.as_str()) => return Ok(true),
+                Action::Remove(r) => {
+                    gone.insert(r.path);
+                }
                 Action::Protocol(p) if p.min_writer_version() as u64 > MAX_WRITER_VERSION => {
                     return Err(TableError::Conflict {
                         url: self.url.clone(),
@@ -163,6 +173,6 @@ impl DeltaTable {
                 _ => {}
             }
         }
-        Ok(false)
+        Ok(())
     }
 }

@@ -266,6 +266,15 @@ impl DeltaTable {
         self.app_version_in(&s, app)
     }
 
+    /// How long the table keeps the records of removed files
+    /// (`delta.deletedFileRetentionDuration`, a week unless set).
+    pub fn tombstone_retention(&self) -> Result<Duration, TableError> {
+        let s = self.refresh()?;
+        Ok(s.table_properties()
+            .deleted_file_retention_duration
+            .unwrap_or(Duration::from_secs(7 * 24 * 3600)))
+    }
+
     /// The job whose partitions this handle publishes.
     pub fn job(&self) -> &str {
         &self.job
@@ -433,7 +442,8 @@ impl DeltaTable {
         for c in commits {
             for f in c.files.iter().filter(|f| paths.insert(f.path.as_str())) {
                 let add = Add {
-                    path: f.path.clone(),
+                    // Readers decode the path and look the key up in the store.
+                    path: self.dest.key(&f.path),
                     partition_values: HashMap::new(),
                     size: f.bytes as i64,
                     modification_time: c.committed_at_ms,
