@@ -337,3 +337,55 @@ fn a_compaction_never_swaps_in_a_group_another_compaction_removed_while_it_place
     live.sort();
     assert_eq!(live, ["a/x.parquet", "b/y.parquet"]);
 }
+
+#[test]
+fn positions_come_from_the_log_checkpoint_when_older_entries_were_cleaned_up() {
+    let (_d, rt, dest) = setup();
+    let s = schema(None);
+    let stale = open(&dest, &rt, &s);
+    let t = DeltaTable::open(&dest, "job", &s, 2, rt.handle().clone()).unwrap();
+    for seq in 1..=4u64 {
+        let f = format!("f{seq}.parquet");
+        t.publish(&[
+            commit("t-0", seq, seq * 10, &[&f]),
+            commit(&format!("t-{seq}"), 1, 7, &[&format!("g{seq}.parquet")]),
+        ])
+        .unwrap();
+    }
+    // Versions 2 and 4 are checkpointed on a thread of their own (the second one only if the
+    // first is done by then).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let checkpointed = loop {
+        let l = dest.list("_delta_log/").unwrap();
+        if let Some(v) = [4u64, 2].into_iter().find(|v| {
+            l.iter()
+                .any(|f| f.ends_with(&format!("{v:020}.checkpoint.parquet")))
+        }) {
+            break v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for a checkpoint: {l:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    // A clean-up removes the entries the checkpoint covers.
+    for v in 0..=checkpointed {
+        dest.delete(&format!("_delta_log/{v:020}.json")).unwrap();
+    }
+    // A new reader, and one that read version 0 only, both find every position.
+    let fresh = DeltaTable::open(&dest, "job", &s, 2, rt.handle().clone()).unwrap();
+    for r in [&fresh, &stale] {
+        assert_eq!(r.published("t-0").unwrap(), Some(40));
+        for k in 1..=4 {
+            assert_eq!(r.published(&format!("t-{k}")).unwrap(), Some(7));
+        }
+        assert_eq!(r.published("t-9").unwrap(), None);
+    }
+    // And the stale one writes after the newest version.
+    stale
+        .publish(&[commit("t-0", 5, 50, &["f5.parquet"])])
+        .unwrap();
+    assert!(dest.exists("_delta_log/00000000000000000005.json").unwrap());
+    assert_eq!(fresh.published("t-0").unwrap(), Some(50));
+}

@@ -2,7 +2,6 @@
 //! `remove` + `add` with `dataChange = false`, so readers see the same rows before and after.
 
 use std::collections::HashSet;
-use std::sync::PoisonError;
 
 use deltalake_core::kernel::{Action, Add, Remove};
 use futures::TryStreamExt;
@@ -139,9 +138,6 @@ impl DeltaTable {
     }
 
     fn landed(&self, v: u64) -> Replaced {
-        let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        q.version = q.version.max(v);
-        drop(q);
         self.after(v);
         Replaced::Done(v)
     }

@@ -10,9 +10,11 @@
 //! still fit, a protocol that asks writers for more than appends is refused; then the next
 //! version is tried. A write that reported failure but landed is recognised the same way.
 //!
-//! The table is read without its file list (a kernel snapshot: protocol, metadata and, on
-//! request, one app id's `txn` version), so memory does not grow with the table. A log
-//! checkpoint is written every `checkpoint_every` versions, on a thread of its own.
+//! The job's partitions' `txn` versions are kept from the log's entries (`txns.rs`: the new
+//! entries read on each refresh, a checkpoint's columns when entries were cleaned up); the
+//! table is otherwise read without its file list (a kernel snapshot: protocol, metadata), so
+//! memory does not grow with the table. A log checkpoint is written every `checkpoint_every`
+//! versions, on a thread of its own.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,6 +35,7 @@ use schema::{compare, create};
 
 mod files;
 mod schema;
+mod txns;
 
 use crate::commit::checkpoint::Checkpoint;
 use crate::commit::{now_ms, random_tag};
@@ -65,11 +68,19 @@ pub struct DeltaTable {
     queue: Mutex<Queue>,
     wake: Condvar,
     snapshot: Mutex<(SnapshotRef, Instant)>,
-    /// How far the table holds each of the job's partitions (the `txn` versions seen), for
-    /// the partitions this process has published.
-    known: Mutex<HashMap<String, u64>>,
+    /// How far the table holds each of the job's partitions, at the newest log version read
+    /// (every version up to it read).
+    known: Mutex<txns::Known>,
     checkpointing: Arc<AtomicBool>,
     runtime: tokio::runtime::Handle,
+}
+
+/// What a log entry set besides `txn`s.
+#[derive(Default)]
+struct Facts {
+    schema: Option<String>,
+    writer: Option<u64>,
+    unreadable: Option<String>,
 }
 
 #[derive(Default)]
@@ -78,8 +89,6 @@ struct Queue {
     done: HashMap<u64, Result<(), String>>,
     next_ticket: u64,
     leading: bool,
-    /// The newest version known to exist.
-    version: u64,
 }
 
 pub(super) fn log_name(version: u64) -> String {
@@ -168,13 +177,10 @@ impl DeltaTable {
             schema: ours
                 .clone()
                 .unwrap_or_else(|| snapshot.schema().as_ref().clone()),
-            queue: Mutex::new(Queue {
-                version: snapshot.version(),
-                ..Default::default()
-            }),
+            queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
             snapshot: Mutex::new((snapshot.clone(), Instant::now())),
-            known: Mutex::new(HashMap::new()),
+            known: Mutex::new(txns::Known::default()),
             checkpointing: Arc::new(AtomicBool::new(false)),
             runtime,
         };
@@ -182,6 +188,7 @@ impl DeltaTable {
         if ours.is_some() {
             table.evolve(&snapshot)?;
         }
+        table.read_log(&mut table.known.lock().unwrap_or_else(PoisonError::into_inner))?;
         Ok(table)
     }
 
@@ -213,44 +220,6 @@ impl DeltaTable {
             *s = (next.clone(), Instant::now());
         }
         Ok(next)
-    }
-
-    /// Moves `version` to the newest snapshot's and takes what it says (the job's
-    /// partitions' positions; a schema and protocol this job must still fit), instead of
-    /// reading every version another writer added one by one.
-    fn jump(
-        &self,
-        version: &mut u64,
-        known: &mut HashMap<String, u64>,
-        keys: &[&str],
-    ) -> Result<(), TableError> {
-        let s = self.refresh()?;
-        self.check_table(&s)?;
-        let (problems, gone) = compare(&s.schema(), &self.schema);
-        if !problems.is_empty() || !gone.is_empty() {
-            return Err(TableError::Conflict {
-                url: self.url.clone(),
-                reason: format!(
-                    "another writer changed the table's schema so that this job's files no longer fit: {}",
-                    problems
-                        .into_iter()
-                        .chain(gone.iter().map(|f| format!("`{}` is gone", f.name())))
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                ),
-            });
-        }
-        for key in keys {
-            let held = self.published_in(&s, key)?.unwrap_or(0);
-            let k = known.entry(key.to_string()).or_default();
-            *k = (*k).max(held);
-        }
-        *version = (*version).max(s.version());
-        Ok(())
-    }
-
-    fn published_in(&self, s: &SnapshotRef, key: &str) -> Result<Option<u64>, TableError> {
-        self.app_version_in(s, &self.app_id(key))
     }
 
     fn app_version_in(&self, s: &SnapshotRef, app: &str) -> Result<Option<u64>, TableError> {
@@ -290,39 +259,32 @@ impl DeltaTable {
         &self.runtime
     }
 
-    /// Writes `batch` as one version after `version`; the version written (or `version` when
-    /// nothing was left to publish).
-    fn commit(&self, mut version: u64, batch: &[(u64, Checkpoint)]) -> Result<u64, TableError> {
-        // What the table holds of each partition in the batch: a commit at or below it is
-        // there already (published by another process's catch-up, or by a write of ours that
-        // looked failed), and writing it again would move the partition's `txn` back.
+    /// Writes `batch` as one version after the newest one known; the version written (or
+    /// the newest known when nothing was left to publish).
+    fn commit(&self, batch: &[(u64, Checkpoint)]) -> Result<u64, TableError> {
+        // What the table holds of each partition: a commit at or below it is there already
+        // (published by another process's catch-up, or by a write of ours that looked
+        // failed), and writing it again would move the partition's `txn` back.
         let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
-        for (_, c) in batch {
-            if !known.contains_key(&c.key) {
-                let held = self.published(&c.key)?.unwrap_or(0);
-                known.insert(c.key.clone(), held);
-            }
-        }
         let mut left: Vec<&Checkpoint> = batch
             .iter()
             .map(|(_, c)| c)
             .filter(|c| !c.files.is_empty())
             .collect();
-        let keys: Vec<&str> = left.iter().map(|c| c.key.as_str()).collect();
-        let stale = self
-            .snapshot
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .1
-            .elapsed()
-            > STALE_AFTER;
-        let mut jumped = false;
+        let stale = known.listed.is_none_or(|at| at.elapsed() > STALE_AFTER);
+        let mut caught_up = false;
         if stale && !left.is_empty() {
-            self.jump(&mut version, &mut known, &keys)?;
-            jumped = true;
+            self.read_log(&mut known)?;
+            caught_up = true;
         }
         for _ in 0..MAX_LOST {
-            left.retain(|c| known.get(&c.key).is_none_or(|held| c.next_offset > *held));
+            left.retain(|c| {
+                known
+                    .txn
+                    .get(&c.key)
+                    .is_none_or(|held| c.next_offset > *held)
+            });
+            let version = known.newest();
             if left.is_empty() {
                 return Ok(version);
             }
@@ -330,31 +292,28 @@ impl DeltaTable {
             let name = log_name(version + 1);
             let won = match self.dest.put_atomic(&name, &bytes, true) {
                 Ok(()) => bytes.clone(),
-                // Others wrote after what this process knows: read the newest state once,
+                // Others wrote after what this process knows: read what they wrote at once,
                 // then each version taken while this one tries.
-                Err(StoreError::Exists { .. }) if !jumped => {
-                    jumped = true;
-                    let before = version;
-                    self.jump(&mut version, &mut known, &keys)?;
-                    if version > before {
-                        continue;
-                    }
-                    self.dest.read(&name)?
+                Err(StoreError::Exists { .. }) if !caught_up => {
+                    caught_up = true;
+                    self.read_log(&mut known)?;
+                    continue;
                 }
                 Err(StoreError::Exists { .. }) => self.dest.read(&name)?,
                 Err(e) => return Err(e.into()),
             };
             // Ours (perhaps a write that reported failure and landed) or another writer's:
             // what it published is known either way.
-            self.learn(&won, &mut known)
+            let facts = self.learn(&won, &mut known.txn);
+            known.version = Some(version + 1);
+            self.check_facts(facts)
                 .map_err(|reason| TableError::Conflict {
                     url: self.url.clone(),
                     reason: format!("version {}: {reason}", version + 1),
                 })?;
-            version += 1;
             if won == bytes {
-                self.after(version);
-                return Ok(version);
+                self.after(version + 1);
+                return Ok(version + 1);
             }
         }
         Err(self.fail(format!(
@@ -362,17 +321,24 @@ impl DeltaTable {
         )))
     }
 
-    /// What a version means for ours: how far it published the job's partitions; a schema or
-    /// protocol it set must still allow this job's files.
-    fn learn(&self, winner: &[u8], known: &mut HashMap<String, u64>) -> Result<(), String> {
+    /// What a version says: how far it published the job's partitions (into `known`), and
+    /// the schema and protocol it set, if any (for [`Self::check_facts`]; only the newest
+    /// count, so a reader of several versions checks the last ones).
+    fn learn(&self, entry: &[u8], known: &mut HashMap<String, u64>) -> Facts {
         let ours = format!("sluice/{}/", self.job);
-        for line in winner
+        let mut facts = Facts::default();
+        for line in entry
             .split(|b| *b == b'\n')
             .map(|l| l.trim_ascii())
             .filter(|l| !l.is_empty())
         {
-            let v: Value =
-                serde_json::from_slice(line).map_err(|e| format!("not a log entry: {e}"))?;
+            let v: Value = match serde_json::from_slice(line) {
+                Ok(v) => v,
+                Err(e) => {
+                    facts.unreadable = Some(format!("not a log entry: {e}"));
+                    continue;
+                }
+            };
             if let Some(t) = v.get("txn") {
                 let app = t.get("appId").and_then(Value::as_str).unwrap_or_default();
                 let at = t.get("version").and_then(Value::as_u64).unwrap_or(0);
@@ -381,34 +347,43 @@ impl DeltaTable {
                     *held = (*held).max(at);
                 }
             } else if let Some(m) = v.get("metaData") {
-                let s = m
-                    .get("schemaString")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                let table: StructType = serde_json::from_str(s)
-                    .map_err(|e| format!("a schema that cannot be read: {e}"))?;
-                let (problems, added) = compare(&table, &self.schema);
-                if !problems.is_empty() || !added.is_empty() {
-                    return Err(format!(
-                        "another writer changed the table's schema so that this job's files no longer fit: {}",
-                        problems
-                            .into_iter()
-                            .chain(added.iter().map(|f| format!("`{}` is gone", f.name())))
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    ));
-                }
+                facts.schema = Some(
+                    m.get("schemaString")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                );
             } else if let Some(p) = v.get("protocol") {
-                let w = p
-                    .get("minWriterVersion")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0);
-                if w > MAX_WRITER_VERSION {
-                    return Err(format!(
-                        "another writer raised the table's writer protocol to {w}"
-                    ));
-                }
+                facts.writer = p.get("minWriterVersion").and_then(Value::as_u64);
             }
+        }
+        facts
+    }
+
+    /// A schema or protocol another writer set must still allow this job's files.
+    fn check_facts(&self, facts: Facts) -> Result<(), String> {
+        if let Some(e) = facts.unreadable {
+            return Err(e);
+        }
+        if let Some(s) = facts.schema {
+            let table: StructType = serde_json::from_str(&s)
+                .map_err(|e| format!("a schema that cannot be read: {e}"))?;
+            let (problems, added) = compare(&table, &self.schema);
+            if !problems.is_empty() || !added.is_empty() {
+                return Err(format!(
+                    "another writer changed the table's schema so that this job's files no longer fit: {}",
+                    problems
+                        .into_iter()
+                        .chain(added.iter().map(|f| format!("`{}` is gone", f.name())))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ));
+            }
+        }
+        if let Some(w) = facts.writer.filter(|w| *w > MAX_WRITER_VERSION) {
+            return Err(format!(
+                "another writer raised the table's writer protocol to {w}"
+            ));
         }
         Ok(())
     }
@@ -500,8 +475,9 @@ impl DeltaTable {
 
 impl Publisher for DeltaTable {
     fn published(&self, key: &str) -> Result<Option<u64>, TableError> {
-        let s = self.refresh()?;
-        self.published_in(&s, key)
+        let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        self.read_log(&mut known)?;
+        Ok(known.txn.get(key).copied())
     }
 
     fn publish(&self, commits: &[Checkpoint]) -> Result<(), TableError> {
@@ -532,18 +508,13 @@ impl Publisher for DeltaTable {
                 // Write what waits, for everyone waiting.
                 q.leading = true;
                 let batch = std::mem::take(&mut q.waiting);
-                let version = q.version;
                 drop(q);
-                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    self.commit(version, &batch)
-                }));
+                let r =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.commit(&batch)));
                 q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
                 q.leading = false;
                 let outcome = match r {
-                    Ok(Ok(v)) => {
-                        q.version = q.version.max(v);
-                        Ok(())
-                    }
+                    Ok(Ok(_)) => Ok(()),
                     Ok(Err(e)) => Err(e.to_string()),
                     Err(p) => Err(format!(
                         "publishing panicked: {}",

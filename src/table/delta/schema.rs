@@ -1,8 +1,6 @@
 //! What a Delta table must be for sluice to append to it, and its schema against the
 //! job's: version 0 of a new table, fields added to an existing one, differences refused.
 
-use std::sync::PoisonError;
-
 use delta_kernel::schema::{StructField, StructType};
 use delta_kernel::snapshot::SnapshotRef;
 use deltalake_core::kernel::{new_metadata, Action, MetadataExt};
@@ -93,8 +91,6 @@ impl DeltaTable {
             Err(e) => return Err(e.into()),
         }
         tracing::warn!(table = %self.url, fields = ?added.iter().map(|f| f.name()).collect::<Vec<_>>(), "added fields to the Delta table's schema");
-        let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        q.version = q.version.max(v);
         Ok(())
     }
 }

@@ -1,0 +1,275 @@
+//! How far the table holds each of the job's partitions (the `txn` versions of app ids
+//! `sluice/<job>/...`), kept at the log's newest version by reading the entries added since
+//! (or, when they were cleaned up, the newest checkpoint's `txn`, `metaData` and `protocol`
+//! columns and the entries after it). A schema or protocol met on the way is checked. One
+//! listing and the new entries per refresh: no per-partition scans of the log.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Instant;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{Int32Type, Int64Type};
+use futures::TryStreamExt;
+use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
+use parquet::arrow::ProjectionMask;
+
+use super::{DeltaTable, Facts};
+use crate::table::TableError;
+
+/// The job's partitions as the log holds them, at one version of it.
+#[derive(Debug, Default)]
+pub(super) struct Known {
+    /// The newest log version read (`None`: nothing read yet).
+    pub version: Option<u64>,
+    /// Next offset the table holds, per partition key of the job.
+    pub txn: HashMap<String, u64>,
+    /// When the log was last listed.
+    pub listed: Option<Instant>,
+}
+
+impl Known {
+    /// The version a new entry goes after.
+    pub fn newest(&self) -> u64 {
+        self.version.unwrap_or(0)
+    }
+}
+
+/// A checkpoint row's `txn` (app id, version), `metaData` schema or `protocol` writer version.
+type CheckpointRow = (String, i64, Option<String>, Option<i32>);
+
+/// The entries and checkpoints of a listing of `_delta_log/`.
+#[derive(Default)]
+struct Listing {
+    entries: BTreeSet<u64>,
+    checkpoints: BTreeMap<u64, Vec<String>>,
+}
+
+fn listing(names: Vec<String>) -> Listing {
+    let mut l = Listing::default();
+    for n in names {
+        let Some(file) = n.strip_prefix("_delta_log/") else {
+            continue;
+        };
+        if file.len() < 21 || !file.as_bytes()[..20].iter().all(u8::is_ascii_digit) {
+            continue;
+        }
+        let v: u64 = file[..20].parse().expect("20 digits");
+        match &file[20..] {
+            ".json" => {
+                l.entries.insert(v);
+            }
+            rest if rest.starts_with(".checkpoint") && rest.ends_with(".parquet") => {
+                l.checkpoints.entry(v).or_default().push(n.clone());
+            }
+            _ => {}
+        }
+    }
+    l
+}
+
+impl DeltaTable {
+    /// Brings `known` to the log's newest version.
+    pub(super) fn read_log(&self, known: &mut Known) -> Result<(), TableError> {
+        let l = listing(self.dest.list("_delta_log/")?);
+        known.listed = Some(Instant::now());
+        let newest_entry = l.entries.last().copied();
+        let from = known.version.map_or(0, |v| v + 1);
+        let Some(newest) = newest_entry
+            .into_iter()
+            .chain(l.checkpoints.keys().copied())
+            .max()
+        else {
+            return Ok(());
+        };
+        if known.version.is_some_and(|v| v >= newest) {
+            return Ok(());
+        }
+        // The entries since what is known, if all are still there; else the newest
+        // checkpoint and the entries after it.
+        let mut checkpoint_facts = Facts::default();
+        let start = if (from..=newest).all(|v| l.entries.contains(&v)) {
+            from
+        } else {
+            let Some((&c, parts)) = l.checkpoints.range(..=newest).next_back() else {
+                return Err(self.fail(format!(
+                    "its log misses entries between {from} and {newest} and holds no checkpoint to read instead"
+                )));
+            };
+            known.txn.clear();
+            for part in parts {
+                let f = self.read_checkpoint(part, &mut known.txn)?;
+                checkpoint_facts.schema = f.schema.or(checkpoint_facts.schema.take());
+                checkpoint_facts.writer = f.writer.or(checkpoint_facts.writer);
+            }
+            known.version = Some(c);
+            c + 1
+        };
+        // Only the newest schema and protocol count.
+        let mut last = checkpoint_facts;
+        for v in start..=newest {
+            if !l.entries.contains(&v) {
+                return Err(self.fail(format!("its log misses entry {v}")));
+            }
+            let entry = self.dest.read(&super::log_name(v))?;
+            let f = self.learn(&entry, &mut known.txn);
+            last.schema = f.schema.or(last.schema.take());
+            last.writer = f.writer.or(last.writer);
+            last.unreadable = f.unreadable.or(last.unreadable.take());
+            known.version = Some(v);
+        }
+        self.check_facts(last)
+            .map_err(|reason| TableError::Conflict {
+                url: self.url.clone(),
+                reason,
+            })
+    }
+
+    /// The `txn`, `metaData` and `protocol` columns of one checkpoint file (only those
+    /// columns are read).
+    fn read_checkpoint(
+        &self,
+        rel: &str,
+        txn: &mut HashMap<String, u64>,
+    ) -> Result<Facts, TableError> {
+        let (store, url) = self.dest.object_store()?;
+        let path = object_store::path::Path::from_url_path(format!(
+            "{}{rel}",
+            url.path().trim_start_matches('/')
+        ))
+        .map_err(|e| self.fail(e.to_string()))?;
+        let ours = format!("sluice/{}/", self.job);
+        let bad = |e: String| self.fail(format!("checkpoint {rel}: {e}"));
+        let r: Result<Vec<CheckpointRow>, String> = self.runtime.block_on(async {
+            let reader = Ranged { store, path };
+            let b = ParquetRecordBatchStreamBuilder::new(reader)
+                .await
+                .map_err(|e| e.to_string())?;
+            let roots: Vec<usize> = b
+                .schema()
+                .fields()
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| matches!(f.name().as_str(), "txn" | "metaData" | "protocol"))
+                .map(|(i, _)| i)
+                .collect();
+            let mask = ProjectionMask::roots(b.parquet_schema(), roots);
+            let mut stream = b.with_projection(mask).build().map_err(|e| e.to_string())?;
+            let mut rows = Vec::new();
+            while let Some(batch) = stream.try_next().await.map_err(|e| e.to_string())? {
+                let col = |name: &str| batch.column_by_name(name).map(|c| c.as_struct().clone());
+                if let Some(t) = col("txn") {
+                    let (Some(app), Some(ver)) =
+                        (t.column_by_name("appId"), t.column_by_name("version"))
+                    else {
+                        continue;
+                    };
+                    let (app, ver) = (app.as_string::<i32>(), ver.as_primitive::<Int64Type>());
+                    for i in (0..t.len()).filter(|i| t.is_valid(*i) && app.is_valid(*i)) {
+                        rows.push((app.value(i).to_string(), ver.value(i), None, None));
+                    }
+                }
+                if let Some(m) = col("metaData") {
+                    if let Some(s) = m.column_by_name("schemaString") {
+                        let s = s.as_string::<i32>();
+                        for i in (0..m.len()).filter(|i| m.is_valid(*i) && s.is_valid(*i)) {
+                            rows.push((String::new(), 0, Some(s.value(i).to_string()), None));
+                        }
+                    }
+                }
+                if let Some(p) = col("protocol") {
+                    if let Some(w) = p.column_by_name("minWriterVersion") {
+                        let w = w.as_primitive::<Int32Type>();
+                        for i in (0..p.len()).filter(|i| p.is_valid(*i) && w.is_valid(*i)) {
+                            rows.push((String::new(), 0, None, Some(w.value(i))));
+                        }
+                    }
+                }
+            }
+            Ok(rows)
+        });
+        let mut facts = Facts::default();
+        for (app, version, schema, writer) in r.map_err(bad)? {
+            if let Some(key) = app.strip_prefix(&ours) {
+                txn.insert(key.to_string(), version.max(0) as u64);
+            }
+            facts.schema = schema.or(facts.schema.take());
+            facts.writer = writer.map(|w| w.max(0) as u64).or(facts.writer);
+        }
+        Ok(facts)
+    }
+}
+
+/// A Parquet file in an object store read by ranges (the footer, then only the columns
+/// asked for).
+struct Ranged {
+    store: std::sync::Arc<dyn object_store::ObjectStore>,
+    path: object_store::path::Path,
+}
+
+impl AsyncFileReader for Ranged {
+    fn get_bytes(
+        &mut self,
+        range: std::ops::Range<u64>,
+    ) -> futures::future::BoxFuture<'_, parquet::errors::Result<bytes::Bytes>> {
+        use futures::FutureExt;
+        use object_store::ObjectStoreExt;
+        async move {
+            self.store
+                .get_range(&self.path, range)
+                .await
+                .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a parquet::arrow::arrow_reader::ArrowReaderOptions>,
+    ) -> futures::future::BoxFuture<
+        'a,
+        parquet::errors::Result<std::sync::Arc<parquet::file::metadata::ParquetMetaData>>,
+    > {
+        use futures::FutureExt;
+        use object_store::ObjectStoreExt;
+        async move {
+            let size = self
+                .store
+                .head(&self.path)
+                .await
+                .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))?
+                .size;
+            let m = parquet::file::metadata::ParquetMetaDataReader::new()
+                .with_arrow_reader_options(options)
+                .load_and_finish(self, size)
+                .await?;
+            Ok(std::sync::Arc::new(m))
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listing_finds_entries_and_checkpoint_parts() {
+        let l = listing(
+            [
+                "_delta_log/00000000000000000000.json",
+                "_delta_log/00000000000000000001.json",
+                "_delta_log/00000000000000000001.checkpoint.parquet",
+                "_delta_log/00000000000000000002.checkpoint.0000000001.0000000002.parquet",
+                "_delta_log/00000000000000000002.checkpoint.0000000002.0000000002.parquet",
+                "_delta_log/_last_checkpoint",
+                "_delta_log/_commit_x.json.tmp",
+                "_delta_log/00000000000000000003.crc",
+            ]
+            .map(String::from)
+            .to_vec(),
+        );
+        assert_eq!(l.entries.iter().copied().collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(l.checkpoints[&1].len(), 1);
+        assert_eq!(l.checkpoints[&2].len(), 2);
+    }
+}
