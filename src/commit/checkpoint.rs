@@ -59,6 +59,10 @@ pub struct FileEntry {
     pub last_offset: u64,
     pub rows: u64,
     pub bytes: u64,
+    /// A table's partition values of the file (`[sink] table`; the template's plain fields),
+    /// as Delta writes them (`None`: null).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub partition: std::collections::BTreeMap<String, Option<String>>,
 }
 
 /// One commit of one source partition.

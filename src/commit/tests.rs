@@ -61,6 +61,7 @@ pub(super) fn checkpoint(c: &Claim, next: u64) -> Checkpoint {
                 last_offset: 0,
                 rows: 1,
                 bytes: 1,
+                partition: Default::default(),
             })
             .collect(),
         dead_letter_files: vec![],

@@ -230,6 +230,7 @@ pub(super) fn finish_file(f: OpenFile) -> Result<(String, OutputFile, FileEntry)
         rows,
         first_offset,
         last_offset,
+        partition,
         ..
     } = f;
     writer.finish()?;
@@ -239,6 +240,7 @@ pub(super) fn finish_file(f: OpenFile) -> Result<(String, OutputFile, FileEntry)
         last_offset,
         rows,
         bytes: file.bytes_written(),
+        partition,
     };
     Ok((rel, file, entry))
 }

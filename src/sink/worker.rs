@@ -50,6 +50,8 @@ pub struct WorkerContext {
     pub checkpoints: Checkpoints,
     /// The table sealed commits are published into, if any.
     pub table: Option<Arc<dyn crate::table::Publisher>>,
+    /// The table's partition columns (names, column indices): each file records their values.
+    pub table_partitions: Vec<(String, usize)>,
     pub format: FormatOptions,
     pub schema: SchemaRef,
     pub template: PathTemplate,
@@ -75,6 +77,8 @@ pub(super) struct OpenFile {
     pub(super) last_offset: u64,
     pub(super) min_ts: i64,
     pub(super) max_ts: i64,
+    /// Its partition values in a table (from its first rows).
+    pub(super) partition: std::collections::BTreeMap<String, Option<String>>,
 }
 
 pub(super) struct OpenPartition {
@@ -454,6 +458,7 @@ impl Worker {
                 let file = self.ctx.dest.create(&rel)?;
                 let writer =
                     create_writer(&self.ctx.format, self.ctx.schema.clone(), file.clone())?;
+                let partition = crate::table::partition_values(&self.ctx.table_partitions, &rows);
                 op.files.insert(
                     path.clone(),
                     OpenFile {
@@ -465,6 +470,7 @@ impl Worker {
                         last_offset: item.prov.last_offset,
                         min_ts: i64::MAX,
                         max_ts: i64::MIN,
+                        partition,
                     },
                 );
             }

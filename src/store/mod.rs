@@ -62,6 +62,27 @@ impl StoreError {
     }
 }
 
+/// True when `segment` holds only URL-unreserved characters and well-formed `%XX` escapes.
+fn url_safe(segment: &str) -> bool {
+    let b = segment.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len()
+                && b[i + 1].is_ascii_hexdigit()
+                && b[i + 2].is_ascii_hexdigit() =>
+            {
+                i += 3
+            }
+            c if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'~' | b'=') => {
+                i += 1
+            }
+            _ => return false,
+        }
+    }
+    segment != "." && segment != ".."
+}
+
 /// A place files are written to: a local folder or an object store prefix.
 #[derive(Clone)]
 pub struct Destination {
@@ -208,7 +229,13 @@ impl Destination {
     fn store_path(prefix: &StorePath, rel: &str) -> StorePath {
         let mut p = prefix.clone();
         for part in rel.split('/').filter(|s| !s.is_empty()) {
-            p = p.join(part);
+            p = match object_store::path::PathPart::parse(part) {
+                // A segment already escaped for URLs (what `[sink.partition]` renders) is the
+                // key as it is, so folder names read the same on every store and Hive-style
+                // readers decode them once, as locally.
+                Ok(seg) if url_safe(part) => p.join(seg),
+                _ => p.join(part),
+            };
         }
         p
     }
@@ -223,17 +250,11 @@ impl Destination {
         }
     }
 
-    /// The relative path of a key given by [`Destination::key`] (or listed by a library over
-    /// the same store).
+    /// A relative path that addresses `key` (given by [`Destination::key`], or listed by a
+    /// library over the same store): the key itself, as a key's segments are URL-safe or map
+    /// to themselves.
     pub fn rel_of_key(&self, key: &str) -> String {
-        match &self.kind {
-            Kind::Local(_) => key.to_string(),
-            Kind::Store { .. } => key
-                .split('/')
-                .map(|p| percent_encoding::percent_decode_str(p).decode_utf8_lossy())
-                .collect::<Vec<_>>()
-                .join("/"),
-        }
+        key.to_string()
     }
 
     /// True when a file exists at `rel`.

@@ -140,3 +140,30 @@ fn an_upload_holds_its_part_and_at_most_two_in_flight() {
         .unwrap();
     assert_eq!(got.len() as u64, written);
 }
+
+#[test]
+fn escaped_folder_names_are_keys_as_they_are_and_other_names_as_object_store_encodes_them() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let dest = Destination::from_store("memory:///t/", store, "t", rt.handle().clone());
+    // What `[sink.partition]` renders: unreserved characters and `%XX` escapes, kept.
+    assert_eq!(
+        dest.key("host=M%C3%BCnchen%3A%201/x~y/f.parquet"),
+        "host=M%C3%BCnchen%3A%201/x~y/f.parquet"
+    );
+    // Anything else as object_store encodes it (a `%` that is no escape).
+    assert_eq!(dest.key("a%zz/my file.jsonl"), "a%25zz/my file.jsonl");
+    // A key addresses itself.
+    for rel in [
+        "host=x%2525y/f.parquet",
+        "a%zz/my file.jsonl",
+        "M\u{fc}nchen/f",
+    ] {
+        let k = dest.key(rel);
+        assert_eq!(dest.key(&dest.rel_of_key(&k)), k);
+    }
+    let f = dest.create("host=x%25y/f.parquet").unwrap();
+    f.commit().unwrap();
+    assert_eq!(dest.list("host=x%25y/").unwrap(), ["host=x%25y/f.parquet"]);
+    assert!(dest.exists("host=x%25y/f.parquet").unwrap());
+}

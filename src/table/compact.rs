@@ -60,7 +60,9 @@ pub fn plan(mut files: Vec<LiveFile>, opts: &CompactOptions) -> Vec<Vec<LiveFile
                 .any(|seg| seg == ".." || seg.starts_with('_') || seg.starts_with('.'))
             && opts.prefix.as_deref().is_none_or(|p| f.path.starts_with(p))
     });
-    files.sort_by(|a, b| (folder(&a.path), &a.path).cmp(&(folder(&b.path), &b.path)));
+    files.sort_by(|a, b| {
+        (folder(&a.path), &a.partition, &a.path).cmp(&(folder(&b.path), &b.partition, &b.path))
+    });
     let mut bins = Vec::new();
     let mut bin: Vec<LiveFile> = Vec::new();
     let mut bytes = 0u64;
@@ -74,7 +76,7 @@ pub fn plan(mut files: Vec<LiveFile>, opts: &CompactOptions) -> Vec<Vec<LiveFile
     for f in files {
         let other_folder = bin
             .first()
-            .is_some_and(|b| folder(&b.path) != folder(&f.path));
+            .is_some_and(|b| folder(&b.path) != folder(&f.path) || b.partition != f.partition);
         if other_folder || (bytes + f.size > opts.target_bytes && !bin.is_empty()) {
             flush(&mut bin, &mut bins);
             bytes = 0;
@@ -239,6 +241,7 @@ fn rewrite(
             size,
             rows: Some(rows),
             modified_ms: crate::commit::now_ms(),
+            partition: bin[0].partition.clone(),
         },
         rows,
     ))
@@ -252,8 +255,7 @@ mod tests {
         LiveFile {
             path: path.into(),
             size,
-            rows: None,
-            modified_ms: 0,
+            ..Default::default()
         }
     }
 

@@ -20,6 +20,7 @@ pub mod delta;
 mod tests;
 pub mod vacuum;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
@@ -89,6 +90,7 @@ pub fn open(
     dest: &Destination,
     job: &str,
     schema: &SchemaRef,
+    partitions: &[String],
     runtime: &tokio::runtime::Handle,
 ) -> Result<Option<Arc<dyn Publisher>>, TableError> {
     match kind {
@@ -97,10 +99,38 @@ pub fn open(
             dest,
             job,
             schema,
+            partitions,
             *checkpoint_every,
             runtime.clone(),
         )?))),
     }
+}
+
+/// A file's partition values: the columns' values in the first of `rows` (all rows of a file
+/// share its folder), as Delta writes them; null and the empty string are null, as Delta reads
+/// them.
+pub fn partition_values(
+    columns: &[(String, usize)],
+    rows: &arrow::record_batch::RecordBatch,
+) -> BTreeMap<String, Option<String>> {
+    columns
+        .iter()
+        .map(|(name, i)| {
+            let a = rows.column(*i);
+            let v = if rows.num_rows() == 0 || a.is_null(0) {
+                None
+            } else {
+                arrow::util::display::ArrayFormatter::try_new(
+                    a.as_ref(),
+                    &arrow::util::display::FormatOptions::default(),
+                )
+                .ok()
+                .map(|f| f.value(0).to_string())
+                .filter(|s| !s.is_empty())
+            };
+            (name.clone(), v)
+        })
+        .collect()
 }
 
 /// Publishes every sealed commit of `key` the table lacks, oldest first; then how far the

@@ -36,7 +36,7 @@ fn setup() -> (tempfile::TempDir, tokio::runtime::Runtime, Destination) {
 }
 
 fn open(dest: &Destination, rt: &tokio::runtime::Runtime, s: &SchemaRef) -> DeltaTable {
-    DeltaTable::open(dest, "job", s, 100, rt.handle().clone()).unwrap()
+    DeltaTable::open(dest, "job", s, &[], 100, rt.handle().clone()).unwrap()
 }
 
 fn commit(key: &str, seq: u64, next_offset: u64, files: &[&str]) -> Checkpoint {
@@ -55,6 +55,7 @@ fn commit(key: &str, seq: u64, next_offset: u64, files: &[&str]) -> Checkpoint {
                 last_offset: next_offset - 1,
                 rows: 10,
                 bytes: 100,
+                partition: Default::default(),
             })
             .collect(),
         dead_letter_files: Vec::new(),
@@ -163,7 +164,7 @@ fn a_new_nullable_field_is_added_to_the_table_and_a_type_change_is_refused() {
         Field::new("id", DataType::Utf8, false),
         Field::new("n", DataType::Utf8, true),
     ]));
-    match DeltaTable::open(&dest, "job", &changed, 100, rt.handle().clone()) {
+    match DeltaTable::open(&dest, "job", &changed, &[], 100, rt.handle().clone()) {
         Err(TableError::Schema { problems, .. }) => {
             assert!(problems.iter().any(|p| p.contains("`n`")), "{problems:?}")
         }
@@ -268,7 +269,7 @@ fn tables_sluice_cannot_append_to_are_refused() {
             true,
         )
         .unwrap();
-        match DeltaTable::open(&dest, "job", &schema(None), 100, rt.handle().clone()) {
+        match DeltaTable::open(&dest, "job", &schema(None), &[], 100, rt.handle().clone()) {
             Err(e @ TableError::Conflict { .. }) => assert!(e.to_string().contains(want), "{e}"),
             Err(e) => panic!("{e}"),
             Ok(_) => panic!("accepted a table with {want}"),
@@ -292,7 +293,7 @@ fn a_compaction_never_swaps_in_a_group_another_compaction_removed_while_it_place
         path: p.into(),
         size: 100,
         rows: Some(10),
-        modified_ms: 0,
+        ..Default::default()
     };
     let (listed, _) = t.live_files(|_| true).unwrap();
     assert_eq!(listed, 1);
@@ -343,7 +344,7 @@ fn positions_come_from_the_log_checkpoint_when_older_entries_were_cleaned_up() {
     let (_d, rt, dest) = setup();
     let s = schema(None);
     let stale = open(&dest, &rt, &s);
-    let t = DeltaTable::open(&dest, "job", &s, 2, rt.handle().clone()).unwrap();
+    let t = DeltaTable::open(&dest, "job", &s, &[], 2, rt.handle().clone()).unwrap();
     for seq in 1..=4u64 {
         let f = format!("f{seq}.parquet");
         t.publish(&[
@@ -374,7 +375,7 @@ fn positions_come_from_the_log_checkpoint_when_older_entries_were_cleaned_up() {
         dest.delete(&format!("_delta_log/{v:020}.json")).unwrap();
     }
     // A new reader, and one that read version 0 only, both find every position.
-    let fresh = DeltaTable::open(&dest, "job", &s, 2, rt.handle().clone()).unwrap();
+    let fresh = DeltaTable::open(&dest, "job", &s, &[], 2, rt.handle().clone()).unwrap();
     for r in [&fresh, &stale] {
         assert_eq!(r.published("t-0").unwrap(), Some(40));
         for k in 1..=4 {

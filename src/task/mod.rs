@@ -341,7 +341,20 @@ fn run_inner(
             reason: "--from-checkpoint cannot roll back a table (its readers may have seen the commits); use the table's own time travel or restore".into(),
         });
     }
-    let table = crate::table::open(&job.table, &dest, &name, &out_schema, runtime.handle())?;
+    // A table's partition columns: the template's plain `{field}`s.
+    let table_partitions = match job.table {
+        crate::table::TableKind::None => Vec::new(),
+        _ => template.partition_fields(),
+    };
+    let partition_names: Vec<String> = table_partitions.iter().map(|(n, _)| n.clone()).collect();
+    let table = crate::table::open(
+        &job.table,
+        &dest,
+        &name,
+        &out_schema,
+        &partition_names,
+        runtime.handle(),
+    )?;
 
     // Where every partition resumes.
     let control = Arc::new(Control::default());
@@ -439,6 +452,7 @@ fn run_inner(
         dead_topic,
         checkpoints,
         table,
+        table_partitions,
         format: job.format.clone(),
         schema: out_schema.clone(),
         template,

@@ -195,6 +195,33 @@ impl PathTemplate {
         !self.by_row
     }
 
+    /// The fields of plain `{field}` placeholders whose values a table can carry as partition
+    /// values (strings, signed integers, booleans, dates), with their column indices, in
+    /// template order (each once).
+    pub fn partition_fields(&self) -> Vec<(String, usize)> {
+        let mut out: Vec<(String, usize)> = Vec::new();
+        for p in &self.parts {
+            if let Part::Value { col, .. } = p {
+                let ok = matches!(
+                    col.data_type,
+                    DataType::Utf8
+                        | DataType::LargeUtf8
+                        | DataType::Utf8View
+                        | DataType::Int8
+                        | DataType::Int16
+                        | DataType::Int32
+                        | DataType::Int64
+                        | DataType::Boolean
+                        | DataType::Date32
+                );
+                if ok && !out.iter().any(|(n, _)| n == &col.name) {
+                    out.push((col.name.clone(), col.index));
+                }
+            }
+        }
+        out
+    }
+
     /// True when the template contains `{_ingest:...}`.
     pub fn uses_ingest_time(&self) -> bool {
         self.parts.iter().any(|p| matches!(p, Part::Ingest(_)))

@@ -1,7 +1,7 @@
 //! The table's live files, and versions that replace some of them by one (compaction):
 //! `remove` + `add` with `dataChange = false`, so readers see the same rows before and after.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use deltalake_core::kernel::{Action, Add, Remove};
 use futures::TryStreamExt;
@@ -13,7 +13,7 @@ use crate::store::StoreError;
 use crate::table::TableError;
 
 /// A file of the table.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LiveFile {
     /// Its key relative to the table's root, as the log names it (decoded; see
     /// `Destination::key`: for a local table, the relative path itself).
@@ -22,6 +22,8 @@ pub struct LiveFile {
     /// `numRecords` of its statistics, when recorded.
     pub rows: Option<u64>,
     pub modified_ms: i64,
+    /// Its partition values (`None`: null).
+    pub partition: BTreeMap<String, Option<String>>,
 }
 
 /// How a replacement ended.
@@ -50,11 +52,22 @@ impl DeltaTable {
                     .stats()
                     .and_then(|st| serde_json::from_str::<serde_json::Value>(&st).ok())
                     .and_then(|st| st.get("numRecords").and_then(|n| n.as_u64()));
+                let partition = v
+                    .partition_values()
+                    .map(|pv| {
+                        pv.fields()
+                            .iter()
+                            .zip(pv.values())
+                            .map(|(f, s)| (f.name().clone(), partition_text(s)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 let f = LiveFile {
                     path: v.path().into_owned(),
                     size: v.size().max(0) as u64,
                     rows,
                     modified_ms: v.modification_time(),
+                    partition,
                 };
                 if keep(&f) {
                     out.push(f);
@@ -93,7 +106,12 @@ impl DeltaTable {
                 data_change: false,
                 deletion_timestamp: Some(now),
                 extended_file_metadata: Some(true),
-                partition_values: Some(Default::default()),
+                partition_values: Some(
+                    f.partition
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                ),
                 size: Some(f.size as i64),
                 tags: None,
                 deletion_vector: None,
@@ -104,7 +122,11 @@ impl DeltaTable {
         }
         let add = Add {
             path: output.path.clone(),
-            partition_values: Default::default(),
+            partition_values: output
+                .partition
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             size: output.size as i64,
             modification_time: now,
             data_change: false,
@@ -170,5 +192,22 @@ impl DeltaTable {
             }
         }
         Ok(())
+    }
+}
+
+/// A partition value as the log writes it (`None`: null).
+fn partition_text(s: &delta_kernel::expressions::Scalar) -> Option<String> {
+    use delta_kernel::expressions::Scalar;
+    match s {
+        Scalar::Null(_) => None,
+        Scalar::String(v) => Some(v.clone()),
+        Scalar::Boolean(b) => Some(b.to_string()),
+        Scalar::Byte(v) => Some(v.to_string()),
+        Scalar::Short(v) => Some(v.to_string()),
+        Scalar::Integer(v) => Some(v.to_string()),
+        Scalar::Long(v) => Some(v.to_string()),
+        Scalar::Date(days) => chrono::DateTime::from_timestamp(i64::from(*days) * 86_400, 0)
+            .map(|d| d.format("%Y-%m-%d").to_string()),
+        other => Some(other.to_string()),
     }
 }

@@ -65,6 +65,8 @@ pub struct DeltaTable {
     checkpoint_every: u64,
     /// The job's schema as Delta fields: what a concurrent metadata change must keep.
     schema: StructType,
+    /// The job's partition columns (`None`: maintenance, whatever the table has).
+    partitions: Option<Vec<String>>,
     queue: Mutex<Queue>,
     wake: Condvar,
     snapshot: Mutex<(SnapshotRef, Instant)>,
@@ -99,10 +101,13 @@ impl DeltaTable {
     /// Opens the table at `dest`, creating it from `schema` if the destination holds none;
     /// fields the table lacks are added to its schema (they must be nullable), a field whose
     /// type differs is refused.
+    /// `partitions`: the table's partition columns (a new table is created with them, an
+    /// existing one must have them).
     pub fn open(
         dest: &Destination,
         job: &str,
         schema: &SchemaRef,
+        partitions: &[String],
         checkpoint_every: u64,
         runtime: tokio::runtime::Handle,
     ) -> Result<Self, TableError> {
@@ -110,7 +115,13 @@ impl DeltaTable {
             url: dest.url().to_string(),
             reason: format!("the schema has no Delta form: {e}"),
         })?;
-        Self::load(dest, job, Some(ours), checkpoint_every, runtime)
+        Self::load(
+            dest,
+            job,
+            Some((ours, partitions.to_vec())),
+            checkpoint_every,
+            runtime,
+        )
     }
 
     /// Opens the table at `dest`, which must exist, for maintenance (compaction, vacuum).
@@ -128,12 +139,12 @@ impl DeltaTable {
         Self::load(dest, job, None, 100, runtime)
     }
 
-    /// `ours`: the job's schema (the table is created from it if absent, and evolved to
-    /// hold it); `None`: the table's own.
+    /// `ours`: the job's schema and partition columns (the table is created from them if
+    /// absent, and evolved to hold the schema); `None`: the table's own.
     fn load(
         dest: &Destination,
         job: &str,
-        ours: Option<StructType>,
+        ours: Option<(StructType, Vec<String>)>,
         checkpoint_every: u64,
         runtime: tokio::runtime::Handle,
     ) -> Result<Self, TableError> {
@@ -158,8 +169,8 @@ impl DeltaTable {
             .list("_delta_log/")?
             .iter()
             .any(|f| f.ends_with(".json") || f.contains(".checkpoint"));
-        if let (false, Some(ours)) = (exists, &ours) {
-            create(dest, job, ours, checkpoint_every).map_err(|e| match e {
+        if let (false, Some((ours, partitions))) = (exists, &ours) {
+            create(dest, job, ours, partitions, checkpoint_every).map_err(|e| match e {
                 TableError::Store(s) => fail(format!("cannot create the table: {s}")),
                 e => e,
             })?;
@@ -175,8 +186,10 @@ impl DeltaTable {
             engine,
             checkpoint_every: checkpoint_every.max(1),
             schema: ours
-                .clone()
+                .as_ref()
+                .map(|(s, _)| s.clone())
                 .unwrap_or_else(|| snapshot.schema().as_ref().clone()),
+            partitions: ours.as_ref().map(|(_, p)| p.clone()),
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
             snapshot: Mutex::new((snapshot.clone(), Instant::now())),
@@ -419,7 +432,11 @@ impl DeltaTable {
                 let add = Add {
                     // Readers decode the path and look the key up in the store.
                     path: self.dest.key(&f.path),
-                    partition_values: HashMap::new(),
+                    partition_values: f
+                        .partition
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
                     size: f.bytes as i64,
                     modification_time: c.committed_at_ms,
                     data_change: true,

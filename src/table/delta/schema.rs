@@ -13,8 +13,8 @@ use crate::table::TableError;
 
 impl DeltaTable {
     /// What a table must be for sluice to append to it: a writer protocol of version 2 or
-    /// below, no partition columns (sluice's adds carry no partition values), and `txn`
-    /// actions that never expire (they say what the table holds of each partition).
+    /// below, the job's partition columns (the template's plain fields), and `txn` actions
+    /// that never expire (they say what the table holds of each partition).
     pub(super) fn check_table(&self, snapshot: &SnapshotRef) -> Result<(), TableError> {
         let config = snapshot.table_configuration();
         let w = config.protocol().min_writer_version() as u64;
@@ -22,10 +22,15 @@ impl DeltaTable {
             Some(format!(
                 "its protocol asks writers for version {w} (constraints, generated columns, column mapping or table features); sluice appends to tables of writer version {MAX_WRITER_VERSION} or below"
             ))
-        } else if !config.metadata().partition_columns().is_empty() {
+        } else if self
+            .partitions
+            .as_ref()
+            .is_some_and(|p| p != config.metadata().partition_columns())
+        {
             Some(format!(
-                "it is partitioned by {:?}; sluice writes unpartitioned tables (its folders come from `[sink.partition]`)",
-                config.metadata().partition_columns()
+                "it is partitioned by {:?} and the job's template gives {:?} (its plain `{{field}}` placeholders); a table's partition columns cannot change: write into a new URL",
+                config.metadata().partition_columns(),
+                self.partitions.as_deref().unwrap_or_default()
             ))
         } else if config
             .metadata()
@@ -100,11 +105,12 @@ pub(super) fn create(
     dest: &Destination,
     job: &str,
     schema: &StructType,
+    partitions: &[String],
     checkpoint_every: u64,
 ) -> Result<(), TableError> {
     let metadata = new_metadata(
         schema,
-        Vec::<String>::new(),
+        partitions.iter().cloned(),
         [(
             "delta.checkpointInterval".to_string(),
             checkpoint_every.to_string(),
