@@ -32,13 +32,31 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the I/O runtime")
 }
 
-fn bar(template: &str) -> Option<indicatif::ProgressBar> {
-    if !std::io::stderr().is_terminal() {
-        return None;
+/// A progress bar on a terminal (else none), moved by `(done, total)` calls.
+struct Bar(Option<indicatif::ProgressBar>);
+
+impl Bar {
+    fn new(template: &str) -> Bar {
+        if !std::io::stderr().is_terminal() {
+            return Bar(None);
+        }
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(indicatif::ProgressStyle::with_template(template).expect("valid template"));
+        Bar(Some(bar))
     }
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(indicatif::ProgressStyle::with_template(template).expect("valid template"));
-    Some(bar)
+
+    fn set(&self, done: u64, total: u64) {
+        if let Some(b) = &self.0 {
+            b.set_length(total);
+            b.set_position(done);
+        }
+    }
+
+    fn clear(self) {
+        if let Some(b) = self.0 {
+            b.finish_and_clear();
+        }
+    }
 }
 
 /// `sluice compact JOB`.
@@ -59,19 +77,12 @@ pub fn run_compact(
         min_files,
         dry_run,
     };
-    let bar = bar(
+    let bar = Bar::new(
         "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
     );
     let started = std::time::Instant::now();
-    let report = compact(&table, &dest, &job.format, &opts, &|done, total| {
-        if let Some(b) = &bar {
-            b.set_length(total);
-            b.set_position(done);
-        }
-    })?;
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    let report = compact(&table, &dest, &job.format, &opts, &|d, t| bar.set(d, t))?;
+    bar.clear();
     if dry_run {
         println!(
             "would compact {} files ({} bytes) into {} files",
@@ -110,16 +121,9 @@ pub fn run_vacuum(path: &Path, repo: Option<&str>, older_than: &str, dry_run: bo
         older_than: parse_duration(older_than).map_err(|e| anyhow::anyhow!("--older-than: {e}"))?,
         dry_run,
     };
-    let bar = bar("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} files");
-    let report = vacuum(&table, &dest, &opts, &|done, total| {
-        if let Some(b) = &bar {
-            b.set_length(total);
-            b.set_position(done);
-        }
-    })?;
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    let bar = Bar::new("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} files");
+    let report = vacuum(&table, &dest, &opts, &|d, t| bar.set(d, t))?;
+    bar.clear();
     for f in &report.files {
         println!("{} {f}", if dry_run { "would delete" } else { "deleted" });
     }
