@@ -147,7 +147,20 @@ fn validate_one(path: &Path, job: &Job, runtime: &tokio::runtime::Runtime) -> Re
             }
             (None, _) => "the Kafka topics' (not contacted) partition(s)".to_string(),
         },
-        job.format.kind.name(),
+        match job.table {
+            sluice::table::TableKind::None => job.format.kind.name().to_string(),
+            _ => format!(
+                "{} in a Delta table{}",
+                job.format.kind.name(),
+                match prepared.template.partition_fields() {
+                    p if p.is_empty() => String::new(),
+                    p => format!(
+                        " partitioned by {}",
+                        p.into_iter().map(|(n, _)| n).collect::<Vec<_>>().join(", ")
+                    ),
+                }
+            ),
+        },
         dest.url()
     );
     // The schema against the one the job's files were written with (nothing is recorded).
