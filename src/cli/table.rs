@@ -83,7 +83,12 @@ pub fn run_compact(
     let started = std::time::Instant::now();
     let report = compact(&table, &dest, &job.format, &opts, &|d, t| bar.set(d, t))?;
     bar.clear();
-    if dry_run {
+    if report.bins == 0 && report.lost == 0 && report.skipped == 0 {
+        println!(
+            "nothing to compact: no folder holds {} or more files smaller than {target_size}",
+            opts.min_files.max(2)
+        );
+    } else if dry_run {
         println!(
             "would compact {} files ({} bytes) into {} files",
             report.files_in, report.bytes_in, report.bins
