@@ -62,8 +62,11 @@ impl StoreError {
     }
 }
 
-/// True when `segment` holds only URL-unreserved characters and well-formed `%XX` escapes.
-fn url_safe(segment: &str) -> bool {
+/// True when `segment` is kept as its own key: every `%` starts a `%XX` escape and no
+/// character is one object_store escapes (its `PathPart` set, less `%` and `~`). What the
+/// path template renders qualifies, and so does every key object_store itself made, so a key
+/// maps to itself (see [`Destination::rel_of_key`]).
+fn literal_segment(segment: &str) -> bool {
     let b = segment.as_bytes();
     let mut i = 0;
     while i < b.len() {
@@ -74,13 +77,13 @@ fn url_safe(segment: &str) -> bool {
             {
                 i += 3
             }
-            c if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'~' | b'=') => {
-                i += 1
-            }
-            _ => return false,
+            b'%' | b'/' | b'\\' | b'{' | b'^' | b'}' | b'`' | b']' | b'"' | b'>' | b'[' | b'<'
+            | b'#' | b'|' | b'*' | b'?' => return false,
+            c if c.is_ascii_control() => return false,
+            _ => i += 1,
         }
     }
-    segment != "." && segment != ".."
+    !segment.is_empty() && segment != "." && segment != ".."
 }
 
 /// A place files are written to: a local folder or an object store prefix.
@@ -226,6 +229,20 @@ impl Destination {
         }
     }
 
+    /// The key earlier versions gave `rel` (every segment through object_store's escaping:
+    /// `%` became `%25`, `~` `%7E`), when it differs from today's: deletes and existence
+    /// checks of files named by older records look there too.
+    fn legacy_path(prefix: &StorePath, rel: &str) -> Option<StorePath> {
+        if !rel.contains(['%', '~']) {
+            return None;
+        }
+        let mut p = prefix.clone();
+        for part in rel.split('/').filter(|s| !s.is_empty()) {
+            p = p.join(part);
+        }
+        (p != Self::store_path(prefix, rel)).then_some(p)
+    }
+
     fn store_path(prefix: &StorePath, rel: &str) -> StorePath {
         let mut p = prefix.clone();
         for part in rel.split('/').filter(|s| !s.is_empty()) {
@@ -233,7 +250,7 @@ impl Destination {
                 // A segment already escaped for URLs (what `[sink.partition]` renders) is the
                 // key as it is, so folder names read the same on every store and Hive-style
                 // readers decode them once, as locally.
-                Ok(seg) if url_safe(part) => p.join(seg),
+                Ok(seg) if literal_segment(part) => p.join(seg),
                 _ => p.join(part),
             };
         }
@@ -272,15 +289,21 @@ impl Destination {
                 prefix,
                 runtime,
             } => {
-                let path = Self::store_path(prefix, rel);
-                match runtime.block_on(store.head(&path)) {
-                    Ok(_) => Ok(true),
-                    Err(object_store::Error::NotFound { .. }) => Ok(false),
-                    Err(source) => Err(StoreError::Store {
-                        path: self.display(rel),
-                        source,
-                    }),
+                let paths = std::iter::once(Self::store_path(prefix, rel))
+                    .chain(Self::legacy_path(prefix, rel));
+                for path in paths {
+                    match runtime.block_on(store.head(&path)) {
+                        Ok(_) => return Ok(true),
+                        Err(object_store::Error::NotFound { .. }) => {}
+                        Err(source) => {
+                            return Err(StoreError::Store {
+                                path: self.display(rel),
+                                source,
+                            })
+                        }
+                    }
                 }
+                Ok(false)
             }
         }
     }
@@ -439,6 +462,67 @@ impl Destination {
         Ok(out)
     }
 
+    /// The files directly in folder `dir` (ending in `/`) whose names sort after `after`,
+    /// as paths relative to the destination; on object stores only those are listed.
+    pub fn list_after(&self, dir: &str, after: &str) -> Result<Vec<String>, StoreError> {
+        match &self.kind {
+            Kind::Local(root) => {
+                let path = root.join(dir);
+                let entries = match std::fs::read_dir(&path) {
+                    Ok(e) => e,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                    Err(source) => {
+                        return Err(StoreError::Io {
+                            path: path.display().to_string(),
+                            source,
+                        })
+                    }
+                };
+                let mut out = Vec::new();
+                for e in entries {
+                    let e = e.map_err(|source| StoreError::Io {
+                        path: path.display().to_string(),
+                        source,
+                    })?;
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    if name.as_str() > after && e.file_type().is_ok_and(|t| t.is_file()) {
+                        out.push(format!("{dir}{name}"));
+                    }
+                }
+                out.sort();
+                Ok(out)
+            }
+            Kind::Store {
+                store,
+                prefix,
+                runtime,
+            } => {
+                use futures::TryStreamExt;
+                let base = Self::store_path(prefix, dir);
+                let offset = base.clone().join(after);
+                let listed: Vec<object_store::ObjectMeta> = again(|| {
+                    runtime.block_on(store.list_with_offset(Some(&base), &offset).try_collect())
+                })
+                .map_err(|source| StoreError::Store {
+                    path: self.display(dir),
+                    source,
+                })?;
+                let mut out: Vec<String> = listed
+                    .into_iter()
+                    .filter_map(|m| {
+                        let rest = m.location.prefix_match(&base)?.collect::<Vec<_>>();
+                        match rest.as_slice() {
+                            [name] => Some(format!("{dir}{}", name.as_ref())),
+                            _ => None,
+                        }
+                    })
+                    .collect();
+                out.sort();
+                Ok(out)
+            }
+        }
+    }
+
     /// Deletes the file at `rel`; a missing file is not an error.
     pub fn delete(&self, rel: &str) -> Result<(), StoreError> {
         match &self.kind {
@@ -455,14 +539,20 @@ impl Destination {
                 prefix,
                 runtime,
             } => {
-                let path = Self::store_path(prefix, rel);
-                match runtime.block_on(store.delete(&path)) {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                    Err(source) => Err(StoreError::Store {
-                        path: self.display(rel),
-                        source,
-                    }),
+                let paths = std::iter::once(Self::store_path(prefix, rel))
+                    .chain(Self::legacy_path(prefix, rel));
+                for path in paths {
+                    match runtime.block_on(store.delete(&path)) {
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                        Err(source) => {
+                            return Err(StoreError::Store {
+                                path: self.display(rel),
+                                source,
+                            })
+                        }
+                    }
                 }
+                Ok(())
             }
         }
     }

@@ -162,8 +162,26 @@ fn escaped_folder_names_are_keys_as_they_are_and_other_names_as_object_store_enc
         let k = dest.key(rel);
         assert_eq!(dest.key(&dest.rel_of_key(&k)), k);
     }
+    // Literal text with escapes that is not URL-safe (a space) keys as it is too.
+    let k = dest.key("exports %5Bv2%5D/f");
+    assert_eq!(k, "exports %5Bv2%5D/f");
+    assert_eq!(dest.key(&dest.rel_of_key(&k)), k);
     let f = dest.create("host=x%25y/f.parquet").unwrap();
     f.commit().unwrap();
     assert_eq!(dest.list("host=x%25y/").unwrap(), ["host=x%25y/f.parquet"]);
     assert!(dest.exists("host=x%25y/f.parquet").unwrap());
+    // A file an earlier version stored under its escaped-again key is found and deleted by
+    // its relative path.
+    let old = object_store::path::Path::from("t")
+        .join("host=a%2Fb")
+        .join("g~1.parquet");
+    rt.block_on(store_of(&dest).put(&old, bytes::Bytes::from_static(b"x").into()))
+        .unwrap();
+    assert!(dest.exists("host=a%2Fb/g~1.parquet").unwrap());
+    dest.delete("host=a%2Fb/g~1.parquet").unwrap();
+    assert!(rt.block_on(store_of(&dest).head(&old)).is_err());
+}
+
+fn store_of(dest: &Destination) -> Arc<dyn ObjectStore> {
+    dest.object_store().unwrap().0
 }

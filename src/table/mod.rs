@@ -68,6 +68,8 @@ pub enum TableKind {
 
 /// A table's publish step.
 pub trait Publisher: Send + Sync {
+    /// The table's partition columns, whose values each file's entry carries.
+    fn partition_columns(&self) -> Vec<String>;
     /// The next offset the table holds for partition `key`, `None` if none of its records.
     fn published(&self, key: &str) -> Result<Option<u64>, TableError>;
     /// Makes sealed commits visible, each exactly once; commits the table already holds are

@@ -187,11 +187,16 @@ fn a_schema_another_writer_narrowed_fails_the_publish() {
         true,
     )
     .unwrap();
-    let e = t
-        .publish(&[commit("t-0", 1, 10, &["f1.parquet"])])
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("extra"), "{e}");
+    // Refused, and again on the next try (the version it cannot follow stays unread), as a
+    // conflict retrying cannot mend.
+    for _ in 0..2 {
+        let e = t
+            .publish(&[commit("t-0", 1, 10, &["f1.parquet"])])
+            .unwrap_err();
+        assert!(e.is_permanent(), "{e}");
+        assert!(e.to_string().contains("extra"), "{e}");
+        assert!(t.published("t-0").is_err());
+    }
     assert!(!dest.exists("_delta_log/00000000000000000002.json").unwrap());
 }
 
@@ -389,4 +394,45 @@ fn positions_come_from_the_log_checkpoint_when_older_entries_were_cleaned_up() {
         .unwrap();
     assert!(dest.exists("_delta_log/00000000000000000005.json").unwrap());
     assert_eq!(fresh.published("t-0").unwrap(), Some(50));
+}
+
+#[test]
+fn a_table_made_without_partition_columns_keeps_none() {
+    let (_d, rt, dest) = setup();
+    let s = schema(None);
+    DeltaTable::open(&dest, "job", &s, &[], 100, rt.handle().clone()).unwrap();
+    let t = DeltaTable::open(
+        &dest,
+        "job",
+        &s,
+        &["id".to_string()],
+        100,
+        rt.handle().clone(),
+    )
+    .unwrap();
+    assert!(t.partition_columns().is_empty());
+    // A new table takes them.
+    let (_d2, rt2, dest2) = setup();
+    let t2 = DeltaTable::open(
+        &dest2,
+        "job",
+        &s,
+        &["id".to_string()],
+        100,
+        rt2.handle().clone(),
+    )
+    .unwrap();
+    assert_eq!(t2.partition_columns(), ["id"]);
+    // And a table partitioned otherwise is refused.
+    let e = DeltaTable::open(
+        &dest2,
+        "job",
+        &s,
+        &["n".to_string()],
+        100,
+        rt2.handle().clone(),
+    )
+    .err()
+    .unwrap();
+    assert!(e.to_string().contains("partitioned by"), "{e}");
 }

@@ -341,12 +341,16 @@ fn run_inner(
             reason: "--from-checkpoint cannot roll back a table (its readers may have seen the commits); use the table's own time travel or restore".into(),
         });
     }
-    // A table's partition columns: the template's plain `{field}`s.
-    let table_partitions = match job.table {
+    // A table's partition columns: the template's plain `{field}`s (an existing table without
+    // any keeps none).
+    let partition_names: Vec<String> = match job.table {
         crate::table::TableKind::None => Vec::new(),
-        _ => template.partition_fields(),
+        _ => template
+            .partition_fields()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect(),
     };
-    let partition_names: Vec<String> = table_partitions.iter().map(|(n, _)| n.clone()).collect();
     let table = crate::table::open(
         &job.table,
         &dest,
@@ -355,6 +359,17 @@ fn run_inner(
         &partition_names,
         runtime.handle(),
     )?;
+    let table_partitions: Vec<(String, usize)> = match &table {
+        Some(t) => {
+            let cols = t.partition_columns();
+            template
+                .partition_fields()
+                .into_iter()
+                .filter(|(n, _)| cols.contains(n))
+                .collect()
+        }
+        None => Vec::new(),
+    };
 
     // Where every partition resumes.
     let control = Arc::new(Control::default());

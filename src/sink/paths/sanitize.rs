@@ -59,6 +59,17 @@ fn push_escaped(out: &mut String, value: &str, seg_start: bool) {
         push_null(out, seg_start);
         return;
     };
+    // A value spelled like the null folder's name is escaped apart from it (every `_`), so
+    // one folder never holds both (a table reads a file's partition value from its folder).
+    if value == NULL_PARTITION {
+        for &b in bytes {
+            match b {
+                b'_' => out.push_str("%5F"),
+                b => out.push(b as char),
+            }
+        }
+        return;
+    }
     let first_ok = !(seg_start && (first == b'_' || first == b'.'));
     if first_ok && bytes.iter().all(|&b| is_safe(b)) {
         out.push_str(value);

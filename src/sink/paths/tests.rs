@@ -460,3 +460,57 @@ fn long_values_are_cut_and_hashed() {
         .iter()
         .all(|n| n.starts_with("region=%C3%A9") && !n.contains("%C~")));
 }
+
+#[test]
+fn partition_fields_are_the_placeholders_alone_in_a_folder_name() {
+    let b = batch(vec![
+        (
+            "region",
+            Arc::new(StringArray::from(vec!["us"])) as ArrayRef,
+        ),
+        ("zone", Arc::new(StringArray::from(vec!["a"])) as ArrayRef),
+        ("n", Arc::new(Int32Array::from(vec![1])) as ArrayRef),
+        (
+            "ts",
+            Arc::new(TimestampMillisecondArray::from(vec![0]).with_timezone("UTC")) as ArrayRef,
+        ),
+    ]);
+    let fields = |t: &str, hive: bool| -> Vec<String> {
+        compile(t, &b, hive)
+            .partition_fields()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect()
+    };
+    assert_eq!(fields("region={region}/n={n}/", false), ["region", "n"]);
+    assert_eq!(fields("{region}/{zone}/", true), ["region", "zone"]);
+    assert_eq!(fields("{region}/{zone}/", false), ["region", "zone"]);
+    // Two values in one name: ("us-east", "1") and ("us", "east-1") meet.
+    assert!(fields("{region}-{zone}/", false).is_empty());
+    assert!(fields("x{region}/", false).is_empty());
+    assert!(fields("zone={region}/", false).is_empty());
+    // A time placeholder is no column.
+    assert_eq!(fields("dt={ts:%Y-%m-%d}/{zone}/", true), ["zone"]);
+}
+
+#[test]
+fn a_value_spelled_like_the_null_folder_gets_a_folder_of_its_own() {
+    let b = batch(vec![(
+        "host",
+        Arc::new(StringArray::from(vec![
+            None,
+            Some(NULL_PARTITION),
+            Some(""),
+        ])) as ArrayRef,
+    )]);
+    for (template, hive) in [("host={host}/", false), ("{host}/", false)] {
+        let t = compile(template, &b, hive);
+        let groups = t.split(&b, 0).unwrap();
+        let ps = paths(&groups);
+        // Null and the empty string share the null folder (Delta reads "" as null too).
+        assert_eq!(ps.len(), 2, "{template}: {ps:?}");
+        assert!(ps
+            .iter()
+            .any(|(p, n)| p.contains("%5F%5FHIVE%5FDEFAULT%5FPARTITION%5F%5F") && *n == 1));
+    }
+}

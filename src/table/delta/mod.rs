@@ -77,18 +77,61 @@ pub struct DeltaTable {
     runtime: tokio::runtime::Handle,
 }
 
-/// What a log entry set besides `txn`s.
+/// What log entries set besides `txn`s (the newest of each).
 #[derive(Default)]
 struct Facts {
     schema: Option<String>,
+    partitions: Option<Vec<String>>,
+    /// `delta.setTransactionRetentionDuration` is set.
+    expiring_txns: Option<bool>,
     writer: Option<u64>,
     unreadable: Option<String>,
+}
+
+impl Facts {
+    /// What a `metaData` action says.
+    fn metadata(&mut self, m: &Value) {
+        self.schema = Some(
+            m.get("schemaString")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+        );
+        self.partitions = Some(
+            m.get("partitionColumns")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        );
+        self.expiring_txns = Some(
+            m.get("configuration")
+                .and_then(|c| c.get("delta.setTransactionRetentionDuration"))
+                .is_some(),
+        );
+    }
+
+    /// `newer` over these.
+    fn merge(&mut self, newer: Facts) {
+        if newer.schema.is_some() {
+            self.schema = newer.schema;
+            self.partitions = newer.partitions;
+            self.expiring_txns = newer.expiring_txns;
+        }
+        self.writer = newer.writer.or(self.writer);
+        self.unreadable = newer.unreadable.or(self.unreadable.take());
+    }
 }
 
 #[derive(Default)]
 struct Queue {
     waiting: Vec<(u64, Checkpoint)>,
-    done: HashMap<u64, Result<(), String>>,
+    /// Each ticket's outcome: the error's text, and whether retrying cannot mend it.
+    done: HashMap<u64, Result<(), (String, bool)>>,
     next_ticket: u64,
     leading: bool,
 }
@@ -189,7 +232,17 @@ impl DeltaTable {
                 .as_ref()
                 .map(|(s, _)| s.clone())
                 .unwrap_or_else(|| snapshot.schema().as_ref().clone()),
-            partitions: ours.as_ref().map(|(_, p)| p.clone()),
+            partitions: ours.as_ref().map(|(_, p)| {
+                let theirs = snapshot.table_configuration().metadata().partition_columns();
+                if exists && theirs.is_empty() && !p.is_empty() {
+                    // A table made before its template's fields became partition columns
+                    // (or by another writer) stays as it is: no partition values.
+                    tracing::warn!(table = %url, fields = ?p, "the table has no partition columns; its files are added without partition values");
+                    Vec::new()
+                } else {
+                    p.clone()
+                }
+            }),
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
             snapshot: Mutex::new((snapshot.clone(), Instant::now())),
@@ -316,14 +369,17 @@ impl DeltaTable {
                 Err(e) => return Err(e.into()),
             };
             // Ours (perhaps a write that reported failure and landed) or another writer's:
-            // what it published is known either way.
-            let facts = self.learn(&won, &mut known.txn);
-            known.version = Some(version + 1);
+            // what it published is known either way, once what it set is checked (a version
+            // this job cannot follow stays unread, and refuses the next try too).
+            let mut txn = known.txn.clone();
+            let facts = self.learn(&won, &mut txn);
             self.check_facts(facts)
                 .map_err(|reason| TableError::Conflict {
                     url: self.url.clone(),
                     reason: format!("version {}: {reason}", version + 1),
                 })?;
+            known.txn = txn;
+            known.version = Some(version + 1);
             if won == bytes {
                 self.after(version + 1);
                 return Ok(version + 1);
@@ -360,12 +416,7 @@ impl DeltaTable {
                     *held = (*held).max(at);
                 }
             } else if let Some(m) = v.get("metaData") {
-                facts.schema = Some(
-                    m.get("schemaString")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string(),
-                );
+                facts.metadata(m);
             } else if let Some(p) = v.get("protocol") {
                 facts.writer = p.get("minWriterVersion").and_then(Value::as_u64);
             }
@@ -397,6 +448,16 @@ impl DeltaTable {
             return Err(format!(
                 "another writer raised the table's writer protocol to {w}"
             ));
+        }
+        if let (Some(ours), Some(theirs)) = (&self.partitions, &facts.partitions) {
+            if ours != theirs {
+                return Err(format!(
+                    "the table's partition columns are now {theirs:?}, this job's {ours:?}"
+                ));
+            }
+        }
+        if facts.expiring_txns == Some(true) {
+            return Err("the table now sets delta.setTransactionRetentionDuration: expired `txn` actions would make sluice publish commits again".into());
         }
         Ok(())
     }
@@ -491,6 +552,10 @@ impl DeltaTable {
 }
 
 impl Publisher for DeltaTable {
+    fn partition_columns(&self) -> Vec<String> {
+        self.partitions.clone().unwrap_or_default()
+    }
+
     fn published(&self, key: &str) -> Result<Option<u64>, TableError> {
         let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
         self.read_log(&mut known)?;
@@ -515,8 +580,14 @@ impl Publisher for DeltaTable {
             if mine.iter().all(|t| q.done.contains_key(t)) {
                 let mut outcome = Ok(());
                 for t in &mine {
-                    if let Some(Err(e)) = q.done.remove(t) {
-                        outcome = Err(self.fail(e));
+                    if let Some(Err((reason, permanent))) = q.done.remove(t) {
+                        outcome = Err(match permanent {
+                            true => TableError::Conflict {
+                                url: self.url.clone(),
+                                reason,
+                            },
+                            false => self.fail(reason),
+                        });
                     }
                 }
                 return outcome;
@@ -532,10 +603,16 @@ impl Publisher for DeltaTable {
                 q.leading = false;
                 let outcome = match r {
                     Ok(Ok(_)) => Ok(()),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(p) => Err(format!(
-                        "publishing panicked: {}",
-                        crate::panics::message(&p)
+                    Ok(Err(e)) => Err((
+                        match &e {
+                            TableError::Conflict { reason, .. } => reason.clone(),
+                            e => e.to_string(),
+                        },
+                        e.is_permanent(),
+                    )),
+                    Err(p) => Err((
+                        format!("publishing panicked: {}", crate::panics::message(&p)),
+                        false,
                     )),
                 };
                 for (t, _) in &batch {

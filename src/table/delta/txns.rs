@@ -34,18 +34,22 @@ impl Known {
     }
 }
 
-/// A checkpoint row's `txn` (app id, version), `metaData` schema or `protocol` writer version.
+/// A checkpoint row's `txn` (app id, version), `metaData` (its schema and partition columns,
+/// as JSON) or `protocol` writer version.
 type CheckpointRow = (String, i64, Option<String>, Option<i32>);
 
-/// The entries and checkpoints of a listing of `_delta_log/`.
+/// The entries and complete checkpoints of a listing of `_delta_log/`.
 #[derive(Default)]
 struct Listing {
     entries: BTreeSet<u64>,
+    /// Checkpoints whose parts are all there: a classic one (`N.checkpoint.parquet`) or all
+    /// `n` parts of a multi-part one (`N.checkpoint.i.n.parquet`).
     checkpoints: BTreeMap<u64, Vec<String>>,
 }
 
 fn listing(names: Vec<String>) -> Listing {
     let mut l = Listing::default();
+    let mut parts: BTreeMap<(u64, u64), Vec<String>> = BTreeMap::new();
     for n in names {
         let Some(file) = n.strip_prefix("_delta_log/") else {
             continue;
@@ -58,70 +62,125 @@ fn listing(names: Vec<String>) -> Listing {
             ".json" => {
                 l.entries.insert(v);
             }
-            rest if rest.starts_with(".checkpoint") && rest.ends_with(".parquet") => {
-                l.checkpoints.entry(v).or_default().push(n.clone());
+            ".checkpoint.parquet" => {
+                l.checkpoints.insert(v, vec![n.clone()]);
             }
-            _ => {}
+            rest => {
+                // `.checkpoint.<i>.<n>.parquet`; anything else (a V2 checkpoint, a `.crc`)
+                // is not read.
+                let Some(mid) = rest
+                    .strip_prefix(".checkpoint.")
+                    .and_then(|r| r.strip_suffix(".parquet"))
+                else {
+                    continue;
+                };
+                let mut it = mid.split('.');
+                if let (Some(i), Some(total), None) = (it.next(), it.next(), it.next()) {
+                    if let (Ok(_), Ok(total)) = (i.parse::<u64>(), total.parse::<u64>()) {
+                        parts.entry((v, total)).or_default().push(n.clone());
+                    }
+                }
+            }
+        }
+    }
+    for ((v, total), files) in parts {
+        if files.len() as u64 == total && !l.checkpoints.contains_key(&v) {
+            l.checkpoints.insert(v, files);
         }
     }
     l
 }
 
+/// Past this many entries to read, a newer checkpoint is read instead.
+const ENTRIES_BEFORE_CHECKPOINT: u64 = 100;
+
 impl DeltaTable {
-    /// Brings `known` to the log's newest version.
+    /// Brings `known` to the log's newest version; `known` changes only when all went well
+    /// (a failure halfway leaves it as it was, so the next try reads again).
     pub(super) fn read_log(&self, known: &mut Known) -> Result<(), TableError> {
-        let l = listing(self.dest.list("_delta_log/")?);
-        known.listed = Some(Instant::now());
-        let newest_entry = l.entries.last().copied();
+        // Only names after what is known are listed (the log grows for ever unless cleaned
+        // up); the first time, after the last checkpoint's hint.
+        let after = match known.version {
+            Some(v) => format!("{v:020}.json"),
+            None => match self.dest.read("_delta_log/_last_checkpoint") {
+                Ok(b) => serde_json::from_slice::<serde_json::Value>(&b)
+                    .ok()
+                    .and_then(|h| h.get("version").and_then(serde_json::Value::as_u64))
+                    .map(|c| format!("{c:020}"))
+                    .unwrap_or_default(),
+                Err(e) if e.is_not_found() => String::new(),
+                Err(e) => return Err(e.into()),
+            },
+        };
+        let mut l = listing(self.dest.list_after("_delta_log/", &after)?);
+        if known.version.is_none() && !after.is_empty() && l.checkpoints.is_empty() {
+            // The hint names a checkpoint that is not there (any more): list the whole log.
+            l = listing(self.dest.list_after("_delta_log/", "")?);
+        }
         let from = known.version.map_or(0, |v| v + 1);
-        let Some(newest) = newest_entry
+        let Some(newest) = l
+            .entries
+            .last()
+            .copied()
             .into_iter()
             .chain(l.checkpoints.keys().copied())
             .max()
         else {
+            known.listed = Some(Instant::now());
             return Ok(());
         };
         if known.version.is_some_and(|v| v >= newest) {
+            known.listed = Some(Instant::now());
             return Ok(());
         }
-        // The entries since what is known, if all are still there; else the newest
-        // checkpoint and the entries after it.
-        let mut checkpoint_facts = Facts::default();
-        let start = if (from..=newest).all(|v| l.entries.contains(&v)) {
-            from
-        } else {
-            let Some((&c, parts)) = l.checkpoints.range(..=newest).next_back() else {
+        let mut next = Known {
+            version: known.version,
+            txn: known.txn.clone(),
+            listed: None,
+        };
+        // The entries since what is known if all are there and not too many; else the
+        // newest complete checkpoint and the entries after it.
+        let all_there = (from..=newest).all(|v| l.entries.contains(&v));
+        let checkpoint = l
+            .checkpoints
+            .range(from..=newest)
+            .next_back()
+            .filter(|_| !all_there || newest - from >= ENTRIES_BEFORE_CHECKPOINT);
+        let mut last = Facts::default();
+        let start = match checkpoint {
+            None if all_there => from,
+            None => {
                 return Err(self.fail(format!(
                     "its log misses entries between {from} and {newest} and holds no checkpoint to read instead"
-                )));
-            };
-            known.txn.clear();
-            for part in parts {
-                let f = self.read_checkpoint(part, &mut known.txn)?;
-                checkpoint_facts.schema = f.schema.or(checkpoint_facts.schema.take());
-                checkpoint_facts.writer = f.writer.or(checkpoint_facts.writer);
+                )))
             }
-            known.version = Some(c);
-            c + 1
+            Some((&c, parts)) => {
+                next.txn.clear();
+                for part in parts {
+                    let f = self.read_checkpoint(part, &mut next.txn)?;
+                    last.merge(f);
+                }
+                next.version = Some(c);
+                c + 1
+            }
         };
         // Only the newest schema and protocol count.
-        let mut last = checkpoint_facts;
         for v in start..=newest {
             if !l.entries.contains(&v) {
                 return Err(self.fail(format!("its log misses entry {v}")));
             }
             let entry = self.dest.read(&super::log_name(v))?;
-            let f = self.learn(&entry, &mut known.txn);
-            last.schema = f.schema.or(last.schema.take());
-            last.writer = f.writer.or(last.writer);
-            last.unreadable = f.unreadable.or(last.unreadable.take());
-            known.version = Some(v);
+            last.merge(self.learn(&entry, &mut next.txn));
+            next.version = Some(v);
         }
         self.check_facts(last)
             .map_err(|reason| TableError::Conflict {
                 url: self.url.clone(),
                 reason,
-            })
+            })?;
+        next.listed = Some(Instant::now());
+        *known = next;
+        Ok(())
     }
 
     /// The `txn`, `metaData` and `protocol` columns of one checkpoint file (only those
@@ -171,8 +230,24 @@ impl DeltaTable {
                 if let Some(m) = col("metaData") {
                     if let Some(s) = m.column_by_name("schemaString") {
                         let s = s.as_string::<i32>();
+                        let pc = m
+                            .column_by_name("partitionColumns")
+                            .and_then(|c| c.as_list_opt::<i32>().cloned());
                         for i in (0..m.len()).filter(|i| m.is_valid(*i) && s.is_valid(*i)) {
-                            rows.push((String::new(), 0, Some(s.value(i).to_string()), None));
+                            let cols: Vec<String> = pc
+                                .as_ref()
+                                .filter(|pc| pc.is_valid(i))
+                                .map(|pc| {
+                                    let v = pc.value(i);
+                                    let v = v.as_string::<i32>();
+                                    (0..v.len()).map(|k| v.value(k).to_string()).collect()
+                                })
+                                .unwrap_or_default();
+                            let fact = serde_json::json!({
+                                "schemaString": s.value(i),
+                                "partitionColumns": cols,
+                            });
+                            rows.push((String::new(), 0, Some(fact.to_string()), None));
                         }
                     }
                 }
@@ -188,11 +263,14 @@ impl DeltaTable {
             Ok(rows)
         });
         let mut facts = Facts::default();
-        for (app, version, schema, writer) in r.map_err(bad)? {
+        for (app, version, metadata, writer) in r.map_err(bad)? {
             if let Some(key) = app.strip_prefix(&ours) {
                 txn.insert(key.to_string(), version.max(0) as u64);
             }
-            facts.schema = schema.or(facts.schema.take());
+            if let Some(m) = metadata {
+                let m: serde_json::Value = serde_json::from_str(&m).expect("made above");
+                facts.metadata(&m);
+            }
             facts.writer = writer.map(|w| w.max(0) as u64).or(facts.writer);
         }
         Ok(facts)
@@ -261,6 +339,9 @@ mod tests {
                 "_delta_log/00000000000000000001.checkpoint.parquet",
                 "_delta_log/00000000000000000002.checkpoint.0000000001.0000000002.parquet",
                 "_delta_log/00000000000000000002.checkpoint.0000000002.0000000002.parquet",
+                // One part of two: still being written, not read.
+                "_delta_log/00000000000000000003.checkpoint.0000000001.0000000002.parquet",
+                "_delta_log/00000000000000000004.checkpoint.8e1f6a6e-uuid.parquet",
                 "_delta_log/_last_checkpoint",
                 "_delta_log/_commit_x.json.tmp",
                 "_delta_log/00000000000000000003.crc",
@@ -271,5 +352,6 @@ mod tests {
         assert_eq!(l.entries.iter().copied().collect::<Vec<_>>(), [0, 1]);
         assert_eq!(l.checkpoints[&1].len(), 1);
         assert_eq!(l.checkpoints[&2].len(), 2);
+        assert_eq!(l.checkpoints.keys().copied().collect::<Vec<_>>(), [1, 2]);
     }
 }
