@@ -436,3 +436,43 @@ fn a_table_made_without_partition_columns_keeps_none() {
     .unwrap();
     assert!(e.to_string().contains("partitioned by"), "{e}");
 }
+
+#[test]
+fn log_entries_past_the_retention_are_removed_after_a_checkpoint_and_positions_survive() {
+    let (_d, rt, dest) = setup();
+    let s = schema(None);
+    // A table whose log keeps entries for one second, checkpointed every 2 versions.
+    let kernel = delta_kernel::schema::StructType::try_from_arrow(s.as_ref()).unwrap();
+    let meta = serde_json::json!({"metaData": {"id": "x", "format": {"provider": "parquet", "options": {}}, "schemaString": serde_json::to_string(&kernel).unwrap(), "partitionColumns": [], "configuration": {"delta.checkpointInterval": "2", "delta.logRetentionDuration": "interval 1 second"}, "createdTime": 1}});
+    dest.put_atomic(
+        "_delta_log/00000000000000000000.json",
+        format!("{{\"protocol\":{{\"minReaderVersion\":1,\"minWriterVersion\":2}}}}\n{meta}\n")
+            .as_bytes(),
+        true,
+    )
+    .unwrap();
+    let t = DeltaTable::open(&dest, "job", &s, &[], 2, rt.handle().clone()).unwrap();
+    let entries = || {
+        dest.list("_delta_log/")
+            .unwrap()
+            .into_iter()
+            .filter(|f| f.ends_with(".json"))
+            .count()
+    };
+    let mut seq = 0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    // Publish until a checkpoint after the retention removes the oldest entries.
+    while dest.exists("_delta_log/00000000000000000000.json").unwrap() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for the log clean-up ({} entries)",
+            entries()
+        );
+        seq += 1;
+        t.publish(&[commit("t-0", seq, seq * 10, &[&format!("f{seq}.parquet")])])
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let fresh = DeltaTable::open(&dest, "job", &s, &[], 2, rt.handle().clone()).unwrap();
+    assert_eq!(fresh.published("t-0").unwrap(), Some(seq * 10));
+}

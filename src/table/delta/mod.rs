@@ -520,21 +520,44 @@ impl DeltaTable {
         {
             return;
         }
-        let (log, engine, busy, url) = (
+        let (log, engine, busy, url, runtime) = (
             self.log.clone(),
             self.engine.clone(),
             self.checkpointing.clone(),
             self.url.clone(),
+            self.runtime.clone(),
         );
         let spawned = std::thread::Builder::new()
             .name("delta-checkpoint".into())
             .spawn(move || {
                 let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    Snapshot::builder_for(log.root_url().as_str())
+                    let s = Snapshot::builder_for(log.root_url().as_str())
                         .at_version(v)
                         .build(engine.as_ref())
-                        .and_then(|s| s.checkpoint(engine.as_ref(), None))
-                        .map_err(|e| e.to_string())
+                        .map_err(|e| e.to_string())?;
+                    s.checkpoint(engine.as_ref(), None)
+                        .map_err(|e| e.to_string())?;
+                    // Entries older than the table's log retention (30 days unless set) and
+                    // than a checkpoint go, as Delta writers do, so the log stays bounded.
+                    let props = s.table_properties();
+                    if props.enable_expired_log_cleanup.unwrap_or(true) {
+                        let keep = props
+                            .log_retention_duration
+                            .unwrap_or(Duration::from_secs(30 * 24 * 3600));
+                        let cutoff = now_ms() - keep.as_millis() as i64;
+                        let removed = runtime
+                            .block_on(deltalake_core::checkpoints::cleanup_expired_logs_for(
+                                v,
+                                log.as_ref(),
+                                cutoff,
+                                None,
+                            ))
+                            .map_err(|e| e.to_string())?;
+                        if removed > 0 {
+                            tracing::info!(table = %url, removed, "removed log entries past the table's log retention");
+                        }
+                    }
+                    Ok::<_, String>(())
                 }))
                 .unwrap_or_else(|p| Err(format!("panicked: {}", crate::panics::message(&p))));
                 match r {
