@@ -505,8 +505,11 @@ fn compact_and_vacuum_beside_a_live_run_with_kill_9_of_both_keep_every_record_on
     let log = dir.path().join("run.log");
     let spawn_live = || KillOnDrop::new(spawn_run(Path::new(&job), &log));
     let mut live = spawn_live();
+    wait_until("the live run to create the table", 60, || {
+        table.join("_delta_log/00000000000000000000.json").exists()
+    });
     let mut n = 0;
-    let (mut kills, mut compactions) = (0, 0);
+    let (mut kills, mut live_kills, mut compactions) = (0, 0, 0);
     let mut seed = 0x9E3779B97F4A7C15u64;
     for round in 0..20 {
         produce_events(&bootstrap, topic, n, 1000, 4, None);
@@ -534,12 +537,11 @@ fn compact_and_vacuum_beside_a_live_run_with_kill_9_of_both_keep_every_record_on
                 kills += 1;
             }
         }
-        if round % 2 == 1 {
-            live.child().kill().unwrap();
-            let _ = live.child().wait();
-            kills += 1;
-            live = spawn_live();
-        }
+        // kill -9 of the live run, every round.
+        live.child().kill().unwrap();
+        let _ = live.child().wait();
+        live_kills += 1;
+        live = spawn_live();
     }
     // Everything reaches the table; a last compaction runs to its end beside the live run.
     wait_until("every record in the Delta table", 180, || {
@@ -547,11 +549,14 @@ fn compact_and_vacuum_beside_a_live_run_with_kill_9_of_both_keep_every_record_on
             == Some(n as u64)
     });
     let out = sluice_ok(&["compact", &job, "--min-files", "2"]);
-    eprintln!("{kills} kills, {compactions} compactions finished; last: {out}");
+    eprintln!(
+        "{live_kills} kills of the live run, {kills} of compactions, {compactions} compactions finished; last: {out}"
+    );
     let seen = read_table(&py, table.to_str().unwrap(), None, "");
     seen.once(n as u64);
     let files_before = seen.0["replay"]["live_files"].as_u64().unwrap();
-    assert!(kills >= 10, "only {kills} kills");
+    assert_eq!(live_kills, 20);
+    assert!(kills + compactions == 20, "{kills} + {compactions}");
     // Vacuum removes what no version names (compacted away, outputs of killed compactions)
     // once the retention has passed; the table reads the same.
     let orphans_before = seen.0["replay"]["orphans"].as_u64().unwrap();
