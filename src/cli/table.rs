@@ -80,8 +80,15 @@ pub fn run_compact(
     let bar = Bar::new(
         "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
     );
+    // One output file at a time: its row groups' columns are encoded on every core, as
+    // `convert` does (the pool's threads are named `encode-N`).
+    let _ = rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("encode-{i}"))
+        .build_global();
+    let mut format = job.format.clone();
+    format.parallel = true;
     let started = std::time::Instant::now();
-    let report = compact(&table, &dest, &job.format, &opts, &|d, t| bar.set(d, t))?;
+    let report = compact(&table, &dest, &format, &opts, &|d, t| bar.set(d, t))?;
     bar.clear();
     if report.bins == 0 && report.lost == 0 && report.skipped == 0 {
         println!(
