@@ -15,6 +15,7 @@ use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt};
 
 mod file;
+mod keys;
 pub mod remote;
 mod sweep;
 mod timeout;
@@ -22,6 +23,7 @@ mod upload;
 
 pub use file::OutputFile;
 use file::{FileSink, LocalSink};
+use keys::literal_segment;
 use upload::UploadSink;
 
 /// Errors from destinations. Each names the URL or path involved.
@@ -60,30 +62,6 @@ impl StoreError {
             _ => false,
         }
     }
-}
-
-/// True when `segment` is kept as its own key: every `%` starts a `%XX` escape and no
-/// character is one object_store escapes (its `PathPart` set, less `%` and `~`). What the
-/// path template renders qualifies, and so does every key object_store itself made, so a key
-/// maps to itself (see [`Destination::rel_of_key`]).
-fn literal_segment(segment: &str) -> bool {
-    let b = segment.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' if i + 2 < b.len()
-                && b[i + 1].is_ascii_hexdigit()
-                && b[i + 2].is_ascii_hexdigit() =>
-            {
-                i += 3
-            }
-            b'%' | b'/' | b'\\' | b'{' | b'^' | b'}' | b'`' | b']' | b'"' | b'>' | b'[' | b'<'
-            | b'#' | b'|' | b'*' | b'?' => return false,
-            c if c.is_ascii_control() => return false,
-            _ => i += 1,
-        }
-    }
-    !segment.is_empty() && segment != "." && segment != ".."
 }
 
 /// A place files are written to: a local folder or an object store prefix.
@@ -229,20 +207,6 @@ impl Destination {
         }
     }
 
-    /// The key earlier versions gave `rel` (every segment through object_store's escaping:
-    /// `%` became `%25`, `~` `%7E`), when it differs from today's: deletes and existence
-    /// checks of files named by older records look there too.
-    fn legacy_path(prefix: &StorePath, rel: &str) -> Option<StorePath> {
-        if !rel.contains(['%', '~']) {
-            return None;
-        }
-        let mut p = prefix.clone();
-        for part in rel.split('/').filter(|s| !s.is_empty()) {
-            p = p.join(part);
-        }
-        (p != Self::store_path(prefix, rel)).then_some(p)
-    }
-
     fn store_path(prefix: &StorePath, rel: &str) -> StorePath {
         let mut p = prefix.clone();
         for part in rel.split('/').filter(|s| !s.is_empty()) {
@@ -255,23 +219,6 @@ impl Destination {
             };
         }
         p
-    }
-
-    /// The key of `rel` in the store, as `object_store` (and so a Delta log's reader) names
-    /// it: object stores percent-encode a few characters of each segment (`%` among them);
-    /// a local path is its own key.
-    pub fn key(&self, rel: &str) -> String {
-        match &self.kind {
-            Kind::Local(_) => rel.to_string(),
-            Kind::Store { .. } => Self::store_path(&StorePath::default(), rel).to_string(),
-        }
-    }
-
-    /// A relative path that addresses `key` (given by [`Destination::key`], or listed by a
-    /// library over the same store): the key itself, as a key's segments are URL-safe or map
-    /// to themselves.
-    pub fn rel_of_key(&self, key: &str) -> String {
-        key.to_string()
     }
 
     /// True when a file exists at `rel`.
@@ -460,67 +407,6 @@ impl Destination {
         }
         out.sort();
         Ok(out)
-    }
-
-    /// The files directly in folder `dir` (ending in `/`) whose names sort after `after`,
-    /// as paths relative to the destination; on object stores only those are listed.
-    pub fn list_after(&self, dir: &str, after: &str) -> Result<Vec<String>, StoreError> {
-        match &self.kind {
-            Kind::Local(root) => {
-                let path = root.join(dir);
-                let entries = match std::fs::read_dir(&path) {
-                    Ok(e) => e,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-                    Err(source) => {
-                        return Err(StoreError::Io {
-                            path: path.display().to_string(),
-                            source,
-                        })
-                    }
-                };
-                let mut out = Vec::new();
-                for e in entries {
-                    let e = e.map_err(|source| StoreError::Io {
-                        path: path.display().to_string(),
-                        source,
-                    })?;
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    if name.as_str() > after && e.file_type().is_ok_and(|t| t.is_file()) {
-                        out.push(format!("{dir}{name}"));
-                    }
-                }
-                out.sort();
-                Ok(out)
-            }
-            Kind::Store {
-                store,
-                prefix,
-                runtime,
-            } => {
-                use futures::TryStreamExt;
-                let base = Self::store_path(prefix, dir);
-                let offset = base.clone().join(after);
-                let listed: Vec<object_store::ObjectMeta> = again(|| {
-                    runtime.block_on(store.list_with_offset(Some(&base), &offset).try_collect())
-                })
-                .map_err(|source| StoreError::Store {
-                    path: self.display(dir),
-                    source,
-                })?;
-                let mut out: Vec<String> = listed
-                    .into_iter()
-                    .filter_map(|m| {
-                        let rest = m.location.prefix_match(&base)?.collect::<Vec<_>>();
-                        match rest.as_slice() {
-                            [name] => Some(format!("{dir}{}", name.as_ref())),
-                            _ => None,
-                        }
-                    })
-                    .collect();
-                out.sort();
-                Ok(out)
-            }
-        }
     }
 
     /// Deletes the file at `rel`; a missing file is not an error.

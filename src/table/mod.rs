@@ -108,6 +108,45 @@ pub fn open(
     }
 }
 
+/// A task's table, if any, and its partition columns (names, column indices).
+pub type TaskTable = (Option<Arc<dyn Publisher>>, Vec<(String, usize)>);
+
+/// A task's table and its partition columns (names, column indices), all checked before any
+/// data moves: a roll-back is refused whenever the destination holds a table (it deletes
+/// committed files that the log may name), whatever this run's `table` says; the partition
+/// columns are the template's plain `{field}`s, and an existing table without any keeps none.
+pub fn for_task(
+    kind: &TableKind,
+    dest: &Destination,
+    job: &str,
+    schema: &SchemaRef,
+    template: &crate::sink::paths::PathTemplate,
+    rolling_back: bool,
+    runtime: &tokio::runtime::Handle,
+) -> Result<TaskTable, TableError> {
+    if rolling_back && (*kind != TableKind::None || present(dest)?) {
+        return Err(TableError::Delta {
+            url: dest.url().to_string(),
+            reason: "--from-checkpoint cannot roll back a table (its readers may have seen the commits); use the table's own time travel or restore".into(),
+        });
+    }
+    let fields = match kind {
+        TableKind::None => Vec::new(),
+        _ => template.partition_fields(),
+    };
+    let names: Vec<String> = fields.iter().map(|(n, _)| n.clone()).collect();
+    let table = open(kind, dest, job, schema, &names, runtime)?;
+    let columns = table
+        .as_ref()
+        .map(|t| t.partition_columns())
+        .unwrap_or_default();
+    let fields = fields
+        .into_iter()
+        .filter(|(n, _)| columns.contains(n))
+        .collect();
+    Ok((table, fields))
+}
+
 /// A file's partition values: the columns' values in the first of `rows` (all rows of a file
 /// share its folder), as Delta writes them; null and the empty string are null, as Delta reads
 /// them.

@@ -331,45 +331,15 @@ fn run_inner(
     for change in crate::evolution::check(&dest, &name, &out_schema, true)? {
         tracing::warn!(repo = %label, change = %change, "the schema changed; new files carry it");
     }
-    // A roll-back deletes committed files, which a table's log may name: refused whenever the
-    // destination holds a table, whatever this run's `table` says.
-    if opts.from_checkpoint.is_some()
-        && (job.table != crate::table::TableKind::None || crate::table::present(&dest)?)
-    {
-        return Err(TaskError::Job {
-            job: name.clone(),
-            reason: "--from-checkpoint cannot roll back a table (its readers may have seen the commits); use the table's own time travel or restore".into(),
-        });
-    }
-    // A table's partition columns: the template's plain `{field}`s (an existing table without
-    // any keeps none).
-    let partition_names: Vec<String> = match job.table {
-        crate::table::TableKind::None => Vec::new(),
-        _ => template
-            .partition_fields()
-            .into_iter()
-            .map(|(n, _)| n)
-            .collect(),
-    };
-    let table = crate::table::open(
+    let (table, table_partitions) = crate::table::for_task(
         &job.table,
         &dest,
         &name,
         &out_schema,
-        &partition_names,
+        &template,
+        opts.from_checkpoint.is_some(),
         runtime.handle(),
     )?;
-    let table_partitions: Vec<(String, usize)> = match &table {
-        Some(t) => {
-            let cols = t.partition_columns();
-            template
-                .partition_fields()
-                .into_iter()
-                .filter(|(n, _)| cols.contains(n))
-                .collect()
-        }
-        None => Vec::new(),
-    };
 
     // Where every partition resumes.
     let control = Arc::new(Control::default());
