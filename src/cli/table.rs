@@ -88,7 +88,9 @@ pub fn run_compact(
     let mut format = job.format.clone();
     format.parallel = true;
     let started = std::time::Instant::now();
-    let report = compact(&table, &dest, &format, &opts, &|d, t| bar.set(d, t))?;
+    let report = compact(&table, &dest, &format, &opts, &|d, t| bar.set(d, t));
+    table.close();
+    let report = report?;
     bar.clear();
     if report.bins == 0 && report.lost == 0 && report.skipped == 0 {
         println!(

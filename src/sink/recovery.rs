@@ -151,7 +151,8 @@ impl Worker {
                     return;
                 }
                 Err(WorkError::Table(e)) if e.is_permanent() => {
-                    // Retrying cannot mend a damaged record: stop, naming it.
+                    // The table cannot take this job's commits (another writer changed it):
+                    // stop, naming why.
                     let ctl = &self.ctx.control;
                     let mut fatal = ctl.worker_fatal.lock().unwrap_or_else(|p| p.into_inner());
                     fatal.get_or_insert_with(|| e.to_string());

@@ -32,8 +32,9 @@ pub(super) fn literal_segment(segment: &str) -> bool {
 
 impl Destination {
     /// The key of `rel` in the store, as `object_store` (and so a Delta log's reader) names
-    /// it: object stores percent-encode a few characters of each segment (`%` among them);
-    /// a local path is its own key.
+    /// it: a segment already URL-escaped is its own key, another is percent-encoded where
+    /// object_store encodes (a `%` that starts no escape, `#`, `[`, ...); a local path is its
+    /// own key.
     pub fn key(&self, rel: &str) -> String {
         match &self.kind {
             Kind::Local(_) => rel.to_string(),

@@ -211,10 +211,12 @@ pub fn catch_up(
     if !reached && !checkpoints.history_complete(key)? {
         return Err(TableError::History {
             key: key.to_string(),
-            reason: format!(
-                "the table holds the partition up to offset {}, and the commits after it are no longer all recorded (pruned): the table cannot be made whole; export into a new URL, or under a new job name",
-                held.unwrap_or(0)
-            ),
+            reason: match held {
+                Some(h) => format!(
+                    "the table holds the partition up to offset {h}, and the commits after it are no longer all recorded (pruned): the table cannot be made whole; export into a new URL, or under a new job name"
+                ),
+                None => "the table holds none of this partition's files, and the job's oldest commits of it were pruned (it wrote plain files before it had a table): export into a new URL, or under a new job name".into(),
+            },
         });
     }
     if let Some(f) = missing

@@ -476,3 +476,33 @@ fn log_entries_past_the_retention_are_removed_after_a_checkpoint_and_positions_s
     let fresh = DeltaTable::open(&dest, "job", &s, &[], 2, rt.handle().clone()).unwrap();
     assert_eq!(fresh.published("t-0").unwrap(), Some(seq * 10));
 }
+
+#[test]
+fn timestamps_in_any_zone_are_delta_timestamps_and_one_without_a_zone_is_refused_by_name() {
+    let (_d, rt, dest) = setup();
+    let zoned = Arc::new(Schema::new(vec![Field::new(
+        "at",
+        DataType::Timestamp(TimeUnit::Millisecond, Some("+08:00".into())),
+        true,
+    )]));
+    let t = DeltaTable::open(&dest, "job", &zoned, &[], 100, rt.handle().clone()).unwrap();
+    t.publish(&[commit("t-0", 1, 10, &["f1.parquet"])]).unwrap();
+    let log =
+        String::from_utf8(dest.read("_delta_log/00000000000000000000.json").unwrap()).unwrap();
+    assert!(log.contains("\\\"type\\\":\\\"timestamp\\\""), "{log}");
+    let (_d2, rt2, dest2) = setup();
+    let naive = Arc::new(Schema::new(vec![Field::new(
+        "local_at",
+        DataType::Timestamp(TimeUnit::Millisecond, None),
+        true,
+    )]));
+    let e = DeltaTable::open(&dest2, "job", &naive, &[], 100, rt2.handle().clone())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("`local_at`") && e.contains("time zone"), "{e}");
+    // Nothing was written: a fixed schema can still make the table.
+    assert!(!dest2
+        .exists("_delta_log/00000000000000000000.json")
+        .unwrap());
+}

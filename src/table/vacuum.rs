@@ -52,8 +52,8 @@ pub fn vacuum(
         return Err(TableError::Delta {
             url: dest.url().to_string(),
             reason: format!(
-                "--older-than is longer than the table keeps removed files' records ({} h, `delta.deletedFileRetentionDuration`): files removed within it could not be told from files never in the table",
-                keeps.as_secs() / 3600
+                "--older-than is longer than the table keeps removed files' records ({} s, `delta.deletedFileRetentionDuration`): files removed within it could not be told from files never in the table; use at most that, or raise the property",
+                keeps.as_secs()
             ),
         });
     }

@@ -1,7 +1,8 @@
 //! Values made safe for a path segment: ASCII letters, digits, `-`, `_`, `.` and `~` kept,
 //! every other byte percent-encoded, a leading `_` or `.` encoded at the start of a segment,
-//! the null partition name for null and empty values, and long values cut and hashed to a
-//! bounded length (see `paths`' module documentation).
+//! the null partition name for null and empty values (a value spelled like that name has every
+//! `_` escaped), and long values cut and hashed to a bounded length (see `paths`' module
+//! documentation).
 
 use std::fmt::Write as _;
 

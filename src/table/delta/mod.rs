@@ -22,7 +22,6 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use arrow::datatypes::SchemaRef;
-use delta_kernel::engine::arrow_conversion::TryFromArrow;
 use delta_kernel::schema::StructType;
 use delta_kernel::snapshot::{Snapshot, SnapshotRef};
 use delta_kernel::Engine;
@@ -53,6 +52,7 @@ pub(super) const MAX_LOST: usize = 10_000;
 /// A newest version known for longer than this is read again before a publish writes after
 /// it: another writer's log clean-up may have removed the entries after it, and a version
 /// written there would sit below the table's checkpoint, unseen.
+/// (At most half the table's log retention, when that is shorter.)
 const STALE_AFTER: Duration = Duration::from_secs(600);
 
 /// A Delta table that sealed commits are published into.
@@ -74,6 +74,10 @@ pub struct DeltaTable {
     /// (every version up to it read).
     known: Mutex<txns::Known>,
     checkpointing: Arc<AtomicBool>,
+    /// The thread writing a log checkpoint, if one was started (`close` waits for it).
+    checkpointer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// How long a newest version known may go unchecked before a publish writes after it.
+    stale_after: Duration,
     runtime: tokio::runtime::Handle,
 }
 
@@ -104,9 +108,9 @@ impl DeltaTable {
         checkpoint_every: u64,
         runtime: tokio::runtime::Handle,
     ) -> Result<Self, TableError> {
-        let ours = StructType::try_from_arrow(schema.as_ref()).map_err(|e| TableError::Delta {
+        let ours = schema::delta_schema(schema).map_err(|reason| TableError::Delta {
             url: dest.url().to_string(),
-            reason: format!("the schema has no Delta form: {e}"),
+            reason,
         })?;
         Self::load(
             dest,
@@ -126,7 +130,7 @@ impl DeltaTable {
         if !super::present(dest)? {
             return Err(TableError::Delta {
                 url: dest.url().to_string(),
-                reason: "no Delta table here (no `_delta_log/`)".into(),
+                reason: "no Delta table here (no `_delta_log/`): set `table = \"delta\"` in the job's [sink] and run it first".into(),
             });
         }
         Self::load(dest, job, None, 100, runtime)
@@ -177,7 +181,14 @@ impl DeltaTable {
             job: job.to_string(),
             log,
             engine,
-            checkpoint_every: checkpoint_every.max(1),
+            // Maintenance follows the table's own interval.
+            checkpoint_every: match ours {
+                Some(_) => checkpoint_every.max(1),
+                None => snapshot
+                    .table_properties()
+                    .checkpoint_interval
+                    .map_or(100, |n| n.get()),
+            },
             schema: ours
                 .as_ref()
                 .map(|(s, _)| s.clone())
@@ -198,6 +209,11 @@ impl DeltaTable {
             snapshot: Mutex::new((snapshot.clone(), Instant::now())),
             known: Mutex::new(txns::Known::default()),
             checkpointing: Arc::new(AtomicBool::new(false)),
+            checkpointer: Mutex::new(None),
+            stale_after: snapshot
+                .table_properties()
+                .log_retention_duration
+                .map_or(STALE_AFTER, |r| STALE_AFTER.min(r / 2)),
             runtime,
         };
         table.check_table(&snapshot)?;
@@ -287,7 +303,9 @@ impl DeltaTable {
             .map(|(_, c)| c)
             .filter(|c| !c.files.is_empty())
             .collect();
-        let stale = known.listed.is_none_or(|at| at.elapsed() > STALE_AFTER);
+        let stale = known
+            .listed
+            .is_none_or(|at| at.elapsed() > self.stale_after);
         let mut caught_up = false;
         if stale && !left.is_empty() {
             self.read_log(&mut known)?;
@@ -446,8 +464,27 @@ impl DeltaTable {
                 }
                 busy.store(false, Ordering::Release);
             });
-        if spawned.is_err() {
-            self.checkpointing.store(false, Ordering::Release);
+        match spawned {
+            Ok(h) => {
+                *self
+                    .checkpointer
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(h)
+            }
+            Err(_) => self.checkpointing.store(false, Ordering::Release),
+        }
+    }
+
+    /// Waits for a log checkpoint being written (a short-lived process, such as `compact`,
+    /// would otherwise end before it).
+    pub fn close(&self) {
+        let h = self
+            .checkpointer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(h) = h {
+            let _ = h.join();
         }
     }
 }
@@ -504,9 +541,11 @@ impl Publisher for DeltaTable {
                 q.leading = false;
                 let outcome = match r {
                     Ok(Ok(_)) => Ok(()),
+                    // The reason without the table's name, which the waiters add again.
                     Ok(Err(e)) => Err((
                         match &e {
-                            TableError::Conflict { reason, .. } => reason.clone(),
+                            TableError::Conflict { reason, .. }
+                            | TableError::Delta { reason, .. } => reason.clone(),
                             e => e.to_string(),
                         },
                         e.is_permanent(),

@@ -37,7 +37,7 @@ impl DeltaTable {
             .configuration()
             .contains_key("delta.setTransactionRetentionDuration")
         {
-            Some("it sets delta.setTransactionRetentionDuration: expired `txn` actions would make sluice publish commits again".into())
+            Some("it sets delta.setTransactionRetentionDuration (expired `txn` actions would make sluice publish commits again): unset it".into())
         } else {
             None
         };
@@ -186,4 +186,32 @@ pub(super) fn compare(table: &StructType, ours: &StructType) -> (Vec<String>, Ve
         }
     }
     (problems, added)
+}
+
+/// The job's schema as a Delta table's: a timestamp with any time zone is Delta's
+/// `timestamp` (an instant; the files store UTC whatever zone the schema names), and one
+/// without a zone is refused, naming the field (Delta's `timestamp_ntz` needs a table
+/// feature sluice does not write).
+pub(super) fn delta_schema(schema: &arrow::datatypes::SchemaRef) -> Result<StructType, String> {
+    use arrow::datatypes::{DataType, Field, Schema};
+    use delta_kernel::engine::arrow_conversion::TryFromArrow;
+    let mut fields: Vec<Field> = Vec::with_capacity(schema.fields().len());
+    for f in schema.fields() {
+        let f = match f.data_type() {
+            DataType::Timestamp(_, None) => {
+                return Err(format!(
+                    "field `{}` is a timestamp without a time zone, which a Delta table holds only with a table feature sluice does not write: give it one (`timezone` in the schema file, or a stage such as `arrow_cast(x, 'Timestamp(Millisecond, Some(\"UTC\"))')`)",
+                    f.name()
+                ))
+            }
+            DataType::Timestamp(unit, Some(_)) => f
+                .as_ref()
+                .clone()
+                .with_data_type(DataType::Timestamp(*unit, Some("UTC".into()))),
+            _ => f.as_ref().clone(),
+        };
+        fields.push(f);
+    }
+    StructType::try_from_arrow(&Schema::new(fields))
+        .map_err(|e| format!("the schema has no Delta form: {e}"))
 }

@@ -388,7 +388,7 @@ impl DeltaTable {
         }
         if let Some(w) = facts.writer.filter(|w| *w > MAX_WRITER_VERSION) {
             return Err(format!(
-                "another writer raised the table's writer protocol to {w}"
+                "another writer raised the table's writer protocol to {w}, which asks for features sluice does not write: write into a new URL"
             ));
         }
         if let (Some(ours), Some(theirs)) = (&self.partitions, &facts.partitions) {
@@ -399,7 +399,7 @@ impl DeltaTable {
             }
         }
         if facts.expiring_txns == Some(true) {
-            return Err("the table now sets delta.setTransactionRetentionDuration: expired `txn` actions would make sluice publish commits again".into());
+            return Err("the table now sets delta.setTransactionRetentionDuration (expired `txn` actions would make sluice publish commits again): unset it".into());
         }
         Ok(())
     }
