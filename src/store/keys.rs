@@ -9,7 +9,7 @@ use super::{again, Destination, Kind, StoreError};
 /// True when `segment` is kept as its own key: every `%` starts a `%XX` escape and no
 /// character is one object_store escapes (its `PathPart` set, less `%` and `~`). What the
 /// path template renders qualifies, and so does every key object_store itself made, so a key
-/// maps to itself (see [`Destination::rel_of_key`]).
+/// maps to itself: a key used as a relative path addresses the same object.
 pub(super) fn literal_segment(segment: &str) -> bool {
     let b = segment.as_bytes();
     let mut i = 0;
@@ -34,19 +34,13 @@ impl Destination {
     /// The key of `rel` in the store, as `object_store` (and so a Delta log's reader) names
     /// it: a segment already URL-escaped is its own key, another is percent-encoded where
     /// object_store encodes (a `%` that starts no escape, `#`, `[`, ...); a local path is its
-    /// own key.
+    /// own key. A key given back as a relative path (from a listing, or a Delta log) addresses
+    /// the same object.
     pub fn key(&self, rel: &str) -> String {
         match &self.kind {
             Kind::Local(_) => rel.to_string(),
             Kind::Store { .. } => Self::store_path(&StorePath::default(), rel).to_string(),
         }
-    }
-
-    /// A relative path that addresses `key` (given by [`Destination::key`], or listed by a
-    /// library over the same store): the key itself, as a key's segments are URL-safe or map
-    /// to themselves.
-    pub fn rel_of_key(&self, key: &str) -> String {
-        key.to_string()
     }
 
     /// The key earlier versions gave `rel` (every segment through object_store's escaping:

@@ -156,7 +156,7 @@ pub fn compact(
             }
             Replaced::Lost => {
                 // Named by no version: nobody reads it.
-                dest.delete(&dest.rel_of_key(&out.path))?;
+                dest.delete(&out.path)?;
                 report.lost += 1;
                 tracing::warn!(folder = %folder(&bin[0].path), "another writer compacted these files first; this group is dropped");
             }
@@ -192,10 +192,9 @@ fn rewrite(
     // The schemas first, merged by name.
     let mut schemas = Vec::with_capacity(bin.len());
     for f in bin {
-        let rel = dest.rel_of_key(&f.path);
-        let bytes = Bytes::from(dest.read(&rel)?);
+        let bytes = Bytes::from(dest.read(&f.path)?);
         let b = ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .map_err(|e| bad(&rel, e.to_string()))?;
+            .map_err(|e| bad(&f.path, e.to_string()))?;
         schemas.push(Schema::new(b.schema().fields().clone()));
     }
     let schema = Arc::new(Schema::try_merge(schemas).map_err(|e| {
@@ -206,7 +205,7 @@ fn rewrite(
     })?);
     let rel = format!(
         "{}compact-{}.parquet",
-        dest.rel_of_key(folder(&bin[0].path)),
+        folder(&bin[0].path),
         crate::commit::random_tag()
     );
     let file = dest.create(&rel)?;
@@ -215,14 +214,14 @@ fn rewrite(
         let mut writer = create_writer(format, schema.clone(), file.clone())
             .map_err(|e| bad(&rel, e.to_string()))?;
         for f in bin {
-            let path = dest.rel_of_key(&f.path);
-            let bytes = Bytes::from(dest.read(&path)?);
+            let path = f.path.as_str();
+            let bytes = Bytes::from(dest.read(path)?);
             let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
                 .and_then(|b| b.build())
-                .map_err(|e| bad(&path, e.to_string()))?;
+                .map_err(|e| bad(path, e.to_string()))?;
             for batch in reader {
-                let batch = batch.map_err(|e| bad(&path, e.to_string()))?;
-                let batch = crate::evolution::adapt(&batch, &schema).map_err(|e| bad(&path, e))?;
+                let batch = batch.map_err(|e| bad(path, e.to_string()))?;
+                let batch = crate::evolution::adapt(&batch, &schema).map_err(|e| bad(path, e))?;
                 rows += batch.num_rows() as u64;
                 writer.write(&batch).map_err(|e| bad(&rel, e.to_string()))?;
             }
@@ -240,7 +239,6 @@ fn rewrite(
             path: dest.key(&rel),
             size,
             rows: Some(rows),
-            modified_ms: crate::commit::now_ms(),
             partition: bin[0].partition.clone(),
         },
         rows,

@@ -99,7 +99,7 @@ pub fn vacuum(
     let total = doomed.len() as u64;
     for (i, f) in doomed.into_iter().enumerate() {
         if !opts.dry_run {
-            dest.delete(&dest.rel_of_key(&f))?;
+            dest.delete(&f)?;
             progress(i as u64 + 1, total);
         }
         report.files.push(f);
@@ -141,6 +141,6 @@ impl DeltaTable {
         if job == self.job() {
             return self.published(key);
         }
-        self.app_version(&format!("sluice/{job}/{key}"))
+        self.app_version(&super::delta::app_id(job, key))
     }
 }

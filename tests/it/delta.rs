@@ -482,7 +482,7 @@ fn mirror(dest: &sluice::store::Destination, to: &Path) -> PathBuf {
         // Listed (and named here) by its key, as the log names it.
         let p = to.join(&f);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, dest.read(&dest.rel_of_key(&f)).unwrap()).unwrap();
+        std::fs::write(p, dest.read(&f).unwrap()).unwrap();
     }
     to.to_path_buf()
 }

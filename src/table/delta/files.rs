@@ -21,7 +21,6 @@ pub struct LiveFile {
     pub size: u64,
     /// `numRecords` of its statistics, when recorded.
     pub rows: Option<u64>,
-    pub modified_ms: i64,
     /// Its partition values (`None`: null).
     pub partition: BTreeMap<String, Option<String>>,
 }
@@ -66,7 +65,6 @@ impl DeltaTable {
                     path: v.path().into_owned(),
                     size: v.size().max(0) as u64,
                     rows,
-                    modified_ms: v.modification_time(),
                     partition,
                 };
                 if keep(&f) {

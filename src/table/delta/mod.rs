@@ -233,7 +233,7 @@ impl DeltaTable {
 
     /// The `txn` app id of one of the job's partitions.
     pub fn app_id(&self, key: &str) -> String {
-        format!("sluice/{}/{key}", self.job)
+        app_id(&self.job, key)
     }
 
     /// The newest snapshot (protocol, metadata; no file list).
@@ -564,6 +564,11 @@ impl Publisher for DeltaTable {
             q = self.wake.wait(q).unwrap_or_else(PoisonError::into_inner);
         }
     }
+}
+
+/// The `txn` app id of partition `key` of job `job`.
+pub fn app_id(job: &str, key: &str) -> String {
+    format!("sluice/{job}/{key}")
 }
 
 pub(super) fn engine_info() -> String {

@@ -200,7 +200,7 @@ impl DeltaTable {
             url.path().trim_start_matches('/')
         ))
         .map_err(|e| self.fail(e.to_string()))?;
-        let ours = format!("sluice/{}/", self.job);
+        let ours = super::app_id(&self.job, "");
         let bad = |e: String| self.fail(format!("checkpoint {rel}: {e}"));
         let r: Result<Vec<CheckpointRow>, String> = self.runtime.block_on(async {
             let reader = Ranged { store, path };
@@ -336,7 +336,7 @@ impl DeltaTable {
     /// the schema and protocol it set, if any (for [`Self::check_facts`]; only the newest
     /// count, so a reader of several versions checks the last ones).
     pub(super) fn learn(&self, entry: &[u8], known: &mut HashMap<String, u64>) -> Facts {
-        let ours = format!("sluice/{}/", self.job);
+        let ours = super::app_id(&self.job, "");
         let mut facts = Facts::default();
         for line in entry
             .split(|b| *b == b'\n')
