@@ -84,28 +84,32 @@ impl JsonDecoder {
             .expect("decoder for a validated schema")
     }
 
-    /// Decodes `recs` (contiguous in `data`) into one batch, or fails as a whole. A failure
-    /// may carry a hint: the index of the record the JSON parser stopped in.
+    /// Decodes `recs` into one batch, or fails as a whole. A failure may carry a hint: the
+    /// index of the record the failure is in.
+    ///
+    /// Records are fed to the decoder one at a time and each must hold exactly one whole
+    /// value: fed as one span, a line left open (`{"a":`) would be closed by the next line and
+    /// two broken lines would pass as rows.
     fn try_group(
         &mut self,
         data: &[u8],
         recs: &[Record],
     ) -> Result<RecordBatch, (String, Option<usize>)> {
         let mut dec = self.decoder.take().unwrap_or_else(|| self.build());
-        let span = &data[recs[0].start..recs[recs.len() - 1].end];
-        // The tape counts a row when it starts, so after a parse error `len() - 1` is the row
-        // the parser was in. Rows map to records unless a line holds several values; the hint
-        // only guides the search, every part is still decoded and checked.
-        let consumed = dec
-            .decode(span)
-            .map_err(|e| (clean(e), dec.len().checked_sub(1)))?;
-        if consumed < span.len() || dec.has_partial_record() {
-            let reason = if consumed < span.len() {
+        for (i, r) in recs.iter().enumerate() {
+            let before = dec.len();
+            let bytes = &data[r.start..r.end];
+            // The tape counts a row when it starts, so after a parse error the row the parser
+            // was in is this record's.
+            let consumed = dec.decode(bytes).map_err(|e| (clean(e), Some(i)))?;
+            let reason = if dec.has_partial_record() {
+                "incomplete JSON value (truncated record?)"
+            } else if consumed < bytes.len() || dec.len() != before + 1 {
                 "the line holds more than one JSON value"
             } else {
-                "incomplete JSON value (truncated record?)"
+                continue;
             };
-            return Err((reason.into(), None));
+            return Err((reason.into(), Some(i)));
         }
         let batch = match dec.flush().map_err(|e| (clean(e), None))? {
             Some(b) => b,
@@ -113,12 +117,7 @@ impl JsonDecoder {
         };
         self.decoder = Some(dec);
         if batch.num_rows() != recs.len() {
-            let reason = if recs.len() == 1 {
-                "the line holds more than one JSON value"
-            } else {
-                "record count mismatch"
-            };
-            return Err((reason.into(), None));
+            return Err(("record count mismatch".into(), None));
         }
         Ok(batch)
     }

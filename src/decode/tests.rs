@@ -505,3 +505,38 @@ proptest::proptest! {
         }
     }
 }
+
+/// Each line is judged alone: a line that leaves a value open is a dead letter even when the
+/// next line would close it, and that next line is judged alone too (it used to be read as one
+/// span per group, so `{"a":1}{"b":` and `2}` became two rows).
+#[test]
+fn a_value_left_open_on_one_line_is_not_closed_by_the_next() {
+    let s = schema(
+        "name = \"ab\"\n[[fields]]\nname = \"a\"\ntype = \"int64\"\n[[fields]]\nname = \"b\"\ntype = \"int64\"\n",
+    );
+    let input = b"{\"a\":1}{\"b\":\n2}\n{\"a\":3}\n{\"a\":\n4}\n{\"a\":5}\n";
+    let mut d = RecordDecoder::new(s, DecodeOptions::default(), None).unwrap();
+    let out = d.decode(&chunk(input));
+    assert_eq!(out.records, 6);
+    let a: Vec<i64> = out
+        .batches
+        .iter()
+        .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+        .collect();
+    assert_eq!(a, vec![3, 5], "only the two whole lines are rows");
+    let lines: Vec<u64> = out.dead.iter().map(|d| d.position.line).collect();
+    assert_eq!(lines, vec![1, 2, 4, 5]);
+    assert_eq!(
+        out.dead[0].reason,
+        "incomplete JSON value (truncated record?)"
+    );
+    assert!(
+        out.dead[1].reason.contains("unexpected '}'"),
+        "{}",
+        out.dead[1].reason
+    );
+    assert_eq!(
+        out.dead[2].reason,
+        "incomplete JSON value (truncated record?)"
+    );
+}
