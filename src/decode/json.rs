@@ -1,12 +1,13 @@
-//! JSON lines → columns with arrow-json's `Decoder`, in one pass per group of records.
+//! JSON lines → columns: the fast path first ([`super::fast`]), arrow-json's `Decoder` for
+//! the records it hands back (and for schemas it does not read).
 //!
-//! A group that fails is split and each part decoded again, down to the single bad records,
+//! On arrow-json's side, a group that fails is split and each part decoded again, down to the single bad records,
 //! which become dead letters. Malformed JSON stops the parser inside a known record, so the
 //! group is split around it; a conversion error (wrong type, overflow) has no row, so the group
 //! is halved. Good groups cost one decode; bad records cost O(bad × log(group)) extra work.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray, StringBuilder};
@@ -16,6 +17,7 @@ use arrow::record_batch::RecordBatch;
 use serde_json::value::RawValue;
 
 use super::columns::{check_timestamp_range, epoch_to_timestamp, from_text};
+use super::fast::FastJson;
 use super::{is_native, DeadLetter, Record, Stage};
 use crate::schema::{FieldType, RepoSchema, TimeFormat};
 
@@ -29,6 +31,7 @@ pub(crate) struct JsonDecoder {
     raw_fields: Vec<(usize, String)>,
     batch_size: usize,
     decoder: Option<Decoder>,
+    fast: Option<Box<FastJson>>,
 }
 
 impl Clone for JsonDecoder {
@@ -39,12 +42,15 @@ impl Clone for JsonDecoder {
             raw_fields: self.raw_fields.clone(),
             batch_size: self.batch_size,
             decoder: None,
+            fast: self.fast.clone(),
         }
     }
 }
 
 impl JsonDecoder {
-    pub fn new(schema: &RepoSchema, batch_size: usize) -> Self {
+    /// A decoder for `schema`; `known`, when unknown fields are refused, names the keys that
+    /// are not unknown.
+    pub fn new(schema: &RepoSchema, batch_size: usize, known: Option<&HashSet<String>>) -> Self {
         let mut fields = Vec::new();
         let mut column_of = Vec::new();
         let mut raw_fields = Vec::new();
@@ -67,8 +73,11 @@ impl JsonDecoder {
             column_of.push(Some(fields.len()));
             fields.push(Field::new(&f.source, ty, true));
         }
+        let decode_schema = Arc::new(Schema::new(fields));
+        let raw_keys: Vec<String> = raw_fields.iter().map(|(_, k)| k.clone()).collect();
         JsonDecoder {
-            decode_schema: Arc::new(Schema::new(fields)),
+            fast: FastJson::new(&decode_schema, &raw_keys, known).map(Box::new),
+            decode_schema,
             column_of,
             raw_fields,
             batch_size: batch_size.max(1),
@@ -173,24 +182,83 @@ impl JsonDecoder {
         }
     }
 
+    /// Only arrow-json from now on (the reference the fast path is checked against).
+    pub fn reference_only(&mut self) {
+        self.fast = None;
+    }
+
+    /// Decodes `recs` into `stage`: the fast path's records, then the ones it hands back
+    /// through the unknown-field check (`unknown`: the names that are not unknown) and
+    /// arrow-json, merged back into record order.
     pub fn decode(
         &mut self,
         schema: &RepoSchema,
         data: &[u8],
         recs: &[Record],
+        unknown: Option<&HashSet<String>>,
         stage: &mut Stage,
         dead: &mut Vec<DeadLetter>,
     ) {
-        let mut good = Vec::with_capacity(1);
-        self.decode_bisect(data, recs, &mut good, &mut stage.rows, dead);
-        if stage.rows.is_empty() {
-            return;
+        let mut fast_rows = Vec::new();
+        let mut slow = Vec::new();
+        let fast = match &mut self.fast {
+            Some(f) => f.decode(data, recs, &mut fast_rows, &mut slow),
+            None => {
+                slow.extend(0..recs.len());
+                None
+            }
+        };
+        let mut slow_batch = None;
+        let mut slow_rows = Vec::new();
+        if !slow.is_empty() {
+            let mut part = Vec::with_capacity(slow.len());
+            let mut index = Vec::with_capacity(slow.len());
+            for &i in &slow {
+                let r = &recs[i];
+                if let Some(key) = unknown.and_then(|k| first_unknown_key(&data[r.start..r.end], k))
+                {
+                    dead.push(DeadLetter {
+                        position: r.pos,
+                        reason: format!(
+                            "unknown field `{key}` (the schema's unknown_fields is not `ignore`)"
+                        ),
+                        record: data[r.start..r.end].to_vec(),
+                    });
+                    continue;
+                }
+                part.push(*r);
+                index.push(i);
+            }
+            let mut good = Vec::with_capacity(1);
+            let mut rows = Vec::new();
+            if !part.is_empty() {
+                self.decode_bisect(data, &part, &mut good, &mut rows, dead);
+            }
+            slow_rows = rows.into_iter().map(|k| index[k]).collect();
+            slow_batch = match good.len() {
+                0 => None,
+                1 => good.pop(),
+                _ => Some(
+                    arrow::compute::concat_batches(&self.decode_schema, &good)
+                        .expect("batches of one schema concatenate"),
+                ),
+            };
         }
-        let batch = if good.len() == 1 {
-            good.pop().expect("one batch")
-        } else {
-            arrow::compute::concat_batches(&self.decode_schema, &good)
-                .expect("batches of one schema concatenate")
+        let batch = match (fast, slow_batch) {
+            (None, None) => return,
+            (Some(b), None) => {
+                stage.rows = fast_rows;
+                b
+            }
+            (None, Some(b)) => {
+                stage.rows = slow_rows;
+                b
+            }
+            (Some(f), Some(s)) => {
+                let (rows, batch) = merge(&f, fast_rows, &s, slow_rows);
+                stage.rows = rows;
+                batch
+            }
         };
         let raw = if self.raw_fields.is_empty() {
             Vec::new()
@@ -244,6 +312,33 @@ impl JsonDecoder {
             .map(|mut b| Arc::new(b.finish()) as ArrayRef)
             .collect()
     }
+}
+
+/// Merges two batches whose rows belong to the records `a_rows` and `b_rows` (each ascending)
+/// into one in record order.
+fn merge(
+    a: &RecordBatch,
+    a_rows: Vec<usize>,
+    b: &RecordBatch,
+    b_rows: Vec<usize>,
+) -> (Vec<usize>, RecordBatch) {
+    let mut rows = Vec::with_capacity(a_rows.len() + b_rows.len());
+    let mut take = Vec::with_capacity(rows.capacity());
+    let (mut i, mut j) = (0, 0);
+    while i < a_rows.len() || j < b_rows.len() {
+        if j == b_rows.len() || (i < a_rows.len() && a_rows[i] < b_rows[j]) {
+            rows.push(a_rows[i]);
+            take.push((0, i));
+            i += 1;
+        } else {
+            rows.push(b_rows[j]);
+            take.push((1, j));
+            j += 1;
+        }
+    }
+    let batch = arrow::compute::interleave_record_batch(&[a, b], &take)
+        .expect("batches of one schema interleave");
+    (rows, batch)
 }
 
 /// Converts a decoded column to the field's output type (a no-op for natively read types).
@@ -303,4 +398,11 @@ pub fn first_unknown_key(
     }
     let mut de = serde_json::Deserializer::from_slice(record);
     de.deserialize_map(Keys(known)).ok().flatten()
+}
+
+#[cfg(test)]
+impl JsonDecoder {
+    pub fn decode_schema_for_tests(&self) -> SchemaRef {
+        self.decode_schema.clone()
+    }
 }

@@ -8,6 +8,9 @@
 
 mod columns;
 mod delimited;
+#[cfg(test)]
+mod differential;
+mod fast;
 pub mod framing;
 mod json;
 pub mod meta;
@@ -214,10 +217,6 @@ impl RecordDecoder {
                 })?,
             );
         }
-        let inner = match &opts.kind {
-            InputKind::Json => Inner::Json(json::JsonDecoder::new(&schema, opts.batch_size)),
-            kind => Inner::Delimited(delimited::DelimitedDecoder::new(&schema, kind, csv_header)?),
-        };
         let mut fields: Vec<Field> = schema
             .arrow_schema()
             .fields()
@@ -237,6 +236,14 @@ impl RecordDecoder {
                     .collect(),
             )
         });
+        let inner = match &opts.kind {
+            InputKind::Json => Inner::Json(json::JsonDecoder::new(
+                &schema,
+                opts.batch_size,
+                unknown.as_deref(),
+            )),
+            kind => Inner::Delimited(delimited::DelimitedDecoder::new(&schema, kind, csv_header)?),
+        };
         Ok(RecordDecoder {
             stages: None,
             unknown,
@@ -254,6 +261,16 @@ impl RecordDecoder {
     /// stage's reason (class `stage`); the repo's `on_error` is applied by the caller.
     pub fn with_stages(mut self, stages: crate::stage::Stages) -> Self {
         self.stages = Some(Arc::new(stages));
+        self
+    }
+
+    /// Reads JSON with arrow-json alone, without the fast path in front of it: the reference
+    /// the fast path is checked against, kept for tests and benchmarks.
+    #[doc(hidden)]
+    pub fn reference_json(mut self) -> Self {
+        if let Inner::Json(j) = &mut self.inner {
+            j.reference_only();
+        }
         self
     }
 
@@ -378,34 +395,20 @@ impl RecordDecoder {
             }
             valid.as_slice()
         };
-        let mut known: Vec<Record>;
-        let recs = match (&self.unknown, &self.inner) {
-            (Some(names), Inner::Json(_)) => {
-                known = Vec::with_capacity(recs.len());
-                for r in recs {
-                    match json::first_unknown_key(&data[r.start..r.end], names) {
-                        None => known.push(*r),
-                        Some(key) => out.dead.push(DeadLetter {
-                            position: r.pos,
-                            reason: format!("unknown field `{key}` (the schema's unknown_fields is not `ignore`)"),
-                            record: data[r.start..r.end].to_vec(),
-                        }),
-                    }
-                }
-                if known.is_empty() {
-                    return;
-                }
-                known.as_slice()
-            }
-            _ => recs,
-        };
         let mut stage = Stage {
             rows: Vec::with_capacity(recs.len()),
             columns: Vec::with_capacity(self.schema.fields.len()),
             errors: Vec::new(),
         };
         match &mut self.inner {
-            Inner::Json(j) => j.decode(&self.schema, data, recs, &mut stage, &mut out.dead),
+            Inner::Json(j) => j.decode(
+                &self.schema,
+                data,
+                recs,
+                self.unknown.as_deref(),
+                &mut stage,
+                &mut out.dead,
+            ),
             Inner::Delimited(d) => {
                 if let Some(h) = &chunk.header {
                     if let Err(e) = d.use_header(&self.schema, h) {

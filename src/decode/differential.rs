@@ -1,0 +1,324 @@
+//! The fast JSON path against arrow-json, its reference: generated records, many of them
+//! hostile (escapes, surrogates, deep nesting, huge numbers, duplicate and escaped keys, bad
+//! commas, truncation, stray bytes), decoded by both must give identical batches and identical
+//! dead letters.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+
+use super::*;
+
+/// Every type the fast path reads, and the ones it leaves to others (epoch and pattern
+/// timestamps, base64, `json`), with defaults and required fields.
+const FLAT: &str = r#"
+name = "flat"
+[[fields]]
+name = "s"
+type = "string"
+[[fields]]
+name = "i"
+type = "int32"
+[[fields]]
+name = "l"
+type = "int64"
+default = 7
+[[fields]]
+name = "f"
+type = "float32"
+[[fields]]
+name = "d"
+type = "float64"
+[[fields]]
+name = "b"
+type = "bool"
+[[fields]]
+name = "day"
+type = "date"
+[[fields]]
+name = "ts"
+type = "timestamp"
+nullable = false
+[[fields]]
+name = "tn"
+type = "timestamp"
+unit = "us"
+timezone = "Europe/Berlin"
+[[fields]]
+name = "es"
+type = "timestamp"
+format = "epoch_s"
+[[fields]]
+name = "em"
+type = "timestamp"
+format = "epoch_ms"
+[[fields]]
+name = "pt"
+type = "timestamp"
+format = "%d/%m/%Y %H:%M"
+[[fields]]
+name = "bin"
+type = "binary"
+encoding = "base64"
+[[fields]]
+name = "ctx"
+type = "json"
+[[fields]]
+name = "renamed"
+type = "string"
+source = "src key"
+[[fields]]
+name = "off"
+type = "int64"
+source = "_kafka_offset"
+"#;
+
+fn schema(text: &str) -> Arc<RepoSchema> {
+    Arc::new(RepoSchema::parse(text, Path::new("flat.toml")).unwrap())
+}
+
+fn keys() -> Vec<&'static str> {
+    vec![
+        "s",
+        "i",
+        "l",
+        "f",
+        "d",
+        "b",
+        "day",
+        "ts",
+        "tn",
+        "es",
+        "em",
+        "pt",
+        "bin",
+        "ctx",
+        "src key",
+        "other",
+        "_kafka_offset",
+    ]
+}
+
+/// A JSON value, often of the wrong kind for its field, often hostile.
+fn value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("null".to_string()),
+        Just("true".to_string()),
+        Just("false".to_string()),
+        any::<i64>().prop_map(|v| v.to_string()),
+        any::<i32>().prop_map(|v| v.to_string()),
+        any::<f64>().prop_map(|v| format!("{v:?}")),
+        any::<f32>().prop_map(|v| format!("{v:e}")),
+        prop_oneof![
+            Just("99999999999999999999999"),
+            Just("-0"),
+            Just("1e400"),
+            Just("-1e999"),
+            Just("1.5"),
+            Just("2147483648"),
+            Just("-2147483649"),
+            Just("01"),
+            Just("1.2.3"),
+            Just("-"),
+            Just("1e"),
+            Just("+1"),
+            Just(".5"),
+            Just("1E+2"),
+            Just("0.000000000000000000000000000000000000000000001"),
+        ]
+        .prop_map(str::to_string),
+        prop_oneof![
+            Just("\"2024-01-01T00:00:00Z\""),
+            Just("\"2024-05-01T00:00:00.005Z\""),
+            Just("\"2024-05-01 10:00:00+02:00\""),
+            Just("\"2024-05-01T10:00:00\""),
+            Just("\"2024-05-01\""),
+            Just("\"2262-04-12T00:00:00Z\""),
+            Just("\"1677-09-21T00:00:00Z\""),
+            Just("\"+10000-01-01T00:00:00Z\""),
+            Just("\"2024-13-01T00:00:00Z\""),
+            Just("\"01/05/2024 10:30\""),
+            Just("\"aGVsbG8=\""),
+            Just("\"not base64!\""),
+            Just("\"123\""),
+            Just("\" 42 \""),
+            Just("\"1e3\""),
+            Just("\"true\""),
+            Just("\"\""),
+            Just("\"\\u00e9t\\u00E9\""),
+            Just("\"\\ud83d\\ude00\""),
+            Just("\"\\ud800\""),
+            Just("\"\\ud800\\u0041\""),
+            Just("\"\\udc00\\ud800\""),
+            Just("\"\\u12\""),
+            Just("\"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\""),
+            Just("\"\\x\""),
+            Just("\"tab\there\""),
+            Just("\"caf\u{e9} \u{1F600}\""),
+            Just("\"unterminated"),
+        ]
+        .prop_map(str::to_string),
+        "[a-z0-9 ]{0,12}".prop_map(|s| format!("\"{s}\"")),
+        prop_oneof![
+            Just("{}"),
+            Just("[]"),
+            Just("{\"a\":[1,{\"b\":null}],\"c\":\"}\"}"),
+            Just("[1,2,[3,[4,[5]]]]"),
+            Just("[1,]"),
+            Just("{\"a\" 1}"),
+            Just("[}"),
+            Just("{\"a\":1,,\"b\":2}"),
+        ]
+        .prop_map(str::to_string),
+        (1usize..200).prop_map(|n| format!("{}{}", "[".repeat(n), "]".repeat(n))),
+        (1usize..50).prop_map(|n| format!("{}1{}", "{\"k\":".repeat(n), "}".repeat(n))),
+    ]
+}
+
+/// A key: mostly the schema's, sometimes unknown, escaped or odd.
+fn key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        8 => proptest::sample::select(keys()).prop_map(|k| format!("\"{k}\"")),
+        1 => Just("\"\\u0073\"".to_string()),
+        1 => Just("\"i\\\"\"".to_string()),
+        1 => "[a-z]{1,3}".prop_map(|k| format!("\"{k}\"")),
+    ]
+}
+
+/// A record: an object from keys and values, joined with mostly proper punctuation.
+fn record() -> impl Strategy<Value = Vec<u8>> {
+    let pair = (key(), value(), 0..20u8, 0..20u8);
+    (
+        proptest::collection::vec(pair, 0..12),
+        0..30u8,
+        any::<u8>(),
+        any::<usize>(),
+    )
+        .prop_map(|(pairs, shape, byte, at)| {
+            let mut s = String::from(if shape == 0 { " { " } else { "{" });
+            for (n, (k, v, sep, ws)) in pairs.iter().enumerate() {
+                if n > 0 {
+                    s.push_str(match sep {
+                        0 => "",
+                        1 => ",,",
+                        2 => " , ",
+                        _ => ",",
+                    });
+                }
+                let pad = if *ws == 0 { " \t" } else { "" };
+                s.push_str(&format!("{k}{pad}:{pad}{v}"));
+            }
+            s.push_str(match shape {
+                1 => "",
+                2 => "}}",
+                3 => "} {}",
+                4 => "}\t ",
+                5 => "},",
+                _ => "}",
+            });
+            let mut bytes = s.into_bytes();
+            match shape {
+                6 => bytes.truncate(at % (bytes.len() + 1)),
+                7 => {
+                    let at = at % (bytes.len() + 1);
+                    // Not a line break: that would make two records.
+                    if byte != b'\n' {
+                        bytes.insert(at, byte);
+                    }
+                }
+                8 => bytes = b"[1,2]".to_vec(),
+                9 => bytes = b"null".to_vec(),
+                _ => {}
+            }
+            bytes
+        })
+}
+
+fn chunk(records: &[Vec<u8>], blank: bool) -> Chunk {
+    let mut data = Vec::new();
+    for r in records {
+        data.extend_from_slice(r);
+        data.extend_from_slice(if blank { b"\r\n\x0c\n" } else { b"\n" });
+    }
+    Chunk {
+        data,
+        first_line: 1,
+        first_offset: 0,
+        ..Default::default()
+    }
+}
+
+fn both(schema_text: &str, data: &Chunk, batch_size: usize) -> (Decoded, Decoded) {
+    let s = schema(schema_text);
+    let opts = DecodeOptions {
+        batch_size,
+        ..DecodeOptions::default()
+    };
+    let mut fast = RecordDecoder::new(s.clone(), opts.clone(), None).unwrap();
+    let mut reference = RecordDecoder::new(s, opts, None).unwrap().reference_json();
+    (fast.decode(data), reference.decode(data))
+}
+
+fn same(fast: &Decoded, reference: &Decoded) -> Result<(), TestCaseError> {
+    prop_assert_eq!(fast.records, reference.records);
+    prop_assert_eq!(&fast.dead, &reference.dead);
+    prop_assert_eq!(fast.batches.len(), reference.batches.len());
+    for (a, b) in fast.batches.iter().zip(&reference.batches) {
+        prop_assert_eq!(a, b);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn fast_and_reference_decoders_agree(
+        records in proptest::collection::vec(record(), 1..40),
+        batch_size in prop_oneof![Just(3usize), Just(8192usize)],
+        blank in any::<bool>(),
+        reject in any::<bool>(),
+    ) {
+        let text = if reject {
+            format!("unknown_fields = \"dead_letter\"\n{FLAT}")
+        } else {
+            FLAT.to_string()
+        };
+        let data = chunk(&records, blank);
+        let (fast, reference) = both(&text, &data, batch_size);
+        same(&fast, &reference)?;
+    }
+}
+
+/// The ordinary case goes through the fast path: decoded rows, nothing handed back.
+#[test]
+fn well_formed_records_are_read_by_the_fast_path() {
+    let rec = br#"{"s":"a\"b","i":-3,"l":12,"f":1.5,"d":2.25e3,"b":true,"day":"2024-02-29","ts":"2024-05-01T00:00:00.005Z","tn":"2024-05-01T10:00:00+02:00","es":1.5,"em":1714521600000,"pt":"01/05/2024 10:30","bin":"aGVsbG8=","ctx":{"a":[1]},"src key":"x","other":[{"deep":null}]}"#;
+    let data = chunk(&[rec.to_vec(), rec.to_vec()], false);
+    let s = schema(FLAT);
+    let j = json::JsonDecoder::new(&s, 100, None);
+    let mut fast = fast::FastJson::new(&j.decode_schema_for_tests(), &["ctx".into()], None)
+        .expect("a flat schema has a fast path");
+    let mut recs = Vec::new();
+    framing::split_records(&data, false, &mut recs);
+    let (mut rows, mut back) = (Vec::new(), Vec::new());
+    let batch = fast
+        .decode(&data.data, &recs, &mut rows, &mut back)
+        .unwrap();
+    assert_eq!(rows, vec![0, 1]);
+    assert!(back.is_empty());
+    assert_eq!(batch.num_rows(), 2);
+    let (f, r) = both(FLAT, &data, 8192);
+    assert_eq!(f.rows(), 2);
+    assert!(f.dead.is_empty(), "{:?}", f.dead);
+    assert_eq!(f.batches, r.batches);
+}
+
+/// Schemas with nested fields are arrow-json's alone, and still decode.
+#[test]
+fn nested_schemas_have_no_fast_path() {
+    let s = schema("name = \"n\"\n[[fields]]\nname = \"tags\"\ntype = \"list<string>\"\n");
+    let j = json::JsonDecoder::new(&s, 100, None);
+    assert!(fast::FastJson::new(&j.decode_schema_for_tests(), &[], None).is_none());
+}

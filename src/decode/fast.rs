@@ -1,0 +1,724 @@
+//! The fast path for JSON lines: one pass over each record, straight into the columns of a
+//! flat schema, in front of arrow-json.
+//!
+//! Each record is read once: keys are matched against the schema (the next field in schema
+//! order is tried first, then a hash lookup), string bytes are copied once into their column
+//! (escapes decoded on the way), numbers and timestamps are parsed from their bytes by the same
+//! functions arrow-json calls (`lexical_core`, arrow's `Parser` and `string_to_datetime`), and
+//! strings are scanned with `memchr` (SIMD, chosen at run time). A record's values are held
+//! aside until the whole record has been read, so a record either lands in every column or in
+//! none.
+//!
+//! It is the reference decoder's equal, not its replacement: a record it is not certain of is
+//! handed back, and arrow-json decides it (with the exact reason when it is bad). Handed back:
+//! anything that is not one well-formed JSON object with single commas, an escaped key, a key
+//! twice, a container or a value of the wrong kind for its column, a number or date that does
+//! not parse, an unknown key when unknown fields are refused. Schemas with a list, struct, map,
+//! decimal or raw binary field are not read here at all ([`FastJson::new`] says `None`).
+//! `decode::differential` checks that both decoders give identical batches and dead letters.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use arrow::array::timezone::Tz;
+use arrow::array::{
+    ArrayRef, BooleanArray, Date32Array, Float32Array, Float64Array, Int32Array, Int64Array,
+    PrimitiveArray, StringArray,
+};
+use arrow::array::{BooleanBufferBuilder, NullBufferBuilder};
+use arrow::buffer::{OffsetBuffer, ScalarBuffer};
+use arrow::compute::kernels::cast_utils::{string_to_datetime, Parser};
+use arrow::datatypes::{
+    DataType, Date32Type, Float32Type, Float64Type, Int32Type, Int64Type, SchemaRef, TimeUnit,
+    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+    TimestampSecondType,
+};
+use arrow::record_batch::RecordBatch;
+
+use super::Record;
+
+/// The kind of value a column holds, as arrow-json reads it.
+#[derive(Clone)]
+enum Kind {
+    Utf8,
+    Int32,
+    Int64,
+    Float32,
+    Float64,
+    Bool,
+    Date32,
+    Timestamp(TimeUnit, Tz),
+}
+
+/// What a key of a record is to the schema.
+#[derive(Clone, Copy)]
+enum Key {
+    /// A column; `known` is false for a key that unknown-field refusal does not name.
+    Column { col: usize, known: bool },
+    /// A field read elsewhere (`json` fields): its value is skipped.
+    Skipped { known: bool },
+}
+
+/// One record's value for one column, held until the record has been read whole.
+#[derive(Clone, Copy)]
+enum Slot {
+    Absent,
+    Null,
+    /// Bytes of the record (`scratch` false) or of the scratch buffer.
+    Str {
+        start: u32,
+        end: u32,
+        scratch: bool,
+    },
+    I32(i32),
+    I64(i64),
+    F32(f32),
+    F64(f64),
+    Bool(bool),
+}
+
+/// A column being filled.
+enum Column {
+    Utf8 { offsets: Vec<i32>, bytes: Vec<u8> },
+    I32(Vec<i32>),
+    I64(Vec<i64>),
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    Bool(BooleanBufferBuilder),
+}
+
+/// Why a record goes to the reference decoder; the reason itself is the reference's to give.
+struct HandBack;
+
+type Step<T> = Result<T, HandBack>;
+
+pub(crate) struct FastJson {
+    schema: SchemaRef,
+    kinds: Vec<Kind>,
+    /// Keys in schema order (the guess for the next key), with what each is.
+    order: Vec<(Box<[u8]>, Key)>,
+    keys: HashMap<Box<[u8]>, Key>,
+    reject_unknown: bool,
+    slots: Vec<Slot>,
+    scratch: Vec<u8>,
+    stack: Vec<u8>,
+    columns: Vec<Column>,
+    nulls: Vec<NullBufferBuilder>,
+    /// Bytes per row of each string column in the last batch: the next batch's reservation.
+    typical: Vec<usize>,
+}
+
+impl Clone for FastJson {
+    /// The same reader with empty buffers (one per worker thread).
+    fn clone(&self) -> Self {
+        FastJson {
+            schema: self.schema.clone(),
+            kinds: self.kinds.clone(),
+            order: self.order.clone(),
+            keys: self.keys.clone(),
+            reject_unknown: self.reject_unknown,
+            slots: self.slots.clone(),
+            scratch: Vec::new(),
+            stack: Vec::new(),
+            columns: Vec::new(),
+            nulls: Vec::new(),
+            typical: self.typical.clone(),
+        }
+    }
+}
+
+impl FastJson {
+    /// A fast path for `schema` (arrow-json's decode schema), or `None` when a column's type is
+    /// not one it reads. `skipped` are keys read by others; `known`, when unknown fields are
+    /// refused, the keys that are not unknown.
+    pub fn new(
+        schema: &SchemaRef,
+        skipped: &[String],
+        known: Option<&HashSet<String>>,
+    ) -> Option<FastJson> {
+        let mut kinds = Vec::new();
+        let mut order = Vec::new();
+        let mut keys = HashMap::new();
+        for (col, f) in schema.fields().iter().enumerate() {
+            kinds.push(match f.data_type() {
+                DataType::Utf8 => Kind::Utf8,
+                DataType::Int32 => Kind::Int32,
+                DataType::Int64 => Kind::Int64,
+                DataType::Float32 => Kind::Float32,
+                DataType::Float64 => Kind::Float64,
+                DataType::Boolean => Kind::Bool,
+                DataType::Date32 => Kind::Date32,
+                DataType::Timestamp(unit, Some(tz)) => Kind::Timestamp(*unit, tz.parse().ok()?),
+                _ => return None,
+            });
+            let name: Box<[u8]> = f.name().as_bytes().into();
+            let key = Key::Column {
+                col,
+                known: known.is_none_or(|k| k.contains(f.name())),
+            };
+            if keys.insert(name.clone(), key).is_some() {
+                return None;
+            }
+            order.push((name, key));
+        }
+        for s in skipped {
+            let name: Box<[u8]> = s.as_bytes().into();
+            let key = Key::Skipped {
+                known: known.is_none_or(|k| k.contains(s)),
+            };
+            if keys.insert(name.clone(), key).is_some() {
+                return None;
+            }
+            order.push((name, key));
+        }
+        let n = kinds.len();
+        Some(FastJson {
+            schema: schema.clone(),
+            columns: Vec::with_capacity(n),
+            nulls: Vec::with_capacity(n),
+            kinds,
+            order,
+            keys,
+            reject_unknown: known.is_some(),
+            slots: vec![Slot::Absent; n],
+            scratch: Vec::new(),
+            stack: Vec::new(),
+            typical: vec![0; n],
+        })
+    }
+
+    /// Decodes the records it is sure of into one batch (`None` when there are none); their
+    /// indices go to `rows`, the others' to `handed_back`, both in record order.
+    pub fn decode(
+        &mut self,
+        data: &[u8],
+        recs: &[Record],
+        rows: &mut Vec<usize>,
+        handed_back: &mut Vec<usize>,
+    ) -> Option<RecordBatch> {
+        // Offsets are i32: a group larger than that is the reference's.
+        let span = recs.last().map_or(0, |r| r.end) - recs.first().map_or(0, |r| r.start);
+        if span >= i32::MAX as usize {
+            handed_back.extend(0..recs.len());
+            return None;
+        }
+        self.start(recs.len(), span);
+        for (i, r) in recs.iter().enumerate() {
+            let rec = &data[r.start..r.end];
+            match self.record(rec) {
+                Ok(()) => {
+                    self.commit(rec);
+                    rows.push(i);
+                }
+                Err(HandBack) => handed_back.push(i),
+            }
+        }
+        if rows.is_empty() {
+            self.columns.clear();
+            self.nulls.clear();
+            return None;
+        }
+        Some(self.finish())
+    }
+
+    fn start(&mut self, rows: usize, bytes: usize) {
+        self.columns.clear();
+        self.nulls.clear();
+        let strings = self
+            .kinds
+            .iter()
+            .filter(|k| matches!(k, Kind::Utf8))
+            .count();
+        for (k, typical) in self.kinds.iter().zip(&self.typical) {
+            self.columns.push(match k {
+                Kind::Utf8 => {
+                    let mut offsets = Vec::with_capacity(rows + 1);
+                    offsets.push(0);
+                    let reserve = match typical {
+                        0 => bytes / strings.max(1),
+                        t => rows * t + rows * t / 8,
+                    };
+                    Column::Utf8 {
+                        offsets,
+                        bytes: Vec::with_capacity(reserve.min(bytes)),
+                    }
+                }
+                Kind::Int32 | Kind::Date32 => Column::I32(Vec::with_capacity(rows)),
+                Kind::Int64 | Kind::Timestamp(..) => Column::I64(Vec::with_capacity(rows)),
+                Kind::Float32 => Column::F32(Vec::with_capacity(rows)),
+                Kind::Float64 => Column::F64(Vec::with_capacity(rows)),
+                Kind::Bool => Column::Bool(BooleanBufferBuilder::new(rows)),
+            });
+            self.nulls.push(NullBufferBuilder::new(rows));
+        }
+    }
+
+    /// Reads one record into the slots.
+    fn record(&mut self, b: &[u8]) -> Step<()> {
+        self.slots.fill(Slot::Absent);
+        self.scratch.clear();
+        let mut i = ws(b, 0);
+        if at(b, i) != b'{' {
+            return Err(HandBack);
+        }
+        i = ws(b, i + 1);
+        let mut guess = 0;
+        if at(b, i) == b'}' {
+            i += 1;
+        } else {
+            loop {
+                if at(b, i) != b'"' {
+                    return Err(HandBack);
+                }
+                let (ks, ke) = plain_string(b, i + 1)?;
+                let key = self.key(&b[ks..ke], &mut guess);
+                i = ws(b, ke + 1);
+                if at(b, i) != b':' {
+                    return Err(HandBack);
+                }
+                i = ws(b, i + 1);
+                i = match key {
+                    Some(Key::Column { col, known }) => {
+                        if !known || !matches!(self.slots[col], Slot::Absent) {
+                            return Err(HandBack);
+                        }
+                        self.value(b, i, col)?
+                    }
+                    Some(Key::Skipped { known: true }) => self.skip_value(b, i)?,
+                    Some(Key::Skipped { known: false }) => return Err(HandBack),
+                    None if self.reject_unknown => return Err(HandBack),
+                    None => self.skip_value(b, i)?,
+                };
+                i = ws(b, i);
+                match at(b, i) {
+                    b',' => i = ws(b, i + 1),
+                    b'}' => {
+                        i += 1;
+                        break;
+                    }
+                    _ => return Err(HandBack),
+                }
+            }
+        }
+        if ws(b, i) != b.len() {
+            return Err(HandBack);
+        }
+        Ok(())
+    }
+
+    fn key(&self, name: &[u8], guess: &mut usize) -> Option<Key> {
+        if let Some((n, k)) = self.order.get(*guess) {
+            if **n == *name {
+                *guess += 1;
+                return Some(*k);
+            }
+        }
+        let k = *self.keys.get(name)?;
+        if let Key::Column { col, .. } = k {
+            *guess = col + 1;
+        }
+        Some(k)
+    }
+
+    /// Reads the value at `i` for column `col` into its slot; returns where the value ends.
+    fn value(&mut self, b: &[u8], i: usize, col: usize) -> Step<usize> {
+        let (slot, end) = match at(b, i) {
+            b'"' => {
+                let (start, end, scratch, after) = self.string(b, i + 1)?;
+                let kind = &self.kinds[col];
+                if let Kind::Utf8 = kind {
+                    let slot = Slot::Str {
+                        start: start as u32,
+                        end: end as u32,
+                        scratch,
+                    };
+                    self.slots[col] = slot;
+                    return Ok(after);
+                }
+                let text = if scratch {
+                    &self.scratch[start..end]
+                } else {
+                    &b[start..end]
+                };
+                // Records are valid UTF-8 (checked per group) and escapes decode to chars.
+                let s = std::str::from_utf8(text).map_err(|_| HandBack)?;
+                let slot = match kind {
+                    Kind::Utf8 => unreachable!("strings are taken above"),
+                    Kind::Int32 => Slot::I32(Int32Type::parse(s).ok_or(HandBack)?),
+                    Kind::Int64 => Slot::I64(Int64Type::parse(s).ok_or(HandBack)?),
+                    Kind::Float32 => Slot::F32(Float32Type::parse(s).ok_or(HandBack)?),
+                    Kind::Float64 => Slot::F64(Float64Type::parse(s).ok_or(HandBack)?),
+                    Kind::Date32 => Slot::I32(Date32Type::parse(s).ok_or(HandBack)?),
+                    Kind::Bool => return Err(HandBack),
+                    Kind::Timestamp(unit, tz) => {
+                        let t = string_to_datetime(tz, s).map_err(|_| HandBack)?;
+                        Slot::I64(match *unit {
+                            TimeUnit::Second => t.timestamp(),
+                            TimeUnit::Millisecond => t.timestamp_millis(),
+                            TimeUnit::Microsecond => t.timestamp_micros(),
+                            TimeUnit::Nanosecond => t.timestamp_nanos_opt().ok_or(HandBack)?,
+                        })
+                    }
+                };
+                (slot, after)
+            }
+            b'-' | b'0'..=b'9' => {
+                let kind = &self.kinds[col];
+                let end = number_end(b, i);
+                let n = &b[i..end];
+                let slot = match kind {
+                    Kind::Utf8 => Slot::Str {
+                        start: i as u32,
+                        end: end as u32,
+                        scratch: false,
+                    },
+                    Kind::Int32 | Kind::Date32 => Slot::I32(json_int(n)?),
+                    Kind::Int64 => Slot::I64(json_int(n)?),
+                    Kind::Float32 => Slot::F32(lexical_core::parse(n).map_err(|_| HandBack)?),
+                    Kind::Float64 => Slot::F64(lexical_core::parse(n).map_err(|_| HandBack)?),
+                    Kind::Bool => return Err(HandBack),
+                    // As arrow-json: an integer, or a float cut to one.
+                    Kind::Timestamp(..) => Slot::I64(
+                        lexical_core::parse::<i64>(n)
+                            .or_else(|_| lexical_core::parse::<f64>(n).map(|x| x as i64))
+                            .map_err(|_| HandBack)?,
+                    ),
+                };
+                (slot, end)
+            }
+            b'n' => (Slot::Null, literal(b, i, b"null")?),
+            c @ (b't' | b'f') => {
+                let (word, v): (&[u8], bool) = if c == b't' {
+                    (b"true", true)
+                } else {
+                    (b"false", false)
+                };
+                let end = literal(b, i, word)?;
+                let slot = match &self.kinds[col] {
+                    Kind::Bool => Slot::Bool(v),
+                    Kind::Utf8 => {
+                        let start = self.scratch.len();
+                        self.scratch.extend_from_slice(word);
+                        Slot::Str {
+                            start: start as u32,
+                            end: self.scratch.len() as u32,
+                            scratch: true,
+                        }
+                    }
+                    _ => return Err(HandBack),
+                };
+                (slot, end)
+            }
+            _ => return Err(HandBack),
+        };
+        self.slots[col] = slot;
+        Ok(end)
+    }
+
+    /// Reads the string whose contents start at `i`: its bytes in the record when it has no
+    /// escape, else decoded into the scratch buffer. Returns (start, end, in scratch, the
+    /// position after the closing quote).
+    fn string(&mut self, b: &[u8], i: usize) -> Step<(usize, usize, bool, usize)> {
+        let stop = i + memchr::memchr2(b'"', b'\\', &b[i..]).ok_or(HandBack)?;
+        if b[stop] == b'"' {
+            return Ok((i, stop, false, stop + 1));
+        }
+        let start = self.scratch.len();
+        let after = unescape(b, i, Some(&mut self.scratch))?;
+        Ok((start, self.scratch.len(), true, after))
+    }
+
+    /// Skips the value at `i` (any JSON value, checked as strictly as a read one); returns
+    /// where it ends. Nesting is tracked on a list, not by recursion.
+    fn skip_value(&mut self, b: &[u8], mut i: usize) -> Step<usize> {
+        self.stack.clear();
+        loop {
+            i = ws(b, i);
+            match at(b, i) {
+                b'{' => {
+                    i = ws(b, i + 1);
+                    if at(b, i) == b'}' {
+                        i += 1;
+                    } else {
+                        self.stack.push(b'}');
+                        i = key_colon(b, i)?;
+                        continue;
+                    }
+                }
+                b'[' => {
+                    i = ws(b, i + 1);
+                    if at(b, i) == b']' {
+                        i += 1;
+                    } else {
+                        self.stack.push(b']');
+                        continue;
+                    }
+                }
+                b'"' => i = unescape(b, i + 1, None)?,
+                b'-' | b'0'..=b'9' => i = number_end(b, i),
+                b'n' => i = literal(b, i, b"null")?,
+                b't' => i = literal(b, i, b"true")?,
+                b'f' => i = literal(b, i, b"false")?,
+                _ => return Err(HandBack),
+            }
+            // After a value: close what it ends, or go on to the next one.
+            loop {
+                let Some(&close) = self.stack.last() else {
+                    return Ok(i);
+                };
+                i = ws(b, i);
+                match at(b, i) {
+                    b',' => {
+                        i += 1;
+                        if close == b'}' {
+                            i = key_colon(b, ws(b, i))?;
+                        }
+                        break;
+                    }
+                    c if c == close => {
+                        self.stack.pop();
+                        i += 1;
+                    }
+                    _ => return Err(HandBack),
+                }
+            }
+        }
+    }
+
+    /// Appends the slots of the record just read to the columns.
+    fn commit(&mut self, rec: &[u8]) {
+        for (col, slot) in self.slots.iter().enumerate() {
+            let nulls = &mut self.nulls[col];
+            let column = &mut self.columns[col];
+            if matches!(slot, Slot::Absent | Slot::Null) {
+                nulls.append_null();
+                match column {
+                    Column::Utf8 { offsets, bytes } => offsets.push(bytes.len() as i32),
+                    Column::I32(v) => v.push(0),
+                    Column::I64(v) => v.push(0),
+                    Column::F32(v) => v.push(0.0),
+                    Column::F64(v) => v.push(0.0),
+                    Column::Bool(v) => v.append(false),
+                }
+                continue;
+            }
+            nulls.append_non_null();
+            match (column, *slot) {
+                (
+                    Column::Utf8 { offsets, bytes },
+                    Slot::Str {
+                        start,
+                        end,
+                        scratch,
+                    },
+                ) => {
+                    let src = if scratch { &self.scratch[..] } else { rec };
+                    bytes.extend_from_slice(&src[start as usize..end as usize]);
+                    offsets.push(bytes.len() as i32);
+                }
+                (Column::I32(v), Slot::I32(x)) => v.push(x),
+                (Column::I64(v), Slot::I64(x)) => v.push(x),
+                (Column::F32(v), Slot::F32(x)) => v.push(x),
+                (Column::F64(v), Slot::F64(x)) => v.push(x),
+                (Column::Bool(v), Slot::Bool(x)) => v.append(x),
+                _ => unreachable!("a slot is filled for its column's kind"),
+            }
+        }
+    }
+
+    fn finish(&mut self) -> RecordBatch {
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.kinds.len());
+        let columns = std::mem::take(&mut self.columns);
+        let nulls = std::mem::take(&mut self.nulls);
+        for (((column, mut nulls), (kind, field)), typical) in columns
+            .into_iter()
+            .zip(nulls)
+            .zip(self.kinds.iter().zip(self.schema.fields()))
+            .zip(self.typical.iter_mut())
+        {
+            let n = nulls.finish();
+            let array: ArrayRef = match column {
+                Column::Utf8 { offsets, mut bytes } => {
+                    let rows = offsets.len() - 1;
+                    *typical = bytes.len().div_ceil(rows.max(1));
+                    // What the batch holds is what is counted against memory bounds.
+                    if bytes.capacity() > bytes.len() + bytes.len() / 4 + 4096 {
+                        bytes.shrink_to_fit();
+                    }
+                    // Offsets grow and every value is whole UTF-8 (checked when read).
+                    let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
+                    Arc::new(StringArray::new(offsets, bytes.into(), n))
+                }
+                Column::I32(v) => match kind {
+                    Kind::Date32 => Arc::new(Date32Array::new(v.into(), n)),
+                    _ => Arc::new(Int32Array::new(v.into(), n)),
+                },
+                Column::I64(v) => match kind {
+                    Kind::Timestamp(unit, _) => timestamps(*unit, v, n, field.data_type()),
+                    _ => Arc::new(Int64Array::new(v.into(), n)),
+                },
+                Column::F32(v) => Arc::new(Float32Array::new(v.into(), n)),
+                Column::F64(v) => Arc::new(Float64Array::new(v.into(), n)),
+                Column::Bool(mut v) => Arc::new(BooleanArray::new(v.finish(), n)),
+            };
+            arrays.push(array);
+        }
+        RecordBatch::try_new(self.schema.clone(), arrays).expect("columns of the decode schema")
+    }
+}
+
+fn timestamps(
+    unit: TimeUnit,
+    v: Vec<i64>,
+    n: Option<arrow::buffer::NullBuffer>,
+    ty: &DataType,
+) -> ArrayRef {
+    let tz = match ty {
+        DataType::Timestamp(_, tz) => tz.clone(),
+        _ => None,
+    };
+    match unit {
+        TimeUnit::Second => {
+            Arc::new(PrimitiveArray::<TimestampSecondType>::new(v.into(), n).with_timezone_opt(tz))
+        }
+        TimeUnit::Millisecond => Arc::new(
+            PrimitiveArray::<TimestampMillisecondType>::new(v.into(), n).with_timezone_opt(tz),
+        ),
+        TimeUnit::Microsecond => Arc::new(
+            PrimitiveArray::<TimestampMicrosecondType>::new(v.into(), n).with_timezone_opt(tz),
+        ),
+        TimeUnit::Nanosecond => Arc::new(
+            PrimitiveArray::<TimestampNanosecondType>::new(v.into(), n).with_timezone_opt(tz),
+        ),
+    }
+}
+
+/// The byte at `i`, or 0 past the end (0 starts no token, so it ends every state).
+#[inline]
+fn at(b: &[u8], i: usize) -> u8 {
+    b.get(i).copied().unwrap_or(0)
+}
+
+/// The first position at or after `i` that is not JSON whitespace.
+#[inline]
+fn ws(b: &[u8], mut i: usize) -> usize {
+    while matches!(at(b, i), b' ' | b'\t' | b'\r' | b'\n') {
+        i += 1;
+    }
+    i
+}
+
+/// Where a number that starts at `i` ends: arrow-json's token (digits, signs, dots, exponents).
+#[inline]
+fn number_end(b: &[u8], mut i: usize) -> usize {
+    while matches!(at(b, i), b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') {
+        i += 1;
+    }
+    i
+}
+
+/// The end of `word` at `i`, or a hand-back.
+fn literal(b: &[u8], i: usize, word: &[u8]) -> Step<usize> {
+    if b.get(i..i + word.len()) == Some(word) {
+        Ok(i + word.len())
+    } else {
+        Err(HandBack)
+    }
+}
+
+/// A key without escapes whose contents start at `i`: (start, end of contents).
+fn plain_string(b: &[u8], i: usize) -> Step<(usize, usize)> {
+    let stop = i + memchr::memchr2(b'"', b'\\', &b[i..]).ok_or(HandBack)?;
+    if b[stop] == b'"' {
+        Ok((i, stop))
+    } else {
+        Err(HandBack)
+    }
+}
+
+/// Skips `"key" :` at `i`; returns the position after the colon.
+fn key_colon(b: &[u8], i: usize) -> Step<usize> {
+    if at(b, i) != b'"' {
+        return Err(HandBack);
+    }
+    let after = unescape(b, i + 1, None)?;
+    let i = ws(b, after);
+    if at(b, i) != b':' {
+        return Err(HandBack);
+    }
+    Ok(i + 1)
+}
+
+/// Reads the string whose contents start at `i` (escapes as arrow-json decodes them), into
+/// `out` when given; returns the position after the closing quote.
+fn unescape(b: &[u8], mut i: usize, mut out: Option<&mut Vec<u8>>) -> Step<usize> {
+    loop {
+        let stop = i + memchr::memchr2(b'"', b'\\', &b[i..]).ok_or(HandBack)?;
+        if let Some(o) = out.as_deref_mut() {
+            o.extend_from_slice(&b[i..stop]);
+        }
+        if b[stop] == b'"' {
+            return Ok(stop + 1);
+        }
+        let (c, next) = match at(b, stop + 1) {
+            b'"' => ('"', stop + 2),
+            b'\\' => ('\\', stop + 2),
+            b'/' => ('/', stop + 2),
+            b'b' => ('\u{8}', stop + 2),
+            b'f' => ('\u{c}', stop + 2),
+            b'n' => ('\n', stop + 2),
+            b'r' => ('\r', stop + 2),
+            b't' => ('\t', stop + 2),
+            b'u' => {
+                let high = hex4(b, stop + 2)?;
+                match char::from_u32(high as u32) {
+                    Some(c) => (c, stop + 6),
+                    None => {
+                        // A surrogate: only a high one followed by `\u` and a low one is a char.
+                        if b.get(stop + 6..stop + 8) != Some(b"\\u") {
+                            return Err(HandBack);
+                        }
+                        let low = hex4(b, stop + 8)?;
+                        if !(0xD800..=0xDBFF).contains(&high) || !(0xDC00..=0xDFFF).contains(&low) {
+                            return Err(HandBack);
+                        }
+                        let n =
+                            (((high - 0xD800) as u32) << 10) | ((low - 0xDC00) as u32 + 0x1_0000);
+                        (char::from_u32(n).ok_or(HandBack)?, stop + 12)
+                    }
+                }
+            }
+            _ => return Err(HandBack),
+        };
+        if let Some(o) = out.as_deref_mut() {
+            let mut t = [0; 4];
+            o.extend_from_slice(c.encode_utf8(&mut t).as_bytes());
+        }
+        i = next;
+    }
+}
+
+/// Four hex digits at `i`.
+fn hex4(b: &[u8], i: usize) -> Step<u16> {
+    let digits = b.get(i..i + 4).ok_or(HandBack)?;
+    let mut v = 0u16;
+    for &d in digits {
+        v = (v << 4) | (d as char).to_digit(16).ok_or(HandBack)? as u16;
+    }
+    Ok(v)
+}
+
+/// An integer from a JSON number as arrow-json reads it: the integer, else a float that fits,
+/// cut toward zero.
+fn json_int<T>(n: &[u8]) -> Step<T>
+where
+    T: lexical_core::FromLexical + num_traits::NumCast,
+{
+    match lexical_core::parse::<T>(n) {
+        Ok(v) => Ok(v),
+        Err(_) => lexical_core::parse::<f64>(n)
+            .ok()
+            .and_then(num_traits::NumCast::from)
+            .ok_or(HandBack),
+    }
+}
