@@ -18,6 +18,16 @@ fn decode(c: &mut Criterion) {
             assert_eq!(out.rows(), rows as u64);
         })
     });
+    // arrow-json alone: the reference the fast path is checked against.
+    group.bench_function("json_nginx_64k_rows_reference", |b| {
+        let mut d = RecordDecoder::new(common::schema(), DecodeOptions::default(), None)
+            .unwrap()
+            .reference_json();
+        b.iter(|| {
+            let out = d.decode(&chunk);
+            assert_eq!(out.rows(), rows as u64);
+        })
+    });
     // One bad record in every 1,000: the cost of isolating them.
     let mut bad = chunk.clone();
     let mut with_bad = Vec::with_capacity(bad.data.len() + 64 * 70);

@@ -72,6 +72,10 @@ source = "src key"
 name = "off"
 type = "int64"
 source = "_kafka_offset"
+[[fields]]
+name = "ny"
+type = "timestamp"
+timezone = "America/New_York"
 "#;
 
 fn schema(text: &str) -> Arc<RepoSchema> {
@@ -97,6 +101,7 @@ fn keys() -> Vec<&'static str> {
         "src key",
         "other",
         "_kafka_offset",
+        "ny",
     ]
 }
 
@@ -176,6 +181,44 @@ fn value() -> impl Strategy<Value = String> {
     ]
 }
 
+/// A value of the kind its key's field reads (so most records take the fast path), in many
+/// spellings.
+fn typed(key: &'static str) -> BoxedStrategy<String> {
+    let text = prop_oneof![
+        "[a-zA-Z0-9 ./:-]{0,24}".prop_map(|s| format!("\"{s}\"")),
+        "[\\PC]{0,8}".prop_map(|s| serde_json::to_string(&s).unwrap()),
+        Just("\"\\u00e9\\n\\\"q\\\"\\ud83d\\ude00\"".to_string()),
+    ];
+    let day =
+        (1i32..9999, 1u32..13, 1u32..29).prop_map(|(y, m, d)| format!("\"{y:04}-{m:02}-{d:02}\""));
+    let stamp = (
+        1900i32..2200,
+        1u32..13,
+        1u32..29,
+        0u32..24,
+        0u32..60,
+        0u32..1_000_000,
+        0..4u8,
+    )
+        .prop_map(|(y, mo, d, h, mi, frac, zone)| {
+            let zone = ["Z", "+02:00", "-05:30", ""][zone as usize];
+            format!("\"{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:07.{frac:06}{zone}\"")
+        });
+    match key {
+        "s" | "src key" => text.boxed(),
+        "i" => any::<i32>().prop_map(|v| v.to_string()).boxed(),
+        "l" | "off" | "em" => any::<i64>().prop_map(|v| v.to_string()).boxed(),
+        "f" => any::<f32>().prop_map(|v| format!("{v:?}")).boxed(),
+        "d" | "es" => any::<f64>().prop_map(|v| format!("{v:?}")).boxed(),
+        "b" => any::<bool>().prop_map(|v| v.to_string()).boxed(),
+        "day" => day.boxed(),
+        "ts" | "tn" | "ny" => stamp.boxed(),
+        "pt" => Just("\"01/05/2024 10:30\"".to_string()).boxed(),
+        "bin" => Just("\"aGVsbG8=\"".to_string()).boxed(),
+        _ => value().boxed(),
+    }
+}
+
 /// A key: mostly the schema's, sometimes unknown, escaped or odd.
 fn key() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -188,10 +231,17 @@ fn key() -> impl Strategy<Value = String> {
 
 /// A record: an object from keys and values, joined with mostly proper punctuation.
 fn record() -> impl Strategy<Value = Vec<u8>> {
-    let pair = (key(), value(), 0..20u8, 0..20u8);
+    let typed_pair =
+        proptest::sample::select(keys()).prop_flat_map(|k| (Just(format!("\"{k}\"")), typed(k)));
+    let pair = (
+        prop_oneof![12 => typed_pair, 1 => (key(), value())],
+        0..20u8,
+        0..20u8,
+    )
+        .prop_map(|((k, v), sep, ws)| (k, v, sep, ws));
     (
-        proptest::collection::vec(pair, 0..12),
-        0..30u8,
+        proptest::collection::vec(pair, 0..10),
+        prop_oneof![3 => Just(30u8), 1 => 0..30u8],
         any::<u8>(),
         any::<usize>(),
     )
@@ -276,7 +326,7 @@ proptest! {
     #[test]
     fn fast_and_reference_decoders_agree(
         records in proptest::collection::vec(record(), 1..40),
-        batch_size in prop_oneof![Just(3usize), Just(8192usize)],
+        batch_size in prop_oneof![Just(1usize), Just(3usize), Just(8192usize)],
         blank in any::<bool>(),
         reject in any::<bool>(),
     ) {
@@ -315,10 +365,50 @@ fn well_formed_records_are_read_by_the_fast_path() {
     assert_eq!(f.batches, r.batches);
 }
 
+/// A schema of `json` fields only has no column for the fast path to fill: arrow-json's alone.
+#[test]
+fn a_schema_of_json_fields_only_decodes() {
+    let text = "name = \"j\"\n[[fields]]\nname = \"ctx\"\ntype = \"json\"\n";
+    let data = chunk(
+        &[b"{\"ctx\":{\"a\":1}}".to_vec(), b"{\"x\":2}".to_vec()],
+        false,
+    );
+    let (f, r) = both(text, &data, 8192);
+    assert_eq!(f.rows(), 2, "{:?}", f.dead);
+    assert_eq!(f.batches, r.batches);
+}
+
 /// Schemas with nested fields are arrow-json's alone, and still decode.
 #[test]
 fn nested_schemas_have_no_fast_path() {
     let s = schema("name = \"n\"\n[[fields]]\nname = \"tags\"\ntype = \"list<string>\"\n");
     let j = json::JsonDecoder::new(&s, 100, None);
     assert!(fast::FastJson::new(&j.decode_schema_for_tests(), &[], None).is_none());
+}
+
+/// The generated records are not all handed back: a good share of them is read by the fast
+/// path, so the property above compares it and not arrow-json with itself.
+#[test]
+fn the_generated_records_exercise_the_fast_path() {
+    use proptest::strategy::ValueTree;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let records: Vec<Vec<u8>> = (0..2000)
+        .map(|_| record().new_tree(&mut runner).unwrap().current())
+        .collect();
+    let data = chunk(&records, false);
+    let s = schema(FLAT);
+    let j = json::JsonDecoder::new(&s, 100, None);
+    let mut fast =
+        fast::FastJson::new(&j.decode_schema_for_tests(), &["ctx".into()], None).unwrap();
+    let mut recs = Vec::new();
+    framing::split_records(&data, false, &mut recs);
+    let (mut rows, mut back) = (Vec::new(), Vec::new());
+    fast.decode(&data.data, &recs, &mut rows, &mut back);
+    let share = rows.len() as f64 / recs.len() as f64;
+    eprintln!(
+        "fast path read {} of {} generated records",
+        rows.len(),
+        recs.len()
+    );
+    assert!((0.3..0.95).contains(&share), "fast path share {share}");
 }

@@ -373,7 +373,10 @@ fn clean(e: arrow::error::ArrowError) -> String {
 }
 
 /// The first top-level key of a JSON object record that is not in `known`; `None` when every
-/// key is known or the record is not a well-formed object (the decoder reports that).
+/// key is known or the record is not an object (the decoder reports that). Strict JSON is read
+/// with serde; a record serde refuses but arrow-json may still read (a leading zero, a raw tab
+/// in a string, doubled commas) is scanned leniently, so no such record slips an unknown key
+/// past the check.
 pub fn first_unknown_key(
     record: &[u8],
     known: &std::collections::HashSet<String>,
@@ -397,7 +400,54 @@ pub fn first_unknown_key(
         }
     }
     let mut de = serde_json::Deserializer::from_slice(record);
-    de.deserialize_map(Keys(known)).ok().flatten()
+    match de.deserialize_map(Keys(known)) {
+        Ok(found) => found,
+        Err(_) => lenient_unknown_key(record, known),
+    }
+}
+
+/// The first key of the outer object not in `known`, for records strict parsers refuse: a key
+/// is a string inside the outer braces, outside any other bracket, followed by a colon (in
+/// every record arrow-json reads, only keys are). Nesting is a counter, never recursion.
+fn lenient_unknown_key(b: &[u8], known: &HashSet<String>) -> Option<String> {
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                let start = i;
+                i += 1;
+                loop {
+                    let k = memchr::memchr2(b'"', b'\\', b.get(i..)?)?;
+                    if b[i + k] == b'\\' {
+                        i += k + 2;
+                    } else {
+                        i += k + 1;
+                        break;
+                    }
+                }
+                let after = i + b[i..]
+                    .iter()
+                    .take_while(|c| c.is_ascii_whitespace())
+                    .count();
+                if depth == 1 && b.get(after) == Some(&b':') {
+                    let quoted = &b[start..i];
+                    let name = serde_json::from_slice::<String>(quoted).unwrap_or_else(|_| {
+                        String::from_utf8_lossy(&quoted[1..quoted.len() - 1]).into_owned()
+                    });
+                    if !known.contains(&name) {
+                        return Some(name);
+                    }
+                }
+                continue;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 #[cfg(test)]

@@ -540,3 +540,21 @@ fn a_value_left_open_on_one_line_is_not_closed_by_the_next() {
         "incomplete JSON value (truncated record?)"
     );
 }
+
+/// Unknown fields are found in records arrow-json reads but strict JSON parsers refuse (a
+/// leading zero, a raw tab in a string): such a record with an unknown key was kept as a row.
+#[test]
+fn unknown_fields_are_found_in_records_only_lenient_parsers_read() {
+    let s = schema(
+        "name = \"u\"\nunknown_fields = \"dead_letter\"\n[[fields]]\nname = \"s\"\ntype = \"string\"\n",
+    );
+    let input = b"{\"s\":01,\"zz\":1}\n{\"s\":\"a\tb\",\"zz\":1}\n{\"s\":\"a\tb\"}\n";
+    let mut d = RecordDecoder::new(s, DecodeOptions::default(), None).unwrap();
+    let out = d.decode(&chunk(input));
+    assert_eq!(out.rows(), 1, "{:?}", out.dead);
+    let reasons: Vec<&str> = out.dead.iter().map(|d| d.reason.as_str()).collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    for r in reasons {
+        assert!(r.starts_with("unknown field `zz`"), "{r}");
+    }
+}

@@ -37,6 +37,9 @@ use arrow::record_batch::RecordBatch;
 
 use super::Record;
 
+mod scan;
+use scan::{at, json_int, literal, number_end, plain_string, skip_value, unescape, ws};
+
 /// The kind of value a column holds, as arrow-json reads it.
 #[derive(Clone)]
 enum Kind {
@@ -88,9 +91,9 @@ enum Column {
 }
 
 /// Why a record goes to the reference decoder; the reason itself is the reference's to give.
-struct HandBack;
+pub(crate) struct HandBack;
 
-type Step<T> = Result<T, HandBack>;
+pub(crate) type Step<T> = Result<T, HandBack>;
 
 pub(crate) struct FastJson {
     schema: SchemaRef,
@@ -172,6 +175,10 @@ impl FastJson {
             order.push((name, key));
         }
         let n = kinds.len();
+        if n == 0 {
+            // Nothing to read (only `json` fields): a batch needs a column.
+            return None;
+        }
         Some(FastJson {
             schema: schema.clone(),
             columns: Vec::with_capacity(n),
@@ -229,18 +236,37 @@ impl FastJson {
             .iter()
             .filter(|k| matches!(k, Kind::Utf8))
             .count();
+        // What the string columns reserve together is at most the group's bytes: they cannot
+        // hold more than the records.
+        let wanted = |k: &Kind, t: usize| match (k, t) {
+            (Kind::Utf8, 0) => bytes / strings.max(1),
+            (Kind::Utf8, t) => (rows * t + rows * t / 8).min(bytes),
+            _ => 0,
+        };
+        let total: usize = self
+            .kinds
+            .iter()
+            .zip(&self.typical)
+            .map(|(k, t)| wanted(k, *t))
+            .sum();
+        // Large buffers one odd record needed are given back.
+        for buf in [&mut self.scratch, &mut self.stack] {
+            if buf.capacity() > 1 << 20 {
+                *buf = Vec::new();
+            }
+        }
         for (k, typical) in self.kinds.iter().zip(&self.typical) {
             self.columns.push(match k {
                 Kind::Utf8 => {
                     let mut offsets = Vec::with_capacity(rows + 1);
                     offsets.push(0);
-                    let reserve = match typical {
-                        0 => bytes / strings.max(1),
-                        t => rows * t + rows * t / 8,
-                    };
+                    let mut reserve = wanted(k, *typical);
+                    if total > bytes {
+                        reserve = (reserve as u128 * bytes as u128 / total as u128) as usize;
+                    }
                     Column::Utf8 {
                         offsets,
-                        bytes: Vec::with_capacity(reserve.min(bytes)),
+                        bytes: Vec::with_capacity(reserve),
                     }
                 }
                 Kind::Int32 | Kind::Date32 => Column::I32(Vec::with_capacity(rows)),
@@ -284,10 +310,10 @@ impl FastJson {
                         }
                         self.value(b, i, col)?
                     }
-                    Some(Key::Skipped { known: true }) => self.skip_value(b, i)?,
+                    Some(Key::Skipped { known: true }) => skip_value(&mut self.stack, b, i)?,
                     Some(Key::Skipped { known: false }) => return Err(HandBack),
                     None if self.reject_unknown => return Err(HandBack),
-                    None => self.skip_value(b, i)?,
+                    None => skip_value(&mut self.stack, b, i)?,
                 };
                 i = ws(b, i);
                 match at(b, i) {
@@ -428,63 +454,6 @@ impl FastJson {
         Ok((start, self.scratch.len(), true, after))
     }
 
-    /// Skips the value at `i` (any JSON value, checked as strictly as a read one); returns
-    /// where it ends. Nesting is tracked on a list, not by recursion.
-    fn skip_value(&mut self, b: &[u8], mut i: usize) -> Step<usize> {
-        self.stack.clear();
-        loop {
-            i = ws(b, i);
-            match at(b, i) {
-                b'{' => {
-                    i = ws(b, i + 1);
-                    if at(b, i) == b'}' {
-                        i += 1;
-                    } else {
-                        self.stack.push(b'}');
-                        i = key_colon(b, i)?;
-                        continue;
-                    }
-                }
-                b'[' => {
-                    i = ws(b, i + 1);
-                    if at(b, i) == b']' {
-                        i += 1;
-                    } else {
-                        self.stack.push(b']');
-                        continue;
-                    }
-                }
-                b'"' => i = unescape(b, i + 1, None)?,
-                b'-' | b'0'..=b'9' => i = number_end(b, i),
-                b'n' => i = literal(b, i, b"null")?,
-                b't' => i = literal(b, i, b"true")?,
-                b'f' => i = literal(b, i, b"false")?,
-                _ => return Err(HandBack),
-            }
-            // After a value: close what it ends, or go on to the next one.
-            loop {
-                let Some(&close) = self.stack.last() else {
-                    return Ok(i);
-                };
-                i = ws(b, i);
-                match at(b, i) {
-                    b',' => {
-                        i += 1;
-                        if close == b'}' {
-                            i = key_colon(b, ws(b, i))?;
-                        }
-                        break;
-                    }
-                    c if c == close => {
-                        self.stack.pop();
-                        i += 1;
-                    }
-                    _ => return Err(HandBack),
-                }
-            }
-        }
-    }
-
     /// Appends the slots of the record just read to the columns.
     fn commit(&mut self, rec: &[u8]) {
         for (col, slot) in self.slots.iter().enumerate() {
@@ -542,7 +511,7 @@ impl FastJson {
                     let rows = offsets.len() - 1;
                     *typical = bytes.len().div_ceil(rows.max(1));
                     // What the batch holds is what is counted against memory bounds.
-                    if bytes.capacity() > bytes.len() + bytes.len() / 4 + 4096 {
+                    if bytes.capacity() > bytes.len() + bytes.len() / 8 + 4096 {
                         bytes.shrink_to_fit();
                     }
                     // Offsets grow and every value is whole UTF-8 (checked when read).
@@ -590,135 +559,5 @@ fn timestamps(
         TimeUnit::Nanosecond => Arc::new(
             PrimitiveArray::<TimestampNanosecondType>::new(v.into(), n).with_timezone_opt(tz),
         ),
-    }
-}
-
-/// The byte at `i`, or 0 past the end (0 starts no token, so it ends every state).
-#[inline]
-fn at(b: &[u8], i: usize) -> u8 {
-    b.get(i).copied().unwrap_or(0)
-}
-
-/// The first position at or after `i` that is not JSON whitespace.
-#[inline]
-fn ws(b: &[u8], mut i: usize) -> usize {
-    while matches!(at(b, i), b' ' | b'\t' | b'\r' | b'\n') {
-        i += 1;
-    }
-    i
-}
-
-/// Where a number that starts at `i` ends: arrow-json's token (digits, signs, dots, exponents).
-#[inline]
-fn number_end(b: &[u8], mut i: usize) -> usize {
-    while matches!(at(b, i), b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') {
-        i += 1;
-    }
-    i
-}
-
-/// The end of `word` at `i`, or a hand-back.
-fn literal(b: &[u8], i: usize, word: &[u8]) -> Step<usize> {
-    if b.get(i..i + word.len()) == Some(word) {
-        Ok(i + word.len())
-    } else {
-        Err(HandBack)
-    }
-}
-
-/// A key without escapes whose contents start at `i`: (start, end of contents).
-fn plain_string(b: &[u8], i: usize) -> Step<(usize, usize)> {
-    let stop = i + memchr::memchr2(b'"', b'\\', &b[i..]).ok_or(HandBack)?;
-    if b[stop] == b'"' {
-        Ok((i, stop))
-    } else {
-        Err(HandBack)
-    }
-}
-
-/// Skips `"key" :` at `i`; returns the position after the colon.
-fn key_colon(b: &[u8], i: usize) -> Step<usize> {
-    if at(b, i) != b'"' {
-        return Err(HandBack);
-    }
-    let after = unescape(b, i + 1, None)?;
-    let i = ws(b, after);
-    if at(b, i) != b':' {
-        return Err(HandBack);
-    }
-    Ok(i + 1)
-}
-
-/// Reads the string whose contents start at `i` (escapes as arrow-json decodes them), into
-/// `out` when given; returns the position after the closing quote.
-fn unescape(b: &[u8], mut i: usize, mut out: Option<&mut Vec<u8>>) -> Step<usize> {
-    loop {
-        let stop = i + memchr::memchr2(b'"', b'\\', &b[i..]).ok_or(HandBack)?;
-        if let Some(o) = out.as_deref_mut() {
-            o.extend_from_slice(&b[i..stop]);
-        }
-        if b[stop] == b'"' {
-            return Ok(stop + 1);
-        }
-        let (c, next) = match at(b, stop + 1) {
-            b'"' => ('"', stop + 2),
-            b'\\' => ('\\', stop + 2),
-            b'/' => ('/', stop + 2),
-            b'b' => ('\u{8}', stop + 2),
-            b'f' => ('\u{c}', stop + 2),
-            b'n' => ('\n', stop + 2),
-            b'r' => ('\r', stop + 2),
-            b't' => ('\t', stop + 2),
-            b'u' => {
-                let high = hex4(b, stop + 2)?;
-                match char::from_u32(high as u32) {
-                    Some(c) => (c, stop + 6),
-                    None => {
-                        // A surrogate: only a high one followed by `\u` and a low one is a char.
-                        if b.get(stop + 6..stop + 8) != Some(b"\\u") {
-                            return Err(HandBack);
-                        }
-                        let low = hex4(b, stop + 8)?;
-                        if !(0xD800..=0xDBFF).contains(&high) || !(0xDC00..=0xDFFF).contains(&low) {
-                            return Err(HandBack);
-                        }
-                        let n =
-                            (((high - 0xD800) as u32) << 10) | ((low - 0xDC00) as u32 + 0x1_0000);
-                        (char::from_u32(n).ok_or(HandBack)?, stop + 12)
-                    }
-                }
-            }
-            _ => return Err(HandBack),
-        };
-        if let Some(o) = out.as_deref_mut() {
-            let mut t = [0; 4];
-            o.extend_from_slice(c.encode_utf8(&mut t).as_bytes());
-        }
-        i = next;
-    }
-}
-
-/// Four hex digits at `i`.
-fn hex4(b: &[u8], i: usize) -> Step<u16> {
-    let digits = b.get(i..i + 4).ok_or(HandBack)?;
-    let mut v = 0u16;
-    for &d in digits {
-        v = (v << 4) | (d as char).to_digit(16).ok_or(HandBack)? as u16;
-    }
-    Ok(v)
-}
-
-/// An integer from a JSON number as arrow-json reads it: the integer, else a float that fits,
-/// cut toward zero.
-fn json_int<T>(n: &[u8]) -> Step<T>
-where
-    T: lexical_core::FromLexical + num_traits::NumCast,
-{
-    match lexical_core::parse::<T>(n) {
-        Ok(v) => Ok(v),
-        Err(_) => lexical_core::parse::<f64>(n)
-            .ok()
-            .and_then(num_traits::NumCast::from)
-            .ok_or(HandBack),
     }
 }

@@ -1,0 +1,194 @@
+//! The byte-level reader of the JSON fast path: whitespace, literals, number tokens (as
+//! arrow-json's tape cuts them), strings and their escapes (decoded as arrow-json decodes them;
+//! the next quote or backslash found with `memchr`), and skipping a whole value with nesting
+//! kept on a list, never by recursion. Every function answers a hand-back when the bytes are
+//! not what it reads, and never reads past the end of the record.
+
+use super::{HandBack, Step};
+
+/// Skips the value at `i` (any JSON value, checked as strictly as a read one); returns
+/// where it ends. Nesting is tracked on a list, not by recursion.
+pub fn skip_value(stack: &mut Vec<u8>, b: &[u8], mut i: usize) -> Step<usize> {
+    stack.clear();
+    loop {
+        i = ws(b, i);
+        match at(b, i) {
+            b'{' => {
+                i = ws(b, i + 1);
+                if at(b, i) == b'}' {
+                    i += 1;
+                } else {
+                    stack.push(b'}');
+                    i = key_colon(b, i)?;
+                    continue;
+                }
+            }
+            b'[' => {
+                i = ws(b, i + 1);
+                if at(b, i) == b']' {
+                    i += 1;
+                } else {
+                    stack.push(b']');
+                    continue;
+                }
+            }
+            b'"' => i = unescape(b, i + 1, None)?,
+            b'-' | b'0'..=b'9' => i = number_end(b, i),
+            b'n' => i = literal(b, i, b"null")?,
+            b't' => i = literal(b, i, b"true")?,
+            b'f' => i = literal(b, i, b"false")?,
+            _ => return Err(HandBack),
+        }
+        // After a value: close what it ends, or go on to the next one.
+        loop {
+            let Some(&close) = stack.last() else {
+                return Ok(i);
+            };
+            i = ws(b, i);
+            match at(b, i) {
+                b',' => {
+                    i += 1;
+                    if close == b'}' {
+                        i = key_colon(b, ws(b, i))?;
+                    }
+                    break;
+                }
+                c if c == close => {
+                    stack.pop();
+                    i += 1;
+                }
+                _ => return Err(HandBack),
+            }
+        }
+    }
+}
+
+/// The byte at `i`, or 0 past the end (0 starts no token, so it ends every state).
+#[inline]
+pub fn at(b: &[u8], i: usize) -> u8 {
+    b.get(i).copied().unwrap_or(0)
+}
+
+/// The first position at or after `i` that is not JSON whitespace.
+#[inline]
+pub fn ws(b: &[u8], mut i: usize) -> usize {
+    while matches!(at(b, i), b' ' | b'\t' | b'\r' | b'\n') {
+        i += 1;
+    }
+    i
+}
+
+/// Where a number that starts at `i` ends: arrow-json's token (digits, signs, dots, exponents).
+#[inline]
+pub fn number_end(b: &[u8], mut i: usize) -> usize {
+    while matches!(at(b, i), b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') {
+        i += 1;
+    }
+    i
+}
+
+/// The end of `word` at `i`, or a hand-back.
+pub fn literal(b: &[u8], i: usize, word: &[u8]) -> Step<usize> {
+    if b.get(i..i + word.len()) == Some(word) {
+        Ok(i + word.len())
+    } else {
+        Err(HandBack)
+    }
+}
+
+/// A key without escapes whose contents start at `i`: (start, end of contents).
+pub fn plain_string(b: &[u8], i: usize) -> Step<(usize, usize)> {
+    let stop = i + memchr::memchr2(b'"', b'\\', &b[i..]).ok_or(HandBack)?;
+    if b[stop] == b'"' {
+        Ok((i, stop))
+    } else {
+        Err(HandBack)
+    }
+}
+
+/// Skips `"key" :` at `i`; returns the position after the colon.
+fn key_colon(b: &[u8], i: usize) -> Step<usize> {
+    if at(b, i) != b'"' {
+        return Err(HandBack);
+    }
+    let after = unescape(b, i + 1, None)?;
+    let i = ws(b, after);
+    if at(b, i) != b':' {
+        return Err(HandBack);
+    }
+    Ok(i + 1)
+}
+
+/// Reads the string whose contents start at `i` (escapes as arrow-json decodes them), into
+/// `out` when given; returns the position after the closing quote.
+pub fn unescape(b: &[u8], mut i: usize, mut out: Option<&mut Vec<u8>>) -> Step<usize> {
+    loop {
+        let stop = i + memchr::memchr2(b'"', b'\\', &b[i..]).ok_or(HandBack)?;
+        if let Some(o) = out.as_deref_mut() {
+            o.extend_from_slice(&b[i..stop]);
+        }
+        if b[stop] == b'"' {
+            return Ok(stop + 1);
+        }
+        let (c, next) = match at(b, stop + 1) {
+            b'"' => ('"', stop + 2),
+            b'\\' => ('\\', stop + 2),
+            b'/' => ('/', stop + 2),
+            b'b' => ('\u{8}', stop + 2),
+            b'f' => ('\u{c}', stop + 2),
+            b'n' => ('\n', stop + 2),
+            b'r' => ('\r', stop + 2),
+            b't' => ('\t', stop + 2),
+            b'u' => {
+                let high = hex4(b, stop + 2)?;
+                match char::from_u32(high as u32) {
+                    Some(c) => (c, stop + 6),
+                    None => {
+                        // A surrogate: only a high one followed by `\u` and a low one is a char.
+                        if b.get(stop + 6..stop + 8) != Some(b"\\u") {
+                            return Err(HandBack);
+                        }
+                        let low = hex4(b, stop + 8)?;
+                        if !(0xD800..=0xDBFF).contains(&high) || !(0xDC00..=0xDFFF).contains(&low) {
+                            return Err(HandBack);
+                        }
+                        let n =
+                            (((high - 0xD800) as u32) << 10) | ((low - 0xDC00) as u32 + 0x1_0000);
+                        (char::from_u32(n).ok_or(HandBack)?, stop + 12)
+                    }
+                }
+            }
+            _ => return Err(HandBack),
+        };
+        if let Some(o) = out.as_deref_mut() {
+            let mut t = [0; 4];
+            o.extend_from_slice(c.encode_utf8(&mut t).as_bytes());
+        }
+        i = next;
+    }
+}
+
+/// Four hex digits at `i`.
+fn hex4(b: &[u8], i: usize) -> Step<u16> {
+    let digits = b.get(i..i + 4).ok_or(HandBack)?;
+    let mut v = 0u16;
+    for &d in digits {
+        v = (v << 4) | (d as char).to_digit(16).ok_or(HandBack)? as u16;
+    }
+    Ok(v)
+}
+
+/// An integer from a JSON number as arrow-json reads it: the integer, else a float that fits,
+/// cut toward zero.
+pub fn json_int<T>(n: &[u8]) -> Step<T>
+where
+    T: lexical_core::FromLexical + num_traits::NumCast,
+{
+    match lexical_core::parse::<T>(n) {
+        Ok(v) => Ok(v),
+        Err(_) => lexical_core::parse::<f64>(n)
+            .ok()
+            .and_then(num_traits::NumCast::from)
+            .ok_or(HandBack),
+    }
+}
