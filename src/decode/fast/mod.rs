@@ -3,9 +3,10 @@
 //!
 //! Each record is read once: keys are matched against the schema (the next field in schema
 //! order is tried first, then a hash lookup), string bytes are copied once into their column
-//! (escapes decoded on the way), numbers and timestamps are parsed from their bytes by the same
-//! functions arrow-json calls (`lexical_core`, arrow's `Parser` and `string_to_datetime`), and
-//! strings are scanned with `memchr` (SIMD, chosen at run time). A record's values are held
+//! (escapes decoded on the way), numbers and dates are parsed from their bytes by the same
+//! functions arrow-json calls (`lexical_core`, arrow's `Parser`), timestamps in the common RFC
+//! 3339 spelling by `time.rs` (checked against arrow's `string_to_datetime`, which reads every
+//! other spelling), and strings are scanned with `memchr` (SIMD, chosen at run time). A record's values are held
 //! aside until the whole record has been read, so a record either lands in every column or in
 //! none.
 //!
@@ -38,6 +39,7 @@ use arrow::record_batch::RecordBatch;
 use super::Record;
 
 mod scan;
+mod time;
 use scan::{at, json_int, literal, number_end, plain_string, skip_value, unescape, ws};
 
 /// The kind of value a column holds, as arrow-json reads it.
@@ -366,6 +368,12 @@ impl FastJson {
                 } else {
                     &b[start..end]
                 };
+                if let Kind::Timestamp(unit, _) = kind {
+                    if let Some(v) = time::rfc3339(text, *unit) {
+                        self.slots[col] = Slot::I64(v);
+                        return Ok(after);
+                    }
+                }
                 // Records are valid UTF-8 (checked per group) and escapes decode to chars.
                 let s = std::str::from_utf8(text).map_err(|_| HandBack)?;
                 let slot = match kind {
@@ -376,6 +384,7 @@ impl FastJson {
                     Kind::Float64 => Slot::F64(Float64Type::parse(s).ok_or(HandBack)?),
                     Kind::Date32 => Slot::I32(Date32Type::parse(s).ok_or(HandBack)?),
                     Kind::Bool => return Err(HandBack),
+                    // Spellings other than the common one.
                     Kind::Timestamp(unit, tz) => {
                         let t = string_to_datetime(tz, s).map_err(|_| HandBack)?;
                         Slot::I64(match *unit {
