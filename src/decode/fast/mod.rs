@@ -40,7 +40,7 @@ use super::Record;
 
 mod scan;
 mod time;
-use scan::{at, json_int, literal, number_end, plain_string, skip_value, unescape, ws};
+use scan::{at, json_int, literal, number_end, plain, plain_string, skip_value, unescape, ws};
 
 /// The kind of value a column holds, as arrow-json reads it.
 #[derive(Clone)]
@@ -100,8 +100,9 @@ pub(crate) type Step<T> = Result<T, HandBack>;
 pub(crate) struct FastJson {
     schema: SchemaRef,
     kinds: Vec<Kind>,
-    /// Keys in schema order (the guess for the next key), with what each is.
-    order: Vec<(Box<[u8]>, Key)>,
+    /// Keys in schema order (the guess for the next key), with what each is; `None` for a name
+    /// a record spells escaped (never guessed).
+    order: Vec<(Option<scan::Name>, Key)>,
     keys: HashMap<Box<[u8]>, Key>,
     reject_unknown: bool,
     slots: Vec<Slot>,
@@ -164,7 +165,7 @@ impl FastJson {
             if keys.insert(name.clone(), key).is_some() {
                 return None;
             }
-            order.push((name, key));
+            order.push((plain(&name).then(|| scan::Name::new(&name)), key));
         }
         for s in skipped {
             let name: Box<[u8]> = s.as_bytes().into();
@@ -174,7 +175,7 @@ impl FastJson {
             if keys.insert(name.clone(), key).is_some() {
                 return None;
             }
-            order.push((name, key));
+            order.push((plain(&name).then(|| scan::Name::new(&name)), key));
         }
         let n = kinds.len();
         if n == 0 {
@@ -298,9 +299,8 @@ impl FastJson {
                 if at(b, i) != b'"' {
                     return Err(HandBack);
                 }
-                let (ks, ke) = plain_string(b, i + 1)?;
-                let key = self.key(&b[ks..ke], &mut guess);
-                i = ws(b, ke + 1);
+                let (key, close) = self.key(b, i + 1, &mut guess)?;
+                i = ws(b, close + 1);
                 if at(b, i) != b':' {
                     return Err(HandBack);
                 }
@@ -334,18 +334,26 @@ impl FastJson {
         Ok(())
     }
 
-    fn key(&self, name: &[u8], guess: &mut usize) -> Option<Key> {
-        if let Some((n, k)) = self.order.get(*guess) {
-            if **n == *name {
+    /// Reads the key whose text starts at `i`: what it is (`None`: not in the schema) and where
+    /// its closing quote is. The key after the last one in schema order is tried in place first
+    /// (its bytes, then a quote: no scan for the quote); a name holding a quote or backslash is
+    /// never tried so, as the record would spell it escaped.
+    fn key(&self, b: &[u8], i: usize, guess: &mut usize) -> Step<(Option<Key>, usize)> {
+        if let Some((Some(n), k)) = self.order.get(*guess) {
+            let close = i + n.len();
+            if at(b, close) == b'"' && n.is_at(b, i) {
                 *guess += 1;
-                return Some(*k);
+                return Ok((Some(*k), close));
             }
         }
-        let k = *self.keys.get(name)?;
+        let (start, close) = plain_string(b, i)?;
+        let Some(&k) = self.keys.get(&b[start..close]) else {
+            return Ok((None, close));
+        };
         if let Key::Column { col, .. } = k {
             *guess = col + 1;
         }
-        Some(k)
+        Ok((Some(k), close))
     }
 
     /// Reads the value at `i` for column `col` into its slot; returns where the value ends.

@@ -96,6 +96,55 @@ pub fn literal(b: &[u8], i: usize, word: &[u8]) -> Step<usize> {
     }
 }
 
+/// A key name, with its first 16 bytes kept as two words, so that finding it at a place in a
+/// record is two loads and compares rather than a call to `memcmp`.
+#[derive(Clone)]
+pub struct Name {
+    bytes: Box<[u8]>,
+    words: [u64; 2],
+    masks: [u64; 2],
+}
+
+impl Name {
+    pub fn new(name: &[u8]) -> Name {
+        let mut padded = [0u8; 16];
+        let mut mask = [0u8; 16];
+        for (k, &c) in name.iter().take(16).enumerate() {
+            padded[k] = c;
+            mask[k] = 0xff;
+        }
+        let word = |a: &[u8; 16], k: usize| u64::from_le_bytes(a[k..k + 8].try_into().expect("8"));
+        Name {
+            bytes: name.into(),
+            words: [word(&padded, 0), word(&padded, 8)],
+            masks: [word(&mask, 0), word(&mask, 8)],
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// True when `b` holds this name's bytes at `i`.
+    #[inline]
+    pub fn is_at(&self, b: &[u8], i: usize) -> bool {
+        let n = self.bytes.len();
+        match b.get(i..i + 16) {
+            Some(w) if n <= 16 => {
+                let word = |k: usize| u64::from_le_bytes(w[k..k + 8].try_into().expect("8"));
+                word(0) & self.masks[0] == self.words[0] && word(8) & self.masks[1] == self.words[1]
+            }
+            _ => b.get(i..i + n) == Some(&self.bytes[..]),
+        }
+    }
+}
+
+/// True when `name` is spelled in a record as its bytes: no quote, backslash or control byte.
+#[inline]
+pub fn plain(name: &[u8]) -> bool {
+    !name.iter().any(|&c| c == b'"' || c == b'\\' || c < 0x20)
+}
+
 /// A key without escapes whose contents start at `i`: (start, end of contents).
 pub fn plain_string(b: &[u8], i: usize) -> Step<(usize, usize)> {
     let stop = i + memchr::memchr2(b'"', b'\\', &b[i..]).ok_or(HandBack)?;
@@ -190,5 +239,38 @@ where
             .ok()
             .and_then(num_traits::NumCast::from)
             .ok_or(HandBack),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Name;
+
+    /// A name is found exactly where its bytes are, whatever its length and however near the
+    /// end of the record.
+    #[test]
+    fn names_are_found_only_where_their_bytes_are() {
+        for name in [
+            "a",
+            "status",
+            "eightchr",
+            "sixteen_chars_ab",
+            "seventeen_chars_a",
+            "",
+        ] {
+            let n = Name::new(name.as_bytes());
+            for pad in [0usize, 3, 20] {
+                let tail = "x".repeat(pad);
+                let rec = format!("{{\"{name}\":1,{tail}");
+                assert!(n.is_at(rec.as_bytes(), 2), "{name} in {rec}");
+                let mut other = name.as_bytes().to_vec();
+                if let Some(last) = other.last_mut() {
+                    *last ^= 1;
+                    let rec = [b"{\"".as_slice(), &other, b"\":1,", tail.as_bytes()].concat();
+                    assert!(!n.is_at(&rec, 2), "{name} against {other:?}");
+                }
+                assert!(!n.is_at(rec.as_bytes(), rec.len()) || name.is_empty());
+            }
+        }
     }
 }
