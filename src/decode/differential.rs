@@ -412,3 +412,25 @@ fn the_generated_records_exercise_the_fast_path() {
     );
     assert!((0.3..0.95).contains(&share), "fast path share {share}");
 }
+
+/// A group of mostly bad records keeps no room for them in its batch: what the good rows hold is
+/// about what arrow-json's batch holds, not records × columns.
+#[test]
+fn a_batch_holds_room_for_its_rows_only() {
+    let mut text = String::from("name = \"wide\"\n");
+    for c in 0..50 {
+        text.push_str(&format!("[[fields]]\nname = \"c{c}\"\ntype = \"int64\"\n"));
+    }
+    let mut records = vec![b"{\"c0\":1}".to_vec()];
+    records.extend(std::iter::repeat_n(b"x".to_vec(), 8191));
+    let data = chunk(&records, false);
+    let (f, r) = both(&text, &data, 8192);
+    assert_eq!((f.rows(), f.dead.len()), (1, 8191));
+    let held = |d: &Decoded| -> usize { d.batches.iter().map(|b| b.get_array_memory_size()).sum() };
+    assert!(
+        held(&f) <= 2 * held(&r) + 16 * 1024,
+        "fast path batch holds {} bytes, arrow-json's {}",
+        held(&f),
+        held(&r)
+    );
+}

@@ -18,6 +18,7 @@ use serde_json::value::RawValue;
 
 use super::columns::{check_timestamp_range, epoch_to_timestamp, from_text};
 use super::fast::FastJson;
+use super::unknown;
 use super::{is_native, DeadLetter, Record, Stage};
 use crate::schema::{FieldType, RepoSchema, TimeFormat};
 
@@ -208,42 +209,11 @@ impl JsonDecoder {
                 None
             }
         };
-        let mut slow_batch = None;
-        let mut slow_rows = Vec::new();
-        if !slow.is_empty() {
-            let mut part = Vec::with_capacity(slow.len());
-            let mut index = Vec::with_capacity(slow.len());
-            for &i in &slow {
-                let r = &recs[i];
-                if let Some(key) = unknown.and_then(|k| first_unknown_key(&data[r.start..r.end], k))
-                {
-                    dead.push(DeadLetter {
-                        position: r.pos,
-                        reason: format!(
-                            "unknown field `{key}` (the schema's unknown_fields is not `ignore`)"
-                        ),
-                        record: data[r.start..r.end].to_vec(),
-                    });
-                    continue;
-                }
-                part.push(*r);
-                index.push(i);
-            }
-            let mut good = Vec::with_capacity(1);
-            let mut rows = Vec::new();
-            if !part.is_empty() {
-                self.decode_bisect(data, &part, &mut good, &mut rows, dead);
-            }
-            slow_rows = rows.into_iter().map(|k| index[k]).collect();
-            slow_batch = match good.len() {
-                0 => None,
-                1 => good.pop(),
-                _ => Some(
-                    arrow::compute::concat_batches(&self.decode_schema, &good)
-                        .expect("batches of one schema concatenate"),
-                ),
-            };
-        }
+        let (slow_rows, slow_batch) = if slow.is_empty() {
+            (Vec::new(), None)
+        } else {
+            self.reference(data, recs, &slow, unknown, dead)
+        };
         let batch = match (fast, slow_batch) {
             (None, None) => return,
             (Some(b), None) => {
@@ -314,6 +284,95 @@ impl JsonDecoder {
     }
 }
 
+impl JsonDecoder {
+    /// Decodes the records `slow` (indices into `recs`) with arrow-json: the rows' record
+    /// indices and their batch. Unknown keys (`unknown`: the names that are not unknown) are
+    /// looked for first in records strict JSON reads, and after arrow-json has read them in
+    /// records only a lenient reader reads (so a record arrow-json refuses keeps arrow-json's
+    /// reason, class `malformed`).
+    fn reference(
+        &mut self,
+        data: &[u8],
+        recs: &[Record],
+        slow: &[usize],
+        unknown: Option<&HashSet<String>>,
+        dead: &mut Vec<DeadLetter>,
+    ) -> (Vec<usize>, Option<RecordBatch>) {
+        let refuse = |r: &Record, key: String, dead: &mut Vec<DeadLetter>| {
+            dead.push(DeadLetter {
+                position: r.pos,
+                reason: format!(
+                    "unknown field `{key}` (the schema's unknown_fields is not `ignore`)"
+                ),
+                record: data[r.start..r.end].to_vec(),
+            })
+        };
+        let mut part = Vec::with_capacity(slow.len());
+        let mut index = Vec::with_capacity(slow.len());
+        // Indices into `part` of records to check once arrow-json has read them.
+        let mut lenient = Vec::new();
+        for &i in slow {
+            let r = &recs[i];
+            match unknown.map(|k| unknown::strict(&data[r.start..r.end], k)) {
+                Some(unknown::Strict::Unknown(key)) => {
+                    refuse(r, key, dead);
+                    continue;
+                }
+                Some(unknown::Strict::NotStrict) => lenient.push(part.len()),
+                _ => {}
+            }
+            part.push(*r);
+            index.push(i);
+        }
+        let mut good = Vec::with_capacity(1);
+        let mut rows = Vec::new();
+        if !part.is_empty() {
+            self.decode_bisect(data, &part, &mut good, &mut rows, dead);
+        }
+        let mut batch = match good.len() {
+            0 => None,
+            1 => good.pop(),
+            _ => Some(
+                arrow::compute::concat_batches(&self.decode_schema, &good)
+                    .expect("batches of one schema concatenate"),
+            ),
+        };
+        if let (Some(names), Some(b)) = (unknown, &batch) {
+            if !lenient.is_empty() {
+                let keep: Vec<bool> = rows
+                    .iter()
+                    .map(|p| {
+                        if lenient.binary_search(p).is_err() {
+                            return true;
+                        }
+                        let r = &part[*p];
+                        match unknown::lenient(&data[r.start..r.end], names) {
+                            Some(key) => {
+                                refuse(r, key, dead);
+                                false
+                            }
+                            None => true,
+                        }
+                    })
+                    .collect();
+                if keep.contains(&false) {
+                    let mask = arrow::array::BooleanArray::from(keep.clone());
+                    let kept = arrow::compute::filter_record_batch(b, &mask)
+                        .expect("filter by a mask of equal length");
+                    rows = rows
+                        .into_iter()
+                        .zip(&keep)
+                        .filter(|(_, k)| **k)
+                        .map(|(r, _)| r)
+                        .collect();
+                    batch = (kept.num_rows() > 0).then_some(kept);
+                }
+            }
+        }
+        (rows.into_iter().map(|k| index[k]).collect(), batch)
+    }
+}
+
 /// Merges two batches whose rows belong to the records `a_rows` and `b_rows` (each ascending)
 /// into one in record order.
 fn merge(
@@ -370,84 +429,6 @@ fn clean(e: arrow::error::ArrowError) -> String {
     let s = s.strip_prefix("Json error: ").unwrap_or(&s);
     let s = s.strip_prefix("Parser error: ").unwrap_or(s);
     s.to_string()
-}
-
-/// The first top-level key of a JSON object record that is not in `known`; `None` when every
-/// key is known or the record is not an object (the decoder reports that). Strict JSON is read
-/// with serde; a record serde refuses but arrow-json may still read (a leading zero, a raw tab
-/// in a string, doubled commas) is scanned leniently, so no such record slips an unknown key
-/// past the check.
-pub fn first_unknown_key(
-    record: &[u8],
-    known: &std::collections::HashSet<String>,
-) -> Option<String> {
-    use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
-    struct Keys<'k>(&'k std::collections::HashSet<String>);
-    impl<'de> Visitor<'de> for Keys<'_> {
-        type Value = Option<String>;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a JSON object")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut unknown = None;
-            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                if unknown.is_none() && !self.0.contains(key.as_ref()) {
-                    unknown = Some(key.into_owned());
-                }
-                map.next_value::<IgnoredAny>()?;
-            }
-            Ok(unknown)
-        }
-    }
-    let mut de = serde_json::Deserializer::from_slice(record);
-    match de.deserialize_map(Keys(known)) {
-        Ok(found) => found,
-        Err(_) => lenient_unknown_key(record, known),
-    }
-}
-
-/// The first key of the outer object not in `known`, for records strict parsers refuse: a key
-/// is a string inside the outer braces, outside any other bracket, followed by a colon (in
-/// every record arrow-json reads, only keys are). Nesting is a counter, never recursion.
-fn lenient_unknown_key(b: &[u8], known: &HashSet<String>) -> Option<String> {
-    let mut depth = 0usize;
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'"' => {
-                let start = i;
-                i += 1;
-                loop {
-                    let k = memchr::memchr2(b'"', b'\\', b.get(i..)?)?;
-                    if b[i + k] == b'\\' {
-                        i += k + 2;
-                    } else {
-                        i += k + 1;
-                        break;
-                    }
-                }
-                let after = i + b[i..]
-                    .iter()
-                    .take_while(|c| c.is_ascii_whitespace())
-                    .count();
-                if depth == 1 && b.get(after) == Some(&b':') {
-                    let quoted = &b[start..i];
-                    let name = serde_json::from_slice::<String>(quoted).unwrap_or_else(|_| {
-                        String::from_utf8_lossy(&quoted[1..quoted.len() - 1]).into_owned()
-                    });
-                    if !known.contains(&name) {
-                        return Some(name);
-                    }
-                }
-                continue;
-            }
-            b'{' | b'[' => depth += 1,
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-        i += 1;
-    }
-    None
 }
 
 #[cfg(test)]

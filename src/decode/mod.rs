@@ -14,6 +14,7 @@ mod fast;
 pub mod framing;
 mod json;
 pub mod meta;
+mod unknown;
 
 use std::sync::Arc;
 

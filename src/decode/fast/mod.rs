@@ -111,7 +111,15 @@ pub(crate) struct FastJson {
     columns: Vec<Column>,
     nulls: Vec<NullBufferBuilder>,
     /// Bytes per row of each string column in the last batch: the next batch's reservation.
-    typical: Vec<usize>,
+    typical: Vec<Option<usize>>,
+}
+
+/// The string whose contents start at `i` in `b`, decoded as arrow-json decodes it, and the
+/// position after its closing quote; `None` when arrow-json would refuse it.
+pub(crate) fn decode_string(b: &[u8], i: usize) -> Option<(String, usize)> {
+    let mut out = Vec::new();
+    let after = unescape(b, i, Some(&mut out)).ok()?;
+    Some((String::from_utf8(out).ok()?, after))
 }
 
 impl Clone for FastJson {
@@ -193,7 +201,7 @@ impl FastJson {
             slots: vec![Slot::Absent; n],
             scratch: Vec::new(),
             stack: Vec::new(),
-            typical: vec![0; n],
+            typical: vec![None; n],
         })
     }
 
@@ -241,9 +249,9 @@ impl FastJson {
             .count();
         // What the string columns reserve together is at most the group's bytes: they cannot
         // hold more than the records.
-        let wanted = |k: &Kind, t: usize| match (k, t) {
-            (Kind::Utf8, 0) => bytes / strings.max(1),
-            (Kind::Utf8, t) => (rows * t + rows * t / 8).min(bytes),
+        let wanted = |k: &Kind, t: Option<usize>| match (k, t) {
+            (Kind::Utf8, None) => bytes / strings.max(1),
+            (Kind::Utf8, Some(t)) => (rows * t + rows * t / 8).min(bytes),
             _ => 0,
         };
         let total: usize = self
@@ -276,9 +284,9 @@ impl FastJson {
                 Kind::Int64 | Kind::Timestamp(..) => Column::I64(Vec::with_capacity(rows)),
                 Kind::Float32 => Column::F32(Vec::with_capacity(rows)),
                 Kind::Float64 => Column::F64(Vec::with_capacity(rows)),
-                Kind::Bool => Column::Bool(BooleanBufferBuilder::new(rows)),
+                Kind::Bool => Column::Bool(BooleanBufferBuilder::new(0)),
             });
-            self.nulls.push(NullBufferBuilder::new(rows));
+            self.nulls.push(NullBufferBuilder::new(0));
         }
     }
 
@@ -523,14 +531,25 @@ impl FastJson {
             .zip(self.typical.iter_mut())
         {
             let n = nulls.finish();
+            // What the batch holds is what is counted against memory bounds: room reserved for
+            // records that were handed back is given back.
+            let mut column = column;
+            match &mut column {
+                Column::Utf8 { offsets, bytes } => {
+                    fit(offsets);
+                    fit(bytes);
+                }
+                Column::I32(v) => fit(v),
+                Column::I64(v) => fit(v),
+                Column::F32(v) => fit(v),
+                Column::F64(v) => fit(v),
+                Column::Bool(_) => {}
+            }
             let array: ArrayRef = match column {
-                Column::Utf8 { offsets, mut bytes } => {
+                Column::Utf8 { offsets, bytes } => {
                     let rows = offsets.len() - 1;
-                    *typical = bytes.len().div_ceil(rows.max(1));
-                    // What the batch holds is what is counted against memory bounds.
-                    if bytes.capacity() > bytes.len() + bytes.len() / 8 + 4096 {
-                        bytes.shrink_to_fit();
-                    }
+                    *typical = Some(bytes.len().div_ceil(rows.max(1)));
+
                     // Offsets grow and every value is whole UTF-8 (checked when read).
                     let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
                     Arc::new(StringArray::new(offsets, bytes.into(), n))
@@ -550,6 +569,13 @@ impl FastJson {
             arrays.push(array);
         }
         RecordBatch::try_new(self.schema.clone(), arrays).expect("columns of the decode schema")
+    }
+}
+
+/// Shrinks `v` when it holds more than an eighth (and 4 KiB) beyond its contents.
+fn fit<T>(v: &mut Vec<T>) {
+    if v.capacity() > v.len() + v.len() / 8 + 4096 / std::mem::size_of::<T>().max(1) {
+        v.shrink_to_fit();
     }
 }
 
