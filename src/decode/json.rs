@@ -314,11 +314,11 @@ impl JsonDecoder {
         for &i in slow {
             let r = &recs[i];
             match unknown.map(|k| unknown::strict(&data[r.start..r.end], k)) {
-                Some(unknown::Strict::Unknown(key)) => {
+                Some(unknown::Reading::Unknown(key)) => {
                     refuse(r, key, dead);
                     continue;
                 }
-                Some(unknown::Strict::NotStrict) => lenient.push(part.len()),
+                Some(unknown::Reading::NotStrict) => lenient.push(part.len()),
                 _ => {}
             }
             part.push(*r);

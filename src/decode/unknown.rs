@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 
 /// What a strict reading of a record says about its keys.
-pub enum Strict {
+pub enum Reading {
     /// Every top-level key is known (or the record is not an object: the decoder says so).
     Known,
     /// The first key the schema does not name.
@@ -18,7 +18,7 @@ pub enum Strict {
 }
 
 /// Reads `record` as strict JSON and finds its first key not in `known`.
-pub fn strict(record: &[u8], known: &HashSet<String>) -> Strict {
+pub fn strict(record: &[u8], known: &HashSet<String>) -> Reading {
     use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
     struct Keys<'k>(&'k HashSet<String>);
     impl<'de> Visitor<'de> for Keys<'_> {
@@ -39,9 +39,9 @@ pub fn strict(record: &[u8], known: &HashSet<String>) -> Strict {
     }
     let mut de = serde_json::Deserializer::from_slice(record);
     match de.deserialize_map(Keys(known)) {
-        Ok(Some(key)) => Strict::Unknown(key),
-        Ok(None) => Strict::Known,
-        Err(_) => Strict::NotStrict,
+        Ok(Some(key)) => Reading::Unknown(key),
+        Ok(None) => Reading::Known,
+        Err(_) => Reading::NotStrict,
     }
 }
 

@@ -40,6 +40,7 @@ use super::Record;
 
 mod scan;
 mod time;
+pub(crate) use scan::decode_string;
 use scan::{at, json_int, literal, number_end, plain, plain_string, skip_value, unescape, ws};
 
 /// The kind of value a column holds, as arrow-json reads it.
@@ -112,14 +113,6 @@ pub(crate) struct FastJson {
     nulls: Vec<NullBufferBuilder>,
     /// Bytes per row of each string column in the last batch: the next batch's reservation.
     typical: Vec<Option<usize>>,
-}
-
-/// The string whose contents start at `i` in `b`, decoded as arrow-json decodes it, and the
-/// position after its closing quote; `None` when arrow-json would refuse it.
-pub(crate) fn decode_string(b: &[u8], i: usize) -> Option<(String, usize)> {
-    let mut out = Vec::new();
-    let after = unescape(b, i, Some(&mut out)).ok()?;
-    Some((String::from_utf8(out).ok()?, after))
 }
 
 impl Clone for FastJson {

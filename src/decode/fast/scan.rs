@@ -242,6 +242,14 @@ where
     }
 }
 
+/// The string whose contents start at `i` in `b`, decoded as arrow-json decodes it, and the
+/// position after its closing quote; `None` when arrow-json would refuse it.
+pub fn decode_string(b: &[u8], i: usize) -> Option<(String, usize)> {
+    let mut out = Vec::new();
+    let after = unescape(b, i, Some(&mut out)).ok()?;
+    Some((String::from_utf8(out).ok()?, after))
+}
+
 #[cfg(test)]
 mod tests {
     use super::Name;
