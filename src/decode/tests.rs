@@ -559,22 +559,29 @@ fn unknown_fields_are_found_in_records_only_lenient_parsers_read() {
     }
 }
 
-/// A record arrow-json refuses keeps arrow-json's reason even when it holds an unknown key,
-/// and a known key spelled with an escape and a raw tab is known.
+/// A record arrow-json refuses keeps arrow-json's reason even when it holds an unknown key (cut
+/// short, or a second value after the object), and a known key spelled with an escape and a raw
+/// tab is known.
 #[test]
 fn unknown_field_refusal_keeps_malformed_reasons_and_decodes_keys() {
     let s = schema(
         "name = \"u\"\nunknown_fields = \"dead_letter\"\n[[fields]]\nname = \"s\"\ntype = \"string\"\n\
          [[fields]]\nname = \"t\"\nsource = \"a\\tb\"\ntype = \"string\"\n",
     );
-    let input = b"{\"s\":\"a\",\"zz\":1\n{\"\\u0061\tb\":\"x\"}\n";
+    let input = b"{\"s\":\"a\",\"zz\":1\n{\"\\u0061\tb\":\"x\"}\n{\"zz\":1}{}\n{\"zz\":1} x\n";
     let mut d = RecordDecoder::new(s, DecodeOptions::default(), None).unwrap();
     let out = d.decode(&chunk(input));
     assert_eq!(out.rows(), 1, "{:?}", out.dead);
-    assert_eq!(out.dead.len(), 1);
+    assert_eq!(out.dead.len(), 3);
     assert_eq!(
         out.dead[0].reason,
         "incomplete JSON value (truncated record?)"
     );
-    assert_eq!(out.dead[0].class(), "malformed");
+    assert_eq!(
+        out.dead[1].reason,
+        "the line holds more than one JSON value"
+    );
+    for d in &out.dead {
+        assert_eq!(d.class(), "malformed", "{}", d.reason);
+    }
 }

@@ -38,10 +38,12 @@ pub fn strict(record: &[u8], known: &HashSet<String>) -> Reading {
         }
     }
     let mut de = serde_json::Deserializer::from_slice(record);
-    match de.deserialize_map(Keys(known)) {
-        Ok(Some(key)) => Reading::Unknown(key),
-        Ok(None) => Reading::Known,
-        Err(_) => Reading::NotStrict,
+    let keys = de.deserialize_map(Keys(known));
+    // Anything after the object (a second value) makes the record malformed, not strict JSON.
+    match (keys, de.end()) {
+        (Ok(Some(key)), Ok(())) => Reading::Unknown(key),
+        (Ok(None), Ok(())) => Reading::Known,
+        _ => Reading::NotStrict,
     }
 }
 

@@ -13,22 +13,16 @@ pub fn skip_value(stack: &mut Vec<u8>, b: &[u8], mut i: usize) -> Step<usize> {
     loop {
         i = ws(b, i);
         match at(b, i) {
-            b'{' => {
+            open @ (b'{' | b'[') => {
+                let close = if open == b'{' { b'}' } else { b']' };
                 i = ws(b, i + 1);
-                if at(b, i) == b'}' {
+                if at(b, i) == close {
                     i += 1;
                 } else {
-                    stack.push(b'}');
-                    i = key_colon(b, i)?;
-                    continue;
-                }
-            }
-            b'[' => {
-                i = ws(b, i + 1);
-                if at(b, i) == b']' {
-                    i += 1;
-                } else {
-                    stack.push(b']');
+                    stack.push(close);
+                    if close == b'}' {
+                        i = key_colon(b, i)?;
+                    }
                     continue;
                 }
             }
@@ -242,8 +236,8 @@ where
     }
 }
 
-/// The string whose contents start at `i` in `b`, decoded as arrow-json decodes it, and the
-/// position after its closing quote; `None` when arrow-json would refuse it.
+/// The string whose contents start at `i` (at most `b.len()`) in `b`, decoded as arrow-json
+/// decodes it, and the position after its closing quote; `None` when arrow-json would refuse it.
 pub fn decode_string(b: &[u8], i: usize) -> Option<(String, usize)> {
     let mut out = Vec::new();
     let after = unescape(b, i, Some(&mut out)).ok()?;
