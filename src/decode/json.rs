@@ -356,15 +356,11 @@ impl JsonDecoder {
                     })
                     .collect();
                 if keep.contains(&false) {
-                    let mask = arrow::array::BooleanArray::from(keep.clone());
+                    let mut k = keep.iter();
+                    rows.retain(|_| *k.next().expect("one flag per row"));
+                    let mask = arrow::array::BooleanArray::from(keep);
                     let kept = arrow::compute::filter_record_batch(b, &mask)
                         .expect("filter by a mask of equal length");
-                    rows = rows
-                        .into_iter()
-                        .zip(&keep)
-                        .filter(|(_, k)| **k)
-                        .map(|(r, _)| r)
-                        .collect();
                     batch = (kept.num_rows() > 0).then_some(kept);
                 }
             }
