@@ -3,10 +3,14 @@
 //! settings, no group), every few seconds; the reader only reads what that thread last found.
 //! A fetch can wait seconds when a partition's leader is down: on the reader thread, many such
 //! waits in a row would stop the member from polling until the group evicted it.
+//!
+//! The end of a run waits for nothing here: stopping wakes the thread at once (a condition
+//! variable, not a sleep loop), the source asks for it before its own consumer is destroyed so
+//! the two teardowns overlap, and the client has no group id, so it has no coordinator to leave
+//! (with one, its teardown took about 0.1 s).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
@@ -23,7 +27,15 @@ struct Shared {
     wanted: Mutex<Vec<(String, i32)>>,
     /// Their high watermarks, as last fetched.
     highs: Mutex<HashMap<(String, i32), i64>>,
-    stop: AtomicBool,
+    /// Set once, to stop the thread; `wake` tells it.
+    stop: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl Shared {
+    fn stopped(&self) -> MutexGuard<'_, bool> {
+        self.stop.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// The watermark thread; stopped when dropped.
@@ -34,7 +46,7 @@ pub(super) struct LagWatch {
 
 impl LagWatch {
     /// Starts the thread with a client made from `cfg` (the consumer's settings; group
-    /// settings are left out, since this client never joins). `None` if it cannot start: lag
+    /// settings and the group id are left out, since this client never joins). `None` if it cannot start: lag
     /// is then not reported.
     pub fn start(cfg: &ClientConfig) -> Option<LagWatch> {
         let mut own = ClientConfig::new();
@@ -43,7 +55,6 @@ impl LagWatch {
                 own.set(k, v);
             }
         }
-        own.set("group.id", "sluice-lag-watch");
         let client: BaseConsumer = match own.create() {
             Ok(c) => c,
             Err(e) => {
@@ -68,6 +79,12 @@ impl LagWatch {
         *self.shared.wanted.lock().unwrap_or_else(|p| p.into_inner()) = partitions;
     }
 
+    /// Asks the thread to stop (and destroy its client) without waiting for it.
+    pub fn stop(&self) {
+        *self.shared.stopped() = true;
+        self.shared.wake.notify_all();
+    }
+
     /// The last high watermark found for a partition.
     pub fn high(&self, topic: &str, partition: i32) -> Option<i64> {
         self.shared
@@ -81,7 +98,7 @@ impl LagWatch {
 
 impl Drop for LagWatch {
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::Release);
+        self.stop();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -90,18 +107,19 @@ impl Drop for LagWatch {
 
 fn watch(client: &BaseConsumer, s: &Shared) {
     loop {
-        let mut waited = Duration::ZERO;
-        while waited < EVERY {
-            if s.stop.load(Ordering::Acquire) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-            waited += Duration::from_millis(100);
+        let stopped = s.stopped();
+        let (stopped, _) = s
+            .wake
+            .wait_timeout_while(stopped, EVERY, |stop| !*stop)
+            .unwrap_or_else(|p| p.into_inner());
+        if *stopped {
+            return;
         }
+        drop(stopped);
         let wanted = s.wanted.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let mut found = HashMap::with_capacity(wanted.len());
         for (topic, partition) in wanted {
-            if s.stop.load(Ordering::Acquire) {
+            if *s.stopped() {
                 return;
             }
             if let Ok((_, high)) = client.fetch_watermarks(&topic, partition, FETCH_TIMEOUT) {

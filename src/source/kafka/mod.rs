@@ -357,6 +357,16 @@ impl KafkaSource {
     }
 }
 
+impl Drop for KafkaSource {
+    /// Before the fields drop: the watermark thread destroys its client while `consumer` is
+    /// destroyed, and `lag`'s own drop then joins it.
+    fn drop(&mut self) {
+        if let Some(lag) = &self.lag {
+            lag.stop();
+        }
+    }
+}
+
 impl Source for KafkaSource {
     fn partitions(&self) -> Vec<PartitionInfo> {
         self.parts
@@ -475,6 +485,10 @@ impl Source for KafkaSource {
     }
 
     fn close(&mut self) {
+        // The watermark client's teardown runs beside this consumer's (see `lag`).
+        if let Some(lag) = &self.lag {
+            lag.stop();
+        }
         if !self.last_committed.is_empty() {
             let mut tpl = TopicPartitionList::new();
             for (&id, &next) in &self.last_committed {
