@@ -147,3 +147,41 @@ fn an_offset_out_of_range_answer_stops_the_run_instead_of_a_silent_reset() {
     assert!(!status.success(), "{text}");
     assert!(text.contains("out of range"), "{text}");
 }
+
+/// A backfill's rewind (commit 3 fails, `SLUICE_FAULT=fail_commit:3`) assigns its partitions
+/// again. librdkafka's stop of each running fetcher clears the forwarding of its messages to
+/// the source's batch queue, and restarting it then forwarded them nowhere: every partition
+/// went silent and the backfill never ended. It must read every partition to its end, each
+/// record once.
+#[test]
+fn a_backfill_that_rewinds_mid_run_reads_every_partition_to_its_end() {
+    let topic = "rewound";
+    let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+    cluster.create_topic(topic, 4, 1).unwrap();
+    let n = 8000;
+    produce_events(&cluster.bootstrap_servers(), topic, 0, n, 4, None);
+    let dir = tempfile::tempdir().unwrap();
+    let job = crate::kafka::job_with(dir.path(), &cluster.bootstrap_servers(), topic, "");
+    // One worker: its commits are counted one after another, so commit 3 is the one failed.
+    let text = std::fs::read_to_string(&job).unwrap();
+    std::fs::write(
+        &job,
+        text.replace("url = \"out/\"", "url = \"out/\"\nworkers = 1"),
+    )
+    .unwrap();
+    let log = dir.path().join("run.log");
+    let mut run = KillOnDrop::new(
+        std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["backfill", job.to_str().unwrap()])
+            .env("SLUICE_FAULT", "fail_commit:3")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let status = wait_exit(run.child(), "the backfill to end", 120);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{text}");
+    assert!(text.contains("SLUICE_FAULT: failing commit 3"), "{text}");
+    crate::kafka::assert_once(&dir.path().join("out"), n);
+}

@@ -79,7 +79,13 @@ pub(crate) fn job_with(dir: &Path, bootstrap: &str, topic: &str, options: &str) 
 }
 
 /// The test job with extra librdkafka options and another schema.
-fn job_full(dir: &Path, bootstrap: &str, topic: &str, options: &str, schema: &Path) -> PathBuf {
+pub(crate) fn job_full(
+    dir: &Path,
+    bootstrap: &str,
+    topic: &str,
+    options: &str,
+    schema: &Path,
+) -> PathBuf {
     let text = format!(
         r#"
 [job]
@@ -348,6 +354,31 @@ fn two_processes_in_one_group_share_the_partitions_exactly_once() {
         "the second member got partitions and committed files:\n{lb}"
     );
     assert_once(&outdir, n);
+    // Through the rebalances, both members read every message in batches from their own
+    // queue: none came by `poll` on the queue that carries the rebalances.
+    let lb = std::fs::read_to_string(&logb).unwrap();
+    for log in [&la, &lb] {
+        let (batched, polled) = read_counts(log);
+        assert!(
+            batched > 0 && polled == 0,
+            "batched {batched}, polled {polled}:\n{log}"
+        );
+    }
+}
+
+/// The counts of a Kafka source's closing log line: messages read in batches, and by `poll`.
+fn read_counts(log: &str) -> (u64, u64) {
+    let line = log
+        .lines()
+        .find(|l| l.contains("consumer closed"))
+        .expect("the consumer's closing line");
+    let field = |key: &str| -> u64 {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {line}"))
+    };
+    (field("batched="), field("polled="))
 }
 
 /// Produces `n` well-formed events with trace ids `t<first>`.. over 8 partitions.

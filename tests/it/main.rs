@@ -14,6 +14,7 @@ mod helpers;
 mod infer;
 mod interop;
 mod kafka;
+mod kafka_messages;
 mod lag_watch;
 mod owners;
 mod prometheus;

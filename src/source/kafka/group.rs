@@ -7,10 +7,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
-use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
+use super::batch::{Forwarder, Msg};
 use super::{err_at, Part, TIMEOUT};
 use crate::decode::meta::MetaNeeds;
 use crate::source::{Membership, PartitionInfo, SourceError};
@@ -38,6 +38,9 @@ pub(super) struct Shared {
     pub(super) skip_gaps: bool,
     /// Gaps skipped, for the log and the metrics.
     pub(super) skips: super::gap::Skips,
+    /// Where assigned partitions' messages go (see `batch`); None when they stay on the
+    /// consumer queue. Cleared before the queue is dropped.
+    pub(super) forward: Option<Forwarder>,
 }
 
 impl Shared {
@@ -179,6 +182,12 @@ impl GroupContext {
                 .map_err(|e| err_at(&name, e.to_string()))?;
             event.push((id, offset as i64, read));
         }
+        // Before the partitions are assigned, so none of their messages take the other way.
+        if let Some(fwd) = shared.forward {
+            for (topic, p) in &assigned {
+                fwd.take(consumer, topic, *p);
+            }
+        }
         tracing::info!(partitions = ?assigned, "partitions assigned");
         shared.events.push(Event::Assigned(event));
         Ok(())
@@ -296,7 +305,7 @@ impl Index {
         Index { topics }
     }
 
-    fn get(&self, topic: &str, partition: i32) -> Option<usize> {
+    pub(super) fn get(&self, topic: &str, partition: i32) -> Option<usize> {
         let (_, slots) = self.topics.iter().find(|(name, _)| name == topic)?;
         *slots.get(usize::try_from(partition).ok()?)?
     }
@@ -307,10 +316,10 @@ impl Index {
 pub(super) fn accept(
     index: &Index,
     parts: &mut [Part],
-    msg: &BorrowedMessage<'_>,
+    msg: &Msg<'_>,
     needs: MetaNeeds,
 ) -> Option<(usize, usize)> {
-    let i = index.get(msg.topic(), msg.partition())?;
+    let i = index.get(msg.topic()?, msg.partition())?;
     let p = parts.get_mut(i)?;
     let before = p.buf.len();
     p.push(msg, needs).then(|| (i, p.buf.len() - before))

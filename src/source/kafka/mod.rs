@@ -31,13 +31,15 @@ use super::{Membership, Next, PartitionInfo, Source, SourceError};
 use crate::decode::meta::MetaNeeds;
 use crate::decode::Chunk;
 
+mod batch;
 mod gap;
 mod group;
 mod lag;
 mod part;
 mod range;
+mod read;
 
-use group::{accept, apply_events, lock, set_paused, GroupContext, Index, Shared};
+use group::{lock, set_paused, GroupContext, Index, Shared};
 use part::Part;
 pub use range::Position;
 
@@ -79,6 +81,8 @@ fn err_at(name: &str, reason: impl Into<String>) -> SourceError {
 }
 
 pub struct KafkaSource {
+    /// Declared before `consumer`, so it is dropped first (see `batch`).
+    fetch: Option<batch::FetchQueue>,
     consumer: BaseConsumer<GroupContext>,
     shared: Arc<Mutex<Shared>>,
     parts: Vec<Part>,
@@ -101,6 +105,20 @@ pub struct KafkaSource {
     name: String,
     /// High watermarks fetched off the poll thread (lag).
     lag: Option<lag::LagWatch>,
+    /// Partitions that reached their share of the budget, or their end, while reading.
+    ready: Vec<usize>,
+    /// The largest message lately (how many messages the room left will take).
+    sizes: read::Sizes,
+    /// When `forward_again` last ran.
+    forwarded: Instant,
+    /// Static runs: some partition's fetch queue is to be forwarded again (see
+    /// `read::forward_again`).
+    forwards_pending: bool,
+    /// Messages read (buffered or not) in batches, the batches, and messages read by `poll`
+    /// (logged when the source closes).
+    read_batched: u64,
+    batches: u64,
+    read_polled: u64,
 }
 
 impl KafkaSource {
@@ -148,7 +166,11 @@ impl KafkaSource {
                 shared: shared.clone(),
             })
             .map_err(|e| err_at(&name, format!("cannot create the consumer: {e}")))?;
+        // Messages in batches (see `batch`); without the queue they come one poll at a time.
+        let fetch = batch::FetchQueue::new(&consumer);
+        lock(&shared).forward = fetch.as_ref().map(batch::FetchQueue::forwarder);
         let mut src = KafkaSource {
+            fetch,
             consumer,
             shared,
             parts: Vec::new(),
@@ -164,6 +186,13 @@ impl KafkaSource {
             seeks_pending: false,
             name,
             lag: lag::LagWatch::start(&cfg),
+            ready: Vec::new(),
+            sizes: read::Sizes::new(),
+            forwarded: Instant::now(),
+            forwards_pending: false,
+            read_batched: 0,
+            batches: 0,
+            read_polled: 0,
         };
         // The topics must exist (a typo should not make a job wait forever).
         let topics = src.resolve_topics(&s.topics, &patterns)?;
@@ -227,7 +256,12 @@ impl KafkaSource {
         let mut shared = lock(&self.shared);
         let skip = shared.skip_gaps;
         let mut checks = 0;
-        for p in self.parts.iter_mut().filter(|p| p.seek_pending && p.owned) {
+        // A finished partition (a bounded run's) has no fetcher to seek.
+        for p in self
+            .parts
+            .iter_mut()
+            .filter(|p| p.seek_pending && p.owned && !p.done())
+        {
             if crate::fault::refuse_seek() {
                 continue;
             }
@@ -260,7 +294,10 @@ impl KafkaSource {
             }
         }
         drop(shared);
-        self.seeks_pending = self.parts.iter().any(|p| p.seek_pending && p.owned);
+        self.seeks_pending = self
+            .parts
+            .iter()
+            .any(|p| p.seek_pending && p.owned && !p.done());
         Ok(())
     }
 
@@ -302,65 +339,14 @@ impl KafkaSource {
                 .to_string(),
         ))
     }
-
-    /// One poll: applies rebalance events and buffers the message, if any. Returns the index
-    /// of the partition the message was buffered in.
-    fn poll_once(&mut self, wait: Duration) -> Result<Option<(usize, usize)>, SourceError> {
-        if self.reassign {
-            self.assign_static()?;
-        }
-        if self.seeks_pending {
-            self.retry_seeks()?;
-        }
-        let polled = self.consumer.poll(wait);
-        if let Some(assigned) =
-            apply_events(&self.shared, &mut self.parts, &mut self.last_committed)?
-        {
-            self.index = Index::of(&self.parts);
-            if assigned && self.paused {
-                set_paused(&self.consumer, &self.name, true)?;
-            }
-        }
-        let Some(polled) = polled else {
-            return Ok(None);
-        };
-        match polled {
-            Ok(msg) => Ok(accept(&self.index, &mut self.parts, &msg, self.needs)),
-            Err(e @ rdkafka::error::KafkaError::MessageConsumptionFatal(_)) => {
-                Err(err_at(&self.name, format!("consuming: {e}")))
-            }
-            Err(rdkafka::error::KafkaError::MessageConsumption(
-                rdkafka::types::RDKafkaErrorCode::AutoOffsetReset,
-            )) => self.offset_reset().map(|()| None),
-            Err(e) => {
-                // Broker down, connection reset, leader moving: librdkafka retries by itself;
-                // the job waits and resumes, it does not fail.
-                if self
-                    .last_warning
-                    .is_none_or(|t| t.elapsed() > Duration::from_secs(10))
-                {
-                    self.last_warning = Some(Instant::now());
-                    tracing::warn!(source = %self.name, error = %e, "the broker is not answering; retrying");
-                }
-                Ok(None)
-            }
-        }
-    }
-
-    /// Moves a partition's buffered messages into `chunk`.
-    fn emit(&mut self, i: usize, chunk: &mut Chunk) -> Next {
-        self.parts[i].emit(chunk)
-    }
-
-    fn all_done(&self) -> bool {
-        !self.group && self.parts.iter().all(|p| p.done() && p.buf.is_empty())
-    }
 }
 
 impl Drop for KafkaSource {
-    /// Before the fields drop: the watermark thread destroys its client while `consumer` is
-    /// destroyed, and `lag`'s own drop then joins it.
+    /// Before the fields drop: the fetch queue's forwarder is forgotten before the queue goes;
+    /// the watermark thread destroys its client while `consumer` is destroyed, and `lag`'s own
+    /// drop then joins it.
     fn drop(&mut self) {
+        lock(&self.shared).forward = None;
         if let Some(lag) = &self.lag {
             lag.stop();
         }
@@ -417,51 +403,13 @@ impl Source for KafkaSource {
     }
 
     fn tick(&mut self) -> Result<(), SourceError> {
-        self.poll_once(Duration::from_millis(50)).map(|_| ())
+        let (room, fullest) = self.room();
+        self.poll_once(Duration::from_millis(50), self.threshold(), room, fullest)
+            .map(|_| ())
     }
 
     fn next(&mut self, chunk: &mut Chunk) -> Result<Next, SourceError> {
-        // Messages of many partitions interleave: they are buffered per partition within a
-        // budget of 16 chunks in all, so memory is bounded by the chunk size, not by the number
-        // of partitions. A partition is handed on when it holds its share of the budget (at
-        // least 64 KiB, at most a chunk); the fullest one when the budget or 100 ms is reached.
-        let budget = self.chunk_bytes * 16;
-        let owned = self.parts.iter().filter(|p| p.owned).count();
-        let threshold = (budget / owned.max(1)).max(64 * 1024).min(self.chunk_bytes);
-        let deadline = Instant::now() + Duration::from_millis(100);
-        // Per message only O(1) work here: this loop runs a million times per million records.
-        let mut buffered: usize = self.parts.iter().map(|p| p.buf.len()).sum();
-        if self.all_done() {
-            return Ok(Next::End);
-        }
-        while buffered < budget {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            let Some((i, added)) = self.poll_once(left)? else {
-                if self.all_done() {
-                    break;
-                }
-                if self.parts.iter().all(|p| p.buf.is_empty()) && Instant::now() < deadline {
-                    continue;
-                }
-                break;
-            };
-            buffered += added;
-            let p = &self.parts[i];
-            if p.buf.len() >= threshold || p.done() {
-                return Ok(self.emit(i, chunk));
-            }
-        }
-        match (0..self.parts.len())
-            .filter(|&i| !self.parts[i].buf.is_empty())
-            .max_by_key(|&i| self.parts[i].buf.len())
-        {
-            Some(i) => Ok(self.emit(i, chunk)),
-            None if self.all_done() => Ok(Next::End),
-            None => Ok(Next::Idle),
-        }
+        self.fill(chunk)
     }
 
     fn committed(&mut self, partition: u32, next_offset: u64) {
@@ -518,6 +466,13 @@ impl Source for KafkaSource {
                 let _ = self.consumer.poll(Duration::from_millis(5));
             }
         }
+        tracing::info!(
+            source = %self.name,
+            batched = self.read_batched,
+            batches = self.batches,
+            polled = self.read_polled,
+            "consumer closed (messages read in batches, and one poll at a time)"
+        );
     }
 
     fn bounds(&self) -> Vec<(u32, u64, u64)> {

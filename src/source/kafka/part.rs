@@ -1,8 +1,7 @@
 //! One Kafka partition as the source sees it: where reading stands, and the messages buffered
 //! for the next chunk (one per line, with their offsets and the metadata the schema asks for).
 
-use rdkafka::message::{BorrowedMessage, Headers, Message};
-
+use super::batch::Msg;
 use crate::decode::meta::{MessageMeta, MetaNeeds, UNREADABLE};
 use crate::decode::Chunk;
 use crate::source::{Next, PartitionInfo};
@@ -27,6 +26,9 @@ pub(super) struct Part {
     /// Just past the highest offset ever buffered or sought to: what a bounded run must
     /// commit.
     pub owed: i64,
+    /// Static runs: (re)assigned, and no message of it buffered since (see
+    /// `read::forward_again`).
+    pub forward_pending: bool,
 }
 
 impl Part {
@@ -49,6 +51,7 @@ impl Part {
             seek_pending: false,
             checked: false,
             owed: 0,
+            forward_pending: false,
         }
     }
 
@@ -76,7 +79,7 @@ impl Part {
     /// end of a bounded run, or while a seek is still to be made: the fetcher may still be
     /// ahead of a rewind, and taking its messages would skip the records in between).
     /// Returns whether it was buffered.
-    pub fn push(&mut self, msg: &BorrowedMessage<'_>, needs: MetaNeeds) -> bool {
+    pub fn push(&mut self, msg: &Msg<'_>, needs: MetaNeeds) -> bool {
         let offset = msg.offset();
         if !self.owned
             || self.seek_pending
@@ -128,7 +131,7 @@ impl Part {
         self.buf.push(b'\n');
         self.offsets.push(offset as u64);
         if needs.timestamps {
-            self.meta.timestamps.push(msg.timestamp().to_millis());
+            self.meta.timestamps.push(msg.timestamp_ms());
         }
         if needs.keys {
             self.meta.keys.push(msg.key().map(<[u8]>::to_vec));
@@ -136,7 +139,7 @@ impl Part {
         if needs.headers {
             self.meta.headers.push(
                 msg.headers()
-                    .map(|hs| headers_json(hs.iter().map(|h| (h.key, h.value)))),
+                    .map(|hs| headers_json(hs.iter().map(|(k, v)| (k.as_ref(), *v)))),
             );
         }
         self.next = offset + 1;

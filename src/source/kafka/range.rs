@@ -171,6 +171,13 @@ impl KafkaSource {
             }
             tpl.add_partition_offset(&p.info.topic, p.partition, Offset::Offset(p.next))
                 .map_err(|e| err_at(&self.name, e.to_string()))?;
+            // Before the partition is assigned, so none of its messages take the other way;
+            // and again until its first message (see `read::forward_again`).
+            if let Some(fwd) = shared.forward {
+                fwd.take(&self.consumer, &p.info.topic, p.partition);
+                p.forward_pending = true;
+                self.forwards_pending = true;
+            }
         }
         drop(shared);
         self.consumer

@@ -1,0 +1,342 @@
+//! Reading: one round of polling (rebalance events, then a batch of fetched messages, each
+//! buffered in its partition), and how `next` fills partitions and picks the one to hand on.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+
+use super::batch::{Batch, FetchQueue, Msg, MAX_BATCH};
+use super::group::{accept, apply_events, lock, set_paused, Index};
+use super::part::Part;
+use super::{err_at, KafkaSource};
+use crate::decode::meta::MetaNeeds;
+use crate::decode::Chunk;
+use crate::source::{Next, SourceError};
+
+/// The longest one read waits on the fetch queue, while rebalance events wait on the other.
+const MAX_WAIT: Duration = Duration::from_millis(50);
+
+/// How many partitions buffer at once: `next` keeps this many chunks' worth in all.
+const BUDGET_CHUNKS: usize = 16;
+
+/// The most consumer-queue events served in one round.
+const MAX_EVENTS: usize = 64;
+
+/// How long the largest message seen counts in sizing batches (it counts for one to two).
+const SIZE_WINDOW: Duration = Duration::from_secs(10);
+
+/// The largest message buffered lately, which sizes batches: the largest of the last one to
+/// two windows. Before any message, a batch takes one.
+pub(super) struct Sizes {
+    now: usize,
+    before: usize,
+    since: Instant,
+}
+
+impl Sizes {
+    pub fn new() -> Sizes {
+        Sizes {
+            now: 0,
+            before: 0,
+            since: Instant::now(),
+        }
+    }
+
+    fn seen(&mut self, largest: usize) {
+        if self.since.elapsed() >= SIZE_WINDOW {
+            self.before = std::mem::take(&mut self.now);
+            self.since = Instant::now();
+        }
+        self.now = self.now.max(largest);
+    }
+
+    /// How many messages fit in `bytes` (at least one, at most a batch).
+    fn fit(&self, bytes: usize) -> usize {
+        match self.now.max(self.before) {
+            0 => 1,
+            largest => (bytes / largest).clamp(1, MAX_BATCH),
+        }
+    }
+}
+
+/// Buffers one message in its partition, and marks the partition ready once: when it crosses
+/// `threshold`, or with its last message. Returns the partition and the bytes buffered.
+fn buffer(
+    index: &Index,
+    parts: &mut [Part],
+    ready: &mut Vec<usize>,
+    msg: &Msg<'_>,
+    needs: MetaNeeds,
+    threshold: usize,
+) -> Option<(usize, usize)> {
+    let (i, added) = accept(index, parts, msg, needs)?;
+    let p = &parts[i];
+    if (p.buf.len() >= threshold && p.buf.len() - added < threshold) || p.done() {
+        ready.push(i);
+    }
+    Some((i, added))
+}
+
+impl KafkaSource {
+    /// A partition's share of the budget: at least 64 KiB, at most a chunk.
+    pub(super) fn threshold(&self) -> usize {
+        let owned = self.parts.iter().filter(|p| p.owned).count();
+        (self.chunk_bytes * BUDGET_CHUNKS / owned.max(1))
+            .max(64 * 1024)
+            .min(self.chunk_bytes)
+    }
+
+    /// The bytes buffered in all partitions, and in the fullest one.
+    pub(super) fn buffered(&self) -> (usize, usize) {
+        self.parts.iter().fold((0, 0), |(sum, max), p| {
+            (sum + p.buf.len(), max.max(p.buf.len()))
+        })
+    }
+
+    /// The room left in the budget, and the fullest partition's bytes.
+    pub(super) fn room(&self) -> (usize, usize) {
+        let (sum, fullest) = self.buffered();
+        (
+            (self.chunk_bytes * BUDGET_CHUNKS).saturating_sub(sum),
+            fullest,
+        )
+    }
+
+    /// One round: serves the consumer queue (rebalance events, errors; drained, up to 64),
+    /// then buffers what has been fetched: a batch sized by the largest message seen lately
+    /// (`Sizes`) to the room left, both in the budget (`room`) and in the fullest partition's
+    /// chunk (`fullest` bytes buffered), waiting at most `wait` for its first message. Only
+    /// messages larger than any of the last 10 to 20 s make a batch pass that room (by at
+    /// most what librdkafka's queue held). A partition
+    /// reaching `threshold` bytes, or its end, is marked ready. Returns the bytes buffered
+    /// and the fullest partition's bytes after.
+    pub(super) fn poll_once(
+        &mut self,
+        wait: Duration,
+        threshold: usize,
+        room: usize,
+        mut fullest: usize,
+    ) -> Result<(usize, usize), SourceError> {
+        if self.reassign {
+            self.assign_static()?;
+        }
+        if self.seeks_pending {
+            self.retry_seeks()?;
+        }
+        if self.forwards_pending {
+            self.forward_again();
+        }
+        let mut errors: Vec<(KafkaError, Option<usize>)> = Vec::new();
+        let mut added = 0;
+        // With a fetch queue, the consumer queue holds events only (and the messages of a
+        // partition librdkafka could not forward): it is served without waiting.
+        let mut direct_wait = if self.fetch.is_some() {
+            Duration::ZERO
+        } else {
+            wait
+        };
+        for _ in 0..MAX_EVENTS {
+            let polled = self.consumer.poll(direct_wait);
+            direct_wait = Duration::ZERO;
+            if let Some(assigned) =
+                apply_events(&self.shared, &mut self.parts, &mut self.last_committed)?
+            {
+                self.index = Index::of(&self.parts);
+                if assigned && self.paused {
+                    set_paused(&self.consumer, &self.name, true)?;
+                }
+            }
+            match polled {
+                Some(Ok(msg)) => {
+                    self.read_polled += 1;
+                    let msg = Msg::of(&msg);
+                    let at = buffer(
+                        &self.index,
+                        &mut self.parts,
+                        &mut self.ready,
+                        &msg,
+                        self.needs,
+                        threshold,
+                    );
+                    if let Some((i, n)) = at {
+                        added += n;
+                        fullest = fullest.max(self.parts[i].buf.len());
+                    }
+                }
+                Some(Err(e)) => errors.push((e, None)),
+                None => {}
+            }
+            if !self.fetch.as_ref().is_some_and(FetchQueue::events_waiting) {
+                break;
+            }
+        }
+        if let Some(fetch) = self.fetch.as_mut() {
+            let left = room.min(self.chunk_bytes.saturating_sub(fullest));
+            let max = self.sizes.fit(left);
+            let (index, parts, ready, needs) =
+                (&self.index, &mut self.parts, &mut self.ready, self.needs);
+            // Returns (messages, bytes buffered, the largest message's bytes).
+            let mut read = |batch: Batch<'_>| -> (usize, usize, usize) {
+                let (mut bytes, mut largest) = (0, 0);
+                for item in batch.iter() {
+                    match item {
+                        Ok(msg) => {
+                            if let Some((i, n)) =
+                                buffer(index, parts, ready, &msg, needs, threshold)
+                            {
+                                bytes += n;
+                                largest = largest.max(n);
+                                fullest = fullest.max(parts[i].buf.len());
+                                parts[i].forward_pending = false;
+                            }
+                        }
+                        Err((code, msg)) => {
+                            let at = msg.topic().and_then(|t| index.get(t, msg.partition()));
+                            errors.push((KafkaError::MessageConsumption(code), at));
+                        }
+                    }
+                }
+                (batch.len(), bytes, largest)
+            };
+            // A read with a wait returns only when full or timed out: the wait is spent on the
+            // first message alone, and the rest is taken at once.
+            let (mut n, mut bytes, mut largest) = read(fetch.batch(max, Duration::ZERO));
+            if n == 0 && added == 0 && !wait.is_zero() {
+                (n, bytes, largest) = read(fetch.batch(1, wait.min(MAX_WAIT)));
+                if n == 1 && max > 1 {
+                    let (more, more_bytes, more_largest) =
+                        read(fetch.batch(max - 1, Duration::ZERO));
+                    (n, bytes, largest) = (n + more, bytes + more_bytes, largest.max(more_largest));
+                }
+            }
+            if n > 0 {
+                self.sizes.seen(largest);
+                self.batches += 1;
+                self.read_batched += n as u64;
+            }
+            added += bytes;
+        }
+        for (e, at) in errors {
+            // A batch read counts an error item as read: librdkafka's position for the
+            // partition (where a pause resumes) moved past the error's offset, a record not
+            // read yet. The partition is sought back to where reading stands. An offset out
+            // of range is `offset_reset`'s to handle; a finished partition has no fetcher.
+            let reset = matches!(
+                e,
+                KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset)
+            );
+            if let Some(p) = at
+                .and_then(|i| self.parts.get_mut(i))
+                .filter(|p| p.owned && !p.done() && !reset)
+            {
+                p.seek_pending = true;
+                self.seeks_pending = true;
+            }
+            self.consume_error(e)?;
+        }
+        Ok((added, fullest))
+    }
+
+    /// Static runs: forwards again the partitions (re)assigned that have not sent a message
+    /// since. Re-assigning stops a partition's fetcher, and librdkafka's stop clears its
+    /// forwarding but keeps it marked as the application's, so the restart forwards it
+    /// nowhere; the stop runs on librdkafka's own thread after `assign` returns. Forwarding
+    /// again moves what waits in the partition's own queue across, in order.
+    fn forward_again(&mut self) {
+        // At most every 20 ms: a partition whose range ends on an offset the log does not
+        // hold sends nothing more, and each forwarding takes librdkafka's client lock.
+        if self.forwarded.elapsed() < Duration::from_millis(20) {
+            return;
+        }
+        self.forwarded = Instant::now();
+        let Some(fwd) = lock(&self.shared).forward else {
+            self.forwards_pending = false;
+            return;
+        };
+        let mut pending = false;
+        for p in self
+            .parts
+            .iter()
+            .filter(|p| p.forward_pending && p.owned && !p.done())
+        {
+            fwd.take(&self.consumer, &p.info.topic, p.partition);
+            pending = true;
+        }
+        self.forwards_pending = pending;
+    }
+
+    /// A consumer error: an offset out of range is looked into, a fatal error stops the run,
+    /// the rest are transient (librdkafka retries) and logged at most every 10 s.
+    fn consume_error(&mut self, e: KafkaError) -> Result<(), SourceError> {
+        match e {
+            e @ KafkaError::MessageConsumptionFatal(_) => {
+                Err(err_at(&self.name, format!("consuming: {e}")))
+            }
+            KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset) => {
+                self.offset_reset()
+            }
+            e => {
+                // Broker down, connection reset, leader moving: librdkafka retries by itself;
+                // the job waits and resumes, it does not fail.
+                if self
+                    .last_warning
+                    .is_none_or(|t| t.elapsed() > Duration::from_secs(10))
+                {
+                    self.last_warning = Some(Instant::now());
+                    tracing::warn!(source = %self.name, error = %e, "the broker is not answering; retrying");
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The next chunk. Messages of many partitions interleave: they are buffered per partition
+    /// within a budget of 16 chunks in all, so memory is bounded by the chunk size, not by the
+    /// number of partitions. A partition is handed on when it holds its share of the budget
+    /// (at least 64 KiB, at most a chunk) or reached its end; the fullest one when the budget
+    /// or 100 ms is reached.
+    pub(super) fn fill(&mut self, chunk: &mut Chunk) -> Result<Next, SourceError> {
+        let budget = self.chunk_bytes * BUDGET_CHUNKS;
+        let threshold = self.threshold();
+        let deadline = Instant::now() + Duration::from_millis(100);
+        let (mut buffered, mut fullest) = self.buffered();
+        if self.all_done() {
+            return Ok(Next::End);
+        }
+        loop {
+            // Marked while reading; checked again, since the threshold or the buffer moved.
+            while let Some(i) = self.ready.pop() {
+                let p = &self.parts[i];
+                if !p.buf.is_empty() && (p.buf.len() >= threshold || p.done()) {
+                    return Ok(self.parts[i].emit(chunk));
+                }
+            }
+            if buffered >= budget {
+                break;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let added;
+            (added, fullest) = self.poll_once(left, threshold, budget - buffered, fullest)?;
+            buffered += added;
+            if added == 0 && (self.all_done() || self.parts.iter().any(|p| !p.buf.is_empty())) {
+                break;
+            }
+        }
+        match (0..self.parts.len())
+            .filter(|&i| !self.parts[i].buf.is_empty())
+            .max_by_key(|&i| self.parts[i].buf.len())
+        {
+            Some(i) => Ok(self.parts[i].emit(chunk)),
+            None if self.all_done() => Ok(Next::End),
+            None => Ok(Next::Idle),
+        }
+    }
+
+    pub(super) fn all_done(&self) -> bool {
+        !self.group && self.parts.iter().all(|p| p.done() && p.buf.is_empty())
+    }
+}
