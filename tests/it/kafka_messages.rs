@@ -4,7 +4,6 @@
 //! stopped its partition for good. Names are read lossily, as header values are.
 
 use std::ffi::CString;
-use std::process::Command;
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
@@ -132,19 +131,15 @@ type = "json"
         "{o}"
     );
 
-    let Some(py) = python() else { return };
-    let script = format!(
-        "import duckdb, json\nfor r in duckdb.sql(\"select trace_id, headers from read_parquet('{}/*.parquet')\").fetchall(): print(json.dumps(r))",
+    let sql = format!(
+        "select trace_id, headers from read_parquet('{}/*.parquet')",
         dir.path().join("out").display()
     );
-    let out = Command::new(py).args(["-c", &script]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let Some(rows) = duckdb_rows(&sql) else {
+        return;
+    };
     let mut seen = 0;
-    for line in String::from_utf8(out.stdout).unwrap().lines() {
+    for line in rows.lines() {
         let r: Vec<serde_json::Value> = serde_json::from_str(line).unwrap();
         let h: serde_json::Value = serde_json::from_str(r[1].as_str().unwrap()).unwrap();
         let id = r[0].as_str().unwrap();
