@@ -108,9 +108,8 @@ impl KafkaSource {
     /// (`Sizes`) to the room left, both in the budget (`room`) and in the fullest partition's
     /// chunk (`fullest` bytes buffered), waiting at most `wait` for its first message. Only
     /// messages larger than any of the last 10 to 20 s make a batch pass that room (by at
-    /// most what librdkafka's queue held). A partition
-    /// reaching `threshold` bytes, or its end, is marked ready. Returns the bytes buffered
-    /// and the fullest partition's bytes after.
+    /// most what librdkafka's queue held). A partition reaching `threshold` bytes, or its
+    /// end, is marked ready. Returns the bytes buffered and the fullest partition's bytes.
     pub(super) fn poll_once(
         &mut self,
         wait: Duration,
