@@ -1,4 +1,7 @@
 //! ORC via orc-rust's `ArrowWriter`: zstd (default), snappy, lz4, zlib or none; stripe size.
+//! With `FormatOptions::parallel` (`convert`), a batch's columns are encoded, and a finished
+//! stripe's compressed, on the rayon pool (the vendored copy's `with_parallel`); the bytes are
+//! the same.
 //!
 //! orc-rust 0.9 writes flat schemas of primitive types only: nested types (list, struct, map)
 //! and decimals are refused before any data moves, with the field named.
@@ -51,12 +54,6 @@ pub(crate) fn check_schema(schema: &SchemaRef) -> Result<(), FormatError> {
     Ok(())
 }
 
-// SAFETY: orc-rust 0.9 keeps its column encoders as `Box<dyn ColumnStripeEncoder>` without a
-// `Send` bound, which makes its writer `!Send`. Every encoder it constructs owns plain buffers
-// (no `Rc`, `Cell` or thread-local state — checked in orc-rust 0.9.0's `writer` and `encoding`
-// modules), and a writer is only ever used by one thread at a time, so moving it is sound.
-unsafe impl Send for OrcFormat {}
-
 impl OrcFormat {
     pub fn new(
         opts: &FormatOptions,
@@ -67,13 +64,18 @@ impl OrcFormat {
         let schema_columns = schema.fields().len();
         let mut b = ArrowWriterBuilder::new(file.clone(), schema)
             .with_batch_size(8192)
-            .with_stripe_byte_size(opts.stripe_bytes);
+            .with_stripe_byte_size(opts.stripe_bytes)
+            .with_parallel(opts.parallel);
         b = match opts.codec() {
             Codec::None => b,
-            Codec::Zstd(_) => b.with_compression(CompressionType::Zstd),
+            Codec::Zstd(level) => b
+                .with_compression(CompressionType::Zstd)
+                .with_compression_level(level),
             Codec::Snappy => b.with_compression(CompressionType::Snappy),
             Codec::Lz4 => b.with_compression(CompressionType::Lz4),
-            Codec::Zlib(_) => b.with_compression(CompressionType::Zlib),
+            Codec::Zlib(level) => b
+                .with_compression(CompressionType::Zlib)
+                .with_compression_level(level as i32),
             Codec::Gzip(_) => {
                 return Err(FormatError::Option(
                     "orc has no gzip codec (use zlib)".into(),

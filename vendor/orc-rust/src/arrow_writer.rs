@@ -41,6 +41,8 @@ pub struct ArrowWriterBuilder<W> {
     stripe_byte_size: usize,
     compression: Option<CompressionType>,
     compression_block_size: Option<usize>,
+    parallel: bool,
+    compression_level: Option<i32>,
 }
 
 impl<W: Write> ArrowWriterBuilder<W> {
@@ -55,6 +57,8 @@ impl<W: Write> ArrowWriterBuilder<W> {
             stripe_byte_size: 64 * 1024 * 1024,
             compression: None,
             compression_block_size: None,
+            parallel: false,
+            compression_level: None,
         }
     }
 
@@ -83,6 +87,20 @@ impl<W: Write> ArrowWriterBuilder<W> {
         self
     }
 
+    /// sluice: the codec's level (zstd 1..=22, zlib 0..=9); by default each library's own
+    /// (zstd 3, zlib 6).
+    pub fn with_compression_level(mut self, level: i32) -> Self {
+        self.compression_level = Some(level);
+        self
+    }
+
+    /// sluice: encode a batch's columns, and compress a finished stripe's, on the rayon pool.
+    /// The bytes written are the same.
+    pub fn with_parallel(mut self, parallel: bool) -> Self {
+        self.parallel = parallel;
+        self
+    }
+
     /// Construct an [`ArrowWriter`] ready to encode [`RecordBatch`]es into
     /// an ORC file.
     pub fn try_build(mut self) -> Result<ArrowWriter<W>> {
@@ -92,10 +110,15 @@ impl<W: Write> ArrowWriterBuilder<W> {
             .iter()
             .any(|field| matches!(field.data_type(), ArrowDataType::Timestamp(_, None)))
             .then(|| "UTC".to_owned());
-        let compressor = Compressor::new(self.compression, self.compression_block_size)?;
+        let compressor = Compressor::with_level(
+            self.compression,
+            self.compression_block_size,
+            self.compression_level,
+        )?;
         // Required magic "ORC" bytes at start of file
         self.writer.write_all(b"ORC").context(IoSnafu)?;
-        let writer = StripeWriter::new(self.writer, &self.schema, compressor, timezone);
+        let mut writer = StripeWriter::new(self.writer, &self.schema, compressor, timezone);
+        writer.parallel = self.parallel;
         Ok(ArrowWriter {
             writer,
             schema: self.schema,

@@ -380,12 +380,11 @@ trait CompressorVariant: Send {
     fn compress_block(&mut self, input: &[u8], output: &mut Vec<u8>) -> Result<()>;
 }
 
-struct ZlibCompressor;
+struct ZlibCompressor(flate2::Compression);
 
 impl CompressorVariant for ZlibCompressor {
     fn compress_block(&mut self, input: &[u8], output: &mut Vec<u8>) -> Result<()> {
-        let mut encoder =
-            flate2::write::DeflateEncoder::new(output, flate2::Compression::default());
+        let mut encoder = flate2::write::DeflateEncoder::new(output, self.0);
         encoder.write_all(input).context(error::IoSnafu)?;
         encoder.finish().context(error::IoSnafu)?;
         Ok(())
@@ -430,13 +429,20 @@ impl CompressorVariant for ZstdCompressor {
     }
 }
 
-fn get_compressor_variant(compression: CompressionType) -> Result<Box<dyn CompressorVariant>> {
+// sluice: `level` (zstd 1..=22, zlib 0..=9; None: each library's default) was fixed before.
+fn get_compressor_variant(
+    compression: CompressionType,
+    level: Option<i32>,
+) -> Result<Box<dyn CompressorVariant>> {
     match compression {
-        CompressionType::Zlib => Ok(Box::new(ZlibCompressor)),
+        CompressionType::Zlib => Ok(Box::new(ZlibCompressor(match level {
+            Some(l) => flate2::Compression::new(l.clamp(0, 9) as u32),
+            None => flate2::Compression::default(),
+        }))),
         CompressionType::Snappy => Ok(Box::new(SnappyCompressor(snap::raw::Encoder::new()))),
         CompressionType::Lz4 => Ok(Box::new(Lz4Compressor)),
         CompressionType::Zstd => Ok(Box::new(ZstdCompressor(
-            zstd::bulk::Compressor::new(0).context(error::IoSnafu)?,
+            zstd::bulk::Compressor::new(level.unwrap_or(0)).context(error::IoSnafu)?,
         ))),
         CompressionType::Lzo => error::UnexpectedSnafu {
             msg: "LZO compression is not supported by the ORC writer",
@@ -448,14 +454,26 @@ fn get_compressor_variant(compression: CompressionType) -> Result<Box<dyn Compre
 pub(crate) struct Compressor {
     compression: Option<CompressionType>,
     block_size: Option<usize>,
+    level: Option<i32>,
     compressor: Option<Box<dyn CompressorVariant>>,
     scratch: Vec<u8>,
 }
 
 impl Compressor {
+    // sluice: the writer makes its compressors `with_level`; the tests below use `new`.
+    #[allow(dead_code)]
     pub(crate) fn new(
         compression: Option<CompressionType>,
         block_size: Option<usize>,
+    ) -> Result<Self> {
+        Self::with_level(compression, block_size, None)
+    }
+
+    /// sluice: `new` with a compression level (see `get_compressor_variant`).
+    pub(crate) fn with_level(
+        compression: Option<CompressionType>,
+        block_size: Option<usize>,
+        level: Option<i32>,
     ) -> Result<Self> {
         if let Some(block_size) = block_size {
             if block_size == 0 || (block_size as u64) >= MAX_COMPRESSION_BLOCK_SIZE {
@@ -472,16 +490,23 @@ impl Compressor {
         let (block_size, compressor) = match compression {
             Some(compression) => {
                 let block_size = block_size.unwrap_or(DEFAULT_COMPRESSION_BLOCK_SIZE as usize);
-                (Some(block_size), Some(get_compressor_variant(compression)?))
+                (Some(block_size), Some(get_compressor_variant(compression, level)?))
             }
             None => (None, None),
         };
         Ok(Self {
             compression,
             block_size,
+            level,
             compressor,
             scratch: Vec::new(),
         })
+    }
+
+    /// sluice: the kind, block size and level, to make a compressor like this one on another
+    /// thread (`with_level`).
+    pub(crate) fn settings(&self) -> (Option<CompressionType>, Option<usize>, Option<i32>) {
+        (self.compression, self.block_size, self.level)
     }
 
     pub(crate) fn compress<'a>(&mut self, input: &'a [u8]) -> Result<Cow<'a, [u8]>> {

@@ -32,16 +32,17 @@ const NANOSECONDS_IN_SECOND: i64 = 1_000_000_000;
 /// Encodes Arrow timestamps into the two integer streams used by ORC timestamps.
 pub struct TimestampEncoder<T: ArrowTimestampType> {
     base_from_epoch: i64,
-    data: Box<dyn PrimitiveValueEncoder<i64>>,
-    secondary: Box<dyn PrimitiveValueEncoder<i64>>,
+    // sluice: `Send`, as column encoders are (see `writer::column`).
+    data: Box<dyn PrimitiveValueEncoder<i64> + Send>,
+    secondary: Box<dyn PrimitiveValueEncoder<i64> + Send>,
     _marker: PhantomData<T>,
 }
 
 impl<T: ArrowTimestampType> TimestampEncoder<T> {
     pub fn new(
         base_from_epoch: i64,
-        data: Box<dyn PrimitiveValueEncoder<i64>>,
-        secondary: Box<dyn PrimitiveValueEncoder<i64>>,
+        data: Box<dyn PrimitiveValueEncoder<i64> + Send>,
+        secondary: Box<dyn PrimitiveValueEncoder<i64> + Send>,
     ) -> Self {
         Self {
             base_from_epoch,

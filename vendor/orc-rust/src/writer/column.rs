@@ -46,7 +46,9 @@ use super::{ColumnEncoding, Stream};
 /// Encodes a specific column for a stripe. Will encode to an internal memory
 /// buffer until it is finished, in which case it returns the stream bytes to
 /// be serialized to a writer.
-pub trait ColumnStripeEncoder: EstimateMemory {
+// sluice: `Send`, so a stripe's columns can be encoded on several threads (every encoder
+// owns plain buffers).
+pub trait ColumnStripeEncoder: EstimateMemory + Send {
     /// Encode entire provided [`ArrayRef`] to internal buffer.
     fn encode_array(&mut self, array: &ArrayRef) -> Result<()>;
 
@@ -99,7 +101,8 @@ impl<T: ArrowPrimitiveType, E: PrimitiveValueEncoder<T::Native>> EstimateMemory
     }
 }
 
-impl<T: ArrowPrimitiveType, E: PrimitiveValueEncoder<T::Native>> ColumnStripeEncoder
+// sluice: `Send` bounds (see `ColumnStripeEncoder`).
+impl<T: ArrowPrimitiveType + Send, E: PrimitiveValueEncoder<T::Native> + Send> ColumnStripeEncoder
     for PrimitiveColumnEncoder<T, E>
 {
     fn encode_array(&mut self, array: &ArrayRef) -> Result<()> {
@@ -201,7 +204,7 @@ impl<T: ArrowTimestampType> EstimateMemory for TimestampColumnEncoder<T> {
     }
 }
 
-impl<T: ArrowTimestampType> ColumnStripeEncoder for TimestampColumnEncoder<T> {
+impl<T: ArrowTimestampType + Send> ColumnStripeEncoder for TimestampColumnEncoder<T> {
     fn encode_array(&mut self, array: &ArrayRef) -> Result<()> {
         let array = array.as_primitive::<T>();
         if let Some(null_buffer) = array.nulls() {

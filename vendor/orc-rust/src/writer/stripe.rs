@@ -23,6 +23,7 @@ use arrow::datatypes::{
     TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
 };
 use prost::Message;
+use rayon::prelude::*;
 use snafu::ResultExt;
 
 use crate::compression::Compressor;
@@ -76,6 +77,8 @@ pub struct StripeWriter<W> {
     pub row_count: usize,
     compressor: Compressor,
     timezone: Option<String>,
+    /// sluice: encode a batch's columns, and compress a finished stripe's, on the rayon pool.
+    pub parallel: bool,
 }
 
 impl<W> EstimateMemory for StripeWriter<W> {
@@ -100,6 +103,7 @@ impl<W: Write> StripeWriter<W> {
             row_count: 0,
             compressor,
             timezone,
+            parallel: false,
         }
     }
 
@@ -107,8 +111,17 @@ impl<W: Write> StripeWriter<W> {
     /// to required batch size.
     pub fn encode_batch(&mut self, batch: &RecordBatch) -> Result<()> {
         // TODO: consider how to handle nested types (including parent nullability)
-        for (array, encoder) in batch.columns().iter().zip(self.columns.iter_mut()) {
-            encoder.encode_array(array)?;
+        if self.parallel {
+            // sluice: each column's encoder is its own; the result is the same.
+            batch
+                .columns()
+                .par_iter()
+                .zip(self.columns.par_iter_mut())
+                .try_for_each(|(array, encoder)| encoder.encode_array(array))?;
+        } else {
+            for (array, encoder) in batch.columns().iter().zip(self.columns.iter_mut()) {
+                encoder.encode_array(array)?;
+            }
         }
         self.row_count += batch.num_rows();
         Ok(())
@@ -136,22 +149,54 @@ impl<W: Write> StripeWriter<W> {
         // Root type won't have any streams
         let mut written_streams = vec![];
         let mut data_length = 0;
-        for (index, c) in self.columns.iter_mut().enumerate() {
-            // Offset by 1 to account for root of 0
-            let column = index + 1;
-            let streams = c.finish();
-            // Flush the streams to the writer
-            for s in streams {
-                let (kind, bytes) = s.into_parts();
-                let bytes = self.compressor.compress(&bytes)?;
-                let length = bytes.len();
-                self.writer.write_all(&bytes).context(IoSnafu)?;
-                data_length += length as u64;
-                written_streams.push(WrittenStream {
-                    kind,
-                    column,
-                    length,
-                });
+        if self.parallel {
+            // sluice: each column's streams finished and compressed on the rayon pool (a
+            // compressor per column), then written in the same order as below.
+            let (kind, block_size, level) = self.compressor.settings();
+            let columns: Vec<Vec<(StreamType, Vec<u8>)>> = self
+                .columns
+                .par_iter_mut()
+                .map(|c| {
+                    let mut compressor = Compressor::with_level(kind, block_size, level)?;
+                    c.finish()
+                        .into_iter()
+                        .map(|s| {
+                            let (kind, bytes) = s.into_parts();
+                            Ok((kind, compressor.compress(&bytes)?.into_owned()))
+                        })
+                        .collect::<Result<Vec<_>>>()
+                })
+                .collect::<Result<Vec<_>>>()?;
+            for (index, streams) in columns.into_iter().enumerate() {
+                for (kind, bytes) in streams {
+                    let length = bytes.len();
+                    self.writer.write_all(&bytes).context(IoSnafu)?;
+                    data_length += length as u64;
+                    written_streams.push(WrittenStream {
+                        kind,
+                        column: index + 1,
+                        length,
+                    });
+                }
+            }
+        } else {
+            for (index, c) in self.columns.iter_mut().enumerate() {
+                // Offset by 1 to account for root of 0
+                let column = index + 1;
+                let streams = c.finish();
+                // Flush the streams to the writer
+                for s in streams {
+                    let (kind, bytes) = s.into_parts();
+                    let bytes = self.compressor.compress(&bytes)?;
+                    let length = bytes.len();
+                    self.writer.write_all(&bytes).context(IoSnafu)?;
+                    data_length += length as u64;
+                    written_streams.push(WrittenStream {
+                        kind,
+                        column,
+                        length,
+                    });
+                }
             }
         }
         let streams = written_streams.iter().map(From::from).collect();
