@@ -141,8 +141,9 @@ pub struct SinkSection {
     #[serde(default = "default_format")]
     pub format: String,
     /// Codec, with an optional level: Parquet `zstd[:level]` (default `zstd:1`), `snappy`,
-    /// `gzip[:level]`, `lz4`, `none`; ORC `zstd` (default), `snappy`, `lz4`, `zlib`, `none`;
-    /// JSON lines `gzip[:level]` (default `gzip:1`) or `none`.
+    /// `gzip[:level]`, `lz4`, `none`; ORC `zstd[:level]` (default `zstd:1`), `snappy`, `lz4`,
+    /// `zlib[:level]` (default `zlib:6`), `none`; JSON lines `gzip[:level]` (default `gzip:1`)
+    /// or `none`.
     #[serde(default)]
     pub compression: Option<String>,
     /// Parquet: rows per row group (default 262,144).

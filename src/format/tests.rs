@@ -316,6 +316,12 @@ fn orc_honours_codec_levels_and_parallel_stripes_write_the_same_bytes() {
         );
         bytes
     };
+    for codec in [Codec::Zstd(19), Codec::Snappy, Codec::Lz4, Codec::None] {
+        assert!(
+            write(codec, true) == write(codec, false),
+            "{codec:?}: the parallel stripes differ"
+        );
+    }
     for (low, high) in [
         (Codec::Zstd(1), Codec::Zstd(19)),
         (Codec::Zlib(1), Codec::Zlib(9)),
