@@ -16,7 +16,7 @@
 //! - `end_early:1` lets a bounded run end without waiting for an empty channel, as an earlier
 //!   version did: the loss the end-of-run check (`task::check_committed`) must catch.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 fn spec() -> Option<&'static str> {
@@ -49,14 +49,18 @@ pub fn abort_at(point: &str, commits: u64) {
     }
 }
 
-/// Whether the commit after `commits` is to fail (`fail_commit:<n>`: the first attempt of
-/// commit n).
-pub fn fail_commit(commits: u64) -> bool {
-    static FAILED: AtomicBool = AtomicBool::new(false);
-    let fail = arg("fail_commit").and_then(|n| n.parse::<u64>().ok()) == Some(commits + 1)
-        && !FAILED.swap(true, Ordering::Relaxed);
+/// Whether this commit attempt is to fail (`fail_commit:<n>`: the n-th attempt, counted
+/// here, once). Counted per attempt rather than read from the commits completed: two commits
+/// running at once could read the same count, and then no commit was the n-th. As only one
+/// attempt fails, every attempt before it is a commit's first.
+pub fn fail_commit() -> bool {
+    static ATTEMPTS: AtomicU64 = AtomicU64::new(0);
+    let Some(n) = arg("fail_commit").and_then(|n| n.parse::<u64>().ok()) else {
+        return false;
+    };
+    let fail = ATTEMPTS.fetch_add(1, Ordering::Relaxed) + 1 == n;
     if fail {
-        eprintln!("SLUICE_FAULT: failing commit {}", commits + 1);
+        eprintln!("SLUICE_FAULT: failing commit {n}");
     }
     fail
 }

@@ -57,7 +57,7 @@ pub(super) fn commit_partition(
             let finished = &pending.files;
             let dead = &pending.dead;
             let commits = ctx.control.commits.load(Ordering::Relaxed);
-            if crate::fault::fail_commit(commits) {
+            if crate::fault::fail_commit() {
                 return Err(crate::store::StoreError::Io {
                     path: state.key.clone(),
                     source: std::io::Error::other("SLUICE_FAULT: fail_commit"),

@@ -162,13 +162,6 @@ fn a_backfill_that_rewinds_mid_run_reads_every_partition_to_its_end() {
     produce_events(&cluster.bootstrap_servers(), topic, 0, n, 4, None);
     let dir = tempfile::tempdir().unwrap();
     let job = crate::kafka::job_with(dir.path(), &cluster.bootstrap_servers(), topic, "");
-    // One worker: its commits are counted one after another, so commit 3 is the one failed.
-    let text = std::fs::read_to_string(&job).unwrap();
-    std::fs::write(
-        &job,
-        text.replace("url = \"out/\"", "url = \"out/\"\nworkers = 1"),
-    )
-    .unwrap();
     let log = dir.path().join("run.log");
     let mut run = KillOnDrop::new(
         std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
