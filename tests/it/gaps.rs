@@ -6,7 +6,7 @@
 //! And the discontinuity a rewind could make: messages taken while its seek was pending.
 
 use crate::helpers::*;
-use crate::kafka::{produce_events, spawn_run, wait_for, wait_log};
+use crate::kafka::{produce_events, spawn_run, spawn_with, wait_for, wait_log};
 
 #[test]
 fn a_checkpoint_past_the_end_of_the_log_stops_the_run_even_with_skip() {
@@ -89,15 +89,12 @@ fn messages_arriving_while_a_rewind_seek_is_pending_are_read_again_not_taken() {
     let job = crate::kafka::job_with(dir.path(), &cluster.bootstrap_servers(), topic, "");
     let out = dir.path().join("out");
     let log = dir.path().join("run.log");
-    let run = KillOnDrop::new(
-        std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["run", job.to_str().unwrap()])
-            .env("SLUICE_FAULT", "fail_commit:2,refuse_seek:50")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let run = KillOnDrop::new(spawn_with(
+        "run",
+        &job,
+        &log,
+        &[("SLUICE_FAULT", "fail_commit:2,refuse_seek:50")],
+    ));
     // Records keep arriving while the seek is refused (about 5 s): paced, not waited on.
     let bootstrap = cluster.bootstrap_servers();
     let producer = std::thread::spawn(move || {
@@ -163,15 +160,12 @@ fn a_backfill_that_rewinds_mid_run_reads_every_partition_to_its_end() {
     let dir = tempfile::tempdir().unwrap();
     let job = crate::kafka::job_with(dir.path(), &cluster.bootstrap_servers(), topic, "");
     let log = dir.path().join("run.log");
-    let mut run = KillOnDrop::new(
-        std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["backfill", job.to_str().unwrap()])
-            .env("SLUICE_FAULT", "fail_commit:3")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let mut run = KillOnDrop::new(spawn_with(
+        "backfill",
+        &job,
+        &log,
+        &[("SLUICE_FAULT", "fail_commit:3")],
+    ));
     let status = wait_exit(run.child(), "the backfill to end", 120);
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(status.success(), "{text}");

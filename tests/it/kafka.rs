@@ -280,8 +280,19 @@ fn the_demo_exports_the_fixture_through_an_embedded_broker() {
 
 /// Starts `sluice run`, its log going to `log`.
 pub(crate) fn spawn_run(job: &Path, log: &Path) -> std::process::Child {
+    spawn_with("run", job, log, &[])
+}
+
+/// `sluice COMMAND JOB` with extra environment (fault points), its standard error in `log`.
+pub(crate) fn spawn_with(
+    command: &str,
+    job: &Path,
+    log: &Path,
+    env: &[(&str, &str)],
+) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", job.to_str().unwrap()])
+        .args([command, job.to_str().unwrap()])
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
