@@ -111,7 +111,8 @@ pub struct DeadLetter {
 
 impl DeadLetter {
     /// The class of the reason, for metrics: `malformed` (not a well-formed record of its
-    /// input kind: bad JSON, bad quoting, not UTF-8), `type` (a value that does not convert to
+    /// input kind: bad JSON, bad quoting, not UTF-8, a Kafka record batch the client cannot
+    /// read), `type` (a value that does not convert to
     /// its field's type), `missing` (a required field absent or null), `unknown` (a field the
     /// schema does not name, when `unknown_fields` is not `ignore`), `stage` (a filter or
     /// transform stage failed on the row), `shape` (more CSV or
@@ -144,6 +145,7 @@ pub fn reason_class(reason: &str) -> &'static str {
         || reason.contains("whilst parsing")
         || reason.starts_with("expected ")
         || reason.contains("quote")
+        || reason.contains("could not read the record batch")
     {
         "malformed"
     } else {

@@ -15,6 +15,7 @@ mod infer;
 mod interop;
 mod kafka;
 mod kafka_messages;
+mod kafka_unreadable;
 mod lag_watch;
 mod owners;
 mod prometheus;

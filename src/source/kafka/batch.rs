@@ -157,6 +157,28 @@ impl Forwarder {
     }
 }
 
+/// The partition's high watermark as librdkafka last heard it (from fetches), without a
+/// request; None when unknown.
+pub(super) fn cached_high_watermark<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
+    let topic = CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client is live while `consumer` is; librdkafka writes the two integers.
+    let err = unsafe {
+        rd::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
+}
+
 /// The messages of one read; destroyed when dropped.
 pub(super) struct Batch<'q> {
     msgs: &'q [*mut rd::rd_kafka_message_t],

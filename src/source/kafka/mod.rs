@@ -38,6 +38,7 @@ mod lag;
 mod part;
 mod range;
 mod read;
+mod unreadable;
 
 use group::{lock, set_paused, GroupContext, Index, Shared};
 use part::Part;
@@ -98,6 +99,8 @@ pub struct KafkaSource {
     index: Index,
     /// Some partition has a seek to retry.
     seeks_pending: bool,
+    /// Some partition is probing for the end of a record batch it cannot read.
+    probes_pending: bool,
     /// Bounded runs: (handle, start, end) of every partition.
     bounds: Vec<(u32, u64, u64)>,
     /// When a transient consumer error was last logged (they repeat while a broker is down).
@@ -184,6 +187,7 @@ impl KafkaSource {
             bounds: Vec::new(),
             index: Index::default(),
             seeks_pending: false,
+            probes_pending: false,
             name,
             lag: lag::LagWatch::start(&cfg),
             ready: Vec::new(),
@@ -260,7 +264,7 @@ impl KafkaSource {
         for p in self
             .parts
             .iter_mut()
-            .filter(|p| p.seek_pending && p.owned && !p.done())
+            .filter(|p| p.seek_pending && p.owned && !p.done() && p.probe.is_none())
         {
             if crate::fault::refuse_seek() {
                 continue;
@@ -322,6 +326,7 @@ impl KafkaSource {
                 // Buffered messages stay (they precede the gap); reading goes on at `next`.
                 // Each partition librdkafka stopped sends its own error: one found is enough.
                 p.checked = true;
+                p.probe = None;
                 if self.group {
                     p.seek_pending = true;
                     self.seeks_pending = true;

@@ -2,6 +2,7 @@
 //! for the next chunk (one per line, with their offsets and the metadata the schema asks for).
 
 use super::batch::Msg;
+use super::unreadable::Probe;
 use crate::decode::meta::{MessageMeta, MetaNeeds, UNREADABLE};
 use crate::decode::Chunk;
 use crate::source::{Next, PartitionInfo};
@@ -29,6 +30,8 @@ pub(super) struct Part {
     /// Static runs: (re)assigned, and no message of it buffered since (see
     /// `read::forward_again`).
     pub forward_pending: bool,
+    /// The search for the end of a record batch the client cannot read (see `unreadable`).
+    pub probe: Option<Probe>,
 }
 
 impl Part {
@@ -52,6 +55,7 @@ impl Part {
             checked: false,
             owed: 0,
             forward_pending: false,
+            probe: None,
         }
     }
 
@@ -68,6 +72,7 @@ impl Part {
         self.offsets.clear();
         self.meta.clear();
         self.seek_pending = false;
+        self.probe = None;
     }
 
     /// A bounded run reached its end here.
@@ -77,10 +82,14 @@ impl Part {
 
     /// Buffers a message unless it is not wanted (not owned, from before a seek, past the
     /// end of a bounded run, or while a seek is still to be made: the fetcher may still be
-    /// ahead of a rewind, and taking its messages would skip the records in between).
-    /// Returns whether it was buffered.
+    /// ahead of a rewind, and taking its messages would skip the records in between). While
+    /// a probe runs, a message only answers it. Returns whether it was buffered.
     pub fn push(&mut self, msg: &Msg<'_>, needs: MetaNeeds) -> bool {
         let offset = msg.offset();
+        if let Some(probe) = self.probe.as_mut().filter(|_| self.owned) {
+            probe.message(offset);
+            return false;
+        }
         if !self.owned
             || self.seek_pending
             || offset < self.next
@@ -145,6 +154,28 @@ impl Part {
         self.next = offset + 1;
         self.owed = self.owed.max(self.next);
         true
+    }
+
+    /// Buffers a record batch the client could not read, ending at `last`, as one unreadable
+    /// line (a dead letter with reason `why`, no bytes); reading goes on after it.
+    pub fn push_unreadable(&mut self, last: i64, why: String, needs: MetaNeeds) {
+        self.meta
+            .unreadable
+            .push((self.offsets.len(), Vec::new(), why));
+        self.buf.extend_from_slice(UNREADABLE);
+        self.buf.push(b'\n');
+        self.offsets.push(last as u64);
+        if needs.timestamps {
+            self.meta.timestamps.push(None);
+        }
+        if needs.keys {
+            self.meta.keys.push(None);
+        }
+        if needs.headers {
+            self.meta.headers.push(None);
+        }
+        self.next = last + 1;
+        self.owed = self.owed.max(self.next);
     }
 
     /// Moves the buffered messages into `chunk` (whose buffers come back for reuse).

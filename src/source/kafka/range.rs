@@ -161,6 +161,9 @@ impl KafkaSource {
         let skip = shared.skip_gaps;
         let mut tpl = TopicPartitionList::new();
         for p in self.parts.iter_mut().filter(|p| !p.done()) {
+            // Fetching restarts at `next`: a probe's seek is undone (its batch's error comes
+            // again, and starts a new one).
+            p.probe = None;
             if !p.checked {
                 gap::check_position(&self.consumer, &mut shared.skips, p, skip, TIMEOUT)
                     .map_err(|e| err_at(&self.name, e))?;

@@ -9,6 +9,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use super::batch::{Batch, FetchQueue, Msg, MAX_BATCH};
 use super::group::{accept, apply_events, lock, set_paused, Index};
 use super::part::Part;
+use super::unreadable::{on_error, unreadable_batch};
 use super::{err_at, KafkaSource};
 use crate::decode::meta::MetaNeeds;
 use crate::decode::Chunk;
@@ -126,7 +127,12 @@ impl KafkaSource {
         if self.forwards_pending {
             self.forward_again();
         }
+        if self.probes_pending {
+            self.advance_probes();
+        }
+        // Each error, with its partition when known.
         let mut errors: Vec<(KafkaError, Option<usize>)> = Vec::new();
+        let mut probing = false;
         let mut added = 0;
         // With a fetch queue, the consumer queue holds events only (and the messages of a
         // partition librdkafka could not forward): it is served without waiting.
@@ -192,7 +198,17 @@ impl KafkaSource {
                         }
                         Err((code, msg)) => {
                             let at = msg.topic().and_then(|t| index.get(t, msg.partition()));
-                            errors.push((KafkaError::MessageConsumption(code), at));
+                            match at {
+                                // In order with the partition's messages (see `unreadable`).
+                                Some(i) if unreadable_batch(code) => {
+                                    let words = msg
+                                        .payload()
+                                        .map(|w| String::from_utf8_lossy(w).into_owned())
+                                        .unwrap_or_default();
+                                    probing |= on_error(&mut parts[i], msg.offset(), words);
+                                }
+                                _ => errors.push((KafkaError::MessageConsumption(code), at)),
+                            }
                         }
                     }
                 }
@@ -216,21 +232,23 @@ impl KafkaSource {
             }
             added += bytes;
         }
+        self.probes_pending |= probing;
         for (e, at) in errors {
-            // A batch read counts an error item as read: librdkafka's position for the
-            // partition (where a pause resumes) moved past the error's offset, a record not
-            // read yet. The partition is sought back to where reading stands. An offset out
-            // of range is `offset_reset`'s to handle; a finished partition has no fetcher.
-            let reset = matches!(
-                e,
-                KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset)
-            );
-            if let Some(p) = at
-                .and_then(|i| self.parts.get_mut(i))
-                .filter(|p| p.owned && !p.done() && !reset)
-            {
-                p.seek_pending = true;
-                self.seeks_pending = true;
+            let part = at.and_then(|i| self.parts.get_mut(i));
+            if let (Some(p), KafkaError::MessageConsumption(code)) = (part, &e) {
+                // A batch read counts an error item as read: librdkafka's position for the
+                // partition (where a pause resumes) moved past the error's offset, a record
+                // not read yet. The partition is sought back to where reading stands. An
+                // offset out of range is `offset_reset`'s to handle; a finished partition
+                // has no fetcher.
+                if p.owned
+                    && !p.done()
+                    && *code != RDKafkaErrorCode::AutoOffsetReset
+                    && p.probe.is_none()
+                {
+                    p.seek_pending = true;
+                    self.seeks_pending = true;
+                }
             }
             self.consume_error(e)?;
         }

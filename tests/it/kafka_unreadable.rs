@@ -1,0 +1,221 @@
+//! Record batches the Kafka client cannot read. A broker stores a producer's record batch as
+//! it came, and librdkafka reports one it cannot decompress as an error at the batch's first
+//! offset, then fetches the same batch again, for ever. Such a batch must become one dead
+//! letter naming its offsets, and reading must go on after it: never a stuck partition (a
+//! backfill that does not end) and never a silent skip.
+//!
+//! The batch is written by a Produce request made by hand (any producer can send one): a
+//! batch that says gzip and holds bytes that are not.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+use crate::helpers::*;
+use crate::kafka::{cluster, job_full, spawn_with};
+
+/// CRC-32C (Castagnoli), as record batches carry it.
+fn crc32c(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = (crc >> 1) ^ (0x82F6_3B78 & (crc & 1).wrapping_neg());
+        }
+    }
+    !crc
+}
+
+/// Appends to `partition` of `topic` one record batch of `count` records flagged as gzip whose
+/// payload is not gzip, through a Produce request (v3) sent to `broker` (the leader).
+fn produce_undecompressable(broker: &str, topic: &str, partition: i32, count: i32) {
+    // From the attributes on: what the CRC covers (right, so only the codec fails).
+    let mut covered = Vec::new();
+    covered.extend_from_slice(&1i16.to_be_bytes()); // attributes: gzip
+    covered.extend_from_slice(&(count - 1).to_be_bytes()); // last offset delta
+    covered.extend_from_slice(&0i64.to_be_bytes()); // base timestamp
+    covered.extend_from_slice(&0i64.to_be_bytes()); // max timestamp
+    covered.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
+    covered.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
+    covered.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
+    covered.extend_from_slice(&count.to_be_bytes()); // records
+    covered.extend_from_slice(b"these bytes are not gzip at all");
+    let crc = crc32c(&covered);
+    // The record batch (magic 2); the broker sets the base offset.
+    let mut after_len = Vec::new();
+    after_len.extend_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch
+    after_len.push(2); // magic
+    after_len.extend_from_slice(&crc.to_be_bytes());
+    after_len.extend_from_slice(&covered);
+    let mut batch = Vec::new();
+    batch.extend_from_slice(&0i64.to_be_bytes()); // base offset
+    batch.extend_from_slice(&(after_len.len() as i32).to_be_bytes());
+    batch.extend_from_slice(&after_len);
+
+    let string = |out: &mut Vec<u8>, s: &str| {
+        out.extend_from_slice(&(s.len() as i16).to_be_bytes());
+        out.extend_from_slice(s.as_bytes());
+    };
+    let mut req = Vec::new();
+    req.extend_from_slice(&0i16.to_be_bytes()); // Produce
+    req.extend_from_slice(&3i16.to_be_bytes()); // version 3
+    req.extend_from_slice(&7i32.to_be_bytes()); // correlation id
+    string(&mut req, "raw-producer");
+    req.extend_from_slice(&(-1i16).to_be_bytes()); // no transactional id
+    req.extend_from_slice(&1i16.to_be_bytes()); // acks
+    req.extend_from_slice(&10_000i32.to_be_bytes()); // timeout
+    req.extend_from_slice(&1i32.to_be_bytes()); // one topic
+    string(&mut req, topic);
+    req.extend_from_slice(&1i32.to_be_bytes()); // one partition
+    req.extend_from_slice(&partition.to_be_bytes());
+    req.extend_from_slice(&(batch.len() as i32).to_be_bytes());
+    req.extend_from_slice(&batch);
+
+    let mut conn = TcpStream::connect(broker).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    conn.write_all(&(req.len() as i32).to_be_bytes()).unwrap();
+    conn.write_all(&req).unwrap();
+    let mut len = [0u8; 4];
+    conn.read_exact(&mut len).unwrap();
+    let mut resp = vec![0u8; i32::from_be_bytes(len) as usize];
+    conn.read_exact(&mut resp).unwrap();
+    // correlation id, topics (1), name, partitions (1), index, then the error code.
+    let at = 4 + 4 + 2 + topic.len() + 4 + 4;
+    let code = i16::from_be_bytes([resp[at], resp[at + 1]]);
+    assert_eq!(code, 0, "the broker refused the raw batch");
+}
+
+fn produce(producer: &BaseProducer, topic: &str, partition: i32, ids: std::ops::Range<usize>) {
+    for i in ids {
+        let payload = format!("{{\"trace_id\":\"p{partition}-{i}\"}}");
+        producer
+            .send(
+                BaseRecord::<(), [u8]>::to(topic)
+                    .partition(partition)
+                    .payload(payload.as_bytes()),
+            )
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// The dead letters under `out`, by source then offset.
+fn dead_letters(out: &std::path::Path) -> Vec<serde_json::Value> {
+    let mut dl: Vec<serde_json::Value> = files_under(&out.join("_dead_letters"), false)
+        .iter()
+        .flat_map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect::<Vec<serde_json::Value>>()
+        })
+        .collect();
+    dl.sort_by_key(|d| (d["source"].to_string(), d["offset"].as_u64()));
+    dl
+}
+
+/// Checks the run's output: every readable message once (`readable` in all), and one dead
+/// letter per unreadable batch, (partition, first, last, words in its reason), at its last
+/// offset and naming its offsets.
+fn check(out: &std::path::Path, readable: usize, batches: &[(i32, i64, i64, &str)], log: &str) {
+    let ids = trace_ids(out);
+    assert_eq!(
+        ids.len(),
+        readable,
+        "every readable message: {ids:?}\n{log}"
+    );
+    assert!(ids.values().all(|&n| n == 1), "once each: {ids:?}");
+    let dl = dead_letters(out);
+    assert_eq!(
+        dl.len(),
+        batches.len(),
+        "one dead letter per batch: {dl:?}\n{log}"
+    );
+    for (d, (part, first, last, words)) in dl.iter().zip(batches) {
+        assert_eq!(d["source"], format!("unreadable-{part}"), "{d}");
+        assert_eq!(d["offset"], *last, "{d}");
+        assert_eq!(d["class"], "malformed", "{d}");
+        assert_eq!(d["record"], "", "{d}");
+        let reason = d["reason"].as_str().unwrap();
+        assert!(
+            reason.contains(&format!("offsets {first} to {last}")) && reason.contains(words),
+            "{reason}"
+        );
+    }
+}
+
+/// Partition 0: 10 messages, a batch of 25 that does not decompress, 10 more. Partition 1: 5
+/// messages, then a batch of 3, ending the log. Partition 2: 4 messages, two such batches side
+/// by side (2 and 5 records), 4 more. The backfill ends with every readable message once and
+/// one dead letter per batch; a second backfill has nothing to do. Then a group member
+/// (`run`) meets one in partition 3 and goes on past it too.
+#[test]
+fn a_record_batch_that_cannot_be_read_is_one_dead_letter_and_reading_goes_on() {
+    let topic = "unreadable";
+    let c = cluster(topic);
+    let bootstrap = c.bootstrap_servers();
+    let broker = bootstrap.split(',').next().unwrap().to_string();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    produce(&producer, topic, 0, 0..10);
+    produce_undecompressable(&broker, topic, 0, 25);
+    produce(&producer, topic, 0, 10..20);
+    produce(&producer, topic, 1, 0..5);
+    produce_undecompressable(&broker, topic, 1, 3);
+    // Two side by side, then messages.
+    produce(&producer, topic, 2, 0..4);
+    produce_undecompressable(&broker, topic, 2, 2);
+    produce_undecompressable(&broker, topic, 2, 5);
+    produce(&producer, topic, 2, 4..8);
+
+    let dir = tempfile::tempdir().unwrap();
+    let schema_path = dir.path().join("ids.toml");
+    std::fs::write(
+        &schema_path,
+        "name = \"ids\"\n[[fields]]\nname = \"trace_id\"\ntype = \"string\"\nnullable = false\n",
+    )
+    .unwrap();
+    let job = job_full(dir.path(), &bootstrap, topic, "", &schema_path);
+    let out = dir.path().join("out");
+    let mut batches = vec![
+        (0, 10, 34, "Decompression"),
+        (1, 5, 7, "Decompression"),
+        (2, 4, 5, "Decompression"),
+        (2, 6, 10, "Decompression"),
+    ];
+    for attempt in 1..=2 {
+        let log = dir.path().join(format!("backfill{attempt}.log"));
+        let mut child = spawn_with("backfill", &job, &log, &[]);
+        let status = wait_exit(&mut child, "the backfill to end", 120);
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(status.success(), "{status:?}\n{text}");
+        check(&out, 33, &batches, &text);
+    }
+
+    produce(&producer, topic, 3, 0..3);
+    produce_undecompressable(&broker, topic, 3, 4);
+    produce(&producer, topic, 3, 3..6);
+    batches.push((3, 3, 6, "Decompression"));
+    // A job of its own (a backfill's checkpoints are its own too), reading every partition.
+    let run_dir = dir.path().join("run");
+    std::fs::create_dir(&run_dir).unwrap();
+    let job = job_full(&run_dir, &bootstrap, topic, "", &schema_path);
+    let out = run_dir.join("out");
+    let log = run_dir.join("run.log");
+    let mut child = KillOnDrop(Some(spawn_with("run", &job, &log, &[])));
+    crate::kafka::wait_for(&out, 39, 120);
+    let proc = child.0.as_mut().unwrap();
+    sigterm(proc);
+    let status = wait_exit(proc, "the run to stop", 60);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "{status:?}\n{text}");
+    check(&out, 39, &batches, &text);
+}
