@@ -2,7 +2,8 @@
 //! broker with a shorter log under the same topic). The run stops naming the range, with
 //! `source.on_gap = "skip"` too (reading the new log's offsets again would give its files the
 //! names of committed ones). Before, `auto.offset.reset` moved on without a word. (A checkpoint
-//! below the low watermark, which `skip` goes past, needs retention: `tansu.rs` tests it.)
+//! below the low watermark, which `skip` goes past, needs retention: `tansu.rs` tests it, and
+//! the last test here a live member overtaken, with the mock broker's 5 MiB per partition.)
 //! And the discontinuity a rewind could make: messages taken while its seek was pending.
 
 use crate::helpers::*;
@@ -171,4 +172,87 @@ fn a_backfill_that_rewinds_mid_run_reads_every_partition_to_its_end() {
     assert!(status.success(), "{text}");
     assert!(text.contains("SLUICE_FAULT: failing commit 3"), "{text}");
     crate::kafka::assert_once(&dir.path().join("out"), n);
+}
+
+/// A live member whose position retention deletes while it is held still (SIGSTOP): the
+/// mock broker keeps 5 MiB per partition, and 6.5 MiB more arrive meanwhile. Its next fetch
+/// is answered "offset out of range"; with `on_gap = "skip"` it goes on from the log's start,
+/// logging and counting the gap, and reads what arrives after. librdkafka stops fetching a
+/// partition on that answer (`auto.offset.reset = error`) and refuses every seek of it, so
+/// the member's skip was retried for ever and the partition read nothing more.
+#[test]
+fn a_member_overtaken_by_retention_skips_to_the_log_start_and_reads_on() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::producer::Producer;
+    let topic = "overtaken";
+    let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+    cluster.create_topic(topic, 1, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    produce_events(&bootstrap, topic, 0, 500, 1, None);
+    let dir = tempfile::tempdir().unwrap();
+    let job = crate::kafka::job_with(dir.path(), &bootstrap, topic, "");
+    let text = std::fs::read_to_string(&job).unwrap().replace(
+        "chunk_bytes = \"16KiB\"",
+        "chunk_bytes = \"16KiB\"\non_gap = \"skip\"",
+    );
+    std::fs::write(&job, text).unwrap();
+    let out = dir.path().join("out");
+    let log = dir.path().join("run.log");
+    let mut run = KillOnDrop::new(spawn_run(&job, &log));
+    wait_for(&out, 500, 60);
+    assert_eq!(trace_ids(&out).len(), 500);
+
+    let signal = |sig: &str, pid: u32| {
+        assert!(std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap()
+            .success());
+    };
+    let pid = run.child().id();
+    signal("-STOP", pid);
+    // 6,000 events of about 1.1 KiB: the first ~1,300 offsets are deleted.
+    let producer: rdkafka::producer::BaseProducer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    let pad = "x".repeat(1024);
+    for i in 500..6500 {
+        let payload = format!(
+            "{{\"ts\":\"2024-05-01T00:00:00Z\",\"host\":\"{pad}\",\"status\":200,\"trace_id\":\"t{i}\"}}"
+        );
+        let mut record =
+            rdkafka::producer::BaseRecord::<(), [u8]>::to(topic).payload(payload.as_bytes());
+        while let Err((_, r)) = producer.send(record) {
+            record = r;
+            producer.poll(std::time::Duration::from_millis(50));
+        }
+    }
+    producer.flush(std::time::Duration::from_secs(60)).unwrap();
+    let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    let (low, high) = consumer
+        .fetch_watermarks(topic, 0, std::time::Duration::from_secs(10))
+        .unwrap();
+    assert!(low > 500 && high == 6500, "retention ran: [{low}, {high})");
+    signal("-CONT", pid);
+
+    // Then more: read after the gap, as every message from the log's start.
+    produce_events(&bootstrap, topic, 6500, 10, 1, None);
+    let want = 500 + (6510 - low as usize);
+    wait_for(&out, want, 120);
+    let ids = trace_ids(&out);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(ids.len(), want, "{text}");
+    assert!(ids.values().all(|&n| n == 1), "duplicates");
+    assert!(ids.contains_key("t6509") && ids.contains_key(&format!("t{low}")));
+    assert!(text.contains("skipp"), "the gap is logged: {text}");
+    let status = run.stop("the run to stop", 60);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{text}");
+    // The partition assigned again still reads through the batch queue, in order.
+    assert!(text.contains(" polled=0"), "{text}");
 }

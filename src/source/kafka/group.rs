@@ -11,7 +11,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::batch::{Forwarder, Msg};
-use super::{err_at, Part, TIMEOUT};
+use super::{err_at, KafkaSource, Part, TIMEOUT};
 use crate::decode::meta::MetaNeeds;
 use crate::source::{Membership, PartitionInfo, SourceError};
 
@@ -225,6 +225,44 @@ impl GroupContext {
 
 /// Applies what the rebalance callback reported, and any error it met. Returns None when
 /// nothing changed, else whether partitions were assigned (a paused source pauses them too).
+impl KafkaSource {
+    /// Group mode: starts fetching partition `i` again, at its `next`. librdkafka stops a
+    /// partition's fetch on an "offset out of range" answer (`auto.offset.reset = error`
+    /// leaves it in no fetch state) and then refuses every seek of it. The partition is
+    /// unassigned and assigned again, incrementally: the group's assignment is unchanged.
+    /// Forwarded before it is assigned, and again until its first message (stopping the old
+    /// fetch clears the forwarding, see `read::forward_again`).
+    pub(super) fn refetch(&mut self, i: usize) -> Result<(), SourceError> {
+        let p = &mut self.parts[i];
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&p.info.topic, p.partition);
+        let mut at = TopicPartitionList::new();
+        at.add_partition_offset(&p.info.topic, p.partition, Offset::Offset(p.next))
+            .map_err(|e| err_at(&self.name, e.to_string()))?;
+        self.consumer
+            .incremental_unassign(&tpl)
+            .map_err(|e| err_at(&self.name, format!("cannot unassign a partition: {e}")))?;
+        if let Some(fwd) = lock(&self.shared).forward {
+            fwd.take(&self.consumer, &p.info.topic, p.partition);
+            p.forward_pending = true;
+            self.forwards_pending = true;
+        }
+        self.consumer
+            .incremental_assign(&at)
+            .map_err(|e| err_at(&self.name, format!("cannot assign a partition: {e}")))?;
+        tracing::info!(
+            topic = %p.info.topic,
+            partition = p.partition,
+            offset = p.next,
+            "partition fetched again from its new position"
+        );
+        if self.paused {
+            set_paused(&self.consumer, &self.name, true)?;
+        }
+        Ok(())
+    }
+}
+
 pub(super) fn apply_events(
     shared: &Mutex<Shared>,
     parts: &mut Vec<Part>,

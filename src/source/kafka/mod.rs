@@ -313,7 +313,7 @@ impl KafkaSource {
     fn offset_reset(&mut self) -> Result<(), SourceError> {
         let mut shared = lock(&self.shared);
         let skip = shared.skip_gaps;
-        for p in self.parts.iter_mut().filter(|p| p.owned) {
+        for (i, p) in self.parts.iter_mut().enumerate().filter(|(_, p)| p.owned) {
             let checked = gap::check_position(
                 &self.consumer,
                 &mut shared.skips,
@@ -325,11 +325,13 @@ impl KafkaSource {
             if checked == gap::Checked::Skipped {
                 // Buffered messages stay (they precede the gap); reading goes on at `next`.
                 // Each partition librdkafka stopped sends its own error: one found is enough.
+                // librdkafka left its fetch stopped and refuses to seek it: it is assigned
+                // again.
                 p.checked = true;
                 p.probe = None;
+                drop(shared);
                 if self.group {
-                    p.seek_pending = true;
-                    self.seeks_pending = true;
+                    self.refetch(i)?;
                 } else {
                     self.reassign = true;
                 }
