@@ -203,3 +203,65 @@ fn admin_api_serves_metrics_tasks_pause_resume_and_stop() {
     assert!(text.contains("to=Stopping"), "{text}");
     assert!(!text.contains("s3cret"), "the token must not be logged");
 }
+
+/// A member paused through the API gives partitions up in a rebalance while paused, is
+/// resumed, and gets them back when the other member stops: it must read them. librdkafka
+/// keeps an application's pause on a partition across its revocation, and resuming covered
+/// only the partitions then assigned: the ones given back stayed paused for good.
+#[test]
+fn partitions_given_up_while_paused_and_given_back_later_are_read() {
+    let topic = "paused-group";
+    let c = cluster(topic);
+    let bootstrap = c.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let job = job_with(
+        dir.path(),
+        &bootstrap,
+        topic,
+        "\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"",
+    );
+    let mut text = std::fs::read_to_string(&job).unwrap();
+    text.push_str("\n[admin]\nlisten = \"127.0.0.1:0\"\n");
+    std::fs::write(&job, text).unwrap();
+    let out = dir.path().join("out");
+    let (loga, logb) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    let spawn = |log: &Path| {
+        KillOnDrop::new(
+            std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+                .args(["run", job.to_str().unwrap()])
+                .env("SLUICE_LOG", "info,sluice::source::kafka=debug")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(log).unwrap())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let expect = |log: &Path, what: &str, times: usize| {
+        let text = wait_log(log, what, times, 60);
+        assert!(
+            text.matches(what).count() >= times,
+            "timed out waiting for {times} × {what:?}:\n{text}"
+        );
+    };
+    let mut a = spawn(&loga);
+    let addr = admin_addr(&loga);
+    produce_events(&bootstrap, topic, 0, 400, 4, None);
+    wait_for(&out, 400, 60);
+
+    let task = "/v1/tasks/nginx_access";
+    assert_eq!(http(&addr, "POST", &format!("{task}/pause"), None).0, 200);
+    expect(&loga, "paused=true", 1);
+    let mut b = spawn(&logb);
+    expect(&logb, "partitions assigned", 1);
+    expect(&loga, "partitions revoked", 1);
+    assert_eq!(http(&addr, "POST", &format!("{task}/resume"), None).0, 200);
+    expect(&loga, "paused=false", 1);
+    let status = b.stop("the second member to stop", 60);
+    assert!(status.success());
+    expect(&loga, "partitions assigned", 2);
+
+    produce_events(&bootstrap, topic, 400, 400, 4, None);
+    wait_for(&out, 800, 60);
+    crate::kafka::assert_once(&out, 800);
+    assert!(a.stop("the first member to stop", 60).success());
+}

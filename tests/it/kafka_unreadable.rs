@@ -5,10 +5,8 @@
 //! backfill that does not end) and never a silent skip.
 //!
 //! The batch is written by a Produce request made by hand (any producer can send one): a
-//! batch that says gzip and holds bytes that are not.
+//! batch that says gzip and holds bytes that are not (see `kafka_wire`).
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
@@ -16,77 +14,13 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 use crate::helpers::*;
 use crate::kafka::{cluster, job_full, spawn_with};
-
-/// CRC-32C (Castagnoli), as record batches carry it.
-fn crc32c(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = (crc >> 1) ^ (0x82F6_3B78 & (crc & 1).wrapping_neg());
-        }
-    }
-    !crc
-}
+use crate::kafka_wire::{produce_raw, record_batch, GZIP};
 
 /// Appends to `partition` of `topic` one record batch of `count` records flagged as gzip whose
-/// payload is not gzip, through a Produce request (v3) sent to `broker` (the leader).
+/// payload is not gzip (its CRC right, so only the codec fails).
 fn produce_undecompressable(broker: &str, topic: &str, partition: i32, count: i32) {
-    // From the attributes on: what the CRC covers (right, so only the codec fails).
-    let mut covered = Vec::new();
-    covered.extend_from_slice(&1i16.to_be_bytes()); // attributes: gzip
-    covered.extend_from_slice(&(count - 1).to_be_bytes()); // last offset delta
-    covered.extend_from_slice(&0i64.to_be_bytes()); // base timestamp
-    covered.extend_from_slice(&0i64.to_be_bytes()); // max timestamp
-    covered.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
-    covered.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
-    covered.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
-    covered.extend_from_slice(&count.to_be_bytes()); // records
-    covered.extend_from_slice(b"these bytes are not gzip at all");
-    let crc = crc32c(&covered);
-    // The record batch (magic 2); the broker sets the base offset.
-    let mut after_len = Vec::new();
-    after_len.extend_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch
-    after_len.push(2); // magic
-    after_len.extend_from_slice(&crc.to_be_bytes());
-    after_len.extend_from_slice(&covered);
-    let mut batch = Vec::new();
-    batch.extend_from_slice(&0i64.to_be_bytes()); // base offset
-    batch.extend_from_slice(&(after_len.len() as i32).to_be_bytes());
-    batch.extend_from_slice(&after_len);
-
-    let string = |out: &mut Vec<u8>, s: &str| {
-        out.extend_from_slice(&(s.len() as i16).to_be_bytes());
-        out.extend_from_slice(s.as_bytes());
-    };
-    let mut req = Vec::new();
-    req.extend_from_slice(&0i16.to_be_bytes()); // Produce
-    req.extend_from_slice(&3i16.to_be_bytes()); // version 3
-    req.extend_from_slice(&7i32.to_be_bytes()); // correlation id
-    string(&mut req, "raw-producer");
-    req.extend_from_slice(&(-1i16).to_be_bytes()); // no transactional id
-    req.extend_from_slice(&1i16.to_be_bytes()); // acks
-    req.extend_from_slice(&10_000i32.to_be_bytes()); // timeout
-    req.extend_from_slice(&1i32.to_be_bytes()); // one topic
-    string(&mut req, topic);
-    req.extend_from_slice(&1i32.to_be_bytes()); // one partition
-    req.extend_from_slice(&partition.to_be_bytes());
-    req.extend_from_slice(&(batch.len() as i32).to_be_bytes());
-    req.extend_from_slice(&batch);
-
-    let mut conn = TcpStream::connect(broker).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    conn.write_all(&(req.len() as i32).to_be_bytes()).unwrap();
-    conn.write_all(&req).unwrap();
-    let mut len = [0u8; 4];
-    conn.read_exact(&mut len).unwrap();
-    let mut resp = vec![0u8; i32::from_be_bytes(len) as usize];
-    conn.read_exact(&mut resp).unwrap();
-    // correlation id, topics (1), name, partitions (1), index, then the error code.
-    let at = 4 + 4 + 2 + topic.len() + 4 + 4;
-    let code = i16::from_be_bytes([resp[at], resp[at + 1]]);
-    assert_eq!(code, 0, "the broker refused the raw batch");
+    let batch = record_batch(GZIP, count, -1, b"these bytes are not gzip at all");
+    produce_raw(broker, topic, partition, &batch);
 }
 
 fn produce(producer: &BaseProducer, topic: &str, partition: i32, ids: std::ops::Range<usize>) {
@@ -218,4 +152,47 @@ fn a_record_batch_that_cannot_be_read_is_one_dead_letter_and_reading_goes_on() {
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(status.success(), "{status:?}\n{text}");
     check(&out, 39, &batches, &text);
+}
+
+#[test]
+fn zz_experiment_commit_marker_at_tail() {
+    let topic = "unreadable";
+    let c = cluster(topic);
+    let bootstrap = c.bootstrap_servers();
+    let broker = bootstrap.split(',').next().unwrap().to_string();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    produce(&producer, topic, 0, 0..10);
+    produce_raw(
+        &broker,
+        topic,
+        0,
+        &record_batch(
+            crate::kafka_wire::CONTROL,
+            1,
+            7,
+            &crate::kafka_wire::commit_marker(),
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let schema_path = dir.path().join("ids.toml");
+    std::fs::write(
+        &schema_path,
+        "name = \"ids\"\n[[fields]]\nname = \"trace_id\"\ntype = \"string\"\nnullable = false\n",
+    )
+    .unwrap();
+    let job = job_full(dir.path(), &bootstrap, topic, "", &schema_path);
+    let log = dir.path().join("backfill.log");
+    let mut child = spawn_with(
+        "backfill",
+        &job,
+        &log,
+        &[("SLUICE_LOG", "info,librdkafka=debug")],
+    );
+    let status = wait_exit(&mut child, "the backfill to end", 30);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "{status:?}\n{text}");
+    eprintln!("{text}");
 }

@@ -16,6 +16,7 @@ mod interop;
 mod kafka;
 mod kafka_messages;
 mod kafka_unreadable;
+mod kafka_wire;
 mod lag_watch;
 mod owners;
 mod prometheus;

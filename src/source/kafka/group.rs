@@ -223,8 +223,6 @@ impl GroupContext {
     }
 }
 
-/// Applies what the rebalance callback reported, and any error it met. Returns None when
-/// nothing changed, else whether partitions were assigned (a paused source pauses them too).
 impl KafkaSource {
     /// Group mode: starts fetching partition `i` again, at its `next`. librdkafka stops a
     /// partition's fetch on an "offset out of range" answer (`auto.offset.reset = error`
@@ -256,13 +254,13 @@ impl KafkaSource {
             offset = p.next,
             "partition fetched again from its new position"
         );
-        if self.paused {
-            set_paused(&self.consumer, &self.name, true)?;
-        }
+        set_paused(&self.consumer, &self.name, self.paused)?;
         Ok(())
     }
 }
 
+/// Applies what the rebalance callback reported, and any error it met. Returns None when
+/// nothing changed, else whether partitions were assigned (a paused source pauses them too).
 pub(super) fn apply_events(
     shared: &Mutex<Shared>,
     parts: &mut Vec<Part>,

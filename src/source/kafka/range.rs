@@ -187,9 +187,8 @@ impl KafkaSource {
             .assign(&tpl)
             .map_err(|e| err_at(&self.name, format!("cannot assign partitions: {e}")))?;
         self.reassign = false;
-        if self.paused {
-            set_paused(&self.consumer, &self.name, true)?;
-        }
+        // Both ways: librdkafka keeps an application's pause on a partition across assigns.
+        set_paused(&self.consumer, &self.name, self.paused)?;
         Ok(())
     }
 }

@@ -148,8 +148,11 @@ impl KafkaSource {
                 apply_events(&self.shared, &mut self.parts, &mut self.last_committed)?
             {
                 self.index = Index::of(&self.parts);
-                if assigned && self.paused {
-                    set_paused(&self.consumer, &self.name, true)?;
+                // Both ways: librdkafka keeps an application's pause on a partition across its
+                // revocation, so one given up while paused and given back after the resume
+                // would stay paused for good.
+                if assigned {
+                    set_paused(&self.consumer, &self.name, self.paused)?;
                 }
             }
             match polled {
