@@ -136,6 +136,9 @@ fn owned_option(key: &str) -> Option<&'static str> {
             "offsets are committed to the group after each commit of files"
         }
         "enable.partition.eof" => "sluice reads to the end by watermarks",
+        "partition.assignment.strategy" => {
+            "partitions are handed over with the cooperative protocol (cooperative-sticky)"
+        }
         _ => return None,
     })
 }

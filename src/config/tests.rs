@@ -168,7 +168,12 @@ fn librdkafka_settings_that_exactly_once_depends_on_are_refused_in_options() {
         "kind = \"file\"\npaths = [\"a.jsonl\"]",
         "kind = \"kafka\"\nbrokers = \"127.0.0.1:9092\"\ntopics = [\"t\"]",
     );
-    for key in ["enable.auto.commit", "auto.offset.reset", "group.id"] {
+    for key in [
+        "enable.auto.commit",
+        "auto.offset.reset",
+        "group.id",
+        "partition.assignment.strategy",
+    ] {
         let text = format!("{kafka}[source.options]\n{key:?} = \"true\"\n");
         let e = format!(
             "{:?}",

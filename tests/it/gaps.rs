@@ -174,21 +174,24 @@ fn a_backfill_that_rewinds_mid_run_reads_every_partition_to_its_end() {
     crate::kafka::assert_once(&dir.path().join("out"), n);
 }
 
-/// A live member whose position retention deletes while it is held still (SIGSTOP): the
-/// mock broker keeps 5 MiB per partition, and 6.5 MiB more arrive meanwhile. Its next fetch
-/// is answered "offset out of range"; with `on_gap = "skip"` it goes on from the log's start,
-/// logging and counting the gap, and reads what arrives after. librdkafka stops fetching a
-/// partition on that answer (`auto.offset.reset = error`) and refuses every seek of it, so
-/// the member's skip was retried for ever and the partition read nothing more.
+/// A live member whose positions retention deletes while it is held still (SIGSTOP): the
+/// mock broker keeps 5 MiB per partition, and 6.5 MiB more arrive in each of two partitions
+/// (led by two brokers) meanwhile. Their next fetches are answered "offset out of range";
+/// with `on_gap = "skip"` each goes on from its log's start, logging and counting the gap,
+/// and reads what arrives after. librdkafka stops fetching a partition on that answer
+/// (`auto.offset.reset = error`) and refuses every seek of it, so the member's skip was
+/// retried for ever and the partition read nothing more.
 #[test]
 fn a_member_overtaken_by_retention_skips_to_the_log_start_and_reads_on() {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::producer::Producer;
     let topic = "overtaken";
-    let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
-    cluster.create_topic(topic, 1, 1).unwrap();
+    let cluster = rdkafka::mocking::MockCluster::new(2).unwrap();
+    cluster.create_topic(topic, 2, 1).unwrap();
+    cluster.partition_leader(topic, 0, Some(1)).unwrap();
+    cluster.partition_leader(topic, 1, Some(2)).unwrap();
     let bootstrap = cluster.bootstrap_servers();
-    produce_events(&bootstrap, topic, 0, 500, 1, None);
+    produce_events(&bootstrap, topic, 0, 500, 2, None);
     let dir = tempfile::tempdir().unwrap();
     let job = crate::kafka::job_with(dir.path(), &bootstrap, topic, "");
     let text = std::fs::read_to_string(&job).unwrap().replace(
@@ -211,19 +214,21 @@ fn a_member_overtaken_by_retention_skips_to_the_log_start_and_reads_on() {
     };
     let pid = run.child().id();
     signal("-STOP", pid);
-    // 6,000 events of about 1.1 KiB: the first ~1,300 offsets are deleted.
+    // 6,000 events of about 1.1 KiB in each partition: the first ~1,000 offsets of each
+    // are deleted.
     let producer: rdkafka::producer::BaseProducer = rdkafka::config::ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
         .set("linger.ms", "5")
         .create()
         .unwrap();
     let pad = "x".repeat(1024);
-    for i in 500..6500 {
+    for i in 500..12_500 {
         let payload = format!(
             "{{\"ts\":\"2024-05-01T00:00:00Z\",\"host\":\"{pad}\",\"status\":200,\"trace_id\":\"t{i}\"}}"
         );
-        let mut record =
-            rdkafka::producer::BaseRecord::<(), [u8]>::to(topic).payload(payload.as_bytes());
+        let mut record = rdkafka::producer::BaseRecord::<(), [u8]>::to(topic)
+            .partition((i % 2) as i32)
+            .payload(payload.as_bytes());
         while let Err((_, r)) = producer.send(record) {
             record = r;
             producer.poll(std::time::Duration::from_millis(50));
@@ -234,22 +239,39 @@ fn a_member_overtaken_by_retention_skips_to_the_log_start_and_reads_on() {
         .set("bootstrap.servers", &bootstrap)
         .create()
         .unwrap();
-    let (low, high) = consumer
-        .fetch_watermarks(topic, 0, std::time::Duration::from_secs(10))
-        .unwrap();
-    assert!(low > 500 && high == 6500, "retention ran: [{low}, {high})");
+    // Per partition: (offset, event number) of the log's first record held.
+    let mut lows = Vec::new();
+    for p in 0..2 {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, std::time::Duration::from_secs(10))
+            .unwrap();
+        assert!(
+            low > 250 && high == 6250,
+            "retention ran in {p}: [{low}, {high})"
+        );
+        lows.push(low as usize);
+    }
     signal("-CONT", pid);
 
-    // Then more: read after the gap, as every message from the log's start.
-    produce_events(&bootstrap, topic, 6500, 10, 1, None);
-    let want = 500 + (6510 - low as usize);
+    // Then more: read after the gaps, as every message from the logs' starts.
+    produce_events(&bootstrap, topic, 12_500, 10, 2, None);
+    let want = 500 + lows.iter().map(|low| 6255 - low).sum::<usize>();
     wait_for(&out, want, 120);
     let ids = trace_ids(&out);
     let text = std::fs::read_to_string(&log).unwrap();
     assert_eq!(ids.len(), want, "{text}");
     assert!(ids.values().all(|&n| n == 1), "duplicates");
-    assert!(ids.contains_key("t6509") && ids.contains_key(&format!("t{low}")));
-    assert!(text.contains("skipp"), "the gap is logged: {text}");
+    for (p, low) in lows.iter().enumerate() {
+        // Offset `low` of partition p holds event 2 × low + p.
+        let first = format!("t{}", 2 * low + p);
+        assert!(ids.contains_key(&first), "{first} missing");
+    }
+    assert!(ids.contains_key("t12509"));
+    assert_eq!(
+        text.matches("were deleted by the broker").count(),
+        2,
+        "{text}"
+    );
     let status = run.stop("the run to stop", 60);
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(status.success(), "{text}");

@@ -224,19 +224,34 @@ impl GroupContext {
 }
 
 impl KafkaSource {
-    /// Group mode: starts fetching partition `i` again, at its `next`. librdkafka stops a
-    /// partition's fetch on an "offset out of range" answer (`auto.offset.reset = error`
-    /// leaves it in no fetch state) and then refuses every seek of it. The partition is
-    /// unassigned and assigned again, incrementally: the group's assignment is unchanged.
-    /// Forwarded before it is assigned, and again until its first message (stopping the old
-    /// fetch clears the forwarding, see `read::forward_again`).
-    pub(super) fn refetch(&mut self, i: usize) -> Result<(), SourceError> {
+    /// Group mode: starts fetching again, at their `next`, the partitions librdkafka stopped
+    /// on an "offset out of range" answer (`auto.offset.reset = error` leaves them in no
+    /// fetch state, and every seek of them is then refused). Each is unassigned and assigned
+    /// again, incrementally: the group's assignment is unchanged. Run between rounds of
+    /// events, never while a rebalance waits to be served (librdkafka would take it as the
+    /// answer to that rebalance). Forwarded before it is assigned, and again until its first
+    /// message (stopping the old fetch clears the forwarding, see `read::forward_again`).
+    pub(super) fn refetch_all(&mut self) -> Result<(), SourceError> {
+        self.refetches_pending = false;
+        for i in 0..self.parts.len() {
+            let p = &mut self.parts[i];
+            if !std::mem::take(&mut p.refetch_pending) || !p.owned {
+                continue;
+            }
+            self.refetch(i)?;
+        }
+        set_paused(&self.consumer, &self.name, self.paused)
+    }
+
+    fn refetch(&mut self, i: usize) -> Result<(), SourceError> {
         let p = &mut self.parts[i];
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(&p.info.topic, p.partition);
         let mut at = TopicPartitionList::new();
         at.add_partition_offset(&p.info.topic, p.partition, Offset::Offset(p.next))
             .map_err(|e| err_at(&self.name, e.to_string()))?;
+        // Assigned at `next`, which a rewind's seek still to be made would have sought.
+        p.seek_pending = false;
         self.consumer
             .incremental_unassign(&tpl)
             .map_err(|e| err_at(&self.name, format!("cannot unassign a partition: {e}")))?;
@@ -252,9 +267,8 @@ impl KafkaSource {
             topic = %p.info.topic,
             partition = p.partition,
             offset = p.next,
-            "partition fetched again from its new position"
+            "partition fetched again from its position"
         );
-        set_paused(&self.consumer, &self.name, self.paused)?;
         Ok(())
     }
 }
@@ -303,6 +317,7 @@ pub(super) fn apply_events(
                 for id in list {
                     if let Some(p) = parts.get_mut(id as usize) {
                         p.owned = false;
+                        p.refetch_pending = false;
                         p.drop_buffer();
                     }
                     last_committed.remove(&id);

@@ -101,6 +101,8 @@ pub struct KafkaSource {
     seeks_pending: bool,
     /// Some partition is probing for the end of a record batch it cannot read.
     probes_pending: bool,
+    /// Group mode: some partition is to be assigned again (see `group::refetch`).
+    refetches_pending: bool,
     /// Bounded runs: (handle, start, end) of every partition.
     bounds: Vec<(u32, u64, u64)>,
     /// When a transient consumer error was last logged (they repeat while a broker is down).
@@ -188,6 +190,7 @@ impl KafkaSource {
             index: Index::default(),
             seeks_pending: false,
             probes_pending: false,
+            refetches_pending: false,
             name,
             lag: lag::LagWatch::start(&cfg),
             ready: Vec::new(),
@@ -261,11 +264,9 @@ impl KafkaSource {
         let skip = shared.skip_gaps;
         let mut checks = 0;
         // A finished partition (a bounded run's) has no fetcher to seek.
-        for p in self
-            .parts
-            .iter_mut()
-            .filter(|p| p.seek_pending && p.owned && !p.done() && p.probe.is_none())
-        {
+        for p in self.parts.iter_mut().filter(|p| {
+            p.seek_pending && p.owned && !p.done() && p.probe.is_none() && !p.refetch_pending
+        }) {
             if crate::fault::refuse_seek() {
                 continue;
             }
@@ -307,13 +308,22 @@ impl KafkaSource {
 
     /// librdkafka met an offset the broker no longer holds (retention overtook the reader, or
     /// ran between a check and its fetch) and, with `auto.offset.reset = error`, stopped
-    /// fetching that partition; it does not say which. Owned partitions are checked until one
-    /// is found below the log: it stops the run naming the range, or (`on_gap = "skip"`) goes
-    /// on from the log's start. When no check finds it, the run stops.
-    fn offset_reset(&mut self) -> Result<(), SourceError> {
+    /// fetching the partition (`at`, when the error came with it; a batch read's do). The
+    /// partition is checked: below the log it stops the run naming the range, or (`on_gap =
+    /// "skip"`) goes on from the log's start. Either way librdkafka refuses to seek it now:
+    /// it is assigned again (see `group::refetch`). An error that names no partition has the
+    /// owned ones checked, and every one found below the log goes on; when none is found,
+    /// the run stops.
+    fn offset_reset(&mut self, at: Option<usize>) -> Result<(), SourceError> {
         let mut shared = lock(&self.shared);
         let skip = shared.skip_gaps;
-        for (i, p) in self.parts.iter_mut().enumerate().filter(|(_, p)| p.owned) {
+        let mut restarted = false;
+        let named = at.is_some();
+        for i in at.map_or(0..self.parts.len(), |i| i..i + 1) {
+            let Some(p) = self.parts.get_mut(i).filter(|p| p.owned && !p.done()) else {
+                // Given up, or finished, since: nothing to fetch there.
+                continue;
+            };
             let checked = gap::check_position(
                 &self.consumer,
                 &mut shared.skips,
@@ -322,21 +332,28 @@ impl KafkaSource {
                 SEEK_CHECK_TIMEOUT,
             )
             .map_err(|e| err_at(&self.name, e))?;
-            if checked == gap::Checked::Skipped {
+            // The partition named is stopped whatever the check says (inside the log: the
+            // answer raced the check; unanswered: it is fetched again, and asked again).
+            if checked == gap::Checked::Skipped || named {
                 // Buffered messages stay (they precede the gap); reading goes on at `next`.
-                // Each partition librdkafka stopped sends its own error: one found is enough.
-                // librdkafka left its fetch stopped and refuses to seek it: it is assigned
-                // again.
-                p.checked = true;
+                p.checked = checked != gap::Checked::Unanswered;
                 p.probe = None;
-                drop(shared);
-                if self.group {
-                    self.refetch(i)?;
-                } else {
-                    self.reassign = true;
-                }
-                return Ok(());
+                p.seek_pending = false;
+                p.refetch_pending = self.group;
+                restarted = true;
             }
+        }
+        drop(shared);
+        if restarted {
+            if self.group {
+                self.refetches_pending = true;
+            } else {
+                self.reassign = true;
+            }
+            return Ok(());
+        }
+        if named {
+            return Ok(());
         }
         Err(err_at(
             &self.name,

@@ -32,6 +32,8 @@ pub(super) struct Part {
     pub forward_pending: bool,
     /// The search for the end of a record batch the client cannot read (see `unreadable`).
     pub probe: Option<Probe>,
+    /// Group mode: librdkafka stopped fetching it; to be assigned again at `next`.
+    pub refetch_pending: bool,
 }
 
 impl Part {
@@ -56,6 +58,7 @@ impl Part {
             owed: 0,
             forward_pending: false,
             probe: None,
+            refetch_pending: false,
         }
     }
 

@@ -179,6 +179,10 @@ impl KafkaSource {
                 break;
             }
         }
+        // After the events are served: a restart must not answer a rebalance still waiting.
+        if self.refetches_pending && !self.fetch.as_ref().is_some_and(FetchQueue::events_waiting) {
+            self.refetch_all()?;
+        }
         if let Some(fetch) = self.fetch.as_mut() {
             let left = room.min(self.chunk_bytes.saturating_sub(fullest));
             let max = self.sizes.fit(left);
@@ -253,7 +257,7 @@ impl KafkaSource {
                     self.seeks_pending = true;
                 }
             }
-            self.consume_error(e)?;
+            self.consume_error(e, at)?;
         }
         Ok((added, fullest))
     }
@@ -288,13 +292,13 @@ impl KafkaSource {
 
     /// A consumer error: an offset out of range is looked into, a fatal error stops the run,
     /// the rest are transient (librdkafka retries) and logged at most every 10 s.
-    fn consume_error(&mut self, e: KafkaError) -> Result<(), SourceError> {
+    fn consume_error(&mut self, e: KafkaError, at: Option<usize>) -> Result<(), SourceError> {
         match e {
             e @ KafkaError::MessageConsumptionFatal(_) => {
                 Err(err_at(&self.name, format!("consuming: {e}")))
             }
             KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset) => {
-                self.offset_reset()
+                self.offset_reset(at)
             }
             e => {
                 // Broker down, connection reset, leader moving: librdkafka retries by itself;
