@@ -135,7 +135,7 @@ fn owned_option(key: &str) -> Option<&'static str> {
         "enable.auto.commit" | "auto.commit.enable" | "enable.auto.offset.store" => {
             "offsets are committed to the group after each commit of files"
         }
-        "enable.partition.eof" => "sluice reads to the end by watermarks",
+        "enable.partition.eof" => "sluice reads to the end by watermarks and end events",
         "partition.assignment.strategy" => {
             "partitions are handed over with the cooperative protocol (cooperative-sticky)"
         }

@@ -243,7 +243,7 @@ fn partitions_given_up_while_paused_and_given_back_later_are_read() {
             "timed out waiting for {times} × {what:?}:\n{text}"
         );
     };
-    let mut a = spawn(&loga);
+    let a = spawn(&loga);
     let addr = admin_addr(&loga);
     produce_events(&bootstrap, topic, 0, 400, 4, None);
     wait_for(&out, 400, 60);
@@ -251,7 +251,7 @@ fn partitions_given_up_while_paused_and_given_back_later_are_read() {
     let task = "/v1/tasks/nginx_access";
     assert_eq!(http(&addr, "POST", &format!("{task}/pause"), None).0, 200);
     expect(&loga, "paused=true", 1);
-    let mut b = spawn(&logb);
+    let b = spawn(&logb);
     expect(&logb, "partitions assigned", 1);
     expect(&loga, "partitions revoked", 1);
     assert_eq!(http(&addr, "POST", &format!("{task}/resume"), None).0, 200);

@@ -227,7 +227,7 @@ fn a_member_overtaken_by_retention_skips_to_the_log_start_and_reads_on() {
             "{{\"ts\":\"2024-05-01T00:00:00Z\",\"host\":\"{pad}\",\"status\":200,\"trace_id\":\"t{i}\"}}"
         );
         let mut record = rdkafka::producer::BaseRecord::<(), [u8]>::to(topic)
-            .partition((i % 2) as i32)
+            .partition(i % 2)
             .payload(payload.as_bytes());
         while let Err((_, r)) = producer.send(record) {
             record = r;

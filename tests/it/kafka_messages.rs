@@ -1,7 +1,9 @@
 //! Kafka messages any producer can send, read without a crash. A header name is a string in
 //! the protocol, but nothing checks its bytes: rdkafka's header accessor panicked on a name
 //! that is not UTF-8, and since every restart read the same message again, one such message
-//! stopped its partition for good. Names are read lossily, as header values are.
+//! stopped its partition for good. Names are read lossily, as header values are. And a
+//! transaction's commit marker, which takes an offset and holds no record: at the end of a
+//! partition, a backfill waited for ever for a message at that offset.
 
 use std::ffi::CString;
 use std::time::Duration;
@@ -154,4 +156,55 @@ type = "json"
         seen += 1;
     }
     assert_eq!(seen, n + 1);
+}
+
+/// Partition 0: 10 messages, then a transaction's commit marker (what every transactional
+/// producer writes last). Partition 1: 5 messages, a marker, 5 more. The backfill's range
+/// ends past each marker; it ends, with every message once, and so does a second one.
+#[test]
+fn a_backfill_ends_when_its_range_ends_on_a_transaction_marker() {
+    use crate::kafka_wire::{commit_marker, produce_raw, record_batch, CONTROL};
+    let topic = "markers";
+    let c = cluster(topic);
+    let bootstrap = c.bootstrap_servers();
+    let broker = bootstrap.split(',').next().unwrap().to_string();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    let send = |partition: i32, ids: std::ops::Range<usize>| {
+        for i in ids {
+            let payload = format!("{{\"trace_id\":\"p{partition}-{i}\"}}");
+            let record = BaseRecord::<(), [u8]>::to(topic)
+                .partition(partition)
+                .payload(payload.as_bytes());
+            producer.send(record).map_err(|(e, _)| e).unwrap();
+        }
+        producer.flush(Duration::from_secs(30)).unwrap();
+    };
+    let marker = record_batch(CONTROL, 1, 7, &commit_marker());
+    send(0, 0..10);
+    produce_raw(&broker, topic, 0, &marker);
+    send(1, 0..5);
+    produce_raw(&broker, topic, 1, &marker);
+    send(1, 5..10);
+
+    let dir = tempfile::tempdir().unwrap();
+    let schema_path = dir.path().join("ids.toml");
+    std::fs::write(
+        &schema_path,
+        "name = \"ids\"\n[[fields]]\nname = \"trace_id\"\ntype = \"string\"\nnullable = false\n",
+    )
+    .unwrap();
+    let job = job_full(dir.path(), &bootstrap, topic, "", &schema_path);
+    for attempt in 1..=2 {
+        let log = dir.path().join(format!("backfill{attempt}.log"));
+        let mut child = crate::kafka::spawn_with("backfill", &job, &log, &[]);
+        let status = wait_exit(&mut child, "the backfill to end", 120);
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(status.success(), "{status:?}\n{text}");
+        let ids = trace_ids(&dir.path().join("out"));
+        assert_eq!(ids.len(), 20, "{ids:?}\n{text}");
+        assert!(ids.values().all(|&n| n == 1), "once each: {ids:?}");
+    }
 }

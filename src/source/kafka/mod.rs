@@ -148,7 +148,9 @@ impl KafkaSource {
             // the broker no longer holds (retention, a re-created topic), and that must not pass
             // in silence: it is an error here (see `poll_once`).
             .set("auto.offset.reset", "error")
-            .set("enable.partition.eof", "false")
+            // In order after a partition's last message: a bounded run whose range ends in
+            // offsets that hold no record (a transaction's marker) ends there (`Part::log_end`).
+            .set("enable.partition.eof", "true")
             .set("partition.assignment.strategy", "cooperative-sticky")
             // When the local queue is full librdkafka postpones fetching by this much (1 s by
             // default): a consumer that processes as it reads would idle most of that second.

@@ -34,6 +34,8 @@ pub(super) struct Part {
     pub probe: Option<Probe>,
     /// Group mode: librdkafka stopped fetching it; to be assigned again at `next`.
     pub refetch_pending: bool,
+    /// Bounded runs: librdkafka fetched to the log's end at or past `end` (see `log_end`).
+    pub ended: bool,
 }
 
 impl Part {
@@ -59,6 +61,7 @@ impl Part {
             forward_pending: false,
             probe: None,
             refetch_pending: false,
+            ended: false,
         }
     }
 
@@ -67,6 +70,7 @@ impl Part {
         self.next = offset;
         self.from = offset;
         self.checked = false;
+        self.ended = false;
         self.drop_buffer();
     }
 
@@ -80,7 +84,25 @@ impl Part {
 
     /// A bounded run reached its end here.
     pub fn done(&self) -> bool {
-        self.end.is_some_and(|e| self.next >= e)
+        self.ended || self.end.is_some_and(|e| self.next >= e)
+    }
+
+    /// librdkafka fetched the partition to the log's end, `offset`, after every message before
+    /// it (the event comes in order with them). A bounded run whose end lies at or before it
+    /// has read all there is: what lies between its last message and its end holds no record
+    /// to read (a transaction's marker, aborted or compacted records), and without this the
+    /// run would wait for ever. A probe takes it as an answer. Returns whether the partition
+    /// is done now.
+    pub fn log_end(&mut self, offset: i64) -> bool {
+        if !self.owned || self.seek_pending || self.done() {
+            return false;
+        }
+        if let Some(probe) = self.probe.as_mut() {
+            probe.message(offset);
+            return false;
+        }
+        self.ended = self.end.is_some_and(|e| offset >= e);
+        self.ended
     }
 
     /// Buffers a message unless it is not wanted (not owned, from before a seek, past the

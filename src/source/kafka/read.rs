@@ -206,6 +206,11 @@ impl KafkaSource {
                         Err((code, msg)) => {
                             let at = msg.topic().and_then(|t| index.get(t, msg.partition()));
                             match at {
+                                Some(i) if code == RDKafkaErrorCode::PartitionEOF => {
+                                    if parts[i].log_end(msg.offset()) {
+                                        ready.push(i);
+                                    }
+                                }
                                 // In order with the partition's messages (see `unreadable`).
                                 Some(i) if unreadable_batch(code) => {
                                     let words = msg
@@ -300,6 +305,9 @@ impl KafkaSource {
             KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset) => {
                 self.offset_reset(at)
             }
+            // The end of a partition reached (taken in order where it names its partition).
+            KafkaError::PartitionEOF(_)
+            | KafkaError::MessageConsumption(RDKafkaErrorCode::PartitionEOF) => Ok(()),
             e => {
                 // Broker down, connection reset, leader moving: librdkafka retries by itself;
                 // the job waits and resumes, it does not fail.
