@@ -233,14 +233,16 @@ impl KafkaSource {
     /// message (stopping the old fetch clears the forwarding, see `read::forward_again`).
     pub(super) fn refetch_all(&mut self) -> Result<(), SourceError> {
         self.refetches_pending = false;
+        let mut done = Vec::new();
         for i in 0..self.parts.len() {
             let p = &mut self.parts[i];
             if !std::mem::take(&mut p.refetch_pending) || !p.owned {
                 continue;
             }
             self.refetch(i)?;
+            done.push(i);
         }
-        set_paused(&self.consumer, &self.name, self.paused)
+        set_paused_parts(&self.consumer, &self.name, &self.parts, &done, self.paused)
     }
 
     fn refetch(&mut self, i: usize) -> Result<(), SourceError> {
@@ -274,12 +276,12 @@ impl KafkaSource {
 }
 
 /// Applies what the rebalance callback reported, and any error it met. Returns None when
-/// nothing changed, else whether partitions were assigned (a paused source pauses them too).
+/// nothing changed, else the partitions assigned (to pause or resume as the source is).
 pub(super) fn apply_events(
     shared: &Mutex<Shared>,
     parts: &mut Vec<Part>,
     last_committed: &mut HashMap<u32, u64>,
-) -> Result<Option<bool>, SourceError> {
+) -> Result<Option<Vec<usize>>, SourceError> {
     let (events, error, infos) = {
         let mut shared = lock(shared);
         let events = std::mem::take(&mut shared.events);
@@ -296,12 +298,12 @@ pub(super) fn apply_events(
     if events.is_empty() {
         return Ok(None);
     }
-    let mut assigned = false;
+    let mut assigned = Vec::new();
     for event in events {
         match event {
             Event::Assigned(list) => {
-                assigned = true;
                 for (id, offset, read) in list {
+                    assigned.push(id as usize);
                     while parts.len() <= id as usize {
                         let (info, partition) = infos[parts.len()].clone();
                         parts.push(Part::new(info, partition));
@@ -374,6 +376,31 @@ pub(super) fn accept(
     let p = parts.get_mut(i)?;
     let before = p.buf.len();
     p.push(msg, needs).then(|| (i, p.buf.len() - before))
+}
+
+/// Pauses or resumes the owned partitions among `ids` (new assignments: librdkafka keeps an
+/// application's pause on a partition across its revocation, so one given up while paused
+/// and given back after the resume would stay paused for good).
+pub(super) fn set_paused_parts(
+    consumer: &BaseConsumer<GroupContext>,
+    name: &str,
+    parts: &[Part],
+    ids: &[usize],
+    on: bool,
+) -> Result<(), SourceError> {
+    let mut tpl = TopicPartitionList::new();
+    for p in ids.iter().filter_map(|&i| parts.get(i)).filter(|p| p.owned) {
+        tpl.add_partition(&p.info.topic, p.partition);
+    }
+    if tpl.count() == 0 {
+        return Ok(());
+    }
+    let r = if on {
+        consumer.pause(&tpl)
+    } else {
+        consumer.resume(&tpl)
+    };
+    r.map_err(|e| err_at(name, format!("cannot pause or resume: {e}")))
 }
 
 pub(super) fn set_paused(

@@ -148,9 +148,15 @@ impl KafkaSource {
             // the broker no longer holds (retention, a re-created topic), and that must not pass
             // in silence: it is an error here (see `poll_once`).
             .set("auto.offset.reset", "error")
-            // In order after a partition's last message: a bounded run whose range ends in
-            // offsets that hold no record (a transaction's marker) ends there (`Part::log_end`).
-            .set("enable.partition.eof", "true")
+            // Bounded runs: the event, in order after a partition's last message, ends a
+            // range whose last offsets hold no record (a transaction's marker; see
+            // `Part::log_end`). Not for group members: a batch read counts the event as a
+            // message, moving librdkafka's position (where a resume fetches from) one past the
+            // log's end, so the next record would be skipped after a pause.
+            .set(
+                "enable.partition.eof",
+                if s.range.is_some() { "true" } else { "false" },
+            )
             .set("partition.assignment.strategy", "cooperative-sticky")
             // When the local queue is full librdkafka postpones fetching by this much (1 s by
             // default): a consumer that processes as it reads would idle most of that second.
@@ -337,6 +343,16 @@ impl KafkaSource {
             // The partition named is stopped whatever the check says (inside the log: the
             // answer raced the check; unanswered: it is fetched again, and asked again).
             if checked == gap::Checked::Skipped || named {
+                if checked != gap::Checked::Skipped {
+                    tracing::warn!(
+                        topic = %p.info.topic,
+                        partition = p.partition,
+                        offset = p.next,
+                        checked = ?checked,
+                        "the broker answered \"out of range\" where its log holds the \
+                         partition's position (or did not say where it stands); fetching again"
+                    );
+                }
                 // Buffered messages stay (they precede the gap); reading goes on at `next`.
                 p.checked = checked != gap::Checked::Unanswered;
                 p.probe = None;
@@ -424,6 +440,18 @@ impl Source for KafkaSource {
             self.paused = paused;
             set_paused(&self.consumer, &self.name, paused)?;
             tracing::debug!(paused, "fetching paused or resumed: channel room");
+            if paused {
+                // A pause keeps librdkafka's position to resume from, which an end-of-log
+                // event left one past the log's end (see `Part::log_end`): sought back to
+                // where reading stands before the resume (`retry_seeks`, in the next poll).
+                for p in self.parts.iter_mut().filter(|p| p.past_end) {
+                    p.past_end = false;
+                    if p.owned && !p.done() && p.probe.is_none() {
+                        p.seek_pending = true;
+                        self.seeks_pending = true;
+                    }
+                }
+            }
         }
         Ok(())
     }

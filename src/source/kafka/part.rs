@@ -36,6 +36,9 @@ pub(super) struct Part {
     pub refetch_pending: bool,
     /// Bounded runs: librdkafka fetched to the log's end at or past `end` (see `log_end`).
     pub ended: bool,
+    /// Bounded runs: an end-of-log event below `end` was the partition's last item: its
+    /// position in librdkafka is one past the log's end (see `log_end`).
+    pub past_end: bool,
 }
 
 impl Part {
@@ -62,6 +65,7 @@ impl Part {
             probe: None,
             refetch_pending: false,
             ended: false,
+            past_end: false,
         }
     }
 
@@ -71,6 +75,7 @@ impl Part {
         self.from = offset;
         self.checked = false;
         self.ended = false;
+        self.past_end = false;
         self.drop_buffer();
     }
 
@@ -87,12 +92,16 @@ impl Part {
         self.ended || self.end.is_some_and(|e| self.next >= e)
     }
 
-    /// librdkafka fetched the partition to the log's end, `offset`, after every message before
-    /// it (the event comes in order with them). A bounded run whose end lies at or before it
-    /// has read all there is: what lies between its last message and its end holds no record
-    /// to read (a transaction's marker, aborted or compacted records), and without this the
-    /// run would wait for ever. A probe takes it as an answer. Returns whether the partition
-    /// is done now.
+    /// Bounded runs: librdkafka fetched the partition to the log's end, `offset`, after every
+    /// message before it (the event comes in order with them). A run whose end lies at or
+    /// before it has read all there is: what lies between its last message and its end holds
+    /// no record to read (a transaction's marker, aborted or compacted records), and without
+    /// this the run would wait for ever. A probe takes it as an answer. Returns whether the
+    /// partition is done now. The batch read moved librdkafka's position (where a pause
+    /// resumes) one past the event's offset: harmless for a partition done, and a seek
+    /// pending or a probe's next seek sets it again; else, below `end` (a follower's end, a
+    /// high watermark lagging after a leader change), the record at the log's end would be
+    /// skipped after a pause, so a pause seeks the partition back (`past_end`).
     pub fn log_end(&mut self, offset: i64) -> bool {
         if !self.owned || self.seek_pending || self.done() {
             return false;
@@ -102,6 +111,7 @@ impl Part {
             return false;
         }
         self.ended = self.end.is_some_and(|e| offset >= e);
+        self.past_end = !self.ended;
         self.ended
     }
 
@@ -164,6 +174,7 @@ impl Part {
         }
         self.buf.push(b'\n');
         self.offsets.push(offset as u64);
+        self.past_end = false;
         if needs.timestamps {
             self.meta.timestamps.push(msg.timestamp_ms());
         }

@@ -7,7 +7,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::batch::{Batch, FetchQueue, Msg, MAX_BATCH};
-use super::group::{accept, apply_events, lock, set_paused, Index};
+use super::group::{accept, apply_events, lock, set_paused_parts, Index};
 use super::part::Part;
 use super::unreadable::{on_error, unreadable_batch};
 use super::{err_at, KafkaSource};
@@ -79,6 +79,55 @@ fn buffer(
     Some((i, added))
 }
 
+/// What an error item marked its partition for.
+enum Marked {
+    Nothing,
+    Probe,
+    Seek,
+}
+
+/// An error item of a batch, taken in order with its partition's messages (`at`, when it
+/// names one): the end of the log (see `Part::log_end`), a batch the client cannot read (see
+/// `unreadable`), or another error. A batch read counts an error item as read: librdkafka's
+/// position for the partition (where a pause resumes) moved past the error's offset, a
+/// record not read yet, so the partition is sought back to where reading stands, and its
+/// messages after the error are refused until then. An offset out of range is
+/// `offset_reset`'s; a finished partition has no fetcher. Every error is also logged or
+/// looked into after the batch (`consume_error`).
+fn error_item(
+    parts: &mut [Part],
+    ready: &mut Vec<usize>,
+    at: Option<usize>,
+    code: RDKafkaErrorCode,
+    msg: &Msg<'_>,
+) -> Marked {
+    let Some(i) = at else {
+        return Marked::Nothing;
+    };
+    let p = &mut parts[i];
+    if code == RDKafkaErrorCode::PartitionEOF {
+        if p.log_end(msg.offset()) {
+            ready.push(i);
+        }
+        return Marked::Nothing;
+    }
+    if unreadable_batch(code) {
+        let words = msg
+            .payload()
+            .map(|w| String::from_utf8_lossy(w).into_owned())
+            .unwrap_or_default();
+        return match on_error(p, msg.offset(), words) {
+            true => Marked::Probe,
+            false => Marked::Nothing,
+        };
+    }
+    if code != RDKafkaErrorCode::AutoOffsetReset && p.owned && !p.done() && p.probe.is_none() {
+        p.seek_pending = true;
+        return Marked::Seek;
+    }
+    Marked::Nothing
+}
+
 impl KafkaSource {
     /// A partition's share of the budget: at least 64 KiB, at most a chunk.
     pub(super) fn threshold(&self) -> usize {
@@ -132,7 +181,7 @@ impl KafkaSource {
         }
         // Each error, with its partition when known.
         let mut errors: Vec<(KafkaError, Option<usize>)> = Vec::new();
-        let mut probing = false;
+        let (mut probing, mut seeking) = (false, false);
         let mut added = 0;
         // With a fetch queue, the consumer queue holds events only (and the messages of a
         // partition librdkafka could not forward): it is served without waiting.
@@ -148,12 +197,13 @@ impl KafkaSource {
                 apply_events(&self.shared, &mut self.parts, &mut self.last_committed)?
             {
                 self.index = Index::of(&self.parts);
-                // Both ways: librdkafka keeps an application's pause on a partition across its
-                // revocation, so one given up while paused and given back after the resume
-                // would stay paused for good.
-                if assigned {
-                    set_paused(&self.consumer, &self.name, self.paused)?;
-                }
+                set_paused_parts(
+                    &self.consumer,
+                    &self.name,
+                    &self.parts,
+                    &assigned,
+                    self.paused,
+                )?;
             }
             match polled {
                 Some(Ok(msg)) => {
@@ -205,22 +255,12 @@ impl KafkaSource {
                         }
                         Err((code, msg)) => {
                             let at = msg.topic().and_then(|t| index.get(t, msg.partition()));
-                            match at {
-                                Some(i) if code == RDKafkaErrorCode::PartitionEOF => {
-                                    if parts[i].log_end(msg.offset()) {
-                                        ready.push(i);
-                                    }
-                                }
-                                // In order with the partition's messages (see `unreadable`).
-                                Some(i) if unreadable_batch(code) => {
-                                    let words = msg
-                                        .payload()
-                                        .map(|w| String::from_utf8_lossy(w).into_owned())
-                                        .unwrap_or_default();
-                                    probing |= on_error(&mut parts[i], msg.offset(), words);
-                                }
-                                _ => errors.push((KafkaError::MessageConsumption(code), at)),
+                            match error_item(parts, ready, at, code, &msg) {
+                                Marked::Probe => probing = true,
+                                Marked::Seek => seeking = true,
+                                Marked::Nothing => {}
                             }
+                            errors.push((KafkaError::MessageConsumption(code), at));
                         }
                     }
                 }
@@ -245,23 +285,8 @@ impl KafkaSource {
             added += bytes;
         }
         self.probes_pending |= probing;
+        self.seeks_pending |= seeking;
         for (e, at) in errors {
-            let part = at.and_then(|i| self.parts.get_mut(i));
-            if let (Some(p), KafkaError::MessageConsumption(code)) = (part, &e) {
-                // A batch read counts an error item as read: librdkafka's position for the
-                // partition (where a pause resumes) moved past the error's offset, a record
-                // not read yet. The partition is sought back to where reading stands. An
-                // offset out of range is `offset_reset`'s to handle; a finished partition
-                // has no fetcher.
-                if p.owned
-                    && !p.done()
-                    && *code != RDKafkaErrorCode::AutoOffsetReset
-                    && p.probe.is_none()
-                {
-                    p.seek_pending = true;
-                    self.seeks_pending = true;
-                }
-            }
             self.consume_error(e, at)?;
         }
         Ok((added, fullest))
@@ -305,9 +330,13 @@ impl KafkaSource {
             KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset) => {
                 self.offset_reset(at)
             }
-            // The end of a partition reached (taken in order where it names its partition).
+            // The end of a partition (taken in order where it names one; see `error_item`).
             KafkaError::PartitionEOF(_)
             | KafkaError::MessageConsumption(RDKafkaErrorCode::PartitionEOF) => Ok(()),
+            // Probed for (see `unreadable`).
+            KafkaError::MessageConsumption(code) if at.is_some() && unreadable_batch(code) => {
+                Ok(())
+            }
             e => {
                 // Broker down, connection reset, leader moving: librdkafka retries by itself;
                 // the job waits and resumes, it does not fail.
