@@ -21,7 +21,7 @@ fn garbage(n: usize) -> Vec<u8> {
 }
 
 /// JSON lines of the dead-letter files under `dir` (hidden files skipped).
-fn dead_letter_lines(dir: &Path) -> Vec<serde_json::Value> {
+pub(crate) fn dead_letter_lines(dir: &Path) -> Vec<serde_json::Value> {
     files_under(dir, false)
         .iter()
         .flat_map(|p| {

@@ -163,6 +163,7 @@ type = "json"
 /// ends past each marker; it ends, with every message once, and so does a second one.
 #[test]
 fn a_backfill_ends_when_its_range_ends_on_a_transaction_marker() {
+    use crate::kafka_unreadable::{ids_job, produce};
     use crate::kafka_wire::{commit_marker, produce_raw, record_batch, CONTROL};
     let topic = "markers";
     let c = cluster(topic);
@@ -172,31 +173,15 @@ fn a_backfill_ends_when_its_range_ends_on_a_transaction_marker() {
         .set("bootstrap.servers", &bootstrap)
         .create()
         .unwrap();
-    let send = |partition: i32, ids: std::ops::Range<usize>| {
-        for i in ids {
-            let payload = format!("{{\"trace_id\":\"p{partition}-{i}\"}}");
-            let record = BaseRecord::<(), [u8]>::to(topic)
-                .partition(partition)
-                .payload(payload.as_bytes());
-            producer.send(record).map_err(|(e, _)| e).unwrap();
-        }
-        producer.flush(Duration::from_secs(30)).unwrap();
-    };
     let marker = record_batch(CONTROL, 1, 7, &commit_marker());
-    send(0, 0..10);
+    produce(&producer, topic, 0, 0..10);
     produce_raw(&broker, topic, 0, &marker);
-    send(1, 0..5);
+    produce(&producer, topic, 1, 0..5);
     produce_raw(&broker, topic, 1, &marker);
-    send(1, 5..10);
+    produce(&producer, topic, 1, 5..10);
 
     let dir = tempfile::tempdir().unwrap();
-    let schema_path = dir.path().join("ids.toml");
-    std::fs::write(
-        &schema_path,
-        "name = \"ids\"\n[[fields]]\nname = \"trace_id\"\ntype = \"string\"\nnullable = false\n",
-    )
-    .unwrap();
-    let job = job_full(dir.path(), &bootstrap, topic, "", &schema_path);
+    let job = ids_job(dir.path(), &bootstrap, topic);
     for attempt in 1..=2 {
         let log = dir.path().join(format!("backfill{attempt}.log"));
         let mut child = crate::kafka::spawn_with("backfill", &job, &log, &[]);

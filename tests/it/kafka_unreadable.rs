@@ -23,7 +23,13 @@ fn produce_undecompressable(broker: &str, topic: &str, partition: i32, count: i3
     produce_raw(broker, topic, partition, &batch);
 }
 
-fn produce(producer: &BaseProducer, topic: &str, partition: i32, ids: std::ops::Range<usize>) {
+/// Produces `{"trace_id":"p<partition>-<i>"}` for each `i` of `ids` to `partition`.
+pub(crate) fn produce(
+    producer: &BaseProducer,
+    topic: &str,
+    partition: i32,
+    ids: std::ops::Range<usize>,
+) {
     for i in ids {
         let payload = format!("{{\"trace_id\":\"p{partition}-{i}\"}}");
         producer
@@ -40,18 +46,20 @@ fn produce(producer: &BaseProducer, topic: &str, partition: i32, ids: std::ops::
 
 /// The dead letters under `out`, by source then offset.
 fn dead_letters(out: &std::path::Path) -> Vec<serde_json::Value> {
-    let mut dl: Vec<serde_json::Value> = files_under(&out.join("_dead_letters"), false)
-        .iter()
-        .flat_map(|p| {
-            std::fs::read_to_string(p)
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect::<Vec<serde_json::Value>>()
-        })
-        .collect();
+    let mut dl = crate::abuse::dead_letter_lines(&out.join("_dead_letters"));
     dl.sort_by_key(|d| (d["source"].to_string(), d["offset"].as_u64()));
     dl
+}
+
+/// A job reading `topic` into `dir/out` with a schema of one field, `trace_id`.
+pub(crate) fn ids_job(dir: &std::path::Path, bootstrap: &str, topic: &str) -> std::path::PathBuf {
+    let schema_path = dir.join("ids.toml");
+    std::fs::write(
+        &schema_path,
+        "name = \"ids\"\n[[fields]]\nname = \"trace_id\"\ntype = \"string\"\nnullable = false\n",
+    )
+    .unwrap();
+    job_full(dir, bootstrap, topic, "", &schema_path)
 }
 
 /// Checks the run's output: every readable message once (`readable` in all), and one dead
@@ -86,8 +94,8 @@ fn check(out: &std::path::Path, readable: usize, batches: &[(i32, i64, i64, &str
 
 /// Partition 0: 10 messages, a batch of 25 that does not decompress, 10 more. Partition 1: 5
 /// messages, then a batch of 3, and a transaction's marker ending the log (a fetch past the
-/// batch brings no message, only the end of the log). Partition 2: 4 messages, two such batches side
-/// by side (2 and 5 records), 4 more. The backfill ends with every readable message once and
+/// batch brings no message, only the end of the log). Partition 2: 4 messages, two such
+/// batches side by side (2 and 5 records), 4 more. The backfill ends with every readable message once and
 /// one dead letter per batch; a second backfill has nothing to do. Then a group member
 /// (`run`) meets one in partition 3 and goes on past it too.
 #[test]
@@ -118,13 +126,7 @@ fn a_record_batch_that_cannot_be_read_is_one_dead_letter_and_reading_goes_on() {
     produce(&producer, topic, 2, 4..8);
 
     let dir = tempfile::tempdir().unwrap();
-    let schema_path = dir.path().join("ids.toml");
-    std::fs::write(
-        &schema_path,
-        "name = \"ids\"\n[[fields]]\nname = \"trace_id\"\ntype = \"string\"\nnullable = false\n",
-    )
-    .unwrap();
-    let job = job_full(dir.path(), &bootstrap, topic, "", &schema_path);
+    let job = ids_job(dir.path(), &bootstrap, topic);
     let out = dir.path().join("out");
     let mut batches = vec![
         (0, 10, 34, "Decompression"),
@@ -148,7 +150,7 @@ fn a_record_batch_that_cannot_be_read_is_one_dead_letter_and_reading_goes_on() {
     // A job of its own (a backfill's checkpoints are its own too), reading every partition.
     let run_dir = dir.path().join("run");
     std::fs::create_dir(&run_dir).unwrap();
-    let job = job_full(&run_dir, &bootstrap, topic, "", &schema_path);
+    let job = ids_job(&run_dir, &bootstrap, topic);
     let out = run_dir.join("out");
     let log = run_dir.join("run.log");
     let mut child = KillOnDrop(Some(spawn_with("run", &job, &log, &[])));

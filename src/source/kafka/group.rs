@@ -392,17 +392,10 @@ pub(super) fn set_paused_parts(
     for p in ids.iter().filter_map(|&i| parts.get(i)).filter(|p| p.owned) {
         tpl.add_partition(&p.info.topic, p.partition);
     }
-    if tpl.count() == 0 {
-        return Ok(());
-    }
-    let r = if on {
-        consumer.pause(&tpl)
-    } else {
-        consumer.resume(&tpl)
-    };
-    r.map_err(|e| err_at(name, format!("cannot pause or resume: {e}")))
+    pause_resume(consumer, name, &tpl, on)
 }
 
+/// Pauses or resumes the whole assignment.
 pub(super) fn set_paused(
     consumer: &BaseConsumer<GroupContext>,
     name: &str,
@@ -411,13 +404,22 @@ pub(super) fn set_paused(
     let tpl = consumer
         .assignment()
         .map_err(|e| err_at(name, format!("reading the assignment: {e}")))?;
+    pause_resume(consumer, name, &tpl, on)
+}
+
+fn pause_resume(
+    consumer: &BaseConsumer<GroupContext>,
+    name: &str,
+    tpl: &TopicPartitionList,
+    on: bool,
+) -> Result<(), SourceError> {
     if tpl.count() == 0 {
         return Ok(());
     }
     let r = if on {
-        consumer.pause(&tpl)
+        consumer.pause(tpl)
     } else {
-        consumer.resume(&tpl)
+        consumer.resume(tpl)
     };
     r.map_err(|e| err_at(name, format!("cannot pause or resume: {e}")))
 }
