@@ -3,7 +3,9 @@
 //! that is not UTF-8, and since every restart read the same message again, one such message
 //! stopped its partition for good. Names are read lossily, as header values are. And a
 //! transaction's commit marker, which takes an offset and holds no record: at the end of a
-//! partition, a backfill waited for ever for a message at that offset.
+//! partition, a backfill waited for ever for a message at that offset, and so did one whose
+//! range ended on a marker just before a batch the client cannot read. And compression: every
+//! codec a producer may choose is read (zstd was not).
 
 use std::ffi::CString;
 use std::time::Duration;
@@ -192,4 +194,90 @@ fn a_backfill_ends_when_its_range_ends_on_a_transaction_marker() {
         assert_eq!(ids.len(), 20, "{ids:?}\n{text}");
         assert!(ids.values().all(|&n| n == 1), "once each: {ids:?}");
     }
+}
+
+/// Partition 2: 5 messages, a marker, a batch the client cannot read, 3 messages. Partition
+/// 3: 3 messages, a marker, 3 more. A backfill `--to 2=6,3=4` ends on each marker: what
+/// follows is past its range, and reading it means every record before was read. Partition
+/// 2 waited for ever (librdkafka fetches the unreadable batch again and again, so the end of
+/// the log never comes); partition 3 until the end of the log.
+#[test]
+fn a_backfill_ends_when_its_range_ends_just_before_an_unreadable_batch() {
+    use crate::kafka_unreadable::{ids_job, produce};
+    use crate::kafka_wire::{commit_marker, produce_raw, record_batch, CONTROL, GZIP};
+    let topic = "bounded";
+    let c = cluster(topic);
+    let bootstrap = c.bootstrap_servers();
+    let broker = bootstrap.split(',').next().unwrap().to_string();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    let marker = record_batch(CONTROL, 1, 7, &commit_marker());
+    produce(&producer, topic, 2, 0..5);
+    produce_raw(&broker, topic, 2, &marker);
+    produce_raw(&broker, topic, 2, &record_batch(GZIP, 3, -1, b"not gzip"));
+    produce(&producer, topic, 2, 5..8);
+    produce(&producer, topic, 3, 0..3);
+    produce_raw(&broker, topic, 3, &marker);
+    produce(&producer, topic, 3, 3..6);
+
+    let dir = tempfile::tempdir().unwrap();
+    let job = ids_job(dir.path(), &bootstrap, topic);
+    let log = dir.path().join("backfill.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["backfill", job.to_str().unwrap(), "--to", "2=6,3=4"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let status = wait_exit(&mut child, "the backfill to end", 120);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "{status:?}\n{text}");
+    let mut ids: Vec<String> = trace_ids(&dir.path().join("out")).into_keys().collect();
+    ids.sort();
+    let want: Vec<String> = (0..5)
+        .map(|i| format!("p2-{i}"))
+        .chain((0..3).map(|i| format!("p3-{i}")))
+        .collect();
+    assert_eq!(ids, want, "{text}");
+    assert!(
+        !dir.path().join("out/_dead_letters").exists(),
+        "nothing in the range is a dead letter\n{text}"
+    );
+}
+
+/// Messages compressed with each codec a producer may choose (none, gzip, snappy, lz4,
+/// zstd) are read. librdkafka was built without zstd: a zstd batch was one it could not
+/// read, and its partition stopped for good.
+#[test]
+fn messages_compressed_with_every_codec_are_read() {
+    use crate::kafka_unreadable::{ids_job, produce};
+    let topic = "codecs";
+    let c = cluster(topic);
+    let bootstrap = c.bootstrap_servers();
+    let codecs = ["none", "gzip", "snappy", "lz4", "zstd"];
+    for (k, codec) in codecs.iter().enumerate() {
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("compression.type", *codec)
+            .set("linger.ms", "50")
+            .create()
+            .unwrap_or_else(|e| panic!("a producer compressing with {codec}: {e}"));
+        produce(&producer, topic, k as i32 % 4, k * 100..k * 100 + 100);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let job = ids_job(dir.path(), &bootstrap, topic);
+    let log = dir.path().join("backfill.log");
+    let mut child = crate::kafka::spawn_with("backfill", &job, &log, &[]);
+    let status = wait_exit(&mut child, "the backfill to end", 120);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "{status:?}\n{text}");
+    let ids = trace_ids(&dir.path().join("out"));
+    assert_eq!(ids.len(), 500, "every message: {ids:?}\n{text}");
+    assert!(ids.values().all(|&n| n == 1), "once each: {ids:?}");
+    assert!(
+        !dir.path().join("out/_dead_letters").exists(),
+        "no dead letter\n{text}"
+    );
 }

@@ -366,6 +366,7 @@ impl Index {
 
 /// Buffers a message in its partition; returns the partition's index and the bytes added, or
 /// None when the message is not wanted (revoked, from before a seek, past a bounded run's end).
+/// One that ends its partition (the first past a bounded run's end) counts, with no bytes.
 pub(super) fn accept(
     index: &Index,
     parts: &mut [Part],
@@ -374,8 +375,8 @@ pub(super) fn accept(
 ) -> Option<(usize, usize)> {
     let i = index.get(msg.topic()?, msg.partition())?;
     let p = parts.get_mut(i)?;
-    let before = p.buf.len();
-    p.push(msg, needs).then(|| (i, p.buf.len() - before))
+    let (before, done) = (p.buf.len(), p.done());
+    (p.push(msg, needs) || (!done && p.done())).then(|| (i, p.buf.len() - before))
 }
 
 /// Pauses or resumes the owned partitions among `ids` (new assignments: librdkafka keeps an

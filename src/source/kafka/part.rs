@@ -115,14 +115,34 @@ impl Part {
         self.ended
     }
 
+    /// Bounded runs: an item (a message, an unreadable batch's error) at `offset`, at or past
+    /// `end`, came in order after every record before it: the partition is done, whatever
+    /// lies between its last record and its end (a transaction's marker, aborted or compacted
+    /// records). Without this, a range ending just before an unreadable batch would wait for
+    /// ever (librdkafka fetches that batch again and again, so no end-of-log event comes),
+    /// and one ending on a marker would wait for the whole rest of the log. Returns whether
+    /// it ended the partition now.
+    pub fn passed_end(&mut self, offset: i64) -> bool {
+        let past = self.end.is_some_and(|e| offset >= e);
+        if !past || !self.owned || self.seek_pending || self.probe.is_some() || self.done() {
+            return false;
+        }
+        self.ended = true;
+        true
+    }
+
     /// Buffers a message unless it is not wanted (not owned, from before a seek, past the
-    /// end of a bounded run, or while a seek is still to be made: the fetcher may still be
-    /// ahead of a rewind, and taking its messages would skip the records in between). While
-    /// a probe runs, a message only answers it. Returns whether it was buffered.
+    /// end of a bounded run (which ends it, see `passed_end`), or while a seek is still to
+    /// be made: the fetcher may still be ahead of a rewind, and taking its messages would
+    /// skip the records in between). While a probe runs, a message only answers it. Returns
+    /// whether it was buffered.
     pub fn push(&mut self, msg: &Msg<'_>, needs: MetaNeeds) -> bool {
         let offset = msg.offset();
         if let Some(probe) = self.probe.as_mut().filter(|_| self.owned) {
             probe.message(offset);
+            return false;
+        }
+        if self.passed_end(offset) {
             return false;
         }
         if !self.owned

@@ -1,5 +1,5 @@
-//! Record batches the Kafka client cannot read: one that does not decompress (or, with
-//! `check.crcs` set, fails its CRC check). librdkafka reports an error at the batch's first
+//! Record batches the Kafka client cannot read: one that does not decompress, or names a codec
+//! it does not know (or, with `check.crcs` set, fails its CRC check). librdkafka reports an error at the batch's first
 //! offset and fetches the same batch again, for ever; the error does not say where the batch
 //! ends.
 //!
@@ -34,13 +34,18 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a probe's fetch may bring nothing before its offset counts as past the batch.
 const PROBE_WAIT: Duration = Duration::from_secs(3);
 
-/// Whether a consumer error at an offset means the record batch there cannot be read.
-/// ("Might be too large to fetch" is not one: librdkafka says it of a batch larger than it may
-/// fetch, a setting to change, and of empty batches, which it passes by itself.)
+/// Whether a consumer error at an offset means the record batch there cannot be read: it
+/// does not decompress, its codec is one librdkafka does not know (attribute bits 5 to 7;
+/// every codec Kafka defines is built in), or its claimed size cannot be allocated. ("Might be
+/// too large to fetch" is not one: librdkafka says it of a batch larger than it may fetch, a
+/// setting to change, and of empty batches, which it passes by itself.)
 pub(super) fn unreadable_batch(code: RDKafkaErrorCode) -> bool {
     matches!(
         code,
-        RDKafkaErrorCode::BadCompression | RDKafkaErrorCode::BadMessage
+        RDKafkaErrorCode::BadCompression
+            | RDKafkaErrorCode::BadMessage
+            | RDKafkaErrorCode::NotImplemented
+            | RDKafkaErrorCode::CriticalSystemResource
     )
 }
 
@@ -147,10 +152,13 @@ impl Probe {
         }
     }
 
-    /// Nothing arrived for `wait` (while fetching): the offset counts as past.
-    pub fn no_answer(&mut self, wait: Duration) {
+    /// Nothing arrived for `wait` (while fetching): the offset counts as past. `drained` is
+    /// when the last read that emptied the queue began: only what that read found, not time
+    /// alone, says nothing came (a reader that did not read for a while, waiting on its
+    /// writers, would else take an answer still queued for none).
+    pub fn no_answer(&mut self, wait: Duration, drained: Instant) {
         if let Some((at, since)) = self.at {
-            if since.elapsed() >= wait {
+            if drained >= since + wait {
                 self.past(at);
                 self.at = None;
             }
@@ -189,7 +197,7 @@ impl KafkaSource {
                     probe.hold();
                     continue;
                 }
-                probe.no_answer(PROBE_WAIT);
+                probe.no_answer(PROBE_WAIT, self.drained);
                 if probe.waiting() {
                     continue;
                 }
@@ -280,7 +288,7 @@ mod tests {
                     } else if fetches % 2 == 0 {
                         probe.message(at);
                     } else {
-                        probe.no_answer(Duration::ZERO);
+                        probe.no_answer(Duration::ZERO, Instant::now());
                     }
                     assert!(!probe.waiting());
                 }
@@ -339,14 +347,14 @@ mod tests {
         // Nothing was sought yet: neither a message nor the error says anything.
         probe.message(50);
         probe.batch_again(10);
-        probe.no_answer(Duration::ZERO);
+        probe.no_answer(Duration::ZERO, Instant::now());
         assert_eq!(probe.step(100), Step::Seek(11));
         probe.sought(11);
         // A message before the offset sought is from before the seek.
         probe.message(5);
         assert!(probe.waiting());
         // Within the wait, no answer is not one.
-        probe.no_answer(Duration::from_secs(3600));
+        probe.no_answer(Duration::from_secs(3600), Instant::now());
         assert!(probe.waiting());
         probe.batch_again(10);
         assert_eq!(probe.step(100), Step::Seek(13));
