@@ -80,6 +80,12 @@ impl FetchQueue {
         })
     }
 
+    /// The items (messages, errors) waiting in the fetch queue.
+    pub fn waiting(&self) -> u64 {
+        // SAFETY: the handle is live while `self` is.
+        unsafe { rd::rd_kafka_queue_length(self.queue) as u64 }
+    }
+
     /// Whether events wait on the consumer queue.
     pub fn events_waiting(&self) -> bool {
         // SAFETY: the handle is live while `self` is.

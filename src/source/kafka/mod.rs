@@ -101,9 +101,6 @@ pub struct KafkaSource {
     seeks_pending: bool,
     /// Some partition is probing for the end of a record batch it cannot read.
     probes_pending: bool,
-    /// When the last read that emptied the fetch queue began: what had arrived by then was
-    /// read (a probe's wait for an answer counts up to it, see `unreadable`).
-    drained: Instant,
     /// Group mode: some partition is to be assigned again (see `group::refetch`).
     refetches_pending: bool,
     /// Bounded runs: (handle, start, end) of every partition.
@@ -201,7 +198,6 @@ impl KafkaSource {
             index: Index::default(),
             seeks_pending: false,
             probes_pending: false,
-            drained: Instant::now(),
             refetches_pending: false,
             name,
             lag: lag::LagWatch::start(&cfg),

@@ -121,7 +121,9 @@ fn error_item(
                 tracing::warn!(
                     topic = %p.info.topic,
                     partition = p.partition,
-                    "the range ends at {}, where reading stood at {next} and the Kafka client                      could not read the record batch reported at offset {}: offsets {next} to                      {} held no record it could read",
+                    "the range ends at {}, where reading stood at {next} and the Kafka client \
+                     could not read the record batch reported at offset {}: offsets {next} to \
+                     {} held no record it could read",
                     p.end.unwrap_or_default(),
                     msg.offset(),
                     p.end.unwrap_or_default() - 1,
@@ -209,11 +211,7 @@ impl KafkaSource {
             wait
         };
         for _ in 0..MAX_EVENTS {
-            let began = Instant::now();
             let polled = self.consumer.poll(direct_wait);
-            if polled.is_none() && self.fetch.is_none() {
-                self.drained = began;
-            }
             direct_wait = Duration::ZERO;
             if let Some(assigned) =
                 apply_events(&self.shared, &mut self.parts, &mut self.last_committed)?
@@ -290,24 +288,14 @@ impl KafkaSource {
             };
             // A read with a wait returns only when full or timed out: the wait is spent on the
             // first message alone, and the rest is taken at once.
-            // A read that took fewer than it asked for emptied the queue.
-            let mut began = Instant::now();
             let (mut n, mut bytes, mut largest) = read(fetch.batch(max, Duration::ZERO));
-            let mut drained = (n < max).then_some(began);
             if n == 0 && added == 0 && !wait.is_zero() {
-                began = Instant::now();
                 (n, bytes, largest) = read(fetch.batch(1, wait.min(MAX_WAIT)));
-                drained = if n == 0 { Some(began) } else { drained };
                 if n == 1 && max > 1 {
-                    began = Instant::now();
                     let (more, more_bytes, more_largest) =
                         read(fetch.batch(max - 1, Duration::ZERO));
-                    drained = (more < max - 1).then_some(began).or(drained);
                     (n, bytes, largest) = (n + more, bytes + more_bytes, largest.max(more_largest));
                 }
-            }
-            if let Some(at) = drained {
-                self.drained = self.drained.max(at);
             }
             if n > 0 {
                 self.sizes.seen(largest);

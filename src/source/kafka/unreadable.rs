@@ -24,7 +24,7 @@ use rdkafka::consumer::Consumer;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::Offset;
 
-use super::batch::cached_high_watermark;
+use super::batch::{cached_high_watermark, FetchQueue};
 use super::part::Part;
 use super::KafkaSource;
 
@@ -35,17 +35,16 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 const PROBE_WAIT: Duration = Duration::from_secs(3);
 
 /// Whether a consumer error at an offset means the record batch there cannot be read: it
-/// does not decompress, its codec is one librdkafka does not know (attribute bits 5 to 7;
-/// every codec Kafka defines is built in), or its claimed size cannot be allocated. ("Might be
-/// too large to fetch" is not one: librdkafka says it of a batch larger than it may fetch, a
-/// setting to change, and of empty batches, which it passes by itself.)
+/// does not decompress, or its codec is one librdkafka does not know (attribute bits 5 to 7;
+/// every codec Kafka defines is built in). ("Might be too large to fetch" is not one:
+/// librdkafka says it of a batch larger than it may fetch, a setting to change, and of empty
+/// batches, which it passes by itself. Nor is a failed allocation, which may pass.)
 pub(super) fn unreadable_batch(code: RDKafkaErrorCode) -> bool {
     matches!(
         code,
         RDKafkaErrorCode::BadCompression
             | RDKafkaErrorCode::BadMessage
             | RDKafkaErrorCode::NotImplemented
-            | RDKafkaErrorCode::CriticalSystemResource
     )
 }
 
@@ -54,14 +53,16 @@ pub(super) fn unreadable_batch(code: RDKafkaErrorCode) -> bool {
 pub(super) fn on_error(p: &mut Part, offset: i64, words: String) -> bool {
     // Where this reader does not read (not its partition, past a bounded run's end), or
     // before a seek still to be made (the fetcher meets the batch again after it), nothing.
-    if !p.owned || p.done() || p.seek_pending || p.end.is_some_and(|e| offset >= e) {
+    if !p.owned || p.done() || p.seek_pending {
         return false;
     }
     match p.probe.as_mut() {
+        // Another batch's error past the end still answers: the fetch began past this one.
         Some(probe) => {
             probe.batch_again(offset);
             false
         }
+        None if p.end.is_some_and(|e| offset >= e) => false,
         None => {
             p.probe = Some(Probe::new(offset, p.next, words));
             true
@@ -80,8 +81,9 @@ pub(super) struct Probe {
     inside: i64,
     /// The lowest offset known to fetch something else (or nothing).
     outside: Option<i64>,
-    /// The offset fetched from, once the seek to it was made, and since when.
-    at: Option<(i64, Instant)>,
+    /// The offset fetched from, once the seek to it was made, since when, and once the wait
+    /// is over, the count of items read by which all then queued are read (see `no_answer`).
+    at: Option<(i64, Instant, Option<u64>)>,
     /// librdkafka's words.
     pub why: String,
 }
@@ -124,7 +126,7 @@ impl Probe {
 
     /// The seek to `offset` was made: what arrives for the partition from now on answers it.
     pub fn sought(&mut self, offset: i64) {
-        self.at = Some((offset, Instant::now()));
+        self.at = Some((offset, Instant::now(), None));
     }
 
     pub fn waiting(&self) -> bool {
@@ -134,7 +136,7 @@ impl Probe {
     /// An unreadable-batch error at `offset` arrived: this batch's again means the offset
     /// sought to is inside it; another's, that the fetch began past it.
     pub fn batch_again(&mut self, offset: i64) {
-        if let Some((at, _)) = self.at.take() {
+        if let Some((at, _, _)) = self.at.take() {
             if offset == self.error_offset {
                 self.inside = self.inside.max(at);
             } else {
@@ -146,19 +148,24 @@ impl Probe {
     /// A message at `offset` arrived. One at or past the offset sought to means that offset
     /// lies past the batch; one before it is from before the seek.
     pub fn message(&mut self, offset: i64) {
-        if let Some((at, _)) = self.at.filter(|&(at, _)| offset >= at) {
+        if let Some((at, _, _)) = self.at.filter(|&(at, _, _)| offset >= at) {
             self.past(at);
             self.at = None;
         }
     }
 
-    /// Nothing arrived for `wait` (while fetching): the offset counts as past. `drained` is
-    /// when the last read that emptied the queue began: only what that read found, not time
-    /// alone, says nothing came (a reader that did not read for a while, waiting on its
-    /// writers, would else take an answer still queued for none).
-    pub fn no_answer(&mut self, wait: Duration, drained: Instant) {
-        if let Some((at, since)) = self.at {
-            if drained >= since + wait {
+    /// Nothing arrived for `wait` (while fetching) and was then read: the offset counts as
+    /// past. Time alone would not do: a reader that did not read for a while (waiting on its
+    /// writers) or reads behind a long queue (other partitions catching up) would take an
+    /// answer still queued for none. So once the wait is over, what is queued then (`queued`)
+    /// must be read too: `read` counts the items read so far.
+    pub fn no_answer(&mut self, wait: Duration, read: u64, queued: u64) {
+        if let Some((at, since, mark)) = self.at.as_mut() {
+            if since.elapsed() < wait {
+                return;
+            }
+            if read >= *mark.get_or_insert(read + queued) {
+                let at = *at;
                 self.past(at);
                 self.at = None;
             }
@@ -167,8 +174,9 @@ impl Probe {
 
     /// The partition is paused: the wait begins again when fetching does.
     pub fn hold(&mut self) {
-        if let Some((_, since)) = self.at.as_mut() {
+        if let Some((_, since, mark)) = self.at.as_mut() {
             *since = Instant::now();
+            *mark = None;
         }
     }
 
@@ -182,6 +190,8 @@ impl KafkaSource {
     /// partition's unreadable line, then seeks past the batch.
     pub(super) fn advance_probes(&mut self) {
         let mut pending = false;
+        let read = self.read_batched + self.read_polled;
+        let queued = self.fetch.as_ref().map_or(0, FetchQueue::waiting);
         for i in 0..self.parts.len() {
             let paused = self.paused;
             let p = &mut self.parts[i];
@@ -197,7 +207,7 @@ impl KafkaSource {
                     probe.hold();
                     continue;
                 }
-                probe.no_answer(PROBE_WAIT, self.drained);
+                probe.no_answer(PROBE_WAIT, read, queued);
                 if probe.waiting() {
                     continue;
                 }
@@ -288,7 +298,7 @@ mod tests {
                     } else if fetches % 2 == 0 {
                         probe.message(at);
                     } else {
-                        probe.no_answer(Duration::ZERO, Instant::now());
+                        probe.no_answer(Duration::ZERO, 0, 0);
                     }
                     assert!(!probe.waiting());
                 }
@@ -347,14 +357,14 @@ mod tests {
         // Nothing was sought yet: neither a message nor the error says anything.
         probe.message(50);
         probe.batch_again(10);
-        probe.no_answer(Duration::ZERO, Instant::now());
+        probe.no_answer(Duration::ZERO, 0, 0);
         assert_eq!(probe.step(100), Step::Seek(11));
         probe.sought(11);
         // A message before the offset sought is from before the seek.
         probe.message(5);
         assert!(probe.waiting());
         // Within the wait, no answer is not one.
-        probe.no_answer(Duration::from_secs(3600), Instant::now());
+        probe.no_answer(Duration::from_secs(3600), 0, 0);
         assert!(probe.waiting());
         probe.batch_again(10);
         assert_eq!(probe.step(100), Step::Seek(13));
@@ -366,5 +376,30 @@ mod tests {
         probe.sought(12);
         probe.batch_again(12);
         assert_eq!(probe.step(100), Step::Last(11));
+    }
+
+    #[test]
+    fn no_answer_waits_until_what_was_queued_when_the_wait_ended_is_read() {
+        let mut probe = Probe::new(10, 10, String::new());
+        assert_eq!(probe.step(100), Step::Seek(11));
+        probe.sought(11);
+        // The wait is over with 5 items queued (other partitions'): they may hold the answer.
+        probe.no_answer(Duration::ZERO, 100, 5);
+        assert!(probe.waiting());
+        // What was queued later does not move the mark.
+        probe.no_answer(Duration::ZERO, 104, 50);
+        assert!(probe.waiting());
+        probe.no_answer(Duration::ZERO, 105, 50);
+        assert!(!probe.waiting());
+        assert_eq!(probe.step(100), Step::Last(10));
+        // A pause starts the wait, and the count, again.
+        let mut probe = Probe::new(10, 10, String::new());
+        probe.sought(11);
+        probe.no_answer(Duration::ZERO, 0, 5);
+        probe.hold();
+        probe.no_answer(Duration::ZERO, 5, 10);
+        assert!(probe.waiting());
+        probe.no_answer(Duration::ZERO, 15, 0);
+        assert!(!probe.waiting());
     }
 }
