@@ -21,8 +21,8 @@ use crate::tansu::{produce_until, Tansu};
 struct Slow {
     /// Milliseconds to hold each data-file upload (0: none).
     delay_ms: AtomicU64,
-    /// Delayed uploads being held or forwarded right now.
-    held: AtomicU64,
+    /// Delayed uploads being held or forwarded right now, per partition of `slow`.
+    held_of: [AtomicU64; 4],
     /// Delayed uploads that reached the store after `late_from` was set.
     landed_late: AtomicU64,
     late_from: AtomicBool,
@@ -37,8 +37,18 @@ fn serve(mut c: TcpStream, upstream: String, slow: Arc<Slow>) {
     let delay = slow.delay_ms.load(Ordering::Acquire);
     let upload = head.starts_with("PUT ") && !head.lines().next().unwrap().contains("/_sluice/");
     let delayed = upload && delay > 0;
+    // A data file's name holds its partition's key, `slow-<partition>-` (its last `slow-`:
+    // the test's folder is named `slow-…` too).
+    let of = head
+        .lines()
+        .next()
+        .and_then(|line| line.rsplit("slow-").next())
+        .and_then(|rest| rest[..1].parse::<usize>().ok())
+        .and_then(|p| slow.held_of.get(p));
     if delayed {
-        slow.held.fetch_add(1, Ordering::AcqRel);
+        if let Some(n) = of {
+            n.fetch_add(1, Ordering::AcqRel);
+        }
         std::thread::sleep(Duration::from_millis(delay));
     }
     let answer = forward(&upstream, &head, &body);
@@ -46,7 +56,9 @@ fn serve(mut c: TcpStream, upstream: String, slow: Arc<Slow>) {
         if slow.late_from.load(Ordering::Acquire) {
             slow.landed_late.fetch_add(1, Ordering::AcqRel);
         }
-        slow.held.fetch_sub(1, Ordering::AcqRel);
+        if let Some(n) = of {
+            n.fetch_sub(1, Ordering::AcqRel);
+        }
     }
     if let Some(answer) = answer {
         use std::io::Write;
@@ -88,6 +100,8 @@ fn member_job(
         .unwrap()
         .replace("[job]\n", "[job]\nstop_deadline = \"4s\"\n")
         .replace("url = \"out/\"", &format!("url = {url:?}"))
+        // A worker per partition: each partition's commit can be running at once.
+        .replace("[sink]\n", "[sink]\nworkers = 4\n")
         + &format!(
             "[sink.storage]\nendpoint = {endpoint:?}\nallow_http = true\naccess_key_id = {:?}\n\
              secret_access_key = {:?}\nrequest_timeout_secs = 90\n",
@@ -137,8 +151,9 @@ fn tansu_a_commit_slower_than_the_revocation_is_fenced_on_s3() {
     wait_until("member A's first commit", 90, || commits(&url, &s3) > 0);
     // From now on A's uploads take 20 s each.
     slow.delay_ms.store(20_000, Ordering::Release);
-    wait_until("an upload of A to be held", 60, || {
-        slow.held.load(Ordering::Acquire) > 0
+    // Whichever partitions B is given, A is then running a commit of each.
+    wait_until("an upload of A to be held in every partition", 90, || {
+        slow.held_of.iter().all(|n| n.load(Ordering::Acquire) > 0)
     });
     slow.late_from.store(true, Ordering::Release);
     let b_log = root.path().join("b.log");
