@@ -165,16 +165,10 @@ type = "json"
 /// ends past each marker; it ends, with every message once, and so does a second one.
 #[test]
 fn a_backfill_ends_when_its_range_ends_on_a_transaction_marker() {
-    use crate::kafka_unreadable::{ids_job, produce};
+    use crate::kafka_unreadable::{backfill, cluster_and_producer, ids_job, produce};
     use crate::kafka_wire::{commit_marker, produce_raw, record_batch, CONTROL};
     let topic = "markers";
-    let c = cluster(topic);
-    let bootstrap = c.bootstrap_servers();
-    let broker = bootstrap.split(',').next().unwrap().to_string();
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()
-        .unwrap();
+    let (_c, bootstrap, broker, producer) = cluster_and_producer(topic);
     let marker = record_batch(CONTROL, 1, 7, &commit_marker());
     produce(&producer, topic, 0, 0..10);
     produce_raw(&broker, topic, 0, &marker);
@@ -185,11 +179,11 @@ fn a_backfill_ends_when_its_range_ends_on_a_transaction_marker() {
     let dir = tempfile::tempdir().unwrap();
     let job = ids_job(dir.path(), &bootstrap, topic);
     for attempt in 1..=2 {
-        let log = dir.path().join(format!("backfill{attempt}.log"));
-        let mut child = crate::kafka::spawn_with("backfill", &job, &log, &[]);
-        let status = wait_exit(&mut child, "the backfill to end", 120);
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        assert!(status.success(), "{status:?}\n{text}");
+        let text = backfill(
+            &job,
+            &dir.path().join(format!("backfill{attempt}.log")),
+            &[],
+        );
         let ids = trace_ids(&dir.path().join("out"));
         assert_eq!(ids.len(), 20, "{ids:?}\n{text}");
         assert!(ids.values().all(|&n| n == 1), "once each: {ids:?}");
@@ -203,16 +197,10 @@ fn a_backfill_ends_when_its_range_ends_on_a_transaction_marker() {
 /// the log never comes); partition 3 until the end of the log.
 #[test]
 fn a_backfill_ends_when_its_range_ends_just_before_an_unreadable_batch() {
-    use crate::kafka_unreadable::{ids_job, produce};
+    use crate::kafka_unreadable::{backfill, cluster_and_producer, ids_job, produce};
     use crate::kafka_wire::{commit_marker, produce_raw, record_batch, CONTROL, GZIP};
     let topic = "bounded";
-    let c = cluster(topic);
-    let bootstrap = c.bootstrap_servers();
-    let broker = bootstrap.split(',').next().unwrap().to_string();
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()
-        .unwrap();
+    let (_c, bootstrap, broker, producer) = cluster_and_producer(topic);
     let marker = record_batch(CONTROL, 1, 7, &commit_marker());
     produce(&producer, topic, 2, 0..5);
     produce_raw(&broker, topic, 2, &marker);
@@ -224,16 +212,7 @@ fn a_backfill_ends_when_its_range_ends_just_before_an_unreadable_batch() {
 
     let dir = tempfile::tempdir().unwrap();
     let job = ids_job(dir.path(), &bootstrap, topic);
-    let log = dir.path().join("backfill.log");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["backfill", job.to_str().unwrap(), "--to", "2=6,3=4"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let status = wait_exit(&mut child, "the backfill to end", 120);
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(status.success(), "{status:?}\n{text}");
+    let text = backfill(&job, &dir.path().join("backfill.log"), &["--to", "2=6,3=4"]);
     let mut ids: Vec<String> = trace_ids(&dir.path().join("out")).into_keys().collect();
     ids.sort();
     let want: Vec<String> = (0..5)
@@ -252,7 +231,7 @@ fn a_backfill_ends_when_its_range_ends_just_before_an_unreadable_batch() {
 /// read, and its partition stopped for good.
 #[test]
 fn messages_compressed_with_every_codec_are_read() {
-    use crate::kafka_unreadable::{ids_job, produce};
+    use crate::kafka_unreadable::{backfill, ids_job, produce};
     let topic = "codecs";
     let c = cluster(topic);
     let bootstrap = c.bootstrap_servers();
@@ -268,11 +247,7 @@ fn messages_compressed_with_every_codec_are_read() {
     }
     let dir = tempfile::tempdir().unwrap();
     let job = ids_job(dir.path(), &bootstrap, topic);
-    let log = dir.path().join("backfill.log");
-    let mut child = crate::kafka::spawn_with("backfill", &job, &log, &[]);
-    let status = wait_exit(&mut child, "the backfill to end", 120);
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(status.success(), "{status:?}\n{text}");
+    let text = backfill(&job, &dir.path().join("backfill.log"), &[]);
     let ids = trace_ids(&dir.path().join("out"));
     assert_eq!(ids.len(), 500, "every message: {ids:?}\n{text}");
     assert!(ids.values().all(|&n| n == 1), "once each: {ids:?}");

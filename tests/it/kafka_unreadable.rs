@@ -49,6 +49,42 @@ pub(crate) fn produce(
     producer.flush(Duration::from_secs(30)).unwrap();
 }
 
+/// A mock cluster holding `topic`, its bootstrap servers, its first broker (for hand-made
+/// requests), and a producer.
+pub(crate) fn cluster_and_producer(
+    topic: &str,
+) -> (
+    rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    String,
+    String,
+    BaseProducer,
+) {
+    let c = cluster(topic);
+    let bootstrap = c.bootstrap_servers();
+    let broker = bootstrap.split(',').next().unwrap().to_string();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    (c, bootstrap, broker, producer)
+}
+
+/// Runs `sluice backfill JOB ARGS…` to its end (120 s at most), its standard error in `log`;
+/// fails unless it exits 0. Returns the log.
+pub(crate) fn backfill(job: &std::path::Path, log: &std::path::Path, args: &[&str]) -> String {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["backfill", job.to_str().unwrap()])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let status = wait_exit(&mut child, "the backfill to end", 120);
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    assert!(status.success(), "{status:?}\n{text}");
+    text
+}
+
 /// The dead letters under `out`, by source then offset.
 fn dead_letters(out: &std::path::Path) -> Vec<serde_json::Value> {
     let mut dl = crate::abuse::dead_letter_lines(&out.join("_dead_letters"));
@@ -100,19 +136,14 @@ fn check(out: &std::path::Path, readable: usize, batches: &[(i32, i64, i64, &str
 /// Partition 0: 10 messages, a batch of 25 that does not decompress, 10 more. Partition 1: 5
 /// messages, then a batch of 3, and a transaction's marker ending the log (a fetch past the
 /// batch brings no message, only the end of the log). Partition 2: 4 messages, two such
-/// batches side by side (2 records, and 5 whose codec bits name no codec), 4 more. The backfill ends with every readable message once and
-/// one dead letter per batch; a second backfill has nothing to do. Then a group member
-/// (`run`) meets one in partition 3 and goes on past it too.
+/// batches side by side (2 records, and 5 whose codec bits name no codec), 4 more. The
+/// backfill ends with every readable message once and one dead letter per batch; a second
+/// backfill has nothing to do. Then a group member (`run`) meets one in partition 3 and goes
+/// on past it too.
 #[test]
 fn a_record_batch_that_cannot_be_read_is_one_dead_letter_and_reading_goes_on() {
     let topic = "unreadable";
-    let c = cluster(topic);
-    let bootstrap = c.bootstrap_servers();
-    let broker = bootstrap.split(',').next().unwrap().to_string();
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()
-        .unwrap();
+    let (_c, bootstrap, broker, producer) = cluster_and_producer(topic);
     produce(&producer, topic, 0, 0..10);
     produce_undecompressable(&broker, topic, 0, 25);
     produce(&producer, topic, 0, 10..20);
@@ -140,11 +171,11 @@ fn a_record_batch_that_cannot_be_read_is_one_dead_letter_and_reading_goes_on() {
         (2, 6, 10, "(codec 0x5)"),
     ];
     for attempt in 1..=2 {
-        let log = dir.path().join(format!("backfill{attempt}.log"));
-        let mut child = spawn_with("backfill", &job, &log, &[]);
-        let status = wait_exit(&mut child, "the backfill to end", 120);
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        assert!(status.success(), "{status:?}\n{text}");
+        let text = backfill(
+            &job,
+            &dir.path().join(format!("backfill{attempt}.log")),
+            &[],
+        );
         check(&out, 33, &batches, &text);
     }
 
