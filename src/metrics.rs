@@ -1,7 +1,8 @@
 //! Prometheus metrics of a task (prometheus-client; served at `GET /metrics` by `admin.rs`),
 //! per repo and source partition: records in, rows out, dead letters, bytes and files
-//! committed, commit latency, channel fill, sink retries, task state and consumer lag. A
-//! partition's lag series disappears when a rebalance takes the partition away. The repos of
+//! committed, commit latency, channel fill, sink retries, task state, consumer lag and
+//! position. A partition's lag and position series disappear when a rebalance takes the
+//! partition away. The repos of
 //! one job share one registry ([`MetricSet`]), so one exposition holds every repo's series.
 
 use std::sync::{Arc, Mutex};
@@ -70,6 +71,7 @@ pub struct MetricSet {
     sink_retries: Family<RepoLabels, Counter>,
     task_state: Family<StateLabels, Gauge>,
     lag: Family<PartLabels, Gauge>,
+    position: Family<PartLabels, Gauge>,
     push_requests: Family<CodeLabels, Counter>,
     push_rows: Family<RepoLabels, Counter>,
     push_in_flight: Family<RepoLabels, Gauge>,
@@ -133,6 +135,7 @@ impl Default for MetricSet {
             sink_retries: Family::default(),
             task_state: Family::default(),
             lag: Family::default(),
+            position: Family::default(),
             push_requests: Family::default(),
             push_rows: Family::default(),
             push_in_flight: Family::default(),
@@ -202,6 +205,11 @@ impl Default for MetricSet {
             "consumer_lag",
             "Records not yet read: high watermark minus next offset",
             m.lag.clone(),
+        );
+        m.registry.register(
+            "consumer_position",
+            "The next offset to read (unchanged while records wait: a stalled partition)",
+            m.position.clone(),
         );
         m.registry.register(
             "push_requests",
@@ -452,8 +460,11 @@ impl Metrics {
         self.state.lock().expect("state lock").clone()
     }
 
-    pub fn lag(&self, partition: &str, lag: i64) {
-        self.set.lag.get_or_create(&self.part(partition)).set(lag);
+    /// A partition's lag and the next offset it reads.
+    pub fn lag(&self, partition: &str, lag: i64, next: i64) {
+        let labels = self.part(partition);
+        self.set.lag.get_or_create(&labels).set(lag);
+        self.set.position.get_or_create(&labels).set(next);
         self.lagging
             .lock()
             .expect("lag lock")
@@ -467,6 +478,7 @@ impl Metrics {
     /// The partition is no longer this process's: its lag is someone else's to report.
     pub fn forget(&self, partition: &str) {
         self.set.lag.remove(&self.part(partition));
+        self.set.position.remove(&self.part(partition));
         self.lagging.lock().expect("lag lock").remove(partition);
     }
 
@@ -475,6 +487,7 @@ impl Metrics {
         let parts = std::mem::take(&mut *self.lagging.lock().expect("lag lock"));
         for p in parts {
             self.set.lag.remove(&self.part(&p));
+            self.set.position.remove(&self.part(&p));
         }
     }
 
@@ -531,8 +544,8 @@ mod tests {
             },
         );
         m.set_state("running");
-        m.lag("events-0", 5);
-        m.lag("events-1", 7);
+        m.lag("events-0", 5, 120);
+        m.lag("events-1", 7, 3);
         m.forget("events-1");
         let text = m.encode();
         assert!(
@@ -542,6 +555,7 @@ mod tests {
         assert!(text.contains(r#"sluice_task_state{repo="web",state="running"} 1"#));
         assert!(text.contains(r#"sluice_task_state{repo="web",state="new"} 0"#));
         assert!(text.contains(r#"sluice_consumer_lag{repo="web",partition="events-0"} 5"#));
+        assert!(text.contains(r#"sluice_consumer_position{repo="web",partition="events-0"} 120"#));
         assert!(!text.contains(r#"partition="events-1""#), "{text}");
         assert!(text.contains("sluice_commit_seconds_count"));
         assert!(text.contains(

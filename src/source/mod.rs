@@ -108,8 +108,9 @@ pub trait Source: Send {
     fn bounds(&self) -> Vec<(u32, u64, u64)> {
         Vec::new()
     }
-    /// Lag per partition key (records not yet read), when the source can tell.
-    fn lag(&self) -> Vec<(String, i64)> {
+    /// Per partition key, when the source can tell: the lag (records not yet read) and the
+    /// next offset to read.
+    fn lag(&self) -> Vec<(String, i64, i64)> {
         Vec::new()
     }
     /// A stop was asked: take no new input. Returns true once everything the source has

@@ -93,13 +93,14 @@ pub(super) fn source_loop(
             if last_lag.elapsed() > LAG_EVERY {
                 last_lag = Instant::now();
                 let lags = source.lag();
-                for (key, lag) in &lags {
-                    metrics.lag(key, *lag);
+                for (key, lag, next) in &lags {
+                    metrics.lag(key, *lag, *next);
                 }
                 if last_lag_log.elapsed() > LAG_LOG_EVERY && !lags.is_empty() {
                     last_lag_log = Instant::now();
-                    let total: i64 = lags.iter().map(|(_, l)| l).sum();
-                    let (worst, max) = lags.iter().max_by_key(|(_, l)| *l).expect("not empty");
+                    let total: i64 = lags.iter().map(|(_, l, _)| l).sum();
+                    let (worst, max, _) =
+                        lags.iter().max_by_key(|(_, l, _)| *l).expect("not empty");
                     tracing::info!(partitions = lags.len(), total, max, worst = %worst, "consumer lag");
                 }
             }

@@ -145,9 +145,19 @@ fn prometheus_scrapes_a_kafka_job_and_the_alert_rules_hold() {
     wait_until("lag 0 in Prometheus", 60, || {
         query(&prom_addr, "sum(sluice_consumer_lag{job=\"sluice\"})") == Some(0.0)
     });
+    // Each partition's position is past its last message (good or not): from offset 0,
+    // they sum to the messages produced.
+    let position = "sum(sluice_consumer_position{job=\"sluice\"})";
+    let produced = n + job.bad;
+    wait_until(
+        &format!("{position} = {produced} in Prometheus"),
+        60,
+        || query(&prom_addr, position) == Some(produced as f64),
+    );
     let (code, rules) = http(&prom_addr, "GET", "/api/v1/rules", None);
     assert_eq!(code, 200);
     assert!(rules.contains("SluiceNoCommit"), "{rules}");
+    assert!(rules.contains("SluicePartitionStalled"), "{rules}");
     assert_eq!(
         query(&prom_addr, "count(ALERTS{alertstate=\"firing\"})"),
         None,

@@ -559,7 +559,7 @@ impl Source for KafkaSource {
 
     /// Lag per owned partition (high watermark − next offset) from the watermarks last
     /// fetched: never a request here, since this runs on the poll thread.
-    fn lag(&self) -> Vec<(String, i64)> {
+    fn lag(&self) -> Vec<(String, i64, i64)> {
         let Some(watch) = &self.lag else {
             return Vec::new();
         };
@@ -574,7 +574,7 @@ impl Source for KafkaSource {
             .iter()
             .filter_map(|p| {
                 let high = watch.high(&p.info.topic, p.partition)?;
-                Some((p.info.key(), (high - p.next).max(0)))
+                Some((p.info.key(), (high - p.next).max(0), p.next))
             })
             .collect()
     }
