@@ -256,3 +256,52 @@ fn messages_compressed_with_every_codec_are_read() {
         "no dead letter\n{text}"
     );
 }
+
+/// A live member whose partition ends on a transaction's commit marker has read all there is:
+/// its lag is 0 and its position is past its last record. The lag stood at 1 for ever (the
+/// marker's offset), so every idle transactional partition looked stalled.
+#[test]
+fn a_partition_ending_on_a_transaction_marker_shows_no_lag() {
+    use crate::admin::{admin_addr, http};
+    use crate::kafka_unreadable::{cluster_and_producer, ids_job, produce};
+    use crate::kafka_wire::{commit_marker, produce_raw, record_batch, CONTROL};
+    let topic = "txnlag";
+    let (_c, bootstrap, broker, producer) = cluster_and_producer(topic);
+    produce(&producer, topic, 0, 0..5);
+    produce_raw(
+        &broker,
+        topic,
+        0,
+        &record_batch(CONTROL, 1, 7, &commit_marker()),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let job = ids_job(dir.path(), &bootstrap, topic);
+    let text = std::fs::read_to_string(&job).unwrap() + "\n[admin]\nlisten = \"127.0.0.1:0\"\n";
+    std::fs::write(&job, text).unwrap();
+    let log = dir.path().join("run.log");
+    let _run = KillOnDrop::new(crate::kafka::spawn_run(&job, &log));
+    let addr = admin_addr(&log);
+    crate::kafka::wait_for(&dir.path().join("out"), 5, 60);
+    let series = |m: &str, name: &str| {
+        m.lines()
+            .find(|l| l.starts_with(name) && l.contains("partition=\"txnlag-0\""))
+            .and_then(|l| l.rsplit(' ').next())
+            .map(str::to_string)
+    };
+    // The lag is fetched and reported every 5 s.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, m) = http(&addr, "GET", "/metrics", None);
+        let lag = series(&m, "sluice_consumer_lag{");
+        let position = series(&m, "sluice_consumer_position{");
+        if lag.as_deref() == Some("0") && position.as_deref() == Some("5") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after 60 s waiting for partition 0's lag 0 at position 5: lag {lag:?}, \
+             position {position:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

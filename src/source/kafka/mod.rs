@@ -557,8 +557,11 @@ impl Source for KafkaSource {
         lock(&self.shared).skips.take()
     }
 
-    /// Lag per owned partition (high watermark − next offset) from the watermarks last
-    /// fetched: never a request here, since this runs on the poll thread.
+    /// Lag per owned partition (high watermark − where reading stands) from the watermarks
+    /// last fetched: never a request here, since this runs on the poll thread. Reading stands
+    /// at the next offset, or past it where librdkafka's position is: past offsets that hold
+    /// no record (a transaction's marker, the last thing on every transactional producer's
+    /// partition), which would else be a lag of 1 for ever and a partition that looks stalled.
     fn lag(&self) -> Vec<(String, i64, i64)> {
         let Some(watch) = &self.lag else {
             return Vec::new();
@@ -570,11 +573,20 @@ impl Source for KafkaSource {
                 .map(|p| (p.info.topic.clone(), p.partition))
                 .collect(),
         );
+        let positions = self.consumer.position().ok();
         owned
             .iter()
             .filter_map(|p| {
                 let high = watch.high(&p.info.topic, p.partition)?;
-                Some((p.info.key(), (high - p.next).max(0), p.next))
+                let read = match positions
+                    .as_ref()
+                    .and_then(|l| l.find_partition(&p.info.topic, p.partition))
+                    .map(|e| e.offset())
+                {
+                    Some(Offset::Offset(at)) => at.max(p.next),
+                    _ => p.next,
+                };
+                Some((p.info.key(), (high - read).max(0), p.next))
             })
             .collect()
     }
