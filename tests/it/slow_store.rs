@@ -26,10 +26,12 @@ struct Slow {
     /// Delayed uploads that reached the store after `late_from` was set.
     landed_late: AtomicU64,
     late_from: AtomicBool,
+    /// Until set, delayed uploads are held past `delay_ms` too (for at most 2 minutes).
+    released: AtomicBool,
 }
 
 /// Forwards one request; a PUT outside `_sluice/` (a data or dead-letter file, or one of its
-/// parts) waits `delay_ms` first.
+/// parts) waits `delay_ms` first, and until `released`.
 fn serve(mut c: TcpStream, upstream: String, slow: Arc<Slow>) {
     let Some((head, body)) = read_request(&mut c) else {
         return;
@@ -49,7 +51,12 @@ fn serve(mut c: TcpStream, upstream: String, slow: Arc<Slow>) {
         if let Some(n) = of {
             n.fetch_add(1, Ordering::AcqRel);
         }
-        std::thread::sleep(Duration::from_millis(delay));
+        let held = std::time::Instant::now();
+        while held.elapsed() < Duration::from_millis(delay)
+            || !slow.released.load(Ordering::Acquire) && held.elapsed() < Duration::from_secs(120)
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
     let answer = forward(&upstream, &head, &body);
     if delayed {
@@ -117,8 +124,9 @@ fn commits(url: &str, s3: &S3) -> usize {
     dest.list("_sluice/kafka-it/checkpoints/").unwrap().len()
 }
 
-/// Member A uploads through a proxy that holds every data file for 20 s, so its commits run
-/// past the consumer's `max.poll.interval.ms` (15 s) and far past the 4 s a revocation waits. Member B joins (straight to S3) and takes partitions
+/// Member A uploads through a proxy that holds every data file for 20 s, and until B owns
+/// partitions, so its commits run past the consumer's `max.poll.interval.ms` (15 s) and far
+/// past the 4 s a revocation waits. Member B joins (straight to S3) and takes partitions
 /// whose commits A is still running; A's uploads land after B owns them. In the end both stop
 /// cleanly, every record is in the bucket once, and every visible file is named by a
 /// checkpoint (the late files were fenced off and removed).
@@ -149,7 +157,7 @@ fn tansu_a_commit_slower_than_the_revocation_is_fenced_on_s3() {
     let a_log = root.path().join("a.log");
     let a = KillOnDrop::new(spawn_run(&a_job, &a_log));
     wait_until("member A's first commit", 90, || commits(&url, &s3) > 0);
-    // From now on A's uploads take 20 s each.
+    // From now on A's uploads take 20 s each, and land only once B owns partitions.
     slow.delay_ms.store(20_000, Ordering::Release);
     // Whichever partitions B is given, A is then running a commit of each.
     wait_until("an upload of A to be held in every partition", 90, || {
@@ -175,7 +183,9 @@ fn tansu_a_commit_slower_than_the_revocation_is_fenced_on_s3() {
         "B got no partition:\n{text}\n--- A ---\n{}",
         std::fs::read_to_string(&a_log).unwrap()
     );
-    // A's held uploads reach the store after B took over.
+    // A's held uploads reach the store after B took over (B's claim, with its newer term, is
+    // made before it says the partition resumes).
+    slow.released.store(true, Ordering::Release);
     wait_until("a held upload of A to land after B joined", 60, || {
         slow.landed_late.load(Ordering::Acquire) > 0
     });
