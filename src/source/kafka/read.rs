@@ -9,7 +9,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use super::batch::{Batch, FetchQueue, Msg, MAX_BATCH};
 use super::group::{accept, apply_events, lock, set_paused_parts, Index};
 use super::part::Part;
-use super::unreadable::{on_error, unreadable_batch};
+use super::unreadable::{on_error, unreadable_batch, Taken};
 use super::{err_at, KafkaSource};
 use crate::decode::meta::MetaNeeds;
 use crate::decode::Chunk;
@@ -112,33 +112,13 @@ fn error_item(
         return Marked::Nothing;
     }
     if unreadable_batch(code) {
-        // At or past a bounded run's end: in order after every record before it. (An error
-        // names a batch's first offset; an old-format compressed wrapper's names its last, so
-        // offsets from where reading stands to the end could be its: said, not skipped silently.)
-        let next = p.next;
-        if p.passed_end(msg.offset()) {
-            if next < msg.offset() {
-                tracing::warn!(
-                    topic = %p.info.topic,
-                    partition = p.partition,
-                    "the range ends at {}, where reading stood at {next} and the Kafka client \
-                     could not read the record batch reported at offset {}: offsets {next} to \
-                     {} held no record it could read",
-                    p.end.unwrap_or_default(),
-                    msg.offset(),
-                    p.end.unwrap_or_default() - 1,
-                );
+        return match on_error(p, msg) {
+            Taken::Probe => Marked::Probe,
+            Taken::Ended => {
+                ready.push(i);
+                Marked::Nothing
             }
-            ready.push(i);
-            return Marked::Nothing;
-        }
-        let words = msg
-            .payload()
-            .map(|w| String::from_utf8_lossy(w).into_owned())
-            .unwrap_or_default();
-        return match on_error(p, msg.offset(), words) {
-            true => Marked::Probe,
-            false => Marked::Nothing,
+            Taken::Nothing => Marked::Nothing,
         };
     }
     if code != RDKafkaErrorCode::AutoOffsetReset && p.owned && !p.done() && p.probe.is_none() {

@@ -24,7 +24,7 @@ use rdkafka::consumer::Consumer;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::Offset;
 
-use super::batch::{cached_high_watermark, FetchQueue};
+use super::batch::{cached_high_watermark, FetchQueue, Msg};
 use super::part::Part;
 use super::KafkaSource;
 
@@ -48,26 +48,55 @@ pub(super) fn unreadable_batch(code: RDKafkaErrorCode) -> bool {
     )
 }
 
-/// An unreadable-batch error at `offset` for partition `p`, taken in order with its messages:
-/// starts a probe, or answers the running one. Returns whether a probe started.
-pub(super) fn on_error(p: &mut Part, offset: i64, words: String) -> bool {
-    // Where this reader does not read (not its partition, past a bounded run's end), or
-    // before a seek still to be made (the fetcher meets the batch again after it), nothing.
+/// What an unreadable-batch error did to its partition.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Taken {
+    /// Nothing (not read here, before a seek, or an answer to the running probe).
+    Nothing,
+    /// A probe started.
+    Probe,
+    /// It lies at or past a bounded run's end: the partition is done (see `Part::passed_end`).
+    Ended,
+}
+
+/// An unreadable-batch error at `msg`'s offset for partition `p`, taken in order with its
+/// messages: answers the running probe, ends a bounded run it lies past, or starts a probe.
+pub(super) fn on_error(p: &mut Part, msg: &Msg<'_>) -> Taken {
+    let offset = msg.offset();
+    // Where this reader does not read (not its partition, a finished run), or before a seek
+    // still to be made (the fetcher meets the batch again after it), nothing.
     if !p.owned || p.done() || p.seek_pending {
-        return false;
+        return Taken::Nothing;
     }
-    match p.probe.as_mut() {
-        // Another batch's error past the end still answers: the fetch began past this one.
-        Some(probe) => {
-            probe.batch_again(offset);
-            false
-        }
-        None if p.end.is_some_and(|e| offset >= e) => false,
-        None => {
-            p.probe = Some(Probe::new(offset, p.next, words));
-            true
-        }
+    // Another batch's error, even past the end, answers: the fetch began past this one.
+    if let Some(probe) = p.probe.as_mut() {
+        probe.batch_again(offset);
+        return Taken::Nothing;
     }
+    let next = p.next;
+    if p.passed_end(offset) {
+        // An error names a batch's first offset; an old-format compressed wrapper's names its
+        // last, so the offsets from where reading stands to the end could be its: said, not
+        // skipped silently.
+        if next < offset {
+            let end = p.end.unwrap_or(offset);
+            tracing::warn!(
+                topic = %p.info.topic,
+                partition = p.partition,
+                "the range ends at {end}, where reading stood at {next} and the Kafka client \
+                 could not read the record batch reported at offset {offset}: offsets {next} \
+                 to {} held no record it could read",
+                end - 1,
+            );
+        }
+        return Taken::Ended;
+    }
+    let words = msg
+        .payload()
+        .map(|w| String::from_utf8_lossy(w).into_owned())
+        .unwrap_or_default();
+    p.probe = Some(Probe::new(offset, next, words));
+    Taken::Probe
 }
 
 /// The search for the end of one unreadable batch.
