@@ -295,9 +295,27 @@ pub(crate) fn init_logs_at(json: bool, level: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     if json {
-        b.json().init();
+        b.json().finish().with(QuietConsumerDrop).init();
     } else {
-        b.init();
+        b.finish().with(QuietConsumerDrop).init();
+    }
+}
+
+/// Drops the one error rdkafka's consumer logs when it is dropped: it closes the consumer
+/// again, after the Kafka source has closed it (`KafkaSource::close` warns itself if its
+/// close fails), and the second close always fails, so every successful Kafka run ended on
+/// an ERROR line. It is the only error that module logs.
+struct QuietConsumerDrop;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for QuietConsumerDrop {
+    fn enabled(
+        &self,
+        m: &tracing::Metadata<'_>,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        !(*m.level() == tracing::Level::ERROR && m.target() == "rdkafka::consumer::base_consumer")
     }
 }

@@ -82,6 +82,12 @@ pub(crate) fn backfill(job: &std::path::Path, log: &std::path::Path, args: &[&st
     let status = wait_exit(&mut child, "the backfill to end", 120);
     let text = std::fs::read_to_string(log).unwrap_or_default();
     assert!(status.success(), "{status:?}\n{text}");
+    // A run that succeeds logs no error: an operator reads an ERROR line as something to act on.
+    let errors: Vec<&str> = text.lines().filter(|l| l.contains(" ERROR ")).collect();
+    assert!(
+        errors.is_empty(),
+        "a successful backfill logged errors: {errors:#?}"
+    );
     text
 }
 

@@ -514,10 +514,15 @@ impl Source for KafkaSource {
         // Close the consumer here in short polls: dropping it polls 100 ms at a time until it
         // is closed, which added about 0.1 s to the end of every run. What a poll returns now
         // is not wanted (the membership is gone; a bounded run is done).
-        if self.consumer.close_queue().is_ok() {
-            let until = Instant::now() + TIMEOUT;
-            while !self.consumer.closed() && Instant::now() < until {
-                let _ = self.consumer.poll(Duration::from_millis(5));
+        match self.consumer.close_queue() {
+            Ok(()) => {
+                let until = Instant::now() + TIMEOUT;
+                while !self.consumer.closed() && Instant::now() < until {
+                    let _ = self.consumer.poll(Duration::from_millis(5));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(source = %self.name, error = %e, "closing the consumer failed")
             }
         }
         tracing::info!(
