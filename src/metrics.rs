@@ -70,6 +70,7 @@ pub struct MetricSet {
     channel_batches: Family<RepoLabels, Gauge>,
     sink_retries: Family<RepoLabels, Counter>,
     task_state: Family<StateLabels, Gauge>,
+    task_paused: Family<RepoLabels, Gauge>,
     lag: Family<PartLabels, Gauge>,
     position: Family<PartLabels, Gauge>,
     push_requests: Family<CodeLabels, Counter>,
@@ -134,6 +135,7 @@ impl Default for MetricSet {
             channel_batches: Family::default(),
             sink_retries: Family::default(),
             task_state: Family::default(),
+            task_paused: Family::default(),
             lag: Family::default(),
             position: Family::default(),
             push_requests: Family::default(),
@@ -200,6 +202,11 @@ impl Default for MetricSet {
             "task_state",
             "1 for the task's current state",
             m.task_state.clone(),
+        );
+        m.registry.register(
+            "task_paused",
+            "1 while the task is paused through the admin API",
+            m.task_paused.clone(),
         );
         m.registry.register(
             "consumer_lag",
@@ -428,6 +435,14 @@ impl Metrics {
         self.set.task_restarts.get_or_create(&self.repo()).inc();
     }
 
+    /// Whether the task is paused through the admin API (alerts tell a pause from a stall).
+    pub fn paused(&self, paused: bool) {
+        self.set
+            .task_paused
+            .get_or_create(&self.repo())
+            .set(i64::from(paused));
+    }
+
     pub fn retry(&self) {
         self.set.sink_retries.get_or_create(&self.repo()).inc();
     }
@@ -544,6 +559,7 @@ mod tests {
             },
         );
         m.set_state("running");
+        m.paused(true);
         m.lag("events-0", 5, 120);
         m.lag("events-1", 7, 3);
         m.forget("events-1");
@@ -554,6 +570,10 @@ mod tests {
         );
         assert!(text.contains(r#"sluice_task_state{repo="web",state="running"} 1"#));
         assert!(text.contains(r#"sluice_task_state{repo="web",state="new"} 0"#));
+        assert!(
+            text.contains(r#"sluice_task_paused{repo="web"} 1"#),
+            "{text}"
+        );
         assert!(text.contains(r#"sluice_consumer_lag{repo="web",partition="events-0"} 5"#));
         assert!(text.contains(r#"sluice_consumer_position{repo="web",partition="events-0"} 120"#));
         assert!(!text.contains(r#"partition="events-1""#), "{text}");

@@ -52,6 +52,7 @@ pub(super) fn source_loop(
     };
     let mut full_since: Option<Instant> = None;
     let mut last_lag = Instant::now();
+    metrics.paused(control.paused.load(Ordering::Acquire));
     let mut last_lag_log = Instant::now();
     pipeline::run(
         decoder,
@@ -92,6 +93,7 @@ pub(super) fn source_loop(
             }
             if last_lag.elapsed() > LAG_EVERY {
                 last_lag = Instant::now();
+                metrics.paused(control.paused.load(Ordering::Acquire));
                 let lags = source.lag();
                 for (key, lag, next) in &lags {
                     metrics.lag(key, *lag, *next);

@@ -176,8 +176,28 @@ fn admin_api_serves_metrics_tasks_pause_resume_and_stop() {
         .0,
         200
     );
+    let read_before = metric_sum(
+        &http(&addr, "GET", "/metrics", None).1,
+        "sluice_consumer_position",
+    );
     produce_events(&bootstrap, topic, n, 400, 4, None);
-    std::thread::sleep(Duration::from_secs(4));
+    // The pause shows in the metrics (alerts tell it from a stall by it), and the 400 records
+    // reach the source (its positions move past them) but are not exported.
+    let paused = |on: bool| {
+        format!(
+            "sluice_task_paused{{repo=\"nginx_access\"}} {}",
+            u8::from(on)
+        )
+    };
+    crate::helpers::wait_until(
+        "the pause in the metrics and the 400 records read",
+        60,
+        || {
+            let m = http(&addr, "GET", "/metrics", None).1;
+            m.contains(&paused(true))
+                && metric_sum(&m, "sluice_consumer_position") == read_before + 400.0
+        },
+    );
     assert_eq!(
         trace_ids(&outdir).len(),
         n,
@@ -195,6 +215,11 @@ fn admin_api_serves_metrics_tasks_pause_resume_and_stop() {
     );
     wait_for(&outdir, n + 400, 60);
     assert_eq!(trace_ids(&outdir).len(), n + 400);
+    crate::helpers::wait_until("the resume in the metrics", 30, || {
+        http(&addr, "GET", "/metrics", None)
+            .1
+            .contains(&paused(false))
+    });
 
     // Stop through the API: a graceful stop, exit 0.
     let out = stop_via_api(&addr, child);
