@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use super::TaskError;
 use crate::channel::Channel;
 use crate::commit::checkpoint::Checkpoints;
+use crate::commit::fence::Reconciled;
 use crate::metrics::Metrics;
 use crate::sink::control::Control;
 use crate::sink::partitions::Registration;
@@ -29,46 +30,110 @@ pub struct Start {
     pub checkpointed: bool,
 }
 
-/// Registers a partition with the task: takes a new ownership term in the destination (older
+/// What registering a partition learned from the destination: its new ownership term, how
+/// its commits ended, and how far a table holds it.
+pub struct Claimed {
+    term: u64,
+    reconciled: Reconciled,
+    held: Option<u64>,
+}
+
+/// The destination's part of registering partition `key`: takes a new ownership term (older
 /// writers are fenced), rolls back to checkpoint `from_checkpoint` if asked, fences claims
-/// that did not finish, and records where it resumes (its checkpoint, else `default()`), with
-/// a fresh epoch. A roll-back's callers check first that the source can replay it
-/// ([`check_replay`]), for every partition before any.
-pub fn register(
+/// that did not finish, and brings a table up to the sealed commits. Touches no task state,
+/// so partitions are claimed side by side ([`claim_all`]).
+pub fn claim(
     checkpoints: &Checkpoints,
     table: Option<&dyn crate::table::Publisher>,
-    control: &Control,
-    channel: Option<&Channel>,
-    info: &PartitionInfo,
+    key: &str,
     from_checkpoint: Option<u64>,
-    default: impl FnOnce() -> Result<(u64, u64), TaskError>,
-) -> Result<Start, TaskError> {
-    let key = info.key();
+) -> Result<Claimed, TaskError> {
     let owner = crate::commit::owner_id();
     let started = crate::commit::process_started_ms();
     // A new term first: from here on, every older writer of the partition is fenced.
-    let term = checkpoints.take_term(&key, owner)?;
+    let term = checkpoints.take_term(key, owner)?;
     let r = match from_checkpoint {
         // Members of a group started together with the flag roll back once, not once each.
-        Some(seq) if checkpoints.rolled_back_since(&key, seq, started - ROLL_BACK_WINDOW_MS)? => {
+        Some(seq) if checkpoints.rolled_back_since(key, seq, started - ROLL_BACK_WINDOW_MS)? => {
             tracing::info!(partition = %key, seq, "already rolled back to this checkpoint (since 5 minutes before this process started); not repeated");
-            checkpoints.reconcile(&key, term, owner)?
+            checkpoints.reconcile(key, term, owner)?
         }
         Some(seq) => {
-            let r = checkpoints.roll_back_to(&key, seq, term, owner)?;
+            let r = checkpoints.roll_back_to(key, seq, term, owner)?;
             tracing::warn!(partition = %key, seq, next_offset = ?r.latest.as_ref().map(|c| c.next_offset), "replaying from an older checkpoint");
             r
         }
-        None => checkpoints.reconcile(&key, term, owner)?,
+        None => checkpoints.reconcile(key, term, owner)?,
     };
     if !r.removed.is_empty() {
         tracing::warn!(partition = %key, files = ?r.removed, "removed files of an unfinished commit");
     }
     // The table holds every sealed commit before the partition commits again.
     let held = match table {
-        Some(t) => crate::table::catch_up(t, checkpoints, &key)?,
+        Some(t) => crate::table::catch_up(t, checkpoints, key)?,
         None => None,
     };
+    Ok(Claimed {
+        term,
+        reconciled: r,
+        held,
+    })
+}
+
+/// Partitions claimed at once: [`claim`] for each `(key, from_checkpoint)`, on up to
+/// [`CLAIM_THREADS`] threads, results in the order given. Each claim is a few store round
+/// trips (files and fsyncs locally, requests to an object store), and a start or an
+/// assignment of many partitions waited for them one after another.
+pub fn claim_all(
+    checkpoints: &Checkpoints,
+    table: Option<&dyn crate::table::Publisher>,
+    parts: &[(String, Option<u64>)],
+) -> Vec<Result<Claimed, TaskError>> {
+    let threads = parts.len().min(CLAIM_THREADS);
+    if threads <= 1 {
+        return parts
+            .iter()
+            .map(|(key, roll)| claim(checkpoints, table, key, *roll))
+            .collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done = std::sync::Mutex::new(Vec::with_capacity(parts.len()));
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::AcqRel);
+                let Some((key, roll)) = parts.get(i) else {
+                    break;
+                };
+                let c = claim(checkpoints, table, key, *roll);
+                done.lock().unwrap_or_else(|p| p.into_inner()).push((i, c));
+            });
+        }
+    });
+    let mut done = done.into_inner().unwrap_or_else(|p| p.into_inner());
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, c)| c).collect()
+}
+
+/// Partitions claimed side by side at most.
+pub const CLAIM_THREADS: usize = 16;
+
+/// The task's part of registering a claimed partition: records where it resumes (a table
+/// ahead of its checkpoints, its checkpoint, else `default()`), with a fresh epoch, and drops
+/// what the channel still holds of it.
+pub fn resume(
+    claimed: Claimed,
+    control: &Control,
+    channel: Option<&Channel>,
+    info: &PartitionInfo,
+    default: impl FnOnce() -> Result<(u64, u64), TaskError>,
+) -> Result<Start, TaskError> {
+    let key = info.key();
+    let Claimed {
+        term,
+        reconciled: r,
+        held,
+    } = claimed;
     let seq = r.next_seq - 1;
     let (offset, line, checkpointed) = match (&r.latest, held) {
         // The table holds more than the checkpoints say (their records were lost or
@@ -187,24 +252,28 @@ impl Membership for TaskMembership {
                 })?;
             }
         }
+        let asked: Vec<(String, Option<u64>)> = parts
+            .iter()
+            .map(|(info, _, _)| {
+                let roll = self
+                    .from_checkpoint
+                    .filter(|_| self.rolled_back.insert(info.id));
+                (info.key(), roll)
+            })
+            .collect();
+        let claimed = claim_all(&self.checkpoints, self.table.as_deref(), &asked);
         let mut out = Vec::with_capacity(parts.len());
-        for (info, default, _) in parts {
-            let roll = self
-                .from_checkpoint
-                .filter(|_| self.rolled_back.insert(info.id));
-            let start = register(
-                &self.checkpoints,
-                self.table.as_deref(),
-                &self.control,
-                Some(&self.channel),
-                info,
-                roll,
-                || Ok((*default, 0)),
-            )
-            .map_err(|e| SourceError::Other {
-                name: format!("partition {}", info.key()),
-                reason: format!("cannot resume it from the destination: {e}"),
-            })?;
+        for ((info, default, _), claimed) in parts.iter().zip(claimed) {
+            let start = claimed
+                .and_then(|c| {
+                    resume(c, &self.control, Some(&self.channel), info, || {
+                        Ok((*default, 0))
+                    })
+                })
+                .map_err(|e| SourceError::Other {
+                    name: format!("partition {}", info.key()),
+                    reason: format!("cannot resume it from the destination: {e}"),
+                })?;
             out.push((info.id, start.offset));
         }
         Ok(out)
@@ -247,5 +316,49 @@ impl Membership for TaskMembership {
             );
         }
         ctl.partitions.committed_offsets(ids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Destination;
+
+    /// Partitions claimed side by side come back in the order asked, each with its next term;
+    /// two processes claiming the same partitions at once never both hold one term (one write
+    /// wins each term's name), and a claim that loses says it is fenced.
+    #[test]
+    fn partitions_claimed_side_by_side_get_their_own_terms_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let dest = Destination::parse(dir.path().to_str().unwrap(), rt.handle().clone()).unwrap();
+        let cps = Checkpoints::new(dest, "j");
+        let keys: Vec<(String, Option<u64>)> = (0..40).map(|i| (format!("t-{i}"), None)).collect();
+        for _ in 0..3 {
+            cps.take_term("t-7", "before").unwrap();
+        }
+        let terms: Vec<u64> = claim_all(&cps, None, &keys)
+            .into_iter()
+            .map(|c| c.unwrap().term)
+            .collect();
+        for (i, t) in terms.iter().enumerate() {
+            assert_eq!(*t, if i == 7 { 4 } else { 1 }, "t-{i}");
+        }
+        // Another process takes terms of the same partitions meanwhile.
+        let (mine, theirs) = std::thread::scope(|s| {
+            let other = s.spawn(|| {
+                keys.iter()
+                    .map(|(k, _)| cps.take_term(k, "another process").unwrap())
+                    .collect::<Vec<u64>>()
+            });
+            (claim_all(&cps, None, &keys), other.join().unwrap())
+        });
+        for (i, c) in mine.into_iter().enumerate() {
+            match c {
+                Ok(c) => assert!(c.term > terms[i] && c.term != theirs[i], "t-{i}"),
+                Err(TaskError::Checkpoint(e)) if e.is_fenced() => {}
+                Err(e) => panic!("t-{i}: {e}"),
+            }
+        }
     }
 }

@@ -39,7 +39,7 @@ use prepare::push_api;
 pub use prepare::{prepare, Prepared};
 
 use feed::source_loop;
-use membership::{register, TaskMembership};
+use membership::TaskMembership;
 use spilling::{graceful_stop, restore_spill};
 
 /// The states of a task.
@@ -394,22 +394,29 @@ fn run_inner(
             membership::check_replay(&checkpoints, &p.key(), seq, holds)?;
         }
     }
-    for p in source.partitions() {
-        if matches!(job.file.source, crate::config::SourceSection::File { .. }) {
+    let parts = source.partitions();
+    if matches!(job.file.source, crate::config::SourceSection::File { .. }) {
+        for p in &parts {
             if let Some(old) = checkpoints.carry_over_legacy(&p.key(), &p.topic, p.id as usize)? {
                 tracing::info!(partition = %p.key(), from = %old, "continuing from the checkpoints of an earlier version's key");
             }
         }
+    }
+    let asked: Vec<(String, Option<u64>)> = parts
+        .iter()
+        .map(|p| (p.key(), opts.from_checkpoint))
+        .collect();
+    let claimed = membership::claim_all(&checkpoints, table.as_deref(), &asked);
+    for (p, claimed) in parts.iter().zip(claimed) {
         let src = &mut source;
-        let start = register(
-            &checkpoints,
-            table.as_deref(),
-            &control,
-            None,
-            &p,
-            opts.from_checkpoint,
-            || Ok(src.resume_default(p.id)?),
-        )?;
+        let start =
+            membership::resume(
+                claimed?,
+                &control,
+                None,
+                p,
+                || Ok(src.resume_default(p.id)?),
+            )?;
         if start.checkpointed {
             source.seek(p.id, start.offset, start.line)?;
         }
