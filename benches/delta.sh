@@ -27,10 +27,17 @@ else
   BIN="$CARGO_TARGET_DIR/dist"
 fi
 
+# Every run writes to a folder of its own ($OUT), removed only after the last run: on ext4,
+# files created just after many were deleted cost the kernel a search past the recently
+# deleted inodes, a cost of the benchmark rather than of the job (see kafka_e2e.sh).
+[ -d "$WORK/runs" ] && mv "$WORK/runs" "$WORK/runs.old.$$"
+mkdir -p "$WORK/runs"
+RUN=0
+cleanup() { rm -rf "$WORK/runs" "$WORK"/runs.old.*; }
 coproc BROKER { "$BIN/examples/bench_broker" "$INPUT" events "$PARTS"; }
 read -r ready BOOT N <&"${BROKER[0]}"
 [ "$ready" = ready ] || { echo "broker did not start" >&2; exit 1; }
-trap 'kill $BROKER_PID 2>/dev/null || true' EXIT
+trap 'kill $BROKER_PID 2>/dev/null || true; cleanup' EXIT
 echo "broker $BOOT with $N messages on $PARTS partitions" >&2
 
 timed() { # timed NAME CMD... → "wall cpu rss_kb"
@@ -43,11 +50,11 @@ timed() { # timed NAME CMD... → "wall cpu rss_kb"
 }
 # job NAME EXTRA: a backfill job from scratch that sets what a user must, plus EXTRA sink keys.
 job() {
-  rm -rf "$WORK/$1-out" "$WORK/$1-state"
+  OUT="$WORK/runs/$1-$((RUN += 1))"
   cat >"$WORK/$1.toml" <<TOML
 [job]
 name = "dbench"
-state_dir = "$WORK/$1-state"
+state_dir = "$OUT-state"
 [source]
 kind = "kafka"
 brokers = "$BOOT"
@@ -55,7 +62,7 @@ topics = ["events"]
 [repo]
 schema = "$PWD/schemas/nginx_access.toml"
 [sink]
-url = "$WORK/$1-out/"
+url = "$OUT/"
 $2
 TOML
 }
@@ -67,6 +74,7 @@ for i in $(seq "$RUNS"); do
     extra=""
     [ "$kind" = delta ] && extra='table = "delta"'
     job "$kind" "$extra"
+    [ "$kind" = delta ] && DELTA_OUT="$OUT"
     read -r w c _ <<<"$(timed "$kind" "$BIN/sluice" backfill "$WORK/$kind.toml")"
     echo "$w" >>"$WORK/$kind.walls"
     echo "$c" >>"$WORK/$kind.cpus"
@@ -75,7 +83,7 @@ for i in $(seq "$RUNS"); do
 done
 pw=$(median <"$WORK/plain.walls"); dw=$(median <"$WORK/delta.walls")
 pc=$(median <"$WORK/plain.cpus"); dc=$(median <"$WORK/delta.cpus")
-versions=$(find "$WORK/delta-out/_delta_log" -name '*.json' | wc -l)
+versions=$(find "$DELTA_OUT/_delta_log" -name '*.json' | wc -l)
 
 # About 1,000 small files in one table, compacted; the same rows converted.
 SMALL=$(( ROWS / 1000 > 0 ? ROWS / 1000 : 1 ))
@@ -83,7 +91,7 @@ job small "table = \"delta\"
 [sink.rotation]
 max_rows = $SMALL"
 "$BIN/sluice" backfill "$WORK/small.toml" >/dev/null 2>&1
-files=$(find "$WORK/small-out" -name '*.parquet' -not -path '*/_*' | wc -l)
+files=$(find "$OUT" -name '*.parquet' -not -path '*/_*' | wc -l)
 read -r kw kc krss <<<"$(timed compact "$BIN/sluice" compact "$WORK/small.toml" --min-files 2)"
 rm -f "$WORK/convert.parquet"
 read -r cw cc crss <<<"$(timed convert "$BIN/sluice" convert --quiet --overwrite --schema schemas/nginx_access.toml --input "$INPUT" --output "$WORK/convert.parquet")"

@@ -80,39 +80,77 @@ pub fn claim(
     })
 }
 
-/// Partitions claimed at once: [`claim`] for each `(key, from_checkpoint)`, on up to
-/// [`CLAIM_THREADS`] threads, results in the order given. Each claim is a few store round
-/// trips (files and fsyncs locally, requests to an object store), and a start or an
-/// assignment of many partitions waited for them one after another.
+/// A claim that failed: the partition's place in the list asked, and why.
+pub struct ClaimFailed {
+    pub index: usize,
+    pub error: TaskError,
+}
+
+/// Partitions claimed at once: [`claim`] for each `(key, from_checkpoint)`, on this thread and
+/// up to [`CLAIM_THREADS`] - 1 more, in the order given. Each claim is a few store round trips
+/// (files and fsyncs locally, requests to an object store), and a start or an assignment of
+/// many partitions waited for them one after another. After a failure no further partition is
+/// claimed (a term taken for a run that stops fences its owner for nothing); the first failure
+/// in the order given is returned, later ones are logged. A panic in a claim is passed on.
 pub fn claim_all(
     checkpoints: &Checkpoints,
     table: Option<&dyn crate::table::Publisher>,
     parts: &[(String, Option<u64>)],
-) -> Vec<Result<Claimed, TaskError>> {
-    let threads = parts.len().min(CLAIM_THREADS);
-    if threads <= 1 {
-        return parts
-            .iter()
-            .map(|(key, roll)| claim(checkpoints, table, key, *roll))
-            .collect();
-    }
+) -> Result<Vec<Claimed>, ClaimFailed> {
+    let threads = parts.len().clamp(1, CLAIM_THREADS);
     let next = std::sync::atomic::AtomicUsize::new(0);
+    let failed = std::sync::atomic::AtomicBool::new(false);
     let done = std::sync::Mutex::new(Vec::with_capacity(parts.len()));
+    // The claims log as the caller does (its repo).
+    let span = tracing::Span::current();
+    let work = || {
+        let _entered = span.enter();
+        while !failed.load(Ordering::Acquire) {
+            let i = next.fetch_add(1, Ordering::AcqRel);
+            let Some((key, roll)) = parts.get(i) else {
+                break;
+            };
+            let c = claim(checkpoints, table, key, *roll);
+            if c.is_err() {
+                failed.store(true, Ordering::Release);
+            }
+            done.lock().unwrap_or_else(|p| p.into_inner()).push((i, c));
+        }
+    };
     std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::AcqRel);
-                let Some((key, roll)) = parts.get(i) else {
-                    break;
-                };
-                let c = claim(checkpoints, table, key, *roll);
-                done.lock().unwrap_or_else(|p| p.into_inner()).push((i, c));
-            });
+        // A thread that cannot be started leaves its share to the others and to this one.
+        let helpers: Vec<_> = (1..threads)
+            .filter_map(|n| {
+                std::thread::Builder::new()
+                    .name(format!("claim-{n}"))
+                    .spawn_scoped(scope, work)
+                    .ok()
+            })
+            .collect();
+        work();
+        for h in helpers {
+            if let Err(panic) = h.join() {
+                std::panic::resume_unwind(panic);
+            }
         }
     });
     let mut done = done.into_inner().unwrap_or_else(|p| p.into_inner());
     done.sort_by_key(|(i, _)| *i);
-    done.into_iter().map(|(_, c)| c).collect()
+    let mut claimed = Vec::with_capacity(parts.len());
+    let mut first: Option<ClaimFailed> = None;
+    for (index, c) in done {
+        match c {
+            Ok(c) => claimed.push(c),
+            Err(error) if first.is_none() => first = Some(ClaimFailed { index, error }),
+            Err(error) => {
+                tracing::warn!(partition = %parts[index].0, %error, "claiming the partition failed too");
+            }
+        }
+    }
+    match first {
+        Some(f) => Err(f),
+        None => Ok(claimed),
+    }
 }
 
 /// Partitions claimed side by side at most.
@@ -261,24 +299,22 @@ impl Membership for TaskMembership {
                 (info.key(), roll)
             })
             .collect();
-        let claimed = claim_all(&self.checkpoints, self.table.as_deref(), &asked);
+        let failed = |key: String, e: TaskError| SourceError::Other {
+            name: format!("partition {key}"),
+            reason: format!("cannot resume it from the destination: {e}"),
+        };
+        let claimed = claim_all(&self.checkpoints, self.table.as_deref(), &asked)
+            .map_err(|f| failed(parts[f.index].0.key(), f.error))?;
         let mut out = Vec::with_capacity(parts.len());
         for ((info, default, _), claimed) in parts.iter().zip(claimed) {
-            let start = claimed
-                .and_then(|c| {
-                    resume(c, &self.control, Some(&self.channel), info, || {
-                        Ok((*default, 0))
-                    })
-                })
-                .map_err(|e| SourceError::Other {
-                    name: format!("partition {}", info.key()),
-                    reason: format!("cannot resume it from the destination: {e}"),
-                })?;
+            let start = resume(claimed, &self.control, Some(&self.channel), info, || {
+                Ok((*default, 0))
+            })
+            .map_err(|e| failed(info.key(), e))?;
             out.push((info.id, start.offset));
         }
         Ok(out)
     }
-
     fn revoked(&mut self, ids: &[u32]) -> Vec<(u32, u64)> {
         let ctl = self.control.clone();
         let until = Instant::now() + self.deadline;
@@ -337,10 +373,10 @@ mod tests {
         for _ in 0..3 {
             cps.take_term("t-7", "before").unwrap();
         }
-        let terms: Vec<u64> = claim_all(&cps, None, &keys)
-            .into_iter()
-            .map(|c| c.unwrap().term)
-            .collect();
+        let terms: Vec<u64> = match claim_all(&cps, None, &keys) {
+            Ok(c) => c.into_iter().map(|c| c.term).collect(),
+            Err(f) => panic!("t-{}: {}", f.index, f.error),
+        };
         for (i, t) in terms.iter().enumerate() {
             assert_eq!(*t, if i == 7 { 4 } else { 1 }, "t-{i}");
         }
@@ -353,11 +389,38 @@ mod tests {
             });
             (claim_all(&cps, None, &keys), other.join().unwrap())
         });
-        for (i, c) in mine.into_iter().enumerate() {
-            match c {
-                Ok(c) => assert!(c.term > terms[i] && c.term != theirs[i], "t-{i}"),
-                Err(TaskError::Checkpoint(e)) if e.is_fenced() => {}
-                Err(e) => panic!("t-{i}: {e}"),
+        match mine {
+            Ok(mine) => {
+                for (i, c) in mine.iter().enumerate() {
+                    assert!(c.term > terms[i] && c.term != theirs[i], "t-{i}");
+                }
+            }
+            // Fenced by the other process's newer term: then nothing after it is claimed.
+            Err(ClaimFailed {
+                error: TaskError::Checkpoint(e),
+                ..
+            }) if e.is_fenced() => {}
+            Err(f) => panic!("t-{}: {}", f.index, f.error),
+        }
+    }
+
+    /// A partition whose records are damaged fails the claims, named by its place in the list,
+    /// whichever thread met it.
+    #[test]
+    fn a_damaged_partition_fails_the_claims_and_names_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let dest = Destination::parse(dir.path().to_str().unwrap(), rt.handle().clone()).unwrap();
+        let cps = Checkpoints::new(dest, "j");
+        let damaged = dir.path().join("_sluice/j/checkpoints/t-5");
+        std::fs::create_dir_all(&damaged).unwrap();
+        std::fs::write(damaged.join("000000000001.json"), b"{ not json").unwrap();
+        let keys: Vec<(String, Option<u64>)> = (0..40).map(|i| (format!("t-{i}"), None)).collect();
+        match claim_all(&cps, None, &keys) {
+            Ok(_) => panic!("a damaged record was claimed past"),
+            Err(f) => {
+                assert_eq!(f.index, 5, "{}", f.error);
+                assert!(f.error.to_string().contains("t-5"), "{}", f.error);
             }
         }
     }

@@ -406,17 +406,12 @@ fn run_inner(
         .iter()
         .map(|p| (p.key(), opts.from_checkpoint))
         .collect();
-    let claimed = membership::claim_all(&checkpoints, table.as_deref(), &asked);
+    let claimed =
+        membership::claim_all(&checkpoints, table.as_deref(), &asked).map_err(|f| f.error)?;
     for (p, claimed) in parts.iter().zip(claimed) {
         let src = &mut source;
         let start =
-            membership::resume(
-                claimed?,
-                &control,
-                None,
-                p,
-                || Ok(src.resume_default(p.id)?),
-            )?;
+            membership::resume(claimed, &control, None, p, || Ok(src.resume_default(p.id)?))?;
         if start.checkpointed {
             source.seek(p.id, start.offset, start.line)?;
         }
