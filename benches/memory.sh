@@ -47,10 +47,11 @@ PY
 
 # The documented bound for a file job: channel + sink buffers + decode in flight, where each of
 # the (2 × decode threads + 1) chunks in flight holds up to 4 × its size (text, decoder
-# working data, batches) and a chunk is the larger of chunk_bytes and the longest record.
+# working data, batches) and a chunk is the larger of chunk_bytes and the longest record; plus
+# the idle zstd contexts each of the 2 sink workers may keep (16 MiB).
 file_bound() {
   local chunk=$((MIB > LONG ? MIB : LONG))
-  echo $((CHANNEL + BUFFERED + (2 * THREADS + 1) * 4 * chunk))
+  echo $((CHANNEL + BUFFERED + (2 * THREADS + 1) * 4 * chunk + 2 * 16 * MIB))
 }
 
 row() { # row NAME BOUND RSS_KB

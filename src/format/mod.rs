@@ -330,6 +330,8 @@ pub(crate) fn encode_err(file: &OutputFile, e: impl std::fmt::Display) -> Format
 }
 
 #[cfg(test)]
+mod codec_tests;
+#[cfg(test)]
 mod parquet_tests;
 #[cfg(test)]
 mod tests;
