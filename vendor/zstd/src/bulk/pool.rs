@@ -16,8 +16,9 @@ use zstd_safe::{CCtx, DCtx, ResetDirective};
 const KEEP: usize = 16;
 /// The most the idle contexts of one kind may hold per thread. A compression context keeps
 /// its workspace: about 0.6 MB at level 1 and 1.3 MB at level 3, tens of MB at the highest
-/// levels; a decompression context about 100 KB.
-const KEEP_BYTES: usize = 8 << 20;
+/// levels; a decompression context about 100 KB. Kept small: more kept compression contexts
+/// cost a writer of many files more memory and system time than their creation saves.
+const KEEP_BYTES: usize = 2 << 20;
 
 thread_local! {
     static CCTXS: RefCell<Vec<CCtx<'static>>> = const { RefCell::new(Vec::new()) };
@@ -43,7 +44,8 @@ pub(crate) fn dctx() -> DCtx<'static> {
 }
 
 /// Keeps `c` for this thread's next compressor, reset, if fewer than `KEEP` are kept and
-/// they would hold at most `KEEP_BYTES`; else frees it. Only for a context that refers to nothing it borrowed (see the module).
+/// they would hold at most `KEEP_BYTES`; else frees it. Only for a context that refers to
+/// nothing it borrowed (see the module).
 pub(crate) fn put_cctx(mut c: CCtx<'_>) {
     if c.reset(ResetDirective::SessionAndParameters).is_err() {
         return;
