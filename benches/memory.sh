@@ -48,10 +48,10 @@ PY
 # The documented bound for a file job: channel + sink buffers + decode in flight, where each of
 # the (2 × decode threads + 1) chunks in flight holds up to 4 × its size (text, decoder
 # working data, batches) and a chunk is the larger of chunk_bytes and the longest record; plus
-# the idle zstd contexts each of the 2 sink workers may keep (4 MiB).
+# the idle zstd contexts each of the 2 sink workers may keep (under 3 MiB).
 file_bound() {
   local chunk=$((MIB > LONG ? MIB : LONG))
-  echo $((CHANNEL + BUFFERED + (2 * THREADS + 1) * 4 * chunk + 2 * 4 * MIB))
+  echo $((CHANNEL + BUFFERED + (2 * THREADS + 1) * 4 * chunk + 2 * 3 * MIB))
 }
 
 row() { # row NAME BOUND RSS_KB
@@ -162,8 +162,8 @@ TOML
   wait $TPID || true
   # Push bound: max_in_flight + max_pending + channel + sink buffers + decode in flight (the
   # push source's chunks are chunk_bytes, 1 MiB) + with memory durability the log itself
-  # (max_retained) + the 2 sink workers' idle zstd contexts (4 MiB each).
-  bound=$((96 * MIB + 32 * MIB + CHANNEL + BUFFERED + (2 * THREADS + 1) * 4 * MIB + 2 * 4 * MIB))
+  # (max_retained) + the 2 sink workers' idle zstd contexts (under 3 MiB each).
+  bound=$((96 * MIB + 32 * MIB + CHANNEL + BUFFERED + (2 * THREADS + 1) * 4 * MIB + 2 * 3 * MIB))
   [ "$durability" = memory ] && bound=$((bound + 128 * MIB))
   row "push, 48 × 4 MiB bodies at once, $durability" "$bound" "$(tail -1 "$WORK/rss")"
   echo "answers ($durability): $(sort "$WORK/codes" | uniq -c | tr '\n' ' ')" >&2

@@ -6,7 +6,8 @@
 //! column chunk it writes or reads, so many small files spent a quarter of a compaction's CPU
 //! there. A context made by `Compressor::new` or `Decompressor::new` (or `with_dictionary`)
 //! that was never given a borrowed dictionary, a parameter or its raw context goes back here
-//! when dropped, reset, and the next one made on this thread takes it.
+//! when dropped, reset, and the next one made on this thread takes it; a compression context
+//! only if it never compressed (a reader's).
 
 use std::cell::RefCell;
 
@@ -19,6 +20,8 @@ const KEEP: usize = 16;
 /// levels; a decompression context about 100 KB. Kept small: more kept compression contexts
 /// cost a writer of many files more memory and system time than their creation saves.
 const KEEP_BYTES: usize = 2 << 20;
+/// A compression context no larger than this has never compressed (a new one is 5 KB).
+const UNUSED_CCTX_BYTES: usize = 64 << 10;
 
 thread_local! {
     static CCTXS: RefCell<Vec<CCtx<'static>>> = const { RefCell::new(Vec::new()) };
@@ -47,6 +50,12 @@ pub(crate) fn dctx() -> DCtx<'static> {
 /// they would hold at most `KEEP_BYTES`; else frees it. Only for a context that refers to
 /// nothing it borrowed (see the module).
 pub(crate) fn put_cctx(mut c: CCtx<'_>) {
+    // One that compressed holds its workspace (0.2 MB and up): kept, they made a writer of
+    // many files larger and busier in the kernel than their creation costs. Parquet's readers
+    // make one per column chunk and never compress with it (5 KB).
+    if c.sizeof() > UNUSED_CCTX_BYTES {
+        return;
+    }
     if c.reset(ResetDirective::SessionAndParameters).is_err() {
         return;
     }
