@@ -23,14 +23,18 @@ import pyarrow.parquet as pq
 
 def replay(root):
     log = os.path.join(root, "_delta_log")
-    names = sorted(os.listdir(log))
     live = {}
     txn = {}
     start = -1
+    # `_last_checkpoint` is read before the folder is listed: a writer puts the checkpoint
+    # before it names it there, so the listing holds what it names. (Listed first, a writer
+    # beside this reader could checkpoint in between, and the name would be missing.)
     last = os.path.join(log, "_last_checkpoint")
     if os.path.exists(last):
         with open(last) as f:
             start = json.load(f)["version"]
+    names = sorted(os.listdir(log))
+    if start >= 0:
         parts = [n for n in names if n.startswith("%020d.checkpoint" % start) and n.endswith(".parquet")]
         assert parts, "_last_checkpoint names version %d but no checkpoint file exists" % start
         for p in parts:
