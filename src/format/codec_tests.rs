@@ -53,3 +53,29 @@ fn reused_zstd_contexts_carry_nothing_of_their_last_user() {
         }
     }
 }
+
+/// A decompressor makes its context when first used (a Parquet writer's codec never
+/// decompresses): what is set before that use holds. A dictionary given after `new`, and a
+/// prepared one, apply to the first frame; without one, that frame is refused.
+#[test]
+fn a_decompressor_set_up_before_its_first_use_keeps_its_setup() {
+    use zstd::bulk::{Compressor, Decompressor};
+    use zstd::dict::DecoderDictionary;
+    let data: Vec<u8> = (0..100_000u32)
+        .flat_map(|i| format!("{{\"n\":{i}}}\n").into_bytes())
+        .collect();
+    let dict = b"{\"n\":}\n".repeat(64);
+    let with_dict = Compressor::with_dictionary(3, &dict)
+        .unwrap()
+        .compress(&data)
+        .unwrap();
+    let mut d = Decompressor::new().unwrap();
+    d.set_dictionary(&dict).unwrap();
+    assert_eq!(d.decompress(&with_dict, data.len()).unwrap(), data);
+    let prepared = DecoderDictionary::copy(&dict);
+    let mut d = Decompressor::with_prepared_dictionary(&prepared).unwrap();
+    assert_eq!(d.decompress(&with_dict, data.len()).unwrap(), data);
+    // Without the dictionary, the same frame is refused.
+    let mut d = Decompressor::new().unwrap();
+    assert!(d.decompress(&with_dict, data.len()).is_err());
+}

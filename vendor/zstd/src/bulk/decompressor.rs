@@ -10,8 +10,9 @@ use zstd_safe;
 /// This reduces memory usage compared to calling `decompress` multiple times.
 #[derive(Default)]
 pub struct Decompressor<'a> {
-    // sluice: dropped by hand, to go back to the thread's idle contexts when `pooled`.
-    context: std::mem::ManuallyDrop<zstd_safe::DCtx<'a>>,
+    // sluice: made when first needed (a writer's codec never decompresses), and given back
+    // to the thread's idle contexts when dropped if `pooled`.
+    context: Option<zstd_safe::DCtx<'a>>,
     /// sluice: made by `new`/`with_dictionary` and never given anything borrowed or a
     /// parameter (see `pool`).
     pooled: bool,
@@ -20,10 +21,10 @@ pub struct Decompressor<'a> {
 // sluice: the context goes back to the thread's idle contexts, or is freed.
 impl Drop for Decompressor<'_> {
     fn drop(&mut self) {
-        // SAFETY: the context is not used after this.
-        let context = unsafe { std::mem::ManuallyDrop::take(&mut self.context) };
-        if self.pooled {
-            super::pool::put_dctx(context);
+        if let Some(context) = self.context.take() {
+            if self.pooled {
+                super::pool::put_dctx(context);
+            }
         }
     }
 }
@@ -36,19 +37,28 @@ impl Decompressor<'static> {
 
     /// Creates a new zstd decompressor, using the given dictionary.
     pub fn with_dictionary(dictionary: &[u8]) -> io::Result<Self> {
-        // sluice: an idle context of this thread if there is one.
+        // sluice: the context is made (or taken from this thread's idle ones) when first
+        // needed; a new one has no dictionary, so an empty one needs none yet.
         let mut decompressor = Decompressor {
-            context: std::mem::ManuallyDrop::new(super::pool::dctx()),
+            context: None,
             pooled: true,
         };
 
-        decompressor.set_dictionary(dictionary)?;
+        if !dictionary.is_empty() {
+            decompressor.set_dictionary(dictionary)?;
+        }
 
         Ok(decompressor)
     }
 }
 
 impl<'a> Decompressor<'a> {
+    /// sluice: the context, made when first needed: an idle one of this thread if there is
+    /// one (reset, it holds nothing of its last user), else a new one.
+    fn context(&mut self) -> &mut zstd_safe::DCtx<'a> {
+        self.context.get_or_insert_with(|| super::pool::dctx())
+    }
+
     /// Creates a new decompressor using an existing `DecoderDictionary`.
     ///
     /// Note that using a dictionary means that compression will need to use
@@ -73,7 +83,7 @@ impl<'a> Decompressor<'a> {
     /// Note that using a dictionary means that compression will need to use
     /// the same dictionary.
     pub fn set_dictionary(&mut self, dictionary: &[u8]) -> io::Result<()> {
-        self.context
+        self.context()
             .load_dictionary(dictionary)
             .map_err(map_error_code)?;
 
@@ -92,7 +102,7 @@ impl<'a> Decompressor<'a> {
         'b: 'a,
     {
         self.pooled = false; // sluice
-        self.context
+        self.context()
             .ref_ddict(dictionary.as_ddict())
             .map_err(map_error_code)?;
 
@@ -108,7 +118,7 @@ impl<'a> Decompressor<'a> {
         source: &[u8],
         destination: &mut C,
     ) -> io::Result<usize> {
-        self.context
+        self.context()
             .decompress(destination, source)
             .map_err(map_error_code)
     }
@@ -135,7 +145,7 @@ impl<'a> Decompressor<'a> {
         parameter: zstd_safe::DParameter,
     ) -> io::Result<()> {
         self.pooled = false; // sluice
-        self.context
+        self.context()
             .set_parameter(parameter)
             .map_err(map_error_code)?;
         Ok(())
