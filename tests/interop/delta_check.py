@@ -16,27 +16,44 @@ import collections
 import json
 import os
 import sys
+import time
 import urllib.parse
 
 import pyarrow.parquet as pq
+
+
+def log_state(log):
+    """The newest checkpoint's version (-1: none), its files, and the versions after it.
+
+    `_last_checkpoint` is read before the folder is listed: a writer puts the checkpoint before
+    it names it there, so the listing holds what it names. A listing is not a snapshot,
+    though: with a writer beside this reader, a version made during it can be listed without
+    the one before it. So a listing that shows a gap or misses the checkpoint is taken again,
+    a few times, before the log is called broken."""
+    last = os.path.join(log, "_last_checkpoint")
+    for attempt in range(6):
+        start = -1
+        if os.path.exists(last):
+            with open(last) as f:
+                start = json.load(f)["version"]
+        names = sorted(os.listdir(log))
+        parts = [n for n in names if n.startswith("%020d.checkpoint" % start) and n.endswith(".parquet")]
+        versions = sorted(int(n[:20]) for n in names if n.endswith(".json") and len(n) == 25 and n[:20].isdigit() and int(n[:20]) > start)
+        whole = versions == list(range(start + 1, start + 1 + len(versions)))
+        if (start < 0 or parts) and whole:
+            break
+        time.sleep(0.2)
+    assert start < 0 or parts, "_last_checkpoint names version %d but no checkpoint file exists" % start
+    assert whole, "a gap in the log: %r" % versions
+    return start, parts, versions
 
 
 def replay(root):
     log = os.path.join(root, "_delta_log")
     live = {}
     txn = {}
-    start = -1
-    # `_last_checkpoint` is read before the folder is listed: a writer puts the checkpoint
-    # before it names it there, so the listing holds what it names. (Listed first, a writer
-    # beside this reader could checkpoint in between, and the name would be missing.)
-    last = os.path.join(log, "_last_checkpoint")
-    if os.path.exists(last):
-        with open(last) as f:
-            start = json.load(f)["version"]
-    names = sorted(os.listdir(log))
+    start, parts, versions = log_state(log)
     if start >= 0:
-        parts = [n for n in names if n.startswith("%020d.checkpoint" % start) and n.endswith(".parquet")]
-        assert parts, "_last_checkpoint names version %d but no checkpoint file exists" % start
         for p in parts:
             t = pq.read_table(os.path.join(log, p))
             for a in t.column("add").to_pylist():
@@ -46,14 +63,6 @@ def replay(root):
                 for x in t.column("txn").to_pylist():
                     if x is not None:
                         txn[x["appId"]] = x["version"]
-    versions = []
-    for n in names:
-        if n.endswith(".json") and len(n) == 25:
-            v = int(n[:20])
-            if v > start:
-                versions.append(v)
-    versions.sort()
-    assert versions == list(range(start + 1, start + 1 + len(versions))), "a gap in the log: %r" % versions
     for v in versions:
         with open(os.path.join(log, "%020d.json" % v)) as f:
             for line in f:
