@@ -176,36 +176,45 @@ impl ChunkReader {
     /// Reads the next chunk into `buf` (whose allocation is reused). Returns false at the end.
     pub fn next_chunk(&mut self, chunk: &mut Chunk) -> Result<bool, InputError> {
         let buf = &mut chunk.data;
-        buf.clear();
         if buf.capacity() > 2 * self.base_block {
             // A long record grew the buffer: give the memory back.
+            buf.truncate(self.base_block);
             buf.shrink_to(self.base_block);
         }
         if self.carry.capacity() > self.base_block && self.carry.len() <= self.base_block / 2 {
             self.carry.shrink_to(self.base_block / 2);
         }
-        buf.append(&mut self.carry);
+        // The buffer's bytes from its last use are overwritten in place, not cleared: a
+        // cleared buffer is zeroed again up to the block before each read (4 MiB a chunk, 2-3 %
+        // of a conversion's CPU). Only `..filled` is ever this chunk's.
+        let mut filled = self.carry.len();
+        if buf.len() >= filled {
+            buf[..filled].copy_from_slice(&self.carry);
+        } else {
+            buf.clear();
+            buf.extend_from_slice(&self.carry);
+        }
+        self.carry.clear();
         loop {
-            while !self.eof && buf.len() < self.block {
-                let start = buf.len();
-                let want = self.block - start;
-                buf.resize(start + want, 0);
-                match self.reader.read(&mut buf[start..]) {
-                    Ok(0) => {
-                        buf.truncate(start);
-                        self.eof = true;
-                    }
-                    Ok(n) => buf.truncate(start + n),
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(start),
+            while !self.eof && filled < self.block {
+                if buf.len() < self.block {
+                    buf.resize(self.block, 0);
+                }
+                match self.reader.read(&mut buf[filled..self.block]) {
+                    Ok(0) => self.eof = true,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     Err(source) => {
+                        buf.truncate(filled);
                         return Err(InputError::Read {
                             name: self.name.clone(),
-                            offset: self.offset + start as u64,
+                            offset: self.offset + filled as u64,
                             source,
-                        })
+                        });
                     }
                 }
             }
+            buf.truncate(filled);
             if buf.is_empty() {
                 return Ok(false);
             }
@@ -341,6 +350,43 @@ mod tests {
             joined.extend_from_slice(&c.data);
         }
         assert_eq!(joined, text.as_bytes());
+    }
+
+    /// One chunk reused for every read, as the pipeline recycles them: each holds only its own
+    /// records, whatever the last one held (records shorter and longer than a block, a chunk
+    /// emptied by its user in between), with their positions.
+    #[test]
+    fn a_reused_chunk_holds_only_its_own_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("in.jsonl");
+        let mut text = String::new();
+        for i in 0..3000 {
+            let pad = match i % 97 {
+                0 => 3000,
+                n => n * 7 % 60,
+            };
+            text.push_str(&format!("{{\"i\":{i},\"s\":\"{}\"}}\n", "y".repeat(pad)));
+        }
+        text.push_str("{\"last\":1}");
+        std::fs::write(&p, &text).unwrap();
+        let mut r = ChunkReader::open(&InputSource::File(p), false)
+            .unwrap()
+            .with_block_size(1024);
+        let mut c = Chunk::default();
+        let (mut joined, mut line, mut n) = (Vec::new(), 1, 0);
+        while r.next_chunk(&mut c).unwrap() {
+            assert_eq!(c.first_offset as usize, joined.len());
+            assert_eq!(c.first_line, line);
+            assert!(c.data.ends_with(b"\n") || c.data.ends_with(b"}"));
+            line += c.data.iter().filter(|b| **b == b'\n').count() as u64;
+            joined.extend_from_slice(&c.data);
+            n += 1;
+            if n % 5 == 0 {
+                c.data.clear();
+            }
+        }
+        assert!(n > 50);
+        assert_eq!(String::from_utf8(joined).unwrap(), text);
     }
 
     #[test]
