@@ -193,6 +193,11 @@ enum Command {
         /// Retention: files removed from the table more recently than this stay.
         #[arg(long, default_value = "7d")]
         older_than: String,
+        /// Allow a retention shorter than 1h: only when no job, backfill or compaction writes
+        /// the table (a file written but not yet committed is named by no version, and would
+        /// go).
+        #[arg(long)]
+        allow_short_retention: bool,
         /// Print what would be deleted; delete nothing.
         #[arg(long)]
         dry_run: bool,
@@ -268,8 +273,15 @@ fn main() -> ExitCode {
             job,
             repo,
             older_than,
+            allow_short_retention,
             dry_run,
-        } => run_vacuum(&job, repo.as_deref(), &older_than, dry_run),
+        } => run_vacuum(
+            &job,
+            repo.as_deref(),
+            &older_than,
+            allow_short_retention,
+            dry_run,
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,6 +3,7 @@
 
 use std::io::IsTerminal;
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use sluice::config::{parse_bytes, parse_duration, Job};
@@ -127,12 +128,33 @@ pub fn run_compact(
     Ok(())
 }
 
+/// The shortest retention `vacuum` takes without `--allow-short-retention`.
+const MIN_RETENTION: Duration = Duration::from_secs(3600);
+
 /// `sluice vacuum JOB`.
-pub fn run_vacuum(path: &Path, repo: Option<&str>, older_than: &str, dry_run: bool) -> Result<()> {
+pub fn run_vacuum(
+    path: &Path,
+    repo: Option<&str>,
+    older_than: &str,
+    allow_short: bool,
+    dry_run: bool,
+) -> Result<()> {
+    let retention = parse_duration(older_than).map_err(|e| anyhow::anyhow!("--older-than: {e}"))?;
+    // A file a writer has put in the table's folder but not committed yet is named by no
+    // version: only its age keeps it. A retention shorter than any write in flight deletes it
+    // under its writer, whose commit then names a missing file.
+    if retention < MIN_RETENTION && !allow_short && !dry_run {
+        anyhow::bail!(
+            "--older-than {older_than} is shorter than 1h: a file that a running job, backfill or \
+             compaction has written but not committed yet is named by no table version, and \
+             would be deleted under it (its commit would then name a missing file). Give a \
+             longer retention, or --allow-short-retention when nothing writes the table"
+        );
+    }
     let runtime = runtime()?;
     let (_, dest, table) = open(path, repo, &runtime)?;
     let opts = VacuumOptions {
-        older_than: parse_duration(older_than).map_err(|e| anyhow::anyhow!("--older-than: {e}"))?,
+        older_than: retention,
         dry_run,
     };
     let bar = Bar::new("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} files");

@@ -560,9 +560,30 @@ fn compact_and_vacuum_beside_a_live_run_with_kill_9_of_both_keep_every_record_on
     // Vacuum removes what no version names (compacted away, outputs of killed compactions)
     // once the retention has passed; the table reads the same.
     let orphans_before = seen.0["replay"]["orphans"].as_u64().unwrap();
+    // A retention under an hour is refused unless asked for: a writer's file not committed
+    // yet would go. A dry run only lists.
+    let refused = sluice(&["vacuum", &job, "--older-than", "1s"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("--allow-short-retention"),
+        "{stderr}"
+    );
+    let listed = sluice_ok(&["vacuum", &job, "--older-than", "1s", "--dry-run"]);
+    assert!(listed.contains("would delete"), "{listed}");
+    assert_eq!(
+        read_table(&py, table.to_str().unwrap(), None, "").0["replay"]["orphans"],
+        orphans_before
+    );
     let mut deleted = 0;
+    // The live run has every record and writes nothing more: the short retention is safe.
     wait_until("vacuum to delete every file no version names", 60, || {
-        let out = sluice_ok(&["vacuum", &job, "--older-than", "1s"]);
+        let out = sluice_ok(&[
+            "vacuum",
+            &job,
+            "--older-than",
+            "1s",
+            "--allow-short-retention",
+        ]);
         deleted += out
             .lines()
             .filter(|l| l.starts_with("deleted ") && !l.contains(" files no version "))
@@ -668,7 +689,13 @@ fn partition_folders_that_need_escaping_read_back_compact_and_vacuum_locally_and
         // Each group was swapped in by its own version: their removes pass the retention one
         // after the other.
         wait_until("vacuum to delete every compacted file", 60, || {
-            sluice_ok(&["vacuum", &job, "--older-than", "1s"]);
+            sluice_ok(&[
+                "vacuum",
+                &job,
+                "--older-than",
+                "1s",
+                "--allow-short-retention",
+            ]);
             check().0["replay"]["orphans"] == 0
         });
         let after = check();
