@@ -13,6 +13,8 @@
 //!   bounded run failed and rewound (it has just said it is done; the replay is on its way).
 //! - `panic_on:<text>` panics while decoding a group of records that holds `text`, like a
 //!   library bug that some value triggers (`text` holds no comma).
+//! - `stall_after:<ms>` says a partition that reads nothing with records waiting after this
+//!   long instead of 10 minutes (`task::stall`).
 //! - `end_early:1` lets a bounded run end without waiting for an empty channel, as an earlier
 //!   version did: the loss the end-of-run check (`task::check_committed`) must catch.
 
@@ -87,6 +89,13 @@ pub fn refuse_seek() -> bool {
         eprintln!("SLUICE_FAULT: refusing a seek");
     }
     refused
+}
+
+/// The milliseconds `SLUICE_FAULT` gives fault point `point`, if it names it.
+pub fn millis(point: &str) -> Option<std::time::Duration> {
+    arg(point)
+        .and_then(|n| n.parse::<u64>().ok())
+        .map(std::time::Duration::from_millis)
 }
 
 /// Sleeps for the milliseconds `SLUICE_FAULT` gives fault point `point`, if it names it.

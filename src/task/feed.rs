@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use arrow::record_batch::RecordBatch;
 
+use super::stall::{self, StallWatch, STALL_AFTER};
 use super::TaskError;
 use crate::channel::{Channel, Item, Provenance};
 use crate::decode::{Chunk, Decoded, RecordDecoder};
@@ -54,6 +55,9 @@ pub(super) fn source_loop(
     let mut last_lag = Instant::now();
     metrics.paused(control.paused.load(Ordering::Acquire));
     let mut last_lag_log = Instant::now();
+    let mut stalls = StallWatch::new(crate::fault::millis("stall_after").unwrap_or(STALL_AFTER));
+    // How long the source was held back (channel full, task paused) in all, before `full_since`.
+    let mut held = Duration::ZERO;
     pipeline::run(
         decoder,
         threads,
@@ -98,6 +102,8 @@ pub(super) fn source_loop(
                 for (key, lag, next) in &lags {
                     metrics.lag(key, *lag, *next);
                 }
+                let held_now = held + full_since.map_or(Duration::ZERO, |s| s.elapsed());
+                stall::log(stalls.look(Instant::now(), &lags, held_now));
                 if last_lag_log.elapsed() > LAG_LOG_EVERY && !lags.is_empty() {
                     last_lag_log = Instant::now();
                     let total: i64 = lags.iter().map(|(_, l, _)| l).sum();
@@ -161,7 +167,9 @@ pub(super) fn source_loop(
                 }
                 return Ok(Produced::Idle);
             }
-            full_since = None;
+            if let Some(since) = full_since.take() {
+                held += since.elapsed();
+            }
             source.pause(false)?;
             match source.next(chunk)? {
                 Next::Chunk(p) => {

@@ -34,6 +34,7 @@ mod prepare;
 mod progress;
 pub mod reload;
 mod spilling;
+mod stall;
 
 use prepare::push_api;
 pub use prepare::{prepare, Prepared};

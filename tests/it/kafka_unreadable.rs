@@ -216,3 +216,53 @@ fn a_record_batch_that_cannot_be_read_is_one_dead_letter_and_reading_goes_on() {
     assert!(status.success(), "{status:?}\n{text}");
     check(&out, 39, &batches, &text);
 }
+
+/// A record batch whose CRC is right but whose records do not parse: librdkafka fetches it
+/// again for ever and reports nothing, so the partition stands still. The run says so in its
+/// log (here after 3 s instead of 10 minutes), naming the partition and the offset; the
+/// partitions that read on are not named, and what came before the batch is committed.
+#[test]
+fn a_partition_stuck_on_a_batch_that_does_not_parse_is_named_in_the_log() {
+    let topic = "unparsable";
+    let (_c, bootstrap, broker, producer) = cluster_and_producer(topic);
+    produce(&producer, topic, 0, 0..10);
+    produce_raw(
+        &broker,
+        topic,
+        0,
+        &record_batch(0, 3, -1, b"these bytes are no records at all"),
+    );
+    produce(&producer, topic, 0, 10..20);
+    produce(&producer, topic, 1, 0..5);
+    let dir = tempfile::tempdir().unwrap();
+    let job = ids_job(dir.path(), &bootstrap, topic);
+    let out = dir.path().join("out");
+    let log = dir.path().join("run.log");
+    let mut child = KillOnDrop(Some(spawn_with(
+        "run",
+        &job,
+        &log,
+        &[("SLUICE_FAULT", "stall_after:3000")],
+    )));
+    let said = "a partition has read nothing for a while";
+    let text = crate::kafka::wait_log(&log, said, 1, 90);
+    let warnings: Vec<&str> = text.lines().filter(|l| l.contains(said)).collect();
+    assert_eq!(warnings.len(), 1, "one stall said:\n{text}");
+    assert!(
+        warnings[0].contains(&format!("partition={topic}-0"))
+            && warnings[0].contains("offset=10")
+            && warnings[0].contains("waiting=13"),
+        "{}",
+        warnings[0]
+    );
+    crate::kafka::wait_for(&out, 15, 60);
+    let ids = trace_ids(&out);
+    assert_eq!(
+        ids.len(),
+        15,
+        "what precedes the batch, and partition 1: {ids:?}"
+    );
+    let proc = child.0.as_mut().unwrap();
+    sigterm(proc);
+    assert!(wait_exit(proc, "the run to stop", 60).success());
+}
