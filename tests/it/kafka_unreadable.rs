@@ -296,8 +296,8 @@ fn a_backfill_names_its_stuck_partition_not_one_that_reached_its_end() {
     ));
     let said = "a partition has read nothing for a while";
     crate::kafka::wait_log(&log, said, 1, 90);
-    // Partition 0's log goes on past the run's end; it stands there, with records after it.
-    // Two more looks (5 s apart, 3 s to wait) would name it, were those records counted.
+    // Partition 0's log goes on past the run's end: two more looks (5 s apart, 3 s to wait)
+    // still name only partition 1.
     produce(&producer, topic, 0, 20..30);
     let text = crate::kafka::wait_log(&log, said, 2, 15);
     let warnings: Vec<&str> = text.lines().filter(|l| l.contains(said)).collect();
