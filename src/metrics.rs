@@ -210,7 +210,7 @@ impl Default for MetricSet {
         );
         m.registry.register(
             "consumer_lag",
-            "Records not yet read: high watermark minus next offset",
+            "Records not yet read: high watermark (a bounded run's end, if lower) minus next offset",
             m.lag.clone(),
         );
         m.registry.register(

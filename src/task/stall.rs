@@ -117,7 +117,7 @@ pub(super) fn log(events: Vec<Event>) {
                  position, and the source reported no error: on Kafka, the record batch at \
                  this offset may be one the client cannot parse (its CRC right or unchecked, \
                  its records malformed), which it fetches again for ever (see OPERATIONS, \
-                 \"Limits\"); or an open transaction holds the records back"
+                 \"Limits\")"
             ),
             Event::Moving { key, next } => {
                 tracing::info!(partition = %key, offset = next, "the partition reads again")

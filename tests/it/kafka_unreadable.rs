@@ -267,8 +267,9 @@ fn a_partition_stuck_on_a_batch_that_does_not_parse_is_named_in_the_log() {
     assert!(wait_exit(proc, "the run to stop", 60).success());
 }
 
-/// The same batch in a backfill: the partition stuck on it is named; one that reached its
-/// end (`--to`) while its log went on waits for nothing, and is not.
+/// The same batch in a backfill: the partition stuck on it is named; those that reached their
+/// end (`--to`: partition 0 after 5 records, partition 2 before any, so it is never assigned)
+/// while their logs went on wait for nothing, and are not.
 #[test]
 fn a_backfill_names_its_stuck_partition_not_one_that_reached_its_end() {
     let topic = "unparsable-bounded";
@@ -282,12 +283,18 @@ fn a_backfill_names_its_stuck_partition_not_one_that_reached_its_end() {
         &record_batch(0, 3, -1, b"these bytes are no records at all"),
     );
     produce(&producer, topic, 1, 10..20);
+    produce(&producer, topic, 2, 0..5);
     let dir = tempfile::tempdir().unwrap();
     let job = ids_job(dir.path(), &bootstrap, topic);
     let log = dir.path().join("backfill.log");
     let _child = KillOnDrop(Some(
         std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["backfill", job.to_str().unwrap(), "--to", "0=5,1=23"])
+            .args([
+                "backfill",
+                job.to_str().unwrap(),
+                "--to",
+                "0=5,1=23,2=0,3=0",
+            ])
             .env("SLUICE_FAULT", "stall_after:3000")
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -296,9 +303,10 @@ fn a_backfill_names_its_stuck_partition_not_one_that_reached_its_end() {
     ));
     let said = "a partition has read nothing for a while";
     crate::kafka::wait_log(&log, said, 1, 90);
-    // Partition 0's log goes on past the run's end: two more looks (5 s apart, 3 s to wait)
-    // still name only partition 1.
+    // Partitions 0's and 2's logs go on past the run's end: two more looks (5 s apart, 3 s
+    // to wait) still name only partition 1.
     produce(&producer, topic, 0, 20..30);
+    produce(&producer, topic, 2, 5..10);
     let text = crate::kafka::wait_log(&log, said, 2, 15);
     let warnings: Vec<&str> = text.lines().filter(|l| l.contains(said)).collect();
     assert_eq!(warnings.len(), 1, "one stall said:\n{text}");

@@ -36,6 +36,13 @@ impl Shared {
     fn stopped(&self) -> MutexGuard<'_, bool> {
         self.stop.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    fn is_wanted(&self, key: &(String, i32)) -> bool {
+        self.wanted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(key)
+    }
 }
 
 /// The watermark thread; stopped when dropped.
@@ -126,6 +133,14 @@ fn watch(client: &BaseConsumer, s: &Shared) {
                 found.insert((topic, partition), high);
             }
         }
-        *s.highs.lock().unwrap_or_else(|p| p.into_inner()) = found;
+        // A watermark that could not be fetched this round keeps its last value: a partition
+        // must not drop out of the lag (and of `task::stall`'s watch) for one slow answer.
+        let mut highs = s.highs.lock().unwrap_or_else(|p| p.into_inner());
+        for (key, high) in highs.drain() {
+            if !found.contains_key(&key) && s.is_wanted(&key) {
+                found.insert(key, high);
+            }
+        }
+        *highs = found;
     }
 }

@@ -591,7 +591,10 @@ impl Source for KafkaSource {
                     Some(Offset::Offset(at)) => at.max(p.next),
                     _ => p.next,
                 };
-                Some((p.info.key(), (high - read).max(0), p.next))
+                // A bounded run waits for nothing past its end (finished: maybe unassigned).
+                let high = p.end.map_or(high, |e| high.min(e));
+                let lag = if p.done() { 0 } else { (high - read).max(0) };
+                Some((p.info.key(), lag, p.next))
             })
             .collect()
     }
