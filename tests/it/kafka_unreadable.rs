@@ -28,6 +28,13 @@ fn produce_with_codec(broker: &str, topic: &str, partition: i32, count: i32, cod
     produce_raw(broker, topic, partition, &batch);
 }
 
+/// Appends to `partition` of `topic` one uncompressed record batch of 3 records whose bytes
+/// are no records (its CRC right, so only the records fail to parse).
+fn produce_unparsable(broker: &str, topic: &str, partition: i32) {
+    let batch = record_batch(0, 3, -1, b"these bytes are no records at all");
+    produce_raw(broker, topic, partition, &batch);
+}
+
 /// Produces `{"trace_id":"p<partition>-<i>"}` for each `i` of `ids` to `partition`.
 pub(crate) fn produce(
     producer: &BaseProducer,
@@ -226,12 +233,7 @@ fn a_partition_stuck_on_a_batch_that_does_not_parse_is_named_in_the_log() {
     let topic = "unparsable";
     let (_c, bootstrap, broker, producer) = cluster_and_producer(topic);
     produce(&producer, topic, 0, 0..10);
-    produce_raw(
-        &broker,
-        topic,
-        0,
-        &record_batch(0, 3, -1, b"these bytes are no records at all"),
-    );
+    produce_unparsable(&broker, topic, 0);
     produce(&producer, topic, 0, 10..20);
     produce(&producer, topic, 1, 0..5);
     let dir = tempfile::tempdir().unwrap();
@@ -276,12 +278,7 @@ fn a_backfill_names_its_stuck_partition_not_one_that_reached_its_end() {
     let (_c, bootstrap, broker, producer) = cluster_and_producer(topic);
     produce(&producer, topic, 0, 0..20);
     produce(&producer, topic, 1, 0..10);
-    produce_raw(
-        &broker,
-        topic,
-        1,
-        &record_batch(0, 3, -1, b"these bytes are no records at all"),
-    );
+    produce_unparsable(&broker, topic, 1);
     produce(&producer, topic, 1, 10..20);
     produce(&producer, topic, 2, 0..5);
     let dir = tempfile::tempdir().unwrap();
