@@ -137,13 +137,8 @@ mod tests {
         let a = dir.path().join("a");
         // As another writer leaves it: created, its parent not synced yet.
         std::fs::create_dir_all(a.join("b")).unwrap();
-        let mut synced: Vec<PathBuf> = Vec::new();
         let deep = a.join("b/c");
-        super::create_dirs_with(&deep, &mut |d| {
-            synced.push(d.to_path_buf());
-            Ok(())
-        })
-        .unwrap();
+        let synced = synced_by(&deep);
         assert!(deep.is_dir());
         for d in [a.join("b"), a.clone(), dir.path().to_path_buf()] {
             assert!(
@@ -155,34 +150,31 @@ mod tests {
         // Parents before the names inside them.
         let at = |d: &PathBuf| synced.iter().position(|s| s == d).unwrap();
         assert!(at(&dir.path().to_path_buf()) < at(&a) && at(&a) < at(&a.join("b")));
-        synced.clear();
-        super::create_dirs_with(&deep, &mut |d| {
-            synced.push(d.to_path_buf());
-            Ok(())
-        })
-        .unwrap();
+        let synced = synced_by(&deep);
         assert!(synced.is_empty(), "synced again: {synced:?}");
         std::fs::remove_dir_all(&a).unwrap();
-        super::create_dirs_with(&deep, &mut |d| {
-            synced.push(d.to_path_buf());
-            Ok(())
-        })
-        .unwrap();
+        let synced = synced_by(&deep);
         assert!(deep.is_dir());
         assert!(synced.contains(&a) && synced.contains(&a.join("b")));
         // Removed and made again by someone else: another folder, synced again.
         std::fs::remove_dir_all(a.join("b")).unwrap();
         std::fs::create_dir_all(&deep).unwrap();
-        synced.clear();
-        super::create_dirs_with(&deep, &mut |d| {
-            synced.push(d.to_path_buf());
-            Ok(())
-        })
-        .unwrap();
+        let synced = synced_by(&deep);
         assert!(
             synced.contains(&a) && synced.contains(&a.join("b")),
             "{synced:?}"
         );
+    }
+
+    /// The folders `create_dirs` syncs to make `dir`, in order.
+    fn synced_by(dir: &std::path::Path) -> Vec<PathBuf> {
+        let mut synced = Vec::new();
+        super::create_dirs_with(dir, &mut |d| {
+            synced.push(d.to_path_buf());
+            Ok(())
+        })
+        .unwrap();
+        synced
     }
 
     /// A parent this process may not open (mode 0711) or sync (read-only) fails the call only

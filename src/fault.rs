@@ -100,9 +100,9 @@ pub fn millis(point: &str) -> Option<std::time::Duration> {
 
 /// Sleeps for the milliseconds `SLUICE_FAULT` gives fault point `point`, if it names it.
 pub fn hold(point: &str) {
-    if let Some(ms) = arg(point).and_then(|n| n.parse::<u64>().ok()) {
-        eprintln!("SLUICE_FAULT: holding at {point} for {ms} ms");
-        std::thread::sleep(std::time::Duration::from_millis(ms));
+    if let Some(d) = millis(point) {
+        eprintln!("SLUICE_FAULT: holding at {point} for {} ms", d.as_millis());
+        std::thread::sleep(d);
     }
 }
 

@@ -36,13 +36,6 @@ impl Shared {
     fn stopped(&self) -> MutexGuard<'_, bool> {
         self.stop.lock().unwrap_or_else(|p| p.into_inner())
     }
-
-    fn is_wanted(&self, key: &(String, i32)) -> bool {
-        self.wanted
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(key)
-    }
 }
 
 /// The watermark thread; stopped when dropped.
@@ -125,19 +118,19 @@ fn watch(client: &BaseConsumer, s: &Shared) {
         drop(stopped);
         let wanted = s.wanted.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let mut found = HashMap::with_capacity(wanted.len());
-        for (topic, partition) in wanted {
+        for (topic, partition) in &wanted {
             if *s.stopped() {
                 return;
             }
-            if let Ok((_, high)) = client.fetch_watermarks(&topic, partition, FETCH_TIMEOUT) {
-                found.insert((topic, partition), high);
+            if let Ok((_, high)) = client.fetch_watermarks(topic, *partition, FETCH_TIMEOUT) {
+                found.insert((topic.clone(), *partition), high);
             }
         }
         // A watermark that could not be fetched this round keeps its last value: a partition
         // must not drop out of the lag (and of `task::stall`'s watch) for one slow answer.
         let mut highs = s.highs.lock().unwrap_or_else(|p| p.into_inner());
         for (key, high) in highs.drain() {
-            if !found.contains_key(&key) && s.is_wanted(&key) {
+            if !found.contains_key(&key) && wanted.contains(&key) {
                 found.insert(key, high);
             }
         }
