@@ -465,7 +465,7 @@ fn two_push_repos_share_the_listener_and_each_keeps_its_own_wal() {
     // One repo stopped: it takes no more pushes; the other does.
     let (code, body) = http(&addr, "POST", "/v1/tasks/left/stop", None);
     assert_eq!(code, 200, "{body}");
-    // Pushes acknowledged while it stops still land.
+    // Pushes acknowledged while it stops still land (at the latest after a restart).
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut late = 0;
     let refused = loop {
@@ -483,6 +483,15 @@ fn two_push_repos_share_the_listener_and_each_keeps_its_own_wal() {
         .unwrap();
     assert_eq!(code, 200, "{b}");
     wait_for(&dir.path().join("out-right"), 200, 30);
+    crate::helpers::sigterm(&child);
+    assert!(child.wait_with_output().unwrap().status.success());
+    // A push acknowledged as the stop took hold can still be in the channel when the task
+    // stops: it is spilled (or left in the WAL), not written, and lands at the next start.
+    let log = dir.path().join("restart.log");
+    let child = spawn_run(&job, &log);
+    let text = wait_log(&log, "to=Running", 2, 60);
+    assert_eq!(text.matches("to=Running").count(), 2, "{text}");
+    wait_for(&dir.path().join("out-left"), 200 + late, 30);
     crate::helpers::sigterm(&child);
     assert!(child.wait_with_output().unwrap().status.success());
     let left = trace_ids(&dir.path().join("out-left"));
