@@ -137,7 +137,7 @@ enum Command {
         repo: Option<String>,
         /// Where each partition starts when the backfill has no checkpoint of its own yet:
         /// `earliest`, a timestamp (`2024-05-01T00:00:00Z` or `@<ms>`), offsets (`0=100,1=250`),
-        /// or `checkpoint` (where the live job's checkpoints stand).
+        /// or `checkpoint` (where the live job's checkpoints stand; only with another --url).
         #[arg(long, default_value = "earliest")]
         from: String,
         /// Where each partition ends (exclusive): `latest` (the high watermarks when the

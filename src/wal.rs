@@ -24,6 +24,10 @@ use segment::{crc, create_segment, scan, segment_path, sync_dir};
 
 const MAGIC: &[u8; 8] = b"SLWAL\x00\x00\x01";
 const RECORD_HEADER: u64 = 16;
+/// The file in the log's folder holding its identity: random, made with the log (or at the
+/// first open of a log an earlier version made). A checkpoint names the log whose positions
+/// it counts.
+const ID_FILE: &str = "log-id";
 /// A length above this is garbage, not a record (bodies are limited far below it).
 pub const MAX_RECORD: u64 = 1 << 30;
 
@@ -113,6 +117,31 @@ pub struct Wal {
     /// Where damage found at open was moved: the log was cut there, so a position past its
     /// end (a spill's) no longer proves that what the log holds is committed.
     moved_to: Option<PathBuf>,
+    /// The log's identity ([`ID_FILE`]).
+    id: String,
+}
+
+/// Reads the log's identity, or makes one (written to a temporary name, synced, renamed).
+fn log_id(dir: &Path) -> Result<String, WalError> {
+    let path = dir.join(ID_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(&path)(e)),
+    }
+    let id = format!(
+        "{}{}",
+        crate::commit::random_tag(),
+        crate::commit::random_tag()
+    );
+    let tmp = dir.join(format!("{ID_FILE}.tmp"));
+    let mut f = File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(id.as_bytes()).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io(&path))?;
+    sync_dir(dir)?;
+    Ok(id)
 }
 
 impl Wal {
@@ -242,6 +271,7 @@ impl Wal {
             segments.push(Segment { base: 0, path });
             last_len = 8;
         }
+        let id = log_id(dir)?;
         let current = segments.last().expect("a segment").path.clone();
         let file = OpenOptions::new()
             .append(true)
@@ -264,9 +294,15 @@ impl Wal {
                 cursor: None,
                 reader: None,
                 moved_to: report.moved.as_ref().map(|m| m.2.clone()),
+                id,
             },
             report,
         ))
+    }
+
+    /// The log's identity: the same for as long as its folder lives.
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     /// The first position still in the log (the end when it holds no segment: a new segment

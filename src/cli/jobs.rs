@@ -318,8 +318,17 @@ pub fn run_backfill(
         }
     }
     job.file.job.name = name.unwrap_or_else(|| format!("{}-backfill", job.file.job.name));
+    let live_url = job.file.sink.url.clone();
     if let Some(u) = url {
         job.file.sink.url = from_current_dir(u)?;
+    }
+    if from == "checkpoint" && same_url(&job.file.sink.url, &live_url) {
+        // The live job goes on from those checkpoints (or will, when it starts again): every
+        // record the backfill wrote there would be there twice.
+        bail!(
+            "--from checkpoint into the live job's own destination ({live_url}) would write the \
+             records the live job writes next a second time: give the backfill another --url"
+        );
     }
     let _locks = lock_state(&job, true)?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -337,6 +346,11 @@ pub fn run_backfill(
         job.file.job.name, s.state, s.rows, s.dead_letters, s.files, s.commits, s.seconds
     );
     Ok(())
+}
+
+/// Whether two destination URLs name one place (a trailing `/` aside).
+fn same_url(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
 }
 
 /// The positions of the live job's newest checkpoints, as backfill start offsets.

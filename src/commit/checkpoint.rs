@@ -88,6 +88,10 @@ pub struct Checkpoint {
     /// The writer's owner id.
     #[serde(default)]
     pub owner: String,
+    /// The push log whose positions `next_offset` counts (its [`crate::wal::Wal::id`], or a
+    /// memory log's id for the process); none for other sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
 }
 
 /// The outcome "abort" of a sequence number: its claim was fenced, its files removed.
@@ -292,6 +296,7 @@ impl Checkpoints {
                             "{} (the target of a roll-back; its record is pruned)",
                             r.owner
                         ),
+                        log: None,
                     });
                 }
                 Some(Outcome::Commit(c)) => {

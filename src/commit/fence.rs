@@ -241,6 +241,26 @@ impl Checkpoints {
         self.check_term(&c.key, c.term)
     }
 
+    /// The data files named by every claim record of this job that exists now: commits in
+    /// flight (claimed, their files visible or about to be) and sealed ones whose claim is not
+    /// released yet. A claim is written before any of its files is visible, and released only
+    /// after its commit was sealed.
+    pub fn claimed_files(&self) -> Result<Vec<String>, CheckpointError> {
+        let root = format!("_sluice/{}/fence/", self.job);
+        let mut out = Vec::new();
+        for path in self.dest.list(&root)? {
+            let name = path.rsplit('/').next().unwrap_or_default();
+            if !(name.starts_with("claim-") && name.ends_with(".json")) {
+                continue;
+            }
+            // Gone since the listing: released (sealed first) or settled.
+            if let Some(c) = self.read_json::<Claim>(&path, "claim")? {
+                out.extend(c.files);
+            }
+        }
+        Ok(out)
+    }
+
     /// The create-only write of a claim, without the term checks (`claim` does all three; a
     /// writer may pause between any two, which the protocol must survive).
     pub fn put_claim(&self, c: &Claim) -> Result<(), CheckpointError> {

@@ -70,6 +70,7 @@ impl Checkpoints {
             committed_at_ms: now_ms(),
             term,
             owner,
+            log: from.log.clone(),
         };
         Ok(match self.decide(&Outcome::Commit(c))? {
             None => Some(old),

@@ -70,6 +70,7 @@ pub(super) fn checkpoint(c: &Claim, next: u64) -> Checkpoint {
         committed_at_ms: 0,
         term: c.term,
         owner: c.owner.clone(),
+        log: None,
     }
 }
 

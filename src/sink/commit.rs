@@ -124,6 +124,7 @@ pub(super) fn commit_partition(
                 committed_at_ms: now_ms(),
                 term: state.term,
                 owner: owner.to_string(),
+                log: ctx.log_id.clone(),
             };
             ctx.checkpoints.seal(&claim, &c)?;
             crate::fault::abort_at("after_checkpoint", commits);

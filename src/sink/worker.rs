@@ -66,6 +66,9 @@ pub struct WorkerContext {
     /// The source is a consumer-group member: a fenced partition is released here (the
     /// group's revocation follows) instead of failing the task.
     pub group: bool,
+    /// Recorded in each checkpoint: the log whose positions the source's offsets are
+    /// ([`crate::source::Source::log_id`]).
+    pub log_id: Option<String>,
 }
 
 pub(super) struct OpenFile {

@@ -86,15 +86,21 @@ pub trait Source: Send {
     }
     /// Resume a partition at `offset` (and the line number there, when known).
     fn seek(&mut self, partition: u32, offset: u64, line: u64) -> Result<(), SourceError>;
+    /// The identity of the log whose positions are this source's offsets, when they are
+    /// local to it (push: the WAL's); checkpoints record it, and one counted in another
+    /// log's positions is not resumed from blindly.
+    fn log_id(&self) -> Option<String> {
+        None
+    }
     /// Fills `chunk` (its buffer is reused) with the next records of some partition.
     fn next(&mut self, chunk: &mut Chunk) -> Result<Next, SourceError>;
-    /// Positions a partition that has no checkpoint where the source says (files: the start;
-    /// Kafka: the group's committed offset, else `auto.offset.reset`). Returns (offset, line).
     /// The positions `[first, last]` the source can still read a partition from (a replay
     /// from a position outside cannot happen); `None` when it cannot tell.
     fn replayable(&mut self, _partition: u32) -> Result<Option<(u64, u64)>, SourceError> {
         Ok(None)
     }
+    /// Positions a partition that has no checkpoint where the source says (files: the start;
+    /// Kafka: the group's committed offset, else `auto.offset.reset`). Returns (offset, line).
     fn resume_default(&mut self, partition: u32) -> Result<(u64, u64), SourceError> {
         self.seek(partition, 0, 1)?;
         Ok((0, 1))

@@ -1,9 +1,10 @@
 //! `sluice vacuum`: deletes the table folder's Parquet files that no version within the
 //! retention names (files compacted away, outputs of compactions that lost, files of commits
 //! that never reached the table), as Delta's own vacuum in its full mode decides them, and
-//! last modified before the retention. Never deleted: the files of any sluice job's sealed
-//! commits the table does not hold yet (the next start publishes them), and anything under a
-//! folder starting with `_` or `.` (`_delta_log`, `_sluice`, `_dead_letters`).
+//! last modified before the retention. Never deleted: the files of any sluice job's commits in
+//! flight (claimed, not yet released) and of its sealed commits the table does not hold yet
+//! (the next start publishes them), and anything under a folder starting with `_` or `.`
+//! (`_delta_log`, `_sluice`, `_dead_letters`).
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -78,6 +79,14 @@ pub fn vacuum(
         url: dest.url().to_string(),
         reason: format!("cannot plan the vacuum: {e}"),
     })?;
+    // After the plan, in this order. A file the plan listed was claimed before it became
+    // visible, so its claim is read here unless it was released; a released claim was sealed
+    // first, so the sealed commits read next name it unless the table holds it, which the
+    // check of the table's files below finds. (A file kept open longer than the retention
+    // looks old the moment it lands: S3 dates an upload by its start.)
+    let mut protected = protected;
+    protected.extend(claimed(dest)?);
+    protected.extend(unpublished(table, dest)?);
     let mut report = VacuumReport::default();
     let mut doomed: Vec<String> = Vec::new();
     for f in planned {
@@ -107,19 +116,35 @@ pub fn vacuum(
     Ok(report)
 }
 
-/// Files of sealed commits (of every sluice job recorded in the destination) that the table
-/// does not hold yet.
-fn unpublished(table: &DeltaTable, dest: &Destination) -> Result<HashSet<String>, TableError> {
+/// The sluice jobs recorded in the destination: those with checkpoints or claims.
+fn jobs(dest: &Destination) -> Result<HashSet<String>, TableError> {
     let mut jobs: HashSet<String> = HashSet::new();
     for f in dest.list("_sluice/")? {
-        if let Some(job) = f.strip_prefix("_sluice/").and_then(|r| r.split('/').next()) {
-            if f.contains("/checkpoints/") {
+        if let Some((job, rest)) = f.strip_prefix("_sluice/").and_then(|r| r.split_once('/')) {
+            if rest.starts_with("checkpoints/") || rest.starts_with("fence/") {
                 jobs.insert(job.to_string());
             }
         }
     }
+    Ok(jobs)
+}
+
+/// Files named by the claims of every sluice job recorded in the destination: commits in
+/// flight, whose files may be visible but named by nothing else yet.
+fn claimed(dest: &Destination) -> Result<HashSet<String>, TableError> {
     let mut out = HashSet::new();
-    for job in jobs {
+    for job in jobs(dest)? {
+        let cps = Checkpoints::new(dest.clone(), &job);
+        out.extend(cps.claimed_files()?.iter().map(|f| dest.key(f)));
+    }
+    Ok(out)
+}
+
+/// Files of sealed commits (of every sluice job recorded in the destination) that the table
+/// does not hold yet.
+fn unpublished(table: &DeltaTable, dest: &Destination) -> Result<HashSet<String>, TableError> {
+    let mut out = HashSet::new();
+    for job in jobs(dest)? {
         let cps = Checkpoints::new(dest.clone(), &job);
         for key in cps.keys()? {
             let held = table.published_by(&job, &key)?;

@@ -410,6 +410,12 @@ fn run_inner(
     let claimed =
         membership::claim_all(&checkpoints, table.as_deref(), &asked).map_err(|f| f.error)?;
     for (p, claimed) in parts.iter().zip(claimed) {
+        let mine = source.log_id();
+        let span = match mine {
+            Some(_) => source.replayable(p.id)?,
+            None => None,
+        };
+        membership::check_log(&checkpoints, &claimed, &p.key(), mine.as_deref(), span)?;
         let src = &mut source;
         let start =
             membership::resume(claimed, &control, None, p, || Ok(src.resume_default(p.id)?))?;
@@ -457,6 +463,7 @@ fn run_inner(
         control: control.clone(),
         volatile,
         group: source.dynamic(),
+        log_id: source.log_id(),
     });
     let state_dir = job.resolve(&job.file.job.state_dir);
     let threads = if opts.threads == 0 {

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::helpers::*;
 use crate::kafka::{cluster, produce_events, spawn_run, wait_for, wait_log};
-use crate::push::{push_job, start};
+use crate::push::{long_files, push_acked, push_job, start};
 
 /// Two `sluice run` of one push job, and of one file job: the second refuses to start and
 /// names the first one's PID (they would share one WAL, one spill, and write one partition
@@ -134,6 +134,36 @@ fn a_backfill_into_the_live_folder_leaves_the_live_files_alone() {
         ids.values().all(|c| *c == 2),
         "each record once live, once backfilled"
     );
+
+    // Records past the live job's checkpoints: `--from checkpoint` reads exactly those, and
+    // only into another destination (the live job writes them itself when it goes on).
+    produce_events(&bootstrap, topic, n, 300, 4, None);
+    let refused = sluice(&["backfill", jobs, "--from", "checkpoint", "--name", "rest"]);
+    assert!(
+        !refused.status.success(),
+        "--from checkpoint into the live folder ran"
+    );
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("another --url"), "{err}");
+    assert_eq!(files(&out), after, "the refused backfill wrote");
+    let rest = dir.path().join("rest");
+    let rests = rest.to_str().unwrap();
+    sluice_ok(&[
+        "backfill",
+        jobs,
+        "--from",
+        "checkpoint",
+        "--name",
+        "rest",
+        "--url",
+        rests,
+    ]);
+    let ids = trace_ids(&rest);
+    assert_eq!(ids.len(), 300, "{ids:?}");
+    assert!(
+        (n..n + 300).all(|i| ids.get(&format!("t{i}")) == Some(&1)),
+        "the records past the checkpoints, each once: {ids:?}"
+    );
 }
 
 /// `run --from-checkpoint 1` of a push job whose WAL has already released what checkpoint 1
@@ -201,4 +231,68 @@ fn a_roll_back_past_the_wal_start_is_refused_before_anything_is_deleted() {
         "{err}"
     );
     assert_eq!(listing(&out), before, "nothing deleted");
+}
+
+/// Two processes of one push job with a WAL each (another `state_dir`, another host), sharing
+/// the destination: one takes the partition over while the other holds acknowledged records
+/// it has not committed. The other, started again, resumed at the first one's checkpoint,
+/// which counts positions of another log: it skipped its own acknowledged records (or read
+/// from inside one). It now refuses to resume there, names both logs, and deletes nothing.
+#[test]
+fn a_push_process_does_not_resume_from_a_checkpoint_counted_in_another_processs_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let job_a = long_files(push_job(dir.path(), "wal", "", ""));
+    let text = std::fs::read_to_string(&job_a).unwrap();
+    let job_b = dir.path().join("job-b.toml");
+    std::fs::write(
+        &job_b,
+        text.replace("state_dir = \"state\"", "state_dir = \"state-b\""),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+
+    // A acknowledges 100 rows and dies before committing them.
+    let (mut a, addr) = start(&job_a, &dir.path().join("a1.log"));
+    push_acked(&addr, "a", 100);
+    a.kill().unwrap();
+    a.wait().unwrap();
+    let wal = |d: &str| -> Vec<(String, u64)> {
+        let mut v: Vec<_> = std::fs::read_dir(dir.path().join(d))
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().to_string(),
+                    e.metadata().unwrap().len(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let held = wal("state/wal");
+
+    // B, with its own WAL, takes 50 rows and commits them at its stop.
+    let (b, addr) = start(&job_b, &dir.path().join("b.log"));
+    push_acked(&addr, "b", 50);
+    sigterm(&b);
+    assert!(b.wait_with_output().unwrap().status.success());
+    assert_eq!(trace_ids(&out).len(), 50);
+
+    // A again: its 100 acknowledged rows are in its WAL, behind B's checkpoint.
+    let log = dir.path().join("a2.log");
+    let a = crate::kafka::spawn_run(&job_a, &log);
+    let text = wait_log(&log, "counts the positions of another log", 1, 60);
+    sigterm(&a);
+    a.wait_with_output().unwrap();
+    assert!(
+        text.contains("which no commit of its own covered"),
+        "A resumed from B's checkpoint:\n{text}"
+    );
+    assert_eq!(wal("state/wal"), held, "A's WAL changed");
+    let ids = trace_ids(&out);
+    assert!(
+        ids.len() == 50 && ids.keys().all(|k| k.starts_with("b-")),
+        "{ids:?}"
+    );
 }

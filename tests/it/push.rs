@@ -18,6 +18,13 @@ use crate::kafka::{spawn_run, wait_for, wait_log};
 pub(crate) mod http_client;
 use http_client::Client;
 
+/// Pushes `rows` events with trace ids `<tag>-<i>` in one request; asserts it was acknowledged.
+pub(crate) fn push_acked(addr: &str, tag: &str, rows: usize) {
+    let mut client = Client::new(addr);
+    let answer = client.post("/v1/repos/nginx_access/data", "", &events(tag, rows));
+    assert!(matches!(answer, Ok((200, _, _))), "{answer:?}");
+}
+
 /// `rows` nginx_access events with trace ids `<tag>-<i>`.
 pub(crate) fn events(tag: &str, rows: usize) -> Vec<u8> {
     let mut out = String::new();
@@ -338,6 +345,13 @@ fn wal_pushes_survive_kill_9_under_load() {
     // Committed segments were released: what is left is about the open one.
     let segments = std::fs::read_dir(dir.path().join("state/wal"))
         .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "wal")
+        })
         .count();
     assert!(
         segments <= 3,
@@ -360,6 +374,7 @@ fn a_torn_wal_tail_is_cut_and_reported_and_the_rest_replays() {
     let mut segs: Vec<_> = std::fs::read_dir(&wal)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
         .collect();
     segs.sort();
     let mut f = std::fs::OpenOptions::new()

@@ -217,6 +217,9 @@ pub struct PushSource {
     intake: Arc<Intake>,
     info: PartitionInfo,
     stop_since: Option<Instant>,
+    /// The identity of the log whose positions this source reads (a WAL's own; a memory
+    /// log's, new with each process).
+    log_id: String,
 }
 
 impl PushSource {
@@ -270,6 +273,10 @@ impl PushSource {
         };
         let end = log.end();
         let start = log.start();
+        let log_id = match &log {
+            Log::Wal(w) => w.id().to_string(),
+            Log::Memory(_) => format!("memory-{}", crate::commit::random_tag()),
+        };
         Ok(PushSource {
             intake: Arc::new(Intake {
                 inner: Mutex::new(Inner {
@@ -294,6 +301,7 @@ impl PushSource {
                 number: 0,
             },
             stop_since: None,
+            log_id,
         })
     }
 
@@ -321,6 +329,10 @@ impl Source for PushSource {
             g.committed = g.committed.max(g.log.start());
         }
         Ok(())
+    }
+
+    fn log_id(&self) -> Option<String> {
+        Some(self.log_id.clone())
     }
 
     fn replayable(&mut self, _partition: u32) -> Result<Option<(u64, u64)>, SourceError> {
