@@ -28,6 +28,8 @@ const RECORD_HEADER: u64 = 16;
 /// first open of a log an earlier version made). A checkpoint names the log whose positions
 /// it counts.
 const ID_FILE: &str = "log-id";
+/// The file recording the other log's checkpoint this log last continued from: `<id> <pos>`.
+const BASE_FILE: &str = "log-base";
 /// A length above this is garbage, not a record (bodies are limited far below it).
 pub const MAX_RECORD: u64 = 1 << 30;
 
@@ -121,27 +123,39 @@ pub struct Wal {
     id: String,
 }
 
-/// Reads the log's identity, or makes one (written to a temporary name, synced, renamed).
+/// Reads the log's identity, or makes one.
 fn log_id(dir: &Path) -> Result<String, WalError> {
-    let path = dir.join(ID_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_string()),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io(&path)(e)),
+    if let Some(id) = read_small(dir, ID_FILE)?.filter(|id| !id.is_empty()) {
+        return Ok(id);
     }
     let id = format!(
         "{}{}",
         crate::commit::random_tag(),
         crate::commit::random_tag()
     );
-    let tmp = dir.join(format!("{ID_FILE}.tmp"));
+    write_small(dir, ID_FILE, &id)?;
+    Ok(id)
+}
+
+/// A small text file of the log's folder, trimmed; `None` when there is none.
+fn read_small(dir: &Path, name: &str) -> Result<Option<String>, WalError> {
+    let path = dir.join(name);
+    match std::fs::read(&path) {
+        Ok(b) => Ok(Some(String::from_utf8_lossy(&b).trim().to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(&path)(e)),
+    }
+}
+
+/// Writes a small text file of the log's folder durably (a temporary name, synced, renamed).
+fn write_small(dir: &Path, name: &str, text: &str) -> Result<(), WalError> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
     let mut f = File::create(&tmp).map_err(io(&tmp))?;
-    f.write_all(id.as_bytes()).map_err(io(&tmp))?;
+    f.write_all(text.as_bytes()).map_err(io(&tmp))?;
     f.sync_all().map_err(io(&tmp))?;
     std::fs::rename(&tmp, &path).map_err(io(&path))?;
-    sync_dir(dir)?;
-    Ok(id)
+    sync_dir(dir)
 }
 
 impl Wal {
@@ -303,6 +317,19 @@ impl Wal {
     /// The log's identity: the same for as long as its folder lives.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The other log's checkpoint (its log, position) this log last continued from.
+    pub fn base(&self) -> Result<Option<(String, u64)>, WalError> {
+        Ok(read_small(&self.dir, BASE_FILE)?.and_then(|t| {
+            let (id, pos) = t.split_once(' ')?;
+            Some((id.to_string(), pos.parse().ok()?))
+        }))
+    }
+
+    /// Records that this log continues from position `pos` of log `theirs`.
+    pub fn set_base(&self, theirs: &str, pos: u64) -> Result<(), WalError> {
+        write_small(&self.dir, BASE_FILE, &format!("{theirs} {pos}"))
     }
 
     /// The first position still in the log (the end when it holds no segment: a new segment

@@ -318,11 +318,11 @@ pub fn run_backfill(
         }
     }
     job.file.job.name = name.unwrap_or_else(|| format!("{}-backfill", job.file.job.name));
-    let live_url = job.file.sink.url.clone();
+    let live_url = job.resolve_url(&job.file.sink.url);
     if let Some(u) = url {
         job.file.sink.url = from_current_dir(u)?;
     }
-    if from == "checkpoint" && same_url(&job.file.sink.url, &live_url) {
+    if from == "checkpoint" && same_url(&job.resolve_url(&job.file.sink.url), &live_url) {
         // The live job goes on from those checkpoints (or will, when it starts again): every
         // record the backfill wrote there would be there twice.
         bail!(
@@ -348,9 +348,21 @@ pub fn run_backfill(
     Ok(())
 }
 
-/// Whether two destination URLs name one place (a trailing `/` aside).
+/// Whether two resolved destination URLs name one place: local paths (plain or `file://`)
+/// compared as the folders they name, others as written (a trailing `/` aside).
 fn same_url(a: &str, b: &str) -> bool {
-    a.trim_end_matches('/') == b.trim_end_matches('/')
+    let place = |u: &str| -> String {
+        let local = sluice::config::file_url_path(u).or((!u.contains("://")).then_some(u));
+        match local {
+            Some(p) => std::fs::canonicalize(p)
+                .map(|c| c.display().to_string())
+                .unwrap_or_else(|_| p.to_string()),
+            None => u.to_string(),
+        }
+        .trim_end_matches('/')
+        .to_string()
+    };
+    place(a) == place(b)
 }
 
 /// The positions of the live job's newest checkpoints, as backfill start offsets.

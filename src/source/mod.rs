@@ -92,6 +92,21 @@ pub trait Source: Send {
     fn log_id(&self) -> Option<String> {
         None
     }
+    /// The other log's checkpoint (its log, position) this source's log last continued
+    /// from, as recorded by [`Source::continue_log`].
+    fn log_base(&self, _partition: u32) -> Option<(String, u64)> {
+        None
+    }
+    /// Records, durably, that the log continues from position `pos` of log `theirs` (a
+    /// checkpoint another process wrote); the seek to `pos` follows.
+    fn continue_log(
+        &mut self,
+        _partition: u32,
+        _theirs: &str,
+        _pos: u64,
+    ) -> Result<(), SourceError> {
+        Ok(())
+    }
     /// Fills `chunk` (its buffer is reused) with the next records of some partition.
     fn next(&mut self, chunk: &mut Chunk) -> Result<Next, SourceError>;
     /// The positions `[first, last]` the source can still read a partition from (a replay

@@ -80,6 +80,13 @@ pub fn claim(
     })
 }
 
+impl Claimed {
+    /// The partition's newest commit, as the claim found it.
+    pub fn latest(&self) -> Option<&crate::commit::checkpoint::Checkpoint> {
+        self.reconciled.latest.as_ref()
+    }
+}
+
 /// A claim that failed: the partition's place in the list asked, and why.
 pub struct ClaimFailed {
     pub index: usize,
@@ -155,63 +162,6 @@ pub fn claim_all(
 
 /// Partitions claimed side by side at most.
 pub const CLAIM_THREADS: usize = 16;
-
-/// Refuses to resume partition `key` from a newest checkpoint that counts the positions of
-/// another log than the source's own (`mine`, holding `span`): two push processes of one job,
-/// each with a WAL of its own, alternating as the partition's owner. Resuming there would skip
-/// records this log holds, or delete them as committed, though no commit of its own covered
-/// them (acknowledged pushes, silently lost), or read its own exported records again. Allowed
-/// when nothing would be: the log holds nothing, or only records its own commits covered and
-/// the checkpoint lies past them (the log then continues from it).
-pub fn check_log(
-    checkpoints: &Checkpoints,
-    claimed: &Claimed,
-    key: &str,
-    mine: Option<&str>,
-    span: Option<(u64, u64)>,
-) -> Result<(), TaskError> {
-    let (Some(mine), Some(latest), Some((start, end))) = (mine, &claimed.reconciled.latest, span)
-    else {
-        return Ok(());
-    };
-    let Some(theirs) = latest.log.as_deref().filter(|t| *t != mine) else {
-        return Ok(());
-    };
-    let refuse = |why: String| TaskError::Job {
-        job: checkpoints.job().to_string(),
-        reason: format!(
-            "partition {key}: its newest checkpoint (commit {}, by {}) counts the positions of \
-             another log ({theirs}) than this process's ({mine}): another process of this job, \
-             with a log of its own, wrote it. {why} Nothing was deleted. Two push processes of \
-             one job must not share a destination: give each its own job name or repo.",
-            latest.seq, latest.owner
-        ),
-    };
-    if start < end {
-        let own = checkpoints
-            .history(key)?
-            .into_iter()
-            .rev()
-            .find(|c| c.log.as_deref() == Some(mine))
-            .map_or(start, |c| c.next_offset.max(start));
-        if end > own {
-            return Err(refuse(format!(
-                "This log holds positions {own} to {end}, which no commit of its own covered \
-                 (acknowledged records); resuming at the checkpoint would drop them."
-            )));
-        }
-        if latest.next_offset <= end {
-            return Err(refuse(format!(
-                "This log holds only records its own commits exported (up to position {end}), \
-                 but the checkpoint's position {} lies inside it; move the log's folder aside \
-                 to continue from the checkpoint.",
-                latest.next_offset
-            )));
-        }
-    }
-    tracing::info!(partition = %key, log = %mine, checkpoint_log = %theirs, "the newest checkpoint counts another log's positions; this log holds nothing it would lose, so it continues from there");
-    Ok(())
-}
 
 /// The task's part of registering a claimed partition: records where it resumes (a table
 /// ahead of its checkpoints, its checkpoint, else `default()`), with a fresh epoch, and drops

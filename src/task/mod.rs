@@ -28,6 +28,7 @@ use crate::store::remote::StoreOptions;
 use crate::store::Destination;
 
 mod feed;
+mod foreign_log;
 pub mod many;
 mod membership;
 mod prepare;
@@ -403,6 +404,9 @@ fn run_inner(
             }
         }
     }
+    if opts.from_checkpoint.is_none() {
+        foreign_log::before_claim(&mut *source, &checkpoints, &parts)?;
+    }
     let asked: Vec<(String, Option<u64>)> = parts
         .iter()
         .map(|p| (p.key(), opts.from_checkpoint))
@@ -410,12 +414,9 @@ fn run_inner(
     let claimed =
         membership::claim_all(&checkpoints, table.as_deref(), &asked).map_err(|f| f.error)?;
     for (p, claimed) in parts.iter().zip(claimed) {
-        let mine = source.log_id();
-        let span = match mine {
-            Some(_) => source.replayable(p.id)?,
-            None => None,
-        };
-        membership::check_log(&checkpoints, &claimed, &p.key(), mine.as_deref(), span)?;
+        if opts.from_checkpoint.is_none() {
+            foreign_log::after_claim(&mut *source, &checkpoints, p, claimed.latest())?;
+        }
         let src = &mut source;
         let start =
             membership::resume(claimed, &control, None, p, || Ok(src.resume_default(p.id)?))?;

@@ -145,6 +145,13 @@ fn a_backfill_into_the_live_folder_leaves_the_live_files_alone() {
     );
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(err.contains("another --url"), "{err}");
+    // The live folder spelled another way is the live folder.
+    let spelled = format!("file://{}/./", out.display());
+    let refused = sluice(&["backfill", jobs, "--from", "checkpoint", "--url", &spelled]);
+    assert!(
+        !refused.status.success(),
+        "--url {spelled} was not taken for the live folder"
+    );
     assert_eq!(files(&out), after, "the refused backfill wrote");
     let rest = dir.path().join("rest");
     let rests = rest.to_str().unwrap();
@@ -242,11 +249,11 @@ fn a_roll_back_past_the_wal_start_is_refused_before_anything_is_deleted() {
 fn a_push_process_does_not_resume_from_a_checkpoint_counted_in_another_processs_wal() {
     let dir = tempfile::tempdir().unwrap();
     let job_a = long_files(push_job(dir.path(), "wal", "", ""));
-    let text = std::fs::read_to_string(&job_a).unwrap();
+    let job_text = std::fs::read_to_string(&job_a).unwrap();
     let job_b = dir.path().join("job-b.toml");
     std::fs::write(
         &job_b,
-        text.replace("state_dir = \"state\"", "state_dir = \"state-b\""),
+        job_text.replace("state_dir = \"state\"", "state_dir = \"state-b\""),
     )
     .unwrap();
     let out = dir.path().join("out");
@@ -293,6 +300,30 @@ fn a_push_process_does_not_resume_from_a_checkpoint_counted_in_another_processs_
     let ids = trace_ids(&out);
     assert!(
         ids.len() == 50 && ids.keys().all(|k| k.starts_with("b-")),
+        "{ids:?}"
+    );
+
+    // C, with a new empty WAL (a new volume), continues from B's checkpoint, acknowledges 30
+    // rows and dies before committing them. Started again it is not refused: its log starts
+    // at the checkpoint it continued from, as it recorded. Its rows land once.
+    let job_c = dir.path().join("job-c.toml");
+    std::fs::write(
+        &job_c,
+        job_text.replace("state_dir = \"state\"", "state_dir = \"state-c\""),
+    )
+    .unwrap();
+    let (mut c, addr) = start(&job_c, &dir.path().join("c1.log"));
+    push_acked(&addr, "c", 30);
+    c.kill().unwrap();
+    c.wait().unwrap();
+    let (c, _) = start(&job_c, &dir.path().join("c2.log"));
+    sigterm(&c);
+    assert!(c.wait_with_output().unwrap().status.success());
+    let ids = trace_ids(&out);
+    assert_eq!(ids.len(), 80, "{ids:?}");
+    assert!(ids.values().all(|n| *n == 1), "{ids:?}");
+    assert!(
+        (0..30).all(|i| ids.contains_key(&format!("c-{i}"))),
         "{ids:?}"
     );
 }

@@ -220,6 +220,8 @@ pub struct PushSource {
     /// The identity of the log whose positions this source reads (a WAL's own; a memory
     /// log's, new with each process).
     log_id: String,
+    /// The other log's checkpoint this log last continued from (a WAL records it).
+    log_base: Option<(String, u64)>,
 }
 
 impl PushSource {
@@ -273,9 +275,15 @@ impl PushSource {
         };
         let end = log.end();
         let start = log.start();
-        let log_id = match &log {
-            Log::Wal(w) => w.id().to_string(),
-            Log::Memory(_) => format!("memory-{}", crate::commit::random_tag()),
+        let (log_id, log_base) = match &log {
+            Log::Wal(w) => (
+                w.id().to_string(),
+                w.base().map_err(|e| SourceError::Other {
+                    name: format!("push {topic}"),
+                    reason: e.to_string(),
+                })?,
+            ),
+            Log::Memory(_) => (format!("memory-{}", crate::commit::random_tag()), None),
         };
         Ok(PushSource {
             intake: Arc::new(Intake {
@@ -302,6 +310,7 @@ impl PushSource {
             },
             stop_since: None,
             log_id,
+            log_base,
         })
     }
 
@@ -333,6 +342,18 @@ impl Source for PushSource {
 
     fn log_id(&self) -> Option<String> {
         Some(self.log_id.clone())
+    }
+
+    fn log_base(&self, _partition: u32) -> Option<(String, u64)> {
+        self.log_base.clone()
+    }
+
+    fn continue_log(&mut self, _partition: u32, theirs: &str, pos: u64) -> Result<(), SourceError> {
+        if let Log::Wal(w) = &self.intake.lock().log {
+            w.set_base(theirs, pos).map_err(|e| self.error(e))?;
+        }
+        self.log_base = Some((theirs.to_string(), pos));
+        Ok(())
     }
 
     fn replayable(&mut self, _partition: u32) -> Result<Option<(u64, u64)>, SourceError> {
