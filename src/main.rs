@@ -11,6 +11,7 @@ mod cli {
     pub mod convert;
     pub mod infer;
     pub mod jobs;
+    pub mod skip;
     pub mod table;
 }
 

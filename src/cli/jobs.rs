@@ -33,6 +33,19 @@ pub enum CheckpointCommand {
         #[arg(long)]
         repo: Option<String>,
     },
+    /// Move a Kafka partition's checkpoint forward to offset `--to`, past records that cannot
+    /// be read (a batch the client fetches again for ever). Stop the job first; the skipped
+    /// records are not exported and are not dead letters.
+    Skip {
+        job: PathBuf,
+        partition: String,
+        /// The offset the partition resumes at.
+        #[arg(long)]
+        to: u64,
+        /// The repo, in a job file with several.
+        #[arg(long)]
+        repo: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -391,6 +404,12 @@ fn live_checkpoints(job: &Job) -> Result<Position> {
 
 pub fn run_checkpoints(cmd: CheckpointCommand) -> Result<()> {
     let (path, repo, partition) = match &cmd {
+        CheckpointCommand::Skip {
+            job,
+            partition,
+            to,
+            repo,
+        } => return super::skip::run_skip(job, repo.as_deref(), partition, *to),
         CheckpointCommand::List { job, repo } => (job, repo.as_deref(), None),
         CheckpointCommand::Show {
             job,
@@ -491,13 +510,14 @@ fn print_checkpoints(
             }
             for c in history {
                 println!(
-                    "seq {} next offset {} (line {}) at {}: {} rows, {} dead letters",
+                    "seq {} next offset {} (line {}) at {}: {} rows, {} dead letters, by {}",
                     c.seq,
                     c.next_offset,
                     c.next_line,
                     format_ms(c.committed_at_ms),
                     c.rows,
-                    c.dead_letters
+                    c.dead_letters,
+                    c.owner
                 );
                 for f in c.files {
                     println!(
@@ -516,7 +536,7 @@ fn print_checkpoints(
 
 /// Object store requests run here. Multi-threaded: a current-thread runtime's I/O is driven
 /// only by its own `block_on`, not by the `Handle::block_on` the destinations use.
-fn io_runtime() -> Result<tokio::runtime::Runtime> {
+pub fn io_runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

@@ -41,6 +41,8 @@ pub enum CheckpointError {
     },
     #[error("no checkpoint {seq} for partition {key} (see `sluice checkpoints list`)")]
     Unknown { key: String, seq: u64 },
+    #[error("partition {key} cannot be skipped forward: {reason}")]
+    Skip { key: String, reason: String },
 }
 
 impl CheckpointError {

@@ -20,6 +20,7 @@ mod legacy;
 #[cfg(test)]
 mod model;
 mod rollback;
+pub mod skip;
 #[cfg(test)]
 mod tests;
 

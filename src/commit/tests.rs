@@ -329,3 +329,32 @@ fn a_prune_that_stopped_half_way_is_finished_oldest_first() {
         1
     );
 }
+
+/// A skip commits the next sequence number with no files at the offset asked, under a new
+/// term that fences the writer that stood there; it never moves a partition back, and the
+/// commit names what it skipped.
+#[test]
+fn a_skip_moves_the_checkpoint_forward_under_a_new_term_and_never_back() {
+    let (_d, _rt, dest) = setup();
+    let cps = Checkpoints::new(dest.clone(), "j");
+    let t = cps.take_term(KEY, "w").unwrap();
+    commit_n(&cps, &dest, t, "w", 1);
+    let s = cps.skip_to(KEY, 13, "operator").unwrap();
+    assert_eq!((s.from, s.to, s.seq), (10, 13, 2));
+    let latest = cps.latest(KEY).unwrap().unwrap();
+    assert_eq!((latest.seq, latest.next_offset), (2, 13));
+    assert!(latest.files.is_empty());
+    assert!(
+        latest.owner.contains("skipped offsets 10 to 12"),
+        "{}",
+        latest.owner
+    );
+    assert!(cps.check_term(KEY, t).unwrap_err().is_fenced());
+    for to in [13, 5] {
+        assert!(matches!(
+            cps.skip_to(KEY, to, "operator"),
+            Err(CheckpointError::Skip { .. })
+        ));
+    }
+    assert_eq!(cps.latest(KEY).unwrap().unwrap().next_offset, 13);
+}

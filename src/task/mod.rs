@@ -205,7 +205,7 @@ pub fn destination(job: &Job, runtime: &tokio::runtime::Runtime) -> Result<Desti
 }
 
 /// A destination at `url` with the job's store settings.
-fn destination_at(
+pub fn destination_at(
     job: &Job,
     url: &str,
     runtime: &tokio::runtime::Runtime,

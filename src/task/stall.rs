@@ -116,8 +116,9 @@ pub(super) fn log(events: Vec<Event>) {
                 "a partition has read nothing for a while with records waiting after its \
                  position, and the source reported no error: on Kafka, the record batch at \
                  this offset may be one the client cannot parse (its CRC right or unchecked, \
-                 its records malformed), which it fetches again for ever (see OPERATIONS, \
-                 \"Limits\")"
+                 its records malformed), which it fetches again for ever; with the job \
+                 stopped, `sluice checkpoints skip` moves the partition past it (see \
+                 OPERATIONS, \"Sources\")"
             ),
             Event::Moving { key, next } => {
                 tracing::info!(partition = %key, offset = next, "the partition reads again")

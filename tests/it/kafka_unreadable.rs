@@ -267,6 +267,30 @@ fn a_partition_stuck_on_a_batch_that_does_not_parse_is_named_in_the_log() {
     let proc = child.0.as_mut().unwrap();
     sigterm(proc);
     assert!(wait_exit(proc, "the run to stop", 60).success());
+
+    // The operator's way past it, with the job stopped: the checkpoint moves past the batch
+    // (offsets 10 to 12), never back, and the next run reads on from offset 13.
+    let jobs = job.to_str().unwrap();
+    let key = format!("{topic}-0");
+    let back = sluice(&["checkpoints", "skip", jobs, &key, "--to", "10"]);
+    assert!(!back.status.success(), "a skip to where it stands ran");
+    let said = sluice_ok(&["checkpoints", "skip", jobs, &key, "--to", "13"]);
+    assert!(said.contains("offsets 10 to 12 skipped"), "{said}");
+    let shown = sluice_ok(&["checkpoints", "show", jobs, &key]);
+    assert!(shown.contains("skipped offsets 10 to 12"), "{shown}");
+    let mut again = KillOnDrop(Some(spawn_with(
+        "run",
+        &job,
+        &dir.path().join("run2.log"),
+        &[],
+    )));
+    crate::kafka::wait_for(&out, 25, 60);
+    let proc = again.0.as_mut().unwrap();
+    sigterm(proc);
+    assert!(wait_exit(proc, "the second run to stop", 60).success());
+    let ids = trace_ids(&out);
+    assert_eq!(ids.len(), 25, "every record but the batch's: {ids:?}");
+    assert!(ids.values().all(|n| *n == 1), "{ids:?}");
 }
 
 /// The same batch in a backfill: the partition stuck on it is named; those that reached their

@@ -1,0 +1,101 @@
+//! `sluice checkpoints skip`: an operator moves a partition's checkpoint forward past records
+//! that cannot be read (a record batch the Kafka client refetches for ever), as one commit of
+//! no files under a new ownership term. The records skipped are named in the commit's owner
+//! (`checkpoints show`) and in the command's output; nothing else records them.
+
+use super::checkpoint::{Checkpoint, CheckpointError, Checkpoints, VERSION};
+use super::fence::Claim;
+use super::now_ms;
+
+/// What a skip did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// Where the partition stood, and where it resumes now.
+    pub from: u64,
+    pub to: u64,
+    /// The commit that records the skip.
+    pub seq: u64,
+}
+
+impl Checkpoints {
+    /// Moves partition `key`'s checkpoint forward to `to`: takes a new term (a running owner is
+    /// fenced at its next commit), reconciles, and commits the next sequence number with no
+    /// files. Refused when the partition has no checkpoint (nothing to say where it stands) or
+    /// already stands at or past `to` (a skip never moves a partition back).
+    pub fn skip_to(&self, key: &str, to: u64, who: &str) -> Result<Skipped, CheckpointError> {
+        // Refused before a term is taken where it can be (a refused skip fences nobody).
+        if let Some(c) = self.latest(key)?.filter(|c| to <= c.next_offset) {
+            return Err(CheckpointError::Skip {
+                key: key.to_string(),
+                reason: format!(
+                    "it already stands at offset {}, at or past {to}",
+                    c.next_offset
+                ),
+            });
+        }
+        let owner = format!("{who} ({})", super::owner_id());
+        let term = self.take_term(key, &owner)?;
+        let r = self.reconcile(key, term, &owner)?;
+        let Some(latest) = r.latest else {
+            return Err(CheckpointError::Skip {
+                key: key.to_string(),
+                reason: "it has no checkpoint yet".into(),
+            });
+        };
+        if to <= latest.next_offset {
+            return Err(CheckpointError::Skip {
+                key: key.to_string(),
+                reason: format!(
+                    "it already stands at offset {}, at or past {to}",
+                    latest.next_offset
+                ),
+            });
+        }
+        let seq = r.next_seq;
+        let owner = format!(
+            "{owner}: skipped offsets {} to {}",
+            latest.next_offset,
+            to - 1
+        );
+        let claim = Claim {
+            version: VERSION,
+            key: key.to_string(),
+            seq,
+            term,
+            owner: owner.clone(),
+            from_offset: latest.next_offset,
+            next_offset: to,
+            next_line: 0,
+            files: Vec::new(),
+            staged: Vec::new(),
+            dead_letter_files: Vec::new(),
+            dead_letter_staged: Vec::new(),
+            claimed_at_ms: now_ms(),
+            undo: false,
+        };
+        self.claim(&claim)?;
+        let c = Checkpoint {
+            version: VERSION,
+            job: self.job().to_string(),
+            key: key.to_string(),
+            seq,
+            next_offset: to,
+            next_line: 0,
+            files: Vec::new(),
+            dead_letter_files: Vec::new(),
+            rows: 0,
+            dead_letters: 0,
+            committed_at_ms: now_ms(),
+            term,
+            owner: owner.clone(),
+            log: latest.log.clone(),
+        };
+        self.seal(&claim, &c)?;
+        self.release(key, seq, term, &owner)?;
+        Ok(Skipped {
+            from: latest.next_offset,
+            to,
+            seq,
+        })
+    }
+}
