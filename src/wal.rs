@@ -119,22 +119,30 @@ pub struct Wal {
     /// Where damage found at open was moved: the log was cut there, so a position past its
     /// end (a spill's) no longer proves that what the log holds is committed.
     moved_to: Option<PathBuf>,
-    /// The log's identity ([`ID_FILE`]).
-    id: String,
+    /// The log's identity ([`ID_FILE`]); none while a full disk keeps it from being written
+    /// (the next open tries again).
+    id: Option<String>,
 }
 
-/// Reads the log's identity, or makes one.
-fn log_id(dir: &Path) -> Result<String, WalError> {
+/// Reads the log's identity, or makes one. A full disk does not keep the log from opening (it
+/// must, to commit and free segments): the log then has no identity until a later open.
+fn log_id(dir: &Path) -> Result<Option<String>, WalError> {
     if let Some(id) = read_small(dir, ID_FILE)?.filter(|id| !id.is_empty()) {
-        return Ok(id);
+        return Ok(Some(id));
     }
     let id = format!(
         "{}{}",
         crate::commit::random_tag(),
         crate::commit::random_tag()
     );
-    write_small(dir, ID_FILE, &id)?;
-    Ok(id)
+    match write_small(dir, ID_FILE, &id) {
+        Ok(()) => Ok(Some(id)),
+        Err(WalError::Io { path, source }) if is_disk_full(&source) => {
+            tracing::warn!(path = %path.display(), "no room to write the WAL's identity; checkpoints will not name this log until a start finds room");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// A small text file of the log's folder, trimmed; `None` when there is none.
@@ -315,8 +323,8 @@ impl Wal {
     }
 
     /// The log's identity: the same for as long as its folder lives.
-    pub fn id(&self) -> &str {
-        &self.id
+    pub fn id(&self) -> Option<&str> {
+        self.id.as_deref()
     }
 
     /// The other log's checkpoint (its log, position) this log last continued from.

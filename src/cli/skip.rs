@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use sluice::commit::checkpoint::Checkpoints;
 use sluice::config::{Job, SourceSection};
 use sluice::task;
@@ -12,11 +14,31 @@ use super::jobs::io_runtime;
 
 pub fn run_skip(path: &Path, repo: Option<&str>, partition: &str, to: u64) -> Result<()> {
     let job = Job::load_repo(path, repo)?;
-    if !matches!(job.file.source, SourceSection::Kafka { .. }) {
+    let SourceSection::Kafka {
+        brokers, options, ..
+    } = &job.file.source
+    else {
         bail!(
             "{}: skip moves a Kafka partition past records that cannot be read; this job's source is not Kafka",
             path.display()
         );
+    };
+    // A skip past the log's end would, once producers pass it, skip real records unseen.
+    let (topic, number) = partition
+        .rsplit_once('-')
+        .and_then(|(t, n)| Some((t, n.parse::<i32>().ok()?)))
+        .ok_or_else(|| anyhow!("`{partition}` is not <topic>-<partition>"))?;
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", brokers);
+    for (k, v) in options.iter() {
+        cfg.set(k, v);
+    }
+    let client: BaseConsumer = cfg.create().context("creating a Kafka client")?;
+    let (_, high) = client
+        .fetch_watermarks(topic, number, std::time::Duration::from_secs(10))
+        .with_context(|| format!("the end of {partition} from {brokers}"))?;
+    if to > high as u64 {
+        bail!("offset {to} is past the end of {partition} ({high}): a skip there would pass over records produced later");
     }
     let runtime = io_runtime()?;
     let dest = task::destination(&job, &runtime)?;

@@ -24,14 +24,23 @@ impl Checkpoints {
     /// already stands at or past `to` (a skip never moves a partition back).
     pub fn skip_to(&self, key: &str, to: u64, who: &str) -> Result<Skipped, CheckpointError> {
         // Refused before a term is taken where it can be (a refused skip fences nobody).
-        if let Some(c) = self.latest(key)?.filter(|c| to <= c.next_offset) {
-            return Err(CheckpointError::Skip {
-                key: key.to_string(),
-                reason: format!(
-                    "it already stands at offset {}, at or past {to}",
-                    c.next_offset
-                ),
-            });
+        match self.latest(key)? {
+            None => {
+                return Err(CheckpointError::Skip {
+                    key: key.to_string(),
+                    reason: "it has no checkpoint yet".into(),
+                })
+            }
+            Some(c) if to <= c.next_offset => {
+                return Err(CheckpointError::Skip {
+                    key: key.to_string(),
+                    reason: format!(
+                        "it already stands at offset {}, at or past {to}",
+                        c.next_offset
+                    ),
+                })
+            }
+            Some(_) => {}
         }
         let owner = format!("{who} ({})", super::owner_id());
         let term = self.take_term(key, &owner)?;

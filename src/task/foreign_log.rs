@@ -78,7 +78,8 @@ fn check(
             latest.seq, latest.owner
         ),
     };
-    if let Some((start, end)) = source.replayable(p.id)?.filter(|(s, e)| s < e) {
+    let held = source.replayable(p.id)?.filter(|(s, e)| s < e);
+    if let Some((start, end)) = held {
         let own = checkpoints
             .history(&key)?
             .into_iter()
@@ -100,6 +101,9 @@ fn check(
             )));
         }
     }
-    tracing::info!(partition = %key, log = %mine, checkpoint_log = %theirs, position = latest.next_offset, "the newest checkpoint counts another log's positions; this log holds nothing it would lose, so it continues from there");
+    // An empty log (a memory log at every start, a new volume) has nothing to say.
+    if held.is_some() {
+        tracing::info!(partition = %key, log = %mine, checkpoint_log = %theirs, position = latest.next_offset, "the newest checkpoint counts another log's positions; this log holds nothing it would lose, so it continues from there");
+    }
     Ok(Some((theirs.to_string(), latest.next_offset)))
 }

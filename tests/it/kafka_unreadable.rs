@@ -274,6 +274,12 @@ fn a_partition_stuck_on_a_batch_that_does_not_parse_is_named_in_the_log() {
     let key = format!("{topic}-0");
     let back = sluice(&["checkpoints", "skip", jobs, &key, "--to", "10"]);
     assert!(!back.status.success(), "a skip to where it stands ran");
+    let past = sluice(&["checkpoints", "skip", jobs, &key, "--to", "24"]);
+    let err = String::from_utf8_lossy(&past.stderr);
+    assert!(
+        err.contains("past the end"),
+        "a skip past the log's end: {err}"
+    );
     let said = sluice_ok(&["checkpoints", "skip", jobs, &key, "--to", "13"]);
     assert!(said.contains("offsets 10 to 12 skipped"), "{said}");
     let shown = sluice_ok(&["checkpoints", "show", jobs, &key]);

@@ -219,7 +219,7 @@ pub struct PushSource {
     stop_since: Option<Instant>,
     /// The identity of the log whose positions this source reads (a WAL's own; a memory
     /// log's, new with each process).
-    log_id: String,
+    log_id: Option<String>,
     /// The other log's checkpoint this log last continued from (a WAL records it).
     log_base: Option<(String, u64)>,
 }
@@ -277,13 +277,16 @@ impl PushSource {
         let start = log.start();
         let (log_id, log_base) = match &log {
             Log::Wal(w) => (
-                w.id().to_string(),
+                w.id().map(str::to_string),
                 w.base().map_err(|e| SourceError::Other {
                     name: format!("push {topic}"),
                     reason: e.to_string(),
                 })?,
             ),
-            Log::Memory(_) => (format!("memory-{}", crate::commit::random_tag()), None),
+            Log::Memory(_) => (
+                Some(format!("memory-{}", crate::commit::random_tag())),
+                None,
+            ),
         };
         Ok(PushSource {
             intake: Arc::new(Intake {
@@ -341,7 +344,7 @@ impl Source for PushSource {
     }
 
     fn log_id(&self) -> Option<String> {
-        Some(self.log_id.clone())
+        self.log_id.clone()
     }
 
     fn log_base(&self, _partition: u32) -> Option<(String, u64)> {
