@@ -10,6 +10,10 @@ use super::StoreError;
 /// A local file's write buffer.
 const LOCAL_BUFFER: usize = 256 * 1024;
 
+/// A local file's writeback is started after every this many bytes written, so the fsync at
+/// its commit waits for the last stretch only (a 34 MB file's waited 18 ms for all of it).
+pub(super) const WRITEBACK_EVERY: u64 = 8 << 20;
+
 /// Where the bytes of one file go until it is committed or aborted.
 pub(super) trait FileSink: Write + Send {
     fn commit(self: Box<Self>) -> Result<(), StoreError>;
@@ -29,7 +33,23 @@ pub(super) struct LocalSink {
     pub(super) file: Option<std::io::BufWriter<std::fs::File>>,
     pub(super) tmp: PathBuf,
     target: PathBuf,
+    /// Bytes written since writeback was last started.
+    unsynced: u64,
 }
+
+/// Starts the kernel's writeback of what `file` holds dirty, without waiting for it.
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &std::fs::File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is open for as long as `file` is borrowed; the call only reads
+    // its arguments. A failure is harmless: the fsync at commit writes everything anyway.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &std::fs::File) {}
 
 impl LocalSink {
     pub(super) fn create(target: &Path) -> Result<Self, StoreError> {
@@ -58,6 +78,7 @@ impl LocalSink {
             file: Some(std::io::BufWriter::with_capacity(LOCAL_BUFFER, file)),
             tmp,
             target: target.to_path_buf(),
+            unsynced: 0,
         })
     }
 }
@@ -68,7 +89,14 @@ fn parked() -> std::io::Error {
 
 impl Write for LocalSink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.file.as_mut().ok_or_else(parked)?.write(buf)
+        let file = self.file.as_mut().ok_or_else(parked)?;
+        let n = file.write(buf)?;
+        self.unsynced += n as u64;
+        if self.unsynced >= WRITEBACK_EVERY {
+            self.unsynced = 0;
+            start_writeback(file.get_ref());
+        }
+        Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
         self.file.as_mut().map_or(Ok(()), |f| f.flush())

@@ -24,6 +24,25 @@ fn local_files_appear_only_on_commit() {
     assert_eq!(std::fs::read_dir(dir.path().join("a")).unwrap().count(), 1);
 }
 
+/// A local file written in many pieces past the points where its writeback is started comes
+/// out whole, byte for byte.
+#[test]
+fn a_large_local_file_is_whole_after_its_writeback_was_started_on_the_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dest = Destination::parse(dir.path().to_str().unwrap(), rt.handle().clone()).unwrap();
+    let mut f = dest.create("big.bin").unwrap();
+    let mut want = Vec::new();
+    for i in 0..300u32 {
+        let piece: Vec<u8> = (0..70_001u32).map(|j| (i ^ j) as u8).collect();
+        f.write_all(&piece).unwrap();
+        want.extend_from_slice(&piece);
+    }
+    assert!(want.len() as u64 > 2 * super::file::WRITEBACK_EVERY);
+    assert_eq!(f.commit().unwrap(), want.len() as u64);
+    assert!(dest.read("big.bin").unwrap() == want);
+}
+
 #[test]
 fn store_files_appear_only_on_commit() {
     let rt = tokio::runtime::Runtime::new().unwrap();
