@@ -353,7 +353,17 @@ impl Source for PushSource {
 
     fn continue_log(&mut self, _partition: u32, theirs: &str, pos: u64) -> Result<(), SourceError> {
         if let Log::Wal(w) = &self.intake.lock().log {
-            w.set_base(theirs, pos).map_err(|e| self.error(e))?;
+            match w.set_base(theirs, pos) {
+                Ok(()) => {}
+                // A full disk must not stop the start (it commits and frees segments); left
+                // unrecorded, a later start may refuse where it need not, never the reverse.
+                Err(crate::wal::WalError::Io { path, source })
+                    if crate::wal::is_disk_full(&source) =>
+                {
+                    tracing::warn!(path = %path.display(), "no room to record where the WAL continues from");
+                }
+                Err(e) => return Err(self.error(e)),
+            }
         }
         self.log_base = Some((theirs.to_string(), pos));
         Ok(())
