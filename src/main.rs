@@ -157,7 +157,7 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
-    /// List or show a job's checkpoints.
+    /// List or show a job's checkpoints, or move a stuck Kafka partition's forward.
     Checkpoints {
         #[command(subcommand)]
         command: CheckpointCommand,

@@ -38,6 +38,7 @@ pub enum CheckpointCommand {
     /// records are not exported and are not dead letters.
     Skip {
         job: PathBuf,
+        /// `<topic>-<partition>`, as `checkpoints list` names it.
         partition: String,
         /// The offset the partition resumes at.
         #[arg(long)]
