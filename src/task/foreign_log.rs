@@ -13,18 +13,27 @@ use super::TaskError;
 use crate::commit::checkpoint::{Checkpoint, Checkpoints};
 use crate::source::{PartitionInfo, Source};
 
-/// Before any partition is claimed: refuses what [`after_claim`] would.
+/// Before any partition is claimed: refuses what [`after_claim`] would, for the checkpoint the
+/// partition is to resume from: its newest, or commit `roll_back_to` (a roll-back deletes the
+/// later commits' files when it is claimed, so it is checked before).
 pub fn before_claim(
     source: &mut dyn Source,
     checkpoints: &Checkpoints,
     parts: &[PartitionInfo],
+    roll_back_to: Option<u64>,
 ) -> Result<(), TaskError> {
     if source.log_id().is_none() {
         return Ok(());
     }
     for p in parts {
-        let latest = checkpoints.latest(&p.key())?;
-        check(source, checkpoints, p, latest.as_ref())?;
+        let from = match roll_back_to {
+            Some(seq) => checkpoints
+                .history(&p.key())?
+                .into_iter()
+                .find(|c| c.seq == seq),
+            None => checkpoints.latest(&p.key())?,
+        };
+        check(source, checkpoints, p, from.as_ref())?;
     }
     Ok(())
 }

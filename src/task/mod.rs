@@ -404,9 +404,7 @@ fn run_inner(
             }
         }
     }
-    if opts.from_checkpoint.is_none() {
-        foreign_log::before_claim(&mut *source, &checkpoints, &parts)?;
-    }
+    foreign_log::before_claim(&mut *source, &checkpoints, &parts, opts.from_checkpoint)?;
     let asked: Vec<(String, Option<u64>)> = parts
         .iter()
         .map(|p| (p.key(), opts.from_checkpoint))
@@ -414,9 +412,7 @@ fn run_inner(
     let claimed =
         membership::claim_all(&checkpoints, table.as_deref(), &asked).map_err(|f| f.error)?;
     for (p, claimed) in parts.iter().zip(claimed) {
-        if opts.from_checkpoint.is_none() {
-            foreign_log::after_claim(&mut *source, &checkpoints, p, claimed.latest())?;
-        }
+        foreign_log::after_claim(&mut *source, &checkpoints, p, claimed.latest())?;
         let src = &mut source;
         let start =
             membership::resume(claimed, &control, None, p, || Ok(src.resume_default(p.id)?))?;

@@ -297,6 +297,22 @@ fn a_push_process_does_not_resume_from_a_checkpoint_counted_in_another_processs_
         "A resumed from B's checkpoint:\n{text}"
     );
     assert_eq!(wal("state/wal"), held, "A's WAL changed");
+    // Nor by rolling back to B's commit: refused before the roll-back is claimed.
+    let log = dir.path().join("a3.log");
+    let a = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", job_a.to_str().unwrap(), "--from-checkpoint", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let text = wait_log(&log, "counts the positions of another log", 1, 60);
+    sigterm(&a);
+    a.wait_with_output().unwrap();
+    assert!(
+        text.contains("which no commit of its own covered"),
+        "A rolled back to B's checkpoint:\n{text}"
+    );
+    assert_eq!(wal("state/wal"), held, "A's WAL changed");
     let ids = trace_ids(&out);
     assert!(
         ids.len() == 50 && ids.keys().all(|k| k.starts_with("b-")),
