@@ -17,49 +17,41 @@ pub struct Skipped {
     pub seq: u64,
 }
 
+/// The partition's newest commit, when `to` lies past it; else why a skip there is refused.
+fn short_of<'a>(
+    key: &str,
+    latest: Option<&'a Checkpoint>,
+    to: u64,
+) -> Result<&'a Checkpoint, CheckpointError> {
+    let refuse = |reason: String| CheckpointError::Skip {
+        key: key.to_string(),
+        reason,
+    };
+    match latest {
+        None => Err(refuse(
+            "it has no checkpoint yet (`sluice checkpoints list` names those that have)".into(),
+        )),
+        Some(c) if to <= c.next_offset => Err(refuse(format!(
+            "it already stands at offset {}, at or past {to}",
+            c.next_offset
+        ))),
+        Some(c) => Ok(c),
+    }
+}
+
 impl Checkpoints {
     /// Moves partition `key`'s checkpoint forward to `to`: takes a new term (a running owner is
     /// fenced at its next commit), reconciles, and commits the next sequence number with no
     /// files. Refused when the partition has no checkpoint (nothing to say where it stands) or
     /// already stands at or past `to` (a skip never moves a partition back).
     pub fn skip_to(&self, key: &str, to: u64, who: &str) -> Result<Skipped, CheckpointError> {
-        // Refused before a term is taken where it can be (a refused skip fences nobody).
-        match self.latest(key)? {
-            None => {
-                return Err(CheckpointError::Skip {
-                    key: key.to_string(),
-                    reason: "it has no checkpoint yet".into(),
-                })
-            }
-            Some(c) if to <= c.next_offset => {
-                return Err(CheckpointError::Skip {
-                    key: key.to_string(),
-                    reason: format!(
-                        "it already stands at offset {}, at or past {to}",
-                        c.next_offset
-                    ),
-                })
-            }
-            Some(_) => {}
-        }
+        // Refused before a term is taken where it can be (a refused skip fences nobody), and
+        // again after the reconcile.
+        short_of(key, self.latest(key)?.as_ref(), to)?;
         let owner = format!("{who} ({})", super::owner_id());
         let term = self.take_term(key, &owner)?;
         let r = self.reconcile(key, term, &owner)?;
-        let Some(latest) = r.latest else {
-            return Err(CheckpointError::Skip {
-                key: key.to_string(),
-                reason: "it has no checkpoint yet".into(),
-            });
-        };
-        if to <= latest.next_offset {
-            return Err(CheckpointError::Skip {
-                key: key.to_string(),
-                reason: format!(
-                    "it already stands at offset {}, at or past {to}",
-                    latest.next_offset
-                ),
-            });
-        }
+        let latest = short_of(key, r.latest.as_ref(), to)?;
         let seq = r.next_seq;
         let owner = format!(
             "{owner}: skipped offsets {} to {}",

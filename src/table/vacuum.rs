@@ -60,7 +60,7 @@ pub fn vacuum(
     }
     // Before the plan: a commit the table lacks now may be published while the plan runs,
     // and must still be kept.
-    let protected = unpublished(table, dest)?;
+    let protected = unpublished(table, dest, &jobs(dest)?)?;
     let log = table.log_store();
     let planned: Result<Vec<String>, deltalake_core::DeltaTableError> =
         table.runtime().block_on(async {
@@ -85,8 +85,9 @@ pub fn vacuum(
     // check of the table's files below finds. (A file kept open longer than the retention
     // looks old the moment it lands: S3 dates an upload by its start.)
     let mut protected = protected;
-    protected.extend(claimed(dest)?);
-    protected.extend(unpublished(table, dest)?);
+    let jobs = jobs(dest)?;
+    protected.extend(claimed(dest, &jobs)?);
+    protected.extend(unpublished(table, dest, &jobs)?);
     let mut report = VacuumReport::default();
     let mut doomed: Vec<String> = Vec::new();
     for f in planned {
@@ -131,10 +132,10 @@ fn jobs(dest: &Destination) -> Result<HashSet<String>, TableError> {
 
 /// Files named by the claims of every sluice job recorded in the destination: commits in
 /// flight, whose files may be visible but named by nothing else yet.
-fn claimed(dest: &Destination) -> Result<HashSet<String>, TableError> {
+fn claimed(dest: &Destination, jobs: &HashSet<String>) -> Result<HashSet<String>, TableError> {
     let mut out = HashSet::new();
-    for job in jobs(dest)? {
-        let cps = Checkpoints::new(dest.clone(), &job);
+    for job in jobs {
+        let cps = Checkpoints::new(dest.clone(), job);
         out.extend(cps.claimed_files()?.iter().map(|f| dest.key(f)));
     }
     Ok(out)
@@ -142,12 +143,16 @@ fn claimed(dest: &Destination) -> Result<HashSet<String>, TableError> {
 
 /// Files of sealed commits (of every sluice job recorded in the destination) that the table
 /// does not hold yet.
-fn unpublished(table: &DeltaTable, dest: &Destination) -> Result<HashSet<String>, TableError> {
+fn unpublished(
+    table: &DeltaTable,
+    dest: &Destination,
+    jobs: &HashSet<String>,
+) -> Result<HashSet<String>, TableError> {
     let mut out = HashSet::new();
-    for job in jobs(dest)? {
-        let cps = Checkpoints::new(dest.clone(), &job);
+    for job in jobs {
+        let cps = Checkpoints::new(dest.clone(), job);
         for key in cps.keys()? {
-            let held = table.published_by(&job, &key)?;
+            let held = table.published_by(job, &key)?;
             let (standing, _) = cps.standing_after(&key, held.unwrap_or(0))?;
             out.extend(
                 standing

@@ -77,15 +77,17 @@ fn check(
         return Ok(None);
     }
     let key = p.key();
-    let refuse = |why: String| TaskError::Job {
+    let refuse = |why: String| {
+        TaskError::Job {
         job: checkpoints.job().to_string(),
         reason: format!(
-            "partition {key}: its newest checkpoint (commit {}, by {}) counts the positions of \
+            "partition {key}: the checkpoint it resumes from (commit {}, by {}) counts the positions of \
              another log ({theirs}) than this process's ({mine}): another process of this job, \
              with a log of its own, wrote it. {why} Nothing was deleted. Two push processes of \
              one job must not share a destination: give each its own job name or repo.",
             latest.seq, latest.owner
         ),
+    }
     };
     let held = source.replayable(p.id)?.filter(|(s, e)| s < e);
     if let Some((start, end)) = held {
