@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 
 use sluice::convert::{self, ConvertJob, Progress};
 use sluice::decode::{DecodeOptions, InputKind};
-use sluice::format::{Codec, Dictionary, FormatKind, FormatOptions};
+use sluice::format::{Codec, Dictionary, FormatKind, FormatOptions, ParquetEncodings};
 use sluice::input::InputSource;
 use sluice::schema::RepoSchema;
 use sluice::store::Destination;
@@ -27,6 +27,12 @@ enum DictionaryArg {
     Auto,
     On,
     Off,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum EncodingsArg {
+    Delta,
+    Plain,
 }
 
 #[derive(Args)]
@@ -68,6 +74,11 @@ pub struct ConvertArgs {
     /// Parquet: dictionary encoding (auto: only columns with few distinct values).
     #[arg(long, value_enum, default_value = "auto")]
     dictionary: DictionaryArg,
+    /// Parquet: value encodings (delta: timestamps and strings without a dictionary
+    /// delta-encoded, read by pyarrow, DuckDB, polars, Trino, Spark 3.4+; plain: PLAIN and
+    /// dictionaries only, for every reader).
+    #[arg(long, value_enum, default_value = "delta")]
+    parquet_encodings: EncodingsArg,
     /// Parquet: do not write column statistics.
     #[arg(long)]
     no_statistics: bool,
@@ -159,6 +170,10 @@ pub fn run_convert(a: ConvertArgs) -> Result<()> {
             DictionaryArg::Auto => Dictionary::Auto,
             DictionaryArg::On => Dictionary::On,
             DictionaryArg::Off => Dictionary::Off,
+        },
+        parquet_encodings: match a.parquet_encodings {
+            EncodingsArg::Delta => ParquetEncodings::Delta,
+            EncodingsArg::Plain => ParquetEncodings::Plain,
         },
         statistics: !a.no_statistics,
         parquet_page_version: a.parquet_page_version,

@@ -20,7 +20,7 @@ mod source;
 pub use source::{max_in_flight, Durability, SourceSection};
 
 use crate::decode::InputKind;
-use crate::format::{Codec, Dictionary, FormatKind, FormatOptions};
+use crate::format::{Codec, Dictionary, FormatKind, FormatOptions, ParquetEncodings};
 
 /// Errors from loading a job file. `Invalid` lists every problem found, one per line.
 #[derive(Debug, thiserror::Error)]
@@ -385,6 +385,17 @@ fn sink_format(s: &SinkSection) -> Result<FormatOptions, String> {
             "on" => Dictionary::On,
             "off" => Dictionary::Off,
             other => return Err(format!("dictionary: `{other}` (expected auto, on or off)")),
+        };
+    }
+    if let Some(e) = &s.parquet_encodings {
+        o.parquet_encodings = match e.as_str() {
+            "delta" => ParquetEncodings::Delta,
+            "plain" => ParquetEncodings::Plain,
+            other => {
+                return Err(format!(
+                    "parquet_encodings: `{other}` (expected delta or plain)"
+                ))
+            }
         };
     }
     if let Some(st) = s.statistics {

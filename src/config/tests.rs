@@ -44,6 +44,29 @@ fn good_job_loads_with_defaults() {
 }
 
 #[test]
+fn parquet_encodings_are_delta_unless_plain_is_asked_for() {
+    let j = Job::parse(GOOD, Path::new("j.toml")).unwrap();
+    assert_eq!(j.format.parquet_encodings, ParquetEncodings::Delta);
+    let plain = GOOD.replace(
+        "[sink.rotation]",
+        "parquet_encodings = \"plain\"\n[sink.rotation]",
+    );
+    let j = Job::parse(&plain, Path::new("j.toml")).unwrap();
+    assert_eq!(j.format.parquet_encodings, ParquetEncodings::Plain);
+    let bad = GOOD.replace(
+        "[sink.rotation]",
+        "parquet_encodings = \"v2\"\n[sink.rotation]",
+    );
+    let e = Job::parse(&bad, Path::new("j.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("parquet_encodings: `v2` (expected delta or plain)"),
+        "{e}"
+    );
+}
+
+#[test]
 fn every_problem_is_reported_with_its_key() {
     let bad = GOOD
         .replace("max_rows = 1000", "max_rows = 0")

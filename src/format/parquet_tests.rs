@@ -174,3 +174,104 @@ fn column_parallel_files_are_what_arrow_writer_writes() {
         }
     }
 }
+
+/// Strings without a dictionary are written DELTA_LENGTH_BYTE_ARRAY (the text end to end,
+/// which zstd compresses better and sooner than a length before each value); strings with few
+/// distinct values keep their dictionary, and timestamps DELTA_BINARY_PACKED. With
+/// `ParquetEncodings::Plain` neither delta encoding is used. Every value reads back as written.
+#[test]
+fn strings_without_a_dictionary_are_written_end_to_end() {
+    use super::{Dictionary, ParquetEncodings};
+    use parquet::basic::Encoding;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("host", DataType::Utf8, true),
+        Field::new("trace", DataType::Utf8, true),
+    ]));
+    let n = 0..20_000u64;
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(
+            TimestampMillisecondArray::from_iter_values(n.clone().map(|i| i as i64 * 7))
+                .with_timezone("UTC"),
+        ),
+        Arc::new(StringArray::from_iter(
+            n.clone()
+                .map(|i| (i % 9 != 0).then(|| format!("h{}", i % 4))),
+        )),
+        Arc::new(StringArray::from_iter(n.map(|i| {
+            (i % 11 != 0).then(|| format!("{:032x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+        }))),
+    ];
+    let b = RecordBatch::try_new(schema.clone(), cols).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for (dictionary, encodings) in [
+        (Dictionary::Auto, ParquetEncodings::Delta),
+        (Dictionary::Off, ParquetEncodings::Delta),
+        (Dictionary::Auto, ParquetEncodings::Plain),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = Destination::parse(dir.path().to_str().unwrap(), rt.handle().clone()).unwrap();
+        let file = dest.create("out.parquet").unwrap();
+        let opts = FormatOptions {
+            kind: FormatKind::Parquet,
+            codec: Some(Codec::Zstd(1)),
+            dictionary,
+            parquet_encodings: encodings,
+            ..FormatOptions::default()
+        };
+        let mut w = create_writer(&opts, schema.clone(), file.clone()).unwrap();
+        w.write(&b).unwrap();
+        w.finish().unwrap();
+        file.commit().unwrap();
+        let bytes = bytes::Bytes::from(std::fs::read(dir.path().join("out.parquet")).unwrap());
+        let read =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
+        let group = read.metadata().row_group(0);
+        let used = |i: usize| -> Vec<Encoding> { group.column(i).encodings().collect() };
+        let case = format!("{dictionary:?}, {encodings:?}");
+        let delta = encodings == ParquetEncodings::Delta;
+        let ts = used(0);
+        assert_eq!(
+            ts.contains(&Encoding::DELTA_BINARY_PACKED),
+            delta,
+            "{case}: ts {ts:?}"
+        );
+        let host = used(1);
+        assert_eq!(
+            host.contains(&Encoding::RLE_DICTIONARY),
+            dictionary == Dictionary::Auto,
+            "{case}: host {host:?}"
+        );
+        if dictionary == Dictionary::Off {
+            assert!(
+                host.contains(&Encoding::DELTA_LENGTH_BYTE_ARRAY),
+                "{case}: host {host:?}"
+            );
+        }
+        let trace = used(2);
+        assert!(
+            !trace.contains(&Encoding::RLE_DICTIONARY),
+            "{case}: trace {trace:?}"
+        );
+        assert_eq!(
+            trace.contains(&Encoding::DELTA_LENGTH_BYTE_ARRAY),
+            delta,
+            "{case}: trace {trace:?}"
+        );
+        assert_eq!(
+            trace.contains(&Encoding::PLAIN),
+            !delta,
+            "{case}: trace {trace:?}"
+        );
+        let back: Vec<RecordBatch> = read.build().unwrap().map(Result::unwrap).collect();
+        let back = arrow::compute::concat_batches(&back[0].schema(), &back).unwrap();
+        assert_eq!(back, b, "{case}");
+    }
+}
