@@ -3,9 +3,11 @@
 //!
 //! Layout: `<state>/spill/data.arrow` (an Arrow IPC stream of the non-empty batches) and
 //! `<state>/spill/manifest.json` (format version, each item's provenance, row count and dead
-//! letters, and the data file's length and CRC-32). The manifest is written last, by rename, so
-//! a spill without one never completed. A spill whose data does not match its manifest is
-//! reported with its path and never half-loaded.
+//! letters, the data file's length and CRC-32, and the logs whose positions the provenances
+//! count). The manifest is written last, by rename, so a spill without one never completed. A
+//! spill whose data does not match its manifest is reported with its path and never
+//! half-loaded. A restore may move the items' positions and add its own log ([`record`]):
+//! only the manifest is written again, by rename, before any item is restored.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -44,6 +46,19 @@ struct Manifest {
     data_len: u64,
     data_crc32: u32,
     items: Vec<ItemEntry>,
+    /// The logs whose positions the items count (a push source's: the one that spilled, and
+    /// each that restored the spill since); empty for sources without one, and in spills of
+    /// older versions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    logs: Vec<String>,
+}
+
+/// A spill as read: its items, each with its partition's key (none in spills of older
+/// versions), and the logs their positions count in.
+#[derive(Debug)]
+pub struct Spill {
+    pub items: Vec<(Option<String>, Item)>,
+    pub logs: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -82,12 +97,14 @@ pub fn exists(state: &Path) -> bool {
 }
 
 /// Writes `items` as the spill, each with its partition's key (`key_of` the partition
-/// handle). An empty list writes nothing.
+/// handle), their positions counted in `log` (the source's, when it has one). An empty list
+/// writes nothing.
 pub fn write(
     state: &Path,
     schema: &SchemaRef,
     items: &[Item],
     key_of: impl Fn(u32) -> Option<String>,
+    log: Option<String>,
 ) -> Result<(), SpillError> {
     if items.is_empty() {
         return Ok(());
@@ -137,22 +154,58 @@ pub fn write(
                     .collect(),
             })
             .collect(),
+        logs: log.into_iter().collect(),
     };
+    write_manifest(&d, &manifest)
+}
+
+/// Writes the manifest by rename, durably.
+fn write_manifest(d: &Path, manifest: &Manifest) -> Result<(), SpillError> {
     let m_path = d.join("manifest.json");
     let tmp = d.join(".manifest.json.tmp");
-    let text = serde_json::to_vec(&manifest).expect("manifest serializes");
+    let text = serde_json::to_vec(manifest).expect("manifest serializes");
     let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
     f.write_all(&text).map_err(io(&tmp))?;
     f.sync_all().map_err(io(&tmp))?;
     std::fs::rename(&tmp, &m_path).map_err(io(&m_path))?;
     // The manifest's name (and the data file's) must be durable before the stop reports done.
-    crate::durable::sync_dir(&d).map_err(io(&d))?;
+    crate::durable::sync_dir(d).map_err(io(d))?;
     Ok(())
 }
 
-/// Reads the spill, verifying it whole before returning anything: each item with its
-/// partition's key (none in spills of older versions).
-pub fn read(state: &Path, schema: &SchemaRef) -> Result<Vec<(Option<String>, Item)>, SpillError> {
+fn read_manifest(d: &Path) -> Result<Manifest, SpillError> {
+    let m_path = d.join("manifest.json");
+    let text = std::fs::read(&m_path).map_err(io(&m_path))?;
+    let m: Manifest = serde_json::from_slice(&text).map_err(|e| SpillError::Corrupt {
+        path: m_path.clone(),
+        reason: format!("the manifest does not parse ({e})"),
+    })?;
+    if m.version != VERSION {
+        return Err(SpillError::Corrupt {
+            path: m_path,
+            reason: format!("format version {} is not {VERSION}", m.version),
+        });
+    }
+    Ok(m)
+}
+
+/// Records, before a restore puts any item back, the provenance each item is restored with
+/// (in the order [`read`] returned them) and the logs their positions now count in: a start
+/// that finds the spill again (this one stopped before removing it) reads the positions its
+/// commits used.
+pub fn record(state: &Path, provs: &[Provenance], logs: Vec<String>) -> Result<(), SpillError> {
+    let d = dir(state);
+    let mut m = read_manifest(&d)?;
+    assert_eq!(m.items.len(), provs.len(), "one provenance per spill item");
+    for (e, p) in m.items.iter_mut().zip(provs) {
+        e.prov = *p;
+    }
+    m.logs = logs;
+    write_manifest(&d, &m)
+}
+
+/// Reads the spill, verifying it whole before returning anything.
+pub fn read(state: &Path, schema: &SchemaRef) -> Result<Spill, SpillError> {
     let d = dir(state);
     let m_path = d.join("manifest.json");
     let data_path = d.join("data.arrow");
@@ -160,15 +213,7 @@ pub fn read(state: &Path, schema: &SchemaRef) -> Result<Vec<(Option<String>, Ite
         path: path.to_path_buf(),
         reason,
     };
-    let text = std::fs::read(&m_path).map_err(io(&m_path))?;
-    let m: Manifest = serde_json::from_slice(&text)
-        .map_err(|e| corrupt(&m_path, format!("the manifest does not parse ({e})")))?;
-    if m.version != VERSION {
-        return Err(corrupt(
-            &m_path,
-            format!("format version {} is not {VERSION}", m.version),
-        ));
-    }
+    let m = read_manifest(&d)?;
     let data = std::fs::read(&data_path).map_err(io(&data_path))?;
     if data.len() as u64 != m.data_len {
         return Err(corrupt(
@@ -247,7 +292,10 @@ pub fn read(state: &Path, schema: &SchemaRef) -> Result<Vec<(Option<String>, Ite
             "more batches than the manifest lists".into(),
         ));
     }
-    Ok(items)
+    Ok(Spill {
+        items,
+        logs: m.logs,
+    })
 }
 
 /// Removes the spill (after it has been restored into the channel, or to discard it).

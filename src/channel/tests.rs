@@ -190,11 +190,20 @@ fn spill_round_trips_bit_for_bit() {
         .map(|n| item(n % 3, n as i64, (n as usize) * 7 % 5))
         .collect();
     assert!(!spill::exists(dir.path()));
-    spill::write(dir.path(), &schema(), &items, |p| Some(format!("t-{p}"))).unwrap();
+    let log = Some("log-a".to_string());
+    spill::write(
+        dir.path(),
+        &schema(),
+        &items,
+        |p| Some(format!("t-{p}")),
+        log,
+    )
+    .unwrap();
     assert!(spill::exists(dir.path()));
     let back = spill::read(dir.path(), &schema()).unwrap();
-    assert_eq!(back.len(), items.len());
-    for (a, (key, b)) in items.iter().zip(&back) {
+    assert_eq!(back.logs, ["log-a"]);
+    assert_eq!(back.items.len(), items.len());
+    for (a, (key, b)) in items.iter().zip(&back.items) {
         assert_eq!(
             key.as_deref(),
             Some(format!("t-{}", a.prov.partition).as_str())
@@ -202,6 +211,23 @@ fn spill_round_trips_bit_for_bit() {
         assert_eq!(a.batch, b.batch);
         assert_eq!(a.dead, b.dead);
         assert_eq!(a.prov, b.prov);
+    }
+    // A restore records the positions it restores with and its log; the data stays.
+    let provs: Vec<_> = items
+        .iter()
+        .map(|i| Provenance {
+            from_offset: i.prov.from_offset + 1000,
+            next_offset: i.prov.next_offset + 1000,
+            ..i.prov
+        })
+        .collect();
+    spill::record(dir.path(), &provs, vec!["log-a".into(), "log-b".into()]).unwrap();
+    let again = spill::read(dir.path(), &schema()).unwrap();
+    assert_eq!(again.logs, ["log-a", "log-b"]);
+    for ((p, (_, b)), (_, a)) in provs.iter().zip(&again.items).zip(&back.items) {
+        assert_eq!(*p, b.prov);
+        assert_eq!(a.batch, b.batch);
+        assert_eq!(a.dead, b.dead);
     }
     spill::remove(dir.path()).unwrap();
     assert!(!spill::exists(dir.path()));
@@ -211,7 +237,14 @@ fn spill_round_trips_bit_for_bit() {
 fn corrupt_or_truncated_spill_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let items: Vec<Item> = (0..4).map(|n| item(0, n, 50)).collect();
-    spill::write(dir.path(), &schema(), &items, |p| Some(format!("t-{p}"))).unwrap();
+    spill::write(
+        dir.path(),
+        &schema(),
+        &items,
+        |p| Some(format!("t-{p}")),
+        None,
+    )
+    .unwrap();
     let data = dir.path().join("spill/data.arrow");
     let bytes = std::fs::read(&data).unwrap();
 

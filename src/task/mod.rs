@@ -514,6 +514,7 @@ fn run_inner(
                 &channel,
                 &control,
                 source.as_mut(),
+                &ctx.checkpoints,
                 state,
                 &name,
                 metrics,
@@ -536,7 +537,8 @@ fn run_inner(
                 // A group member's partitions may go to another process: what the channel
                 // holds is replayed from Kafka by whoever owns them next, not spilled.
                 let spill_dir = (!source.dynamic()).then_some(state_dir.as_path());
-                graceful_stop(job, spill_dir, &out_schema, &channel, &control)?;
+                let log = source.log_id();
+                graceful_stop(job, spill_dir, log, &out_schema, &channel, &control)?;
                 return Ok(false);
             }
             Ok(true)

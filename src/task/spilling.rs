@@ -6,11 +6,21 @@ use std::time::{Duration, Instant};
 
 use super::{transition, RunOptions, TaskError, TaskState};
 use crate::channel::{spill, Channel};
+use crate::commit::checkpoint::Checkpoints;
 use crate::config::Job;
 use crate::metrics::Metrics;
 use crate::sink::control::Control;
 use crate::source::Source;
 
+/// Restores the spill into the channel, each partition's items from its checkpoint on.
+///
+/// A push source's spill counts positions in the log that spilled it. When the partition's
+/// newest checkpoint was written by a log outside the spill's line (another process of the job
+/// committed in its own log's positions while this one was stopped), no commit can have held
+/// the spilled records (acknowledged here, never in the other's log): they continue that
+/// checkpoint, moved to start at its position. The positions restored with, and this log, are
+/// recorded in the spill before any item is restored, so a start that finds the spill again
+/// reads them as this one's commits counted them.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn restore_spill(
     state_dir: &std::path::Path,
@@ -19,6 +29,7 @@ pub(super) fn restore_spill(
     channel: &Channel,
     control: &Control,
     source: &mut dyn Source,
+    checkpoints: &Checkpoints,
     state: &mut TaskState,
     name: &str,
     metrics: &Metrics,
@@ -33,17 +44,21 @@ pub(super) fn restore_spill(
         return Ok(());
     }
     transition(state, TaskState::Restoring, name, metrics);
-    let items = spill::read(state_dir, schema)?;
+    let spill = spill::read(state_dir, schema)?;
     let mut expected = control.partitions.positions();
     let partitions = source.partitions();
     let handles: HashMap<String, u32> = partitions.iter().map(|p| (p.key(), p.id)).collect();
     let mut broken: Vec<u32> = Vec::new();
-    let mut restored = 0usize;
-    for (key, mut item) in items {
+    // Partitions whose items move to continue another log's checkpoint: by how much.
+    let mut moved: HashMap<u32, i128> = HashMap::new();
+    let mut provs = Vec::with_capacity(spill.items.len());
+    let mut restore = Vec::new();
+    for (key, mut item) in spill.items {
+        provs.push(item.prov);
         // By key: handles are per process, and the source's partitions may have changed
         // (files added to or reordered in `paths`).
-        let p = match key {
-            Some(k) => match handles.get(&k) {
+        let p = match &key {
+            Some(k) => match handles.get(k) {
                 Some(&p) => p,
                 None => continue, // a partition the source no longer has
             },
@@ -62,6 +77,29 @@ pub(super) fn restore_spill(
         let Some(&(want, _)) = expected.get(&p) else {
             continue; // a partition the source no longer has
         };
+        if !moved.contains_key(&p) && !spill.logs.is_empty() {
+            let latest = match &key {
+                Some(k) => checkpoints.latest(k)?,
+                None => None,
+            };
+            let theirs = latest.and_then(|c| c.log);
+            if let Some(theirs) = theirs.filter(|t| !spill.logs.contains(t)) {
+                let by = want as i128 - item.prov.from_offset as i128;
+                tracing::warn!(partition = %key.as_deref().unwrap_or(""), checkpoint_log = %theirs, spill_logs = ?spill.logs, "another process committed this partition after the spill was written; the spilled records continue its checkpoint");
+                moved.insert(p, by);
+            }
+        }
+        if let Some(&by) = moved.get(&p) {
+            let at = |o: u64| (o as i128 + by).max(0) as u64;
+            item.prov.from_offset = at(item.prov.from_offset);
+            item.prov.first_offset = at(item.prov.first_offset);
+            item.prov.last_offset = at(item.prov.last_offset);
+            item.prov.next_offset = at(item.prov.next_offset);
+            for d in &mut item.dead {
+                d.position.offset = at(d.position.offset);
+            }
+            *provs.last_mut().expect("pushed above") = item.prov;
+        }
         if broken.contains(&p) || item.prov.next_offset <= want {
             continue; // already committed
         }
@@ -78,11 +116,21 @@ pub(super) fn restore_spill(
         }
         item.prov.epoch = 0;
         expected.insert(p, (item.prov.next_offset, item.prov.next_line));
+        restore.push(item);
+    }
+    if let Some(mine) = source.log_id() {
+        let mut logs = spill.logs;
+        if !logs.contains(&mine) {
+            logs.push(mine);
+        }
+        spill::record(state_dir, &provs, logs)?;
+    }
+    let restored = restore.len();
+    for item in restore {
         channel.put(item).map_err(|e| TaskError::Job {
             job: name.to_string(),
             reason: format!("restoring the spill: {e}"),
         })?;
-        restored += 1;
     }
     for (p, (offset, line)) in expected {
         if !broken.contains(&p) {
@@ -100,6 +148,7 @@ pub(super) fn restore_spill(
 pub(super) fn graceful_stop(
     job: &Job,
     spill_dir: Option<&std::path::Path>,
+    log: Option<String>,
     schema: &arrow::datatypes::SchemaRef,
     channel: &Channel,
     control: &Control,
@@ -127,7 +176,7 @@ pub(super) fn graceful_stop(
     match spill_dir {
         Some(dir) => {
             let keys = control.partitions.keys();
-            spill::write(dir, schema, &items, |p| keys.get(&p).cloned())?;
+            spill::write(dir, schema, &items, |p| keys.get(&p).cloned(), log)?;
             if n > 0 {
                 tracing::info!(items = n, path = %dir.display(), "spilled the channel to disk");
             }
