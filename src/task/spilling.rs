@@ -49,8 +49,8 @@ pub(super) fn restore_spill(
     let partitions = source.partitions();
     let handles: HashMap<String, u32> = partitions.iter().map(|p| (p.key(), p.id)).collect();
     let mut broken: Vec<u32> = Vec::new();
-    // Partitions whose items move to continue another log's checkpoint: by how much.
-    let mut moved: HashMap<u32, i128> = HashMap::new();
+    // Partitions whose items move to continue another log's checkpoint (`None`: they stay).
+    let mut plans: HashMap<u32, Option<Move>> = HashMap::new();
     let mut provs = Vec::with_capacity(spill.items.len());
     let mut restore = Vec::new();
     for (key, mut item) in spill.items {
@@ -77,19 +77,15 @@ pub(super) fn restore_spill(
         let Some(&(want, _)) = expected.get(&p) else {
             continue; // a partition the source no longer has
         };
-        if !moved.contains_key(&p) && !spill.logs.is_empty() {
-            let latest = match &key {
-                Some(k) => checkpoints.latest(k)?,
-                None => None,
-            };
-            let theirs = latest.and_then(|c| c.log);
-            if let Some(theirs) = theirs.filter(|t| !spill.logs.contains(t)) {
-                let by = want as i128 - item.prov.from_offset as i128;
-                tracing::warn!(partition = %key.as_deref().unwrap_or(""), checkpoint_log = %theirs, spill_logs = ?spill.logs, "another process committed this partition after the spill was written; the spilled records continue its checkpoint");
-                moved.insert(p, by);
-            }
+        if !plans.contains_key(&p) {
+            let plan = plan(&spill.logs, key.as_deref(), p, source, checkpoints)?;
+            plans.insert(p, plan);
         }
-        if let Some(&by) = moved.get(&p) {
+        if let Some(Some(Move { committed, by })) = plans.get_mut(&p) {
+            if item.prov.next_offset <= *committed {
+                continue; // committed by a log of the spill's line (a restore that stopped)
+            }
+            let by = *by.get_or_insert(want as i128 - item.prov.from_offset as i128);
             let at = |o: u64| (o as i128 + by).max(0) as u64;
             item.prov.from_offset = at(item.prov.from_offset);
             item.prov.first_offset = at(item.prov.first_offset);
@@ -140,6 +136,48 @@ pub(super) fn restore_spill(
     spill::remove(state_dir)?;
     tracing::info!(items = restored, "restored the spill into the channel");
     Ok(())
+}
+
+/// A partition's spilled items, moved to continue another log's checkpoint.
+struct Move {
+    /// Where the newest commit of a log of the spill's line left the partition: items up to
+    /// here were committed (by a restore that stopped before removing the spill).
+    committed: u64,
+    /// How far the rest move: set by the first of them.
+    by: Option<i128>,
+}
+
+/// Whether partition `p`'s spilled items move: when its newest checkpoint counts the positions
+/// of a log outside the spill's line (`logs`) and this process's log holds nothing to read
+/// again (a memory log; a WAL that holds records continues that checkpoint by its own
+/// positions, or is refused before the claim).
+fn plan(
+    logs: &[String],
+    key: Option<&str>,
+    p: u32,
+    source: &mut dyn Source,
+    checkpoints: &Checkpoints,
+) -> Result<Option<Move>, TaskError> {
+    let Some(key) = key.filter(|_| !logs.is_empty()) else {
+        return Ok(None);
+    };
+    let history = checkpoints.history(key)?;
+    let Some(theirs) = history.last().and_then(|c| c.log.as_ref()) else {
+        return Ok(None);
+    };
+    if logs.contains(theirs) || source.replayable(p)?.is_some_and(|(s, e)| s < e) {
+        return Ok(None);
+    }
+    tracing::warn!(partition = %key, checkpoint_log = %theirs, spill_logs = ?logs, "another process committed this partition after the spill was written; the spilled records continue its checkpoint");
+    let committed = history
+        .iter()
+        .rev()
+        .find(|c| c.log.as_ref().is_some_and(|l| logs.contains(l)))
+        .map_or(0, |c| c.next_offset);
+    Ok(Some(Move {
+        committed,
+        by: None,
+    }))
 }
 
 /// Stops the workers (they commit what is open) within the stop deadline, then writes what

@@ -381,13 +381,18 @@ fn a_memory_push_spill_lands_after_another_processs_commits() {
             break;
         }
     }
-    assert!(spilled, "A's stop left no spill: the test did not exercise it");
+    assert!(
+        spilled,
+        "A's stop left no spill: the test did not exercise it"
+    );
     let before = trace_ids(&out).len();
     assert!(before < 20_000, "A committed every row before its stop");
 
     // B, with a memory log of its own, continues from A's checkpoint and commits 50 rows.
     let (b, addr) = start(&job_b, &dir.path().join("b.log"));
     push_acked(&addr, "b", 50);
+    // Its rows committed before it stops (else they would wait in its own spill).
+    wait_for(&out, before + 50, 60);
     sigterm(&b);
     assert!(b.wait_with_output().unwrap().status.success());
     assert_eq!(trace_ids(&out).len(), before + 50);
@@ -395,6 +400,8 @@ fn a_memory_push_spill_lands_after_another_processs_commits() {
     // A again: its spill continues B's checkpoint, and its rows land once.
     let log = dir.path().join("a-again.log");
     let (a, _) = start(&job_a, &log);
+    // Every row committed before it stops (else the rest would be spilled again).
+    wait_for(&out, 20_050, 120);
     sigterm(&a);
     assert!(a.wait_with_output().unwrap().status.success());
     let ids = trace_ids(&out);
