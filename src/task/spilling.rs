@@ -77,11 +77,13 @@ pub(super) fn restore_spill(
         let Some(&(want, _)) = expected.get(&p) else {
             continue; // a partition the source no longer has
         };
-        if !plans.contains_key(&p) {
-            let plan = plan(&spill.logs, key.as_deref(), p, source, checkpoints)?;
-            plans.insert(p, plan);
-        }
-        if let Some(Some(Move { committed, by })) = plans.get_mut(&p) {
+        let planned = match plans.entry(p) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(plan(&spill.logs, key.as_deref(), p, source, checkpoints)?)
+            }
+        };
+        if let Some(Move { committed, by }) = planned {
             if item.prov.next_offset <= *committed {
                 continue; // committed by a log of the spill's line (a restore that stopped)
             }
