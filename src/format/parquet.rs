@@ -3,9 +3,10 @@
 //!
 //! `ArrowWriter` encodes a file's columns one after the other on the caller's thread, so one
 //! big file used one core. Here the schema and properties are `ArrowWriter`'s; with
-//! `parallel` each batch of at least [`PARALLEL_ROWS`] rows is written into the column
-//! writers on the rayon pool (`encode-N`, `convert --threads` of them), one task per
-//! top-level field (each writer encodes and compresses its pages as they fill), and a full row
+//! `parallel` batches wait until [`PENDING_ROWS`] rows have come, and each such round of at
+//! least [`PARALLEL_ROWS`] rows is written into the column writers on the rayon pool
+//! (`encode-N`, `convert --threads` of them), one task per top-level field writing the
+//! round's batches in order (each writer encodes and compresses its pages as they fill), and a full row
 //! group's writers are closed (the last pages compressed) in parallel too. The chunks are appended in order on
 //! the caller's thread. The bytes are what `ArrowWriter` writes for the same batches and row
 //! group limits, in parallel or not. A job's sink workers leave it off: they encode many files
@@ -63,8 +64,15 @@ pub(crate) struct ParquetFormat {
 /// handing a few thousand values per column to the pool costs more than it saves.
 const PARALLEL_ROWS: usize = 4096;
 
-/// One field of a batch and the column writers of its leaves.
-type Task<'a> = (&'a Field, &'a ArrayRef, &'a mut [ArrowColumnWriter]);
+/// With `parallel`, batches are held until this many rows (or [`PENDING_BYTES`]) are waiting,
+/// then each field writes all of them in one task on the pool: the decoder's batches are small
+/// (a 1 MiB chunk, about 3,000 web-log rows, decodes within the core's cache), and the pool is
+/// worth its hand-off only for larger rounds.
+const PENDING_ROWS: usize = 16 * 1024;
+const PENDING_BYTES: usize = 16 * 1024 * 1024;
+
+/// One field of a round's batches and the column writers of its leaves.
+type Task<'a> = (&'a Field, Vec<&'a ArrayRef>, &'a mut [ArrowColumnWriter]);
 
 /// A column compresses its first page at 20,000 rows (parquet's page row limit) or 1 MiB.
 const FIRST_PAGE_ROWS: u64 = 20_000;
@@ -145,6 +153,9 @@ impl ParquetFormat {
                 factory: ArrowRowGroupWriterFactory::new(&w.0, self.schema.clone()),
                 file: w.0,
                 group: None,
+                pending: Vec::new(),
+                pending_rows: 0,
+                pending_bytes: 0,
                 max_rows,
                 parallel: self.opts.parallel,
                 schema: self.schema.clone(),
@@ -165,6 +176,10 @@ struct Open {
     file: SerializedFileWriter<OutputFile>,
     factory: ArrowRowGroupWriterFactory,
     group: Option<Group>,
+    /// With `parallel`: batches not yet written, their rows and memory.
+    pending: Vec<RecordBatch>,
+    pending_rows: usize,
+    pending_bytes: usize,
     /// Rows per row group (`row_group_rows`).
     max_rows: usize,
     /// Encode on the rayon pool (`parallel`).
@@ -191,10 +206,35 @@ impl Group {
 }
 
 impl Open {
-    /// Appends `batch`, closing row groups at `max_rows` rows or [`MAX_ROW_GROUP_BYTES`].
+    /// Appends `batch` (with `parallel`, once enough batches wait: [`PENDING_ROWS`]).
     fn write(&mut self, batch: &RecordBatch) -> parquet::errors::Result<()> {
-        let mut at = 0;
-        while at < batch.num_rows() {
+        if !self.parallel {
+            return self.write_round(vec![batch.clone()]);
+        }
+        self.pending_rows += batch.num_rows();
+        self.pending_bytes += batch.get_array_memory_size();
+        self.pending.push(batch.clone());
+        if self.pending_rows >= PENDING_ROWS || self.pending_bytes >= PENDING_BYTES {
+            self.write_pending()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the batches held back by [`Open::write`].
+    fn write_pending(&mut self) -> parquet::errors::Result<()> {
+        self.pending_rows = 0;
+        self.pending_bytes = 0;
+        let batches = std::mem::take(&mut self.pending);
+        self.write_round(batches)
+    }
+
+    /// Appends `batches` in order, closing row groups at `max_rows` rows or
+    /// [`MAX_ROW_GROUP_BYTES`]. The column writers see each batch (or its slices at a row
+    /// group's end) as one write, as `ArrowWriter` does.
+    fn write_round(&mut self, batches: Vec<RecordBatch>) -> parquet::errors::Result<()> {
+        let mut queue: std::collections::VecDeque<RecordBatch> =
+            batches.into_iter().filter(|b| b.num_rows() > 0).collect();
+        while !queue.is_empty() {
             if self.group.is_none() {
                 let index = self.file.flushed_row_groups().len();
                 self.group = Some(Group {
@@ -203,14 +243,26 @@ impl Open {
                 });
             }
             let group = self.group.as_mut().expect("set above");
-            let mut take = (batch.num_rows() - at).min(self.max_rows - group.rows);
+            let mut room = self.max_rows - group.rows;
             // Past the first rows, the measured bytes per row say how many more fit.
             let bytes = group.estimated_bytes();
             if let Some(per_row) = bytes.checked_div(group.rows).filter(|b| *b > 0) {
-                take = take.min(MAX_ROW_GROUP_BYTES.saturating_sub(bytes) / per_row);
+                room = room.min(MAX_ROW_GROUP_BYTES.saturating_sub(bytes) / per_row);
+            }
+            let mut parts = Vec::new();
+            let mut take = 0;
+            while take < room {
+                let Some(b) = queue.pop_front() else { break };
+                let n = (room - take).min(b.num_rows());
+                if n < b.num_rows() {
+                    queue.push_front(b.slice(n, b.num_rows() - n));
+                    parts.push(b.slice(0, n));
+                } else {
+                    parts.push(b);
+                }
+                take += n;
             }
             if take > 0 {
-                let part = batch.slice(at, take);
                 // One task per field: its leaves are computed and written there, so the
                 // levels of only the fields being written are held at once.
                 let mut tasks = Vec::with_capacity(self.field_leaves.len());
@@ -218,22 +270,25 @@ impl Open {
                 for (i, n) in self.field_leaves.iter().enumerate() {
                     let (writers, tail) = std::mem::take(&mut rest).split_at_mut(*n);
                     rest = tail;
-                    tasks.push((self.schema.field(i), part.column(i), writers));
+                    let columns = parts.iter().map(|p| p.column(i)).collect();
+                    tasks.push((self.schema.field(i), columns, writers));
                 }
-                let write = |(field, column, writers): Task| {
-                    let leaves = compute_leaves(field, column)?;
-                    if leaves.len() != writers.len() {
-                        return Err(parquet::errors::ParquetError::General(format!(
-                            "field `{}` has {} leaf columns, the file's schema {}",
-                            field.name(),
-                            leaves.len(),
-                            writers.len()
-                        )));
-                    }
-                    writers
-                        .iter_mut()
-                        .zip(&leaves)
-                        .try_for_each(|(w, leaf)| w.write(leaf))
+                let write = |(field, columns, writers): Task| {
+                    columns.into_iter().try_for_each(|column| {
+                        let leaves = compute_leaves(field, column)?;
+                        if leaves.len() != writers.len() {
+                            return Err(parquet::errors::ParquetError::General(format!(
+                                "field `{}` has {} leaf columns, the file's schema {}",
+                                field.name(),
+                                leaves.len(),
+                                writers.len()
+                            )));
+                        }
+                        writers
+                            .iter_mut()
+                            .zip(&leaves)
+                            .try_for_each(|(w, leaf)| w.write(leaf))
+                    })
                 };
                 if self.parallel && take >= PARALLEL_ROWS {
                     tasks.into_par_iter().try_for_each(write)?;
@@ -241,7 +296,6 @@ impl Open {
                     tasks.into_iter().try_for_each(write)?;
                 }
                 group.rows += take;
-                at += take;
             }
             if group.rows >= self.max_rows
                 || take == 0
@@ -287,11 +341,12 @@ impl Open {
         self.group.as_ref().map_or(0, Group::estimated_bytes)
     }
 
-    /// What the row group in progress holds in memory.
+    /// What the row group in progress and the batches not yet written hold in memory.
     fn memory_size(&self) -> usize {
-        self.group.as_ref().map_or(0, |g| {
-            g.writers.iter().map(ArrowColumnWriter::memory_size).sum()
-        })
+        self.pending_bytes
+            + self.group.as_ref().map_or(0, |g| {
+                g.writers.iter().map(ArrowColumnWriter::memory_size).sum()
+            })
     }
 }
 
@@ -452,6 +507,7 @@ impl FormatWriter for ParquetFormat {
         // An empty file still carries the schema.
         let file = self.file.clone();
         let w = self.open(None)?;
+        w.write_pending().map_err(|e| encode_err(&file, e))?;
         w.flush().map_err(|e| encode_err(&file, e))?;
         let w = self.writer.take().expect("opened above");
         let mut inner = w.file.into_inner().map_err(|e| encode_err(&file, e))?;
