@@ -152,9 +152,9 @@ pub struct SinkSection {
     /// Parquet dictionary encoding: `auto` (default: low-cardinality columns only), `on`, `off`.
     #[serde(default)]
     pub dictionary: Option<String>,
-    /// Parquet value encodings: `delta` (default: timestamps DELTA_BINARY_PACKED, strings
-    /// without a dictionary DELTA_LENGTH_BYTE_ARRAY; read by pyarrow, DuckDB, polars, Trino,
-    /// Spark 3.4+) or `plain` (PLAIN and dictionaries only, for every Parquet reader).
+    /// Parquet value encodings: `delta` (default: timestamps DELTA_BINARY_PACKED, top-level
+    /// strings without a dictionary DELTA_LENGTH_BYTE_ARRAY; read by pyarrow, DuckDB, polars,
+    /// Trino, Spark 3.4+) or `plain` (PLAIN and dictionaries only, for every Parquet reader).
     #[serde(default)]
     pub parquet_encodings: Option<String>,
     /// Parquet column statistics (default true).

@@ -129,10 +129,12 @@ impl Codec {
 /// Which value encodings Parquet columns may use besides PLAIN and dictionaries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParquetEncodings {
-    /// Timestamps DELTA_BINARY_PACKED, strings without a dictionary DELTA_LENGTH_BYTE_ARRAY:
+    /// Timestamps DELTA_BINARY_PACKED, top-level strings without a dictionary
+    /// DELTA_LENGTH_BYTE_ARRAY:
     /// smaller files, less CPU; read by pyarrow, DuckDB, polars, Trino and Spark 3.4+.
     Delta,
-    /// PLAIN and dictionaries only, which every Parquet reader reads (Spark's vectorized
+    /// PLAIN and dictionaries only (with page version 2 too), which every Parquet reader
+    /// reads (Spark's vectorized
     /// reader before 3.4, Velox before mid-2026 and Iceberg's vectorized reader before 2026
     /// refuse some delta encodings).
     Plain,

@@ -9,7 +9,9 @@
 //! round's batches in order (each writer encodes and compresses its pages as they fill), and a full row
 //! group's writers are closed (the last pages compressed) in parallel too. The chunks are appended in order on
 //! the caller's thread. The bytes are what `ArrowWriter` writes for the same batches and row
-//! group limits, in parallel or not. A job's sink workers leave it off: they encode many files
+//! group limits, in parallel or not, except where [`MAX_ROW_GROUP_BYTES`] ends a row group:
+//! the bytes per row are estimated once a round (`ArrowWriter`: once a batch), so a row group
+//! may pass the limit by up to one round. A job's sink workers leave it off: they encode many files
 //! at once on their own threads, and on Kafka partitions' small batches the pool cost CPU
 //! (measured: same wall time, 4 % more CPU, more system time).
 //!
@@ -395,6 +397,10 @@ pub(crate) fn properties(
         })
         .set_dictionary_enabled(opts.dictionary != Dictionary::Off);
     let delta = opts.parquet_encodings == ParquetEncodings::Delta;
+    if !delta {
+        // Page version 2 would otherwise choose delta encodings of its own.
+        b = b.set_encoding(Encoding::PLAIN);
+    }
     for (i, field) in schema.fields().iter().enumerate() {
         let path = ColumnPath::from(field.name().as_str());
         match field.data_type() {
