@@ -137,6 +137,7 @@ fn local_relative(url: &str) -> String {
 }
 
 pub fn run_convert(a: ConvertArgs) -> Result<()> {
+    keep_freed_memory();
     let schema = Arc::new(RepoSchema::load(&a.schema)?);
     let input = InputSource::parse(&a.input);
     if let InputSource::File(p) = &input {
@@ -268,6 +269,22 @@ pub fn run_convert(a: ConvertArgs) -> Result<()> {
     let summary = result?;
     println!("{}", summary.line());
     Ok(())
+}
+
+/// A conversion allocates and frees the same buffers chunk after chunk. glibc's defaults give
+/// blocks above its (moving) mmap threshold back to the kernel when freed, and trim the heap,
+/// so the next chunk faults in zeroed pages again. Keeping freed memory (up to 256 MiB at a
+/// heap's top; blocks under 32 MiB from the heap) measured 4 % less time on one core and 7 % on
+/// two, 8 % less CPU, for 2-3 MiB more peak RSS (1M web-log events). Jobs keep the defaults:
+/// they run for months and give memory back after a burst.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; it is called before any thread of the
+    // conversion starts, and a refused value (its return 0) leaves glibc's default in place.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+    }
 }
 
 fn guess_input(input: &str) -> InputFormat {
