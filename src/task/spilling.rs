@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::{transition, RunOptions, TaskError, TaskState};
 use crate::channel::{spill, Channel};
-use crate::commit::checkpoint::Checkpoints;
+use crate::commit::checkpoint::{Checkpoint, Checkpoints};
 use crate::config::Job;
 use crate::metrics::Metrics;
 use crate::sink::control::Control;
@@ -164,22 +164,30 @@ fn plan(
         return Ok(None);
     };
     let history = checkpoints.history(key)?;
-    let Some(theirs) = history.last().and_then(|c| c.log.as_ref()) else {
-        return Ok(None);
-    };
-    if logs.contains(theirs) || source.replayable(p)?.is_some_and(|(s, e)| s < e) {
-        return Ok(None);
+    let held = source.replayable(p)?.is_some_and(|(s, e)| s < e);
+    let plan = decide(logs, &history, held);
+    if plan.is_some() {
+        tracing::warn!(partition = %key, spill_logs = ?logs, "another process committed this partition after the spill was written; the spilled records continue its checkpoint");
     }
-    tracing::warn!(partition = %key, checkpoint_log = %theirs, spill_logs = ?logs, "another process committed this partition after the spill was written; the spilled records continue its checkpoint");
+    Ok(plan)
+}
+
+/// [`plan`]'s decision, from the partition's checkpoint history (oldest first) and whether
+/// this process's log holds records to read again.
+fn decide(logs: &[String], history: &[Checkpoint], held: bool) -> Option<Move> {
+    let theirs = history.last()?.log.as_ref()?;
+    if logs.contains(theirs) || held {
+        return None;
+    }
     let committed = history
         .iter()
         .rev()
         .find(|c| c.log.as_ref().is_some_and(|l| logs.contains(l)))
         .map_or(0, |c| c.next_offset);
-    Ok(Some(Move {
+    Some(Move {
         committed,
         by: None,
-    }))
+    })
 }
 
 /// Stops the workers (they commit what is open) within the stop deadline, then writes what
@@ -230,4 +238,44 @@ pub(super) fn graceful_stop(
         None => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cp(seq: u64, next_offset: u64, log: &str) -> Checkpoint {
+        serde_json::from_value(serde_json::json!({
+            "version": 1, "job": "j", "key": "push-0", "seq": seq,
+            "next_offset": next_offset, "next_line": 0, "files": [],
+            "dead_letter_files": [], "rows": 1, "dead_letters": 0,
+            "committed_at_ms": 0, "log": log,
+        }))
+        .unwrap()
+    }
+
+    /// The spill (positions of log `a`, restored once by `a2`) moves only when the newest
+    /// checkpoint is another line's and nothing is held to read again; it skips what its own
+    /// line committed.
+    #[test]
+    fn a_spill_moves_past_another_logs_checkpoint_only_when_nothing_is_held() {
+        let logs = vec!["a".to_string(), "a2".to_string()];
+        let ours = [cp(1, 100, "a"), cp(2, 150, "a2")];
+        // Its own line's checkpoint is the newest: the positions stand.
+        assert!(decide(&logs, &ours, false).is_none());
+        // Another log committed after it: move, past what `a2` committed.
+        let theirs = [cp(1, 100, "a"), cp(2, 150, "a2"), cp(3, 900, "b")];
+        let m = decide(&logs, &theirs, false).expect("moves");
+        assert_eq!((m.committed, m.by), (150, None));
+        // A WAL that holds records continues that checkpoint by its own positions.
+        assert!(decide(&logs, &theirs, true).is_none());
+        // No line commit in the history: nothing of the spill was committed.
+        let m = decide(&logs, &[cp(7, 40, "b")], false).expect("moves");
+        assert_eq!(m.committed, 0);
+        // Nothing to compare with: no checkpoint, or one without a log (files, Kafka).
+        assert!(decide(&logs, &[], false).is_none());
+        let mut none = cp(1, 5, "x");
+        none.log = None;
+        assert!(decide(&logs, &[none], false).is_none());
+    }
 }
