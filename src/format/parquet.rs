@@ -6,9 +6,9 @@
 //! `parallel` batches wait until [`PENDING_ROWS`] rows have come, and each such round of at
 //! least [`PARALLEL_ROWS`] rows is written into the column writers on the rayon pool
 //! (`encode-N`, `convert --threads` of them), one task per top-level field writing the
-//! round's batches in order (each writer encodes and compresses its pages as they fill), and a full row
-//! group's writers are closed (the last pages compressed) in parallel too. The chunks are appended in order on
-//! the caller's thread. The bytes are what `ArrowWriter` writes for the same batches and row
+//! round's batches in order (each writer encodes and compresses its pages as they fill), and a
+//! full row group's writers are closed (the last pages compressed) in parallel too. The chunks
+//! are appended in order on the caller's thread. The bytes are what `ArrowWriter` writes for the same batches and row
 //! group limits, in parallel or not, except where [`MAX_ROW_GROUP_BYTES`] ends a row group:
 //! the bytes per row are estimated once a round (`ArrowWriter`: once a batch), so a row group
 //! may pass the limit by up to one round. A job's sink workers leave it off: they encode many files

@@ -163,31 +163,39 @@ fn plan(
     let Some(key) = key.filter(|_| !logs.is_empty()) else {
         return Ok(None);
     };
-    let history = checkpoints.history(key)?;
     let held = source.replayable(p)?.is_some_and(|(s, e)| s < e);
-    let plan = decide(logs, &history, held);
+    let newest = checkpoints.latest(key)?;
+    let plan = decide(logs, newest.as_ref(), held, || checkpoints.history(key))?;
     if plan.is_some() {
         tracing::warn!(partition = %key, spill_logs = ?logs, "another process committed this partition after the spill was written; the spilled records continue its checkpoint");
     }
     Ok(plan)
 }
 
-/// [`plan`]'s decision, from the partition's checkpoint history (oldest first) and whether
-/// this process's log holds records to read again.
-fn decide(logs: &[String], history: &[Checkpoint], held: bool) -> Option<Move> {
-    let theirs = history.last()?.log.as_ref()?;
+/// [`plan`]'s decision, from the partition's newest checkpoint and whether this process's log
+/// holds records to read again; the history (oldest first) is read only when the items move
+/// (a restart after this process's own commits, the usual case, reads one record).
+fn decide<E>(
+    logs: &[String],
+    newest: Option<&Checkpoint>,
+    held: bool,
+    history: impl FnOnce() -> Result<Vec<Checkpoint>, E>,
+) -> Result<Option<Move>, E> {
+    let Some(theirs) = newest.and_then(|c| c.log.as_ref()) else {
+        return Ok(None);
+    };
     if logs.contains(theirs) || held {
-        return None;
+        return Ok(None);
     }
-    let committed = history
+    let committed = history()?
         .iter()
         .rev()
         .find(|c| c.log.as_ref().is_some_and(|l| logs.contains(l)))
         .map_or(0, |c| c.next_offset);
-    Some(Move {
+    Ok(Some(Move {
         committed,
         by: None,
-    })
+    }))
 }
 
 /// Stops the workers (they commit what is open) within the stop deadline, then writes what
@@ -257,25 +265,30 @@ mod tests {
     /// The spill (positions of log `a`, restored once by `a2`) moves only when the newest
     /// checkpoint is another line's and nothing is held to read again; it skips what its own
     /// line committed.
+    /// `decide` over a whole history.
+    fn decide_in(logs: &[String], history: &[Checkpoint], held: bool) -> Option<Move> {
+        decide(logs, history.last(), held, || Ok::<_, ()>(history.to_vec())).unwrap()
+    }
+
     #[test]
     fn a_spill_moves_past_another_logs_checkpoint_only_when_nothing_is_held() {
         let logs = vec!["a".to_string(), "a2".to_string()];
         let ours = [cp(1, 100, "a"), cp(2, 150, "a2")];
         // Its own line's checkpoint is the newest: the positions stand.
-        assert!(decide(&logs, &ours, false).is_none());
+        assert!(decide_in(&logs, &ours, false).is_none());
         // Another log committed after it: move, past what `a2` committed.
         let theirs = [cp(1, 100, "a"), cp(2, 150, "a2"), cp(3, 900, "b")];
-        let m = decide(&logs, &theirs, false).expect("moves");
+        let m = decide_in(&logs, &theirs, false).expect("moves");
         assert_eq!((m.committed, m.by), (150, None));
         // A WAL that holds records continues that checkpoint by its own positions.
-        assert!(decide(&logs, &theirs, true).is_none());
+        assert!(decide_in(&logs, &theirs, true).is_none());
         // No line commit in the history: nothing of the spill was committed.
-        let m = decide(&logs, &[cp(7, 40, "b")], false).expect("moves");
+        let m = decide_in(&logs, &[cp(7, 40, "b")], false).expect("moves");
         assert_eq!(m.committed, 0);
         // Nothing to compare with: no checkpoint, or one without a log (files, Kafka).
-        assert!(decide(&logs, &[], false).is_none());
+        assert!(decide_in(&logs, &[], false).is_none());
         let mut none = cp(1, 5, "x");
         none.log = None;
-        assert!(decide(&logs, &[none], false).is_none());
+        assert!(decide_in(&logs, &[none], false).is_none());
     }
 }
