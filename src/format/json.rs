@@ -1,20 +1,20 @@
-//! JSON lines via arrow-json's writer, gzip-compressed (flate2 with the zlib-rs backend) unless
-//! the codec is `none`. Timestamps are written as RFC 3339 text, binary as hex, nulls omitted.
+//! JSON lines as arrow-json's writer makes them (`jsonl.rs`), gzip-compressed (flate2 with the
+//! zlib-rs backend) unless the codec is `none`. Timestamps are written as RFC 3339 text, binary
+//! as hex, nulls omitted.
 //! With `FormatOptions::parallel` and gzip each batch is encoded and compressed as a block of
 //! its own on the pool (`blocks.rs`).
 
 use arrow::datatypes::SchemaRef;
-use arrow::json::writer::LineDelimited;
-use arrow::json::{Writer, WriterBuilder};
 use arrow::record_batch::RecordBatch;
 
 use super::blocks::Blocks;
+use super::jsonl;
 use super::{encode_err, FormatError, FormatOptions, FormatWriter, MaybeGzip};
 use crate::store::OutputFile;
 
 pub(crate) struct JsonFormat {
     file: OutputFile,
-    writer: Option<Writer<MaybeGzip, LineDelimited>>,
+    writer: Option<MaybeGzip>,
     blocks: Option<Blocks>,
 }
 
@@ -30,7 +30,7 @@ impl JsonFormat {
         let out = MaybeGzip::new(file.clone(), opts.codec());
         JsonFormat {
             file,
-            writer: Some(WriterBuilder::new().build::<_, LineDelimited>(out)),
+            writer: Some(out),
             blocks: None,
         }
     }
@@ -38,10 +38,9 @@ impl JsonFormat {
 
 /// One batch as JSON lines.
 fn lines(batch: &RecordBatch) -> Result<Vec<u8>, String> {
-    let mut w = WriterBuilder::new().build::<_, LineDelimited>(Vec::new());
-    w.write(batch).map_err(|e| e.to_string())?;
-    w.finish().map_err(|e| e.to_string())?;
-    Ok(w.into_inner())
+    let mut out = Vec::new();
+    jsonl::encode(batch, &mut out).map_err(|e| e.to_string())?;
+    Ok(out)
 }
 
 impl FormatWriter for JsonFormat {
@@ -50,7 +49,7 @@ impl FormatWriter for JsonFormat {
             return b.push(batch, Box::new(lines));
         }
         let w = self.writer.as_mut().expect("open until finish");
-        w.write(batch).map_err(|e| encode_err(&self.file, e))
+        jsonl::write(batch, w).map_err(|e| encode_err(&self.file, e))
     }
 
     fn bytes_written(&self) -> u64 {
@@ -62,15 +61,12 @@ impl FormatWriter for JsonFormat {
     }
 
     fn memory_bytes(&self) -> usize {
-        // arrow-json encodes a batch and writes it at once: what stays is the gzip state and
+        // A batch is encoded and written 64 KiB at a time: what stays is the gzip state and
         // the file's buffers (or the blocks in flight).
         if let Some(b) = &self.blocks {
             return b.memory_bytes() + self.file.held_bytes() as usize;
         }
-        let gzip = self
-            .writer
-            .as_ref()
-            .map_or(0, |w| w.get_ref().state_bytes());
+        let gzip = self.writer.as_ref().map_or(0, MaybeGzip::state_bytes);
         gzip + self.file.held_bytes() as usize
     }
 
@@ -78,10 +74,7 @@ impl FormatWriter for JsonFormat {
         if let Some(b) = self.blocks.take() {
             return b.finish();
         }
-        let mut w = self.writer.take().expect("open until finish");
-        w.finish().map_err(|e| encode_err(&self.file, e))?;
-        w.into_inner()
-            .finish()
-            .map_err(|e| encode_err(&self.file, e))
+        let w = self.writer.take().expect("open until finish");
+        w.finish().map_err(|e| encode_err(&self.file, e))
     }
 }

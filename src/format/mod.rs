@@ -6,6 +6,7 @@
 
 mod blocks;
 mod json;
+mod jsonl;
 mod orc;
 mod parquet;
 mod text;
@@ -348,6 +349,8 @@ pub(crate) fn encode_err(file: &OutputFile, e: impl std::fmt::Display) -> Format
 
 #[cfg(test)]
 mod codec_tests;
+#[cfg(test)]
+mod jsonl_tests;
 #[cfg(test)]
 mod parquet_tests;
 #[cfg(test)]
