@@ -140,7 +140,13 @@ impl<'a> Rows<'a> {
         out.push(b'{');
         let mut first = true;
         for c in self.columns.iter_mut() {
-            if c.nulls.is_some_and(|n| n.is_null(i)) {
+            let null = match &c.values {
+                // arrow-json's own idea of null: logical for a null or run-end encoded
+                // column, the keys' for a dictionary.
+                Values::Other(e) => e.is_null(i),
+                _ => c.nulls.is_some_and(|n| n.is_null(i)),
+            };
+            if null {
                 continue;
             }
             if !first {

@@ -6,10 +6,11 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BinaryArray, BooleanArray, Date32Array, Float32Array, Float64Array, Int16Array,
-    Int32Array, Int64Array, Int8Array, LargeStringArray, ListArray, StringArray, StringViewArray,
-    StructArray, TimestampMicrosecondArray, TimestampMillisecondArray, TimestampNanosecondArray,
-    TimestampSecondArray, UInt16Array, UInt32Array, UInt64Array, UInt8Array,
+    ArrayRef, BinaryArray, BooleanArray, Date32Array, DictionaryArray, Float32Array, Float64Array,
+    Int16Array, Int32Array, Int64Array, Int8Array, LargeStringArray, ListArray, NullArray,
+    StringArray, StringViewArray, StructArray, TimestampMicrosecondArray,
+    TimestampMillisecondArray, TimestampNanosecondArray, TimestampSecondArray, UInt16Array,
+    UInt32Array, UInt64Array, UInt8Array,
 };
 use arrow::datatypes::{DataType, Field, Int32Type};
 use arrow::json::writer::LineDelimited;
@@ -204,6 +205,17 @@ fn batch(rows: &[Row]) -> RecordBatch {
             ),
         ));
     }
+    cols.push(("null".into(), Arc::new(NullArray::new(rows.len()))));
+    // A dictionary whose keys are valid but whose value is null, and null keys.
+    let keys = rows
+        .iter()
+        .map(|r| r.b.map(|b| i32::from(b)))
+        .collect::<Int32Array>();
+    let values = StringArray::from(vec![None, Some("x\"y")]);
+    cols.push((
+        "dict".into(),
+        Arc::new(DictionaryArray::<Int32Type>::try_new(keys, Arc::new(values)).unwrap()),
+    ));
     let inner = StructArray::from(vec![(
         Arc::new(Field::new("x", DataType::Utf8, true)),
         cols[0].1.clone(),
