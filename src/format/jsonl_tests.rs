@@ -209,7 +209,7 @@ fn batch(rows: &[Row]) -> RecordBatch {
     // A dictionary whose keys are valid but whose value is null, and null keys.
     let keys = rows
         .iter()
-        .map(|r| r.b.map(|b| i32::from(b)))
+        .map(|r| r.b.map(i32::from))
         .collect::<Int32Array>();
     let values = StringArray::from(vec![None, Some("x\"y")]);
     cols.push((
