@@ -66,7 +66,7 @@ struct Column<'a> {
 }
 
 /// A batch's columns ready to be written row by row.
-pub(crate) struct Rows<'a> {
+struct Rows<'a> {
     columns: Vec<Column<'a>>,
     rows: usize,
 }
@@ -85,7 +85,9 @@ fn timestamps(a: &ArrayRef, unit: TimeUnit) -> &[i64] {
 }
 
 impl<'a> Rows<'a> {
-    pub fn new(
+    /// `fields` are `batch`'s, `options` the defaults: the typed loops write what arrow-json
+    /// writes with those.
+    fn new(
         batch: &'a RecordBatch,
         fields: &'a [FieldRef],
         options: &'a EncoderOptions,
@@ -136,7 +138,7 @@ impl<'a> Rows<'a> {
     }
 
     /// Appends row `i` and its line break.
-    pub fn row(&mut self, i: usize, out: &mut Vec<u8>) {
+    fn row(&mut self, i: usize, out: &mut Vec<u8>) {
         out.push(b'{');
         let mut first = true;
         for c in self.columns.iter_mut() {
@@ -187,13 +189,17 @@ impl<'a> Rows<'a> {
         out.extend_from_slice(b"}\n");
     }
 
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.rows
     }
 }
 
 /// Appends every row of `batch` to `out`.
 pub(crate) fn encode(batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), ArrowError> {
+    // As arrow-json: an empty batch writes nothing, whatever its columns' types.
+    if batch.num_rows() == 0 {
+        return Ok(());
+    }
     let (schema, options) = (batch.schema(), EncoderOptions::default());
     let mut rows = Rows::new(batch, schema.fields(), &options)?;
     // Web-log rows run about as long as their decoded form.
@@ -206,6 +212,9 @@ pub(crate) fn encode(batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), Arrow
 
 /// Writes every row of `batch` to `w`, [`FLUSH_BYTES`] at a time.
 pub(crate) fn write(batch: &RecordBatch, w: &mut impl Write) -> Result<(), ArrowError> {
+    if batch.num_rows() == 0 {
+        return Ok(());
+    }
     let (schema, options) = (batch.schema(), EncoderOptions::default());
     let mut rows = Rows::new(batch, schema.fields(), &options)?;
     let mut buf = Vec::with_capacity(FLUSH_BYTES + 4096);
