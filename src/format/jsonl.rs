@@ -18,8 +18,8 @@ use arrow::array::{
 };
 use arrow::buffer::NullBuffer;
 use arrow::datatypes::{
-    DataType, FieldRef, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type,
-    TimeUnit, TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+    DataType, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, TimeUnit,
+    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
     TimestampSecondType, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
 };
 use arrow::error::ArrowError;
@@ -68,7 +68,6 @@ struct Column<'a> {
 /// A batch's columns ready to be written row by row.
 struct Rows<'a> {
     columns: Vec<Column<'a>>,
-    rows: usize,
 }
 
 fn prim<T: ArrowPrimitiveType>(a: &ArrayRef) -> &[T::Native] {
@@ -85,14 +84,10 @@ fn timestamps(a: &ArrayRef, unit: TimeUnit) -> &[i64] {
 }
 
 impl<'a> Rows<'a> {
-    /// `fields` are `batch`'s, `options` the defaults: the typed loops write what arrow-json
-    /// writes with those.
-    fn new(
-        batch: &'a RecordBatch,
-        fields: &'a [FieldRef],
-        options: &'a EncoderOptions,
-    ) -> Result<Rows<'a>, ArrowError> {
+    /// `options` are the defaults: the typed loops write what arrow-json writes with those.
+    fn new(batch: &'a RecordBatch, options: &'a EncoderOptions) -> Result<Rows<'a>, ArrowError> {
         let mut columns = Vec::with_capacity(batch.num_columns());
+        let fields = batch.schema_ref().fields();
         for (field, array) in fields.iter().zip(batch.columns()) {
             let arrow = || make_encoder(field, array.as_ref(), options);
             let values = match array.data_type() {
@@ -131,10 +126,7 @@ impl<'a> Rows<'a> {
                 values,
             });
         }
-        Ok(Rows {
-            columns,
-            rows: batch.num_rows(),
-        })
+        Ok(Rows { columns })
     }
 
     /// Appends row `i` and its line break.
@@ -188,47 +180,46 @@ impl<'a> Rows<'a> {
         }
         out.extend_from_slice(b"}\n");
     }
-
-    fn len(&self) -> usize {
-        self.rows
-    }
 }
 
 /// Appends every row of `batch` to `out`.
 pub(crate) fn encode(batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), ArrowError> {
-    // As arrow-json: an empty batch writes nothing, whatever its columns' types.
-    if batch.num_rows() == 0 {
-        return Ok(());
-    }
-    let (schema, options) = (batch.schema(), EncoderOptions::default());
-    let mut rows = Rows::new(batch, schema.fields(), &options)?;
     // Web-log rows run about as long as their decoded form.
     out.reserve(batch.get_array_memory_size().min(64 << 20));
-    for i in 0..rows.len() {
-        rows.row(i, out);
-    }
-    Ok(())
+    lines(batch, out, usize::MAX, |_| Ok(()))
 }
 
 /// Writes every row of `batch` to `w`, [`FLUSH_BYTES`] at a time.
 pub(crate) fn write(batch: &RecordBatch, w: &mut impl Write) -> Result<(), ArrowError> {
+    let mut buf = Vec::with_capacity(FLUSH_BYTES + 4096);
+    lines(batch, &mut buf, FLUSH_BYTES, |buf| {
+        w.write_all(buf)?;
+        buf.clear();
+        Ok(())
+    })
+}
+
+/// Appends the rows of `batch` to `out`, calling `flush` whenever it holds `flush_at` bytes or
+/// more, and once at the end.
+fn lines(
+    batch: &RecordBatch,
+    out: &mut Vec<u8>,
+    flush_at: usize,
+    mut flush: impl FnMut(&mut Vec<u8>) -> Result<(), ArrowError>,
+) -> Result<(), ArrowError> {
+    // As arrow-json: an empty batch writes nothing, whatever its columns' types.
     if batch.num_rows() == 0 {
         return Ok(());
     }
-    let (schema, options) = (batch.schema(), EncoderOptions::default());
-    let mut rows = Rows::new(batch, schema.fields(), &options)?;
-    let mut buf = Vec::with_capacity(FLUSH_BYTES + 4096);
-    for i in 0..rows.len() {
-        rows.row(i, &mut buf);
-        if buf.len() >= FLUSH_BYTES {
-            w.write_all(&buf)?;
-            buf.clear();
+    let options = EncoderOptions::default();
+    let mut rows = Rows::new(batch, &options)?;
+    for i in 0..batch.num_rows() {
+        rows.row(i, out);
+        if out.len() >= flush_at {
+            flush(out)?;
         }
     }
-    if !buf.is_empty() {
-        w.write_all(&buf)?;
-    }
-    Ok(())
+    flush(out)
 }
 
 /// A JSON string as serde_json writes it (arrow-json calls it): copied between quotes when
