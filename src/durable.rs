@@ -1,22 +1,95 @@
 //! Folder entries that survive a power loss: a new file or folder is durable only once the
 //! folder holding its name has been fsync'd too. Used wherever a commit relies on a name
 //! (data files, checkpoint records, the spill's manifest, WAL segments).
+//!
+//! Threads that need the same folder synced share fsyncs: one that asks while a sync of the
+//! folder runs waits for it to end, then one sync serves every thread that asked meanwhile
+//! (each changed the folder before asking, so a sync started after they asked covers them).
+//! Many partitions committing at once into one folder, or claimed at once under one folder,
+//! paid one fsync each.
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::SystemTime;
 
-/// Makes the entries of folder `dir` durable (names created, renamed or removed in it).
+/// Makes the entries of folder `dir` durable (names created, renamed or removed in it), with
+/// an fsync that started after this call did (shared with other threads asking meanwhile).
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    sync_dir_with(dir, |d| std::fs::File::open(d)?.sync_all())
+}
+
+/// The syncs of folders being synced or asked for.
+static SYNCS: Mutex<Option<HashMap<PathBuf, Syncs>>> = Mutex::new(None);
+/// Signalled when a sync ends.
+static SYNCED: Condvar = Condvar::new();
+
+/// One folder's syncs: whether one runs, and the round the next one serves.
+struct Syncs {
+    running: bool,
+    next: Option<Arc<Round>>,
+}
+
+/// The threads one sync serves share its result.
+#[derive(Default)]
+struct Round(OnceLock<Result<(), (ErrorKind, String)>>);
+
+fn sync_dir_with(
+    dir: &Path,
+    sync: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let dir = if dir.as_os_str().is_empty() {
         Path::new(".")
     } else {
         dir
     };
-    std::fs::File::open(dir)?.sync_all()
+    let lock = || SYNCS.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut g = lock();
+    let round = g
+        .get_or_insert_with(HashMap::new)
+        .entry(dir.to_path_buf())
+        .or_insert(Syncs {
+            running: false,
+            next: None,
+        })
+        .next
+        .get_or_insert_with(Default::default)
+        .clone();
+    loop {
+        if let Some(r) = round.0.get() {
+            return r.clone().map_err(|(kind, m)| std::io::Error::new(kind, m));
+        }
+        // The round has not run: it is still the folder's next one.
+        let s = g
+            .as_mut()
+            .and_then(|m| m.get_mut(dir))
+            .expect("a folder with a round waiting has an entry");
+        if !s.running {
+            s.running = true;
+            s.next = None;
+            drop(g);
+            let r = sync(dir);
+            let _ = round.0.set(
+                r.as_ref()
+                    .map(|_| ())
+                    .map_err(|e| (e.kind(), e.to_string())),
+            );
+            let mut g = lock();
+            if let Some(m) = g.as_mut() {
+                if let Some(s) = m.get_mut(dir) {
+                    s.running = false;
+                    if s.next.is_none() {
+                        m.remove(dir);
+                    }
+                }
+            }
+            SYNCED.notify_all();
+            return r;
+        }
+        g = SYNCED.wait(g).unwrap_or_else(PoisonError::into_inner);
+    }
 }
 
 /// A folder's identity: device, inode and birth time (an inode number is soon reused; where
@@ -116,7 +189,106 @@ fn create_dirs_with(
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    /// How many threads wait for the next sync of `dir`.
+    fn joined(dir: &Path) -> usize {
+        super::SYNCS
+            .lock()
+            .unwrap()
+            .as_ref()
+            .and_then(|m| m.get(dir))
+            .and_then(|s| s.next.as_ref())
+            .map_or(0, |r| std::sync::Arc::strong_count(r) - 1)
+    }
+
+    fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+        let until = Instant::now() + Duration::from_secs(10);
+        while !cond() {
+            assert!(Instant::now() < until, "timed out waiting for {what}");
+            std::thread::yield_now();
+        }
+    }
+
+    /// Threads asking while a sync of the folder runs share one sync that starts after the
+    /// running one ends, and each gets its result (here a failure); a sync asked for after
+    /// that is a sync of its own.
+    #[test]
+    fn threads_asking_during_a_sync_share_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_path_buf();
+        let syncs = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            // Dropped if this closure fails, so the first sync never holds the scope.
+            let (release, held) = mpsc::channel::<()>();
+            let (d, syncs) = (&d, &syncs);
+            let first = scope.spawn(move || {
+                super::sync_dir_with(d, |_| {
+                    syncs.fetch_add(1, Ordering::SeqCst);
+                    let _ = held.recv();
+                    Ok(())
+                })
+            });
+            wait_for("the first sync to start", || {
+                syncs.load(Ordering::SeqCst) == 1
+            });
+            let later: Vec<_> = (0..5)
+                .map(|_| {
+                    scope.spawn(move || {
+                        super::sync_dir_with(d, |_| {
+                            syncs.fetch_add(1, Ordering::SeqCst);
+                            Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied))
+                        })
+                    })
+                })
+                .collect();
+            wait_for("five threads to wait for the next sync", || joined(d) == 5);
+            // None of them has been served by the sync that started before they asked.
+            assert_eq!(syncs.load(Ordering::SeqCst), 1);
+            release.send(()).unwrap();
+            first.join().unwrap().unwrap();
+            for t in later {
+                let err = t.join().unwrap().unwrap_err();
+                assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
+            }
+        });
+        assert_eq!(syncs.load(Ordering::SeqCst), 2, "one sync for the five");
+        super::sync_dir_with(&d, |_| {
+            syncs.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(syncs.load(Ordering::SeqCst), 3);
+        assert!(
+            super::SYNCS
+                .lock()
+                .unwrap()
+                .as_ref()
+                .is_some_and(|m| !m.contains_key(&d)),
+            "an idle folder keeps no entry"
+        );
+    }
+
+    /// A real folder synced from many threads at once: every call returns, and succeeds.
+    #[test]
+    fn many_threads_sync_one_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        std::thread::scope(|scope| {
+            for i in 0..16 {
+                let d = dir.path();
+                scope.spawn(move || {
+                    for j in 0..20 {
+                        std::fs::write(d.join(format!("{i}-{j}")), b"x").unwrap();
+                        super::sync_dir(d).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 320);
+    }
 
     #[test]
     fn nested_folders_are_created() {

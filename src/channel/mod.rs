@@ -202,6 +202,19 @@ impl Channel {
     /// Takes up to `max` items from `lane`, waiting up to `wait` for the first. Returns an empty
     /// take on timeout or when the channel is closed and the lane is empty.
     pub fn take(&self, lane: usize, max: usize, wait: Duration) -> Take<'_> {
+        self.take_unless(lane, max, wait, || false)
+    }
+
+    /// [`Channel::take`], but an empty lane returns at once when `over` holds: checked under the
+    /// channel's lock before each wait, and again after every [`Channel::wake_all`], so a
+    /// condition made true before a `wake_all` call is never missed.
+    pub fn take_unless(
+        &self,
+        lane: usize,
+        max: usize,
+        wait: Duration,
+        over: impl Fn() -> bool,
+    ) -> Take<'_> {
         let deadline = Instant::now() + wait;
         let mut s = self.lock();
         loop {
@@ -215,7 +228,7 @@ impl Channel {
                 };
             }
             let now = Instant::now();
-            if s.closed || now >= deadline {
+            if s.closed || now >= deadline || over() {
                 return Take {
                     channel: self,
                     lane,
@@ -226,6 +239,14 @@ impl Channel {
                 .wait_timeout(s, deadline - now)
                 .expect("channel lock")
                 .0;
+        }
+    }
+
+    /// Wakes every worker waiting in [`Channel::take_unless`] to check its condition again.
+    pub fn wake_all(&self) {
+        let _s = self.lock();
+        for lane in &self.ready {
+            lane.notify_all();
         }
     }
 

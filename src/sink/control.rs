@@ -2,7 +2,8 @@
 //! partition table (`partitions.rs`), and the task's flags and counters.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
 
 use super::partitions::Partitions;
 
@@ -53,8 +54,10 @@ pub struct Control {
     /// Chunks produced by the source and put into the channel: equal when none is in flight.
     pub produced: AtomicU64,
     pub put: AtomicU64,
-    /// Per lane: everything taken is committed and the source is done.
+    /// Per lane: everything taken is committed and the source is done (set through
+    /// [`Control::set_finished`], which wakes [`Control::wait_finished`]).
     pub finished: Mutex<Vec<bool>>,
+    finished_signal: Condvar,
     /// Each source partition's lifecycle in this process.
     pub partitions: Partitions,
     pub rows: AtomicU64,
@@ -68,6 +71,29 @@ pub struct Control {
 }
 
 impl Control {
+    /// Records whether `lane` is finished; a lane finishing wakes [`Control::wait_finished`].
+    pub fn set_finished(&self, lane: usize, v: bool) {
+        let mut f = self.finished.lock().expect("finished lock");
+        f[lane] = v;
+        if v {
+            self.finished_signal.notify_all();
+        }
+    }
+
+    /// Whether every lane is finished, waiting up to `timeout` for a lane to finish when one
+    /// is not.
+    pub fn wait_finished(&self, timeout: Duration) -> bool {
+        let f = self.finished.lock().expect("finished lock");
+        if f.iter().all(|d| *d) {
+            return true;
+        }
+        let (f, _) = self
+            .finished_signal
+            .wait_timeout(f, timeout)
+            .expect("finished lock");
+        f.iter().all(|d| *d)
+    }
+
     pub fn drained(&self) -> bool {
         self.source_done.load(Ordering::Acquire)
             && self.produced.load(Ordering::Acquire) == self.put.load(Ordering::Acquire)

@@ -143,6 +143,7 @@ pub fn run(ctx: Arc<WorkerContext>, lane: usize) {
         lane,
         open: HashMap::new(),
         backoff: HashMap::new(),
+        finished: false,
     };
     w.run();
 }
@@ -152,6 +153,8 @@ pub(super) struct Worker {
     pub(super) lane: usize,
     pub(super) open: HashMap<u32, OpenPartition>,
     pub(super) backoff: HashMap<u32, u32>,
+    /// What this worker last said of its lane through `set_finished`.
+    pub(super) finished: bool,
 }
 
 impl Worker {
@@ -174,7 +177,14 @@ impl Worker {
                 continue;
             }
             let ctx = self.ctx.clone();
-            let take = ctx.channel.take(self.lane, 8, Duration::from_millis(20));
+            // A bounded run whose last item is in: an empty lane means its files commit now,
+            // not after a wait (once committed and finished, the lane waits as before).
+            let settled = self.open.is_empty() && self.finished;
+            let take = ctx
+                .channel
+                .take_unless(self.lane, 8, Duration::from_millis(20), || {
+                    !settled && ctl.drained()
+                });
             if take.is_empty() {
                 drop(take);
                 self.flush_idle();
@@ -258,8 +268,9 @@ impl Worker {
         }
     }
 
-    fn set_finished(&self, v: bool) {
-        self.ctx.control.finished.lock().expect("finished lock")[self.lane] = v;
+    fn set_finished(&mut self, v: bool) {
+        self.finished = v;
+        self.ctx.control.set_finished(self.lane, v);
     }
 
     fn must_roll(&self, op: &OpenPartition) -> bool {

@@ -116,9 +116,7 @@ impl FileSink for LocalSink {
         std::fs::rename(&self.tmp, &self.target).map_err(io)?;
         if let Some(dir) = self.target.parent() {
             // Make the rename durable; not every platform can open a folder, so best effort.
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
+            let _ = crate::durable::sync_dir(dir);
         }
         Ok(())
     }

@@ -302,9 +302,7 @@ impl Destination {
                         // The new name must be durable before anything that relies on it (a
                         // checkpoint before its pending record is dropped): sync the folder.
                         if let Some(dir) = target.parent() {
-                            if let Ok(d) = std::fs::File::open(dir) {
-                                let _ = d.sync_all();
-                            }
+                            let _ = crate::durable::sync_dir(dir);
                         }
                         Ok(())
                     }

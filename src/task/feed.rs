@@ -139,7 +139,12 @@ pub(super) fn source_loop(
                 {
                     return Ok(Produced::End);
                 }
-                std::thread::sleep(Duration::from_millis(20));
+                if all_done {
+                    std::thread::sleep(Duration::from_millis(20));
+                } else {
+                    // The last lane to finish ends the run at once, not at the next poll.
+                    control.wait_finished(Duration::from_millis(20));
+                }
                 return Ok(Produced::Idle);
             }
             // Back-pressure: while the channel is full the source is not read, so its client's
@@ -181,6 +186,9 @@ pub(super) fn source_loop(
                 Next::End => {
                     ended = true;
                     control.source_done.store(true, Ordering::Release);
+                    if control.drained() {
+                        channel.wake_all();
+                    }
                     Ok(Produced::Idle)
                 }
             }
@@ -224,6 +232,10 @@ pub(super) fn source_loop(
             }
             let r = channel.put(item);
             control.put.fetch_add(1, Ordering::AcqRel);
+            if control.drained() {
+                // The workers of other lanes learn at once that nothing more comes.
+                channel.wake_all();
+            }
             let _guard = put_signal.0.lock().expect("signal lock");
             put_signal.1.notify_one();
             r.map_err(|e| TaskError::Job {
