@@ -170,7 +170,8 @@ pub struct SinkSection {
     #[serde(default = "default_max_open")]
     pub max_open_files: usize,
     /// Cap on encoded data held in memory by open files (Parquet row groups, ORC stripes in
-    /// progress), for the whole task; a worker over its share commits its biggest partition.
+    /// progress), for the whole task; a worker over its share first writes its biggest partition's
+    /// row groups in progress into their files, and commits that partition when this frees nothing.
     #[serde(default = "default_max_buffered")]
     pub max_buffered_bytes: String,
     /// When a file is closed and committed.

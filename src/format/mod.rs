@@ -267,6 +267,12 @@ pub trait FormatWriter: Send {
     /// state, and the file's buffers and upload parts. Counted against
     /// `sink.max_buffered_bytes`.
     fn memory_bytes(&self) -> usize;
+    /// Writes what is held in memory into the file while it stays open (a Parquet row group
+    /// in progress is closed early, as a smaller row group); false when nothing was written
+    /// (nothing held, or a format that cannot: the caller commits the file instead).
+    fn release(&mut self) -> Result<bool, FormatError> {
+        Ok(false)
+    }
     /// Writes the rest and the footer. The caller then commits the [`OutputFile`].
     fn finish(self: Box<Self>) -> Result<(), FormatError>;
 }

@@ -55,7 +55,6 @@ pub(crate) struct ParquetFormat {
     /// What the open writer holds besides its data, before and after its columns compress a
     /// first page: see [`fixed_cost`].
     fixed: (usize, usize),
-    rows: u64,
     /// After the last write: the row group's encoded size so far, and what the writer holds
     /// besides the file's buffers. They change only when a batch is written, and reading
     /// them walks every column's pages: the sink asks for them per item for every open file.
@@ -136,7 +135,6 @@ impl ParquetFormat {
         Ok(ParquetFormat {
             file,
             fixed: fixed_cost(&schema, opts.codec()),
-            rows: 0,
             sizes: (0, 0),
             schema,
             opts: opts.clone(),
@@ -473,15 +471,15 @@ impl ParquetFormat {
             return (0, 0);
         };
         let in_progress = w.in_progress_size();
-        // A page is compressed at 20,000 rows or 1 MiB encoded (`memory_size` starts near
-        // 100 KiB a column: it counts the column buffers' capacity).
-        let compressing = self.rows >= FIRST_PAGE_ROWS
-            || in_progress >= 1 << 20
-            || !w.file.flushed_row_groups().is_empty();
-        let fixed = if compressing {
-            self.fixed.1
-        } else {
-            self.fixed.0
+        // The codecs belong to the row group in progress's column writers, and go with them
+        // when it is closed. A page is compressed at 20,000 rows or 1 MiB encoded
+        // (`memory_size` starts near 100 KiB a column: it counts the column buffers' capacity).
+        let fixed = match &w.group {
+            // Batches waiting for the pool (`parallel`) get writers when written.
+            None if w.pending.is_empty() => 0,
+            None => self.fixed.0,
+            Some(g) if g.rows as u64 >= FIRST_PAGE_ROWS || in_progress >= 1 << 20 => self.fixed.1,
+            Some(_) => self.fixed.0,
         };
         (in_progress, w.memory_size() + fixed)
     }
@@ -492,7 +490,6 @@ impl FormatWriter for ParquetFormat {
         let file = self.file.clone();
         let w = self.open(Some(batch))?;
         w.write(batch).map_err(|e| encode_err(&file, e))?;
-        self.rows += batch.num_rows() as u64;
         self.sizes = self.measure();
         Ok(())
     }
@@ -507,6 +504,20 @@ impl FormatWriter for ParquetFormat {
 
     fn memory_bytes(&self) -> usize {
         self.sizes.1 + self.file.held_bytes() as usize
+    }
+
+    fn release(&mut self) -> Result<bool, FormatError> {
+        let file = self.file.clone();
+        let Some(w) = self.writer.as_mut() else {
+            return Ok(false);
+        };
+        if w.pending.is_empty() && w.group.as_ref().is_none_or(|g| g.rows == 0) {
+            return Ok(false);
+        }
+        w.write_pending().map_err(|e| encode_err(&file, e))?;
+        w.flush().map_err(|e| encode_err(&file, e))?;
+        self.sizes = self.measure();
+        Ok(true)
     }
 
     fn finish(mut self: Box<Self>) -> Result<(), FormatError> {

@@ -8,4 +8,5 @@ pub mod partitions;
 pub mod paths;
 mod recovery;
 mod rotation;
+mod share;
 pub mod worker;

@@ -22,6 +22,7 @@ use super::partitions::PartState;
 use super::paths::PathTemplate;
 use super::rotation::time_range;
 pub use super::rotation::Rotation;
+use super::share::memory;
 use crate::channel::{Channel, Item};
 use crate::commit::checkpoint::{Checkpoints, FileEntry};
 use crate::commit::now_ms;
@@ -294,23 +295,6 @@ impl Worker {
         })
     }
 
-    /// Commits the partitions holding the most encoded data in memory until the worker is
-    /// under its share of `sink.max_buffered_bytes`.
-    fn bound_buffers(&mut self) {
-        loop {
-            let per_part: Vec<(u32, u64)> =
-                self.open.iter().map(|(p, op)| (*p, memory(op))).collect();
-            let total: u64 = per_part.iter().map(|(_, b)| b).sum();
-            if total <= self.ctx.max_buffered {
-                return;
-            }
-            let Some(&(biggest, _)) = per_part.iter().max_by_key(|(_, b)| *b) else {
-                return;
-            };
-            self.commit_or_fail(biggest);
-        }
-    }
-
     fn flush_idle(&mut self) {
         let (idle, max_age) = (self.ctx.rotation.idle, self.ctx.rotation.max_age);
         let due: Vec<u32> = self
@@ -366,7 +350,7 @@ impl Worker {
         }
     }
 
-    fn commit_or_fail(&mut self, p: u32) {
+    pub(super) fn commit_or_fail(&mut self, p: u32) {
         match self.commit(p) {
             Ok(()) => {
                 self.backoff.remove(&p);
@@ -568,21 +552,6 @@ impl Worker {
             None => Ok(()),
         }
     }
-}
-
-/// What a partition's files hold in memory, parked ones included (an upload keeps its
-/// buffer until it commits).
-fn memory(op: &OpenPartition) -> u64 {
-    let open: u64 = op
-        .files
-        .values()
-        .map(|f| f.writer.memory_bytes() as u64)
-        .sum();
-    open + op
-        .parked
-        .iter()
-        .map(|(_, f, _)| f.held_bytes())
-        .sum::<u64>()
 }
 
 /// Finishes one open file of `op` and parks it (whole, descriptor closed) to commit with the

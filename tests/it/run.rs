@@ -557,3 +557,57 @@ fn a_bounded_run_that_ends_with_records_read_but_not_committed_fails() {
     assert!(ok, "{text}");
     assert_both_files_once(dir.path());
 }
+
+/// A worker over its memory share writes its biggest partition's row groups in progress into
+/// their files, which stay open: each partition still commits once, into one file, with
+/// several row groups, exactly once (the share used to commit partitions early, many times
+/// over, each commit a file of its own).
+#[test]
+fn over_the_memory_share_row_groups_are_written_early_not_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs: Vec<PathBuf> = (0..4)
+        .map(|k| {
+            let p = dir.path().join(format!("part{k}.jsonl"));
+            write_events(&p, 20_000, k * 20_000);
+            p
+        })
+        .collect();
+    let job = job_file(
+        dir.path(),
+        &inputs,
+        "workers = 1\nmax_buffered_bytes = \"4MiB\"\n",
+    );
+    let text = run_to_end(&job);
+    let out = dir.path().join("out");
+    let bad: usize = (0..4).map(|k| broken(k * 20_000, 20_000)).sum();
+    assert_exactly_once(&out, 80_000, bad);
+    let files: Vec<PathBuf> = files_under(&out, true)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    assert_eq!(
+        files.len(),
+        4,
+        "one file per partition, found {}",
+        files.len()
+    );
+    assert_eq!(
+        text.matches("committed partition").count(),
+        4,
+        "one commit each"
+    );
+    let groups: Vec<usize> = files
+        .iter()
+        .map(|f| {
+            let r = parquet::file::serialized_reader::SerializedFileReader::new(
+                std::fs::File::open(f).unwrap(),
+            )
+            .unwrap();
+            parquet::file::reader::FileReader::metadata(&r).num_row_groups()
+        })
+        .collect();
+    assert!(
+        groups.iter().any(|g| *g > 1),
+        "the share made row groups close early: {groups:?}"
+    );
+}
