@@ -2,13 +2,16 @@
 # Kafka → Parquet end to end, in one run on one broker: the bare rdkafka consumer (the ceiling),
 # `sluice backfill` to Parquet on file:// and on SeaweedFS, and a Python baseline (confluent-kafka + pyarrow,
 # batches of 100k). The broker is librdkafka's mock cluster served by examples/bench_broker.rs
-# with many partitions (it keeps ~5 MiB per partition). Prints a Markdown table.
+# with many partitions (it keeps ~5 MiB per partition). The four readers take turns, ROUNDS
+# times (bare, file://, S3, Python; then again), so a drift of the machine's speed touches them
+# alike. Prints a Markdown table of the medians, with every round's wall time.
 #
-# usage: benches/kafka_e2e.sh [ROWS (default 1000000)] [PARTITIONS (default 128)]
+# usage: benches/kafka_e2e.sh [ROWS (default 1000000)] [PARTITIONS (default 128)] [ROUNDS (default 3)]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROWS="${1:-1000000}"
 PARTS="${2:-128}"
+ROUNDS="${3:-3}"
 CACHE="${SLUICE_CACHE:-$HOME/.cache/sluice}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
 WORK="$CACHE/bench"
@@ -52,8 +55,7 @@ timed() { # timed NAME CMD... → "wall cpu rss_kb"
   echo "$(echo "$t1 - $t0" | bc -l) $(echo "$u + $s" | bc -l) $m"
 }
 
-read -r bw bc brss <<<"$(timed bare "$BIN/examples/bare_consume" "$BOOT" events)"
-# job NAME: a backfill job writing to $(url NAME) with $STORAGE, from scratch. It sets only
+# job NAME: a backfill job of reader NAME (file, s3, or either with -cpu), from scratch. It sets only
 # what a user must (brokers, topic, schema, destination): the defaults are what is measured.
 job() {
   RUN="$1-$$-$((RUNS += 1))"
@@ -68,36 +70,57 @@ topics = ["events"]
 [repo]
 schema = "$PWD/schemas/nginx_access.toml"
 [sink]
-url = "$(url "$RUN")"
-$STORAGE
+url = "$(url "$1" "$RUN")"
+$(storage "$1")
 TOML
 }
-# sluice_run NAME: the timed run, then the same job from scratch with each stage's CPU sampled.
-sluice_run() {
-  job "$1"
-  timed "$1" "$BIN/sluice" backfill "$WORK/$1.toml"
-  job "$1-cpu"
-  python3 benches/thread_cpu.py "$WORK/$1.cpu.json" -- "$BIN/sluice" backfill "$WORK/$1-cpu.toml" >/dev/null 2>&1
+# url NAME RUN and storage NAME: where a run of reader NAME (file or s3) writes.
+url() {
+  if [ "$1" = file ] || [ "$1" = file-cpu ]; then echo "$WORK/out/$2/"
+  else echo "$SLUICE_TEST_S3_URL/kbench-$2/"; fi
 }
-url() { echo "$WORK/out/$1/"; }
-STORAGE=""
-read -r sw sc srss <<<"$(sluice_run file)"
-
-# The same into SeaweedFS (S3 API) on 127.0.0.1, started by scripts/services.sh.
-eval "$(./scripts/services.sh start s3)"
-trap 'kill $BROKER_PID 2>/dev/null || true; ./scripts/services.sh stop s3 >/dev/null 2>&1 || true; cleanup' EXIT
-url() { echo "$SLUICE_TEST_S3_URL/kbench-$$-$1/"; }
-STORAGE="[sink.storage]
+storage() {
+  if [ "$1" = file ] || [ "$1" = file-cpu ]; then return; fi
+  echo "[sink.storage]
 endpoint = \"$SLUICE_TEST_S3_ENDPOINT\"
 region = \"$SLUICE_TEST_S3_REGION\"
 allow_http = true
 access_key_id = \"$SLUICE_TEST_S3_ACCESS_KEY_ID\"
 secret_access_key = \"$SLUICE_TEST_S3_SECRET_ACCESS_KEY\""
-read -r s3w s3c s3rss <<<"$(sluice_run s3)"
-rm -f "$WORK/py.parquet"
-read -r pw pc prss <<<"$(timed python "$VENV/bin/python" benches/kafka_baseline.py "$BOOT" events "$WORK/py.parquet")"
+}
+
+# SeaweedFS (S3 API) on 127.0.0.1, started by scripts/services.sh.
+eval "$(./scripts/services.sh start s3)"
+trap 'kill $BROKER_PID 2>/dev/null || true; ./scripts/services.sh stop s3 >/dev/null 2>&1 || true; cleanup' EXIT
+
+# Each round: every reader once, timed. A reader's results are lines "wall cpu rss_kb".
+declare -A RES
+for r in $(seq "$ROUNDS"); do
+  echo "round $r of $ROUNDS" >&2
+  RES[bare]+="$(timed bare "$BIN/examples/bare_consume" "$BOOT" events)"$'\n'
+  for s in file s3; do
+    job "$s"
+    RES[$s]+="$(timed "$s" "$BIN/sluice" backfill "$WORK/$s.toml")"$'\n'
+  done
+  rm -f "$WORK/py.parquet"
+  RES[python]+="$(timed python "$VENV/bin/python" benches/kafka_baseline.py "$BOOT" events "$WORK/py.parquet")"$'\n'
+done
+# median NAME → "wall cpu rss_kb" of the round with the median wall time; walls NAME → all.
+median() { grep . <<<"${RES[$1]}" | sort -n | sed -n "$(( (ROUNDS + 1) / 2 ))p"; }
+walls() { grep . <<<"${RES[$1]}" | awk '{printf "%s%.2f", (NR > 1 ? ", " : ""), $1}'; }
+read -r bw bc brss <<<"$(median bare)"
+read -r sw sc srss <<<"$(median file)"
+read -r s3w s3c s3rss <<<"$(median s3)"
+read -r pw pc prss <<<"$(median python)"
+# Then the same jobs from scratch once more, each stage's CPU sampled per thread.
+for s in file s3; do
+  job "$s-cpu"
+  python3 benches/thread_cpu.py "$WORK/$s.cpu.json" -- "$BIN/sluice" backfill "$WORK/$s-cpu.toml" >/dev/null 2>&1
+done
 
 rate() { printf "%.0f" "$(echo "$N / $1" | bc -l)"; }
+echo "Medians of $ROUNDS rounds (wall s of every round: bare $(walls bare); file:// $(walls file); S3 $(walls s3); Python $(walls python))."
+echo
 echo "| reader | wall s | rows/s | CPU s | peak RSS MiB | vs bare consumer |"
 echo "|---|---|---|---|---|---|"
 printf "| bare rdkafka consumer (no decoding) | %.2f | %s | %.2f | %.0f | 100 %% |\n" "$bw" "$(rate "$bw")" "$bc" "$(echo "$brss/1024" | bc -l)"
@@ -105,4 +128,7 @@ printf "| sluice backfill → Parquet zstd, file:// | %.2f | %s | %.2f | %.0f | 
 printf "| sluice backfill → Parquet zstd, SeaweedFS (S3) | %.2f | %s | %.2f | %.0f | %.0f %% |\n" "$s3w" "$(rate "$s3w")" "$s3c" "$(echo "$s3rss/1024" | bc -l)" "$(echo "100 * $bw / $s3w" | bc -l)"
 printf "| confluent-kafka + pyarrow (batches of 100k) | %.2f | %s | %.2f | %.0f | %.0f %% |\n" "$pw" "$(rate "$pw")" "$pc" "$(echo "$prss/1024" | bc -l)" "$(echo "100 * $bw / $pw" | bc -l)"
 echo
-echo "CPU seconds by stage (sampled per thread, second run): file:// $(cat "$WORK/file.cpu.json"); S3 $(cat "$WORK/s3.cpu.json")"
+printf "sluice file:// against Python: %.1fx. CPU-s per 1M records: bare %.2f, sluice file:// %.2f.\n" \
+  "$(echo "$pw / $sw" | bc -l)" "$(echo "$bc * 1000000 / $N" | bc -l)" "$(echo "$sc * 1000000 / $N" | bc -l)"
+echo
+echo "CPU seconds by stage (sampled per thread, one more run): file:// $(cat "$WORK/file.cpu.json"); S3 $(cat "$WORK/s3.cpu.json")"
