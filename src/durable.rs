@@ -70,25 +70,42 @@ fn sync_dir_with(
             s.running = true;
             s.next = None;
             drop(g);
+            let _end = EndOfSync { dir, round: &round };
             let r = sync(dir);
             let _ = round.0.set(
                 r.as_ref()
                     .map(|_| ())
                     .map_err(|e| (e.kind(), e.to_string())),
             );
-            let mut g = lock();
-            if let Some(m) = g.as_mut() {
-                if let Some(s) = m.get_mut(dir) {
-                    s.running = false;
-                    if s.next.is_none() {
-                        m.remove(dir);
-                    }
-                }
-            }
-            SYNCED.notify_all();
             return r;
         }
         g = SYNCED.wait(g).unwrap_or_else(PoisonError::into_inner);
+    }
+}
+
+/// Ends a running sync when dropped, after it returned or while it panics (its round then
+/// fails): the folder's next round may start, and the threads waiting wake.
+struct EndOfSync<'a> {
+    dir: &'a Path,
+    round: &'a Round,
+}
+
+impl Drop for EndOfSync<'_> {
+    fn drop(&mut self) {
+        let _ = self.round.0.set(Err((
+            ErrorKind::Other,
+            "the folder's fsync panicked".to_string(),
+        )));
+        let mut g = SYNCS.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(m) = g.as_mut() {
+            if let Some(s) = m.get_mut(self.dir) {
+                s.running = false;
+                if s.next.is_none() {
+                    m.remove(self.dir);
+                }
+            }
+        }
+        SYNCED.notify_all();
     }
 }
 
@@ -273,6 +290,35 @@ mod tests {
     }
 
     /// A real folder synced from many threads at once: every call returns, and succeeds.
+    /// A sync that panics fails its round and ends: the next caller syncs again (before,
+    /// the folder stayed "running" for good and every later caller waited forever).
+    #[test]
+    fn a_sync_that_panics_does_not_hold_the_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_path_buf();
+        let panicked = std::panic::catch_unwind(|| {
+            super::sync_dir_with(&d, |_| -> std::io::Result<()> {
+                panic!("a sync that panics")
+            })
+        });
+        assert!(panicked.is_err());
+        let (tx, rx) = mpsc::channel();
+        let d2 = d.clone();
+        std::thread::spawn(move || tx.send(super::sync_dir(&d2).is_ok()));
+        let ok = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("timed out after 30 s waiting for a sync after one that panicked");
+        assert!(ok);
+        assert!(
+            super::SYNCS
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .as_ref()
+                .is_some_and(|m| !m.contains_key(&d)),
+            "an idle folder keeps no entry"
+        );
+    }
+
     #[test]
     fn many_threads_sync_one_folder() {
         let dir = tempfile::tempdir().unwrap();

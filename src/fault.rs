@@ -11,6 +11,9 @@
 //!   `refuse_seek:@<path>` refuses them while the file at `path` exists.
 //! - `hold_after_rewind:<ms>` holds a sink worker this long after its final commits of a
 //!   bounded run failed and rewound (it has just said it is done; the replay is on its way).
+//! - `hold_before_purge:<ms>` holds a sink worker this long between asking the source for a
+//!   rewind and purging the channel of the partition's older items (the replay may be read to
+//!   its end meanwhile).
 //! - `panic_on:<text>` panics while decoding a group of records that holds `text`, like a
 //!   library bug that some value triggers (`text` holds no comma).
 //! - `stall_after:<ms>` says a partition that reads nothing with records waiting after this

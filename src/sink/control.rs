@@ -94,8 +94,10 @@ impl Control {
         f.iter().all(|d| *d)
     }
 
+    /// The source has ended and every chunk it produced is in the channel (SeqCst, with
+    /// the writes of `source_done` and `put` in `task::feed`: see there).
     pub fn drained(&self) -> bool {
-        self.source_done.load(Ordering::Acquire)
-            && self.produced.load(Ordering::Acquire) == self.put.load(Ordering::Acquire)
+        self.source_done.load(Ordering::SeqCst)
+            && self.produced.load(Ordering::SeqCst) == self.put.load(Ordering::SeqCst)
     }
 }

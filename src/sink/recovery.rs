@@ -166,8 +166,12 @@ impl Worker {
         let Some(rewind) = ctl.partitions.rewind(p, term) else {
             return;
         };
+        crate::fault::hold("hold_before_purge");
         self.ctx.channel.purge(p, rewind.epoch);
-        ctl.source_done.store(false, Ordering::Release);
+        // Not drained until the replay is read. The source may have read it to its end
+        // already (this thread can be paused for any time since the rewind): `task::feed`
+        // then reads again and ends again.
+        ctl.source_done.store(false, Ordering::SeqCst);
     }
 }
 

@@ -2,7 +2,6 @@
 //! encoded data in memory first writes its row groups in progress into its files, which stay
 //! open (no commit, no new file); a partition that cannot free memory that way commits.
 
-use super::commit::abort_open;
 use super::worker::{OpenPartition, Worker};
 
 impl Worker {
@@ -33,17 +32,21 @@ impl Worker {
             return false;
         };
         let mut wrote = false;
+        let mut failure = None;
         for f in op.files.values_mut() {
             match f.writer.release() {
                 Ok(w) => wrote |= w,
                 Err(e) => {
-                    if let Some(op) = self.open.remove(&p) {
-                        abort_open(op);
-                    }
-                    self.failed(p, e.into());
-                    return true;
+                    failure = Some(e);
+                    break;
                 }
             }
+        }
+        if let Some(e) = failure {
+            // As after a failed commit: `failed` aborts the open files itself, knowing how far
+            // they had read (which a loss report with `durability = "memory"` names).
+            self.failed(p, e.into());
+            return true;
         }
         wrote && memory(op) < held
     }

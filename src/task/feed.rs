@@ -121,22 +121,29 @@ pub(super) fn source_loop(
                 ended = false;
                 control.source_done.store(false, Ordering::Release);
             }
+            // A worker that rewinds a partition marks the source not done (`sink::recovery`),
+            // which can land after the replay it asked for was read to its end: read on, which
+            // ends again at once when nothing is left.
+            if ended && !control.source_done.load(Ordering::SeqCst) {
+                ended = false;
+            }
             if ended {
+                // The channel holds nothing, taken or not, and then every worker says it is
+                // done, the source has ended and everything decoded is in the channel. A
+                // worker's "done" can be stale (it said so right after its last commit failed
+                // and rewound, before the replay reached its lane), and ending then would drop
+                // the replay and report success without it. The channel is read first: a
+                // worker says it is not done right after it takes items, before they leave
+                // the channel, so "done" read after an empty channel covers them; read before,
+                // it could be the "done" from before that take.
+                let empty = channel.usage().1 == 0 || crate::fault::enabled("end_early");
                 let all_done = control
                     .finished
                     .lock()
                     .expect("finished lock")
                     .iter()
                     .all(|f| *f);
-                // Every worker says it is done, the source has ended and everything decoded
-                // is in the channel, and the channel holds nothing, taken or not: a worker's
-                // "done" can be stale (it said so right after its last commit failed and
-                // rewound, before the replay reached its lane), and ending then would drop the
-                // replay and report success without it.
-                if all_done
-                    && control.drained()
-                    && (channel.usage().1 == 0 || crate::fault::enabled("end_early"))
-                {
+                if empty && all_done && control.drained() {
                     return Ok(Produced::End);
                 }
                 if all_done {
@@ -185,7 +192,9 @@ pub(super) fn source_loop(
                 Next::Idle => Ok(Produced::Idle),
                 Next::End => {
                     ended = true;
-                    control.source_done.store(true, Ordering::Release);
+                    // SeqCst here and where items are put (another thread): of the two, the
+                    // later sees the other's write and wakes the workers.
+                    control.source_done.store(true, Ordering::SeqCst);
                     if control.drained() {
                         channel.wake_all();
                     }
@@ -231,7 +240,7 @@ pub(super) fn source_loop(
                 metrics.dead_letters_found(&key, &item.dead);
             }
             let r = channel.put(item);
-            control.put.fetch_add(1, Ordering::AcqRel);
+            control.put.fetch_add(1, Ordering::SeqCst);
             if control.drained() {
                 // The workers of other lanes learn at once that nothing more comes.
                 channel.wake_all();

@@ -534,6 +534,35 @@ fn a_replay_after_a_failed_final_commit_is_committed_before_the_run_ends() {
     assert_both_files_once(dir.path());
 }
 
+/// A worker that asks for a replay and is then paused before it goes on
+/// (`hold_before_purge`), while the source reads the replay to its end: the run still ends,
+/// with every row once. Before, the worker marked the source "not done" after the source had
+/// ended for good, and the bounded run never ended.
+#[test]
+fn a_replay_read_to_its_end_before_the_worker_goes_on_still_ends_the_run() {
+    let (dir, job) = two_files_two_workers();
+    let err = tempfile::NamedTempFile::new().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("run")
+        .arg(&job)
+        .env("SLUICE_LOG", "info")
+        .env("SLUICE_FAULT", "fail_commit:1,hold_before_purge:1500")
+        .stdout(Stdio::null())
+        .stderr(err.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop::new(child);
+    let status = wait_exit(child.child(), "the bounded run to end after its replay", 60);
+    let text = std::fs::read_to_string(err.path()).unwrap();
+    assert!(status.success(), "{text}");
+    assert!(
+        text.contains("SLUICE_FAULT: failing commit 1")
+            && text.contains("SLUICE_FAULT: holding at hold_before_purge"),
+        "{text}"
+    );
+    assert_both_files_once(dir.path());
+}
+
 /// The end-of-run safety net: with the check above taken out (`end_early`), the same run ends
 /// while the replay is still in the channel. It must fail, naming the partition and how far it
 /// was read and committed, instead of exiting 0 without those rows; run again, it exports them
