@@ -38,6 +38,16 @@ pub(super) fn commit_partition(
         || -> Result<Checkpoint, WorkError> {
             // Whatever is not published when this returns (an error, a lost claim) is aborted:
             // no temporary file or upload outlives its attempt.
+            // The files start where the checkpoint stands, or the commit would step over a
+            // hole (or repeat records) between them: refused, the partition replays from its
+            // checkpoint.
+            if op.from_offset != state.committed_offset {
+                return Err(WorkError::Gap {
+                    key: state.key.clone(),
+                    want: state.committed_offset,
+                    got: op.from_offset,
+                });
+            }
             let mut pending = Unpublished::default();
             pending.files = std::mem::take(&mut op.parked);
             let opens: Vec<OpenFile> = std::mem::take(&mut op.files).into_values().collect();

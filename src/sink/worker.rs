@@ -92,6 +92,8 @@ pub(super) struct OpenPartition {
     /// share allow parks files to stay under both.
     pub(super) parked: Vec<(String, OutputFile, FileEntry)>,
     pub(super) dead: Option<DeadLetterWriter>,
+    /// Where the first of these records is: the checkpoint's next offset when they opened.
+    pub(super) from_offset: u64,
     pub(super) next_offset: u64,
     pub(super) next_line: u64,
     pub(super) last_offset: u64,
@@ -369,6 +371,18 @@ impl Worker {
         let Some(state) = self.part(p) else {
             return Ok(()); // revoked: the new owner replays it
         };
+        // Files of an earlier registration of the partition (revoked and given back while this
+        // worker was busy elsewhere) end where that registration's reading stood, which
+        // another owner may have committed past since: they take nothing more.
+        if self.open.get(&p).is_some_and(|op| op.epoch != state.epoch) {
+            if let Some(op) = self.open.remove(&p) {
+                tracing::warn!(
+                    partition = p,
+                    "files opened before the partition was registered again are aborted"
+                );
+                abort_open(op);
+            }
+        }
         let expected = self
             .open
             .get(&p)
@@ -411,6 +425,7 @@ impl Worker {
             files: BTreeMap::new(),
             parked: Vec::new(),
             dead: None,
+            from_offset: item.prov.from_offset,
             next_offset: item.prov.from_offset,
             next_line: 0,
             last_offset: item.prov.first_offset,
