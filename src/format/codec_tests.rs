@@ -2,8 +2,9 @@
 //! zstd crate reuses per thread (vendor/zstd/PATCHES.md).
 
 /// zstd's bulk contexts are reused per thread (vendor/zstd, `pool`): a reused context carries
-/// nothing of its last user. A compressor that used level 19 and a dictionary, dropped, then
-/// made again at level 1, writes what a fresh one writes (as after one set to add checksums); a decompressor that held a
+/// nothing of its last user, though it keeps its workspace. A compressor that used level 19 and
+/// a dictionary, dropped, then made again at level 1, writes what a fresh one writes (as after
+/// one set to add checksums, and one that used level 1 and a dictionary); a decompressor that held a
 /// dictionary, made again without one, refuses a frame that needs it and reads one that does
 /// not; and many made and dropped in turn keep round-tripping.
 #[test]
@@ -33,6 +34,13 @@ fn reused_zstd_contexts_carry_nothing_of_their_last_user() {
         again, fresh,
         "a reused context kept its level or dictionary"
     );
+    // One that compressed with a dictionary at a low level is small enough to be kept.
+    {
+        let mut c = Compressor::with_dictionary(1, &dict).unwrap();
+        c.compress(&data[..10_000]).unwrap();
+    }
+    let again = Compressor::new(1).unwrap().compress(&data).unwrap();
+    assert_eq!(again, fresh, "a reused context kept its dictionary");
     {
         let mut d = Decompressor::with_dictionary(&dict).unwrap();
         assert_eq!(d.decompress(&with_dict, 10_000).unwrap(), &data[..10_000]);

@@ -12,21 +12,33 @@ use zstd_safe;
 /// It is more efficient than a streaming compressor for 2 reasons:
 /// * It re-uses the zstd context between jobs to avoid re-allocations
 /// * It avoids copying data from a `Read` into a temporary buffer before compression.
-#[derive(Default)]
 pub struct Compressor<'a> {
-    // sluice: dropped by hand, to go back to the thread's idle contexts when `pooled`.
-    context: std::mem::ManuallyDrop<zstd_safe::CCtx<'a>>,
+    // sluice: made when first needed (see `context`) for one made by `new` or
+    // `with_dictionary` without a dictionary: parquet makes a compressor for every column chunk
+    // it writes, and one that compresses only when its file closes should take its context
+    // then, when the column closed before it has just given one back.
+    context: Option<zstd_safe::CCtx<'a>>,
+    /// sluice: the level a context made later is set to.
+    level: i32,
     /// sluice: made by `new`/`with_dictionary` and never given anything borrowed, a
     /// parameter or its raw context (see `pool`).
     pooled: bool,
 }
 
+impl Default for Compressor<'_> {
+    fn default() -> Self {
+        Compressor {
+            context: Some(zstd_safe::CCtx::default()),
+            level: 0,
+            pooled: false,
+        }
+    }
+}
+
 // sluice: the context goes back to the thread's idle contexts, or is freed.
 impl Drop for Compressor<'_> {
     fn drop(&mut self) {
-        // SAFETY: the context is not used after this.
-        let context = unsafe { std::mem::ManuallyDrop::take(&mut self.context) };
-        if self.pooled {
+        if let (true, Some(context)) = (self.pooled, self.context.take()) {
             super::pool::put_cctx(context);
         }
     }
@@ -43,19 +55,37 @@ impl Compressor<'static> {
     /// Note that using a dictionary means that decompression will need to use
     /// the same dictionary.
     pub fn with_dictionary(level: i32, dictionary: &[u8]) -> io::Result<Self> {
-        // sluice: an idle context of this thread if there is one.
+        // sluice: the context (an idle one of this thread if there is one) is taken when
+        // first needed; with a dictionary, now.
         let mut compressor = Compressor {
-            context: std::mem::ManuallyDrop::new(super::pool::cctx()),
+            context: None,
+            level,
             pooled: true,
         };
 
-        compressor.set_dictionary(level, dictionary)?;
+        if !dictionary.is_empty() {
+            compressor.set_dictionary(level, dictionary)?;
+        }
 
         Ok(compressor)
     }
 }
 
 impl<'a> Compressor<'a> {
+    /// sluice: the context, taken now (an idle one of this thread, else a new one) and set to
+    /// the level if it was not yet.
+    fn context(&mut self) -> io::Result<&mut zstd_safe::CCtx<'a>> {
+        if self.context.is_none() {
+            let mut c = super::pool::cctx();
+            c.set_parameter(zstd_safe::CParameter::CompressionLevel(
+                self.level,
+            ))
+            .map_err(map_error_code)?;
+            self.context = Some(c);
+        }
+        Ok(self.context.as_mut().expect("set above"))
+    }
+
     /// Creates a new compressor using an existing `EncoderDictionary`.
     ///
     /// The compression level will be the one specified when creating the dictionary.
@@ -96,11 +126,13 @@ impl<'a> Compressor<'a> {
         level: i32,
         dictionary: &[u8],
     ) -> io::Result<()> {
-        self.context
+        self.level = level; // sluice
+        let context = self.context()?;
+        context
             .set_parameter(zstd_safe::CParameter::CompressionLevel(level))
             .map_err(map_error_code)?;
 
-        self.context
+        context
             .load_dictionary(dictionary)
             .map_err(map_error_code)?;
 
@@ -121,7 +153,7 @@ impl<'a> Compressor<'a> {
         'b: 'a,
     {
         self.pooled = false; // sluice
-        self.context
+        self.context()?
             .ref_cdict(dictionary.as_cdict())
             .map_err(map_error_code)?;
 
@@ -142,13 +174,14 @@ impl<'a> Compressor<'a> {
         source: &[u8],
         destination: &mut C,
     ) -> io::Result<usize> {
-        let result = self.context.compress2(destination, source);
+        let context = self.context()?; // sluice
+        let result = context.compress2(destination, source);
         if result.is_err() {
             // `compress2` leaves a failed frame open, and zstd refuses most
             // setters mid-frame. Abandon it, so the compressor can be set up
             // for the next job. Resetting only the session cannot fail (it
             // waits for the worker threads, if any).
-            let _ = self.context.reset(zstd_safe::ResetDirective::SessionOnly);
+            let _ = context.reset(zstd_safe::ResetDirective::SessionOnly);
         }
         result.map_err(map_error_code)
     }
@@ -170,7 +203,15 @@ impl<'a> Compressor<'a> {
     /// Gives mutable access to the internal context.
     pub fn context_mut(&mut self) -> &mut zstd_safe::CCtx<'a> {
         self.pooled = false; // sluice
-        &mut self.context
+        // sluice: made now if it was not; zstd clamps a level, so setting one cannot fail.
+        if self.context.is_none() {
+            let mut c = super::pool::cctx();
+            let _ = c.set_parameter(zstd_safe::CParameter::CompressionLevel(
+                self.level,
+            ));
+            self.context = Some(c);
+        }
+        self.context.as_mut().expect("set above")
     }
 
     /// Sets a compression parameter for this compressor.
@@ -179,7 +220,7 @@ impl<'a> Compressor<'a> {
         parameter: zstd_safe::CParameter,
     ) -> io::Result<()> {
         self.pooled = false; // sluice
-        self.context
+        self.context()?
             .set_parameter(parameter)
             .map_err(map_error_code)?;
         Ok(())
@@ -197,7 +238,7 @@ impl<'a> Compressor<'a> {
         &mut self,
         size: Option<u64>,
     ) -> io::Result<()> {
-        self.context
+        self.context()?
             .set_pledged_src_size(size)
             .map_err(map_error_code)?;
         Ok(())

@@ -6,8 +6,9 @@
 //! column chunk it writes or reads, so many small files spent a quarter of a compaction's CPU
 //! there. A context made by `Compressor::new` or `Decompressor::new` (or `with_dictionary`)
 //! that was never given a borrowed dictionary, a parameter or its raw context goes back here
-//! when dropped, reset, and the next one made on this thread takes it; a compression context
-//! only if it never compressed (a reader's).
+//! when dropped, reset, and the next one made on this thread takes it. A compressor takes its
+//! context when it first compresses: a writer's column chunks that compress only when their
+//! file closes then share one context a thread, given back by each chunk as it closes.
 
 use std::cell::RefCell;
 
@@ -17,11 +18,10 @@ use zstd_safe::{CCtx, DCtx, ResetDirective};
 const KEEP: usize = 16;
 /// The most the idle contexts of one kind may hold per thread. A compression context keeps
 /// its workspace: about 0.6 MB at level 1 and 1.3 MB at level 3, tens of MB at the highest
-/// levels; a decompression context about 100 KB. Kept small: more kept compression contexts
-/// cost a writer of many files more memory and system time than their creation saves.
+/// levels; a decompression context about 100 KB. Kept small: a compressor takes its context
+/// when it first compresses (see `Compressor`), so a thread closing many files' column chunks
+/// one after another needs one or two.
 const KEEP_BYTES: usize = 2 << 20;
-/// A compression context no larger than this has never compressed (a new one is 5 KB).
-const UNUSED_CCTX_BYTES: usize = 64 << 10;
 
 thread_local! {
     static CCTXS: RefCell<Vec<CCtx<'static>>> = const { RefCell::new(Vec::new()) };
@@ -46,16 +46,10 @@ pub(crate) fn dctx() -> DCtx<'static> {
         .unwrap_or_default()
 }
 
-/// Keeps `c` for this thread's next compressor, reset, if fewer than `KEEP` are kept and
-/// they would hold at most `KEEP_BYTES`; else frees it. Only for a context that refers to
+/// Keeps `c` for this thread's next compressor, reset (its workspace stays), if fewer than
+/// `KEEP` are kept and they would hold at most `KEEP_BYTES`; else frees it. Only for a context that refers to
 /// nothing it borrowed (see the module).
 pub(crate) fn put_cctx(mut c: CCtx<'_>) {
-    // One that compressed holds its workspace (0.2 MB and up): kept, they made a writer of
-    // many files larger and busier in the kernel than their creation costs. Parquet's readers
-    // make one per column chunk and never compress with it (5 KB).
-    if c.sizeof() > UNUSED_CCTX_BYTES {
-        return;
-    }
     if c.reset(ResetDirective::SessionAndParameters).is_err() {
         return;
     }
