@@ -459,8 +459,8 @@ impl Worker {
         for (path, rows) in groups {
             if !op.files.contains_key(&path) {
                 self.make_room(op)?;
-                let rel = format!(
-                    "{path}{}{}-{}-{}{}.{}",
+                let name = format!(
+                    "{}{}-{}-{}{}.{}",
                     self.ctx.file_prefix,
                     state.key,
                     item.prov.first_offset,
@@ -468,6 +468,7 @@ impl Worker {
                     self.ctx.file_suffix,
                     self.ctx.format.extension()
                 );
+                let rel = format!("{path}{}", super::paths::visible_name(&name));
                 let file = self.ctx.dest.create(&rel)?;
                 let writer =
                     create_writer(&self.ctx.format, self.ctx.schema.clone(), file.clone())?;

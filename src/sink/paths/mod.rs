@@ -41,8 +41,8 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use chrono::format::{Fixed, Item, Numeric, StrftimeItems};
 use chrono::{DateTime, SecondsFormat, Utc};
 
-pub use sanitize::MAX_VALUE;
 use sanitize::{push_null, push_sanitized};
+pub use sanitize::{visible_name, MAX_VALUE};
 use syntax::{placeholder, push_literal, tokenize, Token};
 
 /// The folder name used for null and empty values (Hive's convention).

@@ -2,8 +2,9 @@
 //! every other byte percent-encoded, a leading `_` or `.` encoded at the start of a segment,
 //! the null partition name for null and empty values (a value spelled like that name has every
 //! `_` escaped), and long values cut and hashed to a bounded length (see `paths`' module
-//! documentation).
+//! documentation). A data file's own name gets the same treatment of its first character.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use super::NULL_PARTITION;
@@ -85,5 +86,17 @@ fn push_escaped(out: &mut String, value: &str, seg_start: bool) {
             out.push(HEX[usize::from(b >> 4)] as char);
             out.push(HEX[usize::from(b & 15)] as char);
         }
+    }
+}
+
+/// A data file's name as readers list it: Spark, Hive, Trino and pyarrow's datasets skip
+/// files whose names start with `_` or `.`, and a Kafka topic's name may start with either
+/// (`_audit-0-...`), so that first character is percent-encoded, as at the start of a
+/// path segment.
+pub fn visible_name(name: &str) -> Cow<'_, str> {
+    match name.as_bytes().first() {
+        Some(b'_') => Cow::Owned(format!("%5F{}", &name[1..])),
+        Some(b'.') => Cow::Owned(format!("%2E{}", &name[1..])),
+        _ => Cow::Borrowed(name),
     }
 }

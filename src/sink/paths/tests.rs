@@ -514,3 +514,24 @@ fn a_value_spelled_like_the_null_folder_gets_a_folder_of_its_own() {
             .any(|(p, n)| p.contains("%5F%5FHIVE%5FDEFAULT%5FPARTITION%5F%5F") && *n == 1));
     }
 }
+
+/// A data file named after a topic that starts with `_` or `.` gets that character encoded:
+/// query engines skip such names. Other names stay as they are.
+#[test]
+fn file_names_that_readers_would_skip_are_made_visible() {
+    use super::visible_name;
+    assert_eq!(
+        visible_name("_audit-0-5-ab.parquet"),
+        "%5Faudit-0-5-ab.parquet"
+    );
+    assert_eq!(visible_name(".x-1-0-ab.orc"), "%2Ex-1-0-ab.orc");
+    assert_eq!(
+        visible_name("events-0-0-ab.parquet"),
+        "events-0-0-ab.parquet"
+    );
+    assert_eq!(
+        visible_name("app._x-0-0-ab.parquet"),
+        "app._x-0-0-ab.parquet"
+    );
+    assert_eq!(visible_name(""), "");
+}
