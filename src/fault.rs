@@ -6,6 +6,8 @@
 //!   roll-back), like a kill -9 there.
 //! - `fail_commit:<n>` fails the first attempt of the n-th commit before its claim, as a
 //!   store that answers an error would (the partition rewinds and replays).
+//! - `fail_rename_sync:<n>` fails the folder sync after the n-th local rename (a data file's
+//!   or a small record's), once, as a disk error would.
 //! - `refuse_seek:<n>` refuses the first n seeks of a Kafka group member, as librdkafka does
 //!   while a partition's fetch is still starting (the source retries them before each poll);
 //!   `refuse_seek:@<path>` refuses them while the file at `path` exists.
@@ -68,6 +70,19 @@ pub fn fail_commit() -> bool {
         eprintln!("SLUICE_FAULT: failing commit {n}");
     }
     fail
+}
+
+/// An error in place of this folder sync after a local rename (`fail_rename_sync:<n>`: the
+/// n-th, once), as a disk that fails the fsync would give: the rename happened, its
+/// durability did not.
+pub fn fail_rename_sync() -> Option<std::io::Error> {
+    static SYNCS: AtomicU64 = AtomicU64::new(0);
+    let n = arg("fail_rename_sync").and_then(|n| n.parse::<u64>().ok())?;
+    if SYNCS.fetch_add(1, Ordering::Relaxed) + 1 != n {
+        return None;
+    }
+    eprintln!("SLUICE_FAULT: failing the folder sync after rename {n}");
+    Some(std::io::Error::other("SLUICE_FAULT: fail_rename_sync"))
 }
 
 /// Whether this seek is to be refused (`refuse_seek:<n>`: the first n; `refuse_seek:@<path>`:

@@ -301,8 +301,15 @@ impl Destination {
                     Ok(()) => {
                         // The new name must be durable before anything that relies on it (a
                         // checkpoint before its pending record is dropped): sync the folder.
+                        // A failure is this write's (a create-only write that reports failure
+                        // but happened is one the protocol expects). Best effort elsewhere
+                        // than Unix, where a folder may not open.
                         if let Some(dir) = target.parent() {
-                            let _ = crate::durable::sync_dir(dir);
+                            let synced = crate::durable::sync_dir(dir);
+                            #[cfg(unix)]
+                            synced.map_err(io)?;
+                            #[cfg(not(unix))]
+                            let _ = synced;
                         }
                         Ok(())
                     }

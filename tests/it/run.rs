@@ -563,6 +563,24 @@ fn a_replay_read_to_its_end_before_the_worker_goes_on_still_ends_the_run() {
     assert_both_files_once(dir.path());
 }
 
+/// A data file's rename whose folder sync fails (`fail_rename_sync`, as a disk error would):
+/// the file is visible but not durable, so the commit fails and the partition replays; every
+/// row lands once. Before, the error was dropped and the commit went on, so a power loss could
+/// lose a file its checkpoint names.
+#[test]
+fn a_failed_folder_sync_after_a_rename_fails_the_commit_which_replays() {
+    let (dir, job) = two_files_two_workers();
+    // The first rename is the job's schema record; the second, a data file's.
+    let (ok, text) = finish(start(&job, &[("SLUICE_FAULT", "fail_rename_sync:2")]));
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("SLUICE_FAULT: failing the folder sync after rename 2")
+            && text.contains("commit failed; rewinding the partition"),
+        "{text}"
+    );
+    assert_both_files_once(dir.path());
+}
+
 /// The end-of-run safety net: with the check above taken out (`end_early`), the same run ends
 /// while the replay is still in the channel. It must fail, naming the partition and how far it
 /// was read and committed, instead of exiting 0 without those rows; run again, it exports them
