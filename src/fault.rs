@@ -16,6 +16,8 @@
 //! - `hold_before_purge:<ms>` holds a sink worker this long between asking the source for a
 //!   rewind and purging the channel of the partition's older items (the replay may be read to
 //!   its end meanwhile).
+//! - `hold_worker:@<path>` holds a sink worker at the top of its loop while the file at
+//!   `path` exists; after each take it wrote, it says how far its open files reach.
 //! - `panic_on:<text>` panics while decoding a group of records that holds `text`, like a
 //!   library bug that some value triggers (`text` holds no comma).
 //! - `stall_after:<ms>` says a partition that reads nothing with records waiting after this
@@ -121,6 +123,32 @@ pub fn hold(point: &str) {
     if let Some(d) = millis(point) {
         eprintln!("SLUICE_FAULT: holding at {point} for {} ms", d.as_millis());
         std::thread::sleep(d);
+    }
+}
+
+/// `hold_worker:@<path>`: a sink worker says how far each of its open partitions' files
+/// reach (`reach`: partition, next offset) after each take it wrote.
+pub fn worker_wrote(reach: impl Iterator<Item = (u32, u64)>) {
+    if arg("hold_worker").is_none() {
+        return;
+    }
+    for (p, next) in reach {
+        eprintln!("SLUICE_FAULT: the open files of partition {p} reach offset {next}");
+    }
+}
+
+/// `hold_worker:@<path>`: a sink worker holds at the top of its loop while the file at `path`
+/// exists, as a thread the OS does not run would.
+pub fn hold_worker() {
+    let Some(path) = arg("hold_worker").and_then(|a| a.strip_prefix('@')) else {
+        return;
+    };
+    let path = std::path::Path::new(path);
+    if path.exists() {
+        eprintln!("SLUICE_FAULT: holding a worker");
+    }
+    while path.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 

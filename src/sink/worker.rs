@@ -174,6 +174,7 @@ impl Worker {
                 std::thread::sleep(Duration::from_millis(20));
                 continue;
             }
+            crate::fault::hold_worker();
             self.serve_revocations();
             if ctl.paused.load(Ordering::Acquire) {
                 std::thread::sleep(Duration::from_millis(50));
@@ -231,6 +232,7 @@ impl Worker {
                 self.bound_buffers();
             }
             take.commit();
+            crate::fault::worker_wrote(self.open.iter().map(|(p, op)| (*p, op.next_offset)));
             for (p, held) in failed {
                 self.fail_at(p, held);
             }

@@ -21,6 +21,7 @@ mod lag_watch;
 mod owners;
 mod prometheus;
 mod push;
+mod rebalance;
 mod repos;
 mod retention;
 mod run;
