@@ -21,6 +21,29 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     sync_dir_with(dir, |d| std::fs::File::open(d)?.sync_all())
 }
 
+/// [`sync_dir`] after a name was made in `dir` (a rename, a link), for a write whose caller
+/// relies on it: an error fails the write. A folder this process cannot open or a file system
+/// that cannot sync folders (`EACCES`, `EINVAL`, unsupported) leaves the name as durable as
+/// that file system makes it, as before; so does a platform other than Unix.
+pub fn sync_name(dir: &Path, synced: std::io::Result<()>) -> std::io::Result<()> {
+    match synced {
+        Err(e)
+            if cfg!(unix)
+                && !matches!(
+                    e.kind(),
+                    ErrorKind::PermissionDenied | ErrorKind::InvalidInput | ErrorKind::Unsupported
+                ) =>
+        {
+            Err(e)
+        }
+        Err(e) => {
+            tracing::debug!(folder = %dir.display(), error = %e, "cannot sync this folder; a new name in it is as durable as its file system makes it");
+            Ok(())
+        }
+        Ok(()) => Ok(()),
+    }
+}
+
 /// The syncs of folders being synced or asked for.
 static SYNCS: Mutex<Option<HashMap<PathBuf, Syncs>>> = Mutex::new(None);
 /// Signalled when a sync ends.
@@ -289,7 +312,31 @@ mod tests {
         );
     }
 
-    /// A real folder synced from many threads at once: every call returns, and succeeds.
+    /// A folder sync's error fails the write that made a name, unless the folder cannot be
+    /// synced here at all.
+    #[test]
+    fn a_new_name_fails_with_its_folders_sync_unless_the_folder_cannot_be_synced() {
+        use std::io::{Error, ErrorKind};
+        let d = Path::new(".");
+        assert!(super::sync_name(d, Ok(())).is_ok());
+        assert_eq!(
+            super::sync_name(d, Err(Error::other("EIO")))
+                .unwrap_err()
+                .kind(),
+            ErrorKind::Other
+        );
+        for kind in [
+            ErrorKind::PermissionDenied,
+            ErrorKind::InvalidInput,
+            ErrorKind::Unsupported,
+        ] {
+            assert!(
+                super::sync_name(d, Err(Error::from(kind))).is_ok(),
+                "{kind:?}"
+            );
+        }
+    }
+
     /// A sync that panics fails its round and ends: the next caller syncs again (before,
     /// the folder stayed "running" for good and every later caller waited forever).
     #[test]
@@ -319,6 +366,7 @@ mod tests {
         );
     }
 
+    /// A real folder synced from many threads at once: every call returns, and succeeds.
     #[test]
     fn many_threads_sync_one_folder() {
         let dir = tempfile::tempdir().unwrap();

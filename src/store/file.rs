@@ -116,16 +116,12 @@ impl FileSink for LocalSink {
         std::fs::rename(&self.tmp, &self.target).map_err(io)?;
         if let Some(dir) = self.target.parent() {
             // The rename is durable once its folder is synced. A failure fails the commit
-            // (the file is visible: the reconcile that follows removes it). Not every platform
-            // can open a folder: elsewhere than Unix, best effort.
+            // (the file is visible: the reconcile that follows removes it).
             let synced = match crate::fault::fail_rename_sync() {
                 Some(e) => Err(e),
                 None => crate::durable::sync_dir(dir),
             };
-            #[cfg(unix)]
-            synced.map_err(io)?;
-            #[cfg(not(unix))]
-            let _ = synced;
+            crate::durable::sync_name(dir, synced).map_err(io)?;
         }
         Ok(())
     }

@@ -302,14 +302,10 @@ impl Destination {
                         // The new name must be durable before anything that relies on it (a
                         // checkpoint before its pending record is dropped): sync the folder.
                         // A failure is this write's (a create-only write that reports failure
-                        // but happened is one the protocol expects). Best effort elsewhere
-                        // than Unix, where a folder may not open.
+                        // but happened is one the protocol expects).
                         if let Some(dir) = target.parent() {
-                            let synced = crate::durable::sync_dir(dir);
-                            #[cfg(unix)]
-                            synced.map_err(io)?;
-                            #[cfg(not(unix))]
-                            let _ = synced;
+                            crate::durable::sync_name(dir, crate::durable::sync_dir(dir))
+                                .map_err(io)?;
                         }
                         Ok(())
                     }

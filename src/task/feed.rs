@@ -128,22 +128,26 @@ pub(super) fn source_loop(
                 ended = false;
             }
             if ended {
-                // The channel holds nothing, taken or not, and then every worker says it is
-                // done, the source has ended and everything decoded is in the channel. A
-                // worker's "done" can be stale (it said so right after its last commit failed
-                // and rewound, before the replay reached its lane), and ending then would drop
-                // the replay and report success without it. The channel is read first: a
-                // worker says it is not done right after it takes items, before they leave
-                // the channel, so "done" read after an empty channel covers them; read before,
-                // it could be the "done" from before that take.
-                let empty = channel.usage().1 == 0 || crate::fault::enabled("end_early");
+                // The source has ended and everything decoded is in the channel, then the
+                // channel holds nothing, taken or not, then every worker says it is done. In
+                // that order: once drained, nothing more is put (until a rewind, which this
+                // thread applies); a worker says it is not done right after it takes items,
+                // before they leave the channel, so "done" read after an empty channel covers
+                // them. Read in another order, an item put after the channel was read, or a
+                // "done" from before a take, could end the run without it. A worker's "done"
+                // can also be stale (it said so right after its last commit failed and
+                // rewound, before the replay reached its lane): the replay is then in the
+                // channel, or not yet drained.
+                let drained = control.drained();
+                let empty =
+                    drained && (channel.usage().1 == 0 || crate::fault::enabled("end_early"));
                 let all_done = control
                     .finished
                     .lock()
                     .expect("finished lock")
                     .iter()
                     .all(|f| *f);
-                if empty && all_done && control.drained() {
+                if empty && all_done {
                     return Ok(Produced::End);
                 }
                 if all_done {
