@@ -47,6 +47,7 @@ pub fn run_skip(path: &Path, repo: Option<&str>, partition: &str, to: u64) -> Re
         None => dest.clone(),
     };
     let cps = Checkpoints::new(dest, &job.file.job.name).with_dead_letters(dead);
+    cps.check_create_only()?;
     let s = cps.skip_to(partition, to, "sluice checkpoints skip")?;
     println!(
         "partition {partition}: offsets {} to {} skipped (at most {} records, not exported and not dead letters); the job resumes at offset {} (commit {})",

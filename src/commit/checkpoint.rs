@@ -43,6 +43,14 @@ pub enum CheckpointError {
     Unknown { key: String, seq: u64 },
     #[error("partition {key} cannot be skipped forward: {reason}")]
     Skip { key: String, reason: String },
+    /// The destination replaces a record written create-only (or cannot write one): the
+    /// fence cannot keep two writers of one partition apart there. Nothing was written.
+    #[error(
+        "{url} cannot fence writers: {reason}. sluice needs a store that refuses a create-only \
+         write of an existing object (conditional writes: S3 `If-None-Match: *`, Azure, GCS, \
+         HDFS, a local file system); nothing was exported"
+    )]
+    NotFenceable { url: String, reason: String },
 }
 
 impl CheckpointError {

@@ -12,13 +12,15 @@
 //! 5. tell the source (Kafka: the group's offsets).
 //!
 //! [`checkpoint`] holds the outcome records and reads them; [`fence`] the terms, the claims,
-//! and the reconcile that start, assignment and failed commits go through.
+//! and the reconcile that start, assignment and failed commits go through; `probe` the check,
+//! at start, that the destination refuses to repeat a create-only write.
 
 pub mod checkpoint;
 pub mod fence;
 mod legacy;
 #[cfg(test)]
 mod model;
+mod probe;
 mod rollback;
 pub mod skip;
 #[cfg(test)]

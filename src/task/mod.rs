@@ -326,6 +326,8 @@ fn run_inner(
     };
     let dead_topic = crate::deadletter::topic::for_job(job, &label)?;
     let checkpoints = Checkpoints::new(dest.clone(), &name).with_dead_letters(dead_dest.clone());
+    // Before anything is written: the fence needs create-only writes the store refuses to repeat.
+    checkpoints.check_create_only()?;
     sweep_in_background(job, &dest, &dead_dest);
     let out_schema = decoder.output_schema();
     // Before any data moves: the schema must be one that readers of the files already written

@@ -2,6 +2,8 @@
 //! 500 or 503 SlowDown without forwarding, forwards and then loses the answer (the request took
 //! effect, the client saw a failure), cuts the answer mid-body, or delays it. A job run through
 //! it must end with every record exactly once and every visible file named by a checkpoint.
+//! A proxy that turns the refusal of a create-only put into success (a store that ignores
+//! `If-None-Match: *`) must make the run fail before it writes anything.
 //! Needs S3 (SeaweedFS, `scripts/services.sh`), like `s3_run`.
 
 use std::io::{Read, Write};
@@ -245,4 +247,60 @@ fn a_store_that_fails_requests_and_loses_answers_still_gets_exactly_once() {
         load(&counts.cut_read),
         load(&counts.forwarded)
     );
+}
+
+/// A job into an S3-compatible store that ignores `If-None-Match: *`: the proxy answers the
+/// server's refusal of a create-only put (412) with success, as such a store does. The fence
+/// cannot work there, so the run must fail before it writes anything, and say why.
+#[test]
+fn a_store_that_ignores_create_only_puts_is_refused_before_anything_is_written() {
+    let Some(s3) = s3() else { return };
+    let upstream = s3
+        .endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let turned = Arc::new(AtomicU64::new(0));
+    let t = turned.clone();
+    serve_each(listener, move |mut c| {
+        let Some((head, body)) = read_request(&mut c) else {
+            return;
+        };
+        let lower = head.to_ascii_lowercase();
+        let create_only = lower.starts_with("put ") && lower.contains("\r\nif-none-match:");
+        let Some(answer) = forward(&upstream, &head, &body) else {
+            return;
+        };
+        if create_only && answer.starts_with(b"HTTP/1.1 412") {
+            t.fetch_add(1, Ordering::SeqCst);
+            let _ = c.write_all(
+                b"HTTP/1.1 200 OK\r\nETag: \"ignored\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        } else {
+            let _ = c.write_all(&answer);
+        }
+        let _ = c.shutdown(Shutdown::Both);
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    events(&input, 100);
+    let url = format!("{}/{}/", s3.url.trim_end_matches('/'), unique("nofence"));
+    let job = job(dir.path(), &input, &url, &endpoint, &s3, "");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", job.to_str().unwrap()])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the run succeeded: {log}");
+    assert!(
+        log.contains("cannot fence writers") && log.contains("If-None-Match"),
+        "the error says why: {log}"
+    );
+    assert!(turned.load(Ordering::SeqCst) >= 1, "the proxy turned a 412");
+    // Read back directly, not through the proxy: not one file, not even the probe record.
+    let (_rt, dest) = crate::s3_run::bucket(&url, &s3, &s3.endpoint);
+    assert_eq!(dest.list("").unwrap(), Vec::<String>::new());
 }
