@@ -506,18 +506,21 @@ impl Worker {
             if op.dead.is_none() {
                 op.dead = Some(match &self.ctx.dead_topic {
                     Some(topic) => DeadLetterWriter::to_topic(topic.clone(), state.key.clone()),
-                    None => DeadLetterWriter::new(
-                        self.ctx.dead_dest.clone(),
-                        format!(
-                            "{}{}-{}-{}{}.jsonl",
-                            self.ctx.dead_folder,
-                            state.key,
-                            item.prov.first_offset,
-                            op.tag,
-                            self.ctx.file_suffix
-                        ),
-                        state.key.clone(),
-                    ),
+                    None => {
+                        let name = format!(
+                            "{}-{}-{}{}.jsonl",
+                            state.key, item.prov.first_offset, op.tag, self.ctx.file_suffix
+                        );
+                        DeadLetterWriter::new(
+                            self.ctx.dead_dest.clone(),
+                            format!(
+                                "{}{}",
+                                self.ctx.dead_folder,
+                                super::paths::visible_name(&name)
+                            ),
+                            state.key.clone(),
+                        )
+                    }
                 });
             }
             let w = op.dead.as_mut().expect("created above");

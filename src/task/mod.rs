@@ -321,7 +321,11 @@ fn run_inner(
         })?;
     let dest = destination(job, &runtime)?;
     let (dead_dest, dead_folder) = match &job.file.dead_letters.url {
-        Some(u) => (destination_at(job, u, &runtime)?, format!("{label}/")),
+        // Readers of a dead-letter folder of its own skip names starting with `_` or `.`.
+        Some(u) => (
+            destination_at(job, u, &runtime)?,
+            format!("{}/", crate::sink::paths::visible_name(&label)),
+        ),
         None => (dest.clone(), format!("_dead_letters/{label}/")),
     };
     let dead_topic = crate::deadletter::topic::for_job(job, &label)?;

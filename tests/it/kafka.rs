@@ -213,19 +213,39 @@ fn a_topic_named_with_a_leading_underscore_gets_files_readers_see() {
     let c = cluster(topic);
     let bootstrap = c.bootstrap_servers();
     let n = 3_000;
-    produce(&bootstrap, topic, n);
+    let bad = produce(&bootstrap, topic, n);
     let dir = tempfile::tempdir().unwrap();
     let job = job(dir.path(), &bootstrap, topic);
+    // Dead letters in a folder of their own: readers of it skip hidden names too.
+    let mut text = std::fs::read_to_string(&job).unwrap();
+    text.push_str("[dead_letters]\nurl = \"dl/\"\n");
+    std::fs::write(&job, text).unwrap();
     sluice_ok(&["backfill", job.to_str().unwrap()]);
+    let names = |root: &Path, ext: &str| -> Vec<String> {
+        files_under(root, false)
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == ext))
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect()
+    };
     let out = dir.path().join("out");
-    let data: Vec<String> = files_under(&out, false)
-        .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-        .collect();
+    let data = names(&out, "parquet");
     assert!(!data.is_empty(), "no data files under {}", out.display());
     assert!(data.iter().all(|n| n.starts_with("%5Faudit-")), "{data:?}");
     assert_once(&out, n);
+    let dl = dir.path().join("dl");
+    let dead = names(&dl, "jsonl");
+    assert!(
+        !dead.is_empty(),
+        "no dead-letter files under {}",
+        dl.display()
+    );
+    assert!(dead.iter().all(|n| n.starts_with("%5Faudit-")), "{dead:?}");
+    let lines: usize = files_under(&dl, false)
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap().lines().count())
+        .sum();
+    assert_eq!(lines, bad, "dead letters under {}", dl.display());
 }
 
 #[test]
