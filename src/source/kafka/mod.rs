@@ -38,6 +38,7 @@ mod lag;
 mod part;
 mod range;
 mod read;
+mod seek;
 mod unreadable;
 
 use group::{lock, set_paused, GroupContext, Index, Shared};
@@ -45,11 +46,6 @@ use part::Part;
 pub use range::Position;
 
 const TIMEOUT: Duration = Duration::from_secs(15);
-/// The longest one check of a rewind's position against the broker's log may hold the poll
-/// thread.
-const SEEK_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
-/// Checks of rewinds' positions per poll (see `retry_seeks`).
-const SEEK_CHECKS_PER_POLL: usize = 4;
 
 /// Settings of the Kafka source.
 #[derive(Debug, Clone)]
@@ -257,129 +253,6 @@ impl KafkaSource {
             ));
         }
         Ok(out)
-    }
-
-    /// Group mode: the seeks of rewinds, made before the next poll (and retried while
-    /// librdkafka refuses them, as it does right after an assignment). Each rewind's position
-    /// is checked against the broker's log once, as an assignment's is: a rewind to a
-    /// checkpoint that retention has deleted since (a store down for longer than the topic's
-    /// retention) stops or skips as `on_gap` says. A check is one watermark request of at most
-    /// `SEEK_CHECK_TIMEOUT`, and one call makes at most `SEEK_CHECKS_PER_POLL` of them, so
-    /// the poll thread is never held long (the rest wait for the next poll). A check the
-    /// broker does not answer is left to librdkafka (`auto.offset.reset = error`).
-    fn retry_seeks(&mut self) -> Result<(), SourceError> {
-        let mut shared = lock(&self.shared);
-        let skip = shared.skip_gaps;
-        let mut checks = 0;
-        // A finished partition (a bounded run's) has no fetcher to seek.
-        for p in self.parts.iter_mut().filter(|p| {
-            p.seek_pending && p.owned && !p.done() && p.probe.is_none() && !p.refetch_pending
-        }) {
-            if crate::fault::refuse_seek() {
-                continue;
-            }
-            if !p.checked {
-                if checks == SEEK_CHECKS_PER_POLL {
-                    continue;
-                }
-                checks += 1;
-                gap::check_position(
-                    &self.consumer,
-                    &mut shared.skips,
-                    p,
-                    skip,
-                    SEEK_CHECK_TIMEOUT,
-                )
-                .map_err(|e| err_at(&self.name, e))?;
-                p.checked = true;
-            }
-            if self
-                .consumer
-                .seek(
-                    &p.info.topic,
-                    p.partition,
-                    Offset::Offset(p.next),
-                    Duration::from_secs(1),
-                )
-                .is_ok()
-            {
-                p.seek_pending = false;
-            }
-        }
-        drop(shared);
-        self.seeks_pending = self
-            .parts
-            .iter()
-            .any(|p| p.seek_pending && p.owned && !p.done());
-        Ok(())
-    }
-
-    /// librdkafka met an offset the broker no longer holds (retention overtook the reader, or
-    /// ran between a check and its fetch) and, with `auto.offset.reset = error`, stopped
-    /// fetching the partition (`at`, when the error came with it; a batch read's do). The
-    /// partition is checked: below the log it stops the run naming the range, or (`on_gap =
-    /// "skip"`) goes on from the log's start. Either way librdkafka refuses to seek it now:
-    /// it is assigned again (see `group::refetch`). An error that names no partition has the
-    /// owned ones checked, and every one found below the log goes on; when none is found,
-    /// the run stops.
-    fn offset_reset(&mut self, at: Option<usize>) -> Result<(), SourceError> {
-        let mut shared = lock(&self.shared);
-        let skip = shared.skip_gaps;
-        let mut restarted = false;
-        let named = at.is_some();
-        for i in at.map_or(0..self.parts.len(), |i| i..i + 1) {
-            let Some(p) = self.parts.get_mut(i).filter(|p| p.owned && !p.done()) else {
-                // Given up, or finished, since: nothing to fetch there.
-                continue;
-            };
-            let checked = gap::check_position(
-                &self.consumer,
-                &mut shared.skips,
-                p,
-                skip,
-                SEEK_CHECK_TIMEOUT,
-            )
-            .map_err(|e| err_at(&self.name, e))?;
-            // The partition named is stopped whatever the check says (inside the log: the
-            // answer raced the check; unanswered: it is fetched again, and asked again).
-            if checked == gap::Checked::Skipped || named {
-                if checked != gap::Checked::Skipped {
-                    tracing::warn!(
-                        topic = %p.info.topic,
-                        partition = p.partition,
-                        offset = p.next,
-                        checked = ?checked,
-                        "the broker answered \"out of range\" where its log holds the \
-                         partition's position (or did not say where it stands); fetching again"
-                    );
-                }
-                // Buffered messages stay (they precede the gap); reading goes on at `next`.
-                p.checked = checked != gap::Checked::Unanswered;
-                p.probe = None;
-                p.seek_pending = false;
-                p.refetch_pending = self.group;
-                restarted = true;
-            }
-        }
-        drop(shared);
-        if restarted {
-            if self.group {
-                self.refetches_pending = true;
-            } else {
-                self.reassign = true;
-            }
-            return Ok(());
-        }
-        if named {
-            return Ok(());
-        }
-        Err(err_at(
-            &self.name,
-            "the broker answered that a partition's next offset is out of range (retention \
-             deleted it, or the topic was re-created), and no partition's position check found \
-             which; start again to have each checked (source.on_gap)"
-                .to_string(),
-        ))
     }
 }
 
