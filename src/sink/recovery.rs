@@ -1,7 +1,10 @@
 //! When a sink worker's commit fails: reconcile the partition with the store and replay it
 //! from its checkpoint after a growing pause, or, when another owner took the partition over,
-//! stop writing it and fail the task.
+//! stop writing it and fail the task. On object stores and HDFS the partition is settled once
+//! more when a publish that reported failure can no longer land, so a file it makes visible
+//! late does not wait for the partition's next commit (which may never come) to go.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -11,7 +14,67 @@ use super::worker::{WorkError, Worker};
 use crate::commit::checkpoint::CheckpointError;
 use crate::commit::now_ms;
 
+/// What a worker keeps of its partitions' failed commits.
+#[derive(Default)]
+pub(super) struct Recovery {
+    /// Failed attempts in a row per partition: the pause before the next replay grows.
+    pub(super) backoff: HashMap<u32, u32>,
+    /// Partitions to settle again, and when: once a publish that reported failure can no
+    /// longer take effect (see [`crate::store::Destination::late_window`]).
+    pub(super) late: HashMap<u32, Instant>,
+}
+
 impl Worker {
+    /// Settles the partitions whose late-publish window has passed (all of them with
+    /// `now`, at a stop): the files of their lost commits that a publish made visible after
+    /// the commit failed are removed (`Checkpoints::reconcile`, as at every commit's
+    /// release). Called between commits, so no claim of this worker's is in flight.
+    pub(super) fn settle_late(&mut self, now: bool) {
+        if self.recovery.late.is_empty() {
+            return;
+        }
+        let at = Instant::now();
+        let due: Vec<u32> = self
+            .recovery
+            .late
+            .iter()
+            .filter(|(_, when)| now || **when <= at)
+            .map(|(p, _)| *p)
+            .collect();
+        for p in due {
+            self.recovery.late.remove(&p);
+            let Some(PartState { key, term, .. }) = self.part(p) else {
+                continue; // no longer ours: its next owner settles it
+            };
+            let owner = crate::commit::owner_id();
+            match self.ctx.checkpoints.reconcile(&key, term, owner) {
+                Ok(r) if !r.removed.is_empty() => tracing::warn!(
+                    partition = %key, files = ?r.removed,
+                    "removed files that a publish made visible after it had reported failure"
+                ),
+                Ok(_) => {}
+                Err(e) if e.is_fenced() => self.fenced(p, &e.into()),
+                Err(e) => tracing::warn!(
+                    partition = %key, error = %e,
+                    "could not look for files published after a failure; the partition's next \
+                     commit does"
+                ),
+            }
+        }
+    }
+
+    /// After a failed commit of `p` was reconciled: when a publish that reported failure may
+    /// still land (object stores, HDFS), settle `p` again once it no longer can.
+    fn settle_later(&mut self, p: u32) {
+        let window = [&self.ctx.dest, &self.ctx.dead_dest]
+            .iter()
+            .filter_map(|d| d.late_window())
+            .max();
+        if let Some(w) = window {
+            self.recovery.late.insert(p, Instant::now() + w);
+        }
+    }
+
     /// A commit of `p` failed: fenced, or rewind.
     pub(super) fn failed(&mut self, p: u32, e: WorkError) {
         if e.is_fenced() {
@@ -113,7 +176,7 @@ impl Worker {
         // Pause (growing, with jitter), then reconcile with the store; while it is down, keep
         // waiting: the channel fills and the source waits, nothing is dropped.
         loop {
-            let n = self.backoff.entry(p).or_insert(0);
+            let n = self.recovery.backoff.entry(p).or_insert(0);
             *n += 1;
             let pause = backoff_delay(*n);
             tracing::warn!(
@@ -138,7 +201,10 @@ impl Worker {
                 return; // the next start (or the next owner) reconciles from the store
             }
             match self.resync(p) {
-                Ok(()) => break,
+                Ok(()) => {
+                    self.settle_later(p);
+                    break;
+                }
                 Err(e) if e.is_fenced() => {
                     self.fenced(p, &e);
                     return;

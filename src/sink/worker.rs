@@ -20,6 +20,7 @@ use super::commit::{abort_open, commit_partition, finish_file};
 use super::control::Control;
 use super::partitions::PartState;
 use super::paths::PathTemplate;
+use super::recovery::Recovery;
 use super::rotation::time_range;
 pub use super::rotation::Rotation;
 use super::share::memory;
@@ -145,7 +146,7 @@ pub fn run(ctx: Arc<WorkerContext>, lane: usize) {
         ctx,
         lane,
         open: HashMap::new(),
-        backoff: HashMap::new(),
+        recovery: Recovery::default(),
         finished: false,
     };
     w.run();
@@ -155,7 +156,7 @@ pub(super) struct Worker {
     pub(super) ctx: Arc<WorkerContext>,
     pub(super) lane: usize,
     pub(super) open: HashMap<u32, OpenPartition>,
-    pub(super) backoff: HashMap<u32, u32>,
+    pub(super) recovery: Recovery,
     /// What this worker last said of its lane through `set_finished`.
     pub(super) finished: bool,
 }
@@ -170,6 +171,7 @@ impl Worker {
             }
             if ctl.phase.stopping() {
                 self.commit_all();
+                self.settle_late(true);
                 self.set_finished(true);
                 std::thread::sleep(Duration::from_millis(20));
                 continue;
@@ -192,10 +194,15 @@ impl Worker {
             if take.is_empty() {
                 drop(take);
                 self.flush_idle();
+                self.settle_late(false);
                 if ctl.drained() {
                     let failures = ctl.failures.load(Ordering::Relaxed);
                     self.commit_all();
-                    self.set_finished(self.open.is_empty());
+                    // Not finished while a publish that reported failure may still land.
+                    self.set_finished(self.open.is_empty() && self.recovery.late.is_empty());
+                    if self.open.is_empty() && !self.recovery.late.is_empty() {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
                     if ctl.failures.load(Ordering::Relaxed) > failures {
                         crate::fault::hold("hold_after_rewind");
                     }
@@ -246,6 +253,7 @@ impl Worker {
                 self.commit_or_fail(p);
             }
             self.flush_idle();
+            self.settle_late(false);
         }
     }
 
@@ -347,7 +355,7 @@ impl Worker {
         for (p, r) in results {
             match r {
                 Ok(()) => {
-                    self.backoff.remove(&p);
+                    self.recovery.backoff.remove(&p);
                 }
                 Err(e) => self.failed(p, e),
             }
@@ -357,7 +365,7 @@ impl Worker {
     pub(super) fn commit_or_fail(&mut self, p: u32) {
         match self.commit(p) {
             Ok(()) => {
-                self.backoff.remove(&p);
+                self.recovery.backoff.remove(&p);
             }
             Err(e) => self.failed(p, e),
         }

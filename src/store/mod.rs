@@ -69,7 +69,13 @@ impl StoreError {
 pub struct Destination {
     url: String,
     kind: Kind,
+    /// How long after a write reported failure it may still take effect (see
+    /// [`Destination::late_window`]).
+    late: std::time::Duration,
 }
+
+/// object_store's own request timeout, when `request_timeout_secs` does not set one.
+const DEFAULT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Clone)]
 enum Kind {
@@ -120,6 +126,7 @@ impl Destination {
             return Ok(Destination {
                 url: url.to_string(),
                 kind: Kind::Local(abs),
+                late: std::time::Duration::ZERO,
             });
         }
         let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
@@ -131,6 +138,7 @@ impl Destination {
                 Ok(Destination {
                     url: url.to_string(),
                     kind: Kind::Local(p),
+                    late: std::time::Duration::ZERO,
                 })
             }
             "memory" => Ok(Destination {
@@ -140,6 +148,7 @@ impl Destination {
                     prefix: StorePath::from(parsed.path().trim_matches('/')),
                     runtime,
                 },
+                late: std::time::Duration::ZERO,
             }),
             _ => {
                 let (store, prefix) = remote::open_store(&parsed, opts)?;
@@ -150,6 +159,9 @@ impl Destination {
                         prefix,
                         runtime,
                     },
+                    late: opts
+                        .request_timeout_secs
+                        .map_or(DEFAULT_REQUEST_TIMEOUT, std::time::Duration::from_secs),
                 })
             }
         }
@@ -169,6 +181,18 @@ impl Destination {
                 prefix: StorePath::from(prefix.trim_matches('/')),
                 runtime,
             },
+            late: DEFAULT_REQUEST_TIMEOUT,
+        }
+    }
+
+    /// How long after a write (a publish) reported failure it may still take effect: a
+    /// request the server goes on with after the client gave up on it, about one request
+    /// timeout (object stores, HDFS). None locally, where a failed rename either happened
+    /// before it returned or not at all; zero for `memory://`.
+    pub fn late_window(&self) -> Option<std::time::Duration> {
+        match self.kind {
+            Kind::Local(_) => None,
+            Kind::Store { .. } => Some(self.late),
         }
     }
 
