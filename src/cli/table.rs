@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use sluice::commit::checkpoint::Checkpoints;
 use sluice::config::{parse_bytes, parse_duration, Job};
 use sluice::table::compact::{compact, CompactOptions};
 use sluice::table::delta::DeltaTable;
@@ -71,6 +72,10 @@ pub fn run_compact(
 ) -> Result<()> {
     let runtime = runtime()?;
     let (job, dest, table) = open(path, repo, &runtime)?;
+    if !dry_run {
+        // Its log versions are written create-only, beside the running job's.
+        Checkpoints::new(dest.clone(), &job.file.job.name).check_create_only()?;
+    }
     let opts = CompactOptions {
         prefix: partition.map(|p| format!("{}/", p.trim_end_matches('/'))),
         target_bytes: parse_bytes(target_size)

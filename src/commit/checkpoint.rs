@@ -48,7 +48,7 @@ pub enum CheckpointError {
     #[error(
         "{url} cannot fence writers: {reason}. sluice needs a store that refuses a create-only \
          write of an existing object (conditional writes: S3 `If-None-Match: *`, Azure, GCS, \
-         HDFS, a local file system); nothing was exported"
+         HDFS, a local file system); it stopped before writing any data or record there"
     )]
     NotFenceable { url: String, reason: String },
 }

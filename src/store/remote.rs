@@ -306,9 +306,10 @@ fn s3(url: &url::Url, opts: &StoreOptions) -> Result<object_store::aws::AmazonS3
     if let Some(n) = opts.request_timeout_secs {
         b = b.with_config(AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), secs(n));
     }
-    // Create-only copies (used for renames that must not replace) go through a multipart
-    // upload with a conditional completion, which works on S3 and S3-compatible servers alike.
-    // Create-only puts use `If-None-Match: *` (object_store's default `etag` conditional put).
+    // Create-only puts (the commit protocol's records, the Delta log) use `If-None-Match: *`
+    // (object_store's default `etag` conditional put). Create-only copies, which sluice does
+    // not make but a library handed this store may, go through a multipart upload with a
+    // conditional completion, which works on S3 and S3-compatible servers alike.
     if b.get_config_value(&AmazonS3ConfigKey::CopyIfNotExists)
         .is_none()
     {

@@ -303,14 +303,6 @@ fn run_inner(
 ) -> Result<Arc<Control>, TaskError> {
     let name = job.file.job.name.clone();
     let label = metrics.repo_name().to_string();
-    let Prepared {
-        source,
-        decoder,
-        template,
-        intake,
-        ..
-    } = prepare(job, true)?;
-    let mut source = source.expect("prepare(connect) opens the source");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -330,8 +322,18 @@ fn run_inner(
     };
     let dead_topic = crate::deadletter::topic::for_job(job, &label)?;
     let checkpoints = Checkpoints::new(dest.clone(), &name).with_dead_letters(dead_dest.clone());
-    // Before anything is written: the fence needs create-only writes the store refuses to repeat.
+    // Before anything is written, and before the source connects (a group member that
+    // joined would make the group rebalance for nothing): the fence needs create-only writes
+    // the store refuses to repeat.
     checkpoints.check_create_only()?;
+    let Prepared {
+        source,
+        decoder,
+        template,
+        intake,
+        ..
+    } = prepare(job, true)?;
+    let mut source = source.expect("prepare(connect) opens the source");
     sweep_in_background(job, &dest, &dead_dest);
     let out_schema = decoder.output_schema();
     // Before any data moves: the schema must be one that readers of the files already written

@@ -88,7 +88,10 @@ fn serve(mut c: TcpStream, upstream: String, seq: Arc<AtomicU64>, counts: Arc<Co
     if let Some((head, body)) = read_request(&mut c) {
         let n = seq.fetch_add(1, Ordering::SeqCst);
         let lower = head.to_ascii_lowercase();
-        let create_only = lower.starts_with("put ") && lower.contains("\r\nif-none-match:");
+        // The start-up probe's records are not the protocol's: they do not take its turns.
+        let create_only = lower.starts_with("put ")
+            && lower.contains("\r\nif-none-match:")
+            && !lower.contains("/probe/");
         let read = lower.starts_with("get ");
         // A fixed, spread-out pattern (not random): every kind happens in every run, and every
         // fourth create-only put (the protocol's records) takes effect unseen.
