@@ -2,10 +2,13 @@
 //! explicit offsets), as given on the command line, resolved against the broker's log; and
 //! the static assignment of a bounded run's partitions.
 
-use rdkafka::consumer::Consumer;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::group::{lock, set_paused, Index};
+use super::group::{lock, set_paused, GroupContext, Index};
 use super::part::Part;
 use super::{err_at, gap, KafkaSource, TIMEOUT};
 use crate::source::SourceError;
@@ -85,70 +88,24 @@ impl KafkaSource {
         start: &Position,
         end: &Position,
     ) -> Result<(), SourceError> {
-        for (topic, ids) in topics {
-            for &p in ids {
-                let (low, high) = self
-                    .consumer
-                    .fetch_watermarks(topic, p, TIMEOUT)
-                    .map_err(|e| err_at(&self.name, format!("watermarks of {topic}/{p}: {e}")))?;
-                let from = self.resolve(topic, p, start, low, high, low)?;
-                let to = self.resolve(topic, p, end, low, high, high)?;
-                let id = lock(&self.shared).id(topic, p);
-                let info = lock(&self.shared).infos[id as usize].0.clone();
-                let mut part = Part::new(info, p);
-                part.owned = true;
-                part.restart(from);
-                part.end = Some(to.max(from));
-                self.bounds.push((id, from as u64, to.max(from) as u64));
-                self.parts.push(part);
-            }
+        let list: Vec<(&str, i32)> = topics
+            .iter()
+            .flat_map(|(t, ids)| ids.iter().map(move |p| (t.as_str(), *p)))
+            .collect();
+        let planned = plan_all(&self.consumer, &self.name, &list, start, end)?;
+        for ((topic, p), (from, to)) in list.into_iter().zip(planned) {
+            let id = lock(&self.shared).id(topic, p);
+            let info = lock(&self.shared).infos[id as usize].0.clone();
+            let mut part = Part::new(info, p);
+            part.owned = true;
+            part.restart(from);
+            part.end = Some(to.max(from));
+            self.bounds.push((id, from as u64, to.max(from) as u64));
+            self.parts.push(part);
         }
         self.index = Index::of(&self.parts);
         self.reassign = true;
         Ok(())
-    }
-
-    /// An offset for `pos` in one partition, within its watermarks.
-    fn resolve(
-        &self,
-        topic: &str,
-        p: i32,
-        pos: &Position,
-        low: i64,
-        high: i64,
-        fallback: i64,
-    ) -> Result<i64, SourceError> {
-        let o = match pos {
-            Position::Earliest => low,
-            Position::Latest => high,
-            Position::Offsets(list) => list
-                .iter()
-                .find(|(t, q, _)| *q == p && t.as_deref().is_none_or(|t| t == topic))
-                .map_or(fallback, |(_, _, o)| *o),
-            Position::Timestamp(ms) => {
-                let mut tpl = TopicPartitionList::new();
-                tpl.add_partition_offset(topic, p, Offset::Offset(*ms))
-                    .map_err(|e| err_at(&self.name, e.to_string()))?;
-                let found = self.consumer.offsets_for_times(tpl, TIMEOUT).map_err(|e| {
-                    err_at(
-                        &self.name,
-                        format!("looking up timestamp {ms} in {topic}/{p}: {e}"),
-                    )
-                })?;
-                match found.find_partition(topic, p).map(|e| e.offset()) {
-                    Some(Offset::Offset(o)) => o,
-                    // No message at or after the timestamp: the end of the partition.
-                    Some(Offset::End) | None => high,
-                    Some(other) => {
-                        return Err(err_at(
-                            &self.name,
-                            format!("timestamp {ms} in {topic}/{p} resolved to {other:?}"),
-                        ))
-                    }
-                }
-            }
-        };
-        Ok(o.clamp(low, high))
     }
 
     /// Bounded runs: assigns the partitions at their next offsets. A partition placed since
@@ -191,6 +148,108 @@ impl KafkaSource {
         set_paused(&self.consumer, &self.name, self.paused)?;
         Ok(())
     }
+}
+
+/// Requests for the watermarks of a run's partitions in flight at once.
+const PLAN_THREADS: usize = 8;
+
+/// Each partition's `[from, to)` for a run from `start` to `end`. Every partition costs a
+/// broker round trip or two (watermarks, a timestamp's offset): for hundreds of partitions,
+/// made one after the other, that was most of a backfill's start, so up to
+/// [`PLAN_THREADS`] are in flight at once. The first error in `list`'s order is returned.
+fn plan_all(
+    consumer: &BaseConsumer<GroupContext>,
+    name: &str,
+    list: &[(&str, i32)],
+    start: &Position,
+    end: &Position,
+) -> Result<Vec<(i64, i64)>, SourceError> {
+    let plan_one = |topic: &str, p: i32| -> Result<(i64, i64), SourceError> {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, TIMEOUT)
+            .map_err(|e| err_at(name, format!("watermarks of {topic}/{p}: {e}")))?;
+        let from = resolve(consumer, name, (topic, p), start, (low, high), low)?;
+        let to = resolve(consumer, name, (topic, p), end, (low, high), high)?;
+        Ok((from, to))
+    };
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let done = Mutex::new(Vec::with_capacity(list.len()));
+    let work = || {
+        while !failed.load(Ordering::Acquire) {
+            let i = next.fetch_add(1, Ordering::AcqRel);
+            let Some(&(topic, p)) = list.get(i) else {
+                break;
+            };
+            let r = plan_one(topic, p);
+            if r.is_err() {
+                failed.store(true, Ordering::Release);
+            }
+            done.lock().unwrap_or_else(|e| e.into_inner()).push((i, r));
+        }
+    };
+    std::thread::scope(|scope| {
+        // A thread that cannot be started leaves its share to the others and to this one.
+        let helpers: Vec<_> = (1..list.len().clamp(1, PLAN_THREADS))
+            .filter_map(|n| {
+                std::thread::Builder::new()
+                    .name(format!("plan-{n}"))
+                    .spawn_scoped(scope, work)
+                    .ok()
+            })
+            .collect();
+        work();
+        for h in helpers {
+            if let Err(panic) = h.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    });
+    let mut done = done.into_inner().unwrap_or_else(|e| e.into_inner());
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
+}
+
+/// An offset for `pos` in partition `p` of `topic`, within its watermarks `[low, high]`.
+fn resolve(
+    consumer: &BaseConsumer<GroupContext>,
+    name: &str,
+    (topic, p): (&str, i32),
+    pos: &Position,
+    (low, high): (i64, i64),
+    fallback: i64,
+) -> Result<i64, SourceError> {
+    let o = match pos {
+        Position::Earliest => low,
+        Position::Latest => high,
+        Position::Offsets(list) => list
+            .iter()
+            .find(|(t, q, _)| *q == p && t.as_deref().is_none_or(|t| t == topic))
+            .map_or(fallback, |(_, _, o)| *o),
+        Position::Timestamp(ms) => {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(topic, p, Offset::Offset(*ms))
+                .map_err(|e| err_at(name, e.to_string()))?;
+            let found = consumer.offsets_for_times(tpl, TIMEOUT).map_err(|e| {
+                err_at(
+                    name,
+                    format!("looking up timestamp {ms} in {topic}/{p}: {e}"),
+                )
+            })?;
+            match found.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => o,
+                // No message at or after the timestamp: the end of the partition.
+                Some(Offset::End) | None => high,
+                Some(other) => {
+                    return Err(err_at(
+                        name,
+                        format!("timestamp {ms} in {topic}/{p} resolved to {other:?}"),
+                    ))
+                }
+            }
+        }
+    };
+    Ok(o.clamp(low, high))
 }
 
 #[cfg(test)]
