@@ -67,6 +67,10 @@ pub struct Reconciled {
     pub next_seq: u64,
     /// Files removed: of commits that did not finish, or published after their fence.
     pub removed: Vec<String>,
+    /// A claim of the reconciling owner's own did not win its sequence number (aborted now
+    /// or before): a publish of that commit may have been under way, and on an object store
+    /// may still land.
+    pub lost_own: bool,
 }
 
 /// The oldest outcome's sequence number, listed once per settle.
@@ -324,13 +328,15 @@ impl Checkpoints {
             return Err(self.fenced(key, l.max_term, term));
         }
         self.settle(key, &l.claims, seq, term, owner)
+            .map(|(removed, _)| removed)
     }
 
     /// Decides every claim in `claims` for the owner of `term`: one without an outcome is
     /// aborted (unless its writer's commit wins first); the files of a claim that did not win
     /// its sequence number are removed, now and at each later settle (a paused writer may
     /// publish after its fence); claim records of won commits, and of lost claims more than
-    /// `KEEP_LOST` sequence numbers back, are deleted.
+    /// `KEEP_LOST` sequence numbers back, are deleted. Returns the files removed, and whether
+    /// a claim of `owner`'s own lost (its files were looked for, and removed if there).
     pub(super) fn settle(
         &self,
         key: &str,
@@ -338,8 +344,9 @@ impl Checkpoints {
         newest: u64,
         term: u64,
         owner: &str,
-    ) -> Result<Vec<String>, CheckpointError> {
+    ) -> Result<(Vec<String>, bool), CheckpointError> {
         let mut removed = Vec::new();
+        let mut lost_own = false;
         // Listed only when a claim has no outcome (rare): most settles find none.
         let mut oldest: Option<Option<u64>> = None;
         for &seq in claims {
@@ -390,12 +397,13 @@ impl Checkpoints {
                 }
                 _ => {}
             }
+            lost_own |= claim.owner == owner;
             self.remove_files(&claim, &mut removed)?;
             if seq + KEEP_LOST < newest {
                 self.dest.delete(&path)?;
             }
         }
-        Ok(removed)
+        Ok((removed, lost_own))
     }
 
     /// Deletes what a claim listed: temporary names first (a writer that has not renamed yet
@@ -441,7 +449,7 @@ impl Checkpoints {
         }
         let seqs = self.seqs(key)?;
         let newest = seqs.last().copied().unwrap_or(0);
-        let mut removed = self.settle(key, &l.claims, newest, term, owner)?;
+        let (mut removed, lost_own) = self.settle(key, &l.claims, newest, term, owner)?;
         let latest = self.latest(key)?;
         self.finish_legacy_pending(key, latest.as_ref(), &mut removed)?;
         let top = seqs
@@ -453,6 +461,7 @@ impl Checkpoints {
             latest,
             next_seq: top + 1,
             removed,
+            lost_own,
         })
     }
 }

@@ -56,15 +56,16 @@ impl Worker {
                 Err(e) if e.is_fenced() => self.fenced(p, &e.into()),
                 Err(e) => tracing::warn!(
                     partition = %key, error = %e,
-                    "could not look for files published after a failure; the partition's next \
-                     commit does"
+                    "could not look for files published after a failure; a later commit of the \
+                     partition does, if there is one"
                 ),
             }
         }
     }
 
-    /// After a failed commit of `p` was reconciled: when a publish that reported failure may
-    /// still land (object stores, HDFS), settle `p` again once it no longer can.
+    /// After a failed commit of `p` was reconciled and a claim of ours had lost: when a
+    /// publish that reported failure may still land (object stores, HDFS), settle `p` again
+    /// once it no longer can.
     fn settle_later(&mut self, p: u32) {
         let window = [&self.ctx.dest, &self.ctx.dead_dest]
             .iter()
@@ -89,9 +90,10 @@ impl Worker {
     /// not finish are aborted and their files removed, and a commit whose seal looked failed
     /// but landed is where the partition resumes, so the replay can neither skip nor duplicate
     /// records. Fenced when another owner took the partition over.
-    fn resync(&self, p: u32) -> Result<(), WorkError> {
+    /// True when a claim of this process's own lost: a publish may still land.
+    fn resync(&self, p: u32) -> Result<bool, WorkError> {
         let Some(PartState { key, term, .. }) = self.part(p) else {
-            return Ok(());
+            return Ok(false);
         };
         let owner = crate::commit::owner_id();
         let r = self.ctx.checkpoints.reconcile(&key, term, owner)?;
@@ -117,7 +119,7 @@ impl Worker {
                 from = before, "resuming after a commit that looked failed but landed"
             );
         }
-        Ok(())
+        Ok(r.lost_own)
     }
 
     /// Another owner took partition `p` over: this process stops writing it at once (its open
@@ -201,8 +203,10 @@ impl Worker {
                 return; // the next start (or the next owner) reconciles from the store
             }
             match self.resync(p) {
-                Ok(()) => {
-                    self.settle_later(p);
+                Ok(lost_own) => {
+                    if lost_own {
+                        self.settle_later(p);
+                    }
                     break;
                 }
                 Err(e) if e.is_fenced() => {

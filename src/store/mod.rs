@@ -159,9 +159,7 @@ impl Destination {
                         prefix,
                         runtime,
                     },
-                    late: opts
-                        .request_timeout_secs
-                        .map_or(DEFAULT_REQUEST_TIMEOUT, std::time::Duration::from_secs),
+                    late: request_timeout(opts),
                 })
             }
         }
@@ -181,14 +179,19 @@ impl Destination {
                 prefix: StorePath::from(prefix.trim_matches('/')),
                 runtime,
             },
-            late: DEFAULT_REQUEST_TIMEOUT,
+            // An in-memory store answers at once; any other waits as object_store does.
+            late: if url.starts_with("memory:") {
+                std::time::Duration::ZERO
+            } else {
+                DEFAULT_REQUEST_TIMEOUT
+            },
         }
     }
 
     /// How long after a write (a publish) reported failure it may still take effect: a
     /// request the server goes on with after the client gave up on it, about one request
-    /// timeout (object stores, HDFS). None locally, where a failed rename either happened
-    /// before it returned or not at all; zero for `memory://`.
+    /// timeout (object stores, HDFS; see `request_timeout`). None locally, where a failed
+    /// rename either happened before it returned or not at all; zero for `memory://`.
     pub fn late_window(&self) -> Option<std::time::Duration> {
         match self.kind {
             Kind::Local(_) => None,
@@ -502,6 +505,26 @@ impl Destination {
         };
         Ok(OutputFile::new(sink, display, staged))
     }
+}
+
+/// The client's request timeout: `request_timeout_secs`, else a `timeout` among the raw
+/// `options` (`timeout`, `aws_timeout`, `azure_timeout`, `google_timeout`, as object_store
+/// reads them), else object_store's default of 30 s.
+fn request_timeout(opts: &remote::StoreOptions) -> std::time::Duration {
+    if let Some(n) = opts.request_timeout_secs {
+        return std::time::Duration::from_secs(n);
+    }
+    opts.options
+        .iter()
+        .filter(|(k, _)| {
+            let k = k.to_ascii_lowercase();
+            matches!(
+                k.as_str(),
+                "timeout" | "aws_timeout" | "azure_timeout" | "google_timeout"
+            )
+        })
+        .find_map(|(_, v)| humantime::parse_duration(v).ok())
+        .unwrap_or(DEFAULT_REQUEST_TIMEOUT)
 }
 
 /// Runs a read (get, list) again after a short, growing pause when its answer's body was cut

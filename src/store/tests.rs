@@ -204,3 +204,25 @@ fn escaped_folder_names_are_keys_as_they_are_and_other_names_as_object_store_enc
 fn store_of(dest: &Destination) -> Arc<dyn ObjectStore> {
     dest.object_store().unwrap().0
 }
+
+#[test]
+fn the_late_window_is_the_client_request_timeout() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let at = |opts: &super::remote::StoreOptions| {
+        Destination::parse_with("s3://bucket/p", opts, rt.handle().clone())
+            .unwrap()
+            .late_window()
+    };
+    let secs = |n| Some(std::time::Duration::from_secs(n));
+    let mut opts = super::remote::StoreOptions::default();
+    assert_eq!(at(&opts), secs(30));
+    opts.options.insert("timeout".into(), "2m".into());
+    assert_eq!(at(&opts), secs(120));
+    opts.request_timeout_secs = Some(7);
+    assert_eq!(at(&opts), secs(7));
+    let dir = tempfile::tempdir().unwrap();
+    let local = Destination::parse(dir.path().to_str().unwrap(), rt.handle().clone()).unwrap();
+    assert_eq!(local.late_window(), None);
+    let memory = Destination::parse("memory:///m", rt.handle().clone()).unwrap();
+    assert_eq!(memory.late_window(), Some(std::time::Duration::ZERO));
+}

@@ -312,8 +312,8 @@ fn a_store_that_ignores_create_only_puts_is_refused_before_anything_is_written()
 /// The first data file's upload fails (500 to it and its retry), but the proxy keeps it and
 /// hands it to SeaweedFS later: just after the replay's commit has looked for it (the last
 /// look of the run's own commits), so it becomes visible after every settle that could see
-/// it. The worker settles the partition again once the store's request timeout has passed:
-/// the run must end with the file gone, every visible file named by a checkpoint.
+/// it. The worker settles the partition again once the store's request timeout (5 s) has
+/// passed: the run must end with the file gone, every visible file named by a checkpoint.
 #[test]
 fn a_publish_that_lands_after_its_commit_failed_is_removed_before_the_run_ends() {
     let Some(s3) = s3() else { return };
@@ -395,7 +395,8 @@ fn a_publish_that_lands_after_its_commit_failed_is_removed_before_the_run_ends()
         &url,
         &endpoint,
         &s3,
-        "request_timeout_secs = 2\nmax_retries = 1\n",
+        // The late settle comes 5 s after the failure: long after the replay's release.
+        "request_timeout_secs = 5\nmax_retries = 1\n",
     );
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["run", job.to_str().unwrap()])
@@ -411,6 +412,10 @@ fn a_publish_that_lands_after_its_commit_failed_is_removed_before_the_run_ends()
         st.heads
     );
     drop(st);
+    assert!(
+        log.contains("removed files that a publish made visible after it had reported failure"),
+        "the late settle removed it: {log}"
+    );
     // Read back directly, not through the proxy.
     assert_once(&ids_in_store(&url, &s3, &s3.endpoint), n);
     assert_store_files_match_checkpoints(&url, &s3, "s3it");
