@@ -289,7 +289,14 @@ impl Source for KafkaSource {
         let Some(p) = self.parts.get_mut(partition as usize).filter(|p| p.owned) else {
             return Ok(()); // no longer ours
         };
+        // A bounded run's partition placed where its plan put it, nothing read yet: its
+        // position was checked against the log when the plan fetched the watermarks, and is
+        // not checked again (one request per partition, one after the other, at the first
+        // poll). Retention that overtakes it meanwhile is met as any later one is.
+        let still_checked =
+            !self.group && p.checked && p.next == offset as i64 && p.offsets.is_empty();
         p.restart(offset as i64);
+        p.checked = still_checked;
         // Reading on from `offset` (a checkpoint, a rewind, the end of a restored spill): the
         // records before it are owed too (the spill's are in the channel, not read again).
         p.owed = p.owed.max(offset as i64);
