@@ -89,9 +89,15 @@ access_key_id = \"$SLUICE_TEST_S3_ACCESS_KEY_ID\"
 secret_access_key = \"$SLUICE_TEST_S3_SECRET_ACCESS_KEY\""
 }
 
-# SeaweedFS (S3 API) on 127.0.0.1, started by scripts/services.sh.
-eval "$(./scripts/services.sh start s3)"
-trap 'kill $BROKER_PID 2>/dev/null || true; ./scripts/services.sh stop s3 >/dev/null 2>&1 || true; cleanup' EXIT
+# SeaweedFS (S3 API) on 127.0.0.1, started by scripts/services.sh; stopped at the end only
+# when this script started it (a server someone else runs is left running).
+S3_SAID="$(mktemp)"
+eval "$(./scripts/services.sh start s3 2>"$S3_SAID")"
+cat "$S3_SAID" >&2
+STOP_S3=1
+if grep -q "already running" "$S3_SAID"; then STOP_S3=""; fi
+rm -f "$S3_SAID"
+trap 'kill $BROKER_PID 2>/dev/null || true; if [ -n "$STOP_S3" ]; then ./scripts/services.sh stop s3 >/dev/null 2>&1 || true; fi; cleanup' EXIT
 
 # Each round: every reader once, timed. A reader's results are lines "wall cpu rss_kb".
 declare -A RES
