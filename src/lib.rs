@@ -11,6 +11,7 @@ pub mod decode;
 pub mod demo;
 pub mod durable;
 pub mod evolution;
+pub mod fanout;
 pub mod fault;
 pub mod format;
 pub mod input;

@@ -104,45 +104,12 @@ pub fn claim_all(
     table: Option<&dyn crate::table::Publisher>,
     parts: &[(String, Option<u64>)],
 ) -> Result<Vec<Claimed>, ClaimFailed> {
-    let threads = parts.len().clamp(1, CLAIM_THREADS);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let failed = std::sync::atomic::AtomicBool::new(false);
-    let done = std::sync::Mutex::new(Vec::with_capacity(parts.len()));
     // The claims log as the caller does (its repo).
     let span = tracing::Span::current();
-    let work = || {
+    let done = crate::fanout::each(parts, CLAIM_THREADS, "claim", |(key, roll)| {
         let _entered = span.enter();
-        while !failed.load(Ordering::Acquire) {
-            let i = next.fetch_add(1, Ordering::AcqRel);
-            let Some((key, roll)) = parts.get(i) else {
-                break;
-            };
-            let c = claim(checkpoints, table, key, *roll);
-            if c.is_err() {
-                failed.store(true, Ordering::Release);
-            }
-            done.lock().unwrap_or_else(|p| p.into_inner()).push((i, c));
-        }
-    };
-    std::thread::scope(|scope| {
-        // A thread that cannot be started leaves its share to the others and to this one.
-        let helpers: Vec<_> = (1..threads)
-            .filter_map(|n| {
-                std::thread::Builder::new()
-                    .name(format!("claim-{n}"))
-                    .spawn_scoped(scope, work)
-                    .ok()
-            })
-            .collect();
-        work();
-        for h in helpers {
-            if let Err(panic) = h.join() {
-                std::panic::resume_unwind(panic);
-            }
-        }
+        claim(checkpoints, table, key, *roll)
     });
-    let mut done = done.into_inner().unwrap_or_else(|p| p.into_inner());
-    done.sort_by_key(|(i, _)| *i);
     let mut claimed = Vec::with_capacity(parts.len());
     let mut first: Option<ClaimFailed> = None;
     for (index, c) in done {

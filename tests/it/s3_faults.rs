@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::helpers::*;
-use crate::s3_run::{assert_once, events, ids_in_store, job, s3, unique};
+use crate::s3_run::{assert_once, events_job, ids_in_store, s3, upstream};
 
 /// What the proxy did, by kind.
 #[derive(Default)]
@@ -173,6 +173,15 @@ pub(crate) fn assert_store_files_match_checkpoints(url: &str, s3: &crate::s3_run
     );
 }
 
+/// `sluice run JOB` in `dir`, to its end.
+fn run_to_end(dir: &std::path::Path, job: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", job.to_str().unwrap()])
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
 /// Starts the proxy; returns its endpoint and what it did.
 fn start_proxy(upstream: String) -> (String, Arc<Counts>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -192,23 +201,13 @@ fn start_proxy(upstream: String) -> (String, Arc<Counts>) {
 #[test]
 fn a_store_that_fails_requests_and_loses_answers_still_gets_exactly_once() {
     let Some(s3) = s3() else { return };
-    let upstream = s3
-        .endpoint
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
-    let (endpoint, counts) = start_proxy(upstream);
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("events.jsonl");
+    let (endpoint, counts) = start_proxy(upstream(&s3));
     let n = 20_000;
-    events(&input, n);
-    let url = format!("{}/{}/", s3.url.trim_end_matches('/'), unique("faults"));
-    let job = job(
-        dir.path(),
-        &input,
-        &url,
-        &endpoint,
+    let (dir, url, job) = events_job(
         &s3,
+        &endpoint,
+        n,
+        "faults",
         "request_timeout_secs = 10\nconnect_timeout_secs = 2\n",
     );
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
@@ -259,11 +258,7 @@ fn a_store_that_fails_requests_and_loses_answers_still_gets_exactly_once() {
 #[test]
 fn a_store_that_ignores_create_only_puts_is_refused_before_anything_is_written() {
     let Some(s3) = s3() else { return };
-    let upstream = s3
-        .endpoint
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
+    let upstream = upstream(&s3);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let turned = Arc::new(AtomicU64::new(0));
@@ -287,16 +282,8 @@ fn a_store_that_ignores_create_only_puts_is_refused_before_anything_is_written()
         }
         let _ = c.shutdown(Shutdown::Both);
     });
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("events.jsonl");
-    events(&input, 100);
-    let url = format!("{}/{}/", s3.url.trim_end_matches('/'), unique("nofence"));
-    let job = job(dir.path(), &input, &url, &endpoint, &s3, "");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", job.to_str().unwrap()])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
+    let (dir, url, job) = events_job(&s3, &endpoint, 100, "nofence", "");
+    let out = run_to_end(dir.path(), &job);
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "the run succeeded: {log}");
     assert!(
@@ -317,11 +304,7 @@ fn a_store_that_ignores_create_only_puts_is_refused_before_anything_is_written()
 #[test]
 fn a_publish_that_lands_after_its_commit_failed_is_removed_before_the_run_ends() {
     let Some(s3) = s3() else { return };
-    let upstream = s3
-        .endpoint
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
+    let upstream = upstream(&s3);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     /// The held upload: its path, request and body; the looks at that path so far; whether
@@ -384,25 +367,16 @@ fn a_publish_that_lands_after_its_commit_failed_is_removed_before_the_run_ends()
         }
         let _ = c.shutdown(Shutdown::Both);
     });
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("events.jsonl");
     let n = 100;
-    events(&input, n);
-    let url = format!("{}/{}/", s3.url.trim_end_matches('/'), unique("late"));
-    let job = job(
-        dir.path(),
-        &input,
-        &url,
-        &endpoint,
+    // The late settle comes 5 s after the failure: long after the replay's release.
+    let (dir, url, job) = events_job(
         &s3,
-        // The late settle comes 5 s after the failure: long after the replay's release.
+        &endpoint,
+        n,
+        "late",
         "request_timeout_secs = 5\nmax_retries = 1\n",
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", job.to_str().unwrap()])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
+    let out = run_to_end(dir.path(), &job);
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
     let st = held.lock().unwrap();

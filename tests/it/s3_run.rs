@@ -42,6 +42,32 @@ pub(crate) fn s3() -> Option<S3> {
     })
 }
 
+/// SeaweedFS's `host:port`, for a proxy in front of it.
+pub(crate) fn upstream(s3: &S3) -> String {
+    s3.endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// A file job of `n` events into a new folder of the bucket named after `tag`, reaching the
+/// store at `endpoint` (`extra`: more `[sink.storage]` lines and sections): the job's folder
+/// (removed when dropped), the folder's URL and the job file.
+pub(crate) fn events_job(
+    s3: &S3,
+    endpoint: &str,
+    n: usize,
+    tag: &str,
+    extra: &str,
+) -> (tempfile::TempDir, String, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    events(&input, n);
+    let url = format!("{}/{}/", s3.url.trim_end_matches('/'), unique(tag));
+    let job = job(dir.path(), &input, &url, endpoint, s3, extra);
+    (dir, url, job)
+}
+
 pub(crate) fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -236,24 +262,14 @@ fn peak_rss_kb(pid: u32) -> Option<u64> {
 #[test]
 fn a_20_second_store_outage_mid_run_loses_nothing() {
     let Some(s3) = s3() else { return };
-    let upstream = s3
-        .endpoint
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
-    let proxy = Proxy::start(upstream);
+    let proxy = Proxy::start(upstream(&s3));
     let endpoint = format!("http://127.0.0.1:{}", proxy.port);
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("events.jsonl");
     let n = 60_000;
-    events(&input, n);
-    let url = format!("{}/{}/", s3.url.trim_end_matches('/'), unique("outage"));
-    let job = job(
-        dir.path(),
-        &input,
-        &url,
-        &endpoint,
+    let (_dir, url, job) = events_job(
         &s3,
+        &endpoint,
+        n,
+        "outage",
         "request_timeout_secs = 5\nconnect_timeout_secs = 2\n[channel]\nmax_bytes = \"4MiB\"\n",
     );
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))

@@ -135,12 +135,7 @@ fn tansu_a_commit_slower_than_the_revocation_is_fenced_on_s3() {
     let Some(s3) = s3() else { return };
     let Some(broker) = Tansu::start() else { return };
     broker.create_topic("slow", 4);
-    let upstream = s3
-        .endpoint
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
-    let (proxy, slow) = start_proxy(upstream);
+    let (proxy, slow) = start_proxy(crate::s3_run::upstream(&s3));
     let root = tempfile::tempdir().unwrap();
     let url = format!("{}/{}/", s3.url.trim_end_matches('/'), unique("slow"));
     let a_job = member_job(root.path(), "a", &broker.bootstrap(), &url, &proxy, &s3);

@@ -2,9 +2,6 @@
 //! explicit offsets), as given on the command line, resolved against the broker's log; and
 //! the static assignment of a bounded run's partitions.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
-
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -174,41 +171,7 @@ fn plan_all(
         let to = resolve(consumer, name, (topic, p), end, (low, high), high)?;
         Ok((from, to))
     };
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let done = Mutex::new(Vec::with_capacity(list.len()));
-    let work = || {
-        while !failed.load(Ordering::Acquire) {
-            let i = next.fetch_add(1, Ordering::AcqRel);
-            let Some(&(topic, p)) = list.get(i) else {
-                break;
-            };
-            let r = plan_one(topic, p);
-            if r.is_err() {
-                failed.store(true, Ordering::Release);
-            }
-            done.lock().unwrap_or_else(|e| e.into_inner()).push((i, r));
-        }
-    };
-    std::thread::scope(|scope| {
-        // A thread that cannot be started leaves its share to the others and to this one.
-        let helpers: Vec<_> = (1..list.len().clamp(1, PLAN_THREADS))
-            .filter_map(|n| {
-                std::thread::Builder::new()
-                    .name(format!("plan-{n}"))
-                    .spawn_scoped(scope, work)
-                    .ok()
-            })
-            .collect();
-        work();
-        for h in helpers {
-            if let Err(panic) = h.join() {
-                std::panic::resume_unwind(panic);
-            }
-        }
-    });
-    let mut done = done.into_inner().unwrap_or_else(|e| e.into_inner());
-    done.sort_by_key(|(i, _)| *i);
+    let done = crate::fanout::each(list, PLAN_THREADS, "plan", |&(topic, p)| plan_one(topic, p));
     done.into_iter().map(|(_, r)| r).collect()
 }
 
