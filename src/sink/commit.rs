@@ -6,8 +6,9 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use super::open::{OpenFile, OpenPartition};
 use super::partitions::Landed;
-use super::worker::{OpenFile, OpenPartition, WorkError, WorkerContext};
+use super::worker::{WorkError, WorkerContext};
 use crate::commit::checkpoint::{Checkpoint, FileEntry, VERSION};
 use crate::commit::fence::Claim;
 use crate::commit::now_ms;

@@ -4,6 +4,7 @@
 
 mod commit;
 pub mod control;
+mod open;
 pub mod partitions;
 pub mod paths;
 mod recovery;

@@ -2,7 +2,8 @@
 //! encoded data in memory first writes its row groups in progress into its files, which stay
 //! open (no commit, no new file); a partition that cannot free memory that way commits.
 
-use super::worker::{OpenPartition, Worker};
+use super::open::OpenPartition;
+use super::worker::Worker;
 
 impl Worker {
     /// Commits the partitions holding the most encoded data in memory until the worker is

@@ -18,6 +18,7 @@ use arrow::datatypes::SchemaRef;
 
 use super::commit::{abort_open, commit_partition, finish_file};
 use super::control::Control;
+use super::open::{OpenFile, OpenPartition};
 use super::partitions::PartState;
 use super::paths::PathTemplate;
 use super::recovery::Recovery;
@@ -25,11 +26,11 @@ use super::rotation::time_range;
 pub use super::rotation::Rotation;
 use super::share::memory;
 use crate::channel::{Channel, Item};
-use crate::commit::checkpoint::{Checkpoints, FileEntry};
+use crate::commit::checkpoint::Checkpoints;
 use crate::commit::now_ms;
 use crate::deadletter::DeadLetterWriter;
-use crate::format::{create_writer, FormatOptions, FormatWriter};
-use crate::store::{Destination, OutputFile};
+use crate::format::{create_writer, FormatOptions};
+use crate::store::Destination;
 
 /// Everything a worker needs, shared by all workers of a task.
 pub struct WorkerContext {
@@ -71,47 +72,6 @@ pub struct WorkerContext {
     /// Recorded in each checkpoint: the log whose positions the source's offsets are
     /// ([`crate::source::Source::log_id`]).
     pub log_id: Option<String>,
-}
-
-pub(super) struct OpenFile {
-    pub(super) rel: String,
-    pub(super) file: OutputFile,
-    pub(super) writer: Box<dyn FormatWriter>,
-    pub(super) rows: u64,
-    pub(super) first_offset: u64,
-    pub(super) last_offset: u64,
-    pub(super) min_ts: i64,
-    pub(super) max_ts: i64,
-    /// Its partition values in a table (from its first rows).
-    pub(super) partition: std::collections::BTreeMap<String, Option<String>>,
-}
-
-pub(super) struct OpenPartition {
-    pub(super) files: BTreeMap<String, OpenFile>,
-    /// Files already whole (their writers finished, their descriptors closed) that commit
-    /// with the open ones: an item routing to more paths than `max_open_files` or the memory
-    /// share allow parks files to stay under both.
-    pub(super) parked: Vec<(String, OutputFile, FileEntry)>,
-    pub(super) dead: Option<DeadLetterWriter>,
-    /// Where the first of these records is: the checkpoint's next offset when they opened.
-    pub(super) from_offset: u64,
-    pub(super) next_offset: u64,
-    pub(super) next_line: u64,
-    pub(super) last_offset: u64,
-    pub(super) rows: u64,
-    /// Records consumed since the last commit (rows, dead letters, filtered).
-    pub(super) records: u64,
-    /// When the first of them was taken.
-    pub(super) opened: Instant,
-    pub(super) dead_count: u64,
-    /// Dead letters by reason class (see `DeadLetter::class`).
-    pub(super) dead_classes: std::collections::BTreeMap<&'static str, u64>,
-    pub(super) last_write: Instant,
-    /// The partition's epoch when these files opened: a commit in a later epoch is refused.
-    pub(super) epoch: u64,
-    /// Ends this attempt's file names: no other attempt, here or in another process, can
-    /// produce the same name.
-    pub(super) tag: String,
 }
 
 /// Errors inside a worker; the partition is rewound, the task goes on.
@@ -232,7 +192,11 @@ impl Worker {
                 }
                 // Roll as soon as an item fills a file, not once per take: file sizes then do
                 // not depend on how many items a take happened to hold.
-                if self.open.get(&p).is_some_and(|op| self.must_roll(op)) {
+                if self
+                    .open
+                    .get(&p)
+                    .is_some_and(|op| op.due(&self.ctx.rotation))
+                {
                     self.commit_or_fail(p);
                 }
                 // Per item, not per take: a take may hold the whole channel.
@@ -246,7 +210,7 @@ impl Worker {
             let rolling: Vec<u32> = self
                 .open
                 .iter()
-                .filter(|(_, op)| self.must_roll(op))
+                .filter(|(_, op)| op.due(&self.ctx.rotation))
                 .map(|(p, _)| *p)
                 .collect();
             for p in rolling {
@@ -284,27 +248,6 @@ impl Worker {
     fn set_finished(&mut self, v: bool) {
         self.finished = v;
         self.ctx.control.set_finished(self.lane, v);
-    }
-
-    fn must_roll(&self, op: &OpenPartition) -> bool {
-        let r = &self.ctx.rotation;
-        // Records consumed, not rows written: a partition whose records all become dead
-        // letters or are filtered out still commits (its checkpoint, its dead letters).
-        if op.records >= r.max_rows || op.opened.elapsed() >= r.max_age {
-            return true;
-        }
-        if !op.parked.is_empty() {
-            return true; // an item routed past max_open_files: commit before the next
-        }
-        op.files.values().any(|f| {
-            f.rows >= r.max_rows
-                || f.writer.bytes_written() + f.writer.buffered_bytes() as u64 >= r.max_bytes
-                || r.max_span.is_some_and(|s| {
-                    // i128: record times may be anywhere in i64's range.
-                    f.max_ts > f.min_ts
-                        && (f.max_ts as i128 - f.min_ts as i128) >= s.as_micros() as i128
-                })
-        })
     }
 
     fn flush_idle(&mut self) {
