@@ -21,7 +21,7 @@ pub(super) struct OpenFile {
     pub(super) min_ts: i64,
     pub(super) max_ts: i64,
     /// Its partition values in a table (from its first rows).
-    pub(super) partition: std::collections::BTreeMap<String, Option<String>>,
+    pub(super) partition: BTreeMap<String, Option<String>>,
 }
 
 pub(super) struct OpenPartition {
@@ -43,7 +43,7 @@ pub(super) struct OpenPartition {
     pub(super) opened: Instant,
     pub(super) dead_count: u64,
     /// Dead letters by reason class (see `DeadLetter::class`).
-    pub(super) dead_classes: std::collections::BTreeMap<&'static str, u64>,
+    pub(super) dead_classes: BTreeMap<&'static str, u64>,
     pub(super) last_write: Instant,
     /// The partition's epoch when these files opened: a commit in a later epoch is refused.
     pub(super) epoch: u64,

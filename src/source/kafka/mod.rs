@@ -289,10 +289,11 @@ impl Source for KafkaSource {
         let Some(p) = self.parts.get_mut(partition as usize).filter(|p| p.owned) else {
             return Ok(()); // no longer ours
         };
-        // A bounded run's partition placed where its plan put it, nothing read yet: its
-        // position was checked against the log when the plan fetched the watermarks, and is
-        // not checked again (one request per partition, one after the other, at the first
-        // poll). Retention that overtakes it meanwhile is met as any later one is.
+        // A bounded run's partition placed where it already stands with nothing buffered (the
+        // plan's start, or where its last chunk ended): its position was checked against the
+        // log when planned or assigned, and is not checked again at the reassignment (that
+        // was one request per partition, one after the other, at a backfill's first poll).
+        // Retention that overtakes it meanwhile is met as any later one is.
         let still_checked =
             !self.group && p.checked && p.next == offset as i64 && p.offsets.is_empty();
         p.restart(offset as i64);
