@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use arrow::record_batch::RecordBatch;
 
+use super::spilling::Restored;
 use super::stall::{self, StallWatch, STALL_AFTER};
 use super::TaskError;
 use crate::channel::{Channel, Item, Provenance};
@@ -38,6 +39,7 @@ pub(super) fn source_loop(
     control: &Control,
     metrics: &Metrics,
     stop: &AtomicBool,
+    restored: &mut Restored,
 ) -> Result<(), TaskError> {
     let mut ended = false;
     // Chunks produced but not yet in the channel; kept below the pipeline's permits so the
@@ -94,6 +96,7 @@ pub(super) fn source_loop(
             }
             for (p, next) in control.partitions.take_committed() {
                 source.committed(p, next);
+                restored.committed(p, next);
             }
             if last_lag.elapsed() > LAG_EVERY {
                 last_lag = Instant::now();
@@ -116,10 +119,30 @@ pub(super) fn source_loop(
                 if !control.partitions.is_current(&r) {
                     continue; // the partition was revoked or rewound again since
                 }
-                source.seek(r.partition, r.offset, r.line)?;
-                control.partitions.seeked(&r);
                 ended = false;
                 control.source_done.store(false, Ordering::Release);
+                let Some((items, (offset, line))) = restored.replay(r.partition, r.offset) else {
+                    source.seek(r.partition, r.offset, r.line)?;
+                    control.partitions.seeked(&r);
+                    continue;
+                };
+                // Restored records the source does not hold: replayed from the restore, the
+                // source reads on after them.
+                source.seek(r.partition, offset, line)?;
+                control.partitions.seeked(&r);
+                tracing::info!(
+                    partition = r.partition,
+                    from = r.offset,
+                    items = items.len(),
+                    "replaying restored spill items (the source does not hold them)"
+                );
+                for mut item in items {
+                    item.prov.epoch = r.epoch;
+                    channel.put(item).map_err(|e| TaskError::Job {
+                        job: String::new(),
+                        reason: format!("replaying restored spill items: {e}"),
+                    })?;
+                }
             }
             // A worker that rewinds a partition marks the source not done (`sink::recovery`),
             // which can land after the replay it asked for was read to its end: read on, which
@@ -173,7 +196,10 @@ pub(super) fn source_loop(
                 }
                 return Ok(Produced::Idle);
             }
-            if channel.pressure() || control.paused.load(Ordering::Acquire) {
+            // A stop overrides a pause: what the source must hand over before it ends (a
+            // memory log's acknowledged records) goes into the channel, and is spilled.
+            let paused = control.paused.load(Ordering::Acquire) && !stop.load(Ordering::Acquire);
+            if channel.pressure() || paused {
                 let since = *full_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= PAUSE_AFTER {
                     source.pause(true)?;

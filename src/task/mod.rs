@@ -515,7 +515,7 @@ fn run_inner(
         }
         // Ok(true): the source ended by itself (a bounded run read everything).
         let run = std::panic::AssertUnwindSafe(|| -> Result<bool, TaskError> {
-            restore_spill(
+            let mut restored = restore_spill(
                 &state_dir,
                 &out_schema,
                 opts,
@@ -539,6 +539,7 @@ fn run_inner(
                 &control,
                 metrics,
                 stop,
+                &mut restored,
             )?;
             if stop.load(Ordering::Acquire) {
                 transition(state, TaskState::Stopping, &name, metrics);

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::{transition, RunOptions, TaskError, TaskState};
-use crate::channel::{spill, Channel};
+use crate::channel::{spill, Channel, Item};
 use crate::commit::checkpoint::{Checkpoint, Checkpoints};
 use crate::config::Job;
 use crate::metrics::Metrics;
@@ -21,6 +21,10 @@ use crate::source::Source;
 /// checkpoint, moved to start at its position. The positions restored with, and this log, are
 /// recorded in the spill before any item is restored, so a start that finds the spill again
 /// reads them as this one's commits counted them.
+///
+/// Returns the restored items of partitions whose source does not hold them to read again (a
+/// memory log holds nothing from before its process; nor does an empty WAL whose items moved):
+/// a rewind into them replays them from there.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn restore_spill(
     state_dir: &std::path::Path,
@@ -33,15 +37,19 @@ pub(super) fn restore_spill(
     state: &mut TaskState,
     name: &str,
     metrics: &Metrics,
-) -> Result<(), TaskError> {
+) -> Result<Restored, TaskError> {
     if !spill::exists(state_dir) {
-        return Ok(());
+        return Ok(Restored::default());
     }
     if opts.discard_spill || opts.from_checkpoint.is_some() || source.dynamic() {
         // A group member does not know its partitions yet; Kafka replays them anyway.
-        tracing::warn!(path = %state_dir.display(), "discarding the spill; its records are replayed from the source");
+        if source.log_id().is_some() {
+            tracing::error!(path = %state_dir.display(), "discarding the spill; the records it holds that the push log does not hold too (all of them with `durability = \"memory\"`) are lost");
+        } else {
+            tracing::warn!(path = %state_dir.display(), "discarding the spill; its records are replayed from the source");
+        }
         spill::remove(state_dir)?;
-        return Ok(());
+        return Ok(Restored::default());
     }
     transition(state, TaskState::Restoring, name, metrics);
     let spill = spill::read(state_dir, schema)?;
@@ -124,7 +132,12 @@ pub(super) fn restore_spill(
         spill::record(state_dir, &provs, logs)?;
     }
     let restored = restore.len();
+    let mut kept = Restored::default();
     for item in restore {
+        kept.parts
+            .entry(item.prov.partition)
+            .or_default()
+            .push(item.clone());
         channel.put(item).map_err(|e| TaskError::Job {
             job: name.to_string(),
             reason: format!("restoring the spill: {e}"),
@@ -135,9 +148,48 @@ pub(super) fn restore_spill(
             source.seek(p, offset, line)?;
         }
     }
+    // Kept only where the source cannot read the restored records again ("cannot tell":
+    // Kafka, which can).
+    let mut held = HashMap::new();
+    for (&p, items) in &kept.parts {
+        let from = items[0].prov.from_offset;
+        held.insert(p, source.replayable(p)?.is_none_or(|(s, _)| s <= from));
+    }
+    kept.parts.retain(|p, _| !held[p]);
     spill::remove(state_dir)?;
     tracing::info!(items = restored, "restored the spill into the channel");
-    Ok(())
+    Ok(kept)
+}
+
+/// Restored spill items that only this process holds (see [`restore_spill`]), per partition
+/// and in order, until a commit covers them. They share their batches with the channel's.
+#[derive(Default)]
+pub(super) struct Restored {
+    parts: HashMap<u32, Vec<Item>>,
+}
+
+impl Restored {
+    /// A rewind of `p` to `offset`: the kept items from there on, and the position after the
+    /// last (where the source reads on). `None` when none is kept there (the source replays).
+    pub(super) fn replay(&self, p: u32, offset: u64) -> Option<(Vec<Item>, (u64, u64))> {
+        let items = self.parts.get(&p)?;
+        let i = items.iter().position(|it| it.prov.next_offset > offset)?;
+        if items[i].prov.from_offset != offset {
+            return None; // not where an item starts: the source answers for it
+        }
+        let last = items.last().expect("kept partitions have items").prov;
+        Some((items[i..].to_vec(), (last.next_offset, last.next_line)))
+    }
+
+    /// `p` committed up to `next`: what that covers is not kept any longer.
+    pub(super) fn committed(&mut self, p: u32, next: u64) {
+        if let Some(items) = self.parts.get_mut(&p) {
+            items.retain(|it| it.prov.next_offset > next);
+            if items.is_empty() {
+                self.parts.remove(&p);
+            }
+        }
+    }
 }
 
 /// A partition's spilled items, moved to continue another log's checkpoint.
@@ -268,6 +320,47 @@ mod tests {
     /// `decide` over a whole history.
     fn decide_in(logs: &[String], history: &[Checkpoint], held: bool) -> Option<Move> {
         decide(logs, history.last(), held, || Ok::<_, ()>(history.to_vec())).unwrap()
+    }
+
+    fn item(from: u64, next: u64) -> Item {
+        let schema = std::sync::Arc::new(arrow::datatypes::Schema::empty());
+        Item {
+            batch: arrow::record_batch::RecordBatch::new_empty(schema),
+            dead: Vec::new(),
+            prov: crate::channel::Provenance {
+                partition: 0,
+                from_offset: from,
+                first_offset: from,
+                last_offset: next - 1,
+                next_offset: next,
+                next_line: next / 10,
+                epoch: 0,
+            },
+            records: 1,
+        }
+    }
+
+    /// Kept items replay from where one starts, to the position after the last; a commit
+    /// drops what it covers, and a partition with nothing kept is the source's again.
+    #[test]
+    fn restored_items_replay_from_an_item_start_until_committed() {
+        let mut r = Restored::default();
+        r.parts
+            .insert(0, vec![item(100, 150), item(150, 230), item(230, 300)]);
+        let (items, end) = r.replay(0, 150).expect("kept from 150");
+        assert_eq!(
+            items.iter().map(|i| i.prov.from_offset).collect::<Vec<_>>(),
+            vec![150, 230]
+        );
+        assert_eq!(end, (300, 30));
+        assert!(r.replay(0, 160).is_none(), "not where an item starts");
+        assert!(r.replay(0, 300).is_none(), "past what is kept");
+        assert!(r.replay(1, 100).is_none(), "nothing kept for partition 1");
+        r.committed(0, 230);
+        assert!(r.replay(0, 150).is_none(), "committed: not kept");
+        assert_eq!(r.replay(0, 230).expect("the rest").0.len(), 1);
+        r.committed(0, 300);
+        assert!(r.parts.is_empty());
     }
 
     #[test]

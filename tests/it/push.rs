@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::admin::{admin_addr, http, metric_sum};
 use crate::helpers::*;
-use crate::kafka::{spawn_run, wait_for, wait_log};
+use crate::kafka::{spawn_run, spawn_with, wait_for, wait_log};
 
 #[path = "../../benches/common/http_client.rs"]
 pub(crate) mod http_client;
@@ -312,6 +312,52 @@ fn memory_pushes_survive_a_graceful_restart() {
     assert!(child.wait_with_output().unwrap().status.success());
     second.acked.extend(first.acked);
     assert_acked_once(&dir.path().join("out"), &second);
+}
+
+/// A memory log does not hold the records of a spill its start restored (they were
+/// acknowledged by the process before): a commit of them that fails must replay them from what
+/// was restored, not ask the log for positions it never had.
+#[test]
+fn a_restored_memory_spill_survives_a_commit_that_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = push_job(dir.path(), "memory", "", "");
+    let (child, addr) = start(&job, &dir.path().join("run1.log"));
+    // Paused: the workers take nothing, so every acknowledged row is spilled at the stop.
+    assert_eq!(
+        http(&addr, "POST", "/v1/tasks/nginx_access/pause", None).0,
+        200
+    );
+    let mut acked = Outcomes::default();
+    for i in 0..4 {
+        let tag = format!("s{i}");
+        push_acked(&addr, &tag, 500);
+        acked.acked.extend((0..500).map(|r| format!("{tag}-{r}")));
+    }
+    sigterm(&child);
+    assert!(child.wait_with_output().unwrap().status.success());
+    assert!(
+        dir.path().join("state/spill/manifest.json").exists(),
+        "the stop spilled nothing:\n{}",
+        std::fs::read_to_string(dir.path().join("run1.log")).unwrap()
+    );
+
+    // The first commit after the restart (of restored rows) fails and replays.
+    let log = dir.path().join("run2.log");
+    let child = spawn_with("run", &job, &log, &[("SLUICE_FAULT", "fail_commit:1")]);
+    let addr = admin_addr(&log);
+    let text = wait_log(&log, "SLUICE_FAULT: failing commit 1", 1, 60);
+    assert!(
+        text.contains("failing commit 1"),
+        "no commit failed:\n{text}"
+    );
+    wait_for(&dir.path().join("out"), acked.acked.len(), 60);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !text.contains("already released") && text.contains("replaying restored spill items"),
+        "the replay did not come from the restored items:\n{text}"
+    );
+    stop_via_api(&addr, child);
+    assert_acked_once(&dir.path().join("out"), &acked);
 }
 
 #[test]
