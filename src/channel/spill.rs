@@ -51,6 +51,28 @@ struct Manifest {
     /// older versions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     logs: Vec<String>,
+    /// The run that wrote it; none in spills of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owner: Option<SpillOwner>,
+}
+
+/// The run a spill belongs to: its job's name (a backfill's own) and destination. A state
+/// folder may be shared (a job and its backfills; jobs left at the default folder): a run
+/// restores only its own spill.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpillOwner {
+    pub job: String,
+    pub url: String,
+}
+
+/// Whose a spill is, read from its manifest alone.
+#[derive(Debug)]
+pub struct SpillHeader {
+    /// `None`: a spill of an older version.
+    pub owner: Option<SpillOwner>,
+    /// The logs whose positions it counts: a push source's, whose records may exist
+    /// nowhere else (empty for sources that read them again).
+    pub logs: Vec<String>,
 }
 
 /// A spill as read: its items, each with its partition's key (none in spills of older
@@ -105,6 +127,7 @@ pub fn write(
     items: &[Item],
     key_of: impl Fn(u32) -> Option<String>,
     log: Option<String>,
+    owner: &SpillOwner,
 ) -> Result<(), SpillError> {
     if items.is_empty() {
         return Ok(());
@@ -155,6 +178,7 @@ pub fn write(
             })
             .collect(),
         logs: log.into_iter().collect(),
+        owner: Some(owner.clone()),
     };
     write_manifest(&d, &manifest)
 }
@@ -202,6 +226,15 @@ pub fn record(state: &Path, provs: &[Provenance], logs: Vec<String>) -> Result<(
     }
     m.logs = logs;
     write_manifest(&d, &m)
+}
+
+/// Whose the waiting spill is (its manifest only).
+pub fn header(state: &Path) -> Result<SpillHeader, SpillError> {
+    let m = read_manifest(&dir(state))?;
+    Ok(SpillHeader {
+        owner: m.owner,
+        logs: m.logs,
+    })
 }
 
 /// Reads the spill, verifying it whole before returning anything.

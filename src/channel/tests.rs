@@ -183,6 +183,13 @@ proptest! {
     }
 }
 
+fn owner() -> spill::SpillOwner {
+    spill::SpillOwner {
+        job: "j".into(),
+        url: "file:///out".into(),
+    }
+}
+
 #[test]
 fn spill_round_trips_bit_for_bit() {
     let dir = tempfile::tempdir().unwrap();
@@ -197,9 +204,15 @@ fn spill_round_trips_bit_for_bit() {
         &items,
         |p| Some(format!("t-{p}")),
         log,
+        &owner(),
     )
     .unwrap();
     assert!(spill::exists(dir.path()));
+    let head = spill::header(dir.path()).unwrap();
+    assert_eq!(
+        (head.owner, head.logs),
+        (Some(owner()), vec!["log-a".into()])
+    );
     let back = spill::read(dir.path(), &schema()).unwrap();
     assert_eq!(back.logs, ["log-a"]);
     assert_eq!(back.items.len(), items.len());
@@ -243,6 +256,7 @@ fn corrupt_or_truncated_spill_is_a_clear_error() {
         &items,
         |p| Some(format!("t-{p}")),
         None,
+        &owner(),
     )
     .unwrap();
     let data = dir.path().join("spill/data.arrow");

@@ -42,7 +42,7 @@ pub use prepare::{prepare, Prepared};
 
 use feed::source_loop;
 use membership::TaskMembership;
-use spilling::{graceful_stop, restore_spill};
+use spilling::{graceful_stop, restore_spill, spill_owner};
 
 /// The states of a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -526,6 +526,7 @@ fn run_inner(
                 state,
                 &name,
                 metrics,
+                &spill_owner(job),
             )?;
             transition(state, TaskState::Running, &name, metrics);
             if let Some(i) = &intake {

@@ -88,6 +88,7 @@ pub fn prepare(job: &Job, connect: bool) -> Result<Prepared, TaskError> {
                 chunk_bytes: bytes(chunk_bytes) as usize,
                 drain_timeout: job.stop_deadline / 2,
                 move_wal_damage: job.move_wal_damage,
+                job: job.file.job.name.clone(),
             };
             if connect {
                 Some(Box::new(PushSource::open("push", settings)?))

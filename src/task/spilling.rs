@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::{transition, RunOptions, TaskError, TaskState};
-use crate::channel::{spill, Channel, Item};
+use crate::channel::spill::{self, SpillOwner};
+use crate::channel::{Channel, Item};
 use crate::commit::checkpoint::{Checkpoint, Checkpoints};
 use crate::config::Job;
 use crate::metrics::Metrics;
@@ -37,9 +38,42 @@ pub(super) fn restore_spill(
     state: &mut TaskState,
     name: &str,
     metrics: &Metrics,
+    mine: &SpillOwner,
 ) -> Result<Restored, TaskError> {
     if !spill::exists(state_dir) {
         return Ok(Restored::default());
+    }
+    let head = spill::header(state_dir)?;
+    if let Some(theirs) = head.owner.filter(|o| o != mine) {
+        // Another run's spill in a shared state folder (a job and its backfills, jobs left at
+        // the default folder): never restored here.
+        let whose = format!(
+            "the spill in {} is job `{}`'s (destination {}), not this run's",
+            state_dir.display(),
+            theirs.job,
+            theirs.url
+        );
+        let only_copy = !head.logs.is_empty();
+        if source.dynamic() {
+            // A group member never spills: it leaves the folder's spill to its run.
+            tracing::warn!("{whose}; left in place");
+            return Ok(Restored::default());
+        }
+        if only_copy && !opts.discard_spill {
+            return Err(TaskError::Job {
+                job: name.to_string(),
+                reason: format!(
+                    "{whose}, and its pushed records exist nowhere else: give this job its own \
+                     `job.state_dir` (and start `{}` again to restore them)",
+                    theirs.job
+                ),
+            });
+        }
+        if !only_copy {
+            tracing::warn!("{whose}; discarded (that run reads its records again from its source)");
+            spill::remove(state_dir)?;
+            return Ok(Restored::default());
+        }
     }
     if opts.discard_spill || opts.from_checkpoint.is_some() || source.dynamic() {
         // A group member does not know its partitions yet; Kafka replays them anyway.
@@ -250,6 +284,14 @@ fn decide<E>(
     }))
 }
 
+/// Whose a spill of `job`'s run is: its (backfill's own) name and its destination.
+pub(super) fn spill_owner(job: &Job) -> SpillOwner {
+    SpillOwner {
+        job: job.file.job.name.clone(),
+        url: job.resolve_url(&job.file.sink.url),
+    }
+}
+
 /// Stops the workers (they commit what is open) within the stop deadline, then writes what
 /// the channel still holds to the spill in `spill_dir`, or drops it when the source replays
 /// it (`None`).
@@ -284,7 +326,8 @@ pub(super) fn graceful_stop(
     match spill_dir {
         Some(dir) => {
             let keys = control.partitions.keys();
-            spill::write(dir, schema, &items, |p| keys.get(&p).cloned(), log)?;
+            let owner = spill_owner(job);
+            spill::write(dir, schema, &items, |p| keys.get(&p).cloned(), log, &owner)?;
             if n > 0 {
                 tracing::info!(items = n, path = %dir.display(), "spilled the channel to disk");
             }

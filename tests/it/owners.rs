@@ -424,3 +424,64 @@ fn a_memory_push_spill_lands_after_another_processs_commits() {
     );
     assert!(!spill.exists());
 }
+
+/// Two push jobs left at one state folder (`job.state_dir` is `state` in both): the second
+/// neither restores nor overwrites the first one's memory spill, whose acknowledged records
+/// exist nowhere else; it refuses to start, and the first job's next start restores them.
+#[test]
+fn a_push_job_refuses_a_state_folder_holding_another_jobs_spill() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = push_job(dir.path(), "memory", "", "");
+    let (child, addr) = start(&a, &dir.path().join("a1.log"));
+    // Paused: the workers take nothing more (at most the one take each may be in, up to 8
+    // requests), so most of the 20 requests are still in the channel at the stop: spilled.
+    let (code, body) = crate::admin::http(&addr, "POST", "/v1/tasks/nginx_access/pause", None);
+    assert_eq!(code, 200, "{body}");
+    for i in 0..20 {
+        push_acked(&addr, &format!("a{i}"), 15);
+    }
+    sigterm(&child);
+    assert!(child.wait_with_output().unwrap().status.success());
+    assert!(
+        dir.path().join("state/spill/manifest.json").exists(),
+        "nothing spilled:\n{}",
+        std::fs::read_to_string(dir.path().join("a1.log")).unwrap()
+    );
+
+    let b = dir.path().join("b.toml");
+    let text = std::fs::read_to_string(&a)
+        .unwrap()
+        .replace("name = \"push-test\"", "name = \"push-b\"")
+        .replace("url = \"file://out\"", "url = \"file://out-b\"");
+    std::fs::write(&b, text).unwrap();
+    let log = dir.path().join("b.log");
+    let mut second = spawn_run(&b, &log);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = second.try_wait().unwrap() {
+            break Some(s);
+        }
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("to=Running") || std::time::Instant::now() > deadline {
+            let _ = second.kill();
+            let _ = second.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        status.is_some_and(|s| !s.success()) && text.contains("is job `push-test`'s"),
+        "job push-b started on job push-test's spill:\n{text}"
+    );
+    assert!(trace_ids(&dir.path().join("out-b")).is_empty());
+
+    let (child, addr) = start(&a, &dir.path().join("a2.log"));
+    wait_for(&dir.path().join("out"), 300, 60);
+    let (code, body) = crate::admin::http(&addr, "POST", "/v1/tasks/nginx_access/stop", None);
+    assert_eq!(code, 200, "{body}");
+    assert!(child.wait_with_output().unwrap().status.success());
+    let seen = trace_ids(&dir.path().join("out"));
+    assert_eq!(seen.len(), 300, "rows of job push-test");
+    assert!(seen.values().all(|n| *n == 1), "a row twice");
+}

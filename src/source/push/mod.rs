@@ -49,6 +49,41 @@ pub struct PushSettings {
     pub drain_timeout: Duration,
     /// Open a WAL damaged before its end by moving the damage aside (else refuse).
     pub move_wal_damage: bool,
+    /// The job whose log the WAL is ([`own_wal`]).
+    pub job: String,
+}
+
+/// The file of a WAL folder naming the job whose log it is.
+const WAL_JOB_FILE: &str = "job";
+
+/// Refuses a WAL folder another job's log is in (two push jobs left at one `state_dir`: one
+/// would export and release the other's acknowledged records), and names `job` in a folder
+/// that names none yet (a new log, or one of an earlier version). Called before the log is
+/// opened, and again after (when the folder exists).
+fn own_wal(dir: &std::path::Path, job: &str, write: bool) -> Result<(), String> {
+    let path = dir.join(WAL_JOB_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(owner) if owner.trim() == job => Ok(()),
+        Ok(owner) => Err(format!(
+            "the WAL in {} is job `{}`'s log, not job `{job}`'s: give each push job its own \
+             `job.state_dir` (or `source.wal_dir`)",
+            dir.display(),
+            owner.trim()
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !write => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let tmp = dir.join(format!(".{WAL_JOB_FILE}.tmp"));
+            let written = std::fs::File::create(&tmp)
+                .and_then(|mut f| {
+                    std::io::Write::write_all(&mut f, job.as_bytes())?;
+                    f.sync_all()
+                })
+                .and_then(|()| std::fs::rename(&tmp, &path))
+                .and_then(|()| crate::durable::sync_dir(dir));
+            written.map_err(|e| format!("cannot write {}: {e}", path.display()))
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
 }
 
 /// Why a push was not taken.
@@ -231,6 +266,11 @@ impl PushSource {
         let log = match settings.durability {
             Durability::Memory => Log::Memory(MemLog::default()),
             Durability::Wal => {
+                let refuse = |reason: String| SourceError::Other {
+                    name: format!("push {topic}"),
+                    reason,
+                };
+                own_wal(&settings.wal_dir, &settings.job, false).map_err(refuse)?;
                 let damage = if settings.move_wal_damage {
                     crate::wal::Damage::MoveAside
                 } else {
@@ -270,6 +310,7 @@ impl PushSource {
                     end = report.end,
                     "opened the WAL"
                 );
+                own_wal(&settings.wal_dir, &settings.job, true).map_err(refuse)?;
                 Log::Wal(Box::new(wal))
             }
         };

@@ -13,6 +13,7 @@ fn settings(durability: Durability, dir: &std::path::Path) -> PushSettings {
         chunk_bytes: 64,
         drain_timeout: Duration::from_secs(1),
         move_wal_damage: false,
+        job: "j".into(),
     }
 }
 
@@ -126,4 +127,36 @@ fn room_is_counted_from_the_last_commit_and_a_refusal_leaves_nothing() {
     intake.append(body.clone(), decoded(1)).unwrap();
     let chunks = drain(&mut src);
     assert_eq!(contiguous(&chunks, 2000), body);
+}
+
+/// A WAL names the job whose log it is (written at its first open, or the first open of a log
+/// of an earlier version); another job's start is refused before the log is touched.
+#[test]
+fn a_wal_is_one_jobs_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(Durability::Wal, dir.path());
+    drop(PushSource::open("push", s.clone()).unwrap());
+    let named = std::fs::read_to_string(dir.path().join("wal/job")).unwrap();
+    assert_eq!(named, "j");
+    drop(PushSource::open("push", s.clone()).unwrap());
+    let other = PushSettings {
+        job: "k".into(),
+        ..s.clone()
+    };
+    let e = PushSource::open("push", other).err().expect("refused");
+    assert!(
+        e.to_string().contains("job `j`'s log, not job `k`'s"),
+        "{e}"
+    );
+    // A log of an earlier version names no job: the first start names its own.
+    std::fs::remove_file(dir.path().join("wal/job")).unwrap();
+    let other = PushSettings {
+        job: "k".into(),
+        ..s
+    };
+    drop(PushSource::open("push", other).unwrap());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("wal/job")).unwrap(),
+        "k"
+    );
 }
