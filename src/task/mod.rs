@@ -548,7 +548,15 @@ fn run_inner(
                 // holds is replayed from Kafka by whoever owns them next, not spilled.
                 let spill_dir = (!source.dynamic()).then_some(state_dir.as_path());
                 let log = source.log_id();
-                graceful_stop(job, spill_dir, log, &out_schema, &channel, &control)?;
+                graceful_stop(
+                    job,
+                    spill_dir,
+                    log,
+                    &out_schema,
+                    &channel,
+                    &control,
+                    restored,
+                )?;
                 return Ok(false);
             }
             Ok(true)

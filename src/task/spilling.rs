@@ -126,7 +126,7 @@ pub(super) fn restore_spill(
             }
         };
         if let Some(Move { committed, by }) = planned {
-            if item.prov.next_offset <= *committed {
+            if item.prov.next_offset <= committed.unwrap_or(u64::MAX) {
                 continue; // committed by a log of the spill's line (a restore that stopped)
             }
             let by = *by.get_or_insert(want as i128 - item.prov.from_offset as i128);
@@ -190,7 +190,13 @@ pub(super) fn restore_spill(
         held.insert(p, source.replayable(p)?.is_none_or(|(s, _)| s <= from));
     }
     kept.parts.retain(|p, _| !held[p]);
-    spill::remove(state_dir)?;
+    if kept.parts.is_empty() {
+        spill::remove(state_dir)?;
+    } else {
+        // Until they are committed, the spill is their only copy on disk: a crash or a failed
+        // task restores them again (the ones committed by then are skipped).
+        kept.spill = Some(state_dir.to_path_buf());
+    }
     tracing::info!(items = restored, "restored the spill into the channel");
     Ok(kept)
 }
@@ -200,6 +206,8 @@ pub(super) fn restore_spill(
 #[derive(Default)]
 pub(super) struct Restored {
     parts: HashMap<u32, Vec<Item>>,
+    /// The state folder whose spill stays until the kept items are committed.
+    spill: Option<std::path::PathBuf>,
 }
 
 impl Restored {
@@ -223,14 +231,40 @@ impl Restored {
                 self.parts.remove(&p);
             }
         }
+        if self.parts.is_empty() {
+            if let Some(dir) = self.spill.take() {
+                if let Err(e) = spill::remove(&dir) {
+                    // Harmless: a start that restores it skips what is committed.
+                    tracing::warn!(error = %e, "could not remove the restored spill");
+                }
+            }
+        }
+    }
+
+    /// What a graceful stop spills: per partition, the kept items (any of them the stop's
+    /// commits covered are skipped by the next restore), then the channel's items after them;
+    /// the channel's items of other partitions as they are.
+    fn with_channel(self, items: Vec<Item>) -> Vec<Item> {
+        let ends: HashMap<u32, u64> = self
+            .parts
+            .iter()
+            .map(|(p, kept)| (*p, kept.last().map_or(0, |i| i.prov.next_offset)))
+            .collect();
+        let mut out: Vec<Item> = self.parts.into_values().flatten().collect();
+        out.extend(items.into_iter().filter(|i| {
+            ends.get(&i.prov.partition)
+                .is_none_or(|end| i.prov.from_offset >= *end)
+        }));
+        out
     }
 }
 
 /// A partition's spilled items, moved to continue another log's checkpoint.
 struct Move {
     /// Where the newest commit of a log of the spill's line left the partition: items up to
-    /// here were committed (by a restore that stopped before removing the spill).
-    committed: u64,
+    /// here were committed (by a restore that stopped before removing the spill). `None`:
+    /// unknown, the history that would tell was pruned.
+    committed: Option<u64>,
     /// How far the rest move: set by the first of them.
     by: Option<i128>,
 }
@@ -251,7 +285,23 @@ fn plan(
     };
     let held = source.replayable(p)?.is_some_and(|(s, e)| s < e);
     let newest = checkpoints.latest(key)?;
-    let plan = decide(logs, newest.as_ref(), held, || checkpoints.history(key))?;
+    let plan = decide(logs, newest.as_ref(), held, || {
+        Ok::<_, crate::commit::checkpoint::CheckpointError>((
+            checkpoints.history(key)?,
+            checkpoints.history_complete(key)?,
+        ))
+    })?;
+    if plan.as_ref().is_some_and(|m| m.committed.is_none()) {
+        return Err(TaskError::Job {
+            job: String::new(),
+            reason: format!(
+                "partition {key}: the spill's records may be committed already (by a start that \
+                 restored it and stopped before removing it), and the checkpoints that would \
+                 tell were pruned after another process's commits; nothing was restored. \
+                 `--discard-spill` drops the spill (its records not committed are then lost)"
+            ),
+        });
+    }
     if plan.is_some() {
         tracing::warn!(partition = %key, spill_logs = ?logs, "another process committed this partition after the spill was written; the spilled records continue its checkpoint");
     }
@@ -265,7 +315,7 @@ fn decide<E>(
     logs: &[String],
     newest: Option<&Checkpoint>,
     held: bool,
-    history: impl FnOnce() -> Result<Vec<Checkpoint>, E>,
+    history: impl FnOnce() -> Result<(Vec<Checkpoint>, bool), E>,
 ) -> Result<Option<Move>, E> {
     let Some(theirs) = newest.and_then(|c| c.log.as_ref()) else {
         return Ok(None);
@@ -273,11 +323,16 @@ fn decide<E>(
     if logs.contains(theirs) || held {
         return Ok(None);
     }
-    let committed = history()?
+    let (history, complete) = history()?;
+    let committed = match history
         .iter()
         .rev()
         .find(|c| c.log.as_ref().is_some_and(|l| logs.contains(l)))
-        .map_or(0, |c| c.next_offset);
+    {
+        Some(c) => Some(c.next_offset),
+        None if complete => Some(0),
+        None => None, // pruned: a commit of the line may have been among the records removed
+    };
     Ok(Some(Move {
         committed,
         by: None,
@@ -302,6 +357,7 @@ pub(super) fn graceful_stop(
     schema: &arrow::datatypes::SchemaRef,
     channel: &Channel,
     control: &Control,
+    restored: Restored,
 ) -> Result<(), TaskError> {
     let deadline = Instant::now() + job.stop_deadline;
     control.phase.stop();
@@ -325,6 +381,9 @@ pub(super) fn graceful_stop(
     let n = items.len();
     match spill_dir {
         Some(dir) => {
+            // The spill this run restored, if still kept, is written again with what is new.
+            let items = restored.with_channel(items);
+            spill::remove(dir)?;
             let keys = control.partitions.keys();
             let owner = spill_owner(job);
             spill::write(dir, schema, &items, |p| keys.get(&p).cloned(), log, &owner)?;
@@ -362,7 +421,11 @@ mod tests {
     /// line committed.
     /// `decide` over a whole history.
     fn decide_in(logs: &[String], history: &[Checkpoint], held: bool) -> Option<Move> {
-        decide(logs, history.last(), held, || Ok::<_, ()>(history.to_vec())).unwrap()
+        let complete = history.first().is_none_or(|c| c.seq <= 1);
+        decide(logs, history.last(), held, || {
+            Ok::<_, ()>((history.to_vec(), complete))
+        })
+        .unwrap()
     }
 
     fn item(from: u64, next: u64) -> Item {
@@ -406,6 +469,22 @@ mod tests {
         assert!(r.parts.is_empty());
     }
 
+    /// A stop spills the kept items, then the channel's items after them: not the kept ones
+    /// the channel still holds too, nor another partition's out of order.
+    #[test]
+    fn a_stop_spills_kept_items_then_the_channel_after_them() {
+        let mut r = Restored::default();
+        r.parts.insert(0, vec![item(100, 150), item(150, 230)]);
+        let mut other = item(5, 9);
+        other.prov.partition = 1;
+        let spilled = r.with_channel(vec![item(150, 230), other, item(230, 260)]);
+        let got: Vec<(u32, u64)> = spilled
+            .iter()
+            .map(|i| (i.prov.partition, i.prov.from_offset))
+            .collect();
+        assert_eq!(got, vec![(0, 100), (0, 150), (1, 5), (0, 230)]);
+    }
+
     #[test]
     fn a_spill_moves_past_another_logs_checkpoint_only_when_nothing_is_held() {
         let logs = vec!["a".to_string(), "a2".to_string()];
@@ -415,12 +494,16 @@ mod tests {
         // Another log committed after it: move, past what `a2` committed.
         let theirs = [cp(1, 100, "a"), cp(2, 150, "a2"), cp(3, 900, "b")];
         let m = decide_in(&logs, &theirs, false).expect("moves");
-        assert_eq!((m.committed, m.by), (150, None));
+        assert_eq!((m.committed, m.by), (Some(150), None));
         // A WAL that holds records continues that checkpoint by its own positions.
         assert!(decide_in(&logs, &theirs, true).is_none());
         // No line commit in the history: nothing of the spill was committed.
-        let m = decide_in(&logs, &[cp(7, 40, "b")], false).expect("moves");
-        assert_eq!(m.committed, 0);
+        let m = decide_in(&logs, &[cp(1, 40, "b")], false).expect("moves");
+        assert_eq!(m.committed, Some(0));
+        // Nor in a pruned one (its oldest commit is not the first): unknown, so not moved
+        // past what a pruned commit of the line may have held.
+        let m = decide_in(&logs, &[cp(300, 9000, "b")], false).expect("moves");
+        assert_eq!(m.committed, None);
         // Nothing to compare with: no checkpoint, or one without a log (files, Kafka).
         assert!(decide_in(&logs, &[], false).is_none());
         let mut none = cp(1, 5, "x");

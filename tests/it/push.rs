@@ -315,14 +315,16 @@ fn memory_pushes_survive_a_graceful_restart() {
 }
 
 /// A memory log does not hold the records of a spill its start restored (they were
-/// acknowledged by the process before): a commit of them that fails must replay them from what
-/// was restored, not ask the log for positions it never had.
+/// acknowledged by the process before): the spill stays until they are committed (a crash
+/// restores them again), and a commit of them that fails replays them from what was
+/// restored, not from the log, which never had them.
 #[test]
-fn a_restored_memory_spill_survives_a_commit_that_fails() {
+fn a_restored_memory_spill_survives_a_crash_and_a_commit_that_fails() {
     let dir = tempfile::tempdir().unwrap();
     let job = push_job(dir.path(), "memory", "", "");
     let (child, addr) = start(&job, &dir.path().join("run1.log"));
-    // Paused: the workers take nothing, so every acknowledged row is spilled at the stop.
+    // Paused: the workers take nothing more (at most the take each may be in), so nearly
+    // every acknowledged row is spilled at the stop.
     assert_eq!(
         http(&addr, "POST", "/v1/tasks/nginx_access/pause", None).0,
         200
@@ -341,7 +343,17 @@ fn a_restored_memory_spill_survives_a_commit_that_fails() {
         std::fs::read_to_string(dir.path().join("run1.log")).unwrap()
     );
 
-    // The first commit after the restart (of restored rows) fails and replays.
+    // The first start after it dies at its first commit, claimed and not sealed.
+    let log = dir.path().join("crash.log");
+    let crash = spawn_with("run", &job, &log, &[("SLUICE_FAULT", "after_claim:1")]);
+    let out = crash.wait_with_output().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !out.status.success() && text.contains("aborting at after_claim"),
+        "the first commit did not crash:\n{text}"
+    );
+
+    // The next one's first commit (of restored rows) fails and replays.
     let log = dir.path().join("run2.log");
     let child = spawn_with("run", &job, &log, &[("SLUICE_FAULT", "fail_commit:1")]);
     let addr = admin_addr(&log);
