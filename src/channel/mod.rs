@@ -164,6 +164,30 @@ impl Channel {
         }
     }
 
+    /// Puts an item, waiting for room until `over()` says a stop has come (what the channel
+    /// holds is then spilled, not written, and nobody may take it): from then on the item goes
+    /// in past the bound, which it exceeds by what the caller already held.
+    pub fn put_unless(&self, item: Item, over: impl Fn() -> bool) -> Result<(), PutError> {
+        let size = item.size();
+        let mut s = self.lock();
+        loop {
+            if s.closed {
+                return Err(PutError::Closed);
+            }
+            if self.fits(&s, size, 1) || over() {
+                self.admit(&mut s, item, size);
+                return Ok(());
+            }
+            s.waiting += 1;
+            s = self
+                .room
+                .wait_timeout(s, std::time::Duration::from_millis(20))
+                .expect("channel lock")
+                .0;
+            s.waiting -= 1;
+        }
+    }
+
     /// The channel is (nearly) full: a put is waiting for room, or 90 % of the bytes or all
     /// item slots are used. Pull sources pause reading while this holds.
     pub fn pressure(&self) -> bool {

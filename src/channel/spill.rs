@@ -1,10 +1,11 @@
 //! The disk spill: what is left in the channel at shutdown, saved in the task's state folder
 //! and restored into the channel first on the next start.
 //!
-//! Layout: `<state>/spill/data.arrow` (an Arrow IPC stream of the non-empty batches) and
+//! Layout: `<state>/spill/data-<tag>.arrow` (an Arrow IPC stream of the non-empty batches) and
 //! `<state>/spill/manifest.json` (format version, each item's provenance, row count and dead
 //! letters, the data file's length and CRC-32, and the logs whose positions the provenances
-//! count). The manifest is written last, by rename, so a spill without one never completed. A
+//! count). The manifest is written last, by rename, so a spill without one never completed, and
+//! a spill written over an earlier one replaces it whole (each names its own data file). A
 //! spill whose data does not match its manifest is reported with its path and never
 //! half-loaded. A restore may move the items' positions and add its own log ([`record`]):
 //! only the manifest is written again, by rename, before any item is restored.
@@ -54,6 +55,16 @@ struct Manifest {
     /// The run that wrote it; none in spills of older versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     owner: Option<SpillOwner>,
+    /// The data file's name in the spill folder (`data.arrow` in spills of older versions):
+    /// a new spill writes a file of its own, so the manifest's rename replaces a spill whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    data: Option<String>,
+}
+
+impl Manifest {
+    fn data_path(&self, d: &Path) -> PathBuf {
+        d.join(self.data.as_deref().unwrap_or("data.arrow"))
+    }
 }
 
 /// The run a spill belongs to: its job's name (a backfill's own) and destination. A state
@@ -134,7 +145,8 @@ pub fn write(
     }
     let d = dir(state);
     crate::durable::create_dirs(&d).map_err(io(&d))?;
-    let data_path = d.join("data.arrow");
+    let data_name = format!("data-{}.arrow", crate::commit::random_tag());
+    let data_path = d.join(&data_name);
     let mut data = Vec::new();
     {
         let mut w = StreamWriter::try_new(&mut data, schema).map_err(|e| SpillError::Io {
@@ -179,8 +191,20 @@ pub fn write(
             .collect(),
         logs: log.into_iter().collect(),
         owner: Some(owner.clone()),
+        data: Some(data_name.clone()),
     };
-    write_manifest(&d, &manifest)
+    write_manifest(&d, &manifest)?;
+    // The spill this one replaced (a restored one kept until committed): its data goes.
+    if let Ok(entries) = std::fs::read_dir(&d) {
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.ends_with(".arrow") && name != data_name.as_str() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Writes the manifest by rename, durably.
@@ -241,12 +265,12 @@ pub fn header(state: &Path) -> Result<SpillHeader, SpillError> {
 pub fn read(state: &Path, schema: &SchemaRef) -> Result<Spill, SpillError> {
     let d = dir(state);
     let m_path = d.join("manifest.json");
-    let data_path = d.join("data.arrow");
     let corrupt = |path: &Path, reason: String| SpillError::Corrupt {
         path: path.to_path_buf(),
         reason,
     };
     let m = read_manifest(&d)?;
+    let data_path = m.data_path(&d);
     let data = std::fs::read(&data_path).map_err(io(&data_path))?;
     if data.len() as u64 != m.data_len {
         return Err(corrupt(

@@ -79,6 +79,26 @@ fn a_take_dropped_uncommitted_returns_its_items_to_the_head_in_order() {
     assert_eq!(ch.usage(), (0, 0));
 }
 
+/// A put waiting for room goes in past the bound once a stop comes (nobody takes during a
+/// stop: what the channel holds is spilled).
+#[test]
+fn a_put_waiting_for_room_goes_in_once_a_stop_comes() {
+    let bound = item(0, 1, 100).size();
+    let ch = Arc::new(Channel::new(1, bound, 100));
+    ch.put(item(0, 1, 100)).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (c2, s2) = (ch.clone(), stop.clone());
+    let h = std::thread::spawn(move || {
+        c2.put_unless(item(0, 2, 100), || s2.load(Ordering::SeqCst))
+            .unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(!h.is_finished(), "the put waits while the channel is full");
+    stop.store(true, Ordering::SeqCst);
+    h.join().unwrap();
+    assert_eq!(ch.drain_all().len(), 2);
+}
+
 #[test]
 fn commit_frees_room_for_a_waiting_put() {
     let bound = item(0, 1, 100).size() + item(0, 2, 100).size();
@@ -242,8 +262,28 @@ fn spill_round_trips_bit_for_bit() {
         assert_eq!(a.batch, b.batch);
         assert_eq!(a.dead, b.dead);
     }
+    // A spill written over it replaces it whole: its own data, one data file left.
+    spill::write(
+        dir.path(),
+        &schema(),
+        &items[..2],
+        |p| Some(format!("t-{p}")),
+        None,
+        &owner(),
+    )
+    .unwrap();
+    assert_eq!(spill::read(dir.path(), &schema()).unwrap().items.len(), 2);
+    assert_eq!(arrow_files(dir.path()).len(), 1);
     spill::remove(dir.path()).unwrap();
     assert!(!spill::exists(dir.path()));
+}
+
+fn arrow_files(state: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(state.join("spill"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "arrow"))
+        .collect()
 }
 
 #[test]
@@ -259,12 +299,12 @@ fn corrupt_or_truncated_spill_is_a_clear_error() {
         &owner(),
     )
     .unwrap();
-    let data = dir.path().join("spill/data.arrow");
+    let data = arrow_files(dir.path()).pop().expect("a data file");
     let bytes = std::fs::read(&data).unwrap();
 
     std::fs::write(&data, &bytes[..bytes.len() - 10]).unwrap();
     let e = spill::read(dir.path(), &schema()).unwrap_err().to_string();
-    assert!(e.contains("data.arrow") && e.contains("truncated"), "{e}");
+    assert!(e.contains(".arrow") && e.contains("truncated"), "{e}");
 
     let mut flipped = bytes.clone();
     flipped[bytes.len() / 2] ^= 0x40;

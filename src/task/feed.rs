@@ -138,10 +138,13 @@ pub(super) fn source_loop(
                 );
                 for mut item in items {
                     item.prov.epoch = r.epoch;
-                    channel.put(item).map_err(|e| TaskError::Job {
-                        job: String::new(),
-                        reason: format!("replaying restored spill items: {e}"),
-                    })?;
+                    let stopping = || stop.load(Ordering::Acquire);
+                    channel
+                        .put_unless(item, stopping)
+                        .map_err(|e| TaskError::Job {
+                            job: String::new(),
+                            reason: format!("replaying restored spill items: {e}"),
+                        })?;
                 }
             }
             // A worker that rewinds a partition marks the source not done (`sink::recovery`),
@@ -196,10 +199,11 @@ pub(super) fn source_loop(
                 }
                 return Ok(Produced::Idle);
             }
-            // A stop overrides a pause: what the source must hand over before it ends (a
-            // memory log's acknowledged records) goes into the channel, and is spilled.
-            let paused = control.paused.load(Ordering::Acquire) && !stop.load(Ordering::Acquire);
-            if channel.pressure() || paused {
+            // A stop overrides a pause and the channel's bound: what the source must hand
+            // over before it ends (a memory log's acknowledged records) goes into the channel,
+            // where nobody takes it any more, and is spilled.
+            let stopping = stop.load(Ordering::Acquire);
+            if !stopping && (channel.pressure() || control.paused.load(Ordering::Acquire)) {
                 let since = *full_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= PAUSE_AFTER {
                     source.pause(true)?;
@@ -269,7 +273,7 @@ pub(super) fn source_loop(
                 metrics.records_in(&key, rows + filtered + dropped);
                 metrics.dead_letters_found(&key, &item.dead);
             }
-            let r = channel.put(item);
+            let r = channel.put_unless(item, || stop.load(Ordering::Acquire));
             control.put.fetch_add(1, Ordering::SeqCst);
             if control.drained() {
                 // The workers of other lanes learn at once that nothing more comes.

@@ -43,8 +43,22 @@ pub(super) fn restore_spill(
     if !spill::exists(state_dir) {
         return Ok(Restored::default());
     }
-    let head = spill::header(state_dir)?;
-    if let Some(theirs) = head.owner.filter(|o| o != mine) {
+    let discard = opts.discard_spill || opts.from_checkpoint.is_some() || source.dynamic();
+    // A manifest that does not read is the damaged spill the discard below is for.
+    let head = match spill::header(state_dir) {
+        Ok(head) => Some(head),
+        Err(_) if discard => None,
+        Err(e) => return Err(e.into()),
+    };
+    // By the job's name: its destination may be spelled differently from one start to the
+    // next (a relative path, another working folder) and a changed destination still wants
+    // the records a push job acknowledged.
+    if let Some((theirs, head)) = head.as_ref().and_then(|h| {
+        h.owner
+            .as_ref()
+            .filter(|o| o.job != mine.job)
+            .map(|o| (o, h))
+    }) {
         // Another run's spill in a shared state folder (a job and its backfills, jobs left at
         // the default folder): never restored here.
         let whose = format!(
@@ -53,29 +67,30 @@ pub(super) fn restore_spill(
             theirs.job,
             theirs.url
         );
-        let only_copy = !head.logs.is_empty();
+        // A push log's spill: with `durability = "memory"` its records' only copy.
+        let pushed = !head.logs.is_empty();
         if source.dynamic() {
             // A group member never spills: it leaves the folder's spill to its run.
             tracing::warn!("{whose}; left in place");
             return Ok(Restored::default());
         }
-        if only_copy && !opts.discard_spill {
+        if pushed && !opts.discard_spill {
             return Err(TaskError::Job {
                 job: name.to_string(),
                 reason: format!(
-                    "{whose}, and its pushed records exist nowhere else: give this job its own \
-                     `job.state_dir` (and start `{}` again to restore them)",
+                    "{whose}, and it holds pushed records (a memory log's only copy): give this \
+                     job its own `job.state_dir` (and start `{}` again to restore them)",
                     theirs.job
                 ),
             });
         }
-        if !only_copy {
+        if !pushed {
             tracing::warn!("{whose}; discarded (that run reads its records again from its source)");
             spill::remove(state_dir)?;
             return Ok(Restored::default());
         }
     }
-    if opts.discard_spill || opts.from_checkpoint.is_some() || source.dynamic() {
+    if discard {
         // A group member does not know its partitions yet; Kafka replays them anyway.
         if source.log_id().is_some() {
             tracing::error!(path = %state_dir.display(), "discarding the spill; the records it holds that the push log does not hold too (all of them with `durability = \"memory\"`) are lost");
@@ -177,10 +192,10 @@ pub(super) fn restore_spill(
             reason: format!("restoring the spill: {e}"),
         })?;
     }
+    // Each partition reads on after what was restored of it (up to where a partition that
+    // broke off stopped continuing its checkpoint: the source reads the rest again).
     for (p, (offset, line)) in expected {
-        if !broken.contains(&p) {
-            source.seek(p, offset, line)?;
-        }
+        source.seek(p, offset, line)?;
     }
     // Kept only where the source cannot read the restored records again ("cannot tell":
     // Kafka, which can).
@@ -241,20 +256,45 @@ impl Restored {
         }
     }
 
-    /// What a graceful stop spills: per partition, the kept items (any of them the stop's
-    /// commits covered are skipped by the next restore), then the channel's items after them;
-    /// the channel's items of other partitions as they are.
-    fn with_channel(self, items: Vec<Item>) -> Vec<Item> {
-        let ends: HashMap<u32, u64> = self
-            .parts
-            .iter()
-            .map(|(p, kept)| (*p, kept.last().map_or(0, |i| i.prov.next_offset)))
-            .collect();
-        let mut out: Vec<Item> = self.parts.into_values().flatten().collect();
-        out.extend(items.into_iter().filter(|i| {
-            ends.get(&i.prov.partition)
-                .is_none_or(|end| i.prov.from_offset >= *end)
-        }));
+    /// What a graceful stop spills: per partition, the kept items past its commits
+    /// (`committed`, where the stop's own commits left it), then the channel's items that
+    /// continue them; the channel's items of other partitions as they are. A channel item
+    /// that does not continue them follows records a worker held when its final commit
+    /// failed: those are lost (logged), and so is what follows them.
+    fn with_channel(self, items: Vec<Item>, committed: &HashMap<u32, u64>) -> Vec<Item> {
+        let mut ends: HashMap<u32, u64> = HashMap::new();
+        let mut out = Vec::new();
+        for (p, kept) in self.parts {
+            let done = committed.get(&p).copied().unwrap_or(0);
+            let mut end = done;
+            for it in kept.into_iter().filter(|it| it.prov.next_offset > done) {
+                end = it.prov.next_offset;
+                out.push(it);
+            }
+            ends.insert(p, end);
+        }
+        for it in items {
+            let p = it.prov.partition;
+            let Some(end) = ends.get_mut(&p) else {
+                out.push(it);
+                continue;
+            };
+            if it.prov.next_offset <= *end {
+                continue; // kept (or committed) already
+            }
+            if it.prov.from_offset != *end {
+                tracing::error!(
+                    partition = p,
+                    from = *end,
+                    to = it.prov.from_offset,
+                    "records a worker held at the stop were not committed and cannot be spilled; they are lost"
+                );
+                *end = u64::MAX; // nothing after the hole continues the partition
+                continue;
+            }
+            *end = it.prov.next_offset;
+            out.push(it);
+        }
         out
     }
 }
@@ -330,7 +370,9 @@ fn decide<E>(
         .find(|c| c.log.as_ref().is_some_and(|l| logs.contains(l)))
     {
         Some(c) => Some(c.next_offset),
-        None if complete => Some(0),
+        // No start restored the spill (it lists only the log that wrote it; a start adds its
+        // own before restoring), or the history is whole: nothing of it was committed.
+        None if complete || logs.len() <= 1 => Some(0),
         None => None, // pruned: a commit of the line may have been among the records removed
     };
     Ok(Some(Move {
@@ -381,9 +423,18 @@ pub(super) fn graceful_stop(
     let n = items.len();
     match spill_dir {
         Some(dir) => {
-            // The spill this run restored, if still kept, is written again with what is new.
-            let items = restored.with_channel(items);
-            spill::remove(dir)?;
+            // The spill this run restored, if still kept, is written again with what is new
+            // (replacing it whole), or goes when the stop's commits covered all of it.
+            let committed = control
+                .partitions
+                .positions()
+                .into_iter()
+                .map(|(p, (offset, _))| (p, offset))
+                .collect();
+            let items = restored.with_channel(items, &committed);
+            if items.is_empty() {
+                spill::remove(dir)?;
+            }
             let keys = control.partitions.keys();
             let owner = spill_owner(job);
             spill::write(dir, schema, &items, |p| keys.get(&p).cloned(), log, &owner)?;
@@ -477,12 +528,24 @@ mod tests {
         r.parts.insert(0, vec![item(100, 150), item(150, 230)]);
         let mut other = item(5, 9);
         other.prov.partition = 1;
-        let spilled = r.with_channel(vec![item(150, 230), other, item(230, 260)]);
-        let got: Vec<(u32, u64)> = spilled
-            .iter()
-            .map(|i| (i.prov.partition, i.prov.from_offset))
-            .collect();
-        assert_eq!(got, vec![(0, 100), (0, 150), (1, 5), (0, 230)]);
+        let at = |v: &[Item]| -> Vec<(u32, u64)> {
+            v.iter()
+                .map(|i| (i.prov.partition, i.prov.from_offset))
+                .collect()
+        };
+        let channel = || vec![item(150, 230), other.clone(), item(230, 260)];
+        let spilled = r.with_channel(channel(), &HashMap::new());
+        assert_eq!(at(&spilled), vec![(0, 100), (0, 150), (1, 5), (0, 230)]);
+        // What the stop's commits covered is not spilled again.
+        let mut r = Restored::default();
+        r.parts.insert(0, vec![item(100, 150), item(150, 230)]);
+        let spilled = r.with_channel(channel(), &HashMap::from([(0, 150)]));
+        assert_eq!(at(&spilled), vec![(0, 150), (1, 5), (0, 230)]);
+        // A hole (records a worker held, not committed) ends the partition's spill there.
+        let mut r = Restored::default();
+        r.parts.insert(0, vec![item(100, 150)]);
+        let spilled = r.with_channel(vec![other.clone(), item(230, 260)], &HashMap::new());
+        assert_eq!(at(&spilled), vec![(0, 100), (1, 5)]);
     }
 
     #[test]
@@ -504,6 +567,9 @@ mod tests {
         // past what a pruned commit of the line may have held.
         let m = decide_in(&logs, &[cp(300, 9000, "b")], false).expect("moves");
         assert_eq!(m.committed, None);
+        // Unless no start restored the spill: then nothing of it can have been committed.
+        let m = decide_in(&logs[..1], &[cp(300, 9000, "b")], false).expect("moves");
+        assert_eq!(m.committed, Some(0));
         // Nothing to compare with: no checkpoint, or one without a log (files, Kafka).
         assert!(decide_in(&logs, &[], false).is_none());
         let mut none = cp(1, 5, "x");

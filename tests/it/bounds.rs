@@ -171,3 +171,50 @@ fn a_stalled_push_body_times_out_and_frees_its_slot() {
     sigterm(&child);
     assert!(child.wait_with_output().unwrap().status.success());
 }
+
+/// A stop while the task is paused and its channel full: nobody takes during a stop (what the
+/// channel holds is spilled), so the channel's bound must hold neither the stop up nor the
+/// memory log's acknowledged records back. The process ends, and the next start exports every
+/// row once.
+#[test]
+fn a_stop_while_paused_with_a_full_channel_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = push_job(dir.path(), "memory", "chunk_bytes = \"16KiB\"", "");
+    let text = std::fs::read_to_string(&job).unwrap()
+        + "\n[channel]\nmax_bytes = \"64KiB\"\nmax_batches = 4\n";
+    std::fs::write(&job, text).unwrap();
+    let log = dir.path().join("run1.log");
+    let (mut child, addr) = start(&job, &log);
+    let (code, body) = http(&addr, "POST", "/v1/tasks/nginx_access/pause", None);
+    assert_eq!(code, 200, "{body}");
+    for i in 0..20 {
+        crate::push::push_acked(&addr, &format!("p{i}"), 100);
+    }
+    sigterm(&child);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the stop did not end in 90 s (stop deadline 20 s):\n{}",
+                std::fs::read_to_string(&log).unwrap()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "the stop failed:\n{text}");
+
+    let (child, addr) = start(&job, &dir.path().join("run2.log"));
+    crate::kafka::wait_for(&dir.path().join("out"), 2000, 60);
+    let (code, body) = http(&addr, "POST", "/v1/tasks/nginx_access/stop", None);
+    assert_eq!(code, 200, "{body}");
+    assert!(child.wait_with_output().unwrap().status.success());
+    let seen = trace_ids(&dir.path().join("out"));
+    assert!(seen.values().all(|n| *n == 1), "a row twice");
+    assert_eq!(seen.len(), 2000, "rows exported; the stop's log:\n{text}");
+}
