@@ -140,6 +140,11 @@ pub trait Source: Send {
     fn finish(&mut self) -> bool {
         true
     }
+    /// What a stop makes `finish` hand over is the records' only copy (a push memory log): it
+    /// goes into the channel past its bound, to be spilled.
+    fn only_copy(&self) -> bool {
+        false
+    }
     /// Partitions whose open files should be committed now (a push log running out of room
     /// is released by commits).
     fn flush_wanted(&mut self) -> Vec<u32> {

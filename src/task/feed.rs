@@ -199,11 +199,12 @@ pub(super) fn source_loop(
                 }
                 return Ok(Produced::Idle);
             }
-            // A stop overrides a pause and the channel's bound: what the source must hand
-            // over before it ends (a memory log's acknowledged records) goes into the channel,
-            // where nobody takes it any more, and is spilled.
+            // A stop overrides a pause and, for records whose only copy the source holds (a
+            // memory log's), the channel's bound: nobody takes from the channel any more, and
+            // what it holds is spilled.
             let stopping = stop.load(Ordering::Acquire);
-            if !stopping && (channel.pressure() || control.paused.load(Ordering::Acquire)) {
+            let full = channel.pressure() && !(stopping && source.only_copy());
+            if full || (control.paused.load(Ordering::Acquire) && !stopping) {
                 let since = *full_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= PAUSE_AFTER {
                     source.pause(true)?;

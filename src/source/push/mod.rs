@@ -540,6 +540,10 @@ impl Source for PushSource {
         }
     }
 
+    fn only_copy(&self) -> bool {
+        self.intake.settings.durability == Durability::Memory
+    }
+
     fn intake(&self) -> Option<Arc<Intake>> {
         Some(self.intake.clone())
     }
