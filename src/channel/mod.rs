@@ -2,13 +2,16 @@
 //!
 //! A put reserves room before data enters: it waits for room (pull sources pause) or refuses at
 //! once (push sources answer 503); the channel never grows past its bound, except that an item
-//! larger than the whole bound is admitted into an empty channel so it cannot wedge the task.
+//! larger than the whole bound is admitted into an empty channel so it cannot wedge the task,
+//! and that a put goes in once a stop has come (`put_unless`: what the channel holds is then
+//! spilled, and waiting for room would hold the stop up).
 //! A take hands a worker items from its lane inside a transaction: `commit` (the items are
 //! encoded into open files, or were judged stale or failed) frees their room; a take dropped
 //! without a commit (a worker that panicked mid-take) puts them back at the head of the lane in
 //! order, so the accounting stays right. Items in flight count against the bound until then.
 //! Nothing else puts items back: a partition whose item failed is replayed from its source
-//! (`sink::recovery`), not from the channel.
+//! (`sink::recovery`), or from the restored spill items its source does not hold
+//! (`task::spilling`), not from the channel.
 //!
 //! Lanes: each sink worker owns the source partitions `partition % lanes`, so one partition's
 //! batches stay in order and in one worker (the commit unit is a source partition).

@@ -24,7 +24,9 @@ use serde::{Deserialize, Serialize};
 use super::{Item, Provenance};
 use crate::decode::{DeadLetter, Position};
 
-const VERSION: u32 = 1;
+/// 2: the data file named in the manifest, the owner and `restored` (version 1 spills are
+/// read too).
+const VERSION: u32 = 2;
 
 /// Spill problems. Each names the file.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +61,19 @@ struct Manifest {
     /// a new spill writes a file of its own, so the manifest's rename replaces a spill whole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     data: Option<String>,
+    /// A start restored (some of) its items: commits of them may stand.
+    #[serde(default)]
+    restored: bool,
+}
+
+/// What a spill says of itself besides its items.
+#[derive(Debug, Clone)]
+pub struct SpillMeta {
+    pub owner: SpillOwner,
+    /// The logs whose positions the items count (a push source's; empty for others).
+    pub logs: Vec<String>,
+    /// Some items were restored by a start already (and may be committed).
+    pub restored: bool,
 }
 
 impl Manifest {
@@ -84,6 +99,8 @@ pub struct SpillHeader {
     /// The logs whose positions it counts: a push source's, whose records may exist
     /// nowhere else (empty for sources that read them again).
     pub logs: Vec<String>,
+    /// A start restored it (see [`SpillMeta::restored`]).
+    pub restored: bool,
 }
 
 /// A spill as read: its items, each with its partition's key (none in spills of older
@@ -92,6 +109,7 @@ pub struct SpillHeader {
 pub struct Spill {
     pub items: Vec<(Option<String>, Item)>,
     pub logs: Vec<String>,
+    pub restored: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -137,8 +155,7 @@ pub fn write(
     schema: &SchemaRef,
     items: &[Item],
     key_of: impl Fn(u32) -> Option<String>,
-    log: Option<String>,
-    owner: &SpillOwner,
+    meta: &SpillMeta,
 ) -> Result<(), SpillError> {
     if items.is_empty() {
         return Ok(());
@@ -189,9 +206,10 @@ pub fn write(
                     .collect(),
             })
             .collect(),
-        logs: log.into_iter().collect(),
-        owner: Some(owner.clone()),
+        logs: meta.logs.clone(),
+        owner: Some(meta.owner.clone()),
         data: Some(data_name.clone()),
+        restored: meta.restored,
     };
     write_manifest(&d, &manifest)?;
     // The spill this one replaced (a restored one kept until committed): its data goes.
@@ -228,10 +246,10 @@ fn read_manifest(d: &Path) -> Result<Manifest, SpillError> {
         path: m_path.clone(),
         reason: format!("the manifest does not parse ({e})"),
     })?;
-    if m.version != VERSION {
+    if !(1..=VERSION).contains(&m.version) {
         return Err(SpillError::Corrupt {
             path: m_path,
-            reason: format!("format version {} is not {VERSION}", m.version),
+            reason: format!("format version {} is not 1 to {VERSION}", m.version),
         });
     }
     Ok(m)
@@ -249,6 +267,7 @@ pub fn record(state: &Path, provs: &[Provenance], logs: Vec<String>) -> Result<(
         e.prov = *p;
     }
     m.logs = logs;
+    m.restored = true;
     write_manifest(&d, &m)
 }
 
@@ -258,6 +277,7 @@ pub fn header(state: &Path) -> Result<SpillHeader, SpillError> {
     Ok(SpillHeader {
         owner: m.owner,
         logs: m.logs,
+        restored: m.restored,
     })
 }
 
@@ -352,6 +372,7 @@ pub fn read(state: &Path, schema: &SchemaRef) -> Result<Spill, SpillError> {
     Ok(Spill {
         items,
         logs: m.logs,
+        restored: m.restored,
     })
 }
 

@@ -210,6 +210,14 @@ fn owner() -> spill::SpillOwner {
     }
 }
 
+fn meta(log: Option<String>) -> spill::SpillMeta {
+    spill::SpillMeta {
+        owner: owner(),
+        logs: log.into_iter().collect(),
+        restored: false,
+    }
+}
+
 #[test]
 fn spill_round_trips_bit_for_bit() {
     let dir = tempfile::tempdir().unwrap();
@@ -223,8 +231,7 @@ fn spill_round_trips_bit_for_bit() {
         &schema(),
         &items,
         |p| Some(format!("t-{p}")),
-        log,
-        &owner(),
+        &meta(log),
     )
     .unwrap();
     assert!(spill::exists(dir.path()));
@@ -257,6 +264,7 @@ fn spill_round_trips_bit_for_bit() {
     spill::record(dir.path(), &provs, vec!["log-a".into(), "log-b".into()]).unwrap();
     let again = spill::read(dir.path(), &schema()).unwrap();
     assert_eq!(again.logs, ["log-a", "log-b"]);
+    assert!(again.restored, "a restore marks the spill restored");
     for ((p, (_, b)), (_, a)) in provs.iter().zip(&again.items).zip(&back.items) {
         assert_eq!(*p, b.prov);
         assert_eq!(a.batch, b.batch);
@@ -268,8 +276,7 @@ fn spill_round_trips_bit_for_bit() {
         &schema(),
         &items[..2],
         |p| Some(format!("t-{p}")),
-        None,
-        &owner(),
+        &meta(None),
     )
     .unwrap();
     assert_eq!(spill::read(dir.path(), &schema()).unwrap().items.len(), 2);
@@ -295,8 +302,7 @@ fn corrupt_or_truncated_spill_is_a_clear_error() {
         &schema(),
         &items,
         |p| Some(format!("t-{p}")),
-        None,
-        &owner(),
+        &meta(None),
     )
     .unwrap();
     let data = arrow_files(dir.path()).pop().expect("a data file");

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use arrow::record_batch::RecordBatch;
 
-use super::spilling::Restored;
+use super::restored::Restored;
 use super::stall::{self, StallWatch, STALL_AFTER};
 use super::TaskError;
 use crate::channel::{Channel, Item, Provenance};

@@ -34,6 +34,7 @@ mod membership;
 mod prepare;
 mod progress;
 pub mod reload;
+mod restored;
 mod spilling;
 mod stall;
 
@@ -527,6 +528,7 @@ fn run_inner(
                 &name,
                 metrics,
                 &spill_owner(job),
+                stop,
             )?;
             transition(state, TaskState::Running, &name, metrics);
             if let Some(i) = &intake {

@@ -2,11 +2,13 @@
 //! into the channel (before the source reads on) by the next start.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use super::restored::Restored;
 use super::{transition, RunOptions, TaskError, TaskState};
 use crate::channel::spill::{self, SpillOwner};
-use crate::channel::{Channel, Item};
+use crate::channel::Channel;
 use crate::commit::checkpoint::{Checkpoint, Checkpoints};
 use crate::config::Job;
 use crate::metrics::Metrics;
@@ -39,15 +41,21 @@ pub(super) fn restore_spill(
     name: &str,
     metrics: &Metrics,
     mine: &SpillOwner,
+    stop: &AtomicBool,
 ) -> Result<Restored, TaskError> {
     if !spill::exists(state_dir) {
         return Ok(Restored::default());
     }
     let discard = opts.discard_spill || opts.from_checkpoint.is_some() || source.dynamic();
-    // A manifest that does not read is the damaged spill the discard below is for.
+    // A manifest that does not read may be another job's: only `--discard-spill` drops it,
+    // and a group member (which never spills) leaves it alone.
     let head = match spill::header(state_dir) {
         Ok(head) => Some(head),
-        Err(_) if discard => None,
+        Err(_) if opts.discard_spill => None,
+        Err(e) if source.dynamic() => {
+            tracing::warn!(error = %e, "a spill whose manifest does not read is in the state folder; left in place");
+            return Ok(Restored::default());
+        }
         Err(e) => return Err(e.into()),
     };
     // By the job's name: its destination may be spelled differently from one start to the
@@ -136,9 +144,14 @@ pub(super) fn restore_spill(
         };
         let planned = match plans.entry(p) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(plan(&spill.logs, key.as_deref(), p, source, checkpoints)?)
-            }
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(plan(
+                &spill.logs,
+                spill.restored,
+                key.as_deref(),
+                p,
+                source,
+                checkpoints,
+            )?),
         };
         if let Some(Move { committed, by }) = planned {
             if item.prov.next_offset <= committed.unwrap_or(u64::MAX) {
@@ -159,13 +172,23 @@ pub(super) fn restore_spill(
             continue; // already committed
         }
         if item.prov.from_offset != want {
-            // Not contiguous with the checkpoint: replay this partition from the source.
-            tracing::warn!(
-                partition = p,
-                want,
-                got = item.prov.from_offset,
-                "spill does not continue the checkpoint; replaying instead"
-            );
+            // Not contiguous (with the checkpoint, or with what was restored before it: records
+            // a worker held at the stop whose commit failed): the source reads on from `want`.
+            if source.replayable(p)?.is_some_and(|(s, e)| s == e) {
+                tracing::error!(
+                    partition = p,
+                    want,
+                    got = item.prov.from_offset,
+                    "the spill does not continue where the partition stands, and the log does not hold those records: the spill's records from here on are lost"
+                );
+            } else {
+                tracing::warn!(
+                    partition = p,
+                    want,
+                    got = item.prov.from_offset,
+                    "spill does not continue the checkpoint; replaying instead"
+                );
+            }
             broken.push(p);
             continue;
         }
@@ -173,24 +196,31 @@ pub(super) fn restore_spill(
         expected.insert(p, (item.prov.next_offset, item.prov.next_line));
         restore.push(item);
     }
+    let mut logs_now = spill.logs;
     if let Some(mine) = source.log_id() {
-        let mut logs = spill.logs;
-        if !logs.contains(&mine) {
-            logs.push(mine);
+        if !logs_now.contains(&mine) {
+            logs_now.push(mine);
         }
-        spill::record(state_dir, &provs, logs)?;
+        spill::record(state_dir, &provs, logs_now.clone())?;
     }
     let restored = restore.len();
-    let mut kept = Restored::default();
+    let mut kept = Restored {
+        restored_logs: logs_now,
+        ..Restored::default()
+    };
     for item in restore {
         kept.parts
             .entry(item.prov.partition)
             .or_default()
             .push(item.clone());
-        channel.put(item).map_err(|e| TaskError::Job {
-            job: name.to_string(),
-            reason: format!("restoring the spill: {e}"),
-        })?;
+        // Already in memory: a stop (nobody takes then) lets it in past the bound.
+        let stopping = || stop.load(Ordering::Acquire);
+        channel
+            .put_unless(item, stopping)
+            .map_err(|e| TaskError::Job {
+                job: name.to_string(),
+                reason: format!("restoring the spill: {e}"),
+            })?;
     }
     // Each partition reads on after what was restored of it (up to where a partition that
     // broke off stopped continuing its checkpoint: the source reads the rest again).
@@ -216,89 +246,6 @@ pub(super) fn restore_spill(
     Ok(kept)
 }
 
-/// Restored spill items that only this process holds (see [`restore_spill`]), per partition
-/// and in order, until a commit covers them. They share their batches with the channel's.
-#[derive(Default)]
-pub(super) struct Restored {
-    parts: HashMap<u32, Vec<Item>>,
-    /// The state folder whose spill stays until the kept items are committed.
-    spill: Option<std::path::PathBuf>,
-}
-
-impl Restored {
-    /// A rewind of `p` to `offset`: the kept items from there on, and the position after the
-    /// last (where the source reads on). `None` when none is kept there (the source replays).
-    pub(super) fn replay(&self, p: u32, offset: u64) -> Option<(Vec<Item>, (u64, u64))> {
-        let items = self.parts.get(&p)?;
-        let i = items.iter().position(|it| it.prov.next_offset > offset)?;
-        if items[i].prov.from_offset != offset {
-            return None; // not where an item starts: the source answers for it
-        }
-        let last = items.last().expect("kept partitions have items").prov;
-        Some((items[i..].to_vec(), (last.next_offset, last.next_line)))
-    }
-
-    /// `p` committed up to `next`: what that covers is not kept any longer.
-    pub(super) fn committed(&mut self, p: u32, next: u64) {
-        if let Some(items) = self.parts.get_mut(&p) {
-            items.retain(|it| it.prov.next_offset > next);
-            if items.is_empty() {
-                self.parts.remove(&p);
-            }
-        }
-        if self.parts.is_empty() {
-            if let Some(dir) = self.spill.take() {
-                if let Err(e) = spill::remove(&dir) {
-                    // Harmless: a start that restores it skips what is committed.
-                    tracing::warn!(error = %e, "could not remove the restored spill");
-                }
-            }
-        }
-    }
-
-    /// What a graceful stop spills: per partition, the kept items past its commits
-    /// (`committed`, where the stop's own commits left it), then the channel's items that
-    /// continue them; the channel's items of other partitions as they are. A channel item
-    /// that does not continue them follows records a worker held when its final commit
-    /// failed: those are lost (logged), and so is what follows them.
-    fn with_channel(self, items: Vec<Item>, committed: &HashMap<u32, u64>) -> Vec<Item> {
-        let mut ends: HashMap<u32, u64> = HashMap::new();
-        let mut out = Vec::new();
-        for (p, kept) in self.parts {
-            let done = committed.get(&p).copied().unwrap_or(0);
-            let mut end = done;
-            for it in kept.into_iter().filter(|it| it.prov.next_offset > done) {
-                end = it.prov.next_offset;
-                out.push(it);
-            }
-            ends.insert(p, end);
-        }
-        for it in items {
-            let p = it.prov.partition;
-            let Some(end) = ends.get_mut(&p) else {
-                out.push(it);
-                continue;
-            };
-            if it.prov.next_offset <= *end {
-                continue; // kept (or committed) already
-            }
-            if it.prov.from_offset != *end {
-                tracing::error!(
-                    partition = p,
-                    from = *end,
-                    to = it.prov.from_offset,
-                    "records a worker held at the stop were not committed and cannot be spilled; they are lost"
-                );
-                *end = u64::MAX; // nothing after the hole continues the partition
-                continue;
-            }
-            *end = it.prov.next_offset;
-            out.push(it);
-        }
-        out
-    }
-}
-
 /// A partition's spilled items, moved to continue another log's checkpoint.
 struct Move {
     /// Where the newest commit of a log of the spill's line left the partition: items up to
@@ -315,6 +262,7 @@ struct Move {
 /// positions, or is refused before the claim).
 fn plan(
     logs: &[String],
+    restored: bool,
     key: Option<&str>,
     p: u32,
     source: &mut dyn Source,
@@ -325,7 +273,7 @@ fn plan(
     };
     let held = source.replayable(p)?.is_some_and(|(s, e)| s < e);
     let newest = checkpoints.latest(key)?;
-    let plan = decide(logs, newest.as_ref(), held, || {
+    let plan = decide(logs, restored, newest.as_ref(), held, || {
         Ok::<_, crate::commit::checkpoint::CheckpointError>((
             checkpoints.history(key)?,
             checkpoints.history_complete(key)?,
@@ -353,6 +301,7 @@ fn plan(
 /// (a restart after this process's own commits, the usual case, reads one record).
 fn decide<E>(
     logs: &[String],
+    restored: bool,
     newest: Option<&Checkpoint>,
     held: bool,
     history: impl FnOnce() -> Result<(Vec<Checkpoint>, bool), E>,
@@ -370,9 +319,9 @@ fn decide<E>(
         .find(|c| c.log.as_ref().is_some_and(|l| logs.contains(l)))
     {
         Some(c) => Some(c.next_offset),
-        // No start restored the spill (it lists only the log that wrote it; a start adds its
-        // own before restoring), or the history is whole: nothing of it was committed.
-        None if complete || logs.len() <= 1 => Some(0),
+        // No start restored the spill (a start marks it before it restores), or the history
+        // is whole: nothing of it was committed.
+        None if complete || !restored => Some(0),
         None => None, // pruned: a commit of the line may have been among the records removed
     };
     Ok(Some(Move {
@@ -419,7 +368,9 @@ pub(super) fn graceful_stop(
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let items = channel.drain_all();
+    // Items of an epoch a rewind left behind are replayed by it: not spilled.
+    let mut items = channel.drain_all();
+    items.retain(|i| i.prov.epoch >= control.partitions.epoch(i.prov.partition));
     let n = items.len();
     match spill_dir {
         Some(dir) => {
@@ -431,13 +382,12 @@ pub(super) fn graceful_stop(
                 .into_iter()
                 .map(|(p, (offset, _))| (p, offset))
                 .collect();
-            let items = restored.with_channel(items, &committed);
+            let (items, meta) = restored.with_channel(items, &committed, spill_owner(job), log);
             if items.is_empty() {
                 spill::remove(dir)?;
             }
             let keys = control.partitions.keys();
-            let owner = spill_owner(job);
-            spill::write(dir, schema, &items, |p| keys.get(&p).cloned(), log, &owner)?;
+            spill::write(dir, schema, &items, |p| keys.get(&p).cloned(), &meta)?;
             if n > 0 {
                 tracing::info!(items = n, path = %dir.display(), "spilled the channel to disk");
             }
@@ -473,79 +423,12 @@ mod tests {
     /// `decide` over a whole history.
     fn decide_in(logs: &[String], history: &[Checkpoint], held: bool) -> Option<Move> {
         let complete = history.first().is_none_or(|c| c.seq <= 1);
-        decide(logs, history.last(), held, || {
+        // A spill listing more than the log that wrote it was restored once.
+        let restored = logs.len() > 1;
+        decide(logs, restored, history.last(), held, || {
             Ok::<_, ()>((history.to_vec(), complete))
         })
         .unwrap()
-    }
-
-    fn item(from: u64, next: u64) -> Item {
-        let schema = std::sync::Arc::new(arrow::datatypes::Schema::empty());
-        Item {
-            batch: arrow::record_batch::RecordBatch::new_empty(schema),
-            dead: Vec::new(),
-            prov: crate::channel::Provenance {
-                partition: 0,
-                from_offset: from,
-                first_offset: from,
-                last_offset: next - 1,
-                next_offset: next,
-                next_line: next / 10,
-                epoch: 0,
-            },
-            records: 1,
-        }
-    }
-
-    /// Kept items replay from where one starts, to the position after the last; a commit
-    /// drops what it covers, and a partition with nothing kept is the source's again.
-    #[test]
-    fn restored_items_replay_from_an_item_start_until_committed() {
-        let mut r = Restored::default();
-        r.parts
-            .insert(0, vec![item(100, 150), item(150, 230), item(230, 300)]);
-        let (items, end) = r.replay(0, 150).expect("kept from 150");
-        assert_eq!(
-            items.iter().map(|i| i.prov.from_offset).collect::<Vec<_>>(),
-            vec![150, 230]
-        );
-        assert_eq!(end, (300, 30));
-        assert!(r.replay(0, 160).is_none(), "not where an item starts");
-        assert!(r.replay(0, 300).is_none(), "past what is kept");
-        assert!(r.replay(1, 100).is_none(), "nothing kept for partition 1");
-        r.committed(0, 230);
-        assert!(r.replay(0, 150).is_none(), "committed: not kept");
-        assert_eq!(r.replay(0, 230).expect("the rest").0.len(), 1);
-        r.committed(0, 300);
-        assert!(r.parts.is_empty());
-    }
-
-    /// A stop spills the kept items, then the channel's items after them: not the kept ones
-    /// the channel still holds too, nor another partition's out of order.
-    #[test]
-    fn a_stop_spills_kept_items_then_the_channel_after_them() {
-        let mut r = Restored::default();
-        r.parts.insert(0, vec![item(100, 150), item(150, 230)]);
-        let mut other = item(5, 9);
-        other.prov.partition = 1;
-        let at = |v: &[Item]| -> Vec<(u32, u64)> {
-            v.iter()
-                .map(|i| (i.prov.partition, i.prov.from_offset))
-                .collect()
-        };
-        let channel = || vec![item(150, 230), other.clone(), item(230, 260)];
-        let spilled = r.with_channel(channel(), &HashMap::new());
-        assert_eq!(at(&spilled), vec![(0, 100), (0, 150), (1, 5), (0, 230)]);
-        // What the stop's commits covered is not spilled again.
-        let mut r = Restored::default();
-        r.parts.insert(0, vec![item(100, 150), item(150, 230)]);
-        let spilled = r.with_channel(channel(), &HashMap::from([(0, 150)]));
-        assert_eq!(at(&spilled), vec![(0, 150), (1, 5), (0, 230)]);
-        // A hole (records a worker held, not committed) ends the partition's spill there.
-        let mut r = Restored::default();
-        r.parts.insert(0, vec![item(100, 150)]);
-        let spilled = r.with_channel(vec![other.clone(), item(230, 260)], &HashMap::new());
-        assert_eq!(at(&spilled), vec![(0, 100), (1, 5)]);
     }
 
     #[test]

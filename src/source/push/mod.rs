@@ -80,12 +80,16 @@ fn own_wal(dir: &std::path::Path, job: &str, write: bool) -> Result<(), String> 
                 })
                 .and_then(|()| std::fs::rename(&tmp, &path))
                 .and_then(|()| crate::durable::sync_dir(dir));
-            if let Err(e) = written {
+            match written {
                 // A full disk must not keep the log from opening (committing frees segments):
                 // the next start names it.
-                tracing::warn!(path = %path.display(), error = %e, "could not name the job in the WAL folder; the next start tries again");
+                Err(e) if crate::wal::is_disk_full(&e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "no room to name the job in the WAL folder; the next start tries again");
+                    Ok(())
+                }
+                Err(e) => Err(format!("cannot write {}: {e}", path.display())),
+                Ok(()) => Ok(()),
             }
-            Ok(())
         }
         Err(e) => Err(format!("cannot read {}: {e}", path.display())),
     }
