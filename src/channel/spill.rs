@@ -242,7 +242,7 @@ fn write_manifest(d: &Path, manifest: &Manifest) -> Result<(), SpillError> {
 fn read_manifest(d: &Path) -> Result<Manifest, SpillError> {
     let m_path = d.join("manifest.json");
     let text = std::fs::read(&m_path).map_err(io(&m_path))?;
-    let m: Manifest = serde_json::from_slice(&text).map_err(|e| SpillError::Corrupt {
+    let mut m: Manifest = serde_json::from_slice(&text).map_err(|e| SpillError::Corrupt {
         path: m_path.clone(),
         reason: format!("the manifest does not parse ({e})"),
     })?;
@@ -251,6 +251,10 @@ fn read_manifest(d: &Path) -> Result<Manifest, SpillError> {
             path: m_path,
             reason: format!("format version {} is not 1 to {VERSION}", m.version),
         });
+    }
+    if m.version == 1 {
+        // Version 1 had no flag: a start that restored the spill added its log to `logs`.
+        m.restored |= m.logs.len() > 1;
     }
     Ok(m)
 }

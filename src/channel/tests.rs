@@ -326,3 +326,31 @@ fn corrupt_or_truncated_spill_is_a_clear_error() {
         "{e}"
     );
 }
+
+/// A spill of format version 1 (data in `data.arrow`, no owner, no `restored` flag) is still
+/// read, and counts as restored when a start added its log to it.
+#[test]
+fn a_version_1_spill_is_read_and_its_restores_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let items: Vec<Item> = (0..3).map(|n| item(0, n, 20)).collect();
+    spill::write(dir.path(), &schema(), &items, |_| None, &meta(None)).unwrap();
+    let data = arrow_files(dir.path()).pop().unwrap();
+    std::fs::rename(&data, dir.path().join("spill/data.arrow")).unwrap();
+    let m_path = dir.path().join("spill/manifest.json");
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&m_path).unwrap()).unwrap();
+    let o = m.as_object_mut().unwrap();
+    o.insert("version".into(), 1.into());
+    o.insert("logs".into(), serde_json::json!(["a", "a2"]));
+    for k in ["owner", "data", "restored"] {
+        o.remove(k);
+    }
+    std::fs::write(&m_path, serde_json::to_vec(&m).unwrap()).unwrap();
+    let back = spill::read(dir.path(), &schema()).unwrap();
+    assert_eq!(back.items.len(), 3);
+    assert!(
+        back.restored,
+        "two logs in a version 1 spill: a start restored it"
+    );
+    assert!(spill::header(dir.path()).unwrap().owner.is_none());
+}

@@ -191,21 +191,19 @@ impl Worker {
                 std::thread::sleep(Duration::from_millis(20));
             }
             if !ctl.phase.running() || self.part(p).is_none() {
-                if let (true, Some(s), Some(to)) = (self.ctx.volatile, self.part(p), held) {
-                    if to > s.committed_offset {
-                        tracing::error!(
-                            partition = %s.key, from = s.committed_offset, to,
-                            "acknowledged records are lost: their commit failed while stopping \
-                             and durability = \"memory\" keeps no copy"
-                        );
-                    }
-                }
+                self.lost_while_stopping(p, held);
                 return; // the next start (or the next owner) reconciles from the store
             }
             match self.resync(p) {
                 Ok(lost_own) => {
                     if lost_own {
                         self.settle_later(p);
+                    }
+                    // A stop that came meanwhile spills what the channel holds: a rewind now
+                    // would take the partition's items out of it, and nobody reads them again.
+                    if !ctl.phase.running() {
+                        self.lost_while_stopping(p, held);
+                        return;
                     }
                     break;
                 }
@@ -242,6 +240,20 @@ impl Worker {
         // already (this thread can be paused for any time since the rewind): `task::feed`
         // then reads again and ends again.
         ctl.source_done.store(false, Ordering::SeqCst);
+    }
+
+    /// A failed partition's records this worker held when a stop came (or the partition
+    /// went): a memory log keeps no copy of them.
+    fn lost_while_stopping(&self, p: u32, held: Option<u64>) {
+        if let (true, Some(s), Some(to)) = (self.ctx.volatile, self.part(p), held) {
+            if to > s.committed_offset {
+                tracing::error!(
+                    partition = %s.key, from = s.committed_offset, to,
+                    "acknowledged records are lost: their commit failed while stopping \
+                     and durability = \"memory\" keeps no copy"
+                );
+            }
+        }
     }
 }
 

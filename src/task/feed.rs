@@ -87,9 +87,6 @@ pub(super) fn source_loop(
                     ),
                 });
             }
-            if stop.load(Ordering::Acquire) && source.finish() {
-                return Ok(Produced::End);
-            }
             control.partitions.ask_flush(source.flush_wanted());
             for (key, n) in source.take_skipped() {
                 metrics.offsets_skipped(&key, n);
@@ -146,6 +143,11 @@ pub(super) fn source_loop(
                             reason: format!("replaying restored spill items: {e}"),
                         })?;
                 }
+            }
+            // After the rewinds: one a worker asked for before the stop is carried out (a
+            // memory log reads the partition again into the channel, to be spilled).
+            if stop.load(Ordering::Acquire) && source.finish() {
+                return Ok(Produced::End);
             }
             // A worker that rewinds a partition marks the source not done (`sink::recovery`),
             // which can land after the replay it asked for was read to its end: read on, which

@@ -182,5 +182,10 @@ mod tests {
         assert_eq!(at(&spilled), vec![(1, 5), (0, 230)]);
         assert!(!meta.restored);
         assert_eq!(meta.logs, ["a3"]);
+        // After a gap (records a worker held whose final commit failed) the channel's items
+        // are spilled all the same: the restore stops at the gap and says so.
+        let r = kept(vec![item(100, 150)]);
+        let (spilled, _) = r.with_channel(vec![item(230, 260)], &HashMap::new(), owner(), None);
+        assert_eq!(at(&spilled), vec![(0, 100), (0, 230)]);
     }
 }

@@ -368,9 +368,21 @@ pub(super) fn graceful_stop(
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    // Items of an epoch a rewind left behind are replayed by it: not spilled.
-    let mut items = channel.drain_all();
-    items.retain(|i| i.prov.epoch >= control.partitions.epoch(i.prov.partition));
+    // A replay a worker asked for after the source stopped reading is not carried out: what
+    // its partition held from there is read again at the next start, but a memory log keeps
+    // no copy of what the spill lacks (the rewind took it from the channel).
+    for r in control.partitions.take_rewinds() {
+        if control.partitions.is_current(&r) {
+            tracing::error!(
+                partition = r.partition,
+                offset = r.offset,
+                "a replay asked for while stopping was not carried out: the next start reads \
+                 the partition again from this offset (with durability = \"memory\", its records \
+                 from here that the spill lacks are lost)"
+            );
+        }
+    }
+    let items = channel.drain_all();
     let n = items.len();
     match spill_dir {
         Some(dir) => {
@@ -453,6 +465,14 @@ mod tests {
         // Unless no start restored the spill: then nothing of it can have been committed.
         let m = decide_in(&logs[..1], &[cp(300, 9000, "b")], false).expect("moves");
         assert_eq!(m.committed, Some(0));
+        // A start restored it without adding a log (a WAL keeps its identity): unknown.
+        let pruned = [cp(300, 9000, "b")];
+        let m = decide(&logs[..1], true, pruned.last(), false, || {
+            Ok::<_, ()>((pruned.to_vec(), false))
+        })
+        .unwrap()
+        .expect("moves");
+        assert_eq!(m.committed, None);
         // Nothing to compare with: no checkpoint, or one without a log (files, Kafka).
         assert!(decide_in(&logs, &[], false).is_none());
         let mut none = cp(1, 5, "x");
