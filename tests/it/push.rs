@@ -323,17 +323,17 @@ fn a_restored_memory_spill_survives_a_crash_and_a_commit_that_fails() {
     let dir = tempfile::tempdir().unwrap();
     let job = push_job(dir.path(), "memory", "", "");
     let (child, addr) = start(&job, &dir.path().join("run1.log"));
-    // Paused: the workers take nothing more (at most the take each may be in), so nearly
-    // every acknowledged row is spilled at the stop.
+    // Paused: the workers take nothing more (at most the take each may be in, up to 8
+    // requests), so most of the 20 requests are spilled at the stop.
     assert_eq!(
         http(&addr, "POST", "/v1/tasks/nginx_access/pause", None).0,
         200
     );
     let mut acked = Outcomes::default();
-    for i in 0..4 {
+    for i in 0..20 {
         let tag = format!("s{i}");
-        push_acked(&addr, &tag, 500);
-        acked.acked.extend((0..500).map(|r| format!("{tag}-{r}")));
+        push_acked(&addr, &tag, 100);
+        acked.acked.extend((0..100).map(|r| format!("{tag}-{r}")));
     }
     sigterm(&child);
     assert!(child.wait_with_output().unwrap().status.success());
