@@ -151,20 +151,7 @@ impl Channel {
 
     /// Puts an item, waiting for room (pull sources). Fails only when the channel is closed.
     pub fn put(&self, item: Item) -> Result<(), PutError> {
-        let size = item.size();
-        let mut s = self.lock();
-        loop {
-            if s.closed {
-                return Err(PutError::Closed);
-            }
-            if self.fits(&s, size, 1) {
-                self.admit(&mut s, item, size);
-                return Ok(());
-            }
-            s.waiting += 1;
-            s = self.room.wait(s).expect("channel lock");
-            s.waiting -= 1;
-        }
+        self.put_unless(item, || false)
     }
 
     /// Puts an item, waiting for room until `over()` says a stop has come (what the channel

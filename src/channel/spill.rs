@@ -80,6 +80,14 @@ impl Manifest {
     fn data_path(&self, d: &Path) -> PathBuf {
         d.join(self.data.as_deref().unwrap_or("data.arrow"))
     }
+
+    fn header(&self) -> SpillHeader {
+        SpillHeader {
+            owner: self.owner.clone(),
+            logs: self.logs.clone(),
+            restored: self.restored,
+        }
+    }
 }
 
 /// The run a spill belongs to: its job's name (a backfill's own) and destination. A state
@@ -92,7 +100,7 @@ pub struct SpillOwner {
 }
 
 /// Whose a spill is, read from its manifest alone.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct SpillHeader {
     /// `None`: a spill of an older version.
     pub owner: Option<SpillOwner>,
@@ -108,8 +116,7 @@ pub struct SpillHeader {
 #[derive(Debug)]
 pub struct Spill {
     pub items: Vec<(Option<String>, Item)>,
-    pub logs: Vec<String>,
-    pub restored: bool,
+    pub head: SpillHeader,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -277,12 +284,7 @@ pub fn record(state: &Path, provs: &[Provenance], logs: Vec<String>) -> Result<(
 
 /// Whose the waiting spill is (its manifest only).
 pub fn header(state: &Path) -> Result<SpillHeader, SpillError> {
-    let m = read_manifest(&dir(state))?;
-    Ok(SpillHeader {
-        owner: m.owner,
-        logs: m.logs,
-        restored: m.restored,
-    })
+    Ok(read_manifest(&dir(state))?.header())
 }
 
 /// Reads the spill, verifying it whole before returning anything.
@@ -294,6 +296,7 @@ pub fn read(state: &Path, schema: &SchemaRef) -> Result<Spill, SpillError> {
         reason,
     };
     let m = read_manifest(&d)?;
+    let head = m.header();
     let data_path = m.data_path(&d);
     let data = std::fs::read(&data_path).map_err(io(&data_path))?;
     if data.len() as u64 != m.data_len {
@@ -373,11 +376,7 @@ pub fn read(state: &Path, schema: &SchemaRef) -> Result<Spill, SpillError> {
             "more batches than the manifest lists".into(),
         ));
     }
-    Ok(Spill {
-        items,
-        logs: m.logs,
-        restored: m.restored,
-    })
+    Ok(Spill { items, head })
 }
 
 /// Removes the spill (after it has been restored into the channel, or to discard it).

@@ -241,7 +241,7 @@ fn spill_round_trips_bit_for_bit() {
         (Some(owner()), vec!["log-a".into()])
     );
     let back = spill::read(dir.path(), &schema()).unwrap();
-    assert_eq!(back.logs, ["log-a"]);
+    assert_eq!(back.head.logs, ["log-a"]);
     assert_eq!(back.items.len(), items.len());
     for (a, (key, b)) in items.iter().zip(&back.items) {
         assert_eq!(
@@ -263,8 +263,8 @@ fn spill_round_trips_bit_for_bit() {
         .collect();
     spill::record(dir.path(), &provs, vec!["log-a".into(), "log-b".into()]).unwrap();
     let again = spill::read(dir.path(), &schema()).unwrap();
-    assert_eq!(again.logs, ["log-a", "log-b"]);
-    assert!(again.restored, "a restore marks the spill restored");
+    assert_eq!(again.head.logs, ["log-a", "log-b"]);
+    assert!(again.head.restored, "a restore marks the spill restored");
     for ((p, (_, b)), (_, a)) in provs.iter().zip(&again.items).zip(&back.items) {
         assert_eq!(*p, b.prov);
         assert_eq!(a.batch, b.batch);
@@ -349,7 +349,7 @@ fn a_version_1_spill_is_read_and_its_restores_counted() {
     let back = spill::read(dir.path(), &schema()).unwrap();
     assert_eq!(back.items.len(), 3);
     assert!(
-        back.restored,
+        back.head.restored,
         "two logs in a version 1 spill: a start restored it"
     );
     assert!(spill::header(dir.path()).unwrap().owner.is_none());

@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use crate::channel::spill::{self, SpillMeta, SpillOwner};
 use crate::channel::Item;
 
-/// Restored spill items that only this process holds (see [`super::spilling::restore_spill`]), per partition
-/// and in order, until a commit covers them. They share their batches with the channel's.
+/// Restored spill items that only this process holds (see
+/// [`super::spilling::restore_spill`]), per partition and in order, until a commit covers them.
+/// They share their batches with the channel's.
 #[derive(Default)]
 pub(super) struct Restored {
     pub(super) parts: HashMap<u32, Vec<Item>>,

@@ -145,8 +145,8 @@ pub(super) fn restore_spill(
         let planned = match plans.entry(p) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => e.insert(plan(
-                &spill.logs,
-                spill.restored,
+                &spill.head.logs,
+                spill.head.restored,
                 key.as_deref(),
                 p,
                 source,
@@ -154,6 +154,7 @@ pub(super) fn restore_spill(
             )?),
         };
         if let Some(Move { committed, by }) = planned {
+            // (`plan` refuses a spill whose committed part is unknown.)
             if item.prov.next_offset <= committed.unwrap_or(u64::MAX) {
                 continue; // committed by a log of the spill's line (a restore that stopped)
             }
@@ -196,7 +197,7 @@ pub(super) fn restore_spill(
         expected.insert(p, (item.prov.next_offset, item.prov.next_line));
         restore.push(item);
     }
-    let mut logs_now = spill.logs;
+    let mut logs_now = spill.head.logs;
     if let Some(mine) = source.log_id() {
         if !logs_now.contains(&mine) {
             logs_now.push(mine);
