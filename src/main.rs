@@ -21,6 +21,7 @@ use cli::jobs::{
     CheckpointCommand, SchemaCommand,
 };
 use cli::table::{run_compact, run_vacuum};
+use sluice::task::FromCheckpoint;
 
 #[derive(Parser)]
 #[command(
@@ -102,9 +103,14 @@ enum Command {
         #[arg(long)]
         repo: Option<String>,
         /// Replay every partition from its checkpoint with this sequence number (later commits'
-        /// files are deleted first, so output stays exactly-once).
+        /// files are deleted first, so output stays exactly-once). Applied once: a partition
+        /// an earlier run already rolled back to it is not rolled back again.
         #[arg(long)]
         from_checkpoint: Option<u64>,
+        /// With --from-checkpoint: roll back even partitions an earlier run already rolled
+        /// back to that checkpoint (once for the processes of a group started together).
+        #[arg(long, requires = "from_checkpoint")]
+        again: bool,
         /// With --from-checkpoint: print what the roll-back would delete, and stop there.
         #[arg(long, requires = "from_checkpoint")]
         dry_run: bool,
@@ -218,28 +224,26 @@ fn main() -> ExitCode {
         Command::Run {
             job,
             repo,
-            from_checkpoint,
+            from_checkpoint: Some(seq),
+            again,
             dry_run: true,
             ..
-        } => run_roll_back_plan(
-            &job,
-            repo.as_deref(),
-            from_checkpoint.expect("clap: --dry-run requires --from-checkpoint"),
-        ),
+        } => run_roll_back_plan(&job, repo.as_deref(), FromCheckpoint { seq, again }),
         Command::Run {
             job,
             repo,
             from_checkpoint,
+            again,
             discard_spill,
             move_wal_damage,
             threads,
             log_format,
             log_json,
-            dry_run: false,
+            ..
         } => run_job(
             &job,
             repo.as_deref(),
-            from_checkpoint,
+            from_checkpoint.map(|seq| FromCheckpoint { seq, again }),
             discard_spill,
             move_wal_damage,
             threads,

@@ -12,7 +12,7 @@ use sluice::commit::checkpoint::Checkpoints;
 use sluice::config::{Job, SourceSection};
 use sluice::schema::RepoSchema;
 use sluice::source::kafka::Position;
-use sluice::task;
+use sluice::task::{self, FromCheckpoint};
 
 use crate::{init_logs, init_logs_at};
 
@@ -194,7 +194,7 @@ fn validate_one(path: &Path, job: &Job, runtime: &tokio::runtime::Runtime) -> Re
 pub fn run_job(
     path: &Path,
     repo: Option<&str>,
-    from_checkpoint: Option<u64>,
+    from_checkpoint: Option<FromCheckpoint>,
     discard_spill: bool,
     move_wal_damage: bool,
     threads: Option<usize>,
@@ -438,13 +438,15 @@ pub fn run_checkpoints(cmd: CheckpointCommand) -> Result<()> {
 }
 
 /// `run --from-checkpoint N --dry-run`: what the roll-back would delete, per partition.
-pub fn run_roll_back_plan(path: &Path, repo: Option<&str>, seq: u64) -> Result<()> {
+pub fn run_roll_back_plan(path: &Path, repo: Option<&str>, f: FromCheckpoint) -> Result<()> {
     let runtime = io_runtime()?;
+    let seq = f.seq;
     for job in &load_jobs(path, repo)? {
         let dest = task::destination(job, &runtime)?;
         let cps = Checkpoints::new(dest, &job.file.job.name);
+        let again = if f.again { " --again" } else { "" };
         println!(
-            "job {}: a run with --from-checkpoint {seq} would",
+            "job {}: a run with --from-checkpoint {seq}{again} would",
             job.file.job.name
         );
         let keys = cps.keys()?;
@@ -457,6 +459,14 @@ pub fn run_roll_back_plan(path: &Path, repo: Option<&str>, seq: u64) -> Result<(
                 println!("  stop at partition {key}: it has no checkpoint {seq}");
                 continue;
             };
+            if let Some(r) = task::already_rolled_back(&cps, &key, f)? {
+                println!(
+                    "  leave partition {key} as it is: it was rolled back to checkpoint {seq} at {} (commit {}); add --again to roll it back once more",
+                    sluice::commit::format_ms(r.at_ms),
+                    r.seq
+                );
+                continue;
+            }
             let later: Vec<_> = history.iter().filter(|c| c.seq > seq).collect();
             println!(
                 "  resume partition {key} at offset {} (if the source still holds it), removing {} later commits:",
@@ -499,7 +509,7 @@ fn print_checkpoints(
                         c.files.len(),
                         c.rows,
                         c.dead_letters,
-                        format_ms(c.committed_at_ms)
+                        sluice::commit::format_ms(c.committed_at_ms)
                     );
                 }
             }
@@ -515,7 +525,7 @@ fn print_checkpoints(
                     c.seq,
                     c.next_offset,
                     c.next_line,
-                    format_ms(c.committed_at_ms),
+                    sluice::commit::format_ms(c.committed_at_ms),
                     c.rows,
                     c.dead_letters,
                     c.owner
@@ -543,12 +553,6 @@ pub fn io_runtime() -> Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("starting the I/O runtime")
-}
-
-fn format_ms(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_else(|| ms.to_string())
 }
 
 pub fn run_schema(cmd: SchemaCommand) -> Result<()> {

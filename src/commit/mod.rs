@@ -42,6 +42,13 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// `ms` (since the epoch) as an RFC 3339 time in UTC, for people.
+pub fn format_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_else(|| ms.to_string())
+}
+
 /// When this process started (ms since the epoch; `main` calls this first).
 pub fn process_started_ms() -> i64 {
     static AT: OnceLock<i64> = OnceLock::new();

@@ -95,24 +95,25 @@ impl Checkpoints {
         self.reconcile(&claim.key, claim.term, &claim.owner)
     }
 
-    /// True when partition `key` was rolled back to `target` at or after `since_ms` (a run
-    /// with `--from-checkpoint` applies it once, not once per process of a group).
-    pub fn rolled_back_since(
+    /// Partition `key`'s newest roll-back to `target`, made at or after `since_ms` (any time
+    /// when `None`): a run with `--from-checkpoint` applies it once, not once per process of a
+    /// group, nor again at every later start with the flag still set.
+    pub fn rolled_back(
         &self,
         key: &str,
         target: u64,
-        since_ms: i64,
-    ) -> Result<bool, CheckpointError> {
+        since_ms: Option<i64>,
+    ) -> Result<Option<Rollback>, CheckpointError> {
         for seq in self.seqs(key)?.into_iter().rev() {
             if seq <= target {
                 break;
             }
             if let Some(Outcome::Rollback(r)) = self.outcome(key, seq)? {
-                if r.rollback_to == target && r.at_ms >= since_ms {
-                    return Ok(true);
+                if r.rollback_to == target && since_ms.is_none_or(|since| r.at_ms >= since) {
+                    return Ok(Some(r));
                 }
             }
         }
-        Ok(false)
+        Ok(None)
     }
 }

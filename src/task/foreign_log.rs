@@ -14,19 +14,20 @@ use crate::commit::checkpoint::{Checkpoint, Checkpoints};
 use crate::source::{PartitionInfo, Source};
 
 /// Before any partition is claimed: refuses what [`after_claim`] would, for the checkpoint the
-/// partition is to resume from: its newest, or commit `roll_back_to` (a roll-back deletes the
-/// later commits' files when it is claimed, so it is checked before).
+/// partition is to resume from: its newest, or the commit it is rolled back to (its entry in
+/// `roll_back_to`: a roll-back deletes the later commits' files when it is claimed, so it is
+/// checked before).
 pub fn before_claim(
     source: &mut dyn Source,
     checkpoints: &Checkpoints,
     parts: &[PartitionInfo],
-    roll_back_to: Option<u64>,
+    roll_back_to: &[Option<u64>],
 ) -> Result<(), TaskError> {
     if source.log_id().is_none() {
         return Ok(());
     }
-    for p in parts {
-        let from = match roll_back_to {
+    for (p, roll) in parts.iter().zip(roll_back_to) {
+        let from = match *roll {
             Some(seq) => checkpoints
                 .history(&p.key())?
                 .into_iter()

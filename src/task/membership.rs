@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::TaskError;
 use crate::channel::Channel;
-use crate::commit::checkpoint::Checkpoints;
+use crate::commit::checkpoint::{Checkpoints, Rollback};
 use crate::commit::fence::Reconciled;
 use crate::metrics::Metrics;
 use crate::sink::control::Control;
@@ -38,32 +38,86 @@ pub struct Claimed {
     held: Option<u64>,
 }
 
+/// `run --from-checkpoint N`, and whether `--again` was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FromCheckpoint {
+    /// The checkpoint every partition replays from.
+    pub seq: u64,
+    /// Roll back even a partition an earlier run already rolled back to `seq` (without it, a
+    /// roll-back is made once: a later start with the flag still set does not repeat it).
+    pub again: bool,
+}
+
+/// A roll-back to the same checkpoint this long before this process started counts as this
+/// run's (processes of a group started together with `--from-checkpoint`).
+const ROLL_BACK_WINDOW_MS: i64 = 5 * 60 * 1000;
+
+/// The roll-back to `f.seq` partition `key` already had, if any: one at any time, or with
+/// `--again` one made since shortly before this process started (by another process of a
+/// group started together). `None`: the partition is to be rolled back now.
+pub fn already_rolled_back(
+    checkpoints: &Checkpoints,
+    key: &str,
+    f: FromCheckpoint,
+) -> Result<Option<Rollback>, TaskError> {
+    let since = f
+        .again
+        .then(|| crate::commit::process_started_ms() - ROLL_BACK_WINDOW_MS);
+    Ok(checkpoints.rolled_back(key, f.seq, since)?)
+}
+
+/// The claims asked (`(key, roll-back)`) with the roll-back dropped (and the reason logged)
+/// where the partition was [`already_rolled_back`] to that checkpoint.
+pub fn roll_backs(
+    checkpoints: &Checkpoints,
+    asked: Vec<(String, Option<FromCheckpoint>)>,
+) -> Result<Vec<(String, Option<FromCheckpoint>)>, TaskError> {
+    asked
+        .into_iter()
+        .map(|(key, f)| {
+            let Some(f) = f else {
+                return Ok((key, None));
+            };
+            match already_rolled_back(checkpoints, &key, f)? {
+                Some(r) => {
+                    log_not_repeated(&key, f, &r);
+                    Ok((key, None))
+                }
+                None => Ok((key, Some(f))),
+            }
+        })
+        .collect()
+}
+
 /// The destination's part of registering partition `key`: takes a new ownership term (older
-/// writers are fenced), rolls back to checkpoint `from_checkpoint` if asked, fences claims
-/// that did not finish, and brings a table up to the sealed commits. Touches no task state,
-/// so partitions are claimed side by side ([`claim_all`]).
+/// writers are fenced), rolls back to checkpoint `from_checkpoint` if asked and not already
+/// done ([`already_rolled_back`], checked under the new term), fences claims that did not
+/// finish, and brings a table up to the sealed commits. Touches no task state, so partitions
+/// are claimed side by side ([`claim_all`]).
 pub fn claim(
     checkpoints: &Checkpoints,
     table: Option<&dyn crate::table::Publisher>,
     key: &str,
-    from_checkpoint: Option<u64>,
+    from_checkpoint: Option<FromCheckpoint>,
 ) -> Result<Claimed, TaskError> {
     let owner = crate::commit::owner_id();
-    let started = crate::commit::process_started_ms();
     // A new term first: from here on, every older writer of the partition is fenced.
     let term = checkpoints.take_term(key, owner)?;
-    let r = match from_checkpoint {
-        // Members of a group started together with the flag roll back once, not once each.
-        Some(seq) if checkpoints.rolled_back_since(key, seq, started - ROLL_BACK_WINDOW_MS)? => {
-            tracing::info!(partition = %key, seq, "already rolled back to this checkpoint (since 5 minutes before this process started); not repeated");
+    let done = match from_checkpoint {
+        Some(f) => already_rolled_back(checkpoints, key, f)?,
+        None => None,
+    };
+    let r = match (from_checkpoint, done) {
+        (Some(f), Some(r)) => {
+            log_not_repeated(key, f, &r);
             checkpoints.reconcile(key, term, owner)?
         }
-        Some(seq) => {
-            let r = checkpoints.roll_back_to(key, seq, term, owner)?;
-            tracing::warn!(partition = %key, seq, next_offset = ?r.latest.as_ref().map(|c| c.next_offset), "replaying from an older checkpoint");
+        (Some(f), None) => {
+            let r = checkpoints.roll_back_to(key, f.seq, term, owner)?;
+            tracing::warn!(partition = %key, seq = f.seq, next_offset = ?r.latest.as_ref().map(|c| c.next_offset), "replaying from an older checkpoint");
             r
         }
-        None => checkpoints.reconcile(key, term, owner)?,
+        (None, _) => checkpoints.reconcile(key, term, owner)?,
     };
     if !r.removed.is_empty() {
         tracing::warn!(partition = %key, files = ?r.removed, "removed files of an unfinished commit");
@@ -78,6 +132,16 @@ pub fn claim(
         reconciled: r,
         held,
     })
+}
+
+/// Says why partition `key` is not rolled back to `f.seq`: roll-back `r` was made before.
+fn log_not_repeated(key: &str, f: FromCheckpoint, r: &Rollback) {
+    let at = crate::commit::format_ms(r.at_ms);
+    if r.at_ms >= crate::commit::process_started_ms() - ROLL_BACK_WINDOW_MS {
+        tracing::info!(partition = %key, seq = f.seq, commit = r.seq, %at, "already rolled back to this checkpoint minutes ago (by another process of a group started with the flag, or an earlier start); not repeated");
+    } else {
+        tracing::warn!(partition = %key, seq = f.seq, commit = r.seq, %at, by = %r.owner, "already rolled back to this checkpoint by an earlier run; not repeated (--from-checkpoint applies once: pass --again as well to roll back once more)");
+    }
 }
 
 impl Claimed {
@@ -102,7 +166,7 @@ pub struct ClaimFailed {
 pub fn claim_all(
     checkpoints: &Checkpoints,
     table: Option<&dyn crate::table::Publisher>,
-    parts: &[(String, Option<u64>)],
+    parts: &[(String, Option<FromCheckpoint>)],
 ) -> Result<Vec<Claimed>, ClaimFailed> {
     // The claims log as the caller does (its repo).
     let span = tracing::Span::current();
@@ -182,10 +246,6 @@ pub fn resume(
     })
 }
 
-/// A roll-back to the same checkpoint this long before this process started counts as this
-/// run's (processes of a group started together with `--from-checkpoint`).
-const ROLL_BACK_WINDOW_MS: i64 = 5 * 60 * 1000;
-
 /// Before a roll-back deletes anything: checkpoint `seq` exists and the source can still read
 /// from where it resumes (`holds`: the positions the source holds, when it can tell).
 pub(super) fn check_replay(
@@ -227,8 +287,9 @@ pub struct TaskMembership {
     pub channel: Arc<Channel>,
     /// How long a revocation may take to commit what is held.
     pub deadline: Duration,
-    /// `--from-checkpoint`: applied once to each partition when first assigned.
-    pub from_checkpoint: Option<u64>,
+    /// `--from-checkpoint`: applied to each partition when first assigned, unless an earlier
+    /// run already rolled it back to that checkpoint.
+    pub from_checkpoint: Option<FromCheckpoint>,
     pub rolled_back: HashSet<u32>,
     pub metrics: Arc<Metrics>,
 }
@@ -253,18 +314,9 @@ impl Membership for TaskMembership {
         &mut self,
         parts: &[(PartitionInfo, u64, (u64, u64))],
     ) -> Result<Vec<(u32, u64)>, SourceError> {
-        // Every partition of the assignment must be able to replay before any is rolled back.
-        if let Some(seq) = self.from_checkpoint {
-            for (info, _, holds) in parts.iter().filter(|p| !self.rolled_back.contains(&p.0.id)) {
-                check_replay(&self.checkpoints, &info.key(), seq, Some(*holds)).map_err(|e| {
-                    SourceError::Other {
-                        name: format!("partition {}", info.key()),
-                        reason: e.to_string(),
-                    }
-                })?;
-            }
-        }
-        let asked: Vec<(String, Option<u64>)> = parts
+        // A partition is rolled back when first assigned, if it is to be; those to be must
+        // all be able to replay before any is.
+        let asked: Vec<(String, Option<FromCheckpoint>)> = parts
             .iter()
             .map(|(info, _, _)| {
                 let roll = self
@@ -273,6 +325,19 @@ impl Membership for TaskMembership {
                 (info.key(), roll)
             })
             .collect();
+        let asked = roll_backs(&self.checkpoints, asked)
+            .and_then(|asked| {
+                for ((key, roll), (_, _, holds)) in asked.iter().zip(parts) {
+                    if let Some(f) = roll {
+                        check_replay(&self.checkpoints, key, f.seq, Some(*holds))?;
+                    }
+                }
+                Ok(asked)
+            })
+            .map_err(|e| SourceError::Other {
+                name: "--from-checkpoint".into(),
+                reason: e.to_string(),
+            })?;
         let failed = |key: String, e: TaskError| SourceError::Other {
             name: format!("partition {key}"),
             reason: format!("cannot resume it from the destination: {e}"),
@@ -343,7 +408,8 @@ mod tests {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let dest = Destination::parse(dir.path().to_str().unwrap(), rt.handle().clone()).unwrap();
         let cps = Checkpoints::new(dest, "j");
-        let keys: Vec<(String, Option<u64>)> = (0..40).map(|i| (format!("t-{i}"), None)).collect();
+        let keys: Vec<(String, Option<FromCheckpoint>)> =
+            (0..40).map(|i| (format!("t-{i}"), None)).collect();
         for _ in 0..3 {
             cps.take_term("t-7", "before").unwrap();
         }
@@ -389,7 +455,8 @@ mod tests {
         let damaged = dir.path().join("_sluice/j/checkpoints/t-5");
         std::fs::create_dir_all(&damaged).unwrap();
         std::fs::write(damaged.join("000000000001.json"), b"{ not json").unwrap();
-        let keys: Vec<(String, Option<u64>)> = (0..40).map(|i| (format!("t-{i}"), None)).collect();
+        let keys: Vec<(String, Option<FromCheckpoint>)> =
+            (0..40).map(|i| (format!("t-{i}"), None)).collect();
         match claim_all(&cps, None, &keys) {
             Ok(_) => panic!("a damaged record was claimed past"),
             Err(f) => {

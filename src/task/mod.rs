@@ -43,6 +43,7 @@ pub use prepare::{prepare, Prepared};
 
 use feed::source_loop;
 use membership::TaskMembership;
+pub use membership::{already_rolled_back, FromCheckpoint};
 use spilling::{graceful_stop, restore_spill, spill_owner};
 
 /// The states of a task.
@@ -115,8 +116,9 @@ fn sweep_in_background(job: &Job, dest: &Destination, dead: &Destination) {
 /// How to start.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
-    /// Replay every partition from its checkpoint with this sequence number.
-    pub from_checkpoint: Option<u64>,
+    /// Replay every partition from its checkpoint with this sequence number (once: see
+    /// [`FromCheckpoint`]).
+    pub from_checkpoint: Option<FromCheckpoint>,
     /// Drop a spill instead of restoring it (its records are replayed from the source).
     pub discard_spill: bool,
     /// Decoder threads (0: the number of cores).
@@ -397,14 +399,6 @@ fn run_inner(
             metrics: metrics.clone(),
         }));
     }
-    // Every partition must be able to replay before any is rolled back (and before a term is
-    // taken, which would fence the current owner for nothing).
-    if let Some(seq) = opts.from_checkpoint {
-        for p in source.partitions() {
-            let holds = source.replayable(p.id)?;
-            membership::check_replay(&checkpoints, &p.key(), seq, holds)?;
-        }
-    }
     let parts = source.partitions();
     if matches!(job.file.source, crate::config::SourceSection::File { .. }) {
         for p in &parts {
@@ -413,11 +407,28 @@ fn run_inner(
             }
         }
     }
-    foreign_log::before_claim(&mut *source, &checkpoints, &parts, opts.from_checkpoint)?;
-    let asked: Vec<(String, Option<u64>)> = parts
-        .iter()
-        .map(|p| (p.key(), opts.from_checkpoint))
-        .collect();
+    let asked = parts.iter().map(|p| (p.key(), opts.from_checkpoint));
+    let asked = membership::roll_backs(&checkpoints, asked.collect())?;
+    // Every partition to roll back must be able to replay before any is (and before a term is
+    // taken, which would fence the current owner for nothing).
+    for (p, (key, roll)) in parts.iter().zip(&asked) {
+        if let Some(f) = roll {
+            membership::check_replay(&checkpoints, key, f.seq, source.replayable(p.id)?)?;
+        }
+    }
+    let rolls: Vec<Option<u64>> = asked.iter().map(|(_, f)| f.map(|f| f.seq)).collect();
+    foreign_log::before_claim(&mut *source, &checkpoints, &parts, &rolls)?;
+    // A start that rolls nothing back (done by an earlier run) restores a spill as any start.
+    let unrolled;
+    let opts = if !source.dynamic() && rolls.iter().all(Option::is_none) {
+        unrolled = RunOptions {
+            from_checkpoint: None,
+            ..opts.clone()
+        };
+        &unrolled
+    } else {
+        opts
+    };
     let claimed =
         membership::claim_all(&checkpoints, table.as_deref(), &asked).map_err(|f| f.error)?;
     for (p, claimed) in parts.iter().zip(claimed) {

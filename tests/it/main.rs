@@ -24,6 +24,7 @@ mod push;
 mod rebalance;
 mod repos;
 mod retention;
+mod rollback;
 mod run;
 mod s3_faults;
 mod s3_run;

@@ -1,6 +1,6 @@
 //! `sluice run` with the file source: exactly-once output across rotation, partitioned paths,
 //! kill -9 at random moments and at chosen points of the commit, and graceful stops with a
-//! spill.
+//! spill. Roll-backs (`--from-checkpoint`) are in `rollback.rs`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::helpers::*;
 
 /// Writes `n` web-log events with unique trace ids `t<i>` over two days of record time.
-fn write_events(path: &Path, n: usize, start: usize) {
+pub(super) fn write_events(path: &Path, n: usize, start: usize) {
     let mut s = String::with_capacity(n * 200);
     for i in start..start + n {
         let minute = i % 2880;
@@ -36,11 +36,11 @@ fn write_events(path: &Path, n: usize, start: usize) {
 }
 
 /// How many broken lines `write_events(_, n, start)` adds.
-fn broken(start: usize, n: usize) -> usize {
+pub(super) fn broken(start: usize, n: usize) -> usize {
     (start..start + n).filter(|i| i % 997 == 0).count()
 }
 
-fn job_file(dir: &Path, inputs: &[PathBuf], extra: &str) -> PathBuf {
+pub(super) fn job_file(dir: &Path, inputs: &[PathBuf], extra: &str) -> PathBuf {
     let paths: Vec<String> = inputs
         .iter()
         .map(|p| format!("{:?}", p.display().to_string()))
@@ -77,7 +77,7 @@ url = "out/"
     p
 }
 
-fn start(job: &Path, env: &[(&str, &str)]) -> Child {
+pub(super) fn start(job: &Path, env: &[(&str, &str)]) -> Child {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sluice"));
     c.arg("run")
         .arg(job)
@@ -90,7 +90,7 @@ fn start(job: &Path, env: &[(&str, &str)]) -> Child {
     c.spawn().expect("start sluice run")
 }
 
-fn finish(child: Child) -> (bool, String) {
+pub(super) fn finish(child: Child) -> (bool, String) {
     let out = child.wait_with_output().unwrap();
     let text = format!(
         "{}{}",
@@ -100,18 +100,18 @@ fn finish(child: Child) -> (bool, String) {
     (out.status.success(), text)
 }
 
-fn run_to_end(job: &Path) -> String {
+pub(super) fn run_to_end(job: &Path) -> String {
     let (ok, text) = finish(start(job, &[]));
     assert!(ok, "sluice run failed:\n{text}");
     text
 }
 
-fn dead_letter_count(out: &Path) -> usize {
+pub(super) fn dead_letter_count(out: &Path) -> usize {
     lines_in(&out.join("_dead_letters/nginx_access"))
 }
 
 /// Lines in the visible files of a folder.
-fn lines_in(dir: &Path) -> usize {
+pub(super) fn lines_in(dir: &Path) -> usize {
     if !dir.exists() {
         return 0;
     }
@@ -123,7 +123,7 @@ fn lines_in(dir: &Path) -> usize {
         .sum()
 }
 
-fn assert_exactly_once(out: &Path, n: usize, bad: usize) {
+pub(super) fn assert_exactly_once(out: &Path, n: usize, bad: usize) {
     let counts = trace_ids(out);
     let dups: Vec<_> = counts.iter().filter(|(_, c)| **c > 1).take(5).collect();
     assert!(dups.is_empty(), "duplicated records: {dups:?}");
@@ -176,57 +176,6 @@ fn run_writes_partitioned_rotated_files_exactly_once() {
     );
     let text = run_to_end(&job);
     assert!(text.contains("0 rows"), "{text}");
-    assert_exactly_once(&out, 10_000, broken(0, 10_000));
-
-    // A dry run lists what a roll-back would delete, and deletes nothing.
-    let job_s = job.to_str().unwrap();
-    // Data, dead letters and checkpoint records (fence records may change).
-    let listing = |out: &Path| -> Vec<PathBuf> {
-        files_under(out, false)
-            .into_iter()
-            .filter(|p| !p.to_string_lossy().contains("/_sluice/it/fence/"))
-            .collect()
-    };
-    let before = listing(&out);
-    let plan = sluice_ok(&["run", job_s, "--from-checkpoint", "1", "--dry-run"]);
-    assert!(
-        plan.contains("resume partition a-0 at offset") && plan.contains("delete dt="),
-        "{plan}"
-    );
-    assert_eq!(listing(&out), before);
-    // A source that can no longer replay from there (the file shrank) is refused before
-    // anything is deleted.
-    let a = dir.path().join("a.jsonl");
-    let full = std::fs::read(&a).unwrap();
-    std::fs::write(&a, &full[..100]).unwrap();
-    let o = sluice(&["run", job_s, "--from-checkpoint", "1"]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        !o.status.success() && err.contains("cannot replay partition a-0"),
-        "{err}"
-    );
-    assert_eq!(listing(&out), before, "nothing deleted");
-    std::fs::write(&a, &full).unwrap();
-    // A kill -9 half-way through a roll-back (claimed; sealed, files not yet deleted), then a
-    // plain run: still exactly once.
-    for point in ["roll_back_claimed:1", "roll_back_sealed:1"] {
-        let half = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["run", job_s, "--from-checkpoint", "1"])
-            .env("SLUICE_FAULT", point)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&half.stderr);
-        assert!(
-            !half.status.success() && text.contains("SLUICE_FAULT"),
-            "{point}: {text}"
-        );
-        run_to_end(&job);
-        assert_exactly_once(&out, 10_000, broken(0, 10_000));
-    }
-
-    // Replay from the first checkpoint of each partition: later files are replaced, not added.
-    let o = sluice(&["run", job.to_str().unwrap(), "--from-checkpoint", "1"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_exactly_once(&out, 10_000, broken(0, 10_000));
 }
 
