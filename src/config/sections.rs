@@ -236,7 +236,8 @@ fn default_table() -> String {
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotationSection {
-    /// Close a file at this many rows.
+    /// Close a file once it holds this many rows. Files close between decoded batches, so
+    /// one may hold up to `[channel] batch_rows` - 1 rows more.
     #[serde(default = "default_max_rows")]
     pub max_rows: u64,
     /// Close a file at about this size (a size, e.g. `256MiB`).
