@@ -18,6 +18,9 @@ pub(super) struct Part {
     /// Where the buffered messages begin (the position before them).
     pub from: i64,
     pub buf: Vec<u8>,
+    /// Where each buffered message's line ends in `buf` (its newline), so the decoder need
+    /// not scan for them ([`Chunk::ends`]).
+    pub ends: Vec<usize>,
     pub offsets: Vec<u64>,
     pub meta: MessageMeta,
     /// A seek that librdkafka refused for now (retried before each poll).
@@ -56,6 +59,7 @@ impl Part {
             end: None,
             from: 0,
             buf: Vec::new(),
+            ends: Vec::new(),
             offsets: Vec::new(),
             meta,
             seek_pending: false,
@@ -81,6 +85,7 @@ impl Part {
 
     pub fn drop_buffer(&mut self) {
         self.buf.clear();
+        self.ends.clear();
         self.offsets.clear();
         self.meta.clear();
         self.seek_pending = false;
@@ -152,16 +157,38 @@ impl Part {
         {
             return false;
         }
-        // Each message is one line. JSON allows raw line breaks only as whitespace between
-        // tokens: those become spaces. A message that is only whitespace, or has a raw line
-        // break inside a string (invalid JSON, which a space would silently "repair"), stands
-        // as a placeholder line and becomes a dead letter with its own bytes.
+        self.line(msg.payload());
+        self.offsets.push(offset as u64);
+        self.past_end = false;
+        if needs.timestamps {
+            self.meta.timestamps.push(msg.timestamp_ms());
+        }
+        if needs.keys {
+            self.meta.keys.push(msg.key().map(<[u8]>::to_vec));
+        }
+        if needs.headers {
+            self.meta.headers.push(
+                msg.headers()
+                    .map(|hs| headers_json(hs.iter().map(|(k, v)| (k.as_ref(), *v)))),
+            );
+        }
+        self.next = offset + 1;
+        self.owed = self.owed.max(self.next);
+        true
+    }
+
+    /// Buffers one message's payload as one line. JSON allows raw line breaks only as
+    /// whitespace between tokens: those become spaces. A message that is only whitespace, or
+    /// has a raw line break inside a string (invalid JSON, which a space would silently
+    /// "repair"), stands as a placeholder line and becomes a dead letter with its own bytes.
+    /// So every line is one record, which `ends` records.
+    fn line(&mut self, payload: Option<&[u8]>) {
         let unreadable = |why: &str, bytes: &[u8], meta: &mut MessageMeta, index: usize| {
             meta.unreadable
                 .push((index, bytes.to_vec(), why.to_string()));
         };
         let index = self.offsets.len();
-        match msg.payload() {
+        match payload {
             None | Some([]) => self.buf.extend_from_slice(b"null"),
             Some(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => {
                 unreadable(
@@ -192,24 +219,8 @@ impl Part {
                 )
             }
         }
+        self.ends.push(self.buf.len());
         self.buf.push(b'\n');
-        self.offsets.push(offset as u64);
-        self.past_end = false;
-        if needs.timestamps {
-            self.meta.timestamps.push(msg.timestamp_ms());
-        }
-        if needs.keys {
-            self.meta.keys.push(msg.key().map(<[u8]>::to_vec));
-        }
-        if needs.headers {
-            self.meta.headers.push(
-                msg.headers()
-                    .map(|hs| headers_json(hs.iter().map(|(k, v)| (k.as_ref(), *v)))),
-            );
-        }
-        self.next = offset + 1;
-        self.owed = self.owed.max(self.next);
-        true
     }
 
     /// Buffers a record batch the client could not read, ending at `last`, as one unreadable
@@ -219,6 +230,7 @@ impl Part {
             .unreadable
             .push((self.offsets.len(), Vec::new(), why));
         self.buf.extend_from_slice(UNREADABLE);
+        self.ends.push(self.buf.len());
         self.buf.push(b'\n');
         self.offsets.push(last as u64);
         if needs.timestamps {
@@ -237,9 +249,11 @@ impl Part {
     /// Moves the buffered messages into `chunk` (whose buffers come back for reuse).
     pub fn emit(&mut self, chunk: &mut Chunk) -> Next {
         std::mem::swap(&mut chunk.data, &mut self.buf);
+        std::mem::swap(&mut chunk.ends, &mut self.ends);
         std::mem::swap(&mut chunk.offsets, &mut self.offsets);
         std::mem::swap(&mut chunk.meta, &mut self.meta);
         self.buf.clear();
+        self.ends.clear();
         self.offsets.clear();
         self.meta.clear();
         self.meta.topic.clone_from(&self.info.topic);
@@ -309,6 +323,47 @@ mod tests {
         assert!(line_break_in_string(b"{\"a\":\"x\ny\"}"));
         assert!(line_break_in_string(b"{\"a\":\"q\\\"\r\"}"));
         assert!(!line_break_in_string(b"{\"a\":\"q\\\\\"\r}"));
+    }
+
+    /// The line ends a partition records give the records a scan of its chunk finds, for
+    /// messages of every shape: empty, absent, only whitespace, CR and LF between tokens and
+    /// inside strings, an unreadable batch.
+    #[test]
+    fn recorded_line_ends_frame_records_as_a_scan_does() {
+        let info = PartitionInfo {
+            id: 0,
+            topic: "t".into(),
+            number: 0,
+        };
+        let mut part = Part::new(info, 0);
+        let payloads: [Option<&[u8]>; 10] = [
+            Some(b"{\"a\":1}"),
+            None,
+            Some(b""),
+            Some(b" \r\n\t"),
+            Some(b"{\"a\":\r\n2}\r\n"),
+            Some(b"{\"a\":\"x\ny\"}"),
+            Some(b"\r{\"a\":3}"),
+            Some(b"  {\"b\":\"\\\"\"}  "),
+            Some(b"\n"),
+            Some(b"{}\r"),
+        ];
+        for (i, p) in payloads.iter().enumerate() {
+            part.line(*p);
+            part.offsets.push(i as u64);
+            if i == 4 {
+                part.push_unreadable(100, "unreadable".into(), MetaNeeds::default());
+            }
+        }
+        let mut chunk = Chunk::default();
+        part.emit(&mut chunk);
+        assert_eq!(chunk.ends.len(), payloads.len() + 1);
+        let (mut framed, mut scanned) = (Vec::new(), Vec::new());
+        crate::decode::framing::split_records(&chunk, false, &mut framed);
+        chunk.ends.clear();
+        crate::decode::framing::split_records(&chunk, false, &mut scanned);
+        assert_eq!(framed, scanned);
+        assert!(part.ends.is_empty() && part.buf.is_empty());
     }
 
     #[test]
