@@ -291,7 +291,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", cli::jobs::chain(&e));
             ExitCode::FAILURE
         }
     }

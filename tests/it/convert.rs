@@ -245,6 +245,13 @@ fn errors_are_clear_and_leave_nothing_behind() {
         err.contains("bad.toml") && err.contains("`a`") && err.contains("int33"),
         "{err}"
     );
+    // A cause the error already quotes is said once.
+    let o = sluice(&["schema", "check", "/no/such/schema.toml"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.matches("No such file or directory").count() == 1,
+        "{err}"
+    );
 
     // An existing output is not replaced without --overwrite.
     let args = [
