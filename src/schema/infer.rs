@@ -9,6 +9,8 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
+use super::ordered::Json;
+
 /// Objects and arrays nested deeper than this are typed `json`.
 pub const MAX_DEPTH: usize = 8;
 
@@ -101,8 +103,8 @@ fn widen(a: Kind, b: Kind) -> Kind {
     }
 }
 
-fn example_of(v: &serde_json::Value) -> String {
-    let mut s = v.to_string();
+fn example_of(v: &Json) -> String {
+    let mut s = serde_json::to_string(v).expect("a JSON value serializes");
     if s.len() > 40 {
         let mut cut = 40;
         while !s.is_char_boundary(cut) {
@@ -156,38 +158,38 @@ fn place<'a>(root: &'a mut Stat, path: &[Step]) -> &'a mut Stat {
 }
 
 /// Observes one JSON value at `root`. Nesting is walked with a work list of places.
-fn observe(root: &mut Stat, value: &serde_json::Value) {
+fn observe(root: &mut Stat, value: &Json) {
     // Each entry: the path of keys and array markers from `root` to the place, and the value.
-    let mut work: Vec<(Vec<Step>, &serde_json::Value)> = vec![(Vec::new(), value)];
+    let mut work: Vec<(Vec<Step>, &Json)> = vec![(Vec::new(), value)];
     while let Some((path, v)) = work.pop() {
         if !leads(root, &path) {
             continue; // a parent was widened to json meanwhile: nothing below it to fill
         }
         let stat = place(root, &path);
         stat.present += 1;
-        if stat.example.is_none() && !v.is_null() {
+        if stat.example.is_none() && !matches!(v, Json::Null) {
             stat.example = Some(example_of(v));
         }
         let depth = path.len();
         let kind = match v {
-            serde_json::Value::Null => {
+            Json::Null => {
                 stat.nulls += 1;
                 continue;
             }
-            serde_json::Value::Bool(_) => Kind::Bool,
-            serde_json::Value::Number(n) => match n.as_i64() {
+            Json::Bool(_) => Kind::Bool,
+            Json::Number(n) => match n.as_i64() {
                 Some(i) => Kind::Int { min: i, max: i },
                 None => Kind::Float,
             },
-            serde_json::Value::String(s) => Kind::Str(text_kind(s)),
-            serde_json::Value::Array(_) if depth >= MAX_DEPTH => Kind::Json,
-            serde_json::Value::Object(o) if depth >= MAX_DEPTH || o.len() > MAX_KEYS => Kind::Json,
-            serde_json::Value::Array(_) => Kind::Array(Box::new(Stat::new())),
-            serde_json::Value::Object(_) => Kind::Object(Box::default()),
+            Json::Str(s) => Kind::Str(text_kind(s)),
+            Json::Array(_) if depth >= MAX_DEPTH => Kind::Json,
+            Json::Object(o) if depth >= MAX_DEPTH || o.len() > MAX_KEYS => Kind::Json,
+            Json::Array(_) => Kind::Array(Box::new(Stat::new())),
+            Json::Object(_) => Kind::Object(Box::default()),
         };
         stat.kind = widen(std::mem::replace(&mut stat.kind, Kind::Unknown), kind);
         match (v, &mut stat.kind) {
-            (serde_json::Value::Object(o), Kind::Object(f)) => {
+            (Json::Object(o), Kind::Object(f)) => {
                 f.seen += 1;
                 if f.order.len() + o.len() > MAX_KEYS * 2 {
                     stat.kind = Kind::Json;
@@ -203,7 +205,7 @@ fn observe(root: &mut Stat, value: &serde_json::Value) {
                     work.push((p, child));
                 }
             }
-            (serde_json::Value::Array(items), Kind::Array(_)) => {
+            (Json::Array(items), Kind::Array(_)) => {
                 for child in items {
                     let mut p: Vec<Step> = path.iter().map(clone_step).collect();
                     p.push(Step::Item);
@@ -222,48 +224,54 @@ impl Inference {
         if line.is_empty() {
             return;
         }
-        match serde_json::from_slice::<serde_json::Value>(line) {
-            Ok(v @ serde_json::Value::Object(_)) => {
-                let mut root = Stat {
-                    present: 0,
-                    nulls: 0,
-                    kind: Kind::Object(Box::new(std::mem::take(&mut self.root))),
-                    example: None,
-                };
-                observe(&mut root, &v);
-                if let Kind::Object(f) = root.kind {
-                    self.root = *f;
-                }
-                self.rows += 1;
-            }
+        match Json::parse(line) {
+            Ok(v @ Json::Object(_)) => self.object(&v),
             _ => self.skipped += 1,
         }
     }
 
+    /// One row, a JSON object.
+    fn object(&mut self, v: &Json) {
+        let mut root = Stat {
+            present: 0,
+            nulls: 0,
+            kind: Kind::Object(Box::new(std::mem::take(&mut self.root))),
+            example: None,
+        };
+        observe(&mut root, v);
+        if let Kind::Object(f) = root.kind {
+            self.root = *f;
+        }
+        self.rows += 1;
+    }
+
     /// One CSV record under `header`: empty values are null, the rest typed by their text.
     pub fn csv_record(&mut self, header: &[String], values: &[String]) {
-        let mut obj = serde_json::Map::new();
+        let mut row = Vec::with_capacity(header.len());
         for (k, v) in header.iter().zip(values) {
             let value = if v.is_empty() {
-                serde_json::Value::Null
+                Json::Null
             } else if let Ok(i) = v.parse::<i64>() {
-                i.into()
+                Json::Number(i.into())
             } else if let Some(f) = v
                 .parse::<f64>()
                 .ok()
                 .filter(|f| f.is_finite())
                 .and_then(serde_json::Number::from_f64)
             {
-                serde_json::Value::Number(f)
+                Json::Number(f)
             } else if v == "true" || v == "false" {
-                (v == "true").into()
+                Json::Bool(v == "true")
             } else {
-                v.clone().into()
+                Json::Str(v.clone())
             };
-            obj.insert(k.clone(), value);
+            row.push((k.clone(), value));
         }
-        let line = serde_json::Value::Object(obj).to_string();
-        self.json_line(line.as_bytes());
+        self.json_line(
+            serde_json::to_string(&Json::Object(row))
+                .expect("serializes")
+                .as_bytes(),
+        );
     }
 
     pub fn rows(&self) -> u64 {

@@ -583,6 +583,7 @@ fn validate_pattern(pattern: &str) -> Result<(), String> {
 }
 
 pub mod infer;
+mod ordered;
 
 #[cfg(test)]
 mod tests;

@@ -111,6 +111,41 @@ fn inferred_json_schemas_widen_conflicts_and_convert_their_sample_cleanly() {
     );
 }
 
+/// The top-level field names of a schema, in order.
+fn field_names(toml: &str) -> Vec<String> {
+    let lines: Vec<&str> = toml.lines().collect();
+    lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.trim() == "[[fields]]")
+        .filter_map(|(i, _)| {
+            lines[i + 1..]
+                .iter()
+                .find_map(|l| l.strip_prefix("name = \""))
+                .map(|n| n.trim_end_matches('"').to_string())
+        })
+        .collect()
+}
+
+/// Fields follow the sample's order (its first row's keys, as a reader of the files expects
+/// their columns), not the alphabetical order of a JSON map.
+#[test]
+fn inferred_fields_keep_the_samples_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = fixture("nginx_access.jsonl");
+    let first = std::fs::read_to_string(&sample).unwrap();
+    let first = first.lines().next().unwrap();
+    // The fixture is flat: each key is a string followed by a colon.
+    let pieces: Vec<&str> = first.split("\":").collect();
+    let keys: Vec<String> = pieces[..pieces.len() - 1]
+        .iter()
+        .filter_map(|before| before.rsplit_once('"').map(|(_, k)| k.to_string()))
+        .collect();
+    assert!(keys.len() > 5 && keys[0] == "ts", "{keys:?}");
+    let toml = infer_check_convert(dir.path(), &sample, "ordered");
+    assert_eq!(field_names(&toml), keys, "{toml}");
+}
+
 #[test]
 fn inferred_csv_schemas_type_text_columns() {
     let dir = tempfile::tempdir().unwrap();
@@ -130,6 +165,10 @@ fn inferred_csv_schemas_type_text_columns() {
     }
     std::fs::write(&sample, text).unwrap();
     let toml = infer_check_convert(dir.path(), &sample, "people");
+    assert_eq!(
+        field_names(&toml),
+        ["id", "name", "score", "active", "seen"]
+    );
     assert!(entry(&toml, "id").contains("type = \"int64\""), "{toml}");
     assert!(entry(&toml, "name").contains("type = \"string\""), "{toml}");
     assert!(
