@@ -180,6 +180,7 @@ impl ChunkReader {
 
     /// Reads the next chunk into `buf` (whose allocation is reused). Returns false at the end.
     pub fn next_chunk(&mut self, chunk: &mut Chunk) -> Result<bool, InputError> {
+        chunk.ends.clear();
         let buf = &mut chunk.data;
         buf.clear();
         if buf.capacity() > 2 * self.base_block {

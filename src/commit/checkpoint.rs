@@ -368,6 +368,11 @@ impl Checkpoints {
         Ok((out, reached))
     }
 
+    /// The sequence number below which the partition's outcomes were pruned, if any were.
+    pub fn pruned_below(&self, key: &str) -> Result<Option<u64>, CheckpointError> {
+        Ok(self.oldest(key)?.filter(|&o| o > 1))
+    }
+
     /// Whether every outcome of the partition is still recorded (none was pruned).
     pub fn history_complete(&self, key: &str) -> Result<bool, CheckpointError> {
         Ok(self.oldest(key)?.is_none_or(|o| o <= 1))

@@ -51,7 +51,14 @@ pub struct Chunk {
 /// not end the record.
 pub fn split_records(chunk: &Chunk, quoted: bool, out: &mut Vec<Record>) {
     out.clear();
-    if !chunk.ends.is_empty() && !quoted {
+    // Recorded ends are taken only when they frame all of `data` (a buffer reused by a
+    // source that does not record them keeps stale ones otherwise).
+    if !quoted
+        && chunk
+            .ends
+            .last()
+            .is_some_and(|&e| e + 1 == chunk.data.len())
+    {
         let mut start = 0;
         for (i, &end) in chunk.ends.iter().enumerate() {
             out.push(Record {

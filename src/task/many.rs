@@ -127,8 +127,10 @@ fn supervise(
                 if let Some(slot) = &opts.admin {
                     slot.metrics.restarted();
                 }
-                // Done once, by the first run: later damage needs an operator's decision.
-                opts.from_checkpoint = None;
+                // Done once, by the first run: later damage needs an operator's decision. A
+                // roll-back is kept: the retry finishes one the first run left half made (its
+                // claims side by side), and repeats none (this process's own roll-backs count
+                // as done, with `--again` too).
                 opts.discard_spill = false;
                 job.move_wal_damage = false;
             }

@@ -36,6 +36,8 @@ pub struct Claimed {
     term: u64,
     reconciled: Reconciled,
     held: Option<u64>,
+    /// The claim rolled the partition back (`--from-checkpoint`).
+    pub rolled_back: bool,
 }
 
 /// `run --from-checkpoint N`, and whether `--again` was given.
@@ -72,21 +74,27 @@ pub fn roll_backs(
     checkpoints: &Checkpoints,
     asked: Vec<(String, Option<FromCheckpoint>)>,
 ) -> Result<Vec<(String, Option<FromCheckpoint>)>, TaskError> {
-    asked
-        .into_iter()
-        .map(|(key, f)| {
-            let Some(f) = f else {
-                return Ok((key, None));
-            };
-            match already_rolled_back(checkpoints, &key, f)? {
-                Some(r) => {
-                    log_not_repeated(&key, f, &r);
-                    Ok((key, None))
-                }
-                None => Ok((key, Some(f))),
+    // A few store reads each (inside a rebalance for a group member): side by side.
+    let span = tracing::Span::current();
+    let done = crate::fanout::each(&asked, CLAIM_THREADS, "roll-back check", |(key, f)| {
+        let _entered = span.enter();
+        let Some(f) = *f else {
+            return Ok::<_, TaskError>(None);
+        };
+        match already_rolled_back(checkpoints, key, f)? {
+            Some(r) => {
+                log_not_repeated(key, f, &r);
+                Ok(None)
             }
-        })
-        .collect()
+            None => Ok(Some(f)),
+        }
+    });
+    let mut out: Vec<(String, Option<FromCheckpoint>)> =
+        asked.into_iter().map(|(key, _)| (key, None)).collect();
+    for (i, roll) in done {
+        out[i].1 = roll?;
+    }
+    Ok(out)
 }
 
 /// The destination's part of registering partition `key`: takes a new ownership term (older
@@ -107,6 +115,7 @@ pub fn claim(
         Some(f) => already_rolled_back(checkpoints, key, f)?,
         None => None,
     };
+    let rolled_back = from_checkpoint.is_some() && done.is_none();
     let r = match (from_checkpoint, done) {
         (Some(f), Some(r)) => {
             log_not_repeated(key, f, &r);
@@ -131,6 +140,7 @@ pub fn claim(
         term,
         reconciled: r,
         held,
+        rolled_back,
     })
 }
 
@@ -209,6 +219,7 @@ pub fn resume(
         term,
         reconciled: r,
         held,
+        ..
     } = claimed;
     let seq = r.next_seq - 1;
     let (offset, line, checkpointed) = match (&r.latest, held) {
@@ -254,14 +265,26 @@ pub(super) fn check_replay(
     seq: u64,
     holds: Option<(u64, u64)>,
 ) -> Result<(), TaskError> {
-    let target = checkpoints
-        .history(key)?
-        .into_iter()
-        .find(|c| c.seq == seq)
-        .ok_or_else(|| crate::commit::checkpoint::CheckpointError::Unknown {
+    let Some(target) = checkpoints.history(key)?.into_iter().find(|c| c.seq == seq) else {
+        // Pruned: a roll-back to it an earlier run made is pruned too, so a flag left set
+        // cannot be told from a new one.
+        if let Some(below) = checkpoints.pruned_below(key)?.filter(|&b| seq < b) {
+            return Err(TaskError::Job {
+                job: checkpoints.job().to_string(),
+                reason: format!(
+                    "cannot replay partition {key} from checkpoint {seq}: it was pruned (the \
+                     partition keeps its newest commits, from {below} on); if an earlier run \
+                     already rolled back to it, start without --from-checkpoint. Nothing was \
+                     deleted"
+                ),
+            });
+        }
+        return Err(crate::commit::checkpoint::CheckpointError::Unknown {
             key: key.to_string(),
             seq,
-        })?;
+        }
+        .into());
+    };
     if let Some((first, last)) = holds {
         if target.next_offset < first || target.next_offset > last {
             return Err(TaskError::Job {
@@ -442,6 +465,28 @@ mod tests {
             }) if e.is_fenced() => {}
             Err(f) => panic!("t-{}: {}", f.index, f.error),
         }
+    }
+
+    /// A roll-back to a checkpoint the partition's history no longer holds (pruned) says so,
+    /// and what to do when the flag was left from a roll-back already made; one that never
+    /// existed is unknown.
+    #[test]
+    fn a_roll_back_to_a_pruned_checkpoint_says_it_was_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let dest = Destination::parse(dir.path().to_str().unwrap(), rt.handle().clone()).unwrap();
+        let cps = Checkpoints::new(dest, "j");
+        cps.record_abort_for_tests("t-0", 1, false);
+        let unknown = check_replay(&cps, "t-0", 5, None).unwrap_err().to_string();
+        assert!(unknown.contains("no checkpoint 5"), "{unknown}");
+        cps.record_abort_for_tests("t-0", 40, true);
+        let pruned = check_replay(&cps, "t-0", 5, None).unwrap_err().to_string();
+        assert!(
+            pruned.contains("was pruned")
+                && pruned.contains("from 40 on")
+                && pruned.contains("start without --from-checkpoint"),
+            "{pruned}"
+        );
     }
 
     /// A partition whose records are damaged fails the claims, named by its place in the list,

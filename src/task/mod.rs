@@ -418,9 +418,12 @@ fn run_inner(
     }
     let rolls: Vec<Option<u64>> = asked.iter().map(|(_, f)| f.map(|f| f.seq)).collect();
     foreign_log::before_claim(&mut *source, &checkpoints, &parts, &rolls)?;
-    // A start that rolls nothing back (done by an earlier run) restores a spill as any start.
+    let claimed =
+        membership::claim_all(&checkpoints, table.as_deref(), &asked).map_err(|f| f.error)?;
+    // A start whose claims rolled nothing back (an earlier run did) restores a spill as any
+    // start does: decided by the claims, which check again under their new terms.
     let unrolled;
-    let opts = if !source.dynamic() && rolls.iter().all(Option::is_none) {
+    let opts = if !source.dynamic() && !claimed.iter().any(|c| c.rolled_back) {
         unrolled = RunOptions {
             from_checkpoint: None,
             ..opts.clone()
@@ -429,8 +432,6 @@ fn run_inner(
     } else {
         opts
     };
-    let claimed =
-        membership::claim_all(&checkpoints, table.as_deref(), &asked).map_err(|f| f.error)?;
     for (p, claimed) in parts.iter().zip(claimed) {
         foreign_log::after_claim(&mut *source, &checkpoints, p, claimed.latest())?;
         let src = &mut source;

@@ -447,6 +447,7 @@ impl Source for PushSource {
             }
         }
         chunk.data.clear();
+        chunk.ends.clear();
         chunk.offsets.clear();
         chunk.from_offset = None;
         chunk.first_offset = g.read_pos;
