@@ -291,10 +291,25 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", cli::jobs::chain(&e));
+            eprintln!("error: {}", chain(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error with its causes, each cause said once: the library's errors already quote their
+/// source (`cannot read schema file x: No such file or directory`), which anyhow's chain
+/// would print again.
+pub(crate) fn chain(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !out.contains(&cause) {
+            out.push_str(": ");
+            out.push_str(&cause);
+        }
+    }
+    out
 }
 
 pub(crate) fn init_logs(json: bool) {

@@ -112,21 +112,6 @@ fn load_jobs(path: &Path, repo: Option<&str>) -> Result<Vec<Job>> {
     })
 }
 
-/// An error with its causes, each cause said once: the library's errors already quote their
-/// source (`cannot read schema file x: No such file or directory`), which anyhow's chain
-/// would print again.
-pub fn chain(e: &anyhow::Error) -> String {
-    let mut out = e.to_string();
-    for cause in e.chain().skip(1) {
-        let cause = cause.to_string();
-        if !out.contains(&cause) {
-            out.push_str(": ");
-            out.push_str(&cause);
-        }
-    }
-    out
-}
-
 pub fn run_validate(path: &Path, repo: Option<&str>) -> Result<()> {
     let jobs = load_jobs(path, repo)?;
     let runtime = io_runtime()?;
@@ -140,7 +125,7 @@ pub fn run_validate(path: &Path, repo: Option<&str>) -> Result<()> {
                 "{}: repo `{}`: {}",
                 path.display(),
                 task::repo_label(job),
-                chain(&e)
+                crate::chain(&e)
             );
             failed.push(task::repo_label(job));
         }

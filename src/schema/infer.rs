@@ -267,6 +267,8 @@ impl Inference {
             };
             row.push((k.clone(), value));
         }
+        // Through the JSON text, so a header naming a column twice counts once, as a JSON
+        // object's repeated key does.
         self.json_line(
             serde_json::to_string(&Json::Object(row))
                 .expect("serializes")

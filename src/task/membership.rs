@@ -111,22 +111,23 @@ pub fn claim(
     let owner = crate::commit::owner_id();
     // A new term first: from here on, every older writer of the partition is fenced.
     let term = checkpoints.take_term(key, owner)?;
-    let done = match from_checkpoint {
-        Some(f) => already_rolled_back(checkpoints, key, f)?,
+    let roll = match from_checkpoint {
+        Some(f) => match already_rolled_back(checkpoints, key, f)? {
+            Some(before) => {
+                log_not_repeated(key, f, &before);
+                None
+            }
+            None => Some(f),
+        },
         None => None,
     };
-    let rolled_back = from_checkpoint.is_some() && done.is_none();
-    let r = match (from_checkpoint, done) {
-        (Some(f), Some(r)) => {
-            log_not_repeated(key, f, &r);
-            checkpoints.reconcile(key, term, owner)?
-        }
-        (Some(f), None) => {
+    let r = match roll {
+        Some(f) => {
             let r = checkpoints.roll_back_to(key, f.seq, term, owner)?;
             tracing::warn!(partition = %key, seq = f.seq, next_offset = ?r.latest.as_ref().map(|c| c.next_offset), "replaying from an older checkpoint");
             r
         }
-        (None, _) => checkpoints.reconcile(key, term, owner)?,
+        None => checkpoints.reconcile(key, term, owner)?,
     };
     if !r.removed.is_empty() {
         tracing::warn!(partition = %key, files = ?r.removed, "removed files of an unfinished commit");
@@ -140,7 +141,7 @@ pub fn claim(
         term,
         reconciled: r,
         held,
-        rolled_back,
+        rolled_back: roll.is_some(),
     })
 }
 
@@ -199,6 +200,29 @@ pub fn claim_all(
         Some(f) => Err(f),
         None => Ok(claimed),
     }
+}
+
+/// The claims of a static source's partitions at its start: those to roll back (not
+/// [`already_rolled_back`]) must all be able to replay, and another log's checkpoints are
+/// checked ([`super::foreign_log::before_claim`]), before any term is taken (which would
+/// fence the current owner for nothing); then [`claim_all`].
+pub(super) fn claim_static(
+    source: &mut dyn crate::source::Source,
+    checkpoints: &Checkpoints,
+    table: Option<&dyn crate::table::Publisher>,
+    parts: &[PartitionInfo],
+    from_checkpoint: Option<FromCheckpoint>,
+) -> Result<Vec<Claimed>, TaskError> {
+    let asked = parts.iter().map(|p| (p.key(), from_checkpoint)).collect();
+    let asked = roll_backs(checkpoints, asked)?;
+    for (p, (key, roll)) in parts.iter().zip(&asked) {
+        if let Some(f) = roll {
+            check_replay(checkpoints, key, f.seq, source.replayable(p.id)?)?;
+        }
+    }
+    let rolls: Vec<Option<u64>> = asked.iter().map(|(_, f)| f.map(|f| f.seq)).collect();
+    super::foreign_log::before_claim(source, checkpoints, parts, &rolls)?;
+    claim_all(checkpoints, table, &asked).map_err(|f| f.error)
 }
 
 /// Partitions claimed side by side at most.
@@ -422,15 +446,20 @@ mod tests {
     use super::*;
     use crate::store::Destination;
 
+    /// Checkpoints of job `j` in a folder of their own (kept with the runtime while used).
+    fn checkpoints() -> (tempfile::TempDir, tokio::runtime::Runtime, Checkpoints) {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let dest = Destination::parse(dir.path().to_str().unwrap(), rt.handle().clone()).unwrap();
+        (dir, rt, Checkpoints::new(dest, "j"))
+    }
+
     /// Partitions claimed side by side come back in the order asked, each with its next term;
     /// two processes claiming the same partitions at once never both hold one term (one write
     /// wins each term's name), and a claim that loses says it is fenced.
     #[test]
     fn partitions_claimed_side_by_side_get_their_own_terms_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let dest = Destination::parse(dir.path().to_str().unwrap(), rt.handle().clone()).unwrap();
-        let cps = Checkpoints::new(dest, "j");
+        let (_dir, _rt, cps) = checkpoints();
         let keys: Vec<(String, Option<FromCheckpoint>)> =
             (0..40).map(|i| (format!("t-{i}"), None)).collect();
         for _ in 0..3 {
@@ -472,10 +501,7 @@ mod tests {
     /// existed is unknown.
     #[test]
     fn a_roll_back_to_a_pruned_checkpoint_says_it_was_pruned() {
-        let dir = tempfile::tempdir().unwrap();
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let dest = Destination::parse(dir.path().to_str().unwrap(), rt.handle().clone()).unwrap();
-        let cps = Checkpoints::new(dest, "j");
+        let (_dir, _rt, cps) = checkpoints();
         cps.record_abort_for_tests("t-0", 1, false);
         let unknown = check_replay(&cps, "t-0", 5, None).unwrap_err().to_string();
         assert!(unknown.contains("no checkpoint 5"), "{unknown}");
@@ -493,10 +519,7 @@ mod tests {
     /// whichever thread met it.
     #[test]
     fn a_damaged_partition_fails_the_claims_and_names_itself() {
-        let dir = tempfile::tempdir().unwrap();
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let dest = Destination::parse(dir.path().to_str().unwrap(), rt.handle().clone()).unwrap();
-        let cps = Checkpoints::new(dest, "j");
+        let (dir, _rt, cps) = checkpoints();
         let damaged = dir.path().join("_sluice/j/checkpoints/t-5");
         std::fs::create_dir_all(&damaged).unwrap();
         std::fs::write(damaged.join("000000000001.json"), b"{ not json").unwrap();

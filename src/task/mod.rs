@@ -407,19 +407,13 @@ fn run_inner(
             }
         }
     }
-    let asked = parts.iter().map(|p| (p.key(), opts.from_checkpoint));
-    let asked = membership::roll_backs(&checkpoints, asked.collect())?;
-    // Every partition to roll back must be able to replay before any is (and before a term is
-    // taken, which would fence the current owner for nothing).
-    for (p, (key, roll)) in parts.iter().zip(&asked) {
-        if let Some(f) = roll {
-            membership::check_replay(&checkpoints, key, f.seq, source.replayable(p.id)?)?;
-        }
-    }
-    let rolls: Vec<Option<u64>> = asked.iter().map(|(_, f)| f.map(|f| f.seq)).collect();
-    foreign_log::before_claim(&mut *source, &checkpoints, &parts, &rolls)?;
-    let claimed =
-        membership::claim_all(&checkpoints, table.as_deref(), &asked).map_err(|f| f.error)?;
+    let claimed = membership::claim_static(
+        &mut *source,
+        &checkpoints,
+        table.as_deref(),
+        &parts,
+        opts.from_checkpoint,
+    )?;
     // A start whose claims rolled nothing back (an earlier run did) restores a spill as any
     // start does: decided by the claims, which check again under their new terms.
     let unrolled;
