@@ -20,6 +20,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use runs::Runs;
 use segment::{crc, create_segment, scan, segment_path, sync_dir};
 
 const MAGIC: &[u8; 8] = b"SLWAL\x00\x00\x01";
@@ -122,6 +123,9 @@ pub struct Wal {
     /// The log's identity ([`ID_FILE`]); none while a full disk keeps it from being written
     /// (the next open tries again).
     id: Option<String>,
+    /// The folder's runs, this open's last ([`runs`]); none when a full disk kept this one
+    /// from being recorded.
+    runs: Option<Runs>,
 }
 
 /// Reads the log's identity, or makes one. A full disk does not keep the log from opening (it
@@ -294,6 +298,7 @@ impl Wal {
             last_len = 8;
         }
         let id = log_id(dir)?;
+        let runs = Runs::start(dir, end, report.moved.is_some())?;
         let current = segments.last().expect("a segment").path.clone();
         let file = OpenOptions::new()
             .append(true)
@@ -317,6 +322,7 @@ impl Wal {
                 reader: None,
                 moved_to: report.moved.as_ref().map(|m| m.2.clone()),
                 id,
+                runs,
             },
             report,
         ))
@@ -325,6 +331,12 @@ impl Wal {
     /// The log's identity: the same for as long as its folder lives.
     pub fn id(&self) -> Option<&str> {
         self.id.as_deref()
+    }
+
+    /// The folder's runs, this open's last: which checkpoints of this identity count this
+    /// folder's positions (a copy of the folder has runs of its own).
+    pub fn runs(&self) -> Option<&Runs> {
+        self.runs.as_ref()
     }
 
     /// The other log's checkpoint (its log, position) this log last continued from.
@@ -583,6 +595,7 @@ impl Wal {
 }
 
 mod damage;
+mod runs;
 mod segment;
 #[cfg(test)]
 mod tests;

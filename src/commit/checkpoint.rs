@@ -102,6 +102,11 @@ pub struct Checkpoint {
     /// memory log's id for the process); none for other sources.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
+    /// The run of that log which wrote this commit ([`crate::wal::Runs`]): a copy of the log's
+    /// folder has the same identity but runs of its own. None for other sources, memory logs,
+    /// records of older versions, and commits not made by a run (`checkpoints skip`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_run: Option<String>,
 }
 
 /// The outcome "abort" of a sequence number: its claim was fenced, its files removed.
@@ -307,6 +312,7 @@ impl Checkpoints {
                             r.owner
                         ),
                         log: None,
+                        log_run: None,
                     });
                 }
                 Some(Outcome::Commit(c)) => {

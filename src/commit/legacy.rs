@@ -71,6 +71,7 @@ impl Checkpoints {
             term,
             owner,
             log: from.log.clone(),
+            log_run: from.log_run.clone(),
         };
         Ok(match self.decide(&Outcome::Commit(c))? {
             None => Some(old),

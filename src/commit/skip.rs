@@ -90,6 +90,9 @@ impl Checkpoints {
             term,
             owner: owner.clone(),
             log: latest.log.clone(),
+            // Skipped to a position a later run of the log may have appended: counted as the
+            // log's own, whichever run it was.
+            log_run: None,
         };
         self.seal(&claim, &c)?;
         self.release(key, seq, term, &owner)?;

@@ -71,6 +71,7 @@ pub(super) fn checkpoint(c: &Claim, next: u64) -> Checkpoint {
         term: c.term,
         owner: c.owner.clone(),
         log: None,
+        log_run: None,
     }
 }
 

@@ -72,6 +72,8 @@ pub struct WorkerContext {
     /// Recorded in each checkpoint: the log whose positions the source's offsets are
     /// ([`crate::source::Source::log_id`]).
     pub log_id: Option<String>,
+    /// And the run of that log ([`crate::source::Source::log_run`]).
+    pub log_run: Option<String>,
 }
 
 /// Errors inside a worker; the partition is rewound, the task goes on.

@@ -92,6 +92,16 @@ pub trait Source: Send {
     fn log_id(&self) -> Option<String> {
         None
     }
+    /// The run of the log this process appends in (a WAL's, see [`crate::wal::Runs`]),
+    /// recorded in each checkpoint beside [`Source::log_id`].
+    fn log_run(&self) -> Option<String> {
+        None
+    }
+    /// Up to which position this log holds what run `run` of its identity appended (see
+    /// [`crate::wal::Runs::shares`]; `None`: a copy of the log's folder made that run).
+    fn log_shares(&self, _partition: u32, _run: &str) -> Option<u64> {
+        Some(u64::MAX)
+    }
     /// The other log's checkpoint (its log, position) this source's log last continued
     /// from, as recorded by [`Source::continue_log`].
     fn log_base(&self, _partition: u32) -> Option<(String, u64)> {

@@ -7,7 +7,9 @@
 //! something would be lost, before the partition is claimed (a refused start fences nobody)
 //! and again after; otherwise the log continues from the other's checkpoint and records that
 //! it did ([`Source::continue_log`]), so a crash before its first commit of its own does not
-//! make the same checkpoint look foreign.
+//! make the same checkpoint look foreign. A copy of a log's folder (a volume snapshot started
+//! as another process) keeps the log's identity; its checkpoints are told apart by the run
+//! that wrote them ([`crate::wal::Runs`]) and count as another log's.
 
 use super::TaskError;
 use crate::commit::checkpoint::{Checkpoint, Checkpoints};
@@ -54,7 +56,9 @@ pub fn after_claim(
 }
 
 /// `Some((their log, position))` when the log is to continue from a checkpoint of another
-/// log; an error when resuming there would lose or repeat records.
+/// log; an error when resuming there would lose or repeat records. A checkpoint of this log's
+/// identity that a copy of its folder wrote (a run this folder does not know, or a position
+/// past where this folder's copy of the run ended) counts another log's positions too.
 fn check(
     source: &mut dyn Source,
     checkpoints: &Checkpoints,
@@ -67,9 +71,12 @@ fn check(
     let Some(latest) = latest else {
         return Ok(None);
     };
-    let Some(theirs) = latest.log.as_deref().filter(|t| *t != mine) else {
+    let Some(theirs) = latest.log.as_deref() else {
         return Ok(None);
     };
+    if counts_mine(source, p, &mine, latest) {
+        return Ok(None);
+    }
     // This log already continued from that very checkpoint: its positions go on from there.
     if source
         .log_base(p.id)
@@ -78,26 +85,44 @@ fn check(
         return Ok(None);
     }
     let key = p.key();
-    let refuse = |why: String| {
-        TaskError::Job {
+    let whose = if theirs == mine {
+        format!(
+            "was written by a copy of this process's log ({mine}, run {}): a copy of the log's \
+             folder (a volume snapshot, a copied state folder) runs or ran as another process \
+             of this job, and from the copy on the two append other records at the same \
+             positions.",
+            latest.log_run.as_deref().unwrap_or("?")
+        )
+    } else {
+        format!(
+            "counts the positions of another log ({theirs}) than this process's ({mine}): \
+             another process of this job, with a log of its own, wrote it."
+        )
+    };
+    let refuse = |why: String| TaskError::Job {
         job: checkpoints.job().to_string(),
         reason: format!(
-            "partition {key}: the checkpoint it resumes from (commit {}, by {}) counts the positions of \
-             another log ({theirs}) than this process's ({mine}): another process of this job, \
-             with a log of its own, wrote it. {why} Nothing was deleted. Two push processes of \
-             one job must not share a destination: give each its own job name or repo.",
+            "partition {key}: the checkpoint it resumes from (commit {}, by {}) {whose} {why} \
+             Nothing was deleted. Two push processes of one job must not share a destination: \
+             give each its own job name or repo, and each its own state folder.",
             latest.seq, latest.owner
         ),
-    }
     };
     let held = source.replayable(p.id)?.filter(|(s, e)| s < e);
     if let Some((start, end)) = held {
+        // A copy of this folder continued a run this folder had too: up to where the copy was
+        // made, the two hold the same records, so the checkpoint covers those of this log.
+        let shared = match (theirs == mine, latest.log_run.as_deref()) {
+            (true, Some(run)) => source.log_shares(p.id, run).unwrap_or(0),
+            _ => 0,
+        };
         let own = checkpoints
             .history(&key)?
             .into_iter()
             .rev()
-            .find(|c| c.log.as_deref() == Some(mine.as_str()))
-            .map_or(start, |c| c.next_offset.max(start));
+            .find(|c| counts_mine(source, p, &mine, c))
+            .map_or(start, |c| c.next_offset.max(start))
+            .max(shared.min(latest.next_offset));
         if end > own {
             return Err(refuse(format!(
                 "This log holds positions {own} to {end}, which no commit of its own covered \
@@ -115,7 +140,18 @@ fn check(
     }
     // An empty log (a memory log at every start, a new volume) has nothing to say.
     if held.is_some() {
-        tracing::info!(partition = %key, log = %mine, checkpoint_log = %theirs, position = latest.next_offset, "the newest checkpoint counts another log's positions; this log holds nothing it would lose, so it continues from there");
+        tracing::info!(partition = %key, log = %mine, checkpoint_log = %theirs, checkpoint_run = latest.log_run.as_deref().unwrap_or(""), position = latest.next_offset, "the newest checkpoint counts another log's positions (or a copy of this one's); this log holds nothing it would lose, so it continues from there");
     }
     Ok(Some((theirs.to_string(), latest.next_offset)))
+}
+
+/// Whether checkpoint `c` counts this folder's positions: it names this log (`mine`) and,
+/// when it names the run that wrote it, this folder holds that run's positions up to its own.
+fn counts_mine(source: &dyn Source, p: &PartitionInfo, mine: &str, c: &Checkpoint) -> bool {
+    c.log.as_deref() == Some(mine)
+        && c.log_run.as_deref().is_none_or(|run| {
+            source
+                .log_shares(p.id, run)
+                .is_some_and(|s| c.next_offset <= s)
+        })
 }

@@ -476,6 +476,7 @@ fn run_inner(
         volatile,
         group: source.dynamic(),
         log_id: source.log_id(),
+        log_run: source.log_run(),
     });
     let state_dir = job.resolve(&job.file.job.state_dir);
     let threads = if opts.threads == 0 {

@@ -266,6 +266,9 @@ pub struct PushSource {
     log_id: Option<String>,
     /// The other log's checkpoint this log last continued from (a WAL records it).
     log_base: Option<(String, u64)>,
+    /// The WAL folder's runs, this process's last (none for a memory log, whose identity is
+    /// new with each process).
+    runs: Option<crate::wal::Runs>,
 }
 
 impl PushSource {
@@ -325,16 +328,18 @@ impl PushSource {
         };
         let end = log.end();
         let start = log.start();
-        let (log_id, log_base) = match &log {
+        let (log_id, log_base, runs) = match &log {
             Log::Wal(w) => (
                 w.id().map(str::to_string),
                 w.base().map_err(|e| SourceError::Other {
                     name: format!("push {topic}"),
                     reason: e.to_string(),
                 })?,
+                w.runs().cloned(),
             ),
             Log::Memory(_) => (
                 Some(format!("memory-{}", crate::commit::random_tag())),
+                None,
                 None,
             ),
         };
@@ -364,6 +369,7 @@ impl PushSource {
             stop_since: None,
             log_id,
             log_base,
+            runs,
         })
     }
 
@@ -395,6 +401,17 @@ impl Source for PushSource {
 
     fn log_id(&self) -> Option<String> {
         self.log_id.clone()
+    }
+
+    fn log_run(&self) -> Option<String> {
+        self.runs.as_ref().map(|r| r.current().to_string())
+    }
+
+    fn log_shares(&self, _partition: u32, run: &str) -> Option<u64> {
+        match &self.runs {
+            Some(r) => r.shares(run),
+            None => Some(u64::MAX),
+        }
     }
 
     fn log_base(&self, _partition: u32) -> Option<(String, u64)> {
