@@ -123,9 +123,8 @@ pub struct Wal {
     /// The log's identity ([`ID_FILE`]); none while a full disk keeps it from being written
     /// (the next open tries again).
     id: Option<String>,
-    /// The folder's runs, this open's last ([`runs`]); none when a full disk kept this one
-    /// from being recorded.
-    runs: Option<Runs>,
+    /// The folder's runs, this open's last ([`runs`]).
+    runs: Runs,
 }
 
 /// Reads the log's identity, or makes one. A full disk does not keep the log from opening (it
@@ -335,8 +334,13 @@ impl Wal {
 
     /// The folder's runs, this open's last: which checkpoints of this identity count this
     /// folder's positions (a copy of the folder has runs of its own).
-    pub fn runs(&self) -> Option<&Runs> {
-        self.runs.as_ref()
+    pub fn runs(&self) -> &Runs {
+        &self.runs
+    }
+
+    /// Records this process's run if a full disk kept it out so far ([`Runs::record`]).
+    pub fn record_run(&mut self) -> Result<(), WalError> {
+        self.runs.record(&self.dir)
     }
 
     /// The other log's checkpoint (its log, position) this log last continued from.

@@ -35,7 +35,7 @@ pub enum CheckpointCommand {
     },
     /// Move a Kafka partition's checkpoint forward to offset `--to`, past records that cannot
     /// be read (a batch the client fetches again for ever). Stop the job first; the skipped
-    /// records are not exported and are not dead letters.
+    /// records are not exported, and one dead letter names their offsets.
     Skip {
         job: PathBuf,
         /// `<topic>-<partition>`, as `checkpoints list` names it.

@@ -1,5 +1,5 @@
 //! `sluice checkpoints skip`: a Kafka partition's checkpoint moved forward past records that
-//! cannot be read, by an operator, with the job stopped.
+//! cannot be read, by an operator, with the job stopped; one dead letter names them.
 
 use std::path::Path;
 
@@ -8,6 +8,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use sluice::commit::checkpoint::Checkpoints;
 use sluice::config::{Job, SourceSection};
+use sluice::deadletter::DeadLetterWriter;
 use sluice::task;
 
 use super::jobs::io_runtime;
@@ -42,15 +43,29 @@ pub fn run_skip(path: &Path, repo: Option<&str>, partition: &str, to: u64) -> Re
     }
     let runtime = io_runtime()?;
     let dest = task::destination(&job, &runtime)?;
-    let dead = match &job.file.dead_letters.url {
-        Some(u) => task::destination_at(&job, u, &runtime)?,
-        None => dest.clone(),
+    let label = task::repo_label(&job);
+    let (dead, folder) = task::dead_letters_at(&job, &dest, &label, &runtime)?;
+    // The skip's dead letter goes where the job's go: a topic, or a file of its own.
+    let letter = match sluice::deadletter::topic::for_job(&job, &label)? {
+        Some(topic) => DeadLetterWriter::to_topic(topic, partition.to_string()),
+        None => DeadLetterWriter::new(
+            dead.clone(),
+            format!(
+                "{folder}{}",
+                sluice::sink::paths::visible_name(&format!(
+                    "{partition}-{}-skipped-{}.jsonl",
+                    to - 1,
+                    sluice::commit::random_tag()
+                ))
+            ),
+            partition.to_string(),
+        ),
     };
     let cps = Checkpoints::new(dest, &job.file.job.name).with_dead_letters(dead);
     cps.check_create_only()?;
-    let s = cps.skip_to(partition, to, "sluice checkpoints skip")?;
+    let s = cps.skip_to(partition, to, "`sluice checkpoints skip`", letter)?;
     println!(
-        "partition {partition}: offsets {} to {} skipped (at most {} records, not exported and not dead letters); the job resumes at offset {} (commit {})",
+        "partition {partition}: offsets {} to {} skipped (at most {} records, not exported; one dead letter names them); the job resumes at offset {} (commit {})",
         s.from,
         s.to - 1,
         s.to - s.from,

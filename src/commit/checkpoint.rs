@@ -102,11 +102,12 @@ pub struct Checkpoint {
     /// memory log's id for the process); none for other sources.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
-    /// The run of that log which wrote this commit ([`crate::wal::Runs`]): a copy of the log's
-    /// folder has the same identity but runs of its own. None for other sources, memory logs,
-    /// records of older versions, and commits not made by a run (`checkpoints skip`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub log_run: Option<String>,
+    /// The last runs of that log's folder, the writer's last (run, the log's end when it
+    /// began; [`crate::wal::Runs::tail`]): a copy of the log's folder has the same identity
+    /// but runs of its own. Empty for other sources, memory logs and records of older
+    /// versions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log_runs: Vec<(String, u64)>,
 }
 
 /// The outcome "abort" of a sequence number: its claim was fenced, its files removed.
@@ -312,7 +313,7 @@ impl Checkpoints {
                             r.owner
                         ),
                         log: None,
-                        log_run: None,
+                        log_runs: Vec::new(),
                     });
                 }
                 Some(Outcome::Commit(c)) => {

@@ -71,7 +71,7 @@ impl Checkpoints {
             term,
             owner,
             log: from.log.clone(),
-            log_run: from.log_run.clone(),
+            log_runs: from.log_runs.clone(),
         };
         Ok(match self.decide(&Outcome::Commit(c))? {
             None => Some(old),

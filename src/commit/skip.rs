@@ -1,11 +1,14 @@
 //! `sluice checkpoints skip`: an operator moves a partition's checkpoint forward past records
 //! that cannot be read (a record batch the Kafka client refetches for ever), as one commit of
-//! no files under a new ownership term. The records skipped are named in the commit's owner
-//! (`checkpoints show`) and in the command's output; nothing else records them.
+//! no data files under a new ownership term. The commit's one dead letter, class `skipped` at
+//! the last offset skipped, names the range (the records' bytes were never read), as do the
+//! commit's owner (`checkpoints show`) and the command's output.
 
 use super::checkpoint::{Checkpoint, CheckpointError, Checkpoints, VERSION};
 use super::fence::Claim;
 use super::now_ms;
+use crate::deadletter::DeadLetterWriter;
+use crate::decode::{DeadLetter, Position};
 
 /// What a skip did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,9 +45,16 @@ fn short_of<'a>(
 impl Checkpoints {
     /// Moves partition `key`'s checkpoint forward to `to`: takes a new term (a running owner is
     /// fenced at its next commit), reconciles, and commits the next sequence number with no
-    /// files. Refused when the partition has no checkpoint (nothing to say where it stands) or
+    /// data files and one dead letter, written to `dead`, that names the offsets skipped.
+    /// Refused when the partition has no checkpoint (nothing to say where it stands) or
     /// already stands at or past `to` (a skip never moves a partition back).
-    pub fn skip_to(&self, key: &str, to: u64, who: &str) -> Result<Skipped, CheckpointError> {
+    pub fn skip_to(
+        &self,
+        key: &str,
+        to: u64,
+        who: &str,
+        mut dead: DeadLetterWriter,
+    ) -> Result<Skipped, CheckpointError> {
         // Refused before a term is taken where it can be (a refused skip fences nobody), and
         // again after the reconcile.
         short_of(key, self.latest(key)?.as_ref(), to)?;
@@ -58,6 +68,23 @@ impl Checkpoints {
             latest.next_offset,
             to - 1
         );
+        let letter = DeadLetter {
+            position: Position {
+                offset: to - 1,
+                line: 0,
+            },
+            reason: format!(
+                "skipped by {who}: offsets {} to {} were not read (at most {} records)",
+                latest.next_offset,
+                to - 1,
+                to - latest.next_offset
+            ),
+            record: Vec::new(),
+        };
+        if let Err(e) = dead.write(&[letter]) {
+            let _ = dead.abort();
+            return Err(e.into());
+        }
         let claim = Claim {
             version: VERSION,
             key: key.to_string(),
@@ -69,12 +96,19 @@ impl Checkpoints {
             next_line: 0,
             files: Vec::new(),
             staged: Vec::new(),
-            dead_letter_files: Vec::new(),
-            dead_letter_staged: Vec::new(),
+            dead_letter_files: dead.file().map(str::to_string).into_iter().collect(),
+            dead_letter_staged: dead.staged().map(str::to_string).into_iter().collect(),
             claimed_at_ms: now_ms(),
             undo: false,
         };
-        self.claim(&claim)?;
+        if let Err(e) = self.claim(&claim) {
+            let _ = dead.abort();
+            return Err(e);
+        }
+        // From here a failure leaves the claim, which the next reconcile aborts (removing the
+        // dead-letter file it names).
+        let file = dead.file().map(str::to_string);
+        dead.commit()?;
         let c = Checkpoint {
             version: VERSION,
             job: self.job().to_string(),
@@ -83,16 +117,14 @@ impl Checkpoints {
             next_offset: to,
             next_line: 0,
             files: Vec::new(),
-            dead_letter_files: Vec::new(),
+            dead_letter_files: file.into_iter().collect(),
             rows: 0,
-            dead_letters: 0,
+            dead_letters: 1,
             committed_at_ms: now_ms(),
             term,
             owner: owner.clone(),
             log: latest.log.clone(),
-            // Skipped to a position a later run of the log may have appended: counted as the
-            // log's own, whichever run it was.
-            log_run: None,
+            log_runs: latest.log_runs.clone(),
         };
         self.seal(&claim, &c)?;
         self.release(key, seq, term, &owner)?;

@@ -71,7 +71,7 @@ pub(super) fn checkpoint(c: &Claim, next: u64) -> Checkpoint {
         term: c.term,
         owner: c.owner.clone(),
         log: None,
-        log_run: None,
+        log_runs: Vec::new(),
     }
 }
 
@@ -331,16 +331,21 @@ fn a_prune_that_stopped_half_way_is_finished_oldest_first() {
     );
 }
 
-/// A skip commits the next sequence number with no files at the offset asked, under a new
-/// term that fences the writer that stood there; it never moves a partition back, and the
-/// commit names what it skipped.
+/// A skip commits the next sequence number with no data files at the offset asked, under a
+/// new term that fences the writer that stood there; it never moves a partition back, and the
+/// commit names what it skipped, in its owner and in one dead letter.
 #[test]
 fn a_skip_moves_the_checkpoint_forward_under_a_new_term_and_never_back() {
     let (_d, _rt, dest) = setup();
     let cps = Checkpoints::new(dest.clone(), "j");
     let t = cps.take_term(KEY, "w").unwrap();
     commit_n(&cps, &dest, t, "w", 1);
-    let s = cps.skip_to(KEY, 13, "operator").unwrap();
+    let letter = |name: &str| {
+        crate::deadletter::DeadLetterWriter::new(dest.clone(), name.into(), KEY.into())
+    };
+    let s = cps
+        .skip_to(KEY, 13, "operator", letter("dl/skip.jsonl"))
+        .unwrap();
     assert_eq!((s.from, s.to, s.seq), (10, 13, 2));
     let latest = cps.latest(KEY).unwrap().unwrap();
     assert_eq!((latest.seq, latest.next_offset), (2, 13));
@@ -350,12 +355,26 @@ fn a_skip_moves_the_checkpoint_forward_under_a_new_term_and_never_back() {
         "{}",
         latest.owner
     );
+    assert_eq!(
+        (latest.dead_letters, latest.dead_letter_files.as_slice()),
+        (1, &["dl/skip.jsonl".to_string()][..])
+    );
+    let line: serde_json::Value =
+        serde_json::from_slice(&dest.read("dl/skip.jsonl").unwrap()).unwrap();
+    assert_eq!(line["offset"], 12);
+    assert_eq!(line["class"], "skipped");
+    assert_eq!(line["source"], KEY);
+    assert_eq!(
+        line["reason"],
+        "skipped by operator: offsets 10 to 12 were not read (at most 3 records)"
+    );
     assert!(cps.check_term(KEY, t).unwrap_err().is_fenced());
-    for to in [13, 5] {
+    for (to, name) in [(13, "dl/again.jsonl"), (5, "dl/back.jsonl")] {
         assert!(matches!(
-            cps.skip_to(KEY, to, "operator"),
+            cps.skip_to(KEY, to, "operator", letter(name)),
             Err(CheckpointError::Skip { .. })
         ));
+        assert!(dest.read(name).is_err(), "a refused skip wrote {name}");
     }
     assert_eq!(cps.latest(KEY).unwrap().unwrap().next_offset, 13);
 }

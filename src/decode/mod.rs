@@ -140,6 +140,8 @@ pub fn reason_class(reason: &str) -> &'static str {
         "shape"
     } else if reason.contains("message key") {
         "metadata"
+    } else if reason.starts_with("skipped by") {
+        "skipped"
     } else if reason.contains("UTF-8")
         || reason.contains("JSON")
         || reason.contains("whilst parsing")

@@ -136,7 +136,7 @@ pub(super) fn commit_partition(
                 term: state.term,
                 owner: owner.to_string(),
                 log: ctx.log_id.clone(),
-                log_run: ctx.log_run.clone(),
+                log_runs: ctx.log_runs.clone(),
             };
             ctx.checkpoints.seal(&claim, &c)?;
             crate::fault::abort_at("after_checkpoint", commits);

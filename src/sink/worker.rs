@@ -72,8 +72,8 @@ pub struct WorkerContext {
     /// Recorded in each checkpoint: the log whose positions the source's offsets are
     /// ([`crate::source::Source::log_id`]).
     pub log_id: Option<String>,
-    /// And the run of that log ([`crate::source::Source::log_run`]).
-    pub log_run: Option<String>,
+    /// And that log's last runs ([`crate::source::Source::log_runs`]).
+    pub log_runs: Vec<(String, u64)>,
 }
 
 /// Errors inside a worker; the partition is rewound, the task goes on.

@@ -92,14 +92,14 @@ pub trait Source: Send {
     fn log_id(&self) -> Option<String> {
         None
     }
-    /// The run of the log this process appends in (a WAL's, see [`crate::wal::Runs`]),
-    /// recorded in each checkpoint beside [`Source::log_id`].
-    fn log_run(&self) -> Option<String> {
-        None
+    /// The last runs of the log's folder, this process's last (a WAL's, see
+    /// [`crate::wal::Runs::tail`]), recorded in each checkpoint beside [`Source::log_id`].
+    fn log_runs(&self) -> Vec<(String, u64)> {
+        Vec::new()
     }
-    /// Up to which position this log holds what run `run` of its identity appended (see
-    /// [`crate::wal::Runs::shares`]; `None`: a copy of the log's folder made that run).
-    fn log_shares(&self, _partition: u32, _run: &str) -> Option<u64> {
+    /// Up to which position this log holds the same records as the log whose runs a
+    /// checkpoint of its identity names (see [`crate::wal::Runs::shares`]; `None`: none).
+    fn log_shares(&self, _partition: u32, _runs: &[(String, u64)]) -> Option<u64> {
         Some(u64::MAX)
     }
     /// The other log's checkpoint (its log, position) this source's log last continued

@@ -65,7 +65,7 @@ fn commit(key: &str, seq: u64, next_offset: u64, files: &[&str]) -> Checkpoint {
         term: 1,
         owner: "o".into(),
         log: None,
-        log_run: None,
+        log_runs: Vec::new(),
     }
 }
 

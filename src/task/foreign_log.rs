@@ -91,7 +91,7 @@ fn check(
              folder (a volume snapshot, a copied state folder) runs or ran as another process \
              of this job, and from the copy on the two append other records at the same \
              positions.",
-            latest.log_run.as_deref().unwrap_or("?")
+            latest.log_runs.last().map_or("?", |(r, _)| r.as_str())
         )
     } else {
         format!(
@@ -112,9 +112,10 @@ fn check(
     if let Some((start, end)) = held {
         // A copy of this folder continued a run this folder had too: up to where the copy was
         // made, the two hold the same records, so the checkpoint covers those of this log.
-        let shared = match (theirs == mine, latest.log_run.as_deref()) {
-            (true, Some(run)) => source.log_shares(p.id, run).unwrap_or(0),
-            _ => 0,
+        let shared = if theirs == mine {
+            source.log_shares(p.id, &latest.log_runs).unwrap_or(0)
+        } else {
+            0
         };
         let own = checkpoints
             .history(&key)?
@@ -140,18 +141,16 @@ fn check(
     }
     // An empty log (a memory log at every start, a new volume) has nothing to say.
     if held.is_some() {
-        tracing::info!(partition = %key, log = %mine, checkpoint_log = %theirs, checkpoint_run = latest.log_run.as_deref().unwrap_or(""), position = latest.next_offset, "the newest checkpoint counts another log's positions (or a copy of this one's); this log holds nothing it would lose, so it continues from there");
+        tracing::info!(partition = %key, log = %mine, checkpoint_log = %theirs, checkpoint_run = latest.log_runs.last().map_or("", |(r, _)| r.as_str()), position = latest.next_offset, "the newest checkpoint counts another log's positions (or a copy of this one's); this log holds nothing it would lose, so it continues from there");
     }
     Ok(Some((theirs.to_string(), latest.next_offset)))
 }
 
-/// Whether checkpoint `c` counts this folder's positions: it names this log (`mine`) and,
-/// when it names the run that wrote it, this folder holds that run's positions up to its own.
+/// Whether checkpoint `c` counts this folder's positions: it names this log (`mine`), and
+/// this folder holds the same records as the checkpoint's writer up to its position.
 fn counts_mine(source: &dyn Source, p: &PartitionInfo, mine: &str, c: &Checkpoint) -> bool {
     c.log.as_deref() == Some(mine)
-        && c.log_run.as_deref().is_none_or(|run| {
-            source
-                .log_shares(p.id, run)
-                .is_some_and(|s| c.next_offset <= s)
-        })
+        && source
+            .log_shares(p.id, &c.log_runs)
+            .is_some_and(|s| c.next_offset <= s)
 }

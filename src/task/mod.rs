@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::datatypes::DataType;
-use serde::Deserialize;
 
 use crate::admin::{Admin, Live, RepoSlot};
 use crate::channel::Channel;
@@ -24,9 +23,9 @@ use crate::schema::RepoSchema;
 use crate::sink::control::Control;
 use crate::sink::worker::{self, Rotation, WorkerContext};
 use crate::source::push::Intake;
-use crate::store::remote::StoreOptions;
 use crate::store::Destination;
 
+mod destinations;
 mod feed;
 mod foreign_log;
 pub mod many;
@@ -38,6 +37,7 @@ mod restored;
 mod spilling;
 mod stall;
 
+pub use destinations::{dead_letters_at, destination, destination_at};
 use prepare::push_api;
 pub use prepare::{prepare, Prepared};
 
@@ -202,29 +202,6 @@ fn transition(state: &mut TaskState, next: TaskState, job: &str, metrics: &Metri
     metrics.set_state(&format!("{next:?}").to_lowercase());
 }
 
-/// Builds the destination of a job (store settings from `[sink.storage]`).
-pub fn destination(job: &Job, runtime: &tokio::runtime::Runtime) -> Result<Destination, TaskError> {
-    destination_at(job, &job.file.sink.url, runtime)
-}
-
-/// A destination at `url` with the job's store settings.
-pub fn destination_at(
-    job: &Job,
-    url: &str,
-    runtime: &tokio::runtime::Runtime,
-) -> Result<Destination, TaskError> {
-    let opts = StoreOptions::deserialize(toml::Value::Table(job.file.sink.storage.clone()))
-        .map_err(|e| TaskError::Job {
-            job: job.file.job.name.clone(),
-            reason: format!("sink.storage: {e}"),
-        })?;
-    Ok(Destination::parse_with(
-        &job.resolve_url(url),
-        &opts,
-        runtime.handle().clone(),
-    )?)
-}
-
 /// The safety net of a bounded run that ended: each partition's committed position must reach
 /// what the source handed out. A shortfall is a bug (records were read and neither written nor
 /// dead-lettered); the run fails instead of reporting success without them, and running it
@@ -315,14 +292,7 @@ fn run_inner(
             reason: format!("cannot start the I/O runtime: {e}"),
         })?;
     let dest = destination(job, &runtime)?;
-    let (dead_dest, dead_folder) = match &job.file.dead_letters.url {
-        // Readers of a dead-letter folder of its own skip names starting with `_` or `.`.
-        Some(u) => (
-            destination_at(job, u, &runtime)?,
-            format!("{}/", crate::sink::paths::visible_name(&label)),
-        ),
-        None => (dest.clone(), format!("_dead_letters/{label}/")),
-    };
+    let (dead_dest, dead_folder) = dead_letters_at(job, &dest, &label, &runtime)?;
     let dead_topic = crate::deadletter::topic::for_job(job, &label)?;
     let checkpoints = Checkpoints::new(dest.clone(), &name).with_dead_letters(dead_dest.clone());
     // Before anything is written, and before the source connects (a group member that
@@ -476,7 +446,7 @@ fn run_inner(
         volatile,
         group: source.dynamic(),
         log_id: source.log_id(),
-        log_run: source.log_run(),
+        log_runs: source.log_runs(),
     });
     let state_dir = job.resolve(&job.file.job.state_dir);
     let threads = if opts.threads == 0 {

@@ -1,85 +1,141 @@
-//! The runs of a log: every open of the log's folder starts a run with an id of its own,
-//! recorded in `<wal>/log-runs` with the position the log ended at (`<run> <position>`, one
-//! line a run, oldest first) before anything is appended. A checkpoint names the run that
-//! wrote it. A copy of the folder (a volume snapshot started as another process) keeps the
-//! log's identity, but from the copy on the two folders append different records at the same
-//! positions, each in runs the other does not know. So a checkpoint counts this folder's
-//! positions only when its run is in this folder's list and its position lies within what
-//! this folder's copy of that run appended: at most where the next run here began. Below
-//! that point the two copies hold the same records.
+//! The runs of a log: every process that opens the log's folder starts a run with an id of its
+//! own, appended to `<wal>/log-runs` with the position the log ended at (`<run> <position>`,
+//! one line a run, oldest first) before anything is appended to the log. A checkpoint names
+//! the last runs of the folder that wrote it, its own run last ([`Runs::tail`]).
+//!
+//! A copy of the folder (a volume snapshot started as another process) keeps the log's
+//! identity, but from the copy on the two folders append different records at the same
+//! positions, each in runs of its own. Two folders hold the same records below their fork:
+//! for the newest run both know, the lower of the positions where each folder's next run
+//! began. So a checkpoint counts this folder's positions only up to that fork
+//! ([`Runs::shares`]); a run's commits never pass the position where the folder's next run
+//! began (they cover only records made durable, which the next open finds).
 
+use std::fs::OpenOptions;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::{is_disk_full, read_small, write_small, WalError};
+use super::{io, is_disk_full, segment::sync_dir, write_small, WalError};
 
 const RUNS_FILE: &str = "log-runs";
-/// Runs kept in the list (about 40 bytes each; one a process start): a checkpoint of a run
-/// dropped from it counts as another log's, which a start refuses only when this log holds
+/// Runs kept in the file (about 40 bytes each; one a process start). A checkpoint whose runs
+/// all fell out counts as another log's, which a start refuses only when this log holds
 /// records no commit of its own covered.
 const KEEP: usize = 100_000;
+/// Runs a checkpoint names: a copy and the original find their newest common run among
+/// them unless one of them started this many times since the copy.
+const TAIL: usize = 16;
 
 /// The runs of one log folder, this process's last.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Runs {
-    /// (run, the log's end when it began; `None` when damage moved aside at that open cut
-    /// the log back, so where the run before it ended is unknown).
-    list: Vec<(String, Option<u64>)>,
+    /// (run, the log's end when it began).
+    list: Vec<(String, u64)>,
+    /// This process's run is in the file (a full disk may keep it out; see [`Runs::record`]).
+    recorded: bool,
 }
 
 impl Runs {
     /// Starts a run of the log in `dir`, which ends at `end`; `cut` says damage was moved
-    /// aside at this open. A process opening the same folder again (a repo's task started
-    /// again after a failure, its earlier log closed) goes on with its run. A full disk leaves
-    /// the log without a run (its commits then name none, and count as this log's wherever
-    /// its identity is found).
-    pub(super) fn start(dir: &Path, end: u64, cut: bool) -> Result<Option<Runs>, WalError> {
+    /// aside at this open (the log's end moved back: a new run even in a process that opened
+    /// the folder before). A process opening the same folder again (a repo's task started
+    /// again after a failure, its earlier log closed) goes on with its run.
+    pub(super) fn start(dir: &Path, end: u64, cut: bool) -> Result<Runs, WalError> {
         static OPENED: Mutex<Vec<(PathBuf, Runs)>> = Mutex::new(Vec::new());
         let mut opened = OPENED.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, runs)) = opened.iter().find(|(d, _)| d == dir) {
+        if let Some((_, runs)) = opened.iter_mut().find(|(d, _)| d == dir) {
             if !cut {
-                return Ok(Some(runs.clone()));
+                runs.record(dir)?;
+                return Ok(runs.clone());
             }
         }
-        let runs = Self::start_new(dir, end, cut)?;
+        let runs = Self::start_new(dir, end)?;
         opened.retain(|(d, _)| d != dir);
-        if let Some(r) = &runs {
-            opened.push((dir.to_path_buf(), r.clone()));
-        }
+        opened.push((dir.to_path_buf(), runs.clone()));
         Ok(runs)
     }
 
-    fn start_new(dir: &Path, end: u64, cut: bool) -> Result<Option<Runs>, WalError> {
-        let mut list: Vec<(String, Option<u64>)> = read_small(dir, RUNS_FILE)?
-            .unwrap_or_default()
-            .lines()
+    fn start_new(dir: &Path, end: u64) -> Result<Runs, WalError> {
+        let path = dir.join(RUNS_FILE);
+        let text = match std::fs::read(&path) {
+            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(io(&path)(e)),
+        };
+        let mut list: Vec<(String, u64)> = text
+            .split_inclusive('\n')
+            // A line a full disk cut short has no line end.
             .filter_map(|l| {
-                let (run, at) = l.split_once(' ')?;
-                Some((run.to_string(), at.parse().ok()))
+                let (run, at) = l.strip_suffix('\n')?.split_once(' ')?;
+                Some((run.to_string(), at.parse().ok()?))
             })
             .collect();
+        if list.len() >= KEEP {
+            // Rewritten without the oldest half (a full disk keeps them: appending goes on).
+            let text: String = list[KEEP / 2..]
+                .iter()
+                .map(|(r, at)| format!("{r} {at}\n"))
+                .collect();
+            match write_small(dir, RUNS_FILE, &text) {
+                Ok(()) => {
+                    list.drain(..KEEP / 2);
+                }
+                Err(WalError::Io { source, .. }) if is_disk_full(&source) => {}
+                Err(e) => return Err(e),
+            }
+        }
         let run = format!(
             "{}{}",
             crate::commit::random_tag(),
             crate::commit::random_tag()
         );
-        list.push((run, (!cut).then_some(end)));
-        let drop = list.len().saturating_sub(KEEP);
-        list.drain(..drop);
-        let mut text = String::with_capacity(list.len() * 40);
-        for (run, at) in &list {
-            match at {
-                Some(at) => text.push_str(&format!("{run} {at}\n")),
-                None => text.push_str(&format!("{run} -\n")),
-            }
+        list.push((run, end));
+        let mut runs = Runs {
+            list,
+            recorded: false,
+        };
+        runs.record(dir)?;
+        Ok(runs)
+    }
+
+    /// Appends this process's run to the file if it is not there yet. A full disk leaves it
+    /// out (a start must not fail for it: commits free the log's segments) and says so; the
+    /// next commit tries again. Until it is recorded, this folder's next start would not know
+    /// the run, and would take its checkpoints for a copy's.
+    pub fn record(&mut self, dir: &Path) -> Result<(), WalError> {
+        if self.recorded {
+            return Ok(());
         }
-        match write_small(dir, RUNS_FILE, &text) {
-            Ok(()) => Ok(Some(Runs { list })),
-            Err(WalError::Io { path, source }) if is_disk_full(&source) => {
-                tracing::warn!(path = %path.display(), "no room to record the WAL's run; a copy of this folder started as another process would not be told apart until a start finds room");
-                Ok(None)
+        let (run, at) = self.list.last().expect("a run was started");
+        let path = dir.join(RUNS_FILE);
+        let appended = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| {
+                // On a line of its own even after a line a full disk cut short.
+                let len = f.metadata()?.len();
+                let mut last = [b'\n'];
+                if len > 0 {
+                    std::os::unix::fs::FileExt::read_exact_at(&f, &mut last, len - 1)?;
+                }
+                let start = if last[0] == b'\n' { "" } else { "\n" };
+                f.write_all(format!("{start}{run} {at}\n").as_bytes())?;
+                f.sync_all()
+            });
+        match appended {
+            Ok(()) => {
+                self.recorded = true;
+                sync_dir(dir)
             }
-            Err(e) => Err(e),
+            Err(e) if is_disk_full(&e) => {
+                // A line cut short by the full disk is skipped when the file is read.
+                tracing::warn!(path = %path.display(), "no room to record the WAL's run; its next start refuses to resume from this run's checkpoints while the log holds records they do not cover, until a commit finds room to record it");
+                Ok(())
+            }
+            Err(e) => Err(io(&path)(e)),
         }
     }
 
@@ -88,16 +144,29 @@ impl Runs {
         &self.list.last().expect("a run was started").0
     }
 
-    /// Up to which position this folder holds what run `run` of this log's identity appended:
-    /// where the next run here began (`u64::MAX` for the current run, or a run that a damage
-    /// cut ended); `None` when the run is not known here. A copy of the folder shares the run
-    /// that was appending when it was copied up to the copy's end, no further.
-    pub fn shares(&self, run: &str) -> Option<u64> {
-        let i = self.list.iter().position(|(r, _)| r == run)?;
-        Some(match self.list.get(i + 1) {
-            None | Some((_, None)) => u64::MAX,
-            Some((_, Some(next))) => *next,
-        })
+    /// The runs a checkpoint names: this folder's last ones, this process's last.
+    pub fn tail(&self) -> Vec<(String, u64)> {
+        self.list[self.list.len().saturating_sub(TAIL)..].to_vec()
+    }
+
+    /// Up to which position this folder holds the same records as the folder whose runs
+    /// `theirs` names (a checkpoint's, its writer's run last): `u64::MAX` when this folder
+    /// knows the writer's run and no run began here after it (or `theirs` names none: records
+    /// of older versions); the fork of the two folders when they share an older run; `None`
+    /// when they share no run named.
+    pub fn shares(&self, theirs: &[(String, u64)]) -> Option<u64> {
+        let next_here = |i: usize| self.list.get(i + 1).map_or(u64::MAX, |(_, at)| *at);
+        let position = |run: &str| self.list.iter().rposition(|(r, _)| r == run);
+        let Some((last, _)) = theirs.last() else {
+            return Some(u64::MAX);
+        };
+        if let Some(i) = position(last) {
+            return Some(next_here(i));
+        }
+        theirs
+            .windows(2)
+            .rev()
+            .find_map(|w| Some(next_here(position(&w[0].0)?).min(w[1].1)))
     }
 }
 
@@ -105,50 +174,65 @@ impl Runs {
 mod tests {
     use super::*;
 
+    fn run(dir: &Path, end: u64) -> Runs {
+        Runs::start_new(dir, end).unwrap()
+    }
+
     #[test]
     fn a_copy_of_the_folder_and_the_original_tell_their_runs_apart() {
         let dir = tempfile::tempdir().unwrap();
-        let first = Runs::start_new(dir.path(), 0, false).unwrap().unwrap();
-        let a1 = first.current().to_string();
-        // The folder is copied while run a1 appends; each copy starts a run of its own later.
+        let a1 = run(dir.path(), 0);
+        // The folder is copied while run a1 appends (at position 150); each copy starts a run
+        // of its own later.
         let copy = tempfile::tempdir().unwrap();
         std::fs::copy(dir.path().join(RUNS_FILE), copy.path().join(RUNS_FILE)).unwrap();
-        let b1 = Runs::start_new(copy.path(), 150, false).unwrap().unwrap();
-        let a2 = Runs::start_new(dir.path(), 300, false).unwrap().unwrap();
-        assert!(b1.shares(&a1) == Some(150), "a1's commits up to the copy");
-        assert!(a2.shares(&a1) == Some(300), "the original's own run a1");
-        assert!(
-            a2.shares(b1.current()).is_none(),
-            "the copy's run is unknown here"
-        );
-        assert!(b1.shares(b1.current()) == Some(u64::MAX));
-        assert!(b1.shares("nothing").is_none());
-        let reopened = Runs::start_new(dir.path(), 300, false).unwrap().unwrap();
-        assert!(
-            reopened.shares(a2.current()) == Some(300),
-            "the list is kept"
-        );
-        assert!(reopened.shares(&a1) == Some(300));
-
-        // Damage moved aside: where the run before ended is unknown.
-        let cut = Runs::start_new(dir.path(), 10, true).unwrap().unwrap();
-        assert!(cut.shares(reopened.current()) == Some(u64::MAX));
+        let b1 = run(copy.path(), 150);
+        let a2 = run(dir.path(), 300);
+        assert_eq!(b1.shares(&a1.tail()), Some(150), "a1 up to the copy");
+        assert_eq!(a2.shares(&a1.tail()), Some(300), "the original's own a1");
+        assert_eq!(b1.shares(&b1.tail()), Some(u64::MAX));
+        assert_eq!(b1.shares(&[]), Some(u64::MAX), "a checkpoint naming no run");
+        // The original's a2 began after a1, which the copy has up to 150.
+        assert_eq!(b1.shares(&a2.tail()), Some(150));
+        assert_eq!(a2.shares(&b1.tail()), Some(150));
+        assert_eq!(b1.shares(&[("elsewhere".into(), 0)]), None);
+        let a3 = run(dir.path(), 300);
+        assert_eq!(a3.shares(&a2.tail()), Some(300), "the list is kept");
+        assert_eq!(a3.shares(&b1.tail()), Some(150));
         let text = std::fs::read_to_string(dir.path().join(RUNS_FILE)).unwrap();
-        assert_eq!(text.lines().count(), 4, "{text}");
-        assert!(text.ends_with(" -\n"), "{text}");
+        assert_eq!(text.lines().count(), 3, "{text}");
+    }
+
+    #[test]
+    fn a_checkpoint_names_the_last_runs_and_a_cut_line_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..20 {
+            run(dir.path(), i * 10);
+        }
+        let last = run(dir.path(), 200);
+        let tail = last.tail();
+        assert_eq!(tail.len(), TAIL);
+        assert_eq!(tail.last().unwrap().0, last.current());
+        // A line a full disk cut short is not a run.
+        let path = dir.path().join(RUNS_FILE);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("0123abcd");
+        std::fs::write(&path, &text).unwrap();
+        let after = run(dir.path(), 200);
+        assert_eq!(after.shares(&last.tail()), Some(200));
     }
 
     #[test]
     fn a_process_opening_the_folder_again_goes_on_with_its_run() {
         let dir = tempfile::tempdir().unwrap();
-        let first = Runs::start(dir.path(), 0, false).unwrap().unwrap();
-        let again = Runs::start(dir.path(), 70, false).unwrap().unwrap();
+        let first = Runs::start(dir.path(), 0, false).unwrap();
+        let again = Runs::start(dir.path(), 70, false).unwrap();
         assert_eq!(first, again);
         let text = std::fs::read_to_string(dir.path().join(RUNS_FILE)).unwrap();
         assert_eq!(text.lines().count(), 1, "{text}");
-        // Damage moved aside starts a run even so.
-        let cut = Runs::start(dir.path(), 10, true).unwrap().unwrap();
+        // Damage moved aside starts a run even so, at the end the cut left.
+        let cut = Runs::start(dir.path(), 10, true).unwrap();
         assert_ne!(cut.current(), first.current());
-        assert_eq!(cut.shares(first.current()), Some(u64::MAX));
+        assert_eq!(cut.shares(&first.tail()), Some(10));
     }
 }

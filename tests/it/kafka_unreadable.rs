@@ -280,10 +280,26 @@ fn a_partition_stuck_on_a_batch_that_does_not_parse_is_named_in_the_log() {
         err.contains("past the end"),
         "a skip past the log's end: {err}"
     );
+    assert!(
+        dead_letters(&out).is_empty(),
+        "refused skips wrote dead letters"
+    );
     let said = sluice_ok(&["checkpoints", "skip", jobs, &key, "--to", "13"]);
     assert!(said.contains("offsets 10 to 12 skipped"), "{said}");
     let shown = sluice_ok(&["checkpoints", "show", jobs, &key]);
     assert!(shown.contains("skipped offsets 10 to 12"), "{shown}");
+    // The records are not lost silently: one dead letter names them.
+    let dl = dead_letters(&out);
+    assert!(
+        dl.len() == 1
+            && dl[0]["class"] == "skipped"
+            && dl[0]["offset"] == 12
+            && dl[0]["source"] == key.as_str()
+            && dl[0]["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("offsets 10 to 12 were not read")),
+        "{dl:?}"
+    );
     let mut again = KillOnDrop(Some(spawn_with(
         "run",
         &job,

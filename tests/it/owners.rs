@@ -347,9 +347,10 @@ fn a_push_process_does_not_resume_from_a_checkpoint_counted_in_another_processs_
 /// of the job: both logs have one identity, and after the copy each appends other records at
 /// the same positions. The original, holding acknowledged rows it had not committed, resumed
 /// at the copy's checkpoint as if it were its own and skipped them. Checkpoints now name the
-/// run of the log that wrote them: the original refuses (naming the copy) and keeps its WAL,
+/// runs of the log that wrote them: the original refuses (naming the copy) and keeps its WAL,
 /// while the copy, whose uncommitted rows the original committed after the copy was made (a
-/// restore from a snapshot), continues from the original's checkpoint.
+/// restore from a snapshot; committed by the original's next process, whose run the copy
+/// does not know), continues from the original's checkpoint.
 #[test]
 fn a_copy_of_a_push_processs_state_folder_is_told_apart_from_the_original() {
     let dir = tempfile::tempdir().unwrap();
@@ -378,8 +379,8 @@ fn a_copy_of_a_push_processs_state_folder_is_told_apart_from_the_original() {
     };
 
     // A acknowledges 20 rows; its state folder is copied while it runs; it acknowledges 10
-    // more and commits all 30 at its stop.
-    let (a, addr) = start(&job_a, &dir.path().join("a1.log"));
+    // more and dies; its next process commits all 30 at its stop.
+    let (mut a, addr) = start(&job_a, &dir.path().join("a1.log"));
     push_acked(&addr, "base", 20);
     let copied = std::process::Command::new("cp")
         .arg("-a")
@@ -389,6 +390,9 @@ fn a_copy_of_a_push_processs_state_folder_is_told_apart_from_the_original() {
         .unwrap();
     assert!(copied.success());
     push_acked(&addr, "t", 10);
+    a.kill().unwrap();
+    a.wait().unwrap();
+    let (a, _) = start(&job_a, &dir.path().join("a1b.log"));
     sigterm(&a);
     assert!(a.wait_with_output().unwrap().status.success());
     assert_eq!(trace_ids(&out).len(), 30);

@@ -335,7 +335,7 @@ impl PushSource {
                     name: format!("push {topic}"),
                     reason: e.to_string(),
                 })?,
-                w.runs().cloned(),
+                Some(w.runs().clone()),
             ),
             Log::Memory(_) => (
                 Some(format!("memory-{}", crate::commit::random_tag())),
@@ -403,13 +403,13 @@ impl Source for PushSource {
         self.log_id.clone()
     }
 
-    fn log_run(&self) -> Option<String> {
-        self.runs.as_ref().map(|r| r.current().to_string())
+    fn log_runs(&self) -> Vec<(String, u64)> {
+        self.runs.as_ref().map(|r| r.tail()).unwrap_or_default()
     }
 
-    fn log_shares(&self, _partition: u32, run: &str) -> Option<u64> {
+    fn log_shares(&self, _partition: u32, runs: &[(String, u64)]) -> Option<u64> {
         match &self.runs {
-            Some(r) => r.shares(run),
+            Some(r) => r.shares(runs),
             None => Some(u64::MAX),
         }
     }
@@ -530,6 +530,13 @@ impl Source for PushSource {
         g.committed = g.committed.max(next_offset);
         if let Err(e) = g.log.release(next_offset) {
             tracing::warn!(error = %e, "could not release committed WAL segments");
+        }
+        // A run a full disk kept out of `log-runs` at the start, tried again now that the
+        // release may have made room.
+        if let Log::Wal(w) = &mut g.log {
+            if let Err(e) = w.record_run() {
+                tracing::warn!(error = %e, "could not record the WAL's run");
+            }
         }
     }
 
