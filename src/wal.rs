@@ -338,11 +338,6 @@ impl Wal {
         &self.runs
     }
 
-    /// Records this process's run if a full disk kept it out so far ([`Runs::record`]).
-    pub fn record_run(&mut self) -> Result<(), WalError> {
-        self.runs.record(&self.dir)
-    }
-
     /// The other log's checkpoint (its log, position) this log last continued from.
     pub fn base(&self) -> Result<Option<(String, u64)>, WalError> {
         Ok(read_small(&self.dir, BASE_FILE)?.and_then(|t| {
@@ -367,7 +362,9 @@ impl Wal {
         self.end
     }
 
-    /// Appends one record (not yet durable: see `sync_handle`). Returns its (start, end).
+    /// Appends one record (not yet durable: see `sync_handle`). Returns its (start, end). A
+    /// full disk refuses it ([`WalError::Full`]: also while this process's run is not yet
+    /// recorded).
     pub fn append(&mut self, payload: &[u8]) -> Result<(u64, u64), WalError> {
         if payload.len() as u64 > MAX_RECORD {
             return Err(WalError::TooLarge {
@@ -375,6 +372,9 @@ impl Wal {
                 len: payload.len() as u64,
             });
         }
+        // Nothing enters the log under a run the folder has not recorded (a full disk kept it
+        // out at the open): the next start would count it as the run before's.
+        self.runs.record(&self.dir)?;
         if self.segments.is_empty() {
             // A segment past the end could not be created before (a full disk): again now.
             self.start_segment(self.end)?;

@@ -54,7 +54,7 @@ pub fn run_skip(path: &Path, repo: Option<&str>, partition: &str, to: u64) -> Re
                 "{folder}{}",
                 sluice::sink::paths::visible_name(&format!(
                     "{partition}-{}-skipped-{}.jsonl",
-                    to - 1,
+                    to.saturating_sub(1),
                     sluice::commit::random_tag()
                 ))
             ),

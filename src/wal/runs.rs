@@ -36,6 +36,24 @@ pub struct Runs {
     recorded: bool,
 }
 
+/// The runs `log-runs` in `dir` lists, oldest first.
+fn read(dir: &Path) -> Result<Vec<(String, u64)>, WalError> {
+    let path = dir.join(RUNS_FILE);
+    let text = match std::fs::read(&path) {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(io(&path)(e)),
+    };
+    Ok(text
+        .split_inclusive('\n')
+        // A line a full disk cut short has no line end, or the mark closing it.
+        .filter_map(|l| {
+            let (run, at) = l.strip_suffix('\n')?.split_once(' ')?;
+            Some((run.to_string(), at.parse().ok()?))
+        })
+        .collect())
+}
+
 impl Runs {
     /// Starts a run of the log in `dir`, which ends at `end`; `cut` says damage was moved
     /// aside at this open (the log's end moved back: a new run even in a process that opened
@@ -44,10 +62,14 @@ impl Runs {
     pub(super) fn start(dir: &Path, end: u64, cut: bool) -> Result<Runs, WalError> {
         static OPENED: Mutex<Vec<(PathBuf, Runs)>> = Mutex::new(Vec::new());
         let mut opened = OPENED.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, runs)) = opened.iter_mut().find(|(d, _)| d == dir) {
-            if !cut {
-                runs.record(dir)?;
-                return Ok(runs.clone());
+        if let Some((_, runs)) = opened.iter().find(|(d, _)| d == dir) {
+            // Only while the folder's newest run is still this process's (the folder was not
+            // replaced or moved aside and made again).
+            let newest = read(dir)?.pop();
+            if !cut && newest.is_some_and(|(r, _)| r == runs.current()) {
+                let mut runs = runs.clone();
+                runs.recorded = true;
+                return Ok(runs);
             }
         }
         let runs = Self::start_new(dir, end)?;
@@ -57,20 +79,7 @@ impl Runs {
     }
 
     fn start_new(dir: &Path, end: u64) -> Result<Runs, WalError> {
-        let path = dir.join(RUNS_FILE);
-        let text = match std::fs::read(&path) {
-            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(io(&path)(e)),
-        };
-        let mut list: Vec<(String, u64)> = text
-            .split_inclusive('\n')
-            // A line a full disk cut short has no line end.
-            .filter_map(|l| {
-                let (run, at) = l.strip_suffix('\n')?.split_once(' ')?;
-                Some((run.to_string(), at.parse().ok()?))
-            })
-            .collect();
+        let mut list = read(dir)?;
         if list.len() >= KEEP {
             // Rewritten without the oldest half (a full disk keeps them: appending goes on).
             let text: String = list[KEEP / 2..]
@@ -95,14 +104,20 @@ impl Runs {
             list,
             recorded: false,
         };
-        runs.record(dir)?;
+        match runs.record(dir) {
+            // A start must not fail for it (commits free the log's segments).
+            Err(WalError::Full { path, .. }) => {
+                tracing::warn!(path = %path.display(), "no room to record the WAL's run: pushes are refused until there is");
+            }
+            r => r?,
+        }
         Ok(runs)
     }
 
-    /// Appends this process's run to the file if it is not there yet. A full disk leaves it
-    /// out (a start must not fail for it: commits free the log's segments) and says so; the
-    /// next commit tries again. Until it is recorded, this folder's next start would not know
-    /// the run, and would take its checkpoints for a copy's.
+    /// Appends this process's run to the file if it is not there yet; a full disk leaves it
+    /// out ([`WalError::Full`]). Until it is recorded, this folder's next start would not
+    /// know the run and would count what it appended as the run before's: the log takes
+    /// nothing (each append tries again), and commits of what it already held are safe.
     pub fn record(&mut self, dir: &Path) -> Result<(), WalError> {
         if self.recorded {
             return Ok(());
@@ -115,13 +130,14 @@ impl Runs {
             .append(true)
             .open(&path)
             .and_then(|mut f| {
-                // On a line of its own even after a line a full disk cut short.
+                // A line a full disk cut short is closed with a mark that keeps it from
+                // parsing; this run goes on a line of its own.
                 let len = f.metadata()?.len();
                 let mut last = [b'\n'];
                 if len > 0 {
                     std::os::unix::fs::FileExt::read_exact_at(&f, &mut last, len - 1)?;
                 }
-                let start = if last[0] == b'\n' { "" } else { "\n" };
+                let start = if last[0] == b'\n' { "" } else { "!\n" };
                 f.write_all(format!("{start}{run} {at}\n").as_bytes())?;
                 f.sync_all()
             });
@@ -130,11 +146,7 @@ impl Runs {
                 self.recorded = true;
                 sync_dir(dir)
             }
-            Err(e) if is_disk_full(&e) => {
-                // A line cut short by the full disk is skipped when the file is read.
-                tracing::warn!(path = %path.display(), "no room to record the WAL's run; its next start refuses to resume from this run's checkpoints while the log holds records they do not cover, until a commit finds room to record it");
-                Ok(())
-            }
+            Err(source) if is_disk_full(&source) => Err(WalError::Full { path, source }),
             Err(e) => Err(io(&path)(e)),
         }
     }
@@ -216,7 +228,7 @@ mod tests {
         // A line a full disk cut short is not a run.
         let path = dir.path().join(RUNS_FILE);
         let mut text = std::fs::read_to_string(&path).unwrap();
-        text.push_str("0123abcd");
+        text.push_str("0123abcd 12");
         std::fs::write(&path, &text).unwrap();
         let after = run(dir.path(), 200);
         assert_eq!(after.shares(&last.tail()), Some(200));
@@ -230,9 +242,14 @@ mod tests {
         assert_eq!(first, again);
         let text = std::fs::read_to_string(dir.path().join(RUNS_FILE)).unwrap();
         assert_eq!(text.lines().count(), 1, "{text}");
+        // The folder replaced (moved aside and made again): a run of its own.
+        std::fs::remove_file(dir.path().join(RUNS_FILE)).unwrap();
+        let fresh = Runs::start(dir.path(), 0, false).unwrap();
+        assert_ne!(fresh.current(), first.current());
+        assert_eq!(fresh.shares(&first.tail()), None);
         // Damage moved aside starts a run even so, at the end the cut left.
         let cut = Runs::start(dir.path(), 10, true).unwrap();
-        assert_ne!(cut.current(), first.current());
-        assert_eq!(cut.shares(&first.tail()), Some(10));
+        assert_ne!(cut.current(), fresh.current());
+        assert_eq!(cut.shares(&fresh.tail()), Some(10));
     }
 }

@@ -72,6 +72,22 @@ fn a_second_run_of_one_file_or_push_job_is_refused() {
     assert_eq!(trace_ids(&dir.path().join("fout")).len(), 60_000);
 }
 
+/// The segments of the WAL in `dir` with their lengths (`log-runs` gains a line at every
+/// start).
+fn wal_segments(dir: &Path) -> Vec<(String, u64)> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".wal"))
+        .map(|e| {
+            let len = e.metadata().unwrap().len();
+            (e.file_name().to_string_lossy().to_string(), len)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 /// Every visible data file under `out` (relative path → its bytes).
 fn files(out: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     files_under(out, true)
@@ -263,23 +279,7 @@ fn a_push_process_does_not_resume_from_a_checkpoint_counted_in_another_processs_
     push_acked(&addr, "a", 100);
     a.kill().unwrap();
     a.wait().unwrap();
-    let wal = |d: &str| -> Vec<(String, u64)> {
-        let mut v: Vec<_> = std::fs::read_dir(dir.path().join(d))
-            .unwrap()
-            .map(|e| e.unwrap())
-            // The segments (`log-runs` gains a line at every start).
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".wal"))
-            .map(|e| {
-                (
-                    e.file_name().to_string_lossy().to_string(),
-                    e.metadata().unwrap().len(),
-                )
-            })
-            .collect();
-        v.sort();
-        v
-    };
-    let held = wal("state/wal");
+    let held = wal_segments(&dir.path().join("state/wal"));
 
     // B, with its own WAL, takes 50 rows and commits them at its stop.
     let (b, addr) = start(&job_b, &dir.path().join("b.log"));
@@ -310,7 +310,11 @@ fn a_push_process_does_not_resume_from_a_checkpoint_counted_in_another_processs_
             text.contains("which no commit of its own covered"),
             "A {extra:?} resumed from B's checkpoint:\n{text}"
         );
-        assert_eq!(wal("state/wal"), held, "A's WAL changed");
+        assert_eq!(
+            wal_segments(&dir.path().join("state/wal")),
+            held,
+            "A's WAL changed"
+        );
     }
     let ids = trace_ids(&out);
     assert!(
@@ -364,19 +368,6 @@ fn a_copy_of_a_push_processs_state_folder_is_told_apart_from_the_original() {
     )
     .unwrap();
     let out = dir.path().join("out");
-    let segments = |d: &str| -> Vec<(String, u64)> {
-        let mut v: Vec<_> = std::fs::read_dir(dir.path().join(d))
-            .unwrap()
-            .map(|e| e.unwrap())
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".wal"))
-            .map(|e| {
-                let len = e.metadata().unwrap().len();
-                (e.file_name().to_string_lossy().to_string(), len)
-            })
-            .collect();
-        v.sort();
-        v
-    };
 
     // A acknowledges 20 rows; its state folder is copied while it runs; it acknowledges 10
     // more and dies; its next process commits all 30 at its stop.
@@ -402,7 +393,7 @@ fn a_copy_of_a_push_processs_state_folder_is_told_apart_from_the_original() {
     push_acked(&addr, "a", 100);
     a.kill().unwrap();
     a.wait().unwrap();
-    let held = segments("state/wal");
+    let held = wal_segments(&dir.path().join("state/wal"));
 
     // B, started from the copy, holds the 20 rows A committed after the copy: it continues
     // from A's checkpoint, and commits 50 rows of its own at the positions where A's 100
@@ -431,7 +422,11 @@ fn a_copy_of_a_push_processs_state_folder_is_told_apart_from_the_original() {
             && text.contains("which no commit of its own covered"),
         "A resumed from the copy's checkpoint:\n{text}"
     );
-    assert_eq!(segments("state/wal"), held, "A's WAL changed");
+    assert_eq!(
+        wal_segments(&dir.path().join("state/wal")),
+        held,
+        "A's WAL changed"
+    );
     let ids = trace_ids(&out);
     assert_eq!(ids.len(), 80, "{ids:?}");
     assert!(ids.values().all(|n| *n == 1), "{ids:?}");

@@ -531,13 +531,6 @@ impl Source for PushSource {
         if let Err(e) = g.log.release(next_offset) {
             tracing::warn!(error = %e, "could not release committed WAL segments");
         }
-        // A run a full disk kept out of `log-runs` at the start, tried again now that the
-        // release may have made room.
-        if let Log::Wal(w) = &mut g.log {
-            if let Err(e) = w.record_run() {
-                tracing::warn!(error = %e, "could not record the WAL's run");
-            }
-        }
     }
 
     fn finish(&mut self) -> bool {
