@@ -1,4 +1,4 @@
-//! A full disk, for real: a small tmpfs holds a push job's WAL and its output. Needs to mount
+//! A full disk, for real: a small tmpfs holds a push job's WAL (and output). Needs to mount
 //! one (root); where mounting is not allowed the test says SKIP and passes.
 
 use std::path::{Path, PathBuf};
@@ -7,7 +7,7 @@ use std::process::Command;
 use crate::admin::http;
 use crate::helpers::*;
 use crate::push::http_client::Client;
-use crate::push::{push_job, start};
+use crate::push::{push_acked, push_job, start};
 
 /// A tmpfs of `mib` MiB mounted at `dir`, unmounted when dropped.
 struct Tmpfs(PathBuf);
@@ -165,4 +165,102 @@ fn a_full_disk_refuses_pushes_and_recovers_when_space_returns() {
         }
     }
     assert_eq!(ids.len(), acked.len() * 300, "no row of a refused push");
+}
+
+/// A WAL folder on a full disk whose process cannot record its run (`log-runs` needs a new
+/// block for the line): the log takes no record until it can, so a copy of the folder could
+/// never be credited with this process's records. A push that fits
+/// in the last page of the log's segment (stored without any new block) is refused while the
+/// run is not recorded, and taken once there is room; every acknowledged row lands once.
+#[test]
+fn a_run_that_cannot_be_recorded_takes_no_pushes_until_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(fs) = Tmpfs::mount(&dir.path().join("fs"), 4) else {
+        return;
+    };
+    let state = fs.0.join("state");
+    let wal = state.join("wal");
+    let out = dir.path().join("out");
+    let job = push_job(dir.path(), "wal", "", "");
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("state_dir = \"state\"", &format!("state_dir = {state:?}"))
+        .replace(
+            "url = \"file://out\"",
+            &format!("url = \"file://{}\"", out.display()),
+        );
+    std::fs::write(&job, text).unwrap();
+
+    // A first run commits rows, leaving the segment's last page with room for one more.
+    let (child, addr) = start(&job, &dir.path().join("run1.log"));
+    let mut rows = 0;
+    loop {
+        push_acked(&addr, &format!("first{rows}"), 1);
+        rows += 1;
+        let seg = std::fs::read_dir(&wal)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "wal"))
+            .unwrap();
+        let room = 4096 - std::fs::metadata(&seg).unwrap().len() % 4096;
+        if (1000..4096).contains(&room) {
+            break;
+        }
+        assert!(rows < 40, "no room left in the page after {rows} rows");
+    }
+    sigterm(&child);
+    assert!(child.wait_with_output().unwrap().status.success());
+    // `log-runs` fills its last block: the next run's line needs a new one.
+    let runs = wal.join("log-runs");
+    let len = std::fs::metadata(&runs).unwrap().len() as usize;
+    let mut pad = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&runs)
+        .unwrap();
+    let line = format!("#{}\n", "#".repeat(4096 - len % 4096 - 2));
+    std::io::Write::write_all(&mut pad, line.as_bytes()).unwrap();
+    drop(pad);
+    // The disk filled up to its last block.
+    let filler = fs.0.join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let block = vec![7u8; 1 << 16];
+    while std::io::Write::write_all(&mut f, &block).is_ok() {}
+    drop(f);
+
+    let log = dir.path().join("run2.log");
+    let (child, addr) = start(&job, &log);
+    let mut child = KillOnDrop(Some(child));
+    let mut c = Client::new(&addr);
+    let (code, _, b) = c
+        .post(
+            "/v1/repos/nginx_access/data",
+            "",
+            &crate::push::events("late0", 1),
+        )
+        .unwrap();
+    assert!(
+        code == 503 && b.contains("disk is full"),
+        "a push taken under a run not recorded: {code} {b}"
+    );
+    assert!(std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("no room to record the WAL's run"));
+    std::fs::remove_file(&filler).unwrap();
+    push_acked(&addr, "late1", 1);
+    let runs = std::fs::read_to_string(&runs).unwrap();
+    assert_eq!(
+        runs.lines().filter(|l| l.contains(' ')).count(),
+        2,
+        "{runs}"
+    );
+    wait_until("every acknowledged row to be committed", 60, || {
+        trace_ids(&out).len() > rows
+    });
+    let child = child.0.take().unwrap();
+    sigterm(&child);
+    assert!(child.wait_with_output().unwrap().status.success());
+    let ids = trace_ids(&out);
+    assert_eq!(ids.len(), rows + 1, "{ids:?}");
+    assert!(ids.values().all(|n| *n == 1), "{ids:?}");
+    assert!(ids.contains_key("late1-0") && !ids.contains_key("late0-0"));
 }
