@@ -1,4 +1,4 @@
-//! The `sluice` command line: `run`, `validate`, `backfill`, `checkpoints`, `compact`,
+//! The `sluice` command line: `run`, `validate`, `backfill`, `checkpoints`, `wal`, `compact`,
 //! `vacuum`, `convert`, `schema`, `config`, `demo`.
 
 use std::io::IsTerminal;
@@ -13,6 +13,7 @@ mod cli {
     pub mod jobs;
     pub mod skip;
     pub mod table;
+    pub mod wal;
 }
 
 use cli::convert::{run_convert, ConvertArgs};
@@ -168,6 +169,11 @@ enum Command {
         #[command(subcommand)]
         command: CheckpointCommand,
     },
+    /// Read a push job's write-ahead log.
+    Wal {
+        #[command(subcommand)]
+        command: cli::wal::WalCommand,
+    },
     /// Merge a Delta table's small files into larger ones (`[sink] table = "delta"`): each
     /// group of files is swapped for one file in one table version, so readers never see
     /// both or neither. Safe beside the running job. Draws a progress bar on a terminal.
@@ -259,6 +265,7 @@ fn main() -> ExitCode {
             threads,
         } => run_backfill(&job, repo.as_deref(), &from, &to, name, url, threads),
         Command::Checkpoints { command } => run_checkpoints(command),
+        Command::Wal { command } => cli::wal::run_wal(command),
         Command::Compact {
             job,
             repo,

@@ -599,6 +599,7 @@ impl Wal {
 }
 
 mod damage;
+pub mod export;
 mod runs;
 mod segment;
 #[cfg(test)]

@@ -83,11 +83,10 @@ pub enum SchemaCommand {
     },
 }
 
-/// The repos of the job file at `path`: all of them, or the one named `repo`.
 /// Locks the local state of a run that owns it alone: a file or push job's (spill, WAL), or a
 /// backfill's. A live Kafka job keeps nothing there that another member could share, so
 /// several may run from one folder (one consumer group).
-fn lock_state(job: &Job, backfill: bool) -> Result<Vec<sluice::lock::DirLock>> {
+pub fn lock_state(job: &Job, backfill: bool) -> Result<Vec<sluice::lock::DirLock>> {
     if matches!(job.file.source, SourceSection::Kafka { .. }) && !backfill {
         return Ok(Vec::new());
     }
@@ -105,6 +104,7 @@ fn lock_state(job: &Job, backfill: bool) -> Result<Vec<sluice::lock::DirLock>> {
     Ok(locks)
 }
 
+/// The repos of the job file at `path`: all of them, or the one named `repo`.
 fn load_jobs(path: &Path, repo: Option<&str>) -> Result<Vec<Job>> {
     Ok(match repo {
         Some(r) => vec![Job::load_repo(path, Some(r))?],

@@ -127,7 +127,9 @@ fn check(
         if end > own {
             return Err(refuse(format!(
                 "This log holds positions {own} to {end}, which no commit of its own covered \
-                 (acknowledged records); resuming at the checkpoint would drop them."
+                 (acknowledged records); resuming at the checkpoint would drop them. With the \
+                 job stopped, `sluice wal export <job file> --from {own}` writes them out, to \
+                 push again once the log's folder is moved aside."
             )));
         }
         if latest.next_offset <= end {

@@ -39,7 +39,7 @@ mod stall;
 
 pub use destinations::{dead_letters_at, destination, destination_at};
 use prepare::push_api;
-pub use prepare::{prepare, Prepared};
+pub use prepare::{prepare, wal_folder, Prepared};
 
 use feed::source_loop;
 use membership::TaskMembership;

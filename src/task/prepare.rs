@@ -78,10 +78,7 @@ pub fn prepare(job: &Job, connect: bool) -> Result<Prepared, TaskError> {
             };
             let settings = PushSettings {
                 durability,
-                wal_dir: match wal_dir {
-                    Some(d) => job.resolve(d),
-                    None => job.resolve(&job.file.job.state_dir).join("wal"),
-                },
+                wal_dir: wal_folder(job, wal_dir.as_deref()),
                 segment_bytes: bytes(wal_segment_bytes),
                 max_pending: bytes(max_pending),
                 max_retained: max_retained.as_deref().map_or(default_retained, bytes),
@@ -194,4 +191,12 @@ pub(super) fn push_api(
         )
         .unwrap_or(256 << 20),
     )))
+}
+
+/// The WAL folder of a push job: `source.wal_dir`, else `<state_dir>/wal`.
+pub fn wal_folder(job: &Job, wal_dir: Option<&std::path::Path>) -> std::path::PathBuf {
+    match wal_dir {
+        Some(d) => job.resolve(d),
+        None => job.resolve(&job.file.job.state_dir).join("wal"),
+    }
 }

@@ -35,6 +35,16 @@ pub(super) struct Scan {
 }
 
 pub(super) fn scan(path: &Path, base: u64) -> Result<Scan, WalError> {
+    scan_with(path, base, |_, _| Ok(()))
+}
+
+/// [`scan`], handing each good record's position and payload to `each` (its error ends the
+/// scan as an error of `path`).
+pub(super) fn scan_with(
+    path: &Path,
+    base: u64,
+    mut each: impl FnMut(u64, &[u8]) -> std::io::Result<()>,
+) -> Result<Scan, WalError> {
     let file = File::open(path).map_err(io(path))?;
     let file_len = file.metadata().map_err(io(path))?.len();
     let mut r = BufReader::with_capacity(1 << 20, file);
@@ -90,6 +100,7 @@ pub(super) fn scan(path: &Path, base: u64) -> Result<Scan, WalError> {
             ));
             return Ok(s);
         }
+        each(pos, &payload).map_err(io(path))?;
         s.records += 1;
         s.good_len += RECORD_HEADER + len;
         s.end += len;

@@ -52,7 +52,21 @@ impl Drop for Tmpfs {
     }
 }
 
-/// Kills the run if the test fails before stopping it.
+/// A push job (WAL durability, `extra_source` in its source) with its state folder and output
+/// at the paths given.
+fn job_at(dir: &Path, extra_source: &str, state: &Path, out: &Path) -> PathBuf {
+    let job = push_job(dir, "wal", extra_source, "");
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("state_dir = \"state\"", &format!("state_dir = {state:?}"))
+        .replace(
+            "url = \"file://out\"",
+            &format!("url = \"file://{}\"", out.display()),
+        );
+    std::fs::write(&job, text).unwrap();
+    job
+}
+
 /// 300 events (about 100 KB) with trace ids `<tag>-<i>`, each with 250 characters that do
 /// not compress (the output fills the disk too, not only the WAL).
 fn body(tag: &str) -> Vec<u8> {
@@ -90,18 +104,14 @@ fn a_full_disk_refuses_pushes_and_recovers_when_space_returns() {
     let Some(fs) = Tmpfs::mount(&dir.path().join("fs"), 4) else {
         return;
     };
-    let state = fs.0.join("state");
     let out = fs.0.join("out");
     // Small segments: the WAL also rolls on the full disk.
-    let job = push_job(dir.path(), "wal", "wal_segment_bytes = \"256KiB\"", "");
-    let text = std::fs::read_to_string(&job)
-        .unwrap()
-        .replace("state_dir = \"state\"", &format!("state_dir = {state:?}"))
-        .replace(
-            "url = \"file://out\"",
-            &format!("url = \"file://{}\"", out.display()),
-        );
-    std::fs::write(&job, text).unwrap();
+    let job = job_at(
+        dir.path(),
+        "wal_segment_bytes = \"256KiB\"",
+        &fs.0.join("state"),
+        &out,
+    );
     let (child, addr) = start(&job, &dir.path().join("run.log"));
     let mut child = KillOnDrop(Some(child));
     let mut c = Client::new(&addr);
@@ -181,15 +191,7 @@ fn a_run_that_cannot_be_recorded_takes_no_pushes_until_it_is() {
     let state = fs.0.join("state");
     let wal = state.join("wal");
     let out = dir.path().join("out");
-    let job = push_job(dir.path(), "wal", "", "");
-    let text = std::fs::read_to_string(&job)
-        .unwrap()
-        .replace("state_dir = \"state\"", &format!("state_dir = {state:?}"))
-        .replace(
-            "url = \"file://out\"",
-            &format!("url = \"file://{}\"", out.display()),
-        );
-    std::fs::write(&job, text).unwrap();
+    let job = job_at(dir.path(), "", &state, &out);
 
     // A first run commits rows, leaving the segment's last page with room for one more.
     let (child, addr) = start(&job, &dir.path().join("run1.log"));

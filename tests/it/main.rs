@@ -5,6 +5,7 @@ mod admin;
 mod bounds;
 mod config_schema;
 mod convert;
+mod copied_state;
 mod dead_letters;
 mod delta;
 mod disk;

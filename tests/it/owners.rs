@@ -74,7 +74,7 @@ fn a_second_run_of_one_file_or_push_job_is_refused() {
 
 /// The segments of the WAL in `dir` with their lengths (`log-runs` gains a line at every
 /// start).
-fn wal_segments(dir: &Path) -> Vec<(String, u64)> {
+pub(crate) fn wal_segments(dir: &Path) -> Vec<(String, u64)> {
     let mut v: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap())
@@ -345,97 +345,6 @@ fn a_push_process_does_not_resume_from_a_checkpoint_counted_in_another_processs_
         (0..30).all(|i| ids.contains_key(&format!("c-{i}"))),
         "{ids:?}"
     );
-}
-
-/// A copy of a push process's state folder (a volume snapshot) started as a second process
-/// of the job: both logs have one identity, and after the copy each appends other records at
-/// the same positions. The original, holding acknowledged rows it had not committed, resumed
-/// at the copy's checkpoint as if it were its own and skipped them. Checkpoints now name the
-/// runs of the log that wrote them: the original refuses (naming the copy) and keeps its WAL,
-/// while the copy, whose uncommitted rows the original committed after the copy was made (a
-/// restore from a snapshot; committed by the original's next process, whose run the copy
-/// does not know), continues from the original's checkpoint.
-#[test]
-fn a_copy_of_a_push_processs_state_folder_is_told_apart_from_the_original() {
-    let dir = tempfile::tempdir().unwrap();
-    let job_a = long_files(push_job(dir.path(), "wal", "", ""));
-    let job_b = dir.path().join("job-b.toml");
-    std::fs::write(
-        &job_b,
-        std::fs::read_to_string(&job_a)
-            .unwrap()
-            .replace("state_dir = \"state\"", "state_dir = \"state-b\""),
-    )
-    .unwrap();
-    let out = dir.path().join("out");
-
-    // A acknowledges 20 rows; its state folder is copied while it runs; it acknowledges 10
-    // more and dies; its next process commits all 30 at its stop.
-    let (mut a, addr) = start(&job_a, &dir.path().join("a1.log"));
-    push_acked(&addr, "base", 20);
-    let copied = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(dir.path().join("state"))
-        .arg(dir.path().join("state-b"))
-        .status()
-        .unwrap();
-    assert!(copied.success());
-    push_acked(&addr, "t", 10);
-    a.kill().unwrap();
-    a.wait().unwrap();
-    let (a, _) = start(&job_a, &dir.path().join("a1b.log"));
-    sigterm(&a);
-    assert!(a.wait_with_output().unwrap().status.success());
-    assert_eq!(trace_ids(&out).len(), 30);
-
-    // A acknowledges 100 rows and dies before committing them.
-    let (mut a, addr) = start(&job_a, &dir.path().join("a2.log"));
-    push_acked(&addr, "a", 100);
-    a.kill().unwrap();
-    a.wait().unwrap();
-    let held = wal_segments(&dir.path().join("state/wal"));
-
-    // B, started from the copy, holds the 20 rows A committed after the copy: it continues
-    // from A's checkpoint, and commits 50 rows of its own at the positions where A's 100
-    // wait in A's WAL.
-    let log = dir.path().join("b.log");
-    let (b, addr) = start(&job_b, &log);
-    push_acked(&addr, "b", 50);
-    sigterm(&b);
-    assert!(b.wait_with_output().unwrap().status.success());
-    assert!(
-        std::fs::read_to_string(&log)
-            .unwrap()
-            .contains("continues from there"),
-        "B did not continue from A's checkpoint"
-    );
-    assert_eq!(trace_ids(&out).len(), 80);
-
-    // A again: B's checkpoint has A's log identity, but a run A's folder does not know.
-    let log = dir.path().join("a3.log");
-    let a = spawn_run(&job_a, &log);
-    let text = wait_log(&log, "a copy of this process's log", 1, 60);
-    sigterm(&a);
-    a.wait_with_output().unwrap();
-    assert!(
-        text.contains("a copy of this process's log")
-            && text.contains("which no commit of its own covered"),
-        "A resumed from the copy's checkpoint:\n{text}"
-    );
-    assert_eq!(
-        wal_segments(&dir.path().join("state/wal")),
-        held,
-        "A's WAL changed"
-    );
-    let ids = trace_ids(&out);
-    assert_eq!(ids.len(), 80, "{ids:?}");
-    assert!(ids.values().all(|n| *n == 1), "{ids:?}");
-    for (tag, n) in [("base", 20), ("t", 10), ("b", 50)] {
-        assert!(
-            (0..n).all(|i| ids.contains_key(&format!("{tag}-{i}"))),
-            "{tag}: {ids:?}"
-        );
-    }
 }
 
 /// Memory durability, two processes of one push job with a state folder each: A acknowledges

@@ -1,0 +1,127 @@
+//! `sluice wal export`: a WAL folder's records from a position on, as they were pushed (whole
+//! lines), read without changing the folder (no torn tail cut, no run started). For an
+//! operator to take acknowledged records out of a log whose start was refused (a copy of its
+//! folder, or another process's log, committed past it) before moving the log aside, and to
+//! push them again.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::segment::{scan_with, segment_path};
+use super::{io, WalError};
+
+/// What an export wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exported {
+    /// The positions written: `[from, end)`.
+    pub from: u64,
+    pub end: u64,
+    pub segments: usize,
+    /// Where reading stopped before the folder's last segment ended: (segment, why). A torn
+    /// tail (never acknowledged) or damage; nothing after it is exported.
+    pub stopped: Option<(PathBuf, String)>,
+}
+
+/// Writes the payloads of the log in `dir` from position `from` (a line's start: a commit's
+/// position, or the log's start; below the log's first position, from there) to `out`.
+pub fn export(dir: &Path, from: u64, out: &mut dyn Write) -> Result<Exported, WalError> {
+    let mut bases: Vec<u64> = std::fs::read_dir(dir)
+        .map_err(io(dir))?
+        .filter_map(|e| {
+            let name = e.ok()?.file_name();
+            let stem = name.to_str()?.strip_suffix(".wal")?;
+            (stem.len() == 20).then(|| stem.parse().ok()).flatten()
+        })
+        .collect();
+    bases.sort_unstable();
+    let first = bases.first().copied().unwrap_or(from);
+    let mut done = Exported {
+        from: from.max(first),
+        end: from.max(first),
+        segments: 0,
+        stopped: None,
+    };
+    for (i, &base) in bases.iter().enumerate() {
+        let path = segment_path(dir, base);
+        if bases.get(i + 1).is_some_and(|&next| next <= from) {
+            continue; // wholly before `from`
+        }
+        if done.segments > 0 && base != done.end {
+            done.stopped = Some((
+                path,
+                format!(
+                    "it starts at position {base}, the one before ends at {}",
+                    done.end
+                ),
+            ));
+            break;
+        }
+        let s = scan_with(&path, base, |pos, payload| {
+            let end = pos + payload.len() as u64;
+            if end > from {
+                out.write_all(&payload[from.saturating_sub(pos) as usize..])?;
+            }
+            Ok(())
+        })?;
+        done.segments += 1;
+        done.end = s.end.max(done.from);
+        if let Some(why) = s.bad {
+            done.stopped = Some((path, why));
+            break;
+        }
+    }
+    out.flush().map_err(io(Path::new("(output)")))?;
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wal::Wal;
+
+    #[test]
+    fn records_from_a_position_on_come_out_as_pushed_and_the_folder_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), 1024).unwrap();
+        let mut all = Vec::new();
+        for i in 0..40 {
+            let rec = format!("{{\"i\":{i}}}\n{{\"j\":{i}}}\n");
+            wal.append(rec.as_bytes()).unwrap();
+            all.extend_from_slice(rec.as_bytes());
+        }
+        wal.sync_handle().sync_all().unwrap();
+        drop(wal);
+        // A torn tail: half a record.
+        let last = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+            .max()
+            .unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&last)
+            .unwrap();
+        f.write_all(&[9, 0, 0, 0, 1, 2]).unwrap();
+        drop(f);
+        let before = std::fs::read(&last).unwrap();
+
+        let mut out = Vec::new();
+        let e = export(dir.path(), 0, &mut out).unwrap();
+        assert_eq!(out, all);
+        assert_eq!((e.from, e.end), (0, all.len() as u64));
+        assert!(e.segments > 1, "{e:?}");
+        assert!(e.stopped.as_ref().is_some_and(|(p, _)| *p == last), "{e:?}");
+        assert_eq!(std::fs::read(&last).unwrap(), before, "the folder changed");
+
+        // From a line inside a record on.
+        let at = all.iter().position(|&b| b == b'j').unwrap() as u64 - 2;
+        let mut out = Vec::new();
+        export(dir.path(), at, &mut out).unwrap();
+        assert_eq!(out, &all[at as usize..]);
+        assert!(out.starts_with(b"{\"j\":0}"));
+        let mut out = Vec::new();
+        let e = export(dir.path(), all.len() as u64, &mut out).unwrap();
+        assert!(out.is_empty() && e.from == all.len() as u64);
+    }
+}

@@ -1,0 +1,144 @@
+//! A copy of a push job's state folder (a volume snapshot) started as a second process: the
+//! original and the copy are told apart by their logs' runs, and what a refused start holds
+//! comes out with `sluice wal export`.
+
+use crate::helpers::*;
+use crate::kafka::{spawn_run, wait_log};
+use crate::owners::wal_segments;
+use crate::push::{long_files, push_acked, push_job, start};
+
+/// A copy of a push process's state folder (a volume snapshot) started as a second process
+/// of the job: both logs have one identity, and after the copy each appends other records at
+/// the same positions. The original, holding acknowledged rows it had not committed, resumed
+/// at the copy's checkpoint as if it were its own and skipped them. Checkpoints now name the
+/// runs of the log that wrote them: the original refuses (naming the copy) and keeps its WAL,
+/// while the copy, whose uncommitted rows the original committed after the copy was made (a
+/// restore from a snapshot; committed by the original's next process, whose run the copy
+/// does not know), continues from the original's checkpoint. The original's rows then come
+/// out with `sluice wal export` and land once pushed again.
+#[test]
+fn a_copy_of_a_push_processs_state_folder_is_told_apart_from_the_original() {
+    let dir = tempfile::tempdir().unwrap();
+    let job_a = long_files(push_job(dir.path(), "wal", "", ""));
+    let job_b = dir.path().join("job-b.toml");
+    std::fs::write(
+        &job_b,
+        std::fs::read_to_string(&job_a)
+            .unwrap()
+            .replace("state_dir = \"state\"", "state_dir = \"state-b\""),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+
+    // A acknowledges 20 rows; its state folder is copied while it runs; it acknowledges 10
+    // more and dies; its next process commits all 30 at its stop.
+    let (mut a, addr) = start(&job_a, &dir.path().join("a1.log"));
+    push_acked(&addr, "base", 20);
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(dir.path().join("state"))
+        .arg(dir.path().join("state-b"))
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    push_acked(&addr, "t", 10);
+    a.kill().unwrap();
+    a.wait().unwrap();
+    let (a, _) = start(&job_a, &dir.path().join("a1b.log"));
+    sigterm(&a);
+    assert!(a.wait_with_output().unwrap().status.success());
+    assert_eq!(trace_ids(&out).len(), 30);
+
+    // A acknowledges 100 rows and dies before committing them.
+    let (mut a, addr) = start(&job_a, &dir.path().join("a2.log"));
+    push_acked(&addr, "a", 100);
+    a.kill().unwrap();
+    a.wait().unwrap();
+    let held = wal_segments(&dir.path().join("state/wal"));
+
+    // B, started from the copy, holds the 20 rows A committed after the copy: it continues
+    // from A's checkpoint, and commits 50 rows of its own at the positions where A's 100
+    // wait in A's WAL.
+    let log = dir.path().join("b.log");
+    let (b, addr) = start(&job_b, &log);
+    push_acked(&addr, "b", 50);
+    sigterm(&b);
+    assert!(b.wait_with_output().unwrap().status.success());
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("continues from there"),
+        "B did not continue from A's checkpoint"
+    );
+    assert_eq!(trace_ids(&out).len(), 80);
+
+    // A again: B's checkpoint has A's log identity, but a run A's folder does not know.
+    let log = dir.path().join("a3.log");
+    let a = spawn_run(&job_a, &log);
+    let text = wait_log(&log, "a copy of this process's log", 1, 60);
+    sigterm(&a);
+    a.wait_with_output().unwrap();
+    assert!(
+        text.contains("a copy of this process's log")
+            && text.contains("which no commit of its own covered"),
+        "A resumed from the copy's checkpoint:\n{text}"
+    );
+    assert_eq!(
+        wal_segments(&dir.path().join("state/wal")),
+        held,
+        "A's WAL changed"
+    );
+    let ids = trace_ids(&out);
+    assert_eq!(ids.len(), 80, "{ids:?}");
+    assert!(ids.values().all(|n| *n == 1), "{ids:?}");
+    for (tag, n) in [("base", 20), ("t", 10), ("b", 50)] {
+        assert!(
+            (0..n).all(|i| ids.contains_key(&format!("{tag}-{i}"))),
+            "{tag}: {ids:?}"
+        );
+    }
+
+    // The way out the refusal names: its rows exported from the position it gives, the WAL
+    // moved aside, the rows pushed again. Every acknowledged row then lands once.
+    let from = text
+        .split("--from ")
+        .nth(1)
+        .and_then(|t| t.split('`').next())
+        .expect("the refusal names `sluice wal export … --from N`");
+    let held_rows = dir.path().join("held.jsonl");
+    let export = sluice(&[
+        "wal",
+        "export",
+        job_a.to_str().unwrap(),
+        "--from",
+        from,
+        "--output",
+        held_rows.to_str().unwrap(),
+    ]);
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    assert_eq!(
+        wal_segments(&dir.path().join("state/wal")),
+        held,
+        "the export changed the WAL"
+    );
+    let body = std::fs::read(&held_rows).unwrap();
+    assert_eq!(
+        body,
+        crate::push::events("a", 100),
+        "the rows A held, as pushed"
+    );
+    std::fs::rename(dir.path().join("state/wal"), dir.path().join("wal-aside")).unwrap();
+    let (a, addr) = start(&job_a, &dir.path().join("a4.log"));
+    let mut client = crate::push::http_client::Client::new(&addr);
+    let answer = client.post("/v1/repos/nginx_access/data", "", &body);
+    assert!(matches!(answer, Ok((200, _, _))), "{answer:?}");
+    sigterm(&a);
+    assert!(a.wait_with_output().unwrap().status.success());
+    let ids = trace_ids(&out);
+    assert_eq!(ids.len(), 180, "{ids:?}");
+    assert!(ids.values().all(|n| *n == 1), "{ids:?}");
+}
