@@ -15,8 +15,9 @@ use super::jobs::lock_state;
 #[derive(Subcommand)]
 pub enum WalCommand {
     /// Write the WAL's records from position `--from` on (default: its first), as they were
-    /// pushed: JSON lines, or the repo's CSV/TSV/text lines. Nothing in the folder changes.
-    /// Stop the job first.
+    /// pushed: JSON lines, or the repo's CSV/TSV/text lines. Nothing of the log changes (the
+    /// state lock is taken, as by `run`). Stop the job first. Damage before valid records
+    /// stops it with an error, after what came before was written.
     Export {
         job: PathBuf,
         /// The repo, in a job file with several.
@@ -79,9 +80,9 @@ pub fn run_wal(command: WalCommand) -> Result<()> {
         e.end - e.from,
         e.segments
     );
-    if let Some((segment, why)) = e.stopped {
+    if let Some((segment, why)) = e.torn {
         eprintln!(
-            "stopped at {}: {why} (a torn tail was never acknowledged; damage before valid records is not exported)",
+            "stopped at a torn tail of {} ({why}): a crash during an append, never acknowledged",
             segment.display()
         );
     }

@@ -117,19 +117,29 @@ fn check(
         } else {
             0
         };
-        let own = checkpoints
-            .history(&key)?
-            .into_iter()
+        let history = checkpoints.history(&key)?;
+        let own_commit = history
+            .iter()
             .rev()
-            .find(|c| counts_mine(source, p, &mine, c))
+            .find(|c| counts_mine(source, p, &mine, c));
+        let own = own_commit
             .map_or(start, |c| c.next_offset.max(start))
             .max(shared.min(latest.next_offset));
+        // Past 256 commits of the other log, this log's own may be pruned: then some of the
+        // records from `own` on may have been exported already.
+        let pruned = own_commit.is_none() && !checkpoints.history_complete(&key)?;
         if end > own {
             return Err(refuse(format!(
                 "This log holds positions {own} to {end}, which no commit of its own covered \
-                 (acknowledged records); resuming at the checkpoint would drop them. With the \
-                 job stopped, `sluice wal export <job file> --from {own}` writes them out, to \
-                 push again once the log's folder is moved aside."
+                 (acknowledged records){}; resuming at the checkpoint would drop them. With the \
+                 job stopped, `sluice wal export <job file> [--repo <repo>] --from {own}` \
+                 writes them out, to push again once the log's folder is moved aside.",
+                if pruned {
+                    " as far as the checkpoints kept tell: its own commits may have been \
+                     pruned, so records near the start may have been exported already"
+                } else {
+                    ""
+                }
             )));
         }
         if latest.next_offset <= end {

@@ -7,6 +7,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use super::damage::valid_record_after;
 use super::segment::{scan_with, segment_path};
 use super::{io, WalError};
 
@@ -17,13 +18,15 @@ pub struct Exported {
     pub from: u64,
     pub end: u64,
     pub segments: usize,
-    /// Where reading stopped before the folder's last segment ended: (segment, why). A torn
-    /// tail (never acknowledged) or damage; nothing after it is exported.
-    pub stopped: Option<(PathBuf, String)>,
+    /// A torn tail where reading stopped (a crash during an append, never acknowledged):
+    /// (segment, why).
+    pub torn: Option<(PathBuf, String)>,
 }
 
-/// Writes the payloads of the log in `dir` from position `from` (a line's start: a commit's
-/// position, or the log's start; below the log's first position, from there) to `out`.
+/// Writes the payloads of the log in `dir` from position `from` (below the log's first
+/// position, from there) to `out`. Refused: a `from` inside a line or past the log's end.
+/// Damage before valid records, or a missing stretch between segments, is an error after what
+/// came before it was written (acknowledged records may lie past it).
 pub fn export(dir: &Path, from: u64, out: &mut dyn Write) -> Result<Exported, WalError> {
     let mut bases: Vec<u64> = std::fs::read_dir(dir)
         .map_err(io(dir))?
@@ -37,9 +40,14 @@ pub fn export(dir: &Path, from: u64, out: &mut dyn Write) -> Result<Exported, Wa
     let first = bases.first().copied().unwrap_or(from);
     let mut done = Exported {
         from: from.max(first),
-        end: from.max(first),
+        end: first,
         segments: 0,
-        stopped: None,
+        torn: None,
+    };
+    let refuse = |path: PathBuf, reason: String| WalError::Corrupt {
+        path,
+        offset: 0,
+        reason,
     };
     for (i, &base) in bases.iter().enumerate() {
         let path = segment_path(dir, base);
@@ -47,28 +55,56 @@ pub fn export(dir: &Path, from: u64, out: &mut dyn Write) -> Result<Exported, Wa
             continue; // wholly before `from`
         }
         if done.segments > 0 && base != done.end {
-            done.stopped = Some((
+            return Err(refuse(
                 path,
                 format!(
-                    "it starts at position {base}, the one before ends at {}",
+                    "it starts at position {base}, the one before ends at {}: records may be \
+                     missing; the export stops here",
                     done.end
                 ),
             ));
-            break;
         }
         let s = scan_with(&path, base, |pos, payload| {
             let end = pos + payload.len() as u64;
             if end > from {
-                out.write_all(&payload[from.saturating_sub(pos) as usize..])?;
+                let skip = from.saturating_sub(pos) as usize;
+                if skip > 0 && payload[skip - 1] != b'\n' {
+                    return Err(std::io::Error::other(format!(
+                        "position {from} is inside a line; start at a line's start (a \
+                         position a refused start or a checkpoint names)"
+                    )));
+                }
+                out.write_all(&payload[skip..])?;
             }
             Ok(())
         })?;
         done.segments += 1;
-        done.end = s.end.max(done.from);
+        done.end = s.end;
         if let Some(why) = s.bad {
-            done.stopped = Some((path, why));
-            break;
+            let last = i + 1 == bases.len();
+            let follows = if last {
+                valid_record_after(&path, s.good_len, s.end)?
+            } else {
+                None
+            };
+            if !last || follows.is_some() {
+                return Err(refuse(
+                    path,
+                    format!(
+                        "{why} at byte {}, and valid records follow: the export stops here \
+                         (`sluice run --move-wal-damage` moves the damage aside)",
+                        s.good_len
+                    ),
+                ));
+            }
+            done.torn = Some((path, why));
         }
+    }
+    if from > done.end {
+        return Err(refuse(
+            dir.to_path_buf(),
+            format!("position {from} is past the log's end ({})", done.end),
+        ));
     }
     out.flush().map_err(io(Path::new("(output)")))?;
     Ok(done)
@@ -111,7 +147,7 @@ mod tests {
         assert_eq!(out, all);
         assert_eq!((e.from, e.end), (0, all.len() as u64));
         assert!(e.segments > 1, "{e:?}");
-        assert!(e.stopped.as_ref().is_some_and(|(p, _)| *p == last), "{e:?}");
+        assert!(e.torn.as_ref().is_some_and(|(p, _)| *p == last), "{e:?}");
         assert_eq!(std::fs::read(&last).unwrap(), before, "the folder changed");
 
         // From a line inside a record on.
@@ -123,5 +159,24 @@ mod tests {
         let mut out = Vec::new();
         let e = export(dir.path(), all.len() as u64, &mut out).unwrap();
         assert!(out.is_empty() && e.from == all.len() as u64);
+        // Inside a line, or past the end: refused.
+        for bad in [at + 1, all.len() as u64 + 1] {
+            assert!(export(dir.path(), bad, &mut Vec::new()).is_err(), "{bad}");
+        }
+        // Damage with valid records after it: an error, after what came before.
+        let first = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+            .min()
+            .unwrap();
+        let mut bytes = std::fs::read(&first).unwrap();
+        let n = bytes.len();
+        bytes[n - 3] ^= 0xff;
+        std::fs::write(&first, bytes).unwrap();
+        let mut out = Vec::new();
+        let e = export(dir.path(), 0, &mut out).unwrap_err();
+        assert!(e.to_string().contains("valid records follow"), "{e}");
+        assert!(!out.is_empty() && all.starts_with(&out));
     }
 }
