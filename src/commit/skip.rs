@@ -68,7 +68,7 @@ impl Checkpoints {
             latest.next_offset,
             to - 1
         );
-        let letter = DeadLetter {
+        let letter = || DeadLetter {
             position: Position {
                 offset: to - 1,
                 line: 0,
@@ -83,9 +83,9 @@ impl Checkpoints {
         };
         // A file is written before the claim that names it; a topic's message is sent after
         // it (it cannot be taken back), so a skip refused at the claim sends none.
-        let mut letter = Some(letter);
-        if dead.file().is_some() {
-            if let Err(e) = dead.write(&letter.take().into_iter().collect::<Vec<_>>()) {
+        let to_topic = dead.file().is_none();
+        if !to_topic {
+            if let Err(e) = dead.write(&[letter()]) {
                 let _ = dead.abort();
                 return Err(e.into());
             }
@@ -112,8 +112,8 @@ impl Checkpoints {
         }
         // From here a failure leaves the claim, which the next reconcile aborts (removing the
         // dead-letter file it names).
-        if let Some(l) = letter {
-            dead.write(&[l])?;
+        if to_topic {
+            dead.write(&[letter()])?;
         }
         let file = dead.file().map(str::to_string);
         dead.commit()?;

@@ -127,13 +127,14 @@ mod tests {
         }
         wal.sync_handle().sync_all().unwrap();
         drop(wal);
-        // A torn tail: half a record.
-        let last = std::fs::read_dir(dir.path())
+        let mut segments: Vec<PathBuf> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().path())
             .filter(|p| p.extension().is_some_and(|e| e == "wal"))
-            .max()
-            .unwrap();
+            .collect();
+        segments.sort();
+        let (first, last) = (segments[0].clone(), segments[segments.len() - 1].clone());
+        // A torn tail: half a record.
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .open(&last)
@@ -164,12 +165,6 @@ mod tests {
             assert!(export(dir.path(), bad, &mut Vec::new()).is_err(), "{bad}");
         }
         // Damage with valid records after it: an error, after what came before.
-        let first = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "wal"))
-            .min()
-            .unwrap();
         let mut bytes = std::fs::read(&first).unwrap();
         let n = bytes.len();
         bytes[n - 3] ^= 0xff;

@@ -179,9 +179,9 @@ fn a_full_disk_refuses_pushes_and_recovers_when_space_returns() {
 
 /// A WAL folder on a full disk whose process cannot record its run (`log-runs` needs a new
 /// block for the line): the log takes no record until it can, so a copy of the folder could
-/// never be credited with this process's records. A push that fits
-/// in the last page of the log's segment (stored without any new block) is refused while the
-/// run is not recorded, and taken once there is room; every acknowledged row lands once.
+/// never be credited with this process's records. A push that fits in the last page of the
+/// log's segment (stored without any new block) is refused while the run is not recorded,
+/// and taken once there is room; every acknowledged row lands once.
 #[test]
 fn a_run_that_cannot_be_recorded_takes_no_pushes_until_it_is() {
     let dir = tempfile::tempdir().unwrap();
