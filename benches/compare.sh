@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # JSON lines → Parquet zstd: sluice vs DuckDB vs polars vs pyarrow on the same generated file, in
 # the same run, each tool pinned to N cores (`taskset`) for each N given. Prints a Markdown table
-# per core count (best of RUNS wall seconds, CPU seconds, peak RSS, output size, ratios) and a
-# scaling table, to stdout.
+# per core count (best of RUNS wall seconds, CPU seconds, peak RSS, output size, ratios), a
+# scaling table, and sluice's other formats (ORC zstd, JSON lines gzip) against its Parquet at
+# each core count, to stdout.
 #
 # usage: benches/compare.sh [ROWS (default 1000000)] [RUNS (default 3)] [CORES (default "1 2")]
 #   e.g. benches/compare.sh 4000000 2 "1 2 4 8 16" on a bigger machine.
@@ -29,7 +30,7 @@ INPUT="$WORK/events-$ROWS.jsonl"
 if [ -n "${SLUICE_BIN:-}" ]; then
   SLUICE="$SLUICE_BIN"
 else
-  cargo build --profile dist --quiet >&2
+  cargo build --profile dist --features isal --quiet >&2
   SLUICE="$CARGO_TARGET_DIR/dist/sluice"
 fi
 
@@ -100,6 +101,7 @@ fmt() { printf "%.2f" "$1"; }
 mb() { echo "scale=1; $1 / 1048576" | bc -l; }
 echo "Input: $ROWS events, $(mb "$in_size") MiB of JSON lines; best of $RUNS runs; $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(date -u +%Y-%m-%d)."
 SCALING=""
+FORMATS=""
 mkdir -p "$WORK/out"
 for N in $CORES; do
   PIN="0-$((N - 1))"
@@ -128,6 +130,13 @@ for N in $CORES; do
   line "DuckDB COPY (zstd)" "$d_t" "$d_c" "$d_rss" "$d_size"
   line "polars scan_ndjson + sink_parquet (zstd)" "$l_t" "$l_c" "$l_rss" "$l_size"
   line "pyarrow read_json + write_table (zstd)" "$p_t" "$p_c" "$p_rss" "$p_size"
+  O=$(run orc "$WORK/out/sluice.orc" "$SLUICE" convert --quiet --overwrite --format orc \
+      --schema schemas/nginx_access.toml --input "$INPUT" --output "$WORK/out/sluice.orc")
+  J=$(run json "$WORK/out/sluice.jsonl.gz" "$SLUICE" convert --quiet --overwrite --format json \
+      --schema schemas/nginx_access.toml --input "$INPUT" --output "$WORK/out/sluice.jsonl.gz")
+  read -r o_t o_c o_rss o_size <<<"$O"
+  read -r j_t j_c j_rss j_size <<<"$J"
+  FORMATS+="| $N | $(fmt "$s_t") | $(fmt "$o_t") ($(fmt "$(echo "$o_t / $s_t" | bc -l)")x) | $(fmt "$j_t") ($(fmt "$(echo "$j_t / $s_t" | bc -l)")x) | $(mb "$s_size") / $(mb "$o_size") / $(mb "$j_size") |"$'\n'
   SCALING+="| $N | $(fmt "$s_t") | $(fmt "$d_t") | $(fmt "$l_t") | $(fmt "$(echo "$d_t / $s_t" | bc -l)")x | $(fmt "$(echo "$l_t / $s_t" | bc -l)")x |"$'\n'
 done
 echo
@@ -136,3 +145,9 @@ echo
 echo "| cores | sluice | DuckDB | polars | vs DuckDB | vs polars |"
 echo "|---|---|---|---|---|---|"
 printf "%s" "$SCALING"
+echo
+echo "### sluice's formats (wall s, best of $RUNS; ratio = format time / Parquet time)"
+echo
+echo "| cores | Parquet zstd:1 | ORC zstd:1 | JSON lines gzip:1 | output MiB (Parquet / ORC / JSON) |"
+echo "|---|---|---|---|---|"
+printf "%s" "$FORMATS"

@@ -23,7 +23,7 @@ INPUT="$CACHE/bench/events-$ROWS.jsonl"
 if [ -n "${SLUICE_BENCH_BIN:-}" ]; then
   BIN="$SLUICE_BENCH_BIN"
 else
-  cargo build --profile dist --quiet --bin sluice --example bench_broker >&2
+  cargo build --profile dist --features isal --quiet --bin sluice --example bench_broker >&2
   BIN="$CARGO_TARGET_DIR/dist"
 fi
 

@@ -28,7 +28,7 @@ INPUT="$WORK/events-$ROWS.jsonl"
 if [ -n "${SLUICE_BENCH_BIN:-}" ]; then
   BIN="$SLUICE_BENCH_BIN"
 else
-  cargo build --profile dist --quiet --bin sluice --example bench_broker --example bare_consume >&2
+  cargo build --profile dist --features isal --quiet --bin sluice --example bench_broker --example bare_consume >&2
   BIN="$CARGO_TARGET_DIR/dist"
 fi
 

@@ -21,7 +21,7 @@ WORK="$CACHE/bench/memory"
 mkdir -p "$WORK"
 EVENTS="$CACHE/bench/events-1000000.jsonl"
 [ -s "$EVENTS" ] || python3 benches/gen_events.py 1000000 "$EVENTS" >&2
-cargo build --profile dist --quiet --bin sluice >&2
+cargo build --profile dist --features isal --quiet --bin sluice >&2
 SLUICE="$CARGO_TARGET_DIR/dist/sluice"
 MIB=$((1024 * 1024))
 CHANNEL=$((32 * MIB))

@@ -20,7 +20,7 @@ WORK="$CACHE/bench"
 mkdir -p "$WORK"
 INPUT="$WORK/events-$ROWS.jsonl"
 [ -s "$INPUT" ] || python3 benches/gen_events.py "$ROWS" "$INPUT" >&2
-cargo build --profile dist --quiet --bin sluice --example push_load >&2
+cargo build --profile dist --features isal --quiet --bin sluice --example push_load >&2
 BIN="$CARGO_TARGET_DIR/dist"
 
 metric() { # metric ADDR NAME → sum of the samples

@@ -14,7 +14,7 @@ WORK="$CACHE/bench/repos"
 mkdir -p "$WORK"
 INPUT="$CACHE/bench/events-1000000.jsonl"
 [ -s "$INPUT" ] || python3 benches/gen_events.py 1000000 "$INPUT" >&2
-cargo build --profile dist --quiet --bin sluice >&2
+cargo build --profile dist --features isal --quiet --bin sluice >&2
 SLUICE="$CARGO_TARGET_DIR/dist/sluice"
 SCHEMA="$PWD/schemas/nginx_access.toml"
 

@@ -16,7 +16,7 @@ INPUT="$WORK/events-1000000.jsonl"
 [ -s "$INPUT" ] || python3 benches/gen_events.py 1000000 "$INPUT" >&2
 BIG="$WORK/events-10m.jsonl"
 [ -s "$BIG" ] || for _ in $(seq 10); do cat "$INPUT"; done >"$BIG"
-cargo build --profile dist --quiet >&2
+cargo build --profile dist --features isal --quiet >&2
 SLUICE="$CARGO_TARGET_DIR/dist/sluice"
 
 job() { # job FILE INPUT OUT

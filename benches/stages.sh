@@ -14,7 +14,7 @@ WORK="$CACHE/bench"
 mkdir -p "$WORK"
 INPUT="$WORK/events-1000000.jsonl"
 [ -s "$INPUT" ] || python3 benches/gen_events.py 1000000 "$INPUT" >&2
-cargo build --profile dist --quiet --bin sluice >&2
+cargo build --profile dist --features isal --quiet --bin sluice >&2
 SLUICE="$CARGO_TARGET_DIR/dist/sluice"
 
 SELECT=(--select "ts" --select "date_trunc('hour', ts) AS hour" --select "lower(method) AS method"

@@ -143,7 +143,8 @@ pub struct SinkSection {
     /// Codec, with an optional level: Parquet `zstd[:level]` (default `zstd:1`), `snappy`,
     /// `gzip[:level]`, `lz4`, `none`; ORC `zstd[:level]` (default `zstd:1`), `snappy`, `lz4`,
     /// `zlib[:level]` (default `zlib:6`), `none`; JSON lines `gzip[:level]` (default `gzip:1`)
-    /// or `none`.
+    /// or `none`. JSON lines and text gzip at levels 1 to 3 go through ISA-L in a build with
+    /// the `isal` feature (faster, smaller files), through zlib-rs otherwise.
     #[serde(default)]
     pub compression: Option<String>,
     /// Parquet: rows per row group (default 262,144).

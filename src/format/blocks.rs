@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
 
-use super::{encode_err, Codec, FormatError, FormatOptions, GZIP_STATE};
+use super::{encode_err, gzip, Codec, FormatError, FormatOptions};
 use crate::store::OutputFile;
 
 /// Encodes one batch as text (no compression).
@@ -64,7 +64,7 @@ impl Blocks {
         self.started = true;
         // Until it is done: the batch, its text (about as large) and the compressor.
         let held = Arc::new(AtomicUsize::new(
-            2 * batch.get_array_memory_size() + GZIP_STATE,
+            2 * batch.get_array_memory_size() + gzip_state(self.codec),
         ));
         let (tx, rx) = sync_channel(1);
         let (batch, codec, task_held) = (batch.clone(), self.codec, held.clone());
@@ -132,14 +132,15 @@ impl Blocks {
 /// `text` as one gzip member (as is for any other codec).
 fn compress(text: Vec<u8>, codec: Codec) -> Result<Vec<u8>, String> {
     match codec {
-        Codec::Gzip(level) => {
-            let mut gz = flate2::write::GzEncoder::new(
-                Vec::with_capacity(text.len() / 4),
-                flate2::Compression::new(level),
-            );
-            gz.write_all(&text).map_err(|e| e.to_string())?;
-            gz.finish().map_err(|e| e.to_string())
-        }
+        Codec::Gzip(level) => gzip::member(&text, level).map_err(|e| e.to_string()),
         _ => Ok(text),
+    }
+}
+
+/// What compressing a block holds besides its text.
+fn gzip_state(codec: Codec) -> usize {
+    match codec {
+        Codec::Gzip(level) => gzip::state_bytes(level),
+        _ => 0,
     }
 }

@@ -5,6 +5,9 @@
 //! group, ORC per stripe, JSON/text per batch), so memory does not grow with file size.
 
 mod blocks;
+mod gzip;
+#[cfg(feature = "isal")]
+mod isal;
 mod json;
 mod jsonl;
 mod orc;
@@ -15,6 +18,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
 use crate::store::OutputFile;
+pub(crate) use gzip::MaybeGzip;
 
 /// Errors from encoding. Each names the output file.
 #[derive(Debug, thiserror::Error)]
@@ -292,58 +296,6 @@ pub fn create_writer(
             Box::new(text::TextFormat::new(opts, schema, file))
         }
     })
-}
-
-/// What a gzip stream holds besides its input: the deflate window, hash chains and pending
-/// output (about 256 KiB at zlib's default memory level) and flate2's 32 KiB output buffer.
-pub(crate) const GZIP_STATE: usize = 320 * 1024;
-
-/// Wraps an output in gzip when the codec says so.
-pub(crate) enum MaybeGzip {
-    Plain(OutputFile),
-    Gzip(Box<flate2::write::GzEncoder<OutputFile>>),
-}
-
-impl MaybeGzip {
-    pub fn new(file: OutputFile, codec: Codec) -> Self {
-        match codec {
-            Codec::Gzip(level) => MaybeGzip::Gzip(Box::new(flate2::write::GzEncoder::new(
-                file,
-                flate2::Compression::new(level),
-            ))),
-            _ => MaybeGzip::Plain(file),
-        }
-    }
-
-    /// The compressor's state (0 for a plain file).
-    pub fn state_bytes(&self) -> usize {
-        match self {
-            MaybeGzip::Plain(_) => 0,
-            MaybeGzip::Gzip(_) => GZIP_STATE,
-        }
-    }
-
-    pub fn finish(self) -> std::io::Result<()> {
-        match self {
-            MaybeGzip::Plain(mut f) => std::io::Write::flush(&mut f),
-            MaybeGzip::Gzip(g) => g.finish().map(|_| ()),
-        }
-    }
-}
-
-impl std::io::Write for MaybeGzip {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self {
-            MaybeGzip::Plain(f) => f.write(buf),
-            MaybeGzip::Gzip(g) => g.write(buf),
-        }
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            MaybeGzip::Plain(f) => f.flush(),
-            MaybeGzip::Gzip(g) => g.flush(),
-        }
-    }
 }
 
 pub(crate) fn encode_err(file: &OutputFile, e: impl std::fmt::Display) -> FormatError {
