@@ -313,6 +313,14 @@ impl JsonDecoder {
         let mut lenient = Vec::new();
         for &i in slow {
             let r = &recs[i];
+            if super::depth::too_deep(&data[r.start..r.end]) {
+                dead.push(DeadLetter {
+                    position: r.pos,
+                    reason: super::depth::reason(),
+                    record: data[r.start..r.end].to_vec(),
+                });
+                continue;
+            }
             match unknown.map(|k| unknown::strict(&data[r.start..r.end], k)) {
                 Some(unknown::Reading::Unknown(key)) => {
                     refuse(r, key, dead);

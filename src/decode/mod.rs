@@ -8,6 +8,7 @@
 
 mod columns;
 mod delimited;
+mod depth;
 #[cfg(test)]
 mod differential;
 mod fast;

@@ -585,3 +585,46 @@ fn unknown_field_refusal_keeps_malformed_reasons_and_decodes_keys() {
         assert_eq!(d.class(), "malformed", "{}", d.reason);
     }
 }
+
+/// A value nested past the limit is a dead letter, wherever it sits: arrow-json's message for
+/// a type error serializes the value by recursion, and 50,000 levels where a string belongs
+/// overflowed the stack and aborted the process. At the limit, records still decode (or fail
+/// with arrow-json's own reason) on a thread with a 1 MiB stack.
+#[test]
+fn records_nested_past_the_limit_are_dead_letters_not_a_stack_overflow() {
+    let max = depth::MAX_NESTING;
+    let nest = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+    let ts = "\"ts\":\"2024-01-01T00:00:00Z\"";
+    let input = [
+        format!("{{{ts},\"region\":{}}}", nest(50_000)),
+        format!("{{{ts},\"extra\":{}}}", nest(max - 1)),
+        format!("{{{ts},\"extra\":{}}}", nest(max)),
+        format!("{{{ts},\"region\":{}}}", nest(max - 1)),
+        format!("{{{ts},\"status\":1}}"),
+    ]
+    .join("\n")
+        + "\n";
+    let s = schema(WEB);
+    let out = std::thread::Builder::new()
+        .stack_size(1024 * 1024)
+        .spawn(move || {
+            let mut d = RecordDecoder::new(s, DecodeOptions::default(), None).unwrap();
+            d.decode(&chunk(input.as_bytes()))
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(out.records, 5);
+    assert_eq!(out.rows(), 2, "{:?}", out.dead);
+    let dead: Vec<(u64, &str, &str)> = out
+        .dead
+        .iter()
+        .map(|d| (d.position.line, d.reason.as_str(), d.class()))
+        .collect();
+    let deep = depth::reason();
+    assert_eq!(dead[0], (1, deep.as_str(), "malformed"));
+    assert_eq!(dead[1], (3, deep.as_str(), "malformed"));
+    assert_eq!(dead[2].0, 4);
+    assert!(dead[2].1.contains("expected"), "{dead:?}");
+    assert_eq!(dead.len(), 3);
+}

@@ -109,6 +109,54 @@ fn a_push_of_garbage_lines_is_dead_letters_not_a_crash() {
     assert_eq!(dead_letter_lines(&out.join("_dead_letters")).len(), 8192);
 }
 
+/// A record nested 100,000 levels deep where a string belongs: its dead letter, and the
+/// process keeps serving. arrow-json's message for the type error serialized the value by
+/// recursion, which overflowed the stack and aborted the process (a 356-byte gzip push did
+/// the same).
+#[test]
+fn a_push_of_a_deeply_nested_record_is_a_dead_letter_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = push_job(dir.path(), "wal", "", "");
+    let (mut child, addr) = start(&job, &dir.path().join("run.log"));
+    let mut c = Client::new(&addr);
+    let n = 100_000;
+    let mut body = format!(
+        "{{\"ts\":\"2024-05-01T10:00:00Z\",\"host\":{}1{},\"trace_id\":\"deep\"}}\n",
+        "[".repeat(n),
+        "]".repeat(n)
+    )
+    .into_bytes();
+    body.extend_from_slice(
+        b"{\"ts\":\"2024-05-01T10:00:00Z\",\"host\":\"h\",\"status\":200,\"trace_id\":\"after\"}\n",
+    );
+    let (code, _, b) = c.post("/v1/repos/nginx_access/data", "", &body).unwrap();
+    assert_eq!(code, 200, "{b}");
+    assert!(b.contains("\"dead_letters\":1"), "{b}");
+    assert!(child.try_wait().unwrap().is_none(), "the process died");
+    let out = dir.path().join("out");
+    push_until(
+        "the good row and the deep record's dead letter to be committed",
+        60,
+        || {},
+        || {
+            trace_ids(&out).contains_key("after")
+                && dead_letter_lines(&out.join("_dead_letters")).len() == 1
+        },
+    );
+    sigterm(&child);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let dl = dead_letter_lines(&out.join("_dead_letters"));
+    let reason = dl[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("nested deeper than 1000 levels"),
+        "{reason}"
+    );
+    assert_eq!(dl[0]["class"], "malformed");
+    assert_eq!(trace_ids(&out).get("after"), Some(&1));
+    assert!(!trace_ids(&out).contains_key("deep"));
+}
+
 /// A topic of plain-text messages (not JSON): every message is a dead letter with its
 /// partition and offset, and the backfill ends normally. Replayed at every start, a crash here
 /// was a crash loop.
