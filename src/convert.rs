@@ -139,7 +139,7 @@ pub fn run(mut job: ConvertJob) -> Result<ConvertSummary, ConvertError> {
         }
         .into());
     }
-    let mut reader = ChunkReader::open(&job.input, job.decode.kind.quoted())?;
+    let mut reader = ChunkReader::open(&job.input, job.decode.kind.quoting())?;
     let header = match job.decode.kind {
         crate::decode::InputKind::Csv { header: true, .. } => reader.take_header()?,
         _ => None,

@@ -109,7 +109,7 @@ const BLOCK: usize = 1024 * 1024;
 pub struct ChunkReader {
     name: String,
     reader: Box<dyn Read + Send>,
-    quoted: bool,
+    quote: Option<u8>,
     /// Bytes to read for the next chunk: `base_block`, doubled while one record is longer.
     block: usize,
     base_block: usize,
@@ -125,8 +125,8 @@ pub struct ChunkReader {
 }
 
 impl ChunkReader {
-    /// Opens `source`. `quoted`: records may span lines inside CSV quotes.
-    pub fn open(source: &InputSource, quoted: bool) -> Result<Self, InputError> {
+    /// Opens `source`. `quote` (CSV's delimiter): records may span lines inside CSV quotes.
+    pub fn open(source: &InputSource, quote: Option<u8>) -> Result<Self, InputError> {
         let name = source.name();
         let raw_bytes = Arc::new(AtomicU64::new(0));
         let (raw, raw_len): (Box<dyn Read + Send>, Option<u64>) = match source {
@@ -158,7 +158,7 @@ impl ChunkReader {
         Ok(ChunkReader {
             name,
             reader,
-            quoted,
+            quote,
             block: BLOCK,
             base_block: BLOCK,
             max_record: 64 * 1024 * 1024,
@@ -218,7 +218,7 @@ impl ChunkReader {
             let cut = if self.eof {
                 Some(buf.len())
             } else {
-                last_record_boundary(buf, self.quoted)
+                last_record_boundary(buf, self.quote)
             };
             match cut {
                 Some(cut) => {
@@ -288,7 +288,7 @@ impl ChunkReader {
             return Ok(None);
         }
         let mut records = Vec::new();
-        crate::decode::framing::split_records(&chunk, self.quoted, &mut records);
+        crate::decode::framing::split_records(&chunk, self.quote, &mut records);
         let Some(first) = records.first() else {
             return Ok(None);
         };
@@ -332,7 +332,7 @@ mod tests {
             text.push_str(&format!("{{\"i\":{i}}}\n"));
         }
         std::fs::write(&p, &text).unwrap();
-        let mut r = ChunkReader::open(&InputSource::File(p), false)
+        let mut r = ChunkReader::open(&InputSource::File(p), None)
             .unwrap()
             .with_block_size(1024);
         let chunks = read_all(&mut r);
@@ -366,7 +366,7 @@ mod tests {
         }
         text.push_str("{\"last\":1}");
         std::fs::write(&p, &text).unwrap();
-        let mut r = ChunkReader::open(&InputSource::File(p), false)
+        let mut r = ChunkReader::open(&InputSource::File(p), None)
             .unwrap()
             .with_block_size(1024);
         let mut c = Chunk::default();
@@ -395,7 +395,7 @@ mod tests {
             text.push_str(&format!("{{\"i\":{i}}}\n"));
         }
         std::fs::write(&p, &text).unwrap();
-        let mut r = ChunkReader::open(&InputSource::File(p), false)
+        let mut r = ChunkReader::open(&InputSource::File(p), None)
             .unwrap()
             .with_block_size(1024);
         // One chunk reused, as the file source does. The records read along with the long
@@ -428,7 +428,7 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(b"a,b\n1,\"x\ny\"\n2,z").unwrap();
         std::fs::write(&p, gz.finish().unwrap()).unwrap();
-        let mut r = ChunkReader::open(&InputSource::File(p), true).unwrap();
+        let mut r = ChunkReader::open(&InputSource::File(p), Some(b',')).unwrap();
         assert_eq!(r.take_header().unwrap().unwrap(), b"a,b");
         let chunks = read_all(&mut r);
         assert_eq!(chunks.len(), 1);
@@ -444,7 +444,7 @@ mod tests {
         let text: String = (0..1000).map(|i| format!("{{\"i\":{i}}}\n")).collect();
         std::fs::write(&p, &text).unwrap();
         let offset = text.find("{\"i\":500}").unwrap() as u64;
-        let mut r = ChunkReader::open(&InputSource::File(p), false)
+        let mut r = ChunkReader::open(&InputSource::File(p), None)
             .unwrap()
             .with_block_size(1024);
         r.skip_to(offset, 501).unwrap();

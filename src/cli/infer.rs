@@ -115,8 +115,8 @@ pub fn infer_schema(input: &str, name: Option<String>, rows: u64) -> Result<()> 
     } else {
         None
     };
-    let mut reader = ChunkReader::open(&source, delimiter.is_some())
-        .with_context(|| format!("reading {input}"))?;
+    let mut reader =
+        ChunkReader::open(&source, delimiter).with_context(|| format!("reading {input}"))?;
     let mut inf = sluice::schema::infer::Inference::default();
     let mut header: Option<Vec<String>> = None;
     let mut chunk = Chunk::default();

@@ -351,7 +351,7 @@ fn well_formed_records_are_read_by_the_fast_path() {
     let mut fast = fast::FastJson::new(&j.decode_schema_for_tests(), &["ctx".into()], None)
         .expect("a flat schema has a fast path");
     let mut recs = Vec::new();
-    framing::split_records(&data, false, &mut recs);
+    framing::split_records(&data, None, &mut recs);
     let (mut rows, mut back) = (Vec::new(), Vec::new());
     let batch = fast
         .decode(&data.data, &recs, &mut rows, &mut back)
@@ -401,7 +401,7 @@ fn the_generated_records_exercise_the_fast_path() {
     let mut fast =
         fast::FastJson::new(&j.decode_schema_for_tests(), &["ctx".into()], None).unwrap();
     let mut recs = Vec::new();
-    framing::split_records(&data, false, &mut recs);
+    framing::split_records(&data, None, &mut recs);
     let (mut rows, mut back) = (Vec::new(), Vec::new());
     fast.decode(&data.data, &recs, &mut rows, &mut back);
     let share = rows.len() as f64 / recs.len() as f64;

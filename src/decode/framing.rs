@@ -47,13 +47,80 @@ pub struct Chunk {
     pub header: Option<std::sync::Arc<Vec<u8>>>,
 }
 
-/// Splits `chunk` into records. With `quoted`, a newline inside a double-quoted CSV field does
-/// not end the record.
-pub fn split_records(chunk: &Chunk, quoted: bool, out: &mut Vec<Record>) {
+/// CSV quoting as the field splitter (`delimited.rs`) reads it, so both agree on where a
+/// record ends: a double quote opens a quoted field only at the start of a field (the start
+/// of a record or after `delimiter`); inside one, `""` is a quote and a lone `"` closes it; a
+/// quote anywhere else is a plain character. (Toggling on every quote, a stray `5"` in an
+/// unquoted field swallowed the following lines into its record.)
+#[derive(Debug, Clone, Copy)]
+struct Quotes {
+    delimiter: u8,
+    in_quotes: bool,
+    field_start: bool,
+}
+
+impl Quotes {
+    fn new(delimiter: u8) -> Self {
+        Quotes {
+            delimiter,
+            in_quotes: false,
+            field_start: true,
+        }
+    }
+
+    /// Reads `line` (no newline in it). Afterwards `in_quotes` says whether the newline that
+    /// follows lies inside a quoted field (then it belongs to the record).
+    fn line(&mut self, line: &[u8]) {
+        let mut i = 0;
+        while i < line.len() {
+            if self.in_quotes {
+                let Some(k) = memchr::memchr(b'"', &line[i..]) else {
+                    return;
+                };
+                let q = i + k;
+                if line.get(q + 1) == Some(&b'"') {
+                    i = q + 2;
+                } else {
+                    self.in_quotes = false;
+                    i = q + 1;
+                }
+            } else if self.field_start && line[i] == b'"' {
+                self.in_quotes = true;
+                self.field_start = false;
+                i += 1;
+            } else {
+                match memchr::memchr(self.delimiter, &line[i..]) {
+                    Some(k) => {
+                        i += k + 1;
+                        self.field_start = true;
+                    }
+                    None => {
+                        self.field_start = false;
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A newline: the record ends there unless a quoted field is open.
+    fn newline(&mut self) -> bool {
+        if self.in_quotes {
+            false
+        } else {
+            self.field_start = true;
+            true
+        }
+    }
+}
+
+/// Splits `chunk` into records. With `quote` (CSV's delimiter), a newline inside a
+/// double-quoted CSV field does not end the record.
+pub fn split_records(chunk: &Chunk, quote: Option<u8>, out: &mut Vec<Record>) {
     out.clear();
     // Recorded ends are taken only when they frame all of `data` (a buffer reused by a
     // source that does not record them keeps stale ones otherwise).
-    if !quoted
+    if quote.is_none()
         && chunk
             .ends
             .last()
@@ -77,19 +144,20 @@ pub fn split_records(chunk: &Chunk, quoted: bool, out: &mut Vec<Record>) {
     let mut line = chunk.first_line;
     let mut start = 0usize;
     let mut record_line = line;
-    let mut in_quotes = false;
+    let mut quotes = quote.map(Quotes::new);
     let mut scan_from = 0usize;
     while scan_from <= data.len() {
         let nl = memchr::memchr(b'\n', &data[scan_from..]).map(|i| scan_from + i);
         let line_end = nl.unwrap_or(data.len());
-        if quoted {
-            let quotes = memchr::memchr_iter(b'"', &data[scan_from..line_end]).count();
-            if quotes % 2 == 1 {
-                in_quotes = !in_quotes;
+        let ends = match &mut quotes {
+            Some(q) => {
+                q.line(&data[scan_from..line_end]);
+                q.newline()
             }
-        }
+            None => true,
+        };
         let at_end = nl.is_none();
-        if !in_quotes || at_end {
+        if ends || at_end {
             let mut end = line_end;
             if end > start && data[end - 1] == b'\r' {
                 end -= 1;
@@ -116,19 +184,22 @@ pub fn split_records(chunk: &Chunk, quoted: bool, out: &mut Vec<Record>) {
 }
 
 /// Finds where the last complete record in `data` ends (the index after its newline), or
-/// `None` when `data` holds no complete record. `quoted` tracks CSV quotes from the start.
-pub fn last_record_boundary(data: &[u8], quoted: bool) -> Option<usize> {
-    if !quoted {
+/// `None` when `data` holds no complete record. `quote` (CSV's delimiter) tracks CSV quotes
+/// from the start, as [`split_records`] does.
+pub fn last_record_boundary(data: &[u8], quote: Option<u8>) -> Option<usize> {
+    let Some(delimiter) = quote else {
         return memchr::memrchr(b'\n', data).map(|i| i + 1);
-    }
-    let mut in_quotes = false;
+    };
+    let mut q = Quotes::new(delimiter);
     let mut last = None;
-    for (i, &b) in data.iter().enumerate() {
-        match b {
-            b'"' => in_quotes = !in_quotes,
-            b'\n' if !in_quotes => last = Some(i + 1),
-            _ => {}
+    let mut from = 0;
+    while let Some(k) = memchr::memchr(b'\n', &data[from..]) {
+        let nl = from + k;
+        q.line(&data[from..nl]);
+        if q.newline() {
+            last = Some(nl + 1);
         }
+        from = nl + 1;
     }
     last
 }
@@ -137,7 +208,7 @@ pub fn last_record_boundary(data: &[u8], quoted: bool) -> Option<usize> {
 mod tests {
     use super::*;
 
-    fn records(text: &str, quoted: bool) -> Vec<(String, u64, u64)> {
+    fn records(text: &str, quote: Option<u8>) -> Vec<(String, u64, u64)> {
         let chunk = Chunk {
             data: text.as_bytes().to_vec(),
             first_line: 10,
@@ -145,7 +216,7 @@ mod tests {
             ..Default::default()
         };
         let mut out = Vec::new();
-        split_records(&chunk, quoted, &mut out);
+        split_records(&chunk, quote, &mut out);
         out.iter()
             .map(|r| (text[r.start..r.end].to_string(), r.pos.line, r.pos.offset))
             .collect()
@@ -153,7 +224,7 @@ mod tests {
 
     #[test]
     fn lines_skip_blanks_and_keep_positions() {
-        let r = records("a\r\n\n  \nb\nc", false);
+        let r = records("a\r\n\n  \nb\nc", None);
         assert_eq!(
             r,
             vec![
@@ -166,7 +237,7 @@ mod tests {
 
     #[test]
     fn quoted_newlines_stay_in_one_record() {
-        let r = records("x,\"multi\nline\",y\nz\n", true);
+        let r = records("x,\"multi\nline\",y\nz\n", Some(b','));
         assert_eq!(
             r,
             vec![
@@ -178,8 +249,47 @@ mod tests {
 
     #[test]
     fn boundary_respects_quotes() {
-        assert_eq!(last_record_boundary(b"a\nb", false), Some(2));
-        assert_eq!(last_record_boundary(b"a\n\"b\nc", true), Some(2));
-        assert_eq!(last_record_boundary(b"abc", false), None);
+        assert_eq!(last_record_boundary(b"a\nb", None), Some(2));
+        assert_eq!(last_record_boundary(b"a\n\"b\nc", Some(b',')), Some(2));
+        assert_eq!(last_record_boundary(b"abc", None), None);
+        // A stray quote inside an unquoted field is a plain character.
+        assert_eq!(last_record_boundary(b"5\" long\nb\n", Some(b',')), Some(10));
+        assert_eq!(
+            last_record_boundary(b"a,\"x\"\"\ny\"\n", Some(b',')),
+            Some(10)
+        );
+    }
+
+    /// A quote opens a quoted field only at a field's start, as the field splitter reads it:
+    /// a stray `"` in an unquoted field no longer swallows the lines after it.
+    #[test]
+    fn a_stray_quote_inside_an_unquoted_field_ends_nothing_and_opens_nothing() {
+        let text = "msg\nscrew 5\" long\nnext record\nthird 2\" record\nfourth\n";
+        let r: Vec<String> = records(text, Some(b',')).into_iter().map(|r| r.0).collect();
+        assert_eq!(
+            r,
+            [
+                "msg",
+                "screw 5\" long",
+                "next record",
+                "third 2\" record",
+                "fourth"
+            ]
+        );
+        // Quoted fields after a delimiter (or a tab) still span lines, `""` inside them too.
+        let text = "a,\"b\"\"\nc\",d\ne\tx\n";
+        let r: Vec<String> = records(text, Some(b',')).into_iter().map(|r| r.0).collect();
+        assert_eq!(r, ["a,\"b\"\"\nc\",d", "e\tx"]);
+        let r: Vec<String> = records("a\t\"b\nc\"\nd\n", Some(b'\t'))
+            .into_iter()
+            .map(|r| r.0)
+            .collect();
+        assert_eq!(r, ["a\t\"b\nc\"", "d"]);
+        // A comma is not TSV's delimiter: the quote after it is a plain character.
+        let r: Vec<String> = records("a,\"b\nc\n", Some(b'\t'))
+            .into_iter()
+            .map(|r| r.0)
+            .collect();
+        assert_eq!(r, ["a,\"b", "c"]);
     }
 }

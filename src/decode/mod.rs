@@ -76,9 +76,13 @@ impl InputKind {
         }
     }
 
-    /// True when records may span lines (quoted CSV fields).
-    pub fn quoted(&self) -> bool {
-        matches!(self, InputKind::Csv { .. })
+    /// CSV's delimiter: records may span lines inside quoted fields. `None` for the kinds
+    /// whose records are lines.
+    pub fn quoting(&self) -> Option<u8> {
+        match self {
+            InputKind::Csv { delimiter, .. } => Some(*delimiter),
+            _ => None,
+        }
     }
 }
 
@@ -320,7 +324,7 @@ impl RecordDecoder {
     /// Decodes every record of `chunk`.
     pub fn decode(&mut self, chunk: &Chunk) -> Decoded {
         let mut records = Vec::new();
-        framing::split_records(chunk, self.opts.kind.quoted(), &mut records);
+        framing::split_records(chunk, self.opts.kind.quoting(), &mut records);
         let mut out = Decoded {
             records: records.len() as u64,
             ..Default::default()

@@ -492,13 +492,13 @@ proptest::proptest! {
                 InputKind::Text { delimiter: None },
             ),
         };
-        let quoted = kind.quoted();
+        let quote = kind.quoting();
         let opts = DecodeOptions { kind, batch_size: 7, ..DecodeOptions::default() };
         let mut d = RecordDecoder::new(s, opts, None).unwrap();
         let out = d.decode(&chunk(&data));
         proptest::prop_assert_eq!(out.rows() + out.dead.len() as u64, out.records);
         let mut recs = Vec::new();
-        framing::split_records(&chunk(&data), quoted, &mut recs);
+        framing::split_records(&chunk(&data), quote, &mut recs);
         proptest::prop_assert_eq!(out.records, recs.len() as u64);
         for dl in &out.dead {
             proptest::prop_assert!(!dl.reason.contains("inside a library"), "{}", dl.reason);

@@ -21,15 +21,16 @@ struct Part {
 
 pub struct FileSource {
     parts: Vec<Part>,
-    quoted: bool,
+    quote: Option<u8>,
     header: bool,
     block: usize,
     turn: usize,
 }
 
 impl FileSource {
-    /// `quoted`: CSV records may span lines. `header`: each file starts with a header record.
-    pub fn new(paths: &[PathBuf], quoted: bool, header: bool) -> Result<Self, SourceError> {
+    /// `quote` (CSV's delimiter): CSV records may span lines. `header`: each file starts with
+    /// a header record.
+    pub fn new(paths: &[PathBuf], quote: Option<u8>, header: bool) -> Result<Self, SourceError> {
         let mut parts = Vec::with_capacity(paths.len());
         let mut seen = std::collections::HashSet::new();
         for (i, p) in paths.iter().enumerate() {
@@ -62,7 +63,7 @@ impl FileSource {
         }
         Ok(FileSource {
             parts,
-            quoted,
+            quote,
             header,
             block: 4 * 1024 * 1024,
             turn: 0,
@@ -77,7 +78,7 @@ impl FileSource {
 
     fn open(&mut self, i: usize) -> Result<ChunkReader, SourceError> {
         let p = &mut self.parts[i];
-        let mut r = ChunkReader::open(&InputSource::File(p.path.clone()), self.quoted)?
+        let mut r = ChunkReader::open(&InputSource::File(p.path.clone()), self.quote)?
             .with_block_size(self.block);
         if self.header {
             // The header is not a record: take it at the start of each file. Each file has
@@ -167,7 +168,7 @@ impl Source for FileSource {
             return Ok(None);
         }
         let p = &self.parts[0];
-        let mut r = ChunkReader::open(&InputSource::File(p.path.clone()), self.quoted)?;
+        let mut r = ChunkReader::open(&InputSource::File(p.path.clone()), self.quote)?;
         Ok(r.take_header()?)
     }
 
@@ -190,7 +191,7 @@ impl Source for FileSource {
         }
         let mut out = Vec::with_capacity(self.parts.len());
         for p in &self.parts {
-            let mut r = ChunkReader::open(&InputSource::File(p.path.clone()), self.quoted)?;
+            let mut r = ChunkReader::open(&InputSource::File(p.path.clone()), self.quote)?;
             // An empty file has no header and no records: nothing to check.
             if let Some(h) = r.take_header()? {
                 out.push((p.path.display().to_string(), h));

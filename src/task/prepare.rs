@@ -57,8 +57,12 @@ pub fn prepare(job: &Job, connect: bool) -> Result<Prepared, TaskError> {
             // `max_rows` / `max_bytes`.
             let chunk = crate::config::parse_bytes(chunk_bytes).unwrap_or(1 << 20) as usize;
             Some(Box::new(
-                FileSource::new(&paths, job.input.quoted(), job.input.quoted() && *header)?
-                    .with_block_size(chunk),
+                FileSource::new(
+                    &paths,
+                    job.input.quoting(),
+                    job.input.quoting().is_some() && *header,
+                )?
+                .with_block_size(chunk),
             ))
         }
         SourceSection::Push {

@@ -359,9 +359,9 @@ mod tests {
         part.emit(&mut chunk);
         assert_eq!(chunk.ends.len(), payloads.len() + 1);
         let (mut framed, mut scanned) = (Vec::new(), Vec::new());
-        crate::decode::framing::split_records(&chunk, false, &mut framed);
+        crate::decode::framing::split_records(&chunk, None, &mut framed);
         chunk.ends.clear();
-        crate::decode::framing::split_records(&chunk, false, &mut scanned);
+        crate::decode::framing::split_records(&chunk, None, &mut scanned);
         assert_eq!(framed, scanned);
         assert!(part.ends.is_empty() && part.buf.is_empty());
     }

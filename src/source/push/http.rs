@@ -32,8 +32,8 @@ pub struct PushApi {
     pub max_body: usize,
     /// The longest a body may take to arrive.
     pub body_timeout: std::time::Duration,
-    /// The input kind's records may span lines (quoted CSV).
-    quoted: bool,
+    /// CSV's delimiter: the input kind's records may span lines (quoted CSV).
+    quote: Option<u8>,
     /// The schema's `unknown_fields` is `error`: such a request is refused whole (400).
     reject_unknown: bool,
     /// The repo's `on_error` is `fail`: a request with a row a stage fails on is refused (400).
@@ -61,7 +61,7 @@ impl PushApi {
             metrics,
             max_body,
             body_timeout,
-            quoted: decoder.kind().quoted(),
+            quote: decoder.kind().quoting(),
             reject_unknown: decoder.schema().unknown_fields == crate::schema::UnknownFields::Error,
             reject_stage_failures: decoder
                 .stages()
@@ -251,8 +251,7 @@ fn take(api: &PushApi, bytes: bytes::Bytes, gzip: bool, body: Reservation) -> Re
         data.push(b'\n');
     }
     // Records must not run from one request into the next (a replay reads several at once).
-    let quoted = api.quoted;
-    if last_record_boundary(&data, quoted) != Some(data.len()) {
+    if last_record_boundary(&data, api.quote) != Some(data.len()) {
         return answer(
             api,
             StatusCode::BAD_REQUEST,
