@@ -14,16 +14,16 @@ pub fn skip_value(stack: &mut Vec<u8>, b: &[u8], mut i: usize) -> Step<usize> {
         i = ws(b, i);
         match at(b, i) {
             open @ (b'{' | b'[') => {
+                // Deeper than a record may nest, empty or not (the value sits in the record's
+                // object, level 1): the slow path makes it a dead letter.
+                if stack.len() + 2 > crate::decode::depth::MAX_NESTING {
+                    return Err(HandBack);
+                }
                 let close = if open == b'{' { b'}' } else { b']' };
                 i = ws(b, i + 1);
                 if at(b, i) == close {
                     i += 1;
                 } else {
-                    // Deeper than a record may nest (the value sits in the record's object):
-                    // the slow path makes it a dead letter.
-                    if stack.len() + 2 > crate::decode::depth::MAX_NESTING {
-                        return Err(HandBack);
-                    }
                     stack.push(close);
                     if close == b'}' {
                         i = key_colon(b, i)?;
