@@ -1,7 +1,7 @@
 //! Input files and stdin, read in blocks of whole records.
 //!
 //! gzip input (one or many members) is detected by its magic bytes, not its name. Blocks end at
-//! a record boundary, carry their first line number and byte offset, and their buffers are
+//! a record boundary (after at most [`MAX_CHUNK_LINES`] lines), carry their first line number and byte offset, and their buffers are
 //! recycled, so memory stays flat however large the input is.
 
 use std::io::{BufRead, BufReader, Read};
@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::decode::framing::{last_record_boundary, Chunk};
+use crate::decode::framing::{
+    last_record_boundary, record_boundary_within, Chunk, MAX_CHUNK_LINES,
+};
 
 /// Errors reading input. Each names the input.
 #[derive(Debug, thiserror::Error)]
@@ -224,14 +226,24 @@ impl ChunkReader {
                 last_record_boundary(buf, self.quote)
             };
             match cut {
-                Some(cut) => {
+                Some(mut cut) => {
+                    let mut lines = memchr::memchr_iter(b'\n', &buf[..cut]).count();
+                    if lines > MAX_CHUNK_LINES {
+                        // Tiny records: a chunk holds at most so many (see MAX_CHUNK_LINES).
+                        if let Some(c) =
+                            record_boundary_within(&buf[..cut], self.quote, MAX_CHUNK_LINES)
+                        {
+                            cut = c;
+                            lines = memchr::memchr_iter(b'\n', &buf[..cut]).count();
+                        }
+                    }
                     self.carry.extend_from_slice(&buf[cut..]);
                     buf.truncate(cut);
                     // The long record (if any) is out: read normal blocks again.
                     self.block = self.base_block;
                     chunk.first_line = self.line;
                     chunk.first_offset = self.offset;
-                    self.line += memchr::memchr_iter(b'\n', buf).count() as u64;
+                    self.line += lines as u64;
                     self.offset += buf.len() as u64;
                     // A UTF-8 byte order mark at the input's start is not data (left in, it
                     // was part of a CSV header's first name, whose column then read as null).
@@ -356,6 +368,39 @@ mod tests {
             joined.extend_from_slice(&c.data);
         }
         assert_eq!(joined, text.as_bytes());
+    }
+
+    /// A chunk of tiny records stops at MAX_CHUNK_LINES lines (their decoded form has a fixed
+    /// cost each), on a record boundary (CSV quotes kept whole), with every byte and position.
+    #[test]
+    fn a_chunk_of_tiny_records_holds_at_most_so_many_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, quote) in [("in.jsonl", None), ("in.csv", Some(b','))] {
+            let p = dir.path().join(name);
+            let mut text = String::new();
+            for i in 0..(5 * MAX_CHUNK_LINES / 2) {
+                text.push_str(match i % 1000 {
+                    // A quoted record across three lines, around the cap.
+                    383 if quote.is_some() => "\"a\nb\nc\"\n",
+                    _ => "}\n",
+                });
+            }
+            std::fs::write(&p, &text).unwrap();
+            let mut r = ChunkReader::open(&InputSource::File(p), quote).unwrap();
+            let chunks = read_all(&mut r);
+            assert_eq!(chunks.len(), 3, "{name}");
+            let (mut joined, mut line) = (Vec::new(), 1);
+            for c in &chunks {
+                let lines = memchr::memchr_iter(b'\n', &c.data).count();
+                assert!(lines <= MAX_CHUNK_LINES, "{name}: a chunk of {lines} lines");
+                assert_eq!(c.first_offset as usize, joined.len());
+                assert_eq!(c.first_line, line);
+                assert!(c.data.ends_with(b"}\n") || c.data.ends_with(b"\"\n"));
+                line += lines as u64;
+                joined.extend_from_slice(&c.data);
+            }
+            assert_eq!(joined, text.as_bytes(), "{name}");
+        }
     }
 
     /// One chunk reused for every read, as the pipeline recycles them: each holds only its own

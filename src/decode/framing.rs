@@ -204,6 +204,46 @@ pub fn last_record_boundary(data: &[u8], quote: Option<u8>) -> Option<usize> {
     last
 }
 
+/// The most lines a source puts in one chunk, whatever their bytes. Besides its bytes, a
+/// record's decoded form has a fixed cost (a dead letter's reason and bookkeeping, about
+/// 200 B; a row's fixed width in every column), so without a cap a 1 MiB chunk of 2-byte bad
+/// lines decoded to about 100 MiB of dead letters. 16,384 lines of 64 B fill a 1 MiB chunk.
+pub const MAX_CHUNK_LINES: usize = 16_384;
+
+/// Where the last complete record within the first `lines` lines of `data` ends (the index
+/// after its newline). When the first record alone spans more lines (a CSV quoted field),
+/// where it ends. `None` when `data` holds no complete record. `quote` as in
+/// [`last_record_boundary`].
+pub fn record_boundary_within(data: &[u8], quote: Option<u8>, lines: usize) -> Option<usize> {
+    let lines = lines.max(1);
+    let Some(delimiter) = quote else {
+        return memchr::memchr_iter(b'\n', data)
+            .take(lines)
+            .last()
+            .map(|i| i + 1);
+    };
+    let mut q = Quotes::new(delimiter);
+    let mut last = None;
+    let mut from = 0;
+    let mut seen = 0;
+    while let Some(k) = memchr::memchr(b'\n', &data[from..]) {
+        let nl = from + k;
+        q.line(&data[from..nl]);
+        seen += 1;
+        if q.newline() {
+            if seen > lines && last.is_some() {
+                break;
+            }
+            last = Some(nl + 1);
+            if seen >= lines {
+                break;
+            }
+        }
+        from = nl + 1;
+    }
+    last
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,6 +298,25 @@ mod tests {
             last_record_boundary(b"a,\"x\"\"\ny\"\n", Some(b',')),
             Some(10)
         );
+    }
+
+    #[test]
+    fn a_boundary_within_so_many_lines() {
+        let text = b"a\nb\n\nc\nd";
+        assert_eq!(record_boundary_within(text, None, 1), Some(2));
+        assert_eq!(record_boundary_within(text, None, 3), Some(5));
+        // Fewer lines than asked: the last boundary.
+        assert_eq!(record_boundary_within(text, None, 100), Some(7));
+        assert_eq!(record_boundary_within(b"abc", None, 2), None);
+        // CSV: a quoted record is not cut; one spanning more lines than asked ends the first.
+        let csv = b"x,\"1\n2\n3\",y\nz\nw\n";
+        assert_eq!(record_boundary_within(csv, Some(b','), 1), Some(12));
+        assert_eq!(record_boundary_within(csv, Some(b','), 3), Some(12));
+        assert_eq!(record_boundary_within(csv, Some(b','), 4), Some(14));
+        let csv = b"z\nx,\"1\n2\",y\nw\n";
+        assert_eq!(record_boundary_within(csv, Some(b','), 2), Some(2));
+        assert_eq!(record_boundary_within(csv, Some(b','), 3), Some(12));
+        assert_eq!(record_boundary_within(b"\"open\n", Some(b','), 5), None);
     }
 
     /// A quote opens a quoted field only at a field's start, as the field splitter reads it:

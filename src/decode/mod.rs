@@ -114,7 +114,25 @@ pub struct DeadLetter {
     pub record: Vec<u8>,
 }
 
+/// The longest reason a dead letter keeps, in bytes: some quote the whole value (arrow-json's
+/// "expected { got ..."), which the dead letter holds anyway.
+pub const MAX_REASON: usize = 1024;
+
 impl DeadLetter {
+    /// Cuts a reason longer than [`MAX_REASON`] (on a character boundary), marking the cut.
+    pub fn cut_reason(&mut self) {
+        if self.reason.len() <= MAX_REASON {
+            return;
+        }
+        let mut end = MAX_REASON;
+        while !self.reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.reason.truncate(end);
+        self.reason.push_str("… (cut)");
+        self.reason.shrink_to_fit();
+    }
+
     /// The class of the reason, for metrics: `malformed` (not a well-formed record of its
     /// input kind: bad JSON, bad quoting, not UTF-8, a Kafka record batch the client cannot
     /// read), `type` (a value that does not convert to
@@ -333,6 +351,9 @@ impl RecordDecoder {
             self.decode_guarded(chunk, group, &mut out);
         }
         out.dead.sort_by_key(|d| d.position.offset);
+        for d in &mut out.dead {
+            d.cut_reason();
+        }
         // Messages that stood in the chunk as a placeholder: their own bytes and reason.
         for (index, payload, why) in &chunk.meta.unreadable {
             let line = chunk.first_line + *index as u64;
@@ -549,6 +570,14 @@ impl RecordDecoder {
     /// The repo schema this decoder reads against.
     pub fn schema(&self) -> &RepoSchema {
         &self.schema
+    }
+
+    /// What one record's decoded form may hold besides its text's worth: a dead letter's
+    /// bookkeeping and reason (about 220 B with the allocator's rounding), or a row's fixed
+    /// width (up to 16 B a column). Tiny records decode to many times their bytes: sources
+    /// cap a chunk's lines ([`framing::MAX_CHUNK_LINES`]); push reserves this per line.
+    pub fn record_overhead(&self) -> u64 {
+        (64 + 16 * self.out_schema.fields().len() as u64).max(256)
     }
 }
 

@@ -11,6 +11,7 @@ use super::group::{accept, apply_events, lock, set_paused_parts, Index};
 use super::part::Part;
 use super::unreadable::{on_error, unreadable_batch, Taken};
 use super::{err_at, KafkaSource};
+use crate::decode::framing::MAX_CHUNK_LINES;
 use crate::decode::meta::MetaNeeds;
 use crate::decode::Chunk;
 use crate::source::{Next, SourceError};
@@ -62,7 +63,8 @@ impl Sizes {
 }
 
 /// Buffers one message in its partition, and marks the partition ready once: when it crosses
-/// `threshold`, or with its last message. Returns the partition and the bytes buffered.
+/// `threshold` or [`MAX_CHUNK_LINES`] messages, or with its last message. Returns the
+/// partition and the bytes buffered.
 fn buffer(
     index: &Index,
     parts: &mut [Part],
@@ -73,10 +75,18 @@ fn buffer(
 ) -> Option<(usize, usize)> {
     let (i, added) = accept(index, parts, msg, needs)?;
     let p = &parts[i];
-    if (p.buf.len() >= threshold && p.buf.len() - added < threshold) || p.done() {
+    if (p.buf.len() >= threshold && p.buf.len() - added < threshold)
+        || p.ends.len() == MAX_CHUNK_LINES
+        || p.done()
+    {
         ready.push(i);
     }
     Some((i, added))
+}
+
+/// Whether a partition holds a chunk's worth of messages, whatever their bytes.
+fn full(p: &Part) -> bool {
+    p.ends.len() >= MAX_CHUNK_LINES
 }
 
 /// What an error item marked its partition for.
@@ -355,7 +365,7 @@ impl KafkaSource {
     /// The next chunk. Messages of many partitions interleave: they are buffered per partition
     /// within a budget of 16 chunks in all, so memory is bounded by the chunk size, not by the
     /// number of partitions. A partition is handed on when it holds its share of the budget
-    /// (at least 64 KiB, at most a chunk) or reached its end; the fullest one when the budget
+    /// (at least 64 KiB, at most a chunk) or [`MAX_CHUNK_LINES`] messages, or reached its end; the fullest one when the budget
     /// or 100 ms is reached.
     pub(super) fn fill(&mut self, chunk: &mut Chunk) -> Result<Next, SourceError> {
         let budget = self.chunk_bytes * BUDGET_CHUNKS;
@@ -369,7 +379,7 @@ impl KafkaSource {
             // Marked while reading; checked again, since the threshold or the buffer moved.
             while let Some(i) = self.ready.pop() {
                 let p = &self.parts[i];
-                if !p.buf.is_empty() && (p.buf.len() >= threshold || p.done()) {
+                if !p.buf.is_empty() && (p.buf.len() >= threshold || full(p) || p.done()) {
                     return Ok(self.parts[i].emit(chunk));
                 }
             }

@@ -41,6 +41,7 @@ pub struct PushApi {
     permits: Arc<tokio::sync::Semaphore>,
     /// `max_in_flight`, in KiB: what requests in progress may hold.
     budget: Arc<tokio::sync::Semaphore>,
+    max_in_flight: u64,
     decoder: Mutex<RecordDecoder>,
     /// Decoders reused across requests.
     pool: Mutex<Vec<RecordDecoder>>,
@@ -68,6 +69,7 @@ impl PushApi {
                 .is_some_and(|s| s.on_error == crate::stage::OnError::Fail),
             permits: Arc::new(tokio::sync::Semaphore::new(max_concurrent.max(1))),
             budget: Arc::new(tokio::sync::Semaphore::new(kib(max_in_flight) as usize)),
+            max_in_flight,
             decoder: Mutex::new(decoder),
             pool: Mutex::new(Vec::new()),
         }
@@ -262,10 +264,25 @@ fn take(api: &PushApi, bytes: bytes::Bytes, gzip: bool, body: Reservation) -> Re
     if let Err(r) = api.intake.check(data.len() as u64) {
         return refused(api, r);
     }
-    // Decoding holds the text, the decoder's working data and the batches at once: that
+    // Decoding holds the text, the decoder's working data and the batches at once, and each
+    // record's fixed cost (a dead letter's reason and bookkeeping, a row's width): that
     // reservation replaces the body's (the compressed body is gone by now).
     drop(body);
-    let Some(_decoding) = api.reserve(DECODE_FACTOR * data.len() as u64) else {
+    let lines = memchr::memchr_iter(b'\n', &data).count() as u64;
+    let overhead = api.decoder.lock().expect("decoder").record_overhead();
+    let need = DECODE_FACTOR * data.len() as u64 + lines * overhead;
+    if need > api.max_in_flight {
+        return answer(
+            api,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            json!({ "error": format!(
+                "the body holds {lines} lines: decoded, they need {need} bytes, more than \
+                 source.max_in_flight ({}) allows one request; send fewer records per request",
+                api.max_in_flight
+            ) }),
+        );
+    }
+    let Some(_decoding) = api.reserve(need) else {
         return no_memory(api);
     };
     let chunk = Chunk {

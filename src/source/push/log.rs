@@ -8,6 +8,7 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::decode::framing::MAX_CHUNK_LINES;
 use crate::wal::{Wal, WalError};
 
 /// Acknowledged records kept in memory until committed.
@@ -93,6 +94,29 @@ impl Log {
         }
     }
 
+    /// Reads requests to decode again (a replay) from `pos` up to `limit`: whole requests, up to
+    /// `max` bytes and [`MAX_CHUNK_LINES`] lines, at least one request (which held its decoded
+    /// form's memory when it was taken). Returns where reading stopped.
+    pub fn replay(
+        &mut self,
+        pos: u64,
+        limit: u64,
+        max: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<u64, WalError> {
+        let (mut at, mut lines, before) = (pos, 0, out.len());
+        while at < limit && out.len() - before < max && lines < MAX_CHUNK_LINES {
+            let from = out.len();
+            let next = self.read(at, limit, 1, out)?;
+            if next == at {
+                break;
+            }
+            at = next;
+            lines += memchr::memchr_iter(b'\n', &out[from..]).count();
+        }
+        Ok(at)
+    }
+
     /// Makes `pos` a valid reading position (see [`Wal::seek_check`]): past the end the log
     /// continues from `pos`; before the start is an error (a memory log holds nothing from
     /// before this process, e.g. the records of a restored spill).
@@ -171,5 +195,33 @@ mod tests {
             (109, 109),
             "the end never moves back"
         );
+    }
+
+    /// A replay stops at MAX_CHUNK_LINES lines (tiny records decode to many times their
+    /// bytes) on a request's end, but always takes at least one request whole; on a WAL too.
+    #[test]
+    fn a_replay_holds_at_most_so_many_lines_of_whole_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open_with(dir.path(), 1 << 20, crate::wal::Damage::Refuse)
+            .unwrap()
+            .0;
+        for mut log in [Log::Memory(MemLog::default()), Log::Wal(Box::new(wal))] {
+            let lines = |n: usize| "}\n".repeat(n).into_bytes();
+            let third = MAX_CHUNK_LINES / 3 + 1;
+            let mut ends = Vec::new();
+            for n in [third, third, third, 3 * MAX_CHUNK_LINES, 1] {
+                ends.push(log.append(lines(n)).unwrap().1);
+            }
+            let mut out = Vec::new();
+            let at = log.replay(0, ends[4], 1 << 30, &mut out).unwrap();
+            assert_eq!((at, out.len()), (ends[2], 3 * 2 * third));
+            out.clear();
+            // One request longer than the cap is read whole, and alone.
+            let at = log.replay(ends[2], ends[4], 1 << 30, &mut out).unwrap();
+            assert_eq!((at, out,), (ends[3], lines(3 * MAX_CHUNK_LINES)));
+            // Bytes still cap a replay too (at least one request).
+            let mut out = Vec::new();
+            assert_eq!(log.replay(0, ends[4], 10, &mut out).unwrap(), ends[0]);
+        }
     }
 }

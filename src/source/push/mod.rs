@@ -507,10 +507,12 @@ impl Source for PushSource {
         if limit <= pos {
             return Ok(Next::Idle);
         }
-        let next = g
-            .log
-            .read(pos, limit, max, &mut chunk.data)
-            .map_err(|e| self.error(e))?;
+        let next = if decoded.is_some() {
+            g.log.read(pos, limit, max, &mut chunk.data)
+        } else {
+            g.log.replay(pos, limit, max, &mut chunk.data)
+        }
+        .map_err(|e| self.error(e))?;
         if let Some(d) = decoded {
             if next != limit {
                 return Err(self.error(format!(
