@@ -8,7 +8,6 @@ pub mod topic;
 
 use std::io::Write;
 
-use base64::Engine;
 use serde::Serialize;
 
 use crate::decode::DeadLetter;
@@ -26,9 +25,24 @@ struct Line<'a> {
     stage: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     record: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    record_base64: Option<String>,
+    /// Encoded as it is written (no copy of the record in memory).
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "as_base64")]
+    record_base64: Option<&'a [u8]>,
 }
+
+/// A record that is not UTF-8, written as base64 straight into the output.
+fn as_base64<S: serde::Serializer>(bytes: &Option<&[u8]>, s: S) -> Result<S::Ok, S::Error> {
+    let engine = &base64::engine::general_purpose::STANDARD;
+    s.collect_str(&base64::display::Base64Display::new(
+        bytes.unwrap_or_default(),
+        engine,
+    ))
+}
+
+/// The dead-letter file's write buffer. Lines are serialized through it, not into a buffer
+/// of their own: a record of 40 MiB of control characters is 240 MiB as a JSON string
+/// (`\u0001` each), and a batch of tiny records many times their size.
+const WRITE_BUFFER: usize = 64 * 1024;
 
 /// The stage a dead letter's reason names (`stage `mask`: ...`), if any.
 pub fn stage_of(reason: &str) -> Option<&str> {
@@ -55,7 +69,6 @@ pub struct DeadLetterWriter {
     target: Target,
     source: String,
     count: u64,
-    buf: Vec<u8>,
 }
 
 impl DeadLetterWriter {
@@ -69,7 +82,6 @@ impl DeadLetterWriter {
             },
             source,
             count: 0,
-            buf: Vec::new(),
         }
     }
 
@@ -79,7 +91,6 @@ impl DeadLetterWriter {
             target: Target::Topic(topic.batch()),
             source,
             count: 0,
-            buf: Vec::new(),
         }
     }
 
@@ -118,14 +129,16 @@ impl DeadLetterWriter {
         if file.is_none() {
             *file = Some(dest.create(rel)?);
         }
-        self.buf.clear();
-        for d in letters {
-            serde_json::to_writer(&mut self.buf, &line(&self.source, d))
-                .expect("serializing to memory");
-            self.buf.push(b'\n');
-        }
         let f = file.as_mut().expect("created above");
-        f.write_all(&self.buf).map_err(|source| StoreError::Io {
+        let mut out = std::io::BufWriter::with_capacity(WRITE_BUFFER, f);
+        let written = letters
+            .iter()
+            .try_for_each(|d| {
+                serde_json::to_writer(&mut out, &line(&self.source, d))?;
+                out.write_all(b"\n")
+            })
+            .and_then(|()| out.flush());
+        written.map_err(|source| StoreError::Io {
             path: dest.display(rel),
             source,
         })?;
@@ -165,10 +178,7 @@ impl DeadLetterWriter {
 fn line<'a>(source: &'a str, d: &'a DeadLetter) -> Line<'a> {
     let (record, record_base64) = match std::str::from_utf8(&d.record) {
         Ok(s) => (Some(s), None),
-        Err(_) => (
-            None,
-            Some(base64::engine::general_purpose::STANDARD.encode(&d.record)),
-        ),
+        Err(_) => (None, Some(&d.record[..])),
     };
     Line {
         source,

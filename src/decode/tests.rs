@@ -643,3 +643,21 @@ fn records_nested_past_the_limit_are_dead_letters_not_a_stack_overflow() {
     assert_eq!(dead[3], (7, deep.as_str(), "malformed"));
     assert_eq!(dead.len(), 4);
 }
+
+/// A reason that quotes its value (arrow-json's "expected { got ...") is cut at MAX_REASON:
+/// a 40 MiB string record held its bytes twice over in memory and in the dead-letter file.
+/// The record itself stays whole.
+#[test]
+fn a_reason_quoting_a_long_value_is_cut_and_the_record_kept() {
+    let long = format!("\"{}\"", "é".repeat(5000));
+    let input = format!("{long}\n{{\"ts\":\"2024-01-01T00:00:00Z\",\"status\":1}}\n");
+    let mut d = RecordDecoder::new(schema(WEB), DecodeOptions::default(), None).unwrap();
+    let out = d.decode(&chunk(input.as_bytes()));
+    assert_eq!((out.rows(), out.dead.len()), (1, 1));
+    let dead = &out.dead[0];
+    assert_eq!(dead.record, long.as_bytes());
+    assert!(dead.reason.starts_with("expected { got"), "{}", dead.reason);
+    assert!(dead.reason.ends_with("… (cut)"), "{}", dead.reason);
+    assert!(dead.reason.len() <= MAX_REASON + "… (cut)".len());
+    assert_eq!(dead.class(), "malformed");
+}
