@@ -28,10 +28,10 @@ pub enum InputError {
         source: std::io::Error,
     },
     #[error(
-        "input {name}: the record starting at line {line} (byte {offset}) is longer than the \
+        "input {name}: the header starting at line {line} (byte {offset}) is longer than the \
          {limit} byte record limit"
     )]
-    RecordTooLong {
+    HeaderTooLong {
         name: String,
         line: u64,
         offset: u64,
@@ -176,6 +176,13 @@ impl ChunkReader {
         })
     }
 
+    /// Sets the record limit (64 MiB by default; see [`ChunkReader::next_chunk`]).
+    #[cfg(test)]
+    fn with_record_limit(mut self, limit: usize) -> Self {
+        self.max_record = limit;
+        self
+    }
+
     /// Sets the block size (bytes read per chunk, before completing the last record).
     pub fn with_block_size(mut self, block: usize) -> Self {
         self.block = block.max(1024);
@@ -184,8 +191,12 @@ impl ChunkReader {
     }
 
     /// Reads the next chunk into `buf` (whose allocation is reused). Returns false at the end.
+    /// A record longer than the record limit comes alone, as a chunk holding no data and its
+    /// dead letter (see `over_long`).
     pub fn next_chunk(&mut self, chunk: &mut Chunk) -> Result<bool, InputError> {
         chunk.ends.clear();
+        chunk.decoded = None;
+        (chunk.skipped_bytes, chunk.skipped_lines) = (0, 0);
         let buf = &mut chunk.data;
         buf.clear();
         if buf.capacity() > 2 * self.base_block {
@@ -254,12 +265,8 @@ impl ChunkReader {
                     return Ok(true);
                 }
                 None if buf.len() >= self.max_record => {
-                    return Err(InputError::RecordTooLong {
-                        name: self.name.clone(),
-                        line: self.line,
-                        offset: self.offset,
-                        limit: self.max_record,
-                    })
+                    self.over_long(chunk)?;
+                    return Ok(true);
                 }
                 None => {
                     // One record is longer than a block: read on.
@@ -267,6 +274,70 @@ impl ChunkReader {
                 }
             }
         }
+    }
+
+    /// The record at the reader's position is longer than the record limit, and `chunk.data`
+    /// holds its first `max_record` bytes: they become the record of its dead letter (in
+    /// `chunk.decoded`), and the input is skipped up to the end of the line the limit falls
+    /// in; reading goes on after it. (A stuck input otherwise: the job failed at every
+    /// start. A CSV quote never closed makes the rest of the input one record: reading then
+    /// resumes at the line after the limit.)
+    fn over_long(&mut self, chunk: &mut Chunk) -> Result<(), InputError> {
+        let held = std::mem::take(&mut chunk.data);
+        let mut scratch = vec![0u8; 64 * 1024];
+        let (mut rest, mut ended) = (0u64, false);
+        while !self.eof && !ended {
+            let n = match self.reader.read(&mut scratch) {
+                Ok(0) => {
+                    self.eof = true;
+                    0
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => 0,
+                Err(source) => {
+                    return Err(InputError::Read {
+                        name: self.name.clone(),
+                        offset: self.offset + held.len() as u64 + rest,
+                        source,
+                    })
+                }
+            };
+            match memchr::memchr(b'\n', &scratch[..n]) {
+                Some(i) => {
+                    rest += i as u64 + 1;
+                    self.carry.extend_from_slice(&scratch[i + 1..n]);
+                    ended = true;
+                }
+                None => rest += n as u64,
+            }
+        }
+        chunk.first_line = self.line;
+        chunk.first_offset = self.offset;
+        chunk.skipped_bytes = held.len() as u64 + rest;
+        chunk.skipped_lines = memchr::memchr_iter(b'\n', &held).count() as u64 + ended as u64;
+        self.line += chunk.skipped_lines;
+        self.offset += chunk.skipped_bytes;
+        self.block = self.base_block;
+        let reason = format!(
+            "record longer than the {} byte record limit of file input: this dead letter holds \
+             its first {} bytes; the {rest} bytes after them, to the end of that line, were \
+             skipped",
+            self.max_record,
+            held.len()
+        );
+        chunk.decoded = Some(crate::decode::Decoded {
+            records: 1,
+            dead: vec![crate::decode::DeadLetter {
+                position: crate::decode::Position {
+                    line: chunk.first_line,
+                    offset: chunk.first_offset,
+                },
+                reason,
+                record: held,
+            }],
+            ..Default::default()
+        });
+        Ok(())
     }
 
     /// Skips forward to byte `offset` of the (decompressed) input, which must be a record
@@ -288,7 +359,21 @@ impl ChunkReader {
                     ),
                 });
             }
-            let end = chunk.first_offset + chunk.data.len() as u64;
+            let end = chunk.end_offset();
+            if end > offset && chunk.skipped_bytes > 0 {
+                return Err(InputError::Read {
+                    name: self.name.clone(),
+                    offset,
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!(
+                            "the resume offset lies inside a record longer than the record \
+                             limit (bytes {} to {end})",
+                            chunk.first_offset
+                        ),
+                    ),
+                });
+            }
             if end > offset {
                 // Put the part from `offset` on back in front of the unread input.
                 let keep = (offset - chunk.first_offset) as usize;
@@ -307,6 +392,14 @@ impl ChunkReader {
         let mut chunk = Chunk::default();
         if !self.next_chunk(&mut chunk)? {
             return Ok(None);
+        }
+        if chunk.skipped_bytes > 0 {
+            return Err(InputError::HeaderTooLong {
+                name: self.name.clone(),
+                line: chunk.first_line,
+                offset: chunk.first_offset,
+                limit: self.max_record,
+            });
         }
         let mut records = Vec::new();
         crate::decode::framing::split_records(&chunk, self.quote, &mut records);
@@ -400,6 +493,78 @@ mod tests {
                 joined.extend_from_slice(&c.data);
             }
             assert_eq!(joined, text.as_bytes(), "{name}");
+        }
+    }
+
+    /// A record longer than the record limit is a chunk of its own holding no data: its
+    /// dead letter keeps the first `limit` bytes, the rest of its line is skipped, and
+    /// reading goes on after it with every position right. (It was an error, so a file job
+    /// failed at every start.) A CSV quote never closed resumes at the line after the limit.
+    #[test]
+    fn a_record_over_the_limit_is_a_dead_letter_and_reading_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = format!("{{\"s\":\"{}\"}}\n", "x".repeat(10_000));
+        let cases = [
+            (
+                "in.jsonl",
+                None,
+                format!("{{\"a\":1}}\n{long}{{\"a\":2}}\n"),
+            ),
+            // At the end, with no line break.
+            (
+                "end.jsonl",
+                None,
+                format!("{{\"a\":1}}\n{}", long.trim_end()),
+            ),
+            (
+                "in.csv",
+                Some(b','),
+                format!("a\n\"open\n{}\nlast\nb\n", "y\n".repeat(3000)),
+            ),
+        ];
+        for (name, quote, text) in cases {
+            let p = dir.path().join(name);
+            std::fs::write(&p, &text).unwrap();
+            let mut r = ChunkReader::open(&InputSource::File(p), quote)
+                .unwrap()
+                .with_block_size(1024)
+                .with_record_limit(4096);
+            let chunks = read_all(&mut r);
+            let (mut at, mut line, mut held) = (0, 1, Vec::new());
+            let mut dead = Vec::new();
+            for c in &chunks {
+                assert_eq!((c.first_offset, c.first_line), (at, line), "{name}");
+                match &c.decoded {
+                    Some(d) => {
+                        assert!(c.data.is_empty());
+                        assert_eq!(d.records, 1);
+                        let dl = &d.dead[0];
+                        assert_eq!((dl.position.offset, dl.position.line), (at, line));
+                        assert_eq!(dl.record.len(), 4096, "{name}");
+                        assert!(dl.reason.starts_with("record longer than the 4096 byte"));
+                        held.extend_from_slice(
+                            &text.as_bytes()[at as usize..c.end_offset() as usize],
+                        );
+                        dead.push(dl.record.clone());
+                    }
+                    None => held.extend_from_slice(&c.data),
+                }
+                (at, line) = (c.end_offset(), c.next_line());
+            }
+            assert_eq!(held, text.as_bytes(), "{name}");
+            assert_eq!(dead.len(), 1, "{name}");
+            let rest: Vec<u8> = chunks
+                .iter()
+                .filter(|c| c.decoded.is_none())
+                .flat_map(|c| c.data.clone())
+                .collect();
+            let want: &[u8] = &match name {
+                "in.jsonl" => b"{\"a\":1}\n{\"a\":2}\n".to_vec(),
+                "end.jsonl" => b"{\"a\":1}\n".to_vec(),
+                // The line holding the limit is skipped; reading resumes after it.
+                _ => format!("a\n{}\nlast\nb\n", "y\n".repeat(954)).into_bytes(),
+            };
+            assert_eq!(rest, want, "{name}");
         }
     }
 

@@ -45,6 +45,23 @@ pub struct Chunk {
     /// CSV input read from several files: the header record of this chunk's file (each file
     /// has its own column order). `None`: the decoder's own header applies.
     pub header: Option<std::sync::Arc<Vec<u8>>>,
+    /// Input after `data` that belongs to this chunk but is not held: a record longer than
+    /// the file reader's record limit, whose dead letter is in `decoded` (bytes, and the
+    /// line breaks among them).
+    pub skipped_bytes: u64,
+    pub skipped_lines: u64,
+}
+
+impl Chunk {
+    /// Where the input continues after this chunk.
+    pub fn end_offset(&self) -> u64 {
+        self.first_offset + self.data.len() as u64 + self.skipped_bytes
+    }
+
+    /// The line the input continues on after this chunk.
+    pub fn next_line(&self) -> u64 {
+        self.first_line + memchr::memchr_iter(b'\n', &self.data).count() as u64 + self.skipped_lines
+    }
 }
 
 /// CSV quoting as the field splitter (`delimited.rs`) reads it, so both agree on where a

@@ -149,8 +149,8 @@ impl Source for FileSource {
                 // Where the partition stood: the first chunk after a CSV header starts past
                 // the header, but follows position 0 (the header is not a record).
                 chunk.from_offset = Some(from);
-                p.offset = chunk.first_offset + chunk.data.len() as u64;
-                p.line = chunk.first_line + memchr::memchr_iter(b'\n', &chunk.data).count() as u64;
+                p.offset = chunk.end_offset();
+                p.line = chunk.next_line();
                 return Ok(Next::Chunk(p.info.id));
             }
             self.parts[i].done = true;

@@ -326,7 +326,7 @@ fn to_item(decoder: &RecordDecoder, p: u32, epoch: u64, chunk: &Chunk, decoded: 
             epoch,
         }
     } else {
-        let next_offset = chunk.first_offset + chunk.data.len() as u64;
+        let next_offset = chunk.end_offset();
         Provenance {
             partition: p,
             // Files: where the partition stood before the chunk (a CSV header lies between).
@@ -334,7 +334,7 @@ fn to_item(decoder: &RecordDecoder, p: u32, epoch: u64, chunk: &Chunk, decoded: 
             first_offset: chunk.first_offset,
             last_offset: next_offset.saturating_sub(1),
             next_offset,
-            next_line: chunk.first_line + memchr::memchr_iter(b'\n', &chunk.data).count() as u64,
+            next_line: chunk.next_line(),
             epoch,
         }
     };

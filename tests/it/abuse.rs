@@ -600,3 +600,54 @@ fn an_int_column_with_jumps_and_extremes_converts_to_orc() {
     assert_eq!(back.len(), ids.len());
     assert!(back == ids, "pyarrow read other values than were written");
 }
+
+/// A record longer than file input's 64 MiB record limit is a dead letter holding its first
+/// 64 MiB, and the file job goes on past it: the rows before and after land once, and a
+/// second run finds nothing left. It was an error, so the job failed at every start (a
+/// stuck input, with no `checkpoints skip` for files).
+#[test]
+fn a_file_record_over_the_limit_is_a_dead_letter_not_a_stuck_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("long.jsonl");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
+    let row = |id: &str| {
+        format!("{{\"ts\":\"2024-05-01T10:00:00Z\",\"host\":\"h\",\"status\":200,\"trace_id\":\"{id}\"}}\n")
+    };
+    f.write_all(row("before").as_bytes()).unwrap();
+    f.write_all(b"{\"host\":\"").unwrap();
+    f.write_all(&vec![b'x'; 65 << 20]).unwrap();
+    f.write_all(b"\"}\n").unwrap();
+    f.write_all(row("after").as_bytes()).unwrap();
+    drop(f);
+    let job = dir.path().join("job.toml");
+    std::fs::write(
+        &job,
+        format!(
+            "[job]\nname = \"long\"\nstate_dir = \"state\"\n[source]\nkind = \"file\"\n\
+             format = \"json\"\npaths = [{:?}]\n[repo]\nschema = {:?}\n[sink]\nurl = \"out/\"\n",
+            input.display().to_string(),
+            schema("nginx_access").display().to_string()
+        ),
+    )
+    .unwrap();
+    for _ in 0..2 {
+        sluice_ok(&["run", job.to_str().unwrap()]);
+    }
+    let out = dir.path().join("out");
+    let ids = trace_ids(&out);
+    assert_eq!(
+        (ids.get("before"), ids.get("after"), ids.len()),
+        (Some(&1), Some(&1), 2),
+        "{ids:?}"
+    );
+    let dl = dead_letter_lines(&out.join("_dead_letters"));
+    assert_eq!(dl.len(), 1);
+    assert_eq!(dl[0]["line"], 2);
+    assert_eq!(dl[0]["offset"], row("before").len());
+    assert_eq!(dl[0]["record"].as_str().unwrap().len(), 64 << 20);
+    let reason = dl[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("record longer than the 67108864 byte record limit"),
+        "{reason}"
+    );
+}
