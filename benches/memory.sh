@@ -5,7 +5,8 @@
 #     with 24 records of 4 MiB among 300,000 events, on a local folder;
 #   - the same in Parquet to S3 (SeaweedFS, started by scripts/services.sh), where each open
 #     upload holds its part being filled and up to two parts in flight;
-#   - 48 concurrent pushes of 4 MiB bodies (plain and gzip) against max_in_flight.
+#   - 48 concurrent pushes of 4 MiB bodies (plain and gzip) against max_in_flight;
+#   - a file job over 40 MiB of 2-byte bad lines (each a dead letter of about 220 B).
 #
 # Each run gets small bounds (channel 32 MiB, sink.max_buffered_bytes 64 MiB, push
 # max_in_flight 96 MiB, max_pending 32 MiB) so that they bind, and the bound is computed as the
@@ -45,13 +46,18 @@ with open(src) as f, open(dst, "w") as out:
         out.write(line)
 PY
 
+# 20,971,520 lines of `}` (40 MiB): every one a dead letter.
+TINY="$WORK/tiny-bad.jsonl"
+[ -s "$TINY" ] || python3 -c 'import sys; open(sys.argv[1], "w").write("}\n" * (20 << 20))' "$TINY"
+
 # The documented bound for a file job: channel + sink buffers + decode in flight, where each of
 # the (2 × decode threads + 1) chunks in flight holds up to 4 × its size (text, decoder
-# working data, batches) and a chunk is the larger of chunk_bytes and the longest record; plus
-# the idle zstd contexts each of the 2 sink workers may keep (under 3 MiB).
-file_bound() {
-  local chunk=$((MIB > LONG ? MIB : LONG))
-  echo $((CHANNEL + BUFFERED + (2 * THREADS + 1) * 4 * chunk + 2 * 3 * MIB))
+# working data, batches) plus a fixed cost per record (256 B; a chunk holds at most 16,384
+# lines), and a chunk is the larger of chunk_bytes and the longest record; plus the idle zstd
+# contexts each of the 2 sink workers may keep (under 3 MiB).
+file_bound() { # file_bound LONGEST_RECORD
+  local chunk=$((MIB > $1 ? MIB : $1))
+  echo $((CHANNEL + BUFFERED + (2 * THREADS + 1) * (4 * chunk + 16384 * 256) + 2 * 3 * MIB))
 }
 
 row() { # row NAME BOUND RSS_KB
@@ -67,7 +73,7 @@ name = "mem"
 state_dir = "$WORK/state"
 [source]
 kind = "file"
-paths = ["$INPUT"]
+paths = ["${4:-$INPUT}"]
 [repo]
 schema = "$PWD/schemas/nginx_access.toml"
 [channel]
@@ -100,8 +106,12 @@ echo "|---|---|---|---|"
 for fmt in parquet orc json csv; do
   rm -rf "$WORK/state" "$WORK/out"
   file_job "$fmt" "file://$WORK/out/"
-  measure "file job, 211 partitions, $fmt, local" "$(file_bound)" "$SLUICE" run "$WORK/job.toml"
+  measure "file job, 211 partitions, $fmt, local" "$(file_bound $LONG)" "$SLUICE" run "$WORK/job.toml"
 done
+
+rm -rf "$WORK/state" "$WORK/out"
+file_job parquet "file://$WORK/out/" "" "$TINY"
+measure "file job, 40 MiB of 2-byte bad lines, local" "$(file_bound 3)" "$SLUICE" run "$WORK/job.toml"
 
 if S3_ENV="$(scripts/services.sh start s3 2>"$WORK/services.err")"; then
   eval "$S3_ENV"
@@ -112,7 +122,7 @@ endpoint = \"$SLUICE_TEST_S3_ENDPOINT\"
 allow_http = true
 access_key_id = \"$SLUICE_TEST_S3_ACCESS_KEY_ID\"
 secret_access_key = \"$SLUICE_TEST_S3_SECRET_ACCESS_KEY\""
-  measure "file job, 211 partitions, parquet, S3" "$(file_bound)" "$SLUICE" run "$WORK/job.toml"
+  measure "file job, 211 partitions, parquet, S3" "$(file_bound $LONG)" "$SLUICE" run "$WORK/job.toml"
 else
   echo "S3 skipped: $(tail -1 "$WORK/services.err")" >&2
 fi
@@ -163,7 +173,7 @@ TOML
   # Push bound: max_in_flight + max_pending + channel + sink buffers + decode in flight (the
   # push source's chunks are chunk_bytes, 1 MiB) + with memory durability the log itself
   # (max_retained) + the 2 sink workers' idle zstd contexts (under 3 MiB each).
-  bound=$((96 * MIB + 32 * MIB + CHANNEL + BUFFERED + (2 * THREADS + 1) * 4 * MIB + 2 * 3 * MIB))
+  bound=$((96 * MIB + 32 * MIB + CHANNEL + BUFFERED + (2 * THREADS + 1) * (4 * MIB + 16384 * 256) + 2 * 3 * MIB))
   [ "$durability" = memory ] && bound=$((bound + 128 * MIB))
   row "push, 48 × 4 MiB bodies at once, $durability" "$bound" "$(tail -1 "$WORK/rss")"
   echo "answers ($durability): $(sort "$WORK/codes" | uniq -c | tr '\n' ' ')" >&2

@@ -87,8 +87,11 @@ pub enum SourceSection {
         max_concurrent: usize,
         /// Memory the requests in progress may hold in all (503 beyond): each reserves its
         /// body (its `Content-Length`, else `max_body`; plus `max_body` when gzip), then, in
-        /// its place, three times its text while it is decoded. At least 4 × `max_body`;
-        /// default the larger of 256MiB and that.
+        /// its place, while it is decoded, three times its text or twice its text plus 256 B
+        /// a line (more for schemas over 12 columns: 64 B + 16 B a column), the larger. At
+        /// least 4 × `max_body`; default the larger of 256MiB and that. A request whose lines
+        /// could never fit is refused (413): with the defaults, a 16 MiB body of lines
+        /// shorter than about 18 B.
         #[serde(default)]
         max_in_flight: Option<String>,
         /// Acknowledged bytes waiting for room in the channel (503 beyond).

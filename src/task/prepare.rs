@@ -90,6 +90,7 @@ pub fn prepare(job: &Job, connect: bool) -> Result<Prepared, TaskError> {
                 drain_timeout: job.stop_deadline / 2,
                 move_wal_damage: job.move_wal_damage,
                 job: job.file.job.name.clone(),
+                quote: job.input.quoting(),
             };
             if connect {
                 Some(Box::new(PushSource::open("push", settings)?))

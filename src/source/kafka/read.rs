@@ -75,10 +75,7 @@ fn buffer(
 ) -> Option<(usize, usize)> {
     let (i, added) = accept(index, parts, msg, needs)?;
     let p = &parts[i];
-    if (p.buf.len() >= threshold && p.buf.len() - added < threshold)
-        || p.ends.len() == MAX_CHUNK_LINES
-        || p.done()
-    {
+    if (p.buf.len() >= threshold && p.buf.len() - added < threshold) || full(p) || p.done() {
         ready.push(i);
     }
     Some((i, added))

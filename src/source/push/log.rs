@@ -8,7 +8,7 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::decode::framing::MAX_CHUNK_LINES;
+use crate::decode::framing::{record_boundary_within, MAX_CHUNK_LINES};
 use crate::wal::{Wal, WalError};
 
 /// Acknowledged records kept in memory until committed.
@@ -94,14 +94,17 @@ impl Log {
         }
     }
 
-    /// Reads requests to decode again (a replay) from `pos` up to `limit`: whole requests, up to
-    /// `max` bytes and [`MAX_CHUNK_LINES`] lines, at least one request (which held its decoded
-    /// form's memory when it was taken). Returns where reading stopped.
+    /// Reads records to decode again (a replay) from `pos` (a record boundary) up to
+    /// `limit`: up to `max` bytes of whole requests (at least one), and at most
+    /// [`MAX_CHUNK_LINES`] lines, cutting a request at a record boundary when one holds more
+    /// (`quote`: CSV's delimiter, as the request was framed when taken; each request holds
+    /// whole records). Returns where reading stopped.
     pub fn replay(
         &mut self,
         pos: u64,
         limit: u64,
         max: usize,
+        quote: Option<u8>,
         out: &mut Vec<u8>,
     ) -> Result<u64, WalError> {
         let (mut at, mut lines, before) = (pos, 0, out.len());
@@ -111,8 +114,19 @@ impl Log {
             if next == at {
                 break;
             }
+            let read = memchr::memchr_iter(b'\n', &out[from..]).count();
+            if lines + read > MAX_CHUNK_LINES {
+                if let Some(cut) =
+                    record_boundary_within(&out[from..], quote, MAX_CHUNK_LINES - lines)
+                {
+                    if from + cut < out.len() {
+                        out.truncate(from + cut);
+                        return Ok(at + cut as u64);
+                    }
+                }
+            }
             at = next;
-            lines += memchr::memchr_iter(b'\n', &out[from..]).count();
+            lines += read;
         }
         Ok(at)
     }
@@ -197,31 +211,47 @@ mod tests {
         );
     }
 
-    /// A replay stops at MAX_CHUNK_LINES lines (tiny records decode to many times their
-    /// bytes) on a request's end, but always takes at least one request whole; on a WAL too.
+    /// A replay holds at most MAX_CHUNK_LINES lines (tiny records decode to many times their
+    /// bytes): it cuts a request at a record boundary (a CSV quoted record kept whole), and
+    /// reading on from the cut gives the rest; on a WAL too.
     #[test]
-    fn a_replay_holds_at_most_so_many_lines_of_whole_requests() {
+    fn a_replay_holds_at_most_so_many_lines_cutting_requests_at_records() {
         let dir = tempfile::tempdir().unwrap();
         let wal = Wal::open_with(dir.path(), 1 << 20, crate::wal::Damage::Refuse)
             .unwrap()
             .0;
+        let max = MAX_CHUNK_LINES;
         for mut log in [Log::Memory(MemLog::default()), Log::Wal(Box::new(wal))] {
             let lines = |n: usize| "}\n".repeat(n).into_bytes();
-            let third = MAX_CHUNK_LINES / 3 + 1;
-            let mut ends = Vec::new();
-            for n in [third, third, third, 3 * MAX_CHUNK_LINES, 1] {
-                ends.push(log.append(lines(n)).unwrap().1);
+            let third = max / 3 + 1;
+            let mut all = Vec::new();
+            for n in [third, third, third, 3 * max, 1] {
+                all.extend(lines(n));
+                log.append(lines(n)).unwrap();
             }
-            let mut out = Vec::new();
-            let at = log.replay(0, ends[4], 1 << 30, &mut out).unwrap();
-            assert_eq!((at, out.len()), (ends[2], 3 * 2 * third));
-            out.clear();
-            // One request longer than the cap is read whole, and alone.
-            let at = log.replay(ends[2], ends[4], 1 << 30, &mut out).unwrap();
-            assert_eq!((at, out,), (ends[3], lines(3 * MAX_CHUNK_LINES)));
+            // A CSV record whose quoted field spans the cap's line stays whole.
+            let quoted = format!("a\n\"{}\"\nb\n", "x\n".repeat(max)).into_bytes();
+            all.extend_from_slice(&quoted);
+            log.append(quoted).unwrap();
+            let end = log.end();
+            let (mut at, mut got, mut sizes) = (0, Vec::new(), Vec::new());
+            while at < end {
+                let mut out = Vec::new();
+                let next = log.replay(at, end, 1 << 30, Some(b','), &mut out).unwrap();
+                assert_eq!(next - at, out.len() as u64);
+                sizes.push(memchr::memchr_iter(b'\n', &out).count());
+                got.extend(out);
+                at = next;
+            }
+            assert_eq!(got, all);
+            // The fifth stops before the quoted record, which the sixth holds whole.
+            assert_eq!(sizes, [max, max, max, max, 4, max + 1, 1]);
             // Bytes still cap a replay too (at least one request).
             let mut out = Vec::new();
-            assert_eq!(log.replay(0, ends[4], 10, &mut out).unwrap(), ends[0]);
+            assert_eq!(
+                log.replay(0, end, 10, None, &mut out).unwrap(),
+                2 * third as u64
+            );
         }
     }
 }

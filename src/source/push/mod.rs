@@ -51,6 +51,8 @@ pub struct PushSettings {
     pub move_wal_damage: bool,
     /// The job whose log the WAL is ([`own_wal`]).
     pub job: String,
+    /// CSV's delimiter (records may span lines): where a replay may cut a request.
+    pub quote: Option<u8>,
 }
 
 /// The file of a WAL folder naming the job whose log it is.
@@ -510,7 +512,8 @@ impl Source for PushSource {
         let next = if decoded.is_some() {
             g.log.read(pos, limit, max, &mut chunk.data)
         } else {
-            g.log.replay(pos, limit, max, &mut chunk.data)
+            g.log
+                .replay(pos, limit, max, self.intake.settings.quote, &mut chunk.data)
         }
         .map_err(|e| self.error(e))?;
         if let Some(d) = decoded {

@@ -14,6 +14,7 @@ fn settings(durability: Durability, dir: &std::path::Path) -> PushSettings {
         drain_timeout: Duration::from_secs(1),
         move_wal_damage: false,
         job: "j".into(),
+        quote: None,
     }
 }
 
