@@ -137,7 +137,8 @@ impl DeadLetterWriter {
                 serde_json::to_writer(&mut out, &line(&self.source, d))?;
                 out.write_all(b"\n")
             })
-            .and_then(|()| out.flush());
+            // Into the file's own buffer, not flushed through it (a write call per item).
+            .and_then(|()| out.into_inner().map(drop).map_err(|e| e.into_error()));
         written.map_err(|source| StoreError::Io {
             path: dest.display(rel),
             source,
