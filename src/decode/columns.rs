@@ -22,7 +22,7 @@ use crate::schema::{BinaryEncoding, FieldSpec, FieldType, TimeFormat};
 pub type RowErrors = Vec<(usize, String)>;
 
 /// Shortens a value for an error message.
-fn shown(v: &str) -> String {
+pub(super) fn shown(v: &str) -> String {
     const MAX: usize = 60;
     if v.len() <= MAX {
         format!("`{v}`")
@@ -103,6 +103,9 @@ pub fn from_text(col: &StringArray, spec: &FieldSpec, errors: &mut RowErrors) ->
                 epoch_to_timestamp(&arr, spec, errors)
             }
         },
+        FieldType::Decimal { precision, scale } => {
+            super::decimal::from_text(col, name, *precision, *scale, errors)
+        }
         _ => cast_checked(col, spec, errors),
     }
 }

@@ -17,6 +17,7 @@ use arrow::record_batch::RecordBatch;
 use serde_json::value::RawValue;
 
 use super::columns::{check_timestamp_range, epoch_to_timestamp, from_text};
+use super::decimal;
 use super::fast::FastJson;
 use super::unknown;
 use super::{is_native, DeadLetter, Record, Stage};
@@ -68,6 +69,8 @@ impl JsonDecoder {
                     TimeFormat::Pattern(_) => DataType::Utf8,
                     TimeFormat::Rfc3339 => f.arrow_type(),
                 },
+                // Decimals, at any depth, are read as text and rounded (`decimal.rs`).
+                ty if decimal::nested(ty) => decimal::decode_type(f),
                 ty if is_native(ty) => f.arrow_type(),
                 _ => DataType::Utf8,
             };
@@ -422,6 +425,7 @@ fn convert(
             check_timestamp_range(col.as_ref(), f, errors);
             col.clone()
         }
+        ty if decimal::nested(ty) => decimal::convert_nested(col, f, errors),
         ty if is_native(ty) => col.clone(),
         _ => from_text(col.as_string::<i32>(), f, errors),
     }

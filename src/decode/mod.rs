@@ -7,6 +7,7 @@
 //! reason; the rest of its batch decodes normally.
 
 mod columns;
+mod decimal;
 mod delimited;
 mod depth;
 #[cfg(test)]

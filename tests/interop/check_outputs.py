@@ -131,8 +131,9 @@ ORDERS = ["order_id", "placed_at", "day", "customer", "items", "tags", "attrs", 
 
 
 def dec(v):
+    # decimal(12,2) rounds half away from zero, as SQL engines cast (ROUND_HALF_UP here).
     return None if v is None else decimal.Decimal(str(v)).quantize(decimal.Decimal("0.01"),
-                                                                    rounding=decimal.ROUND_DOWN)
+                                                                    rounding=decimal.ROUND_HALF_UP)
 
 
 def orders_norm(col, v, side):
