@@ -152,8 +152,8 @@ impl MetaColumns {
     }
 
     /// Replaces the metadata columns of a decoded group: row `r` is record `recs[rows[r]]`,
-    /// whose line in the chunk is its message. A key that must be text and is not UTF-8 makes
-    /// the row a dead letter.
+    /// whose line in the chunk is its message. A key that must be text and is not UTF-8, or a
+    /// timestamp outside years 1 to 9999 for a timestamp column, makes the row a dead letter.
     pub fn fill(
         &self,
         schema: &RepoSchema,
@@ -192,8 +192,27 @@ impl MetaColumns {
                         (0..rows.len()).map(|r| meta.timestamps.get(msg(r)).copied().flatten());
                     match &ty {
                         DataType::Int64 => Arc::new(Int64Array::from_iter(ms)),
-                        _ => arrow::compute::cast(&TimestampMillisecondArray::from_iter(ms), &ty)
-                            .expect("millisecond timestamps cast to any timestamp unit"),
+                        // Outside years 1 to 9999 a timestamp column holds nothing (a cast
+                        // to microseconds overflowed into a silent null): the row's dead
+                        // letter says so, as for a timestamp field's value.
+                        _ => {
+                            let ms = ms.enumerate().map(|(r, t)| match t {
+                                Some(t) if !(MIN_MS..=MAX_MS).contains(&t) => {
+                                    errors.push((
+                                        r,
+                                        format!(
+                                            "the message timestamp {t} ms is outside years 1 \
+                                             to 9999"
+                                        ),
+                                    ));
+                                    None
+                                }
+                                t => t,
+                            });
+                            let ms: TimestampMillisecondArray = ms.collect();
+                            arrow::compute::cast(&ms, &ty)
+                                .expect("millisecond timestamps cast to any timestamp unit")
+                        }
                     }
                 }
                 MetaKind::Key if ty == DataType::Binary => {
@@ -232,6 +251,10 @@ impl MetaColumns {
     }
 }
 
+/// Milliseconds of 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z.
+const MIN_MS: i64 = -62_135_596_800_000;
+const MAX_MS: i64 = 253_402_300_799_999;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,5 +288,54 @@ mod tests {
             schema("[[fields]]\nname = \"o\"\nsource = \"_kafka_offset\"\ntype = \"string\"\n");
         let e = MetaColumns::new(&bad).unwrap_err().to_string();
         assert!(e.contains("`o`") && e.contains("int64"), "{e}");
+    }
+
+    /// A message timestamp outside years 1 to 9999 makes its row a dead letter (class
+    /// `metadata`) for a timestamp column: the cast to microseconds overflowed into a silent
+    /// null before. An int64 column takes any value as it is.
+    #[test]
+    fn a_message_timestamp_out_of_range_is_named_not_a_silent_null() {
+        for (ty, bad) in [("timestamp\"\nunit = \"us", 2), ("int64", 0)] {
+            let s = schema(&format!(
+                "[[fields]]\nname = \"t\"\nsource = \"_kafka_timestamp\"\ntype = \"{ty}\"\n"
+            ));
+            let m = MetaColumns::new(&s).unwrap();
+            let times = [
+                Some(1_714_521_600_123),
+                Some(i64::MAX),
+                None,
+                Some(MIN_MS - 1),
+            ];
+            let mut chunk = Chunk {
+                data: b"{}\n{}\n{}\n{}\n".to_vec(),
+                first_line: 1,
+                offsets: vec![0, 1, 2, 3],
+                ..Default::default()
+            };
+            chunk.meta.timestamps = times.to_vec();
+            let mut recs = Vec::new();
+            crate::decode::framing::split_records(&chunk, None, &mut recs);
+            let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(vec![0; 4]))];
+            let mut errors = RowErrors::new();
+            m.fill(&s, &chunk, &recs, &[0, 1, 2, 3], &mut columns, &mut errors);
+            assert_eq!(errors.len(), bad, "{ty}: {errors:?}");
+            if bad > 0 {
+                assert_eq!(
+                    errors[0],
+                    (
+                        1,
+                        format!(
+                            "the message timestamp {} ms is outside years 1 to 9999",
+                            i64::MAX
+                        )
+                    )
+                );
+                assert_eq!(errors[1].0, 3);
+                assert_eq!(crate::decode::reason_class(&errors[0].1), "metadata");
+                assert_eq!(columns[0].null_count(), 3);
+            } else {
+                assert_eq!(columns[0].null_count(), 1);
+            }
+        }
     }
 }

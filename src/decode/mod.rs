@@ -162,7 +162,7 @@ pub fn reason_class(reason: &str) -> &'static str {
         "type"
     } else if reason.contains("fields, more than") {
         "shape"
-    } else if reason.contains("message key") {
+    } else if reason.contains("message key") || reason.contains("message timestamp") {
         "metadata"
     } else if reason.starts_with("skipped by") {
         "skipped"
