@@ -390,21 +390,25 @@ impl ChunkReader {
     /// Takes the first record (a CSV header) off the input.
     pub fn take_header(&mut self) -> Result<Option<Vec<u8>>, InputError> {
         let mut chunk = Chunk::default();
-        if !self.next_chunk(&mut chunk)? {
-            return Ok(None);
-        }
-        if chunk.skipped_bytes > 0 {
-            return Err(InputError::HeaderTooLong {
-                name: self.name.clone(),
-                line: chunk.first_line,
-                offset: chunk.first_offset,
-                limit: self.max_record,
-            });
-        }
         let mut records = Vec::new();
-        crate::decode::framing::split_records(&chunk, self.quote, &mut records);
-        let Some(first) = records.first() else {
-            return Ok(None);
+        // Blank lines before the header are not records: a chunk of only those (up to the
+        // line cap) is passed over.
+        let first = loop {
+            if !self.next_chunk(&mut chunk)? {
+                return Ok(None);
+            }
+            if chunk.skipped_bytes > 0 {
+                return Err(InputError::HeaderTooLong {
+                    name: self.name.clone(),
+                    line: chunk.first_line,
+                    offset: chunk.first_offset,
+                    limit: self.max_record,
+                });
+            }
+            crate::decode::framing::split_records(&chunk, self.quote, &mut records);
+            if let Some(first) = records.first() {
+                break *first;
+            }
         };
         let header = chunk.data[first.start..first.end].to_vec();
         // Everything after the header's line goes back in front of the unread input.
@@ -566,6 +570,22 @@ mod tests {
             };
             assert_eq!(rest, want, "{name}");
         }
+    }
+
+    /// A header after more blank lines than a chunk holds is still the header.
+    #[test]
+    fn a_header_after_many_blank_lines_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("in.csv");
+        let text = format!("{}id,n\n1,2\n", "\n".repeat(2 * MAX_CHUNK_LINES + 5));
+        std::fs::write(&p, &text).unwrap();
+        let mut r = ChunkReader::open(&InputSource::File(p), Some(b',')).unwrap();
+        assert_eq!(r.take_header().unwrap().as_deref(), Some(&b"id,n"[..]));
+        let chunks = read_all(&mut r);
+        assert_eq!(chunks.len(), 1);
+        assert_eq!(chunks[0].data, b"1,2\n");
+        assert_eq!(chunks[0].first_line, 2 * MAX_CHUNK_LINES as u64 + 7);
+        assert_eq!(chunks[0].first_offset, text.len() as u64 - 4);
     }
 
     /// One chunk reused for every read, as the pipeline recycles them: each holds only its own
