@@ -1,0 +1,291 @@
+//! Input reading: record boundaries, positions, the line cap, the record limit, a BOM.
+
+use super::*;
+use std::io::Write;
+
+fn read_all(r: &mut ChunkReader) -> Vec<Chunk> {
+    let mut out = Vec::new();
+    loop {
+        let mut c = Chunk::default();
+        if !r.next_chunk(&mut c).unwrap() {
+            return out;
+        }
+        out.push(c);
+    }
+}
+
+#[test]
+fn chunks_end_on_record_boundaries_with_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("in.jsonl");
+    let mut text = String::new();
+    for i in 0..5000 {
+        text.push_str(&format!("{{\"i\":{i}}}\n"));
+    }
+    std::fs::write(&p, &text).unwrap();
+    let mut r = ChunkReader::open(&InputSource::File(p), None)
+        .unwrap()
+        .with_block_size(1024);
+    let chunks = read_all(&mut r);
+    assert!(chunks.len() > 10);
+    let mut joined = Vec::new();
+    let mut line = 1;
+    for c in &chunks {
+        assert_eq!(c.first_offset as usize, joined.len());
+        assert_eq!(c.first_line, line);
+        assert!(c.data.ends_with(b"\n"));
+        line += c.data.iter().filter(|b| **b == b'\n').count() as u64;
+        joined.extend_from_slice(&c.data);
+    }
+    assert_eq!(joined, text.as_bytes());
+}
+
+/// A chunk of tiny records stops at MAX_CHUNK_LINES lines (their decoded form has a fixed
+/// cost each), on a record boundary (CSV quotes kept whole), with every byte and position.
+#[test]
+fn a_chunk_of_tiny_records_holds_at_most_so_many_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, quote) in [("in.jsonl", None), ("in.csv", Some(b','))] {
+        let p = dir.path().join(name);
+        let mut text = String::new();
+        for i in 0..(5 * MAX_CHUNK_LINES / 2) {
+            text.push_str(match i % 1000 {
+                // A quoted record across three lines, around the cap.
+                383 if quote.is_some() => "\"a\nb\nc\"\n",
+                _ => "}\n",
+            });
+        }
+        std::fs::write(&p, &text).unwrap();
+        let mut r = ChunkReader::open(&InputSource::File(p), quote).unwrap();
+        let chunks = read_all(&mut r);
+        assert_eq!(chunks.len(), 3, "{name}");
+        let (mut joined, mut line) = (Vec::new(), 1);
+        for c in &chunks {
+            let lines = memchr::memchr_iter(b'\n', &c.data).count();
+            assert!(lines <= MAX_CHUNK_LINES, "{name}: a chunk of {lines} lines");
+            assert_eq!(c.first_offset as usize, joined.len());
+            assert_eq!(c.first_line, line);
+            assert!(c.data.ends_with(b"}\n") || c.data.ends_with(b"\"\n"));
+            line += lines as u64;
+            joined.extend_from_slice(&c.data);
+        }
+        assert_eq!(joined, text.as_bytes(), "{name}");
+    }
+}
+
+/// A record longer than the record limit is a chunk of its own holding no data: its
+/// dead letter keeps the first `limit` bytes, the rest of its line is skipped, and
+/// reading goes on after it with every position right. (It was an error, so a file job
+/// failed at every start.) A CSV quote never closed resumes at the line after the limit.
+#[test]
+fn a_record_over_the_limit_is_a_dead_letter_and_reading_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = format!("{{\"s\":\"{}\"}}\n", "x".repeat(10_000));
+    let cases = [
+        (
+            "in.jsonl",
+            None,
+            format!("{{\"a\":1}}\n{long}{{\"a\":2}}\n"),
+        ),
+        // At the end, with no line break.
+        (
+            "end.jsonl",
+            None,
+            format!("{{\"a\":1}}\n{}", long.trim_end()),
+        ),
+        (
+            "in.csv",
+            Some(b','),
+            format!("a\n\"open\n{}\nlast\nb\n", "y\n".repeat(3000)),
+        ),
+    ];
+    for (name, quote, text) in cases {
+        let p = dir.path().join(name);
+        std::fs::write(&p, &text).unwrap();
+        let mut r = ChunkReader::open(&InputSource::File(p), quote)
+            .unwrap()
+            .with_block_size(1024)
+            .with_record_limit(4096);
+        let chunks = read_all(&mut r);
+        let (mut at, mut line, mut held) = (0, 1, Vec::new());
+        let mut dead = Vec::new();
+        for c in &chunks {
+            assert_eq!((c.first_offset, c.first_line), (at, line), "{name}");
+            match &c.decoded {
+                Some(d) => {
+                    assert!(c.data.is_empty());
+                    assert_eq!(d.records, 1);
+                    let dl = &d.dead[0];
+                    assert_eq!((dl.position.offset, dl.position.line), (at, line));
+                    assert_eq!(dl.record.len(), 4096, "{name}");
+                    assert!(dl.reason.starts_with("record longer than the 4096 byte"));
+                    held.extend_from_slice(&text.as_bytes()[at as usize..c.end_offset() as usize]);
+                    dead.push(dl.record.clone());
+                }
+                None => held.extend_from_slice(&c.data),
+            }
+            (at, line) = (c.end_offset(), c.next_line());
+        }
+        assert_eq!(held, text.as_bytes(), "{name}");
+        assert_eq!(dead.len(), 1, "{name}");
+        let rest: Vec<u8> = chunks
+            .iter()
+            .filter(|c| c.decoded.is_none())
+            .flat_map(|c| c.data.clone())
+            .collect();
+        let want: &[u8] = &match name {
+            "in.jsonl" => b"{\"a\":1}\n{\"a\":2}\n".to_vec(),
+            "end.jsonl" => b"{\"a\":1}\n".to_vec(),
+            // The line holding the limit is skipped; reading resumes after it.
+            _ => format!("a\n{}\nlast\nb\n", "y\n".repeat(954)).into_bytes(),
+        };
+        assert_eq!(rest, want, "{name}");
+    }
+}
+
+/// A header after more blank lines than a chunk holds is still the header.
+#[test]
+fn a_header_after_many_blank_lines_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("in.csv");
+    let text = format!("{}id,n\n1,2\n", "\n".repeat(2 * MAX_CHUNK_LINES + 5));
+    std::fs::write(&p, &text).unwrap();
+    let mut r = ChunkReader::open(&InputSource::File(p), Some(b',')).unwrap();
+    assert_eq!(r.take_header().unwrap().as_deref(), Some(&b"id,n"[..]));
+    let chunks = read_all(&mut r);
+    assert_eq!(chunks.len(), 1);
+    assert_eq!(chunks[0].data, b"1,2\n");
+    assert_eq!(chunks[0].first_line, 2 * MAX_CHUNK_LINES as u64 + 7);
+    assert_eq!(chunks[0].first_offset, text.len() as u64 - 4);
+}
+
+/// One chunk reused for every read, as the pipeline recycles them: each holds only its own
+/// records, whatever the last one held (records shorter and longer than a block, a chunk
+/// emptied by its user in between), with their positions.
+#[test]
+fn a_reused_chunk_holds_only_its_own_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("in.jsonl");
+    let mut text = String::new();
+    for i in 0..3000 {
+        let pad = match i % 97 {
+            0 => 3000,
+            n => n * 7 % 60,
+        };
+        text.push_str(&format!("{{\"i\":{i},\"s\":\"{}\"}}\n", "y".repeat(pad)));
+    }
+    text.push_str("{\"last\":1}");
+    std::fs::write(&p, &text).unwrap();
+    let mut r = ChunkReader::open(&InputSource::File(p), None)
+        .unwrap()
+        .with_block_size(1024);
+    let mut c = Chunk::default();
+    let (mut joined, mut line, mut n) = (Vec::new(), 1, 0);
+    while r.next_chunk(&mut c).unwrap() {
+        assert_eq!(c.first_offset as usize, joined.len());
+        assert_eq!(c.first_line, line);
+        assert!(c.data.ends_with(b"\n") || c.data.ends_with(b"}"));
+        line += c.data.iter().filter(|b| **b == b'\n').count() as u64;
+        joined.extend_from_slice(&c.data);
+        n += 1;
+        if n % 5 == 0 {
+            c.data.clear();
+        }
+    }
+    assert!(n > 50);
+    assert_eq!(String::from_utf8(joined).unwrap(), text);
+}
+
+#[test]
+fn one_long_record_does_not_keep_blocks_or_buffers_large() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("in.jsonl");
+    let mut text = format!("{{\"long\":\"{}\"}}\n", "x".repeat(200_000));
+    for i in 0..100_000 {
+        text.push_str(&format!("{{\"i\":{i}}}\n"));
+    }
+    std::fs::write(&p, &text).unwrap();
+    let mut r = ChunkReader::open(&InputSource::File(p), None)
+        .unwrap()
+        .with_block_size(1024);
+    // One chunk reused, as the file source does. The records read along with the long
+    // one come next, as one chunk; normal blocks follow.
+    let mut c = Chunk::default();
+    assert!(r.next_chunk(&mut c).unwrap());
+    assert!(c.data.len() > 200_000, "the long record comes whole");
+    assert!(r.next_chunk(&mut c).unwrap());
+    let mut later = 0;
+    while r.next_chunk(&mut c).unwrap() {
+        later += 1;
+        assert!(
+            c.data.len() < 2 * 1024,
+            "a block after the long record: {}",
+            c.data.len()
+        );
+        assert!(
+            c.data.capacity() <= 4 * 1024,
+            "capacity {}",
+            c.data.capacity()
+        );
+    }
+    assert!(later > 10);
+}
+
+#[test]
+fn gzip_is_detected_and_header_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("in.csv.gz");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(b"a,b\n1,\"x\ny\"\n2,z").unwrap();
+    std::fs::write(&p, gz.finish().unwrap()).unwrap();
+    let mut r = ChunkReader::open(&InputSource::File(p), Some(b',')).unwrap();
+    assert_eq!(r.take_header().unwrap().unwrap(), b"a,b");
+    let chunks = read_all(&mut r);
+    assert_eq!(chunks.len(), 1);
+    assert_eq!(chunks[0].data, b"1,\"x\ny\"\n2,z");
+    assert_eq!(chunks[0].first_line, 2);
+    assert_eq!(chunks[0].first_offset, 4);
+}
+
+#[test]
+fn a_byte_order_mark_at_the_start_is_not_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bom.csv");
+    std::fs::write(&p, b"\xEF\xBB\xBFts,a\n1,\xEF\xBB\xBF\n").unwrap();
+    let mut r = ChunkReader::open(&InputSource::File(p.clone()), Some(b',')).unwrap();
+    assert_eq!(r.take_header().unwrap().unwrap(), b"ts,a");
+    let chunks = read_all(&mut r);
+    // Only the input's first three bytes are skipped; positions still count them.
+    assert_eq!(chunks[0].data, b"1,\xEF\xBB\xBF\n");
+    assert_eq!((chunks[0].first_line, chunks[0].first_offset), (2, 8));
+    let p = dir.path().join("bom.jsonl");
+    std::fs::write(&p, b"\xEF\xBB\xBF{\"i\":1}\n").unwrap();
+    let mut r = ChunkReader::open(&InputSource::File(p), None).unwrap();
+    let chunks = read_all(&mut r);
+    assert_eq!(chunks[0].data, b"{\"i\":1}\n");
+    assert_eq!((chunks[0].first_line, chunks[0].first_offset), (1, 3));
+}
+
+#[test]
+fn skip_to_resumes_at_a_record_boundary() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("in.jsonl");
+    let text: String = (0..1000).map(|i| format!("{{\"i\":{i}}}\n")).collect();
+    std::fs::write(&p, &text).unwrap();
+    let offset = text.find("{\"i\":500}").unwrap() as u64;
+    let mut r = ChunkReader::open(&InputSource::File(p), None)
+        .unwrap()
+        .with_block_size(1024);
+    r.skip_to(offset, 501).unwrap();
+    let chunks = read_all(&mut r);
+    assert_eq!(chunks[0].first_offset, offset);
+    assert_eq!(chunks[0].first_line, 501);
+    let joined: Vec<u8> = chunks.iter().flat_map(|c| c.data.clone()).collect();
+    assert_eq!(joined, text.as_bytes()[offset as usize..]);
+}
+
+#[test]
+fn stems_drop_known_extensions() {
+    assert_eq!(stem_of(Path::new("/a/events.jsonl.gz")), "events");
+    assert_eq!(stem_of(Path::new("x.data")), "x.data");
+}
