@@ -96,8 +96,8 @@ pub fn parse(text: &str, precision: u8, scale: i8) -> Result<i128, DecimalError>
     Ok(if negative { -value } else { value })
 }
 
-/// Converts a text column to `Decimal128(precision, scale)`; rows that do not convert are null
-/// and listed in `errors` with the field's name.
+/// Converts a text column to `Decimal128(precision, scale)` (CSV and text input: a blank cell
+/// is null); rows that do not convert are null and listed in `errors` with the field's name.
 pub fn from_text(
     col: &StringArray,
     name: &str,
@@ -105,40 +105,69 @@ pub fn from_text(
     scale: i8,
     errors: &mut RowErrors,
 ) -> ArrayRef {
-    convert_text(col, name, (precision, scale), errors, None)
+    let top = |i: usize| i;
+    let leaf = Leaf {
+        name,
+        precision,
+        scale,
+        json: false,
+    };
+    leaf.convert(col, &top, errors)
 }
 
-/// [`from_text`], with `failed` in place of a value that does not convert (`None`: null).
-/// Nested values that fail are 0, not null: a non-nullable child keeps no null where its
-/// parent is valid (the row is a dead letter anyway).
-fn convert_text(
-    col: &StringArray,
-    name: &str,
-    (precision, scale): (u8, i8),
-    errors: &mut RowErrors,
-    failed: Option<i128>,
-) -> ArrayRef {
-    let ty = format!("(decimal({precision},{scale}))");
-    let values = col.iter().enumerate().map(|(i, v)| {
-        let v = v.filter(|v| !v.trim_ascii().is_empty())?;
-        match parse(v, precision, scale) {
-            Ok(x) => Some(x),
-            Err(e) => {
-                let why = match e {
-                    DecimalError::Malformed => "is not a number",
-                    DecimalError::Overflow => "does not fit its type",
-                };
-                errors.push((i, format!("field `{name}`: {} {why} {ty}", shown(v))));
-                failed
+/// One decimal field (at any depth) being converted.
+struct Leaf<'a> {
+    name: &'a str,
+    precision: u8,
+    scale: i8,
+    /// JSON input: a blank string is not a number (it was a dead letter with arrow-json's own
+    /// parser); a value that fails is 0, not null, so a non-nullable child holds no null
+    /// where its parent is valid (the row is a dead letter anyway).
+    json: bool,
+}
+
+impl Leaf<'_> {
+    /// Converts `col`; `top` maps a value's index to its top-level row. A row gets one error
+    /// per field, however many of its values fail (a record of a million bad list items made
+    /// a million messages).
+    fn convert(
+        &self,
+        col: &StringArray,
+        top: &dyn Fn(usize) -> usize,
+        errors: &mut RowErrors,
+    ) -> ArrayRef {
+        let (precision, scale) = (self.precision, self.scale);
+        let values = col.iter().enumerate().map(|(i, v)| {
+            let v = v?;
+            let blank = v.trim_ascii().is_empty();
+            if blank && !self.json {
+                return None;
             }
-        }
-    });
-    let array: Decimal128Array = values.collect();
-    Arc::new(
-        array
-            .with_precision_and_scale(precision, scale)
-            .expect("precision and scale checked with the schema"),
-    )
+            let why = match parse(v, precision, scale) {
+                Ok(x) => return Some(x),
+                Err(DecimalError::Malformed) => "is not a number",
+                Err(DecimalError::Overflow) => "does not fit its type",
+            };
+            let row = top(i);
+            if errors.last().is_none_or(|(r, _)| *r != row) {
+                let name = self.name;
+                errors.push((
+                    row,
+                    format!(
+                        "field `{name}`: {} {why} (decimal({precision},{scale}))",
+                        shown(v)
+                    ),
+                ));
+            }
+            self.json.then_some(0)
+        });
+        let array: Decimal128Array = values.collect();
+        Arc::new(
+            array
+                .with_precision_and_scale(precision, scale)
+                .expect("precision and scale checked with the schema"),
+        )
+    }
 }
 
 /// Whether `ty` holds a decimal inside a list, struct or map.
@@ -172,27 +201,50 @@ pub fn decode_type(spec: &FieldSpec) -> DataType {
     }
 }
 
-/// Converts a column decoded as [`decode_type`] to `spec`'s type: its decimals, at any depth,
-/// parsed from their text. A value that does not convert lists its top-level row in `errors`.
-/// (Recursion follows the schema's nesting, which the schema file fixes, not the input.)
+/// Converts a column of JSON input decoded as [`decode_type`] to `spec`'s type: its
+/// decimals, at any depth, parsed from their text. A row with a value that does not convert is
+/// listed in `errors` (once per decimal field).
 pub fn convert_nested(col: &ArrayRef, spec: &FieldSpec, errors: &mut RowErrors) -> ArrayRef {
+    convert(col, spec, &spec.name, &|i| i, errors)
+}
+
+/// [`convert_nested`] at one level: `path` names `col` in errors (`items[].price`,
+/// `attrs{}`), `top` maps an index of `col` to its top-level row. (Recursion follows the
+/// schema's nesting, which the schema file fixes, not the input.)
+fn convert(
+    col: &ArrayRef,
+    spec: &FieldSpec,
+    path: &str,
+    top: &dyn Fn(usize) -> usize,
+    errors: &mut RowErrors,
+) -> ArrayRef {
+    // The row of a list's (or map's) child value, by the list's offsets.
+    let parent = |offsets: &arrow::buffer::OffsetBuffer<i32>, child: usize| {
+        offsets.partition_point(|&o| o as usize <= child) - 1
+    };
     match &spec.ty {
-        FieldType::Decimal { precision, scale } => convert_text(
-            col.as_string::<i32>(),
-            &spec.name,
-            (*precision, *scale),
-            errors,
-            Some(0),
-        ),
+        FieldType::Decimal { precision, scale } => {
+            let leaf = Leaf {
+                name: path,
+                precision: *precision,
+                scale: *scale,
+                json: true,
+            };
+            leaf.convert(col.as_string::<i32>(), top, errors)
+        }
         FieldType::List(item) => {
             let list = col.as_list::<i32>();
-            let mut inner = RowErrors::new();
-            let values = convert_nested(list.values(), item, &mut inner);
-            errors.extend(rows_of(&inner, list.offsets()));
-            let field = Arc::new(item.arrow_field());
+            let offsets = list.offsets();
+            let values = convert(
+                list.values(),
+                item,
+                &format!("{path}[]"),
+                &|i| top(parent(offsets, i)),
+                errors,
+            );
             Arc::new(GenericListArray::new(
-                field,
-                list.offsets().clone(),
+                Arc::new(item.arrow_field()),
+                offsets.clone(),
                 values,
                 list.nulls().cloned(),
             ))
@@ -202,17 +254,22 @@ pub fn convert_nested(col: &ArrayRef, spec: &FieldSpec, errors: &mut RowErrors) 
             let columns = fields
                 .iter()
                 .zip(st.columns())
-                .map(|(f, c)| convert_nested(c, f, errors))
+                .map(|(f, c)| convert(c, f, &format!("{path}.{}", f.name), top, errors))
                 .collect();
             let fields: Fields = fields.iter().map(|f| Arc::new(f.arrow_field())).collect();
             Arc::new(StructArray::new(fields, columns, st.nulls().cloned()))
         }
         FieldType::Map(value) => {
             let map = col.as_map();
+            let offsets = map.offsets();
             let entries = map.entries();
-            let mut inner = RowErrors::new();
-            let values = convert_nested(entries.column(1), value, &mut inner);
-            errors.extend(rows_of(&inner, map.offsets()));
+            let values = convert(
+                entries.column(1),
+                value,
+                &format!("{path}{{}}"),
+                &|i| top(parent(offsets, i)),
+                errors,
+            );
             let DataType::Map(field, sorted) = spec.arrow_type() else {
                 unreachable!("a map field's type is a map")
             };
@@ -226,7 +283,7 @@ pub fn convert_nested(col: &ArrayRef, spec: &FieldSpec, errors: &mut RowErrors) 
             );
             Arc::new(MapArray::new(
                 field,
-                map.offsets().clone(),
+                offsets.clone(),
                 entries,
                 map.nulls().cloned(),
                 sorted,
@@ -234,17 +291,6 @@ pub fn convert_nested(col: &ArrayRef, spec: &FieldSpec, errors: &mut RowErrors) 
         }
         _ => col.clone(),
     }
-}
-
-/// The rows of a list (by its offsets) holding the child values `errors` name.
-fn rows_of<'a>(
-    errors: &'a RowErrors,
-    offsets: &'a arrow::buffer::OffsetBuffer<i32>,
-) -> impl Iterator<Item = (usize, String)> + 'a {
-    errors.iter().map(move |(child, why)| {
-        let row = offsets.partition_point(|&o| o as usize <= *child) - 1;
-        (row, why.clone())
-    })
 }
 
 #[cfg(test)]
@@ -340,7 +386,8 @@ type = "map<string,decimal(5,2)>"
              {\"p\":1,\"items\":[{\"price\":1},{\"price\":1000}]}\n\
              {\"p\":1,\"m\":{\"a\":1,\"b\":\"x\"}}\n\
              {\"p\":1000}\n\
-             {\"p\":null,\"items\":[]}\n",
+             {\"p\":null,\"items\":[]}\n\
+             {\"p\":1,\"items\":[{\"price\":\"\"},{\"price\":\"x\"},{\"price\":\"y\"}]}\n",
         ));
         let reasons: Vec<(u64, &str)> = out
             .dead
@@ -352,10 +399,17 @@ type = "map<string,decimal(5,2)>"
             [
                 (
                     2,
-                    "field `price`: `1000` does not fit its type (decimal(5,2))"
+                    "field `items[].price`: `1000` does not fit its type (decimal(5,2))"
                 ),
-                (3, "field `value`: `x` is not a number (decimal(5,2))"),
+                (3, "field `m{}`: `x` is not a number (decimal(5,2))"),
                 (4, "field `p`: `1000` does not fit its type (decimal(5,2))"),
+                // A blank required value is not a null (a struct with a null required child
+                // cannot be built: the record was a library panic's dead letter), and a
+                // record's many bad values make one reason.
+                (
+                    6,
+                    "field `items[].price`: `` is not a number (decimal(5,2))"
+                ),
             ]
         );
         assert!(out.dead.iter().all(|d| d.class() == "type"));
