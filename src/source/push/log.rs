@@ -8,7 +8,7 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::decode::framing::{record_boundary_within, MAX_CHUNK_LINES};
+use crate::decode::framing::{last_record_boundary, record_boundary_within, MAX_CHUNK_LINES};
 use crate::wal::{Wal, WalError};
 
 /// Acknowledged records kept in memory until committed.
@@ -127,6 +127,14 @@ impl Log {
             }
             at = next;
             lines += read;
+            // A request taken by an older framer may end inside a CSV quote under today's
+            // (`a"b,"c`): it ends its chunk, so its open quote cannot swallow the next
+            // request's records into its own dead letter.
+            if quote.is_some()
+                && last_record_boundary(&out[from..], quote) != Some(out.len() - from)
+            {
+                break;
+            }
         }
         Ok(at)
     }
@@ -253,5 +261,21 @@ mod tests {
                 2 * third as u64
             );
         }
+    }
+
+    /// A CSV request that ends inside a quote under today's framing (an older framer took
+    /// `a"b,"c`) ends its replay chunk: the next request is framed afresh, not swallowed.
+    #[test]
+    fn a_csv_request_ending_inside_a_quote_ends_its_replay_chunk() {
+        let mut log = Log::Memory(MemLog::default());
+        let (_, first) = log.append(b"a\"b,\"c\n".to_vec()).unwrap();
+        let (_, end) = log.append(b"x,y\n".to_vec()).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(
+            log.replay(0, end, 1 << 20, Some(b','), &mut out).unwrap(),
+            first
+        );
+        out.clear();
+        assert_eq!(log.replay(0, end, 1 << 20, None, &mut out).unwrap(), end);
     }
 }
