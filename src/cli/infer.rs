@@ -121,6 +121,14 @@ pub fn infer_schema(input: &str, name: Option<String>, rows: u64) -> Result<()> 
     let mut header: Option<Vec<String>> = None;
     let mut chunk = Chunk::default();
     'read: while inf.rows() + inf.skipped() < rows && reader.next_chunk(&mut chunk)? {
+        if chunk.skipped_bytes > 0 {
+            // A record past the 64 MiB record limit: no sample (its first bytes are all
+            // there is); a CSV header that long is no header.
+            if delimiter.is_some() && header.is_none() {
+                bail!("{input}: the CSV header is longer than the 64 MiB record limit");
+            }
+            continue;
+        }
         match delimiter {
             None => {
                 for line in chunk.data.split(|b| *b == b'\n') {
