@@ -221,3 +221,25 @@ fn a_schema_inferred_from_a_topic_reads_every_partition_to_its_end() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// A record past the 64 MiB record limit is no sample: a JSON one is passed over (the
+/// records after it are the sample), and a CSV header that long is refused by name. The
+/// header used to be taken from the line after it.
+#[test]
+fn a_record_past_the_record_limit_is_no_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = "x".repeat(65 << 20);
+    let json = dir.path().join("long.jsonl");
+    std::fs::write(&json, format!("{{\"s\":\"{long}\"}}\n{{\"n\":1}}\n")).unwrap();
+    let toml = sluice_ok(&["schema", "infer", "--input", json.to_str().unwrap()]);
+    assert_eq!(field_names(&toml), ["n"], "{toml}");
+    let csv = dir.path().join("long.csv");
+    std::fs::write(&csv, format!("{long}\na\n1\n")).unwrap();
+    let out = sluice(&["schema", "infer", "--input", csv.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("header is longer than the 64 MiB record limit"),
+        "{err}"
+    );
+}
