@@ -116,6 +116,9 @@ pub struct Wal {
     end: u64,
     /// Reading cursor: (segment base, byte offset in it, logical position there).
     cursor: Option<(u64, u64, u64)>,
+    /// The record read last: (segment base, its header's offset, its position, its length). A
+    /// push replay cut inside it reads on from there without a scan of the segment.
+    last_read: Option<(u64, u64, u64, u64)>,
     reader: Option<(u64, File)>,
     /// Where damage found at open was moved: the log was cut there, so a position past its
     /// end (a spill's) no longer proves that what the log holds is committed.
@@ -318,6 +321,7 @@ impl Wal {
                 file_len: last_len,
                 end,
                 cursor: None,
+                last_read: None,
                 reader: None,
                 moved_to: report.moved.as_ref().map(|m| m.2.clone()),
                 id,
@@ -479,6 +483,7 @@ impl Wal {
             // One at a time, each forgotten once gone: a failure leaves the rest listed.
             self.reader = None;
             self.cursor = None;
+            self.last_read = None;
             while let Some(seg) = self.segments.first() {
                 match &self.moved_to {
                     None => std::fs::remove_file(&seg.path).map_err(io(&seg.path))?,
@@ -527,6 +532,7 @@ impl Wal {
                 .map_err(io(&path))?;
             at = rec_pos + len;
             self.cursor = Some((base, offset + RECORD_HEADER + len, at));
+            self.last_read = Some((base, offset, rec_pos, len));
         }
         Ok(at)
     }
@@ -540,6 +546,11 @@ impl Wal {
         }
         if let Some((base, offset, at)) = self.cursor {
             if at == pos && self.segments.iter().any(|s| s.base == base) {
+                return Ok((base, offset, at));
+            }
+        }
+        if let Some((base, offset, at, len)) = self.last_read {
+            if (at..at + len).contains(&pos) && self.segments.iter().any(|s| s.base == base) {
                 return Ok((base, offset, at));
             }
         }
