@@ -1,8 +1,9 @@
 //! Input files and stdin, read in blocks of whole records.
 //!
 //! gzip input (one or many members) is detected by its magic bytes, not its name. Blocks end at
-//! a record boundary (after at most [`MAX_CHUNK_LINES`] lines), carry their first line number and byte offset, and their buffers are
-//! recycled, so memory stays flat however large the input is.
+//! a record boundary (after at most [`MAX_CHUNK_LINES`] lines), carry their first line number
+//! and byte offset, and their buffers are recycled, so memory stays flat however large the
+//! input is.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};

@@ -362,8 +362,8 @@ impl KafkaSource {
     /// The next chunk. Messages of many partitions interleave: they are buffered per partition
     /// within a budget of 16 chunks in all, so memory is bounded by the chunk size, not by the
     /// number of partitions. A partition is handed on when it holds its share of the budget
-    /// (at least 64 KiB, at most a chunk) or [`MAX_CHUNK_LINES`] messages, or reached its end; the fullest one when the budget
-    /// or 100 ms is reached.
+    /// (at least 64 KiB, at most a chunk) or [`MAX_CHUNK_LINES`] messages, or reached its end;
+    /// the fullest one when the budget or 100 ms is reached.
     pub(super) fn fill(&mut self, chunk: &mut Chunk) -> Result<Next, SourceError> {
         let budget = self.chunk_bytes * BUDGET_CHUNKS;
         let threshold = self.threshold();
