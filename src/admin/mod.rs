@@ -33,6 +33,7 @@ use crate::metrics::{MetricSet, Metrics};
 use crate::sink::control::Control;
 use crate::source::push::http::PushApi;
 
+mod serve;
 mod status;
 
 /// What the routes act on while a repo's task runs.
@@ -211,11 +212,7 @@ impl Admin {
                 }
             }
         });
-        runtime.spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "the admin listener stopped");
-            }
-        });
+        runtime.spawn(serve::serve(listener, app));
         Ok((runtime, addr))
     }
 

@@ -260,3 +260,43 @@ fn a_push_of_a_million_tiny_bad_lines_is_refused_not_taken_into_memory() {
     assert_eq!(trace_ids(&out).get("tiny"), Some(&1));
     assert!(dead_letter_lines(&out.join("_dead_letters")).is_empty());
 }
+
+/// The admin listener bounds its connections: one that sent part of a header and stopped is
+/// closed after the header timeout (10 s), and at most 512 are served at once (the rest wait
+/// in the backlog and are closed in their turn). Before, such connections stayed open for
+/// ever, each holding up to about 400 KB: 6,000 of them held 2.6 GB, before any token check.
+#[test]
+fn idle_connections_are_closed_and_headers_are_bounded() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let job = push_job(dir.path(), "wal", "", "");
+    let (child, addr) = start(&job, &dir.path().join("run.log"));
+    let head = b"POST /v1/repos/nginx_access/data HTTP/1.1\r\nHost: x\r\nX-Pad: aaaaaaaa";
+    let mut idle: Vec<std::net::TcpStream> = (0..520)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.write_all(head).unwrap();
+            s
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    for (i, s) in idle.iter_mut().enumerate() {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        assert!(
+            !left.is_zero(),
+            "connection {i} of 520 still open after 90 s"
+        );
+        s.set_read_timeout(Some(left)).unwrap();
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) if std::time::Instant::now() < deadline => break,
+                Ok(0) | Err(_) => panic!("connection {i} of 520 still open after 90 s"),
+                Ok(_) => {}
+            }
+        }
+    }
+    assert_eq!(http(&addr, "GET", "/healthz", None).0, 200);
+    sigterm(&child);
+    assert!(child.wait_with_output().unwrap().status.success());
+}
