@@ -106,6 +106,11 @@ pub fn from_text(col: &StringArray, spec: &FieldSpec, errors: &mut RowErrors) ->
         FieldType::Decimal { precision, scale } => {
             super::decimal::from_text(col, name, *precision, *scale, errors)
         }
+        FieldType::Date => {
+            let dates = cast_checked(col, spec, errors);
+            check_date_range(dates.as_ref(), spec, errors);
+            dates
+        }
         _ => cast_checked(col, spec, errors),
     }
 }
@@ -267,7 +272,9 @@ pub fn epoch_to_timestamp(col: &dyn Array, spec: &FieldSpec, errors: &mut RowErr
     };
     let mut check = |i: usize, x: f64, shown_v: String| -> Option<i64> {
         let us = x * in_us;
-        if us.is_finite() && (MIN_US..=MAX_US).contains(&us) {
+        // Both bounds are exact in f64; the end is exclusive (the last microsecond of 9999,
+        // as f64, rounds up to it: 253402300800000 ms passed as year 9999).
+        if us.is_finite() && (MIN_US..END_US).contains(&us) {
             Some((us / out_us).floor() as i64)
         } else {
             errors.push((
@@ -287,7 +294,9 @@ pub fn epoch_to_timestamp(col: &dyn Array, spec: &FieldSpec, errors: &mut RowErr
                 .enumerate()
                 .map(|(i, v)| {
                     v.and_then(|v| {
-                        exact_epoch(v, in_us, out_us).or_else(|| check(i, v as f64, v.to_string()))
+                        // Out of range: refused as it is, not rounded through f64.
+                        exact_epoch(v, in_us, out_us)
+                            .or_else(|| check(i, f64::INFINITY, v.to_string()))
                     })
                 })
                 .collect()
@@ -304,28 +313,62 @@ pub fn epoch_to_timestamp(col: &dyn Array, spec: &FieldSpec, errors: &mut RowErr
     timestamp_array(values, *unit, timezone)
 }
 
-/// Integer epochs convert exactly when the scale is a whole factor (ms → us, us → us, ...).
-/// Year 1 .. 9999 in microseconds: wider than any reader (or a path template) accepts is
-/// rejected.
+/// Year 1 .. 9999 in microseconds (the end exclusive: 10000-01-01), both exact in f64: wider
+/// than any reader (or a path template) accepts is rejected.
 const MIN_US: f64 = -62_135_596_800_000_000.0;
-const MAX_US: f64 = 253_402_300_799_999_999.0;
+const END_US: f64 = 253_402_300_800_000_000.0;
+
+/// Year 1 .. 9999 in seconds, the end exclusive.
+const MIN_S: i64 = -62_135_596_800;
+const END_S: i64 = 253_402_300_800;
+
+/// Year 1 .. 9999 in days since the epoch (0001-01-01 and 9999-12-31).
+const MIN_DAY: i32 = -719_162;
+const MAX_DAY: i32 = 2_932_896;
+
+/// Checks a date column against years 1 to 9999 (arrow reads `+275760-09-13` and year 0,
+/// which readers then fail on, and JSON output wrote an error message in its place); each
+/// value outside is its row's error.
+pub fn check_date_range(col: &dyn Array, spec: &FieldSpec, errors: &mut RowErrors) {
+    let Some(days) = col.as_primitive_opt::<arrow::datatypes::Date32Type>() else {
+        return;
+    };
+    for (i, d) in days.iter().enumerate() {
+        if let Some(d) = d.filter(|d| !(MIN_DAY..=MAX_DAY).contains(d)) {
+            // Day 1 of the common era (0001-01-01) is day -719,162 here.
+            let shown = NaiveDate::from_num_days_from_ce_opt(d.saturating_add(719_163))
+                .map(|day| day.to_string())
+                .unwrap_or_else(|| format!("{d} days from 1970-01-01"));
+            errors.push((
+                i,
+                format!(
+                    "field `{}`: date {shown} is out of range (years 1 to 9999)",
+                    spec.name
+                ),
+            ));
+        }
+    }
+}
 
 /// Checks a timestamp column read natively (RFC 3339 text, or a JSON number taken as a raw
 /// value in the column's unit) against years 1 to 9999; each value outside is its row's error.
 pub fn check_timestamp_range(col: &dyn Array, spec: &FieldSpec, errors: &mut RowErrors) {
-    let (lo, hi) = match col.data_type() {
-        DataType::Timestamp(TimeUnit::Millisecond, _) => (MIN_US / 1e3, MAX_US / 1e3),
-        DataType::Timestamp(TimeUnit::Microsecond, _) => (MIN_US, MAX_US),
+    let per_second = match col.data_type() {
+        DataType::Timestamp(TimeUnit::Millisecond, _) => 1_000,
+        DataType::Timestamp(TimeUnit::Microsecond, _) => 1_000_000,
         DataType::Timestamp(TimeUnit::Nanosecond, _) => return,
-        DataType::Timestamp(TimeUnit::Second, _) => (MIN_US / 1e6, MAX_US / 1e6),
+        DataType::Timestamp(TimeUnit::Second, _) => 1,
         _ => return,
     };
+    // Exact, in the column's unit (compared as f64, the last millisecond of 9999 and the
+    // first of 10000 were one number).
+    let (lo, end) = (MIN_S * per_second, END_S * per_second);
     let Ok(ints) = arrow::compute::cast(col, &DataType::Int64) else {
         return;
     };
     for (i, v) in ints.as_primitive::<Int64Type>().iter().enumerate() {
         let Some(v) = v else { continue };
-        if !(lo..=hi).contains(&(v as f64)) {
+        if !(lo..end).contains(&v) {
             errors.push((
                 i,
                 format!(
@@ -453,5 +496,51 @@ mod tests {
         assert_eq!(a.as_binary::<i32>().value(0), b"hi");
         assert_eq!(errs.len(), 1);
         assert_eq!(decode_binary("6869", BinaryEncoding::Hex).unwrap(), b"hi");
+    }
+
+    /// Dates and timestamps end with year 9999, exactly: the first millisecond of year 10000
+    /// was the last of 9999 once compared as f64, and dates were not checked at all (arrow
+    /// reads `+275760-09-13` and year 0, which readers then fail on). JSON and CSV alike.
+    #[test]
+    fn dates_and_epochs_end_with_year_9999_exactly() {
+        use crate::decode::{Chunk, DecodeOptions, InputKind, RecordDecoder};
+        let schema = crate::schema::RepoSchema::parse(
+            "name = \"dt\"\n[[fields]]\nname = \"d\"\ntype = \"date\"\n\
+             [[fields]]\nname = \"t\"\ntype = \"timestamp\"\nformat = \"epoch_ms\"\n\
+             [[fields]]\nname = \"r\"\ntype = \"timestamp\"\nunit = \"ms\"\n",
+            std::path::Path::new("dt.toml"),
+        )
+        .unwrap();
+        let schema = std::sync::Arc::new(schema);
+        let chunk = |text: &str| Chunk {
+            data: text.as_bytes().to_vec(),
+            first_line: 1,
+            ..Default::default()
+        };
+        let mut d = RecordDecoder::new(schema.clone(), DecodeOptions::default(), None).unwrap();
+        let out = d.decode(&chunk(
+            "{\"d\":\"0001-01-01\",\"t\":253402300799999,\"r\":253402300799999}\n\
+             {\"t\":253402300800000}\n\
+             {\"t\":-62135596800001}\n\
+             {\"r\":253402300800000}\n\
+             {\"d\":\"+275760-09-13\"}\n\
+             {\"d\":\"0000-12-31\"}\n\
+             {\"d\":\"9999-12-31\"}\n",
+        ));
+        let lines: Vec<u64> = out.dead.iter().map(|d| d.position.line).collect();
+        assert_eq!((out.rows(), lines), (2, vec![2, 3, 4, 5, 6]));
+        assert!(out.dead.iter().all(|d| d.class() == "type"), "{:?}", out.dead);
+        assert!(out.dead[3].reason.contains("days from 1970-01-01 is out of range"));
+        assert!(out.dead[4].reason.contains("date 0000-12-31 is out of range"));
+        let opts = DecodeOptions {
+            kind: InputKind::Csv {
+                delimiter: b',',
+                header: false,
+            },
+            ..Default::default()
+        };
+        let mut d = RecordDecoder::new(schema, opts, None).unwrap();
+        let out = d.decode(&chunk("0000-12-31,,\n9999-12-31,,\n"));
+        assert_eq!((out.rows(), out.dead.len()), (1, 1));
     }
 }

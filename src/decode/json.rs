@@ -16,7 +16,7 @@ use arrow::json::reader::{Decoder, ReaderBuilder};
 use arrow::record_batch::RecordBatch;
 use serde_json::value::RawValue;
 
-use super::columns::{check_timestamp_range, epoch_to_timestamp, from_text};
+use super::columns::{check_date_range, check_timestamp_range, epoch_to_timestamp, from_text};
 use super::decimal;
 use super::fast::FastJson;
 use super::unknown;
@@ -423,6 +423,10 @@ fn convert(
             ..
         } => {
             check_timestamp_range(col.as_ref(), f, errors);
+            col.clone()
+        }
+        FieldType::Date => {
+            check_date_range(col.as_ref(), f, errors);
             col.clone()
         }
         ty if decimal::nested(ty) => decimal::convert_nested(col, f, errors),
