@@ -529,9 +529,17 @@ mod tests {
         ));
         let lines: Vec<u64> = out.dead.iter().map(|d| d.position.line).collect();
         assert_eq!((out.rows(), lines), (2, vec![2, 3, 4, 5, 6]));
-        assert!(out.dead.iter().all(|d| d.class() == "type"), "{:?}", out.dead);
-        assert!(out.dead[3].reason.contains("days from 1970-01-01 is out of range"));
-        assert!(out.dead[4].reason.contains("date 0000-12-31 is out of range"));
+        assert!(
+            out.dead.iter().all(|d| d.class() == "type"),
+            "{:?}",
+            out.dead
+        );
+        assert!(out.dead[3]
+            .reason
+            .contains("days from 1970-01-01 is out of range"));
+        assert!(out.dead[4]
+            .reason
+            .contains("date 0000-12-31 is out of range"));
         let opts = DecodeOptions {
             kind: InputKind::Csv {
                 delimiter: b',',

@@ -200,7 +200,23 @@ fn csv_columns(
     let names = split_csv(text.trim_end_matches(['\r', '\n']), delimiter).map_err(header_err)?;
     let mut column_of = Vec::with_capacity(schema.fields.len());
     for f in &schema.fields {
-        let idx = names.iter().position(|c| c.trim() == f.source);
+        let mut named = names
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.trim() == f.source);
+        let idx = named.next().map(|(i, _)| i);
+        // Two columns for one field: which one holds the values is anyone's guess (the
+        // second one's values were dropped without a word).
+        if let Some((j, _)) = named.next() {
+            return Err(header_err(format!(
+                "field `{}` has two columns named `{}` (columns {} and {}; header: {})",
+                f.name,
+                f.source,
+                idx.unwrap_or_default() + 1,
+                j + 1,
+                names.join(",")
+            )));
+        }
         if idx.is_none() && !f.nullable && f.default.is_none() {
             return Err(header_err(format!(
                 "required field `{}` has no column named `{}` (header: {})",
@@ -307,5 +323,25 @@ mod tests {
         assert!(split_csv_into("\"open,x", b',', &mut v).is_err());
         v.clear();
         assert!(split_csv_into("\"a\"b,x", b',', &mut v).is_err());
+    }
+
+    /// A header naming one field's column twice is refused by name: the second column's
+    /// values were dropped without a word. Columns no field reads may repeat.
+    #[test]
+    fn a_header_naming_a_field_twice_is_refused() {
+        let schema = RepoSchema::parse(
+            "name = \"h\"\n[[fields]]\nname = \"host\"\ntype = \"string\"\n",
+            std::path::Path::new("h.toml"),
+        )
+        .unwrap();
+        let e = csv_columns(&schema, b',', b"ts,host,x,host")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`host` has two columns named `host` (columns 2 and 4"),
+            "{e}"
+        );
+        let (cols, width) = csv_columns(&schema, b',', b"x,host,x").unwrap();
+        assert_eq!((cols, width), (vec![Some(1)], 3));
     }
 }
