@@ -512,13 +512,8 @@ mod tests {
         )
         .unwrap();
         let schema = std::sync::Arc::new(schema);
-        let chunk = |text: &str| Chunk {
-            data: text.as_bytes().to_vec(),
-            first_line: 1,
-            ..Default::default()
-        };
         let mut d = RecordDecoder::new(schema.clone(), DecodeOptions::default(), None).unwrap();
-        let out = d.decode(&chunk(
+        let out = d.decode(&Chunk::of(
             "{\"d\":\"0001-01-01\",\"t\":253402300799999,\"r\":253402300799999}\n\
              {\"t\":253402300800000}\n\
              {\"t\":-62135596800001}\n\
@@ -548,7 +543,7 @@ mod tests {
             ..Default::default()
         };
         let mut d = RecordDecoder::new(schema, opts, None).unwrap();
-        let out = d.decode(&chunk("0000-12-31,,\n9999-12-31,,\n"));
+        let out = d.decode(&Chunk::of("0000-12-31,,\n9999-12-31,,\n"));
         assert_eq!((out.rows(), out.dead.len()), (1, 1));
     }
 }

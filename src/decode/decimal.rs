@@ -375,13 +375,8 @@ type = "map<string,decimal(5,2)>"
         )
         .unwrap();
         let schema = Arc::new(schema);
-        let chunk = |text: &str| Chunk {
-            data: text.as_bytes().to_vec(),
-            first_line: 1,
-            ..Default::default()
-        };
         let mut d = RecordDecoder::new(schema.clone(), DecodeOptions::default(), None).unwrap();
-        let out = d.decode(&chunk(
+        let out = d.decode(&Chunk::of(
             "{\"p\":2.675,\"items\":[{\"price\":1.005},{\"price\":\"-0.125\"}],\"m\":{\"a\":9.999}}\n\
              {\"p\":1,\"items\":[{\"price\":1},{\"price\":1000}]}\n\
              {\"p\":1,\"m\":{\"a\":1,\"b\":\"x\"}}\n\
@@ -450,7 +445,7 @@ type = "map<string,decimal(5,2)>"
         )
         .unwrap();
         let mut d = RecordDecoder::new(Arc::new(flat), opts, None).unwrap();
-        let out = d.decode(&chunk("2.675\n-0.005\n1e3\n"));
+        let out = d.decode(&Chunk::of("2.675\n-0.005\n1e3\n"));
         assert_eq!(out.dead.len(), 1, "{:?}", out.dead);
         let p = out.batches[0]
             .column(0)

@@ -53,6 +53,16 @@ pub struct Chunk {
 }
 
 impl Chunk {
+    /// A chunk of `text` from line 1, byte 0 (tests).
+    #[cfg(test)]
+    pub fn of(text: &str) -> Chunk {
+        Chunk {
+            data: text.as_bytes().to_vec(),
+            first_line: 1,
+            ..Default::default()
+        }
+    }
+
     /// Where the input continues after this chunk.
     pub fn end_offset(&self) -> u64 {
         self.first_offset + self.data.len() as u64 + self.skipped_bytes
