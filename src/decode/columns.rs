@@ -80,8 +80,18 @@ pub fn from_text(col: &StringArray, spec: &FieldSpec, errors: &mut RowErrors) ->
             timezone,
             format,
         } => match format {
-            TimeFormat::Rfc3339 => cast_checked(col, spec, errors),
-            TimeFormat::Pattern(p) => parse_pattern(col, name, p, *unit, timezone, errors),
+            // Text timestamps read as any year arrow or chrono takes (year 0 among them):
+            // checked like every other timestamp.
+            TimeFormat::Rfc3339 => {
+                let ts = cast_checked(col, spec, errors);
+                check_timestamp_range(ts.as_ref(), spec, errors);
+                ts
+            }
+            TimeFormat::Pattern(p) => {
+                let ts = parse_pattern(col, name, p, *unit, timezone, errors);
+                check_timestamp_range(ts.as_ref(), spec, errors);
+                ts
+            }
             TimeFormat::EpochSeconds | TimeFormat::EpochMillis | TimeFormat::EpochMicros => {
                 let mut numbers = Vec::with_capacity(col.len());
                 for (i, v) in col.iter().enumerate() {
@@ -542,8 +552,25 @@ mod tests {
             },
             ..Default::default()
         };
-        let mut d = RecordDecoder::new(schema, opts, None).unwrap();
+        let mut d = RecordDecoder::new(schema, opts.clone(), None).unwrap();
         let out = d.decode(&Chunk::of("0000-12-31,,\n9999-12-31,,\n"));
         assert_eq!((out.rows(), out.dead.len()), (1, 1));
+        // Text timestamps too (CSV; JSON strings in a pattern field): year 0 was taken.
+        let text = crate::schema::RepoSchema::parse(
+            "name = \"ts\"\n[[fields]]\nname = \"t\"\ntype = \"timestamp\"\n\
+             [[fields]]\nname = \"p\"\ntype = \"timestamp\"\nformat = \"%Y-%m-%d %H:%M\"\n",
+            std::path::Path::new("ts.toml"),
+        )
+        .unwrap();
+        let mut d = RecordDecoder::new(std::sync::Arc::new(text), opts, None).unwrap();
+        let out = d.decode(&Chunk::of(
+            "0000-06-01T00:00:00Z,\n,0000-06-01 10:00\n9999-12-31T23:59:59Z,9999-12-31 23:59\n",
+        ));
+        let lines: Vec<u64> = out.dead.iter().map(|d| d.position.line).collect();
+        assert_eq!((out.rows(), lines), (1, vec![1, 2]));
+        assert!(out
+            .dead
+            .iter()
+            .all(|d| d.reason.contains("years 1 to 9999")));
     }
 }
