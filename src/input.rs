@@ -341,6 +341,15 @@ impl ChunkReader {
         Ok(())
     }
 
+    /// A resume at `offset` that cannot be done, and why.
+    fn refuse(&self, offset: u64, kind: std::io::ErrorKind, why: String) -> InputError {
+        InputError::Read {
+            name: self.name.clone(),
+            offset,
+            source: std::io::Error::new(kind, why),
+        }
+    }
+
     /// Skips forward to byte `offset` of the (decompressed) input, which must be a record
     /// boundary at or after the current position; `line` is the line number there.
     pub fn skip_to(&mut self, offset: u64, line: u64) -> Result<(), InputError> {
@@ -348,32 +357,20 @@ impl ChunkReader {
         let mut chunk = Chunk::default();
         while self.offset < offset {
             if !self.next_chunk(&mut chunk)? {
-                return Err(InputError::Read {
-                    name: self.name.clone(),
-                    offset,
-                    source: std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        format!(
-                            "the input ends at byte {}, before the resume offset",
-                            self.offset
-                        ),
-                    ),
-                });
+                let why = format!(
+                    "the input ends at byte {}, before the resume offset",
+                    self.offset
+                );
+                return Err(self.refuse(offset, std::io::ErrorKind::UnexpectedEof, why));
             }
             let end = chunk.end_offset();
             if end > offset && chunk.skipped_bytes > 0 {
-                return Err(InputError::Read {
-                    name: self.name.clone(),
-                    offset,
-                    source: std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        format!(
-                            "the resume offset lies inside a record longer than the record \
-                             limit (bytes {} to {end})",
-                            chunk.first_offset
-                        ),
-                    ),
-                });
+                let why = format!(
+                    "the resume offset lies inside a record longer than the record limit \
+                     (bytes {} to {end})",
+                    chunk.first_offset
+                );
+                return Err(self.refuse(offset, std::io::ErrorKind::InvalidData, why));
             }
             if end > offset {
                 // Put the part from `offset` on back in front of the unread input.
