@@ -113,8 +113,8 @@ pub fn from_text(col: &StringArray, spec: &FieldSpec, errors: &mut RowErrors) ->
                 epoch_to_timestamp(&arr, spec, errors)
             }
         },
-        FieldType::Decimal { precision, scale } => {
-            super::decimal::from_text(col, name, *precision, *scale, errors)
+        FieldType::Decimal { .. } | FieldType::Int32 | FieldType::Int64 => {
+            super::leaves::from_text(col, spec, errors)
         }
         FieldType::Date => {
             let dates = cast_checked(col, spec, errors);

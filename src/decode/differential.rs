@@ -131,6 +131,14 @@ fn value() -> impl Strategy<Value = String> {
             Just(".5"),
             Just("1E+2"),
             Just("0.000000000000000000000000000000000000000000001"),
+            Just("7.0"),
+            Just("7e2"),
+            Just("700e-2"),
+            Just("-0.0"),
+            Just("2147483647.5"),
+            Just("9223372036854775807.0"),
+            Just("9223372036854775808"),
+            Just("-9223372036854775808e0"),
         ]
         .prop_map(str::to_string),
         prop_oneof![
@@ -149,6 +157,8 @@ fn value() -> impl Strategy<Value = String> {
             Just("\"123\""),
             Just("\" 42 \""),
             Just("\"1e3\""),
+            Just("\"7.0\""),
+            Just("\"7.5\""),
             Just("\"true\""),
             Just("\"\""),
             Just("\"\\u00e9t\\u00E9\""),

@@ -17,16 +17,23 @@ use arrow::record_batch::RecordBatch;
 use serde_json::value::RawValue;
 
 use super::columns::{check_date_range, check_timestamp_range, epoch_to_timestamp, from_text};
-use super::decimal;
 use super::fast::FastJson;
+use super::leaves;
 use super::unknown;
 use super::{is_native, DeadLetter, Record, Stage};
 use crate::schema::{FieldType, RepoSchema, TimeFormat};
 
 pub(crate) struct JsonDecoder {
-    /// Top-level fields arrow-json reads, named by their JSON keys, all nullable (required
-    /// fields are checked afterwards, with a clear reason per record).
+    /// Top-level fields as read, named by their JSON keys, all nullable (required fields are
+    /// checked afterwards, with a clear reason per record): the fast path's columns, and
+    /// arrow-json's once its text leaves are converted.
     decode_schema: SchemaRef,
+    /// What arrow-json reads: `decode_schema` with decimals and integers, at any depth, read as
+    /// text ([`leaves`]).
+    read_schema: SchemaRef,
+    /// Columns of `decode_schema` arrow-json's batches go through [`leaves::convert`] for
+    /// (read as text, or holding nested dates and timestamps), with their field's index.
+    text_leaves: Vec<(usize, usize)>,
     /// For each schema field, its column in `decode_schema` (None for `json` fields).
     column_of: Vec<Option<usize>>,
     /// JSON keys of `json`-typed fields, in schema order, with their field index.
@@ -40,6 +47,8 @@ impl Clone for JsonDecoder {
     fn clone(&self) -> Self {
         JsonDecoder {
             decode_schema: self.decode_schema.clone(),
+            read_schema: self.read_schema.clone(),
+            text_leaves: self.text_leaves.clone(),
             column_of: self.column_of.clone(),
             raw_fields: self.raw_fields.clone(),
             batch_size: self.batch_size,
@@ -54,6 +63,8 @@ impl JsonDecoder {
     /// are not unknown.
     pub fn new(schema: &RepoSchema, batch_size: usize, known: Option<&HashSet<String>>) -> Self {
         let mut fields = Vec::new();
+        let mut read_fields = Vec::new();
+        let mut text_leaves = Vec::new();
         let mut column_of = Vec::new();
         let mut raw_fields = Vec::new();
         for (i, f) in schema.fields.iter().enumerate() {
@@ -69,19 +80,30 @@ impl JsonDecoder {
                     TimeFormat::Pattern(_) => DataType::Utf8,
                     TimeFormat::Rfc3339 => f.arrow_type(),
                 },
-                // Decimals, at any depth, are read as text and rounded (`decimal.rs`).
-                ty if decimal::nested(ty) => decimal::decode_type(f),
                 ty if is_native(ty) => f.arrow_type(),
                 _ => DataType::Utf8,
             };
             column_of.push(Some(fields.len()));
+            // Decimals and integers, at any depth, are read as text and converted exactly.
+            let read = if leaves::any(&f.ty) {
+                leaves::read_type(f)
+            } else {
+                ty.clone()
+            };
+            if leaves::converted(&f.ty) {
+                text_leaves.push((fields.len(), i));
+            }
+            read_fields.push(Field::new(&f.source, read, true));
             fields.push(Field::new(&f.source, ty, true));
         }
         let decode_schema = Arc::new(Schema::new(fields));
+        let read_schema = Arc::new(Schema::new(read_fields));
         let raw_keys: Vec<String> = raw_fields.iter().map(|(_, k)| k.clone()).collect();
         JsonDecoder {
             fast: FastJson::new(&decode_schema, &raw_keys, known).map(Box::new),
             decode_schema,
+            read_schema,
+            text_leaves,
             column_of,
             raw_fields,
             batch_size: batch_size.max(1),
@@ -90,7 +112,7 @@ impl JsonDecoder {
     }
 
     fn build(&self) -> Decoder {
-        ReaderBuilder::new(self.decode_schema.clone())
+        ReaderBuilder::new(self.read_schema.clone())
             .with_batch_size(self.batch_size + 1)
             .with_coerce_primitive(true)
             .build_decoder()
@@ -126,7 +148,7 @@ impl JsonDecoder {
         }
         let batch = match dec.flush().map_err(|e| (clean(e), None))? {
             Some(b) => b,
-            None => RecordBatch::new_empty(self.decode_schema.clone()),
+            None => RecordBatch::new_empty(self.read_schema.clone()),
         };
         self.decoder = Some(dec);
         if batch.num_rows() != recs.len() {
@@ -212,10 +234,10 @@ impl JsonDecoder {
                 None
             }
         };
-        let (slow_rows, slow_batch) = if slow.is_empty() {
-            (Vec::new(), None)
+        let (slow_rows, slow_batch, slow_errors) = if slow.is_empty() {
+            (Vec::new(), None, Vec::new())
         } else {
-            self.reference(data, recs, &slow, unknown, dead)
+            self.reference(schema, data, recs, &slow, unknown, dead)
         };
         let batch = match (fast, slow_batch) {
             (None, None) => return,
@@ -233,6 +255,13 @@ impl JsonDecoder {
                 batch
             }
         };
+        for (rec, reason) in slow_errors {
+            let row = stage
+                .rows
+                .binary_search(&rec)
+                .expect("a row of the slow records");
+            stage.errors.push((row, reason));
+        }
         let raw = if self.raw_fields.is_empty() {
             Vec::new()
         } else {
@@ -289,18 +318,20 @@ impl JsonDecoder {
 
 impl JsonDecoder {
     /// Decodes the records `slow` (indices into `recs`) with arrow-json: the rows' record
-    /// indices and their batch. Unknown keys (`unknown`: the names that are not unknown) are
+    /// indices, their batch (of `decode_schema`: text leaves converted) and the errors of the
+    /// conversion by record index. Unknown keys (`unknown`: the names that are not unknown) are
     /// looked for first in records strict JSON reads, and after arrow-json has read them in
     /// records only a lenient reader reads (so a record arrow-json refuses keeps arrow-json's
     /// reason, class `malformed`).
     fn reference(
         &mut self,
+        schema: &RepoSchema,
         data: &[u8],
         recs: &[Record],
         slow: &[usize],
         unknown: Option<&HashSet<String>>,
         dead: &mut Vec<DeadLetter>,
-    ) -> (Vec<usize>, Option<RecordBatch>) {
+    ) -> (Vec<usize>, Option<RecordBatch>, Vec<(usize, String)>) {
         let refuse = |r: &Record, key: String, dead: &mut Vec<DeadLetter>| {
             dead.push(DeadLetter {
                 position: r.pos,
@@ -344,7 +375,7 @@ impl JsonDecoder {
             0 => None,
             1 => good.pop(),
             _ => Some(
-                arrow::compute::concat_batches(&self.decode_schema, &good)
+                arrow::compute::concat_batches(&self.read_schema, &good)
                     .expect("batches of one schema concatenate"),
             ),
         };
@@ -376,7 +407,33 @@ impl JsonDecoder {
                 }
             }
         }
-        (rows.into_iter().map(|k| index[k]).collect(), batch)
+        let rows: Vec<usize> = rows.into_iter().map(|k| index[k]).collect();
+        let mut errors = Vec::new();
+        let batch = batch.map(|b| self.convert_leaves(schema, b, &rows, &mut errors));
+        (rows, batch, errors)
+    }
+
+    /// `batch` (of `read_schema`, rows of the records `rows`) with its text leaves converted:
+    /// a batch of `decode_schema`. A value that does not convert is listed in `errors` by its
+    /// record's index.
+    fn convert_leaves(
+        &self,
+        schema: &RepoSchema,
+        batch: RecordBatch,
+        rows: &[usize],
+        errors: &mut Vec<(usize, String)>,
+    ) -> RecordBatch {
+        if self.text_leaves.is_empty() {
+            return batch;
+        }
+        let mut columns = batch.columns().to_vec();
+        let mut row_errors = Vec::new();
+        for &(c, f) in &self.text_leaves {
+            columns[c] = leaves::convert(&columns[c], &schema.fields[f], &mut row_errors);
+        }
+        errors.extend(row_errors.into_iter().map(|(r, why)| (rows[r], why)));
+        RecordBatch::try_new(self.decode_schema.clone(), columns)
+            .expect("converted leaves match the decode schema")
     }
 }
 
@@ -429,7 +486,6 @@ fn convert(
             check_date_range(col.as_ref(), f, errors);
             col.clone()
         }
-        ty if decimal::nested(ty) => decimal::convert_nested(col, f, errors),
         ty if is_native(ty) => col.clone(),
         _ => from_text(col.as_string::<i32>(), f, errors),
     }

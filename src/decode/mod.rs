@@ -7,7 +7,6 @@
 //! reason; the rest of its batch decodes normally.
 
 mod columns;
-mod decimal;
 mod delimited;
 mod depth;
 #[cfg(test)]
@@ -15,7 +14,9 @@ mod differential;
 mod fast;
 pub mod framing;
 mod json;
+mod leaves;
 pub mod meta;
+mod number;
 mod unknown;
 
 use std::sync::Arc;

@@ -39,8 +39,8 @@ fn bad_input_goes_to_dead_letters_and_nothing_is_lost() {
         .collect();
     for want in [
         "incomplete JSON value",
-        "\"two hundred\" as Int32",
-        "3000000000 as Int32",
+        "`two hundred` is not a number (int32)",
+        "`3000000000` does not fit its type (int32)",
         "missing required field `ts`",
         "not valid UTF-8",
         "unexpected 'h'",

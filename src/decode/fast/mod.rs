@@ -3,8 +3,9 @@
 //!
 //! Each record is read once: keys are matched against the schema (the next field in schema
 //! order is tried first, then a hash lookup), string bytes are copied once into their column
-//! (escapes decoded on the way), numbers and dates are parsed from their bytes by the same
-//! functions arrow-json calls (`lexical_core`, arrow's `Parser`), timestamps in the common RFC
+//! (escapes decoded on the way), floats and dates are parsed from their bytes by the same
+//! functions arrow-json calls (`lexical_core`, arrow's `Parser`), integers by the function
+//! that reads arrow-json's text of them (`number::integer`: whole numbers only), timestamps in the common RFC
 //! 3339 spelling by `time.rs` (checked against arrow's `string_to_datetime`, which reads every
 //! other spelling), and strings are scanned with `memchr` (SIMD, chosen at run time). A record's values are held
 //! aside until the whole record has been read, so a record either lands in every column or in
@@ -30,9 +31,8 @@ use arrow::array::{BooleanBufferBuilder, NullBufferBuilder};
 use arrow::buffer::{OffsetBuffer, ScalarBuffer};
 use arrow::compute::kernels::cast_utils::{string_to_datetime, Parser};
 use arrow::datatypes::{
-    DataType, Date32Type, Float32Type, Float64Type, Int32Type, Int64Type, SchemaRef, TimeUnit,
-    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
-    TimestampSecondType,
+    DataType, Date32Type, Float32Type, Float64Type, SchemaRef, TimeUnit, TimestampMicrosecondType,
+    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
 };
 use arrow::record_batch::RecordBatch;
 
@@ -41,7 +41,7 @@ use super::Record;
 mod scan;
 mod time;
 pub(crate) use scan::decode_string;
-use scan::{at, json_int, literal, number_end, plain, plain_string, skip_value, unescape, ws};
+use scan::{at, json_days, literal, number_end, plain, plain_string, skip_value, unescape, ws};
 
 /// The kind of value a column holds, as arrow-json reads it.
 #[derive(Clone)]
@@ -387,8 +387,10 @@ impl FastJson {
                 let s = std::str::from_utf8(text).map_err(|_| HandBack)?;
                 let slot = match kind {
                     Kind::Utf8 => unreachable!("strings are taken above"),
-                    Kind::Int32 => Slot::I32(Int32Type::parse(s).ok_or(HandBack)?),
-                    Kind::Int64 => Slot::I64(Int64Type::parse(s).ok_or(HandBack)?),
+                    Kind::Int32 => {
+                        Slot::I32(whole(s.as_bytes(), i32::MIN.into(), i32::MAX.into())? as i32)
+                    }
+                    Kind::Int64 => Slot::I64(whole(s.as_bytes(), i64::MIN, i64::MAX)?),
                     Kind::Float32 => Slot::F32(Float32Type::parse(s).ok_or(HandBack)?),
                     Kind::Float64 => Slot::F64(Float64Type::parse(s).ok_or(HandBack)?),
                     Kind::Date32 => Slot::I32(Date32Type::parse(s).ok_or(HandBack)?),
@@ -416,8 +418,10 @@ impl FastJson {
                         end: end as u32,
                         scratch: false,
                     },
-                    Kind::Int32 | Kind::Date32 => Slot::I32(json_int(n)?),
-                    Kind::Int64 => Slot::I64(json_int(n)?),
+                    Kind::Date32 => Slot::I32(json_days(n)?),
+                    // Whole numbers only (`7.0`, `7e2`), exactly as `leaves` reads them.
+                    Kind::Int32 => Slot::I32(whole(n, i32::MIN.into(), i32::MAX.into())? as i32),
+                    Kind::Int64 => Slot::I64(whole(n, i64::MIN, i64::MAX)?),
                     Kind::Float32 => Slot::F32(lexical_core::parse(n).map_err(|_| HandBack)?),
                     Kind::Float64 => Slot::F64(lexical_core::parse(n).map_err(|_| HandBack)?),
                     Kind::Bool => return Err(HandBack),
@@ -566,6 +570,13 @@ impl FastJson {
 }
 
 /// Shrinks `v` when it holds more than an eighth (and 4 KiB) beyond its contents.
+/// A whole number in `min..=max` from a number's text ([`super::number::integer`]); anything
+/// else is handed back, for arrow-json's side to name.
+fn whole(n: &[u8], min: i64, max: i64) -> Step<i64> {
+    let text = std::str::from_utf8(n).map_err(|_| HandBack)?;
+    super::number::integer(text, min, max).map_err(|_| HandBack)
+}
+
 fn fit<T>(v: &mut Vec<T>) {
     if v.capacity() > v.len() + v.len() / 8 + 4096 / std::mem::size_of::<T>().max(1) {
         v.shrink_to_fit();
