@@ -64,6 +64,7 @@ impl JsonDecoder {
     pub fn new(schema: &RepoSchema, batch_size: usize, known: Option<&HashSet<String>>) -> Self {
         let mut fields = Vec::new();
         let mut read_fields = Vec::new();
+        let mut epochs = Vec::new();
         let mut text_leaves = Vec::new();
         let mut column_of = Vec::new();
         let mut raw_fields = Vec::new();
@@ -76,7 +77,10 @@ impl JsonDecoder {
                 }
                 FieldType::Timestamp { format, .. } => match format {
                     TimeFormat::EpochSeconds => DataType::Float64,
-                    TimeFormat::EpochMillis | TimeFormat::EpochMicros => DataType::Int64,
+                    TimeFormat::EpochMillis | TimeFormat::EpochMicros => {
+                        epochs.push(fields.len());
+                        DataType::Int64
+                    }
                     TimeFormat::Pattern(_) => DataType::Utf8,
                     TimeFormat::Rfc3339 => f.arrow_type(),
                 },
@@ -100,7 +104,7 @@ impl JsonDecoder {
         let read_schema = Arc::new(Schema::new(read_fields));
         let raw_keys: Vec<String> = raw_fields.iter().map(|(_, k)| k.clone()).collect();
         JsonDecoder {
-            fast: FastJson::new(&decode_schema, &raw_keys, known).map(Box::new),
+            fast: FastJson::new(&decode_schema, &epochs, &raw_keys, known).map(Box::new),
             decode_schema,
             read_schema,
             text_leaves,
@@ -501,7 +505,8 @@ fn clean(e: arrow::error::ArrowError) -> String {
 
 #[cfg(test)]
 impl JsonDecoder {
-    pub fn decode_schema_for_tests(&self) -> SchemaRef {
-        self.decode_schema.clone()
+    /// The fast path this decoder built, if its schema has one.
+    pub fn fast_for_tests(&self) -> Option<FastJson> {
+        self.fast.as_deref().cloned()
     }
 }

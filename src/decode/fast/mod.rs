@@ -31,8 +31,9 @@ use arrow::array::{BooleanBufferBuilder, NullBufferBuilder};
 use arrow::buffer::{OffsetBuffer, ScalarBuffer};
 use arrow::compute::kernels::cast_utils::{string_to_datetime, Parser};
 use arrow::datatypes::{
-    DataType, Date32Type, Float32Type, Float64Type, SchemaRef, TimeUnit, TimestampMicrosecondType,
-    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
+    DataType, Date32Type, Float32Type, Float64Type, Int64Type, SchemaRef, TimeUnit,
+    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+    TimestampSecondType,
 };
 use arrow::record_batch::RecordBatch;
 
@@ -41,14 +42,18 @@ use super::Record;
 mod scan;
 mod time;
 pub(crate) use scan::decode_string;
-use scan::{at, json_days, literal, number_end, plain, plain_string, skip_value, unescape, ws};
+use scan::{at, json_int, literal, number_end, plain, plain_string, skip_value, unescape, ws};
 
 /// The kind of value a column holds, as arrow-json reads it.
 #[derive(Clone)]
 enum Kind {
     Utf8,
+    /// An integer field: whole numbers only.
     Int32,
     Int64,
+    /// A raw epoch number of an `epoch_ms` or `epoch_us` timestamp, read by arrow-json's own
+    /// integer rules (a fraction is cut toward zero) and converted afterwards.
+    Epoch,
     Float32,
     Float64,
     Bool,
@@ -135,11 +140,13 @@ impl Clone for FastJson {
 }
 
 impl FastJson {
-    /// A fast path for `schema` (arrow-json's decode schema), or `None` when a column's type is
-    /// not one it reads. `skipped` are keys read by others; `known`, when unknown fields are
+    /// A fast path for `schema` (the JSON decoder's decode schema), or `None` when a column's
+    /// type is not one it reads. `epochs` are the columns holding raw epoch numbers (not
+    /// integer fields); `skipped` are keys read by others; `known`, when unknown fields are
     /// refused, the keys that are not unknown.
     pub fn new(
         schema: &SchemaRef,
+        epochs: &[usize],
         skipped: &[String],
         known: Option<&HashSet<String>>,
     ) -> Option<FastJson> {
@@ -150,6 +157,7 @@ impl FastJson {
             kinds.push(match f.data_type() {
                 DataType::Utf8 => Kind::Utf8,
                 DataType::Int32 => Kind::Int32,
+                DataType::Int64 if epochs.contains(&col) => Kind::Epoch,
                 DataType::Int64 => Kind::Int64,
                 DataType::Float32 => Kind::Float32,
                 DataType::Float64 => Kind::Float64,
@@ -274,7 +282,9 @@ impl FastJson {
                     }
                 }
                 Kind::Int32 | Kind::Date32 => Column::I32(Vec::with_capacity(rows)),
-                Kind::Int64 | Kind::Timestamp(..) => Column::I64(Vec::with_capacity(rows)),
+                Kind::Int64 | Kind::Epoch | Kind::Timestamp(..) => {
+                    Column::I64(Vec::with_capacity(rows))
+                }
                 Kind::Float32 => Column::F32(Vec::with_capacity(rows)),
                 Kind::Float64 => Column::F64(Vec::with_capacity(rows)),
                 Kind::Bool => Column::Bool(BooleanBufferBuilder::new(0)),
@@ -391,6 +401,7 @@ impl FastJson {
                         Slot::I32(whole(s.as_bytes(), i32::MIN.into(), i32::MAX.into())? as i32)
                     }
                     Kind::Int64 => Slot::I64(whole(s.as_bytes(), i64::MIN, i64::MAX)?),
+                    Kind::Epoch => Slot::I64(Int64Type::parse(s).ok_or(HandBack)?),
                     Kind::Float32 => Slot::F32(Float32Type::parse(s).ok_or(HandBack)?),
                     Kind::Float64 => Slot::F64(Float64Type::parse(s).ok_or(HandBack)?),
                     Kind::Date32 => Slot::I32(Date32Type::parse(s).ok_or(HandBack)?),
@@ -418,7 +429,8 @@ impl FastJson {
                         end: end as u32,
                         scratch: false,
                     },
-                    Kind::Date32 => Slot::I32(json_days(n)?),
+                    Kind::Date32 => Slot::I32(json_int(n)?),
+                    Kind::Epoch => Slot::I64(json_int(n)?),
                     // Whole numbers only (`7.0`, `7e2`), exactly as `leaves` reads them.
                     Kind::Int32 => Slot::I32(whole(n, i32::MIN.into(), i32::MAX.into())? as i32),
                     Kind::Int64 => Slot::I64(whole(n, i64::MIN, i64::MAX)?),
@@ -569,7 +581,6 @@ impl FastJson {
     }
 }
 
-/// Shrinks `v` when it holds more than an eighth (and 4 KiB) beyond its contents.
 /// A whole number in `min..=max` from a number's text ([`super::number::integer`]); anything
 /// else is handed back, for arrow-json's side to name.
 fn whole(n: &[u8], min: i64, max: i64) -> Step<i64> {
@@ -577,6 +588,7 @@ fn whole(n: &[u8], min: i64, max: i64) -> Step<i64> {
     super::number::integer(text, min, max).map_err(|_| HandBack)
 }
 
+/// Shrinks `v` when it holds more than an eighth (and 4 KiB) beyond its contents.
 fn fit<T>(v: &mut Vec<T>) {
     if v.capacity() > v.len() + v.len() / 8 + 4096 / std::mem::size_of::<T>().max(1) {
         v.shrink_to_fit();

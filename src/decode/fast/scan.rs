@@ -226,9 +226,9 @@ fn hex4(b: &[u8], i: usize) -> Step<u16> {
     Ok(v)
 }
 
-/// Days from a JSON number in a date column, as arrow-json reads them: the integer, else a
-/// float that fits, cut toward zero.
-pub fn json_days<T>(n: &[u8]) -> Step<T>
+/// An integer from a JSON number as arrow-json reads it (date and raw epoch columns, not
+/// integer fields): the integer, else a float that fits, cut toward zero.
+pub fn json_int<T>(n: &[u8]) -> Step<T>
 where
     T: lexical_core::FromLexical + num_traits::NumCast,
 {
