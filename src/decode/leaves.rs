@@ -5,8 +5,9 @@
 //! For JSON, arrow-json reads such a value as text ([`read_type`], primitives coerced to their
 //! text) and [`convert`] turns the column into the field's type; the same walk checks dates
 //! and timestamps inside lists, structs and maps against years 1 to 9999 (top-level ones are
-//! checked where they are read). A value that does not convert or is out of range makes its
-//! row's error, naming the field's path (`items[].price`, `attrs{}`).
+//! checked where they are read), and keeps only the last entry of a key a map gives twice.
+//! A value that does not convert or is out of range makes its row's error, naming the field's
+//! path (`items[].price`, `attrs{}`).
 
 use std::sync::Arc;
 
@@ -31,7 +32,7 @@ pub fn any(ty: &FieldType) -> bool {
 }
 
 /// Whether a JSON field's column goes through [`convert`]: it is or holds a value read from
-/// its text, or it holds a date or timestamp inside a list, struct or map.
+/// its text, it holds a date or timestamp inside a list, struct or map, or it holds a map.
 pub fn converted(ty: &FieldType) -> bool {
     let nested = matches!(
         ty,
@@ -42,6 +43,17 @@ pub fn converted(ty: &FieldType) -> bool {
             && holds(ty, &|t| {
                 matches!(t, FieldType::Date | FieldType::Timestamp { .. })
             })
+        || has_map(ty)
+}
+
+/// Whether `ty` is or holds a map (whose keys given twice are dropped but the last).
+fn has_map(ty: &FieldType) -> bool {
+    match ty {
+        FieldType::Map(_) => true,
+        FieldType::List(item) => has_map(&item.ty),
+        FieldType::Struct(fields) => fields.iter().any(|f| has_map(&f.ty)),
+        _ => false,
+    }
 }
 
 /// Whether `ty` is, or holds at any depth, a type `leaf` picks.
@@ -261,8 +273,8 @@ fn convert_at(
         }
         FieldType::Map(value) => {
             let map = col.as_map();
-            let offsets = map.offsets();
-            let entries = map.entries();
+            let (offsets, entries) = last_key_wins(map.offsets(), map.entries());
+            let offsets = &offsets;
             let values = convert_at(
                 entries.column(1),
                 value,
@@ -291,6 +303,55 @@ fn convert_at(
         }
         _ => col.clone(),
     }
+}
+
+/// A map's entries with only the last of each key given twice in one map (as JSON parsers and
+/// arrow-json's structs keep the last value of a key). Readers refuse a map with a key twice:
+/// DuckDB fails the whole file ("Map keys must be unique"), Spark the query.
+fn last_key_wins(
+    offsets: &arrow::buffer::OffsetBuffer<i32>,
+    entries: &StructArray,
+) -> (arrow::buffer::OffsetBuffer<i32>, StructArray) {
+    let keys = entries.column(0).as_string::<i32>();
+    let mut keep: Option<Vec<bool>> = None;
+    let mut seen = std::collections::HashSet::new();
+    for w in offsets.windows(2) {
+        let (a, b) = (w[0] as usize, w[1] as usize);
+        if b - a < 2 {
+            continue;
+        }
+        // Later entries win: walk back, dropping a key seen after it.
+        seen.clear();
+        for i in (a..b).rev() {
+            let dup = if b - a <= 16 {
+                (i + 1..b).any(|j| keys.value(j) == keys.value(i))
+            } else {
+                !seen.insert(keys.value(i))
+            };
+            if dup {
+                keep.get_or_insert_with(|| vec![true; keys.len()])[i] = false;
+            }
+        }
+    }
+    let Some(keep) = keep else {
+        return (offsets.clone(), entries.clone());
+    };
+    // An offset moves down by the entries dropped before it.
+    let mut kept_before = Vec::with_capacity(keep.len() + 1);
+    kept_before.push(0i32);
+    for k in &keep {
+        kept_before.push(kept_before[kept_before.len() - 1] + i32::from(*k));
+    }
+    let offsets = arrow::buffer::OffsetBuffer::new(
+        offsets
+            .iter()
+            .map(|&o| kept_before[o as usize])
+            .collect::<Vec<i32>>()
+            .into(),
+    );
+    let entries = arrow::compute::filter(entries, &arrow::array::BooleanArray::from(keep))
+        .expect("filter by a mask of equal length");
+    (offsets, entries.as_struct().clone())
 }
 
 #[cfg(test)]
@@ -561,5 +622,65 @@ type = "map<string,decimal(5,2)>"
         );
         assert!(out.dead.iter().all(|d| d.class() == "type"));
         assert_eq!(out.rows(), 1);
+    }
+
+    /// A key given twice in one map keeps its last value, as a key given twice in an object
+    /// does at the top level and in structs: a map with a key twice made DuckDB refuse the
+    /// whole file ("Map keys must be unique"). An earlier value that a later one replaces is
+    /// not checked.
+    #[test]
+    fn a_map_key_given_twice_keeps_its_last_value() {
+        use crate::decode::{Chunk, DecodeOptions, RecordDecoder};
+        let schema = crate::schema::RepoSchema::parse(
+            "name = \"m\"\n[[fields]]\nname = \"m\"\ntype = \"map<string,int32>\"\n\
+             [[fields]]\nname = \"s\"\ntype = \"struct\"\n\
+             fields = [{ name = \"tags\", type = \"map<string,string>\" }]\n",
+            std::path::Path::new("m.toml"),
+        )
+        .unwrap();
+        let many: Vec<String> = (0..40).map(|i| format!("\"k{}\":{i}", i % 20)).collect();
+        let input = format!(
+            "{{\"m\":{{\"a\":1,\"b\":2,\"a\":3}},\"s\":{{\"tags\":{{\"x\":\"1\",\"x\":\"2\"}}}}}}\n\
+             {{\"m\":{{\"a\":\"x\",\"a\":4}}}}\n\
+             {{\"m\":{{}},\"s\":{{\"tags\":{{\"y\":\"1\"}}}}}}\n\
+             {{\"m\":{{{}}}}}\n",
+            many.join(",")
+        );
+        let mut d = RecordDecoder::new(Arc::new(schema), DecodeOptions::default(), None).unwrap();
+        let out = d.decode(&Chunk::of(&input));
+        assert!(out.dead.is_empty(), "{:?}", out.dead);
+        let batch = &out.batches[0];
+        let entries = |col: &ArrayRef, row: usize| -> Vec<(String, String)> {
+            let m = col.as_map();
+            if m.is_null(row) {
+                return Vec::new();
+            }
+            let v = m.value(row);
+            let keys = v.column(0).as_string::<i32>();
+            let values = arrow::compute::cast(v.column(1), &DataType::Utf8).unwrap();
+            let values = values.as_string::<i32>();
+            (0..v.len())
+                .map(|i| (keys.value(i).to_string(), values.value(i).to_string()))
+                .collect()
+        };
+        let pairs = |p: &[(&str, &str)]| -> Vec<(String, String)> {
+            p.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let m = batch.column(0);
+        assert_eq!(entries(m, 0), pairs(&[("b", "2"), ("a", "3")]));
+        assert_eq!(entries(m, 1), pairs(&[("a", "4")]));
+        assert_eq!(entries(m, 2), pairs(&[]));
+        let last: Vec<(String, String)> = (20..40)
+            .map(|i| (format!("k{}", i % 20), i.to_string()))
+            .collect();
+        assert_eq!(entries(m, 3), last);
+        let tags = batch.column(1).as_struct().column(0).clone();
+        assert_eq!(entries(&tags, 0), pairs(&[("x", "2")]));
+        assert_eq!(entries(&tags, 2), pairs(&[("y", "1")]));
+        // The arrays stay valid for writers.
+        batch.column(0).to_data().validate_full().unwrap();
+        batch.column(1).to_data().validate_full().unwrap();
     }
 }
