@@ -496,10 +496,26 @@ fn convert(
 }
 
 /// arrow-json errors carry a generic prefix; keep the useful part.
+///
+/// A required child of a struct that is absent or null is named plainly: arrow's message
+/// (`Encountered unmasked nulls in non-nullable StructArray child: Field { "id": Utf8 }`)
+/// shows the type arrow-json read, which for a value read as text is not the field's.
 fn clean(e: arrow::error::ArrowError) -> String {
+    const UNMASKED: &str =
+        "Encountered unmasked nulls in non-nullable StructArray child: Field { \"";
     let s = e.to_string();
     let s = s.strip_prefix("Json error: ").unwrap_or(&s);
     let s = s.strip_prefix("Parser error: ").unwrap_or(s);
+    if let Some(at) = s.find(UNMASKED) {
+        let rest = &s[at + UNMASKED.len()..];
+        if let Some(end) = rest.find("\":") {
+            return format!(
+                "{}required field `{}` is missing or null",
+                &s[..at],
+                &rest[..end]
+            );
+        }
+    }
     s.to_string()
 }
 
