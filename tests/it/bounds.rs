@@ -1,6 +1,7 @@
 //! Bounds under abuse: a stalled push body times out and frees its slot, requests in progress
-//! share the push memory budget, and one chunk routing to thousands of output paths stays
-//! under the file cap. Each test drives the real binary.
+//! share the push memory budget, one chunk routing to thousands of output paths stays under
+//! the file cap, and the admin listener closes connections that stall it. Each test drives
+//! the real binary.
 
 use std::io::Write;
 
@@ -296,6 +297,75 @@ fn idle_connections_are_closed_and_headers_are_bounded() {
             }
         }
     }
+    assert_eq!(http(&addr, "GET", "/healthz", None).0, 200);
+    sigterm(&child);
+    assert!(child.wait_with_output().unwrap().status.success());
+}
+
+/// A client that sends requests and reads none of the answers is closed once the listener has
+/// waited 30 s to write to it: here 3,000 pipelined requests for the status page's script,
+/// with the client's receive buffer at its smallest. Before, such a connection held its slot
+/// for ever (512 of them shut the listener, `/healthz` included).
+#[test]
+fn a_client_that_reads_no_answer_is_closed() {
+    use std::os::fd::AsRawFd;
+    let dir = tempfile::tempdir().unwrap();
+    let job = push_job(dir.path(), "wal", "", "");
+    let (child, addr) = start(&job, &dir.path().join("run.log"));
+    let s = std::net::TcpStream::connect(&addr).unwrap();
+    let small: libc::c_int = 4096;
+    // SAFETY: a valid socket and a c_int option of its size.
+    let set = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&small as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(set, 0, "SO_RCVBUF");
+    let mut writer = s.try_clone().unwrap();
+    writer
+        .set_write_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let request = format!("GET /status.js HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    let sender = std::thread::spawn(move || {
+        // Stops when the server stops reading (the write times out) or closes.
+        for _ in 0..3000 {
+            if writer.write_all(request.as_bytes()).is_err() {
+                break;
+            }
+        }
+    });
+    // Answers pile up unread, so the server's close is seen in the socket's TCP state (a
+    // read would first take the answers, and so let the server write again).
+    let state = || {
+        // SAFETY: a valid socket and a tcp_info buffer of its size.
+        let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        let got = unsafe {
+            libc::getsockopt(
+                s.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_INFO,
+                (&mut info as *mut libc::tcp_info).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(got, 0, "TCP_INFO");
+        info.tcpi_state
+    };
+    const ESTABLISHED: u8 = 1;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while state() == ESTABLISHED {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server still holds a connection whose client read nothing for 90 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    sender.join().unwrap();
     assert_eq!(http(&addr, "GET", "/healthz", None).0, 200);
     sigterm(&child);
     assert!(child.wait_with_output().unwrap().status.success());
