@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, ValueEnum};
 
 use sluice::convert::{self, ConvertJob, Progress};
-use sluice::decode::{DecodeOptions, InputKind};
+use sluice::decode::DecodeOptions;
 use sluice::format::{Codec, Dictionary, FormatKind, FormatOptions, ParquetEncodings};
 use sluice::input::InputSource;
 use sluice::schema::RepoSchema;
@@ -46,7 +46,8 @@ pub struct ConvertArgs {
     /// Input record format; by default from the file name (.csv, .tsv, .txt/.log), else json.
     #[arg(long, value_enum)]
     input_format: Option<InputFormat>,
-    /// Text input: split each line by this delimiter into the schema's fields.
+    /// CSV input: the field delimiter, one ASCII character (default `,`). Text input: split
+    /// each line on this string into the schema's fields.
     #[arg(long)]
     delimiter: Option<String>,
     /// CSV/TSV input has no header row: columns are the schema's fields in order.
@@ -145,23 +146,14 @@ pub fn run_convert(a: ConvertArgs) -> Result<()> {
             bail!("input file {} does not exist", p.display());
         }
     }
-    let kind = match a.input_format.unwrap_or_else(|| guess_input(&a.input)) {
-        InputFormat::Json => InputKind::Json,
-        InputFormat::Csv => InputKind::Csv {
-            delimiter: b',',
-            header: !a.no_input_header,
-        },
-        InputFormat::Tsv => InputKind::Csv {
-            delimiter: b'\t',
-            header: !a.no_input_header,
-        },
-        InputFormat::Text => InputKind::Text {
-            delimiter: a.delimiter.clone(),
-        },
+    let format = match a.input_format.unwrap_or_else(|| guess_input(&a.input)) {
+        InputFormat::Json => "json",
+        InputFormat::Csv => "csv",
+        InputFormat::Tsv => "tsv",
+        InputFormat::Text => "text",
     };
-    if a.delimiter.is_some() && !matches!(kind, InputKind::Text { .. }) {
-        bail!("--delimiter applies to text input only (use --input-format text)");
-    }
+    let kind = sluice::decode::input_kind(format, a.delimiter.as_deref(), !a.no_input_header)
+        .map_err(|e| anyhow::anyhow!("--delimiter: {e}"))?;
     let format_kind: FormatKind = a.format.parse()?;
     let threads = a.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()

@@ -21,7 +21,8 @@ pub enum SourceSection {
         /// Input format: `json` (one object per line), `csv`, `tsv` or `text`.
         #[serde(default = "default_input_format")]
         format: String,
-        /// `csv`/`text`: the field delimiter (one character).
+        /// `csv`: the field delimiter, one ASCII character (default `,`; `;` for many European
+        /// locales' CSV). `text`: split each line on this string into the schema's fields.
         #[serde(default)]
         delimiter: Option<String>,
         /// CSV/TSV: each file starts with a header row (columns matched by name).
@@ -63,7 +64,8 @@ pub enum SourceSection {
         /// Body format: `json` (one object per line), `csv`, `tsv` or `text` (no header line).
         #[serde(default = "default_input_format")]
         format: String,
-        /// `csv`/`text`: the field delimiter (one character).
+        /// `csv`: the field delimiter, one ASCII character (default `,`; `;` for many European
+        /// locales' CSV). `text`: split each line on this string into the schema's fields.
         #[serde(default)]
         delimiter: Option<String>,
         /// `wal` (a 200 survives a crash) or `memory` (a 200 survives a graceful restart).
@@ -198,27 +200,16 @@ fn input_kind(
     header: bool,
     check: &mut impl FnMut(&str, Result<(), String>),
 ) -> InputKind {
-    let kind = match format {
-        "json" => Ok(InputKind::Json),
-        "csv" => Ok(InputKind::Csv {
-            delimiter: b',',
-            header,
-        }),
-        "tsv" => Ok(InputKind::Csv {
-            delimiter: b'\t',
-            header,
-        }),
-        "text" => Ok(InputKind::Text {
-            delimiter: delimiter.cloned(),
-        }),
-        other => Err(format!(
-            "unknown input format `{other}` (expected json, csv, tsv or text)"
-        )),
+    let kind = crate::decode::input_kind(format, delimiter.map(String::as_str), header);
+    let key = if delimiter.is_some()
+        && kind.is_err()
+        && matches!(format, "csv" | "text" | "json" | "tsv")
+    {
+        "source.delimiter"
+    } else {
+        "source.format"
     };
-    check(
-        "source.format",
-        kind.as_ref().map(|_| ()).map_err(Clone::clone),
-    );
+    check(key, kind.as_ref().map(|_| ()).map_err(Clone::clone));
     kind.unwrap_or(InputKind::Json)
 }
 

@@ -210,3 +210,30 @@ fn librdkafka_settings_that_exactly_once_depends_on_are_refused_in_options() {
     let fine = format!("{kafka}[source.options]\n\"fetch.wait.max.ms\" = \"10\"\n");
     Job::parse(&fine, Path::new("/etc/sluice/job.toml")).expect("other settings pass");
 }
+
+#[test]
+fn a_csv_source_takes_its_delimiter_and_a_bad_one_is_named() {
+    let csv = GOOD.replace(
+        "paths = [\"a.jsonl\"]",
+        "paths = [\"a.csv\"]\nformat = \"csv\"\ndelimiter = \";\"",
+    );
+    let j = Job::parse(&csv, Path::new("j.toml")).unwrap();
+    assert_eq!(
+        j.input,
+        crate::decode::InputKind::Csv {
+            delimiter: b';',
+            header: true
+        }
+    );
+    let json = GOOD.replace(
+        "paths = [\"a.jsonl\"]",
+        "paths = [\"a.jsonl\"]\ndelimiter = \",\"",
+    );
+    let e = Job::parse(&json, Path::new("j.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("source.delimiter: a delimiter applies to csv and text input, not json"),
+        "{e}"
+    );
+}

@@ -293,6 +293,53 @@ fn split_csv_into<'a>(
     }
 }
 
+/// The input kind of a `format` name (`json`, `csv`, `tsv`, `text`) with its `delimiter`:
+/// csv takes one ASCII character other than a quote or a line break (`;` for the CSV of many
+/// European locales; `,` by default); text any string without a line break (lines are split
+/// on it); json and tsv none.
+pub fn input_kind(
+    format: &str,
+    delimiter: Option<&str>,
+    header: bool,
+) -> Result<InputKind, String> {
+    let breaks = |d: &str| d.contains(['\r', '\n']);
+    match (format, delimiter) {
+        ("json", None) => Ok(InputKind::Json),
+        ("csv", None) => Ok(InputKind::Csv {
+            delimiter: b',',
+            header,
+        }),
+        ("csv", Some(d)) => match d.as_bytes() {
+            [b] if b.is_ascii() && !breaks(d) && *b != b'"' => Ok(InputKind::Csv {
+                delimiter: *b,
+                header,
+            }),
+            _ => Err(format!(
+                "a csv delimiter is one ASCII character other than a quote or a line break, \
+                 not {d:?}"
+            )),
+        },
+        ("tsv", None) => Ok(InputKind::Csv {
+            delimiter: b'\t',
+            header,
+        }),
+        ("text", None) => Ok(InputKind::Text { delimiter: None }),
+        ("text", Some(d)) if d.is_empty() || breaks(d) => Err(format!(
+            "a text delimiter is a non-empty string without a line break (lines are split on \
+             it), not {d:?}"
+        )),
+        ("text", Some(d)) => Ok(InputKind::Text {
+            delimiter: Some(d.to_string()),
+        }),
+        ("json" | "tsv", Some(_)) => Err(format!(
+            "a delimiter applies to csv and text input, not {format} (tsv is csv split by tabs)"
+        )),
+        (other, _) => Err(format!(
+            "unknown input format `{other}` (expected json, csv, tsv or text)"
+        )),
+    }
+}
+
 /// Splits a CSV header (or any record) into owned strings.
 pub(crate) fn split_csv(line: &str, delim: u8) -> Result<Vec<String>, String> {
     let mut v = Vec::new();
@@ -343,5 +390,44 @@ mod tests {
         );
         let (cols, width) = csv_columns(&schema, b',', b"x,host,x").unwrap();
         assert_eq!((cols, width), (vec![Some(1)], 3));
+    }
+
+    #[test]
+    fn input_kinds_take_the_delimiters_they_can_use() {
+        use super::input_kind;
+        assert_eq!(
+            input_kind("csv", Some(";"), true),
+            Ok(InputKind::Csv {
+                delimiter: b';',
+                header: true
+            })
+        );
+        assert_eq!(
+            input_kind("csv", None, false),
+            Ok(InputKind::Csv {
+                delimiter: b',',
+                header: false
+            })
+        );
+        assert_eq!(
+            input_kind("text", Some(" | "), true),
+            Ok(InputKind::Text {
+                delimiter: Some(" | ".into())
+            })
+        );
+        for (format, d) in [
+            ("csv", ";;"),
+            ("csv", "\""),
+            ("csv", "\n"),
+            ("csv", "é"),
+            ("csv", ""),
+            ("text", ""),
+            ("text", "a\nb"),
+            ("json", ","),
+            ("tsv", ","),
+        ] {
+            assert!(input_kind(format, Some(d), true).is_err(), "{format} {d:?}");
+        }
+        assert!(input_kind("avro", None, true).is_err());
     }
 }

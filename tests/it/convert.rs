@@ -209,6 +209,26 @@ fn errors_are_clear_and_leave_nothing_behind() {
             ],
             "scheme `ftp`",
         ),
+        (
+            vec![
+                "--input".into(),
+                input.display().to_string(),
+                "--delimiter".into(),
+                ";".into(),
+            ],
+            "a delimiter applies to csv and text input, not json",
+        ),
+        (
+            vec![
+                "--input".into(),
+                input.display().to_string(),
+                "--input-format".into(),
+                "csv".into(),
+                "--delimiter".into(),
+                ";;".into(),
+            ],
+            "a csv delimiter is one ASCII character",
+        ),
     ];
     for (extra, want) in cases {
         let mut args = vec![
@@ -301,6 +321,36 @@ fn csv_and_text_inputs() {
     );
     let lines = std::fs::read_to_string(dir.path().join("o/people.jsonl")).unwrap();
     assert!(lines.contains("\"multi\\nline\""), "{lines}");
+
+    // A CSV of another delimiter (`;`, as many European locales write it); it was ignored,
+    // and the header read as one column.
+    let semi = dir.path().join("semi.csv");
+    std::fs::write(
+        &semi,
+        "id;name;at\n1;\"Doe; J\";2024-01-01T00:00:00Z\n2;plain;\n",
+    )
+    .unwrap();
+    let stdout = sluice_ok(&[
+        "convert",
+        "--schema",
+        sch.to_str().unwrap(),
+        "--input",
+        semi.to_str().unwrap(),
+        "--delimiter",
+        ";",
+        "--format",
+        "json",
+        "--compression",
+        "none",
+        "--output",
+        dir.path().join("o").to_str().unwrap(),
+    ]);
+    assert!(
+        stdout.contains("2 records: 2 rows, 0 dead letters"),
+        "{stdout}"
+    );
+    let lines = std::fs::read_to_string(dir.path().join("o/semi.jsonl")).unwrap();
+    assert!(lines.contains("\"name\":\"Doe; J\""), "{lines}");
 
     let log = dir.path().join("app.log");
     std::fs::write(&log, "GET /a 200\nPOST /b 500\nbroken\n").unwrap();
