@@ -33,6 +33,7 @@ use crate::metrics::{MetricSet, Metrics};
 use crate::sink::control::Control;
 use crate::source::push::http::PushApi;
 
+mod deadline;
 mod serve;
 mod status;
 

@@ -507,13 +507,22 @@ fn clean(e: arrow::error::ArrowError) -> String {
     let s = s.strip_prefix("Json error: ").unwrap_or(&s);
     let s = s.strip_prefix("Parser error: ").unwrap_or(s);
     if let Some(at) = s.find(UNMASKED) {
-        let rest = &s[at + UNMASKED.len()..];
-        if let Some(end) = rest.find("\":") {
-            return format!(
-                "{}required field `{}` is missing or null",
-                &s[..at],
-                &rest[..end]
-            );
+        // The name as Rust's Debug quotes it: up to the first unescaped quote.
+        let mut name = String::new();
+        let mut chars = s[at + UNMASKED.len()..].chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' => return format!("{}required field `{name}` is missing or null", &s[..at]),
+                '\\' => match chars.next() {
+                    Some(e @ ('"' | '\\' | '\'')) => name.push(e),
+                    Some(e) => {
+                        name.push('\\');
+                        name.push(e);
+                    }
+                    None => break,
+                },
+                c => name.push(c),
+            }
         }
     }
     s.to_string()

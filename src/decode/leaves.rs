@@ -320,8 +320,13 @@ fn last_key_wins(
         if b - a < 2 {
             continue;
         }
-        // Later entries win: walk back, dropping a key seen after it.
-        seen.clear();
+        // Later entries win: walk back, dropping a key seen after it. (Clearing costs the
+        // set's capacity: one huge map must not make every later row pay for it.)
+        if seen.capacity() > 4 * (b - a) {
+            seen = std::collections::HashSet::with_capacity(b - a);
+        } else {
+            seen.clear();
+        }
         for i in (a..b).rev() {
             let dup = if b - a <= 16 {
                 (i + 1..b).any(|j| keys.value(j) == keys.value(i))

@@ -334,18 +334,25 @@ fn a_missing_required_child_is_named_plainly() {
     use crate::decode::{Chunk, DecodeOptions, RecordDecoder};
     let schema = crate::schema::RepoSchema::parse(
         "name = \"c\"\n[[fields]]\nname = \"customer\"\ntype = \"struct\"\n\
-         fields = [{ name = \"id\", type = \"int64\", nullable = false }]\n",
+         fields = [{ name = \"id\", type = \"int64\", nullable = false }]\n\
+         [[fields]]\nname = \"odd\"\ntype = \"struct\"\n\
+         fields = [{ name = 'q\":\\x', type = \"string\", nullable = false }]\n",
         std::path::Path::new("c.toml"),
     )
     .unwrap();
     let mut d = RecordDecoder::new(Arc::new(schema), DecodeOptions::default(), None).unwrap();
     let out = d.decode(&Chunk::of(
-        "{\"customer\":{\"name\":\"no id\"}}\n{\"customer\":{\"id\":1}}\n",
+        "{\"customer\":{\"name\":\"no id\"}}\n{\"customer\":{\"id\":1}}\n\
+         {\"customer\":{\"id\":2},\"odd\":{}}\n",
     ));
     let reasons: Vec<&str> = out.dead.iter().map(|d| d.reason.as_str()).collect();
     assert_eq!(
         reasons,
-        ["whilst decoding field 'customer': required field `id` is missing or null"]
+        [
+            "whilst decoding field 'customer': required field `id` is missing or null",
+            // A name with a quote, a colon and a backslash is given whole.
+            "whilst decoding field 'odd': required field `q\":\\x` is missing or null"
+        ]
     );
     assert_eq!(out.dead[0].class(), "type");
     assert_eq!(out.rows(), 1);
