@@ -102,18 +102,31 @@ fn repo_name(from: &str) -> String {
     }
 }
 
-/// `schema infer`: reads up to `rows` records of the sample and prints the schema.
-pub fn infer_schema(input: &str, name: Option<String>, rows: u64) -> Result<()> {
+/// `schema infer`: reads up to `rows` records of the sample and prints the schema. A file
+/// named `.csv` or `.tsv` (or given a CSV `delimiter`) is CSV, any other JSON lines.
+pub fn infer_schema(
+    input: &str,
+    name: Option<String>,
+    delimiter: Option<&str>,
+    rows: u64,
+) -> Result<()> {
     use sluice::decode::framing::Chunk;
+    use sluice::decode::InputKind;
     use sluice::input::{ChunkReader, InputSource};
     let source = InputSource::parse(input);
     let lower = input.to_ascii_lowercase();
-    let delimiter = if lower.ends_with(".csv") || lower.ends_with(".csv.gz") {
-        Some(b',')
-    } else if lower.ends_with(".tsv") || lower.ends_with(".tsv.gz") {
-        Some(b'\t')
+    let format = if lower.ends_with(".tsv") || lower.ends_with(".tsv.gz") {
+        "tsv"
+    } else if delimiter.is_some() || lower.ends_with(".csv") || lower.ends_with(".csv.gz") {
+        "csv"
     } else {
-        None
+        "json"
+    };
+    let delimiter = match sluice::decode::input_kind(format, delimiter, true)
+        .map_err(|e| anyhow::anyhow!("--delimiter: {e}"))?
+    {
+        InputKind::Csv { delimiter, .. } => Some(delimiter),
+        _ => None,
     };
     let mut reader =
         ChunkReader::open(&source, delimiter).with_context(|| format!("reading {input}"))?;

@@ -67,6 +67,10 @@ pub enum SchemaCommand {
         /// The repo's name (default: the input file's stem).
         #[arg(long)]
         name: Option<String>,
+        /// A CSV file's delimiter, one ASCII character (default `,`; `;` for many European
+        /// locales' CSV).
+        #[arg(long, requires = "input")]
+        delimiter: Option<String>,
         /// How many records of the sample to read.
         #[arg(long, default_value_t = 10_000)]
         rows: u64,
@@ -572,9 +576,12 @@ pub fn run_schema(cmd: SchemaCommand) -> Result<()> {
             kafka,
             topic,
             name,
+            delimiter,
             rows,
         } => match (input, kafka, topic) {
-            (Some(input), _, _) => super::infer::infer_schema(&input, name, rows)?,
+            (Some(input), _, _) => {
+                super::infer::infer_schema(&input, name, delimiter.as_deref(), rows)?
+            }
             (None, Some(brokers), Some(topic)) => {
                 super::infer::infer_from_kafka(&brokers, &topic, name, rows)?
             }

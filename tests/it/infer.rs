@@ -6,21 +6,25 @@ use std::path::Path;
 use crate::helpers::*;
 
 /// Infers, checks and converts `sample`; returns the schema text.
-fn infer_check_convert(dir: &Path, sample: &Path, name: &str) -> String {
-    let toml = sluice_ok(&[
+/// Infers `sample`'s schema, checks it and converts the sample with it; `extra` are given to
+/// both commands (a CSV delimiter).
+fn infer_check_convert(dir: &Path, sample: &Path, name: &str, extra: &[&str]) -> String {
+    let mut infer = vec![
         "schema",
         "infer",
         "--input",
         sample.to_str().unwrap(),
         "--name",
         name,
-    ]);
+    ];
+    infer.extend_from_slice(extra);
+    let toml = sluice_ok(&infer);
     let schema = dir.join(format!("{name}.toml"));
     std::fs::write(&schema, &toml).unwrap();
     let check = sluice_ok(&["schema", "check", schema.to_str().unwrap()]);
     assert!(check.contains("is valid"), "{check}\n{toml}");
     let out = dir.join(format!("out-{name}"));
-    let summary = sluice_ok(&[
+    let mut convert = vec![
         "convert",
         "--schema",
         schema.to_str().unwrap(),
@@ -28,7 +32,9 @@ fn infer_check_convert(dir: &Path, sample: &Path, name: &str) -> String {
         sample.to_str().unwrap(),
         "--output",
         out.to_str().unwrap(),
-    ]);
+    ];
+    convert.extend_from_slice(extra);
+    let summary = sluice_ok(&convert);
     assert!(summary.contains(" 0 dead letters"), "{summary}\n{toml}");
     toml
 }
@@ -76,7 +82,7 @@ fn inferred_json_schemas_widen_conflicts_and_convert_their_sample_cleanly() {
         ));
     }
     std::fs::write(&sample, text).unwrap();
-    let toml = infer_check_convert(dir.path(), &sample, "mixed");
+    let toml = infer_check_convert(dir.path(), &sample, "mixed", &[]);
     assert!(
         entry(&toml, "ts").contains("type = \"timestamp\""),
         "{toml}"
@@ -142,7 +148,7 @@ fn inferred_fields_keep_the_samples_order() {
         .filter_map(|before| before.rsplit_once('"').map(|(_, k)| k.to_string()))
         .collect();
     assert!(keys.len() > 5 && keys[0] == "ts", "{keys:?}");
-    let toml = infer_check_convert(dir.path(), &sample, "ordered");
+    let toml = infer_check_convert(dir.path(), &sample, "ordered", &[]);
     assert_eq!(field_names(&toml), keys, "{toml}");
 }
 
@@ -163,8 +169,16 @@ fn inferred_csv_schemas_type_text_columns() {
             i % 60
         ));
     }
-    std::fs::write(&sample, text).unwrap();
-    let toml = infer_check_convert(dir.path(), &sample, "people");
+    std::fs::write(&sample, &text).unwrap();
+    // The same, `;`-separated (as many European locales write CSV), with its delimiter.
+    let semi = dir.path().join("semi.csv");
+    std::fs::write(&semi, text.replace(',', ";")).unwrap();
+    let toml = infer_check_convert(dir.path(), &semi, "people", &["--delimiter", ";"]);
+    assert_eq!(
+        field_names(&toml),
+        ["id", "name", "score", "active", "seen"]
+    );
+    let toml = infer_check_convert(dir.path(), &sample, "people", &[]);
     assert_eq!(
         field_names(&toml),
         ["id", "name", "score", "active", "seen"]
