@@ -390,6 +390,40 @@ pub fn check_timestamp_range(col: &dyn Array, spec: &FieldSpec, errors: &mut Row
     }
 }
 
+/// The first value of a date or timestamp column (of any unit) outside years 1 to 9999,
+/// described (`timestamp value 253402300800000 (ms)`), for columns no field spec names (a
+/// stage's output). `None` for other types and for columns wholly in range.
+pub fn first_out_of_range(col: &dyn Array) -> Option<String> {
+    let (per_second, unit) = match col.data_type() {
+        DataType::Date32 => {
+            let days = col.as_primitive::<arrow::datatypes::Date32Type>();
+            return days
+                .iter()
+                .flatten()
+                .find(|d| !(MIN_DAY..=MAX_DAY).contains(d))
+                .map(|d| format!("date {d} days from 1970-01-01"));
+        }
+        DataType::Date64 => (1_000, "ms"),
+        DataType::Timestamp(TimeUnit::Second, _) => (1, "s"),
+        DataType::Timestamp(TimeUnit::Millisecond, _) => (1_000, "ms"),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => (1_000_000, "us"),
+        // Nanoseconds since 1970 in an i64 span 1677 to 2262.
+        _ => return None,
+    };
+    let (lo, end) = (MIN_S * per_second, END_S * per_second);
+    let ints = arrow::compute::cast(col, &DataType::Int64).ok()?;
+    let kind = if matches!(col.data_type(), DataType::Date64) {
+        "date"
+    } else {
+        "timestamp"
+    };
+    ints.as_primitive::<Int64Type>()
+        .iter()
+        .flatten()
+        .find(|v| !(lo..end).contains(v))
+        .map(|v| format!("{kind} value {v} ({unit})"))
+}
+
 fn exact_epoch(v: i64, in_us: f64, out_us: f64) -> Option<i64> {
     const MIN_US: i64 = -62_135_596_800_000_000;
     const MAX_US: i64 = 253_402_300_799_999_999;

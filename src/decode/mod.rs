@@ -25,6 +25,7 @@ use arrow::array::{Array, ArrayRef, BooleanArray, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 
+pub(crate) use columns::first_out_of_range;
 pub use delimited::input_kind;
 pub use framing::{Chunk, Position, Record};
 

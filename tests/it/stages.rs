@@ -218,3 +218,69 @@ fn convert_takes_stages_and_says_what_they_removed() {
         "{stdout}"
     );
 }
+
+/// A timestamp a stage computes outside years 1 to 9999 is that row's dead letter. Before, a
+/// path template naming it failed the whole write at every retry: the partition stopped for
+/// good on one record.
+#[test]
+fn a_stage_timestamp_out_of_range_is_a_dead_letter_not_a_stuck_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let line = |id: &str, bytes: i64| {
+        format!("{{\"ts\":\"2024-05-01T10:00:00Z\",\"path\":\"/\",\"status\":200,\"bytes\":{bytes},\"trace_id\":\"{id}\"}}\n")
+    };
+    std::fs::write(
+        &input,
+        [
+            line("a", 1_714_521_600),
+            line("b", 10_000_000_000_000),
+            line("c", 1_714_608_000),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    let job = dir.path().join("job.toml");
+    std::fs::write(
+        &job,
+        format!(
+            r#"
+[job]
+name = "stamps"
+state_dir = "state"
+[source]
+kind = "file"
+paths = ["{}"]
+[repo]
+schema = "{}"
+[[repo.stages]]
+name = "when"
+select = ["trace_id", "to_timestamp_seconds(bytes) AS at"]
+[sink]
+url = "file://out"
+format = "parquet"
+[sink.partition]
+template = "y={{at:%Y}}/"
+"#,
+            input.display(),
+            schema("nginx_access").display()
+        ),
+    )
+    .unwrap();
+    let (status, err) = sluice_within(&["run", job.to_str().unwrap()], 120);
+    assert!(status.success(), "{err}");
+    let out = dir.path().join("out");
+    let ids = trace_ids(&out);
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(ids.contains_key("a") && ids.contains_key("c"), "{ids:?}");
+    let dl = files_under(&out.join("_dead_letters"), true);
+    let text: String = dl
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert!(
+        text.contains(
+            "stage `when`: field `at`: timestamp value 10000000000000 (s) is out of range"
+        ) && text.contains("\\\"trace_id\\\":\\\"b\\\""),
+        "{text}"
+    );
+}
