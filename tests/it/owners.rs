@@ -1,5 +1,6 @@
 //! One writer per partition, as far as it is built: a second `run` of a file or push job is
-//! refused, and a backfill into the live job's folder never touches the live job's files.
+//! refused, and a backfill into the live job's folder never touches the live job's files or
+//! its consumer group's offsets.
 
 use std::path::Path;
 
@@ -186,6 +187,55 @@ fn a_backfill_into_the_live_folder_leaves_the_live_files_alone() {
     assert!(
         (n..n + 300).all(|i| ids.get(&format!("t{i}")) == Some(&1)),
         "the records past the checkpoints, each once: {ids:?}"
+    );
+}
+
+/// A backfill of a job that names its consumer group leaves the group's offsets alone (it
+/// reads by static assignment). Before, it committed where it ended to the live job's group:
+/// the live job's partitions without a checkpoint then started there, not at
+/// `auto_offset_reset`, and lag tools read the backfill's end.
+#[test]
+fn a_backfill_leaves_the_live_groups_offsets_alone() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let topic = "grouped";
+    let c = cluster(topic);
+    let bootstrap = c.bootstrap_servers();
+    let n = 400;
+    produce_events(&bootstrap, topic, 0, n, 4, None);
+    let dir = tempfile::tempdir().unwrap();
+    let job = crate::kafka::job_with(dir.path(), &bootstrap, topic, "");
+    let text = std::fs::read_to_string(&job).unwrap().replace(
+        "chunk_bytes = \"16KiB\"",
+        "chunk_bytes = \"16KiB\"\ngroup = \"live-group\"",
+    );
+    std::fs::write(&job, text).unwrap();
+    sluice_ok(&["backfill", job.to_str().unwrap()]);
+    assert_eq!(trace_ids(&dir.path().join("out")).len(), n);
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "live-group")
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..4 {
+        tpl.add_partition(topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(tpl, std::time::Duration::from_secs(10))
+        .unwrap();
+    let moved: Vec<(i32, i64)> = committed
+        .elements()
+        .iter()
+        .filter_map(|e| {
+            e.offset()
+                .to_raw()
+                .filter(|o| *o >= 0)
+                .map(|o| (e.partition(), o))
+        })
+        .collect();
+    assert!(
+        moved.is_empty(),
+        "the backfill moved the group's offsets: {moved:?}"
     );
 }
 

@@ -348,6 +348,12 @@ impl Source for KafkaSource {
     }
 
     fn committed(&mut self, partition: u32, next_offset: u64) {
+        // A backfill (static assignment) has no group: its offsets are not the group's to
+        // move (an explicit `group` is the live job's, whose partitions without a checkpoint
+        // would then start where the backfill ended).
+        if !self.group {
+            return;
+        }
         let Some(p) = self.parts.get(partition as usize).filter(|p| p.owned) else {
             return; // revoked: its offsets were committed at the revocation
         };
