@@ -3,6 +3,14 @@
 
 use super::*;
 
+/// The dead letters' lines and reasons.
+fn by_line(out: &crate::decode::Decoded) -> Vec<(u64, &str)> {
+    out.dead
+        .iter()
+        .map(|d| (d.position.line, d.reason.as_str()))
+        .collect()
+}
+
 /// JSON decimals at the top level, in a list of structs and in a map are rounded; a value
 /// that does not fit, at any depth, makes its record a dead letter naming the field; CSV
 /// rounds alike. (arrow's parser truncated: `2.675` was `2.67`.)
@@ -37,11 +45,7 @@ type = "map<string,decimal(5,2)>"
          {\"p\":null,\"items\":[]}\n\
          {\"p\":1,\"items\":[{\"price\":\"\"},{\"price\":\"x\"},{\"price\":\"y\"}]}\n",
     ));
-    let reasons: Vec<(u64, &str)> = out
-        .dead
-        .iter()
-        .map(|d| (d.position.line, d.reason.as_str()))
-        .collect();
+    let reasons = by_line(&out);
     assert_eq!(
         reasons,
         [
@@ -138,11 +142,7 @@ fn integers_with_a_fraction_are_dead_letters_at_any_depth() {
             d = d.reference_json();
         }
         let out = d.decode(&Chunk::of(input));
-        let dead: Vec<(u64, &str)> = out
-            .dead
-            .iter()
-            .map(|d| (d.position.line, d.reason.as_str()))
-            .collect();
+        let dead = by_line(&out);
         assert_eq!(dead, want_dead, "reference only: {reference}");
         assert!(out.dead.iter().all(|d| d.class() == "type"));
         let batch = arrow::compute::concat_batches(&d.output_schema(), &out.batches).unwrap();
@@ -167,11 +167,7 @@ fn integers_with_a_fraction_are_dead_letters_at_any_depth() {
          {\"counts\":[1,2.5,3.5]}\n\
          {\"line\":{\"qty\":0.25}}\n",
     ));
-    let dead: Vec<(u64, &str)> = out
-        .dead
-        .iter()
-        .map(|d| (d.position.line, d.reason.as_str()))
-        .collect();
+    let dead = by_line(&out);
     assert_eq!(
         dead,
         [
@@ -236,11 +232,7 @@ fn nested_dates_and_timestamps_out_of_range_are_dead_letters() {
          {\"m\":{\"a\":\"2024-01-01\",\"b\":\"0000-12-31\"}}\n\
          {\"ev\":{\"at\":\"0000-01-01T00:00:00Z\",\"n\":1.5}}\n",
     ));
-    let dead: Vec<(u64, &str)> = out
-        .dead
-        .iter()
-        .map(|d| (d.position.line, d.reason.as_str()))
-        .collect();
+    let dead = by_line(&out);
     assert_eq!(
         dead,
         [

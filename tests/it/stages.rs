@@ -8,6 +8,11 @@ use std::process::Command;
 use crate::helpers::*;
 
 fn job(dir: &Path, input: &Path, repo: &str) -> PathBuf {
+    job_sink(dir, input, repo, "")
+}
+
+/// [`job`] with more of the `[sink]` section (`sink`, after its `format`).
+fn job_sink(dir: &Path, input: &Path, repo: &str, sink: &str) -> PathBuf {
     let job = dir.join("job.toml");
     std::fs::write(
         &job,
@@ -25,6 +30,7 @@ schema = "{}"
 [sink]
 url = "file://out"
 format = "parquet"
+{sink}
 "#,
             input.display(),
             schema("nginx_access").display()
@@ -239,33 +245,14 @@ fn a_stage_timestamp_out_of_range_is_a_dead_letter_not_a_stuck_partition() {
         .concat(),
     )
     .unwrap();
-    let job = dir.path().join("job.toml");
-    std::fs::write(
-        &job,
-        format!(
-            r#"
-[job]
-name = "stamps"
-state_dir = "state"
-[source]
-kind = "file"
-paths = ["{}"]
-[repo]
-schema = "{}"
-[[repo.stages]]
-name = "when"
-select = ["trace_id", "to_timestamp_seconds(bytes) AS at"]
-[sink]
-url = "file://out"
-format = "parquet"
-[sink.partition]
-template = "y={{at:%Y}}/"
-"#,
-            input.display(),
-            schema("nginx_access").display()
-        ),
-    )
-    .unwrap();
+    let stage = "[[repo.stages]]\nname = \"when\"\n\
+                 select = [\"trace_id\", \"to_timestamp_seconds(bytes) AS at\"]\n";
+    let job = job_sink(
+        dir.path(),
+        &input,
+        stage,
+        "[sink.partition]\ntemplate = \"y={at:%Y}/\"",
+    );
     let (status, err) = sluice_within(&["run", job.to_str().unwrap()], 120);
     assert!(status.success(), "{err}");
     let out = dir.path().join("out");
