@@ -125,6 +125,8 @@ pub struct Applied {
     pub failed: Vec<(usize, String)>,
     /// Rows removed by filters.
     pub filtered: u64,
+    /// For each row of `batch`, its row in the input batch.
+    pub kept: Vec<u32>,
 }
 
 impl Stages {
@@ -208,6 +210,7 @@ impl Stages {
             cur = next;
         }
         out.batch = (cur.num_rows() > 0).then_some(cur);
+        out.kept = rows.values().to_vec();
         out
     }
 }

@@ -240,6 +240,7 @@ pub fn run_convert(a: ConvertArgs) -> Result<()> {
         input,
         decode: DecodeOptions {
             kind,
+            orc: format.kind == sluice::format::FormatKind::Orc,
             ..Default::default()
         },
         format,

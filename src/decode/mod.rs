@@ -18,6 +18,7 @@ mod leaves;
 pub mod meta;
 mod number;
 mod unknown;
+mod writable;
 
 use std::sync::Arc;
 
@@ -98,6 +99,8 @@ pub struct DecodeOptions {
     pub batch_size: usize,
     /// Add a [`RAW_COLUMN`] with each record's original text.
     pub keep_raw: bool,
+    /// The output is ORC: values it cannot hold are dead letters ([`writable`]).
+    pub orc: bool,
 }
 
 impl Default for DecodeOptions {
@@ -106,6 +109,7 @@ impl Default for DecodeOptions {
             kind: InputKind::Json,
             batch_size: 8192,
             keep_raw: false,
+            orc: false,
         }
     }
 }
@@ -535,30 +539,56 @@ impl RecordDecoder {
         }
         let batch = RecordBatch::try_new(self.out_schema.clone(), columns)
             .expect("decoded columns match the output schema");
-        let Some(stages) = &self.stages else {
-            out.batches.push(batch);
-            return;
-        };
-        let applied = stages.apply(batch);
-        if !applied.failed.is_empty() {
-            // Rows of the batch → their records.
-            let kept: Vec<usize> = rows
-                .iter()
-                .zip(&keep)
-                .filter(|(_, k)| **k)
-                .map(|(r, _)| *r)
-                .collect();
-            for (row, reason) in applied.failed {
-                let rec = &recs[kept[row]];
-                out.dead.push(DeadLetter {
-                    position: rec.pos,
-                    reason,
-                    record: data[rec.start..rec.end].to_vec(),
-                });
+        // Rows of the batch → their records.
+        let mut kept: Vec<usize> = rows
+            .iter()
+            .zip(&keep)
+            .filter(|(_, k)| **k)
+            .map(|(r, _)| *r)
+            .collect();
+        let mut refused = Vec::new();
+        let batch = match &self.stages {
+            None => Some(batch),
+            Some(stages) => {
+                let applied = stages.apply(batch);
+                refused = applied.failed;
+                out.filtered += applied.filtered;
+                let before = kept;
+                kept = applied.kept.iter().map(|&r| before[r as usize]).collect();
+                for (row, _) in &mut refused {
+                    *row = before[*row];
+                }
+                applied.batch
             }
+        };
+        let batch = match batch {
+            Some(b) if self.opts.orc => {
+                let unwritable = writable::orc_refusals(&b);
+                if unwritable.is_empty() {
+                    Some(b)
+                } else {
+                    let mut keep = vec![true; b.num_rows()];
+                    for (row, reason) in unwritable {
+                        keep[row] = false;
+                        refused.push((kept[row], reason));
+                    }
+                    let mask = BooleanArray::from(keep);
+                    let b = arrow::compute::filter_record_batch(&b, &mask)
+                        .expect("filter by a mask of equal length");
+                    (b.num_rows() > 0).then_some(b)
+                }
+            }
+            b => b,
+        };
+        for (r, reason) in refused {
+            let rec = &recs[r];
+            out.dead.push(DeadLetter {
+                position: rec.pos,
+                reason,
+                record: data[rec.start..rec.end].to_vec(),
+            });
         }
-        out.filtered += applied.filtered;
-        out.batches.extend(applied.batch);
+        out.batches.extend(batch);
     }
 
     /// The input kind this decoder reads.

@@ -134,6 +134,7 @@ pub fn prepare(job: &Job, connect: bool) -> Result<Prepared, TaskError> {
             kind: job.input.clone(),
             batch_size: job.file.channel.batch_rows,
             keep_raw: false,
+            orc: job.format.kind == crate::format::FormatKind::Orc,
         },
         header.as_deref(),
     )?;

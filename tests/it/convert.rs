@@ -380,3 +380,49 @@ fn csv_and_text_inputs() {
     let csv_out = std::fs::read_to_string(dir.path().join("o/app.csv")).unwrap();
     assert_eq!(csv_out, "method,path,status\nGET,/a,200\nPOST,/b,500\n");
 }
+
+/// A timestamp ORC cannot hold (the second before 1970 with a fraction, ORC-763) is its
+/// record's dead letter. Before, the ORC writer refused the batch: `convert` failed and wrote
+/// nothing, and an export job's partition failed the same write at every retry.
+#[test]
+fn a_timestamp_orc_cannot_hold_is_a_dead_letter() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("t.jsonl");
+    let line = |id: &str, ts: &str| {
+        format!("{{\"ts\":\"{ts}\",\"host\":\"h\",\"status\":200,\"trace_id\":\"{id}\"}}\n")
+    };
+    std::fs::write(
+        &input,
+        [
+            line("a", "2024-05-01T00:00:00Z"),
+            line("b", "1969-12-31T23:59:59.5Z"),
+            line("c", "1969-12-31T23:59:59Z"),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    let out = dir.path().join("o");
+    let stdout = sluice_ok(&[
+        "convert",
+        "--schema",
+        schema("nginx_access").to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--format",
+        "orc",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        stdout.contains("3 records: 2 rows, 1 dead letters"),
+        "{stdout}"
+    );
+    let dl = dead_letters(&out.join("_dead_letters/t.jsonl"));
+    assert_eq!(dl.len(), 1);
+    let reason = dl[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("ORC-763") && reason.contains("`ts`"),
+        "{reason}"
+    );
+    assert_eq!(dl[0]["line"].as_u64(), Some(2));
+}
