@@ -156,7 +156,9 @@ impl Stages {
             let plan = sql_planner
                 .plan(&sql, schema.clone())
                 .map_err(|e| fail(&name, clean(e)))?;
-            let p = lower(&sql_planner, &plan, name.clone()).map_err(|r| fail(&name, r))?;
+            let mut p = lower(&sql_planner, &plan, name.clone()).map_err(|r| fail(&name, r))?;
+            // Dates and timestamps as sluice writes them (`stage/temporal.rs`).
+            p.schema = temporal::schema(&p.schema);
             // A trial on an empty batch: what cannot be evaluated at all fails here, not on
             // every row later.
             eval(&p, &RecordBatch::new_empty(schema.clone())).map_err(|r| fail(&name, r))?;
@@ -348,10 +350,13 @@ fn eval_unguarded(
     let columns = st
         .project
         .iter()
-        .map(|e| {
-            e.evaluate(&filtered)
+        .zip(st.schema.fields())
+        .map(|(e, field)| {
+            let col = e
+                .evaluate(&filtered)
                 .and_then(|v| v.into_array(filtered.num_rows()))
-                .map_err(clean)
+                .map_err(clean)?;
+            temporal::convert(&col, field.name(), field.data_type())
         })
         .collect::<Result<Vec<_>, _>>()?;
     let out = RecordBatch::try_new_with_options(
@@ -441,5 +446,6 @@ pub fn enforce(
 
 mod guard;
 mod planner;
+mod temporal;
 #[cfg(test)]
 mod tests;

@@ -227,7 +227,9 @@ fn convert_takes_stages_and_says_what_they_removed() {
 
 /// A timestamp a stage computes outside years 1 to 9999 is that row's dead letter. Before, a
 /// path template naming it failed the whole write at every retry: the partition stopped for
-/// good on one record.
+/// good on one record. A float DataFusion saturated (`to_timestamp` of one past the range of
+/// nanoseconds) is one too (it was written as year 2262). Stage timestamps are written as
+/// sluice writes its own: seconds became plain int64 and nanoseconds were written as such.
 #[test]
 fn a_stage_timestamp_out_of_range_is_a_dead_letter_not_a_stuck_partition() {
     let dir = tempfile::tempdir().unwrap();
@@ -241,12 +243,14 @@ fn a_stage_timestamp_out_of_range_is_a_dead_letter_not_a_stuck_partition() {
             line("a", 1_714_521_600),
             line("b", 10_000_000_000_000),
             line("c", 1_714_608_000),
+            line("d", 9_000_000_000_000_000_000),
         ]
         .concat(),
     )
     .unwrap();
     let stage = "[[repo.stages]]\nname = \"when\"\n\
-                 select = [\"trace_id\", \"to_timestamp_seconds(bytes) AS at\"]\n";
+                 select = [\"trace_id\", \"to_timestamp(CAST(bytes AS DOUBLE) / 10000.0) AS f\", \
+                 \"to_timestamp_seconds(bytes) AS at\"]\n";
     let job = job_sink(
         dir.path(),
         &input,
@@ -266,8 +270,36 @@ fn a_stage_timestamp_out_of_range_is_a_dead_letter_not_a_stuck_partition() {
         .collect();
     assert!(
         text.contains(
-            "stage `when`: field `at`: timestamp value 10000000000000 (s) is out of range"
+            "stage `when`: field `at`: timestamp value 10000000000000000 (ms) is out of range"
         ) && text.contains("\\\"trace_id\\\":\\\"b\\\""),
         "{text}"
+    );
+    assert!(
+        text.contains(
+            "stage `when`: field `f`: timestamp value 9223372036854775807 (ns) is at the end"
+        ) && text.contains("\\\"trace_id\\\":\\\"d\\\""),
+        "{text}"
+    );
+    let file = files_under(&out, true)
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(&file).unwrap(),
+    )
+    .unwrap();
+    let types: Vec<String> = reader
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| format!("{} {}", f.name(), f.data_type()))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "trace_id Utf8",
+            "f Timestamp(µs, \"UTC\")",
+            "at Timestamp(ms, \"UTC\")"
+        ]
     );
 }
