@@ -227,6 +227,14 @@ fn csv_columns(
         }
         column_of.push(idx);
     }
+    // Every row would be nulls and defaults: a header of another delimiter, or another file.
+    if column_of.iter().all(Option::is_none) {
+        return Err(header_err(format!(
+            "the header names none of the schema's fields (header: {}; delimiter {:?})",
+            names.join(","),
+            delimiter as char
+        )));
+    }
     Ok((column_of, names.len()))
 }
 
@@ -331,9 +339,12 @@ pub fn input_kind(
         ("text", Some(d)) => Ok(InputKind::Text {
             delimiter: Some(d.to_string()),
         }),
-        ("json" | "tsv", Some(_)) => Err(format!(
-            "a delimiter applies to csv and text input, not {format} (tsv is csv split by tabs)"
-        )),
+        ("json", Some(_)) => Err("a delimiter applies to csv and text input, not json".into()),
+        ("tsv", Some(_)) => Err(
+            "a delimiter applies to csv and text input, not tsv (tsv is split by tabs; give \
+             csv with the delimiter)"
+                .into(),
+        ),
         (other, _) => Err(format!(
             "unknown input format `{other}` (expected json, csv, tsv or text)"
         )),
@@ -429,5 +440,23 @@ mod tests {
             assert!(input_kind(format, Some(d), true).is_err(), "{format} {d:?}");
         }
         assert!(input_kind("avro", None, true).is_err());
+    }
+
+    /// A header naming none of the schema's fields (a `,` header read with `;`) is refused:
+    /// every row would have been nulls and defaults, without a word.
+    #[test]
+    fn a_header_naming_no_field_is_refused() {
+        let schema = crate::schema::RepoSchema::parse(
+            "name = \"h\"\n[[fields]]\nname = \"a\"\ntype = \"string\"\n\
+             [[fields]]\nname = \"b\"\ntype = \"int64\"\n",
+            std::path::Path::new("h.toml"),
+        )
+        .unwrap();
+        let e = super::csv_columns(&schema, b';', b"a,b\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("names none of the schema's fields"), "{e}");
+        assert!(super::csv_columns(&schema, b',', b"a,b\n").is_ok());
+        assert!(super::csv_columns(&schema, b',', b"b,x\n").is_ok());
     }
 }
