@@ -156,9 +156,7 @@ impl Stages {
             let plan = sql_planner
                 .plan(&sql, schema.clone())
                 .map_err(|e| fail(&name, clean(e)))?;
-            let mut p = lower(&sql_planner, &plan, name.clone()).map_err(|r| fail(&name, r))?;
-            // Dates and timestamps as sluice writes them (`stage/temporal.rs`).
-            p.schema = temporal::schema(&p.schema);
+            let p = lower(&sql_planner, &plan, name.clone()).map_err(|r| fail(&name, r))?;
             // A trial on an empty batch: what cannot be evaluated at all fails here, not on
             // every row later.
             eval(&p, &RecordBatch::new_empty(schema.clone())).map_err(|r| fail(&name, r))?;
@@ -350,13 +348,10 @@ fn eval_unguarded(
     let columns = st
         .project
         .iter()
-        .zip(st.schema.fields())
-        .map(|(e, field)| {
-            let col = e
-                .evaluate(&filtered)
+        .map(|e| {
+            e.evaluate(&filtered)
                 .and_then(|v| v.into_array(filtered.num_rows()))
-                .map_err(clean)?;
-            temporal::convert(&col, field.name(), field.data_type())
+                .map_err(clean)
         })
         .collect::<Result<Vec<_>, _>>()?;
     let out = RecordBatch::try_new_with_options(
@@ -369,6 +364,9 @@ fn eval_unguarded(
     // of a huge number) is that row's failure, as it is the decoder's for input: path
     // templates cannot name a folder for it, and readers fail on the file.
     for (field, col) in out.schema().fields().iter().zip(out.columns()) {
+        if let Some(why) = temporal::saturated(col.as_ref(), field.name()) {
+            return Err(why);
+        }
         if let Some(what) = crate::decode::first_out_of_range(col.as_ref()) {
             return Err(format!(
                 "field `{}`: {what} is out of range (years 1 to 9999)",
