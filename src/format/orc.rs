@@ -4,9 +4,16 @@
 //! the same.
 //!
 //! orc-rust 0.9 writes flat schemas of primitive types only: nested types (list, struct, map)
-//! and decimals are refused before any data moves, with the field named.
+//! and decimals are refused before any data moves, with the field named. It writes timestamps
+//! labelled UTC or with no zone only (another zone was a panic when the writer was built): an
+//! ORC timestamp is an instant and keeps no zone, so a column in another zone is handed to it
+//! relabelled UTC, its values (instants) unchanged.
 
-use arrow::datatypes::{DataType, SchemaRef};
+use std::sync::Arc;
+
+use arrow::array::{make_array, ArrayRef};
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use orc_rust::arrow_writer::{ArrowWriter, ArrowWriterBuilder};
 use orc_rust::compression::CompressionType;
@@ -19,6 +26,18 @@ pub(crate) struct OrcFormat {
     writer: Option<ArrowWriter<OutputFile>>,
     /// The column encoders' own state, measured at about 5 KiB a column (8 counted).
     fixed: usize,
+    /// The schema handed to orc-rust, when a timestamp column is relabelled UTC.
+    relabelled: Option<SchemaRef>,
+}
+
+/// The type orc-rust is given for `ty`: a timestamp in a zone other than UTC, labelled UTC.
+fn instant(ty: &DataType) -> DataType {
+    match ty {
+        DataType::Timestamp(unit, Some(tz)) if tz.as_ref() != "UTC" => {
+            DataType::Timestamp(*unit, Some("UTC".into()))
+        }
+        other => other.clone(),
+    }
 }
 
 /// Refuses schemas orc-rust cannot write.
@@ -62,6 +81,19 @@ impl OrcFormat {
     ) -> Result<Self, FormatError> {
         // The file buffers writes itself (local: 1 MiB; object stores: upload parts).
         let schema_columns = schema.fields().len();
+        let relabelled = schema
+            .fields()
+            .iter()
+            .any(|f| instant(f.data_type()) != *f.data_type())
+            .then(|| {
+                let fields: Vec<Field> = schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.as_ref().clone().with_data_type(instant(f.data_type())))
+                    .collect();
+                Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+            });
+        let schema = relabelled.clone().unwrap_or(schema);
         let mut b = ArrowWriterBuilder::new(file.clone(), schema)
             .with_batch_size(8192)
             .with_stripe_byte_size(opts.stripe_bytes)
@@ -87,6 +119,7 @@ impl OrcFormat {
             file,
             writer: Some(writer),
             fixed: schema_columns * 8 * 1024,
+            relabelled,
         })
     }
 }
@@ -94,7 +127,30 @@ impl OrcFormat {
 impl FormatWriter for OrcFormat {
     fn write(&mut self, batch: &RecordBatch) -> Result<(), FormatError> {
         let w = self.writer.as_mut().expect("open until finish");
-        w.write(batch).map_err(|e| encode_err(&self.file, e))
+        let Some(schema) = &self.relabelled else {
+            return w.write(batch).map_err(|e| encode_err(&self.file, e));
+        };
+        // The same buffers under the UTC label.
+        let columns: Vec<ArrayRef> = batch
+            .columns()
+            .iter()
+            .zip(schema.fields())
+            .map(|(c, f)| {
+                if c.data_type() == f.data_type() {
+                    return c.clone();
+                }
+                let data = c
+                    .to_data()
+                    .into_builder()
+                    .data_type(f.data_type().clone())
+                    .build()
+                    .expect("a timestamp's buffers under another zone");
+                make_array(data)
+            })
+            .collect();
+        let batch = RecordBatch::try_new(schema.clone(), columns)
+            .expect("relabelled columns match the relabelled schema");
+        w.write(&batch).map_err(|e| encode_err(&self.file, e))
     }
 
     fn bytes_written(&self) -> u64 {

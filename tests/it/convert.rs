@@ -426,3 +426,57 @@ fn a_timestamp_orc_cannot_hold_is_a_dead_letter() {
     );
     assert_eq!(dl[0]["line"].as_u64(), Some(2));
 }
+
+/// ORC output of a timestamp field in a zone other than UTC: written as the instant it is
+/// (ORC keeps no zone). Before, orc-rust's writer panicked on the zone and `convert` crashed.
+#[test]
+fn orc_output_takes_timestamps_in_any_zone() {
+    let dir = tempfile::tempdir().unwrap();
+    let sch = dir.path().join("tz.toml");
+    std::fs::write(
+        &sch,
+        "name = \"tz\"\n[[fields]]\nname = \"t\"\ntype = \"timestamp\"\nunit = \"us\"\n\
+         timezone = \"Europe/Berlin\"\n[[fields]]\nname = \"k\"\ntype = \"string\"\n",
+    )
+    .unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        "{\"t\":\"2024-05-01T10:00:00\",\"k\":\"a\"}\n{\"t\":\"2024-05-01T10:00:00Z\",\"k\":\"b\"}\n",
+    )
+    .unwrap();
+    let out = dir.path().join("o");
+    let stdout = sluice_ok(&[
+        "convert",
+        "--schema",
+        sch.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--format",
+        "orc",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        stdout.contains("2 records: 2 rows, 0 dead letters"),
+        "{stdout}"
+    );
+    let Some(py) = python() else {
+        return;
+    };
+    let read = std::process::Command::new(py)
+        .args([
+            "-c",
+            "import sys, pyarrow.orc as o; t = o.read_table(sys.argv[1]); \
+             print([v.isoformat() for v in t.column('t').to_pylist()])",
+            out.join("in.orc").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&read.stdout);
+    assert!(
+        text.contains("'2024-05-01T08:00:00+00:00', '2024-05-01T10:00:00+00:00'"),
+        "{text}{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+}

@@ -295,10 +295,6 @@ fn a_stage_timestamp_out_of_range_is_a_dead_letter_not_a_stuck_partition() {
         .collect();
     assert_eq!(
         types,
-        [
-            "trace_id Utf8",
-            "f Timestamp(ns)",
-            "at Timestamp(s)"
-        ]
+        ["trace_id Utf8", "f Timestamp(ns)", "at Timestamp(s)"]
     );
 }
