@@ -1,6 +1,7 @@
 //! `sluice convert` end to end: formats, bad input, errors, stdin, gzip input.
 
 use std::io::Write;
+use std::path::Path;
 
 use crate::helpers::*;
 
@@ -291,6 +292,21 @@ fn errors_are_clear_and_leave_nothing_behind() {
     sluice_ok(&again);
 }
 
+/// `sluice convert` of `input` with `schema` into `out`, with `extra` arguments: its summary.
+fn convert(schema: &Path, input: &Path, out: &Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "convert",
+        "--schema",
+        schema.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    sluice_ok(&args)
+}
+
 #[test]
 fn csv_and_text_inputs() {
     let dir = tempfile::tempdir().unwrap();
@@ -302,19 +318,12 @@ fn csv_and_text_inputs() {
         "name = \"people\"\n[[fields]]\nname = \"id\"\ntype = \"int64\"\nnullable = false\n[[fields]]\nname = \"name\"\ntype = \"string\"\n[[fields]]\nname = \"at\"\ntype = \"timestamp\"\n",
     )
     .unwrap();
-    let stdout = sluice_ok(&[
-        "convert",
-        "--schema",
-        sch.to_str().unwrap(),
-        "--input",
-        csv.to_str().unwrap(),
-        "--format",
-        "json",
-        "--compression",
-        "none",
-        "--output",
-        dir.path().join("o").to_str().unwrap(),
-    ]);
+    let stdout = convert(
+        &sch,
+        &csv,
+        &dir.path().join("o"),
+        &["--format", "json", "--compression", "none"],
+    );
     assert!(
         stdout.contains("3 records: 2 rows, 1 dead letters"),
         "{stdout}"
@@ -330,21 +339,19 @@ fn csv_and_text_inputs() {
         "id;name;at\n1;\"Doe; J\";2024-01-01T00:00:00Z\n2;plain;\n",
     )
     .unwrap();
-    let stdout = sluice_ok(&[
-        "convert",
-        "--schema",
-        sch.to_str().unwrap(),
-        "--input",
-        semi.to_str().unwrap(),
-        "--delimiter",
-        ";",
-        "--format",
-        "json",
-        "--compression",
-        "none",
-        "--output",
-        dir.path().join("o").to_str().unwrap(),
-    ]);
+    let stdout = convert(
+        &sch,
+        &semi,
+        &dir.path().join("o"),
+        &[
+            "--delimiter",
+            ";",
+            "--format",
+            "json",
+            "--compression",
+            "none",
+        ],
+    );
     assert!(
         stdout.contains("2 records: 2 rows, 0 dead letters"),
         "{stdout}"
@@ -360,19 +367,12 @@ fn csv_and_text_inputs() {
         "name = \"req\"\n[[fields]]\nname = \"method\"\ntype = \"string\"\n[[fields]]\nname = \"path\"\ntype = \"string\"\n[[fields]]\nname = \"status\"\ntype = \"int32\"\nnullable = false\n",
     )
     .unwrap();
-    let stdout = sluice_ok(&[
-        "convert",
-        "--schema",
-        sch2.to_str().unwrap(),
-        "--input",
-        log.to_str().unwrap(),
-        "--delimiter",
-        " ",
-        "--format",
-        "csv",
-        "--output",
-        dir.path().join("o").to_str().unwrap(),
-    ]);
+    let stdout = convert(
+        &sch2,
+        &log,
+        &dir.path().join("o"),
+        &["--delimiter", " ", "--format", "csv"],
+    );
     assert!(
         stdout.contains("3 records: 2 rows, 1 dead letters"),
         "{stdout}"
@@ -402,17 +402,7 @@ fn a_timestamp_orc_cannot_hold_is_a_dead_letter() {
     )
     .unwrap();
     let out = dir.path().join("o");
-    let stdout = sluice_ok(&[
-        "convert",
-        "--schema",
-        schema("nginx_access").to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--format",
-        "orc",
-        "--output",
-        out.to_str().unwrap(),
-    ]);
+    let stdout = convert(&schema("nginx_access"), &input, &out, &["--format", "orc"]);
     assert!(
         stdout.contains("3 records: 2 rows, 1 dead letters"),
         "{stdout}"
@@ -446,17 +436,7 @@ fn orc_output_takes_timestamps_in_any_zone() {
     )
     .unwrap();
     let out = dir.path().join("o");
-    let stdout = sluice_ok(&[
-        "convert",
-        "--schema",
-        sch.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--format",
-        "orc",
-        "--output",
-        out.to_str().unwrap(),
-    ]);
+    let stdout = convert(&sch, &input, &out, &["--format", "orc"]);
     assert!(
         stdout.contains("2 records: 2 rows, 0 dead letters"),
         "{stdout}"
