@@ -130,26 +130,26 @@ impl FormatWriter for OrcFormat {
         let Some(schema) = &self.relabelled else {
             return w.write(batch).map_err(|e| encode_err(&self.file, e));
         };
-        // The same buffers under the UTC label.
-        let columns: Vec<ArrayRef> = batch
+        // The same buffers under the UTC label; a batch of another shape is orc-rust's to
+        // refuse (it compares the batch's schema with the file's).
+        let columns = batch
             .columns()
             .iter()
-            .zip(schema.fields())
-            .map(|(c, f)| {
-                if c.data_type() == f.data_type() {
-                    return c.clone();
+            .map(|c| {
+                let to = instant(c.data_type());
+                if to == *c.data_type() {
+                    return Ok(c.clone());
                 }
-                let data = c
-                    .to_data()
+                c.to_data()
                     .into_builder()
-                    .data_type(f.data_type().clone())
+                    .data_type(to)
                     .build()
-                    .expect("a timestamp's buffers under another zone");
-                make_array(data)
+                    .map(make_array)
             })
-            .collect();
-        let batch = RecordBatch::try_new(schema.clone(), columns)
-            .expect("relabelled columns match the relabelled schema");
+            .collect::<Result<Vec<ArrayRef>, _>>()
+            .map_err(|e| encode_err(&self.file, e))?;
+        let batch =
+            RecordBatch::try_new(schema.clone(), columns).map_err(|e| encode_err(&self.file, e))?;
         w.write(&batch).map_err(|e| encode_err(&self.file, e))
     }
 
