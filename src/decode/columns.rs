@@ -84,12 +84,12 @@ pub fn from_text(col: &StringArray, spec: &FieldSpec, errors: &mut RowErrors) ->
             // checked like every other timestamp.
             TimeFormat::Rfc3339 => {
                 let ts = cast_checked(col, spec, errors);
-                check_timestamp_range(ts.as_ref(), spec, errors);
+                check_timestamp_range(ts.as_ref(), name, errors);
                 ts
             }
             TimeFormat::Pattern(p) => {
                 let ts = parse_pattern(col, name, p, *unit, timezone, errors);
-                check_timestamp_range(ts.as_ref(), spec, errors);
+                check_timestamp_range(ts.as_ref(), name, errors);
                 ts
             }
             TimeFormat::EpochSeconds | TimeFormat::EpochMillis | TimeFormat::EpochMicros => {
@@ -118,7 +118,7 @@ pub fn from_text(col: &StringArray, spec: &FieldSpec, errors: &mut RowErrors) ->
         }
         FieldType::Date => {
             let dates = cast_checked(col, spec, errors);
-            check_date_range(dates.as_ref(), spec, errors);
+            check_date_range(dates.as_ref(), name, errors);
             dates
         }
         _ => cast_checked(col, spec, errors),
@@ -336,57 +336,69 @@ const END_S: i64 = 253_402_300_800;
 const MIN_DAY: i32 = -719_162;
 const MAX_DAY: i32 = 2_932_896;
 
+/// The days of a date column outside years 1 to 9999, by row.
+fn days_out_of_range(col: &dyn Array) -> impl Iterator<Item = (usize, i32)> + '_ {
+    col.as_primitive_opt::<arrow::datatypes::Date32Type>()
+        .into_iter()
+        .flat_map(|days| days.iter().enumerate())
+        .filter_map(|(i, d)| {
+            d.filter(|d| !(MIN_DAY..=MAX_DAY).contains(d))
+                .map(|d| (i, d))
+        })
+}
+
+/// The raw values of a timestamp column (seconds, milliseconds or microseconds) or a Date64
+/// column outside years 1 to 9999, by row, and the column's unit; nothing for other columns
+/// (nanoseconds since 1970 in an i64 span 1677 to 2262). Exact, in the column's unit
+/// (compared as f64, the last millisecond of 9999 and the first of 10000 were one number).
+fn raw_out_of_range(col: &dyn Array) -> (Vec<(usize, i64)>, &'static str) {
+    let (per_second, unit) = match col.data_type() {
+        DataType::Timestamp(TimeUnit::Second, _) => (1, "s"),
+        DataType::Timestamp(TimeUnit::Millisecond, _) | DataType::Date64 => (1_000, "ms"),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => (1_000_000, "us"),
+        _ => return (Vec::new(), ""),
+    };
+    let (lo, end) = (MIN_S * per_second, END_S * per_second);
+    let Ok(ints) = arrow::compute::cast(col, &DataType::Int64) else {
+        return (Vec::new(), unit);
+    };
+    let out = ints
+        .as_primitive::<Int64Type>()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| v.filter(|v| !(lo..end).contains(v)).map(|v| (i, v)))
+        .collect();
+    (out, unit)
+}
+
 /// Checks a date column against years 1 to 9999 (arrow reads `+275760-09-13` and year 0,
 /// which readers then fail on, and JSON output wrote an error message in its place); each
-/// value outside is its row's error.
-pub fn check_date_range(col: &dyn Array, spec: &FieldSpec, errors: &mut RowErrors) {
-    let Some(days) = col.as_primitive_opt::<arrow::datatypes::Date32Type>() else {
-        return;
-    };
-    for (i, d) in days.iter().enumerate() {
-        if let Some(d) = d.filter(|d| !(MIN_DAY..=MAX_DAY).contains(d)) {
-            // Day 1 of the common era (0001-01-01) is day -719,162 here.
-            let shown = NaiveDate::from_num_days_from_ce_opt(d.saturating_add(719_163))
-                .map(|day| day.to_string())
-                .unwrap_or_else(|| format!("{d} days from 1970-01-01"));
-            errors.push((
-                i,
-                format!(
-                    "field `{}`: date {shown} is out of range (years 1 to 9999)",
-                    spec.name
-                ),
-            ));
-        }
+/// value outside is its row's error, naming the field `name`.
+pub fn check_date_range(col: &dyn Array, name: &str, errors: &mut RowErrors) {
+    for (i, d) in days_out_of_range(col) {
+        // Day 1 of the common era (0001-01-01) is day -719,162 here.
+        let shown = NaiveDate::from_num_days_from_ce_opt(d.saturating_add(719_163))
+            .map(|day| day.to_string())
+            .unwrap_or_else(|| format!("{d} days from 1970-01-01"));
+        errors.push((
+            i,
+            format!("field `{name}`: date {shown} is out of range (years 1 to 9999)"),
+        ));
     }
 }
 
 /// Checks a timestamp column read natively (RFC 3339 text, or a JSON number taken as a raw
-/// value in the column's unit) against years 1 to 9999; each value outside is its row's error.
-pub fn check_timestamp_range(col: &dyn Array, spec: &FieldSpec, errors: &mut RowErrors) {
-    let per_second = match col.data_type() {
-        DataType::Timestamp(TimeUnit::Millisecond, _) => 1_000,
-        DataType::Timestamp(TimeUnit::Microsecond, _) => 1_000_000,
-        DataType::Timestamp(TimeUnit::Nanosecond, _) => return,
-        DataType::Timestamp(TimeUnit::Second, _) => 1,
-        _ => return,
-    };
-    // Exact, in the column's unit (compared as f64, the last millisecond of 9999 and the
-    // first of 10000 were one number).
-    let (lo, end) = (MIN_S * per_second, END_S * per_second);
-    let Ok(ints) = arrow::compute::cast(col, &DataType::Int64) else {
+/// value in the column's unit) against years 1 to 9999; each value outside is its row's error,
+/// naming the field `name`.
+pub fn check_timestamp_range(col: &dyn Array, name: &str, errors: &mut RowErrors) {
+    if !matches!(col.data_type(), DataType::Timestamp(..)) {
         return;
-    };
-    for (i, v) in ints.as_primitive::<Int64Type>().iter().enumerate() {
-        let Some(v) = v else { continue };
-        if !(lo..end).contains(&v) {
-            errors.push((
-                i,
-                format!(
-                    "field `{}`: timestamp value {v} is out of range (years 1 to 9999)",
-                    spec.name
-                ),
-            ));
-        }
+    }
+    for (i, v) in raw_out_of_range(col).0 {
+        errors.push((
+            i,
+            format!("field `{name}`: timestamp value {v} is out of range (years 1 to 9999)"),
+        ));
     }
 }
 
@@ -394,34 +406,17 @@ pub fn check_timestamp_range(col: &dyn Array, spec: &FieldSpec, errors: &mut Row
 /// described (`timestamp value 253402300800000 (ms)`), for columns no field spec names (a
 /// stage's output). `None` for other types and for columns wholly in range.
 pub fn first_out_of_range(col: &dyn Array) -> Option<String> {
-    let (per_second, unit) = match col.data_type() {
-        DataType::Date32 => {
-            let days = col.as_primitive::<arrow::datatypes::Date32Type>();
-            return days
-                .iter()
-                .flatten()
-                .find(|d| !(MIN_DAY..=MAX_DAY).contains(d))
-                .map(|d| format!("date {d} days from 1970-01-01"));
-        }
-        DataType::Date64 => (1_000, "ms"),
-        DataType::Timestamp(TimeUnit::Second, _) => (1, "s"),
-        DataType::Timestamp(TimeUnit::Millisecond, _) => (1_000, "ms"),
-        DataType::Timestamp(TimeUnit::Microsecond, _) => (1_000_000, "us"),
-        // Nanoseconds since 1970 in an i64 span 1677 to 2262.
-        _ => return None,
-    };
-    let (lo, end) = (MIN_S * per_second, END_S * per_second);
-    let ints = arrow::compute::cast(col, &DataType::Int64).ok()?;
+    if let Some((_, d)) = days_out_of_range(col).next() {
+        return Some(format!("date {d} days from 1970-01-01"));
+    }
+    let (raw, unit) = raw_out_of_range(col);
     let kind = if matches!(col.data_type(), DataType::Date64) {
         "date"
     } else {
         "timestamp"
     };
-    ints.as_primitive::<Int64Type>()
-        .iter()
-        .flatten()
-        .find(|v| !(lo..end).contains(v))
-        .map(|v| format!("{kind} value {v} ({unit})"))
+    raw.first()
+        .map(|(_, v)| format!("{kind} value {v} ({unit})"))
 }
 
 fn exact_epoch(v: i64, in_us: f64, out_us: f64) -> Option<i64> {

@@ -483,11 +483,11 @@ fn convert(
             format: TimeFormat::Rfc3339,
             ..
         } => {
-            check_timestamp_range(col.as_ref(), f, errors);
+            check_timestamp_range(col.as_ref(), &f.name, errors);
             col.clone()
         }
         FieldType::Date => {
-            check_date_range(col.as_ref(), f, errors);
+            check_date_range(col.as_ref(), &f.name, errors);
             col.clone()
         }
         ty if is_native(ty) => col.clone(),

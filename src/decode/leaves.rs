@@ -224,15 +224,11 @@ fn convert_at(
         }
         // Only nested ones come here (see `converted`).
         FieldType::Date | FieldType::Timestamp { .. } => {
-            let named = FieldSpec {
-                name: path.to_string(),
-                ..spec.clone()
-            };
             let mut found = Vec::new();
             if let FieldType::Date = spec.ty {
-                check_date_range(col.as_ref(), &named, &mut found);
+                check_date_range(col.as_ref(), path, &mut found);
             } else {
-                check_timestamp_range(col.as_ref(), &named, &mut found);
+                check_timestamp_range(col.as_ref(), path, &mut found);
             }
             let mut last = None;
             for (i, why) in found {
