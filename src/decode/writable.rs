@@ -17,21 +17,24 @@ use arrow::datatypes::{
 pub fn orc_refusals(batch: &RecordBatch) -> Vec<(usize, String)> {
     let mut refused: Vec<(usize, String)> = Vec::new();
     for (field, col) in batch.schema().fields().iter().zip(batch.columns()) {
-        let (per_second, nanos_per_unit) = match field.data_type() {
-            DataType::Timestamp(TimeUnit::Second, _) => continue,
-            DataType::Timestamp(TimeUnit::Millisecond, _) => (1_000, 1_000_000),
-            DataType::Timestamp(TimeUnit::Microsecond, _) => (1_000_000, 1_000),
-            DataType::Timestamp(TimeUnit::Nanosecond, _) => (1_000_000_000, 1),
+        let (values, per_second, nanos_per_unit): (&[i64], i64, i64) = match field.data_type() {
+            DataType::Timestamp(TimeUnit::Millisecond, _) => (
+                col.as_primitive::<TimestampMillisecondType>().values(),
+                1_000,
+                1_000_000,
+            ),
+            DataType::Timestamp(TimeUnit::Microsecond, _) => (
+                col.as_primitive::<TimestampMicrosecondType>().values(),
+                1_000_000,
+                1_000,
+            ),
+            DataType::Timestamp(TimeUnit::Nanosecond, _) => (
+                col.as_primitive::<TimestampNanosecondType>().values(),
+                1_000_000_000,
+                1,
+            ),
+            // Whole seconds have no fraction.
             _ => continue,
-        };
-        let values: &[i64] = match field.data_type() {
-            DataType::Timestamp(TimeUnit::Millisecond, _) => {
-                col.as_primitive::<TimestampMillisecondType>().values()
-            }
-            DataType::Timestamp(TimeUnit::Microsecond, _) => {
-                col.as_primitive::<TimestampMicrosecondType>().values()
-            }
-            _ => col.as_primitive::<TimestampNanosecondType>().values(),
         };
         for (row, &v) in values.iter().enumerate() {
             if col.is_null(row) {
