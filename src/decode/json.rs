@@ -23,6 +23,18 @@ use super::unknown;
 use super::{is_native, DeadLetter, Record, Stage};
 use crate::schema::{FieldType, RepoSchema, TimeFormat};
 
+/// Where a schema field's column comes from.
+#[derive(Clone, Copy)]
+enum Column {
+    /// This column of `decode_schema`.
+    Read(usize),
+    /// The record's JSON text under the key (`json` fields, in `raw_fields`).
+    Raw,
+    /// Kafka metadata ([`super::meta`]), filled after decoding: a record's own key of that
+    /// name is not read, so what it holds cannot fail the record.
+    Meta,
+}
+
 pub(crate) struct JsonDecoder {
     /// Top-level fields as read, named by their JSON keys, all nullable (required fields are
     /// checked afterwards, with a clear reason per record): the fast path's columns, and
@@ -34,8 +46,8 @@ pub(crate) struct JsonDecoder {
     /// Columns of `decode_schema` arrow-json's batches go through [`leaves::convert`] for
     /// (read as text, or holding nested dates and timestamps), with their field's index.
     text_leaves: Vec<(usize, usize)>,
-    /// For each schema field, its column in `decode_schema` (None for `json` fields).
-    column_of: Vec<Option<usize>>,
+    /// For each schema field, where its column comes from.
+    column_of: Vec<Column>,
     /// JSON keys of `json`-typed fields, in schema order, with their field index.
     raw_fields: Vec<(usize, String)>,
     batch_size: usize,
@@ -69,10 +81,14 @@ impl JsonDecoder {
         let mut column_of = Vec::new();
         let mut raw_fields = Vec::new();
         for (i, f) in schema.fields.iter().enumerate() {
+            if super::meta::MetaKind::of(&f.source).is_some() {
+                column_of.push(Column::Meta);
+                continue;
+            }
             let ty = match &f.ty {
                 FieldType::Json => {
                     raw_fields.push((i, f.source.clone()));
-                    column_of.push(None);
+                    column_of.push(Column::Raw);
                     continue;
                 }
                 FieldType::Timestamp { format, .. } => match format {
@@ -87,7 +103,7 @@ impl JsonDecoder {
                 ty if is_native(ty) => f.arrow_type(),
                 _ => DataType::Utf8,
             };
-            column_of.push(Some(fields.len()));
+            column_of.push(Column::Read(fields.len()));
             // Decimals and integers, at any depth, are read as text and converted exactly.
             let read = if leaves::any(&f.ty) {
                 leaves::read_type(f)
@@ -274,8 +290,9 @@ impl JsonDecoder {
         let mut raw = raw.into_iter();
         for (i, f) in schema.fields.iter().enumerate() {
             let col = match self.column_of[i] {
-                None => raw.next().expect("one raw column per json field"),
-                Some(c) => convert(batch.column(c), f, &mut stage.errors),
+                Column::Raw => raw.next().expect("one raw column per json field"),
+                Column::Meta => arrow::array::new_null_array(&f.arrow_type(), stage.rows.len()),
+                Column::Read(c) => convert(batch.column(c), f, &mut stage.errors),
             };
             stage.columns.push(col);
         }

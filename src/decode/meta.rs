@@ -338,4 +338,35 @@ mod tests {
             }
         }
     }
+    /// A record's own key named like a metadata source is not read: the column holds the
+    /// message's metadata whatever the key holds, so junk there is no dead letter (on the
+    /// fast path and on arrow-json's, which reads the second record for its nested field).
+    #[test]
+    fn a_records_own_metadata_key_is_not_read() {
+        use crate::decode::{DecodeOptions, RecordDecoder};
+        use arrow::array::AsArray;
+        use arrow::datatypes::Int64Type;
+        let s = Arc::new(schema(
+            "[[fields]]\nname = \"o\"\nsource = \"_kafka_offset\"\ntype = \"int64\"\n\
+             [[fields]]\nname = \"p\"\nsource = \"_kafka_partition\"\ntype = \"int32\"\n\
+             [[fields]]\nname = \"x\"\ntype = \"string\"\n",
+        ));
+        let data = b"{\"_kafka_offset\":\"junk\",\"_kafka_partition\":[1],\"x\":\"a\"}\n\
+            {\"_kafka_offset\":1.5,\"x\":\"b\"}\n\
+            {\"_kafka_offset\":{\"deep\":[[1]]},\"x\":\"c\"}\n";
+        let mut chunk = Chunk {
+            data: data.to_vec(),
+            first_line: 1,
+            offsets: vec![40, 41, 42],
+            ..Default::default()
+        };
+        chunk.meta.partition = 3;
+        let mut d = RecordDecoder::new(s, DecodeOptions::default(), None).unwrap();
+        let out = d.decode(&chunk);
+        assert!(out.dead.is_empty(), "{:?}", out.dead);
+        let b = arrow::compute::concat_batches(&out.batches[0].schema(), &out.batches).unwrap();
+        let offsets: Vec<i64> = b.column(0).as_primitive::<Int64Type>().values().to_vec();
+        assert_eq!(offsets, vec![40, 41, 42]);
+        assert_eq!(b.column(2).as_string::<i32>().value(2), "c");
+    }
 }
