@@ -267,7 +267,7 @@ impl RecordDecoder {
                 schema
                     .fields
                     .iter()
-                    .filter(|f| !f.source.starts_with("_kafka_"))
+                    .filter(|f| meta::MetaKind::of(&f.source).is_none())
                     .map(|f| f.source.clone())
                     .collect(),
             )
