@@ -341,7 +341,7 @@ pub fn run_backfill(
     if let Some(u) = url {
         job.file.sink.url = from_current_dir(u)?;
     }
-    if from == "checkpoint" && same_url(&job.resolve_url(&job.file.sink.url), &live_url) {
+    if from == "checkpoint" && same_place(&job, &live_url, &job.resolve_url(&job.file.sink.url))? {
         // The live job goes on from those checkpoints (or will, when it starts again): every
         // record the backfill wrote there would be there twice.
         bail!(
@@ -367,15 +367,48 @@ pub fn run_backfill(
     Ok(())
 }
 
-/// Whether two resolved destination URLs name one place: local paths (plain or `file://`)
-/// compared as the folders they name, others as written (a trailing `/` aside).
+/// Whether the backfill's destination `ours` is the live job's `live` (both resolved URLs):
+/// the same text (local paths compared as the folders they name), or else one place under
+/// two spellings no comparison of the text can see (a percent-encoded letter, another URL
+/// form of one bucket, a mount): an object written through `ours` is looked for through
+/// `live`, then removed.
+fn same_place(job: &Job, live: &str, ours: &str) -> Result<bool> {
+    if same_url(live, ours) {
+        return Ok(true);
+    }
+    let runtime = io_runtime()?;
+    let live_dest = task::destination_at(job, live, &runtime)?;
+    let our_dest = task::destination_at(job, ours, &runtime)?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let probe = format!(
+        "_sluice/{}/probe-{}-{nanos}",
+        job.file.job.name,
+        std::process::id()
+    );
+    our_dest
+        .put_atomic(&probe, b"", true)
+        .with_context(|| format!("writing a probe into {ours} (is it {live}?)"))?;
+    let seen = live_dest.exists(&probe);
+    let removed = our_dest.delete(&probe);
+    let seen = seen.with_context(|| format!("looking for the probe {probe} in {live}"))?;
+    removed.with_context(|| format!("removing the probe {probe} from {ours}"))?;
+    Ok(seen)
+}
+
+/// Whether two resolved destination URLs are one place by their text: local paths (plain or
+/// `file://`, percent-decoded as a destination reads them) compared as the folders they
+/// name, others as written (a trailing `/` aside).
 fn same_url(a: &str, b: &str) -> bool {
     let place = |u: &str| -> String {
-        let local = sluice::config::file_url_path(u).or((!u.contains("://")).then_some(u));
+        let local = match url::Url::parse(u) {
+            Ok(parsed) if parsed.scheme() == "file" => parsed.to_file_path().ok(),
+            Ok(_) => None,
+            Err(_) => (!u.contains("://")).then(|| std::path::PathBuf::from(u)),
+        };
         match local {
-            Some(p) => std::fs::canonicalize(p)
-                .map(|c| c.display().to_string())
-                .unwrap_or_else(|_| p.to_string()),
+            Some(p) => std::fs::canonicalize(&p).unwrap_or(p).display().to_string(),
             None => u.to_string(),
         }
         .trim_end_matches('/')
