@@ -37,8 +37,8 @@ struct Parts<'a> {
 }
 
 impl<'a> Parts<'a> {
-    fn parse(text: &'a str) -> Result<Parts<'a>, NumberError> {
-        let b = text.trim_ascii().as_bytes();
+    fn parse(text: &'a [u8]) -> Result<Parts<'a>, NumberError> {
+        let b = text.trim_ascii();
         let (negative, b) = match b.first() {
             Some(b'-') => (true, &b[1..]),
             Some(b'+') => (false, &b[1..]),
@@ -105,7 +105,7 @@ impl<'a> Parts<'a> {
 /// Parses `text` as a decimal of `precision` and `scale`: the value × 10^scale, rounded half
 /// away from zero.
 pub fn decimal(text: &str, precision: u8, scale: i8) -> Result<i128, NumberError> {
-    let parts = Parts::parse(text)?;
+    let parts = Parts::parse(text.as_bytes())?;
     let count = parts.count();
     if parts.digits().all(|d| d == 0) {
         return Ok(0);
@@ -134,10 +134,12 @@ pub fn decimal(text: &str, precision: u8, scale: i8) -> Result<i128, NumberError
 }
 
 /// Parses `text` as a whole number in `min..=max`: `7`, `7.0`, `7e2` and `700e-2` are whole,
-/// `7.5` is a [`NumberError::Fraction`].
-pub fn integer(text: &str, min: i64, max: i64) -> Result<i64, NumberError> {
+/// `7.5` is a [`NumberError::Fraction`]. The text is bytes (a record's number token needs no
+/// UTF-8 check): anything but the grammar's ASCII is [`NumberError::Malformed`].
+pub fn integer(text: impl AsRef<[u8]>, min: i64, max: i64) -> Result<i64, NumberError> {
+    let text = text.as_ref();
     // Plain digits, the common case, at the speed of a plain parse.
-    if let Ok(v) = lexical_core::parse::<i64>(text.as_bytes()) {
+    if let Ok(v) = lexical_core::parse::<i64>(text) {
         return if (min..=max).contains(&v) {
             Ok(v)
         } else {
@@ -291,6 +293,14 @@ mod tests {
             "", " ", "-", "e5", "1e", "1.2.3", "abc", "0x10", "NaN", "Infinity", "true",
         ] {
             assert_eq!(int(t), Err(NumberError::Malformed), "{t:?}");
+        }
+        // Bytes that are not the grammar's, UTF-8 or not, are no number.
+        for b in [&b"7\xff"[..], b"\xff7", b"7\xc3\xa9", b"7\x00"] {
+            assert_eq!(
+                integer(b, i64::MIN, i64::MAX),
+                Err(NumberError::Malformed),
+                "{b:?}"
+            );
         }
     }
 }

@@ -584,8 +584,7 @@ impl FastJson {
 /// A whole number in `min..=max` from a number's text ([`super::number::integer`]); anything
 /// else is handed back, for arrow-json's side to name.
 fn whole(n: &[u8], min: i64, max: i64) -> Step<i64> {
-    let text = std::str::from_utf8(n).map_err(|_| HandBack)?;
-    super::number::integer(text, min, max).map_err(|_| HandBack)
+    super::number::integer(n, min, max).map_err(|_| HandBack)
 }
 
 /// Shrinks `v` when it holds more than an eighth (and 4 KiB) beyond its contents.
