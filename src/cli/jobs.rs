@@ -345,8 +345,9 @@ pub fn run_backfill(
         // The live job goes on from those checkpoints (or will, when it starts again): every
         // record the backfill wrote there would be there twice.
         bail!(
-            "--from checkpoint into the live job's own destination ({live_url}) would write the \
-             records the live job writes next a second time: give the backfill another --url"
+            "--from checkpoint into the live job's own destination ({live_url}), or a folder \
+             inside it or around it, would write the records the live job writes next a second \
+             time: give the backfill another --url"
         );
     }
     let _locks = lock_state(&job, true)?;
@@ -367,13 +368,13 @@ pub fn run_backfill(
     Ok(())
 }
 
-/// Whether the backfill's destination `ours` is the live job's `live` (both resolved URLs):
-/// the same text (local paths compared as the folders they name), or else one place under
-/// two spellings no comparison of the text can see (a percent-encoded letter, another URL
-/// form of one bucket, a mount): an object written through `ours` is looked for through
-/// `live`, then removed.
+/// Whether the backfill's destination `ours` is the live job's `live` (both resolved URLs),
+/// or one holds the other (readers of the outer folder would see both): by their text
+/// ([`nested_or_same`]), or else one place under two spellings no comparison of the text can
+/// see (another URL form of one bucket, a mount): an object written through `ours` is looked
+/// for through `live`, then removed. A store that shows a new object late can miss it.
 fn same_place(job: &Job, live: &str, ours: &str) -> Result<bool> {
-    if same_url(live, ours) {
+    if nested_or_same(live, ours) {
         return Ok(true);
     }
     let runtime = io_runtime()?;
@@ -388,33 +389,56 @@ fn same_place(job: &Job, live: &str, ours: &str) -> Result<bool> {
         std::process::id()
     );
     our_dest
-        .put_atomic(&probe, b"", true)
-        .with_context(|| format!("writing a probe into {ours} (is it {live}?)"))?;
+        .put_atomic(&probe, b"", false)
+        .with_context(|| format!("writing a probe object into {ours} (is it {live}?)"))?;
     let seen = live_dest.exists(&probe);
-    let removed = our_dest.delete(&probe);
-    let seen = seen.with_context(|| format!("looking for the probe {probe} in {live}"))?;
-    removed.with_context(|| format!("removing the probe {probe} from {ours}"))?;
-    Ok(seen)
+    if let Err(e) = our_dest.delete(&probe) {
+        tracing::warn!(probe = %our_dest.display(&probe), error = %e, "could not remove the probe object");
+    }
+    seen.with_context(|| format!("looking for the probe object {probe} in {live}"))
 }
 
-/// Whether two resolved destination URLs are one place by their text: local paths (plain or
-/// `file://`, percent-decoded as a destination reads them) compared as the folders they
-/// name, others as written (a trailing `/` aside).
-fn same_url(a: &str, b: &str) -> bool {
+/// Whether two resolved destination URLs are one place, or one inside the other, by their
+/// text: local paths (plain or `file://`, percent-decoded as a destination reads them)
+/// compared as the folders they name (symbolic links resolved as far as the folders exist),
+/// others as written (a trailing `/` aside).
+fn nested_or_same(a: &str, b: &str) -> bool {
     let place = |u: &str| -> String {
         let local = match url::Url::parse(u) {
             Ok(parsed) if parsed.scheme() == "file" => parsed.to_file_path().ok(),
             Ok(_) => None,
             Err(_) => (!u.contains("://")).then(|| std::path::PathBuf::from(u)),
         };
-        match local {
-            Some(p) => std::fs::canonicalize(&p).unwrap_or(p).display().to_string(),
+        let mut text = match local {
+            Some(p) => resolved(&p).display().to_string(),
             None => u.to_string(),
+        };
+        while text.ends_with('/') {
+            text.pop();
         }
-        .trim_end_matches('/')
-        .to_string()
+        text.push('/');
+        text
     };
-    place(a) == place(b)
+    let (a, b) = (place(a), place(b));
+    a.starts_with(&b) || b.starts_with(&a)
+}
+
+/// `path` with its longest existing ancestor canonicalized and the rest appended.
+fn resolved(path: &Path) -> std::path::PathBuf {
+    let mut rest = Vec::new();
+    let mut at = path;
+    loop {
+        if let Ok(c) = std::fs::canonicalize(at) {
+            return rest.iter().rev().fold(c, |p, part| p.join(part));
+        }
+        match (at.parent(), at.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                at = parent;
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
 }
 
 /// The positions of the live job's newest checkpoints, as backfill start offsets.

@@ -39,7 +39,8 @@ pub fn prepare(job: &Job, connect: bool) -> Result<Prepared, TaskError> {
         return Err(TaskError::Job {
             job: job.file.job.name.clone(),
             reason: format!(
-                "schema {}: fields {:?} are Kafka message metadata, but this job reads files",
+                "schema {}: fields {:?} are Kafka message metadata, but this job does not read \
+                 Kafka",
                 schema.path.display(),
                 meta.names(&schema)
             ),

@@ -169,16 +169,21 @@ fn a_backfill_into_the_live_folder_leaves_the_live_files_alone() {
         !refused.status.success(),
         "--url {spelled} was not taken for the live folder"
     );
-    // And spelled with a percent-encoded letter, which no comparison of the text sees: the
-    // destination itself is asked (before, this backfill ran into the live folder).
-    let encoded = format!("file://{}/ou%74/", dir.path().display());
-    let refused = sluice(&["backfill", jobs, "--from", "checkpoint", "--url", &encoded]);
-    assert!(
-        !refused.status.success(),
-        "--url {encoded} was not taken for the live folder"
-    );
-    let err = String::from_utf8_lossy(&refused.stderr);
-    assert!(err.contains("another --url"), "{err}");
+    // Spelled with a percent-encoded letter (a `file://` URL is read percent-decoded), and a
+    // folder inside it, which readers of the live folder that look into subfolders would
+    // read too (before, both backfills ran).
+    for url in [
+        format!("file://{}/ou%74/", dir.path().display()),
+        format!("{}/sub/", out.display()),
+    ] {
+        let refused = sluice(&["backfill", jobs, "--from", "checkpoint", "--url", &url]);
+        assert!(
+            !refused.status.success(),
+            "--url {url} was not taken for the live folder"
+        );
+        let err = String::from_utf8_lossy(&refused.stderr);
+        assert!(err.contains("another --url"), "{err}");
+    }
     assert_eq!(files(&out), after, "the refused backfill wrote");
     let rest = dir.path().join("rest");
     let rests = rest.to_str().unwrap();
