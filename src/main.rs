@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cli {
+    pub mod backfill;
     pub mod convert;
     pub mod infer;
     pub mod jobs;
@@ -16,9 +17,10 @@ mod cli {
     pub mod wal;
 }
 
+use cli::backfill::run_backfill;
 use cli::convert::{run_convert, ConvertArgs};
 use cli::jobs::{
-    run_backfill, run_checkpoints, run_demo, run_job, run_roll_back_plan, run_schema, run_validate,
+    run_checkpoints, run_demo, run_job, run_roll_back_plan, run_schema, run_validate,
     CheckpointCommand, SchemaCommand,
 };
 use cli::table::{run_compact, run_vacuum};

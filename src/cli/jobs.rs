@@ -1,20 +1,19 @@
-//! The job commands: `run`, `validate`, `backfill`, `checkpoints`, `schema`, `demo`.
+//! The job commands: `run`, `validate`, `checkpoints`, `schema`, `demo` (`backfill` is in
+//! [`super::backfill`]).
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 
 use sluice::commit::checkpoint::Checkpoints;
 use sluice::config::{Job, SourceSection};
 use sluice::schema::RepoSchema;
-use sluice::source::kafka::Position;
 use sluice::task::{self, FromCheckpoint};
 
-use crate::{init_logs, init_logs_at};
+use crate::init_logs;
 
 #[derive(Subcommand)]
 pub enum CheckpointCommand {
@@ -298,173 +297,6 @@ pub fn run_demo(out: &Path) -> Result<()> {
     Ok(())
 }
 
-pub fn run_backfill(
-    path: &Path,
-    repo: Option<&str>,
-    from: &str,
-    to: &str,
-    name: Option<String>,
-    url: Option<String>,
-    threads: Option<usize>,
-) -> Result<()> {
-    // On a terminal, progress bars take the place of the informational log lines.
-    let progress = std::io::stderr().is_terminal();
-    init_logs_at(false, if progress { "warn" } else { "info" });
-    let mut job = Job::load_repo(path, repo)?;
-    if !matches!(job.file.source, SourceSection::Kafka { .. }) {
-        bail!(
-            "{}: backfill reads a range of Kafka topics; this job's source is not Kafka (use `sluice run`)",
-            path.display()
-        );
-    }
-    let start = if from == "checkpoint" {
-        live_checkpoints(&job)?
-    } else {
-        Position::parse(from).map_err(|e| anyhow!("--from {e}"))?
-    };
-    let end = Position::parse(to).map_err(|e| anyhow!("--to {e}"))?;
-    if end == Position::Earliest {
-        bail!("--to earliest: a backfill ending at the start of every partition reads nothing");
-    }
-    job.range = Some((start, end));
-    if let Some(n) = &name {
-        // The name becomes a folder of the destination (`_sluice/<name>/`).
-        if !sluice::config::repos::valid_name(n) {
-            bail!("--name `{n}`: use letters, digits, `-` or `_`, starting with a letter or digit");
-        }
-        if *n == job.file.job.name {
-            bail!("--name `{n}` is the live job's own name: its checkpoints are the live job's");
-        }
-    }
-    job.file.job.name = name.unwrap_or_else(|| format!("{}-backfill", job.file.job.name));
-    let live_url = job.resolve_url(&job.file.sink.url);
-    if let Some(u) = url {
-        job.file.sink.url = from_current_dir(u)?;
-    }
-    if from == "checkpoint" && same_place(&job, &live_url, &job.resolve_url(&job.file.sink.url))? {
-        // The live job goes on from those checkpoints (or will, when it starts again): every
-        // record the backfill wrote there would be there twice.
-        bail!(
-            "--from checkpoint into the live job's own destination ({live_url}), or a folder \
-             inside it or around it, would write the records the live job writes next a second \
-             time: give the backfill another --url"
-        );
-    }
-    let _locks = lock_state(&job, true)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
-    }
-    let opts = task::RunOptions {
-        threads: threads.unwrap_or(0),
-        progress,
-        ..Default::default()
-    };
-    let s = task::run(&job, opts, stop)?;
-    println!(
-        "backfill {}: {:?}; {} rows, {} dead letters in {} files over {} commits; {:.2} s",
-        job.file.job.name, s.state, s.rows, s.dead_letters, s.files, s.commits, s.seconds
-    );
-    Ok(())
-}
-
-/// Whether the backfill's destination `ours` is the live job's `live` (both resolved URLs),
-/// or one holds the other (readers of the outer folder would see both): by their text
-/// ([`nested_or_same`]), or else one place under two spellings no comparison of the text can
-/// see (another URL form of one bucket, a mount): an object written through `ours` is looked
-/// for through `live`, then removed. A store that shows a new object late can miss it.
-fn same_place(job: &Job, live: &str, ours: &str) -> Result<bool> {
-    if nested_or_same(live, ours) {
-        return Ok(true);
-    }
-    let runtime = io_runtime()?;
-    let live_dest = task::destination_at(job, live, &runtime)?;
-    let our_dest = task::destination_at(job, ours, &runtime)?;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let probe = format!(
-        "_sluice/{}/probe-{}-{nanos}",
-        job.file.job.name,
-        std::process::id()
-    );
-    our_dest
-        .put_atomic(&probe, b"", false)
-        .with_context(|| format!("writing a probe object into {ours} (is it {live}?)"))?;
-    let seen = live_dest.exists(&probe);
-    if let Err(e) = our_dest.delete(&probe) {
-        tracing::warn!(probe = %our_dest.display(&probe), error = %e, "could not remove the probe object");
-    }
-    seen.with_context(|| format!("looking for the probe object {probe} in {live}"))
-}
-
-/// Whether two resolved destination URLs are one place, or one inside the other, by their
-/// text: local paths (plain or `file://`, percent-decoded as a destination reads them)
-/// compared as the folders they name (symbolic links resolved as far as the folders exist),
-/// others as written (a trailing `/` aside).
-fn nested_or_same(a: &str, b: &str) -> bool {
-    let place = |u: &str| -> String {
-        let local = match url::Url::parse(u) {
-            Ok(parsed) if parsed.scheme() == "file" => parsed.to_file_path().ok(),
-            Ok(_) => None,
-            Err(_) => (!u.contains("://")).then(|| std::path::PathBuf::from(u)),
-        };
-        let mut text = match local {
-            Some(p) => resolved(&p).display().to_string(),
-            None => u.to_string(),
-        };
-        while text.ends_with('/') {
-            text.pop();
-        }
-        text.push('/');
-        text
-    };
-    let (a, b) = (place(a), place(b));
-    a.starts_with(&b) || b.starts_with(&a)
-}
-
-/// `path` with its longest existing ancestor canonicalized and the rest appended.
-fn resolved(path: &Path) -> std::path::PathBuf {
-    let mut rest = Vec::new();
-    let mut at = path;
-    loop {
-        if let Ok(c) = std::fs::canonicalize(at) {
-            return rest.iter().rev().fold(c, |p, part| p.join(part));
-        }
-        match (at.parent(), at.file_name()) {
-            (Some(parent), Some(name)) => {
-                rest.push(name.to_os_string());
-                at = parent;
-            }
-            _ => return path.to_path_buf(),
-        }
-    }
-}
-
-/// The positions of the live job's newest checkpoints, as backfill start offsets.
-fn live_checkpoints(job: &Job) -> Result<Position> {
-    let runtime = io_runtime()?;
-    let dest = task::destination(job, &runtime)?;
-    let cps = Checkpoints::new(dest, &job.file.job.name);
-    let mut list = Vec::new();
-    for key in cps.keys()? {
-        let Some(c) = cps.latest(&key)? else { continue };
-        let (topic, part) = key
-            .rsplit_once('-')
-            .and_then(|(t, p)| Some((t.to_string(), p.parse::<i32>().ok()?)))
-            .ok_or_else(|| anyhow!("checkpoint key `{key}` is not <topic>-<partition>"))?;
-        list.push((Some(topic), part, c.next_offset as i64));
-    }
-    if list.is_empty() {
-        bail!(
-            "--from checkpoint: job `{}` has no checkpoints in {}",
-            job.file.job.name,
-            job.file.sink.url
-        );
-    }
-    Ok(Position::Offsets(list))
-}
-
 pub fn run_checkpoints(cmd: CheckpointCommand) -> Result<()> {
     let (path, repo, partition) = match &cmd {
         CheckpointCommand::Skip {
@@ -684,15 +516,4 @@ fn print_fields(schema: &arrow::datatypes::Schema) {
         let null = if f.is_nullable() { "" } else { " not null" };
         println!("  {}: {}{null}", f.name(), f.data_type());
     }
-}
-
-/// A destination URL given on the command line: a relative local path is taken from the
-/// current folder, as any path on a command line (a job file's own paths are relative to the
-/// job file).
-fn from_current_dir(url: String) -> Result<String> {
-    if url.trim().is_empty() {
-        bail!("--url is empty");
-    }
-    let here = std::env::current_dir().context("reading the current folder")?;
-    Ok(sluice::config::resolve_url_against(&here, &url))
 }
