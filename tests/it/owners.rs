@@ -205,63 +205,6 @@ fn a_backfill_into_the_live_folder_leaves_the_live_files_alone() {
     );
 }
 
-/// `--from checkpoint` into the live job's bucket folder spelled with a percent-encoded
-/// letter (`live%2Dx` for `live-x`), which the store reads as the same keys: refused, because
-/// a probe written through the backfill's URL is seen through the live job's; the probe is
-/// removed. Before, only the URLs' text was compared and this backfill wrote every record past
-/// the checkpoints into the live folder, where the live job writes them too.
-#[test]
-fn a_backfill_into_the_live_bucket_spelled_another_way_is_refused() {
-    let Some(s3) = crate::s3_run::s3() else {
-        return;
-    };
-    let topic = "aliased";
-    let c = cluster(topic);
-    let bootstrap = c.bootstrap_servers();
-    produce_events(&bootstrap, topic, 0, 100, 2, None);
-    let dir = tempfile::tempdir().unwrap();
-    let job = crate::kafka::job_with(dir.path(), &bootstrap, topic, "");
-    let live = format!(
-        "{}/{}/",
-        s3.url.trim_end_matches('/'),
-        crate::s3_run::unique("live-x")
-    );
-    let storage = format!(
-        "[sink.storage]\nendpoint = {:?}\nallow_http = true\naccess_key_id = {:?}\n\
-         secret_access_key = {:?}\n",
-        s3.endpoint, s3.key, s3.secret
-    );
-    let text = std::fs::read_to_string(&job)
-        .unwrap()
-        .replace("url = \"out/\"", &format!("url = {live:?}"));
-    std::fs::write(&job, format!("{text}{storage}")).unwrap();
-    let jobs = job.to_str().unwrap();
-    // Checkpoints of a job named `feeder` in the folder: a backfill under that name writes
-    // them; the same job file named `feeder` is then the live job.
-    sluice_ok(&["backfill", jobs, "--name", "feeder"]);
-    let text = std::fs::read_to_string(&job).unwrap();
-    std::fs::write(
-        &job,
-        text.replace("name = \"kafka-it\"", "name = \"feeder\""),
-    )
-    .unwrap();
-    let aliased = live.replacen("live-x", "live%2Dx", 1);
-    assert_ne!(aliased, live);
-    let refused = sluice(&["backfill", jobs, "--from", "checkpoint", "--url", &aliased]);
-    let err = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        !refused.status.success(),
-        "--url {aliased} was not taken for {live}: {err}"
-    );
-    assert!(err.contains("another --url"), "{err}");
-    let (_rt, bucket) = crate::s3_run::bucket(&live, &s3, &s3.endpoint);
-    assert_eq!(
-        bucket.list("_sluice/feeder-backfill/").unwrap(),
-        Vec::<String>::new(),
-        "the probe was left behind"
-    );
-}
-
 /// A backfill of a job that names its consumer group leaves the group's offsets alone (it
 /// reads by static assignment). Before, it committed where it ended to the live job's group:
 /// the live job's partitions without a checkpoint then started there, not at

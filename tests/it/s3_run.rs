@@ -1,6 +1,7 @@
 //! `sluice run` into S3 (SeaweedFS started by the test harness): exactly-once output and
 //! checkpoints in the bucket, and a 20 s outage of the store mid-run, simulated by a TCP proxy
-//! in front of the server that refuses and cuts every connection meanwhile.
+//! in front of the server that refuses and cuts every connection meanwhile; and a backfill
+//! refused into the live job's bucket folder spelled another way.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -333,4 +334,57 @@ fn a_20_second_store_outage_mid_run_loses_nothing() {
     // 256 MiB; an exporter that buffered the input while the store was down would not be.
     eprintln!("peak RSS during the outage: {peak} KiB");
     assert!(peak < 256 * 1024, "peak RSS {peak} KiB during the outage");
+}
+
+/// `--from checkpoint` into the live job's bucket folder spelled with a percent-encoded
+/// letter (`live%2Dx` for `live-x`), which the store reads as the same keys: refused, because
+/// a probe written through the backfill's URL is seen through the live job's; the probe is
+/// removed. Before, only the URLs' text was compared and this backfill wrote every record past
+/// the checkpoints into the live folder, where the live job writes them too.
+#[test]
+fn a_backfill_into_the_live_bucket_spelled_another_way_is_refused() {
+    let Some(s3) = s3() else {
+        return;
+    };
+    let topic = "aliased";
+    let c = crate::kafka::cluster(topic);
+    let bootstrap = c.bootstrap_servers();
+    crate::kafka::produce_events(&bootstrap, topic, 0, 100, 2, None);
+    let dir = tempfile::tempdir().unwrap();
+    let job = crate::kafka::job_with(dir.path(), &bootstrap, topic, "");
+    let live = format!("{}/{}/", s3.url.trim_end_matches('/'), unique("live-x"));
+    let storage = format!(
+        "[sink.storage]\nendpoint = {:?}\nallow_http = true\naccess_key_id = {:?}\n\
+         secret_access_key = {:?}\n",
+        s3.endpoint, s3.key, s3.secret
+    );
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("url = \"out/\"", &format!("url = {live:?}"));
+    std::fs::write(&job, format!("{text}{storage}")).unwrap();
+    let jobs = job.to_str().unwrap();
+    // Checkpoints of a job named `feeder` in the folder: a backfill under that name writes
+    // them; the same job file named `feeder` is then the live job.
+    sluice_ok(&["backfill", jobs, "--name", "feeder"]);
+    let text = std::fs::read_to_string(&job).unwrap();
+    std::fs::write(
+        &job,
+        text.replace("name = \"kafka-it\"", "name = \"feeder\""),
+    )
+    .unwrap();
+    let aliased = live.replacen("live-x", "live%2Dx", 1);
+    assert_ne!(aliased, live);
+    let refused = sluice(&["backfill", jobs, "--from", "checkpoint", "--url", &aliased]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success(),
+        "--url {aliased} was not taken for {live}: {err}"
+    );
+    assert!(err.contains("another --url"), "{err}");
+    let (_rt, bucket) = bucket(&live, &s3, &s3.endpoint);
+    assert_eq!(
+        bucket.list("_sluice/feeder-backfill/").unwrap(),
+        Vec::<String>::new(),
+        "the probe was left behind"
+    );
 }
