@@ -159,7 +159,7 @@ enum Command {
         #[arg(long)]
         name: Option<String>,
         /// Write to this destination URL instead of the job's (a relative path is taken from
-        /// the current folder).
+        /// the current folder); dead letters go beside the data there.
         #[arg(long)]
         url: Option<String>,
         /// Decoder threads (default: the number of cores).

@@ -59,6 +59,19 @@ pub fn run_backfill(
     let live_url = job.resolve_url(&job.file.sink.url);
     if let Some(u) = url {
         job.file.sink.url = from_current_dir(u)?;
+        // The dead letters go with the data: the live job's dead-letter folder or topic gets
+        // those of its own records, and a backfill's there would be the same records again.
+        let dead = &mut job.file.dead_letters;
+        if dead.url.is_some() || dead.topic.is_some() {
+            tracing::info!(
+                url = ?dead.url, topic = ?dead.topic,
+                "--url: the backfill's dead letters go beside its data (_dead_letters/), not to the job's"
+            );
+        }
+        dead.url = None;
+        dead.topic = None;
+        dead.brokers = None;
+        dead.options = Default::default();
     }
     if from == "checkpoint" && same_place(&job, &live_url, &job.resolve_url(&job.file.sink.url))? {
         // The live job goes on from those checkpoints (or will, when it starts again): every
@@ -107,9 +120,12 @@ fn same_place(job: &Job, live: &str, ours: &str) -> Result<bool> {
         job.file.job.name,
         std::process::id()
     );
-    our_dest
-        .put_atomic(&probe, b"", false)
-        .with_context(|| format!("writing a probe object into {ours} (is it {live}?)"))?;
+    our_dest.put_atomic(&probe, b"", false).with_context(|| {
+        format!(
+            "checking that --url {ours} is not the live destination {live}: writing a \
+                 probe object failed"
+        )
+    })?;
     let seen = live_dest.exists(&probe);
     if let Err(e) = our_dest.delete(&probe) {
         tracing::warn!(probe = %our_dest.display(&probe), error = %e, "could not remove the probe object");
@@ -119,18 +135,31 @@ fn same_place(job: &Job, live: &str, ours: &str) -> Result<bool> {
 
 /// Whether two resolved destination URLs are one place, or one inside the other, by their
 /// text: local paths (plain or `file://`, percent-decoded as a destination reads them)
-/// compared as the folders they name (symbolic links resolved as far as the folders exist),
-/// others as written (a trailing `/` aside).
+/// compared as the folders they name (symbolic links resolved as far as the folders exist);
+/// other URLs by scheme (`s3a` is `s3`), host and percent-decoded path, as the store reads
+/// them (query and user aside).
 fn nested_or_same(a: &str, b: &str) -> bool {
     let place = |u: &str| -> String {
-        let local = match url::Url::parse(u) {
-            Ok(parsed) if parsed.scheme() == "file" => parsed.to_file_path().ok(),
-            Ok(_) => None,
-            Err(_) => (!u.contains("://")).then(|| std::path::PathBuf::from(u)),
-        };
-        let mut text = match local {
-            Some(p) => resolved(&p).display().to_string(),
-            None => u.to_string(),
+        let mut text = match url::Url::parse(u) {
+            Ok(parsed) if parsed.scheme() == "file" => match parsed.to_file_path() {
+                Ok(p) => resolved(&p).display().to_string(),
+                Err(()) => u.to_string(),
+            },
+            Ok(parsed) => {
+                let scheme = match parsed.scheme() {
+                    "s3a" => "s3",
+                    s => s,
+                };
+                let path = object_store::path::Path::from_url_path(parsed.path())
+                    .map_or_else(|_| parsed.path().to_string(), |p| p.to_string());
+                format!(
+                    "{scheme}://{}/{}",
+                    parsed.host_str().unwrap_or(""),
+                    path.trim_matches('/')
+                )
+            }
+            Err(_) if !u.contains("://") => resolved(Path::new(u)).display().to_string(),
+            Err(_) => u.to_string(),
         };
         while text.ends_with('/') {
             text.pop();
@@ -142,22 +171,28 @@ fn nested_or_same(a: &str, b: &str) -> bool {
     a.starts_with(&b) || b.starts_with(&a)
 }
 
-/// `path` with its longest existing ancestor canonicalized and the rest appended.
+/// `path` as the folder it names: each part that exists canonicalized (symbolic links
+/// resolved), `..` taking the last part off, the parts that do not exist yet appended as text
+/// (they cannot be links).
 fn resolved(path: &Path) -> std::path::PathBuf {
-    let mut rest = Vec::new();
-    let mut at = path;
-    loop {
-        if let Ok(c) = std::fs::canonicalize(at) {
-            return rest.iter().rev().fold(c, |p, part| p.join(part));
-        }
-        match (at.parent(), at.file_name()) {
-            (Some(parent), Some(name)) => {
-                rest.push(name.to_os_string());
-                at = parent;
+    use std::path::Component;
+    let mut at = std::path::PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::Prefix(_) | Component::RootDir => at.push(part.as_os_str()),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                at.pop();
             }
-            _ => return path.to_path_buf(),
+            Component::Normal(name) => {
+                at.push(name);
+                if let Ok(c) = std::fs::canonicalize(&at) {
+                    at = c;
+                }
+            }
         }
     }
+    at
 }
 
 /// The positions of the live job's newest checkpoints, as backfill start offsets.
@@ -193,4 +228,60 @@ fn from_current_dir(url: String) -> Result<String> {
     }
     let here = std::env::current_dir().context("reading the current folder")?;
     Ok(sluice::config::resolve_url_against(&here, &url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Places compared as the store or the file system reads them: one inside the other, or
+    /// one spelled two ways, is the same place; a sibling with a longer name is not.
+    #[test]
+    fn places_inside_or_around_each_other_are_found_by_their_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("live");
+        std::fs::create_dir(&live).unwrap();
+        let d = dir.path().display();
+        for (a, b) in [
+            ("s3://b/live", "s3://b/live/"),
+            ("s3://b/live", "s3://b/live/sub"),
+            ("s3://b/live/sub", "s3://b/live"),
+            ("s3://b/live?x=1", "s3://b/live/sub"),
+            ("s3://b/live-x", "s3://b/live%2Dx/sub"),
+            ("s3a://b/live", "s3://b/live/sub"),
+            ("s3://b", "s3://b/anything"),
+        ] {
+            assert!(nested_or_same(a, b), "{a} and {b}");
+        }
+        for (a, b) in [
+            ("s3://b/live", "s3://b/live2"),
+            ("s3://b/live", "s3://b/live/../other"),
+            ("s3://b/live", "s3://c/live"),
+            ("s3://b/live", "gs://b/live"),
+        ] {
+            assert!(!nested_or_same(a, b), "{a} and {b}");
+        }
+        let live_text = live.display().to_string();
+        for other in [
+            format!("{d}/missing/../live/2024"),
+            format!("{d}/live/./sub/"),
+            format!("file://{d}/liv%65"),
+        ] {
+            assert!(nested_or_same(&live_text, &other), "{other}");
+        }
+        for other in [
+            format!("{d}/live/x/../../other"),
+            format!("{d}/live-backfill"),
+            format!("{d}/missing/../other"),
+        ] {
+            assert!(!nested_or_same(&live_text, &other), "{other}");
+        }
+        // A link to the live folder is the live folder.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&live, &link).unwrap();
+        assert!(nested_or_same(
+            &live_text,
+            &format!("{}/sub", link.display())
+        ));
+    }
 }

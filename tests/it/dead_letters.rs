@@ -128,6 +128,21 @@ topic = "dead"
     let record: serde_json::Value = serde_json::from_slice(value).unwrap();
     assert_eq!(record["trace_id"], "t7", "the original record");
 
+    // A backfill given another --url keeps its dead letters beside its data: in the job's
+    // topic they would be the live job's own dead letters a second time.
+    let copy = dir.path().join("copy");
+    let out = sluice_ok(&[
+        "backfill",
+        job.to_str().unwrap(),
+        "--name",
+        "copy",
+        "--url",
+        copy.to_str().unwrap(),
+    ]);
+    assert!(out.contains("999 rows, 3 dead letters"), "{out}");
+    let beside = files_under(&copy.join("_dead_letters"), true);
+    assert!(!beside.is_empty(), "no dead-letter files beside --url");
+
     // The broker refuses the first deliveries: the commits waiting for them fail, their
     // partitions are replayed, and every dead letter arrives (at least once); the files are
     // still exactly once.
