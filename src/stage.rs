@@ -361,17 +361,11 @@ fn eval_unguarded(
     )
     .map_err(|e| e.to_string())?;
     // A date or timestamp a stage computed outside years 1 to 9999 (`to_timestamp_seconds`
-    // of a huge number) is that row's failure, as it is the decoder's for input: path
-    // templates cannot name a folder for it, and readers fail on the file.
+    // of a huge number), at any depth, is that row's failure, as it is the decoder's for input
+    // (see `temporal`).
     for (field, col) in out.schema().fields().iter().zip(out.columns()) {
-        if let Some(why) = temporal::saturated(col.as_ref(), field.name()) {
+        if let Some(why) = temporal::check(field.name(), col) {
             return Err(why);
-        }
-        if let Some(what) = crate::decode::first_out_of_range(col.as_ref()) {
-            return Err(format!(
-                "field `{}`: {what} is out of range (years 1 to 9999)",
-                field.name()
-            ));
         }
     }
     Ok((out, mask))

@@ -298,3 +298,50 @@ fn a_stage_timestamp_out_of_range_is_a_dead_letter_not_a_stuck_partition() {
         ["trace_id Utf8", "f Timestamp(ns)", "at Timestamp(s)"]
     );
 }
+
+/// A stage's date or timestamp out of range inside a struct fails its row like a top-level
+/// one: before, it was written (readers fail on the file; JSON output held arrow-json's
+/// "ERROR: Cast error" text in its place). A value under a null struct (a `CASE` leaving the
+/// row out) is no failure: its row is kept, the struct null.
+#[test]
+fn a_stage_timestamp_out_of_range_inside_a_struct_is_a_dead_letter() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let line = |id: &str, bytes: i64| {
+        format!("{{\"ts\":\"2024-05-01T10:00:00Z\",\"path\":\"/\",\"status\":200,\"bytes\":{bytes},\"trace_id\":\"{id}\"}}\n")
+    };
+    std::fs::write(
+        &input,
+        [
+            line("a", 1_714_521_600),
+            line("b", 10_000_000_000_000),
+            line("c", 1_714_608_000),
+            line("e", 10_000_000_000_000),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    let stage = "[[repo.stages]]\nname = \"nest\"\n\
+                 select = [\"trace_id\", \"CASE WHEN trace_id <> 'e' THEN \
+                 named_struct('at', to_timestamp_millis(bytes * 1000)) END AS s\"]\n";
+    let job = job_sink(dir.path(), &input, stage, "");
+    let (status, err) = sluice_within(&["run", job.to_str().unwrap()], 120);
+    assert!(status.success(), "{err}");
+    let out = dir.path().join("out");
+    let ids = trace_ids(&out);
+    let mut kept: Vec<&str> = ids.keys().map(String::as_str).collect();
+    kept.sort();
+    assert_eq!(kept, ["a", "c", "e"], "{ids:?}");
+    let dl = files_under(&out.join("_dead_letters"), true);
+    let text: String = dl
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(
+        text.contains(
+            "stage `nest`: field `s.at`: timestamp value 10000000000000000 (ms) is out of range"
+        ) && text.contains("\\\"trace_id\\\":\\\"b\\\""),
+        "{text}"
+    );
+}
