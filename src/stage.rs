@@ -160,6 +160,7 @@ impl Stages {
             // A trial on an empty batch: what cannot be evaluated at all fails here, not on
             // every row later.
             eval(&p, &RecordBatch::new_empty(schema.clone())).map_err(|r| fail(&name, r))?;
+            temporal::check_zones(&p.schema).map_err(|r| fail(&name, r))?;
             schema = p.schema.clone();
             planned.push(p);
         }

@@ -4,8 +4,10 @@
 //! for it, readers fail on the file (pyarrow cannot convert it), and JSON output would hold
 //! arrow-json's error message in its place. A float past the range of nanoseconds is saturated
 //! by DataFusion (`to_timestamp(1e300)` is `i64::MAX` ns, year 2262, without a word): such a
-//! value fails its row too. Only values a reader sees count: one under a null struct or
-//! outside every list's span is not looked at.
+//! value fails its row too, as does a time of day outside one day (`arrow_cast` makes one of
+//! any integer). Only values a reader sees count: one under a null struct or outside every
+//! list's span is not looked at. A timestamp type in a zone arrow does not know is refused
+//! when the stage is planned ([`check_zones`]).
 //!
 //! A stage's types are kept as DataFusion gives them: a job's written types are recorded, and
 //! changing them (seconds to milliseconds, nanoseconds to microseconds) would make every job
@@ -14,7 +16,10 @@
 
 use arrow::array::{Array, ArrayRef, AsArray, OffsetSizeTrait};
 use arrow::buffer::{NullBuffer, OffsetBuffer};
-use arrow::datatypes::{DataType, TimeUnit, TimestampNanosecondType};
+use arrow::datatypes::{
+    DataType, Time32MillisecondType, Time32SecondType, Time64MicrosecondType, Time64NanosecondType,
+    TimeUnit, TimestampNanosecondType,
+};
 
 /// Which values of an array a reader sees (`None`: all of them; its own nulls aside).
 type Seen = Option<Vec<bool>>;
@@ -88,6 +93,9 @@ pub fn check(name: &str, col: &ArrayRef) -> Option<String> {
                 if let Some(why) = saturated(arr.as_ref(), &path, &visible) {
                     return Some(why);
                 }
+                if let Some(why) = outside_a_day(arr.as_ref(), &path, &visible) {
+                    return Some(why);
+                }
                 if let Some(what) = crate::decode::first_out_of_range(arr.as_ref(), &visible) {
                     return Some(format!(
                         "field `{path}`: {what} is out of range (years 1 to 9999)"
@@ -99,13 +107,52 @@ pub fn check(name: &str, col: &ArrayRef) -> Option<String> {
     None
 }
 
+/// Refuses a stage's output (at start-up) holding a timestamp in a time zone arrow does not
+/// know (`arrow_cast(x, 'Timestamp(Millisecond, Some("Nowhere"))')`): every write of it would
+/// fail, and the partition with it, for ever.
+pub fn check_zones(schema: &arrow::datatypes::Schema) -> Result<(), String> {
+    let mut work: Vec<(&DataType, String)> = schema
+        .fields()
+        .iter()
+        .map(|f| (f.data_type(), f.name().clone()))
+        .collect();
+    while let Some((ty, path)) = work.pop() {
+        match ty {
+            DataType::Timestamp(_, Some(tz))
+                if tz.parse::<arrow::array::timezone::Tz>().is_err() =>
+            {
+                return Err(format!(
+                    "column `{path}`: `{tz}` is not a time zone (an IANA name such as \
+                     `Europe/Berlin`, or an offset such as `+02:00`)"
+                ));
+            }
+            DataType::Struct(fields) => work.extend(
+                fields
+                    .iter()
+                    .map(|f| (f.data_type(), format!("{path}.{}", f.name()))),
+            ),
+            DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
+                work.push((f.data_type(), format!("{path}[]")))
+            }
+            DataType::Map(f, _) => work.push((f.data_type(), format!("{path}{{}}"))),
+            DataType::Dictionary(_, v) => work.push((v, path)),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Whether `ty` is, or holds at any depth, a date or timestamp. (Union, run-end and list-view
 /// types hold none a stage can make: DataFusion's scalar functions do not build them.)
 fn holds_time(ty: &DataType) -> bool {
     let mut work = vec![ty];
     while let Some(ty) = work.pop() {
         match ty {
-            DataType::Date32 | DataType::Date64 | DataType::Timestamp(..) => return true,
+            DataType::Date32
+            | DataType::Date64
+            | DataType::Timestamp(..)
+            | DataType::Time32(_)
+            | DataType::Time64(_) => return true,
             DataType::Struct(fields) => work.extend(fields.iter().map(|f| f.data_type())),
             DataType::List(f)
             | DataType::LargeList(f)
@@ -147,6 +194,60 @@ fn spans<O: OffsetSizeTrait>(
         out[a..b.max(a)].fill(true);
     }
     out
+}
+
+/// The first time of day of `col` (named `name`) outside one day, among those `seen` keeps,
+/// described: `arrow_cast(x, 'Time32(Second)')` takes any integer, and a time past midnight
+/// has no reading (JSON output held arrow-json's error text in its place).
+fn outside_a_day(col: &dyn Array, name: &str, seen: &dyn Fn(usize) -> bool) -> Option<String> {
+    let (values, unit): (Vec<Option<i64>>, _) = match col.data_type() {
+        DataType::Time32(TimeUnit::Second) => (
+            col.as_primitive::<Time32SecondType>()
+                .iter()
+                .map(|v| v.map(i64::from))
+                .collect(),
+            TimeUnit::Second,
+        ),
+        DataType::Time32(TimeUnit::Millisecond) => (
+            col.as_primitive::<Time32MillisecondType>()
+                .iter()
+                .map(|v| v.map(i64::from))
+                .collect(),
+            TimeUnit::Millisecond,
+        ),
+        DataType::Time64(TimeUnit::Microsecond) => (
+            col.as_primitive::<Time64MicrosecondType>().iter().collect(),
+            TimeUnit::Microsecond,
+        ),
+        DataType::Time64(TimeUnit::Nanosecond) => (
+            col.as_primitive::<Time64NanosecondType>().iter().collect(),
+            TimeUnit::Nanosecond,
+        ),
+        _ => return None,
+    };
+    let per_second = match unit {
+        TimeUnit::Second => 1,
+        TimeUnit::Millisecond => 1_000,
+        TimeUnit::Microsecond => 1_000_000,
+        TimeUnit::Nanosecond => 1_000_000_000,
+    };
+    let day = 86_400 * per_second;
+    values
+        .iter()
+        .enumerate()
+        .find(|(i, v)| v.is_some_and(|v| !(0..day).contains(&v)) && seen(*i))
+        .map(|(_, v)| {
+            format!(
+                "field `{name}`: time value {} ({}) is outside one day",
+                v.expect("found above"),
+                match unit {
+                    TimeUnit::Second => "s",
+                    TimeUnit::Millisecond => "ms",
+                    TimeUnit::Microsecond => "us",
+                    TimeUnit::Nanosecond => "ns",
+                }
+            )
+        })
 }
 
 /// The first value of `col` (named `name`) that DataFusion saturated, among those `seen`
@@ -327,5 +428,44 @@ mod tests {
         );
         let shown: ArrayRef = Arc::new(shown);
         assert!(check("s", &shown).is_some());
+    }
+
+    #[test]
+    fn a_time_of_day_outside_one_day_is_named() {
+        use arrow::array::{Time32SecondArray, Time64NanosecondArray};
+        let ok: ArrayRef = Arc::new(Time32SecondArray::from(vec![Some(0), None, Some(86_399)]));
+        assert_eq!(check("t", &ok), None);
+        let late: ArrayRef = Arc::new(Time32SecondArray::from(vec![Some(0), Some(86_400)]));
+        assert_eq!(
+            check("t", &late).unwrap(),
+            "field `t`: time value 86400 (s) is outside one day"
+        );
+        let early: ArrayRef = Arc::new(Time64NanosecondArray::from(vec![Some(-1)]));
+        assert!(check("t", &early).unwrap().contains("time value -1 (ns)"));
+    }
+
+    #[test]
+    fn a_time_zone_arrow_does_not_know_is_refused_by_its_column() {
+        use arrow::datatypes::Schema;
+        let ts = |tz: &str| DataType::Timestamp(TimeUnit::Millisecond, Some(tz.into()));
+        let good = Schema::new(vec![
+            Field::new("a", ts("Europe/Berlin"), true),
+            Field::new("b", ts("+02:00"), true),
+        ]);
+        assert_eq!(check_zones(&good), Ok(()));
+        let nested = Schema::new(vec![Field::new(
+            "s",
+            DataType::Struct(Fields::from(vec![Field::new(
+                "at",
+                ts("Nowhere/Zone"),
+                true,
+            )])),
+            true,
+        )]);
+        let err = check_zones(&nested).unwrap_err();
+        assert!(
+            err.starts_with("column `s.at`: `Nowhere/Zone` is not a time zone"),
+            "{err}"
+        );
     }
 }

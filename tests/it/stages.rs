@@ -345,3 +345,56 @@ fn a_stage_timestamp_out_of_range_inside_a_struct_is_a_dead_letter() {
         "{text}"
     );
 }
+
+/// A stage whose output holds a timestamp in a zone arrow does not know is refused at start,
+/// naming the column: Parquet files were written with the zone in their schema, and with JSON
+/// output every write failed and rewound the partition, for ever.
+#[test]
+fn a_stage_timestamp_in_an_unknown_zone_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        "{\"ts\":\"2024-05-01T10:00:00Z\",\"path\":\"/\",\"status\":200,\"bytes\":1,\"trace_id\":\"a\"}\n",
+    )
+    .unwrap();
+    let stage = "[[repo.stages]]\nname = \"zone\"\n\
+                 select = [\"trace_id\", \"arrow_cast(bytes, \
+                 'Timestamp(Millisecond, Some(\\\"Nowhere/Zone\\\"))') AS z\"]\n";
+    let job = job_sink(dir.path(), &input, stage, "");
+    let (status, err) = sluice_within(&["run", job.to_str().unwrap()], 60);
+    assert!(!status.success(), "{err}");
+    assert!(
+        err.contains("stage 1 (`zone`): column `z`: `Nowhere/Zone` is not a time zone"),
+        "{err}"
+    );
+    assert!(trace_ids(&dir.path().join("out")).is_empty());
+}
+
+/// A time of day a stage computes outside one day (`arrow_cast` takes any integer) fails its
+/// row; JSON output held arrow-json's "ERROR: Cast error" text in its place.
+#[test]
+fn a_stage_time_of_day_outside_one_day_is_a_dead_letter() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let line = |id: &str, bytes: i64| {
+        format!("{{\"ts\":\"2024-05-01T10:00:00Z\",\"path\":\"/\",\"status\":200,\"bytes\":{bytes},\"trace_id\":\"{id}\"}}\n")
+    };
+    std::fs::write(&input, [line("a", 3_600), line("b", 86_400)].concat()).unwrap();
+    let stage = "[[repo.stages]]\nname = \"clock\"\n\
+                 select = [\"trace_id\", \"arrow_cast(CAST(bytes AS INT), 'Time32(Second)') AS t\"]\n";
+    let job = job_sink(dir.path(), &input, stage, "");
+    let (status, err) = sluice_within(&["run", job.to_str().unwrap()], 120);
+    assert!(status.success(), "{err}");
+    let out = dir.path().join("out");
+    let ids = trace_ids(&out);
+    assert_eq!(ids.keys().collect::<Vec<_>>(), ["a"], "{ids:?}");
+    let dl: String = files_under(&out.join("_dead_letters"), true)
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert!(
+        dl.contains("stage `clock`: field `t`: time value 86400 (s) is outside one day"),
+        "{dl}"
+    );
+}
