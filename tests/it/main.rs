@@ -8,6 +8,7 @@ mod convert;
 mod copied_state;
 mod dead_letters;
 mod delta;
+mod delta_maintenance;
 mod disk;
 mod evolution;
 mod gaps;

@@ -1,0 +1,230 @@
+//! `sluice compact` and `sluice vacuum` on Delta tables (`[sink] table = "delta"`): beside a
+//! live run with kill -9 of both, and partition folders that need escaping, locally and on S3;
+//! each table read back by the three readers of `delta.rs`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use rdkafka::mocking::MockCluster;
+
+use crate::delta::{file_job, kafka_job, mirror, read_table};
+use crate::helpers::*;
+use crate::kafka::{produce_events, spawn_run};
+
+#[test]
+fn compact_and_vacuum_beside_a_live_run_with_kill_9_of_both_keep_every_record_once() {
+    let Some(py) = python() else { return };
+    let topic = "live";
+    let c = MockCluster::new(1).unwrap();
+    c.create_topic(topic, 4, 1).unwrap();
+    let bootstrap = c.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    // A killed member's partitions move on within seconds.
+    let quick = "\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"";
+    let job = kafka_job(dir.path(), &bootstrap, topic, quick)
+        .to_str()
+        .unwrap()
+        .to_string();
+    let table = dir.path().join("out");
+    let log = dir.path().join("run.log");
+    let spawn_live = || KillOnDrop::new(spawn_run(Path::new(&job), &log));
+    let mut live = spawn_live();
+    wait_until("the live run to create the table", 60, || {
+        table.join("_delta_log/00000000000000000000.json").exists()
+    });
+    let mut n = 0;
+    let (mut kills, mut live_kills, mut compactions) = (0, 0, 0);
+    let mut seed = 0x9E3779B97F4A7C15u64;
+    for round in 0..20 {
+        produce_events(&bootstrap, topic, n, 1000, 4, None);
+        n += 1000;
+        let mut compact = KillOnDrop::new(
+            Command::new(env!("CARGO_BIN_EXE_sluice"))
+                .args(["compact", &job, "--min-files", "2"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        // A compaction of these few files takes 100-300 ms: most kills land in it.
+        std::thread::sleep(Duration::from_millis(seed % 250));
+        match compact.child().try_wait().unwrap() {
+            Some(status) => {
+                assert!(status.success(), "compact failed in round {round}");
+                compactions += 1;
+            }
+            None => {
+                compact.child().kill().unwrap();
+                kills += 1;
+            }
+        }
+        // kill -9 of the live run, every round.
+        live.child().kill().unwrap();
+        let _ = live.child().wait();
+        live_kills += 1;
+        live = spawn_live();
+    }
+    // Everything reaches the table; a last compaction runs to its end beside the live run.
+    wait_until("every record in the Delta table", 180, || {
+        read_table(&py, table.to_str().unwrap(), None, "").0["deltalake"]["distinct"].as_u64()
+            == Some(n as u64)
+    });
+    let out = sluice_ok(&["compact", &job, "--min-files", "2"]);
+    eprintln!(
+        "{live_kills} kills of the live run, {kills} of compactions, {compactions} compactions finished; last: {out}"
+    );
+    let seen = read_table(&py, table.to_str().unwrap(), None, "");
+    seen.once(n as u64);
+    let files_before = seen.0["replay"]["live_files"].as_u64().unwrap();
+    assert_eq!(live_kills, 20);
+    assert!(kills + compactions == 20, "{kills} + {compactions}");
+    // Vacuum removes what no version names (compacted away, outputs of killed compactions)
+    // once the retention has passed; the table reads the same.
+    let orphans_before = seen.0["replay"]["orphans"].as_u64().unwrap();
+    // A retention under an hour is refused unless asked for: a writer's file not committed
+    // yet would go. A dry run only lists.
+    let refused = sluice(&["vacuum", &job, "--older-than", "1s"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("--allow-short-retention"),
+        "{stderr}"
+    );
+    let listed = sluice_ok(&["vacuum", &job, "--older-than", "1s", "--dry-run"]);
+    assert!(listed.contains("would delete"), "{listed}");
+    assert_eq!(
+        read_table(&py, table.to_str().unwrap(), None, "").0["replay"]["orphans"],
+        orphans_before
+    );
+    let mut deleted = 0;
+    // The live run has every record and writes nothing more: the short retention is safe.
+    wait_until("vacuum to delete every file no version names", 60, || {
+        let out = sluice_ok(&[
+            "vacuum",
+            &job,
+            "--older-than",
+            "1s",
+            "--allow-short-retention",
+        ]);
+        deleted += out
+            .lines()
+            .filter(|l| l.starts_with("deleted ") && !l.contains(" files no version "))
+            .count();
+        read_table(&py, table.to_str().unwrap(), None, "").0["replay"]["orphans"] == 0
+    });
+    assert!(orphans_before == 0 || deleted > 0);
+    let seen = read_table(&py, table.to_str().unwrap(), None, "");
+    seen.once(n as u64);
+    assert!(seen.0["replay"]["live_files"].as_u64().unwrap() <= files_before);
+    assert!(live.stop("the live run to stop", 60).success());
+}
+
+#[test]
+fn partition_folders_that_need_escaping_read_back_compact_and_vacuum_locally_and_on_s3() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    let hosts = ["M\u{fc}nchen: 1", "x%y", "plain"];
+    let n = 3000;
+    let mut text = String::new();
+    for i in 0..n {
+        let host = match i % 4 {
+            3 => "null".to_string(),
+            k => format!("{:?}", hosts[k]),
+        };
+        text.push_str(&format!(
+            "{{\"ts\":\"2024-05-01T00:00:00Z\",\"host\":{host},\"status\":200,\"trace_id\":\"t{i}\"}}\n"
+        ));
+    }
+    std::fs::write(&input, text).unwrap();
+    let mut places: Vec<(String, String, Option<PathBuf>)> =
+        vec![("out/".into(), String::new(), None)];
+    let s3 = crate::s3_run::s3();
+    if let Some(s3) = &s3 {
+        let url = format!(
+            "{}/{}/",
+            s3.url.trim_end_matches('/'),
+            crate::s3_run::unique("delta-pct")
+        );
+        let storage = format!(
+            "[sink.storage]\nendpoint = {:?}\nallow_http = true\naccess_key_id = {:?}\nsecret_access_key = {:?}\n",
+            s3.endpoint, s3.key, s3.secret
+        );
+        places.push((url, storage, Some(dir.path().join("s3-copy"))));
+    }
+    for (i, (url, storage, copy)) in places.into_iter().enumerate() {
+        let sub = dir.path().join(format!("place{i}"));
+        std::fs::create_dir_all(&sub).unwrap();
+        let job = file_job(&sub, &input, &schema("nginx_access"), &url, &storage)
+            .to_str()
+            .unwrap()
+            .replace("hr={ts:%H}/", "host={host}/");
+        let text = std::fs::read_to_string(&job)
+            .unwrap()
+            .replace("template = \"hr={ts:%H}/\"", "template = \"host={host}/\"");
+        std::fs::write(&job, text).unwrap();
+        sluice_ok(&["run", &job]);
+        let (uri, opts) = match &s3 {
+            Some(s3) if copy.is_some() => (
+                url.clone(),
+                serde_json::json!({
+                    "AWS_ENDPOINT_URL": s3.endpoint, "AWS_ACCESS_KEY_ID": s3.key,
+                    "AWS_SECRET_ACCESS_KEY": s3.secret, "AWS_REGION": "us-east-1",
+                    "AWS_ALLOW_HTTP": "true",
+                })
+                .to_string(),
+            ),
+            _ => (sub.join("out").to_str().unwrap().to_string(), String::new()),
+        };
+        let check = || {
+            let local = copy.as_ref().map(|c| {
+                let _ = std::fs::remove_dir_all(c);
+                let (_rt, dest) = crate::s3_run::bucket(
+                    &url,
+                    s3.as_ref().unwrap(),
+                    &s3.as_ref().unwrap().endpoint,
+                );
+                mirror(&dest, c)
+            });
+            read_table(&py, &uri, local.as_deref(), &opts)
+        };
+        check().once(n as u64);
+        // `host` is the table's partition column (the template's plain field): each file's
+        // value is in the log, null included, and readers filter on it.
+        let script = format!(
+            "import json, os, deltalake, polars\nopts = json.loads(os.environ['DELTA_STORAGE_OPTIONS'] or '{{}}') or None\nt = deltalake.DeltaTable({uri:?}, storage_options=opts)\np = polars.read_delta({uri:?}, storage_options=opts)\nprint(json.dumps([t.metadata().partition_columns, p.filter(polars.col('host') == 'x%y').height, p.filter(polars.col('host') == 'M\\u00fcnchen: 1').height, p.get_column('host').null_count(), t.to_pyarrow_table(filters=[('host', '=', 'plain')]).num_rows]), flush=True)\n# deltalake's runtime aborts at interpreter exit after a filtered read\nos._exit(0)"
+        );
+        let o = Command::new(&py)
+            .args(["-c", &script])
+            .env("DELTA_STORAGE_OPTIONS", &opts)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).trim(),
+            r#"[["host"], 750, 750, 750, 750]"#
+        );
+        let out = sluice_ok(&["compact", &job, "--min-files", "2"]);
+        assert!(!out.contains("compacted 0 files"), "{out}");
+        let compacted = check();
+        compacted.once(n as u64);
+        // Each group was swapped in by its own version: their removes pass the retention one
+        // after the other.
+        wait_until("vacuum to delete every compacted file", 60, || {
+            sluice_ok(&[
+                "vacuum",
+                &job,
+                "--older-than",
+                "1s",
+                "--allow-short-retention",
+            ]);
+            check().0["replay"]["orphans"] == 0
+        });
+        let after = check();
+        after.once(n as u64);
+        assert!(compacted.0["replay"]["orphans"].as_u64().unwrap() > 0);
+    }
+}
