@@ -629,4 +629,6 @@ pub(crate) fn is_native(ty: &FieldType) -> bool {
 }
 
 #[cfg(test)]
+mod hostile_tests;
+#[cfg(test)]
 mod tests;
