@@ -1,6 +1,6 @@
 //! The admin listener during a live Kafka run: Prometheus metrics that match the output and
 //! whose lag reaches 0, task listing behind a bearer token, pause (no commits) and resume, and
-//! stop through the API.
+//! stop through the API; without a token, cross-site requests and open listeners refused.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::helpers::*;
 use crate::kafka::{cluster, job_with, produce, produce_events, spawn_run, wait_for, wait_log};
+use crate::push::{push_job, start};
 
 /// One HTTP/1.1 request; returns (status, body).
 pub(crate) fn http(addr: &str, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
@@ -273,4 +274,52 @@ fn partitions_given_up_while_paused_and_given_back_later_are_read() {
     wait_for(&out, 800, 60);
     crate::kafka::assert_once(&out, 800);
     assert!(a.stop("the first member to stop", 60).success());
+}
+
+/// Without a token, the API refuses what a browser sends on behalf of another site (a foreign
+/// `Origin`, a rebound host name); a non-loopback listener without a token is refused at load.
+#[test]
+fn the_admin_api_refuses_cross_site_requests_and_open_listeners() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = push_job(dir.path(), "wal", "", "");
+    let (child, addr) = start(&job, &dir.path().join("run.log"));
+    let raw = |headers: &str| {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            s,
+            "POST /v1/tasks/nginx_access/stop HTTP/1.1\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    let foreign = raw(&format!("Host: {addr}\r\nOrigin: https://evil.example\r\n"));
+    assert!(foreign.starts_with("HTTP/1.1 403"), "{foreign}");
+    let rebound = raw("Host: evil.example:9464\r\n");
+    assert!(rebound.starts_with("HTTP/1.1 403"), "{rebound}");
+    let (_, tasks) = http(&addr, "GET", "/v1/tasks", None);
+    assert!(tasks.contains("\"running\""), "still running: {tasks}");
+    sigterm(&child);
+    assert!(child.wait_with_output().unwrap().status.success());
+
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("listen = \"127.0.0.1:0\"", "listen = \"0.0.0.0:0\"");
+    std::fs::write(&job, &text).unwrap();
+    let out = sluice(&["validate", job.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("admin.listen") && err.contains("admin.insecure"),
+        "{err}"
+    );
+    std::fs::write(
+        &job,
+        text.replace("[admin]\n", "[admin]\ninsecure = true\n"),
+    )
+    .unwrap();
+    sluice_ok(&["validate", job.to_str().unwrap()]);
 }

@@ -1,10 +1,12 @@
 //! Stages in a job: filter + select on the benchmark events, compared row by row with the same
 //! SQL run by DuckDB over the input; `on_error` for rows a stage fails on; planning errors
-//! reported by `validate`; `schema show --job`.
+//! reported by `validate`; `schema show --job`; hostile values in stage functions and dates,
+//! times and zones a stage computes that no reader could take.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::abuse::dead_letter_lines;
 use crate::helpers::*;
 
 fn job(dir: &Path, input: &Path, repo: &str) -> PathBuf {
@@ -397,4 +399,38 @@ fn a_stage_time_of_day_outside_one_day_is_a_dead_letter() {
         dl.contains("stage `clock`: field `t`: time value 86400 (s) is outside one day"),
         "{dl}"
     );
+}
+
+/// DataFusion functions asked for absurd sizes (`repeat`, `lpad` far past 2 GiB) fail the
+/// rows as dead letters; nothing aborts the process.
+#[test]
+fn hostile_values_in_stage_functions_are_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    for expr in [
+        "repeat(host, status * 100000000) AS x",
+        "lpad(host, status * 100000000) AS x",
+    ] {
+        let out = dir.path().join("out/");
+        let stdout = sluice_ok(&[
+            "convert",
+            "--schema",
+            schema("nginx_access").to_str().unwrap(),
+            "--input",
+            fixture("nginx_access.jsonl").to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--select",
+            expr,
+            "--overwrite",
+            "--quiet",
+        ]);
+        let dl = dead_letter_lines(&out.join("_dead_letters"));
+        assert!(!dl.is_empty(), "{expr}: {stdout}");
+        assert!(
+            dl.iter().all(|d| d["class"] == "stage"),
+            "{expr}: {}",
+            dl[0]
+        );
+        std::fs::remove_dir_all(&out).unwrap();
+    }
 }
