@@ -5,7 +5,8 @@
 //! transaction's commit marker, which takes an offset and holds no record: at the end of a
 //! partition, a backfill waited for ever for a message at that offset, and so did one whose
 //! range ended on a marker just before a batch the client cannot read. And compression: every
-//! codec a producer may choose is read (zstd was not).
+//! codec a producer may choose is read (zstd was not). And the metadata columns each message
+//! fills: topic, partition, offset, timestamp, key and headers.
 
 use std::ffi::CString;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka_sys as rd;
 
 use crate::helpers::*;
-use crate::kafka::{cluster, job_full};
+use crate::kafka::{cluster, dead_letters_of, job_full, PARTITIONS};
 
 /// Produces one message whose headers are given as raw bytes (rdkafka takes names as `&str`
 /// only), through librdkafka's `rd_kafka_produceva`.
@@ -304,4 +305,120 @@ fn a_partition_ending_on_a_transaction_marker_shows_no_lag() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+#[test]
+fn metadata_columns_carry_topic_partition_offset_timestamp_key_and_headers() {
+    use rdkafka::message::{Header, OwnedHeaders};
+    let topic = "meta";
+    let c = cluster(topic);
+    let bootstrap = c.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let schema_path = dir.path().join("meta.toml");
+    std::fs::write(
+        &schema_path,
+        r#"
+name = "meta"
+[[fields]]
+name = "trace_id"
+type = "string"
+nullable = false
+[[fields]]
+name = "off"
+source = "_kafka_offset"
+type = "int64"
+nullable = false
+[[fields]]
+name = "part"
+source = "_kafka_partition"
+type = "int32"
+[[fields]]
+name = "topic"
+source = "_kafka_topic"
+type = "string"
+[[fields]]
+name = "msg_time"
+source = "_kafka_timestamp"
+type = "timestamp"
+unit = "ms"
+timezone = "UTC"
+[[fields]]
+name = "key"
+source = "_kafka_key"
+type = "string"
+[[fields]]
+name = "headers"
+source = "_kafka_headers"
+type = "json"
+"#,
+    )
+    .unwrap();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    let t0 = 1_714_521_600_000i64;
+    let n = 200;
+    for i in 0..n {
+        let payload = format!("{{\"trace_id\":\"t{i}\"}}");
+        let key = format!("k{i}");
+        let value = format!("v{i}");
+        let mut record = BaseRecord::<[u8], [u8]>::to(topic)
+            .partition((i % PARTITIONS as usize) as i32)
+            .payload(payload.as_bytes())
+            .key(key.as_bytes())
+            .timestamp(t0 + 1000 * i as i64)
+            .headers(OwnedHeaders::new().insert(Header {
+                key: "h",
+                value: Some(value.as_bytes()),
+            }));
+        if i == 7 {
+            record = record.key(&[0xff, 0xfe][..]); // not UTF-8: a dead letter
+        }
+        producer.send(record).map_err(|(e, _)| e).unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let job = job_full(dir.path(), &bootstrap, topic, "", &schema_path);
+    let o = sluice_ok(&["backfill", job.to_str().unwrap()]);
+    assert!(
+        o.contains(&format!("{} rows, 1 dead letters", n - 1)),
+        "{o}"
+    );
+    let dl = dead_letters_of(&dir.path().join("out"), "meta");
+    assert_eq!(dl.len(), 1);
+    assert!(dl[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("key is not valid UTF-8"));
+
+    // Read back by DuckDB, row by row.
+    let sql = format!(
+        "select trace_id, off, part, topic, epoch_ms(msg_time), key, headers from read_parquet('{}/*.parquet')",
+        dir.path().join("out").display()
+    );
+    let Some(rows) = duckdb_rows(&sql) else {
+        return;
+    };
+    let mut seen = 0;
+    for line in rows.lines() {
+        let r: Vec<serde_json::Value> = serde_json::from_str(line).unwrap();
+        let i: i64 = r[0].as_str().unwrap()[1..].parse().unwrap();
+        assert_eq!(
+            r[1].as_i64().unwrap(),
+            i / PARTITIONS as i64,
+            "offset of t{i}"
+        );
+        assert_eq!(
+            r[2].as_i64().unwrap(),
+            i % PARTITIONS as i64,
+            "partition of t{i}"
+        );
+        assert_eq!(r[3].as_str().unwrap(), topic);
+        assert_eq!(r[4].as_i64().unwrap(), t0 + 1000 * i, "timestamp of t{i}");
+        assert_eq!(r[5].as_str().unwrap(), format!("k{i}"));
+        let h: serde_json::Value = serde_json::from_str(r[6].as_str().unwrap()).unwrap();
+        assert_eq!(h["h"], format!("v{i}"));
+        seen += 1;
+    }
+    assert_eq!(seen, n - 1);
 }
