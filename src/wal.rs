@@ -20,17 +20,12 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use identity::{log_id, read_small, write_small, BASE_FILE};
 pub use runs::Runs;
 use segment::{crc, create_segment, scan, segment_path, sync_dir};
 
 const MAGIC: &[u8; 8] = b"SLWAL\x00\x00\x01";
 const RECORD_HEADER: u64 = 16;
-/// The file in the log's folder holding its identity: random, made with the log (or at the
-/// first open of a log an earlier version made). A checkpoint names the log whose positions
-/// it counts.
-const ID_FILE: &str = "log-id";
-/// The file recording the other log's checkpoint this log last continued from: `<id> <pos>`.
-const BASE_FILE: &str = "log-base";
 /// A length above this is garbage, not a record (bodies are limited far below it).
 pub const MAX_RECORD: u64 = 1 << 30;
 
@@ -128,48 +123,6 @@ pub struct Wal {
     id: Option<String>,
     /// The folder's runs, this open's last ([`runs`]).
     runs: Runs,
-}
-
-/// Reads the log's identity, or makes one. A full disk does not keep the log from opening (it
-/// must, to commit and free segments): the log then has no identity until a later open.
-fn log_id(dir: &Path) -> Result<Option<String>, WalError> {
-    if let Some(id) = read_small(dir, ID_FILE)?.filter(|id| !id.is_empty()) {
-        return Ok(Some(id));
-    }
-    let id = format!(
-        "{}{}",
-        crate::commit::random_tag(),
-        crate::commit::random_tag()
-    );
-    match write_small(dir, ID_FILE, &id) {
-        Ok(()) => Ok(Some(id)),
-        Err(WalError::Io { path, source }) if is_disk_full(&source) => {
-            tracing::warn!(path = %path.display(), "no room to write the WAL's identity; checkpoints will not name this log until a start finds room");
-            Ok(None)
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// A small text file of the log's folder, trimmed; `None` when there is none.
-fn read_small(dir: &Path, name: &str) -> Result<Option<String>, WalError> {
-    let path = dir.join(name);
-    match std::fs::read(&path) {
-        Ok(b) => Ok(Some(String::from_utf8_lossy(&b).trim().to_string())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io(&path)(e)),
-    }
-}
-
-/// Writes a small text file of the log's folder durably (a temporary name, synced, renamed).
-fn write_small(dir: &Path, name: &str, text: &str) -> Result<(), WalError> {
-    let path = dir.join(name);
-    let tmp = dir.join(format!("{name}.tmp"));
-    let mut f = File::create(&tmp).map_err(io(&tmp))?;
-    f.write_all(text.as_bytes()).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, &path).map_err(io(&path))?;
-    sync_dir(dir)
 }
 
 impl Wal {
@@ -611,6 +564,7 @@ impl Wal {
 
 mod damage;
 pub mod export;
+mod identity;
 mod runs;
 mod segment;
 #[cfg(test)]

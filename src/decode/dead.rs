@@ -1,0 +1,76 @@
+//! A record that could not be decoded: where it came from, why (cut to a bound), and the
+//! class of the reason for metrics.
+
+use super::framing::Position;
+
+/// A record that could not be decoded, with where it came from and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    pub position: Position,
+    pub reason: String,
+    pub record: Vec<u8>,
+}
+
+/// The longest reason a dead letter keeps, in bytes: some quote the whole value (arrow-json's
+/// "expected { got ..."), which the dead letter holds anyway.
+pub const MAX_REASON: usize = 1024;
+
+impl DeadLetter {
+    /// Cuts a reason longer than [`MAX_REASON`] (on a character boundary), marking the cut.
+    pub fn cut_reason(&mut self) {
+        if self.reason.len() <= MAX_REASON {
+            return;
+        }
+        let mut end = MAX_REASON;
+        while !self.reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.reason.truncate(end);
+        self.reason.push_str("… (cut)");
+        self.reason.shrink_to_fit();
+    }
+
+    /// The class of the reason, for metrics: `malformed` (not a well-formed record of its
+    /// input kind: bad JSON, bad quoting, not UTF-8, a Kafka record batch the client cannot
+    /// read), `type` (a value that does not convert to
+    /// its field's type), `missing` (a required field absent or null), `unknown` (a field the
+    /// schema does not name, when `unknown_fields` is not `ignore`), `stage` (a filter or
+    /// transform stage failed on the row), `shape` (more CSV or
+    /// text fields than the schema has), `metadata` (Kafka metadata that does not fit its
+    /// column), `other`.
+    pub fn class(&self) -> &'static str {
+        reason_class(&self.reason)
+    }
+}
+
+/// See [`DeadLetter::class`].
+pub fn reason_class(reason: &str) -> &'static str {
+    if reason.starts_with("missing required field") {
+        "missing"
+    } else if reason.starts_with("unknown field") {
+        "unknown"
+    } else if reason.starts_with("stage `") {
+        "stage"
+    } else if reason.starts_with("whilst decoding field")
+        || reason.starts_with("field `")
+        || reason.contains("failed to parse")
+    {
+        "type"
+    } else if reason.contains("fields, more than") {
+        "shape"
+    } else if reason.contains("message key") || reason.contains("message timestamp") {
+        "metadata"
+    } else if reason.starts_with("skipped by") {
+        "skipped"
+    } else if reason.contains("UTF-8")
+        || reason.contains("JSON")
+        || reason.contains("whilst parsing")
+        || reason.starts_with("expected ")
+        || reason.contains("quote")
+        || reason.contains("could not read the record batch")
+    {
+        "malformed"
+    } else {
+        "other"
+    }
+}
