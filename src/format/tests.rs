@@ -286,15 +286,14 @@ fn orc_honours_codec_levels_and_parallel_stripes_write_the_same_bytes() {
         .build()
         .unwrap();
     let dest = Destination::parse(&url, rt.handle().clone()).unwrap();
-    let write = |codec: Codec, parallel: bool| -> Vec<u8> {
-        let name = format!("{codec:?}-{parallel}.orc");
+    let write_in = |codec: Codec, parallel: bool, stripe_bytes: usize| -> Vec<u8> {
+        let name = format!("{codec:?}-{parallel}-{stripe_bytes}.orc");
         let file = dest.create(&name).unwrap();
         let opts = FormatOptions {
             kind: FormatKind::Orc,
             codec: Some(codec),
             parallel,
-            // Small stripes: several of them, each finished in parallel.
-            stripe_bytes: 256 * 1024,
+            stripe_bytes,
             ..FormatOptions::default()
         };
         let mut w = create_writer(&opts, batch(1, 0).schema(), file.clone()).unwrap();
@@ -316,10 +315,18 @@ fn orc_honours_codec_levels_and_parallel_stripes_write_the_same_bytes() {
         );
         bytes
     };
+    // Small stripes: several of them, each finished in parallel.
+    let write = |codec: Codec, parallel: bool| write_in(codec, parallel, 256 * 1024);
     for codec in [Codec::Zstd(19), Codec::Snappy, Codec::Lz4, Codec::None] {
         assert!(
             write(codec, true) == write(codec, false),
             "{codec:?}: the parallel stripes differ"
+        );
+        // One stripe whose text stream (about 3 MB) spans several compression blocks, which
+        // are compressed on the pool.
+        assert!(
+            write_in(codec, true, 64 << 20) == write_in(codec, false, 64 << 20),
+            "{codec:?}: a stripe whose streams span blocks differs in parallel"
         );
     }
     for (low, high) in [

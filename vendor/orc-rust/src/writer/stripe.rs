@@ -27,7 +27,7 @@ use rayon::prelude::*;
 use snafu::ResultExt;
 
 use crate::compression::Compressor;
-use crate::error::{IoSnafu, Result};
+use crate::error::{IoSnafu, Result, UnexpectedSnafu};
 use crate::memory::EstimateMemory;
 use crate::proto;
 
@@ -150,30 +150,48 @@ impl<W: Write> StripeWriter<W> {
         let mut written_streams = vec![];
         let mut data_length = 0;
         if self.parallel {
-            // sluice: each column's streams finished and compressed on the rayon pool (a
-            // compressor per column), then written in the same order as below.
+            // sluice: the columns' streams finished on the rayon pool, then cut into their
+            // compression blocks, which are compressed on the pool (a compressor per worker):
+            // one big column no longer keeps one thread busy while the others wait. Each block
+            // is compressed on its own, as `Compressor::compress` does, and written in the same
+            // order as below, so the bytes are the sequential writer's.
             let (kind, block_size, level) = self.compressor.settings();
-            let columns: Vec<Vec<(StreamType, Vec<u8>)>> = self
+            let streams: Vec<Vec<(StreamType, bytes::Bytes)>> = self
                 .columns
                 .par_iter_mut()
-                .map(|c| {
-                    let mut compressor = Compressor::with_level(kind, block_size, level)?;
-                    c.finish()
-                        .into_iter()
-                        .map(|s| {
-                            let (kind, bytes) = s.into_parts();
-                            Ok((kind, compressor.compress(&bytes)?.into_owned()))
-                        })
-                        .collect::<Result<Vec<_>>>()
-                })
-                .collect::<Result<Vec<_>>>()?;
-            for (index, streams) in columns.into_iter().enumerate() {
-                for (kind, bytes) in streams {
-                    let length = bytes.len();
-                    self.writer.write_all(&bytes).context(IoSnafu)?;
+                .map(|c| c.finish().into_iter().map(|s| s.into_parts()).collect())
+                .collect();
+            let cut = block_size.unwrap_or(usize::MAX);
+            let blocks: Vec<&[u8]> = streams
+                .iter()
+                .flatten()
+                .flat_map(|(_, bytes)| bytes.chunks(cut))
+                .collect();
+            let compressed: Vec<Vec<u8>> = blocks
+                .par_iter()
+                .map_init(
+                    || Compressor::with_level(kind, block_size, level),
+                    |compressor, block| match compressor {
+                        Ok(c) => c.compress(block).map(|b| b.into_owned()),
+                        Err(e) => UnexpectedSnafu {
+                            msg: format!("a compressor for the stripe: {e}"),
+                        }
+                        .fail(),
+                    },
+                )
+                .collect::<Result<_>>()?;
+            let mut compressed = compressed.into_iter();
+            for (index, column) in streams.iter().enumerate() {
+                for (kind, bytes) in column {
+                    let mut length = 0;
+                    for _ in bytes.chunks(cut) {
+                        let block = compressed.next().expect("a block compressed per chunk");
+                        self.writer.write_all(&block).context(IoSnafu)?;
+                        length += block.len();
+                    }
                     data_length += length as u64;
                     written_streams.push(WrittenStream {
-                        kind,
+                        kind: *kind,
                         column: index + 1,
                         length,
                     });
