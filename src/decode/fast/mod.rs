@@ -20,27 +20,22 @@
 //! `decode::differential` checks that both decoders give identical batches and dead letters.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 use arrow::array::timezone::Tz;
-use arrow::array::{
-    ArrayRef, BooleanArray, Date32Array, Float32Array, Float64Array, Int32Array, Int64Array,
-    PrimitiveArray, StringArray,
-};
+use arrow::array::ArrayRef;
 use arrow::array::{BooleanBufferBuilder, NullBufferBuilder};
-use arrow::buffer::{OffsetBuffer, ScalarBuffer};
 use arrow::compute::kernels::cast_utils::{string_to_datetime, Parser};
 use arrow::datatypes::{
     DataType, Date32Type, Float32Type, Float64Type, Int64Type, SchemaRef, TimeUnit,
-    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
-    TimestampSecondType,
 };
 use arrow::record_batch::RecordBatch;
 
 use super::Record;
 
+mod columns;
 mod scan;
 mod time;
+use columns::Column;
 pub(crate) use scan::decode_string;
 use scan::{at, json_int, literal, number_end, plain, plain_string, skip_value, unescape, ws};
 
@@ -86,16 +81,6 @@ enum Slot {
     F32(f32),
     F64(f64),
     Bool(bool),
-}
-
-/// A column being filled.
-enum Column {
-    Utf8 { offsets: Vec<i32>, bytes: Vec<u8> },
-    I32(Vec<i32>),
-    I64(Vec<i64>),
-    F32(Vec<f32>),
-    F64(Vec<f64>),
-    Bool(BooleanBufferBuilder),
 }
 
 /// Why a record goes to the reference decoder; the reason itself is the reference's to give.
@@ -539,43 +524,7 @@ impl FastJson {
             .zip(self.kinds.iter().zip(self.schema.fields()))
             .zip(self.typical.iter_mut())
         {
-            let n = nulls.finish();
-            // What the batch holds is what is counted against memory bounds: room reserved for
-            // records that were handed back is given back.
-            let mut column = column;
-            match &mut column {
-                Column::Utf8 { offsets, bytes } => {
-                    fit(offsets);
-                    fit(bytes);
-                }
-                Column::I32(v) => fit(v),
-                Column::I64(v) => fit(v),
-                Column::F32(v) => fit(v),
-                Column::F64(v) => fit(v),
-                Column::Bool(_) => {}
-            }
-            let array: ArrayRef = match column {
-                Column::Utf8 { offsets, bytes } => {
-                    let rows = offsets.len() - 1;
-                    *typical = Some(bytes.len().div_ceil(rows.max(1)));
-
-                    // Offsets grow and every value is whole UTF-8 (checked when read).
-                    let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
-                    Arc::new(StringArray::new(offsets, bytes.into(), n))
-                }
-                Column::I32(v) => match kind {
-                    Kind::Date32 => Arc::new(Date32Array::new(v.into(), n)),
-                    _ => Arc::new(Int32Array::new(v.into(), n)),
-                },
-                Column::I64(v) => match kind {
-                    Kind::Timestamp(unit, _) => timestamps(*unit, v, n, field.data_type()),
-                    _ => Arc::new(Int64Array::new(v.into(), n)),
-                },
-                Column::F32(v) => Arc::new(Float32Array::new(v.into(), n)),
-                Column::F64(v) => Arc::new(Float64Array::new(v.into(), n)),
-                Column::Bool(mut v) => Arc::new(BooleanArray::new(v.finish(), n)),
-            };
-            arrays.push(array);
+            arrays.push(column.into_array(nulls.finish(), kind, field, typical));
         }
         RecordBatch::try_new(self.schema.clone(), arrays).expect("columns of the decode schema")
     }
@@ -585,37 +534,4 @@ impl FastJson {
 /// else is handed back, for arrow-json's side to name.
 fn whole(n: &[u8], min: i64, max: i64) -> Step<i64> {
     super::number::integer(n, min, max).map_err(|_| HandBack)
-}
-
-/// Shrinks `v` when it holds more than an eighth (and 4 KiB) beyond its contents.
-fn fit<T>(v: &mut Vec<T>) {
-    if v.capacity() > v.len() + v.len() / 8 + 4096 / std::mem::size_of::<T>().max(1) {
-        v.shrink_to_fit();
-    }
-}
-
-fn timestamps(
-    unit: TimeUnit,
-    v: Vec<i64>,
-    n: Option<arrow::buffer::NullBuffer>,
-    ty: &DataType,
-) -> ArrayRef {
-    let tz = match ty {
-        DataType::Timestamp(_, tz) => tz.clone(),
-        _ => None,
-    };
-    match unit {
-        TimeUnit::Second => {
-            Arc::new(PrimitiveArray::<TimestampSecondType>::new(v.into(), n).with_timezone_opt(tz))
-        }
-        TimeUnit::Millisecond => Arc::new(
-            PrimitiveArray::<TimestampMillisecondType>::new(v.into(), n).with_timezone_opt(tz),
-        ),
-        TimeUnit::Microsecond => Arc::new(
-            PrimitiveArray::<TimestampMicrosecondType>::new(v.into(), n).with_timezone_opt(tz),
-        ),
-        TimeUnit::Nanosecond => Arc::new(
-            PrimitiveArray::<TimestampNanosecondType>::new(v.into(), n).with_timezone_opt(tz),
-        ),
-    }
 }
