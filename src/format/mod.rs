@@ -13,6 +13,7 @@ mod jsonl;
 mod orc;
 mod parquet;
 mod text;
+mod types;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -249,6 +250,7 @@ impl FormatOptions {
                 "row group rows and stripe bytes must be positive".into(),
             ));
         }
+        types::check(schema, self.kind)?;
         match self.kind {
             FormatKind::Orc => orc::check_schema(schema),
             FormatKind::Csv | FormatKind::Tsv => text::check_schema(schema, self.kind),

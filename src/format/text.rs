@@ -7,7 +7,7 @@ use std::io::Write;
 
 use arrow::array::{Array, AsArray};
 use arrow::csv::{Writer, WriterBuilder};
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
 use super::blocks::Blocks;
@@ -60,10 +60,7 @@ fn csv_writer<W: Write>(out: W, kind: FormatKind, header: bool) -> Writer<W> {
 /// CSV cells hold flat values only.
 pub(crate) fn check_schema(schema: &SchemaRef, kind: FormatKind) -> Result<(), FormatError> {
     for f in schema.fields() {
-        if matches!(
-            f.data_type(),
-            DataType::List(_) | DataType::Struct(_) | DataType::Map(..)
-        ) {
+        if f.data_type().is_nested() {
             return Err(FormatError::Unsupported {
                 format: kind.name(),
                 field: f.name().clone(),

@@ -17,8 +17,8 @@
 use arrow::array::{Array, ArrayRef, AsArray, OffsetSizeTrait};
 use arrow::buffer::{NullBuffer, OffsetBuffer};
 use arrow::datatypes::{
-    DataType, Time32MillisecondType, Time32SecondType, Time64MicrosecondType, Time64NanosecondType,
-    TimeUnit, TimestampNanosecondType,
+    DataType, DurationMillisecondType, DurationSecondType, Time32MillisecondType, Time32SecondType,
+    Time64MicrosecondType, Time64NanosecondType, TimeUnit, TimestampNanosecondType,
 };
 
 /// Which values of an array a reader sees (`None`: all of them; its own nulls aside).
@@ -80,6 +80,9 @@ pub fn check(name: &str, col: &ArrayRef) -> Option<String> {
             DataType::Dictionary(..) => {
                 let d = arr.as_any_dictionary();
                 let values = d.values();
+                if values.is_empty() {
+                    continue; // no value to look at (and arrow's key normalising needs one)
+                }
                 let mut used = vec![false; values.len()];
                 for (i, k) in d.normalized_keys().into_iter().enumerate() {
                     if arr.is_valid(i) && seen.as_ref().is_none_or(|s| s[i]) && k < used.len() {
@@ -94,6 +97,9 @@ pub fn check(name: &str, col: &ArrayRef) -> Option<String> {
                     return Some(why);
                 }
                 if let Some(why) = outside_a_day(arr.as_ref(), &path, &visible) {
+                    return Some(why);
+                }
+                if let Some(why) = too_long(arr.as_ref(), &path, &visible) {
                     return Some(why);
                 }
                 if let Some(what) = crate::decode::first_out_of_range(arr.as_ref(), &visible) {
@@ -152,7 +158,8 @@ fn holds_time(ty: &DataType) -> bool {
             | DataType::Date64
             | DataType::Timestamp(..)
             | DataType::Time32(_)
-            | DataType::Time64(_) => return true,
+            | DataType::Time64(_)
+            | DataType::Duration(_) => return true,
             DataType::Struct(fields) => work.extend(fields.iter().map(|f| f.data_type())),
             DataType::List(f)
             | DataType::LargeList(f)
@@ -246,6 +253,40 @@ fn outside_a_day(col: &dyn Array, name: &str, seen: &dyn Fn(usize) -> bool) -> O
                     TimeUnit::Microsecond => "us",
                     TimeUnit::Nanosecond => "ns",
                 }
+            )
+        })
+}
+
+/// The first duration of `col` (named `name`) past what a reader's clock type holds (chrono's,
+/// which arrow formats with: about 292 million years, in milliseconds), among those `seen`
+/// keeps, described. JSON and CSV output held `<invalid>` in its place.
+fn too_long(col: &dyn Array, name: &str, seen: &dyn Fn(usize) -> bool) -> Option<String> {
+    let (values, unit): (Vec<Option<i64>>, _) = match col.data_type() {
+        DataType::Duration(TimeUnit::Second) => (
+            col.as_primitive::<DurationSecondType>().iter().collect(),
+            "s",
+        ),
+        DataType::Duration(TimeUnit::Millisecond) => (
+            col.as_primitive::<DurationMillisecondType>()
+                .iter()
+                .collect(),
+            "ms",
+        ),
+        _ => return None,
+    };
+    // chrono's span: `i64::MAX` milliseconds either way.
+    let fits = |v: i64| match unit {
+        "s" => v.unsigned_abs() <= (i64::MAX / 1000) as u64,
+        _ => v != i64::MIN,
+    };
+    values
+        .iter()
+        .enumerate()
+        .find(|(i, v)| v.is_some_and(|v| !fits(v)) && seen(*i))
+        .map(|(_, v)| {
+            format!(
+                "field `{name}`: duration value {} ({unit}) is too long",
+                v.expect("found above")
             )
         })
 }
@@ -467,5 +508,26 @@ mod tests {
             err.starts_with("column `s.at`: `Nowhere/Zone` is not a time zone"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_duration_past_what_readers_hold_is_named_and_an_empty_dictionary_is_no_panic() {
+        use arrow::array::{DurationMillisecondArray, DurationSecondArray};
+        let ok: ArrayRef = Arc::new(DurationSecondArray::from(vec![Some(i64::MAX / 1000), None]));
+        assert_eq!(check("d", &ok), None);
+        let long: ArrayRef = Arc::new(DurationSecondArray::from(vec![Some(i64::MAX)]));
+        assert_eq!(
+            check("d", &long).unwrap(),
+            format!("field `d`: duration value {} (s) is too long", i64::MAX)
+        );
+        let min: ArrayRef = Arc::new(DurationMillisecondArray::from(vec![Some(i64::MIN)]));
+        assert!(check("d", &min).is_some());
+        // A stage is tried on an empty batch when it is planned: a dictionary of dates with no
+        // values at all.
+        let empty: ArrayRef = Arc::new(DictionaryArray::<Int32Type>::new(
+            Int32Array::from(Vec::<i32>::new()),
+            ms(vec![]),
+        ));
+        assert_eq!(check("e", &empty), None);
     }
 }

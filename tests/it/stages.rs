@@ -31,11 +31,17 @@ schema = "{}"
 {repo}
 [sink]
 url = "file://out"
-format = "parquet"
+{format}
 {sink}
 "#,
             input.display(),
-            schema("nginx_access").display()
+            schema("nginx_access").display(),
+            // The sink's own lines may name another format.
+            format = if sink.contains("format =") {
+                ""
+            } else {
+                "format = \"parquet\""
+            },
         ),
     )
     .unwrap();
@@ -432,5 +438,73 @@ fn hostile_values_in_stage_functions_are_dead_letters() {
             dl[0]
         );
         std::fs::remove_dir_all(&out).unwrap();
+    }
+}
+
+/// Column types a stage can make (`arrow_cast` reaches any Arrow type) that a writer would
+/// refuse at every write (the partition rewound for ever), panic on, or write wrong are refused
+/// at start, naming the column and what to do. `validate` passed every one of these before;
+/// `run` then panicked on a dictionary with 8-bit keys once a chunk held more than 127 distinct
+/// values, rewound for ever on a CSV list or a Parquet interval, crashed a sink worker on a
+/// Parquet dictionary of string views, and wrote `0000` into JSON for a decimal of negative
+/// scale.
+#[test]
+fn stage_types_no_writer_takes_are_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, "").unwrap();
+    let cases = [
+        (
+            "arrow_cast(path, 'Dictionary(Int8, Utf8)')",
+            "parquet",
+            "Int8 keys overflows",
+        ),
+        (
+            "arrow_cast(path, 'Dictionary(Int32, Utf8View)')",
+            "parquet",
+            "Utf8View values",
+        ),
+        (
+            "arrow_cast(ts, 'Dictionary(Int32, Timestamp(Millisecond, Some(\\\"UTC\\\")))')",
+            "json",
+            "values is not written as such",
+        ),
+        (
+            "arrow_cast(status, 'LargeList(Int64)')",
+            "csv",
+            "cells hold flat values",
+        ),
+        (
+            "INTERVAL '1 day 2 hours'",
+            "parquet",
+            "month-day-nanosecond",
+        ),
+        (
+            "arrow_cast(bytes, 'Decimal128(5, -3)')",
+            "json",
+            "negative scale",
+        ),
+        (
+            "named_struct('a', status, 'a', bytes)",
+            "parquet",
+            "names field `a` twice",
+        ),
+    ];
+    for (expr, format, why) in cases {
+        let stage =
+            format!("[[repo.stages]]\nname = \"t\"\nselect = [\"trace_id\", \"{expr} AS x\"]\n");
+        let job = job_sink(
+            dir.path(),
+            &input,
+            &stage,
+            &format!("format = \"{format}\""),
+        );
+        let out = sluice(&["validate", job.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{expr} ({format}) was accepted");
+        assert!(
+            err.contains("field `x`") && err.contains(why),
+            "{expr} ({format}): {err}"
+        );
     }
 }

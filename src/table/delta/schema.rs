@@ -195,6 +195,9 @@ pub(super) fn compare(table: &StructType, ours: &StructType) -> (Vec<String>, Ve
 pub(super) fn delta_schema(schema: &arrow::datatypes::SchemaRef) -> Result<StructType, String> {
     use arrow::datatypes::{DataType, Field, Schema};
     use delta_kernel::engine::arrow_conversion::TryFromArrow;
+    if let Some(why) = undeclarable(schema) {
+        return Err(why);
+    }
     let mut fields: Vec<Field> = Vec::with_capacity(schema.fields().len());
     for f in schema.fields() {
         let f = match f.data_type() {
@@ -214,4 +217,74 @@ pub(super) fn delta_schema(schema: &arrow::datatypes::SchemaRef) -> Result<Struc
     }
     StructType::try_from_arrow(&Schema::new(fields))
         .map_err(|e| format!("the schema has no Delta form: {e}"))
+}
+
+/// A column, at any depth, whose Delta type would not be what the files hold: Delta has no
+/// unsigned integers (a `UInt16` declared `short` made 41,234 unreadable) and declares a
+/// `Date64` a `date` while Parquet holds it as plain int64 (readers then fail on the table).
+fn undeclarable(schema: &arrow::datatypes::Schema) -> Option<String> {
+    use arrow::datatypes::DataType;
+    let mut work: Vec<(&DataType, String)> = schema
+        .fields()
+        .iter()
+        .map(|f| (f.data_type(), f.name().clone()))
+        .collect();
+    while let Some((ty, path)) = work.pop() {
+        let cast = match ty {
+            DataType::UInt8 => Some("Int16"),
+            DataType::UInt16 => Some("Int32"),
+            DataType::UInt32 | DataType::UInt64 => Some("Int64"),
+            DataType::Date64 => Some("Date32"),
+            _ => None,
+        };
+        if let Some(to) = cast {
+            return Some(format!(
+                "field `{path}` is {ty}, which a Delta table would declare as a type its files \
+                 do not hold: cast it (`arrow_cast(x, '{to}')`)"
+            ));
+        }
+        match ty {
+            DataType::Struct(fields) => work.extend(
+                fields
+                    .iter()
+                    .map(|f| (f.data_type(), format!("{path}.{}", f.name()))),
+            ),
+            DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
+                work.push((f.data_type(), format!("{path}[]")))
+            }
+            DataType::Map(f, _) => work.push((f.data_type(), format!("{path}{{}}"))),
+            DataType::Dictionary(_, v) => work.push((v, path)),
+            _ => {}
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::datatypes::{DataType, Field, Fields, Schema, TimeUnit};
+
+    use super::delta_schema;
+
+    #[test]
+    fn unsigned_integers_and_date64_are_refused_at_any_depth() {
+        let ts = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
+        let ok = Schema::new(vec![Field::new("t", ts, true)]);
+        assert!(delta_schema(&Arc::new(ok)).is_ok());
+        let top = Schema::new(vec![Field::new("n", DataType::UInt16, true)]);
+        let err = delta_schema(&Arc::new(top)).unwrap_err();
+        assert!(
+            err.contains("field `n` is UInt16") && err.contains("'Int32'"),
+            "{err}"
+        );
+        let nested = Schema::new(vec![Field::new(
+            "s",
+            DataType::Struct(Fields::from(vec![Field::new("d", DataType::Date64, true)])),
+            true,
+        )]);
+        let err = delta_schema(&Arc::new(nested)).unwrap_err();
+        assert!(err.contains("field `s.d` is Date64"), "{err}");
+    }
 }
