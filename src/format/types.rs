@@ -4,8 +4,9 @@
 //! with 8-bit keys that overflowed when batches were joined), refused every write (the
 //! partition rewound for ever), or wrote what readers misread (a dictionary of fixed-size
 //! binary in Parquet, `0000` for a decimal of negative scale in JSON, a struct with a field
-//! name twice). What each format refuses besides (ORC's primitive columns, CSV's flat ones) is
-//! in its own module.
+//! name twice). Run-end encoded, list-view and union columns are refused too: the checks of a
+//! stage's values (`stage::temporal`) and of these types do not look inside them. What each
+//! format refuses besides (ORC's primitive columns, CSV's flat ones) is in its own module.
 
 use arrow::datatypes::{DataType, IntervalUnit, Schema};
 
@@ -90,6 +91,14 @@ fn refused(ty: &DataType, kind: FormatKind) -> Option<String> {
                 )
             })
         }
+        DataType::RunEndEncoded(..)
+        | DataType::ListView(_)
+        | DataType::LargeListView(_)
+        | DataType::Union(..) => Some(
+            "columns of this encoding are not written as such, nor are the values inside them \
+             checked: cast the column to its plain form (its values' type, or a List)"
+                .into(),
+        ),
         DataType::Interval(IntervalUnit::MonthDayNano) if kind == FormatKind::Parquet => Some(
             "the Parquet writer does not write month-day-nanosecond intervals: cast the column \
              to a string or a duration"
@@ -180,6 +189,19 @@ mod tests {
         let err = reason(&nested, FormatKind::Parquet);
         assert!(
             err.contains("field `s[]`") && err.contains("`a` twice"),
+            "{err}"
+        );
+        let ree = DataType::RunEndEncoded(
+            std::sync::Arc::new(Field::new("run_ends", DataType::Int32, false)),
+            std::sync::Arc::new(Field::new(
+                "values",
+                dict(DataType::Int8, DataType::Utf8),
+                true,
+            )),
+        );
+        let err = reason(&one("r", ree), FormatKind::Json);
+        assert!(
+            err.contains("field `r`") && err.contains("plain form"),
             "{err}"
         );
         let interval = one("i", DataType::Interval(IntervalUnit::MonthDayNano));

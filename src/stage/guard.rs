@@ -7,7 +7,8 @@
 //! passes `n` through when the values it would build stay within [`MAX_VALUE`] bytes each and
 //! [`MAX_BATCH`] bytes per batch, and fails the batch otherwise. A failing batch is halved like
 //! any other stage failure, so only the records asking for too much become dead letters. A
-//! constant `n` (the job's own choice, not the data's) is not checked.
+//! constant `n` is checked as well: `repeat(s, 200)` takes its size from the data's `s`, and
+//! a constant pad adds up over a batch.
 //!
 //! `replace(s, from, to)` and `regexp_replace(s, pattern, to[, flags])` build values of up to
 //! about `len(s) × len(to)` bytes (an empty match between every character, or `$0` group
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Int64Type};
 use datafusion_common::tree_node::{Transformed, TreeNode};
-use datafusion_common::{exec_err, Result};
+use datafusion_common::{exec_err, Result, ScalarValue};
 use datafusion_expr::expr::{Cast, ScalarFunction};
 use datafusion_expr::{
     ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
@@ -52,19 +53,23 @@ impl ScalarUDFImpl for SizeGuard {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let n = &args.args[0];
-        let ColumnarValue::Array(counts) = n else {
-            return Ok(n.clone());
+        let rows = args.number_rows;
+        // A constant count is checked too: `repeat(s, 200)` takes its size from `s`, and the
+        // pads' constant counts add up over a batch.
+        let counts: Vec<Option<i64>> = match n {
+            ColumnarValue::Array(a) => a.as_primitive::<Int64Type>().iter().collect(),
+            ColumnarValue::Scalar(ScalarValue::Int64(v)) => vec![*v; rows],
+            ColumnarValue::Scalar(_) => vec![None; rows],
         };
-        let counts = counts.as_primitive::<Int64Type>();
         // repeat: each value is its string's length times n; the pads: n characters, each up
         // to 4 bytes.
         let lengths = args.args.get(1).map(|s| lengths(s, counts.len()));
         let mut budget = Budget::default();
-        for i in 0..counts.len() {
-            if counts.is_null(i) {
+        for (i, n) in counts.iter().enumerate() {
+            let Some(n) = n else {
                 continue;
-            }
-            let n = counts.value(i).max(0) as u64;
+            };
+            let n = (*n).max(0) as u64;
             let bytes = match &lengths {
                 None => n.saturating_mul(4),
                 Some(l) => n.saturating_mul(l[i].unwrap_or(0)),
@@ -152,7 +157,8 @@ fn lengths(v: &ColumnarValue, rows: usize) -> Vec<Option<u64>> {
     }
 }
 
-/// Byte lengths of a string column's values (`None` for nulls or other types).
+/// Byte lengths of a column's values as text (`None` for nulls): a string column's, or, for
+/// another type (a dictionary of strings, a number), its values cast to text.
 fn text_lengths(a: &dyn Array) -> Vec<Option<u64>> {
     match a.data_type() {
         DataType::Utf8 => a
@@ -170,7 +176,10 @@ fn text_lengths(a: &dyn Array) -> Vec<Option<u64>> {
             .iter()
             .map(|v| v.map(|s| s.len() as u64))
             .collect(),
-        _ => vec![None; a.len()],
+        _ => match arrow::compute::cast(a, &DataType::Utf8) {
+            Ok(text) if text.data_type() == &DataType::Utf8 => text_lengths(text.as_ref()),
+            _ => vec![None; a.len()],
+        },
     }
 }
 

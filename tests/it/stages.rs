@@ -415,6 +415,10 @@ fn hostile_values_in_stage_functions_are_dead_letters() {
     for expr in [
         "repeat(host, status * 100000000) AS x",
         "lpad(host, status * 100000000) AS x",
+        // A constant count takes its size from the data's string; a dictionary of strings is
+        // measured as its text (it was counted as empty).
+        "repeat(user_agent, 10000000) AS x",
+        "repeat(arrow_cast(host, 'Dictionary(Int32, Utf8)'), status * 100000000) AS x",
     ] {
         let out = dir.path().join("out/");
         let stdout = sluice_ok(&[
@@ -488,6 +492,11 @@ fn stage_types_no_writer_takes_are_refused_at_start() {
             "named_struct('a', status, 'a', bytes)",
             "parquet",
             "names field `a` twice",
+        ),
+        (
+            "arrow_cast(path, 'RunEndEncoded(\\\"run_ends\\\": non-null Int32, \\\"values\\\": Dictionary(Int8, Utf8))')",
+            "json",
+            "cast the column to its plain form",
         ),
     ];
     for (expr, format, why) in cases {
