@@ -1,13 +1,14 @@
 //! Dates and timestamps a stage computes, checked at any depth of its output (a struct's
-//! field, a list's items, a map's values) before anything is written: a value outside years 1
-//! to 9999 fails its row, as the decoder fails such input. Path templates cannot name a folder
-//! for it, readers fail on the file (pyarrow cannot convert it), and JSON output would hold
-//! arrow-json's error message in its place. A float past the range of nanoseconds is saturated
-//! by DataFusion (`to_timestamp(1e300)` is `i64::MAX` ns, year 2262, without a word): such a
-//! value fails its row too, as does a time of day outside one day (`arrow_cast` makes one of
-//! any integer). Only values a reader sees count: one under a null struct or outside every
-//! list's span is not looked at. A timestamp type in a zone arrow does not know is refused
-//! when the stage is planned ([`check_zones`]).
+//! field, a list's items, a map's keys and values) before anything is written: a value
+//! outside years 1 to 9999 fails its row, as the decoder fails such input. Path templates
+//! cannot name a folder for it, readers fail on the file (pyarrow cannot convert it), and JSON
+//! output would hold arrow-json's error message in its place. A float past the range of
+//! nanoseconds is saturated by DataFusion (`to_timestamp(1e300)` is `i64::MAX` ns, year 2262,
+//! without a word): such a value fails its row too, as does a time of day outside one day
+//! (`arrow_cast` makes one of any integer) and a duration longer than readers hold. Only
+//! values a reader sees count: one under a null struct, a null list or map entry, a null
+//! dictionary key, or outside the window a sliced list spans is not looked at. A timestamp
+//! type in a zone arrow does not know is refused when the stage is planned ([`check_zones`]).
 //!
 //! A stage's types are kept as DataFusion gives them: a job's written types are recorded, and
 //! changing them (seconds to milliseconds, nanoseconds to microseconds) would make every job
@@ -24,9 +25,12 @@ use arrow::datatypes::{
 /// Which values of an array a reader sees (`None`: all of them; its own nulls aside).
 type Seen = Option<Vec<bool>>;
 
-/// The first date or timestamp of column `name`, at any depth, that fails its row (out of
-/// years 1 to 9999, or saturated), described with its path (`s.at`, `l[]`, `m{}`). A work
-/// list, not recursion: the depth is the stage's output type's.
+/// The first value of column `name`, at any depth, that fails its row (a date or timestamp
+/// out of years 1 to 9999 or saturated, a time of day outside one day, a duration too long),
+/// described with its path (`s.at`, `l[]`, `m{}`, `m{} key`). A work list, not recursion: the
+/// depth is the stage's output type's. A list's (or map's) items are looked at in the window
+/// its entries span: a sliced list keeps every item of the whole, and a batch is sliced again
+/// and again while its failing rows are isolated.
 pub fn check(name: &str, col: &ArrayRef) -> Option<String> {
     let mut work: Vec<(ArrayRef, String, Seen)> = vec![(col.clone(), name.to_string(), None)];
     while let Some((arr, path, seen)) = work.pop() {
@@ -39,18 +43,22 @@ pub fn check(name: &str, col: &ArrayRef) -> Option<String> {
                 let st = arr.as_struct();
                 let inner = within(&seen, st.nulls(), len);
                 for (f, c) in st.fields().iter().zip(st.columns()) {
-                    work.push((c.clone(), format!("{path}.{}", f.name()), inner.clone()));
+                    if holds_time(f.data_type()) {
+                        work.push((c.clone(), format!("{path}.{}", f.name()), inner.clone()));
+                    }
                 }
             }
             DataType::List(_) => {
                 let l = arr.as_list::<i32>();
-                let spans = spans(l.offsets(), l.nulls(), &seen, l.values().len());
-                work.push((l.values().clone(), format!("{path}[]"), Some(spans)));
+                let (lo, spans) = spans(l.offsets(), l.nulls(), &seen, l.values().len());
+                let items = l.values().slice(lo, spans.len());
+                work.push((items, format!("{path}[]"), Some(spans)));
             }
             DataType::LargeList(_) => {
                 let l = arr.as_list::<i64>();
-                let spans = spans(l.offsets(), l.nulls(), &seen, l.values().len());
-                work.push((l.values().clone(), format!("{path}[]"), Some(spans)));
+                let (lo, spans) = spans(l.offsets(), l.nulls(), &seen, l.values().len());
+                let items = l.values().slice(lo, spans.len());
+                work.push((items, format!("{path}[]"), Some(spans)));
             }
             DataType::FixedSizeList(_, n) => {
                 let l = arr.as_fixed_size_list();
@@ -67,8 +75,8 @@ pub fn check(name: &str, col: &ArrayRef) -> Option<String> {
             }
             DataType::Map(..) => {
                 let m = arr.as_map();
-                let entries = m.entries();
-                let spans = spans(m.offsets(), m.nulls(), &seen, entries.len());
+                let (lo, spans) = spans(m.offsets(), m.nulls(), &seen, m.entries().len());
+                let entries = m.entries().slice(lo, spans.len());
                 let spans = within(&Some(spans), entries.nulls(), entries.len());
                 work.push((
                     entries.column(0).clone(),
@@ -140,7 +148,13 @@ pub fn check_zones(schema: &arrow::datatypes::Schema) -> Result<(), String> {
             DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
                 work.push((f.data_type(), format!("{path}[]")))
             }
-            DataType::Map(f, _) => work.push((f.data_type(), format!("{path}{{}}"))),
+            // Named as `check` names them: `m{} key`, `m{}`.
+            DataType::Map(f, _) => {
+                if let DataType::Struct(kv) = f.data_type() {
+                    let names = [format!("{path}{{}} key"), format!("{path}{{}}")];
+                    work.extend(kv.iter().map(|f| f.data_type()).zip(names));
+                }
+            }
             DataType::Dictionary(_, v) => work.push((v, path)),
             _ => {}
         }
@@ -148,8 +162,8 @@ pub fn check_zones(schema: &arrow::datatypes::Schema) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether `ty` is, or holds at any depth, a date or timestamp. (Union, run-end and list-view
-/// types hold none a stage can make: DataFusion's scalar functions do not build them.)
+/// Whether `ty` is, or holds at any depth, a date, timestamp, time of day or duration.
+/// (Union, run-end and list-view types are refused at start: `format::types`.)
 fn holds_time(ty: &DataType) -> bool {
     let mut work = vec![ty];
     while let Some(ty) = work.pop() {
@@ -184,23 +198,25 @@ fn within(seen: &Seen, nulls: Option<&NullBuffer>, len: usize) -> Seen {
     )
 }
 
-/// The values of a list's (or map's) child a reader sees: inside the span of an entry that is
-/// seen and not null.
+/// The window of a list's (or map's) child that its entries span, as (start, which of the
+/// window's values a reader sees: inside the span of an entry that is seen and not null).
 fn spans<O: OffsetSizeTrait>(
     offsets: &OffsetBuffer<O>,
     nulls: Option<&NullBuffer>,
     seen: &Seen,
     values: usize,
-) -> Vec<bool> {
-    let mut out = vec![false; values];
+) -> (usize, Vec<bool>) {
+    let lo = offsets.first().map_or(0, |o| o.as_usize()).min(values);
+    let hi = offsets.last().map_or(0, |o| o.as_usize()).clamp(lo, values);
+    let mut out = vec![false; hi - lo];
     for (i, w) in offsets.windows(2).enumerate() {
         if seen.as_ref().is_some_and(|s| !s[i]) || nulls.is_some_and(|n| n.is_null(i)) {
             continue;
         }
-        let (a, b) = (w[0].as_usize().min(values), w[1].as_usize().min(values));
-        out[a..b.max(a)].fill(true);
+        let (a, b) = (w[0].as_usize().clamp(lo, hi), w[1].as_usize().clamp(lo, hi));
+        out[a - lo..b.max(a) - lo].fill(true);
     }
-    out
+    (lo, out)
 }
 
 /// The first time of day of `col` (named `name`) outside one day, among those `seen` keeps,
@@ -314,220 +330,5 @@ fn saturated(col: &dyn Array, name: &str, seen: &dyn Fn(usize) -> bool) -> Optio
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::Arc;
-
-    use arrow::array::{
-        DictionaryArray, FixedSizeListArray, Int32Array, ListArray, MapArray, StringArray,
-        StructArray, TimestampMillisecondArray, TimestampNanosecondArray,
-    };
-    use arrow::buffer::OffsetBuffer;
-    use arrow::datatypes::{Field, Fields, Int32Type};
-
-    /// 10000-01-01T00:00:00Z in milliseconds: the first instant past year 9999.
-    const PAST: i64 = 253_402_300_800_000;
-
-    fn ms(values: Vec<Option<i64>>) -> ArrayRef {
-        Arc::new(TimestampMillisecondArray::from(values))
-    }
-
-    fn at_field() -> Arc<Field> {
-        Arc::new(Field::new(
-            "at",
-            DataType::Timestamp(TimeUnit::Millisecond, None),
-            true,
-        ))
-    }
-
-    #[test]
-    fn a_saturated_nanosecond_value_is_named() {
-        let ok: ArrayRef = Arc::new(TimestampNanosecondArray::from(vec![
-            Some(-500),
-            None,
-            Some(i64::MAX - 1),
-        ]));
-        assert_eq!(check("t", &ok), None);
-        let sat: ArrayRef = Arc::new(TimestampNanosecondArray::from(vec![
-            Some(1),
-            Some(i64::MIN),
-        ]));
-        assert!(check("t", &sat).unwrap().contains("saturated"), "{sat:?}");
-    }
-
-    #[test]
-    fn an_out_of_range_value_at_any_depth_is_named_by_its_path() {
-        let top = ms(vec![Some(0), Some(PAST)]);
-        assert_eq!(
-            check("at", &top).unwrap(),
-            format!("field `at`: timestamp value {PAST} (ms) is out of range (years 1 to 9999)")
-        );
-        assert_eq!(check("at", &ms(vec![Some(PAST - 1), None])), None);
-
-        let st: ArrayRef = Arc::new(StructArray::new(
-            Fields::from(vec![at_field()]),
-            vec![ms(vec![Some(0), Some(PAST)])],
-            None,
-        ));
-        assert!(check("s", &st).unwrap().starts_with("field `s.at`: "));
-
-        let list: ArrayRef = Arc::new(ListArray::new(
-            at_field(),
-            OffsetBuffer::from_lengths([1, 2]),
-            ms(vec![Some(0), Some(1), Some(-PAST)]),
-            None,
-        ));
-        assert!(check("l", &list).unwrap().starts_with("field `l[]`: "));
-        // Sliced to its first entry, the bad item is outside every span.
-        assert_eq!(check("l", &list.slice(0, 1)), None);
-
-        let fixed: ArrayRef = Arc::new(FixedSizeListArray::new(
-            at_field(),
-            2,
-            ms(vec![Some(0), Some(1), Some(2), Some(PAST)]),
-            None,
-        ));
-        assert!(check("f", &fixed).unwrap().starts_with("field `f[]`: "));
-        assert_eq!(check("f", &fixed.slice(0, 1)), None);
-
-        let entries = StructArray::new(
-            Fields::from(vec![
-                Field::new("key", DataType::Utf8, false),
-                Field::new("value", DataType::Date32, true),
-            ]),
-            vec![
-                Arc::new(StringArray::from(vec!["a", "b"])),
-                Arc::new(arrow::array::Date32Array::from(vec![
-                    Some(0),
-                    Some(3_000_000),
-                ])),
-            ],
-            None,
-        );
-        let map: ArrayRef = Arc::new(MapArray::new(
-            Arc::new(Field::new(
-                "entries",
-                DataType::Struct(entries.fields().clone()),
-                false,
-            )),
-            OffsetBuffer::from_lengths([2]),
-            entries,
-            None,
-            false,
-        ));
-        assert_eq!(
-            check("m", &map).unwrap(),
-            "field `m{}`: date 3000000 days from 1970-01-01 is out of range (years 1 to 9999)"
-        );
-
-        let dict: ArrayRef = Arc::new(DictionaryArray::<Int32Type>::new(
-            Int32Array::from(vec![0, 0, 1]),
-            ms(vec![Some(0), Some(PAST)]),
-        ));
-        assert!(check("d", &dict).unwrap().starts_with("field `d`: "));
-        // The bad value is in the dictionary, but no key names it.
-        let unused: ArrayRef = Arc::new(DictionaryArray::<Int32Type>::new(
-            Int32Array::from(vec![0, 0]),
-            ms(vec![Some(0), Some(PAST)]),
-        ));
-        assert_eq!(check("d", &unused), None);
-    }
-
-    /// A value a reader cannot see (under a null struct, in a null list's span) fails no row:
-    /// DataFusion may compute a value for every row and null the ones a `CASE` leaves out.
-    #[test]
-    fn values_under_a_null_parent_are_not_looked_at() {
-        let hidden = StructArray::new(
-            Fields::from(vec![at_field()]),
-            vec![ms(vec![Some(0), Some(PAST)])],
-            Some(NullBuffer::from(vec![true, false])),
-        );
-        let arr: ArrayRef = Arc::new(hidden.clone());
-        assert_eq!(check("s", &arr), None);
-        // Two levels down: a struct inside a null struct.
-        let outer: ArrayRef = Arc::new(StructArray::new(
-            Fields::from(vec![Field::new("s", hidden.data_type().clone(), true)]),
-            vec![Arc::new(StructArray::new(
-                Fields::from(vec![at_field()]),
-                vec![ms(vec![Some(0), Some(PAST)])],
-                None,
-            ))],
-            Some(NullBuffer::from(vec![true, false])),
-        ));
-        assert_eq!(check("o", &outer), None);
-        let list: ArrayRef = Arc::new(ListArray::new(
-            at_field(),
-            OffsetBuffer::from_lengths([1, 1]),
-            ms(vec![Some(0), Some(PAST)]),
-            Some(NullBuffer::from(vec![true, false])),
-        ));
-        assert_eq!(check("l", &list), None);
-        let shown = StructArray::new(
-            Fields::from(vec![at_field()]),
-            vec![ms(vec![Some(0), Some(PAST)])],
-            Some(NullBuffer::from(vec![false, true])),
-        );
-        let shown: ArrayRef = Arc::new(shown);
-        assert!(check("s", &shown).is_some());
-    }
-
-    #[test]
-    fn a_time_of_day_outside_one_day_is_named() {
-        use arrow::array::{Time32SecondArray, Time64NanosecondArray};
-        let ok: ArrayRef = Arc::new(Time32SecondArray::from(vec![Some(0), None, Some(86_399)]));
-        assert_eq!(check("t", &ok), None);
-        let late: ArrayRef = Arc::new(Time32SecondArray::from(vec![Some(0), Some(86_400)]));
-        assert_eq!(
-            check("t", &late).unwrap(),
-            "field `t`: time value 86400 (s) is outside one day"
-        );
-        let early: ArrayRef = Arc::new(Time64NanosecondArray::from(vec![Some(-1)]));
-        assert!(check("t", &early).unwrap().contains("time value -1 (ns)"));
-    }
-
-    #[test]
-    fn a_time_zone_arrow_does_not_know_is_refused_by_its_column() {
-        use arrow::datatypes::Schema;
-        let ts = |tz: &str| DataType::Timestamp(TimeUnit::Millisecond, Some(tz.into()));
-        let good = Schema::new(vec![
-            Field::new("a", ts("Europe/Berlin"), true),
-            Field::new("b", ts("+02:00"), true),
-        ]);
-        assert_eq!(check_zones(&good), Ok(()));
-        let nested = Schema::new(vec![Field::new(
-            "s",
-            DataType::Struct(Fields::from(vec![Field::new(
-                "at",
-                ts("Nowhere/Zone"),
-                true,
-            )])),
-            true,
-        )]);
-        let err = check_zones(&nested).unwrap_err();
-        assert!(
-            err.starts_with("column `s.at`: `Nowhere/Zone` is not a time zone"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn a_duration_past_what_readers_hold_is_named_and_an_empty_dictionary_is_no_panic() {
-        use arrow::array::{DurationMillisecondArray, DurationSecondArray};
-        let ok: ArrayRef = Arc::new(DurationSecondArray::from(vec![Some(i64::MAX / 1000), None]));
-        assert_eq!(check("d", &ok), None);
-        let long: ArrayRef = Arc::new(DurationSecondArray::from(vec![Some(i64::MAX)]));
-        assert_eq!(
-            check("d", &long).unwrap(),
-            format!("field `d`: duration value {} (s) is too long", i64::MAX)
-        );
-        let min: ArrayRef = Arc::new(DurationMillisecondArray::from(vec![Some(i64::MIN)]));
-        assert!(check("d", &min).is_some());
-        // A stage is tried on an empty batch when it is planned: a dictionary of dates with no
-        // values at all.
-        let empty: ArrayRef = Arc::new(DictionaryArray::<Int32Type>::new(
-            Int32Array::from(Vec::<i32>::new()),
-            ms(vec![]),
-        ));
-        assert_eq!(check("e", &empty), None);
-    }
-}
+#[path = "temporal_tests.rs"]
+mod tests;
