@@ -20,6 +20,7 @@ use arrow::record_batch::RecordBatch;
 
 use crate::store::OutputFile;
 pub(crate) use gzip::MaybeGzip;
+pub(crate) use types::find as find_type;
 
 /// Errors from encoding. Each names the output file.
 #[derive(Debug, thiserror::Error)]

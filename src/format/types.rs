@@ -7,14 +7,33 @@
 //! name twice). Run-end encoded, list-view and union columns are refused too: the checks of a
 //! stage's values (`stage::temporal`) and of these types do not look inside them. What each
 //! format refuses besides (ORC's primitive columns, CSV's flat ones) is in its own module.
+//! [`find`] is the walk over a schema's nested types that every such check shares.
 
 use arrow::datatypes::{DataType, IntervalUnit, Schema};
 
 use super::{FormatError, FormatKind};
 
-/// Refuses the first column of `schema`, at any depth, that `kind` cannot write. A work list,
-/// not recursion: the depth is the stage's output type's.
+/// Refuses the first column of `schema`, at any depth, that `kind` cannot write.
 pub(crate) fn check(schema: &Schema, kind: FormatKind) -> Result<(), FormatError> {
+    let refusal = find(schema, |ty, path| {
+        refused(ty, kind).map(|reason| FormatError::Unsupported {
+            format: kind.name(),
+            field: path.to_string(),
+            ty: ty.to_string(),
+            reason,
+        })
+    });
+    refusal.map_or(Ok(()), Err)
+}
+
+/// The first answer `f` gives for a column type of `schema`, at any depth, in field order,
+/// with each type's path (`s.a`, `l[]`, `m{} key`, `m{}`; a dictionary's values keep their
+/// column's). A work list, not recursion: the depth is the schema's. Shared by the checks of
+/// types at start (here, a stage's zones, a Delta table's types).
+pub(crate) fn find<T>(
+    schema: &Schema,
+    mut f: impl FnMut(&DataType, &str) -> Option<T>,
+) -> Option<T> {
     let mut work: Vec<(&DataType, String)> = schema
         .fields()
         .iter()
@@ -22,18 +41,14 @@ pub(crate) fn check(schema: &Schema, kind: FormatKind) -> Result<(), FormatError
         .map(|f| (f.data_type(), f.name().clone()))
         .collect();
     while let Some((ty, path)) = work.pop() {
-        if let Some(reason) = refused(ty, kind) {
-            return Err(FormatError::Unsupported {
-                format: kind.name(),
-                field: path,
-                ty: ty.to_string(),
-                reason,
-            });
+        if let Some(found) = f(ty, &path) {
+            return Some(found);
         }
         match ty {
             DataType::Struct(fields) => work.extend(
                 fields
                     .iter()
+                    .rev()
                     .map(|f| (f.data_type(), format!("{path}.{}", f.name()))),
             ),
             DataType::List(f)
@@ -41,12 +56,18 @@ pub(crate) fn check(schema: &Schema, kind: FormatKind) -> Result<(), FormatError
             | DataType::FixedSizeList(f, _)
             | DataType::ListView(f)
             | DataType::LargeListView(f) => work.push((f.data_type(), format!("{path}[]"))),
-            DataType::Map(f, _) => work.push((f.data_type(), format!("{path}{{}}"))),
+            DataType::Map(f, _) => match f.data_type() {
+                DataType::Struct(kv) if kv.len() == 2 => {
+                    work.push((kv[1].data_type(), format!("{path}{{}}")));
+                    work.push((kv[0].data_type(), format!("{path}{{}} key")));
+                }
+                other => work.push((other, format!("{path}{{}}"))),
+            },
             DataType::Dictionary(_, v) => work.push((v, path)),
             _ => {}
         }
     }
-    Ok(())
+    None
 }
 
 /// Why `kind` cannot write a column of type `ty` (its children are looked at on their own).

@@ -125,41 +125,16 @@ pub fn check(name: &str, col: &ArrayRef) -> Option<String> {
 /// know (`arrow_cast(x, 'Timestamp(Millisecond, Some("Nowhere"))')`): every write of it would
 /// fail, and the partition with it, for ever.
 pub fn check_zones(schema: &arrow::datatypes::Schema) -> Result<(), String> {
-    let mut work: Vec<(&DataType, String)> = schema
-        .fields()
-        .iter()
-        .map(|f| (f.data_type(), f.name().clone()))
-        .collect();
-    while let Some((ty, path)) = work.pop() {
-        match ty {
-            DataType::Timestamp(_, Some(tz))
-                if tz.parse::<arrow::array::timezone::Tz>().is_err() =>
-            {
-                return Err(format!(
-                    "column `{path}`: `{tz}` is not a time zone (an IANA name such as \
-                     `Europe/Berlin`, or an offset such as `+02:00`)"
-                ));
-            }
-            DataType::Struct(fields) => work.extend(
-                fields
-                    .iter()
-                    .map(|f| (f.data_type(), format!("{path}.{}", f.name()))),
-            ),
-            DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
-                work.push((f.data_type(), format!("{path}[]")))
-            }
-            // Named as `check` names them: `m{} key`, `m{}`.
-            DataType::Map(f, _) => {
-                if let DataType::Struct(kv) = f.data_type() {
-                    let names = [format!("{path}{{}} key"), format!("{path}{{}}")];
-                    work.extend(kv.iter().map(|f| f.data_type()).zip(names));
-                }
-            }
-            DataType::Dictionary(_, v) => work.push((v, path)),
-            _ => {}
+    let bad = crate::format::find_type(schema, |ty, path| match ty {
+        DataType::Timestamp(_, Some(tz)) if tz.parse::<arrow::array::timezone::Tz>().is_err() => {
+            Some(format!(
+                "column `{path}`: `{tz}` is not a time zone (an IANA name such as \
+                 `Europe/Berlin`, or an offset such as `+02:00`)"
+            ))
         }
-    }
-    Ok(())
+        _ => None,
+    });
+    bad.map_or(Ok(()), Err)
 }
 
 /// Whether `ty` is, or holds at any depth, a date, timestamp, time of day or duration.

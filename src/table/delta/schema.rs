@@ -224,40 +224,19 @@ pub(super) fn delta_schema(schema: &arrow::datatypes::SchemaRef) -> Result<Struc
 /// `Date64` a `date` while Parquet holds it as plain int64 (readers then fail on the table).
 fn undeclarable(schema: &arrow::datatypes::Schema) -> Option<String> {
     use arrow::datatypes::DataType;
-    let mut work: Vec<(&DataType, String)> = schema
-        .fields()
-        .iter()
-        .map(|f| (f.data_type(), f.name().clone()))
-        .collect();
-    while let Some((ty, path)) = work.pop() {
-        let cast = match ty {
-            DataType::UInt8 => Some("Int16"),
-            DataType::UInt16 => Some("Int32"),
-            DataType::UInt32 | DataType::UInt64 => Some("Int64"),
-            DataType::Date64 => Some("Date32"),
-            _ => None,
+    crate::format::find_type(schema, |ty, path| {
+        let to = match ty {
+            DataType::UInt8 => "Int16",
+            DataType::UInt16 => "Int32",
+            DataType::UInt32 | DataType::UInt64 => "Int64",
+            DataType::Date64 => "Date32",
+            _ => return None,
         };
-        if let Some(to) = cast {
-            return Some(format!(
-                "field `{path}` is {ty}, which a Delta table would declare as a type its files \
-                 do not hold: cast it (`arrow_cast(x, '{to}')`)"
-            ));
-        }
-        match ty {
-            DataType::Struct(fields) => work.extend(
-                fields
-                    .iter()
-                    .map(|f| (f.data_type(), format!("{path}.{}", f.name()))),
-            ),
-            DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
-                work.push((f.data_type(), format!("{path}[]")))
-            }
-            DataType::Map(f, _) => work.push((f.data_type(), format!("{path}{{}}"))),
-            DataType::Dictionary(_, v) => work.push((v, path)),
-            _ => {}
-        }
-    }
-    None
+        Some(format!(
+            "field `{path}` is {ty}, which a Delta table would declare as a type its files do \
+             not hold: cast it (`arrow_cast(x, '{to}')`)"
+        ))
+    })
 }
 
 #[cfg(test)]
