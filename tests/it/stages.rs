@@ -48,6 +48,17 @@ url = "file://out"
     job
 }
 
+/// Writes one event per (trace id, bytes): the field the stages under test compute from.
+fn write_events(input: &Path, events: &[(&str, i64)]) {
+    let lines: String = events
+        .iter()
+        .map(|(id, bytes)| {
+            format!("{{\"ts\":\"2024-05-01T10:00:00Z\",\"path\":\"/\",\"status\":200,\"bytes\":{bytes},\"trace_id\":\"{id}\"}}\n")
+        })
+        .collect();
+    std::fs::write(input, lines).unwrap();
+}
+
 const STAGES: &str = r#"
 [[repo.stages]]
 name = "errors"
@@ -241,20 +252,15 @@ fn convert_takes_stages_and_says_what_they_removed() {
 fn a_stage_timestamp_out_of_range_is_a_dead_letter_not_a_stuck_partition() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.jsonl");
-    let line = |id: &str, bytes: i64| {
-        format!("{{\"ts\":\"2024-05-01T10:00:00Z\",\"path\":\"/\",\"status\":200,\"bytes\":{bytes},\"trace_id\":\"{id}\"}}\n")
-    };
-    std::fs::write(
+    write_events(
         &input,
-        [
-            line("a", 1_714_521_600),
-            line("b", 10_000_000_000_000),
-            line("c", 1_714_608_000),
-            line("d", 9_000_000_000_000_000_000),
-        ]
-        .concat(),
-    )
-    .unwrap();
+        &[
+            ("a", 1_714_521_600),
+            ("b", 10_000_000_000_000),
+            ("c", 1_714_608_000),
+            ("d", 9_000_000_000_000_000_000),
+        ],
+    );
     let stage = "[[repo.stages]]\nname = \"when\"\n\
                  select = [\"trace_id\", \"to_timestamp(CAST(bytes AS DOUBLE) / 10000.0) AS f\", \
                  \"to_timestamp_seconds(bytes) AS at\"]\n";
@@ -316,20 +322,15 @@ fn a_stage_timestamp_out_of_range_is_a_dead_letter_not_a_stuck_partition() {
 fn a_stage_timestamp_out_of_range_inside_a_struct_is_a_dead_letter() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.jsonl");
-    let line = |id: &str, bytes: i64| {
-        format!("{{\"ts\":\"2024-05-01T10:00:00Z\",\"path\":\"/\",\"status\":200,\"bytes\":{bytes},\"trace_id\":\"{id}\"}}\n")
-    };
-    std::fs::write(
+    write_events(
         &input,
-        [
-            line("a", 1_714_521_600),
-            line("b", 10_000_000_000_000),
-            line("c", 1_714_608_000),
-            line("e", 10_000_000_000_000),
-        ]
-        .concat(),
-    )
-    .unwrap();
+        &[
+            ("a", 1_714_521_600),
+            ("b", 10_000_000_000_000),
+            ("c", 1_714_608_000),
+            ("e", 10_000_000_000_000),
+        ],
+    );
     let stage = "[[repo.stages]]\nname = \"nest\"\n\
                  select = [\"trace_id\", \"CASE WHEN trace_id <> 'e' THEN \
                  named_struct('at', to_timestamp_millis(bytes * 1000)) END AS s\"]\n";
@@ -386,10 +387,7 @@ fn a_stage_timestamp_in_an_unknown_zone_is_refused_at_start() {
 fn a_stage_time_of_day_outside_one_day_is_a_dead_letter() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.jsonl");
-    let line = |id: &str, bytes: i64| {
-        format!("{{\"ts\":\"2024-05-01T10:00:00Z\",\"path\":\"/\",\"status\":200,\"bytes\":{bytes},\"trace_id\":\"{id}\"}}\n")
-    };
-    std::fs::write(&input, [line("a", 3_600), line("b", 86_400)].concat()).unwrap();
+    write_events(&input, &[("a", 3_600), ("b", 86_400)]);
     let stage = "[[repo.stages]]\nname = \"clock\"\n\
                  select = [\"trace_id\", \"arrow_cast(CAST(bytes AS INT), 'Time32(Second)') AS t\"]\n";
     let job = job_sink(dir.path(), &input, stage, "");
