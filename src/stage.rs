@@ -361,7 +361,7 @@ fn eval_unguarded(
         &arrow::array::RecordBatchOptions::new().with_row_count(Some(filtered.num_rows())),
     )
     .map_err(|e| e.to_string())?;
-    // A date or timestamp a stage computed outside years 1 to 9999 (`to_timestamp_seconds`
+    // A date, time or duration a stage computed that readers cannot take (`to_timestamp_seconds`
     // of a huge number), at any depth, is that row's failure, as it is the decoder's for input
     // (see `temporal`).
     for (field, col) in out.schema().fields().iter().zip(out.columns()) {

@@ -404,9 +404,8 @@ pub fn check_timestamp_range(col: &dyn Array, name: &str, errors: &mut RowErrors
 
 /// The first value of a date or timestamp column (of any unit) outside years 1 to 9999 among
 /// those `seen` keeps (a reader sees them: the rest sit under a null parent or outside a
-/// list's spans), described
-/// (`timestamp value 253402300800000 (ms)`), for columns no field spec names (a stage's
-/// output). `None` for other types and for columns wholly in range.
+/// list's spans), described (`timestamp value 253402300800000 (ms)`), for columns no field
+/// spec names (a stage's output). `None` for other types and for columns wholly in range.
 pub fn first_out_of_range(col: &dyn Array, seen: &dyn Fn(usize) -> bool) -> Option<String> {
     if let Some((_, d)) = days_out_of_range(col).find(|(i, _)| seen(*i)) {
         return Some(format!("date {d} days from 1970-01-01"));

@@ -63,15 +63,13 @@ pub fn check(name: &str, col: &ArrayRef) -> Option<String> {
             DataType::FixedSizeList(_, n) => {
                 let l = arr.as_fixed_size_list();
                 let n = (*n).max(1) as usize;
-                let inner = within(&seen, l.nulls(), len);
-                let spans = (0..l.values().len())
-                    .map(|j| {
-                        inner
-                            .as_ref()
-                            .is_none_or(|v| v.get(j / n).copied().unwrap_or(false))
-                    })
-                    .collect();
-                work.push((l.values().clone(), format!("{path}[]"), Some(spans)));
+                // Item j belongs to entry j / n (a slice's items are sliced with it).
+                let spans = within(&seen, l.nulls(), len).map(|v| {
+                    (0..l.values().len())
+                        .map(|j| v.get(j / n) == Some(&true))
+                        .collect()
+                });
+                work.push((l.values().clone(), format!("{path}[]"), spans));
             }
             DataType::Map(..) => {
                 let m = arr.as_map();

@@ -316,7 +316,7 @@ fn a_stage_timestamp_out_of_range_is_a_dead_letter_not_a_stuck_partition() {
 /// A stage's date or timestamp out of range inside a struct fails its row like a top-level
 /// one: before, it was written (readers fail on the file; JSON output held arrow-json's
 /// "ERROR: Cast error" text in its place). A row a `CASE` leaves out (its struct null) is
-/// kept. (Values hidden under nulls are the unit tests' in `stage/temporal.rs`: DataFusion
+/// kept. (Values hidden under nulls are the unit tests' in `stage/temporal_tests.rs`: DataFusion
 /// does not compute a `CASE` branch for the rows it leaves out.)
 #[test]
 fn a_stage_timestamp_out_of_range_inside_a_struct_is_a_dead_letter() {
@@ -363,11 +363,7 @@ fn a_stage_timestamp_out_of_range_inside_a_struct_is_a_dead_letter() {
 fn a_stage_timestamp_in_an_unknown_zone_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.jsonl");
-    std::fs::write(
-        &input,
-        "{\"ts\":\"2024-05-01T10:00:00Z\",\"path\":\"/\",\"status\":200,\"bytes\":1,\"trace_id\":\"a\"}\n",
-    )
-    .unwrap();
+    write_events(&input, &[("a", 1)]);
     let stage = "[[repo.stages]]\nname = \"zone\"\n\
                  select = [\"trace_id\", \"arrow_cast(bytes, \
                  'Timestamp(Millisecond, Some(\\\"Nowhere/Zone\\\"))') AS z\"]\n";
