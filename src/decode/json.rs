@@ -16,9 +16,10 @@ use arrow::json::reader::{Decoder, ReaderBuilder};
 use arrow::record_batch::RecordBatch;
 use serde_json::value::RawValue;
 
-use super::columns::{check_date_range, check_timestamp_range, epoch_to_timestamp, from_text};
+use super::columns::{epoch_to_timestamp, from_text};
 use super::fast::FastJson;
 use super::leaves;
+use super::range::{check_date_range, check_timestamp_range};
 use super::unknown;
 use super::{is_native, DeadLetter, Record, Stage};
 use crate::schema::{FieldType, RepoSchema, TimeFormat};

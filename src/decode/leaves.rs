@@ -17,8 +17,9 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Fields};
 
-use super::columns::{check_date_range, check_timestamp_range, shown, RowErrors};
+use super::columns::{shown, RowErrors};
 use super::number::{self, NumberError};
+use super::range::{check_date_range, check_timestamp_range};
 use crate::schema::{FieldSpec, FieldType};
 
 /// Whether `ty` is, or holds inside a list, struct or map, a value read from its text.

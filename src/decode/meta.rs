@@ -209,9 +209,30 @@ impl MetaColumns {
                                 }
                                 t => t,
                             });
-                            let ms: TimestampMillisecondArray = ms.collect();
-                            arrow::compute::cast(&ms, &ty)
-                                .expect("millisecond timestamps cast to any timestamp unit")
+                            // Instants, in the field's zone from the start: a cast from
+                            // zone-less values reads them as the zone's wall-clock time and
+                            // moved every message timestamp by the zone's offset.
+                            let mut ms: TimestampMillisecondArray = ms.collect();
+                            if let DataType::Timestamp(_, Some(z)) = &ty {
+                                ms = ms.with_timezone(z.clone());
+                            }
+                            let ts = arrow::compute::cast(&ms, &ty)
+                                .expect("millisecond timestamps cast to any timestamp unit");
+                            // In a zoned field, its wall-clock time there too.
+                            for (r, _, local) in super::range::raw_out_of_range(ts.as_ref()).0 {
+                                if let (true, DataType::Timestamp(_, Some(z))) = (local, &ty) {
+                                    let t = meta.timestamps.get(msg(r)).copied().flatten();
+                                    errors.push((
+                                        r,
+                                        format!(
+                                            "the message timestamp {} ms is outside years 1 \
+                                             to 9999 in the field's zone `{z}`",
+                                            t.unwrap_or_default()
+                                        ),
+                                    ));
+                                }
+                            }
+                            ts
                         }
                     }
                 }
@@ -338,6 +359,41 @@ mod tests {
             }
         }
     }
+    /// In a zoned field, the column holds the message's instant (before, it was moved by the
+    /// zone's offset), and a message timestamp whose wall-clock time there is past year 9999
+    /// is a dead letter (JSON writes that time): 9999-12-31T12:00Z is year 10000 at +14:00.
+    #[test]
+    fn a_message_timestamp_past_year_9999_in_its_zone_is_named() {
+        let s = schema(
+            "[[fields]]\nname = \"t\"\nsource = \"_kafka_timestamp\"\ntype = \"timestamp\"\n\
+             timezone = \"+14:00\"\n",
+        );
+        let m = MetaColumns::new(&s).unwrap();
+        let mut chunk = Chunk {
+            data: b"{}\n{}\n".to_vec(),
+            first_line: 1,
+            offsets: vec![0, 1],
+            ..Default::default()
+        };
+        chunk.meta.timestamps = vec![Some(253_402_246_800_000), Some(253_402_257_600_000)];
+        let mut recs = Vec::new();
+        crate::decode::framing::split_records(&chunk, None, &mut recs);
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(vec![0; 2]))];
+        let mut errors = RowErrors::new();
+        m.fill(&s, &chunk, &recs, &[0, 1], &mut columns, &mut errors);
+        // The column holds the instants as they are (a cast moved them by 14 hours before).
+        let held = arrow::compute::cast(&columns[0], &DataType::Int64).unwrap();
+        let held = arrow::array::AsArray::as_primitive::<arrow::datatypes::Int64Type>(&held);
+        assert_eq!(held.value(0), 253_402_246_800_000);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].0, 1);
+        assert!(
+            errors[0].1.contains("in the field's zone `+14:00`"),
+            "{errors:?}"
+        );
+        assert_eq!(crate::decode::reason_class(&errors[0].1), "metadata");
+    }
+
     /// A record's own key named like a metadata source is not read: the column holds the
     /// message's metadata whatever the key holds, so junk there is no dead letter (on the
     /// fast path and on arrow-json's, which reads the second record for its nested field).

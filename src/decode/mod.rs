@@ -18,6 +18,7 @@ mod json;
 mod leaves;
 pub mod meta;
 mod number;
+mod range;
 mod unknown;
 mod writable;
 
@@ -27,10 +28,10 @@ use arrow::array::{Array, ArrayRef, BooleanArray, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 
-pub(crate) use columns::first_out_of_range;
 pub use dead::{reason_class, DeadLetter, MAX_REASON};
 pub use delimited::input_kind;
 pub use framing::{Chunk, Position, Record};
+pub(crate) use range::first_out_of_range;
 
 use crate::schema::{FieldType, RepoSchema};
 

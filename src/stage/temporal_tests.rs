@@ -295,3 +295,37 @@ fn only_the_items_a_slice_spans_and_its_non_null_entries_are_looked_at() {
     assert_eq!(check("d", &dict), None);
     assert_eq!(check("d", &(Arc::new(null_slot) as ArrayRef)), None);
 }
+
+/// A zoned timestamp is written as its wall-clock time in its zone: an instant in range whose
+/// time there is past year 9999 (or before year 1) fails its row, inside a struct too.
+#[test]
+fn a_zoned_value_out_of_range_in_its_zone_is_named() {
+    let zoned = |tz: &str, v: i64| -> ArrayRef {
+        Arc::new(TimestampMillisecondArray::from(vec![Some(0), Some(v)]).with_timezone(tz))
+    };
+    // 9999-12-31T12:00Z is 10000-01-01T02:00 at +14:00; 9999-12-31T09:00Z is 23:00 there.
+    let noon = PAST - 12 * 3_600_000;
+    assert_eq!(check("z", &zoned("+14:00", PAST - 15 * 3_600_000)), None);
+    assert_eq!(
+        check("z", &zoned("+14:00", noon)).unwrap(),
+        format!(
+            "field `z`: timestamp value {noon} (ms) in zone `+14:00` is out of range (years 1 to 9999)"
+        )
+    );
+    assert!(check("z", &zoned("Pacific/Kiritimati", noon)).is_some());
+    assert_eq!(check("z", &zoned("-10:00", noon)), None);
+    // The first hour of year 1 is year 0 west of UTC.
+    let first = -62_135_596_800_000;
+    assert!(check("z", &zoned("-01:00", first)).is_some());
+    assert_eq!(check("z", &zoned("+01:00", first)), None);
+    let st: ArrayRef = Arc::new(StructArray::new(
+        Fields::from(vec![Field::new(
+            "at",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("+14:00".into())),
+            true,
+        )]),
+        vec![zoned("+14:00", noon)],
+        None,
+    ));
+    assert!(check("s", &st).unwrap().starts_with("field `s.at`: "));
+}

@@ -462,6 +462,53 @@ fn orc_output_takes_timestamps_in_any_zone() {
     );
 }
 
+/// A timestamp in a zone is written as its wall-clock time there (JSON) and read back
+/// converted to it (Parquet readers): an instant whose time in its zone is past year 9999 is
+/// its record's dead letter. Before, `9999-12-31T12:00:00Z` in a `+14:00` column was written
+/// as `+10000-01-01T02:00:00+14:00`, which no RFC 3339 reader takes.
+#[test]
+fn a_zoned_timestamp_past_year_9999_in_its_zone_is_a_dead_letter() {
+    let dir = tempfile::tempdir().unwrap();
+    let sch = dir.path().join("tz.toml");
+    std::fs::write(
+        &sch,
+        "name = \"tz\"\n[[fields]]\nname = \"t\"\ntype = \"timestamp\"\n\
+         timezone = \"+14:00\"\n[[fields]]\nname = \"e\"\ntype = \"timestamp\"\n\
+         format = \"epoch_ms\"\ntimezone = \"America/New_York\"\n",
+    )
+    .unwrap();
+    let input = dir.path().join("in.jsonl");
+    // Lines 2 and 4 are in range as instants, not as their zone's time (New York's offset in
+    // year 1 is its local mean time, -04:56:02: 0001-01-01T02:00Z is a day of year 0 there).
+    std::fs::write(
+        &input,
+        "{\"t\":\"9999-12-31T09:00:00Z\"}\n{\"t\":\"9999-12-31T12:00:00Z\"}\n\
+         {\"e\":-62135560800000}\n{\"e\":-62135589600000}\n",
+    )
+    .unwrap();
+    let out = dir.path().join("o");
+    let stdout = convert(
+        &sch,
+        &input,
+        &out,
+        &["--format", "json", "--compression", "none"],
+    );
+    assert!(
+        stdout.contains("4 records: 2 rows, 2 dead letters"),
+        "{stdout}"
+    );
+    let text = std::fs::read_to_string(out.join("in.jsonl")).unwrap();
+    assert!(
+        text.contains("9999-12-31T23:00:00+14:00") && !text.contains("10000"),
+        "{text}"
+    );
+    let dl = dead_letters(&out.join("_dead_letters/in.jsonl"));
+    let lines: Vec<_> = dl.iter().map(|d| d["line"].as_u64()).collect();
+    assert_eq!(lines, [Some(2), Some(4)]);
+    let reason = dl[0]["reason"].as_str().unwrap();
+    assert!(reason.contains("in zone `+14:00`"), "{reason}");
+}
+
 /// An ordinary int64 column (steady ids with jumps back) and i64 extremes, converted to ORC:
 /// the run succeeds and pyarrow reads back every value. orc-rust 0.9.0's encoder panicked on
 /// both (a crash for `convert`, a task failing at every replay for a job); sluice builds a

@@ -343,6 +343,12 @@ type = "timestamp"
 unit = "ms"
 timezone = "UTC"
 [[fields]]
+name = "msg_time_kolkata"
+source = "_kafka_timestamp"
+type = "timestamp"
+unit = "us"
+timezone = "Asia/Kolkata"
+[[fields]]
 name = "key"
 source = "_kafka_key"
 type = "string"
@@ -393,7 +399,7 @@ type = "json"
 
     // Read back by DuckDB, row by row.
     let sql = format!(
-        "select trace_id, off, part, topic, epoch_ms(msg_time), key, headers from read_parquet('{}/*.parquet')",
+        "select trace_id, off, part, topic, epoch_ms(msg_time), key, headers, epoch_ms(msg_time_kolkata) from read_parquet('{}/*.parquet')",
         dir.path().join("out").display()
     );
     let Some(rows) = duckdb_rows(&sql) else {
@@ -418,6 +424,12 @@ type = "json"
         assert_eq!(r[5].as_str().unwrap(), format!("k{i}"));
         let h: serde_json::Value = serde_json::from_str(r[6].as_str().unwrap()).unwrap();
         assert_eq!(h["h"], format!("v{i}"));
+        // The same instant in a field of another zone (it was moved by 5.5 hours).
+        assert_eq!(
+            r[7].as_i64().unwrap(),
+            t0 + 1000 * i,
+            "zoned timestamp of t{i}"
+        );
         seen += 1;
     }
     assert_eq!(seen, n - 1);
