@@ -379,7 +379,14 @@ fn isolate(
     batch: &RecordBatch,
     rows: &UInt32Array,
 ) -> (RecordBatch, UInt32Array, Vec<(usize, String)>) {
-    match eval(st, batch) {
+    // A failed evaluation gives back what its guarded calls were let build: its rows are tried
+    // again, in halves.
+    let spent = guard::spent();
+    let result = eval(st, batch);
+    if result.is_err() {
+        guard::set_spent(spent);
+    }
+    match result {
         Ok((out, mask)) => {
             let kept = match mask {
                 Some(m) => arrow::compute::filter(rows, &m)
@@ -402,13 +409,54 @@ fn isolate(
             let rest = batch.num_rows() - half;
             let (b_out, b_rows, b_failed) =
                 isolate(st, &batch.slice(half, rest), &rows.slice(half, rest));
-            let out = arrow::compute::concat_batches(&st.schema, [&a_out, &b_out])
-                .expect("outputs of one stage concatenate");
-            let kept =
-                arrow::compute::concat(&[&a_rows, &b_rows]).expect("row numbers concatenate");
             let mut failed = a_failed;
             failed.extend(b_failed.into_iter().map(|(i, r)| (i + half, r)));
-            (out, kept.as_primitive().clone(), failed)
+            let joined = arrow::compute::concat_batches(&st.schema, [&a_out, &b_out]);
+            join(
+                st,
+                &rows.values()[half..],
+                half,
+                (a_out, a_rows),
+                (b_rows, failed),
+                joined,
+            )
+        }
+    }
+}
+
+/// The two halves' outputs as one, with their row numbers: `joined` (the outputs put
+/// together) and the kept row numbers of both. When the outputs do not fit one batch (a
+/// string column past 2 GiB: functions no guard bounds, such as `concat`, over a large
+/// chunk), the second half's kept rows fail instead, so the chunk goes on with what fits;
+/// `b_all` are the second half's row numbers, from index `half`.
+fn join(
+    st: &Planned,
+    b_all: &[u32],
+    half: usize,
+    (a_out, a_rows): (RecordBatch, UInt32Array),
+    (b_rows, mut failed): (UInt32Array, Vec<(usize, String)>),
+    joined: Result<RecordBatch, arrow::error::ArrowError>,
+) -> (RecordBatch, UInt32Array, Vec<(usize, String)>) {
+    match joined {
+        Ok(out) => {
+            let mut kept = a_rows.values().to_vec();
+            kept.extend_from_slice(b_rows.values());
+            (out, UInt32Array::from(kept), failed)
+        }
+        Err(e) => {
+            let reason = format!(
+                "stage `{}`: the output of this record's chunk does not fit one batch ({e}); lower `source.chunk_bytes`",
+                st.name
+            );
+            // Row numbers are ascending: a kept one is found among the half's by search.
+            failed.extend(b_rows.values().iter().filter_map(|r| {
+                b_all
+                    .binary_search(r)
+                    .ok()
+                    .map(|j| (half + j, reason.clone()))
+            }));
+            failed.sort_by_key(|f| f.0);
+            (a_out, a_rows, failed)
         }
     }
 }
@@ -437,7 +485,7 @@ pub fn enforce(
     }
 }
 
-mod guard;
+pub(crate) mod guard;
 mod planner;
 mod temporal;
 #[cfg(test)]

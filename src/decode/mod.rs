@@ -286,6 +286,8 @@ impl RecordDecoder {
             records: records.len() as u64,
             ..Default::default()
         };
+        // Stage functions' size guards count what they grow each chunk by.
+        crate::stage::guard::set_spent(0);
         for group in records.chunks(self.opts.batch_size.max(1)) {
             self.decode_guarded(chunk, group, &mut out);
         }
@@ -313,6 +315,7 @@ impl RecordDecoder {
         while let Some((lo, hi)) = todo.pop() {
             let part = &recs[lo..hi];
             let (batches, dead, filtered) = (out.batches.len(), out.dead.len(), out.filtered);
+            let spent = crate::stage::guard::spent();
             let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 self.decode_group(chunk, part, out)
             }));
@@ -322,6 +325,7 @@ impl RecordDecoder {
             out.batches.truncate(batches);
             out.dead.truncate(dead);
             out.filtered = filtered;
+            crate::stage::guard::set_spent(spent);
             if let [r] = part {
                 let why = crate::panics::message(panic.as_ref());
                 out.dead.push(DeadLetter {

@@ -5,9 +5,9 @@
 //!
 //! At planning, each such call gets its `n` wrapped in `sluice_size_guard(n[, s])`, which
 //! passes `n` through when the values it would build stay within [`MAX_VALUE`] bytes each and
-//! [`MAX_BATCH`] bytes per batch, and fails the batch otherwise. A failing batch is halved like
-//! any other stage failure, so only the records asking for too much become dead letters. A
-//! constant `n` is checked as well: `repeat(s, 200)` takes its size from the data's `s`, and
+//! [`MAX_BATCH`] bytes per evaluation, and fails the batch otherwise. A failing batch is halved
+//! like any other stage failure, so only the records asking for too much become dead letters.
+//! A constant `n` is checked as well: `repeat(s, 200)` takes its size from the data's `s`, and
 //! a constant pad adds up over a batch.
 //!
 //! `replace(s, from, to)` and `regexp_replace(s, pattern, to[, flags])` build values of up to
@@ -15,23 +15,96 @@
 //! references in `to`), a product of two values from the data. Their `to` is wrapped in
 //! `sluice_replace_guard(to, s)`, which passes `to` through when `(2 × len(s) + 1) × len(to) +
 //! len(s)` stays within the same bounds.
+//!
+//! Those bounds are worst cases, checked before building, per evaluation. What the calls
+//! really built is counted too: each guarded call is wrapped in `sluice_growth(call, s)`, which
+//! adds what its values grew beyond their text `s` to the chunk's account ([`spent`]), kept per
+//! thread (a chunk is decoded on one thread) across the chunk's batches and stages, and fails
+//! the batch once the chunk's growth passes [`MAX_GROWTH`]. An evaluation that fails gives back
+//! what it counted ([`set_spent`]). Without the account, a batch over the bound was halved,
+//! each half passed, and the halves were put together again: a 1 MiB chunk could grow to
+//! 16 GiB (1,000 records asking for 16 MiB each), past memory and past what one Arrow string
+//! column holds. Counting growth rather than the worst case keeps `regexp_replace` redacting
+//! a large text from counting 20 times its size.
 
+use std::cell::Cell;
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray};
-use arrow::datatypes::{DataType, Int64Type};
+use arrow::datatypes::{DataType, FieldRef, Int64Type};
 use datafusion_common::tree_node::{Transformed, TreeNode};
 use datafusion_common::{exec_err, Result, ScalarValue};
 use datafusion_expr::expr::{Cast, ScalarFunction};
 use datafusion_expr::{
-    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
-    Volatility,
+    ColumnarValue, Expr, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    TypeSignature, Volatility,
 };
 
 /// The most bytes one value of a guarded function may be asked to hold.
 pub const MAX_VALUE: u64 = 16 << 20;
-/// The most bytes the values of one batch may be asked to hold.
+/// The most bytes the values of one batch may be asked to hold, per evaluation.
 pub const MAX_BATCH: u64 = 256 << 20;
+/// The most bytes guarded calls may grow one chunk's values by, in all its batches and stages.
+pub const MAX_GROWTH: u64 = 256 << 20;
+
+thread_local! {
+    /// Bytes guarded calls grew values by, for the chunk this thread decodes.
+    static SPENT: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Bytes guarded calls grew values by, for the chunk this thread decodes.
+pub fn spent() -> u64 {
+    SPENT.get()
+}
+
+/// Sets this thread's account: to 0 when a chunk starts, back to an earlier value when an
+/// evaluation that counted is thrown away (it failed, and its rows are tried again).
+pub fn set_spent(bytes: u64) {
+    SPENT.set(bytes);
+}
+
+/// Counts what a guarded call built beyond its text: `sluice_growth(call, s)`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Growth {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for Growth {
+    fn name(&self) -> &str {
+        "sluice_growth"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, types: &[DataType]) -> Result<DataType> {
+        Ok(types[0].clone())
+    }
+
+    /// The call's own field: its type and whether it can be null are unchanged.
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        Ok(args.arg_fields[0].clone())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let (built, text) = (lengths(&args.args[0], rows), lengths(&args.args[1], rows));
+        let grown = built
+            .iter()
+            .zip(&text)
+            .map(|(b, t)| b.unwrap_or(0).saturating_sub(t.unwrap_or(0)))
+            .fold(0u64, u64::saturating_add);
+        let total = spent().saturating_add(grown);
+        if total > MAX_GROWTH {
+            return exec_err!(
+                "stage functions grew this record's chunk by {total} bytes; they may grow a chunk by at most {MAX_GROWTH} bytes"
+            );
+        }
+        set_spent(total);
+        Ok(args.args[0].clone())
+    }
+}
 
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct SizeGuard {
@@ -184,7 +257,7 @@ fn text_lengths(a: &dyn Array) -> Vec<Option<u64>> {
 }
 
 /// `expr` with the count of every `lpad`, `rpad` and `repeat` call and the replacement of
-/// every `replace` and `regexp_replace` call guarded.
+/// every `replace` and `regexp_replace` call guarded, and each such call's growth counted.
 pub fn guard_sizes(expr: Expr) -> Result<Expr> {
     let guard = Arc::new(ScalarUDF::from(SizeGuard {
         signature: Signature::one_of(
@@ -195,6 +268,18 @@ pub fn guard_sizes(expr: Expr) -> Result<Expr> {
     let replace_guard = Arc::new(ScalarUDF::from(ReplaceGuard {
         signature: Signature::any(2, Volatility::Immutable),
     }));
+    let growth = Arc::new(ScalarUDF::from(Growth {
+        signature: Signature::any(2, Volatility::Immutable),
+    }));
+    // The call with `args`, its growth beyond its text (the first argument) counted.
+    let counted = |f: &ScalarFunction, args: Vec<Expr>| {
+        let text = f.args[0].clone();
+        let call = Expr::ScalarFunction(ScalarFunction::new_udf(f.func.clone(), args));
+        Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(
+            growth.clone(),
+            vec![call, text],
+        )))
+    };
     expr.transform_up(|e| {
         let Expr::ScalarFunction(f) = &e else {
             return Ok(Transformed::no(e));
@@ -206,9 +291,7 @@ pub fn guard_sizes(expr: Expr) -> Result<Expr> {
                 replace_guard.clone(),
                 vec![f.args[2].clone(), f.args[0].clone()],
             ));
-            return Ok(Transformed::yes(Expr::ScalarFunction(
-                ScalarFunction::new_udf(f.func.clone(), args),
-            )));
+            return Ok(counted(f, args));
         }
         if !matches!(name, "lpad" | "rpad" | "repeat") || f.args.len() < 2 {
             return Ok(Transformed::no(e));
@@ -221,9 +304,7 @@ pub fn guard_sizes(expr: Expr) -> Result<Expr> {
         };
         let mut args = f.args.clone();
         args[1] = Expr::ScalarFunction(ScalarFunction::new_udf(guard.clone(), guard_args));
-        Ok(Transformed::yes(Expr::ScalarFunction(
-            ScalarFunction::new_udf(f.func.clone(), args),
-        )))
+        Ok(counted(f, args))
     })
     .map(|t| t.data)
 }

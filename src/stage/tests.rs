@@ -463,3 +463,83 @@ fn replacements_a_record_could_grow_past_the_bound_fail_that_record() {
         }
     }
 }
+
+/// What stage functions grow a chunk's values by is bounded per chunk, not per evaluation: a
+/// batch over the bound was halved, each half passed, and the halves were put together again
+/// (1,000 records asking for 16 MiB each grew a 1 MiB chunk to 16 GiB, past what one string
+/// column holds, and `concat_batches` panicked). Now the records past the bound are dead
+/// letters; a call that does not grow its text counts nothing.
+#[test]
+fn what_stage_functions_grow_is_bounded_per_chunk() {
+    let input = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, true)]));
+    // 24 records of 64 KiB, each repeated to 16 MiB (the most one value may be): 384 MiB.
+    let text = "x".repeat(64 << 10);
+    let b = RecordBatch::try_new(
+        input.clone(),
+        vec![Arc::new(StringArray::from(vec![text.as_str(); 24]))],
+    )
+    .unwrap();
+    let planned = |sql: &str| {
+        Stages::plan(
+            &[stage(&format!("select = [\"{sql} AS r\"]"))],
+            input.clone(),
+            OnError::DeadLetter,
+        )
+        .unwrap()
+    };
+    let s = planned("repeat(s, 256)");
+    guard::set_spent(0);
+    let a = s.apply(b.clone());
+    assert_eq!(a.batch.map(|b| b.num_rows()), Some(16));
+    assert_eq!(guard::spent(), 16 * ((16 << 20) - (64 << 10)));
+    let failed: Vec<usize> = a.failed.iter().map(|f| f.0).collect();
+    assert_eq!(failed, (16..24).collect::<Vec<_>>());
+    assert!(
+        a.failed[0].1.contains("may grow a chunk by at most"),
+        "{:?}",
+        a.failed[0]
+    );
+    // The chunk's account is spent: a second batch of it grows nothing more.
+    let again = s.apply(b.slice(0, 1));
+    assert_eq!((again.batch.is_none(), again.failed.len()), (true, 1));
+    // Redacting (a replacement no longer than what it replaces) grows nothing, however large
+    // its worst case: 24 × 64 KiB rewritten in one chunk.
+    guard::set_spent(0);
+    let a = planned("regexp_replace(s, 'x', 'y', 'g')").apply(b);
+    assert_eq!(
+        (a.batch.map(|b| b.num_rows()), a.failed.len()),
+        (Some(24), 0)
+    );
+    assert_eq!(guard::spent(), 0);
+}
+
+/// When the two halves' outputs cannot be one batch (a string column past 2 GiB), the second
+/// half's kept rows fail and the first half's output goes on; a row a filter left out, or one
+/// that failed already, stays as it was. Before, `concat_batches` was expected to succeed and
+/// the task panicked.
+#[test]
+fn halves_that_do_not_fit_one_batch_fail_the_second_half() {
+    let s = plan(&["select = [\"method\"]"]).unwrap();
+    let st = &s.planned[0];
+    let a_out = RecordBatch::try_new(
+        st.schema.clone(),
+        vec![Arc::new(StringArray::from(vec!["GET", "PUT"]))],
+    )
+    .unwrap();
+    let overflow = arrow::error::ArrowError::ComputeError("offset overflow".into());
+    // The second half holds rows 12 (failed), 15 (left out by a filter) and 17 (kept), at
+    // indices 2, 3 and 4 of the batch.
+    let (out, kept, failed) = join(
+        st,
+        &[12, 15, 17],
+        2,
+        (a_out.clone(), UInt32Array::from(vec![3, 8])),
+        (UInt32Array::from(vec![17]), vec![(2, "earlier".into())]),
+        Err(overflow),
+    );
+    assert_eq!((out, kept.values().to_vec()), (a_out, vec![3, 8]));
+    let at: Vec<usize> = failed.iter().map(|f| f.0).collect();
+    assert_eq!(at, [2, 4]);
+    assert_eq!(failed[0].1, "earlier");
+    assert!(failed[1].1.contains("does not fit one batch"), "{failed:?}");
+}

@@ -242,7 +242,7 @@ pub(super) fn source_loop(
         |(p, epoch), chunk, decoded| {
             let filtered = decoded.filtered;
             metrics.filtered(filtered);
-            let mut item = to_item(decoder, p, epoch, chunk, decoded);
+            let mut item = to_item(decoder, p, epoch, chunk, decoded)?;
             let mut dropped = 0;
             if let Some(stages) = decoder.stages() {
                 match crate::stage::enforce(stages.on_error, &mut item.dead) {
@@ -292,15 +292,29 @@ pub(super) fn source_loop(
     )
 }
 
-fn to_item(decoder: &RecordDecoder, p: u32, epoch: u64, chunk: &Chunk, decoded: Decoded) -> Item {
+/// The item of one decoded chunk; an error when its batches do not fit one (a string column
+/// past 2 GiB: a `source.chunk_bytes` of gigabytes).
+fn to_item(
+    decoder: &RecordDecoder,
+    p: u32,
+    epoch: u64,
+    chunk: &Chunk,
+    decoded: Decoded,
+) -> Result<Item, TaskError> {
     let schema = decoder.output_schema();
     let records = decoded.records;
     let mut dead = decoded.dead;
-    let batch = match decoded.batches.len() {
+    let mut batches = decoded.batches;
+    let batch = match batches.len() {
         0 => RecordBatch::new_empty(schema),
-        1 => decoded.batches.into_iter().next().expect("one batch"),
-        _ => arrow::compute::concat_batches(&schema, &decoded.batches)
-            .expect("batches of one schema concatenate"),
+        1 => batches.remove(0),
+        _ => arrow::compute::concat_batches(&schema, &batches).map_err(|e| TaskError::Job {
+            job: String::new(),
+            reason: format!(
+                "source partition {p}: the {} rows of one chunk do not fit one batch ({e}); lower `source.chunk_bytes` (a push source: `max_body`)",
+                batches.iter().map(|b| b.num_rows()).sum::<usize>()
+            ),
+        })?,
     };
     let prov = if let (Some(from), Some(&first), Some(&last)) = (
         chunk.from_offset,
@@ -338,10 +352,10 @@ fn to_item(decoder: &RecordDecoder, p: u32, epoch: u64, chunk: &Chunk, decoded: 
             epoch,
         }
     };
-    Item {
+    Ok(Item {
         batch,
         dead,
         prov,
         records,
-    }
+    })
 }
