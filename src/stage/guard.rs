@@ -95,15 +95,20 @@ impl ScalarUDFImpl for Growth {
             .zip(&text)
             .map(|(b, t)| b.unwrap_or(0).saturating_sub(t.unwrap_or(0)))
             .fold(0u64, u64::saturating_add);
-        let total = spent().saturating_add(grown);
-        if total > MAX_GROWTH {
-            return exec_err!(
-                "stage functions grew this record's chunk by {total} bytes; they may grow a chunk by at most {MAX_GROWTH} bytes"
-            );
-        }
-        set_spent(total);
+        set_spent(room(grown)?);
         Ok(args.args[0].clone())
     }
+}
+
+/// The chunk's growth with `grown` bytes more, or the error when that is past [`MAX_GROWTH`].
+fn room(grown: u64) -> Result<u64> {
+    let total = spent().saturating_add(grown);
+    if total > MAX_GROWTH {
+        return exec_err!(
+            "stage functions grew this record's chunk by {total} bytes; they may grow a chunk by at most {MAX_GROWTH} bytes"
+        );
+    }
+    Ok(total)
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -138,6 +143,9 @@ impl ScalarUDFImpl for SizeGuard {
         // to 4 bytes.
         let lengths = args.args.get(1).map(|s| lengths(s, counts.len()));
         let mut budget = Budget::default();
+        // What `repeat` will grow its texts by, exactly: past the chunk's room, the batch
+        // fails before it builds (the pads' growth is counted once they are built).
+        let mut growth = 0u64;
         for (i, n) in counts.iter().enumerate() {
             let Some(n) = n else {
                 continue;
@@ -150,7 +158,11 @@ impl ScalarUDFImpl for SizeGuard {
             budget.add(bytes, || {
                 format!("a value of {bytes} bytes was asked for (count {n})")
             })?;
+            if let Some(l) = &lengths {
+                growth = growth.saturating_add(bytes.saturating_sub(l[i].unwrap_or(0)));
+            }
         }
+        room(growth)?;
         Ok(n.clone())
     }
 }
