@@ -1,43 +1,42 @@
 //! A size guard on the stage functions that build values whose size a record decides:
-//! `lpad(s, n)`, `rpad(s, n)` and `repeat(s, n)` with `n` from the data. DataFusion sizes their
-//! output buffer for the whole batch before it checks any one value, so a few records asking
-//! for billions of characters make one allocation of terabytes, which aborts the process.
+//! `lpad(s, n)`, `rpad(s, n)` and `repeat(s, n)` with `n` from the data, and `replace(s, from,
+//! to)` and `regexp_replace(s, pattern, to[, flags])`, whose values can reach about `len(s) ×
+//! len(to)` bytes (an empty match between every character, or `$0` group references in `to`),
+//! a product of two values from the data. DataFusion sizes their output buffer for the whole
+//! batch before it checks any one value, so a few records asking for billions of characters
+//! make one allocation of terabytes, which aborts the process.
 //!
-//! At planning, each such call gets its `n` wrapped in `sluice_size_guard(n[, s])`, which
-//! passes `n` through when the values it would build stay within [`MAX_VALUE`] bytes each and
-//! [`MAX_BATCH`] bytes per evaluation, and fails the batch otherwise. A failing batch is halved
-//! like any other stage failure, so only the records asking for too much become dead letters.
-//! A constant `n` is checked as well: `repeat(s, 200)` takes its size from the data's `s`, and
-//! a constant pad adds up over a batch.
+//! At planning, each such call is replaced by a guarded one (`sluice_guarded_repeat`, ...)
+//! that runs the function on the same evaluated arguments, within three bounds:
+//! - before it builds, the worst case of each value (`n` × `len(s)` for `repeat`, 4 bytes a
+//!   character for the pads, `(2 × len(s) + 1) × len(to) + len(s)` for the replacements) is
+//!   held to [`MAX_VALUE`], and their sum to [`MAX_BATCH`] per evaluation;
+//! - what it builds beyond its text `s` (its growth) is added to the chunk's account
+//!   ([`spent`]), kept per thread (a chunk is decoded on one thread) across the chunk's
+//!   batches and stages, and held to [`MAX_GROWTH`]; the least growth the call can have
+//!   (exact for `repeat`, `n − len(s)` for the pads) is checked before it builds.
 //!
-//! `replace(s, from, to)` and `regexp_replace(s, pattern, to[, flags])` build values of up to
-//! about `len(s) × len(to)` bytes (an empty match between every character, or `$0` group
-//! references in `to`), a product of two values from the data. Their `to` is wrapped in
-//! `sluice_replace_guard(to, s)`, which passes `to` through when `(2 × len(s) + 1) × len(to) +
-//! len(s)` stays within the same bounds.
-//!
-//! Those bounds are worst cases, checked before building, per evaluation. What the calls
-//! really built is counted too: each guarded call is wrapped in `sluice_growth(call, s)`, which
-//! adds what its values grew beyond their text `s` to the chunk's account ([`spent`]), kept per
-//! thread (a chunk is decoded on one thread) across the chunk's batches and stages, and fails
-//! the batch once the chunk's growth passes [`MAX_GROWTH`]. An evaluation that fails gives back
-//! what it counted ([`set_spent`]). Without the account, a batch over the bound was halved,
-//! each half passed, and the halves were put together again: a 1 MiB chunk could grow to
-//! 16 GiB (1,000 records asking for 16 MiB each), past memory and past what one Arrow string
-//! column holds. Counting growth rather than the worst case keeps `regexp_replace` redacting
-//! a large text from counting 20 times its size.
+//! A batch past a bound fails, and is halved like any other stage failure, so only the records
+//! asking for too much become dead letters; an evaluation that fails gives back what it
+//! counted ([`set_spent`]). Without the chunk's account, the halves of a batch over the bound
+//! each passed and were put together again: a 1 MiB chunk could grow to 16 GiB (1,000 records
+//! asking for 16 MiB each), past memory and past what one Arrow string column holds. Counting
+//! what was built rather than the worst case keeps `regexp_replace` redacting a large text
+//! from counting 20 times its size. Growth is counted as built, kept or not (a guarded call
+//! inside a filter's condition counts too).
 
 use std::cell::Cell;
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray};
+use arrow::compute::kernels::cast::{cast_with_options, CastOptions};
 use arrow::datatypes::{DataType, FieldRef, Int64Type};
 use datafusion_common::tree_node::{Transformed, TreeNode};
 use datafusion_common::{exec_err, Result, ScalarValue};
-use datafusion_expr::expr::{Cast, ScalarFunction};
+use datafusion_expr::expr::ScalarFunction;
 use datafusion_expr::{
     ColumnarValue, Expr, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
-    TypeSignature, Volatility,
+    Volatility,
 };
 
 /// The most bytes one value of a guarded function may be asked to hold.
@@ -63,43 +62,6 @@ pub fn set_spent(bytes: u64) {
     SPENT.set(bytes);
 }
 
-/// Counts what a guarded call built beyond its text: `sluice_growth(call, s)`.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct Growth {
-    signature: Signature,
-}
-
-impl ScalarUDFImpl for Growth {
-    fn name(&self) -> &str {
-        "sluice_growth"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, types: &[DataType]) -> Result<DataType> {
-        Ok(types[0].clone())
-    }
-
-    /// The call's own field: its type and whether it can be null are unchanged.
-    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
-        Ok(args.arg_fields[0].clone())
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let rows = args.number_rows;
-        let (built, text) = (lengths(&args.args[0], rows), lengths(&args.args[1], rows));
-        let grown = built
-            .iter()
-            .zip(&text)
-            .map(|(b, t)| b.unwrap_or(0).saturating_sub(t.unwrap_or(0)))
-            .fold(0u64, u64::saturating_add);
-        set_spent(room(grown)?);
-        Ok(args.args[0].clone())
-    }
-}
-
 /// The chunk's growth with `grown` bytes more, or the error when that is past [`MAX_GROWTH`].
 fn room(grown: u64) -> Result<u64> {
     let total = spent().saturating_add(grown);
@@ -111,71 +73,29 @@ fn room(grown: u64) -> Result<u64> {
     Ok(total)
 }
 
+/// Which function a guarded call runs, for its worst case and its least growth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    /// `repeat(s, n)`.
+    Repeat,
+    /// `lpad(s, n[, fill])`, `rpad(s, n[, fill])`.
+    Pad,
+    /// `replace(s, from, to)`, `regexp_replace(s, pattern, to[, flags])`.
+    Replace,
+}
+
+/// A guarded call of the function `inner`.
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct SizeGuard {
+struct Guarded {
+    inner: Arc<ScalarUDF>,
+    kind: Kind,
+    name: String,
     signature: Signature,
 }
 
-impl ScalarUDFImpl for SizeGuard {
+impl ScalarUDFImpl for Guarded {
     fn name(&self) -> &str {
-        "sluice_size_guard"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Int64)
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let n = &args.args[0];
-        let rows = args.number_rows;
-        // A constant count is checked too: `repeat(s, 200)` takes its size from `s`, and the
-        // pads' constant counts add up over a batch.
-        let counts: Vec<Option<i64>> = match n {
-            ColumnarValue::Array(a) => a.as_primitive::<Int64Type>().iter().collect(),
-            ColumnarValue::Scalar(ScalarValue::Int64(v)) => vec![*v; rows],
-            ColumnarValue::Scalar(_) => vec![None; rows],
-        };
-        // repeat: each value is its string's length times n; the pads: n characters, each up
-        // to 4 bytes.
-        let lengths = args.args.get(1).map(|s| lengths(s, counts.len()));
-        let mut budget = Budget::default();
-        // What `repeat` will grow its texts by, exactly: past the chunk's room, the batch
-        // fails before it builds (the pads' growth is counted once they are built).
-        let mut growth = 0u64;
-        for (i, n) in counts.iter().enumerate() {
-            let Some(n) = n else {
-                continue;
-            };
-            let n = (*n).max(0) as u64;
-            let bytes = match &lengths {
-                None => n.saturating_mul(4),
-                Some(l) => n.saturating_mul(l[i].unwrap_or(0)),
-            };
-            budget.add(bytes, || {
-                format!("a value of {bytes} bytes was asked for (count {n})")
-            })?;
-            if let Some(l) = &lengths {
-                growth = growth.saturating_add(bytes.saturating_sub(l[i].unwrap_or(0)));
-            }
-        }
-        room(growth)?;
-        Ok(n.clone())
-    }
-}
-
-/// Guards the replacement of `replace` and `regexp_replace`: `sluice_replace_guard(to, s)`.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct ReplaceGuard {
-    signature: Signature,
-}
-
-impl ScalarUDFImpl for ReplaceGuard {
-    fn name(&self) -> &str {
-        "sluice_replace_guard"
+        &self.name
     }
 
     fn signature(&self) -> &Signature {
@@ -183,28 +103,95 @@ impl ScalarUDFImpl for ReplaceGuard {
     }
 
     fn return_type(&self, types: &[DataType]) -> Result<DataType> {
-        Ok(types[0].clone())
+        self.inner.return_type(types)
+    }
+
+    /// The function's own field: its type and whether it can be null are unchanged.
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        self.inner.return_field_from_args(args)
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
-        let (to, text) = (lengths(&args.args[0], rows), lengths(&args.args[1], rows));
+        let text = lengths(&args.args[0], rows);
+        let least = self.check(&args.args, &text, rows)?;
+        room(least)?;
+        let out = self.inner.invoke_with_args(args)?;
+        let grown = lengths(&out, rows)
+            .iter()
+            .zip(&text)
+            .map(|(b, t)| b.unwrap_or(0).saturating_sub(t.unwrap_or(0)))
+            .fold(0u64, u64::saturating_add);
+        set_spent(room(grown)?);
+        Ok(out)
+    }
+}
+
+impl Guarded {
+    /// Checks the worst case of each value the call would build (`text`: the byte lengths of
+    /// its first argument) against [`MAX_VALUE`] and [`MAX_BATCH`]; the least it grows its
+    /// texts by.
+    fn check(&self, args: &[ColumnarValue], text: &[Option<u64>], rows: usize) -> Result<u64> {
         let mut budget = Budget::default();
-        for (t, s) in to.iter().zip(&text) {
-            let (Some(t), Some(s)) = (t, s) else {
+        let mut least = 0u64;
+        if self.kind == Kind::Replace {
+            let to = lengths(&args[2], rows);
+            for (t, s) in to.iter().zip(text) {
+                let (Some(t), Some(s)) = (t, s) else {
+                    continue;
+                };
+                let bytes = s
+                    .saturating_mul(2)
+                    .saturating_add(1)
+                    .saturating_mul(*t)
+                    .saturating_add(*s);
+                budget.add(bytes, || {
+                    format!("a replacement could build {bytes} bytes (a text of {s} bytes, a replacement of {t})")
+                })?;
+            }
+            return Ok(0);
+        }
+        // A constant count is checked too: `repeat(s, 200)` takes its size from `s`, and the
+        // pads' constant counts add up over a batch.
+        for (i, n) in counts(&args[1], rows)?.into_iter().enumerate() {
+            let Some(n) = n else {
                 continue;
             };
-            let bytes = s
-                .saturating_mul(2)
-                .saturating_add(1)
-                .saturating_mul(*t)
-                .saturating_add(*s);
+            let n = n.max(0) as u64;
+            let s = text.get(i).copied().flatten().unwrap_or(0);
+            // repeat: each value is its text's length times n, exactly; the pads: n
+            // characters, each 1 to 4 bytes.
+            let (bytes, grows) = match self.kind {
+                Kind::Repeat => (n.saturating_mul(s), n.saturating_mul(s).saturating_sub(s)),
+                _ => (n.saturating_mul(4), n.saturating_sub(s)),
+            };
             budget.add(bytes, || {
-                format!("a replacement could build {bytes} bytes (a text of {s} bytes, a replacement of {t})")
+                format!("a value of {bytes} bytes was asked for (count {n})")
             })?;
+            least = least.saturating_add(grows);
         }
-        Ok(args.args[0].clone())
+        Ok(least)
     }
+}
+
+/// The counts of `rows` values as 64-bit integers (`None` for nulls); a count no integer of 64
+/// bits holds fails the batch.
+fn counts(n: &ColumnarValue, rows: usize) -> Result<Vec<Option<i64>>> {
+    let strict = CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    Ok(match n {
+        ColumnarValue::Scalar(ScalarValue::Int64(v)) => vec![*v; rows],
+        ColumnarValue::Scalar(s) => {
+            let one = cast_with_options(&s.to_array_of_size(1)?, &DataType::Int64, &strict)?;
+            vec![one.as_primitive::<Int64Type>().iter().next().flatten(); rows]
+        }
+        ColumnarValue::Array(a) => cast_with_options(a, &DataType::Int64, &strict)?
+            .as_primitive::<Int64Type>()
+            .iter()
+            .collect(),
+    })
 }
 
 /// The bytes the values of one batch would take, within [`MAX_VALUE`] each and [`MAX_BATCH`]
@@ -268,55 +255,27 @@ fn text_lengths(a: &dyn Array) -> Vec<Option<u64>> {
     }
 }
 
-/// `expr` with the count of every `lpad`, `rpad` and `repeat` call and the replacement of
-/// every `replace` and `regexp_replace` call guarded, and each such call's growth counted.
+/// `expr` with every `lpad`, `rpad`, `repeat`, `replace` and `regexp_replace` call guarded.
 pub fn guard_sizes(expr: Expr) -> Result<Expr> {
-    let guard = Arc::new(ScalarUDF::from(SizeGuard {
-        signature: Signature::one_of(
-            vec![TypeSignature::Any(1), TypeSignature::Any(2)],
-            Volatility::Immutable,
-        ),
-    }));
-    let replace_guard = Arc::new(ScalarUDF::from(ReplaceGuard {
-        signature: Signature::any(2, Volatility::Immutable),
-    }));
-    let growth = Arc::new(ScalarUDF::from(Growth {
-        signature: Signature::any(2, Volatility::Immutable),
-    }));
-    // The call with `args`, its growth beyond its text (the first argument) counted.
-    let counted = |f: &ScalarFunction, args: Vec<Expr>| {
-        let text = f.args[0].clone();
-        let call = Expr::ScalarFunction(ScalarFunction::new_udf(f.func.clone(), args));
-        Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(
-            growth.clone(),
-            vec![call, text],
-        )))
-    };
     expr.transform_up(|e| {
         let Expr::ScalarFunction(f) = &e else {
             return Ok(Transformed::no(e));
         };
-        let name = f.func.name();
-        if matches!(name, "replace" | "regexp_replace") && f.args.len() >= 3 {
-            let mut args = f.args.clone();
-            args[2] = Expr::ScalarFunction(ScalarFunction::new_udf(
-                replace_guard.clone(),
-                vec![f.args[2].clone(), f.args[0].clone()],
-            ));
-            return Ok(counted(f, args));
-        }
-        if !matches!(name, "lpad" | "rpad" | "repeat") || f.args.len() < 2 {
-            return Ok(Transformed::no(e));
-        }
-        let count = Expr::Cast(Cast::new(Box::new(f.args[1].clone()), DataType::Int64));
-        let guard_args = if name == "repeat" {
-            vec![count, f.args[0].clone()]
-        } else {
-            vec![count]
+        let kind = match (f.func.name(), f.args.len()) {
+            ("repeat", 2..) => Kind::Repeat,
+            ("lpad" | "rpad", 2..) => Kind::Pad,
+            ("replace" | "regexp_replace", 3..) => Kind::Replace,
+            _ => return Ok(Transformed::no(e)),
         };
-        let mut args = f.args.clone();
-        args[1] = Expr::ScalarFunction(ScalarFunction::new_udf(guard.clone(), guard_args));
-        Ok(counted(f, args))
+        let guarded = Guarded {
+            inner: f.func.clone(),
+            kind,
+            name: format!("sluice_guarded_{}", f.func.name()),
+            signature: Signature::variadic_any(Volatility::Immutable),
+        };
+        Ok(Transformed::yes(Expr::ScalarFunction(
+            ScalarFunction::new_udf(Arc::new(ScalarUDF::from(guarded)), f.args.clone()),
+        )))
     })
     .map(|t| t.data)
 }

@@ -513,6 +513,66 @@ fn what_stage_functions_grow_is_bounded_per_chunk() {
     assert_eq!(guard::spent(), 0);
 }
 
+/// A replacement's growth is known only once it is built: counted then, and given back when
+/// its evaluation fails. 40 texts of 32 KiB, each `x` replaced by 255 bytes (a worst case of
+/// 16,744,703 bytes, within the 16 MiB a value may ask for): each grows by 8,323,072 bytes,
+/// so 32 fit the chunk's 256 MiB.
+#[test]
+fn a_replacement_past_the_chunks_growth_fails_after_it_is_built() {
+    let input = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, true)]));
+    let text = "x".repeat(32 << 10);
+    let b = RecordBatch::try_new(
+        input.clone(),
+        vec![Arc::new(StringArray::from(vec![text.as_str(); 40]))],
+    )
+    .unwrap();
+    let to = "y".repeat(255);
+    let s = Stages::plan(
+        &[stage(&format!(
+            "select = [\"replace(s, 'x', '{to}') AS r\"]"
+        ))],
+        input,
+        OnError::DeadLetter,
+    )
+    .unwrap();
+    guard::set_spent(0);
+    let a = s.apply(b);
+    assert_eq!(a.batch.map(|b| b.num_rows()), Some(32));
+    assert_eq!(guard::spent(), 32 * 8_323_072);
+    let failed: Vec<usize> = a.failed.iter().map(|f| f.0).collect();
+    assert_eq!(failed, (32..40).collect::<Vec<_>>());
+    assert!(
+        a.failed[0].1.contains("may grow a chunk by at most"),
+        "{:?}",
+        a.failed[0]
+    );
+}
+
+/// Nested guarded calls count each call's own growth once: 16 texts of 1 KiB repeated 128
+/// times, twice, grow by 16 × 16,776,192 bytes, within the chunk's 256 MiB. The inner call
+/// was evaluated again for each guard that measured it, and counted two or three times.
+#[test]
+fn nested_guarded_calls_count_their_growth_once() {
+    let input = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, true)]));
+    let text = "x".repeat(1 << 10);
+    let b = RecordBatch::try_new(
+        input.clone(),
+        vec![Arc::new(StringArray::from(vec![text.as_str(); 16]))],
+    )
+    .unwrap();
+    let s = Stages::plan(
+        &[stage("select = [\"repeat(repeat(s, 128), 128) AS r\"]")],
+        input,
+        OnError::DeadLetter,
+    )
+    .unwrap();
+    guard::set_spent(0);
+    let a = s.apply(b);
+    assert!(a.failed.is_empty(), "{:?}", a.failed);
+    assert_eq!(a.batch.map(|b| b.num_rows()), Some(16));
+    assert_eq!(guard::spent(), 16 * 16_776_192);
+}
+
 /// When the two halves' outputs cannot be one batch (a string column past 2 GiB), the second
 /// half's kept rows fail and the first half's output goes on; a row a filter left out, or one
 /// that failed already, stays as it was. Before, `concat_batches` was expected to succeed and
