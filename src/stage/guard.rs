@@ -279,3 +279,7 @@ pub fn guard_sizes(expr: Expr) -> Result<Expr> {
     })
     .map(|t| t.data)
 }
+
+#[cfg(test)]
+#[path = "guard_tests.rs"]
+mod tests;

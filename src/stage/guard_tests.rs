@@ -1,0 +1,189 @@
+//! The size guards of stage functions, through planned stages: a record asking for too much
+//! is a dead letter, a chunk's growth is bounded, nested calls count once.
+
+use std::sync::Arc;
+
+use arrow::array::{AsArray, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+
+use crate::stage::{OnError, StageSpec, Stages};
+
+use super::*;
+
+fn stage(spec: &str) -> StageSpec {
+    toml::from_str(spec).unwrap()
+}
+
+fn strings(b: &RecordBatch, col: &str) -> Vec<Option<String>> {
+    let c = b.column_by_name(col).unwrap();
+    let c = arrow::compute::cast(c, &DataType::Utf8).unwrap();
+    c.as_string::<i32>()
+        .iter()
+        .map(|v| v.map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn replacements_a_record_could_grow_past_the_bound_fail_that_record() {
+    // A text and a replacement from the data: a match at every character (or an empty match
+    // between characters) makes len(s) × len(to) bytes, 100 MB for one 10 kB record; its
+    // neighbours go on.
+    let input = Arc::new(Schema::new(vec![
+        Field::new("s", DataType::Utf8, true),
+        Field::new("t", DataType::Utf8, true),
+    ]));
+    let big = "x".repeat(10_000);
+    let b = RecordBatch::try_new(
+        input.clone(),
+        vec![
+            Arc::new(StringArray::from(vec![
+                Some("GET"),
+                Some(big.as_str()),
+                None,
+            ])),
+            Arc::new(StringArray::from(vec![
+                Some("ab"),
+                Some(big.as_str()),
+                Some("c"),
+            ])),
+        ],
+    )
+    .unwrap();
+    for (call, expect) in [
+        ("replace(s, 'x', t)", "GET"),
+        ("regexp_replace(s, '', t, 'g')", "abGabEabTab"),
+        ("regexp_replace(s, '(.)', '$1$1', 'g')", "GGEETT"),
+        ("replace(s, 'E', 'xx')", "GxxT"),
+    ] {
+        let s = Stages::plan(
+            &[stage(&format!("select = [\"{call} AS r\"]"))],
+            input.clone(),
+            OnError::DeadLetter,
+        )
+        .unwrap();
+        let a = s.apply(b.clone());
+        let out = a.batch.unwrap();
+        assert_eq!(strings(&out, "r")[0].as_deref(), Some(expect), "{call}");
+        if call.contains(", t") {
+            assert_eq!(a.failed.len(), 1, "{call}: {:?}", a.failed);
+            assert_eq!(a.failed[0].0, 1);
+            assert!(
+                a.failed[0].1.contains("a replacement could build"),
+                "{:?}",
+                a.failed
+            );
+            assert_eq!(out.num_rows(), 2);
+        } else {
+            assert!(a.failed.is_empty(), "{call}: {:?}", a.failed);
+        }
+    }
+}
+
+/// What stage functions grow a chunk's values by is bounded per chunk, not per evaluation: a
+/// batch over the bound was halved, each half passed, and the halves were put together again
+/// (1,000 records asking for 16 MiB each grew a 1 MiB chunk to 16 GiB, past what one string
+/// column holds, and `concat_batches` panicked). Now the records past the bound are dead
+/// letters; a call that does not grow its text counts nothing.
+#[test]
+fn what_stage_functions_grow_is_bounded_per_chunk() {
+    let input = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, true)]));
+    // 24 records of 64 KiB, each repeated to 16 MiB (the most one value may be): 384 MiB.
+    let text = "x".repeat(64 << 10);
+    let b = RecordBatch::try_new(
+        input.clone(),
+        vec![Arc::new(StringArray::from(vec![text.as_str(); 24]))],
+    )
+    .unwrap();
+    let planned = |sql: &str| {
+        Stages::plan(
+            &[stage(&format!("select = [\"{sql} AS r\"]"))],
+            input.clone(),
+            OnError::DeadLetter,
+        )
+        .unwrap()
+    };
+    let s = planned("repeat(s, 256)");
+    set_spent(0);
+    let a = s.apply(b.clone());
+    assert_eq!(a.batch.map(|b| b.num_rows()), Some(16));
+    assert_eq!(spent(), 16 * ((16 << 20) - (64 << 10)));
+    let failed: Vec<usize> = a.failed.iter().map(|f| f.0).collect();
+    assert_eq!(failed, (16..24).collect::<Vec<_>>());
+    assert!(
+        a.failed[0].1.contains("may grow a chunk by at most"),
+        "{:?}",
+        a.failed[0]
+    );
+    // The chunk's account is spent: a second batch of it grows nothing more.
+    let again = s.apply(b.slice(0, 1));
+    assert_eq!((again.batch.is_none(), again.failed.len()), (true, 1));
+    // Redacting (a replacement no longer than what it replaces) grows nothing, however large
+    // its worst case: 24 × 64 KiB rewritten in one chunk.
+    set_spent(0);
+    let a = planned("regexp_replace(s, 'x', 'y', 'g')").apply(b);
+    assert_eq!(
+        (a.batch.map(|b| b.num_rows()), a.failed.len()),
+        (Some(24), 0)
+    );
+    assert_eq!(spent(), 0);
+}
+
+/// A replacement's growth is known only once it is built: counted then, and given back when
+/// its evaluation fails. 40 texts of 32 KiB, each `x` replaced by 255 bytes (a worst case of
+/// 16,744,703 bytes, within the 16 MiB a value may ask for): each grows by 8,323,072 bytes,
+/// so 32 fit the chunk's 256 MiB.
+#[test]
+fn a_replacement_past_the_chunks_growth_fails_after_it_is_built() {
+    let input = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, true)]));
+    let text = "x".repeat(32 << 10);
+    let b = RecordBatch::try_new(
+        input.clone(),
+        vec![Arc::new(StringArray::from(vec![text.as_str(); 40]))],
+    )
+    .unwrap();
+    let to = "y".repeat(255);
+    let s = Stages::plan(
+        &[stage(&format!(
+            "select = [\"replace(s, 'x', '{to}') AS r\"]"
+        ))],
+        input,
+        OnError::DeadLetter,
+    )
+    .unwrap();
+    set_spent(0);
+    let a = s.apply(b);
+    assert_eq!(a.batch.map(|b| b.num_rows()), Some(32));
+    assert_eq!(spent(), 32 * 8_323_072);
+    let failed: Vec<usize> = a.failed.iter().map(|f| f.0).collect();
+    assert_eq!(failed, (32..40).collect::<Vec<_>>());
+    assert!(
+        a.failed[0].1.contains("may grow a chunk by at most"),
+        "{:?}",
+        a.failed[0]
+    );
+}
+
+/// Nested guarded calls count each call's own growth once: 16 texts of 1 KiB repeated 128
+/// times, twice, grow by 16 × 16,776,192 bytes, within the chunk's 256 MiB. The inner call
+/// was evaluated again for each guard that measured it, and counted two or three times.
+#[test]
+fn nested_guarded_calls_count_their_growth_once() {
+    let input = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, true)]));
+    let text = "x".repeat(1 << 10);
+    let b = RecordBatch::try_new(
+        input.clone(),
+        vec![Arc::new(StringArray::from(vec![text.as_str(); 16]))],
+    )
+    .unwrap();
+    let s = Stages::plan(
+        &[stage("select = [\"repeat(repeat(s, 128), 128) AS r\"]")],
+        input,
+        OnError::DeadLetter,
+    )
+    .unwrap();
+    set_spent(0);
+    let a = s.apply(b);
+    assert!(a.failed.is_empty(), "{:?}", a.failed);
+    assert_eq!(a.batch.map(|b| b.num_rows()), Some(16));
+    assert_eq!(spent(), 16 * 16_776_192);
+}
