@@ -97,7 +97,10 @@ impl OrcFormat {
         let mut b = ArrowWriterBuilder::new(file.clone(), schema)
             .with_batch_size(8192)
             .with_stripe_byte_size(opts.stripe_bytes)
-            .with_parallel(opts.parallel);
+            .with_parallel(opts.parallel)
+            // `convert`: one file, its buffers reused stripe after stripe (a job's files
+            // free theirs, which its memory bound counts, at each stripe).
+            .with_keep_buffers(opts.parallel);
         b = match opts.codec() {
             Codec::None => b,
             Codec::Zstd(level) => b

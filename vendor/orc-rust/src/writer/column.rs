@@ -58,6 +58,10 @@ pub trait ColumnStripeEncoder: EstimateMemory + Send {
     /// Emit buffered streams to be written to the writer, and reset state
     /// in preparation for next stripe.
     fn finish(&mut self) -> Vec<Stream>;
+
+    /// sluice: keep the value buffer's allocation for the next stripe (taken back once the
+    /// finished stripe's bytes are dropped) instead of growing a new one from empty.
+    fn keep_buffers(&mut self) {}
 }
 
 // TODO: simplify these generics, probably overcomplicating things here
@@ -360,6 +364,8 @@ where
     length_encoder: RleV2Encoder<T::Offset, UnsignedEncoding>,
     present: Option<BooleanEncoder>,
     encoded_count: usize,
+    /// sluice: see [`ColumnStripeEncoder::keep_buffers`].
+    keep: bool,
 }
 
 impl<T: ByteArrayType> GenericBinaryColumnEncoder<T>
@@ -372,6 +378,7 @@ where
             length_encoder: RleV2Encoder::new(),
             present: None,
             encoded_count: 0,
+            keep: false,
         }
     }
 }
@@ -457,13 +464,24 @@ where
         ColumnEncoding::DirectV2
     }
 
+    fn keep_buffers(&mut self) {
+        self.keep = true;
+    }
+
     fn finish(&mut self) -> Vec<Stream> {
-        // TODO: throwing away allocations here
-        let data_bytes = std::mem::take(&mut self.string_bytes);
+        // sluice: with `keep`, the bytes are split off the buffer, which takes its whole
+        // allocation back on its next reserve once they are dropped (the stripe is written by
+        // then): the next stripe's values fill pages already in memory, without the copies of
+        // growing from empty.
+        let data_bytes = if self.keep {
+            self.string_bytes.split().freeze()
+        } else {
+            std::mem::take(&mut self.string_bytes).freeze()
+        };
         let length_bytes = self.length_encoder.take_inner();
         let data = Stream {
             kind: StreamType::Data,
-            bytes: data_bytes.into(),
+            bytes: data_bytes,
         };
         let length = Stream {
             kind: StreamType::Length,

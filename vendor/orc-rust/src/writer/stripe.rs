@@ -107,6 +107,13 @@ impl<W: Write> StripeWriter<W> {
         }
     }
 
+    /// sluice: see [`ColumnStripeEncoder::keep_buffers`].
+    pub fn keep_buffers(&mut self) {
+        for c in &mut self.columns {
+            c.keep_buffers();
+        }
+    }
+
     /// Attempt to encode entire [`RecordBatch`]. Relies on caller slicing the batch
     /// to required batch size.
     pub fn encode_batch(&mut self, batch: &RecordBatch) -> Result<()> {
