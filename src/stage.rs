@@ -297,7 +297,7 @@ fn physical(
     expr: Expr,
     schema: &DFSchemaRef,
 ) -> Result<Arc<dyn PhysicalExpr>, String> {
-    ctx.physical(expr, schema, guard::guard_sizes)
+    ctx.physical(expr, schema, guard::guard_sizes, guard::check_constants)
         .map_err(clean)
 }
 

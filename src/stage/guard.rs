@@ -7,7 +7,9 @@
 //! make one allocation of terabytes, which aborts the process.
 //!
 //! At planning, each such call is replaced by a guarded one (`sluice_guarded_repeat`, ...)
-//! that runs the function on the same evaluated arguments, within three bounds:
+//! before the expression is simplified (so a call of constants is folded only within the
+//! bounds, and what folding leaves is checked: [`check_constants`]); the guarded call runs
+//! the function on the same evaluated arguments, within three bounds:
 //! - before it builds, the worst case of each value (`n` × `len(s)` for `repeat`, 4 bytes a
 //!   character for the pads, `(2 × len(s) + 1) × len(to) + len(s)` for the replacements) is
 //!   held to [`MAX_VALUE`], and their sum to [`MAX_BATCH`] per evaluation;
@@ -31,8 +33,8 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray};
 use arrow::compute::kernels::cast::{cast_with_options, CastOptions};
 use arrow::datatypes::{DataType, FieldRef, Int64Type};
-use datafusion_common::tree_node::{Transformed, TreeNode};
-use datafusion_common::{exec_err, Result, ScalarValue};
+use datafusion_common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion_common::{exec_err, plan_err, Result, ScalarValue};
 use datafusion_expr::expr::ScalarFunction;
 use datafusion_expr::{
     ColumnarValue, Expr, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
@@ -116,6 +118,12 @@ impl ScalarUDFImpl for Guarded {
         let text = lengths(&args.args[0], rows);
         let least = self.check(&args.args, &text, rows)?;
         room(least)?;
+        let mut args = args;
+        if self.kind != Kind::Replace {
+            // A negative count in a column is 0, as a constant one is: DataFusion's pads sized
+            // their buffer from it as an unsigned number and panicked ("capacity overflow").
+            args.args[1] = at_least_zero(&args.args[1]);
+        }
         let out = self.inner.invoke_with_args(args)?;
         let grown = lengths(&out, rows)
             .iter()
@@ -136,21 +144,32 @@ impl Guarded {
         let mut least = 0u64;
         if self.kind == Kind::Replace {
             let to = lengths(&args[2], rows);
-            for (t, s) in to.iter().zip(text) {
+            // `replace`'s text to find is text: at most len(s) / len(from) matches, none when it
+            // is empty. A pattern can match the empty text between every character.
+            let from = (self.inner.name() == "replace").then(|| lengths(&args[1], rows));
+            for (i, (t, s)) in to.iter().zip(text).enumerate() {
                 let (Some(t), Some(s)) = (t, s) else {
                     continue;
                 };
-                let bytes = s
-                    .saturating_mul(2)
-                    .saturating_add(1)
-                    .saturating_mul(*t)
-                    .saturating_add(*s);
+                let bytes = match from.as_ref().map(|f| f[i]) {
+                    Some(None | Some(0)) => *s,
+                    Some(Some(f)) => (s / f)
+                        .saturating_mul(t.saturating_sub(f))
+                        .saturating_add(*s),
+                    None => s
+                        .saturating_mul(2)
+                        .saturating_add(1)
+                        .saturating_mul(*t)
+                        .saturating_add(*s),
+                };
                 budget.add(bytes, || {
                     format!("a replacement could build {bytes} bytes (a text of {s} bytes, a replacement of {t})")
                 })?;
             }
             return Ok(0);
         }
+        // A pad's fill: a null or empty one pads nothing.
+        let fill = args.get(2).map(|f| lengths(f, rows));
         // A constant count is checked too: `repeat(s, 200)` takes its size from `s`, and the
         // pads' constant counts add up over a batch.
         for (i, n) in counts(&args[1], rows)?.into_iter().enumerate() {
@@ -158,12 +177,15 @@ impl Guarded {
                 continue;
             };
             let n = n.max(0) as u64;
-            let s = text.get(i).copied().flatten().unwrap_or(0);
+            let s = text.get(i).copied().flatten();
+            let pads = s.is_some() && fill.as_ref().is_none_or(|f| f[i].unwrap_or(0) > 0);
+            let s = s.unwrap_or(0);
             // repeat: each value is its text's length times n, exactly; the pads: n
-            // characters, each 1 to 4 bytes.
+            // characters, each 1 to 4 bytes, at least n bytes when they pad.
             let (bytes, grows) = match self.kind {
                 Kind::Repeat => (n.saturating_mul(s), n.saturating_mul(s).saturating_sub(s)),
-                _ => (n.saturating_mul(4), n.saturating_sub(s)),
+                _ if pads => (n.saturating_mul(4), n.saturating_sub(s)),
+                _ => (n.saturating_mul(4), 0),
             };
             budget.add(bytes, || {
                 format!("a value of {bytes} bytes was asked for (count {n})")
@@ -172,6 +194,21 @@ impl Guarded {
         }
         Ok(least)
     }
+}
+
+/// A count column with its negative values made 0 (itself when it has none).
+fn at_least_zero(n: &ColumnarValue) -> ColumnarValue {
+    let ColumnarValue::Array(a) = n else {
+        return n.clone();
+    };
+    let Some(ints) = a.as_primitive_opt::<Int64Type>() else {
+        return n.clone();
+    };
+    if !ints.iter().any(|v| v.is_some_and(|v| v < 0)) {
+        return n.clone();
+    }
+    let clamped: arrow::array::Int64Array = ints.iter().map(|v| v.map(|v| v.max(0))).collect();
+    ColumnarValue::Array(Arc::new(clamped))
 }
 
 /// The counts of `rows` values as 64-bit integers (`None` for nulls); a count no integer of 64
@@ -253,6 +290,57 @@ fn text_lengths(a: &dyn Array) -> Vec<Option<u64>> {
             _ => vec![None; a.len()],
         },
     }
+}
+
+/// The most bytes a string or binary constant in a stage may hold: a constant output is copied
+/// into every row of a batch (up to 16,384 rows).
+pub const MAX_CONSTANT: usize = 64 << 10;
+
+/// Refuses, at planning, what a stage's simplified expression would build from constants
+/// alone: a string or binary constant past [`MAX_CONSTANT`] (`repeat('ab', 500000)` folds to
+/// one of 1 MB, copied into every row: 8 GB a batch), and a guarded call of constants whose
+/// values are past the guard's bounds (`repeat('ab', 1000000000)`, left unfolded by the
+/// simplifier, would fail every batch).
+pub fn check_constants(expr: &Expr) -> Result<()> {
+    expr.apply(|e| {
+        match e {
+            Expr::Literal(v, _) => {
+                let n = match v {
+                    ScalarValue::Utf8(Some(s))
+                    | ScalarValue::LargeUtf8(Some(s))
+                    | ScalarValue::Utf8View(Some(s)) => s.len(),
+                    ScalarValue::Binary(Some(b))
+                    | ScalarValue::LargeBinary(Some(b))
+                    | ScalarValue::BinaryView(Some(b))
+                    | ScalarValue::FixedSizeBinary(_, Some(b)) => b.len(),
+                    _ => 0,
+                };
+                if n > MAX_CONSTANT {
+                    return plan_err!(
+                        "a constant of {n} bytes, which every row would hold; a stage's constants may hold at most {MAX_CONSTANT} bytes"
+                    );
+                }
+            }
+            Expr::ScalarFunction(f) => {
+                let constants: Option<Vec<ColumnarValue>> = f
+                    .args
+                    .iter()
+                    .map(|a| match a {
+                        Expr::Literal(v, _) => Some(ColumnarValue::Scalar(v.clone())),
+                        _ => None,
+                    })
+                    .collect();
+                if let (Some(g), Some(args)) = (f.func.inner().downcast_ref::<Guarded>(), constants)
+                {
+                    let text = lengths(&args[0], 1);
+                    g.check(&args, &text, 1)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .map(|_| ())
 }
 
 /// `expr` with every `lpad`, `rpad`, `repeat`, `replace` and `regexp_replace` call guarded.

@@ -3,25 +3,12 @@
 
 use std::sync::Arc;
 
-use arrow::array::{AsArray, RecordBatch, StringArray};
+use arrow::array::{RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 
-use crate::stage::{OnError, StageSpec, Stages};
-
 use super::*;
-
-fn stage(spec: &str) -> StageSpec {
-    toml::from_str(spec).unwrap()
-}
-
-fn strings(b: &RecordBatch, col: &str) -> Vec<Option<String>> {
-    let c = b.column_by_name(col).unwrap();
-    let c = arrow::compute::cast(c, &DataType::Utf8).unwrap();
-    c.as_string::<i32>()
-        .iter()
-        .map(|v| v.map(str::to_string))
-        .collect()
-}
+use crate::stage::tests::{stage, strings};
+use crate::stage::{OnError, Stages};
 
 #[test]
 fn replacements_a_record_could_grow_past_the_bound_fail_that_record() {
@@ -186,4 +173,98 @@ fn nested_guarded_calls_count_their_growth_once() {
     assert!(a.failed.is_empty(), "{:?}", a.failed);
     assert_eq!(a.batch.map(|b| b.num_rows()), Some(16));
     assert_eq!(spent(), 16 * 16_776_192);
+}
+
+/// What constants alone would build is refused at planning: a folded constant past 64 KiB
+/// (copied into every row of a batch: `repeat('ab', 500000)` made 8 GB a batch of 8,192 rows)
+/// and a guarded call of constants past the guard's bounds (folding it built 2 GB at
+/// planning). Small constants plan as before.
+#[test]
+fn constants_past_what_a_stage_may_build_are_refused_at_planning() {
+    let input = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, true)]));
+    let planned = |sql: &str| {
+        Stages::plan(
+            &[stage(&format!("select = [\"{sql} AS r\"]"))],
+            input.clone(),
+            OnError::DeadLetter,
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    };
+    let e = planned("repeat('ab', 500000)").unwrap_err();
+    assert!(e.contains("a constant of 1000000 bytes"), "{e}");
+    let e = planned("concat(s, repeat('ab', 1000000000))").unwrap_err();
+    assert!(
+        e.contains("a value of 2000000000 bytes was asked for"),
+        "{e}"
+    );
+    planned("lpad(s, 10, repeat('0', 3))").unwrap();
+    planned("concat(s, repeat('-', 1000))").unwrap();
+}
+
+/// A negative count from the data pads to nothing, as a constant one does; DataFusion's pads
+/// sized their buffer from it as an unsigned number and panicked (the record became a dead
+/// letter saying "the function panicked: capacity overflow").
+#[test]
+fn a_negative_count_from_the_data_pads_nothing() {
+    let input = Arc::new(Schema::new(vec![
+        Field::new("s", DataType::Utf8, true),
+        Field::new("n", DataType::Int64, true),
+    ]));
+    let b = RecordBatch::try_new(
+        input.clone(),
+        vec![
+            Arc::new(StringArray::from(vec!["ab", "cd"])),
+            Arc::new(arrow::array::Int64Array::from(vec![-1, 4])),
+        ],
+    )
+    .unwrap();
+    for (sql, want) in [
+        ("lpad(s, n)", "  cd"),
+        ("rpad(s, n, '*')", "cd**"),
+        ("repeat(s, n)", "cdcdcdcd"),
+    ] {
+        let s = Stages::plan(
+            &[stage(&format!("select = [\"{sql} AS r\"]"))],
+            input.clone(),
+            OnError::DeadLetter,
+        )
+        .unwrap();
+        let a = s.apply(b.clone());
+        assert!(a.failed.is_empty(), "{sql}: {:?}", a.failed);
+        let out = a.batch.unwrap();
+        assert_eq!(
+            strings(&out, "r"),
+            [Some(String::new()), Some(want.to_string())],
+            "{sql}"
+        );
+    }
+}
+
+/// Redacting with `replace` is held to what it can build: at most one replacement per
+/// occurrence of the text it finds. A 1 MB record whose `password=` becomes `password=***`
+/// was a dead letter (its worst case counted as if every byte matched: 25 MB).
+#[test]
+fn a_replace_is_held_to_its_own_worst_case() {
+    let input = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, true)]));
+    let text = format!("password=x {}", "y".repeat(1 << 20));
+    let b = RecordBatch::try_new(
+        input.clone(),
+        vec![Arc::new(StringArray::from(vec![text.as_str()]))],
+    )
+    .unwrap();
+    let s = Stages::plan(
+        &[stage(
+            "select = [\"replace(s, 'password=', 'password=***') AS r\"]",
+        )],
+        input,
+        OnError::DeadLetter,
+    )
+    .unwrap();
+    let a = s.apply(b);
+    assert!(a.failed.is_empty(), "{:?}", a.failed);
+    assert!(strings(&a.batch.unwrap(), "r")[0]
+        .as_deref()
+        .unwrap()
+        .starts_with("password=***x "));
 }

@@ -96,12 +96,14 @@ impl Planner {
 
     /// A logical expression as a physical one: types coerced and the expression simplified, as
     /// the optimizer would (some functions, e.g. `coalesce`, only exist in simplified form).
-    /// `rewrite` runs between simplification and lowering.
+    /// `rewrite` runs between coercion and simplification (what it plants is folded with the
+    /// rest), `check` on the simplified expression.
     pub fn physical(
         &self,
         expr: Expr,
         schema: &Arc<DFSchema>,
         rewrite: impl FnOnce(Expr) -> Result<Expr>,
+        check: impl FnOnce(&Expr) -> Result<()>,
     ) -> Result<Arc<dyn PhysicalExpr>> {
         let context = SimplifyContext::builder()
             .with_schema(schema.clone())
@@ -110,8 +112,9 @@ impl Planner {
             .build();
         let simplifier = ExprSimplifier::new(context);
         let expr = simplifier.coerce(expr, schema)?;
-        let expr = simplifier.simplify(expr)?;
         let expr = rewrite(expr)?;
+        let expr = simplifier.simplify(expr)?;
+        check(&expr)?;
         let mut props = ExecutionProps::new();
         props.query_execution_start_time = Some(self.started);
         props.config_options = Some(self.options.clone());

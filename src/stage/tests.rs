@@ -57,7 +57,8 @@ fn batch() -> RecordBatch {
     RecordBatch::try_new(schema(), cols).unwrap()
 }
 
-fn stage(spec: &str) -> StageSpec {
+/// A stage spec from its TOML.
+pub(super) fn stage(spec: &str) -> StageSpec {
     toml::from_str(spec).unwrap()
 }
 
@@ -69,7 +70,8 @@ fn plan(specs: &[&str]) -> Result<Stages, StageError> {
     )
 }
 
-fn strings(b: &RecordBatch, col: &str) -> Vec<Option<String>> {
+/// A column's values as text.
+pub(super) fn strings(b: &RecordBatch, col: &str) -> Vec<Option<String>> {
     let c = b.column_by_name(col).unwrap();
     let c = arrow::compute::cast(c, &DataType::Utf8).unwrap();
     c.as_string::<i32>()
