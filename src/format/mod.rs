@@ -183,8 +183,10 @@ pub struct FormatOptions {
     pub header: bool,
     /// Encode on the rayon pool (`convert`: one file at a time): Parquet a row group's columns
     /// in parallel; gzip JSON and text each batch as a block (a gzip member of its own) while
-    /// the next ones encode. A job's sink workers encode many files at once on their own threads,
-    /// where handing small batches to the pool costs CPU and gains nothing.
+    /// the next ones encode; ORC a stripe's columns, and its string buffers kept from stripe
+    /// to stripe (memory a job's bound would not count). A job's sink workers encode many
+    /// files at once on their own threads, where handing small batches to the pool costs CPU
+    /// and gains nothing.
     pub parallel: bool,
 }
 

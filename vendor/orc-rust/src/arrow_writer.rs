@@ -106,8 +106,9 @@ impl<W: Write> ArrowWriterBuilder<W> {
     /// sluice: string and binary columns keep their value buffer's allocation from stripe to
     /// stripe (taken back once a finished stripe is written) rather than growing a new one
     /// from empty: no copies while it grows, no fresh pages to fault in. The memory stays
-    /// held between stripes (up to the largest stripe's values) until the writer is dropped,
-    /// which [`ArrowWriter::estimate_memory_size`] does not count. The bytes are the same.
+    /// held between stripes until the writer is dropped (up to about twice the largest
+    /// stripe's values: a buffer that grows in place keeps what it held before), which
+    /// [`ArrowWriter::estimate_memory_size`] does not count. The bytes are the same.
     pub fn with_keep_buffers(mut self, keep: bool) -> Self {
         self.keep_buffers = keep;
         self
