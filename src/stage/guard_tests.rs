@@ -4,11 +4,20 @@
 use std::sync::Arc;
 
 use arrow::array::{RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use super::*;
 use crate::stage::tests::{stage, strings};
-use crate::stage::{OnError, Stages};
+use crate::stage::{OnError, StageError, Stages};
+
+/// One stage selecting `expr AS r` over batches of `input`.
+fn select(input: &SchemaRef, expr: &str) -> Result<Stages, StageError> {
+    Stages::plan(
+        &[stage(&format!("select = [\"{expr} AS r\"]"))],
+        input.clone(),
+        OnError::DeadLetter,
+    )
+}
 
 #[test]
 fn replacements_a_record_could_grow_past_the_bound_fail_that_record() {
@@ -42,12 +51,7 @@ fn replacements_a_record_could_grow_past_the_bound_fail_that_record() {
         ("regexp_replace(s, '(.)', '$1$1', 'g')", "GGEETT"),
         ("replace(s, 'E', 'xx')", "GxxT"),
     ] {
-        let s = Stages::plan(
-            &[stage(&format!("select = [\"{call} AS r\"]"))],
-            input.clone(),
-            OnError::DeadLetter,
-        )
-        .unwrap();
+        let s = select(&input, call).unwrap();
         let a = s.apply(b.clone());
         let out = a.batch.unwrap();
         assert_eq!(strings(&out, "r")[0].as_deref(), Some(expect), "{call}");
@@ -81,14 +85,7 @@ fn what_stage_functions_grow_is_bounded_per_chunk() {
         vec![Arc::new(StringArray::from(vec![text.as_str(); 24]))],
     )
     .unwrap();
-    let planned = |sql: &str| {
-        Stages::plan(
-            &[stage(&format!("select = [\"{sql} AS r\"]"))],
-            input.clone(),
-            OnError::DeadLetter,
-        )
-        .unwrap()
-    };
+    let planned = |sql: &str| select(&input, sql).unwrap();
     let s = planned("repeat(s, 256)");
     set_spent(0);
     let a = s.apply(b.clone());
@@ -129,14 +126,7 @@ fn a_replacement_past_the_chunks_growth_fails_after_it_is_built() {
     )
     .unwrap();
     let to = "y".repeat(255);
-    let s = Stages::plan(
-        &[stage(&format!(
-            "select = [\"replace(s, 'x', '{to}') AS r\"]"
-        ))],
-        input,
-        OnError::DeadLetter,
-    )
-    .unwrap();
+    let s = select(&input, &format!("replace(s, 'x', '{to}')")).unwrap();
     set_spent(0);
     let a = s.apply(b);
     assert_eq!(a.batch.map(|b| b.num_rows()), Some(32));
@@ -162,12 +152,7 @@ fn nested_guarded_calls_count_their_growth_once() {
         vec![Arc::new(StringArray::from(vec![text.as_str(); 16]))],
     )
     .unwrap();
-    let s = Stages::plan(
-        &[stage("select = [\"repeat(repeat(s, 128), 128) AS r\"]")],
-        input,
-        OnError::DeadLetter,
-    )
-    .unwrap();
+    let s = select(&input, "repeat(repeat(s, 128), 128)").unwrap();
     set_spent(0);
     let a = s.apply(b);
     assert!(a.failed.is_empty(), "{:?}", a.failed);
@@ -182,15 +167,7 @@ fn nested_guarded_calls_count_their_growth_once() {
 #[test]
 fn constants_past_what_a_stage_may_build_are_refused_at_planning() {
     let input = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, true)]));
-    let planned = |sql: &str| {
-        Stages::plan(
-            &[stage(&format!("select = [\"{sql} AS r\"]"))],
-            input.clone(),
-            OnError::DeadLetter,
-        )
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-    };
+    let planned = |sql: &str| select(&input, sql).map(|_| ()).map_err(|e| e.to_string());
     let e = planned("repeat('ab', 500000)").unwrap_err();
     assert!(e.contains("a constant of 1000000 bytes"), "{e}");
     let e = planned("concat(s, repeat('ab', 1000000000))").unwrap_err();
@@ -224,12 +201,7 @@ fn a_negative_count_from_the_data_pads_nothing() {
         ("rpad(s, n, '*')", "cd**"),
         ("repeat(s, n)", "cdcdcdcd"),
     ] {
-        let s = Stages::plan(
-            &[stage(&format!("select = [\"{sql} AS r\"]"))],
-            input.clone(),
-            OnError::DeadLetter,
-        )
-        .unwrap();
+        let s = select(&input, sql).unwrap();
         let a = s.apply(b.clone());
         assert!(a.failed.is_empty(), "{sql}: {:?}", a.failed);
         let out = a.batch.unwrap();
@@ -253,14 +225,7 @@ fn a_replace_is_held_to_its_own_worst_case() {
         vec![Arc::new(StringArray::from(vec![text.as_str()]))],
     )
     .unwrap();
-    let s = Stages::plan(
-        &[stage(
-            "select = [\"replace(s, 'password=', 'password=***') AS r\"]",
-        )],
-        input,
-        OnError::DeadLetter,
-    )
-    .unwrap();
+    let s = select(&input, "replace(s, 'password=', 'password=***')").unwrap();
     let a = s.apply(b);
     assert!(a.failed.is_empty(), "{:?}", a.failed);
     assert!(strings(&a.batch.unwrap(), "r")[0]
