@@ -379,7 +379,7 @@ fn isolate(
     batch: &RecordBatch,
     rows: &UInt32Array,
 ) -> (RecordBatch, UInt32Array, Vec<(usize, String)>) {
-    // A failed evaluation gives back what its guarded calls were let build: its rows are tried
+    // A failed evaluation gives back the growth its guarded calls counted: its rows are tried
     // again, in halves.
     let spent = guard::spent();
     let result = eval(st, batch);

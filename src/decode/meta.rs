@@ -218,19 +218,20 @@ impl MetaColumns {
                             }
                             let ts = arrow::compute::cast(&ms, &ty)
                                 .expect("millisecond timestamps cast to any timestamp unit");
-                            // In a zoned field, its wall-clock time there too.
-                            for (r, _, local) in super::range::raw_out_of_range(ts.as_ref()).0 {
-                                if let (true, DataType::Timestamp(_, Some(z))) = (local, &ty) {
-                                    let t = meta.timestamps.get(msg(r)).copied().flatten();
-                                    errors.push((
-                                        r,
-                                        format!(
-                                            "the message timestamp {} ms is outside years 1 \
-                                             to 9999 in the field's zone `{z}`",
-                                            t.unwrap_or_default()
-                                        ),
-                                    ));
-                                }
+                            // In a zoned field, its wall-clock time there too (the instants
+                            // out of range are null by now).
+                            let zone = ms.timezone().map(str::to_string);
+                            for (r, _, _) in super::range::raw_out_of_range(ts.as_ref()).0 {
+                                let t = meta.timestamps.get(msg(r)).copied().flatten();
+                                errors.push((
+                                    r,
+                                    format!(
+                                        "the message timestamp {} ms is outside years 1 to \
+                                         9999 in the field's zone `{}`",
+                                        t.unwrap_or_default(),
+                                        zone.as_deref().unwrap_or("UTC")
+                                    ),
+                                ));
                             }
                             ts
                         }

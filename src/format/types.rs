@@ -131,28 +131,11 @@ fn refused(ty: &DataType, kind: FormatKind) -> Option<String> {
 
 /// Dictionary values every writer takes: strings, binary and numbers.
 fn dictionary_value(ty: &DataType) -> bool {
-    matches!(
-        ty,
-        DataType::Utf8
-            | DataType::LargeUtf8
-            | DataType::Binary
-            | DataType::LargeBinary
-            | DataType::Int8
-            | DataType::Int16
-            | DataType::Int32
-            | DataType::Int64
-            | DataType::UInt8
-            | DataType::UInt16
-            | DataType::UInt32
-            | DataType::UInt64
-            | DataType::Float16
-            | DataType::Float32
-            | DataType::Float64
-            | DataType::Decimal32(..)
-            | DataType::Decimal64(..)
-            | DataType::Decimal128(..)
-            | DataType::Decimal256(..)
-    )
+    ty.is_numeric()
+        || matches!(
+            ty,
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Binary | DataType::LargeBinary
+        )
 }
 
 #[cfg(test)]
