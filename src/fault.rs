@@ -22,6 +22,8 @@
 //!   library bug that some value triggers (`text` holds no comma).
 //! - `stall_after:<ms>` says a partition that reads nothing with records waiting after this
 //!   long instead of 10 minutes (`task::stall`).
+//! - `fence_grace:<ms>` lets a group member hold a partition another owner fenced this long
+//!   (instead of 60 s) before it joins its group again (`task::fenced`).
 //! - `end_early:1` lets a bounded run end without waiting for an empty channel, as an earlier
 //!   version did: the loss the end-of-run check (`task::check_committed`) must catch.
 

@@ -73,6 +73,12 @@ pub trait Source: Send {
         false
     }
     fn set_membership(&mut self, _membership: Box<dyn Membership>) {}
+    /// A group member leaves its group and joins it again, so that the group assigns afresh
+    /// (every partition is revoked through the membership first). False when the source has
+    /// no group.
+    fn rejoin(&mut self) -> Result<bool, SourceError> {
+        Ok(false)
+    }
     /// Stop (or restart) fetching: the channel is full. The source keeps serving its protocol
     /// in `tick`.
     fn pause(&mut self, _paused: bool) -> Result<(), SourceError> {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use arrow::record_batch::RecordBatch;
 
+use super::fenced::{FenceWatch, Step};
 use super::restored::Restored;
 use super::stall::{self, StallWatch, STALL_AFTER};
 use super::TaskError;
@@ -22,10 +23,6 @@ use crate::source::{Next, Source};
 /// How often lag is computed (it asks the broker) and logged.
 const LAG_EVERY: Duration = Duration::from_secs(5);
 const LAG_LOG_EVERY: Duration = Duration::from_secs(30);
-
-/// How long a group member may hold a partition another owner fenced before the group takes
-/// it away; past it the task fails (another process, outside the group or stale, writes it).
-const FENCE_GRACE: Duration = Duration::from_secs(60);
 
 /// How long the channel stays full before the source is paused.
 const PAUSE_AFTER: Duration = Duration::from_secs(2);
@@ -60,6 +57,7 @@ pub(super) fn source_loop(
     let mut stalls = StallWatch::new(crate::fault::millis("stall_after").unwrap_or(STALL_AFTER));
     // How long the source was held back (channel full, task paused) in all, before `full_since`.
     let mut held = Duration::ZERO;
+    let mut fences = FenceWatch::new();
     pipeline::run(
         decoder,
         threads,
@@ -75,17 +73,29 @@ pub(super) fn source_loop(
                     reason: format!("a sink worker stopped: {why}"),
                 });
             }
-            let stale_fence = control.partitions.overdue_fence(FENCE_GRACE);
-            if let Some(p) = stale_fence {
-                return Err(TaskError::Job {
-                    job: String::new(),
-                    reason: format!(
-                        "partition handle {p} was fenced by another owner and the group did not \
-                         take it away within {} s: another process writes this job's \
-                         partitions (a second group, or a member that lost the group)",
-                        FENCE_GRACE.as_secs()
-                    ),
-                });
+            let overdue = control.partitions.overdue_fence(fences.grace());
+            match fences.step(overdue, Instant::now()) {
+                Step::Nothing => {}
+                Step::Rejoin(p) => {
+                    tracing::warn!(
+                        partition = p,
+                        grace_s = fences.grace().as_secs(),
+                        "a partition another owner fenced is still assigned to this member: \
+                         leaving the group and joining it again, so that it assigns afresh"
+                    );
+                    if !source.rejoin()? {
+                        return Err(TaskError::Job {
+                            job: String::new(),
+                            reason: fences.no_group(p),
+                        });
+                    }
+                }
+                Step::Fail(reason) => {
+                    return Err(TaskError::Job {
+                        job: String::new(),
+                        reason,
+                    })
+                }
             }
             control.partitions.ask_flush(source.flush_wanted());
             for (key, n) in source.take_skipped() {

@@ -27,6 +27,7 @@ use crate::store::Destination;
 
 mod destinations;
 mod feed;
+mod fenced;
 mod foreign_log;
 pub mod many;
 mod membership;

@@ -12,6 +12,7 @@ mod delta_maintenance;
 mod disk;
 mod evolution;
 mod gaps;
+mod group_fence;
 mod helpers;
 mod infer;
 mod interop;

@@ -85,6 +85,11 @@ pub struct KafkaSource {
     parts: Vec<Part>,
     chunk_bytes: usize,
     group: bool,
+    /// What a group member subscribes to (names and `^` patterns).
+    subscription: Vec<String>,
+    /// A group member left its group to join it again (`rejoin`): it subscribes once every
+    /// partition is revoked.
+    rejoin_pending: bool,
     paused: bool,
     /// Static mode: (re)assign every unfinished partition before the next poll.
     reassign: bool,
@@ -185,6 +190,8 @@ impl KafkaSource {
             parts: Vec::new(),
             chunk_bytes: s.chunk_bytes.max(1024),
             group: s.range.is_none(),
+            subscription: s.topics.clone(),
+            rejoin_pending: false,
             paused: false,
             reassign: false,
             last_committed: HashMap::new(),
@@ -208,15 +215,30 @@ impl KafkaSource {
         // The topics must exist (a typo should not make a job wait forever).
         let topics = src.resolve_topics(&s.topics, &patterns)?;
         match &s.range {
-            None => {
-                let names: Vec<&str> = s.topics.iter().map(String::as_str).collect();
-                src.consumer
-                    .subscribe(&names)
-                    .map_err(|e| err_at(&src.name, format!("cannot subscribe: {e}")))?;
-            }
+            None => src.subscribe()?,
             Some((start, end)) => src.plan_range(&topics, start, end)?,
         }
         Ok(src)
+    }
+
+    fn subscribe(&self) -> Result<(), SourceError> {
+        let names: Vec<&str> = self.subscription.iter().map(String::as_str).collect();
+        self.consumer
+            .subscribe(&names)
+            .map_err(|e| err_at(&self.name, format!("cannot subscribe: {e}")))
+    }
+
+    /// A rejoin under way: once librdkafka holds no partition (the membership has committed
+    /// or aborted each), the member subscribes again and the group assigns afresh.
+    pub(super) fn finish_rejoin(&mut self) -> Result<(), SourceError> {
+        let empty = self.consumer.assignment().is_ok_and(|a| a.count() == 0);
+        if !self.rejoin_pending || !empty || self.parts.iter().any(|p| p.owned) {
+            return Ok(());
+        }
+        self.rejoin_pending = false;
+        self.subscribe()?;
+        tracing::warn!(source = %self.name, "joined the group again");
+        Ok(())
     }
 
     /// The topics (and their partition numbers) the names and patterns match now.
@@ -283,6 +305,17 @@ impl Source for KafkaSource {
 
     fn set_membership(&mut self, membership: Box<dyn Membership>) {
         lock(&self.shared).membership = Some(membership);
+    }
+
+    fn rejoin(&mut self) -> Result<bool, SourceError> {
+        if !self.group {
+            return Ok(false);
+        }
+        if !self.rejoin_pending {
+            self.consumer.unsubscribe();
+            self.rejoin_pending = true;
+        }
+        Ok(true)
     }
 
     fn seek(&mut self, partition: u32, offset: u64, _line: u64) -> Result<(), SourceError> {

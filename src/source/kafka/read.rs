@@ -236,6 +236,9 @@ impl KafkaSource {
                 break;
             }
         }
+        if self.rejoin_pending {
+            self.finish_rejoin()?;
+        }
         // After the events are served: a restart must not answer a rebalance still waiting.
         if self.refetches_pending && !self.fetch.as_ref().is_some_and(FetchQueue::events_waiting) {
             self.refetch_all()?;

@@ -1,0 +1,163 @@
+//! A group member fenced by a writer its group does not know (a second `run` of the job under
+//! another group id; a coordinator that handed one partition to two members looks the same
+//! from the member's side): the group never takes the partition away, so past the grace the
+//! member leaves its group and joins it again, and fails only when it is fenced again soon
+//! after.
+
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use rdkafka::mocking::MockCluster;
+
+use crate::helpers::*;
+use crate::kafka::{assert_once, job_with, spawn_with, wait_for, wait_log};
+use crate::tansu::produce_until;
+
+const TOPIC: &str = "fence";
+const QUICK: &[(&str, &str)] = &[("SLUICE_FAULT", "fence_grace:2000")];
+
+/// The test job in `root/<member>`, writing `root/out`, in consumer group `group`.
+fn member_job(root: &Path, member: &str, bootstrap: &str, group: &str) -> PathBuf {
+    let dir = root.join(member);
+    std::fs::create_dir_all(&dir).unwrap();
+    let job = job_with(
+        &dir,
+        bootstrap,
+        TOPIC,
+        "\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"",
+    );
+    let out = root.join("out").display().to_string();
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("url = \"out/\"", &format!("url = {out:?}"))
+        .replace(
+            "kind = \"kafka\"\n",
+            &format!("kind = \"kafka\"\ngroup = {group:?}\n"),
+        );
+    std::fs::write(&job, text).unwrap();
+    job
+}
+
+fn stop(child: Child, log: &Path) {
+    sigterm(&child);
+    let status = child.wait_with_output().unwrap().status;
+    let text = std::fs::read_to_string(log).unwrap();
+    assert!(
+        status.success(),
+        "{} did not stop cleanly:\n{text}",
+        log.display()
+    );
+}
+
+/// A is fenced by B, which then stops: A's group never moves the partitions, and before A
+/// failed when the grace ran out, so nothing more was exported. Now A joins its group again,
+/// gets the partitions back with new terms, and exports the rest.
+#[test]
+fn a_member_fenced_from_outside_its_group_joins_again_and_goes_on() {
+    let c = MockCluster::new(1).unwrap();
+    c.create_topic(TOPIC, 4, 1).unwrap();
+    let bootstrap = c.bootstrap_servers();
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().join("out");
+    let (log_a, log_b) = (root.path().join("a.log"), root.path().join("b.log"));
+    let a = spawn_with(
+        "run",
+        &member_job(root.path(), "a", &bootstrap, "first"),
+        &log_a,
+        QUICK,
+    );
+    let halt = Arc::new(AtomicBool::new(false));
+    let producer = produce_until(bootstrap.clone(), TOPIC, halt.clone());
+    wait_for(&out, 100, 60);
+    let b = spawn_with(
+        "run",
+        &member_job(root.path(), "b", &bootstrap, "second"),
+        &log_b,
+        &[],
+    );
+    // B claims every partition (newer terms), and stops.
+    let text = wait_log(&log_b, "partition resumes", 4, 60);
+    assert_eq!(text.matches("partition resumes").count(), 4, "{text}");
+    stop(b, &log_b);
+    // A's next commit is fenced; its group never moves the partitions, so A joins it again
+    // and resumes every partition: 4 at the start, 4 after the rejoin.
+    let text = wait_log(&log_a, "is fenced", 1, 60);
+    assert!(text.contains("is fenced"), "A was never fenced:\n{text}");
+    let text = wait_log(&log_a, "joined the group again", 1, 60);
+    assert!(
+        text.contains("joined the group again"),
+        "A did not join its group again:\n{text}"
+    );
+    let text = wait_log(&log_a, "partition resumes", 8, 60);
+    assert!(
+        text.matches("partition resumes").count() >= 8,
+        "A did not resume its partitions:\n{text}"
+    );
+    halt.store(true, Ordering::Release);
+    let n = producer.join().unwrap();
+    wait_for(&out, n, 60);
+    stop(a, &log_a);
+    assert_once(&out, n);
+    assert_files_match_checkpoints(&out, "kafka-it");
+}
+
+/// A and B, in two groups, both keep running: each takes the partitions back from the other
+/// once, and the one fenced again soon after its rejoin fails, naming what happens, rather
+/// than trading the partitions back and forth for ever. The other exports everything.
+#[test]
+fn two_groups_writing_one_job_end_with_one_failing_loudly() {
+    let c = MockCluster::new(1).unwrap();
+    c.create_topic(TOPIC, 4, 1).unwrap();
+    let bootstrap = c.bootstrap_servers();
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().join("out");
+    let (log_a, log_b) = (root.path().join("a.log"), root.path().join("b.log"));
+    let mut a = spawn_with(
+        "run",
+        &member_job(root.path(), "a", &bootstrap, "first"),
+        &log_a,
+        QUICK,
+    );
+    let halt = Arc::new(AtomicBool::new(false));
+    let producer = produce_until(bootstrap.clone(), TOPIC, halt.clone());
+    wait_for(&out, 100, 60);
+    let mut b = spawn_with(
+        "run",
+        &member_job(root.path(), "b", &bootstrap, "second"),
+        &log_b,
+        QUICK,
+    );
+    // One of them exits by itself, with the reason.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let (failed, failed_log, survivor, survivor_log) = loop {
+        if a.try_wait().unwrap().is_some() {
+            break (a, &log_a, b, &log_b);
+        }
+        if b.try_wait().unwrap().is_some() {
+            break (b, &log_b, a, &log_a);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "neither member failed within 90 s:\n--- a ---\n{}\n--- b ---\n{}",
+            std::fs::read_to_string(&log_a).unwrap(),
+            std::fs::read_to_string(&log_b).unwrap()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let status = failed.wait_with_output().unwrap().status;
+    let text = std::fs::read_to_string(failed_log).unwrap();
+    assert!(!status.success(), "{text}");
+    assert!(
+        text.contains("joined the group again")
+            && text.contains("another process writes this job's partitions"),
+        "{text}"
+    );
+    halt.store(true, Ordering::Release);
+    let n = producer.join().unwrap();
+    wait_for(&out, n, 60);
+    stop(survivor, survivor_log);
+    assert_once(&out, n);
+    assert_files_match_checkpoints(&out, "kafka-it");
+}
