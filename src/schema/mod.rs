@@ -545,12 +545,7 @@ fn parse_timestamp(f: &RawField) -> Result<FieldType, String> {
             ))
         }
     };
-    let tz = f.timezone.as_deref().unwrap_or("UTC");
-    if tz.parse::<arrow::array::timezone::Tz>().is_err() {
-        return Err(format!(
-            "unknown time zone `{tz}` (expected UTC, an offset like +08:00, or an IANA name)"
-        ));
-    }
+    let tz = zone::canonical(f.timezone.as_deref().unwrap_or("UTC"))?;
     let format = match f.format.as_deref().unwrap_or("rfc3339") {
         "rfc3339" | "iso8601" => TimeFormat::Rfc3339,
         "epoch_s" => TimeFormat::EpochSeconds,
@@ -569,7 +564,7 @@ fn parse_timestamp(f: &RawField) -> Result<FieldType, String> {
     };
     Ok(FieldType::Timestamp {
         unit,
-        timezone: Arc::from(tz),
+        timezone: Arc::from(tz.as_str()),
         format,
     })
 }
@@ -584,6 +579,7 @@ fn validate_pattern(pattern: &str) -> Result<(), String> {
 
 pub mod infer;
 mod ordered;
+pub mod zone;
 
 #[cfg(test)]
 mod tests;

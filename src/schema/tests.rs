@@ -73,6 +73,24 @@ fn errors_name_file_field_and_reason() {
 }
 
 #[test]
+fn an_offset_is_written_with_a_colon_whatever_its_spelling() {
+    let s = parse(
+        r#"
+name = "x"
+[[fields]]
+name = "a"
+type = "timestamp"
+timezone = "+0930"
+"#,
+    )
+    .unwrap();
+    assert_eq!(
+        s.arrow_schema().field(0).data_type(),
+        &DataType::Timestamp(TimeUnit::Millisecond, Some("+09:30".into()))
+    );
+}
+
+#[test]
 fn shipped_schemas_load() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
     let mut n = 0;

@@ -121,15 +121,18 @@ pub fn check(name: &str, col: &ArrayRef) -> Option<String> {
 
 /// Refuses a stage's output (at start-up) holding a timestamp in a time zone arrow does not
 /// know (`arrow_cast(x, 'Timestamp(Millisecond, Some("Nowhere"))')`): every write of it would
-/// fail, and the partition with it, for ever.
+/// fail, and the partition with it, for ever. An offset spelled other than `±HH:MM` is
+/// refused too, naming that spelling: readers such as pyarrow take no other.
 pub fn check_zones(schema: &arrow::datatypes::Schema) -> Result<(), String> {
     let bad = crate::format::find_type(schema, |ty, path| match ty {
-        DataType::Timestamp(_, Some(tz)) if tz.parse::<arrow::array::timezone::Tz>().is_err() => {
-            Some(format!(
-                "column `{path}`: `{tz}` is not a time zone (an IANA name such as \
-                 `Europe/Berlin`, or an offset such as `+02:00`)"
-            ))
-        }
+        DataType::Timestamp(_, Some(tz)) => match crate::schema::zone::canonical(tz) {
+            Err(why) => Some(format!("column `{path}`: {why}")),
+            Ok(c) if c != tz.as_ref() => Some(format!(
+                "column `{path}`: write the offset `{tz}` as `{c}` (readers such as pyarrow \
+                 take no other spelling)"
+            )),
+            Ok(_) => None,
+        },
         _ => None,
     });
     bad.map_or(Ok(()), Err)

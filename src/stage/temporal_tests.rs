@@ -194,6 +194,9 @@ fn a_time_zone_arrow_does_not_know_is_refused_by_its_column() {
         err.starts_with("column `s.at`: `Nowhere/Zone` is not a time zone"),
         "{err}"
     );
+    let spelled = Schema::new(vec![Field::new("c", ts("+0930"), true)]);
+    let err = check_zones(&spelled).unwrap_err();
+    assert!(err.contains("`+0930` as `+09:30`"), "{err}");
 }
 
 #[test]
