@@ -5,7 +5,6 @@
 //! after.
 
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -40,15 +39,21 @@ fn member_job(root: &Path, member: &str, bootstrap: &str, group: &str) -> PathBu
     job
 }
 
-fn stop(child: Child, log: &Path) {
-    sigterm(&child);
-    let status = child.wait_with_output().unwrap().status;
+/// Stops a member and asserts that it exited cleanly.
+fn stop(member: KillOnDrop, log: &Path) {
+    let status = member.stop("a member's stop", 60);
     let text = std::fs::read_to_string(log).unwrap();
     assert!(
         status.success(),
         "{} did not stop cleanly:\n{text}",
         log.display()
     );
+}
+
+/// `sluice run` of member `name`'s job, with a 2 s fence grace.
+fn member(root: &Path, name: &str, bootstrap: &str, group: &str, log: &Path) -> KillOnDrop {
+    let job = member_job(root, name, bootstrap, group);
+    KillOnDrop::new(spawn_with("run", &job, log, QUICK))
 }
 
 /// A is fenced by B, which then stops: A's group never moves the partitions, and before A
@@ -62,21 +67,11 @@ fn a_member_fenced_from_outside_its_group_joins_again_and_goes_on() {
     let root = tempfile::tempdir().unwrap();
     let out = root.path().join("out");
     let (log_a, log_b) = (root.path().join("a.log"), root.path().join("b.log"));
-    let a = spawn_with(
-        "run",
-        &member_job(root.path(), "a", &bootstrap, "first"),
-        &log_a,
-        QUICK,
-    );
+    let a = member(root.path(), "a", &bootstrap, "first", &log_a);
     let halt = Arc::new(AtomicBool::new(false));
     let producer = produce_until(bootstrap.clone(), TOPIC, halt.clone());
     wait_for(&out, 100, 60);
-    let b = spawn_with(
-        "run",
-        &member_job(root.path(), "b", &bootstrap, "second"),
-        &log_b,
-        &[],
-    );
+    let b = member(root.path(), "b", &bootstrap, "second", &log_b);
     // B claims every partition (newer terms), and stops.
     let text = wait_log(&log_b, "partition resumes", 4, 60);
     assert_eq!(text.matches("partition resumes").count(), 4, "{text}");
@@ -114,28 +109,18 @@ fn two_groups_writing_one_job_end_with_one_failing_loudly() {
     let root = tempfile::tempdir().unwrap();
     let out = root.path().join("out");
     let (log_a, log_b) = (root.path().join("a.log"), root.path().join("b.log"));
-    let mut a = spawn_with(
-        "run",
-        &member_job(root.path(), "a", &bootstrap, "first"),
-        &log_a,
-        QUICK,
-    );
+    let mut a = member(root.path(), "a", &bootstrap, "first", &log_a);
     let halt = Arc::new(AtomicBool::new(false));
     let producer = produce_until(bootstrap.clone(), TOPIC, halt.clone());
     wait_for(&out, 100, 60);
-    let mut b = spawn_with(
-        "run",
-        &member_job(root.path(), "b", &bootstrap, "second"),
-        &log_b,
-        QUICK,
-    );
+    let mut b = member(root.path(), "b", &bootstrap, "second", &log_b);
     // One of them exits by itself, with the reason.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
-    let (failed, failed_log, survivor, survivor_log) = loop {
-        if a.try_wait().unwrap().is_some() {
+    let (mut failed, failed_log, survivor, survivor_log) = loop {
+        if a.child().try_wait().unwrap().is_some() {
             break (a, &log_a, b, &log_b);
         }
-        if b.try_wait().unwrap().is_some() {
+        if b.child().try_wait().unwrap().is_some() {
             break (b, &log_b, a, &log_a);
         }
         assert!(
@@ -146,7 +131,7 @@ fn two_groups_writing_one_job_end_with_one_failing_loudly() {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
-    let status = failed.wait_with_output().unwrap().status;
+    let status = failed.0.take().unwrap().wait().unwrap();
     let text = std::fs::read_to_string(failed_log).unwrap();
     assert!(!status.success(), "{text}");
     assert!(
