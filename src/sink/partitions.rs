@@ -74,9 +74,18 @@ struct Table {
     /// The epoch the source side tags new chunks of each partition with (it moves when the
     /// source has applied a rewind or a registration).
     source_epochs: HashMap<u32, u64>,
-    /// Partitions of a group member fenced by another owner, and when: the group's
-    /// revocation should follow.
-    fenced: HashMap<u32, Instant>,
+    /// Partitions of a group member fenced by another owner, when, and by whom when known:
+    /// the group's revocation should follow.
+    fenced: HashMap<u32, (Instant, Option<String>)>,
+}
+
+/// A group member's partition fenced by another owner and not yet taken away by the group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fenced {
+    pub partition: u32,
+    pub at: Instant,
+    /// The owner that took it over, when the fence named it.
+    pub owner: Option<String>,
 }
 
 /// The table; shared by the task, its source side, its workers and its admin listener.
@@ -231,18 +240,30 @@ impl Partitions {
         s.epoch += 1;
         let epoch = s.epoch;
         if group {
-            t.fenced.insert(p, Instant::now());
+            t.fenced.insert(p, (Instant::now(), None));
         }
         Some(epoch)
     }
 
-    /// A fenced partition whose revocation has not come within `grace`.
-    pub fn overdue_fence(&self, grace: Duration) -> Option<u32> {
+    /// Records which owner fenced `p` (a group member's, see [`Self::fence`]).
+    pub fn fenced_by(&self, p: u32, owner: &str) {
+        if let Some((_, who)) = self.lock().fenced.get_mut(&p) {
+            *who = Some(owner.to_string());
+        }
+    }
+
+    /// A fenced partition whose revocation has not come within `grace` (the earliest fenced).
+    pub fn overdue_fence(&self, grace: Duration) -> Option<Fenced> {
         self.lock()
             .fenced
             .iter()
-            .find(|(_, at)| at.elapsed() > grace)
-            .map(|(p, _)| *p)
+            .filter(|(_, (at, _))| at.elapsed() > grace)
+            .min_by_key(|(_, (at, _))| *at)
+            .map(|(p, (at, owner))| Fenced {
+                partition: *p,
+                at: *at,
+                owner: owner.clone(),
+            })
     }
 
     /// Registration `term` of `p` (None: whatever registration was current when the failure

@@ -96,7 +96,9 @@ fn a_fence_takes_the_partition_away_only_from_the_fenced_registration() {
     assert!(t.owned(1).is_none());
     assert_eq!(t.fence(1, None, true), None, "already gone");
     assert_eq!(t.overdue_fence(Duration::from_secs(3600)), None);
-    assert_eq!(t.overdue_fence(Duration::ZERO), Some(1));
+    t.fenced_by(1, "other");
+    let o = t.overdue_fence(Duration::ZERO).expect("overdue");
+    assert_eq!((o.partition, o.owner.as_deref()), (1, Some("other")));
     // The group's revocation (or a new registration) clears it.
     t.revoke(&[1]);
     assert_eq!(t.overdue_fence(Duration::ZERO), None);

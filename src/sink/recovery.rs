@@ -125,12 +125,14 @@ impl Worker {
     /// Another owner took partition `p` over: this process stops writing it at once (its open
     /// files are aborted, its queued items purged, nothing more of it is written). A group
     /// member releases just that partition: the group moved it, and its revocation follows
-    /// (`task::feed` fails the task if it does not). Any other task stops, so that a
+    /// (`task::fenced` acts if it does not). Any other task stops, so that a
     /// supervisor's restart registers again with a newer term.
     fn fenced(&mut self, p: u32, e: &WorkError) {
-        let ours = match e {
-            WorkError::Checkpoint(CheckpointError::Fenced { ours, .. }) => Some(*ours),
-            _ => None,
+        let (ours, owner) = match e {
+            WorkError::Checkpoint(CheckpointError::Fenced { ours, owner, .. }) => {
+                (Some(*ours), Some(owner.as_str()))
+            }
+            _ => (None, None),
         };
         let ctl = &self.ctx.control;
         // Checked and changed in one step: a reassignment in between must not be undone.
@@ -145,7 +147,10 @@ impl Worker {
         }
         self.ctx.channel.purge(p, epoch);
         if self.ctx.group {
-            // The group's revocation follows; `task::feed` fails the task if it does not.
+            if let Some(owner) = owner {
+                ctl.partitions.fenced_by(p, owner);
+            }
+            // The group's revocation follows; `task::fenced` acts if it does not.
             tracing::warn!(partition = p, error = %e, "fenced: another member took the partition over; it is released here");
             return;
         }

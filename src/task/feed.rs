@@ -81,7 +81,7 @@ pub(super) fn source_loop(
                         partition = p,
                         grace_s = fences.grace().as_secs(),
                         "a partition another owner fenced is still assigned to this member: \
-                         leaving the group and joining it again, so that it assigns afresh"
+                         joining the group again, so that it assigns afresh"
                     );
                     if !source.rejoin()? {
                         return Err(TaskError::Job {

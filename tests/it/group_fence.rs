@@ -99,8 +99,9 @@ fn a_member_fenced_from_outside_its_group_joins_again_and_goes_on() {
 }
 
 /// A and B, in two groups, both keep running: each takes the partitions back from the other
-/// once, and the one fenced again soon after its rejoin fails, naming what happens, rather
-/// than trading the partitions back and forth for ever. The other exports everything.
+/// once, and the one fenced again by the owner that made it rejoin fails, naming what
+/// happens, rather than trading the partitions back and forth for ever. The other exports
+/// everything.
 #[test]
 fn two_groups_writing_one_job_end_with_one_failing_loudly() {
     let c = MockCluster::new(1).unwrap();
@@ -136,6 +137,7 @@ fn two_groups_writing_one_job_end_with_one_failing_loudly() {
     assert!(!status.success(), "{text}");
     assert!(
         text.contains("joined the group again")
+            && text.contains("was fenced again by owner")
             && text.contains("another process writes this job's partitions"),
         "{text}"
     );

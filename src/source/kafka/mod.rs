@@ -47,6 +47,11 @@ pub use range::Position;
 
 const TIMEOUT: Duration = Duration::from_secs(15);
 
+/// How long a rejoin may wait for librdkafka to let every partition go (`finish_rejoin`):
+/// past a rebalance already under way (up to `max.poll.interval.ms`, 5 min by default) and
+/// the revocation's commits.
+const REJOIN_LIMIT: Duration = Duration::from_secs(600);
+
 /// Settings of the Kafka source.
 #[derive(Debug, Clone)]
 pub struct KafkaSettings {
@@ -87,9 +92,9 @@ pub struct KafkaSource {
     group: bool,
     /// What a group member subscribes to (names and `^` patterns).
     subscription: Vec<String>,
-    /// A group member left its group to join it again (`rejoin`): it subscribes once every
-    /// partition is revoked.
-    rejoin_pending: bool,
+    /// Since when a group member is joining its group again (`rejoin`): it subscribes once
+    /// every partition is revoked.
+    rejoining: Option<Instant>,
     paused: bool,
     /// Static mode: (re)assign every unfinished partition before the next poll.
     reassign: bool,
@@ -191,7 +196,7 @@ impl KafkaSource {
             chunk_bytes: s.chunk_bytes.max(1024),
             group: s.range.is_none(),
             subscription: s.topics.clone(),
-            rejoin_pending: false,
+            rejoining: None,
             paused: false,
             reassign: false,
             last_committed: HashMap::new(),
@@ -229,13 +234,27 @@ impl KafkaSource {
     }
 
     /// A rejoin under way: once librdkafka holds no partition (the membership has committed
-    /// or aborted each), the member subscribes again and the group assigns afresh.
+    /// or aborted each), the member subscribes again and the group assigns afresh. An error
+    /// when librdkafka still holds some after `REJOIN_LIMIT` (a failed unassign): the member
+    /// would else sit outside its group, silent.
     pub(super) fn finish_rejoin(&mut self) -> Result<(), SourceError> {
-        let empty = self.consumer.assignment().is_ok_and(|a| a.count() == 0);
-        if !self.rejoin_pending || !empty || self.parts.iter().any(|p| p.owned) {
+        let Some(since) = self.rejoining else {
+            return Ok(());
+        };
+        let held = self.consumer.assignment().map_or(usize::MAX, |a| a.count());
+        if held > 0 || self.parts.iter().any(|p| p.owned) {
+            if since.elapsed() > REJOIN_LIMIT {
+                return Err(err_at(
+                    &self.name,
+                    format!(
+                        "joining the group again: partitions still held {} s after leaving it",
+                        REJOIN_LIMIT.as_secs()
+                    ),
+                ));
+            }
             return Ok(());
         }
-        self.rejoin_pending = false;
+        self.rejoining = None;
         self.subscribe()?;
         tracing::warn!(source = %self.name, "joined the group again");
         Ok(())
@@ -311,9 +330,9 @@ impl Source for KafkaSource {
         if !self.group {
             return Ok(false);
         }
-        if !self.rejoin_pending {
+        if self.rejoining.is_none() {
             self.consumer.unsubscribe();
-            self.rejoin_pending = true;
+            self.rejoining = Some(Instant::now());
         }
         Ok(true)
     }

@@ -236,7 +236,7 @@ impl KafkaSource {
                 break;
             }
         }
-        if self.rejoin_pending {
+        if self.rejoining.is_some() {
             self.finish_rejoin()?;
         }
         // After the events are served: a restart must not answer a rebalance still waiting.
