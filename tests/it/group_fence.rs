@@ -56,22 +56,63 @@ fn member(root: &Path, name: &str, bootstrap: &str, group: &str, log: &Path) -> 
     KillOnDrop::new(spawn_with("run", &job, log, QUICK))
 }
 
+/// A cluster with the topic; member A (group `first`) exporting a steady trickle of records,
+/// and, once A has committed some, member B (group `second`) of the same job.
+struct Scene {
+    _cluster: MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    root: tempfile::TempDir,
+    out: PathBuf,
+    log_a: PathBuf,
+    log_b: PathBuf,
+    a: KillOnDrop,
+    b: KillOnDrop,
+    halt: Arc<AtomicBool>,
+    producer: std::thread::JoinHandle<usize>,
+}
+
+impl Scene {
+    fn start() -> Scene {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic(TOPIC, 4, 1).unwrap();
+        let bootstrap = cluster.bootstrap_servers();
+        let root = tempfile::tempdir().unwrap();
+        let out = root.path().join("out");
+        let (log_a, log_b) = (root.path().join("a.log"), root.path().join("b.log"));
+        let a = member(root.path(), "a", &bootstrap, "first", &log_a);
+        let halt = Arc::new(AtomicBool::new(false));
+        let producer = produce_until(bootstrap.clone(), TOPIC, halt.clone());
+        wait_for(&out, 100, 60);
+        let b = member(root.path(), "b", &bootstrap, "second", &log_b);
+        Scene {
+            _cluster: cluster,
+            root,
+            out,
+            log_a,
+            log_b,
+            a,
+            b,
+            halt,
+            producer,
+        }
+    }
+}
+
 /// A is fenced by B, which then stops: A's group never moves the partitions, and before A
 /// failed when the grace ran out, so nothing more was exported. Now A joins its group again,
 /// gets the partitions back with new terms, and exports the rest.
 #[test]
 fn a_member_fenced_from_outside_its_group_joins_again_and_goes_on() {
-    let c = MockCluster::new(1).unwrap();
-    c.create_topic(TOPIC, 4, 1).unwrap();
-    let bootstrap = c.bootstrap_servers();
-    let root = tempfile::tempdir().unwrap();
-    let out = root.path().join("out");
-    let (log_a, log_b) = (root.path().join("a.log"), root.path().join("b.log"));
-    let a = member(root.path(), "a", &bootstrap, "first", &log_a);
-    let halt = Arc::new(AtomicBool::new(false));
-    let producer = produce_until(bootstrap.clone(), TOPIC, halt.clone());
-    wait_for(&out, 100, 60);
-    let b = member(root.path(), "b", &bootstrap, "second", &log_b);
+    let Scene {
+        _cluster,
+        root: _root,
+        out,
+        log_a,
+        log_b,
+        a,
+        b,
+        halt,
+        producer,
+    } = Scene::start();
     // B claims every partition (newer terms), and stops.
     let text = wait_log(&log_b, "partition resumes", 4, 60);
     assert_eq!(text.matches("partition resumes").count(), 4, "{text}");
@@ -104,17 +145,17 @@ fn a_member_fenced_from_outside_its_group_joins_again_and_goes_on() {
 /// everything.
 #[test]
 fn two_groups_writing_one_job_end_with_one_failing_loudly() {
-    let c = MockCluster::new(1).unwrap();
-    c.create_topic(TOPIC, 4, 1).unwrap();
-    let bootstrap = c.bootstrap_servers();
-    let root = tempfile::tempdir().unwrap();
-    let out = root.path().join("out");
-    let (log_a, log_b) = (root.path().join("a.log"), root.path().join("b.log"));
-    let mut a = member(root.path(), "a", &bootstrap, "first", &log_a);
-    let halt = Arc::new(AtomicBool::new(false));
-    let producer = produce_until(bootstrap.clone(), TOPIC, halt.clone());
-    wait_for(&out, 100, 60);
-    let mut b = member(root.path(), "b", &bootstrap, "second", &log_b);
+    let Scene {
+        _cluster,
+        root: _root,
+        out,
+        log_a,
+        log_b,
+        mut a,
+        mut b,
+        halt,
+        producer,
+    } = Scene::start();
     // One of them exits by itself, with the reason.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
     let (mut failed, failed_log, survivor, survivor_log) = loop {
