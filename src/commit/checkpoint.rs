@@ -498,7 +498,7 @@ impl Checkpoints {
     }
 
     /// Outcomes below this sequence number were pruned (aborts excepted).
-    fn horizon(&self, key: &str) -> Result<Option<u64>, CheckpointError> {
+    pub(super) fn horizon(&self, key: &str) -> Result<Option<u64>, CheckpointError> {
         Ok(self.horizons(key)?.last().copied())
     }
 

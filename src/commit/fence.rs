@@ -365,6 +365,8 @@ impl Checkpoints {
                 continue;
             }
             if outcome.is_none() {
+                #[cfg(test)]
+                tests_hook::before_abort();
                 let abort = Outcome::Abort(Abort {
                     version: VERSION,
                     key: key.to_string(),
@@ -373,7 +375,24 @@ impl Checkpoints {
                     term,
                     at_ms: now_ms(),
                 });
-                outcome = Some(self.decide(&abort)?.unwrap_or(abort));
+                match self.decide(&abort)? {
+                    Some(winner) => outcome = Some(winner),
+                    // Won, so the name was free: nobody had decided it, or this settle was
+                    // paused since it read the outcome, and meanwhile the claim's commit won
+                    // and a newer owner pruned its record. The horizon, recorded before a
+                    // prune deletes anything, tells which: below it the claim's files are a
+                    // standing commit's (or went at its abort) and stay; this abort is one
+                    // more kept below the horizon, which no reader takes for a decision.
+                    None if self.horizon(key)?.is_some_and(|h| seq < h) => {
+                        tracing::warn!(
+                            partition = %key, seq,
+                            "a claim's outcome was pruned while it was being settled: its files stay"
+                        );
+                        self.dest.delete(&path)?;
+                        continue;
+                    }
+                    None => outcome = Some(abort),
+                }
                 tracing::warn!(
                     partition = %key, seq, owner = %claim.owner, term = claim.term,
                     "fenced a commit that did not finish"
@@ -463,5 +482,29 @@ impl Checkpoints {
             removed,
             lost_own,
         })
+    }
+}
+
+/// A point inside `settle` where a test runs other writers, as if this one were paused there
+/// (between reading a claim's missing outcome and writing its abort).
+#[cfg(test)]
+pub(super) mod tests_hook {
+    use std::cell::RefCell;
+
+    type Hook = Box<dyn FnOnce()>;
+
+    thread_local! {
+        static BEFORE_ABORT: RefCell<Option<Hook>> = const { RefCell::new(None) };
+    }
+
+    /// Runs `f` once, the next time a settle on this thread is about to abort a claim.
+    pub fn set_before_abort(f: impl FnOnce() + 'static) {
+        BEFORE_ABORT.with(|h| *h.borrow_mut() = Some(Box::new(f)));
+    }
+
+    pub(in crate::commit) fn before_abort() {
+        if let Some(f) = BEFORE_ABORT.with(|h| h.borrow_mut().take()) {
+            f();
+        }
     }
 }

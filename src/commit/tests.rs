@@ -378,3 +378,41 @@ fn a_skip_moves_the_checkpoint_forward_under_a_new_term_and_never_back() {
     }
     assert_eq!(cps.latest(KEY).unwrap().unwrap().next_offset, 13);
 }
+
+/// A writer paused inside a settle, after it read that a claim has no outcome and before it
+/// writes the abort: meanwhile the claim's writer seals its commit, and a newer owner commits
+/// on and prunes that commit's record. The abort then finds the name free and wins. Before,
+/// the settle went on to delete the files of the standing commit (records lost for good);
+/// the horizon now tells that the name was decided and pruned, and the files stay.
+#[test]
+fn a_settle_paused_while_the_commit_it_would_abort_wins_and_is_pruned_deletes_nothing() {
+    let (_d, _rt, dest) = setup();
+    let cps = Checkpoints::new(dest.clone(), "j");
+    let w = cps.take_term(KEY, "w").unwrap();
+    cps.reconcile(KEY, w, "w").unwrap();
+    let f = file(&dest, "d/w.txt");
+    let c = claim(1, w, "w", &[&f], &["d/w.txt"]);
+    cps.claim(&c).unwrap();
+    let p = cps.take_term(KEY, "p").unwrap();
+    let (others, d2) = (cps.clone(), dest.clone());
+    super::fence::tests_hook::set_before_abort(move || {
+        // W publishes and seals (it passed its term checks before P took its term).
+        f.commit().unwrap();
+        others.seal(&c, &checkpoint(&c, 10)).unwrap();
+        assert!(others.release(KEY, 1, w, "w").unwrap_err().is_fenced());
+        // Q takes over, commits on, and prunes the commit of W.
+        let q = others.take_term(KEY, "q").unwrap();
+        others.reconcile(KEY, q, "q").unwrap();
+        for s in 2..=5 {
+            commit_n(&others, &d2, q, "q", s);
+        }
+        others.prune(KEY, 2, q).unwrap();
+        assert!(others.outcome(KEY, 1).unwrap().is_none(), "pruned");
+    });
+    // P's registration settles W's claim, pausing where the hook runs the others.
+    let r = cps.reconcile(KEY, p, "p");
+    assert!(
+        dest.exists("d/w.txt").unwrap(),
+        "the standing commit's file was deleted: {r:?}"
+    );
+}
