@@ -502,6 +502,11 @@ pub(super) mod tests_hook {
         BEFORE_ABORT.with(|h| *h.borrow_mut() = Some(Box::new(f)));
     }
 
+    /// Forgets a hook that did not run.
+    pub fn clear() {
+        BEFORE_ABORT.with(|h| *h.borrow_mut() = None);
+    }
+
     pub(in crate::commit) fn before_abort() {
         if let Some(f) = BEFORE_ABORT.with(|h| h.borrow_mut().take()) {
             f();

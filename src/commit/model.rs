@@ -1,13 +1,17 @@
 //! A model test of the commit protocol: random interleavings of writers of one partition
 //! (stale terms, pauses between any two store calls, crashes, calls that succeed after
-//! reporting failure, roll-backs, pruning) against a real local destination.
+//! reporting failure, roll-backs, pruning, and a registration paused inside its settle,
+//! between finding a claim without an outcome and writing its abort, while the others act)
+//! against a real local destination.
 
+use std::cell::{Cell, RefCell};
 use std::io::Write;
+use std::rc::Rc;
 
 use proptest::prelude::*;
 
 use super::checkpoint::{CheckpointError, Checkpoints, Outcome};
-use super::fence::Claim;
+use super::fence::{tests_hook, Claim};
 use super::tests::{checkpoint, claim, setup, KEY};
 use crate::store::{Destination, OutputFile};
 
@@ -285,7 +289,89 @@ impl Model {
     }
 }
 
-fn run_model(actions: &[(u8, u8, u8)]) {
+/// One action of the model: (kind, writer, size).
+type Action = (u8, u8, u8);
+
+fn act(m: &mut Model, (kind, who, size): Action) {
+    let w = who as usize % 3;
+    match kind % 12 {
+        0 => m.register(w),
+        1 => m.step(w, size as u64, true),
+        // Roll-backs are rarer than commits, as in life.
+        11 if size % 4 == 0 => m.roll_back(w, size as u64),
+        // Pruning down to a few records, by whoever holds a term.
+        10 if size % 2 == 0 => {
+            if let Some(term) = m.writers[w].term {
+                match m.cps.prune(KEY, 3, term) {
+                    Ok(()) => {}
+                    Err(e) if e.is_fenced() => {}
+                    Err(e) => panic!("prune: {e}"),
+                }
+            }
+        }
+        _ if m.writers[w].rollback.is_some() => m.roll_back(w, 0),
+        _ => m.step(w, size as u64, false),
+    }
+}
+
+/// At every instant a reader sees each record at most once.
+fn at_most_once(m: &Model) {
+    let (seen, files) = m.visible();
+    assert!(
+        seen.iter().all(|n| *n <= 1),
+        "a record is visible twice: {seen:?} in {files:?}"
+    );
+}
+
+/// Writer `w` registers (a restart), and pauses inside its settle where it would abort a
+/// claim, while `others` run (its own actions among them are skipped: it is paused). When
+/// its settle aborts nothing, they run after it.
+fn register_paused(m: &Rc<RefCell<Model>>, w: usize, others: Vec<Action>) {
+    let (cps, owner) = {
+        let mut mm = m.borrow_mut();
+        mm.writers[w].attempt = None;
+        mm.writers[w].rollback = None;
+        (mm.cps.clone(), mm.writers[w].owner.clone())
+    };
+    let term = cps.take_term(KEY, &owner).unwrap();
+    let ran = Rc::new(Cell::new(false));
+    let run = {
+        let (m, ran) = (m.clone(), ran.clone());
+        move |others: Vec<Action>| {
+            ran.set(true);
+            for a in others.into_iter().filter(|a| a.1 as usize % 3 != w) {
+                let mut mm = m.borrow_mut();
+                act(&mut mm, a);
+                at_most_once(&mm);
+            }
+        }
+    };
+    let inside = {
+        let (run, others) = (run.clone(), others.clone());
+        move || run(others)
+    };
+    tests_hook::set_before_abort(inside);
+    let r = cps.reconcile(KEY, term, &owner);
+    tests_hook::clear();
+    {
+        let mut mm = m.borrow_mut();
+        match r {
+            Ok(r) => {
+                let wr = &mut mm.writers[w];
+                wr.term = Some(term);
+                wr.seq = r.next_seq - 1;
+                wr.committed = r.latest.map_or(0, |c| c.next_offset);
+            }
+            Err(e) if e.is_fenced() => mm.writers[w].term = None,
+            Err(e) => panic!("reconcile: {e}"),
+        }
+    }
+    if !ran.get() {
+        run(others);
+    }
+}
+
+fn run_model(actions: &[Action]) {
     let (_d, _rt, dest) = setup();
     let cps = Checkpoints::new(dest.clone(), "j");
     let writers = (0..3)
@@ -298,40 +384,29 @@ fn run_model(actions: &[(u8, u8, u8)]) {
             rollback: None,
         })
         .collect();
-    let mut m = Model {
+    let model = Rc::new(RefCell::new(Model {
         dest,
         cps,
         writers,
         tags: 0,
         committed: Default::default(),
-    };
-    for &(kind, who, size) in actions {
-        let w = who as usize % 3;
-        match kind % 12 {
-            0 => m.register(w),
-            1 => m.step(w, size as u64, true),
-            // Roll-backs are rarer than commits, as in life.
-            11 if size % 4 == 0 => m.roll_back(w, size as u64),
-            // Pruning down to a few records, by whoever holds a term.
-            10 if size % 2 == 0 => {
-                if let Some(term) = m.writers[w].term {
-                    match m.cps.prune(KEY, 3, term) {
-                        Ok(()) => {}
-                        Err(e) if e.is_fenced() => {}
-                        Err(e) => panic!("prune: {e}"),
-                    }
-                }
-            }
-            _ if m.writers[w].rollback.is_some() => m.roll_back(w, 0),
-            _ => m.step(w, size as u64, false),
+    }));
+    let mut i = 0;
+    while i < actions.len() {
+        let (kind, who, size) = actions[i];
+        i += 1;
+        if kind % 12 == 9 && size % 3 == 0 {
+            // A registration paused inside its settle while up to 48 actions run.
+            let k = (size as usize / 3) % 48 + 1;
+            let others = actions[i..(i + k).min(actions.len())].to_vec();
+            i += others.len();
+            register_paused(&model, who as usize % 3, others);
+        } else {
+            act(&mut model.borrow_mut(), (kind, who, size));
         }
-        // At every instant a reader sees each record at most once.
-        let (seen, files) = m.visible();
-        assert!(
-            seen.iter().all(|n| *n <= 1),
-            "a record is visible twice: {seen:?} in {files:?}"
-        );
+        at_most_once(&model.borrow());
     }
+    let mut m = model.borrow_mut();
     // Every writer crashes; a fresh one takes over and runs to the end alone.
     for w in 0..3 {
         m.writers[w].attempt = None;
@@ -403,6 +478,24 @@ fn a_roll_back_sealed_after_its_abort_would_be_pruned_still_loses() {
     actions.extend(std::iter::repeat_n((2, 1, 0), 21));
     actions.push((10, 1, 0));
     actions.push((2, 0, 0));
+    run_model(&actions);
+}
+
+/// A writer claims and passes its term checks; another registers and pauses inside its
+/// settle, about to abort that claim; meanwhile the claim's commit is sealed, a third writer
+/// takes over, commits four more and prunes the first commit's record. The paused abort then
+/// finds the name free and wins: it must not delete the standing commit's files (before, it
+/// did, and those records were lost for good).
+#[test]
+fn an_abort_paused_until_its_commit_won_and_was_pruned_removes_nothing() {
+    let mut actions = vec![(0, 0, 0)];
+    actions.extend(std::iter::repeat_n((2, 0, 5), 4));
+    // Writer 1 registers, paused while the next 34 actions run (size 99: k = 33 + 1).
+    actions.push((9, 1, 99));
+    actions.extend(std::iter::repeat_n((2, 0, 5), 4));
+    actions.push((0, 2, 0));
+    actions.extend(std::iter::repeat_n((2, 2, 0), 28));
+    actions.push((10, 2, 0));
     run_model(&actions);
 }
 
