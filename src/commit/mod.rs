@@ -28,6 +28,12 @@ mod tests;
 
 use std::sync::OnceLock;
 
+/// A partition's outcome records are pruned at every commit whose sequence number is a
+/// multiple of this, down to the newest [`PRUNE_KEEP`].
+pub const PRUNE_EVERY: u64 = 64;
+/// Outcome records a prune keeps (the newest).
+pub const PRUNE_KEEP: usize = 256;
+
 /// This process's owner id: the process id and 64 random bits.
 pub fn owner_id() -> &'static str {
     static ID: OnceLock<String> = OnceLock::new();

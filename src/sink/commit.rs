@@ -11,7 +11,7 @@ use super::partitions::Landed;
 use super::worker::{WorkError, WorkerContext};
 use crate::commit::checkpoint::{Checkpoint, FileEntry, VERSION};
 use crate::commit::fence::Claim;
-use crate::commit::now_ms;
+use crate::commit::{now_ms, PRUNE_EVERY, PRUNE_KEEP};
 use crate::metrics::CommitStats;
 use crate::store::OutputFile;
 
@@ -196,8 +196,8 @@ pub(super) fn commit_partition(
                 partition = %c.key, seq = c.seq, files = c.files.len(), rows = c.rows,
                 dead_letters = c.dead_letters, next_offset = c.next_offset, "committed"
             );
-            if c.seq % 64 == 0 {
-                let _ = ctx.checkpoints.prune(&c.key, 256, state.term);
+            if c.seq % PRUNE_EVERY == 0 {
+                let _ = ctx.checkpoints.prune(&c.key, PRUNE_KEEP, state.term);
             }
             Ok(())
         }

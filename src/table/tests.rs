@@ -556,3 +556,40 @@ fn vacuum_keeps_the_file_of_a_claimed_commit_and_deletes_an_old_file_nothing_nam
     assert!(dir.path().join("in-flight.parquet").exists());
     assert!(!dir.path().join("stray.parquet").exists());
 }
+
+/// A partition whose records were all filtered out or dead letters for hundreds of commits
+/// (commits without files), then a commit with a file whose publish failed: the catch-up
+/// walks back from the newest record to what the table holds. Before, the table's position
+/// stayed at the last commit with files, which a prune had taken out of the records, and the
+/// catch-up refused the partition for good ("no longer all recorded"); now a prune's commit
+/// carries the position even without files, so the walk reaches it.
+#[test]
+fn a_long_run_of_commits_without_files_leaves_the_catch_up_a_record_to_reach() {
+    use crate::commit::checkpoint::Checkpoints;
+    use crate::commit::{PRUNE_EVERY, PRUNE_KEEP};
+    let (_d, rt, dest) = setup();
+    let t = open(&dest, &rt, &schema(None));
+    let cps = Checkpoints::new(dest.clone(), "job");
+    let term = cps.take_term("t-0", "o").unwrap();
+    // What a worker does at each commit: seal, publish, and prune at every 64th.
+    let live = |c: Checkpoint| {
+        cps.record_for_tests(&c);
+        t.publish(std::slice::from_ref(&c)).unwrap();
+        if c.seq % PRUNE_EVERY == 0 {
+            cps.prune("t-0", PRUNE_KEEP, term).unwrap();
+        }
+    };
+    live(commit("t-0", 1, 10, &["f1.parquet"]));
+    for seq in 2..=321 {
+        live(commit("t-0", seq, 9 + seq, &[]));
+    }
+    assert!(cps.pruned_below("t-0").unwrap().is_some());
+    // Sealed, and its publish failed (or the process died before it).
+    cps.record_for_tests(&commit("t-0", 322, 400, &["f322.parquet"]));
+    assert_eq!(catch_up(&t, &cps, "t-0").unwrap(), Some(400));
+    let (paths, _) = adds(&dest);
+    assert_eq!(
+        paths.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["f1.parquet", "f322.parquet"]
+    );
+}

@@ -37,7 +37,7 @@ mod schema;
 mod txns;
 
 use crate::commit::checkpoint::Checkpoint;
-use crate::commit::{now_ms, random_tag};
+use crate::commit::{now_ms, random_tag, PRUNE_EVERY};
 use crate::store::{Destination, StoreError};
 pub use files::{LiveFile, Replaced};
 
@@ -298,10 +298,15 @@ impl DeltaTable {
         // (published by another process's catch-up, or by a write of ours that looked
         // failed), and writing it again would move the partition's `txn` back.
         let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        // A commit without files adds nothing, except at a prune: there its version carries
+        // the partition's `txn` alone, so that what the table holds never falls more than
+        // `PRUNE_EVERY` commits behind and a catch-up always reaches it among the records a
+        // prune keeps (a partition whose records were all filtered out or dead letters for
+        // hundreds of commits would else stop for good at its next catch-up).
         let mut left: Vec<&Checkpoint> = batch
             .iter()
             .map(|(_, c)| c)
-            .filter(|c| !c.files.is_empty())
+            .filter(|c| !c.files.is_empty() || c.seq % PRUNE_EVERY == 0)
             .collect();
         let stale = known
             .listed
