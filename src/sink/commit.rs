@@ -196,7 +196,7 @@ pub(super) fn commit_partition(
                 partition = %c.key, seq = c.seq, files = c.files.len(), rows = c.rows,
                 dead_letters = c.dead_letters, next_offset = c.next_offset, "committed"
             );
-            if c.seq % PRUNE_EVERY == 0 {
+            if c.seq.is_multiple_of(PRUNE_EVERY) {
                 let _ = ctx.checkpoints.prune(&c.key, PRUNE_KEEP, state.term);
             }
             Ok(())

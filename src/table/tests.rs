@@ -575,7 +575,7 @@ fn a_long_run_of_commits_without_files_leaves_the_catch_up_a_record_to_reach() {
     let live = |c: Checkpoint| {
         cps.record_for_tests(&c);
         t.publish(std::slice::from_ref(&c)).unwrap();
-        if c.seq % PRUNE_EVERY == 0 {
+        if c.seq.is_multiple_of(PRUNE_EVERY) {
             cps.prune("t-0", PRUNE_KEEP, term).unwrap();
         }
     };

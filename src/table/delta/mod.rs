@@ -306,7 +306,7 @@ impl DeltaTable {
         let mut left: Vec<&Checkpoint> = batch
             .iter()
             .map(|(_, c)| c)
-            .filter(|c| !c.files.is_empty() || c.seq % PRUNE_EVERY == 0)
+            .filter(|c| !c.files.is_empty() || c.seq.is_multiple_of(PRUNE_EVERY))
             .collect();
         let stale = known
             .listed
