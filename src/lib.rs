@@ -14,6 +14,8 @@ pub mod evolution;
 pub mod fanout;
 pub mod fault;
 pub mod format;
+#[cfg(test)]
+pub mod hooks;
 pub mod input;
 pub mod lock;
 pub mod metrics;

@@ -366,7 +366,7 @@ impl Checkpoints {
             }
             if outcome.is_none() {
                 #[cfg(test)]
-                tests_hook::before_abort();
+                crate::hooks::at("settle: before an abort");
                 let abort = Outcome::Abort(Abort {
                     version: VERSION,
                     key: key.to_string(),
@@ -482,34 +482,5 @@ impl Checkpoints {
             removed,
             lost_own,
         })
-    }
-}
-
-/// A point inside `settle` where a test runs other writers, as if this one were paused there
-/// (between reading a claim's missing outcome and writing its abort).
-#[cfg(test)]
-pub(super) mod tests_hook {
-    use std::cell::RefCell;
-
-    type Hook = Box<dyn FnOnce()>;
-
-    thread_local! {
-        static BEFORE_ABORT: RefCell<Option<Hook>> = const { RefCell::new(None) };
-    }
-
-    /// Runs `f` once, the next time a settle on this thread is about to abort a claim.
-    pub fn set_before_abort(f: impl FnOnce() + 'static) {
-        BEFORE_ABORT.with(|h| *h.borrow_mut() = Some(Box::new(f)));
-    }
-
-    /// Forgets a hook that did not run.
-    pub fn clear() {
-        BEFORE_ABORT.with(|h| *h.borrow_mut() = None);
-    }
-
-    pub(in crate::commit) fn before_abort() {
-        if let Some(f) = BEFORE_ABORT.with(|h| h.borrow_mut().take()) {
-            f();
-        }
     }
 }

@@ -11,7 +11,7 @@ use std::rc::Rc;
 use proptest::prelude::*;
 
 use super::checkpoint::{CheckpointError, Checkpoints, Outcome};
-use super::fence::{tests_hook, Claim};
+use super::fence::Claim;
 use super::tests::{checkpoint, claim, setup, KEY};
 use crate::store::{Destination, OutputFile};
 
@@ -350,9 +350,9 @@ fn register_paused(m: &Rc<RefCell<Model>>, w: usize, others: Vec<Action>) {
         let (run, others) = (run.clone(), others.clone());
         move || run(others)
     };
-    tests_hook::set_before_abort(inside);
+    crate::hooks::set("settle: before an abort", inside);
     let r = cps.reconcile(KEY, term, &owner);
-    tests_hook::clear();
+    crate::hooks::clear("settle: before an abort");
     {
         let mut mm = m.borrow_mut();
         match r {

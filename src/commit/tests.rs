@@ -395,7 +395,7 @@ fn a_settle_paused_while_the_commit_it_would_abort_wins_and_is_pruned_deletes_no
     cps.claim(&c).unwrap();
     let p = cps.take_term(KEY, "p").unwrap();
     let (others, d2) = (cps.clone(), dest.clone());
-    super::fence::tests_hook::set_before_abort(move || {
+    crate::hooks::set("settle: before an abort", move || {
         // W publishes and seals (it passed its term checks before P took its term).
         f.commit().unwrap();
         others.seal(&c, &checkpoint(&c, 10)).unwrap();

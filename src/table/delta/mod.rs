@@ -329,7 +329,29 @@ impl DeltaTable {
             }
             let bytes = self.entry(&left);
             let name = log_name(version + 1);
+            #[cfg(test)]
+            crate::hooks::at("delta: before a version's put");
             let won = match self.dest.put_atomic(&name, &bytes, true) {
+                // Won, but this process may have been paused since it listed the log for as
+                // long as the log's retention (`stale_after` is at most half of it): another
+                // writer's clean-up may have removed the versions after the one it knew, so
+                // that this one sits below the newest checkpoint, where readers never look.
+                // The log is read again from its newest checkpoint, and a commit it does not
+                // hold is written again after it.
+                Ok(())
+                    if known
+                        .listed
+                        .is_none_or(|at| at.elapsed() >= self.stale_after * 2) =>
+                {
+                    tracing::warn!(
+                        table = %self.url, version = version + 1,
+                        "a version written long after the log was listed: reading the log again to check it is seen"
+                    );
+                    *known = txns::Known::default();
+                    self.read_log(&mut known)?;
+                    caught_up = true;
+                    continue;
+                }
                 Ok(()) => bytes.clone(),
                 // Others wrote after what this process knows: read what they wrote at once,
                 // then each version taken while this one tries.
