@@ -501,10 +501,15 @@ fn a_version_written_after_a_pause_past_the_log_retention_is_written_again_where
     crate::hooks::set("delta: before a version's put", move || {
         let other = DeltaTable::open(&d2, "job", &s2, &[], 2, h2).unwrap();
         publish_until_cleaned_up(&d2, &other, "t-1", "_delta_log/00000000000000000002.json");
+        other.close();
     });
     t.publish(&[commit("t-0", 2, 20, &["a2.parquet"])]).unwrap();
     let fresh = DeltaTable::open(&dest, "job", &s, &[], 2, rt.handle().clone()).unwrap();
     assert_eq!(fresh.published("t-0").unwrap(), Some(20));
+    // The version written below the checkpoint is gone again (the log's clean-up would stop
+    // at it); the commit's file is added once, after the checkpoint.
+    assert!(!dest.exists("_delta_log/00000000000000000002.json").unwrap());
+    assert_eq!(adds(&dest).0.get("a2.parquet"), Some(&1));
 }
 
 #[test]

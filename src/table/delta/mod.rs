@@ -333,15 +333,16 @@ impl DeltaTable {
             crate::hooks::at("delta: before a version's put");
             let won = match self.dest.put_atomic(&name, &bytes, true) {
                 // Won, but this process may have been paused since it listed the log for as
-                // long as the log's retention (`stale_after` is at most half of it): another
-                // writer's clean-up may have removed the versions after the one it knew, so
-                // that this one sits below the newest checkpoint, where readers never look.
-                // The log is read again from its newest checkpoint, and a commit it does not
-                // hold is written again after it.
+                // long as the log's retention (checked at half of it, `stale_after`, for a
+                // margin): another writer's clean-up may have removed the versions after the
+                // one it knew, so that this one sits below the newest checkpoint, where
+                // readers never look. The log is read again from its newest checkpoint; a
+                // version it does not hold is deleted (the clean-up, which keeps entries in
+                // order, would stop at it) and its commits written again after the newest.
                 Ok(())
                     if known
                         .listed
-                        .is_none_or(|at| at.elapsed() >= self.stale_after * 2) =>
+                        .is_none_or(|at| at.elapsed() >= self.stale_after) =>
                 {
                     tracing::warn!(
                         table = %self.url, version = version + 1,
@@ -350,6 +351,19 @@ impl DeltaTable {
                     *known = txns::Known::default();
                     self.read_log(&mut known)?;
                     caught_up = true;
+                    let seen = left.iter().all(|c| {
+                        known
+                            .txn
+                            .get(&c.key)
+                            .is_some_and(|held| *held >= c.next_offset)
+                    });
+                    if seen {
+                        self.after(version + 1);
+                        return Ok(version + 1);
+                    }
+                    if let Err(e) = self.dest.delete(&name) {
+                        tracing::warn!(table = %self.url, version = version + 1, error = %e, "could not remove a log entry below the newest checkpoint");
+                    }
                     continue;
                 }
                 Ok(()) => bytes.clone(),
