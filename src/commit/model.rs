@@ -11,7 +11,7 @@ use std::rc::Rc;
 use proptest::prelude::*;
 
 use super::checkpoint::{CheckpointError, Checkpoints, Outcome};
-use super::fence::Claim;
+use super::fence::{Claim, Reconciled};
 use super::tests::{checkpoint, claim, setup, KEY};
 use crate::store::{Destination, OutputFile};
 
@@ -65,7 +65,13 @@ impl Model {
         self.writers[w].attempt = None;
         self.writers[w].rollback = None;
         let term = self.cps.take_term(KEY, &owner).unwrap();
-        match self.cps.reconcile(KEY, term, &owner) {
+        let r = self.cps.reconcile(KEY, term, &owner);
+        self.registered(w, term, r);
+    }
+
+    /// Writer `w`'s registration under `term` reconciled with result `r`.
+    fn registered(&mut self, w: usize, term: u64, r: Result<Reconciled, CheckpointError>) {
+        match r {
             Ok(r) => {
                 let wr = &mut self.writers[w];
                 wr.term = Some(term);
@@ -353,19 +359,7 @@ fn register_paused(m: &Rc<RefCell<Model>>, w: usize, others: Vec<Action>) {
     crate::hooks::set("settle: before an abort", inside);
     let r = cps.reconcile(KEY, term, &owner);
     crate::hooks::clear("settle: before an abort");
-    {
-        let mut mm = m.borrow_mut();
-        match r {
-            Ok(r) => {
-                let wr = &mut mm.writers[w];
-                wr.term = Some(term);
-                wr.seq = r.next_seq - 1;
-                wr.committed = r.latest.map_or(0, |c| c.next_offset);
-            }
-            Err(e) if e.is_fenced() => mm.writers[w].term = None,
-            Err(e) => panic!("reconcile: {e}"),
-        }
-    }
+    m.borrow_mut().registered(w, term, r);
     if !ran.get() {
         run(others);
     }
