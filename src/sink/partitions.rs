@@ -226,30 +226,25 @@ impl Partitions {
         (before != offset).then_some(before)
     }
 
-    /// Another owner took `p` over (`ours`: the term the store says was ours, when known): it
-    /// is no longer owned here, with a new epoch, which is returned. None when the fence is of
-    /// an earlier ownership (this process registered the partition again since, or no longer
-    /// owns it). A group member (`group`) remembers when, for [`Self::overdue_fence`].
-    pub fn fence(&self, p: u32, ours: Option<u64>, group: bool) -> Option<u64> {
+    /// Another owner took `p` over (`by`: the term the store says was ours and the owner that
+    /// took it, when the fence names them): it is no longer owned here, with a new epoch,
+    /// which is returned. None when the fence is of an earlier ownership (this process
+    /// registered the partition again since, or no longer owns it). A group member (`group`)
+    /// remembers when and by whom, for [`Self::overdue_fence`].
+    pub fn fence(&self, p: u32, by: Option<(u64, &str)>, group: bool) -> Option<u64> {
         let mut t = self.lock();
         let s = t
             .parts
             .get_mut(&p)
-            .filter(|s| s.owned && ours.is_none_or(|o| s.term <= o))?;
+            .filter(|s| s.owned && by.is_none_or(|(ours, _)| s.term <= ours))?;
         s.owned = false;
         s.epoch += 1;
         let epoch = s.epoch;
         if group {
-            t.fenced.insert(p, (Instant::now(), None));
+            let owner = by.map(|(_, owner)| owner.to_string());
+            t.fenced.insert(p, (Instant::now(), owner));
         }
         Some(epoch)
-    }
-
-    /// Records which owner fenced `p` (a group member's, see [`Self::fence`]).
-    pub fn fenced_by(&self, p: u32, owner: &str) {
-        if let Some((_, who)) = self.lock().fenced.get_mut(&p) {
-            *who = Some(owner.to_string());
-        }
     }
 
     /// A fenced partition whose revocation has not come within `grace` (the earliest fenced).

@@ -89,14 +89,13 @@ fn a_fence_takes_the_partition_away_only_from_the_fenced_registration() {
     let t = Partitions::default();
     t.register(1, reg("k", 0, 5));
     // A fence of term 4 is of an earlier ownership: term 5 is newer.
-    assert_eq!(t.fence(1, Some(4), true), None);
+    assert_eq!(t.fence(1, Some((4, "other")), true), None);
     assert!(t.owned(1).is_some());
-    let e = t.fence(1, Some(5), true).expect("fenced");
+    let e = t.fence(1, Some((5, "other")), true).expect("fenced");
     assert_eq!(t.epoch(1), e);
     assert!(t.owned(1).is_none());
     assert_eq!(t.fence(1, None, true), None, "already gone");
     assert_eq!(t.overdue_fence(Duration::from_secs(3600)), None);
-    t.fenced_by(1, "other");
     let o = t.overdue_fence(Duration::ZERO).expect("overdue");
     assert_eq!((o.partition, o.owner.as_deref()), (1, Some("other")));
     // The group's revocation (or a new registration) clears it.
@@ -183,7 +182,7 @@ fn edges_a_regression_would_hide_in() {
     assert_eq!(t.resynced(1, 6, 9, Some((99, 0))), None);
     // A refused fence leaves nothing to wait for; a fence naming a newer term applies.
     t.register(2, reg("j", 0, 5));
-    assert_eq!(t.fence(2, Some(4), true), None);
+    assert_eq!(t.fence(2, Some((4, "other")), true), None);
     assert_eq!(t.overdue_fence(Duration::ZERO), None);
-    assert!(t.fence(2, Some(6), true).is_some());
+    assert!(t.fence(2, Some((6, "other")), true).is_some());
 }

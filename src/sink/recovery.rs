@@ -128,15 +128,15 @@ impl Worker {
     /// (`task::fenced` acts if it does not). Any other task stops, so that a
     /// supervisor's restart registers again with a newer term.
     fn fenced(&mut self, p: u32, e: &WorkError) {
-        let (ours, owner) = match e {
+        let by = match e {
             WorkError::Checkpoint(CheckpointError::Fenced { ours, owner, .. }) => {
-                (Some(*ours), Some(owner.as_str()))
+                Some((*ours, owner.as_str()))
             }
-            _ => (None, None),
+            _ => None,
         };
         let ctl = &self.ctx.control;
         // Checked and changed in one step: a reassignment in between must not be undone.
-        let Some(epoch) = ctl.partitions.fence(p, ours, self.ctx.group) else {
+        let Some(epoch) = ctl.partitions.fence(p, by, self.ctx.group) else {
             // A commit of an earlier ownership (it outlived its revocation): this process has
             // since registered the partition again, or no longer owns it.
             tracing::warn!(partition = p, error = %e, "a commit of an earlier ownership of the partition was fenced");
@@ -147,9 +147,6 @@ impl Worker {
         }
         self.ctx.channel.purge(p, epoch);
         if self.ctx.group {
-            if let Some(owner) = owner {
-                ctl.partitions.fenced_by(p, owner);
-            }
             // The group's revocation follows; `task::fenced` acts if it does not.
             tracing::warn!(partition = p, error = %e, "fenced: another member took the partition over; it is released here");
             return;

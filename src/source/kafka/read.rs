@@ -236,9 +236,7 @@ impl KafkaSource {
                 break;
             }
         }
-        if self.rejoining.is_some() {
-            self.finish_rejoin()?;
-        }
+        self.finish_rejoin()?;
         // After the events are served: a restart must not answer a rebalance still waiting.
         if self.refetches_pending && !self.fetch.as_ref().is_some_and(FetchQueue::events_waiting) {
             self.refetch_all()?;
