@@ -172,14 +172,25 @@ pub fn run_vacuum(
         "{} {} files no version within {older_than} names{}",
         if dry_run { "would delete" } else { "deleted" },
         report.files.len(),
-        if report.kept_unpublished > 0 {
-            format!(
-                "; kept {} of sealed commits the table does not hold yet",
-                report.kept_unpublished
-            )
-        } else {
-            String::new()
-        }
+        kept(&report)
     );
     Ok(())
+}
+
+/// What a vacuum kept that its plan listed, for its summary line.
+fn kept(report: &sluice::table::vacuum::VacuumReport) -> String {
+    let mut out = String::new();
+    if report.kept_unpublished > 0 {
+        out += &format!(
+            "; kept {} of sealed commits the table does not hold yet",
+            report.kept_unpublished
+        );
+    }
+    if report.kept_recent > 0 {
+        out += &format!(
+            "; kept {} that versions written during the vacuum add or remove",
+            report.kept_recent
+        );
+    }
+    out
 }

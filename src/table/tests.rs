@@ -12,6 +12,8 @@ use super::{catch_up, Publisher, TableError};
 use crate::commit::checkpoint::{Checkpoint, FileEntry, VERSION};
 use crate::store::Destination;
 
+mod vacuum;
+
 fn schema(extra: Option<(&str, DataType)>) -> SchemaRef {
     let mut fields = vec![
         Field::new(
@@ -540,54 +542,6 @@ fn timestamps_in_any_zone_are_delta_timestamps_and_one_without_a_zone_is_refused
     assert!(!dest2
         .exists("_delta_log/00000000000000000000.json")
         .unwrap());
-}
-
-/// A commit in flight (claimed, its file visible, not sealed yet) keeps its file through a
-/// vacuum however old the file looks (S3 dates an upload by its start, so a file kept open
-/// longer than the retention lands looking old); an old file nothing names is deleted.
-#[test]
-fn vacuum_keeps_the_file_of_a_claimed_commit_and_deletes_an_old_file_nothing_names() {
-    use crate::commit::checkpoint::Checkpoints;
-    use crate::commit::fence::Claim;
-    use std::time::{Duration, SystemTime};
-    let (dir, rt, dest) = setup();
-    let t = open(&dest, &rt, &schema(None));
-    for name in ["in-flight.parquet", "stray.parquet"] {
-        let p = dir.path().join(name);
-        std::fs::write(&p, b"PAR1").unwrap();
-        let f = std::fs::File::options().write(true).open(&p).unwrap();
-        f.set_modified(SystemTime::now() - Duration::from_secs(7200))
-            .unwrap();
-    }
-    // Another job's writer, with no checkpoint yet: only its claim names the file.
-    let cps = Checkpoints::new(dest.clone(), "other");
-    let term = cps.take_term("t-0", "w").unwrap();
-    cps.claim(&Claim {
-        version: VERSION,
-        key: "t-0".into(),
-        seq: 1,
-        term,
-        owner: "w".into(),
-        from_offset: 0,
-        next_offset: 10,
-        next_line: 0,
-        files: vec!["in-flight.parquet".into()],
-        staged: Vec::new(),
-        dead_letter_files: Vec::new(),
-        dead_letter_staged: Vec::new(),
-        claimed_at_ms: 1,
-        undo: false,
-    })
-    .unwrap();
-    let opts = super::vacuum::VacuumOptions {
-        older_than: Duration::from_secs(3600),
-        dry_run: false,
-    };
-    let report = super::vacuum::vacuum(&t, &dest, &opts, &|_, _| {}).unwrap();
-    assert_eq!(report.files, vec!["stray.parquet".to_string()]);
-    assert_eq!(report.kept_unpublished, 1);
-    assert!(dir.path().join("in-flight.parquet").exists());
-    assert!(!dir.path().join("stray.parquet").exists());
 }
 
 /// A partition whose records were all filtered out or dead letters for hundreds of commits

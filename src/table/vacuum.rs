@@ -3,8 +3,9 @@
 //! that never reached the table), as Delta's own vacuum in its full mode decides them, and
 //! last modified before the retention. Never deleted: the files of any sluice job's commits in
 //! flight (claimed, not yet released) and of its sealed commits the table does not hold yet
-//! (the next start publishes them), and anything under a folder starting with `_` or `.`
-//! (`_delta_log`, `_sluice`, `_dead_letters`).
+//! (the next start publishes them), files a version written after the plan adds or removes
+//! (live, or readable through versions within the retention), and anything under a folder
+//! starting with `_` or `.` (`_delta_log`, `_sluice`, `_dead_letters`).
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -33,6 +34,8 @@ pub struct VacuumReport {
     pub files: Vec<String>,
     /// Unreferenced but named by a sealed commit the table does not hold yet: kept.
     pub kept_unpublished: usize,
+    /// Unreferenced when planned, but added or removed by a version written since: kept.
+    pub kept_recent: usize,
 }
 
 /// Vacuums the table at `dest`; `progress` is told how many files were deleted so far.
@@ -62,10 +65,11 @@ pub fn vacuum(
     // and must still be kept.
     let protected = unpublished(table, dest, &jobs(dest)?)?;
     let log = table.log_store();
-    let planned: Result<Vec<String>, deltalake_core::DeltaTableError> =
+    let planned: Result<(u64, Vec<String>), deltalake_core::DeltaTableError> =
         table.runtime().block_on(async {
             let mut t = deltalake_core::DeltaTable::new(log);
             t.load().await?;
+            let version = t.version().unwrap_or(0);
             let (_, metrics) = t
                 .vacuum()
                 .with_mode(VacuumMode::Full)
@@ -73,12 +77,14 @@ pub fn vacuum(
                 .with_enforce_retention_duration(false)
                 .with_dry_run(true)
                 .await?;
-            Ok(metrics.files_deleted)
+            Ok((version, metrics.files_deleted))
         });
-    let planned = planned.map_err(|e| TableError::Delta {
+    let (planned_at, planned) = planned.map_err(|e| TableError::Delta {
         url: dest.url().to_string(),
         reason: format!("cannot plan the vacuum: {e}"),
     })?;
+    #[cfg(test)]
+    crate::hooks::at("vacuum: after the plan");
     // After the plan, in this order. A file the plan listed was claimed before it became
     // visible, so its claim is read here unless it was released; a released claim was sealed
     // first, so the sealed commits read next name it unless the table holds it, which the
@@ -100,11 +106,14 @@ pub fn vacuum(
             doomed.push(f);
         }
     }
-    // And what the table names now (a version written since the plan) is never deleted.
-    doomed.sort();
+    // Last, what a version written since the plan adds or removes is never deleted: a file
+    // it adds is live or was removed since (readers of the versions between may read it
+    // until its removal is older than the retention), whatever its upload's date says.
     if !doomed.is_empty() {
-        let (_, live) = table.live_files(|f| doomed.binary_search(&f.path).is_ok())?;
-        doomed.retain(|f| !live.iter().any(|l| &l.path == f));
+        let touched = table.touched_after(planned_at)?;
+        let before = doomed.len();
+        doomed.retain(|f| !touched.contains(f));
+        report.kept_recent = before - doomed.len();
     }
     let total = doomed.len() as u64;
     for (i, f) in doomed.into_iter().enumerate() {

@@ -157,6 +157,48 @@ impl DeltaTable {
         )))
     }
 
+    /// The paths every version after `version` adds or removes, as the log names them and as
+    /// the store keys them. An entry missing from that run (cleaned up, or not there yet
+    /// while a later one is) is an error: what it names cannot be known.
+    pub fn touched_after(&self, version: u64) -> Result<HashSet<String>, TableError> {
+        let mut out = HashSet::new();
+        let mut next = version + 1;
+        let names = self
+            .dest
+            .list_after("_delta_log/", &format!("{version:020}.json"))?;
+        let mut versions: Vec<u64> = names
+            .iter()
+            .filter_map(|n| n.strip_prefix("_delta_log/")?.strip_suffix(".json"))
+            .filter(|v| v.len() == 20 && v.bytes().all(|b| b.is_ascii_digit()))
+            .filter_map(|v| v.parse().ok())
+            .filter(|v| *v > version)
+            .collect();
+        versions.sort_unstable();
+        for v in versions {
+            if v != next {
+                return Err(self.fail(format!(
+                    "the log's entry for version {next} is not there (cleaned up?), so the files it names cannot be known"
+                )));
+            }
+            let entry = self.dest.read(&log_name(v))?;
+            for line in entry
+                .split(|b| *b == b'\n')
+                .map(|l| l.trim_ascii())
+                .filter(|l| !l.is_empty())
+            {
+                let path = match serde_json::from_slice::<Action>(line) {
+                    Ok(Action::Add(a)) => a.path,
+                    Ok(Action::Remove(r)) => r.path,
+                    _ => continue,
+                };
+                out.insert(self.dest.key(&path));
+                out.insert(path);
+            }
+            next += 1;
+        }
+        Ok(out)
+    }
+
     fn landed(&self, v: u64) -> Replaced {
         self.after(v);
         Replaced::Done(v)
