@@ -196,6 +196,11 @@ impl Checkpoints {
         self
     }
 
+    /// The destination the records (and the job's files) are in.
+    pub fn destination(&self) -> &Destination {
+        &self.dest
+    }
+
     pub fn job(&self) -> &str {
         &self.job
     }
@@ -518,6 +523,47 @@ impl Checkpoints {
             self.dead.delete(rel)
         } else {
             self.dest.delete(rel)
+        }
+    }
+}
+
+#[cfg(test)]
+impl Checkpoint {
+    /// Commit `seq` of partition `key` of job `job` (term 1, owner `o`), ending before
+    /// `next_offset` (at least 1), with one 10-row file per path.
+    pub(crate) fn for_tests(
+        job: &str,
+        key: &str,
+        seq: u64,
+        next_offset: u64,
+        files: &[&str],
+    ) -> Self {
+        Checkpoint {
+            version: VERSION,
+            job: job.into(),
+            key: key.into(),
+            seq,
+            next_offset,
+            next_line: 0,
+            files: files
+                .iter()
+                .map(|p| FileEntry {
+                    path: p.to_string(),
+                    first_offset: 0,
+                    last_offset: next_offset - 1,
+                    rows: 10,
+                    bytes: 100,
+                    partition: Default::default(),
+                })
+                .collect(),
+            dead_letter_files: Vec::new(),
+            rows: 10,
+            dead_letters: 0,
+            committed_at_ms: 1,
+            term: 1,
+            owner: "o".into(),
+            log: None,
+            log_runs: Vec::new(),
         }
     }
 }

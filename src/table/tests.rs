@@ -9,7 +9,7 @@ use delta_kernel::engine::arrow_conversion::TryFromArrow;
 
 use super::delta::DeltaTable;
 use super::{catch_up, Publisher, TableError};
-use crate::commit::checkpoint::{Checkpoint, FileEntry, VERSION};
+use crate::commit::checkpoint::Checkpoint;
 use crate::store::Destination;
 
 mod vacuum;
@@ -42,33 +42,7 @@ fn open(dest: &Destination, rt: &tokio::runtime::Runtime, s: &SchemaRef) -> Delt
 }
 
 fn commit(key: &str, seq: u64, next_offset: u64, files: &[&str]) -> Checkpoint {
-    Checkpoint {
-        version: VERSION,
-        job: "job".into(),
-        key: key.into(),
-        seq,
-        next_offset,
-        next_line: 0,
-        files: files
-            .iter()
-            .map(|p| FileEntry {
-                path: p.to_string(),
-                first_offset: 0,
-                last_offset: next_offset - 1,
-                rows: 10,
-                bytes: 100,
-                partition: Default::default(),
-            })
-            .collect(),
-        dead_letter_files: Vec::new(),
-        rows: 10,
-        dead_letters: 0,
-        committed_at_ms: 1,
-        term: 1,
-        owner: "o".into(),
-        log: None,
-        log_runs: Vec::new(),
-    }
+    Checkpoint::for_tests("job", key, seq, next_offset, files)
 }
 
 /// Every `add` path in the log, with how many versions added it, and the newest version.

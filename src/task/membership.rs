@@ -123,6 +123,7 @@ pub fn claim(
     };
     let r = match roll {
         Some(f) => {
+            refuse_a_table_made_since(checkpoints, key)?;
             let r = checkpoints.roll_back_to(key, f.seq, term, owner)?;
             tracing::warn!(partition = %key, seq = f.seq, next_offset = ?r.latest.as_ref().map(|c| c.next_offset), "replaying from an older checkpoint");
             r
@@ -143,6 +144,22 @@ pub fn claim(
         held,
         rolled_back: roll.is_some(),
     })
+}
+
+/// A roll-back is refused where the destination holds a table ([`crate::table::for_task`],
+/// at start); checked again under the new term, since another process may have made the
+/// table since. A commit the table could name was sealed after that table was made and
+/// before this term was taken, so the table is seen here.
+fn refuse_a_table_made_since(checkpoints: &Checkpoints, key: &str) -> Result<(), TaskError> {
+    let dest = checkpoints.destination();
+    if crate::table::present(dest)? {
+        return Err(crate::table::TableError::Delta {
+            url: dest.url().to_string(),
+            reason: format!("--from-checkpoint cannot roll back partition {key}: another process made a table in the destination since this one started (its readers may have seen the commits); nothing was rolled back"),
+        }
+        .into());
+    }
+    Ok(())
 }
 
 /// Says why partition `key` is not rolled back to `f.seq`: roll-back `r` was made before.
@@ -512,6 +529,57 @@ mod tests {
                 && pruned.contains("from 40 on")
                 && pruned.contains("start without --from-checkpoint"),
             "{pruned}"
+        );
+    }
+
+    /// A roll-back whose start found no table, where another process made one and published
+    /// the partition's commits since: refused under the new term, and the commits' files stay
+    /// (before, they were deleted, and the table named files that were gone).
+    #[test]
+    fn a_roll_back_is_refused_when_a_table_was_made_after_its_start() {
+        use crate::commit::checkpoint::Checkpoint;
+        use crate::table::Publisher;
+        let (dir, rt, cps) = checkpoints();
+        // This process's start: a table-less config, no table yet.
+        let dest = cps.destination().clone();
+        assert!(!crate::table::present(&dest).unwrap());
+        // Another process, with a table: two commits, sealed and published.
+        let commits: Vec<Checkpoint> = (1..=2)
+            .map(|seq| {
+                let file = format!("f{seq}.parquet");
+                std::fs::write(dir.path().join(&file), b"PAR1").unwrap();
+                Checkpoint::for_tests("j", "t-0", seq, seq * 10, &[&file])
+            })
+            .collect();
+        let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new("n", arrow::datatypes::DataType::Int64, true),
+        ]));
+        let table = crate::table::delta::DeltaTable::open(
+            &dest,
+            "j",
+            &schema,
+            &[],
+            100,
+            rt.handle().clone(),
+        )
+        .unwrap();
+        for c in &commits {
+            cps.record_for_tests(c);
+            table.publish(std::slice::from_ref(c)).unwrap();
+        }
+        // This process claims the partition, rolling back to commit 1.
+        let roll = Some(FromCheckpoint {
+            seq: 1,
+            again: false,
+        });
+        let e = match claim(&cps, None, "t-0", roll) {
+            Ok(_) => panic!("a partition the table holds was rolled back"),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.contains("another process made a table"), "{e}");
+        assert!(
+            dir.path().join("f2.parquet").exists(),
+            "a file the table names was deleted"
         );
     }
 
