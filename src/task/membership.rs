@@ -109,8 +109,13 @@ pub fn claim(
     from_checkpoint: Option<FromCheckpoint>,
 ) -> Result<Claimed, TaskError> {
     let owner = crate::commit::owner_id();
+    if from_checkpoint.is_some() {
+        refuse_a_table_made_since(checkpoints, key)?;
+    }
     // A new term first: from here on, every older writer of the partition is fenced.
     let term = checkpoints.take_term(key, owner)?;
+    #[cfg(test)]
+    crate::hooks::at("claim: after the term");
     let roll = match from_checkpoint {
         Some(f) => match already_rolled_back(checkpoints, key, f)? {
             Some(before) => {
@@ -147,15 +152,18 @@ pub fn claim(
 }
 
 /// A roll-back is refused where the destination holds a table ([`crate::table::for_task`],
-/// at start); checked again under the new term, since another process may have made the
-/// table since. A commit the table could name was sealed after that table was made and
-/// before this term was taken, so the table is seen here.
+/// at start); checked again before the new term (so a refusal fences no owner) and under it,
+/// since another process may have made the table since. Every version naming the
+/// partition's commits (a publish, a catch-up) is written under a term its writer took after
+/// opening the table: a term older than this one means the table existed before this term
+/// was taken, and is seen here; a newer one settles this roll-back's claim first, so its
+/// catch-up never publishes the commits undone.
 fn refuse_a_table_made_since(checkpoints: &Checkpoints, key: &str) -> Result<(), TaskError> {
     let dest = checkpoints.destination();
     if crate::table::present(dest)? {
         return Err(crate::table::TableError::Delta {
             url: dest.url().to_string(),
-            reason: format!("--from-checkpoint cannot roll back partition {key}: another process made a table in the destination since this one started (its readers may have seen the commits); nothing was rolled back"),
+            reason: format!("--from-checkpoint cannot roll back partition {key}: another process made a table in the destination since this one started (its readers may have seen the commits); this partition was not rolled back"),
         }
         .into());
     }
@@ -459,146 +467,5 @@ impl Membership for TaskMembership {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::Destination;
-
-    /// Checkpoints of job `j` in a folder of their own (kept with the runtime while used).
-    fn checkpoints() -> (tempfile::TempDir, tokio::runtime::Runtime, Checkpoints) {
-        let dir = tempfile::tempdir().unwrap();
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let dest = Destination::parse(dir.path().to_str().unwrap(), rt.handle().clone()).unwrap();
-        (dir, rt, Checkpoints::new(dest, "j"))
-    }
-
-    /// Partitions claimed side by side come back in the order asked, each with its next term;
-    /// two processes claiming the same partitions at once never both hold one term (one write
-    /// wins each term's name), and a claim that loses says it is fenced.
-    #[test]
-    fn partitions_claimed_side_by_side_get_their_own_terms_in_order() {
-        let (_dir, _rt, cps) = checkpoints();
-        let keys: Vec<(String, Option<FromCheckpoint>)> =
-            (0..40).map(|i| (format!("t-{i}"), None)).collect();
-        for _ in 0..3 {
-            cps.take_term("t-7", "before").unwrap();
-        }
-        let terms: Vec<u64> = match claim_all(&cps, None, &keys) {
-            Ok(c) => c.into_iter().map(|c| c.term).collect(),
-            Err(f) => panic!("t-{}: {}", f.index, f.error),
-        };
-        for (i, t) in terms.iter().enumerate() {
-            assert_eq!(*t, if i == 7 { 4 } else { 1 }, "t-{i}");
-        }
-        // Another process takes terms of the same partitions meanwhile.
-        let (mine, theirs) = std::thread::scope(|s| {
-            let other = s.spawn(|| {
-                keys.iter()
-                    .map(|(k, _)| cps.take_term(k, "another process").unwrap())
-                    .collect::<Vec<u64>>()
-            });
-            (claim_all(&cps, None, &keys), other.join().unwrap())
-        });
-        match mine {
-            Ok(mine) => {
-                for (i, c) in mine.iter().enumerate() {
-                    assert!(c.term > terms[i] && c.term != theirs[i], "t-{i}");
-                }
-            }
-            // Fenced by the other process's newer term: then nothing after it is claimed.
-            Err(ClaimFailed {
-                error: TaskError::Checkpoint(e),
-                ..
-            }) if e.is_fenced() => {}
-            Err(f) => panic!("t-{}: {}", f.index, f.error),
-        }
-    }
-
-    /// A roll-back to a checkpoint the partition's history no longer holds (pruned) says so,
-    /// and what to do when the flag was left from a roll-back already made; one that never
-    /// existed is unknown.
-    #[test]
-    fn a_roll_back_to_a_pruned_checkpoint_says_it_was_pruned() {
-        let (_dir, _rt, cps) = checkpoints();
-        cps.record_abort_for_tests("t-0", 1, false);
-        let unknown = check_replay(&cps, "t-0", 5, None).unwrap_err().to_string();
-        assert!(unknown.contains("no checkpoint 5"), "{unknown}");
-        cps.record_abort_for_tests("t-0", 40, true);
-        let pruned = check_replay(&cps, "t-0", 5, None).unwrap_err().to_string();
-        assert!(
-            pruned.contains("was pruned")
-                && pruned.contains("from 40 on")
-                && pruned.contains("start without --from-checkpoint"),
-            "{pruned}"
-        );
-    }
-
-    /// A roll-back whose start found no table, where another process made one and published
-    /// the partition's commits since: refused under the new term, and the commits' files stay
-    /// (before, they were deleted, and the table named files that were gone).
-    #[test]
-    fn a_roll_back_is_refused_when_a_table_was_made_after_its_start() {
-        use crate::commit::checkpoint::Checkpoint;
-        use crate::table::Publisher;
-        let (dir, rt, cps) = checkpoints();
-        // This process's start: a table-less config, no table yet.
-        let dest = cps.destination().clone();
-        assert!(!crate::table::present(&dest).unwrap());
-        // Another process, with a table: two commits, sealed and published.
-        let commits: Vec<Checkpoint> = (1..=2)
-            .map(|seq| {
-                let file = format!("f{seq}.parquet");
-                std::fs::write(dir.path().join(&file), b"PAR1").unwrap();
-                Checkpoint::for_tests("j", "t-0", seq, seq * 10, &[&file])
-            })
-            .collect();
-        let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(vec![
-            arrow::datatypes::Field::new("n", arrow::datatypes::DataType::Int64, true),
-        ]));
-        let table = crate::table::delta::DeltaTable::open(
-            &dest,
-            "j",
-            &schema,
-            &[],
-            100,
-            rt.handle().clone(),
-        )
-        .unwrap();
-        for c in &commits {
-            cps.record_for_tests(c);
-            table.publish(std::slice::from_ref(c)).unwrap();
-        }
-        // This process claims the partition, rolling back to commit 1.
-        let roll = Some(FromCheckpoint {
-            seq: 1,
-            again: false,
-        });
-        let e = match claim(&cps, None, "t-0", roll) {
-            Ok(_) => panic!("a partition the table holds was rolled back"),
-            Err(e) => e.to_string(),
-        };
-        assert!(e.contains("another process made a table"), "{e}");
-        assert!(
-            dir.path().join("f2.parquet").exists(),
-            "a file the table names was deleted"
-        );
-    }
-
-    /// A partition whose records are damaged fails the claims, named by its place in the list,
-    /// whichever thread met it.
-    #[test]
-    fn a_damaged_partition_fails_the_claims_and_names_itself() {
-        let (dir, _rt, cps) = checkpoints();
-        let damaged = dir.path().join("_sluice/j/checkpoints/t-5");
-        std::fs::create_dir_all(&damaged).unwrap();
-        std::fs::write(damaged.join("000000000001.json"), b"{ not json").unwrap();
-        let keys: Vec<(String, Option<FromCheckpoint>)> =
-            (0..40).map(|i| (format!("t-{i}"), None)).collect();
-        match claim_all(&cps, None, &keys) {
-            Ok(_) => panic!("a damaged record was claimed past"),
-            Err(f) => {
-                assert_eq!(f.index, 5, "{}", f.error);
-                assert!(f.error.to_string().contains("t-5"), "{}", f.error);
-            }
-        }
-    }
-}
+#[path = "membership_tests.rs"]
+mod tests;

@@ -186,9 +186,22 @@ impl DeltaTable {
                 .map(|l| l.trim_ascii())
                 .filter(|l| !l.is_empty())
             {
-                let path = match serde_json::from_slice::<Action>(line) {
-                    Ok(Action::Add(a)) => a.path,
-                    Ok(Action::Remove(r)) => r.path,
+                // Fails closed: a line that adds or removes and cannot be read (or a line
+                // that is not JSON) stops the vacuum; other actions are skipped unread.
+                let unreadable = |e: serde_json::Error| {
+                    self.fail(format!(
+                        "version {v} has a line this process cannot read ({e}), so the files it names cannot be known"
+                    ))
+                };
+                if !line.starts_with(br#"{"add""#) && !line.starts_with(br#"{"remove""#) {
+                    let v: serde_json::Value = serde_json::from_slice(line).map_err(unreadable)?;
+                    if v.get("add").is_none() && v.get("remove").is_none() {
+                        continue;
+                    }
+                }
+                let path = match serde_json::from_slice::<Action>(line).map_err(unreadable)? {
+                    Action::Add(a) => a.path,
+                    Action::Remove(r) => r.path,
                     _ => continue,
                 };
                 out.insert(self.dest.key(&path));

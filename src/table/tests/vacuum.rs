@@ -105,3 +105,33 @@ fn a_file_added_and_compacted_away_while_the_vacuum_ran_is_kept() {
     );
     assert!(!dest.exists("stray.parquet").unwrap());
 }
+
+/// A version written after the plan whose `add` this process cannot read (a path whose
+/// escapes decode to no UTF-8 text) stops the vacuum before anything is deleted: the file it
+/// names cannot be told from the planned ones.
+#[test]
+fn a_version_after_the_plan_that_cannot_be_read_stops_the_vacuum() {
+    let (dir, rt, dest) = setup();
+    let t = open(&dest, &rt, &schema(None));
+    old_file(dir.path(), "stray.parquet");
+    let d = dest.clone();
+    crate::hooks::set("vacuum: after the plan", move || {
+        let add = r#"{"add":{"path":"%ff.parquet","partitionValues":{},"size":4,"modificationTime":1,"dataChange":true}}"#;
+        d.put_atomic(
+            "_delta_log/00000000000000000001.json",
+            format!("{add}\n").as_bytes(),
+            true,
+        )
+        .unwrap();
+    });
+    let opts = VacuumOptions {
+        older_than: Duration::from_secs(3600),
+        dry_run: false,
+    };
+    let e = vacuum(&t, &dest, &opts, &|_, _| {})
+        .unwrap_err()
+        .to_string();
+    crate::hooks::clear("vacuum: after the plan");
+    assert!(e.contains("cannot read"), "{e}");
+    assert!(dest.exists("stray.parquet").unwrap());
+}
