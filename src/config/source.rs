@@ -77,7 +77,7 @@ pub enum SourceSection {
         /// Size of one WAL segment file; released segments are deleted whole.
         #[serde(default = "default_segment_bytes")]
         wal_segment_bytes: String,
-        /// Largest request body, compressed or decompressed (413 beyond).
+        /// Largest request body, compressed or decompressed (413 beyond); less than 1GiB.
         #[serde(default = "default_max_body")]
         max_body: String,
         /// The longest a request's body may take to arrive (408 beyond): a slow or stalled
@@ -334,9 +334,11 @@ impl SourceSection {
                 check(
                     "source.max_body",
                     match parse_bytes(max_body) {
-                        Ok(n) if n > crate::wal::MAX_RECORD => {
-                            Err(format!("`{max_body}` is more than the limit of 1GiB"))
-                        }
+                        // A body and the line end added to one that lacks it are one
+                        // record of the log, at most 1 GiB.
+                        Ok(n) if n >= crate::wal::MAX_RECORD => Err(format!(
+                            "`{max_body}` is not less than the limit of 1GiB (a body and its final line end are one record of the log)"
+                        )),
                         _ => Ok(()),
                     },
                 );

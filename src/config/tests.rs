@@ -237,3 +237,22 @@ fn a_csv_source_takes_its_delimiter_and_a_bad_one_is_named() {
         "{e}"
     );
 }
+
+/// A push body and the line end added to one that lacks it are one record of the WAL (at
+/// most 1 GiB): `max_body` must be less than that.
+#[test]
+fn a_push_body_limit_of_a_whole_wal_record_is_refused() {
+    let push = |max_body: &str| {
+        format!(
+            "[job]\nname = \"p\"\n[source]\nkind = \"push\"\ndurability = \"wal\"\nmax_body = \"{max_body}\"\nmax_in_flight = \"8GiB\"\n[repo]\nschema = \"schemas/nginx_access.toml\"\n[sink]\nurl = \"file:///tmp/out/\"\n[admin]\nlisten = \"127.0.0.1:0\"\n"
+        )
+    };
+    let problems =
+        Job::parse(&push("1GiB"), Path::new("/etc/sluice/job.toml")).expect_err("refused");
+    let all = format!("{problems:?}");
+    assert!(
+        all.contains("source.max_body") && all.contains("not less than"),
+        "{all}"
+    );
+    Job::parse(&push("1023MiB"), Path::new("/etc/sluice/job.toml")).unwrap();
+}

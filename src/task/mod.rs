@@ -404,6 +404,10 @@ fn run_inner(
             membership::resume(claimed, &control, None, p, || Ok(src.resume_default(p.id)?))?;
         if start.checkpointed {
             source.seek(p.id, start.offset, start.line)?;
+            // What the checkpoint covers is committed: a push log counts its room from there
+            // (else the bytes before it, in a segment not released yet, would count as
+            // retained, and with nothing to read, no commit would ever release them).
+            source.committed(p.id, start.offset);
         }
     }
 

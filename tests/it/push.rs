@@ -584,3 +584,41 @@ fn two_push_repos_share_the_listener_and_each_keeps_its_own_wal() {
         );
     }
 }
+
+/// A WAL job stopped with everything committed, in a segment larger than `max_retained` (the
+/// WAL releases whole segments): the next start counts room from its checkpoint, and takes
+/// pushes. Before, the committed bytes still in the segment counted as retained, nothing was
+/// left to read and commit, and every push got 503 until someone intervened.
+#[test]
+fn a_restart_counts_room_from_the_checkpoint_not_the_segments_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = push_job(
+        dir.path(),
+        "wal",
+        "wal_segment_bytes = \"4MiB\"\nmax_retained = \"256KiB\"",
+        "",
+    );
+    let (child, addr) = start(&job, &dir.path().join("run1.log"));
+    // 1,800 rows of about 240 bytes, pushed and committed (files close when idle) in three
+    // rounds of 600 (145 KB), each under `max_retained`.
+    let out = dir.path().join("out");
+    for round in 0..3 {
+        for i in 0..6 {
+            push_acked(&addr, &format!("a{round}-{i}"), 100);
+        }
+        wait_for(&out, 600 * (round + 1), 60);
+        assert_eq!(trace_ids(&out).len(), 600 * (round + 1), "rows committed");
+    }
+    stop_via_api(&addr, child);
+    // 435 KB committed in one segment, short of the 4 MiB that releases it.
+    let (child, addr) = start(&job, &dir.path().join("run2.log"));
+    let mut client = Client::new(&addr);
+    let answer = client.post("/v1/repos/nginx_access/data", "", &events("b", 100));
+    assert!(
+        matches!(answer, Ok((200, _, _))),
+        "a push after the restart: {answer:?}"
+    );
+    wait_for(&out, 1900, 60);
+    assert_eq!(trace_ids(&out).len(), 1900, "rows committed");
+    stop_via_api(&addr, child);
+}

@@ -349,6 +349,7 @@ fn refused(api: &PushApi, r: Refusal) -> Response {
         Refusal::Full { .. } | Refusal::NotRunning | Refusal::DiskFull(_) => {
             StatusCode::SERVICE_UNAVAILABLE
         }
+        Refusal::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         Refusal::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     answer(api, status, json!({ "error": r.to_string() }))

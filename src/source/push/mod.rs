@@ -106,6 +106,10 @@ pub enum Refusal {
     NotRunning,
     #[error("{0}; retry later")]
     DiskFull(String),
+    /// One request is larger than the log takes as one record (a body of `max_body` and the
+    /// line end added to it): refused, and the log goes on.
+    #[error("{0}")]
+    TooLarge(String),
     #[error("the log failed: {0}")]
     Failed(String),
 }
@@ -164,6 +168,8 @@ impl Intake {
                 tracing::warn!(error = %e, "push refused: the WAL's disk is full");
                 return Err(Refusal::DiskFull(e.to_string()));
             }
+            // Refused before anything was written.
+            Err(e @ WalError::TooLarge { .. }) => return Err(Refusal::TooLarge(e.to_string())),
             Err(e) => return Err(self.fail(&mut g, e)),
         };
         for d in &mut decoded.dead {

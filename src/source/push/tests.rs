@@ -161,3 +161,20 @@ fn a_wal_is_one_jobs_log() {
         "k"
     );
 }
+
+/// A request larger than the log takes as one record (a body of `max_body` and the line end
+/// added to it) is refused alone (413); the log takes the next one. Before, it failed the
+/// intake for good: every push after it got 500.
+#[test]
+fn a_request_past_the_logs_record_limit_is_refused_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut src = PushSource::open("push", settings(Durability::Wal, dir.path())).unwrap();
+    let intake = src.intake().unwrap();
+    src.seek(0, 0, 0).unwrap();
+    intake.open();
+    // Zeroed by the allocator, never touched: the log refuses it by its length.
+    let huge = vec![0u8; (crate::wal::MAX_RECORD + 1) as usize];
+    let r = intake.append(huge, decoded(1));
+    assert!(matches!(r, Err(Refusal::TooLarge(_))), "{r:?}");
+    assert_eq!(intake.append(b"{}\n".to_vec(), decoded(1)), Ok((0, 3)));
+}
