@@ -287,6 +287,16 @@ pub fn header(state: &Path) -> Result<SpillHeader, SpillError> {
     Ok(read_manifest(&dir(state))?.header())
 }
 
+/// The positions `[from, next)` its items hold (its manifest only), in the log its header's
+/// last `logs` entry names.
+pub fn positions(state: &Path) -> Result<Vec<(u64, u64)>, SpillError> {
+    Ok(read_manifest(&dir(state))?
+        .items
+        .iter()
+        .map(|e| (e.prov.from_offset, e.prov.next_offset))
+        .collect())
+}
+
 /// Reads the spill, verifying it whole before returning anything.
 pub fn read(state: &Path, schema: &SchemaRef) -> Result<Spill, SpillError> {
     let d = dir(state);

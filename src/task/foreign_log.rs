@@ -132,8 +132,10 @@ fn check(
             return Err(refuse(format!(
                 "This log holds positions {own} to {end}, which no commit of its own covered \
                  (acknowledged records){}; resuming at the checkpoint would drop them. With the \
-                 job stopped, `sluice wal export <job file> [--repo <repo>] --from {own}` \
-                 writes them out, to push again once the log's folder is moved aside.",
+                 job stopped, `sluice wal export <job file> [--repo <repo>] --output <file> \
+                 --from {own}` writes them out (and removes a spill of this log's records from \
+                 the state folder: the export holds them), to push again once the log's folder \
+                 is moved aside.",
                 if pruned {
                     " as far as the checkpoints kept tell: its own commits may have been \
                      pruned, so records near the start may have been exported already"

@@ -1,9 +1,9 @@
 //! A copy of a push job's state folder (a volume snapshot) started as a second process: the
 //! original and the copy are told apart by their logs' runs, and what a refused start holds
-//! comes out with `sluice wal export`.
+//! comes out with `sluice wal export` (a spill of the same records with it).
 
 use crate::helpers::*;
-use crate::kafka::{spawn_run, wait_log};
+use crate::kafka::{spawn_run, spawn_with, wait_log};
 use crate::owners::wal_segments;
 use crate::push::{long_files, push_acked, push_job, start};
 
@@ -141,4 +141,103 @@ fn a_copy_of_a_push_processs_state_folder_is_told_apart_from_the_original() {
     let ids = trace_ids(&out);
     assert_eq!(ids.len(), 180, "{ids:?}");
     assert!(ids.values().all(|n| *n == 1), "{ids:?}");
+}
+
+/// A push process A stopped with acknowledged rows in its channel, spilled (its workers held
+/// still until the stop deadline passed); another process B of the job commits in its own
+/// log's positions; A's start is refused, naming the export. Followed as the refusal says
+/// (export, WAL moved aside, start, push the export again), every row lands once: the export
+/// removes the spill, whose rows it holds. Before, the start restored the spill after B's
+/// checkpoint and the pushed export wrote the same rows again.
+#[test]
+fn the_export_a_refused_start_names_takes_the_spill_of_its_records_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let job_a = long_files(push_job(dir.path(), "wal", "", ""));
+    let text = std::fs::read_to_string(&job_a)
+        .unwrap()
+        .replace("stop_deadline = \"20s\"", "stop_deadline = \"2s\"");
+    std::fs::write(&job_a, &text).unwrap();
+    let job_b = dir.path().join("job-b.toml");
+    std::fs::write(
+        &job_b,
+        text.replace("state_dir = \"state\"", "state_dir = \"state-b\""),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+
+    // A's workers are held from the start: what it acknowledges waits in its channel.
+    let hold = dir.path().join("hold");
+    std::fs::write(&hold, b"").unwrap();
+    let log = dir.path().join("a1.log");
+    let a = spawn_with(
+        "run",
+        &job_a,
+        &log,
+        &[("SLUICE_FAULT", &format!("hold_worker:@{}", hold.display()))],
+    );
+    let addr = crate::admin::admin_addr(&log);
+    let running = wait_log(&log, "to=Running", 1, 60);
+    assert!(running.contains("to=Running"), "{running}");
+    for i in 0..3 {
+        push_acked(&addr, &format!("s{i}"), 100);
+    }
+    sigterm(&a);
+    let spilled = wait_log(&log, "spilled the channel to disk", 1, 60);
+    assert!(spilled.contains("spilled the channel"), "{spilled}");
+    std::fs::remove_file(&hold).unwrap();
+    assert!(a.wait_with_output().unwrap().status.success());
+    assert!(dir.path().join("state/spill/manifest.json").exists());
+    assert_eq!(trace_ids(&out).len(), 0);
+
+    // B commits 50 rows of its own (at its stop).
+    let (b, addr) = start(&job_b, &dir.path().join("b.log"));
+    push_acked(&addr, "b", 50);
+    sigterm(&b);
+    assert!(b.wait_with_output().unwrap().status.success());
+    assert_eq!(trace_ids(&out).len(), 50);
+
+    // A is refused, naming the export.
+    let log = dir.path().join("a2.log");
+    let a = spawn_run(&job_a, &log);
+    let refused = wait_log(&log, "which no commit of its own covered", 1, 60);
+    sigterm(&a);
+    a.wait_with_output().unwrap();
+    let from = refused
+        .split("--from ")
+        .nth(1)
+        .and_then(|t| t.split('`').next())
+        .unwrap_or_else(|| panic!("the refusal names `sluice wal export … --from N`:\n{refused}"));
+    let held_rows = dir.path().join("held.jsonl");
+    let export = sluice(&[
+        "wal",
+        "export",
+        job_a.to_str().unwrap(),
+        "--output",
+        held_rows.to_str().unwrap(),
+        "--from",
+        from,
+    ]);
+    let said = String::from_utf8_lossy(&export.stderr);
+    assert!(export.status.success(), "{said}");
+    assert!(said.contains("removed the spill"), "{said}");
+    assert!(!dir.path().join("state/spill/manifest.json").exists());
+
+    // As the refusal says: the WAL moved aside, A started, the export pushed again.
+    std::fs::rename(dir.path().join("state/wal"), dir.path().join("wal-aside")).unwrap();
+    let (a, addr) = start(&job_a, &dir.path().join("a3.log"));
+    let body = std::fs::read(&held_rows).unwrap();
+    let mut client = crate::push::http_client::Client::new(&addr);
+    let answer = client.post("/v1/repos/nginx_access/data", "", &body);
+    assert!(matches!(answer, Ok((200, _, _))), "{answer:?}");
+    sigterm(&a);
+    assert!(a.wait_with_output().unwrap().status.success());
+    let ids = trace_ids(&out);
+    let twice: Vec<_> = ids.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "{} rows written twice, such as {:?}",
+        twice.len(),
+        &twice[..twice.len().min(5)]
+    );
+    assert_eq!(ids.len(), 350, "{ids:?}");
 }
