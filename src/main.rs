@@ -148,6 +148,8 @@ enum Command {
         /// Where each partition starts when the backfill has no checkpoint of its own yet:
         /// `earliest`, a timestamp (`2024-05-01T00:00:00Z` or `@<ms>`), offsets (`0=100,1=250`),
         /// or `checkpoint` (where the live job's checkpoints stand; only with another --url).
+        /// A name's first run records its range: a later run of the name over another range
+        /// is refused (it would resume from that run's checkpoints).
         #[arg(long, default_value = "earliest")]
         from: String,
         /// Where each partition ends (exclusive): `latest` (the high watermarks when the

@@ -1,6 +1,7 @@
 //! `backfill`: a bounded run of a Kafka job over a range, under its own name, refused where
 //! it would write what the live job writes (`--from checkpoint` into the live destination,
-//! however spelled, or a folder inside or around it).
+//! however spelled, or a folder inside or around it), or where the name ran over another
+//! range (its checkpoints would be resumed instead of `--from`).
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -45,7 +46,7 @@ pub fn run_backfill(
     if end == Position::Earliest {
         bail!("--to earliest: a backfill ending at the start of every partition reads nothing");
     }
-    job.range = Some((start, end));
+    job.range = Some((start.clone(), end.clone()));
     if let Some(n) = &name {
         // The name becomes a folder of the destination (`_sluice/<name>/`).
         if !sluice::config::repos::valid_name(n) {
@@ -83,6 +84,7 @@ pub fn run_backfill(
         );
     }
     let _locks = lock_state(&job, true)?;
+    hold_range(&job, from, &start, &end)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
@@ -97,6 +99,84 @@ pub fn run_backfill(
         "backfill {}: {:?}; {} rows, {} dead letters in {} files over {} commits; {:.2} s",
         job.file.job.name, s.state, s.rows, s.dead_letters, s.files, s.commits, s.seconds
     );
+    Ok(())
+}
+
+/// What a backfill name covers in its destination, recorded at its first run: a later run of
+/// the name resumes from its checkpoints, which only the same range and repo mean.
+#[derive(serde::Serialize, serde::Deserialize, PartialEq, Eq, Debug)]
+struct BackfillRange {
+    /// `--from` as asked: `checkpoint`, or the position (canonical spelling).
+    from: String,
+    to: String,
+    repo: String,
+    topics: Vec<String>,
+}
+
+/// Records the range of the backfill `job` names in its destination
+/// (`_sluice/<name>/range.json`), or checks it against the one recorded there: a run of one
+/// name over another range (or another repo) is refused, since its partitions would resume
+/// from the earlier run's checkpoints, not at `--from`: records asked for would be skipped,
+/// or records outside the range written.
+fn hold_range(job: &Job, from: &str, start: &Position, end: &Position) -> Result<()> {
+    let SourceSection::Kafka { topics, .. } = &job.file.source else {
+        return Ok(());
+    };
+    let ours = BackfillRange {
+        from: if from == "checkpoint" {
+            from.to_string()
+        } else {
+            start.to_string()
+        },
+        to: end.to_string(),
+        repo: task::repo_label(job),
+        topics: topics.clone(),
+    };
+    let runtime = io_runtime()?;
+    let dest = task::destination_at(job, &job.resolve_url(&job.file.sink.url), &runtime)?;
+    let name = &job.file.job.name;
+    let record = format!("_sluice/{name}/range.json");
+    let bytes = serde_json::to_vec(&ours).expect("a range serializes");
+    let theirs = match dest.exists(&record)? {
+        true => dest.read(&record)?,
+        false => {
+            let cps = Checkpoints::new(dest.clone(), name);
+            if !cps.keys()?.is_empty() {
+                tracing::warn!(backfill = %name, "this backfill name has checkpoints in the destination from a run that recorded no range: they are resumed whatever --from says");
+            }
+            match dest.put_atomic(&record, &bytes, true) {
+                Ok(()) => return Ok(()),
+                // Another start of the name wrote it first.
+                Err(e) if dest.exists(&record)? => {
+                    tracing::debug!(error = %e, "the range was recorded by another start");
+                    dest.read(&record)?
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    let theirs: BackfillRange = serde_json::from_slice(&theirs)
+        .with_context(|| format!("reading {}", dest.display(&record)))?;
+    if theirs != ours && Checkpoints::new(dest.clone(), name).keys()?.is_empty() {
+        // The earlier run committed nothing (it failed at its start): nothing to resume.
+        tracing::info!(backfill = %name, from = %theirs.from, to = %theirs.to, "the earlier run of this name committed nothing; its range is replaced");
+        dest.put_atomic(&record, &bytes, false)?;
+        return Ok(());
+    }
+    if theirs != ours {
+        bail!(
+            "backfill `{name}` already ran in {} over --from {} --to {} (repo {}, topics {:?}); this run asks for --from {} --to {} (repo {}, topics {:?}). Its partitions would resume from that run's checkpoints, not at --from, skipping records asked for or writing others. Give this range its own --name (or --url); to finish an interrupted run, give its --from and --to again",
+            dest.url(),
+            theirs.from,
+            theirs.to,
+            theirs.repo,
+            theirs.topics,
+            ours.from,
+            ours.to,
+            ours.repo,
+            ours.topics
+        );
+    }
     Ok(())
 }
 

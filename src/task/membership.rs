@@ -94,7 +94,55 @@ pub fn roll_backs(
     for (i, roll) in done {
         out[i].1 = roll?;
     }
+    newer_than_the_roll_back(checkpoints, &mut out)?;
     Ok(out)
+}
+
+/// Drops the roll-backs asked of partitions newer than the job's roll-back to that checkpoint:
+/// where another partition was rolled back to `seq` (by an earlier run with the flag, or with
+/// `--again` one since shortly before this process started) at a time its own checkpoint
+/// `seq` postdates, or which has none, the flag was left set and the checkpoint number means
+/// something else there (a partition the topic grew, a topic a pattern matches since). Before,
+/// such a partition failed every start ("no checkpoint N"), or was rolled back to a commit of
+/// its own nobody asked for.
+fn newer_than_the_roll_back(
+    checkpoints: &Checkpoints,
+    asked: &mut [(String, Option<FromCheckpoint>)],
+) -> Result<(), TaskError> {
+    let Some(f) = asked.iter().find_map(|(_, f)| *f) else {
+        return Ok(());
+    };
+    let since = f
+        .again
+        .then(|| crate::commit::process_started_ms() - ROLL_BACK_WINDOW_MS);
+    let keys = checkpoints.keys()?;
+    let span = tracing::Span::current();
+    let found = crate::fanout::each(&keys, CLAIM_THREADS, "roll-back times", |key| {
+        let _entered = span.enter();
+        Ok::<_, TaskError>(checkpoints.rolled_back(key, f.seq, since)?.map(|r| r.at_ms))
+    });
+    let mut first: Option<i64> = None;
+    for (_, at) in found {
+        if let Some(at) = at? {
+            first = Some(first.map_or(at, |f: i64| f.min(at)));
+        }
+    }
+    let Some(at) = first else {
+        return Ok(());
+    };
+    for (key, roll) in asked.iter_mut().filter(|(_, r)| r.is_some()) {
+        let made = checkpoints
+            .history(key)?
+            .into_iter()
+            .find(|c| c.seq == f.seq)
+            .map(|c| c.committed_at_ms);
+        if made.is_none_or(|made| made > at) {
+            let when = crate::commit::format_ms(at);
+            tracing::warn!(partition = %key, seq = f.seq, rolled_back_at = %when, "--from-checkpoint left set: other partitions were rolled back to this checkpoint, and this partition's checkpoint of that number was made since (or it has none): not rolled back");
+            *roll = None;
+        }
+    }
+    Ok(())
 }
 
 /// The destination's part of registering partition `key`: takes a new ownership term (older

@@ -171,3 +171,49 @@ fn a_damaged_partition_fails_the_claims_and_names_itself() {
         }
     }
 }
+
+/// `--from-checkpoint 2` left set after t-0 was rolled back: t-1, a partition new since
+/// (none of its own yet, then commits 1 to 5 made after the roll-back), is not rolled back
+/// and its files stay. Before, a start with the flag failed on it ("no checkpoint 2") while
+/// it was new, then rolled it back to its own commit 2, deleting files readers had seen. A
+/// partition whose checkpoint 2 predates the roll-back (processes of a group started
+/// together) is still rolled back.
+#[test]
+fn a_flag_left_set_leaves_a_partition_newer_than_the_roll_back_alone() {
+    use crate::commit::checkpoint::Checkpoint;
+    let (dir, _rt, cps) = checkpoints();
+    for key in ["t-0", "t-2"] {
+        for seq in 1..=3 {
+            cps.record_for_tests(&Checkpoint::for_tests("j", key, seq, seq * 10, &[]));
+        }
+    }
+    let flag = Some(FromCheckpoint {
+        seq: 2,
+        again: false,
+    });
+    assert!(claim(&cps, None, "t-0", flag).unwrap().rolled_back);
+    // The next start with the flag still set: t-0 is not repeated, new t-1 is left alone,
+    // t-2 (its checkpoint 2 made before the roll-back) is rolled back.
+    let asked = |keys: &[&str]| {
+        roll_backs(&cps, keys.iter().map(|k| (k.to_string(), flag)).collect()).unwrap()
+    };
+    let got = asked(&["t-0", "t-1", "t-2"]);
+    assert_eq!(
+        got.iter().map(|(_, f)| f.is_some()).collect::<Vec<_>>(),
+        [false, false, true]
+    );
+    // Later t-1 has commits 1 to 5 with files.
+    let now = crate::commit::now_ms();
+    for seq in 1..=5 {
+        let f = format!("p1-{seq}.parquet");
+        std::fs::write(dir.path().join(&f), b"PAR1").unwrap();
+        let mut c = Checkpoint::for_tests("j", "t-1", seq, seq * 10, &[&f]);
+        c.committed_at_ms = now + 1;
+        cps.record_for_tests(&c);
+    }
+    let got = asked(&["t-1"]);
+    assert_eq!(got[0].1, None, "t-1 is left alone");
+    let c = claim(&cps, None, "t-1", got[0].1).unwrap();
+    assert!(!c.rolled_back);
+    assert!((1..=5).all(|s| dir.path().join(format!("p1-{s}.parquet")).exists()));
+}

@@ -198,6 +198,17 @@ fn backfill_is_exactly_once_resumes_and_survives_kill_9() {
     // Resuming finds nothing new.
     let again = sluice_ok(&["backfill", jobs]);
     assert!(again.contains(" 0 rows"), "{again}");
+    // Another range under the same name would resume from these checkpoints, not at its
+    // --from: refused, naming both ranges. (Before, it ended at once with 0 rows, exit 0.)
+    let other = sluice(&["backfill", jobs, "--to", "0=100,1=100"]);
+    let said = String::from_utf8_lossy(&other.stderr);
+    assert!(!other.status.success(), "{said}");
+    assert!(
+        said.contains("already ran")
+            && said.contains("--to latest")
+            && said.contains("--to 0=100,1=100"),
+        "{said}"
+    );
     let list = sluice_ok(&["checkpoints", "list", jobs]);
     assert!(
         list.is_empty() || list.contains("no checkpoints"),

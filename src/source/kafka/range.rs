@@ -76,6 +76,30 @@ impl Position {
     }
 }
 
+/// The position as `parse` reads it, one spelling per position (offsets sorted by topic and
+/// partition): two runs asked for the same range print the same text.
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Position::Earliest => f.write_str("earliest"),
+            Position::Latest => f.write_str("latest"),
+            Position::Timestamp(ms) => write!(f, "@{ms}"),
+            Position::Offsets(list) => {
+                let mut list = list.clone();
+                list.sort();
+                let text: Vec<String> = list
+                    .iter()
+                    .map(|(t, p, o)| match t {
+                        Some(t) => format!("{t}:{p}={o}"),
+                        None => format!("{p}={o}"),
+                    })
+                    .collect();
+                f.write_str(&text.join(","))
+            }
+        }
+    }
+}
+
 /// Planning and assigning a bounded run's partitions.
 impl KafkaSource {
     /// Static mode: every partition, with its start and end offsets resolved now.
