@@ -29,6 +29,7 @@ mod destinations;
 mod feed;
 mod fenced;
 mod foreign_log;
+mod left_wal;
 pub mod many;
 mod membership;
 mod prepare;
@@ -378,6 +379,7 @@ fn run_inner(
             }
         }
     }
+    left_wal::check(job, &checkpoints, &parts)?;
     let claimed = membership::claim_static(
         &mut *source,
         &checkpoints,

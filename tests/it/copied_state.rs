@@ -1,6 +1,7 @@
 //! A copy of a push job's state folder (a volume snapshot) started as a second process: the
 //! original and the copy are told apart by their logs' runs, and what a refused start holds
-//! comes out with `sluice wal export` (a spill of the same records with it).
+//! comes out with `sluice wal export` (a spill of the same records with it); a WAL left
+//! behind by a switch to `durability = "memory"`.
 
 use crate::helpers::*;
 use crate::kafka::{spawn_run, spawn_with, wait_log};
@@ -240,4 +241,53 @@ fn the_export_a_refused_start_names_takes_the_spill_of_its_records_with_it() {
         &twice[..twice.len().min(5)]
     );
     assert_eq!(ids.len(), 350, "{ids:?}");
+}
+
+/// A push job switched from `durability = "wal"` to `"memory"` while its WAL held
+/// acknowledged rows no commit covered (the process was killed): the start is refused, naming
+/// the folder and the way out, and writes nothing. Started once with the WAL, the rows are
+/// committed; then the memory start goes on, the folder only mentioned. Before, the memory
+/// start never read the folder and the rows were lost without a word.
+#[test]
+fn a_switch_to_memory_durability_is_refused_while_the_wal_holds_uncommitted_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = long_files(push_job(dir.path(), "wal", "", ""));
+    let wal = std::fs::read_to_string(&job).unwrap();
+    let memory = wal.replace("durability = \"wal\"", "durability = \"memory\"");
+    let out = dir.path().join("out");
+    let (mut a, addr) = start(&job, &dir.path().join("a1.log"));
+    push_acked(&addr, "w", 40);
+    a.kill().unwrap();
+    a.wait().unwrap();
+
+    std::fs::write(&job, &memory).unwrap();
+    let log = dir.path().join("refused.log");
+    let mut refused = spawn_run(&job, &log);
+    let status = wait_exit(&mut refused, "the memory start to be refused", 30);
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(!status.success(), "{said}");
+    assert!(
+        said.contains("that no commit of its log covered") && said.contains("durability = \"wal\""),
+        "{said}"
+    );
+    assert_eq!(trace_ids(&out).len(), 0);
+
+    std::fs::write(&job, &wal).unwrap();
+    let (a, _) = start(&job, &dir.path().join("a2.log"));
+    sigterm(&a);
+    assert!(a.wait_with_output().unwrap().status.success());
+    assert_eq!(trace_ids(&out).len(), 40);
+
+    std::fs::write(&job, &memory).unwrap();
+    let log = dir.path().join("a3.log");
+    let (a, addr) = start(&job, &log);
+    push_acked(&addr, "m", 10);
+    sigterm(&a);
+    assert!(a.wait_with_output().unwrap().status.success());
+    let ids = trace_ids(&out);
+    assert_eq!(ids.len(), 50, "{ids:?}");
+    assert!(ids.values().all(|n| *n == 1), "{ids:?}");
+    assert!(std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("every record it holds is committed"));
 }
