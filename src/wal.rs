@@ -56,13 +56,13 @@ pub enum WalError {
     },
 }
 
-/// Whether an error says the disk or the quota is full (ENOSPC, EDQUOT).
 /// The identity of the log in folder `dir` (`None`: it has none yet), read without changing
 /// the folder.
 pub fn read_id(dir: &Path) -> Result<Option<String>, WalError> {
     Ok(identity::read_small(dir, identity::ID_FILE)?.filter(|id| !id.is_empty()))
 }
 
+/// Whether an error says the disk or the quota is full (ENOSPC, EDQUOT).
 pub fn is_disk_full(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::StorageFull
         || e.kind() == std::io::ErrorKind::QuotaExceeded

@@ -104,61 +104,98 @@ pub fn run_wal(command: WalCommand) -> Result<()> {
             segment.display()
         );
     }
-    if let Some(spans) = spilled {
-        let (first, last) = (spans[0].0, spans[spans.len() - 1].1);
-        if last > e.end {
-            bail!("the spill in {} holds positions up to {last}, past what was exported ({}): it was left in place; push the export again only after starting the job once with --discard-spill, or its records are written twice", state.display(), e.end);
-        }
-        if output.is_some() {
-            sluice::channel::spill::remove(&state)?;
-            eprintln!(
-                "removed the spill in {}: its records (positions {first} to {last}, read from this log and not committed when the job stopped) are in the export, and would else be written twice",
-                state.display()
-            );
-        } else {
-            eprintln!(
-                "the spill in {} holds positions {first} to {last} of this log, which the export holds too: start the job once with --discard-spill before pushing the export again, or they are written twice",
-                state.display()
-            );
+    match spilled {
+        Spilled::No => {}
+        Spilled::Unsure(why) => eprintln!(
+            "warning: the spill in {} was left in place: {why}. Pushing this export again while it is restored can write records twice; discarding it (`--discard-spill`) loses what it holds that the export lacks",
+            state.display()
+        ),
+        Spilled::Held { below, held } => {
+            let span = |s: &[(u64, u64)]| match (s.first(), s.last()) {
+                (Some(f), Some(l)) => format!("positions {} to {}", f.0, l.1),
+                _ => "nothing".to_string(),
+            };
+            if held.last().is_some_and(|l| l.1 > e.end) {
+                eprintln!(
+                    "warning: the spill in {} holds {}, past what was exported (to {}): it was left in place; pushing this export again while it is restored writes its records twice",
+                    state.display(),
+                    span(&held),
+                    e.end
+                );
+            } else if let Some(p) = &output {
+                // The output's name is durable before the spill it stands for goes.
+                if let Some(dir) = p.parent() {
+                    let dir = if dir.as_os_str().is_empty() { std::path::Path::new(".") } else { dir };
+                    sluice::durable::sync_dir(dir)
+                        .with_context(|| format!("syncing {}", dir.display()))?;
+                }
+                sluice::channel::spill::remove(&state)?;
+                eprintln!(
+                    "removed the spill in {}: it held {} that the export holds (read from this log, not committed when the job stopped; they would else be written twice){}",
+                    state.display(),
+                    span(&held),
+                    if below.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", and {} before --from, which the commits the refusal counted cover", span(&below))
+                    }
+                );
+            } else {
+                eprintln!(
+                    "the spill in {} holds {} of this log, which the export holds too: with the log moved aside, start the job once with --discard-spill before pushing the export again, or they are written twice",
+                    state.display(),
+                    span(&held)
+                );
+            }
         }
     }
     Ok(())
 }
 
-/// The positions held by a spill in the state folder `state` that the stopped run wrote from
-/// this log (read from it and not committed), which an export from `from` holds too; an error
-/// when the export would hold some of them only (a `from` inside them), or cannot tell (a
-/// spill restored by an earlier start counts positions of more than one log).
-fn spilled(
-    state: &std::path::Path,
-    wal: &std::path::Path,
-    from: u64,
-) -> Result<Option<Vec<(u64, u64)>>> {
+/// What a spill in the state folder holds of the records an export writes.
+enum Spilled {
+    /// No spill of this log's records.
+    No,
+    /// The spill's items before `--from` (positions the commits the refusal counted cover)
+    /// and from it on (in the export, unless past its end).
+    Held {
+        below: Vec<(u64, u64)>,
+        held: Vec<(u64, u64)>,
+    },
+    /// It cannot be told which of its records the export holds.
+    Unsure(String),
+}
+
+/// What a spill in the state folder `state` holds of the records an export of the log in
+/// `wal` from `from` writes: its items, if the stopped run wrote it from this log (read, not
+/// committed) and no start restored it since.
+fn spilled(state: &std::path::Path, wal: &std::path::Path, from: u64) -> Result<Spilled> {
     use sluice::channel::spill;
     if !spill::exists(state) {
-        return Ok(None);
+        return Ok(Spilled::No);
     }
     let Some(id) = sluice::wal::read_id(wal)? else {
-        return Ok(None);
+        return Ok(Spilled::No);
     };
-    let head = spill::header(state)?;
+    let head = match spill::header(state) {
+        Ok(head) => head,
+        Err(e) => return Ok(Spilled::Unsure(format!("its manifest does not read ({e})"))),
+    };
     if !head.logs.contains(&id) {
-        return Ok(None);
+        return Ok(Spilled::No);
     }
     if head.restored || head.logs.len() > 1 {
-        bail!(
-            "the spill in {} was restored by an earlier start and counts positions of this log and another: the export cannot tell which of its records the spill holds too. Start the job with --discard-spill once the log is moved aside, then export and push again; or leave the log in place",
-            state.display()
-        );
+        return Ok(Spilled::Unsure(
+            "a start restored it before, so its positions may count another log".into(),
+        ));
     }
     let mut spans = spill::positions(state)?;
     spans.sort_unstable();
-    match spans.first() {
-        None => Ok(None),
-        Some(&(first, _)) if first < from => bail!(
-            "the spill in {} holds positions from {first} on, before --from {from}: export from {first} (the export then holds every record the spill holds, and removes the spill)",
-            state.display()
-        ),
-        Some(_) => Ok(Some(spans)),
+    if let Some(&(f, n)) = spans.iter().find(|(f, n)| *f < from && from < *n) {
+        return Ok(Spilled::Unsure(format!(
+            "one of its items holds positions {f} to {n}, across --from {from}"
+        )));
     }
+    let (below, held) = spans.into_iter().partition(|(_, n)| *n <= from);
+    Ok(Spilled::Held { below, held })
 }

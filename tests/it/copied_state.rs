@@ -152,6 +152,19 @@ fn a_copy_of_a_push_processs_state_folder_is_told_apart_from_the_original() {
 /// checkpoint and the pushed export wrote the same rows again.
 #[test]
 fn the_export_a_refused_start_names_takes_the_spill_of_its_records_with_it() {
+    export_after_a_refusal(false);
+}
+
+/// The same where B started from a copy of A's state folder made while A ran (20 rows in,
+/// 10 more after): the refusal names the copy's point, the spill's rows before it are the
+/// copy's to commit, and those after are in the export. Before, the export refused that
+/// `--from` and named 0, whose export put the copy's rows in a second time.
+#[test]
+fn the_export_after_a_copy_leaves_the_copys_rows_to_the_copy() {
+    export_after_a_refusal(true);
+}
+
+fn export_after_a_refusal(copy: bool) {
     let dir = tempfile::tempdir().unwrap();
     let job_a = long_files(push_job(dir.path(), "wal", "", ""));
     let text = std::fs::read_to_string(&job_a)
@@ -179,9 +192,23 @@ fn the_export_a_refused_start_names_takes_the_spill_of_its_records_with_it() {
     let addr = crate::admin::admin_addr(&log);
     let running = wait_log(&log, "to=Running", 1, 60);
     assert!(running.contains("to=Running"), "{running}");
-    for i in 0..3 {
-        push_acked(&addr, &format!("s{i}"), 100);
-    }
+    let rows = if copy {
+        push_acked(&addr, "base", 20);
+        let copied = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(dir.path().join("state"))
+            .arg(dir.path().join("state-b"))
+            .status()
+            .unwrap();
+        assert!(copied.success());
+        push_acked(&addr, "t", 10);
+        30
+    } else {
+        for i in 0..3 {
+            push_acked(&addr, &format!("s{i}"), 100);
+        }
+        300
+    };
     sigterm(&a);
     let spilled = wait_log(&log, "spilled the channel to disk", 1, 60);
     assert!(spilled.contains("spilled the channel"), "{spilled}");
@@ -190,12 +217,11 @@ fn the_export_a_refused_start_names_takes_the_spill_of_its_records_with_it() {
     assert!(dir.path().join("state/spill/manifest.json").exists());
     assert_eq!(trace_ids(&out).len(), 0);
 
-    // B commits 50 rows of its own (at its stop).
+    // B commits 50 rows of its own (at its stop); from the copy, the 20 it holds too.
     let (b, addr) = start(&job_b, &dir.path().join("b.log"));
     push_acked(&addr, "b", 50);
     sigterm(&b);
     assert!(b.wait_with_output().unwrap().status.success());
-    assert_eq!(trace_ids(&out).len(), 50);
 
     // A is refused, naming the export.
     let log = dir.path().join("a2.log");
@@ -240,7 +266,7 @@ fn the_export_a_refused_start_names_takes_the_spill_of_its_records_with_it() {
         twice.len(),
         &twice[..twice.len().min(5)]
     );
-    assert_eq!(ids.len(), 350, "{ids:?}");
+    assert_eq!(ids.len(), rows + 50, "{ids:?}");
 }
 
 /// A push job switched from `durability = "wal"` to `"memory"` while its WAL held
