@@ -103,14 +103,14 @@ pub fn run_backfill(
 }
 
 /// What a backfill name covers in its destination, recorded at its first run: a later run of
-/// the name resumes from its checkpoints, which only the same range and repo mean.
+/// the name resumes from its checkpoints, which only the same range and repo mean. (Topics
+/// added to the job since start at `--from`, so they are not part of it.)
 #[derive(serde::Serialize, serde::Deserialize, PartialEq, Eq, Debug)]
 struct BackfillRange {
     /// `--from` as asked: `checkpoint`, or the position (canonical spelling).
     from: String,
     to: String,
     repo: String,
-    topics: Vec<String>,
 }
 
 /// Records the range of the backfill `job` names in its destination
@@ -122,15 +122,28 @@ fn hold_range(job: &Job, from: &str, start: &Position, end: &Position) -> Result
     let SourceSection::Kafka { topics, .. } = &job.file.source else {
         return Ok(());
     };
+    // Offsets of the one topic a job reads are spelled with or without it.
+    let one = match topics.as_slice() {
+        [t] if !t.starts_with('^') => Some(t.clone()),
+        _ => None,
+    };
+    let spell = |p: &Position| match (p, &one) {
+        (Position::Offsets(list), Some(t)) => Position::Offsets(
+            list.iter()
+                .map(|(topic, p, o)| (topic.clone().or_else(|| Some(t.clone())), *p, *o))
+                .collect(),
+        )
+        .to_string(),
+        _ => p.to_string(),
+    };
     let ours = BackfillRange {
         from: if from == "checkpoint" {
             from.to_string()
         } else {
-            start.to_string()
+            spell(start)
         },
-        to: end.to_string(),
+        to: spell(end),
         repo: task::repo_label(job),
-        topics: topics.clone(),
     };
     let runtime = io_runtime()?;
     let dest = task::destination_at(job, &job.resolve_url(&job.file.sink.url), &runtime)?;
@@ -165,16 +178,14 @@ fn hold_range(job: &Job, from: &str, start: &Position, end: &Position) -> Result
     }
     if theirs != ours {
         bail!(
-            "backfill `{name}` already ran in {} over --from {} --to {} (repo {}, topics {:?}); this run asks for --from {} --to {} (repo {}, topics {:?}). Its partitions would resume from that run's checkpoints, not at --from, skipping records asked for or writing others. Give this range its own --name (or --url); to finish an interrupted run, give its --from and --to again",
+            "backfill `{name}` already ran in {} over --from {} --to {} (repo {}); this run asks for --from {} --to {} (repo {}). Its partitions would resume from that run's checkpoints, not at --from, skipping records asked for or writing others. Give this range its own --name (or --url; two names' ranges in one URL must not overlap, or readers see those records twice); to finish an interrupted run, give its --from and --to again",
             dest.url(),
             theirs.from,
             theirs.to,
             theirs.repo,
-            theirs.topics,
             ours.from,
             ours.to,
             ours.repo,
-            ours.topics
         );
     }
     Ok(())

@@ -347,12 +347,20 @@ pub fn run_roll_back_plan(path: &Path, repo: Option<&str>, f: FromCheckpoint) ->
         if keys.is_empty() {
             println!("  do nothing: no checkpoints yet");
         }
+        // What a start with the flag would leave alone: partitions rolled back already, and
+        // those newer than another's roll-back to the checkpoint.
+        let asked = keys.iter().map(|k| (k.clone(), Some(f))).collect();
+        let kept: std::collections::HashMap<String, bool> = task::roll_backs(&cps, asked)?
+            .into_iter()
+            .map(|(k, r)| (k, r.is_some()))
+            .collect();
         for key in keys {
             let history = cps.history(&key)?;
-            let Some(target) = history.iter().find(|c| c.seq == seq) else {
+            let target = history.iter().find(|c| c.seq == seq);
+            if let (None, true) = (target, kept[&key]) {
                 println!("  stop at partition {key}: it has no checkpoint {seq}");
                 continue;
-            };
+            }
             if let Some(r) = task::already_rolled_back(&cps, &key, f)? {
                 println!(
                     "  leave partition {key} as it is: it was rolled back to checkpoint {seq} at {} (commit {}); add --again to roll it back once more",
@@ -361,6 +369,12 @@ pub fn run_roll_back_plan(path: &Path, repo: Option<&str>, f: FromCheckpoint) ->
                 );
                 continue;
             }
+            let Some(target) = target.filter(|_| kept[&key]) else {
+                println!(
+                    "  leave partition {key} as it is: other partitions of its topic were rolled back to checkpoint {seq}, and its own checkpoint {seq} was made since (or it never had one)"
+                );
+                continue;
+            };
             let later: Vec<_> = history.iter().filter(|c| c.seq > seq).collect();
             println!(
                 "  resume partition {key} at offset {} (if the source still holds it), removing {} later commits:",

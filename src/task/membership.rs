@@ -8,7 +8,7 @@
 //! open files are aborted instead and the next owner replays from the checkpoint. A commit in
 //! progress may finish within the deadline; past it the next owner's term fences it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -99,12 +99,13 @@ pub fn roll_backs(
 }
 
 /// Drops the roll-backs asked of partitions newer than the job's roll-back to that checkpoint:
-/// where another partition was rolled back to `seq` (by an earlier run with the flag, or with
-/// `--again` one since shortly before this process started) at a time its own checkpoint
-/// `seq` postdates, or which has none, the flag was left set and the checkpoint number means
-/// something else there (a partition the topic grew, a topic a pattern matches since). Before,
-/// such a partition failed every start ("no checkpoint N"), or was rolled back to a commit of
-/// its own nobody asked for.
+/// where another partition of the same topic was rolled back to `seq` (by an earlier run with
+/// the flag, or with `--again` one since shortly before this process started) at a time this
+/// partition's checkpoint `seq` postdates, or this partition never had one (not pruned: none
+/// at all), the flag was left set and the number means something else here (a partition the
+/// topic grew since). Before, such a partition failed every start ("no checkpoint N"), or was
+/// rolled back to a commit of its own nobody asked for. Times are the two hosts' clocks: a
+/// checkpoint made within their skew of the roll-back may be judged either way.
 fn newer_than_the_roll_back(
     checkpoints: &Checkpoints,
     asked: &mut [(String, Option<FromCheckpoint>)],
@@ -112,33 +113,58 @@ fn newer_than_the_roll_back(
     let Some(f) = asked.iter().find_map(|(_, f)| *f) else {
         return Ok(());
     };
+    let topic = |key: &str| key.rsplit_once('-').map_or(key, |(t, _)| t).to_string();
+    let topics: std::collections::HashSet<String> = asked
+        .iter()
+        .filter(|(_, r)| r.is_some())
+        .map(|(k, _)| topic(k))
+        .collect();
     let since = f
         .again
         .then(|| crate::commit::process_started_ms() - ROLL_BACK_WINDOW_MS);
-    let keys = checkpoints.keys()?;
+    let keys: Vec<String> = checkpoints
+        .keys()?
+        .into_iter()
+        .filter(|k| topics.contains(&topic(k)))
+        .collect();
     let span = tracing::Span::current();
     let found = crate::fanout::each(&keys, CLAIM_THREADS, "roll-back times", |key| {
         let _entered = span.enter();
-        Ok::<_, TaskError>(checkpoints.rolled_back(key, f.seq, since)?.map(|r| r.at_ms))
+        checkpoints
+            .rolled_back(key, f.seq, since)
+            .map(|r| r.map(|r| r.at_ms))
     });
-    let mut first: Option<i64> = None;
-    for (_, at) in found {
-        if let Some(at) = at? {
-            first = Some(first.map_or(at, |f: i64| f.min(at)));
+    // The first roll-back to `seq` per topic (a partition whose records do not read is
+    // judged by the others).
+    let mut first: HashMap<String, i64> = HashMap::new();
+    for (i, at) in found {
+        match at {
+            Ok(Some(at)) => {
+                let t = first.entry(topic(&keys[i])).or_insert(at);
+                *t = (*t).min(at);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(partition = %keys[i], error = %e, "cannot read this partition's roll-backs");
+            }
         }
     }
-    let Some(at) = first else {
-        return Ok(());
-    };
     for (key, roll) in asked.iter_mut().filter(|(_, r)| r.is_some()) {
+        let Some(&at) = first.get(&topic(key)) else {
+            continue;
+        };
         let made = checkpoints
             .history(key)?
             .into_iter()
             .find(|c| c.seq == f.seq)
             .map(|c| c.committed_at_ms);
-        if made.is_none_or(|made| made > at) {
+        let pruned = made.is_none()
+            && checkpoints
+                .pruned_below(key)?
+                .is_some_and(|below| f.seq < below);
+        if !pruned && made.is_none_or(|made| made > at) {
             let when = crate::commit::format_ms(at);
-            tracing::warn!(partition = %key, seq = f.seq, rolled_back_at = %when, "--from-checkpoint left set: other partitions were rolled back to this checkpoint, and this partition's checkpoint of that number was made since (or it has none): not rolled back");
+            tracing::warn!(partition = %key, seq = f.seq, rolled_back_at = %when, "--from-checkpoint left set: other partitions of the topic were rolled back to this checkpoint at {when}, and this partition's checkpoint of that number was made since (or it never had one): it is not rolled back (remove the flag)");
             *roll = None;
         }
     }

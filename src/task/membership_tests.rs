@@ -216,4 +216,11 @@ fn a_flag_left_set_leaves_a_partition_newer_than_the_roll_back_alone() {
     let c = claim(&cps, None, "t-1", got[0].1).unwrap();
     assert!(!c.rolled_back);
     assert!((1..=5).all(|s| dir.path().join(format!("p1-{s}.parquet")).exists()));
+    // Another topic's roll-back says nothing of this one's checkpoint 2.
+    for seq in 1..=3 {
+        let mut c = Checkpoint::for_tests("j", "u-0", seq, seq * 10, &[]);
+        c.committed_at_ms = now + 1;
+        cps.record_for_tests(&c);
+    }
+    assert_eq!(asked(&["u-0"])[0].1, flag, "u-0 is rolled back");
 }

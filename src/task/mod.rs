@@ -45,7 +45,7 @@ pub use prepare::{prepare, wal_folder, Prepared};
 
 use feed::source_loop;
 use membership::TaskMembership;
-pub use membership::{already_rolled_back, FromCheckpoint};
+pub use membership::{already_rolled_back, roll_backs, FromCheckpoint};
 use spilling::{graceful_stop, restore_spill, spill_owner};
 
 /// The states of a task.

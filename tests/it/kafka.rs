@@ -206,7 +206,7 @@ fn backfill_is_exactly_once_resumes_and_survives_kill_9() {
     assert!(
         said.contains("already ran")
             && said.contains("--to latest")
-            && said.contains("--to 0=100,1=100"),
+            && said.contains("--to events:0=100,events:1=100"),
         "{said}"
     );
     let list = sluice_ok(&["checkpoints", "list", jobs]);
