@@ -6,7 +6,7 @@
 use crate::helpers::*;
 use crate::kafka::{spawn_run, spawn_with, wait_log};
 use crate::owners::wal_segments;
-use crate::push::{long_files, push_acked, push_job, start};
+use crate::push::{copy_state, long_files, push_acked, push_job, second_process, start};
 
 /// A copy of a push process's state folder (a volume snapshot) started as a second process
 /// of the job: both logs have one identity, and after the copy each appends other records at
@@ -21,27 +21,14 @@ use crate::push::{long_files, push_acked, push_job, start};
 fn a_copy_of_a_push_processs_state_folder_is_told_apart_from_the_original() {
     let dir = tempfile::tempdir().unwrap();
     let job_a = long_files(push_job(dir.path(), "wal", "", ""));
-    let job_b = dir.path().join("job-b.toml");
-    std::fs::write(
-        &job_b,
-        std::fs::read_to_string(&job_a)
-            .unwrap()
-            .replace("state_dir = \"state\"", "state_dir = \"state-b\""),
-    )
-    .unwrap();
+    let job_b = second_process(&job_a);
     let out = dir.path().join("out");
 
     // A acknowledges 20 rows; its state folder is copied while it runs; it acknowledges 10
     // more and dies; its next process commits all 30 at its stop.
     let (mut a, addr) = start(&job_a, &dir.path().join("a1.log"));
     push_acked(&addr, "base", 20);
-    let copied = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(dir.path().join("state"))
-        .arg(dir.path().join("state-b"))
-        .status()
-        .unwrap();
-    assert!(copied.success());
+    copy_state(dir.path());
     push_acked(&addr, "t", 10);
     a.kill().unwrap();
     a.wait().unwrap();
@@ -171,12 +158,7 @@ fn export_after_a_refusal(copy: bool) {
         .unwrap()
         .replace("stop_deadline = \"20s\"", "stop_deadline = \"2s\"");
     std::fs::write(&job_a, &text).unwrap();
-    let job_b = dir.path().join("job-b.toml");
-    std::fs::write(
-        &job_b,
-        text.replace("state_dir = \"state\"", "state_dir = \"state-b\""),
-    )
-    .unwrap();
+    let job_b = second_process(&job_a);
     let out = dir.path().join("out");
 
     // A's workers are held from the start: what it acknowledges waits in its channel.
@@ -194,13 +176,7 @@ fn export_after_a_refusal(copy: bool) {
     assert!(running.contains("to=Running"), "{running}");
     let rows = if copy {
         push_acked(&addr, "base", 20);
-        let copied = std::process::Command::new("cp")
-            .arg("-a")
-            .arg(dir.path().join("state"))
-            .arg(dir.path().join("state-b"))
-            .status()
-            .unwrap();
-        assert!(copied.success());
+        copy_state(dir.path());
         push_acked(&addr, "t", 10);
         30
     } else {

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::helpers::*;
 use crate::kafka::{cluster, produce_events, spawn_run, wait_for, wait_log};
-use crate::push::{long_files, push_acked, push_job, start};
+use crate::push::{long_files, push_acked, push_job, second_process, start};
 
 /// Two `sluice run` of one push job, and of one file job: the second refuses to start and
 /// names the first one's PID (they would share one WAL, one spill, and write one partition
@@ -330,13 +330,7 @@ fn a_roll_back_past_the_wal_start_is_refused_before_anything_is_deleted() {
 fn a_push_process_does_not_resume_from_a_checkpoint_counted_in_another_processs_wal() {
     let dir = tempfile::tempdir().unwrap();
     let job_a = long_files(push_job(dir.path(), "wal", "", ""));
-    let job_text = std::fs::read_to_string(&job_a).unwrap();
-    let job_b = dir.path().join("job-b.toml");
-    std::fs::write(
-        &job_b,
-        job_text.replace("state_dir = \"state\"", "state_dir = \"state-b\""),
-    )
-    .unwrap();
+    let job_b = second_process(&job_a);
     let out = dir.path().join("out");
 
     // A acknowledges 100 rows and dies before committing them.
@@ -393,7 +387,9 @@ fn a_push_process_does_not_resume_from_a_checkpoint_counted_in_another_processs_
     let job_c = dir.path().join("job-c.toml");
     std::fs::write(
         &job_c,
-        job_text.replace("state_dir = \"state\"", "state_dir = \"state-c\""),
+        std::fs::read_to_string(&job_a)
+            .unwrap()
+            .replace("state_dir = \"state\"", "state_dir = \"state-c\""),
     )
     .unwrap();
     let (mut c, addr) = start(&job_c, &dir.path().join("c1.log"));
@@ -426,12 +422,7 @@ fn a_memory_push_spill_lands_after_another_processs_commits() {
         .unwrap()
         .replace("workers = 2", "workers = 1\ncompression = \"zstd:22\"");
     std::fs::write(&job_a, &text).unwrap();
-    let job_b = dir.path().join("job-b.toml");
-    std::fs::write(
-        &job_b,
-        text.replace("state_dir = \"state\"", "state_dir = \"state-b\""),
-    )
-    .unwrap();
+    let job_b = second_process(&job_a);
     let out = dir.path().join("out");
     let spill = dir.path().join("state/spill/manifest.json");
     // Whether rows are still queued when the stop lands depends on the machine's pace: a stop

@@ -76,6 +76,28 @@ listen = "127.0.0.1:0"
     job
 }
 
+/// A second process of the job in `job_a` (its own state folder, `state-b`): `job-b.toml`
+/// beside it.
+pub(crate) fn second_process(job_a: &Path) -> PathBuf {
+    let job_b = job_a.with_file_name("job-b.toml");
+    let text = std::fs::read_to_string(job_a)
+        .unwrap()
+        .replace("state_dir = \"state\"", "state_dir = \"state-b\"");
+    std::fs::write(&job_b, text).unwrap();
+    job_b
+}
+
+/// Copies the state folder `state` in `dir` to `state-b`, as a volume snapshot would.
+pub(crate) fn copy_state(dir: &Path) {
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(dir.join("state"))
+        .arg(dir.join("state-b"))
+        .status()
+        .unwrap();
+    assert!(copied.success());
+}
+
 /// The job with files that stay open (no rotation during the test).
 pub(crate) fn long_files(job: PathBuf) -> PathBuf {
     let text = std::fs::read_to_string(&job)
