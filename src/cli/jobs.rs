@@ -100,7 +100,13 @@ pub fn lock_state(job: &Job, backfill: bool) -> Result<Vec<sluice::lock::DirLock
     } = &job.file.source
     {
         let wal = job.resolve(wal);
-        if !wal.starts_with(&state) {
+        // Inside the state folder as the folders are (`..` and links resolved), else locked
+        // on its own: a spelling such as `state/../wal` or a link must not skip the lock.
+        let inside = match (std::fs::canonicalize(&state), std::fs::canonicalize(&wal)) {
+            (Ok(state), Ok(wal)) => wal.starts_with(state),
+            _ => false,
+        };
+        if !inside {
             locks.push(sluice::lock::DirLock::acquire(&wal)?);
         }
     }

@@ -8,6 +8,34 @@ use crate::helpers::*;
 use crate::kafka::{cluster, produce_events, spawn_run, wait_for, wait_log};
 use crate::push::{long_files, push_acked, push_job, second_process, start};
 
+/// A push job's WAL folder spelled through its state folder (`state/../wal`) is outside it:
+/// locked on its own, so a second process (another state folder) naming the same WAL is
+/// refused. Before, the spelling passed for inside the state folder and the WAL went unlocked:
+/// two processes appended to one log.
+#[test]
+fn a_wal_folder_spelled_through_the_state_folder_is_locked_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let job_a = push_job(dir.path(), "wal", "wal_dir = \"state/../wal\"", "");
+    let (a, _) = start(&job_a, &dir.path().join("a.log"));
+    let job_b = dir.path().join("job-b.toml");
+    std::fs::write(
+        &job_b,
+        std::fs::read_to_string(&job_a)
+            .unwrap()
+            .replace("state_dir = \"state\"", "state_dir = \"state-b\"")
+            .replace("state/../wal", "wal"),
+    )
+    .unwrap();
+    let log = dir.path().join("b.log");
+    let mut b = KillOnDrop::new(spawn_run(&job_b, &log));
+    let status = wait_exit(b.child(), "the second process to be refused", 30);
+    let err = std::fs::read_to_string(&log).unwrap();
+    assert!(!status.success(), "{err}");
+    assert!(err.contains(&format!("PID {}", a.id())), "{err}");
+    sigterm(&a);
+    assert!(a.wait_with_output().unwrap().status.success());
+}
+
 /// Two `sluice run` of one push job, and of one file job: the second refuses to start and
 /// names the first one's PID (they would share one WAL, one spill, and write one partition
 /// twice).
