@@ -47,33 +47,8 @@ pub fn run_backfill(
         bail!("--to earliest: a backfill ending at the start of every partition reads nothing");
     }
     job.range = Some((start.clone(), end.clone()));
-    if let Some(n) = &name {
-        // The name becomes a folder of the destination (`_sluice/<name>/`).
-        if !sluice::config::repos::valid_name(n) {
-            bail!("--name `{n}`: use letters, digits, `-` or `_`, starting with a letter or digit");
-        }
-        if *n == job.file.job.name {
-            bail!("--name `{n}` is the live job's own name: its checkpoints are the live job's");
-        }
-    }
-    job.file.job.name = name.unwrap_or_else(|| format!("{}-backfill", job.file.job.name));
     let live_url = job.resolve_url(&job.file.sink.url);
-    if let Some(u) = url {
-        job.file.sink.url = from_current_dir(u)?;
-        // The dead letters go with the data: the live job's dead-letter folder or topic gets
-        // those of its own records, and a backfill's there would be the same records again.
-        let dead = &mut job.file.dead_letters;
-        if dead.url.is_some() || dead.topic.is_some() {
-            tracing::info!(
-                url = ?dead.url, topic = ?dead.topic,
-                "--url: the backfill's dead letters go beside its data (_dead_letters/), not to the job's"
-            );
-        }
-        dead.url = None;
-        dead.topic = None;
-        dead.brokers = None;
-        dead.options = Default::default();
-    }
+    as_backfill(&mut job, name, url)?;
     if from == "checkpoint" && same_place(&job, &live_url, &job.resolve_url(&job.file.sink.url))? {
         // The live job goes on from those checkpoints (or will, when it starts again): every
         // record the backfill wrote there would be there twice.
@@ -99,6 +74,38 @@ pub fn run_backfill(
         "backfill {}: {:?}; {} rows, {} dead letters in {} files over {} commits; {:.2} s",
         job.file.job.name, s.state, s.rows, s.dead_letters, s.files, s.commits, s.seconds
     );
+    Ok(())
+}
+
+/// The live job `job` made its backfill's: its name (`--name`, by default
+/// `<job>-backfill`), and with `--url` its destination and dead letters beside its data (the
+/// live job's dead-letter folder or topic gets those of its own records, and a backfill's
+/// there would be the same records again).
+pub fn as_backfill(job: &mut Job, name: Option<String>, url: Option<String>) -> Result<()> {
+    if let Some(n) = &name {
+        // The name becomes a folder of the destination (`_sluice/<name>/`).
+        if !sluice::config::repos::valid_name(n) {
+            bail!("--name `{n}`: use letters, digits, `-` or `_`, starting with a letter or digit");
+        }
+        if *n == job.file.job.name {
+            bail!("--name `{n}` is the live job's own name: its checkpoints are the live job's");
+        }
+    }
+    job.file.job.name = name.unwrap_or_else(|| format!("{}-backfill", job.file.job.name));
+    if let Some(u) = url {
+        job.file.sink.url = from_current_dir(u)?;
+        let dead = &mut job.file.dead_letters;
+        if dead.url.is_some() || dead.topic.is_some() {
+            tracing::info!(
+                url = ?dead.url, topic = ?dead.topic,
+                "--url: the backfill's dead letters go beside its data (_dead_letters/), not to the job's"
+            );
+        }
+        dead.url = None;
+        dead.topic = None;
+        dead.brokers = None;
+        dead.options = Default::default();
+    }
     Ok(())
 }
 

@@ -45,6 +45,16 @@ pub enum CheckpointCommand {
         /// The repo, in a job file with several.
         #[arg(long)]
         repo: Option<String>,
+        /// A backfill's partition instead of the live job's: the backfill's `--name` (its
+        /// default, `<job>-backfill`, when only --backfill or --url is given).
+        #[arg(long)]
+        name: Option<String>,
+        /// A backfill's partition (see --name), in the destination given to it as --url.
+        #[arg(long)]
+        url: Option<String>,
+        /// A backfill's partition under its default name and the job's destination.
+        #[arg(long)]
+        backfill: bool,
     },
 }
 
@@ -310,7 +320,14 @@ pub fn run_checkpoints(cmd: CheckpointCommand) -> Result<()> {
             partition,
             to,
             repo,
-        } => return super::skip::run_skip(job, repo.as_deref(), partition, *to),
+            name,
+            url,
+            backfill,
+        } => {
+            let backfill =
+                (*backfill || name.is_some() || url.is_some()).then(|| (name.clone(), url.clone()));
+            return super::skip::run_skip(job, repo.as_deref(), partition, *to, backfill);
+        }
         CheckpointCommand::List { job, repo } => (job, repo.as_deref(), None),
         CheckpointCommand::Show {
             job,

@@ -1,5 +1,6 @@
-//! `sluice checkpoints skip`: a Kafka partition's checkpoint moved forward past records that
-//! cannot be read, by an operator, with the job stopped; one dead letter names them.
+//! `sluice checkpoints skip`: a Kafka partition's checkpoint (the live job's, or a backfill's
+//! with `--name`/`--url`/`--backfill`) moved forward past records that cannot be read, by an
+//! operator, with the job stopped; one dead letter names them.
 
 use std::path::Path;
 
@@ -13,8 +14,23 @@ use sluice::task;
 
 use super::jobs::io_runtime;
 
-pub fn run_skip(path: &Path, repo: Option<&str>, partition: &str, to: u64) -> Result<()> {
-    let job = Job::load_repo(path, repo)?;
+/// `backfill`: the backfill's `--name` and `--url`, for a backfill's partition.
+pub fn run_skip(
+    path: &Path,
+    repo: Option<&str>,
+    partition: &str,
+    to: u64,
+    backfill: Option<(Option<String>, Option<String>)>,
+) -> Result<()> {
+    let mut job = Job::load_repo(path, repo)?;
+    let _locks = match backfill {
+        Some((name, url)) => {
+            super::backfill::as_backfill(&mut job, name, url)?;
+            // A backfill of the name must not run meanwhile.
+            super::jobs::lock_state(&job, true)?
+        }
+        None => Vec::new(),
+    };
     let SourceSection::Kafka {
         brokers, options, ..
     } = &job.file.source

@@ -317,7 +317,8 @@ fn a_partition_stuck_on_a_batch_that_does_not_parse_is_named_in_the_log() {
 
 /// The same batch in a backfill: the partition stuck on it is named; those that reached their
 /// end (`--to`: partition 0 after 5 records, partition 2 before any, so it is never assigned)
-/// while their logs went on wait for nothing, and are not.
+/// while their logs went on wait for nothing, and are not. `checkpoints skip --backfill` then
+/// moves the backfill's own checkpoint past the batch (before, skip knew only the live job's).
 #[test]
 fn a_backfill_names_its_stuck_partition_not_one_that_reached_its_end() {
     let topic = "unparsable-bounded";
@@ -330,7 +331,7 @@ fn a_backfill_names_its_stuck_partition_not_one_that_reached_its_end() {
     let dir = tempfile::tempdir().unwrap();
     let job = ids_job(dir.path(), &bootstrap, topic);
     let log = dir.path().join("backfill.log");
-    let _child = KillOnDrop(Some(
+    let mut child = KillOnDrop(Some(
         std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args([
                 "backfill",
@@ -358,4 +359,31 @@ fn a_backfill_names_its_stuck_partition_not_one_that_reached_its_end() {
         "{}",
         warnings[0]
     );
+
+    // The way past it: the backfill stopped, its own checkpoint skipped past the batch
+    // (`--backfill`: the live job has no checkpoint there), and the backfill run again over
+    // its range ends with every readable record once.
+    sigterm(child.child());
+    wait_exit(child.child(), "the backfill to stop", 60);
+    let jobs = job.to_str().unwrap();
+    let key = format!("{topic}-1");
+    let said = sluice_ok(&[
+        "checkpoints",
+        "skip",
+        jobs,
+        &key,
+        "--to",
+        "13",
+        "--backfill",
+    ]);
+    assert!(said.contains("offsets 10 to 12 skipped"), "{said}");
+    let again = sluice(&["backfill", jobs, "--to", "0=5,1=23,2=0,3=0"]);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let ids = trace_ids(&dir.path().join("out"));
+    assert_eq!(ids.len(), 25, "{ids:?}");
+    assert!(ids.values().all(|n| *n == 1), "{ids:?}");
 }
