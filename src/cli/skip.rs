@@ -23,22 +23,23 @@ pub fn run_skip(
     backfill: Option<(Option<String>, Option<String>)>,
 ) -> Result<()> {
     let mut job = Job::load_repo(path, repo)?;
+    let (brokers, options) = match &job.file.source {
+        SourceSection::Kafka {
+            brokers, options, ..
+        } => (brokers.clone(), options.clone()),
+        _ => bail!(
+            "{}: skip moves a Kafka partition past records that cannot be read; this job's source is not Kafka",
+            path.display()
+        ),
+    };
     let _locks = match backfill {
         Some((name, url)) => {
             super::backfill::as_backfill(&mut job, name, url)?;
-            // A backfill of the name must not run meanwhile.
-            super::jobs::lock_state(&job, true)?
+            // No backfill of the job may run meanwhile (they share the state folder's lock).
+            super::jobs::lock_state(&job, true)
+                .context("a backfill of this job is running: stop it before the skip")?
         }
         None => Vec::new(),
-    };
-    let SourceSection::Kafka {
-        brokers, options, ..
-    } = &job.file.source
-    else {
-        bail!(
-            "{}: skip moves a Kafka partition past records that cannot be read; this job's source is not Kafka",
-            path.display()
-        );
     };
     // A skip past the log's end would, once producers pass it, skip real records unseen.
     let (topic, number) = partition
@@ -46,7 +47,7 @@ pub fn run_skip(
         .and_then(|(t, n)| Some((t, n.parse::<i32>().ok()?)))
         .ok_or_else(|| anyhow!("`{partition}` is not <topic>-<partition>"))?;
     let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", brokers);
+    cfg.set("bootstrap.servers", &brokers);
     for (k, v) in options.iter() {
         cfg.set(k, v);
     }

@@ -39,16 +39,30 @@ pub(super) fn check(
         reason: format!(
             "the WAL in {} (this job's, from `durability = \"wal\"`) {why}; this job keeps no \
              WAL (`durability = \"memory\"`) and would never read them. Start it once with \
-             `durability = \"wal\"` (it commits them; `sluice wal export` can write them out), \
-             then switch; or move the folder aside to drop them",
+             `durability = \"wal\"` (it commits them; with that setting back, `sluice wal \
+             export` can also write them out), then switch; or move the folder aside to drop \
+             them",
             dir.display()
         ),
     };
     let id = crate::wal::read_id(&dir).map_err(|e| refuse(format!("cannot be read ({e})")))?;
-    // How far the commits of that log reach.
-    let (Some(id), Some(p)) = (id, parts.first()) else {
+    let held = crate::wal::export::export(&dir, 0, &mut std::io::sink())
+        .map_err(|e| refuse(format!("cannot be read to its end ({e})")))?;
+    let Some(p) = parts.first() else {
         return Ok(());
     };
+    // A log without an identity (an earlier version's, or one a full disk kept from naming
+    // itself) cannot be matched to commits: any record it holds may be uncommitted.
+    let Some(id) = id else {
+        if held.end > held.from {
+            return Err(refuse(format!(
+                "holds positions {} to {} and has no identity to tell which of them were committed",
+                held.from, held.end
+            )));
+        }
+        return Ok(());
+    };
+    // How far the commits of that log reach.
     let mut covered = None;
     for c in checkpoints.history(&p.key())? {
         if c.log.as_deref() == Some(id.as_str()) {
@@ -64,8 +78,6 @@ pub(super) fn check(
         }
         None => 0,
     };
-    let held = crate::wal::export::export(&dir, 0, &mut std::io::sink())
-        .map_err(|e| refuse(format!("cannot be read to its end ({e})")))?;
     if held.end > covered.max(held.from) {
         return Err(refuse(format!(
             "holds positions {} to {} that no commit of its log covered (acknowledged records)",

@@ -273,6 +273,17 @@ fn a_switch_to_memory_durability_is_refused_while_the_wal_holds_uncommitted_rows
         "{said}"
     );
     assert_eq!(trace_ids(&out).len(), 0);
+    // A log without an identity (an earlier version's) cannot be matched to commits: refused
+    // while it holds records.
+    std::fs::remove_file(dir.path().join("state/wal/log-id")).unwrap();
+    let log = dir.path().join("refused2.log");
+    let mut refused = spawn_run(&job, &log);
+    let status = wait_exit(&mut refused, "the memory start to be refused", 30);
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !status.success() && said.contains("has no identity"),
+        "{said}"
+    );
 
     std::fs::write(&job, &wal).unwrap();
     let (a, _) = start(&job, &dir.path().join("a2.log"));
