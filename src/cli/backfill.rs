@@ -157,27 +157,31 @@ fn hold_range(job: &Job, from: &str, start: &Position, end: &Position) -> Result
     let name = &job.file.job.name;
     let record = format!("_sluice/{name}/range.json");
     let bytes = serde_json::to_vec(&ours).expect("a range serializes");
-    let theirs = match dest.exists(&record)? {
-        true => dest.read(&record)?,
-        false => {
-            let cps = Checkpoints::new(dest.clone(), name);
-            if !cps.keys()?.is_empty() {
+    let committed = !Checkpoints::new(dest.clone(), name).keys()?.is_empty();
+    let theirs = match dest.read(&record) {
+        Ok(b) => b,
+        Err(e) if e.is_not_found() => {
+            if committed {
                 tracing::warn!(backfill = %name, "this backfill name has checkpoints in the destination from a run that recorded no range: they are resumed whatever --from says");
             }
             match dest.put_atomic(&record, &bytes, true) {
                 Ok(()) => return Ok(()),
-                // Another start of the name wrote it first.
-                Err(e) if dest.exists(&record)? => {
-                    tracing::debug!(error = %e, "the range was recorded by another start");
-                    dest.read(&record)?
-                }
-                Err(e) => return Err(e.into()),
+                // Another start of the name wrote it first (or this write landed though it
+                // reported failure).
+                Err(e) => match dest.read(&record) {
+                    Ok(b) => {
+                        tracing::debug!(error = %e, "the range was recorded by another start");
+                        b
+                    }
+                    Err(_) => return Err(e.into()),
+                },
             }
         }
+        Err(e) => return Err(e.into()),
     };
     let theirs: BackfillRange = serde_json::from_slice(&theirs)
         .with_context(|| format!("reading {}", dest.display(&record)))?;
-    if theirs != ours && Checkpoints::new(dest.clone(), name).keys()?.is_empty() {
+    if theirs != ours && !committed {
         // The earlier run committed nothing (it failed at its start): nothing to resume.
         tracing::info!(backfill = %name, from = %theirs.from, to = %theirs.to, "the earlier run of this name committed nothing; its range is replaced");
         dest.put_atomic(&record, &bytes, false)?;

@@ -124,11 +124,9 @@ pub fn run_wal(command: WalCommand) -> Result<()> {
                 );
             } else if let Some(p) = &output {
                 // The output's name is durable before the spill it stands for goes.
-                if let Some(dir) = p.parent() {
-                    let dir = if dir.as_os_str().is_empty() { std::path::Path::new(".") } else { dir };
-                    sluice::durable::sync_dir(dir)
-                        .with_context(|| format!("syncing {}", dir.display()))?;
-                }
+                let dir = p.parent().unwrap_or(std::path::Path::new(""));
+                sluice::durable::sync_dir(dir)
+                    .with_context(|| format!("syncing the folder of {}", p.display()))?;
                 sluice::channel::spill::remove(&state)?;
                 eprintln!(
                     "removed the spill in {}: it held {} that the export holds (read from this log, not committed when the job stopped; they would else be written twice){}",

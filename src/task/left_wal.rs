@@ -101,8 +101,5 @@ fn holds_segments(dir: &Path) -> bool {
 /// Whether the WAL in `dir` is job `job`'s (it names its job; a folder of an earlier version
 /// names none, and counts as this job's).
 fn ours(dir: &Path, job: &str) -> bool {
-    match std::fs::read_to_string(dir.join("job")) {
-        Ok(owner) => owner.trim() == job,
-        Err(_) => true,
-    }
+    crate::source::push::wal_owner(dir).map_or(true, |owner| owner == job)
 }
