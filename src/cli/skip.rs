@@ -52,7 +52,7 @@ pub fn run_skip(
         cfg.set(k, v);
     }
     let client: BaseConsumer = cfg.create().context("creating a Kafka client")?;
-    let (_, high) = client
+    let (low, high) = client
         .fetch_watermarks(topic, number, std::time::Duration::from_secs(10))
         .with_context(|| format!("the end of {partition} from {brokers}"))?;
     if to > high as u64 {
@@ -80,11 +80,23 @@ pub fn run_skip(
     };
     let cps = Checkpoints::new(dest, &job.file.job.name).with_dead_letters(dead);
     cps.check_create_only()?;
-    let s = cps.skip_to(partition, to, "`sluice checkpoints skip`", letter)?;
+    let s = cps.skip_to(
+        partition,
+        to,
+        low.max(0) as u64,
+        "`sluice checkpoints skip`",
+        letter,
+    )?;
+    let range = if s.stood {
+        format!("offsets {} to {}", s.from, s.to - 1)
+    } else {
+        format!(
+            "it had no checkpoint: offsets before {} (from the log's first, {})",
+            s.to, s.from
+        )
+    };
     println!(
-        "partition {partition}: offsets {} to {} skipped (at most {} records, not exported; one dead letter names them); the job resumes at offset {} (commit {})",
-        s.from,
-        s.to - 1,
+        "partition {partition}: {range} skipped (at most {} records, not exported; one dead letter names them); the job resumes at offset {} (commit {})",
         s.to - s.from,
         s.to,
         s.seq

@@ -13,32 +13,40 @@ use crate::decode::{DeadLetter, Position};
 /// What a skip did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skipped {
-    /// Where the partition stood, and where it resumes now.
+    /// Where the partition stood (with no checkpoint: the log's first offset, a bound), and
+    /// where it resumes now.
     pub from: u64,
     pub to: u64,
     /// The commit that records the skip.
     pub seq: u64,
+    /// The partition had a checkpoint: `from` is where it stood, not a bound.
+    pub stood: bool,
 }
 
-/// The partition's newest commit, when `to` lies past it; else why a skip there is refused.
+/// Where a skip to `to` starts: the partition's newest commit, when `to` lies past it, or,
+/// for a partition with no commit yet, `first` (the log's first offset, at or before wherever
+/// it starts: a bound on what is skipped); else why a skip there is refused.
 fn short_of<'a>(
     key: &str,
     latest: Option<&'a Checkpoint>,
+    first: u64,
     to: u64,
-) -> Result<&'a Checkpoint, CheckpointError> {
+) -> Result<(u64, Option<&'a Checkpoint>), CheckpointError> {
     let refuse = |reason: String| CheckpointError::Skip {
         key: key.to_string(),
         reason,
     };
     match latest {
-        None => Err(refuse(
-            "it has no checkpoint yet (`sluice checkpoints list` names those that have)".into(),
-        )),
+        None if to <= first => Err(refuse(format!(
+            "it has no checkpoint, and the log's first offset is {first}, at or past {to}: \
+             there is nothing to skip"
+        ))),
+        None => Ok((first, None)),
         Some(c) if to <= c.next_offset => Err(refuse(format!(
             "it already stands at offset {}, at or past {to}",
             c.next_offset
         ))),
-        Some(c) => Ok(c),
+        Some(c) => Ok((c.next_offset, Some(c))),
     }
 }
 
@@ -46,38 +54,39 @@ impl Checkpoints {
     /// Moves partition `key`'s checkpoint forward to `to`: takes a new term (a running owner is
     /// fenced at its next commit), reconciles, and commits the next sequence number with no
     /// data files and one dead letter, written to `dead`, that names the offsets skipped.
-    /// Refused when the partition has no checkpoint (nothing to say where it stands) or
+    /// A partition with no checkpoint (stuck on its first batch) gets its first one; what
+    /// it skips is bounded by `first`, the log's first offset. Refused when the partition
     /// already stands at or past `to` (a skip never moves a partition back).
     pub fn skip_to(
         &self,
         key: &str,
         to: u64,
+        first: u64,
         who: &str,
         mut dead: DeadLetterWriter,
     ) -> Result<Skipped, CheckpointError> {
         // Refused before a term is taken where it can be (a refused skip fences nobody), and
         // again after the reconcile.
-        short_of(key, self.latest(key)?.as_ref(), to)?;
+        short_of(key, self.latest(key)?.as_ref(), first, to)?;
         let owner = format!("{who} ({})", super::owner_id());
         let term = self.take_term(key, &owner)?;
         let r = self.reconcile(key, term, &owner)?;
-        let latest = short_of(key, r.latest.as_ref(), to)?;
+        let (from, latest) = short_of(key, r.latest.as_ref(), first, to)?;
         let seq = r.next_seq;
-        let owner = format!(
-            "{owner}: skipped offsets {} to {}",
-            latest.next_offset,
-            to - 1
-        );
+        // With no checkpoint the partition started at `from` or later: a bound, said so.
+        let range = match latest {
+            Some(_) => format!("offsets {from} to {}", to - 1),
+            None => format!("offsets before {to} (from the log's first, {from})"),
+        };
+        let owner = format!("{owner}: skipped {range}");
         let letter = || DeadLetter {
             position: Position {
                 offset: to - 1,
                 line: 0,
             },
             reason: format!(
-                "skipped by {who}: offsets {} to {} were not read (at most {} records)",
-                latest.next_offset,
-                to - 1,
-                to - latest.next_offset
+                "skipped by {who}: {range} were not read (at most {} records)",
+                to - from
             ),
             record: Vec::new(),
         };
@@ -96,7 +105,7 @@ impl Checkpoints {
             seq,
             term,
             owner: owner.clone(),
-            from_offset: latest.next_offset,
+            from_offset: from,
             next_offset: to,
             next_line: 0,
             files: Vec::new(),
@@ -131,15 +140,16 @@ impl Checkpoints {
             committed_at_ms: now_ms(),
             term,
             owner: owner.clone(),
-            log: latest.log.clone(),
-            log_runs: latest.log_runs.clone(),
+            log: latest.and_then(|c| c.log.clone()),
+            log_runs: latest.map(|c| c.log_runs.clone()).unwrap_or_default(),
         };
         self.seal(&claim, &c)?;
         self.release(key, seq, term, &owner)?;
         Ok(Skipped {
-            from: latest.next_offset,
+            from,
             to,
             seq,
+            stood: latest.is_some(),
         })
     }
 }

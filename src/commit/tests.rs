@@ -344,9 +344,9 @@ fn a_skip_moves_the_checkpoint_forward_under_a_new_term_and_never_back() {
         crate::deadletter::DeadLetterWriter::new(dest.clone(), name.into(), KEY.into())
     };
     let s = cps
-        .skip_to(KEY, 13, "operator", letter("dl/skip.jsonl"))
+        .skip_to(KEY, 13, 0, "operator", letter("dl/skip.jsonl"))
         .unwrap();
-    assert_eq!((s.from, s.to, s.seq), (10, 13, 2));
+    assert_eq!((s.from, s.to, s.seq, s.stood), (10, 13, 2, true));
     let latest = cps.latest(KEY).unwrap().unwrap();
     assert_eq!((latest.seq, latest.next_offset), (2, 13));
     assert!(latest.files.is_empty());
@@ -371,12 +371,41 @@ fn a_skip_moves_the_checkpoint_forward_under_a_new_term_and_never_back() {
     assert!(cps.check_term(KEY, t).unwrap_err().is_fenced());
     for (to, name) in [(13, "dl/again.jsonl"), (5, "dl/back.jsonl")] {
         assert!(matches!(
-            cps.skip_to(KEY, to, "operator", letter(name)),
+            cps.skip_to(KEY, to, 0, "operator", letter(name)),
             Err(CheckpointError::Skip { .. })
         ));
         assert!(dest.read(name).is_err(), "a refused skip wrote {name}");
     }
     assert_eq!(cps.latest(KEY).unwrap().unwrap().next_offset, 13);
+}
+
+/// A partition stuck on its first batch has no checkpoint: the skip makes its first one, and
+/// what it skipped is bounded by the log's first offset (it started there or later). A skip to
+/// at or before that offset has nothing to skip and is refused.
+#[test]
+fn a_skip_gives_a_partition_with_no_checkpoint_its_first() {
+    let (_d, _rt, dest) = setup();
+    let cps = Checkpoints::new(dest.clone(), "j");
+    let letter = |name: &str| {
+        crate::deadletter::DeadLetterWriter::new(dest.clone(), name.into(), KEY.into())
+    };
+    assert!(matches!(
+        cps.skip_to(KEY, 4, 4, "operator", letter("dl/none.jsonl")),
+        Err(CheckpointError::Skip { .. })
+    ));
+    assert!(dest.read("dl/none.jsonl").is_err());
+    let s = cps
+        .skip_to(KEY, 13, 4, "operator", letter("dl/first.jsonl"))
+        .unwrap();
+    assert_eq!((s.from, s.to, s.seq, s.stood), (4, 13, 1, false));
+    let latest = cps.latest(KEY).unwrap().unwrap();
+    assert_eq!((latest.seq, latest.next_offset), (1, 13));
+    let line: serde_json::Value =
+        serde_json::from_slice(&dest.read("dl/first.jsonl").unwrap()).unwrap();
+    assert_eq!(
+        line["reason"],
+        "skipped by operator: offsets before 13 (from the log's first, 4) were not read (at most 9 records)"
+    );
 }
 
 /// A writer paused inside a settle, after it read that a claim has no outcome and before it

@@ -315,6 +315,66 @@ fn a_partition_stuck_on_a_batch_that_does_not_parse_is_named_in_the_log() {
     assert!(ids.values().all(|n| *n == 1), "{ids:?}");
 }
 
+/// The batch first in its partition: the stuck partition never commits, so it has no
+/// checkpoint, and the skip makes its first one (before, the skip was refused for want of a
+/// checkpoint and the partition could not be moved past the batch at all). What it skipped is
+/// bounded by the log's first offset; the next run reads on after the batch.
+#[test]
+fn a_partition_stuck_on_its_first_batch_is_skipped_to_its_first_checkpoint() {
+    let topic = "unparsable-first";
+    let (_c, bootstrap, broker, producer) = cluster_and_producer(topic);
+    produce_unparsable(&broker, topic, 0);
+    produce(&producer, topic, 0, 3..13);
+    produce(&producer, topic, 1, 0..5);
+    let dir = tempfile::tempdir().unwrap();
+    let job = ids_job(dir.path(), &bootstrap, topic);
+    let out = dir.path().join("out");
+    let log = dir.path().join("run.log");
+    let mut child = KillOnDrop(Some(spawn_with(
+        "run",
+        &job,
+        &log,
+        &[("SLUICE_FAULT", "stall_after:3000")],
+    )));
+    let said = "a partition has read nothing for a while";
+    let text = crate::kafka::wait_log(&log, said, 1, 90);
+    assert!(
+        text.lines()
+            .any(|l| l.contains(said) && l.contains(&format!("partition={topic}-0"))),
+        "{text}"
+    );
+    crate::kafka::wait_for(&out, 5, 60);
+    sigterm(child.child());
+    assert!(wait_exit(child.child(), "the run to stop", 60).success());
+
+    let jobs = job.to_str().unwrap();
+    let key = format!("{topic}-0");
+    let none = sluice(&["checkpoints", "skip", jobs, &key, "--to", "0"]);
+    assert!(!none.status.success(), "a skip of nothing ran");
+    let said = sluice_ok(&["checkpoints", "skip", jobs, &key, "--to", "3"]);
+    assert!(
+        said.contains("it had no checkpoint: offsets before 3 (from the log's first, 0) skipped"),
+        "{said}"
+    );
+    let dl = dead_letters(&out);
+    assert!(
+        dl.len() == 1 && dl[0]["class"] == "skipped" && dl[0]["offset"] == 2,
+        "{dl:?}"
+    );
+    let mut again = KillOnDrop(Some(spawn_with(
+        "run",
+        &job,
+        &dir.path().join("run2.log"),
+        &[],
+    )));
+    crate::kafka::wait_for(&out, 15, 60);
+    sigterm(again.child());
+    assert!(wait_exit(again.child(), "the second run to stop", 60).success());
+    let ids = trace_ids(&out);
+    assert_eq!(ids.len(), 15, "every record but the batch's: {ids:?}");
+    assert!(ids.values().all(|n| *n == 1), "{ids:?}");
+}
+
 /// The same batch in a backfill: the partition stuck on it is named; those that reached their
 /// end (`--to`: partition 0 after 5 records, partition 2 before any, so it is never assigned)
 /// while their logs went on wait for nothing, and are not. `checkpoints skip --backfill` then
