@@ -24,6 +24,8 @@
 //!   long instead of 10 minutes (`task::stall`).
 //! - `fence_grace:<ms>` lets a group member hold a partition another owner fenced this long
 //!   (instead of 60 s) before it joins its group again (`task::fenced`).
+//! - `no_room_for_log_id:1` fails the write of a new WAL's identity as a full disk would
+//!   (the log opens without one).
 //! - `end_early:1` lets a bounded run end without waiting for an empty channel, as an earlier
 //!   version did: the loss the end-of-run check (`task::check_committed`) must catch.
 

@@ -25,7 +25,7 @@ pub fn before_claim(
     parts: &[PartitionInfo],
     roll_back_to: &[Option<u64>],
 ) -> Result<(), TaskError> {
-    if source.log_id().is_none() {
+    if !has_log(source) {
         return Ok(());
     }
     for (p, roll) in parts.iter().zip(roll_back_to) {
@@ -65,18 +65,19 @@ fn check(
     p: &PartitionInfo,
     latest: Option<&Checkpoint>,
 ) -> Result<Option<(String, u64)>, TaskError> {
-    let Some(mine) = source.log_id() else {
+    if !has_log(source) {
         return Ok(None);
-    };
+    }
+    let mine = source.log_id();
     let Some(latest) = latest else {
         return Ok(None);
     };
-    let Some(theirs) = latest.log.as_deref() else {
-        return Ok(None);
-    };
-    if counts_mine(source, p, &mine, latest) {
+    if counts_mine(source, p, mine.as_deref(), latest) {
         return Ok(None);
     }
+    // A log without an identity is named by its last run (see `counts_mine`).
+    let run = latest.log_runs.last().map_or("?", |(r, _)| r.as_str());
+    let theirs = latest.log.clone().unwrap_or_else(|| format!("run {run}"));
     // This log already continued from that very checkpoint: its positions go on from there.
     if source
         .log_base(p.id)
@@ -85,17 +86,26 @@ fn check(
         return Ok(None);
     }
     let key = p.key();
-    let whose = if theirs == mine {
+    let ours = mine.as_deref().map_or_else(
+        || "one without an identity: there was no room to write it at its start".to_string(),
+        str::to_string,
+    );
+    let whose = if latest.log.is_some() && latest.log == mine {
         format!(
-            "was written by a copy of this process's log ({mine}, run {}): a copy of the log's \
-             folder (a volume snapshot, a copied state folder) runs or ran as another process \
-             of this job, and from the copy on the two append other records at the same \
-             positions.",
-            latest.log_runs.last().map_or("?", |(r, _)| r.as_str())
+            "was written by a copy of this process's log ({ours}, run {run}): a copy of the \
+             log's folder (a volume snapshot, a copied state folder) runs or ran as another \
+             process of this job, and from the copy on the two append other records at the \
+             same positions."
+        )
+    } else if latest.log.is_none() {
+        format!(
+            "was written by a log without an identity (there was no room to write it at its \
+             start) whose runs this process's log ({ours}) does not know (run {run}): another \
+             process of this job, with a log of its own, wrote it."
         )
     } else {
         format!(
-            "counts the positions of another log ({theirs}) than this process's ({mine}): \
+            "counts the positions of another log ({theirs}) than this process's ({ours}): \
              another process of this job, with a log of its own, wrote it."
         )
     };
@@ -112,7 +122,7 @@ fn check(
     if let Some((start, end)) = held {
         // A copy of this folder continued a run this folder had too: up to where the copy was
         // made, the two hold the same records, so the checkpoint covers those of this log.
-        let shared = if theirs == mine {
+        let shared = if latest.log.is_some() && latest.log == mine {
             source.log_shares(p.id, &latest.log_runs).unwrap_or(0)
         } else {
             0
@@ -121,7 +131,7 @@ fn check(
         let own_commit = history
             .iter()
             .rev()
-            .find(|c| counts_mine(source, p, &mine, c));
+            .find(|c| counts_mine(source, p, mine.as_deref(), c));
         let own = own_commit
             .map_or(start, |c| c.next_offset.max(start))
             .max(shared.min(latest.next_offset));
@@ -155,15 +165,30 @@ fn check(
     }
     // An empty log (a memory log at every start, a new volume) has nothing to say.
     if held.is_some() {
-        tracing::info!(partition = %key, log = %mine, checkpoint_log = %theirs, checkpoint_run = latest.log_runs.last().map_or("", |(r, _)| r.as_str()), position = latest.next_offset, "the newest checkpoint counts another log's positions (or a copy of this one's); this log holds nothing it would lose, so it continues from there");
+        tracing::info!(partition = %key, log = %ours, checkpoint_log = %theirs, checkpoint_run = latest.log_runs.last().map_or("", |(r, _)| r.as_str()), position = latest.next_offset, "the newest checkpoint counts another log's positions (or a copy of this one's); this log holds nothing it would lose, so it continues from there");
     }
-    Ok(Some((theirs.to_string(), latest.next_offset)))
+    Ok(Some((theirs, latest.next_offset)))
+}
+
+/// Whether the source's positions are those of a log of its own (a push source's), which
+/// checkpoints name: by its identity, or, a log without one, by its runs.
+fn has_log(source: &dyn Source) -> bool {
+    source.log_id().is_some() || !source.log_runs().is_empty()
 }
 
 /// Whether checkpoint `c` counts this folder's positions: it names this log (`mine`), and
-/// this folder holds the same records as the checkpoint's writer up to its position.
-fn counts_mine(source: &dyn Source, p: &PartitionInfo, mine: &str, c: &Checkpoint) -> bool {
-    c.log.as_deref() == Some(mine)
+/// this folder holds the same records as the checkpoint's writer up to its position. A
+/// checkpoint naming no log was written by a log without an identity (a full disk kept it
+/// from being written at its start) or by an earlier version (before identities; it names no
+/// runs either): only its runs tell whose it is, and they count here when this folder knows
+/// them. A log without an identity counts no checkpoint that names one.
+fn counts_mine(source: &dyn Source, p: &PartitionInfo, mine: Option<&str>, c: &Checkpoint) -> bool {
+    let named = match (c.log.as_deref(), mine) {
+        (None, _) => true,
+        (Some(theirs), Some(mine)) => theirs == mine,
+        (Some(_), None) => false,
+    };
+    named
         && source
             .log_shares(p.id, &c.log_runs)
             .is_some_and(|s| c.next_offset <= s)

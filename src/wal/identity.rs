@@ -25,10 +25,19 @@ pub(super) fn log_id(dir: &Path) -> Result<Option<String>, WalError> {
         crate::commit::random_tag(),
         crate::commit::random_tag()
     );
-    match write_small(dir, ID_FILE, &id) {
+    // `SLUICE_FAULT=no_room_for_log_id:1`: the write fails as on a full disk.
+    let written = if crate::fault::enabled("no_room_for_log_id") {
+        Err(WalError::Io {
+            path: dir.join(ID_FILE),
+            source: std::io::Error::from_raw_os_error(28),
+        })
+    } else {
+        write_small(dir, ID_FILE, &id)
+    };
+    match written {
         Ok(()) => Ok(Some(id)),
         Err(WalError::Io { path, source }) if is_disk_full(&source) => {
-            tracing::warn!(path = %path.display(), "no room to write the WAL's identity; checkpoints will not name this log until a start finds room");
+            tracing::warn!(path = %path.display(), "no room to write the WAL's identity; checkpoints will not name this log until a start finds room (they name its runs, which tell them apart)");
             Ok(None)
         }
         Err(e) => Err(e),

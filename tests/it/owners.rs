@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::helpers::*;
 use crate::kafka::{cluster, produce_events, spawn_run, wait_for, wait_log};
-use crate::push::{long_files, push_acked, push_job, second_process, start};
+use crate::push::{long_files, push_acked, push_job, second_process, start, start_with};
 
 /// A push job's WAL folder spelled through its state folder (`state/../wal`) is outside it:
 /// locked on its own, so a second process (another state folder) naming the same WAL is
@@ -434,6 +434,56 @@ fn a_push_process_does_not_resume_from_a_checkpoint_counted_in_another_processs_
         (0..30).all(|i| ids.contains_key(&format!("c-{i}"))),
         "{ids:?}"
     );
+}
+
+/// The same two processes, one of whose WALs has no identity (a full disk kept it from being
+/// written at its first start; `no_room_for_log_id`): its checkpoints name no log. Before,
+/// either way round the check was skipped and A resumed at B's checkpoint, its 100
+/// acknowledged rows behind it. Now a checkpoint naming no log is judged by its runs, and a
+/// log without an identity counts no checkpoint that names one: both starts are refused.
+#[test]
+fn a_wal_without_an_identity_neither_resumes_from_nor_is_resumed_from_blindly() {
+    let no_id = [("SLUICE_FAULT", "no_room_for_log_id:1")];
+    for (a_env, b_env, said) in [
+        (
+            &no_id[..],
+            &[][..],
+            "than this process's (one without an identity",
+        ),
+        (
+            &[][..],
+            &no_id[..],
+            "was written by a log without an identity",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let job_a = long_files(push_job(dir.path(), "wal", "", ""));
+        let job_b = second_process(&job_a);
+        let out = dir.path().join("out");
+        let (mut a, addr) = start_with(&job_a, &dir.path().join("a1.log"), a_env);
+        push_acked(&addr, "a", 100);
+        a.kill().unwrap();
+        a.wait().unwrap();
+        let held = wal_segments(&dir.path().join("state/wal"));
+        let (b, addr) = start_with(&job_b, &dir.path().join("b.log"), b_env);
+        push_acked(&addr, "b", 50);
+        sigterm(&b);
+        assert!(b.wait_with_output().unwrap().status.success());
+        assert_eq!(trace_ids(&out).len(), 50);
+
+        let log = dir.path().join("a2.log");
+        let mut a = crate::kafka::spawn_with("run", &job_a, &log, a_env);
+        let status = wait_exit(&mut a, "A's start to be refused", 60);
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            !status.success()
+                && text.contains(said)
+                && text.contains("which no commit of its own covered"),
+            "A ({a_env:?}, B {b_env:?}) resumed from B's checkpoint:\n{text}"
+        );
+        assert_eq!(wal_segments(&dir.path().join("state/wal")), held);
+        assert_eq!(trace_ids(&out).len(), 50);
+    }
 }
 
 /// Memory durability, two processes of one push job with a state folder each: A acknowledges

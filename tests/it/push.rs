@@ -110,7 +110,12 @@ pub(crate) fn long_files(job: PathBuf) -> PathBuf {
 
 /// Starts a run logging to `log`; returns it and its listener's address once it runs.
 pub(crate) fn start(job: &Path, log: &Path) -> (Child, String) {
-    let child = spawn_run(job, log);
+    start_with(job, log, &[])
+}
+
+/// [`start`] with extra environment (fault points).
+pub(crate) fn start_with(job: &Path, log: &Path, env: &[(&str, &str)]) -> (Child, String) {
+    let child = crate::kafka::spawn_with("run", job, log, env);
     let addr = admin_addr(log);
     let text = wait_log(log, "to=Running", 1, 60);
     assert!(
