@@ -21,6 +21,7 @@ use super::fast::FastJson;
 use super::leaves;
 use super::range::{check_date_range, check_timestamp_range};
 use super::unknown;
+use super::width::{self, Widths};
 use super::{is_native, DeadLetter, Record, Stage};
 use crate::schema::{FieldType, RepoSchema, TimeFormat};
 
@@ -54,6 +55,8 @@ pub(crate) struct JsonDecoder {
     batch_size: usize,
     decoder: Option<Decoder>,
     fast: Option<Box<FastJson>>,
+    /// What a record's parts may decode to ([`width::measure`]).
+    widths: Arc<Widths>,
 }
 
 impl Clone for JsonDecoder {
@@ -67,6 +70,7 @@ impl Clone for JsonDecoder {
             batch_size: self.batch_size,
             decoder: None,
             fast: self.fast.clone(),
+            widths: self.widths.clone(),
         }
     }
 }
@@ -122,6 +126,7 @@ impl JsonDecoder {
         let raw_keys: Vec<String> = raw_fields.iter().map(|(_, k)| k.clone()).collect();
         JsonDecoder {
             fast: FastJson::new(&decode_schema, &epochs, &raw_keys, known).map(Box::new),
+            widths: Arc::new(Widths::of(&decode_schema)),
             decode_schema,
             read_schema,
             text_leaves,
@@ -369,11 +374,18 @@ impl JsonDecoder {
         let mut lenient = Vec::new();
         for &i in slow {
             let r = &recs[i];
-            if super::depth::too_deep(&data[r.start..r.end]) {
+            // Nested too deep, or past what the chunk may decode to: a dead letter before
+            // arrow-json reads it.
+            let text = &data[r.start..r.end];
+            let too_much = match width::measure(text, &self.widths, super::depth::MAX_NESTING) {
+                width::Measure::TooDeep => Some(super::depth::reason()),
+                width::Measure::Bytes(n) => (!width::take(n)).then(|| width::reason(n)),
+            };
+            if let Some(reason) = too_much {
                 dead.push(DeadLetter {
                     position: r.pos,
-                    reason: super::depth::reason(),
-                    record: data[r.start..r.end].to_vec(),
+                    reason,
+                    record: text.to_vec(),
                 });
                 continue;
             }

@@ -20,6 +20,7 @@ pub mod meta;
 mod number;
 mod range;
 mod unknown;
+pub mod width;
 mod writable;
 
 use std::sync::Arc;
@@ -158,6 +159,8 @@ pub struct RecordDecoder {
     unknown: Option<Arc<std::collections::HashSet<String>>>,
     /// Filter and transform stages applied to every decoded batch.
     stages: Option<Arc<crate::stage::Stages>>,
+    /// What a record's parts may decode to.
+    widths: Arc<width::Widths>,
 }
 
 #[derive(Clone)]
@@ -212,6 +215,7 @@ impl RecordDecoder {
             kind => Inner::Delimited(delimited::DelimitedDecoder::new(&schema, kind, csv_header)?),
         };
         Ok(RecordDecoder {
+            widths: Arc::new(width::Widths::of(&schema.arrow_schema())),
             stages: None,
             unknown,
             meta: meta::MetaColumns::new(&schema)?,
@@ -288,6 +292,7 @@ impl RecordDecoder {
         };
         // Stage functions' size guards count what they grow each chunk by.
         crate::stage::guard::set_spent(0);
+        width::set_spent(0);
         for group in records.chunks(self.opts.batch_size.max(1)) {
             self.decode_guarded(chunk, group, &mut out);
         }
@@ -316,6 +321,7 @@ impl RecordDecoder {
             let part = &recs[lo..hi];
             let (batches, dead, filtered) = (out.batches.len(), out.dead.len(), out.filtered);
             let spent = crate::stage::guard::spent();
+            let estimated = width::spent();
             let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 self.decode_group(chunk, part, out)
             }));
@@ -326,6 +332,7 @@ impl RecordDecoder {
             out.dead.truncate(dead);
             out.filtered = filtered;
             crate::stage::guard::set_spent(spent);
+            width::set_spent(estimated);
             if let [r] = part {
                 let why = crate::panics::message(panic.as_ref());
                 out.dead.push(DeadLetter {
@@ -543,10 +550,26 @@ impl RecordDecoder {
 
     /// What one record's decoded form may hold besides its text's worth: a dead letter's
     /// bookkeeping and reason (about 220 B with the allocator's rounding), or a row's fixed
-    /// width (up to 16 B a column). Tiny records decode to many times their bytes: sources
-    /// cap a chunk's lines ([`framing::MAX_CHUNK_LINES`]); push reserves this per line.
+    /// width (every column reached through structs, [`width::Widths::row`]). Tiny records
+    /// decode to many times their bytes: sources cap a chunk's lines
+    /// ([`framing::MAX_CHUNK_LINES`]); push reserves this per line.
     pub fn record_overhead(&self) -> u64 {
-        (64 + 16 * self.out_schema.fields().len() as u64).max(256)
+        (64 + self.widths.row()).max(256)
+    }
+
+    /// What the `lines` records of `text` may decode to besides twice their text: each
+    /// record's fixed cost ([`Self::record_overhead`]), and where the schema has a list or a
+    /// map, their items and entries as measured ([`width::measure`]; JSON only).
+    pub fn decoded_beyond_text(&self, text: &[u8], lines: u64) -> u64 {
+        let fixed = lines * self.record_overhead();
+        if !self.widths.nested() || !matches!(self.opts.kind, InputKind::Json) {
+            return fixed;
+        }
+        match width::measure(text, &self.widths, depth::MAX_NESTING) {
+            width::Measure::Bytes(n) => fixed.max(n),
+            // Records nested too deep are dead letters, each its fixed cost.
+            width::Measure::TooDeep => fixed,
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Bounds under abuse: a stalled push body times out and frees its slot, requests in progress
 //! share the push memory budget, one chunk routing to thousands of output paths stays under
-//! the file cap, and the admin listener closes connections that stall it. Each test drives
+//! the file cap, the admin listener closes connections that stall it, and a push is measured
+//! for what its list items decode to before it is decoded. Each test drives
 //! the real binary.
 
 use std::io::Write;
@@ -369,6 +370,60 @@ fn a_client_that_reads_no_answer_is_closed() {
     }
     sender.join().unwrap();
     assert_eq!(http(&addr, "GET", "/healthz", None).0, 200);
+    sigterm(&child);
+    assert!(child.wait_with_output().unwrap().status.success());
+}
+
+/// A push of one record of 500,000 empty items of a `list<struct>` with 50 integer fields:
+/// 1.5 MB of text that decodes to about 330 MB (a 15 MiB one took 4 GB). The request is
+/// measured before it is decoded and refused (413) for what it would need, naming its list
+/// items; records of real items are taken.
+#[test]
+fn a_push_whose_list_items_decode_past_the_budget_is_refused_before_decoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let children: Vec<String> = (0..50)
+        .map(|i| format!("{{ name = \"c{i}\", type = \"int64\" }}"))
+        .collect();
+    let schema = dir.path().join("wide.toml");
+    std::fs::write(
+        &schema,
+        format!(
+            "name = \"wide\"\n[[fields]]\nname = \"l\"\ntype = \"list<struct>\"\nfields = [ {} ]\n",
+            children.join(", ")
+        ),
+    )
+    .unwrap();
+    let job = push_job(dir.path(), "wal", "max_body = \"4MiB\"", "");
+    let text = std::fs::read_to_string(&job).unwrap();
+    let text = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("schema = ") {
+                format!("schema = \"{}\"", schema.display())
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&job, text).unwrap();
+    let (child, addr) = start(&job, &dir.path().join("run.log"));
+    let mut c = Client::new(&addr);
+    let hostile = format!("{{\"l\":[{}]}}\n", vec!["{}"; 500_000].join(","));
+    let (code, _, b) = c
+        .post("/v1/repos/wide/data", "", hostile.as_bytes())
+        .unwrap();
+    assert_eq!(code, 413, "{b}");
+    assert!(
+        b.contains("list items") && b.contains("max_in_flight"),
+        "{b}"
+    );
+    let real: String = (0..20)
+        .map(|i| format!("{{\"l\":[{{\"c0\":{i},\"c1\":2}},{{\"c49\":3}}]}}\n"))
+        .collect();
+    let (code, _, b) = c.post("/v1/repos/wide/data", "", real.as_bytes()).unwrap();
+    assert_eq!(code, 200, "{b}");
+    assert!(b.contains("\"accepted\":20"), "{b}");
     sigterm(&child);
     assert!(child.wait_with_output().unwrap().status.success());
 }

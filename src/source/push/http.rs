@@ -270,18 +270,35 @@ fn take(api: &PushApi, bytes: bytes::Bytes, gzip: bool, body: Reservation) -> Re
     // now). A 2 KB gzip body of a million 2-byte bad lines took about 200 MB.
     drop(body);
     let lines = memchr::memchr_iter(b'\n', &data).count() as u64;
-    let overhead = api.decoder.lock().expect("decoder").record_overhead();
+    // Where the schema has a list or a map, an item costs its element's width whatever its
+    // text (`{}` of a wide struct: hundreds of bytes): measured, not assumed.
+    let mut decoder = api
+        .pool
+        .lock()
+        .expect("decoder pool")
+        .pop()
+        .unwrap_or_else(|| api.decoder.lock().expect("decoder").clone());
+    let beyond = decoder.decoded_beyond_text(&data, lines);
     let len = data.len() as u64;
-    let need = (DECODE_FACTOR * len).max(2 * len + lines * overhead);
+    let need = (DECODE_FACTOR * len).max(2 * len + beyond);
     if need > api.max_in_flight {
         return answer(
             api,
             StatusCode::PAYLOAD_TOO_LARGE,
-            json!({ "error": format!(
-                "the body holds {lines} lines: decoded, they need {need} bytes, more than \
-                 source.max_in_flight ({}) allows one request; send fewer records per request",
-                api.max_in_flight
-            ) }),
+            json!({ "error": if lines > 1 {
+                format!(
+                    "the body holds {lines} lines: decoded, they need {need} bytes, more than \
+                     source.max_in_flight ({}) allows one request; send fewer records per request",
+                    api.max_in_flight
+                )
+            } else {
+                format!(
+                    "the body's record would need {need} bytes decoded (its list items and map \
+                     entries, each as wide as its element type), more than source.max_in_flight \
+                     ({}) allows one request",
+                    api.max_in_flight
+                )
+            } }),
         );
     }
     let Some(_decoding) = api.reserve(need) else {
@@ -292,12 +309,6 @@ fn take(api: &PushApi, bytes: bytes::Bytes, gzip: bool, body: Reservation) -> Re
         first_line: 1,
         ..Chunk::default()
     };
-    let mut decoder = api
-        .pool
-        .lock()
-        .expect("decoder pool")
-        .pop()
-        .unwrap_or_else(|| api.decoder.lock().expect("decoder").clone());
     let decoded = decoder.decode(&chunk);
     api.pool.lock().expect("decoder pool").push(decoder);
     // Records the task would stop on are refused here instead (400), so they never reach the

@@ -1,0 +1,316 @@
+//! What a JSON record decodes to, estimated before arrow-json reads it. A list item or a map
+//! entry costs its element's fixed width in every column under it, whatever its text: `{}`,
+//! 3 bytes of a `list<struct>` with 50 integer fields, decodes to about 400 bytes, and one
+//! 15 MiB record of them took 4 GB. Every value also costs arrow-json's tape while it reads.
+//!
+//! So a record is measured first, in the scan that checks its nesting ([`measure`]): the
+//! row's fixed width, plus for each array item and object member the most an item or member
+//! at that depth may cost under the schema ([`Widths`]). A chunk's records may be estimated
+//! at [`MAX_CHUNK_DECODED`] in all (an account kept per thread, like the stage functions'
+//! guard): a record that would pass it is a dead letter, so one chunk never decodes to more.
+//! The estimate errs high (an array in an unknown or `json` field is charged as the deepest
+//! list there; a struct's members as a map's entries at the same depth), never low.
+
+use std::cell::Cell;
+
+use arrow::datatypes::{DataType, Schema};
+
+/// Bytes one JSON value costs arrow-json while it reads a record (its tape element, 8 B, and
+/// the offsets of its text), whatever the schema.
+const TAPE: u64 = 16;
+/// The most bytes the records of one chunk may be estimated to decode to.
+pub const MAX_CHUNK_DECODED: u64 = 256 << 20;
+
+thread_local! {
+    /// Bytes the records decoded so far of this thread's chunk are estimated at.
+    static SPENT: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The estimate of the chunk this thread decodes, so far.
+pub fn spent() -> u64 {
+    SPENT.get()
+}
+
+/// Sets this thread's account: to 0 when a chunk starts, back to an earlier value when a
+/// decoding attempt is thrown away.
+pub fn set_spent(bytes: u64) {
+    SPENT.set(bytes);
+}
+
+/// Adds a record of `bytes` to the chunk's account; false (nothing added) when that would
+/// pass [`MAX_CHUNK_DECODED`].
+pub fn take(bytes: u64) -> bool {
+    let total = spent().saturating_add(bytes);
+    if total > MAX_CHUNK_DECODED {
+        return false;
+    }
+    set_spent(total);
+    true
+}
+
+/// The dead letter's reason for a record of `bytes` that did not fit its chunk's account.
+pub fn reason(bytes: u64) -> String {
+    let mib = |b: u64| b.div_ceil(1 << 20);
+    if bytes > MAX_CHUNK_DECODED {
+        format!(
+            "record would decode to about {} MiB (its list items and map entries, each as wide \
+             as its element type), more than the {} MiB a chunk may decode to",
+            mib(bytes),
+            mib(MAX_CHUNK_DECODED)
+        )
+    } else {
+        format!(
+            "record would decode to about {} MiB, and its chunk's records before it to {} MiB: \
+             past the {} MiB a chunk may decode to (a smaller source.chunk_bytes puts fewer \
+             records in a chunk)",
+            mib(bytes),
+            mib(spent()),
+            mib(MAX_CHUNK_DECODED)
+        )
+    }
+}
+
+/// What a record's parts may cost, from the schema.
+#[derive(Debug, Clone, Default)]
+pub struct Widths {
+    /// By the depth of the container (the record's object is 1): the most one item of an
+    /// array there may cost, and one member of an object there.
+    items: Vec<u64>,
+    members: Vec<u64>,
+    /// A row's fixed width: every column reached through structs.
+    row: u64,
+    /// The schema has a list or a map: an item's cost does not follow from its text.
+    nested: bool,
+}
+
+/// One value's own width in its column: its fixed bytes (a text or list value's offset),
+/// its validity, and an offset more (integers and decimals are read as text first); a struct
+/// is all of its fields.
+fn fixed(dt: &DataType) -> u64 {
+    match dt {
+        DataType::Struct(fields) => 1 + fields.iter().map(|f| fixed(f.data_type())).sum::<u64>(),
+        other => other.primitive_width().unwrap_or(4) as u64 + 5,
+    }
+}
+
+impl Widths {
+    /// The widths of records of `schema` (the decoded columns).
+    pub fn of(schema: &Schema) -> Widths {
+        let mut w = Widths::default();
+        // (type, the depth of the container it stands in): a work list, not recursion.
+        let mut todo: Vec<(&DataType, usize)> =
+            schema.fields().iter().map(|f| (f.data_type(), 1)).collect();
+        while let Some((dt, depth)) = todo.pop() {
+            match dt {
+                DataType::Struct(fields) => {
+                    todo.extend(fields.iter().map(|f| (f.data_type(), depth + 1)));
+                }
+                DataType::List(item) | DataType::LargeList(item) => {
+                    w.nested = true;
+                    w.raise_items(depth + 1, TAPE + fixed(item.data_type()));
+                    todo.push((item.data_type(), depth + 1));
+                }
+                DataType::Map(entry, _) => {
+                    w.nested = true;
+                    if let DataType::Struct(kv) = entry.data_type() {
+                        let each = kv.iter().map(|f| fixed(f.data_type())).sum::<u64>();
+                        w.raise_members(depth + 1, 2 * TAPE + each);
+                        if let Some(v) = kv.get(1) {
+                            todo.push((v.data_type(), depth + 1));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        w.row = schema.fields().iter().map(|f| fixed(f.data_type())).sum();
+        w
+    }
+
+    fn raise_items(&mut self, depth: usize, cost: u64) {
+        if self.items.len() <= depth {
+            self.items.resize(depth + 1, 0);
+        }
+        self.items[depth] = self.items[depth].max(cost);
+    }
+
+    fn raise_members(&mut self, depth: usize, cost: u64) {
+        if self.members.len() <= depth {
+            self.members.resize(depth + 1, 0);
+        }
+        self.members[depth] = self.members[depth].max(cost);
+    }
+
+    /// A row's fixed width, every column reached through structs.
+    pub fn row(&self) -> u64 {
+        self.row
+    }
+
+    /// Whether the schema has a list or a map.
+    pub fn nested(&self) -> bool {
+        self.nested
+    }
+
+    fn item(&self, depth: usize) -> u64 {
+        self.items.get(depth).copied().unwrap_or(0).max(TAPE)
+    }
+
+    fn member(&self, depth: usize) -> u64 {
+        self.members.get(depth).copied().unwrap_or(0).max(TAPE)
+    }
+}
+
+/// A record's measure: nested past `max_depth`, or its estimated decoded bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measure {
+    TooDeep,
+    Bytes(u64),
+}
+
+/// Measures the JSON text `b` (one record, or several one after another: each record's row is
+/// counted at its top-level object): how deeply it nests, and what it decodes to besides its
+/// text. Strings are skipped (escapes honoured); malformed text is measured as far as it
+/// goes. An array's or object's first item is charged at its opening bracket, each further
+/// one at its comma.
+pub fn measure(b: &[u8], w: &Widths, max_depth: usize) -> Measure {
+    // Whether each open container is an array, for its commas.
+    let mut arrays: Vec<bool> = Vec::new();
+    let mut bytes = 0u64;
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        match c {
+            b'[' | b'{' => {
+                let depth = arrays.len() + 1;
+                if depth > max_depth {
+                    return Measure::TooDeep;
+                }
+                let array = c == b'[';
+                bytes += match (array, depth) {
+                    (true, d) => w.item(d),
+                    (false, 1) => w.row + w.member(1),
+                    (false, d) => w.member(d),
+                };
+                arrays.push(array);
+            }
+            b']' | b'}' => {
+                arrays.pop();
+            }
+            b',' => {
+                if let Some(&array) = arrays.last() {
+                    let d = arrays.len();
+                    bytes += if array { w.item(d) } else { w.member(d) };
+                }
+            }
+            b'"' => {
+                // To the closing quote: the next quote or backslash, past each escape.
+                i += 1;
+                loop {
+                    let Some(k) = b.get(i..).and_then(|s| memchr::memchr2(b'"', b'\\', s)) else {
+                        return Measure::Bytes(bytes);
+                    };
+                    i += k;
+                    if b[i] == b'"' {
+                        break;
+                    }
+                    i += 2;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    Measure::Bytes(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::{Field, Fields};
+    use std::sync::Arc;
+
+    fn wide_list(children: usize) -> Schema {
+        let fields: Fields = (0..children)
+            .map(|i| Field::new(format!("c{i}"), DataType::Int64, true))
+            .collect();
+        let item = Field::new("item", DataType::Struct(fields), true);
+        Schema::new(vec![Field::new("l", DataType::List(Arc::new(item)), true)])
+    }
+
+    /// An empty struct item costs its 50 columns, about 30 times what `{"a":1}` per field
+    /// costs in text; the estimate follows the items, not the text.
+    #[test]
+    fn a_list_item_costs_its_elements_width_whatever_its_text() {
+        let w = Widths::of(&wide_list(50));
+        assert!(w.nested());
+        let item = TAPE + 1 + 50 * 13;
+        let one = format!("{{\"l\":[{}]}}", vec!["{}"; 1000].join(","));
+        let Measure::Bytes(n) = measure(one.as_bytes(), &w, 1000) else {
+            panic!("too deep")
+        };
+        // 1000 items and their 1000 empty objects' first members, the row, the record's key.
+        assert!(n >= 1000 * item, "{n}");
+        assert!(n <= 1000 * (item + TAPE) + w.row() + 2 * TAPE + 64, "{n}");
+        // Brackets and commas in strings cost nothing.
+        let quoted = format!("{{\"l\":\"[{}]\"}}", ",".repeat(10_000));
+        assert_eq!(
+            measure(quoted.as_bytes(), &w, 1000),
+            Measure::Bytes(w.row() + TAPE)
+        );
+    }
+
+    #[test]
+    fn a_flat_schema_costs_its_row_and_the_tape() {
+        let s = Schema::new(vec![
+            Field::new("a", DataType::Utf8, true),
+            Field::new("b", DataType::Int64, true),
+        ]);
+        let w = Widths::of(&s);
+        assert!(!w.nested());
+        assert_eq!(w.row(), 9 + 13);
+        assert_eq!(
+            measure(br#"{"a":"x","b":1}"#, &w, 1000),
+            Measure::Bytes(w.row() + 2 * TAPE)
+        );
+        // Any array still costs the tape per item, and nesting is bounded.
+        assert_eq!(
+            measure(br#"{"a":[1,2,3]}"#, &w, 1000),
+            Measure::Bytes(w.row() + TAPE + 3 * TAPE)
+        );
+        assert_eq!(measure(b"[[[", &w, 2), Measure::TooDeep);
+        for cut in ["", "\"", "\"\\", "{\"a\":\"\\", "]]]}}"] {
+            assert!(matches!(measure(cut.as_bytes(), &w, 10), Measure::Bytes(_)));
+        }
+    }
+
+    fn nested(n: usize) -> String {
+        format!("{{\"a\":{}1{}}}", "[".repeat(n - 1), "]".repeat(n - 1))
+    }
+
+    #[test]
+    fn nesting_is_measured_outside_strings_only() {
+        let (w, max) = (Widths::default(), crate::decode::depth::MAX_NESTING);
+        let deep = |s: &str| measure(s.as_bytes(), &w, max) == Measure::TooDeep;
+        assert!(!deep(&nested(max)));
+        assert!(deep(&nested(max + 1)));
+        // Brackets inside strings, escaped quotes and backslashes do not count.
+        let inside = format!(
+            "{{\"a\":\"{}\\\"{}\\\\\"}}",
+            "[".repeat(5000),
+            "{".repeat(5000)
+        );
+        assert!(!deep(&inside));
+        let after_escape = format!("{{\"a\":\"x\\\\\",\"b\":{}", "[".repeat(max));
+        assert!(deep(&after_escape));
+    }
+
+    #[test]
+    fn the_chunk_account_refuses_past_its_bound_and_adds_nothing_then() {
+        set_spent(0);
+        assert!(take(MAX_CHUNK_DECODED - 10));
+        assert!(!take(11));
+        assert_eq!(spent(), MAX_CHUNK_DECODED - 10);
+        assert!(reason(11).contains("its chunk's records before it"));
+        assert!(reason(MAX_CHUNK_DECODED + 1).contains("more than the 256 MiB"));
+        set_spent(0);
+    }
+}
