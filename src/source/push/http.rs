@@ -212,15 +212,39 @@ pub async fn push(api: Arc<PushApi>, headers: HeaderMap, body: Body) -> Response
     }
 }
 
+/// Decompresses gzip `bytes` (one member or several) into `out`, at most `limit` bytes. The
+/// buffer grows by doubling up to `limit`, never past it: `read_to_end` doubled a full one,
+/// so a body of `max_body` held twice the `max_body` its reservation counts.
+fn gunzip_within(bytes: &[u8], limit: usize, out: &mut Vec<u8>) -> std::io::Result<()> {
+    let mut r = flate2::read::MultiGzDecoder::new(bytes);
+    // `out[..filled]` is the text; the rest of `out` zeroed room, each byte zeroed once.
+    let mut filled = out.len();
+    let done = loop {
+        if filled == limit {
+            break Ok(());
+        }
+        if filled == out.len() {
+            let more = out.len().max(64 << 10).min(limit - filled);
+            out.reserve_exact(more);
+            out.resize(filled + more, 0);
+        }
+        match r.read(&mut out[filled..]) {
+            Ok(0) => break Ok(()),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    out.truncate(filled);
+    done
+}
+
 /// Decodes and appends one body (on a blocking thread: decoding and fsync take time). `body`
 /// is the body's reservation, exchanged for the decoding's once the text is known.
 fn take(api: &PushApi, bytes: bytes::Bytes, gzip: bool, body: Reservation) -> Response {
     let mut data = if gzip {
         let mut out = Vec::new();
-        let limit = api.max_body as u64 + 1;
-        let decompressed = flate2::read::MultiGzDecoder::new(&bytes[..])
-            .take(limit)
-            .read_to_end(&mut out);
+        let decompressed = gunzip_within(&bytes, api.max_body + 1, &mut out);
         drop(bytes);
         match decompressed {
             Ok(_) if out.len() > api.max_body => {
@@ -250,6 +274,8 @@ fn take(api: &PushApi, bytes: bytes::Bytes, gzip: bool, body: Reservation) -> Re
         );
     }
     if data.last() != Some(&b'\n') {
+        // One byte more, not twice the body (a push doubles a full buffer).
+        data.reserve_exact(1);
         data.push(b'\n');
     }
     // Records must not run from one request into the next (a replay reads several at once).
@@ -364,4 +390,41 @@ fn refused(api: &PushApi, r: Refusal) -> Response {
         Refusal::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     answer(api, status, json!({ "error": r.to_string() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::gunzip_within;
+
+    fn gzip(text: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(text).unwrap();
+        e.finish().unwrap()
+    }
+
+    /// The buffer holds the text, and never more than the limit: a body of the limit's size
+    /// took twice its room before (`read_to_end` doubles a full buffer).
+    #[test]
+    fn a_gzip_body_is_held_within_its_limit() {
+        let limit = 3 << 20;
+        for len in [0, 1, 100_000, limit - 1, limit, limit + 5000] {
+            let text: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            let mut out = Vec::new();
+            gunzip_within(&gzip(&text), limit, &mut out).unwrap();
+            assert_eq!(out.len(), len.min(limit));
+            assert_eq!(&out[..], &text[..len.min(limit)]);
+            assert!(out.capacity() <= limit, "{len}: {}", out.capacity());
+        }
+        // Two members read as one text; a damaged member is an error.
+        let mut two = gzip(b"a\n");
+        two.extend(gzip(b"b\n"));
+        let mut out = Vec::new();
+        gunzip_within(&two, limit, &mut out).unwrap();
+        assert_eq!(out, b"a\nb\n");
+        let mut cut = gzip(&vec![b'x'; 100_000]);
+        cut.truncate(cut.len() / 2);
+        assert!(gunzip_within(&cut, limit, &mut Vec::new()).is_err());
+    }
 }
