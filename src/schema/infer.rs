@@ -381,6 +381,18 @@ fn write_fields(out: &mut String, fields: &Fields, of: u64, table: &str, top: bo
         if key.is_empty() {
             continue;
         }
+        if super::reserved_name(key) {
+            // A schema naming it would be refused (`schema check`): said, not written.
+            let _ = writeln!(
+                out,
+                "\n# {} (in {} of {of} {}) is left out: names starting with `_kafka_`, and \
+                 `_raw`, are reserved for metadata columns",
+                quote(key),
+                stat.present,
+                if top { "rows" } else { "values" }
+            );
+            continue;
+        }
         let (ty, format, nested) = type_of(stat, key, top);
         let _ = writeln!(out, "\n[[{table}]]");
         let _ = writeln!(
@@ -408,6 +420,26 @@ fn write_fields(out: &mut String, fields: &Fields, of: u64, table: &str, top: bo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Keys of reserved names (`_kafka_…`, `_raw`) at any depth are left out with a comment:
+    /// written as fields, `schema check` refused the inferred schema.
+    #[test]
+    fn reserved_names_are_left_out_and_the_schema_parses() {
+        let mut inf = Inference::default();
+        inf.json_line(br#"{"a":1,"_kafka_offset":5,"_raw":"x","s":{"_kafka_key":"k","b":2}}"#);
+        let toml = inf.to_toml("r", "test");
+        assert!(
+            toml.contains("# \"_kafka_offset\" (in 1 of 1 rows) is left out"),
+            "{toml}"
+        );
+        assert!(
+            toml.contains("# \"_kafka_key\" (in 1 of 1 values)"),
+            "{toml}"
+        );
+        let s = crate::schema::RepoSchema::parse(&toml, std::path::Path::new("r.toml")).unwrap();
+        let names: Vec<&str> = s.fields.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["a", "s"]);
+    }
 
     #[test]
     fn nesting_past_the_cap_is_json_and_costs_no_stack() {

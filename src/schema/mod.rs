@@ -322,6 +322,11 @@ fn field_err(path: &Path, field: &str, reason: impl Into<String>) -> SchemaError
     }
 }
 
+/// Whether a field may not have this name: `_kafka_…` and `_raw` name metadata columns.
+pub fn reserved_name(name: &str) -> bool {
+    name.starts_with("_kafka_") || name == "_raw"
+}
+
 fn convert_field(
     f: &RawField,
     path: &Path,
@@ -329,7 +334,7 @@ fn convert_field(
     top_level: bool,
 ) -> Result<FieldSpec, SchemaError> {
     let err = |reason: String| field_err(path, full, reason);
-    if f.name.starts_with("_kafka_") || f.name == "_raw" {
+    if reserved_name(&f.name) {
         return Err(err(format!(
             "the name `{}` is reserved for metadata columns",
             f.name
