@@ -505,3 +505,40 @@ fn a_file_record_over_the_limit_is_a_dead_letter_not_a_stuck_job() {
         "{reason}"
     );
 }
+
+/// A body under a transfer coding the server does not read (`gzip, chunked`): refused (501),
+/// naming the header to use. Before, its gzip bytes reached the decoder as text: 200, and
+/// every line a dead letter of bytes.
+#[test]
+fn a_push_under_a_transfer_coding_other_than_chunked_is_refused() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let job = push_job(dir.path(), "wal", "", "");
+    let (child, addr) = start(&job, &dir.path().join("run.log"));
+    let line =
+        b"{\"ts\":\"2024-05-01T10:00:00Z\",\"host\":\"h\",\"status\":200,\"trace_id\":\"te\"}\n";
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(line).unwrap();
+    let gz = enc.finish().unwrap();
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut req = format!(
+        "POST /v1/repos/nginx_access/data HTTP/1.1\r\nHost: {addr}\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n{:x}\r\n",
+        gz.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(&gz);
+    req.extend_from_slice(b"\r\n0\r\n\r\n");
+    s.write_all(&req).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 501") && answer.contains("Content-Encoding: gzip"),
+        "{answer}"
+    );
+    sigterm(&child);
+    assert!(child.wait_with_output().unwrap().status.success());
+    assert!(trace_ids(&dir.path().join("out")).is_empty());
+    assert!(dead_letter_lines(&dir.path().join("out/_dead_letters")).is_empty());
+}

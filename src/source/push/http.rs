@@ -151,6 +151,18 @@ pub async fn push(api: Arc<PushApi>, headers: HeaderMap, body: Body) -> Response
     if declared.is_some_and(|n| n > api.max_body as u64) {
         return answer(&api, StatusCode::PAYLOAD_TOO_LARGE, too_large());
     }
+    // The server reads only the chunked transfer coding; a body under another (`gzip,
+    // chunked`) reached the decoder still coded: each line a dead letter of bytes.
+    if let Some(te) = headers.get(header::TRANSFER_ENCODING) {
+        let te = te.to_str().unwrap_or("?").to_ascii_lowercase();
+        if te.split(',').any(|c| c.trim() != "chunked") {
+            return answer(
+                &api,
+                StatusCode::NOT_IMPLEMENTED,
+                json!({ "error": format!("Transfer-Encoding `{te}` is not supported (chunked only; send gzip as Content-Encoding: gzip)") }),
+            );
+        }
+    }
     let gzip = match headers
         .get(header::CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
