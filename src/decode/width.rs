@@ -15,9 +15,10 @@ use std::cell::Cell;
 
 use arrow::datatypes::{DataType, Schema};
 
-/// Bytes one JSON value costs arrow-json while it reads a record (its tape element, 8 B, and
-/// the offsets of its text), whatever the schema.
-const TAPE: u64 = 16;
+/// Bytes one JSON value costs arrow-json while it reads a record, whatever the schema: its
+/// tape element (8 B) and, for a string or number, its text's offset (8 B), twice that for
+/// the tape's vectors growing by doubling. An object member is two (its key and its value).
+const TAPE: u64 = 32;
 /// The most bytes the records of one chunk may be estimated to decode to.
 pub const MAX_CHUNK_DECODED: u64 = 256 << 20;
 
@@ -74,7 +75,7 @@ pub fn reason(bytes: u64) -> String {
 #[derive(Debug, Clone, Default)]
 pub struct Widths {
     /// By the depth of the container (the record's object is 1): the most one item of an
-    /// array there may cost, and one member of an object there.
+    /// array there may cost in columns, and one member of an object there (beyond the tape).
     items: Vec<u64>,
     members: Vec<u64>,
     /// A row's fixed width: every column reached through structs.
@@ -107,14 +108,14 @@ impl Widths {
                 }
                 DataType::List(item) | DataType::LargeList(item) => {
                     w.nested = true;
-                    w.raise_items(depth + 1, TAPE + fixed(item.data_type()));
+                    w.raise_items(depth + 1, fixed(item.data_type()));
                     todo.push((item.data_type(), depth + 1));
                 }
                 DataType::Map(entry, _) => {
                     w.nested = true;
                     if let DataType::Struct(kv) = entry.data_type() {
                         let each = kv.iter().map(|f| fixed(f.data_type())).sum::<u64>();
-                        w.raise_members(depth + 1, 2 * TAPE + each);
+                        w.raise_members(depth + 1, each);
                         if let Some(v) = kv.get(1) {
                             todo.push((v.data_type(), depth + 1));
                         }
@@ -152,11 +153,11 @@ impl Widths {
     }
 
     fn item(&self, depth: usize) -> u64 {
-        self.items.get(depth).copied().unwrap_or(0).max(TAPE)
+        TAPE + self.items.get(depth).copied().unwrap_or(0)
     }
 
     fn member(&self, depth: usize) -> u64 {
-        self.members.get(depth).copied().unwrap_or(0).max(TAPE)
+        2 * TAPE + self.members.get(depth).copied().unwrap_or(0)
     }
 }
 
@@ -248,13 +249,12 @@ mod tests {
             panic!("too deep")
         };
         // 1000 items and their 1000 empty objects' first members, the row, the record's key.
-        assert!(n >= 1000 * item, "{n}");
-        assert!(n <= 1000 * (item + TAPE) + w.row() + 2 * TAPE + 64, "{n}");
+        assert_eq!(n, w.row() + 2 * TAPE + 1000 * (item + 2 * TAPE));
         // Brackets and commas in strings cost nothing.
         let quoted = format!("{{\"l\":\"[{}]\"}}", ",".repeat(10_000));
         assert_eq!(
             measure(quoted.as_bytes(), &w, 1000),
-            Measure::Bytes(w.row() + TAPE)
+            Measure::Bytes(w.row() + 2 * TAPE)
         );
     }
 
@@ -269,12 +269,12 @@ mod tests {
         assert_eq!(w.row(), 9 + 13);
         assert_eq!(
             measure(br#"{"a":"x","b":1}"#, &w, 1000),
-            Measure::Bytes(w.row() + 2 * TAPE)
+            Measure::Bytes(w.row() + 4 * TAPE)
         );
         // Any array still costs the tape per item, and nesting is bounded.
         assert_eq!(
             measure(br#"{"a":[1,2,3]}"#, &w, 1000),
-            Measure::Bytes(w.row() + TAPE + 3 * TAPE)
+            Measure::Bytes(w.row() + 2 * TAPE + 3 * TAPE)
         );
         assert_eq!(measure(b"[[[", &w, 2), Measure::TooDeep);
         for cut in ["", "\"", "\"\\", "{\"a\":\"\\", "]]]}}"] {
