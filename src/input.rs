@@ -89,6 +89,25 @@ fn stem_of(p: &Path) -> String {
     name
 }
 
+/// The first bytes of every gzip member.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Whether the file at `path` is gzip (by its first bytes, as [`ChunkReader::open`] tells).
+pub fn is_gzip(path: &Path) -> std::io::Result<bool> {
+    let mut head = [0u8; 2];
+    let mut f = std::fs::File::open(path)?;
+    let mut n = 0;
+    while n < head.len() {
+        match f.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n == head.len() && head == GZIP_MAGIC)
+}
+
 /// Counts bytes read from the underlying (possibly compressed) input, for progress.
 struct Counting<R> {
     inner: R,
@@ -156,7 +175,7 @@ impl ChunkReader {
             offset: 0,
             source,
         })?;
-        let reader: Box<dyn Read + Send> = if head.starts_with(&[0x1f, 0x8b]) {
+        let reader: Box<dyn Read + Send> = if head.starts_with(&GZIP_MAGIC) {
             Box::new(flate2::bufread::MultiGzDecoder::new(buffered))
         } else {
             Box::new(buffered)

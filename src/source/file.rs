@@ -176,12 +176,17 @@ impl Source for FileSource {
         let Some(p) = self.parts.get(partition as usize) else {
             return Ok(None);
         };
-        let len = std::fs::metadata(&p.path)
-            .map_err(|e| SourceError::Other {
-                name: p.path.display().to_string(),
-                reason: e.to_string(),
-            })?
-            .len();
+        let io = |e: std::io::Error| SourceError::Other {
+            name: p.path.display().to_string(),
+            reason: e.to_string(),
+        };
+        // Offsets count decompressed bytes: a gzip file's length bounds nothing (its
+        // decompressed length is known only by reading it through). A resume past its end is
+        // refused when the file is read (`ChunkReader::skip_to`).
+        if crate::input::is_gzip(&p.path).map_err(io)? {
+            return Ok(None);
+        }
+        let len = std::fs::metadata(&p.path).map_err(io)?.len();
         Ok(Some((0, len)))
     }
 

@@ -13,6 +13,7 @@ mod disk;
 mod evolution;
 mod gaps;
 mod group_fence;
+mod gzip_inputs;
 mod helpers;
 mod infer;
 mod interop;
