@@ -1,13 +1,15 @@
 //! Input files and stdin, read in blocks of whole records.
 //!
-//! gzip input (one or many members) is detected by its magic bytes, not its name. Blocks end at
+//! gzip input (one or many members) is detected by its magic bytes, not its name; gzip data
+//! that cannot be decompressed (a truncated or corrupt file, bytes after the last member that
+//! are not one) ends the input with a dead letter (see `damaged`). Blocks end at
 //! a record boundary (after at most [`MAX_CHUNK_LINES`] lines), carry their first line number
 //! and byte offset, and their buffers are recycled, so memory stays flat however large the
 //! input is.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::decode::framing::{
@@ -108,18 +110,37 @@ pub fn is_gzip(path: &Path) -> std::io::Result<bool> {
     Ok(n == head.len() && head == GZIP_MAGIC)
 }
 
-/// Counts bytes read from the underlying (possibly compressed) input, for progress.
+/// Counts bytes read from the underlying (possibly compressed) input, for progress, and
+/// notes whether reading it failed (an I/O error, not one of the decompressor's).
 struct Counting<R> {
     inner: R,
     count: Arc<AtomicU64>,
+    failed: Arc<AtomicBool>,
 }
 
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.count.fetch_add(n as u64, Ordering::Relaxed);
+                Ok(n)
+            }
+            Err(e) => {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    self.failed.store(true, Ordering::Relaxed);
+                }
+                Err(e)
+            }
+        }
     }
+}
+
+/// Where gzip data could not be decompressed: the decompressed byte reading stopped at, and
+/// the decompressor's error.
+struct Damage {
+    at: u64,
+    kind: std::io::ErrorKind,
+    message: String,
 }
 
 /// Bytes read per chunk by default. A 1 MiB chunk (about 3,000 web-log records) is read,
@@ -147,13 +168,20 @@ pub struct ChunkReader {
     pub raw_bytes: Arc<AtomicU64>,
     /// Size of the raw input when known (files).
     pub raw_len: Option<u64>,
+    /// The input is gzip: an error of its decompressor is damage (see `damaged`).
+    gzip: bool,
+    /// Reading the raw input failed: an error passed on by the decompressor is I/O, not damage.
+    raw_failed: Arc<AtomicBool>,
+    /// Damage met and not yet handed out as its chunk.
+    damage: Option<Damage>,
+    /// The damage the input ended at, once its chunk was handed out.
+    broken: Option<Damage>,
 }
 
 impl ChunkReader {
     /// Opens `source`. `quote` (CSV's delimiter): records may span lines inside CSV quotes.
     pub fn open(source: &InputSource, quote: Option<u8>) -> Result<Self, InputError> {
         let name = source.name();
-        let raw_bytes = Arc::new(AtomicU64::new(0));
         let (raw, raw_len): (Box<dyn Read + Send>, Option<u64>) = match source {
             InputSource::Stdin => (Box::new(std::io::stdin()), None),
             InputSource::File(p) => {
@@ -165,9 +193,22 @@ impl ChunkReader {
                 (Box::new(f), len)
             }
         };
+        Self::over(name, raw, raw_len, quote)
+    }
+
+    /// Reads `raw` (named `name`, `raw_len` bytes long when known).
+    fn over(
+        name: String,
+        raw: Box<dyn Read + Send>,
+        raw_len: Option<u64>,
+        quote: Option<u8>,
+    ) -> Result<Self, InputError> {
+        let raw_bytes = Arc::new(AtomicU64::new(0));
+        let raw_failed = Arc::new(AtomicBool::new(false));
         let counted = Counting {
             inner: raw,
             count: raw_bytes.clone(),
+            failed: raw_failed.clone(),
         };
         let mut buffered = BufReader::with_capacity(256 * 1024, counted);
         let head = buffered.fill_buf().map_err(|source| InputError::Read {
@@ -175,7 +216,8 @@ impl ChunkReader {
             offset: 0,
             source,
         })?;
-        let reader: Box<dyn Read + Send> = if head.starts_with(&GZIP_MAGIC) {
+        let gzip = head.starts_with(&GZIP_MAGIC);
+        let reader: Box<dyn Read + Send> = if gzip {
             Box::new(flate2::bufread::MultiGzDecoder::new(buffered))
         } else {
             Box::new(buffered)
@@ -193,7 +235,28 @@ impl ChunkReader {
             eof: false,
             raw_bytes,
             raw_len,
+            gzip,
+            raw_failed,
+            damage: None,
+            broken: None,
         })
+    }
+
+    /// Reads `raw` as the input named `name` (tests: a reader that fails).
+    #[cfg(test)]
+    fn from_reader(name: &str, raw: impl Read + Send + 'static) -> Result<Self, InputError> {
+        Self::over(name.into(), Box::new(raw), None, None)
+    }
+
+    /// Whether `e`, from reading the input, is damage in its gzip data: flate2 reports corrupt
+    /// data (a bad header, deflate stream or checksum) as `InvalidInput` and a stream cut
+    /// short as `UnexpectedEof`; an error of the raw input it passes on is I/O (which fails
+    /// the read, as for plain files).
+    fn is_damage(&self, e: &std::io::Error) -> bool {
+        use std::io::ErrorKind::{InvalidData, InvalidInput, UnexpectedEof};
+        self.gzip
+            && !self.raw_failed.load(Ordering::Relaxed)
+            && matches!(e.kind(), InvalidInput | InvalidData | UnexpectedEof)
     }
 
     /// Sets the record limit (64 MiB by default; see [`ChunkReader::next_chunk`]).
@@ -212,7 +275,8 @@ impl ChunkReader {
 
     /// Reads the next chunk into `buf` (whose allocation is reused). Returns false at the end.
     /// A record longer than the record limit comes alone, as a chunk holding no data and its
-    /// dead letter (see `over_long`).
+    /// dead letter (see `over_long`); so does damage in gzip data, the input's last chunk
+    /// (see `damaged`).
     pub fn next_chunk(&mut self, chunk: &mut Chunk) -> Result<bool, InputError> {
         chunk.ends.clear();
         chunk.decoded = None;
@@ -239,6 +303,15 @@ impl ChunkReader {
                     }
                     Ok(n) => buf.truncate(start + n),
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(start),
+                    Err(e) if self.is_damage(&e) => {
+                        buf.truncate(start);
+                        self.eof = true;
+                        self.damage = Some(Damage {
+                            at: self.offset + start as u64,
+                            kind: e.kind(),
+                            message: e.to_string(),
+                        });
+                    }
                     Err(source) => {
                         return Err(InputError::Read {
                             name: self.name.clone(),
@@ -248,10 +321,13 @@ impl ChunkReader {
                     }
                 }
             }
-            if buf.is_empty() {
+            if buf.is_empty() && self.damage.is_none() {
                 return Ok(false);
             }
-            let cut = if self.eof {
+            let cut = if self.damage.is_some() {
+                // The bytes after the last whole record are an incomplete one: the damage's.
+                last_record_boundary(buf, self.quote)
+            } else if self.eof {
                 Some(buf.len())
             } else {
                 last_record_boundary(buf, self.quote)
@@ -284,6 +360,10 @@ impl ChunkReader {
                     }
                     return Ok(true);
                 }
+                None if self.damage.is_some() => {
+                    self.damaged(chunk);
+                    return Ok(true);
+                }
                 None if buf.len() >= self.max_record => {
                     self.over_long(chunk)?;
                     return Ok(true);
@@ -314,6 +394,16 @@ impl ChunkReader {
                 }
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => 0,
+                Err(e) if self.is_damage(&e) => {
+                    // The damage's chunk follows this one.
+                    self.eof = true;
+                    self.damage = Some(Damage {
+                        at: self.offset + held.len() as u64 + rest,
+                        kind: e.kind(),
+                        message: e.to_string(),
+                    });
+                    0
+                }
                 Err(source) => {
                     return Err(InputError::Read {
                         name: self.name.clone(),
@@ -360,6 +450,49 @@ impl ChunkReader {
         Ok(())
     }
 
+    /// gzip data could not be decompressed past the byte `self.damage` names, and
+    /// `chunk.data` holds what was read after the last whole record: those bytes (an
+    /// incomplete record) become the record of one dead letter (in `chunk.decoded`) saying
+    /// why, and the input ends. (The error failed the job at every start otherwise, and none of
+    /// its files was committed.) The chunk covers one position past the bytes read, standing
+    /// for the unreadable rest: a checkpoint after the dead letter differs from one before it
+    /// even when the damage falls at a record boundary, and a resume there
+    /// ([`ChunkReader::skip_to`]) ends the input without the dead letter again.
+    fn damaged(&mut self, chunk: &mut Chunk) {
+        let damage = self.damage.take().expect("damage met");
+        let at = damage.at;
+        let held = std::mem::take(&mut chunk.data);
+        debug_assert!(self.carry.is_empty() && at == self.offset + held.len() as u64);
+        chunk.first_line = self.line;
+        chunk.first_offset = self.offset;
+        chunk.skipped_bytes = held.len() as u64 + 1;
+        chunk.skipped_lines = memchr::memchr_iter(b'\n', &held).count() as u64;
+        self.line += chunk.skipped_lines;
+        self.offset += chunk.skipped_bytes;
+        self.block = self.base_block;
+        let reason = format!(
+            "gzip input {} cannot be read past byte {at} of its decompressed data ({}): \
+             the rest of the file is not read; this dead letter holds the {} bytes read after \
+             its last whole record",
+            self.name,
+            damage.message,
+            held.len()
+        );
+        self.broken = Some(damage);
+        chunk.decoded = Some(crate::decode::Decoded {
+            records: 1,
+            dead: vec![crate::decode::DeadLetter {
+                position: crate::decode::Position {
+                    line: chunk.first_line,
+                    offset: chunk.first_offset,
+                },
+                reason,
+                record: held,
+            }],
+            ..Default::default()
+        });
+    }
+
     /// A resume at `offset` that cannot be done, and why.
     fn refuse(&self, offset: u64, kind: std::io::ErrorKind, why: String) -> InputError {
         InputError::Read {
@@ -370,7 +503,10 @@ impl ChunkReader {
     }
 
     /// Skips forward to byte `offset` of the (decompressed) input, which must be a record
-    /// boundary at or after the current position; `line` is the line number there.
+    /// boundary at or after the current position; `line` is the line number there. Damaged
+    /// gzip data before `offset` ends the input there, quietly: `offset` is where its dead
+    /// letter's chunk ended (handed out before), or, when the file was read differently then
+    /// (another block size), a position in or past the damaged part (a warning).
     pub fn skip_to(&mut self, offset: u64, line: u64) -> Result<(), InputError> {
         // Plain files could seek; reading forward also covers gzip and stdin.
         let mut chunk = Chunk::default();
@@ -383,6 +519,12 @@ impl ChunkReader {
                 return Err(self.refuse(offset, std::io::ErrorKind::UnexpectedEof, why));
             }
             let end = chunk.end_offset();
+            if self.broken.is_some() {
+                if end != offset {
+                    tracing::warn!(input = %self.name, resume = offset, damaged_at = end - 1, "the gzip input is damaged before its resume offset: nothing more is read from it");
+                }
+                break;
+            }
             if end > offset && chunk.skipped_bytes > 0 {
                 let why = format!(
                     "the resume offset lies inside a record longer than the record limit \
@@ -413,6 +555,10 @@ impl ChunkReader {
         let first = loop {
             if !self.next_chunk(&mut chunk)? {
                 return Ok(None);
+            }
+            if let Some(d) = &self.broken {
+                // Damage before the header's end: no header to read the records by.
+                return Err(self.refuse(d.at, d.kind, d.message.clone()));
             }
             if chunk.skipped_bytes > 0 {
                 return Err(InputError::HeaderTooLong {

@@ -289,3 +289,153 @@ fn stems_drop_known_extensions() {
     assert_eq!(stem_of(Path::new("/a/events.jsonl.gz")), "events");
     assert_eq!(stem_of(Path::new("x.data")), "x.data");
 }
+
+/// `n` JSON records that compress little (so a cut in the gzip data falls mid-file).
+fn varied_records(n: usize) -> String {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..n)
+        .map(|i| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            format!("{{\"i\":{i},\"h\":\"{x:016x}\"}}\n")
+        })
+        .collect()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(data).unwrap();
+    gz.finish().unwrap()
+}
+
+/// Damaged gzip data (cut short, bytes overwritten, NUL padding after the member): the whole
+/// records before the damage come out, then one chunk holding one dead letter (the bytes read
+/// after the last whole record, the file, where reading failed and why) covering one position
+/// past them, and the input ends. A resume at that chunk's end ends at once; one before it
+/// gives the rest and the dead letter again.
+#[test]
+fn damaged_gzip_data_ends_the_input_with_one_dead_letter() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = varied_records(20_000);
+    let whole = gzip(text.as_bytes());
+    let mut flipped = whole.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid..mid + 64].fill(0xff);
+    let mut padded = whole.clone();
+    padded.extend_from_slice(&[0; 512]);
+    for (name, bytes, why) in [
+        (
+            "cut",
+            whole[..whole.len() / 2].to_vec(),
+            "incomplete deflate stream",
+        ),
+        ("flipped", flipped, "corrupt"),
+        ("padded", padded, "invalid gzip header"),
+    ] {
+        let p = dir.path().join(format!("{name}.jsonl.gz"));
+        std::fs::write(&p, &bytes).unwrap();
+        let open = || {
+            ChunkReader::open(&InputSource::File(p.clone()), None)
+                .unwrap()
+                .with_block_size(4096)
+        };
+        let chunks = read_all(&mut open());
+        let (last, good) = chunks.split_last().unwrap();
+        let joined: Vec<u8> = good.iter().flat_map(|c| c.data.clone()).collect();
+        assert!(good.iter().all(|c| c.decoded.is_none()), "{name}");
+        // Flipped bytes may decode to garbage before the decompressor notices.
+        let exact = name != "flipped";
+        assert!(!exact || text.as_bytes().starts_with(&joined), "{name}");
+        assert!(joined.ends_with(b"\n"), "{name}");
+        let d = last.decoded.as_ref().expect("the damage's dead letter");
+        assert_eq!((d.records, d.dead.len(), last.data.len()), (1, 1, 0));
+        let dead = &d.dead[0];
+        let at = joined.len() + dead.record.len();
+        assert!(!exact || text.as_bytes()[joined.len()..].starts_with(&dead.record));
+        assert!(
+            !dead.record.contains(&b'\n'),
+            "{name}: whole records are data"
+        );
+        assert_eq!(last.first_offset as usize, joined.len(), "{name}");
+        assert_eq!(dead.position.offset as usize, joined.len());
+        assert_eq!(
+            dead.position.line,
+            1 + joined.iter().filter(|b| **b == b'\n').count() as u64
+        );
+        assert_eq!(last.end_offset() as usize, at + 1, "{name}");
+        assert!(
+            dead.reason.contains(&p.display().to_string())
+                && dead.reason.contains(&format!("past byte {at} of"))
+                && dead.reason.contains(why)
+                && dead.reason.contains("the rest of the file is not read"),
+            "{name}: {}",
+            dead.reason
+        );
+        match name {
+            "padded" => assert_eq!(joined, text.as_bytes()),
+            "cut" => assert!(joined.len() < text.len() && !joined.is_empty()),
+            // The damage may be noticed only at the member's end (its checksum).
+            _ => assert!(!joined.is_empty()),
+        }
+        // A resume after the dead letter: nothing more, and no error.
+        let mut r = open();
+        r.skip_to(last.end_offset(), last.next_line()).unwrap();
+        assert!(read_all(&mut r).is_empty(), "{name}");
+        // A resume before it: the rest, and the dead letter.
+        let mut r = open();
+        r.skip_to(good[0].end_offset(), good[0].next_line())
+            .unwrap();
+        let again = read_all(&mut r);
+        assert_eq!(again.len(), chunks.len() - 1, "{name}");
+        let last_again = again.last().unwrap();
+        assert_eq!(
+            last_again.decoded.as_ref().unwrap().dead[0].reason,
+            dead.reason
+        );
+    }
+}
+
+/// A failure to read the file under the gzip data is an error, whatever its kind: it is no
+/// damage of the data, and reading again may succeed.
+#[test]
+fn an_io_error_under_gzip_data_fails_the_read() {
+    struct FailsAfter(std::io::Cursor<Vec<u8>>, std::io::ErrorKind);
+    impl Read for FailsAfter {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            match self.0.read(buf)? {
+                0 => Err(std::io::Error::new(self.1, "the disk failed")),
+                n => Ok(n),
+            }
+        }
+    }
+    let whole = gzip(varied_records(20_000).as_bytes());
+    for kind in [std::io::ErrorKind::Other, std::io::ErrorKind::UnexpectedEof] {
+        let half = std::io::Cursor::new(whole[..whole.len() / 2].to_vec());
+        let mut r = ChunkReader::from_reader("in.gz", FailsAfter(half, kind)).unwrap();
+        let mut c = Chunk::default();
+        let err = loop {
+            match r.next_chunk(&mut c) {
+                Ok(true) => assert!(c.decoded.is_none()),
+                Ok(false) => panic!("{kind:?}: ended without the error"),
+                Err(e) => break e.to_string(),
+            }
+        };
+        assert!(err.contains("the disk failed"), "{kind:?}: {err}");
+    }
+}
+
+/// Damage before a CSV header's end leaves no header to read the file by: an error, as a
+/// header over the record limit is.
+#[test]
+fn damage_inside_a_csv_header_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::from("h");
+    text.extend((0..5000).map(|i| format!(",column_{i}")));
+    let whole = gzip(text.as_bytes());
+    let p = dir.path().join("h.csv.gz");
+    std::fs::write(&p, &whole[..whole.len() / 2]).unwrap();
+    let mut r = ChunkReader::open(&InputSource::File(p), Some(b',')).unwrap();
+    let err = r.take_header().unwrap_err().to_string();
+    assert!(err.contains("incomplete deflate stream"), "{err}");
+}

@@ -1,6 +1,7 @@
 //! The file source: each input file is one partition, offsets are byte positions in the
 //! (decompressed) file, and reading resumes at any offset. Bounded: it ends when every file is
-//! read. Partitions are read round-robin, a chunk at a time.
+//! read (a damaged gzip file at its damage, after its dead letter). Partitions are read
+//! round-robin, a chunk at a time.
 
 use std::path::PathBuf;
 
