@@ -143,6 +143,22 @@ struct Damage {
     message: String,
 }
 
+/// Makes `chunk` (no data) stand decoded as one dead letter at its start: `record` and why.
+fn one_dead_letter(chunk: &mut Chunk, reason: String, record: Vec<u8>) {
+    chunk.decoded = Some(crate::decode::Decoded {
+        records: 1,
+        dead: vec![crate::decode::DeadLetter {
+            position: crate::decode::Position {
+                line: chunk.first_line,
+                offset: chunk.first_offset,
+            },
+            reason,
+            record,
+        }],
+        ..Default::default()
+    });
+}
+
 /// Bytes read per chunk by default. A 1 MiB chunk (about 3,000 web-log records) is read,
 /// counted and decoded within a core's cache: against 4 MiB, a one-core convert took 13 % less
 /// time and a two-core one 9 % less, with a quarter less memory.
@@ -435,18 +451,7 @@ impl ChunkReader {
             self.max_record,
             held.len()
         );
-        chunk.decoded = Some(crate::decode::Decoded {
-            records: 1,
-            dead: vec![crate::decode::DeadLetter {
-                position: crate::decode::Position {
-                    line: chunk.first_line,
-                    offset: chunk.first_offset,
-                },
-                reason,
-                record: held,
-            }],
-            ..Default::default()
-        });
+        one_dead_letter(chunk, reason, held);
         Ok(())
     }
 
@@ -479,18 +484,7 @@ impl ChunkReader {
             held.len()
         );
         self.broken = Some(damage);
-        chunk.decoded = Some(crate::decode::Decoded {
-            records: 1,
-            dead: vec![crate::decode::DeadLetter {
-                position: crate::decode::Position {
-                    line: chunk.first_line,
-                    offset: chunk.first_offset,
-                },
-                reason,
-                record: held,
-            }],
-            ..Default::default()
-        });
+        one_dead_letter(chunk, reason, held);
     }
 
     /// A resume at `offset` that cannot be done, and why.
