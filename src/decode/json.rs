@@ -374,12 +374,13 @@ impl JsonDecoder {
         let mut lenient = Vec::new();
         for &i in slow {
             let r = &recs[i];
-            // Nested too deep, or past what the chunk may decode to: a dead letter before
+            // Nested too deep, or past what a record may decode to: a dead letter before
             // arrow-json reads it.
             let text = &data[r.start..r.end];
             let too_much = match width::measure(text, &self.widths, super::depth::MAX_NESTING) {
                 width::Measure::TooDeep => Some(super::depth::reason()),
-                width::Measure::Bytes(n) => (!width::take(n)).then(|| width::reason(n)),
+                width::Measure::Bytes(n) if n > width::MAX_RECORD_DECODED => Some(width::reason(n)),
+                width::Measure::Bytes(_) => None,
             };
             if let Some(reason) = too_much {
                 dead.push(DeadLetter {

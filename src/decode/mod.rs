@@ -292,7 +292,6 @@ impl RecordDecoder {
         };
         // Stage functions' size guards count what they grow each chunk by.
         crate::stage::guard::set_spent(0);
-        width::set_spent(0);
         for group in records.chunks(self.opts.batch_size.max(1)) {
             self.decode_guarded(chunk, group, &mut out);
         }
@@ -321,7 +320,6 @@ impl RecordDecoder {
             let part = &recs[lo..hi];
             let (batches, dead, filtered) = (out.batches.len(), out.dead.len(), out.filtered);
             let spent = crate::stage::guard::spent();
-            let estimated = width::spent();
             let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 self.decode_group(chunk, part, out)
             }));
@@ -332,7 +330,6 @@ impl RecordDecoder {
             out.dead.truncate(dead);
             out.filtered = filtered;
             crate::stage::guard::set_spent(spent);
-            width::set_spent(estimated);
             if let [r] = part {
                 let why = crate::panics::message(panic.as_ref());
                 out.dead.push(DeadLetter {
@@ -559,17 +556,24 @@ impl RecordDecoder {
 
     /// What the `lines` records of `text` may decode to besides twice their text: each
     /// record's fixed cost ([`Self::record_overhead`]), and where the schema has a list or a
-    /// map, their items and entries as measured ([`width::measure`]; JSON only).
+    /// map, each line as measured ([`width::measure`]; JSON lines only), one by one, so no
+    /// line changes how another is read. A line past what a record may decode to is a dead
+    /// letter: its fixed cost.
     pub fn decoded_beyond_text(&self, text: &[u8], lines: u64) -> u64 {
         let fixed = lines * self.record_overhead();
         if !self.widths.nested() || !matches!(self.opts.kind, InputKind::Json) {
             return fixed;
         }
-        match width::measure(text, &self.widths, depth::MAX_NESTING) {
-            width::Measure::Bytes(n) => fixed.max(n),
-            // Records nested too deep are dead letters, each its fixed cost.
-            width::Measure::TooDeep => fixed,
-        }
+        let measured: u64 = text
+            .split(|&b| b == b'\n')
+            .map(
+                |line| match width::measure(line, &self.widths, depth::MAX_NESTING) {
+                    width::Measure::Bytes(n) if n <= width::MAX_RECORD_DECODED => n,
+                    _ => 0,
+                },
+            )
+            .sum();
+        fixed.max(measured)
     }
 }
 

@@ -1,17 +1,18 @@
 //! What a JSON record decodes to, estimated before arrow-json reads it. A list item or a map
 //! entry costs its element's fixed width in every column under it, whatever its text: `{}`,
-//! 3 bytes of a `list<struct>` with 50 integer fields, decodes to about 400 bytes, and one
-//! 15 MiB record of them took 4 GB. Every value also costs arrow-json's tape while it reads.
+//! 3 bytes of a `list<struct>` with 50 integer fields, decodes to about 1.7 KB (columns,
+//! struct positions and builders growing by doubling), and one 15 MiB record of them took
+//! 4 GB. Every value also costs arrow-json's tape while it reads.
 //!
 //! So a record is measured first, in the scan that checks its nesting ([`measure`]): the
 //! row's fixed width, plus for each array item and object member the most an item or member
-//! at that depth may cost under the schema ([`Widths`]). A chunk's records may be estimated
-//! at [`MAX_CHUNK_DECODED`] in all (an account kept per thread, like the stage functions'
-//! guard): a record that would pass it is a dead letter, so one chunk never decodes to more.
-//! The estimate errs high (an array in an unknown or `json` field is charged as the deepest
-//! list there; a struct's members as a map's entries at the same depth), never low.
-
-use std::cell::Cell;
+//! at that depth may cost under the schema ([`Widths`]). A record measured past
+//! [`MAX_RECORD_DECODED`] is a dead letter; the same record is that whatever chunk it comes
+//! in. A push reserves what its records measure. The estimate errs high (an array in an
+//! unknown or `json` field is charged as the widest list at its depth; a struct's members as
+//! a map's entries at the same depth), never low. The fast path reads no record longer than
+//! [`FAST_MAX_RECORD`]: a flat record shorter measures under the limit (at most 32 bytes per
+//! byte of text), so the two paths decide alike.
 
 use arrow::datatypes::{DataType, Schema};
 
@@ -19,56 +20,21 @@ use arrow::datatypes::{DataType, Schema};
 /// tape element (8 B) and, for a string or number, its text's offset (8 B), twice that for
 /// the tape's vectors growing by doubling. An object member is two (its key and its value).
 const TAPE: u64 = 32;
-/// The most bytes the records of one chunk may be estimated to decode to.
-pub const MAX_CHUNK_DECODED: u64 = 256 << 20;
+/// Columns' builders grow by doubling: what a record's values take, at most.
+const GROWTH: u64 = 2;
+/// The most bytes one record may be estimated to decode to.
+pub const MAX_RECORD_DECODED: u64 = 256 << 20;
+/// The longest record the fast path reads (longer ones are arrow-json's, and measured).
+pub const FAST_MAX_RECORD: usize = (MAX_RECORD_DECODED / (2 * TAPE)) as usize;
 
-thread_local! {
-    /// Bytes the records decoded so far of this thread's chunk are estimated at.
-    static SPENT: Cell<u64> = const { Cell::new(0) };
-}
-
-/// The estimate of the chunk this thread decodes, so far.
-pub fn spent() -> u64 {
-    SPENT.get()
-}
-
-/// Sets this thread's account: to 0 when a chunk starts, back to an earlier value when a
-/// decoding attempt is thrown away.
-pub fn set_spent(bytes: u64) {
-    SPENT.set(bytes);
-}
-
-/// Adds a record of `bytes` to the chunk's account; false (nothing added) when that would
-/// pass [`MAX_CHUNK_DECODED`].
-pub fn take(bytes: u64) -> bool {
-    let total = spent().saturating_add(bytes);
-    if total > MAX_CHUNK_DECODED {
-        return false;
-    }
-    set_spent(total);
-    true
-}
-
-/// The dead letter's reason for a record of `bytes` that did not fit its chunk's account.
+/// The dead letter's reason for a record measured at `bytes`, past [`MAX_RECORD_DECODED`].
 pub fn reason(bytes: u64) -> String {
-    let mib = |b: u64| b.div_ceil(1 << 20);
-    if bytes > MAX_CHUNK_DECODED {
-        format!(
-            "record would decode to about {} MiB (its list items and map entries, each as wide \
-             as its element type), more than the {} MiB a chunk may decode to",
-            mib(bytes),
-            mib(MAX_CHUNK_DECODED)
-        )
-    } else {
-        format!(
-            "record would decode to about {} MiB, and its chunk's records before it to {} MiB: \
-             past the {} MiB a chunk may decode to (a smaller source.chunk_bytes puts fewer \
-             records in a chunk)",
-            mib(bytes),
-            mib(spent()),
-            mib(MAX_CHUNK_DECODED)
-        )
-    }
+    format!(
+        "record would decode to about {} MiB (its values, and each list item and map entry as \
+         wide as its element type), more than the {} MiB a record may decode to",
+        bytes >> 20,
+        MAX_RECORD_DECODED >> 20
+    )
 }
 
 /// What a record's parts may cost, from the schema.
@@ -86,10 +52,13 @@ pub struct Widths {
 
 /// One value's own width in its column: its fixed bytes (a text or list value's offset),
 /// its validity, and an offset more (integers and decimals are read as text first); a struct
-/// is all of its fields.
+/// is all of its fields, and arrow-json's position of each (4 B). Structs nest no deeper
+/// than the schema file does.
 fn fixed(dt: &DataType) -> u64 {
     match dt {
-        DataType::Struct(fields) => 1 + fields.iter().map(|f| fixed(f.data_type())).sum::<u64>(),
+        DataType::Struct(fields) => {
+            1 + fields.iter().map(|f| 4 + fixed(f.data_type())).sum::<u64>()
+        }
         other => other.primitive_width().unwrap_or(4) as u64 + 5,
     }
 }
@@ -153,11 +122,11 @@ impl Widths {
     }
 
     fn item(&self, depth: usize) -> u64 {
-        TAPE + self.items.get(depth).copied().unwrap_or(0)
+        TAPE + GROWTH * self.items.get(depth).copied().unwrap_or(0)
     }
 
     fn member(&self, depth: usize) -> u64 {
-        2 * TAPE + self.members.get(depth).copied().unwrap_or(0)
+        2 * TAPE + GROWTH * self.members.get(depth).copied().unwrap_or(0)
     }
 }
 
@@ -188,7 +157,7 @@ pub fn measure(b: &[u8], w: &Widths, max_depth: usize) -> Measure {
                 let array = c == b'[';
                 bytes += match (array, depth) {
                     (true, d) => w.item(d),
-                    (false, 1) => w.row + w.member(1),
+                    (false, 1) => GROWTH * w.row + w.member(1),
                     (false, d) => w.member(d),
                 };
                 arrays.push(array);
@@ -243,18 +212,18 @@ mod tests {
     fn a_list_item_costs_its_elements_width_whatever_its_text() {
         let w = Widths::of(&wide_list(50));
         assert!(w.nested());
-        let item = TAPE + 1 + 50 * 13;
+        let item = TAPE + GROWTH * (1 + 50 * (4 + 13));
         let one = format!("{{\"l\":[{}]}}", vec!["{}"; 1000].join(","));
         let Measure::Bytes(n) = measure(one.as_bytes(), &w, 1000) else {
             panic!("too deep")
         };
         // 1000 items and their 1000 empty objects' first members, the row, the record's key.
-        assert_eq!(n, w.row() + 2 * TAPE + 1000 * (item + 2 * TAPE));
+        assert_eq!(n, GROWTH * w.row() + 2 * TAPE + 1000 * (item + 2 * TAPE));
         // Brackets and commas in strings cost nothing.
         let quoted = format!("{{\"l\":\"[{}]\"}}", ",".repeat(10_000));
         assert_eq!(
             measure(quoted.as_bytes(), &w, 1000),
-            Measure::Bytes(w.row() + 2 * TAPE)
+            Measure::Bytes(GROWTH * w.row() + 2 * TAPE)
         );
     }
 
@@ -269,12 +238,12 @@ mod tests {
         assert_eq!(w.row(), 9 + 13);
         assert_eq!(
             measure(br#"{"a":"x","b":1}"#, &w, 1000),
-            Measure::Bytes(w.row() + 4 * TAPE)
+            Measure::Bytes(GROWTH * w.row() + 4 * TAPE)
         );
         // Any array still costs the tape per item, and nesting is bounded.
         assert_eq!(
             measure(br#"{"a":[1,2,3]}"#, &w, 1000),
-            Measure::Bytes(w.row() + 2 * TAPE + 3 * TAPE)
+            Measure::Bytes(GROWTH * w.row() + 2 * TAPE + 3 * TAPE)
         );
         assert_eq!(measure(b"[[[", &w, 2), Measure::TooDeep);
         for cut in ["", "\"", "\"\\", "{\"a\":\"\\", "]]]}}"] {
@@ -303,14 +272,25 @@ mod tests {
         assert!(deep(&after_escape));
     }
 
+    /// A flat record the fast path reads measures under the limit whatever its text: at most
+    /// two tape values (a member) per 4 bytes (`"":0,`), one per 2 bytes (`0,`) in an array.
     #[test]
-    fn the_chunk_account_refuses_past_its_bound_and_adds_nothing_then() {
-        set_spent(0);
-        assert!(take(MAX_CHUNK_DECODED - 10));
-        assert!(!take(11));
-        assert_eq!(spent(), MAX_CHUNK_DECODED - 10);
-        assert!(reason(11).contains("its chunk's records before it"));
-        assert!(reason(MAX_CHUNK_DECODED + 1).contains("more than the 256 MiB"));
-        set_spent(0);
+    fn a_flat_record_the_fast_path_reads_measures_under_the_limit() {
+        let s = Schema::new(vec![Field::new("a", DataType::Int64, true)]);
+        let w = Widths::of(&s);
+        let n = FAST_MAX_RECORD - 16;
+        for text in [
+            format!("{{\"x\":[{}0]}}", "0,".repeat(n / 2)),
+            format!("{{{}\"\":0}}", "\"\":0,".repeat(n / 5)),
+        ] {
+            let Measure::Bytes(m) = measure(text.as_bytes(), &w, 1000) else {
+                panic!("too deep")
+            };
+            assert!(
+                text.len() <= FAST_MAX_RECORD && m <= MAX_RECORD_DECODED,
+                "{m}"
+            );
+        }
+        assert!(reason(MAX_RECORD_DECODED + 1).contains("more than the 256 MiB"));
     }
 }

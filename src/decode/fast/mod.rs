@@ -209,6 +209,11 @@ impl FastJson {
         self.start(recs.len(), span);
         for (i, r) in recs.iter().enumerate() {
             let rec = &data[r.start..r.end];
+            // A long record is measured on arrow-json's side, as every path must decide it.
+            if rec.len() > crate::decode::width::FAST_MAX_RECORD {
+                handed_back.push(i);
+                continue;
+            }
             match self.record(rec) {
                 Ok(()) => {
                     self.commit(rec);
