@@ -307,10 +307,17 @@ fn decide<E>(
     held: bool,
     history: impl FnOnce() -> Result<(Vec<Checkpoint>, bool), E>,
 ) -> Result<Option<Move>, E> {
-    let Some(theirs) = newest.and_then(|c| c.log.as_ref()) else {
+    let Some(newest) = newest else {
         return Ok(None);
     };
-    if logs.contains(theirs) || held {
+    // A checkpoint naming no log but runs is a WAL's without an identity (a full disk at
+    // its start): never of the spill's line, whose logs are memory logs, each named. One
+    // naming neither is an earlier version's, of this line.
+    let outside = match &newest.log {
+        Some(theirs) => !logs.contains(theirs),
+        None => !newest.log_runs.is_empty(),
+    };
+    if !outside || held {
         return Ok(None);
     }
     let (history, complete) = history()?;
@@ -478,6 +485,10 @@ mod tests {
         assert!(decide_in(&logs, &[], false).is_none());
         let mut none = cp(1, 5, "x");
         none.log = None;
-        assert!(decide_in(&logs, &[none], false).is_none());
+        assert!(decide_in(&logs, &[none.clone()], false).is_none());
+        // One naming runs but no log: a WAL's without an identity, outside the line.
+        none.log_runs = vec![("r1".into(), 0)];
+        let m = decide_in(&logs, &[cp(1, 100, "a"), none], false).expect("moves");
+        assert_eq!(m.committed, Some(100));
     }
 }

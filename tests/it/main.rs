@@ -22,6 +22,7 @@ mod kafka_messages;
 mod kafka_unreadable;
 mod kafka_wire;
 mod lag_watch;
+mod memory_spill;
 mod owners;
 mod prometheus;
 mod push;

@@ -424,6 +424,8 @@ impl Source for PushSource {
     fn log_shares(&self, _partition: u32, runs: &[(String, u64)]) -> Option<u64> {
         match &self.runs {
             Some(r) => r.shares(runs),
+            // A memory log shares nothing with a WAL's runs.
+            None if !runs.is_empty() => None,
             None => Some(u64::MAX),
         }
     }

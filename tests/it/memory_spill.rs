@@ -1,0 +1,103 @@
+//! A memory push's spill beside another process's commits: the spilled rows continue the
+//! checkpoint another process of the job wrote (in its own log's positions), each once.
+
+use crate::helpers::*;
+use crate::kafka::wait_for;
+use crate::push::{push_acked, push_job, second_process, start, start_with};
+
+/// Memory durability, two processes of one push job with a state folder each: A acknowledges
+/// rows and stops gracefully with some of them spilled (not committed); B commits rows of its
+/// own in its own log's positions; A's next start restores its spill after B's checkpoint.
+/// Every acknowledged row lands once (before, A dropped spilled rows below B's checkpoint as
+/// committed and could not replay the rest from its empty memory log).
+#[test]
+fn a_memory_push_spill_lands_after_another_processs_commits() {
+    spill_lands_after_b("memory", &[]);
+}
+
+/// The same with B a WAL process whose log has no identity (a full disk at its first start):
+/// its checkpoint names no log, only runs. Before, A took it for its own line's and dropped
+/// 15,000 of its 20,000 spilled rows.
+#[test]
+fn a_memory_push_spill_lands_after_commits_of_a_wal_without_an_identity() {
+    spill_lands_after_b("wal", &[("SLUICE_FAULT", "no_room_for_log_id:1")]);
+}
+
+/// A's spill, B's commits (B with `durability` and `env`), A's rows landing once.
+fn spill_lands_after_b(durability: &str, env: &[(&str, &str)]) {
+    let dir = tempfile::tempdir().unwrap();
+    // One slow worker (zstd at its highest level) keeps pushed rows in the channel at the stop.
+    let job_a = push_job(dir.path(), "memory", "", "");
+    let text = std::fs::read_to_string(&job_a)
+        .unwrap()
+        .replace("workers = 2", "workers = 1\ncompression = \"zstd:22\"");
+    std::fs::write(&job_a, &text).unwrap();
+    let job_b = second_process(&job_a);
+    let b_text = std::fs::read_to_string(&job_b).unwrap().replace(
+        "durability = \"memory\"",
+        &format!("durability = \"{durability}\""),
+    );
+    std::fs::write(&job_b, b_text).unwrap();
+    let out = dir.path().join("out");
+    let spill = dir.path().join("state/spill/manifest.json");
+    // Whether rows are still queued when the stop lands depends on the machine's pace: a stop
+    // that left no spill is tried again from scratch.
+    let mut spilled = false;
+    for attempt in 0..4 {
+        for sub in ["out", "state", "state-b"] {
+            let _ = std::fs::remove_dir_all(dir.path().join(sub));
+        }
+        let (a, addr) = start(&job_a, &dir.path().join(format!("a{attempt}.log")));
+        for k in 0..4 {
+            push_acked(&addr, &format!("a{k}"), 5000);
+        }
+        sigterm(&a);
+        assert!(a.wait_with_output().unwrap().status.success());
+        spilled = spill.exists();
+        if spilled {
+            break;
+        }
+    }
+    assert!(
+        spilled,
+        "A's stop left no spill: the test did not exercise it"
+    );
+    let before = trace_ids(&out).len();
+    assert!(before < 20_000, "A committed every row before its stop");
+
+    // B, with a log of its own, continues from A's checkpoint and commits 50 rows.
+    let (b, addr) = start_with(&job_b, &dir.path().join("b.log"), env);
+    push_acked(&addr, "b", 50);
+    // Its rows committed before it stops (else they would wait in its own spill).
+    wait_for(&out, before + 50, 60);
+    sigterm(&b);
+    assert!(b.wait_with_output().unwrap().status.success());
+    assert_eq!(trace_ids(&out).len(), before + 50);
+
+    // A again: its spill continues B's checkpoint, and its rows land once.
+    let log = dir.path().join("a-again.log");
+    let (a, _) = start(&job_a, &log);
+    // Every row committed before it stops (else the rest would be spilled again).
+    wait_for(&out, 20_050, 120);
+    sigterm(&a);
+    assert!(a.wait_with_output().unwrap().status.success());
+    let ids = trace_ids(&out);
+    let missing: Vec<String> = (0..4)
+        .flat_map(|k| (0..5000).map(move |i| format!("a{k}-{i}")))
+        .filter(|id| !ids.contains_key(id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged rows of A lost, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    assert_eq!(ids.len(), 20_050, "A's 20,000 rows and B's 50");
+    assert!(ids.values().all(|n| *n == 1), "a row written twice");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("the spilled records continue its checkpoint"),
+        "{text}"
+    );
+    assert!(!spill.exists());
+}
