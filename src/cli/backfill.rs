@@ -120,6 +120,23 @@ struct BackfillRange {
     repo: String,
 }
 
+/// The `--from` the backfill `job` names recorded at its first run (`checkpoint`, or a
+/// position), `None` when it recorded none.
+pub fn recorded_from(job: &Job) -> Result<Option<String>> {
+    let runtime = io_runtime()?;
+    let dest = task::destination_at(job, &job.resolve_url(&job.file.sink.url), &runtime)?;
+    let record = format!("_sluice/{}/range.json", job.file.job.name);
+    match dest.read(&record) {
+        Ok(b) => {
+            let r: BackfillRange = serde_json::from_slice(&b)
+                .with_context(|| format!("reading {}", dest.display(&record)))?;
+            Ok(Some(r.from))
+        }
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Records the range of the backfill `job` names in its destination
 /// (`_sluice/<name>/range.json`), or checks it against the one recorded there: a run of one
 /// name over another range (or another repo) is refused, since its partitions would resume

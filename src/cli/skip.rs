@@ -7,9 +7,11 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
 use sluice::commit::checkpoint::Checkpoints;
 use sluice::config::{Job, SourceSection};
 use sluice::deadletter::DeadLetterWriter;
+use sluice::source::kafka::Position;
 use sluice::task;
 
 use super::jobs::io_runtime;
@@ -23,15 +25,27 @@ pub fn run_skip(
     backfill: Option<(Option<String>, Option<String>)>,
 ) -> Result<()> {
     let mut job = Job::load_repo(path, repo)?;
-    let (brokers, options) = match &job.file.source {
+    let (brokers, options, group, reset) = match &job.file.source {
         SourceSection::Kafka {
-            brokers, options, ..
-        } => (brokers.clone(), options.clone()),
+            brokers,
+            options,
+            group,
+            auto_offset_reset,
+            ..
+        } => (
+            brokers.clone(),
+            options.clone(),
+            group
+                .clone()
+                .unwrap_or_else(|| format!("sluice-{}", job.file.job.name)),
+            auto_offset_reset.clone(),
+        ),
         _ => bail!(
             "{}: skip moves a Kafka partition past records that cannot be read; this job's source is not Kafka",
             path.display()
         ),
     };
+    let is_backfill = backfill.is_some();
     let _locks = match backfill {
         Some((name, url)) => {
             super::backfill::as_backfill(&mut job, name, url)?;
@@ -50,6 +64,10 @@ pub fn run_skip(
     cfg.set("bootstrap.servers", &brokers);
     for (k, v) in options.iter() {
         cfg.set(k, v);
+    }
+    // The live job's group, for where a partition without a checkpoint starts.
+    if !is_backfill {
+        cfg.set("group.id", &group);
     }
     let client: BaseConsumer = cfg.create().context("creating a Kafka client")?;
     let (low, high) = client
@@ -80,19 +98,30 @@ pub fn run_skip(
     };
     let cps = Checkpoints::new(dest, &job.file.job.name).with_dead_letters(dead);
     cps.check_create_only()?;
-    let s = cps.skip_to(
-        partition,
-        to,
-        low.max(0) as u64,
-        "`sluice checkpoints skip`",
-        letter,
-    )?;
+    // A partition without a checkpoint starts where its run would start it: a skip to before
+    // there would read records outside what the run covers. (One that gets a checkpoint
+    // meanwhile is judged by it, under the skip's term.)
+    let first = if cps.latest(partition)?.is_none() {
+        let start = if is_backfill {
+            backfill_start(&job, &client, (topic, number), (low, high))?
+        } else {
+            live_start(&client, &reset, (topic, number), (low, high))?
+        };
+        if to <= start {
+            bail!("partition {partition} has no checkpoint and starts at offset {start}: a skip to {to} would move it back (records before {start} are not the run's to read)");
+        }
+        start
+    } else {
+        low.max(0) as u64
+    };
+    let s = cps.skip_to(partition, to, first, "`sluice checkpoints skip`", letter)?;
     let range = if s.stood {
         format!("offsets {} to {}", s.from, s.to - 1)
     } else {
         format!(
-            "it had no checkpoint: offsets before {} (from the log's first, {})",
-            s.to, s.from
+            "it had no checkpoint: offsets {} to {} (from where its run starts it)",
+            s.from,
+            s.to - 1
         )
     };
     println!(
@@ -102,4 +131,54 @@ pub fn run_skip(
         s.seq
     );
     Ok(())
+}
+
+/// Where a backfill starts a partition it has no checkpoint of: its recorded `--from`.
+fn backfill_start(
+    job: &sluice::config::Job,
+    client: &BaseConsumer,
+    (topic, number): (&str, i32),
+    watermarks: (i64, i64),
+) -> Result<u64> {
+    let name = &job.file.job.name;
+    let from = super::backfill::recorded_from(job)?.ok_or_else(|| {
+        anyhow!("backfill `{name}` recorded no range (it never ran here, or ran before ranges were recorded): where it starts the partition is not known")
+    })?;
+    let unknown = || {
+        anyhow!("backfill `{name}` ran --from {from}: where it started the partition then is not known now (`latest` and `checkpoint` move); run that range under a new --name instead")
+    };
+    if from == "checkpoint" {
+        return Err(unknown());
+    }
+    let pos = Position::parse(&from).map_err(|e| anyhow!("the recorded --from {e}"))?;
+    let start = pos.start_in(client, (topic, number), watermarks)?;
+    Ok(start.ok_or_else(unknown)?.max(0) as u64)
+}
+
+/// Where the live job starts a partition it has no checkpoint of: the group's committed
+/// offset, else `auto_offset_reset` (as the job's assignment does).
+fn live_start(
+    client: &BaseConsumer,
+    reset: &str,
+    (topic, number): (&str, i32),
+    (low, high): (i64, i64),
+) -> Result<u64> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, number);
+    let committed = client
+        .committed_offsets(tpl, std::time::Duration::from_secs(10))
+        .context("the group's committed offsets")?;
+    let stored = committed
+        .find_partition(topic, number)
+        .and_then(|e| match e.offset() {
+            Offset::Offset(o) if o >= 0 => Some(o),
+            _ => None,
+        });
+    match stored {
+        Some(o) => Ok(o.clamp(low, high).max(0) as u64),
+        None if matches!(reset, "latest" | "largest" | "end") => bail!(
+            "the partition has no checkpoint and auto_offset_reset = \"{reset}\": the job starts it at the log's end, past the batch, at its next start; nothing to skip"
+        ),
+        None => Ok(low.max(0) as u64),
+    }
 }

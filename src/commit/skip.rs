@@ -13,19 +13,19 @@ use crate::decode::{DeadLetter, Position};
 /// What a skip did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skipped {
-    /// Where the partition stood (with no checkpoint: the log's first offset, a bound), and
-    /// where it resumes now.
+    /// Where the partition stood (with no checkpoint: where its run starts it), and where it
+    /// resumes now.
     pub from: u64,
     pub to: u64,
     /// The commit that records the skip.
     pub seq: u64,
-    /// The partition had a checkpoint: `from` is where it stood, not a bound.
+    /// The partition had a checkpoint (else `from` is where its run starts it).
     pub stood: bool,
 }
 
 /// Where a skip to `to` starts: the partition's newest commit, when `to` lies past it, or,
-/// for a partition with no commit yet, `first` (the log's first offset, at or before wherever
-/// it starts: a bound on what is skipped); else why a skip there is refused.
+/// for a partition with no commit yet, `first` (where its run starts it); else why a skip
+/// there is refused.
 fn short_of<'a>(
     key: &str,
     latest: Option<&'a Checkpoint>,
@@ -38,8 +38,8 @@ fn short_of<'a>(
     };
     match latest {
         None if to <= first => Err(refuse(format!(
-            "it has no checkpoint, and the log's first offset is {first}, at or past {to}: \
-             there is nothing to skip"
+            "it has no checkpoint and starts at offset {first}, at or past {to}: a skip never \
+             moves a partition back"
         ))),
         None => Ok((first, None)),
         Some(c) if to <= c.next_offset => Err(refuse(format!(
@@ -54,9 +54,9 @@ impl Checkpoints {
     /// Moves partition `key`'s checkpoint forward to `to`: takes a new term (a running owner is
     /// fenced at its next commit), reconciles, and commits the next sequence number with no
     /// data files and one dead letter, written to `dead`, that names the offsets skipped.
-    /// A partition with no checkpoint (stuck on its first batch) gets its first one; what
-    /// it skips is bounded by `first`, the log's first offset. Refused when the partition
-    /// already stands at or past `to` (a skip never moves a partition back).
+    /// A partition with no checkpoint (stuck on its first batch) gets its first one, and
+    /// stood at `first`, where its run starts it (the caller's to tell). Refused when the
+    /// partition already stands at or past `to` (a skip never moves a partition back).
     pub fn skip_to(
         &self,
         key: &str,
@@ -73,10 +73,9 @@ impl Checkpoints {
         let r = self.reconcile(key, term, &owner)?;
         let (from, latest) = short_of(key, r.latest.as_ref(), first, to)?;
         let seq = r.next_seq;
-        // With no checkpoint the partition started at `from` or later: a bound, said so.
         let range = match latest {
             Some(_) => format!("offsets {from} to {}", to - 1),
-            None => format!("offsets before {to} (from the log's first, {from})"),
+            None => format!("offsets {from} to {} (it had no checkpoint)", to - 1),
         };
         let owner = format!("{owner}: skipped {range}");
         let letter = || DeadLetter {

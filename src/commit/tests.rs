@@ -379,9 +379,9 @@ fn a_skip_moves_the_checkpoint_forward_under_a_new_term_and_never_back() {
     assert_eq!(cps.latest(KEY).unwrap().unwrap().next_offset, 13);
 }
 
-/// A partition stuck on its first batch has no checkpoint: the skip makes its first one, and
-/// what it skipped is bounded by the log's first offset (it started there or later). A skip to
-/// at or before that offset has nothing to skip and is refused.
+/// A partition stuck on its first batch has no checkpoint: the skip makes its first one, from
+/// where its run starts it (given). A skip to at or before there would move it back and is
+/// refused.
 #[test]
 fn a_skip_gives_a_partition_with_no_checkpoint_its_first() {
     let (_d, _rt, dest) = setup();
@@ -404,7 +404,7 @@ fn a_skip_gives_a_partition_with_no_checkpoint_its_first() {
         serde_json::from_slice(&dest.read("dl/first.jsonl").unwrap()).unwrap();
     assert_eq!(
         line["reason"],
-        "skipped by operator: offsets before 13 (from the log's first, 4) were not read (at most 9 records)"
+        "skipped by operator: offsets 4 to 12 (it had no checkpoint) were not read (at most 9 records)"
     );
 }
 

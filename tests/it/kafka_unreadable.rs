@@ -224,6 +224,28 @@ fn a_record_batch_that_cannot_be_read_is_one_dead_letter_and_reading_goes_on() {
     check(&out, 39, &batches, &text);
 }
 
+/// What the run says of a partition stuck on a batch.
+const STALLED: &str = "a partition has read nothing for a while";
+
+/// Runs the live job of `topic` (in `dir`, into `dir/out`), saying a stall after 3 s, until it
+/// says one: its job file, output folder, process and log so far.
+fn run_until_stalled(
+    dir: &std::path::Path,
+    bootstrap: &str,
+    topic: &str,
+) -> (std::path::PathBuf, std::path::PathBuf, KillOnDrop, String) {
+    let job = ids_job(dir, bootstrap, topic);
+    let log = dir.join("run.log");
+    let child = KillOnDrop(Some(spawn_with(
+        "run",
+        &job,
+        &log,
+        &[("SLUICE_FAULT", "stall_after:3000")],
+    )));
+    let text = crate::kafka::wait_log(&log, STALLED, 1, 90);
+    (job, dir.join("out"), child, text)
+}
+
 /// A record batch whose CRC is right but whose records do not parse: librdkafka fetches it
 /// again for ever and reports nothing, so the partition stands still. The run says so in its
 /// log (here after 3 s instead of 10 minutes), naming the partition and the offset; the
@@ -237,17 +259,8 @@ fn a_partition_stuck_on_a_batch_that_does_not_parse_is_named_in_the_log() {
     produce(&producer, topic, 0, 10..20);
     produce(&producer, topic, 1, 0..5);
     let dir = tempfile::tempdir().unwrap();
-    let job = ids_job(dir.path(), &bootstrap, topic);
-    let out = dir.path().join("out");
-    let log = dir.path().join("run.log");
-    let mut child = KillOnDrop(Some(spawn_with(
-        "run",
-        &job,
-        &log,
-        &[("SLUICE_FAULT", "stall_after:3000")],
-    )));
-    let said = "a partition has read nothing for a while";
-    let text = crate::kafka::wait_log(&log, said, 1, 90);
+    let (job, out, mut child, text) = run_until_stalled(dir.path(), &bootstrap, topic);
+    let said = STALLED;
     let warnings: Vec<&str> = text.lines().filter(|l| l.contains(said)).collect();
     assert_eq!(warnings.len(), 1, "one stall said:\n{text}");
     assert!(
@@ -317,8 +330,9 @@ fn a_partition_stuck_on_a_batch_that_does_not_parse_is_named_in_the_log() {
 
 /// The batch first in its partition: the stuck partition never commits, so it has no
 /// checkpoint, and the skip makes its first one (before, the skip was refused for want of a
-/// checkpoint and the partition could not be moved past the batch at all). What it skipped is
-/// bounded by the log's first offset; the next run reads on after the batch.
+/// checkpoint and the partition could not be moved past the batch at all), from where the job
+/// starts it (no group offset: `auto_offset_reset`, earliest); the next run reads on after the
+/// batch.
 #[test]
 fn a_partition_stuck_on_its_first_batch_is_skipped_to_its_first_checkpoint() {
     let topic = "unparsable-first";
@@ -327,17 +341,8 @@ fn a_partition_stuck_on_its_first_batch_is_skipped_to_its_first_checkpoint() {
     produce(&producer, topic, 0, 3..13);
     produce(&producer, topic, 1, 0..5);
     let dir = tempfile::tempdir().unwrap();
-    let job = ids_job(dir.path(), &bootstrap, topic);
-    let out = dir.path().join("out");
-    let log = dir.path().join("run.log");
-    let mut child = KillOnDrop(Some(spawn_with(
-        "run",
-        &job,
-        &log,
-        &[("SLUICE_FAULT", "stall_after:3000")],
-    )));
-    let said = "a partition has read nothing for a while";
-    let text = crate::kafka::wait_log(&log, said, 1, 90);
+    let (job, out, mut child, text) = run_until_stalled(dir.path(), &bootstrap, topic);
+    let said = STALLED;
     assert!(
         text.lines()
             .any(|l| l.contains(said) && l.contains(&format!("partition={topic}-0"))),
@@ -353,7 +358,9 @@ fn a_partition_stuck_on_its_first_batch_is_skipped_to_its_first_checkpoint() {
     assert!(!none.status.success(), "a skip of nothing ran");
     let said = sluice_ok(&["checkpoints", "skip", jobs, &key, "--to", "3"]);
     assert!(
-        said.contains("it had no checkpoint: offsets before 3 (from the log's first, 0) skipped"),
+        said.contains(
+            "it had no checkpoint: offsets 0 to 2 (from where its run starts it) skipped"
+        ),
         "{said}"
     );
     let dl = dead_letters(&out);
@@ -373,6 +380,62 @@ fn a_partition_stuck_on_its_first_batch_is_skipped_to_its_first_checkpoint() {
     let ids = trace_ids(&out);
     assert_eq!(ids.len(), 15, "every record but the batch's: {ids:?}");
     assert!(ids.values().all(|n| *n == 1), "{ids:?}");
+}
+
+/// A backfill's partition stuck on its first batch (`--from 1=10`, the batch at 10 to 12): the
+/// skip starts where the backfill's recorded range starts it, so one to before it (5) is
+/// refused (it would have the backfill export records 5 to 9, outside its range), and one past
+/// the batch makes the first checkpoint; the rerun ends with the range's readable records once.
+#[test]
+fn a_backfill_partition_stuck_on_its_first_batch_is_skipped_within_its_range() {
+    let topic = "unparsable-range";
+    let (_c, bootstrap, broker, producer) = cluster_and_producer(topic);
+    produce(&producer, topic, 1, 0..10);
+    produce_unparsable(&broker, topic, 1);
+    produce(&producer, topic, 1, 13..20);
+    let dir = tempfile::tempdir().unwrap();
+    let job = ids_job(dir.path(), &bootstrap, topic);
+    let jobs = job.to_str().unwrap();
+    let range = ["--from", "0=0,1=10,2=0,3=0", "--to", "0=0,1=20,2=0,3=0"];
+    let log = dir.path().join("b1.log");
+    let mut child = KillOnDrop(Some(
+        std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["backfill", jobs])
+            .args(range)
+            .env("SLUICE_FAULT", "stall_after:3000")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    ));
+    crate::kafka::wait_log(&log, STALLED, 1, 90);
+    sigterm(child.child());
+    wait_exit(child.child(), "the backfill to stop", 60);
+    let key = format!("{topic}-1");
+    let back = sluice(&["checkpoints", "skip", jobs, &key, "--to", "5", "--backfill"]);
+    let err = String::from_utf8_lossy(&back.stderr);
+    assert!(
+        !back.status.success() && err.contains("starts at offset 10"),
+        "{err}"
+    );
+    let said = sluice_ok(&[
+        "checkpoints",
+        "skip",
+        jobs,
+        &key,
+        "--to",
+        "13",
+        "--backfill",
+    ]);
+    assert!(said.contains("offsets 10 to 12"), "{said}");
+    let args: Vec<&str> = range.to_vec();
+    backfill(&job, &dir.path().join("b2.log"), &args);
+    let ids = trace_ids(&dir.path().join("out"));
+    assert_eq!(ids.len(), 7, "p1-13 to p1-19: {ids:?}");
+    assert!(
+        ids.iter().all(|(k, n)| *n == 1 && k.starts_with("p1-1")),
+        "{ids:?}"
+    );
 }
 
 /// The same batch in a backfill: the partition stuck on it is named; those that reached their
@@ -405,7 +468,7 @@ fn a_backfill_names_its_stuck_partition_not_one_that_reached_its_end() {
             .spawn()
             .unwrap(),
     ));
-    let said = "a partition has read nothing for a while";
+    let said = STALLED;
     crate::kafka::wait_log(&log, said, 1, 90);
     // Partitions 0's and 2's logs go on past the run's end: two more looks (5 s apart, 3 s
     // to wait) still name only partition 1.

@@ -199,9 +199,25 @@ fn plan_all(
     done.into_iter().map(|(_, r)| r).collect()
 }
 
+impl Position {
+    /// Where a run from this position starts partition `p` of `topic` (watermarks `[low,
+    /// high]`, read now): `None` for `latest`, which is the end when the run started, not now.
+    pub fn start_in<C: rdkafka::consumer::ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        (topic, p): (&str, i32),
+        (low, high): (i64, i64),
+    ) -> Result<Option<i64>, SourceError> {
+        if *self == Position::Latest {
+            return Ok(None);
+        }
+        resolve(consumer, topic, (topic, p), self, (low, high), low).map(Some)
+    }
+}
+
 /// An offset for `pos` in partition `p` of `topic`, within its watermarks `[low, high]`.
-fn resolve(
-    consumer: &BaseConsumer<GroupContext>,
+fn resolve<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
     name: &str,
     (topic, p): (&str, i32),
     pos: &Position,
