@@ -25,19 +25,15 @@ pub fn run_skip(
     backfill: Option<(Option<String>, Option<String>)>,
 ) -> Result<()> {
     let mut job = Job::load_repo(path, repo)?;
-    let (brokers, options, group, reset) = match &job.file.source {
+    let (brokers, options, reset) = match &job.file.source {
         SourceSection::Kafka {
             brokers,
             options,
-            group,
             auto_offset_reset,
             ..
         } => (
             brokers.clone(),
             options.clone(),
-            group
-                .clone()
-                .unwrap_or_else(|| format!("sluice-{}", job.file.job.name)),
             auto_offset_reset.clone(),
         ),
         _ => bail!(
@@ -66,7 +62,7 @@ pub fn run_skip(
         cfg.set(k, v);
     }
     // The live job's group, for where a partition without a checkpoint starts.
-    if !is_backfill {
+    if let Some(group) = job.kafka_group().filter(|_| !is_backfill) {
         cfg.set("group.id", &group);
     }
     let client: BaseConsumer = cfg.create().context("creating a Kafka client")?;

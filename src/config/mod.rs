@@ -328,6 +328,19 @@ impl Job {
     pub fn resolve_url(&self, url: &str) -> String {
         resolve_url_against(&self.base, url)
     }
+
+    /// A Kafka job's consumer group: `source.group`, else `sluice-<job name>` (a repo's job
+    /// name holds its repo); `None` for other sources.
+    pub fn kafka_group(&self) -> Option<String> {
+        match &self.file.source {
+            SourceSection::Kafka { group, .. } => Some(
+                group
+                    .clone()
+                    .unwrap_or_else(|| format!("sluice-{}", self.file.job.name)),
+            ),
+            _ => None,
+        }
+    }
 }
 
 /// `url` with a relative local path (plain, or after `file://`) resolved against `base`;

@@ -221,10 +221,8 @@ fn clashes(jobs: &[Job]) -> Vec<String> {
     for job in jobs {
         let name = job.repo.as_deref().unwrap_or_default();
         match &job.file.source {
-            SourceSection::Kafka { group, .. } => {
-                let g = group
-                    .clone()
-                    .unwrap_or_else(|| format!("sluice-{}", job.file.job.name));
+            SourceSection::Kafka { .. } => {
+                let g = job.kafka_group().expect("a Kafka job has a group");
                 if let Some(other) = groups.insert(g.clone(), name) {
                     problems.push(format!(
                         "repos.{name}.source.group: `{g}` is also repo {other}'s; each repo needs its own consumer group (leave it out for `sluice-<job>.<repo>`)"

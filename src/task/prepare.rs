@@ -103,7 +103,6 @@ pub fn prepare(job: &Job, connect: bool) -> Result<Prepared, TaskError> {
         SourceSection::Kafka {
             brokers,
             topics,
-            group,
             auto_offset_reset,
             chunk_bytes,
             options,
@@ -112,9 +111,7 @@ pub fn prepare(job: &Job, connect: bool) -> Result<Prepared, TaskError> {
         } => Some(Box::new(KafkaSource::new(&KafkaSettings {
             brokers: brokers.clone(),
             topics: topics.clone(),
-            group: group
-                .clone()
-                .unwrap_or_else(|| format!("sluice-{}", job.file.job.name)),
+            group: job.kafka_group().expect("a Kafka job has a group"),
             auto_offset_reset: auto_offset_reset.clone(),
             options: options.clone(),
             chunk_bytes: crate::config::parse_bytes(chunk_bytes).unwrap_or(1 << 20) as usize,
