@@ -6,15 +6,13 @@
 //! group is split around it; a conversion error (wrong type, overflow) has no row, so the group
 //! is halved. Good groups cost one decode; bad records cost O(bad × log(group)) extra work.
 
-use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::json::reader::{Decoder, ReaderBuilder};
 use arrow::record_batch::RecordBatch;
-use serde_json::value::RawValue;
 
 use super::columns::{epoch_to_timestamp, from_text};
 use super::fast::FastJson;
@@ -319,12 +317,10 @@ impl JsonDecoder {
             .collect();
         for (row, &r) in rows.iter().enumerate() {
             let rec = &recs[r];
-            let parsed: Result<HashMap<Cow<'_, str>, &RawValue>, _> =
-                serde_json::from_slice(&data[rec.start..rec.end]);
-            match parsed {
-                Ok(map) => {
-                    for (b, (_, key)) in builders.iter_mut().zip(&self.raw_fields) {
-                        match map.get(key.as_str()) {
+            match super::raw::pick(&data[rec.start..rec.end], &self.raw_fields) {
+                Ok(values) => {
+                    for (b, v) in builders.iter_mut().zip(values) {
+                        match v {
                             Some(v) if v.get() != "null" => b.append_value(v.get()),
                             _ => b.append_null(),
                         }

@@ -19,6 +19,7 @@ mod leaves;
 pub mod meta;
 mod number;
 mod range;
+mod raw;
 mod unknown;
 pub mod width;
 mod writable;
