@@ -94,6 +94,35 @@ fn stem_of(p: &Path) -> String {
 /// The first bytes of every gzip member.
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
+/// How far the offsets of the gzip file at `path` reach: its decompressed length, read
+/// through; for damaged data, to where reading stopped, and one more (the position of its
+/// dead letter's chunk, see `ChunkReader::damaged`). Where damage stops reading depends on
+/// the reads, so this may fall short of a checkpoint past it: a roll-back there is refused.
+pub fn gzip_reach(path: &Path) -> std::io::Result<u64> {
+    let f = std::fs::File::open(path)?;
+    let mut r = flate2::bufread::MultiGzDecoder::new(BufReader::with_capacity(256 * 1024, f));
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut n = 0u64;
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return Ok(n),
+            Ok(k) => n += k as u64,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::InvalidInput
+                        | std::io::ErrorKind::InvalidData
+                        | std::io::ErrorKind::UnexpectedEof
+                ) =>
+            {
+                return Ok(n + 1)
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Whether the file at `path` is gzip (by its first bytes, as [`ChunkReader::open`] tells).
 pub fn is_gzip(path: &Path) -> std::io::Result<bool> {
     let mut head = [0u8; 2];
@@ -528,8 +557,16 @@ impl ChunkReader {
                 return Err(self.refuse(offset, std::io::ErrorKind::InvalidData, why));
             }
             if end > offset {
-                // Put the part from `offset` on back in front of the unread input.
                 let keep = (offset - chunk.first_offset) as usize;
+                if self.gzip && keep > 0 && chunk.data[keep - 1] != b'\n' {
+                    // Inside a record: the checkpoint stands past damage met before (at a
+                    // place that depends on the reads), and the file holds more now.
+                    tracing::warn!(input = %self.name, resume = offset, "the gzip input's resume offset lies inside a record (damage was met there before, and the file reads past it now): nothing more is read from it");
+                    self.eof = true;
+                    self.carry.clear();
+                    break;
+                }
+                // Put the part from `offset` on back in front of the unread input.
                 let mut rest = chunk.data.split_off(keep);
                 rest.append(&mut self.carry);
                 self.carry = rest;

@@ -439,3 +439,31 @@ fn damage_inside_a_csv_header_is_an_error() {
     let err = r.take_header().unwrap_err().to_string();
     assert!(err.contains("incomplete deflate stream"), "{err}");
 }
+
+/// A gzip input resumed at an offset inside a record: a checkpoint made past damage met
+/// before (where reading stopped depends on the reads, and the file may have been made whole
+/// since). Nothing more is read from it; before, the record was split there and its tail
+/// exported as a record of its own.
+#[test]
+fn a_gzip_input_resumed_inside_a_record_reads_nothing_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = varied_records(2_000);
+    let p = dir.path().join("whole.jsonl.gz");
+    std::fs::write(&p, gzip(text.as_bytes())).unwrap();
+    let second = text.find('\n').unwrap() + 1;
+    let mut r = ChunkReader::open(&InputSource::File(p.clone()), None)
+        .unwrap()
+        .with_block_size(4096);
+    r.skip_to(second as u64 + 3, 1).unwrap();
+    assert!(read_all(&mut r).is_empty());
+    // At a record's start it reads on.
+    let mut r = ChunkReader::open(&InputSource::File(p), None)
+        .unwrap()
+        .with_block_size(4096);
+    r.skip_to(second as u64, 1).unwrap();
+    let rest: Vec<u8> = read_all(&mut r)
+        .iter()
+        .flat_map(|c| c.data.clone())
+        .collect();
+    assert_eq!(rest, text.as_bytes()[second..]);
+}

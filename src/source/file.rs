@@ -181,11 +181,11 @@ impl Source for FileSource {
             name: p.path.display().to_string(),
             reason: e.to_string(),
         };
-        // Offsets count decompressed bytes: a gzip file's length bounds nothing (its
-        // decompressed length is known only by reading it through). A resume past its end is
-        // refused when the file is read (`ChunkReader::skip_to`).
+        // Offsets count decompressed bytes: a gzip file is read through to tell (a roll-back,
+        // a restored spill), so a roll-back past a shorter file is refused before it deletes.
         if crate::input::is_gzip(&p.path).map_err(io)? {
-            return Ok(None);
+            let reach = crate::input::gzip_reach(&p.path).map_err(io)?;
+            return Ok(Some((0, reach)));
         }
         let len = std::fs::metadata(&p.path).map_err(io)?.len();
         Ok(Some((0, len)))

@@ -79,6 +79,18 @@ fn a_gzip_input_rolls_back_to_a_checkpoint() {
     let kept = after.iter().filter(|p| before.contains(p)).count();
     assert!(kept >= 1 && kept < before.len(), "{before:?} → {after:?}");
     assert_exactly_once(&out, 6000, broken(0, 6000));
+    // The file replaced by a shorter one: a roll-back to a checkpoint past its end is refused
+    // before anything is deleted (it was made, and every start then failed reading the file).
+    write_gz_events(&dir.path().join("a.jsonl.gz"), 500, 0, 1.0);
+    let held = parquet();
+    // Commit 5 was the roll-back; 6 is the first commit made again.
+    let o = sluice(&["run", job.to_str().unwrap(), "--from-checkpoint", "6"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("cannot replay partition"),
+        "{err}"
+    );
+    assert_eq!(parquet(), held, "files deleted by a refused roll-back");
 }
 
 /// A file job over a whole gzip file and one cut short: the job ends, the whole file's
