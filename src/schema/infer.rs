@@ -311,6 +311,14 @@ fn quote(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
 
+/// Whether an object has a key a field may be named by (not empty, not reserved): else it
+/// is `json`, as a struct of no fields is refused.
+fn writable(f: &Fields) -> bool {
+    f.order
+        .iter()
+        .any(|k| !k.is_empty() && !super::reserved_name(k))
+}
+
 /// The schema type of a stat, and whether it needs nested `fields`.
 fn type_of<'a>(
     stat: &'a Stat,
@@ -346,10 +354,10 @@ fn type_of<'a>(
         Kind::Str(Text::DateTime) if top => ("timestamp".into(), vec!["%Y-%m-%d %H:%M:%S"], None),
         Kind::Str(_) => ("string".into(), vec![], None),
         Kind::Json => ("json".into(), vec![], None),
-        Kind::Object(f) if f.order.is_empty() => ("json".into(), vec![], None),
+        Kind::Object(f) if !writable(f) => ("json".into(), vec![], None),
         Kind::Object(f) => ("struct".into(), vec![], Some(f)),
         Kind::Array(item) => match &item.kind {
-            Kind::Object(f) if !f.order.is_empty() => ("list<struct>".into(), vec![], Some(f)),
+            Kind::Object(f) if writable(f) => ("list<struct>".into(), vec![], Some(f)),
             Kind::Object(_) | Kind::Array(_) | Kind::Json => ("json".into(), vec![], None),
             // Inside lists, only RFC 3339 timestamps (see docs/SCHEMA.md).
             _ => {
@@ -426,7 +434,9 @@ mod tests {
     #[test]
     fn reserved_names_are_left_out_and_the_schema_parses() {
         let mut inf = Inference::default();
-        inf.json_line(br#"{"a":1,"_kafka_offset":5,"_raw":"x","s":{"_kafka_key":"k","b":2}}"#);
+        inf.json_line(
+            br#"{"a":1,"_kafka_offset":5,"_raw":"x","s":{"_kafka_key":"k","b":2},"e":{"_raw":1},"l":[{"":1}]}"#,
+        );
         let toml = inf.to_toml("r", "test");
         assert!(
             toml.contains("# \"_kafka_offset\" (in 1 of 1 rows) is left out"),
@@ -438,7 +448,11 @@ mod tests {
         );
         let s = crate::schema::RepoSchema::parse(&toml, std::path::Path::new("r.toml")).unwrap();
         let names: Vec<&str> = s.fields.iter().map(|f| f.name.as_str()).collect();
-        assert_eq!(names, ["a", "s"]);
+        assert_eq!(names, ["a", "s", "e", "l"]);
+        // Objects left with no field a schema may name are `json`.
+        assert!(s.fields[2..]
+            .iter()
+            .all(|f| f.ty == crate::schema::FieldType::Json));
     }
 
     #[test]

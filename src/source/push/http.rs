@@ -153,7 +153,7 @@ pub async fn push(api: Arc<PushApi>, headers: HeaderMap, body: Body) -> Response
     }
     // The server reads only the chunked transfer coding; a body under another (`gzip,
     // chunked`) reached the decoder still coded: each line a dead letter of bytes.
-    if let Some(te) = headers.get(header::TRANSFER_ENCODING) {
+    for te in headers.get_all(header::TRANSFER_ENCODING) {
         let te = te.to_str().unwrap_or("?").to_ascii_lowercase();
         if te.split(',').any(|c| c.trim() != "chunked") {
             return answer(
