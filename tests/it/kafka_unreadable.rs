@@ -246,6 +246,19 @@ fn run_until_stalled(
     (job, dir.join("out"), child, text)
 }
 
+/// Runs the job again (after a skip) until `dir/out` holds `n` records, stops it, and checks
+/// they are every record but the batch's, each once.
+fn run_again_to(job: &std::path::Path, dir: &std::path::Path, n: usize) {
+    let out = dir.join("out");
+    let mut again = KillOnDrop(Some(spawn_with("run", job, &dir.join("run2.log"), &[])));
+    crate::kafka::wait_for(&out, n, 60);
+    sigterm(again.child());
+    assert!(wait_exit(again.child(), "the second run to stop", 60).success());
+    let ids = trace_ids(&out);
+    assert_eq!(ids.len(), n, "every record but the batch's: {ids:?}");
+    assert!(ids.values().all(|c| *c == 1), "{ids:?}");
+}
+
 /// A record batch whose CRC is right but whose records do not parse: librdkafka fetches it
 /// again for ever and reports nothing, so the partition stands still. The run says so in its
 /// log (here after 3 s instead of 10 minutes), naming the partition and the offset; the
@@ -313,19 +326,7 @@ fn a_partition_stuck_on_a_batch_that_does_not_parse_is_named_in_the_log() {
                 .is_some_and(|r| r.contains("offsets 10 to 12 were not read")),
         "{dl:?}"
     );
-    let mut again = KillOnDrop(Some(spawn_with(
-        "run",
-        &job,
-        &dir.path().join("run2.log"),
-        &[],
-    )));
-    crate::kafka::wait_for(&out, 25, 60);
-    let proc = again.0.as_mut().unwrap();
-    sigterm(proc);
-    assert!(wait_exit(proc, "the second run to stop", 60).success());
-    let ids = trace_ids(&out);
-    assert_eq!(ids.len(), 25, "every record but the batch's: {ids:?}");
-    assert!(ids.values().all(|n| *n == 1), "{ids:?}");
+    run_again_to(&job, dir.path(), 25);
 }
 
 /// The batch first in its partition: the stuck partition never commits, so it has no
@@ -368,18 +369,7 @@ fn a_partition_stuck_on_its_first_batch_is_skipped_to_its_first_checkpoint() {
         dl.len() == 1 && dl[0]["class"] == "skipped" && dl[0]["offset"] == 2,
         "{dl:?}"
     );
-    let mut again = KillOnDrop(Some(spawn_with(
-        "run",
-        &job,
-        &dir.path().join("run2.log"),
-        &[],
-    )));
-    crate::kafka::wait_for(&out, 15, 60);
-    sigterm(again.child());
-    assert!(wait_exit(again.child(), "the second run to stop", 60).success());
-    let ids = trace_ids(&out);
-    assert_eq!(ids.len(), 15, "every record but the batch's: {ids:?}");
-    assert!(ids.values().all(|n| *n == 1), "{ids:?}");
+    run_again_to(&job, dir.path(), 15);
 }
 
 /// A backfill's partition stuck on its first batch (`--from 1=10`, the batch at 10 to 12): the
