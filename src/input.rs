@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+mod gzip;
+pub use gzip::{gzip_reach, is_gzip};
+
 use crate::decode::framing::{
     last_record_boundary, record_boundary_within, Chunk, MAX_CHUNK_LINES,
 };
@@ -89,54 +92,6 @@ fn stem_of(p: &Path) -> String {
         }
     }
     name
-}
-
-/// The first bytes of every gzip member.
-const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
-
-/// How far the offsets of the gzip file at `path` reach: its decompressed length, read
-/// through; for damaged data, to where reading stopped, and one more (the position of its
-/// dead letter's chunk, see `ChunkReader::damaged`). Where damage stops reading depends on
-/// the reads, so this may fall short of a checkpoint past it: a roll-back there is refused.
-pub fn gzip_reach(path: &Path) -> std::io::Result<u64> {
-    let f = std::fs::File::open(path)?;
-    let mut r = flate2::bufread::MultiGzDecoder::new(BufReader::with_capacity(256 * 1024, f));
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut n = 0u64;
-    loop {
-        match r.read(&mut buf) {
-            Ok(0) => return Ok(n),
-            Ok(k) => n += k as u64,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::InvalidInput
-                        | std::io::ErrorKind::InvalidData
-                        | std::io::ErrorKind::UnexpectedEof
-                ) =>
-            {
-                return Ok(n + 1)
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Whether the file at `path` is gzip (by its first bytes, as [`ChunkReader::open`] tells).
-pub fn is_gzip(path: &Path) -> std::io::Result<bool> {
-    let mut head = [0u8; 2];
-    let mut f = std::fs::File::open(path)?;
-    let mut n = 0;
-    while n < head.len() {
-        match f.read(&mut head[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n == head.len() && head == GZIP_MAGIC)
 }
 
 /// Counts bytes read from the underlying (possibly compressed) input, for progress, and
@@ -261,7 +216,7 @@ impl ChunkReader {
             offset: 0,
             source,
         })?;
-        let gzip = head.starts_with(&GZIP_MAGIC);
+        let gzip = head.starts_with(&gzip::MAGIC);
         let reader: Box<dyn Read + Send> = if gzip {
             Box::new(flate2::bufread::MultiGzDecoder::new(buffered))
         } else {
@@ -293,15 +248,11 @@ impl ChunkReader {
         Self::over(name.into(), Box::new(raw), None, None)
     }
 
-    /// Whether `e`, from reading the input, is damage in its gzip data: flate2 reports corrupt
-    /// data (a bad header, deflate stream or checksum) as `InvalidInput` and a stream cut
-    /// short as `UnexpectedEof`; an error of the raw input it passes on is I/O (which fails
-    /// the read, as for plain files).
+    /// Whether `e`, from reading the input, is damage in its gzip data
+    /// ([`gzip::is_data_error`]) and not an error of the raw input the decompressor passes on
+    /// (I/O, which fails the read, as for plain files).
     fn is_damage(&self, e: &std::io::Error) -> bool {
-        use std::io::ErrorKind::{InvalidData, InvalidInput, UnexpectedEof};
-        self.gzip
-            && !self.raw_failed.load(Ordering::Relaxed)
-            && matches!(e.kind(), InvalidInput | InvalidData | UnexpectedEof)
+        self.gzip && !self.raw_failed.load(Ordering::Relaxed) && gzip::is_data_error(e)
     }
 
     /// Sets the record limit (64 MiB by default; see [`ChunkReader::next_chunk`]).
