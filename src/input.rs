@@ -451,7 +451,9 @@ impl ChunkReader {
         chunk.first_line = self.line;
         chunk.first_offset = self.offset;
         chunk.skipped_bytes = held.len() as u64 + 1;
-        chunk.skipped_lines = memchr::memchr_iter(b'\n', &held).count() as u64;
+        // One line more than the bytes hold: a resume here tells this place from a record's
+        // middle in a file that reads past it later (`skip_to`).
+        chunk.skipped_lines = memchr::memchr_iter(b'\n', &held).count() as u64 + 1;
         self.line += chunk.skipped_lines;
         self.offset += chunk.skipped_bytes;
         self.block = self.base_block;
@@ -509,12 +511,16 @@ impl ChunkReader {
             }
             if end > offset {
                 let keep = (offset - chunk.first_offset) as usize;
-                if self.gzip && keep > 0 && chunk.data[keep - 1] != b'\n' {
-                    // Inside a record: the checkpoint stands past damage met before (at a
-                    // place that depends on the reads), and the file holds more now.
-                    tracing::warn!(input = %self.name, resume = offset, "the gzip input's resume offset lies inside a record (damage was met there before, and the file reads past it now): nothing more is read from it");
+                let here = chunk.first_line
+                    + memchr::memchr_iter(b'\n', &chunk.data[..keep]).count() as u64;
+                if self.gzip && line > here {
+                    // The checkpoint stands one line past where it is here: past damage met
+                    // before (see `damaged`), at a place that depends on the reads, and the
+                    // file reads past it now (made whole since, or read in other sizes).
+                    tracing::warn!(input = %self.name, resume = offset, "the gzip input's resume offset stands past damage met before, and the file reads past it now: nothing more is read from it");
                     self.eof = true;
                     self.carry.clear();
+                    self.damage = None;
                     break;
                 }
                 // Put the part from `offset` on back in front of the unread input.

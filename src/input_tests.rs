@@ -440,30 +440,43 @@ fn damage_inside_a_csv_header_is_an_error() {
     assert!(err.contains("incomplete deflate stream"), "{err}");
 }
 
-/// A gzip input resumed at an offset inside a record: a checkpoint made past damage met
-/// before (where reading stopped depends on the reads, and the file may have been made whole
-/// since). Nothing more is read from it; before, the record was split there and its tail
-/// exported as a record of its own.
+/// A gzip input resumed one line past where the reader stands (a checkpoint past damage met
+/// before, whose place depends on the reads, in a file that reads past it now): nothing more
+/// is read; before, the record was split there and its tail exported as a record of its
+/// own. A checkpoint at the end of a last record without a line end is the file's own: a
+/// member appended since is read.
 #[test]
-fn a_gzip_input_resumed_inside_a_record_reads_nothing_more() {
+fn a_gzip_input_resumed_past_damage_met_before_reads_nothing_more() {
     let dir = tempfile::tempdir().unwrap();
     let text = varied_records(2_000);
     let p = dir.path().join("whole.jsonl.gz");
     std::fs::write(&p, gzip(text.as_bytes())).unwrap();
     let second = text.find('\n').unwrap() + 1;
-    let mut r = ChunkReader::open(&InputSource::File(p.clone()), None)
-        .unwrap()
-        .with_block_size(4096);
-    r.skip_to(second as u64 + 3, 1).unwrap();
+    let open = |p: &std::path::Path| {
+        ChunkReader::open(&InputSource::File(p.to_path_buf()), None)
+            .unwrap()
+            .with_block_size(4096)
+    };
+    let mut r = open(&p);
+    r.skip_to(second as u64 + 3, 3).unwrap();
     assert!(read_all(&mut r).is_empty());
-    // At a record's start it reads on.
-    let mut r = ChunkReader::open(&InputSource::File(p), None)
-        .unwrap()
-        .with_block_size(4096);
-    r.skip_to(second as u64, 1).unwrap();
+    let mut r = open(&p);
+    r.skip_to(second as u64, 2).unwrap();
     let rest: Vec<u8> = read_all(&mut r)
         .iter()
         .flat_map(|c| c.data.clone())
         .collect();
     assert_eq!(rest, text.as_bytes()[second..]);
+    // "a\nb" then a member "\nc\nd\n" appended: the checkpoint at 3, line 2, reads on.
+    let grown = dir.path().join("grown.jsonl.gz");
+    let mut bytes = gzip(b"{\"a\":1}\n{\"b\":2}");
+    bytes.extend(gzip(b"\n{\"c\":3}\n{\"d\":4}\n"));
+    std::fs::write(&grown, bytes).unwrap();
+    let mut r = open(&grown);
+    r.skip_to(15, 2).unwrap();
+    let rest: Vec<u8> = read_all(&mut r)
+        .iter()
+        .flat_map(|c| c.data.clone())
+        .collect();
+    assert_eq!(rest, b"\n{\"c\":3}\n{\"d\":4}\n");
 }

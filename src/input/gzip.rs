@@ -16,20 +16,20 @@ pub(super) fn is_data_error(e: &std::io::Error) -> bool {
 pub(super) const MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 /// How far the offsets of the gzip file at `path` reach: its decompressed length, read
-/// through; for damaged data, to where reading stopped, and one more (the position of its
-/// dead letter's chunk, see `super::ChunkReader`). Where damage stops reading depends on
-/// the reads, so this may fall short of a checkpoint past it: a roll-back there is refused.
-pub fn gzip_reach(path: &Path) -> std::io::Result<u64> {
+/// through; `None` for damaged data, since where damage stops reading depends on the reads
+/// (flate2 drops what the failing read decoded), so a checkpoint past it may still be the
+/// file's own.
+pub fn gzip_reach(path: &Path) -> std::io::Result<Option<u64>> {
     let f = std::fs::File::open(path)?;
     let mut r = flate2::bufread::MultiGzDecoder::new(BufReader::with_capacity(256 * 1024, f));
     let mut buf = vec![0u8; 256 * 1024];
     let mut n = 0u64;
     loop {
         match r.read(&mut buf) {
-            Ok(0) => return Ok(n),
+            Ok(0) => return Ok(Some(n)),
             Ok(k) => n += k as u64,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) if is_data_error(&e) => return Ok(n + 1),
+            Err(e) if is_data_error(&e) => return Ok(None),
             Err(e) => return Err(e),
         }
     }

@@ -182,10 +182,11 @@ impl Source for FileSource {
             reason: e.to_string(),
         };
         // Offsets count decompressed bytes: a gzip file is read through to tell (a roll-back,
-        // a restored spill), so a roll-back past a shorter file is refused before it deletes.
+        // a restored spill), so a roll-back past a shorter file is refused before it deletes;
+        // a damaged one cannot tell.
         if crate::input::is_gzip(&p.path).map_err(io)? {
             let reach = crate::input::gzip_reach(&p.path).map_err(io)?;
-            return Ok(Some((0, reach)));
+            return Ok(reach.map(|r| (0, r)));
         }
         let len = std::fs::metadata(&p.path).map_err(io)?.len();
         Ok(Some((0, len)))
