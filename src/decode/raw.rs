@@ -12,8 +12,14 @@ pub fn pick<'a>(
     keys: &[(usize, String)],
 ) -> Result<Vec<Option<&'a RawValue>>, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_slice(record);
-    let values = Wanted(keys).deserialize(&mut de)?;
+    let mut values = Wanted(keys).deserialize(&mut de)?;
     de.end()?;
+    // Fields reading one key (`source`) share its value: the first of them holds it.
+    for i in 0..keys.len() {
+        if let Some(first) = keys[..i].iter().position(|(_, k)| *k == keys[i].1) {
+            values[i] = values[first];
+        }
+    }
     Ok(values)
 }
 
@@ -70,21 +76,25 @@ mod tests {
 
     #[test]
     fn the_wanted_keys_values_are_picked_as_text_the_last_of_a_repeated_one() {
-        let keys = vec![(0, "a".to_string()), (3, "b\u{e9}".to_string())];
+        let keys = vec![
+            (0, "a".to_string()),
+            (3, "b\u{e9}".to_string()),
+            (4, "a".to_string()),
+        ];
         let got = pick(
             br#"{"x":[1,{"a":2}],"a":{"k":[1, 2]},"b\u00e9":"s","a":[ 3 ]}"#,
             &keys,
         )
         .unwrap();
         let text: Vec<Option<&str>> = got.iter().map(|v| v.map(|v| v.get())).collect();
-        assert_eq!(text, [Some("[ 3 ]"), Some("\"s\"")]);
+        assert_eq!(text, [Some("[ 3 ]"), Some("\"s\""), Some("[ 3 ]")]);
         assert_eq!(
             pick(br#"{"x":1}"#, &keys)
                 .unwrap()
                 .iter()
                 .map(|v| v.is_none())
                 .collect::<Vec<_>>(),
-            [true, true]
+            [true, true, true]
         );
         for bad in [&b"[1]"[..], b"{\"a\":1} x", b"{\"a\":}", b"{\"a\":1"] {
             assert!(
