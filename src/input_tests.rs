@@ -480,3 +480,27 @@ fn a_gzip_input_resumed_past_damage_met_before_reads_nothing_more() {
         .collect();
     assert_eq!(rest, b"\n{\"c\":3}\n{\"d\":4}\n");
 }
+
+/// A gzip file read while written: cut at 30 %, its damage's chunk is the checkpoint; cut at
+/// 60 % later, a resume there reads nothing more and meets no damage twice (the damage met
+/// further on was left pending: a debug build panicked, a release one wrote it again).
+#[test]
+fn a_gzip_file_read_again_after_it_grew_past_its_damage_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = varied_records(20_000);
+    let whole = gzip(text.as_bytes());
+    let p = dir.path().join("growing.jsonl.gz");
+    let open = || {
+        ChunkReader::open(&InputSource::File(p.clone()), None)
+            .unwrap()
+            .with_block_size(1 << 20)
+    };
+    std::fs::write(&p, &whole[..whole.len() * 3 / 10]).unwrap();
+    let chunks = read_all(&mut open());
+    let last = chunks.last().unwrap();
+    assert!(last.decoded.is_some(), "the damage's chunk");
+    std::fs::write(&p, &whole[..whole.len() * 6 / 10]).unwrap();
+    let mut r = open();
+    r.skip_to(last.end_offset(), last.next_line()).unwrap();
+    assert!(read_all(&mut r).is_empty());
+}
