@@ -125,16 +125,26 @@ struct BackfillRange {
 pub fn recorded_from(job: &Job) -> Result<Option<String>> {
     let runtime = io_runtime()?;
     let dest = task::destination_at(job, &job.resolve_url(&job.file.sink.url), &runtime)?;
-    let record = format!("_sluice/{}/range.json", job.file.job.name);
+    let record = range_record(&job.file.job.name);
     match dest.read(&record) {
-        Ok(b) => {
-            let r: BackfillRange = serde_json::from_slice(&b)
-                .with_context(|| format!("reading {}", dest.display(&record)))?;
-            Ok(Some(r.from))
-        }
+        Ok(b) => Ok(Some(parse_range(&dest, &record, &b)?.from)),
         Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Where backfill `name` records its range in its destination.
+fn range_record(name: &str) -> String {
+    format!("_sluice/{name}/range.json")
+}
+
+/// The range recorded at `record` of `dest`, from its bytes.
+fn parse_range(
+    dest: &sluice::store::Destination,
+    record: &str,
+    bytes: &[u8],
+) -> Result<BackfillRange> {
+    serde_json::from_slice(bytes).with_context(|| format!("reading {}", dest.display(record)))
 }
 
 /// Records the range of the backfill `job` names in its destination
@@ -172,7 +182,7 @@ fn hold_range(job: &Job, from: &str, start: &Position, end: &Position) -> Result
     let runtime = io_runtime()?;
     let dest = task::destination_at(job, &job.resolve_url(&job.file.sink.url), &runtime)?;
     let name = &job.file.job.name;
-    let record = format!("_sluice/{name}/range.json");
+    let record = range_record(name);
     let bytes = serde_json::to_vec(&ours).expect("a range serializes");
     let committed = !Checkpoints::new(dest.clone(), name).keys()?.is_empty();
     let theirs = match dest.read(&record) {
@@ -196,8 +206,7 @@ fn hold_range(job: &Job, from: &str, start: &Position, end: &Position) -> Result
         }
         Err(e) => return Err(e.into()),
     };
-    let theirs: BackfillRange = serde_json::from_slice(&theirs)
-        .with_context(|| format!("reading {}", dest.display(&record)))?;
+    let theirs = parse_range(&dest, &record, &theirs)?;
     if theirs != ours && !committed {
         // The earlier run committed nothing (it failed at its start): nothing to resume.
         tracing::info!(backfill = %name, from = %theirs.from, to = %theirs.to, "the earlier run of this name committed nothing; its range is replaced");

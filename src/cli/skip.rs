@@ -172,7 +172,7 @@ fn live_start(
         });
     match stored {
         Some(o) => Ok(o.clamp(low, high).max(0) as u64),
-        None if matches!(reset, "latest" | "largest" | "end") => bail!(
+        None if sluice::source::kafka::resets_to_latest(reset) => bail!(
             "the partition has no checkpoint and auto_offset_reset = \"{reset}\": the job starts it at the log's end, past the batch, at its next start; nothing to skip"
         ),
         None => Ok(low.max(0) as u64),

@@ -75,6 +75,11 @@ pub struct KafkaSettings {
     pub skip_gaps: bool,
 }
 
+/// Whether `auto_offset_reset` starts a partition without an offset at the log's end.
+pub fn resets_to_latest(reset: &str) -> bool {
+    matches!(reset, "latest" | "largest" | "end")
+}
+
 fn err_at(name: &str, reason: impl Into<String>) -> SourceError {
     SourceError::Other {
         name: name.to_string(),
@@ -175,7 +180,7 @@ impl KafkaSource {
             cfg.set(k, v);
         }
         let shared = Arc::new(Mutex::new(Shared {
-            reset_latest: matches!(s.auto_offset_reset.as_str(), "latest" | "largest" | "end"),
+            reset_latest: resets_to_latest(&s.auto_offset_reset),
             name: name.clone(),
             skip_gaps: s.skip_gaps,
             ..Shared::default()

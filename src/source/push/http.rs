@@ -319,7 +319,9 @@ fn take(api: &PushApi, bytes: bytes::Bytes, gzip: bool, body: Reservation) -> Re
     let beyond = decoder.decoded_beyond_text(&data, lines);
     let len = data.len() as u64;
     let need = (DECODE_FACTOR * len).max(2 * len + beyond);
+    let give_back = |d| api.pool.lock().expect("decoder pool").push(d);
     if need > api.max_in_flight {
+        give_back(decoder);
         return answer(
             api,
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -340,6 +342,7 @@ fn take(api: &PushApi, bytes: bytes::Bytes, gzip: bool, body: Reservation) -> Re
         );
     }
     let Some(_decoding) = api.reserve(need) else {
+        give_back(decoder);
         return no_memory(api);
     };
     let chunk = Chunk {
@@ -348,7 +351,7 @@ fn take(api: &PushApi, bytes: bytes::Bytes, gzip: bool, body: Reservation) -> Re
         ..Chunk::default()
     };
     let decoded = decoder.decode(&chunk);
-    api.pool.lock().expect("decoder pool").push(decoder);
+    give_back(decoder);
     // Records the task would stop on are refused here instead (400), so they never reach the
     // log (a WAL would replay them at every start).
     if api.reject_stage_failures {
