@@ -330,16 +330,30 @@ impl ChunkReader {
             };
             match cut {
                 Some(mut cut) => {
-                    let mut lines = memchr::memchr_iter(b'\n', &buf[..cut]).count();
-                    if lines > MAX_CHUNK_LINES {
-                        // Tiny records: a chunk holds at most so many (see MAX_CHUNK_LINES).
-                        if let Some(c) =
-                            record_boundary_within(&buf[..cut], self.quote, MAX_CHUNK_LINES)
-                        {
-                            cut = c;
-                            lines = memchr::memchr_iter(b'\n', &buf[..cut]).count();
+                    let lines = if self.quote.is_none() {
+                        // Lines are records: where each ends is kept for the decoder, which
+                        // then frames them without a second scan.
+                        let ends = &mut chunk.ends;
+                        ends.extend(memchr::memchr_iter(b'\n', &buf[..cut]));
+                        if ends.len() > MAX_CHUNK_LINES {
+                            // Tiny records: a chunk holds at most so many (see MAX_CHUNK_LINES).
+                            ends.truncate(MAX_CHUNK_LINES);
+                            cut = ends[MAX_CHUNK_LINES - 1] + 1;
                         }
-                    }
+                        ends.len()
+                    } else {
+                        let mut lines = memchr::memchr_iter(b'\n', &buf[..cut]).count();
+                        if lines > MAX_CHUNK_LINES {
+                            // Tiny records, as above; a quoted record is not cut.
+                            if let Some(c) =
+                                record_boundary_within(&buf[..cut], self.quote, MAX_CHUNK_LINES)
+                            {
+                                cut = c;
+                                lines = memchr::memchr_iter(b'\n', &buf[..cut]).count();
+                            }
+                        }
+                        lines
+                    };
                     self.carry.extend_from_slice(&buf[cut..]);
                     buf.truncate(cut);
                     // The long record (if any) is out: read normal blocks again.
@@ -353,6 +367,9 @@ impl ChunkReader {
                     if chunk.first_offset == 0 && buf.starts_with(BOM) {
                         buf.drain(..BOM.len());
                         chunk.first_offset = BOM.len() as u64;
+                        for end in chunk.ends.iter_mut() {
+                            *end -= BOM.len();
+                        }
                     }
                     return Ok(true);
                 }

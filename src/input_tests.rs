@@ -266,6 +266,53 @@ fn a_byte_order_mark_at_the_start_is_not_data() {
     assert_eq!((chunks[0].first_line, chunks[0].first_offset), (1, 3));
 }
 
+/// The line ends a file's chunks record frame the same records as a scan of their bytes:
+/// CR before a line end, blank and whitespace lines, a BOM, the line cap, a last line
+/// without its newline, at several block sizes.
+#[test]
+fn recorded_line_ends_frame_what_a_scan_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = b"\xEF\xBB\xBF{\"a\":1}\r\n\n  \t\n\r\n{}\n".to_vec();
+    for i in 0..(MAX_CHUNK_LINES + 500) {
+        text.extend_from_slice(match i % 7 {
+            0 => b"\r\n".as_slice(),
+            1 => b" {\"x\":\"y\"} \r\n",
+            2 => b"\n",
+            _ => b"1\n",
+        });
+    }
+    text.extend_from_slice(b"{\"last\":true}");
+    let p = dir.path().join("in.jsonl");
+    std::fs::write(&p, &text).unwrap();
+    for block in [1024, 4096, 1 << 20] {
+        let mut r = ChunkReader::open(&InputSource::File(p.clone()), None)
+            .unwrap()
+            .with_block_size(block);
+        let (mut recorded, mut scanned, mut framed) = (Vec::new(), Vec::new(), 0);
+        for mut c in read_all(&mut r) {
+            crate::decode::framing::split_records(&c, None, &mut recorded);
+            framed += usize::from(!c.ends.is_empty() && c.ends.last() == Some(&(c.data.len() - 1)));
+            c.ends.clear();
+            crate::decode::framing::split_records(&c, None, &mut scanned);
+            let spans = |rs: &[crate::decode::framing::Record]| {
+                rs.iter()
+                    .map(|x| (x.start, x.end, x.pos.line, x.pos.offset))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(
+                spans(&recorded),
+                spans(&scanned),
+                "block {block}, chunk at line {}",
+                c.first_line
+            );
+        }
+        assert!(
+            framed > 0,
+            "block {block}: no chunk was framed by its recorded ends"
+        );
+    }
+}
+
 #[test]
 fn skip_to_resumes_at_a_record_boundary() {
     let dir = tempfile::tempdir().unwrap();

@@ -33,9 +33,10 @@ pub struct Chunk {
     pub from_offset: Option<u64>,
     /// Message-framed sources: the offset of each record (one per line), in order.
     pub offsets: Vec<u64>,
-    /// Message-framed sources: where each record's line ends in `data` (the index of its
-    /// newline), one per line, when every line is one record (none blank, none with a line
-    /// break inside): [`split_records`] then takes them instead of scanning. Empty: scan.
+    /// Where each line ends in `data` (the index of its newline), recorded by a source that
+    /// already knows (message-framed sources; files of lines, found as they are read), when
+    /// lines are records (no CSV quotes): [`split_records`] then frames by them instead of
+    /// scanning. Empty: scan.
     pub ends: Vec<usize>,
     /// Message-framed sources: the metadata the schema asks for, per record.
     pub meta: super::meta::MessageMeta,
@@ -154,16 +155,23 @@ pub fn split_records(chunk: &Chunk, quote: Option<u8>, out: &mut Vec<Record>) {
             .is_some_and(|&e| e + 1 == chunk.data.len())
     {
         let mut start = 0;
-        for (i, &end) in chunk.ends.iter().enumerate() {
-            out.push(Record {
-                start,
-                end,
-                pos: Position {
-                    line: chunk.first_line + i as u64,
-                    offset: chunk.first_offset + start as u64,
-                },
-            });
-            start = end + 1;
+        for (i, &line_end) in chunk.ends.iter().enumerate() {
+            // As below: a CR before the line end is not the record's, a blank line is none.
+            let mut end = line_end;
+            if end > start && chunk.data[end - 1] == b'\r' {
+                end -= 1;
+            }
+            if !chunk.data[start..end].iter().all(u8::is_ascii_whitespace) {
+                out.push(Record {
+                    start,
+                    end,
+                    pos: Position {
+                        line: chunk.first_line + i as u64,
+                        offset: chunk.first_offset + start as u64,
+                    },
+                });
+            }
+            start = line_end + 1;
         }
         return;
     }

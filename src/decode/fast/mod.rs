@@ -7,7 +7,7 @@
 //! functions arrow-json calls (`lexical_core`, arrow's `Parser`), integers by the function
 //! that reads arrow-json's text of them (`number::integer`: whole numbers only), timestamps in the common RFC
 //! 3339 spelling by `time.rs` (checked against arrow's `string_to_datetime`, which reads every
-//! other spelling), and strings are scanned with `memchr` (SIMD, chosen at run time). A record's values are held
+//! other spelling), and strings are scanned eight bytes at a time, then with `memchr` (SIMD, chosen at run time). A record's values are held
 //! aside until the whole record has been read, so a record either lands in every column or in
 //! none.
 //!
@@ -103,6 +103,8 @@ pub(crate) struct FastJson {
     nulls: Vec<NullBufferBuilder>,
     /// Bytes per row of each string column in the last batch: the next batch's reservation.
     typical: Vec<Option<usize>>,
+    /// The last timestamp's date.
+    days: time::Days,
 }
 
 impl Clone for FastJson {
@@ -120,6 +122,7 @@ impl Clone for FastJson {
             columns: Vec::new(),
             nulls: Vec::new(),
             typical: self.typical.clone(),
+            days: time::Days::default(),
         }
     }
 }
@@ -188,6 +191,7 @@ impl FastJson {
             scratch: Vec::new(),
             stack: Vec::new(),
             typical: vec![None; n],
+            days: time::Days::default(),
         })
     }
 
@@ -378,7 +382,7 @@ impl FastJson {
                     &b[start..end]
                 };
                 if let Kind::Timestamp(unit, _) = kind {
-                    if let Some(v) = time::rfc3339(text, *unit) {
+                    if let Some(v) = time::rfc3339(text, *unit, &mut self.days) {
                         self.slots[col] = Slot::I64(v);
                         return Ok(after);
                     }
@@ -469,7 +473,7 @@ impl FastJson {
     /// escape, else decoded into the scratch buffer. Returns (start, end, in scratch, the
     /// position after the closing quote).
     fn string(&mut self, b: &[u8], i: usize) -> Step<(usize, usize, bool, usize)> {
-        let stop = i + memchr::memchr2(b'"', b'\\', &b[i..]).ok_or(HandBack)?;
+        let stop = scan::quote_or_backslash(b, i).ok_or(HandBack)?;
         if b[stop] == b'"' {
             return Ok((i, stop, false, stop + 1));
         }

@@ -6,25 +6,42 @@
 
 use arrow::datatypes::TimeUnit;
 
+/// The last date read and its day number: the records of a batch mostly share their date,
+/// which is then read and checked once. It always holds a valid date (the epoch's at first).
+#[derive(Clone)]
+pub struct Days {
+    date: [u8; 10],
+    days: i64,
+}
+
+impl Default for Days {
+    fn default() -> Days {
+        Days {
+            date: *b"1970-01-01",
+            days: 0,
+        }
+    }
+}
+
 /// The timestamp `s` spells, in `unit`, or `None` when it is not in the common spelling.
-pub fn rfc3339(s: &[u8], unit: TimeUnit) -> Option<i64> {
-    if s.len() < 20 || s[4] != b'-' || s[7] != b'-' || s[10] != b'T' {
+/// `days` remembers the last date read (a date is the same whatever its time).
+pub fn rfc3339(s: &[u8], unit: TimeUnit, days: &mut Days) -> Option<i64> {
+    if s.len() < 20 || s[10] != b'T' || s[13] != b':' || s[16] != b':' {
         return None;
     }
-    if s[13] != b':' || s[16] != b':' {
-        return None;
-    }
-    let year = digits(&s[0..4])? as i64;
-    let month = digits(&s[5..7])?;
-    let day = digits(&s[8..10])?;
+    let day = if s[..10] == days.date {
+        days.days
+    } else {
+        let d = date(&s[..10])?;
+        days.date.copy_from_slice(&s[..10]);
+        days.days = d;
+        d
+    };
     let (hour, minute, second) = (
         digits(&s[11..13])?,
         digits(&s[14..16])?,
         digits(&s[17..19])?,
     );
-    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
-        return None;
-    }
     if hour > 23 || minute > 59 || second > 59 {
         return None;
     }
@@ -59,9 +76,7 @@ pub fn rfc3339(s: &[u8], unit: TimeUnit) -> Option<i64> {
         }
         _ => return None,
     };
-    let secs = days_from_civil(year, month, day) * 86_400
-        + (hour * 3600 + minute * 60 + second) as i64
-        - offset;
+    let secs = day * 86_400 + (hour * 3600 + minute * 60 + second) as i64 - offset;
     match unit {
         TimeUnit::Second => Some(secs),
         TimeUnit::Millisecond => secs
@@ -72,6 +87,20 @@ pub fn rfc3339(s: &[u8], unit: TimeUnit) -> Option<i64> {
             .checked_add((nanos / 1_000) as i64),
         TimeUnit::Nanosecond => None,
     }
+}
+
+/// The day number of `YYYY-MM-DD`, or `None` when it is not such a date.
+fn date(s: &[u8]) -> Option<i64> {
+    if s[4] != b'-' || s[7] != b'-' {
+        return None;
+    }
+    let year = digits(&s[0..4])? as i64;
+    let month = digits(&s[5..7])?;
+    let day = digits(&s[8..10])?;
+    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+        return None;
+    }
+    Some(days_from_civil(year, month, day))
 }
 
 /// A run of ASCII digits as a number.
@@ -136,8 +165,15 @@ mod tests {
             let frac = frac.map(|f| format!(".{f}")).unwrap_or_default();
             let s = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{sec:02}{frac}{zone}");
             let tz: Tz = tz.parse().unwrap();
-            if let Some(v) = rfc3339(s.as_bytes(), unit) {
+            let cold = rfc3339(s.as_bytes(), unit, &mut Days::default());
+            if let Some(v) = cold {
                 prop_assert_eq!(Some(v), arrow_value(&s, unit, &tz), "{}", s);
+            }
+            // The same answer with the date remembered from a record before, or another one.
+            for before in [format!("{}T12:00:00Z", &s[..10]), "2024-02-29T00:00:00Z".into()] {
+                let mut days = Days::default();
+                rfc3339(before.as_bytes(), unit, &mut days);
+                prop_assert_eq!(rfc3339(s.as_bytes(), unit, &mut days), cold, "{} after {}", s, before);
             }
         }
     }
@@ -149,7 +185,7 @@ mod tests {
             "1969-12-31T23:59:59.5-05:30",
             "0000-02-29T00:00:00Z",
         ] {
-            let v = rfc3339(s.as_bytes(), TimeUnit::Millisecond);
+            let v = rfc3339(s.as_bytes(), TimeUnit::Millisecond, &mut Days::default());
             assert!(v.is_some(), "{s}");
             assert_eq!(
                 v,
@@ -157,11 +193,19 @@ mod tests {
             );
         }
         assert_eq!(
-            rfc3339(b"2024-05-01 00:00:00Z", TimeUnit::Millisecond),
+            rfc3339(
+                b"2024-05-01 00:00:00Z",
+                TimeUnit::Millisecond,
+                &mut Days::default()
+            ),
             None
         );
         assert_eq!(
-            rfc3339(b"2024-05-01T00:00:60Z", TimeUnit::Millisecond),
+            rfc3339(
+                b"2024-05-01T00:00:60Z",
+                TimeUnit::Millisecond,
+                &mut Days::default()
+            ),
             None
         );
     }
