@@ -127,6 +127,9 @@ fn a_record_over_the_limit_is_a_dead_letter_and_reading_goes_on() {
             (at, line) = (c.end_offset(), c.next_line());
         }
         assert_eq!(held, text.as_bytes(), "{name}");
+        // Every byte read is counted (the file is read directly, the skip included).
+        let counted = r.raw_bytes.load(Ordering::Relaxed);
+        assert_eq!(counted, text.len() as u64, "{name}");
         assert_eq!(dead.len(), 1, "{name}");
         let rest: Vec<u8> = chunks
             .iter()
@@ -310,6 +313,33 @@ fn recorded_line_ends_frame_what_a_scan_frames() {
             framed > 0,
             "block {block}: no chunk was framed by its recorded ends"
         );
+    }
+}
+
+/// A named pipe cannot be read in place to tell gzip: it is read through the counting buffer,
+/// plain or gzip, with every byte.
+#[test]
+fn a_named_pipe_is_read_plain_or_gzip() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = varied_records(3000);
+    for (name, bytes) in [
+        ("plain", text.clone().into_bytes()),
+        ("gz", gzip(text.as_bytes())),
+    ] {
+        let p = dir.path().join(name);
+        let made = std::process::Command::new("mkfifo").arg(&p).status().unwrap();
+        assert!(made.success(), "mkfifo {name}");
+        let writer = {
+            let (p, bytes) = (p.clone(), bytes.clone());
+            std::thread::spawn(move || std::fs::write(p, bytes).unwrap())
+        };
+        let mut r = ChunkReader::open(&InputSource::File(p), None)
+            .unwrap()
+            .with_block_size(4096);
+        let read: Vec<u8> = read_all(&mut r).into_iter().flat_map(|c| c.data).collect();
+        writer.join().unwrap();
+        assert_eq!(read, text.as_bytes(), "{name}");
+        assert_eq!(r.raw_bytes.load(Ordering::Relaxed), bytes.len() as u64, "{name}");
     }
 }
 
