@@ -119,16 +119,6 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
-/// What a [`ChunkReader`]'s reader is, with what counts its raw bytes.
-enum ReaderKind {
-    /// The raw input itself (a plain file): the chunk reader counts what it reads.
-    File,
-    /// The raw input read through the counting wrapper (and a buffer): plain data.
-    Counted(Arc<AtomicU64>),
-    /// A gzip decompressor over the counting wrapper, and whether reading the raw input failed.
-    Gzip(Arc<AtomicU64>, Arc<AtomicBool>),
-}
-
 /// Where gzip data could not be decompressed: the decompressed byte reading stopped at, and
 /// the decompressor's error.
 struct Damage {
@@ -182,8 +172,6 @@ pub struct ChunkReader {
     gzip: bool,
     /// Reading the raw input failed: an error passed on by the decompressor is I/O, not damage.
     raw_failed: Arc<AtomicBool>,
-    /// `reader` is the raw input itself (a plain file): its bytes are counted here.
-    counts_raw: bool,
     /// Damage met and not yet handed out as its chunk.
     damage: Option<Damage>,
     /// The damage the input ended at, once its chunk was handed out.
@@ -202,16 +190,6 @@ impl ChunkReader {
                     source,
                 })?;
                 let len = f.metadata().ok().map(|m| m.len());
-                // A file whose head can be read in place (not a pipe) and is not gzip is read
-                // directly: the standard library then reads into the chunk's spare room
-                // without clearing it first, which a wrapper (the counting one, a
-                // `BufReader` in front of it) cannot do on stable Rust.
-                let mut head = [0u8; 2];
-                let plain = std::os::unix::fs::FileExt::read_at(&f, &mut head, 0)
-                    .is_ok_and(|n| n < head.len() || head != gzip::MAGIC);
-                if plain {
-                    return Ok(Self::new(name, Box::new(f), len, quote, ReaderKind::File));
-                }
                 (Box::new(f), len)
             }
         };
@@ -239,30 +217,12 @@ impl ChunkReader {
             source,
         })?;
         let gzip = head.starts_with(&gzip::MAGIC);
-        let (reader, kind): (Box<dyn Read + Send>, _) = if gzip {
-            let decoder = flate2::bufread::MultiGzDecoder::new(buffered);
-            (Box::new(decoder), ReaderKind::Gzip(raw_bytes, raw_failed))
+        let reader: Box<dyn Read + Send> = if gzip {
+            Box::new(flate2::bufread::MultiGzDecoder::new(buffered))
         } else {
-            (Box::new(buffered), ReaderKind::Counted(raw_bytes))
+            Box::new(buffered)
         };
-        Ok(Self::new(name, reader, raw_len, quote, kind))
-    }
-
-    /// A reader of `reader`, which is what `kind` says.
-    fn new(
-        name: String,
-        reader: Box<dyn Read + Send>,
-        raw_len: Option<u64>,
-        quote: Option<u8>,
-        kind: ReaderKind,
-    ) -> ChunkReader {
-        let counts_raw = matches!(kind, ReaderKind::File);
-        let (gzip, raw_bytes, raw_failed) = match kind {
-            ReaderKind::File => (false, Arc::default(), Arc::default()),
-            ReaderKind::Counted(count) => (false, count, Arc::default()),
-            ReaderKind::Gzip(count, failed) => (true, count, failed),
-        };
-        ChunkReader {
+        Ok(ChunkReader {
             name,
             reader,
             quote,
@@ -277,10 +237,9 @@ impl ChunkReader {
             raw_len,
             gzip,
             raw_failed,
-            counts_raw,
             damage: None,
             broken: None,
-        }
+        })
     }
 
     /// Reads `raw` as the input named `name` (tests: a reader that fails).
@@ -332,21 +291,19 @@ impl ChunkReader {
             while !self.eof && buf.len() < self.block {
                 let start = buf.len();
                 let want = self.block - start;
-                buf.reserve(want);
-                // Up to `want` bytes, read until they are there or the input ends (reads that
-                // were interrupted are repeated; what was read before an error is kept).
-                let read = (&mut self.reader).take(want as u64).read_to_end(buf);
-                if self.counts_raw {
-                    self.raw_bytes
-                        .fetch_add((buf.len() - start) as u64, Ordering::Relaxed);
-                }
-                match read {
-                    Ok(n) if n < want => self.eof = true,
-                    Ok(_) => {}
+                buf.resize(start + want, 0);
+                match self.reader.read(&mut buf[start..]) {
+                    Ok(0) => {
+                        buf.truncate(start);
+                        self.eof = true;
+                    }
+                    Ok(n) => buf.truncate(start + n),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(start),
                     Err(e) if self.is_damage(&e) => {
+                        buf.truncate(start);
                         self.eof = true;
                         self.damage = Some(Damage {
-                            at: self.offset + buf.len() as u64,
+                            at: self.offset + start as u64,
                             kind: e.kind(),
                             message: e.to_string(),
                         });
@@ -354,7 +311,7 @@ impl ChunkReader {
                     Err(source) => {
                         return Err(InputError::Read {
                             name: self.name.clone(),
-                            offset: self.offset + buf.len() as u64,
+                            offset: self.offset + start as u64,
                             source,
                         })
                     }
@@ -448,12 +405,7 @@ impl ChunkReader {
                     self.eof = true;
                     0
                 }
-                Ok(n) => {
-                    if self.counts_raw {
-                        self.raw_bytes.fetch_add(n as u64, Ordering::Relaxed);
-                    }
-                    n
-                }
+                Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => 0,
                 Err(e) if self.is_damage(&e) => {
                     // The damage's chunk follows this one.
