@@ -327,7 +327,10 @@ fn a_named_pipe_is_read_plain_or_gzip() {
         ("gz", gzip(text.as_bytes())),
     ] {
         let p = dir.path().join(name);
-        let made = std::process::Command::new("mkfifo").arg(&p).status().unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&p)
+            .status()
+            .unwrap();
         assert!(made.success(), "mkfifo {name}");
         let writer = {
             let (p, bytes) = (p.clone(), bytes.clone());
@@ -339,7 +342,11 @@ fn a_named_pipe_is_read_plain_or_gzip() {
         let read: Vec<u8> = read_all(&mut r).into_iter().flat_map(|c| c.data).collect();
         writer.join().unwrap();
         assert_eq!(read, text.as_bytes(), "{name}");
-        assert_eq!(r.raw_bytes.load(Ordering::Relaxed), bytes.len() as u64, "{name}");
+        assert_eq!(
+            r.raw_bytes.load(Ordering::Relaxed),
+            bytes.len() as u64,
+            "{name}"
+        );
     }
 }
 
