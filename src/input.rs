@@ -275,6 +275,10 @@ impl ChunkReader {
     /// (see `damaged`).
     pub fn next_chunk(&mut self, chunk: &mut Chunk) -> Result<bool, InputError> {
         chunk.ends.clear();
+        if chunk.ends.capacity() > 2 * MAX_CHUNK_LINES {
+            // Filled by another source: a chunk holds no more line ends than the cap.
+            chunk.ends.shrink_to(MAX_CHUNK_LINES + 1);
+        }
         chunk.decoded = None;
         (chunk.skipped_bytes, chunk.skipped_lines) = (0, 0);
         let buf = &mut chunk.data;
@@ -333,8 +337,11 @@ impl ChunkReader {
                     let lines = if self.quote.is_none() {
                         // Lines are records: where each ends is kept for the decoder, which
                         // then frames them without a second scan.
+                        // At most one past the cap: a block of tiny lines is not listed whole.
                         let ends = &mut chunk.ends;
-                        ends.extend(memchr::memchr_iter(b'\n', &buf[..cut]));
+                        ends.extend(
+                            memchr::memchr_iter(b'\n', &buf[..cut]).take(MAX_CHUNK_LINES + 1),
+                        );
                         if ends.len() > MAX_CHUNK_LINES {
                             // Tiny records: a chunk holds at most so many (see MAX_CHUNK_LINES).
                             ends.truncate(MAX_CHUNK_LINES);

@@ -59,6 +59,14 @@ fn a_chunk_of_tiny_records_holds_at_most_so_many_lines() {
         let mut r = ChunkReader::open(&InputSource::File(p), quote).unwrap();
         let chunks = read_all(&mut r);
         assert_eq!(chunks.len(), 3, "{name}");
+        // The line ends a chunk records are never more than the cap's (the block held more).
+        for c in &chunks {
+            assert!(
+                c.ends.capacity() <= 2 * MAX_CHUNK_LINES,
+                "{name}: {}",
+                c.ends.capacity()
+            );
+        }
         let (mut joined, mut line) = (Vec::new(), 1);
         for c in &chunks {
             let lines = memchr::memchr_iter(b'\n', &c.data).count();
