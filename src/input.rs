@@ -275,10 +275,6 @@ impl ChunkReader {
     /// (see `damaged`).
     pub fn next_chunk(&mut self, chunk: &mut Chunk) -> Result<bool, InputError> {
         chunk.ends.clear();
-        if chunk.ends.capacity() > 2 * MAX_CHUNK_LINES {
-            // Filled by another source: a chunk holds no more line ends than the cap.
-            chunk.ends.shrink_to(MAX_CHUNK_LINES + 1);
-        }
         chunk.decoded = None;
         (chunk.skipped_bytes, chunk.skipped_lines) = (0, 0);
         let buf = &mut chunk.data;

@@ -156,21 +156,7 @@ pub fn split_records(chunk: &Chunk, quote: Option<u8>, out: &mut Vec<Record>) {
     {
         let mut start = 0;
         for (i, &line_end) in chunk.ends.iter().enumerate() {
-            // As below: a CR before the line end is not the record's, a blank line is none.
-            let mut end = line_end;
-            if end > start && chunk.data[end - 1] == b'\r' {
-                end -= 1;
-            }
-            if !chunk.data[start..end].iter().all(u8::is_ascii_whitespace) {
-                out.push(Record {
-                    start,
-                    end,
-                    pos: Position {
-                        line: chunk.first_line + i as u64,
-                        offset: chunk.first_offset + start as u64,
-                    },
-                });
-            }
+            out.extend(record(chunk, start, line_end, chunk.first_line + i as u64));
             start = line_end + 1;
         }
         return;
@@ -193,20 +179,7 @@ pub fn split_records(chunk: &Chunk, quote: Option<u8>, out: &mut Vec<Record>) {
         };
         let at_end = nl.is_none();
         if ends || at_end {
-            let mut end = line_end;
-            if end > start && data[end - 1] == b'\r' {
-                end -= 1;
-            }
-            if !data[start..end].iter().all(|b| b.is_ascii_whitespace()) {
-                out.push(Record {
-                    start,
-                    end,
-                    pos: Position {
-                        line: record_line,
-                        offset: chunk.first_offset + start as u64,
-                    },
-                });
-            }
+            out.extend(record(chunk, start, line_end, record_line));
             start = line_end + 1;
             record_line = line + 1;
         }
@@ -216,6 +189,24 @@ pub fn split_records(chunk: &Chunk, quote: Option<u8>, out: &mut Vec<Record>) {
             None => break,
         }
     }
+}
+
+/// The record of `chunk.data[start..line_end]` (which starts on line `line`): without a CR
+/// before the line end, and none when the line is blank.
+fn record(chunk: &Chunk, start: usize, line_end: usize, line: u64) -> Option<Record> {
+    let data = &chunk.data;
+    let mut end = line_end;
+    if end > start && data[end - 1] == b'\r' {
+        end -= 1;
+    }
+    (!data[start..end].iter().all(u8::is_ascii_whitespace)).then(|| Record {
+        start,
+        end,
+        pos: Position {
+            line,
+            offset: chunk.first_offset + start as u64,
+        },
+    })
 }
 
 /// Finds where the last complete record in `data` ends (the index after its newline), or

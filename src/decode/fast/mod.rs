@@ -7,9 +7,9 @@
 //! functions arrow-json calls (`lexical_core`, arrow's `Parser`), integers by the function
 //! that reads arrow-json's text of them (`number::integer`: whole numbers only), timestamps in the common RFC
 //! 3339 spelling by `time.rs` (checked against arrow's `string_to_datetime`, which reads every
-//! other spelling), and strings are scanned eight bytes at a time, then with `memchr` (SIMD, chosen at run time). A record's values are held
-//! aside until the whole record has been read, so a record either lands in every column or in
-//! none.
+//! other spelling), and strings are scanned eight bytes at a time, then with `memchr` (SIMD,
+//! chosen at run time). A record's values are held aside until the whole record has been
+//! read, so a record either lands in every column or in none.
 //!
 //! It is the reference decoder's equal, not its replacement: a record it is not certain of is
 //! handed back, and arrow-json decides it (with the exact reason when it is bad). Handed back:
