@@ -76,9 +76,20 @@ impl Clone for JsonDecoder {
 impl JsonDecoder {
     /// A decoder for `schema`; `known`, when unknown fields are refused, names the keys that
     /// are not unknown.
-    pub fn new(schema: &RepoSchema, batch_size: usize, known: Option<&HashSet<String>>) -> Self {
-        let mut fields = Vec::new();
-        let mut read_fields = Vec::new();
+    ///
+    /// Fields that read one key (`source`) share its column when they read it as one type
+    /// (a string and a timestamp with a pattern both read text); a key read as two types is
+    /// refused with both fields' names: arrow-json and the fast path read a key once.
+    pub fn new(
+        schema: &RepoSchema,
+        batch_size: usize,
+        known: Option<&HashSet<String>>,
+    ) -> Result<Self, (String, String)> {
+        // Key → (its column of `decode_schema`, the first field reading it).
+        let mut read_keys: std::collections::HashMap<&str, (usize, &str)> =
+            std::collections::HashMap::new();
+        let mut fields: Vec<Field> = Vec::new();
+        let mut read_fields: Vec<Field> = Vec::new();
         let mut epochs = Vec::new();
         let mut text_leaves = Vec::new();
         let mut column_of = Vec::new();
@@ -96,23 +107,49 @@ impl JsonDecoder {
                 }
                 FieldType::Timestamp { format, .. } => match format {
                     TimeFormat::EpochSeconds => DataType::Float64,
-                    TimeFormat::EpochMillis | TimeFormat::EpochMicros => {
-                        epochs.push(fields.len());
-                        DataType::Int64
-                    }
+                    TimeFormat::EpochMillis | TimeFormat::EpochMicros => DataType::Int64,
                     TimeFormat::Pattern(_) => DataType::Utf8,
                     TimeFormat::Rfc3339 => f.arrow_type(),
                 },
                 ty if is_native(ty) => f.arrow_type(),
                 _ => DataType::Utf8,
             };
-            column_of.push(Column::Read(fields.len()));
             // Decimals and integers, at any depth, are read as text and converted exactly.
             let read = if leaves::any(&f.ty) {
                 leaves::read_type(f)
             } else {
                 ty.clone()
             };
+            if let Some(&(c, first)) = read_keys.get(f.source.as_str()) {
+                let converted = text_leaves.iter().any(|&(l, _)| l == c);
+                if *fields[c].data_type() != ty
+                    || *read_fields[c].data_type() != read
+                    || leaves::converted(&f.ty) != converted
+                {
+                    return Err((
+                        f.name.clone(),
+                        format!(
+                            "it reads the key `{}` as {}, and field `{first}` reads it as \
+                             another type; in JSON input one key is read as one type",
+                            f.source,
+                            f.type_name()
+                        ),
+                    ));
+                }
+                column_of.push(Column::Read(c));
+                continue;
+            }
+            read_keys.insert(&f.source, (fields.len(), &f.name));
+            if matches!(
+                &f.ty,
+                FieldType::Timestamp {
+                    format: TimeFormat::EpochMillis | TimeFormat::EpochMicros,
+                    ..
+                }
+            ) {
+                epochs.push(fields.len());
+            }
+            column_of.push(Column::Read(fields.len()));
             if leaves::converted(&f.ty) {
                 text_leaves.push((fields.len(), i));
             }
@@ -122,7 +159,7 @@ impl JsonDecoder {
         let decode_schema = Arc::new(Schema::new(fields));
         let read_schema = Arc::new(Schema::new(read_fields));
         let raw_keys: Vec<String> = raw_fields.iter().map(|(_, k)| k.clone()).collect();
-        JsonDecoder {
+        Ok(JsonDecoder {
             fast: FastJson::new(&decode_schema, &epochs, &raw_keys, known).map(Box::new),
             widths: Arc::new(Widths::of(&decode_schema)),
             decode_schema,
@@ -132,7 +169,7 @@ impl JsonDecoder {
             raw_fields,
             batch_size: batch_size.max(1),
             decoder: None,
-        }
+        })
     }
 
     fn build(&self) -> Decoder {

@@ -208,11 +208,15 @@ impl RecordDecoder {
             )
         });
         let inner = match &opts.kind {
-            InputKind::Json => Inner::Json(json::JsonDecoder::new(
-                &schema,
-                opts.batch_size,
-                unknown.as_deref(),
-            )),
+            InputKind::Json => Inner::Json(
+                json::JsonDecoder::new(&schema, opts.batch_size, unknown.as_deref()).map_err(
+                    |(field, reason)| DecodeError::Field {
+                        schema: schema.path.display().to_string(),
+                        field,
+                        reason,
+                    },
+                )?,
+            ),
             kind => Inner::Delimited(delimited::DelimitedDecoder::new(&schema, kind, csv_header)?),
         };
         Ok(RecordDecoder {

@@ -387,3 +387,108 @@ fn unknown_top_level_fields_are_dead_letters_when_the_schema_says_so() {
     .to_string()
     .contains("expected ignore, dead_letter or error"));
 }
+
+/// Two fields may read one key: in JSON when they read it as one type (a timestamp with a
+/// pattern and a string both read text), in CSV always. Before, the second JSON field read
+/// nothing and came out null for every record, silently.
+#[test]
+fn two_fields_read_one_key() {
+    let s = schema(
+        r#"
+name = "twice"
+[[fields]]
+name = "path"
+type = "string"
+[[fields]]
+name = "path_again"
+type = "string"
+source = "path"
+nullable = false
+[[fields]]
+name = "ts_text"
+type = "string"
+source = "ts"
+[[fields]]
+name = "ts"
+type = "timestamp"
+format = "%d/%b/%Y:%H:%M:%S %z"
+[[fields]]
+name = "path_json"
+type = "json"
+source = "path"
+"#,
+    );
+    let input = b"{\"path\":\"/a\",\"ts\":\"10/Oct/2024:13:55:36 +0000\"}\n{\"ts\":\"11/Oct/2024:13:55:36 +0000\"}\n";
+    for reference in [false, true] {
+        let mut d = RecordDecoder::new(s.clone(), DecodeOptions::default(), None).unwrap();
+        if reference {
+            d = d.reference_json();
+        }
+        let out = d.decode(&chunk(input));
+        assert_eq!(out.rows(), 1, "reference {reference}: {:?}", out.dead);
+        assert!(
+            out.dead[0].reason.contains("path_again"),
+            "the second record has no path: {}",
+            out.dead[0].reason
+        );
+        let b = &out.batches[0];
+        assert_eq!(b.column(0).as_string::<i32>().value(0), "/a");
+        assert_eq!(b.column(1).as_string::<i32>().value(0), "/a");
+        assert_eq!(
+            b.column(2).as_string::<i32>().value(0),
+            "10/Oct/2024:13:55:36 +0000"
+        );
+        let ts = b.column(3).as_primitive::<TimestampMillisecondType>();
+        assert_eq!(ts.value(0), 1_728_568_536_000);
+        assert_eq!(b.column(4).as_string::<i32>().value(0), "\"/a\"");
+    }
+    let mut csv = RecordDecoder::new(
+        s.clone(),
+        DecodeOptions {
+            kind: InputKind::Csv {
+                delimiter: b',',
+                header: true,
+            },
+            ..Default::default()
+        },
+        Some(b"ts,path"),
+    )
+    .unwrap();
+    let out = csv.decode(&chunk(b"10/Oct/2024:13:55:36 +0000,17\n"));
+    assert_eq!(out.rows(), 1, "{:?}", out.dead);
+    let b = &out.batches[0];
+    assert_eq!(b.column(1).as_string::<i32>().value(0), "17");
+    assert_eq!(b.column(4).as_string::<i32>().value(0), "17");
+    assert_eq!(
+        b.column(3)
+            .as_primitive::<TimestampMillisecondType>()
+            .value(0),
+        1_728_568_536_000
+    );
+}
+
+/// Two fields that read one JSON key as two types are refused when the decoder is made, with
+/// both names: one key is read once, as one type.
+#[test]
+fn two_fields_reading_one_json_key_as_two_types_are_refused() {
+    let s = schema(
+        r#"
+name = "twice"
+[[fields]]
+name = "status"
+type = "int32"
+[[fields]]
+name = "status_text"
+type = "string"
+source = "status"
+"#,
+    );
+    let e = RecordDecoder::new(s, DecodeOptions::default(), None)
+        .err()
+        .expect("refused");
+    let text = e.to_string();
+    assert!(
+        text.contains("status_text") && text.contains("`status`"),
+        "{text}"
+    );
+}

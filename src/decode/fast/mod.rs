@@ -130,7 +130,8 @@ impl Clone for FastJson {
 impl FastJson {
     /// A fast path for `schema` (the JSON decoder's decode schema), or `None` when a column's
     /// type is not one it reads. `epochs` are the columns holding raw epoch numbers (not
-    /// integer fields); `skipped` are keys read by others; `known`, when unknown fields are
+    /// integer fields); `skipped` are keys read by others (a key may be both, or named twice);
+    /// `known`, when unknown fields are
     /// refused, the keys that are not unknown.
     pub fn new(
         schema: &SchemaRef,
@@ -169,9 +170,11 @@ impl FastJson {
             let key = Key::Skipped {
                 known: known.is_none_or(|k| k.contains(s)),
             };
-            if keys.insert(name.clone(), key).is_some() {
-                return None;
+            // A key read as a column is read there (its text is picked apart from this).
+            if keys.contains_key(&name) {
+                continue;
             }
+            keys.insert(name.clone(), key);
             order.push((plain(&name).then(|| scan::Name::new(&name)), key));
         }
         let n = kinds.len();
