@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::deadletter::DeadLetterWriter;
+use crate::decode::cost::LineCost;
 use crate::decode::{Chunk, DecodeError, DecodeOptions, Decoded, RecordDecoder};
 use crate::format::{create_writer, FormatError, FormatKind, FormatOptions};
 use crate::input::{ChunkReader, InputError, InputSource};
@@ -139,7 +140,8 @@ pub fn run(mut job: ConvertJob) -> Result<ConvertSummary, ConvertError> {
         }
         .into());
     }
-    let mut reader = ChunkReader::open(&job.input, job.decode.kind.quoting())?;
+    let mut reader = ChunkReader::open(&job.input, job.decode.kind.quoting())?
+        .with_cost(LineCost::of(&job.schema, &job.decode.kind));
     let header = match job.decode.kind {
         crate::decode::InputKind::Csv { header: true, .. } => reader.take_header()?,
         _ => None,

@@ -15,6 +15,7 @@ use std::sync::Arc;
 mod gzip;
 pub use gzip::{gzip_reach, is_gzip};
 
+use crate::decode::cost::{LineCost, Tally};
 use crate::decode::framing::{
     last_record_boundary, record_boundary_within, Chunk, MAX_CHUNK_LINES,
 };
@@ -176,6 +177,8 @@ pub struct ChunkReader {
     damage: Option<Damage>,
     /// The damage the input ended at, once its chunk was handed out.
     broken: Option<Damage>,
+    /// Lines measured for what they decode to, cutting chunks by it (JSON with lists or maps).
+    cost: Option<LineCost>,
 }
 
 impl ChunkReader {
@@ -239,6 +242,7 @@ impl ChunkReader {
             raw_failed,
             damage: None,
             broken: None,
+            cost: None,
         })
     }
 
@@ -262,6 +266,13 @@ impl ChunkReader {
         self
     }
 
+    /// Cuts chunks also by what their lines may decode to ([`LineCost`]; `None`: by bytes and
+    /// lines alone).
+    pub fn with_cost(mut self, cost: Option<LineCost>) -> Self {
+        self.cost = cost;
+        self
+    }
+
     /// Sets the block size (bytes read per chunk, before completing the last record).
     pub fn with_block_size(mut self, block: usize) -> Self {
         self.block = block.max(1024);
@@ -275,6 +286,7 @@ impl ChunkReader {
     /// (see `damaged`).
     pub fn next_chunk(&mut self, chunk: &mut Chunk) -> Result<bool, InputError> {
         chunk.ends.clear();
+        chunk.measured = false;
         chunk.decoded = None;
         (chunk.skipped_bytes, chunk.skipped_lines) = (0, 0);
         let buf = &mut chunk.data;
@@ -342,6 +354,22 @@ impl ChunkReader {
                             // Tiny records: a chunk holds at most so many (see MAX_CHUNK_LINES).
                             ends.truncate(MAX_CHUNK_LINES);
                             cut = ends[MAX_CHUNK_LINES - 1] + 1;
+                        }
+                        if let Some(cost) = &self.cost {
+                            // Records whose list items decode to many times their text: a
+                            // chunk holds what may decode to so much (see `decode::cost`).
+                            let mut tally = Tally::default();
+                            let k = cost.fit(&buf[..cut], ends, &mut tally);
+                            let last = ends.last().map_or(0, |e| e + 1);
+                            if k < ends.len() {
+                                ends.truncate(k);
+                                cut = ends[k - 1] + 1;
+                            } else if last < cut && !cost.take(&buf[last..cut], &mut tally) {
+                                // The input's last line, without its newline.
+                                cut = last;
+                            }
+                            // Every line of the chunk is measured now.
+                            chunk.measured = !tally.flagged;
                         }
                         ends.len()
                     } else {

@@ -596,3 +596,93 @@ fn a_gzip_file_read_again_after_it_grew_past_its_damage_ends_quietly() {
     r.skip_to(last.end_offset(), last.next_line()).unwrap();
     assert!(read_all(&mut r).is_empty());
 }
+
+/// Records whose list items decode to many times their text: with a line cost, a chunk ends
+/// before the line that would take it past the cap (or holds one line), whatever the block
+/// size, and the chunks still give the input whole, positions right, a last line without its
+/// newline included. Without it, a 1 MiB chunk of `{}` items of 50 integers decoded to about
+/// 600 MiB.
+#[test]
+fn chunks_of_heavy_lines_are_cut_by_what_they_decode_to() {
+    let children: Vec<String> = (0..50)
+        .map(|i| format!("{{ name = \"c{i}\", type = \"int64\" }}"))
+        .collect();
+    let schema = crate::schema::RepoSchema::parse(
+        &format!(
+            "name = \"w\"\n[[fields]]\nname = \"l\"\ntype = \"list<struct>\"\nfields = [ {} ]\n",
+            children.join(", ")
+        ),
+        Path::new("w.toml"),
+    )
+    .unwrap();
+    let cost = crate::decode::cost::LineCost::of(&schema, &crate::decode::InputKind::Json).unwrap();
+    let items = |n: usize| format!("{{\"l\":[{}]}}", vec!["{}"; n].join(","));
+    let one = cost.line(items(100).as_bytes()).unwrap();
+    let cap = 10 * one;
+    let cost = cost.with_cap(cap);
+    let decoder = crate::decode::RecordDecoder::new(
+        std::sync::Arc::new(schema.clone()),
+        crate::decode::DecodeOptions::default(),
+        None,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("in.jsonl");
+    let mut text = String::new();
+    for i in 0..400 {
+        match i {
+            // Dead letters by their measure: nested too deep, and past what a record may
+            // decode to.
+            150 => text.push_str(&format!("{{\"l\":{}{}}}", "[".repeat(300), "]".repeat(300))),
+            250 => text.push_str(&items(200_000)),
+            _ => text.push_str(&items(match i % 37 {
+                0 => 2_000,
+                1 => 0,
+                _ => 100,
+            })),
+        }
+        text.push('\n');
+    }
+    text.push_str(&items(100)); // no newline at the end
+    std::fs::write(&p, &text).unwrap();
+    for block in [1024, 64 * 1024, 1 << 20] {
+        let mut r = ChunkReader::open(&InputSource::File(p.clone()), None)
+            .unwrap()
+            .with_block_size(block)
+            .with_cost(Some(cost.clone()));
+        let chunks = read_all(&mut r);
+        let (mut joined, mut line, mut dead_letters) = (Vec::new(), 1, 0);
+        for c in &chunks {
+            let lines: Vec<&[u8]> = c
+                .data
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .collect();
+            let spent: u64 = lines.iter().map(|l| cost.line(l).unwrap_or(0)).sum();
+            // Measured, unless a line is a dead letter the decoder must find by measuring.
+            let dead = lines.iter().any(|l| cost.line(l).is_none());
+            assert_eq!(c.measured, !dead, "block {block}: line {}", c.first_line);
+            let mut unmeasured = c.clone();
+            unmeasured.measured = false;
+            let (a, b) = (
+                decoder.clone().decode(c),
+                decoder.clone().decode(&unmeasured),
+            );
+            assert_eq!(a.batches, b.batches);
+            assert_eq!(format!("{:?}", a.dead), format!("{:?}", b.dead));
+            dead_letters += a.dead.len();
+            assert!(
+                spent <= cap || lines.len() == 1,
+                "block {block}: a chunk of {} lines measuring {spent} (cap {cap})",
+                lines.len()
+            );
+            assert_eq!(c.first_offset as usize, joined.len());
+            assert_eq!(c.first_line, line);
+            line += memchr::memchr_iter(b'\n', &c.data).count() as u64;
+            joined.extend_from_slice(&c.data);
+        }
+        assert_eq!(joined, text.as_bytes(), "block {block}");
+        assert!(chunks.len() > 40, "block {block}: {} chunks", chunks.len());
+        assert_eq!(dead_letters, 2, "block {block}");
+    }
+}

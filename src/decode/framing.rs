@@ -38,6 +38,10 @@ pub struct Chunk {
     /// lines are records (no CSV quotes): [`split_records`] then frames by them instead of
     /// scanning. Empty: scan.
     pub ends: Vec<usize>,
+    /// Every line of `data` was measured by the source with the decoder's widths
+    /// ([`super::cost`]), and none nests too deep or measures past what a record may decode
+    /// to: the decoder does not measure them again. Set with `ends`, by the same sources.
+    pub measured: bool,
     /// Message-framed sources: the metadata the schema asks for, per record.
     pub meta: super::meta::MessageMeta,
     /// The records already decoded (a push request decoded when it was taken): the pipeline

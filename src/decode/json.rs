@@ -20,7 +20,7 @@ use super::leaves;
 use super::range::{check_date_range, check_timestamp_range};
 use super::unknown;
 use super::width::{self, Widths};
-use super::{is_native, DeadLetter, Record, Stage};
+use super::{is_native, Chunk, DeadLetter, Record, Stage};
 use crate::schema::{FieldType, RepoSchema, TimeFormat};
 
 /// Where a schema field's column comes from.
@@ -74,6 +74,11 @@ impl Clone for JsonDecoder {
 }
 
 impl JsonDecoder {
+    /// The widths records are measured with ([`width::measure`]).
+    pub(crate) fn widths(&self) -> &Arc<Widths> {
+        &self.widths
+    }
+
     /// A decoder for `schema`; `known`, when unknown fields are refused, names the keys that
     /// are not unknown.
     ///
@@ -280,12 +285,13 @@ impl JsonDecoder {
     pub fn decode(
         &mut self,
         schema: &RepoSchema,
-        data: &[u8],
+        chunk: &Chunk,
         recs: &[Record],
         unknown: Option<&HashSet<String>>,
         stage: &mut Stage,
         dead: &mut Vec<DeadLetter>,
     ) {
+        let data = &chunk.data[..];
         let mut fast_rows = Vec::new();
         let mut slow = Vec::new();
         let fast = match &mut self.fast {
@@ -298,7 +304,7 @@ impl JsonDecoder {
         let (slow_rows, slow_batch, slow_errors) = if slow.is_empty() {
             (Vec::new(), None, Vec::new())
         } else {
-            self.reference(schema, data, recs, &slow, unknown, dead)
+            self.reference(schema, chunk, recs, &slow, unknown, dead)
         };
         let batch = match (fast, slow_batch) {
             (None, None) => return,
@@ -386,12 +392,13 @@ impl JsonDecoder {
     fn reference(
         &mut self,
         schema: &RepoSchema,
-        data: &[u8],
+        chunk: &Chunk,
         recs: &[Record],
         slow: &[usize],
         unknown: Option<&HashSet<String>>,
         dead: &mut Vec<DeadLetter>,
     ) -> (Vec<usize>, Option<RecordBatch>, Vec<(usize, String)>) {
+        let data = &chunk.data[..];
         let refuse = |r: &Record, key: String, dead: &mut Vec<DeadLetter>| {
             dead.push(DeadLetter {
                 position: r.pos,
@@ -409,8 +416,14 @@ impl JsonDecoder {
             let r = &recs[i];
             // Nested too deep, or past what a record may decode to: a dead letter before
             // arrow-json reads it.
+            // Not again when the source measured every line with these widths (`cost`).
             let text = &data[r.start..r.end];
-            let too_much = match width::measure(text, &self.widths, super::depth::MAX_NESTING) {
+            let measure = if chunk.measured {
+                width::Measure::Bytes(0)
+            } else {
+                width::measure(text, &self.widths, super::depth::MAX_NESTING)
+            };
+            let too_much = match measure {
                 width::Measure::TooDeep => Some(super::depth::reason()),
                 width::Measure::Bytes(n) if n > width::MAX_RECORD_DECODED => Some(width::reason(n)),
                 width::Measure::Bytes(_) => None,

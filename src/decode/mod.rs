@@ -7,6 +7,7 @@
 //! reason; the rest of its batch decodes normally.
 
 mod columns;
+pub mod cost;
 mod dead;
 mod delimited;
 mod depth;
@@ -386,7 +387,7 @@ impl RecordDecoder {
         match &mut self.inner {
             Inner::Json(j) => j.decode(
                 &self.schema,
-                data,
+                chunk,
                 recs,
                 self.unknown.as_deref(),
                 &mut stage,

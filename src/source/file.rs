@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use super::{Next, PartitionInfo, Source, SourceError};
+use crate::decode::cost::LineCost;
 use crate::decode::Chunk;
 use crate::input::{ChunkReader, InputSource};
 
@@ -26,6 +27,7 @@ pub struct FileSource {
     header: bool,
     block: usize,
     turn: usize,
+    cost: Option<LineCost>,
 }
 
 impl FileSource {
@@ -68,6 +70,7 @@ impl FileSource {
             header,
             block: 4 * 1024 * 1024,
             turn: 0,
+            cost: None,
         })
     }
 
@@ -77,10 +80,17 @@ impl FileSource {
         self
     }
 
+    /// Cuts chunks also by what their lines may decode to ([`ChunkReader::with_cost`]).
+    pub fn with_cost(mut self, cost: Option<LineCost>) -> Self {
+        self.cost = cost;
+        self
+    }
+
     fn open(&mut self, i: usize) -> Result<ChunkReader, SourceError> {
         let p = &mut self.parts[i];
         let mut r = ChunkReader::open(&InputSource::File(p.path.clone()), self.quote)?
-            .with_block_size(self.block);
+            .with_block_size(self.block)
+            .with_cost(self.cost.clone());
         if self.header {
             // The header is not a record: take it at the start of each file. Each file has
             // its own, so its chunks carry it.

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::config::{Job, SourceSection};
+use crate::decode::cost::LineCost;
 use crate::decode::meta::MetaColumns;
 use crate::decode::{DecodeOptions, RecordDecoder};
 use crate::metrics::Metrics;
@@ -63,7 +64,8 @@ pub fn prepare(job: &Job, connect: bool) -> Result<Prepared, TaskError> {
                     job.input.quoting(),
                     job.input.quoting().is_some() && *header,
                 )?
-                .with_block_size(chunk),
+                .with_block_size(chunk)
+                .with_cost(LineCost::of(&schema, &job.input)),
             ))
         }
         SourceSection::Push {
@@ -92,6 +94,7 @@ pub fn prepare(job: &Job, connect: bool) -> Result<Prepared, TaskError> {
                 move_wal_damage: job.move_wal_damage,
                 job: job.file.job.name.clone(),
                 quote: job.input.quoting(),
+                cost: LineCost::of(&schema, &job.input),
             };
             if connect {
                 Some(Box::new(PushSource::open("push", settings)?))
@@ -119,6 +122,7 @@ pub fn prepare(job: &Job, connect: bool) -> Result<Prepared, TaskError> {
             queue_kbytes: job.channel_bytes / 1024,
             meta: meta.needs(),
             skip_gaps: on_gap == "skip",
+            cost: LineCost::of(&schema, &job.input),
         })?)),
     };
     let intake = source.as_ref().and_then(|s| s.intake());

@@ -434,3 +434,96 @@ type = "json"
     }
     assert_eq!(seen, n - 1);
 }
+
+/// Messages whose list items decode to many times their text (8,000 `{}` items of a
+/// `list<struct>` with 50 integer fields: 24 KB, about 14 MB decoded) are handed on a few at a
+/// time, within what a chunk may decode to, not a partition's whole buffer: every message is
+/// exported once with its offset and all its items, a whitespace-only one among them is its
+/// dead letter at its own offset, and a second run finds nothing new.
+#[test]
+fn messages_of_heavy_lists_are_exported_once_in_chunks_cut_by_their_decoded_size() {
+    let topic = "heavy";
+    let c = cluster(topic);
+    let bootstrap = c.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let children: Vec<String> = (0..50)
+        .map(|i| format!("{{ name = \"c{i}\", type = \"int64\" }}"))
+        .collect();
+    let schema_path = dir.path().join("heavy.toml");
+    std::fs::write(
+        &schema_path,
+        format!(
+            "name = \"heavy\"\n[[fields]]\nname = \"id\"\ntype = \"int64\"\nnullable = false\n\
+             [[fields]]\nname = \"off\"\nsource = \"_kafka_offset\"\ntype = \"int64\"\n\
+             [[fields]]\nname = \"l\"\ntype = \"list<struct>\"\nfields = [ {} ]\n",
+            children.join(", ")
+        ),
+    )
+    .unwrap();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("message.max.bytes", "1000000")
+        .create()
+        .unwrap();
+    let items = vec!["{}"; 8_000].join(",");
+    let n = 32usize;
+    let mut next = [0i64; PARTITIONS as usize];
+    let mut offset_of = std::collections::HashMap::new();
+    let mut blank_at = None;
+    for i in 0..n {
+        let p = i % PARTITIONS as usize;
+        let payload = format!("{{\"id\":{i},\"l\":[{items}]}}");
+        producer
+            .send(
+                BaseRecord::<(), [u8]>::to(topic)
+                    .partition(p as i32)
+                    .payload(payload.as_bytes()),
+            )
+            .map_err(|(e, _)| e)
+            .unwrap();
+        offset_of.insert(i as i64, next[p]);
+        next[p] += 1;
+        if i == 9 {
+            producer
+                .send(
+                    BaseRecord::<(), [u8]>::to(topic)
+                        .partition(p as i32)
+                        .payload(&b" \n "[..]),
+                )
+                .map_err(|(e, _)| e)
+                .unwrap();
+            blank_at = Some(next[p]);
+            next[p] += 1;
+        }
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let job = job_full(dir.path(), &bootstrap, topic, "", &schema_path);
+    // Chunks of 1 MiB: a partition's eight messages would all be one chunk by their bytes.
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("chunk_bytes = \"16KiB\"", "chunk_bytes = \"1MiB\"");
+    std::fs::write(&job, text).unwrap();
+    let o = sluice_ok(&["backfill", job.to_str().unwrap()]);
+    assert!(o.contains(&format!("{n} rows, 1 dead letters")), "{o}");
+    let dl = dead_letters_of(&dir.path().join("out"), "heavy");
+    assert_eq!(dl.len(), 1);
+    assert_eq!(dl[0]["offset"].as_i64(), blank_at, "{}", dl[0]);
+    let again = sluice_ok(&["backfill", job.to_str().unwrap()]);
+    assert!(again.contains(" 0 rows"), "{again}");
+    let sql = format!(
+        "select id, off, len(l) from read_parquet('{}/*.parquet')",
+        dir.path().join("out").display()
+    );
+    let Some(rows) = duckdb_rows(&sql) else {
+        return;
+    };
+    let mut seen = std::collections::HashSet::new();
+    for line in rows.lines() {
+        let r: Vec<serde_json::Value> = serde_json::from_str(line).unwrap();
+        let id = r[0].as_i64().unwrap();
+        assert!(seen.insert(id), "id {id} twice");
+        assert_eq!(r[1].as_i64(), offset_of.get(&id).copied(), "offset of {id}");
+        assert_eq!(r[2].as_i64(), Some(8_000), "items of {id}");
+    }
+    assert_eq!(seen.len(), n);
+}

@@ -73,6 +73,9 @@ pub struct KafkaSettings {
     /// `on_gap = "skip"`: a checkpoint outside what the broker holds goes on from the nearest
     /// offset held, logged and counted; else the partition's assignment fails.
     pub skip_gaps: bool,
+    /// Lines measured for what they decode to: chunks are cut by it too (JSON with lists or
+    /// maps; see `decode::cost`).
+    pub cost: Option<crate::decode::cost::LineCost>,
 }
 
 /// Whether `auto_offset_reset` starts a partition without an offset at the log's end.
@@ -106,6 +109,8 @@ pub struct KafkaSource {
     /// The last offset reported committed per partition (for the final synchronous commit).
     last_committed: HashMap<u32, u64>,
     needs: MetaNeeds,
+    /// See [`KafkaSettings::cost`].
+    cost: Option<crate::decode::cost::LineCost>,
     /// Where a message's partition is in `parts`.
     index: Index,
     /// Some partition has a seek to retry.
@@ -207,6 +212,7 @@ impl KafkaSource {
             last_committed: HashMap::new(),
             last_warning: None,
             needs: s.meta,
+            cost: s.cost.clone(),
             bounds: Vec::new(),
             index: Index::default(),
             seeks_pending: false,

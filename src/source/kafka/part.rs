@@ -3,6 +3,7 @@
 
 use super::batch::Msg;
 use super::unreadable::Probe;
+use crate::decode::cost::{LineCost, Tally};
 use crate::decode::meta::{MessageMeta, MetaNeeds, UNREADABLE};
 use crate::decode::Chunk;
 use crate::source::{Next, PartitionInfo};
@@ -246,8 +247,19 @@ impl Part {
         self.owed = self.owed.max(self.next);
     }
 
-    /// Moves the buffered messages into `chunk` (whose buffers come back for reuse).
-    pub fn emit(&mut self, chunk: &mut Chunk) -> Next {
+    /// Moves the buffered messages into `chunk` (whose buffers come back for reuse): all of
+    /// them, or with `cost`, the first ones whose lines may decode to no more than a chunk
+    /// may (see `decode::cost`); the rest stay buffered.
+    pub fn emit(&mut self, chunk: &mut Chunk, cost: Option<&LineCost>) -> Next {
+        let mut tally = Tally::default();
+        let k = cost.map_or(self.ends.len(), |c| {
+            c.fit(&self.buf, &self.ends, &mut tally)
+        });
+        // The lines handed on are measured now (`fit` measured up to the first left behind).
+        chunk.measured = cost.is_some() && !tally.flagged;
+        if k < self.ends.len() {
+            return self.emit_first(k, chunk);
+        }
         std::mem::swap(&mut chunk.data, &mut self.buf);
         std::mem::swap(&mut chunk.ends, &mut self.ends);
         std::mem::swap(&mut chunk.offsets, &mut self.offsets);
@@ -262,6 +274,47 @@ impl Part {
         chunk.first_offset = 0;
         chunk.from_offset = Some(self.from as u64);
         self.from = self.next;
+        Next::Chunk(self.info.id)
+    }
+
+    /// Moves the first `k` buffered messages (at least one, not all) into `chunk`, with their
+    /// offsets and metadata; the next chunk starts just past the last of them.
+    fn emit_first(&mut self, k: usize, chunk: &mut Chunk) -> Next {
+        let cut = self.ends[k - 1] + 1;
+        chunk.data.clear();
+        chunk.data.extend(self.buf.drain(..cut));
+        chunk.ends.clear();
+        chunk.ends.extend(self.ends.drain(..k));
+        self.ends.iter_mut().for_each(|e| *e -= cut);
+        chunk.offsets.clear();
+        chunk.offsets.extend(self.offsets.drain(..k));
+        let (ours, theirs) = (&mut self.meta, &mut chunk.meta);
+        theirs.clear();
+        theirs.topic.clone_from(&ours.topic);
+        theirs.partition = ours.partition;
+        // Each list holds one entry a message, or none when the schema does not ask for it.
+        let first = |n: usize| k.min(n);
+        theirs
+            .timestamps
+            .extend(ours.timestamps.drain(..first(ours.timestamps.len())));
+        theirs
+            .keys
+            .extend(ours.keys.drain(..first(ours.keys.len())));
+        theirs
+            .headers
+            .extend(ours.headers.drain(..first(ours.headers.len())));
+        let (taken, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut ours.unreadable)
+            .into_iter()
+            .partition(|(line, _, _)| *line < k);
+        theirs.unreadable = taken;
+        ours.unreadable = kept
+            .into_iter()
+            .map(|(line, bytes, why)| (line - k, bytes, why))
+            .collect();
+        chunk.first_line = 1;
+        chunk.first_offset = 0;
+        chunk.from_offset = Some(self.from as u64);
+        self.from = chunk.offsets[k - 1] as i64 + 1;
         Next::Chunk(self.info.id)
     }
 }
@@ -356,7 +409,7 @@ mod tests {
             }
         }
         let mut chunk = Chunk::default();
-        part.emit(&mut chunk);
+        part.emit(&mut chunk, None);
         assert_eq!(chunk.ends.len(), payloads.len() + 1);
         let (mut framed, mut scanned) = (Vec::new(), Vec::new());
         crate::decode::framing::split_records(&chunk, None, &mut framed);
@@ -364,6 +417,89 @@ mod tests {
         crate::decode::framing::split_records(&chunk, None, &mut scanned);
         assert_eq!(framed, scanned);
         assert!(part.ends.is_empty() && part.buf.is_empty());
+    }
+
+    /// With lines that decode to many times their bytes, a partition hands on its messages
+    /// in several chunks, each within the cap (or one message), with their offsets and
+    /// metadata, and each chunk's position starts where the last one's ended.
+    #[test]
+    fn heavy_lines_are_handed_on_in_chunks_within_the_cap() {
+        let children: Vec<String> = (0..50)
+            .map(|i| format!("{{ name = \"c{i}\", type = \"int64\" }}"))
+            .collect();
+        let schema = crate::schema::RepoSchema::parse(
+            &format!(
+                "name = \"w\"\n[[fields]]\nname = \"l\"\ntype = \"list<struct>\"\nfields = [ {} ]\n",
+                children.join(", ")
+            ),
+            std::path::Path::new("w.toml"),
+        )
+        .unwrap();
+        let cost = LineCost::of(&schema, &crate::decode::InputKind::Json).unwrap();
+        let items = |n: usize| format!("{{\"l\":[{}]}}", vec!["{}"; n].join(","));
+        let one = cost.line(items(100).as_bytes()).unwrap();
+        let cost = cost.with_cap(3 * one);
+        let info = PartitionInfo {
+            id: 0,
+            topic: "t".into(),
+            number: 0,
+        };
+        let mut part = Part::new(info, 0);
+        part.from = 10;
+        // Offsets with gaps; sizes 100 items but for a light one, a huge one and an empty one.
+        let sizes = [100, 100, 1, 100, 100, 100, 400, 100, 0, 100];
+        for (i, n) in sizes.iter().enumerate() {
+            let text = items(*n);
+            part.line(Some(if *n == 0 { b" " } else { text.as_bytes() }));
+            part.offsets.push(10 + 2 * i as u64);
+            part.meta.timestamps.push(Some(i as i64));
+            part.meta.keys.push(Some(vec![i as u8]));
+        }
+        part.next = 10 + 2 * sizes.len() as i64 - 1;
+        let mut got = Vec::new();
+        while !part.buf.is_empty() {
+            let mut chunk = Chunk::default();
+            part.emit(&mut chunk, Some(&cost));
+            let mut t = Tally::default();
+            let lines = chunk.ends.len();
+            assert_eq!(cost.fit(&chunk.data, &chunk.ends, &mut t), lines);
+            assert!(t.bytes <= 3 * one || lines == 1, "{lines} lines of {t:?}");
+            assert!(chunk.measured);
+            assert_eq!(chunk.offsets.len(), lines);
+            assert_eq!(chunk.meta.timestamps.len(), lines);
+            assert_eq!(chunk.meta.keys.len(), lines);
+            assert_eq!(chunk.meta.topic, "t");
+            got.push(chunk);
+        }
+        let lines: Vec<usize> = got.iter().map(|c| c.ends.len()).collect();
+        assert_eq!(
+            lines,
+            [3, 3, 1, 3],
+            "cut before the line that passes the cap"
+        );
+        let mut from = 10;
+        for c in &got {
+            assert_eq!(c.from_offset, Some(from));
+            from = c.offsets.last().unwrap() + 1;
+            for (k, (&o, ts)) in c.offsets.iter().zip(&c.meta.timestamps).enumerate() {
+                let i = ((o - 10) / 2) as usize;
+                assert_eq!(*ts, Some(i as i64));
+                assert_eq!(c.meta.keys[k], Some(vec![i as u8]));
+                let start = if k == 0 { 0 } else { c.ends[k - 1] + 1 };
+                let line = &c.data[start..c.ends[k]];
+                if sizes[i] == 0 {
+                    assert_eq!(line, UNREADABLE);
+                } else {
+                    assert_eq!(line, items(sizes[i]).as_bytes());
+                }
+            }
+        }
+        assert_eq!(part.from as u64, from);
+        // The whitespace-only message's dead letter went with its line, renumbered.
+        let last = got.last().unwrap();
+        assert_eq!(last.meta.unreadable.len(), 1);
+        assert_eq!(last.meta.unreadable[0].0, 1);
+        assert!(got[..3].iter().all(|c| c.meta.unreadable.is_empty()));
     }
 
     #[test]

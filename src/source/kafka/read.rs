@@ -378,7 +378,7 @@ impl KafkaSource {
             while let Some(i) = self.ready.pop() {
                 let p = &self.parts[i];
                 if !p.buf.is_empty() && (p.buf.len() >= threshold || full(p) || p.done()) {
-                    return Ok(self.parts[i].emit(chunk));
+                    return Ok(self.emit(i, chunk));
                 }
             }
             if buffered >= budget {
@@ -399,10 +399,20 @@ impl KafkaSource {
             .filter(|&i| !self.parts[i].buf.is_empty())
             .max_by_key(|&i| self.parts[i].buf.len())
         {
-            Some(i) => Ok(self.parts[i].emit(chunk)),
+            Some(i) => Ok(self.emit(i, chunk)),
             None if self.all_done() => Ok(Next::End),
             None => Ok(Next::Idle),
         }
+    }
+
+    /// Hands on partition `i`'s messages, or the first of them (see `Part::emit`): a
+    /// partition left holding some is looked at again first.
+    fn emit(&mut self, i: usize, chunk: &mut Chunk) -> Next {
+        let next = self.parts[i].emit(chunk, self.cost.as_ref());
+        if !self.parts[i].buf.is_empty() {
+            self.ready.push(i);
+        }
+        next
     }
 
     pub(super) fn all_done(&self) -> bool {

@@ -8,6 +8,7 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::decode::cost::{LineCost, Tally};
 use crate::decode::framing::{last_record_boundary, record_boundary_within, MAX_CHUNK_LINES};
 use crate::wal::{Wal, WalError};
 
@@ -105,25 +106,36 @@ impl Log {
         limit: u64,
         max: usize,
         quote: Option<u8>,
+        mut cost: Option<(&LineCost, &mut Tally)>,
         out: &mut Vec<u8>,
     ) -> Result<u64, WalError> {
         let (mut at, mut lines, before) = (pos, 0, out.len());
-        while at < limit && out.len() - before < max && lines < MAX_CHUNK_LINES {
+        while at < limit
+            && out.len() - before < max
+            && lines < MAX_CHUNK_LINES
+            && !cost.as_ref().is_some_and(|(c, t)| c.full(t))
+        {
             let from = out.len();
             let next = self.read(at, limit, 1, out)?;
             if next == at {
                 break;
             }
             let read = memchr::memchr_iter(b'\n', &out[from..]).count();
+            // Where the request is cut, if it is.
+            let mut cut = None;
             if lines + read > MAX_CHUNK_LINES {
-                if let Some(cut) =
-                    record_boundary_within(&out[from..], quote, MAX_CHUNK_LINES - lines)
-                {
-                    if from + cut < out.len() {
-                        out.truncate(from + cut);
-                        return Ok(at + cut as u64);
-                    }
-                }
+                cut = record_boundary_within(&out[from..], quote, MAX_CHUNK_LINES - lines)
+                    .filter(|&c| from + c < out.len());
+            }
+            if let Some((c, tally)) = cost.as_mut() {
+                // Lines that decode to many times their bytes (see `decode::cost`): every
+                // line kept is measured, into `tally`.
+                let upto = cut.unwrap_or(out.len() - from);
+                cut = c.cut(&out[from..from + upto], tally).or(cut);
+            }
+            if let Some(cut) = cut {
+                out.truncate(from + cut);
+                return Ok(at + cut as u64);
             }
             at = next;
             lines += read;
@@ -245,7 +257,9 @@ mod tests {
             let (mut at, mut got, mut sizes) = (0, Vec::new(), Vec::new());
             while at < end {
                 let mut out = Vec::new();
-                let next = log.replay(at, end, 1 << 30, Some(b','), &mut out).unwrap();
+                let next = log
+                    .replay(at, end, 1 << 30, Some(b','), None, &mut out)
+                    .unwrap();
                 assert_eq!(next - at, out.len() as u64);
                 sizes.push(memchr::memchr_iter(b'\n', &out).count());
                 got.extend(out);
@@ -257,7 +271,7 @@ mod tests {
             // Bytes still cap a replay too (at least one request).
             let mut out = Vec::new();
             assert_eq!(
-                log.replay(0, end, 10, None, &mut out).unwrap(),
+                log.replay(0, end, 10, None, None, &mut out).unwrap(),
                 2 * third as u64
             );
         }
@@ -272,10 +286,77 @@ mod tests {
         let (_, end) = log.append(b"x,y\n".to_vec()).unwrap();
         let mut out = Vec::new();
         assert_eq!(
-            log.replay(0, end, 1 << 20, Some(b','), &mut out).unwrap(),
+            log.replay(0, end, 1 << 20, Some(b','), None, &mut out)
+                .unwrap(),
             first
         );
         out.clear();
-        assert_eq!(log.replay(0, end, 1 << 20, None, &mut out).unwrap(), end);
+        assert_eq!(
+            log.replay(0, end, 1 << 20, None, None, &mut out).unwrap(),
+            end
+        );
+    }
+
+    /// Requests of lines whose list items decode to many times their text: a replay ends
+    /// before the line that would take it past the cap (cutting a request there, or before
+    /// the request), holds at least one line, and reading on from each cut gives the log
+    /// whole; on a WAL too.
+    #[test]
+    fn a_replay_of_heavy_lines_is_cut_by_what_they_decode_to() {
+        let children: Vec<String> = (0..50)
+            .map(|i| format!("{{ name = \"c{i}\", type = \"int64\" }}"))
+            .collect();
+        let schema = crate::schema::RepoSchema::parse(
+            &format!(
+                "name = \"w\"\n[[fields]]\nname = \"l\"\ntype = \"list<struct>\"\nfields = [ {} ]\n",
+                children.join(", ")
+            ),
+            std::path::Path::new("w.toml"),
+        )
+        .unwrap();
+        let cost = LineCost::of(&schema, &crate::decode::InputKind::Json).unwrap();
+        let items = |n: usize| format!("{{\"l\":[{}]}}\n", vec!["{}"; n].join(","));
+        let one = cost.line(items(100).trim_end().as_bytes()).unwrap();
+        let cost = cost.with_cap(4 * one);
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open_with(dir.path(), 1 << 20, crate::wal::Damage::Refuse)
+            .unwrap()
+            .0;
+        for mut log in [Log::Memory(MemLog::default()), Log::Wal(Box::new(wal))] {
+            let mut all = Vec::new();
+            // Requests of 3, 1, 6 and 2 lines; one line of 900 items.
+            for request in [vec![100; 3], vec![900], vec![100; 6], vec![100, 1]] {
+                let text: String = request.iter().map(|&n| items(n)).collect();
+                all.extend_from_slice(text.as_bytes());
+                log.append(text.into_bytes()).unwrap();
+            }
+            let end = log.end();
+            let (mut at, mut got, mut sizes) = (0, Vec::new(), Vec::new());
+            while at < end {
+                let mut out = Vec::new();
+                let mut tally = Tally::default();
+                let next = log
+                    .replay(at, end, 1 << 30, None, Some((&cost, &mut tally)), &mut out)
+                    .unwrap();
+                assert!(!tally.flagged);
+                assert_eq!(next - at, out.len() as u64);
+                let lines: Vec<&[u8]> = out
+                    .split(|&b| b == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .collect();
+                let spent: u64 = lines.iter().map(|l| cost.line(l).unwrap()).sum();
+                assert_eq!(tally.bytes, spent, "every line replayed was measured");
+                assert!(
+                    spent <= 4 * one || lines.len() == 1,
+                    "{} lines, {spent}",
+                    lines.len()
+                );
+                sizes.push(lines.len());
+                got.extend(out);
+                at = next;
+            }
+            assert_eq!(got, all);
+            assert_eq!(sizes, [3, 1, 4, 4]);
+        }
     }
 }

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use self::log::{Log, MemLog};
 use super::{Next, PartitionInfo, Source, SourceError};
+use crate::decode::cost::Tally;
 use crate::decode::{Chunk, Decoded};
 use crate::wal::{Wal, WalError};
 
@@ -53,6 +54,9 @@ pub struct PushSettings {
     pub job: String,
     /// CSV's delimiter (records may span lines): where a replay may cut a request.
     pub quote: Option<u8>,
+    /// Lines measured for what they decode to: a replay is cut by it too (JSON with lists or
+    /// maps; see `decode::cost`).
+    pub cost: Option<crate::decode::cost::LineCost>,
 }
 
 /// The file of a WAL folder naming the job whose log it is.
@@ -481,6 +485,7 @@ impl Source for PushSource {
         }
         chunk.data.clear();
         chunk.ends.clear();
+        chunk.measured = false;
         chunk.offsets.clear();
         chunk.from_offset = None;
         chunk.first_offset = g.read_pos;
@@ -523,13 +528,19 @@ impl Source for PushSource {
         if limit <= pos {
             return Ok(Next::Idle);
         }
+        let mut tally = Tally::default();
+        let cost = self.intake.settings.cost.as_ref();
         let next = if decoded.is_some() {
             g.log.read(pos, limit, max, &mut chunk.data)
         } else {
+            let measured = cost.map(|c| (c, &mut tally));
+            let quote = self.intake.settings.quote;
             g.log
-                .replay(pos, limit, max, self.intake.settings.quote, &mut chunk.data)
+                .replay(pos, limit, max, quote, measured, &mut chunk.data)
         }
         .map_err(|e| self.error(e))?;
+        // A replay measured every line it read (see `decode::cost`).
+        chunk.measured = decoded.is_none() && cost.is_some() && !tally.flagged;
         if let Some(d) = decoded {
             if next != limit {
                 return Err(self.error(format!(

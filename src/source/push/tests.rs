@@ -15,6 +15,7 @@ fn settings(durability: Durability, dir: &std::path::Path) -> PushSettings {
         move_wal_damage: false,
         job: "j".into(),
         quote: None,
+        cost: None,
     }
 }
 
