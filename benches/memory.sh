@@ -6,7 +6,9 @@
 #   - the same in Parquet to S3 (SeaweedFS, started by scripts/services.sh), where each open
 #     upload holds its part being filled and up to two parts in flight;
 #   - 48 concurrent pushes of 4 MiB bodies (plain and gzip) against max_in_flight;
-#   - a file job over 40 MiB of 2-byte bad lines (each a dead letter of about 220 B).
+#   - a file job over 40 MiB of 2-byte bad lines (each a dead letter of about 220 B);
+#   - a file job over 20 MiB of records of 1,000 empty items of a `list<struct>` with 50
+#     integer fields (3 bytes of text an item, about 1.8 KB decoded).
 #
 # Each run gets small bounds (channel 32 MiB, sink.max_buffered_bytes 64 MiB, push
 # max_in_flight 96 MiB, max_pending 32 MiB) so that they bind, and the bound is computed as the
@@ -50,14 +52,25 @@ PY
 TINY="$WORK/tiny-bad.jsonl"
 [ -s "$TINY" ] || python3 -c 'import sys; open(sys.argv[1], "w").write("}\n" * (20 << 20))' "$TINY"
 
+# 7,000 records of 1,000 `{}` items of a list<struct> with 50 integer fields (20 MiB).
+WIDE_SCHEMA="$WORK/wide.toml"
+python3 - "$WIDE_SCHEMA" <<'PY'
+import sys
+kids = ", ".join('{ name = "c%d", type = "int64" }' % i for i in range(50))
+open(sys.argv[1], "w").write('name = "wide"\n[[fields]]\nname = "l"\ntype = "list<struct>"\nfields = [ %s ]\n' % kids)
+PY
+WIDE="$WORK/wide-items.jsonl"
+[ -s "$WIDE" ] || python3 -c 'import sys; open(sys.argv[1], "w").write(("{\"l\":[" + ",".join(["{}"] * 1000) + "]}\n") * 7000)' "$WIDE"
+
 # The documented bound for a file job: channel + sink buffers + decode in flight, where each of
 # the (2 × decode threads + 1) chunks in flight holds up to 4 × its size (text, decoder
 # working data, batches) plus a fixed cost per record (256 B; a chunk holds at most 16,384
 # lines), and a chunk is the larger of chunk_bytes and the longest record; plus the idle zstd
 # contexts each of the 2 sink workers may keep (under 3 MiB).
-file_bound() { # file_bound LONGEST_RECORD
+# With a list or a map in the schema, a chunk's items add at most 32 MiB as measured.
+file_bound() { # file_bound LONGEST_RECORD [ITEMS_PER_CHUNK]
   local chunk=$((MIB > $1 ? MIB : $1))
-  echo $((CHANNEL + BUFFERED + (2 * THREADS + 1) * (4 * chunk + 16384 * 256) + 2 * 3 * MIB))
+  echo $((CHANNEL + BUFFERED + (2 * THREADS + 1) * (4 * chunk + 16384 * 256 + ${2:-0}) + 2 * 3 * MIB))
 }
 
 row() { # row NAME BOUND RSS_KB
@@ -75,7 +88,7 @@ state_dir = "$WORK/state"
 kind = "file"
 paths = ["${4:-$INPUT}"]
 [repo]
-schema = "$PWD/schemas/nginx_access.toml"
+schema = "${5:-$PWD/schemas/nginx_access.toml}"
 [channel]
 max_bytes = "32MiB"
 [sink]
@@ -113,6 +126,11 @@ rm -rf "$WORK/state" "$WORK/out"
 file_job parquet "file://$WORK/out/" "" "$TINY"
 measure "file job, 40 MiB of 2-byte bad lines, local" "$(file_bound 3)" "$SLUICE" run "$WORK/job.toml"
 
+rm -rf "$WORK/state" "$WORK/out"
+file_job parquet "file://$WORK/out/" "" "$WIDE" "$WIDE_SCHEMA"
+sed -i '/^\[sink.partition\]/,+1d' "$WORK/job.toml" # the schema has no `path`
+measure "file job, 20 MiB of empty items of 50 integers, local" "$(file_bound 3 $((32 * MIB)))" "$SLUICE" run "$WORK/job.toml"
+
 if S3_ENV="$(scripts/services.sh start s3 2>"$WORK/services.err")"; then
   eval "$S3_ENV"
   rm -rf "$WORK/state"
@@ -144,7 +162,7 @@ max_in_flight = "96MiB"
 max_pending = "32MiB"
 max_retained = "128MiB"
 [repo]
-schema = "$PWD/schemas/nginx_access.toml"
+schema = "${5:-$PWD/schemas/nginx_access.toml}"
 [channel]
 max_bytes = "32MiB"
 [sink]

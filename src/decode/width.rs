@@ -175,10 +175,10 @@ pub fn measure(b: &[u8], w: &Widths, max_depth: usize) -> Measure {
                 // To the closing quote: the next quote or backslash, past each escape.
                 i += 1;
                 loop {
-                    let Some(k) = b.get(i..).and_then(|s| memchr::memchr2(b'"', b'\\', s)) else {
+                    let Some(k) = super::fast::quote_or_backslash(b, i.min(b.len())) else {
                         return Measure::Bytes(bytes);
                     };
-                    i += k;
+                    i = k;
                     if b[i] == b'"' {
                         break;
                     }

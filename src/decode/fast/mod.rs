@@ -34,6 +34,7 @@ use super::Record;
 
 mod columns;
 mod scan;
+pub(super) use scan::quote_or_backslash;
 mod time;
 use columns::Column;
 pub(crate) use scan::decode_string;
