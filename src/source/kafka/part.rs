@@ -43,6 +43,9 @@ pub(super) struct Part {
     /// Bounded runs: an end-of-log event below `end` was the partition's last item: its
     /// position in librdkafka is one past the log's end (see `log_end`).
     pub past_end: bool,
+    /// The buffered messages are what a chunk cut by what its lines decode to left (see
+    /// `emit`): they go on at once, not when more arrive.
+    pub cut: bool,
 }
 
 impl Part {
@@ -71,6 +74,7 @@ impl Part {
             refetch_pending: false,
             ended: false,
             past_end: false,
+            cut: false,
         }
     }
 
@@ -85,6 +89,7 @@ impl Part {
     }
 
     pub fn drop_buffer(&mut self) {
+        self.cut = false;
         self.buf.clear();
         self.ends.clear();
         self.offsets.clear();
@@ -257,7 +262,8 @@ impl Part {
         });
         // The lines handed on are measured now (`fit` measured up to the first left behind).
         chunk.measured = cost.is_some() && !tally.flagged;
-        if k < self.ends.len() {
+        self.cut = k < self.ends.len();
+        if self.cut {
             return self.emit_first(k, chunk);
         }
         std::mem::swap(&mut chunk.data, &mut self.buf);
@@ -460,6 +466,8 @@ mod tests {
         while !part.buf.is_empty() {
             let mut chunk = Chunk::default();
             part.emit(&mut chunk, Some(&cost));
+            // What a cut leaves goes on at once (`read::full`).
+            assert_eq!(part.cut, !part.buf.is_empty());
             let mut t = Tally::default();
             let lines = chunk.ends.len();
             assert_eq!(cost.fit(&chunk.data, &chunk.ends, &mut t), lines);

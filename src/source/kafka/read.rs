@@ -81,9 +81,10 @@ fn buffer(
     Some((i, added))
 }
 
-/// Whether a partition holds a chunk's worth of messages, whatever their bytes.
+/// Whether a partition holds a chunk's worth of messages, whatever their bytes: by their
+/// count, or by what their lines decode to (left by a chunk cut by it).
 fn full(p: &Part) -> bool {
-    p.ends.len() >= MAX_CHUNK_LINES
+    p.ends.len() >= MAX_CHUNK_LINES || p.cut
 }
 
 /// What an error item marked its partition for.
