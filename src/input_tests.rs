@@ -604,18 +604,7 @@ fn a_gzip_file_read_again_after_it_grew_past_its_damage_ends_quietly() {
 /// 600 MiB.
 #[test]
 fn chunks_of_heavy_lines_are_cut_by_what_they_decode_to() {
-    let children: Vec<String> = (0..50)
-        .map(|i| format!("{{ name = \"c{i}\", type = \"int64\" }}"))
-        .collect();
-    let schema = crate::schema::RepoSchema::parse(
-        &format!(
-            "name = \"w\"\n[[fields]]\nname = \"l\"\ntype = \"list<struct>\"\nfields = [ {} ]\n",
-            children.join(", ")
-        ),
-        Path::new("w.toml"),
-    )
-    .unwrap();
-    let cost = crate::decode::cost::LineCost::of(&schema, &crate::decode::InputKind::Json).unwrap();
+    let (schema, cost) = crate::decode::cost::wide_schema("");
     let items = |n: usize| format!("{{\"l\":[{}]}}", vec!["{}"; n].join(","));
     let one = cost.line(items(100).as_bytes()).unwrap();
     let cap = 10 * one;
@@ -694,19 +683,7 @@ fn chunks_of_heavy_lines_are_cut_by_what_they_decode_to() {
 /// after a 33 MiB record.)
 #[test]
 fn chunks_cut_from_a_grown_block_hold_only_their_lines() {
-    let children: Vec<String> = (0..50)
-        .map(|i| format!("{{ name = \"c{i}\", type = \"int64\" }}"))
-        .collect();
-    let schema = crate::schema::RepoSchema::parse(
-        &format!(
-            "name = \"w\"\n[[fields]]\nname = \"s\"\ntype = \"string\"\n[[fields]]\nname = \"l\"\n\
-             type = \"list<struct>\"\nfields = [ {} ]\n",
-            children.join(", ")
-        ),
-        Path::new("w.toml"),
-    )
-    .unwrap();
-    let cost = crate::decode::cost::LineCost::of(&schema, &crate::decode::InputKind::Json).unwrap();
+    let (_, cost) = crate::decode::cost::wide_schema("[[fields]]\nname = \"s\"\ntype = \"string\"");
     let items = |n: usize| format!("{{\"l\":[{}]}}\n", vec!["{}"; n].join(","));
     let one = cost.line(items(1000).trim_end().as_bytes()).unwrap();
     let cost = cost.with_cap(4 * one);
@@ -746,18 +723,7 @@ fn chunks_cut_from_a_grown_block_hold_only_their_lines() {
 /// and without the measure they carry, and a resume at a chunk's start reads the same rest.
 #[test]
 fn heavy_line_cuts_keep_records_positions_and_resumes() {
-    let children: Vec<String> = (0..50)
-        .map(|i| format!("{{ name = \"c{i}\", type = \"int64\" }}"))
-        .collect();
-    let schema = crate::schema::RepoSchema::parse(
-        &format!(
-            "name = \"w\"\n[[fields]]\nname = \"l\"\ntype = \"list<struct>\"\nfields = [ {} ]\n",
-            children.join(", ")
-        ),
-        Path::new("w.toml"),
-    )
-    .unwrap();
-    let base = crate::decode::cost::LineCost::of(&schema, &crate::decode::InputKind::Json).unwrap();
+    let (schema, base) = crate::decode::cost::wide_schema("");
     let items = |n: usize| format!("{{\"l\":[{}]}}", vec!["{}"; n].join(","));
     let one = base.line(items(100).as_bytes()).unwrap();
     let decoder = crate::decode::RecordDecoder::new(

@@ -121,22 +121,31 @@ impl LineCost {
     }
 }
 
+/// Tests: a schema of `extra` fields (TOML) and `l`, a `list<struct>` with 50 integer fields
+/// (an empty item, 3 bytes, is about 1.8 KB decoded), and its line cost.
+#[cfg(test)]
+pub(crate) fn wide_schema(extra: &str) -> (RepoSchema, LineCost) {
+    let children: Vec<String> = (0..50)
+        .map(|i| format!("{{ name = \"c{i}\", type = \"int64\" }}"))
+        .collect();
+    let schema = RepoSchema::parse(
+        &format!(
+            "name = \"wide\"\n{extra}\n[[fields]]\nname = \"l\"\ntype = \"list<struct>\"\nfields = [ {} ]\n",
+            children.join(", ")
+        ),
+        std::path::Path::new("wide.toml"),
+    )
+    .expect("the wide schema");
+    let cost = LineCost::of(&schema, &InputKind::Json).expect("a list is measured");
+    (schema, cost)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn wide() -> RepoSchema {
-        let children: Vec<String> = (0..50)
-            .map(|i| format!("{{ name = \"c{i}\", type = \"int64\" }}"))
-            .collect();
-        RepoSchema::parse(
-            &format!(
-                "name = \"wide\"\n[[fields]]\nname = \"l\"\ntype = \"list<struct>\"\nfields = [ {} ]\n",
-                children.join(", ")
-            ),
-            std::path::Path::new("wide.toml"),
-        )
-        .unwrap()
+        wide_schema("").0
     }
 
     #[test]

@@ -430,18 +430,7 @@ mod tests {
     /// metadata, and each chunk's position starts where the last one's ended.
     #[test]
     fn heavy_lines_are_handed_on_in_chunks_within_the_cap() {
-        let children: Vec<String> = (0..50)
-            .map(|i| format!("{{ name = \"c{i}\", type = \"int64\" }}"))
-            .collect();
-        let schema = crate::schema::RepoSchema::parse(
-            &format!(
-                "name = \"w\"\n[[fields]]\nname = \"l\"\ntype = \"list<struct>\"\nfields = [ {} ]\n",
-                children.join(", ")
-            ),
-            std::path::Path::new("w.toml"),
-        )
-        .unwrap();
-        let cost = LineCost::of(&schema, &crate::decode::InputKind::Json).unwrap();
+        let (_, cost) = crate::decode::cost::wide_schema("");
         let items = |n: usize| format!("{{\"l\":[{}]}}", vec!["{}"; n].join(","));
         let one = cost.line(items(100).as_bytes()).unwrap();
         let cost = cost.with_cap(3 * one);

@@ -303,18 +303,7 @@ mod tests {
     /// whole; on a WAL too.
     #[test]
     fn a_replay_of_heavy_lines_is_cut_by_what_they_decode_to() {
-        let children: Vec<String> = (0..50)
-            .map(|i| format!("{{ name = \"c{i}\", type = \"int64\" }}"))
-            .collect();
-        let schema = crate::schema::RepoSchema::parse(
-            &format!(
-                "name = \"w\"\n[[fields]]\nname = \"l\"\ntype = \"list<struct>\"\nfields = [ {} ]\n",
-                children.join(", ")
-            ),
-            std::path::Path::new("w.toml"),
-        )
-        .unwrap();
-        let cost = LineCost::of(&schema, &crate::decode::InputKind::Json).unwrap();
+        let (_, cost) = crate::decode::cost::wide_schema("");
         let items = |n: usize| format!("{{\"l\":[{}]}}\n", vec!["{}"; n].join(","));
         let one = cost.line(items(100).trim_end().as_bytes()).unwrap();
         let cost = cost.with_cap(4 * one);
