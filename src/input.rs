@@ -406,17 +406,20 @@ impl ChunkReader {
         }
     }
 
-    /// With a line cost: the next chunk cut from the carried input alone, when its whole lines
-    /// hold more than a chunk may (a block of lines that decode to many times their text,
-    /// cut before). Only the chunk's own lines are copied; the rest stays carried. (Moved
-    /// whole into each chunk and back, a block of such lines was copied once for every
-    /// chunk cut from it: 0.3 s for 32 MiB in 1 MiB blocks, 3 s in 16 MiB ones, and a
-    /// pool of chunks as large as the block each.) False, with nothing taken, when they fit:
-    /// the chunk is read the usual way.
+    /// The next chunk cut from the carried input alone, when its whole lines hold more than a
+    /// chunk may: more than the line cap, or with a line cost more than it allows (a block
+    /// cut before, of tiny lines or of lines that decode to many times their text). Only the
+    /// chunk's own lines are copied; the rest stays carried. (Moved whole into each chunk
+    /// and back, such a block was copied once for every chunk cut from it, and each chunk
+    /// kept room for all of it: 0.3 s for 32 MiB of heavy lines in 1 MiB blocks, 3 s in 16
+    /// MiB ones; after a 9 MiB record, 48 KiB chunks of tiny lines held 7 MiB each.) False,
+    /// with nothing taken, when they fit: the chunk is read the usual way. Lines only: a CSV
+    /// record may span them (and has no cost).
     fn cut_carried(&mut self, chunk: &mut Chunk) -> bool {
-        let Some(cost) = &self.cost else {
+        if self.quote.is_some() {
             return false;
-        };
+        }
+        let cost = self.cost.as_ref();
         let rest = &self.carry[self.carry_at..];
         let mut tally = Tally::default();
         let mut start = 0;
@@ -427,7 +430,7 @@ impl ChunkReader {
                 return false;
             };
             if chunk.ends.len() == MAX_CHUNK_LINES
-                || !cost.take(&rest[start..start + i], &mut tally)
+                || cost.is_some_and(|c| !c.take(&rest[start..start + i], &mut tally))
             {
                 break;
             }
@@ -435,7 +438,7 @@ impl ChunkReader {
             start += i + 1;
         }
         chunk.data.extend_from_slice(&rest[..start]);
-        chunk.measured = !tally.flagged;
+        chunk.measured = cost.is_some() && !tally.flagged;
         chunk.first_line = self.line;
         chunk.first_offset = self.offset;
         self.line += chunk.ends.len() as u64;

@@ -814,3 +814,37 @@ fn heavy_line_cuts_keep_records_positions_and_resumes() {
         }
     }
 }
+
+/// Tiny lines after a long record (the block grew to hold it), without a line cost: chunks
+/// cut at the line cap from the carried rest hold only their own lines. (Each was given the
+/// whole rest of the block: 48 KiB chunks held 7 MiB of room each, copied again per chunk.)
+#[test]
+fn chunks_of_tiny_lines_cut_from_a_grown_block_hold_only_their_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("in.jsonl");
+    let mut text = format!("{{\"s\":\"{}\"}}\n", "x".repeat(9 << 20));
+    text.push_str(&"{}\n".repeat((20 << 20) / 3));
+    std::fs::write(&p, &text).unwrap();
+    let mut r = ChunkReader::open(&InputSource::File(p), None)
+        .unwrap()
+        .with_block_size(1 << 20);
+    let chunks = read_all(&mut r);
+    let joined: Vec<u8> = chunks.iter().flat_map(|c| c.data.clone()).collect();
+    assert_eq!(joined, text.as_bytes());
+    let mut line = chunks[0].first_line;
+    for c in &chunks {
+        assert_eq!(c.first_line, line);
+        line = c.next_line();
+        assert!(memchr::memchr_iter(b'\n', &c.data).count() <= MAX_CHUNK_LINES);
+        if c.first_line > 1 {
+            assert!(
+                c.data.capacity() <= 2 << 20,
+                "line {}: a chunk of {} bytes holds {} bytes of room",
+                c.first_line,
+                c.data.len(),
+                c.data.capacity()
+            );
+            assert_eq!(c.ends.len(), memchr::memchr_iter(b'\n', &c.data).count());
+        }
+    }
+}
