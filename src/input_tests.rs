@@ -676,11 +676,11 @@ fn chunks_of_heavy_lines_are_cut_by_what_they_decode_to() {
     }
 }
 
-/// A block of heavy lines left after a long record (the block grew to hold it) is handed out
-/// a chunk at a time from the carried input: each chunk holds only its own lines, so a pool
-/// of reused chunks does not grow to the block's size. (Moved whole into every chunk and
-/// back, each chunk cut from it grew to the block's remainder: 6 pooled chunks held 218 MiB
-/// after a 33 MiB record.)
+/// The rest of a block that grew to hold a long record, cut before (by a line cost or the
+/// line cap), is handed out a chunk at a time from the carried input: each chunk holds only
+/// its own lines, so a pool of reused chunks does not grow to the block's size. (Moved whole
+/// into every chunk and back, each chunk kept room for the block's rest: 6 pooled chunks
+/// held 218 MiB after a 33 MiB record; 48 KiB chunks of tiny lines held 7 MiB each.)
 #[test]
 fn chunks_cut_from_a_grown_block_hold_only_their_lines() {
     let (_, cost) = crate::decode::cost::wide_schema("[[fields]]\nname = \"s\"\ntype = \"string\"");
@@ -689,30 +689,42 @@ fn chunks_cut_from_a_grown_block_hold_only_their_lines() {
     let cost = cost.with_cap(4 * one);
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("in.jsonl");
-    // A 9 MiB record grows the 1 MiB block to 16 MiB; heavy lines fill the rest of it.
-    let mut text = format!("{{\"s\":\"{}\"}}\n", "x".repeat(9 << 20));
-    while text.len() < 20 << 20 {
-        text.push_str(&items(1000));
-    }
-    std::fs::write(&p, &text).unwrap();
-    let mut r = ChunkReader::open(&InputSource::File(p), None)
-        .unwrap()
-        .with_block_size(1 << 20)
-        .with_cost(Some(cost));
-    let chunks = read_all(&mut r);
-    assert!(chunks[0].data.len() > 9 << 20, "the long record's chunk");
-    let joined: Vec<u8> = chunks.iter().flat_map(|c| c.data.clone()).collect();
-    assert_eq!(joined, text.as_bytes());
-    for c in &chunks[1..] {
-        let lines = memchr::memchr_iter(b'\n', &c.data).count();
-        assert!(lines <= 4, "line {}: {lines} lines", c.first_line);
-        assert!(
-            c.data.capacity() <= 2 << 20,
-            "line {}: a chunk of {} bytes holds {} bytes of room",
-            c.first_line,
-            c.data.len(),
-            c.data.capacity()
-        );
+    // Heavy lines cut by their cost, and tiny ones by the line cap, without a cost.
+    for (line, lines, cost) in [
+        (items(1000), 4, Some(cost)),
+        ("{}\n".into(), MAX_CHUNK_LINES, None),
+    ] {
+        // A 9 MiB record grows the 1 MiB block to 16 MiB; the lines fill the rest of it.
+        let mut text = format!("{{\"s\":\"{}\"}}\n", "x".repeat(9 << 20));
+        while text.len() < 20 << 20 {
+            text.push_str(&line);
+        }
+        std::fs::write(&p, &text).unwrap();
+        let mut r = ChunkReader::open(&InputSource::File(p.clone()), None)
+            .unwrap()
+            .with_block_size(1 << 20)
+            .with_cost(cost);
+        let chunks = read_all(&mut r);
+        assert!(chunks[0].data.len() > 9 << 20, "the long record's chunk");
+        let joined: Vec<u8> = chunks.iter().flat_map(|c| c.data.clone()).collect();
+        assert_eq!(joined, text.as_bytes());
+        let mut at = 1;
+        for c in &chunks {
+            assert_eq!(c.first_line, at);
+            at = c.next_line();
+            let n = memchr::memchr_iter(b'\n', &c.data).count();
+            assert_eq!(c.ends.len(), n);
+            if c.first_line > 1 {
+                assert!(n <= lines, "line {}: {n} lines", c.first_line);
+                assert!(
+                    c.data.capacity() <= 2 << 20,
+                    "line {}: a chunk of {} bytes holds {} bytes of room",
+                    c.first_line,
+                    c.data.len(),
+                    c.data.capacity()
+                );
+            }
+        }
     }
 }
 
@@ -811,40 +823,6 @@ fn heavy_line_cuts_keep_records_positions_and_resumes() {
                 .collect();
             let want: Vec<u8> = chunks[i..].iter().flat_map(|c| c.data.clone()).collect();
             assert_eq!(rest, want, "round {round}: resumed at chunk {i}");
-        }
-    }
-}
-
-/// Tiny lines after a long record (the block grew to hold it), without a line cost: chunks
-/// cut at the line cap from the carried rest hold only their own lines. (Each was given the
-/// whole rest of the block: 48 KiB chunks held 7 MiB of room each, copied again per chunk.)
-#[test]
-fn chunks_of_tiny_lines_cut_from_a_grown_block_hold_only_their_lines() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("in.jsonl");
-    let mut text = format!("{{\"s\":\"{}\"}}\n", "x".repeat(9 << 20));
-    text.push_str(&"{}\n".repeat((20 << 20) / 3));
-    std::fs::write(&p, &text).unwrap();
-    let mut r = ChunkReader::open(&InputSource::File(p), None)
-        .unwrap()
-        .with_block_size(1 << 20);
-    let chunks = read_all(&mut r);
-    let joined: Vec<u8> = chunks.iter().flat_map(|c| c.data.clone()).collect();
-    assert_eq!(joined, text.as_bytes());
-    let mut line = chunks[0].first_line;
-    for c in &chunks {
-        assert_eq!(c.first_line, line);
-        line = c.next_line();
-        assert!(memchr::memchr_iter(b'\n', &c.data).count() <= MAX_CHUNK_LINES);
-        if c.first_line > 1 {
-            assert!(
-                c.data.capacity() <= 2 << 20,
-                "line {}: a chunk of {} bytes holds {} bytes of room",
-                c.first_line,
-                c.data.len(),
-                c.data.capacity()
-            );
-            assert_eq!(c.ends.len(), memchr::memchr_iter(b'\n', &c.data).count());
         }
     }
 }
