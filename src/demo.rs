@@ -13,7 +13,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 use crate::config::Job;
-use crate::source::kafka::Position;
+use crate::source::kafka::{Position, Range};
 use crate::task::{self, RunOptions, RunSummary, TaskError};
 
 const SCHEMA: &str = include_str!("../schemas/nginx_access.toml");
@@ -94,7 +94,7 @@ template = "dt={{ts:%Y-%m-%d}}/hr={{ts:%H}}/"
     );
     let job_path = state.join("demo.toml");
     let mut job = Job::parse(&text, &job_path).map_err(|e| job_err(e.to_string()))?;
-    job.range = Some((Position::Earliest, Position::Latest));
+    job.range = Some(Range::Asked(Position::Earliest, Position::Latest));
     let summary = task::run(
         &job,
         RunOptions::default(),

@@ -12,6 +12,7 @@ mod cli {
     pub mod convert;
     pub mod infer;
     pub mod jobs;
+    pub mod ranges;
     pub mod skip;
     pub mod table;
     pub mod wal;

@@ -1,7 +1,8 @@
 //! `backfill`: a bounded run of a Kafka job over a range, under its own name, refused where
 //! it would write what the live job writes (`--from checkpoint` into the live destination,
-//! however spelled, or a folder inside or around it), or where the name ran over another
-//! range (its checkpoints would be resumed instead of `--from`).
+//! however spelled, or a folder inside or around it; offsets past the live job's checkpoints
+//! there), or what another backfill name recorded there, or where the name ran over another
+//! range (its checkpoints would be resumed instead of `--from`; see `ranges`).
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -16,6 +17,7 @@ use sluice::source::kafka::Position;
 use sluice::task;
 
 use super::jobs::{io_runtime, lock_state};
+use super::ranges;
 use crate::init_logs_at;
 
 pub fn run_backfill(
@@ -46,20 +48,42 @@ pub fn run_backfill(
     if end == Position::Earliest {
         bail!("--to earliest: a backfill ending at the start of every partition reads nothing");
     }
-    job.range = Some((start.clone(), end.clone()));
     let live_url = job.resolve_url(&job.file.sink.url);
+    let live_name = job.file.job.name.clone();
     as_backfill(&mut job, name, url)?;
-    if from == "checkpoint" && same_place(&job, &live_url, &job.resolve_url(&job.file.sink.url))? {
-        // The live job goes on from those checkpoints (or will, when it starts again): every
-        // record the backfill wrote there would be there twice.
-        bail!(
-            "--from checkpoint into the live job's own destination ({live_url}), or a folder \
-             inside it or around it, would write the records the live job writes next a second \
-             time: give the backfill another --url"
-        );
-    }
+    let ours = job.resolve_url(&job.file.sink.url);
+    let live = if from == "checkpoint" {
+        if same_place(&job, &live_url, &ours)? {
+            // The live job goes on from those checkpoints (or will, when it starts again):
+            // every record the backfill wrote there would be there twice.
+            bail!(
+                "--from checkpoint into the live job's own destination ({live_url}), or a folder \
+                 inside it or around it, would write the records the live job writes next a second \
+                 time: give the backfill another --url"
+            );
+        }
+        None
+    } else {
+        match same_place(&job, &live_url, &ours) {
+            Ok(false) => None,
+            Ok(true) => Some(ranges::Live {
+                dest: task::destination_at(&job, &live_url, &io_runtime()?)?,
+                name: live_name,
+            }),
+            // The backfill's own destination is checked when it records its range.
+            Err(e) => {
+                tracing::warn!(live = %live_url, error = %format!("{e:#}"), "could not tell whether the backfill's destination is the live job's: what the live job writes next there is not checked");
+                None
+            }
+        }
+    };
     let _locks = lock_state(&job, true)?;
-    hold_range(&job, from, &start, &end)?;
+    job.range = Some(ranges::hold_range(
+        &job,
+        from,
+        (&start, &end),
+        live.as_ref(),
+    )?);
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
@@ -105,125 +129,6 @@ pub fn as_backfill(job: &mut Job, name: Option<String>, url: Option<String>) -> 
         dead.topic = None;
         dead.brokers = None;
         dead.options = Default::default();
-    }
-    Ok(())
-}
-
-/// What a backfill name covers in its destination, recorded at its first run: a later run of
-/// the name resumes from its checkpoints, which only the same range and repo mean. (Topics
-/// added to the job since start at `--from`, so they are not part of it.)
-#[derive(serde::Serialize, serde::Deserialize, PartialEq, Eq, Debug)]
-struct BackfillRange {
-    /// `--from` as asked: `checkpoint`, or the position (canonical spelling).
-    from: String,
-    to: String,
-    repo: String,
-}
-
-/// The `--from` the backfill `job` names recorded at its first run (`checkpoint`, or a
-/// position), `None` when it recorded none.
-pub fn recorded_from(job: &Job) -> Result<Option<String>> {
-    let runtime = io_runtime()?;
-    let dest = task::destination_at(job, &job.resolve_url(&job.file.sink.url), &runtime)?;
-    let record = range_record(&job.file.job.name);
-    match dest.read(&record) {
-        Ok(b) => Ok(Some(parse_range(&dest, &record, &b)?.from)),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Where backfill `name` records its range in its destination.
-fn range_record(name: &str) -> String {
-    format!("_sluice/{name}/range.json")
-}
-
-/// The range recorded at `record` of `dest`, from its bytes.
-fn parse_range(
-    dest: &sluice::store::Destination,
-    record: &str,
-    bytes: &[u8],
-) -> Result<BackfillRange> {
-    serde_json::from_slice(bytes).with_context(|| format!("reading {}", dest.display(record)))
-}
-
-/// Records the range of the backfill `job` names in its destination
-/// (`_sluice/<name>/range.json`), or checks it against the one recorded there: a run of one
-/// name over another range (or another repo) is refused, since its partitions would resume
-/// from the earlier run's checkpoints, not at `--from`: records asked for would be skipped,
-/// or records outside the range written.
-fn hold_range(job: &Job, from: &str, start: &Position, end: &Position) -> Result<()> {
-    let SourceSection::Kafka { topics, .. } = &job.file.source else {
-        return Ok(());
-    };
-    // Offsets of the one topic a job reads are spelled with or without it.
-    let one = match topics.as_slice() {
-        [t] if !t.starts_with('^') => Some(t.clone()),
-        _ => None,
-    };
-    let spell = |p: &Position| match (p, &one) {
-        (Position::Offsets(list), Some(t)) => Position::Offsets(
-            list.iter()
-                .map(|(topic, p, o)| (topic.clone().or_else(|| Some(t.clone())), *p, *o))
-                .collect(),
-        )
-        .to_string(),
-        _ => p.to_string(),
-    };
-    let ours = BackfillRange {
-        from: if from == "checkpoint" {
-            from.to_string()
-        } else {
-            spell(start)
-        },
-        to: spell(end),
-        repo: task::repo_label(job),
-    };
-    let runtime = io_runtime()?;
-    let dest = task::destination_at(job, &job.resolve_url(&job.file.sink.url), &runtime)?;
-    let name = &job.file.job.name;
-    let record = range_record(name);
-    let bytes = serde_json::to_vec(&ours).expect("a range serializes");
-    let committed = !Checkpoints::new(dest.clone(), name).keys()?.is_empty();
-    let theirs = match dest.read(&record) {
-        Ok(b) => b,
-        Err(e) if e.is_not_found() => {
-            if committed {
-                tracing::warn!(backfill = %name, "this backfill name has checkpoints in the destination from a run that recorded no range: they are resumed whatever --from says");
-            }
-            match dest.put_atomic(&record, &bytes, true) {
-                Ok(()) => return Ok(()),
-                // Another start of the name wrote it first (or this write landed though it
-                // reported failure).
-                Err(e) => match dest.read(&record) {
-                    Ok(b) => {
-                        tracing::debug!(error = %e, "the range was recorded by another start");
-                        b
-                    }
-                    Err(_) => return Err(e.into()),
-                },
-            }
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let theirs = parse_range(&dest, &record, &theirs)?;
-    if theirs != ours && !committed {
-        // The earlier run committed nothing (it failed at its start): nothing to resume.
-        tracing::info!(backfill = %name, from = %theirs.from, to = %theirs.to, "the earlier run of this name committed nothing; its range is replaced");
-        dest.put_atomic(&record, &bytes, false)?;
-        return Ok(());
-    }
-    if theirs != ours {
-        bail!(
-            "backfill `{name}` already ran in {} over --from {} --to {} (repo {}); this run asks for --from {} --to {} (repo {}). Its partitions would resume from that run's checkpoints, not at --from, skipping records asked for or writing others. Give this range its own --name (or --url; two names' ranges in one URL must not overlap, or readers see those records twice); to finish an interrupted run, give its --from and --to again",
-            dest.url(),
-            theirs.from,
-            theirs.to,
-            theirs.repo,
-            ours.from,
-            ours.to,
-            ours.repo,
-        );
     }
     Ok(())
 }

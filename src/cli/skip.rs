@@ -137,9 +137,17 @@ fn backfill_start(
     watermarks: (i64, i64),
 ) -> Result<u64> {
     let name = &job.file.job.name;
-    let from = super::backfill::recorded_from(job)?.ok_or_else(|| {
+    let (from, spans) = super::ranges::recorded_from(job)?.ok_or_else(|| {
         anyhow!("backfill `{name}` recorded no range (it never ran here, or ran before ranges were recorded): where it starts the partition is not known")
     })?;
+    if let Some(spans) = spans {
+        // Resolved at its first run, which every later run reads again.
+        let span = spans
+            .iter()
+            .find(|s| s.topic == topic && s.partition == number)
+            .ok_or_else(|| anyhow!("backfill `{name}` does not read {topic}-{number}: its range was planned before the partition existed"))?;
+        return Ok(span.from.max(0) as u64);
+    }
     let unknown = || {
         anyhow!("backfill `{name}` ran --from {from}: where it started the partition then is not known now (`latest` and `checkpoint` move); run that range under a new --name instead")
     };

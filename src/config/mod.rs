@@ -63,10 +63,7 @@ pub struct Job {
     /// file with one `[repo]`, whose repo is named by its schema.
     pub repo: Option<String>,
     /// A bounded run (backfill) over this range of every partition; `None`: a live run.
-    pub range: Option<(
-        crate::source::kafka::Position,
-        crate::source::kafka::Position,
-    )>,
+    pub range: Option<crate::source::kafka::Range>,
     /// `run --move-wal-damage`: a WAL damaged before its end is opened after moving the
     /// damaged part aside (into `damaged/` in the WAL folder) instead of refused.
     pub move_wal_damage: bool,

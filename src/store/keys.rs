@@ -1,5 +1,6 @@
 //! Object-store keys of relative paths: segments already escaped for URLs kept as they are,
-//! the keys earlier versions used, and listings that start after a name.
+//! the keys earlier versions used, listings that start after a name, and the folders
+//! directly in a folder.
 
 use futures::TryStreamExt;
 use object_store::path::Path as StorePath;
@@ -115,5 +116,60 @@ impl Destination {
                 Ok(out)
             }
         }
+    }
+
+    /// The names of the folders directly in folder `dir` (ending in `/`), sorted; on object
+    /// stores the common prefixes of one delimited listing (nothing deeper is listed).
+    pub fn folders(&self, dir: &str) -> Result<Vec<String>, StoreError> {
+        let mut out: Vec<String> = match &self.kind {
+            Kind::Local(root) => {
+                let path = root.join(dir);
+                let entries = match std::fs::read_dir(&path) {
+                    Ok(e) => e,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                    Err(source) => {
+                        return Err(StoreError::Io {
+                            path: path.display().to_string(),
+                            source,
+                        })
+                    }
+                };
+                let mut out = Vec::new();
+                for e in entries {
+                    let e = e.map_err(|source| StoreError::Io {
+                        path: path.display().to_string(),
+                        source,
+                    })?;
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    if !name.starts_with('.') && e.file_type().is_ok_and(|t| t.is_dir()) {
+                        out.push(name);
+                    }
+                }
+                out
+            }
+            Kind::Store {
+                store,
+                prefix,
+                runtime,
+            } => {
+                let base = Self::store_path(prefix, dir);
+                let listed = again(|| runtime.block_on(store.list_with_delimiter(Some(&base))))
+                    .map_err(|source| StoreError::Store {
+                        path: self.display(dir),
+                        source,
+                    })?;
+                listed
+                    .common_prefixes
+                    .iter()
+                    .filter_map(|p| {
+                        p.prefix_match(&base)?
+                            .next()
+                            .map(|n| n.as_ref().to_string())
+                    })
+                    .collect()
+            }
+        };
+        out.sort();
+        Ok(out)
     }
 }

@@ -2,6 +2,7 @@
 
 mod abuse;
 mod admin;
+mod backfill_ranges;
 mod bounds;
 mod config_schema;
 mod convert;

@@ -183,6 +183,18 @@ fn a_backfill_into_the_live_folder_leaves_the_live_files_alone() {
     // Records past the live job's checkpoints: `--from checkpoint` reads exactly those, and
     // only into another destination (the live job writes them itself when it goes on).
     produce_events(&bootstrap, topic, n, 300, 4, None);
+    // Into the live folder, a range reaching past the live job's checkpoints is refused
+    // (before, it wrote the 300 records the live job writes next), and so is one over what
+    // the first backfill recorded there.
+    let refused = sluice(&["backfill", jobs, "--name", "again"]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{err}");
+    assert!(
+        err.contains("the live job `kafka-it` has committed up to offset 500")
+            && err.contains("backfill `kafka-it-backfill`"),
+        "{err}"
+    );
+    assert_eq!(files(&out), after, "the refused backfill wrote");
     let refused = sluice(&["backfill", jobs, "--from", "checkpoint", "--name", "rest"]);
     assert!(
         !refused.status.success(),

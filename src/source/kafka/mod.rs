@@ -43,7 +43,7 @@ mod unreadable;
 
 use group::{lock, set_paused, GroupContext, Index, Shared};
 use part::Part;
-pub use range::Position;
+pub use range::{plan, Position, Range, Span};
 
 const TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -64,8 +64,8 @@ pub struct KafkaSettings {
     /// Extra librdkafka properties, passed through.
     pub options: crate::config::PassThrough,
     pub chunk_bytes: usize,
-    /// A bounded (static) run from `start` to `end`; `None` is a live group member.
-    pub range: Option<(Position, Position)>,
+    /// A bounded (static) run; `None` is a live group member.
+    pub range: Option<Range>,
     /// Upper bound on librdkafka's prefetch queue, from the channel bound.
     pub queue_kbytes: usize,
     /// The message metadata the schema asks for.
@@ -145,15 +145,7 @@ pub struct KafkaSource {
 impl KafkaSource {
     pub fn new(s: &KafkaSettings) -> Result<Self, SourceError> {
         let name = format!("kafka {} ({})", s.topics.join(","), s.brokers);
-        let patterns = s
-            .topics
-            .iter()
-            .filter(|t| t.starts_with('^'))
-            .map(|t| {
-                regex::Regex::new(t)
-                    .map_err(|e| err_at(&name, format!("topic pattern `{t}` is not a regex: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let patterns = patterns(&name, &s.topics)?;
         let mut cfg = ClientConfig::new();
         cfg.set("bootstrap.servers", &s.brokers)
             .set("group.id", &s.group)
@@ -229,10 +221,10 @@ impl KafkaSource {
             read_polled: 0,
         };
         // The topics must exist (a typo should not make a job wait forever).
-        let topics = src.resolve_topics(&s.topics, &patterns)?;
+        let topics = topics_now(&src.consumer, &src.name, &s.topics, &patterns)?;
         match &s.range {
             None => src.subscribe()?,
-            Some((start, end)) => src.plan_range(&topics, start, end)?,
+            Some(range) => src.plan_range(&topics, range)?,
         }
         Ok(src)
     }
@@ -270,42 +262,51 @@ impl KafkaSource {
         tracing::warn!(source = %self.name, "joined the group again");
         Ok(())
     }
+}
 
-    /// The topics (and their partition numbers) the names and patterns match now.
-    fn resolve_topics(
-        &self,
-        names: &[String],
-        patterns: &[regex::Regex],
-    ) -> Result<Vec<(String, Vec<i32>)>, SourceError> {
-        let md = self
-            .consumer
-            .fetch_metadata(None, TIMEOUT)
-            .map_err(|e| err_at(&self.name, format!("cannot read the topics' metadata: {e}")))?;
-        let mut out = Vec::new();
-        for t in md.topics() {
-            let wanted = names.iter().any(|n| n == t.name())
-                || patterns.iter().any(|r| r.is_match(t.name()));
-            if !wanted || t.error().is_some() || t.partitions().is_empty() {
-                continue;
-            }
-            let mut ids: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
-            ids.sort_unstable();
-            out.push((t.name().to_string(), ids));
+/// The topics (and their partition numbers) the names and patterns match now.
+fn topics_now<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    name: &str,
+    names: &[String],
+    patterns: &[regex::Regex],
+) -> Result<Vec<(String, Vec<i32>)>, SourceError> {
+    let md = consumer
+        .fetch_metadata(None, TIMEOUT)
+        .map_err(|e| err_at(name, format!("cannot read the topics' metadata: {e}")))?;
+    let mut out = Vec::new();
+    for t in md.topics() {
+        let wanted =
+            names.iter().any(|n| n == t.name()) || patterns.iter().any(|r| r.is_match(t.name()));
+        if !wanted || t.error().is_some() || t.partitions().is_empty() {
+            continue;
         }
-        out.sort();
-        for n in names.iter().filter(|n| !n.starts_with('^')) {
-            if !out.iter().any(|(t, _)| t == n) {
-                return Err(err_at(&self.name, format!("topic `{n}` does not exist")));
-            }
-        }
-        if out.is_empty() {
-            return Err(err_at(
-                &self.name,
-                "no topic matches the configured patterns",
-            ));
-        }
-        Ok(out)
+        let mut ids: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+        ids.sort_unstable();
+        out.push((t.name().to_string(), ids));
     }
+    out.sort();
+    for n in names.iter().filter(|n| !n.starts_with('^')) {
+        if !out.iter().any(|(t, _)| t == n) {
+            return Err(err_at(name, format!("topic `{n}` does not exist")));
+        }
+    }
+    if out.is_empty() {
+        return Err(err_at(name, "no topic matches the configured patterns"));
+    }
+    Ok(out)
+}
+
+/// The `^` entries of `topics` as regular expressions.
+fn patterns(name: &str, topics: &[String]) -> Result<Vec<regex::Regex>, SourceError> {
+    topics
+        .iter()
+        .filter(|t| t.starts_with('^'))
+        .map(|t| {
+            regex::Regex::new(t)
+                .map_err(|e| err_at(name, format!("topic pattern `{t}` is not a regex: {e}")))
+        })
+        .collect()
 }
 
 impl Drop for KafkaSource {

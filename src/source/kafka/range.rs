@@ -1,14 +1,86 @@
 //! Backfill bounds: where each partition starts and ends (earliest, latest, a timestamp or
-//! explicit offsets), as given on the command line, resolved against the broker's log; and
-//! the static assignment of a bounded run's partitions.
+//! explicit offsets), as given on the command line, resolved against the broker's log into
+//! each partition's offsets (a plan, which a backfill records and checks before it reads);
+//! and the static assignment of a bounded run's partitions.
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::group::{lock, set_paused, GroupContext, Index};
+use super::group::{lock, set_paused, Index};
 use super::part::Part;
 use super::{err_at, gap, KafkaSource, TIMEOUT};
 use crate::source::SourceError;
+
+/// What a bounded run reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Range {
+    /// Every partition of the topics from `start` to `end`, resolved when the source starts.
+    Asked(Position, Position),
+    /// Exactly these partitions' offsets, resolved before (see [`plan`]). `fresh`: resolved
+    /// by this process within watermarks fetched moments ago; otherwise (a plan recorded by an
+    /// earlier run) each start is checked against the broker's log when it is assigned.
+    Planned { spans: Vec<Span>, fresh: bool },
+}
+
+/// The offsets `[from, to)` of one partition a bounded run reads.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Span {
+    pub topic: String,
+    pub partition: i32,
+    pub from: i64,
+    pub to: i64,
+}
+
+impl Span {
+    /// The offsets both spans read (of one partition), if any.
+    pub fn overlap(&self, other: &Span) -> Option<(i64, i64)> {
+        if self.topic != other.topic || self.partition != other.partition {
+            return None;
+        }
+        let (from, to) = (self.from.max(other.from), self.to.min(other.to));
+        (from < to).then_some((from, to))
+    }
+}
+
+/// Resolves a run from `start` to `end` of the `topics` (names, or `^` patterns) at
+/// `brokers` now: every partition of the topics that match, with its `[from, to)` (`to` at
+/// least `from`), in topic and partition order. `options` are the job's librdkafka
+/// properties (security settings among them).
+pub fn plan(
+    brokers: &str,
+    topics: &[String],
+    options: &crate::config::PassThrough,
+    (start, end): (&Position, &Position),
+) -> Result<Vec<Span>, SourceError> {
+    let name = format!("kafka {} ({brokers})", topics.join(","));
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", brokers);
+    for (k, v) in options.iter() {
+        cfg.set(k, v);
+    }
+    let consumer: BaseConsumer = cfg
+        .create()
+        .map_err(|e| err_at(&name, format!("cannot create the consumer: {e}")))?;
+    let patterns = super::patterns(&name, topics)?;
+    let found = super::topics_now(&consumer, &name, topics, &patterns)?;
+    let list: Vec<(&str, i32)> = found
+        .iter()
+        .flat_map(|(t, ids)| ids.iter().map(move |p| (t.as_str(), *p)))
+        .collect();
+    let planned = plan_all(&consumer, &name, &list, start, end)?;
+    Ok(list
+        .into_iter()
+        .zip(planned)
+        .map(|((topic, partition), (from, to))| Span {
+            topic: topic.to_string(),
+            partition,
+            from,
+            to: to.max(from),
+        })
+        .collect())
+}
 
 /// A position in every partition of the topics.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,28 +174,46 @@ impl std::fmt::Display for Position {
 
 /// Planning and assigning a bounded run's partitions.
 impl KafkaSource {
-    /// Static mode: every partition, with its start and end offsets resolved now.
+    /// Static mode: every partition of `topics` with its start and end offsets resolved now,
+    /// or the partitions a plan names, with its offsets.
     pub(super) fn plan_range(
         &mut self,
         topics: &[(String, Vec<i32>)],
-        start: &Position,
-        end: &Position,
+        range: &Range,
     ) -> Result<(), SourceError> {
-        let list: Vec<(&str, i32)> = topics
-            .iter()
-            .flat_map(|(t, ids)| ids.iter().map(move |p| (t.as_str(), *p)))
-            .collect();
-        let planned = plan_all(&self.consumer, &self.name, &list, start, end)?;
-        for ((topic, p), (from, to)) in list.into_iter().zip(planned) {
-            let id = lock(&self.shared).id(topic, p);
+        let (spans, fresh) = match range {
+            Range::Planned { spans, fresh } => (spans.clone(), *fresh),
+            Range::Asked(start, end) => {
+                let list: Vec<(&str, i32)> = topics
+                    .iter()
+                    .flat_map(|(t, ids)| ids.iter().map(move |p| (t.as_str(), *p)))
+                    .collect();
+                let planned = plan_all(&self.consumer, &self.name, &list, start, end)?;
+                let spans =
+                    list.into_iter()
+                        .zip(planned)
+                        .map(|((topic, partition), (from, to))| Span {
+                            topic: topic.to_string(),
+                            partition,
+                            from,
+                            to: to.max(from),
+                        });
+                (spans.collect(), true)
+            }
+        };
+        for s in spans {
+            let id = lock(&self.shared).id(&s.topic, s.partition);
             let info = lock(&self.shared).infos[id as usize].0.clone();
-            let mut part = Part::new(info, p);
+            let mut part = Part::new(info, s.partition);
+            let to = s.to.max(s.from);
             part.owned = true;
-            part.restart(from);
-            // Resolved within the watermarks just fetched: what a check would find.
-            part.checked = true;
-            part.end = Some(to.max(from));
-            self.bounds.push((id, from as u64, to.max(from) as u64));
+            part.restart(s.from);
+            // Resolved within the watermarks just fetched: what a check would find. A plan
+            // recorded by an earlier run is checked when assigned (retention may have passed
+            // its start since).
+            part.checked = fresh;
+            part.end = Some(to);
+            self.bounds.push((id, s.from as u64, to as u64));
             self.parts.push(part);
         }
         self.index = Index::of(&self.parts);
@@ -180,8 +270,8 @@ const PLAN_THREADS: usize = 8;
 /// broker round trip or two (watermarks, a timestamp's offset): for hundreds of partitions,
 /// made one after the other, that was most of a backfill's start, so up to
 /// [`PLAN_THREADS`] are in flight at once. The first error in `list`'s order is returned.
-fn plan_all(
-    consumer: &BaseConsumer<GroupContext>,
+fn plan_all<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
     name: &str,
     list: &[(&str, i32)],
     start: &Position,
@@ -202,7 +292,7 @@ fn plan_all(
 impl Position {
     /// Where a run from this position starts partition `p` of `topic` (watermarks `[low,
     /// high]`, read now): `None` for `latest`, which is the end when the run started, not now.
-    pub fn start_in<C: rdkafka::consumer::ConsumerContext>(
+    pub fn start_in<C: ConsumerContext>(
         &self,
         consumer: &BaseConsumer<C>,
         (topic, p): (&str, i32),
@@ -216,7 +306,7 @@ impl Position {
 }
 
 /// An offset for `pos` in partition `p` of `topic`, within its watermarks `[low, high]`.
-fn resolve<C: rdkafka::consumer::ConsumerContext>(
+fn resolve<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     name: &str,
     (topic, p): (&str, i32),
