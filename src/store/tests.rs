@@ -226,3 +226,31 @@ fn the_late_window_is_the_client_request_timeout() {
     let memory = Destination::parse("memory:///m", rt.handle().clone()).unwrap();
     assert_eq!(memory.late_window(), Some(std::time::Duration::ZERO));
 }
+
+/// The folders directly in a folder, on a local path and on an object store under a prefix:
+/// files beside them and folders deeper down are not named.
+#[test]
+fn the_folders_in_a_folder_are_listed_one_level_deep() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let local = Destination::parse(dir.path().to_str().unwrap(), rt.handle().clone()).unwrap();
+    let memory = Destination::parse("memory:///pre/fix", rt.handle().clone()).unwrap();
+    for dest in [local, memory] {
+        assert!(dest.folders("_sluice/").unwrap().is_empty(), "none yet");
+        for f in [
+            "_sluice/b/range.json",
+            "_sluice/a/checkpoints/k/1.json",
+            "_sluice/top.json",
+            "other/x",
+        ] {
+            dest.put_atomic(f, b"{}", false).unwrap();
+        }
+        assert_eq!(
+            dest.folders("_sluice/").unwrap(),
+            ["a", "b"],
+            "{}",
+            dest.url()
+        );
+        assert_eq!(dest.folders("_sluice/a/").unwrap(), ["checkpoints"]);
+    }
+}

@@ -349,7 +349,26 @@ fn resolve<C: ConsumerContext>(
 
 #[cfg(test)]
 mod tests {
-    use super::Position;
+    use super::{Position, Span};
+
+    /// Offsets two spans both read: only of one partition, and only where they meet (end
+    /// exclusive: spans that touch share nothing).
+    #[test]
+    fn spans_overlap_only_on_one_partition_where_they_meet() {
+        let s = |topic: &str, partition, from, to| Span {
+            topic: topic.into(),
+            partition,
+            from,
+            to,
+        };
+        let a = s("t", 0, 100, 200);
+        assert_eq!(a.overlap(&s("t", 0, 150, 300)), Some((150, 200)));
+        assert_eq!(a.overlap(&s("t", 0, 0, 1000)), Some((100, 200)));
+        assert_eq!(a.overlap(&s("t", 0, 200, 300)), None, "touching");
+        assert_eq!(a.overlap(&s("t", 0, 150, 150)), None, "empty");
+        assert_eq!(a.overlap(&s("t", 1, 100, 200)), None, "another partition");
+        assert_eq!(a.overlap(&s("u", 0, 100, 200)), None, "another topic");
+    }
 
     #[test]
     fn positions_parse_and_bad_ones_say_why() {
