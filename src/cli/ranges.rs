@@ -181,7 +181,7 @@ pub fn hold_range(
                 tracing::warn!(record = %dest.display(&record), error = %e, "could not take back this run's range record: remove it before running another range under this name");
             }
         }
-        let shown: Vec<String> = found.iter().take(8).map(|o| o.text()).collect();
+        let shown: Vec<String> = found.iter().take(16).map(|o| o.text()).collect();
         bail!(
             "backfill `{name}` would write records a reader of {} already sees or will see from another writer, in {} partition(s):\n  {}{}\nGive this backfill another --url, or a range that leaves those offsets out",
             dest.url(),
@@ -267,9 +267,9 @@ fn others_overlapping(
     Ok(out)
 }
 
-/// Offsets of `spans` at or past the live job's checkpoint of their partition: it writes
-/// them next. (What it wrote before its checkpoints is not known here: where it started is
-/// not recorded.)
+/// Offsets of `spans` the live job writes or wrote: at or past its checkpoint of their
+/// partition (it writes them next), and those its last commit's files hold. (What it wrote
+/// before that commit is not known here: where it started is not recorded.)
 fn beyond_live(live: &Live, spans: &[Span]) -> Result<Vec<Overlap>> {
     let cps = Checkpoints::new(live.dest.clone(), &live.name);
     let keys: HashSet<String> = cps.keys()?.into_iter().collect();
@@ -286,6 +286,22 @@ fn beyond_live(live: &Live, spans: &[Span]) -> Result<Vec<Overlap>> {
             continue;
         };
         let next = i64::try_from(c.next_offset).unwrap_or(i64::MAX);
+        let first = c.files.iter().map(|f| f.first_offset).min();
+        if let Some(first) = first.and_then(|f| i64::try_from(f).ok()) {
+            let (from, to) = (s.from.max(first), s.to.min(next));
+            if from < to {
+                out.push(Overlap {
+                    topic: s.topic.clone(),
+                    partition: s.partition,
+                    from,
+                    to,
+                    writer: format!(
+                        "the live job `{}` wrote them (its last commit's files hold offsets {first}..{next})",
+                        live.name
+                    ),
+                });
+            }
+        }
         if s.to > next {
             out.push(Overlap {
                 topic: s.topic.clone(),

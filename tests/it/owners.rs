@@ -128,10 +128,12 @@ fn files(out: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
-/// A backfill over the range a live run already wrote, into the live job's own folder: the
-/// live files and checkpoints stay exactly as they were (before, the backfill's files had the
-/// live files' names and replaced them with files of other extents), and the backfill's own
-/// files hold each record once more.
+/// A backfill over a range a live run already wrote, into the live job's own folder. Over
+/// what the live job's last commit holds it is refused (before, it wrote every record a
+/// second time). Below that (where the live job started is not recorded, so it is not
+/// refused) the live files and checkpoints stay exactly as they were (before, the backfill's
+/// files had the live files' names and replaced them with files of other extents), and the
+/// backfill's own files hold each record once more.
 #[test]
 fn a_backfill_into_the_live_folder_leaves_the_live_files_alone() {
     let topic = "live";
@@ -156,7 +158,25 @@ fn a_backfill_into_the_live_folder_leaves_the_live_files_alone() {
     let before = files(&out);
     let checkpoints = sluice_ok(&["checkpoints", "list", jobs]);
 
-    sluice_ok(&["backfill", jobs]);
+    let refused = sluice(&["backfill", jobs]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{err}");
+    assert!(err.contains("the live job `kafka-it` wrote them"), "{err}");
+    assert_eq!(files(&out), before, "the refused backfill wrote");
+    // Up to the first offset of each partition's last live commit.
+    let last: Vec<u64> = (0..4)
+        .map(|p| last_commit_start(&out, &format!("{topic}-{p}")))
+        .collect();
+    assert!(
+        last.iter().any(|o| *o > 0),
+        "one commit per partition: {last:?}"
+    );
+    let to: Vec<String> = last
+        .iter()
+        .enumerate()
+        .map(|(p, o)| format!("{p}={o}"))
+        .collect();
+    sluice_ok(&["backfill", jobs, "--to", &to.join(",")]);
     let after = files(&out);
     for (name, bytes) in &before {
         assert!(
@@ -175,10 +195,12 @@ fn a_backfill_into_the_live_folder_leaves_the_live_files_alone() {
     assert_eq!(sluice_ok(&["checkpoints", "list", jobs]), checkpoints);
     let ids = trace_ids(&out);
     assert_eq!(ids.len(), n);
-    assert!(
-        ids.values().all(|c| *c == 2),
-        "each record once live, once backfilled"
-    );
+    for i in 0..n {
+        // Event i is offset i / 4 of partition i % 4.
+        let twice = ((i / 4) as u64) < last[i % 4];
+        let want = if twice { 2 } else { 1 };
+        assert_eq!(ids[&format!("t{i}")], want, "t{i}: {last:?}");
+    }
 
     // Records past the live job's checkpoints: `--from checkpoint` reads exactly those, and
     // only into another destination (the live job writes them itself when it goes on).
@@ -243,6 +265,22 @@ fn a_backfill_into_the_live_folder_leaves_the_live_files_alone() {
         (n..n + 300).all(|i| ids.get(&format!("t{i}")) == Some(&1)),
         "the records past the checkpoints, each once: {ids:?}"
     );
+}
+
+/// The first offset the files of partition `key`'s newest live checkpoint hold.
+fn last_commit_start(out: &Path, key: &str) -> u64 {
+    let dir = out.join("_sluice/kafka-it/checkpoints").join(key);
+    let mut records: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    records.sort();
+    let newest = records.last().expect("a checkpoint");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(newest).unwrap()).unwrap();
+    v["files"]
+        .as_array()
+        .and_then(|f| f.iter().filter_map(|f| f["first_offset"].as_u64()).min())
+        .unwrap_or_else(|| panic!("no files in {}: {v}", newest.display()))
 }
 
 /// A backfill of a job that names its consumer group leaves the group's offsets alone (it
