@@ -181,35 +181,50 @@ pub fn hold_range(
                 tracing::warn!(record = %dest.display(&record), error = %e, "could not take back this run's range record: remove it before running another range under this name");
             }
         }
-        let shown: Vec<String> = found.iter().take(16).map(|o| o.text()).collect();
+        let text: Vec<String> = found.iter().map(Clash::text).collect();
         bail!(
-            "backfill `{name}` would write records a reader of {} already sees or will see from another writer, in {} partition(s):\n  {}{}\nGive this backfill another --url, or a range that leaves those offsets out",
+            "backfill `{name}` would write records that other writers of {} write too:\n{}\nGive this backfill another --url, or a range that leaves those offsets out",
             dest.url(),
-            found.len(),
-            shown.join("\n  "),
-            if found.len() > shown.len() { "\n  ..." } else { "" },
+            text.join("\n"),
         );
     }
     Ok(Range::Planned { spans, fresh })
 }
 
-/// Offsets one other writer of the destination holds, that a backfill would read too.
-struct Overlap {
-    topic: String,
-    partition: i32,
-    from: i64,
-    to: i64,
-    /// Who, and what to do about it.
+/// Offsets of a backfill's that another writer of the destination writes too.
+struct Clash {
+    /// Who.
     writer: String,
+    /// `<topic>/<partition> offsets <from>..<to>`, each with why where the writer is the
+    /// live job.
+    at: Vec<String>,
+    /// What to do if the writer is gone.
+    hint: Option<String>,
 }
 
-impl Overlap {
+impl Clash {
+    /// At most this many places are named per writer.
+    const SHOWN: usize = 8;
+
     fn text(&self) -> String {
-        format!(
-            "{}/{} offsets {}..{}: {}",
-            self.topic, self.partition, self.from, self.to, self.writer
-        )
+        let mut t = format!(
+            "  {}: {}",
+            self.writer,
+            self.at[..self.at.len().min(Self::SHOWN)].join(", ")
+        );
+        if self.at.len() > Self::SHOWN {
+            t.push_str(&format!(" and {} more", self.at.len() - Self::SHOWN));
+        }
+        if let Some(h) = &self.hint {
+            t.push_str(&format!("\n    ({h})"));
+        }
+        t
     }
+}
+
+/// `<topic>/<partition> offsets <from>..<to>`.
+fn place(s: &Span, (from, to): (i64, i64)) -> String {
+    format!("{}/{} offsets {from}..{to}", s.topic, s.partition)
 }
 
 /// Offsets of `spans` that another backfill name recorded in `dest`. When `resuming` (the
@@ -222,7 +237,7 @@ fn others_overlapping(
     name: &str,
     spans: &[Span],
     resuming: bool,
-) -> Result<Vec<Overlap>> {
+) -> Result<Vec<Clash>> {
     let mut out = Vec::new();
     for other in dest.folders("_sluice/")? {
         if other == name {
@@ -236,25 +251,14 @@ fn others_overlapping(
             tracing::warn!(backfill = %other, "that backfill recorded its range without offsets (an earlier version): overlap with it is not checked");
             continue;
         };
-        let mut found: Vec<Overlap> = Vec::new();
-        for s in spans {
-            for t in their_spans {
-                if let Some((from, to)) = s.overlap(t) {
-                    found.push(Overlap {
-                        topic: s.topic.clone(),
-                        partition: s.partition,
-                        from,
-                        to,
-                        writer: format!(
-                            "backfill `{other}` (--from {} --to {}) covers them; if its files are gone and it is not running, remove {}",
-                            theirs.from,
-                            theirs.to,
-                            dest.display(&format!("_sluice/{other}/")),
-                        ),
-                    });
-                }
-            }
-        }
+        let found: Vec<String> = spans
+            .iter()
+            .flat_map(|s| {
+                their_spans
+                    .iter()
+                    .filter_map(|t| Some(place(s, s.overlap(t)?)))
+            })
+            .collect();
         if found.is_empty() {
             continue;
         }
@@ -262,7 +266,17 @@ fn others_overlapping(
             tracing::info!(backfill = %other, "that backfill recorded a range overlapping this one's after this one's and committed nothing: it is refused when it runs");
             continue;
         }
-        out.extend(found);
+        out.push(Clash {
+            writer: format!(
+                "backfill `{other}` (--from {} --to {})",
+                theirs.from, theirs.to
+            ),
+            at: found,
+            hint: Some(format!(
+                "if its files are gone and it is not running, remove {}",
+                dest.display(&format!("_sluice/{other}/"))
+            )),
+        });
     }
     Ok(out)
 }
@@ -270,7 +284,7 @@ fn others_overlapping(
 /// Offsets of `spans` the live job writes or wrote: at or past its checkpoint of their
 /// partition (it writes them next), and those its last commit's files hold. (What it wrote
 /// before that commit is not known here: where it started is not recorded.)
-fn beyond_live(live: &Live, spans: &[Span]) -> Result<Vec<Overlap>> {
+fn beyond_live(live: &Live, spans: &[Span]) -> Result<Option<Clash>> {
     let cps = Checkpoints::new(live.dest.clone(), &live.name);
     let keys: HashSet<String> = cps.keys()?.into_iter().collect();
     let asked: Vec<&Span> = spans
@@ -280,7 +294,7 @@ fn beyond_live(live: &Live, spans: &[Span]) -> Result<Vec<Overlap>> {
     let found = sluice::fanout::each(&asked, 8, "live checkpoints", |s| {
         cps.latest(&format!("{}-{}", s.topic, s.partition))
     });
-    let mut out = Vec::new();
+    let mut at = Vec::new();
     for (i, latest) in found {
         let (s, Some(c)) = (asked[i], latest?) else {
             continue;
@@ -290,30 +304,22 @@ fn beyond_live(live: &Live, spans: &[Span]) -> Result<Vec<Overlap>> {
         if let Some(first) = first.and_then(|f| i64::try_from(f).ok()) {
             let (from, to) = (s.from.max(first), s.to.min(next));
             if from < to {
-                out.push(Overlap {
-                    topic: s.topic.clone(),
-                    partition: s.partition,
-                    from,
-                    to,
-                    writer: format!(
-                        "the live job `{}` wrote them (its last commit's files hold offsets {first}..{next})",
-                        live.name
-                    ),
-                });
+                at.push(format!(
+                    "{} (in its newest commit's files, offsets {first}..{next})",
+                    place(s, (from, to))
+                ));
             }
         }
         if s.to > next {
-            out.push(Overlap {
-                topic: s.topic.clone(),
-                partition: s.partition,
-                from: s.from.max(next),
-                to: s.to,
-                writer: format!(
-                    "the live job `{}` has committed up to offset {next} and writes from there",
-                    live.name
-                ),
-            });
+            at.push(format!(
+                "{} (from its checkpoint on: it writes them next)",
+                place(s, (s.from.max(next), s.to))
+            ));
         }
     }
-    Ok(out)
+    Ok((!at.is_empty()).then(|| Clash {
+        writer: format!("the live job `{}`", live.name),
+        at,
+        hint: None,
+    }))
 }

@@ -161,7 +161,11 @@ fn a_backfill_into_the_live_folder_leaves_the_live_files_alone() {
     let refused = sluice(&["backfill", jobs]);
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success(), "{err}");
-    assert!(err.contains("the live job `kafka-it` wrote them"), "{err}");
+    assert!(
+        err.contains("the live job `kafka-it`: live/0 offsets")
+            && err.contains("(in its newest commit's files, offsets"),
+        "{err}"
+    );
     assert_eq!(files(&out), before, "the refused backfill wrote");
     // Up to the first offset of each partition's last live commit.
     let last: Vec<u64> = (0..4)
@@ -212,7 +216,7 @@ fn a_backfill_into_the_live_folder_leaves_the_live_files_alone() {
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success(), "{err}");
     assert!(
-        err.contains("the live job `kafka-it` has committed up to offset 500")
+        err.contains("live/3 offsets 500..575 (from its checkpoint on")
             && err.contains("backfill `kafka-it-backfill`"),
         "{err}"
     );
