@@ -66,10 +66,15 @@ pub fn run_backfill(
     } else {
         match same_place(&job, &live_url, &ours) {
             Ok(false) => None,
-            Ok(true) => Some(ranges::Live {
-                dest: task::destination_at(&job, &live_url, &io_runtime()?)?,
-                name: live_name,
-            }),
+            Ok(true) => {
+                let runtime = io_runtime()?;
+                Some(ranges::Live {
+                    dest: task::destination_at(&job, &live_url, &runtime)?,
+                    name: live_name,
+                    inside: inside(&live_url, &ours),
+                    _runtime: runtime,
+                })
+            }
             // The backfill's own destination is checked when it records its range.
             Err(e) => {
                 tracing::warn!(live = %live_url, error = %format!("{e:#}"), "could not tell whether the backfill's destination is the live job's: what the live job writes next there is not checked");
@@ -172,36 +177,45 @@ fn same_place(job: &Job, live: &str, ours: &str) -> Result<bool> {
 /// other URLs by scheme (`s3a` is `s3`), host and percent-decoded path, as the store reads
 /// them (query and user aside).
 fn nested_or_same(a: &str, b: &str) -> bool {
-    let place = |u: &str| -> String {
-        let mut text = match url::Url::parse(u) {
-            Ok(parsed) if parsed.scheme() == "file" => match parsed.to_file_path() {
-                Ok(p) => resolved(&p).display().to_string(),
-                Err(()) => u.to_string(),
-            },
-            Ok(parsed) => {
-                let scheme = match parsed.scheme() {
-                    "s3a" => "s3",
-                    s => s,
-                };
-                let path = object_store::path::Path::from_url_path(parsed.path())
-                    .map_or_else(|_| parsed.path().to_string(), |p| p.to_string());
-                format!(
-                    "{scheme}://{}/{}",
-                    parsed.host_str().unwrap_or(""),
-                    path.trim_matches('/')
-                )
-            }
-            Err(_) if !u.contains("://") => resolved(Path::new(u)).display().to_string(),
-            Err(_) => u.to_string(),
-        };
-        while text.ends_with('/') {
-            text.pop();
-        }
-        text.push('/');
-        text
-    };
     let (a, b) = (place(a), place(b));
     a.starts_with(&b) || b.starts_with(&a)
+}
+
+/// Where `inner` is inside `outer` (resolved URLs), as a folder of it (`sub/dir/`), by their
+/// text as [`nested_or_same`] reads it; `None` when it is not inside, or is `outer` itself.
+fn inside(outer: &str, inner: &str) -> Option<String> {
+    let rest = place(inner).strip_prefix(&place(outer))?.to_string();
+    (!rest.is_empty()).then_some(rest)
+}
+
+/// A destination URL as the place it names, ending in `/` (see [`nested_or_same`]).
+fn place(u: &str) -> String {
+    let mut text = match url::Url::parse(u) {
+        Ok(parsed) if parsed.scheme() == "file" => match parsed.to_file_path() {
+            Ok(p) => resolved(&p).display().to_string(),
+            Err(()) => u.to_string(),
+        },
+        Ok(parsed) => {
+            let scheme = match parsed.scheme() {
+                "s3a" => "s3",
+                s => s,
+            };
+            let path = object_store::path::Path::from_url_path(parsed.path())
+                .map_or_else(|_| parsed.path().to_string(), |p| p.to_string());
+            format!(
+                "{scheme}://{}/{}",
+                parsed.host_str().unwrap_or(""),
+                path.trim_matches('/')
+            )
+        }
+        Err(_) if !u.contains("://") => resolved(Path::new(u)).display().to_string(),
+        Err(_) => u.to_string(),
+    };
+    while text.ends_with('/') {
+        text.pop();
+    }
+    text.push('/');
+    text
 }
 
 /// `path` as the folder it names: each part that exists canonicalized (symbolic links

@@ -11,9 +11,9 @@
 use std::collections::HashSet;
 
 use anyhow::{bail, Result};
-use serde::{Deserialize, Serialize};
 
 use sluice::commit::checkpoint::Checkpoints;
+use sluice::commit::ranges::{self, range_record, BackfillRange};
 use sluice::config::{Job, SourceSection};
 use sluice::source::kafka::{Position, Range, Span};
 use sluice::store::Destination;
@@ -21,48 +21,15 @@ use sluice::task;
 
 use super::jobs::io_runtime;
 
-/// What a backfill name covers in its destination, recorded at its first run: a later run
-/// of the name resumes from its checkpoints, which only the same range and repo mean.
-#[derive(Serialize, Deserialize, Debug, Clone)]
-struct BackfillRange {
-    /// `--from` as asked: `checkpoint`, or the position (canonical spelling).
-    from: String,
-    to: String,
-    repo: String,
-    /// Each partition's offsets as resolved at the first run; absent in records of earlier
-    /// versions, which resolved them at every run.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    spans: Option<Vec<Span>>,
-}
-
-impl BackfillRange {
-    /// Whether both ask for the same range of the same repo (resolved or not).
-    fn asks_as(&self, other: &BackfillRange) -> bool {
-        (&self.from, &self.to, &self.repo) == (&other.from, &other.to, &other.repo)
-    }
-}
-
 /// The live job whose destination a backfill writes into (or into a folder inside it or
-/// around it): what it has committed is where it goes on from.
+/// around it, or the same place spelled another way).
 pub struct Live {
     pub dest: Destination,
     pub name: String,
-}
-
-/// Where backfill `name` records its range in its destination.
-fn range_record(name: &str) -> String {
-    format!("_sluice/{name}/range.json")
-}
-
-/// The range recorded at `record` of `dest`, if any.
-fn read_range(dest: &Destination, record: &str) -> Result<Option<BackfillRange>> {
-    match dest.read(record) {
-        Ok(b) => serde_json::from_slice(&b)
-            .map(Some)
-            .map_err(|e| anyhow::anyhow!("reading {}: {e}", dest.display(record))),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+    /// The backfill's destination as a folder of the live job's, when it is one.
+    pub inside: Option<String>,
+    /// The runtime `dest` runs its requests on.
+    pub _runtime: tokio::runtime::Runtime,
 }
 
 /// The `--from` the backfill `job` names recorded at its first run (`checkpoint`, or a
@@ -71,18 +38,18 @@ fn read_range(dest: &Destination, record: &str) -> Result<Option<BackfillRange>>
 pub fn recorded_from(job: &Job) -> Result<Option<(String, Option<Vec<Span>>)>> {
     let runtime = io_runtime()?;
     let dest = task::destination_at(job, &job.resolve_url(&job.file.sink.url), &runtime)?;
-    Ok(read_range(&dest, &range_record(&job.file.job.name))?.map(|r| (r.from, r.spans)))
+    Ok(ranges::read_range(&dest, &job.file.job.name)?.map(|r| (r.from, r.spans)))
 }
 
 /// Records the range of the backfill `job` names in its destination, or checks it against
 /// the one recorded there, and returns what the run reads: the offsets recorded by the
 /// name's first run (the same range again resumes exactly what was planned), or resolved now.
 ///
-/// Refused: a name that committed over another range or repo (its partitions would resume
-/// from that run's checkpoints, not at `--from`: records asked for would be skipped, or
-/// records outside the range written); offsets another name recorded in this destination
-/// (readers would see those records twice); offsets at or past the live job's checkpoint
-/// when the destination is the live job's (`live`: it writes them next).
+/// Refused: a name recorded over another range or repo (once committed its partitions would
+/// resume from that run's checkpoints, not at `--from`; before, a run of it may be starting);
+/// offsets another name of the repo recorded in this destination (readers would see those
+/// records twice); when the destination is the live job's (`live`), offsets the live job
+/// wrote, writes next, or starts a partition it has not started yet at.
 pub fn hold_range(
     job: &Job,
     from: &str,
@@ -121,6 +88,7 @@ pub fn hold_range(
         to: spell(end),
         repo: task::repo_label(job),
         spans: None,
+        at: None,
     };
     let runtime = io_runtime()?;
     let dest = task::destination_at(job, &job.resolve_url(&job.file.sink.url), &runtime)?;
@@ -128,31 +96,37 @@ pub fn hold_range(
     let record = range_record(name);
     let committed = !Checkpoints::new(dest.clone(), name).keys()?.is_empty();
     let plan = || sluice::source::kafka::plan(brokers, topics, options, (start, end));
-    // (spans, resolved now, this run wrote the record)
-    let (spans, fresh, wrote) = loop {
-        let theirs = read_range(&dest, &record)?;
+    // (spans, resolved now, this run created the record, this run wrote it)
+    let (spans, fresh, created, wrote) = loop {
+        let theirs = ranges::read_range(&dest, name)?;
         let create = theirs.is_none();
         match theirs {
             Some(theirs) if theirs.asks_as(&ours) => {
                 if let Some(spans) = theirs.spans {
-                    break (spans, false, false);
+                    break (spans, false, false, false);
                 }
                 // Recorded by an earlier version, which resolved the range at every run:
                 // this run's resolution is recorded for the next ones.
             }
-            Some(theirs) if committed => bail!(
-                "backfill `{name}` already ran in {} over --from {} --to {} (repo {}); this run asks for --from {} --to {} (repo {}). Its partitions would resume from that run's checkpoints, not at --from, skipping records asked for or writing others. Give this range its own --name (or --url); to finish an interrupted run, give its --from and --to again",
-                dest.url(),
-                theirs.from,
-                theirs.to,
-                theirs.repo,
-                ours.from,
-                ours.to,
-                ours.repo,
-            ),
             Some(theirs) => {
-                // The earlier run committed nothing (it failed at its start): nothing to resume.
-                tracing::info!(backfill = %name, from = %theirs.from, to = %theirs.to, "the earlier run of this name committed nothing; its range is replaced");
+                let why = if committed {
+                    "Its partitions would resume from that run's checkpoints, not at --from, skipping records asked for or writing others. Give this range its own --name (or --url); to finish an interrupted run, give its --from and --to again".to_string()
+                } else {
+                    format!(
+                        "It has committed nothing, but a run of it may be starting (on another machine, or from another state folder). If none is, remove {} and run this again; or give this range its own --name",
+                        dest.display(&record)
+                    )
+                };
+                bail!(
+                    "backfill `{name}` was recorded in {} over --from {} --to {} (repo {}); this run asks for --from {} --to {} (repo {}). {why}",
+                    dest.url(),
+                    theirs.from,
+                    theirs.to,
+                    theirs.repo,
+                    ours.from,
+                    ours.to,
+                    ours.repo,
+                )
             }
             None if committed => {
                 tracing::warn!(backfill = %name, "this backfill name has checkpoints in the destination from a run that recorded no range: they are resumed whatever --from says");
@@ -162,7 +136,7 @@ pub fn hold_range(
         ours.spans = Some(plan()?);
         let bytes = serde_json::to_vec(&ours).expect("a range serializes");
         match dest.put_atomic(&record, &bytes, create) {
-            Ok(()) => break (ours.spans.take().expect("planned"), true, true),
+            Ok(()) => break (ours.spans.take().expect("planned"), true, create, true),
             // Another start of the name recorded it first (or this write landed though it
             // reported failure): read again.
             Err(e) if create && dest.exists(&record).unwrap_or(false) => {
@@ -171,14 +145,37 @@ pub fn hold_range(
             Err(e) => return Err(e.into()),
         }
     };
-    let mut found = others_overlapping(&dest, name, &spans, committed)?;
+    // Where the live job looks when it first starts a partition (a folder around this one).
+    let copy = live.filter(|l| l.dest.url() != dest.url());
+    if let Some(l) = copy {
+        ours.spans = Some(spans.clone());
+        ours.at = l.inside.clone();
+        let bytes = serde_json::to_vec(&ours).expect("a range serializes");
+        l.dest.put_atomic(&record, &bytes, false)?;
+    }
+    // Passing over names that committed nothing holds only for a record this name has held
+    // since a run of it found no clash.
+    let resuming = committed && !wrote;
+    let mut found = others_overlapping(&dest, name, &ours.repo, &spans, resuming)?;
+    if let Some(l) = copy {
+        // Backfills into other folders of the live job's record copies there too.
+        let seen: Vec<String> = found.iter().map(|c| c.writer.clone()).collect();
+        let more = others_overlapping(&l.dest, name, &ours.repo, &spans, resuming)?;
+        found.extend(more.into_iter().filter(|c| !seen.contains(&c.writer)));
+    }
     if let Some(live) = live {
-        found.extend(beyond_live(live, &spans)?);
+        found.extend(live_clash(live, &spans)?);
     }
     if !found.is_empty() {
-        if wrote && !committed {
-            if let Err(e) = dest.delete(&record) {
-                tracing::warn!(record = %dest.display(&record), error = %e, "could not take back this run's range record: remove it before running another range under this name");
+        if created && !committed {
+            for (d, what) in [
+                (Some(&dest), "range record"),
+                (copy.map(|l| &l.dest), "copy of the range record"),
+            ] {
+                let Some(d) = d else { continue };
+                if let Err(e) = d.delete(&record) {
+                    tracing::warn!(record = %d.display(&record), error = %e, "could not take back this run's {what}: remove it before running another range under this name");
+                }
             }
         }
         let text: Vec<String> = found.iter().map(Clash::text).collect();
@@ -227,26 +224,24 @@ fn place(s: &Span, (from, to): (i64, i64)) -> String {
     format!("{}/{} offsets {from}..{to}", s.topic, s.partition)
 }
 
-/// Offsets of `spans` that another backfill name recorded in `dest`. When `resuming` (the
-/// name has committed), a name that committed nothing is passed over: its range was recorded
-/// after this name's was (else this name's first run would have been refused), so it looks
-/// after recording and is refused itself. Records of earlier versions hold no offsets and are
-/// passed over, logged.
+/// Offsets of `spans` that another backfill name of `repo` recorded in `dest` (another
+/// repo's files are another table, even of the same records). When `resuming` (the name has
+/// committed, under a record it held since a run found no clash), a name that committed
+/// nothing is passed over: its range was recorded after this name's (else a run of this one
+/// would have been refused), so it looked after recording and was refused itself. Records
+/// of earlier versions hold no offsets and are passed over, logged.
 fn others_overlapping(
     dest: &Destination,
     name: &str,
+    repo: &str,
     spans: &[Span],
     resuming: bool,
 ) -> Result<Vec<Clash>> {
     let mut out = Vec::new();
-    for other in dest.folders("_sluice/")? {
-        if other == name {
+    for (other, theirs) in ranges::backfills(dest, Some(name))? {
+        if theirs.repo != repo {
             continue;
         }
-        let record = range_record(&other);
-        let Some(theirs) = read_range(dest, &record)? else {
-            continue; // a live job's folder
-        };
         let Some(their_spans) = &theirs.spans else {
             tracing::warn!(backfill = %other, "that backfill recorded its range without offsets (an earlier version): overlap with it is not checked");
             continue;
@@ -262,7 +257,7 @@ fn others_overlapping(
         if found.is_empty() {
             continue;
         }
-        if resuming && Checkpoints::new(dest.clone(), &other).keys()?.is_empty() {
+        if resuming && !theirs.committed(dest, &other)? {
             tracing::info!(backfill = %other, "that backfill recorded a range overlapping this one's after this one's and committed nothing: it is refused when it runs");
             continue;
         }
@@ -281,40 +276,75 @@ fn others_overlapping(
     Ok(out)
 }
 
-/// Offsets of `spans` the live job writes or wrote: at or past its checkpoint of their
-/// partition (it writes them next), and those its last commit's files hold. (What it wrote
-/// before that commit is not known here: where it started is not recorded.)
-fn beyond_live(live: &Live, spans: &[Span]) -> Result<Option<Clash>> {
+/// What the live job holds of one partition.
+enum Held {
+    /// Its newest checkpoint: the first offset its files hold, and where it goes on.
+    Committed(Option<i64>, i64),
+    /// Started (recorded when claimed) at this offset, nothing committed yet.
+    Started(i64),
+    /// Not started.
+    Not,
+}
+
+/// Offsets of `spans` the live job wrote or writes next: from where it started a partition
+/// (recorded by each claim before the partition's first commit, see `commit::ranges`), or
+/// for a partition committed by an earlier version, which recorded none, what its newest
+/// commit's files hold and what follows its checkpoint. A partition it has not started is
+/// left to it: when it first claims one, it looks at the backfills' ranges after recording
+/// its start (and starts past the range of a backfill that has committed).
+fn live_clash(live: &Live, spans: &[Span]) -> Result<Option<Clash>> {
     let cps = Checkpoints::new(live.dest.clone(), &live.name);
     let keys: HashSet<String> = cps.keys()?.into_iter().collect();
-    let asked: Vec<&Span> = spans
-        .iter()
-        .filter(|s| s.from < s.to && keys.contains(&format!("{}-{}", s.topic, s.partition)))
-        .collect();
-    let found = sluice::fanout::each(&asked, 8, "live checkpoints", |s| {
-        cps.latest(&format!("{}-{}", s.topic, s.partition))
-    });
-    let mut at = Vec::new();
-    for (i, latest) in found {
-        let (s, Some(c)) = (asked[i], latest?) else {
-            continue;
-        };
-        let next = i64::try_from(c.next_offset).unwrap_or(i64::MAX);
-        let first = c.files.iter().map(|f| f.first_offset).min();
-        if let Some(first) = first.and_then(|f| i64::try_from(f).ok()) {
-            let (from, to) = (s.from.max(first), s.to.min(next));
-            if from < to {
-                at.push(format!(
-                    "{} (in its newest commit's files, offsets {first}..{next})",
-                    place(s, (from, to))
-                ));
+    let asked: Vec<&Span> = spans.iter().filter(|s| s.from < s.to).collect();
+    let found = sluice::fanout::each(&asked, 8, "live starts", |s| -> Result<Held> {
+        let key = s.key();
+        let started = ranges::origin(&live.dest, &live.name, &key)?;
+        let started = started.map(|o| i64::try_from(o).unwrap_or(i64::MAX));
+        if keys.contains(&key) {
+            if let Some(c) = cps.latest(&key)? {
+                let next = i64::try_from(c.next_offset).unwrap_or(i64::MAX);
+                let first = c.files.iter().map(|f| f.first_offset).min();
+                let first = first.and_then(|f| i64::try_from(f).ok());
+                // The recorded start, where there is one, covers its files and more.
+                return Ok(Held::Committed(started.or(first), next));
             }
         }
-        if s.to > next {
-            at.push(format!(
-                "{} (from its checkpoint on: it writes them next)",
-                place(s, (s.from.max(next), s.to))
-            ));
+        Ok(started.map_or(Held::Not, Held::Started))
+    });
+    // Each started job's answer; after a failure, which is returned, no further one started.
+    let mut held: Vec<Held> = (0..asked.len()).map(|_| Held::Not).collect();
+    for (i, h) in found {
+        held[i] = h?;
+    }
+    let mut at = Vec::new();
+    for (s, h) in asked.iter().zip(&held) {
+        match h {
+            Held::Committed(first, next) => {
+                if let Some(first) = first {
+                    let (from, to) = (s.from.max(*first), s.to.min(*next));
+                    if from < to {
+                        at.push(format!(
+                            "{} (it wrote offsets {first}..{next})",
+                            place(s, (from, to))
+                        ));
+                    }
+                }
+                if s.to > *next {
+                    at.push(format!(
+                        "{} (from its checkpoint on: it writes them next)",
+                        place(s, (s.from.max(*next), s.to))
+                    ));
+                }
+            }
+            Held::Started(o) => {
+                if s.to > s.from.max(*o) {
+                    at.push(format!(
+                        "{} (it started the partition at {o})",
+                        place(s, (s.from.max(*o), s.to))
+                    ));
+                }
+            }
+            Held::Not => {}
         }
     }
     Ok((!at.is_empty()).then(|| Clash {

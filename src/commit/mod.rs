@@ -13,7 +13,8 @@
 //!
 //! [`checkpoint`] holds the outcome records and reads them; [`fence`] the terms, the claims,
 //! and the reconcile that start, assignment and failed commits go through; `probe` the check,
-//! at start, that the destination refuses to repeat a create-only write.
+//! at start, that the destination refuses to repeat a create-only write; [`ranges`] what
+//! backfills and the live job hold of a destination's partitions.
 
 pub mod checkpoint;
 pub mod fence;
@@ -21,6 +22,7 @@ mod legacy;
 #[cfg(test)]
 mod model;
 mod probe;
+pub mod ranges;
 mod rollback;
 pub mod skip;
 #[cfg(test)]

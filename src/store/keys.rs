@@ -1,6 +1,6 @@
 //! Object-store keys of relative paths: segments already escaped for URLs kept as they are,
-//! the keys earlier versions used, listings that start after a name, and the folders
-//! directly in a folder.
+//! the keys earlier versions used, listings that start after a name, the folders directly
+//! in a folder, and the destination of a folder inside one.
 
 use futures::TryStreamExt;
 use object_store::path::Path as StorePath;
@@ -171,5 +171,38 @@ impl Destination {
         };
         out.sort();
         Ok(out)
+    }
+
+    /// The destination of folder `rel` inside this one (the same store and settings); `None`
+    /// for a path that would leave it (`..`, a root).
+    pub fn child(&self, rel: &str) -> Option<Destination> {
+        if rel.starts_with('/') {
+            return None;
+        }
+        let rel = rel.trim_end_matches('/');
+        if rel.is_empty()
+            || rel
+                .split('/')
+                .any(|s| s.is_empty() || s == ".." || s == "." || s.contains('\\'))
+        {
+            return None;
+        }
+        let kind = match &self.kind {
+            Kind::Local(root) => Kind::Local(root.join(rel)),
+            Kind::Store {
+                store,
+                prefix,
+                runtime,
+            } => Kind::Store {
+                store: store.clone(),
+                prefix: Self::store_path(prefix, rel),
+                runtime: runtime.clone(),
+            },
+        };
+        Some(Destination {
+            url: format!("{}/{rel}/", self.url.trim_end_matches('/')),
+            kind,
+            late: self.late,
+        })
     }
 }

@@ -254,3 +254,23 @@ fn the_folders_in_a_folder_are_listed_one_level_deep() {
         assert_eq!(dest.folders("_sluice/a/").unwrap(), ["checkpoints"]);
     }
 }
+
+/// A folder inside a destination is a destination of its own, reading what the outer one
+/// holds there; a path out of it is none.
+#[test]
+fn a_folder_inside_a_destination_reads_its_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let local = Destination::parse(dir.path().to_str().unwrap(), rt.handle().clone()).unwrap();
+    let memory = Destination::parse("memory:///pre", rt.handle().clone()).unwrap();
+    for dest in [local, memory] {
+        dest.put_atomic("sub/deeper/_sluice/x/range.json", b"1", false)
+            .unwrap();
+        let child = dest.child("sub/deeper/").unwrap();
+        assert_eq!(child.read("_sluice/x/range.json").unwrap(), b"1");
+        assert_eq!(child.folders("_sluice/").unwrap(), ["x"]);
+        for bad in ["../sub", "sub/../..", "/etc", "./sub"] {
+            assert!(dest.child(bad).is_none(), "{bad}");
+        }
+    }
+}

@@ -438,6 +438,9 @@ pub struct TaskMembership {
     pub from_checkpoint: Option<FromCheckpoint>,
     pub rolled_back: HashSet<u32>,
     pub metrics: Arc<Metrics>,
+    /// The repo's label: backfills of the repo into the destination are checked against
+    /// where a partition first starts.
+    pub repo: String,
 }
 
 impl TaskMembership {
@@ -452,6 +455,51 @@ impl TaskMembership {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+}
+
+impl TaskMembership {
+    /// Partitions claimed before their first commit start where the source says (`parts`'
+    /// defaults), recorded, then checked against the repo's backfills in the destination
+    /// (`commit::ranges::hold_starts`): moved past the range of a backfill that has
+    /// committed, refused where a backfill would still write what this job writes. Returns
+    /// each partition's start where it moved.
+    fn first_starts(
+        &self,
+        parts: &[(PartitionInfo, u64, (u64, u64))],
+        claimed: &[Claimed],
+    ) -> Result<HashMap<u32, u64>, SourceError> {
+        let firsts: Vec<(u32, (String, u64, u64))> = parts
+            .iter()
+            .zip(claimed)
+            .filter(|(_, c)| c.reconciled.latest.is_none() && c.held.is_none())
+            .map(|((info, default, _), c)| (info.id, (info.key(), c.term, *default)))
+            .collect();
+        let asked: Vec<(String, u64, u64)> = firsts.iter().map(|(_, f)| f.clone()).collect();
+        let (moved, found) = crate::commit::ranges::hold_starts(
+            self.checkpoints.destination(),
+            self.checkpoints.job(),
+            &self.repo,
+            &asked,
+        )
+        .map_err(|e| SourceError::Other {
+            name: "first starts".into(),
+            reason: format!("recording where partitions start, or reading backfills' ranges: {e}"),
+        })?;
+        if let Some(c) = found.first() {
+            return Err(SourceError::Other {
+                name: format!("partition {}", c.key),
+                reason: format!("{c} ({} such ranges)", found.len()),
+            });
+        }
+        let mut out = HashMap::new();
+        for ((id, (key, _, asked)), at) in firsts.into_iter().zip(moved) {
+            if at != asked {
+                tracing::warn!(partition = %key, from = asked, to = at, "the partition starts where the backfills' ranges that hold its start end (they write the records before)");
+                out.insert(id, at);
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -490,10 +538,12 @@ impl Membership for TaskMembership {
         };
         let claimed = claim_all(&self.checkpoints, self.table.as_deref(), &asked)
             .map_err(|f| failed(parts[f.index].0.key(), f.error))?;
+        let moved = self.first_starts(parts, &claimed)?;
         let mut out = Vec::with_capacity(parts.len());
         for ((info, default, _), claimed) in parts.iter().zip(claimed) {
+            let default = moved.get(&info.id).copied().unwrap_or(*default);
             let start = resume(claimed, &self.control, Some(&self.channel), info, || {
-                Ok((*default, 0))
+                Ok((default, 0))
             })
             .map_err(|e| failed(info.key(), e))?;
             out.push((info.id, start.offset));

@@ -369,6 +369,7 @@ fn run_inner(
             from_checkpoint: opts.from_checkpoint,
             rolled_back: Default::default(),
             metrics: metrics.clone(),
+            repo: repo_label(job),
         }));
     }
     let parts = source.partitions();

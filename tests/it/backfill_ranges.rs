@@ -96,3 +96,102 @@ fn backfills_of_overlapping_offsets_into_one_folder_are_refused() {
     ]);
     assert_eq!(trace_ids(&other).len(), 2400);
 }
+
+/// A live job first claiming partitions a backfill recorded in its folder (here a folder
+/// inside it, which readers of the live folder read too): past the range of a backfill that
+/// has committed it starts where that range ends, so every record is in the folder once
+/// (before, the live job wrote the backfill's records again); a backfill that recorded its
+/// range and has not committed yet (paused before its first commit: its record is written
+/// here as it would) stops the live job before it writes, naming the backfill.
+#[test]
+fn a_live_job_starts_past_a_committed_backfill_and_stops_at_an_uncommitted_one() {
+    let topic = "first";
+    let c = cluster(topic);
+    let bootstrap = c.bootstrap_servers();
+    produce_events(&bootstrap, topic, 0, 2000, 4, None);
+    let dir = tempfile::tempdir().unwrap();
+    let job = crate::kafka::job_with(dir.path(), &bootstrap, topic, "");
+    let jobs = job.to_str().unwrap();
+    let out = dir.path().join("out");
+    let inside = out.join("history");
+    sluice_ok(&[
+        "backfill",
+        jobs,
+        "--to",
+        &at(300),
+        "--url",
+        inside.to_str().unwrap(),
+    ]);
+    assert_eq!(trace_ids(&out).len(), 1200);
+    // Another folder inside the live one, over offsets the first recorded: refused (the
+    // first left a copy of its record in the live folder).
+    let second = out.join("second");
+    let refused = sluice(&[
+        "backfill",
+        jobs,
+        "--name",
+        "second",
+        "--to",
+        &at(100),
+        "--url",
+        second.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{err}");
+    assert!(err.contains("backfill `kafka-it-backfill`"), "{err}");
+    assert!(
+        !out.join("_sluice/second/range.json").exists(),
+        "its copy was left"
+    );
+    let log = dir.path().join("live.log");
+    let mut live = KillOnDrop::new(crate::kafka::spawn_run(&job, &log));
+    crate::kafka::wait_for(&out, 2000, 120);
+    let text = crate::kafka::wait_log(&log, "committed", 1, 0);
+    let ids = trace_ids(&out);
+    assert_eq!(ids.len(), 2000, "{text}");
+    assert!(ids.values().all(|c| *c == 1), "a record twice:\n{text}");
+    assert!(
+        text.contains("the partition starts where the backfills' ranges"),
+        "{text}"
+    );
+    sigterm(live.child());
+    assert!(wait_exit(live.child(), "the live job to stop", 60).success());
+
+    // Another job (its own group) and folder, where a backfill recorded offsets 0..400 of
+    // partition 2 and has not committed.
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let job2 = other.join("job.toml");
+    std::fs::write(
+        &job2,
+        std::fs::read_to_string(&job)
+            .unwrap()
+            .replace("name = \"kafka-it\"", "name = \"kafka-it2\""),
+    )
+    .unwrap();
+    let paused = other.join("out/_sluice/paused/range.json");
+    std::fs::create_dir_all(paused.parent().unwrap()).unwrap();
+    std::fs::write(
+        &paused,
+        format!(r#"{{"from":"earliest","to":"latest","repo":"nginx_access","spans":[{{"topic":"{topic}","partition":2,"from":0,"to":400}}]}}"#),
+    )
+    .unwrap();
+    let log2 = dir.path().join("live2.log");
+    let mut live2 = KillOnDrop::new(crate::kafka::spawn_run(&job2, &log2));
+    let status = wait_exit(
+        live2.child(),
+        "the live job to stop at the backfill's range",
+        120,
+    );
+    let text = std::fs::read_to_string(&log2).unwrap();
+    assert!(!status.success(), "{text}");
+    assert!(
+        text.contains("backfill `paused` (--from earliest --to latest) reads offsets 0..400 of partition first-2")
+            && text.contains("once the backfill has committed"),
+        "{text}"
+    );
+    assert!(
+        visible_files(&other.join("out")).is_empty(),
+        "the stopped job wrote"
+    );
+}

@@ -128,12 +128,11 @@ fn files(out: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
-/// A backfill over a range a live run already wrote, into the live job's own folder. Over
-/// what the live job's last commit holds it is refused (before, it wrote every record a
-/// second time). Below that (where the live job started is not recorded, so it is not
-/// refused) the live files and checkpoints stay exactly as they were (before, the backfill's
-/// files had the live files' names and replaced them with files of other extents), and the
-/// backfill's own files hold each record once more.
+/// Backfills into the live job's own folder. The live job starts at the log's end and
+/// records where (before its first commit). A backfill over what it wrote is refused (before,
+/// it wrote every record a second time); one up to where it started runs, leaving the live
+/// files and checkpoints exactly as they were (before, the backfill's files had the live
+/// files' names and replaced them), and every record is in the folder once.
 #[test]
 fn a_backfill_into_the_live_folder_leaves_the_live_files_alone() {
     let topic = "live";
@@ -143,15 +142,27 @@ fn a_backfill_into_the_live_folder_leaves_the_live_files_alone() {
     produce_events(&bootstrap, topic, 0, n, 4, None);
     let dir = tempfile::tempdir().unwrap();
     let job = crate::kafka::job_with(dir.path(), &bootstrap, topic, "");
+    let text = std::fs::read_to_string(&job).unwrap().replace(
+        "chunk_bytes = \"16KiB\"",
+        "chunk_bytes = \"16KiB\"\nauto_offset_reset = \"latest\"",
+    );
+    std::fs::write(&job, text).unwrap();
     let jobs = job.to_str().unwrap();
     let out = dir.path().join("out");
     let live = spawn_run(&job, &dir.path().join("live.log"));
-    wait_for(&out, n, 120);
+    let origins = out.join("_sluice/kafka-it/origins");
+    wait_until(
+        "the live job to record where it starts 4 partitions",
+        60,
+        || (0..4).all(|p| files_under(&origins.join(format!("{topic}-{p}")), true).len() == 1),
+    );
+    produce_events(&bootstrap, topic, n, 400, 4, None);
+    wait_for(&out, 400, 120);
     let text = wait_log(&dir.path().join("live.log"), "committed", 1, 0);
     assert_eq!(
         trace_ids(&out).len(),
-        n,
-        "the live run wrote every record:\n{text}"
+        400,
+        "the live run wrote what followed its start:\n{text}"
     );
     sigterm(&live);
     assert!(live.wait_with_output().unwrap().status.success());
@@ -162,25 +173,13 @@ fn a_backfill_into_the_live_folder_leaves_the_live_files_alone() {
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success(), "{err}");
     assert!(
-        err.contains("the live job `kafka-it`: live/0 offsets")
-            && err.contains("(in its newest commit's files, offsets"),
+        err.contains(
+            "the live job `kafka-it`: live/0 offsets 500..600 (it wrote offsets 500..600)"
+        ),
         "{err}"
     );
     assert_eq!(files(&out), before, "the refused backfill wrote");
-    // Up to the first offset of each partition's last live commit.
-    let last: Vec<u64> = (0..4)
-        .map(|p| last_commit_start(&out, &format!("{topic}-{p}")))
-        .collect();
-    assert!(
-        last.iter().any(|o| *o > 0),
-        "one commit per partition: {last:?}"
-    );
-    let to: Vec<String> = last
-        .iter()
-        .enumerate()
-        .map(|(p, o)| format!("{p}={o}"))
-        .collect();
-    sluice_ok(&["backfill", jobs, "--to", &to.join(",")]);
+    sluice_ok(&["backfill", jobs, "--to", "0=500,1=500,2=500,3=500"]);
     let after = files(&out);
     for (name, bytes) in &before {
         assert!(
@@ -198,25 +197,20 @@ fn a_backfill_into_the_live_folder_leaves_the_live_files_alone() {
     );
     assert_eq!(sluice_ok(&["checkpoints", "list", jobs]), checkpoints);
     let ids = trace_ids(&out);
-    assert_eq!(ids.len(), n);
-    for i in 0..n {
-        // Event i is offset i / 4 of partition i % 4.
-        let twice = ((i / 4) as u64) < last[i % 4];
-        let want = if twice { 2 } else { 1 };
-        assert_eq!(ids[&format!("t{i}")], want, "t{i}: {last:?}");
-    }
+    assert_eq!(ids.len(), n + 400);
+    assert!(ids.values().all(|c| *c == 1), "a record twice");
 
     // Records past the live job's checkpoints: `--from checkpoint` reads exactly those, and
     // only into another destination (the live job writes them itself when it goes on).
-    produce_events(&bootstrap, topic, n, 300, 4, None);
-    // Into the live folder, a range reaching past the live job's checkpoints is refused
+    produce_events(&bootstrap, topic, n + 400, 300, 4, None);
+    // Into the live folder, a range over what the live job wrote and writes next is refused
     // (before, it wrote the 300 records the live job writes next), and so is one over what
     // the first backfill recorded there.
     let refused = sluice(&["backfill", jobs, "--name", "again"]);
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success(), "{err}");
     assert!(
-        err.contains("live/3 offsets 500..575 (from its checkpoint on")
+        err.contains("live/3 offsets 600..675 (from its checkpoint on")
             && err.contains("backfill `kafka-it-backfill`"),
         "{err}"
     );
@@ -266,25 +260,9 @@ fn a_backfill_into_the_live_folder_leaves_the_live_files_alone() {
     let ids = trace_ids(&rest);
     assert_eq!(ids.len(), 300, "{ids:?}");
     assert!(
-        (n..n + 300).all(|i| ids.get(&format!("t{i}")) == Some(&1)),
+        (n + 400..n + 700).all(|i| ids.get(&format!("t{i}")) == Some(&1)),
         "the records past the checkpoints, each once: {ids:?}"
     );
-}
-
-/// The first offset the files of partition `key`'s newest live checkpoint hold.
-fn last_commit_start(out: &Path, key: &str) -> u64 {
-    let dir = out.join("_sluice/kafka-it/checkpoints").join(key);
-    let mut records: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    records.sort();
-    let newest = records.last().expect("a checkpoint");
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(newest).unwrap()).unwrap();
-    v["files"]
-        .as_array()
-        .and_then(|f| f.iter().filter_map(|f| f["first_offset"].as_u64()).min())
-        .unwrap_or_else(|| panic!("no files in {}: {v}", newest.display()))
 }
 
 /// A backfill of a job that names its consumer group leaves the group's offsets alone (it

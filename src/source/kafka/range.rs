@@ -10,6 +10,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::group::{lock, set_paused, Index};
 use super::part::Part;
 use super::{err_at, gap, KafkaSource, TIMEOUT};
+pub use crate::commit::ranges::Span;
 use crate::source::SourceError;
 
 /// What a bounded run reads.
@@ -21,27 +22,6 @@ pub enum Range {
     /// by this process within watermarks fetched moments ago; otherwise (a plan recorded by an
     /// earlier run) each start is checked against the broker's log when it is assigned.
     Planned { spans: Vec<Span>, fresh: bool },
-}
-
-/// The offsets `[from, to)` of one partition a bounded run reads.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Span {
-    pub topic: String,
-    pub partition: i32,
-    pub from: i64,
-    pub to: i64,
-}
-
-impl Span {
-    /// The offsets both spans read (of one partition), if any.
-    pub fn overlap(&self, other: &Span) -> Option<(i64, i64)> {
-        if self.topic != other.topic || self.partition != other.partition {
-            return None;
-        }
-        let (from, to) = (self.from.max(other.from), self.to.min(other.to));
-        (from < to).then_some((from, to))
-    }
 }
 
 /// Resolves a run from `start` to `end` of the `topics` (names, or `^` patterns) at
@@ -349,26 +329,7 @@ fn resolve<C: ConsumerContext>(
 
 #[cfg(test)]
 mod tests {
-    use super::{Position, Span};
-
-    /// Offsets two spans both read: only of one partition, and only where they meet (end
-    /// exclusive: spans that touch share nothing).
-    #[test]
-    fn spans_overlap_only_on_one_partition_where_they_meet() {
-        let s = |topic: &str, partition, from, to| Span {
-            topic: topic.into(),
-            partition,
-            from,
-            to,
-        };
-        let a = s("t", 0, 100, 200);
-        assert_eq!(a.overlap(&s("t", 0, 150, 300)), Some((150, 200)));
-        assert_eq!(a.overlap(&s("t", 0, 0, 1000)), Some((100, 200)));
-        assert_eq!(a.overlap(&s("t", 0, 200, 300)), None, "touching");
-        assert_eq!(a.overlap(&s("t", 0, 150, 150)), None, "empty");
-        assert_eq!(a.overlap(&s("t", 1, 100, 200)), None, "another partition");
-        assert_eq!(a.overlap(&s("u", 0, 100, 200)), None, "another topic");
-    }
+    use super::Position;
 
     #[test]
     fn positions_parse_and_bad_ones_say_why() {

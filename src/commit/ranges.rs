@@ -1,0 +1,396 @@
+//! What backfills and the live job hold of a destination's Kafka partitions, so that no two
+//! of them write one record there:
+//! - each backfill name's range (`_sluice/<name>/range.json`): as asked, and each partition's
+//!   offsets as resolved at the name's first run;
+//! - where the live job starts each partition it claims before its first commit there
+//!   (`_sluice/<job>/origins/<key>/<term>.json`, one record per such claim, create-only). The
+//!   newest term's counts: only its owner can commit (the fence), and a paused owner's late
+//!   record is of an older term.
+//!
+//! Each side records first and looks at the other after: of two that start at once, the
+//! later look sees the other.
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Destination, StoreError};
+
+/// The offsets `[from, to)` of one partition a bounded run reads.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Span {
+    pub topic: String,
+    pub partition: i32,
+    pub from: i64,
+    pub to: i64,
+}
+
+impl Span {
+    /// The offsets both spans read (of one partition), if any.
+    pub fn overlap(&self, other: &Span) -> Option<(i64, i64)> {
+        if self.topic != other.topic || self.partition != other.partition {
+            return None;
+        }
+        let (from, to) = (self.from.max(other.from), self.to.min(other.to));
+        (from < to).then_some((from, to))
+    }
+
+    /// The partition's key (`<topic>-<partition>`), as checkpoints name it.
+    pub fn key(&self) -> String {
+        format!("{}-{}", self.topic, self.partition)
+    }
+}
+
+/// What a backfill name covers in its destination, recorded at its first run.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct BackfillRange {
+    /// `--from` as asked: `checkpoint`, or the position (canonical spelling).
+    pub from: String,
+    pub to: String,
+    pub repo: String,
+    /// Each partition's offsets as resolved at the first run; absent in records of earlier
+    /// versions, which resolved them at every run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spans: Option<Vec<Span>>,
+    /// In a copy of the record in the live job's destination around the backfill's own: the
+    /// backfill's destination, as a folder of this one (where its checkpoints are).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+}
+
+impl BackfillRange {
+    /// Whether backfill `name`, whose record this is in `dest`, has committed. A copy whose
+    /// backfill's destination is not a folder of `dest` (around it, or spelled another way)
+    /// reads as not committed.
+    pub fn committed(&self, dest: &Destination, name: &str) -> Result<bool, RangeError> {
+        let own = match &self.at {
+            None => dest.clone(),
+            Some(at) => match dest.child(at) {
+                Some(d) => d,
+                None => return Ok(false),
+            },
+        };
+        Ok(!crate::commit::checkpoint::Checkpoints::new(own, name)
+            .keys()?
+            .is_empty())
+    }
+}
+
+impl BackfillRange {
+    /// Whether both ask for the same range of the same repo (resolved or not).
+    pub fn asks_as(&self, other: &BackfillRange) -> bool {
+        (&self.from, &self.to, &self.repo) == (&other.from, &other.to, &other.repo)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RangeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("reading {path}: {reason}")]
+    Corrupt { path: String, reason: String },
+    #[error(transparent)]
+    Checkpoints(#[from] crate::commit::checkpoint::CheckpointError),
+}
+
+/// Where backfill `name` records its range in its destination.
+pub fn range_record(name: &str) -> String {
+    format!("_sluice/{name}/range.json")
+}
+
+/// The range backfill `name` recorded in `dest`, if any.
+pub fn read_range(dest: &Destination, name: &str) -> Result<Option<BackfillRange>, RangeError> {
+    let record = range_record(name);
+    match dest.read(&record) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| RangeError::Corrupt {
+                path: dest.display(&record),
+                reason: e.to_string(),
+            }),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Every backfill range recorded in `dest` (by name), but `except`'s.
+pub fn backfills(
+    dest: &Destination,
+    except: Option<&str>,
+) -> Result<Vec<(String, BackfillRange)>, RangeError> {
+    let mut out = Vec::new();
+    for name in dest.folders("_sluice/")? {
+        if Some(name.as_str()) == except {
+            continue;
+        }
+        if let Some(r) = read_range(dest, &name)? {
+            out.push((name, r));
+        }
+    }
+    Ok(out)
+}
+
+/// One claim's record of where the live job starts a partition it has not committed yet.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+struct Origin {
+    from: u64,
+}
+
+fn origins_dir(job: &str, key: &str) -> String {
+    format!("_sluice/{job}/origins/{key}/")
+}
+
+/// Records that the live job `job` starts partition `key`, not committed yet, at `from`
+/// under claim `term`. A record of the term already there stays (create-only).
+pub fn record_origin(
+    dest: &Destination,
+    job: &str,
+    key: &str,
+    term: u64,
+    from: u64,
+) -> Result<(), RangeError> {
+    let bytes = serde_json::to_vec(&Origin { from }).expect("an origin serializes");
+    let path = format!("{}{term:012}.json", origins_dir(job, key));
+    match dest.put_atomic(&path, &bytes, true) {
+        Ok(()) | Err(StoreError::Exists { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Where the live job `job` starts partition `key` (not committed), as the newest claim
+/// that recorded one found it, if any.
+pub fn origin(dest: &Destination, job: &str, key: &str) -> Result<Option<u64>, RangeError> {
+    let dir = origins_dir(job, key);
+    let newest = dest
+        .list(&dir)?
+        .into_iter()
+        .filter_map(|p| {
+            let term: u64 = p.strip_prefix(&dir)?.strip_suffix(".json")?.parse().ok()?;
+            Some((term, p))
+        })
+        .max();
+    let Some((_, path)) = newest else {
+        return Ok(None);
+    };
+    let bytes = dest.read(&path)?;
+    let o: Origin = serde_json::from_slice(&bytes).map_err(|e| RangeError::Corrupt {
+        path: dest.display(&path),
+        reason: e.to_string(),
+    })?;
+    Ok(Some(o.from))
+}
+
+/// Offsets of a backfill's range that the live job would write from where it starts a
+/// partition.
+#[derive(Debug, PartialEq, Eq)]
+pub struct StartClash {
+    pub key: String,
+    pub backfill: String,
+    /// The backfill's range as asked.
+    pub range: (String, String),
+    /// Where the live job would start the partition.
+    pub start: u64,
+    pub from: i64,
+    pub to: i64,
+    /// The backfill has committed (it writes its whole range).
+    pub committed: bool,
+}
+
+impl std::fmt::Display for StartClash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "backfill `{}` (--from {} --to {}) reads offsets {}..{} of partition {}, and this job would start it at {}: both would write those records. ",
+            self.backfill, self.range.0, self.range.1, self.from, self.to, self.key, self.start
+        )?;
+        if self.committed {
+            f.write_str("Give the backfill another --url, or move the job's start (its group's offset) to where the backfill starts or ends")
+        } else {
+            f.write_str("Start this job again once the backfill has committed (it then starts past the backfill's range), or give the backfill another --url; if the backfill never ran, remove its folder in _sluice/")
+        }
+    }
+}
+
+/// Records where the live job `job` (of repo `repo`) starts partitions it claimed before
+/// their first commit (key, the claim's term, the start), then looks at the ranges the
+/// repo's backfills recorded in `dest`. A start inside the range of a backfill that has
+/// committed (which writes it all) moves to its end, again while another such range holds
+/// it. Returns each start (moved or not), and what backfills would still write at or past
+/// it: a backfill that has not committed (it may be starting, or be refused for this start),
+/// or one whose range begins past the start.
+pub fn hold_starts(
+    dest: &Destination,
+    job: &str,
+    repo: &str,
+    starts: &[(String, u64, u64)],
+) -> Result<(Vec<u64>, Vec<StartClash>), RangeError> {
+    if starts.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let done = crate::fanout::each(starts, 8, "starts", |(key, term, from)| {
+        record_origin(dest, job, key, *term, *from)
+    });
+    for (_, r) in done {
+        r?;
+    }
+    let mut found: Vec<(String, BackfillRange, bool)> = Vec::new();
+    for (name, r) in backfills(dest, Some(job))? {
+        if r.repo != repo {
+            continue;
+        }
+        let relevant = r.spans.iter().flatten().any(|s| {
+            starts
+                .iter()
+                .any(|(key, _, start)| s.key() == *key && s.to > s.from.max(*start as i64))
+        });
+        if relevant {
+            let committed = r.committed(dest, &name)?;
+            found.push((name, r, committed));
+        }
+    }
+    let mut moved = Vec::with_capacity(starts.len());
+    let mut out = Vec::new();
+    for (key, _, start) in starts {
+        let spans = || {
+            found.iter().flat_map(|(name, r, committed)| {
+                r.spans
+                    .iter()
+                    .flatten()
+                    .filter(|s| s.key() == *key && s.from < s.to)
+                    .map(move |s| (name, r, *committed, s))
+            })
+        };
+        // Bounded: each move goes to the end of another range, past the last.
+        let mut at = i64::try_from(*start).unwrap_or(i64::MAX);
+        while let Some(s) = spans()
+            .filter(|(_, _, committed, s)| *committed && s.from <= at && at < s.to)
+            .map(|(_, _, _, s)| s)
+            .next()
+        {
+            at = s.to;
+        }
+        let at_u = u64::try_from(at).unwrap_or(*start);
+        for (name, r, committed, s) in spans() {
+            if s.to > s.from.max(at) {
+                out.push(StartClash {
+                    key: key.clone(),
+                    backfill: name.clone(),
+                    range: (r.from.clone(), r.to.clone()),
+                    start: at_u,
+                    from: s.from.max(at),
+                    to: s.to,
+                    committed,
+                });
+            }
+        }
+        moved.push(at_u);
+    }
+    Ok((moved, out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Offsets two spans both read: only of one partition, and only where they meet (end
+    /// exclusive: spans that touch share nothing).
+    #[test]
+    fn spans_overlap_only_on_one_partition_where_they_meet() {
+        let s = |topic: &str, partition, from, to| Span {
+            topic: topic.into(),
+            partition,
+            from,
+            to,
+        };
+        let a = s("t", 0, 100, 200);
+        assert_eq!(a.overlap(&s("t", 0, 150, 300)), Some((150, 200)));
+        assert_eq!(a.overlap(&s("t", 0, 0, 1000)), Some((100, 200)));
+        assert_eq!(a.overlap(&s("t", 0, 200, 300)), None, "touching");
+        assert_eq!(a.overlap(&s("t", 0, 150, 150)), None, "empty");
+        assert_eq!(a.overlap(&s("t", 1, 100, 200)), None, "another partition");
+        assert_eq!(a.overlap(&s("u", 0, 100, 200)), None, "another topic");
+    }
+
+    /// The newest term's origin counts, whatever its value (a paused owner's late record is
+    /// of an older term); a term's record is written once (a repeat keeps the first).
+    #[test]
+    fn the_newest_claims_origin_counts() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let dest = Destination::parse("memory:///o", rt.handle().clone()).unwrap();
+        assert_eq!(origin(&dest, "job", "t-0").unwrap(), None);
+        record_origin(&dest, "job", "t-0", 3, 500).unwrap();
+        record_origin(&dest, "job", "t-0", 3, 10).unwrap();
+        assert_eq!(origin(&dest, "job", "t-0").unwrap(), Some(500));
+        record_origin(&dest, "job", "t-0", 12, 700).unwrap();
+        assert_eq!(origin(&dest, "job", "t-0").unwrap(), Some(700));
+        record_origin(&dest, "job", "t-0", 5, 200).unwrap();
+        assert_eq!(
+            origin(&dest, "job", "t-0").unwrap(),
+            Some(700),
+            "a late, older claim"
+        );
+        assert_eq!(origin(&dest, "job", "t-1").unwrap(), None);
+        assert_eq!(origin(&dest, "job", "t-").unwrap(), None);
+    }
+
+    /// A live start is recorded before the backfills are looked at. A backfill of another
+    /// repo, or ending at or before the start, is no clash; a start inside the range of a
+    /// backfill that has committed moves to its end (and on through the next such range);
+    /// an uncommitted backfill's range, or one past the start, is a clash.
+    #[test]
+    fn a_live_start_is_recorded_then_checked_against_the_repos_backfills() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let dest = Destination::parse("memory:///s", rt.handle().clone()).unwrap();
+        let put = |name: &str, repo: &str, (from, to): (i64, i64), committed: bool| {
+            let r = BackfillRange {
+                from: "earliest".into(),
+                to: "latest".into(),
+                repo: repo.into(),
+                at: None,
+                spans: Some(vec![Span {
+                    topic: "t".into(),
+                    partition: 0,
+                    from,
+                    to,
+                }]),
+            };
+            dest.put_atomic(&range_record(name), &serde_json::to_vec(&r).unwrap(), false)
+                .unwrap();
+            if committed {
+                let cp = format!("_sluice/{name}/checkpoints/t-0/000000000001.json");
+                dest.put_atomic(&cp, b"{}", false).unwrap();
+            }
+        };
+        put("old", "r", (0, 100), true);
+        put("next", "r", (100, 400), true);
+        put("other-repo", "q", (0, 1000), false);
+        let (at, found) = hold_starts(&dest, "job", "r", &[("t-0".into(), 7, 50)]).unwrap();
+        assert_eq!(
+            origin(&dest, "job", "t-0").unwrap(),
+            Some(50),
+            "recorded as asked"
+        );
+        assert_eq!((at, found), (vec![400], vec![]), "moved past both ranges");
+        put("late", "r", (600, 700), false);
+        let (at, found) = hold_starts(&dest, "job", "r", &[("t-0".into(), 8, 450)]).unwrap();
+        assert_eq!(at, [450]);
+        assert_eq!(
+            found,
+            [StartClash {
+                key: "t-0".into(),
+                backfill: "late".into(),
+                range: ("earliest".into(), "latest".into()),
+                start: 450,
+                from: 600,
+                to: 700,
+                committed: false,
+            }]
+        );
+        assert!(found[0]
+            .to_string()
+            .contains("once the backfill has committed"));
+        assert!(hold_starts(&dest, "job", "r", &[("t-0".into(), 9, 700)])
+            .unwrap()
+            .1
+            .is_empty());
+        assert_eq!(origin(&dest, "job", "t-0").unwrap(), Some(700));
+    }
+}
