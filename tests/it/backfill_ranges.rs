@@ -195,3 +195,49 @@ fn a_live_job_starts_past_a_committed_backfill_and_stops_at_an_uncommitted_one()
         "the stopped job wrote"
     );
 }
+
+/// A name's recorded range ending past the log's end now (the topic was re-created since
+/// its first run: its record is written here as that run left it) fails at once, naming the
+/// partition; before, the run waited for other records to take those offsets.
+#[test]
+fn a_recorded_range_past_the_end_of_a_re_created_topic_fails_at_once() {
+    let topic = "recreated";
+    let c = cluster(topic);
+    let bootstrap = c.bootstrap_servers();
+    produce_events(&bootstrap, topic, 0, 400, 4, None);
+    let dir = tempfile::tempdir().unwrap();
+    let job = crate::kafka::job_with(dir.path(), &bootstrap, topic, "");
+    let record = dir.path().join("out/_sluice/old/range.json");
+    std::fs::create_dir_all(record.parent().unwrap()).unwrap();
+    let spans: Vec<String> = (0..4)
+        .map(|p| {
+            format!(
+                r#"{{"topic":"{topic}","partition":{p},"from":0,"to":{}}}"#,
+                if p == 1 { 900 } else { 100 }
+            )
+        })
+        .collect();
+    std::fs::write(
+        &record,
+        format!(
+            r#"{{"from":"earliest","to":"latest","repo":"nginx_access","spans":[{}]}}"#,
+            spans.join(",")
+        ),
+    )
+    .unwrap();
+    let mut run = KillOnDrop::new(
+        std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["backfill", job.to_str().unwrap(), "--name", "old"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let status = wait_exit(run.child(), "the backfill to fail", 60);
+    let mut err = String::new();
+    std::io::Read::read_to_string(run.child().stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(!status.success(), "{err}");
+    assert!(
+        err.contains("recreated-1: the log ends at offset 100, before the end of the range planned at the first run (900)"),
+        "{err}"
+    );
+}

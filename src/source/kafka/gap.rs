@@ -130,6 +130,7 @@ pub enum Checked {
 /// Checks partition `p`'s next offset against what the broker holds (one watermark request,
 /// at most `timeout`), as an assignment does; past a gap that `skip` allows, `p.next` moves
 /// to the log's start while `p.from` stays (the first chunk still follows the checkpoint).
+/// A bounded run's end past the log's end is an error.
 pub(super) fn check_position(
     consumer: &BaseConsumer<GroupContext>,
     skips: &mut Skips,
@@ -141,6 +142,14 @@ pub(super) fn check_position(
         return Ok(Checked::Unanswered);
     };
     let key = p.info.key();
+    // A bounded run's end is within the log when planned, and a log does not shrink: an end
+    // past it now means the topic was re-created (or truncated), and the records planned
+    // there are gone; the run would wait for others to take their offsets.
+    if let Some(end) = p.end.filter(|e| *e > high.max(p.next)) {
+        return Err(format!(
+            "{key}: the log ends at offset {high}, before the end of the range planned at the first run ({end}): the topic was re-created or truncated since, and those records are gone. Run the range again under a new --name"
+        ));
+    }
     match decide(&key, p.next, low, high, skip)? {
         (_, None) => Ok(Checked::Inside),
         (read, Some((from, to))) => {
