@@ -281,6 +281,33 @@ fn from_current_dir(url: String) -> Result<String> {
 mod tests {
     use super::*;
 
+    /// A folder inside another, as a folder of it: by the places' text, on object stores
+    /// and local paths; none for the same place, one around it, or a sibling.
+    #[test]
+    fn a_folder_inside_another_is_named_relative_to_it() {
+        assert_eq!(
+            inside("s3://b/live", "s3://b/live/sub/x/").as_deref(),
+            Some("sub/x/")
+        );
+        assert_eq!(
+            inside("s3a://b/live/", "s3://b/live/h").as_deref(),
+            Some("h/")
+        );
+        for (outer, inner) in [
+            ("s3://b/live", "s3://b/live/"),
+            ("s3://b/live/sub", "s3://b/live"),
+            ("s3://b/live", "s3://b/live2/sub"),
+        ] {
+            assert_eq!(inside(outer, inner), None, "{outer} {inner}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        assert_eq!(
+            inside(&format!("{d}/out"), &format!("{d}/out/./history")).as_deref(),
+            Some("history/")
+        );
+    }
+
     /// Places compared as the store or the file system reads them: one inside the other, or
     /// one spelled two ways, is the same place; a sibling with a longer name is not.
     #[test]
