@@ -66,6 +66,11 @@ pub fn run_backfill(
     } else {
         match same_place(&job, &live_url, &ours) {
             Ok(false) => None,
+            Ok(true) if inside(&ours, &live_url).is_some() => bail!(
+                "--url {ours} holds the live job's destination ({live_url}): readers of it see the \
+                 live job's files too, and the live job could not find this backfill's progress. \
+                 Give the backfill a folder beside the live one, or inside it"
+            ),
             Ok(true) => {
                 let runtime = io_runtime()?;
                 Some(ranges::Live {

@@ -32,6 +32,24 @@ pub struct Live {
     pub _runtime: tokio::runtime::Runtime,
 }
 
+/// The backfill's state folder, as a record names the run that made it: this host's name
+/// and the folder's path.
+fn state_folder(job: &Job) -> String {
+    let state = job.resolve(&job.file.job.state_dir);
+    let path = std::fs::canonicalize(&state).unwrap_or(state);
+    let mut host = [0u8; 256];
+    // SAFETY: the buffer is writable for its length; the name is NUL-terminated within it or
+    // cut at its end, and read only up to the first NUL.
+    let ok = unsafe { libc::gethostname(host.as_mut_ptr().cast(), host.len()) } == 0;
+    let end = host.iter().position(|b| *b == 0).unwrap_or(host.len());
+    let host = if ok {
+        String::from_utf8_lossy(&host[..end]).into_owned()
+    } else {
+        "?".into()
+    };
+    format!("{host}:{}", path.display())
+}
+
 /// The `--from` the backfill `job` names recorded at its first run (`checkpoint`, or a
 /// position), and the offsets it resolved that to per partition when recorded; `None` when
 /// it recorded no range.
@@ -89,6 +107,7 @@ pub fn hold_range(
         repo: task::repo_label(job),
         spans: None,
         at: None,
+        by: Some(state_folder(job)),
     };
     let runtime = io_runtime()?;
     let dest = task::destination_at(job, &job.resolve_url(&job.file.sink.url), &runtime)?;
@@ -96,37 +115,58 @@ pub fn hold_range(
     let record = range_record(name);
     let committed = !Checkpoints::new(dest.clone(), name).keys()?.is_empty();
     let plan = || sluice::source::kafka::plan(brokers, topics, options, (start, end));
-    // (spans, resolved now, this run created the record, this run wrote it)
-    let (spans, fresh, created, wrote) = loop {
+    // Where the live job looks when it first starts a partition (a folder around this one).
+    let copy = live.filter(|l| l.dest.url() != dest.url());
+    if let Some(l) = copy {
+        if let Some(c) = ranges::read_range(&l.dest, name)? {
+            if c.at != l.inside || !c.asks_as(&ours) {
+                bail!(
+                    "backfill name `{name}` is taken in the live job's {} by a backfill into {}: give this one another --name",
+                    l.dest.url(),
+                    c.at.as_deref().map_or_else(|| "that folder itself".to_string(), |a| format!("its folder {a}")),
+                );
+            }
+        }
+    }
+    // (spans, resolved now, this run wrote the record)
+    let (spans, fresh, wrote) = loop {
         let theirs = ranges::read_range(&dest, name)?;
         let create = theirs.is_none();
         match theirs {
+            Some(theirs) if theirs.at.is_some() => bail!(
+                "backfill name `{name}` is taken in {} by a backfill into its folder {}: give this one another --name",
+                dest.url(),
+                theirs.at.as_deref().unwrap_or_default()
+            ),
+            Some(theirs) if !committed && theirs.by != ours.by => bail!(
+                "backfill `{name}` was recorded in {} (--from {} --to {}) by a run from {}, which has committed nothing: it may be running. If it is not, remove {} and run this again; or give this range its own --name",
+                dest.url(),
+                theirs.from,
+                theirs.to,
+                theirs.by.as_deref().unwrap_or("another state folder"),
+                dest.display(&record),
+            ),
             Some(theirs) if theirs.asks_as(&ours) => {
                 if let Some(spans) = theirs.spans {
-                    break (spans, false, false, false);
+                    break (spans, false, false);
                 }
                 // Recorded by an earlier version, which resolved the range at every run:
                 // this run's resolution is recorded for the next ones.
             }
+            Some(theirs) if committed => bail!(
+                "backfill `{name}` already ran in {} over --from {} --to {} (repo {}); this run asks for --from {} --to {} (repo {}). Its partitions would resume from that run's checkpoints, not at --from, skipping records asked for or writing others. Give this range its own --name (or --url); to finish an interrupted run, give its --from and --to again",
+                dest.url(),
+                theirs.from,
+                theirs.to,
+                theirs.repo,
+                ours.from,
+                ours.to,
+                ours.repo,
+            ),
             Some(theirs) => {
-                let why = if committed {
-                    "Its partitions would resume from that run's checkpoints, not at --from, skipping records asked for or writing others. Give this range its own --name (or --url); to finish an interrupted run, give its --from and --to again".to_string()
-                } else {
-                    format!(
-                        "It has committed nothing, but a run of it may be starting (on another machine, or from another state folder). If none is, remove {} and run this again; or give this range its own --name",
-                        dest.display(&record)
-                    )
-                };
-                bail!(
-                    "backfill `{name}` was recorded in {} over --from {} --to {} (repo {}); this run asks for --from {} --to {} (repo {}). {why}",
-                    dest.url(),
-                    theirs.from,
-                    theirs.to,
-                    theirs.repo,
-                    ours.from,
-                    ours.to,
-                    ours.repo,
-                )
+                // Made by a run from this state folder (whose lock this run holds) that
+                // committed nothing: nothing to resume, and no run of it is going on.
+                tracing::info!(backfill = %name, from = %theirs.from, to = %theirs.to, "the earlier run of this name committed nothing; its range is replaced");
             }
             None if committed => {
                 tracing::warn!(backfill = %name, "this backfill name has checkpoints in the destination from a run that recorded no range: they are resumed whatever --from says");
@@ -136,7 +176,7 @@ pub fn hold_range(
         ours.spans = Some(plan()?);
         let bytes = serde_json::to_vec(&ours).expect("a range serializes");
         match dest.put_atomic(&record, &bytes, create) {
-            Ok(()) => break (ours.spans.take().expect("planned"), true, create, true),
+            Ok(()) => break (ours.spans.take().expect("planned"), true, true),
             // Another start of the name recorded it first (or this write landed though it
             // reported failure): read again.
             Err(e) if create && dest.exists(&record).unwrap_or(false) => {
@@ -145,8 +185,6 @@ pub fn hold_range(
             Err(e) => return Err(e.into()),
         }
     };
-    // Where the live job looks when it first starts a partition (a folder around this one).
-    let copy = live.filter(|l| l.dest.url() != dest.url());
     if let Some(l) = copy {
         ours.spans = Some(spans.clone());
         ours.at = l.inside.clone();
@@ -167,7 +205,8 @@ pub fn hold_range(
         found.extend(live_clash(live, &spans)?);
     }
     if !found.is_empty() {
-        if created && !committed {
+        // Made by a run from this state folder: no other run adopts it (see above).
+        if !committed {
             for (d, what) in [
                 (Some(&dest), "range record"),
                 (copy.map(|l| &l.dest), "copy of the range record"),
@@ -278,8 +317,9 @@ fn others_overlapping(
 
 /// What the live job holds of one partition.
 enum Held {
-    /// Its newest checkpoint: the first offset its files hold, and where it goes on.
-    Committed(Option<i64>, i64),
+    /// Committed: where it started the partition (recorded), else the first offset its newest
+    /// commit's files hold (a partition committed by an earlier version); where it goes on.
+    Committed(Option<(i64, bool)>, i64),
     /// Started (recorded when claimed) at this offset, nothing committed yet.
     Started(i64),
     /// Not started.
@@ -306,7 +346,8 @@ fn live_clash(live: &Live, spans: &[Span]) -> Result<Option<Clash>> {
                 let first = c.files.iter().map(|f| f.first_offset).min();
                 let first = first.and_then(|f| i64::try_from(f).ok());
                 // The recorded start, where there is one, covers its files and more.
-                return Ok(Held::Committed(started.or(first), next));
+                let from = started.map(|o| (o, true)).or(first.map(|f| (f, false)));
+                return Ok(Held::Committed(from, next));
             }
         }
         Ok(started.map_or(Held::Not, Held::Started))
@@ -320,13 +361,15 @@ fn live_clash(live: &Live, spans: &[Span]) -> Result<Option<Clash>> {
     for (s, h) in asked.iter().zip(&held) {
         match h {
             Held::Committed(first, next) => {
-                if let Some(first) = first {
+                if let Some((first, recorded)) = first {
                     let (from, to) = (s.from.max(*first), s.to.min(*next));
                     if from < to {
-                        at.push(format!(
-                            "{} (it wrote offsets {first}..{next})",
-                            place(s, (from, to))
-                        ));
+                        let why = if *recorded {
+                            format!("it started the partition at {first} and has committed up to {next}")
+                        } else {
+                            format!("its newest commit's files hold offsets {first}..{next}")
+                        };
+                        at.push(format!("{} ({why})", place(s, (from, to))));
                     }
                 }
                 if s.to > *next {

@@ -54,6 +54,10 @@ pub struct BackfillRange {
     /// backfill's destination, as a folder of this one (where its checkpoints are).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<String>,
+    /// Which state folder's run made it (host and path): a run holding that folder's lock
+    /// knows it is not running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }
 
 impl BackfillRange {
@@ -139,35 +143,55 @@ fn origins_dir(job: &str, key: &str) -> String {
 }
 
 /// Records that the live job `job` starts partition `key`, not committed yet, at `from`
-/// under claim `term`. A record of the term already there stays (create-only).
+/// under claim `term` (`moved`: where it starts after looking at the backfills, else where
+/// it asked to). A record already there stays (create-only); records of older terms are
+/// removed (only the newest term's counts), as far as the store lets.
 pub fn record_origin(
     dest: &Destination,
     job: &str,
-    key: &str,
-    term: u64,
+    (key, term): (&str, u64),
     from: u64,
+    moved: bool,
 ) -> Result<(), RangeError> {
     let bytes = serde_json::to_vec(&Origin { from }).expect("an origin serializes");
-    let path = format!("{}{term:012}.json", origins_dir(job, key));
-    match dest.put_atomic(&path, &bytes, true) {
-        Ok(()) | Err(StoreError::Exists { .. }) => Ok(()),
-        Err(e) => Err(e.into()),
+    let dir = origins_dir(job, key);
+    let kind = if moved { ".moved" } else { "" };
+    match dest.put_atomic(&format!("{dir}{term:012}{kind}.json"), &bytes, true) {
+        Ok(()) | Err(StoreError::Exists { .. }) => {}
+        Err(e) => return Err(e.into()),
     }
+    if !moved {
+        for (t, _, path) in origins(dest, &dir).unwrap_or_default() {
+            if t < term {
+                if let Err(e) = dest.delete(&path) {
+                    tracing::debug!(path = %dest.display(&path), error = %e, "an older start record stays");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The start records in `dir`: (term, moved, path).
+fn origins(dest: &Destination, dir: &str) -> Result<Vec<(u64, bool, String)>, RangeError> {
+    Ok(dest
+        .list(dir)?
+        .into_iter()
+        .filter_map(|p| {
+            let name = p.strip_prefix(dir)?.strip_suffix(".json")?;
+            let (term, moved) = match name.strip_suffix(".moved") {
+                Some(t) => (t, true),
+                None => (name, false),
+            };
+            Some((term.parse().ok()?, moved, p))
+        })
+        .collect())
 }
 
 /// Where the live job `job` starts partition `key` (not committed), as the newest claim
-/// that recorded one found it, if any.
+/// that recorded one found it (where it moved to, once recorded), if any.
 pub fn origin(dest: &Destination, job: &str, key: &str) -> Result<Option<u64>, RangeError> {
-    let dir = origins_dir(job, key);
-    let newest = dest
-        .list(&dir)?
-        .into_iter()
-        .filter_map(|p| {
-            let term: u64 = p.strip_prefix(&dir)?.strip_suffix(".json")?.parse().ok()?;
-            Some((term, p))
-        })
-        .max();
-    let Some((_, path)) = newest else {
+    let Some((_, _, path)) = origins(dest, &origins_dir(job, key))?.into_iter().max() else {
         return Ok(None);
     };
     let bytes = dest.read(&path)?;
@@ -226,7 +250,7 @@ pub fn hold_starts(
         return Ok((Vec::new(), Vec::new()));
     }
     let done = crate::fanout::each(starts, 8, "starts", |(key, term, from)| {
-        record_origin(dest, job, key, *term, *from)
+        record_origin(dest, job, (key, *term), *from, false)
     });
     for (_, r) in done {
         r?;
@@ -283,6 +307,20 @@ pub fn hold_starts(
         }
         moved.push(at_u);
     }
+    // Where a start moved, once looked: a backfill that looks now reads it (it finds this
+    // job past its range), one that looked before read the start asked (and was refused).
+    let now: Vec<((&String, u64), u64)> = starts
+        .iter()
+        .zip(&moved)
+        .filter(|((_, _, asked), at)| *at != asked)
+        .map(|((key, term, _), at)| ((key, *term), *at))
+        .collect();
+    let done = crate::fanout::each(&now, 8, "moved starts", |((key, term), at)| {
+        record_origin(dest, job, (key.as_str(), *term), *at, true)
+    });
+    for (_, r) in done {
+        r?;
+    }
     Ok((moved, out))
 }
 
@@ -316,12 +354,19 @@ mod tests {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let dest = Destination::parse("memory:///o", rt.handle().clone()).unwrap();
         assert_eq!(origin(&dest, "job", "t-0").unwrap(), None);
-        record_origin(&dest, "job", "t-0", 3, 500).unwrap();
-        record_origin(&dest, "job", "t-0", 3, 10).unwrap();
+        record_origin(&dest, "job", ("t-0", 3), 500, false).unwrap();
+        record_origin(&dest, "job", ("t-0", 3), 10, false).unwrap();
         assert_eq!(origin(&dest, "job", "t-0").unwrap(), Some(500));
-        record_origin(&dest, "job", "t-0", 12, 700).unwrap();
+        record_origin(&dest, "job", ("t-0", 3), 800, true).unwrap();
+        assert_eq!(origin(&dest, "job", "t-0").unwrap(), Some(800), "moved");
+        record_origin(&dest, "job", ("t-0", 12), 700, false).unwrap();
         assert_eq!(origin(&dest, "job", "t-0").unwrap(), Some(700));
-        record_origin(&dest, "job", "t-0", 5, 200).unwrap();
+        assert_eq!(
+            dest.list("_sluice/job/origins/t-0/").unwrap(),
+            ["_sluice/job/origins/t-0/000000000012.json"],
+            "older terms removed"
+        );
+        record_origin(&dest, "job", ("t-0", 5), 200, false).unwrap();
         assert_eq!(
             origin(&dest, "job", "t-0").unwrap(),
             Some(700),
@@ -345,6 +390,7 @@ mod tests {
                 to: "latest".into(),
                 repo: repo.into(),
                 at: None,
+                by: None,
                 spans: Some(vec![Span {
                     topic: "t".into(),
                     partition: 0,
@@ -365,8 +411,8 @@ mod tests {
         let (at, found) = hold_starts(&dest, "job", "r", &[("t-0".into(), 7, 50)]).unwrap();
         assert_eq!(
             origin(&dest, "job", "t-0").unwrap(),
-            Some(50),
-            "recorded as asked"
+            Some(400),
+            "recorded where it moved"
         );
         assert_eq!((at, found), (vec![400], vec![]), "moved past both ranges");
         put("late", "r", (600, 700), false);

@@ -99,30 +99,53 @@ fn backfills_of_overlapping_offsets_into_one_folder_are_refused() {
 
 /// A live job first claiming partitions a backfill recorded in its folder (here a folder
 /// inside it, which readers of the live folder read too): past the range of a backfill that
-/// has committed it starts where that range ends, so every record is in the folder once
-/// (before, the live job wrote the backfill's records again); a backfill that recorded its
-/// range and has not committed yet (paused before its first commit: its record is written
-/// here as it would) stops the live job before it writes, naming the backfill.
+/// has committed it starts where that range ends, recorded so the backfill, interrupted
+/// here after its first commit, then finishes its range; every record is in the folder once
+/// (before, the live job wrote the backfill's records again; then the rerun of the backfill
+/// was refused, its records lost). A backfill that recorded its range and has not committed
+/// yet (paused before its first commit: its record is written here as it would) stops the
+/// live job before it writes, naming the backfill. The name is taken in the live folder by
+/// the first, for another folder; a folder around the live one is refused.
 #[test]
 fn a_live_job_starts_past_a_committed_backfill_and_stops_at_an_uncommitted_one() {
     let topic = "first";
     let c = cluster(topic);
     let bootstrap = c.bootstrap_servers();
-    produce_events(&bootstrap, topic, 0, 2000, 4, None);
+    produce_events(&bootstrap, topic, 0, 8000, 4, None);
     let dir = tempfile::tempdir().unwrap();
     let job = crate::kafka::job_with(dir.path(), &bootstrap, topic, "");
     let jobs = job.to_str().unwrap();
     let out = dir.path().join("out");
     let inside = out.join("history");
-    sluice_ok(&[
+    let history = [
         "backfill",
         jobs,
         "--to",
-        &at(300),
+        &at(1500),
         "--url",
         inside.to_str().unwrap(),
-    ]);
-    assert_eq!(trace_ids(&out).len(), 1200);
+    ];
+    let crashed = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(history)
+        .env("SLUICE_FAULT", "after_checkpoint:1")
+        .output()
+        .unwrap();
+    assert!(!crashed.status.success());
+    let partial = trace_ids(&out).len();
+    assert!(partial > 0 && partial < 6000, "{partial}");
+    let elsewhere = out.join("elsewhere").display().to_string();
+    let around = dir.path().display().to_string();
+    for (url, taken) in [
+        (&elsewhere, "is taken in the live job's"),
+        (&around, "holds the live job's destination"),
+    ] {
+        let refused = sluice(&["backfill", jobs, "--to", &at(300), "--url", url]);
+        let err = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            !refused.status.success() && err.contains(taken),
+            "{url}: {err}"
+        );
+    }
     // Another folder inside the live one, over offsets the first recorded: refused (the
     // first left a copy of its record in the live folder).
     let second = out.join("second");
@@ -145,17 +168,18 @@ fn a_live_job_starts_past_a_committed_backfill_and_stops_at_an_uncommitted_one()
     );
     let log = dir.path().join("live.log");
     let mut live = KillOnDrop::new(crate::kafka::spawn_run(&job, &log));
-    crate::kafka::wait_for(&out, 2000, 120);
+    crate::kafka::wait_for(&out, 8000 - 6000 + partial, 120);
     let text = crate::kafka::wait_log(&log, "committed", 1, 0);
-    let ids = trace_ids(&out);
-    assert_eq!(ids.len(), 2000, "{text}");
-    assert!(ids.values().all(|c| *c == 1), "a record twice:\n{text}");
     assert!(
         text.contains("the partition starts where the backfills' ranges"),
         "{text}"
     );
     sigterm(live.child());
     assert!(wait_exit(live.child(), "the live job to stop", 60).success());
+    sluice_ok(&history);
+    let ids = trace_ids(&out);
+    assert_eq!(ids.len(), 8000, "{text}");
+    assert!(ids.values().all(|c| *c == 1), "a record twice:\n{text}");
 
     // Another job (its own group) and folder, where a backfill recorded offsets 0..400 of
     // partition 2 and has not committed.
@@ -208,6 +232,15 @@ fn a_recorded_range_past_the_end_of_a_re_created_topic_fails_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let job = crate::kafka::job_with(dir.path(), &bootstrap, topic, "");
     let record = dir.path().join("out/_sluice/old/range.json");
+    // As the run from this state folder left it.
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let by = format!(
+        "{}:{}",
+        host.trim(),
+        state.canonicalize().unwrap().display()
+    );
     std::fs::create_dir_all(record.parent().unwrap()).unwrap();
     let spans: Vec<String> = (0..4)
         .map(|p| {
@@ -220,7 +253,7 @@ fn a_recorded_range_past_the_end_of_a_re_created_topic_fails_at_once() {
     std::fs::write(
         &record,
         format!(
-            r#"{{"from":"earliest","to":"latest","repo":"nginx_access","spans":[{}]}}"#,
+            r#"{{"from":"earliest","to":"latest","repo":"nginx_access","spans":[{}],"by":{by:?}}}"#,
             spans.join(",")
         ),
     )

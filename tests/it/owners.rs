@@ -174,7 +174,7 @@ fn a_backfill_into_the_live_folder_leaves_the_live_files_alone() {
     assert!(!refused.status.success(), "{err}");
     assert!(
         err.contains(
-            "the live job `kafka-it`: live/0 offsets 500..600 (it wrote offsets 500..600)"
+            "the live job `kafka-it`: live/0 offsets 500..600 (it started the partition at 500 and has committed up to 600)"
         ),
         "{err}"
     );
