@@ -63,28 +63,13 @@ impl Destination {
     pub fn list_after(&self, dir: &str, after: &str) -> Result<Vec<String>, StoreError> {
         match &self.kind {
             Kind::Local(root) => {
-                let path = root.join(dir);
-                let entries = match std::fs::read_dir(&path) {
-                    Ok(e) => e,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-                    Err(source) => {
-                        return Err(StoreError::Io {
-                            path: path.display().to_string(),
-                            source,
-                        })
-                    }
-                };
-                let mut out = Vec::new();
-                for e in entries {
-                    let e = e.map_err(|source| StoreError::Io {
-                        path: path.display().to_string(),
-                        source,
-                    })?;
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    if name.as_str() > after && e.file_type().is_ok_and(|t| t.is_file()) {
-                        out.push(format!("{dir}{name}"));
-                    }
-                }
+                let mut out: Vec<String> = local_entries(&root.join(dir))?
+                    .into_iter()
+                    .filter(|(name, kind)| {
+                        name.as_str() > after && kind.is_some_and(|k| k.is_file())
+                    })
+                    .map(|(name, _)| format!("{dir}{name}"))
+                    .collect();
                 out.sort();
                 Ok(out)
             }
@@ -122,31 +107,11 @@ impl Destination {
     /// stores the common prefixes of one delimited listing (nothing deeper is listed).
     pub fn folders(&self, dir: &str) -> Result<Vec<String>, StoreError> {
         let mut out: Vec<String> = match &self.kind {
-            Kind::Local(root) => {
-                let path = root.join(dir);
-                let entries = match std::fs::read_dir(&path) {
-                    Ok(e) => e,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-                    Err(source) => {
-                        return Err(StoreError::Io {
-                            path: path.display().to_string(),
-                            source,
-                        })
-                    }
-                };
-                let mut out = Vec::new();
-                for e in entries {
-                    let e = e.map_err(|source| StoreError::Io {
-                        path: path.display().to_string(),
-                        source,
-                    })?;
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    if !name.starts_with('.') && e.file_type().is_ok_and(|t| t.is_dir()) {
-                        out.push(name);
-                    }
-                }
-                out
-            }
+            Kind::Local(root) => local_entries(&root.join(dir))?
+                .into_iter()
+                .filter(|(name, kind)| kind.is_some_and(|k| k.is_dir()) && !name.starts_with('.'))
+                .map(|(name, _)| name)
+                .collect(),
             Kind::Store {
                 store,
                 prefix,
@@ -205,4 +170,27 @@ impl Destination {
             late: self.late,
         })
     }
+}
+
+/// The entries of local folder `path` with their kinds (where they can be told), none when
+/// it does not exist.
+fn local_entries(
+    path: &std::path::Path,
+) -> Result<Vec<(String, Option<std::fs::FileType>)>, StoreError> {
+    let io = |source| StoreError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let entries = match std::fs::read_dir(path) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io(e)),
+    };
+    let mut out = Vec::new();
+    for e in entries {
+        let e = e.map_err(io)?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        out.push((name, e.file_type().ok()));
+    }
+    Ok(out)
 }

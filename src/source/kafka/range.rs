@@ -45,11 +45,22 @@ pub fn plan(
         .map_err(|e| err_at(&name, format!("cannot create the consumer: {e}")))?;
     let patterns = super::patterns(&name, topics)?;
     let found = super::topics_now(&consumer, &name, topics, &patterns)?;
-    let list: Vec<(&str, i32)> = found
+    spans_of(&consumer, &name, &found, (start, end))
+}
+
+/// Every partition of `topics` (names and partition numbers) with its `[from, to)` for a run
+/// from `start` to `end` (`to` at least `from`).
+fn spans_of<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    name: &str,
+    topics: &[(String, Vec<i32>)],
+    (start, end): (&Position, &Position),
+) -> Result<Vec<Span>, SourceError> {
+    let list: Vec<(&str, i32)> = topics
         .iter()
         .flat_map(|(t, ids)| ids.iter().map(move |p| (t.as_str(), *p)))
         .collect();
-    let planned = plan_all(&consumer, &name, &list, start, end)?;
+    let planned = plan_all(consumer, name, &list, start, end)?;
     Ok(list
         .into_iter()
         .zip(planned)
@@ -163,23 +174,10 @@ impl KafkaSource {
     ) -> Result<(), SourceError> {
         let (spans, fresh) = match range {
             Range::Planned { spans, fresh } => (spans.clone(), *fresh),
-            Range::Asked(start, end) => {
-                let list: Vec<(&str, i32)> = topics
-                    .iter()
-                    .flat_map(|(t, ids)| ids.iter().map(move |p| (t.as_str(), *p)))
-                    .collect();
-                let planned = plan_all(&self.consumer, &self.name, &list, start, end)?;
-                let spans =
-                    list.into_iter()
-                        .zip(planned)
-                        .map(|((topic, partition), (from, to))| Span {
-                            topic: topic.to_string(),
-                            partition,
-                            from,
-                            to: to.max(from),
-                        });
-                (spans.collect(), true)
-            }
+            Range::Asked(start, end) => (
+                spans_of(&self.consumer, &self.name, topics, (start, end))?,
+                true,
+            ),
         };
         for s in spans {
             let id = lock(&self.shared).id(&s.topic, s.partition);
