@@ -32,10 +32,37 @@ pub struct Live {
     pub _runtime: tokio::runtime::Runtime,
 }
 
-/// The backfill's state folder, as a record names the run that made it: this host's name
-/// and the folder's path.
-fn state_folder(job: &Job) -> String {
+/// Deletes this run's `record` in `dest` after a refusal; a failure is logged.
+fn take_back(dest: &Destination, record: &str, what: &str) {
+    if let Err(e) = dest.delete(record) {
+        tracing::warn!(record = %dest.display(record), error = %e, "could not take back this run's {what}: remove it before running another range under this name");
+    }
+}
+
+/// The backfill's state folder (locked by this run): this host's name and the folder's path,
+/// for people, and the folder's id (`<state>/backfill-id`, random, made once): folders at
+/// one path on two hosts of one name (containers) are told apart, and one folder is known
+/// whichever host mounts it.
+fn state_folder(job: &Job) -> Result<(String, String)> {
     let state = job.resolve(&job.file.job.state_dir);
+    let id_file = state.join("backfill-id");
+    let id = match std::fs::read_to_string(&id_file) {
+        Ok(id) if !id.trim().is_empty() => id.trim().to_string(),
+        _ => {
+            let id = sluice::commit::random_tag();
+            let tmp = state.join(".backfill-id.tmp");
+            let write = || -> std::io::Result<()> {
+                use std::io::Write;
+                let mut f = std::fs::File::create(&tmp)?;
+                f.write_all(id.as_bytes())?;
+                f.sync_all()?;
+                std::fs::rename(&tmp, &id_file)?;
+                sluice::durable::sync_dir(&state)
+            };
+            write().map_err(|e| anyhow::anyhow!("writing {}: {e}", id_file.display()))?;
+            id
+        }
+    };
     let path = std::fs::canonicalize(&state).unwrap_or(state);
     let mut host = [0u8; 256];
     // SAFETY: the buffer is writable for its length; the name is NUL-terminated within it or
@@ -47,7 +74,7 @@ fn state_folder(job: &Job) -> String {
     } else {
         "?".into()
     };
-    format!("{host}:{}", path.display())
+    Ok((format!("{host}:{}", path.display()), id))
 }
 
 /// The `--from` the backfill `job` names recorded at its first run (`checkpoint`, or a
@@ -97,6 +124,7 @@ pub fn hold_range(
         .to_string(),
         _ => p.to_string(),
     };
+    let (by, state) = state_folder(job)?;
     let mut ours = BackfillRange {
         from: if from == "checkpoint" {
             from.to_string()
@@ -107,7 +135,8 @@ pub fn hold_range(
         repo: task::repo_label(job),
         spans: None,
         at: None,
-        by: Some(state_folder(job)),
+        by: Some(by),
+        state: Some(state),
     };
     let runtime = io_runtime()?;
     let dest = task::destination_at(job, &job.resolve_url(&job.file.sink.url), &runtime)?;
@@ -117,14 +146,24 @@ pub fn hold_range(
     let plan = || sluice::source::kafka::plan(brokers, topics, options, (start, end));
     // Where the live job looks when it first starts a partition (a folder around this one).
     let copy = live.filter(|l| l.dest.url() != dest.url());
+    // A copy there is this backfill's when it names this folder and was made from this state
+    // folder, or by a run that committed this range.
+    let asked = ours.clone();
+    let ours_there = |c: &BackfillRange, l: &Live| {
+        c.at == l.inside && (c.state == asked.state || (committed && c.asks_as(&asked)))
+    };
+    let taken = |c: &BackfillRange, l: &Live| {
+        anyhow::anyhow!(
+            "backfill name `{name}` is taken in the live job's {} by a backfill into {} (from {}): give this one another --name",
+            l.dest.url(),
+            c.at.as_deref().map_or_else(|| "that folder itself".to_string(), |a| format!("its folder {a}")),
+            c.by.as_deref().unwrap_or("another state folder"),
+        )
+    };
     if let Some(l) = copy {
         if let Some(c) = ranges::read_range(&l.dest, name)? {
-            if c.at != l.inside || !c.asks_as(&ours) {
-                bail!(
-                    "backfill name `{name}` is taken in the live job's {} by a backfill into {}: give this one another --name",
-                    l.dest.url(),
-                    c.at.as_deref().map_or_else(|| "that folder itself".to_string(), |a| format!("its folder {a}")),
-                );
+            if !ours_there(&c, l) {
+                return Err(taken(&c, l));
             }
         }
     }
@@ -138,7 +177,7 @@ pub fn hold_range(
                 dest.url(),
                 theirs.at.as_deref().unwrap_or_default()
             ),
-            Some(theirs) if !committed && theirs.by != ours.by => bail!(
+            Some(theirs) if !committed && theirs.state != ours.state => bail!(
                 "backfill `{name}` was recorded in {} (--from {} --to {}) by a run from {}, which has committed nothing: it may be running. If it is not, remove {} and run this again; or give this range its own --name",
                 dest.url(),
                 theirs.from,
@@ -189,7 +228,20 @@ pub fn hold_range(
         ours.spans = Some(spans.clone());
         ours.at = l.inside.clone();
         let bytes = serde_json::to_vec(&ours).expect("a range serializes");
-        l.dest.put_atomic(&record, &bytes, false)?;
+        // Create-only: of two runs of the name into two folders, one makes the copy and the
+        // other finds it (and is refused).
+        if let Err(e) = l.dest.put_atomic(&record, &bytes, true) {
+            match ranges::read_range(&l.dest, name)? {
+                Some(c) if ours_there(&c, l) => l.dest.put_atomic(&record, &bytes, false)?,
+                Some(c) => {
+                    if !committed {
+                        take_back(&dest, &record, "range record");
+                    }
+                    return Err(taken(&c, l));
+                }
+                None => return Err(e.into()),
+            }
+        }
     }
     // Passing over names that committed nothing holds only for a record this name has held
     // since a run of it found no clash.
@@ -205,16 +257,12 @@ pub fn hold_range(
         found.extend(live_clash(live, &spans)?);
     }
     if !found.is_empty() {
-        // Made by a run from this state folder: no other run adopts it (see above).
+        // Made by a run from this state folder (the copy too): no other run takes them
+        // over while nothing is committed (see above).
         if !committed {
-            for (d, what) in [
-                (Some(&dest), "range record"),
-                (copy.map(|l| &l.dest), "copy of the range record"),
-            ] {
-                let Some(d) = d else { continue };
-                if let Err(e) = d.delete(&record) {
-                    tracing::warn!(record = %d.display(&record), error = %e, "could not take back this run's {what}: remove it before running another range under this name");
-                }
+            take_back(&dest, &record, "range record");
+            if let Some(l) = copy {
+                take_back(&l.dest, &record, "copy of the range record");
             }
         }
         let text: Vec<String> = found.iter().map(Clash::text).collect();

@@ -7,7 +7,6 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
 use sluice::commit::checkpoint::Checkpoints;
 use sluice::config::{Job, SourceSection};
 use sluice::deadletter::DeadLetterWriter;
@@ -25,17 +24,10 @@ pub fn run_skip(
     backfill: Option<(Option<String>, Option<String>)>,
 ) -> Result<()> {
     let mut job = Job::load_repo(path, repo)?;
-    let (brokers, options, reset) = match &job.file.source {
+    let (brokers, options) = match &job.file.source {
         SourceSection::Kafka {
-            brokers,
-            options,
-            auto_offset_reset,
-            ..
-        } => (
-            brokers.clone(),
-            options.clone(),
-            auto_offset_reset.clone(),
-        ),
+            brokers, options, ..
+        } => (brokers.clone(), options.clone()),
         _ => bail!(
             "{}: skip moves a Kafka partition past records that cannot be read; this job's source is not Kafka",
             path.display()
@@ -60,10 +52,6 @@ pub fn run_skip(
     cfg.set("bootstrap.servers", &brokers);
     for (k, v) in options.iter() {
         cfg.set(k, v);
-    }
-    // The live job's group, for where a partition without a checkpoint starts.
-    if let Some(group) = job.kafka_group().filter(|_| !is_backfill) {
-        cfg.set("group.id", &group);
     }
     let client: BaseConsumer = cfg.create().context("creating a Kafka client")?;
     let (low, high) = client
@@ -101,12 +89,12 @@ pub fn run_skip(
         let start = if is_backfill {
             backfill_start(&job, &client, (topic, number), (low, high))?
         } else {
-            // Where its newest claim started it, when recorded (past a backfill's range).
+            // Where its newest claim started it (past a backfill's range), recorded before
+            // that claim looked at the backfills: a backfill recorded since finds it.
             let recorded =
                 sluice::commit::ranges::origin(cps.destination(), &job.file.job.name, partition)?;
-            let start = match recorded {
-                Some(o) => o,
-                None => live_start(&client, &reset, (topic, number), (low, high))?,
+            let Some(start) = recorded else {
+                bail!("partition {partition} has no checkpoint and no recorded start: run the job first (its first start of the partition records where, and checks the backfills recorded in the destination), then skip");
             };
             // The live job's first start checks the backfills recorded in its destination
             // (and moves past a committed one's range); a skip past that check must not write
@@ -177,32 +165,4 @@ fn backfill_start(
     let pos = Position::parse(&from).map_err(|e| anyhow!("the recorded --from {e}"))?;
     let start = pos.start_in(client, (topic, number), watermarks)?;
     Ok(start.ok_or_else(unknown)?.max(0) as u64)
-}
-
-/// Where the live job starts a partition it has no checkpoint of: the group's committed
-/// offset, else `auto_offset_reset` (as the job's assignment does).
-fn live_start(
-    client: &BaseConsumer,
-    reset: &str,
-    (topic, number): (&str, i32),
-    (low, high): (i64, i64),
-) -> Result<u64> {
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition(topic, number);
-    let committed = client
-        .committed_offsets(tpl, std::time::Duration::from_secs(10))
-        .context("the group's committed offsets")?;
-    let stored = committed
-        .find_partition(topic, number)
-        .and_then(|e| match e.offset() {
-            Offset::Offset(o) if o >= 0 => Some(o),
-            _ => None,
-        });
-    match stored {
-        Some(o) => Ok(o.clamp(low, high).max(0) as u64),
-        None if sluice::source::kafka::resets_to_latest(reset) => bail!(
-            "the partition has no checkpoint and auto_offset_reset = \"{reset}\": the job starts it at the log's end, past the batch, at its next start; nothing to skip"
-        ),
-        None => Ok(low.max(0) as u64),
-    }
 }

@@ -54,10 +54,13 @@ pub struct BackfillRange {
     /// backfill's destination, as a folder of this one (where its checkpoints are).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<String>,
-    /// Which state folder's run made it (host and path): a run holding that folder's lock
-    /// knows it is not running.
+    /// Which state folder's run made it, for people: host and path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,
+    /// That state folder's id (random, kept in the folder): a run holding the folder's lock
+    /// knows the run that made the record is over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
 }
 
 impl BackfillRange {
@@ -191,15 +194,27 @@ fn origins(dest: &Destination, dir: &str) -> Result<Vec<(u64, bool, String)>, Ra
 /// Where the live job `job` starts partition `key` (not committed), as the newest claim
 /// that recorded one found it (where it moved to, once recorded), if any.
 pub fn origin(dest: &Destination, job: &str, key: &str) -> Result<Option<u64>, RangeError> {
-    let Some((_, _, path)) = origins(dest, &origins_dir(job, key))?.into_iter().max() else {
-        return Ok(None);
-    };
-    let bytes = dest.read(&path)?;
-    let o: Origin = serde_json::from_slice(&bytes).map_err(|e| RangeError::Corrupt {
-        path: dest.display(&path),
-        reason: e.to_string(),
-    })?;
-    Ok(Some(o.from))
+    let dir = origins_dir(job, key);
+    // A newer claim removes the older records: one listed may be gone when read.
+    let mut tries = 0;
+    loop {
+        let Some((_, _, path)) = origins(dest, &dir)?.into_iter().max() else {
+            return Ok(None);
+        };
+        let bytes = match dest.read(&path) {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() && tries < 8 => {
+                tries += 1;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let o: Origin = serde_json::from_slice(&bytes).map_err(|e| RangeError::Corrupt {
+            path: dest.display(&path),
+            reason: e.to_string(),
+        })?;
+        return Ok(Some(o.from));
+    }
 }
 
 /// Offsets of a backfill's range that the live job would write from where it starts a
@@ -391,6 +406,7 @@ mod tests {
                 repo: repo.into(),
                 at: None,
                 by: None,
+                state: None,
                 spans: Some(vec![Span {
                     topic: "t".into(),
                     partition: 0,

@@ -222,7 +222,9 @@ fn a_live_job_starts_past_a_committed_backfill_and_stops_at_an_uncommitted_one()
 
 /// A name's recorded range ending past the log's end now (the topic was re-created since
 /// its first run: its record is written here as that run left it) fails at once, naming the
-/// partition; before, the run waited for other records to take those offsets.
+/// partition; before, the run waited for other records to take those offsets. The same
+/// record made from another state folder, with nothing committed, is refused: that run may
+/// still be going on.
 #[test]
 fn a_recorded_range_past_the_end_of_a_re_created_topic_fails_at_once() {
     let topic = "recreated";
@@ -235,12 +237,7 @@ fn a_recorded_range_past_the_end_of_a_re_created_topic_fails_at_once() {
     // As the run from this state folder left it.
     let state = dir.path().join("state");
     std::fs::create_dir_all(&state).unwrap();
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-    let by = format!(
-        "{}:{}",
-        host.trim(),
-        state.canonicalize().unwrap().display()
-    );
+    std::fs::write(state.join("backfill-id"), "the-state-id").unwrap();
     std::fs::create_dir_all(record.parent().unwrap()).unwrap();
     let spans: Vec<String> = (0..4)
         .map(|p| {
@@ -250,14 +247,28 @@ fn a_recorded_range_past_the_end_of_a_re_created_topic_fails_at_once() {
             )
         })
         .collect();
-    std::fs::write(
-        &record,
-        format!(
-            r#"{{"from":"earliest","to":"latest","repo":"nginx_access","spans":[{}],"by":{by:?}}}"#,
-            spans.join(",")
+    let write = |state: &str| {
+        std::fs::write(
+            &record,
+            format!(
+                r#"{{"from":"earliest","to":"latest","repo":"nginx_access","spans":[{}],"state":"{state}","by":"host:/elsewhere"}}"#,
+                spans.join(",")
+            ),
+        )
+        .unwrap()
+    };
+    // Made from another state folder, which committed nothing: it may be running.
+    write("another-state-id");
+    let refused = sluice(&["backfill", job.to_str().unwrap(), "--name", "old"]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "by a run from host:/elsewhere, which has committed nothing: it may be running"
         ),
-    )
-    .unwrap();
+        "{err}"
+    );
+    write("the-state-id");
     let mut run = KillOnDrop::new(
         std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(["backfill", job.to_str().unwrap(), "--name", "old"])
