@@ -48,6 +48,9 @@ fn state_folder(job: &Job) -> Result<(String, String)> {
     let id_file = state.join("backfill-id");
     let id = match std::fs::read_to_string(&id_file) {
         Ok(id) if !id.trim().is_empty() => id.trim().to_string(),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            bail!("reading {}: {e}", id_file.display())
+        }
         _ => {
             let id = sluice::commit::random_tag();
             let tmp = state.join(".backfill-id.tmp");
@@ -355,7 +358,7 @@ fn others_overlapping(
             ),
             at: found,
             hint: Some(format!(
-                "if its files are gone and it is not running, remove {}",
+                "if its files are gone, it is not running and no live job started past its range, remove {}",
                 dest.display(&format!("_sluice/{other}/"))
             )),
         });

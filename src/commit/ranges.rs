@@ -92,7 +92,7 @@ impl BackfillRange {
 pub enum RangeError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("reading {path}: {reason}")]
+    #[error("reading {path}: {reason} (a backfill's record: if no backfill made it, remove it)")]
     Corrupt { path: String, reason: String },
     #[error(transparent)]
     Checkpoints(#[from] crate::commit::checkpoint::CheckpointError),
