@@ -1,14 +1,12 @@
 //! What each backfill name covers in its destination (`_sluice/<name>/range.json`): the range
 //! as asked and each partition's offsets as resolved at the name's first run. A later run of
 //! the name reads exactly those offsets (it resumes); a name whose offsets overlap another
-//! name's recorded in the same destination, or reach what the live job writes next there, is
-//! refused before it reads anything.
+//! name's recorded in the same destination, or what the live job wrote or writes next there,
+//! is refused before it reads anything (the live job's side is `commit::ranges`).
 //!
-//! Two names started at once into one destination: each records its range first and looks
-//! at the others' after, so whichever looks last sees the other (both may refuse; neither
-//! writes twice what the other writes). A refused run takes back the record it made.
-
-use std::collections::HashSet;
+//! Two writers started at once into one destination: each records first and looks at the
+//! others' records after, so whichever looks last sees the other (both may refuse; neither
+//! writes twice what the other writes). A refused run takes back its state folder's record.
 
 use anyhow::{bail, Result};
 
@@ -21,8 +19,8 @@ use sluice::task;
 
 use super::jobs::io_runtime;
 
-/// The live job whose destination a backfill writes into (or into a folder inside it or
-/// around it, or the same place spelled another way).
+/// The live job whose destination a backfill writes into (or into a folder inside it, or
+/// the same place spelled another way).
 pub struct Live {
     pub dest: Destination,
     pub name: String,
@@ -93,11 +91,12 @@ pub fn recorded_from(job: &Job) -> Result<Option<(String, Option<Vec<Span>>)>> {
 /// the one recorded there, and returns what the run reads: the offsets recorded by the
 /// name's first run (the same range again resumes exactly what was planned), or resolved now.
 ///
-/// Refused: a name recorded over another range or repo (once committed its partitions would
-/// resume from that run's checkpoints, not at `--from`; before, a run of it may be starting);
-/// offsets another name of the repo recorded in this destination (readers would see those
-/// records twice); when the destination is the live job's (`live`), offsets the live job
-/// wrote, writes next, or starts a partition it has not started yet at.
+/// Refused: a name recorded over another range or repo once committed (its partitions would
+/// resume from that run's checkpoints, not at `--from`), or recorded from another state
+/// folder before it committed (that run may be going on); a name taken in the live folder
+/// for another folder; offsets another name of the repo recorded in this destination
+/// (readers would see those records twice); when the destination is the live job's
+/// (`live`), offsets the live job wrote or writes next.
 pub fn hold_range(
     job: &Job,
     from: &str,
@@ -385,21 +384,20 @@ enum Held {
 /// its start (and starts past the range of a backfill that has committed).
 fn live_clash(live: &Live, spans: &[Span]) -> Result<Option<Clash>> {
     let cps = Checkpoints::new(live.dest.clone(), &live.name);
-    let keys: HashSet<String> = cps.keys()?.into_iter().collect();
     let asked: Vec<&Span> = spans.iter().filter(|s| s.from < s.to).collect();
     let found = sluice::fanout::each(&asked, 8, "live starts", |s| -> Result<Held> {
         let key = s.key();
         let started = ranges::origin(&live.dest, &live.name, &key)?;
         let started = started.map(|o| i64::try_from(o).unwrap_or(i64::MAX));
-        if keys.contains(&key) {
-            if let Some(c) = cps.latest(&key)? {
-                let next = i64::try_from(c.next_offset).unwrap_or(i64::MAX);
-                let first = c.files.iter().map(|f| f.first_offset).min();
-                let first = first.and_then(|f| i64::try_from(f).ok());
-                // The recorded start, where there is one, covers its files and more.
-                let from = started.map(|o| (o, true)).or(first.map(|f| (f, false)));
-                return Ok(Held::Committed(from, next));
-            }
+        // One listing of the partition's records (none: not committed), not of every
+        // partition's.
+        if let Some(c) = cps.latest(&key)? {
+            let next = i64::try_from(c.next_offset).unwrap_or(i64::MAX);
+            let first = c.files.iter().map(|f| f.first_offset).min();
+            let first = first.and_then(|f| i64::try_from(f).ok());
+            // The recorded start, where there is one, covers its files and more.
+            let from = started.map(|o| (o, true)).or(first.map(|f| (f, false)));
+            return Ok(Held::Committed(from, next));
         }
         Ok(started.map_or(Held::Not, Held::Started))
     });

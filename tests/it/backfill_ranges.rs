@@ -269,16 +269,16 @@ fn a_recorded_range_past_the_end_of_a_re_created_topic_fails_at_once() {
         "{err}"
     );
     write("the-state-id");
+    let log = dir.path().join("backfill.log");
     let mut run = KillOnDrop::new(
         std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(["backfill", job.to_str().unwrap(), "--name", "old"])
-            .stderr(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap(),
     );
     let status = wait_exit(run.child(), "the backfill to fail", 60);
-    let mut err = String::new();
-    std::io::Read::read_to_string(run.child().stderr.as_mut().unwrap(), &mut err).unwrap();
+    let err = std::fs::read_to_string(&log).unwrap();
     assert!(!status.success(), "{err}");
     assert!(
         err.contains("recreated-1: the log ends at offset 100, before the end of the range planned at the first run (900)"),
