@@ -144,7 +144,7 @@ pub fn hold_range(
     let dest = task::destination_at(job, &job.resolve_url(&job.file.sink.url), &runtime)?;
     let name = &job.file.job.name;
     let record = range_record(name);
-    let committed = !Checkpoints::new(dest.clone(), name).keys()?.is_empty();
+    let committed = Checkpoints::new(dest.clone(), name).any()?;
     let plan = || sluice::source::kafka::plan(brokers, topics, options, (start, end));
     // Where the live job looks when it first starts a partition (a folder around this one).
     let copy = live.filter(|l| l.dest.url() != dest.url());
@@ -313,8 +313,7 @@ fn place(s: &Span, (from, to): (i64, i64)) -> String {
     format!("{}/{} offsets {from}..{to}", s.topic, s.partition)
 }
 
-/// Offsets of `spans` that another backfill name of `repo` recorded in `dest` (another
-/// repo's files are another table, even of the same records). When `resuming` (the name has
+/// Offsets of `spans` that another backfill name of `repo` recorded in `dest`. When `resuming` (the name has
 /// committed, under a record it held since a run found no clash), a name that committed
 /// nothing is passed over: its range was recorded after this name's (else a run of this one
 /// would have been refused), so it looked after recording and was refused itself. Records
@@ -327,10 +326,7 @@ fn others_overlapping(
     resuming: bool,
 ) -> Result<Vec<Clash>> {
     let mut out = Vec::new();
-    for (other, theirs) in ranges::backfills(dest, Some(name))? {
-        if theirs.repo != repo {
-            continue;
-        }
+    for (other, theirs) in ranges::backfills(dest, Some(name), repo)? {
         let Some(their_spans) = &theirs.spans else {
             tracing::warn!(backfill = %other, "that backfill recorded its range without offsets (an earlier version): overlap with it is not checked");
             continue;

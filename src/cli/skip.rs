@@ -99,10 +99,12 @@ pub fn run_skip(
             // The live job's first start checks the backfills recorded in its destination
             // (and moves past a committed one's range); a skip past that check must not write
             // the first checkpoint into a backfill's range.
-            let found =
-                sluice::commit::ranges::backfills(cps.destination(), Some(&job.file.job.name))?;
-            let label = task::repo_label(&job);
-            for (name, r) in found.iter().filter(|(_, r)| r.repo == label) {
+            let found = sluice::commit::ranges::backfills(
+                cps.destination(),
+                Some(&job.file.job.name),
+                &task::repo_label(&job),
+            )?;
+            for (name, r) in &found {
                 for s in r.spans.iter().flatten().filter(|s| s.key() == partition) {
                     if s.from < s.to && s.to > start as i64 {
                         bail!("partition {partition} has no checkpoint, and backfill `{name}` recorded offsets {}..{} of it in this destination: the job's first start of it is checked against that range, which a skip would pass. Start the job (it starts past a committed backfill's range, and records where), then skip", s.from, s.to);

@@ -213,6 +213,14 @@ impl Checkpoints {
         format!("{}{seq:012}.json", self.dir(key))
     }
 
+    /// Whether the job has a checkpoint (has committed) in any partition: one listing
+    /// request, however many records there are.
+    pub fn any(&self) -> Result<bool, CheckpointError> {
+        Ok(self
+            .dest
+            .any(&format!("_sluice/{}/checkpoints/", self.job))?)
+    }
+
     /// Partition keys that have checkpoints.
     pub fn keys(&self) -> Result<Vec<String>, CheckpointError> {
         let root = format!("_sluice/{}/checkpoints/", self.job);

@@ -75,9 +75,7 @@ impl BackfillRange {
                 None => return Ok(false),
             },
         };
-        Ok(!crate::commit::checkpoint::Checkpoints::new(own, name)
-            .keys()?
-            .is_empty())
+        Ok(crate::commit::checkpoint::Checkpoints::new(own, name).any()?)
     }
 }
 
@@ -118,18 +116,21 @@ pub fn read_range(dest: &Destination, name: &str) -> Result<Option<BackfillRange
     }
 }
 
-/// Every backfill range recorded in `dest` (by name), but `except`'s.
+/// The ranges backfills of repo `repo` recorded in `dest` (by name), but `except`'s. Another
+/// repo's files are another table, even of the same records: its backfills are no clash.
 pub fn backfills(
     dest: &Destination,
     except: Option<&str>,
+    repo: &str,
 ) -> Result<Vec<(String, BackfillRange)>, RangeError> {
     let mut out = Vec::new();
     for name in dest.folders("_sluice/")? {
         if Some(name.as_str()) == except {
             continue;
         }
-        if let Some(r) = read_range(dest, &name)? {
-            out.push((name, r));
+        match read_range(dest, &name)? {
+            Some(r) if r.repo == repo => out.push((name, r)),
+            _ => {}
         }
     }
     Ok(out)
@@ -248,6 +249,11 @@ impl std::fmt::Display for StartClash {
     }
 }
 
+/// Start records written side by side: each is a few store round trips (a put, a listing,
+/// deletes of older terms), made inside the consumer's rebalance, as the claims before them
+/// are (16 at a time).
+const RECORD_THREADS: usize = 16;
+
 /// Records where the live job `job` (of repo `repo`) starts partitions it claimed before
 /// their first commit (key, the claim's term, the start), then looks at the ranges the
 /// repo's backfills recorded in `dest`. A start inside the range of a backfill that has
@@ -264,17 +270,14 @@ pub fn hold_starts(
     if starts.is_empty() {
         return Ok((Vec::new(), Vec::new()));
     }
-    let done = crate::fanout::each(starts, 8, "starts", |(key, term, from)| {
+    let done = crate::fanout::each(starts, RECORD_THREADS, "starts", |(key, term, from)| {
         record_origin(dest, job, (key, *term), *from, false)
     });
     for (_, r) in done {
         r?;
     }
     let mut found: Vec<(String, BackfillRange, bool)> = Vec::new();
-    for (name, r) in backfills(dest, Some(job))? {
-        if r.repo != repo {
-            continue;
-        }
+    for (name, r) in backfills(dest, Some(job), repo)? {
         let relevant = r.spans.iter().flatten().any(|s| {
             starts
                 .iter()
@@ -330,7 +333,7 @@ pub fn hold_starts(
         .filter(|((_, _, asked), at)| *at != asked)
         .map(|((key, term, _), at)| ((key, *term), *at))
         .collect();
-    let done = crate::fanout::each(&now, 8, "moved starts", |((key, term), at)| {
+    let done = crate::fanout::each(&now, RECORD_THREADS, "moved starts", |((key, term), at)| {
         record_origin(dest, job, (key.as_str(), *term), *at, true)
     });
     for (_, r) in done {

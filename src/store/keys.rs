@@ -1,6 +1,6 @@
 //! Object-store keys of relative paths: segments already escaped for URLs kept as they are,
 //! the keys earlier versions used, listings that start after a name, the folders directly
-//! in a folder, and the destination of a folder inside one.
+//! in a folder, whether a folder holds any file, and the destination of a folder inside one.
 
 use futures::TryStreamExt;
 use object_store::path::Path as StorePath;
@@ -136,6 +136,44 @@ impl Destination {
         };
         out.sort();
         Ok(out)
+    }
+
+    /// Whether any file is under folder `dir` (at any depth); one listing request on object
+    /// stores, however many files there are, and a local walk that ends at the first file.
+    /// Hidden temporary files of unfinished local writes do not count.
+    pub fn any(&self, dir: &str) -> Result<bool, StoreError> {
+        match &self.kind {
+            Kind::Local(root) => {
+                let mut stack = vec![root.join(dir)];
+                while let Some(path) = stack.pop() {
+                    for (name, kind) in local_entries(&path)? {
+                        if name.starts_with('.') {
+                            continue;
+                        }
+                        match kind {
+                            Some(k) if k.is_dir() => stack.push(path.join(name)),
+                            Some(k) if k.is_file() => return Ok(true),
+                            _ if path.join(&name).is_dir() => stack.push(path.join(name)),
+                            _ => return Ok(true),
+                        }
+                    }
+                }
+                Ok(false)
+            }
+            Kind::Store {
+                store,
+                prefix,
+                runtime,
+            } => {
+                let base = Self::store_path(prefix, dir);
+                let first = again(|| runtime.block_on(store.list(Some(&base)).try_next()))
+                    .map_err(|source| StoreError::Store {
+                        path: self.display(dir),
+                        source,
+                    })?;
+                Ok(first.is_some())
+            }
+        }
     }
 
     /// The destination of folder `rel` inside this one (the same store and settings); `None`

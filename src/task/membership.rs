@@ -456,9 +456,7 @@ impl TaskMembership {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
-}
 
-impl TaskMembership {
     /// Partitions claimed before their first commit start where the source says (`parts`'
     /// defaults), recorded, then checked against the repo's backfills in the destination
     /// (`commit::ranges::hold_starts`): moved past the range of a backfill that has
@@ -536,9 +534,17 @@ impl Membership for TaskMembership {
             name: format!("partition {key}"),
             reason: format!("cannot resume it from the destination: {e}"),
         };
+        let began = Instant::now();
         let claimed = claim_all(&self.checkpoints, self.table.as_deref(), &asked)
             .map_err(|f| failed(parts[f.index].0.key(), f.error))?;
+        let claims = began.elapsed();
         let moved = self.first_starts(parts, &claimed)?;
+        tracing::debug!(
+            partitions = parts.len(),
+            claims_ms = claims.as_millis() as u64,
+            first_starts_ms = (began.elapsed() - claims).as_millis() as u64,
+            "claimed in the destination"
+        );
         let mut out = Vec::with_capacity(parts.len());
         for ((info, default, _), claimed) in parts.iter().zip(claimed) {
             let default = moved.get(&info.id).copied().unwrap_or(*default);

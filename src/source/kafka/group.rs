@@ -128,6 +128,7 @@ impl GroupContext {
         consumer: &BaseConsumer<Self>,
         tpl: &mut TopicPartitionList,
     ) -> Result<(), SourceError> {
+        let began = std::time::Instant::now();
         let mut shared = lock(&self.shared);
         let name = shared.name.clone();
         let assigned: Vec<(String, i32)> = tpl
@@ -164,6 +165,7 @@ impl GroupContext {
             held.insert(id, (low, high));
             parts.push((info, start as u64, (low.max(0) as u64, high.max(0) as u64)));
         }
+        let asked = began.elapsed();
         let starts = match shared.membership.as_mut() {
             Some(m) => m.assigned(&parts)?,
             None => parts.iter().map(|(i, o, _)| (i.id, *o)).collect(),
@@ -188,7 +190,9 @@ impl GroupContext {
                 fwd.take(consumer, topic, *p);
             }
         }
-        tracing::info!(partitions = ?assigned, "partitions assigned");
+        // How long the group waited on this member: the broker's offsets and watermarks
+        // (`asked`), then the claims in the destination.
+        tracing::info!(partitions = ?assigned, asked_ms = asked.as_millis() as u64, took_ms = began.elapsed().as_millis() as u64, "partitions assigned");
         shared.events.push(Event::Assigned(event));
         Ok(())
     }
