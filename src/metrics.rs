@@ -1,9 +1,9 @@
 //! Prometheus metrics of a task (prometheus-client; served at `GET /metrics` by `admin.rs`),
 //! per repo and source partition: records in, rows out, dead letters, bytes and files
 //! committed, commit latency, channel fill, sink retries, task state, consumer lag and
-//! position. A partition's lag and position series disappear when a rebalance takes the
-//! partition away. The repos of
-//! one job share one registry ([`MetricSet`]), so one exposition holds every repo's series.
+//! position, consumer group assignments and rejoins. A partition's lag and position series
+//! disappear when a rebalance takes the partition away. The repos of one job share one
+//! registry ([`MetricSet`]), so one exposition holds every repo's series.
 
 use std::sync::{Arc, Mutex};
 
@@ -79,6 +79,9 @@ pub struct MetricSet {
     rows_filtered: Family<RepoLabels, Counter>,
     rows_dropped: Family<RepoLabels, Counter>,
     task_restarts: Family<RepoLabels, Counter>,
+    group_assignments: Family<RepoLabels, Counter>,
+    group_assignment_seconds: Family<RepoLabels, Histogram>,
+    group_rejoins: Family<RepoLabels, Counter>,
 }
 
 /// The metrics of one repo's task: its series in a (possibly shared) [`MetricSet`].
@@ -144,6 +147,11 @@ impl Default for MetricSet {
             rows_filtered: Family::default(),
             rows_dropped: Family::default(),
             task_restarts: Family::default(),
+            group_assignments: Family::default(),
+            group_assignment_seconds: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.005, 2.0, 14))
+            }),
+            group_rejoins: Family::default(),
             registry: Registry::with_prefix("sluice"),
         };
         m.registry.register(
@@ -247,6 +255,21 @@ impl Default for MetricSet {
             "task_restarts",
             "Times a failed task was started again (a job with several repos restarts a failed repo's task)",
             m.task_restarts.clone(),
+        );
+        m.registry.register(
+            "group_assignments",
+            "Partitions handed to this member by its consumer group (rebalances that gave it any)",
+            m.group_assignments.clone(),
+        );
+        m.registry.register(
+            "group_assignment_seconds",
+            "Time an assignment took in the destination (claims, start records, the look at backfills), while the group waits on this member",
+            m.group_assignment_seconds.clone(),
+        );
+        m.registry.register(
+            "group_rejoins",
+            "Times this member joined its group again because a partition another owner fenced stayed assigned to it",
+            m.group_rejoins.clone(),
         );
         m
     }
@@ -443,6 +466,21 @@ impl Metrics {
             .set(i64::from(paused));
     }
 
+    /// One assignment of partitions, and how long its work in the destination took.
+    pub fn assigned(&self, seconds: f64) {
+        let l = self.repo();
+        self.set.group_assignments.get_or_create(&l).inc();
+        self.set
+            .group_assignment_seconds
+            .get_or_create(&l)
+            .observe(seconds);
+    }
+
+    /// The member joined its group again (a fenced partition stayed assigned).
+    pub fn rejoined(&self) {
+        self.set.group_rejoins.get_or_create(&self.repo()).inc();
+    }
+
     pub fn retry(&self) {
         self.set.sink_retries.get_or_create(&self.repo()).inc();
     }
@@ -513,87 +551,5 @@ impl Metrics {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_classic_text_names_counter_families_by_their_samples() {
-        let m = Metrics::new("web");
-        m.records_in("t-0", 3);
-        let classic = classic_text(&m.encode());
-        assert!(
-            classic.contains("# TYPE sluice_records_in_total counter\n"),
-            "{classic}"
-        );
-        assert!(
-            classic.contains("# HELP sluice_records_in_total Records"),
-            "{classic}"
-        );
-        assert!(classic.contains(r#"sluice_records_in_total{repo="web",partition="t-0"} 3"#));
-        assert!(
-            classic.contains("# TYPE sluice_task_state gauge\n"),
-            "{classic}"
-        );
-        assert!(!classic.contains("# EOF"), "{classic}");
-        // Counted by window in the alert rules: present at 0 before anything happened.
-        for zero in [
-            r#"sluice_task_restarts_total{repo="web"} 0"#,
-            r#"sluice_sink_retries_total{repo="web"} 0"#,
-            r#"sluice_commit_seconds_count{repo="web"} 0"#,
-        ] {
-            assert!(classic.contains(zero), "{zero}: {classic}");
-        }
-    }
-
-    #[test]
-    fn counters_state_and_lag_show_in_the_exposition() {
-        let m = Metrics::new("web");
-        m.committed(
-            "events-0",
-            CommitStats {
-                rows: 10,
-                dead_letters: vec![("malformed", 2), ("type", 1)],
-                files: 1,
-                bytes: 1234,
-                seconds: 0.01,
-            },
-        );
-        m.set_state("running");
-        m.paused(true);
-        m.lag("events-0", 5, 120);
-        m.lag("events-1", 7, 3);
-        m.forget("events-1");
-        let text = m.encode();
-        assert!(
-            text.contains(r#"sluice_rows_out_total{repo="web",partition="events-0"} 10"#),
-            "{text}"
-        );
-        assert!(text.contains(r#"sluice_task_state{repo="web",state="running"} 1"#));
-        assert!(text.contains(r#"sluice_task_state{repo="web",state="new"} 0"#));
-        assert!(
-            text.contains(r#"sluice_task_paused{repo="web"} 1"#),
-            "{text}"
-        );
-        assert!(text.contains(r#"sluice_consumer_lag{repo="web",partition="events-0"} 5"#));
-        assert!(text.contains(r#"sluice_consumer_position{repo="web",partition="events-0"} 120"#));
-        assert!(!text.contains(r#"partition="events-1""#), "{text}");
-        assert!(text.contains("sluice_commit_seconds_count"));
-        assert!(text.contains(
-            r#"sluice_dead_letters_total{repo="web",partition="events-0",reason="malformed"} 2"#
-        ));
-        assert!(text.contains(
-            r#"sluice_dead_letters_total{repo="web",partition="events-0",reason="type"} 1"#
-        ));
-        m.pushed(503, 0);
-        m.pushed(200, 1000);
-        let text = m.encode();
-        assert!(
-            text.contains(r#"sluice_push_requests_total{repo="web",code="503"} 1"#),
-            "{text}"
-        );
-        assert!(
-            text.contains(r#"sluice_push_rows_total{repo="web"} 1000"#),
-            "{text}"
-        );
-    }
-}
+#[path = "metrics_tests.rs"]
+mod tests;

@@ -89,6 +89,7 @@ pub(super) fn source_loop(
                             reason: fences.no_group(p),
                         });
                     }
+                    metrics.rejoined();
                 }
                 Step::Fail(reason) => {
                     return Err(TaskError::Job {

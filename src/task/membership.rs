@@ -506,6 +506,7 @@ impl Membership for TaskMembership {
         &mut self,
         parts: &[(PartitionInfo, u64, (u64, u64))],
     ) -> Result<Vec<(u32, u64)>, SourceError> {
+        let began = Instant::now();
         // A partition is rolled back when first assigned, if it is to be; those to be must
         // all be able to replay before any is.
         let asked: Vec<(String, Option<FromCheckpoint>)> = parts
@@ -534,15 +535,17 @@ impl Membership for TaskMembership {
             name: format!("partition {key}"),
             reason: format!("cannot resume it from the destination: {e}"),
         };
-        let began = Instant::now();
         let claimed = claim_all(&self.checkpoints, self.table.as_deref(), &asked)
             .map_err(|f| failed(parts[f.index].0.key(), f.error))?;
         let claims = began.elapsed();
-        let moved = self.first_starts(parts, &claimed)?;
+        let moved = self.first_starts(parts, &claimed);
+        let took = began.elapsed();
+        self.metrics.assigned(took.as_secs_f64());
+        let moved = moved?;
         tracing::debug!(
             partitions = parts.len(),
             claims_ms = claims.as_millis() as u64,
-            first_starts_ms = (began.elapsed() - claims).as_millis() as u64,
+            first_starts_ms = (took - claims).as_millis() as u64,
             "claimed in the destination"
         );
         let mut out = Vec::with_capacity(parts.len());

@@ -150,6 +150,14 @@ fn admin_api_serves_metrics_tasks_pause_resume_and_stop() {
     assert!(metrics.contains(r#"sluice_task_state{repo="nginx_access",state="running"} 1"#));
     assert!(metric_sum(&metrics, "sluice_files_committed_total") >= 4.0);
     assert!(metric_sum(&metrics, "sluice_bytes_written_total") > 0.0);
+    // The group's assignment (one member: one rebalance), timed; no rejoin.
+    assert!(metric_sum(&metrics, "sluice_group_assignments_total") >= 1.0);
+    assert_eq!(
+        metric_sum(&metrics, "sluice_group_assignments_total"),
+        metric_sum(&metrics, "sluice_group_assignment_seconds_count"),
+        "{metrics}"
+    );
+    assert_eq!(metric_sum(&metrics, "sluice_group_rejoins_total"), 0.0);
     assert!(!metrics.contains("s3cret"));
 
     // The task listing needs the token.

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use rdkafka::mocking::MockCluster;
 
+use crate::admin::{admin_addr, http, metric_sum};
 use crate::helpers::*;
 use crate::kafka::{assert_once, job_with, spawn_with, wait_for, wait_log};
 use crate::tansu::produce_until;
@@ -35,7 +36,7 @@ fn member_job(root: &Path, member: &str, bootstrap: &str, group: &str) -> PathBu
             "kind = \"kafka\"\n",
             &format!("kind = \"kafka\"\ngroup = {group:?}\n"),
         );
-    std::fs::write(&job, text).unwrap();
+    std::fs::write(&job, text + "\n[admin]\nlisten = \"127.0.0.1:0\"\n").unwrap();
     job
 }
 
@@ -131,6 +132,24 @@ fn a_member_fenced_from_outside_its_group_joins_again_and_goes_on() {
         text.matches("partition resumes").count() >= 8,
         "A did not resume its partitions:\n{text}"
     );
+    // Counted where an operator looks: one rejoin, and the assignments before and after.
+    let addr = admin_addr(&log_a);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, m) = http(&addr, "GET", "/metrics", None);
+        let (rejoins, assignments) = (
+            metric_sum(&m, "sluice_group_rejoins_total"),
+            metric_sum(&m, "sluice_group_assignments_total"),
+        );
+        if rejoins == 1.0 && assignments >= 2.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "A's metrics never showed 1 rejoin and 2 assignments (rejoins {rejoins}, assignments {assignments}):\n{m}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     halt.store(true, Ordering::Release);
     let n = producer.join().unwrap();
     wait_for(&out, n, 60);
