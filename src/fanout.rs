@@ -5,6 +5,10 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+/// Store round trips made side by side inside a consumer group's rebalance (the group waits
+/// on them): partitions' claims, roll-back checks, start records.
+pub const REBALANCE_CALLS: usize = 16;
+
 /// Runs `job` for each item of `items` on this thread and up to `threads - 1` more (named
 /// `<name>-N`; a thread that cannot be started leaves its share to the others). After a job
 /// fails, no further one starts. Returns each started job's result with its index, in index

@@ -149,7 +149,9 @@ impl Default for MetricSet {
             task_restarts: Family::default(),
             group_assignments: Family::default(),
             group_assignment_seconds: Family::new_with_constructor(|| {
-                Histogram::new(exponential_buckets(0.005, 2.0, 14))
+                // 5 ms to 655 s: past the group's rebalance timeout (`max.poll.interval.ms`,
+                // 300 s by default), after which the member is dropped.
+                Histogram::new(exponential_buckets(0.005, 2.0, 18))
             }),
             group_rejoins: Family::default(),
             registry: Registry::with_prefix("sluice"),
@@ -258,7 +260,7 @@ impl Default for MetricSet {
         );
         m.registry.register(
             "group_assignments",
-            "Partitions handed to this member by its consumer group (rebalances that gave it any)",
+            "Assignments of partitions to this member by its consumer group (one per rebalance that gave it any)",
             m.group_assignments.clone(),
         );
         m.registry.register(
@@ -332,6 +334,7 @@ impl Metrics {
         drop(m.set.commit_seconds.get_or_create(&repo));
         drop(m.set.sink_retries.get_or_create(&repo));
         drop(m.set.task_restarts.get_or_create(&repo));
+        drop(m.set.group_rejoins.get_or_create(&repo));
         m
     }
 

@@ -25,6 +25,7 @@ fn the_classic_text_names_counter_families_by_their_samples() {
     for zero in [
         r#"sluice_task_restarts_total{repo="web"} 0"#,
         r#"sluice_sink_retries_total{repo="web"} 0"#,
+        r#"sluice_group_rejoins_total{repo="web"} 0"#,
         r#"sluice_commit_seconds_count{repo="web"} 0"#,
     ] {
         assert!(classic.contains(zero), "{zero}: {classic}");

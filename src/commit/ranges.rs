@@ -249,11 +249,6 @@ impl std::fmt::Display for StartClash {
     }
 }
 
-/// Start records written side by side: each is a few store round trips (a put, a listing,
-/// deletes of older terms), made inside the consumer's rebalance, as the claims before them
-/// are (16 at a time).
-const RECORD_THREADS: usize = 16;
-
 /// Records where the live job `job` (of repo `repo`) starts partitions it claimed before
 /// their first commit (key, the claim's term, the start), then looks at the ranges the
 /// repo's backfills recorded in `dest`. A start inside the range of a backfill that has
@@ -270,9 +265,12 @@ pub fn hold_starts(
     if starts.is_empty() {
         return Ok((Vec::new(), Vec::new()));
     }
-    let done = crate::fanout::each(starts, RECORD_THREADS, "starts", |(key, term, from)| {
-        record_origin(dest, job, (key, *term), *from, false)
-    });
+    let done = crate::fanout::each(
+        starts,
+        crate::fanout::REBALANCE_CALLS,
+        "starts",
+        |(key, term, from)| record_origin(dest, job, (key, *term), *from, false),
+    );
     for (_, r) in done {
         r?;
     }
@@ -333,9 +331,12 @@ pub fn hold_starts(
         .filter(|((_, _, asked), at)| *at != asked)
         .map(|((key, term, _), at)| ((key, *term), *at))
         .collect();
-    let done = crate::fanout::each(&now, RECORD_THREADS, "moved starts", |((key, term), at)| {
-        record_origin(dest, job, (key.as_str(), *term), *at, true)
-    });
+    let done = crate::fanout::each(
+        &now,
+        crate::fanout::REBALANCE_CALLS,
+        "moved starts",
+        |((key, term), at)| record_origin(dest, job, (key.as_str(), *term), *at, true),
+    );
     for (_, r) in done {
         r?;
     }

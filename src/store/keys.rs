@@ -1,6 +1,6 @@
 //! Object-store keys of relative paths: segments already escaped for URLs kept as they are,
 //! the keys earlier versions used, listings that start after a name, the folders directly
-//! in a folder, whether a folder holds any file, and the destination of a folder inside one.
+//! in a folder, whether a folder holds any record, and the destination of a folder inside one.
 
 use futures::TryStreamExt;
 use object_store::path::Path as StorePath;
@@ -138,23 +138,33 @@ impl Destination {
         Ok(out)
     }
 
-    /// Whether any file is under folder `dir` (at any depth); one listing request on object
-    /// stores, however many files there are, and a local walk that ends at the first file.
-    /// Hidden temporary files of unfinished local writes do not count.
+    /// Whether any record is under folder `dir` (at any depth): a file with content whose
+    /// name does not start with `.`. Not counted: hidden temporary files of unfinished
+    /// writes (local, HDFS) and the empty objects some tools make to show a folder on object
+    /// stores. A local walk that ends at the first record; on object stores one listing,
+    /// read until the first record.
     pub fn any(&self, dir: &str) -> Result<bool, StoreError> {
+        let hidden = |name: &str| name.starts_with('.');
         match &self.kind {
             Kind::Local(root) => {
                 let mut stack = vec![root.join(dir)];
                 while let Some(path) = stack.pop() {
-                    for (name, kind) in local_entries(&path)? {
-                        if name.starts_with('.') {
+                    for (name, _) in local_entries(&path)? {
+                        if hidden(&name) {
                             continue;
                         }
-                        match kind {
-                            Some(k) if k.is_dir() => stack.push(path.join(name)),
-                            Some(k) if k.is_file() => return Ok(true),
-                            _ if path.join(&name).is_dir() => stack.push(path.join(name)),
-                            _ => return Ok(true),
+                        let p = path.join(&name);
+                        match std::fs::metadata(&p) {
+                            Ok(m) if m.is_dir() => stack.push(p),
+                            Ok(m) if m.len() > 0 => return Ok(true),
+                            Ok(_) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                            Err(source) => {
+                                return Err(StoreError::Io {
+                                    path: p.display().to_string(),
+                                    source,
+                                })
+                            }
                         }
                     }
                 }
@@ -166,12 +176,23 @@ impl Destination {
                 runtime,
             } => {
                 let base = Self::store_path(prefix, dir);
-                let first = again(|| runtime.block_on(store.list(Some(&base)).try_next()))
-                    .map_err(|source| StoreError::Store {
-                        path: self.display(dir),
-                        source,
-                    })?;
-                Ok(first.is_some())
+                let found = again(|| {
+                    runtime.block_on(async {
+                        let mut listed = store.list(Some(&base));
+                        while let Some(meta) = listed.try_next().await? {
+                            let name = meta.location.filename().unwrap_or_default();
+                            if meta.size > 0 && !hidden(name) {
+                                return Ok(true);
+                            }
+                        }
+                        Ok(false)
+                    })
+                })
+                .map_err(|source| StoreError::Store {
+                    path: self.display(dir),
+                    source,
+                })?;
+                Ok(found)
             }
         }
     }

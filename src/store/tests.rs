@@ -275,19 +275,22 @@ fn a_folder_inside_a_destination_reads_its_files() {
     }
 }
 
-/// Whether a folder holds any file, at any depth: empty folders (local) and a hidden
-/// temporary file of an unfinished write hold none; a file beside the folder, or in a folder
-/// whose name only starts with the folder's, is not in it.
+/// Whether a folder holds any record, at any depth: empty folders, a hidden temporary file of
+/// an unfinished write and an empty object (a folder marker) hold none; a file beside the
+/// folder, or in a folder whose name only starts with the folder's, is not in it.
 #[test]
-fn a_folder_holds_a_file_at_any_depth_or_none() {
+fn a_folder_holds_a_record_at_any_depth_or_none() {
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let local = Destination::parse(dir.path().to_str().unwrap(), rt.handle().clone()).unwrap();
     std::fs::create_dir_all(dir.path().join("c/k/empty")).unwrap();
-    std::fs::write(dir.path().join("c/k/.1.json.tmp"), b"{").unwrap();
     let memory = Destination::parse("memory:///pre/fix", rt.handle().clone()).unwrap();
     for dest in [local, memory] {
         assert!(!dest.any("c/").unwrap(), "{}: none yet", dest.url());
+        dest.put_atomic("c/k/.1.json.tmp", b"{", false).unwrap();
+        dest.put_atomic("c/k", b"", false).unwrap_or(());
+        dest.put_atomic("c/k/m/0", b"", false).unwrap();
+        assert!(!dest.any("c/").unwrap(), "{}: hidden and empty", dest.url());
         dest.put_atomic("c.json", b"{}", false).unwrap();
         dest.put_atomic("cc/k/1.json", b"{}", false).unwrap();
         assert!(!dest.any("c/").unwrap(), "{}: beside it", dest.url());

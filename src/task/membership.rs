@@ -15,12 +15,14 @@ use std::time::{Duration, Instant};
 
 use super::TaskError;
 use crate::channel::Channel;
-use crate::commit::checkpoint::{Checkpoints, Rollback};
+use crate::commit::checkpoint::Checkpoints;
 use crate::commit::fence::Reconciled;
 use crate::metrics::Metrics;
 use crate::sink::control::Control;
 use crate::sink::partitions::Registration;
 use crate::source::{Membership, PartitionInfo, SourceError};
+
+use super::roll_backs::{already_rolled_back, log_not_repeated, roll_backs, FromCheckpoint};
 
 /// Where a partition starts.
 pub struct Start {
@@ -38,137 +40,6 @@ pub struct Claimed {
     held: Option<u64>,
     /// The claim rolled the partition back (`--from-checkpoint`).
     pub rolled_back: bool,
-}
-
-/// `run --from-checkpoint N`, and whether `--again` was given.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FromCheckpoint {
-    /// The checkpoint every partition replays from.
-    pub seq: u64,
-    /// Roll back even a partition an earlier run already rolled back to `seq` (without it, a
-    /// roll-back is made once: a later start with the flag still set does not repeat it).
-    pub again: bool,
-}
-
-/// A roll-back to the same checkpoint this long before this process started counts as this
-/// run's (processes of a group started together with `--from-checkpoint`).
-const ROLL_BACK_WINDOW_MS: i64 = 5 * 60 * 1000;
-
-/// The roll-back to `f.seq` partition `key` already had, if any: one at any time, or with
-/// `--again` one made since shortly before this process started (by another process of a
-/// group started together). `None`: the partition is to be rolled back now.
-pub fn already_rolled_back(
-    checkpoints: &Checkpoints,
-    key: &str,
-    f: FromCheckpoint,
-) -> Result<Option<Rollback>, TaskError> {
-    let since = f
-        .again
-        .then(|| crate::commit::process_started_ms() - ROLL_BACK_WINDOW_MS);
-    Ok(checkpoints.rolled_back(key, f.seq, since)?)
-}
-
-/// The claims asked (`(key, roll-back)`) with the roll-back dropped (and the reason logged)
-/// where the partition was [`already_rolled_back`] to that checkpoint.
-pub fn roll_backs(
-    checkpoints: &Checkpoints,
-    asked: Vec<(String, Option<FromCheckpoint>)>,
-) -> Result<Vec<(String, Option<FromCheckpoint>)>, TaskError> {
-    // A few store reads each (inside a rebalance for a group member): side by side.
-    let span = tracing::Span::current();
-    let done = crate::fanout::each(&asked, CLAIM_THREADS, "roll-back check", |(key, f)| {
-        let _entered = span.enter();
-        let Some(f) = *f else {
-            return Ok::<_, TaskError>(None);
-        };
-        match already_rolled_back(checkpoints, key, f)? {
-            Some(r) => {
-                log_not_repeated(key, f, &r);
-                Ok(None)
-            }
-            None => Ok(Some(f)),
-        }
-    });
-    let mut out: Vec<(String, Option<FromCheckpoint>)> =
-        asked.into_iter().map(|(key, _)| (key, None)).collect();
-    for (i, roll) in done {
-        out[i].1 = roll?;
-    }
-    newer_than_the_roll_back(checkpoints, &mut out)?;
-    Ok(out)
-}
-
-/// Drops the roll-backs asked of partitions newer than the job's roll-back to that checkpoint:
-/// where another partition of the same topic was rolled back to `seq` (by an earlier run with
-/// the flag, or with `--again` one since shortly before this process started) at a time this
-/// partition's checkpoint `seq` postdates, or this partition never had one (not pruned: none
-/// at all), the flag was left set and the number means something else here (a partition the
-/// topic grew since). Before, such a partition failed every start ("no checkpoint N"), or was
-/// rolled back to a commit of its own nobody asked for. Times are the two hosts' clocks: a
-/// checkpoint made within their skew of the roll-back may be judged either way.
-fn newer_than_the_roll_back(
-    checkpoints: &Checkpoints,
-    asked: &mut [(String, Option<FromCheckpoint>)],
-) -> Result<(), TaskError> {
-    let Some(f) = asked.iter().find_map(|(_, f)| *f) else {
-        return Ok(());
-    };
-    let topic = |key: &str| key.rsplit_once('-').map_or(key, |(t, _)| t).to_string();
-    let topics: std::collections::HashSet<String> = asked
-        .iter()
-        .filter(|(_, r)| r.is_some())
-        .map(|(k, _)| topic(k))
-        .collect();
-    let since = f
-        .again
-        .then(|| crate::commit::process_started_ms() - ROLL_BACK_WINDOW_MS);
-    let keys: Vec<String> = checkpoints
-        .keys()?
-        .into_iter()
-        .filter(|k| topics.contains(&topic(k)))
-        .collect();
-    let span = tracing::Span::current();
-    let found = crate::fanout::each(&keys, CLAIM_THREADS, "roll-back times", |key| {
-        let _entered = span.enter();
-        checkpoints
-            .rolled_back(key, f.seq, since)
-            .map(|r| r.map(|r| r.at_ms))
-    });
-    // The first roll-back to `seq` per topic (a partition whose records do not read is
-    // judged by the others).
-    let mut first: HashMap<String, i64> = HashMap::new();
-    for (i, at) in found {
-        match at {
-            Ok(Some(at)) => {
-                let t = first.entry(topic(&keys[i])).or_insert(at);
-                *t = (*t).min(at);
-            }
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!(partition = %keys[i], error = %e, "cannot read this partition's roll-backs");
-            }
-        }
-    }
-    for (key, roll) in asked.iter_mut().filter(|(_, r)| r.is_some()) {
-        let Some(&at) = first.get(&topic(key)) else {
-            continue;
-        };
-        let made = checkpoints
-            .history(key)?
-            .into_iter()
-            .find(|c| c.seq == f.seq)
-            .map(|c| c.committed_at_ms);
-        let pruned = made.is_none()
-            && checkpoints
-                .pruned_below(key)?
-                .is_some_and(|below| f.seq < below);
-        if !pruned && made.is_none_or(|made| made > at) {
-            let when = crate::commit::format_ms(at);
-            tracing::warn!(partition = %key, seq = f.seq, rolled_back_at = %when, "--from-checkpoint left set: other partitions of the topic were rolled back to this checkpoint at {when}, and this partition's checkpoint of that number was made since (or it never had one): it is not rolled back (remove the flag)");
-            *roll = None;
-        }
-    }
-    Ok(())
 }
 
 /// The destination's part of registering partition `key`: takes a new ownership term (older
@@ -244,16 +115,6 @@ fn refuse_a_table_made_since(checkpoints: &Checkpoints, key: &str) -> Result<(),
     Ok(())
 }
 
-/// Says why partition `key` is not rolled back to `f.seq`: roll-back `r` was made before.
-fn log_not_repeated(key: &str, f: FromCheckpoint, r: &Rollback) {
-    let at = crate::commit::format_ms(r.at_ms);
-    if r.at_ms >= crate::commit::process_started_ms() - ROLL_BACK_WINDOW_MS {
-        tracing::info!(partition = %key, seq = f.seq, commit = r.seq, %at, "already rolled back to this checkpoint minutes ago (by another process of a group started with the flag, or an earlier start); not repeated");
-    } else {
-        tracing::warn!(partition = %key, seq = f.seq, commit = r.seq, %at, by = %r.owner, "already rolled back to this checkpoint by an earlier run; not repeated (--from-checkpoint applies once: pass --again as well to roll back once more)");
-    }
-}
-
 impl Claimed {
     /// The partition's newest commit, as the claim found it.
     pub fn latest(&self) -> Option<&crate::commit::checkpoint::Checkpoint> {
@@ -268,7 +129,7 @@ pub struct ClaimFailed {
 }
 
 /// Partitions claimed at once: [`claim`] for each `(key, from_checkpoint)`, on this thread and
-/// up to [`CLAIM_THREADS`] - 1 more, in the order given. Each claim is a few store round trips
+/// up to [`crate::fanout::REBALANCE_CALLS`] - 1 more, in the order given. Each claim is a few store round trips
 /// (files and fsyncs locally, requests to an object store), and a start or an assignment of
 /// many partitions waited for them one after another. After a failure no further partition is
 /// claimed (a term taken for a run that stops fences its owner for nothing); the first failure
@@ -280,10 +141,15 @@ pub fn claim_all(
 ) -> Result<Vec<Claimed>, ClaimFailed> {
     // The claims log as the caller does (its repo).
     let span = tracing::Span::current();
-    let done = crate::fanout::each(parts, CLAIM_THREADS, "claim", |(key, roll)| {
-        let _entered = span.enter();
-        claim(checkpoints, table, key, *roll)
-    });
+    let done = crate::fanout::each(
+        parts,
+        crate::fanout::REBALANCE_CALLS,
+        "claim",
+        |(key, roll)| {
+            let _entered = span.enter();
+            claim(checkpoints, table, key, *roll)
+        },
+    );
     let mut claimed = Vec::with_capacity(parts.len());
     let mut first: Option<ClaimFailed> = None;
     for (index, c) in done {
@@ -323,9 +189,6 @@ pub(super) fn claim_static(
     super::foreign_log::before_claim(source, checkpoints, parts, &rolls)?;
     claim_all(checkpoints, table, &asked).map_err(|f| f.error)
 }
-
-/// Partitions claimed side by side at most.
-pub const CLAIM_THREADS: usize = 16;
 
 /// The task's part of registering a claimed partition: records where it resumes (a table
 /// ahead of its checkpoints, its checkpoint, else `default()`), with a fresh epoch, and drops
@@ -499,10 +362,9 @@ impl TaskMembership {
         }
         Ok(out)
     }
-}
 
-impl Membership for TaskMembership {
-    fn assigned(
+    /// Claims the assigned partitions in the destination; returns where each starts.
+    fn assign(
         &mut self,
         parts: &[(PartitionInfo, u64, (u64, u64))],
     ) -> Result<Vec<(u32, u64)>, SourceError> {
@@ -538,14 +400,11 @@ impl Membership for TaskMembership {
         let claimed = claim_all(&self.checkpoints, self.table.as_deref(), &asked)
             .map_err(|f| failed(parts[f.index].0.key(), f.error))?;
         let claims = began.elapsed();
-        let moved = self.first_starts(parts, &claimed);
-        let took = began.elapsed();
-        self.metrics.assigned(took.as_secs_f64());
-        let moved = moved?;
+        let moved = self.first_starts(parts, &claimed)?;
         tracing::debug!(
             partitions = parts.len(),
             claims_ms = claims.as_millis() as u64,
-            first_starts_ms = (took - claims).as_millis() as u64,
+            first_starts_ms = (began.elapsed() - claims).as_millis() as u64,
             "claimed in the destination"
         );
         let mut out = Vec::with_capacity(parts.len());
@@ -558,6 +417,19 @@ impl Membership for TaskMembership {
             out.push((info.id, start.offset));
         }
         Ok(out)
+    }
+}
+
+impl Membership for TaskMembership {
+    fn assigned(
+        &mut self,
+        parts: &[(PartitionInfo, u64, (u64, u64))],
+    ) -> Result<Vec<(u32, u64)>, SourceError> {
+        // Timed however it ends: a failing store makes the group wait longest.
+        let began = Instant::now();
+        let r = self.assign(parts);
+        self.metrics.assigned(began.elapsed().as_secs_f64());
+        r
     }
     fn revoked(&mut self, ids: &[u32]) -> Vec<(u32, u64)> {
         let ctl = self.control.clone();

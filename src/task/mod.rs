@@ -36,6 +36,7 @@ mod prepare;
 mod progress;
 pub mod reload;
 mod restored;
+mod roll_backs;
 mod spilling;
 mod stall;
 
@@ -45,7 +46,7 @@ pub use prepare::{prepare, wal_folder, Prepared};
 
 use feed::source_loop;
 use membership::TaskMembership;
-pub use membership::{already_rolled_back, roll_backs, FromCheckpoint};
+pub use roll_backs::{already_rolled_back, roll_backs, FromCheckpoint};
 use spilling::{graceful_stop, restore_spill, spill_owner};
 
 /// The states of a task.

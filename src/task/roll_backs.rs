@@ -1,0 +1,150 @@
+//! `--from-checkpoint` at a partition's claim: whether a partition was already rolled back to
+//! the checkpoint asked (the flag applies once, `--again` once more), and the partitions a
+//! flag left set must not roll back (newer than the job's roll-back to that number).
+
+use std::collections::HashMap;
+
+use super::TaskError;
+use crate::commit::checkpoint::{Checkpoints, Rollback};
+use crate::fanout::REBALANCE_CALLS;
+
+/// `run --from-checkpoint N`, and whether `--again` was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FromCheckpoint {
+    /// The checkpoint every partition replays from.
+    pub seq: u64,
+    /// Roll back even a partition an earlier run already rolled back to `seq` (without it, a
+    /// roll-back is made once: a later start with the flag still set does not repeat it).
+    pub again: bool,
+}
+
+/// A roll-back to the same checkpoint this long before this process started counts as this
+/// run's (processes of a group started together with `--from-checkpoint`).
+const ROLL_BACK_WINDOW_MS: i64 = 5 * 60 * 1000;
+
+/// The roll-back to `f.seq` partition `key` already had, if any: one at any time, or with
+/// `--again` one made since shortly before this process started (by another process of a
+/// group started together). `None`: the partition is to be rolled back now.
+pub fn already_rolled_back(
+    checkpoints: &Checkpoints,
+    key: &str,
+    f: FromCheckpoint,
+) -> Result<Option<Rollback>, TaskError> {
+    let since = f
+        .again
+        .then(|| crate::commit::process_started_ms() - ROLL_BACK_WINDOW_MS);
+    Ok(checkpoints.rolled_back(key, f.seq, since)?)
+}
+
+/// The claims asked (`(key, roll-back)`) with the roll-back dropped (and the reason logged)
+/// where the partition was [`already_rolled_back`] to that checkpoint.
+pub fn roll_backs(
+    checkpoints: &Checkpoints,
+    asked: Vec<(String, Option<FromCheckpoint>)>,
+) -> Result<Vec<(String, Option<FromCheckpoint>)>, TaskError> {
+    // A few store reads each (inside a rebalance for a group member): side by side.
+    let span = tracing::Span::current();
+    let done = crate::fanout::each(&asked, REBALANCE_CALLS, "roll-back check", |(key, f)| {
+        let _entered = span.enter();
+        let Some(f) = *f else {
+            return Ok::<_, TaskError>(None);
+        };
+        match already_rolled_back(checkpoints, key, f)? {
+            Some(r) => {
+                log_not_repeated(key, f, &r);
+                Ok(None)
+            }
+            None => Ok(Some(f)),
+        }
+    });
+    let mut out: Vec<(String, Option<FromCheckpoint>)> =
+        asked.into_iter().map(|(key, _)| (key, None)).collect();
+    for (i, roll) in done {
+        out[i].1 = roll?;
+    }
+    newer_than_the_roll_back(checkpoints, &mut out)?;
+    Ok(out)
+}
+
+/// Drops the roll-backs asked of partitions newer than the job's roll-back to that checkpoint:
+/// where another partition of the same topic was rolled back to `seq` (by an earlier run with
+/// the flag, or with `--again` one since shortly before this process started) at a time this
+/// partition's checkpoint `seq` postdates, or this partition never had one (not pruned: none
+/// at all), the flag was left set and the number means something else here (a partition the
+/// topic grew since). Before, such a partition failed every start ("no checkpoint N"), or was
+/// rolled back to a commit of its own nobody asked for. Times are the two hosts' clocks: a
+/// checkpoint made within their skew of the roll-back may be judged either way.
+fn newer_than_the_roll_back(
+    checkpoints: &Checkpoints,
+    asked: &mut [(String, Option<FromCheckpoint>)],
+) -> Result<(), TaskError> {
+    let Some(f) = asked.iter().find_map(|(_, f)| *f) else {
+        return Ok(());
+    };
+    let topic = |key: &str| key.rsplit_once('-').map_or(key, |(t, _)| t).to_string();
+    let topics: std::collections::HashSet<String> = asked
+        .iter()
+        .filter(|(_, r)| r.is_some())
+        .map(|(k, _)| topic(k))
+        .collect();
+    let since = f
+        .again
+        .then(|| crate::commit::process_started_ms() - ROLL_BACK_WINDOW_MS);
+    let keys: Vec<String> = checkpoints
+        .keys()?
+        .into_iter()
+        .filter(|k| topics.contains(&topic(k)))
+        .collect();
+    let span = tracing::Span::current();
+    let found = crate::fanout::each(&keys, REBALANCE_CALLS, "roll-back times", |key| {
+        let _entered = span.enter();
+        checkpoints
+            .rolled_back(key, f.seq, since)
+            .map(|r| r.map(|r| r.at_ms))
+    });
+    // The first roll-back to `seq` per topic (a partition whose records do not read is
+    // judged by the others).
+    let mut first: HashMap<String, i64> = HashMap::new();
+    for (i, at) in found {
+        match at {
+            Ok(Some(at)) => {
+                let t = first.entry(topic(&keys[i])).or_insert(at);
+                *t = (*t).min(at);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(partition = %keys[i], error = %e, "cannot read this partition's roll-backs");
+            }
+        }
+    }
+    for (key, roll) in asked.iter_mut().filter(|(_, r)| r.is_some()) {
+        let Some(&at) = first.get(&topic(key)) else {
+            continue;
+        };
+        let made = checkpoints
+            .history(key)?
+            .into_iter()
+            .find(|c| c.seq == f.seq)
+            .map(|c| c.committed_at_ms);
+        let pruned = made.is_none()
+            && checkpoints
+                .pruned_below(key)?
+                .is_some_and(|below| f.seq < below);
+        if !pruned && made.is_none_or(|made| made > at) {
+            let when = crate::commit::format_ms(at);
+            tracing::warn!(partition = %key, seq = f.seq, rolled_back_at = %when, "--from-checkpoint left set: other partitions of the topic were rolled back to this checkpoint at {when}, and this partition's checkpoint of that number was made since (or it never had one): it is not rolled back (remove the flag)");
+            *roll = None;
+        }
+    }
+    Ok(())
+}
+
+/// Says why partition `key` is not rolled back to `f.seq`: roll-back `r` was made before.
+pub(super) fn log_not_repeated(key: &str, f: FromCheckpoint, r: &Rollback) {
+    let at = crate::commit::format_ms(r.at_ms);
+    if r.at_ms >= crate::commit::process_started_ms() - ROLL_BACK_WINDOW_MS {
+        tracing::info!(partition = %key, seq = f.seq, commit = r.seq, %at, "already rolled back to this checkpoint minutes ago (by another process of a group started with the flag, or an earlier start); not repeated");
+    } else {
+        tracing::warn!(partition = %key, seq = f.seq, commit = r.seq, %at, by = %r.owner, "already rolled back to this checkpoint by an earlier run; not repeated (--from-checkpoint applies once: pass --again as well to roll back once more)");
+    }
+}
