@@ -363,9 +363,10 @@ fn others_overlapping(
 
 /// What the live job holds of one partition.
 enum Held {
-    /// Committed: where it started the partition (recorded), else the first offset its newest
-    /// commit's files hold (a partition committed by an earlier version); where it goes on.
-    Committed(Option<(i64, bool)>, i64),
+    /// Committed: where it started the partition (recorded by its first claim; none for a
+    /// partition committed by an earlier version, which recorded none, so any offset below
+    /// the checkpoint may be in its files); where it goes on.
+    Committed(Option<i64>, i64),
     /// Started (recorded when claimed) at this offset, nothing committed yet.
     Started(i64),
     /// Not started.
@@ -373,11 +374,12 @@ enum Held {
 }
 
 /// Offsets of `spans` the live job wrote or writes next: from where it started a partition
-/// (recorded by each claim before the partition's first commit, see `commit::ranges`), or
-/// for a partition committed by an earlier version, which recorded none, what its newest
-/// commit's files hold and what follows its checkpoint. A partition it has not started is
-/// left to it: when it first claims one, it looks at the backfills' ranges after recording
-/// its start (and starts past the range of a backfill that has committed).
+/// (recorded by each claim before the partition's first commit, see `commit::ranges`) on,
+/// or for a partition committed by an earlier version, which recorded no start, every
+/// offset (its files may hold any below its checkpoint; those of its first commits were
+/// named in records since pruned). A partition it has not started is left to it: when it
+/// first claims one, it looks at the backfills' ranges after recording its start (and
+/// starts past the range of a backfill that has committed).
 fn live_clash(live: &Live, spans: &[Span]) -> Result<Option<Clash>> {
     let cps = Checkpoints::new(live.dest.clone(), &live.name);
     let asked: Vec<&Span> = spans.iter().filter(|s| s.from < s.to).collect();
@@ -389,11 +391,7 @@ fn live_clash(live: &Live, spans: &[Span]) -> Result<Option<Clash>> {
         // partition's.
         if let Some(c) = cps.latest(&key)? {
             let next = i64::try_from(c.next_offset).unwrap_or(i64::MAX);
-            let first = c.files.iter().map(|f| f.first_offset).min();
-            let first = first.and_then(|f| i64::try_from(f).ok());
-            // The recorded start, where there is one, covers its files and more.
-            let from = started.map(|o| (o, true)).or(first.map(|f| (f, false)));
-            return Ok(Held::Committed(from, next));
+            return Ok(Held::Committed(started, next));
         }
         Ok(started.map_or(Held::Not, Held::Started))
     });
@@ -406,16 +404,17 @@ fn live_clash(live: &Live, spans: &[Span]) -> Result<Option<Clash>> {
     for (s, h) in asked.iter().zip(&held) {
         match h {
             Held::Committed(first, next) => {
-                if let Some((first, recorded)) = first {
-                    let (from, to) = (s.from.max(*first), s.to.min(*next));
-                    if from < to {
-                        let why = if *recorded {
-                            format!("it started the partition at {first} and has committed up to {next}")
-                        } else {
-                            format!("its newest commit's files hold offsets {first}..{next}")
-                        };
-                        at.push(format!("{} ({why})", place(s, (from, to))));
-                    }
+                let (from, to) = (s.from.max(first.unwrap_or(0)), s.to.min(*next));
+                if from < to {
+                    let why = match first {
+                        Some(first) => format!(
+                            "it started the partition at {first} and has committed up to {next}"
+                        ),
+                        None => format!(
+                            "it committed the partition up to {next} with an earlier version, which recorded no start: its files may hold any of these"
+                        ),
+                    };
+                    at.push(format!("{} ({why})", place(s, (from, to))));
                 }
                 if s.to > *next {
                     at.push(format!(

@@ -285,3 +285,42 @@ fn a_recorded_range_past_the_end_of_a_re_created_topic_fails_at_once() {
         "{err}"
     );
 }
+
+/// A live partition committed by an earlier version recorded no start, so any offset below
+/// its checkpoint may be in its files: a backfill into its folder over such offsets is
+/// refused, naming why. Before, only the newest commit's files counted, and a backfill over
+/// the offsets of its older commits wrote them a second time.
+#[test]
+fn a_backfill_below_a_live_checkpoint_with_no_recorded_start_is_refused() {
+    let topic = "upgraded";
+    let c = cluster(topic);
+    let bootstrap = c.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let job = crate::kafka::job_with(dir.path(), &bootstrap, topic, "");
+    let jobs = job.to_str().unwrap();
+    let out = dir.path().join("out");
+    let live = crate::kafka::spawn_run(&job, &dir.path().join("live.log"));
+    // Two rounds, each committed before the next: every partition's newest commit holds
+    // offsets 100..200 only.
+    produce_events(&bootstrap, topic, 0, 400, 4, None);
+    crate::kafka::wait_for(&out, 400, 120);
+    produce_events(&bootstrap, topic, 400, 400, 4, None);
+    crate::kafka::wait_for(&out, 800, 120);
+    sigterm(&live);
+    assert!(live.wait_with_output().unwrap().status.success());
+    // As an earlier version left it: checkpoints, no start records.
+    std::fs::remove_dir_all(out.join("_sluice/kafka-it/origins")).unwrap();
+    let before = visible_files(&out);
+
+    let refused = sluice(&["backfill", jobs, "--to", &at(50)]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "the backfill ran:\n{err}");
+    assert!(
+        err.contains("upgraded/0 offsets 0..50 (it committed the partition up to 200 with an earlier version, which recorded no start"),
+        "{err}"
+    );
+    assert_eq!(visible_files(&out), before, "the refused backfill wrote");
+    let ids = trace_ids(&out);
+    assert_eq!(ids.len(), 800);
+    assert!(ids.values().all(|c| *c == 1), "a record twice");
+}
