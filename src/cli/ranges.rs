@@ -256,7 +256,7 @@ pub fn hold_range(
         found.extend(more.into_iter().filter(|c| !seen.contains(&c.writer)));
     }
     if let Some(live) = live {
-        found.extend(live_clash(live, &spans)?);
+        found.extend(live_clash(live, &spans, resuming)?);
     }
     if !found.is_empty() {
         // Made by a run from this state folder (the copy too): no other run takes them
@@ -379,17 +379,24 @@ enum Held {
 /// offset (its files may hold any below its checkpoint; those of its first commits were
 /// named in records since pruned). A partition it has not started is left to it: when it
 /// first claims one, it looks at the backfills' ranges after recording its start (and
-/// starts past the range of a backfill that has committed).
-fn live_clash(live: &Live, spans: &[Span]) -> Result<Option<Clash>> {
+/// starts past the range of a backfill that has committed). When `resuming` (the name has
+/// committed, under a record it held since a run found no clash), offsets below a
+/// checkpoint with no recorded start are passed over: that run looked before (by the rules
+/// of its version), what it wrote is in the folder, and refusing now would leave its range
+/// half written; the live job's checkpoint only moves on, so what follows it still counts.
+fn live_clash(live: &Live, spans: &[Span], resuming: bool) -> Result<Option<Clash>> {
     let cps = Checkpoints::new(live.dest.clone(), &live.name);
     let asked: Vec<&Span> = spans.iter().filter(|s| s.from < s.to).collect();
     let found = sluice::fanout::each(&asked, 8, "live starts", |s| -> Result<Held> {
         let key = s.key();
+        // The checkpoint first: this version records a partition's start before its first
+        // commit, so a start recorded meanwhile is read below.
+        let latest = cps.latest(&key)?;
         let started = ranges::origin(&live.dest, &live.name, &key)?;
         let started = started.map(|o| i64::try_from(o).unwrap_or(i64::MAX));
         // One listing of the partition's records (none: not committed), not of every
         // partition's.
-        if let Some(c) = cps.latest(&key)? {
+        if let Some(c) = latest {
             let next = i64::try_from(c.next_offset).unwrap_or(i64::MAX);
             return Ok(Held::Committed(started, next));
         }
@@ -405,13 +412,13 @@ fn live_clash(live: &Live, spans: &[Span]) -> Result<Option<Clash>> {
         match h {
             Held::Committed(first, next) => {
                 let (from, to) = (s.from.max(first.unwrap_or(0)), s.to.min(*next));
-                if from < to {
+                if from < to && (first.is_some() || !resuming) {
                     let why = match first {
                         Some(first) => format!(
                             "it started the partition at {first} and has committed up to {next}"
                         ),
                         None => format!(
-                            "it committed the partition up to {next} with an earlier version, which recorded no start: its files may hold any of these"
+                            "it committed the partition up to {next} and recorded no start (a commit of an earlier version, or of a table that held the partition before its first checkpoint): its files may hold any of these"
                         ),
                     };
                     at.push(format!("{} ({why})", place(s, (from, to))));

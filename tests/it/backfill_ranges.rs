@@ -316,10 +316,67 @@ fn a_backfill_below_a_live_checkpoint_with_no_recorded_start_is_refused() {
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success(), "the backfill ran:\n{err}");
     assert!(
-        err.contains("upgraded/0 offsets 0..50 (it committed the partition up to 200 with an earlier version, which recorded no start"),
+        err.contains(
+            "upgraded/0 offsets 0..50 (it committed the partition up to 200 and recorded no start"
+        ),
         "{err}"
     );
     assert_eq!(visible_files(&out), before, "the refused backfill wrote");
+    let ids = trace_ids(&out);
+    assert_eq!(ids.len(), 800);
+    assert!(ids.values().all(|c| *c == 1), "a record twice");
+}
+
+/// A backfill that committed into the live folder before the live job's start records were
+/// lost (or were never made, by an earlier version) finishes when run again: its run looked
+/// when it started, and refusing it now would leave its range half written. A new name over
+/// those offsets is refused.
+#[test]
+fn a_committed_backfill_into_the_live_folder_finishes_when_no_live_start_is_recorded() {
+    let topic = "resumed";
+    let c = cluster(topic);
+    let bootstrap = c.bootstrap_servers();
+    // 100 a partition before the live job starts (at `latest`), 100 after.
+    produce_events(&bootstrap, topic, 0, 400, 4, None);
+    let dir = tempfile::tempdir().unwrap();
+    let job = crate::kafka::job_with(dir.path(), &bootstrap, topic, "");
+    let text = std::fs::read_to_string(&job).unwrap().replace(
+        "chunk_bytes = \"16KiB\"",
+        "chunk_bytes = \"16KiB\"\nauto_offset_reset = \"latest\"",
+    );
+    std::fs::write(&job, text).unwrap();
+    let jobs = job.to_str().unwrap();
+    let out = dir.path().join("out");
+    let live = crate::kafka::spawn_run(&job, &dir.path().join("live.log"));
+    let origins = out.join("_sluice/kafka-it/origins");
+    wait_until(
+        "the live job to record where it starts 4 partitions",
+        60,
+        || (0..4).all(|p| files_under(&origins.join(format!("{topic}-{p}")), true).len() == 1),
+    );
+    produce_events(&bootstrap, topic, 400, 400, 4, None);
+    crate::kafka::wait_for(&out, 400, 120);
+    sigterm(&live);
+    assert!(live.wait_with_output().unwrap().status.success());
+    // The history the live job did not write.
+    sluice_ok(&["backfill", jobs, "--to", &at(100)]);
+    std::fs::remove_dir_all(&origins).unwrap();
+    let before = visible_files(&out);
+    sluice_ok(&["backfill", jobs, "--to", &at(100)]);
+    assert_eq!(
+        visible_files(&out),
+        before,
+        "the finished backfill wrote again"
+    );
+    let refused = sluice(&["backfill", jobs, "--to", &at(50), "--name", "other"]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "the backfill ran:\n{err}");
+    assert!(
+        err.contains(
+            "resumed/0 offsets 0..50 (it committed the partition up to 200 and recorded no start"
+        ),
+        "{err}"
+    );
     let ids = trace_ids(&out);
     assert_eq!(ids.len(), 800);
     assert!(ids.values().all(|c| *c == 1), "a record twice");
