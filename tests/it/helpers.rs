@@ -35,6 +35,14 @@ pub fn sluice_ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Runs `sluice` and asserts it failed; returns stderr.
+pub fn sluice_refused(args: &[&str]) -> String {
+    let out = sluice(args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "sluice {args:?} ran:\n{err}");
+    err
+}
+
 /// The Python interpreter with pyarrow and duckdb. `.ci/run` sets `SLUICE_TEST_PYTHON`; under
 /// CI a missing interpreter fails the test instead of skipping it.
 pub fn python() -> Option<PathBuf> {
