@@ -144,7 +144,7 @@ pub fn hold_range(
     let dest = task::destination_at(job, &job.resolve_url(&job.file.sink.url), &runtime)?;
     let name = &job.file.job.name;
     let record = range_record(name);
-    let committed = Checkpoints::new(dest.clone(), name).any()?;
+    let committed = Checkpoints::new(dest.clone(), name).committed()?;
     let plan = || sluice::source::kafka::plan(brokers, topics, options, (start, end));
     // Where the live job looks when it first starts a partition (a folder around this one).
     let copy = live.filter(|l| l.dest.url() != dest.url());

@@ -213,12 +213,21 @@ impl Checkpoints {
         format!("{}{seq:012}.json", self.dir(key))
     }
 
-    /// Whether the job has a checkpoint (has committed) in any partition: one listing
-    /// request, however many records there are.
-    pub fn any(&self) -> Result<bool, CheckpointError> {
-        Ok(self
-            .dest
-            .any(&format!("_sluice/{}/checkpoints/", self.job))?)
+    /// Whether a commit of the job stands in any partition. Outcomes that are only aborts
+    /// (a claim fenced, a commit that died half-way: nothing of it is in the folder) are no
+    /// commit. One listing request when there is no outcome at all; else the partitions'
+    /// folders, and each one's outcomes from the newest until a commit (one, as a rule).
+    pub fn committed(&self) -> Result<bool, CheckpointError> {
+        let root = format!("_sluice/{}/checkpoints/", self.job);
+        if !self.dest.any(&root)? {
+            return Ok(false);
+        }
+        for key in self.dest.folders(&root)? {
+            if self.latest(&key)?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Partition keys that have checkpoints.

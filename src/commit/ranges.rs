@@ -75,7 +75,7 @@ impl BackfillRange {
                 None => return Ok(false),
             },
         };
-        Ok(crate::commit::checkpoint::Checkpoints::new(own, name).any()?)
+        Ok(crate::commit::checkpoint::Checkpoints::new(own, name).committed()?)
     }
 }
 
@@ -420,9 +420,18 @@ mod tests {
             };
             dest.put_atomic(&range_record(name), &serde_json::to_vec(&r).unwrap(), false)
                 .unwrap();
+            let cps = crate::commit::checkpoint::Checkpoints::new(dest.clone(), name);
+            // A commit that died half-way (an abort) is no commit.
+            cps.record_abort_for_tests("t-0", 1, false);
             if committed {
-                let cp = format!("_sluice/{name}/checkpoints/t-0/000000000001.json");
-                dest.put_atomic(&cp, b"{}", false).unwrap();
+                let c = crate::commit::checkpoint::Checkpoint::for_tests(
+                    name,
+                    "t-0",
+                    2,
+                    to as u64,
+                    &[],
+                );
+                cps.record_for_tests(&c);
             }
         };
         put("old", "r", (0, 100), true);
