@@ -389,13 +389,12 @@ fn live_clash(live: &Live, spans: &[Span], resuming: bool) -> Result<Option<Clas
     let asked: Vec<&Span> = spans.iter().filter(|s| s.from < s.to).collect();
     let found = sluice::fanout::each(&asked, 8, "live starts", |s| -> Result<Held> {
         let key = s.key();
-        // The checkpoint first: this version records a partition's start before its first
-        // commit, so a start recorded meanwhile is read below.
+        // The checkpoint first (one listing of this partition's records, not of every
+        // partition's): this version records a partition's start before its first commit,
+        // so a start recorded meanwhile is read below.
         let latest = cps.latest(&key)?;
         let started = ranges::origin(&live.dest, &live.name, &key)?;
         let started = started.map(|o| i64::try_from(o).unwrap_or(i64::MAX));
-        // One listing of the partition's records (none: not committed), not of every
-        // partition's.
         if let Some(c) = latest {
             let next = i64::try_from(c.next_offset).unwrap_or(i64::MAX);
             return Ok(Held::Committed(started, next));

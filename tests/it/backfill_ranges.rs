@@ -337,21 +337,10 @@ fn a_committed_backfill_into_the_live_folder_finishes_when_no_live_start_is_reco
     // 100 a partition before the live job starts (at `latest`), 100 after.
     produce_events(&bootstrap, topic, 0, 400, 4, None);
     let dir = tempfile::tempdir().unwrap();
-    let job = crate::kafka::job_with(dir.path(), &bootstrap, topic, "");
-    let text = std::fs::read_to_string(&job).unwrap().replace(
-        "chunk_bytes = \"16KiB\"",
-        "chunk_bytes = \"16KiB\"\nauto_offset_reset = \"latest\"",
-    );
-    std::fs::write(&job, text).unwrap();
+    let (job, live) = crate::owners::live_at_latest(dir.path(), &bootstrap, topic);
     let jobs = job.to_str().unwrap();
     let out = dir.path().join("out");
-    let live = crate::kafka::spawn_run(&job, &dir.path().join("live.log"));
     let origins = out.join("_sluice/kafka-it/origins");
-    wait_until(
-        "the live job to record where it starts 4 partitions",
-        60,
-        || (0..4).all(|p| files_under(&origins.join(format!("{topic}-{p}")), true).len() == 1),
-    );
     produce_events(&bootstrap, topic, 400, 400, 4, None);
     crate::kafka::wait_for(&out, 400, 120);
     sigterm(&live);

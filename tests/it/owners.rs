@@ -2,7 +2,7 @@
 //! refused, and a backfill into the live job's folder never touches the live job's files or
 //! its consumer group's offsets.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::helpers::*;
 use crate::kafka::{cluster, produce_events, spawn_run, wait_for, wait_log};
@@ -128,6 +128,29 @@ fn files(out: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
+/// The test job in `dir` with `auto_offset_reset = "latest"`, run live (log `live.log`)
+/// until it has recorded where it starts each of the topic's 4 partitions.
+pub(crate) fn live_at_latest(
+    dir: &Path,
+    bootstrap: &str,
+    topic: &str,
+) -> (PathBuf, std::process::Child) {
+    let job = crate::kafka::job_with(dir, bootstrap, topic, "");
+    let text = std::fs::read_to_string(&job).unwrap().replace(
+        "chunk_bytes = \"16KiB\"",
+        "chunk_bytes = \"16KiB\"\nauto_offset_reset = \"latest\"",
+    );
+    std::fs::write(&job, text).unwrap();
+    let live = spawn_run(&job, &dir.join("live.log"));
+    let origins = dir.join("out/_sluice/kafka-it/origins");
+    wait_until(
+        "the live job to record where it starts 4 partitions",
+        60,
+        || (0..4).all(|p| files_under(&origins.join(format!("{topic}-{p}")), true).len() == 1),
+    );
+    (job, live)
+}
+
 /// Backfills into the live job's own folder. The live job starts at the log's end and
 /// records where (before its first commit). A backfill over what it wrote is refused (before,
 /// it wrote every record a second time); one up to where it started runs, leaving the live
@@ -141,21 +164,9 @@ fn a_backfill_into_the_live_folder_leaves_the_live_files_alone() {
     let n = 2000;
     produce_events(&bootstrap, topic, 0, n, 4, None);
     let dir = tempfile::tempdir().unwrap();
-    let job = crate::kafka::job_with(dir.path(), &bootstrap, topic, "");
-    let text = std::fs::read_to_string(&job).unwrap().replace(
-        "chunk_bytes = \"16KiB\"",
-        "chunk_bytes = \"16KiB\"\nauto_offset_reset = \"latest\"",
-    );
-    std::fs::write(&job, text).unwrap();
+    let (job, live) = live_at_latest(dir.path(), &bootstrap, topic);
     let jobs = job.to_str().unwrap();
     let out = dir.path().join("out");
-    let live = spawn_run(&job, &dir.path().join("live.log"));
-    let origins = out.join("_sluice/kafka-it/origins");
-    wait_until(
-        "the live job to record where it starts 4 partitions",
-        60,
-        || (0..4).all(|p| files_under(&origins.join(format!("{topic}-{p}")), true).len() == 1),
-    );
     produce_events(&bootstrap, topic, n, 400, 4, None);
     wait_for(&out, 400, 120);
     let text = wait_log(&dir.path().join("live.log"), "committed", 1, 0);
