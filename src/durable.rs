@@ -21,6 +21,20 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     sync_dir_with(dir, |d| std::fs::File::open(d)?.sync_all())
 }
 
+/// Writes the small file `name` of folder `dir` whole or not at all, durably: under a hidden
+/// temporary name, synced, renamed over `name`, then the folder synced. A reader finds the old
+/// text or the new one, never a part; a crash leaves at most the temporary file behind.
+pub fn write_small(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, dir.join(name))?;
+    sync_dir(dir)
+}
+
 /// [`sync_dir`] after a name was made in `dir` (a rename, a link), for a write whose caller
 /// relies on it: an error fails the write. A folder this process cannot open or a file system
 /// that cannot sync folders (`EACCES`, `EINVAL`, unsupported) leaves the name as durable as

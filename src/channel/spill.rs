@@ -234,16 +234,9 @@ pub fn write(
 
 /// Writes the manifest by rename, durably.
 fn write_manifest(d: &Path, manifest: &Manifest) -> Result<(), SpillError> {
-    let m_path = d.join("manifest.json");
-    let tmp = d.join(".manifest.json.tmp");
     let text = serde_json::to_vec(manifest).expect("manifest serializes");
-    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-    f.write_all(&text).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, &m_path).map_err(io(&m_path))?;
     // The manifest's name (and the data file's) must be durable before the stop reports done.
-    crate::durable::sync_dir(d).map_err(io(d))?;
-    Ok(())
+    crate::durable::write_small(d, "manifest.json", &text).map_err(io(&d.join("manifest.json")))
 }
 
 fn read_manifest(d: &Path) -> Result<Manifest, SpillError> {

@@ -51,30 +51,13 @@ fn state_folder(job: &Job) -> Result<(String, String)> {
         }
         _ => {
             let id = sluice::commit::random_tag();
-            let tmp = state.join(".backfill-id.tmp");
-            let write = || -> std::io::Result<()> {
-                use std::io::Write;
-                let mut f = std::fs::File::create(&tmp)?;
-                f.write_all(id.as_bytes())?;
-                f.sync_all()?;
-                std::fs::rename(&tmp, &id_file)?;
-                sluice::durable::sync_dir(&state)
-            };
-            write().map_err(|e| anyhow::anyhow!("writing {}: {e}", id_file.display()))?;
+            sluice::durable::write_small(&state, "backfill-id", id.as_bytes())
+                .map_err(|e| anyhow::anyhow!("writing {}: {e}", id_file.display()))?;
             id
         }
     };
     let path = std::fs::canonicalize(&state).unwrap_or(state);
-    let mut host = [0u8; 256];
-    // SAFETY: the buffer is writable for its length; the name is NUL-terminated within it or
-    // cut at its end, and read only up to the first NUL.
-    let ok = unsafe { libc::gethostname(host.as_mut_ptr().cast(), host.len()) } == 0;
-    let end = host.iter().position(|b| *b == 0).unwrap_or(host.len());
-    let host = if ok {
-        String::from_utf8_lossy(&host[..end]).into_owned()
-    } else {
-        "?".into()
-    };
+    let host = whoami::fallible::hostname().unwrap_or_else(|_| "?".into());
     Ok((format!("{host}:{}", path.display()), id))
 }
 

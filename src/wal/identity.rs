@@ -1,11 +1,8 @@
 //! The log's identity and the checkpoint it continues from: small text files of its folder
 //! (`log-id`, `log-base`), written durably.
 
-use std::fs::File;
-use std::io::Write;
 use std::path::Path;
 
-use super::segment::sync_dir;
 use super::{io, is_disk_full, WalError};
 
 /// The file in the log's folder holding its identity: random, made with the log (or at the
@@ -54,13 +51,7 @@ pub(super) fn read_small(dir: &Path, name: &str) -> Result<Option<String>, WalEr
     }
 }
 
-/// Writes a small text file of the log's folder durably (a temporary name, synced, renamed).
+/// Writes a small text file of the log's folder durably (see [`crate::durable::write_small`]).
 pub(super) fn write_small(dir: &Path, name: &str, text: &str) -> Result<(), WalError> {
-    let path = dir.join(name);
-    let tmp = dir.join(format!("{name}.tmp"));
-    let mut f = File::create(&tmp).map_err(io(&tmp))?;
-    f.write_all(text.as_bytes()).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, &path).map_err(io(&path))?;
-    sync_dir(dir)
+    crate::durable::write_small(dir, name, text.as_bytes()).map_err(io(&dir.join(name)))
 }

@@ -47,12 +47,7 @@ fn backfills_of_overlapping_offsets_into_one_folder_are_refused() {
     assert!(ids.values().all(|c| *c == 1));
     let written = visible_files(&out);
 
-    let refused = sluice(&["backfill", jobs, "--name", "b", "--from", &at(200)]);
-    let err = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        !refused.status.success(),
-        "an overlapping backfill ran: {err}"
-    );
+    let err = sluice_refused(&["backfill", jobs, "--name", "b", "--from", &at(200)]);
     assert!(
         err.contains("backfill `a`") && err.contains("offsets 200..250"),
         "{err}"
@@ -74,9 +69,7 @@ fn backfills_of_overlapping_offsets_into_one_folder_are_refused() {
     let ids = trace_ids(&out);
     assert_eq!(ids.len(), 2000, "the rerun read past its planned end");
     // A new name over the new records only, and one over everything into another folder.
-    let refused = sluice(&["backfill", jobs, "--name", "c"]);
-    let err = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success(), "{err}");
+    let err = sluice_refused(&["backfill", jobs, "--name", "c"]);
     assert!(
         err.contains("backfill `a`") && err.contains("backfill `b`"),
         "{err}"
@@ -149,7 +142,7 @@ fn a_live_job_starts_past_a_committed_backfill_and_stops_at_an_uncommitted_one()
     // Another folder inside the live one, over offsets the first recorded: refused (the
     // first left a copy of its record in the live folder).
     let second = out.join("second");
-    let refused = sluice(&[
+    let err = sluice_refused(&[
         "backfill",
         jobs,
         "--name",
@@ -159,8 +152,6 @@ fn a_live_job_starts_past_a_committed_backfill_and_stops_at_an_uncommitted_one()
         "--url",
         second.to_str().unwrap(),
     ]);
-    let err = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success(), "{err}");
     assert!(err.contains("backfill `kafka-it-backfill`"), "{err}");
     assert!(
         !out.join("_sluice/second/range.json").exists(),
@@ -259,9 +250,7 @@ fn a_recorded_range_past_the_end_of_a_re_created_topic_fails_at_once() {
     };
     // Made from another state folder, which committed nothing: it may be running.
     write("another-state-id");
-    let refused = sluice(&["backfill", job.to_str().unwrap(), "--name", "old"]);
-    let err = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success(), "{err}");
+    let err = sluice_refused(&["backfill", job.to_str().unwrap(), "--name", "old"]);
     assert!(
         err.contains(
             "by a run from host:/elsewhere, which has committed nothing: it may be running"

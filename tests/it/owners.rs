@@ -180,9 +180,7 @@ fn a_backfill_into_the_live_folder_leaves_the_live_files_alone() {
     let before = files(&out);
     let checkpoints = sluice_ok(&["checkpoints", "list", jobs]);
 
-    let refused = sluice(&["backfill", jobs]);
-    let err = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success(), "{err}");
+    let err = sluice_refused(&["backfill", jobs]);
     assert!(
         err.contains(
             "the live job `kafka-it`: live/0 offsets 500..600 (it started the partition at 500 and has committed up to 600)"
@@ -217,21 +215,14 @@ fn a_backfill_into_the_live_folder_leaves_the_live_files_alone() {
     // Into the live folder, a range over what the live job wrote and writes next is refused
     // (before, it wrote the 300 records the live job writes next), and so is one over what
     // the first backfill recorded there.
-    let refused = sluice(&["backfill", jobs, "--name", "again"]);
-    let err = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success(), "{err}");
+    let err = sluice_refused(&["backfill", jobs, "--name", "again"]);
     assert!(
         err.contains("live/3 offsets 600..675 (from its checkpoint on")
             && err.contains("backfill `kafka-it-backfill`"),
         "{err}"
     );
     assert_eq!(files(&out), after, "the refused backfill wrote");
-    let refused = sluice(&["backfill", jobs, "--from", "checkpoint", "--name", "rest"]);
-    assert!(
-        !refused.status.success(),
-        "--from checkpoint into the live folder ran"
-    );
-    let err = String::from_utf8_lossy(&refused.stderr);
+    let err = sluice_refused(&["backfill", jobs, "--from", "checkpoint", "--name", "rest"]);
     assert!(err.contains("another --url"), "{err}");
     // The live folder spelled another way is the live folder.
     let spelled = format!("file://{}/./", out.display());
@@ -247,12 +238,7 @@ fn a_backfill_into_the_live_folder_leaves_the_live_files_alone() {
         format!("file://{}/ou%74/", dir.path().display()),
         format!("{}/sub/", out.display()),
     ] {
-        let refused = sluice(&["backfill", jobs, "--from", "checkpoint", "--url", &url]);
-        assert!(
-            !refused.status.success(),
-            "--url {url} was not taken for the live folder"
-        );
-        let err = String::from_utf8_lossy(&refused.stderr);
+        let err = sluice_refused(&["backfill", jobs, "--from", "checkpoint", "--url", &url]);
         assert!(err.contains("another --url"), "{err}");
     }
     assert_eq!(files(&out), after, "the refused backfill wrote");

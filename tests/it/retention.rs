@@ -151,9 +151,7 @@ fn tansu_a_backfill_resuming_below_the_low_watermark_stops_or_skips() {
     );
     broker.retain_from("resumed", 0, 800);
 
-    let refused = sluice(&["backfill", jobs]);
-    let err = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success(), "{err}");
+    let err = sluice_refused(&["backfill", jobs]);
     assert!(
         err.contains(&format!(
             "records {first}..800 were deleted by the broker (retention)"

@@ -84,14 +84,7 @@ fn own_wal(dir: &std::path::Path, job: &str, write: bool) -> Result<(), String> 
         )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !write => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let tmp = dir.join(format!(".{WAL_JOB_FILE}.tmp"));
-            let written = std::fs::File::create(&tmp)
-                .and_then(|mut f| {
-                    std::io::Write::write_all(&mut f, job.as_bytes())?;
-                    f.sync_all()
-                })
-                .and_then(|()| std::fs::rename(&tmp, &path))
-                .and_then(|()| crate::durable::sync_dir(dir));
+            let written = crate::durable::write_small(dir, WAL_JOB_FILE, job.as_bytes());
             match written {
                 // A full disk must not keep the log from opening (committing frees segments):
                 // the next start names it.
