@@ -9,6 +9,11 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use serde::Deserialize;
 
+/// How deep a schema's types may nest (lists, maps and structs, each a level): every step that
+/// follows a type into its children (checks, Arrow types, decoders, writers) recurses, so a
+/// schema file must not decide how deep. Far past what data needs (BigQuery allows 15).
+pub const MAX_NESTING: usize = 32;
+
 /// Errors from loading or validating a schema file. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
@@ -264,7 +269,7 @@ impl RepoSchema {
                 )))
             }
         };
-        let fields = convert_fields(&raw.fields, path, "", true)?;
+        let fields = convert_fields(&raw.fields, path, "", 0)?;
         let arrow = Arc::new(Schema::new(
             fields.iter().map(|f| f.arrow_field()).collect::<Vec<_>>(),
         ));
@@ -294,7 +299,7 @@ fn convert_fields(
     raw: &[RawField],
     path: &Path,
     prefix: &str,
-    top_level: bool,
+    depth: usize,
 ) -> Result<Vec<FieldSpec>, SchemaError> {
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::with_capacity(raw.len());
@@ -309,7 +314,7 @@ fn convert_fields(
         if !seen.insert(f.name.clone()) {
             return Err(field_err(path, &full, "the name is used twice"));
         }
-        out.push(convert_field(f, path, &full, top_level)?);
+        out.push(convert_field(f, path, &full, depth)?);
     }
     Ok(out)
 }
@@ -331,16 +336,22 @@ fn convert_field(
     f: &RawField,
     path: &Path,
     full: &str,
-    top_level: bool,
+    depth: usize,
 ) -> Result<FieldSpec, SchemaError> {
     let err = |reason: String| field_err(path, full, reason);
+    if depth > MAX_NESTING {
+        return Err(err(format!(
+            "types are nested more than {MAX_NESTING} levels deep (lists, maps and structs)"
+        )));
+    }
+    let top_level = depth == 0;
     if reserved_name(&f.name) {
         return Err(err(format!(
             "the name `{}` is reserved for metadata columns",
             f.name
         )));
     }
-    let ty = parse_type(f.ty.trim(), f, path, full)?;
+    let ty = parse_type(f.ty.trim(), f, path, full, depth)?;
     let is_ts = matches!(ty, FieldType::Timestamp { .. });
     let is_bin = matches!(ty, FieldType::Binary(_));
     if !is_ts && (f.unit.is_some() || f.timezone.is_some() || f.format.is_some()) {
@@ -424,7 +435,13 @@ fn default_text(v: &toml::Value, ty: &FieldType) -> Result<String, String> {
     }
 }
 
-fn parse_type(s: &str, f: &RawField, path: &Path, full: &str) -> Result<FieldType, SchemaError> {
+fn parse_type(
+    s: &str,
+    f: &RawField,
+    path: &Path,
+    full: &str,
+    depth: usize,
+) -> Result<FieldType, SchemaError> {
     let err = |reason: String| field_err(path, full, reason);
     let lower = s.to_ascii_lowercase();
     let ty = match lower.as_str() {
@@ -453,7 +470,12 @@ fn parse_type(s: &str, f: &RawField, path: &Path, full: &str) -> Result<FieldTyp
             if children.is_empty() {
                 return Err(err("a struct needs at least one field".into()));
             }
-            FieldType::Struct(convert_fields(children, path, &format!("{full}."), false)?)
+            FieldType::Struct(convert_fields(
+                children,
+                path,
+                &format!("{full}."),
+                depth + 1,
+            )?)
         }
         _ => {
             if let Some(inner) = strip_wrapped(&lower, "decimal(", ")") {
@@ -476,7 +498,7 @@ fn parse_type(s: &str, f: &RawField, path: &Path, full: &str) -> Result<FieldTyp
                 }
                 FieldType::Decimal { precision, scale }
             } else if let Some(inner) = strip_wrapped(s, "list<", ">") {
-                let item = element_spec("item", inner, f, path, &format!("{full}[]"))?;
+                let item = element_spec("item", inner, f, path, &format!("{full}[]"), depth + 1)?;
                 FieldType::List(Box::new(item))
             } else if let Some(inner) = strip_wrapped(s, "map<", ">") {
                 let (k, v) = inner
@@ -485,7 +507,14 @@ fn parse_type(s: &str, f: &RawField, path: &Path, full: &str) -> Result<FieldTyp
                 if !k.trim().eq_ignore_ascii_case("string") {
                     return Err(err(format!("`{s}`: map keys must be string")));
                 }
-                let value = element_spec("value", v.trim(), f, path, &format!("{full}{{}}"))?;
+                let value = element_spec(
+                    "value",
+                    v.trim(),
+                    f,
+                    path,
+                    &format!("{full}{{}}"),
+                    depth + 1,
+                )?;
                 FieldType::Map(Box::new(value))
             } else {
                 return Err(err(format!(
@@ -506,6 +535,7 @@ fn element_spec(
     parent: &RawField,
     path: &Path,
     full: &str,
+    depth: usize,
 ) -> Result<FieldSpec, SchemaError> {
     let raw = RawField {
         name: name.to_string(),
@@ -520,7 +550,7 @@ fn element_spec(
         fields: parent.fields.clone(),
         description: None,
     };
-    let spec = convert_field(&raw, path, full, false)?;
+    let spec = convert_field(&raw, path, full, depth)?;
     if matches!(spec.ty, FieldType::Json) {
         return Err(field_err(
             path,
@@ -532,7 +562,12 @@ fn element_spec(
 }
 
 fn strip_wrapped<'a>(s: &'a str, open: &str, close: &str) -> Option<&'a str> {
-    if s.len() >= open.len() && s[..open.len()].eq_ignore_ascii_case(open) && s.ends_with(close) {
+    // `get`: a name of other characters than ASCII may not split after `open.len()` bytes.
+    if s.get(..open.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(open))
+        && s.len() >= open.len() + close.len()
+        && s.ends_with(close)
+    {
         Some(s[open.len()..s.len() - close.len()].trim())
     } else {
         None

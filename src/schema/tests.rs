@@ -101,3 +101,43 @@ fn shipped_schemas_load() {
     }
     assert!(n >= 2);
 }
+
+#[test]
+fn type_names_of_other_characters_are_unknown_types() {
+    for ty in ["listé", "mapé", "decimalé", "list<listé>", "é", "list<é>"] {
+        let text = format!("name = \"r\"\n[[fields]]\nname = \"a\"\ntype = \"{ty}\"\n");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.contains("unknown type"), "{ty}: {e}");
+    }
+}
+
+#[test]
+fn types_nest_at_most_the_cap() {
+    let lists = |n: usize| {
+        format!(
+            "name = \"r\"\n[[fields]]\nname = \"a\"\ntype = \"{}string{}\"\n",
+            "list<".repeat(n),
+            ">".repeat(n)
+        )
+    };
+    assert!(parse(&lists(MAX_NESTING)).is_ok());
+    // Past the cap, and far past it: an error, not a stack as deep as the file says.
+    for n in [MAX_NESTING + 1, 200_000] {
+        let e = parse(&lists(n)).unwrap_err().to_string();
+        assert!(e.contains("nested more than 32 levels"), "{e}");
+    }
+    // Structs in structs, written as TOML's nested arrays of tables.
+    let structs = |n: usize| {
+        let mut text = String::from("name = \"r\"\n");
+        for level in 1..=n {
+            let key = vec!["fields"; level].join(".");
+            text.push_str(&format!("[[{key}]]\nname = \"s\"\ntype = \"struct\"\n"));
+        }
+        let key = vec!["fields"; n + 1].join(".");
+        text.push_str(&format!("[[{key}]]\nname = \"leaf\"\ntype = \"string\"\n"));
+        text
+    };
+    assert!(parse(&structs(MAX_NESTING)).is_ok());
+    let e = parse(&structs(MAX_NESTING + 1)).unwrap_err().to_string();
+    assert!(e.contains("nested more than 32 levels"), "{e}");
+}
