@@ -113,6 +113,14 @@ pub(super) fn restore_spill(
     let mut expected = control.partitions.positions();
     let partitions = source.partitions();
     let handles: HashMap<String, u32> = partitions.iter().map(|p| (p.key(), p.id)).collect();
+    // A bounded run's end of each partition: a spill of the same name over a wider range (a
+    // run that committed nothing may be started again over another one) holds records past
+    // it, which this run must not write.
+    let ends: HashMap<u32, u64> = source
+        .bounds()
+        .into_iter()
+        .map(|(p, _, end)| (p, end))
+        .collect();
     let mut broken: Vec<u32> = Vec::new();
     // Partitions whose items move to continue another log's checkpoint (`None`: they stay).
     let mut plans: HashMap<u32, Option<Move>> = HashMap::new();
@@ -171,6 +179,16 @@ pub(super) fn restore_spill(
         }
         if broken.contains(&p) || item.prov.next_offset <= want {
             continue; // already committed
+        }
+        if let Some(&end) = ends.get(&p).filter(|&&end| item.prov.next_offset > end) {
+            tracing::warn!(
+                partition = p,
+                end,
+                reaches = item.prov.next_offset,
+                "the spill reaches past this run's range (a run over another range spilled it); reading the partition from the source instead"
+            );
+            broken.push(p);
+            continue;
         }
         if item.prov.from_offset != want {
             // Not contiguous (with the checkpoint, or with what was restored before it: records

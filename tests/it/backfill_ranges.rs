@@ -355,3 +355,77 @@ fn a_committed_backfill_into_the_live_folder_finishes_when_no_live_start_is_reco
     assert_eq!(ids.len(), 800);
     assert!(ids.values().all(|c| *c == 1), "a record twice");
 }
+
+/// A backfill stopped before its first commit spills what it read; run again over a smaller
+/// range (allowed: it committed nothing), it must not restore the spilled records past the
+/// new range's end. Before, the restore took them all: the run committed offsets 0..500 of
+/// every partition while its range record said 0..30, so the live job (starting past the
+/// range) and other names (checked against it) wrote those records again.
+#[test]
+fn a_spill_of_a_wider_range_is_not_restored_past_the_rerun_range() {
+    let topic = "respill";
+    let c = cluster(topic);
+    let bootstrap = c.bootstrap_servers();
+    produce_events(&bootstrap, topic, 0, 2000, 4, None);
+    let dir = tempfile::tempdir().unwrap();
+    let job = crate::kafka::job_with(dir.path(), &bootstrap, topic, "");
+    let text = std::fs::read_to_string(&job).unwrap().replace(
+        "state_dir = \"state\"",
+        "state_dir = \"state\"\nstop_deadline = \"2s\"",
+    ) + "\n[admin]\nlisten = \"127.0.0.1:0\"\n";
+    std::fs::write(&job, text).unwrap();
+    let jobs = job.to_str().unwrap();
+    let out = dir.path().join("out");
+
+    // The first run's worker is held: everything it reads waits in its channel.
+    let hold = dir.path().join("hold");
+    std::fs::write(&hold, b"").unwrap();
+    let log = dir.path().join("first.log");
+    let first = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["backfill", jobs, "--name", "n"])
+        .env("SLUICE_FAULT", format!("hold_worker:@{}", hold.display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut first = KillOnDrop::new(first);
+    let addr = crate::admin::admin_addr(&log);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (_, m) = crate::admin::http(&addr, "GET", "/metrics", None);
+        let read = crate::admin::metric_sum(&m, "sluice_records_in_total");
+        if read >= 2000.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the held backfill never read its 2000 records (read {read})"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    sigterm(first.child());
+    let spilled = crate::kafka::wait_log(&log, "spilled the channel to disk", 1, 60);
+    assert!(spilled.contains("spilled the channel"), "{spilled}");
+    std::fs::remove_file(&hold).unwrap();
+    let status = wait_exit(first.child(), "the stopped backfill's exit", 60);
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    assert!(dir.path().join("state/spill/manifest.json").exists());
+    assert_eq!(trace_ids(&out).len(), 0, "the held run committed");
+
+    // The same name over 0..30: what it writes is its range, once.
+    let said = sluice_ok(&["backfill", jobs, "--name", "n", "--to", &at(30)]);
+    let ids = trace_ids(&out);
+    assert_eq!(
+        ids.len(),
+        120,
+        "offsets 0..30 of 4 partitions, not the spill's 0..500:\n{said}"
+    );
+    assert!(ids.values().all(|c| *c == 1));
+    let range = std::fs::read_to_string(out.join("_sluice/n/range.json")).unwrap();
+    assert!(range.contains("\"to\":30"), "{range}");
+    assert!(!dir.path().join("state/spill/manifest.json").exists());
+}
