@@ -102,20 +102,24 @@ impl Worker {
         }
         // A commit sealed but not published (the publish failed, or looked failed) enters the
         // table before the partition commits again.
-        if let Some(t) = &self.ctx.table {
-            crate::table::catch_up(t.as_ref(), &self.ctx.checkpoints, &key)?;
-        }
+        let held = match &self.ctx.table {
+            Some(t) => crate::table::catch_up(t.as_ref(), &self.ctx.checkpoints, &key)?,
+            None => None,
+        };
         // Only into the registration this reconcile was made for: a reassignment meanwhile
-        // registered the partition again from the store.
-        let latest = r.latest.as_ref().map(|c| (c.next_offset, c.next_line));
+        // registered the partition again from the store. Where the claim resumed it: past
+        // checkpoints the table holds more than (rewinding to them would publish the table's
+        // records again).
+        let latest = crate::table::resume_point(r.latest.as_ref(), held).map(|(at, _)| at);
         let moved = self
             .ctx
             .control
             .partitions
             .resynced(p, term, r.next_seq, latest);
-        if let (Some(before), Some(c)) = (moved, r.latest) {
+        if let (Some(before), Some((next_offset, _))) = (moved, latest) {
+            let c = r.latest.as_ref();
             tracing::info!(
-                partition = %key, seq = c.seq, owner = %c.owner, next_offset = c.next_offset,
+                partition = %key, seq = ?c.map(|c| c.seq), owner = ?c.map(|c| &c.owner), next_offset,
                 from = before, "resuming after a commit that looked failed but landed"
             );
         }

@@ -174,6 +174,19 @@ pub fn partition_values(
         .collect()
 }
 
+/// Where a partition resumes (next offset and line) after [`catch_up`] found the table holding
+/// it up to `held`, its newest standing commit being `latest`; `None` with neither. Where the
+/// table holds more than the checkpoints say (their records were lost or deleted), at the
+/// table's end: resuming from the checkpoint would add the table's records again. The second
+/// value says so.
+pub fn resume_point(latest: Option<&Checkpoint>, held: Option<u64>) -> Option<((u64, u64), bool)> {
+    match (latest, held) {
+        (latest, Some(h)) if latest.is_none_or(|c| h > c.next_offset) => Some(((h, 0), true)),
+        (Some(c), _) => Some(((c.next_offset, c.next_line), false)),
+        (None, _) => None,
+    }
+}
+
 /// Publishes every sealed commit of `key` the table lacks, oldest first; then how far the
 /// table holds the partition (its next offset). A table that holds nothing of the partition
 /// takes all its commits, which must then all still be recorded (a job that wrote files before

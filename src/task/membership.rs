@@ -208,15 +208,14 @@ pub fn resume(
         ..
     } = claimed;
     let seq = r.next_seq - 1;
-    let (offset, line, checkpointed) = match (&r.latest, held) {
-        // The table holds more than the checkpoints say (their records were lost or
-        // deleted): resuming from them would add its records again.
-        (latest, Some(h)) if latest.as_ref().is_none_or(|c| h > c.next_offset) => {
-            tracing::warn!(partition = %key, table = h, checkpoint = ?latest.as_ref().map(|c| c.next_offset), "the table holds the partition past its checkpoints; resuming where the table ends");
-            (h, 0, true)
+    let (offset, line, checkpointed) = match crate::table::resume_point(r.latest.as_ref(), held) {
+        Some(((o, l), ahead)) => {
+            if ahead {
+                tracing::warn!(partition = %key, table = o, checkpoint = ?r.latest.as_ref().map(|c| c.next_offset), "the table holds the partition past its checkpoints; resuming where the table ends");
+            }
+            (o, l, true)
         }
-        (Some(c), _) => (c.next_offset, c.next_line, true),
-        (None, _) => {
+        None => {
             let (o, l) = default()?;
             (o, l, false)
         }

@@ -281,6 +281,46 @@ fn a_table_that_holds_more_than_the_checkpoints_is_where_the_partition_resumes()
     read_table(&py, table.to_str().unwrap(), None, "").once(n as u64);
 }
 
+/// The same, with an older checkpoint record left: the partition resumes where the table
+/// ends, and a commit that fails then rewinds it there, not to the checkpoint. Before, the
+/// rewind went back to the checkpoint and the table took its records past it a second time.
+#[test]
+fn a_failed_commit_after_resuming_where_the_table_ends_does_not_rewind_behind_it() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    events(&input, 0, 3000, false);
+    let job = file_job(dir.path(), &input, &schema("nginx_access"), "out/", "");
+    let jobs = job.to_str().unwrap();
+    sluice_ok(&["run", jobs]);
+    // Every checkpoint record but the oldest is lost.
+    let table = dir.path().join("out");
+    let records = table.join("_sluice/delta-file/checkpoints/events-0");
+    let mut names: Vec<_> = std::fs::read_dir(&records)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    assert!(names.len() > 2, "{names:?}");
+    for newer in &names[1..] {
+        std::fs::remove_file(newer).unwrap();
+    }
+    // More records arrive; the first commit of the next run fails once.
+    let mut more = std::fs::read(&input).unwrap();
+    events(&dir.path().join("more.jsonl"), 3000, 1000, false);
+    more.extend(std::fs::read(dir.path().join("more.jsonl")).unwrap());
+    std::fs::write(&input, more).unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", jobs])
+        .env("SLUICE_FAULT", "fail_commit:1")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{log}");
+    assert!(log.contains("resuming where the table ends"), "{log}");
+    read_table(&py, table.to_str().unwrap(), None, "").once(4000);
+}
+
 #[test]
 fn a_roll_back_is_refused_where_a_table_is_even_when_the_job_no_longer_says_so() {
     let Some(py) = python() else { return };
