@@ -44,7 +44,9 @@ pub enum SourceSection {
         /// Message format: `json` (one record per message).
         #[serde(default = "default_format_json")]
         format: String,
-        /// Where a partition without checkpoint or group offset starts: earliest or latest.
+        /// Where a partition without checkpoint or group offset starts: earliest or latest
+        /// (`latest` once: a partition the job started before and never committed continues
+        /// where it started).
         #[serde(default = "default_reset")]
         auto_offset_reset: String,
         /// Messages per chunk, in bytes: files roll and commit at chunk boundaries.

@@ -47,17 +47,24 @@ pub enum Next {
     End,
 }
 
+/// A partition newly assigned to a group member, as the source found it.
+pub struct Assigned {
+    pub info: PartitionInfo,
+    /// Where the source would start by itself: the group's offset, else `auto.offset.reset`.
+    pub start: u64,
+    /// `start` is `auto.offset.reset`'s: the group holds no offset of the partition.
+    pub reset: bool,
+    /// The offsets the broker holds, `[low, high]`.
+    pub held: (u64, u64),
+}
+
 /// What a source with changing partitions (a Kafka consumer-group member) calls, from inside
 /// its own `next` or `tick`, when partitions are assigned to it or taken away. The task
 /// registers or releases the partitions there, before the source reads on.
 pub trait Membership: Send {
-    /// Newly assigned partitions, each with the position the source would start from by
-    /// itself (the group's offset, else `auto.offset.reset`) and the offsets the broker holds
-    /// `[low, high]`. Returns where each one starts: its checkpoint in the destination wins.
-    fn assigned(
-        &mut self,
-        parts: &[(PartitionInfo, u64, (u64, u64))],
-    ) -> Result<Vec<(u32, u64)>, SourceError>;
+    /// Newly assigned partitions. Returns where each one starts: its checkpoint in the
+    /// destination wins.
+    fn assigned(&mut self, parts: &[Assigned]) -> Result<Vec<(u32, u64)>, SourceError>;
     /// Partitions being taken away: what is held for them is committed (or aborted, past the
     /// deadline) before this returns. Returns each one's committed next offset.
     fn revoked(&mut self, parts: &[u32]) -> Vec<(u32, u64)>;

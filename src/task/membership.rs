@@ -20,7 +20,7 @@ use crate::commit::fence::Reconciled;
 use crate::metrics::Metrics;
 use crate::sink::control::Control;
 use crate::sink::partitions::Registration;
-use crate::source::{Membership, PartitionInfo, SourceError};
+use crate::source::{Assigned, Membership, PartitionInfo, SourceError};
 
 use super::roll_backs::{already_rolled_back, log_not_repeated, roll_backs, FromCheckpoint};
 
@@ -320,20 +320,29 @@ impl TaskMembership {
     }
 
     /// Partitions claimed before their first commit start where the source says (`parts`'
-    /// defaults), recorded, then checked against the repo's backfills in the destination
-    /// (`commit::ranges::hold_starts`): moved past the range of a backfill that has
-    /// committed, refused where a backfill would still write what this job writes. Returns
-    /// each partition's start where it moved.
+    /// defaults), or where an earlier claim recorded that it started one the reset would
+    /// start further on (see [`earlier_starts`]); recorded, then checked against the repo's
+    /// backfills in the destination (`commit::ranges::hold_starts`): moved past the range of
+    /// a backfill that has committed, refused where a backfill would still write what this
+    /// job writes. Returns each partition's start where it moved.
     fn first_starts(
         &self,
-        parts: &[(PartitionInfo, u64, (u64, u64))],
+        parts: &[Assigned],
         claimed: &[Claimed],
     ) -> Result<HashMap<u32, u64>, SourceError> {
-        let firsts: Vec<(u32, (String, u64, u64))> = parts
+        let firsts: Vec<(&Assigned, u64)> = parts
             .iter()
             .zip(claimed)
             .filter(|(_, c)| c.reconciled.latest.is_none() && c.held.is_none())
-            .map(|((info, default, _), c)| (info.id, (info.key(), c.term, *default)))
+            .map(|(a, c)| (a, c.term))
+            .collect();
+        let earlier = earlier_starts(&self.checkpoints, firsts.iter().map(|(a, _)| *a))?;
+        let firsts: Vec<(u32, (String, u64, u64))> = firsts
+            .into_iter()
+            .map(|(a, term)| {
+                let start = earlier.get(&a.info.id).copied().unwrap_or(a.start);
+                (a.info.id, (a.info.key(), term, start))
+            })
             .collect();
         let asked: Vec<(String, u64, u64)> = firsts.iter().map(|(_, f)| f.clone()).collect();
         let (moved, found) = crate::commit::ranges::hold_starts(
@@ -356,6 +365,8 @@ impl TaskMembership {
         for ((id, (key, _, asked)), at) in firsts.into_iter().zip(moved) {
             if at != asked {
                 tracing::warn!(partition = %key, from = asked, to = at, "the partition starts where the backfills' ranges that hold its start end (they write the records before)");
+            }
+            if at != asked || earlier.contains_key(&id) {
                 out.insert(id, at);
             }
         }
@@ -363,27 +374,24 @@ impl TaskMembership {
     }
 
     /// Claims the assigned partitions in the destination; returns where each starts.
-    fn assign(
-        &mut self,
-        parts: &[(PartitionInfo, u64, (u64, u64))],
-    ) -> Result<Vec<(u32, u64)>, SourceError> {
+    fn assign(&mut self, parts: &[Assigned]) -> Result<Vec<(u32, u64)>, SourceError> {
         let began = Instant::now();
         // A partition is rolled back when first assigned, if it is to be; those to be must
         // all be able to replay before any is.
         let asked: Vec<(String, Option<FromCheckpoint>)> = parts
             .iter()
-            .map(|(info, _, _)| {
+            .map(|a| {
                 let roll = self
                     .from_checkpoint
-                    .filter(|_| self.rolled_back.insert(info.id));
-                (info.key(), roll)
+                    .filter(|_| self.rolled_back.insert(a.info.id));
+                (a.info.key(), roll)
             })
             .collect();
         let asked = roll_backs(&self.checkpoints, asked)
             .and_then(|asked| {
-                for ((key, roll), (_, _, holds)) in asked.iter().zip(parts) {
+                for ((key, roll), a) in asked.iter().zip(parts) {
                     if let Some(f) = roll {
-                        check_replay(&self.checkpoints, key, f.seq, Some(*holds))?;
+                        check_replay(&self.checkpoints, key, f.seq, Some(a.held))?;
                     }
                 }
                 Ok(asked)
@@ -397,7 +405,7 @@ impl TaskMembership {
             reason: format!("cannot resume it from the destination: {e}"),
         };
         let claimed = claim_all(&self.checkpoints, self.table.as_deref(), &asked)
-            .map_err(|f| failed(parts[f.index].0.key(), f.error))?;
+            .map_err(|f| failed(parts[f.index].info.key(), f.error))?;
         let claims = began.elapsed();
         let moved = self.first_starts(parts, &claimed)?;
         tracing::debug!(
@@ -407,23 +415,53 @@ impl TaskMembership {
             "claimed in the destination"
         );
         let mut out = Vec::with_capacity(parts.len());
-        for ((info, default, _), claimed) in parts.iter().zip(claimed) {
-            let default = moved.get(&info.id).copied().unwrap_or(*default);
-            let start = resume(claimed, &self.control, Some(&self.channel), info, || {
+        for (a, claimed) in parts.iter().zip(claimed) {
+            let default = moved.get(&a.info.id).copied().unwrap_or(a.start);
+            let start = resume(claimed, &self.control, Some(&self.channel), &a.info, || {
                 Ok((default, 0))
             })
-            .map_err(|e| failed(info.key(), e))?;
-            out.push((info.id, start.offset));
+            .map_err(|e| failed(a.info.key(), e))?;
+            out.push((a.info.id, start.offset));
         }
         Ok(out)
     }
 }
 
+/// Where earlier claims recorded that they started partitions of `firsts` (none committed
+/// yet) that `auto.offset.reset` would now start further on: the job started them there, and
+/// the records since are its to write. A claim that died or was fenced before its first
+/// commit (the group then holds no offset) left them to the next owner, which, starting at
+/// `latest` again, skipped them for good. Never below the broker's low watermark.
+fn earlier_starts<'a>(
+    checkpoints: &Checkpoints,
+    firsts: impl Iterator<Item = &'a Assigned>,
+) -> Result<HashMap<u32, u64>, SourceError> {
+    let asked: Vec<&Assigned> = firsts.filter(|a| a.reset && a.start > a.held.0).collect();
+    let (dest, job) = (checkpoints.destination(), checkpoints.job());
+    let done = crate::fanout::each(
+        &asked,
+        crate::fanout::REBALANCE_CALLS,
+        "earlier starts",
+        |a| crate::commit::ranges::origin(dest, job, &a.info.key()),
+    );
+    let mut out = HashMap::new();
+    for (i, found) in done {
+        let a = asked[i];
+        let found = found.map_err(|e| SourceError::Other {
+            name: format!("partition {}", a.info.key()),
+            reason: format!("reading where an earlier claim started it: {e}"),
+        })?;
+        if let Some(o) = found.filter(|o| *o < a.start) {
+            let at = o.max(a.held.0);
+            tracing::info!(partition = %a.info.key(), recorded = o, from = at, reset = a.start, "the partition starts where an earlier claim of this job started it (it committed nothing)");
+            out.insert(a.info.id, at);
+        }
+    }
+    Ok(out)
+}
+
 impl Membership for TaskMembership {
-    fn assigned(
-        &mut self,
-        parts: &[(PartitionInfo, u64, (u64, u64))],
-    ) -> Result<Vec<(u32, u64)>, SourceError> {
+    fn assigned(&mut self, parts: &[Assigned]) -> Result<Vec<(u32, u64)>, SourceError> {
         // Timed however it ends: a failing store makes the group wait longest.
         let began = Instant::now();
         let r = self.assign(parts);

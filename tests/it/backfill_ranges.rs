@@ -326,7 +326,7 @@ fn a_committed_backfill_into_the_live_folder_finishes_when_no_live_start_is_reco
     // 100 a partition before the live job starts (at `latest`), 100 after.
     produce_events(&bootstrap, topic, 0, 400, 4, None);
     let dir = tempfile::tempdir().unwrap();
-    let (job, live) = crate::owners::live_at_latest(dir.path(), &bootstrap, topic);
+    let (job, live) = crate::owners::live_at_latest(dir.path(), &bootstrap, topic, &[]);
     let jobs = job.to_str().unwrap();
     let out = dir.path().join("out");
     let origins = out.join("_sluice/kafka-it/origins");

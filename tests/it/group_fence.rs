@@ -208,3 +208,63 @@ fn two_groups_writing_one_job_end_with_one_failing_loudly() {
     assert_once(&out, n);
     assert_files_match_checkpoints(&out, "kafka-it");
 }
+
+/// A live job at `latest` that dies before its first commit (its worker held, then kill -9)
+/// leaves no group offset. The next owner (another process, here under another group id)
+/// starts each partition where the first recorded that it started it, not at the log's end:
+/// the records between are the job's. Before, the next owner started at `latest` again and
+/// those 800 records were never written.
+#[test]
+fn the_next_owner_of_partitions_a_live_job_started_but_never_committed_starts_where_it_did() {
+    let topic = "restart-latest";
+    let c = crate::kafka::cluster(topic);
+    let bootstrap = c.bootstrap_servers();
+    // History the job skips: it starts at the end.
+    crate::kafka::produce_events(&bootstrap, topic, 0, 400, 4, None);
+    let dir = tempfile::tempdir().unwrap();
+    let hold = dir.path().join("hold");
+    std::fs::write(&hold, b"").unwrap();
+    let fault = format!("hold_worker:@{}", hold.display());
+    let (job, first) = crate::owners::live_at_latest(
+        dir.path(),
+        &bootstrap,
+        topic,
+        &[("SLUICE_FAULT", fault.as_str())],
+    );
+    let mut first = KillOnDrop::new(first);
+    crate::kafka::produce_events(&bootstrap, topic, 400, 400, 4, None);
+    first.child().kill().unwrap();
+    first.child().wait().unwrap();
+    let out = dir.path().join("out");
+    assert_eq!(trace_ids(&out).len(), 0, "the held job committed");
+
+    // More records while no process runs; then the next owner, and records after its start.
+    crate::kafka::produce_events(&bootstrap, topic, 800, 400, 4, None);
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("[source]\n", "[source]\ngroup = \"another\"\n");
+    std::fs::write(&job, text).unwrap();
+    let log = dir.path().join("next.log");
+    let _next = KillOnDrop::new(spawn_with("run", &job, &log, &[]));
+    let assigned = wait_log(&log, "partitions assigned", 1, 60);
+    assert!(assigned.contains("partitions assigned"), "{assigned}");
+    crate::kafka::produce_events(&bootstrap, topic, 1200, 400, 4, None);
+    wait_for(&out, 1200, 60);
+    let ids = trace_ids(&out);
+    let expected: std::collections::BTreeSet<String> =
+        (400..1600).map(|i| format!("t{i}")).collect();
+    let got: std::collections::BTreeSet<String> = ids.keys().cloned().collect();
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "missing: {:?}",
+        expected.difference(&got).take(5).collect::<Vec<_>>()
+    );
+    assert_eq!(got, expected);
+    assert!(ids.values().all(|c| *c == 1), "duplicates");
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        said.contains("where an earlier claim of this job started it"),
+        "{said}"
+    );
+}

@@ -128,12 +128,13 @@ fn files(out: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
-/// The test job in `dir` with `auto_offset_reset = "latest"`, run live (log `live.log`)
-/// until it has recorded where it starts each of the topic's 4 partitions.
+/// The test job in `dir` with `auto_offset_reset = "latest"`, run live (log `live.log`, with
+/// environment `env`) until it has recorded where it starts each of the topic's 4 partitions.
 pub(crate) fn live_at_latest(
     dir: &Path,
     bootstrap: &str,
     topic: &str,
+    env: &[(&str, &str)],
 ) -> (PathBuf, std::process::Child) {
     let job = crate::kafka::job_with(dir, bootstrap, topic, "");
     let text = std::fs::read_to_string(&job).unwrap().replace(
@@ -141,7 +142,7 @@ pub(crate) fn live_at_latest(
         "chunk_bytes = \"16KiB\"\nauto_offset_reset = \"latest\"",
     );
     std::fs::write(&job, text).unwrap();
-    let live = spawn_run(&job, &dir.join("live.log"));
+    let live = crate::kafka::spawn_with("run", &job, &dir.join("live.log"), env);
     let origins = dir.join("out/_sluice/kafka-it/origins");
     wait_until(
         "the live job to record where it starts 4 partitions",
@@ -164,7 +165,7 @@ fn a_backfill_into_the_live_folder_leaves_the_live_files_alone() {
     let n = 2000;
     produce_events(&bootstrap, topic, 0, n, 4, None);
     let dir = tempfile::tempdir().unwrap();
-    let (job, live) = live_at_latest(dir.path(), &bootstrap, topic);
+    let (job, live) = live_at_latest(dir.path(), &bootstrap, topic, &[]);
     let jobs = job.to_str().unwrap();
     let out = dir.path().join("out");
     produce_events(&bootstrap, topic, n, 400, 4, None);

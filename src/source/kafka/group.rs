@@ -13,7 +13,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use super::batch::{Forwarder, Msg};
 use super::{err_at, KafkaSource, Part, TIMEOUT};
 use crate::decode::meta::MetaNeeds;
-use crate::source::{Membership, PartitionInfo, SourceError};
+use crate::source::{Assigned, Membership, PartitionInfo, SourceError};
 
 /// Partition changes reported by the rebalance callback, applied after `poll` returns.
 pub(super) enum Event {
@@ -163,12 +163,17 @@ impl GroupContext {
             let id = shared.id(topic, *p);
             let info = shared.infos[id as usize].0.clone();
             held.insert(id, (low, high));
-            parts.push((info, start as u64, (low.max(0) as u64, high.max(0) as u64)));
+            parts.push(Assigned {
+                info,
+                start: start as u64,
+                reset: stored.is_none(),
+                held: (low.max(0) as u64, high.max(0) as u64),
+            });
         }
         let asked = began.elapsed();
         let starts = match shared.membership.as_mut() {
             Some(m) => m.assigned(&parts)?,
-            None => parts.iter().map(|(i, o, _)| (i.id, *o)).collect(),
+            None => parts.iter().map(|a| (a.info.id, a.start)).collect(),
         };
         let mut event = Vec::with_capacity(starts.len());
         for (id, offset) in starts {
