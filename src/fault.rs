@@ -8,6 +8,8 @@
 //!   store that answers an error would (the partition rewinds and replays).
 //! - `fail_rename_sync:<n>` fails the folder sync after the n-th local rename (a data file's
 //!   or a small record's), once, as a disk error would.
+//! - `fail_wal_sync:<n>` fails the n-th group fsync of a push WAL, once, as a disk error
+//!   would (the records were written; whether they are durable is unknown).
 //! - `refuse_seek:<n>` refuses the first n seeks of a Kafka group member, as librdkafka does
 //!   while a partition's fetch is still starting (the source retries them before each poll);
 //!   `refuse_seek:@<path>` refuses them while the file at `path` exists.
@@ -89,6 +91,18 @@ pub fn fail_rename_sync() -> Option<std::io::Error> {
     }
     eprintln!("SLUICE_FAULT: failing the folder sync after rename {n}");
     Some(std::io::Error::other("SLUICE_FAULT: fail_rename_sync"))
+}
+
+/// An error in place of a push WAL's group fsync (`fail_wal_sync:<n>`: the n-th, once), as a
+/// disk that fails it would give: the records were written, their durability is unknown.
+pub fn fail_wal_sync() -> Option<std::io::Error> {
+    static SYNCS: AtomicU64 = AtomicU64::new(0);
+    let n = arg("fail_wal_sync").and_then(|n| n.parse::<u64>().ok())?;
+    if SYNCS.fetch_add(1, Ordering::Relaxed) + 1 != n {
+        return None;
+    }
+    eprintln!("SLUICE_FAULT: failing WAL sync {n}");
+    Some(std::io::Error::other("SLUICE_FAULT: fail_wal_sync"))
 }
 
 /// Whether this seek is to be refused (`refuse_seek:<n>`: the first n; `refuse_seek:@<path>`:

@@ -20,6 +20,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use cut::Mark;
 use identity::{log_id, read_small, write_small, BASE_FILE};
 pub use runs::Runs;
 use segment::{crc, create_segment, scan, segment_path, sync_dir};
@@ -568,6 +569,7 @@ impl Wal {
     }
 }
 
+mod cut;
 mod damage;
 pub mod export;
 mod identity;

@@ -50,6 +50,46 @@ fn appends_read_back_across_segments_and_reopen() {
     assert_eq!(read_all(&mut wal, 0), expected);
 }
 
+/// A cut back to a mark (records whose sync failed) leaves exactly what was there at the
+/// mark, within one segment and across segments rolled since, after a reopen too; appending
+/// goes on from the mark.
+#[test]
+fn a_cut_back_to_a_mark_leaves_the_log_as_it_was_there() {
+    for (before, after) in [(50, 3), (50, 200), (0, 200)] {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), 2048).unwrap();
+        let ps = payloads(before + after);
+        let mut expected = Vec::new();
+        for p in &ps[..before] {
+            wal.append(p).unwrap();
+            expected.extend_from_slice(p);
+        }
+        wal.sync_handle().sync_data().unwrap();
+        let mark = wal.mark();
+        let segments = wal.segments();
+        for p in &ps[before..] {
+            wal.append(p).unwrap();
+        }
+        wal.cut_back(mark).unwrap();
+        assert_eq!(wal.end(), expected.len() as u64);
+        assert_eq!(
+            wal.segments(),
+            segments,
+            "segments rolled since are removed"
+        );
+        assert_eq!(read_all(&mut wal, 0), expected);
+        let last = b"{\"last\":1}\n";
+        assert_eq!(wal.append(last).unwrap().0, expected.len() as u64);
+        expected.extend_from_slice(last);
+        wal.sync_handle().sync_data().unwrap();
+        drop(wal);
+        let (mut wal, report) = Wal::open(dir.path(), 2048).unwrap();
+        assert_eq!(report.records, before as u64 + 1);
+        assert_eq!(report.truncated, None);
+        assert_eq!(read_all(&mut wal, 0), expected);
+    }
+}
+
 #[test]
 fn release_deletes_whole_segments_below_the_commit_only() {
     let dir = tempfile::tempdir().unwrap();

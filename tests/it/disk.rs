@@ -266,3 +266,48 @@ fn a_run_that_cannot_be_recorded_takes_no_pushes_until_it_is() {
     assert!(ids.values().all(|n| *n == 1), "{ids:?}");
     assert!(ids.contains_key("late1-0") && !ids.contains_key("late0-0"));
 }
+
+/// A WAL fsync that fails refuses the requests it was to make durable (500), and takes their
+/// records back out of the log: the next start does not replay them, so the pusher that sends
+/// them again finds each record once. Before, the refused records stayed in the log (the
+/// kernel still held them) and the next start exported them, then the retry a second time.
+#[test]
+fn records_of_a_push_refused_by_a_failed_wal_sync_are_not_exported_by_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = push_job(dir.path(), "wal", "", "");
+    let (mut first, addr) = crate::push::start_with(
+        &job,
+        &dir.path().join("run1.log"),
+        &[("SLUICE_FAULT", "fail_wal_sync:2")],
+    );
+    push_acked(&addr, "a", 100);
+    let answer = Client::new(&addr).post(
+        "/v1/repos/nginx_access/data",
+        "",
+        &crate::push::events("b", 100),
+    );
+    let Ok((500, _, body)) = &answer else {
+        panic!("the push whose sync failed was not refused: {answer:?}")
+    };
+    assert!(body.contains("the log was cut back"), "{body}");
+    // No orderly stop: what the log holds is what the next start finds.
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    let log = dir.path().join("run2.log");
+    let (second, addr) = start(&job, &log);
+    push_acked(&addr, "b", 100);
+    let out = dir.path().join("out");
+    crate::kafka::wait_for(&out, 200, 60);
+    sigterm(&second);
+    assert!(second.wait_with_output().unwrap().status.success());
+    let seen = trace_ids(&out);
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(3).collect();
+    assert!(twice.is_empty(), "exported twice: {twice:?}");
+    assert_eq!(
+        seen.len(),
+        200,
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+}

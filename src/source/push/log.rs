@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::decode::cost::{LineCost, Tally};
 use crate::decode::framing::{last_record_boundary, record_boundary_within, MAX_CHUNK_LINES};
-use crate::wal::{Wal, WalError};
+use crate::wal::{Mark, Wal, WalError};
 
 /// Acknowledged records kept in memory until committed.
 #[derive(Default)]
@@ -71,6 +71,36 @@ impl Log {
                 Ok((start, m.end))
             }
             Log::Wal(w) => w.append(&payload),
+        }
+    }
+
+    /// Where the log ends now, to take back to when a sync fails (`None`: memory, which syncs
+    /// nothing).
+    pub fn mark(&self) -> Option<Mark> {
+        match self {
+            Log::Memory(_) => None,
+            Log::Wal(w) => Some(w.mark()),
+        }
+    }
+
+    /// Takes back, durably, every record appended since `good` (the mark of the last sync
+    /// that succeeded): their requests are refused, and the next start must not replay them
+    /// (see `wal::cut`). Returns what to tell them.
+    pub fn take_back(&mut self, good: Option<Mark>) -> String {
+        let (Log::Wal(w), Some(good)) = (self, good) else {
+            return String::new();
+        };
+        match w.cut_back(good) {
+            Ok(()) => format!(
+                "; the log was cut back to position {} (nothing of a refused request stays)",
+                good.end()
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "cutting the WAL back to its last sync failed: refused requests may be replayed at the next start");
+                format!(
+                    "; cutting the log back to its last sync failed too ({e}): a refused request may still be exported"
+                )
+            }
         }
     }
 

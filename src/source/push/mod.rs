@@ -128,6 +128,8 @@ struct Inner {
     /// releases whole segments only).
     committed: u64,
     failed: Option<String>,
+    /// The log's end at `synced`: a failed sync takes back what follows it.
+    good: Option<crate::wal::Mark>,
     /// Requests appended and not yet read, as decoded when they were taken: (start, end,
     /// records). The source hands them on so they are not decoded twice; a replay decodes
     /// from the log.
@@ -193,7 +195,7 @@ impl Intake {
                 g = self.synced.wait(g).expect("intake lock");
                 continue;
             }
-            let target = g.log.end();
+            let (target, mark) = (g.log.end(), g.log.mark());
             let Some(file) = g.log.sync_handle() else {
                 g.synced = target;
                 self.data.notify_all();
@@ -201,13 +203,24 @@ impl Intake {
             };
             g.syncing = true;
             drop(g);
-            let r = file.sync_data();
+            let r = match crate::fault::fail_wal_sync() {
+                Some(e) => Err(e),
+                None => file.sync_data(),
+            };
             g = self.lock();
             g.syncing = false;
             match r {
-                Ok(()) => g.synced = g.synced.max(target),
+                // Not once the intake failed: its cut may have taken back what this synced.
+                Ok(()) if g.failed.is_some() => {}
+                Ok(()) => {
+                    g.synced = g.synced.max(target);
+                    g.good = mark;
+                }
                 Err(e) => {
-                    g.failed = Some(format!("fsync of the WAL failed: {e}"));
+                    let good = g.good;
+                    let note = g.log.take_back(good);
+                    tracing::error!(error = %e, "push intake stopped: fsync of the WAL failed");
+                    g.failed = Some(format!("fsync of the WAL failed: {e}{note}"));
                 }
             }
             self.synced.notify_all();
@@ -216,7 +229,8 @@ impl Intake {
     }
 
     fn fail(&self, g: &mut Inner, e: WalError) -> Refusal {
-        let msg = format!("appending to the WAL failed: {e}");
+        let note = g.log.take_back(g.good);
+        let msg = format!("appending to the WAL failed: {e}{note}");
         tracing::error!(error = %msg, "push intake stopped");
         g.failed = Some(msg.clone());
         self.synced.notify_all();
@@ -339,6 +353,7 @@ impl PushSource {
         };
         let end = log.end();
         let start = log.start();
+        let good = log.mark();
         let (log_id, log_base, runs) = match &log {
             Log::Wal(w) => (
                 w.id().map(str::to_string),
@@ -359,6 +374,7 @@ impl PushSource {
                 inner: Mutex::new(Inner {
                     log,
                     synced: end,
+                    good,
                     syncing: false,
                     read_pos: start,
                     committed: start,
@@ -405,6 +421,7 @@ impl Source for PushSource {
         if past_end {
             // The log continues from a checkpoint (or spill) ahead of it.
             g.synced = offset;
+            g.good = g.log.mark();
             g.committed = g.committed.max(g.log.start());
         }
         Ok(())
