@@ -104,7 +104,9 @@ pub(super) fn on_error(p: &mut Part, msg: &Msg<'_>) -> Taken {
 pub(super) struct Probe {
     /// The offset the batch's errors name (its first).
     error_offset: i64,
-    /// The first offset of the dead letter: the batch's, or where reading stood in it.
+    /// The first offset of the dead letter: where reading stood. Inside the batch, or before
+    /// the offset its errors name: a batch's errors name its first offset, but an old-format
+    /// compressed wrapper's name its last, so the offsets between may be its (none arrived).
     pub first: i64,
     /// The highest offset known to fetch the batch.
     inside: i64,
@@ -129,11 +131,10 @@ pub(super) enum Step {
 impl Probe {
     /// A probe of the batch whose error names `error_offset`, read up to `next`.
     pub fn new(error_offset: i64, next: i64, why: String) -> Probe {
-        let first = error_offset.max(next);
         Probe {
             error_offset,
-            first,
-            inside: first,
+            first: next,
+            inside: error_offset.max(next),
             outside: None,
             at: None,
             why,
@@ -265,11 +266,20 @@ impl KafkaSource {
                 Step::Last(last) => {
                     let p = &mut self.parts[i];
                     let probe = p.probe.take().expect("a probe");
-                    let why = format!(
-                        "the Kafka client could not read the record batch at offsets {} to \
-                         {last}: {}",
-                        probe.first, probe.why
-                    );
+                    let why = if probe.first < probe.error_offset {
+                        format!(
+                            "the Kafka client could not read the record batch reported at offset \
+                             {} (an old-format wrapper names its last): offsets {} to {last} held \
+                             no record it could read: {}",
+                            probe.error_offset, probe.first, probe.why
+                        )
+                    } else {
+                        format!(
+                            "the Kafka client could not read the record batch at offsets {} to \
+                             {last}: {}",
+                            probe.first, probe.why
+                        )
+                    };
                     tracing::warn!(
                         source = %self.name,
                         topic = %p.info.topic,
@@ -378,6 +388,24 @@ mod tests {
         probe.sought(18);
         probe.batch_again(10);
         assert_eq!(probe.step(100), Step::Last(18));
+    }
+
+    #[test]
+    fn a_batch_reported_past_where_reading_stands_begins_the_dead_letter_there() {
+        // An old-format wrapper's errors name its last offset, 15; reading stood at 10, and
+        // nothing of 10..15 arrived: the dead letter names them too.
+        let mut probe = Probe::new(15, 10, String::new());
+        assert_eq!(probe.first, 10);
+        assert_eq!(probe.step(100), Step::Seek(21));
+        probe.sought(21);
+        probe.message(21);
+        assert_eq!(probe.step(100), Step::Seek(18));
+        probe.sought(18);
+        probe.message(18);
+        assert_eq!(probe.step(100), Step::Seek(16));
+        probe.sought(16);
+        probe.message(16);
+        assert_eq!(probe.step(100), Step::Last(15));
     }
 
     #[test]
