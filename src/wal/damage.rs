@@ -5,7 +5,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::{crc, io, sync_dir, WalError, MAGIC, RECORD_HEADER};
+use super::{crc, io, sync_dir, WalError, MAGIC, MAX_RECORD, RECORD_HEADER};
 
 /// The byte offset of the first valid record in `path` after byte `from` whose position is at
 /// least `pos` (a record an append after the damage wrote, so acknowledged), if any. Crafted
@@ -18,6 +18,16 @@ pub(super) fn valid_record_after(
 ) -> Result<Option<u64>, WalError> {
     let data = std::fs::read(path).map_err(io(path))?;
     let hdr = RECORD_HEADER as usize;
+    // A record at `from` whose header names the position expected there and whose length runs
+    // past the end of the file is an append a crash cut short: every byte after its header is
+    // its payload, which a pusher chose (a record forged inside it is no record).
+    if let Some(h) = data.get(from as usize..from as usize + hdr) {
+        let len = u64::from(u32::from_le_bytes(h[0..4].try_into().expect("4 bytes")));
+        let rpos = u64::from_le_bytes(h[8..16].try_into().expect("8 bytes"));
+        if rpos == pos && len <= MAX_RECORD && from + RECORD_HEADER + len > data.len() as u64 {
+            return Ok(None);
+        }
+    }
     let span = data.len() as u64;
     let mut budget: usize = (64 << 20) + 4 * data.len();
     for at in (from as usize + 1)..data.len().saturating_sub(hdr - 1) {

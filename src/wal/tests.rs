@@ -148,6 +148,47 @@ fn a_torn_tail_is_cut_and_reported() {
     assert_eq!(report.records, 11);
 }
 
+/// A pushed payload can hold bytes that read as a valid record (a header, a position ahead, a
+/// matching checksum). Torn by a crash, its record is still a torn tail: the forged record
+/// inside it is its payload. Before, the open took it for acknowledged data after damage and
+/// refused to open the log.
+#[test]
+fn a_record_forged_inside_a_torn_payload_is_still_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = Wal::open(dir.path(), 1 << 20).unwrap();
+    let ps = payloads(10);
+    for p in &ps {
+        wal.append(p).unwrap();
+    }
+    let good_end = wal.end();
+    drop(wal);
+    let forged_body = b"{\"forged\":1}\n";
+    let forged_pos = good_end + 100;
+    let mut forged = Vec::new();
+    forged.extend_from_slice(&(forged_body.len() as u32).to_le_bytes());
+    forged.extend_from_slice(&crc(forged_pos, forged_body).to_le_bytes());
+    forged.extend_from_slice(&forged_pos.to_le_bytes());
+    forged.extend_from_slice(forged_body);
+    let mut payload = b"{\"pad\":\"".to_vec();
+    payload.extend_from_slice(&forged);
+    payload.extend_from_slice(&[b'x'; 200]);
+    // The record's header and the first part of its payload, forged record included.
+    let seg = segment_path(dir.path(), 0);
+    let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
+    let mut h = [0u8; 16];
+    h[0..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    h[4..8].copy_from_slice(&crc(good_end, &payload).to_le_bytes());
+    h[8..16].copy_from_slice(&good_end.to_le_bytes());
+    f.write_all(&h).unwrap();
+    f.write_all(&payload[..9 + forged.len() + 10]).unwrap();
+    drop(f);
+    let (mut wal, report) = Wal::open(dir.path(), 1 << 20).unwrap();
+    let (_, _, dropped, why) = report.truncated.clone().expect("reported");
+    assert_eq!(dropped, 16 + 9 + forged.len() as u64 + 10);
+    assert!(why.contains("runs past the end"), "{why}");
+    assert_eq!(read_all(&mut wal, 0), ps.concat());
+}
+
 #[test]
 fn a_flipped_byte_in_the_last_record_is_a_torn_tail_but_earlier_is_corruption() {
     let dir = tempfile::tempdir().unwrap();
