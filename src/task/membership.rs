@@ -431,7 +431,8 @@ impl TaskMembership {
 /// yet) that `auto.offset.reset` would now start further on: the job started them there, and
 /// the records since are its to write. A claim that died or was fenced before its first
 /// commit (the group then holds no offset) left them to the next owner, which, starting at
-/// `latest` again, skipped them for good. Never below the broker's low watermark.
+/// `latest` again, skipped them for good. A start the broker no longer holds (retention) is
+/// `source.on_gap`'s, as a checkpoint's would be.
 fn earlier_starts<'a>(
     checkpoints: &Checkpoints,
     firsts: impl Iterator<Item = &'a Assigned>,
@@ -452,9 +453,8 @@ fn earlier_starts<'a>(
             reason: format!("reading where an earlier claim started it: {e}"),
         })?;
         if let Some(o) = found.filter(|o| *o < a.start) {
-            let at = o.max(a.held.0);
-            tracing::info!(partition = %a.info.key(), recorded = o, from = at, reset = a.start, "the partition starts where an earlier claim of this job started it (it committed nothing)");
-            out.insert(a.info.id, at);
+            tracing::info!(partition = %a.info.key(), from = o, reset = a.start, "the partition starts where an earlier claim of this job started it (it committed nothing)");
+            out.insert(a.info.id, o);
         }
     }
     Ok(out)

@@ -9,7 +9,7 @@ use std::fs::OpenOptions;
 use std::sync::Arc;
 
 use super::segment::sync_dir;
-use super::{io, Wal, WalError};
+use super::{io, Runs, Wal, WalError};
 
 /// Where the log ended at one moment: its last segment (by base) and that file's length, and
 /// the end position.
@@ -74,6 +74,15 @@ impl Wal {
         self.cursor = None;
         self.last_read = None;
         self.reader = None;
+        // The end moved back: positions from here hold other records than before, so they are
+        // a new run's (as after damage moved aside), or a copy of the folder made before the
+        // cut would count them as shared.
+        match Runs::start(&self.dir, mark.end, true) {
+            Ok(runs) => self.runs = runs,
+            Err(e) => {
+                tracing::warn!(error = %e, "the WAL was cut back, but a new run could not be recorded: a copy of its folder made before the cut is not told apart past the cut")
+            }
+        }
         Ok(())
     }
 }

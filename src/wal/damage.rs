@@ -19,15 +19,18 @@ pub(super) fn valid_record_after(
     let data = std::fs::read(path).map_err(io(path))?;
     let hdr = RECORD_HEADER as usize;
     // A record at `from` whose header names the position expected there and whose length runs
-    // past the end of the file is an append a crash cut short: every byte after its header is
-    // its payload, which a pusher chose (a record forged inside it is no record).
-    if let Some(h) = data.get(from as usize..from as usize + hdr) {
+    // past the end of the file is an append a crash cut short, or a record whose length field
+    // was damaged. Inside it, a valid record counts only where the damaged one is whole if it
+    // ends there (its checksum matches that much payload: the length was damaged); any other is
+    // bytes of its payload, which a pusher chose. (A pusher can forge both, CRC32 being no
+    // secret; then the open refuses, as for any damage: acknowledged data is never cut.)
+    let torn = data.get(from as usize..from as usize + hdr).and_then(|h| {
         let len = u64::from(u32::from_le_bytes(h[0..4].try_into().expect("4 bytes")));
+        let sum = u32::from_le_bytes(h[4..8].try_into().expect("4 bytes"));
         let rpos = u64::from_le_bytes(h[8..16].try_into().expect("8 bytes"));
-        if rpos == pos && len <= MAX_RECORD && from + RECORD_HEADER + len > data.len() as u64 {
-            return Ok(None);
-        }
-    }
+        (rpos == pos && len <= MAX_RECORD && from + RECORD_HEADER + len > data.len() as u64)
+            .then_some(sum)
+    });
     let span = data.len() as u64;
     let mut budget: usize = (64 << 20) + 4 * data.len();
     for at in (from as usize + 1)..data.len().saturating_sub(hdr - 1) {
@@ -43,9 +46,23 @@ pub(super) fn valid_record_after(
             return Ok(Some(at as u64));
         }
         budget -= len;
-        if crc(rpos, &data[at + hdr..at + hdr + len]) == sum {
-            return Ok(Some(at as u64));
+        if crc(rpos, &data[at + hdr..at + hdr + len]) != sum {
+            continue;
         }
+        if let Some(torn) = torn {
+            let body = from as usize + hdr;
+            if at < body {
+                continue;
+            }
+            if at - body > budget {
+                return Ok(Some(at as u64));
+            }
+            budget -= at - body;
+            if crc(pos, &data[body..at]) != torn {
+                continue;
+            }
+        }
+        return Ok(Some(at as u64));
     }
     Ok(None)
 }

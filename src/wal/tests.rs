@@ -67,10 +67,16 @@ fn a_cut_back_to_a_mark_leaves_the_log_as_it_was_there() {
         wal.sync_handle().sync_data().unwrap();
         let mark = wal.mark();
         let segments = wal.segments();
+        let run = wal.runs().current().to_string();
         for p in &ps[before..] {
             wal.append(p).unwrap();
         }
         wal.cut_back(mark).unwrap();
+        assert_ne!(
+            wal.runs().current(),
+            run,
+            "positions past the cut are a new run's"
+        );
         assert_eq!(wal.end(), expected.len() as u64);
         assert_eq!(
             wal.segments(),
@@ -187,6 +193,36 @@ fn a_record_forged_inside_a_torn_payload_is_still_a_torn_tail() {
     assert_eq!(dropped, 16 + 9 + forged.len() as u64 + 10);
     assert!(why.contains("runs past the end"), "{why}");
     assert_eq!(read_all(&mut wal, 0), ps.concat());
+}
+
+/// The other record whose header names the expected position and runs past the end: an
+/// acknowledged one whose length field was damaged. The records after it are acknowledged:
+/// the open refuses (it must not cut them as a torn tail).
+#[test]
+fn a_damaged_length_that_runs_past_the_end_is_corruption_not_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = Wal::open(dir.path(), 1 << 20).unwrap();
+    let ps = payloads(10);
+    let mut at = MAGIC.len() as u64;
+    let mut fifth = 0;
+    for (i, p) in ps.iter().enumerate() {
+        if i == 5 {
+            fifth = at;
+        }
+        wal.append(p).unwrap();
+        at += RECORD_HEADER + p.len() as u64;
+    }
+    drop(wal);
+    let seg = segment_path(dir.path(), 0);
+    let f = OpenOptions::new().write(true).open(&seg).unwrap();
+    f.write_all_at(&(1u32 << 20).to_le_bytes(), fifth).unwrap();
+    drop(f);
+    let e = Wal::open(dir.path(), 1 << 20).err().expect("refused");
+    assert!(
+        matches!(&e, WalError::Corrupt { offset, .. } if *offset == fifth),
+        "{e}"
+    );
+    assert!(e.to_string().contains("a valid record follows"), "{e}");
 }
 
 #[test]

@@ -269,8 +269,8 @@ impl KafkaSource {
                     let why = if probe.first < probe.error_offset {
                         format!(
                             "the Kafka client could not read the record batch reported at offset \
-                             {} (an old-format wrapper names its last): offsets {} to {last} held \
-                             no record it could read: {}",
+                             {}, and no record arrived from where reading stood: offsets {} to \
+                             {last} held no record it could read: {}",
                             probe.error_offset, probe.first, probe.why
                         )
                     } else {

@@ -238,11 +238,16 @@ impl Intake {
         Refusal::Failed(msg)
     }
 
-    /// Refuse every request from now on (the task stops). Returns once no append is in
-    /// progress, so the log is left alone from here on.
+    /// Refuse every request from now on (the task stops). Returns once every record appended
+    /// has its outcome (synced, or cut back with its refusal) and no sync runs, so the log is
+    /// left alone from here on: a sync still running could fail later and cut back a log the
+    /// next task has opened again.
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        drop(self.lock());
+        let mut g = self.lock();
+        while g.syncing || (g.failed.is_none() && g.synced < g.log.end()) {
+            g = self.synced.wait(g).expect("intake lock");
+        }
     }
 
     /// Take requests: the source is positioned (requests before that are refused, so none
