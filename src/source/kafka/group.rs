@@ -384,8 +384,8 @@ pub(super) fn accept(
 ) -> Option<(usize, usize)> {
     let i = index.get(msg.topic()?, msg.partition())?;
     let p = parts.get_mut(i)?;
-    let (before, done) = (p.buf.len(), p.done());
-    (p.push(msg, needs) || (!done && p.done())).then(|| (i, p.buf.len() - before))
+    let (before, done) = (p.held(), p.done());
+    (p.push(msg, needs) || (!done && p.done())).then(|| (i, p.held() - before))
 }
 
 /// Pauses or resumes the owned partitions among `ids` (new assignments: librdkafka keeps an

@@ -24,6 +24,10 @@ pub(super) struct Part {
     pub ends: Vec<usize>,
     pub offsets: Vec<u64>,
     pub meta: MessageMeta,
+    /// The bytes `meta` holds of the buffered messages (keys, headers, the bytes of
+    /// unreadable ones): counted with `buf` against the partition's share of the budget, or a
+    /// message of a few bytes with a megabyte of key would be buffered 16,384 at a time.
+    pub meta_bytes: usize,
     /// A seek that librdkafka refused for now (retried before each poll).
     pub seek_pending: bool,
     /// `next` was checked against the broker's log since the last restart.
@@ -66,6 +70,7 @@ impl Part {
             ends: Vec::new(),
             offsets: Vec::new(),
             meta,
+            meta_bytes: 0,
             seek_pending: false,
             checked: false,
             owed: 0,
@@ -94,8 +99,14 @@ impl Part {
         self.ends.clear();
         self.offsets.clear();
         self.meta.clear();
+        self.meta_bytes = 0;
         self.seek_pending = false;
         self.probe = None;
+    }
+
+    /// The bytes buffered: the lines and what the metadata holds of them.
+    pub fn held(&self) -> usize {
+        self.buf.len() + self.meta_bytes
     }
 
     /// A bounded run reached its end here.
@@ -170,13 +181,16 @@ impl Part {
             self.meta.timestamps.push(msg.timestamp_ms());
         }
         if needs.keys {
-            self.meta.keys.push(msg.key().map(<[u8]>::to_vec));
+            let key = msg.key().map(<[u8]>::to_vec);
+            self.meta_bytes += key.as_ref().map_or(0, Vec::len);
+            self.meta.keys.push(key);
         }
         if needs.headers {
-            self.meta.headers.push(
-                msg.headers()
-                    .map(|hs| headers_json(hs.iter().map(|(k, v)| (k.as_ref(), *v)))),
-            );
+            let headers = msg
+                .headers()
+                .map(|hs| headers_json(hs.iter().map(|(k, v)| (k.as_ref(), *v))));
+            self.meta_bytes += headers.as_ref().map_or(0, String::len);
+            self.meta.headers.push(headers);
         }
         self.next = offset + 1;
         self.owed = self.owed.max(self.next);
@@ -192,12 +206,13 @@ impl Part {
         let unreadable = |why: &str, bytes: &[u8], meta: &mut MessageMeta, index: usize| {
             meta.unreadable
                 .push((index, bytes.to_vec(), why.to_string()));
+            bytes.len()
         };
         let index = self.offsets.len();
         match payload {
             None | Some([]) => self.buf.extend_from_slice(b"null"),
             Some(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => {
-                unreadable(
+                self.meta_bytes += unreadable(
                     "the message holds only whitespace (no JSON value)",
                     bytes,
                     &mut self.meta,
@@ -209,7 +224,7 @@ impl Part {
                 self.buf.extend_from_slice(bytes)
             }
             Some(bytes) if line_break_in_string(bytes) => {
-                unreadable(
+                self.meta_bytes += unreadable(
                     "invalid JSON: a raw line break inside a string (JSON writes it as \\n)",
                     bytes,
                     &mut self.meta,
@@ -274,6 +289,7 @@ impl Part {
         self.ends.clear();
         self.offsets.clear();
         self.meta.clear();
+        self.meta_bytes = 0;
         self.meta.topic.clone_from(&self.info.topic);
         self.meta.partition = self.partition;
         chunk.first_line = 1;
@@ -317,6 +333,18 @@ impl Part {
             .into_iter()
             .map(|(line, bytes, why)| (line - k, bytes, why))
             .collect();
+        self.meta_bytes = ours.keys.iter().flatten().map(Vec::len).sum::<usize>()
+            + ours
+                .headers
+                .iter()
+                .flatten()
+                .map(String::len)
+                .sum::<usize>()
+            + ours
+                .unreadable
+                .iter()
+                .map(|(_, b, _)| b.len())
+                .sum::<usize>();
         chunk.first_line = 1;
         chunk.first_offset = 0;
         chunk.from_offset = Some(self.from as u64);
@@ -423,6 +451,37 @@ mod tests {
         crate::decode::framing::split_records(&chunk, None, &mut scanned);
         assert_eq!(framed, scanned);
         assert!(part.ends.is_empty() && part.buf.is_empty());
+    }
+
+    /// What the metadata holds of buffered messages counts with their lines (a message of a
+    /// few bytes may carry a megabyte of key, headers, or unreadable bytes), and leaves with
+    /// them: all at once, or the part of a chunk cut short.
+    #[test]
+    fn the_bytes_metadata_holds_count_as_buffered_until_handed_on() {
+        let info = PartitionInfo {
+            id: 0,
+            topic: "t".into(),
+            number: 0,
+        };
+        let mut part = Part::new(info, 0);
+        let blank = vec![b' '; 100_000];
+        part.line(Some(b"{}"));
+        part.offsets.push(0);
+        part.line(Some(&blank));
+        part.offsets.push(1);
+        assert_eq!(part.held(), part.buf.len() + 100_000);
+        let mut chunk = Chunk::default();
+        part.emit(&mut chunk, None);
+        assert_eq!(part.held(), 0);
+        // Cut short: what stays counts what stays.
+        for i in 0..4 {
+            part.line(Some(if i % 2 == 0 { b"{}" } else { &blank }));
+            part.offsets.push(i);
+            part.meta.keys.push(Some(vec![0; 1000 * (i as usize + 1)]));
+        }
+        part.meta_bytes += 1000 + 2000 + 3000 + 4000;
+        assert_eq!(part.emit_first(2, &mut chunk), Next::Chunk(0));
+        assert_eq!(part.held(), part.buf.len() + 3000 + 4000 + 100_000);
     }
 
     /// With lines that decode to many times their bytes, a partition hands on its messages

@@ -75,7 +75,7 @@ fn buffer(
 ) -> Option<(usize, usize)> {
     let (i, added) = accept(index, parts, msg, needs)?;
     let p = &parts[i];
-    if (p.buf.len() >= threshold && p.buf.len() - added < threshold) || full(p) || p.done() {
+    if (p.held() >= threshold && p.held() - added < threshold) || full(p) || p.done() {
         ready.push(i);
     }
     Some((i, added))
@@ -147,9 +147,9 @@ impl KafkaSource {
 
     /// The bytes buffered in all partitions, and in the fullest one.
     pub(super) fn buffered(&self) -> (usize, usize) {
-        self.parts.iter().fold((0, 0), |(sum, max), p| {
-            (sum + p.buf.len(), max.max(p.buf.len()))
-        })
+        self.parts
+            .iter()
+            .fold((0, 0), |(sum, max), p| (sum + p.held(), max.max(p.held())))
     }
 
     /// The room left in the budget, and the fullest partition's bytes.
@@ -227,7 +227,7 @@ impl KafkaSource {
                     );
                     if let Some((i, n)) = at {
                         added += n;
-                        fullest = fullest.max(self.parts[i].buf.len());
+                        fullest = fullest.max(self.parts[i].held());
                     }
                 }
                 Some(Err(e)) => errors.push((e, None)),
@@ -258,7 +258,7 @@ impl KafkaSource {
                             {
                                 bytes += n;
                                 largest = largest.max(n);
-                                fullest = fullest.max(parts[i].buf.len());
+                                fullest = fullest.max(parts[i].held());
                                 parts[i].forward_pending = false;
                             }
                         }
@@ -378,7 +378,7 @@ impl KafkaSource {
             // Marked while reading; checked again, since the threshold or the buffer moved.
             while let Some(i) = self.ready.pop() {
                 let p = &self.parts[i];
-                if !p.buf.is_empty() && (p.buf.len() >= threshold || full(p) || p.done()) {
+                if !p.buf.is_empty() && (p.held() >= threshold || full(p) || p.done()) {
                     return Ok(self.emit(i, chunk));
                 }
             }
@@ -398,7 +398,7 @@ impl KafkaSource {
         }
         match (0..self.parts.len())
             .filter(|&i| !self.parts[i].buf.is_empty())
-            .max_by_key(|&i| self.parts[i].buf.len())
+            .max_by_key(|&i| self.parts[i].held())
         {
             Some(i) => Ok(self.emit(i, chunk)),
             None if self.all_done() => Ok(Next::End),
