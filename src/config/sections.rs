@@ -167,7 +167,7 @@ pub struct SinkSection {
     /// CSV/TSV: write a header row (default true).
     #[serde(default)]
     pub header: Option<bool>,
-    /// Cap on files open at once per worker.
+    /// Cap on files open at once per worker (data files, and a partition's dead-letter file).
     #[serde(default = "default_max_open")]
     pub max_open_files: usize,
     /// Cap on encoded data held in memory by open files (Parquet row groups, ORC stripes in

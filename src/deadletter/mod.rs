@@ -147,6 +147,21 @@ impl DeadLetterWriter {
         Ok(())
     }
 
+    /// The memory the dead letters hold until they commit: their file's buffers (an
+    /// object-store upload's part being filled and its parts in flight). A topic's messages
+    /// wait in the producer's queue, bounded by its own settings.
+    pub fn held_bytes(&self) -> u64 {
+        match &self.target {
+            Target::File { file: Some(f), .. } => f.held_bytes(),
+            _ => 0,
+        }
+    }
+
+    /// Whether a dead-letter file is open (one was written since the last commit).
+    pub fn has_file(&self) -> bool {
+        matches!(&self.target, Target::File { file: Some(_), .. })
+    }
+
     /// Dead letters written so far.
     pub fn count(&self) -> u64 {
         self.count

@@ -53,8 +53,8 @@ impl Worker {
     }
 }
 
-/// What a partition's files hold in memory, parked ones included (an upload keeps its
-/// buffer until it commits).
+/// What a partition's files hold in memory, parked ones and its dead letters' included (an
+/// upload keeps its buffer until it commits; only a commit frees a dead-letter file's).
 pub(super) fn memory(op: &OpenPartition) -> u64 {
     let open: u64 = op
         .files
@@ -66,4 +66,5 @@ pub(super) fn memory(op: &OpenPartition) -> u64 {
         .iter()
         .map(|(_, f, _)| f.held_bytes())
         .sum::<u64>()
+        + op.dead.as_ref().map_or(0, |d| d.held_bytes())
 }

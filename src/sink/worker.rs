@@ -363,7 +363,11 @@ impl Worker {
                     .is_some_and(|op| op.files.contains_key(path))
             })
             .count();
-        let open_files: usize = self.open.values().map(|op| op.files.len()).sum();
+        let open_files: usize = self
+            .open
+            .values()
+            .map(|op| op.files.len() + usize::from(op.dead.as_ref().is_some_and(|d| d.has_file())))
+            .sum();
         // Over the cap (an item may open more files than the cap alone): commit what is open.
         if open_files > 0 && open_files + new_files > self.ctx.max_open {
             self.commit_all();
