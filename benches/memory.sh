@@ -6,7 +6,8 @@
 #   - the same in Parquet to S3 (SeaweedFS, started by scripts/services.sh), where each open
 #     upload holds its part being filled and up to two parts in flight;
 #   - 48 concurrent pushes of 4 MiB bodies (plain and gzip) against max_in_flight;
-#   - a file job over 40 MiB of 2-byte bad lines (each a dead letter of about 220 B);
+#   - a file job over 40 MiB of 2-byte bad lines (each a dead letter of about 220 B), and on
+#     S3 100 files of them (each partition's dead-letter upload held until it commits);
 #   - a file job over 20 MiB of records of 1,000 empty items of a `list<struct>` with 50
 #     integer fields (3 bytes of text an item, about 1.8 KB decoded).
 #
@@ -141,6 +142,20 @@ allow_http = true
 access_key_id = \"$SLUICE_TEST_S3_ACCESS_KEY_ID\"
 secret_access_key = \"$SLUICE_TEST_S3_SECRET_ACCESS_KEY\""
   measure "file job, 211 partitions, parquet, S3" "$(file_bound $LONG)" "$SLUICE" run "$WORK/job.toml"
+  # 100 source partitions (files) of bad lines: every record a dead letter, each partition's
+  # dead-letter upload held until it commits, against the sink's share.
+  BAD="$WORK/bad-parts"
+  mkdir -p "$BAD"
+  [ -s "$BAD/in099.jsonl" ] || python3 -c 'import sys
+for i in range(100):
+    open("%s/in%03d.jsonl" % (sys.argv[1], i), "w").write("}\n" * 50000)' "$BAD"
+  rm -rf "$WORK/state"
+  file_job parquet "$SLUICE_TEST_S3_URL/$prefix-dead/" "[sink.storage]
+endpoint = \"$SLUICE_TEST_S3_ENDPOINT\"
+allow_http = true
+access_key_id = \"$SLUICE_TEST_S3_ACCESS_KEY_ID\"
+secret_access_key = \"$SLUICE_TEST_S3_SECRET_ACCESS_KEY\"" "$(ls "$BAD"/*.jsonl | paste -sd '|' | sed 's/|/", "/g')"
+  measure "file job, 100 partitions of bad lines (dead letters), S3" "$(file_bound 3)" "$SLUICE" run "$WORK/job.toml"
 else
   echo "S3 skipped: $(tail -1 "$WORK/services.err")" >&2
 fi
