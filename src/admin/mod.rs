@@ -75,13 +75,17 @@ impl RepoSlot {
     /// The task runs: the routes act on `live` until [`RepoSlot::detach`]. A pause or stop
     /// asked for before is applied to it.
     pub fn attach(&self, live: Live) {
+        // Read under the lock a request takes to reach the task: one that found no task had
+        // set its flag before, so it is read here; one after finds this task.
+        let mut slot = self.live.lock().expect("slot lock");
         live.control
             .paused
             .store(self.paused.load(Ordering::Acquire), Ordering::Release);
         if self.stopped() {
             live.stop.store(true, Ordering::Release);
         }
-        *self.live.lock().expect("slot lock") = Some(live);
+        *slot = Some(live);
+        drop(slot);
         *self.error.lock().expect("slot lock") = None;
     }
 

@@ -97,6 +97,14 @@ impl MessageMeta {
         self.headers.clear();
         self.unreadable.clear();
     }
+
+    /// Gives back room past `lines` messages (see `Part::emit`).
+    pub fn shrink_to(&mut self, lines: usize) {
+        self.timestamps.shrink_to(lines);
+        self.keys.shrink_to(lines);
+        self.headers.shrink_to(lines);
+        self.unreadable.shrink_to(lines.min(64));
+    }
 }
 
 /// The metadata columns of a schema: (field index, kind).

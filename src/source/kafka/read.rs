@@ -410,8 +410,18 @@ impl KafkaSource {
     /// partition left holding some is looked at again first.
     fn emit(&mut self, i: usize, chunk: &mut Chunk) -> Next {
         let next = self.parts[i].emit(chunk, self.cost.as_ref());
-        if !self.parts[i].buf.is_empty() {
+        let p = &mut self.parts[i];
+        if !p.buf.is_empty() {
             self.ready.push(i);
+        } else {
+            // The buffers the chunk gave back for reuse may be another partition's size (up to
+            // `chunk_bytes`): each partition keeps room for about twice what it handed on, so
+            // what all of them hold stays within the budget, not a chunk times partitions.
+            let (bytes, lines) = (chunk.data.len(), chunk.ends.len());
+            p.buf.shrink_to((2 * bytes).max(4096));
+            p.ends.shrink_to((2 * lines).max(64));
+            p.offsets.shrink_to((2 * lines).max(64));
+            p.meta.shrink_to((2 * lines).max(64));
         }
         next
     }
