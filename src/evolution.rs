@@ -6,9 +6,10 @@
 //! (rows of the older schema, e.g. in a spill, may hold nulls).
 //!
 //! The schema of the files a job writes is recorded in its destination
-//! (`_sluice/<job>/schema.json`: the fields for people, the Arrow schema as IPC for the check);
-//! each start compares the current schema with it before any data moves, and records the new
-//! one once it is accepted. Batches of an older schema (a spill) are adapted by name.
+//! (`_sluice/<job>/schemas/<number>.json`, create-only: the fields for people, the Arrow schema
+//! as IPC for the check); each start compares the current schema with the newest record before
+//! any data moves, and records the new one once it is accepted. Batches of an older schema (a
+//! spill) are adapted by name.
 
 use std::sync::Arc;
 
@@ -52,8 +53,68 @@ struct SchemaRecord {
     all_fields_ipc: Option<String>,
 }
 
-fn record_path(job: &str) -> String {
+/// The folder of the job's schema records, `<number:012>.json` each, written create-only: a
+/// start records its schema as the number after the newest it read, so two starts that read
+/// the same record cannot both record a change of their own.
+fn records_dir(job: &str) -> String {
+    format!("_sluice/{job}/schemas/")
+}
+
+/// The single record earlier versions kept (number 0); it is still written after each new
+/// record, for people and for those versions, and read when no numbered record exists.
+fn legacy_path(job: &str) -> String {
     format!("_sluice/{job}/schema.json")
+}
+
+/// Records numbered past this many others recorded while this start checked (each a start
+/// that won a race with it) end the check with an error rather than looping on.
+const MAX_RACES: usize = 64;
+
+/// The newest schema record: its number and (the current schema, every field ever), if any.
+struct Latest {
+    number: u64,
+    schemas: Option<(Schema, Schema)>,
+}
+
+fn latest(dest: &Destination, job: &str) -> Result<Latest, EvolutionError> {
+    let dir = records_dir(job);
+    let newest = dest
+        .list(&dir)?
+        .into_iter()
+        .filter_map(|p| {
+            let n = p
+                .strip_prefix(&dir)?
+                .strip_suffix(".json")?
+                .parse::<u64>()
+                .ok()?;
+            Some((n, p))
+        })
+        .max();
+    let (number, path) = match newest {
+        Some(found) => found,
+        None if dest.exists(&legacy_path(job))? => (0, legacy_path(job)),
+        None => {
+            return Ok(Latest {
+                number: 0,
+                schemas: None,
+            })
+        }
+    };
+    let bad = |reason: String| EvolutionError::Record {
+        path: path.clone(),
+        reason,
+    };
+    let rec: SchemaRecord = serde_json::from_slice(&dest.read(&path)?)
+        .map_err(|e| bad(format!("does not parse: {e}")))?;
+    let current = from_ipc(&rec.arrow_ipc).map_err(|e| bad(format!("arrow_ipc is {e}")))?;
+    let ever = match &rec.all_fields_ipc {
+        Some(t) => from_ipc(t).map_err(|e| bad(format!("all_fields_ipc is {e}")))?,
+        None => current.clone(),
+    };
+    Ok(Latest {
+        number,
+        schemas: Some((current, ever)),
+    })
 }
 
 /// What changed from `old` to `new`, or why readers could not follow. `ever` holds every field
@@ -123,83 +184,96 @@ fn from_ipc(text: &str) -> Result<Schema, String> {
 
 /// The schema recorded for `job` in `dest`, if any: (the current one, every field ever).
 pub fn recorded(dest: &Destination, job: &str) -> Result<Option<(Schema, Schema)>, EvolutionError> {
-    let path = record_path(job);
-    if !dest.exists(&path)? {
-        return Ok(None);
-    }
-    let bad = |reason: String| EvolutionError::Record {
-        path: path.clone(),
-        reason,
-    };
-    let rec: SchemaRecord = serde_json::from_slice(&dest.read(&path)?)
-        .map_err(|e| bad(format!("does not parse: {e}")))?;
-    let current = from_ipc(&rec.arrow_ipc).map_err(|e| bad(format!("arrow_ipc is {e}")))?;
-    let ever = match &rec.all_fields_ipc {
-        Some(t) => from_ipc(t).map_err(|e| bad(format!("all_fields_ipc is {e}")))?,
-        None => current.clone(),
-    };
-    Ok(Some((current, ever)))
+    Ok(latest(dest, job)?.schemas)
 }
 
 /// Checks `schema` against the one recorded for `job`; with `record`, records it when it is new
-/// or changed. Returns the changes (empty: same schema or first run).
+/// or changed. Returns the changes (empty: same schema or first run). A record another start
+/// makes between this one's read and its write makes this one check again against it.
 pub fn check(
     dest: &Destination,
     job: &str,
     schema: &SchemaRef,
     record: bool,
 ) -> Result<Vec<String>, EvolutionError> {
-    let old = recorded(dest, job)?;
-    let changes = match &old {
-        Some((current, _)) if current.fields() == schema.fields() => return Ok(Vec::new()),
-        Some((current, ever)) => {
-            compare(current, ever, schema).map_err(|problems| EvolutionError::Incompatible {
-                job: job.to_string(),
-                problems,
-            })?
-        }
-        None => {
-            if !dest
-                .list(&format!("_sluice/{job}/checkpoints/"))?
-                .is_empty()
-            {
-                tracing::warn!(job, "the job's files were written before schemas were recorded; the current schema is recorded now without a check against them");
+    for _ in 0..MAX_RACES {
+        let seen = latest(dest, job)?;
+        let changes = match &seen.schemas {
+            Some((current, _)) if current.fields() == schema.fields() => return Ok(Vec::new()),
+            Some((current, ever)) => {
+                compare(current, ever, schema).map_err(|problems| EvolutionError::Incompatible {
+                    job: job.to_string(),
+                    problems,
+                })?
             }
-            Vec::new()
-        }
-    };
-    if record {
-        let bad = |reason: String| EvolutionError::Record {
-            path: record_path(job),
-            reason,
-        };
-        // Every field ever written: the new ones, then dropped ones with their last type.
-        let mut all: Vec<arrow::datatypes::FieldRef> = schema.fields().iter().cloned().collect();
-        if let Some((_, ever)) = &old {
-            for f in ever.fields() {
-                if schema.field_with_name(f.name()).is_err() {
-                    all.push(f.clone());
+            None => {
+                if !dest
+                    .list(&format!("_sluice/{job}/checkpoints/"))?
+                    .is_empty()
+                {
+                    tracing::warn!(job, "the job's files were written before schemas were recorded; the current schema is recorded now without a check against them");
                 }
+                Vec::new()
             }
-        }
-        let rec = SchemaRecord {
-            version: 1,
-            fields: schema
-                .fields()
-                .iter()
-                .map(|f| FieldRecord {
-                    name: f.name().clone(),
-                    ty: f.data_type().to_string(),
-                    nullable: f.is_nullable(),
-                })
-                .collect(),
-            arrow_ipc: to_ipc(schema).map_err(bad)?,
-            all_fields_ipc: Some(to_ipc(&Schema::new(all)).map_err(bad)?),
         };
-        let text = serde_json::to_vec_pretty(&rec).expect("a schema record serializes");
-        dest.put_atomic(&record_path(job), &text, false)?;
+        if !record {
+            return Ok(changes);
+        }
+        crate::fault::hold_while("hold_schema_record");
+        let text = record_text(job, schema, seen.schemas.as_ref().map(|(_, ever)| ever))?;
+        let path = format!("{}{:012}.json", records_dir(job), seen.number + 1);
+        match dest.put_atomic(&path, &text, true) {
+            Ok(()) => {}
+            // Another start recorded first (or this write took effect after reporting a
+            // failure): check against what is there now.
+            Err(crate::store::StoreError::Exists { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        if let Err(e) = dest.put_atomic(&legacy_path(job), &text, false) {
+            tracing::warn!(job, error = %e, "the schema is recorded; its copy for earlier versions is not");
+        }
+        return Ok(changes);
     }
-    Ok(changes)
+    Err(EvolutionError::Record {
+        path: records_dir(job),
+        reason: format!(
+            "{MAX_RACES} other starts recorded a schema while this one checked its own; try again"
+        ),
+    })
+}
+
+/// The record of `schema`, with every field the files were ever written with: its own, then
+/// those of `ever` it dropped, with their last type.
+fn record_text(
+    job: &str,
+    schema: &Schema,
+    ever: Option<&Schema>,
+) -> Result<Vec<u8>, EvolutionError> {
+    let bad = |reason: String| EvolutionError::Record {
+        path: records_dir(job),
+        reason,
+    };
+    let mut all: Vec<arrow::datatypes::FieldRef> = schema.fields().iter().cloned().collect();
+    for f in ever.iter().flat_map(|e| e.fields()) {
+        if schema.field_with_name(f.name()).is_err() {
+            all.push(f.clone());
+        }
+    }
+    let rec = SchemaRecord {
+        version: 1,
+        fields: schema
+            .fields()
+            .iter()
+            .map(|f| FieldRecord {
+                name: f.name().clone(),
+                ty: f.data_type().to_string(),
+                nullable: f.is_nullable(),
+            })
+            .collect(),
+        arrow_ipc: to_ipc(schema).map_err(bad)?,
+        all_fields_ipc: Some(to_ipc(&Schema::new(all)).map_err(bad)?),
+    };
+    Ok(serde_json::to_vec_pretty(&rec).expect("a schema record serializes"))
 }
 
 /// `batch` (of an older schema) in `to`'s layout: columns by name, new fields null. Fails for a
@@ -310,6 +384,30 @@ mod tests {
         assert!(
             e.contains("field `b` is Utf8 in the files already written"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn the_single_record_of_earlier_versions_is_read_until_a_numbered_one_exists() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let dest = Destination::parse("memory:///e", rt.handle().clone()).unwrap();
+        let v1 = schema(&[("a", DataType::Int32, false), ("b", DataType::Utf8, true)]);
+        let text = record_text("j", &v1, None).unwrap();
+        dest.put_atomic("_sluice/j/schema.json", &text, false)
+            .unwrap();
+        let dropped = schema(&[("a", DataType::Int32, false)]);
+        assert_eq!(check(&dest, "j", &dropped, true).unwrap().len(), 1);
+        assert!(dest.exists("_sluice/j/schemas/000000000001.json").unwrap());
+        // The dropped field's type came from the earlier record, and the copy follows.
+        let back = schema(&[("a", DataType::Int32, false), ("b", DataType::Int64, true)]);
+        let e = check(&dest, "j", &back, true).unwrap_err().to_string();
+        assert!(e.contains("field `b` is Utf8"), "{e}");
+        assert_eq!(
+            dest.read("_sluice/j/schema.json").unwrap(),
+            record_text("j", &dropped, Some(&v1)).unwrap()
         );
     }
 

@@ -20,6 +20,8 @@
 //!   its end meanwhile).
 //! - `hold_worker:@<path>` holds a sink worker at the top of its loop while the file at
 //!   `path` exists; after each take it wrote, it says how far its open files reach.
+//! - `hold_schema_record:@<path>` holds a start between reading the job's recorded schema and
+//!   recording its own while the file at `path` exists (another process may record meanwhile).
 //! - `panic_on:<text>` panics while decoding a group of records that holds `text`, like a
 //!   library bug that some value triggers (`text` holds no comma).
 //! - `stall_after:<ms>` says a partition that reads nothing with records waiting after this
@@ -155,15 +157,15 @@ pub fn worker_wrote(reach: impl Iterator<Item = (u32, u64)>) {
     }
 }
 
-/// `hold_worker:@<path>`: a sink worker holds at the top of its loop while the file at `path`
-/// exists, as a thread the OS does not run would.
-pub fn hold_worker() {
-    let Some(path) = arg("hold_worker").and_then(|a| a.strip_prefix('@')) else {
+/// `<point>:@<path>`: holds this thread while the file at `path` exists, as a thread the OS
+/// does not run would (saying so once).
+pub fn hold_while(point: &str) {
+    let Some(path) = arg(point).and_then(|a| a.strip_prefix('@')) else {
         return;
     };
     let path = std::path::Path::new(path);
     if path.exists() {
-        eprintln!("SLUICE_FAULT: holding a worker");
+        eprintln!("SLUICE_FAULT: holding at {point}");
     }
     while path.exists() {
         std::thread::sleep(std::time::Duration::from_millis(20));

@@ -138,7 +138,7 @@ impl Worker {
                 std::thread::sleep(Duration::from_millis(20));
                 continue;
             }
-            crate::fault::hold_worker();
+            crate::fault::hold_while("hold_worker");
             self.serve_revocations();
             if ctl.paused.load(Ordering::Acquire) {
                 std::thread::sleep(Duration::from_millis(50));

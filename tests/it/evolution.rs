@@ -233,3 +233,57 @@ fn sighup_reloads_a_compatible_schema_and_keeps_running_on_an_incompatible_one()
         "[\"a\", 1, null]\n[\"b\", 2, null]\n[\"c\", 3, \"y\"]\n[\"d\", 4, \"z\"]\n"
     );
 }
+
+/// Two processes of one job start at once with different types for one new field: each reads
+/// the recorded schema, finds its own change allowed, and records it. The one that records
+/// second must see the first's record and refuse, or the files hold two types for one column.
+#[test]
+fn two_starts_adding_one_field_with_two_types_cannot_both_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, "{\"trace_id\":\"a\",\"n\":1,\"c\":\"7\"}\n").unwrap();
+    // One job, two hosts: each its own state folder and schema file, one destination.
+    let host = |name: &str, schema: String| {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("pairs.toml"), schema).unwrap();
+        let job = d.join("job.toml");
+        std::fs::write(
+            &job,
+            format!(
+                "[job]\nname = \"evo\"\nstate_dir = \"state\"\n[source]\nkind = \"file\"\n\
+                 paths = [{input:?}]\n[repo]\nschema = \"pairs.toml\"\n[sink]\n\
+                 url = \"file://{}\"\nformat = \"parquet\"\n",
+                out.display()
+            ),
+        )
+        .unwrap();
+        job
+    };
+    // The files so far have no `c`.
+    sluice_ok(&["run", host("first", V1.into()).to_str().unwrap()]);
+    let with_c = |t: &str| format!("{V1}[[fields]]\nname = \"c\"\ntype = \"{t}\"\n");
+    let (as_int, as_text) = (host("a", with_c("int64")), host("b", with_c("string")));
+    let hold = dir.path().join("hold");
+    std::fs::write(&hold, "").unwrap();
+    let log = dir.path().join("a.log");
+    let fault = format!("hold_schema_record:@{}", hold.display());
+    let a = crate::kafka::spawn_with("run", &as_int, &log, &[("SLUICE_FAULT", &fault)]);
+    let mut a = KillOnDrop::new(a);
+    let text = wait_log(&log, "SLUICE_FAULT: holding at hold_schema_record", 1, 60);
+    assert!(text.contains("holding at hold_schema_record"), "{text}");
+    // While `a` holds between its read and its record, `b` records `c` as a string.
+    sluice_ok(&["run", as_text.to_str().unwrap()]);
+    std::fs::remove_file(&hold).unwrap();
+    let status = wait_exit(a.child(), "the held start to end", 60);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !status.success(),
+        "a start recorded `c` as int64 over a record of it as a string: {text}"
+    );
+    assert!(
+        text.contains("field `c` is Utf8 in the files already written and Int64 now"),
+        "{text}"
+    );
+}

@@ -105,8 +105,8 @@ fn a_worker_held_across_a_revocation_and_reassignment_loses_nothing() {
         assert!(text.contains(&reach(p, 100)), "{text}");
     }
     std::fs::write(&hold, b"").unwrap();
-    let text = wait_log(&loga, "SLUICE_FAULT: holding a worker", 1, 60);
-    assert!(text.contains("holding a worker"), "{text}");
+    let text = wait_log(&loga, "SLUICE_FAULT: holding at hold_worker", 1, 60);
+    assert!(text.contains("holding at hold_worker"), "{text}");
 
     let b = KillOnDrop::new(spawn_run(
         &job(dir.path(), "b", &bootstrap, topic, "1s"),
