@@ -9,11 +9,16 @@
 //! A delivery that fails fails the commit, and the partition is replayed from its checkpoint.
 //! So the topic gets every dead letter at least once: a replay after a failed commit or a crash
 //! sends again what was sent before; the key names the position, for deduplication.
+//!
+//! A message is never larger than the topic takes: the record is cut to the smaller of the
+//! producer's `message.max.bytes` and the topic's `max.message.bytes` (asked of the brokers at
+//! start), else a broker would refuse it at every replay.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::client::ClientContext;
+use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
@@ -168,7 +173,7 @@ impl DeadTopic {
         cfg.set("bootstrap.servers", &settings.brokers)
             .set("acks", "all")
             .set("linger.ms", "20");
-        let max_message: usize = settings
+        let mut max_message: usize = settings
             .options
             .get("message.max.bytes")
             .and_then(|v| v.parse().ok())
@@ -179,6 +184,16 @@ impl DeadTopic {
         cfg.set("queue.buffering.max.kbytes", &queue_kib);
         for (k, v) in settings.options.iter() {
             cfg.set(k, v);
+        }
+        // The broker refuses a batch larger than the topic's `max.message.bytes`, at every
+        // replay: messages and batches are kept within it when it is smaller.
+        if let Some(limit) = topic_limit(&cfg, &settings) {
+            if limit < max_message {
+                tracing::info!(topic = %settings.topic, limit, "dead letters are cut to the topic's max.message.bytes");
+                max_message = limit;
+                cfg.set("message.max.bytes", limit.to_string())
+                    .set("batch.size", limit.to_string());
+            }
         }
         let producer: ThreadedProducer<Deliveries> = cfg
             .create_with_context(Deliveries)
@@ -222,6 +237,39 @@ impl DeadTopic {
         }
     }
 }
+
+/// The topic's `max.message.bytes` (the largest record batch its brokers take), when the
+/// brokers say; `None` (with a warning) when they cannot (no DescribeConfigs, no permission).
+fn topic_limit(cfg: &ClientConfig, settings: &TopicSettings) -> Option<usize> {
+    let unknown = |reason: String| {
+        tracing::warn!(topic = %settings.topic, %reason, "the topic's max.message.bytes is not known; dead letters are cut to the producer's message.max.bytes only");
+        None
+    };
+    let admin: AdminClient<DefaultClientContext> = match cfg.create() {
+        Ok(a) => a,
+        Err(e) => return unknown(format!("cannot create an admin client: {e}")),
+    };
+    let opts = AdminOptions::new().request_timeout(Some(settings.timeout.min(DESCRIBE_WAIT)));
+    let asked = [ResourceSpecifier::Topic(&settings.topic)];
+    let described = match futures::executor::block_on(admin.describe_configs(&asked, &opts)) {
+        Ok(mut r) if !r.is_empty() => r.remove(0),
+        Ok(_) => return unknown("the brokers answered nothing".into()),
+        Err(e) => return unknown(e.to_string()),
+    };
+    let value = match &described {
+        Ok(c) => c.get("max.message.bytes").and_then(|e| e.value.clone()),
+        Err(code) => return unknown(code.to_string()),
+    };
+    match value.as_deref().map(str::parse::<usize>) {
+        Some(Ok(limit)) if limit > 0 => Some(limit),
+        Some(_) => unknown(format!("the brokers said {value:?}")),
+        None => None,
+    }
+}
+
+/// The longest wait for the topic's settings (a broker that does not know the request may not
+/// answer it).
+const DESCRIBE_WAIT: Duration = Duration::from_secs(3);
 
 /// The dead letters of one partition between two commits. A commit waits for this batch's
 /// messages only, not for other partitions' sent meanwhile.

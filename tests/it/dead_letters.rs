@@ -178,9 +178,28 @@ fn a_dead_letter_larger_than_a_message_is_cut_not_a_stuck_partition() {
     let c = MockCluster::new(1).unwrap();
     c.create_topic("big", 1, 1).unwrap();
     c.create_topic("bigdead", 1, 1).unwrap();
-    let bootstrap = c.bootstrap_servers();
+    let options = "[dead_letters.options]\n\"message.max.bytes\" = \"2000\"\n";
+    one_large_dead_letter_fits(&c.bootstrap_servers(), options, 2000);
+}
+
+/// The topic's own `max.message.bytes` (3000 here, below the producer's default of 1 MB) is
+/// what its brokers take: a broker that enforces it refused the whole dead letter at every
+/// replay, and the worker retried it for good. It is read from the brokers at start.
+#[test]
+fn a_dead_letter_is_cut_to_the_topics_own_max_message_bytes() {
+    let Some(t) = crate::tansu::Tansu::start() else {
+        return;
+    };
+    t.create_topic("big", 1);
+    t.create_topic_with("bigdead", 1, &[("max.message.bytes", "3000")]);
+    one_large_dead_letter_fits(&t.bootstrap(), "", 3000);
+}
+
+/// One bad record of 5,000 bytes and one good one in topic `big`; a backfill sends the bad one
+/// to `bigdead` (with `options` for the dead letters): it must arrive cut below `limit`.
+fn one_large_dead_letter_fits(bootstrap: &str, options: &str, limit: usize) {
     let producer: rdkafka::producer::BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
+        .set("bootstrap.servers", bootstrap)
         .create()
         .unwrap();
     let huge = format!("not json {}", "x".repeat(5000));
@@ -201,28 +220,20 @@ fn a_dead_letter_larger_than_a_message_is_cut_not_a_stuck_partition() {
         format!(
             "[job]\nname = \"big\"\nstate_dir = \"state\"\n[source]\nkind = \"kafka\"\n\
              brokers = {bootstrap:?}\ntopics = [\"big\"]\n[repo]\nschema = {:?}\n[sink]\n\
-             url = \"out/\"\n[dead_letters]\ntopic = \"bigdead\"\ntimeout = \"10s\"\n\
-             [dead_letters.options]\n\"message.max.bytes\" = \"2000\"\n",
+             url = \"out/\"\n[dead_letters]\ntopic = \"bigdead\"\ntimeout = \"10s\"\n{options}",
             schema("nginx_access").display().to_string()
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["backfill", job.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (status, err) = sluice_within(&["backfill", job.to_str().unwrap()], 120);
+    assert!(status.success(), "{err}");
     assert_eq!(trace_ids(&dir.path().join("out")).get("after"), Some(&1));
-    let letters = consume_all(&bootstrap, "bigdead", 1);
+    let letters = consume_all(bootstrap, "bigdead", 1);
     assert_eq!(letters.len(), 1);
     let (_, value, h) = &letters[0];
     assert!(
-        value.len() < 2000 && huge.as_bytes().starts_with(value),
-        "{}",
+        value.len() < limit && huge.as_bytes().starts_with(value),
+        "a dead letter of {} bytes in a topic taking {limit}",
         value.len()
     );
     assert_eq!(h["sluice.truncated_from"], huge.len().to_string());

@@ -133,9 +133,19 @@ impl Tansu {
     }
 
     pub(crate) fn create_topic(&self, name: &str, partitions: u32) {
+        self.create_topic_with(name, partitions, &[]);
+    }
+
+    /// A topic with settings of its own (`max.message.bytes`, say).
+    pub(crate) fn create_topic_with(&self, name: &str, partitions: u32, config: &[(&str, &str)]) {
         let out = Command::new(&self.bin)
             .args(["topic", "create", "--broker", &self.url()])
             .args(["--partitions", &partitions.to_string(), name])
+            .args(
+                config
+                    .iter()
+                    .flat_map(|(k, v)| ["--config".to_string(), format!("{k}={v}")]),
+            )
             .current_dir(self.dir.path())
             .output()
             .unwrap();
