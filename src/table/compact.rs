@@ -121,7 +121,8 @@ pub fn compact(
     let mut done = 0u64;
     // Files other writers removed since the listing: a bin holding one is not swapped in.
     let mut gone = std::collections::HashSet::new();
-    for bin in bins {
+    let mut bins = bins.into_iter();
+    while let Some(bin) = bins.next() {
         let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             rewrite(dest, format, &bin, &mut |n| {
                 done += n;
@@ -159,6 +160,24 @@ pub fn compact(
                 dest.delete(&out.path)?;
                 report.lost += 1;
                 tracing::warn!(folder = %folder(&bin[0].path), "another writer compacted these files first; this group is dropped");
+            }
+            Replaced::Unseen => {
+                dest.delete(&out.path)?;
+                report.lost += 1;
+                // The listing is far behind the table: the later groups go after its newest
+                // version, and those holding files no longer live are dropped.
+                let mut planned: std::collections::HashSet<&str> = bins
+                    .as_slice()
+                    .iter()
+                    .flatten()
+                    .map(|f| f.path.as_str())
+                    .collect();
+                let (newest, live) = table.live_files(|f| planned.contains(f.path.as_str()))?;
+                for f in live {
+                    planned.remove(f.path.as_str());
+                }
+                gone.extend(planned.into_iter().map(str::to_string));
+                version = newest;
             }
         }
     }

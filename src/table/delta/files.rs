@@ -32,6 +32,9 @@ pub enum Replaced {
     Done(u64),
     /// Another writer removed one of the files first (another compaction): nothing changed.
     Lost,
+    /// Its version landed below a newer checkpoint, where no reader sees it, and was removed
+    /// again: nothing changed, and the table moved on far past the version the caller knew.
+    Unseen,
 }
 
 impl DeltaTable {
@@ -136,12 +139,14 @@ impl DeltaTable {
         let ours: HashSet<&str> = inputs.iter().map(|f| f.path.as_str()).collect();
         for _ in 0..MAX_LOST {
             let name = log_name(version + 1);
+            #[cfg(test)]
+            crate::hooks::at("delta: before a replacement's put");
             match self.dest.put_atomic(&name, &bytes, true) {
-                Ok(()) => return Ok(self.landed(version + 1)),
+                Ok(()) => return self.placed(version + 1, output),
                 Err(StoreError::Exists { .. }) => {
                     let winner = self.dest.read(&name)?;
                     if winner == bytes {
-                        return Ok(self.landed(version + 1));
+                        return self.placed(version + 1, output);
                     }
                     self.removed_by(&winner, gone)?;
                     if ours.iter().any(|p| gone.contains(*p)) {
@@ -212,6 +217,38 @@ impl DeltaTable {
         Ok(out)
     }
 
+    /// Version `v`, which replaced files by `output`, once it is known to be seen. A compaction
+    /// may have listed the table long before (a run of many bins, or a pause): meanwhile other
+    /// writers may have checkpointed past `v` and cleaned up the entry whose free name `v`
+    /// took, below the newest checkpoint, where no reader looks. With a complete checkpoint at
+    /// or past `v`, the table is read from it: `output` not live there means `v` is unseen,
+    /// and it is removed (the clean-up, which keeps entries in order, would stop at it) and
+    /// the replacement unseen. (A later compaction that removed `output` again would look the
+    /// same; `v`, being below a checkpoint, is then no reader's either.)
+    fn placed(&self, v: u64, output: &LiveFile) -> Result<Replaced, TableError> {
+        let after = self
+            .dest
+            .list_after("_delta_log/", &format!("{:020}.json", v - 1))?;
+        if super::txns::listing(after)
+            .checkpoints
+            .range(v..)
+            .next()
+            .is_none()
+        {
+            return Ok(self.landed(v));
+        }
+        let ours = file_name(&output.path);
+        let (_, live) = self.live_files(|f| file_name(&f.path) == ours)?;
+        if !live.is_empty() {
+            return Ok(self.landed(v));
+        }
+        tracing::warn!(table = %self.url, version = v, file = %output.path, "a compaction's version landed below a newer checkpoint, where no reader sees it (the table was listed long before); it is removed and the group dropped");
+        if let Err(e) = self.dest.delete(&log_name(v)) {
+            tracing::warn!(table = %self.url, version = v, error = %e, "could not remove a log entry below the newest checkpoint");
+        }
+        Ok(Replaced::Unseen)
+    }
+
     fn landed(&self, v: u64) -> Replaced {
         self.after(v);
         Replaced::Done(v)
@@ -246,6 +283,12 @@ impl DeltaTable {
         }
         Ok(())
     }
+}
+
+/// The last part of a path (a compaction's output is named by a random tag there, which no
+/// escaping changes).
+fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
 }
 
 /// A partition value as the log writes it (`None`: null).

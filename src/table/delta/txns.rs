@@ -44,14 +44,14 @@ type CheckpointRow = (String, i64, Option<String>, Option<i32>);
 
 /// The entries and complete checkpoints of a listing of `_delta_log/`.
 #[derive(Default)]
-struct Listing {
+pub(super) struct Listing {
     entries: BTreeSet<u64>,
     /// Checkpoints whose parts are all there: a classic one (`N.checkpoint.parquet`) or all
     /// `n` parts of a multi-part one (`N.checkpoint.i.n.parquet`).
-    checkpoints: BTreeMap<u64, Vec<String>>,
+    pub(super) checkpoints: BTreeMap<u64, Vec<String>>,
 }
 
-fn listing(names: Vec<String>) -> Listing {
+pub(super) fn listing(names: Vec<String>) -> Listing {
     let mut l = Listing::default();
     let mut parts: BTreeMap<(u64, u64), Vec<String>> = BTreeMap::new();
     for n in names {

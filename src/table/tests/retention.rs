@@ -1,0 +1,127 @@
+//! A table whose log entries are cleaned up soon after each checkpoint: positions survive the
+//! clean-up, and a version placed long after the log was listed (below a newer checkpoint,
+//! where no reader looks) is found out, by a publish and by a compaction.
+
+use super::{adds, commit, schema, setup};
+use crate::store::Destination;
+use crate::table::delta::{DeltaTable, LiveFile, Replaced};
+use crate::table::Publisher;
+use arrow::datatypes::SchemaRef;
+use delta_kernel::engine::arrow_conversion::TryFromArrow;
+
+/// A table whose log keeps entries for one second, checkpointed every 2 versions.
+fn short_retention_table(dest: &Destination, s: &SchemaRef) {
+    let kernel = delta_kernel::schema::StructType::try_from_arrow(s.as_ref()).unwrap();
+    let meta = serde_json::json!({"metaData": {"id": "x", "format": {"provider": "parquet", "options": {}}, "schemaString": serde_json::to_string(&kernel).unwrap(), "partitionColumns": [], "configuration": {"delta.checkpointInterval": "2", "delta.logRetentionDuration": "interval 1 second"}, "createdTime": 1}});
+    dest.put_atomic(
+        "_delta_log/00000000000000000000.json",
+        format!("{{\"protocol\":{{\"minReaderVersion\":1,\"minWriterVersion\":2}}}}\n{meta}\n")
+            .as_bytes(),
+        true,
+    )
+    .unwrap();
+}
+
+/// Publishes commits of partition `key` into `t` until the log entry `gone` (there, or
+/// written by the first of them) is cleaned up.
+fn publish_until_cleaned_up(dest: &Destination, t: &DeltaTable, key: &str, gone: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    for seq in 1.. {
+        let file = format!("{key}-{seq}.parquet");
+        t.publish(&[commit(key, seq, seq * 10, &[&file])]).unwrap();
+        if !dest.exists(gone).unwrap() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for the log clean-up of {gone}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn log_entries_past_the_retention_are_removed_after_a_checkpoint_and_positions_survive() {
+    let (_d, rt, dest) = setup();
+    let s = schema(None);
+    short_retention_table(&dest, &s);
+    let t = DeltaTable::open(&dest, "job", &s, &[], 2, rt.handle().clone()).unwrap();
+    // Publish until a checkpoint after the retention removes the oldest entries.
+    publish_until_cleaned_up(&dest, &t, "t-0", "_delta_log/00000000000000000000.json");
+    let held = t.published("t-0").unwrap();
+    let fresh = DeltaTable::open(&dest, "job", &s, &[], 2, rt.handle().clone()).unwrap();
+    assert_eq!(fresh.published("t-0").unwrap(), held);
+    assert!(held.is_some());
+}
+
+/// A publisher lists the log, then is paused just before its put of the next version for
+/// longer than the log's retention: meanwhile another writer publishes on, checkpoints, and
+/// its clean-up removes the entry that held that version's name. The late put wins the
+/// free name, below the newest checkpoint, where no reader looks. Before, the publisher took
+/// its commit as published and the table lost it for good; now it reads the log again and
+/// publishes the commit after the newest version.
+#[test]
+fn a_version_written_after_a_pause_past_the_log_retention_is_written_again_where_it_is_seen() {
+    let (_d, rt, dest) = setup();
+    let s = schema(None);
+    short_retention_table(&dest, &s);
+    let t = DeltaTable::open(&dest, "job", &s, &[], 2, rt.handle().clone()).unwrap();
+    t.publish(&[commit("t-0", 1, 10, &["a1.parquet"])]).unwrap();
+    let (d2, s2, h2) = (dest.clone(), s.clone(), rt.handle().clone());
+    crate::hooks::set("delta: before a version's put", move || {
+        let other = DeltaTable::open(&d2, "job", &s2, &[], 2, h2).unwrap();
+        publish_until_cleaned_up(&d2, &other, "t-1", "_delta_log/00000000000000000002.json");
+        other.close();
+    });
+    t.publish(&[commit("t-0", 2, 20, &["a2.parquet"])]).unwrap();
+    let fresh = DeltaTable::open(&dest, "job", &s, &[], 2, rt.handle().clone()).unwrap();
+    assert_eq!(fresh.published("t-0").unwrap(), Some(20));
+    // The version written below the checkpoint is gone again (the log's clean-up would stop
+    // at it); the commit's file is added once, after the checkpoint.
+    assert!(!dest.exists("_delta_log/00000000000000000002.json").unwrap());
+    assert_eq!(adds(&dest).0.get("a2.parquet"), Some(&1));
+}
+
+/// A compaction lists the table, then is paused before placing its version for longer than
+/// the log's retention: meanwhile another writer publishes on, checkpoints, and its clean-up
+/// removes the entry that held that version's name. The late put wins the free name, below
+/// the newest checkpoint. Before, the compaction counted the group as done, its output named
+/// by no version a reader sees and the entry in the clean-up's way; now the version is found
+/// unseen and removed.
+#[test]
+fn a_compaction_placed_after_a_pause_past_the_log_retention_is_found_unseen() {
+    let (_d, rt, dest) = setup();
+    let s = schema(None);
+    short_retention_table(&dest, &s);
+    let t = DeltaTable::open(&dest, "job", &s, &[], 2, rt.handle().clone()).unwrap();
+    t.publish(&[commit("t-0", 1, 10, &["a1.parquet"])]).unwrap();
+    t.publish(&[commit("t-0", 2, 20, &["a2.parquet"])]).unwrap();
+    let (version, files) = t.live_files(|_| true).unwrap();
+    assert_eq!(files.len(), 2);
+    let next = format!("_delta_log/{:020}.json", version + 1);
+    let (d2, s2, h2) = (dest.clone(), s.clone(), rt.handle().clone());
+    crate::hooks::set("delta: before a replacement's put", move || {
+        let other = DeltaTable::open(&d2, "job", &s2, &[], 2, h2).unwrap();
+        publish_until_cleaned_up(&d2, &other, "t-1", &next);
+        other.close();
+    });
+    let output = LiveFile {
+        path: "compact-x.parquet".into(),
+        size: 8,
+        rows: Some(2),
+        ..Default::default()
+    };
+    let placed = t
+        .replace(version, &files, &output, &mut Default::default())
+        .unwrap();
+    assert_eq!(placed, Replaced::Unseen);
+    assert!(!dest
+        .exists(&format!("_delta_log/{:020}.json", version + 1))
+        .unwrap());
+    // The table still reads its files, not the compaction's output.
+    let fresh = DeltaTable::open(&dest, "job", &s, &[], 2, rt.handle().clone()).unwrap();
+    let (_, live) = fresh.live_files(|f| !f.path.starts_with("t-1")).unwrap();
+    let mut paths: Vec<_> = live.into_iter().map(|f| f.path).collect();
+    paths.sort();
+    assert_eq!(paths, ["a1.parquet", "a2.parquet"]);
+}
