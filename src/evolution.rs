@@ -70,10 +70,12 @@ fn legacy_path(job: &str) -> String {
 /// that won a race with it) end the check with an error rather than looping on.
 const MAX_RACES: usize = 64;
 
-/// The newest schema record: its number and (the current schema, every field ever), if any.
+/// The newest schema record: its number and (the current schema, every field ever), if any;
+/// and whether the copy for earlier versions differs from it.
 struct Latest {
     number: u64,
     schemas: Option<(Schema, Schema)>,
+    stale_copy: bool,
 }
 
 fn latest(dest: &Destination, job: &str) -> Result<Latest, EvolutionError> {
@@ -90,31 +92,56 @@ fn latest(dest: &Destination, job: &str) -> Result<Latest, EvolutionError> {
             Some((n, p))
         })
         .max();
-    let (number, path) = match newest {
-        Some(found) => found,
-        None if dest.exists(&legacy_path(job))? => (0, legacy_path(job)),
-        None => {
-            return Ok(Latest {
-                number: 0,
-                schemas: None,
-            })
-        }
+    let legacy = match dest.read(&legacy_path(job)) {
+        Ok(b) => Some(b),
+        Err(e) if e.is_not_found() => None,
+        Err(e) => return Err(e.into()),
     };
+    let Some((number, path)) = newest else {
+        return Ok(Latest {
+            number: 0,
+            schemas: legacy
+                .map(|b| parse_record(&legacy_path(job), &b))
+                .transpose()?,
+            stale_copy: false,
+        });
+    };
+    let text = dest.read(&path)?;
+    let (current, mut ever) = parse_record(&path, &text)?;
+    let stale_copy = legacy.as_ref() != Some(&text);
+    // An earlier version of this program, running beside this one, records its schema in the
+    // copy only: the types it wrote there count too.
+    if let Some(b) = legacy.filter(|_| stale_copy) {
+        let (theirs, their_ever) = parse_record(&legacy_path(job), &b)?;
+        let mut fields: Vec<_> = ever.fields().iter().cloned().collect();
+        for f in theirs.fields().iter().chain(their_ever.fields()) {
+            if !fields.iter().any(|g| g.name() == f.name()) {
+                fields.push(f.clone());
+            }
+        }
+        ever = Schema::new(fields);
+    }
+    Ok(Latest {
+        number,
+        schemas: Some((current, ever)),
+        stale_copy,
+    })
+}
+
+/// A record's (current schema, every field ever).
+fn parse_record(path: &str, text: &[u8]) -> Result<(Schema, Schema), EvolutionError> {
     let bad = |reason: String| EvolutionError::Record {
-        path: path.clone(),
+        path: path.to_string(),
         reason,
     };
-    let rec: SchemaRecord = serde_json::from_slice(&dest.read(&path)?)
-        .map_err(|e| bad(format!("does not parse: {e}")))?;
+    let rec: SchemaRecord =
+        serde_json::from_slice(text).map_err(|e| bad(format!("does not parse: {e}")))?;
     let current = from_ipc(&rec.arrow_ipc).map_err(|e| bad(format!("arrow_ipc is {e}")))?;
     let ever = match &rec.all_fields_ipc {
         Some(t) => from_ipc(t).map_err(|e| bad(format!("all_fields_ipc is {e}")))?,
         None => current.clone(),
     };
-    Ok(Latest {
-        number,
-        schemas: Some((current, ever)),
-    })
+    Ok((current, ever))
 }
 
 /// What changed from `old` to `new`, or why readers could not follow. `ever` holds every field
@@ -196,10 +223,24 @@ pub fn check(
     schema: &SchemaRef,
     record: bool,
 ) -> Result<Vec<String>, EvolutionError> {
+    let mut lost_to = None;
     for _ in 0..MAX_RACES {
         let seen = latest(dest, job)?;
+        if lost_to.is_some_and(|n| seen.number < n) {
+            return Err(EvolutionError::Record {
+                path: format!("{}{:012}.json", records_dir(job), seen.number + 1),
+                reason: "is there, yet the listing of its folder does not show it (a folder or a file of another kind in its place?)".into(),
+            });
+        }
         let changes = match &seen.schemas {
-            Some((current, _)) if current.fields() == schema.fields() => return Ok(Vec::new()),
+            // The same schema; recorded again only when the copy for earlier versions is
+            // behind (a crash between the two writes) or holds an earlier version's record,
+            // whose fields the new record then keeps.
+            Some((current, _))
+                if current.fields() == schema.fields() && !(record && seen.stale_copy) =>
+            {
+                return Ok(Vec::new())
+            }
             Some((current, ever)) => {
                 compare(current, ever, schema).map_err(|problems| EvolutionError::Incompatible {
                     job: job.to_string(),
@@ -221,16 +262,28 @@ pub fn check(
         }
         crate::fault::hold_while("hold_schema_record");
         let text = record_text(job, schema, seen.schemas.as_ref().map(|(_, ever)| ever))?;
-        let path = format!("{}{:012}.json", records_dir(job), seen.number + 1);
+        let Some(number) = seen.number.checked_add(1) else {
+            return Err(EvolutionError::Record {
+                path: records_dir(job),
+                reason: format!(
+                    "its newest record is numbered {}, the last number there is",
+                    seen.number
+                ),
+            });
+        };
+        let path = format!("{}{number:012}.json", records_dir(job));
         match dest.put_atomic(&path, &text, true) {
             Ok(()) => {}
             // Another start recorded first (or this write took effect after reporting a
             // failure): check against what is there now.
-            Err(crate::store::StoreError::Exists { .. }) => continue,
+            Err(crate::store::StoreError::Exists { .. }) => {
+                lost_to = Some(number);
+                continue;
+            }
             Err(e) => return Err(e.into()),
         }
         if let Err(e) = dest.put_atomic(&legacy_path(job), &text, false) {
-            tracing::warn!(job, error = %e, "the schema is recorded; its copy for earlier versions is not");
+            tracing::warn!(job, error = %e, "the schema is recorded; its copy for earlier versions is not (the next start writes it)");
         }
         return Ok(changes);
     }
@@ -408,6 +461,54 @@ mod tests {
         assert_eq!(
             dest.read("_sluice/j/schema.json").unwrap(),
             record_text("j", &dropped, Some(&v1)).unwrap()
+        );
+    }
+
+    #[test]
+    fn an_earlier_version_recording_in_the_copy_alone_still_counts() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let dest = Destination::parse("memory:///e", rt.handle().clone()).unwrap();
+        let v1 = schema(&[("a", DataType::Int32, false)]);
+        check(&dest, "j", &v1, true).unwrap();
+        // An earlier version, beside this one, adds `c` as Int64 where it only looks.
+        let theirs = schema(&[("a", DataType::Int32, false), ("c", DataType::Int64, true)]);
+        let text = record_text("j", &theirs, Some(&v1)).unwrap();
+        dest.put_atomic("_sluice/j/schema.json", &text, false)
+            .unwrap();
+        let ours = schema(&[("a", DataType::Int32, false), ("c", DataType::Utf8, true)]);
+        let e = check(&dest, "j", &ours, true).unwrap_err().to_string();
+        assert!(e.contains("field `c` is Int64"), "{e}");
+        // The same schema again: recorded anew, keeping `c`, and the copy caught up.
+        assert!(check(&dest, "j", &v1, true).unwrap().is_empty());
+        let two = dest.read("_sluice/j/schemas/000000000002.json").unwrap();
+        assert_eq!(dest.read("_sluice/j/schema.json").unwrap(), two);
+        let (_, ever) = recorded(&dest, "j").unwrap().unwrap();
+        assert_eq!(
+            ever.field_with_name("c").unwrap().data_type(),
+            &DataType::Int64
+        );
+    }
+
+    #[test]
+    fn a_next_record_in_the_way_that_no_listing_shows_is_an_error_not_a_race() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let dest = Destination::parse(&url, rt.handle().clone()).unwrap();
+        let v1 = schema(&[("a", DataType::Int32, false)]);
+        check(&dest, "j", &v1, true).unwrap();
+        std::fs::create_dir(dir.path().join("_sluice/j/schemas/000000000002.json")).unwrap();
+        let v2 = schema(&[("a", DataType::Int32, false), ("b", DataType::Utf8, true)]);
+        let e = check(&dest, "j", &v2, true).unwrap_err().to_string();
+        assert!(
+            e.contains("000000000002.json") && e.contains("does not show it"),
+            "{e}"
         );
     }
 

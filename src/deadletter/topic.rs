@@ -156,8 +156,10 @@ const MAX_REASON: usize = 4096;
 /// topic's options overrides it).
 pub const QUEUE_BYTES: usize = 16 << 20;
 
-/// What a message costs besides its key, headers and value (framing, header names).
-const OVERHEAD: usize = 1024;
+/// What a message costs besides its key, header values and value: a batch's header (61
+/// bytes), a record's framing (at most 36), the header names (116) and their lengths (90),
+/// with room to spare.
+const OVERHEAD: usize = 512;
 
 impl DeadTopic {
     /// Connects and checks that the topic exists.
@@ -191,9 +193,18 @@ impl DeadTopic {
             if limit < max_message {
                 tracing::info!(topic = %settings.topic, limit, "dead letters are cut to the topic's max.message.bytes");
                 max_message = limit;
-                cfg.set("message.max.bytes", limit.to_string())
+                // librdkafka takes no `message.max.bytes` below 1000; `batch.size` keeps
+                // batches within the topic's size then.
+                cfg.set("message.max.bytes", limit.max(1000).to_string())
                     .set("batch.size", limit.to_string());
             }
+        }
+        // Room for a dead letter's position, names and a little of its reason and record.
+        let least = OVERHEAD + settings.job.len() + settings.repo.len() + 256;
+        if max_message < least {
+            return Err(fail(format!(
+                "its messages may be at most {max_message} bytes (the topic's max.message.bytes, or message.max.bytes in the options); a dead letter needs at least {least}"
+            )));
         }
         let producer: ThreadedProducer<Deliveries> = cfg
             .create_with_context(Deliveries)
@@ -262,8 +273,7 @@ fn topic_limit(cfg: &ClientConfig, settings: &TopicSettings) -> Option<usize> {
     };
     match value.as_deref().map(str::parse::<usize>) {
         Some(Ok(limit)) if limit > 0 => Some(limit),
-        Some(_) => unknown(format!("the brokers said {value:?}")),
-        None => None,
+        _ => unknown(format!("the brokers said {value:?}")),
     }
 }
 
@@ -282,16 +292,27 @@ impl TopicBatch {
     /// Sends one dead letter of `source`, waiting for room in the producer's queue.
     pub fn send(&mut self, source: &str, d: &DeadLetter) -> Result<(), StoreError> {
         let t = &self.topic;
-        let key = format!("{source}@{}", d.position.offset);
         let (offset, line) = (d.position.offset.to_string(), d.position.line.to_string());
-        let reason = cut(&d.reason, MAX_REASON);
-        // A record larger than a message may be would fail its commit at every replay (a
-        // partition stuck for good): the value keeps what fits, and a header says how long the
-        // record was.
-        let fixed = key.len() + reason.len() + source.len() + offset.len() + line.len() + OVERHEAD;
-        let room = t
-            .max_message
-            .saturating_sub(fixed + t.settings.job.len() + t.settings.repo.len());
+        let stage = stage_of(&d.reason);
+        // A message larger than the topic takes would fail its commit at every replay (a
+        // partition stuck for good). What it carries besides the reason and the record fits
+        // (`open` made sure); of the room left, the source's name (twice: key and header) may
+        // take a quarter, the reason half of what remains, and the value keeps what fits then,
+        // a header saying how long the record was.
+        let fixed = OVERHEAD
+            + offset.len()
+            + line.len()
+            + t.settings.job.len()
+            + t.settings.repo.len()
+            + d.class().len()
+            + stage.map_or(0, str::len)
+            + 20;
+        let mut room = t.max_message.saturating_sub(fixed);
+        let source = cut(source, room / 8);
+        room = room.saturating_sub(2 * source.len());
+        let reason = cut(&d.reason, MAX_REASON.min(room / 2));
+        room = room.saturating_sub(reason.len());
+        let key = format!("{source}@{}", d.position.offset);
         let (value, truncated) = if d.record.len() > room {
             (&d.record[..room], Some(d.record.len().to_string()))
         } else {
@@ -305,7 +326,7 @@ impl TopicBatch {
             .insert(header("sluice.line", &line))
             .insert(header("sluice.job", &t.settings.job))
             .insert(header("sluice.repo", &t.settings.repo));
-        if let Some(stage) = stage_of(&d.reason) {
+        if let Some(stage) = stage {
             headers = headers.insert(header("sluice.stage", stage));
         }
         if let Some(len) = &truncated {

@@ -179,7 +179,7 @@ fn a_dead_letter_larger_than_a_message_is_cut_not_a_stuck_partition() {
     c.create_topic("big", 1, 1).unwrap();
     c.create_topic("bigdead", 1, 1).unwrap();
     let options = "[dead_letters.options]\n\"message.max.bytes\" = \"2000\"\n";
-    one_large_dead_letter_fits(&c.bootstrap_servers(), options, 2000);
+    one_large_dead_letter_fits(&c.bootstrap_servers(), ("big", "bigdead"), options, 2000);
 }
 
 /// The topic's own `max.message.bytes` (3000 here, below the producer's default of 1 MB) is
@@ -192,12 +192,21 @@ fn a_dead_letter_is_cut_to_the_topics_own_max_message_bytes() {
     };
     t.create_topic("big", 1);
     t.create_topic_with("bigdead", 1, &[("max.message.bytes", "3000")]);
-    one_large_dead_letter_fits(&t.bootstrap(), "", 3000);
+    one_large_dead_letter_fits(&t.bootstrap(), ("big", "bigdead"), "", 3000);
+    // Below the least librdkafka's `message.max.bytes` may be (1000).
+    t.create_topic("tiny", 1);
+    t.create_topic_with("tinydead", 1, &[("max.message.bytes", "900")]);
+    one_large_dead_letter_fits(&t.bootstrap(), ("tiny", "tinydead"), "", 900);
 }
 
-/// One bad record of 5,000 bytes and one good one in topic `big`; a backfill sends the bad one
-/// to `bigdead` (with `options` for the dead letters): it must arrive cut below `limit`.
-fn one_large_dead_letter_fits(bootstrap: &str, options: &str, limit: usize) {
+/// One bad record of 5,000 bytes and one good one in topic `input`; a backfill sends the bad
+/// one to `dead` (with `options` for the dead letters): it must arrive cut below `limit`.
+fn one_large_dead_letter_fits(
+    bootstrap: &str,
+    (input, dead): (&str, &str),
+    options: &str,
+    limit: usize,
+) {
     let producer: rdkafka::producer::BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()
@@ -208,7 +217,7 @@ fn one_large_dead_letter_fits(bootstrap: &str, options: &str, limit: usize) {
         b"{\"ts\":\"2024-05-01T10:00:00Z\",\"host\":\"h\",\"trace_id\":\"after\"}".as_slice(),
     ] {
         producer
-            .send(rdkafka::producer::BaseRecord::<(), [u8]>::to("big").payload(payload))
+            .send(rdkafka::producer::BaseRecord::<(), [u8]>::to(input).payload(payload))
             .map_err(|(e, _)| e)
             .unwrap();
     }
@@ -219,8 +228,8 @@ fn one_large_dead_letter_fits(bootstrap: &str, options: &str, limit: usize) {
         &job,
         format!(
             "[job]\nname = \"big\"\nstate_dir = \"state\"\n[source]\nkind = \"kafka\"\n\
-             brokers = {bootstrap:?}\ntopics = [\"big\"]\n[repo]\nschema = {:?}\n[sink]\n\
-             url = \"out/\"\n[dead_letters]\ntopic = \"bigdead\"\ntimeout = \"10s\"\n{options}",
+             brokers = {bootstrap:?}\ntopics = [{input:?}]\n[repo]\nschema = {:?}\n[sink]\n\
+             url = \"out/\"\n[dead_letters]\ntopic = {dead:?}\ntimeout = \"10s\"\n{options}",
             schema("nginx_access").display().to_string()
         ),
     )
@@ -228,7 +237,7 @@ fn one_large_dead_letter_fits(bootstrap: &str, options: &str, limit: usize) {
     let (status, err) = sluice_within(&["backfill", job.to_str().unwrap()], 120);
     assert!(status.success(), "{err}");
     assert_eq!(trace_ids(&dir.path().join("out")).get("after"), Some(&1));
-    let letters = consume_all(bootstrap, "bigdead", 1);
+    let letters = consume_all(bootstrap, dead, 1);
     assert_eq!(letters.len(), 1);
     let (_, value, h) = &letters[0];
     assert!(
