@@ -72,13 +72,16 @@ fn push_escaped(out: &mut String, value: &str, seg_start: bool) {
         }
         return;
     }
+    // Past `MAX_VALUE` (and an escape) the text is cut anyway: a long value is rendered only
+    // that far, however long it is (a value of 16 MiB of spaces is not 48 MiB of escapes).
+    let end = start_of_cut(bytes.len());
     let first_ok = !(seg_start && (first == b'_' || first == b'.'));
     if first_ok && bytes.iter().all(|&b| is_safe(b)) {
-        out.push_str(value);
+        out.push_str(&value[..end]);
         return;
     }
-    out.reserve(bytes.len() + 8);
-    for (i, &b) in bytes.iter().enumerate() {
+    out.reserve(3 * end);
+    for (i, &b) in bytes[..end].iter().enumerate() {
         if is_safe(b) && (i > 0 || first_ok) {
             out.push(b as char);
         } else {
@@ -87,6 +90,12 @@ fn push_escaped(out: &mut String, value: &str, seg_start: bool) {
             out.push(HEX[usize::from(b & 15)] as char);
         }
     }
+}
+
+/// How many bytes of a value of `len` bytes are rendered: all of a short one; of a long one,
+/// more than [`MAX_VALUE`] rendered bytes' worth, so it is still seen to be long and cut.
+fn start_of_cut(len: usize) -> usize {
+    len.min(MAX_VALUE + 1)
 }
 
 /// A data file's name as readers list it: Spark, Hive, Trino and pyarrow's datasets skip

@@ -461,6 +461,18 @@ fn long_values_are_cut_and_hashed() {
         .all(|n| n.starts_with("region=%C3%A9") && !n.contains("%C~")));
 }
 
+/// A long value is rendered only as far as it is cut: a 16 MiB value of spaces was escaped
+/// whole first, 48 MiB for one row's path.
+#[test]
+fn a_long_value_is_rendered_only_as_far_as_its_cut() {
+    let huge = " ".repeat(16 << 20);
+    let mut out = String::new();
+    super::sanitize::push_sanitized(&mut out, &huge, true);
+    assert!(out.capacity() < 4096, "{} bytes held", out.capacity());
+    assert_eq!(out.len(), MAX_VALUE + 17);
+    assert_eq!(&out[..MAX_VALUE - 1], "%20".repeat(33));
+}
+
 #[test]
 fn partition_fields_are_the_placeholders_alone_in_a_folder_name() {
     let b = batch(vec![
