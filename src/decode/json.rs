@@ -216,7 +216,12 @@ impl JsonDecoder {
             Some(b) => b,
             None => RecordBatch::new_empty(self.read_schema.clone()),
         };
-        self.decoder = Some(dec);
+        // The decoder keeps the room its tape took (up to about 9 bytes a byte of text), held
+        // while idle, outside every budget: kept for the next group only after a small one.
+        let text: usize = recs.iter().map(|r| r.end - r.start).sum();
+        if text <= KEEP_DECODER_AFTER {
+            self.decoder = Some(dec);
+        }
         if batch.num_rows() != recs.len() {
             return Err(("record count mismatch".into(), None));
         }
@@ -605,8 +610,18 @@ fn clean(e: arrow::error::ArrowError) -> String {
     s.to_string()
 }
 
+/// The most text a group may hold for arrow-json's decoder to be kept for the next one (its
+/// tape then holds at most about 1 MiB while idle; building a new one costs far less than
+/// decoding more than this).
+const KEEP_DECODER_AFTER: usize = 128 << 10;
+
 #[cfg(test)]
 impl JsonDecoder {
+    /// Whether an arrow-json decoder is kept between groups.
+    pub fn keeps_arrow_decoder(&self) -> bool {
+        self.decoder.is_some()
+    }
+
     /// The fast path this decoder built, if its schema has one.
     pub fn fast_for_tests(&self) -> Option<FastJson> {
         self.fast.as_deref().cloned()

@@ -492,3 +492,23 @@ source = "status"
         "{text}"
     );
 }
+
+/// arrow-json's decoder keeps the room its tape took: one large record left each decode
+/// thread (and each pooled push decoder) holding about nine times its text while idle,
+/// outside every budget. It is kept only after a small group.
+#[test]
+fn the_arrow_json_decoder_is_not_kept_after_a_large_group() {
+    let s = schema("name = \"r\"\n[[fields]]\nname = \"n\"\ntype = \"list<int64>\"\n");
+    let mut d = RecordDecoder::new(s, DecodeOptions::default(), None)
+        .unwrap()
+        .reference_json();
+    let kept = |d: &RecordDecoder| match &d.inner {
+        Inner::Json(j) => j.keeps_arrow_decoder(),
+        Inner::Delimited(_) => unreachable!("a JSON schema"),
+    };
+    assert_eq!(d.decode(&chunk(b"{\"n\":[1,2]}\n")).rows(), 1);
+    assert!(kept(&d), "kept after a small group");
+    let large = format!("{{\"n\":[{}0]}}\n", "0,".repeat(1 << 20));
+    assert_eq!(d.decode(&chunk(large.as_bytes())).rows(), 1);
+    assert!(!kept(&d), "kept after a group of 2 MiB");
+}
