@@ -4,6 +4,7 @@
 
 use futures::TryStreamExt;
 use object_store::path::Path as StorePath;
+use std::time::SystemTime;
 
 use super::{again, Destination, Kind, StoreError};
 
@@ -61,17 +62,56 @@ impl Destination {
     /// The files directly in folder `dir` (ending in `/`) whose names sort after `after`,
     /// as paths relative to the destination; on object stores only those are listed.
     pub fn list_after(&self, dir: &str, after: &str) -> Result<Vec<String>, StoreError> {
-        match &self.kind {
+        Ok(self
+            .listed_after(dir, after, false)?
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect())
+    }
+
+    /// [`Self::list_after`] with each file's last-modified time, by the store's clock (a
+    /// local file's as its file system keeps it).
+    pub fn list_after_dated(
+        &self,
+        dir: &str,
+        after: &str,
+    ) -> Result<Vec<(String, SystemTime)>, StoreError> {
+        self.listed_after(dir, after, true)
+    }
+
+    fn listed_after(
+        &self,
+        dir: &str,
+        after: &str,
+        dated: bool,
+    ) -> Result<Vec<(String, SystemTime)>, StoreError> {
+        let mut out = match &self.kind {
             Kind::Local(root) => {
-                let mut out: Vec<String> = local_entries(&root.join(dir))?
-                    .into_iter()
-                    .filter(|(name, kind)| {
-                        name.as_str() > after && kind.is_some_and(|k| k.is_file())
-                    })
-                    .map(|(name, _)| format!("{dir}{name}"))
-                    .collect();
-                out.sort();
-                Ok(out)
+                let mut out = Vec::new();
+                for (name, kind) in local_entries(&root.join(dir))? {
+                    if name.as_str() <= after || !kind.is_some_and(|k| k.is_file()) {
+                        continue;
+                    }
+                    let modified = if dated {
+                        match std::fs::metadata(root.join(dir).join(&name))
+                            .and_then(|m| m.modified())
+                        {
+                            Ok(t) => t,
+                            // Removed since it was listed.
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                            Err(source) => {
+                                return Err(StoreError::Io {
+                                    path: self.display(&format!("{dir}{name}")),
+                                    source,
+                                })
+                            }
+                        }
+                    } else {
+                        SystemTime::UNIX_EPOCH
+                    };
+                    out.push((format!("{dir}{name}"), modified));
+                }
+                out
             }
             Kind::Store {
                 store,
@@ -87,20 +127,22 @@ impl Destination {
                     path: self.display(dir),
                     source,
                 })?;
-                let mut out: Vec<String> = listed
+                listed
                     .into_iter()
                     .filter_map(|m| {
                         let rest = m.location.prefix_match(&base)?.collect::<Vec<_>>();
                         match rest.as_slice() {
-                            [name] => Some(format!("{dir}{}", name.as_ref())),
+                            [name] => {
+                                Some((format!("{dir}{}", name.as_ref()), m.last_modified.into()))
+                            }
                             _ => None,
                         }
                     })
-                    .collect();
-                out.sort();
-                Ok(out)
+                    .collect()
             }
-        }
+        };
+        out.sort();
+        Ok(out)
     }
 
     /// The names of the folders directly in folder `dir` (ending in `/`), sorted; on object

@@ -141,12 +141,15 @@ impl DeltaTable {
             let name = log_name(version + 1);
             #[cfg(test)]
             crate::hooks::at("delta: before a replacement's put");
-            match self.dest.put_atomic(&name, &bytes, true) {
-                Ok(()) => return self.placed(version + 1, output),
+            let put = self.dest.put_atomic(&name, &bytes, true);
+            #[cfg(test)]
+            crate::hooks::at("delta: after a replacement's put");
+            match put {
+                Ok(()) => return self.placed(version + 1),
                 Err(StoreError::Exists { .. }) => {
                     let winner = self.dest.read(&name)?;
                     if winner == bytes {
-                        return self.placed(version + 1, output);
+                        return self.placed(version + 1);
                     }
                     self.removed_by(&winner, gone)?;
                     if ours.iter().any(|p| gone.contains(*p)) {
@@ -217,35 +220,42 @@ impl DeltaTable {
         Ok(out)
     }
 
-    /// Version `v`, which replaced files by `output`, once it is known to be seen. A compaction
-    /// may have listed the table long before (a run of many bins, or a pause): meanwhile other
-    /// writers may have checkpointed past `v` and cleaned up the entry whose free name `v`
-    /// took, below the newest checkpoint, where no reader looks. With a complete checkpoint at
-    /// or past `v`, the table is read from it: `output` not live there means `v` is unseen,
-    /// and it is removed (the clean-up, which keeps entries in order, would stop at it) and
-    /// the replacement unseen. (A later compaction that removed `output` again would look the
-    /// same; `v`, being below a checkpoint, is then no reader's either.)
-    fn placed(&self, v: u64, output: &LiveFile) -> Result<Replaced, TableError> {
-        let after = self
+    /// Version `v`, once it is known to be seen. A compaction may have listed the table long
+    /// before (a run of many bins, or a pause): meanwhile other writers may have checkpointed
+    /// past `v` and cleaned up the entry whose free name `v` took, below the newest
+    /// checkpoint, where no reader looks. Such a checkpoint was there before `v` was: a
+    /// complete checkpoint at or past `v` whose parts all predate `v`'s entry (by the store's
+    /// clock) means `v` is unseen, and it is removed (the clean-up, which keeps entries in
+    /// order, would stop at it). A checkpoint written after `v` holds it, even if a later
+    /// version removed `output` again; a tie in the store's times counts as seen.
+    fn placed(&self, v: u64) -> Result<Replaced, TableError> {
+        let listed = self
             .dest
-            .list_after("_delta_log/", &format!("{:020}.json", v - 1))?;
-        if super::txns::listing(after)
+            .list_after_dated("_delta_log/", &format!("{:020}.json", v - 1))?;
+        let name = log_name(v);
+        let Some(&(_, written)) = listed.iter().find(|(n, _)| *n == name) else {
+            // Gone already: not this rule's to judge (the clean-up removes only expired
+            // entries; it was just written).
+            return Ok(self.landed(v));
+        };
+        let dated: std::collections::HashMap<&str, std::time::SystemTime> =
+            listed.iter().map(|(n, t)| (n.as_str(), *t)).collect();
+        let names = listed.iter().map(|(n, _)| n.clone()).collect();
+        let before = super::txns::listing(names)
             .checkpoints
             .range(v..)
-            .next()
-            .is_none()
-        {
+            .any(|(_, parts)| {
+                parts
+                    .iter()
+                    .all(|p| dated.get(p.as_str()).is_some_and(|t| *t < written))
+            });
+        if !before {
             return Ok(self.landed(v));
         }
-        let ours = file_name(&output.path);
-        let (_, live) = self.live_files(|f| file_name(&f.path) == ours)?;
-        if !live.is_empty() {
-            return Ok(self.landed(v));
-        }
-        tracing::warn!(table = %self.url, version = v, file = %output.path, "a compaction's version landed below a newer checkpoint, where no reader sees it (the table was listed long before); it is removed and the group dropped");
-        if let Err(e) = self.dest.delete(&log_name(v)) {
-            tracing::warn!(table = %self.url, version = v, error = %e, "could not remove a log entry below the newest checkpoint");
-        }
+        tracing::warn!(table = %self.url, version = v, "a compaction's version landed below a checkpoint written before it, where no reader sees it (the table was listed long before); it is removed and the group dropped");
+        // Left in place, it would remove the inputs and add a file about to be deleted, for
+        // any reader that came to it: the run stops instead, the output kept.
+        self.dest.delete(&name)?;
         Ok(Replaced::Unseen)
     }
 
@@ -283,12 +293,6 @@ impl DeltaTable {
         }
         Ok(())
     }
-}
-
-/// The last part of a path (a compaction's output is named by a random tag there, which no
-/// escaping changes).
-fn file_name(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
 }
 
 /// A partition value as the log writes it (`None`: null).

@@ -11,8 +11,13 @@ use delta_kernel::engine::arrow_conversion::TryFromArrow;
 
 /// A table whose log keeps entries for one second, checkpointed every 2 versions.
 fn short_retention_table(dest: &Destination, s: &SchemaRef) {
+    table_with(dest, s, "interval 1 second");
+}
+
+/// A table whose log keeps entries for `retention`, checkpointed every 2 versions.
+fn table_with(dest: &Destination, s: &SchemaRef, retention: &str) {
     let kernel = delta_kernel::schema::StructType::try_from_arrow(s.as_ref()).unwrap();
-    let meta = serde_json::json!({"metaData": {"id": "x", "format": {"provider": "parquet", "options": {}}, "schemaString": serde_json::to_string(&kernel).unwrap(), "partitionColumns": [], "configuration": {"delta.checkpointInterval": "2", "delta.logRetentionDuration": "interval 1 second"}, "createdTime": 1}});
+    let meta = serde_json::json!({"metaData": {"id": "x", "format": {"provider": "parquet", "options": {}}, "schemaString": serde_json::to_string(&kernel).unwrap(), "partitionColumns": [], "configuration": {"delta.checkpointInterval": "2", "delta.logRetentionDuration": retention}, "createdTime": 1}});
     dest.put_atomic(
         "_delta_log/00000000000000000000.json",
         format!("{{\"protocol\":{{\"minReaderVersion\":1,\"minWriterVersion\":2}}}}\n{meta}\n")
@@ -124,4 +129,52 @@ fn a_compaction_placed_after_a_pause_past_the_log_retention_is_found_unseen() {
     let mut paths: Vec<_> = live.into_iter().map(|f| f.path).collect();
     paths.sort();
     assert_eq!(paths, ["a1.parquet", "a2.parquet"]);
+}
+
+/// A compaction's version is seen, compacted again by another writer and checkpointed, all
+/// before the compaction checks it: no live file names its output any more, yet the version
+/// is in the table's history (and the checkpoint), and stays.
+#[test]
+fn a_compaction_seen_and_compacted_again_before_its_check_stays() {
+    let (_d, rt, dest) = setup();
+    let s = schema(None);
+    table_with(&dest, &s, "interval 30 days");
+    let t = DeltaTable::open(&dest, "job", &s, &[], 2, rt.handle().clone()).unwrap();
+    t.publish(&[commit("t-0", 1, 10, &["a1.parquet"])]).unwrap();
+    t.publish(&[commit("t-0", 2, 20, &["a2.parquet"])]).unwrap();
+    let (version, files) = t.live_files(|_| true).unwrap();
+    let output = LiveFile {
+        path: "compact-x.parquet".into(),
+        size: 8,
+        rows: Some(2),
+        ..Default::default()
+    };
+    let (d2, s2, h2, out2) = (dest.clone(), s.clone(), rt.handle().clone(), output.clone());
+    crate::hooks::set("delta: after a replacement's put", move || {
+        let other = DeltaTable::open(&d2, "job", &s2, &[], 2, h2).unwrap();
+        let (v, live) = other.live_files(|f| f.path == out2.path).unwrap();
+        assert_eq!(live.len(), 1, "the first compaction's output is live");
+        let again = LiveFile {
+            path: "compact-y.parquet".into(),
+            ..out2.clone()
+        };
+        let placed = other.replace(v, &live, &again, &mut Default::default());
+        assert!(matches!(placed, Ok(Replaced::Done(_))), "{placed:?}");
+        other
+            .publish(&[commit("t-1", 1, 10, &["b1.parquet"])])
+            .unwrap();
+        other.close();
+    });
+    let placed = t
+        .replace(version, &files, &output, &mut Default::default())
+        .unwrap();
+    assert_eq!(placed, Replaced::Done(version + 1));
+    assert!(dest
+        .exists(&format!("_delta_log/{:020}.json", version + 1))
+        .unwrap());
+    assert!(dest
+        .list("_delta_log/")
+        .unwrap()
+        .iter()
+        .any(|n| n.contains(".checkpoint.")));
 }
