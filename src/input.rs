@@ -159,6 +159,8 @@ pub struct ChunkReader {
     broken: Option<Damage>,
     /// Lines measured for what they decode to, cutting chunks by it (JSON with lists or maps).
     cost: Option<LineCost>,
+    /// The input's last record is not handed out while it has no line break after it.
+    leave_partial: bool,
 }
 
 impl ChunkReader {
@@ -224,6 +226,7 @@ impl ChunkReader {
             damage: None,
             broken: None,
             cost: None,
+            leave_partial: false,
         })
     }
 
@@ -251,6 +254,13 @@ impl ChunkReader {
     /// lines alone).
     pub fn with_cost(mut self, cost: Option<LineCost>) -> Self {
         self.cost = cost;
+        self
+    }
+
+    /// Leaves the input's last record unread while no line break follows it (a file still
+    /// being written): the input ends before it.
+    pub fn leaving_partial_tail(mut self, leave: bool) -> Self {
+        self.leave_partial = leave;
         self
     }
 
@@ -321,7 +331,7 @@ impl ChunkReader {
             let cut = if self.damage.is_some() {
                 // The bytes after the last whole record are an incomplete one: the damage's.
                 last_record_boundary(buf, self.quote)
-            } else if self.eof {
+            } else if self.eof && !self.leave_partial {
                 Some(buf.len())
             } else {
                 last_record_boundary(buf, self.quote)
@@ -393,6 +403,12 @@ impl ChunkReader {
                 None if self.damage.is_some() => {
                     self.damaged(chunk);
                     return Ok(true);
+                }
+                None if self.eof => {
+                    // Only the last record, with no line break after it yet, is left.
+                    tracing::info!(input = %self.name, offset = self.offset, bytes = buf.len(), "the last line has no line break yet: left for the next run");
+                    buf.clear();
+                    return Ok(false);
                 }
                 None if buf.len() >= self.max_record => {
                     self.over_long(chunk)?;

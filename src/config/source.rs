@@ -31,6 +31,11 @@ pub enum SourceSection {
         /// Input read per chunk: files roll and commit at chunk boundaries.
         #[serde(default = "default_chunk")]
         chunk_bytes: String,
+        /// A file's last line without a line break: `record` takes it as a record (a file that
+        /// ends without one); `leave` leaves it for the next run (files still being written, whose
+        /// last line may be cut short; the next run reads it whole).
+        #[serde(default = "default_partial_last_line")]
+        partial_last_line: String,
     },
     /// Kafka topics: every partition of the topics, one JSON record per message.
     Kafka {
@@ -150,6 +155,10 @@ fn owned_option(key: &str) -> Option<&'static str> {
     })
 }
 
+fn default_partial_last_line() -> String {
+    "record".into()
+}
+
 fn default_on_gap() -> String {
     "fail".into()
 }
@@ -230,8 +239,16 @@ impl SourceSection {
                 delimiter,
                 header,
                 chunk_bytes,
+                partial_last_line,
             } => {
                 check("source.chunk_bytes", parse_bytes(chunk_bytes).map(|_| ()));
+                check(
+                    "source.partial_last_line",
+                    match partial_last_line.as_str() {
+                        "record" | "leave" => Ok(()),
+                        other => Err(format!("`{other}` (expected record or leave)")),
+                    },
+                );
                 check(
                     "source.paths",
                     if paths.is_empty() {

@@ -28,6 +28,8 @@ pub struct FileSource {
     block: usize,
     turn: usize,
     cost: Option<LineCost>,
+    /// A last line without a line break is left for the next run.
+    leave_partial: bool,
 }
 
 impl FileSource {
@@ -71,6 +73,7 @@ impl FileSource {
             block: 4 * 1024 * 1024,
             turn: 0,
             cost: None,
+            leave_partial: false,
         })
     }
 
@@ -86,11 +89,19 @@ impl FileSource {
         self
     }
 
+    /// Leaves each file's last line for the next run while it has no line break (a file still
+    /// being written).
+    pub fn leaving_partial_tails(mut self, leave: bool) -> Self {
+        self.leave_partial = leave;
+        self
+    }
+
     fn open(&mut self, i: usize) -> Result<ChunkReader, SourceError> {
         let p = &mut self.parts[i];
         let mut r = ChunkReader::open(&InputSource::File(p.path.clone()), self.quote)?
             .with_block_size(self.block)
-            .with_cost(self.cost.clone());
+            .with_cost(self.cost.clone())
+            .leaving_partial_tail(self.leave_partial);
         if self.header {
             // The header is not a record: take it at the start of each file. Each file has
             // its own, so its chunks carry it.

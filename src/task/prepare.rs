@@ -52,6 +52,7 @@ pub fn prepare(job: &Job, connect: bool) -> Result<Prepared, TaskError> {
             paths,
             header,
             chunk_bytes,
+            partial_last_line,
             ..
         } => {
             let paths: Vec<_> = paths.iter().map(|p| job.resolve(p)).collect();
@@ -65,7 +66,8 @@ pub fn prepare(job: &Job, connect: bool) -> Result<Prepared, TaskError> {
                     job.input.quoting().is_some() && *header,
                 )?
                 .with_block_size(chunk)
-                .with_cost(LineCost::of(&schema, &job.input)),
+                .with_cost(LineCost::of(&schema, &job.input))
+                .leaving_partial_tails(partial_last_line == "leave"),
             ))
         }
         SourceSection::Push {

@@ -14,6 +14,7 @@ mod disk;
 mod evolution;
 mod gaps;
 mod group_fence;
+mod growing_files;
 mod gzip_inputs;
 mod helpers;
 mod infer;

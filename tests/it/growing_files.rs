@@ -1,0 +1,86 @@
+//! Files still being written between runs of a file job. By default a last line without a
+//! line break is a record (a file that ends without one); with `partial_last_line = "leave"`
+//! it is left for the next run, which reads it whole. Taken as a record, a CSV line cut short
+//! is a row with a value cut short, and the rest of it another record: no error tells.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::helpers::*;
+
+fn job(dir: &Path, partial: &str) -> std::path::PathBuf {
+    std::fs::write(
+        dir.join("app.toml"),
+        "name = \"app\"\n[[fields]]\nname = \"trace_id\"\ntype = \"string\"\nnullable = false\n\
+         [[fields]]\nname = \"n\"\ntype = \"int64\"\n",
+    )
+    .unwrap();
+    let job = dir.join("job.toml");
+    std::fs::write(
+        &job,
+        format!(
+            "[job]\nname = \"grow\"\nstate_dir = \"state\"\n[source]\nkind = \"file\"\n\
+             paths = [\"app.csv\"]\nformat = \"csv\"\nheader = false\n{partial}\
+             [repo]\nschema = \"app.toml\"\n[sink]\nurl = \"file://{}/out\"\nformat = \"parquet\"\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    job
+}
+
+fn append(path: &Path, text: &str) {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+}
+
+/// The rows of the job's files, in trace id order, as DuckDB reads them.
+fn rows(dir: &Path) -> Option<String> {
+    duckdb_rows(&format!(
+        "select trace_id, n from read_parquet('{}/out/**/*.parquet') order by trace_id",
+        dir.display()
+    ))
+}
+
+#[test]
+fn a_last_line_still_being_written_is_left_for_the_next_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("app.csv");
+    let job = job(dir.path(), "partial_last_line = \"leave\"\n");
+    // The writer has written `c,35\n` as far as `c,3`.
+    append(&input, "a,1\nb,2\nc,3");
+    let (status, log) = sluice_within(&["run", job.to_str().unwrap()], 60);
+    assert!(status.success(), "{log}");
+    assert!(log.contains("left for the next run"), "{log}");
+    let first = trace_ids(&dir.path().join("out"));
+    assert_eq!(first.len(), 2, "{first:?}");
+    assert!(!first.contains_key("c"), "{first:?}");
+    append(&input, "5\nd,4\n");
+    let (status, log) = sluice_within(&["run", job.to_str().unwrap()], 60);
+    assert!(status.success(), "{log}");
+    assert!(!log.contains("left for the next run"), "{log}");
+    let ids = trace_ids(&dir.path().join("out"));
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    assert!(ids.values().all(|&n| n == 1), "{ids:?}");
+    if let Some(rows) = rows(dir.path()) {
+        assert_eq!(rows, "[\"a\", 1]\n[\"b\", 2]\n[\"c\", 35]\n[\"d\", 4]\n");
+    }
+}
+
+#[test]
+fn by_default_a_last_line_without_a_line_break_is_a_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("app.csv");
+    let job = job(dir.path(), "");
+    append(&input, "a,1\nb,2");
+    let (status, log) = sluice_within(&["run", job.to_str().unwrap()], 60);
+    assert!(status.success(), "{log}");
+    if let Some(rows) = rows(dir.path()) {
+        assert_eq!(rows, "[\"a\", 1]\n[\"b\", 2]\n");
+    }
+}
