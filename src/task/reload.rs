@@ -1,8 +1,9 @@
 //! `sluice run` and SIGHUP: the job file and the repo schema are read again while the job runs.
-//! The new ones are checked first (the job file, the schema, and the schema against the files
-//! already written); if they pass, the running task stops gracefully (open files committed, the
-//! channel spilled) and starts again with them, and the new files carry the new schema. If they
-//! do not pass, the error is logged and the task runs on unchanged.
+//! The new ones are checked first (the job file, that it keeps the job's name and folders, the
+//! schema, and the schema against the files already written); if they pass, the running task
+//! stops gracefully (open files committed, the channel spilled) and starts again with them, and
+//! the new files carry the new schema. If they do not pass, the error is logged and the task
+//! runs on unchanged.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,12 +41,20 @@ pub fn run_reloading(
             );
             let path = path.to_path_buf();
             let repo = job.repo.clone();
+            let fixed = Fixed::of(&job);
             let span = tracing::Span::current();
             std::thread::Builder::new()
                 .name("reload".into())
                 .spawn(move || {
                     span.in_scope(|| {
-                        watch(&path, repo.as_deref(), &stop, &hup, &run_stop, &next, &done)
+                        watch(
+                            (&path, repo.as_deref(), &fixed),
+                            &stop,
+                            &hup,
+                            &run_stop,
+                            &next,
+                            &done,
+                        )
                     })
                 })
                 .expect("spawn the reload watcher")
@@ -98,8 +107,7 @@ pub fn run_reloading(
 /// own thread, so a stop is never held up by the check) and stops the task for a reload when
 /// the check passes.
 fn watch(
-    path: &Path,
-    repo: Option<&str>,
+    (path, repo, fixed): (&Path, Option<&str>, &Fixed),
     stop: &AtomicBool,
     hup: &AtomicBool,
     run_stop: &AtomicBool,
@@ -129,11 +137,12 @@ fn watch(
         if checking.is_none() && hup.swap(false, Ordering::AcqRel) {
             let path = path.to_path_buf();
             let repo = repo.map(str::to_string);
+            let fixed = fixed.clone();
             let span = tracing::Span::current();
             checking = Some(
                 std::thread::Builder::new()
                     .name("reload-check".into())
-                    .spawn(move || span.in_scope(|| checked(&path, repo.as_deref())))
+                    .spawn(move || span.in_scope(|| checked(&path, repo.as_deref(), &fixed)))
                     .expect("spawn the reload check"),
             );
         }
@@ -141,13 +150,66 @@ fn watch(
     }
 }
 
-/// The job at `path` loaded and checked as `validate` does, and its schema against the files
-/// already written.
-fn checked(path: &Path, repo: Option<&str>) -> Result<Job, TaskError> {
+/// What a reload cannot change: the job's name (its checkpoints and group), its state folder
+/// (this process's lock, and the spill the stop before the reload writes there for the next
+/// task to restore) and a push repo's WAL folder (records acknowledged and not yet committed).
+/// A new task elsewhere would not find them: with `durability = "memory"`, acknowledged pushes
+/// would be lost.
+#[derive(Clone, PartialEq, Eq)]
+struct Fixed {
+    name: String,
+    state_dir: std::path::PathBuf,
+    wal_dir: Option<std::path::PathBuf>,
+}
+
+impl Fixed {
+    fn of(job: &Job) -> Fixed {
+        let wal_dir = match &job.file.source {
+            crate::config::SourceSection::Push { wal_dir, .. } => {
+                Some(super::prepare::wal_folder(job, wal_dir.as_deref()))
+            }
+            _ => None,
+        };
+        Fixed {
+            name: job.file.job.name.clone(),
+            state_dir: job.resolve(&job.file.job.state_dir),
+            wal_dir,
+        }
+    }
+
+    /// Why `new` cannot be taken by a reload, if it cannot.
+    fn check(&self, new: &Fixed) -> Result<(), String> {
+        let changed = |what: &str, from: &dyn std::fmt::Debug, to: &dyn std::fmt::Debug| {
+            Err(format!(
+                "{what} changed from {from:?} to {to:?}, which a reload cannot take (what the running task leaves for the next one is there): stop the process, move the folder, and start it with the new file"
+            ))
+        };
+        if new.name != self.name {
+            return changed("job.name", &self.name, &new.name);
+        }
+        if new.state_dir != self.state_dir {
+            return changed("job.state_dir", &self.state_dir, &new.state_dir);
+        }
+        if new.wal_dir != self.wal_dir {
+            return changed("source.wal_dir", &self.wal_dir, &new.wal_dir);
+        }
+        Ok(())
+    }
+}
+
+/// The job at `path` loaded and checked as `validate` does, that it keeps what a reload
+/// cannot change, and its schema against the files already written.
+fn checked(path: &Path, repo: Option<&str>, fixed: &Fixed) -> Result<Job, TaskError> {
     let job = Job::load_repo(path, repo).map_err(|e| TaskError::Job {
         job: path.display().to_string(),
         reason: e.to_string(),
     })?;
+    fixed
+        .check(&Fixed::of(&job))
+        .map_err(|reason| TaskError::Job {
+            job: path.display().to_string(),
+            reason,
+        })?;
     let prepared = prepare(&job, false)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -287,3 +287,32 @@ fn two_starts_adding_one_field_with_two_types_cannot_both_pass() {
         "{text}"
     );
 }
+
+/// A reload that moves the state folder is refused: the stop before a reload spills the
+/// channel there for the next task, and a memory push repo's acknowledged records would be
+/// left in the old folder, read by nothing (the new folder not even locked).
+#[test]
+fn sighup_refuses_a_job_file_that_moves_the_state_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = push_job(dir.path(), "memory", "", "");
+    let log = dir.path().join("run.log");
+    let (child, addr) = start(&job, &log);
+    let mut child = KillOnDrop::new(child);
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("state_dir = \"state\"", "state_dir = \"elsewhere\"");
+    std::fs::write(&job, text).unwrap();
+    assert!(Command::new("kill")
+        .args(["-HUP", &child.child().id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let text = wait_log(&log, "not reloaded", 1, 30);
+    assert!(
+        text.contains("job.state_dir changed") && text.contains("elsewhere"),
+        "{text}"
+    );
+    let (code, body) = http(&addr, "POST", "/v1/tasks/nginx_access/stop", None);
+    assert_eq!(code, 200, "{body}");
+    assert!(wait_exit(child.child(), "the run to stop", 60).success());
+}
