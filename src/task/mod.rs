@@ -28,6 +28,7 @@ use crate::store::Destination;
 mod destinations;
 mod feed;
 mod fenced;
+mod file_identity;
 mod foreign_log;
 mod left_wal;
 pub mod many;
@@ -401,11 +402,16 @@ fn run_inner(
     } else {
         opts
     };
+    let files = file_identity::paths(job);
     for (p, claimed) in parts.iter().zip(claimed) {
         foreign_log::after_claim(&mut *source, &checkpoints, p, claimed.latest())?;
         let src = &mut source;
         let start =
             membership::resume(claimed, &control, None, p, || Ok(src.resume_default(p.id)?))?;
+        if let Some(path) = files.as_ref().and_then(|f| f.get(p.id as usize)) {
+            let resumed = if start.checkpointed { start.offset } else { 0 };
+            file_identity::check(&dest, &name, p, path, resumed)?;
+        }
         if start.checkpointed {
             source.seek(p.id, start.offset, start.line)?;
             // What the checkpoint covers is committed: a push log counts its room from there

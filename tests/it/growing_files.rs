@@ -1,7 +1,8 @@
-//! Files still being written between runs of a file job. By default a last line without a
-//! line break is a record (a file that ends without one); with `partial_last_line = "leave"`
-//! it is left for the next run, which reads it whole. Taken as a record, a CSV line cut short
-//! is a row with a value cut short, and the rest of it another record: no error tells.
+//! Files that change between runs of a file job. By default a last line without a line break
+//! is a record (a file that ends without one); with `partial_last_line = "leave"` it is left
+//! for the next run, which reads it whole. Taken as a record, a CSV line cut short is a row
+//! with a value cut short, and the rest of it another record: no error tells. A file replaced
+//! under the same name (a rotated log) is refused, not resumed at the old one's offset.
 
 use std::io::Write;
 use std::path::Path;
@@ -83,4 +84,31 @@ fn by_default_a_last_line_without_a_line_break_is_a_record() {
     if let Some(rows) = rows(dir.path()) {
         assert_eq!(rows, "[\"a\", 1]\n[\"b\", 2]\n");
     }
+}
+
+/// A log rotated under the same name: the new file is longer than the offset the job read the
+/// old one to. Resumed there, its first lines were never read (and a shorter one stopped the
+/// job for good); now the start refuses it, naming the file, before anything is read.
+#[test]
+fn a_file_replaced_under_the_same_name_is_refused_not_resumed_at_the_old_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("app.csv");
+    let job = job(dir.path(), "");
+    append(&input, "a,1\nb,2\n");
+    let (status, log) = sluice_within(&["run", job.to_str().unwrap()], 60);
+    assert!(status.success(), "{log}");
+    // Appended to: the same file, read on.
+    append(&input, "c,3\n");
+    let (status, log) = sluice_within(&["run", job.to_str().unwrap()], 60);
+    assert!(status.success(), "{log}");
+    assert_eq!(trace_ids(&dir.path().join("out")).len(), 3);
+    std::fs::write(&input, "x,10\ny,20\nz,30\nw,40\n").unwrap();
+    let (status, log) = sluice_within(&["run", job.to_str().unwrap()], 60);
+    assert!(!status.success(), "a replaced file was resumed: {log}");
+    assert!(
+        log.contains("is not the file the job read to byte 12") && log.contains("app.csv"),
+        "{log}"
+    );
+    let ids = trace_ids(&dir.path().join("out"));
+    assert_eq!(ids.len(), 3, "nothing of the new file was written: {ids:?}");
 }

@@ -1,0 +1,133 @@
+//! Which file a file partition's checkpoints are about. A file partition is keyed by its file's
+//! stem, and its checkpoints hold byte offsets: a different file under that key (a log rotated
+//! under the same name, a path now naming another folder's `app.log`) would be resumed at the
+//! old file's offset, its first bytes never read (or the job stopped for good, when shorter).
+//! So the first bytes of each file (up to [`HEAD`], decompressed) are recorded in the
+//! destination, `_sluice/<job>/files/<key>.json`, before any of it is committed, and each start
+//! that resumes a file past its start checks them first.
+
+use std::io::Read;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::TaskError;
+use crate::source::PartitionInfo;
+use crate::store::Destination;
+
+/// The most of a file's start recorded.
+const HEAD: usize = 4096;
+
+#[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
+struct Identity {
+    /// The file read then, for people.
+    path: String,
+    /// How many bytes of its start are recorded (fewer than [`HEAD`] while it was shorter).
+    len: usize,
+    /// Their CRC-32.
+    crc: u32,
+}
+
+/// The files of a file job, resolved, in partition order (`None`: not a file job).
+pub fn paths(job: &crate::config::Job) -> Option<Vec<std::path::PathBuf>> {
+    match &job.file.source {
+        crate::config::SourceSection::File { paths, .. } => {
+            Some(paths.iter().map(|p| job.resolve(p)).collect())
+        }
+        _ => None,
+    }
+}
+
+fn record_path(job: &str, key: &str) -> String {
+    format!("_sluice/{job}/files/{key}.json")
+}
+
+/// Checks that `path` is the file partition `p` of job `job` was read from, when it resumes
+/// past its start (`resumed`: the checkpoint's offset), and records its start when none is
+/// recorded or more of it is there now. A file whose start differs from the one recorded (or
+/// is shorter) is refused, naming both.
+pub fn check(
+    dest: &Destination,
+    job: &str,
+    p: &PartitionInfo,
+    path: &Path,
+    resumed: u64,
+) -> Result<(), TaskError> {
+    let fail = |reason: String| TaskError::Job {
+        job: job.to_string(),
+        reason,
+    };
+    let head = head(path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    let key = p.key();
+    let record = record_path(job, &key);
+    let recorded: Option<Identity> = match dest.read(&record) {
+        Ok(b) => Some(
+            serde_json::from_slice(&b)
+                .map_err(|e| fail(format!("{}: does not parse: {e}", dest.display(&record))))?,
+        ),
+        Err(e) if e.is_not_found() => None,
+        Err(e) => return Err(e.into()),
+    };
+    let now = Identity {
+        path: path.display().to_string(),
+        len: head.len(),
+        crc: crc32fast::hash(&head),
+    };
+    match recorded {
+        // Read past its start: the file must begin as the one read did.
+        Some(r) if resumed > 0 => {
+            if head.len() < r.len || crc32fast::hash(&head[..r.len]) != r.crc {
+                return Err(fail(format!(
+                    "input {} (partition {key}) is not the file the job read to byte {resumed}: its first {} bytes differ from those of {} when it was first read (a log rotated under the same name, or a file replaced or rewritten). Reading it from byte {resumed} would skip its start: give the new file a name of its own (a new partition, read from its start), or restore the one read",
+                    path.display(),
+                    r.len,
+                    r.path
+                )));
+            }
+            if head.len() > r.len {
+                write(dest, &record, &now)?;
+            }
+        }
+        Some(r) if r == now => {}
+        // Nothing of it committed yet: whatever file is there now is the one read.
+        _ => {
+            if resumed > 0 {
+                tracing::info!(partition = %key, "no record of the file's start (written by an earlier version): recorded now, unchecked");
+            }
+            write(dest, &record, &now)?;
+        }
+    }
+    Ok(())
+}
+
+fn write(dest: &Destination, record: &str, identity: &Identity) -> Result<(), TaskError> {
+    let bytes = serde_json::to_vec(identity).expect("an identity serializes");
+    dest.put_atomic(record, &bytes, false)?;
+    Ok(())
+}
+
+/// The first [`HEAD`] bytes of the file (decompressed when gzip), or fewer when it is shorter
+/// or its gzip data is damaged within them.
+fn head(path: &Path) -> std::io::Result<Vec<u8>> {
+    let file = std::fs::File::open(path)?;
+    let mut reader: Box<dyn Read> = if crate::input::is_gzip(path)? {
+        Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
+            file,
+        )))
+    } else {
+        Box::new(file)
+    };
+    let mut out = vec![0u8; HEAD];
+    let mut n = 0;
+    while n < HEAD {
+        match reader.read(&mut out[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // Damaged gzip data: its start is what came before (the read reports the damage).
+            Err(_) => break,
+        }
+    }
+    out.truncate(n);
+    Ok(out)
+}
