@@ -80,6 +80,26 @@ fn bad_input_goes_to_dead_letters_and_nothing_is_lost() {
     }
 }
 
+/// Two inputs of one name (from two folders) converted into two files of one folder: each
+/// keeps its own dead letters. Named after the input, the second's replaced the first's, and
+/// with `--overwrite` and none of its own it deleted them.
+#[test]
+fn conversions_of_inputs_sharing_a_name_keep_their_own_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let (d1, d2) = (dir.path().join("d1"), dir.path().join("d2"));
+    for d in [&d1, &d2] {
+        std::fs::create_dir_all(d).unwrap();
+        std::fs::copy(fixture("nginx_access_bad.jsonl"), d.join("events.jsonl")).unwrap();
+    }
+    let s = schema("nginx_access");
+    convert(&s, &d1.join("events.jsonl"), &out.join("a.parquet"), &[]);
+    convert(&s, &d2.join("events.jsonl"), &out.join("b.parquet"), &[]);
+    assert_eq!(dead_letters(&out.join("_dead_letters/a.jsonl")).len(), 12);
+    assert_eq!(dead_letters(&out.join("_dead_letters/b.jsonl")).len(), 12);
+}
+
 #[test]
 fn every_format_writes_every_row() {
     let dir = tempfile::tempdir().unwrap();
