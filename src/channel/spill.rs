@@ -97,6 +97,10 @@ impl Manifest {
 pub struct SpillOwner {
     pub job: String,
     pub url: String,
+    /// The stages its batches went through (a fingerprint of their specs; none in spills of
+    /// older versions): a start with other stages cannot take its batches as its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stages: Option<String>,
 }
 
 /// Whose a spill is, read from its manifest alone.

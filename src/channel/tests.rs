@@ -207,6 +207,7 @@ fn owner() -> spill::SpillOwner {
     spill::SpillOwner {
         job: "j".into(),
         url: "file:///out".into(),
+        stages: None,
     }
 }
 

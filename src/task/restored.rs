@@ -148,6 +148,7 @@ mod tests {
         let owner = || SpillOwner {
             job: "j".into(),
             url: "u".into(),
+            stages: None,
         };
         let kept = |items: Vec<Item>| {
             let mut r = Restored {

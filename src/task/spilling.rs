@@ -98,6 +98,21 @@ pub(super) fn restore_spill(
             return Ok(Restored::default());
         }
     }
+    // Batches another set of stages made (a reload or restart with a changed filter or
+    // select): taken as they are, they would skip the new stages (rows the new filter drops,
+    // columns it no longer outputs). A file source reads them again, through the new stages;
+    // a push log's spill may be some records' only copy (a memory log's, or items an earlier
+    // log restored), and is restored with a warning.
+    let restaged = head
+        .as_ref()
+        .and_then(|h| h.owner.as_ref())
+        .is_some_and(|o| o.stages.is_some() && o.stages != mine.stages);
+    let discard = discard || (restaged && source.log_id().is_none());
+    if restaged && source.log_id().is_some() {
+        tracing::warn!(path = %state_dir.display(), "the spill's records went through other stages than this job's (changed since it was written), and a push log may hold no other copy of them: they are restored as those stages left them");
+    } else if restaged && !opts.discard_spill {
+        tracing::info!(path = %state_dir.display(), "the stages changed since the spill was written: its records are read again from the source, through the new stages");
+    }
     if discard {
         // A group member does not know its partitions yet; Kafka replays them anyway.
         if source.log_id().is_some() {
@@ -358,9 +373,11 @@ fn decide<E>(
 
 /// Whose a spill of `job`'s run is: its (backfill's own) name and its destination.
 pub(super) fn spill_owner(job: &Job) -> SpillOwner {
+    let stages = format!("{:?}", job.file.repo.stages);
     SpillOwner {
         job: job.file.job.name.clone(),
         url: job.resolve_url(&job.file.sink.url),
+        stages: Some(format!("{:08x}", crc32fast::hash(stages.as_bytes()))),
     }
 }
 
