@@ -123,7 +123,6 @@ pub fn compact(
     let mut gone = std::collections::HashSet::new();
     let mut bins = bins.into_iter();
     while let Some(bin) = bins.next() {
-        let started = std::time::Instant::now();
         let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             rewrite(dest, format, &bin, &mut |n| {
                 done += n;
@@ -145,13 +144,13 @@ pub fn compact(
                 continue;
             }
         };
-        if started.elapsed() > PLACE_WITHIN {
-            // Named by no version all this time, the output may have been judged stray by a
-            // vacuum meanwhile (it deletes such files an hour old, at the least): a version
-            // naming it could name a deleted file.
-            dest.delete(&out.path)?;
+        if !dest.exists(&out.path)? {
+            // Named by no version yet, the output may have been judged stray by a vacuum
+            // (it deletes such files an hour old, at the least): a version naming it would
+            // name a deleted file. (A vacuum between this look and the version's put, an
+            // hour after the output's writing began, is not guarded against.)
             report.lost += 1;
-            tracing::warn!(folder = %folder(&bin[0].path), minutes = started.elapsed().as_secs() / 60, "a group took too long to write and place; it is dropped");
+            tracing::warn!(file = %out.path, "a group's output is gone before its version was written (a vacuum?); the group is dropped");
             continue;
         }
         match table.replace(version, &bin, &out, &mut gone)? {
@@ -193,10 +192,6 @@ pub fn compact(
     }
     Ok(report)
 }
-
-/// The longest a bin's output may wait, from the start of its writing, for the version that
-/// names it: well within the shortest retention `sluice vacuum` takes (1 h).
-const PLACE_WITHIN: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
 /// Why a bin was not rewritten.
 enum Skip {

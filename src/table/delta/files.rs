@@ -145,11 +145,11 @@ impl DeltaTable {
             #[cfg(test)]
             crate::hooks::at("delta: after a replacement's put");
             match put {
-                Ok(()) => return self.placed(version + 1),
+                Ok(()) => return self.placed(version + 1, output),
                 Err(StoreError::Exists { .. }) => {
                     let winner = self.dest.read(&name)?;
                     if winner == bytes {
-                        return self.placed(version + 1);
+                        return self.placed(version + 1, output);
                     }
                     self.removed_by(&winner, gone)?;
                     if ours.iter().any(|p| gone.contains(*p)) {
@@ -226,9 +226,11 @@ impl DeltaTable {
     /// checkpoint, where no reader looks. Such a checkpoint was there before `v` was: a
     /// complete checkpoint at or past `v` whose parts all predate `v`'s entry (by the store's
     /// clock) means `v` is unseen, and it is removed (the clean-up, which keeps entries in
-    /// order, would stop at it). A checkpoint written after `v` holds it, even if a later
-    /// version removed `output` again; a tie in the store's times counts as seen.
-    fn placed(&self, v: u64) -> Result<Replaced, TableError> {
+    /// order, would stop at it) — when the table as readers see it does not hold `output`
+    /// either (a guard against a store clock that stepped back). A checkpoint written after
+    /// `v` holds it, even if a later version removed `output` again; a tie in the store's
+    /// times counts as seen.
+    fn placed(&self, v: u64, output: &LiveFile) -> Result<Replaced, TableError> {
         let listed = self
             .dest
             .list_after_dated("_delta_log/", &format!("{:020}.json", v - 1))?;
@@ -250,6 +252,14 @@ impl DeltaTable {
                     .all(|p| dated.get(p.as_str()).is_some_and(|t| *t < written))
             });
         if !before {
+            return Ok(self.landed(v));
+        }
+        // And the table as readers see it does not hold the output (a checkpoint that holds
+        // `v` has it live, unless a later version removed it): the store's clock alone, if
+        // it stepped back, would take a seen version for unseen.
+        let ours = file_name(&output.path);
+        let (_, live) = self.live_files(|f| file_name(&f.path) == ours)?;
+        if !live.is_empty() {
             return Ok(self.landed(v));
         }
         tracing::warn!(table = %self.url, version = v, "a compaction's version landed below a checkpoint written before it, where no reader sees it (the table was listed long before); it is removed and the group dropped");
@@ -293,6 +303,12 @@ impl DeltaTable {
         }
         Ok(())
     }
+}
+
+/// The last part of a path (a compaction's output is named by a random tag there, which no
+/// escaping changes).
+fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
 }
 
 /// A partition value as the log writes it (`None`: null).
