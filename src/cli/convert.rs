@@ -204,6 +204,12 @@ pub fn run_convert(a: ConvertArgs) -> Result<()> {
         .context("starting the I/O runtime")?;
     let output = Destination::parse(&folder, runtime.handle().clone())?;
     let dead_letters = Destination::parse(&dl_folder, runtime.handle().clone())?;
+    if output.url() == dead_letters.url() && name == dl_name {
+        bail!(
+            "--dead-letters names the output file itself ({}{name}): give the dead letters another folder or name",
+            output.url()
+        );
+    }
     // The pool the output is encoded on (Parquet columns, gzip blocks): as many threads as
     // decoders, named for profilers and `top -H`.
     let _ = rayon::ThreadPoolBuilder::new()

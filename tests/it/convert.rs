@@ -100,6 +100,32 @@ fn conversions_of_inputs_sharing_a_name_keep_their_own_dead_letters() {
     assert_eq!(dead_letters(&out.join("_dead_letters/b.jsonl")).len(), 12);
 }
 
+/// Dead letters sent to the output file's own name (JSON lines output, `--dead-letters` its
+/// folder): the run replaced one with the other, and with `--overwrite` and no dead letters
+/// deleted the output it had just written. It is refused before anything is written.
+#[test]
+fn dead_letters_named_like_the_output_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let err = sluice_refused(&[
+        "convert",
+        "--schema",
+        schema("nginx_access").to_str().unwrap(),
+        "--input",
+        fixture("nginx_access_bad.jsonl").to_str().unwrap(),
+        "--format",
+        "json",
+        "--compression",
+        "none",
+        "--output",
+        out.join("x.jsonl").to_str().unwrap(),
+        "--dead-letters",
+        &format!("{}/", out.display()),
+    ]);
+    assert!(err.contains("names the output file itself"), "{err}");
+    assert!(!out.join("x.jsonl").exists());
+}
+
 #[test]
 fn every_format_writes_every_row() {
     let dir = tempfile::tempdir().unwrap();
