@@ -406,7 +406,7 @@ impl ChunkReader {
                 }
                 None if self.eof => {
                     // Only the last record, with no line break after it yet, is left.
-                    tracing::info!(input = %self.name, offset = self.offset, bytes = buf.len(), "the last line has no line break yet: left for the next run");
+                    tracing::info!(input = %self.name, offset = self.offset, bytes = buf.len(), "the last record has no line break after it yet (or a CSV quote is left open): left for the next run");
                     buf.clear();
                     return Ok(false);
                 }

@@ -3,8 +3,10 @@
 //! under the same name, a path now naming another folder's `app.log`) would be resumed at the
 //! old file's offset, its first bytes never read (or the job stopped for good, when shorter).
 //! So the first bytes of each file (up to [`HEAD`], decompressed) are recorded in the
-//! destination, `_sluice/<job>/files/<key>.json`, before any of it is committed, and each start
-//! that resumes a file past its start checks them first.
+//! destination, `_sluice/<job>/files/<key>.json`, before any of it is committed (as far as the
+//! file goes then; more of it at later starts), and each start that resumes a file past its
+//! start, or may restore a spill of it, checks them before its claims. Files whose first 4 KiB
+//! are the same cannot be told apart.
 
 use std::io::Read;
 use std::path::Path;
@@ -28,14 +30,26 @@ struct Identity {
     crc: u32,
 }
 
-/// The files of a file job, resolved, in partition order (`None`: not a file job).
-pub fn paths(job: &crate::config::Job) -> Option<Vec<std::path::PathBuf>> {
-    match &job.file.source {
-        crate::config::SourceSection::File { paths, .. } => {
-            Some(paths.iter().map(|p| job.resolve(p)).collect())
-        }
-        _ => None,
+/// Checks each file of a file job (nothing for other sources) against its recorded start:
+/// resumed at its newest checkpoint, or holding records in the state folder's spill.
+pub fn check_all(
+    job: &crate::config::Job,
+    dest: &Destination,
+    checkpoints: &crate::commit::checkpoint::Checkpoints,
+    parts: &[PartitionInfo],
+) -> Result<(), TaskError> {
+    let crate::config::SourceSection::File { paths, .. } = &job.file.source else {
+        return Ok(());
+    };
+    let spilled = crate::channel::spill::exists(&job.resolve(&job.file.job.state_dir));
+    for p in parts {
+        let Some(path) = paths.get(p.id as usize).map(|f| job.resolve(f)) else {
+            continue;
+        };
+        let resumed = checkpoints.latest(&p.key())?.map_or(0, |c| c.next_offset);
+        check(dest, &job.file.job.name, p, &path, resumed, spilled)?;
     }
+    Ok(())
 }
 
 fn record_path(job: &str, key: &str) -> String {
@@ -43,15 +57,16 @@ fn record_path(job: &str, key: &str) -> String {
 }
 
 /// Checks that `path` is the file partition `p` of job `job` was read from, when it resumes
-/// past its start (`resumed`: the checkpoint's offset), and records its start when none is
-/// recorded or more of it is there now. A file whose start differs from the one recorded (or
-/// is shorter) is refused, naming both.
-pub fn check(
+/// past its start (`resumed`: the checkpoint's offset) or a spill may hold records of it
+/// (`spilled`), and records its start when none is recorded or more of it is there now. A
+/// file whose start differs from the one recorded (or is shorter) is refused, naming both.
+fn check(
     dest: &Destination,
     job: &str,
     p: &PartitionInfo,
     path: &Path,
     resumed: u64,
+    spilled: bool,
 ) -> Result<(), TaskError> {
     let fail = |reason: String| TaskError::Job {
         job: job.to_string(),
@@ -74,11 +89,12 @@ pub fn check(
         crc: crc32fast::hash(&head),
     };
     match recorded {
-        // Read past its start: the file must begin as the one read did.
-        Some(r) if resumed > 0 => {
+        // Read past its start (or perhaps, into a spill): the file must begin as the one
+        // read did.
+        Some(r) if resumed > 0 || spilled => {
             if head.len() < r.len || crc32fast::hash(&head[..r.len]) != r.crc {
                 return Err(fail(format!(
-                    "input {} (partition {key}) is not the file the job read to byte {resumed}: its first {} bytes differ from those of {} when it was first read (a log rotated under the same name, or a file replaced or rewritten). Reading it from byte {resumed} would skip its start: give the new file a name of its own (a new partition, read from its start), or restore the one read",
+                    "input {} (partition {key}) is not the file the job read (to byte {resumed}, and perhaps into the spill in its state folder): its first {} bytes differ from those of {} when it was first read (a log rotated under the same name, or a file replaced or rewritten). Reading it on from there would skip its start: give the new file a name of its own (a new partition, read from its start), or restore the one read",
                     path.display(),
                     r.len,
                     r.path

@@ -383,6 +383,8 @@ fn run_inner(
         }
     }
     left_wal::check(job, &checkpoints, &parts)?;
+    // Before any claim (a roll-back's deletes its commits): each file is the one read.
+    file_identity::check_all(job, &dest, &checkpoints, &parts)?;
     let claimed = membership::claim_static(
         &mut *source,
         &checkpoints,
@@ -402,16 +404,11 @@ fn run_inner(
     } else {
         opts
     };
-    let files = file_identity::paths(job);
     for (p, claimed) in parts.iter().zip(claimed) {
         foreign_log::after_claim(&mut *source, &checkpoints, p, claimed.latest())?;
         let src = &mut source;
         let start =
             membership::resume(claimed, &control, None, p, || Ok(src.resume_default(p.id)?))?;
-        if let Some(path) = files.as_ref().and_then(|f| f.get(p.id as usize)) {
-            let resumed = if start.checkpointed { start.offset } else { 0 };
-            file_identity::check(&dest, &name, p, path, resumed)?;
-        }
         if start.checkpointed {
             source.seek(p.id, start.offset, start.line)?;
             // What the checkpoint covers is committed: a push log counts its room from there

@@ -46,17 +46,25 @@ fn a_roll_back_is_planned_refused_when_it_cannot_replay_and_survives_kill_9() {
         "{plan}"
     );
     assert_eq!(listing(&out), before);
-    // A source that can no longer replay from there (the file shrank) is refused before
-    // anything is deleted.
+    // A source that can no longer replay from there (the file shrank, its start kept) is
+    // refused before anything is deleted.
     let a = dir.path().join("a.jsonl");
     let full = std::fs::read(&a).unwrap();
-    std::fs::write(&a, &full[..100]).unwrap();
+    std::fs::write(&a, &full[..5000]).unwrap();
     let o = sluice(&["run", job_s, "--from-checkpoint", "1"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         !o.status.success() && err.contains("cannot replay partition a-0"),
         "{err}"
     );
+    assert_eq!(listing(&out), before, "nothing deleted");
+    // Nor is another file as long as the one read, whose start differs (the check of a
+    // file's start comes before a roll-back's claims, which delete).
+    let mut other = full.clone();
+    other[0] = b' ';
+    std::fs::write(&a, &other).unwrap();
+    let err = sluice_refused(&["run", job_s, "--from-checkpoint", "1"]);
+    assert!(err.contains("is not the file the job read"), "{err}");
     assert_eq!(listing(&out), before, "nothing deleted");
     std::fs::write(&a, &full).unwrap();
     // A kill -9 half-way through a roll-back (claimed; sealed, files not yet deleted), then a
