@@ -100,6 +100,46 @@ pub(super) fn finish(child: Child) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// Runs `job` and stops it with SIGTERM until a stop leaves a spill, from scratch each time
+/// (whether items are still queued when the stop lands depends on the machine's pace):
+/// whether one did, and the last stop's log.
+pub(super) fn stop_until_spilled(dir: &Path, job: &Path) -> (bool, String) {
+    let mut stop_log = String::new();
+    for attempt in 0..4 {
+        for sub in ["out", "state"] {
+            let _ = std::fs::remove_dir_all(dir.join(sub));
+        }
+        let child = start(job, &[]);
+        std::thread::sleep(Duration::from_millis(1000 + 300 * attempt));
+        sigterm(&child);
+        let (ok, log) = finish(child);
+        assert!(ok, "a graceful stop exits 0:\n{log}");
+        assert!(log.contains("to=Stopping"), "{log}");
+        stop_log = log;
+        if dir.join("state/spill/manifest.json").exists() {
+            return (true, stop_log);
+        }
+    }
+    (false, stop_log)
+}
+
+/// Every object of the gzip JSON lines files under `out`.
+pub(super) fn gzip_json_rows(out: &Path) -> Vec<serde_json::Value> {
+    let mut rows = Vec::new();
+    for p in files_under(out, true) {
+        if !p.to_string_lossy().ends_with(".jsonl.gz") {
+            continue;
+        }
+        let mut text = String::new();
+        use std::io::Read;
+        flate2::read::MultiGzDecoder::new(std::fs::File::open(&p).unwrap())
+            .read_to_string(&mut text)
+            .unwrap();
+        rows.extend(text.lines().map(|l| serde_json::from_str(l).unwrap()));
+    }
+    rows
+}
+
 pub(super) fn run_to_end(job: &Path) -> String {
     let (ok, text) = finish(start(job, &[]));
     assert!(ok, "sluice run failed:\n{text}");
@@ -318,26 +358,7 @@ fn sigterm_spills_the_channel_and_the_next_start_restores_it() {
         &[input],
         "format = \"json\"\ncompression = \"gzip:9\"\nworkers = 1\n[sink.rotation]\nmax_rows = 20000\n",
     );
-    // Whether items are still queued when the stop lands depends on the machine's pace: a
-    // stop that found the channel empty is retried from scratch.
-    let mut stop_log = String::new();
-    let mut spilled = false;
-    for attempt in 0..4 {
-        for sub in ["out", "state"] {
-            let _ = std::fs::remove_dir_all(dir.path().join(sub));
-        }
-        let child = start(&job, &[]);
-        std::thread::sleep(Duration::from_millis(1000 + 300 * attempt));
-        sigterm(&child);
-        let (ok, log) = finish(child);
-        assert!(ok, "a graceful stop exits 0:\n{log}");
-        assert!(log.contains("to=Stopping"), "{log}");
-        stop_log = log;
-        spilled = dir.path().join("state/spill/manifest.json").exists();
-        if spilled {
-            break;
-        }
-    }
+    let (spilled, stop_log) = stop_until_spilled(dir.path(), &job);
     let text = run_to_end(&job);
     if spilled {
         assert!(
@@ -346,25 +367,11 @@ fn sigterm_spills_the_channel_and_the_next_start_restores_it() {
         );
     }
     assert!(!dir.path().join("state/spill/manifest.json").exists());
-    // Read the JSON output back.
     let mut counts: HashMap<String, usize> = HashMap::new();
-    for e in std::fs::read_dir(dir.path().join("out")).unwrap() {
-        let p = e.unwrap().path();
-        let name = p.file_name().unwrap().to_string_lossy().into_owned();
-        if !name.ends_with(".jsonl.gz") || name.starts_with('.') {
-            continue;
-        }
-        let mut text = String::new();
-        use std::io::Read;
-        flate2::read::MultiGzDecoder::new(std::fs::File::open(&p).unwrap())
-            .read_to_string(&mut text)
-            .unwrap();
-        for line in text.lines() {
-            let v: serde_json::Value = serde_json::from_str(line).unwrap();
-            *counts
-                .entry(v["trace_id"].as_str().unwrap().to_string())
-                .or_insert(0) += 1;
-        }
+    for v in gzip_json_rows(&dir.path().join("out")) {
+        *counts
+            .entry(v["trace_id"].as_str().unwrap().to_string())
+            .or_insert(0) += 1;
     }
     assert_eq!(counts.len(), n);
     assert!(

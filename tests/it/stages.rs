@@ -515,25 +515,15 @@ fn stage_types_no_writer_takes_are_refused_at_start() {
 
 /// The rows of the gzip JSON files in `out`: trace id → status.
 fn statuses(out: &Path) -> std::collections::HashMap<String, i64> {
-    let mut rows = std::collections::HashMap::new();
-    for p in files_under(out, true) {
-        if !p.to_string_lossy().ends_with(".jsonl.gz") {
-            continue;
-        }
-        let mut text = String::new();
-        use std::io::Read;
-        flate2::read::MultiGzDecoder::new(std::fs::File::open(&p).unwrap())
-            .read_to_string(&mut text)
-            .unwrap();
-        for line in text.lines() {
-            let v: serde_json::Value = serde_json::from_str(line).unwrap();
-            rows.insert(
+    crate::run::gzip_json_rows(out)
+        .into_iter()
+        .map(|v| {
+            (
                 v["trace_id"].as_str().unwrap().to_string(),
                 v["status"].as_i64().unwrap(),
-            );
-        }
-    }
-    rows
+            )
+        })
+        .collect()
 }
 
 /// A stop spills the channel; the job file gains a filter before the next start. The spilled
@@ -550,23 +540,7 @@ fn a_spill_written_before_the_stages_changed_is_read_again_through_the_new_ones(
         &[input],
         "format = \"json\"\ncompression = \"gzip:9\"\nworkers = 1\n[sink.rotation]\nmax_rows = 20000\n",
     );
-    // Whether items are still queued when the stop lands depends on the machine's pace: a
-    // stop that found the channel empty is retried from scratch.
-    let mut spilled = false;
-    for attempt in 0..6 {
-        for sub in ["out", "state"] {
-            let _ = std::fs::remove_dir_all(dir.path().join(sub));
-        }
-        let child = start(&job, &[]);
-        std::thread::sleep(std::time::Duration::from_millis(1000 + 300 * attempt));
-        sigterm(&child);
-        let (ok, log) = finish(child);
-        assert!(ok, "a graceful stop exits 0:\n{log}");
-        spilled = dir.path().join("state/spill/manifest.json").exists();
-        if spilled {
-            break;
-        }
-    }
+    let (spilled, _) = crate::run::stop_until_spilled(dir.path(), &job);
     assert!(
         spilled,
         "no stop left a spill: the test did not exercise a restore"
