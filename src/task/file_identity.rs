@@ -31,17 +31,24 @@ struct Identity {
 }
 
 /// Checks each file of a file job (nothing for other sources) against its recorded start:
-/// resumed at its newest checkpoint, or holding records in the state folder's spill.
+/// resumed at its newest checkpoint, or maybe holding records in the job's own spill, when
+/// the start will not discard it (`keeps_spill`).
 pub fn check_all(
     job: &crate::config::Job,
     dest: &Destination,
     checkpoints: &crate::commit::checkpoint::Checkpoints,
     parts: &[PartitionInfo],
+    keeps_spill: bool,
 ) -> Result<(), TaskError> {
     let crate::config::SourceSection::File { paths, .. } = &job.file.source else {
         return Ok(());
     };
-    let spilled = crate::channel::spill::exists(&job.resolve(&job.file.job.state_dir));
+    let state = job.resolve(&job.file.job.state_dir);
+    let spilled = keeps_spill
+        && crate::channel::spill::header(&state)
+            .ok()
+            .and_then(|h| h.owner)
+            .is_some_and(|o| o.job == job.file.job.name);
     for p in parts {
         let Some(path) = paths.get(p.id as usize).map(|f| job.resolve(f)) else {
             continue;

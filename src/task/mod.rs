@@ -384,7 +384,8 @@ fn run_inner(
     }
     left_wal::check(job, &checkpoints, &parts)?;
     // Before any claim (a roll-back's deletes its commits): each file is the one read.
-    file_identity::check_all(job, &dest, &checkpoints, &parts)?;
+    let keeps_spill = !opts.discard_spill && opts.from_checkpoint.is_none();
+    file_identity::check_all(job, &dest, &checkpoints, &parts, keeps_spill)?;
     let claimed = membership::claim_static(
         &mut *source,
         &checkpoints,

@@ -102,14 +102,16 @@ pub(super) fn restore_spill(
     // select): taken as they are, they would skip the new stages (rows the new filter drops,
     // columns it no longer outputs). A file source reads them again, through the new stages;
     // a push log's spill may be some records' only copy (a memory log's, or items an earlier
-    // log restored), and is restored with a warning.
+    // log restored), and is restored with a warning. (A changed `on_error` counts too: the
+    // spill's dead letters are the old setting's.)
     let restaged = head
         .as_ref()
         .and_then(|h| h.owner.as_ref())
         .is_some_and(|o| o.stages.is_some() && o.stages != mine.stages);
-    let discard = discard || (restaged && source.log_id().is_none());
-    if restaged && source.log_id().is_some() {
-        tracing::warn!(path = %state_dir.display(), "the spill's records went through other stages than this job's (changed since it was written), and a push log may hold no other copy of them: they are restored as those stages left them");
+    let pushed = head.as_ref().is_some_and(|h| !h.logs.is_empty());
+    let discard = discard || (restaged && !pushed);
+    if restaged && pushed {
+        tracing::warn!(path = %state_dir.display(), "the spill's records went through other stages than this job's (changed since it was written), and a push log may hold no other copy of them: they are restored as those stages left them, by column name (columns the new stages add are null)");
     } else if restaged && !opts.discard_spill {
         tracing::info!(path = %state_dir.display(), "the stages changed since the spill was written: its records are read again from the source, through the new stages");
     }
@@ -373,7 +375,7 @@ fn decide<E>(
 
 /// Whose a spill of `job`'s run is: its (backfill's own) name and its destination.
 pub(super) fn spill_owner(job: &Job) -> SpillOwner {
-    let stages = format!("{:?}", job.file.repo.stages);
+    let stages = format!("{:?} {}", job.file.repo.stages, job.file.repo.on_error);
     SpillOwner {
         job: job.file.job.name.clone(),
         url: job.resolve_url(&job.file.sink.url),

@@ -120,7 +120,7 @@ fn dead_letters_named_like_the_output_are_refused() {
         "--output",
         out.join("x.jsonl").to_str().unwrap(),
         "--dead-letters",
-        &format!("{}/", out.display()),
+        &format!("{}/./", out.display()),
     ]);
     assert!(err.contains("names the output file itself"), "{err}");
     assert!(!out.join("x.jsonl").exists());
