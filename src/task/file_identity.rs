@@ -100,8 +100,13 @@ fn check(
         // read did.
         Some(r) if resumed > 0 || spilled => {
             if head.len() < r.len || crc32fast::hash(&head[..r.len]) != r.crc {
+                let read = if resumed > 0 {
+                    format!("read to byte {resumed}")
+                } else {
+                    "read into the spill in its state folder".to_string()
+                };
                 return Err(fail(format!(
-                    "input {} (partition {key}) is not the file the job read (to byte {resumed}, and perhaps into the spill in its state folder): its first {} bytes differ from those of {} when it was first read (a log rotated under the same name, or a file replaced or rewritten). Reading it on from there would skip its start: give the new file a name of its own (a new partition, read from its start), or restore the one read",
+                    "input {} (partition {key}) is not the file the job {read}: its first {} bytes differ from those of {} when it was first read (a log rotated under the same name, or a file replaced or rewritten). Reading it on from there would skip its start: give the new file a name of its own (a new partition, read from its start), or restore the one read",
                     path.display(),
                     r.len,
                     r.path

@@ -106,7 +106,7 @@ fn a_file_replaced_under_the_same_name_is_refused_not_resumed_at_the_old_offset(
     let (status, log) = sluice_within(&["run", job.to_str().unwrap()], 60);
     assert!(!status.success(), "a replaced file was resumed: {log}");
     assert!(
-        log.contains("is not the file the job read (to byte 12") && log.contains("app.csv"),
+        log.contains("is not the file the job read to byte 12:") && log.contains("app.csv"),
         "{log}"
     );
     let ids = trace_ids(&dir.path().join("out"));
