@@ -374,6 +374,16 @@ mod tests {
         ))
     }
 
+    /// A destination in memory, with the runtime it runs on.
+    fn memory() -> (tokio::runtime::Runtime, Destination) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let dest = Destination::parse("memory:///e", rt.handle().clone()).unwrap();
+        (rt, dest)
+    }
+
     #[test]
     fn new_nullable_fields_and_drops_pass_type_changes_and_new_required_fields_do_not() {
         let old = schema(&[("a", DataType::Int32, false), ("b", DataType::Utf8, true)]);
@@ -400,11 +410,7 @@ mod tests {
 
     #[test]
     fn the_record_round_trips_and_guards_the_next_start() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let dest = Destination::parse("memory:///e", rt.handle().clone()).unwrap();
+        let (_rt, dest) = memory();
         let v1 = schema(&[("a", DataType::Int32, false)]);
         assert!(check(&dest, "j", &v1, true).unwrap().is_empty());
         assert_eq!(
@@ -442,11 +448,7 @@ mod tests {
 
     #[test]
     fn the_single_record_of_earlier_versions_is_read_until_a_numbered_one_exists() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let dest = Destination::parse("memory:///e", rt.handle().clone()).unwrap();
+        let (_rt, dest) = memory();
         let v1 = schema(&[("a", DataType::Int32, false), ("b", DataType::Utf8, true)]);
         let text = record_text("j", &v1, None).unwrap();
         dest.put_atomic("_sluice/j/schema.json", &text, false)
@@ -466,11 +468,7 @@ mod tests {
 
     #[test]
     fn an_earlier_version_recording_in_the_copy_alone_still_counts() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let dest = Destination::parse("memory:///e", rt.handle().clone()).unwrap();
+        let (_rt, dest) = memory();
         let v1 = schema(&[("a", DataType::Int32, false)]);
         check(&dest, "j", &v1, true).unwrap();
         // An earlier version, beside this one, adds `c` as Int64 where it only looks.
