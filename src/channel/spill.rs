@@ -121,6 +121,9 @@ pub struct SpillHeader {
 pub struct Spill {
     pub items: Vec<(Option<String>, Item)>,
     pub head: SpillHeader,
+    /// Its batches were written with another schema and read by name (fields added since
+    /// are null in them, though their records may hold them).
+    pub adapted: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -322,6 +325,7 @@ pub fn read(state: &Path, schema: &SchemaRef) -> Result<Spill, SpillError> {
     let reader = StreamReader::try_new(std::io::Cursor::new(data), None)
         .map_err(|e| corrupt(&data_path, e.to_string()))?;
     // A spill of an older schema (the schema changed between runs) is read by name.
+    let adapted = reader.schema().fields() != schema.fields();
     let mut batches = Vec::new();
     for b in reader {
         let b = b.map_err(|e| corrupt(&data_path, e.to_string()))?;
@@ -383,7 +387,11 @@ pub fn read(state: &Path, schema: &SchemaRef) -> Result<Spill, SpillError> {
             "more batches than the manifest lists".into(),
         ));
     }
-    Ok(Spill { items, head })
+    Ok(Spill {
+        items,
+        head,
+        adapted,
+    })
 }
 
 /// Removes the spill (after it has been restored into the channel, or to discard it).

@@ -127,6 +127,14 @@ pub(super) fn restore_spill(
     }
     transition(state, TaskState::Restoring, name, metrics);
     let spill = spill::read(state_dir, schema)?;
+    if spill.adapted && spill.head.logs.is_empty() {
+        // Decoded with another schema (fields added since are null in its batches, though
+        // the records may hold them): a file source reads them again, with this one. A push
+        // log's spill may be their only copy, and is taken by name.
+        tracing::info!(path = %state_dir.display(), "the schema changed since the spill was written: its records are read again from the source");
+        spill::remove(state_dir)?;
+        return Ok(Restored::default());
+    }
     let mut expected = control.partitions.positions();
     let partitions = source.partitions();
     let handles: HashMap<String, u32> = partitions.iter().map(|p| (p.key(), p.id)).collect();

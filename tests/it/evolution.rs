@@ -316,3 +316,58 @@ fn sighup_refuses_a_job_file_that_moves_the_state_folder() {
     assert_eq!(code, 200, "{body}");
     assert!(wait_exit(child.child(), "the run to stop", 60).success());
 }
+
+/// A stop spills the channel; the schema gains a nullable field the records already hold
+/// before the next start. The spilled batches were decoded without it: restored by name, their
+/// rows had it null. A file source reads them again, with the new schema.
+#[test]
+fn a_spill_decoded_before_a_field_was_added_is_read_again_with_it() {
+    use crate::run::{finish, gzip_json_rows, job_file, start, stop_until_spilled, write_events};
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("big.jsonl");
+    write_events(&input, 120_000, 0);
+    let full = std::fs::read_to_string(schema("nginx_access")).unwrap();
+    let at = full
+        .find("[[fields]]\nname = \"cache_hit\"")
+        .expect("the field");
+    let end = full[at + 1..]
+        .find("[[fields]]")
+        .map_or(full.len(), |e| at + 1 + e);
+    let without = format!("{}{}", &full[..at], &full[end..]);
+    let schema_file = dir.path().join("events.toml");
+    std::fs::write(&schema_file, &without).unwrap();
+    let job = job_file(
+        dir.path(),
+        &[input],
+        "format = \"json\"\ncompression = \"gzip:9\"\nworkers = 1\n[sink.rotation]\nmax_rows = 20000\n",
+    );
+    let text = std::fs::read_to_string(&job).unwrap().replace(
+        &format!("{:?}", schema("nginx_access").display().to_string()),
+        &format!("{:?}", schema_file.display().to_string()),
+    );
+    std::fs::write(&job, text).unwrap();
+    let (spilled, _) = stop_until_spilled(dir.path(), &job);
+    assert!(
+        spilled,
+        "no stop left a spill: the test did not exercise a restore"
+    );
+    let before: std::collections::HashSet<String> = gzip_json_rows(&dir.path().join("out"))
+        .iter()
+        .map(|v| v["trace_id"].as_str().unwrap().to_string())
+        .collect();
+    std::fs::write(&schema_file, &full).unwrap();
+    let (ok, log) = finish(start(&job, &[]));
+    assert!(ok, "{log}");
+    let rows = gzip_json_rows(&dir.path().join("out"));
+    assert_eq!(rows.len(), 120_000, "every record once");
+    let without_field: Vec<_> = rows
+        .iter()
+        .filter(|v| !before.contains(v["trace_id"].as_str().unwrap()))
+        .filter(|v| v["cache_hit"].is_null())
+        .take(5)
+        .collect();
+    assert!(
+        without_field.is_empty(),
+        "rows read after the field was added lack it: {without_field:?}"
+    );
+}
