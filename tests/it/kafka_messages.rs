@@ -527,3 +527,56 @@ fn messages_of_heavy_lists_are_exported_once_in_chunks_cut_by_their_decoded_size
     }
     assert_eq!(seen.len(), n);
 }
+
+/// A tombstone (a message without a value, as a compacted topic's deletes are) and an empty
+/// message are dead letters that say so. Both were read as the line `null`: a dead letter
+/// "expected { got null" whose record read `null`, as if the producer had sent that text.
+#[test]
+fn tombstones_and_empty_messages_are_dead_letters_that_say_so() {
+    use crate::kafka_unreadable::{backfill, ids_job, produce};
+    let topic = "tombs";
+    let c = cluster(topic);
+    let bootstrap = c.bootstrap_servers();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    produce(&producer, topic, 0, 0..3);
+    producer
+        .send(
+            BaseRecord::<[u8], [u8]>::to(topic)
+                .partition(0)
+                .key(b"gone"),
+        )
+        .map_err(|(e, _)| e)
+        .unwrap();
+    producer
+        .send(BaseRecord::<(), [u8]>::to(topic).partition(0).payload(b""))
+        .map_err(|(e, _)| e)
+        .unwrap();
+    producer.flush(Duration::from_secs(30)).unwrap();
+    produce(&producer, topic, 0, 3..5);
+    let dir = tempfile::tempdir().unwrap();
+    let job = ids_job(dir.path(), &bootstrap, topic);
+    let text = backfill(&job, &dir.path().join("backfill.log"), &[]);
+    assert_eq!(trace_ids(&dir.path().join("out")).len(), 5, "{text}");
+    let letters = dead_letters_of(&dir.path().join("out"), "ids");
+    let mut reasons: Vec<(&str, &str)> = letters
+        .iter()
+        .map(|d| {
+            (
+                d["reason"].as_str().unwrap(),
+                d["record"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        [
+            ("a tombstone: the message has no value (no JSON value)", ""),
+            ("the message is empty (no JSON value)", ""),
+        ],
+        "{letters:?}"
+    );
+}

@@ -198,9 +198,10 @@ impl Part {
     }
 
     /// Buffers one message's payload as one line. JSON allows raw line breaks only as
-    /// whitespace between tokens: those become spaces. A message that is only whitespace, or
-    /// has a raw line break inside a string (invalid JSON, which a space would silently
-    /// "repair"), stands as a placeholder line and becomes a dead letter with its own bytes.
+    /// whitespace between tokens: those become spaces. A message without a value (a
+    /// tombstone), empty or only whitespace, or with a raw line break inside a string (invalid
+    /// JSON, which a space would silently "repair"), stands as a placeholder line and becomes a
+    /// dead letter with its own bytes and a reason saying which.
     /// So every line is one record, which `ends` records.
     fn line(&mut self, payload: Option<&[u8]>) {
         let unreadable = |why: &str, bytes: &[u8], meta: &mut MessageMeta, index: usize| {
@@ -210,7 +211,24 @@ impl Part {
         };
         let index = self.offsets.len();
         match payload {
-            None | Some([]) => self.buf.extend_from_slice(b"null"),
+            None => {
+                self.meta_bytes += unreadable(
+                    "a tombstone: the message has no value (no JSON value)",
+                    b"",
+                    &mut self.meta,
+                    index,
+                );
+                self.buf.extend_from_slice(UNREADABLE);
+            }
+            Some([]) => {
+                self.meta_bytes += unreadable(
+                    "the message is empty (no JSON value)",
+                    b"",
+                    &mut self.meta,
+                    index,
+                );
+                self.buf.extend_from_slice(UNREADABLE);
+            }
             Some(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => {
                 self.meta_bytes += unreadable(
                     "the message holds only whitespace (no JSON value)",
