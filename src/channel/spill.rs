@@ -121,9 +121,6 @@ pub struct SpillHeader {
 pub struct Spill {
     pub items: Vec<(Option<String>, Item)>,
     pub head: SpillHeader,
-    /// Its batches were written with another schema and read by name (fields added since
-    /// are null in them, though their records may hold them).
-    pub adapted: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -297,6 +294,31 @@ pub fn positions(state: &Path) -> Result<Vec<(u64, u64)>, SpillError> {
         .collect())
 }
 
+/// The items' partitions (their keys; none in spills of older versions) and the positions
+/// `[from, next)` they hold (its manifest only).
+pub fn ranges(state: &Path) -> Result<Vec<(Option<String>, u64, u64)>, SpillError> {
+    Ok(read_manifest(&dir(state))?
+        .items
+        .iter()
+        .map(|e| (e.key.clone(), e.prov.from_offset, e.prov.next_offset))
+        .collect())
+}
+
+/// The schema its batches were written with (its data file's head only).
+pub fn written_schema(state: &Path) -> Result<SchemaRef, SpillError> {
+    let d = dir(state);
+    let m = read_manifest(&d)?;
+    let data_path = m.data_path(&d);
+    let file = std::fs::File::open(&data_path).map_err(io(&data_path))?;
+    let reader = StreamReader::try_new(std::io::BufReader::new(file), None).map_err(|e| {
+        SpillError::Corrupt {
+            path: data_path.clone(),
+            reason: e.to_string(),
+        }
+    })?;
+    Ok(reader.schema())
+}
+
 /// Reads the spill, verifying it whole before returning anything.
 pub fn read(state: &Path, schema: &SchemaRef) -> Result<Spill, SpillError> {
     let d = dir(state);
@@ -325,7 +347,6 @@ pub fn read(state: &Path, schema: &SchemaRef) -> Result<Spill, SpillError> {
     let reader = StreamReader::try_new(std::io::Cursor::new(data), None)
         .map_err(|e| corrupt(&data_path, e.to_string()))?;
     // A spill of an older schema (the schema changed between runs) is read by name.
-    let adapted = reader.schema().fields() != schema.fields();
     let mut batches = Vec::new();
     for b in reader {
         let b = b.map_err(|e| corrupt(&data_path, e.to_string()))?;
@@ -387,11 +408,7 @@ pub fn read(state: &Path, schema: &SchemaRef) -> Result<Spill, SpillError> {
             "more batches than the manifest lists".into(),
         ));
     }
-    Ok(Spill {
-        items,
-        head,
-        adapted,
-    })
+    Ok(Spill { items, head })
 }
 
 /// Removes the spill (after it has been restored into the channel, or to discard it).

@@ -31,8 +31,8 @@ struct Identity {
 }
 
 /// Checks each file of a file job (nothing for other sources) against its recorded start:
-/// resumed at its newest checkpoint, or maybe holding records in the job's own spill, when
-/// the start will not discard it (`keeps_spill`).
+/// resumed at its newest checkpoint, or maybe holding records in the job's own spill (or an
+/// earlier version's), unless `--discard-spill` drops it (`keeps_spill`).
 pub fn check_all(
     job: &crate::config::Job,
     dest: &Destination,
@@ -44,11 +44,11 @@ pub fn check_all(
         return Ok(());
     };
     let state = job.resolve(&job.file.job.state_dir);
+    // This job's spill, or one of an earlier version's (no owner): restored unless another
+    // job's.
     let spilled = keeps_spill
         && crate::channel::spill::header(&state)
-            .ok()
-            .and_then(|h| h.owner)
-            .is_some_and(|o| o.job == job.file.job.name);
+            .is_ok_and(|h| h.owner.as_ref().is_none_or(|o| o.job == job.file.job.name));
     for p in parts {
         let Some(path) = paths.get(p.id as usize).map(|f| job.resolve(f)) else {
             continue;

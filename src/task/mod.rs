@@ -36,6 +36,7 @@ mod membership;
 mod prepare;
 mod progress;
 pub mod reload;
+mod respill;
 mod restored;
 mod roll_backs;
 mod spilling;
@@ -384,7 +385,7 @@ fn run_inner(
     }
     left_wal::check(job, &checkpoints, &parts)?;
     // Before any claim (a roll-back's deletes its commits): each file is the one read.
-    let keeps_spill = !opts.discard_spill && opts.from_checkpoint.is_none();
+    let keeps_spill = !opts.discard_spill;
     file_identity::check_all(job, &dest, &checkpoints, &parts, keeps_spill)?;
     let claimed = membership::claim_static(
         &mut *source,

@@ -98,23 +98,24 @@ pub(super) fn restore_spill(
             return Ok(Restored::default());
         }
     }
-    // Batches another set of stages made (a reload or restart with a changed filter or
-    // select): taken as they are, they would skip the new stages (rows the new filter drops,
-    // columns it no longer outputs). A file source reads them again, through the new stages;
-    // a push log's spill may be some records' only copy (a memory log's, or items an earlier
-    // log restored), and is restored with a warning. (A changed `on_error` counts too: the
-    // spill's dead letters are the old setting's.)
-    let restaged = head
-        .as_ref()
-        .and_then(|h| h.owner.as_ref())
-        .is_some_and(|o| o.stages.is_some() && o.stages != mine.stages);
-    let pushed = head.as_ref().is_some_and(|h| !h.logs.is_empty());
-    let discard = discard || (restaged && !pushed);
-    if restaged && pushed {
-        tracing::warn!(path = %state_dir.display(), "the spill's records went through other stages than this job's (changed since it was written), and a push log may hold no other copy of them: they are restored as those stages left them, by column name (columns the new stages add are null)");
-    } else if restaged && !opts.discard_spill {
-        tracing::info!(path = %state_dir.display(), "the stages changed since the spill was written: its records are read again from the source, through the new stages");
-    }
+    // Batches made by other stages or decoded with another schema: read again from the
+    // source where it holds them all, else restored by name (see `respill`).
+    let respill = match &head {
+        Some(h) if !discard => super::respill::decide(state_dir, h, mine, schema, source)?,
+        _ => super::respill::Respill::Same,
+    };
+    let discard = match respill {
+        super::respill::Respill::ReadAgain(why) => {
+            tracing::info!(path = %state_dir.display(), "{why}: the spill's records are read again from the source");
+            spill::remove(state_dir)?;
+            return Ok(Restored::default());
+        }
+        super::respill::Respill::Restore(why) => {
+            tracing::warn!(path = %state_dir.display(), "{why}, and the source may not hold the spill's records again (a push log's, or past what it keeps): they are restored as they were made, by column name (fields added since are null)");
+            discard
+        }
+        super::respill::Respill::Same => discard,
+    };
     if discard {
         // A group member does not know its partitions yet; Kafka replays them anyway.
         if source.log_id().is_some() {
@@ -127,14 +128,6 @@ pub(super) fn restore_spill(
     }
     transition(state, TaskState::Restoring, name, metrics);
     let spill = spill::read(state_dir, schema)?;
-    if spill.adapted && spill.head.logs.is_empty() {
-        // Decoded with another schema (fields added since are null in its batches, though
-        // the records may hold them): a file source reads them again, with this one. A push
-        // log's spill may be their only copy, and is taken by name.
-        tracing::info!(path = %state_dir.display(), "the schema changed since the spill was written: its records are read again from the source");
-        spill::remove(state_dir)?;
-        return Ok(Restored::default());
-    }
     let mut expected = control.partitions.positions();
     let partitions = source.partitions();
     let handles: HashMap<String, u32> = partitions.iter().map(|p| (p.key(), p.id)).collect();

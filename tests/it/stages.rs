@@ -552,7 +552,7 @@ fn a_spill_written_before_the_stages_changed_is_read_again_through_the_new_ones(
     let (ok, log) = finish(start(&job, &[]));
     assert!(ok, "{log}");
     assert!(
-        log.contains("the stages changed since the spill was written"),
+        log.contains("the stages (or on_error) changed since the spill was written: the spill's records are read again"),
         "{log}"
     );
     let after = statuses(&dir.path().join("out"));

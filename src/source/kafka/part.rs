@@ -207,7 +207,7 @@ impl Part {
         let unreadable = |why: &str, bytes: &[u8], meta: &mut MessageMeta, index: usize| {
             meta.unreadable
                 .push((index, bytes.to_vec(), why.to_string()));
-            bytes.len()
+            unreadable_cost(bytes, why)
         };
         let index = self.offsets.len();
         match payload {
@@ -265,6 +265,7 @@ impl Part {
     /// Buffers a record batch the client could not read, ending at `last`, as one unreadable
     /// line (a dead letter with reason `why`, no bytes); reading goes on after it.
     pub fn push_unreadable(&mut self, last: i64, why: String, needs: MetaNeeds) {
+        self.meta_bytes += unreadable_cost(&[], &why);
         self.meta
             .unreadable
             .push((self.offsets.len(), Vec::new(), why));
@@ -361,7 +362,7 @@ impl Part {
             + ours
                 .unreadable
                 .iter()
-                .map(|(_, b, _)| b.len())
+                .map(|(_, b, why)| unreadable_cost(b, why))
                 .sum::<usize>();
         chunk.first_line = 1;
         chunk.first_offset = 0;
@@ -390,6 +391,12 @@ fn line_break_in_string(bytes: &[u8]) -> bool {
         }
     }
     false
+}
+
+/// What an unreadable message's entry holds: its bytes, its reason, and the entry itself (a
+/// partition of tombstones holds little else).
+fn unreadable_cost(bytes: &[u8], why: &str) -> usize {
+    bytes.len() + why.len() + 64
 }
 
 /// Message headers as one JSON object: a key that appears once maps to its value (a string,
@@ -487,7 +494,9 @@ mod tests {
         part.offsets.push(0);
         part.line(Some(&blank));
         part.offsets.push(1);
-        assert_eq!(part.held(), part.buf.len() + 100_000);
+        let whitespace =
+            unreadable_cost(&blank, "the message holds only whitespace (no JSON value)");
+        assert_eq!(part.held(), part.buf.len() + whitespace);
         let mut chunk = Chunk::default();
         part.emit(&mut chunk, None);
         assert_eq!(part.held(), 0);
@@ -499,7 +508,7 @@ mod tests {
         }
         part.meta_bytes += 1000 + 2000 + 3000 + 4000;
         assert_eq!(part.emit_first(2, &mut chunk), Next::Chunk(0));
-        assert_eq!(part.held(), part.buf.len() + 3000 + 4000 + 100_000);
+        assert_eq!(part.held(), part.buf.len() + 3000 + 4000 + whitespace);
     }
 
     /// With lines that decode to many times their bytes, a partition hands on its messages
