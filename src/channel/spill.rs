@@ -309,7 +309,17 @@ pub fn written_schema(state: &Path) -> Result<SchemaRef, SpillError> {
     let d = dir(state);
     let m = read_manifest(&d)?;
     let data_path = m.data_path(&d);
-    let file = std::fs::File::open(&data_path).map_err(io(&data_path))?;
+    let file = match std::fs::File::open(&data_path) {
+        Ok(f) => f,
+        // A removal cut short (the data went first): the spill is gone but for its manifest.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(SpillError::Corrupt {
+                path: data_path.clone(),
+                reason: "its data file is missing".into(),
+            })
+        }
+        Err(e) => return Err(io(&data_path)(e)),
+    };
     let reader = StreamReader::try_new(std::io::BufReader::new(file), None).map_err(|e| {
         SpillError::Corrupt {
             path: data_path.clone(),

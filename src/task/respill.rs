@@ -3,8 +3,10 @@
 //! and the source still holds every record it has. Restored, such batches skip the new stages
 //! (rows a new filter drops) or miss what the new schema reads (fields added since are null
 //! though the records hold them). Where the source may not hold them all (a memory push log,
-//! items an earlier log restored, records past a Kafka topic's retention, a file cut short),
-//! the spill is their only copy and is restored by column name, with a warning.
+//! items an earlier log restored, a file cut short), the spill is their only copy and is
+//! restored by column name, with a warning. Kafka reads again: a position past the topic's
+//! retention is `on_gap`'s (a clear stop, or a counted skip), not rows that skipped the new
+//! stages.
 
 use std::path::Path;
 
@@ -51,7 +53,8 @@ pub(super) fn decide(
 
 /// Whether the source can read every item of the spill again: a log it names is this
 /// source's own, which is not a memory log's, and each item's positions are within what the
-/// source holds of its partition.
+/// source holds of its partition. A source that cannot say (Kafka: its broker answers, and a
+/// position past its retention is `on_gap`'s, a clear stop or a counted skip) reads again.
 fn holds_all(
     state_dir: &Path,
     head: &SpillHeader,
@@ -66,6 +69,8 @@ fn holds_all(
         _ => return Ok(false),
     }
     let partitions = source.partitions();
+    // Asked once a partition (a gzip file is read through to tell).
+    let mut held: std::collections::HashMap<u32, Option<(u64, u64)>> = Default::default();
     for (key, from, next) in spill::ranges(state_dir)? {
         let p = match (&key, partitions.as_slice()) {
             (Some(k), _) => partitions.iter().find(|p| p.key() == *k),
@@ -75,8 +80,13 @@ fn holds_all(
         let Some(p) = p else {
             return Ok(false);
         };
-        match source.replayable(p.id)? {
+        let range = match held.get(&p.id) {
+            Some(r) => *r,
+            None => *held.entry(p.id).or_insert(source.replayable(p.id)?),
+        };
+        match range {
             Some((low, high)) if low <= from && next <= high => {}
+            None if head.logs.is_empty() => {}
             _ => return Ok(false),
         }
     }
@@ -96,9 +106,9 @@ mod tests {
     use crate::decode::Chunk;
     use crate::source::{Next, PartitionInfo, SourceError};
 
-    /// A file-like source of one partition that holds `held` of it.
+    /// A file-like source of one partition that holds `held` of it (`None`: cannot say).
     struct Holds {
-        held: (u64, u64),
+        held: Option<(u64, u64)>,
     }
 
     impl Source for Holds {
@@ -116,7 +126,7 @@ mod tests {
             Ok(Next::End)
         }
         fn replayable(&mut self, _: u32) -> Result<Option<(u64, u64)>, SourceError> {
-            Ok(Some(self.held))
+            Ok(self.held)
         }
     }
 
@@ -163,8 +173,12 @@ mod tests {
     fn a_spill_made_otherwise_is_read_again_only_where_the_source_holds_it_all() {
         let dir = tempfile::tempdir().unwrap();
         let head = spilled(dir.path());
-        let all = &mut Holds { held: (0, 30) };
-        let cut = &mut Holds { held: (0, 15) };
+        let all = &mut Holds {
+            held: Some((0, 30)),
+        };
+        let cut = &mut Holds {
+            held: Some((0, 15)),
+        };
         let same = decide(dir.path(), &head, &owner("a"), &schema("n"), all).unwrap();
         assert!(matches!(same, Respill::Same));
         let restaged = decide(dir.path(), &head, &owner("b"), &schema("n"), all).unwrap();
@@ -174,5 +188,9 @@ mod tests {
         // The source no longer holds all of it (a file cut short): the spill is their copy.
         let kept = decide(dir.path(), &head, &owner("b"), &schema("n"), cut).unwrap();
         assert!(matches!(kept, Respill::Restore(_)));
+        // A source that cannot say (Kafka's broker answers; retention is `on_gap`'s).
+        let unsaid = &mut Holds { held: None };
+        let kafka = decide(dir.path(), &head, &owner("b"), &schema("n"), unsaid).unwrap();
+        assert!(matches!(kafka, Respill::ReadAgain(_)));
     }
 }
