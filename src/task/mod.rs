@@ -314,6 +314,8 @@ fn run_inner(
     let mut source = source.expect("prepare(connect) opens the source");
     sweep_in_background(job, &dest, &dead_dest);
     let out_schema = decoder.output_schema();
+    // Whose a spill is, and what made its batches (before the decoder moves to its threads).
+    let mine = spill_owner(job, decoder.schema());
     // Before any data moves: the schema must be one that readers of the files already written
     // can follow; it is then recorded as the files' schema.
     for change in crate::evolution::check(&dest, &name, &out_schema, true)? {
@@ -518,7 +520,7 @@ fn run_inner(
                 state,
                 &name,
                 metrics,
-                &spill_owner(job),
+                &mine,
                 stop,
             )?;
             transition(state, TaskState::Running, &name, metrics);
@@ -543,7 +545,7 @@ fn run_inner(
                 let log = source.log_id();
                 graceful_stop(
                     job,
-                    spill_dir,
+                    (spill_dir, &mine),
                     log,
                     &out_schema,
                     &channel,

@@ -375,13 +375,23 @@ fn decide<E>(
 }
 
 /// Whose a spill of `job`'s run is: its (backfill's own) name and its destination.
-pub(super) fn spill_owner(job: &Job) -> SpillOwner {
-    let stages = format!("{:?} {}", job.file.repo.stages, job.file.repo.on_error);
+pub(super) fn spill_owner(job: &Job, schema: &crate::schema::RepoSchema) -> SpillOwner {
     SpillOwner {
         job: job.file.job.name.clone(),
         url: job.resolve_url(&job.file.sink.url),
-        stages: Some(format!("{:08x}", crc32fast::hash(stages.as_bytes()))),
+        stages: Some(made_by(job, schema)),
     }
+}
+
+/// What makes a spill's batches what they are besides their Arrow schema: the stages,
+/// `on_error`, and the repo schema as loaded (a field's source key, default, timestamp
+/// format or kind change the values without changing the columns).
+fn made_by(job: &Job, schema: &crate::schema::RepoSchema) -> String {
+    let made = format!(
+        "{:?} {} {:?} {:?}",
+        job.file.repo.stages, job.file.repo.on_error, schema.fields, schema.unknown_fields
+    );
+    format!("{:08x}", crc32fast::hash(made.as_bytes()))
 }
 
 /// Stops the workers (they commit what is open) within the stop deadline, then writes what
@@ -389,7 +399,7 @@ pub(super) fn spill_owner(job: &Job) -> SpillOwner {
 /// it (`None`).
 pub(super) fn graceful_stop(
     job: &Job,
-    spill_dir: Option<&std::path::Path>,
+    (spill_dir, mine): (Option<&std::path::Path>, &SpillOwner),
     log: Option<String>,
     schema: &arrow::datatypes::SchemaRef,
     channel: &Channel,
@@ -440,7 +450,7 @@ pub(super) fn graceful_stop(
                 .into_iter()
                 .map(|(p, (offset, _))| (p, offset))
                 .collect();
-            let (items, meta) = restored.with_channel(items, &committed, spill_owner(job), log);
+            let (items, meta) = restored.with_channel(items, &committed, mine.clone(), log);
             if items.is_empty() {
                 spill::remove(dir)?;
             }
