@@ -41,6 +41,13 @@ pub enum SpillError {
          source: start with --discard-spill to replay it from the last checkpoint instead"
     )]
     Corrupt { path: PathBuf, reason: String },
+    #[error(
+        "spill {path} holds batches this job's output cannot take ({reason}): nothing was \
+         loaded. Start the job with the schema and stages that wrote it to commit them, or \
+         with --discard-spill to drop it (its records are read again from the source where \
+         it holds them; a memory push log's are lost)"
+    )]
+    Schema { path: PathBuf, reason: String },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -360,12 +367,12 @@ pub fn read(state: &Path, schema: &SchemaRef) -> Result<Spill, SpillError> {
     let mut batches = Vec::new();
     for b in reader {
         let b = b.map_err(|e| corrupt(&data_path, e.to_string()))?;
-        batches.push(crate::evolution::adapt(&b, schema).map_err(|e| {
-            corrupt(
-                &data_path,
-                format!("it was written with a schema the current one cannot read: {e}"),
-            )
-        })?);
+        batches.push(
+            crate::evolution::adapt(&b, schema).map_err(|reason| SpillError::Schema {
+                path: data_path.clone(),
+                reason,
+            })?,
+        );
     }
     let mut batches = batches.into_iter();
     let mut items = Vec::with_capacity(m.items.len());

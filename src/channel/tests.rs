@@ -355,3 +355,33 @@ fn a_version_1_spill_is_read_and_its_restores_counted() {
     );
     assert!(spill::header(dir.path()).unwrap().owner.is_none());
 }
+
+/// A spill whose batches the current output cannot take (a stage added a column no older
+/// batch has, which may not be null) is refused as such, not called damaged with the advice
+/// that its data is still in the source (a memory push log's is not).
+#[test]
+fn a_spill_the_output_cannot_take_is_refused_saying_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let items = vec![item(0, 1, 3)];
+    spill::write(
+        dir.path(),
+        &schema(),
+        &items,
+        |_| Some("t-0".into()),
+        &meta(None),
+    )
+    .unwrap();
+    let wider = Arc::new(Schema::new(vec![
+        Field::new("n", DataType::Int64, false),
+        Field::new("s", DataType::Utf8, true),
+        Field::new("src", DataType::Utf8, false),
+    ]));
+    let e = spill::read(dir.path(), &wider).unwrap_err().to_string();
+    assert!(
+        e.contains("cannot take")
+            && e.contains("`src` is new and not nullable")
+            && e.contains("are lost"),
+        "{e}"
+    );
+    assert!(!e.contains("is damaged"), "{e}");
+}
