@@ -87,24 +87,25 @@ pub fn fail_commit() -> bool {
 /// durability did not.
 pub fn fail_rename_sync() -> Option<std::io::Error> {
     static SYNCS: AtomicU64 = AtomicU64::new(0);
-    let n = arg("fail_rename_sync").and_then(|n| n.parse::<u64>().ok())?;
-    if SYNCS.fetch_add(1, Ordering::Relaxed) + 1 != n {
-        return None;
-    }
-    eprintln!("SLUICE_FAULT: failing the folder sync after rename {n}");
-    Some(std::io::Error::other("SLUICE_FAULT: fail_rename_sync"))
+    fail_nth("fail_rename_sync", &SYNCS, "the folder sync after rename")
 }
 
 /// An error in place of a push WAL's group fsync (`fail_wal_sync:<n>`: the n-th, once), as a
 /// disk that fails it would give: the records were written, their durability is unknown.
 pub fn fail_wal_sync() -> Option<std::io::Error> {
     static SYNCS: AtomicU64 = AtomicU64::new(0);
-    let n = arg("fail_wal_sync").and_then(|n| n.parse::<u64>().ok())?;
-    if SYNCS.fetch_add(1, Ordering::Relaxed) + 1 != n {
+    fail_nth("fail_wal_sync", &SYNCS, "WAL sync")
+}
+
+/// An error in place of the n-th call `count` counts, once, when `SLUICE_FAULT` names `point`
+/// with that n.
+fn fail_nth(point: &str, count: &AtomicU64, what: &str) -> Option<std::io::Error> {
+    let n = arg(point).and_then(|n| n.parse::<u64>().ok())?;
+    if count.fetch_add(1, Ordering::Relaxed) + 1 != n {
         return None;
     }
-    eprintln!("SLUICE_FAULT: failing WAL sync {n}");
-    Some(std::io::Error::other("SLUICE_FAULT: fail_wal_sync"))
+    eprintln!("SLUICE_FAULT: failing {what} {n}");
+    Some(std::io::Error::other(format!("SLUICE_FAULT: {point}")))
 }
 
 /// Whether this seek is to be refused (`refuse_seek:<n>`: the first n; `refuse_seek:@<path>`:

@@ -8,6 +8,16 @@ fn payloads(n: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// A log in `dir` holding ten records, closed: the records, and where the log ends.
+fn closed_with_ten(dir: &std::path::Path) -> (Vec<Vec<u8>>, u64) {
+    let (mut wal, _) = Wal::open(dir, 1 << 20).unwrap();
+    let ps = payloads(10);
+    for p in &ps {
+        wal.append(p).unwrap();
+    }
+    (ps, wal.end())
+}
+
 fn read_all(wal: &mut Wal, from: u64) -> Vec<u8> {
     let mut out = Vec::new();
     let end = wal.end();
@@ -123,13 +133,7 @@ fn release_deletes_whole_segments_below_the_commit_only() {
 #[test]
 fn a_torn_tail_is_cut_and_reported() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut wal, _) = Wal::open(dir.path(), 1 << 20).unwrap();
-    let ps = payloads(10);
-    for p in &ps {
-        wal.append(p).unwrap();
-    }
-    let good_end = wal.end();
-    drop(wal);
+    let (ps, good_end) = closed_with_ten(dir.path());
     let seg = segment_path(dir.path(), 0);
     // Half a record: a header that promises more than is there.
     let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
@@ -161,13 +165,7 @@ fn a_torn_tail_is_cut_and_reported() {
 #[test]
 fn a_record_forged_inside_a_torn_payload_is_still_a_torn_tail() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut wal, _) = Wal::open(dir.path(), 1 << 20).unwrap();
-    let ps = payloads(10);
-    for p in &ps {
-        wal.append(p).unwrap();
-    }
-    let good_end = wal.end();
-    drop(wal);
+    let (ps, good_end) = closed_with_ten(dir.path());
     let forged_body = b"{\"forged\":1}\n";
     let forged_pos = good_end + 100;
     let mut forged = Vec::new();

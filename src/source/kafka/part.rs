@@ -211,22 +211,12 @@ impl Part {
         };
         let index = self.offsets.len();
         match payload {
-            None => {
-                self.meta_bytes += unreadable(
-                    "a tombstone: the message has no value (no JSON value)",
-                    b"",
-                    &mut self.meta,
-                    index,
-                );
-                self.buf.extend_from_slice(UNREADABLE);
-            }
-            Some([]) => {
-                self.meta_bytes += unreadable(
-                    "the message is empty (no JSON value)",
-                    b"",
-                    &mut self.meta,
-                    index,
-                );
+            None | Some([]) => {
+                let why = match payload {
+                    None => "a tombstone: the message has no value (no JSON value)",
+                    Some(_) => "the message is empty (no JSON value)",
+                };
+                self.meta_bytes += unreadable(why, b"", &mut self.meta, index);
                 self.buf.extend_from_slice(UNREADABLE);
             }
             Some(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => {
