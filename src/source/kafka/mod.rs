@@ -34,6 +34,7 @@ use crate::decode::Chunk;
 mod batch;
 mod gap;
 mod group;
+mod headers;
 mod lag;
 mod part;
 mod range;

@@ -188,7 +188,7 @@ impl Part {
         if needs.headers {
             let headers = msg
                 .headers()
-                .map(|hs| headers_json(hs.iter().map(|(k, v)| (k.as_ref(), *v))));
+                .map(|hs| super::headers::json(hs.iter().map(|(k, v)| (k.as_ref(), *v))));
             self.meta_bytes += headers.as_ref().map_or(0, String::len);
             self.meta.headers.push(headers);
         }
@@ -389,31 +389,6 @@ fn unreadable_cost(bytes: &[u8], why: &str) -> usize {
     bytes.len() + why.len() + 64
 }
 
-/// Message headers as one JSON object: a key that appears once maps to its value (a string,
-/// or null), a key that repeats to the array of its values in order (none is dropped).
-pub(super) fn headers_json<'a>(
-    headers: impl Iterator<Item = (&'a str, Option<&'a [u8]>)>,
-) -> String {
-    let mut obj = serde_json::Map::new();
-    for (key, value) in headers {
-        let v = value.map_or(serde_json::Value::Null, |v| {
-            serde_json::Value::String(String::from_utf8_lossy(v).into_owned())
-        });
-        match obj.get_mut(key) {
-            None => {
-                obj.insert(key.to_string(), v);
-            }
-            // A single value is a string or null: an array means the key repeated before.
-            Some(serde_json::Value::Array(vs)) => vs.push(v),
-            Some(first) => {
-                let first = first.take();
-                obj.insert(key.to_string(), serde_json::Value::Array(vec![first, v]));
-            }
-        }
-    }
-    serde_json::Value::Object(obj).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -573,18 +548,5 @@ mod tests {
         assert_eq!(last.meta.unreadable.len(), 1);
         assert_eq!(last.meta.unreadable[0].0, 1);
         assert!(got[..3].iter().all(|c| c.meta.unreadable.is_empty()));
-    }
-
-    #[test]
-    fn repeated_header_keys_keep_every_value() {
-        let hs = [
-            ("a", Some(&b"1"[..])),
-            ("b", None),
-            ("a", Some(&b"2"[..])),
-            ("a", None),
-        ];
-        let text = headers_json(hs.into_iter());
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(v, serde_json::json!({"a": ["1", "2", null], "b": null}));
     }
 }
