@@ -31,6 +31,12 @@ pub enum ConvertError {
     Stage(#[from] crate::stage::StageError),
     #[error("{0}")]
     Usage(String),
+    #[error("{output} is written, but its {count} dead letters could not be: {source}")]
+    DeadLetters {
+        output: String,
+        count: u64,
+        source: StoreError,
+    },
 }
 
 /// What to convert and how.
@@ -244,15 +250,25 @@ pub fn run(mut job: ConvertJob) -> Result<ConvertSummary, ConvertError> {
     };
     let bytes_out = file.bytes_written();
     let dead_count = dead.count();
-    let dead_letter_file = match dead.commit() {
-        Ok(f) => f,
-        Err(e) => {
-            let _ = file.abort();
-            return Err(e.into());
-        }
-    };
     let output = file.location().to_string();
-    file.commit()?;
+    // The output first: without --overwrite its create-only commit decides between two
+    // conversions to one name, and the one that loses must not replace the winner's dead
+    // letters with its own.
+    crate::fault::hold_while("hold_convert_commit");
+    let committed = if job.overwrite {
+        file.commit()
+    } else {
+        file.commit_new()
+    };
+    if let Err(e) = committed {
+        let _ = dead.abort();
+        return Err(e.into());
+    }
+    let dead_letter_file = dead.commit().map_err(|source| ConvertError::DeadLetters {
+        output: output.clone(),
+        count: dead_count,
+        source,
+    })?;
     if dead_letter_file.is_none()
         && job.overwrite
         && job.dead_letters.exists(&job.dead_letters_rel)?

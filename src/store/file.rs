@@ -16,7 +16,9 @@ pub(super) const WRITEBACK_EVERY: u64 = 8 << 20;
 
 /// Where the bytes of one file go until it is committed or aborted.
 pub(super) trait FileSink: Write + Send {
-    fn commit(self: Box<Self>) -> Result<(), StoreError>;
+    /// Makes the file visible. With `create_only`, fails with [`StoreError::Exists`] when a
+    /// file is already at its name (see [`OutputFile::commit_new`] for how far that holds).
+    fn commit(self: Box<Self>, create_only: bool) -> Result<(), StoreError>;
     fn abort(self: Box<Self>) -> Result<(), StoreError>;
     /// The memory this sink holds (a write buffer, an upload's parts), after `written` bytes
     /// were written to it.
@@ -104,14 +106,33 @@ impl Write for LocalSink {
 }
 
 impl FileSink for LocalSink {
-    fn commit(self: Box<Self>) -> Result<(), StoreError> {
+    fn commit(mut self: Box<Self>, create_only: bool) -> Result<(), StoreError> {
+        self.park()?;
         let io = |source| StoreError::Io {
             path: self.target.display().to_string(),
             source,
         };
-        if let Some(file) = self.file {
-            let file = file.into_inner().map_err(|e| io(e.into_error()))?;
-            file.sync_all().map_err(io)?;
+        if create_only {
+            // A hard link fails if the target exists: an atomic create-only rename.
+            let linked = std::fs::hard_link(&self.tmp, &self.target);
+            let _ = std::fs::remove_file(&self.tmp);
+            match linked {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    return Err(StoreError::Exists {
+                        path: self.target.display().to_string(),
+                    })
+                }
+                Err(e) => return Err(io(e)),
+            }
+            // The new name must be durable before anything that relies on it (a checkpoint
+            // before its pending record is dropped): sync the folder. A failure is this
+            // write's (a create-only write that reports failure but happened is one the
+            // protocol expects).
+            if let Some(dir) = self.target.parent() {
+                crate::durable::sync_name(dir, crate::durable::sync_dir(dir)).map_err(io)?;
+            }
+            return Ok(());
         }
         std::fs::rename(&self.tmp, &self.target).map_err(io)?;
         if let Some(dir) = self.target.parent() {
@@ -211,11 +232,26 @@ impl OutputFile {
         self.staged.as_deref()
     }
 
-    /// Makes the file visible, whole. Returns its size.
+    /// Makes the file visible, whole, replacing any file of its name. Returns its size.
     pub fn commit(self) -> Result<u64, StoreError> {
+        self.commit_as(false)
+    }
+
+    /// Makes the file visible, whole, only if no file has its name: else
+    /// [`StoreError::Exists`], and nothing of this one is visible. Returns its size.
+    ///
+    /// Atomic on a local disk (a hard link) and for an object-store file put whole (up to
+    /// one upload part: a conditional put). A larger object-store file completes a multipart
+    /// upload, which object_store cannot make conditional: its name is checked just before
+    /// the upload completes, so two writers completing in the same moment can both succeed.
+    pub fn commit_new(self) -> Result<u64, StoreError> {
+        self.commit_as(true)
+    }
+
+    fn commit_as(self, create_only: bool) -> Result<u64, StoreError> {
         let mut state = self.inner.lock().expect("file state lock");
         let sink = state.sink.take().ok_or_else(|| closed(&self.display))?;
-        sink.commit()?;
+        sink.commit(create_only)?;
         Ok(state.written)
     }
 

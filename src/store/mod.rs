@@ -317,32 +317,7 @@ impl Destination {
                 };
                 let mut sink = LocalSink::create(&target)?;
                 sink.write_all(bytes).map_err(io)?;
-                if !create_only {
-                    return Box::new(sink).commit();
-                }
-                // A hard link fails if the target exists: an atomic create-only rename.
-                sink.park()?;
-                let linked = std::fs::hard_link(&sink.tmp, &target);
-                let _ = std::fs::remove_file(&sink.tmp);
-                match linked {
-                    Ok(()) => {
-                        // The new name must be durable before anything that relies on it (a
-                        // checkpoint before its pending record is dropped): sync the folder.
-                        // A failure is this write's (a create-only write that reports failure
-                        // but happened is one the protocol expects).
-                        if let Some(dir) = target.parent() {
-                            crate::durable::sync_name(dir, crate::durable::sync_dir(dir))
-                                .map_err(io)?;
-                        }
-                        Ok(())
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                        Err(StoreError::Exists {
-                            path: target.display().to_string(),
-                        })
-                    }
-                    Err(e) => Err(io(e)),
-                }
+                Box::new(sink).commit(create_only)
             }
             Kind::Store {
                 store,

@@ -147,7 +147,7 @@ fn an_upload_holds_its_part_and_at_most_two_in_flight() {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    file::FileSink::commit(Box::new(sink)).unwrap();
+    file::FileSink::commit(Box::new(sink), false).unwrap();
     let got = rt
         .block_on(async {
             store
@@ -299,4 +299,33 @@ fn a_folder_holds_a_record_at_any_depth_or_none() {
         assert!(dest.any("c/k/").unwrap());
         assert!(!dest.any("c/k/empty/").unwrap());
     }
+}
+
+/// A create-only commit does not replace a file of its name, whole or uploaded in parts,
+/// locally or on a store, and leaves nothing of itself behind; a free name is taken.
+#[test]
+fn a_create_only_commit_never_replaces_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let local = Destination::parse(dir.path().to_str().unwrap(), rt.handle().clone()).unwrap();
+    let memory = Destination::parse("memory:///pre", rt.handle().clone()).unwrap();
+    let big = upload::PART_SIZE + 1;
+    for dest in [&local, &memory] {
+        for (name, size) in [("small.bin", 10), ("big.bin", big)] {
+            let write = |byte: u8| {
+                let mut f = dest.create(name).unwrap();
+                f.write_all(&vec![byte; size]).unwrap();
+                f
+            };
+            assert_eq!(write(1).commit_new().unwrap(), size as u64);
+            let e = write(2).commit_new().unwrap_err();
+            assert!(matches!(e, StoreError::Exists { .. }), "{name}: {e}");
+            assert_eq!(dest.read(name).unwrap(), vec![1u8; size], "{name} replaced");
+            write(3).commit().unwrap();
+            assert_eq!(dest.read(name).unwrap(), vec![3u8; size]);
+        }
+        assert_eq!(dest.list("").unwrap(), ["big.bin", "small.bin"]);
+    }
+    let left = std::fs::read_dir(dir.path()).unwrap().count();
+    assert_eq!(left, 2, "temporary files left behind");
 }

@@ -127,11 +127,14 @@ impl Write for UploadSink {
 }
 
 impl FileSink for UploadSink {
-    fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
+    fn commit(mut self: Box<Self>, create_only: bool) -> Result<(), StoreError> {
         let display = self.display.clone();
         let fail = |source| StoreError::Store {
             path: display.clone(),
             source,
+        };
+        let exists = || StoreError::Exists {
+            path: display.clone(),
         };
         if let Some(e) = self.failed.take() {
             let _ = self.abort_upload();
@@ -140,23 +143,59 @@ impl FileSink for UploadSink {
                 source: std::io::Error::other(format!("a part upload failed: {e}")),
             });
         }
-        match std::mem::replace(&mut self.state, State::Done) {
-            State::Buffer(b) => self
-                .runtime
-                .block_on(self.store.put(&self.path, b.into()))
-                .map(|_| ())
-                .map_err(fail),
-            State::Parts { writer, .. } => {
+        match std::mem::replace(&mut self.state, State::Buffer(Vec::new())) {
+            State::Buffer(b) => {
+                self.state = State::Done;
+                let mode = if create_only {
+                    object_store::PutMode::Create
+                } else {
+                    object_store::PutMode::Overwrite
+                };
+                let opts = object_store::PutOptions {
+                    mode,
+                    ..Default::default()
+                };
+                match self
+                    .runtime
+                    .block_on(self.store.put_opts(&self.path, b.into(), opts))
+                {
+                    Ok(_) => Ok(()),
+                    Err(object_store::Error::AlreadyExists { .. }) => Err(exists()),
+                    Err(e) => Err(fail(e)),
+                }
+            }
+            State::Parts { writer, sent } => {
+                if create_only {
+                    // object_store cannot complete a multipart upload conditionally: check
+                    // the name as late as possible.
+                    match self.runtime.block_on(self.store.head(&self.path)) {
+                        Ok(_) => {
+                            self.state = State::Parts { writer, sent };
+                            let _ = self.abort_upload();
+                            return Err(exists());
+                        }
+                        Err(object_store::Error::NotFound { .. }) => {}
+                        Err(e) => {
+                            self.state = State::Parts { writer, sent };
+                            let _ = self.abort_upload();
+                            return Err(fail(e));
+                        }
+                    }
+                }
+                self.state = State::Done;
                 let _context = self.runtime.enter();
                 self.runtime
                     .block_on(writer.finish())
                     .map(|_| ())
                     .map_err(fail)
             }
-            State::Done => Err(StoreError::Io {
-                path: self.display.clone(),
-                source: std::io::Error::other("the file is already committed or aborted"),
-            }),
+            State::Done => {
+                self.state = State::Done;
+                Err(StoreError::Io {
+                    path: self.display.clone(),
+                    source: std::io::Error::other("the file is already committed or aborted"),
+                })
+            }
         }
     }
 

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::helpers::*;
 
-fn dead_letters(path: &std::path::Path) -> Vec<serde_json::Value> {
+pub(crate) fn dead_letters(path: &std::path::Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap()
         .lines()
@@ -78,52 +78,6 @@ fn bad_input_goes_to_dead_letters_and_nothing_is_lost() {
         };
         assert!(text[offset..].starts_with(&record));
     }
-}
-
-/// Two inputs of one name (from two folders) converted into two files of one folder: each
-/// keeps its own dead letters. Named after the input, the second's replaced the first's, and
-/// with `--overwrite` and none of its own it deleted them.
-#[test]
-fn conversions_of_inputs_sharing_a_name_keep_their_own_dead_letters() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    std::fs::create_dir_all(&out).unwrap();
-    let (d1, d2) = (dir.path().join("d1"), dir.path().join("d2"));
-    for d in [&d1, &d2] {
-        std::fs::create_dir_all(d).unwrap();
-        std::fs::copy(fixture("nginx_access_bad.jsonl"), d.join("events.jsonl")).unwrap();
-    }
-    let s = schema("nginx_access");
-    convert(&s, &d1.join("events.jsonl"), &out.join("a.parquet"), &[]);
-    convert(&s, &d2.join("events.jsonl"), &out.join("b.parquet"), &[]);
-    assert_eq!(dead_letters(&out.join("_dead_letters/a.jsonl")).len(), 12);
-    assert_eq!(dead_letters(&out.join("_dead_letters/b.jsonl")).len(), 12);
-}
-
-/// Dead letters sent to the output file's own name (JSON lines output, `--dead-letters` its
-/// folder): the run replaced one with the other, and with `--overwrite` and no dead letters
-/// deleted the output it had just written. It is refused before anything is written.
-#[test]
-fn dead_letters_named_like_the_output_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    let err = sluice_refused(&[
-        "convert",
-        "--schema",
-        schema("nginx_access").to_str().unwrap(),
-        "--input",
-        fixture("nginx_access_bad.jsonl").to_str().unwrap(),
-        "--format",
-        "json",
-        "--compression",
-        "none",
-        "--output",
-        out.join("x.jsonl").to_str().unwrap(),
-        "--dead-letters",
-        &format!("{}/./", out.display()),
-    ]);
-    assert!(err.contains("names the output file itself"), "{err}");
-    assert!(!out.join("x.jsonl").exists());
 }
 
 #[test]
@@ -340,7 +294,7 @@ fn errors_are_clear_and_leave_nothing_behind() {
 }
 
 /// `sluice convert` of `input` with `schema` into `out`, with `extra` arguments: its summary.
-fn convert(schema: &Path, input: &Path, out: &Path, extra: &[&str]) -> String {
+pub(crate) fn convert(schema: &Path, input: &Path, out: &Path, extra: &[&str]) -> String {
     let mut args = vec![
         "convert",
         "--schema",

@@ -6,6 +6,7 @@ mod backfill_ranges;
 mod bounds;
 mod config_schema;
 mod convert;
+mod convert_outputs;
 mod copied_state;
 mod dead_letters;
 mod delta;

@@ -1,0 +1,110 @@
+//! `sluice convert`'s output and dead-letter files against other conversions: inputs that
+//! share a name, dead letters named like the output, and two conversions to one output.
+
+use crate::convert::{convert, dead_letters};
+use crate::helpers::*;
+use crate::kafka::wait_log;
+
+/// Two inputs of one name (from two folders) converted into two files of one folder: each
+/// keeps its own dead letters. Named after the input, the second's replaced the first's, and
+/// with `--overwrite` and none of its own it deleted them.
+#[test]
+fn conversions_of_inputs_sharing_a_name_keep_their_own_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let (d1, d2) = (dir.path().join("d1"), dir.path().join("d2"));
+    for d in [&d1, &d2] {
+        std::fs::create_dir_all(d).unwrap();
+        std::fs::copy(fixture("nginx_access_bad.jsonl"), d.join("events.jsonl")).unwrap();
+    }
+    let s = schema("nginx_access");
+    convert(&s, &d1.join("events.jsonl"), &out.join("a.parquet"), &[]);
+    convert(&s, &d2.join("events.jsonl"), &out.join("b.parquet"), &[]);
+    assert_eq!(dead_letters(&out.join("_dead_letters/a.jsonl")).len(), 12);
+    assert_eq!(dead_letters(&out.join("_dead_letters/b.jsonl")).len(), 12);
+}
+
+/// Dead letters sent to the output file's own name (JSON lines output, `--dead-letters` its
+/// folder): the run replaced one with the other, and with `--overwrite` and no dead letters
+/// deleted the output it had just written. It is refused before anything is written.
+#[test]
+fn dead_letters_named_like_the_output_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let err = sluice_refused(&[
+        "convert",
+        "--schema",
+        schema("nginx_access").to_str().unwrap(),
+        "--input",
+        fixture("nginx_access_bad.jsonl").to_str().unwrap(),
+        "--format",
+        "json",
+        "--compression",
+        "none",
+        "--output",
+        out.join("x.jsonl").to_str().unwrap(),
+        "--dead-letters",
+        &format!("{}/./", out.display()),
+    ]);
+    assert!(err.contains("names the output file itself"), "{err}");
+    assert!(!out.join("x.jsonl").exists());
+}
+
+/// Two conversions to one output without `--overwrite`, the first held just before its commit
+/// while the second runs to the end. Both had checked that the output was not there; the
+/// first then replaced the second's output, and its dead letters the second's. Now the
+/// first is refused at its commit, and the second's output and dead letters stand.
+#[test]
+fn of_two_conversions_racing_to_one_output_without_overwrite_one_wins_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let schema = schema("nginx_access");
+    // The first: one record, one dead letter. The second: the fixture (20 rows, 12).
+    let small = dir.path().join("small.jsonl");
+    let fixture_text = std::fs::read_to_string(fixture("nginx_access.jsonl")).unwrap();
+    let first_line = fixture_text.lines().next().unwrap();
+    std::fs::write(&small, format!("{first_line}\nnot json\n")).unwrap();
+    let target = out.join("events.parquet");
+
+    let hold = dir.path().join("hold");
+    std::fs::write(&hold, "").unwrap();
+    let log = dir.path().join("first.log");
+    let fault = format!("hold_convert_commit:@{}", hold.display());
+    let first = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["convert", "--schema", schema.to_str().unwrap(), "--input"])
+        .arg(&small)
+        .arg("--output")
+        .arg(&target)
+        .env("SLUICE_FAULT", &fault)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut first = KillOnDrop::new(first);
+    let text = wait_log(&log, "SLUICE_FAULT: holding at hold_convert_commit", 1, 60);
+    assert!(text.contains("holding at hold_convert_commit"), "{text}");
+
+    let summary = convert(&schema, &fixture("nginx_access_bad.jsonl"), &target, &[]);
+    assert!(summary.contains("20 rows, 12 dead letters"), "{summary}");
+    std::fs::remove_file(&hold).unwrap();
+    let status = wait_exit(first.child(), "the held conversion", 60);
+    let err = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !status.success(),
+        "the held conversion replaced the output:\n{err}"
+    );
+    assert!(err.contains("already exists"), "{err}");
+
+    assert_eq!(parquet_rows(&target), 20);
+    assert_eq!(
+        dead_letters(&out.join("_dead_letters/events.jsonl")).len(),
+        12
+    );
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+}
