@@ -3,6 +3,7 @@
 //! its field and record.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, StringBuilder};
@@ -132,7 +133,10 @@ impl DelimitedDecoder {
             .iter()
             .map(|_| StringBuilder::with_capacity(recs.len(), recs.len() * 8))
             .collect();
-        let mut values: Vec<Option<Cow<'_, str>>> = Vec::with_capacity(self.width);
+        // Only columns up to the last one a field reads are kept (a header may name a
+        // million columns; the records' other fields are counted).
+        let keep = self.column_of.iter().flatten().max().map_or(0, |c| c + 1);
+        let mut values: Vec<Option<Cow<'_, str>>> = Vec::with_capacity(keep);
         for (i, r) in recs.iter().enumerate() {
             // The caller has checked UTF-8 for every record.
             let line = std::str::from_utf8(&data[r.start..r.end]).unwrap_or_default();
@@ -140,22 +144,29 @@ impl DelimitedDecoder {
             let result = match &self.mode {
                 Mode::WholeLine => {
                     values.push(Some(Cow::Borrowed(line)));
-                    Ok(())
+                    Ok(1)
                 }
                 Mode::Split(d) => {
-                    values.extend(line.split(d.as_str()).map(|v| Some(Cow::Borrowed(v))));
-                    Ok(())
+                    // Fields past the width are counted, not kept: a line of delimiters
+                    // would otherwise hold 24 bytes of entry for each of its bytes.
+                    let mut parts = line.split(d.as_str());
+                    values.extend(
+                        parts
+                            .by_ref()
+                            .take(self.width)
+                            .map(|v| Some(Cow::Borrowed(v))),
+                    );
+                    Ok(values.len() + parts.count())
                 }
-                Mode::Csv(d) => split_csv_into(line, *d, &mut values),
+                Mode::Csv(d) => split_csv_into(line, *d, &mut values, keep),
             };
             let reason = match result {
                 Err(e) => Some(e),
-                Ok(()) if values.len() > self.width => Some(format!(
-                    "the record has {} fields, more than the {} expected",
-                    values.len(),
+                Ok(n) if n > self.width => Some(format!(
+                    "the record has {n} fields, more than the {} expected",
                     self.width
                 )),
-                Ok(()) => None,
+                Ok(_) => None,
             };
             if let Some(reason) = reason {
                 dead.push(DeadLetter {
@@ -185,7 +196,8 @@ impl DelimitedDecoder {
 }
 
 /// For each schema field, the column of `header` holding it (matched by name), and the
-/// header's width. A required field without a column is an error.
+/// header's width. A required field without a column is an error. The header's columns are
+/// looked up one by one, not kept: a header of a million columns costs its text only.
 fn csv_columns(
     schema: &RepoSchema,
     delimiter: u8,
@@ -197,54 +209,103 @@ fn csv_columns(
     };
     let text = std::str::from_utf8(header)
         .map_err(|_| header_err("the header is not valid UTF-8".into()))?;
-    let names = split_csv(text.trim_end_matches(['\r', '\n']), delimiter).map_err(header_err)?;
-    let mut column_of = Vec::with_capacity(schema.fields.len());
-    for f in &schema.fields {
-        let mut named = names
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.trim() == f.source);
-        let idx = named.next().map(|(i, _)| i);
-        // Two columns for one field: which one holds the values is anyone's guess (the
-        // second one's values were dropped without a word).
-        if let Some((j, _)) = named.next() {
-            return Err(header_err(format!(
-                "field `{}` has two columns named `{}` (columns {} and {}; header: {})",
-                f.name,
-                f.source,
-                idx.unwrap_or_default() + 1,
-                j + 1,
-                names.join(",")
-            )));
+    let text = text.trim_end_matches(['\r', '\n']);
+    let mut fields_of: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, f) in schema.fields.iter().enumerate() {
+        fields_of.entry(f.source.as_str()).or_default().push(i);
+    }
+    // Each field's first column, and a second one if the header names it twice.
+    let mut column_of: Vec<Option<usize>> = vec![None; schema.fields.len()];
+    let mut twice: Option<(usize, usize, usize)> = None;
+    let mut column = 0;
+    let width = for_each_csv_field(text, delimiter, |name| {
+        let name = name.as_deref().unwrap_or_default().trim();
+        for &f in fields_of.get(name).map_or(&[][..], Vec::as_slice) {
+            match column_of[f] {
+                None => column_of[f] = Some(column),
+                Some(first) if twice.is_none() => twice = Some((f, first, column)),
+                Some(_) => {}
+            }
         }
+        column += 1;
+    })
+    .map_err(header_err)?;
+    let shown = || shown_header(text, width);
+    // Two columns for one field: which one holds the values is anyone's guess (the second
+    // one's values were dropped without a word).
+    if let Some((f, first, second)) = twice {
+        let f = &schema.fields[f];
+        return Err(header_err(format!(
+            "field `{}` has two columns named `{}` (columns {} and {}; header: {})",
+            f.name,
+            f.source,
+            first + 1,
+            second + 1,
+            shown()
+        )));
+    }
+    for (f, idx) in schema.fields.iter().zip(&column_of) {
         if idx.is_none() && !f.nullable && f.default.is_none() {
             return Err(header_err(format!(
                 "required field `{}` has no column named `{}` (header: {})",
                 f.name,
                 f.source,
-                names.join(",")
+                shown()
             )));
         }
-        column_of.push(idx);
     }
     // Every row would be nulls and defaults: a header of another delimiter, or another file.
     if column_of.iter().all(Option::is_none) {
         return Err(header_err(format!(
             "the header names none of the schema's fields (header: {}; delimiter {:?})",
-            names.join(","),
+            shown(),
             delimiter as char
         )));
     }
-    Ok((column_of, names.len()))
+    Ok((column_of, width))
 }
+
+/// A header as messages show it: whole up to [`SHOWN_HEADER`] bytes, else its start and how
+/// many columns it has (each record of a file whose header is refused carries the message).
+fn shown_header(text: &str, width: usize) -> String {
+    if text.len() <= SHOWN_HEADER {
+        return text.to_string();
+    }
+    let mut end = SHOWN_HEADER;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({width} columns)", &text[..end])
+}
+
+/// The most of a header an error message shows.
+const SHOWN_HEADER: usize = 256;
 
 /// Splits one CSV record into its fields (RFC 4180: `"` quotes, `""` is a quote inside quotes).
 /// An empty unquoted field is null; a quoted empty field is the empty string.
+/// At most `keep` fields are kept in `out`; the rest are counted. Returns the number of
+/// fields.
 fn split_csv_into<'a>(
     line: &'a str,
     delim: u8,
     out: &mut Vec<Option<Cow<'a, str>>>,
-) -> Result<(), String> {
+    keep: usize,
+) -> Result<usize, String> {
+    let kept = out.len();
+    for_each_csv_field(line, delim, |v| {
+        if out.len() - kept < keep {
+            out.push(v);
+        }
+    })
+}
+
+/// Calls `each` with every field of one CSV record, in order; returns how many there were.
+fn for_each_csv_field<'a>(
+    line: &'a str,
+    delim: u8,
+    mut each: impl FnMut(Option<Cow<'a, str>>),
+) -> Result<usize, String> {
+    let mut n = 0;
     let bytes = line.as_bytes();
     let mut i = 0;
     loop {
@@ -274,9 +335,10 @@ fn split_csv_into<'a>(
                     }
                 }
             }
-            out.push(Some(Cow::Owned(value)));
+            each(Some(Cow::Owned(value)));
+            n += 1;
             if i == bytes.len() {
-                return Ok(());
+                return Ok(n);
             }
             if bytes[i] != delim {
                 return Err(format!(
@@ -288,14 +350,15 @@ fn split_csv_into<'a>(
         } else {
             let end = memchr::memchr(delim, &bytes[i..]).map(|k| i + k);
             let field = &line[i..end.unwrap_or(bytes.len())];
-            out.push(if field.is_empty() {
+            each(if field.is_empty() {
                 None
             } else {
                 Some(Cow::Borrowed(field))
             });
+            n += 1;
             match end {
                 Some(e) => i = e + 1,
-                None => return Ok(()),
+                None => return Ok(n),
             }
         }
     }
@@ -351,15 +414,6 @@ pub fn input_kind(
     }
 }
 
-/// Splits a CSV header (or any record) into owned strings.
-pub(crate) fn split_csv(line: &str, delim: u8) -> Result<Vec<String>, String> {
-    let mut v = Vec::new();
-    split_csv_into(line, delim, &mut v)?;
-    Ok(v.into_iter()
-        .map(|c| c.map(|c| c.into_owned()).unwrap_or_default())
-        .collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,7 +421,8 @@ mod tests {
     #[test]
     fn csv_quotes_and_nulls() {
         let mut v = Vec::new();
-        split_csv_into("a,\"b,\"\"c\"\"\",,\"\"", b',', &mut v).unwrap();
+        let n = split_csv_into("a,\"b,\"\"c\"\"\",,\"\"", b',', &mut v, 9).unwrap();
+        assert_eq!(n, 4);
         assert_eq!(
             v,
             vec![
@@ -378,9 +433,71 @@ mod tests {
             ]
         );
         v.clear();
-        assert!(split_csv_into("\"open,x", b',', &mut v).is_err());
+        assert!(split_csv_into("\"open,x", b',', &mut v, 9).is_err());
         v.clear();
-        assert!(split_csv_into("\"a\"b,x", b',', &mut v).is_err());
+        assert!(split_csv_into("\"a\"b,x", b',', &mut v, 9).is_err());
+    }
+
+    /// A record of a million fields where three are expected keeps three and counts the rest:
+    /// it is a dead letter that says how many it had, without an entry held for each.
+    #[test]
+    fn fields_past_the_width_are_counted_not_kept() {
+        let schema = RepoSchema::parse(
+            "name = \"w\"\n[[fields]]\nname = \"a\"\ntype = \"string\"\n\
+             [[fields]]\nname = \"b\"\ntype = \"string\"\n\
+             [[fields]]\nname = \"c\"\ntype = \"string\"\n",
+            std::path::Path::new("w.toml"),
+        )
+        .unwrap();
+        let line = ",".repeat(1 << 20);
+        let mut v = Vec::new();
+        assert_eq!(split_csv_into(&line, b',', &mut v, 3), Ok((1 << 20) + 1));
+        assert_eq!(v.len(), 3);
+        for kind in [
+            InputKind::Csv {
+                delimiter: b',',
+                header: false,
+            },
+            InputKind::Text {
+                delimiter: Some(",".into()),
+            },
+        ] {
+            let mut d = DelimitedDecoder::new(&schema, &kind, None).unwrap();
+            let recs = [Record {
+                start: 0,
+                end: line.len(),
+                pos: super::super::Position { line: 1, offset: 0 },
+            }];
+            let mut stage = Stage {
+                rows: Vec::new(),
+                columns: Vec::new(),
+                errors: Vec::new(),
+            };
+            let mut dead = Vec::new();
+            d.decode(&schema, line.as_bytes(), &recs, &mut stage, &mut dead);
+            assert_eq!(dead.len(), 1, "{kind:?}");
+            assert!(
+                dead[0].reason == "the record has 1048577 fields, more than the 3 expected",
+                "{kind:?}: {}",
+                dead[0].reason
+            );
+        }
+    }
+
+    /// A refused header is shown cut: each record of its file carries the message.
+    #[test]
+    fn a_refused_header_is_shown_cut() {
+        let schema = RepoSchema::parse(
+            "name = \"h\"\n[[fields]]\nname = \"host\"\ntype = \"string\"\nnullable = false\n",
+            std::path::Path::new("h.toml"),
+        )
+        .unwrap();
+        let header = format!("x{}", ",y".repeat(100_000));
+        let e = csv_columns(&schema, b',', header.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("(100001 columns)"), "{e}");
+        assert!(e.len() < 600, "{} bytes", e.len());
     }
 
     /// A header naming one field's column twice is refused by name: the second column's
