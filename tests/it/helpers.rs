@@ -311,3 +311,15 @@ pub fn serve_each(
         }
     });
 }
+
+/// A process's peak resident memory so far (`VmHWM`), in KiB.
+pub fn peak_rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}

@@ -249,17 +249,6 @@ impl Proxy {
     }
 }
 
-fn peak_rss_kb(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
 #[test]
 fn a_20_second_store_outage_mid_run_loses_nothing() {
     let Some(s3) = s3() else { return };

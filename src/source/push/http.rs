@@ -183,7 +183,8 @@ pub async fn push(api: Arc<PushApi>, headers: HeaderMap, body: Body) -> Response
     let Some(held) = api.reserve(body_bytes + if gzip { api.max_body as u64 } else { 0 }) else {
         return no_memory(&api);
     };
-    let read = tokio::time::timeout(api.body_timeout, axum::body::to_bytes(body, api.max_body));
+    let limit = api.max_body;
+    let read = tokio::time::timeout(api.body_timeout, read_body(body, declared, limit));
     let bytes = match read.await {
         Err(_) => {
             return answer(
@@ -193,18 +194,15 @@ pub async fn push(api: Arc<PushApi>, headers: HeaderMap, body: Body) -> Response
             )
         }
         Ok(Ok(b)) => b,
-        Ok(Err(e)) => {
-            let over = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            return if over {
-                answer(&api, StatusCode::PAYLOAD_TOO_LARGE, too_large())
-            } else {
-                answer(
-                    &api,
-                    StatusCode::BAD_REQUEST,
-                    json!({ "error": format!("reading the body: {e}") }),
-                )
-            };
+        Ok(Err(BodyError::TooLarge)) => {
+            return answer(&api, StatusCode::PAYLOAD_TOO_LARGE, too_large())
+        }
+        Ok(Err(BodyError::Read(e))) => {
+            return answer(
+                &api,
+                StatusCode::BAD_REQUEST,
+                json!({ "error": format!("reading the body: {e}") }),
+            )
         }
     };
     let worker = api.clone();
@@ -222,6 +220,45 @@ pub async fn push(api: Arc<PushApi>, headers: HeaderMap, body: Body) -> Response
             json!({ "error": format!("the request failed: {e}") }),
         ),
     }
+}
+
+/// Why a body could not be read.
+enum BodyError {
+    /// It is larger than `max_body`.
+    TooLarge,
+    Read(axum::Error),
+}
+
+/// Reads a request body into one buffer of at most `limit` bytes, frame by frame: each frame
+/// is copied in and dropped. Collecting the frames first (axum's `to_bytes`) kept each one,
+/// and a chunked body sent one byte a chunk held about 40 bytes for each of its bytes (a
+/// handle per chunk, and the read buffers they share) until the last one arrived.
+async fn read_body(
+    body: axum::body::Body,
+    declared: Option<u64>,
+    limit: usize,
+) -> Result<bytes::Bytes, BodyError> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    // A declared length within the limit is room taken once; a body that sends more is cut
+    // off by the server.
+    let mut out = Vec::with_capacity(declared.map_or(0, |n| n.min(limit as u64) as usize));
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(BodyError::Read)?.into_data() else {
+            continue; // trailers
+        };
+        let need = out.len() + data.len();
+        if need > limit {
+            return Err(BodyError::TooLarge);
+        }
+        if need > out.capacity() {
+            // Doubling, but never past the limit the reservation counts.
+            let grow = need.max(out.capacity() * 2).min(limit);
+            out.reserve_exact(grow - out.len());
+        }
+        out.extend_from_slice(&data);
+    }
+    Ok(bytes::Bytes::from(out))
 }
 
 /// Decompresses gzip `bytes` (one member or several) into `out`, at most `limit` bytes. The
