@@ -35,7 +35,7 @@ pub enum ConvertError {
     DeadLetters {
         output: String,
         count: u64,
-        source: StoreError,
+        source: Box<StoreError>,
     },
 }
 
@@ -267,7 +267,7 @@ pub fn run(mut job: ConvertJob) -> Result<ConvertSummary, ConvertError> {
     let dead_letter_file = dead.commit().map_err(|source| ConvertError::DeadLetters {
         output: output.clone(),
         count: dead_count,
-        source,
+        source: Box::new(source),
     })?;
     if dead_letter_file.is_none()
         && job.overwrite
