@@ -482,10 +482,19 @@ impl Wal {
                 self.reader = Some((base, File::open(&path).map_err(io(&path))?));
             }
             let file = &self.reader.as_ref().expect("just opened").1;
-            let mut h = [0u8; RECORD_HEADER as usize];
-            file.read_exact_at(&mut h, offset).map_err(io(&path))?;
-            let len = u32::from_le_bytes(h[0..4].try_into().expect("4 bytes")) as u64;
             let skip = at - rec_pos;
+            let mut offset = offset;
+            let len = loop {
+                let mut h = [0u8; RECORD_HEADER as usize];
+                file.read_exact_at(&mut h, offset).map_err(io(&path))?;
+                let len = u32::from_le_bytes(h[0..4].try_into().expect("4 bytes")) as u64;
+                // An empty record holds no position: the next one starts where it does.
+                // Taken as the record at `at`, it was read again and again, for ever.
+                if len > 0 || skip > 0 {
+                    break len;
+                }
+                offset += RECORD_HEADER;
+            };
             let from = out.len();
             out.resize(from + (len - skip) as usize, 0);
             file.read_exact_at(&mut out[from..], offset + RECORD_HEADER + skip)

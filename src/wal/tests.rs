@@ -60,6 +60,30 @@ fn appends_read_back_across_segments_and_reopen() {
     assert_eq!(read_all(&mut wal, 0), expected);
 }
 
+/// An empty record where a segment starts (the log takes one, and a log file may hold
+/// anything): reading from there goes on to the next record, after
+/// a reopen too. It was read as the record at its position again and again, never returning.
+#[test]
+fn an_empty_record_where_a_segment_starts_is_read_past() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = Wal::open(dir.path(), 1 << 20).unwrap();
+    wal.append(b"").unwrap();
+    wal.append(b"").unwrap();
+    wal.append(b"abc\n").unwrap();
+    drop(wal);
+    let read = move || {
+        let (mut wal, report) = Wal::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(report.records, 3);
+        read_all(&mut wal, 0)
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(read()));
+    let got = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("reading from the empty record returned within 20 s");
+    assert_eq!(got, b"abc\n");
+}
+
 /// A cut back to a mark (records whose sync failed) leaves exactly what was there at the
 /// mark, within one segment and across segments rolled since, after a reopen too; appending
 /// goes on from the mark.
