@@ -190,7 +190,15 @@ impl Checkpoints {
     pub fn take_term(&self, key: &str, owner: &str) -> Result<u64, CheckpointError> {
         for _ in 0..TERM_ATTEMPTS {
             let l = self.listing(key)?;
-            let term = l.max_term + 1;
+            // A term of u64::MAX is no term this code takes: named, not wrapped to 0 (which
+            // every later registration would be fenced by, for good).
+            let term = l
+                .max_term
+                .checked_add(1)
+                .ok_or_else(|| CheckpointError::Corrupt {
+                    path: self.dest.display(&self.fence_dir(key)),
+                    reason: format!("a term of {} leaves no next term", l.max_term),
+                })?;
             let t = Term {
                 version: VERSION,
                 key: key.to_string(),
@@ -418,7 +426,7 @@ impl Checkpoints {
             }
             lost_own |= claim.owner == owner;
             self.remove_files(&claim, &mut removed)?;
-            if seq + KEEP_LOST < newest {
+            if seq.saturating_add(KEEP_LOST) < newest {
                 self.dest.delete(&path)?;
             }
         }
@@ -476,9 +484,13 @@ impl Checkpoints {
             .copied()
             .unwrap_or(0)
             .max(l.claims.last().copied().unwrap_or(0));
+        let next_seq = top.checked_add(1).ok_or_else(|| CheckpointError::Corrupt {
+            path: self.dest.display(&self.fence_dir(key)),
+            reason: format!("a sequence number of {top} leaves no next one"),
+        })?;
         Ok(Reconciled {
             latest,
-            next_seq: top + 1,
+            next_seq,
             removed,
             lost_own,
         })

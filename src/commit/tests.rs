@@ -268,6 +268,31 @@ fn damaged_records_are_clear_errors() {
     );
 }
 
+/// A term or claim record numbered u64::MAX (a hostile or damaged destination) is named as
+/// such; the next term wrapped to 0 in a release build, and every later registration was
+/// fenced by it, for good.
+#[test]
+fn a_term_or_sequence_at_the_top_of_u64_is_named_not_wrapped() {
+    let (_d, _rt, dest) = setup();
+    let c = Checkpoints::new(dest.clone(), "j");
+    let top = c.term_path(KEY, u64::MAX);
+    dest.put_atomic(&top, b"{}", false).unwrap();
+    let e = c.take_term(KEY, "a").unwrap_err().to_string();
+    assert!(e.contains("leaves no next term"), "{e}");
+    dest.delete(&top).unwrap();
+    let t = c.take_term(KEY, "a").unwrap();
+    let top = claim(u64::MAX, t, "a", &[], &[]);
+    let path = format!("{}claim-{}.json", c.fence_dir(KEY), u64::MAX);
+    dest.put_atomic(&path, &serde_json::to_vec(&top).unwrap(), false)
+        .unwrap();
+    let e = c.reconcile(KEY, t, "a").err().map(|e| e.to_string());
+    assert!(
+        e.as_deref()
+            .is_some_and(|e| e.contains("leaves no next one")),
+        "{e:?}"
+    );
+}
+
 /// One commit of `seq` by `owner` in term `t`: file `d/<seq>.txt`, resuming at `seq * 10`.
 fn commit_n(cps: &Checkpoints, dest: &Destination, t: u64, owner: &str, seq: u64) {
     let rel = format!("d/{seq}.txt");

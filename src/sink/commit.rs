@@ -76,7 +76,12 @@ pub(super) fn commit_partition(
                 .into());
             }
             let owner = crate::commit::owner_id();
-            let seq = state.seq + 1;
+            let seq = state.seq.checked_add(1).ok_or_else(|| {
+                crate::commit::checkpoint::CheckpointError::Corrupt {
+                    path: state.key.clone(),
+                    reason: format!("a sequence number of {} leaves no next one", state.seq),
+                }
+            })?;
             let claim = Claim {
                 version: VERSION,
                 key: state.key.clone(),
