@@ -440,15 +440,30 @@ impl Checkpoints {
         let bytes = serde_json::to_vec_pretty(o).expect("an outcome serializes");
         match self.dest.put_atomic(&path, &bytes, true) {
             Ok(()) => Ok(None),
-            Err(StoreError::Exists { .. }) => match self.outcome(key, seq)? {
-                // A write reported as failed may have landed: then the winner is this one.
-                Some(w) if &w == o => Ok(None),
-                Some(w) => Ok(Some(w)),
-                None => Err(CheckpointError::Corrupt {
-                    path: self.dest.display(&path),
-                    reason: "it exists but cannot be read back".into(),
-                }),
-            },
+            Err(StoreError::Exists { .. }) => {
+                #[cfg(test)]
+                crate::hooks::at("decide: after a refused write");
+                match self.outcome(key, seq)? {
+                    // A write reported as failed may have landed: then the winner is this one.
+                    Some(w) if &w == o => Ok(None),
+                    Some(w) => Ok(Some(w)),
+                    // There when this write was refused, gone now: a newer owner pruned it
+                    // (this writer is fenced), or the store refused the write for a conflicting
+                    // one still under way (S3 answers 409 to `If-None-Match` then). Neither is
+                    // damage: fenced, or a store error that is retried.
+                    None => {
+                        self.check_term(key, o.term())?;
+                        Err(StoreError::Io {
+                            path: self.dest.display(&path),
+                            source: std::io::Error::other(
+                                "the record was there when this write was refused, and is gone \
+                                 when read back",
+                            ),
+                        }
+                        .into())
+                    }
+                }
+            }
             Err(e) => Err(e.into()),
         }
     }

@@ -470,3 +470,41 @@ fn a_settle_paused_while_the_commit_it_would_abort_wins_and_is_pruned_deletes_no
         "the standing commit's file was deleted: {r:?}"
     );
 }
+
+/// A settle's abort refused because the claim's writer sealed the name first, and the settle
+/// paused before reading the winner back while a newer owner committed on and pruned it:
+/// the name is empty when read. That was "damaged", which stops the whole task; this
+/// registration is fenced, and says so.
+#[test]
+fn an_outcome_gone_between_a_refused_write_and_its_read_back_is_a_fence_not_damage() {
+    let (_d, _rt, dest) = setup();
+    let cps = Checkpoints::new(dest.clone(), "j");
+    let w = cps.take_term(KEY, "w").unwrap();
+    cps.reconcile(KEY, w, "w").unwrap();
+    let f = file(&dest, "d/w.txt");
+    let c = claim(1, w, "w", &[&f], &["d/w.txt"]);
+    cps.claim(&c).unwrap();
+    let p = cps.take_term(KEY, "p").unwrap();
+    let (wc, wd) = (cps.clone(), c.clone());
+    crate::hooks::set("settle: before an abort", move || {
+        f.commit().unwrap();
+        wc.seal(&wd, &checkpoint(&wd, 10)).unwrap();
+    });
+    let (others, d2) = (cps.clone(), dest.clone());
+    crate::hooks::set("decide: after a refused write", move || {
+        let q = others.take_term(KEY, "q").unwrap();
+        others.reconcile(KEY, q, "q").unwrap();
+        for s in 2..=5 {
+            commit_n(&others, &d2, q, "q", s);
+        }
+        others.prune(KEY, 2, q).unwrap();
+        assert!(others.outcome(KEY, 1).unwrap().is_none(), "pruned");
+    });
+    let e = cps.reconcile(KEY, p, "p").err();
+    crate::hooks::clear("decide: after a refused write");
+    assert!(e.as_ref().is_some_and(|e| e.is_fenced()), "{e:?}");
+    assert!(
+        dest.exists("d/w.txt").unwrap(),
+        "the standing commit's file"
+    );
+}
