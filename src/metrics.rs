@@ -1,8 +1,9 @@
 //! Prometheus metrics of a task (prometheus-client; served at `GET /metrics` by `admin.rs`),
 //! per repo and source partition: records in, rows out, dead letters, bytes and files
 //! committed, commit latency, channel fill, sink retries, task state, consumer lag and
-//! position, consumer group assignments and rejoins. A partition's lag and position series
-//! disappear when a rebalance takes the partition away. The repos of one job share one
+//! position, consumer group assignments and rejoins. Every series of a partition disappears
+//! when a rebalance takes the partition away (its new owner reports it; with topics matched
+//! by a pattern, partitions of topics that come and go would otherwise pile up). The repos of one job share one
 //! registry ([`MetricSet`]), so one exposition holds every repo's series.
 
 use std::sync::{Arc, Mutex};
@@ -90,6 +91,8 @@ pub struct Metrics {
     set: Arc<MetricSet>,
     /// Partitions with a lag series.
     lagging: Mutex<std::collections::BTreeSet<String>>,
+    /// The dead-letter reason classes each partition has series of.
+    reasons: Mutex<std::collections::HashMap<String, std::collections::BTreeSet<&'static str>>>,
     /// The state shown as 1 (the others are 0).
     state: Mutex<String>,
     /// The last commits, newest last (the status page shows them).
@@ -324,6 +327,7 @@ impl Metrics {
             repo: repo.to_string(),
             set,
             lagging: Mutex::default(),
+            reasons: Mutex::default(),
             state: Mutex::new("new".into()),
             recent: Mutex::default(),
         };
@@ -405,6 +409,9 @@ impl Metrics {
 
     /// Dead letters found in one decoded item, by reason class.
     pub fn dead_letters_found(&self, partition: &str, dead: &[crate::decode::DeadLetter]) {
+        if !dead.is_empty() {
+            self.note_reasons(partition, dead.iter().map(|d| d.class()));
+        }
         for d in dead {
             self.set
                 .dead_letters_found
@@ -420,6 +427,9 @@ impl Metrics {
     pub fn committed(&self, partition: &str, s: CommitStats) {
         let l = self.part(partition);
         self.set.rows_out.get_or_create(&l).inc_by(s.rows);
+        if !s.dead_letters.is_empty() {
+            self.note_reasons(partition, s.dead_letters.iter().map(|(c, _)| *c));
+        }
         for (class, n) in &s.dead_letters {
             self.set
                 .dead_letters
@@ -531,10 +541,40 @@ impl Metrics {
         self.set.lag.get(&self.part(partition)).map(|g| g.get())
     }
 
-    /// The partition is no longer this process's: its lag is someone else's to report.
+    /// Records that `partition` has dead-letter series of these reason classes.
+    fn note_reasons(&self, partition: &str, classes: impl Iterator<Item = &'static str>) {
+        let mut reasons = self.reasons.lock().unwrap_or_else(|p| p.into_inner());
+        reasons
+            .entry(partition.to_string())
+            .or_default()
+            .extend(classes);
+    }
+
+    /// The partition is no longer this process's: its series are someone else's to report.
     pub fn forget(&self, partition: &str) {
-        self.set.lag.remove(&self.part(partition));
-        self.set.position.remove(&self.part(partition));
+        let l = self.part(partition);
+        let set = &self.set;
+        set.lag.remove(&l);
+        set.position.remove(&l);
+        set.records_in.remove(&l);
+        set.rows_out.remove(&l);
+        set.offsets_skipped.remove(&l);
+        set.bytes_written.remove(&l);
+        set.files_committed.remove(&l);
+        let reasons = self
+            .reasons
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(partition);
+        for reason in reasons.into_iter().flatten() {
+            let r = ReasonLabels {
+                repo: self.repo.clone(),
+                partition: partition.to_string(),
+                reason: reason.to_string(),
+            };
+            set.dead_letters.remove(&r);
+            set.dead_letters_found.remove(&r);
+        }
         self.lagging.lock().expect("lag lock").remove(partition);
     }
 

@@ -49,6 +49,17 @@ fn counters_state_and_lag_show_in_the_exposition() {
     m.paused(true);
     m.lag("events-0", 5, 120);
     m.lag("events-1", 7, 3);
+    m.records_in("events-1", 4);
+    m.committed(
+        "events-1",
+        CommitStats {
+            rows: 3,
+            dead_letters: vec![("type", 1)],
+            files: 1,
+            bytes: 99,
+            seconds: 0.01,
+        },
+    );
     m.forget("events-1");
     let text = m.encode();
     assert!(
