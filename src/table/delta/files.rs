@@ -231,27 +231,8 @@ impl DeltaTable {
     /// `v` holds it, even if a later version removed `output` again; a tie in the store's
     /// times counts as seen.
     fn placed(&self, v: u64, output: &LiveFile) -> Result<Replaced, TableError> {
-        let listed = self
-            .dest
-            .list_after_dated("_delta_log/", &format!("{:020}.json", v - 1))?;
         let name = log_name(v);
-        let Some(&(_, written)) = listed.iter().find(|(n, _)| *n == name) else {
-            // Gone already: not this rule's to judge (the clean-up removes only expired
-            // entries; it was just written).
-            return Ok(self.landed(v));
-        };
-        let dated: std::collections::HashMap<&str, std::time::SystemTime> =
-            listed.iter().map(|(n, t)| (n.as_str(), *t)).collect();
-        let names = listed.iter().map(|(n, _)| n.clone()).collect();
-        let before = super::txns::listing(names)
-            .checkpoints
-            .range(v..)
-            .any(|(_, parts)| {
-                parts
-                    .iter()
-                    .all(|p| dated.get(p.as_str()).is_some_and(|t| *t < written))
-            });
-        if !before {
+        if !self.below_a_checkpoint(v)? {
             return Ok(self.landed(v));
         }
         // And the table as readers see it does not hold the output (a checkpoint that holds
@@ -267,6 +248,33 @@ impl DeltaTable {
         // any reader that came to it: the run stops instead, the output kept.
         self.dest.delete(&name)?;
         Ok(Replaced::Unseen)
+    }
+
+    /// Whether version `v`'s entry sits below a complete checkpoint at or past `v` whose parts
+    /// all predate the entry (by the store's clock): written into a name the log's clean-up
+    /// had freed, where no reader looks. An entry gone already is not this rule's to judge
+    /// (the clean-up removes only expired entries; it was just written): false.
+    pub(super) fn below_a_checkpoint(&self, v: u64) -> Result<bool, TableError> {
+        let after = match v.checked_sub(1) {
+            Some(before) => format!("{before:020}.json"),
+            None => String::new(),
+        };
+        let listed = self.dest.list_after_dated("_delta_log/", &after)?;
+        let name = log_name(v);
+        let Some(&(_, written)) = listed.iter().find(|(n, _)| *n == name) else {
+            return Ok(false);
+        };
+        let dated: std::collections::HashMap<&str, std::time::SystemTime> =
+            listed.iter().map(|(n, t)| (n.as_str(), *t)).collect();
+        let names = listed.iter().map(|(n, _)| n.clone()).collect();
+        Ok(super::txns::listing(names)
+            .checkpoints
+            .range(v..)
+            .any(|(_, parts)| {
+                parts
+                    .iter()
+                    .all(|p| dated.get(p.as_str()).is_some_and(|t| *t < written))
+            }))
     }
 
     fn landed(&self, v: u64) -> Replaced {

@@ -172,6 +172,7 @@ impl DeltaTable {
                 e => e,
             })?;
         }
+        let read_at = Instant::now();
         let snapshot = Snapshot::builder_for(location.as_str())
             .build(engine.as_ref())
             .map_err(|e| fail(format!("cannot read the log: {e}")))?;
@@ -218,7 +219,7 @@ impl DeltaTable {
         };
         table.check_table(&snapshot)?;
         if ours.is_some() {
-            table.evolve(&snapshot)?;
+            table.evolve(&snapshot, read_at)?;
         }
         table.read_log(&mut table.known.lock().unwrap_or_else(PoisonError::into_inner))?;
         Ok(table)
@@ -237,6 +238,12 @@ impl DeltaTable {
     }
 
     /// The newest snapshot (protocol, metadata; no file list).
+    /// Whether the table, read afresh, has a field of this name (tests).
+    #[cfg(test)]
+    pub(crate) fn holds_field(&self, name: &str) -> Result<bool, TableError> {
+        Ok(self.refresh()?.schema().field(name).is_some())
+    }
+
     fn refresh(&self) -> Result<SnapshotRef, TableError> {
         let old = self
             .snapshot

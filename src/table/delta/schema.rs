@@ -51,18 +51,69 @@ impl DeltaTable {
     }
 
     /// Checks the job's schema against the table's; new fields are added to the table.
-    pub(super) fn evolve(&self, snapshot: &SnapshotRef) -> Result<(), TableError> {
+    /// `snapshot` was read at `read_at`: a version written long after (a pause as long as
+    /// half the log's retention) is checked to be seen, as a publish's is.
+    pub(super) fn evolve(
+        &self,
+        snapshot: &SnapshotRef,
+        read_at: std::time::Instant,
+    ) -> Result<(), TableError> {
+        let (mut snapshot, mut read_at) = (snapshot.clone(), read_at);
+        // Each pass reads the table again after another writer took the next version, or
+        // after this one's landed where no reader sees it: a loop, not a recursion.
+        let added = loop {
+            let table = snapshot.schema();
+            let (problems, added) = compare(&table, &self.schema);
+            if !problems.is_empty() {
+                return Err(TableError::Schema {
+                    url: self.url.clone(),
+                    problems,
+                });
+            }
+            if added.is_empty() {
+                return Ok(());
+            }
+            let v = snapshot.version() + 1;
+            let entry = self.evolution(&snapshot, &added)?;
+            #[cfg(test)]
+            crate::hooks::at("delta: before an evolution's put");
+            match self.dest.put_atomic(&log_name(v), entry.as_bytes(), true) {
+                Ok(())
+                    if read_at.elapsed() >= self.stale_after && self.below_a_checkpoint(v)? =>
+                {
+                    let now = std::time::Instant::now();
+                    let fresh = self.refresh()?;
+                    let names: Vec<&String> = added.iter().map(|f| f.name()).collect();
+                    if names.iter().all(|n| fresh.schema().field(n).is_some()) {
+                        break added;
+                    }
+                    // Below a checkpoint written before it, and the table read from there
+                    // lacks the fields: unseen. Removed (the log's clean-up, which keeps
+                    // entries in order, would stop at it), and written again after the newest.
+                    tracing::warn!(table = %self.url, version = v, "a schema change landed below a checkpoint written before it, where no reader sees it (the table was read long before); it is written again");
+                    self.dest.delete(&log_name(v))?;
+                    (snapshot, read_at) = (fresh, now);
+                }
+                Ok(()) => break added,
+                // Another writer moved the table on: read it again (it may have added them too).
+                Err(StoreError::Exists { .. }) => {
+                    read_at = std::time::Instant::now();
+                    snapshot = self.refresh()?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        tracing::warn!(table = %self.url, fields = ?added.iter().map(|f| f.name()).collect::<Vec<_>>(), "added fields to the Delta table's schema");
+        Ok(())
+    }
+
+    /// The log entry that adds `added` to `snapshot`'s schema.
+    fn evolution(
+        &self,
+        snapshot: &SnapshotRef,
+        added: &[StructField],
+    ) -> Result<String, TableError> {
         let table = snapshot.schema();
-        let (problems, added) = compare(&table, &self.schema);
-        if !problems.is_empty() {
-            return Err(TableError::Schema {
-                url: self.url.clone(),
-                problems,
-            });
-        }
-        if added.is_empty() {
-            return Ok(());
-        }
         let merged = StructType::try_new(table.fields().cloned().chain(added.iter().cloned()))
             .map_err(|e| self.fail(e.to_string()))?;
         let metadata = snapshot
@@ -81,22 +132,7 @@ impl DeltaTable {
             .to_string(),
             serde_json::to_string(&Action::Metadata(metadata)).expect("metadata serializes"),
         ];
-        let v = snapshot.version() + 1;
-        match self.dest.put_atomic(
-            &log_name(v),
-            format!("{}\n", lines.join("\n")).as_bytes(),
-            true,
-        ) {
-            Ok(()) => {}
-            // Another writer moved the table on: read it again (it may have added them too).
-            Err(StoreError::Exists { .. }) => {
-                let again = self.refresh()?;
-                return self.evolve(&again);
-            }
-            Err(e) => return Err(e.into()),
-        }
-        tracing::warn!(table = %self.url, fields = ?added.iter().map(|f| f.name()).collect::<Vec<_>>(), "added fields to the Delta table's schema");
-        Ok(())
+        Ok(format!("{}\n", lines.join("\n")))
     }
 }
 

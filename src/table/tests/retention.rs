@@ -178,3 +178,34 @@ fn a_compaction_seen_and_compacted_again_before_its_check_stays() {
         .iter()
         .any(|n| n.contains(".checkpoint.")));
 }
+
+/// A start that adds a field reads the table, then is paused before its put of the schema
+/// change for longer than the log's retention: meanwhile another writer publishes on,
+/// checkpoints, and its clean-up frees the name the change takes. The change lands below the
+/// newest checkpoint, where no reader looks: the files gained the column and the table's
+/// schema did not. Now it is found unseen, removed, and written after the newest version.
+#[test]
+fn a_schema_change_written_after_a_pause_past_the_log_retention_is_written_again_where_it_is_seen()
+{
+    let (_d, rt, dest) = setup();
+    let s = schema(None);
+    short_retention_table(&dest, &s);
+    let (d2, s2, h2) = (dest.clone(), s.clone(), rt.handle().clone());
+    crate::hooks::set("delta: before an evolution's put", move || {
+        let other = DeltaTable::open(&d2, "job", &s2, &[], 2, h2).unwrap();
+        publish_until_cleaned_up(&d2, &other, "t-1", "_delta_log/00000000000000000001.json");
+        other.close();
+    });
+    let wider = schema(Some(("c", arrow::datatypes::DataType::Utf8)));
+    let t = DeltaTable::open(&dest, "job", &wider, &[], 2, rt.handle().clone()).unwrap();
+    crate::hooks::clear("delta: before an evolution's put");
+    t.close();
+    assert!(!dest.exists("_delta_log/00000000000000000001.json").unwrap());
+    // A reader of the table sees the field: a start with the narrower schema is told the
+    // table has more (its schema is the table's, read from the newest checkpoint on).
+    let table = DeltaTable::open(&dest, "job", &wider, &[], 2, rt.handle().clone()).unwrap();
+    assert!(
+        table.holds_field("c").unwrap(),
+        "the table's schema lacks `c`"
+    );
+}
