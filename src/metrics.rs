@@ -248,7 +248,7 @@ impl Default for MetricSet {
         );
         m.registry.register(
             "rows_filtered",
-            "Rows removed by filter stages (counted when decoded)",
+            "Rows removed by filter stages, and Kafka tombstones passed over (source.tombstones = \"skip\"); counted when decoded",
             m.rows_filtered.clone(),
         );
         m.registry.register(

@@ -65,6 +65,12 @@ pub enum SourceSection {
         /// offset held, logging and counting the range.
         #[serde(default = "default_on_gap")]
         on_gap: String,
+        /// A message without a value (a tombstone: how a compacted topic deletes a key, and
+        /// what Debezium sends after each delete): `dead_letter` (default) makes it a dead
+        /// letter saying so; `skip` passes over it, counted with the rows filter stages
+        /// remove (`sluice_rows_filtered`). An empty value is not a tombstone: a dead letter.
+        #[serde(default = "default_tombstones")]
+        tombstones: String,
     },
     /// Records pushed over HTTP to `POST /v1/repos/{repo}/data` on the `[admin]` listener.
     Push {
@@ -157,6 +163,10 @@ fn owned_option(key: &str) -> Option<&'static str> {
 
 fn default_partial_last_line() -> String {
     "record".into()
+}
+
+fn default_tombstones() -> String {
+    "dead_letter".into()
 }
 
 fn default_on_gap() -> String {
@@ -266,6 +276,7 @@ impl SourceSection {
                 auto_offset_reset,
                 chunk_bytes,
                 on_gap,
+                tombstones,
                 options,
                 ..
             } => {
@@ -283,6 +294,13 @@ impl SourceSection {
                     match on_gap.as_str() {
                         "fail" | "skip" => Ok(()),
                         other => Err(format!("`{other}` (expected fail or skip)")),
+                    },
+                );
+                check(
+                    "source.tombstones",
+                    match tombstones.as_str() {
+                        "dead_letter" | "skip" => Ok(()),
+                        other => Err(format!("`{other}` (expected dead_letter or skip)")),
                     },
                 );
                 check(

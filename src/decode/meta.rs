@@ -67,7 +67,15 @@ pub struct MetaNeeds {
     pub timestamps: bool,
     pub keys: bool,
     pub headers: bool,
+    /// Not metadata but how messages are read: tombstones (messages without a value) are
+    /// passed over (`source.tombstones = "skip"`), each a placeholder line whose reason is
+    /// [`SKIPPED`], which the decoder drops and counts as filtered.
+    pub skip_tombstones: bool,
 }
+
+/// The reason of a placeholder line the decoder drops, counted as filtered: a tombstone
+/// passed over. Never shown.
+pub const SKIPPED: &str = "(a tombstone, skipped)";
 
 /// Per-message metadata of message-framed sources, one entry per line of the chunk (the
 /// vectors a schema does not ask for stay empty).
@@ -156,6 +164,7 @@ impl MetaColumns {
             timestamps: has(MetaKind::Timestamp),
             keys: has(MetaKind::Key),
             headers: has(MetaKind::Headers),
+            skip_tombstones: false,
         }
     }
 
@@ -311,7 +320,8 @@ mod tests {
             MetaNeeds {
                 timestamps: false,
                 keys: true,
-                headers: false
+                headers: false,
+                skip_tombstones: false
             }
         );
         let bad =

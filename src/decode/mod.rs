@@ -305,13 +305,24 @@ impl RecordDecoder {
         for d in &mut out.dead {
             d.cut_reason();
         }
-        // Messages that stood in the chunk as a placeholder: their own bytes and reason.
+        // Messages that stood in the chunk as a placeholder: their own bytes and reason, or
+        // (tombstones passed over) no dead letter, counted as filtered.
+        let mut skipped = Vec::new();
         for (index, payload, why) in &chunk.meta.unreadable {
             let line = chunk.first_line + *index as u64;
             if let Ok(i) = out.dead.binary_search_by_key(&line, |d| d.position.line) {
+                if why == meta::SKIPPED {
+                    skipped.push(line);
+                    continue;
+                }
                 out.dead[i].record.clone_from(payload);
                 out.dead[i].reason.clone_from(why);
             }
+        }
+        if !skipped.is_empty() {
+            out.dead
+                .retain(|d| skipped.binary_search(&d.position.line).is_err());
+            out.filtered += skipped.len() as u64;
         }
         out
     }

@@ -112,6 +112,7 @@ pub fn prepare(job: &Job, connect: bool) -> Result<Prepared, TaskError> {
             chunk_bytes,
             options,
             on_gap,
+            tombstones,
             ..
         } => Some(Box::new(KafkaSource::new(&KafkaSettings {
             brokers: brokers.clone(),
@@ -122,7 +123,10 @@ pub fn prepare(job: &Job, connect: bool) -> Result<Prepared, TaskError> {
             chunk_bytes: crate::config::parse_bytes(chunk_bytes).unwrap_or(1 << 20) as usize,
             range: job.range.clone(),
             queue_kbytes: job.channel_bytes / 1024,
-            meta: meta.needs(),
+            meta: crate::decode::meta::MetaNeeds {
+                skip_tombstones: tombstones == "skip",
+                ..meta.needs()
+            },
             skip_gaps: on_gap == "skip",
             cost: LineCost::of(&schema, &job.input),
         })?)),

@@ -574,9 +574,30 @@ fn tombstones_and_empty_messages_are_dead_letters_that_say_so() {
     assert_eq!(
         reasons,
         [
-            ("a tombstone: the message has no value (no JSON value)", ""),
+            (
+                "a tombstone: the message has no value (no JSON value; source.tombstones = \"skip\" passes over them)",
+                ""
+            ),
             ("the message is empty (no JSON value)", ""),
         ],
         "{letters:?}"
     );
+
+    // With `tombstones = "skip"`, the same topic from the start: the tombstone is passed over
+    // (counted as filtered), the empty message is still a dead letter.
+    let again = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(&job).unwrap().replace(
+        "chunk_bytes = \"16KiB\"",
+        "chunk_bytes = \"16KiB\"\ntombstones = \"skip\"",
+    );
+    let skipping = again.path().join("job.toml");
+    std::fs::write(&skipping, text).unwrap();
+    let log = backfill(&skipping, &again.path().join("backfill.log"), &[]);
+    assert_eq!(trace_ids(&again.path().join("out")).len(), 5, "{log}");
+    let letters = dead_letters_of(&again.path().join("out"), "ids");
+    let reasons: Vec<&str> = letters
+        .iter()
+        .map(|d| d["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons, ["the message is empty (no JSON value)"], "{log}");
 }

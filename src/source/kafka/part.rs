@@ -4,7 +4,7 @@
 use super::batch::Msg;
 use super::unreadable::Probe;
 use crate::decode::cost::{LineCost, Tally};
-use crate::decode::meta::{MessageMeta, MetaNeeds, UNREADABLE};
+use crate::decode::meta::{MessageMeta, MetaNeeds, SKIPPED, UNREADABLE};
 use crate::decode::Chunk;
 use crate::source::{Next, PartitionInfo};
 
@@ -174,7 +174,7 @@ impl Part {
         {
             return false;
         }
-        self.line(msg.payload());
+        self.line(msg.payload(), needs.skip_tombstones);
         self.offsets.push(offset as u64);
         self.past_end = false;
         if needs.timestamps {
@@ -203,7 +203,7 @@ impl Part {
     /// JSON, which a space would silently "repair"), stands as a placeholder line and becomes a
     /// dead letter with its own bytes and a reason saying which.
     /// So every line is one record, which `ends` records.
-    fn line(&mut self, payload: Option<&[u8]>) {
+    fn line(&mut self, payload: Option<&[u8]>, skip_tombstones: bool) {
         let unreadable = |why: &str, bytes: &[u8], meta: &mut MessageMeta, index: usize| {
             meta.unreadable
                 .push((index, bytes.to_vec(), why.to_string()));
@@ -213,7 +213,11 @@ impl Part {
         match payload {
             None | Some([]) => {
                 let why = match payload {
-                    None => "a tombstone: the message has no value (no JSON value)",
+                    None if skip_tombstones => SKIPPED,
+                    None => {
+                        "a tombstone: the message has no value (no JSON value; \
+                         source.tombstones = \"skip\" passes over them)"
+                    }
                     Some(_) => "the message is empty (no JSON value)",
                 };
                 self.meta_bytes += unreadable(why, b"", &mut self.meta, index);
@@ -426,7 +430,7 @@ mod tests {
             Some(b"{}\r"),
         ];
         for (i, p) in payloads.iter().enumerate() {
-            part.line(*p);
+            part.line(*p, false);
             part.offsets.push(i as u64);
             if i == 4 {
                 part.push_unreadable(100, "unreadable".into(), MetaNeeds::default());
@@ -455,9 +459,9 @@ mod tests {
         };
         let mut part = Part::new(info, 0);
         let blank = vec![b' '; 100_000];
-        part.line(Some(b"{}"));
+        part.line(Some(b"{}"), false);
         part.offsets.push(0);
-        part.line(Some(&blank));
+        part.line(Some(&blank), false);
         part.offsets.push(1);
         let whitespace =
             unreadable_cost(&blank, "the message holds only whitespace (no JSON value)");
@@ -467,7 +471,7 @@ mod tests {
         assert_eq!(part.held(), 0);
         // Cut short: what stays counts what stays.
         for i in 0..4 {
-            part.line(Some(if i % 2 == 0 { b"{}" } else { &blank }));
+            part.line(Some(if i % 2 == 0 { b"{}" } else { &blank }), false);
             part.offsets.push(i);
             part.meta.keys.push(Some(vec![0; 1000 * (i as usize + 1)]));
         }
@@ -496,7 +500,7 @@ mod tests {
         let sizes = [100, 100, 1, 100, 100, 100, 400, 100, 0, 100];
         for (i, n) in sizes.iter().enumerate() {
             let text = items(*n);
-            part.line(Some(if *n == 0 { b" " } else { text.as_bytes() }));
+            part.line(Some(if *n == 0 { b" " } else { text.as_bytes() }), false);
             part.offsets.push(10 + 2 * i as u64);
             part.meta.timestamps.push(Some(i as i64));
             part.meta.keys.push(Some(vec![i as u8]));
