@@ -1,5 +1,5 @@
-//! A record that could not be decoded: where it came from, why (cut to a bound), and the
-//! class of the reason for metrics.
+//! A record that could not be decoded: where it came from, why (cut to a bound; arrow-json's
+//! errors made plain), and the class of the reason for metrics.
 
 use super::framing::Position;
 
@@ -73,4 +73,38 @@ pub fn reason_class(reason: &str) -> &'static str {
     } else {
         "other"
     }
+}
+
+/// A dead letter's reason from an arrow-json error, which carries a generic prefix: the
+/// useful part.
+///
+/// A required child of a struct that is absent or null is named plainly: arrow's message
+/// (`Encountered unmasked nulls in non-nullable StructArray child: Field { "id": Utf8 }`)
+/// shows the type arrow-json read, which for a value read as text is not the field's.
+pub(super) fn arrow_reason(e: arrow::error::ArrowError) -> String {
+    const UNMASKED: &str =
+        "Encountered unmasked nulls in non-nullable StructArray child: Field { \"";
+    let s = e.to_string();
+    let s = s.strip_prefix("Json error: ").unwrap_or(&s);
+    let s = s.strip_prefix("Parser error: ").unwrap_or(s);
+    if let Some(at) = s.find(UNMASKED) {
+        // The name as Rust's Debug quotes it: up to the first unescaped quote.
+        let mut name = String::new();
+        let mut chars = s[at + UNMASKED.len()..].chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' => return format!("{}required field `{name}` is missing or null", &s[..at]),
+                '\\' => match chars.next() {
+                    Some(e @ ('"' | '\\' | '\'')) => name.push(e),
+                    Some(e) => {
+                        name.push('\\');
+                        name.push(e);
+                    }
+                    None => break,
+                },
+                c => name.push(c),
+            }
+        }
+    }
+    s.to_string()
 }

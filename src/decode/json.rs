@@ -202,7 +202,9 @@ impl JsonDecoder {
             let bytes = &data[r.start..r.end];
             // The tape counts a row when it starts, so after a parse error the row the parser
             // was in is this record's.
-            let consumed = dec.decode(bytes).map_err(|e| (clean(e), Some(i)))?;
+            let consumed = dec
+                .decode(bytes)
+                .map_err(|e| (super::dead::arrow_reason(e), Some(i)))?;
             let reason = if dec.has_partial_record() {
                 "incomplete JSON value (truncated record?)"
             } else if consumed < bytes.len() || dec.len() != before + 1 {
@@ -212,7 +214,10 @@ impl JsonDecoder {
             };
             return Err((reason.into(), Some(i)));
         }
-        let batch = match dec.flush().map_err(|e| (clean(e), None))? {
+        let batch = match dec
+            .flush()
+            .map_err(|e| (super::dead::arrow_reason(e), None))?
+        {
             Some(b) => b,
             None => RecordBatch::new_empty(self.read_schema.clone()),
         };
@@ -575,39 +580,6 @@ fn convert(
         ty if is_native(ty) => col.clone(),
         _ => from_text(col.as_string::<i32>(), f, errors),
     }
-}
-
-/// arrow-json errors carry a generic prefix; keep the useful part.
-///
-/// A required child of a struct that is absent or null is named plainly: arrow's message
-/// (`Encountered unmasked nulls in non-nullable StructArray child: Field { "id": Utf8 }`)
-/// shows the type arrow-json read, which for a value read as text is not the field's.
-fn clean(e: arrow::error::ArrowError) -> String {
-    const UNMASKED: &str =
-        "Encountered unmasked nulls in non-nullable StructArray child: Field { \"";
-    let s = e.to_string();
-    let s = s.strip_prefix("Json error: ").unwrap_or(&s);
-    let s = s.strip_prefix("Parser error: ").unwrap_or(s);
-    if let Some(at) = s.find(UNMASKED) {
-        // The name as Rust's Debug quotes it: up to the first unescaped quote.
-        let mut name = String::new();
-        let mut chars = s[at + UNMASKED.len()..].chars();
-        while let Some(c) = chars.next() {
-            match c {
-                '"' => return format!("{}required field `{name}` is missing or null", &s[..at]),
-                '\\' => match chars.next() {
-                    Some(e @ ('"' | '\\' | '\'')) => name.push(e),
-                    Some(e) => {
-                        name.push('\\');
-                        name.push(e);
-                    }
-                    None => break,
-                },
-                c => name.push(c),
-            }
-        }
-    }
-    s.to_string()
 }
 
 /// The most text a group may hold for arrow-json's decoder to be kept for the next one (its
