@@ -176,6 +176,15 @@ pub fn run(mut job: ConvertJob) -> Result<ConvertSummary, ConvertError> {
     let out_schema = decoder.output_schema();
     job.format.validate(&out_schema)?;
 
+    // Known before the work, not at its end: a file system without hard links cannot take
+    // a create-only commit, and the output's name is then only checked, as above.
+    let create_only = !job.overwrite && job.output.commits_create_only(&job.output_rel);
+    if !job.overwrite && !create_only {
+        tracing::warn!(
+            output = %job.output.display(&job.output_rel),
+            "this file system makes no hard links: the output's name was checked before the conversion, not reserved, so a conversion to the same name finishing meanwhile would be replaced"
+        );
+    }
     let file = job.output.create(&job.output_rel)?;
     let writer = create_writer(&job.format, out_schema, file.clone())?;
     let dead = DeadLetterWriter::new(
@@ -255,10 +264,10 @@ pub fn run(mut job: ConvertJob) -> Result<ConvertSummary, ConvertError> {
     // conversions to one name, and the one that loses must not replace the winner's dead
     // letters with its own.
     crate::fault::hold_while("hold_convert_commit");
-    let committed = if job.overwrite {
-        file.commit()
-    } else {
+    let committed = if create_only {
         file.commit_new()
+    } else {
+        file.commit()
     };
     if let Err(e) = committed {
         let _ = dead.abort();

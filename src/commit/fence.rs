@@ -221,7 +221,11 @@ impl Checkpoints {
                 }
                 Err(e) => return Err(e.into()),
             }
-            for old in l.terms.iter().filter(|o| **o + KEEP_TERMS < term) {
+            for old in l
+                .terms
+                .iter()
+                .filter(|o| o.saturating_add(KEEP_TERMS) < term)
+            {
                 let _ = self.dest.delete(&self.term_path(key, *old));
             }
             return Ok(term);

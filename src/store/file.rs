@@ -85,6 +85,24 @@ impl LocalSink {
     }
 }
 
+/// Whether the file system of `dir` makes hard links, which a create-only commit takes there
+/// (FAT, exFAT and some network and FUSE mounts do not): a probe file is linked and removed.
+/// A folder that cannot be made or written says yes, and the write itself reports why.
+pub(super) fn links_in(dir: &Path) -> bool {
+    if crate::durable::create_dirs(dir).is_err() {
+        return true;
+    }
+    let probe = dir.join(format!(".sluice-link-probe-{}", std::process::id()));
+    let linked = probe.with_extension("linked");
+    if std::fs::write(&probe, b"").is_err() {
+        return true;
+    }
+    let links = std::fs::hard_link(&probe, &linked).is_ok();
+    let _ = std::fs::remove_file(&linked);
+    let _ = std::fs::remove_file(&probe);
+    links
+}
+
 fn parked() -> std::io::Error {
     std::io::Error::other("the file is parked: whole, waiting for its commit")
 }
@@ -241,9 +259,12 @@ impl OutputFile {
     /// [`StoreError::Exists`], and nothing of this one is visible. Returns its size.
     ///
     /// Atomic on a local disk (a hard link) and for an object-store file put whole (up to
-    /// one upload part: a conditional put). A larger object-store file completes a multipart
-    /// upload, which object_store cannot make conditional: its name is checked just before
-    /// the upload completes, so two writers completing in the same moment can both succeed.
+    /// one upload part: a conditional put; refused, the bytes there are compared with this
+    /// file's, since a put retried after it landed is refused too). A larger object-store
+    /// file completes a multipart upload, which object_store cannot make conditional: its
+    /// name is checked once its other parts have landed, before its last one (under a part)
+    /// is sent and the upload completed, so two writers that finish within that time can
+    /// both succeed.
     pub fn commit_new(self) -> Result<u64, StoreError> {
         self.commit_as(true)
     }

@@ -446,6 +446,19 @@ impl Destination {
         }
     }
 
+    /// Whether a file committed at `rel` can be committed create-only
+    /// ([`OutputFile::commit_new`]): on a local disk, when its file system makes hard links;
+    /// object stores, always (a store that refuses conditional puts says so at the commit).
+    pub fn commits_create_only(&self, rel: &str) -> bool {
+        match &self.kind {
+            Kind::Local(root) => {
+                let target = root.join(rel);
+                file::links_in(target.parent().unwrap_or(std::path::Path::new(".")))
+            }
+            Kind::Store { .. } => true,
+        }
+    }
+
     /// Starts a new file at `rel` (a `/`-separated path under the destination). Nothing is
     /// visible at `rel` until [`OutputFile::commit`].
     pub fn create(&self, rel: &str) -> Result<OutputFile, StoreError> {

@@ -325,7 +325,14 @@ fn a_create_only_commit_never_replaces_a_file() {
             assert_eq!(dest.read(name).unwrap(), vec![3u8; size]);
         }
         assert_eq!(dest.list("").unwrap(), ["big.bin", "small.bin"]);
+        assert!(dest.commits_create_only("small.bin"));
     }
+    // A put that landed and was refused when retried (object_store retries a 5xx, a
+    // conditional put too) finds its own bytes there: committed, not "already exists".
+    memory.put_atomic("again.bin", &[5u8; 10], true).unwrap();
+    let mut f = memory.create("again.bin").unwrap();
+    f.write_all(&[5u8; 10]).unwrap();
+    assert_eq!(f.commit_new().unwrap(), 10);
     let left = std::fs::read_dir(dir.path()).unwrap().count();
     assert_eq!(left, 2, "temporary files left behind");
 }

@@ -155,19 +155,41 @@ impl FileSink for UploadSink {
                     mode,
                     ..Default::default()
                 };
-                match self
-                    .runtime
-                    .block_on(self.store.put_opts(&self.path, b.into(), opts))
-                {
+                let sent = bytes::Bytes::from(b);
+                match self.runtime.block_on(self.store.put_opts(
+                    &self.path,
+                    sent.clone().into(),
+                    opts,
+                )) {
                     Ok(_) => Ok(()),
-                    Err(object_store::Error::AlreadyExists { .. }) => Err(exists()),
+                    // object_store retries a 5xx, a create-only put too: a put that landed
+                    // before its error is then refused. The bytes there tell: ours, or not.
+                    Err(object_store::Error::AlreadyExists { .. }) => {
+                        let there = self
+                            .runtime
+                            .block_on(async { self.store.get(&self.path).await?.bytes().await });
+                        match there {
+                            Ok(there) if there == sent => Ok(()),
+                            _ => Err(exists()),
+                        }
+                    }
                     Err(e) => Err(fail(e)),
                 }
             }
-            State::Parts { writer, sent } => {
+            State::Parts { mut writer, sent } => {
                 if create_only {
                     // object_store cannot complete a multipart upload conditionally: check
-                    // the name as late as possible.
+                    // the name as late as possible, once the parts in flight have landed
+                    // (only the last one, under a part, is sent after the check).
+                    let landed = {
+                        let _context = self.runtime.enter();
+                        self.runtime.block_on(writer.wait_for_capacity(0))
+                    };
+                    if let Err(e) = landed {
+                        self.state = State::Parts { writer, sent };
+                        let _ = self.abort_upload();
+                        return Err(fail(e));
+                    }
                     match self.runtime.block_on(self.store.head(&self.path)) {
                         Ok(_) => {
                             self.state = State::Parts { writer, sent };

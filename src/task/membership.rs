@@ -488,9 +488,10 @@ impl Membership for TaskMembership {
                 "revoked before everything held was committed; the rest is aborted and the next owner replays it"
             );
         }
+        let mut keys = Vec::new();
         for (p, epoch, key) in ctl.partitions.revoke(ids) {
-            self.metrics.forget(&key);
             self.channel.purge(p, epoch);
+            keys.push(key);
         }
         // A commit in progress may end before the partition moves, within the deadline (the
         // consumer's poll waits for this callback). Past it the partition moves anyway: the
@@ -503,6 +504,10 @@ impl Membership for TaskMembership {
                 partitions = ?ids,
                 "a commit still runs past the revocation deadline; the next owner fences it"
             );
+        }
+        // After the commits in progress: one that ends counts its rows into the series.
+        for key in keys {
+            self.metrics.forget(&key);
         }
         ctl.partitions.committed_offsets(ids)
     }
