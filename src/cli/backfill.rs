@@ -71,6 +71,18 @@ pub fn run_backfill(
                  live job's files too, and the live job could not find this backfill's progress. \
                  Give the backfill a folder beside the live one, or inside it"
             ),
+            Ok(true)
+                if matches!(job.table, sluice::table::TableKind::Delta { .. })
+                    && inside(&live_url, &ours).is_some() =>
+            {
+                bail!(
+                    "--url {ours} is a folder inside the live job's Delta table ({live_url}): the \
+                     table's readers read only the files its log names, so the backfill would be \
+                     a second table inside it that they never read (and a vacuum of the live \
+                     table would delete its files). Backfill into the live folder itself (its \
+                     commits join the live table), or into a folder beside it (a table of its own)"
+                )
+            }
             Ok(true) => {
                 let runtime = io_runtime()?;
                 Some(ranges::Live {

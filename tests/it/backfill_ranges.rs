@@ -429,3 +429,44 @@ fn a_spill_of_a_wider_range_is_not_restored_past_the_rerun_range() {
     assert!(range.contains("\"to\":30"), "{range}");
     assert!(!dir.path().join("state/spill/manifest.json").exists());
 }
+
+/// A backfill into a folder inside a live job's Delta table is refused before it writes: the
+/// table's readers read only the files its log names, so it would be a second table inside
+/// the first that they never read, which a vacuum of the live table deletes. Into the live
+/// folder itself (its commits join the table), it runs.
+#[test]
+fn a_backfill_into_a_folder_inside_a_live_delta_table_is_refused() {
+    let topic = "nested";
+    let c = cluster(topic);
+    let bootstrap = c.bootstrap_servers();
+    produce_events(&bootstrap, topic, 0, 400, 4, None);
+    let dir = tempfile::tempdir().unwrap();
+    let job = crate::kafka::job_with(dir.path(), &bootstrap, topic, "");
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("[sink]\n", "[sink]\ntable = \"delta\"\n");
+    std::fs::write(&job, text).unwrap();
+    let jobs = job.to_str().unwrap();
+    let out = dir.path().join("out");
+    let inside = out.join("history");
+    let err = sluice_refused(&[
+        "backfill",
+        jobs,
+        "--to",
+        &at(100),
+        "--url",
+        inside.to_str().unwrap(),
+    ]);
+    assert!(err.contains("inside the live job's Delta table"), "{err}");
+    assert!(!inside.exists(), "the refused backfill wrote {inside:?}");
+    let done = sluice_ok(&[
+        "backfill",
+        jobs,
+        "--to",
+        &at(100),
+        "--url",
+        out.to_str().unwrap(),
+    ]);
+    assert!(done.contains("400 rows"), "{done}");
+    assert!(out.join("_delta_log").exists());
+}
