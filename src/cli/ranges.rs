@@ -193,6 +193,20 @@ pub fn hold_range(
                 tracing::info!(backfill = %name, from = %theirs.from, to = %theirs.to, "the earlier run of this name committed nothing; its range is replaced");
             }
             None if committed => {
+                // Where partitions started (`origins/`) is recorded by live Kafka jobs only,
+                // and which files were read (`files/`) by file jobs: the name is such a
+                // job's, whose partitions a backfill would take over and resume.
+                for kind in ["origins", "files"] {
+                    if !dest.list(&format!("_sluice/{name}/{kind}/"))?.is_empty() {
+                        bail!(
+                            "`{name}` in {} is the name of a job that is not a backfill (it has \
+                             committed, and records _sluice/{name}/{kind}/): a backfill of that \
+                             name would take its partitions over and resume from its checkpoints. \
+                             Give the backfill another --name",
+                            dest.url()
+                        );
+                    }
+                }
                 tracing::warn!(backfill = %name, "this backfill name has checkpoints in the destination from a run that recorded no range: they are resumed whatever --from says");
             }
             None => {}

@@ -470,3 +470,42 @@ fn a_backfill_into_a_folder_inside_a_live_delta_table_is_refused() {
     assert!(done.contains("400 rows"), "{done}");
     assert!(out.join("_delta_log").exists());
 }
+
+/// A live job named like another job's default backfill (`kafka-it-backfill`) has committed
+/// in the shared folder; a backfill of `kafka-it` there under its default name is refused,
+/// naming the other job. Before, it took the live job's partitions over (a newer term fences
+/// it) and resumed from its checkpoints, not exporting the range asked for.
+#[test]
+fn a_backfill_named_like_another_live_job_is_refused() {
+    let topic = "names";
+    let c = cluster(topic);
+    let bootstrap = c.bootstrap_servers();
+    produce_events(&bootstrap, topic, 0, 400, 4, None);
+    let dir = tempfile::tempdir().unwrap();
+    let job = crate::kafka::job_with(dir.path(), &bootstrap, topic, "");
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let live = other.join("job.toml");
+    std::fs::write(
+        &live,
+        std::fs::read_to_string(&job)
+            .unwrap()
+            .replace("name = \"kafka-it\"", "name = \"kafka-it-backfill\"")
+            .replace(
+                "url = \"out/\"",
+                &format!("url = {:?}", dir.path().join("out")),
+            ),
+    )
+    .unwrap();
+    let log = dir.path().join("live.log");
+    let mut run = KillOnDrop::new(crate::kafka::spawn_run(&live, &log));
+    crate::kafka::wait_for(&dir.path().join("out"), 400, 120);
+    sigterm(run.child());
+    assert!(wait_exit(run.child(), "the live job to stop", 60).success());
+    let err = sluice_refused(&["backfill", job.to_str().unwrap(), "--to", &at(50)]);
+    assert!(
+        err.contains("`kafka-it-backfill`")
+            && err.contains("is the name of a job that is not a backfill"),
+        "{err}"
+    );
+}
