@@ -276,6 +276,21 @@ pub fn hold_starts(
     }
     let mut found: Vec<(String, BackfillRange, bool)> = Vec::new();
     for (name, r) in backfills(dest, Some(job), repo)? {
+        // A range that ends before a start leaves what lies between to neither (a live job
+        // that starts at the log's end, `auto_offset_reset = "latest"`, after a backfill of
+        // the history up to then; or retention past the range's end).
+        for s in r.spans.iter().flatten() {
+            if let Some((key, _, start)) = starts
+                .iter()
+                .find(|(key, _, start)| s.key() == *key && s.from < s.to && s.to < *start as i64)
+            {
+                tracing::warn!(
+                    partition = %key, backfill = %name, range_end = s.to, start,
+                    "the partition starts past the end of a backfill's range: offsets {}..{start} are exported by neither (auto_offset_reset = \"earliest\" would start where the range ends)",
+                    s.to
+                );
+            }
+        }
         let relevant = r.spans.iter().flatten().any(|s| {
             starts
                 .iter()

@@ -509,3 +509,29 @@ fn a_backfill_named_like_another_live_job_is_refused() {
         "{err}"
     );
 }
+
+/// A backfill of the history up to offset 50, then the live job with `auto_offset_reset =
+/// "latest"`, which starts at the log's end (100): offsets 50..100 are exported by neither,
+/// and the live job's first start says so, naming the backfill.
+#[test]
+fn a_live_start_past_a_backfills_end_warns_of_the_offsets_between() {
+    let topic = "between";
+    let c = cluster(topic);
+    let bootstrap = c.bootstrap_servers();
+    produce_events(&bootstrap, topic, 0, 400, 4, None);
+    let dir = tempfile::tempdir().unwrap();
+    let job = crate::kafka::job_with(dir.path(), &bootstrap, topic, "");
+    sluice_ok(&["backfill", job.to_str().unwrap(), "--to", &at(50)]);
+    let text = std::fs::read_to_string(&job).unwrap().replace(
+        "chunk_bytes = \"16KiB\"",
+        "chunk_bytes = \"16KiB\"\nauto_offset_reset = \"latest\"",
+    );
+    std::fs::write(&job, text).unwrap();
+    let log = dir.path().join("live.log");
+    let mut run = KillOnDrop::new(crate::kafka::spawn_run(&job, &log));
+    let text = crate::kafka::wait_log(&log, "exported by neither", 4, 60);
+    sigterm(run.child());
+    assert!(wait_exit(run.child(), "the live job to stop", 60).success());
+    assert_eq!(text.matches("exported by neither").count(), 4, "{text}");
+    assert!(text.contains("offsets 50..100"), "{text}");
+}
