@@ -249,6 +249,40 @@ impl std::fmt::Display for StartClash {
     }
 }
 
+/// Starts past the end of every backfill range of their partition that reaches toward them:
+/// what lies between the last such end and the start is exported by neither (a live job that
+/// starts at the log's end, `auto_offset_reset = "latest"`, after a backfill of the history
+/// up to then; or retention past the range's end). Ranges that meet are one stretch; a start
+/// inside or at the end of a range is the hold's to move. (partition, backfill, from, to)
+fn gaps<'a>(
+    all: &'a [(String, BackfillRange)],
+    starts: &'a [(String, u64, u64)],
+) -> Vec<(&'a str, &'a str, i64, i64)> {
+    let mut out = Vec::new();
+    for (key, _, start) in starts {
+        let start = i64::try_from(*start).unwrap_or(i64::MAX);
+        let spans = || {
+            all.iter().flat_map(|(name, r)| {
+                r.spans
+                    .iter()
+                    .flatten()
+                    .filter(|s| s.key() == *key && s.from < s.to)
+                    .map(move |s| (name, s))
+            })
+        };
+        if spans().any(|(_, s)| s.from < start && start <= s.to) {
+            continue;
+        }
+        if let Some((name, s)) = spans()
+            .filter(|(_, s)| s.to < start)
+            .max_by_key(|(_, s)| s.to)
+        {
+            out.push((key.as_str(), name.as_str(), s.to, start));
+        }
+    }
+    out
+}
+
 /// Records where the live job `job` (of repo `repo`) starts partitions it claimed before
 /// their first commit (key, the claim's term, the start), then looks at the ranges the
 /// repo's backfills recorded in `dest`. A start inside the range of a backfill that has
@@ -275,22 +309,14 @@ pub fn hold_starts(
         r?;
     }
     let mut found: Vec<(String, BackfillRange, bool)> = Vec::new();
-    for (name, r) in backfills(dest, Some(job), repo)? {
-        // A range that ends before a start leaves what lies between to neither (a live job
-        // that starts at the log's end, `auto_offset_reset = "latest"`, after a backfill of
-        // the history up to then; or retention past the range's end).
-        for s in r.spans.iter().flatten() {
-            if let Some((key, _, start)) = starts
-                .iter()
-                .find(|(key, _, start)| s.key() == *key && s.from < s.to && s.to < *start as i64)
-            {
-                tracing::warn!(
-                    partition = %key, backfill = %name, range_end = s.to, start,
-                    "the partition starts past the end of a backfill's range: offsets {}..{start} are exported by neither (auto_offset_reset = \"earliest\" would start where the range ends)",
-                    s.to
-                );
-            }
-        }
+    let all = backfills(dest, Some(job), repo)?;
+    for (key, name, from, to) in gaps(&all, starts) {
+        tracing::warn!(
+            partition = %key, backfill = %name, range_end = from, start = to,
+            "the partition starts past the end of the backfills' ranges: offsets {from}..{to} are exported by neither (auto_offset_reset = \"earliest\" would start where the ranges end)"
+        );
+    }
+    for (name, r) in all {
         let relevant = r.spans.iter().flatten().any(|s| {
             starts
                 .iter()
@@ -482,5 +508,38 @@ mod tests {
             .1
             .is_empty());
         assert_eq!(origin(&dest, "job", "t-0").unwrap(), Some(700));
+    }
+
+    /// Backfills of [0, 100) and [100, 200): a start at 200 follows them, one at 300 leaves
+    /// 200..300 to neither (said once, from the last end), one inside a range or on
+    /// another partition is not a gap.
+    #[test]
+    fn a_start_past_the_backfills_ranges_is_a_gap_from_their_last_end() {
+        let range = |from, to| BackfillRange {
+            from: "earliest".into(),
+            to: "latest".into(),
+            repo: "r".into(),
+            at: None,
+            by: None,
+            state: None,
+            spans: Some(vec![Span {
+                topic: "t".into(),
+                partition: 0,
+                from,
+                to,
+            }]),
+        };
+        let all = vec![
+            ("a".to_string(), range(0, 100)),
+            ("b".to_string(), range(100, 200)),
+        ];
+        let start = |key: &str, at| (key.to_string(), 1, at);
+        let starts = vec![
+            start("t-0", 200),
+            start("t-0", 300),
+            start("t-0", 150),
+            start("t-1", 300),
+        ];
+        assert_eq!(gaps(&all, &starts), [("t-0", "b", 200, 300)]);
     }
 }

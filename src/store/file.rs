@@ -92,12 +92,26 @@ pub(super) fn links_in(dir: &Path) -> bool {
     if crate::durable::create_dirs(dir).is_err() {
         return true;
     }
-    let probe = dir.join(format!(".sluice-link-probe-{}", std::process::id()));
+    let unique = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let probe = dir.join(format!(
+        ".sluice-link-probe-{}-{unique}",
+        std::process::id()
+    ));
     let linked = probe.with_extension("linked");
     if std::fs::write(&probe, b"").is_err() {
         return true;
     }
-    let links = std::fs::hard_link(&probe, &linked).is_ok();
+    // Only an answer that the file system makes no links says no (FAT answers EPERM); any
+    // other failure is the commit's to report.
+    let links = match std::fs::hard_link(&probe, &linked) {
+        Ok(()) => true,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::Unsupported | std::io::ErrorKind::PermissionDenied
+        ),
+    };
     let _ = std::fs::remove_file(&linked);
     let _ = std::fs::remove_file(&probe);
     links
@@ -259,8 +273,9 @@ impl OutputFile {
     /// [`StoreError::Exists`], and nothing of this one is visible. Returns its size.
     ///
     /// Atomic on a local disk (a hard link) and for an object-store file put whole (up to
-    /// one upload part: a conditional put; refused, the bytes there are compared with this
-    /// file's, since a put retried after it landed is refused too). A larger object-store
+    /// one upload part: a conditional put; refused where the bytes there are this file's,
+    /// [`StoreError::ExistsSame`] says it may have been its own put, retried after it
+    /// landed, or another writer's of the same bytes). A larger object-store
     /// file completes a multipart upload, which object_store cannot make conditional: its
     /// name is checked once its other parts have landed, before its last one (under a part)
     /// is sent and the upload completed, so two writers that finish within that time can

@@ -43,6 +43,16 @@ pub enum StoreError {
     },
     #[error("{path} already exists (pass --overwrite to replace it)")]
     Exists { path: String },
+    /// A create-only put was refused, and the object there holds the very bytes it sent: its
+    /// own put may have landed before the store reported an error (object_store retries a
+    /// 5xx, a conditional put too), or another writer wrote the same bytes. Which one cannot
+    /// be told, so neither is assumed.
+    #[error(
+        "{path} already exists, holding the same bytes as this write: this write may have \
+         landed before the store reported an error, or another wrote the same (pass \
+         --overwrite to write it again)"
+    )]
+    ExistsSame { path: String },
     #[error("dead-letter topic `{topic}` on {brokers}: {reason}")]
     DeadLetterTopic {
         topic: String,

@@ -328,11 +328,13 @@ fn a_create_only_commit_never_replaces_a_file() {
         assert!(dest.commits_create_only("small.bin"));
     }
     // A put that landed and was refused when retried (object_store retries a 5xx, a
-    // conditional put too) finds its own bytes there: committed, not "already exists".
+    // conditional put too) finds its own bytes there, as would another writer of the same
+    // bytes: an error that says so.
     memory.put_atomic("again.bin", &[5u8; 10], true).unwrap();
     let mut f = memory.create("again.bin").unwrap();
     f.write_all(&[5u8; 10]).unwrap();
-    assert_eq!(f.commit_new().unwrap(), 10);
+    let e = f.commit_new().unwrap_err();
+    assert!(matches!(e, StoreError::ExistsSame { .. }), "{e}");
     let left = std::fs::read_dir(dir.path()).unwrap().count();
     assert_eq!(left, 2, "temporary files left behind");
 }

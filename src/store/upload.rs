@@ -163,13 +163,21 @@ impl FileSink for UploadSink {
                 )) {
                     Ok(_) => Ok(()),
                     // object_store retries a 5xx, a create-only put too: a put that landed
-                    // before its error is then refused. The bytes there tell: ours, or not.
+                    // before its error is then refused. Equal bytes there (read only when the
+                    // size is this file's) say so, though another writer of the same bytes
+                    // looks the same: the error says which two it may be.
                     Err(object_store::Error::AlreadyExists { .. }) => {
-                        let there = self
-                            .runtime
-                            .block_on(async { self.store.get(&self.path).await?.bytes().await });
-                        match there {
-                            Ok(there) if there == sent => Ok(()),
+                        let same = self.runtime.block_on(async {
+                            let there = self.store.get(&self.path).await?;
+                            if there.meta.size != sent.len() as u64 {
+                                return Ok::<_, object_store::Error>(false);
+                            }
+                            Ok(there.bytes().await? == sent)
+                        });
+                        match same {
+                            Ok(true) => Err(StoreError::ExistsSame {
+                                path: display.clone(),
+                            }),
                             _ => Err(exists()),
                         }
                     }
@@ -177,19 +185,21 @@ impl FileSink for UploadSink {
                 }
             }
             State::Parts { mut writer, sent } => {
+                // The parts in flight first: one that failed aborts the upload here (`finish`
+                // would leave its parts behind), and a create-only check comes after them.
+                let landed = {
+                    let _context = self.runtime.enter();
+                    self.runtime.block_on(writer.wait_for_capacity(0))
+                };
+                if let Err(e) = landed {
+                    self.state = State::Parts { writer, sent };
+                    let _ = self.abort_upload();
+                    return Err(fail(e));
+                }
                 if create_only {
                     // object_store cannot complete a multipart upload conditionally: check
-                    // the name as late as possible, once the parts in flight have landed
-                    // (only the last one, under a part, is sent after the check).
-                    let landed = {
-                        let _context = self.runtime.enter();
-                        self.runtime.block_on(writer.wait_for_capacity(0))
-                    };
-                    if let Err(e) = landed {
-                        self.state = State::Parts { writer, sent };
-                        let _ = self.abort_upload();
-                        return Err(fail(e));
-                    }
+                    // the name as late as possible (only the last part, under a part, is sent
+                    // after the check).
                     match self.runtime.block_on(self.store.head(&self.path)) {
                         Ok(_) => {
                             self.state = State::Parts { writer, sent };
