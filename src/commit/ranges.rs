@@ -388,6 +388,24 @@ pub fn hold_starts(
 mod tests {
     use super::*;
 
+    /// A backfill range of repo `repo` over offsets `from..to` of partition `t-0`.
+    fn one_span(repo: &str, from: i64, to: i64) -> BackfillRange {
+        BackfillRange {
+            from: "earliest".into(),
+            to: "latest".into(),
+            repo: repo.into(),
+            at: None,
+            by: None,
+            state: None,
+            spans: Some(vec![Span {
+                topic: "t".into(),
+                partition: 0,
+                from,
+                to,
+            }]),
+        }
+    }
+
     /// Offsets two spans both read: only of one partition, and only where they meet (end
     /// exclusive: spans that touch share nothing).
     #[test]
@@ -445,20 +463,7 @@ mod tests {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let dest = Destination::parse("memory:///s", rt.handle().clone()).unwrap();
         let put = |name: &str, repo: &str, (from, to): (i64, i64), committed: bool| {
-            let r = BackfillRange {
-                from: "earliest".into(),
-                to: "latest".into(),
-                repo: repo.into(),
-                at: None,
-                by: None,
-                state: None,
-                spans: Some(vec![Span {
-                    topic: "t".into(),
-                    partition: 0,
-                    from,
-                    to,
-                }]),
-            };
+            let r = one_span(repo, from, to);
             dest.put_atomic(&range_record(name), &serde_json::to_vec(&r).unwrap(), false)
                 .unwrap();
             let cps = crate::commit::checkpoint::Checkpoints::new(dest.clone(), name);
@@ -515,23 +520,9 @@ mod tests {
     /// another partition is not a gap.
     #[test]
     fn a_start_past_the_backfills_ranges_is_a_gap_from_their_last_end() {
-        let range = |from, to| BackfillRange {
-            from: "earliest".into(),
-            to: "latest".into(),
-            repo: "r".into(),
-            at: None,
-            by: None,
-            state: None,
-            spans: Some(vec![Span {
-                topic: "t".into(),
-                partition: 0,
-                from,
-                to,
-            }]),
-        };
         let all = vec![
-            ("a".to_string(), range(0, 100)),
-            ("b".to_string(), range(100, 200)),
+            ("a".to_string(), one_span("r", 0, 100)),
+            ("b".to_string(), one_span("r", 100, 200)),
         ];
         let start = |key: &str, at| (key.to_string(), 1, at);
         let starts = vec![

@@ -433,6 +433,32 @@ fn a_skip_gives_a_partition_with_no_checkpoint_its_first() {
     );
 }
 
+/// W takes a term and claims sequence 1 (file `d/w.txt`, not yet published); then P takes
+/// the next term. (W's term, W's file, W's claim, P's term)
+fn claimed_by_w_then_p_took_a_term(
+    cps: &Checkpoints,
+    dest: &Destination,
+) -> (u64, OutputFile, Claim, u64) {
+    let w = cps.take_term(KEY, "w").unwrap();
+    cps.reconcile(KEY, w, "w").unwrap();
+    let f = file(dest, "d/w.txt");
+    let c = claim(1, w, "w", &[&f], &["d/w.txt"]);
+    cps.claim(&c).unwrap();
+    let p = cps.take_term(KEY, "p").unwrap();
+    (w, f, c, p)
+}
+
+/// Q takes over, commits sequences 2 to 5, and prunes the record of sequence 1.
+fn q_commits_on_and_prunes_the_first(cps: &Checkpoints, dest: &Destination) {
+    let q = cps.take_term(KEY, "q").unwrap();
+    cps.reconcile(KEY, q, "q").unwrap();
+    for s in 2..=5 {
+        commit_n(cps, dest, q, "q", s);
+    }
+    cps.prune(KEY, 2, q).unwrap();
+    assert!(cps.outcome(KEY, 1).unwrap().is_none(), "pruned");
+}
+
 /// A writer paused inside a settle, after it read that a claim has no outcome and before it
 /// writes the abort: meanwhile the claim's writer seals its commit, and a newer owner commits
 /// on and prunes that commit's record. The abort then finds the name free and wins. Before,
@@ -442,12 +468,7 @@ fn a_skip_gives_a_partition_with_no_checkpoint_its_first() {
 fn a_settle_paused_while_the_commit_it_would_abort_wins_and_is_pruned_deletes_nothing() {
     let (_d, _rt, dest) = setup();
     let cps = Checkpoints::new(dest.clone(), "j");
-    let w = cps.take_term(KEY, "w").unwrap();
-    cps.reconcile(KEY, w, "w").unwrap();
-    let f = file(&dest, "d/w.txt");
-    let c = claim(1, w, "w", &[&f], &["d/w.txt"]);
-    cps.claim(&c).unwrap();
-    let p = cps.take_term(KEY, "p").unwrap();
+    let (w, f, c, p) = claimed_by_w_then_p_took_a_term(&cps, &dest);
     let (others, d2) = (cps.clone(), dest.clone());
     crate::hooks::set("settle: before an abort", move || {
         // W publishes and seals (it passed its term checks before P took its term).
@@ -455,13 +476,7 @@ fn a_settle_paused_while_the_commit_it_would_abort_wins_and_is_pruned_deletes_no
         others.seal(&c, &checkpoint(&c, 10)).unwrap();
         assert!(others.release(KEY, 1, w, "w").unwrap_err().is_fenced());
         // Q takes over, commits on, and prunes the commit of W.
-        let q = others.take_term(KEY, "q").unwrap();
-        others.reconcile(KEY, q, "q").unwrap();
-        for s in 2..=5 {
-            commit_n(&others, &d2, q, "q", s);
-        }
-        others.prune(KEY, 2, q).unwrap();
-        assert!(others.outcome(KEY, 1).unwrap().is_none(), "pruned");
+        q_commits_on_and_prunes_the_first(&others, &d2);
     });
     // P's registration settles W's claim, pausing where the hook runs the others.
     let r = cps.reconcile(KEY, p, "p");
@@ -479,12 +494,7 @@ fn a_settle_paused_while_the_commit_it_would_abort_wins_and_is_pruned_deletes_no
 fn an_outcome_gone_between_a_refused_write_and_its_read_back_is_a_fence_not_damage() {
     let (_d, _rt, dest) = setup();
     let cps = Checkpoints::new(dest.clone(), "j");
-    let w = cps.take_term(KEY, "w").unwrap();
-    cps.reconcile(KEY, w, "w").unwrap();
-    let f = file(&dest, "d/w.txt");
-    let c = claim(1, w, "w", &[&f], &["d/w.txt"]);
-    cps.claim(&c).unwrap();
-    let p = cps.take_term(KEY, "p").unwrap();
+    let (_, f, c, p) = claimed_by_w_then_p_took_a_term(&cps, &dest);
     let (wc, wd) = (cps.clone(), c.clone());
     crate::hooks::set("settle: before an abort", move || {
         f.commit().unwrap();
@@ -492,13 +502,7 @@ fn an_outcome_gone_between_a_refused_write_and_its_read_back_is_a_fence_not_dama
     });
     let (others, d2) = (cps.clone(), dest.clone());
     crate::hooks::set("decide: after a refused write", move || {
-        let q = others.take_term(KEY, "q").unwrap();
-        others.reconcile(KEY, q, "q").unwrap();
-        for s in 2..=5 {
-            commit_n(&others, &d2, q, "q", s);
-        }
-        others.prune(KEY, 2, q).unwrap();
-        assert!(others.outcome(KEY, 1).unwrap().is_none(), "pruned");
+        q_commits_on_and_prunes_the_first(&others, &d2);
     });
     let e = cps.reconcile(KEY, p, "p").err();
     crate::hooks::clear("decide: after a refused write");

@@ -335,15 +335,7 @@ impl Destination {
                 runtime,
             } => {
                 let path = Self::store_path(prefix, rel);
-                let mode = if create_only {
-                    object_store::PutMode::Create
-                } else {
-                    object_store::PutMode::Overwrite
-                };
-                let opts = object_store::PutOptions {
-                    mode,
-                    ..Default::default()
-                };
+                let opts = put_options(create_only);
                 let payload = object_store::PutPayload::from(bytes.to_vec());
                 match runtime.block_on(store.put_opts(&path, payload, opts)) {
                     Ok(_) => Ok(()),
@@ -502,6 +494,18 @@ impl Destination {
             }
         };
         Ok(OutputFile::new(sink, display, staged))
+    }
+}
+
+/// A put's options: create-only (refused where an object is) or replacing.
+pub(super) fn put_options(create_only: bool) -> object_store::PutOptions {
+    object_store::PutOptions {
+        mode: if create_only {
+            object_store::PutMode::Create
+        } else {
+            object_store::PutMode::Overwrite
+        },
+        ..Default::default()
     }
 }
 

@@ -146,15 +146,7 @@ impl FileSink for UploadSink {
         match std::mem::replace(&mut self.state, State::Buffer(Vec::new())) {
             State::Buffer(b) => {
                 self.state = State::Done;
-                let mode = if create_only {
-                    object_store::PutMode::Create
-                } else {
-                    object_store::PutMode::Overwrite
-                };
-                let opts = object_store::PutOptions {
-                    mode,
-                    ..Default::default()
-                };
+                let opts = super::put_options(create_only);
                 let sent = bytes::Bytes::from(b);
                 match self.runtime.block_on(self.store.put_opts(
                     &self.path,
