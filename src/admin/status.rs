@@ -179,6 +179,12 @@ fn series(samples: &VecDeque<(i64, BTreeMap<String, Totals>)>, repo: &str) -> Va
             // Samples closer than a second (a stalled runtime catching up, the clock set
             // back) give no rate worth drawing.
             let secs = (at - at0) as f64 / 1000.0;
+            if secs < 0.0 {
+                // The clock was set back: rates start again from this sample (else every
+                // later one would be measured against the sample before the step).
+                before = Some((*at, now));
+                continue;
+            }
             if secs < 1.0 {
                 continue;
             }

@@ -72,7 +72,12 @@ impl Worker {
             .filter_map(|d| d.late_window())
             .max();
         if let Some(w) = window {
-            self.recovery.late.insert(p, Instant::now() + w);
+            // A request timeout of any size (it is not bounded at load) must not overflow.
+            let now = Instant::now();
+            let at = now
+                .checked_add(w)
+                .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400));
+            self.recovery.late.insert(p, at);
         }
     }
 

@@ -80,8 +80,19 @@ pub(super) fn move_aside(
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
     let damaged = dir.join("damaged");
-    let to = damaged.join(stamp.to_string());
-    std::fs::create_dir_all(&to).map_err(io(&to))?;
+    std::fs::create_dir_all(&damaged).map_err(io(&damaged))?;
+    // A folder of its own, never one an earlier move made (a clock set back, or before 1970,
+    // could stamp two moves alike, and the second would overwrite what the first kept).
+    let mut to = damaged.join(stamp.to_string());
+    for n in 1u32.. {
+        match std::fs::create_dir(&to) {
+            Ok(()) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                to = damaged.join(format!("{stamp}-{n}"));
+            }
+            Err(e) => return Err(io(&to)(e)),
+        }
+    }
     sync_dir(&damaged)?;
     sync_dir(dir)?;
     let name = |p: &Path| p.file_name().expect("a segment file name").to_owned();

@@ -172,7 +172,7 @@ impl DeltaTable {
                 e => e,
             })?;
         }
-        let read_at = Instant::now();
+        let read_at = txns::Moment::now();
         let snapshot = Snapshot::builder_for(location.as_str())
             .build(engine.as_ref())
             .map_err(|e| fail(format!("cannot read the log: {e}")))?;
@@ -315,9 +315,7 @@ impl DeltaTable {
             .map(|(_, c)| c)
             .filter(|c| !c.files.is_empty() || c.seq.is_multiple_of(PRUNE_EVERY))
             .collect();
-        let stale = known
-            .listed
-            .is_none_or(|at| at.elapsed() > self.stale_after);
+        let stale = known.listed.is_none_or(|at| at.past(self.stale_after));
         let mut caught_up = false;
         if stale && !left.is_empty() {
             self.read_log(&mut known)?;
@@ -346,11 +344,7 @@ impl DeltaTable {
                 // readers never look. The log is read again from its newest checkpoint; a
                 // version it does not hold is deleted (the clean-up, which keeps entries in
                 // order, would stop at it) and its commits written again after the newest.
-                Ok(())
-                    if known
-                        .listed
-                        .is_none_or(|at| at.elapsed() >= self.stale_after) =>
-                {
+                Ok(()) if known.listed.is_none_or(|at| at.past(self.stale_after)) => {
                     tracing::warn!(
                         table = %self.url, version = version + 1,
                         "a version written long after the log was listed: reading the log again to check it is seen"

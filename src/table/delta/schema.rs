@@ -56,7 +56,7 @@ impl DeltaTable {
     pub(super) fn evolve(
         &self,
         snapshot: &SnapshotRef,
-        read_at: std::time::Instant,
+        read_at: super::txns::Moment,
     ) -> Result<(), TableError> {
         let (mut snapshot, mut read_at) = (snapshot.clone(), read_at);
         // Each pass reads the table again after another writer took the next version, or
@@ -78,10 +78,8 @@ impl DeltaTable {
             #[cfg(test)]
             crate::hooks::at("delta: before an evolution's put");
             match self.dest.put_atomic(&log_name(v), entry.as_bytes(), true) {
-                Ok(())
-                    if read_at.elapsed() >= self.stale_after && self.below_a_checkpoint(v)? =>
-                {
-                    let now = std::time::Instant::now();
+                Ok(()) if read_at.past(self.stale_after) && self.below_a_checkpoint(v)? => {
+                    let now = super::txns::Moment::now();
                     let fresh = self.refresh()?;
                     let names: Vec<&String> = added.iter().map(|f| f.name()).collect();
                     if names.iter().all(|n| fresh.schema().field(n).is_some()) {
@@ -97,7 +95,7 @@ impl DeltaTable {
                 Ok(()) => break added,
                 // Another writer moved the table on: read it again (it may have added them too).
                 Err(StoreError::Exists { .. }) => {
-                    read_at = std::time::Instant::now();
+                    read_at = super::txns::Moment::now();
                     snapshot = self.refresh()?;
                 }
                 Err(e) => return Err(e.into()),

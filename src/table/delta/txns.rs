@@ -5,7 +5,7 @@
 //! listing and the new entries per refresh: no per-partition scans of the log.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Int32Type, Int64Type};
@@ -28,7 +28,31 @@ pub(super) struct Known {
     /// Next offset the table holds, per partition key of the job.
     pub txn: HashMap<String, u64>,
     /// When the log was last listed.
-    pub listed: Option<Instant>,
+    pub listed: Option<Moment>,
+}
+
+/// A moment by two clocks: the monotonic one does not count the time a suspended machine
+/// slept, the wall clock does (and may be stepped). A span has passed when either says so:
+/// judged by the first alone, a machine suspended past the log's retention took its log as
+/// just read.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Moment {
+    at: Instant,
+    wall: SystemTime,
+}
+
+impl Moment {
+    pub fn now() -> Moment {
+        Moment {
+            at: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+
+    /// Whether `span` has passed since, by either clock.
+    pub fn past(&self, span: Duration) -> bool {
+        self.at.elapsed() >= span || self.wall.elapsed().is_ok_and(|e| e >= span)
+    }
 }
 
 impl Known {
@@ -130,11 +154,11 @@ impl DeltaTable {
             .chain(l.checkpoints.keys().copied())
             .max()
         else {
-            known.listed = Some(Instant::now());
+            known.listed = Some(Moment::now());
             return Ok(());
         };
         if known.version.is_some_and(|v| v >= newest) {
-            known.listed = Some(Instant::now());
+            known.listed = Some(Moment::now());
             return Ok(());
         }
         let mut next = Known {
@@ -182,7 +206,7 @@ impl DeltaTable {
                 url: self.url.clone(),
                 reason,
             })?;
-        next.listed = Some(Instant::now());
+        next.listed = Some(Moment::now());
         *known = next;
         Ok(())
     }
@@ -481,5 +505,24 @@ mod tests {
         assert_eq!(l.checkpoints[&1].len(), 1);
         assert_eq!(l.checkpoints[&2].len(), 2);
         assert_eq!(l.checkpoints.keys().copied().collect::<Vec<_>>(), [1, 2]);
+    }
+
+    /// A moment whose wall clock says an hour has passed, while the monotonic clock (which
+    /// stands still while the machine is suspended) says none: past a minute. A fresh one is
+    /// not, and neither is one the wall clock was set back from.
+    #[test]
+    fn a_span_has_passed_when_either_clock_says_so() {
+        let hour = Duration::from_secs(3600);
+        let slept = Moment {
+            at: Instant::now(),
+            wall: SystemTime::now() - hour,
+        };
+        assert!(slept.past(Duration::from_secs(60)));
+        assert!(!Moment::now().past(Duration::from_secs(60)));
+        let stepped_back = Moment {
+            at: Instant::now(),
+            wall: SystemTime::now() + hour,
+        };
+        assert!(!stepped_back.past(Duration::from_secs(60)));
     }
 }
