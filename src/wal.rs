@@ -97,7 +97,7 @@ pub enum Damage {
     /// Refuse to open, naming the file and byte offset.
     #[default]
     Refuse,
-    /// Move the damaged part and everything after it into `damaged/<time>/` and open.
+    /// Move the damaged part and everything after it into a new folder `damaged/<time>[-<n>]/` and open.
     MoveAside,
 }
 

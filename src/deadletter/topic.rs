@@ -123,16 +123,17 @@ impl ProducerContext for Deliveries {
         g.0 = g.0.saturating_sub(1);
         if let Err((e, _)) = result {
             g.1 += 1;
-            let skew = e.rdkafka_error_code()
-                == Some(rdkafka::types::RDKafkaErrorCode::InvalidTimestamp);
+            let skew =
+                e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::InvalidTimestamp);
             g.2 = Some(if skew {
                 // Stamped with this host's clock: refused by every replay until the clocks
                 // agree again, so the cause is named.
                 format!(
                     "{e}: the broker refused the message's time, this host's clock ({} ms \
                      since 1970): it differs from the broker's by more than the topic's \
-                     message.timestamp.before.max.ms or after.max.ms allows; set this host's \
-                     clock right (NTP)",
+                     message.timestamp.before.max.ms or after.max.ms (before Kafka 3.6: \
+                     message.timestamp.difference.max.ms) allows; set this host's clock right \
+                     (NTP)",
                     crate::commit::now_ms()
                 )
             } else {

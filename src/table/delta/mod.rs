@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
 use delta_kernel::schema::StructType;
@@ -69,7 +69,7 @@ pub struct DeltaTable {
     partitions: Option<Vec<String>>,
     queue: Mutex<Queue>,
     wake: Condvar,
-    snapshot: Mutex<(SnapshotRef, Instant)>,
+    snapshot: Mutex<SnapshotRef>,
     /// How far the table holds each of the job's partitions, at the newest log version read
     /// (every version up to it read).
     known: Mutex<txns::Known>,
@@ -207,7 +207,7 @@ impl DeltaTable {
             }),
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
-            snapshot: Mutex::new((snapshot.clone(), Instant::now())),
+            snapshot: Mutex::new(snapshot.clone()),
             known: Mutex::new(txns::Known::default()),
             checkpointing: Arc::new(AtomicBool::new(false)),
             checkpointer: Mutex::new(None),
@@ -249,14 +249,13 @@ impl DeltaTable {
             .snapshot
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .0
             .clone();
         let next = Snapshot::builder_from(old)
             .build(self.engine.as_ref())
             .map_err(|e| self.fail(format!("cannot read the log: {e}")))?;
         let mut s = self.snapshot.lock().unwrap_or_else(PoisonError::into_inner);
-        if next.version() >= s.0.version() {
-            *s = (next.clone(), Instant::now());
+        if next.version() >= s.version() {
+            *s = next.clone();
         }
         Ok(next)
     }
