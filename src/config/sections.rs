@@ -244,7 +244,9 @@ pub struct RotationSection {
     /// Close a file at about this size (a size, e.g. `256MiB`).
     #[serde(default = "default_max_file_bytes")]
     pub max_bytes: String,
-    /// Close a file when its records span more than this much record time.
+    /// Close a file when its records span more than this much record time: the values of the
+    /// output's first timestamp or date column (in schema order, so a `_kafka_timestamp` field
+    /// placed before the event time is the one measured).
     #[serde(default)]
     pub max_span: Option<String>,
     /// Close a file after this long without new rows.
