@@ -19,10 +19,7 @@ const MAX_SHOWN_ERROR: usize = 4096;
 pub(super) fn error(error: &str) -> String {
     let mut error = scrub_urls(error);
     if error.len() > MAX_SHOWN_ERROR {
-        let mut end = MAX_SHOWN_ERROR;
-        while !error.is_char_boundary(end) {
-            end -= 1;
-        }
+        let end = crate::decode::cut(&error, MAX_SHOWN_ERROR).len();
         error.truncate(end);
         error.push_str("… (cut; the log holds it whole)");
     }

@@ -144,18 +144,6 @@ impl ProducerContext for Deliveries {
     }
 }
 
-/// `s` cut to at most `max` bytes, at a character boundary.
-fn cut(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
 /// A task's producer to its dead-letter topic.
 pub struct DeadTopic {
     producer: ThreadedProducer<Deliveries>,
@@ -323,9 +311,9 @@ impl TopicBatch {
             + stage.map_or(0, str::len)
             + 20;
         let mut room = t.max_message.saturating_sub(fixed);
-        let source = cut(source, room / 8);
+        let source = crate::decode::cut(source, room / 8);
         room = room.saturating_sub(2 * source.len());
-        let reason = cut(&d.reason, MAX_REASON.min(room / 2));
+        let reason = crate::decode::cut(&d.reason, MAX_REASON.min(room / 2));
         room = room.saturating_sub(reason.len());
         let key = format!("{source}@{}", d.position.offset);
         let (value, truncated) = if d.record.len() > room {

@@ -28,11 +28,7 @@ pub(super) fn shown(v: &str) -> String {
     if v.len() <= MAX {
         format!("`{v}`")
     } else {
-        let mut end = MAX;
-        while !v.is_char_boundary(end) {
-            end -= 1;
-        }
-        format!("`{}…`", &v[..end])
+        format!("`{}…`", super::dead::cut(v, MAX))
     }
 }
 

@@ -21,10 +21,7 @@ impl DeadLetter {
         if self.reason.len() <= MAX_REASON {
             return;
         }
-        let mut end = MAX_REASON;
-        while !self.reason.is_char_boundary(end) {
-            end -= 1;
-        }
+        let end = cut(&self.reason, MAX_REASON).len();
         self.reason.truncate(end);
         self.reason.push_str("… (cut)");
         self.reason.shrink_to_fit();
@@ -41,6 +38,19 @@ impl DeadLetter {
     pub fn class(&self) -> &'static str {
         reason_class(&self.reason)
     }
+}
+
+/// `s` cut to at most `max` bytes, at a character boundary (the text messages show of a
+/// reason, a value, a header, an error).
+pub fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// See [`DeadLetter::class`].

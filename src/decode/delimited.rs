@@ -271,11 +271,10 @@ fn shown_header(text: &str, width: usize) -> String {
     if text.len() <= SHOWN_HEADER {
         return text.to_string();
     }
-    let mut end = SHOWN_HEADER;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}… ({width} columns)", &text[..end])
+    format!(
+        "{}… ({width} columns)",
+        super::dead::cut(text, SHOWN_HEADER)
+    )
 }
 
 /// The most of a header an error message shows.

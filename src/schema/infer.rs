@@ -106,11 +106,8 @@ fn widen(a: Kind, b: Kind) -> Kind {
 fn example_of(v: &Json) -> String {
     let mut s = serde_json::to_string(v).expect("a JSON value serializes");
     if s.len() > 40 {
-        let mut cut = 40;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
+        let end = crate::decode::cut(&s, 40).len();
+        s.truncate(end);
         s.push('…');
     }
     s
