@@ -143,9 +143,8 @@ impl FileSink for UploadSink {
                 source: std::io::Error::other(format!("a part upload failed: {e}")),
             });
         }
-        match std::mem::replace(&mut self.state, State::Buffer(Vec::new())) {
+        match std::mem::replace(&mut self.state, State::Done) {
             State::Buffer(b) => {
-                self.state = State::Done;
                 let opts = super::put_options(create_only);
                 let sent = bytes::Bytes::from(b);
                 match self.runtime.block_on(self.store.put_opts(
@@ -178,48 +177,39 @@ impl FileSink for UploadSink {
             }
             State::Parts { mut writer, sent } => {
                 // The parts in flight first: one that failed aborts the upload here (`finish`
-                // would leave its parts behind), and a create-only check comes after them.
+                // would leave its parts behind). Then, create-only, the name: object_store
+                // cannot complete a multipart upload conditionally, so it is checked as late
+                // as it can be (only the last part, under a part, is sent after the check).
                 let landed = {
                     let _context = self.runtime.enter();
                     self.runtime.block_on(writer.wait_for_capacity(0))
                 };
-                if let Err(e) = landed {
-                    self.state = State::Parts { writer, sent };
-                    let _ = self.abort_upload();
-                    return Err(fail(e));
-                }
-                if create_only {
-                    // object_store cannot complete a multipart upload conditionally: check
-                    // the name as late as possible (only the last part, under a part, is sent
-                    // after the check).
-                    match self.runtime.block_on(self.store.head(&self.path)) {
-                        Ok(_) => {
-                            self.state = State::Parts { writer, sent };
-                            let _ = self.abort_upload();
-                            return Err(exists());
-                        }
-                        Err(object_store::Error::NotFound { .. }) => {}
-                        Err(e) => {
-                            self.state = State::Parts { writer, sent };
-                            let _ = self.abort_upload();
-                            return Err(fail(e));
+                let refused = match landed {
+                    Err(e) => Some(fail(e)),
+                    Ok(()) if create_only => {
+                        match self.runtime.block_on(self.store.head(&self.path)) {
+                            Ok(_) => Some(exists()),
+                            Err(object_store::Error::NotFound { .. }) => None,
+                            Err(e) => Some(fail(e)),
                         }
                     }
+                    Ok(()) => None,
+                };
+                if let Some(e) = refused {
+                    self.state = State::Parts { writer, sent };
+                    let _ = self.abort_upload();
+                    return Err(e);
                 }
-                self.state = State::Done;
                 let _context = self.runtime.enter();
                 self.runtime
                     .block_on(writer.finish())
                     .map(|_| ())
                     .map_err(fail)
             }
-            State::Done => {
-                self.state = State::Done;
-                Err(StoreError::Io {
-                    path: self.display.clone(),
-                    source: std::io::Error::other("the file is already committed or aborted"),
-                })
-            }
+            State::Done => Err(StoreError::Io {
+                path: self.display.clone(),
+                source: std::io::Error::other("the file is already committed or aborted"),
+            }),
         }
     }
 
