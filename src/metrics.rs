@@ -91,8 +91,6 @@ pub struct Metrics {
     set: Arc<MetricSet>,
     /// Partitions with a lag series.
     lagging: Mutex<std::collections::BTreeSet<String>>,
-    /// The dead-letter reason classes each partition has series of.
-    reasons: Mutex<std::collections::HashMap<String, std::collections::BTreeSet<&'static str>>>,
     /// The state shown as 1 (the others are 0).
     state: Mutex<String>,
     /// The last commits, newest last (the status page shows them).
@@ -327,7 +325,6 @@ impl Metrics {
             repo: repo.to_string(),
             set,
             lagging: Mutex::default(),
-            reasons: Mutex::default(),
             state: Mutex::new("new".into()),
             recent: Mutex::default(),
         };
@@ -409,9 +406,6 @@ impl Metrics {
 
     /// Dead letters found in one decoded item, by reason class.
     pub fn dead_letters_found(&self, partition: &str, dead: &[crate::decode::DeadLetter]) {
-        if !dead.is_empty() {
-            self.note_reasons(partition, dead.iter().map(|d| d.class()));
-        }
         for d in dead {
             self.set
                 .dead_letters_found
@@ -427,9 +421,6 @@ impl Metrics {
     pub fn committed(&self, partition: &str, s: CommitStats) {
         let l = self.part(partition);
         self.set.rows_out.get_or_create(&l).inc_by(s.rows);
-        if !s.dead_letters.is_empty() {
-            self.note_reasons(partition, s.dead_letters.iter().map(|(c, _)| *c));
-        }
         for (class, n) in &s.dead_letters {
             self.set
                 .dead_letters
@@ -541,15 +532,6 @@ impl Metrics {
         self.set.lag.get(&self.part(partition)).map(|g| g.get())
     }
 
-    /// Records that `partition` has dead-letter series of these reason classes.
-    fn note_reasons(&self, partition: &str, classes: impl Iterator<Item = &'static str>) {
-        let mut reasons = self.reasons.lock().unwrap_or_else(|p| p.into_inner());
-        reasons
-            .entry(partition.to_string())
-            .or_default()
-            .extend(classes);
-    }
-
     /// The partition is no longer this process's: its series are someone else's to report.
     pub fn forget(&self, partition: &str) {
         let l = self.part(partition);
@@ -561,12 +543,7 @@ impl Metrics {
         set.offsets_skipped.remove(&l);
         set.bytes_written.remove(&l);
         set.files_committed.remove(&l);
-        let reasons = self
-            .reasons
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(partition);
-        for reason in reasons.into_iter().flatten() {
+        for reason in crate::decode::REASON_CLASSES {
             let r = ReasonLabels {
                 repo: self.repo.clone(),
                 partition: partition.to_string(),

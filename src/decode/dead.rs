@@ -53,7 +53,20 @@ pub fn cut(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// See [`DeadLetter::class`].
+/// Every class [`reason_class`] gives.
+pub const REASON_CLASSES: [&str; 9] = [
+    "missing",
+    "unknown",
+    "stage",
+    "type",
+    "shape",
+    "metadata",
+    "skipped",
+    "malformed",
+    "other",
+];
+
+/// See [`DeadLetter::class`]: one of [`REASON_CLASSES`].
 pub fn reason_class(reason: &str) -> &'static str {
     if reason.starts_with("missing required field") {
         "missing"
@@ -117,4 +130,28 @@ pub(super) fn arrow_reason(e: arrow::error::ArrowError) -> String {
         }
     }
     s.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reason of each kind is classed into the list a revoked partition's series are
+    /// removed by (one class missing there would leave its series behind).
+    #[test]
+    fn every_class_a_reason_gets_is_listed() {
+        let reasons = [
+            "missing required field `a`",
+            "unknown field `x`",
+            "stage `s` failed",
+            "field `a`: no",
+            "the record has 4 fields, more than the 3 expected",
+            "the message key is not valid UTF-8",
+            "skipped by operator",
+            "expected { got [",
+            "anything else",
+        ];
+        let classes: Vec<&str> = reasons.iter().map(|r| reason_class(r)).collect();
+        assert_eq!(classes, REASON_CLASSES);
+    }
 }

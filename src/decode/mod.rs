@@ -31,7 +31,7 @@ use arrow::array::{Array, ArrayRef, BooleanArray, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 
-pub use dead::{cut, reason_class, DeadLetter, MAX_REASON};
+pub use dead::{cut, reason_class, DeadLetter, MAX_REASON, REASON_CLASSES};
 pub use delimited::input_kind;
 pub use framing::{Chunk, Position, Record};
 pub(crate) use range::first_out_of_range;
