@@ -338,3 +338,145 @@ fn a_create_only_commit_never_replaces_a_file() {
     let left = std::fs::read_dir(dir.path()).unwrap().count();
     assert_eq!(left, 2, "temporary files left behind");
 }
+
+/// A store whose uploads fail their part number `fail_at` (from 0), and that counts aborts.
+#[derive(Debug)]
+struct FailsAPart {
+    inner: object_store::memory::InMemory,
+    fail_at: usize,
+    aborts: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl std::fmt::Display for FailsAPart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FailsAPart")
+    }
+}
+
+#[derive(Debug)]
+struct FailingUpload {
+    inner: Box<dyn object_store::MultipartUpload>,
+    parts: usize,
+    fail_at: usize,
+    aborts: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl object_store::MultipartUpload for FailingUpload {
+    fn put_part(&mut self, data: object_store::PutPayload) -> object_store::UploadPart {
+        self.parts += 1;
+        if self.parts - 1 == self.fail_at {
+            return Box::pin(async {
+                Err(object_store::Error::Generic {
+                    store: "test",
+                    source: "the part failed".into(),
+                })
+            });
+        }
+        self.inner.put_part(data)
+    }
+    async fn complete(&mut self) -> object_store::Result<object_store::PutResult> {
+        self.inner.complete().await
+    }
+    async fn abort(&mut self) -> object_store::Result<()> {
+        self.aborts
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.abort().await
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for FailsAPart {
+    async fn put_opts(
+        &self,
+        location: &object_store::path::Path,
+        payload: object_store::PutPayload,
+        opts: object_store::PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        self.inner.put_opts(location, payload, opts).await
+    }
+    async fn put_multipart_opts(
+        &self,
+        location: &object_store::path::Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        Ok(Box::new(FailingUpload {
+            inner: self.inner.put_multipart_opts(location, opts).await?,
+            parts: 0,
+            fail_at: self.fail_at,
+            aborts: self.aborts.clone(),
+        }))
+    }
+    async fn get_opts(
+        &self,
+        location: &object_store::path::Path,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<
+            'static,
+            object_store::Result<object_store::path::Path>,
+        >,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>> {
+        self.inner.delete_stream(locations)
+    }
+    fn list(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> object_store::Result<object_store::ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+    async fn copy_opts(
+        &self,
+        from: &object_store::path::Path,
+        to: &object_store::path::Path,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// A part that fails, the last one sent at the commit or one before it, fails the commit
+/// and aborts the upload once (object_store's `WriteMultipart::finish` returned the last
+/// part's error and left the parts sent behind); the file never appears.
+#[test]
+fn an_upload_whose_part_fails_is_aborted() {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for (fail_at, create_only) in [(2, false), (2, true), (0, false), (1, true)] {
+        let aborts = Arc::new(AtomicUsize::new(0));
+        let store = Arc::new(FailsAPart {
+            inner: object_store::memory::InMemory::new(),
+            fail_at,
+            aborts: aborts.clone(),
+        });
+        let mut sink = upload::UploadSink::new(
+            store.clone(),
+            object_store::path::Path::from("x/big.bin"),
+            rt.handle().clone(),
+            "memory:///x/big.bin".into(),
+        );
+        // Two whole parts and a last one under a part, sent by the commit.
+        let written = sink.write_all(&vec![7u8; 2 * upload::PART_SIZE + 1000]);
+        // A failed part fails a later write (the writer then aborts) or the commit.
+        let failed = match written {
+            Ok(()) => file::FileSink::commit(Box::new(sink), create_only).is_err(),
+            Err(_) => file::FileSink::abort(Box::new(sink)).is_ok(),
+        };
+        let case = format!("part {fail_at} failing, create-only {create_only}");
+        assert!(failed, "{case}: the commit succeeded, or the abort failed");
+        assert_eq!(aborts.load(Ordering::SeqCst), 1, "{case}: aborts");
+        let there = rt.block_on(store.head(&object_store::path::Path::from("x/big.bin")));
+        assert!(there.is_err(), "{case}: the file appeared");
+    }
+}

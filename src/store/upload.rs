@@ -3,14 +3,17 @@
 //! small file whole or completes the upload; aborting drops the buffer or aborts the upload.
 //!
 //! It knows what it holds (the part being filled and the parts still uploading), which
-//! object_store's `BufWriter` does not say: `sink.max_buffered_bytes` counts it.
+//! object_store's `BufWriter` does not say: `sink.max_buffered_bytes` counts it. Its parts are
+//! sent by [`Parts`], not object_store's `WriteMultipart`, whose `finish` leaves every part
+//! behind when the last one fails.
 
 use std::io::Write;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
+use object_store::{MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload};
+use tokio::task::JoinSet;
 
 use super::file::FileSink;
 use super::StoreError;
@@ -26,7 +29,7 @@ enum State {
     /// Less than a part so far: nothing sent yet.
     Buffer(Vec<u8>),
     /// A multipart upload; `sent` bytes handed to it (whole parts go out as they fill).
-    Parts { writer: WriteMultipart, sent: u64 },
+    Parts { writer: Parts, sent: u64 },
     /// Committed or aborted.
     Done,
 }
@@ -75,10 +78,7 @@ impl UploadSink {
                 .map_err(std::io::Error::other)?;
             let buffered = std::mem::take(b);
             let sent = buffered.len() as u64;
-            let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-            // `put` starts part uploads as tasks: they need the runtime's context.
-            let _context = self.runtime.enter();
-            writer.put(bytes::Bytes::from(buffered));
+            let writer = Parts::new(upload, buffered);
             self.state = State::Parts { writer, sent };
         }
         let State::Parts { writer, sent } = &mut self.state else {
@@ -93,6 +93,7 @@ impl UploadSink {
             self.failed = Some(e.to_string());
             return Err(std::io::Error::other(e));
         }
+        // A full part starts uploading as a task: it needs the runtime's context.
         let _context = self.runtime.enter();
         writer.write(piece);
         *sent += piece.len() as u64;
@@ -100,9 +101,100 @@ impl UploadSink {
     }
 }
 
+/// A multipart upload's parts: the one being filled and the ones uploading (tasks on the
+/// runtime). Ended by [`Parts::finish`] or [`Parts::abort`]; a failure at the end aborts the
+/// upload, so no part is left behind that the store keeps (and bills) until a lifecycle rule
+/// removes it.
+pub(super) struct Parts {
+    upload: Box<dyn MultipartUpload>,
+    filling: Vec<u8>,
+    uploading: JoinSet<object_store::Result<()>>,
+}
+
+impl Parts {
+    /// The upload, with `first` (less than a part) as the start of its first part.
+    pub(super) fn new(upload: Box<dyn MultipartUpload>, first: Vec<u8>) -> Self {
+        Parts {
+            upload,
+            filling: first,
+            uploading: JoinSet::new(),
+        }
+    }
+
+    /// Appends `buf`, starting a part's upload each time one fills (in a runtime's context).
+    pub(super) fn write(&mut self, mut buf: &[u8]) {
+        while !buf.is_empty() {
+            if self.filling.is_empty() {
+                self.filling.reserve_exact(PART_SIZE);
+            }
+            let take = buf.len().min(PART_SIZE - self.filling.len());
+            self.filling.extend_from_slice(&buf[..take]);
+            buf = &buf[take..];
+            if self.filling.len() == PART_SIZE {
+                self.send();
+            }
+        }
+    }
+
+    fn send(&mut self) {
+        let part = bytes::Bytes::from(std::mem::take(&mut self.filling));
+        let upload = self.upload.put_part(PutPayload::from(part));
+        self.uploading.spawn(upload);
+    }
+
+    /// Ready once fewer than `most` parts are uploading (0: none), or with the first error
+    /// of a part that failed.
+    pub(super) fn poll_for_capacity(
+        &mut self,
+        cx: &mut Context<'_>,
+        most: usize,
+    ) -> Poll<object_store::Result<()>> {
+        while !self.uploading.is_empty() && self.uploading.len() >= most {
+            match std::task::ready!(self.uploading.poll_join_next(cx)) {
+                Some(Ok(Ok(()))) | None => {}
+                Some(Ok(Err(e))) => return Poll::Ready(Err(e)),
+                Some(Err(e)) => {
+                    return Poll::Ready(Err(object_store::Error::Generic {
+                        store: "upload",
+                        source: Box::new(e),
+                    }))
+                }
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    pub(super) async fn wait_for_capacity(&mut self, most: usize) -> object_store::Result<()> {
+        std::future::poll_fn(|cx| self.poll_for_capacity(cx, most)).await
+    }
+
+    /// Sends the last part, waits for every part, completes the upload; on any failure the
+    /// upload is aborted and the failure returned (not the abort's).
+    pub(super) async fn finish(mut self) -> object_store::Result<()> {
+        if !self.filling.is_empty() {
+            self.send();
+        }
+        let done = match self.wait_for_capacity(0).await {
+            Ok(()) => self.upload.complete().await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = done {
+            let _ = self.abort().await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Stops the parts uploading and aborts the upload (the store drops the parts it holds).
+    pub(super) async fn abort(mut self) -> object_store::Result<()> {
+        self.uploading.shutdown().await;
+        self.upload.abort().await
+    }
+}
+
 /// Parts still uploading (0 to [`UPLOAD_CONCURRENCY`]), reaping the finished ones; the
 /// error of a failed one, if any.
-fn in_flight(writer: &mut WriteMultipart) -> (usize, Option<object_store::Error>) {
+fn in_flight(writer: &mut Parts) -> (usize, Option<object_store::Error>) {
     let mut cx = Context::from_waker(Waker::noop());
     for n in 0..UPLOAD_CONCURRENCY {
         match writer.poll_for_capacity(&mut cx, n + 1) {
@@ -176,35 +268,31 @@ impl FileSink for UploadSink {
                 }
             }
             State::Parts { mut writer, sent } => {
-                // The parts in flight first: one that failed aborts the upload here (`finish`
-                // would leave its parts behind). Then, create-only, the name: object_store
-                // cannot complete a multipart upload conditionally, so it is checked as late
-                // as it can be (only the last part, under a part, is sent after the check).
-                let landed = {
-                    let _context = self.runtime.enter();
-                    self.runtime.block_on(writer.wait_for_capacity(0))
-                };
-                let refused = match landed {
-                    Err(e) => Some(fail(e)),
-                    Ok(()) if create_only => {
-                        match self.runtime.block_on(self.store.head(&self.path)) {
+                // Create-only, the name is checked once the parts in flight have landed:
+                // object_store cannot complete a multipart upload conditionally, so it is
+                // checked as late as it can be (only the last part, under a part, is sent
+                // after the check). `finish` aborts the upload on any failure.
+                if create_only {
+                    let landed = {
+                        let _context = self.runtime.enter();
+                        self.runtime.block_on(writer.wait_for_capacity(0))
+                    };
+                    let refused = match landed {
+                        Err(e) => Some(fail(e)),
+                        Ok(()) => match self.runtime.block_on(self.store.head(&self.path)) {
                             Ok(_) => Some(exists()),
                             Err(object_store::Error::NotFound { .. }) => None,
                             Err(e) => Some(fail(e)),
-                        }
+                        },
+                    };
+                    if let Some(e) = refused {
+                        self.state = State::Parts { writer, sent };
+                        let _ = self.abort_upload();
+                        return Err(e);
                     }
-                    Ok(()) => None,
-                };
-                if let Some(e) = refused {
-                    self.state = State::Parts { writer, sent };
-                    let _ = self.abort_upload();
-                    return Err(e);
                 }
                 let _context = self.runtime.enter();
-                self.runtime
-                    .block_on(writer.finish())
-                    .map(|_| ())
-                    .map_err(fail)
+                self.runtime.block_on(writer.finish()).map_err(fail)
             }
             State::Done => Err(StoreError::Io {
                 path: self.display.clone(),
