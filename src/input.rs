@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 mod broken;
 mod gzip;
+pub mod regular;
 use broken::Damage;
 pub use gzip::{gzip_reach, is_gzip};
 
@@ -179,6 +180,17 @@ impl ChunkReader {
             }
         };
         Self::over(name, raw, raw_len, quote)
+    }
+
+    /// Reads the file at `path` through `file`, a handle of it (see [`regular::open`]).
+    pub fn from_file(
+        path: &Path,
+        file: std::fs::File,
+        quote: Option<u8>,
+    ) -> Result<Self, InputError> {
+        let name = InputSource::File(path.to_path_buf()).name();
+        let len = file.metadata().ok().map(|m| m.len());
+        Self::over(name, Box::new(file), len, quote)
     }
 
     /// Reads `raw` (named `name`, `raw_len` bytes long when known).

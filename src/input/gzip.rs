@@ -15,12 +15,12 @@ pub(super) fn is_data_error(e: &std::io::Error) -> bool {
 /// The first bytes of every gzip member.
 pub(super) const MAGIC: [u8; 2] = [0x1f, 0x8b];
 
-/// How far the offsets of the gzip file at `path` reach: its decompressed length, read
-/// through; `None` for damaged data, since where damage stops reading depends on the reads
-/// (flate2 drops what the failing read decoded), so a checkpoint past it may still be the
-/// file's own.
+/// How far the offsets of the gzip file at `path` (a regular file) reach: its decompressed
+/// length, read through; `None` for damaged data, since where damage stops reading depends on
+/// the reads (flate2 drops what the failing read decoded), so a checkpoint past it may still be
+/// the file's own.
 pub fn gzip_reach(path: &Path) -> std::io::Result<Option<u64>> {
-    let f = std::fs::File::open(path)?;
+    let f = super::regular::open(path)?;
     let mut r = flate2::bufread::MultiGzDecoder::new(BufReader::with_capacity(256 * 1024, f));
     let mut buf = vec![0u8; 256 * 1024];
     let mut n = 0u64;
@@ -35,10 +35,11 @@ pub fn gzip_reach(path: &Path) -> std::io::Result<Option<u64>> {
     }
 }
 
-/// Whether the file at `path` is gzip (by its first bytes, as [`super::ChunkReader::open`] tells).
+/// Whether the file at `path`, a regular file, is gzip (by its first bytes, as
+/// [`super::ChunkReader::open`] tells).
 pub fn is_gzip(path: &Path) -> std::io::Result<bool> {
     let mut head = [0u8; 2];
-    let mut f = std::fs::File::open(path)?;
+    let mut f = super::regular::open(path)?;
     let mut n = 0;
     while n < head.len() {
         match f.read(&mut head[n..]) {

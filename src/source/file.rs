@@ -1,14 +1,26 @@
 //! The file source: each input file is one partition, offsets are byte positions in the
 //! (decompressed) file, and reading resumes at any offset. Bounded: it ends when every file is
 //! read (a damaged gzip file at its damage, after its dead letter). Partitions are read
-//! round-robin, a chunk at a time.
+//! round-robin, a chunk at a time, at most [`MAX_OPEN`] files at once.
+//!
+//! A partition's file is opened again after a rewind (a failed commit) and checked to be the
+//! one this run first opened ([`Seen`]): a log rotated or rewritten under its name meanwhile
+//! is an error, not read on from the old file's offset.
 
 use std::path::PathBuf;
 
 use super::{Next, PartitionInfo, Source, SourceError};
 use crate::decode::cost::LineCost;
 use crate::decode::Chunk;
+use crate::input::regular::{self, Seen};
 use crate::input::{ChunkReader, InputSource};
+
+/// Files read at once: each open one holds a descriptor and its read buffers (about 300 KiB),
+/// so thousands of inputs neither exhaust descriptors nor memory. The others wait their turn.
+pub const MAX_OPEN: usize = 16;
+
+/// How much of a file's start tells it from another when it is opened again.
+const SEEN_HEAD: usize = 4096;
 
 struct Part {
     info: PartitionInfo,
@@ -17,6 +29,8 @@ struct Part {
     line: u64,
     reader: Option<ChunkReader>,
     done: bool,
+    /// The file this run first opened for the partition.
+    seen: Option<Seen>,
     /// The file's CSV header, once read.
     header: Option<std::sync::Arc<Vec<u8>>>,
 }
@@ -27,6 +41,8 @@ pub struct FileSource {
     header: bool,
     block: usize,
     turn: usize,
+    /// Partitions with a reader open (at most [`MAX_OPEN`]).
+    open: usize,
     cost: Option<LineCost>,
     /// A last line without a line break is left for the next run.
     leave_partial: bool,
@@ -63,6 +79,7 @@ impl FileSource {
                 line: 1,
                 reader: None,
                 done: false,
+                seen: None,
                 header: None,
             });
         }
@@ -72,6 +89,7 @@ impl FileSource {
             header,
             block: 4 * 1024 * 1024,
             turn: 0,
+            open: 0,
             cost: None,
             leave_partial: false,
         })
@@ -98,7 +116,24 @@ impl FileSource {
 
     fn open(&mut self, i: usize) -> Result<ChunkReader, SourceError> {
         let p = &mut self.parts[i];
-        let mut r = ChunkReader::open(&InputSource::File(p.path.clone()), self.quote)?
+        let fail = |reason: String| SourceError::Other {
+            name: p.path.display().to_string(),
+            reason,
+        };
+        let file = regular::open(&p.path).map_err(|e| fail(e.to_string()))?;
+        let now = Seen::of(&file, SEEN_HEAD).map_err(|e| fail(e.to_string()))?;
+        match &p.seen {
+            None => p.seen = Some(now),
+            Some(first) => {
+                if !first.still(&now, &file).map_err(|e| fail(e.to_string()))? {
+                    return Err(fail(format!(
+                        "the file was replaced or rewritten while the job read it (partition {}, to be read again from byte {}): it is not read on from there. Restore the file read, or give the new one a name of its own",
+                        p.info.topic, p.offset
+                    )));
+                }
+            }
+        }
+        let mut r = ChunkReader::from_file(&p.path, file, self.quote)?
             .with_block_size(self.block)
             .with_cost(self.cost.clone())
             .leaving_partial_tail(self.leave_partial);
@@ -114,6 +149,16 @@ impl FileSource {
             r.skip_to(p.offset, p.line)?;
         }
         Ok(r)
+    }
+
+    /// A reader of partition `i`'s file from its start, unchecked (its header).
+    fn plain_reader(&self, i: usize) -> Result<ChunkReader, SourceError> {
+        let path = &self.parts[i].path;
+        let file = regular::open(path).map_err(|e| SourceError::Other {
+            name: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(ChunkReader::from_file(path, file, self.quote)?)
     }
 }
 
@@ -146,22 +191,34 @@ impl Source for FileSource {
         let p = &mut self.parts[partition as usize];
         p.offset = offset;
         p.line = line.max(1);
-        p.reader = None;
+        if p.reader.take().is_some() {
+            self.open -= 1;
+        }
         p.done = false;
         Ok(())
     }
 
     fn next(&mut self, chunk: &mut Chunk) -> Result<Next, SourceError> {
         let n = self.parts.len();
-        for _ in 0..n {
+        // Partitions passed over in a row: past every one, none is left to read (a file read
+        // to its end gives those passed over for want of room another look).
+        let mut passed = 0;
+        while passed < n {
             let i = self.turn % n;
             self.turn = self.turn.wrapping_add(1);
             if self.parts[i].done {
+                passed += 1;
                 continue;
             }
             if self.parts[i].reader.is_none() {
+                // Its turn comes once an open file is read to its end.
+                if self.open >= MAX_OPEN {
+                    passed += 1;
+                    continue;
+                }
                 let r = self.open(i)?;
                 self.parts[i].reader = Some(r);
+                self.open += 1;
             }
             let from = self.parts[i].offset;
             let reader = self.parts[i].reader.as_mut().expect("opened above");
@@ -175,8 +232,12 @@ impl Source for FileSource {
                 p.line = chunk.next_line();
                 return Ok(Next::Chunk(p.info.id));
             }
-            self.parts[i].done = true;
-            self.parts[i].reader = None;
+            let p = &mut self.parts[i];
+            tracing::debug!(input = %p.path.display(), offset = p.offset, "read to its end");
+            p.done = true;
+            p.reader = None;
+            self.open -= 1;
+            passed = 0;
         }
         Ok(Next::End)
     }
@@ -189,8 +250,7 @@ impl Source for FileSource {
         if !self.header {
             return Ok(None);
         }
-        let p = &self.parts[0];
-        let mut r = ChunkReader::open(&InputSource::File(p.path.clone()), self.quote)?;
+        let mut r = self.plain_reader(0)?;
         Ok(r.take_header()?)
     }
 
@@ -209,7 +269,10 @@ impl Source for FileSource {
             let reach = crate::input::gzip_reach(&p.path).map_err(io)?;
             return Ok(reach.map(|r| (0, r)));
         }
-        let len = std::fs::metadata(&p.path).map_err(io)?.len();
+        let len = regular::open(&p.path)
+            .and_then(|f| f.metadata())
+            .map_err(io)?
+            .len();
         Ok(Some((0, len)))
     }
 
@@ -218,13 +281,80 @@ impl Source for FileSource {
             return Ok(Vec::new());
         }
         let mut out = Vec::with_capacity(self.parts.len());
-        for p in &self.parts {
-            let mut r = ChunkReader::open(&InputSource::File(p.path.clone()), self.quote)?;
+        for (i, p) in self.parts.iter().enumerate() {
+            let mut r = self.plain_reader(i)?;
             // An empty file has no header and no records: nothing to check.
             if let Some(h) = r.take_header()? {
                 out.push((p.path.display().to_string(), h));
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Many more files than may be open at once: every line of every file is read once, with
+    /// at most [`MAX_OPEN`] files open, and rewinding one read to its end reads it again.
+    #[test]
+    fn many_files_are_read_whole_with_a_bounded_number_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = 3 * MAX_OPEN + 5;
+        let paths: Vec<PathBuf> = (0..files)
+            .map(|f| {
+                let p = dir.path().join(format!("in{f}.jsonl"));
+                let lines: String = (0..300)
+                    .map(|i| format!("{{\"f\":{f},\"i\":{i}}}\n"))
+                    .collect();
+                std::fs::write(&p, lines).unwrap();
+                p
+            })
+            .collect();
+        let mut source = FileSource::new(&paths, None, false)
+            .unwrap()
+            .with_block_size(1024);
+        let mut lines = vec![0usize; files];
+        let mut chunk = Chunk::default();
+        let mut most_open = 0;
+        let mut rewound = false;
+        loop {
+            match source.next(&mut chunk).unwrap() {
+                Next::Chunk(p) => {
+                    lines[p as usize] += memchr::memchr_iter(b'\n', &chunk.data).count();
+                }
+                Next::Idle => panic!("a file source is never idle"),
+                Next::End if !rewound => {
+                    // Read again from its start: its reader opens once more.
+                    source.seek(0, 0, 1).unwrap();
+                    lines[0] = 0;
+                    rewound = true;
+                }
+                Next::End => break,
+            }
+            most_open = most_open.max(source.open);
+            assert_eq!(
+                source.open,
+                source.parts.iter().filter(|p| p.reader.is_some()).count()
+            );
+        }
+        assert_eq!(lines, vec![300; files]);
+        assert_eq!(most_open, MAX_OPEN);
+    }
+
+    /// A path that became a FIFO after the source was made is refused when opened, without
+    /// waiting for a writer.
+    #[test]
+    fn a_file_become_a_fifo_is_refused_without_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("in.jsonl");
+        std::fs::write(&p, b"{}\n").unwrap();
+        let mut source = FileSource::new(std::slice::from_ref(&p), None, false).unwrap();
+        std::fs::remove_file(&p).unwrap();
+        let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = source.next(&mut Chunk::default()).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
     }
 }

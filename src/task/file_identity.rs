@@ -8,7 +8,6 @@
 //! start, or may restore a spill of it, checks them before its claims. Files whose first 4 KiB
 //! are the same cannot be told apart.
 
-use std::io::Read;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -134,28 +133,8 @@ fn write(dest: &Destination, record: &str, identity: &Identity) -> Result<(), Ta
     Ok(())
 }
 
-/// The first [`HEAD`] bytes of the file (decompressed when gzip), or fewer when it is shorter
-/// or its gzip data is damaged within them.
+/// The first [`HEAD`] bytes of the file at `path`, a regular file (decompressed when gzip), or
+/// fewer when it is shorter or its gzip data is damaged within them.
 fn head(path: &Path) -> std::io::Result<Vec<u8>> {
-    let file = std::fs::File::open(path)?;
-    let mut reader: Box<dyn Read> = if crate::input::is_gzip(path)? {
-        Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
-            file,
-        )))
-    } else {
-        Box::new(file)
-    };
-    let mut out = vec![0u8; HEAD];
-    let mut n = 0;
-    while n < HEAD {
-        match reader.read(&mut out[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            // Damaged gzip data: its start is what came before (the read reports the damage).
-            Err(_) => break,
-        }
-    }
-    out.truncate(n);
-    Ok(out)
+    crate::input::regular::head(&crate::input::regular::open(path)?, HEAD)
 }

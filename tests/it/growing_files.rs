@@ -112,3 +112,52 @@ fn a_file_replaced_under_the_same_name_is_refused_not_resumed_at_the_old_offset(
     let ids = trace_ids(&dir.path().join("out"));
     assert_eq!(ids.len(), 3, "nothing of the new file was written: {ids:?}");
 }
+
+/// A log rotated under the job while it runs, after the job read it: a failed commit rewinds
+/// the partition past its first commit, and the file opened again is another one. It was read
+/// on from the old file's offset (the new file's start never read, its rest committed as the
+/// old one's, and the next start refused for good); now the run fails, naming the file,
+/// before anything of the new file is read.
+#[test]
+fn a_file_rotated_while_the_job_runs_is_not_read_on_after_a_rewind() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("app.csv");
+    // Chunks of about 1 KiB, each committed: the second commit fails.
+    let job = job(dir.path(), "chunk_bytes = \"1KiB\"\n");
+    append(&job, "[sink.rotation]\nmax_rows = 1\n");
+    let lines =
+        |prefix: &str| -> String { (0..400).map(|i| format!("{prefix}{i:04},{i}\n")).collect() };
+    append(&input, &lines("old"));
+    // The worker is held until the source has read the file to its end.
+    let hold = dir.path().join("hold");
+    std::fs::write(&hold, b"").unwrap();
+    let log = dir.path().join("run.log");
+    let fault = format!("hold_worker:@{},fail_commit:2", hold.display());
+    let run = KillOnDrop::new(crate::kafka::spawn_with(
+        "run",
+        &job,
+        &log,
+        &[
+            ("SLUICE_FAULT", &fault),
+            ("SLUICE_LOG", "info,sluice::source::file=debug"),
+        ],
+    ));
+    let read = crate::kafka::wait_log(&log, "read to its end", 1, 60);
+    assert!(read.contains("read to its end"), "{read}");
+    std::fs::rename(&input, dir.path().join("app.csv.1")).unwrap();
+    append(&input, &lines("new"));
+    std::fs::remove_file(&hold).unwrap();
+    let mut run = run;
+    let status = wait_exit(run.child(), "the run", 60);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!status.success(), "the run went on: {text}");
+    assert!(
+        text.contains("replaced or rewritten while the job read it"),
+        "{text}"
+    );
+    let ids = trace_ids(&dir.path().join("out"));
+    assert!(
+        !ids.is_empty() && ids.keys().all(|id| id.starts_with("old")),
+        "rows of the new file were written as the old one's: {ids:?}"
+    );
+}
