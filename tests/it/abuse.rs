@@ -542,3 +542,45 @@ fn a_push_under_a_transfer_coding_other_than_chunked_is_refused() {
     assert!(trace_ids(&dir.path().join("out")).is_empty());
     assert!(dead_letter_lines(&dir.path().join("out/_dead_letters")).is_empty());
 }
+
+/// A folder name that joins three long values (353 bytes rendered) is longer than a file
+/// system holds: the partition's every write failed (ENAMETOOLONG), retried for good. Now
+/// the name is cut and hashed, the rows land, and a second run finds nothing left.
+#[test]
+fn a_folder_name_of_several_long_values_does_not_stop_the_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let row = |host: &str, id: &str| {
+        format!("{{\"ts\":\"2024-05-01T10:00:00Z\",\"host\":\"{host}\",\"status\":200,\"trace_id\":\"{id}\"}}\n")
+    };
+    let long = "h".repeat(150);
+    std::fs::write(
+        &input,
+        format!("{}{}", row(&long, "long"), row("x", "short")),
+    )
+    .unwrap();
+    let job = dir.path().join("job.toml");
+    std::fs::write(
+        &job,
+        format!(
+            "[job]\nname = \"names\"\nstate_dir = \"state\"\n[source]\nkind = \"file\"\n\
+             format = \"json\"\npaths = [{:?}]\n[repo]\nschema = {:?}\n[sink]\nurl = \"out/\"\n\
+             [sink.partition]\ntemplate = \"{{host}}-{{host}}-{{host}}/\"\n",
+            input.display().to_string(),
+            schema("nginx_access").display().to_string()
+        ),
+    )
+    .unwrap();
+    for _ in 0..2 {
+        let (status, log) = sluice_within(&["run", job.to_str().unwrap()], 60);
+        assert!(status.success(), "{log}");
+    }
+    let out = dir.path().join("out");
+    let ids = trace_ids(&out);
+    assert_eq!(
+        (ids.get("long"), ids.get("short"), ids.len()),
+        (Some(&1), Some(&1), 2),
+        "{ids:?}"
+    );
+    assert!(out.join("x-x-x").is_dir());
+}

@@ -23,7 +23,9 @@
 //! [`MAX_VALUE`] bytes (a file name may hold 255, an object key 1,024) keeps its first
 //! [`MAX_VALUE`] bytes, followed by `~` and 16 hex digits of a hash of the whole value: every
 //! value gives a folder name of bounded length, and two long values meet only if their 64-bit
-//! hashes do (a rendering of that length is never an unshortened value's).
+//! hashes do (a rendering of that length is never an unshortened value's). A folder name that
+//! joins several values (`{host}-{service}`) and passes [`MAX_SEGMENT`] bytes is cut and
+//! hashed the same way, so every folder name fits a file system's 255 bytes.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -41,8 +43,8 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use chrono::format::{Fixed, Item, Numeric, StrftimeItems};
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use sanitize::{push_null, push_sanitized};
-pub use sanitize::{visible_name, MAX_VALUE};
+use sanitize::{cap_segments, push_null, push_sanitized};
+pub use sanitize::{visible_name, MAX_SEGMENT, MAX_VALUE};
 use syntax::{placeholder, push_literal, tokenize, Token};
 
 /// The folder name used for null and empty values (Hive's convention).
@@ -273,11 +275,13 @@ impl PathTemplate {
         let mut prev = String::with_capacity(64);
         let mut prev_group = usize::MAX;
         let mut scratch = String::with_capacity(64);
+        let mut whole = Vec::new();
         for row in 0..rows {
             buf.clear();
             for r in renderers.iter_mut() {
                 self.render(r, row, &mut buf, &mut scratch)?;
             }
+            cap_segments(&mut buf, &mut whole);
             if prev_group != usize::MAX && buf == prev {
                 groups[prev_group].push(row as u32);
                 continue;

@@ -1,8 +1,8 @@
 //! Values made safe for a path segment: ASCII letters, digits, `-`, `_`, `.` and `~` kept,
 //! every other byte percent-encoded, a leading `_` or `.` encoded at the start of a segment,
 //! the null partition name for null and empty values (a value spelled like that name has every
-//! `_` escaped), and long values cut and hashed to a bounded length (see `paths`' module
-//! documentation). A data file's own name gets the same treatment of its first character.
+//! `_` escaped), and long values, and folder names longer than a file system holds, cut and
+//! hashed to a bounded length (see `paths`' module documentation). A data file's own name gets the same treatment of its first character.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -34,23 +34,58 @@ pub(super) fn push_sanitized(out: &mut String, value: &str, seg_start: bool) {
     let start = out.len();
     push_escaped(out, value, seg_start);
     if out.len() - start > MAX_VALUE {
-        // Rendered text is ASCII; do not cut a `%XX` escape in two.
-        let mut cut = start + MAX_VALUE;
-        let b = out.as_bytes();
-        if b[cut - 1] == b'%' {
-            cut -= 1;
-        } else if b[cut - 2] == b'%' {
-            cut -= 2;
+        cut_hashed(out, start, MAX_VALUE, value.as_bytes());
+    }
+}
+
+/// Cuts the rendered text of `out` from `start` on to `keep` bytes (never inside a `%XX`
+/// escape; `~` fills what an escape leaves) and appends `~` and 16 hex digits of a hash of
+/// `whole`, what was rendered: `keep` + 17 bytes, longer than any text kept whole.
+fn cut_hashed(out: &mut String, start: usize, keep: usize, whole: &[u8]) {
+    // Rendered text is ASCII; do not cut a `%XX` escape in two.
+    let mut cut = start + keep;
+    let b = out.as_bytes();
+    if b[cut - 1] == b'%' {
+        cut -= 1;
+    } else if b[cut - 2] == b'%' {
+        cut -= 2;
+    }
+    out.truncate(cut);
+    while out.len() < start + keep {
+        out.push('~');
+    }
+    // FNV-1a, 64 bits: stable across versions and platforms.
+    let hash = whole.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    write!(out, "~{hash:016x}").expect("writing to a String");
+}
+
+/// The longest folder name kept whole. Each value is bounded ([`MAX_VALUE`]), but a
+/// segment may join several (`{host}-{service}-{path}`): file systems hold names of 255
+/// bytes, and a longer one failed every write of its rows, for good.
+pub const MAX_SEGMENT: usize = 200;
+
+/// Cuts each folder name of the rendered path `path` (`/`-separated) longer than
+/// [`MAX_SEGMENT`] to that many bytes, `~` and a hash of the whole name, as a long value is.
+pub(super) fn cap_segments(path: &mut String, scratch: &mut Vec<u8>) {
+    if path.len() <= MAX_SEGMENT {
+        return;
+    }
+    let mut start = 0;
+    while start < path.len() {
+        let end = path[start..].find('/').map_or(path.len(), |i| start + i);
+        if end - start > MAX_SEGMENT {
+            scratch.clear();
+            scratch.extend_from_slice(&path.as_bytes()[start..end]);
+            let rest = path[end..].to_string();
+            cut_hashed(path, start, MAX_SEGMENT, scratch);
+            let next = path.len();
+            path.push_str(&rest);
+            start = next + 1;
+        } else {
+            start = end + 1;
         }
-        out.truncate(cut);
-        while out.len() < start + MAX_VALUE {
-            out.push('~');
-        }
-        // FNV-1a, 64 bits: stable across versions and platforms.
-        let hash = value.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-        });
-        write!(out, "~{hash:016x}").expect("writing to a String");
     }
 }
 
