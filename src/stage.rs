@@ -381,10 +381,10 @@ fn isolate(
 ) -> (RecordBatch, UInt32Array, Vec<(usize, String)>) {
     // A failed evaluation gives back the growth its guarded calls counted: its rows are tried
     // again, in halves.
-    let spent = guard::spent();
+    let spent = guard::account();
     let result = eval(st, batch);
     if result.is_err() {
-        guard::set_spent(spent);
+        guard::set_account(spent);
     }
     match result {
         Ok((out, mask)) => {

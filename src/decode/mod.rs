@@ -297,7 +297,7 @@ impl RecordDecoder {
             ..Default::default()
         };
         // Stage functions' size guards count what they grow each chunk by.
-        crate::stage::guard::set_spent(0);
+        crate::stage::guard::set_account(Default::default());
         for group in records.chunks(self.opts.batch_size.max(1)) {
             self.decode_guarded(chunk, group, &mut out);
         }
@@ -336,7 +336,7 @@ impl RecordDecoder {
         while let Some((lo, hi)) = todo.pop() {
             let part = &recs[lo..hi];
             let (batches, dead, filtered) = (out.batches.len(), out.dead.len(), out.filtered);
-            let spent = crate::stage::guard::spent();
+            let spent = crate::stage::guard::account();
             let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 self.decode_group(chunk, part, out)
             }));
@@ -346,7 +346,7 @@ impl RecordDecoder {
             out.batches.truncate(batches);
             out.dead.truncate(dead);
             out.filtered = filtered;
-            crate::stage::guard::set_spent(spent);
+            crate::stage::guard::set_account(spent);
             if let [r] = part {
                 let why = crate::panics::message(panic.as_ref());
                 out.dead.push(DeadLetter {

@@ -1,4 +1,5 @@
-//! A size guard on the stage functions that build values whose size a record decides:
+//! A size guard on the stage functions that build values whose size a record decides (and a
+//! work guard on those whose work is a product of two texts' lengths, [`MAX_STEPS`]):
 //! `lpad(s, n)`, `rpad(s, n)` and `repeat(s, n)` with `n` from the data, and `replace(s, from,
 //! to)` and `regexp_replace(s, pattern, to[, flags])`, whose values can reach about `len(s) ×
 //! len(to)` bytes (an empty match between every character, or `$0` group references in `to`),
@@ -14,13 +15,13 @@
 //!   character for the pads, `(2 × len(s) + 1) × len(to) + len(s)` for the replacements) is
 //!   held to [`MAX_VALUE`], and their sum to [`MAX_BATCH`] per evaluation;
 //! - what it builds beyond its text `s` (its growth) is added to the chunk's account
-//!   ([`spent`]), kept per thread (a chunk is decoded on one thread) across the chunk's
+//!   ([`account`]), kept per thread (a chunk is decoded on one thread) across the chunk's
 //!   batches and stages, and held to [`MAX_GROWTH`]; the least growth the call can have
 //!   (exact for `repeat`, `n − len(s)` for the pads) is checked before it builds.
 //!
 //! A batch past a bound fails, and is halved like any other stage failure, so only the records
 //! asking for too much become dead letters; an evaluation that fails gives back what it
-//! counted ([`set_spent`]). Without the chunk's account, the halves of a batch over the bound
+//! counted ([`set_account`]). Without the chunk's account, the halves of a batch over the bound
 //! each passed and were put together again: a 1 MiB chunk could grow to 16 GiB (1,000 records
 //! asking for 16 MiB each), past memory and past what one Arrow string column holds. Counting
 //! what was built rather than the worst case keeps `regexp_replace` redacting a large text
@@ -48,31 +49,53 @@ pub const MAX_BATCH: u64 = 256 << 20;
 /// The most bytes guarded calls may grow one chunk's values by, in all its batches and stages.
 pub const MAX_GROWTH: u64 = 256 << 20;
 
-thread_local! {
-    /// Bytes guarded calls grew values by, for the chunk this thread decodes.
-    static SPENT: Cell<u64> = const { Cell::new(0) };
+/// The most steps (pairs of bytes a function may compare) one value of a function whose work
+/// grows with the product of its texts' lengths may take: `levenshtein(a, b)` fills a table of
+/// `len(a) × len(b)`, and `strpos(s, sub)` compares `sub` at each place of `s` in the worst
+/// case (a text of `a`s, a substring of `a`s ending in `b`). One record of two 1 MiB texts
+/// took minutes of a decoding thread, and every partition behind it waited.
+pub const MAX_STEPS: u64 = 1 << 26;
+/// The most steps such functions may take for one chunk, in all its batches and stages.
+pub const MAX_CHUNK_STEPS: u64 = 1 << 32;
+
+/// What guarded calls spent on the chunk a thread decodes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Account {
+    /// Bytes values were grown by.
+    pub grown: u64,
+    /// Steps of functions whose work is a product of lengths ([`MAX_STEPS`]).
+    pub steps: u64,
 }
 
-/// Bytes guarded calls grew values by, for the chunk this thread decodes.
-pub fn spent() -> u64 {
+thread_local! {
+    /// What guarded calls spent on the chunk this thread decodes.
+    static SPENT: Cell<Account> = const { Cell::new(Account { grown: 0, steps: 0 }) };
+}
+
+/// What guarded calls spent on the chunk this thread decodes.
+pub fn account() -> Account {
     SPENT.get()
 }
 
-/// Sets this thread's account: to 0 when a chunk starts, back to an earlier value when an
-/// evaluation that counted is thrown away (it failed, and its rows are tried again).
-pub fn set_spent(bytes: u64) {
-    SPENT.set(bytes);
+/// Sets this thread's account: to nothing when a chunk starts, back to an earlier value when
+/// an evaluation that counted is thrown away (it failed, and its rows are tried again).
+pub fn set_account(spent: Account) {
+    SPENT.set(spent);
 }
 
-/// The chunk's growth with `grown` bytes more, or the error when that is past [`MAX_GROWTH`].
-fn room(grown: u64) -> Result<u64> {
-    let total = spent().saturating_add(grown);
+/// The chunk's account with `grown` bytes more, or the error when that is past [`MAX_GROWTH`].
+fn room(grown: u64) -> Result<Account> {
+    let spent = account();
+    let total = spent.grown.saturating_add(grown);
     if total > MAX_GROWTH {
         return exec_err!(
             "stage functions grew this record's chunk by {total} bytes; they may grow a chunk by at most {MAX_GROWTH} bytes"
         );
     }
-    Ok(total)
+    Ok(Account {
+        grown: total,
+        ..spent
+    })
 }
 
 /// Which function a guarded call runs, for its worst case and its least growth.
@@ -84,6 +107,9 @@ enum Kind {
     Pad,
     /// `replace(s, from, to)`, `regexp_replace(s, pattern, to[, flags])`.
     Replace,
+    /// `levenshtein(a, b)`, `strpos(s, sub)` (`instr`, `position`): work, not size, is
+    /// `len(a) × len(b)`.
+    Steps,
 }
 
 /// A guarded call of the function `inner`.
@@ -116,6 +142,20 @@ impl ScalarUDFImpl for Guarded {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
         let text = lengths(&args.args[0], rows);
+        if self.kind == Kind::Steps {
+            let spent = account();
+            let steps = spent
+                .steps
+                .saturating_add(self.steps(&args.args, &text, rows)?);
+            if steps > MAX_CHUNK_STEPS {
+                return exec_err!(
+                    "stage functions took {steps} steps for this record's chunk; `levenshtein` and `strpos` may take at most {MAX_CHUNK_STEPS} steps per chunk"
+                );
+            }
+            let out = self.inner.invoke_with_args(args)?;
+            set_account(Account { steps, ..spent });
+            return Ok(out);
+        }
         let least = self.check(&args.args, &text, rows)?;
         room(least)?;
         let mut args = args;
@@ -130,7 +170,7 @@ impl ScalarUDFImpl for Guarded {
             .zip(&text)
             .map(|(b, t)| b.unwrap_or(0).saturating_sub(t.unwrap_or(0)))
             .fold(0u64, u64::saturating_add);
-        set_spent(room(grown)?);
+        set_account(room(grown)?);
         Ok(out)
     }
 }
@@ -140,6 +180,10 @@ impl Guarded {
     /// its first argument) against [`MAX_VALUE`] and [`MAX_BATCH`]; the least it grows its
     /// texts by.
     fn check(&self, args: &[ColumnarValue], text: &[Option<u64>], rows: usize) -> Result<u64> {
+        if self.kind == Kind::Steps {
+            self.steps(args, text, rows)?;
+            return Ok(0);
+        }
         let mut budget = Budget::default();
         let mut least = 0u64;
         if self.kind == Kind::Replace {
@@ -193,6 +237,28 @@ impl Guarded {
             least = least.saturating_add(grows);
         }
         Ok(least)
+    }
+}
+
+impl Guarded {
+    /// The steps of a [`Kind::Steps`] call (`text`: the byte lengths of its first argument),
+    /// each value's held to [`MAX_STEPS`].
+    fn steps(&self, args: &[ColumnarValue], text: &[Option<u64>], rows: usize) -> Result<u64> {
+        let mut all = 0u64;
+        for (a, b) in text.iter().zip(lengths(&args[1], rows)) {
+            let (Some(a), Some(b)) = (a, b) else {
+                continue;
+            };
+            let steps = a.saturating_mul(b);
+            if steps > MAX_STEPS {
+                return exec_err!(
+                    "`{}` of texts of {a} and {b} bytes could take {steps} steps; it may take at most {MAX_STEPS} per value",
+                    self.inner.name()
+                );
+            }
+            all = all.saturating_add(steps);
+        }
+        Ok(all)
     }
 }
 
@@ -343,7 +409,8 @@ pub fn check_constants(expr: &Expr) -> Result<()> {
     .map(|_| ())
 }
 
-/// `expr` with every `lpad`, `rpad`, `repeat`, `replace` and `regexp_replace` call guarded.
+/// `expr` with every `lpad`, `rpad`, `repeat`, `replace`, `regexp_replace`, `levenshtein` and
+/// `strpos` call guarded.
 pub fn guard_sizes(expr: Expr) -> Result<Expr> {
     expr.transform_up(|e| {
         let Expr::ScalarFunction(f) = &e else {
@@ -353,6 +420,7 @@ pub fn guard_sizes(expr: Expr) -> Result<Expr> {
             ("repeat", 2..) => Kind::Repeat,
             ("lpad" | "rpad", 2..) => Kind::Pad,
             ("replace" | "regexp_replace", 3..) => Kind::Replace,
+            ("levenshtein" | "strpos" | "instr" | "position", 2..) => Kind::Steps,
             _ => return Ok(Transformed::no(e)),
         };
         let guarded = Guarded {

@@ -87,10 +87,10 @@ fn what_stage_functions_grow_is_bounded_per_chunk() {
     .unwrap();
     let planned = |sql: &str| select(&input, sql).unwrap();
     let s = planned("repeat(s, 256)");
-    set_spent(0);
+    set_account(Account::default());
     let a = s.apply(b.clone());
     assert_eq!(a.batch.map(|b| b.num_rows()), Some(16));
-    assert_eq!(spent(), 16 * ((16 << 20) - (64 << 10)));
+    assert_eq!(account().grown, 16 * ((16 << 20) - (64 << 10)));
     let failed: Vec<usize> = a.failed.iter().map(|f| f.0).collect();
     assert_eq!(failed, (16..24).collect::<Vec<_>>());
     assert!(
@@ -103,13 +103,13 @@ fn what_stage_functions_grow_is_bounded_per_chunk() {
     assert_eq!((again.batch.is_none(), again.failed.len()), (true, 1));
     // Redacting (a replacement no longer than what it replaces) grows nothing, however large
     // its worst case: 24 × 64 KiB rewritten in one chunk.
-    set_spent(0);
+    set_account(Account::default());
     let a = planned("regexp_replace(s, 'x', 'y', 'g')").apply(b);
     assert_eq!(
         (a.batch.map(|b| b.num_rows()), a.failed.len()),
         (Some(24), 0)
     );
-    assert_eq!(spent(), 0);
+    assert_eq!(account().grown, 0);
 }
 
 /// A replacement's growth is known only once it is built: counted then, and given back when
@@ -127,10 +127,10 @@ fn a_replacement_past_the_chunks_growth_fails_after_it_is_built() {
     .unwrap();
     let to = "y".repeat(255);
     let s = select(&input, &format!("replace(s, 'x', '{to}')")).unwrap();
-    set_spent(0);
+    set_account(Account::default());
     let a = s.apply(b);
     assert_eq!(a.batch.map(|b| b.num_rows()), Some(32));
-    assert_eq!(spent(), 32 * 8_323_072);
+    assert_eq!(account().grown, 32 * 8_323_072);
     let failed: Vec<usize> = a.failed.iter().map(|f| f.0).collect();
     assert_eq!(failed, (32..40).collect::<Vec<_>>());
     assert!(
@@ -153,11 +153,11 @@ fn nested_guarded_calls_count_their_growth_once() {
     )
     .unwrap();
     let s = select(&input, "repeat(repeat(s, 128), 128)").unwrap();
-    set_spent(0);
+    set_account(Account::default());
     let a = s.apply(b);
     assert!(a.failed.is_empty(), "{:?}", a.failed);
     assert_eq!(a.batch.map(|b| b.num_rows()), Some(16));
-    assert_eq!(spent(), 16 * 16_776_192);
+    assert_eq!(account().grown, 16 * 16_776_192);
 }
 
 /// What constants alone would build is refused at planning: a folded constant past 64 KiB
@@ -232,4 +232,76 @@ fn a_replace_is_held_to_its_own_worst_case() {
         .as_deref()
         .unwrap()
         .starts_with("password=***x "));
+}
+
+/// `levenshtein` and `strpos` work through a table or a search of `len(a) × len(b)` steps: a
+/// record of two long texts held a decoding thread for minutes (and every partition behind
+/// it). Past `MAX_STEPS` that record fails, its neighbours go on; a chunk's steps are bounded.
+#[test]
+fn functions_whose_work_is_a_product_of_lengths_fail_the_record_asking_too_much() {
+    let input = Arc::new(Schema::new(vec![
+        Field::new("a", DataType::Utf8, true),
+        Field::new("b", DataType::Utf8, true),
+    ]));
+    // 2^14 × 2^13 = 2^27 steps: past the bound.
+    let (x, y) = (
+        "x".repeat(1 << 14),
+        format!("{}b", "x".repeat((1 << 13) - 1)),
+    );
+    let b = RecordBatch::try_new(
+        input.clone(),
+        vec![
+            Arc::new(StringArray::from(vec![
+                Some("kitten"),
+                Some(x.as_str()),
+                None,
+            ])),
+            Arc::new(StringArray::from(vec![
+                Some("sitting"),
+                Some(y.as_str()),
+                Some("c"),
+            ])),
+        ],
+    )
+    .unwrap();
+    for (call, expect) in [
+        ("levenshtein(a, b)", "3"),
+        ("strpos(a, b)", "0"),
+        ("instr(a, b)", "0"),
+        ("position(b IN a)", "0"),
+    ] {
+        set_account(Account::default());
+        let s = select(&input, call).unwrap();
+        let applied = s.apply(b.clone());
+        let out = applied.batch.unwrap();
+        assert_eq!(strings(&out, "r")[0].as_deref(), Some(expect), "{call}");
+        assert_eq!(out.num_rows(), 2, "{call}");
+        assert_eq!(applied.failed.len(), 1, "{call}: {:?}", applied.failed);
+        assert_eq!(applied.failed[0].0, 1, "{call}");
+        assert!(
+            applied.failed[0].1.contains("steps"),
+            "{call}: {:?}",
+            applied.failed
+        );
+    }
+    // Within the bound per value, a chunk's steps add up to its bound.
+    let small = "x".repeat(1 << 12);
+    let rows = 300;
+    let b = RecordBatch::try_new(
+        input.clone(),
+        vec![
+            Arc::new(StringArray::from(vec![small.as_str(); rows])),
+            Arc::new(StringArray::from(vec![small.as_str(); rows])),
+        ],
+    )
+    .unwrap();
+    set_account(Account::default());
+    let s = select(&input, "strpos(a, b)").unwrap();
+    let applied = s.apply(b);
+    // 2^24 steps a row: 256 rows fit the chunk's 2^32.
+    assert_eq!(applied.batch.map_or(0, |b| b.num_rows()), 256);
+    assert_eq!(applied.failed.len(), rows - 256);
+    // A call of constants past the bound is refused at planning.
+    let e = select(&input, &format!("levenshtein('{x}', '{y}')")).unwrap_err();
+    assert!(e.to_string().contains("steps"), "{e}");
 }
