@@ -19,7 +19,8 @@
 //!   rewind and purging the channel of the partition's older items (the replay may be read to
 //!   its end meanwhile).
 //! - `hold_worker:@<path>` holds a sink worker at the top of its loop while the file at
-//!   `path` exists; after each take it wrote, it says how far its open files reach.
+//!   `path` exists; after each take it wrote, it says how far its open files reach; the
+//!   first item put in the channel is said too.
 //! - `hold_schema_record:@<path>` holds a start between reading the job's recorded schema and
 //!   recording its own while the file at `path` exists (another process may record meanwhile).
 //! - `panic_on:<text>` panics while decoding a group of records that holds `text`, like a
@@ -156,6 +157,16 @@ pub fn worker_wrote(reach: impl Iterator<Item = (u32, u64)>) {
     for (p, next) in reach {
         eprintln!("SLUICE_FAULT: the open files of partition {p} reach offset {next}");
     }
+}
+
+/// `hold_worker:@<path>`: says once that an item was put in the channel (with the workers
+/// held, it stays there: a stop now spills it).
+pub fn item_put() {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if arg("hold_worker").is_none() || SAID.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    eprintln!("SLUICE_FAULT: an item is in the channel");
 }
 
 /// `<point>:@<path>`: holds this thread while the file at `path` exists, as a thread the OS

@@ -288,6 +288,9 @@ pub(super) fn source_loop(
                 metrics.dead_letters_found(&key, &item.dead);
             }
             let r = channel.put_unless(item, || stop.load(Ordering::Acquire));
+            if r.is_ok() {
+                crate::fault::item_put();
+            }
             control.put.fetch_add(1, Ordering::SeqCst);
             if control.drained() {
                 // The workers of other lanes learn at once that nothing more comes.

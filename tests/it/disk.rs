@@ -113,7 +113,7 @@ fn a_full_disk_refuses_pushes_and_recovers_when_space_returns() {
         &out,
     );
     let (child, addr) = start(&job, &dir.path().join("run.log"));
-    let mut child = KillOnDrop(Some(child));
+    let mut child = child;
     let mut c = Client::new(&addr);
     let mut acked = Vec::new();
     let mut refusal = None;
@@ -231,7 +231,7 @@ fn a_run_that_cannot_be_recorded_takes_no_pushes_until_it_is() {
 
     let log = dir.path().join("run2.log");
     let (child, addr) = start(&job, &log);
-    let mut child = KillOnDrop(Some(child));
+    let mut child = child;
     let mut c = Client::new(&addr);
     let (code, _, b) = c
         .post(

@@ -297,7 +297,7 @@ fn sighup_refuses_a_job_file_that_moves_the_state_folder() {
     let job = push_job(dir.path(), "memory", "", "");
     let log = dir.path().join("run.log");
     let (child, addr) = start(&job, &log);
-    let mut child = KillOnDrop::new(child);
+    let mut child = child;
     let text = std::fs::read_to_string(&job)
         .unwrap()
         .replace("state_dir = \"state\"", "state_dir = \"elsewhere\"");

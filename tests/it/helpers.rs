@@ -273,6 +273,26 @@ impl KillOnDrop {
     }
 }
 
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        self.0.as_ref().expect("not taken")
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        self.child()
+    }
+}
+
+impl KillOnDrop {
+    /// The child's exit and output, as `Child::wait_with_output` (no longer killed on drop).
+    pub fn wait_with_output(mut self) -> std::io::Result<std::process::Output> {
+        self.0.take().expect("not taken").wait_with_output()
+    }
+}
+
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         if let Some(c) = self.0.as_mut() {

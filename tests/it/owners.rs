@@ -320,7 +320,6 @@ fn a_roll_back_past_the_wal_start_is_refused_before_anything_is_deleted() {
     let job = push_job(dir.path(), "wal", "wal_segment_bytes = \"256KiB\"", "");
     let log = dir.path().join("run.log");
     let (child, addr) = start(&job, &log);
-    let child = KillOnDrop::new(child);
     let mut c = crate::push::http_client::Client::new(&addr);
     let out = dir.path().join("out");
     for n in 0..4 {

@@ -5,7 +5,6 @@
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -109,13 +108,14 @@ pub(crate) fn long_files(job: PathBuf) -> PathBuf {
 }
 
 /// Starts a run logging to `log`; returns it and its listener's address once it runs.
-pub(crate) fn start(job: &Path, log: &Path) -> (Child, String) {
+pub(crate) fn start(job: &Path, log: &Path) -> (KillOnDrop, String) {
     start_with(job, log, &[])
 }
 
-/// [`start`] with extra environment (fault points).
-pub(crate) fn start_with(job: &Path, log: &Path, env: &[(&str, &str)]) -> (Child, String) {
-    let child = crate::kafka::spawn_with("run", job, log, env);
+/// [`start`] with extra environment (fault points). The run is killed when dropped (a
+/// failing test leaves none behind).
+pub(crate) fn start_with(job: &Path, log: &Path, env: &[(&str, &str)]) -> (KillOnDrop, String) {
+    let child = KillOnDrop::new(crate::kafka::spawn_with("run", job, log, env));
     let addr = admin_addr(log);
     let text = wait_log(log, "to=Running", 1, 60);
     assert!(
@@ -189,7 +189,7 @@ fn pushers(
     Arc::try_unwrap(out).ok().unwrap().into_inner().unwrap()
 }
 
-fn stop_via_api(addr: &str, child: Child) {
+fn stop_via_api(addr: &str, child: KillOnDrop) {
     let (code, body) = http(addr, "POST", "/v1/tasks/nginx_access/stop", None);
     assert_eq!(code, 200, "{body}");
     let out = child.wait_with_output().unwrap();
@@ -382,7 +382,12 @@ fn a_restored_memory_spill_survives_a_crash_and_a_commit_that_fails() {
 
     // The next one's first commit (of restored rows) fails and replays.
     let log = dir.path().join("run2.log");
-    let child = spawn_with("run", &job, &log, &[("SLUICE_FAULT", "fail_commit:1")]);
+    let child = KillOnDrop::new(spawn_with(
+        "run",
+        &job,
+        &log,
+        &[("SLUICE_FAULT", "fail_commit:1")],
+    ));
     let addr = admin_addr(&log);
     let text = wait_log(&log, "SLUICE_FAULT: failing commit 1", 1, 60);
     assert!(

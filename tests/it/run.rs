@@ -100,27 +100,35 @@ pub(super) fn finish(child: Child) -> (bool, String) {
     (out.status.success(), text)
 }
 
-/// Runs `job` and stops it with SIGTERM until a stop leaves a spill, from scratch each time
-/// (whether items are still queued when the stop lands depends on the machine's pace):
-/// whether one did, and the last stop's log.
+/// Runs `job` with its workers held (`hold_worker`) and stops it with SIGTERM once an item is
+/// in the channel: the stop, past its deadline (1 s for this run), spills what the channel
+/// holds, and the workers are let go. Whether a spill was left, and the stop's log.
 pub(super) fn stop_until_spilled(dir: &Path, job: &Path) -> (bool, String) {
-    let mut stop_log = String::new();
-    for attempt in 0..4 {
-        for sub in ["out", "state"] {
-            let _ = std::fs::remove_dir_all(dir.join(sub));
-        }
-        let child = start(job, &[]);
-        std::thread::sleep(Duration::from_millis(1000 + 300 * attempt));
-        sigterm(&child);
-        let (ok, log) = finish(child);
-        assert!(ok, "a graceful stop exits 0:\n{log}");
-        assert!(log.contains("to=Stopping"), "{log}");
-        stop_log = log;
-        if dir.join("state/spill/manifest.json").exists() {
-            return (true, stop_log);
-        }
-    }
-    (false, stop_log)
+    let original = std::fs::read_to_string(job).unwrap();
+    let quick = original.replace("stop_deadline = \"20s\"", "stop_deadline = \"1s\"");
+    assert_ne!(quick, original, "the job sets stop_deadline = \"20s\"");
+    std::fs::write(job, quick).unwrap();
+    let hold = dir.join("hold-workers");
+    std::fs::write(&hold, b"").unwrap();
+    let log = dir.join("stop.log");
+    let fault = format!("hold_worker:@{}", hold.display());
+    let mut child = KillOnDrop::new(crate::kafka::spawn_with(
+        "run",
+        job,
+        &log,
+        &[("SLUICE_FAULT", &fault)],
+    ));
+    let put = crate::kafka::wait_log(&log, "an item is in the channel", 1, 60);
+    assert!(put.contains("an item is in the channel"), "{put}");
+    sigterm(&child);
+    let spilled = crate::kafka::wait_log(&log, "spilled the channel to disk", 1, 60);
+    std::fs::remove_file(&hold).unwrap();
+    let status = wait_exit(child.child(), "the stopped run", 60);
+    std::fs::write(job, original).unwrap();
+    assert!(status.success(), "a graceful stop exits 0:\n{spilled}");
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("to=Stopping"), "{log}");
+    (dir.join("state/spill/manifest.json").exists(), log)
 }
 
 /// Every object of the gzip JSON lines files under `out`.
