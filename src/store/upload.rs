@@ -28,8 +28,8 @@ pub(super) const UPLOAD_CONCURRENCY: usize = 2;
 enum State {
     /// Less than a part so far: nothing sent yet.
     Buffer(Vec<u8>),
-    /// A multipart upload; `sent` bytes handed to it (whole parts go out as they fill).
-    Parts { writer: Parts, sent: u64 },
+    /// A multipart upload (whole parts go out as they fill).
+    Parts { writer: Parts },
     /// Committed or aborted.
     Done,
 }
@@ -77,11 +77,10 @@ impl UploadSink {
                 .block_on(self.store.put_multipart(&self.path))
                 .map_err(std::io::Error::other)?;
             let buffered = std::mem::take(b);
-            let sent = buffered.len() as u64;
             let writer = Parts::new(upload, buffered);
-            self.state = State::Parts { writer, sent };
+            self.state = State::Parts { writer };
         }
-        let State::Parts { writer, sent } = &mut self.state else {
+        let State::Parts { writer } = &mut self.state else {
             return Err(std::io::Error::other(
                 "the file is already committed or aborted",
             ));
@@ -96,7 +95,6 @@ impl UploadSink {
         // A full part starts uploading as a task: it needs the runtime's context.
         let _context = self.runtime.enter();
         writer.write(piece);
-        *sent += piece.len() as u64;
         Ok(())
     }
 }
@@ -113,7 +111,8 @@ pub(super) struct Parts {
 
 impl Parts {
     /// The upload, with `first` (less than a part) as the start of its first part.
-    pub(super) fn new(upload: Box<dyn MultipartUpload>, first: Vec<u8>) -> Self {
+    pub(super) fn new(upload: Box<dyn MultipartUpload>, mut first: Vec<u8>) -> Self {
+        first.shrink_to(PART_SIZE);
         Parts {
             upload,
             filling: first,
@@ -124,10 +123,15 @@ impl Parts {
     /// Appends `buf`, starting a part's upload each time one fills (in a runtime's context).
     pub(super) fn write(&mut self, mut buf: &[u8]) {
         while !buf.is_empty() {
-            if self.filling.is_empty() {
-                self.filling.reserve_exact(PART_SIZE);
-            }
             let take = buf.len().min(PART_SIZE - self.filling.len());
+            if self.filling.len() + take > self.filling.capacity() {
+                // Grown by doubling up to a part, never past it: what it holds is what
+                // `held` counts, and a file parked with a little of a part holds little.
+                let want = (self.filling.capacity() * 2)
+                    .max(self.filling.len() + take)
+                    .clamp(64 << 10, PART_SIZE);
+                self.filling.reserve_exact(want - self.filling.len());
+            }
             self.filling.extend_from_slice(&buf[..take]);
             buf = &buf[take..];
             if self.filling.len() == PART_SIZE {
@@ -267,7 +271,7 @@ impl FileSink for UploadSink {
                     Err(e) => Err(fail(e)),
                 }
             }
-            State::Parts { mut writer, sent } => {
+            State::Parts { mut writer } => {
                 // Create-only, the name is checked once the parts in flight have landed:
                 // object_store cannot complete a multipart upload conditionally, so it is
                 // checked as late as it can be (only the last part, under a part, is sent
@@ -286,7 +290,7 @@ impl FileSink for UploadSink {
                         },
                     };
                     if let Some(e) = refused {
-                        self.state = State::Parts { writer, sent };
+                        self.state = State::Parts { writer };
                         let _ = self.abort_upload();
                         return Err(e);
                     }
@@ -307,8 +311,10 @@ impl FileSink for UploadSink {
 
     fn park(&mut self) -> Result<(), StoreError> {
         // Whole until its commit: the buffer keeps only what it holds.
-        if let State::Buffer(b) = &mut self.state {
-            b.shrink_to_fit();
+        match &mut self.state {
+            State::Buffer(b) => b.shrink_to_fit(),
+            State::Parts { writer, .. } => writer.filling.shrink_to_fit(),
+            State::Done => {}
         }
         Ok(())
     }
@@ -316,9 +322,9 @@ impl FileSink for UploadSink {
     fn held(&mut self, _written: u64) -> u64 {
         match &mut self.state {
             State::Buffer(b) => b.capacity() as u64,
-            State::Parts { writer, sent } => {
+            State::Parts { writer } => {
                 let _context = self.runtime.enter();
-                let filling = *sent % PART_SIZE as u64;
+                let filling = writer.filling.capacity() as u64;
                 let (parts, error) = in_flight(writer);
                 if let (Some(e), None) = (error, &self.failed) {
                     self.failed = Some(e.to_string());
