@@ -384,7 +384,7 @@ fn isolate(
     let spent = guard::account();
     let result = eval(st, batch);
     if result.is_err() {
-        guard::set_account(spent);
+        guard::give_back(spent);
     }
     match result {
         Ok((out, mask)) => {

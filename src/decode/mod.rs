@@ -346,7 +346,7 @@ impl RecordDecoder {
             out.batches.truncate(batches);
             out.dead.truncate(dead);
             out.filtered = filtered;
-            crate::stage::guard::set_account(spent);
+            crate::stage::guard::give_back(spent);
             if let [r] = part {
                 let why = crate::panics::message(panic.as_ref());
                 out.dead.push(DeadLetter {

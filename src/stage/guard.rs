@@ -21,7 +21,7 @@
 //!
 //! A batch past a bound fails, and is halved like any other stage failure, so only the records
 //! asking for too much become dead letters; an evaluation that fails gives back what it
-//! counted ([`set_account`]). Without the chunk's account, the halves of a batch over the bound
+//! counted ([`give_back`]). Without the chunk's account, the halves of a batch over the bound
 //! each passed and were put together again: a 1 MiB chunk could grow to 16 GiB (1,000 records
 //! asking for 16 MiB each), past memory and past what one Arrow string column holds. Counting
 //! what was built rather than the worst case keeps `regexp_replace` redacting a large text
@@ -51,9 +51,12 @@ pub const MAX_GROWTH: u64 = 256 << 20;
 
 /// The most steps (pairs of bytes a function may compare) one value of a function whose work
 /// grows with the product of its texts' lengths may take: `levenshtein(a, b)` fills a table of
-/// `len(a) × len(b)`, and `strpos(s, sub)` compares `sub` at each place of `s` in the worst
-/// case (a text of `a`s, a substring of `a`s ending in `b`). One record of two 1 MiB texts
-/// took minutes of a decoding thread, and every partition behind it waited.
+/// `len(a) × len(b)`; `strpos(s, sub)` with `sub` from the data compares it at each place of
+/// `s` in the worst case (a text of `a`s, a substring of `a`s ending in `b`), a pattern from
+/// the data is compiled per row and may be matched in `len(pattern) × len(s)`, and a trim's
+/// characters are each compared with each character trimmed. One record of two 1 MiB texts
+/// took minutes of a decoding thread, and every partition behind it waited. Steps are spent
+/// once done: a failed evaluation does not give them back.
 pub const MAX_STEPS: u64 = 1 << 26;
 /// The most steps such functions may take for one chunk, in all its batches and stages.
 pub const MAX_CHUNK_STEPS: u64 = 1 << 32;
@@ -77,10 +80,18 @@ pub fn account() -> Account {
     SPENT.get()
 }
 
-/// Sets this thread's account: to nothing when a chunk starts, back to an earlier value when
-/// an evaluation that counted is thrown away (it failed, and its rows are tried again).
+/// Sets this thread's account (to nothing when a chunk starts).
 pub fn set_account(spent: Account) {
     SPENT.set(spent);
+}
+
+/// Gives back what an evaluation that is thrown away (it failed, and its rows are tried again)
+/// grew values by since the account was `before`: that memory is freed. Its steps stay spent.
+pub fn give_back(before: Account) {
+    SPENT.set(Account {
+        steps: account().steps,
+        ..before
+    });
 }
 
 /// The chunk's account with `grown` bytes more, or the error when that is past [`MAX_GROWTH`].
@@ -107,7 +118,9 @@ enum Kind {
     Pad,
     /// `replace(s, from, to)`, `regexp_replace(s, pattern, to[, flags])`.
     Replace,
-    /// `levenshtein(a, b)`, `strpos(s, sub)` (`instr`, `position`): work, not size, is
+    /// `levenshtein(a, b)`; `strpos(s, sub)` (`instr`, `position`) and the `regexp_*`
+    /// matches with a substring or pattern from the data; `btrim`/`ltrim`/`rtrim(s, chars)`
+    /// (each character trimmed is compared with each of `chars`): work, not size, is
     /// `len(a) × len(b)`.
     Steps,
 }
@@ -420,7 +433,15 @@ pub fn guard_sizes(expr: Expr) -> Result<Expr> {
             ("repeat", 2..) => Kind::Repeat,
             ("lpad" | "rpad", 2..) => Kind::Pad,
             ("replace" | "regexp_replace", 3..) => Kind::Replace,
-            ("levenshtein" | "strpos" | "instr" | "position", 2..) => Kind::Steps,
+            // A constant substring is searched for in linear time (memchr's `memmem`), and a
+            // constant pattern compiled once; one from the data, in `len × len` steps.
+            ("strpos" | "regexp_like" | "regexp_match" | "regexp_count" | "regexp_instr", 2..)
+                if matches!(f.args[1], Expr::Literal(..)) =>
+            {
+                return Ok(Transformed::no(e))
+            }
+            ("levenshtein" | "strpos" | "btrim" | "ltrim" | "rtrim", 2..) => Kind::Steps,
+            ("regexp_like" | "regexp_match" | "regexp_count" | "regexp_instr", 2..) => Kind::Steps,
             _ => return Ok(Transformed::no(e)),
         };
         let guarded = Guarded {

@@ -269,6 +269,8 @@ fn functions_whose_work_is_a_product_of_lengths_fail_the_record_asking_too_much(
         ("strpos(a, b)", "0"),
         ("instr(a, b)", "0"),
         ("position(b IN a)", "0"),
+        ("btrim(a, b)", "kitte"),
+        ("regexp_like(a, b)", "false"),
     ] {
         set_account(Account::default());
         let s = select(&input, call).unwrap();
@@ -283,6 +285,13 @@ fn functions_whose_work_is_a_product_of_lengths_fail_the_record_asking_too_much(
             "{call}: {:?}",
             applied.failed
         );
+    }
+    // A constant substring or pattern is searched for in linear time: not counted.
+    for call in ["strpos(a, 'xb')", "regexp_like(a, 'x+b')"] {
+        set_account(Account::default());
+        let applied = select(&input, call).unwrap().apply(b.clone());
+        assert!(applied.failed.is_empty(), "{call}: {:?}", applied.failed);
+        assert_eq!(account().steps, 0, "{call}");
     }
     // Within the bound per value, a chunk's steps add up to its bound.
     let small = "x".repeat(1 << 12);
@@ -301,6 +310,10 @@ fn functions_whose_work_is_a_product_of_lengths_fail_the_record_asking_too_much(
     // 2^24 steps a row: 256 rows fit the chunk's 2^32.
     assert_eq!(applied.batch.map_or(0, |b| b.num_rows()), 256);
     assert_eq!(applied.failed.len(), rows - 256);
+    // An evaluation thrown away gives back what it grew values by, not the steps it took.
+    set_account(Account { grown: 5, steps: 7 });
+    give_back(Account::default());
+    assert_eq!(account(), Account { grown: 0, steps: 7 });
     // A call of constants past the bound is refused at planning.
     let e = select(&input, &format!("levenshtein('{x}', '{y}')")).unwrap_err();
     assert!(e.to_string().contains("steps"), "{e}");
