@@ -24,8 +24,8 @@
 //! [`MAX_VALUE`] bytes, followed by `~` and 16 hex digits of a hash of the whole value: every
 //! value gives a folder name of bounded length, and two long values meet only if their 64-bit
 //! hashes do (a rendering of that length is never an unshortened value's). A folder name that
-//! joins several values (`{host}-{service}`) and passes [`MAX_SEGMENT`] bytes is cut and
-//! hashed the same way, so every folder name fits a file system's 255 bytes.
+//! joins several values (`{host}-{service}`) or a long repo name and passes [`MAX_SEGMENT`]
+//! bytes is cut and hashed the same way, so every folder name fits a file system's 255 bytes.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -221,6 +221,7 @@ impl PathTemplate {
                 Part::Time { .. } | Part::Value { .. } => unreachable!("constant template"),
             }
         }
+        cap_segments(&mut path, &mut Vec::new());
         Ok(Some(path))
     }
 

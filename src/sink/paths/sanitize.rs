@@ -61,10 +61,11 @@ fn cut_hashed(out: &mut String, start: usize, keep: usize, whole: &[u8]) {
     write!(out, "~{hash:016x}").expect("writing to a String");
 }
 
-/// The longest folder name kept whole. Each value is bounded ([`MAX_VALUE`]), but a
-/// segment may join several (`{host}-{service}-{path}`): file systems hold names of 255
-/// bytes, and a longer one failed every write of its rows, for good.
-pub const MAX_SEGMENT: usize = 200;
+/// The longest folder name kept whole, so that a cut one (17 bytes longer) is 255 bytes, the
+/// most a file system holds. Each value is bounded ([`MAX_VALUE`]), but a segment may join
+/// several (`{host}-{service}-{path}`), and a longer one failed every write of its rows, for
+/// good.
+pub const MAX_SEGMENT: usize = 238;
 
 /// Cuts each folder name of the rendered path `path` (`/`-separated) longer than
 /// [`MAX_SEGMENT`] to that many bytes, `~` and a hash of the whole name, as a long value is.
