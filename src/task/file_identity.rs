@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::TaskError;
 use crate::source::PartitionInfo;
-use crate::store::Destination;
+use crate::store::{Destination, StoreError};
 
 /// The most of a file's start recorded.
 const HEAD: usize = 4096;
@@ -29,9 +29,18 @@ struct Identity {
     crc: u32,
 }
 
-/// Checks each file of a file job (nothing for other sources) against its recorded start:
-/// resumed at its newest checkpoint, or maybe holding records in the job's own spill (or an
-/// earlier version's), unless `--discard-spill` drops it (`keeps_spill`).
+/// When a check runs: before the claims (a roll-back's deletes commits, so a file that is not
+/// the one read is refused first), or under a partition's claim, where its resume point is
+/// its own (no other writer commits to it meanwhile).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    BeforeClaims,
+    Claimed,
+}
+
+/// Checks each file of a file job (nothing for other sources) against its recorded start,
+/// before the claims: resumed at its newest checkpoint, or maybe holding records in the job's
+/// own spill (or an earlier version's), unless `--discard-spill` drops it (`keeps_spill`).
 pub fn check_all(
     job: &crate::config::Job,
     dest: &Destination,
@@ -39,7 +48,27 @@ pub fn check_all(
     parts: &[PartitionInfo],
     keeps_spill: bool,
 ) -> Result<(), TaskError> {
+    for p in parts {
+        let resumed = checkpoints.latest(&p.key())?.map_or(0, |c| c.next_offset);
+        check_one(job, dest, p, resumed, keeps_spill, When::BeforeClaims)?;
+    }
+    Ok(())
+}
+
+/// Checks partition `p`'s file of a file job (nothing for other sources), resumed at
+/// `resumed`: see [`check`].
+pub fn check_one(
+    job: &crate::config::Job,
+    dest: &Destination,
+    p: &PartitionInfo,
+    resumed: u64,
+    keeps_spill: bool,
+    when: When,
+) -> Result<(), TaskError> {
     let crate::config::SourceSection::File { paths, .. } = &job.file.source else {
+        return Ok(());
+    };
+    let Some(path) = paths.get(p.id as usize).map(|f| job.resolve(f)) else {
         return Ok(());
     };
     let state = job.resolve(&job.file.job.state_dir);
@@ -48,14 +77,7 @@ pub fn check_all(
     let spilled = keeps_spill
         && crate::channel::spill::header(&state)
             .is_ok_and(|h| h.owner.as_ref().is_none_or(|o| o.job == job.file.job.name));
-    for p in parts {
-        let Some(path) = paths.get(p.id as usize).map(|f| job.resolve(f)) else {
-            continue;
-        };
-        let resumed = checkpoints.latest(&p.key())?.map_or(0, |c| c.next_offset);
-        check(dest, &job.file.job.name, p, &path, resumed, spilled)?;
-    }
-    Ok(())
+    check(dest, &job.file.job.name, p, &path, resumed, spilled, when)
 }
 
 fn record_path(job: &str, key: &str) -> String {
@@ -66,6 +88,13 @@ fn record_path(job: &str, key: &str) -> String {
 /// past its start (`resumed`: the checkpoint's offset) or a spill may hold records of it
 /// (`spilled`), and records its start when none is recorded or more of it is there now. A
 /// file whose start differs from the one recorded (or is shorter) is refused, naming both.
+///
+/// Another file's record, where nothing is committed, is replaced only under the claim
+/// ([`When::Claimed`]): replaced before it, a process whose check saw no commit yet could
+/// replace the record of a file another process commits meanwhile, and then, claiming,
+/// resume at that process's offset in its own file, the record now saying it is the one
+/// read. A record where none is, before the claims, is written create-only, so of two starts
+/// the second reads the first's.
 fn check(
     dest: &Destination,
     job: &str,
@@ -73,6 +102,7 @@ fn check(
     path: &Path,
     resumed: u64,
     spilled: bool,
+    when: When,
 ) -> Result<(), TaskError> {
     let fail = |reason: String| TaskError::Job {
         job: job.to_string(),
@@ -81,55 +111,75 @@ fn check(
     let head = head(path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
     let key = p.key();
     let record = record_path(job, &key);
-    let recorded: Option<Identity> = match dest.read(&record) {
-        Ok(b) => Some(
-            serde_json::from_slice(&b)
-                .map_err(|e| fail(format!("{}: does not parse: {e}", dest.display(&record))))?,
-        ),
-        Err(e) if e.is_not_found() => None,
-        Err(e) => return Err(e.into()),
-    };
     let now = Identity {
         path: path.display().to_string(),
         len: head.len(),
         crc: crc32fast::hash(&head),
     };
-    match recorded {
-        // Read past its start (or perhaps, into a spill): the file must begin as the one
-        // read did.
-        Some(r) if resumed > 0 || spilled => {
-            if head.len() < r.len || crc32fast::hash(&head[..r.len]) != r.crc {
-                let read = if resumed > 0 {
-                    format!("read to byte {resumed}")
-                } else {
-                    "read into the spill in its state folder".to_string()
-                };
-                return Err(fail(format!(
-                    "input {} (partition {key}) is not the file the job {read}: its first {} bytes differ from those of {} when it was first read (a log rotated under the same name, or a file replaced or rewritten). Reading it on from there would skip its start: give the new file a name of its own (a new partition, read from its start), or restore the one read",
-                    path.display(),
-                    r.len,
-                    r.path
-                )));
+    // Twice at most: a create-only write refused is read again (another start's record, or
+    // this one's own, landed before an error that was retried).
+    for _ in 0..2 {
+        let recorded: Option<Identity> = match dest.read(&record) {
+            Ok(b) => Some(
+                serde_json::from_slice(&b)
+                    .map_err(|e| fail(format!("{}: does not parse: {e}", dest.display(&record))))?,
+            ),
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(e.into()),
+        };
+        match recorded {
+            // Read past its start (or perhaps, into a spill): the file must begin as the one
+            // read did.
+            Some(r) if resumed > 0 || spilled => {
+                if head.len() < r.len || crc32fast::hash(&head[..r.len]) != r.crc {
+                    let read = if resumed > 0 {
+                        format!("read to byte {resumed}")
+                    } else {
+                        "read into the spill in its state folder".to_string()
+                    };
+                    return Err(fail(format!(
+                        "input {} (partition {key}) is not the file the job {read}: its first {} bytes differ from those of {} when it was first read (a log rotated under the same name, or a file replaced or rewritten). Reading it on from there would skip its start: give the new file a name of its own (a new partition, read from its start), or restore the one read",
+                        path.display(),
+                        r.len,
+                        r.path
+                    )));
+                }
+                if head.len() > r.len {
+                    write(dest, &record, &now, false)?;
+                }
             }
-            if head.len() > r.len {
-                write(dest, &record, &now)?;
+            Some(r) if r == now => {}
+            // Nothing of it committed, as far as this start saw before its claim: replaced
+            // once the claim says so.
+            Some(_) if when == When::BeforeClaims => {}
+            Some(_) => write(dest, &record, &now, false)?,
+            None => {
+                if resumed > 0 {
+                    tracing::info!(partition = %key, "no record of the file's start (written by an earlier version): recorded now, unchecked");
+                }
+                match write(dest, &record, &now, true) {
+                    Err(TaskError::Sink(StoreError::Exists { .. })) => continue,
+                    other => other?,
+                }
             }
         }
-        Some(r) if r == now => {}
-        // Nothing of it committed yet: whatever file is there now is the one read.
-        _ => {
-            if resumed > 0 {
-                tracing::info!(partition = %key, "no record of the file's start (written by an earlier version): recorded now, unchecked");
-            }
-            write(dest, &record, &now)?;
-        }
+        return Ok(());
     }
-    Ok(())
+    Err(fail(format!(
+        "the record of input {}'s start ({}) was written and removed again while this start read it",
+        path.display(),
+        dest.display(&record)
+    )))
 }
 
-fn write(dest: &Destination, record: &str, identity: &Identity) -> Result<(), TaskError> {
+fn write(
+    dest: &Destination,
+    record: &str,
+    identity: &Identity,
+    create_only: bool,
+) -> Result<(), TaskError> {
     let bytes = serde_json::to_vec(identity).expect("an identity serializes");
-    dest.put_atomic(record, &bytes, false)?;
+    dest.put_atomic(record, &bytes, create_only)?;
     Ok(())
 }
 

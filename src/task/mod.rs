@@ -389,6 +389,7 @@ fn run_inner(
     // Before any claim (a roll-back's deletes its commits): each file is the one read.
     let keeps_spill = !opts.discard_spill;
     file_identity::check_all(job, &dest, &checkpoints, &parts, keeps_spill)?;
+    crate::fault::hold_while("hold_before_claims");
     let claimed = membership::claim_static(
         &mut *source,
         &checkpoints,
@@ -413,6 +414,16 @@ fn run_inner(
         let src = &mut source;
         let start =
             membership::resume(claimed, &control, None, p, || Ok(src.resume_default(p.id)?))?;
+        // Under the claim: the file is the one read to where the partition resumes (another
+        // process may have committed since the check before the claims).
+        file_identity::check_one(
+            job,
+            &dest,
+            p,
+            start.offset,
+            keeps_spill,
+            file_identity::When::Claimed,
+        )?;
         if start.checkpointed {
             source.seek(p.id, start.offset, start.line)?;
             // What the checkpoint covers is committed: a push log counts its room from there

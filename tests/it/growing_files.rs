@@ -161,3 +161,91 @@ fn a_file_rotated_while_the_job_runs_is_not_read_on_after_a_rewind() {
         "rows of the new file were written as the old one's: {ids:?}"
     );
 }
+
+/// Two processes of one job name and destination, each with its own state folder and its own
+/// `app.csv`. B's check before its claim saw A's record and no commit, and replaced the
+/// record with its own file's; A then committed; B, claiming, resumed at A's offset in its
+/// own file (its first lines never read, and the record now said B's file was the one read).
+/// Now B replaces another file's record only under its claim, where it sees A's commit, and
+/// is refused, naming the file.
+#[test]
+fn a_start_paused_before_its_claim_does_not_take_another_files_commits_as_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let schema = dir.path().join("app.toml");
+    std::fs::write(
+        &schema,
+        "name = \"app\"\n[[fields]]\nname = \"trace_id\"\ntype = \"string\"\nnullable = false\n\
+         [[fields]]\nname = \"n\"\ntype = \"int64\"\n",
+    )
+    .unwrap();
+    let side = |name: &str, prefix: &str| {
+        let d = dir.path().join(name);
+        std::fs::create_dir(&d).unwrap();
+        let lines: String = (0..50).map(|i| format!("{prefix}{i:03},{i}\n")).collect();
+        std::fs::write(d.join("app.csv"), lines).unwrap();
+        let job = d.join("job.toml");
+        std::fs::write(
+            &job,
+            format!(
+                "[job]\nname = \"shared\"\nstate_dir = \"state\"\n[source]\nkind = \"file\"\n\
+                 paths = [\"app.csv\"]\nformat = \"csv\"\nheader = false\n\
+                 [repo]\nschema = {:?}\n[sink]\nurl = \"file://{}\"\nformat = \"parquet\"\n",
+                schema.display().to_string(),
+                out.display()
+            ),
+        )
+        .unwrap();
+        job
+    };
+    let (job_a, job_b) = (side("a", "a"), side("b", "b"));
+    // A records its file and holds its worker: nothing committed yet.
+    let hold_a = dir.path().join("hold-a");
+    std::fs::write(&hold_a, b"").unwrap();
+    let log_a = dir.path().join("a.log");
+    let fault_a = format!("hold_worker:@{}", hold_a.display());
+    let mut a = KillOnDrop::new(crate::kafka::spawn_with(
+        "run",
+        &job_a,
+        &log_a,
+        &[("SLUICE_FAULT", &fault_a)],
+    ));
+    let held = crate::kafka::wait_log(&log_a, "an item is in the channel", 1, 60);
+    assert!(held.contains("an item is in the channel"), "{held}");
+    // B checks (A's record, no commit) and is held before its claim.
+    let hold_b = dir.path().join("hold-b");
+    std::fs::write(&hold_b, b"").unwrap();
+    let log_b = dir.path().join("b.log");
+    let fault_b = format!("hold_before_claims:@{}", hold_b.display());
+    let mut b = KillOnDrop::new(crate::kafka::spawn_with(
+        "run",
+        &job_b,
+        &log_b,
+        &[("SLUICE_FAULT", &fault_b)],
+    ));
+    let paused = crate::kafka::wait_log(&log_b, "holding at hold_before_claims", 1, 60);
+    assert!(paused.contains("holding at hold_before_claims"), "{paused}");
+    // A commits its file whole and ends.
+    std::fs::remove_file(&hold_a).unwrap();
+    let status = wait_exit(a.child(), "A", 60);
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&log_a).unwrap()
+    );
+    // B claims: A's commit is there.
+    std::fs::remove_file(&hold_b).unwrap();
+    let status = wait_exit(b.child(), "B", 60);
+    let text = std::fs::read_to_string(&log_b).unwrap();
+    assert!(
+        !status.success(),
+        "B resumed in its own file at A's offset: {text}"
+    );
+    assert!(
+        text.contains("is not the file the job read to byte"),
+        "{text}"
+    );
+    let ids = trace_ids(&out);
+    assert_eq!(ids.len(), 50, "{ids:?}");
+    assert!(ids.keys().all(|id| id.starts_with('a')), "{ids:?}");
+}
