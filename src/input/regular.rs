@@ -11,10 +11,20 @@ use std::path::Path;
 /// waiting: a FIFO is opened non-blocking (regular files ignore the flag) and then refused.
 pub fn open(path: &Path) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
+    let file = match std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
-        .open(path)?;
+        .open(path)
+    {
+        // A lease another process holds on a regular file (an NFS write delegation, a Samba
+        // oplock) refuses a non-blocking open: waited for, as a plain open does.
+        Err(e)
+            if e.kind() == std::io::ErrorKind::WouldBlock && std::fs::metadata(path)?.is_file() =>
+        {
+            File::open(path)?
+        }
+        other => other?,
+    };
     let kind = file.metadata()?.file_type();
     if !kind.is_file() {
         let what = if kind.is_dir() {
