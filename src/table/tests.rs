@@ -261,6 +261,39 @@ fn tables_sluice_cannot_append_to_are_refused() {
     }
 }
 
+/// Another writer makes the table expire `txn` actions while the job runs, and the job reads
+/// that only in a checkpoint (the entry that set it cleaned up, or more than 100 entries
+/// behind): the checkpoint's settings were not read, and the job went on publishing into a
+/// table whose positions may vanish. Now it stops, naming the setting.
+#[test]
+fn a_table_made_to_expire_positions_is_refused_when_read_from_its_checkpoint() {
+    let (_d, rt, dest) = setup();
+    let t = open(&dest, &rt, &schema(None));
+    t.publish(&[commit("t-0", 1, 10, &["a.parquet"])]).unwrap();
+    let s = delta_kernel::schema::StructType::try_from_arrow(schema(None).as_ref()).unwrap();
+    let meta = format!(
+        r#"{{"metaData":{{"id":"x","format":{{"provider":"parquet","options":{{}}}},"schemaString":{},"partitionColumns":[],"configuration":{{"delta.setTransactionRetentionDuration":"interval 1 day"}},"createdTime":1}}}}"#,
+        serde_json::to_string(&serde_json::to_string(&s).unwrap()).unwrap()
+    );
+    dest.put_atomic(
+        "_delta_log/00000000000000000002.json",
+        format!("{meta}\n").as_bytes(),
+        true,
+    )
+    .unwrap();
+    super::delta::kernel_checkpoint(&dest, 2, rt.handle());
+    dest.delete("_delta_log/00000000000000000002.json").unwrap();
+    match t.published("t-0") {
+        Err(e @ TableError::Conflict { .. }) => {
+            assert!(
+                e.to_string().contains("setTransactionRetentionDuration"),
+                "{e}"
+            )
+        }
+        other => panic!("went on with a table that expires txn actions: {other:?}"),
+    }
+}
+
 #[test]
 fn a_compaction_never_swaps_in_a_group_another_compaction_removed_while_it_placed_another() {
     use super::delta::{LiveFile, Replaced};

@@ -150,18 +150,10 @@ impl DeltaTable {
             url: url.clone(),
             reason,
         };
-        let (store, location) = dest.object_store()?;
-        let prefixed: Arc<dyn object_store::ObjectStore> =
-            Arc::new(object_store::prefix::PrefixStore::new(
-                store.clone(),
-                object_store::path::Path::from_url_path(location.path())
-                    .map_err(|e| fail(e.to_string()))?,
-            ));
-        let log = default_logstore(prefixed, store, &location, &StorageConfig::default());
-        let engine = {
-            let _in = runtime.enter();
-            log.engine(None)
-        };
+        let (log, engine, location) = log_of(dest, &runtime).map_err(|e| match e {
+            TableError::Delta { reason, .. } => fail(reason),
+            e => e,
+        })?;
         let exists = dest
             .list("_delta_log/")?
             .iter()
@@ -610,6 +602,42 @@ impl Publisher for DeltaTable {
 /// The `txn` app id of partition `key` of job `job`.
 pub fn app_id(job: &str, key: &str) -> String {
     format!("sluice/{job}/{key}")
+}
+
+/// The table's log store at `dest`, its engine, and its URL.
+fn log_of(
+    dest: &Destination,
+    runtime: &tokio::runtime::Handle,
+) -> Result<(LogStoreRef, Arc<dyn Engine>, url::Url), TableError> {
+    let (store, location) = dest.object_store()?;
+    let prefix = object_store::path::Path::from_url_path(location.path()).map_err(|e| {
+        TableError::Delta {
+            url: dest.url().to_string(),
+            reason: e.to_string(),
+        }
+    })?;
+    let prefixed: Arc<dyn object_store::ObjectStore> = Arc::new(
+        object_store::prefix::PrefixStore::new(store.clone(), prefix),
+    );
+    let log = default_logstore(prefixed, store, &location, &StorageConfig::default());
+    let engine = {
+        let _in = runtime.enter();
+        log.engine(None)
+    };
+    Ok((log, engine, location))
+}
+
+/// Writes the Delta kernel's checkpoint of version `v` of the table at `dest`, as another
+/// writer would (tests).
+#[cfg(test)]
+pub(crate) fn kernel_checkpoint(dest: &Destination, v: u64, runtime: &tokio::runtime::Handle) {
+    let (_, engine, location) = log_of(dest, runtime).unwrap();
+    Snapshot::builder_for(location.as_str())
+        .at_version(v)
+        .build(engine.as_ref())
+        .unwrap()
+        .checkpoint(engine.as_ref(), None)
+        .unwrap();
 }
 
 pub(super) fn engine_info() -> String {

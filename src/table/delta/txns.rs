@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant, SystemTime};
 
 use arrow::array::{Array, AsArray};
+use arrow::datatypes::DataType::{Int32, Int64, Utf8};
 use arrow::datatypes::{Int32Type, Int64Type};
 use futures::TryStreamExt;
 use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
@@ -126,6 +127,9 @@ impl DeltaTable {
     /// Brings `known` to the log's newest version; `known` changes only when all went well
     /// (a failure halfway leaves it as it was, so the next try reads again).
     pub(super) fn read_log(&self, known: &mut Known) -> Result<(), TableError> {
+        // The log is as listed from now on: a pause while its entries are read (longer than
+        // its retention, below a checkpoint written meanwhile) ages the listing, not hides.
+        let listed = Moment::now();
         // Only names after what is known are listed (the log grows for ever unless cleaned
         // up); the first time, after the last checkpoint's hint.
         let after = match known.version {
@@ -154,11 +158,11 @@ impl DeltaTable {
             .chain(l.checkpoints.keys().copied())
             .max()
         else {
-            known.listed = Some(Moment::now());
+            known.listed = Some(listed);
             return Ok(());
         };
         if known.version.is_some_and(|v| v >= newest) {
-            known.listed = Some(Moment::now());
+            known.listed = Some(listed);
             return Ok(());
         }
         let mut next = Known {
@@ -206,13 +210,16 @@ impl DeltaTable {
                 url: self.url.clone(),
                 reason,
             })?;
-        next.listed = Some(Moment::now());
+        #[cfg(test)]
+        crate::hooks::at("delta: after the log's read");
+        next.listed = Some(listed);
         *known = next;
         Ok(())
     }
 
     /// The `txn`, `metaData` and `protocol` columns of one checkpoint file (only those
-    /// columns are read).
+    /// columns are read, as the types the Delta protocol gives them whatever types a writer
+    /// stored them as).
     fn read_checkpoint(
         &self,
         rel: &str,
@@ -250,6 +257,7 @@ impl DeltaTable {
                     else {
                         continue;
                     };
+                    let (app, ver) = (as_type(app, &Utf8)?, as_type(ver, &Int64)?);
                     let (app, ver) = (app.as_string::<i32>(), ver.as_primitive::<Int64Type>());
                     for i in (0..t.len()).filter(|i| t.is_valid(*i) && app.is_valid(*i)) {
                         rows.push((app.value(i).to_string(), ver.value(i), None, None));
@@ -257,23 +265,39 @@ impl DeltaTable {
                 }
                 if let Some(m) = col("metaData") {
                     if let Some(s) = m.column_by_name("schemaString") {
+                        let s = as_type(s, &Utf8)?;
                         let s = s.as_string::<i32>();
                         let pc = m
                             .column_by_name("partitionColumns")
                             .and_then(|c| c.as_list_opt::<i32>().cloned());
+                        let conf = m
+                            .column_by_name("configuration")
+                            .and_then(|c| c.as_map_opt().cloned());
                         for i in (0..m.len()).filter(|i| m.is_valid(*i) && s.is_valid(*i)) {
-                            let cols: Vec<String> = pc
-                                .as_ref()
-                                .filter(|pc| pc.is_valid(i))
-                                .map(|pc| {
-                                    let v = pc.value(i);
-                                    let v = v.as_string::<i32>();
-                                    (0..v.len()).map(|k| v.value(k).to_string()).collect()
-                                })
-                                .unwrap_or_default();
+                            let mut cols: Vec<String> = Vec::new();
+                            if let Some(pc) = pc.as_ref().filter(|pc| pc.is_valid(i)) {
+                                let v = as_type(&pc.value(i), &Utf8)?;
+                                let v = v.as_string::<i32>();
+                                cols = (0..v.len()).map(|k| v.value(k).to_string()).collect();
+                            }
+                            // Its settings: the checks of `Facts::metadata` read them (a
+                            // table that expires `txn` actions is refused here too).
+                            let mut settings = serde_json::Map::new();
+                            if let Some(conf) = conf.as_ref().filter(|c| c.is_valid(i)) {
+                                let entries = conf.value(i);
+                                let keys = as_type(entries.column(0), &Utf8)?;
+                                let values = as_type(entries.column(1), &Utf8)?;
+                                let (keys, values) =
+                                    (keys.as_string::<i32>(), values.as_string::<i32>());
+                                for k in (0..keys.len()).filter(|k| keys.is_valid(*k)) {
+                                    let value = values.is_valid(k).then(|| values.value(k));
+                                    settings.insert(keys.value(k).to_string(), value.into());
+                                }
+                            }
                             let fact = serde_json::json!({
                                 "schemaString": s.value(i),
                                 "partitionColumns": cols,
+                                "configuration": settings,
                             });
                             rows.push((String::new(), 0, Some(fact.to_string()), None));
                         }
@@ -281,6 +305,7 @@ impl DeltaTable {
                 }
                 if let Some(p) = col("protocol") {
                     if let Some(w) = p.column_by_name("minWriterVersion") {
+                        let w = as_type(w, &Int32)?;
                         let w = w.as_primitive::<Int32Type>();
                         for i in (0..p.len()).filter(|i| p.is_valid(*i) && w.is_valid(*i)) {
                             rows.push((String::new(), 0, None, Some(w.value(i))));
@@ -476,6 +501,18 @@ impl AsyncFileReader for Ranged {
         }
         .boxed()
     }
+}
+
+/// `c` as `to` (a checkpoint another writer made may store strings as views or large ones).
+fn as_type(
+    c: &arrow::array::ArrayRef,
+    to: &arrow::datatypes::DataType,
+) -> Result<arrow::array::ArrayRef, String> {
+    if c.data_type() == to {
+        return Ok(c.clone());
+    }
+    arrow::compute::cast(c, to)
+        .map_err(|e| format!("a column of type {} read as {to}: {e}", c.data_type()))
 }
 
 #[cfg(test)]

@@ -87,6 +87,39 @@ fn a_version_written_after_a_pause_past_the_log_retention_is_written_again_where
     assert_eq!(adds(&dest).0.get("a2.parquet"), Some(&1));
 }
 
+/// A publisher whose version was taken reads the log again and is paused after listing it,
+/// while it reads the entries, for longer than the log's retention: meanwhile another writer
+/// publishes on, checkpoints, and its clean-up removes the entry that held the next version's
+/// name. Before, the listing was dated when the read ended, so the late put of that name,
+/// below the newest checkpoint, looked fresh and the commit was lost for good; now the
+/// listing is dated before it was made, and the commit is published where it is seen.
+#[test]
+fn a_pause_while_the_log_is_read_ages_the_listing() {
+    let (_d, rt, dest) = setup();
+    let s = schema(None);
+    short_retention_table(&dest, &s);
+    let t = DeltaTable::open(&dest, "job", &s, &[], 2, rt.handle().clone()).unwrap();
+    t.publish(&[commit("t-0", 1, 10, &["a1.parquet"])]).unwrap();
+    // Version 2 is another writer's: `t`'s put of it is refused, and it reads the log.
+    let other = DeltaTable::open(&dest, "job", &s, &[], 2, rt.handle().clone()).unwrap();
+    other
+        .publish(&[commit("t-1", 1, 10, &["b1.parquet"])])
+        .unwrap();
+    other.close();
+    let (d2, s2, h2) = (dest.clone(), s.clone(), rt.handle().clone());
+    crate::hooks::set("delta: after the log's read", move || {
+        let other = DeltaTable::open(&d2, "job", &s2, &[], 2, h2).unwrap();
+        publish_until_cleaned_up(&d2, &other, "t-2", "_delta_log/00000000000000000003.json");
+        other.close();
+    });
+    t.publish(&[commit("t-0", 2, 20, &["a2.parquet"])]).unwrap();
+    crate::hooks::clear("delta: after the log's read");
+    let fresh = DeltaTable::open(&dest, "job", &s, &[], 2, rt.handle().clone()).unwrap();
+    assert_eq!(fresh.published("t-0").unwrap(), Some(20));
+    assert!(!dest.exists("_delta_log/00000000000000000003.json").unwrap());
+    assert_eq!(adds(&dest).0.get("a2.parquet"), Some(&1));
+}
+
 /// A compaction lists the table, then is paused before placing its version for longer than
 /// the log's retention: meanwhile another writer publishes on, checkpoints, and its clean-up
 /// removes the entry that held that version's name. The late put wins the free name, below
