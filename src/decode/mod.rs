@@ -23,7 +23,7 @@ mod range;
 mod raw;
 mod unknown;
 pub mod width;
-mod writable;
+pub mod writable;
 
 use std::sync::Arc;
 

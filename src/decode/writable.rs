@@ -59,6 +59,43 @@ pub fn orc_refusals(batch: &RecordBatch) -> Vec<(usize, String)> {
     refused
 }
 
+/// A restored batch (spilled by a run that wrote another format) without the rows an ORC file
+/// cannot hold ([`orc_refusals`]), and their dead letters: the row as a JSON object (its
+/// record is not kept) at `position`, the batch's first. `None` when it holds none.
+pub fn orc_restored(
+    batch: &RecordBatch,
+    position: crate::decode::framing::Position,
+) -> Option<(RecordBatch, Vec<crate::decode::DeadLetter>)> {
+    let refused = orc_refusals(batch);
+    if refused.is_empty() {
+        return None;
+    }
+    let mut keep = vec![true; batch.num_rows()];
+    let mut dead = Vec::with_capacity(refused.len());
+    for (row, reason) in refused {
+        keep[row] = false;
+        let mut w = arrow::json::LineDelimitedWriter::new(Vec::new());
+        let record = match w.write(&batch.slice(row, 1)).and_then(|()| w.finish()) {
+            Ok(()) => {
+                let mut json = w.into_inner();
+                json.pop_if(|b| *b == b'\n');
+                json
+            }
+            Err(e) => format!("(the row could not be shown: {e})").into_bytes(),
+        };
+        dead.push(crate::decode::DeadLetter {
+            position,
+            reason: format!(
+                "{reason} (a row restored from a spill: the record is shown as its row)"
+            ),
+            record,
+        });
+    }
+    let kept = arrow::compute::filter_record_batch(batch, &arrow::array::BooleanArray::from(keep))
+        .expect("filter by a mask of equal length");
+    Some((kept, dead))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,5 +118,22 @@ mod tests {
         let rows: Vec<usize> = orc_refusals(&batch).into_iter().map(|(r, _)| r).collect();
         // -0.999001 s is -1 s + 999,000 ns: held; -0.999 s is -1 s + 1,000,000 ns: not.
         assert_eq!(rows, [0, 3]);
+    }
+
+    /// Restored rows ORC cannot hold are dead letters showing the row; the others are kept.
+    #[test]
+    fn restored_rows_orc_cannot_hold_are_dead_letters_showing_the_row() {
+        let col =
+            TimestampMicrosecondArray::from(vec![Some(-500_000), Some(0)]).with_timezone("UTC");
+        let batch = RecordBatch::try_from_iter([("t", Arc::new(col) as _)]).unwrap();
+        let at = crate::decode::framing::Position { line: 0, offset: 7 };
+        let (kept, dead) = orc_restored(&batch, at).unwrap();
+        assert_eq!(kept.num_rows(), 1);
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].position, at);
+        let row: serde_json::Value = serde_json::from_slice(&dead[0].record).unwrap();
+        assert_eq!(row["t"], "1969-12-31T23:59:59.500Z");
+        assert!(dead[0].reason.contains("ORC-763"), "{}", dead[0].reason);
+        assert!(orc_restored(&kept, at).is_none());
     }
 }

@@ -533,6 +533,7 @@ fn run_inner(
                 metrics,
                 &mine,
                 stop,
+                job.format.kind == crate::format::FormatKind::Orc,
             )?;
             transition(state, TaskState::Running, &name, metrics);
             if let Some(i) = &intake {

@@ -42,6 +42,7 @@ pub(super) fn restore_spill(
     metrics: &Metrics,
     mine: &SpillOwner,
     stop: &AtomicBool,
+    orc: bool,
 ) -> Result<Restored, TaskError> {
     if !spill::exists(state_dir) {
         return Ok(Restored::default());
@@ -230,6 +231,18 @@ pub(super) fn restore_spill(
             continue;
         }
         item.prov.epoch = 0;
+        if orc {
+            // Made for another format, it skipped the decoder's ORC check (`made_by` sends
+            // such a spill to be read again wherever the source holds it).
+            let first = crate::decode::framing::Position {
+                line: 0,
+                offset: item.prov.first_offset,
+            };
+            if let Some((batch, dead)) = crate::decode::writable::orc_restored(&item.batch, first) {
+                item.batch = batch;
+                item.dead.extend(dead);
+            }
+        }
         expected.insert(p, (item.prov.next_offset, item.prov.next_line));
         restore.push(item);
     }
@@ -384,13 +397,18 @@ pub(super) fn spill_owner(job: &Job, schema: &crate::schema::RepoSchema) -> Spil
 }
 
 /// What makes a spill's batches what they are besides their Arrow schema: the stages,
-/// `on_error`, and the repo schema as loaded (a field's source key, default, timestamp
+/// `on_error`, ORC's refusals, and the repo schema as loaded (a field's source key, default, timestamp
 /// format or kind change the values without changing the columns).
 fn made_by(job: &Job, schema: &crate::schema::RepoSchema) -> String {
-    let made = format!(
+    let mut made = format!(
         "{:?} {} {:?} {:?}",
         job.file.repo.stages, job.file.repo.on_error, schema.fields, schema.unknown_fields
     );
+    // ORC's values made dead letters as they are decoded (`decode::writable`): a spill made
+    // for another format lacks them. (Only then, so other formats' spills keep their mark.)
+    if job.format.kind == crate::format::FormatKind::Orc {
+        made.push_str(" orc");
+    }
     format!("{:08x}", crc32fast::hash(made.as_bytes()))
 }
 
