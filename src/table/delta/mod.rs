@@ -17,7 +17,7 @@
 //! versions, on a thread of its own.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -77,7 +77,9 @@ pub struct DeltaTable {
     /// The thread writing a log checkpoint, if one was started (`close` waits for it).
     checkpointer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// How long a newest version known may go unchecked before a publish writes after it.
-    stale_after: Duration,
+    /// How long a listing of the log is trusted (half its retention, at most
+    /// [`STALE_AFTER`]), in milliseconds: the retention may change while the job runs.
+    stale_after_ms: AtomicU64,
     runtime: tokio::runtime::Handle,
 }
 
@@ -203,12 +205,10 @@ impl DeltaTable {
             known: Mutex::new(txns::Known::default()),
             checkpointing: Arc::new(AtomicBool::new(false)),
             checkpointer: Mutex::new(None),
-            stale_after: snapshot
-                .table_properties()
-                .log_retention_duration
-                .map_or(STALE_AFTER, |r| STALE_AFTER.min(r / 2)),
+            stale_after_ms: AtomicU64::new(0),
             runtime,
         };
+        table.set_stale_after(snapshot.table_properties().log_retention_duration);
         table.check_table(&snapshot)?;
         if ours.is_some() {
             table.evolve(&snapshot, read_at)?;
@@ -234,6 +234,19 @@ impl DeltaTable {
     #[cfg(test)]
     pub(crate) fn holds_field(&self, name: &str) -> Result<bool, TableError> {
         Ok(self.refresh()?.schema().field(name).is_some())
+    }
+
+    /// How long a listing of the log is trusted.
+    pub(crate) fn stale_after(&self) -> Duration {
+        Duration::from_millis(self.stale_after_ms.load(Ordering::Acquire))
+    }
+
+    /// Trusts listings for half of the log's retention `retention` (`None`: the default), at
+    /// most [`STALE_AFTER`].
+    pub(super) fn set_stale_after(&self, retention: Option<Duration>) {
+        let after = retention.map_or(STALE_AFTER, |r| STALE_AFTER.min(r / 2));
+        self.stale_after_ms
+            .store(after.as_millis() as u64, Ordering::Release);
     }
 
     fn refresh(&self) -> Result<SnapshotRef, TableError> {
@@ -306,7 +319,7 @@ impl DeltaTable {
             .map(|(_, c)| c)
             .filter(|c| !c.files.is_empty() || c.seq.is_multiple_of(PRUNE_EVERY))
             .collect();
-        let stale = known.listed.is_none_or(|at| at.past(self.stale_after));
+        let stale = known.listed.is_none_or(|at| at.past(self.stale_after()));
         let mut caught_up = false;
         if stale && !left.is_empty() {
             self.read_log(&mut known)?;
@@ -335,7 +348,7 @@ impl DeltaTable {
                 // readers never look. The log is read again from its newest checkpoint; a
                 // version it does not hold is deleted (the clean-up, which keeps entries in
                 // order, would stop at it) and its commits written again after the newest.
-                Ok(()) if known.listed.is_none_or(|at| at.past(self.stale_after)) => {
+                Ok(()) if known.listed.is_none_or(|at| at.past(self.stale_after())) => {
                     tracing::warn!(
                         table = %self.url, version = version + 1,
                         "a version written long after the log was listed: reading the log again to check it is seen"

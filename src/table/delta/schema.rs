@@ -78,7 +78,7 @@ impl DeltaTable {
             #[cfg(test)]
             crate::hooks::at("delta: before an evolution's put");
             match self.dest.put_atomic(&log_name(v), entry.as_bytes(), true) {
-                Ok(()) if read_at.past(self.stale_after) && self.below_a_checkpoint(v)? => {
+                Ok(()) if read_at.past(self.stale_after()) && self.below_a_checkpoint(v)? => {
                     let now = super::txns::Moment::now();
                     let fresh = self.refresh()?;
                     let names: Vec<&String> = added.iter().map(|f| f.name()).collect();

@@ -205,6 +205,10 @@ impl DeltaTable {
             last.merge(self.learn(&entry, &mut next.txn));
             next.version = Some(v);
         }
+        if let Some(retention) = last.retention {
+            // Set anew by another writer while this one runs: a pause is judged by it.
+            self.set_stale_after(retention);
+        }
         self.check_facts(last)
             .map_err(|reason| TableError::Conflict {
                 url: self.url.clone(),
@@ -337,6 +341,8 @@ pub(super) struct Facts {
     partitions: Option<Vec<String>>,
     /// `delta.setTransactionRetentionDuration` is set.
     expiring_txns: Option<bool>,
+    /// `delta.logRetentionDuration` (`None`: the default).
+    retention: Option<Option<Duration>>,
     writer: Option<u64>,
     unreadable: Option<String>,
 }
@@ -361,11 +367,16 @@ impl Facts {
                 })
                 .unwrap_or_default(),
         );
-        self.expiring_txns = Some(
-            m.get("configuration")
-                .and_then(|c| c.get("delta.setTransactionRetentionDuration"))
-                .is_some(),
+        let settings = m.get("configuration").and_then(Value::as_object);
+        self.expiring_txns =
+            Some(settings.is_some_and(|c| c.contains_key("delta.setTransactionRetentionDuration")));
+        let props = delta_kernel::table_properties::TableProperties::from(
+            settings
+                .into_iter()
+                .flatten()
+                .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?))),
         );
+        self.retention = Some(props.log_retention_duration);
     }
 
     /// `newer` over these.
@@ -374,6 +385,7 @@ impl Facts {
             self.schema = newer.schema;
             self.partitions = newer.partitions;
             self.expiring_txns = newer.expiring_txns;
+            self.retention = newer.retention;
         }
         self.writer = newer.writer.or(self.writer);
         self.unreadable = newer.unreadable.or(self.unreadable.take());

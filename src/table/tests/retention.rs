@@ -120,6 +120,28 @@ fn a_pause_while_the_log_is_read_ages_the_listing() {
     assert_eq!(adds(&dest).0.get("a2.parquet"), Some(&1));
 }
 
+/// The log's retention lowered by another writer while the job runs: a listing is trusted
+/// for half of the new one (it was for half of the retention when the table was opened, so
+/// a pause between the two ends placed a version below a checkpoint unchecked).
+#[test]
+fn a_retention_lowered_while_the_job_runs_is_the_one_pauses_are_judged_by() {
+    let (_d, rt, dest) = setup();
+    let s = schema(None);
+    table_with(&dest, &s, "interval 30 days");
+    let t = DeltaTable::open(&dest, "job", &s, &[], 2, rt.handle().clone()).unwrap();
+    assert_eq!(t.stale_after(), std::time::Duration::from_secs(600));
+    let kernel = delta_kernel::schema::StructType::try_from_arrow(s.as_ref()).unwrap();
+    let meta = serde_json::json!({"metaData": {"id": "x", "format": {"provider": "parquet", "options": {}}, "schemaString": serde_json::to_string(&kernel).unwrap(), "partitionColumns": [], "configuration": {"delta.checkpointInterval": "2", "delta.logRetentionDuration": "interval 2 seconds"}, "createdTime": 1}});
+    dest.put_atomic(
+        "_delta_log/00000000000000000001.json",
+        format!("{meta}\n").as_bytes(),
+        true,
+    )
+    .unwrap();
+    t.published("t-0").unwrap();
+    assert_eq!(t.stale_after(), std::time::Duration::from_secs(1));
+}
+
 /// A compaction lists the table, then is paused before placing its version for longer than
 /// the log's retention: meanwhile another writer publishes on, checkpoints, and its clean-up
 /// removes the entry that held that version's name. The late put wins the free name, below
