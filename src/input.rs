@@ -422,10 +422,7 @@ impl ChunkReader {
                     buf.clear();
                     return Ok(false);
                 }
-                None if buf.len() >= self.max_record => {
-                    self.over_long(chunk)?;
-                    return Ok(true);
-                }
+                None if buf.len() >= self.max_record => return self.over_long(chunk),
                 None => {
                     // One record is longer than a block: read on.
                     self.block = (self.block * 2).min(self.max_record);

@@ -826,3 +826,44 @@ fn heavy_line_cuts_keep_records_positions_and_resumes() {
         }
     }
 }
+
+/// A file still being written whose last line is longer than the record limit and has no line
+/// break yet: a reader that leaves such a line for the next run leaves it whole. It was made a
+/// dead letter up to the end of the file, and the next run read the rest of the line as a
+/// record of its own.
+#[test]
+fn a_long_last_line_without_a_line_break_is_left_whole_when_partial_lines_are_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("growing.jsonl");
+    let first = "{\"a\":1}\n";
+    std::fs::write(&p, format!("{first}{}", "x".repeat(10_000))).unwrap();
+    let open = || {
+        ChunkReader::open(&InputSource::File(p.clone()), None)
+            .unwrap()
+            .with_block_size(1024)
+            .with_record_limit(4096)
+            .leaving_partial_tail(true)
+    };
+    let chunks = read_all(&mut open());
+    let data: Vec<u8> = chunks.iter().flat_map(|c| c.data.clone()).collect();
+    assert_eq!(data, first.as_bytes());
+    assert!(
+        chunks.iter().all(|c| c.decoded.is_none()),
+        "a dead letter of the unfinished line"
+    );
+    assert_eq!(chunks.last().unwrap().end_offset(), first.len() as u64);
+    // Finished: the next run finds it whole, and it is one dead letter.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&p)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"yyy\n{\"a\":2}\n"))
+        .unwrap();
+    let mut r = open();
+    r.skip_to(first.len() as u64, 2).unwrap();
+    let chunks = read_all(&mut r);
+    let dead: Vec<_> = chunks.iter().filter_map(|c| c.decoded.as_ref()).collect();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].dead[0].position.offset, first.len() as u64);
+    let rest: Vec<u8> = chunks.iter().flat_map(|c| c.data.clone()).collect();
+    assert_eq!(rest, b"{\"a\":2}\n");
+}

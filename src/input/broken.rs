@@ -35,8 +35,10 @@ impl ChunkReader {
     /// `chunk.decoded`), and the input is skipped up to the end of the line the limit falls
     /// in; reading goes on after it. (A stuck input otherwise: the job failed at every
     /// start. A CSV quote never closed makes the rest of the input one record: reading then
-    /// resumes at the line after the limit.)
-    pub(super) fn over_long(&mut self, chunk: &mut Chunk) -> Result<(), InputError> {
+    /// resumes at the line after the limit.) Returns whether the chunk holds that dead letter:
+    /// not when the record is the input's last, with no line break after it yet, and the
+    /// reader leaves such a record for the next run (a line still being written).
+    pub(super) fn over_long(&mut self, chunk: &mut Chunk) -> Result<bool, InputError> {
         let held = std::mem::take(&mut chunk.data);
         let mut scratch = vec![0u8; 64 * 1024];
         let (mut rest, mut ended) = (0u64, false);
@@ -75,6 +77,10 @@ impl ChunkReader {
                 None => rest += n as u64,
             }
         }
+        if !ended && self.leave_partial && self.damage.is_none() {
+            tracing::info!(input = %self.name, offset = self.offset, bytes = held.len() as u64 + rest, "the last record, longer than the record limit, has no line break after it yet: left for the next run");
+            return Ok(false);
+        }
         chunk.first_line = self.line;
         chunk.first_offset = self.offset;
         chunk.skipped_bytes = held.len() as u64 + rest;
@@ -90,7 +96,7 @@ impl ChunkReader {
             held.len()
         );
         one_dead_letter(chunk, reason, held);
-        Ok(())
+        Ok(true)
     }
 
     /// gzip data could not be decompressed past the byte `self.damage` names, and
