@@ -193,12 +193,25 @@ impl ChunkReader {
         Self::over(name, Box::new(file), len, quote)
     }
 
-    /// Reads `raw` (named `name`, `raw_len` bytes long when known).
+    /// Reads `raw` (named `name`, `raw_len` bytes long when known), gzip when its first bytes
+    /// say so.
     fn over(
         name: String,
         raw: Box<dyn Read + Send>,
         raw_len: Option<u64>,
         quote: Option<u8>,
+    ) -> Result<Self, InputError> {
+        Self::over_as(name, raw, raw_len, quote, true)
+    }
+
+    /// [`Self::over`]; `detect`: gzip is told by the first bytes (else `raw` is plain, read
+    /// from a place inside it).
+    fn over_as(
+        name: String,
+        raw: Box<dyn Read + Send>,
+        raw_len: Option<u64>,
+        quote: Option<u8>,
+        detect: bool,
     ) -> Result<Self, InputError> {
         let raw_bytes = Arc::new(AtomicU64::new(0));
         let raw_failed = Arc::new(AtomicBool::new(false));
@@ -213,7 +226,7 @@ impl ChunkReader {
             offset: 0,
             source,
         })?;
-        let gzip = head.starts_with(&gzip::MAGIC);
+        let gzip = detect && head.starts_with(&gzip::MAGIC);
         let reader: Box<dyn Read + Send> = if gzip {
             Box::new(flate2::bufread::MultiGzDecoder::new(buffered))
         } else {

@@ -76,14 +76,69 @@ impl Seen {
     }
 }
 
+/// Whether the file `file` reads is gzip (by its first bytes), read without moving it.
+pub fn is_gzip(file: &File) -> std::io::Result<bool> {
+    let mut magic = Vec::with_capacity(2);
+    At { file, pos: 0 }.take(2).read_to_end(&mut magic)?;
+    Ok(magic == super::gzip::MAGIC)
+}
+
+impl super::ChunkReader {
+    /// Reads the plain (not gzip) file at `path` through `file` from byte `offset` on, a record
+    /// boundary at line `line`, found by seeking: a resume does not read the file up to it.
+    pub fn plain_from(
+        path: &Path,
+        mut file: File,
+        quote: Option<u8>,
+        offset: u64,
+        line: u64,
+    ) -> Result<Self, super::InputError> {
+        use std::io::{Seek, SeekFrom};
+        let name = super::InputSource::File(path.to_path_buf()).name();
+        let fail = |source| super::InputError::Read {
+            name: name.clone(),
+            offset,
+            source,
+        };
+        let len = file.metadata().map_err(fail)?.len();
+        if len < offset {
+            return Err(fail(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("the input ends at byte {len}, before the resume offset"),
+            )));
+        }
+        file.seek(SeekFrom::Start(offset)).map_err(fail)?;
+        let mut r = Self::over_as(name.clone(), Box::new(file), Some(len), quote, false)?;
+        r.offset = offset;
+        r.line = line;
+        r.raw_bytes
+            .fetch_add(offset, std::sync::atomic::Ordering::Relaxed);
+        Ok(r)
+    }
+
+    /// Reads the file `file` reads from its start, apart from the handle's own position (a
+    /// CSV header, while the handle reads on from a resume offset).
+    pub fn from_start(
+        path: &Path,
+        file: &File,
+        quote: Option<u8>,
+    ) -> Result<Self, super::InputError> {
+        let name = super::InputSource::File(path.to_path_buf()).name();
+        let own = file.try_clone().map_err(|source| super::InputError::Open {
+            name: name.clone(),
+            source,
+        })?;
+        let len = own.metadata().ok().map(|m| m.len());
+        Self::over(name, Box::new(Owned { file: own, pos: 0 }), len, quote)
+    }
+}
+
 /// The first `max` bytes `file` reads (decompressed when gzip), or fewer when it is shorter or
 /// its gzip data is damaged within them; read at their positions, the handle's own left where
 /// it stands.
 pub fn head(file: &File, max: usize) -> std::io::Result<Vec<u8>> {
-    let mut magic = Vec::with_capacity(2);
-    At { file, pos: 0 }.take(2).read_to_end(&mut magic)?;
     let raw = At { file, pos: 0 };
-    let mut reader: Box<dyn Read + '_> = if magic == super::gzip::MAGIC {
+    let mut reader: Box<dyn Read + '_> = if is_gzip(file)? {
         Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
             raw,
         )))
@@ -104,6 +159,24 @@ pub fn head(file: &File, max: usize) -> std::io::Result<Vec<u8>> {
     }
     out.truncate(n);
     Ok(out)
+}
+
+/// [`At`] over a handle of its own (a duplicate: the position it shares is not used).
+struct Owned {
+    file: File,
+    pos: u64,
+}
+
+impl Read for Owned {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = At {
+            file: &self.file,
+            pos: self.pos,
+        }
+        .read(buf)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
 }
 
 /// Reads a file from a position of its own, leaving the handle's where it is.

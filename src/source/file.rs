@@ -133,19 +133,34 @@ impl FileSource {
                 }
             }
         }
-        let mut r = ChunkReader::from_file(&p.path, file, self.quote)?
-            .with_block_size(self.block)
-            .with_cost(self.cost.clone())
-            .leaving_partial_tail(self.leave_partial);
-        if self.header {
-            // The header is not a record: take it at the start of each file. Each file has
-            // its own, so its chunks carry it.
+        // The header is not a record: taken at the start of each file. Each file has its
+        // own, so its chunks carry it.
+        let mut take_header = |r: &mut ChunkReader| -> Result<(), SourceError> {
             let h = r.take_header()?.unwrap_or_default();
             if p.header.as_deref() != Some(&h) {
                 p.header = Some(std::sync::Arc::new(h));
             }
+            Ok(())
+        };
+        // A plain file resumes by seeking (a gzip file's offsets count decompressed bytes:
+        // read up to them).
+        let seek = p.offset > 0 && !regular::is_gzip(&file).map_err(|e| fail(e.to_string()))?;
+        if seek && self.header {
+            take_header(&mut ChunkReader::from_start(&p.path, &file, self.quote)?)?;
         }
-        if p.offset > 0 {
+        let r = if seek {
+            ChunkReader::plain_from(&p.path, file, self.quote, p.offset, p.line)?
+        } else {
+            ChunkReader::from_file(&p.path, file, self.quote)?
+        };
+        let mut r = r
+            .with_block_size(self.block)
+            .with_cost(self.cost.clone())
+            .leaving_partial_tail(self.leave_partial);
+        if !seek && self.header {
+            take_header(&mut r)?;
+        }
+        if p.offset > 0 && !seek {
             r.skip_to(p.offset, p.line)?;
         }
         Ok(r)
@@ -341,6 +356,39 @@ mod tests {
         }
         assert_eq!(lines, vec![300; files]);
         assert_eq!(most_open, MAX_OPEN);
+    }
+
+    /// A plain file resumes by seeking to its offset, not by reading up to it (every start of a
+    /// file job read each file from its first byte): here 200 MiB of a sparse file's hole, no
+    /// line break in it, lie before the offset, which reading up to it refused as a place
+    /// inside a record past the record limit. A CSV file's header still comes from its start.
+    #[test]
+    fn a_plain_file_resumes_by_seeking_to_its_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("in.csv");
+        let hole = 200u64 << 20;
+        {
+            use std::io::{Seek, SeekFrom, Write};
+            let mut f = std::fs::File::create(&p).unwrap();
+            f.write_all(b"name,n\na,1\n").unwrap();
+            f.seek(SeekFrom::Start(12 + hole)).unwrap();
+            f.write_all(b"b,2\nc,3\n").unwrap();
+        }
+        let mut source = FileSource::new(std::slice::from_ref(&p), Some(b','), true).unwrap();
+        source.seek(0, 12 + hole, 3).unwrap();
+        let mut chunk = Chunk::default();
+        assert!(matches!(source.next(&mut chunk).unwrap(), Next::Chunk(0)));
+        assert_eq!(chunk.data, b"b,2\nc,3\n");
+        assert_eq!((chunk.first_offset, chunk.first_line), (12 + hole, 3));
+        assert_eq!(
+            chunk.header.as_deref().map(Vec::as_slice),
+            Some(&b"name,n"[..])
+        );
+        assert!(matches!(source.next(&mut chunk).unwrap(), Next::End));
+        // Past the file's end: refused, naming the offset.
+        source.seek(0, 100 + hole, 5).unwrap();
+        let e = source.next(&mut chunk).unwrap_err();
+        assert!(e.to_string().contains("before the resume offset"), "{e}");
     }
 
     /// A path that became a FIFO after the source was made is refused when opened, without
