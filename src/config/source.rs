@@ -94,15 +94,15 @@ pub enum SourceSection {
         #[serde(default = "default_max_body")]
         max_body: String,
         /// The longest a request's body may take to arrive (408 beyond): a slow or stalled
-        /// client must not hold a request slot (`max_concurrent`) for ever.
+        /// client must not hold its connection, and the memory its body holds, for ever.
         #[serde(default = "default_body_timeout")]
         body_timeout: String,
-        /// Requests decoded and appended at once (503 beyond).
+        /// Requests decoded and appended at once, their bodies read (503 beyond).
         #[serde(default = "default_max_concurrent")]
         max_concurrent: usize,
         /// Memory the requests in progress may hold in all (503 beyond): each reserves its
-        /// body (its `Content-Length`, else `max_body`; plus `max_body` when gzip), then, in
-        /// its place, while it is decoded, three times its text or twice its text plus 256 B
+        /// body as it arrives (doubling from 64 KiB, up to its `Content-Length` or
+        /// `max_body`; plus `max_body` once it is read, when gzip), then, in its place, while it is decoded, three times its text or twice its text plus 256 B
         /// a line (more for schemas over 12 columns: 64 B + 16 B a column), the larger. At
         /// least 4 × `max_body`; default the larger of 256MiB and that. A request whose lines
         /// could never fit is refused (413): with the defaults, a 16 MiB body of lines

@@ -12,54 +12,53 @@ use crate::helpers::*;
 use crate::push::http_client::Client;
 use crate::push::{push_job, start};
 
-/// Opens a push whose body never comes: it holds its memory reservation until 408.
-fn stalled_push(addr: &str, headers: &str, length: usize) -> std::net::TcpStream {
+/// Opens a push of a body of `length` bytes that stalls after `sent` of them: it holds its
+/// memory reservation (what it sent, doubled from 64 KiB) until 408.
+fn stalled_push(addr: &str, length: usize, sent: usize) -> std::net::TcpStream {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     let head = format!(
-        "POST /v1/repos/nginx_access/data HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Length: {length}\r\n\r\nx"
+        "POST /v1/repos/nginx_access/data HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {length}\r\n\r\n"
     );
     s.write_all(head.as_bytes()).unwrap();
+    s.write_all(&vec![b'x'; sent]).unwrap();
     s
 }
 
-/// Requests in progress share `max_in_flight`: two stalled gzip bodies hold 2 × (declared +
-/// `max_body`) = 256 KiB of 320 KiB, so a third gzip push is refused (503) before its body
-/// is read; once the stalled ones time out, the same push is taken. Before, any
-/// `max_concurrent` requests could each hold `max_body` and more.
+/// Requests in progress share `max_in_flight`: four stalled bodies that sent 200 KB each hold
+/// 4 × 256 KiB, all of the 1 MiB budget, so a fifth push is refused (503) before its body is
+/// read; once the stalled ones time out, the same push is taken. Before, any `max_concurrent`
+/// requests could each hold `max_body` and more.
 #[test]
 fn pushes_in_progress_share_a_memory_budget() {
     let dir = tempfile::tempdir().unwrap();
     let job = push_job(
         dir.path(),
         "wal",
-        "max_body = \"64KiB\"\nmax_in_flight = \"320KiB\"\nbody_timeout = \"6s\"",
+        "max_body = \"256KiB\"\nmax_in_flight = \"1MiB\"\nbody_timeout = \"6s\"",
         "",
     );
     let (child, addr) = start(&job, &dir.path().join("run.log"));
-    let gz = "Content-Encoding: gzip\r\n";
-    let _a = stalled_push(&addr, gz, 65_536);
-    let _b = stalled_push(&addr, gz, 65_536);
+    let _stalled: Vec<_> = (0..4)
+        .map(|_| stalled_push(&addr, 256 << 10, 200_000))
+        .collect();
     let held = || {
         let (_, text) = http(&addr, "GET", "/metrics", None);
         metric_sum(&text, "sluice_push_in_flight_bytes")
     };
-    wait_until("the stalled pushes to reserve 256 KiB", 10, || {
-        held() >= 256.0 * 1024.0
+    wait_until("the stalled pushes to reserve 1 MiB", 10, || {
+        held() >= 1024.0 * 1024.0
     });
     let good =
         b"{\"ts\":\"2024-05-01T10:00:00Z\",\"host\":\"h\",\"status\":200,\"trace_id\":\"budget\"}\n";
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    enc.write_all(good).unwrap();
-    let body = enc.finish().unwrap();
     let mut c = Client::new(&addr);
-    let (code, _, b) = c.post("/v1/repos/nginx_access/data", gz, &body).unwrap();
+    let (code, _, b) = c.post("/v1/repos/nginx_access/data", "", good).unwrap();
     assert_eq!(code, 503, "{b}");
     assert!(b.contains("max_in_flight"), "{b}");
     // After body_timeout the stalled requests are answered 408 and give their share back.
     wait_until("the stalled pushes to give their share back", 20, || {
         held() == 0.0
     });
-    let (code, _, b) = c.post("/v1/repos/nginx_access/data", gz, &body).unwrap();
+    let (code, _, b) = c.post("/v1/repos/nginx_access/data", "", good).unwrap();
     assert_eq!(code, 200, "{b}");
     sigterm(&child);
     assert!(child.wait_with_output().unwrap().status.success());
@@ -482,6 +481,54 @@ fn a_push_body_sent_one_byte_a_chunk_is_held_once() {
         "the peak grew by {} MiB for a 4 MiB body",
         grown / 1024
     );
+    sigterm(&child);
+    assert!(child.wait_with_output().unwrap().status.success());
+}
+
+/// Bodies sent slowly, on purpose or not, hold what they sent: neither `max_body` of the memory
+/// budget nor a request slot. Six clients that start a chunked body and stall exceed both the
+/// slots (`max_concurrent = 4`) and the budget (`max_in_flight` = 4 × `max_body`) as they
+/// were reserved before (a slot and `max_body` each, at the request's start): every other push
+/// was refused (503) until their `body_timeout` ran out. Now a push beside them is taken.
+#[test]
+fn bodies_sent_slowly_hold_neither_the_memory_budget_nor_the_request_slots() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = push_job(
+        dir.path(),
+        "wal",
+        "max_body = \"1MiB\"\nmax_in_flight = \"4MiB\"\nmax_concurrent = 4\nbody_timeout = \"60s\"",
+        "",
+    );
+    let (child, addr) = start(&job, &dir.path().join("run.log"));
+    let mut slow = Vec::new();
+    for _ in 0..6 {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            s,
+            "POST /v1/repos/nginx_access/data HTTP/1.1\r\nHost: {addr}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{{\"ts\"\r\n"
+        )
+        .unwrap();
+        slow.push(s);
+    }
+    // Each stalled body is reserved as far as it arrived.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let held = loop {
+        let (_, m) = http(&addr, "GET", "/metrics", None);
+        let held = metric_sum(&m, "sluice_push_in_flight_bytes");
+        if held >= 6.0 * 65536.0 || std::time::Instant::now() > deadline {
+            break held;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(held, 6.0 * 65536.0, "the stalled bodies' reservations");
+    let mut c = Client::new(&addr);
+    let answer = c.post(
+        "/v1/repos/nginx_access/data",
+        "",
+        &crate::push::events("beside", 10),
+    );
+    assert!(matches!(answer, Ok((200, _, _))), "{answer:?}");
+    drop(slow);
     sigterm(&child);
     assert!(child.wait_with_output().unwrap().status.success());
 }

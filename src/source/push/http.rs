@@ -4,7 +4,9 @@
 //!
 //! Answers, each with a JSON body: 200 `{accepted, dead_letters, first_offset, next_offset}`
 //! once the records are durable per the repo's durability; 503 with `Retry-After` when the
-//! repo has no room or too many requests are in progress (nothing of the request entered);
+//! repo has no room, too many requests are in progress, or their bodies hold the memory
+//! budget (nothing of the request entered; a body is reserved as it arrives, and a request
+//! slot taken once it is in);
 //! 413 for a body over `max_body` (compressed or not); 408 for a body that did not arrive
 //! within `body_timeout` (its request slot is freed); 400 for a body that is empty or not
 //! valid gzip or ends inside a quoted CSV field; 500 when the log failed (the task stops).
@@ -110,6 +112,25 @@ struct Reservation {
     metrics: Arc<Metrics>,
 }
 
+impl Reservation {
+    /// Grows this reservation to at least `bytes` in all, or false when `max_in_flight` has
+    /// not that much more free now.
+    fn grow_to(&mut self, api: &PushApi, bytes: u64) -> bool {
+        let have = self.bytes as u64;
+        if bytes <= have {
+            return true;
+        }
+        let Ok(more) = api.budget.clone().try_acquire_many_owned(kib(bytes - have)) else {
+            return false;
+        };
+        let added = more.num_permits() as i64 * 1024;
+        self._permit.merge(more);
+        self.bytes += added;
+        api.metrics.push_in_flight(added);
+        true
+    }
+}
+
 impl Drop for Reservation {
     fn drop(&mut self) {
         self.metrics.push_in_flight(-self.bytes);
@@ -136,13 +157,6 @@ fn answer(api: &PushApi, status: StatusCode, body: serde_json::Value) -> Respons
 
 /// Handles one push request (the caller checked the route's token and repo).
 pub async fn push(api: Arc<PushApi>, headers: HeaderMap, body: Body) -> Response {
-    let Ok(permit) = api.permits.clone().try_acquire_owned() else {
-        return answer(
-            &api,
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({ "error": "too many push requests in progress; retry later" }),
-        );
-    };
     let too_large = || json!({ "error": format!("the body is larger than the limit of {} bytes (source.max_body)", api.max_body) });
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -178,13 +192,16 @@ pub async fn push(api: Arc<PushApi>, headers: HeaderMap, body: Body) -> Response
             )
         }
     };
-    // The body (and its decompressed form) must fit in the memory budget before it is read.
-    let body_bytes = declared.unwrap_or(api.max_body as u64);
-    let Some(held) = api.reserve(body_bytes + if gzip { api.max_body as u64 } else { 0 }) else {
+    // The body is reserved as it arrives, and the request slot taken once it is in: a body
+    // sent slowly (on purpose or not) holds what it sent, not `max_body` of the budget and a
+    // slot of `max_concurrent` for up to `body_timeout` (16 of them made every other push
+    // 503 meanwhile).
+    let Some(mut held) = api.reserve(0) else {
         return no_memory(&api);
     };
     let limit = api.max_body;
-    let read = tokio::time::timeout(api.body_timeout, read_body(body, declared, limit));
+    let grow = |bytes: usize| held.grow_to(&api, bytes as u64);
+    let read = tokio::time::timeout(api.body_timeout, read_body(body, declared, limit, grow));
     let bytes = match read.await {
         Err(_) => {
             return answer(
@@ -204,6 +221,14 @@ pub async fn push(api: Arc<PushApi>, headers: HeaderMap, body: Body) -> Response
                 json!({ "error": format!("reading the body: {e}") }),
             )
         }
+        Ok(Err(BodyError::NoMemory)) => return no_memory(&api),
+    };
+    let Ok(permit) = api.permits.clone().try_acquire_owned() else {
+        return answer(
+            &api,
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({ "error": "too many push requests in progress; retry later" }),
+        );
     };
     let worker = api.clone();
     // The permit goes with the work: a client that disconnects does not free it while its
@@ -226,23 +251,28 @@ pub async fn push(api: Arc<PushApi>, headers: HeaderMap, body: Body) -> Response
 enum BodyError {
     /// It is larger than `max_body`.
     TooLarge,
+    /// `max_in_flight` has no room for more of it now.
+    NoMemory,
     Read(axum::Error),
 }
 
-/// Reads a request body into one buffer of at most `limit` bytes, frame by frame: each frame
-/// is copied in and dropped. Collecting the frames first (axum's `to_bytes`) kept each one,
-/// and a chunked body sent one byte a chunk held about 40 bytes for each of its bytes (a
-/// handle per chunk, and the read buffers they share) until the last one arrived.
+/// Reads a request body into one buffer of at most `limit` bytes (its declared length, when
+/// less), frame by frame: each frame is copied in and dropped. Collecting the frames first
+/// (axum's `to_bytes`) kept each one, and a chunked body sent one byte a chunk held about 40
+/// bytes for each of its bytes (a handle per chunk, and the read buffers they share) until
+/// the last one arrived. The buffer grows by doubling, each size reserved first (`reserve`:
+/// false when the budget has no room).
 async fn read_body(
     body: axum::body::Body,
     declared: Option<u64>,
     limit: usize,
+    mut reserve: impl FnMut(usize) -> bool,
 ) -> Result<bytes::Bytes, BodyError> {
     use http_body_util::BodyExt;
     let mut body = body;
-    // A declared length within the limit is room taken once; a body that sends more is cut
-    // off by the server.
-    let mut out = Vec::with_capacity(declared.map_or(0, |n| n.min(limit as u64) as usize));
+    // A body that sends more than it declared is cut off by the server.
+    let most = declared.map_or(limit, |n| n.min(limit as u64) as usize);
+    let mut out = Vec::new();
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame.map_err(BodyError::Read)?.into_data() else {
             continue; // trailers
@@ -252,8 +282,14 @@ async fn read_body(
             return Err(BodyError::TooLarge);
         }
         if need > out.capacity() {
-            // Doubling, but never past the limit the reservation counts.
-            let grow = need.max(out.capacity() * 2).min(limit);
+            // Doubling from 64 KiB, but never past what the body may hold.
+            let grow = need
+                .max(out.capacity() * 2)
+                .max(64 << 10)
+                .min(most.max(need));
+            if !reserve(grow) {
+                return Err(BodyError::NoMemory);
+            }
             out.reserve_exact(grow - out.len());
         }
         out.extend_from_slice(&data);
@@ -290,7 +326,11 @@ fn gunzip_within(bytes: &[u8], limit: usize, out: &mut Vec<u8>) -> std::io::Resu
 
 /// Decodes and appends one body (on a blocking thread: decoding and fsync take time). `body`
 /// is the body's reservation, exchanged for the decoding's once the text is known.
-fn take(api: &PushApi, bytes: bytes::Bytes, gzip: bool, body: Reservation) -> Response {
+fn take(api: &PushApi, bytes: bytes::Bytes, gzip: bool, mut body: Reservation) -> Response {
+    // The decompressed text, up to `max_body`, beside the body.
+    if gzip && !body.grow_to(api, body.bytes as u64 + api.max_body as u64 + 1) {
+        return no_memory(api);
+    }
     let mut data = if gzip {
         let mut out = Vec::new();
         let decompressed = gunzip_within(&bytes, api.max_body + 1, &mut out);
