@@ -108,6 +108,18 @@ pub struct Checkpoint {
     /// versions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub log_runs: Vec<(String, u64)>,
+    /// A file partition's file, as the writer's run found it: a start that resumes here
+    /// checks the file begins so (written under the writer's term, as the offset is). None
+    /// for other sources and records of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileHead>,
+}
+
+/// The first bytes of a file (up to 4 KiB, decompressed): how many, and their CRC-32.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileHead {
+    pub len: usize,
+    pub crc: u32,
 }
 
 /// The outcome "abort" of a sequence number: its claim was fenced, its files removed.
@@ -336,6 +348,7 @@ impl Checkpoints {
                         ),
                         log: None,
                         log_runs: Vec::new(),
+                        file: None,
                     });
                 }
                 Some(Outcome::Commit(c)) => {
@@ -596,6 +609,7 @@ impl Checkpoint {
             owner: "o".into(),
             log: None,
             log_runs: Vec::new(),
+            file: None,
         }
     }
 }

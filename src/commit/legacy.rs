@@ -72,6 +72,7 @@ impl Checkpoints {
             owner,
             log: from.log.clone(),
             log_runs: from.log_runs.clone(),
+            file: from.file.clone(),
         };
         Ok(match self.decide(&Outcome::Commit(c))? {
             None => Some(old),

@@ -141,6 +141,7 @@ impl Checkpoints {
             owner: owner.clone(),
             log: latest.and_then(|c| c.log.clone()),
             log_runs: latest.map(|c| c.log_runs.clone()).unwrap_or_default(),
+            file: latest.and_then(|c| c.file.clone()),
         };
         self.seal(&claim, &c)?;
         self.release(key, seq, term, &owner)?;

@@ -72,6 +72,7 @@ pub(super) fn checkpoint(c: &Claim, next: u64) -> Checkpoint {
         owner: c.owner.clone(),
         log: None,
         log_runs: Vec::new(),
+        file: None,
     }
 }
 

@@ -142,6 +142,7 @@ pub(super) fn commit_partition(
                 owner: owner.to_string(),
                 log: ctx.log_id.clone(),
                 log_runs: ctx.log_runs.clone(),
+                file: ctx.file_heads.get(&state.key).cloned(),
             };
             ctx.checkpoints.seal(&claim, &c)?;
             crate::fault::abort_at("after_checkpoint", commits);

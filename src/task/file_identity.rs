@@ -13,6 +13,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::TaskError;
+use crate::commit::checkpoint::FileHead;
 use crate::source::PartitionInfo;
 use crate::store::{Destination, StoreError};
 
@@ -49,27 +50,37 @@ pub fn check_all(
     keeps_spill: bool,
 ) -> Result<(), TaskError> {
     for p in parts {
-        let resumed = checkpoints.latest(&p.key())?.map_or(0, |c| c.next_offset);
-        check_one(job, dest, p, resumed, keeps_spill, When::BeforeClaims)?;
+        let latest = checkpoints.latest(&p.key())?;
+        let resumed = latest.as_ref().map_or(0, |c| c.next_offset);
+        let from = latest.as_ref().and_then(|c| c.file.as_ref());
+        check_one(
+            job,
+            dest,
+            p,
+            (resumed, from),
+            keeps_spill,
+            When::BeforeClaims,
+        )?;
     }
     Ok(())
 }
 
-/// Checks partition `p`'s file of a file job (nothing for other sources), resumed at
-/// `resumed`: see [`check`].
+/// Checks partition `p`'s file of a file job (nothing for other sources), resumed at an
+/// offset from a checkpoint that may record the file its writer read: see [`check`]. The
+/// file's start as found now, for this run's checkpoints.
 pub fn check_one(
     job: &crate::config::Job,
     dest: &Destination,
     p: &PartitionInfo,
-    resumed: u64,
+    resumed: (u64, Option<&FileHead>),
     keeps_spill: bool,
     when: When,
-) -> Result<(), TaskError> {
+) -> Result<Option<FileHead>, TaskError> {
     let crate::config::SourceSection::File { paths, .. } = &job.file.source else {
-        return Ok(());
+        return Ok(None);
     };
     let Some(path) = paths.get(p.id as usize).map(|f| job.resolve(f)) else {
-        return Ok(());
+        return Ok(None);
     };
     let state = job.resolve(&job.file.job.state_dir);
     // This job's spill, or one of an earlier version's (no owner): restored unless another
@@ -77,7 +88,7 @@ pub fn check_one(
     let spilled = keeps_spill
         && crate::channel::spill::header(&state)
             .is_ok_and(|h| h.owner.as_ref().is_none_or(|o| o.job == job.file.job.name));
-    check(dest, &job.file.job.name, p, &path, resumed, spilled, when)
+    check(dest, &job.file.job.name, p, &path, resumed, spilled, when).map(Some)
 }
 
 fn record_path(job: &str, key: &str) -> String {
@@ -85,9 +96,15 @@ fn record_path(job: &str, key: &str) -> String {
 }
 
 /// Checks that `path` is the file partition `p` of job `job` was read from, when it resumes
-/// past its start (`resumed`: the checkpoint's offset) or a spill may hold records of it
-/// (`spilled`), and records its start when none is recorded or more of it is there now. A
-/// file whose start differs from the one recorded (or is shorter) is refused, naming both.
+/// past its start (`resumed`: the checkpoint's offset, and the file its writer read if it
+/// records one) or a spill may hold records of it (`spilled`), and records its start when
+/// none is recorded or more of it is there now. A file whose start differs from the one the
+/// checkpoint records, or else the one recorded (or is shorter), is refused, naming both.
+///
+/// The checkpoint's record of the file is written under its writer's term, as its offset is:
+/// a fenced process cannot change it. The record in `files/` is not (a process fenced
+/// between its claim and its write of the record could replace it after the next owner
+/// checked it); it serves spills and checkpoints of earlier versions.
 ///
 /// Another file's record, where nothing is committed, is replaced only under the claim
 /// ([`When::Claimed`]): replaced before it, a process whose check saw no commit yet could
@@ -100,10 +117,10 @@ fn check(
     job: &str,
     p: &PartitionInfo,
     path: &Path,
-    resumed: u64,
+    (resumed, from): (u64, Option<&FileHead>),
     spilled: bool,
     when: When,
-) -> Result<(), TaskError> {
+) -> Result<FileHead, TaskError> {
     let fail = |reason: String| TaskError::Job {
         job: job.to_string(),
         reason,
@@ -115,6 +132,27 @@ fn check(
         path: path.display().to_string(),
         len: head.len(),
         crc: crc32fast::hash(&head),
+    };
+    let found = FileHead {
+        len: now.len,
+        crc: now.crc,
+    };
+    let refuse = |read: String, len: usize, was: &str| {
+        fail(format!(
+            "input {} (partition {key}) is not the file the job {read}: its first {len} bytes differ from those of {was} (a log rotated under the same name, or a file replaced or rewritten). Reading it on from there would skip its start: give the new file a name of its own (a new partition, read from its start), or restore the one read",
+            path.display(),
+        ))
+    };
+    let checkpointed = match from.filter(|_| resumed > 0) {
+        Some(h) if head.len() < h.len || crc32fast::hash(&head[..h.len]) != h.crc => {
+            return Err(refuse(
+                format!("read to byte {resumed}"),
+                h.len,
+                "the file its checkpoint records",
+            ));
+        }
+        Some(_) => true,
+        None => false,
     };
     // Twice at most: a create-only write refused is read again (another start's record, or
     // this one's own, landed before an error that was retried).
@@ -130,27 +168,23 @@ fn check(
         match recorded {
             // Read past its start (or perhaps, into a spill): the file must begin as the one
             // read did.
-            Some(r) if resumed > 0 || spilled => {
+            Some(r) if (resumed > 0 && !checkpointed) || spilled => {
                 if head.len() < r.len || crc32fast::hash(&head[..r.len]) != r.crc {
                     let read = if resumed > 0 {
                         format!("read to byte {resumed}")
                     } else {
                         "read into the spill in its state folder".to_string()
                     };
-                    return Err(fail(format!(
-                        "input {} (partition {key}) is not the file the job {read}: its first {} bytes differ from those of {} when it was first read (a log rotated under the same name, or a file replaced or rewritten). Reading it on from there would skip its start: give the new file a name of its own (a new partition, read from its start), or restore the one read",
-                        path.display(),
-                        r.len,
-                        r.path
-                    )));
+                    let was = format!("{} when it was first read", r.path);
+                    return Err(refuse(read, r.len, &was));
                 }
                 if head.len() > r.len {
                     write(dest, &record, &now, false)?;
                 }
             }
             Some(r) if r == now => {}
-            // Nothing of it committed, as far as this start saw before its claim: replaced
-            // once the claim says so.
+            // Nothing of it committed, as far as this start saw before its claim, or the
+            // checkpoint says it is the file read: replaced once the claim says so.
             Some(_) if when == When::BeforeClaims => {}
             Some(_) => write(dest, &record, &now, false)?,
             None => {
@@ -163,7 +197,7 @@ fn check(
                 }
             }
         }
-        return Ok(());
+        return Ok(found);
     }
     Err(fail(format!(
         "the record of input {}'s start ({}) was written and removed again while this start read it",

@@ -409,21 +409,24 @@ fn run_inner(
     } else {
         opts
     };
+    let mut file_heads = std::collections::HashMap::new();
     for (p, claimed) in parts.iter().zip(claimed) {
         foreign_log::after_claim(&mut *source, &checkpoints, p, claimed.latest())?;
+        let from = claimed.latest().and_then(|c| c.file.clone());
         let src = &mut source;
         let start =
             membership::resume(claimed, &control, None, p, || Ok(src.resume_default(p.id)?))?;
         // Under the claim: the file is the one read to where the partition resumes (another
         // process may have committed since the check before the claims).
-        file_identity::check_one(
+        let head = file_identity::check_one(
             job,
             &dest,
             p,
-            start.offset,
+            (start.offset, from.as_ref()),
             keeps_spill,
             file_identity::When::Claimed,
         )?;
+        file_heads.extend(head.map(|h| (p.key(), h)));
         if start.checkpointed {
             source.seek(p.id, start.offset, start.line)?;
             // What the checkpoint covers is committed: a push log counts its room from there
@@ -474,6 +477,7 @@ fn run_inner(
         group: source.dynamic(),
         log_id: source.log_id(),
         log_runs: source.log_runs(),
+        file_heads,
     });
     let state_dir = job.resolve(&job.file.job.state_dir);
     let threads = if opts.threads == 0 {

@@ -249,3 +249,46 @@ fn a_start_paused_before_its_claim_does_not_take_another_files_commits_as_its_ow
     assert_eq!(ids.len(), 50, "{ids:?}");
     assert!(ids.keys().all(|id| id.starts_with('a')), "{ids:?}");
 }
+
+/// The record of a file's start in `files/` is replaced after the job committed (as a process
+/// fenced between its claim and its write of the record could): a start with another file of
+/// that name passed the record's check and resumed at the committed offset in its own file.
+/// The checkpoint names the file its writer read, under its term as its offset is: that start
+/// is refused, and the job's own file still resumes (its record written again).
+#[test]
+fn a_checkpoint_names_the_file_its_writer_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("app.csv");
+    let job = job(dir.path(), "");
+    append(&input, "a,1\nb,2\n");
+    let (status, log) = sluice_within(&["run", job.to_str().unwrap()], 60);
+    assert!(status.success(), "{log}");
+    let record = dir.path().join("out/_sluice/grow/files/app-0.json");
+    let ours = std::fs::read(&record).unwrap();
+    // Another file's record, written late.
+    let other = dir.path().join("other.csv");
+    std::fs::write(&other, "x,10\ny,20\nz,30\n").unwrap();
+    let bytes = std::fs::read(&other).unwrap();
+    let forged = serde_json::json!({"path": other.display().to_string(), "len": bytes.len(), "crc": crc32fast::hash(&bytes)});
+    std::fs::write(&record, forged.to_string()).unwrap();
+    std::fs::rename(&input, dir.path().join("app.csv.1")).unwrap();
+    std::fs::copy(&other, &input).unwrap();
+    let (status, log) = sluice_within(&["run", job.to_str().unwrap()], 60);
+    assert!(
+        !status.success(),
+        "another file resumed at the job's offset: {log}"
+    );
+    assert!(log.contains("the file its checkpoint records"), "{log}");
+    assert_eq!(trace_ids(&dir.path().join("out")).len(), 2);
+    // The job's own file, grown, resumes; its record is the job's again.
+    std::fs::rename(dir.path().join("app.csv.1"), &input).unwrap();
+    append(&input, "c,3\n");
+    let (status, log) = sluice_within(&["run", job.to_str().unwrap()], 60);
+    assert!(status.success(), "{log}");
+    assert_eq!(trace_ids(&dir.path().join("out")).len(), 3);
+    let now: serde_json::Value = serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    let ours: serde_json::Value = serde_json::from_slice(&ours).unwrap();
+    assert_eq!(now["path"], ours["path"]);
+    let whole = std::fs::read(&input).unwrap();
+    assert_eq!(now["crc"], crc32fast::hash(&whole));
+}
