@@ -55,24 +55,38 @@ pub const MAX_GROWTH: u64 = 256 << 20;
 /// `s` in the worst case (a text of `a`s, a substring of `a`s ending in `b`), a pattern from
 /// the data is compiled per row and may be matched in `len(pattern) × len(s)`, and a trim's
 /// characters are each compared with each character trimmed. One record of two 1 MiB texts
-/// took minutes of a decoding thread, and every partition behind it waited. Steps are spent
-/// once done: a failed evaluation does not give them back.
+/// took minutes of a decoding thread, and every partition behind it waited.
 pub const MAX_STEPS: u64 = 1 << 26;
-/// The most steps such functions may take for one chunk, in all its batches and stages.
+/// The most steps such functions may take for the rows one chunk keeps, in all its batches
+/// and stages: an evaluation that fails (another row's error) gives its steps back, as its
+/// rows are tried again in halves.
 pub const MAX_CHUNK_STEPS: u64 = 1 << 32;
+/// The most steps such functions may take for one chunk whatever fails: the halving of
+/// failed evaluations repeats their work (about log2 of the batch's rows times, for one bad
+/// row), but not past this; beyond it every evaluation of the chunk fails.
+pub const MAX_CHUNK_WORK: u64 = 1 << 36;
 
 /// What guarded calls spent on the chunk a thread decodes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Account {
     /// Bytes values were grown by.
     pub grown: u64,
-    /// Steps of functions whose work is a product of lengths ([`MAX_STEPS`]).
+    /// Steps of functions whose work is a product of lengths ([`MAX_STEPS`]), for the
+    /// evaluations kept.
     pub steps: u64,
+    /// Those steps, and the steps of evaluations thrown away ([`MAX_CHUNK_WORK`]).
+    pub work: u64,
 }
 
 thread_local! {
     /// What guarded calls spent on the chunk this thread decodes.
-    static SPENT: Cell<Account> = const { Cell::new(Account { grown: 0, steps: 0 }) };
+    static SPENT: Cell<Account> = const {
+        Cell::new(Account {
+            grown: 0,
+            steps: 0,
+            work: 0,
+        })
+    };
 }
 
 /// What guarded calls spent on the chunk this thread decodes.
@@ -86,10 +100,11 @@ pub fn set_account(spent: Account) {
 }
 
 /// Gives back what an evaluation that is thrown away (it failed, and its rows are tried again)
-/// grew values by since the account was `before`: that memory is freed. Its steps stay spent.
+/// grew values by and its steps, since the account was `before`: that memory is freed, and
+/// its rows are counted again when tried. The work it did stays counted ([`MAX_CHUNK_WORK`]).
 pub fn give_back(before: Account) {
     SPENT.set(Account {
-        steps: account().steps,
+        work: account().work,
         ..before
     });
 }
@@ -157,16 +172,27 @@ impl ScalarUDFImpl for Guarded {
         let text = lengths(&args.args[0], rows);
         if self.kind == Kind::Steps {
             let spent = account();
-            let steps = spent
-                .steps
-                .saturating_add(self.steps(&args.args, &text, rows)?);
+            let these = self.steps(&args.args, &text, rows)?;
+            let (steps, work) = (
+                spent.steps.saturating_add(these),
+                spent.work.saturating_add(these),
+            );
             if steps > MAX_CHUNK_STEPS {
                 return exec_err!(
-                    "stage functions took {steps} steps for this record's chunk; `levenshtein` and `strpos` may take at most {MAX_CHUNK_STEPS} steps per chunk"
+                    "stage functions would take {steps} steps for this record's chunk; `levenshtein`, `strpos`, matches of patterns from the data and trims may take at most {MAX_CHUNK_STEPS} steps per chunk"
+                );
+            }
+            if work > MAX_CHUNK_WORK {
+                return exec_err!(
+                    "stage functions would take {work} steps for this record's chunk, counting evaluations other records failed; they may take at most {MAX_CHUNK_WORK}"
                 );
             }
             let out = self.inner.invoke_with_args(args)?;
-            set_account(Account { steps, ..spent });
+            set_account(Account {
+                steps,
+                work,
+                ..spent
+            });
             return Ok(out);
         }
         let least = self.check(&args.args, &text, rows)?;

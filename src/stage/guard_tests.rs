@@ -310,11 +310,72 @@ fn functions_whose_work_is_a_product_of_lengths_fail_the_record_asking_too_much(
     // 2^24 steps a row: 256 rows fit the chunk's 2^32.
     assert_eq!(applied.batch.map_or(0, |b| b.num_rows()), 256);
     assert_eq!(applied.failed.len(), rows - 256);
-    // An evaluation thrown away gives back what it grew values by, not the steps it took.
-    set_account(Account { grown: 5, steps: 7 });
+    // An evaluation thrown away gives back what it grew values by and its steps (its rows are
+    // tried again), not the work it did.
+    set_account(Account {
+        grown: 5,
+        steps: 7,
+        work: 9,
+    });
     give_back(Account::default());
-    assert_eq!(account(), Account { grown: 0, steps: 7 });
+    assert_eq!(
+        account(),
+        Account {
+            grown: 0,
+            steps: 0,
+            work: 9
+        }
+    );
     // A call of constants past the bound is refused at planning.
     let e = select(&input, &format!("levenshtein('{x}', '{y}')")).unwrap_err();
     assert!(e.to_string().contains("steps"), "{e}");
+}
+
+/// A chunk whose good rows take nearly the chunk's steps, beside one row that fails another
+/// function: the failed evaluation is tried again in halves, its steps given back, so every
+/// good row is kept. (Counted again at each halving, the steps ran past the bound and the
+/// good rows became dead letters.)
+#[test]
+fn steps_of_an_evaluation_another_row_failed_are_given_back() {
+    let input = Arc::new(Schema::new(vec![
+        Field::new("a", DataType::Utf8, true),
+        Field::new("b", DataType::Utf8, true),
+        Field::new("c", DataType::Utf8, true),
+    ]));
+    let rows = 1000;
+    // 2^11 × 2^11 = 2^22 steps a row: 1,000 rows take 98 % of the chunk's 2^32.
+    let (a, b) = ("x".repeat(1 << 11), "y".repeat(1 << 11));
+    let c: Vec<&str> = (0..rows)
+        .map(|i| if i == 500 { "bad" } else { "1" })
+        .collect();
+    let batch = RecordBatch::try_new(
+        input.clone(),
+        vec![
+            Arc::new(StringArray::from(vec![a.as_str(); rows])),
+            Arc::new(StringArray::from(vec![b.as_str(); rows])),
+            Arc::new(StringArray::from(c)),
+        ],
+    )
+    .unwrap();
+    let s = Stages::plan(
+        &[stage(
+            "select = [\"strpos(a, b) AS r\", \"CAST(c AS INT) AS n\"]",
+        )],
+        input,
+        OnError::DeadLetter,
+    )
+    .unwrap();
+    set_account(Account::default());
+    let applied = s.apply(batch);
+    assert_eq!(
+        applied.failed.len(),
+        1,
+        "{:?}",
+        &applied.failed[..3.min(applied.failed.len())]
+    );
+    assert_eq!(applied.failed[0].0, 500);
+    assert_eq!(applied.batch.unwrap().num_rows(), rows - 1);
+    let spent = account();
+    assert_eq!(spent.steps, (rows as u64 - 1) << 22);
+    assert!(spent.work > spent.steps && spent.work <= MAX_CHUNK_WORK);
 }
