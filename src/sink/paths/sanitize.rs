@@ -42,13 +42,17 @@ pub(super) fn push_sanitized(out: &mut String, value: &str, seg_start: bool) {
 /// escape; `~` fills what an escape leaves) and appends `~` and 16 hex digits of a hash of
 /// `whole`, what was rendered: `keep` + 17 bytes, longer than any text kept whole.
 fn cut_hashed(out: &mut String, start: usize, keep: usize, whole: &[u8]) {
-    // Rendered text is ASCII; do not cut a `%XX` escape in two.
+    // Rendered values are ASCII, a template's literal text may not be: do not cut a `%XX`
+    // escape or a character in two.
     let mut cut = start + keep;
     let b = out.as_bytes();
     if b[cut - 1] == b'%' {
         cut -= 1;
     } else if b[cut - 2] == b'%' {
         cut -= 2;
+    }
+    while !out.is_char_boundary(cut) {
+        cut -= 1;
     }
     out.truncate(cut);
     while out.len() < start + keep {

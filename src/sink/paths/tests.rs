@@ -592,4 +592,12 @@ fn a_folder_name_of_several_long_values_is_cut_and_hashed() {
     super::sanitize::cap_segments(&mut out, &mut Vec::new());
     assert_eq!(out.len(), MAX_SEGMENT + 17);
     assert!(!out.contains("%2~") && !out.contains("%~"), "{out}");
+    // Nor a template's literal characters (`é` is 2 bytes: one falls across the cut).
+    for shift in 0..2 {
+        let mut out = format!("{}{}/x/", "a".repeat(shift), "é".repeat(150));
+        super::sanitize::cap_segments(&mut out, &mut Vec::new());
+        let first = out.split('/').next().unwrap();
+        assert_eq!(first.len(), MAX_SEGMENT + 17, "{out}");
+        assert!(out.ends_with("/x/"), "{out}");
+    }
 }
