@@ -555,12 +555,28 @@ impl Wal {
     }
 
     /// Records before `committed` are in committed files: deletes the segments wholly below it
-    /// (never the current one).
+    /// (never the current one), oldest first, each forgotten once gone: a delete that fails
+    /// (a full or failing disk) leaves it and the later ones listed, for the next release. (A
+    /// segment forgotten before its delete failed stayed on disk below the ones deleted
+    /// later: a gap every start refused.)
     pub fn release(&mut self, committed: u64) -> Result<(), WalError> {
         let mut removed = false;
         while self.segments.len() > 1 && self.segments[1].base <= committed {
+            let path = self.segments[0].path.clone();
+            #[cfg(test)]
+            crate::hooks::at("wal: before a segment's delete");
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                // Gone already: a delete that landed before it reported an error.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    if removed {
+                        let _ = sync_dir(&self.dir);
+                    }
+                    return Err(io(&path)(e));
+                }
+            }
             let s = self.segments.remove(0);
-            std::fs::remove_file(&s.path).map_err(io(&s.path))?;
             if self.reader.as_ref().is_some_and(|(b, _)| *b == s.base) {
                 self.reader = None;
             }

@@ -154,6 +154,43 @@ fn release_deletes_whole_segments_below_the_commit_only() {
     assert_eq!(wal.segments(), 1, "the current segment is never deleted");
 }
 
+/// A segment's delete fails (a full or failing disk), then room returns: the segment stays
+/// listed and the next release deletes it before the later ones. It was forgotten first, so
+/// it stayed on disk below segments deleted later: a gap that every start refused.
+#[test]
+fn a_segment_whose_delete_failed_is_deleted_by_the_next_release() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = Wal::open(dir.path(), 1024).unwrap();
+    for p in payloads(200) {
+        wal.append(&p).unwrap();
+    }
+    let first = segment_path(dir.path(), 0);
+    let bytes = std::fs::read(&first).unwrap();
+    // The delete fails: a folder stands where the file was (as an error would leave it).
+    let (f, b) = (first.clone(), bytes.clone());
+    crate::hooks::set("wal: before a segment's delete", move || {
+        std::fs::remove_file(&f).unwrap();
+        std::fs::create_dir(&f).unwrap();
+        std::fs::write(f.join("x"), &b).unwrap();
+    });
+    let before = wal.segments();
+    assert!(wal.release(wal.end() / 2).is_err());
+    assert_eq!(
+        wal.segments(),
+        before,
+        "a segment forgotten though it is still there"
+    );
+    // Room again: the segment is as it was, and the next release deletes it first.
+    std::fs::remove_dir_all(&first).unwrap();
+    std::fs::write(&first, &bytes).unwrap();
+    let end = wal.end();
+    wal.release(end).unwrap();
+    assert!(!first.exists());
+    drop(wal);
+    let (wal, _) = Wal::open(dir.path(), 1024).unwrap();
+    assert_eq!(wal.end(), end);
+}
+
 #[test]
 fn a_torn_tail_is_cut_and_reported() {
     let dir = tempfile::tempdir().unwrap();
