@@ -56,7 +56,7 @@ pub(super) fn scan_with(
         file_len,
     };
     let mut magic = [0u8; 8];
-    if file_len < 8 || r.read_exact(&mut magic).is_err() {
+    if file_len < 8 || !read_whole(&mut r, &mut magic).map_err(io(path))? {
         s.bad = Some("the segment header is incomplete".into());
         return Ok(s);
     }
@@ -74,7 +74,7 @@ pub(super) fn scan_with(
             return Ok(s);
         }
         let mut h = [0u8; RECORD_HEADER as usize];
-        if file_len - s.good_len < RECORD_HEADER || r.read_exact(&mut h).is_err() {
+        if file_len - s.good_len < RECORD_HEADER || !read_whole(&mut r, &mut h).map_err(io(path))? {
             s.bad = Some("a record header is incomplete".into());
             return Ok(s);
         }
@@ -90,7 +90,7 @@ pub(super) fn scan_with(
             return Ok(s);
         }
         payload.resize(len as usize, 0);
-        if r.read_exact(&mut payload).is_err() {
+        if !read_whole(&mut r, &mut payload).map_err(io(path))? {
             s.bad = Some("a record is incomplete".into());
             return Ok(s);
         }
@@ -107,6 +107,17 @@ pub(super) fn scan_with(
     }
 }
 
+/// Fills `buf` from `r`: false when the file ends first (it was cut shorter since its length
+/// was read: a torn tail). Any other error is the read's: a disk's failing read must not be
+/// taken for a torn tail and cut off (records acknowledged as durable with it).
+fn read_whole(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<bool> {
+    match r.read_exact(buf) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 pub(super) fn create_segment(path: &Path) -> Result<(), WalError> {
     let mut f = OpenOptions::new()
         .write(true)
@@ -115,4 +126,25 @@ pub(super) fn create_segment(path: &Path) -> Result<(), WalError> {
         .map_err(io(path))?;
     f.write_all(MAGIC).map_err(io(path))?;
     f.sync_all().map_err(io(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A read that fails is an error, not the end of the file: scanned as a torn tail, the
+    /// records from there on were cut off at start.
+    #[test]
+    fn a_failing_read_is_an_error_and_a_short_file_a_torn_tail() {
+        struct Failing;
+        impl Read for Failing {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("EIO"))
+            }
+        }
+        let mut buf = [0u8; 4];
+        assert!(read_whole(&mut Failing, &mut buf).is_err());
+        assert!(!read_whole(&mut &b"ab"[..], &mut buf).unwrap());
+        assert!(read_whole(&mut &b"abcd"[..], &mut buf).unwrap());
+    }
 }
