@@ -473,7 +473,33 @@ pub(super) fn graceful_stop(
                 spill::remove(dir)?;
             }
             let keys = control.partitions.keys();
-            spill::write(dir, schema, &items, |p| keys.get(&p).cloned(), &meta)?;
+            // Three tries (a disk's passing error); then the error says what is lost.
+            let mut tries = 0;
+            while let Err(e) = spill::write(dir, schema, &items, |p| keys.get(&p).cloned(), &meta) {
+                tries += 1;
+                if tries < 3 {
+                    tracing::warn!(error = %e, path = %dir.display(), "writing the spill failed; trying again");
+                    std::thread::sleep(Duration::from_millis(500 * tries));
+                    continue;
+                }
+                let records: u64 = items.iter().map(|i| i.records).sum();
+                let memory = matches!(
+                    &job.file.source,
+                    crate::config::SourceSection::Push { durability, .. } if durability.as_str() == "memory"
+                );
+                let fate = if memory {
+                    "acknowledged to push clients (durability = \"memory\"), are lost"
+                } else {
+                    "are read again from the source at the next start"
+                };
+                return Err(TaskError::Job {
+                    job: job.file.job.name.clone(),
+                    reason: format!(
+                        "the channel could not be spilled to {}: {e}; the {records} records it held, not committed, {fate}",
+                        dir.display()
+                    ),
+                });
+            }
             if n > 0 {
                 tracing::info!(items = n, path = %dir.display(), "spilled the channel to disk");
             }

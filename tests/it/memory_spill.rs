@@ -101,3 +101,38 @@ fn spill_lands_after_b(durability: &str, env: &[(&str, &str)]) {
     );
     assert!(!spill.exists());
 }
+
+/// Memory durability: the stop cannot write its spill (the state folder's `spill` is a file,
+/// as a failing disk would refuse it). It tries again, then fails naming the acknowledged
+/// records it loses; it said only that the spill failed.
+#[test]
+fn a_memory_push_whose_spill_cannot_be_written_names_the_acknowledged_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = push_job(dir.path(), "memory", "", "");
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("stop_deadline = \"20s\"", "stop_deadline = \"1s\"");
+    std::fs::write(&job, text).unwrap();
+    let hold = dir.path().join("hold");
+    std::fs::write(&hold, b"").unwrap();
+    let fault = format!("hold_worker:@{}", hold.display());
+    let (mut run, addr) = start_with(
+        &job,
+        &dir.path().join("run.log"),
+        &[("SLUICE_FAULT", &fault)],
+    );
+    push_acked(&addr, "lost", 20);
+    std::fs::write(dir.path().join("state/spill"), b"not a folder").unwrap();
+    sigterm(&run);
+    let log = dir.path().join("run.log");
+    let tried = crate::kafka::wait_log(&log, "writing the spill failed", 1, 60);
+    assert!(tried.contains("writing the spill failed"), "{tried}");
+    std::fs::remove_file(&hold).unwrap();
+    let status = wait_exit(run.child(), "the run", 60);
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(!status.success(), "{said}");
+    assert!(
+        said.contains("the 20 records it held, not committed, acknowledged to push clients (durability = \"memory\"), are lost"),
+        "{said}"
+    );
+}
