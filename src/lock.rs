@@ -62,10 +62,15 @@ impl DirLock {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(err(e)),
         }
-        file.set_len(0).map_err(err)?;
-        file.seek(SeekFrom::Start(0)).map_err(err)?;
-        writeln!(file, "{}", std::process::id()).map_err(err)?;
-        file.sync_all().map_err(err)?;
+        // The pid is for people: a full disk must not stop the start that would free it.
+        let pid = file
+            .set_len(0)
+            .and_then(|()| file.seek(SeekFrom::Start(0)))
+            .and_then(|_| writeln!(file, "{}", std::process::id()))
+            .and_then(|()| file.sync_all());
+        if let Err(e) = pid {
+            tracing::warn!(path = %path.display(), error = %e, "could not write this process's id into the lock file (the lock is held)");
+        }
         Ok(DirLock { _file: file, path })
     }
 

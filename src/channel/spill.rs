@@ -431,6 +431,18 @@ pub fn read(state: &Path, schema: &SchemaRef) -> Result<Spill, SpillError> {
 /// Removes the spill (after it has been restored into the channel, or to discard it).
 pub fn remove(state: &Path) -> Result<(), SpillError> {
     let d = dir(state);
+    // The manifest first: a removal cut short leaves no manifest naming a data file that is
+    // gone (refused at every start), only files no manifest names.
+    let manifest = d.join("manifest.json");
+    match std::fs::remove_file(&manifest) {
+        Ok(()) => {}
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) => {}
+        Err(e) => return Err(io(&manifest)(e)),
+    }
     match std::fs::remove_dir_all(&d) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -139,6 +139,51 @@ impl Write for LocalSink {
 
 impl FileSink for LocalSink {
     fn commit(mut self: Box<Self>, create_only: bool) -> Result<(), StoreError> {
+        let committed = self.commit_as(create_only);
+        if committed.is_err() {
+            // A commit that failed leaves no temporary file of its own (the small records no
+            // claim lists would pile up while a disk is full).
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+        committed
+    }
+
+    fn held(&mut self, written: u64) -> u64 {
+        match self.file {
+            // The buffer's pages are touched as it fills.
+            Some(_) => written.min(LOCAL_BUFFER as u64),
+            None => 0,
+        }
+    }
+
+    fn park(&mut self) -> Result<(), StoreError> {
+        if let Some(file) = self.file.take() {
+            let io = |source| StoreError::Io {
+                path: self.target.display().to_string(),
+                source,
+            };
+            let file = file.into_inner().map_err(|e| io(e.into_error()))?;
+            file.sync_all().map_err(io)?;
+        }
+        Ok(())
+    }
+
+    fn abort(self: Box<Self>) -> Result<(), StoreError> {
+        drop(self.file);
+        match std::fs::remove_file(&self.tmp) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StoreError::Io {
+                path: self.tmp.display().to_string(),
+                source,
+            }),
+        }
+    }
+}
+
+impl LocalSink {
+    /// Makes the file durable and gives it its name ([`FileSink::commit`]).
+    fn commit_as(&mut self, create_only: bool) -> Result<(), StoreError> {
         self.park()?;
         let io = |source| StoreError::Io {
             path: self.target.display().to_string(),
@@ -177,38 +222,6 @@ impl FileSink for LocalSink {
             crate::durable::sync_name(dir, synced).map_err(io)?;
         }
         Ok(())
-    }
-
-    fn held(&mut self, written: u64) -> u64 {
-        match self.file {
-            // The buffer's pages are touched as it fills.
-            Some(_) => written.min(LOCAL_BUFFER as u64),
-            None => 0,
-        }
-    }
-
-    fn park(&mut self) -> Result<(), StoreError> {
-        if let Some(file) = self.file.take() {
-            let io = |source| StoreError::Io {
-                path: self.target.display().to_string(),
-                source,
-            };
-            let file = file.into_inner().map_err(|e| io(e.into_error()))?;
-            file.sync_all().map_err(io)?;
-        }
-        Ok(())
-    }
-
-    fn abort(self: Box<Self>) -> Result<(), StoreError> {
-        drop(self.file);
-        match std::fs::remove_file(&self.tmp) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(StoreError::Io {
-                path: self.tmp.display().to_string(),
-                source,
-            }),
-        }
     }
 }
 

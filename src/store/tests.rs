@@ -480,3 +480,28 @@ fn an_upload_whose_part_fails_is_aborted() {
         assert!(there.is_err(), "{case}: the file appeared");
     }
 }
+
+/// A local commit that fails (here its rename, onto a folder) leaves no temporary file of its
+/// own: small records no claim lists piled up one a try while a disk was full.
+#[test]
+fn a_local_commit_that_fails_leaves_no_temporary_file() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dest = Destination::parse(dir.path().to_str().unwrap(), rt.handle().clone()).unwrap();
+    std::fs::create_dir_all(dir.path().join("r/rec.json/inside")).unwrap();
+    for create_only in [false, true] {
+        let mut f = dest.create("r/rec.json").unwrap();
+        f.write_all(b"{}").unwrap();
+        let e = if create_only {
+            f.commit_new().unwrap_err()
+        } else {
+            f.commit().unwrap_err()
+        };
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("r"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["rec.json"], "create-only {create_only}: {e}");
+    }
+}
