@@ -147,10 +147,8 @@ impl Wal {
         damage: Damage,
     ) -> Result<(Wal, OpenReport), WalError> {
         if !dir.exists() {
-            std::fs::create_dir_all(dir).map_err(io(dir))?;
-            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                sync_dir(parent)?;
-            }
+            // Each folder made, and its name, durable (the state folder may be new too).
+            crate::durable::create_dirs(dir).map_err(io(dir))?;
         }
         let mut bases: Vec<u64> = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(io(dir))? {
