@@ -54,6 +54,19 @@ fn pushes_in_progress_share_a_memory_budget() {
     let (code, _, b) = c.post("/v1/repos/nginx_access/data", "", good).unwrap();
     assert_eq!(code, 503, "{b}");
     assert!(b.contains("max_in_flight"), "{b}");
+    // A client that waits to be asked for its body is refused before it sends it.
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        s,
+        "POST /v1/repos/nginx_access/data HTTP/1.1\r\nHost: {addr}\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        good.len()
+    )
+    .unwrap();
+    let mut first = [0u8; 12];
+    std::io::Read::read_exact(&mut s, &mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 503");
     // After body_timeout the stalled requests are answered 408 and give their share back.
     wait_until("the stalled pushes to give their share back", 20, || {
         held() == 0.0

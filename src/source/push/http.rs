@@ -192,6 +192,21 @@ pub async fn push(api: Arc<PushApi>, headers: HeaderMap, body: Body) -> Response
             )
         }
     };
+    // Refused before the body is sent where it would be refused after (a client that asked
+    // `Expect: 100-continue` sends nothing): no slot free now, or no room for what it declares.
+    let busy = || {
+        answer(
+            &api,
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({ "error": "too many push requests in progress; retry later" }),
+        )
+    };
+    if api.permits.available_permits() == 0 {
+        return busy();
+    }
+    if declared.is_some_and(|n| kib(n) as usize > api.budget.available_permits()) {
+        return no_memory(&api);
+    }
     // The body is reserved as it arrives, and the request slot taken once it is in: a body
     // sent slowly (on purpose or not) holds what it sent, not `max_body` of the budget and a
     // slot of `max_concurrent` for up to `body_timeout` (16 of them made every other push
@@ -224,11 +239,7 @@ pub async fn push(api: Arc<PushApi>, headers: HeaderMap, body: Body) -> Response
         Ok(Err(BodyError::NoMemory)) => return no_memory(&api),
     };
     let Ok(permit) = api.permits.clone().try_acquire_owned() else {
-        return answer(
-            &api,
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({ "error": "too many push requests in progress; retry later" }),
-        );
+        return busy();
     };
     let worker = api.clone();
     // The permit goes with the work: a client that disconnects does not free it while its
