@@ -201,30 +201,14 @@ fn a_start_paused_before_its_claim_does_not_take_another_files_commits_as_its_ow
     let (job_a, job_b) = (side("a", "a"), side("b", "b"));
     // A records its file and holds its worker: nothing committed yet.
     let hold_a = dir.path().join("hold-a");
-    std::fs::write(&hold_a, b"").unwrap();
     let log_a = dir.path().join("a.log");
-    let fault_a = format!("hold_worker:@{}", hold_a.display());
-    let mut a = KillOnDrop::new(crate::kafka::spawn_with(
-        "run",
-        &job_a,
-        &log_a,
-        &[("SLUICE_FAULT", &fault_a)],
-    ));
-    let held = crate::kafka::wait_log(&log_a, "an item is in the channel", 1, 60);
-    assert!(held.contains("an item is in the channel"), "{held}");
+    let mut a = run_held(&job_a, &log_a, &hold_a, "hold_worker");
+    said(&log_a, "an item is in the channel");
     // B checks (A's record, no commit) and is held before its claim.
     let hold_b = dir.path().join("hold-b");
-    std::fs::write(&hold_b, b"").unwrap();
     let log_b = dir.path().join("b.log");
-    let fault_b = format!("hold_before_claims:@{}", hold_b.display());
-    let mut b = KillOnDrop::new(crate::kafka::spawn_with(
-        "run",
-        &job_b,
-        &log_b,
-        &[("SLUICE_FAULT", &fault_b)],
-    ));
-    let paused = crate::kafka::wait_log(&log_b, "holding at hold_before_claims", 1, 60);
-    assert!(paused.contains("holding at hold_before_claims"), "{paused}");
+    let mut b = run_held(&job_b, &log_b, &hold_b, "hold_before_claims");
+    said(&log_b, "holding at hold_before_claims");
     // A commits its file whole and ends.
     std::fs::remove_file(&hold_a).unwrap();
     let status = wait_exit(a.child(), "A", 60);

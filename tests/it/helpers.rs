@@ -343,3 +343,24 @@ pub fn peak_rss_kb(pid: u32) -> Option<u64> {
         .parse()
         .ok()
 }
+
+/// `sluice run JOB` held at fault point `point` (`hold_worker`, `hold_before_claims`, ...)
+/// while the file `hold` exists (created here), its standard error in `log`; killed when
+/// dropped.
+pub fn run_held(job: &Path, log: &Path, hold: &Path, point: &str) -> KillOnDrop {
+    std::fs::write(hold, b"").unwrap();
+    let fault = format!("{point}:@{}", hold.display());
+    KillOnDrop::new(crate::kafka::spawn_with(
+        "run",
+        job,
+        log,
+        &[("SLUICE_FAULT", &fault)],
+    ))
+}
+
+/// The text of `log` once it says `what` (within 60 s; failing with the log otherwise).
+pub fn said(log: &Path, what: &str) -> String {
+    let text = crate::kafka::wait_log(log, what, 1, 60);
+    assert!(text.contains(what), "waited 60 s for {what:?}:\n{text}");
+    text
+}

@@ -125,14 +125,13 @@ fn a_memory_push_whose_spill_cannot_be_written_names_the_acknowledged_loss() {
     std::fs::write(dir.path().join("state/spill"), b"not a folder").unwrap();
     sigterm(&run);
     let log = dir.path().join("run.log");
-    let tried = crate::kafka::wait_log(&log, "writing the spill failed", 1, 60);
-    assert!(tried.contains("writing the spill failed"), "{tried}");
+    said(&log, "writing the spill failed");
     std::fs::remove_file(&hold).unwrap();
     let status = wait_exit(run.child(), "the run", 60);
-    let said = std::fs::read_to_string(&log).unwrap();
-    assert!(!status.success(), "{said}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!status.success(), "{text}");
     assert!(
-        said.contains("the 20 records it held, not committed, acknowledged to push clients (durability = \"memory\"), are lost"),
-        "{said}"
+        text.contains("the 20 records it held, not committed, acknowledged to push clients (durability = \"memory\"), are lost"),
+        "{text}"
     );
 }

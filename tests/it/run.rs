@@ -109,17 +109,9 @@ pub(super) fn stop_until_spilled(dir: &Path, job: &Path) -> (bool, String) {
     assert_ne!(quick, original, "the job sets stop_deadline = \"20s\"");
     std::fs::write(job, quick).unwrap();
     let hold = dir.join("hold-workers");
-    std::fs::write(&hold, b"").unwrap();
     let log = dir.join("stop.log");
-    let fault = format!("hold_worker:@{}", hold.display());
-    let mut child = KillOnDrop::new(crate::kafka::spawn_with(
-        "run",
-        job,
-        &log,
-        &[("SLUICE_FAULT", &fault)],
-    ));
-    let put = crate::kafka::wait_log(&log, "an item is in the channel", 1, 60);
-    assert!(put.contains("an item is in the channel"), "{put}");
+    let mut child = run_held(job, &log, &hold, "hold_worker");
+    said(&log, "an item is in the channel");
     sigterm(&child);
     let spilled = crate::kafka::wait_log(&log, "spilled the channel to disk", 1, 60);
     std::fs::remove_file(&hold).unwrap();
