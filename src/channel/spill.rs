@@ -199,9 +199,15 @@ pub fn write(
             source: std::io::Error::other(e),
         })?;
     }
-    let mut f = std::fs::File::create(&data_path).map_err(io(&data_path))?;
-    f.write_all(&data).map_err(io(&data_path))?;
-    f.sync_all().map_err(io(&data_path))?;
+    let written = std::fs::File::create(&data_path).and_then(|mut f| {
+        f.write_all(&data)?;
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        // What landed of it goes (a full disk: a try again needs the room).
+        let _ = std::fs::remove_file(&data_path);
+        return Err(io(&data_path)(e));
+    }
     let manifest = Manifest {
         version: VERSION,
         data_len: data.len() as u64,

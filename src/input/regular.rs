@@ -63,6 +63,17 @@ impl Seen {
         })
     }
 
+    /// Whether the file `file` reads (seen as this) begins with `len` bytes of CRC-32 `crc`.
+    pub fn begins_as(&self, file: &File, len: usize, crc: u32) -> std::io::Result<bool> {
+        if self.len < len {
+            return Ok(false);
+        }
+        if self.len == len {
+            return Ok(self.crc == crc);
+        }
+        Ok(crc32fast::hash(&head(file, len)?) == crc)
+    }
+
     /// Whether `now`, seen later, is the same file: the same node, beginning with the same
     /// bytes (it may have grown).
     pub fn still(&self, now: &Seen, file: &File) -> std::io::Result<bool> {

@@ -31,6 +31,8 @@ struct Part {
     done: bool,
     /// The file this run first opened for the partition.
     seen: Option<Seen>,
+    /// How the start found the file beginning (length, CRC-32), which the first open checks.
+    expected: Option<(usize, u32)>,
     /// The file's CSV header, once read.
     header: Option<std::sync::Arc<Vec<u8>>>,
 }
@@ -80,6 +82,7 @@ impl FileSource {
                 reader: None,
                 done: false,
                 seen: None,
+                expected: None,
                 header: None,
             });
         }
@@ -123,7 +126,20 @@ impl FileSource {
         let file = regular::open(&p.path).map_err(|e| fail(e.to_string()))?;
         let now = Seen::of(&file, SEEN_HEAD).map_err(|e| fail(e.to_string()))?;
         match &p.seen {
-            None => p.seen = Some(now),
+            None => {
+                if let Some((len, crc)) = p.expected {
+                    if !now
+                        .begins_as(&file, len, crc)
+                        .map_err(|e| fail(e.to_string()))?
+                    {
+                        return Err(fail(format!(
+                            "the file was replaced or rewritten between the start's check and its first read (partition {}): it is not read",
+                            p.info.topic
+                        )));
+                    }
+                }
+                p.seen = Some(now);
+            }
             Some(first) => {
                 if !first.still(&now, &file).map_err(|e| fail(e.to_string()))? {
                     return Err(fail(format!(
@@ -255,6 +271,12 @@ impl Source for FileSource {
             passed = 0;
         }
         Ok(Next::End)
+    }
+
+    fn expect_start(&mut self, partition: u32, len: usize, crc: u32) {
+        if let Some(p) = self.parts.get_mut(partition as usize) {
+            p.expected = Some((len, crc));
+        }
     }
 
     fn handed_to(&self) -> Vec<(u32, u64)> {
@@ -389,6 +411,33 @@ mod tests {
         source.seek(0, 100 + hole, 5).unwrap();
         let e = source.next(&mut chunk).unwrap_err();
         assert!(e.to_string().contains("before the resume offset"), "{e}");
+    }
+
+    /// A file replaced between the start's check (which its checkpoints name) and its first
+    /// open is refused there: read, its rows would be committed as the checked file's.
+    #[test]
+    fn a_file_replaced_before_its_first_read_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("in.jsonl");
+        std::fs::write(&p, b"{\"a\":1}\n").unwrap();
+        let checked = crc32fast::hash(b"{\"a\":1}\n");
+        let mut source = FileSource::new(std::slice::from_ref(&p), None, false).unwrap();
+        source.expect_start(0, 8, checked);
+        std::fs::write(&p, b"{\"b\":2}\n{\"a\":1}\n").unwrap();
+        let e = source.next(&mut Chunk::default()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("between the start's check and its first read"),
+            "{e}"
+        );
+        // The file checked, grown since: read.
+        std::fs::write(&p, b"{\"a\":1}\n{\"b\":2}\n").unwrap();
+        let mut source = FileSource::new(std::slice::from_ref(&p), None, false).unwrap();
+        source.expect_start(0, 8, checked);
+        assert!(matches!(
+            source.next(&mut Chunk::default()).unwrap(),
+            Next::Chunk(0)
+        ));
     }
 
     /// A path that became a FIFO after the source was made is refused when opened, without

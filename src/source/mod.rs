@@ -197,4 +197,7 @@ pub trait Source: Send {
     fn headers(&mut self) -> Result<Vec<(String, Vec<u8>)>, SourceError> {
         Ok(Vec::new())
     }
+    /// A file partition's file must begin as the start checked it did (`len` bytes, decompressed,
+    /// of CRC-32 `crc`) when it is first opened: its checkpoints name that file (files).
+    fn expect_start(&mut self, _partition: u32, _len: usize, _crc: u32) {}
 }

@@ -104,7 +104,8 @@ fn record_path(job: &str, key: &str) -> String {
 /// The checkpoint's record of the file is written under its writer's term, as its offset is:
 /// a fenced process cannot change it. The record in `files/` is not (a process fenced
 /// between its claim and its write of the record could replace it after the next owner
-/// checked it); it serves spills and checkpoints of earlier versions.
+/// checked it), but holds as much of the file's start as any start found (a checkpoint, only
+/// what its run found at its start); both are checked.
 ///
 /// Another file's record, where nothing is committed, is replaced only under the claim
 /// ([`When::Claimed`]): replaced before it, a process whose check saw no commit yet could
@@ -143,17 +144,17 @@ fn check(
             path.display(),
         ))
     };
-    let checkpointed = match from.filter(|_| resumed > 0) {
-        Some(h) if head.len() < h.len || crc32fast::hash(&head[..h.len]) != h.crc => {
+    // Both must hold: the checkpoint's (under its writer's term, but as short as the file
+    // was when that run began) and the record's (not fenced, but as long as any start found).
+    if let Some(h) = from.filter(|_| resumed > 0) {
+        if head.len() < h.len || crc32fast::hash(&head[..h.len]) != h.crc {
             return Err(refuse(
                 format!("read to byte {resumed}"),
                 h.len,
                 "the file its checkpoint records",
             ));
         }
-        Some(_) => true,
-        None => false,
-    };
+    }
     // Twice at most: a create-only write refused is read again (another start's record, or
     // this one's own, landed before an error that was retried).
     for _ in 0..2 {
@@ -168,7 +169,7 @@ fn check(
         match recorded {
             // Read past its start (or perhaps, into a spill): the file must begin as the one
             // read did.
-            Some(r) if (resumed > 0 && !checkpointed) || spilled => {
+            Some(r) if resumed > 0 || spilled => {
                 if head.len() < r.len || crc32fast::hash(&head[..r.len]) != r.crc {
                     let read = if resumed > 0 {
                         format!("read to byte {resumed}")
@@ -183,8 +184,8 @@ fn check(
                 }
             }
             Some(r) if r == now => {}
-            // Nothing of it committed, as far as this start saw before its claim, or the
-            // checkpoint says it is the file read: replaced once the claim says so.
+            // Nothing of it committed, as far as this start saw before its claim: replaced
+            // once the claim says so.
             Some(_) if when == When::BeforeClaims => {}
             Some(_) => write(dest, &record, &now, false)?,
             None => {

@@ -426,6 +426,10 @@ fn run_inner(
             keeps_spill,
             file_identity::When::Claimed,
         )?;
+        if let Some(h) = &head {
+            // The file read must be the one checked: its checkpoints say so.
+            source.expect_start(p.id, h.len, h.crc);
+        }
         file_heads.extend(head.map(|h| (p.key(), h)));
         if start.checkpointed {
             source.seek(p.id, start.offset, start.line)?;

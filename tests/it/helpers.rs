@@ -364,3 +364,14 @@ pub fn said(log: &Path, what: &str) -> String {
     assert!(text.contains(what), "waited 60 s for {what:?}:\n{text}");
     text
 }
+
+/// `sluice run JOB` to its end within 60 s, which must succeed: its standard error.
+pub fn run_ok(job: &Path) -> String {
+    let (status, log) = sluice_within(&["run", job.to_str().unwrap()], 60);
+    assert!(
+        status.success(),
+        "sluice run {} failed:\n{log}",
+        job.display()
+    );
+    log
+}
