@@ -63,6 +63,11 @@ impl Seen {
         })
     }
 
+    /// How the file begins, as seen: the length (up to the limit asked) and CRC-32.
+    pub fn start(&self) -> (usize, u32) {
+        (self.len, self.crc)
+    }
+
     /// Whether the file `file` reads (seen as this) begins with `len` bytes of CRC-32 `crc`.
     pub fn begins_as(&self, file: &File, len: usize, crc: u32) -> std::io::Result<bool> {
         if self.len < len {

@@ -142,7 +142,13 @@ pub(super) fn commit_partition(
                 owner: owner.to_string(),
                 log: ctx.log_id.clone(),
                 log_runs: ctx.log_runs.clone(),
-                file: ctx.file_heads.get(&state.key).cloned(),
+                file: ctx.file_starts.as_ref().and_then(|starts| {
+                    let starts = starts
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let &(len, crc) = starts.get(&state.key)?;
+                    Some(crate::commit::checkpoint::FileHead { len, crc })
+                }),
             };
             ctx.checkpoints.seal(&claim, &c)?;
             crate::fault::abort_at("after_checkpoint", commits);

@@ -74,8 +74,8 @@ pub struct WorkerContext {
     pub log_id: Option<String>,
     /// And that log's last runs ([`crate::source::Source::log_runs`]).
     pub log_runs: Vec<(String, u64)>,
-    /// Each file partition's file as this run found it (its key's), for its checkpoints.
-    pub file_heads: std::collections::HashMap<String, crate::commit::checkpoint::FileHead>,
+    /// Each file partition's file start as far as it was read (by key), for its checkpoints.
+    pub file_starts: Option<crate::source::ReadStarts>,
 }
 
 /// Errors inside a worker; the partition is rewound, the task goes on.

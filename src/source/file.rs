@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 
-use super::{Next, PartitionInfo, Source, SourceError};
+use super::{Next, PartitionInfo, ReadStarts, Source, SourceError};
 use crate::decode::cost::LineCost;
 use crate::decode::Chunk;
 use crate::input::regular::{self, Seen};
@@ -33,6 +33,10 @@ struct Part {
     seen: Option<Seen>,
     /// How the start found the file beginning (length, CRC-32), which the first open checks.
     expected: Option<(usize, u32)>,
+    /// A second handle of the open file, its start read through it as reading passes it.
+    dup: Option<std::fs::File>,
+    /// How much of its start is recorded in `starts` (at most [`SEEN_HEAD`]).
+    start_len: usize,
     /// The file's CSV header, once read.
     header: Option<std::sync::Arc<Vec<u8>>>,
 }
@@ -43,6 +47,8 @@ pub struct FileSource {
     header: bool,
     block: usize,
     turn: usize,
+    /// Each file's start as far as it was read (by partition key), for its checkpoints.
+    starts: ReadStarts,
     /// Partitions with a reader open (at most [`MAX_OPEN`]).
     open: usize,
     cost: Option<LineCost>,
@@ -83,6 +89,8 @@ impl FileSource {
                 done: false,
                 seen: None,
                 expected: None,
+                dup: None,
+                start_len: 0,
                 header: None,
             });
         }
@@ -92,6 +100,7 @@ impl FileSource {
             header,
             block: 4 * 1024 * 1024,
             turn: 0,
+            starts: Default::default(),
             open: 0,
             cost: None,
             leave_partial: false,
@@ -149,6 +158,18 @@ impl FileSource {
                 }
             }
         }
+        // The file as far as it goes now (it begins as checked): what its checkpoints record.
+        let (len, crc) = Seen::of(&file, SEEN_HEAD)
+            .map_err(|e| fail(e.to_string()))?
+            .start();
+        if len >= p.start_len {
+            p.start_len = len;
+            self.starts
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(p.info.key(), (len, crc));
+        }
+        p.dup = file.try_clone().ok();
         // The header is not a record: taken at the start of each file. Each file has its
         // own, so its chunks carry it.
         let mut take_header = |r: &mut ChunkReader| -> Result<(), SourceError> {
@@ -225,6 +246,7 @@ impl Source for FileSource {
         if p.reader.take().is_some() {
             self.open -= 1;
         }
+        p.dup = None;
         p.done = false;
         Ok(())
     }
@@ -261,12 +283,28 @@ impl Source for FileSource {
                 chunk.from_offset = Some(from);
                 p.offset = chunk.end_offset();
                 p.line = chunk.next_line();
+                // Read past the start recorded (a file shorter than that when opened, grown
+                // since): recorded as far as it was read, so a checkpoint here names it.
+                if p.start_len < SEEN_HEAD && p.offset > p.start_len as u64 {
+                    if let Some(h) = p
+                        .dup
+                        .as_ref()
+                        .and_then(|f| regular::head(f, SEEN_HEAD).ok())
+                    {
+                        p.start_len = h.len();
+                        self.starts
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .insert(p.info.key(), (h.len(), crc32fast::hash(&h)));
+                    }
+                }
                 return Ok(Next::Chunk(p.info.id));
             }
             let p = &mut self.parts[i];
             tracing::debug!(input = %p.path.display(), offset = p.offset, "read to its end");
             p.done = true;
             p.reader = None;
+            p.dup = None;
             self.open -= 1;
             passed = 0;
         }
@@ -276,7 +314,16 @@ impl Source for FileSource {
     fn expect_start(&mut self, partition: u32, len: usize, crc: u32) {
         if let Some(p) = self.parts.get_mut(partition as usize) {
             p.expected = Some((len, crc));
+            p.start_len = len;
+            self.starts
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(p.info.key(), (len, crc));
         }
+    }
+
+    fn read_starts(&self) -> Option<ReadStarts> {
+        Some(self.starts.clone())
     }
 
     fn handed_to(&self) -> Vec<(u32, u64)> {
@@ -438,6 +485,34 @@ mod tests {
             source.next(&mut Chunk::default()).unwrap(),
             Next::Chunk(0)
         ));
+    }
+
+    /// The start recorded for a file's checkpoints covers what was read of it, up to 4 KiB,
+    /// however short the file was when the start checked it (the checkpoints of a run that
+    /// began on an empty file named any file alike).
+    #[test]
+    fn the_start_recorded_covers_what_was_read() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("in.jsonl");
+        std::fs::write(&p, b"{\"a\":1}\n").unwrap();
+        let mut source = FileSource::new(std::slice::from_ref(&p), None, false)
+            .unwrap()
+            .with_block_size(1024);
+        source.expect_start(0, 8, crc32fast::hash(b"{\"a\":1}\n"));
+        let starts = source.read_starts().unwrap();
+        let key = source.partitions()[0].key();
+        let recorded = || starts.lock().unwrap().get(&key).copied().unwrap();
+        assert_eq!(recorded().0, 8);
+        // Grown between the start's check and the first read: read whole.
+        let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+        for i in 0..1000 {
+            writeln!(f, "{{\"a\":{i}}}").unwrap();
+        }
+        let mut chunk = Chunk::default();
+        while let Next::Chunk(_) = source.next(&mut chunk).unwrap() {}
+        let whole = std::fs::read(&p).unwrap();
+        assert_eq!(recorded(), (4096, crc32fast::hash(&whole[..4096])));
     }
 
     /// A path that became a FIFO after the source was made is refused when opened, without

@@ -200,4 +200,14 @@ pub trait Source: Send {
     /// A file partition's file must begin as the start checked it did (`len` bytes, decompressed,
     /// of CRC-32 `crc`) when it is first opened: its checkpoints name that file (files).
     fn expect_start(&mut self, _partition: u32, _len: usize, _crc: u32) {}
+    /// How each file partition's file begins, as far as it was read (files): what its
+    /// checkpoints record.
+    fn read_starts(&self) -> Option<ReadStarts> {
+        None
+    }
 }
+
+/// Each file partition's file start (by partition key): its length (up to 4 KiB, decompressed,
+/// at least as far as the file was read) and CRC-32.
+pub type ReadStarts =
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (usize, u32)>>>;

@@ -104,8 +104,9 @@ fn record_path(job: &str, key: &str) -> String {
 /// The checkpoint's record of the file is written under its writer's term, as its offset is:
 /// a fenced process cannot change it. The record in `files/` is not (a process fenced
 /// between its claim and its write of the record could replace it after the next owner
-/// checked it), but holds as much of the file's start as any start found (a checkpoint, only
-/// what its run found at its start); both are checked.
+/// checked it), but may hold more of the file's start than a checkpoint (as far as its run
+/// read, up to 4 KiB): it is checked where it does, and rewritten under the claim where the
+/// checkpoint holds as much and agrees.
 ///
 /// Another file's record, where nothing is committed, is replaced only under the claim
 /// ([`When::Claimed`]): replaced before it, a process whose check saw no commit yet could
@@ -144,8 +145,9 @@ fn check(
             path.display(),
         ))
     };
-    // Both must hold: the checkpoint's (under its writer's term, but as short as the file
-    // was when that run began) and the record's (not fenced, but as long as any start found).
+    // The checkpoint's (under its writer's term; as much of the start as its run read, at
+    // most 4 KiB), and the record's where it holds more (not fenced, but as long as any
+    // start found it).
     if let Some(h) = from.filter(|_| resumed > 0) {
         if head.len() < h.len || crc32fast::hash(&head[..h.len]) != h.crc {
             return Err(refuse(
@@ -169,7 +171,8 @@ fn check(
         match recorded {
             // Read past its start (or perhaps, into a spill): the file must begin as the one
             // read did.
-            Some(r) if resumed > 0 || spilled => {
+            // (Unless the checkpoint, fenced, holds as much of the file's start and agrees.)
+            Some(r) if (resumed > 0 && from.is_none_or(|h| h.len < r.len)) || spilled => {
                 if head.len() < r.len || crc32fast::hash(&head[..r.len]) != r.crc {
                     let read = if resumed > 0 {
                         format!("read to byte {resumed}")

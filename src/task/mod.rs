@@ -409,7 +409,6 @@ fn run_inner(
     } else {
         opts
     };
-    let mut file_heads = std::collections::HashMap::new();
     for (p, claimed) in parts.iter().zip(claimed) {
         foreign_log::after_claim(&mut *source, &checkpoints, p, claimed.latest())?;
         let from = claimed.latest().and_then(|c| c.file.clone());
@@ -427,10 +426,9 @@ fn run_inner(
             file_identity::When::Claimed,
         )?;
         if let Some(h) = &head {
-            // The file read must be the one checked: its checkpoints say so.
+            // The file read must be the one checked: its checkpoints name it.
             source.expect_start(p.id, h.len, h.crc);
         }
-        file_heads.extend(head.map(|h| (p.key(), h)));
         if start.checkpointed {
             source.seek(p.id, start.offset, start.line)?;
             // What the checkpoint covers is committed: a push log counts its room from there
@@ -481,7 +479,7 @@ fn run_inner(
         group: source.dynamic(),
         log_id: source.log_id(),
         log_runs: source.log_runs(),
-        file_heads,
+        file_starts: source.read_starts(),
     });
     let state_dir = job.resolve(&job.file.job.state_dir);
     let threads = if opts.threads == 0 {
