@@ -235,7 +235,14 @@ pub fn write(
         data: Some(data_name.clone()),
         restored: meta.restored,
     };
-    write_manifest(&d, &manifest)?;
+    if let Err(e) = write_manifest(&d, &manifest) {
+        // The data goes too, unless the manifest there names it (its rename landed before the
+        // folder's sync failed): a full disk's next try needs the room.
+        if read_manifest(&d).ok().and_then(|m| m.data) != Some(data_name) {
+            let _ = std::fs::remove_file(&data_path);
+        }
+        return Err(e);
+    }
     // The spill this one replaced (a restored one kept until committed): its data goes.
     if let Ok(entries) = std::fs::read_dir(&d) {
         for e in entries.flatten() {
