@@ -38,16 +38,5 @@ pub fn gzip_reach(path: &Path) -> std::io::Result<Option<u64>> {
 /// Whether the file at `path`, a regular file, is gzip (by its first bytes, as
 /// [`super::ChunkReader::open`] tells).
 pub fn is_gzip(path: &Path) -> std::io::Result<bool> {
-    let mut head = [0u8; 2];
-    let mut f = super::regular::open(path)?;
-    let mut n = 0;
-    while n < head.len() {
-        match f.read(&mut head[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n == head.len() && head == MAGIC)
+    super::regular::is_gzip(&super::regular::open(path)?)
 }

@@ -134,6 +134,9 @@ impl FileSource {
         };
         let file = regular::open(&p.path).map_err(|e| fail(e.to_string()))?;
         let now = Seen::of(&file, SEEN_HEAD).map_err(|e| fail(e.to_string()))?;
+        // The file as far as it goes now (once it is found to begin as checked): what its
+        // checkpoints record.
+        let (len, crc) = now.start();
         match &p.seen {
             None => {
                 if let Some((len, crc)) = p.expected {
@@ -158,16 +161,8 @@ impl FileSource {
                 }
             }
         }
-        // The file as far as it goes now (it begins as checked): what its checkpoints record.
-        let (len, crc) = Seen::of(&file, SEEN_HEAD)
-            .map_err(|e| fail(e.to_string()))?
-            .start();
         if len >= p.start_len {
-            p.start_len = len;
-            self.starts
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(p.info.key(), (len, crc));
+            record_start(&self.starts, p.info.key(), &mut p.start_len, len, crc);
         }
         p.dup = file.try_clone().ok();
         // The header is not a record: taken at the start of each file. Each file has its
@@ -212,6 +207,16 @@ impl FileSource {
         })?;
         Ok(ChunkReader::from_file(path, file, self.quote)?)
     }
+}
+
+/// Records how partition `key`'s file begins, `len` bytes of CRC-32 `crc`, for its
+/// checkpoints (`start_len`: the part's record of how much).
+fn record_start(starts: &ReadStarts, key: String, start_len: &mut usize, len: usize, crc: u32) {
+    *start_len = len;
+    starts
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(key, (len, crc));
 }
 
 /// File stems become partition keys and file names: keep them plain.
@@ -291,11 +296,13 @@ impl Source for FileSource {
                         .as_ref()
                         .and_then(|f| regular::head(f, SEEN_HEAD).ok())
                     {
-                        p.start_len = h.len();
-                        self.starts
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .insert(p.info.key(), (h.len(), crc32fast::hash(&h)));
+                        record_start(
+                            &self.starts,
+                            p.info.key(),
+                            &mut p.start_len,
+                            h.len(),
+                            crc32fast::hash(&h),
+                        );
                     }
                 }
                 return Ok(Next::Chunk(p.info.id));
@@ -314,11 +321,7 @@ impl Source for FileSource {
     fn expect_start(&mut self, partition: u32, len: usize, crc: u32) {
         if let Some(p) = self.parts.get_mut(partition as usize) {
             p.expected = Some((len, crc));
-            p.start_len = len;
-            self.starts
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(p.info.key(), (len, crc));
+            record_start(&self.starts, p.info.key(), &mut p.start_len, len, crc);
         }
     }
 
