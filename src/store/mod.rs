@@ -84,6 +84,10 @@ pub struct Destination {
     late: std::time::Duration,
 }
 
+/// The bytes of a path kept for a data file's name: `{repo.}{topic}-{partition}-{offset}-
+/// {tag}{.backfill-<job>}.{ext}` with a topic name of up to 249 bytes, and its `/`.
+pub const NAME_ROOM: usize = 320;
+
 /// object_store's own request timeout, when `request_timeout_secs` does not set one.
 const DEFAULT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -207,6 +211,17 @@ impl Destination {
             Kind::Local(_) => None,
             Kind::Store { .. } => Some(self.late),
         }
+    }
+
+    /// The most bytes the folders of a data file's path may take here: an object key holds
+    /// 1,024 bytes (S3, Azure, GCS), a local path 4,095 (`PATH_MAX`); less the destination's
+    /// own prefix and [`NAME_ROOM`] for the file's name.
+    pub fn folder_room(&self) -> usize {
+        let (limit, prefix): (usize, usize) = match &self.kind {
+            Kind::Local(root) => (4095, root.as_os_str().len() + 1),
+            Kind::Store { prefix, .. } => (1024, prefix.as_ref().len() + 1),
+        };
+        limit.saturating_sub(prefix).saturating_sub(NAME_ROOM)
     }
 
     /// The URL as given.

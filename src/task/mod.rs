@@ -311,6 +311,15 @@ fn run_inner(
         intake,
         ..
     } = prepare(job, true)?;
+    // A path longer than the store holds would fail its rows' writes for good: long folder
+    // names are cut shorter when a path passes the room left (a template whose paths cannot
+    // fit even so is refused here).
+    let template = template
+        .limit_to(dest.folder_room())
+        .map_err(|e| TaskError::Job {
+            job: name.clone(),
+            reason: format!("[sink.partition] {e} (at {})", dest.url()),
+        })?;
     let mut source = source.expect("prepare(connect) opens the source");
     sweep_in_background(job, &dest, &dead_dest);
     let out_schema = decoder.output_schema();

@@ -43,6 +43,8 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use chrono::format::{Fixed, Item, Numeric, StrftimeItems};
 use chrono::{DateTime, SecondsFormat, Utc};
 
+use room::cap_path;
+pub use room::{TIGHT_HEAD, TIGHT_SEGMENT};
 use sanitize::{cap_segments, push_null, push_sanitized};
 pub use sanitize::{visible_name, MAX_SEGMENT, MAX_VALUE};
 use syntax::{placeholder, push_literal, tokenize, Token};
@@ -67,6 +69,8 @@ pub struct PathTemplate {
     parts: Vec<Part>,
     /// True when some part depends on the rows of a batch.
     by_row: bool,
+    /// The room its paths are held to ([`PathTemplate::limit_to`]).
+    room: room::Room,
 }
 
 #[derive(Debug, Clone)]
@@ -186,6 +190,7 @@ impl PathTemplate {
             template: template.to_string(),
             parts,
             by_row,
+            room: room::Room::ANY,
         })
     }
 
@@ -221,7 +226,9 @@ impl PathTemplate {
                 Part::Time { .. } | Part::Value { .. } => unreachable!("constant template"),
             }
         }
-        cap_segments(&mut path, &mut Vec::new());
+        let mut scratch = Vec::new();
+        cap_segments(&mut path, &mut scratch);
+        cap_path(&mut path, self.room, &mut scratch);
         Ok(Some(path))
     }
 
@@ -283,6 +290,7 @@ impl PathTemplate {
                 self.render(r, row, &mut buf, &mut scratch)?;
             }
             cap_segments(&mut buf, &mut whole);
+            cap_path(&mut buf, self.room, &mut whole);
             if prev_group != usize::MAX && buf == prev {
                 groups[prev_group].push(row as u32);
                 continue;
@@ -595,6 +603,7 @@ fn timestamp_values(array: &dyn Array, unit: TimeUnit) -> &[i64] {
     }
 }
 
+mod room;
 mod sanitize;
 mod syntax;
 mod table;

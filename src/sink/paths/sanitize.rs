@@ -41,7 +41,7 @@ pub(super) fn push_sanitized(out: &mut String, value: &str, seg_start: bool) {
 /// Cuts the rendered text of `out` from `start` on to `keep` bytes (never inside a `%XX`
 /// escape; `~` fills what an escape leaves) and appends `~` and 16 hex digits of a hash of
 /// `whole`, what was rendered: `keep` + 17 bytes, longer than any text kept whole.
-fn cut_hashed(out: &mut String, start: usize, keep: usize, whole: &[u8]) {
+pub(super) fn cut_hashed(out: &mut String, start: usize, keep: usize, whole: &[u8]) {
     // Rendered values are ASCII, a template's literal text may not be: do not cut a `%XX`
     // escape or a character in two.
     let mut cut = start + keep;
@@ -58,11 +58,14 @@ fn cut_hashed(out: &mut String, start: usize, keep: usize, whole: &[u8]) {
     while out.len() < start + keep {
         out.push('~');
     }
-    // FNV-1a, 64 bits: stable across versions and platforms.
-    let hash = whole.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+    write!(out, "~{:016x}", hash(whole)).expect("writing to a String");
+}
+
+/// FNV-1a, 64 bits, of `bytes`: stable across versions and platforms.
+pub(super) fn hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    write!(out, "~{hash:016x}").expect("writing to a String");
+    })
 }
 
 /// The longest folder name kept whole, so that a cut one (17 bytes longer) is 255 bytes, the

@@ -1,0 +1,81 @@
+//! Long paths: a folder name joining several long values, and a path of many such folders,
+//! are cut to what a file system and an object store hold, so rows with long values land
+//! instead of failing their partition's writes for good.
+
+use std::path::Path;
+
+use crate::helpers::*;
+
+/// A file job over `rows` into `out/` with `template`; returns the job file.
+fn job(dir: &Path, rows: &[(&str, &str)], template: &str) -> std::path::PathBuf {
+    let input = dir.join("in.jsonl");
+    let lines: String = rows
+        .iter()
+        .map(|(host, id)| {
+            format!("{{\"ts\":\"2024-05-01T10:00:00Z\",\"host\":\"{host}\",\"status\":200,\"trace_id\":\"{id}\"}}\n")
+        })
+        .collect();
+    std::fs::write(&input, lines).unwrap();
+    let job = dir.join("job.toml");
+    std::fs::write(
+        &job,
+        format!(
+            "[job]\nname = \"names\"\nstate_dir = \"state\"\n[source]\nkind = \"file\"\n\
+             format = \"json\"\npaths = [{:?}]\n[repo]\nschema = {:?}\n[sink]\nurl = \"out/\"\n\
+             [sink.partition]\ntemplate = {template:?}\n",
+            input.display().to_string(),
+            schema("nginx_access").display().to_string()
+        ),
+    )
+    .unwrap();
+    job
+}
+
+/// Rows of a long host (150 bytes) and a short one through `folders` folders of
+/// `{host}-{host}-{host}`, run `runs` times: both rows land once, and the short one's path
+/// keeps its layout.
+fn long_and_short_rows_land(folders: usize, runs: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let long = "h".repeat(150);
+    let job = job(
+        dir.path(),
+        &[(&long, "long"), ("x", "short")],
+        &"{host}-{host}-{host}/".repeat(folders),
+    );
+    for _ in 0..runs {
+        let (status, log) = sluice_within(&["run", job.to_str().unwrap()], 60);
+        assert!(status.success(), "{log}");
+    }
+    let out = dir.path().join("out");
+    let ids = trace_ids(&out);
+    assert_eq!(
+        (ids.get("long"), ids.get("short"), ids.len()),
+        (Some(&1), Some(&1), 2),
+        "{ids:?}"
+    );
+    assert!(out.join("x-x-x/".repeat(folders)).is_dir());
+}
+
+/// A folder name that joins three long values (353 bytes rendered) is longer than a file
+/// system holds: the partition's every write failed (ENAMETOOLONG), retried for good. Now
+/// the name is cut and hashed, the rows land, and a second run finds nothing left.
+#[test]
+fn a_folder_name_of_several_long_values_does_not_stop_the_partition() {
+    long_and_short_rows_land(1, 2);
+}
+
+/// Sixteen such folders make a path of 4,096 bytes, past the 4,095 a local path holds (an
+/// object key holds 1,024): with each name cut only to 255 bytes, every write of the row
+/// failed, for good. Now the template's long names are cut shorter, short ones kept, and a
+/// second run finds nothing left.
+#[test]
+fn a_path_of_many_long_values_does_not_stop_the_partition() {
+    long_and_short_rows_land(16, 2);
+}
+
+/// A hundred such folders pass the room even with every name cut short: the leading folders
+/// that fit are kept and the rest folded into one, so the row still lands.
+#[test]
+fn a_path_of_a_hundred_long_folders_is_folded_and_lands() {
+    long_and_short_rows_land(100, 1);
+}
