@@ -486,6 +486,7 @@ pub fn enforce(
 }
 
 pub(crate) mod guard;
+mod patterns;
 mod planner;
 mod temporal;
 #[cfg(test)]

@@ -53,7 +53,8 @@ pub const MAX_GROWTH: u64 = 256 << 20;
 /// grows with the product of its texts' lengths may take: `levenshtein(a, b)` fills a table of
 /// `len(a) × len(b)`; `strpos(s, sub)` with `sub` from the data compares it at each place of
 /// `s` in the worst case (a text of `a`s, a substring of `a`s ending in `b`), a pattern from
-/// the data is compiled per row and may be matched in `len(pattern) × len(s)`, and a trim's
+/// the data (the `regexp_*` functions, `~`, `LIKE` and `SIMILAR TO`: see `patterns`) is
+/// compiled per row and may be matched in `len(pattern) × len(s)`, and a trim's
 /// characters are each compared with each character trimmed. One record of two 1 MiB texts
 /// took minutes of a decoding thread, and every partition behind it waited.
 pub const MAX_STEPS: u64 = 1 << 26;
@@ -140,11 +141,42 @@ enum Kind {
     Steps,
 }
 
+/// What the second argument of a call counted in steps weighs: its bytes, or, for a regular
+/// expression, the states it compiles to (with its flags, argument `flags`, when given).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Measure {
+    Bytes,
+    Regex { flags: Option<usize> },
+}
+
+/// Where a `regexp_*` function takes its flags, which DataFusion compiles into the pattern
+/// (`(?flags)pattern`): flags from the data make a constant pattern one from the data.
+fn flags_at(name: &str) -> Option<usize> {
+    match name {
+        "regexp_like" | "regexp_match" => Some(2),
+        "regexp_count" | "regexp_replace" => Some(3),
+        "regexp_instr" => Some(4),
+        _ => None,
+    }
+}
+
+/// The `regexp_*` call `name(args)` compiles a pattern from the data: its pattern, or its
+/// flags, are not constants.
+fn pattern_from_data(name: &str, args: &[Expr]) -> bool {
+    let constant = |i: usize| args.get(i).is_none_or(|a| matches!(a, Expr::Literal(..)));
+    flags_at(name).is_some_and(|f| !constant(1) || !constant(f))
+}
+
 /// A guarded call of the function `inner`.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct Guarded {
     inner: Arc<ScalarUDF>,
     kind: Kind,
+    /// The call's work is counted as steps ([`MAX_STEPS`]): every [`Kind::Steps`] call, and
+    /// `regexp_replace` with a pattern from the data.
+    steps: bool,
+    /// What a step of the second argument is.
+    measure: Measure,
     name: String,
     signature: Signature,
 }
@@ -170,13 +202,11 @@ impl ScalarUDFImpl for Guarded {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
         let text = lengths(&args.args[0], rows);
-        if self.kind == Kind::Steps {
-            let spent = account();
+        let spent = account();
+        let (mut steps, mut work) = (spent.steps, spent.work);
+        if self.steps {
             let these = self.steps(&args.args, &text, rows)?;
-            let (steps, work) = (
-                spent.steps.saturating_add(these),
-                spent.work.saturating_add(these),
-            );
+            (steps, work) = (steps.saturating_add(these), work.saturating_add(these));
             if steps > MAX_CHUNK_STEPS {
                 return exec_err!(
                     "stage functions would take {steps} steps for this record's chunk; `levenshtein`, `strpos`, matches of patterns from the data and trims may take at most {MAX_CHUNK_STEPS} steps per chunk"
@@ -187,6 +217,8 @@ impl ScalarUDFImpl for Guarded {
                     "stage functions would take {work} steps for this record's chunk, counting evaluations other records failed; they may take at most {MAX_CHUNK_WORK}"
                 );
             }
+        }
+        if self.kind == Kind::Steps {
             let out = self.inner.invoke_with_args(args)?;
             set_account(Account {
                 steps,
@@ -209,7 +241,11 @@ impl ScalarUDFImpl for Guarded {
             .zip(&text)
             .map(|(b, t)| b.unwrap_or(0).saturating_sub(t.unwrap_or(0)))
             .fold(0u64, u64::saturating_add);
-        set_account(room(grown)?);
+        set_account(Account {
+            steps,
+            work,
+            ..room(grown)?
+        });
         Ok(out)
     }
 }
@@ -283,8 +319,14 @@ impl Guarded {
     /// The steps of a [`Kind::Steps`] call (`text`: the byte lengths of its first argument),
     /// each value's held to [`MAX_STEPS`].
     fn steps(&self, args: &[ColumnarValue], text: &[Option<u64>], rows: usize) -> Result<u64> {
+        let weights = match self.measure {
+            Measure::Bytes => lengths(&args[1], rows),
+            Measure::Regex { flags } => {
+                regex_weights(&args[1], flags.and_then(|f| args.get(f)), rows)?
+            }
+        };
         let mut all = 0u64;
-        for (a, b) in text.iter().zip(lengths(&args[1], rows)) {
+        for (a, b) in text.iter().zip(weights) {
             let (Some(a), Some(b)) = (a, b) else {
                 continue;
             };
@@ -299,6 +341,37 @@ impl Guarded {
         }
         Ok(all)
     }
+}
+
+/// The states each row's pattern compiles to with its flags (`None` for a null pattern; its
+/// length when it does not compile: the function fails on it). Each distinct pattern is
+/// compiled once per call.
+fn regex_weights(
+    pattern: &ColumnarValue,
+    flags: Option<&ColumnarValue>,
+    rows: usize,
+) -> Result<Vec<Option<u64>>> {
+    let text = |v: &ColumnarValue| -> Result<arrow::array::ArrayRef> {
+        Ok(arrow::compute::cast(&v.to_array(rows)?, &DataType::Utf8)?)
+    };
+    let patterns = text(pattern)?;
+    let flags = flags.map(text).transpose()?;
+    let (patterns, flags) = (
+        patterns.as_string::<i32>(),
+        flags.as_ref().map(|f| f.as_string::<i32>()),
+    );
+    let mut seen: std::collections::HashMap<(&str, Option<&str>), u64> = Default::default();
+    Ok((0..rows)
+        .map(|i| {
+            let p = patterns.is_valid(i).then(|| patterns.value(i))?;
+            let f = flags.and_then(|f| f.is_valid(i).then(|| f.value(i)));
+            Some(
+                *seen.entry((p, f)).or_insert_with(|| {
+                    super::patterns::regex_states(p, f).unwrap_or(p.len() as u64)
+                }),
+            )
+        })
+        .collect())
 }
 
 /// A count column with its negative values made 0 (itself when it has none).
@@ -452,6 +525,14 @@ pub fn check_constants(expr: &Expr) -> Result<()> {
 /// `strpos` call guarded.
 pub fn guard_sizes(expr: Expr) -> Result<Expr> {
     expr.transform_up(|e| {
+        if let Some((op, args)) = super::patterns::as_call(&e) {
+            let measure = match op.is_regex() {
+                true => Measure::Regex { flags: None },
+                false => Measure::Bytes,
+            };
+            let op = Arc::new(ScalarUDF::from(op));
+            return Ok(Transformed::yes(guarded_by(op, Kind::Steps, args, measure)));
+        }
         let Expr::ScalarFunction(f) = &e else {
             return Ok(Transformed::no(e));
         };
@@ -460,9 +541,13 @@ pub fn guard_sizes(expr: Expr) -> Result<Expr> {
             ("lpad" | "rpad", 2..) => Kind::Pad,
             ("replace" | "regexp_replace", 3..) => Kind::Replace,
             // A constant substring is searched for in linear time (memchr's `memmem`), and a
-            // constant pattern compiled once; one from the data, in `len × len` steps.
-            ("strpos" | "regexp_like" | "regexp_match" | "regexp_count" | "regexp_instr", 2..)
-                if matches!(f.args[1], Expr::Literal(..)) =>
+            // constant pattern (with constant flags) compiled once; one from the data, in
+            // `len × states` steps.
+            ("strpos", 2..) if matches!(f.args[1], Expr::Literal(..)) => {
+                return Ok(Transformed::no(e))
+            }
+            ("regexp_like" | "regexp_match" | "regexp_count" | "regexp_instr", 2..)
+                if !pattern_from_data(f.func.name(), &f.args) =>
             {
                 return Ok(Transformed::no(e))
             }
@@ -470,17 +555,42 @@ pub fn guard_sizes(expr: Expr) -> Result<Expr> {
             ("regexp_like" | "regexp_match" | "regexp_count" | "regexp_instr", 2..) => Kind::Steps,
             _ => return Ok(Transformed::no(e)),
         };
-        let guarded = Guarded {
-            inner: f.func.clone(),
+        Ok(Transformed::yes(guarded(
+            f.func.clone(),
             kind,
-            name: format!("sluice_guarded_{}", f.func.name()),
-            signature: Signature::variadic_any(Volatility::Immutable),
-        };
-        Ok(Transformed::yes(Expr::ScalarFunction(
-            ScalarFunction::new_udf(Arc::new(ScalarUDF::from(guarded)), f.args.clone()),
+            f.args.clone(),
         )))
     })
     .map(|t| t.data)
+}
+
+/// A guarded call of `inner` on `args`. `regexp_replace` with a pattern (or flags) from the
+/// data counts its steps too: its pattern is compiled per row and matched in `len × states`
+/// steps. A `regexp_*` function's steps are counted by its pattern's states.
+fn guarded(inner: Arc<ScalarUDF>, kind: Kind, args: Vec<Expr>) -> Expr {
+    let measure = match flags_at(inner.name()) {
+        Some(f) => Measure::Regex { flags: Some(f) },
+        None => Measure::Bytes,
+    };
+    guarded_by(inner, kind, args, measure)
+}
+
+/// A guarded call of `inner` on `args`, its second argument weighed by `measure`.
+fn guarded_by(inner: Arc<ScalarUDF>, kind: Kind, args: Vec<Expr>, measure: Measure) -> Expr {
+    let from_data = pattern_from_data(inner.name(), &args);
+    let steps = kind == Kind::Steps || (inner.name() == "regexp_replace" && from_data);
+    let guarded = Guarded {
+        name: format!("sluice_guarded_{}", inner.name()),
+        inner,
+        kind,
+        steps,
+        measure,
+        signature: Signature::variadic_any(Volatility::Immutable),
+    };
+    Expr::ScalarFunction(ScalarFunction::new_udf(
+        Arc::new(ScalarUDF::from(guarded)),
+        args,
+    ))
 }
 
 #[cfg(test)]

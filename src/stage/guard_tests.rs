@@ -271,6 +271,15 @@ fn functions_whose_work_is_a_product_of_lengths_fail_the_record_asking_too_much(
         ("position(b IN a)", "0"),
         ("btrim(a, b)", "kitte"),
         ("regexp_like(a, b)", "false"),
+        ("regexp_replace(a, b, 'z')", "kitten"),
+        ("a ~ b", "false"),
+        ("a ~* b", "false"),
+        ("a !~ b", "true"),
+        ("a LIKE b", "false"),
+        ("a NOT ILIKE b", "true"),
+        ("a ~~ b", "false"),
+        ("a !~~* b", "true"),
+        ("a SIMILAR TO b", "false"),
     ] {
         set_account(Account::default());
         let s = select(&input, call).unwrap();
@@ -287,7 +296,13 @@ fn functions_whose_work_is_a_product_of_lengths_fail_the_record_asking_too_much(
         );
     }
     // A constant substring or pattern is searched for in linear time: not counted.
-    for call in ["strpos(a, 'xb')", "regexp_like(a, 'x+b')"] {
+    for call in [
+        "strpos(a, 'xb')",
+        "regexp_like(a, 'x+b')",
+        "regexp_replace(a, 'x+b', 'z')",
+        "a ~ 'x+b'",
+        "a LIKE '%xb'",
+    ] {
         set_account(Account::default());
         let applied = select(&input, call).unwrap().apply(b.clone());
         assert!(applied.failed.is_empty(), "{call}: {:?}", applied.failed);
@@ -378,4 +393,147 @@ fn steps_of_an_evaluation_another_row_failed_are_given_back() {
     let spent = account();
     assert_eq!(spent.steps, (rows as u64 - 1) << 22);
     assert!(spent.work > spent.steps && spent.work <= MAX_CHUNK_WORK);
+}
+
+/// A pattern operator with its pattern from the data is evaluated as DataFusion evaluates it
+/// with the same pattern as a constant (which is left as it is): every form, on escapes,
+/// case, anchors, nulls and a pattern that does not compile; its result is null only where
+/// an argument may be.
+#[test]
+fn pattern_operators_from_the_data_answer_as_with_a_constant_pattern() {
+    let pairs: [(Option<&str>, Option<&str>); 9] = [
+        (Some("kitten"), Some("k%")),
+        (Some("Kitten"), Some("k_tt%")),
+        (Some("a%b"), Some("a\\%b")),
+        (Some("a_b"), Some("a\\_%")),
+        (Some("x.y"), Some("^x\\.y$")),
+        (Some("XY"), Some("(?i)xy|z")),
+        (Some("abc"), Some("a.c")),
+        (None, Some("a%")),
+        (Some("abc"), None),
+    ];
+    let ops = [
+        "LIKE",
+        "ILIKE",
+        "NOT LIKE",
+        "NOT ILIKE",
+        "~",
+        "~*",
+        "!~",
+        "!~*",
+        "SIMILAR TO",
+        "NOT SIMILAR TO",
+        "~~",
+        "~~*",
+        "!~~",
+        "!~~*",
+    ];
+    // Text columns of each type the decoder may give, the pattern's of another.
+    let types = [
+        (DataType::Utf8, DataType::Utf8),
+        (DataType::LargeUtf8, DataType::Utf8),
+        (DataType::Utf8View, DataType::LargeUtf8),
+    ];
+    for ((a, b), (ta, tb)) in pairs
+        .into_iter()
+        .flat_map(|p| types.iter().map(move |t| (p, t.clone())))
+    {
+        let input = Arc::new(Schema::new(vec![
+            Field::new("a", ta.clone(), true),
+            Field::new("b", tb.clone(), true),
+        ]));
+        let column = |v: Option<&str>, t: &DataType| {
+            let text: arrow::array::ArrayRef = Arc::new(StringArray::from(vec![v]));
+            arrow::compute::cast(&text, t).unwrap()
+        };
+        let batch =
+            RecordBatch::try_new(input.clone(), vec![column(a, &ta), column(b, &tb)]).unwrap();
+        let constant = match b {
+            Some(p) => format!("'{}'", p.replace('\'', "''")),
+            None => "CAST(NULL AS VARCHAR)".to_string(),
+        };
+        for op in ops {
+            let answer = |expr: &str| {
+                set_account(Account::default());
+                // The stage's text is a TOML string: its backslashes are escaped there.
+                let toml = expr.replace('\\', "\\\\");
+                let applied = select(&input, &toml).unwrap().apply(batch.clone());
+                assert!(applied.failed.is_empty(), "{expr}: {:?}", applied.failed);
+                strings(&applied.batch.unwrap(), "r")
+            };
+            let ours = answer(&format!("a {op} b"));
+            assert!(
+                account().steps > 0 || a.is_none() || b.is_none(),
+                "{op}: not counted"
+            );
+            assert_eq!(
+                ours,
+                answer(&format!("a {op} {constant}")),
+                "{a:?} {op} {b:?} ({ta} {tb})"
+            );
+        }
+    }
+    // Not null where neither argument may be.
+    let input = Arc::new(Schema::new(vec![
+        Field::new("a", DataType::Utf8, false),
+        Field::new("b", DataType::Utf8, false),
+    ]));
+    for op in ops {
+        let s = select(&input, &format!("a {op} b")).unwrap();
+        let field = s.output_schema().field_with_name("r").unwrap().clone();
+        assert!(!field.is_nullable(), "{op}: {field:?}");
+    }
+}
+
+/// A pattern's work is its states, not its length: `(?:a{1000}){100}` is 16 bytes and
+/// compiles to about 100,000 states, so one record of it and 4 KiB of text passed a count of
+/// bytes and took 400 million steps. Flags from the data are compiled into a constant
+/// pattern (`(?flags)pattern`), so they make it a pattern from the data.
+#[test]
+fn a_pattern_is_counted_by_the_states_it_compiles_to() {
+    let input = Arc::new(Schema::new(vec![
+        Field::new("a", DataType::Utf8, true),
+        Field::new("b", DataType::Utf8, true),
+    ]));
+    let text = format!("{}b", "a".repeat(4096));
+    let b = RecordBatch::try_new(
+        input.clone(),
+        vec![
+            Arc::new(StringArray::from(vec![Some("abc"), Some(text.as_str())])),
+            Arc::new(StringArray::from(vec![Some("b"), Some("(?:a{1000}){100}")])),
+        ],
+    )
+    .unwrap();
+    let flags = RecordBatch::try_new(
+        input.clone(),
+        vec![
+            b.column(0).clone(),
+            Arc::new(StringArray::from(vec![
+                Some("i"),
+                Some("i)(?:a{1000}){100}(?:"),
+            ])),
+        ],
+    )
+    .unwrap();
+    for (call, batch) in [
+        ("regexp_like(a, b)", &b),
+        ("a ~ b", &b),
+        ("regexp_count(a, b)", &b),
+        ("regexp_replace(a, b, 'z')", &b),
+        ("regexp_like(a, 'x', b)", &flags),
+        ("regexp_replace(a, 'x', 'z', b)", &flags),
+    ] {
+        set_account(Account::default());
+        let applied = select(&input, call).unwrap().apply(batch.clone());
+        assert_eq!(applied.batch.unwrap().num_rows(), 1, "{call}");
+        assert_eq!(applied.failed.len(), 1, "{call}: {:?}", applied.failed);
+        assert!(
+            applied.failed[0].1.contains("steps"),
+            "{call}: {:?}",
+            applied.failed
+        );
+    }
+    // A short pattern of few states counts about its length.
+    let states = crate::stage::patterns::regex_states("abc", None).unwrap();
+    assert!((3..=16).contains(&states), "{states}");
 }
