@@ -90,11 +90,13 @@ pub fn hold_range(
         brokers,
         topics,
         options,
+        on_gap,
         ..
     } = &job.file.source
     else {
         bail!("a backfill reads Kafka topics");
     };
+    let skip = on_gap == "skip";
     // Offsets of the one topic a job reads are spelled with or without it.
     let one = match topics.as_slice() {
         [t] if !t.starts_with('^') => Some(t.clone()),
@@ -128,7 +130,7 @@ pub fn hold_range(
     let name = &job.file.job.name;
     let record = range_record(name);
     let committed = Checkpoints::new(dest.clone(), name).committed()?;
-    let plan = || sluice::source::kafka::plan(brokers, topics, options, (start, end));
+    let plan = || sluice::source::kafka::plan(brokers, topics, options, (start, end), skip);
     // Where the live job looks when it first starts a partition (a folder around this one).
     let copy = live.filter(|l| l.dest.url() != dest.url());
     // A copy there is this backfill's when it names this folder and was made from this state

@@ -41,7 +41,9 @@ pub enum SourceSection {
     Kafka {
         /// Bootstrap brokers, `host:port[,host:port...]`.
         brokers: String,
-        /// Topic names, or regexes starting with `^` (matched when the job starts).
+        /// Topic names, or regexes starting with `^`: POSIX extended regular expressions, as
+        /// librdkafka matches them (`[0-9]`, not `\d`); a live job also takes topics that
+        /// begin to match while it runs (librdkafka matches again as its metadata refreshes).
         topics: Vec<String>,
         /// Consumer group the committed offsets are reported to (default `sluice-<job>`).
         #[serde(default)]

@@ -62,9 +62,9 @@ pub struct Assigned {
 /// its own `next` or `tick`, when partitions are assigned to it or taken away. The task
 /// registers or releases the partitions there, before the source reads on.
 pub trait Membership: Send {
-    /// Newly assigned partitions. Returns where each one starts: its checkpoint in the
-    /// destination wins.
-    fn assigned(&mut self, parts: &[Assigned]) -> Result<Vec<(u32, u64)>, SourceError>;
+    /// Newly assigned partitions. Returns where each one starts, and whether that is a
+    /// checkpoint's (its checkpoint in the destination wins over the source's start).
+    fn assigned(&mut self, parts: &[Assigned]) -> Result<Vec<(u32, u64, bool)>, SourceError>;
     /// Partitions being taken away: what is held for them is committed (or aborted, past the
     /// deadline) before this returns. Returns each one's committed next offset.
     fn revoked(&mut self, parts: &[u32]) -> Vec<(u32, u64)>;

@@ -374,7 +374,7 @@ impl TaskMembership {
     }
 
     /// Claims the assigned partitions in the destination; returns where each starts.
-    fn assign(&mut self, parts: &[Assigned]) -> Result<Vec<(u32, u64)>, SourceError> {
+    fn assign(&mut self, parts: &[Assigned]) -> Result<Vec<(u32, u64, bool)>, SourceError> {
         let began = Instant::now();
         // A partition is rolled back when first assigned, if it is to be; those to be must
         // all be able to replay before any is.
@@ -421,7 +421,7 @@ impl TaskMembership {
                 Ok((default, 0))
             })
             .map_err(|e| failed(a.info.key(), e))?;
-            out.push((a.info.id, start.offset));
+            out.push((a.info.id, start.offset, start.checkpointed));
         }
         Ok(out)
     }
@@ -461,7 +461,7 @@ fn earlier_starts<'a>(
 }
 
 impl Membership for TaskMembership {
-    fn assigned(&mut self, parts: &[Assigned]) -> Result<Vec<(u32, u64)>, SourceError> {
+    fn assigned(&mut self, parts: &[Assigned]) -> Result<Vec<(u32, u64, bool)>, SourceError> {
         // Timed however it ends: a failing store makes the group wait longest.
         let began = Instant::now();
         let r = self.assign(parts);

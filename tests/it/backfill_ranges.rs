@@ -238,7 +238,7 @@ fn a_recorded_range_past_the_end_of_a_re_created_topic_fails_at_once() {
             )
         })
         .collect();
-    let write = |state: &str| {
+    let write_spans = |state: &str, spans: &[String]| {
         std::fs::write(
             &record,
             format!(
@@ -248,6 +248,7 @@ fn a_recorded_range_past_the_end_of_a_re_created_topic_fails_at_once() {
         )
         .unwrap()
     };
+    let write = |state: &str| write_spans(state, &spans);
     // Made from another state folder, which committed nothing: it may be running.
     write("another-state-id");
     let err = sluice_refused(&["backfill", job.to_str().unwrap(), "--name", "old"]);
@@ -271,6 +272,20 @@ fn a_recorded_range_past_the_end_of_a_re_created_topic_fails_at_once() {
     assert!(!status.success(), "{err}");
     assert!(
         err.contains("recreated-1: the log ends at offset 100, before the end of the range planned at the first run (900)"),
+        "{err}"
+    );
+    // A partition the topic no longer has (re-created with fewer): before, nothing ended it,
+    // and the run waited for good.
+    let spans: Vec<String> = (0..5)
+        .map(|p| format!(r#"{{"topic":"{topic}","partition":{p},"from":0,"to":100}}"#))
+        .collect();
+    write_spans("the-state-id", &spans);
+    let (status, err) = sluice_within(&["backfill", job.to_str().unwrap(), "--name", "old"], 60);
+    assert!(
+        !status.success()
+            && err.contains(
+                "partition recreated/4 of the range planned at the first run is not on the broker"
+            ),
         "{err}"
     );
 }

@@ -121,6 +121,83 @@ fn tansu_records_retention_deleted_before_export_stop_the_run_or_are_skipped_and
     assert_eq!(ids(&out), want);
 }
 
+/// Where a job has no checkpoint of a partition, it starts at the consumer group's committed
+/// offset. Here the job writes into a new folder (as the gap error advises) after retention
+/// deleted records it had not exported: the group's offset (500) was clamped into the log
+/// and records 500..800 were skipped without a word. Now it is a gap like a checkpoint's: the
+/// run stops, naming the range and the group's offset, and writes nothing. So does a
+/// backfill asked to start at a deleted offset.
+#[test]
+fn tansu_offsets_below_the_log_start_from_the_group_or_asked_are_gaps_not_silent_skips() {
+    let Some(mut broker) = Tansu::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (job, _) = exported(&broker, dir.path(), "regrouped", 1, 500);
+    produce_events(&broker.bootstrap(), "regrouped", 500, 500, 1, None);
+    broker.retain_from("regrouped", 0, 800);
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("url = \"out/\"", "url = \"fresh/\"")
+        .replace("state_dir = \"state\"", "state_dir = \"fresh-state\"");
+    std::fs::write(&job, text).unwrap();
+    let log = dir.path().join("fresh.log");
+    let mut refused = spawn_run(&job, &log);
+    let status = wait_exit(&mut refused, "the run to stop at the group's gap", 60);
+    let err = std::fs::read_to_string(&log).unwrap();
+    assert!(!status.success(), "{err}");
+    assert!(
+        err.contains("resumes at offset 500")
+            && err.contains("records 500..800 were deleted by the broker (retention)")
+            && err.contains("500 is the consumer group's committed offset"),
+        "{err}"
+    );
+    assert!(ids(&dir.path().join("fresh")).is_empty(), "nothing written");
+    // With `on_gap = "skip"` it starts at the log's start, and says what it skipped.
+    let skipping = std::fs::read_to_string(&job).unwrap().replace(
+        "chunk_bytes = \"16KiB\"",
+        "chunk_bytes = \"16KiB\"\non_gap = \"skip\"",
+    );
+    std::fs::write(&job, &skipping).unwrap();
+    let log = dir.path().join("skip.log");
+    let run = KillOnDrop::new(spawn_run(&job, &log));
+    wait_for(&dir.path().join("fresh"), 200, 120);
+    assert!(run.stop("the skipping run to stop", 60).success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("records 500..800 of partition regrouped-0 were deleted"),
+        "{text}"
+    );
+    assert_eq!(
+        ids(&dir.path().join("fresh")),
+        (800..1000).collect::<Vec<_>>()
+    );
+    // A backfill asked to start at an offset retention deleted: it was moved to the log's
+    // start without a word, and the run ended as done.
+    let jobs = job.to_str().unwrap();
+    let asked = skipping.replace("url = \"fresh/\"", "url = \"asked/\"");
+    std::fs::write(&job, asked.replace("\non_gap = \"skip\"", "")).unwrap();
+    let err = sluice_refused(&["backfill", jobs, "--name", "asked", "--from", "0=100"]);
+    assert!(
+        err.contains("regrouped/0: the range starts at offset 100")
+            && err.contains("records 100..800 were deleted by the broker (retention)"),
+        "{err}"
+    );
+    assert!(ids(&dir.path().join("asked")).is_empty(), "nothing written");
+    std::fs::write(&job, asked).unwrap();
+    let done = sluice(&["backfill", jobs, "--name", "asked", "--from", "0=100"]);
+    let err = String::from_utf8_lossy(&done.stderr);
+    assert!(done.status.success(), "{err}");
+    assert!(
+        err.contains("records 100..800 were deleted by the broker (retention); skipped"),
+        "{err}"
+    );
+    assert_eq!(
+        ids(&dir.path().join("asked")),
+        (800..1000).collect::<Vec<_>>()
+    );
+}
+
 /// A backfill interrupted after its first commit (kill -9 there, `SLUICE_FAULT`) while
 /// retention then deleted records it had not exported: run again, it stops naming the range
 /// (`on_gap = "fail"`); with `on_gap = "skip"` it goes on from the low watermark and says so.

@@ -155,6 +155,8 @@ impl GroupContext {
             let (low, high) = consumer
                 .fetch_watermarks(topic, *p, TIMEOUT)
                 .map_err(|e| err_at(&name, format!("watermarks of {topic}/{p}: {e}")))?;
+            // The group's offset is offered clamped into the log (where the job records and
+            // moves first starts, see `Membership::assigned`), and judged below as it is.
             let start = match stored {
                 Some(o) => o.clamp(low, high),
                 None if shared.reset_latest => high,
@@ -162,7 +164,7 @@ impl GroupContext {
             };
             let id = shared.id(topic, *p);
             let info = shared.infos[id as usize].0.clone();
-            held.insert(id, (low, high));
+            held.insert(id, (low, high, stored));
             parts.push(Assigned {
                 info,
                 start: start as u64,
@@ -173,15 +175,30 @@ impl GroupContext {
         let asked = began.elapsed();
         let starts = match shared.membership.as_mut() {
             Some(m) => m.assigned(&parts)?,
-            None => parts.iter().map(|a| (a.info.id, a.start)).collect(),
+            None => parts.iter().map(|a| (a.info.id, a.start, false)).collect(),
         };
         let mut event = Vec::with_capacity(starts.len());
-        for (id, offset) in starts {
+        for (id, offset, checkpointed) in starts {
             let (info, p) = shared.infos[id as usize].clone();
-            let (low, high) = held.get(&id).copied().unwrap_or((0, i64::MAX));
+            let (low, high, stored) = held.get(&id).copied().unwrap_or((0, i64::MAX, None));
+            // Where this job has no checkpoint of the partition, it starts at the group's
+            // offset (unless a first start was moved): one outside the log was clamped into
+            // it, skipping records without a word. It is a gap like a checkpoint's: `on_gap`
+            // decides below the log; above, the log was re-created below it, an error.
+            let group = stored.filter(|o| {
+                !checkpointed && offset as i64 == (*o).clamp(low, high) && *o != offset as i64
+            });
+            let judged = group.unwrap_or(offset as i64);
             let (read, skipped) =
-                super::gap::decide(&info.key(), offset as i64, low, high, shared.skip_gaps)
-                    .map_err(|e| err_at(&name, e))?;
+                super::gap::decide(&info.key(), judged, low, high, shared.skip_gaps).map_err(
+                    |e| match group {
+                        Some(o) => err_at(
+                            &name,
+                            format!("{e} (this job has no checkpoint of the partition: {o} is the consumer group's committed offset, where it starts; move the group's offset, e.g. with `kafka-consumer-groups --reset-offsets`, to start elsewhere)"),
+                        ),
+                        None => err_at(&name, e),
+                    },
+                )?;
             if let Some((from, to)) = skipped {
                 shared.skips.record(&info.key(), from, to);
             }

@@ -40,11 +40,13 @@ mod part;
 mod range;
 mod read;
 mod seek;
+mod topics;
 mod unreadable;
 
 use group::{lock, set_paused, GroupContext, Index, Shared};
 use part::Part;
 pub use range::{plan, Position, Range, Span};
+use topics::{patterns, topics_now};
 
 const TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -263,51 +265,6 @@ impl KafkaSource {
         tracing::warn!(source = %self.name, "joined the group again");
         Ok(())
     }
-}
-
-/// The topics (and their partition numbers) the names and patterns match now.
-fn topics_now<C: rdkafka::consumer::ConsumerContext>(
-    consumer: &BaseConsumer<C>,
-    name: &str,
-    names: &[String],
-    patterns: &[regex::Regex],
-) -> Result<Vec<(String, Vec<i32>)>, SourceError> {
-    let md = consumer
-        .fetch_metadata(None, TIMEOUT)
-        .map_err(|e| err_at(name, format!("cannot read the topics' metadata: {e}")))?;
-    let mut out = Vec::new();
-    for t in md.topics() {
-        let wanted =
-            names.iter().any(|n| n == t.name()) || patterns.iter().any(|r| r.is_match(t.name()));
-        if !wanted || t.error().is_some() || t.partitions().is_empty() {
-            continue;
-        }
-        let mut ids: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
-        ids.sort_unstable();
-        out.push((t.name().to_string(), ids));
-    }
-    out.sort();
-    for n in names.iter().filter(|n| !n.starts_with('^')) {
-        if !out.iter().any(|(t, _)| t == n) {
-            return Err(err_at(name, format!("topic `{n}` does not exist")));
-        }
-    }
-    if out.is_empty() {
-        return Err(err_at(name, "no topic matches the configured patterns"));
-    }
-    Ok(out)
-}
-
-/// The `^` entries of `topics` as regular expressions.
-fn patterns(name: &str, topics: &[String]) -> Result<Vec<regex::Regex>, SourceError> {
-    topics
-        .iter()
-        .filter(|t| t.starts_with('^'))
-        .map(|t| {
-            regex::Regex::new(t)
-                .map_err(|e| err_at(name, format!("topic pattern `{t}` is not a regex: {e}")))
-        })
-        .collect()
 }
 
 impl Drop for KafkaSource {

@@ -27,12 +27,14 @@ pub enum Range {
 /// Resolves a run from `start` to `end` of the `topics` (names, or `^` patterns) at
 /// `brokers` now: every partition of the topics that match, with its `[from, to)` (`to` at
 /// least `from`), in topic and partition order. `options` are the job's librdkafka
-/// properties (security settings among them).
+/// properties (security settings among them); `skip`: `on_gap = "skip"` (an offset asked for
+/// that the broker no longer holds moves to the log's start, logged; else an error).
 pub fn plan(
     brokers: &str,
     topics: &[String],
     options: &crate::config::PassThrough,
     (start, end): (&Position, &Position),
+    skip: bool,
 ) -> Result<Vec<Span>, SourceError> {
     let name = format!("kafka {} ({brokers})", topics.join(","));
     let mut cfg = ClientConfig::new();
@@ -43,9 +45,9 @@ pub fn plan(
     let consumer: BaseConsumer = cfg
         .create()
         .map_err(|e| err_at(&name, format!("cannot create the consumer: {e}")))?;
-    let patterns = super::patterns(&name, topics)?;
-    let found = super::topics_now(&consumer, &name, topics, &patterns)?;
-    spans_of(&consumer, &name, &found, (start, end))
+    let patterns = super::topics::patterns(&name, topics)?;
+    let found = super::topics::topics_now(&consumer, &name, topics, &patterns)?;
+    spans_of(&consumer, &name, &found, (start, end), skip)
 }
 
 /// Every partition of `topics` (names and partition numbers) with its `[from, to)` for a run
@@ -55,12 +57,13 @@ fn spans_of<C: ConsumerContext>(
     name: &str,
     topics: &[(String, Vec<i32>)],
     (start, end): (&Position, &Position),
+    skip: bool,
 ) -> Result<Vec<Span>, SourceError> {
     let list: Vec<(&str, i32)> = topics
         .iter()
         .flat_map(|(t, ids)| ids.iter().map(move |p| (t.as_str(), *p)))
         .collect();
-    let planned = plan_all(consumer, name, &list, start, end)?;
+    let planned = plan_all(consumer, name, &list, (start, end), skip)?;
     Ok(list
         .into_iter()
         .zip(planned)
@@ -175,7 +178,13 @@ impl KafkaSource {
         let (spans, fresh) = match range {
             Range::Planned { spans, fresh } => (spans.clone(), *fresh),
             Range::Asked(start, end) => (
-                spans_of(&self.consumer, &self.name, topics, (start, end))?,
+                spans_of(
+                    &self.consumer,
+                    &self.name,
+                    topics,
+                    (start, end),
+                    lock(&self.shared).skip_gaps,
+                )?,
                 true,
             ),
         };
@@ -199,12 +208,59 @@ impl KafkaSource {
         Ok(())
     }
 
+    /// Fails when a partition still to read is not on the broker (its topic is unknown, or
+    /// has no such partition): a plan recorded by an earlier run may name one deleted since,
+    /// or a topic re-created with fewer partitions, and nothing would ever end it (the run
+    /// waited for good). A metadata request that fails otherwise (a timeout, a topic without
+    /// a leader for now) leaves the partitions as they are.
+    fn check_present(&self, parts: &[(String, i32)]) -> Result<(), SourceError> {
+        let mut topics: Vec<&str> = parts.iter().map(|(t, _)| t.as_str()).collect();
+        topics.sort_unstable();
+        topics.dedup();
+        for topic in topics {
+            let Ok(md) = self.consumer.fetch_metadata(Some(topic), TIMEOUT) else {
+                continue;
+            };
+            let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
+                continue;
+            };
+            let unknown = matches!(
+                t.error().map(rdkafka::error::RDKafkaErrorCode::from),
+                Some(rdkafka::error::RDKafkaErrorCode::UnknownTopicOrPartition)
+            );
+            if t.error().is_some() && !unknown {
+                continue;
+            }
+            let missing = parts.iter().find(|(t2, p)| {
+                t2.as_str() == topic && !t.partitions().iter().any(|q| q.id() == *p)
+            });
+            if let Some((t, p)) = missing {
+                return Err(err_at(
+                    &self.name,
+                    format!(
+                        "partition {t}/{p} of the range planned at the first run is not on the broker: the topic was deleted or re-created with fewer partitions since, and its records planned there are gone. Run the range again under a new --name"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Bounded runs: assigns the partitions at their next offsets. A partition placed since
     /// the last assignment (the plan, a rewind) is checked against the broker's log first: a
     /// backfill that resumes from its checkpoint after retention deleted records it had not
     /// exported stops or skips as `on_gap` says, as a live run does. A check the broker does
     /// not answer is left to librdkafka (`auto.offset.reset = error`, see `poll_once`).
     pub(super) fn assign_static(&mut self) -> Result<(), SourceError> {
+        let unchecked: Vec<(String, i32)> = self
+            .parts
+            .iter()
+            .filter(|p| !p.done() && !p.checked)
+            .map(|p| (p.info.topic.clone(), p.partition))
+            .collect();
+        if !unchecked.is_empty() {
+            self.check_present(&unchecked)?;
+        }
         let mut shared = lock(&self.shared);
         let skip = shared.skip_gaps;
         let mut tpl = TopicPartitionList::new();
@@ -252,13 +308,32 @@ fn plan_all<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     name: &str,
     list: &[(&str, i32)],
-    start: &Position,
-    end: &Position,
+    (start, end): (&Position, &Position),
+    skip: bool,
 ) -> Result<Vec<(i64, i64)>, SourceError> {
     let plan_one = |topic: &str, p: i32| -> Result<(i64, i64), SourceError> {
         let (low, high) = consumer
             .fetch_watermarks(topic, p, TIMEOUT)
             .map_err(|e| err_at(name, format!("watermarks of {topic}/{p}: {e}")))?;
+        // An offset asked for that retention deleted was moved to the log's start without a
+        // word: the run ended "done" without the records asked for.
+        for (what, pos) in [("starts", start), ("ends", end)] {
+            let Some(o) = pos.offset_of(topic, p).filter(|o| *o < low) else {
+                continue;
+            };
+            let why = format!("{topic}/{p}: the range {what} at offset {o}, but the broker holds offsets {low}..{high}: records {o}..{low} were deleted by the broker (retention)");
+            let why = match what {
+                "ends" => format!("{why}, so was every record the range asked for there"),
+                _ => why,
+            };
+            if !skip {
+                return Err(err_at(
+                    name,
+                    format!("{why}. Ask for offsets from {low} on (or `earliest`) to export what is left, or set source.on_gap = \"skip\""),
+                ));
+            }
+            tracing::error!(partition = %format!("{topic}-{p}"), from = o, to = low, "{why}; skipped (on_gap = skip), reading from {low}");
+        }
         let from = resolve(consumer, name, (topic, p), start, (low, high), low)?;
         let to = resolve(consumer, name, (topic, p), end, (low, high), high)?;
         Ok((from, to))
@@ -268,6 +343,16 @@ fn plan_all<C: ConsumerContext>(
 }
 
 impl Position {
+    /// The offset this position names explicitly for partition `p` of `topic`, if any.
+    fn offset_of(&self, topic: &str, p: i32) -> Option<i64> {
+        let Position::Offsets(list) = self else {
+            return None;
+        };
+        list.iter()
+            .find(|(t, q, _)| *q == p && t.as_deref().is_none_or(|t| t == topic))
+            .map(|(_, _, o)| *o)
+    }
+
     /// Where a run from this position starts partition `p` of `topic` (watermarks `[low,
     /// high]`, read now): `None` for `latest`, which is the end when the run started, not now.
     pub fn start_in<C: ConsumerContext>(
@@ -295,10 +380,7 @@ fn resolve<C: ConsumerContext>(
     let o = match pos {
         Position::Earliest => low,
         Position::Latest => high,
-        Position::Offsets(list) => list
-            .iter()
-            .find(|(t, q, _)| *q == p && t.as_deref().is_none_or(|t| t == topic))
-            .map_or(fallback, |(_, _, o)| *o),
+        Position::Offsets(_) => pos.offset_of(topic, p).unwrap_or(fallback),
         Position::Timestamp(ms) => {
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition_offset(topic, p, Offset::Offset(*ms))
