@@ -130,6 +130,8 @@ pub struct Wal {
     id: Option<String>,
     /// The folder's runs, this open's last ([`runs`]).
     runs: Runs,
+    /// Everything before this position is in committed files (the last `release`).
+    committed: u64,
 }
 
 impl Wal {
@@ -284,6 +286,7 @@ impl Wal {
                 moved_to: report.moved.as_ref().map(|m| m.2.clone()),
                 id,
                 runs,
+                committed: 0,
             },
             report,
         ))
@@ -337,35 +340,49 @@ impl Wal {
         // Nothing enters the log under a run the folder has not recorded (a full disk kept it
         // out at the open): the next start would count it as the run before's.
         self.runs.record(&self.dir)?;
-        if self.segments.is_empty() {
-            // A segment past the end could not be created before (a full disk): again now.
-            self.start_segment(self.end)?;
-        } else if self.file_len + RECORD_HEADER + payload.len() as u64 > self.segment_bytes
-            && self.file_len > MAGIC.len() as u64
-        {
-            self.roll(self.end)?;
-        }
-        let pos = self.end;
-        let mut h = [0u8; RECORD_HEADER as usize];
-        h[0..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
-        h[4..8].copy_from_slice(&crc(pos, payload).to_le_bytes());
-        h[8..16].copy_from_slice(&pos.to_le_bytes());
-        let path = &self.segments.last().expect("a segment").path;
-        let mut f: &File = &self.file;
-        if let Err(e) = f.write_all(&h).and_then(|()| f.write_all(payload)) {
-            if !is_disk_full(&e) {
-                return Err(io(path)(e));
+        let mut retried = false;
+        loop {
+            if self.segments.is_empty() {
+                // A segment past the end could not be created before (a full disk): again now.
+                self.start_segment(self.end)?;
+            } else if self.file_len + RECORD_HEADER + payload.len() as u64 > self.segment_bytes
+                && self.file_len > MAGIC.len() as u64
+            {
+                // Emptied in place (or removed, when it could not be renamed: the next round
+                // starts a segment), else rolled.
+                if self.recycle()? {
+                    continue;
+                }
+                self.roll(self.end)?;
             }
-            // Cut what landed of the record (cutting needs no room): the log is as before.
-            self.file.set_len(self.file_len).map_err(io(path))?;
-            return Err(WalError::Full {
-                path: path.clone(),
-                source: e,
-            });
+            let pos = self.end;
+            let mut h = [0u8; RECORD_HEADER as usize];
+            h[0..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+            h[4..8].copy_from_slice(&crc(pos, payload).to_le_bytes());
+            h[8..16].copy_from_slice(&pos.to_le_bytes());
+            let path = &self.segments.last().expect("a segment").path;
+            let mut f: &File = &self.file;
+            if let Err(e) = f.write_all(&h).and_then(|()| f.write_all(payload)) {
+                if !is_disk_full(&e) {
+                    return Err(io(path)(e));
+                }
+                // Cut what landed of the record (cutting needs no room): the log is as before.
+                self.file.set_len(self.file_len).map_err(io(path))?;
+                let full = WalError::Full {
+                    path: path.clone(),
+                    source: e,
+                };
+                // Once: an emptied segment is not emptied again.
+                if !retried && self.recycle()? {
+                    retried = true;
+                    continue;
+                }
+                return Err(full);
+            }
+            self.file_len += RECORD_HEADER + payload.len() as u64;
+            self.end += payload.len() as u64;
+            return Ok((pos, self.end));
         }
-        self.file_len += RECORD_HEADER + payload.len() as u64;
-        self.end += payload.len() as u64;
-        Ok((pos, self.end))
     }
 
     /// The file to fsync to make every append so far durable (earlier segments were synced when
@@ -552,40 +569,6 @@ impl Wal {
         }
     }
 
-    /// Records before `committed` are in committed files: deletes the segments wholly below it
-    /// (never the current one), oldest first, each forgotten once gone: a delete that fails
-    /// (a full or failing disk) leaves it and the later ones listed, for the next release. (A
-    /// segment forgotten before its delete failed stayed on disk below the ones deleted
-    /// later: a gap every start refused.)
-    pub fn release(&mut self, committed: u64) -> Result<(), WalError> {
-        let mut removed = false;
-        while self.segments.len() > 1 && self.segments[1].base <= committed {
-            let path = self.segments[0].path.clone();
-            #[cfg(test)]
-            crate::hooks::at("wal: before a segment's delete");
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                // Gone already: a delete that landed before it reported an error.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    if removed {
-                        let _ = sync_dir(&self.dir);
-                    }
-                    return Err(io(&path)(e));
-                }
-            }
-            let s = self.segments.remove(0);
-            if self.reader.as_ref().is_some_and(|(b, _)| *b == s.base) {
-                self.reader = None;
-            }
-            removed = true;
-        }
-        if removed {
-            sync_dir(&self.dir)?;
-        }
-        Ok(())
-    }
-
     /// How many segment files the log has.
     pub fn segments(&self) -> usize {
         self.segments.len()
@@ -595,6 +578,7 @@ impl Wal {
 mod cut;
 mod damage;
 pub mod export;
+mod free;
 mod identity;
 mod runs;
 mod segment;

@@ -523,3 +523,115 @@ proptest::proptest! {
         }
     }
 }
+
+/// A tmpfs of `mib` MiB at `dir` (root only), unmounted when dropped; `None` (and a SKIP
+/// line) where mounting is not allowed.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, mib: u64) -> Option<Tmpfs> {
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            eprintln!(
+                "SKIP: cannot mount a tmpfs: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return None;
+        }
+        Some(Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A full disk, and the current segment's every record committed: appends were refused for
+/// good, since a release deletes only segments below the current one (64 MiB by default).
+/// Now the segment is emptied in place and the append goes on; not while one record in it
+/// is uncommitted. Reopened, the log starts where it was emptied.
+#[test]
+fn a_wholly_committed_segment_is_emptied_for_room_on_a_full_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(_fs) = Tmpfs::mount(dir.path(), 1) else {
+        return;
+    };
+    let wal_dir = dir.path().join("wal");
+    let (mut wal, _) = Wal::open(&wal_dir, 64 << 20).unwrap();
+    let rec = vec![b'x'; 64 << 10];
+    let mut held = 0;
+    while held < 64 {
+        match wal.append(&rec) {
+            Ok(_) => held += 1,
+            Err(WalError::Full { .. }) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(
+        (4..64).contains(&held),
+        "{held} records before the disk was full"
+    );
+    let end = wal.end();
+    wal.release(end - 1).unwrap();
+    assert!(
+        matches!(wal.append(&rec), Err(WalError::Full { .. })),
+        "a record not yet committed is the only copy"
+    );
+    wal.release(end).unwrap();
+    let (pos, after) = wal.append(&rec).unwrap();
+    assert_eq!((pos, wal.start(), wal.segments()), (end, end, 1));
+    drop(wal);
+    let (mut wal, report) = Wal::open(&wal_dir, 64 << 20).unwrap();
+    assert_eq!((report.start, report.end), (end, after));
+    assert_eq!(read_all(&mut wal, end), rec);
+}
+
+/// A segment about to roll, every record committed, is emptied in place instead of a new one
+/// made; when its rename fails, it is removed and the append starts a segment at the end.
+/// That path panicked ("a segment") and, inside a push, poisoned the intake's lock.
+#[test]
+fn a_committed_segment_about_to_roll_is_emptied_and_a_failed_rename_starts_afresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = Wal::open(dir.path(), 1024).unwrap();
+    let rec = vec![b'y'; 300];
+    for _ in 0..3 {
+        wal.append(&rec).unwrap();
+    }
+    wal.release(wal.end()).unwrap();
+    let end = wal.end();
+    let (pos, _) = wal.append(&rec).unwrap();
+    assert_eq!(
+        (pos, wal.start(), wal.segments()),
+        (end, end, 1),
+        "emptied in place"
+    );
+    assert!(!segment_path(dir.path(), 0).exists());
+    for _ in 0..2 {
+        wal.append(&rec).unwrap();
+    }
+    wal.release(wal.end()).unwrap();
+    let end = wal.end();
+    // The rename fails: a folder stands where the segment would go.
+    let blocked = segment_path(dir.path(), end);
+    let b = blocked.clone();
+    crate::hooks::set("wal: before an emptied segment's rename", move || {
+        std::fs::create_dir_all(b.join("x")).unwrap();
+    });
+    // Refused while the folder stands there (not a panic), then taken at the end.
+    assert!(wal.append(&rec).is_err());
+    crate::hooks::clear("wal: before an emptied segment's rename");
+    assert_eq!(wal.segments(), 0);
+    std::fs::remove_dir_all(&blocked).unwrap();
+    let (pos, after) = wal.append(&rec).unwrap();
+    assert_eq!((pos, wal.segments()), (end, 1));
+    drop(wal);
+    let (mut wal, report) = Wal::open(dir.path(), 1024).unwrap();
+    assert_eq!(report.end, after);
+    assert_eq!(read_all(&mut wal, end), rec);
+}
