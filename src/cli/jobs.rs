@@ -162,6 +162,8 @@ pub fn run_validate(path: &Path, repo: Option<&str>) -> Result<()> {
 fn validate_one(path: &Path, job: &Job, runtime: &tokio::runtime::Runtime) -> Result<()> {
     let prepared = task::prepare(job, false)?;
     let dest = task::destination(job, runtime)?;
+    let room = dest.folder_room();
+    let template = prepared.template.clone().limit_to(room)?;
     let fields = prepared.schema.fields.len();
     let repo = match &job.repo {
         Some(r) => format!(
@@ -197,6 +199,12 @@ fn validate_one(path: &Path, job: &Job, runtime: &tokio::runtime::Runtime) -> Re
         },
         dest.url()
     );
+    if template.cuts_names() {
+        println!(
+            "  its folder paths could pass the {room} bytes the destination has for them: folder names of {} bytes or more (after a `name=` head) are cut to fit",
+            sluice::sink::paths::TIGHT_SEGMENT
+        );
+    }
     // The schema against the one the job's files were written with (nothing is recorded).
     let out = prepared.decoder.output_schema();
     match sluice::evolution::check(&dest, &job.file.job.name, &out, false) {

@@ -320,6 +320,9 @@ fn run_inner(
             job: name.clone(),
             reason: format!("[sink.partition] {e} (at {})", dest.url()),
         })?;
+    if template.cuts_names() {
+        tracing::info!(room = dest.folder_room(), template = template.template(), "the template's folder paths could pass the room the destination has for them: long folder names are cut to fit");
+    }
     let mut source = source.expect("prepare(connect) opens the source");
     sweep_in_background(job, &dest, &dead_dest);
     let out_schema = decoder.output_schema();

@@ -42,6 +42,13 @@ fn long_and_short_rows_land(folders: usize, runs: usize) {
         &[(&long, "long"), ("x", "short")],
         &"{host}-{host}-{host}/".repeat(folders),
     );
+    // `validate` says whether the template cuts long names (one folder always fits).
+    let said = sluice_ok(&["validate", job.to_str().unwrap()]);
+    assert_eq!(
+        said.contains("folder names of 48 bytes or more"),
+        folders > 1,
+        "{said}"
+    );
     for _ in 0..runs {
         let (status, log) = sluice_within(&["run", job.to_str().unwrap()], 60);
         assert!(status.success(), "{log}");

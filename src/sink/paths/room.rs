@@ -118,6 +118,12 @@ impl PathTemplate {
         Ok(self)
     }
 
+    /// True when the template's paths could pass their room, so long folder names are cut
+    /// (see [`PathTemplate::limit_to`]).
+    pub fn cuts_names(&self) -> bool {
+        self.room.tight
+    }
+
     /// The most bytes a rendered path can take: each folder name its literal text and
     /// [`MAX_VALUE`] + 17 bytes for each value, 255 at most, each followed by `/`.
     fn most_bytes(&self) -> usize {
