@@ -62,9 +62,11 @@ pub enum SourceSection {
         /// librdkafka properties, passed through (e.g. `"fetch.wait.max.ms" = "10"`).
         #[serde(default)]
         options: super::PassThrough,
-        /// A checkpoint outside the offsets the broker holds (retention ran, the topic was
-        /// re-created): `fail` (default) stops with the range; `skip` goes on from the nearest
-        /// offset held, logging and counting the range.
+        /// A checkpoint (or, for a partition without one, the consumer group's offset, or a
+        /// backfill's explicit offset) outside the offsets the broker holds (retention ran,
+        /// the topic was re-created): `fail` (default) stops with the range; `skip` goes on
+        /// from the log's start past retention, logging and counting the range (a re-created
+        /// log always stops).
         #[serde(default = "default_on_gap")]
         on_gap: String,
         /// A message without a value (a tombstone: how a compacted topic deletes a key, and

@@ -332,8 +332,14 @@ impl Guarded {
             };
             let steps = a.saturating_mul(b);
             if steps > MAX_STEPS {
+                let of = match self.measure {
+                    Measure::Bytes => format!("texts of {a} and {b} bytes"),
+                    Measure::Regex { .. } => {
+                        format!("a text of {a} bytes and a pattern of {b} states compiled")
+                    }
+                };
                 return exec_err!(
-                    "`{}` of texts of {a} and {b} bytes could take {steps} steps; it may take at most {MAX_STEPS} per value",
+                    "`{}` of {of} could take {steps} steps; it may take at most {MAX_STEPS} per value",
                     self.inner.name()
                 );
             }

@@ -164,22 +164,23 @@ impl PatternOp {
     }
 }
 
-/// The states of `pattern` compiled (with `flags` as DataFusion adds them, `(?flags)`), as a
-/// Thompson NFA, which the matching engines' worst case walks once per byte of text; `None`
-/// when it does not compile (the function then fails on it), or passes 16 MiB (past the
-/// regex crate's own limit).
+/// The states of `pattern` compiled (with `flags` as DataFusion adds them, `(?flags)`, less
+/// `regexp_replace`'s `g`, which it takes out first), as a Thompson NFA, which the matching
+/// engines' worst case walks once per byte of text; `None` when it does not compile (the
+/// function then fails on it too), or passes the regex crate's own limit (10 MiB).
 pub(super) fn regex_states(pattern: &str, flags: Option<&str>) -> Option<u64> {
     use regex_automata::nfa::thompson::{Config, NFA};
+    let flags: String = flags.unwrap_or("").chars().filter(|c| *c != 'g').collect();
     let whole;
-    let pattern = match flags.filter(|f| !f.is_empty()) {
-        Some(f) => {
-            whole = format!("(?{f}){pattern}");
+    let pattern = match flags.is_empty() {
+        false => {
+            whole = format!("(?{flags}){pattern}");
             whole.as_str()
         }
-        None => pattern,
+        true => pattern,
     };
     let nfa = NFA::compiler()
-        .configure(Config::new().nfa_size_limit(Some(16 << 20)))
+        .configure(Config::new().nfa_size_limit(Some(10 << 20)))
         .build(pattern)
         .ok()?;
     Some(nfa.states().len() as u64)

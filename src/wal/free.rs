@@ -77,8 +77,9 @@ impl Wal {
             // Its records are gone and its name no longer says where the next one goes:
             // remove it, and the next append starts a segment at the end (a full disk
             // refuses that like any append, 503, until there is room).
-            std::fs::remove_file(&old.path).map_err(io(&old.path))?;
+            // Forgotten either way: appending under its old name would misplace records.
             self.segments.clear();
+            std::fs::remove_file(&old.path).map_err(io(&old.path))?;
             tracing::warn!(segment = %old.path.display(), error = %e, "could not rename the emptied WAL segment; removed it");
             return Ok(true);
         }

@@ -10,8 +10,12 @@
 //! as a name past [`MAX_SEGMENT`] bytes cut, which no name kept whole reaches. So values
 //! cannot spell a cut name; two meet only if their 64-bit hashes do.
 
-use super::sanitize::cut_hashed;
-use super::{Part, PathTemplate, TemplateError, MAX_SEGMENT, MAX_VALUE};
+use chrono::format::{Fixed, Item, Numeric};
+
+use super::sanitize::{cut_hashed, is_safe};
+use super::{
+    Part, PathTemplate, TemplateError, TimePattern, MAX_SEGMENT, MAX_VALUE, NULL_PARTITION,
+};
 
 /// How many bytes a folder name keeps of its text after its `name=` head when it is cut to
 /// fit a room: cut, it is that, `~` and a hash, [`TIGHT_SEGMENT`] bytes.
@@ -106,14 +110,15 @@ impl PathTemplate {
     /// folder name is cut shorter, and a path still too long is folded (see [`cap_path`]).
     /// Fails when `room` cannot hold one folded name.
     pub fn limit_to(mut self, room: usize) -> Result<PathTemplate, TemplateError> {
-        if room < FOLD {
+        let most = self.most_bytes();
+        if most > room && room < FOLD {
             return Err(self.error(format!(
-                "the destination leaves {room} bytes for folders, and a path needs {FOLD}; use a shorter destination URL"
+                "its folder paths can take {most} bytes, and the destination leaves {room} for folders, less than the {FOLD} a folded path needs; use a shorter destination URL"
             )));
         }
         self.room = Room {
             bytes: room,
-            tight: self.most_bytes() > room,
+            tight: most > room,
         };
         Ok(self)
     }
@@ -124,8 +129,9 @@ impl PathTemplate {
         self.room.tight
     }
 
-    /// The most bytes a rendered path can take: each folder name its literal text and
-    /// [`MAX_VALUE`] + 17 bytes for each value, 255 at most, each followed by `/`.
+    /// The most bytes a rendered path can take: each folder name its literal text, the most
+    /// each time renders to, and [`MAX_VALUE`] + 17 bytes for each other value, 255 at most,
+    /// each followed by `/`.
     fn most_bytes(&self) -> usize {
         // Every rendered path ends with `/` (or is empty): each `/` ends a name.
         let mut names = Vec::new();
@@ -141,15 +147,48 @@ impl PathTemplate {
                         name += piece.len();
                     }
                 }
-                Part::Ingest(_) | Part::Time { .. } | Part::Value { .. } => {
-                    name += MAX_VALUE + 17;
+                Part::Ingest(pattern) | Part::Time { pattern, .. } => {
+                    name += pattern.most_bytes();
                 }
+                Part::Value { .. } => name += MAX_VALUE + 17,
             }
         }
         if name > 0 {
             names.push(name);
         }
         names.into_iter().map(|n| n.min(MAX_SEGMENT + 17) + 1).sum()
+    }
+}
+
+impl TimePattern {
+    /// The most bytes a time renders to through this pattern, escaped: its literal text, each
+    /// number at its widest (years 1 to 9999, as values are checked), a name or zone at most
+    /// 32 characters, all of it escaped; a null's name at least, [`MAX_VALUE`] + 17 at most.
+    fn most_bytes(&self) -> usize {
+        let escaped =
+            |s: &str| -> usize { s.bytes().map(|b| if is_safe(b) { 1 } else { 3 }).sum() };
+        let text: usize = self
+            .items
+            .iter()
+            .map(|item| match item {
+                Item::Literal(s) | Item::Space(s) => escaped(s),
+                Item::OwnedLiteral(s) | Item::OwnedSpace(s) => escaped(s),
+                Item::Numeric(Numeric::Year | Numeric::IsoYear, _) => 5,
+                Item::Numeric(Numeric::Nanosecond, _) => 9,
+                Item::Numeric(Numeric::Timestamp, _) => 12,
+                Item::Numeric(..) => 4,
+                Item::Fixed(
+                    Fixed::Nanosecond
+                    | Fixed::Nanosecond3
+                    | Fixed::Nanosecond6
+                    | Fixed::Nanosecond9,
+                ) => 10,
+                Item::Fixed(_) => 3 * 32,
+                Item::Error => 0,
+            })
+            .sum();
+        // A leading `_` or `.` escaped, and a null's name (or a value spelled like it).
+        (text + 2).max(NULL_PARTITION.len() + 2).min(MAX_VALUE + 17)
     }
 }
 

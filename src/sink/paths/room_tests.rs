@@ -141,5 +141,40 @@ fn a_path_of_many_folders_is_folded_to_fit() {
     let p = t.constant_path(0).unwrap().unwrap();
     assert!(p.len() <= 300 && p.starts_with("lll"), "{p}");
     let err = t.limit_to(MAX_SEGMENT + 17).unwrap_err().to_string();
-    assert!(err.contains("leaves 255 bytes"), "{err}");
+    assert!(err.contains("leaves 255 for folders"), "{err}");
+    // A template that always fits is taken whatever the room.
+    let t = PathTemplate::compile("ab/", &b.schema(), "events", false).unwrap();
+    assert!(!t.limit_to(10).unwrap().cuts_names());
+}
+
+/// A time renders to what its pattern can print (`%Y-%m-%d` 10 bytes, a null's name 28), not
+/// to a long value's 117: a day and an hour folder beside four Hive folders of values fit an
+/// S3 bucket's root (703 bytes), and keep their layout; eight such value folders do not.
+#[test]
+fn times_count_what_their_pattern_prints() {
+    use arrow::array::TimestampMillisecondArray;
+    let mut columns: Vec<(&str, ArrayRef)> = vec![(
+        "ts",
+        Arc::new(TimestampMillisecondArray::from(vec![0i64])) as ArrayRef,
+    )];
+    let names = ["a", "b", "c", "d", "e", "f", "g", "h"];
+    for n in names {
+        columns.push((n, Arc::new(StringArray::from(vec!["v"])) as ArrayRef));
+    }
+    let b = RecordBatch::try_from_iter(columns).unwrap();
+    let template = |values: usize| {
+        let folders: String = names[..values]
+            .iter()
+            .map(|n| format!("{{{n}}}/"))
+            .collect();
+        PathTemplate::compile(
+            &format!("dt={{ts:%Y-%m-%d}}/hr={{ts:%H}}/{folders}"),
+            &b.schema(),
+            "events",
+            true,
+        )
+        .unwrap()
+    };
+    assert!(!template(4).limit_to(703).unwrap().cuts_names());
+    assert!(template(8).limit_to(703).unwrap().cuts_names());
 }

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use super::NULL_PARTITION;
 
 /// Bytes kept as they are in rendered values.
-fn is_safe(b: u8) -> bool {
+pub(super) fn is_safe(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
 }
 

@@ -192,10 +192,7 @@ impl GroupContext {
             let (read, skipped) =
                 super::gap::decide(&info.key(), judged, low, high, shared.skip_gaps).map_err(
                     |e| match group {
-                        Some(o) => err_at(
-                            &name,
-                            format!("{e} (this job has no checkpoint of the partition: {o} is the consumer group's committed offset, where it starts; move the group's offset, e.g. with `kafka-consumer-groups --reset-offsets`, to start elsewhere)"),
-                        ),
+                        Some(o) => err_at(&name, group_gap(&info.key(), o, low, high)),
                         None => err_at(&name, e),
                     },
                 )?;
@@ -453,4 +450,20 @@ fn pause_resume(
 
 pub(super) fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
     shared.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Why partition `key` cannot start at the consumer group's committed offset `o`, outside the
+/// broker's `[low, high)`, where this job has no checkpoint of it.
+fn group_gap(key: &str, o: i64, low: i64, high: i64) -> String {
+    let (why, skip) = match o < low {
+        true => (
+            format!("records {o}..{low} were deleted by the broker (retention) before they were exported"),
+            format!(", or set source.on_gap = \"skip\" to start at offset {low} (the range is logged and counted)"),
+        ),
+        false => (
+            "the topic was re-created or truncated below it".to_string(),
+            String::new(),
+        ),
+    };
+    format!("partition {key} has no checkpoint of this job, and the consumer group's committed offset, {o}, where it starts, is outside the offsets the broker holds ({low}..{high}): {why}. Move the group's offset (e.g. `kafka-consumer-groups --reset-offsets`){skip}")
 }

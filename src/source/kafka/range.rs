@@ -329,7 +329,7 @@ fn plan_all<C: ConsumerContext>(
             if !skip {
                 return Err(err_at(
                     name,
-                    format!("{why}. Ask for offsets from {low} on (or `earliest`) to export what is left, or set source.on_gap = \"skip\""),
+                    format!("{why}. Start the range at offset {low} or later (`--from earliest`) to export what is left, or set source.on_gap = \"skip\""),
                 ));
             }
             tracing::error!(partition = %format!("{topic}-{p}"), from = o, to = low, "{why}; skipped (on_gap = skip), reading from {low}");
