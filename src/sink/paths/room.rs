@@ -12,7 +12,7 @@
 
 use chrono::format::{Fixed, Item, Numeric};
 
-use super::sanitize::{cut_hashed, is_safe};
+use super::sanitize::{cut_hashed, cut_names, is_safe};
 use super::{
     Part, PathTemplate, TemplateError, TimePattern, MAX_SEGMENT, MAX_VALUE, NULL_PARTITION,
 };
@@ -60,25 +60,15 @@ pub(super) fn cap_path(path: &mut String, room: Room, scratch: &mut Vec<u8>) {
 }
 
 fn cap_names(path: &mut String, scratch: &mut Vec<u8>) {
-    let mut start = 0;
-    while start < path.len() {
-        let end = path[start..].find('/').map_or(path.len(), |i| start + i);
-        let head = match path[start..end].find('=') {
+    cut_names(path, scratch, |name| {
+        let head = match name.find('=') {
             Some(i) if i < TIGHT_HEAD => i + 1,
             _ => 0,
         };
-        if end - start >= head + TIGHT_SEGMENT {
-            scratch.clear();
-            scratch.extend_from_slice(&path.as_bytes()[start..end]);
-            let rest = path[end..].to_string();
-            cut_hashed(path, start, head + TIGHT_KEEP, scratch);
-            let next = path.len();
-            path.push_str(&rest);
-            start = next + 1;
-        } else {
-            start = end + 1;
-        }
-    }
+        // A name of exactly the cut length is cut too: a cut name is then longer than any
+        // name kept whole, so no value spells one (but by a collision of hashes).
+        (name.len() >= head + TIGHT_SEGMENT).then_some(head + TIGHT_KEEP)
+    });
 }
 
 /// A path longer than `room` keeps the most leading folders that fit with one more, which

@@ -62,7 +62,7 @@ pub(super) fn cut_hashed(out: &mut String, start: usize, keep: usize, whole: &[u
 }
 
 /// FNV-1a, 64 bits, of `bytes`: stable across versions and platforms.
-pub(super) fn hash(bytes: &[u8]) -> u64 {
+fn hash(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
@@ -80,19 +80,32 @@ pub(super) fn cap_segments(path: &mut String, scratch: &mut Vec<u8>) {
     if path.len() <= MAX_SEGMENT {
         return;
     }
+    cut_names(path, scratch, |name| {
+        (name.len() > MAX_SEGMENT).then_some(MAX_SEGMENT)
+    });
+}
+
+/// Cuts each folder name of the rendered path `path` (`/`-separated) for which `keep` says how
+/// many bytes to keep: to that many, `~` and a hash of the whole name.
+pub(super) fn cut_names(
+    path: &mut String,
+    scratch: &mut Vec<u8>,
+    keep: impl Fn(&str) -> Option<usize>,
+) {
     let mut start = 0;
     while start < path.len() {
         let end = path[start..].find('/').map_or(path.len(), |i| start + i);
-        if end - start > MAX_SEGMENT {
-            scratch.clear();
-            scratch.extend_from_slice(&path.as_bytes()[start..end]);
-            let rest = path[end..].to_string();
-            cut_hashed(path, start, MAX_SEGMENT, scratch);
-            let next = path.len();
-            path.push_str(&rest);
-            start = next + 1;
-        } else {
-            start = end + 1;
+        match keep(&path[start..end]) {
+            Some(k) => {
+                scratch.clear();
+                scratch.extend_from_slice(&path.as_bytes()[start..end]);
+                let rest = path[end..].to_string();
+                cut_hashed(path, start, k, scratch);
+                let next = path.len();
+                path.push_str(&rest);
+                start = next + 1;
+            }
+            None => start = end + 1,
         }
     }
 }
