@@ -43,6 +43,10 @@ pub struct Provenance {
     pub next_line: u64,
     /// Bumped when a partition is rewound; items of an older epoch are stale.
     pub epoch: u64,
+    /// Message-framed sources: what identifies the last record (see
+    /// [`crate::decode::meta::RecordMark`]); a commit ending here records it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mark: Option<crate::decode::meta::RecordMark>,
 }
 
 /// One unit in the channel: a decoded batch (possibly empty) and the dead letters of the same

@@ -52,6 +52,7 @@ fn item(partition: u32, n: i64, rows: usize) -> Item {
             next_offset: n as u64 * 100 + 100,
             next_line: n as u64 + 1,
             epoch: 0,
+            mark: None,
         },
         records: rows as u64,
     }

@@ -113,6 +113,12 @@ pub struct Checkpoint {
     /// for other sources and records of older versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<FileHead>,
+    /// A Kafka partition's last message before `next_offset`, as the writer exported it: a
+    /// start that resumes here reads it again and compares (a topic re-created since holds
+    /// another). None for other sources, records of older versions, and a commit whose last
+    /// message could not be marked (a record batch the client could not read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<crate::decode::meta::RecordMark>,
 }
 
 /// The first bytes of a file (up to 4 KiB, decompressed): how many, and their CRC-32.
@@ -349,6 +355,7 @@ impl Checkpoints {
                         log: None,
                         log_runs: Vec::new(),
                         file: None,
+                        record: None,
                     });
                 }
                 Some(Outcome::Commit(c)) => {
@@ -610,6 +617,7 @@ impl Checkpoint {
             log: None,
             log_runs: Vec::new(),
             file: None,
+            record: None,
         }
     }
 }

@@ -73,6 +73,7 @@ impl Checkpoints {
             log: from.log.clone(),
             log_runs: from.log_runs.clone(),
             file: from.file.clone(),
+            record: from.record,
         };
         Ok(match self.decide(&Outcome::Commit(c))? {
             None => Some(old),

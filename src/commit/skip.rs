@@ -142,6 +142,8 @@ impl Checkpoints {
             log: latest.and_then(|c| c.log.clone()),
             log_runs: latest.map(|c| c.log_runs.clone()).unwrap_or_default(),
             file: latest.and_then(|c| c.file.clone()),
+            // The message before `to` is the one skipped: nothing of it was exported.
+            record: None,
         };
         self.seal(&claim, &c)?;
         self.release(key, seq, term, &owner)?;

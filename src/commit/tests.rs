@@ -73,6 +73,7 @@ pub(super) fn checkpoint(c: &Claim, next: u64) -> Checkpoint {
         log: None,
         log_runs: Vec::new(),
         file: None,
+        record: None,
     }
 }
 

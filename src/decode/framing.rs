@@ -55,6 +55,9 @@ pub struct Chunk {
     /// line breaks among them).
     pub skipped_bytes: u64,
     pub skipped_lines: u64,
+    /// Message-framed sources: what identifies the chunk's last message (`None` when it
+    /// cannot be read again to compare, e.g. a record batch the client could not read).
+    pub mark: Option<super::meta::RecordMark>,
 }
 
 impl Chunk {

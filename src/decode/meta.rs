@@ -95,6 +95,46 @@ pub struct MessageMeta {
     pub unreadable: Vec<(usize, Vec<u8>, String)>,
 }
 
+/// What tells one message of a partition from another at the same offset: a topic deleted
+/// and created again (or truncated by an unclean leader election) holds other records at the
+/// offsets a checkpoint counts. A chunk records its last message's, and a checkpoint its last
+/// chunk's; a start that resumes there reads that message again and compares
+/// (`source::kafka::identity`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RecordMark {
+    /// The message's offset.
+    pub offset: u64,
+    /// Its timestamp (milliseconds since the epoch), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp_ms: Option<i64>,
+    /// Its line as buffered for the decoder: its length and CRC-32.
+    pub len: u64,
+    pub crc: u32,
+}
+
+impl RecordMark {
+    /// The mark of the message at `offset` whose buffered line is `line`.
+    pub fn of(offset: u64, timestamp_ms: Option<i64>, line: &[u8]) -> RecordMark {
+        RecordMark {
+            offset,
+            timestamp_ms,
+            len: line.len() as u64,
+            crc: crc32fast::hash(line),
+        }
+    }
+
+    /// Whether `other` (the message found at the same offset) is this one: the same line, and
+    /// the same timestamp where both have one.
+    pub fn matches(&self, other: &RecordMark) -> bool {
+        self.offset == other.offset
+            && self.len == other.len
+            && self.crc == other.crc
+            && (self.timestamp_ms.is_none()
+                || other.timestamp_ms.is_none()
+                || self.timestamp_ms == other.timestamp_ms)
+    }
+}
+
 /// The line standing for an unreadable message (not JSON, not blank).
 pub const UNREADABLE: &[u8] = b"\x00";
 

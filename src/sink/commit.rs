@@ -149,6 +149,7 @@ pub(super) fn commit_partition(
                     let &(len, crc) = starts.get(&state.key)?;
                     Some(crate::commit::checkpoint::FileHead { len, crc })
                 }),
+                record: op.mark.filter(|m| m.offset < op.next_offset),
             };
             ctx.checkpoints.seal(&claim, &c)?;
             crate::fault::abort_at("after_checkpoint", commits);

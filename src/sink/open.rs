@@ -36,6 +36,8 @@ pub(super) struct OpenPartition {
     pub(super) next_offset: u64,
     pub(super) next_line: u64,
     pub(super) last_offset: u64,
+    /// The last record's mark, as its item carried it (see `Provenance::mark`).
+    pub(super) mark: Option<crate::decode::meta::RecordMark>,
     pub(super) rows: u64,
     /// Records consumed since the last commit (rows, dead letters, filtered).
     pub(super) records: u64,

@@ -390,6 +390,7 @@ impl Worker {
             next_offset: item.prov.from_offset,
             next_line: 0,
             last_offset: item.prov.first_offset,
+            mark: None,
             rows: 0,
             records: 0,
             opened: Instant::now(),
@@ -492,6 +493,7 @@ impl Worker {
         op.next_offset = item.prov.next_offset;
         op.next_line = item.prov.next_line;
         op.last_offset = item.prov.last_offset;
+        op.mark = item.prov.mark;
         op.last_write = Instant::now();
         Ok(())
     }

@@ -58,13 +58,25 @@ pub struct Assigned {
     pub held: (u64, u64),
 }
 
+/// Where a partition newly assigned to a group member starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resumed {
+    pub id: u32,
+    pub offset: u64,
+    /// `offset` is a checkpoint's (its checkpoint in the destination wins over the source's
+    /// start).
+    pub checkpointed: bool,
+    /// The checkpoint's mark of its last message, which the source compares with the one it
+    /// holds there before reading on ([`crate::decode::meta::RecordMark`]).
+    pub mark: Option<crate::decode::meta::RecordMark>,
+}
+
 /// What a source with changing partitions (a Kafka consumer-group member) calls, from inside
 /// its own `next` or `tick`, when partitions are assigned to it or taken away. The task
 /// registers or releases the partitions there, before the source reads on.
 pub trait Membership: Send {
-    /// Newly assigned partitions. Returns where each one starts, and whether that is a
-    /// checkpoint's (its checkpoint in the destination wins over the source's start).
-    fn assigned(&mut self, parts: &[Assigned]) -> Result<Vec<(u32, u64, bool)>, SourceError>;
+    /// Newly assigned partitions. Returns where each one starts.
+    fn assigned(&mut self, parts: &[Assigned]) -> Result<Vec<Resumed>, SourceError>;
     /// Partitions being taken away: what is held for them is committed (or aborted, past the
     /// deadline) before this returns. Returns each one's committed next offset.
     fn revoked(&mut self, parts: &[u32]) -> Vec<(u32, u64)>;
@@ -200,6 +212,16 @@ pub trait Source: Send {
     /// A file partition's file must begin as the start checked it did (`len` bytes, decompressed,
     /// of CRC-32 `crc`) when it is first opened: its checkpoints name that file (files).
     fn expect_start(&mut self, _partition: u32, _len: usize, _crc: u32) {}
+    /// A partition resumed at `offset` from a checkpoint that marks its last message: the
+    /// source compares that message with the one it holds there before reading on (Kafka: a
+    /// topic re-created since holds another).
+    fn expect_record(
+        &mut self,
+        _partition: u32,
+        _offset: u64,
+        _mark: crate::decode::meta::RecordMark,
+    ) {
+    }
     /// How each file partition's file begins, as far as it was read (files): what its
     /// checkpoints record.
     fn read_starts(&self) -> Option<ReadStarts> {

@@ -352,6 +352,7 @@ fn to_item(
             next_offset: last + 1,
             next_line: 0,
             epoch,
+            mark: chunk.mark.filter(|m| m.offset == last),
         }
     } else {
         let next_offset = chunk.end_offset();
@@ -364,6 +365,7 @@ fn to_item(
             next_offset,
             next_line: chunk.next_line(),
             epoch,
+            mark: None,
         }
     };
     Ok(Item {

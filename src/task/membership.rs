@@ -20,7 +20,7 @@ use crate::commit::fence::Reconciled;
 use crate::metrics::Metrics;
 use crate::sink::control::Control;
 use crate::sink::partitions::Registration;
-use crate::source::{Assigned, Membership, PartitionInfo, SourceError};
+use crate::source::{Assigned, Membership, PartitionInfo, Resumed, SourceError};
 
 use super::roll_backs::{already_rolled_back, log_not_repeated, roll_backs, FromCheckpoint};
 
@@ -30,6 +30,8 @@ pub struct Start {
     pub line: u64,
     /// From a checkpoint (else from the source's own default).
     pub checkpointed: bool,
+    /// The checkpoint's mark of the message before `offset`, when it resumes there.
+    pub mark: Option<crate::decode::meta::RecordMark>,
 }
 
 /// What registering a partition learned from the destination: its new ownership term, how
@@ -208,6 +210,12 @@ pub fn resume(
         ..
     } = claimed;
     let seq = r.next_seq - 1;
+    // The checkpoint's mark, where it resumes from the checkpoint (not a table's end).
+    let latest_mark = r.latest.as_ref().and_then(|c| {
+        c.record
+            .filter(|m| m.offset < c.next_offset)
+            .map(|m| (c.next_offset, m))
+    });
     let (offset, line, checkpointed) = match crate::table::resume_point(r.latest.as_ref(), held) {
         Some(((o, l), ahead)) => {
             if ahead {
@@ -239,6 +247,9 @@ pub fn resume(
         offset,
         line,
         checkpointed,
+        mark: latest_mark
+            .filter(|(at, _)| checkpointed && *at == offset)
+            .map(|(_, m)| m),
     })
 }
 
@@ -374,7 +385,7 @@ impl TaskMembership {
     }
 
     /// Claims the assigned partitions in the destination; returns where each starts.
-    fn assign(&mut self, parts: &[Assigned]) -> Result<Vec<(u32, u64, bool)>, SourceError> {
+    fn assign(&mut self, parts: &[Assigned]) -> Result<Vec<Resumed>, SourceError> {
         let began = Instant::now();
         // A partition is rolled back when first assigned, if it is to be; those to be must
         // all be able to replay before any is.
@@ -421,7 +432,12 @@ impl TaskMembership {
                 Ok((default, 0))
             })
             .map_err(|e| failed(a.info.key(), e))?;
-            out.push((a.info.id, start.offset, start.checkpointed));
+            out.push(Resumed {
+                id: a.info.id,
+                offset: start.offset,
+                checkpointed: start.checkpointed,
+                mark: start.mark,
+            });
         }
         Ok(out)
     }
@@ -461,7 +477,7 @@ fn earlier_starts<'a>(
 }
 
 impl Membership for TaskMembership {
-    fn assigned(&mut self, parts: &[Assigned]) -> Result<Vec<(u32, u64, bool)>, SourceError> {
+    fn assigned(&mut self, parts: &[Assigned]) -> Result<Vec<Resumed>, SourceError> {
         // Timed however it ends: a failing store makes the group wait longest.
         let began = Instant::now();
         let r = self.assign(parts);

@@ -443,6 +443,9 @@ fn run_inner(
         }
         if start.checkpointed {
             source.seek(p.id, start.offset, start.line)?;
+            if let Some(mark) = start.mark {
+                source.expect_record(p.id, start.offset, mark);
+            }
             // What the checkpoint covers is committed: a push log counts its room from there
             // (else the bytes before it, in a segment not released yet, would count as
             // retained, and with nothing to read, no commit would ever release them).

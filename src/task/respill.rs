@@ -157,6 +157,7 @@ mod tests {
                 next_offset: 20,
                 next_line: 3,
                 epoch: 0,
+                mark: None,
             },
             records: 2,
         };

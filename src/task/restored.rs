@@ -112,6 +112,7 @@ mod tests {
                 next_offset: next,
                 next_line: next / 10,
                 epoch: 0,
+                mark: None,
             },
             records: 1,
         }

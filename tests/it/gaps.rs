@@ -282,3 +282,135 @@ fn a_member_overtaken_by_retention_skips_to_the_log_start_and_reads_on() {
     // The partition assigned again still reads through the batch queue, in order.
     assert!(text.contains(" polled=0"), "{text}");
 }
+
+/// A topic re-created (here: on another broker) whose new log has grown past the checkpoint:
+/// the checkpoint's offset lies inside the new log, so its watermarks say nothing, and every
+/// record of it below that offset was skipped without a word. The message the checkpoint ends
+/// with is read again and compared: the run stops, naming the partition, whatever `on_gap`
+/// says. On the same log the comparison finds the same message and the run goes on.
+#[test]
+fn a_re_created_topic_grown_past_the_checkpoint_stops_the_run() {
+    let topic = "regrown";
+    let first = rdkafka::mocking::MockCluster::new(1).unwrap();
+    first.create_topic(topic, 1, 1).unwrap();
+    produce_events(&first.bootstrap_servers(), topic, 0, 100, 1, None);
+    let dir = tempfile::tempdir().unwrap();
+    // A quick session: a run refused inside the rebalance leaves no member behind for long.
+    let quick = crate::kafka::QUICK_GROUP;
+    let job = crate::kafka::job_with(dir.path(), &first.bootstrap_servers(), topic, quick);
+    let out = dir.path().join("out");
+    for (round, (from, upto)) in [(0, 100), (100, 120)].into_iter().enumerate() {
+        if from > 0 {
+            produce_events(
+                &first.bootstrap_servers(),
+                topic,
+                from,
+                upto - from,
+                1,
+                None,
+            );
+        }
+        let log = dir.path().join(format!("same-{round}.log"));
+        let run = spawn_run(&job, &log);
+        wait_for(&out, upto, 120);
+        let text = wait_log(&log, "committed", 1, 0);
+        assert_eq!(trace_ids(&out).len(), upto, "{text}");
+        sigterm(&run);
+        assert!(run.wait_with_output().unwrap().status.success());
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            !text.contains("could not be read again") && !text.contains("not the one exported"),
+            "the same log resumes after a comparison that finds its message:\n{text}"
+        );
+    }
+
+    // The topic again, on another broker, with 150 other records: past the checkpoint (120).
+    let second = rdkafka::mocking::MockCluster::new(1).unwrap();
+    second.create_topic(topic, 1, 1).unwrap();
+    produce_events(&second.bootstrap_servers(), topic, 1000, 150, 1, None);
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace(&first.bootstrap_servers(), &second.bootstrap_servers());
+    for (attempt, job_text) in [
+        ("fail", text.clone()),
+        (
+            "skip",
+            text.replace(
+                "chunk_bytes = \"16KiB\"",
+                "chunk_bytes = \"16KiB\"\non_gap = \"skip\"",
+            ),
+        ),
+    ] {
+        std::fs::write(&job, job_text).unwrap();
+        let log = dir.path().join(format!("{attempt}.log"));
+        let mut run = KillOnDrop::new(spawn_run(&job, &log));
+        let what = format!("on_gap = {attempt}: the run to stop at a re-created topic");
+        let status = wait_exit(run.child(), &what, 60);
+        let err = std::fs::read_to_string(&log).unwrap();
+        assert!(!status.success(), "{err}");
+        assert!(
+            err.contains("resumes at offset 120")
+                && err.contains("message at offset 119 is not the one exported there"),
+            "{err}"
+        );
+        assert_eq!(trace_ids(&out).len(), 120, "nothing written");
+    }
+}
+
+/// The same for a backfill resumed from its checkpoint (a static assignment): its first run
+/// died after its first commit (`SLUICE_FAULT=after_checkpoint:1`); the topic, re-created,
+/// has grown past the whole range planned, so only the comparison tells.
+#[test]
+fn a_backfill_resumed_on_a_re_created_topic_grown_past_its_checkpoint_stops() {
+    let topic = "regrown-bf";
+    let first = rdkafka::mocking::MockCluster::new(1).unwrap();
+    first.create_topic(topic, 1, 1).unwrap();
+    produce_events(&first.bootstrap_servers(), topic, 0, 600, 1, None);
+    let dir = tempfile::tempdir().unwrap();
+    let job = crate::kafka::job_with(dir.path(), &first.bootstrap_servers(), topic, "");
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("max_rows = 400", "max_rows = 100");
+    std::fs::write(&job, &text).unwrap();
+    let out = dir.path().join("out");
+    let args = ["backfill", job.to_str().unwrap(), "--name", "bf"];
+    let log = dir.path().join("first.log");
+    let mut died = KillOnDrop::new(
+        std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(args)
+            .env("SLUICE_FAULT", "after_checkpoint:1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let status = wait_exit(
+        died.child(),
+        "the backfill to abort after its first commit",
+        60,
+    );
+    let err = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !status.success() && err.contains("aborting at after_checkpoint"),
+        "{err}"
+    );
+    let exported = trace_ids(&out).len();
+    assert!((1..600).contains(&exported), "{exported} exported:\n{err}");
+
+    let second = rdkafka::mocking::MockCluster::new(1).unwrap();
+    second.create_topic(topic, 1, 1).unwrap();
+    produce_events(&second.bootstrap_servers(), topic, 5000, 700, 1, None);
+    std::fs::write(
+        &job,
+        text.replace(&first.bootstrap_servers(), &second.bootstrap_servers()),
+    )
+    .unwrap();
+    let (status, err) = sluice_within(&args, 60);
+    assert!(!status.success(), "{err}");
+    assert!(
+        err.contains(&format!("resumes at offset {exported}"))
+            && err.contains("is not the one exported there"),
+        "{err}"
+    );
+    assert_eq!(trace_ids(&out).len(), exported, "nothing written");
+}

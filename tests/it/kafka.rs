@@ -18,7 +18,8 @@ use crate::helpers::*;
 
 pub(crate) const PARTITIONS: i32 = 4;
 /// Group options for tests that kill or add members: a dead member is noticed in seconds.
-const QUICK_GROUP: &str = "\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"";
+pub(crate) const QUICK_GROUP: &str =
+    "\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"";
 
 /// Produces `n` events (trace ids `t<i>`) round-robin over the partitions, plus one malformed
 /// message every 500.

@@ -13,7 +13,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use super::batch::{Forwarder, Msg};
 use super::{err_at, KafkaSource, Part, TIMEOUT};
 use crate::decode::meta::MetaNeeds;
-use crate::source::{Assigned, Membership, PartitionInfo, SourceError};
+use crate::source::{Assigned, Membership, PartitionInfo, Resumed, SourceError};
 
 /// Partition changes reported by the rebalance callback, applied after `poll` returns.
 pub(super) enum Event {
@@ -41,6 +41,8 @@ pub(super) struct Shared {
     /// Where assigned partitions' messages go (see `batch`); None when they stay on the
     /// consumer queue. Cleared before the queue is dropped.
     pub(super) forward: Option<Forwarder>,
+    /// Reads checkpoints' last messages again, to compare (see `identity`).
+    pub(super) recheck: super::identity::Recheck,
 }
 
 impl Shared {
@@ -175,10 +177,25 @@ impl GroupContext {
         let asked = began.elapsed();
         let starts = match shared.membership.as_mut() {
             Some(m) => m.assigned(&parts)?,
-            None => parts.iter().map(|a| (a.info.id, a.start, false)).collect(),
+            None => parts
+                .iter()
+                .map(|a| Resumed {
+                    id: a.info.id,
+                    offset: a.start,
+                    checkpointed: false,
+                    mark: None,
+                })
+                .collect(),
         };
         let mut event = Vec::with_capacity(starts.len());
-        for (id, offset, checkpointed) in starts {
+        let mut marked = Vec::new();
+        for s in starts {
+            let Resumed {
+                id,
+                offset,
+                checkpointed,
+                mark,
+            } = s;
             let (info, p) = shared.infos[id as usize].clone();
             let (low, high, stored) = held.get(&id).copied().unwrap_or((0, i64::MAX, None));
             // Where this job has no checkpoint of the partition, it starts at the group's
@@ -199,10 +216,15 @@ impl GroupContext {
             if let Some((from, to)) = skipped {
                 shared.skips.record(&info.key(), from, to);
             }
+            if let Some(m) = mark.filter(|_| read == offset as i64) {
+                marked.push((info.topic.clone(), p, m, read, low));
+            }
             tpl.set_partition_offset(&info.topic, p, Offset::Offset(read))
                 .map_err(|e| err_at(&name, e.to_string()))?;
             event.push((id, offset as i64, read));
         }
+        // A checkpoint's last message is compared with the broker's before reading on.
+        super::identity::check(&shared.recheck, &marked).map_err(|e| err_at(&name, e))?;
         // Before the partitions are assigned, so none of their messages take the other way.
         if let Some(fwd) = shared.forward {
             for (topic, p) in &assigned {

@@ -28,13 +28,14 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{Membership, Next, PartitionInfo, Source, SourceError};
-use crate::decode::meta::MetaNeeds;
+use crate::decode::meta::{MetaNeeds, RecordMark};
 use crate::decode::Chunk;
 
 mod batch;
 mod gap;
 mod group;
 mod headers;
+mod identity;
 mod lag;
 mod part;
 mod range;
@@ -183,6 +184,7 @@ impl KafkaSource {
             reset_latest: resets_to_latest(&s.auto_offset_reset),
             name: name.clone(),
             skip_gaps: s.skip_gaps,
+            recheck: identity::Recheck::new(&cfg),
             ..Shared::default()
         }));
         let consumer: BaseConsumer<GroupContext> = cfg
@@ -330,6 +332,17 @@ impl Source for KafkaSource {
             self.reassign = true;
         }
         Ok(())
+    }
+
+    fn expect_record(&mut self, partition: u32, offset: u64, mark: RecordMark) {
+        // Group members compare when the partition is assigned (see `group::on_assign`).
+        if self.group || mark.offset >= offset {
+            return;
+        }
+        if let Some(p) = self.parts.get_mut(partition as usize).filter(|p| p.owned) {
+            p.expect = Some((offset as i64, mark));
+            self.reassign = true;
+        }
     }
 
     fn resume_default(&mut self, partition: u32) -> Result<(u64, u64), SourceError> {

@@ -4,7 +4,7 @@
 use super::batch::Msg;
 use super::unreadable::Probe;
 use crate::decode::cost::{LineCost, Tally};
-use crate::decode::meta::{MessageMeta, MetaNeeds, SKIPPED, UNREADABLE};
+use crate::decode::meta::{MessageMeta, MetaNeeds, RecordMark, SKIPPED, UNREADABLE};
 use crate::decode::Chunk;
 use crate::source::{Next, PartitionInfo};
 
@@ -50,6 +50,14 @@ pub(super) struct Part {
     /// The buffered messages are what a chunk cut by what its lines decode to left (see
     /// `emit`): they go on at once, not when more arrive.
     pub cut: bool,
+    /// The last message buffered: its timestamp, and whether it stands for a record batch
+    /// the client could not read (see `push_unreadable`); for the chunk's [`RecordMark`].
+    last_stamp: Option<i64>,
+    last_batch: bool,
+    /// A checkpoint's mark of a message before the offset it resumes at (the first), to
+    /// compare with the broker's before reading on (see `identity`): set by a start from a
+    /// checkpoint, dropped once compared or when reading restarts elsewhere.
+    pub expect: Option<(i64, RecordMark)>,
 }
 
 impl Part {
@@ -80,11 +88,15 @@ impl Part {
             ended: false,
             past_end: false,
             cut: false,
+            last_stamp: None,
+            last_batch: false,
+            expect: None,
         }
     }
 
     /// Reading restarts at `offset`; what was buffered is dropped.
     pub fn restart(&mut self, offset: i64) {
+        self.expect = self.expect.filter(|(at, _)| *at == offset);
         self.next = offset;
         self.from = offset;
         self.checked = false;
@@ -177,8 +189,10 @@ impl Part {
         self.line(msg.payload(), needs.skip_tombstones);
         self.offsets.push(offset as u64);
         self.past_end = false;
+        let stamp = msg.timestamp_ms();
+        (self.last_stamp, self.last_batch) = (stamp, false);
         if needs.timestamps {
-            self.meta.timestamps.push(msg.timestamp_ms());
+            self.meta.timestamps.push(stamp);
         }
         if needs.keys {
             let key = msg.key().map(<[u8]>::to_vec);
@@ -203,7 +217,7 @@ impl Part {
     /// JSON, which a space would silently "repair"), stands as a placeholder line and becomes a
     /// dead letter with its own bytes and a reason saying which.
     /// So every line is one record, which `ends` records.
-    fn line(&mut self, payload: Option<&[u8]>, skip_tombstones: bool) {
+    pub(super) fn line(&mut self, payload: Option<&[u8]>, skip_tombstones: bool) {
         let unreadable = |why: &str, bytes: &[u8], meta: &mut MessageMeta, index: usize| {
             meta.unreadable
                 .push((index, bytes.to_vec(), why.to_string()));
@@ -278,6 +292,13 @@ impl Part {
         }
         self.next = last + 1;
         self.owed = self.owed.max(self.next);
+        self.last_batch = true;
+    }
+
+    /// The mark of buffered message `i`, with its timestamp `stamp`.
+    pub(super) fn mark_at(&self, i: usize, stamp: Option<i64>) -> RecordMark {
+        let start = i.checked_sub(1).map_or(0, |j| self.ends[j] + 1);
+        RecordMark::of(self.offsets[i], stamp, &self.buf[start..self.ends[i]])
     }
 
     /// Moves the buffered messages into `chunk` (whose buffers come back for reuse): all of
@@ -294,6 +315,10 @@ impl Part {
         if self.cut {
             return self.emit_first(k, chunk);
         }
+        chunk.mark = match self.ends.len() {
+            n if n > 0 && !self.last_batch => Some(self.mark_at(n - 1, self.last_stamp)),
+            _ => None,
+        };
         std::mem::swap(&mut chunk.data, &mut self.buf);
         std::mem::swap(&mut chunk.ends, &mut self.ends);
         std::mem::swap(&mut chunk.offsets, &mut self.offsets);
@@ -315,6 +340,11 @@ impl Part {
     /// Moves the first `k` buffered messages (at least one, not all) into `chunk`, with their
     /// offsets and metadata; the next chunk starts just past the last of them.
     fn emit_first(&mut self, k: usize, chunk: &mut Chunk) -> Next {
+        // Its timestamp only when the schema keeps them; a tombstone's line is not told from
+        // an unreadable batch's here, so neither is marked.
+        let stamp = self.meta.timestamps.get(k - 1).copied().flatten();
+        chunk.mark = (!self.meta.unreadable.iter().any(|u| u.0 == k - 1))
+            .then(|| self.mark_at(k - 1, stamp));
         let cut = self.ends[k - 1] + 1;
         chunk.data.clear();
         chunk.data.extend(self.buf.drain(..cut));

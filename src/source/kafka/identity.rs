@@ -1,0 +1,252 @@
+//! Whether a partition's log is still the one its checkpoint counts. A topic deleted and
+//! created again, or truncated by an unclean leader election, restarts its offsets: once the
+//! new log has grown past a checkpoint, the checkpoint's offset lies inside it and the
+//! watermarks (`gap`) see nothing wrong, while every record of the new log below that offset
+//! would be skipped without a word. So each checkpoint records its last message's
+//! [`RecordMark`] (offset, timestamp, and the length and CRC-32 of its line), and a start that
+//! resumes from it reads the message at that offset again, with a client of its own (the
+//! consumer's settings, no group, small fetches), and compares: another message there stops
+//! the run. What cannot be compared is let through and logged: the message compacted away or
+//! deleted by retention since, a broker that does not answer within [`WAIT`].
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::part::Part;
+use crate::decode::meta::RecordMark;
+use crate::source::PartitionInfo;
+
+/// The longest a comparison waits for the broker's messages.
+pub(super) const WAIT: Duration = Duration::from_secs(10);
+
+/// The consumer's settings, for the client that reads marked messages again.
+#[derive(Default, Clone)]
+pub(super) struct Recheck {
+    settings: Vec<(String, String)>,
+}
+
+/// What a comparison found at a partition's marked offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Found {
+    /// The message exported there.
+    Same,
+    /// Another message.
+    Other(RecordMark),
+    /// Nothing to compare, and why.
+    Unknown(&'static str),
+}
+
+impl Recheck {
+    /// From the consumer's settings: group settings other than the id are left out (this
+    /// client never joins; librdkafka assigns partitions only to a client with a group id,
+    /// and the job's is one its credentials may use), and fetches are kept small (one message
+    /// of each partition is wanted).
+    pub fn new(cfg: &ClientConfig) -> Recheck {
+        let mut settings: Vec<(String, String)> = cfg
+            .config_map()
+            .iter()
+            .filter(|(k, _)| {
+                (**k == "group.id" || !k.starts_with("group."))
+                    && **k != "partition.assignment.strategy"
+            })
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        for (k, v) in [
+            ("enable.partition.eof", "false"),
+            ("auto.offset.reset", "error"),
+            ("enable.auto.commit", "false"),
+            ("max.partition.fetch.bytes", "65536"),
+            ("queued.max.messages.kbytes", "1024"),
+        ] {
+            settings.retain(|(s, _)| s != k);
+            settings.push((k.to_string(), v.to_string()));
+        }
+        Recheck { settings }
+    }
+
+    /// Reads the message at each mark's offset of `(topic, partition, mark)` and says, in the
+    /// same order, whether it is the one marked. Waits at most `wait`.
+    pub fn compare(&self, wanted: &[(String, i32, RecordMark)], wait: Duration) -> Vec<Found> {
+        let mut found = vec![Found::Unknown("the broker did not send it in time"); wanted.len()];
+        if wanted.is_empty() {
+            return found;
+        }
+        let mut cfg = ClientConfig::new();
+        for (k, v) in &self.settings {
+            cfg.set(k, v);
+        }
+        let client: BaseConsumer = match cfg.create() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot create a client to compare checkpoints' last messages");
+                return vec![Found::Unknown("no client to read it"); wanted.len()];
+            }
+        };
+        let mut tpl = TopicPartitionList::new();
+        let mut pending: HashMap<(String, i32), usize> = HashMap::new();
+        for (i, (topic, p, mark)) in wanted.iter().enumerate() {
+            if tpl
+                .add_partition_offset(topic, *p, Offset::Offset(mark.offset as i64))
+                .is_ok()
+            {
+                pending.insert((topic.clone(), *p), i);
+            }
+        }
+        if let Err(e) = client.assign(&tpl) {
+            tracing::warn!(error = %e, "cannot assign partitions to compare checkpoints' last messages");
+            return vec![Found::Unknown("no client to read it"); wanted.len()];
+        }
+        let deadline = Instant::now() + wait;
+        let mut scratch = Part::new(
+            PartitionInfo {
+                id: 0,
+                topic: String::new(),
+                number: 0,
+            },
+            0,
+        );
+        while !pending.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let Some(Ok(m)) = client.poll(left.min(Duration::from_millis(200))) else {
+                // Errors (retention overtaking the offset among them) leave it unknown.
+                continue;
+            };
+            let Some(i) = pending.remove(&(m.topic().to_string(), m.partition())) else {
+                continue;
+            };
+            let mark = wanted[i].2;
+            found[i] = if m.offset() as u64 == mark.offset {
+                scratch.drop_buffer();
+                scratch.line(m.payload(), false);
+                let now = RecordMark::of(
+                    mark.offset,
+                    m.timestamp().to_millis(),
+                    &scratch.buf[..scratch.ends[0]],
+                );
+                match mark.matches(&now) {
+                    true => Found::Same,
+                    false => Found::Other(now),
+                }
+            } else {
+                Found::Unknown("it is no longer there (compacted, or deleted by retention)")
+            };
+        }
+        found
+    }
+}
+
+/// Compares each `(topic, partition, mark, next, low)` (a partition resuming at `next` from
+/// a checkpoint that marks its last message, in a log that starts at `low`) with the message
+/// the broker holds there; the first that differs is the error to stop with.
+pub(super) fn check(
+    recheck: &Recheck,
+    marked: &[(String, i32, RecordMark, i64, i64)],
+) -> Result<(), String> {
+    let mut wanted = Vec::with_capacity(marked.len());
+    let mut at = Vec::with_capacity(marked.len());
+    for (topic, p, mark, next, low) in marked {
+        if (mark.offset as i64) < *low {
+            uncompared(&format!("{topic}-{p}"), mark, "deleted by retention");
+            continue;
+        }
+        wanted.push((topic.clone(), *p, *mark));
+        at.push(*next);
+    }
+    let found = recheck.compare(&wanted, WAIT);
+    for (((topic, p, mark), next), f) in wanted.iter().zip(at).zip(found) {
+        let key = format!("{topic}-{p}");
+        match f {
+            Found::Same => {}
+            Found::Other(now) => return Err(refusal(&key, next, mark, &now)),
+            Found::Unknown(why) => uncompared(&key, mark, why),
+        }
+    }
+    Ok(())
+}
+
+/// Why partition `key`, resuming at `next` after `mark`, must not go on: `now` is there.
+pub(super) fn refusal(key: &str, next: i64, mark: &RecordMark, now: &RecordMark) -> String {
+    let stamp = |m: &RecordMark| {
+        m.timestamp_ms
+            .map_or_else(|| "none".to_string(), crate::commit::format_ms)
+    };
+    format!(
+        "partition {key} resumes at offset {next}, but the broker's message at offset {} is not the one exported there (timestamp {}, {} bytes, CRC-32 {:08x}; the checkpoint records timestamp {}, {} bytes, CRC-32 {:08x}): the topic was re-created or truncated, and its new log has grown past the checkpoint. Reading on would skip its records below offset {next} (move this job's checkpoints of the partition aside, or run under a new job name, to export it)",
+        mark.offset,
+        stamp(now),
+        now.len,
+        now.crc,
+        stamp(mark),
+        mark.len,
+        mark.crc,
+    )
+}
+
+/// Logs a mark that could not be compared.
+pub(super) fn uncompared(key: &str, mark: &RecordMark, why: &str) {
+    tracing::warn!(partition = %key, offset = mark.offset, "the message a checkpoint ends with could not be read again to compare ({why}); resuming without that check");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::meta::MetaNeeds;
+    use crate::decode::Chunk;
+
+    fn part() -> Part {
+        let info = PartitionInfo {
+            id: 0,
+            topic: "t".into(),
+            number: 0,
+        };
+        Part::new(info, 0)
+    }
+
+    /// A chunk marks its last message by its line as a second read frames it again (a raw
+    /// line break made a space alike); a chunk ending on a batch the client could not read,
+    /// or cut on a placeholder line, is not marked.
+    #[test]
+    fn a_chunk_marks_its_last_message_as_a_second_read_frames_it() {
+        let mut p = part();
+        let last: &[u8] = b"{\"a\":\r\n2}";
+        for (i, payload) in [&b"{\"a\":1}"[..], last].into_iter().enumerate() {
+            p.line(Some(payload), false);
+            p.offsets.push(10 + i as u64);
+        }
+        let mut chunk = Chunk::default();
+        p.emit(&mut chunk, None);
+        let mut again = part();
+        again.line(Some(last), false);
+        let found = RecordMark::of(11, Some(5), &again.buf[..again.ends[0]]);
+        let mark = chunk.mark.expect("marked");
+        assert_eq!((mark.offset, mark.timestamp_ms), (11, None));
+        assert!(mark.matches(&found), "{mark:?} against {found:?}");
+        let mut other = part();
+        other.line(Some(b"{\"a\":3}"), false);
+        assert!(!mark.matches(&RecordMark::of(11, None, &other.buf[..other.ends[0]])));
+
+        p.line(Some(b"{}"), false);
+        p.offsets.push(12);
+        p.push_unreadable(20, "unreadable".into(), MetaNeeds::default());
+        p.emit(&mut chunk, None);
+        assert_eq!(chunk.mark, None, "a batch the client could not read");
+    }
+
+    #[test]
+    fn timestamps_count_where_both_messages_have_one() {
+        let m = RecordMark::of(7, Some(1000), b"{}");
+        assert!(m.matches(&RecordMark::of(7, Some(1000), b"{}")));
+        assert!(m.matches(&RecordMark::of(7, None, b"{}")));
+        assert!(!m.matches(&RecordMark::of(7, Some(1001), b"{}")));
+        assert!(!m.matches(&RecordMark::of(8, Some(1000), b"{}")));
+        assert!(!m.matches(&RecordMark::of(7, Some(1000), b"{ }")));
+    }
+}
