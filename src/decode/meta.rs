@@ -100,7 +100,7 @@ pub struct MessageMeta {
 /// offsets a checkpoint counts. A chunk records its last message's, and a checkpoint its last
 /// chunk's; a start that resumes there reads that message again and compares
 /// (`source::kafka::identity`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct RecordMark {
     /// The message's offset.
     pub offset: u64,

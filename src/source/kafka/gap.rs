@@ -141,6 +141,7 @@ pub(super) fn check_position(
     let Ok((low, high)) = consumer.fetch_watermarks(&p.info.topic, p.partition, timeout) else {
         return Ok(Checked::Unanswered);
     };
+    p.low = Some(low);
     let key = p.info.key();
     // A bounded run's end is within the log when planned, and a log does not shrink: an end
     // past it now means the topic was re-created (or truncated), and the records planned

@@ -25,9 +25,11 @@ use crate::source::PartitionInfo;
 pub(super) const WAIT: Duration = Duration::from_secs(10);
 
 /// The consumer's settings, for the client that reads marked messages again.
-#[derive(Default, Clone)]
+#[derive(Default)]
 pub(super) struct Recheck {
     settings: Vec<(String, String)>,
+    /// Marks found the same in this process: not read again at the next assignment.
+    compared: std::sync::Mutex<std::collections::HashSet<(String, i32, RecordMark)>>,
 }
 
 /// What a comparison found at a partition's marked offset.
@@ -45,7 +47,7 @@ impl Recheck {
     /// From the consumer's settings: group settings other than the id are left out (this
     /// client never joins; librdkafka assigns partitions only to a client with a group id,
     /// and the job's is one its credentials may use), and fetches are kept small (one message
-    /// of each partition is wanted).
+    /// of each partition is wanted; each partition is paused once it sent one).
     pub fn new(cfg: &ClientConfig) -> Recheck {
         let mut settings: Vec<(String, String)> = cfg
             .config_map()
@@ -56,91 +58,151 @@ impl Recheck {
             })
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        for (k, v) in [
-            ("enable.partition.eof", "false"),
-            ("auto.offset.reset", "error"),
-            ("enable.auto.commit", "false"),
-            ("max.partition.fetch.bytes", "65536"),
-            ("queued.max.messages.kbytes", "1024"),
+        // Each with its aliases, which would else race it (the settings are a map).
+        for (names, v) in [
+            (&["enable.partition.eof"][..], "false"),
+            (&["auto.offset.reset"][..], "error"),
+            (&["enable.auto.commit", "auto.commit.enable"][..], "false"),
+            (
+                &["max.partition.fetch.bytes", "fetch.message.max.bytes"][..],
+                "65536",
+            ),
         ] {
-            settings.retain(|(s, _)| s != k);
-            settings.push((k.to_string(), v.to_string()));
+            settings.retain(|(s, _)| !names.contains(&s.as_str()));
+            settings.push((names[0].to_string(), v.to_string()));
         }
-        Recheck { settings }
+        Recheck {
+            settings,
+            compared: Default::default(),
+        }
     }
 
     /// Reads the message at each mark's offset of `(topic, partition, mark)` and says, in the
-    /// same order, whether it is the one marked. Waits at most `wait`.
+    /// same order, whether it is the one marked. Marks found the same before are not read
+    /// again. Holds the caller at most `wait` and a second: the client reads on a thread of
+    /// its own, whose teardown (librdkafka's close, unbounded) is not waited for.
     pub fn compare(&self, wanted: &[(String, i32, RecordMark)], wait: Duration) -> Vec<Found> {
         let mut found = vec![Found::Unknown("the broker did not send it in time"); wanted.len()];
-        if wanted.is_empty() {
+        let ask: Vec<(usize, (String, i32, RecordMark))> = {
+            let compared = self.compared.lock().unwrap_or_else(|p| p.into_inner());
+            wanted
+                .iter()
+                .enumerate()
+                .filter(|(i, w)| match compared.contains(*w) {
+                    true => {
+                        found[*i] = Found::Same;
+                        false
+                    }
+                    false => true,
+                })
+                .map(|(i, w)| (i, w.clone()))
+                .collect()
+        };
+        if ask.is_empty() {
             return found;
         }
-        let mut cfg = ClientConfig::new();
-        for (k, v) in &self.settings {
-            cfg.set(k, v);
-        }
-        let client: BaseConsumer = match cfg.create() {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot create a client to compare checkpoints' last messages");
-                return vec![Found::Unknown("no client to read it"); wanted.len()];
-            }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let settings = self.settings.clone();
+        let list: Vec<_> = ask.iter().map(|(_, w)| w.clone()).collect();
+        let reader = std::thread::Builder::new()
+            .name("kafka-recheck".into())
+            .spawn(move || {
+                let _ = tx.send(read_marked(&settings, &list, wait));
+            });
+        let answers = match reader {
+            Ok(_) => rx.recv_timeout(wait + Duration::from_secs(1)).ok(),
+            Err(_) => None,
         };
-        let mut tpl = TopicPartitionList::new();
-        let mut pending: HashMap<(String, i32), usize> = HashMap::new();
-        for (i, (topic, p, mark)) in wanted.iter().enumerate() {
-            if tpl
-                .add_partition_offset(topic, *p, Offset::Offset(mark.offset as i64))
-                .is_ok()
-            {
-                pending.insert((topic.clone(), *p), i);
+        let Some(answers) = answers else {
+            for (i, _) in &ask {
+                found[*i] = Found::Unknown("no client to read it in time");
             }
-        }
-        if let Err(e) = client.assign(&tpl) {
-            tracing::warn!(error = %e, "cannot assign partitions to compare checkpoints' last messages");
-            return vec![Found::Unknown("no client to read it"); wanted.len()];
-        }
-        let deadline = Instant::now() + wait;
-        let mut scratch = Part::new(
-            PartitionInfo {
-                id: 0,
-                topic: String::new(),
-                number: 0,
-            },
-            0,
-        );
-        while !pending.is_empty() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
+            return found;
+        };
+        let mut compared = self.compared.lock().unwrap_or_else(|p| p.into_inner());
+        for ((i, w), f) in ask.into_iter().zip(answers) {
+            if f == Found::Same {
+                compared.insert(w);
             }
-            let Some(Ok(m)) = client.poll(left.min(Duration::from_millis(200))) else {
-                // Errors (retention overtaking the offset among them) leave it unknown.
-                continue;
-            };
-            let Some(i) = pending.remove(&(m.topic().to_string(), m.partition())) else {
-                continue;
-            };
-            let mark = wanted[i].2;
-            found[i] = if m.offset() as u64 == mark.offset {
-                scratch.drop_buffer();
-                scratch.line(m.payload(), false);
-                let now = RecordMark::of(
-                    mark.offset,
-                    m.timestamp().to_millis(),
-                    &scratch.buf[..scratch.ends[0]],
-                );
-                match mark.matches(&now) {
-                    true => Found::Same,
-                    false => Found::Other(now),
-                }
-            } else {
-                Found::Unknown("it is no longer there (compacted, or deleted by retention)")
-            };
+            found[i] = f;
         }
         found
     }
+}
+
+/// Reads the message at each mark's offset with a client made of `settings`, for at most
+/// `wait`, and says whether it is the one marked.
+fn read_marked(
+    settings: &[(String, String)],
+    wanted: &[(String, i32, RecordMark)],
+    wait: Duration,
+) -> Vec<Found> {
+    let mut found = vec![Found::Unknown("the broker did not send it in time"); wanted.len()];
+    let mut cfg = ClientConfig::new();
+    for (k, v) in settings {
+        cfg.set(k, v);
+    }
+    let client: BaseConsumer = match cfg.create() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot create a client to compare checkpoints' last messages");
+            return vec![Found::Unknown("no client to read it"); wanted.len()];
+        }
+    };
+    let mut tpl = TopicPartitionList::new();
+    let mut pending: HashMap<(String, i32), usize> = HashMap::new();
+    for (i, (topic, p, mark)) in wanted.iter().enumerate() {
+        if tpl
+            .add_partition_offset(topic, *p, Offset::Offset(mark.offset as i64))
+            .is_ok()
+        {
+            pending.insert((topic.clone(), *p), i);
+        }
+    }
+    if let Err(e) = client.assign(&tpl) {
+        tracing::warn!(error = %e, "cannot assign partitions to compare checkpoints' last messages");
+        return vec![Found::Unknown("no client to read it"); wanted.len()];
+    }
+    let deadline = Instant::now() + wait;
+    let mut scratch = Part::new(
+        PartitionInfo {
+            id: 0,
+            topic: String::new(),
+            number: 0,
+        },
+        0,
+    );
+    while !pending.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let Some(Ok(m)) = client.poll(left.min(Duration::from_millis(200))) else {
+            // Errors (retention overtaking the offset among them) leave it unknown.
+            continue;
+        };
+        let Some(i) = pending.remove(&(m.topic().to_string(), m.partition())) else {
+            continue;
+        };
+        let mut done = TopicPartitionList::new();
+        done.add_partition(m.topic(), m.partition());
+        let _ = client.pause(&done);
+        let mark = wanted[i].2;
+        found[i] = if m.offset() as u64 == mark.offset {
+            // Framed as the first read framed it.
+            scratch.drop_buffer();
+            scratch.line(m.payload(), false);
+            scratch.offsets.push(mark.offset);
+            let now = scratch.mark_at(0, m.timestamp().to_millis());
+            match mark.matches(&now) {
+                true => Found::Same,
+                false => Found::Other(now),
+            }
+        } else {
+            Found::Unknown("it is no longer there (compacted, or deleted by retention)")
+        };
+    }
+    found
 }
 
 /// Compares each `(topic, partition, mark, next, low)` (a partition resuming at `next` from
@@ -238,6 +300,21 @@ mod tests {
         p.push_unreadable(20, "unreadable".into(), MetaNeeds::default());
         p.emit(&mut chunk, None);
         assert_eq!(chunk.mark, None, "a batch the client could not read");
+    }
+
+    /// A message a placeholder line stands for is marked by its own bytes: two messages of
+    /// only whitespace, or with a raw line break in a string, are told apart.
+    #[test]
+    fn a_placeholder_is_marked_by_its_message_bytes() {
+        let mark_of = |payload: &[u8]| {
+            let mut p = part();
+            p.line(Some(payload), false);
+            p.offsets.push(3);
+            p.mark_at(0, None)
+        };
+        assert_eq!(mark_of(b" \t"), mark_of(b" \t"));
+        assert_ne!(mark_of(b" \t"), mark_of(b"  "));
+        assert_ne!(mark_of(b"{\"a\":\"x\ny\"}"), mark_of(b"{\"a\":\"x\nz\"}"));
     }
 
     #[test]

@@ -340,7 +340,7 @@ impl Source for KafkaSource {
             return;
         }
         if let Some(p) = self.parts.get_mut(partition as usize).filter(|p| p.owned) {
-            p.expect = Some((offset as i64, mark));
+            p.expect = Some(mark);
             self.reassign = true;
         }
     }

@@ -54,10 +54,13 @@ pub(super) struct Part {
     /// the client could not read (see `push_unreadable`); for the chunk's [`RecordMark`].
     last_stamp: Option<i64>,
     last_batch: bool,
-    /// A checkpoint's mark of a message before the offset it resumes at (the first), to
-    /// compare with the broker's before reading on (see `identity`): set by a start from a
-    /// checkpoint, dropped once compared or when reading restarts elsewhere.
-    pub expect: Option<(i64, RecordMark)>,
+    /// A checkpoint's mark of its last message, to compare with the broker's before reading
+    /// on (see `identity`): set by a start from a checkpoint, taken when compared. It stays
+    /// through a restart elsewhere (a restored spill's end): it is about the log, not about
+    /// where reading stands in it.
+    pub expect: Option<RecordMark>,
+    /// The log's start when `next` was last checked against it (see `gap::check_position`).
+    pub low: Option<i64>,
 }
 
 impl Part {
@@ -91,12 +94,12 @@ impl Part {
             last_stamp: None,
             last_batch: false,
             expect: None,
+            low: None,
         }
     }
 
     /// Reading restarts at `offset`; what was buffered is dropped.
     pub fn restart(&mut self, offset: i64) {
-        self.expect = self.expect.filter(|(at, _)| *at == offset);
         self.next = offset;
         self.from = offset;
         self.checked = false;
@@ -295,10 +298,22 @@ impl Part {
         self.last_batch = true;
     }
 
-    /// The mark of buffered message `i`, with its timestamp `stamp`.
+    /// The mark of buffered message `i`, with its timestamp `stamp`: of its line, or of its
+    /// own bytes where a placeholder stands for it (see `line`).
     pub(super) fn mark_at(&self, i: usize, stamp: Option<i64>) -> RecordMark {
         let start = i.checked_sub(1).map_or(0, |j| self.ends[j] + 1);
-        RecordMark::of(self.offsets[i], stamp, &self.buf[start..self.ends[i]])
+        let line = &self.buf[start..self.ends[i]];
+        let bytes = match line == UNREADABLE {
+            true => self
+                .meta
+                .unreadable
+                .iter()
+                .rev()
+                .find(|u| u.0 == i)
+                .map_or(line, |u| &u.1[..]),
+            false => line,
+        };
+        RecordMark::of(self.offsets[i], stamp, bytes)
     }
 
     /// Moves the buffered messages into `chunk` (whose buffers come back for reuse): all of
@@ -340,8 +355,8 @@ impl Part {
     /// Moves the first `k` buffered messages (at least one, not all) into `chunk`, with their
     /// offsets and metadata; the next chunk starts just past the last of them.
     fn emit_first(&mut self, k: usize, chunk: &mut Chunk) -> Next {
-        // Its timestamp only when the schema keeps them; a tombstone's line is not told from
-        // an unreadable batch's here, so neither is marked.
+        // Its timestamp only when the schema keeps them. Here a tombstone's entry is not told
+        // from an unreadable batch's (the full emit knows by `last_batch`): neither is marked.
         let stamp = self.meta.timestamps.get(k - 1).copied().flatten();
         chunk.mark = (!self.meta.unreadable.iter().any(|u| u.0 == k - 1))
             .then(|| self.mark_at(k - 1, stamp));

@@ -286,15 +286,15 @@ impl KafkaSource {
                 self.forwards_pending = true;
             }
         }
-        // A checkpoint's last message is compared with the broker's before reading on (where
-        // a skip moved the partition past a gap, the log below it is gone anyway).
+        // A checkpoint's last message is compared with the broker's before reading on.
         let marked: Vec<_> = self
             .parts
             .iter_mut()
+            .filter(|p| !p.done())
             .filter_map(|p| {
-                let (at, mark) = p.expect.take()?;
-                (at == p.next && !p.done())
-                    .then(|| (p.info.topic.clone(), p.partition, mark, at, 0))
+                let mark = p.expect.take()?;
+                let low = p.low.unwrap_or(0);
+                Some((p.info.topic.clone(), p.partition, mark, p.next, low))
             })
             .collect();
         super::identity::check(&shared.recheck, &marked).map_err(|e| err_at(&self.name, e))?;
