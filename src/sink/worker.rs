@@ -421,14 +421,11 @@ impl Worker {
         for (path, rows) in groups {
             if !op.files.contains_key(&path) {
                 self.make_room(op)?;
-                let name = format!(
-                    "{}{}-{}-{}{}.{}",
-                    self.ctx.file_prefix,
-                    state.key,
-                    item.prov.first_offset,
-                    op.tag,
-                    self.ctx.file_suffix,
-                    self.ctx.format.extension()
+                let name = super::paths::file_name(
+                    &format!("{}{}", self.ctx.file_prefix, state.key),
+                    &format!("-{}-{}", item.prov.first_offset, op.tag),
+                    &self.ctx.file_suffix,
+                    &format!(".{}", self.ctx.format.extension()),
                 );
                 let rel = format!("{path}{}", super::paths::visible_name(&name));
                 let file = self.ctx.dest.create(&rel)?;
@@ -467,9 +464,11 @@ impl Worker {
                 op.dead = Some(match &self.ctx.dead_topic {
                     Some(topic) => DeadLetterWriter::to_topic(topic.clone(), state.key.clone()),
                     None => {
-                        let name = format!(
-                            "{}-{}-{}{}.jsonl",
-                            state.key, item.prov.first_offset, op.tag, self.ctx.file_suffix
+                        let name = super::paths::file_name(
+                            &state.key,
+                            &format!("-{}-{}", item.prov.first_offset, op.tag),
+                            &self.ctx.file_suffix,
+                            ".jsonl",
                         );
                         DeadLetterWriter::new(
                             self.ctx.dead_dest.clone(),

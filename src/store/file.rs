@@ -53,6 +53,34 @@ fn start_writeback(file: &std::fs::File) {
 #[cfg(not(target_os = "linux"))]
 fn start_writeback(_file: &std::fs::File) {}
 
+/// The most of a target's name its temporary file's name repeats: with the process, the
+/// time and a count (at most 56 bytes more), it stays within the 255 bytes a file system
+/// holds for any target name that fits.
+const TMP_NAME_KEPT: usize = 180;
+
+/// A hidden name, unique to this write, for `target`'s bytes until they are whole.
+pub(super) fn tmp_name(target: &Path) -> String {
+    static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut kept = name.len().min(TMP_NAME_KEPT);
+    while !name.is_char_boundary(kept) {
+        kept -= 1;
+    }
+    format!(
+        ".{}.{}-{}-{}.tmp",
+        &name[..kept],
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+        COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
 impl LocalSink {
     pub(super) fn create(target: &Path) -> Result<Self, StoreError> {
         let io = |source| StoreError::Io {
@@ -62,19 +90,7 @@ impl LocalSink {
         let dir = target.parent().unwrap_or(Path::new("."));
         // A new partition folder's name must survive a power loss with the files in it.
         crate::durable::create_dirs(dir).map_err(io)?;
-        let name = target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let unique = format!(
-            "{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0)
-        );
-        let tmp = dir.join(format!(".{name}.{unique}.tmp"));
+        let tmp = dir.join(tmp_name(target));
         let file = std::fs::File::create(&tmp).map_err(io)?;
         Ok(LocalSink {
             file: Some(std::io::BufWriter::with_capacity(LOCAL_BUFFER, file)),

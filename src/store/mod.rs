@@ -2,7 +2,7 @@
 //! appear whole or not at all, read, list and delete them, and write small records atomically
 //! (create-only for the commit protocol's records).
 //!
-//! Local files are written under a hidden temporary name (`.name.<id>.tmp`) in the target
+//! Local files are written under a hidden temporary name (`.name.<id>.tmp`, the name cut to its first 180 bytes) in the target
 //! folder, fsync'd, then renamed. Object stores get uploads through object_store's `BufWriter`
 //! (a single put for small files, a multipart upload for large ones); nothing is visible until
 //! the upload completes.

@@ -1,4 +1,5 @@
-//! Temporary files that no commit will finish: a local write's hidden `.<name>.<pid>-<ns>.tmp`
+//! Temporary files that no commit will finish: a local write's hidden
+//! `.<name>.<pid>-<ns>-<count>.tmp` (its name's first 180 bytes)
 //! left by a process killed before its claim (a claimed attempt's temporary names are removed
 //! by the fence). Removed at start when older than any live write can be. Object stores keep
 //! incomplete multipart uploads instead, which the store's lifecycle rule removes (see
@@ -14,14 +15,13 @@ fn is_temp(name: &str) -> bool {
     let Some(rest) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else {
         return false;
     };
-    // `<name>.<pid>-<nanos>`
+    // `<name>.<pid>-<nanos>-<count>` (without the count before this version)
     rest.rsplit_once('.').is_some_and(|(_, id)| {
-        id.split_once('-').is_some_and(|(pid, ns)| {
-            !pid.is_empty()
-                && !ns.is_empty()
-                && pid.bytes().all(|b| b.is_ascii_digit())
-                && ns.bytes().all(|b| b.is_ascii_digit())
-        })
+        let parts: Vec<&str> = id.split('-').collect();
+        (2..=3).contains(&parts.len())
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
     })
 }
 
@@ -107,5 +107,20 @@ mod tests {
         assert!(dir.path().join("dt=2/kept.parquet").exists());
         assert!(dir.path().join("dt=2/.hidden.tmp").exists());
         live.commit().unwrap();
+    }
+
+    /// A temporary name stays within a file system's 255 bytes for any target name that
+    /// does, and is one the sweep knows.
+    #[test]
+    fn a_long_names_temporary_name_fits_and_is_swept() {
+        for n in [1, 100, 181, 255] {
+            let target = std::path::PathBuf::from(format!("/d/{}", "é".repeat(n / 2)));
+            let tmp = super::super::file::tmp_name(&target);
+            assert!(tmp.len() <= 255 && is_temp(&tmp), "{tmp}");
+        }
+        assert!(
+            is_temp(".a-0-1-ab.parquet.123-456.tmp"),
+            "an older version's"
+        );
     }
 }

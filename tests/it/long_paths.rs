@@ -86,3 +86,52 @@ fn a_path_of_many_long_values_does_not_stop_the_partition() {
 fn a_path_of_a_hundred_long_folders_is_folded_and_lands() {
     long_and_short_rows_land(100, 1);
 }
+
+/// A topic of the longest name Kafka allows (249 bytes) makes file names past what a file
+/// system holds (its key, the first offset, the attempt's tag, the extension): every write of
+/// its records failed, retried for good. Names are cut to fit (the key's part, `~` and a
+/// hash), and the partition's records land, dead letters too.
+#[test]
+fn a_topic_of_the_longest_name_kafka_allows_lands() {
+    let topic = format!("t{}", "x".repeat(248));
+    let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+    cluster.create_topic(&topic, 1, 1).unwrap();
+    crate::kafka::produce_events(&cluster.bootstrap_servers(), &topic, 0, 50, 1, None);
+    let producer: rdkafka::producer::BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap_servers())
+        .create()
+        .unwrap();
+    producer
+        .send(rdkafka::producer::BaseRecord::<(), [u8]>::to(&topic).payload(b"not json"))
+        .unwrap();
+    rdkafka::producer::Producer::flush(&producer, std::time::Duration::from_secs(10)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let job = crate::kafka::job_with(dir.path(), &cluster.bootstrap_servers(), &topic, "");
+    let out = dir.path().join("out");
+    let log = dir.path().join("run.log");
+    let run = KillOnDrop::new(crate::kafka::spawn_run(&job, &log));
+    crate::kafka::wait_for(&out, 50, 60);
+    let text = crate::kafka::wait_log(&log, "committed", 1, 30);
+    assert_eq!(trace_ids(&out).len(), 50, "{text}");
+    let names = || -> Vec<String> {
+        files_under(&out, false)
+            .iter()
+            .filter(|p| !p.to_string_lossy().contains("/_sluice/"))
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while names().len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let names = names();
+    assert!(
+        names.len() >= 2,
+        "a data file and a dead-letter file: {names:?}"
+    );
+    assert!(
+        names.iter().all(|n| n.len() <= 255 && n.contains('~')),
+        "{names:?}"
+    );
+    drop(run);
+}

@@ -46,7 +46,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use room::cap_path;
 pub use room::{TIGHT_HEAD, TIGHT_SEGMENT};
 use sanitize::{cap_segments, push_null, push_sanitized};
-pub use sanitize::{visible_name, MAX_SEGMENT, MAX_VALUE};
+pub use sanitize::{file_name, visible_name, MAX_FILE_NAME, MAX_SEGMENT, MAX_VALUE};
 use syntax::{placeholder, push_literal, tokenize, Token};
 
 /// The folder name used for null and empty values (Hive's convention).

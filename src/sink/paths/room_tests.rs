@@ -178,3 +178,32 @@ fn times_count_what_their_pattern_prints() {
     assert!(!template(4).limit_to(703).unwrap().cuts_names());
     assert!(template(8).limit_to(703).unwrap().cuts_names());
 }
+
+/// A file's name stays whole while it fits; past `MAX_FILE_NAME` (a 249-byte topic,
+/// a long repo and backfill name) the key and suffix are cut as one, and the offset, the tag
+/// and the extension stay, so two keys that differ only past the cut still name apart.
+#[test]
+fn a_file_name_past_what_a_file_system_holds_is_cut_to_fit() {
+    use crate::sink::paths::{file_name, MAX_FILE_NAME};
+    assert_eq!(
+        file_name("app.events-3", "-17-00ff", ".backfill-b", ".parquet"),
+        "app.events-3-17-00ff.backfill-b.parquet"
+    );
+    let topic = "t".repeat(249);
+    let suffix = format!(".backfill-{}", "n".repeat(100));
+    let (a, b) = (format!("{topic}-0"), format!("{topic}-1"));
+    let unique = "-18446744073709551615-0123456789abcdef";
+    let (na, nb) = (
+        file_name(&a, unique, &suffix, ".json.gz"),
+        file_name(&b, unique, &suffix, ".json.gz"),
+    );
+    assert!(
+        na.len() <= MAX_FILE_NAME && nb.len() <= MAX_FILE_NAME,
+        "{na}"
+    );
+    assert!(
+        na.ends_with(&format!("{unique}.json.gz")) && na.starts_with("ttt"),
+        "{na}"
+    );
+    assert_ne!(na, nb);
+}

@@ -154,6 +154,34 @@ fn start_of_cut(len: usize) -> usize {
     len.min(MAX_VALUE + 1)
 }
 
+/// The longest data or dead-letter file name written: a file system holds 255 bytes, a local
+/// store first writes a file under its name, `#` and a counter (up to 21 bytes more), and
+/// [`visible_name`] may add 2.
+pub const MAX_FILE_NAME: usize = 230;
+
+/// A file's name: `head` (the repo's prefix and the partition's key), `unique` (the first
+/// offset and the attempt's tag), `suffix` (a backfill's) and `ext` (`.parquet`). Where they
+/// are longer than [`MAX_FILE_NAME`] (a Kafka topic's name may be 249 bytes), the head and
+/// suffix are cut to fit, as one: their first bytes, `~` and a hash of them whole, then
+/// `unique` and `ext`. `unique` keeps every name its own (the tag is the attempt's), so a
+/// hash two partitions share shares no name.
+pub fn file_name(head: &str, unique: &str, suffix: &str, ext: &str) -> String {
+    if head.len() + unique.len() + suffix.len() + ext.len() <= MAX_FILE_NAME {
+        return format!("{head}{unique}{suffix}{ext}");
+    }
+    let mut name = format!("{head}{suffix}");
+    let keep = MAX_FILE_NAME
+        .saturating_sub(unique.len() + ext.len() + 17)
+        .max(8);
+    if keep < name.len() {
+        let whole = name.clone();
+        cut_hashed(&mut name, 0, keep, whole.as_bytes());
+    }
+    name.push_str(unique);
+    name.push_str(ext);
+    name
+}
+
 /// A data file's name as readers list it: Spark, Hive, Trino and pyarrow's datasets skip
 /// files whose names start with `_` or `.`, and a Kafka topic's name may start with either
 /// (`_audit-0-...`), so that first character is percent-encoded, as at the start of a
