@@ -57,6 +57,24 @@ fn backfills_of_overlapping_offsets_into_one_folder_are_refused() {
         !out.join("_sluice/b/range.json").exists(),
         "the refused backfill left its range recorded"
     );
+    // Offsets past the log's end: before, moved to its end, and the run ended "done" short
+    // of what was asked for.
+    let past = [
+        "backfill",
+        jobs,
+        "--name",
+        "past",
+        "--from",
+        &at(250),
+        "--to",
+        &at(900),
+    ];
+    let err = sluice_refused(&past);
+    assert!(
+        err.contains("the range ends at offset 900, past the log's end (500)"),
+        "{err}"
+    );
+    assert_eq!(visible_files(&out), written, "the refused backfill wrote");
 
     sluice_ok(&["backfill", jobs, "--name", "b", "--from", &at(250)]);
     let ids = trace_ids(&out);

@@ -346,6 +346,16 @@ fn plan_all<C: ConsumerContext>(
             }
             tracing::error!(partition = %format!("{topic}-{p}"), from = o, to = low, "{why}; skipped (on_gap = skip), reading from {low}");
         }
+        // One past the log's end was moved to its end without a word: the run ended "done"
+        // short of what was asked for.
+        for (what, pos) in [("starts", start), ("ends", end)] {
+            if let Some(o) = pos.offset_of(topic, p).filter(|o| *o > high) {
+                return Err(err_at(
+                    name,
+                    format!("{topic}/{p}: the range {what} at offset {o}, past the log's end ({high}): the broker holds no record there yet, and a backfill reads what the log holds when it is planned. Ask for offsets up to {high} (`--to latest` is the end now), or run it once the records are there"),
+                ));
+            }
+        }
         let from = resolve(consumer, name, (topic, p), start, (low, high), low)?;
         let to = resolve(consumer, name, (topic, p), end, (low, high), high)?;
         Ok((from, to))
