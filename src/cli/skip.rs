@@ -71,10 +71,15 @@ pub fn run_skip(
             dead.clone(),
             format!(
                 "{folder}{}",
-                sluice::sink::paths::visible_name(&format!(
-                    "{partition}-{}-skipped-{}.jsonl",
-                    to.saturating_sub(1),
-                    sluice::commit::random_tag()
+                sluice::sink::paths::visible_name(&sluice::sink::paths::file_name(
+                    partition,
+                    &format!(
+                        "-{}-skipped-{}",
+                        to.saturating_sub(1),
+                        sluice::commit::random_tag()
+                    ),
+                    "",
+                    ".jsonl"
                 ))
             ),
             partition.to_string(),

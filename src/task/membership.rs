@@ -210,11 +210,9 @@ pub fn resume(
         ..
     } = claimed;
     let seq = r.next_seq - 1;
-    // The checkpoint's mark, where it resumes from the checkpoint (not a table's end), and
-    // another process wrote it (this one read the message from the log it reads now).
+    // The checkpoint's mark, where it resumes from the checkpoint (not a table's end).
     let latest_mark = r.latest.as_ref().and_then(|c| {
         c.record
-            .filter(|_| c.owner != crate::commit::owner_id())
             .filter(|m| m.offset < c.next_offset)
             .map(|m| (c.next_offset, m))
     });

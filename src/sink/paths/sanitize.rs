@@ -154,9 +154,9 @@ fn start_of_cut(len: usize) -> usize {
     len.min(MAX_VALUE + 1)
 }
 
-/// The longest data or dead-letter file name written: a file system holds 255 bytes, a local
-/// store first writes a file under its name, `#` and a counter (up to 21 bytes more), and
-/// [`visible_name`] may add 2.
+/// The longest data or dead-letter file name written: a file system holds 255 bytes, and
+/// [`visible_name`] may add 2 (a local write's temporary name repeats at most 180 bytes of
+/// it, see `store::file`).
 pub const MAX_FILE_NAME: usize = 230;
 
 /// A file's name: `head` (the repo's prefix and the partition's key), `unique` (the first

@@ -28,8 +28,6 @@ pub(super) const WAIT: Duration = Duration::from_secs(10);
 #[derive(Default)]
 pub(super) struct Recheck {
     settings: Vec<(String, String)>,
-    /// Marks found the same in this process: not read again at the next assignment.
-    compared: std::sync::Mutex<std::collections::HashSet<(String, i32, RecordMark)>>,
 }
 
 /// What a comparison found at a partition's marked offset.
@@ -71,72 +69,41 @@ impl Recheck {
             settings.retain(|(s, _)| !names.contains(&s.as_str()));
             settings.push((names[0].to_string(), v.to_string()));
         }
-        Recheck {
-            settings,
-            compared: Default::default(),
-        }
+        Recheck { settings }
     }
 
     /// Reads the message at each mark's offset of `(topic, partition, mark)` and says, in the
-    /// same order, whether it is the one marked. Marks found the same before are not read
-    /// again. Holds the caller at most `wait` and a second: the client reads on a thread of
-    /// its own, whose teardown (librdkafka's close, unbounded) is not waited for.
+    /// same order, whether it is the one marked. Holds the caller at most `wait` and a
+    /// second: the client reads on a thread of its own, which sends its answers before the
+    /// client's teardown (librdkafka's close, which may wait on an unreachable coordinator).
     pub fn compare(&self, wanted: &[(String, i32, RecordMark)], wait: Duration) -> Vec<Found> {
-        let mut found = vec![Found::Unknown("the broker did not send it in time"); wanted.len()];
-        let ask: Vec<(usize, (String, i32, RecordMark))> = {
-            let compared = self.compared.lock().unwrap_or_else(|p| p.into_inner());
-            wanted
-                .iter()
-                .enumerate()
-                .filter(|(i, w)| match compared.contains(*w) {
-                    true => {
-                        found[*i] = Found::Same;
-                        false
-                    }
-                    false => true,
-                })
-                .map(|(i, w)| (i, w.clone()))
-                .collect()
-        };
-        if ask.is_empty() {
-            return found;
+        if wanted.is_empty() {
+            return Vec::new();
         }
         let (tx, rx) = std::sync::mpsc::channel();
         let settings = self.settings.clone();
-        let list: Vec<_> = ask.iter().map(|(_, w)| w.clone()).collect();
+        let list = wanted.to_vec();
         let reader = std::thread::Builder::new()
             .name("kafka-recheck".into())
-            .spawn(move || {
-                let _ = tx.send(read_marked(&settings, &list, wait));
-            });
+            .spawn(move || read_marked(&settings, &list, wait, tx));
         let answers = match reader {
             Ok(_) => rx.recv_timeout(wait + Duration::from_secs(1)).ok(),
             Err(_) => None,
         };
-        let Some(answers) = answers else {
-            for (i, _) in &ask {
-                found[*i] = Found::Unknown("no client to read it in time");
-            }
-            return found;
-        };
-        let mut compared = self.compared.lock().unwrap_or_else(|p| p.into_inner());
-        for ((i, w), f) in ask.into_iter().zip(answers) {
-            if f == Found::Same {
-                compared.insert(w);
-            }
-            found[i] = f;
-        }
-        found
+        answers
+            .unwrap_or_else(|| vec![Found::Unknown("no client to read it in time"); wanted.len()])
     }
 }
 
 /// Reads the message at each mark's offset with a client made of `settings`, for at most
-/// `wait`, and says whether it is the one marked.
+/// `wait`, and sends whether each is the one marked to `answer`, before the client is torn
+/// down.
 fn read_marked(
     settings: &[(String, String)],
     wanted: &[(String, i32, RecordMark)],
     wait: Duration,
-) -> Vec<Found> {
+    answer: std::sync::mpsc::Sender<Vec<Found>>,
+) {
     let mut found = vec![Found::Unknown("the broker did not send it in time"); wanted.len()];
     let mut cfg = ClientConfig::new();
     for (k, v) in settings {
@@ -146,7 +113,8 @@ fn read_marked(
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(error = %e, "cannot create a client to compare checkpoints' last messages");
-            return vec![Found::Unknown("no client to read it"); wanted.len()];
+            let _ = answer.send(vec![Found::Unknown("no client to read it"); wanted.len()]);
+            return;
         }
     };
     let mut tpl = TopicPartitionList::new();
@@ -161,7 +129,8 @@ fn read_marked(
     }
     if let Err(e) = client.assign(&tpl) {
         tracing::warn!(error = %e, "cannot assign partitions to compare checkpoints' last messages");
-        return vec![Found::Unknown("no client to read it"); wanted.len()];
+        let _ = answer.send(vec![Found::Unknown("no client to read it"); wanted.len()]);
+        return;
     }
     let deadline = Instant::now() + wait;
     let mut scratch = Part::new(
@@ -202,7 +171,9 @@ fn read_marked(
             Found::Unknown("it is no longer there (compacted, or deleted by retention)")
         };
     }
-    found
+    let _ = answer.send(found);
+    // The client is torn down here, after the answer.
+    drop(client);
 }
 
 /// Compares each `(topic, partition, mark, next, low)` (a partition resuming at `next` from

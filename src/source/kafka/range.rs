@@ -352,7 +352,7 @@ fn plan_all<C: ConsumerContext>(
             if let Some(o) = pos.offset_of(topic, p).filter(|o| *o > high) {
                 return Err(err_at(
                     name,
-                    format!("{topic}/{p}: the range {what} at offset {o}, past the log's end ({high}): the broker holds no record there yet, and a backfill reads what the log holds when it is planned. Ask for offsets up to {high} (`--to latest` is the end now), or run it once the records are there"),
+                    format!("{topic}/{p}: the range {what} at offset {o}, past the log's end ({high}): the broker holds no record there (not yet, or the topic was re-created with a shorter log, whose offsets name other records), and a backfill reads what the log holds when it is planned. Ask for offsets up to {high} (`--to latest` is the end now; an offset given without a topic is every topic's)"),
                 ));
             }
         }
