@@ -213,12 +213,21 @@ pub(super) fn restore_spill(
             // Not contiguous (with the checkpoint, or with what was restored before it: records
             // a worker held at the stop whose commit failed): the source reads on from `want`.
             if source.replayable(p)?.is_some_and(|(s, e)| s == e) {
-                tracing::error!(
-                    partition = p,
-                    want,
-                    got = item.prov.from_offset,
-                    "the spill does not continue where the partition stands, and the log does not hold those records: the spill's records from here on are lost"
-                );
+                // Their only copy (a memory log's acknowledged pushes, its destination moved or
+                // its checkpoints moved aside): dropping them lost them without a trace.
+                let whose = spill
+                    .head
+                    .owner
+                    .as_ref()
+                    .map_or(String::new(), |o| format!(" ({})", o.url));
+                return Err(TaskError::Job {
+                    job: name.to_string(),
+                    reason: format!(
+                        "partition {}: the spill holds records from position {} on, which continue a checkpoint this destination does not hold (it stands at {want}): the destination changed since they were spilled{whose}, or its checkpoints were moved. The push log does not hold them (durability = \"memory\"): their only copy is the spill, which is kept. Start with the destination they continue, or with --discard-spill to drop them",
+                        key.as_deref().unwrap_or("?"),
+                        item.prov.from_offset
+                    ),
+                });
             } else {
                 tracing::warn!(
                     partition = p,

@@ -23,6 +23,74 @@ fn a_memory_push_spill_lands_after_commits_of_a_wal_without_an_identity() {
     spill_lands_after_b("wal", &[("SLUICE_FAULT", "no_room_for_log_id:1")]);
 }
 
+/// Runs `job` (memory durability, one slow worker) once, pushing 20,000 acknowledged rows
+/// (`a0-0`..`a3-4999`), and stops it gracefully with some of them committed in `out/` and
+/// the rest spilled. Returns how many were committed.
+fn spilled_after_commits(dir: &std::path::Path, job: &std::path::Path) -> usize {
+    let out = dir.join("out");
+    let spill = dir.join("state/spill/manifest.json");
+    // Whether rows are still queued when the stop lands depends on the machine's pace: a stop
+    // that left no spill, or committed nothing, is tried again from scratch.
+    for attempt in 0..6 {
+        for sub in ["out", "state", "state-b"] {
+            let _ = std::fs::remove_dir_all(dir.join(sub));
+        }
+        let (a, addr) = start(job, &dir.join(format!("a{attempt}.log")));
+        for k in 0..4 {
+            push_acked(&addr, &format!("a{k}"), 5000);
+        }
+        sigterm(&a);
+        assert!(a.wait_with_output().unwrap().status.success());
+        let before = trace_ids(&out).len();
+        if spill.exists() && before > 0 {
+            assert!(before < 20_000, "A committed every row before its stop");
+            return before;
+        }
+    }
+    panic!("no stop left both commits and a spill: the test did not exercise it");
+}
+
+/// Memory durability: a stop spills acknowledged rows that continue the checkpoint in `out/`;
+/// the job file's destination is then changed to `moved/`, which holds no checkpoint. The
+/// start is refused, naming the spill, which is kept (its rows' only copy); back at `out/`,
+/// every row lands once. Before, the start dropped the spill as not continuing the
+/// destination's checkpoint, and those acknowledged rows were in neither destination.
+#[test]
+fn a_memory_push_spill_is_kept_when_the_destination_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = push_job(dir.path(), "memory", "", "");
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("workers = 2", "workers = 1\ncompression = \"zstd:22\"");
+    std::fs::write(&job, &text).unwrap();
+    spilled_after_commits(dir.path(), &job);
+    let spill = dir.path().join("state/spill/manifest.json");
+    std::fs::write(
+        &job,
+        text.replace("url = \"file://out\"", "url = \"file://moved\""),
+    )
+    .unwrap();
+    let (status, err) = sluice_within(&["run", job.to_str().unwrap()], 60);
+    assert!(!status.success(), "{err}");
+    assert!(
+        err.contains("their only copy is the spill, which is kept")
+            && err.contains("--discard-spill"),
+        "{err}"
+    );
+    assert!(spill.exists(), "the spill was dropped");
+    assert!(trace_ids(&dir.path().join("moved")).is_empty());
+
+    std::fs::write(&job, &text).unwrap();
+    let out = dir.path().join("out");
+    let (a, _) = start(&job, &dir.path().join("back.log"));
+    wait_for(&out, 20_000, 120);
+    sigterm(&a);
+    assert!(a.wait_with_output().unwrap().status.success());
+    let ids = trace_ids(&out);
+    assert_eq!(ids.len(), 20_000, "every acknowledged row");
+    assert!(ids.values().all(|n| *n == 1), "a row written twice");
+}
+
 /// A's spill, B's commits (B with `durability` and `env`), A's rows landing once.
 fn spill_lands_after_b(durability: &str, env: &[(&str, &str)]) {
     let dir = tempfile::tempdir().unwrap();
@@ -40,30 +108,7 @@ fn spill_lands_after_b(durability: &str, env: &[(&str, &str)]) {
     std::fs::write(&job_b, b_text).unwrap();
     let out = dir.path().join("out");
     let spill = dir.path().join("state/spill/manifest.json");
-    // Whether rows are still queued when the stop lands depends on the machine's pace: a stop
-    // that left no spill is tried again from scratch.
-    let mut spilled = false;
-    for attempt in 0..4 {
-        for sub in ["out", "state", "state-b"] {
-            let _ = std::fs::remove_dir_all(dir.path().join(sub));
-        }
-        let (a, addr) = start(&job_a, &dir.path().join(format!("a{attempt}.log")));
-        for k in 0..4 {
-            push_acked(&addr, &format!("a{k}"), 5000);
-        }
-        sigterm(&a);
-        assert!(a.wait_with_output().unwrap().status.success());
-        spilled = spill.exists();
-        if spilled {
-            break;
-        }
-    }
-    assert!(
-        spilled,
-        "A's stop left no spill: the test did not exercise it"
-    );
-    let before = trace_ids(&out).len();
-    assert!(before < 20_000, "A committed every row before its stop");
+    let before = spilled_after_commits(dir.path(), &job_a);
 
     // B, with a log of its own, continues from A's checkpoint and commits 50 rows.
     let (b, addr) = start_with(&job_b, &dir.path().join("b.log"), env);
