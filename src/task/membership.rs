@@ -64,6 +64,7 @@ pub fn claim(
     #[cfg(test)]
     crate::hooks::at("claim: after the term");
     let roll = match from_checkpoint {
+        Some(f) if super::roll_backs::rolled_back_here(checkpoints, key, f.seq) => None,
         Some(f) => match already_rolled_back(checkpoints, key, f)? {
             Some(before) => {
                 log_not_repeated(key, f, &before);
@@ -77,6 +78,7 @@ pub fn claim(
         Some(f) => {
             refuse_a_table_made_since(checkpoints, key)?;
             let r = checkpoints.roll_back_to(key, f.seq, term, owner)?;
+            super::roll_backs::done_here(checkpoints, key, f.seq);
             tracing::warn!(partition = %key, seq = f.seq, next_offset = ?r.latest.as_ref().map(|c| c.next_offset), "replaying from an older checkpoint");
             r
         }

@@ -224,3 +224,31 @@ fn a_flag_left_set_leaves_a_partition_newer_than_the_roll_back_alone() {
     }
     assert_eq!(asked(&["u-0"])[0].1, flag, "u-0 is rolled back");
 }
+
+/// A roll-back this process made is not asked again once its record is pruned (a few hundred
+/// commits later): a task its supervisor restarts keeps the flag. Before, every restart
+/// asked it again and failed ("was pruned"), for good.
+#[test]
+fn a_roll_back_made_here_is_not_asked_again_once_its_record_is_pruned() {
+    use crate::commit::checkpoint::Checkpoint;
+    let (dir, _rt, cps) = checkpoints();
+    for seq in 1..=3 {
+        cps.record_for_tests(&Checkpoint::for_tests("j", "p-0", seq, seq * 10, &[]));
+    }
+    let flag = Some(FromCheckpoint {
+        seq: 2,
+        again: false,
+    });
+    assert!(claim(&cps, None, "p-0", flag).unwrap().rolled_back);
+    std::fs::remove_dir_all(dir.path().join("_sluice/j/checkpoints/p-0")).unwrap();
+    cps.record_abort_for_tests("p-0", 40, true);
+    let asked = roll_backs(&cps, vec![("p-0".to_string(), flag)]).unwrap();
+    assert_eq!(asked[0].1, None, "asked again");
+    // Another destination's partition of the same name is its own.
+    let (_other, _rt2, elsewhere) = checkpoints();
+    for seq in 1..=3 {
+        elsewhere.record_for_tests(&Checkpoint::for_tests("j", "p-0", seq, seq * 10, &[]));
+    }
+    let asked = roll_backs(&elsewhere, vec![("p-0".to_string(), flag)]).unwrap();
+    assert_eq!(asked[0].1, flag);
+}

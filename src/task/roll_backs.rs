@@ -22,6 +22,40 @@ pub struct FromCheckpoint {
 /// run's (processes of a group started together with `--from-checkpoint`).
 const ROLL_BACK_WINDOW_MS: i64 = 5 * 60 * 1000;
 
+/// Roll-backs this process made: (the job's records' folder in its destination, partition
+/// key, checkpoint). Their records in the destination are pruned after a few hundred
+/// commits, and a task its supervisor restarts keeps the flag (to finish a roll-back a failed
+/// run left half made): without this, the restart found the checkpoint pruned and failed,
+/// again and again, for good.
+static DONE_HERE: std::sync::Mutex<Vec<(String, String, u64)>> = std::sync::Mutex::new(Vec::new());
+
+fn job_of(checkpoints: &Checkpoints) -> String {
+    let job = checkpoints.job();
+    checkpoints
+        .destination()
+        .display(&format!("_sluice/{job}/"))
+}
+
+/// Records that this process rolled partition `key` back to checkpoint `seq`.
+pub fn done_here(checkpoints: &Checkpoints, key: &str, seq: u64) {
+    let job = job_of(checkpoints);
+    let mut done = DONE_HERE.lock().unwrap_or_else(|p| p.into_inner());
+    if !done
+        .iter()
+        .any(|(j, k, s)| *j == job && k == key && *s == seq)
+    {
+        done.push((job, key.to_string(), seq));
+    }
+}
+
+/// Whether this process rolled partition `key` back to checkpoint `seq` already.
+pub fn rolled_back_here(checkpoints: &Checkpoints, key: &str, seq: u64) -> bool {
+    let job = job_of(checkpoints);
+    let done = DONE_HERE.lock().unwrap_or_else(|p| p.into_inner());
+    done.iter()
+        .any(|(j, k, s)| *j == job && k == key && *s == seq)
+}
+
 /// The roll-back to `f.seq` partition `key` already had, if any: one at any time, or with
 /// `--again` one made since shortly before this process started (by another process of a
 /// group started together). `None`: the partition is to be rolled back now.
@@ -49,6 +83,9 @@ pub fn roll_backs(
         let Some(f) = *f else {
             return Ok::<_, TaskError>(None);
         };
+        if rolled_back_here(checkpoints, key, f.seq) {
+            return Ok(None);
+        }
         match already_rolled_back(checkpoints, key, f)? {
             Some(r) => {
                 log_not_repeated(key, f, &r);
