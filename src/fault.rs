@@ -186,6 +186,18 @@ pub fn hold_while(point: &str) {
     }
 }
 
+/// Panics at a task's `n`-th start in this process (`panic_at_start:<n>`), as a bug in a task
+/// would: its supervisor takes it for the task's failure.
+pub fn panic_at_start() {
+    static STARTS: AtomicU64 = AtomicU64::new(0);
+    let Some(n) = arg("panic_at_start").and_then(|n| n.parse::<u64>().ok()) else {
+        return;
+    };
+    if STARTS.fetch_add(1, Ordering::Relaxed) + 1 == n {
+        panic!("SLUICE_FAULT: a panic at the task's start {n}");
+    }
+}
+
 /// Panics if `SLUICE_FAULT` is `panic_on:<text>` and `data` holds the text.
 pub fn panic_on(data: &[u8]) {
     if let Some(needle) = arg("panic_on") {

@@ -94,19 +94,7 @@ fn supervise(
                 job = current;
                 result
             }
-            Err(panic) => {
-                let what = crate::panics::message(panic.as_ref());
-                let e = TaskError::Job {
-                    job: job.file.job.name.clone(),
-                    reason: format!("the task panicked: {what}"),
-                };
-                if let Some(slot) = &opts.admin {
-                    slot.metrics.set_state("failed");
-                    slot.failed(e.to_string());
-                    slot.detach();
-                }
-                Err(e)
-            }
+            Err(panic) => Err(super::reload::panicked(&job, &opts, panic.as_ref())),
         };
         match result {
             Ok(summary) => return Ok(summary),

@@ -402,6 +402,7 @@ fn run_inner(
     let keeps_spill = !opts.discard_spill;
     file_identity::check_all(job, &dest, &checkpoints, &parts, keeps_spill)?;
     crate::fault::hold_while("hold_before_claims");
+    crate::fault::panic_at_start();
     let claimed = membership::claim_static(
         &mut *source,
         &checkpoints,

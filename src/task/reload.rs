@@ -60,7 +60,12 @@ pub fn run_reloading(
                 .expect("spawn the reload watcher")
         };
         let started = Instant::now();
-        let result = run(&job, opts.clone(), run_stop);
+        // A panic is the task's failure here too: the job as reloaded stays, and the watcher
+        // stops (left running, it took the next SIGHUP for a task that was gone).
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run(&job, opts.clone(), run_stop)
+        }))
+        .unwrap_or_else(|panic| Err(panicked(&job, &opts, panic.as_ref())));
         done.store(true, Ordering::Release);
         let _ = watcher.join();
         let summary = match (result, previous.take()) {
@@ -101,6 +106,25 @@ pub fn run_reloading(
             _ => return (job, Ok(total.clone())),
         }
     }
+}
+
+/// The failure a panic in `job`'s task stands for, told to the admin API's slot.
+pub(super) fn panicked(
+    job: &Job,
+    opts: &RunOptions,
+    panic: &(dyn std::any::Any + Send),
+) -> TaskError {
+    let what = crate::panics::message(panic);
+    let e = TaskError::Job {
+        job: job.file.job.name.clone(),
+        reason: format!("the task panicked: {what}"),
+    };
+    if let Some(slot) = &opts.admin {
+        slot.metrics.set_state("failed");
+        slot.failed(e.to_string());
+        slot.detach();
+    }
+    e
 }
 
 /// Passes a stop on to the running task at once, and on SIGHUP checks the job again (on its

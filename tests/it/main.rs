@@ -31,6 +31,7 @@ mod owners;
 mod prometheus;
 mod push;
 mod rebalance;
+mod reloads;
 mod repos;
 mod retention;
 mod rollback;
