@@ -91,6 +91,11 @@ fn supervise(
         }));
         let result = match run {
             Ok((current, result)) => {
+                // A reload to another destination: a roll-back asked of the first one is not
+                // this one's to make (its checkpoint numbers are another history).
+                if current.file.sink.url != job.file.sink.url {
+                    opts.from_checkpoint = None;
+                }
                 job = current;
                 result
             }

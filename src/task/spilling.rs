@@ -141,6 +141,9 @@ pub(super) fn restore_spill(
         .map(|(p, _, end)| (p, end))
         .collect();
     let mut broken: Vec<u32> = Vec::new();
+    // Partitions one of whose items was looked at (a gap after the first is within the
+    // spill: a commit that failed at the stop).
+    let mut seen: Vec<u32> = Vec::new();
     // Partitions whose items move to continue another log's checkpoint (`None`: they stay).
     let mut plans: HashMap<u32, Option<Move>> = HashMap::new();
     let mut provs = Vec::with_capacity(spill.items.len());
@@ -197,6 +200,7 @@ pub(super) fn restore_spill(
             *provs.last_mut().expect("pushed above") = item.prov;
         }
         if broken.contains(&p) || item.prov.next_offset <= want {
+            seen.push(p);
             continue; // already committed
         }
         if let Some(&end) = ends.get(&p).filter(|&&end| item.prov.next_offset > end) {
@@ -212,33 +216,44 @@ pub(super) fn restore_spill(
         if item.prov.from_offset != want {
             // Not contiguous (with the checkpoint, or with what was restored before it: records
             // a worker held at the stop whose commit failed): the source reads on from `want`.
-            if source.replayable(p)?.is_some_and(|(s, e)| s == e) {
-                // Their only copy (a memory log's acknowledged pushes, its destination moved or
-                // its checkpoints moved aside): dropping them lost them without a trace.
-                let whose = spill
-                    .head
-                    .owner
-                    .as_ref()
-                    .map_or(String::new(), |o| format!(" ({})", o.url));
-                return Err(TaskError::Job {
-                    job: name.to_string(),
-                    reason: format!(
-                        "partition {}: the spill holds records from position {} on, which continue a checkpoint this destination does not hold (it stands at {want}): the destination changed since they were spilled{whose}, or its checkpoints were moved. The push log does not hold them (durability = \"memory\"): their only copy is the spill, which is kept. Start with the destination they continue, or with --discard-spill to drop them",
-                        key.as_deref().unwrap_or("?"),
-                        item.prov.from_offset
-                    ),
-                });
-            } else {
-                tracing::warn!(
+            let moved_from = spill
+                .head
+                .owner
+                .as_ref()
+                .map(|o| o.url.as_str())
+                .filter(|url| *url != mine.url && !seen.contains(&p));
+            let only_copy = source.replayable(p)?.is_some_and(|(s, e)| s == e);
+            match (only_copy, moved_from) {
+                // Their only copy (a memory log's acknowledged pushes), spilled for another
+                // destination whose checkpoint they continue: dropping them lost them without
+                // a trace when a job's `url` changed (by a reload, or between runs).
+                (true, Some(url)) => {
+                    return Err(TaskError::Job {
+                        job: name.to_string(),
+                        reason: format!(
+                            "partition {}: the spill holds records from position {} on, spilled for destination {url}, whose checkpoint they continue; this destination's stands at {want}. The push log does not hold them (durability = \"memory\"): their only copy is the spill, which is kept. Start with that destination, or with --discard-spill to drop them",
+                            key.as_deref().unwrap_or("?"),
+                            item.prov.from_offset
+                        ),
+                    });
+                }
+                (true, None) => tracing::error!(
+                    partition = p,
+                    want,
+                    got = item.prov.from_offset,
+                    "the spill does not continue where the partition stands, and the log does not hold those records: the spill's records from here on are lost"
+                ),
+                (false, _) => tracing::warn!(
                     partition = p,
                     want,
                     got = item.prov.from_offset,
                     "spill does not continue the checkpoint; replaying instead"
-                );
+                ),
             }
             broken.push(p);
             continue;
         }
+        seen.push(p);
         item.prov.epoch = 0;
         if orc {
             // Made for another format, it skipped the decoder's ORC check (`made_by` sends
