@@ -23,6 +23,17 @@ fn a_memory_push_spill_lands_after_commits_of_a_wal_without_an_identity() {
     spill_lands_after_b("wal", &[("SLUICE_FAULT", "no_room_for_log_id:1")]);
 }
 
+/// A memory push job in `dir` whose one slow worker (zstd at its highest level) keeps pushed
+/// rows in the channel at a stop; its path and text.
+fn slow_memory_job(dir: &std::path::Path) -> (std::path::PathBuf, String) {
+    let job = push_job(dir, "memory", "", "");
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("workers = 2", "workers = 1\ncompression = \"zstd:22\"");
+    std::fs::write(&job, &text).unwrap();
+    (job, text)
+}
+
 /// Runs `job` (memory durability, one slow worker) once, pushing 20,000 acknowledged rows
 /// (`a0-0`..`a3-4999`), and stops it gracefully with some of them committed in `out/` and
 /// the rest spilled. Returns how many were committed.
@@ -58,11 +69,7 @@ fn spilled_after_commits(dir: &std::path::Path, job: &std::path::Path) -> usize 
 #[test]
 fn a_memory_push_spill_is_kept_when_the_destination_moved() {
     let dir = tempfile::tempdir().unwrap();
-    let job = push_job(dir.path(), "memory", "", "");
-    let text = std::fs::read_to_string(&job)
-        .unwrap()
-        .replace("workers = 2", "workers = 1\ncompression = \"zstd:22\"");
-    std::fs::write(&job, &text).unwrap();
+    let (job, text) = slow_memory_job(dir.path());
     spilled_after_commits(dir.path(), &job);
     let spill = dir.path().join("state/spill/manifest.json");
     std::fs::write(
@@ -94,12 +101,7 @@ fn a_memory_push_spill_is_kept_when_the_destination_moved() {
 /// A's spill, B's commits (B with `durability` and `env`), A's rows landing once.
 fn spill_lands_after_b(durability: &str, env: &[(&str, &str)]) {
     let dir = tempfile::tempdir().unwrap();
-    // One slow worker (zstd at its highest level) keeps pushed rows in the channel at the stop.
-    let job_a = push_job(dir.path(), "memory", "", "");
-    let text = std::fs::read_to_string(&job_a)
-        .unwrap()
-        .replace("workers = 2", "workers = 1\ncompression = \"zstd:22\"");
-    std::fs::write(&job_a, &text).unwrap();
+    let (job_a, _) = slow_memory_job(dir.path());
     let job_b = second_process(&job_a);
     let b_text = std::fs::read_to_string(&job_b).unwrap().replace(
         "durability = \"memory\"",
@@ -187,10 +189,7 @@ fn a_memory_push_whose_spill_cannot_be_written_names_the_acknowledged_loss() {
 #[test]
 fn a_reload_that_moves_a_memory_push_keeps_its_spill() {
     let dir = tempfile::tempdir().unwrap();
-    let job = push_job(dir.path(), "memory", "", "");
-    let text = std::fs::read_to_string(&job)
-        .unwrap()
-        .replace("workers = 2", "workers = 1\ncompression = \"zstd:22\"");
+    let (job, text) = slow_memory_job(dir.path());
     let out = dir.path().join("out");
     // The reload must find rows both committed and queued: tried again from scratch when not.
     for attempt in 0..6 {
