@@ -27,33 +27,28 @@ const ROLL_BACK_WINDOW_MS: i64 = 5 * 60 * 1000;
 /// commits, and a task its supervisor restarts keeps the flag (to finish a roll-back a failed
 /// run left half made): without this, the restart found the checkpoint pruned and failed,
 /// again and again, for good.
-static DONE_HERE: std::sync::Mutex<Vec<(String, String, u64)>> = std::sync::Mutex::new(Vec::new());
+static DONE_HERE: std::sync::Mutex<std::collections::BTreeSet<(String, String, u64)>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
 
-fn job_of(checkpoints: &Checkpoints) -> String {
+/// The entry of partition `key`'s roll-back to `seq` in [`DONE_HERE`].
+fn entry(checkpoints: &Checkpoints, key: &str, seq: u64) -> (String, String, u64) {
     let job = checkpoints.job();
-    checkpoints
+    let folder = checkpoints
         .destination()
-        .display(&format!("_sluice/{job}/"))
+        .display(&format!("_sluice/{job}/"));
+    (folder, key.to_string(), seq)
 }
 
 /// Records that this process rolled partition `key` back to checkpoint `seq`.
 pub fn done_here(checkpoints: &Checkpoints, key: &str, seq: u64) {
-    let job = job_of(checkpoints);
     let mut done = DONE_HERE.lock().unwrap_or_else(|p| p.into_inner());
-    if !done
-        .iter()
-        .any(|(j, k, s)| *j == job && k == key && *s == seq)
-    {
-        done.push((job, key.to_string(), seq));
-    }
+    done.insert(entry(checkpoints, key, seq));
 }
 
 /// Whether this process rolled partition `key` back to checkpoint `seq` already.
 pub fn rolled_back_here(checkpoints: &Checkpoints, key: &str, seq: u64) -> bool {
-    let job = job_of(checkpoints);
     let done = DONE_HERE.lock().unwrap_or_else(|p| p.into_inner());
-    done.iter()
-        .any(|(j, k, s)| *j == job && k == key && *s == seq)
+    done.contains(&entry(checkpoints, key, seq))
 }
 
 /// The roll-back to `f.seq` partition `key` already had, if any: one at any time, or with

@@ -143,7 +143,7 @@ pub(super) fn restore_spill(
     let mut broken: Vec<u32> = Vec::new();
     // Partitions one of whose items was looked at (a gap after the first is within the
     // spill: a commit that failed at the stop).
-    let mut seen: Vec<u32> = Vec::new();
+    let mut seen: std::collections::HashSet<u32> = std::collections::HashSet::new();
     // Partitions whose items move to continue another log's checkpoint (`None`: they stay).
     let mut plans: HashMap<u32, Option<Move>> = HashMap::new();
     let mut provs = Vec::with_capacity(spill.items.len());
@@ -200,7 +200,7 @@ pub(super) fn restore_spill(
             *provs.last_mut().expect("pushed above") = item.prov;
         }
         if broken.contains(&p) || item.prov.next_offset <= want {
-            seen.push(p);
+            seen.insert(p);
             continue; // already committed
         }
         if let Some(&end) = ends.get(&p).filter(|&&end| item.prov.next_offset > end) {
@@ -253,7 +253,7 @@ pub(super) fn restore_spill(
             broken.push(p);
             continue;
         }
-        seen.push(p);
+        seen.insert(p);
         item.prov.epoch = 0;
         if orc {
             // Made for another format, it skipped the decoder's ORC check (`made_by` sends

@@ -5,7 +5,8 @@
 //! would be skipped without a word. So each checkpoint records its last message's
 //! [`RecordMark`] (offset, timestamp, and the length and CRC-32 of its line), and a start that
 //! resumes from it reads the message at that offset again, with a client of its own (the
-//! consumer's settings, no group, small fetches), and compares: another message there stops
+//! consumer's settings and group id, assigned and never joined, small fetches), and
+//! compares: another message there stops
 //! the run. What cannot be compared is let through and logged: the message compacted away or
 //! deleted by retention since, a broker that does not answer within [`WAIT`].
 

@@ -327,12 +327,18 @@ fn plan_all<C: ConsumerContext>(
         let (low, high) = consumer
             .fetch_watermarks(topic, p, TIMEOUT)
             .map_err(|e| err_at(name, format!("watermarks of {topic}/{p}: {e}")))?;
-        // An offset asked for that retention deleted was moved to the log's start without a
-        // word: the run ended "done" without the records asked for.
+        // An offset asked for outside the log was moved into it without a word: the run
+        // ended "done" short of what was asked for.
         for (what, pos) in [("starts", start), ("ends", end)] {
-            let Some(o) = pos.offset_of(topic, p).filter(|o| *o < low) else {
+            let Some(o) = pos.offset_of(topic, p).filter(|o| *o < low || *o > high) else {
                 continue;
             };
+            if o > high {
+                return Err(err_at(
+                    name,
+                    format!("{topic}/{p}: the range {what} at offset {o}, past the log's end ({high}): the broker holds no record there (not yet, or the topic was re-created with a shorter log, whose offsets name other records), and a backfill reads what the log holds when it is planned. Ask for offsets up to {high} (`--to latest` is the end now; an offset given without a topic is every topic's)"),
+                ));
+            }
             let why = format!("{topic}/{p}: the range {what} at offset {o}, but the broker holds offsets {low}..{high}: records {o}..{low} were deleted by the broker (retention)");
             let why = match what {
                 "ends" => format!("{why}, so was every record the range asked for there"),
@@ -345,16 +351,6 @@ fn plan_all<C: ConsumerContext>(
                 ));
             }
             tracing::error!(partition = %format!("{topic}-{p}"), from = o, to = low, "{why}; skipped (on_gap = skip), reading from {low}");
-        }
-        // One past the log's end was moved to its end without a word: the run ended "done"
-        // short of what was asked for.
-        for (what, pos) in [("starts", start), ("ends", end)] {
-            if let Some(o) = pos.offset_of(topic, p).filter(|o| *o > high) {
-                return Err(err_at(
-                    name,
-                    format!("{topic}/{p}: the range {what} at offset {o}, past the log's end ({high}): the broker holds no record there (not yet, or the topic was re-created with a shorter log, whose offsets name other records), and a backfill reads what the log holds when it is planned. Ask for offsets up to {high} (`--to latest` is the end now; an offset given without a topic is every topic's)"),
-                ));
-            }
         }
         let from = resolve(consumer, name, (topic, p), start, (low, high), low)?;
         let to = resolve(consumer, name, (topic, p), end, (low, high), high)?;
