@@ -71,6 +71,27 @@ pub struct Reconciled {
     /// or before): a publish of that commit may have been under way, and on an object store
     /// may still land.
     pub lost_own: bool,
+    /// This reconcile aborted a claim that had no outcome: its writer (this process, or one
+    /// that died or was paused) may have an upload under way that lands later.
+    pub aborted: bool,
+}
+
+impl Reconciled {
+    /// A file of a lost commit may still become visible: the partition is worth settling
+    /// again once a publish under way can no longer land.
+    pub fn may_land_late(&self) -> bool {
+        self.lost_own || self.aborted
+    }
+}
+
+/// What one settle of a partition's claims did.
+pub(super) struct Settled {
+    /// Files removed.
+    pub(super) removed: Vec<String>,
+    /// See [`Reconciled::lost_own`].
+    pub(super) lost_own: bool,
+    /// See [`Reconciled::aborted`].
+    pub(super) aborted: bool,
 }
 
 /// The oldest outcome's sequence number, listed once per settle.
@@ -340,15 +361,16 @@ impl Checkpoints {
             return Err(self.fenced(key, l.max_term, term));
         }
         self.settle(key, &l.claims, seq, term, owner)
-            .map(|(removed, _)| removed)
+            .map(|s| s.removed)
     }
 
     /// Decides every claim in `claims` for the owner of `term`: one without an outcome is
     /// aborted (unless its writer's commit wins first); the files of a claim that did not win
     /// its sequence number are removed, now and at each later settle (a paused writer may
     /// publish after its fence); claim records of won commits, and of lost claims more than
-    /// `KEEP_LOST` sequence numbers back, are deleted. Returns the files removed, and whether
-    /// a claim of `owner`'s own lost (its files were looked for, and removed if there).
+    /// `KEEP_LOST` sequence numbers back, are deleted. Returns the files removed, whether a
+    /// claim of `owner`'s own lost (its files were looked for, and removed if there), and
+    /// whether a claim was aborted now.
     pub(super) fn settle(
         &self,
         key: &str,
@@ -356,9 +378,10 @@ impl Checkpoints {
         newest: u64,
         term: u64,
         owner: &str,
-    ) -> Result<(Vec<String>, bool), CheckpointError> {
+    ) -> Result<Settled, CheckpointError> {
         let mut removed = Vec::new();
         let mut lost_own = false;
+        let mut aborted = false;
         // Listed only when a claim has no outcome (rare): most settles find none.
         let mut oldest: Option<Option<u64>> = None;
         for &seq in claims {
@@ -403,7 +426,10 @@ impl Checkpoints {
                         self.dest.delete(&path)?;
                         continue;
                     }
-                    None => outcome = Some(abort),
+                    None => {
+                        outcome = Some(abort);
+                        aborted = true;
+                    }
                 }
                 tracing::warn!(
                     partition = %key, seq, owner = %claim.owner, term = claim.term,
@@ -434,7 +460,11 @@ impl Checkpoints {
                 self.dest.delete(&path)?;
             }
         }
-        Ok((removed, lost_own))
+        Ok(Settled {
+            removed,
+            lost_own,
+            aborted,
+        })
     }
 
     /// Deletes what a claim listed: temporary names first (a writer that has not renamed yet
@@ -480,7 +510,11 @@ impl Checkpoints {
         }
         let seqs = self.seqs(key)?;
         let newest = seqs.last().copied().unwrap_or(0);
-        let (mut removed, lost_own) = self.settle(key, &l.claims, newest, term, owner)?;
+        let Settled {
+            mut removed,
+            lost_own,
+            aborted,
+        } = self.settle(key, &l.claims, newest, term, owner)?;
         let latest = self.latest(key)?;
         self.finish_legacy_pending(key, latest.as_ref(), &mut removed)?;
         let top = seqs
@@ -497,6 +531,7 @@ impl Checkpoints {
             next_seq,
             removed,
             lost_own,
+            aborted,
         })
     }
 }

@@ -52,6 +52,9 @@ pub struct Registration {
     pub line: u64,
     pub seq: u64,
     pub term: u64,
+    /// The registration's reconcile found a lost commit whose upload may still land: the
+    /// worker settles the partition again once it no longer can.
+    pub settle_late: bool,
 }
 
 /// Where a commit that landed leaves its partition.
@@ -77,6 +80,9 @@ struct Table {
     /// Partitions of a group member fenced by another owner, when, and by whom when known:
     /// the group's revocation should follow.
     fenced: HashMap<u32, (Instant, Option<String>)>,
+    /// Partitions registered with a lost commit whose upload may still land, for their
+    /// worker to settle again later.
+    settle_late: HashSet<u32>,
 }
 
 /// A group member's partition fenced by another owner and not yet taken away by the group.
@@ -121,7 +127,21 @@ impl Partitions {
         );
         t.source_epochs.insert(id, epoch);
         t.fenced.remove(&id);
+        if r.settle_late {
+            t.settle_late.insert(id);
+        }
         epoch
+    }
+
+    /// The partitions registered with a lost commit whose upload may still land, of those
+    /// `mine` selects; each is handed out once.
+    pub fn take_settle_late(&self, mine: impl Fn(u32) -> bool) -> Vec<u32> {
+        let mut t = self.lock();
+        let due: Vec<u32> = t.settle_late.iter().copied().filter(|p| mine(*p)).collect();
+        for p in &due {
+            t.settle_late.remove(p);
+        }
+        due
     }
 
     /// The partition's state while this process owns it.

@@ -10,6 +10,7 @@ fn reg(key: &str, offset: u64, term: u64) -> Registration {
         line: 0,
         seq: 3,
         term,
+        settle_late: false,
     }
 }
 
@@ -185,4 +186,20 @@ fn edges_a_regression_would_hide_in() {
     assert_eq!(t.fence(2, Some((4, "other")), true), None);
     assert_eq!(t.overdue_fence(Duration::ZERO), None);
     assert!(t.fence(2, Some((6, "other")), true).is_some());
+}
+
+#[test]
+fn a_registration_with_a_late_upload_is_handed_to_its_worker_once() {
+    let t = Partitions::default();
+    t.register(
+        4,
+        Registration {
+            settle_late: true,
+            ..reg("k4", 0, 1)
+        },
+    );
+    t.register(5, reg("k5", 0, 1));
+    assert_eq!(t.take_settle_late(|p| p % 2 == 1), Vec::<u32>::new());
+    assert_eq!(t.take_settle_late(|p| p % 2 == 0), vec![4]);
+    assert_eq!(t.take_settle_late(|_| true), Vec::<u32>::new());
 }

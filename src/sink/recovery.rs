@@ -2,7 +2,9 @@
 //! from its checkpoint after a growing pause, or, when another owner took the partition over,
 //! stop writing it and fail the task. On object stores and HDFS the partition is settled once
 //! more when a publish that reported failure can no longer land, so a file it makes visible
-//! late does not wait for the partition's next commit (which may never come) to go.
+//! late does not wait for the partition's next commit (which may never come) to go; so is a
+//! partition whose registration found a lost commit (a task or process before this one died
+//! or failed mid-commit, and its upload may be under way).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -30,6 +32,17 @@ impl Worker {
     /// the commit failed are removed (`Checkpoints::reconcile`, as at every commit's
     /// release). Called between commits, so no claim of this worker's is in flight.
     pub(super) fn settle_late(&mut self, now: bool) {
+        // Partitions registered with a lost commit (a run or task before this one failed
+        // mid-commit): their late window starts now.
+        let lanes = self.ctx.channel.lanes();
+        for p in self
+            .ctx
+            .control
+            .partitions
+            .take_settle_late(|p| p as usize % lanes == self.lane)
+        {
+            self.settle_later(p);
+        }
         if self.recovery.late.is_empty() {
             return;
         }
@@ -95,7 +108,9 @@ impl Worker {
     /// not finish are aborted and their files removed, and a commit whose seal looked failed
     /// but landed is where the partition resumes, so the replay can neither skip nor duplicate
     /// records. Fenced when another owner took the partition over.
-    /// True when a claim of this process's own lost: a publish may still land.
+    /// True when a lost commit's publish may still land ([`Reconciled::may_land_late`]).
+    ///
+    /// [`Reconciled::may_land_late`]: crate::commit::fence::Reconciled::may_land_late
     fn resync(&self, p: u32) -> Result<bool, WorkError> {
         let Some(PartState { key, term, .. }) = self.part(p) else {
             return Ok(false);
@@ -128,7 +143,7 @@ impl Worker {
                 from = before, "resuming after a commit that looked failed but landed"
             );
         }
-        Ok(r.lost_own)
+        Ok(r.may_land_late())
     }
 
     /// Another owner took partition `p` over: this process stops writing it at once (its open
@@ -206,8 +221,8 @@ impl Worker {
                 return; // the next start (or the next owner) reconciles from the store
             }
             match self.resync(p) {
-                Ok(lost_own) => {
-                    if lost_own {
+                Ok(may_land_late) => {
+                    if may_land_late {
                         self.settle_later(p);
                     }
                     // A stop that came meanwhile spills what the channel holds: a rewind now

@@ -25,6 +25,7 @@ mod kafka_messages;
 mod kafka_unreadable;
 mod kafka_wire;
 mod lag_watch;
+mod late_publish;
 mod long_paths;
 mod memory_spill;
 mod owners;

@@ -3,8 +3,8 @@
 //! effect, the client saw a failure), cuts the answer mid-body, or delays it. A job run through
 //! it must end with every record exactly once and every visible file named by a checkpoint.
 //! A proxy that turns the refusal of a create-only put into success (a store that ignores
-//! `If-None-Match: *`) must make the run fail before it writes anything; an upload that
-//! fails and lands after every settle of the run's commits must be gone when the run ends.
+//! `If-None-Match: *`) must make the run fail before it writes anything (uploads that land
+//! late: `late_publish.rs`).
 //! Needs S3 (SeaweedFS, `scripts/services.sh`), like `s3_run`.
 
 use std::io::{Read, Write};
@@ -74,7 +74,7 @@ pub(crate) fn forward(upstream: &str, head: &str, body: &[u8]) -> Option<Vec<u8>
     Some(answer)
 }
 
-fn reply(c: &mut TcpStream, status: &str, body: &str) {
+pub(crate) fn reply(c: &mut TcpStream, status: &str, body: &str) {
     let _ = write!(
         c,
         "HTTP/1.1 {status}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -174,7 +174,7 @@ pub(crate) fn assert_store_files_match_checkpoints(url: &str, s3: &crate::s3_run
 }
 
 /// `sluice run JOB` in `dir`, to its end.
-fn run_to_end(dir: &std::path::Path, job: &std::path::Path) -> std::process::Output {
+pub(crate) fn run_to_end(dir: &std::path::Path, job: &std::path::Path) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["run", job.to_str().unwrap()])
         .current_dir(dir)
@@ -294,103 +294,4 @@ fn a_store_that_ignores_create_only_puts_is_refused_before_anything_is_written()
     // Read back directly, not through the proxy: not one file, not even the probe record.
     let (_rt, dest) = crate::s3_run::bucket(&url, &s3, &s3.endpoint);
     assert_eq!(dest.list("").unwrap(), Vec::<String>::new());
-}
-
-/// The first data file's upload fails (500 to it and its retry), but the proxy keeps it and
-/// hands it to SeaweedFS later: just after the replay's commit has looked for it (the last
-/// look of the run's own commits), so it becomes visible after every settle that could see
-/// it. The worker settles the partition again once the store's request timeout (5 s) has
-/// passed: the run must end with the file gone, every visible file named by a checkpoint.
-#[test]
-fn a_publish_that_lands_after_its_commit_failed_is_removed_before_the_run_ends() {
-    let Some(s3) = s3() else { return };
-    let upstream = upstream(&s3);
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    /// The held upload: its path, request and body; the looks at that path so far; whether
-    /// it was handed on (and SeaweedFS took it).
-    #[derive(Default)]
-    struct Held {
-        put: Option<(String, String, Vec<u8>)>,
-        heads: usize,
-        landed: bool,
-    }
-    let held = Arc::new(std::sync::Mutex::new(Held::default()));
-    let h = held.clone();
-    serve_each(listener, move |mut c| {
-        let Some((head, body)) = read_request(&mut c) else {
-            return;
-        };
-        let mut words = head.split_whitespace();
-        let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-        let mut st = h.lock().unwrap();
-        let failing = |c: &mut TcpStream| {
-            reply(
-                c,
-                "500 Internal Server Error",
-                "<Error><Code>InternalError</Code><Message>injected</Message></Error>",
-            );
-            let _ = c.shutdown(Shutdown::Both);
-        };
-        if method == "PUT" && path.ends_with(".parquet") {
-            match &st.put {
-                None => {
-                    st.put = Some((path.to_string(), head.clone(), body));
-                    return failing(&mut c);
-                }
-                Some((p, _, _)) if p == path => return failing(&mut c),
-                _ => {}
-            }
-        }
-        let is_held = st.put.as_ref().is_some_and(|(p, _, _)| p == path);
-        if !(method == "HEAD" && is_held) {
-            drop(st);
-            if let Some(answer) = forward(&upstream, &head, &body) {
-                let _ = c.write_all(&answer);
-            }
-            let _ = c.shutdown(Shutdown::Both);
-            return;
-        }
-        // A look at the held file: answered as the store stands, and after the second look
-        // (the replay's release) the upload lands, before the client reads the answer.
-        let answer = forward(&upstream, &head, &body);
-        st.heads += 1;
-        if st.heads == 2 {
-            let (_, put_head, put_body) = st.put.clone().unwrap();
-            let landed = forward(&upstream, &put_head, &put_body)
-                .is_some_and(|a| a.starts_with(b"HTTP/1.1 200"));
-            st.landed = landed;
-        }
-        drop(st);
-        if let Some(answer) = answer {
-            let _ = c.write_all(&answer);
-        }
-        let _ = c.shutdown(Shutdown::Both);
-    });
-    let n = 100;
-    // The late settle comes 5 s after the failure: long after the replay's release.
-    let (dir, url, job) = events_job(
-        &s3,
-        &endpoint,
-        n,
-        "late",
-        "request_timeout_secs = 5\nmax_retries = 1\n",
-    );
-    let out = run_to_end(dir.path(), &job);
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{log}");
-    let st = held.lock().unwrap();
-    assert!(
-        st.landed,
-        "the held upload was handed on after the replay's look and taken (looks: {}): {log}",
-        st.heads
-    );
-    drop(st);
-    assert!(
-        log.contains("removed files that a publish made visible after it had reported failure"),
-        "the late settle removed it: {log}"
-    );
-    // Read back directly, not through the proxy.
-    assert_once(&ids_in_store(&url, &s3, &s3.endpoint), n);
-    assert_store_files_match_checkpoints(&url, &s3, "s3it");
 }
