@@ -198,6 +198,19 @@ pub fn panic_at_start() {
     }
 }
 
+/// Panics in a sink worker at the `n`-th take of items in this process
+/// (`panic_in_worker:<n>`), as a bug in writing would: the task fails, and its supervisor
+/// restarts it.
+pub fn panic_in_worker() {
+    static TAKES: AtomicU64 = AtomicU64::new(0);
+    let Some(n) = arg("panic_in_worker").and_then(|n| n.parse::<u64>().ok()) else {
+        return;
+    };
+    if TAKES.fetch_add(1, Ordering::Relaxed) + 1 == n {
+        panic!("SLUICE_FAULT: a panic in a sink worker at take {n}");
+    }
+}
+
 /// Panics if `SLUICE_FAULT` is `panic_on:<text>` and `data` holds the text.
 pub fn panic_on(data: &[u8]) {
     if let Some(needle) = arg("panic_on") {

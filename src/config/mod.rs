@@ -67,6 +67,11 @@ pub struct Job {
     /// `run --move-wal-damage`: a WAL damaged before its end is opened after moving the
     /// damaged part aside (into `damaged/` in the WAL folder) instead of refused.
     pub move_wal_damage: bool,
+    /// The repo schema this job runs with, read once when the job is taken up for a run
+    /// ([`Job::pin_schema`]): a task restarted after a failure runs with it too, so an edit of
+    /// the schema file takes effect only through a reload, which checks it first. `None`
+    /// until then (each run reads the file, and reports why it cannot).
+    pub schema: Option<std::sync::Arc<crate::schema::RepoSchema>>,
 }
 
 impl Job {
@@ -308,8 +313,20 @@ impl Job {
             dead_letter_timeout: dead_letter_timeout.expect("checked"),
             range: None,
             move_wal_damage: false,
+            schema: None,
             file,
         })
+    }
+
+    /// Reads the repo schema once, if not yet ([`Job::schema`]); one that cannot be read or
+    /// is not valid stays unread, for the run to report.
+    pub fn pin_schema(&mut self) {
+        if self.schema.is_none() {
+            let path = self.resolve(&self.file.repo.schema);
+            self.schema = crate::schema::RepoSchema::load(&path)
+                .ok()
+                .map(std::sync::Arc::new);
+        }
     }
 
     /// Resolves a path from the job file against the job file's folder.

@@ -174,6 +174,7 @@ impl Worker {
                 continue;
             }
             self.set_finished(false);
+            crate::fault::panic_in_worker();
             // Partitions whose item failed, with the position their open files had reached.
             let mut failed: Vec<(u32, Option<u64>)> = Vec::new();
             for item in take.items() {

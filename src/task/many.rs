@@ -79,6 +79,8 @@ fn supervise(
     stop: &Arc<AtomicBool>,
     hup: &Arc<AtomicBool>,
 ) -> Result<RunSummary, TaskError> {
+    // Read once (see `run_reloading`): a panic that escapes it restarts with this one.
+    job.pin_schema();
     let mut pause = Duration::from_secs(1);
     let stopped = |opts: &RunOptions| {
         stop.load(Ordering::Acquire) || opts.admin.as_ref().is_some_and(|s| s.stopped())

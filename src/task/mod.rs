@@ -147,10 +147,11 @@ pub struct AdminServer {
 /// dead-letter folder: its `[[repos]]` name, or its schema's name in a one-repo job file (the
 /// job's name when the schema does not load; `prepare` reports why).
 pub fn repo_label(job: &Job) -> String {
-    job.repo.clone().unwrap_or_else(|| {
-        RepoSchema::load(&job.resolve(&job.file.repo.schema))
+    job.repo.clone().unwrap_or_else(|| match &job.schema {
+        Some(s) => s.name.clone(),
+        None => RepoSchema::load(&job.resolve(&job.file.repo.schema))
             .map(|s| s.name)
-            .unwrap_or_else(|_| job.file.job.name.clone())
+            .unwrap_or_else(|_| job.file.job.name.clone()),
     })
 }
 

@@ -30,11 +30,14 @@ pub struct Prepared {
     pub intake: Option<Arc<Intake>>,
 }
 
-/// Loads the schema, opens the source and builds the decoder and path template: every check
+/// Loads the schema (the one the job pinned, if it did), opens the source and builds the decoder and path template: every check
 /// that needs no destination.
 /// `connect`: open sources that need a server (Kafka); `validate` checks the rest offline.
 pub fn prepare(job: &Job, connect: bool) -> Result<Prepared, TaskError> {
-    let schema = Arc::new(RepoSchema::load(&job.resolve(&job.file.repo.schema))?);
+    let schema = match &job.schema {
+        Some(pinned) => pinned.clone(),
+        None => Arc::new(RepoSchema::load(&job.resolve(&job.file.repo.schema))?),
+    };
     let meta = MetaColumns::new(&schema)?;
     if !meta.is_empty() && !matches!(job.file.source, SourceSection::Kafka { .. }) {
         return Err(TaskError::Job {

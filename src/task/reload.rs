@@ -24,6 +24,9 @@ pub fn run_reloading(
     stop: Arc<AtomicBool>,
     hup: Arc<AtomicBool>,
 ) -> (Job, Result<RunSummary, TaskError>) {
+    // Read once: a restart of the task runs with the schema it ran with (an edit the reload
+    // check refused is not taken up by a restart).
+    job.pin_schema();
     let mut total: Option<RunSummary> = None;
     // The job that ran before a reload: taken up again if the reloaded one fails to start.
     let mut previous: Option<Job> = None;
@@ -224,7 +227,7 @@ impl Fixed {
 /// The job at `path` loaded and checked as `validate` does, that it keeps what a reload
 /// cannot change, and its schema against the files already written.
 fn checked(path: &Path, repo: Option<&str>, fixed: &Fixed) -> Result<Job, TaskError> {
-    let job = Job::load_repo(path, repo).map_err(|e| TaskError::Job {
+    let mut job = Job::load_repo(path, repo).map_err(|e| TaskError::Job {
         job: path.display().to_string(),
         reason: e.to_string(),
     })?;
@@ -235,6 +238,9 @@ fn checked(path: &Path, repo: Option<&str>, fixed: &Fixed) -> Result<Job, TaskEr
             reason,
         })?;
     let prepared = prepare(&job, false)?;
+    // The schema checked here is the one the reloaded task runs with, whatever the file
+    // holds by then.
+    job.schema = Some(prepared.schema.clone());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

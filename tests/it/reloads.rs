@@ -1,5 +1,7 @@
 //! Reloads (SIGHUP) and the supervisor's restarts inside one process: a task that panics
-//! after reloads restarts with the job as last reloaded, and later reloads still happen.
+//! after reloads restarts with the job as last reloaded, and later reloads still happen; a
+//! task restarted after a failure runs with the schema it ran with, not an edit a reload
+//! refused.
 
 use crate::helpers::*;
 use crate::kafka::wait_log;
@@ -11,6 +13,28 @@ fn hup(child: &std::process::Child) {
         .status()
         .unwrap()
         .success());
+}
+
+/// Waits until `out` holds `n` rows of `tag`, failing with the log when it does not within
+/// 60 s.
+fn wait_rows(log: &std::path::Path, out: &std::path::Path, tag: &str, n: usize) {
+    let theirs = || {
+        trace_ids(out)
+            .keys()
+            .filter(|id| id.starts_with(&format!("{tag}-")))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while theirs() < n && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        theirs(),
+        n,
+        "{tag}'s rows in {}:\n{}",
+        out.display(),
+        std::fs::read_to_string(log).unwrap()
+    );
 }
 
 /// A push job reloaded to write to `moved/`, then reloaded again to `second/`, whose task
@@ -27,25 +51,9 @@ fn a_task_panicking_after_reloads_restarts_as_last_reloaded_and_reloads_on() {
     let log = dir.path().join("run.log");
     let (mut run, addr) = start_with(&job, &log, &[("SLUICE_FAULT", "panic_at_start:3")]);
     let lands = |tag: &str, folder: &str, running: usize| {
-        let seen = wait_log(&log, "to=Running", running, 60);
+        wait_log(&log, "to=Running", running, 60);
         push_acked(&addr, tag, 10);
-        let out = dir.path().join(folder);
-        let theirs = || {
-            trace_ids(&out)
-                .keys()
-                .filter(|id| id.starts_with(&format!("{tag}-")))
-                .count()
-        };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while theirs() < 10 && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        assert_eq!(
-            theirs(),
-            10,
-            "{tag}'s rows in {folder}/:\n{seen}\n{}",
-            std::fs::read_to_string(&log).unwrap()
-        );
+        wait_rows(&log, &dir.path().join(folder), tag, 10);
     };
     lands("a", "out", 1);
     for (tag, folder, running) in [("b", "moved", 2), ("c", "moved", 3), ("d", "third", 4)] {
@@ -62,4 +70,54 @@ fn a_task_panicking_after_reloads_restarts_as_last_reloaded_and_reloads_on() {
         lands(tag, folder, running);
     }
     assert!(trace_ids(&dir.path().join("second")).is_empty());
+}
+
+/// A supervised push repo (`[[repos]]`) whose schema file is edited incompatibly (`bytes`
+/// from int64 to string): SIGHUP refuses it, then a sink worker panics on the next push
+/// (`panic_in_worker:2`) and the supervisor restarts the task. The restart runs with the
+/// schema the task ran with, and the push acknowledged before the panic lands from the WAL.
+/// Before, the restart read the edited file: its check against the written files failed, and
+/// the repo failed at every restart, for good.
+#[test]
+fn a_task_restarted_after_a_failure_keeps_the_schema_a_reload_refused_to_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema_file = dir.path().join("nginx_access.toml");
+    let schema_text = std::fs::read_to_string(schema("nginx_access")).unwrap();
+    std::fs::write(&schema_file, &schema_text).unwrap();
+    let job = push_job(dir.path(), "wal", "", "");
+    let text = std::fs::read_to_string(&job).unwrap();
+    let text = text.replace(
+        &format!("schema = \"{}\"", schema("nginx_access").display()),
+        "schema = \"nginx_access.toml\"",
+    ) + "\n[[repos]]\nname = \"nginx_access\"\n";
+    assert!(text.contains("schema = \"nginx_access.toml\""), "{text}");
+    std::fs::write(&job, text).unwrap();
+    let log = dir.path().join("run.log");
+    let (mut run, addr) = start_with(&job, &log, &[("SLUICE_FAULT", "panic_in_worker:2")]);
+    let out = dir.path().join("out");
+    push_acked(&addr, "a", 10);
+    wait_rows(&log, &out, "a", 10);
+    let edited = schema_text.replace(
+        "name = \"bytes\"\ntype = \"int64\"",
+        "name = \"bytes\"\ntype = \"string\"",
+    );
+    assert_ne!(edited, schema_text);
+    std::fs::write(&schema_file, edited).unwrap();
+    hup(run.child());
+    let seen = wait_log(&log, "SIGHUP: not reloaded", 1, 60);
+    assert!(seen.contains("SIGHUP: not reloaded"), "{seen}");
+    assert!(
+        !seen.contains("a panic in a sink worker"),
+        "the panic came too early: {seen}"
+    );
+    push_acked(&addr, "b", 10);
+    let seen = wait_log(&log, "the repo's task failed", 1, 60);
+    assert!(
+        seen.contains("a panic in a sink worker at take 2")
+            && seen.contains("the repo's task failed"),
+        "{seen}"
+    );
+    wait_rows(&log, &out, "b", 10);
+    push_acked(&addr, "c", 10);
+    wait_rows(&log, &out, "c", 10);
 }
