@@ -25,6 +25,11 @@
 //!   while the file at `path` exists (another process may commit meanwhile).
 //! - `hold_schema_record:@<path>` holds a start between reading the job's recorded schema and
 //!   recording its own while the file at `path` exists (another process may record meanwhile).
+//! - `hold_reload_check:@<path>` holds a SIGHUP's check of the job while the file at `path`
+//!   exists (the task may end meanwhile).
+//! - `panic_at_start:<n>` panics at a task's n-th start in this process (after
+//!   `hold_before_claims`), `panic_in_worker:<n>` in a sink worker at its n-th take of items:
+//!   the task fails, as a bug would.
 //! - `panic_on:<text>` panics while decoding a group of records that holds `text`, like a
 //!   library bug that some value triggers (`text` holds no comma).
 //! - `stall_after:<ms>` says a partition that reads nothing with records waiting after this

@@ -71,11 +71,13 @@ pub fn run_reloading(
         .unwrap_or_else(|panic| Err(panicked(&job, &opts, panic.as_ref())));
         done.store(true, Ordering::Release);
         let _ = watcher.join();
+        let stopped =
+            || stop.load(Ordering::Acquire) || opts.admin.as_ref().is_some_and(|s| s.stopped());
         let summary = match (result, previous.take()) {
             (Ok(s), _) => s,
             // A reloaded job that fails at once (a server it needs is down, say): the one
-            // that ran before takes over again.
-            (Err(e), Some(prev)) if started.elapsed() < Duration::from_secs(60) => {
+            // that ran before takes over again, unless a stop came meanwhile.
+            (Err(e), Some(prev)) if started.elapsed() < Duration::from_secs(60) && !stopped() => {
                 tracing::error!(error = %e, "the reloaded job failed; running the previous one again");
                 job = prev;
                 opts.discard_spill = false;
@@ -96,10 +98,8 @@ pub fn run_reloading(
             }
         };
         let next = next.lock().expect("reload lock").take();
-        let stopped =
-            stop.load(Ordering::Acquire) || opts.admin.as_ref().is_some_and(|s| s.stopped());
         match next {
-            Some(new) if !stopped => {
+            Some(new) if !stopped() => {
                 previous = Some(std::mem::replace(&mut job, new));
                 // Done once, by the first run: a replay from a checkpoint, dropping a spill (the
                 // stop before a reload writes one that must be restored).
@@ -144,6 +144,7 @@ fn watch(
     let mut checking: Option<std::thread::JoinHandle<Result<Job, TaskError>>> = None;
     while !done.load(Ordering::Acquire) {
         if stop.load(Ordering::Acquire) {
+            tracing::info!("asked to stop: the task stops gracefully");
             run_stop.store(true, Ordering::Release);
             return;
         }
@@ -174,6 +175,11 @@ fn watch(
             );
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+    // The task ended (it failed, say) before a SIGHUP's check was taken up: the task that
+    // follows (the supervisor's restart) is asked again, so the reload is not lost.
+    if checking.is_some() {
+        hup.store(true, Ordering::Release);
     }
 }
 
@@ -227,6 +233,7 @@ impl Fixed {
 /// The job at `path` loaded and checked as `validate` does, that it keeps what a reload
 /// cannot change, and its schema against the files already written.
 fn checked(path: &Path, repo: Option<&str>, fixed: &Fixed) -> Result<Job, TaskError> {
+    crate::fault::hold_while("hold_reload_check");
     let mut job = Job::load_repo(path, repo).map_err(|e| TaskError::Job {
         job: path.display().to_string(),
         reason: e.to_string(),

@@ -72,6 +72,33 @@ fn a_task_panicking_after_reloads_restarts_as_last_reloaded_and_reloads_on() {
     assert!(trace_ids(&dir.path().join("second")).is_empty());
 }
 
+/// A push job of one supervised repo (`[[repos]]`, named `nginx_access`) with its own copy
+/// of the schema: the job file, the schema file and its text.
+fn supervised_push_job(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, String) {
+    let schema_file = dir.join("nginx_access.toml");
+    let schema_text = std::fs::read_to_string(schema("nginx_access")).unwrap();
+    std::fs::write(&schema_file, &schema_text).unwrap();
+    let job = push_job(dir, "wal", "", "");
+    let text = std::fs::read_to_string(&job).unwrap();
+    let text = text.replace(
+        &format!("schema = \"{}\"", schema("nginx_access").display()),
+        "schema = \"nginx_access.toml\"",
+    ) + "\n[[repos]]\nname = \"nginx_access\"\n";
+    assert!(text.contains("schema = \"nginx_access.toml\""), "{text}");
+    std::fs::write(&job, text).unwrap();
+    (job, schema_file, schema_text)
+}
+
+/// Waits for `times` lines of the log holding `what`, failing with the log when they do not
+/// come within 60 s.
+fn expect_log(log: &std::path::Path, what: &str, times: usize) {
+    let seen = wait_log(log, what, times, 60);
+    assert!(
+        seen.matches(what).count() >= times,
+        "waited for {times} lines saying `{what}`:\n{seen}"
+    );
+}
+
 /// A supervised push repo (`[[repos]]`) whose schema file is edited incompatibly (`bytes`
 /// from int64 to string): SIGHUP refuses it, then a sink worker panics on the next push
 /// (`panic_in_worker:2`) and the supervisor restarts the task. The restart runs with the
@@ -81,17 +108,7 @@ fn a_task_panicking_after_reloads_restarts_as_last_reloaded_and_reloads_on() {
 #[test]
 fn a_task_restarted_after_a_failure_keeps_the_schema_a_reload_refused_to_change() {
     let dir = tempfile::tempdir().unwrap();
-    let schema_file = dir.path().join("nginx_access.toml");
-    let schema_text = std::fs::read_to_string(schema("nginx_access")).unwrap();
-    std::fs::write(&schema_file, &schema_text).unwrap();
-    let job = push_job(dir.path(), "wal", "", "");
-    let text = std::fs::read_to_string(&job).unwrap();
-    let text = text.replace(
-        &format!("schema = \"{}\"", schema("nginx_access").display()),
-        "schema = \"nginx_access.toml\"",
-    ) + "\n[[repos]]\nname = \"nginx_access\"\n";
-    assert!(text.contains("schema = \"nginx_access.toml\""), "{text}");
-    std::fs::write(&job, text).unwrap();
+    let (job, schema_file, schema_text) = supervised_push_job(dir.path());
     let log = dir.path().join("run.log");
     let (mut run, addr) = start_with(&job, &log, &[("SLUICE_FAULT", "panic_in_worker:2")]);
     let out = dir.path().join("out");
@@ -120,4 +137,69 @@ fn a_task_restarted_after_a_failure_keeps_the_schema_a_reload_refused_to_change(
     wait_rows(&log, &out, "b", 10);
     push_acked(&addr, "c", 10);
     wait_rows(&log, &out, "c", 10);
+}
+
+/// A SIGHUP moving the repo to `moved/` whose check is held (`hold_reload_check`) while a
+/// sink worker panics (`panic_in_worker:2`): the task fails, and its supervisor restarts it
+/// before the check decides. The restarted task checks the job again and reloads. Before,
+/// the SIGHUP went with the failed task's watcher: the repo wrote to `out/` until the next.
+#[test]
+fn a_sighup_whose_check_outlives_a_failed_task_is_taken_up_by_its_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (job, _, _) = supervised_push_job(dir.path());
+    let text = std::fs::read_to_string(&job).unwrap();
+    let hold = dir.path().join("hold");
+    let log = dir.path().join("run.log");
+    let fault = format!("panic_in_worker:2,hold_reload_check:@{}", hold.display());
+    let (mut run, addr) = start_with(&job, &log, &[("SLUICE_FAULT", &fault)]);
+    push_acked(&addr, "a", 10);
+    wait_rows(&log, &dir.path().join("out"), "a", 10);
+    std::fs::write(&hold, "").unwrap();
+    std::fs::write(&job, text.replace("file://out", "file://moved")).unwrap();
+    hup(run.child());
+    expect_log(&log, "SLUICE_FAULT: holding at hold_reload_check", 1);
+    push_acked(&addr, "b", 10);
+    expect_log(&log, "the repo's task failed", 1);
+    expect_log(&log, "to=Running", 2);
+    // Acknowledged before the panic: the restart replays it from the WAL, as the job ran.
+    wait_rows(&log, &dir.path().join("out"), "b", 10);
+    std::fs::remove_file(&hold).unwrap();
+    expect_log(&log, "SIGHUP: the job file and schema check out", 1);
+    expect_log(&log, "to=Running", 3);
+    push_acked(&addr, "c", 10);
+    wait_rows(&log, &dir.path().join("moved"), "c", 10);
+}
+
+/// A reload whose task fails at its start (`panic_at_start:2`, held just before by
+/// `hold_before_claims`) after a SIGTERM came: the process stops. Before, the job that ran
+/// before the reload was started again first (and then stopped).
+#[test]
+fn a_reloaded_task_failing_after_a_stop_does_not_bring_back_the_job_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = push_job(dir.path(), "wal", "", "");
+    let text = std::fs::read_to_string(&job).unwrap();
+    let hold = dir.path().join("hold");
+    let log = dir.path().join("run.log");
+    let fault = format!("panic_at_start:2,hold_before_claims:@{}", hold.display());
+    let (mut run, addr) = start_with(&job, &log, &[("SLUICE_FAULT", &fault)]);
+    push_acked(&addr, "a", 10);
+    wait_rows(&log, &dir.path().join("out"), "a", 10);
+    std::fs::write(&hold, "").unwrap();
+    std::fs::write(&job, text.replace("file://out", "file://moved")).unwrap();
+    hup(run.child());
+    expect_log(&log, "SLUICE_FAULT: holding at hold_before_claims", 1);
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &run.child().id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    expect_log(&log, "asked to stop", 1);
+    std::fs::remove_file(&hold).unwrap();
+    wait_exit(run.child(), "the process to end after the stop", 60);
+    let seen = std::fs::read_to_string(&log).unwrap();
+    assert!(seen.contains("a panic at the task's start 2"), "{seen}");
+    assert!(
+        !seen.contains("running the previous one again"),
+        "the previous job came back after the stop:\n{seen}"
+    );
 }
