@@ -245,6 +245,22 @@ pub fn catch_up(
             ),
         });
     }
+    // A file written before the job had a partitioned table holds no partition values: the
+    // table would name it with none, and its readers would read the columns as null.
+    let columns = table.partition_columns();
+    if let Some(f) = missing
+        .iter()
+        .flat_map(|c| &c.files)
+        .find(|f| columns.iter().any(|col| !f.partition.contains_key(col)))
+    {
+        return Err(TableError::History {
+            key: key.to_string(),
+            reason: format!(
+                "committed file {} holds no values for the table's partition columns {columns:?} (written before the job had a table?): the table would name it with none, and its readers read them as null; export into a new URL, or under a new job name",
+                f.path
+            ),
+        });
+    }
     tracing::info!(partition = %key, commits = missing.len(), "publishing sealed commits the table lacks");
     table.publish(&missing)?;
     Ok(newest.max(held))

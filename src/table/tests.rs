@@ -515,3 +515,78 @@ fn a_long_run_of_commits_without_files_leaves_the_catch_up_a_record_to_reach() {
         ["f1.parquet", "f322.parquet"]
     );
 }
+
+/// Files a job wrote before it had a table hold no partition values: a table partitioned by
+/// a column would name them with none, and its readers read the column as null. The catch-up
+/// refuses them, naming the file; files with their values are published.
+#[test]
+fn files_written_before_a_partitioned_table_are_refused_by_its_catch_up() {
+    use crate::commit::checkpoint::Checkpoints;
+    let (_d, rt, dest) = setup();
+    let s = schema(None);
+    let t = DeltaTable::open(
+        &dest,
+        "job",
+        &s,
+        &["id".to_string()],
+        100,
+        rt.handle().clone(),
+    )
+    .unwrap();
+    let cps = Checkpoints::new(dest.clone(), "job");
+    cps.record_for_tests(&commit("t-0", 1, 10, &["id=a/f1.parquet"]));
+    match catch_up(&t, &cps, "t-0") {
+        Err(e @ TableError::History { .. }) => {
+            assert!(e.is_permanent());
+            let text = e.to_string();
+            assert!(
+                text.contains("id=a/f1.parquet") && text.contains("id"),
+                "{text}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(t.published("t-0").unwrap(), None);
+    let mut with = commit("t-1", 1, 10, &["id=b/g1.parquet"]);
+    with.files[0]
+        .partition
+        .insert("id".into(), Some("b".into()));
+    cps.record_for_tests(&with);
+    assert_eq!(catch_up(&t, &cps, "t-1").unwrap(), Some(10));
+}
+
+/// A checkpoint whose `txn` column is no struct (damaged, or another writer's bug), read by a
+/// publisher behind it: an error naming the checkpoint, where it panicked.
+#[test]
+fn a_checkpoint_whose_txn_is_no_struct_is_an_error_not_a_panic() {
+    let (_d, rt, dest) = setup();
+    let s = schema(None);
+    let behind = open(&dest, &rt, &s);
+    let other = open(&dest, &rt, &s);
+    other
+        .publish(&[commit("t-0", 1, 10, &["f1.parquet"])])
+        .unwrap();
+    let bad = arrow::record_batch::RecordBatch::try_from_iter([(
+        "txn",
+        Arc::new(arrow::array::Int64Array::from(vec![1i64])) as arrow::array::ArrayRef,
+    )])
+    .unwrap();
+    let mut bytes = Vec::new();
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut bytes, bad.schema(), None).unwrap();
+    w.write(&bad).unwrap();
+    w.close().unwrap();
+    dest.put_atomic(
+        "_delta_log/00000000000000000001.checkpoint.parquet",
+        &bytes,
+        true,
+    )
+    .unwrap();
+    // Its entry gone: the log is read from the checkpoint.
+    dest.delete("_delta_log/00000000000000000001.json").unwrap();
+    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| behind.published("t-0")));
+    match read {
+        Ok(Err(e)) => assert!(e.to_string().contains("checkpoint"), "{e}"),
+        Ok(Ok(held)) => panic!("a damaged checkpoint was read: {held:?}"),
+        Err(_) => panic!("a damaged checkpoint panicked"),
+    }
+}

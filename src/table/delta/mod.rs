@@ -346,13 +346,18 @@ impl DeltaTable {
             crate::hooks::at("delta: before a version's put");
             let won = match self.dest.put_atomic(&name, &bytes, true) {
                 // Won, but this process may have been paused since it listed the log for as
-                // long as the log's retention (checked at half of it, `stale_after`, for a
-                // margin): another writer's clean-up may have removed the versions after the
-                // one it knew, so that this one sits below the newest checkpoint, where
-                // readers never look. The log is read again from its newest checkpoint; a
-                // version it does not hold is deleted (the clean-up, which keeps entries in
-                // order, would stop at it) and its commits written again after the newest.
-                Ok(()) if known.listed.is_none_or(|at| at.past(self.stale_after())) => {
+                // long as the log's retention (judged at half of it, `stale_after`, for a
+                // margin, or by a checkpoint past this version that predates it: another
+                // writer may have lowered the retention meanwhile): another writer's clean-up
+                // may have removed the versions after the one it knew, so that this one sits
+                // below the newest checkpoint, where readers never look. The log is read again
+                // from its newest checkpoint; a version it does not hold is deleted (the
+                // clean-up, which keeps entries in order, would stop at it) and its commits
+                // written again after the newest.
+                Ok(())
+                    if known.listed.is_none_or(|at| at.past(self.stale_after()))
+                        || self.below_a_checkpoint(version + 1)? =>
+                {
                     tracing::warn!(
                         table = %self.url, version = version + 1,
                         "a version written long after the log was listed: reading the log again to check it is seen"

@@ -86,7 +86,10 @@ pub(super) fn listing(names: Vec<String>) -> Listing {
         if file.len() < 21 || !file.as_bytes()[..20].iter().all(u8::is_ascii_digit) {
             continue;
         }
-        let v: u64 = file[..20].parse().expect("20 digits");
+        // Twenty digits past what a version number holds: no entry of the log.
+        let Ok(v) = file[..20].parse::<u64>() else {
+            continue;
+        };
         match &file[20..] {
             ".json" => {
                 l.entries.insert(v);
@@ -254,8 +257,13 @@ impl DeltaTable {
             let mut stream = b.with_projection(mask).build().map_err(|e| e.to_string())?;
             let mut rows = Vec::new();
             while let Some(batch) = stream.try_next().await.map_err(|e| e.to_string())? {
-                let col = |name: &str| batch.column_by_name(name).map(|c| c.as_struct().clone());
-                if let Some(t) = col("txn") {
+                let col = |name: &str| match batch.column_by_name(name) {
+                    None => Ok(None),
+                    Some(c) => c.as_struct_opt().cloned().map(Some).ok_or_else(|| {
+                        format!("its column {name} is a {}, not a struct", c.data_type())
+                    }),
+                };
+                if let Some(t) = col("txn")? {
                     let (Some(app), Some(ver)) =
                         (t.column_by_name("appId"), t.column_by_name("version"))
                     else {
@@ -267,7 +275,7 @@ impl DeltaTable {
                         rows.push((app.value(i).to_string(), ver.value(i), None, None));
                     }
                 }
-                if let Some(m) = col("metaData") {
+                if let Some(m) = col("metaData")? {
                     if let Some(s) = m.column_by_name("schemaString") {
                         let s = as_type(s, &Utf8)?;
                         let s = s.as_string::<i32>();
@@ -307,7 +315,7 @@ impl DeltaTable {
                         }
                     }
                 }
-                if let Some(p) = col("protocol") {
+                if let Some(p) = col("protocol")? {
                     if let Some(w) = p.column_by_name("minWriterVersion") {
                         let w = as_type(w, &Int32)?;
                         let w = w.as_primitive::<Int32Type>();
@@ -554,6 +562,18 @@ mod tests {
         assert_eq!(l.checkpoints[&1].len(), 1);
         assert_eq!(l.checkpoints[&2].len(), 2);
         assert_eq!(l.checkpoints.keys().copied().collect::<Vec<_>>(), [1, 2]);
+        // Twenty digits past what a version number holds: not the log's (it panicked).
+        let l = listing(
+            [
+                "_delta_log/99999999999999999999.json",
+                "_delta_log/99999999999999999999.checkpoint.parquet",
+                "_delta_log/00000000000000000003.json",
+            ]
+            .map(String::from)
+            .to_vec(),
+        );
+        assert_eq!(l.entries.iter().copied().collect::<Vec<_>>(), [3]);
+        assert!(l.checkpoints.is_empty());
     }
 
     /// A moment whose wall clock says an hour has passed, while the monotonic clock (which

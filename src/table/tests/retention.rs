@@ -264,3 +264,41 @@ fn a_schema_change_written_after_a_pause_past_the_log_retention_is_written_again
         "the table's schema lacks `c`"
     );
 }
+
+/// A publisher lists the log of a table that keeps entries for 30 days (so it trusts its
+/// listing for 10 minutes), then is paused before its put of the next version. Meanwhile
+/// another writer lowers the retention to one second in that very version, publishes on,
+/// checkpoints, and its clean-up removes the entry. The late put wins the free name, below
+/// the newest checkpoint, well within the 10 minutes. Before, the publisher took its commit as
+/// published and the table lost it for good; now every won version is checked against the
+/// checkpoints after it.
+#[test]
+fn a_version_written_after_a_retention_lowered_during_the_pause_is_written_again_where_it_is_seen()
+{
+    let (_d, rt, dest) = setup();
+    let s = schema(None);
+    table_with(&dest, &s, "interval 30 days");
+    let t = DeltaTable::open(&dest, "job", &s, &[], 2, rt.handle().clone()).unwrap();
+    t.publish(&[commit("t-0", 1, 10, &["a1.parquet"])]).unwrap();
+    assert_eq!(t.stale_after(), std::time::Duration::from_secs(600));
+    let (d2, s2, h2) = (dest.clone(), s.clone(), rt.handle().clone());
+    crate::hooks::set("delta: before a version's put", move || {
+        let kernel = delta_kernel::schema::StructType::try_from_arrow(s2.as_ref()).unwrap();
+        let meta = serde_json::json!({"metaData": {"id": "x", "format": {"provider": "parquet", "options": {}}, "schemaString": serde_json::to_string(&kernel).unwrap(), "partitionColumns": [], "configuration": {"delta.checkpointInterval": "2", "delta.logRetentionDuration": "interval 1 second"}, "createdTime": 1}});
+        d2.put_atomic(
+            "_delta_log/00000000000000000002.json",
+            format!("{meta}\n").as_bytes(),
+            true,
+        )
+        .unwrap();
+        let other = DeltaTable::open(&d2, "job", &s2, &[], 2, h2).unwrap();
+        publish_until_cleaned_up(&d2, &other, "t-1", "_delta_log/00000000000000000002.json");
+        other.close();
+    });
+    t.publish(&[commit("t-0", 2, 20, &["a2.parquet"])]).unwrap();
+    crate::hooks::clear("delta: before a version's put");
+    let fresh = DeltaTable::open(&dest, "job", &s, &[], 2, rt.handle().clone()).unwrap();
+    assert_eq!(fresh.published("t-0").unwrap(), Some(20));
+    assert!(!dest.exists("_delta_log/00000000000000000002.json").unwrap());
+    assert_eq!(adds(&dest).0.get("a2.parquet"), Some(&1));
+}
