@@ -79,7 +79,12 @@ pub fn run_reloading(
             // that ran before takes over again, unless a stop came meanwhile.
             (Err(e), Some(prev)) if started.elapsed() < Duration::from_secs(60) && !stopped() => {
                 tracing::error!(error = %e, "the reloaded job failed; running the previous one again");
+                // With the reloaded schema: it was checked against the files written, and the
+                // failed task may have recorded it, which the previous one may not follow
+                // (a field it requires, made nullable).
+                let schema = job.schema.take();
                 job = prev;
+                job.schema = schema.or(job.schema.take());
                 opts.discard_spill = false;
                 continue;
             }

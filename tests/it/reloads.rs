@@ -75,6 +75,15 @@ fn a_task_panicking_after_reloads_restarts_as_last_reloaded_and_reloads_on() {
 /// A push job of one supervised repo (`[[repos]]`, named `nginx_access`) with its own copy
 /// of the schema: the job file, the schema file and its text.
 fn supervised_push_job(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, String) {
+    own_schema_push_job(dir, "\n[[repos]]\nname = \"nginx_access\"\n")
+}
+
+/// A push job with its own copy of the schema, and `tail` added to its file: the job file,
+/// the schema file and its text.
+fn own_schema_push_job(
+    dir: &std::path::Path,
+    tail: &str,
+) -> (std::path::PathBuf, std::path::PathBuf, String) {
     let schema_file = dir.join("nginx_access.toml");
     let schema_text = std::fs::read_to_string(schema("nginx_access")).unwrap();
     std::fs::write(&schema_file, &schema_text).unwrap();
@@ -83,7 +92,7 @@ fn supervised_push_job(dir: &std::path::Path) -> (std::path::PathBuf, std::path:
     let text = text.replace(
         &format!("schema = \"{}\"", schema("nginx_access").display()),
         "schema = \"nginx_access.toml\"",
-    ) + "\n[[repos]]\nname = \"nginx_access\"\n";
+    ) + tail;
     assert!(text.contains("schema = \"nginx_access.toml\""), "{text}");
     std::fs::write(&job, text).unwrap();
     (job, schema_file, schema_text)
@@ -202,4 +211,30 @@ fn a_reloaded_task_failing_after_a_stop_does_not_bring_back_the_job_before_it() 
         !seen.contains("running the previous one again"),
         "the previous job came back after the stop:\n{seen}"
     );
+}
+
+/// A reload that makes the required `ts` nullable (a change the files written allow), whose
+/// task records it and then fails (`panic_in_worker:2`): the job before the reload takes
+/// over, with the reloaded schema. Before, it took the schema it had run with, which the
+/// recorded one refuses (`ts` required again): the process failed.
+#[test]
+fn the_job_before_a_failed_reload_runs_with_the_reloaded_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let (job, schema_file, schema_text) = own_schema_push_job(dir.path(), "");
+    let log = dir.path().join("run.log");
+    let (mut run, addr) = start_with(&job, &log, &[("SLUICE_FAULT", "panic_in_worker:2")]);
+    let out = dir.path().join("out");
+    push_acked(&addr, "a", 10);
+    wait_rows(&log, &out, "a", 10);
+    let edited = schema_text.replacen("nullable = false", "nullable = true", 1);
+    assert_ne!(edited, schema_text);
+    std::fs::write(&schema_file, edited).unwrap();
+    hup(run.child());
+    expect_log(&log, "SIGHUP: the job file and schema check out", 1);
+    expect_log(&log, "to=Running", 2);
+    push_acked(&addr, "b", 10);
+    expect_log(&log, "running the previous one again", 1);
+    wait_rows(&log, &out, "b", 10);
+    push_acked(&addr, "c", 10);
+    wait_rows(&log, &out, "c", 10);
 }
