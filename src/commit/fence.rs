@@ -71,27 +71,26 @@ pub struct Reconciled {
     /// or before): a publish of that commit may have been under way, and on an object store
     /// may still land.
     pub lost_own: bool,
-    /// This reconcile aborted a claim that had no outcome: its writer (this process, or one
-    /// that died or was paused) may have an upload under way that lands later.
-    pub aborted: bool,
+    /// This reconcile aborted a claim that had no outcome, or found a lost claim claimed or
+    /// decided recently ([`RECENT_SKEW`]): its writer (this process, or one that died, failed
+    /// or was paused) may have an upload under way that lands later.
+    pub may_land_late: bool,
 }
 
-impl Reconciled {
-    /// A file of a lost commit may still become visible: the partition is worth settling
-    /// again once a publish under way can no longer land.
-    pub fn may_land_late(&self) -> bool {
-        self.lost_own || self.aborted
-    }
-}
+/// How much the clocks of the hosts writing a job's claims and outcomes may differ: a lost
+/// claim claimed or decided less than a destination's late window plus this long ago (by
+/// any of these clocks) may still have an upload under way.
+pub const RECENT_SKEW: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// What one settle of a partition's claims did.
-pub(super) struct Settled {
+#[derive(Debug, Default)]
+pub struct Settled {
     /// Files removed.
-    pub(super) removed: Vec<String>,
+    pub removed: Vec<String>,
     /// See [`Reconciled::lost_own`].
-    pub(super) lost_own: bool,
-    /// See [`Reconciled::aborted`].
-    pub(super) aborted: bool,
+    pub lost_own: bool,
+    /// See [`Reconciled::may_land_late`].
+    pub may_land_late: bool,
 }
 
 /// The oldest outcome's sequence number, listed once per settle.
@@ -347,21 +346,35 @@ impl Checkpoints {
 
     /// Phase "release": the claim of a sealed commit is no longer needed, and other claims
     /// are settled as in [`Checkpoints::reconcile`] (files published late by a fenced writer
-    /// are removed). Returns the files removed.
+    /// are removed). Returns what the settle did.
     pub fn release(
         &self,
         key: &str,
         seq: u64,
         term: u64,
         owner: &str,
-    ) -> Result<Vec<String>, CheckpointError> {
+    ) -> Result<Settled, CheckpointError> {
         self.dest.delete(&self.claim_path(key, seq))?;
         let l = self.listing(key)?;
         if l.max_term > term {
             return Err(self.fenced(key, l.max_term, term));
         }
         self.settle(key, &l.claims, seq, term, owner)
-            .map(|s| s.removed)
+    }
+
+    /// How recent a lost claim must be for an upload of it to be still under way: the
+    /// destinations' late window plus [`RECENT_SKEW`]; `None` where nothing lands late.
+    fn recent_ms(&self) -> Option<i64> {
+        let window = [&self.dest, &self.dead]
+            .iter()
+            .filter_map(|d| d.late_window())
+            .max()?;
+        Some(
+            window
+                .saturating_add(RECENT_SKEW)
+                .as_millis()
+                .min(i64::MAX as u128) as i64,
+        )
     }
 
     /// Decides every claim in `claims` for the owner of `term`: one without an outcome is
@@ -370,7 +383,7 @@ impl Checkpoints {
     /// publish after its fence); claim records of won commits, and of lost claims more than
     /// `KEEP_LOST` sequence numbers back, are deleted. Returns the files removed, whether a
     /// claim of `owner`'s own lost (its files were looked for, and removed if there), and
-    /// whether a claim was aborted now.
+    /// whether a lost claim may still have an upload under way (aborted now, or recent).
     pub(super) fn settle(
         &self,
         key: &str,
@@ -381,7 +394,8 @@ impl Checkpoints {
     ) -> Result<Settled, CheckpointError> {
         let mut removed = Vec::new();
         let mut lost_own = false;
-        let mut aborted = false;
+        let mut may_land_late = false;
+        let recent_ms = self.recent_ms();
         // Listed only when a claim has no outcome (rare): most settles find none.
         let mut oldest: Option<Option<u64>> = None;
         for &seq in claims {
@@ -428,7 +442,7 @@ impl Checkpoints {
                     }
                     None => {
                         outcome = Some(abort);
-                        aborted = true;
+                        may_land_late = true;
                     }
                 }
                 tracing::warn!(
@@ -455,6 +469,18 @@ impl Checkpoints {
                 _ => {}
             }
             lost_own |= claim.owner == owner;
+            // Claimed or decided recently, by any host's clock: its writer may still be
+            // uploading (a process killed mid-upload, a task failed, a writer fenced).
+            let decided_ms = match &outcome {
+                Some(Outcome::Abort(a)) => a.at_ms,
+                Some(Outcome::Rollback(r)) => r.at_ms,
+                Some(Outcome::Commit(c)) => c.committed_at_ms,
+                None => 0,
+            };
+            if let Some(recent) = recent_ms {
+                let latest = claim.claimed_at_ms.max(decided_ms);
+                may_land_late |= now_ms().saturating_sub(latest) < recent;
+            }
             self.remove_files(&claim, &mut removed)?;
             if seq.saturating_add(KEEP_LOST) < newest {
                 self.dest.delete(&path)?;
@@ -463,7 +489,7 @@ impl Checkpoints {
         Ok(Settled {
             removed,
             lost_own,
-            aborted,
+            may_land_late,
         })
     }
 
@@ -513,7 +539,7 @@ impl Checkpoints {
         let Settled {
             mut removed,
             lost_own,
-            aborted,
+            may_land_late,
         } = self.settle(key, &l.claims, newest, term, owner)?;
         let latest = self.latest(key)?;
         self.finish_legacy_pending(key, latest.as_ref(), &mut removed)?;
@@ -531,7 +557,7 @@ impl Checkpoints {
             next_seq,
             removed,
             lost_own,
-            aborted,
+            may_land_late,
         })
     }
 }

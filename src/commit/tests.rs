@@ -99,7 +99,7 @@ fn a_commit_claims_publishes_seals_and_releases() {
     f.commit().unwrap();
     cps.seal(&c, &checkpoint(&c, 10)).unwrap();
     cps.seal(&c, &checkpoint(&c, 10)).unwrap();
-    assert!(cps.release(KEY, 1, t, "a").unwrap().is_empty());
+    assert!(cps.release(KEY, 1, t, "a").unwrap().removed.is_empty());
     assert!(dest.exists("d/a.txt").unwrap());
     let r = cps.reconcile(KEY, t, "a").unwrap();
     assert_eq!((r.latest.unwrap().next_offset, r.next_seq), (10, 2));
@@ -162,7 +162,10 @@ fn files_published_after_a_fence_are_removed_by_the_next_release() {
     cps.claim(&c).unwrap();
     f.commit().unwrap();
     cps.seal(&c, &checkpoint(&c, 10)).unwrap();
-    assert_eq!(cps.release(KEY, 2, new, "new").unwrap(), vec!["d/late.txt"]);
+    assert_eq!(
+        cps.release(KEY, 2, new, "new").unwrap().removed,
+        vec!["d/late.txt"]
+    );
     assert!(!dest.exists("d/late.txt").unwrap() && dest.exists("d/new.txt").unwrap());
 }
 
@@ -512,5 +515,60 @@ fn an_outcome_gone_between_a_refused_write_and_its_read_back_is_a_fence_not_dama
     assert!(
         dest.exists("d/w.txt").unwrap(),
         "the standing commit's file"
+    );
+}
+
+/// On a store where a publish may land late: a lost claim may still have an upload under way
+/// when this reconcile aborted it, or when it was claimed or decided within the late window
+/// and `RECENT_SKEW` (a later registration, after the task that aborted it failed); one
+/// claimed and aborted long ago may not. A local folder has no late publish.
+#[test]
+fn a_recent_lost_claim_may_land_late_and_an_old_one_not() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dest = Destination::parse("memory://", rt.handle().clone()).unwrap();
+    let cps = Checkpoints::new(dest.clone(), "j");
+    let w = cps.take_term(KEY, "w").unwrap();
+    cps.reconcile(KEY, w, "w").unwrap();
+    let recent = Claim {
+        claimed_at_ms: super::now_ms(),
+        ..claim(1, w, "w", &[], &["d/w.txt"])
+    };
+    cps.claim(&recent).unwrap();
+    let p = cps.take_term(KEY, "p").unwrap();
+    let r = cps.reconcile(KEY, p, "p").unwrap();
+    assert!(r.may_land_late && !r.lost_own, "aborted now");
+    let q = cps.take_term(KEY, "q").unwrap();
+    assert!(
+        cps.reconcile(KEY, q, "q").unwrap().may_land_late,
+        "decided just now"
+    );
+    // Claimed and aborted an hour ago: not, on either store.
+    let (_d, _rt, local) = setup();
+    for store in [&dest, &local] {
+        let cps = Checkpoints::new(store.clone(), "old");
+        let t = cps.take_term(KEY, "w").unwrap();
+        let old = Claim {
+            claimed_at_ms: super::now_ms() - 3_600_000,
+            ..claim(1, t, "w", &[], &["d/old.txt"])
+        };
+        cps.put_claim(&old).unwrap();
+        cps.record_abort_for_tests(KEY, 1, false);
+        let t = cps.take_term(KEY, "q").unwrap();
+        assert!(!cps.reconcile(KEY, t, "q").unwrap().may_land_late);
+    }
+    // A local folder: a claim aborted now is flagged (the worker's late window, none here,
+    // decides); once decided, only its age counts, and a local folder has no window.
+    let cps = Checkpoints::new(local.clone(), "recent");
+    let t = cps.take_term(KEY, "w").unwrap();
+    cps.put_claim(&Claim {
+        claimed_at_ms: super::now_ms(),
+        ..claim(1, t, "w", &[], &["d/r.txt"])
+    })
+    .unwrap();
+    let t = cps.take_term(KEY, "q").unwrap();
+    assert!(cps.reconcile(KEY, t, "q").unwrap().may_land_late);
+    assert!(
+        !cps.reconcile(KEY, t, "q").unwrap().may_land_late,
+        "decided, local"
     );
 }

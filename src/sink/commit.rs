@@ -162,11 +162,18 @@ pub(super) fn commit_partition(
             // The commit stands; a failure to release is only housekeeping (the next
             // reconcile deletes the claim of a sealed commit).
             match ctx.checkpoints.release(&state.key, seq, state.term, owner) {
-                Ok(swept) if !swept.is_empty() => tracing::warn!(
-                    partition = %state.key, files = ?swept,
-                    "removed files that a fenced writer published after its fence"
-                ),
-                Ok(_) => {}
+                Ok(settled) => {
+                    if !settled.removed.is_empty() {
+                        tracing::warn!(
+                            partition = %state.key, files = ?settled.removed,
+                            "removed files that a fenced writer published after its fence"
+                        );
+                    }
+                    // Another writer's lost commit, recent: its upload may still land.
+                    if settled.may_land_late {
+                        ctx.control.partitions.settle_late(p);
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(partition = %state.key, error = %e, "could not release a claim")
                 }

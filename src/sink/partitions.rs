@@ -133,6 +133,12 @@ impl Partitions {
         epoch
     }
 
+    /// Partition `p` had a lost commit whose upload may still land: its worker settles it
+    /// again once that can no longer happen.
+    pub fn settle_late(&self, p: u32) {
+        self.lock().settle_late.insert(p);
+    }
+
     /// The partitions registered with a lost commit whose upload may still land, of those
     /// `mine` selects; each is handed out once.
     pub fn take_settle_late(&self, mine: impl Fn(u32) -> bool) -> Vec<u32> {

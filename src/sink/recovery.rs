@@ -108,7 +108,8 @@ impl Worker {
     /// not finish are aborted and their files removed, and a commit whose seal looked failed
     /// but landed is where the partition resumes, so the replay can neither skip nor duplicate
     /// records. Fenced when another owner took the partition over.
-    /// True when a lost commit's publish may still land ([`Reconciled::may_land_late`]).
+    /// True when a lost commit's publish may still land (a claim of this process's own lost,
+    /// or [`Reconciled::may_land_late`]).
     ///
     /// [`Reconciled::may_land_late`]: crate::commit::fence::Reconciled::may_land_late
     fn resync(&self, p: u32) -> Result<bool, WorkError> {
@@ -143,7 +144,7 @@ impl Worker {
                 from = before, "resuming after a commit that looked failed but landed"
             );
         }
-        Ok(r.may_land_late())
+        Ok(r.lost_own || r.may_land_late)
     }
 
     /// Another owner took partition `p` over: this process stops writing it at once (its open

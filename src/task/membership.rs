@@ -239,7 +239,7 @@ pub fn resume(
             line,
             seq,
             term,
-            settle_late: r.may_land_late(),
+            settle_late: r.may_land_late,
         },
     );
     if let Some(ch) = channel {
