@@ -233,6 +233,8 @@ pub fn run_job(
     let mut _locks = Vec::new();
     for j in &mut jobs {
         j.move_wal_damage = move_wal_damage;
+        // Read once, before anything names the repo by it (the admin slots).
+        j.pin_schema();
         _locks.extend(lock_state(j, false)?);
     }
     let stop = Arc::new(AtomicBool::new(false));
