@@ -131,7 +131,10 @@ pub fn as_backfill(job: &mut Job, name: Option<String>, url: Option<String>) -> 
     if let Some(n) = &name {
         // The name becomes a folder of the destination (`_sluice/<name>/`).
         if !sluice::config::repos::valid_name(n) {
-            bail!("--name `{n}`: use letters, digits, `-` or `_`, starting with a letter or digit");
+            bail!(
+                "--name `{n}`: use letters, digits, `-` or `_`, starting with a letter or digit, at most {} bytes",
+                sluice::config::MAX_NAME_BYTES
+            );
         }
         if *n == job.file.job.name {
             bail!("--name `{n}` is the live job's own name: its checkpoints are the live job's");

@@ -39,6 +39,11 @@ pub enum ConfigError {
     },
 }
 
+/// The longest job name, repo name or backfill name (`--name`), in bytes: a repo's job is
+/// named `<job>.<repo>`, and its backfill `<job>.<repo>-backfill`, a folder name in the
+/// destination (`_sluice/<name>/`), which a file system holds up to 255 bytes.
+pub const MAX_NAME_BYTES: usize = 100;
+
 /// A loaded, validated job.
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -126,13 +131,19 @@ impl Job {
         };
         check("job.name", {
             let n = &file.job.name;
-            if !n.is_empty()
-                && n.chars()
+            if n.is_empty()
+                || !n
+                    .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
             {
-                Ok(())
-            } else {
                 Err(format!("`{n}` must be letters, digits, `-` or `_`"))
+            } else if n.len() > MAX_NAME_BYTES {
+                Err(format!(
+                    "is {} bytes; at most {MAX_NAME_BYTES} (it names the job's folders, with a repo's name and `-backfill` added)",
+                    n.len()
+                ))
+            } else {
+                Ok(())
             }
         });
         let stop_deadline = parse_duration(&file.job.stop_deadline);

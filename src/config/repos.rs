@@ -65,7 +65,7 @@ pub(super) fn parse_all(text: &str, path: &Path) -> Result<Vec<Job>, ConfigError
             Some(Value::String(n)) if valid_name(&n) => n,
             Some(Value::String(n)) => {
                 problems.push(format!(
-                    "repos[{i}].name: `{n}` must be letters, digits, `-` or `_`, starting with a letter or digit"
+                    "repos[{i}].name: `{n}` must be letters, digits, `-` or `_`, starting with a letter or digit, at most {} bytes", super::MAX_NAME_BYTES
                 ));
                 continue;
             }
@@ -164,7 +164,8 @@ pub(super) fn pick(jobs: Vec<Job>, repo: Option<&str>, path: &Path) -> Result<Jo
 /// Letters, digits, `-` and `_`, starting with a letter or digit (a repo's name starts its
 /// files' names, and readers skip files starting with `_`).
 pub fn valid_name(n: &str) -> bool {
-    n.starts_with(|c: char| c.is_ascii_alphanumeric())
+    n.len() <= super::MAX_NAME_BYTES
+        && n.starts_with(|c: char| c.is_ascii_alphanumeric())
         && n.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }

@@ -59,7 +59,8 @@ impl std::fmt::Debug for AdminSection {
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobSection {
-    /// Names the job's checkpoints (`_sluice/<name>/`).
+    /// Names the job's checkpoints (`_sluice/<name>/`): letters, digits, `-` or `_`, at
+    /// most 100 bytes.
     pub name: String,
     /// Local folder for the spill and other task state.
     #[serde(default = "default_state_dir")]

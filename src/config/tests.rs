@@ -256,3 +256,31 @@ fn a_push_body_limit_of_a_whole_wal_record_is_refused() {
     );
     Job::parse(&push("1023MiB"), Path::new("/etc/sluice/job.toml")).unwrap();
 }
+
+/// Job and repo names name folders (`_sluice/<job>.<repo>-backfill/`): past 100 bytes each
+/// they are refused at load, where a name past 255 bytes failed at start with the OS's error.
+#[test]
+fn a_job_or_repo_name_past_100_bytes_is_refused_at_load() {
+    let ok = "j".repeat(MAX_NAME_BYTES);
+    assert!(Job::parse(
+        &GOOD.replace("\"web\"", &format!("\"{ok}\"")),
+        Path::new("j.toml")
+    )
+    .is_ok());
+    let long = "j".repeat(MAX_NAME_BYTES + 1);
+    let e = Job::parse(
+        &GOOD.replace("\"web\"", &format!("\"{long}\"")),
+        Path::new("j.toml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("job.name: is 101 bytes; at most 100"), "{e}");
+    let repos = GOOD.replace(
+        "[sink.partition]",
+        &format!("[[repos]]\nname = \"{long}\"\n[sink.partition]"),
+    );
+    let e = Job::parse_all(&repos, Path::new("j.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("at most 100 bytes"), "{e}");
+}
