@@ -32,17 +32,7 @@ impl Worker {
     /// the commit failed are removed (`Checkpoints::reconcile`, as at every commit's
     /// release). Called between commits, so no claim of this worker's is in flight.
     pub(super) fn settle_late(&mut self, now: bool) {
-        // Partitions registered with a lost commit (a run or task before this one failed
-        // mid-commit): their late window starts now.
-        let lanes = self.ctx.channel.lanes();
-        for p in self
-            .ctx
-            .control
-            .partitions
-            .take_settle_late(|p| p as usize % lanes == self.lane)
-        {
-            self.settle_later(p);
-        }
+        self.take_late_settles();
         if self.recovery.late.is_empty() {
             return;
         }
@@ -73,6 +63,21 @@ impl Worker {
                      partition does, if there is one"
                 ),
             }
+        }
+    }
+
+    /// Partitions of this lane whose registration or release found a lost commit that may
+    /// still land (a run or task before this one failed mid-commit, a writer fenced): their
+    /// late window starts now.
+    pub(super) fn take_late_settles(&mut self) {
+        let lanes = self.ctx.channel.lanes();
+        for p in self
+            .ctx
+            .control
+            .partitions
+            .take_settle_late(|p| p as usize % lanes == self.lane)
+        {
+            self.settle_later(p);
         }
     }
 

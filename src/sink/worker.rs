@@ -162,7 +162,9 @@ impl Worker {
                 if ctl.drained() {
                     let failures = ctl.failures.load(Ordering::Relaxed);
                     self.commit_all();
-                    // Not finished while a publish that reported failure may still land.
+                    // Not finished while a publish that reported failure may still land (a
+                    // release just now may have found one).
+                    self.take_late_settles();
                     self.set_finished(self.open.is_empty() && self.recovery.late.is_empty());
                     if self.open.is_empty() && !self.recovery.late.is_empty() {
                         std::thread::sleep(Duration::from_millis(20));

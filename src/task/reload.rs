@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::{destination, prepare, run, RunOptions, RunSummary, TaskError};
 use crate::config::Job;
+use crate::schema::RepoSchema;
 
 /// Runs the job at `path` (already loaded as `job`; in a job file with several repos, its repo
 /// `job.repo`) until it ends or `stop` is set; each time `hup` is set, reloads it as described
@@ -79,12 +80,7 @@ pub fn run_reloading(
             // that ran before takes over again, unless a stop came meanwhile.
             (Err(e), Some(prev)) if started.elapsed() < Duration::from_secs(60) && !stopped() => {
                 tracing::error!(error = %e, "the reloaded job failed; running the previous one again");
-                // With the reloaded schema: it was checked against the files written, and the
-                // failed task may have recorded it, which the previous one may not follow
-                // (a field it requires, made nullable).
-                let schema = job.schema.take();
-                job = prev;
-                job.schema = schema.or(job.schema.take());
+                job = fallback(prev, job.schema.take());
                 opts.discard_spill = false;
                 continue;
             }
@@ -235,6 +231,28 @@ impl Fixed {
     }
 }
 
+/// The job that ran before a reload whose task failed at once, `prev`, to run again: with
+/// the reloaded schema when it can run with it (the failed task may have recorded that
+/// schema, which the one `prev` ran with may not follow: a field it requires, made
+/// nullable), else with its own (the reload also changed what the schema must fit: its
+/// destination, template or stages).
+fn fallback(prev: Job, reloaded: Option<Arc<RepoSchema>>) -> Job {
+    let Some(schema) = reloaded else {
+        return prev;
+    };
+    let with = Job {
+        schema: Some(schema),
+        ..prev.clone()
+    };
+    match against_files(&with) {
+        Ok(_) => with,
+        Err(e) => {
+            tracing::warn!(error = %e, "the previous job runs with the schema it ran with: it cannot take the reloaded one");
+            prev
+        }
+    }
+}
+
 /// The job at `path` loaded and checked as `validate` does, that it keeps what a reload
 /// cannot change, and its schema against the files already written.
 fn checked(path: &Path, repo: Option<&str>, fixed: &Fixed) -> Result<Job, TaskError> {
@@ -249,10 +267,16 @@ fn checked(path: &Path, repo: Option<&str>, fixed: &Fixed) -> Result<Job, TaskEr
             job: path.display().to_string(),
             reason,
         })?;
-    let prepared = prepare(&job, false)?;
     // The schema checked here is the one the reloaded task runs with, whatever the file
     // holds by then.
-    job.schema = Some(prepared.schema.clone());
+    job.schema = Some(against_files(&job)?);
+    Ok(job)
+}
+
+/// `job` prepared as `validate` does (with its pinned schema, if any), and its schema
+/// checked against the files already written (not recorded): the schema.
+fn against_files(job: &Job) -> Result<Arc<RepoSchema>, TaskError> {
+    let prepared = prepare(job, false)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -260,12 +284,12 @@ fn checked(path: &Path, repo: Option<&str>, fixed: &Fixed) -> Result<Job, TaskEr
             job: job.file.job.name.clone(),
             reason: format!("cannot start an I/O runtime: {e}"),
         })?;
-    let dest = destination(&job, &runtime)?;
+    let dest = destination(job, &runtime)?;
     crate::evolution::check(
         &dest,
         &job.file.job.name,
         &prepared.decoder.output_schema(),
         false,
     )?;
-    Ok(job)
+    Ok(prepared.schema.clone())
 }

@@ -238,3 +238,32 @@ fn the_job_before_a_failed_reload_runs_with_the_reloaded_schema() {
     push_acked(&addr, "c", 10);
     wait_rows(&log, &out, "c", 10);
 }
+
+/// As above, but the reload also moves the destination (`moved/`) and retypes `bytes` (a
+/// change an empty destination allows, the first one does not): the job before it takes
+/// over with the schema it ran with, since it cannot take the reloaded one. Before, it took
+/// the reloaded one, and the process failed on the first destination's files.
+#[test]
+fn the_job_before_a_failed_reload_keeps_its_schema_when_it_cannot_take_the_reloaded_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (job, schema_file, schema_text) = own_schema_push_job(dir.path(), "");
+    let text = std::fs::read_to_string(&job).unwrap();
+    let log = dir.path().join("run.log");
+    let (mut run, addr) = start_with(&job, &log, &[("SLUICE_FAULT", "panic_in_worker:2")]);
+    let out = dir.path().join("out");
+    push_acked(&addr, "a", 10);
+    wait_rows(&log, &out, "a", 10);
+    let retyped = schema_text.replace(
+        "name = \"bytes\"\ntype = \"int64\"",
+        "name = \"bytes\"\ntype = \"string\"",
+    );
+    assert_ne!(retyped, schema_text);
+    std::fs::write(&schema_file, retyped).unwrap();
+    std::fs::write(&job, text.replace("file://out", "file://moved")).unwrap();
+    hup(run.child());
+    expect_log(&log, "SIGHUP: the job file and schema check out", 1);
+    expect_log(&log, "to=Running", 2);
+    push_acked(&addr, "b", 10);
+    expect_log(&log, "cannot take the reloaded one", 1);
+    wait_rows(&log, &out, "b", 10);
+}

@@ -170,7 +170,6 @@ impl DeltaTable {
                 e => e,
             })?;
         }
-        let read_at = txns::Moment::now();
         let snapshot = Snapshot::builder_for(location.as_str())
             .build(engine.as_ref())
             .map_err(|e| fail(format!("cannot read the log: {e}")))?;
@@ -215,7 +214,7 @@ impl DeltaTable {
         table.set_stale_after(snapshot.table_properties().log_retention_duration);
         table.check_table(&snapshot)?;
         if ours.is_some() {
-            table.evolve(&snapshot, read_at)?;
+            table.evolve(&snapshot)?;
         }
         table.read_log(&mut table.known.lock().unwrap_or_else(PoisonError::into_inner))?;
         Ok(table)

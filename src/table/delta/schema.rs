@@ -50,15 +50,11 @@ impl DeltaTable {
         }
     }
 
-    /// Checks the job's schema against the table's; new fields are added to the table.
-    /// `snapshot` was read at `read_at`: a version written long after (a pause as long as
-    /// half the log's retention) is checked to be seen, as a publish's is.
-    pub(super) fn evolve(
-        &self,
-        snapshot: &SnapshotRef,
-        read_at: super::txns::Moment,
-    ) -> Result<(), TableError> {
-        let (mut snapshot, mut read_at) = (snapshot.clone(), read_at);
+    /// Checks the job's schema against the table's; new fields are added to the table. The
+    /// version written is checked to be seen, as a publish's is: a pause after `snapshot`
+    /// was read may have let another writer's clean-up free its name below a checkpoint.
+    pub(super) fn evolve(&self, snapshot: &SnapshotRef) -> Result<(), TableError> {
+        let mut snapshot = snapshot.clone();
         // Each pass reads the table again after another writer took the next version, or
         // after this one's landed where no reader sees it: a loop, not a recursion.
         let added = loop {
@@ -78,8 +74,9 @@ impl DeltaTable {
             #[cfg(test)]
             crate::hooks::at("delta: before an evolution's put");
             match self.dest.put_atomic(&log_name(v), entry.as_bytes(), true) {
-                Ok(()) if read_at.past(self.stale_after()) && self.below_a_checkpoint(v)? => {
-                    let now = super::txns::Moment::now();
+                // Below a checkpoint written before it, however long ago the table was read
+                // (another writer may have lowered the log's retention meanwhile).
+                Ok(()) if self.below_a_checkpoint(v)? => {
                     let fresh = self.refresh()?;
                     let names: Vec<&String> = added.iter().map(|f| f.name()).collect();
                     if names.iter().all(|n| fresh.schema().field(n).is_some()) {
@@ -90,14 +87,11 @@ impl DeltaTable {
                     // entries in order, would stop at it), and written again after the newest.
                     tracing::warn!(table = %self.url, version = v, "a schema change landed below a checkpoint written before it, where no reader sees it (the table was read long before); it is written again");
                     self.dest.delete(&log_name(v))?;
-                    (snapshot, read_at) = (fresh, now);
+                    snapshot = fresh;
                 }
                 Ok(()) => break added,
                 // Another writer moved the table on: read it again (it may have added them too).
-                Err(StoreError::Exists { .. }) => {
-                    read_at = super::txns::Moment::now();
-                    snapshot = self.refresh()?;
-                }
+                Err(StoreError::Exists { .. }) => snapshot = self.refresh()?,
                 Err(e) => return Err(e.into()),
             }
         };

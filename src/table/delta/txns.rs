@@ -86,10 +86,14 @@ pub(super) fn listing(names: Vec<String>) -> Listing {
         if file.len() < 21 || !file.as_bytes()[..20].iter().all(u8::is_ascii_digit) {
             continue;
         }
-        // Twenty digits past what a version number holds: no entry of the log.
+        // Twenty digits past what a version number holds, or a version no other can
+        // follow: no entry of the log this code reads.
         let Ok(v) = file[..20].parse::<u64>() else {
             continue;
         };
+        if v == u64::MAX {
+            continue;
+        }
         match &file[20..] {
             ".json" => {
                 l.entries.insert(v);
@@ -562,11 +566,13 @@ mod tests {
         assert_eq!(l.checkpoints[&1].len(), 1);
         assert_eq!(l.checkpoints[&2].len(), 2);
         assert_eq!(l.checkpoints.keys().copied().collect::<Vec<_>>(), [1, 2]);
-        // Twenty digits past what a version number holds: not the log's (it panicked).
+        // Twenty digits past what a version number holds, or the last one: not the log's
+        // (they panicked).
         let l = listing(
             [
                 "_delta_log/99999999999999999999.json",
                 "_delta_log/99999999999999999999.checkpoint.parquet",
+                "_delta_log/18446744073709551615.checkpoint.parquet",
                 "_delta_log/00000000000000000003.json",
             ]
             .map(String::from)

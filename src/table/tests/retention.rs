@@ -242,11 +242,32 @@ fn a_compaction_seen_and_compacted_again_before_its_check_stays() {
 #[test]
 fn a_schema_change_written_after_a_pause_past_the_log_retention_is_written_again_where_it_is_seen()
 {
+    schema_change_after_a_clean_up(false);
+}
+
+/// As above, in a table that keeps entries for 30 days, whose retention another writer
+/// lowers to one second in the version the change was to take, during a pause far shorter
+/// than the 10 minutes a listing is trusted for. Before, the change was not checked.
+#[test]
+fn a_schema_change_written_after_a_retention_lowered_during_the_pause_is_written_again() {
+    schema_change_after_a_clean_up(true);
+}
+
+/// A start adding field `c` paused before its put while another writer frees the name it
+/// takes (`lower`: in a 30-day table, by lowering the retention in that version).
+fn schema_change_after_a_clean_up(lower: bool) {
     let (_d, rt, dest) = setup();
     let s = schema(None);
-    short_retention_table(&dest, &s);
+    if lower {
+        table_with(&dest, &s, "interval 30 days");
+    } else {
+        short_retention_table(&dest, &s);
+    }
     let (d2, s2, h2) = (dest.clone(), s.clone(), rt.handle().clone());
     crate::hooks::set("delta: before an evolution's put", move || {
+        if lower {
+            lower_retention_at(&d2, &s2, 1);
+        }
         let other = DeltaTable::open(&d2, "job", &s2, &[], 2, h2).unwrap();
         publish_until_cleaned_up(&d2, &other, "t-1", "_delta_log/00000000000000000001.json");
         other.close();
@@ -283,14 +304,7 @@ fn a_version_written_after_a_retention_lowered_during_the_pause_is_written_again
     assert_eq!(t.stale_after(), std::time::Duration::from_secs(600));
     let (d2, s2, h2) = (dest.clone(), s.clone(), rt.handle().clone());
     crate::hooks::set("delta: before a version's put", move || {
-        let kernel = delta_kernel::schema::StructType::try_from_arrow(s2.as_ref()).unwrap();
-        let meta = serde_json::json!({"metaData": {"id": "x", "format": {"provider": "parquet", "options": {}}, "schemaString": serde_json::to_string(&kernel).unwrap(), "partitionColumns": [], "configuration": {"delta.checkpointInterval": "2", "delta.logRetentionDuration": "interval 1 second"}, "createdTime": 1}});
-        d2.put_atomic(
-            "_delta_log/00000000000000000002.json",
-            format!("{meta}\n").as_bytes(),
-            true,
-        )
-        .unwrap();
+        lower_retention_at(&d2, &s2, 2);
         let other = DeltaTable::open(&d2, "job", &s2, &[], 2, h2).unwrap();
         publish_until_cleaned_up(&d2, &other, "t-1", "_delta_log/00000000000000000002.json");
         other.close();
@@ -301,4 +315,16 @@ fn a_version_written_after_a_retention_lowered_during_the_pause_is_written_again
     assert_eq!(fresh.published("t-0").unwrap(), Some(20));
     assert!(!dest.exists("_delta_log/00000000000000000002.json").unwrap());
     assert_eq!(adds(&dest).0.get("a2.parquet"), Some(&1));
+}
+
+/// Another writer's version `v` of a table of schema `s`: its retention lowered to one second.
+fn lower_retention_at(dest: &Destination, s: &SchemaRef, v: u64) {
+    let kernel = delta_kernel::schema::StructType::try_from_arrow(s.as_ref()).unwrap();
+    let meta = serde_json::json!({"metaData": {"id": "x", "format": {"provider": "parquet", "options": {}}, "schemaString": serde_json::to_string(&kernel).unwrap(), "partitionColumns": [], "configuration": {"delta.checkpointInterval": "2", "delta.logRetentionDuration": "interval 1 second"}, "createdTime": 1}});
+    dest.put_atomic(
+        &format!("_delta_log/{v:020}.json"),
+        format!("{meta}\n").as_bytes(),
+        true,
+    )
+    .unwrap();
 }
