@@ -186,12 +186,12 @@ pub fn run_convert(a: ConvertArgs) -> Result<()> {
     let output_url = local_relative(&a.output);
     let default_name = format!("{}.{}", input.stem(), format.extension());
     let (folder, name) = split_output(&output_url, &default_name);
-    // Named after the output (its name less the format's extension; by default the input's
-    // stem): two conversions of inputs sharing a name into two outputs of one folder each keep
-    // their own dead letters (named after the input, the second replaced the first's, or with
-    // `--overwrite` and no dead letters of its own deleted them).
-    let ext = format!(".{}", format.extension());
-    let dl_default = format!("{}.jsonl", name.strip_suffix(&ext).unwrap_or(&name));
+    // Named after the output's whole name (`a.parquet.jsonl`): conversions into two outputs
+    // of one folder each keep their own dead letters, whether their inputs share a name or
+    // their outputs differ only by format (named after the input, or the output less its
+    // extension, one replaced the other's, or with `--overwrite` and no dead letters of its
+    // own deleted them).
+    let dl_default = format!("{name}.jsonl");
     let (dl_folder, dl_name) = match &a.dead_letters {
         Some(u) => split_output(&local_relative(u), &dl_default),
         None => (format!("{folder}_dead_letters/"), dl_default),

@@ -33,7 +33,7 @@ fn bad_input_goes_to_dead_letters_and_nothing_is_lost() {
         "{stdout}"
     );
     assert_eq!(parquet_rows(&out.join("nginx_access_bad.parquet")), 20);
-    let dl = dead_letters(&out.join("_dead_letters/nginx_access_bad.jsonl"));
+    let dl = dead_letters(&out.join("_dead_letters/nginx_access_bad.parquet.jsonl"));
     assert_eq!(dl.len(), 12);
     let reasons: Vec<String> = dl
         .iter()
@@ -408,7 +408,7 @@ fn a_timestamp_orc_cannot_hold_is_a_dead_letter() {
         stdout.contains("3 records: 2 rows, 1 dead letters"),
         "{stdout}"
     );
-    let dl = dead_letters(&out.join("_dead_letters/t.jsonl"));
+    let dl = dead_letters(&out.join("_dead_letters/t.orc.jsonl"));
     assert_eq!(dl.len(), 1);
     let reason = dl[0]["reason"].as_str().unwrap();
     assert!(
@@ -502,7 +502,7 @@ fn a_zoned_timestamp_past_year_9999_in_its_zone_is_a_dead_letter() {
         text.contains("9999-12-31T23:00:00+14:00") && !text.contains("10000"),
         "{text}"
     );
-    let dl = dead_letters(&out.join("_dead_letters/in.jsonl"));
+    let dl = dead_letters(&out.join("_dead_letters/in.jsonl.jsonl"));
     let lines: Vec<_> = dl.iter().map(|d| d["line"].as_u64()).collect();
     assert_eq!(lines, [Some(2), Some(4)]);
     let reason = dl[0]["reason"].as_str().unwrap();

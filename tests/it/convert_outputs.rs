@@ -21,12 +21,48 @@ fn conversions_of_inputs_sharing_a_name_keep_their_own_dead_letters() {
     let s = schema("nginx_access");
     convert(&s, &d1.join("events.jsonl"), &out.join("a.parquet"), &[]);
     convert(&s, &d2.join("events.jsonl"), &out.join("b.parquet"), &[]);
-    assert_eq!(dead_letters(&out.join("_dead_letters/a.jsonl")).len(), 12);
-    assert_eq!(dead_letters(&out.join("_dead_letters/b.jsonl")).len(), 12);
+    assert_eq!(
+        dead_letters(&out.join("_dead_letters/a.parquet.jsonl")).len(),
+        12
+    );
+    assert_eq!(
+        dead_letters(&out.join("_dead_letters/b.parquet.jsonl")).len(),
+        12
+    );
 }
 
-/// Dead letters sent to the output file's own name (JSON lines output, `--dead-letters` its
-/// folder): the run replaced one with the other, and with `--overwrite` and no dead letters
+/// One input converted into two formats in one folder (`a.parquet`, then `a.orc` with
+/// `--overwrite`... and a clean third run): each output keeps its own dead letters. Named
+/// after the output less its extension (`a.jsonl` for both), the second replaced the first's,
+/// and a clean `--overwrite` run into a third format deleted them.
+#[test]
+fn conversions_of_one_input_into_two_formats_keep_their_own_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let s = schema("nginx_access");
+    let bad = fixture("nginx_access_bad.jsonl");
+    convert(&s, &bad, &out.join("a.parquet"), &[]);
+    convert(&s, &bad, &out.join("a.orc"), &["--format", "orc"]);
+    convert(
+        &s,
+        &fixture("nginx_access.jsonl"),
+        &out.join("a.csv"),
+        &["--format", "csv", "--overwrite"],
+    );
+    assert_eq!(
+        dead_letters(&out.join("_dead_letters/a.parquet.jsonl")).len(),
+        12
+    );
+    assert_eq!(
+        dead_letters(&out.join("_dead_letters/a.orc.jsonl")).len(),
+        12
+    );
+    assert!(!out.join("_dead_letters/a.csv.jsonl").exists());
+}
+
+/// Dead letters sent to the output file's own name (JSON lines output, `--dead-letters` the
+/// same file spelled another way): the run replaced one with the other, and with `--overwrite` and no dead letters
 /// deleted the output it had just written. It is refused before anything is written.
 #[test]
 fn dead_letters_named_like_the_output_are_refused() {
@@ -45,7 +81,7 @@ fn dead_letters_named_like_the_output_are_refused() {
         "--output",
         out.join("x.jsonl").to_str().unwrap(),
         "--dead-letters",
-        &format!("{}/./", out.display()),
+        &format!("{}/./x.jsonl", out.display()),
     ]);
     assert!(err.contains("names the output file itself"), "{err}");
     assert!(!out.join("x.jsonl").exists());
@@ -98,7 +134,7 @@ fn of_two_conversions_racing_to_one_output_without_overwrite_one_wins_whole() {
 
     assert_eq!(parquet_rows(&target), 20);
     assert_eq!(
-        dead_letters(&out.join("_dead_letters/events.jsonl")).len(),
+        dead_letters(&out.join("_dead_letters/events.parquet.jsonl")).len(),
         12
     );
     let left: Vec<_> = std::fs::read_dir(&out)
