@@ -321,16 +321,25 @@ impl ChunkReader {
             self.carry.shrink_to(self.base_block / 2);
         }
         loop {
+            // Reading on past a block for a long line: a block at a time, up to the first line
+            // break (the line's end), so what is read past it (carried) stays within a block.
+            let growing = self.quote.is_none() && self.block > self.base_block;
             while !self.eof && buf.len() < self.block {
                 let start = buf.len();
-                let want = self.block - start;
+                let want =
+                    (self.block - start).min(if growing { self.base_block } else { usize::MAX });
                 buf.resize(start + want, 0);
                 match self.reader.read(&mut buf[start..]) {
                     Ok(0) => {
                         buf.truncate(start);
                         self.eof = true;
                     }
-                    Ok(n) => buf.truncate(start + n),
+                    Ok(n) => {
+                        buf.truncate(start + n);
+                        if growing && memchr::memchr(b'\n', &buf[start..]).is_some() {
+                            break;
+                        }
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(start),
                     Err(e) if self.is_damage(&e) => {
                         buf.truncate(start);

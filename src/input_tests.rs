@@ -867,3 +867,29 @@ fn a_long_last_line_without_a_line_break_is_left_whole_when_partial_lines_are_le
     let rest: Vec<u8> = chunks.iter().flat_map(|c| c.data.clone()).collect();
     assert_eq!(rest, b"{\"a\":2}\n");
 }
+
+/// A long line read past a block is read a block at a time up to its end: what is read past
+/// it, and carried for the next chunks, stays within a block. (Read to the grown block's
+/// size, a 9 MiB line in 1 MiB blocks carried up to 7 MiB of the lines after it, per open
+/// file: 16 files held over 100 MiB no bound counted.)
+#[test]
+fn what_a_long_line_leaves_carried_stays_within_a_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("in.jsonl");
+    let mut text = format!("{{\"s\":\"{}\"}}\n", "x".repeat(9 << 20));
+    while text.len() < 20 << 20 {
+        text.push_str("{}\n");
+    }
+    std::fs::write(&p, &text).unwrap();
+    let mut r = ChunkReader::open(&InputSource::File(p), None)
+        .unwrap()
+        .with_block_size(1 << 20);
+    let mut c = Chunk::default();
+    assert!(r.next_chunk(&mut c).unwrap());
+    assert!(c.data.len() > 9 << 20, "the long line's chunk");
+    let carried = r.carry.len() - r.carry_at;
+    assert!(carried <= 1 << 20, "{carried} bytes carried");
+    let mut joined = c.data.clone();
+    joined.extend(read_all(&mut r).into_iter().flat_map(|c| c.data));
+    assert_eq!(joined, text.as_bytes());
+}
