@@ -7,7 +7,7 @@
 //! and byte offset, and their buffers are recycled, so memory stays flat however large the
 //! input is.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -215,18 +215,24 @@ impl ChunkReader {
     ) -> Result<Self, InputError> {
         let raw_bytes = Arc::new(AtomicU64::new(0));
         let raw_failed = Arc::new(AtomicBool::new(false));
-        let counted = Counting {
+        let mut counted = Counting {
             inner: raw,
             count: raw_bytes.clone(),
             failed: raw_failed.clone(),
         };
-        let mut buffered = BufReader::with_capacity(256 * 1024, counted);
-        let head = buffered.fill_buf().map_err(|source| InputError::Read {
-            name: name.clone(),
-            offset: 0,
-            source,
-        })?;
-        let gzip = detect && head.starts_with(&gzip::MAGIC);
+        // The magic whole, however the first reads return it (a pipe may give one byte).
+        let mut head = Vec::with_capacity(gzip::MAGIC.len());
+        (&mut counted)
+            .take(gzip::MAGIC.len() as u64)
+            .read_to_end(&mut head)
+            .map_err(|source| InputError::Read {
+                name: name.clone(),
+                offset: 0,
+                source,
+            })?;
+        let gzip = detect && head == gzip::MAGIC;
+        let buffered =
+            BufReader::with_capacity(256 * 1024, std::io::Cursor::new(head).chain(counted));
         let reader: Box<dyn Read + Send> = if gzip {
             Box::new(flate2::bufread::MultiGzDecoder::new(buffered))
         } else {

@@ -893,3 +893,24 @@ fn what_a_long_line_leaves_carried_stays_within_a_block() {
     joined.extend(read_all(&mut r).into_iter().flat_map(|c| c.data));
     assert_eq!(joined, text.as_bytes());
 }
+
+/// Gzip input whose reads return one byte at a time (a pipe that delivers the magic's first
+/// byte alone): told gzip by its magic whole, and decompressed. (Told by what the first read
+/// returned, it was read as text: every line a dead letter, the run a success.)
+#[test]
+fn gzip_input_arriving_a_byte_at_a_time_is_told_gzip() {
+    struct ByteAtATime(std::io::Cursor<Vec<u8>>);
+    impl Read for ByteAtATime {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(1);
+            self.0.read(&mut buf[..n])
+        }
+    }
+    let text = "{\"a\":1}\n{\"a\":2}\n";
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(text.as_bytes()).unwrap();
+    let bytes = gz.finish().unwrap();
+    let mut r = ChunkReader::from_reader("-", ByteAtATime(std::io::Cursor::new(bytes))).unwrap();
+    let data: Vec<u8> = read_all(&mut r).into_iter().flat_map(|c| c.data).collect();
+    assert_eq!(String::from_utf8_lossy(&data), text);
+}
