@@ -289,20 +289,40 @@ impl Source for FileSource {
                 p.offset = chunk.end_offset();
                 p.line = chunk.next_line();
                 // Read past the start recorded (a file shorter than that when opened, grown
-                // since): recorded as far as it was read, so a checkpoint here names it.
+                // since): recorded as far as it was read, so a checkpoint here names it;
+                // unless the file no longer begins with what was recorded (copied, truncated
+                // and written again meanwhile): the next start then refuses it.
                 if p.start_len < SEEN_HEAD && p.offset > p.start_len as u64 {
-                    if let Some(h) = p
+                    let key = p.info.key();
+                    let recorded = self
+                        .starts
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .get(&key)
+                        .copied();
+                    let head = p
                         .dup
                         .as_ref()
-                        .and_then(|f| regular::head(f, SEEN_HEAD).ok())
-                    {
-                        record_start(
+                        .and_then(|f| regular::head(f, SEEN_HEAD).ok());
+                    let same = |h: &[u8]| {
+                        recorded.is_none_or(|(len, crc)| {
+                            h.len() >= len && crc32fast::hash(&h[..len]) == crc
+                        })
+                    };
+                    match head {
+                        Some(h) if !same(&h) => {
+                            tracing::warn!(input = %p.path.display(), "the file no longer begins with what was read of it (copied and truncated, and written again?): the next start refuses it");
+                            // Not looked at again: what it begins with is not recorded.
+                            p.start_len = SEEN_HEAD;
+                        }
+                        Some(h) => record_start(
                             &self.starts,
-                            p.info.key(),
+                            key,
                             &mut p.start_len,
                             h.len(),
                             crc32fast::hash(&h),
-                        );
+                        ),
+                        None => {}
                     }
                 }
                 return Ok(Next::Chunk(p.info.id));
@@ -461,6 +481,47 @@ mod tests {
         source.seek(0, 100 + hole, 5).unwrap();
         let e = source.next(&mut chunk).unwrap_err();
         assert!(e.to_string().contains("before the resume offset"), "{e}");
+    }
+
+    /// A file under 4 KiB, copied and truncated while it is read and written again (the same
+    /// inode) past where the reader stands: its start, read again once the reader passes what
+    /// was recorded, is not the one read, and the record keeps the old one, so the next start
+    /// refuses the file. (Recorded, it named the new content: the next start resumed past
+    /// the new file's first kilobyte, never read.)
+    #[test]
+    fn a_small_file_rewritten_in_place_while_read_keeps_its_first_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("in.jsonl");
+        let lines = |tag: &str, n: usize| -> String {
+            (0..n).map(|i| format!("{{\"{tag}\":{i:04}}}\n")).collect()
+        };
+        let first = lines("a", 100);
+        assert!(first.len() > 1024 && first.len() < SEEN_HEAD);
+        std::fs::write(&p, &first).unwrap();
+        let mut source = FileSource::new(std::slice::from_ref(&p), None, false)
+            .unwrap()
+            .with_block_size(1024);
+        let mut chunk = Chunk::default();
+        assert!(matches!(source.next(&mut chunk).unwrap(), Next::Chunk(0)));
+        assert!(chunk.end_offset() < first.len() as u64);
+        let key = source.parts[0].info.key();
+        let at_open = source.starts.lock().unwrap().get(&key).copied();
+        assert_eq!(
+            at_open,
+            Some((first.len(), crc32fast::hash(first.as_bytes())))
+        );
+        {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(&p)
+                .unwrap();
+            f.write_all(lines("b", 200).as_bytes()).unwrap();
+        }
+        assert!(matches!(source.next(&mut chunk).unwrap(), Next::Chunk(0)));
+        assert!(chunk.end_offset() > first.len() as u64);
+        assert_eq!(source.starts.lock().unwrap().get(&key).copied(), at_open);
     }
 
     /// A file replaced between the start's check (which its checkpoints name) and its first
