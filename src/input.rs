@@ -15,6 +15,7 @@ use std::sync::Arc;
 mod broken;
 mod gzip;
 pub mod regular;
+mod resume;
 use broken::Damage;
 pub use gzip::{gzip_reach, is_gzip};
 
@@ -498,119 +499,6 @@ impl ChunkReader {
         self.offset += start as u64;
         self.carry_at += start;
         true
-    }
-
-    /// The carried input, all of it unread (what a chunk cut from it took is dropped).
-    fn unread(&mut self) -> &mut Vec<u8> {
-        self.carry.drain(..self.carry_at);
-        self.carry_at = 0;
-        &mut self.carry
-    }
-
-    /// A resume at `offset` that cannot be done, and why.
-    fn refuse(&self, offset: u64, kind: std::io::ErrorKind, why: String) -> InputError {
-        InputError::Read {
-            name: self.name.clone(),
-            offset,
-            source: std::io::Error::new(kind, why),
-        }
-    }
-
-    /// Skips forward to byte `offset` of the (decompressed) input, which must be a record
-    /// boundary at or after the current position; `line` is the line number there. Damaged
-    /// gzip data before `offset` ends the input there, quietly: `offset` is where its dead
-    /// letter's chunk ended (handed out before), or, when the file was read differently then
-    /// (another block size), a position in or past the damaged part (a warning).
-    pub fn skip_to(&mut self, offset: u64, line: u64) -> Result<(), InputError> {
-        // Plain files could seek; reading forward also covers gzip and stdin.
-        let mut chunk = Chunk::default();
-        while self.offset < offset {
-            if !self.next_chunk(&mut chunk)? {
-                let why = format!(
-                    "the input ends at byte {}, before the resume offset",
-                    self.offset
-                );
-                return Err(self.refuse(offset, std::io::ErrorKind::UnexpectedEof, why));
-            }
-            let end = chunk.end_offset();
-            if self.broken.is_some() {
-                if end != offset {
-                    tracing::warn!(input = %self.name, resume = offset, damaged_at = end - 1, "the gzip input is damaged before its resume offset: nothing more is read from it");
-                }
-                break;
-            }
-            if end > offset && chunk.skipped_bytes > 0 {
-                let why = format!(
-                    "the resume offset lies inside a record longer than the record limit \
-                     (bytes {} to {end})",
-                    chunk.first_offset
-                );
-                return Err(self.refuse(offset, std::io::ErrorKind::InvalidData, why));
-            }
-            if end > offset {
-                let keep = (offset - chunk.first_offset) as usize;
-                let here = chunk.first_line
-                    + memchr::memchr_iter(b'\n', &chunk.data[..keep]).count() as u64;
-                if self.gzip && line > here {
-                    // The checkpoint stands one line past where it is here: past damage met
-                    // before (see `damaged`), at a place that depends on the reads, and the
-                    // file reads past it now (made whole since, or read in other sizes).
-                    tracing::warn!(input = %self.name, resume = offset, "the gzip input's resume offset stands past damage met before, and the file reads past it now: nothing more is read from it");
-                    self.eof = true;
-                    self.unread().clear();
-                    self.damage = None;
-                    break;
-                }
-                // Put the part from `offset` on back in front of the unread input.
-                let mut rest = chunk.data.split_off(keep);
-                rest.append(self.unread());
-                self.carry = rest;
-            }
-        }
-        self.offset = offset;
-        self.line = line;
-        Ok(())
-    }
-
-    /// Takes the first record (a CSV header) off the input.
-    pub fn take_header(&mut self) -> Result<Option<Vec<u8>>, InputError> {
-        let mut chunk = Chunk::default();
-        let mut records = Vec::new();
-        // Blank lines before the header are not records: a chunk of only those (up to the
-        // line cap) is passed over.
-        let first = loop {
-            if !self.next_chunk(&mut chunk)? {
-                return Ok(None);
-            }
-            if let Some(d) = &self.broken {
-                // Damage before the header's end: no header to read the records by.
-                return Err(self.refuse(d.at, d.kind, d.message.clone()));
-            }
-            if chunk.skipped_bytes > 0 {
-                return Err(InputError::HeaderTooLong {
-                    name: self.name.clone(),
-                    line: chunk.first_line,
-                    offset: chunk.first_offset,
-                    limit: self.max_record,
-                });
-            }
-            crate::decode::framing::split_records(&chunk, self.quote, &mut records);
-            if let Some(first) = records.first() {
-                break *first;
-            }
-        };
-        let header = chunk.data[first.start..first.end].to_vec();
-        // Everything after the header's line goes back in front of the unread input.
-        let after = memchr::memchr(b'\n', &chunk.data[first.end..])
-            .map(|i| first.end + i + 1)
-            .unwrap_or(chunk.data.len());
-        let consumed_lines = memchr::memchr_iter(b'\n', &chunk.data[..after]).count() as u64;
-        let mut rest = chunk.data[after..].to_vec();
-        rest.append(self.unread());
-        self.carry = rest;
-        self.line = chunk.first_line + consumed_lines;
-        self.offset = chunk.first_offset + after as u64;
-        Ok(Some(header))
     }
 }
 

@@ -914,3 +914,26 @@ fn gzip_input_arriving_a_byte_at_a_time_is_told_gzip() {
     let data: Vec<u8> = read_all(&mut r).into_iter().flat_map(|c| c.data).collect();
     assert_eq!(String::from_utf8_lossy(&data), text);
 }
+
+/// A gzip input whose last line has no line break, exported whole (`partial_last_line =
+/// "record"`), resumed at its end once such lines are left (`leave`): the resume reaches it,
+/// and nothing more is read. (Left while skipping, the input ended before the resume offset,
+/// and every start failed.) A resume before it leaves it, as the setting says.
+#[test]
+fn a_resume_past_a_last_line_without_a_break_reaches_it_when_such_lines_are_left() {
+    let text = "{\"a\":1}\n{\"a\":2}";
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(text.as_bytes()).unwrap();
+    let bytes = gz.finish().unwrap();
+    let reader = || {
+        ChunkReader::from_reader("in.gz", std::io::Cursor::new(bytes.clone()))
+            .unwrap()
+            .leaving_partial_tail(true)
+    };
+    let mut r = reader();
+    r.skip_to(text.len() as u64, 3).unwrap();
+    assert!(read_all(&mut r).is_empty());
+    let mut r = reader();
+    r.skip_to(8, 2).unwrap();
+    assert!(read_all(&mut r).is_empty(), "the last line is left");
+}
