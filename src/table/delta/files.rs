@@ -250,6 +250,27 @@ impl DeltaTable {
         Ok(Replaced::Unseen)
     }
 
+    /// [`Self::below_a_checkpoint`], asked only when the log's checkpoint hint
+    /// (`_last_checkpoint`, one small read) names a checkpoint at or past `v`, or cannot be
+    /// read: the listing it takes grows with the log on stores that cannot list from a name
+    /// (local folders, Azure), and a version written where nothing was checkpointed past it
+    /// yet is seen. (A writer that checkpoints and cleans up without updating the hint is
+    /// not caught.)
+    pub(super) fn checked_below_a_checkpoint(&self, v: u64) -> Result<bool, TableError> {
+        let hinted = match self.dest.read("_delta_log/_last_checkpoint") {
+            Ok(b) => serde_json::from_slice::<serde_json::Value>(&b)
+                .ok()
+                .and_then(|h| h.get("version").and_then(serde_json::Value::as_u64))
+                .is_none_or(|c| c >= v),
+            Err(e) if e.is_not_found() => false,
+            Err(_) => true,
+        };
+        if !hinted {
+            return Ok(false);
+        }
+        self.below_a_checkpoint(v)
+    }
+
     /// Whether version `v`'s entry sits below a complete checkpoint at or past `v` whose parts
     /// all predate the entry (by the store's clock): written into a name the log's clean-up
     /// had freed, where no reader looks. An entry gone already is not this rule's to judge

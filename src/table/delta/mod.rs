@@ -355,7 +355,7 @@ impl DeltaTable {
                 // written again after the newest.
                 Ok(())
                     if known.listed.is_none_or(|at| at.past(self.stale_after()))
-                        || self.below_a_checkpoint(version + 1)? =>
+                        || self.checked_below_a_checkpoint(version + 1)? =>
                 {
                     tracing::warn!(
                         table = %self.url, version = version + 1,

@@ -76,7 +76,7 @@ impl DeltaTable {
             match self.dest.put_atomic(&log_name(v), entry.as_bytes(), true) {
                 // Below a checkpoint written before it, however long ago the table was read
                 // (another writer may have lowered the log's retention meanwhile).
-                Ok(()) if self.below_a_checkpoint(v)? => {
+                Ok(()) if self.checked_below_a_checkpoint(v)? => {
                     let fresh = self.refresh()?;
                     let names: Vec<&String> = added.iter().map(|f| f.name()).collect();
                     if names.iter().all(|n| fresh.schema().field(n).is_some()) {
