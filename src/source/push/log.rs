@@ -62,9 +62,15 @@ impl Log {
     }
 
     /// Appends one request's records; returns their (start, end) positions.
-    pub fn append(&mut self, payload: Vec<u8>) -> Result<(u64, u64), WalError> {
+    pub fn append(&mut self, mut payload: Vec<u8>) -> Result<(u64, u64), WalError> {
         match self {
             Log::Memory(m) => {
+                // Kept until committed and counted by its length (`max_retained`): a
+                // request's buffer, grown by doubling as its body (or gzip) was read, holds
+                // up to twice that, and a small one 64 KiB.
+                if payload.capacity() > payload.len() + payload.len() / 8 + 64 {
+                    payload.shrink_to_fit();
+                }
                 let start = m.end;
                 m.end += payload.len() as u64;
                 m.records.push_back((start, payload));
@@ -226,6 +232,25 @@ impl Log {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A request's buffer grown past its body (64 KiB for a line, by doubling for more) is
+    /// kept at its length: the log's bound counts lengths. (Kept whole, one-line gzip pushes
+    /// held 64 KiB each: a bound of 1 GiB held 600 times that.)
+    #[test]
+    fn memory_log_keeps_payloads_at_their_length() {
+        let mut log = Log::Memory(MemLog::default());
+        let mut payload = Vec::with_capacity(64 << 10);
+        payload.extend_from_slice(b"{\"a\":1}\n");
+        log.append(payload).unwrap();
+        let Log::Memory(m) = &log else { unreachable!() };
+        let kept = &m.records[0].1;
+        assert!(
+            kept.capacity() < 64,
+            "{} bytes kept for {}",
+            kept.capacity(),
+            kept.len()
+        );
+    }
 
     #[test]
     fn memory_log_reads_from_any_position_and_releases_whole_records() {
