@@ -234,8 +234,8 @@ mod tests {
     use super::*;
 
     /// A request's buffer grown past its body (64 KiB for a line, by doubling for more) is
-    /// kept at its length: the log's bound counts lengths. (Kept whole, one-line gzip pushes
-    /// held 64 KiB each: a bound of 1 GiB held 600 times that.)
+    /// kept at its length: the log's bound counts lengths. (Kept whole, a push of one
+    /// 100-byte line held 64 KiB.)
     #[test]
     fn memory_log_keeps_payloads_at_their_length() {
         let mut log = Log::Memory(MemLog::default());
