@@ -191,6 +191,16 @@ impl Wal {
                 });
             }
             let s = scan(&path, base)?;
+            // A damaged header before valid records is damage like any other (moved aside
+            // with the records, whose positions it holds); without any, no segment at all.
+            if s.bad_magic && damage::valid_record_after(&path, 0, base)?.is_none() {
+                return Err(WalError::Corrupt {
+                    path,
+                    offset: 0,
+                    reason: "not a sluice WAL segment (bad magic); move it out of the folder"
+                        .into(),
+                });
+            }
             if let Some(why) = s.bad {
                 let follows = if last {
                     damage::valid_record_after(&path, s.good_len, s.end)?

@@ -32,6 +32,9 @@ pub(super) struct Scan {
     /// Why the scan stopped before the file's end.
     pub(super) bad: Option<String>,
     pub(super) file_len: u64,
+    /// The header is not a segment's: damage when valid records follow (the caller looks),
+    /// else a file that is no segment.
+    pub(super) bad_magic: bool,
 }
 
 pub(super) fn scan(path: &Path, base: u64) -> Result<Scan, WalError> {
@@ -54,6 +57,7 @@ pub(super) fn scan_with(
         end: base,
         bad: None,
         file_len,
+        bad_magic: false,
     };
     let mut magic = [0u8; 8];
     if file_len < 8 || !read_whole(&mut r, &mut magic).map_err(io(path))? {
@@ -61,11 +65,9 @@ pub(super) fn scan_with(
         return Ok(s);
     }
     if &magic != MAGIC {
-        return Err(WalError::Corrupt {
-            path: path.to_path_buf(),
-            offset: 0,
-            reason: "not a sluice WAL segment (bad magic); move it out of the folder".into(),
-        });
+        s.bad = Some("the segment header is damaged (bad magic)".into());
+        s.bad_magic = true;
+        return Ok(s);
     }
     s.good_len = 8;
     let mut payload = Vec::new();

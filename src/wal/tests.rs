@@ -496,6 +496,43 @@ fn damage_mid_segment_is_refused_or_moved_aside_never_cut() {
     );
 }
 
+/// A byte flipped in a segment's header (its magic) with valid records after it: damage, as
+/// anywhere else, which `--move-wal-damage` moves aside with the later segments (it was a
+/// "not a segment" error that neither the flag nor the export got past). A file of no valid
+/// records stays "not a segment".
+#[test]
+fn a_damaged_segment_header_is_damage_moved_aside_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = Wal::open(dir.path(), 600).unwrap();
+    let ps = payloads(40);
+    for p in &ps {
+        wal.append(p).unwrap();
+    }
+    assert!(wal.segments.len() >= 3);
+    let (second, base) = (wal.segments[1].path.clone(), wal.segments[1].base);
+    drop(wal);
+    let f = OpenOptions::new().write(true).open(&second).unwrap();
+    f.write_all_at(&[MAGIC[3] ^ 0x01], 3).unwrap();
+    drop(f);
+    match Wal::open(dir.path(), 600) {
+        Err(WalError::Corrupt { path, reason, .. }) => {
+            assert_eq!(path, second);
+            assert!(
+                reason.contains("bad magic") && reason.contains("--move-wal-damage"),
+                "{reason}"
+            );
+        }
+        Ok(_) => panic!("a damaged header was opened"),
+        Err(e) => panic!("unexpected error {e}"),
+    }
+    let (mut wal, report) = Wal::open_with(dir.path(), 600, Damage::MoveAside).unwrap();
+    let (path, offset, _, _, _) = report.moved.clone().expect("moved aside");
+    assert_eq!((path, offset), (second, 0));
+    assert_eq!(wal.end(), base);
+    let kept: usize = ps.iter().map(Vec::len).sum::<usize>();
+    assert!(read_all(&mut wal, 0).len() < kept);
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
 
