@@ -624,6 +624,17 @@ fn run_inner(
         for (p, next) in control.partitions.take_committed() {
             source.committed(p, next);
         }
+        if let (true, Err(e), Some(i)) = (volatile, &result, &intake) {
+            // No spill on a failure: what the memory log held goes with this task.
+            let (from, to) = i.uncommitted();
+            if to > from {
+                tracing::error!(
+                    from, to, error = %e,
+                    "acknowledged pushes are lost: the task failed before committing them, \
+                     and durability = \"memory\" keeps no copy past the task"
+                );
+            }
+        }
         // A bounded run that ended reports success only if everything it read is committed
         // (also when a stop arrives while the workers finish).
         let result = match result {

@@ -267,3 +267,28 @@ fn the_job_before_a_failed_reload_keeps_its_schema_when_it_cannot_take_the_reloa
     expect_log(&log, "cannot take the reloaded one", 1);
     wait_rows(&log, &out, "b", 10);
 }
+
+/// A supervised memory push repo whose task fails (a worker panics on the first push): the
+/// acknowledged pushes it held go with it, and the log says so, naming the positions. Before,
+/// only "the repo's task failed" was logged, and the loss went unsaid.
+#[test]
+fn a_memory_push_task_that_fails_says_which_acknowledged_pushes_are_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let (job, _, _) = supervised_push_job(dir.path());
+    let text = std::fs::read_to_string(&job).unwrap();
+    assert!(text.contains("durability = \"wal\""), "{text}");
+    std::fs::write(
+        &job,
+        text.replace("durability = \"wal\"", "durability = \"memory\""),
+    )
+    .unwrap();
+    let log = dir.path().join("run.log");
+    let (_run, addr) = start_with(&job, &log, &[("SLUICE_FAULT", "panic_in_worker:1")]);
+    push_acked(&addr, "a", 10);
+    expect_log(&log, "the repo's task failed", 1);
+    let seen = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        seen.contains("acknowledged pushes are lost") && seen.contains("to="),
+        "{seen}"
+    );
+}

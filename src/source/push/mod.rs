@@ -250,6 +250,12 @@ impl Intake {
         }
     }
 
+    /// The log's positions acknowledged and not yet in committed files: (from, to).
+    pub fn uncommitted(&self) -> (u64, u64) {
+        let g = self.lock();
+        (g.committed, g.synced.max(g.committed))
+    }
+
     /// Take requests: the source is positioned (requests before that are refused, so none
     /// lands where a checkpoint's position would be moved past).
     pub fn open(&self) {
