@@ -481,9 +481,17 @@ impl Wal {
             }
             sync_dir(&self.dir)?;
             // An empty log at `pos`; when its first segment cannot be created now (a full
-            // disk), the next append creates it.
+            // disk), the next append creates it (refused meanwhile, as on any full disk).
             self.end = pos;
-            self.start_segment(pos)?;
+            #[cfg(test)]
+            crate::hooks::at("wal: before the segment past the end");
+            match self.start_segment(pos) {
+                Err(WalError::Full { path, source }) => tracing::warn!(
+                    segment = %path.display(), error = %source,
+                    "the disk is full: the log's next segment is made by the next append"
+                ),
+                r => r?,
+            }
         }
         Ok(())
     }

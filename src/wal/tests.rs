@@ -672,3 +672,35 @@ fn a_committed_segment_about_to_roll_is_emptied_and_a_failed_rename_starts_afres
     assert_eq!(report.end, after);
     assert_eq!(read_all(&mut wal, end), rec);
 }
+
+/// A seek past the log's end on a full disk: the old segments go and the new one cannot be
+/// made; the log stands empty at the new end, and the first append once there is room makes
+/// it. (The error failed the push task's start, in a loop, where pushes should be refused
+/// with 503 until there is room.)
+#[test]
+fn a_seek_past_the_end_on_a_full_disk_leaves_the_segment_to_the_next_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(_fs) = Tmpfs::mount(dir.path(), 1) else {
+        return;
+    };
+    let wal_dir = dir.path().join("wal");
+    let (mut wal, _) = Wal::open(&wal_dir, 64 << 20).unwrap();
+    wal.append(b"a\n").unwrap();
+    let filler = dir.path().join("filler");
+    let f = filler.clone();
+    crate::hooks::set("wal: before the segment past the end", move || {
+        let mut out = std::fs::File::create(&f).unwrap();
+        let block = vec![0u8; 64 << 10];
+        while std::io::Write::write_all(&mut out, &block).is_ok() {}
+    });
+    wal.seek_check(1000).unwrap();
+    crate::hooks::clear("wal: before the segment past the end");
+    assert_eq!((wal.start(), wal.end()), (1000, 1000));
+    assert!(matches!(wal.append(b"b\n"), Err(WalError::Full { .. })));
+    std::fs::remove_file(&filler).unwrap();
+    assert_eq!(wal.append(b"b\n").unwrap(), (1000, 1002));
+    drop(wal);
+    let (mut wal, report) = Wal::open(&wal_dir, 64 << 20).unwrap();
+    assert_eq!((report.start, report.end), (1000, 1002));
+    assert_eq!(read_all(&mut wal, 1000), b"b\n");
+}
