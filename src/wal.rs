@@ -190,16 +190,20 @@ impl Wal {
                     ),
                 });
             }
-            let s = scan(&path, base)?;
+            let mut s = scan(&path, base)?;
             // A damaged header before valid records is damage like any other (moved aside
-            // with the records, whose positions it holds); without any, no segment at all.
-            if s.bad_magic && damage::valid_record_after(&path, 0, base)?.is_none() {
-                return Err(WalError::Corrupt {
-                    path,
-                    offset: 0,
-                    reason: "not a sluice WAL segment (bad magic); move it out of the folder"
-                        .into(),
-                });
+            // with the records, which `wal export` still reads); without any, no segment.
+            if s.bad_magic {
+                if s.records == 0 && damage::valid_record_after(&path, 0, base)?.is_none() {
+                    return Err(WalError::Corrupt {
+                        path,
+                        offset: 0,
+                        reason: "not a sluice WAL segment (bad magic); move it out of the folder"
+                            .into(),
+                    });
+                }
+                s.bad = Some("the segment header is damaged (bad magic)".into());
+                (s.good_len, s.records, s.end) = (0, 0, base);
             }
             if let Some(why) = s.bad {
                 let follows = if last {
@@ -243,7 +247,17 @@ impl Wal {
                     .map_err(io(&path))?;
                 if s.good_len < 8 {
                     f.set_len(0).map_err(io(&path))?;
-                    (&f).write_all(MAGIC).map_err(io(&path))?;
+                    if let Err(e) = (&f).write_all(MAGIC) {
+                        if !is_disk_full(&e) {
+                            return Err(io(&path)(e));
+                        }
+                        // No record in it, and no room for its header: gone, and made again
+                        // by the first append there is room for.
+                        drop(f);
+                        std::fs::remove_file(&path).map_err(io(&path))?;
+                        end = s.end;
+                        break;
+                    }
                 } else {
                     f.set_len(s.good_len).map_err(io(&path))?;
                 }
@@ -263,24 +277,39 @@ impl Wal {
             segments.push(Segment { base, path });
         }
         if segments.is_empty() {
-            let path = segment_path(dir, 0);
-            create_segment(&path)?;
-            sync_dir(dir)?;
-            segments.push(Segment { base: 0, path });
-            last_len = 8;
+            let path = segment_path(dir, end);
+            match create_segment(&path) {
+                Ok(()) => {
+                    sync_dir(dir)?;
+                    segments.push(Segment { base: end, path });
+                    last_len = 8;
+                }
+                // A full disk: the log opens empty at `end`, and the first append there is
+                // room for makes its segment (pushes are refused with 503 until then).
+                Err(WalError::Io { source, .. }) if is_disk_full(&source) => {
+                    let _ = std::fs::remove_file(&path);
+                    tracing::warn!(wal = %dir.display(), error = %source, "the disk is full: the log's first segment is made by the first append there is room for");
+                }
+                Err(e) => return Err(e),
+            }
         }
         let id = log_id(dir)?;
         let runs = Runs::start(dir, end, report.moved.is_some())?;
-        let current = segments.last().expect("a segment").path.clone();
-        let file = OpenOptions::new()
-            .append(true)
-            .open(&current)
-            .map_err(io(&current))?;
+        // With no segment yet, the folder stands in for the file appends go to (the first
+        // append makes a segment and opens it).
+        let current = segments
+            .last()
+            .map_or(dir.to_path_buf(), |s| s.path.clone());
+        let file = match segments.last() {
+            Some(_) => OpenOptions::new().append(true).open(&current),
+            None => File::open(&current),
+        }
+        .map_err(io(&current))?;
         // What a killed process wrote may still be only in the page cache: make it durable
         // before it counts as such.
         file.sync_all().map_err(io(&current))?;
         report.segments = segments.len();
-        report.start = segments[0].base;
+        report.start = segments.first().map_or(end, |s| s.base);
         report.end = end;
         Ok((
             Wal {

@@ -32,8 +32,8 @@ pub(super) struct Scan {
     /// Why the scan stopped before the file's end.
     pub(super) bad: Option<String>,
     pub(super) file_len: u64,
-    /// The header is not a segment's: damage when valid records follow (the caller looks),
-    /// else a file that is no segment.
+    /// The header is not a segment's (the records after it were scanned as usual): damage
+    /// when valid records follow (the caller looks), else a file that is no segment.
     pub(super) bad_magic: bool,
 }
 
@@ -64,11 +64,9 @@ pub(super) fn scan_with(
         s.bad = Some("the segment header is incomplete".into());
         return Ok(s);
     }
-    if &magic != MAGIC {
-        s.bad = Some("the segment header is damaged (bad magic)".into());
-        s.bad_magic = true;
-        return Ok(s);
-    }
+    // A damaged header: the records are read on (their positions hold without it); the
+    // caller judges whether it is a segment at all.
+    s.bad_magic = &magic != MAGIC;
     s.good_len = 8;
     let mut payload = Vec::new();
     loop {

@@ -497,9 +497,9 @@ fn damage_mid_segment_is_refused_or_moved_aside_never_cut() {
 }
 
 /// A byte flipped in a segment's header (its magic) with valid records after it: damage, as
-/// anywhere else, which `--move-wal-damage` moves aside with the later segments (it was a
-/// "not a segment" error that neither the flag nor the export got past). A file of no valid
-/// records stays "not a segment".
+/// anywhere else, which `--move-wal-damage` moves aside with the later segments, and `wal
+/// export` reads past (it was a "not a segment" error that neither got past). A file of no
+/// valid records stays "not a segment".
 #[test]
 fn a_damaged_segment_header_is_damage_moved_aside_on_request() {
     let dir = tempfile::tempdir().unwrap();
@@ -514,6 +514,10 @@ fn a_damaged_segment_header_is_damage_moved_aside_on_request() {
     let f = OpenOptions::new().write(true).open(&second).unwrap();
     f.write_all_at(&[MAGIC[3] ^ 0x01], 3).unwrap();
     drop(f);
+    // The export reads every record past the damaged header.
+    let mut out = Vec::new();
+    export::export(dir.path(), 0, &mut out).unwrap();
+    assert_eq!(out, ps.concat());
     match Wal::open(dir.path(), 600) {
         Err(WalError::Corrupt { path, reason, .. }) => {
             assert_eq!(path, second);
@@ -675,8 +679,8 @@ fn a_committed_segment_about_to_roll_is_emptied_and_a_failed_rename_starts_afres
 
 /// A seek past the log's end on a full disk: the old segments go and the new one cannot be
 /// made; the log stands empty at the new end, and the first append once there is room makes
-/// it. (The error failed the push task's start, in a loop, where pushes should be refused
-/// with 503 until there is room.)
+/// it, also after a restart on the full disk. (The error failed the push task's start, in a
+/// loop, where pushes should be refused with 503 until there is room.)
 #[test]
 fn a_seek_past_the_end_on_a_full_disk_leaves_the_segment_to_the_next_append() {
     let dir = tempfile::tempdir().unwrap();
@@ -688,14 +692,17 @@ fn a_seek_past_the_end_on_a_full_disk_leaves_the_segment_to_the_next_append() {
     wal.append(b"a\n").unwrap();
     let filler = dir.path().join("filler");
     let f = filler.clone();
-    crate::hooks::set("wal: before the segment past the end", move || {
-        let mut out = std::fs::File::create(&f).unwrap();
-        let block = vec![0u8; 64 << 10];
-        while std::io::Write::write_all(&mut out, &block).is_ok() {}
-    });
+    crate::hooks::set("wal: before the segment past the end", move || fill(&f));
     wal.seek_check(1000).unwrap();
     crate::hooks::clear("wal: before the segment past the end");
     assert_eq!((wal.start(), wal.end()), (1000, 1000));
+    assert!(matches!(wal.append(b"b\n"), Err(WalError::Full { .. })));
+    // A restart while the disk is still full: the folder holds no segment, and none can be
+    // made; the log opens empty, and the seek to the checkpoint goes as above.
+    drop(wal);
+    fill(&filler);
+    let (mut wal, _) = Wal::open(&wal_dir, 64 << 20).unwrap();
+    wal.seek_check(1000).unwrap();
     assert!(matches!(wal.append(b"b\n"), Err(WalError::Full { .. })));
     std::fs::remove_file(&filler).unwrap();
     assert_eq!(wal.append(b"b\n").unwrap(), (1000, 1002));
@@ -703,4 +710,17 @@ fn a_seek_past_the_end_on_a_full_disk_leaves_the_segment_to_the_next_append() {
     let (mut wal, report) = Wal::open(&wal_dir, 64 << 20).unwrap();
     assert_eq!((report.start, report.end), (1000, 1002));
     assert_eq!(read_all(&mut wal, 1000), b"b\n");
+}
+
+/// Fills the file system `filler` is on to its last byte, writing on at `filler`'s end.
+fn fill(filler: &std::path::Path) {
+    let mut out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(filler)
+        .unwrap();
+    for size in [64 << 10, 4 << 10, 1] {
+        let block = vec![0u8; size];
+        while std::io::Write::write_all(&mut out, &block).is_ok() {}
+    }
 }
