@@ -190,8 +190,8 @@ pub fn run_convert(a: ConvertArgs) -> Result<()> {
     // of one folder each keep their own dead letters, whether their inputs share a name or
     // their outputs differ only by format (named after the input, or the output less its
     // extension, one replaced the other's, or with `--overwrite` and no dead letters of its
-    // own deleted them).
-    let dl_default = format!("{name}.jsonl");
+    // own deleted them). An output name too long for that is cut with a hash of it whole.
+    let dl_default = sluice::sink::paths::file_name(&name, "", "", ".jsonl");
     let (dl_folder, dl_name) = match &a.dead_letters {
         Some(u) => split_output(&local_relative(u), &dl_default),
         None => (format!("{folder}_dead_letters/"), dl_default),

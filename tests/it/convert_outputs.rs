@@ -59,6 +59,23 @@ fn conversions_of_one_input_into_two_formats_keep_their_own_dead_letters() {
         12
     );
     assert!(!out.join("_dead_letters/a.csv.jsonl").exists());
+    // An output name of 250 bytes: its dead letters' name is cut to fit, and still its own.
+    let long = format!("{}.parquet", "a".repeat(242));
+    convert(&s, &bad, &out.join(&long), &[]);
+    let named: Vec<String> = std::fs::read_dir(out.join("_dead_letters"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("aaaa"))
+        .collect();
+    assert_eq!(named.len(), 1, "{named:?}");
+    assert!(
+        named[0].len() <= 255 && named[0].ends_with(".jsonl"),
+        "{named:?}"
+    );
+    assert_eq!(
+        dead_letters(&out.join("_dead_letters").join(&named[0])).len(),
+        12
+    );
 }
 
 /// Dead letters sent to the output file's own name (JSON lines output, `--dead-letters` the
