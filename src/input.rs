@@ -331,25 +331,26 @@ impl ChunkReader {
             // Reading on past a block for a long line: a block at a time, up to the first line
             // break (the line's end), so what is read past it (carried) stays within a block.
             let growing = self.quote.is_none() && self.block > self.base_block;
-            while !self.eof && buf.len() < self.block {
-                let start = buf.len();
+            let mut filled = buf.len();
+            while !self.eof && filled < self.block {
+                let start = filled;
                 let want =
                     (self.block - start).min(if growing { self.base_block } else { usize::MAX });
-                buf.resize(start + want, 0);
-                match self.reader.read(&mut buf[start..]) {
-                    Ok(0) => {
-                        buf.truncate(start);
-                        self.eof = true;
-                    }
+                // Zeroed once per length reached, not at every read (a pipe gives 64 KiB at a
+                // time: each read zeroed the rest of the block again).
+                if buf.len() < start + want {
+                    buf.resize(start + want, 0);
+                }
+                match self.reader.read(&mut buf[start..start + want]) {
+                    Ok(0) => self.eof = true,
                     Ok(n) => {
-                        buf.truncate(start + n);
-                        if growing && memchr::memchr(b'\n', &buf[start..]).is_some() {
+                        filled = start + n;
+                        if growing && memchr::memchr(b'\n', &buf[start..filled]).is_some() {
                             break;
                         }
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(start),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     Err(e) if self.is_damage(&e) => {
-                        buf.truncate(start);
                         self.eof = true;
                         self.damage = Some(Damage {
                             at: self.offset + start as u64,
@@ -358,14 +359,16 @@ impl ChunkReader {
                         });
                     }
                     Err(source) => {
+                        buf.truncate(filled);
                         return Err(InputError::Read {
                             name: self.name.clone(),
                             offset: self.offset + start as u64,
                             source,
-                        })
+                        });
                     }
                 }
             }
+            buf.truncate(filled);
             if buf.is_empty() && self.damage.is_none() {
                 return Ok(false);
             }
