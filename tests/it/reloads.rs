@@ -15,6 +15,21 @@ fn hup(child: &std::process::Child) {
         .success());
 }
 
+/// The job at `job` started (its log `run.log` in `dir`) with `SLUICE_FAULT` set to
+/// `fault`, and 10 rows of tag `a` pushed and landed in `out/`: the process, the admin
+/// address and the log.
+fn running_with_a(
+    dir: &std::path::Path,
+    job: &std::path::Path,
+    fault: &str,
+) -> (KillOnDrop, String, std::path::PathBuf) {
+    let log = dir.join("run.log");
+    let (run, addr) = start_with(job, &log, &[("SLUICE_FAULT", fault)]);
+    push_acked(&addr, "a", 10);
+    wait_rows(&log, &dir.join("out"), "a", 10);
+    (run, addr, log)
+}
+
 /// Waits until `out` holds `n` rows of `tag`, failing with the log when it does not within
 /// 60 s.
 fn wait_rows(log: &std::path::Path, out: &std::path::Path, tag: &str, n: usize) {
@@ -118,11 +133,8 @@ fn expect_log(log: &std::path::Path, what: &str, times: usize) {
 fn a_task_restarted_after_a_failure_keeps_the_schema_a_reload_refused_to_change() {
     let dir = tempfile::tempdir().unwrap();
     let (job, schema_file, schema_text) = supervised_push_job(dir.path());
-    let log = dir.path().join("run.log");
-    let (mut run, addr) = start_with(&job, &log, &[("SLUICE_FAULT", "panic_in_worker:2")]);
+    let (mut run, addr, log) = running_with_a(dir.path(), &job, "panic_in_worker:2");
     let out = dir.path().join("out");
-    push_acked(&addr, "a", 10);
-    wait_rows(&log, &out, "a", 10);
     let edited = schema_text.replace(
         "name = \"bytes\"\ntype = \"int64\"",
         "name = \"bytes\"\ntype = \"string\"",
@@ -158,11 +170,8 @@ fn a_sighup_whose_check_outlives_a_failed_task_is_taken_up_by_its_restart() {
     let (job, _, _) = supervised_push_job(dir.path());
     let text = std::fs::read_to_string(&job).unwrap();
     let hold = dir.path().join("hold");
-    let log = dir.path().join("run.log");
     let fault = format!("panic_in_worker:2,hold_reload_check:@{}", hold.display());
-    let (mut run, addr) = start_with(&job, &log, &[("SLUICE_FAULT", &fault)]);
-    push_acked(&addr, "a", 10);
-    wait_rows(&log, &dir.path().join("out"), "a", 10);
+    let (mut run, addr, log) = running_with_a(dir.path(), &job, &fault);
     std::fs::write(&hold, "").unwrap();
     std::fs::write(&job, text.replace("file://out", "file://moved")).unwrap();
     hup(run.child());
@@ -188,11 +197,8 @@ fn a_reloaded_task_failing_after_a_stop_does_not_bring_back_the_job_before_it() 
     let job = push_job(dir.path(), "wal", "", "");
     let text = std::fs::read_to_string(&job).unwrap();
     let hold = dir.path().join("hold");
-    let log = dir.path().join("run.log");
     let fault = format!("panic_at_start:2,hold_before_claims:@{}", hold.display());
-    let (mut run, addr) = start_with(&job, &log, &[("SLUICE_FAULT", &fault)]);
-    push_acked(&addr, "a", 10);
-    wait_rows(&log, &dir.path().join("out"), "a", 10);
+    let (mut run, _addr, log) = running_with_a(dir.path(), &job, &fault);
     std::fs::write(&hold, "").unwrap();
     std::fs::write(&job, text.replace("file://out", "file://moved")).unwrap();
     hup(run.child());
@@ -221,11 +227,8 @@ fn a_reloaded_task_failing_after_a_stop_does_not_bring_back_the_job_before_it() 
 fn the_job_before_a_failed_reload_runs_with_the_reloaded_schema() {
     let dir = tempfile::tempdir().unwrap();
     let (job, schema_file, schema_text) = own_schema_push_job(dir.path(), "");
-    let log = dir.path().join("run.log");
-    let (mut run, addr) = start_with(&job, &log, &[("SLUICE_FAULT", "panic_in_worker:2")]);
+    let (mut run, addr, log) = running_with_a(dir.path(), &job, "panic_in_worker:2");
     let out = dir.path().join("out");
-    push_acked(&addr, "a", 10);
-    wait_rows(&log, &out, "a", 10);
     let edited = schema_text.replacen("nullable = false", "nullable = true", 1);
     assert_ne!(edited, schema_text);
     std::fs::write(&schema_file, edited).unwrap();
@@ -248,11 +251,8 @@ fn the_job_before_a_failed_reload_keeps_its_schema_when_it_cannot_take_the_reloa
     let dir = tempfile::tempdir().unwrap();
     let (job, schema_file, schema_text) = own_schema_push_job(dir.path(), "");
     let text = std::fs::read_to_string(&job).unwrap();
-    let log = dir.path().join("run.log");
-    let (mut run, addr) = start_with(&job, &log, &[("SLUICE_FAULT", "panic_in_worker:2")]);
+    let (mut run, addr, log) = running_with_a(dir.path(), &job, "panic_in_worker:2");
     let out = dir.path().join("out");
-    push_acked(&addr, "a", 10);
-    wait_rows(&log, &out, "a", 10);
     let retyped = schema_text.replace(
         "name = \"bytes\"\ntype = \"int64\"",
         "name = \"bytes\"\ntype = \"string\"",
