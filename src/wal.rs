@@ -251,10 +251,13 @@ impl Wal {
                         if !is_disk_full(&e) {
                             return Err(io(&path)(e));
                         }
-                        // No record in it, and no room for its header: gone, and made again
-                        // by the first append there is room for.
+                        // No record in it, and no room for its header: gone (durably: back
+                        // after a crash, it would stand in the log's way as a gap), and made
+                        // again by the first append there is room for.
                         drop(f);
                         std::fs::remove_file(&path).map_err(io(&path))?;
+                        sync_dir(dir)?;
+                        report.truncated = Some((path.clone(), 0, s.file_len, why));
                         end = s.end;
                         break;
                     }

@@ -81,15 +81,15 @@ pub fn export(dir: &Path, from: u64, out: &mut dyn Write) -> Result<Exported, Wa
         done.segments += 1;
         done.end = s.end;
         if s.bad_magic {
-            if s.records == 0 {
+            if s.records == 0 && valid_record_after(&path, 0, base)?.is_none() {
                 return Err(refuse(
                     path,
                     "not a sluice WAL segment (bad magic): the export stops here".into(),
                 ));
             }
-            // Its records were read past the damaged header (a run refuses it, or with
-            // `--move-wal-damage` moves it aside).
-            tracing::warn!(segment = %path.display(), "the segment's header is damaged; its records were exported");
+            // Its records are read past the damaged header (a run refuses it, or with
+            // `--move-wal-damage` moves it aside); damage after it is judged below.
+            tracing::warn!(segment = %path.display(), "the segment's header is damaged; its records are read past it");
         }
         if let Some(why) = s.bad {
             let last = i + 1 == bases.len();

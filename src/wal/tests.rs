@@ -724,3 +724,36 @@ fn fill(filler: &std::path::Path) {
         while std::io::Write::write_all(&mut out, &block).is_ok() {}
     }
 }
+
+/// A last segment torn inside its header (made, and its header never written), on a full
+/// disk: it holds no record and its header
+/// cannot be written again, so it is removed, durably, and reported; the log ends where the
+/// segment before it does, and appends go on once there is room.
+#[test]
+fn a_torn_header_on_a_full_disk_is_removed_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(_fs) = Tmpfs::mount(dir.path(), 1) else {
+        return;
+    };
+    let wal_dir = dir.path().join("wal");
+    let (mut wal, _) = Wal::open(&wal_dir, 1024).unwrap();
+    while wal.segments.len() < 2 {
+        wal.append(&[b'z'; 300]).unwrap();
+    }
+    let (last, end) = (wal.segments[1].path.clone(), wal.segments[1].base);
+    drop(wal);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&last)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let filler = dir.path().join("filler");
+    fill(&filler);
+    let (mut wal, report) = Wal::open(&wal_dir, 1024).unwrap();
+    assert_eq!(report.truncated.as_ref().map(|t| &t.0), Some(&last));
+    assert!(!last.exists());
+    assert_eq!(wal.end(), end);
+    std::fs::remove_file(&filler).unwrap();
+    assert_eq!(wal.append(b"c\n").unwrap(), (end, end + 2));
+}
