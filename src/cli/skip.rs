@@ -47,7 +47,8 @@ pub fn run_skip(
     let (topic, number) = partition
         .rsplit_once('-')
         .and_then(|(t, n)| Some((t, n.parse::<i32>().ok()?)))
-        .ok_or_else(|| anyhow!("`{partition}` is not <topic>-<partition>"))?;
+        .filter(|(t, n)| *n >= 0 && format!("{t}-{n}") == partition)
+        .ok_or_else(|| anyhow!("`{partition}` is not <topic>-<partition> as checkpoints name it (`checkpoints list` shows them)"))?;
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", &brokers);
     for (k, v) in options.iter() {
@@ -87,6 +88,16 @@ pub fn run_skip(
     };
     let cps = Checkpoints::new(dest, &job.file.job.name).with_dead_letters(dead);
     cps.check_create_only()?;
+    // `--name` names a backfill of this job that ran here (it recorded its range), not any
+    // job with checkpoints in the destination: another live job's would be fenced, and its
+    // records skipped.
+    if is_backfill && super::ranges::recorded_from(&job)?.is_none() {
+        bail!(
+            "no backfill named `{}` recorded a range in {}: skip --backfill moves a backfill of this job that ran here (`checkpoints list` and `backfill --name` name them); nothing was skipped",
+            job.file.job.name,
+            cps.destination().url()
+        );
+    }
     // A partition without a checkpoint starts where its run would start it: a skip to before
     // there would read records outside what the run covers. (One that gets a checkpoint
     // meanwhile is judged by it, under the skip's term.)

@@ -13,13 +13,20 @@ use sluice::table::delta::DeltaTable;
 use sluice::table::vacuum::{vacuum, VacuumOptions};
 use sluice::task;
 
-/// The job's destination and its table (which must exist).
+/// The job's destination and its table (which must exist, and be the job's: a job without
+/// `table = "delta"` commits files no version names, which a vacuum would delete).
 fn open(
     path: &Path,
     repo: Option<&str>,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<(Job, sluice::store::Destination, DeltaTable)> {
     let job = Job::load_repo(path, repo)?;
+    if job.table == sluice::table::TableKind::None {
+        anyhow::bail!(
+            "job `{}` writes plain files (its [sink] has no `table = \"delta\"`): compact and vacuum work on a job's Delta table only, and would take the files it commits for files no table version names; nothing was done",
+            job.file.job.name
+        );
+    }
     let dest = task::destination(&job, runtime)?;
     let table = DeltaTable::open_existing(&dest, &job.file.job.name, runtime.handle().clone())
         .with_context(|| format!("job `{}`", job.file.job.name))?;

@@ -75,6 +75,22 @@ fn backfills_of_overlapping_offsets_into_one_folder_are_refused() {
         "{err}"
     );
     assert_eq!(visible_files(&out), written, "the refused backfill wrote");
+    // A partition, or a topic, the job does not read (a typo): its offsets went unused and
+    // every partition ran from the default, the whole topic. Times the wrong way round ran
+    // nothing and ended "done".
+    for (flag, asked, says) in [
+        ("--from", "9=100", "names partition 9"),
+        ("--from", "rangez:1=100", "names rangez:1"),
+        ("--to", "2024-05-01T00:00:00Z", "later than --to"),
+    ] {
+        let mut args = vec!["backfill", jobs, "--name", "typo", flag, asked];
+        if says.contains("later") {
+            args.extend(["--from", "2024-06-01T00:00:00Z"]);
+        }
+        let err = sluice_refused(&args);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    assert_eq!(visible_files(&out), written, "a refused backfill wrote");
 
     sluice_ok(&["backfill", jobs, "--name", "b", "--from", &at(250)]);
     let ids = trace_ids(&out);

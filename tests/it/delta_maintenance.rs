@@ -224,3 +224,34 @@ fn partition_folders_that_need_escaping_read_back_compact_and_vacuum_locally_and
         assert!(compacted.0["replay"]["orphans"].as_u64().unwrap() > 0);
     }
 }
+
+/// `vacuum` and `compact` on a job that writes plain files (no `table = "delta"`, say after
+/// it was switched from one): refused before anything is read or deleted. A vacuum took its
+/// committed files for files no table version names and deleted them once their records
+/// were pruned.
+#[test]
+fn vacuum_and_compact_of_a_job_without_a_table_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(out.join("_delta_log")).unwrap();
+    std::fs::write(out.join("kept.parquet"), b"data").unwrap();
+    let job = dir.path().join("job.toml");
+    std::fs::write(
+        &job,
+        format!(
+            "[job]\nname = \"plain\"\n[source]\nkind = \"file\"\npaths = [\"in.jsonl\"]\n[repo]\nschema = {:?}\n[sink]\nurl = {:?}\n",
+            schema("nginx_access"),
+            out.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let job = job.to_str().unwrap();
+    for args in [
+        &["vacuum", job, "--older-than", "1h"][..],
+        &["compact", job][..],
+    ] {
+        let err = sluice_refused(args);
+        assert!(err.contains("writes plain files"), "{args:?}: {err}");
+    }
+    assert!(out.join("kept.parquet").exists());
+}

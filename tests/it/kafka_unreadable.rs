@@ -300,6 +300,11 @@ fn a_partition_stuck_on_a_batch_that_does_not_parse_is_named_in_the_log() {
     let key = format!("{topic}-0");
     let back = sluice(&["checkpoints", "skip", jobs, &key, "--to", "10"]);
     assert!(!back.status.success(), "a skip to where it stands ran");
+    // A key spelled otherwise than checkpoints name it (`t-00`) is refused: it committed a
+    // key of its own, and the partition stayed stuck.
+    let other = format!("{topic}-00");
+    let err = sluice_refused(&["checkpoints", "skip", jobs, &other, "--to", "13"]);
+    assert!(err.contains("as checkpoints name it"), "{err}");
     let past = sluice(&["checkpoints", "skip", jobs, &key, "--to", "24"]);
     let err = String::from_utf8_lossy(&past.stderr);
     assert!(
@@ -418,6 +423,19 @@ fn a_backfill_partition_stuck_on_its_first_batch_is_skipped_within_its_range() {
         "--backfill",
     ]);
     assert!(said.contains("offsets 10 to 12"), "{said}");
+    // `--name` of no backfill that ran here (another job's, a typo): refused, where it
+    // fenced that job's partition and skipped its records.
+    let err = sluice_refused(&[
+        "checkpoints",
+        "skip",
+        jobs,
+        &key,
+        "--to",
+        "14",
+        "--name",
+        "nosuch",
+    ]);
+    assert!(err.contains("no backfill named `nosuch`"), "{err}");
     let args: Vec<&str> = range.to_vec();
     backfill(&job, &dir.path().join("b2.log"), &args);
     let ids = trace_ids(&dir.path().join("out"));

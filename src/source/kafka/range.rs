@@ -323,6 +323,34 @@ fn plan_all<C: ConsumerContext>(
     (start, end): (&Position, &Position),
     skip: bool,
 ) -> Result<Vec<(i64, i64)>, SourceError> {
+    // A range asked for that names nothing to read: a partition (or topic) the job does not
+    // read, whose offsets went unused while every other partition took the default, or times
+    // the wrong way round.
+    for (flag, pos) in [("--from", start), ("--to", end)] {
+        let Position::Offsets(asked) = pos else {
+            continue;
+        };
+        for (t, q, _) in asked {
+            if !list
+                .iter()
+                .any(|(topic, p)| p == q && t.as_deref().is_none_or(|t| t == *topic))
+            {
+                let named = t
+                    .as_ref()
+                    .map_or(format!("partition {q}"), |t| format!("{t}:{q}"));
+                return Err(err_at(name, format!("{flag} names {named}, which none of the job's topics has: nothing was planned")));
+            }
+        }
+    }
+    if let (Position::Timestamp(a), Position::Timestamp(b)) = (start, end) {
+        if a > b {
+            return Err(err_at(
+                name,
+                "--from is later than --to: the range holds nothing; nothing was planned"
+                    .to_string(),
+            ));
+        }
+    }
     let plan_one = |topic: &str, p: i32| -> Result<(i64, i64), SourceError> {
         let (low, high) = consumer
             .fetch_watermarks(topic, p, TIMEOUT)
