@@ -16,8 +16,7 @@ use super::jobs::lock_state;
 
 #[derive(Subcommand)]
 pub enum WalCommand {
-    /// Write the WAL's records from position `--from` on (default: its first), as they were
-    /// pushed: JSON lines, or the repo's CSV/TSV/text lines. Nothing of the log changes (the
+    /// Write the WAL's records from position `--from` on, as they were pushed: JSON lines, or the repo's CSV/TSV/text lines. Nothing of the log changes (the
     /// state lock is taken, as by `run`); a spill of this log's records in the state folder,
     /// which the export holds too, is removed once the output file is durable. Stop the job
     /// first. Damage before valid records stops it with an error, after what came before was
@@ -27,8 +26,10 @@ pub enum WalCommand {
         /// The repo, in a job file with several.
         #[arg(long)]
         repo: Option<String>,
-        /// The position to start at: a line's start, as a refused start names it.
-        #[arg(long, default_value_t = 0)]
+        /// The position to start at: a line's start, as a refused start names it. Required:
+        /// from the log's first (`0`), records already committed that are still in the log
+        /// come out too, and pushed again are written twice.
+        #[arg(long)]
         from: u64,
         /// The file to write (default: standard output).
         #[arg(long)]
