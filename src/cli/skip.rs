@@ -88,15 +88,11 @@ pub fn run_skip(
     };
     let cps = Checkpoints::new(dest, &job.file.job.name).with_dead_letters(dead);
     cps.check_create_only()?;
-    // `--name` names a backfill of this job that ran here (it recorded its range), not any
-    // job with checkpoints in the destination: another live job's would be fenced, and its
+    // `--name` names a backfill of this repo that ran here, not any job with checkpoints in
+    // the destination: another live job's (or repo's) partition would be fenced, and its
     // records skipped.
-    if is_backfill && super::ranges::recorded_from(&job)?.is_none() {
-        bail!(
-            "no backfill named `{}` recorded a range in {}: skip --backfill moves a backfill of this job that ran here (`checkpoints list` and `backfill --name` name them); nothing was skipped",
-            job.file.job.name,
-            cps.destination().url()
-        );
+    if is_backfill {
+        check_backfill_name(&job, &cps, &label)?;
     }
     // A partition without a checkpoint starts where its run would start it: a skip to before
     // there would read records outside what the run covers. (One that gets a checkpoint
@@ -156,6 +152,36 @@ pub fn run_skip(
 }
 
 /// Where a backfill starts a partition it has no checkpoint of: its recorded `--from`.
+/// The backfill `job` names is this repo's and ran into this destination: its range record is
+/// there, its own (not the copy a backfill elsewhere leaves in the live folder) and of `repo`;
+/// or, recorded by an earlier version without a range, it has checkpoints and is no live job
+/// (which records where its partitions started, `origins/`).
+fn check_backfill_name(job: &sluice::config::Job, cps: &Checkpoints, repo: &str) -> Result<()> {
+    let name = &job.file.job.name;
+    let dest = cps.destination();
+    let refuse = |why: String| {
+        anyhow!("{why}: skip --backfill moves a backfill of this repo that ran into {} (`checkpoints list` names them); nothing was skipped", dest.url())
+    };
+    match sluice::commit::ranges::read_range(dest, name)? {
+        Some(r) if r.at.is_some() => Err(refuse(format!(
+            "`{name}`'s range here is the copy a backfill into {} leaves in the live folder: give that folder as --url",
+            r.at.unwrap_or_default()
+        ))),
+        Some(r) if r.repo != repo => Err(refuse(format!(
+            "backfill `{name}` is repo `{}`'s, not `{repo}`'s",
+            r.repo
+        ))),
+        Some(_) => Ok(()),
+        None if !dest.list(&format!("_sluice/{name}/origins/"))?.is_empty() => Err(refuse(format!(
+            "`{name}` is a live job's name (it records _sluice/{name}/origins/), not a backfill's"
+        ))),
+        None if cps.keys()?.is_empty() => Err(refuse(format!(
+            "no backfill named `{name}` ran here (no range, no checkpoints)"
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn backfill_start(
     job: &sluice::config::Job,
     client: &BaseConsumer,

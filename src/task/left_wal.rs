@@ -40,8 +40,8 @@ pub(super) fn check(
             "the WAL in {} (this job's, from `durability = \"wal\"`) {why}; this job keeps no \
              WAL (`durability = \"memory\"`) and would never read them. Start it once with \
              `durability = \"wal\"` (it commits them; with that setting back, `sluice wal \
-             export` can also write them out), then switch; or move the folder aside to drop \
-             them",
+             export --from <the first position named>` can also write them out), then switch; \
+             or move the folder aside to drop them",
             dir.display()
         ),
     };

@@ -80,7 +80,7 @@ fn backfills_of_overlapping_offsets_into_one_folder_are_refused() {
     // nothing and ended "done".
     for (flag, asked, says) in [
         ("--from", "9=100", "names partition 9"),
-        ("--from", "rangez:1=100", "names rangez:1"),
+        ("--from", "ranges:7=100", "names ranges:7"),
         ("--to", "2024-05-01T00:00:00Z", "later than --to"),
     ] {
         let mut args = vec!["backfill", jobs, "--name", "typo", flag, asked];

@@ -435,7 +435,7 @@ fn a_backfill_partition_stuck_on_its_first_batch_is_skipped_within_its_range() {
         "--name",
         "nosuch",
     ]);
-    assert!(err.contains("no backfill named `nosuch`"), "{err}");
+    assert!(err.contains("no backfill named `nosuch` ran here"), "{err}");
     let args: Vec<&str> = range.to_vec();
     backfill(&job, &dir.path().join("b2.log"), &args);
     let ids = trace_ids(&dir.path().join("out"));

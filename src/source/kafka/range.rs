@@ -323,17 +323,20 @@ fn plan_all<C: ConsumerContext>(
     (start, end): (&Position, &Position),
     skip: bool,
 ) -> Result<Vec<(i64, i64)>, SourceError> {
-    // A range asked for that names nothing to read: a partition (or topic) the job does not
-    // read, whose offsets went unused while every other partition took the default, or times
-    // the wrong way round.
+    // A range asked for that names nothing to read: a partition no topic of the job has (of
+    // one it reads, when named with it), whose offsets went unused while every partition took
+    // the default, or times the wrong way round. (A topic the job no longer reads is let be:
+    // `--from checkpoint` names every topic the live job has checkpoints of.)
     for (flag, pos) in [("--from", start), ("--to", end)] {
         let Position::Offsets(asked) = pos else {
             continue;
         };
         for (t, q, _) in asked {
-            if !list
-                .iter()
-                .any(|(topic, p)| p == q && t.as_deref().is_none_or(|t| t == *topic))
+            let read = |topic: &str| list.iter().any(|(t, _)| *t == topic);
+            if t.as_deref().is_none_or(read)
+                && !list
+                    .iter()
+                    .any(|(topic, p)| p == q && t.as_deref().is_none_or(|t| t == *topic))
             {
                 let named = t
                     .as_ref()
