@@ -195,12 +195,7 @@ pub fn hold_while(point: &str) {
 /// would: its supervisor takes it for the task's failure.
 pub fn panic_at_start() {
     static STARTS: AtomicU64 = AtomicU64::new(0);
-    let Some(n) = arg("panic_at_start").and_then(|n| n.parse::<u64>().ok()) else {
-        return;
-    };
-    if STARTS.fetch_add(1, Ordering::Relaxed) + 1 == n {
-        panic!("SLUICE_FAULT: a panic at the task's start {n}");
-    }
+    panic_nth("panic_at_start", &STARTS, "at the task's start");
 }
 
 /// Panics in a sink worker at the `n`-th take of items in this process
@@ -208,11 +203,16 @@ pub fn panic_at_start() {
 /// restarts it.
 pub fn panic_in_worker() {
     static TAKES: AtomicU64 = AtomicU64::new(0);
-    let Some(n) = arg("panic_in_worker").and_then(|n| n.parse::<u64>().ok()) else {
+    panic_nth("panic_in_worker", &TAKES, "in a sink worker at take");
+}
+
+/// Panics at the n-th call `count` counts when `SLUICE_FAULT` names `point` with that n.
+fn panic_nth(point: &str, count: &AtomicU64, what: &str) {
+    let Some(n) = arg(point).and_then(|n| n.parse::<u64>().ok()) else {
         return;
     };
-    if TAKES.fetch_add(1, Ordering::Relaxed) + 1 == n {
-        panic!("SLUICE_FAULT: a panic in a sink worker at take {n}");
+    if count.fetch_add(1, Ordering::Relaxed) + 1 == n {
+        panic!("SLUICE_FAULT: a panic {what} {n}");
     }
 }
 

@@ -42,6 +42,19 @@ fn open(dest: &Destination, rt: &tokio::runtime::Runtime, s: &SchemaRef) -> Delt
     DeltaTable::open(dest, "job", s, &[], 100, rt.handle().clone()).unwrap()
 }
 
+/// [`open`] partitioned by `id`.
+fn open_by_id(dest: &Destination, rt: &tokio::runtime::Runtime, s: &SchemaRef) -> DeltaTable {
+    DeltaTable::open(
+        dest,
+        "job",
+        s,
+        &["id".to_string()],
+        100,
+        rt.handle().clone(),
+    )
+    .unwrap()
+}
+
 fn commit(key: &str, seq: u64, next_offset: u64, files: &[&str]) -> Checkpoint {
     Checkpoint::for_tests("job", key, seq, next_offset, files)
 }
@@ -413,27 +426,11 @@ fn a_table_made_without_partition_columns_keeps_none() {
     let (_d, rt, dest) = setup();
     let s = schema(None);
     DeltaTable::open(&dest, "job", &s, &[], 100, rt.handle().clone()).unwrap();
-    let t = DeltaTable::open(
-        &dest,
-        "job",
-        &s,
-        &["id".to_string()],
-        100,
-        rt.handle().clone(),
-    )
-    .unwrap();
+    let t = open_by_id(&dest, &rt, &s);
     assert!(t.partition_columns().is_empty());
     // A new table takes them.
     let (_d2, rt2, dest2) = setup();
-    let t2 = DeltaTable::open(
-        &dest2,
-        "job",
-        &s,
-        &["id".to_string()],
-        100,
-        rt2.handle().clone(),
-    )
-    .unwrap();
+    let t2 = open_by_id(&dest2, &rt2, &s);
     assert_eq!(t2.partition_columns(), ["id"]);
     // And a table partitioned otherwise is refused.
     let e = DeltaTable::open(
@@ -524,15 +521,7 @@ fn files_written_before_a_partitioned_table_are_refused_by_its_catch_up() {
     use crate::commit::checkpoint::Checkpoints;
     let (_d, rt, dest) = setup();
     let s = schema(None);
-    let t = DeltaTable::open(
-        &dest,
-        "job",
-        &s,
-        &["id".to_string()],
-        100,
-        rt.handle().clone(),
-    )
-    .unwrap();
+    let t = open_by_id(&dest, &rt, &s);
     let cps = Checkpoints::new(dest.clone(), "job");
     cps.record_for_tests(&commit("t-0", 1, 10, &["id=a/f1.parquet"]));
     match catch_up(&t, &cps, "t-0") {

@@ -257,12 +257,8 @@ impl DeltaTable {
     /// yet is seen. (A writer that checkpoints and cleans up without updating the hint is
     /// not caught.)
     pub(super) fn checked_below_a_checkpoint(&self, v: u64) -> Result<bool, TableError> {
-        let hinted = match self.dest.read("_delta_log/_last_checkpoint") {
-            Ok(b) => serde_json::from_slice::<serde_json::Value>(&b)
-                .ok()
-                .and_then(|h| h.get("version").and_then(serde_json::Value::as_u64))
-                .is_none_or(|c| c >= v),
-            Err(e) if e.is_not_found() => false,
+        let hinted = match self.checkpoint_hint() {
+            Ok(hint) => hint.is_some_and(|c| c.is_none_or(|c| c >= v)),
             Err(_) => true,
         };
         if !hinted {

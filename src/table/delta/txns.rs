@@ -131,6 +131,20 @@ pub(super) fn listing(names: Vec<String>) -> Listing {
 const ENTRIES_BEFORE_CHECKPOINT: u64 = 100;
 
 impl DeltaTable {
+    /// The version the log's checkpoint hint (`_delta_log/_last_checkpoint`) names: `None`
+    /// without a hint, `Some(None)` for one that names no version this code reads.
+    pub(super) fn checkpoint_hint(&self) -> Result<Option<Option<u64>>, crate::store::StoreError> {
+        match self.dest.read("_delta_log/_last_checkpoint") {
+            Ok(b) => Ok(Some(
+                serde_json::from_slice::<serde_json::Value>(&b)
+                    .ok()
+                    .and_then(|h| h.get("version").and_then(serde_json::Value::as_u64)),
+            )),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Brings `known` to the log's newest version; `known` changes only when all went well
     /// (a failure halfway leaves it as it was, so the next try reads again).
     pub(super) fn read_log(&self, known: &mut Known) -> Result<(), TableError> {
@@ -141,15 +155,11 @@ impl DeltaTable {
         // up); the first time, after the last checkpoint's hint.
         let after = match known.version {
             Some(v) => format!("{v:020}.json"),
-            None => match self.dest.read("_delta_log/_last_checkpoint") {
-                Ok(b) => serde_json::from_slice::<serde_json::Value>(&b)
-                    .ok()
-                    .and_then(|h| h.get("version").and_then(serde_json::Value::as_u64))
-                    .map(|c| format!("{c:020}"))
-                    .unwrap_or_default(),
-                Err(e) if e.is_not_found() => String::new(),
-                Err(e) => return Err(e.into()),
-            },
+            None => self
+                .checkpoint_hint()?
+                .flatten()
+                .map(|c| format!("{c:020}"))
+                .unwrap_or_default(),
         };
         let mut l = listing(self.dest.list_after("_delta_log/", &after)?);
         if known.version.is_none() && !after.is_empty() && l.checkpoints.is_empty() {
