@@ -193,8 +193,10 @@ impl Wal {
             let mut s = scan(&path, base)?;
             // A damaged header before valid records is damage like any other (moved aside
             // with the records, which `wal export` still reads); without any, no segment.
+            let mut after_header = None;
             if s.bad_magic {
-                if s.records == 0 && damage::valid_record_after(&path, 0, base)?.is_none() {
+                after_header = damage::after_bad_header(&path, &s, base)?;
+                if after_header.is_none() {
                     return Err(WalError::Corrupt {
                         path,
                         offset: 0,
@@ -206,10 +208,10 @@ impl Wal {
                 (s.good_len, s.records, s.end) = (0, 0, base);
             }
             if let Some(why) = s.bad {
-                let follows = if last {
-                    damage::valid_record_after(&path, s.good_len, s.end)?
-                } else {
-                    None
+                let follows = match after_header {
+                    Some(at) if last => Some(at),
+                    _ if last => damage::valid_record_after(&path, s.good_len, s.end)?,
+                    _ => None,
                 };
                 if !last || follows.is_some() {
                     let why = match follows {

@@ -174,6 +174,14 @@ impl Outcome {
             Outcome::Commit(c) => c.term,
         }
     }
+    /// When it was decided, by its writer's clock.
+    pub fn at_ms(&self) -> i64 {
+        match self {
+            Outcome::Abort(a) => a.at_ms,
+            Outcome::Rollback(r) => r.at_ms,
+            Outcome::Commit(c) => c.committed_at_ms,
+        }
+    }
     pub fn owner(&self) -> &str {
         match self {
             Outcome::Abort(a) => &a.aborted_by,

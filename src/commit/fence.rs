@@ -471,12 +471,7 @@ impl Checkpoints {
             lost_own |= claim.owner == owner;
             // Claimed or decided recently, by any host's clock: its writer may still be
             // uploading (a process killed mid-upload, a task failed, a writer fenced).
-            let decided_ms = match &outcome {
-                Some(Outcome::Abort(a)) => a.at_ms,
-                Some(Outcome::Rollback(r)) => r.at_ms,
-                Some(Outcome::Commit(c)) => c.committed_at_ms,
-                None => 0,
-            };
+            let decided_ms = outcome.as_ref().map_or(0, Outcome::at_ms);
             if let Some(recent) = recent_ms {
                 let latest = claim.claimed_at_ms.max(decided_ms);
                 may_land_late |= now_ms().saturating_sub(latest) < recent;

@@ -7,6 +7,20 @@ use std::path::{Path, PathBuf};
 
 use super::{crc, io, sync_dir, WalError, MAGIC, MAX_RECORD, RECORD_HEADER};
 
+/// For a segment `path` (at `base`) whose scan `s` found a damaged header: where the first
+/// valid record after it lies (the scan's first, or one past damage), or `None` when there is
+/// none: a file that is no segment.
+pub(super) fn after_bad_header(
+    path: &Path,
+    s: &super::segment::Scan,
+    base: u64,
+) -> Result<Option<u64>, WalError> {
+    if s.records > 0 {
+        return Ok(Some(8));
+    }
+    valid_record_after(path, 0, base)
+}
+
 /// The byte offset of the first valid record in `path` after byte `from` whose position is at
 /// least `pos` (a record an append after the damage wrote, so acknowledged), if any. Crafted
 /// bytes could make every offset a candidate with a long checksum: past a budget of checksum

@@ -7,7 +7,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::damage::valid_record_after;
+use super::damage::{after_bad_header, valid_record_after};
 use super::segment::{scan_with, segment_path};
 use super::{io, WalError};
 
@@ -81,7 +81,7 @@ pub fn export(dir: &Path, from: u64, out: &mut dyn Write) -> Result<Exported, Wa
         done.segments += 1;
         done.end = s.end;
         if s.bad_magic {
-            if s.records == 0 && valid_record_after(&path, 0, base)?.is_none() {
+            if after_bad_header(&path, &s, base)?.is_none() {
                 return Err(refuse(
                     path,
                     "not a sluice WAL segment (bad magic): the export stops here".into(),
