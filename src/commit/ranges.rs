@@ -218,6 +218,33 @@ pub fn origin(dest: &Destination, job: &str, key: &str) -> Result<Option<u64>, R
     }
 }
 
+/// When the live job `job` first took partitions that start at the log's end
+/// (`auto_offset_reset = "latest"`), in ms since the epoch: recorded (create-only) at its
+/// first such assignment, with `now_ms`, and read at every later one. Returns it and whether
+/// this call recorded it. A partition first taken after it (one added to a topic, or a topic
+/// that begins to match a pattern) starts at its first record since then, not at the end of
+/// the log when the group noticed it: the records between were the job's to write.
+pub fn first_start(dest: &Destination, job: &str, now_ms: i64) -> Result<(i64, bool), RangeError> {
+    let path = format!("_sluice/{job}/origins/first-start.json");
+    let bytes = serde_json::to_vec(&FirstStart { at_ms: now_ms }).expect("a start serializes");
+    match dest.put_atomic(&path, &bytes, true) {
+        Ok(()) => return Ok((now_ms, true)),
+        Err(StoreError::Exists { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let bytes = dest.read(&path)?;
+    let f: FirstStart = serde_json::from_slice(&bytes).map_err(|e| RangeError::Corrupt {
+        path: dest.display(&path),
+        reason: e.to_string(),
+    })?;
+    Ok((f.at_ms, false))
+}
+
+#[derive(Serialize, Deserialize)]
+struct FirstStart {
+    at_ms: i64,
+}
+
 /// Offsets of a backfill's range that the live job would write from where it starts a
 /// partition.
 #[derive(Debug, PartialEq, Eq)]
@@ -423,6 +450,18 @@ mod tests {
         assert_eq!(a.overlap(&s("t", 0, 150, 150)), None, "empty");
         assert_eq!(a.overlap(&s("t", 1, 100, 200)), None, "another partition");
         assert_eq!(a.overlap(&s("u", 0, 100, 200)), None, "another topic");
+    }
+
+    /// The job's first start under `latest` is recorded once: a later call (another member,
+    /// a restart) reads the first one's time, and a partition's origins stay apart from it.
+    #[test]
+    fn the_first_start_is_recorded_once() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let dest = Destination::parse("memory:///o", rt.handle().clone()).unwrap();
+        assert_eq!(first_start(&dest, "job", 1_000).unwrap(), (1_000, true));
+        assert_eq!(first_start(&dest, "job", 9_000).unwrap(), (1_000, false));
+        assert_eq!(first_start(&dest, "other", 9_000).unwrap(), (9_000, true));
+        assert_eq!(origin(&dest, "job", "first-start.json").unwrap(), None);
     }
 
     /// The newest term's origin counts, whatever its value (a paused owner's late record is

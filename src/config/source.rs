@@ -53,7 +53,8 @@ pub enum SourceSection {
         format: String,
         /// Where a partition without checkpoint or group offset starts: earliest or latest
         /// (`latest` once: a partition the job started before and never committed continues
-        /// where it started).
+        /// where it started, and one first taken after the job's first start, a new topic
+        /// or partition, starts at its first record since that start).
         #[serde(default = "default_reset")]
         auto_offset_reset: String,
         /// Messages per chunk, in bytes: files roll and commit at chunk boundaries.

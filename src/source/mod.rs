@@ -80,6 +80,10 @@ pub trait Membership: Send {
     /// Partitions being taken away: what is held for them is committed (or aborted, past the
     /// deadline) before this returns. Returns each one's committed next offset.
     fn revoked(&mut self, parts: &[u32]) -> Vec<(u32, u64)>;
+    /// When the job first took partitions that start at the log's end, in ms since the
+    /// epoch (recorded in the destination by the first call ever); `None` from that first
+    /// call, whose partitions start at the end.
+    fn first_started(&mut self) -> Result<Option<i64>, SourceError>;
 }
 
 /// A replayable, partitioned source of raw records.

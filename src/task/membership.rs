@@ -317,6 +317,8 @@ pub struct TaskMembership {
     /// The repo's label: backfills of the repo into the destination are checked against
     /// where a partition first starts.
     pub repo: String,
+    /// When the job first took partitions that start at the log's end, once read.
+    pub first_start: Option<i64>,
 }
 
 impl TaskMembership {
@@ -529,6 +531,19 @@ impl Membership for TaskMembership {
             self.metrics.forget(&key);
         }
         ctl.partitions.committed_offsets(ids)
+    }
+    fn first_started(&mut self) -> Result<Option<i64>, SourceError> {
+        if let Some(at) = self.first_start {
+            return Ok(Some(at));
+        }
+        let (dest, job) = (self.checkpoints.destination(), self.checkpoints.job());
+        let (at, recorded) = crate::commit::ranges::first_start(dest, job, crate::commit::now_ms())
+            .map_err(|e| SourceError::Other {
+                name: "first start".into(),
+                reason: format!("recording or reading when the job first started partitions at the log's end: {e}"),
+            })?;
+        self.first_start = Some(at);
+        Ok((!recorded).then_some(at))
     }
 }
 

@@ -388,6 +388,7 @@ fn run_inner(
             rolled_back: Default::default(),
             metrics: metrics.clone(),
             repo: repo_label(job),
+            first_start: None,
         }));
     }
     let parts = source.partitions();

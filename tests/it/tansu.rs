@@ -1,6 +1,7 @@
 //! The real-broker tier: tansu (a separate Kafka-compatible broker process, sqlite engine),
 //! started per test on its own port and directory and stopped by PID. Backfills by timestamp
-//! and by offsets, a broker stopped for 20 s under a live job, and resuming in another process.
+//! and by offsets, a broker stopped for 20 s under a live job, resuming in another process, and
+//! topics that begin to match a `latest` job's pattern later.
 //!
 //! `scripts/test.sh` installs tansu and sets `SLUICE_TEST_TANSU`; without it the tests print a
 //! skip line (under CI they fail instead).
@@ -470,4 +471,69 @@ print(n)
         );
         self.spawn();
     }
+}
+
+/// With `auto_offset_reset = "latest"` the job starts the partitions it first takes at the
+/// log's end, and records when. A topic that begins to match its pattern later, created
+/// while the job was down or while it runs, is read from its first record since then. Before,
+/// such a topic started at its end when the group noticed it: every record written to it
+/// before that was lost without a word. (librdkafka's mock broker answers no offset for a
+/// time, so this runs on tansu.)
+#[test]
+fn tansu_a_topic_that_begins_to_match_later_is_read_from_its_first_record() {
+    let Some(broker) = Tansu::start() else {
+        return;
+    };
+    let b = broker.bootstrap();
+    broker.create_topic("ev-a", 2);
+    // Before the job's first start: not its to write.
+    produce_events(&b, "ev-a", 0, 10, 2, None);
+    let dir = tempfile::tempdir().unwrap();
+    let options = format!(
+        "\"topic.metadata.refresh.interval.ms\" = \"1000\"\n{}",
+        crate::kafka::QUICK_GROUP
+    );
+    let job = job_with(dir.path(), &b, "^ev-.*", &options);
+    let text = std::fs::read_to_string(&job).unwrap().replace(
+        "chunk_bytes = \"16KiB\"",
+        "chunk_bytes = \"16KiB\"\nauto_offset_reset = \"latest\"",
+    );
+    std::fs::write(&job, text).unwrap();
+    let out = dir.path().join("out");
+    let origins = out.join("_sluice/kafka-it/origins");
+    let first = spawn_run(&job, &dir.path().join("first.log"));
+    wait_until(
+        "the job to record where it starts ev-a's partitions",
+        90,
+        || (0..2).all(|p| files_under(&origins.join(format!("ev-a-{p}")), true).len() == 1),
+    );
+    produce_events(&b, "ev-a", 10, 10, 2, None);
+    wait_until(
+        "the job to write ev-a's records since its start",
+        90,
+        || ids(&out).len() == 10,
+    );
+    sigterm(&first);
+    let log = std::fs::read_to_string(dir.path().join("first.log")).unwrap();
+    assert!(first.wait_with_output().unwrap().status.success(), "{log}");
+
+    // While the job is down: a new topic, and more of the first one.
+    broker.create_topic("ev-b", 2);
+    produce_events(&b, "ev-b", 20, 20, 2, None);
+    produce_events(&b, "ev-a", 40, 10, 2, None);
+    let second_log = dir.path().join("second.log");
+    let second = spawn_run(&job, &second_log);
+    wait_until("the job to take ev-b", 90, || {
+        std::fs::read_to_string(&second_log)
+            .unwrap_or_default()
+            .contains("\"ev-b\"")
+    });
+    // While it runs: another new topic, written at once.
+    broker.create_topic("ev-c", 2);
+    produce_events(&b, "ev-c", 50, 20, 2, None);
+    wait_until("ev-b's and ev-c's records", 90, || ids(&out).len() >= 60);
+    sigterm(&second);
+    let log = std::fs::read_to_string(&second_log).unwrap();
+    assert!(second.wait_with_output().unwrap().status.success(), "{log}");
+    assert_eq!(ids(&out), (10..70).collect::<Vec<_>>(), "{log}");
 }

@@ -124,6 +124,52 @@ impl ConsumerContext for GroupContext {
     }
 }
 
+/// With `auto_offset_reset = "latest"`, the partitions of `parts` the group holds no offset
+/// of start at their first record since `since` (ms), when the job first took partitions at
+/// the log's end, rather than at the end now: one added to a topic, or of a topic that began
+/// to match a pattern, or assigned while the job was down, holds records written since the
+/// job started that no one else exports. By the records' timestamps (the broker's
+/// `ListOffsets`): a record stamped before `since` (a producer's clock behind) is left out.
+fn starts_since(
+    consumer: &BaseConsumer<GroupContext>,
+    parts: &mut [Assigned],
+    since: i64,
+    name: &str,
+) -> Result<(), SourceError> {
+    let mut tpl = TopicPartitionList::new();
+    for a in parts.iter().filter(|a| a.reset) {
+        tpl.add_partition_offset(&a.info.topic, a.info.number as i32, Offset::Offset(since))
+            .map_err(|e| err_at(name, e.to_string()))?;
+    }
+    let found = consumer
+        .offsets_for_times(tpl, TIMEOUT)
+        .map_err(|e| err_at(name, format!("offsets of the job's first start: {e}")))?;
+    for a in parts.iter_mut().filter(|a| a.reset) {
+        let (topic, p) = (&a.info.topic, a.info.number as i32);
+        let Some(e) = found.find_partition(topic, p) else {
+            return Err(err_at(
+                name,
+                format!("{topic}/{p}: no offset of the job's first start"),
+            ));
+        };
+        e.error().map_err(|e| {
+            err_at(
+                name,
+                format!("{topic}/{p}: the offset of the job's first start: {e}"),
+            )
+        })?;
+        // None: no record since (the end is the start).
+        if let Offset::Offset(o) = e.offset() {
+            let o = (o.max(0) as u64).clamp(a.held.0, a.held.1);
+            if o < a.start {
+                tracing::info!(partition = %a.info.key(), from = o, end = a.start, since_ms = since, "the partition starts at its first record since the job first started partitions at the log's end (auto_offset_reset = \"latest\"): it was first taken after that");
+                a.start = o;
+            }
+        }
+    }
+    Ok(())
+}
+
 impl GroupContext {
     fn on_assign(
         &self,
@@ -145,7 +191,7 @@ impl GroupContext {
         let committed = consumer
             .committed_offsets(tpl.clone(), TIMEOUT)
             .map_err(|e| err_at(&name, format!("committed offsets: {e}")))?;
-        let mut parts = Vec::with_capacity(assigned.len());
+        let mut parts: Vec<Assigned> = Vec::with_capacity(assigned.len());
         let mut held = HashMap::with_capacity(assigned.len());
         for (topic, p) in &assigned {
             let stored = committed
@@ -173,6 +219,17 @@ impl GroupContext {
                 reset: stored.is_none(),
                 held: (low.max(0) as u64, high.max(0) as u64),
             });
+        }
+        // Recorded at the first assignment under `latest`, whether or not it starts any
+        // partition at the end (a job switched from `earliest` holds offsets of them all).
+        if shared.reset_latest {
+            if let Some(m) = shared.membership.as_mut() {
+                if let Some(since) = m.first_started()? {
+                    if parts.iter().any(|a| a.reset) {
+                        starts_since(consumer, &mut parts, since, &name)?;
+                    }
+                }
+            }
         }
         let asked = began.elapsed();
         let starts = match shared.membership.as_mut() {
