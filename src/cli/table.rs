@@ -199,5 +199,11 @@ fn kept(report: &sluice::table::vacuum::VacuumReport) -> String {
             report.kept_recent
         );
     }
+    if report.kept_other > 0 {
+        out += &format!(
+            "; kept {} in folders inside the table that are other destinations",
+            report.kept_other
+        );
+    }
     out
 }

@@ -5,7 +5,9 @@
 //! flight (claimed, not yet released) and of its sealed commits the table does not hold yet
 //! (the next start publishes them), files a version written after the plan adds or removes
 //! (live, or readable through versions within the retention), and anything under a folder
-//! starting with `_` or `.` (`_delta_log`, `_sluice`, `_dead_letters`).
+//! starting with `_` or `.` (`_delta_log`, `_sluice`, `_dead_letters`), nor in a folder inside
+//! the table that is another destination (its own `_sluice/` or `_delta_log/`). A folder where
+//! another job commits plain files beside the table's is refused.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -36,6 +38,9 @@ pub struct VacuumReport {
     pub kept_unpublished: usize,
     /// Unreferenced when planned, but added or removed by a version written since: kept.
     pub kept_recent: usize,
+    /// In a folder inside the table that is another destination (its own `_sluice/` or
+    /// `_delta_log/`): kept.
+    pub kept_other: usize,
 }
 
 /// Vacuums the table at `dest`; `progress` is told how many files were deleted so far.
@@ -63,7 +68,9 @@ pub fn vacuum(
     }
     // Before the plan: a commit the table lacks now may be published while the plan runs,
     // and must still be kept.
-    let protected = unpublished(table, dest, &jobs(dest)?)?;
+    let jobs_before = jobs(dest)?;
+    refuse_other_writers(table, dest, &jobs_before)?;
+    let protected = unpublished(table, dest, &jobs_before)?;
     let log = table.log_store();
     let planned: Result<(u64, Vec<String>), deltalake_core::DeltaTableError> =
         table.runtime().block_on(async {
@@ -94,6 +101,7 @@ pub fn vacuum(
     let jobs = jobs(dest)?;
     protected.extend(claimed(dest, &jobs)?);
     protected.extend(unpublished(table, dest, &jobs)?);
+    refuse_other_writers(table, dest, &jobs)?;
     let mut report = VacuumReport::default();
     let mut doomed: Vec<String> = Vec::new();
     for f in planned {
@@ -105,6 +113,12 @@ pub fn vacuum(
         } else {
             doomed.push(f);
         }
+    }
+    let others = other_destinations(dest, &doomed)?;
+    if !others.is_empty() {
+        let before = doomed.len();
+        doomed.retain(|f| !others.iter().any(|o| f.starts_with(o.as_str())));
+        report.kept_other = before - doomed.len();
     }
     // Last, what a version written since the plan adds or removes is never deleted: a file
     // it adds is live or was removed since (readers of the versions between may read it
@@ -137,6 +151,70 @@ fn jobs(dest: &Destination) -> Result<HashSet<String>, TableError> {
         }
     }
     Ok(jobs)
+}
+
+/// Refuses a vacuum of a folder where a job other than the table's writers commits: one of
+/// `jobs` of which the table holds no commit (another repo's plain files sharing the folder).
+/// Its files are named by nothing the table keeps once its records are pruned (256 commits a
+/// partition), and would be deleted as never in the table. A backfill of the table publishes
+/// into it, so it counts as a writer once any of its commits is held.
+fn refuse_other_writers(
+    table: &DeltaTable,
+    dest: &Destination,
+    jobs: &HashSet<String>,
+) -> Result<(), TableError> {
+    for job in jobs.iter().filter(|j| j.as_str() != table.job()) {
+        let cps = Checkpoints::new(dest.clone(), job);
+        let keys = cps.keys()?;
+        if keys.is_empty() {
+            continue;
+        }
+        let mut held = false;
+        for key in &keys {
+            if table.published_by(job, key)?.is_some() {
+                held = true;
+                break;
+            }
+        }
+        if !held {
+            return Err(TableError::Delta {
+                url: dest.url().to_string(),
+                reason: format!(
+                    "job `{job}` commits files into this folder (_sluice/{job}/), and the table holds none of them: it writes plain files here (another repo sharing the folder?), and a vacuum would delete those whose records are pruned. Give it a folder outside the table; if it is a backfill of this table, run it to its end first. Nothing was deleted"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Folders inside the table (ending in `/`) holding files of `doomed` that are destinations
+/// of their own: another job's (`_sluice/`) or another table (`_delta_log/`). Delta's vacuum
+/// reads every file under the table's folder as the table's; theirs are not. Each folder
+/// above a doomed file is looked at once (two listings that stop at the first name).
+fn other_destinations(dest: &Destination, doomed: &[String]) -> Result<Vec<String>, TableError> {
+    let mut folders: HashSet<&str> = HashSet::new();
+    for f in doomed {
+        for (i, _) in f.match_indices('/') {
+            folders.insert(&f[..=i]);
+        }
+    }
+    let mut folders: Vec<&str> = folders.into_iter().collect();
+    folders.sort_unstable();
+    let mut out: Vec<String> = Vec::new();
+    for folder in folders {
+        if out.iter().any(|o| folder.starts_with(o.as_str())) {
+            continue;
+        }
+        for marker in ["_sluice/", "_delta_log/"] {
+            if dest.any(&format!("{folder}{marker}"))? {
+                tracing::warn!(folder = %dest.display(folder), holds = marker, "a folder inside the table is another destination: its files are not the table's and are kept");
+                out.push(folder.to_string());
+                break;
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Files named by the claims of every sluice job recorded in the destination: commits in

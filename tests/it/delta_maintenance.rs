@@ -255,3 +255,98 @@ fn vacuum_and_compact_of_a_job_without_a_table_are_refused() {
     }
     assert!(out.join("kept.parquet").exists());
 }
+
+/// A vacuum deletes only the table's files. Another job's plain files in a folder inside the
+/// table (its own destination, with its own `_sluice/`) are kept; another job committing plain
+/// files into the table's own folder refuses the vacuum. Before, a vacuum deleted both (all
+/// of the nested job's files, and the other job's once its records were pruned): committed
+/// output its checkpoints say is exported, lost for good.
+#[test]
+fn vacuum_keeps_the_files_of_other_jobs_inside_the_table_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    let mut text = String::new();
+    for i in 0..300 {
+        text.push_str(&format!(
+            "{{\"ts\":\"2024-05-01T00:00:00Z\",\"host\":\"h\",\"status\":200,\"trace_id\":\"t{i}\"}}\n"
+        ));
+    }
+    std::fs::write(&input, text).unwrap();
+    let out = dir.path().join("out");
+    let table_dir = dir.path().join("table");
+    std::fs::create_dir_all(&table_dir).unwrap();
+    let job = file_job(
+        &table_dir,
+        &input,
+        &schema("nginx_access"),
+        out.to_str().unwrap(),
+        "",
+    );
+    run_ok(&job);
+    let plain = |name: &str, url: &Path| {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        let p = d.join("job.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "[job]\nname = {name:?}\nstate_dir = \"state\"\n[source]\nkind = \"file\"\npaths = [{:?}]\n[repo]\nschema = {:?}\n[sink]\nurl = {:?}\n",
+                input.to_str().unwrap(),
+                schema("nginx_access"),
+                url.to_str().unwrap()
+            ),
+        )
+        .unwrap();
+        run_ok(&p);
+    };
+    let parquet_under = |folder: &Path| -> Vec<PathBuf> {
+        files_under(folder, true)
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .collect()
+    };
+    plain("nested", &out.join("orders"));
+    let nested = parquet_under(&out.join("orders"));
+    assert!(!nested.is_empty());
+    let job = job.to_str().unwrap();
+    let planned = sluice_ok(&["vacuum", job, "--older-than", "1ms", "--dry-run"]);
+    assert!(!planned.contains("orders/"), "{planned}");
+    assert!(
+        planned.contains("kept 1 in folders inside the table"),
+        "{planned}"
+    );
+    sluice_ok(&[
+        "vacuum",
+        job,
+        "--older-than",
+        "1ms",
+        "--allow-short-retention",
+    ]);
+    assert!(
+        nested.iter().all(|f| f.exists()),
+        "the nested job's files were deleted"
+    );
+
+    let before = parquet_under(&out);
+    plain("beside", &out);
+    let beside: Vec<PathBuf> = parquet_under(&out)
+        .into_iter()
+        .filter(|f| !before.contains(f))
+        .collect();
+    assert!(!beside.is_empty());
+    let err = sluice_refused(&[
+        "vacuum",
+        job,
+        "--older-than",
+        "1ms",
+        "--allow-short-retention",
+    ]);
+    assert!(
+        err.contains("job `beside` commits files into this folder"),
+        "{err}"
+    );
+    assert!(
+        beside.iter().all(|f| f.exists()),
+        "the other job's files were deleted"
+    );
+}
