@@ -8,8 +8,9 @@
 //! The schema of the files a job writes is recorded in its destination
 //! (`_sluice/<job>/schemas/<number>.json`, create-only: the fields for people, the Arrow schema
 //! as IPC for the check); each start compares the current schema with the newest record before
-//! any data moves, and records the new one once it is accepted. Batches of an older schema (a
-//! spill) are adapted by name.
+//! any data moves, and records the new one once it is accepted; then against the records of
+//! the repo's backfills whose files share the folder ([`check_beside`]). Batches of an older
+//! schema (a spill) are adapted by name.
 
 use std::sync::Arc;
 
@@ -28,6 +29,12 @@ use crate::store::Destination;
 pub enum EvolutionError {
     #[error("schema of job `{job}` changed in a way readers of its files cannot follow:\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
     Incompatible { job: String, problems: Vec<String> },
+    #[error("schema of job `{job}` cannot be read beside the files backfill `{backfill}` wrote into its folder (with another schema):\n{}\n(give the job a schema the backfill's files fit, or move that backfill's files out)", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Beside {
+        job: String,
+        backfill: String,
+        problems: Vec<String>,
+    },
     #[error("schema record {path}: {reason}")]
     Record { path: String, reason: String },
     #[error(transparent)]
@@ -327,6 +334,48 @@ fn record_text(
         all_fields_ipc: Some(to_ipc(&Schema::new(all)).map_err(bad)?),
     };
     Ok(serde_json::to_vec_pretty(&rec).expect("a schema record serializes"))
+}
+
+/// Checks `schema`, which job `job` of repo `repo` is about to write into `dest`, against the
+/// schema records of the repo's backfills whose files are read with its own: those whose
+/// range is recorded there (into this folder, or a folder inside it). A backfill may have
+/// written another schema than the job's records hold; a change must be one readers of its
+/// files can follow too. A record that cannot be read is logged (the backfill's own runs
+/// check it), not fatal.
+pub fn check_beside(
+    dest: &Destination,
+    job: &str,
+    repo: &str,
+    schema: &Schema,
+) -> Result<(), EvolutionError> {
+    let all = match crate::commit::ranges::backfills(dest, Some(job), repo) {
+        Ok(all) => all,
+        Err(e) => {
+            tracing::warn!(error = %e, "the backfills' ranges could not be read: the schema is not checked against their files");
+            return Ok(());
+        }
+    };
+    for (name, r) in all {
+        let place = match &r.at {
+            None => Some(dest.clone()),
+            Some(at) => dest.child(at),
+        };
+        let Some(place) = place else { continue };
+        match recorded(&place, &name) {
+            Ok(Some((current, ever))) if current.fields() != schema.fields() => {
+                compare(&current, &ever, schema).map_err(|problems| EvolutionError::Beside {
+                    job: job.to_string(),
+                    backfill: name.clone(),
+                    problems,
+                })?;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(backfill = %name, error = %e, "the backfill's schema record could not be read: the schema is not checked against its files");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `batch` (of an older schema) in `to`'s layout: columns by name, new fields null. Fails for a

@@ -99,6 +99,9 @@ pub fn run_backfill(
             }
         }
     };
+    if let Some(l) = &live {
+        same_schema_as_live(&job, l)?;
+    }
     let _locks = lock_state(&job, true)?;
     job.range = Some(ranges::hold_range(
         &job,
@@ -121,6 +124,23 @@ pub fn run_backfill(
         job.file.job.name, s.state, s.rows, s.dead_letters, s.files, s.commits, s.seconds
     );
     Ok(())
+}
+
+/// A backfill into the live job's folder (or a folder inside it) writes files its readers
+/// read with the live job's: its schema must be one they can follow beside the live files,
+/// as a start of the live job checks it against its own record (the backfill's name has a
+/// record of its own, which a first run does not have yet).
+fn same_schema_as_live(job: &Job, live: &ranges::Live) -> Result<()> {
+    let out = task::prepare(job, false)?.decoder.output_schema();
+    match sluice::evolution::check(&live.dest, &live.name, &out, false) {
+        Ok(_) => Ok(()),
+        Err(e @ sluice::evolution::EvolutionError::Incompatible { .. }) => Err(anyhow!(
+            "{e}\n(the backfill writes into the live job's folder {}, whose readers read its \
+             files with the live job's: give it the live job's schema, or another --url)",
+            live.dest.url()
+        )),
+        Err(e) => Err(e).context("reading the live job's schema record"),
+    }
 }
 
 /// The live job `job` made its backfill's: its name (`--name`, by default

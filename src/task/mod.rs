@@ -334,6 +334,7 @@ fn run_inner(
     for change in crate::evolution::check(&dest, &name, &out_schema, true)? {
         tracing::warn!(repo = %label, change = %change, "the schema changed; new files carry it");
     }
+    crate::evolution::check_beside(&dest, &name, &repo_label(job), &out_schema)?;
     let (table, table_partitions) = crate::table::for_task(
         &job.table,
         &dest,

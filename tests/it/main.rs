@@ -3,6 +3,7 @@
 mod abuse;
 mod admin;
 mod backfill_ranges;
+mod backfill_schemas;
 mod bounds;
 mod config_schema;
 mod convert;
