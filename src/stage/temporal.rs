@@ -10,6 +10,9 @@
 //! dictionary key, or outside the window a sliced list spans is not looked at. A timestamp
 //! type in a zone arrow does not know is refused when the stage is planned ([`check_zones`]).
 //!
+//! A decimal with more digits than its type's precision fails its row too (arrow's arithmetic
+//! does not check its results against the precision it gives them).
+//!
 //! A stage's types are kept as DataFusion gives them: a job's written types are recorded, and
 //! changing them (seconds to milliseconds, nanoseconds to microseconds) would make every job
 //! that ran before refuse to start (`evolution.rs`). OPERATIONS says how to write seconds and
@@ -18,7 +21,8 @@
 use arrow::array::{Array, ArrayRef, AsArray, OffsetSizeTrait};
 use arrow::buffer::{NullBuffer, OffsetBuffer};
 use arrow::datatypes::{
-    DataType, DurationMillisecondType, DurationSecondType, Time32MillisecondType, Time32SecondType,
+    DataType, Decimal128Type, Decimal256Type, Decimal32Type, Decimal64Type, DecimalType,
+    DurationMillisecondType, DurationSecondType, Time32MillisecondType, Time32SecondType,
     Time64MicrosecondType, Time64NanosecondType, TimeUnit, TimestampNanosecondType,
 };
 
@@ -34,7 +38,7 @@ type Seen = Option<Vec<bool>>;
 pub fn check(name: &str, col: &ArrayRef) -> Option<String> {
     let mut work: Vec<(ArrayRef, String, Seen)> = vec![(col.clone(), name.to_string(), None)];
     while let Some((arr, path, seen)) = work.pop() {
-        if !holds_time(arr.data_type()) {
+        if !holds_checked(arr.data_type()) {
             continue;
         }
         let len = arr.len();
@@ -43,7 +47,7 @@ pub fn check(name: &str, col: &ArrayRef) -> Option<String> {
                 let st = arr.as_struct();
                 let inner = within(&seen, st.nulls(), len);
                 for (f, c) in st.fields().iter().zip(st.columns()) {
-                    if holds_time(f.data_type()) {
+                    if holds_checked(f.data_type()) {
                         work.push((c.clone(), format!("{path}.{}", f.name()), inner.clone()));
                     }
                 }
@@ -108,6 +112,9 @@ pub fn check(name: &str, col: &ArrayRef) -> Option<String> {
                 if let Some(why) = too_long(arr.as_ref(), &path, &visible) {
                     return Some(why);
                 }
+                if let Some(why) = beyond_precision(arr.as_ref(), &path, &visible) {
+                    return Some(why);
+                }
                 if let Some(what) = crate::decode::first_out_of_range(arr.as_ref(), &visible) {
                     return Some(format!(
                         "field `{path}`: {what} is out of range (years 1 to 9999)"
@@ -138,9 +145,9 @@ pub fn check_zones(schema: &arrow::datatypes::Schema) -> Result<(), String> {
     bad.map_or(Ok(()), Err)
 }
 
-/// Whether `ty` is, or holds at any depth, a date, timestamp, time of day or duration.
-/// (Union, run-end and list-view types are refused at start: `format::types`.)
-fn holds_time(ty: &DataType) -> bool {
+/// Whether `ty` is, or holds at any depth, a date, timestamp, time of day, duration or
+/// decimal. (Union, run-end and list-view types are refused at start: `format::types`.)
+fn holds_checked(ty: &DataType) -> bool {
     let mut work = vec![ty];
     while let Some(ty) = work.pop() {
         match ty {
@@ -149,7 +156,11 @@ fn holds_time(ty: &DataType) -> bool {
             | DataType::Timestamp(..)
             | DataType::Time32(_)
             | DataType::Time64(_)
-            | DataType::Duration(_) => return true,
+            | DataType::Duration(_)
+            | DataType::Decimal32(..)
+            | DataType::Decimal64(..)
+            | DataType::Decimal128(..)
+            | DataType::Decimal256(..) => return true,
             DataType::Struct(fields) => work.extend(fields.iter().map(|f| f.data_type())),
             DataType::List(f)
             | DataType::LargeList(f)
@@ -308,3 +319,33 @@ fn saturated(col: &dyn Array, name: &str, seen: &dyn Fn(usize) -> bool) -> Optio
 #[cfg(test)]
 #[path = "temporal_tests.rs"]
 mod tests;
+
+/// The first decimal of `col` (named `name`) with more digits than its type's precision,
+/// among those `seen` keeps, described: arrow's arithmetic gives a result a precision of at
+/// most 38 (76) digits without checking the values against it (`a * b` of two
+/// `decimal(20, 0)`), and readers fail on the file (Spark on all of it).
+fn beyond_precision(col: &dyn Array, name: &str, seen: &dyn Fn(usize) -> bool) -> Option<String> {
+    fn first<T: DecimalType>(
+        col: &dyn Array,
+        (p, s): (u8, i8),
+        name: &str,
+        seen: &dyn Fn(usize) -> bool,
+    ) -> Option<String> {
+        let a = col.as_primitive::<T>();
+        (0..a.len())
+            .find(|&i| a.is_valid(i) && seen(i) && !T::is_valid_decimal_precision(a.value(i), p))
+            .map(|i| {
+                format!(
+                    "field `{name}`: {} has more digits than its type, decimal({p}, {s}), holds",
+                    T::format_decimal(a.value(i), p, s)
+                )
+            })
+    }
+    match *col.data_type() {
+        DataType::Decimal32(p, s) => first::<Decimal32Type>(col, (p, s), name, seen),
+        DataType::Decimal64(p, s) => first::<Decimal64Type>(col, (p, s), name, seen),
+        DataType::Decimal128(p, s) => first::<Decimal128Type>(col, (p, s), name, seen),
+        DataType::Decimal256(p, s) => first::<Decimal256Type>(col, (p, s), name, seen),
+        _ => None,
+    }
+}

@@ -250,6 +250,50 @@ fn rows_a_stage_fails_on_are_isolated_with_the_reason() {
     assert_eq!(crate::decode::reason_class(&a.failed[0].1), "stage");
 }
 
+/// A product of two `decimal(20, 0)` is typed `decimal(38, 0)`, and arrow does not check the
+/// values against that: 10^19 × 10^19 has 39 digits. That row fails (before, it was written
+/// as is, into a file readers fail on); the others are kept.
+#[test]
+fn a_decimal_a_stage_computes_past_its_precision_fails_its_row() {
+    use arrow::array::Decimal128Array;
+    let dec = DataType::Decimal128(20, 0);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("a", dec.clone(), true),
+        Field::new("b", dec, true),
+    ]));
+    let big = 10i128.pow(19);
+    let col = |v: Vec<Option<i128>>| -> ArrayRef {
+        Arc::new(
+            Decimal128Array::from(v)
+                .with_precision_and_scale(20, 0)
+                .unwrap(),
+        )
+    };
+    let b = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            col(vec![Some(3), Some(big), None]),
+            col(vec![Some(4), Some(big), Some(1)]),
+        ],
+    )
+    .unwrap();
+    let s = Stages::plan(
+        &[stage("name = \"mul\"\nselect = [\"a * b AS p\"]")],
+        schema,
+        OnError::DeadLetter,
+    )
+    .unwrap();
+    let a = s.apply(b);
+    assert_eq!(a.failed.len(), 1, "{:?}", a.failed);
+    assert_eq!(a.failed[0].0, 1);
+    assert!(
+        a.failed[0].1.contains("decimal(38, 0)"),
+        "{}",
+        a.failed[0].1
+    );
+    assert_eq!(strings(&a.batch.unwrap(), "p"), [Some("12".into()), None]);
+}
+
 proptest! {
     #[test]
     fn a_filter_never_changes_the_rows_it_keeps(
