@@ -12,22 +12,26 @@ use super::{Destination, Kind, StoreError};
 
 /// True for the name of a local write's temporary file.
 fn is_temp(name: &str) -> bool {
-    let Some(rest) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else {
-        return false;
-    };
+    temp_pid(name).is_some()
+}
+
+/// The process id in the name of a local write's temporary file; `None` for any other name.
+fn temp_pid(name: &str) -> Option<u64> {
+    let rest = name.strip_prefix('.')?.strip_suffix(".tmp")?;
     // `<name>.<pid>-<nanos>-<count>` (without the count before this version)
-    rest.rsplit_once('.').is_some_and(|(_, id)| {
-        let parts: Vec<&str> = id.split('-').collect();
-        (2..=3).contains(&parts.len())
-            && parts
-                .iter()
-                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-    })
+    let (_, id) = rest.rsplit_once('.')?;
+    let parts: Vec<&str> = id.split('-').collect();
+    let digits = (2..=3).contains(&parts.len())
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    digits.then(|| parts[0].parse().unwrap_or(u64::MAX))
 }
 
 impl Destination {
-    /// Removes temporary files last modified more than `older_than` ago, walking the whole
-    /// local destination (object stores: nothing to do). Returns how many and their bytes.
+    /// Removes other processes' temporary files last modified more than `older_than` ago,
+    /// walking the whole local destination (object stores: nothing to do). Returns how many
+    /// and their bytes.
     pub fn sweep_temp_files(&self, older_than: Duration) -> Result<(usize, u64), StoreError> {
         let Kind::Local(root) = &self.kind else {
             return Ok((0, 0));
@@ -51,8 +55,14 @@ impl Destination {
                     stack.push(entry.path());
                     continue;
                 }
-                if !kind.is_file() || !is_temp(&entry.file_name().to_string_lossy()) {
+                if !kind.is_file() {
                     continue;
+                }
+                // This process's own are its live writes (another repo's, whose files may
+                // stay open longer than this one's `max_age`, or paused): never swept here.
+                match temp_pid(&entry.file_name().to_string_lossy()) {
+                    Some(pid) if pid != u64::from(std::process::id()) => {}
+                    _ => continue,
                 }
                 let Ok(meta) = entry.metadata() else {
                     continue; // removed meanwhile
@@ -89,15 +99,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let rt = tokio::runtime::Runtime::new().unwrap();
         let dest = Destination::parse(dir.path().to_str().unwrap(), rt.handle().clone()).unwrap();
-        // A file being written now, and one left by a killed process long ago.
+        // A file being written now, and one left by a killed process (another id) long ago.
         let mut live = dest.create("dt=1/a-0-0-00.parquet").unwrap();
         live.write_all(b"x").unwrap();
         let mut dead = dest.create("dt=2/b-0-0-00.parquet").unwrap();
         dead.write_all(b"xyz").unwrap();
-        let old = dir.path().join(dead.staged().unwrap());
-        let f = std::fs::File::options().write(true).open(&old).unwrap();
-        f.set_modified(SystemTime::now() - Duration::from_secs(7200))
-            .unwrap();
+        let staged = dir.path().join(dead.staged().unwrap());
+        let name = staged.file_name().unwrap().to_string_lossy().into_owned();
+        let pid = format!(".{}-", std::process::id());
+        let old = staged.with_file_name(name.replace(&pid, ".4000000000-"));
+        std::fs::rename(&staged, &old).unwrap();
+        let aged = |p: &Path| {
+            let f = std::fs::File::options().write(true).open(p).unwrap();
+            f.set_modified(SystemTime::now() - Duration::from_secs(7200))
+                .unwrap();
+        };
+        aged(&old);
+        // This process's own write, open as long (another repo's, with a longer `max_age`).
+        let mut mine = dest.create("dt=3/c-0-0-00.parquet").unwrap();
+        mine.write_all(b"c").unwrap();
+        let mine_staged = dir.path().join(mine.staged().unwrap());
+        aged(&mine_staged);
         dest.put_atomic("dt=2/kept.parquet", b"k", false).unwrap();
         std::fs::write(dir.path().join("dt=2/.hidden.tmp"), b"not ours").unwrap();
         let (n, _) = dest.sweep_temp_files(Duration::from_secs(3600)).unwrap();
@@ -106,7 +128,9 @@ mod tests {
         assert!(dir.path().join(live.staged().unwrap()).exists());
         assert!(dir.path().join("dt=2/kept.parquet").exists());
         assert!(dir.path().join("dt=2/.hidden.tmp").exists());
+        assert!(mine_staged.exists(), "this process's own write was swept");
         live.commit().unwrap();
+        mine.commit().unwrap();
     }
 
     /// A temporary name stays within a file system's 255 bytes for any target name that
