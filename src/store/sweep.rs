@@ -10,11 +10,6 @@ use std::time::{Duration, SystemTime};
 
 use super::{Destination, Kind, StoreError};
 
-/// True for the name of a local write's temporary file.
-fn is_temp(name: &str) -> bool {
-    temp_pid(name).is_some()
-}
-
 /// The process id in the name of a local write's temporary file; `None` for any other name.
 fn temp_pid(name: &str) -> Option<u64> {
     let rest = name.strip_prefix('.')?.strip_suffix(".tmp")?;
@@ -140,10 +135,10 @@ mod tests {
         for n in [1, 100, 181, 255] {
             let target = std::path::PathBuf::from(format!("/d/{}", "é".repeat(n / 2)));
             let tmp = super::super::file::tmp_name(&target);
-            assert!(tmp.len() <= 255 && is_temp(&tmp), "{tmp}");
+            assert!(tmp.len() <= 255 && temp_pid(&tmp).is_some(), "{tmp}");
         }
         assert!(
-            is_temp(".a-0-1-ab.parquet.123-456.tmp"),
+            temp_pid(".a-0-1-ab.parquet.123-456.tmp") == Some(123),
             "an older version's"
         );
     }
