@@ -230,6 +230,16 @@ pub fn run_job(
 ) -> Result<()> {
     init_logs(log_json);
     let mut jobs = load_jobs(path, repo)?;
+    if let (Some(f), true) = (from_checkpoint, jobs.len() > 1) {
+        bail!(
+            "--from-checkpoint {}: the job file has {} repos, and the number is one repo's commit \
+             (another repo rolled back to its own commit of that number would delete files \
+             readers may have seen, and one without it would fail at every restart): name the \
+             repo with --repo",
+            f.seq,
+            jobs.len()
+        );
+    }
     let mut _locks = Vec::new();
     for j in &mut jobs {
         j.move_wal_damage = move_wal_damage;

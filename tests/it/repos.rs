@@ -258,3 +258,20 @@ fn a_repo_whose_destination_is_down_stalls_no_other() {
         .contains("--repo gamma: no such repo (the job file has alpha, mirror, beta)"));
     assert!(out.join("_sluice/multi.alpha").is_dir() && out.join("_sluice/multi.mirror").is_dir());
 }
+
+/// `--from-checkpoint N` names one repo's commit: with several repos and no `--repo` it is
+/// refused. Before, every repo rolled back to its own commit N (deleting files readers may
+/// have seen), and one with fewer commits failed at every restart, for good.
+#[test]
+fn a_roll_back_of_several_repos_without_repo_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = job(dir.path(), "127.0.0.1:9", closed_port());
+    let job = job.to_str().unwrap();
+    let (status, err) = sluice_within(&["run", job, "--from-checkpoint", "3"], 30);
+    assert!(!status.success(), "{err}");
+    assert!(
+        err.contains("the job file has 3 repos") && err.contains("--repo"),
+        "{err}"
+    );
+    assert!(!dir.path().join("out").exists(), "the refused run wrote");
+}
