@@ -188,12 +188,15 @@ fn watch(
 /// (this process's lock, and the spill the stop before the reload writes there for the next
 /// task to restore) and a push repo's WAL folder (records acknowledged and not yet committed).
 /// A new task elsewhere would not find them: with `durability = "memory"`, acknowledged pushes
-/// would be lost.
+/// would be lost. Nor `[admin]`: its server is the process's, started once (a token changed to
+/// shut out a leaked one would not be taken, while the reload said it was).
 #[derive(Clone, PartialEq, Eq)]
 struct Fixed {
     name: String,
     state_dir: std::path::PathBuf,
     wal_dir: Option<std::path::PathBuf>,
+    /// (listen, token, insecure)
+    admin: Option<(String, Option<String>, bool)>,
 }
 
 impl Fixed {
@@ -208,6 +211,11 @@ impl Fixed {
             name: job.file.job.name.clone(),
             state_dir: job.resolve(&job.file.job.state_dir),
             wal_dir,
+            admin: job
+                .file
+                .admin
+                .as_ref()
+                .map(|a| (a.listen.clone(), a.token.clone(), a.insecure)),
         }
     }
 
@@ -226,6 +234,9 @@ impl Fixed {
         }
         if new.wal_dir != self.wal_dir {
             return changed("source.wal_dir", &self.wal_dir, &new.wal_dir);
+        }
+        if new.admin != self.admin {
+            return Err("[admin] changed (its address, token or `insecure`), which a reload cannot take: the admin server is the process's, started once with what the file said then (the old token still works). Restart the process to change it".into());
         }
         Ok(())
     }

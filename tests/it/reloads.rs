@@ -292,3 +292,29 @@ fn a_memory_push_task_that_fails_says_which_acknowledged_pushes_are_lost() {
         "{seen}"
     );
 }
+
+/// A SIGHUP after `[admin] token` changed (a leaked token replaced) is refused, saying the
+/// process must restart, and the old token is still the one asked for. Before, the reload
+/// said it restarted the task with the new file, while the admin server kept the old token:
+/// the leaked one still worked, the new one got 401, and nothing said so.
+#[test]
+fn a_reload_that_changes_the_admin_token_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = push_job(dir.path(), "wal", "", "token = \"old-token\"");
+    let log = dir.path().join("run.log");
+    let (mut run, addr) = start_with(&job, &log, &[]);
+    let text = std::fs::read_to_string(&job).unwrap();
+    std::fs::write(&job, text.replace("old-token", "new-token")).unwrap();
+    hup(run.child());
+    let seen = wait_log(&log, "SIGHUP: not reloaded", 1, 60);
+    assert!(
+        seen.contains("SIGHUP: not reloaded") && seen.contains("[admin] changed"),
+        "{seen}"
+    );
+    assert!(
+        !seen.contains("new-token"),
+        "the log shows the token: {seen}"
+    );
+    let (status, _) = crate::admin::http(&addr, "GET", "/v1/tasks", Some("old-token"));
+    assert_eq!(status, 200);
+}
