@@ -347,3 +347,20 @@ fn orc_honours_codec_levels_and_parallel_stripes_write_the_same_bytes() {
         );
     }
 }
+
+/// The text format writes `_raw`'s strings: a `_raw` of another type (a stage's `_kafka_key AS
+/// _raw`, binary) is refused at start. Before, it passed, and the first write panicked,
+/// failing the task at every restart.
+#[test]
+fn a_raw_column_that_is_no_string_is_refused_by_the_text_format() {
+    let opts = FormatOptions {
+        kind: FormatKind::Text,
+        ..FormatOptions::default()
+    };
+    let with = |ty: DataType| Arc::new(Schema::new(vec![Field::new("_raw", ty, true)]));
+    opts.validate(&with(DataType::Utf8)).unwrap();
+    for ty in [DataType::Binary, DataType::Int64, DataType::LargeUtf8] {
+        let err = opts.validate(&with(ty.clone())).unwrap_err().to_string();
+        assert!(err.contains("strings as lines"), "{ty}: {err}");
+    }
+}

@@ -73,12 +73,20 @@ pub(crate) fn check_schema(schema: &SchemaRef, kind: FormatKind) -> Result<(), F
     Ok(())
 }
 
-/// The raw text format needs the decoder's raw column.
+/// The raw text format needs the decoder's raw column, of strings (a stage may make one of
+/// another type: `_kafka_key AS _raw`, whose bytes the writer cannot read as lines).
 pub(crate) fn check_raw(schema: &SchemaRef) -> Result<(), FormatError> {
-    if schema.index_of(RAW_COLUMN).is_err() {
+    let Ok(field) = schema.field_with_name(RAW_COLUMN) else {
         return Err(FormatError::Option(format!(
             "the text format writes each record's original line, but the batches have no \
              `{RAW_COLUMN}` column (decode with keep_raw)"
+        )));
+    };
+    if field.data_type() != &arrow::datatypes::DataType::Utf8 {
+        return Err(FormatError::Option(format!(
+            "the text format writes the `{RAW_COLUMN}` column's strings as lines, but it is {} \
+             (a stage's output: cast it to a string, e.g. `CAST(x AS VARCHAR) AS {RAW_COLUMN}`)",
+            field.data_type()
         )));
     }
     Ok(())
