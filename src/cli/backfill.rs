@@ -161,6 +161,15 @@ pub fn as_backfill(job: &mut Job, name: Option<String>, url: Option<String>) -> 
         }
     }
     job.file.job.name = name.unwrap_or_else(|| format!("{}-backfill", job.file.job.name));
+    // The job's admin address is the live job's (which would then fail to start while the
+    // backfill runs, or the backfill while it does): the backfill's listens on any free port
+    // of the same host, logged.
+    if let Some(admin) = &mut job.file.admin {
+        if let Ok(mut addr) = admin.listen.parse::<std::net::SocketAddr>() {
+            addr.set_port(0);
+            admin.listen = addr.to_string();
+        }
+    }
     if let Some(u) = url {
         job.file.sink.url = from_current_dir(u)?;
         let dead = &mut job.file.dead_letters;

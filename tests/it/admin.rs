@@ -331,3 +331,42 @@ fn the_admin_api_refuses_cross_site_requests_and_open_listeners() {
     .unwrap();
     sluice_ok(&["validate", job.to_str().unwrap()]);
 }
+
+/// A backfill of a job file with a fixed admin address, while the live job holds it (here, a
+/// listener of the test's): the backfill listens on another port of the host, logged, and
+/// runs. Before, it failed ("address in use"), and a backfill started first kept the live
+/// job from starting until it ended.
+#[test]
+fn a_backfill_listens_beside_the_live_jobs_admin_address() {
+    let topic = "beside";
+    let c = cluster(topic);
+    let bootstrap = c.bootstrap_servers();
+    produce_events(&bootstrap, topic, 0, 100, 4, None);
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let job = job_with(dir.path(), &bootstrap, topic, "");
+    let text = std::fs::read_to_string(&job).unwrap();
+    std::fs::write(
+        &job,
+        format!("{text}\n[admin]\nlisten = \"127.0.0.1:{port}\"\n"),
+    )
+    .unwrap();
+    let (status, log) = sluice_within(&["backfill", job.to_str().unwrap()], 60);
+    assert!(status.success(), "{log}");
+    let addr = logged_addr_in(&log);
+    assert!(
+        addr.starts_with("127.0.0.1:") && !addr.ends_with(&format!(":{port}")),
+        "{log}"
+    );
+    assert_eq!(trace_ids(&dir.path().join("out")).len(), 100);
+}
+
+/// The address of the "admin API listening" line of `log`.
+fn logged_addr_in(log: &str) -> String {
+    let line = log
+        .lines()
+        .find(|l| l.contains("admin API listening"))
+        .unwrap_or_else(|| panic!("no admin line:\n{log}"));
+    line.split("addr=").nth(1).unwrap().trim().to_string()
+}
