@@ -79,6 +79,14 @@ pub struct Job {
     pub schema: Option<std::sync::Arc<crate::schema::RepoSchema>>,
 }
 
+/// The WAL folder of a push job: `source.wal_dir`, else `<state_dir>/wal`.
+pub fn wal_folder(job: &Job, wal_dir: Option<&Path>) -> PathBuf {
+    match wal_dir {
+        Some(d) => job.resolve(d),
+        None => job.resolve(&job.file.job.state_dir).join("wal"),
+    }
+}
+
 impl Job {
     /// The job file at `path`, which must hold one repo (see [`Job::load_repo`]).
     pub fn load(path: &Path) -> Result<Job, ConfigError> {

@@ -230,13 +230,13 @@ fn clashes(jobs: &[Job]) -> Vec<String> {
                     ));
                 }
             }
-            SourceSection::Push {
-                wal_dir: Some(d), ..
-            } => {
-                if let Some(other) = wals.insert(normal(&job.resolve(d)), name) {
+            // Explicit or not: one set to another repo's default folder is a clash too.
+            SourceSection::Push { wal_dir, .. } => {
+                let folder = super::wal_folder(job, wal_dir.as_deref());
+                if let Some(other) = wals.insert(normal(&folder), name) {
                     problems.push(format!(
-                        "repos.{name}.source.wal_dir: `{}` is also repo {other}'s; each repo needs its own (leave it out for `<state_dir>/<repo>/wal`)",
-                        d.display()
+                        "repos.{name}.source.wal_dir: `{}` is also repo {other}'s WAL folder; each repo needs its own (leave it out for `<state_dir>/<repo>/wal`)",
+                        folder.display()
                     ));
                 }
             }
@@ -408,6 +408,18 @@ sink = { url = "s3://lake/app/", format = "orc", rotation = { idle = "5s" } }
         );
         let e = Job::parse_all(&two_wals, path).unwrap_err().to_string();
         assert!(e.contains("repos.app.source.wal_dir"), "{e}");
+        // One repo's WAL folder set to where another's is by default.
+        let on_default = push
+            .replace(
+                "source.topics = [\"nginx_access\"]",
+                "source = { kind = \"push\" }",
+            )
+            .replace("wal_dir = \"wal\"", "wal_dir = \"sluice-state/nginx/wal\"");
+        let e = Job::parse_all(&on_default, path).unwrap_err().to_string();
+        assert!(
+            e.contains("repos.app.source.wal_dir") && e.contains("also repo nginx's WAL folder"),
+            "{e}"
+        );
         // A dead-letter topic of a repo replaces the shared files url.
         let dlq = TWO
             .replace(

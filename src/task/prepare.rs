@@ -210,10 +210,4 @@ pub(super) fn push_api(
     )))
 }
 
-/// The WAL folder of a push job: `source.wal_dir`, else `<state_dir>/wal`.
-pub fn wal_folder(job: &Job, wal_dir: Option<&std::path::Path>) -> std::path::PathBuf {
-    match wal_dir {
-        Some(d) => job.resolve(d),
-        None => job.resolve(&job.file.job.state_dir).join("wal"),
-    }
-}
+pub use crate::config::wal_folder;
