@@ -31,7 +31,9 @@ pub enum ConvertError {
     Stage(#[from] crate::stage::StageError),
     #[error("{0}")]
     Usage(String),
-    #[error("{output} is written, but its {count} dead letters could not be: {source}")]
+    #[error(
+        "the {count} dead letters of {output} could not be written, so neither was it: {source}"
+    )]
     DeadLetters {
         output: String,
         count: u64,
@@ -145,6 +147,9 @@ pub fn run(mut job: ConvertJob) -> Result<ConvertSummary, ConvertError> {
             path: job.output.display(&job.output_rel),
         }
         .into());
+    }
+    if !job.overwrite && job.dead_letters.exists(&job.dead_letters_rel)? {
+        return Err(dead_letters_alone(&job));
     }
     let mut reader = ChunkReader::open(&job.input, job.decode.kind.quoting())?
         .with_cost(LineCost::of(&job.schema, &job.decode.kind));
@@ -260,30 +265,65 @@ pub fn run(mut job: ConvertJob) -> Result<ConvertSummary, ConvertError> {
     let bytes_out = file.bytes_written();
     let dead_count = dead.count();
     let output = file.location().to_string();
-    // The output first: without --overwrite its create-only commit decides between two
-    // conversions to one name, and the one that loses must not replace the winner's dead
-    // letters with its own.
+    // The dead letters first: a kill between the two commits leaves dead letters without
+    // their output, which the next conversion refuses to pair with its own (above), not an
+    // output without its dead letters, which looked finished with the dead letters lost.
+    // Without --overwrite both commits are create-only: of two conversions to one name, the
+    // one whose dead letters lose stops before its output, and one whose output loses takes
+    // its dead letters back.
     crate::fault::hold_while("hold_convert_commit");
+    let dead_commit = if create_only {
+        dead.commit_new()
+    } else {
+        dead.commit()
+    };
+    let dead_letter_file = match dead_commit {
+        Ok(f) => f,
+        Err(StoreError::Exists { .. }) => {
+            let _ = file.abort();
+            // Another conversion to the name committed first (or stopped half-way).
+            if job.output.exists(&job.output_rel)? {
+                return Err(StoreError::Exists {
+                    path: job.output.display(&job.output_rel),
+                }
+                .into());
+            }
+            return Err(dead_letters_alone(&job));
+        }
+        Err(source) => {
+            let _ = file.abort();
+            return Err(ConvertError::DeadLetters {
+                output: output.clone(),
+                count: dead_count,
+                source: Box::new(source),
+            });
+        }
+    };
+    if dead_letter_file.is_none()
+        && job.overwrite
+        && job.dead_letters.exists(&job.dead_letters_rel)?
+    {
+        // A dead-letter file from an earlier run of the same conversion no longer applies
+        // (removed before the output replaces that run's).
+        job.dead_letters.delete(&job.dead_letters_rel)?;
+    }
+    crate::fault::hold_while("hold_convert_output");
     let committed = if create_only {
         file.commit_new()
     } else {
         file.commit()
     };
     if let Err(e) = committed {
-        let _ = dead.abort();
+        // Another conversion's output stands: these dead letters are not its. A failure that
+        // may have landed (the same bytes there, or any error: a store call can succeed after
+        // reporting failure) keeps them; if the output did not land, the next conversion to
+        // the name says they stand alone.
+        if dead_letter_file.is_some() && matches!(e, StoreError::Exists { .. }) {
+            if let Err(d) = job.dead_letters.delete(&job.dead_letters_rel) {
+                tracing::warn!(dead_letters = %job.dead_letters.display(&job.dead_letters_rel), error = %d, "the output was not written; its dead letters could not be taken back");
+            }
+        }
         return Err(e.into());
-    }
-    let dead_letter_file = dead.commit().map_err(|source| ConvertError::DeadLetters {
-        output: output.clone(),
-        count: dead_count,
-        source: Box::new(source),
-    })?;
-    if dead_letter_file.is_none()
-        && job.overwrite
-        && job.dead_letters.exists(&job.dead_letters_rel)?
-    {
-        // A dead-letter file from an earlier run of the same conversion no longer applies.
-        job.dead_letters.delete(&job.dead_letters_rel)?;
     }
     Ok(ConvertSummary {
         records,
@@ -297,6 +337,16 @@ pub fn run(mut job: ConvertJob) -> Result<ConvertSummary, ConvertError> {
         output,
         dead_letter_file,
     })
+}
+
+/// The error of a dead-letter file standing without its output.
+fn dead_letters_alone(job: &ConvertJob) -> ConvertError {
+    ConvertError::Usage(format!(
+        "the dead letters {} of {} stand without it: a conversion to that name was stopped \
+         between its two commits, or runs now. Remove them, or convert with --overwrite",
+        job.dead_letters.display(&job.dead_letters_rel),
+        job.output.display(&job.output_rel)
+    ))
 }
 
 /// Running totals of the writing side.

@@ -181,6 +181,19 @@ impl DeadLetterWriter {
         }
     }
 
+    /// [`DeadLetterWriter::commit`], but a file only where none stands yet (create-only; a
+    /// file already there is `StoreError::Exists`).
+    pub fn commit_new(self) -> Result<Option<String>, StoreError> {
+        match self.target {
+            Target::File { file: Some(f), .. } => {
+                let location = f.location().to_string();
+                f.commit_new()?;
+                Ok(Some(location))
+            }
+            _ => self.commit(),
+        }
+    }
+
     /// Discards what was written (messages already sent to a topic stay there).
     pub fn abort(self) -> Result<(), StoreError> {
         match self.target {

@@ -161,3 +161,59 @@ fn of_two_conversions_racing_to_one_output_without_overwrite_one_wins_whole() {
         .collect();
     assert!(left.is_empty(), "temporary files left: {left:?}");
 }
+
+/// A conversion killed (`kill -9`) between its two commits (held at `hold_convert_output`):
+/// its dead letters stand and its output does not, and the next conversion to that name says
+/// so rather than pairing its output with them; with `--overwrite` it writes both. Before,
+/// the output was committed first: a kill between left an output that looked finished (a
+/// second run: "already exists"), its dead letters lost for good.
+#[test]
+fn a_conversion_killed_between_its_commits_leaves_no_output_without_its_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let schema = schema("nginx_access");
+    let input = fixture("nginx_access_bad.jsonl");
+    let target = out.join("events.parquet");
+    let hold = dir.path().join("hold");
+    std::fs::write(&hold, "").unwrap();
+    let log = dir.path().join("killed.log");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["convert", "--schema", schema.to_str().unwrap(), "--input"])
+        .arg(&input)
+        .arg("--output")
+        .arg(&target)
+        .env(
+            "SLUICE_FAULT",
+            format!("hold_convert_output:@{}", hold.display()),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop::new(child);
+    let text = wait_log(&log, "SLUICE_FAULT: holding at hold_convert_output", 1, 60);
+    assert!(text.contains("holding at hold_convert_output"), "{text}");
+    child.child().kill().unwrap();
+    let _ = child.child().wait();
+    let dead = out.join("_dead_letters/events.parquet.jsonl");
+    assert!(
+        !target.exists() || dead.exists(),
+        "the output stands without its dead letters"
+    );
+
+    let args = [
+        "convert",
+        "--schema",
+        schema.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        target.to_str().unwrap(),
+    ];
+    let err = sluice_refused(&args);
+    assert!(err.contains("stand without it"), "{err}");
+    let summary = convert(&schema, &input, &target, &["--overwrite"]);
+    assert!(summary.contains("20 rows, 12 dead letters"), "{summary}");
+    assert_eq!(parquet_rows(&target), 20);
+    assert_eq!(dead_letters(&dead).len(), 12);
+}
