@@ -2,8 +2,9 @@
 //! written and the new ones stay readable together (by name, as DuckDB's `union_by_name` and
 //! pyarrow datasets read them). Allowed: new nullable fields, dropped fields, nullability
 //! to nullable. Refused: a field whose type changes (also against fields dropped earlier: older
-//! files still have them), a new field that is not nullable, a nullable field becoming required
-//! (rows of the older schema, e.g. in a spill, may hold nulls).
+//! files still have them, and against fields named so but for case, which Spark, Hive and
+//! Delta read as one column), a new field that is not nullable, a nullable field becoming
+//! required (rows of the older schema, e.g. in a spill, may hold nulls).
 //!
 //! The schema of the files a job writes is recorded in its destination
 //! (`_sluice/<job>/schemas/<number>.json`, create-only: the fields for people, the Arrow schema
@@ -151,6 +152,23 @@ fn parse_record(path: &str, text: &[u8]) -> Result<(Schema, Schema), EvolutionEr
     Ok((current, ever))
 }
 
+/// A field of `old` or `ever` named as `f` but for case, of another type.
+fn other_case<'a>(
+    old: &'a Schema,
+    ever: &'a Schema,
+    f: &arrow::datatypes::Field,
+) -> Option<&'a arrow::datatypes::Field> {
+    old.fields()
+        .iter()
+        .chain(ever.fields().iter())
+        .find(|o| {
+            o.name() != f.name()
+                && o.name().eq_ignore_ascii_case(f.name())
+                && o.data_type() != f.data_type()
+        })
+        .map(|o| o.as_ref())
+}
+
 /// What changed from `old` to `new`, or why readers could not follow. `ever` holds every field
 /// the files were ever written with (for the types of fields dropped since).
 pub fn compare(old: &Schema, ever: &Schema, new: &Schema) -> Result<Vec<String>, Vec<String>> {
@@ -175,6 +193,19 @@ pub fn compare(old: &Schema, ever: &Schema, new: &Schema) -> Result<Vec<String>,
                 changes.push(format!("field `{}` is nullable now", f.name()))
             }
             (Ok(_), _) => {}
+            // Readers that take names without case (Spark, Hive, Athena, Delta) read a
+            // field one of another case was, as that column.
+            (Err(_), Err(_)) if other_case(old, ever, f).is_some() => {
+                let o = other_case(old, ever, f).expect("checked");
+                problems.push(format!(
+                    "field `{}` ({}) is new, but the files already written have `{}` ({}): readers that take names without case (Spark, Hive, Athena, Delta) read them as one column (give it a name of its own, or `{}`'s type)",
+                    f.name(),
+                    f.data_type(),
+                    o.name(),
+                    o.data_type(),
+                    o.name()
+                ))
+            }
             (Err(_), _) if !f.is_nullable() => problems.push(format!(
                 "field `{}` is new and not nullable, but the files already written do not have it (make it nullable)",
                 f.name()
@@ -409,182 +440,5 @@ pub fn adapt(batch: &RecordBatch, to: &SchemaRef) -> Result<RecordBatch, String>
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use arrow::array::{Array, Int32Array, StringArray};
-    use arrow::datatypes::{DataType, Field};
-
-    fn schema(fields: &[(&str, DataType, bool)]) -> SchemaRef {
-        Arc::new(Schema::new(
-            fields
-                .iter()
-                .map(|(n, t, nl)| Field::new(*n, t.clone(), *nl))
-                .collect::<Vec<_>>(),
-        ))
-    }
-
-    /// A destination in memory, with the runtime it runs on.
-    fn memory() -> (tokio::runtime::Runtime, Destination) {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let dest = Destination::parse("memory:///e", rt.handle().clone()).unwrap();
-        (rt, dest)
-    }
-
-    #[test]
-    fn new_nullable_fields_and_drops_pass_type_changes_and_new_required_fields_do_not() {
-        let old = schema(&[("a", DataType::Int32, false), ("b", DataType::Utf8, true)]);
-        let grown = schema(&[("a", DataType::Int32, true), ("c", DataType::Utf8, true)]);
-        let changes = compare(&old, &old, &grown).unwrap();
-        assert_eq!(changes.len(), 3, "{changes:?}");
-        let required = schema(&[("a", DataType::Int32, false), ("b", DataType::Utf8, false)]);
-        let problems = compare(&old, &old, &required).unwrap_err();
-        assert!(
-            problems[0].contains("`b` was nullable and is required now"),
-            "{problems:?}"
-        );
-        let retyped = schema(&[("a", DataType::Int64, false), ("d", DataType::Utf8, false)]);
-        let problems = compare(&old, &old, &retyped).unwrap_err();
-        assert!(
-            problems[0].contains("`a` is Int32") && problems[0].contains("Int64"),
-            "{problems:?}"
-        );
-        assert!(
-            problems[1].contains("`d` is new and not nullable"),
-            "{problems:?}"
-        );
-    }
-
-    #[test]
-    fn the_record_round_trips_and_guards_the_next_start() {
-        let (_rt, dest) = memory();
-        let v1 = schema(&[("a", DataType::Int32, false)]);
-        assert!(check(&dest, "j", &v1, true).unwrap().is_empty());
-        assert_eq!(
-            recorded(&dest, "j").unwrap().unwrap().0.fields(),
-            v1.fields()
-        );
-        let v2 = schema(&[("a", DataType::Int32, false), ("b", DataType::Utf8, true)]);
-        assert_eq!(check(&dest, "j", &v2, false).unwrap().len(), 1);
-        // Not recorded without `record`: v1 is still what the files have.
-        assert_eq!(
-            recorded(&dest, "j").unwrap().unwrap().0.fields(),
-            v1.fields()
-        );
-        check(&dest, "j", &v2, true).unwrap();
-        let bad = schema(&[("a", DataType::Utf8, false), ("b", DataType::Utf8, true)]);
-        let e = check(&dest, "j", &bad, true).unwrap_err().to_string();
-        assert!(
-            e.contains("field `a` is Int32") && e.contains("Utf8"),
-            "{e}"
-        );
-        assert_eq!(
-            recorded(&dest, "j").unwrap().unwrap().0.fields(),
-            v2.fields()
-        );
-        // `b` is dropped, then comes back with another type: older files still have it.
-        let dropped = schema(&[("a", DataType::Int32, false)]);
-        assert_eq!(check(&dest, "j", &dropped, true).unwrap().len(), 1);
-        let back = schema(&[("a", DataType::Int32, false), ("b", DataType::Int64, true)]);
-        let e = check(&dest, "j", &back, true).unwrap_err().to_string();
-        assert!(
-            e.contains("field `b` is Utf8 in the files already written"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn the_single_record_of_earlier_versions_is_read_until_a_numbered_one_exists() {
-        let (_rt, dest) = memory();
-        let v1 = schema(&[("a", DataType::Int32, false), ("b", DataType::Utf8, true)]);
-        let text = record_text("j", &v1, None).unwrap();
-        dest.put_atomic("_sluice/j/schema.json", &text, false)
-            .unwrap();
-        let dropped = schema(&[("a", DataType::Int32, false)]);
-        assert_eq!(check(&dest, "j", &dropped, true).unwrap().len(), 1);
-        assert!(dest.exists("_sluice/j/schemas/000000000001.json").unwrap());
-        // The dropped field's type came from the earlier record, and the copy follows.
-        let back = schema(&[("a", DataType::Int32, false), ("b", DataType::Int64, true)]);
-        let e = check(&dest, "j", &back, true).unwrap_err().to_string();
-        assert!(e.contains("field `b` is Utf8"), "{e}");
-        assert_eq!(
-            dest.read("_sluice/j/schema.json").unwrap(),
-            record_text("j", &dropped, Some(&v1)).unwrap()
-        );
-    }
-
-    #[test]
-    fn an_earlier_version_recording_in_the_copy_alone_still_counts() {
-        let (_rt, dest) = memory();
-        let v1 = schema(&[("a", DataType::Int32, false)]);
-        check(&dest, "j", &v1, true).unwrap();
-        // An earlier version, beside this one, adds `c` as Int64 where it only looks.
-        let theirs = schema(&[("a", DataType::Int32, false), ("c", DataType::Int64, true)]);
-        let text = record_text("j", &theirs, Some(&v1)).unwrap();
-        dest.put_atomic("_sluice/j/schema.json", &text, false)
-            .unwrap();
-        let ours = schema(&[("a", DataType::Int32, false), ("c", DataType::Utf8, true)]);
-        let e = check(&dest, "j", &ours, true).unwrap_err().to_string();
-        assert!(e.contains("field `c` is Int64"), "{e}");
-        // The same schema again: recorded anew, keeping `c`, and the copy caught up.
-        assert!(check(&dest, "j", &v1, true).unwrap().is_empty());
-        let two = dest.read("_sluice/j/schemas/000000000002.json").unwrap();
-        assert_eq!(dest.read("_sluice/j/schema.json").unwrap(), two);
-        let (_, ever) = recorded(&dest, "j").unwrap().unwrap();
-        assert_eq!(
-            ever.field_with_name("c").unwrap().data_type(),
-            &DataType::Int64
-        );
-    }
-
-    #[test]
-    fn a_next_record_in_the_way_that_no_listing_shows_is_an_error_not_a_race() {
-        let dir = tempfile::tempdir().unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let url = format!("file://{}", dir.path().display());
-        let dest = Destination::parse(&url, rt.handle().clone()).unwrap();
-        let v1 = schema(&[("a", DataType::Int32, false)]);
-        check(&dest, "j", &v1, true).unwrap();
-        std::fs::create_dir(dir.path().join("_sluice/j/schemas/000000000002.json")).unwrap();
-        let v2 = schema(&[("a", DataType::Int32, false), ("b", DataType::Utf8, true)]);
-        let e = check(&dest, "j", &v2, true).unwrap_err().to_string();
-        assert!(
-            e.contains("000000000002.json") && e.contains("does not show it"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn an_old_batch_is_adapted_by_name() {
-        let old = schema(&[("b", DataType::Utf8, true), ("a", DataType::Int32, false)]);
-        let batch = RecordBatch::try_new(
-            old,
-            vec![
-                Arc::new(StringArray::from(vec!["x", "y"])),
-                Arc::new(Int32Array::from(vec![1, 2])),
-            ],
-        )
-        .unwrap();
-        let new = schema(&[("a", DataType::Int32, false), ("c", DataType::Utf8, true)]);
-        let out = adapt(&batch, &new).unwrap();
-        assert_eq!(out.schema(), new);
-        assert_eq!(
-            out.column(0)
-                .as_any()
-                .downcast_ref::<Int32Array>()
-                .unwrap()
-                .value(1),
-            2
-        );
-        assert_eq!(out.column(1).null_count(), 2);
-        let retyped = schema(&[("a", DataType::Int64, false)]);
-        assert!(adapt(&batch, &retyped)
-            .unwrap_err()
-            .contains("`a` was Int32"));
-    }
-}
+#[path = "evolution_tests.rs"]
+mod tests;
