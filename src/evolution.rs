@@ -4,7 +4,8 @@
 //! to nullable. Refused: a field whose type changes (also against fields dropped earlier: older
 //! files still have them, and against fields named so but for case, which Spark, Hive and
 //! Delta read as one column), a new field that is not nullable, a nullable field becoming
-//! required (rows of the older schema, e.g. in a spill, may hold nulls).
+//! required (rows of the older schema, e.g. in a spill, may hold nulls); for CSV or TSV
+//! without a header, read by position, any change of the fields or their order.
 //!
 //! The schema of the files a job writes is recorded in its destination
 //! (`_sluice/<job>/schemas/<number>.json`, create-only: the fields for people, the Arrow schema
@@ -152,6 +153,22 @@ fn parse_record(path: &str, text: &[u8]) -> Result<(Schema, Schema), EvolutionEr
     Ok((current, ever))
 }
 
+/// With `positional` output (CSV or TSV without a header, read by position), the fields of
+/// `new` must be those of `old`, in its order: any other change makes readers take the
+/// columns after it for others.
+fn same_positions(old: &Schema, new: &Schema, positional: bool) -> Result<(), Vec<String>> {
+    let names =
+        |s: &Schema| -> Vec<String> { s.fields().iter().map(|f| f.name().clone()).collect() };
+    if !positional || names(old) == names(new) {
+        return Ok(());
+    }
+    Err(vec![format!(
+        "the files are CSV or TSV without a header, which readers read by position: their fields were ({}) and would be ({}); every column after the first difference would be read as another (keep the fields and their order, write a header with `header = true`, or write to another folder)",
+        names(old).join(", "),
+        names(new).join(", ")
+    )])
+}
+
 /// A field of `old` or `ever` named as `f` but for case, of another type.
 fn other_case<'a>(
     old: &'a Schema,
@@ -260,6 +277,7 @@ pub fn check(
     job: &str,
     schema: &SchemaRef,
     record: bool,
+    positional: bool,
 ) -> Result<Vec<String>, EvolutionError> {
     let mut lost_to = None;
     for _ in 0..MAX_RACES {
@@ -279,12 +297,12 @@ pub fn check(
             {
                 return Ok(Vec::new())
             }
-            Some((current, ever)) => {
-                compare(current, ever, schema).map_err(|problems| EvolutionError::Incompatible {
+            Some((current, ever)) => compare(current, ever, schema)
+                .and_then(|c| same_positions(current, schema, positional).map(|()| c))
+                .map_err(|problems| EvolutionError::Incompatible {
                     job: job.to_string(),
                     problems,
-                })?
-            }
+                })?,
             None => {
                 if !dest
                     .list(&format!("_sluice/{job}/checkpoints/"))?
@@ -378,6 +396,7 @@ pub fn check_beside(
     job: &str,
     repo: &str,
     schema: &Schema,
+    positional: bool,
 ) -> Result<(), EvolutionError> {
     let all = match crate::commit::ranges::backfills(dest, Some(job), repo) {
         Ok(all) => all,
@@ -394,11 +413,13 @@ pub fn check_beside(
         let Some(place) = place else { continue };
         match recorded(&place, &name) {
             Ok(Some((current, ever))) if current.fields() != schema.fields() => {
-                compare(&current, &ever, schema).map_err(|problems| EvolutionError::Beside {
-                    job: job.to_string(),
-                    backfill: name.clone(),
-                    problems,
-                })?;
+                compare(&current, &ever, schema)
+                    .and_then(|_| same_positions(&current, schema, positional))
+                    .map_err(|problems| EvolutionError::Beside {
+                        job: job.to_string(),
+                        backfill: name.clone(),
+                        problems,
+                    })?;
             }
             Ok(_) => {}
             Err(e) => {

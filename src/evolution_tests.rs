@@ -51,21 +51,23 @@ fn new_nullable_fields_and_drops_pass_type_changes_and_new_required_fields_do_no
 fn the_record_round_trips_and_guards_the_next_start() {
     let (_rt, dest) = memory();
     let v1 = schema(&[("a", DataType::Int32, false)]);
-    assert!(check(&dest, "j", &v1, true).unwrap().is_empty());
+    assert!(check(&dest, "j", &v1, true, false).unwrap().is_empty());
     assert_eq!(
         recorded(&dest, "j").unwrap().unwrap().0.fields(),
         v1.fields()
     );
     let v2 = schema(&[("a", DataType::Int32, false), ("b", DataType::Utf8, true)]);
-    assert_eq!(check(&dest, "j", &v2, false).unwrap().len(), 1);
+    assert_eq!(check(&dest, "j", &v2, false, false).unwrap().len(), 1);
     // Not recorded without `record`: v1 is still what the files have.
     assert_eq!(
         recorded(&dest, "j").unwrap().unwrap().0.fields(),
         v1.fields()
     );
-    check(&dest, "j", &v2, true).unwrap();
+    check(&dest, "j", &v2, true, false).unwrap();
     let bad = schema(&[("a", DataType::Utf8, false), ("b", DataType::Utf8, true)]);
-    let e = check(&dest, "j", &bad, true).unwrap_err().to_string();
+    let e = check(&dest, "j", &bad, true, false)
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("field `a` is Int32") && e.contains("Utf8"),
         "{e}"
@@ -76,9 +78,11 @@ fn the_record_round_trips_and_guards_the_next_start() {
     );
     // `b` is dropped, then comes back with another type: older files still have it.
     let dropped = schema(&[("a", DataType::Int32, false)]);
-    assert_eq!(check(&dest, "j", &dropped, true).unwrap().len(), 1);
+    assert_eq!(check(&dest, "j", &dropped, true, false).unwrap().len(), 1);
     let back = schema(&[("a", DataType::Int32, false), ("b", DataType::Int64, true)]);
-    let e = check(&dest, "j", &back, true).unwrap_err().to_string();
+    let e = check(&dest, "j", &back, true, false)
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("field `b` is Utf8 in the files already written"),
         "{e}"
@@ -93,11 +97,13 @@ fn the_single_record_of_earlier_versions_is_read_until_a_numbered_one_exists() {
     dest.put_atomic("_sluice/j/schema.json", &text, false)
         .unwrap();
     let dropped = schema(&[("a", DataType::Int32, false)]);
-    assert_eq!(check(&dest, "j", &dropped, true).unwrap().len(), 1);
+    assert_eq!(check(&dest, "j", &dropped, true, false).unwrap().len(), 1);
     assert!(dest.exists("_sluice/j/schemas/000000000001.json").unwrap());
     // The dropped field's type came from the earlier record, and the copy follows.
     let back = schema(&[("a", DataType::Int32, false), ("b", DataType::Int64, true)]);
-    let e = check(&dest, "j", &back, true).unwrap_err().to_string();
+    let e = check(&dest, "j", &back, true, false)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("field `b` is Utf8"), "{e}");
     assert_eq!(
         dest.read("_sluice/j/schema.json").unwrap(),
@@ -109,17 +115,19 @@ fn the_single_record_of_earlier_versions_is_read_until_a_numbered_one_exists() {
 fn an_earlier_version_recording_in_the_copy_alone_still_counts() {
     let (_rt, dest) = memory();
     let v1 = schema(&[("a", DataType::Int32, false)]);
-    check(&dest, "j", &v1, true).unwrap();
+    check(&dest, "j", &v1, true, false).unwrap();
     // An earlier version, beside this one, adds `c` as Int64 where it only looks.
     let theirs = schema(&[("a", DataType::Int32, false), ("c", DataType::Int64, true)]);
     let text = record_text("j", &theirs, Some(&v1)).unwrap();
     dest.put_atomic("_sluice/j/schema.json", &text, false)
         .unwrap();
     let ours = schema(&[("a", DataType::Int32, false), ("c", DataType::Utf8, true)]);
-    let e = check(&dest, "j", &ours, true).unwrap_err().to_string();
+    let e = check(&dest, "j", &ours, true, false)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("field `c` is Int64"), "{e}");
     // The same schema again: recorded anew, keeping `c`, and the copy caught up.
-    assert!(check(&dest, "j", &v1, true).unwrap().is_empty());
+    assert!(check(&dest, "j", &v1, true, false).unwrap().is_empty());
     let two = dest.read("_sluice/j/schemas/000000000002.json").unwrap();
     assert_eq!(dest.read("_sluice/j/schema.json").unwrap(), two);
     let (_, ever) = recorded(&dest, "j").unwrap().unwrap();
@@ -139,10 +147,10 @@ fn a_next_record_in_the_way_that_no_listing_shows_is_an_error_not_a_race() {
     let url = format!("file://{}", dir.path().display());
     let dest = Destination::parse(&url, rt.handle().clone()).unwrap();
     let v1 = schema(&[("a", DataType::Int32, false)]);
-    check(&dest, "j", &v1, true).unwrap();
+    check(&dest, "j", &v1, true, false).unwrap();
     std::fs::create_dir(dir.path().join("_sluice/j/schemas/000000000002.json")).unwrap();
     let v2 = schema(&[("a", DataType::Int32, false), ("b", DataType::Utf8, true)]);
-    let e = check(&dest, "j", &v2, true).unwrap_err().to_string();
+    let e = check(&dest, "j", &v2, true, false).unwrap_err().to_string();
     assert!(
         e.contains("000000000002.json") && e.contains("does not show it"),
         "{e}"
@@ -199,4 +207,32 @@ fn a_field_of_another_case_and_type_is_refused() {
     );
     let same_type = schema(&[("status", DataType::Int32, true)]);
     assert!(compare(&old, &old, &same_type).is_ok());
+}
+
+/// CSV or TSV without a header is read by position: a field inserted, dropped or moved is
+/// refused there, and accepted where readers find columns by name.
+#[test]
+fn positional_files_keep_their_fields_and_order() {
+    let (_rt, dest) = memory();
+    let v1 = schema(&[("a", DataType::Int32, true), ("b", DataType::Utf8, true)]);
+    check(&dest, "j", &v1, true, true).unwrap();
+    let inserted = schema(&[
+        ("a", DataType::Int32, true),
+        ("x", DataType::Utf8, true),
+        ("b", DataType::Utf8, true),
+    ]);
+    let e = check(&dest, "j", &inserted, false, true)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("read by position") && e.contains("(a, x, b)"),
+        "{e}"
+    );
+    let moved = schema(&[("b", DataType::Utf8, true), ("a", DataType::Int32, true)]);
+    assert!(check(&dest, "j", &moved, false, true).is_err());
+    assert_eq!(check(&dest, "j", &inserted, false, false).unwrap().len(), 1);
+    let nullable_again = schema(&[("a", DataType::Int32, true), ("b", DataType::Utf8, true)]);
+    assert!(check(&dest, "j", &nullable_again, false, true)
+        .unwrap()
+        .is_empty());
 }

@@ -132,7 +132,7 @@ pub fn run_backfill(
 /// record of its own, which a first run does not have yet).
 fn same_schema_as_live(job: &Job, live: &ranges::Live) -> Result<()> {
     let out = task::prepare(job, false)?.decoder.output_schema();
-    match sluice::evolution::check(&live.dest, &live.name, &out, false) {
+    match sluice::evolution::check(&live.dest, &live.name, &out, false, job.format.positional()) {
         Ok(_) => Ok(()),
         Err(e @ sluice::evolution::EvolutionError::Incompatible { .. }) => Err(anyhow!(
             "{e}\n(the backfill writes into the live job's folder {}, whose readers read its \

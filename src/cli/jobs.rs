@@ -207,7 +207,13 @@ fn validate_one(path: &Path, job: &Job, runtime: &tokio::runtime::Runtime) -> Re
     }
     // The schema against the one the job's files were written with (nothing is recorded).
     let out = prepared.decoder.output_schema();
-    match sluice::evolution::check(&dest, &job.file.job.name, &out, false) {
+    match sluice::evolution::check(
+        &dest,
+        &job.file.job.name,
+        &out,
+        false,
+        job.format.positional(),
+    ) {
         Ok(changes) => {
             for c in changes {
                 println!("  schema change (new files carry it): {c}");

@@ -208,6 +208,11 @@ impl Default for FormatOptions {
 }
 
 impl FormatOptions {
+    /// Files whose readers find columns by position only: CSV or TSV without a header.
+    pub fn positional(&self) -> bool {
+        matches!(self.kind, FormatKind::Csv | FormatKind::Tsv) && !self.header
+    }
+
     /// The codec in effect.
     pub fn codec(&self) -> Codec {
         self.codec.unwrap_or(match self.kind {

@@ -331,10 +331,11 @@ fn run_inner(
     let mine = spill_owner(job, decoder.schema());
     // Before any data moves: the schema must be one that readers of the files already written
     // can follow; it is then recorded as the files' schema.
-    for change in crate::evolution::check(&dest, &name, &out_schema, true)? {
+    let positional = job.format.positional();
+    for change in crate::evolution::check(&dest, &name, &out_schema, true, positional)? {
         tracing::warn!(repo = %label, change = %change, "the schema changed; new files carry it");
     }
-    crate::evolution::check_beside(&dest, &name, &repo_label(job), &out_schema)?;
+    crate::evolution::check_beside(&dest, &name, &repo_label(job), &out_schema, positional)?;
     let (table, table_partitions) = crate::table::for_task(
         &job.table,
         &dest,

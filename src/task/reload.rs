@@ -301,6 +301,7 @@ fn against_files(job: &Job) -> Result<Arc<RepoSchema>, TaskError> {
         &job.file.job.name,
         &prepared.decoder.output_schema(),
         false,
+        job.format.positional(),
     )?;
     Ok(prepared.schema.clone())
 }

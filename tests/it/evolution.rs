@@ -371,3 +371,42 @@ fn a_spill_decoded_before_a_field_was_added_is_read_again_with_it() {
         "rows read after the field was added lack it: {without_field:?}"
     );
 }
+
+/// A job writing CSV without a header (read by position) whose schema gains a field between
+/// two others is refused before any data moves; with a header the same change runs. Before,
+/// it was accepted: the old files read `trace_id,n`, the new ones `trace_id,note,n`, and a
+/// reader of the folder took every `note` for an `n`.
+#[test]
+fn a_field_inserted_into_headerless_csv_output_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = file_job(dir.path());
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("format = \"parquet\"", "format = \"csv\"\nheader = false");
+    std::fs::write(&job, text).unwrap();
+    let schema = dir.path().join("pairs.toml");
+    std::fs::write(&schema, V1).unwrap();
+    std::fs::write(
+        dir.path().join("in/1.jsonl"),
+        "{\"trace_id\":\"a\",\"n\":1}\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("in/2.jsonl"), "").unwrap();
+    let jobs = job.to_str().unwrap();
+    sluice_ok(&["run", jobs]);
+    let inserted = V1.replace(
+        "[[fields]]\nname = \"n\"",
+        "[[fields]]\nname = \"note\"\ntype = \"string\"\n[[fields]]\nname = \"n\"",
+    );
+    assert_ne!(inserted, V1);
+    std::fs::write(&schema, inserted).unwrap();
+    let err = sluice_refused(&["run", jobs]);
+    assert!(err.contains("read by position"), "{err}");
+    let err = sluice_refused(&["validate", jobs]);
+    assert!(err.contains("read by position"), "{err}");
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("header = false", "header = true");
+    std::fs::write(&job, text).unwrap();
+    sluice_ok(&["run", jobs]);
+}
