@@ -343,7 +343,9 @@ pub fn run(mut job: ConvertJob) -> Result<ConvertSummary, ConvertError> {
 fn dead_letters_alone(job: &ConvertJob) -> ConvertError {
     ConvertError::Usage(format!(
         "the dead letters {} of {} stand without it: a conversion to that name was stopped \
-         between its two commits, or runs now. Remove them, or convert with --overwrite",
+         between its two commits, or runs now, or one into another folder writes its dead \
+         letters there too (a --dead-letters folder shared by outputs of one name: give each \
+         its own, or a file name). Remove them, or convert with --overwrite",
         job.dead_letters.display(&job.dead_letters_rel),
         job.output.display(&job.output_rel)
     ))
