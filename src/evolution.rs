@@ -385,6 +385,20 @@ fn record_text(
     Ok(serde_json::to_vec_pretty(&rec).expect("a schema record serializes"))
 }
 
+/// [`check_beside`], then [`check`]: what a start (`record`), a reload's check and `validate`
+/// ask of the schema job `job` of repo `repo` is about to write into `dest`. The backfills'
+/// records first, so that a schema they refuse is not recorded.
+pub fn check_all(
+    dest: &Destination,
+    (job, repo): (&str, &str),
+    schema: &SchemaRef,
+    record: bool,
+    positional: bool,
+) -> Result<Vec<String>, EvolutionError> {
+    check_beside(dest, job, repo, schema, positional)?;
+    check(dest, job, schema, record, positional)
+}
+
 /// Checks `schema`, which job `job` of repo `repo` is about to write into `dest`, against the
 /// schema records of the repo's backfills whose files are read with its own: those whose
 /// range is recorded there (into this folder, or a folder inside it). A backfill may have

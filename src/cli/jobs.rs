@@ -207,9 +207,9 @@ fn validate_one(path: &Path, job: &Job, runtime: &tokio::runtime::Runtime) -> Re
     }
     // The schema against the one the job's files were written with (nothing is recorded).
     let out = prepared.decoder.output_schema();
-    match sluice::evolution::check(
+    match sluice::evolution::check_all(
         &dest,
-        &job.file.job.name,
+        (&job.file.job.name, &task::repo_label(job)),
         &out,
         false,
         job.format.positional(),
@@ -219,7 +219,10 @@ fn validate_one(path: &Path, job: &Job, runtime: &tokio::runtime::Runtime) -> Re
                 println!("  schema change (new files carry it): {c}");
             }
         }
-        Err(e @ sluice::evolution::EvolutionError::Incompatible { .. }) => return Err(e.into()),
+        Err(
+            e @ (sluice::evolution::EvolutionError::Incompatible { .. }
+            | sluice::evolution::EvolutionError::Beside { .. }),
+        ) => return Err(e.into()),
         Err(e) => println!("  the schema was not checked against the written files: {e}"),
     }
     Ok(())

@@ -332,10 +332,10 @@ fn run_inner(
     // Before any data moves: the schema must be one that readers of the files already written
     // can follow; it is then recorded as the files' schema.
     let positional = job.format.positional();
-    for change in crate::evolution::check(&dest, &name, &out_schema, true, positional)? {
+    let whose = (name.as_str(), label.as_str());
+    for change in crate::evolution::check_all(&dest, whose, &out_schema, true, positional)? {
         tracing::warn!(repo = %label, change = %change, "the schema changed; new files carry it");
     }
-    crate::evolution::check_beside(&dest, &name, &repo_label(job), &out_schema, positional)?;
     let (table, table_partitions) = crate::table::for_task(
         &job.table,
         &dest,

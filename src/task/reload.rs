@@ -296,9 +296,9 @@ fn against_files(job: &Job) -> Result<Arc<RepoSchema>, TaskError> {
             reason: format!("cannot start an I/O runtime: {e}"),
         })?;
     let dest = destination(job, &runtime)?;
-    crate::evolution::check(
+    crate::evolution::check_all(
         &dest,
-        &job.file.job.name,
+        (&job.file.job.name, &super::repo_label(job)),
         &prepared.decoder.output_schema(),
         false,
         job.format.positional(),

@@ -32,7 +32,7 @@ fn use_schema(job: &Path, to: &Path) {
 /// (before, it wrote Utf8 `status` files among the live job's Int32 ones: a folder readers
 /// fail on). One that adds a nullable string field runs; the live job restarted with that
 /// field as an integer is then refused (its own record has no such field, but the backfill's
-/// files do).
+/// files do), by `validate` too, and records nothing: the backfill runs again.
 #[test]
 fn a_backfill_and_the_live_job_in_one_folder_keep_schemas_readers_can_follow() {
     let topic = "live";
@@ -81,4 +81,9 @@ fn a_backfill_and_the_live_job_in_one_folder_keep_schemas_readers_can_follow() {
         log.contains("cannot be read beside the files backfill `kafka-it-backfill` wrote"),
         "{log}"
     );
+    let err = sluice_refused(&["validate", jobs]);
+    assert!(err.contains("cannot be read beside"), "{err}");
+    // The refused start recorded nothing: the backfill's schema still fits the live record.
+    use_schema(&job, &with_string);
+    sluice_ok(&["backfill", jobs, "--to", to]);
 }
