@@ -475,7 +475,8 @@ print(n)
 
 /// With `auto_offset_reset = "latest"` the job starts the partitions it first takes at the
 /// log's end, and records when. A topic that begins to match its pattern later, created
-/// while the job was down or while it runs, is read from its first record since then. Before,
+/// while the job was down or while it runs, is read from its first record; a topic of older
+/// records added to the job file later starts at its end. Before,
 /// such a topic started at its end when the group noticed it: every record written to it
 /// before that was lost without a word. (librdkafka's mock broker answers no offset for a
 /// time, so this runs on tansu.)
@@ -486,8 +487,10 @@ fn tansu_a_topic_that_begins_to_match_later_is_read_from_its_first_record() {
     };
     let b = broker.bootstrap();
     broker.create_topic("ev-a", 2);
+    broker.create_topic("old", 2);
     // Before the job's first start: not its to write.
     produce_events(&b, "ev-a", 0, 10, 2, None);
+    produce_events(&b, "old", 100, 10, 2, None);
     let dir = tempfile::tempdir().unwrap();
     let options = format!(
         "\"topic.metadata.refresh.interval.ms\" = \"1000\"\n{}",
@@ -517,10 +520,17 @@ fn tansu_a_topic_that_begins_to_match_later_is_read_from_its_first_record() {
     let log = std::fs::read_to_string(dir.path().join("first.log")).unwrap();
     assert!(first.wait_with_output().unwrap().status.success(), "{log}");
 
-    // While the job is down: a new topic, and more of the first one.
+    // While the job is down: a new topic, and more of the first one. And the job file now
+    // names a topic of older records too: it starts at its end, as `latest` says.
     broker.create_topic("ev-b", 2);
     produce_events(&b, "ev-b", 20, 20, 2, None);
     produce_events(&b, "ev-a", 40, 10, 2, None);
+    let text = std::fs::read_to_string(&job).unwrap();
+    std::fs::write(
+        &job,
+        text.replace("topics = [\"^ev-.*\"]", "topics = [\"^ev-.*\", \"old\"]"),
+    )
+    .unwrap();
     let second_log = dir.path().join("second.log");
     let second = spawn_run(&job, &second_log);
     wait_until("the job to take ev-b", 90, || {

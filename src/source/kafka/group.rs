@@ -124,50 +124,42 @@ impl ConsumerContext for GroupContext {
     }
 }
 
-/// With `auto_offset_reset = "latest"`, the partitions of `parts` the group holds no offset
-/// of start at their first record since `since` (ms), when the job first took partitions at
-/// the log's end, rather than at the end now: one added to a topic, or of a topic that began
-/// to match a pattern, or assigned while the job was down, holds records written since the
-/// job started that no one else exports. By the records' timestamps (the broker's
-/// `ListOffsets`): a record stamped before `since` (a producer's clock behind) is left out.
-fn starts_since(
-    consumer: &BaseConsumer<GroupContext>,
-    parts: &mut [Assigned],
-    since: i64,
-    name: &str,
-) -> Result<(), SourceError> {
-    let mut tpl = TopicPartitionList::new();
-    for a in parts.iter().filter(|a| a.reset) {
-        tpl.add_partition_offset(&a.info.topic, a.info.number as i32, Offset::Offset(since))
-            .map_err(|e| err_at(name, e.to_string()))?;
-    }
-    let found = consumer
-        .offsets_for_times(tpl, TIMEOUT)
-        .map_err(|e| err_at(name, format!("offsets of the job's first start: {e}")))?;
-    for a in parts.iter_mut().filter(|a| a.reset) {
-        let (topic, p) = (&a.info.topic, a.info.number as i32);
-        let Some(e) = found.find_partition(topic, p) else {
-            return Err(err_at(
-                name,
-                format!("{topic}/{p}: no offset of the job's first start"),
-            ));
-        };
-        e.error().map_err(|e| {
-            err_at(
-                name,
-                format!("{topic}/{p}: the offset of the job's first start: {e}"),
-            )
-        })?;
-        // None: no record since (the end is the start).
-        if let Offset::Offset(o) = e.offset() {
-            let o = (o.max(0) as u64).clamp(a.held.0, a.held.1);
-            if o < a.start {
-                tracing::info!(partition = %a.info.key(), from = o, end = a.start, since_ms = since, "the partition starts at its first record since the job first started partitions at the log's end (auto_offset_reset = \"latest\"): it was first taken after that");
-                a.start = o;
+/// With `auto_offset_reset = "latest"`, a partition of `parts` the group holds no offset of
+/// whose first record is stamped at or after `since` (ms), when the job first took partitions
+/// at the log's end, starts at that record rather than at the end now: it was created since
+/// (a partition added to a topic, a topic that began to match a pattern, while the job ran or
+/// was down), and what was written to it before the group noticed it (up to
+/// `topic.metadata.refresh.interval.ms` later) is the job's to write. One holding older
+/// records (a topic added to the job file, or an old one an edited pattern matches) starts at
+/// the end, as `latest` says. The first record is read (a client of its own, as checkpoints'
+/// marks are: `identity`), not the broker's offset for the time taken on trust (one broker
+/// answers 0 where no record is that recent). A record that cannot be read in time, or has
+/// no timestamp, leaves the end, logged; a checkpoint (looked at after this) still wins.
+fn starts_since(recheck: &super::identity::Recheck, parts: &mut [Assigned], since: i64) {
+    let asked: Vec<usize> = (0..parts.len())
+        .filter(|&i| parts[i].reset && parts[i].held.0 < parts[i].start)
+        .collect();
+    let wanted: Vec<(String, i32, i64)> = asked
+        .iter()
+        .map(|&i| {
+            let a = &parts[i];
+            (a.info.topic.clone(), a.info.number as i32, a.held.0 as i64)
+        })
+        .collect();
+    let firsts = recheck.first_at(&wanted, super::identity::WAIT);
+    for (i, first) in asked.into_iter().zip(firsts) {
+        let a = &mut parts[i];
+        match first {
+            Some((at, Some(stamp))) if stamp >= since && at >= 0 && (at as u64) < a.start => {
+                tracing::info!(partition = %a.info.key(), from = at, end = a.start, first_stamp_ms = stamp, since_ms = since, "the partition's first record is stamped since the job's first start (auto_offset_reset = \"latest\"): created since, it starts there unless a checkpoint says otherwise");
+                a.start = at as u64;
+            }
+            Some(_) => {}
+            None => {
+                tracing::warn!(partition = %a.info.key(), since_ms = since, "could not read the partition's first record to tell whether it was created since the job's first start: without an offset it starts at the log's end");
             }
         }
     }
-    Ok(())
 }
 
 impl GroupContext {
@@ -223,12 +215,12 @@ impl GroupContext {
         // Recorded at the first assignment under `latest`, whether or not it starts any
         // partition at the end (a job switched from `earliest` holds offsets of them all).
         if shared.reset_latest {
-            if let Some(m) = shared.membership.as_mut() {
-                if let Some(since) = m.first_started()? {
-                    if parts.iter().any(|a| a.reset) {
-                        starts_since(consumer, &mut parts, since, &name)?;
-                    }
-                }
+            let since = match shared.membership.as_mut() {
+                Some(m) => m.first_started()?,
+                None => None,
+            };
+            if let Some(since) = since {
+                starts_since(&shared.recheck, &mut parts, since);
             }
         }
         let asked = began.elapsed();

@@ -75,37 +75,102 @@ impl Recheck {
 
     /// Reads the message at each mark's offset of `(topic, partition, mark)` and says, in the
     /// same order, whether it is the one marked. Holds the caller at most `wait` and a
-    /// second: the client reads on a thread of its own, which sends its answers before the
-    /// client's teardown (librdkafka's close, which may wait on an unreachable coordinator).
+    /// second (see [`Recheck::read`]).
     pub fn compare(&self, wanted: &[(String, i32, RecordMark)], wait: Duration) -> Vec<Found> {
+        let at: Vec<(String, i32, i64)> = wanted
+            .iter()
+            .map(|(t, p, m)| (t.clone(), *p, m.offset as i64))
+            .collect();
+        let marks: Vec<RecordMark> = wanted.iter().map(|w| w.2).collect();
+        let mut scratch = Part::new(
+            PartitionInfo {
+                id: 0,
+                topic: String::new(),
+                number: 0,
+            },
+            0,
+        );
+        let unknown = (
+            Found::Unknown("the broker did not send it in time"),
+            Found::Unknown("no client to read it in time"),
+        );
+        self.read(at, wait, unknown, move |i, m| {
+            let mark = marks[i];
+            if m.offset() as u64 != mark.offset {
+                return Found::Unknown(
+                    "it is no longer there (compacted, or deleted by retention)",
+                );
+            }
+            // Framed as the first read framed it.
+            scratch.drop_buffer();
+            scratch.line(m.payload(), false);
+            scratch.offsets.push(mark.offset);
+            let now = scratch.mark_at(0, m.timestamp().to_millis());
+            match mark.matches(&now) {
+                true => Found::Same,
+                false => Found::Other(now),
+            }
+        })
+    }
+
+    /// The first message at or after each offset of `(topic, partition, offset)`, in the same
+    /// order: its offset and timestamp (ms, if it has one); `None` when none came within
+    /// `wait`.
+    pub fn first_at(
+        &self,
+        wanted: &[(String, i32, i64)],
+        wait: Duration,
+    ) -> Vec<Option<(i64, Option<i64>)>> {
+        self.read(wanted.to_vec(), wait, (None, None), |_, m| {
+            Some((m.offset(), m.timestamp().to_millis()))
+        })
+    }
+
+    /// Reads the first message at or after each `(topic, partition, offset)` with a client of
+    /// these settings and answers, in the same order, what `seen` makes of it; `unknown.0`
+    /// where none came within `wait`, `unknown.1` where the client could not read or answer
+    /// in time. Holds the caller at most `wait` and a second: the client reads on a thread of
+    /// its own, which sends its answers before the client's teardown (librdkafka's close,
+    /// which may wait on an unreachable coordinator).
+    fn read<T: Clone + Send + 'static>(
+        &self,
+        wanted: Vec<(String, i32, i64)>,
+        wait: Duration,
+        unknown: (T, T),
+        seen: impl FnMut(usize, &rdkafka::message::BorrowedMessage<'_>) -> T + Send + 'static,
+    ) -> Vec<T> {
         if wanted.is_empty() {
             return Vec::new();
         }
+        let n = wanted.len();
         let (tx, rx) = std::sync::mpsc::channel();
         let settings = self.settings.clone();
-        let list = wanted.to_vec();
+        let (late, failed) = unknown;
+        let no_client = failed.clone();
         let reader = std::thread::Builder::new()
             .name("kafka-recheck".into())
-            .spawn(move || read_marked(&settings, &list, wait, tx));
+            .spawn(move || read_each(&settings, &wanted, wait, (late, failed), seen, tx));
         let answers = match reader {
             Ok(_) => rx.recv_timeout(wait + Duration::from_secs(1)).ok(),
             Err(_) => None,
         };
-        answers
-            .unwrap_or_else(|| vec![Found::Unknown("no client to read it in time"); wanted.len()])
+        answers.unwrap_or_else(|| vec![no_client; n])
     }
 }
 
-/// Reads the message at each mark's offset with a client made of `settings`, for at most
-/// `wait`, and sends whether each is the one marked to `answer`, before the client is torn
-/// down.
-fn read_marked(
+/// Reads the first message at or after each offset of `wanted` with a client made of
+/// `settings`, for at most `wait`, and sends what `seen` makes of each to `answer` (`late`
+/// for those that did not come, `failed` for all if the client cannot read), before the
+/// client is torn down.
+fn read_each<T: Clone>(
     settings: &[(String, String)],
-    wanted: &[(String, i32, RecordMark)],
+    wanted: &[(String, i32, i64)],
     wait: Duration,
-    answer: std::sync::mpsc::Sender<Vec<Found>>,
+    (late, failed): (T, T),
+    mut seen: impl FnMut(usize, &rdkafka::message::BorrowedMessage<'_>) -> T,
+    answer: std::sync::mpsc::Sender<Vec<T>>,
 ) {
-    let mut found = vec![Found::Unknown("the broker did not send it in time"); wanted.len()];
+    let mut found = vec![late; wanted.len()];
     let mut cfg = ClientConfig::new();
     for (k, v) in settings {
         cfg.set(k, v);
@@ -113,35 +178,27 @@ fn read_marked(
     let client: BaseConsumer = match cfg.create() {
         Ok(c) => c,
         Err(e) => {
-            tracing::warn!(error = %e, "cannot create a client to compare checkpoints' last messages");
-            let _ = answer.send(vec![Found::Unknown("no client to read it"); wanted.len()]);
+            tracing::warn!(error = %e, "cannot create a client to read messages again");
+            let _ = answer.send(vec![failed; wanted.len()]);
             return;
         }
     };
     let mut tpl = TopicPartitionList::new();
     let mut pending: HashMap<(String, i32), usize> = HashMap::new();
-    for (i, (topic, p, mark)) in wanted.iter().enumerate() {
+    for (i, (topic, p, offset)) in wanted.iter().enumerate() {
         if tpl
-            .add_partition_offset(topic, *p, Offset::Offset(mark.offset as i64))
+            .add_partition_offset(topic, *p, Offset::Offset(*offset))
             .is_ok()
         {
             pending.insert((topic.clone(), *p), i);
         }
     }
     if let Err(e) = client.assign(&tpl) {
-        tracing::warn!(error = %e, "cannot assign partitions to compare checkpoints' last messages");
-        let _ = answer.send(vec![Found::Unknown("no client to read it"); wanted.len()]);
+        tracing::warn!(error = %e, "cannot assign partitions to read messages again");
+        let _ = answer.send(vec![failed; wanted.len()]);
         return;
     }
     let deadline = Instant::now() + wait;
-    let mut scratch = Part::new(
-        PartitionInfo {
-            id: 0,
-            topic: String::new(),
-            number: 0,
-        },
-        0,
-    );
     while !pending.is_empty() {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -157,20 +214,7 @@ fn read_marked(
         let mut done = TopicPartitionList::new();
         done.add_partition(m.topic(), m.partition());
         let _ = client.pause(&done);
-        let mark = wanted[i].2;
-        found[i] = if m.offset() as u64 == mark.offset {
-            // Framed as the first read framed it.
-            scratch.drop_buffer();
-            scratch.line(m.payload(), false);
-            scratch.offsets.push(mark.offset);
-            let now = scratch.mark_at(0, m.timestamp().to_millis());
-            match mark.matches(&now) {
-                true => Found::Same,
-                false => Found::Other(now),
-            }
-        } else {
-            Found::Unknown("it is no longer there (compacted, or deleted by retention)")
-        };
+        found[i] = seen(i, &m);
     }
     let _ = answer.send(found);
     // The client is torn down here, after the answer.
