@@ -53,8 +53,8 @@ pub enum SourceSection {
         format: String,
         /// Where a partition without checkpoint or group offset starts: earliest or latest
         /// (`latest` once: a partition the job started before and never committed continues
-        /// where it started, and one first taken after the job's first start, a new topic
-        /// or partition, starts at its first record since that start).
+        /// where it started, and one created after the job's first start, a new topic or
+        /// partition whose first record is stamped since, starts at that record).
         #[serde(default = "default_reset")]
         auto_offset_reset: String,
         /// Messages per chunk, in bytes: files roll and commit at chunk boundaries.
