@@ -121,6 +121,23 @@ pub struct Checkpoint {
     pub record: Option<crate::decode::meta::RecordMark>,
 }
 
+impl Checkpoint {
+    /// The kind of source whose positions `next_offset` counts, where the record tells:
+    /// `push` (a log's), `kafka` (a message's mark), `file` (a file's start); `None` for
+    /// records of older versions and Kafka commits with no mark.
+    pub fn written_by(&self) -> Option<&'static str> {
+        if self.log.is_some() || !self.log_runs.is_empty() {
+            Some("push")
+        } else if self.record.is_some() {
+            Some("kafka")
+        } else if self.file.is_some() {
+            Some("file")
+        } else {
+            None
+        }
+    }
+}
+
 /// The first bytes of a file (up to 4 KiB, decompressed): how many, and their CRC-32.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileHead {

@@ -240,6 +240,15 @@ fn input_kind(
 }
 
 impl SourceSection {
+    /// The source's kind, as the job file names it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceSection::Kafka { .. } => "kafka",
+            SourceSection::File { .. } => "file",
+            SourceSection::Push { .. } => "push",
+        }
+    }
+
     /// Checks the section (each problem goes to `check` with its key) and returns the input
     /// kind of its records.
     pub(super) fn validate(

@@ -51,6 +51,19 @@ pub fn check_all(
 ) -> Result<(), TaskError> {
     for p in parts {
         let latest = checkpoints.latest(&p.key())?;
+        // Before anything is recorded: another kind of source's offsets are no file's (the
+        // claim's resume refuses them too).
+        if let Some(theirs) = latest.as_ref().and_then(|c| c.written_by()) {
+            if theirs != "file" {
+                return Err(TaskError::Job {
+                    job: checkpoints.job().to_string(),
+                    reason: format!(
+                        "partition {}: its checkpoints were written by a {theirs} job of this name into this destination, whose offsets are not this file's bytes: resuming there would skip or repeat records. Give this job a name (job.name) or destination of its own",
+                        p.key()
+                    ),
+                });
+            }
+        }
         let resumed = latest.as_ref().map_or(0, |c| c.next_offset);
         let from = latest.as_ref().and_then(|c| c.file.as_ref());
         check_one(

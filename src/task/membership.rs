@@ -200,7 +200,7 @@ pub(super) fn claim_static(
 pub fn resume(
     claimed: Claimed,
     control: &Control,
-    channel: Option<&Channel>,
+    (channel, kind): (Option<&Channel>, &str),
     info: &PartitionInfo,
     default: impl FnOnce() -> Result<(u64, u64), TaskError>,
 ) -> Result<Start, TaskError> {
@@ -212,6 +212,19 @@ pub fn resume(
         ..
     } = claimed;
     let seq = r.next_seq - 1;
+    // Offsets another kind of source counted are not this one's: resuming at one would skip
+    // (or repeat) records without a word.
+    if let Some(c) = &r.latest {
+        if let Some(theirs) = c.written_by().filter(|t| *t != kind) {
+            return Err(TaskError::Job {
+                job: c.job.clone(),
+                reason: format!(
+                    "partition {key}: its checkpoints (commit {}, by {}) were written by a {theirs} job of this name into this destination, whose offsets are not this {kind} source's: resuming there would skip or repeat records. Give this job a name (job.name) or destination of its own",
+                    c.seq, c.owner
+                ),
+            });
+        }
+    }
     // The checkpoint's mark, where it resumes from the checkpoint (not a table's end).
     let latest_mark = r.latest.as_ref().and_then(|c| {
         c.record
@@ -433,10 +446,9 @@ impl TaskMembership {
         let mut out = Vec::with_capacity(parts.len());
         for (a, claimed) in parts.iter().zip(claimed) {
             let default = moved.get(&a.info.id).copied().unwrap_or(a.start);
-            let start = resume(claimed, &self.control, Some(&self.channel), &a.info, || {
-                Ok((default, 0))
-            })
-            .map_err(|e| failed(a.info.key(), e))?;
+            let at = (Some(self.channel.as_ref()), "kafka");
+            let start = resume(claimed, &self.control, at, &a.info, || Ok((default, 0)))
+                .map_err(|e| failed(a.info.key(), e))?;
             out.push(Resumed {
                 id: a.info.id,
                 offset: start.offset,

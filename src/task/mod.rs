@@ -431,7 +431,9 @@ fn run_inner(
         let from = claimed.latest().and_then(|c| c.file.clone());
         let src = &mut source;
         let start =
-            membership::resume(claimed, &control, None, p, || Ok(src.resume_default(p.id)?))?;
+            membership::resume(claimed, &control, (None, job.file.source.kind()), p, || {
+                Ok(src.resume_default(p.id)?)
+            })?;
         // Under the claim: the file is the one read to where the partition resumes (another
         // process may have committed since the check before the claims).
         let head = file_identity::check_one(

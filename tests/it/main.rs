@@ -41,6 +41,7 @@ mod run;
 mod s3_faults;
 mod s3_run;
 mod slow_store;
+mod source_kinds;
 mod stages;
 mod status_page;
 mod stores;

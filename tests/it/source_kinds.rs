@@ -1,0 +1,44 @@
+//! A job's checkpoints count one kind of source's offsets: a job of another kind, under the
+//! same name and destination, is refused rather than resuming at offsets that are not its.
+
+use crate::helpers::*;
+use crate::push::{push_acked, push_job, start};
+
+/// A push job `push-test` writes into `out/` (partition `push-0`); then a file job of the
+/// same name reads `push.jsonl` (also partition `push-0`) into the same folder. It is
+/// refused, naming the push job's checkpoints. Before, it resumed at the push log's position
+/// as a byte offset of the file: its first records were skipped without a word.
+#[test]
+fn a_file_job_is_refused_the_checkpoints_a_push_job_of_its_name_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = push_job(dir.path(), "wal", "", "");
+    let (run, addr) = start(&job, &dir.path().join("push.log"));
+    push_acked(&addr, "p", 20);
+    let out = dir.path().join("out");
+    wait_until("the pushed rows in out/", 60, || {
+        trace_ids(&out).len() == 20
+    });
+    let status = run.stop("the push job", 60);
+    assert!(status.success());
+
+    let mut lines = String::new();
+    for i in 0..30 {
+        lines.push_str(&format!(
+            "{{\"ts\":\"2024-05-01T10:00:00Z\",\"host\":\"h\",\"status\":200,\"trace_id\":\"f-{i}\"}}\n"
+        ));
+    }
+    std::fs::write(dir.path().join("push.jsonl"), lines).unwrap();
+    let file_job = dir.path().join("file.toml");
+    std::fs::write(
+        &file_job,
+        format!(
+            "[job]\nname = \"push-test\"\nstate_dir = \"state-file\"\n[source]\nkind = \"file\"\npaths = [\"push.jsonl\"]\n[repo]\nschema = {:?}\n[sink]\nurl = \"file://out\"\n",
+            schema("nginx_access")
+        ),
+    )
+    .unwrap();
+    let (status, log) = sluice_within(&["run", file_job.to_str().unwrap()], 60);
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("written by a push job of this name"), "{log}");
+    assert_eq!(trace_ids(&out).len(), 20, "the refused file job wrote");
+}
