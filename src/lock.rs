@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 /// Why a folder could not be locked.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("{path} is locked by another sluice process (PID {pid}) running this job; stop it first, or give this run another `job.state_dir`")]
+    #[error("{path} is locked by another sluice process (PID {pid}) running this job; stop it first (a second process of a Kafka job, to share its partitions, needs a `job.state_dir` of its own; other jobs run as one process)")]
     Held { path: PathBuf, pid: String },
     #[error("cannot lock {path}: {source}")]
     Io {

@@ -172,6 +172,23 @@ fn validate_one(path: &Path, job: &Job, runtime: &tokio::runtime::Runtime) -> Re
         ),
         None => format!("repo `{}` ({fields} fields)", prepared.schema.name),
     };
+    // The schema against the one the job's files were written with (nothing is recorded).
+    let out = prepared.decoder.output_schema();
+    // Before the job is called valid: a schema the files refuse makes it not.
+    let checked = match sluice::evolution::check_all(
+        &dest,
+        (&job.file.job.name, &task::repo_label(job)),
+        &out,
+        false,
+        job.format.positional(),
+    ) {
+        Ok(changes) => Ok(changes),
+        Err(
+            e @ (sluice::evolution::EvolutionError::Incompatible { .. }
+            | sluice::evolution::EvolutionError::Beside { .. }),
+        ) => return Err(e.into()),
+        Err(e) => Err(e),
+    };
     println!(
         "{}: job `{}` is valid: {repo}, {}, {} to {}",
         path.display(),
@@ -205,24 +222,12 @@ fn validate_one(path: &Path, job: &Job, runtime: &tokio::runtime::Runtime) -> Re
             sluice::sink::paths::TIGHT_SEGMENT
         );
     }
-    // The schema against the one the job's files were written with (nothing is recorded).
-    let out = prepared.decoder.output_schema();
-    match sluice::evolution::check_all(
-        &dest,
-        (&job.file.job.name, &task::repo_label(job)),
-        &out,
-        false,
-        job.format.positional(),
-    ) {
+    match checked {
         Ok(changes) => {
             for c in changes {
                 println!("  schema change (new files carry it): {c}");
             }
         }
-        Err(
-            e @ (sluice::evolution::EvolutionError::Incompatible { .. }
-            | sluice::evolution::EvolutionError::Beside { .. }),
-        ) => return Err(e.into()),
         Err(e) => println!("  the schema was not checked against the written files: {e}"),
     }
     Ok(())
@@ -239,15 +244,8 @@ pub fn run_job(
 ) -> Result<()> {
     init_logs(log_json);
     let mut jobs = load_jobs(path, repo)?;
-    if let (Some(f), true) = (from_checkpoint, jobs.len() > 1) {
-        bail!(
-            "--from-checkpoint {}: the job file has {} repos, and the number is one repo's commit \
-             (another repo rolled back to its own commit of that number would delete files \
-             readers may have seen, and one without it would fail at every restart): name the \
-             repo with --repo",
-            f.seq,
-            jobs.len()
-        );
+    if let Some(f) = from_checkpoint {
+        one_repo_rolled_back(&jobs, f)?;
     }
     let mut _locks = Vec::new();
     for j in &mut jobs {
@@ -384,10 +382,29 @@ pub fn run_checkpoints(cmd: CheckpointCommand) -> Result<()> {
 }
 
 /// `run --from-checkpoint N --dry-run`: what the roll-back would delete, per partition.
+/// `--from-checkpoint N` names one repo's commit: refused for a job file's several repos
+/// (another repo rolled back to its own commit of that number would delete files readers may
+/// have seen, and one without it would fail at every restart).
+fn one_repo_rolled_back(jobs: &[Job], f: FromCheckpoint) -> Result<()> {
+    if jobs.len() > 1 {
+        bail!(
+            "--from-checkpoint {}: the job file has {} repos, and the number is one repo's \
+             commit (another repo rolled back to its own commit of that number would delete \
+             files readers may have seen, and one without it would fail at every restart): \
+             name the repo with --repo",
+            f.seq,
+            jobs.len()
+        );
+    }
+    Ok(())
+}
+
 pub fn run_roll_back_plan(path: &Path, repo: Option<&str>, f: FromCheckpoint) -> Result<()> {
     let runtime = io_runtime()?;
     let seq = f.seq;
-    for job in &load_jobs(path, repo)? {
+    let jobs = load_jobs(path, repo)?;
+    one_repo_rolled_back(&jobs, f)?;
+    for job in &jobs {
         let dest = task::destination(job, &runtime)?;
         let cps = Checkpoints::new(dest, &job.file.job.name);
         let again = if f.again { " --again" } else { "" };

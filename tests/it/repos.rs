@@ -273,5 +273,7 @@ fn a_roll_back_of_several_repos_without_repo_is_refused() {
         err.contains("the job file has 3 repos") && err.contains("--repo"),
         "{err}"
     );
+    let (status, err) = sluice_within(&["run", job, "--from-checkpoint", "3", "--dry-run"], 30);
+    assert!(!status.success() && err.contains("--repo"), "{err}");
     assert!(!dir.path().join("out").exists(), "the refused run wrote");
 }
