@@ -269,8 +269,7 @@ pub fn run(mut job: ConvertJob) -> Result<ConvertSummary, ConvertError> {
     // their output, which the next conversion refuses to pair with its own (above), not an
     // output without its dead letters, which looked finished with the dead letters lost.
     // Without --overwrite both commits are create-only: of two conversions to one name, the
-    // one whose dead letters lose stops before its output, and one whose output loses takes
-    // its dead letters back.
+    // one whose dead letters lose stops before its output.
     crate::fault::hold_while("hold_convert_commit");
     let dead_commit = if create_only {
         dead.commit_new()
@@ -299,13 +298,15 @@ pub fn run(mut job: ConvertJob) -> Result<ConvertSummary, ConvertError> {
             });
         }
     };
+    // With none of its own, another conversion's may have been committed since the check at
+    // the start (it stopped before its output, or runs): this output must not stand beside
+    // them as if they were its.
     if dead_letter_file.is_none()
-        && job.overwrite
+        && create_only
         && job.dead_letters.exists(&job.dead_letters_rel)?
     {
-        // A dead-letter file from an earlier run of the same conversion no longer applies
-        // (removed before the output replaces that run's).
-        job.dead_letters.delete(&job.dead_letters_rel)?;
+        let _ = file.abort();
+        return Err(dead_letters_alone(&job));
     }
     crate::fault::hold_while("hold_convert_output");
     let committed = if create_only {
@@ -314,16 +315,25 @@ pub fn run(mut job: ConvertJob) -> Result<ConvertSummary, ConvertError> {
         file.commit()
     };
     if let Err(e) = committed {
-        // Another conversion's output stands: these dead letters are not its. A failure that
-        // may have landed (the same bytes there, or any error: a store call can succeed after
-        // reporting failure) keeps them; if the output did not land, the next conversion to
-        // the name says they stand alone.
-        if dead_letter_file.is_some() && matches!(e, StoreError::Exists { .. }) {
-            if let Err(d) = job.dead_letters.delete(&job.dead_letters_rel) {
-                tracing::warn!(dead_letters = %job.dead_letters.display(&job.dead_letters_rel), error = %d, "the output was not written; its dead letters could not be taken back");
-            }
-        }
-        return Err(e.into());
+        // Whether the output landed cannot always be told (a refused create-only upload whose
+        // object could not be read back, a store call that succeeds after reporting failure):
+        // its dead letters stay, and if it did not land, the next conversion to the name says
+        // they stand alone.
+        return Err(match &dead_letter_file {
+            Some(d) => ConvertError::Usage(format!(
+                "{e} (its dead letters stand at {d}: if no output of this conversion stands, remove them)"
+            )),
+            None => e.into(),
+        });
+    }
+    if dead_letter_file.is_none()
+        && job.overwrite
+        && job.dead_letters.exists(&job.dead_letters_rel)?
+    {
+        // A dead-letter file from an earlier run of the same conversion no longer applies
+        // (removed after the output replaced that run's: a stop between leaves them beside
+        // the new output, not the earlier output without them).
+        job.dead_letters.delete(&job.dead_letters_rel)?;
     }
     Ok(ConvertSummary {
         records,

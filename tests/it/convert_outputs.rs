@@ -217,3 +217,58 @@ fn a_conversion_killed_between_its_commits_leaves_no_output_without_its_dead_let
     assert_eq!(parquet_rows(&target), 20);
     assert_eq!(dead_letters(&dead).len(), 12);
 }
+
+/// Two conversions to one name: one without dead letters held before its commits, another
+/// with dead letters killed between its commits. The first, released, is refused: its output
+/// would stand beside the other's dead letters as if they were its own (its summary saying
+/// none). Before, it wrote it.
+#[test]
+fn a_conversion_without_dead_letters_does_not_commit_beside_anothers() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let schema = schema("nginx_access");
+    let clean = dir.path().join("clean.jsonl");
+    let fixture_text = std::fs::read_to_string(fixture("nginx_access.jsonl")).unwrap();
+    std::fs::write(
+        &clean,
+        format!("{}\n", fixture_text.lines().next().unwrap()),
+    )
+    .unwrap();
+    let target = out.join("events.parquet");
+    let held = |input: &std::path::Path, point: &str, name: &str| {
+        let hold = dir.path().join(format!("hold-{name}"));
+        std::fs::write(&hold, "").unwrap();
+        let log = dir.path().join(format!("{name}.log"));
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["convert", "--schema", schema.to_str().unwrap(), "--input"])
+            .arg(input)
+            .arg("--output")
+            .arg(&target)
+            .env("SLUICE_FAULT", format!("{point}:@{}", hold.display()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let child = KillOnDrop::new(child);
+        let text = wait_log(&log, &format!("holding at {point}"), 1, 60);
+        assert!(text.contains(&format!("holding at {point}")), "{text}");
+        (child, hold, log)
+    };
+    let (mut first, first_hold, first_log) = held(&clean, "hold_convert_commit", "first");
+    let (mut second, _, _) = held(
+        &fixture("nginx_access_bad.jsonl"),
+        "hold_convert_output",
+        "second",
+    );
+    second.child().kill().unwrap();
+    let _ = second.child().wait();
+    std::fs::remove_file(&first_hold).unwrap();
+    let status = wait_exit(first.child(), "the first conversion", 60);
+    let err = std::fs::read_to_string(&first_log).unwrap();
+    assert!(
+        !status.success(),
+        "it wrote its output beside the other's dead letters: {err}"
+    );
+    assert!(err.contains("stand without it"), "{err}");
+    assert!(!target.exists());
+}
