@@ -58,8 +58,24 @@ fn start_writeback(_file: &std::fs::File) {}
 /// holds for any target name that fits.
 const TMP_NAME_KEPT: usize = 180;
 
+/// When this process first named a temporary file or swept (ns since the epoch): every
+/// temporary name it makes holds a time at or after this, one of an earlier process with the
+/// same id (a container's PID 1 restarted) an earlier one.
+pub(super) fn process_start_ns() -> u128 {
+    static START: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
+    *START.get_or_init(now_ns)
+}
+
+fn now_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
 /// A hidden name, unique to this write, for `target`'s bytes until they are whole.
 pub(super) fn tmp_name(target: &Path) -> String {
+    process_start_ns();
     static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let name = target
         .file_name()
@@ -73,10 +89,7 @@ pub(super) fn tmp_name(target: &Path) -> String {
         ".{}.{}-{}-{}.tmp",
         &name[..kept],
         std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
+        now_ns(),
         COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     )
 }

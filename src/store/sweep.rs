@@ -10,8 +10,9 @@ use std::time::{Duration, SystemTime};
 
 use super::{Destination, Kind, StoreError};
 
-/// The process id in the name of a local write's temporary file; `None` for any other name.
-fn temp_pid(name: &str) -> Option<u64> {
+/// The process id and time (ns) in the name of a local write's temporary file; `None` for
+/// any other name.
+fn temp_id(name: &str) -> Option<(u64, u128)> {
     let rest = name.strip_prefix('.')?.strip_suffix(".tmp")?;
     // `<name>.<pid>-<nanos>-<count>` (without the count before this version)
     let (_, id) = rest.rsplit_once('.')?;
@@ -20,7 +21,12 @@ fn temp_pid(name: &str) -> Option<u64> {
         && parts
             .iter()
             .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-    digits.then(|| parts[0].parse().unwrap_or(u64::MAX))
+    digits.then(|| {
+        (
+            parts[0].parse().unwrap_or(u64::MAX),
+            parts[1].parse().unwrap_or(0),
+        )
+    })
 }
 
 impl Destination {
@@ -55,8 +61,12 @@ impl Destination {
                 }
                 // This process's own are its live writes (another repo's, whose files may
                 // stay open longer than this one's `max_age`, or paused): never swept here.
-                match temp_pid(&entry.file_name().to_string_lossy()) {
-                    Some(pid) if pid != u64::from(std::process::id()) => {}
+                // An earlier process of the same id (a container's PID 1) named its own
+                // before this one started.
+                match temp_id(&entry.file_name().to_string_lossy()) {
+                    Some((pid, at))
+                        if pid != u64::from(std::process::id())
+                            || at < super::file::process_start_ns() => {}
                     _ => continue,
                 }
                 let Ok(meta) = entry.metadata() else {
@@ -110,6 +120,13 @@ mod tests {
                 .unwrap();
         };
         aged(&old);
+        // An earlier process with this one's id (a container's PID 1 restarted): its time is
+        // before this process's start.
+        let earlier = dir
+            .path()
+            .join(format!("dt=2/.e.parquet.{}-1-0.tmp", std::process::id()));
+        std::fs::write(&earlier, b"e").unwrap();
+        aged(&earlier);
         // This process's own write, open as long (another repo's, with a longer `max_age`).
         let mut mine = dest.create("dt=3/c-0-0-00.parquet").unwrap();
         mine.write_all(b"c").unwrap();
@@ -118,8 +135,9 @@ mod tests {
         dest.put_atomic("dt=2/kept.parquet", b"k", false).unwrap();
         std::fs::write(dir.path().join("dt=2/.hidden.tmp"), b"not ours").unwrap();
         let (n, _) = dest.sweep_temp_files(Duration::from_secs(3600)).unwrap();
-        assert_eq!(n, 1);
+        assert_eq!(n, 2);
         assert!(!old.exists());
+        assert!(!earlier.exists(), "an earlier process's of this id stayed");
         assert!(dir.path().join(live.staged().unwrap()).exists());
         assert!(dir.path().join("dt=2/kept.parquet").exists());
         assert!(dir.path().join("dt=2/.hidden.tmp").exists());
@@ -135,10 +153,10 @@ mod tests {
         for n in [1, 100, 181, 255] {
             let target = std::path::PathBuf::from(format!("/d/{}", "é".repeat(n / 2)));
             let tmp = super::super::file::tmp_name(&target);
-            assert!(tmp.len() <= 255 && temp_pid(&tmp).is_some(), "{tmp}");
+            assert!(tmp.len() <= 255 && temp_id(&tmp).is_some(), "{tmp}");
         }
         assert!(
-            temp_pid(".a-0-1-ab.parquet.123-456.tmp") == Some(123),
+            temp_id(".a-0-1-ab.parquet.123-456.tmp") == Some((123, 456)),
             "an older version's"
         );
     }
