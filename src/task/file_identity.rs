@@ -53,8 +53,9 @@ pub fn check_all(
         let latest = checkpoints.latest(&p.key())?;
         // Before anything is recorded: another kind of source's offsets are no file's (the
         // claim's resume refuses them too).
+        let file_job = matches!(job.file.source, crate::config::SourceSection::File { .. });
         if let Some(theirs) = latest.as_ref().and_then(|c| c.written_by()) {
-            if theirs != "file" {
+            if file_job && theirs != "file" {
                 return Err(TaskError::Job {
                     job: checkpoints.job().to_string(),
                     reason: format!(
