@@ -53,9 +53,11 @@ pub struct ConvertArgs {
     /// CSV/TSV input has no header row: columns are the schema's fields in order.
     #[arg(long)]
     no_input_header: bool,
-    /// Output format.
-    #[arg(long, default_value = "parquet")]
-    format: String,
+    /// Output format: parquet, orc, json, csv, tsv or text; by default from the output's file
+    /// name (.parquet, .orc, .jsonl/.json, .csv, .tsv, .txt, each maybe with .gz), else
+    /// parquet.
+    #[arg(long)]
+    format: Option<String>,
     /// Codec: zstd[:level], snappy, gzip[:level], lz4, zlib[:level], none. Defaults: parquet
     /// and orc zstd, json gzip:1, csv/tsv/text none.
     #[arg(long)]
@@ -129,6 +131,58 @@ fn split_output(url: &str, default_name: &str) -> (String, String) {
     }
 }
 
+/// The output's format: `--format`, else the output file name's extension (`.gz` aside),
+/// else Parquet. A file name of another format than `--format` is refused: its readers would
+/// take the bytes for what the name says (Parquet in `x.csv`).
+fn output_kind(asked: &Option<String>, output_url: &str) -> Result<FormatKind> {
+    let (_, name) = split_output(output_url, "");
+    let stem = name.strip_suffix(".gz").unwrap_or(&name);
+    let named: Option<FormatKind> = Path::new(stem)
+        .extension()
+        .and_then(|e| e.to_str())
+        .and_then(|e| e.parse().ok());
+    match (asked, named) {
+        (None, n) => Ok(n.unwrap_or(FormatKind::Parquet)),
+        (Some(a), n) => {
+            let kind: FormatKind = a.parse()?;
+            match n {
+                Some(n) if n != kind => bail!(
+                    "--output {name} names a {} file, but --format is {}: its readers would take \
+                     the bytes for {}. Name the output for its format, or leave --format out",
+                    n.name(),
+                    kind.name(),
+                    n.name()
+                ),
+                _ => Ok(kind),
+            }
+        }
+    }
+}
+
+/// The codec of a text output (JSON lines, CSV, TSV, text) named as a file: gzip where the
+/// name ends in `.gz`, else none, unless `--compression` says; one that says otherwise than
+/// the name is refused (gzip bytes in `x.jsonl`, or plain text in `x.csv.gz`).
+fn output_codec(kind: FormatKind, asked: Option<Codec>, output_url: &str) -> Result<Option<Codec>> {
+    let (_, name) = split_output(output_url, "");
+    if name.is_empty() || matches!(kind, FormatKind::Parquet | FormatKind::Orc) {
+        return Ok(asked);
+    }
+    let gz = name.ends_with(".gz");
+    match asked {
+        None => Ok(Some(if gz { Codec::Gzip(1) } else { Codec::None })),
+        Some(c) if matches!(c, Codec::Gzip(_)) == gz => Ok(Some(c)),
+        Some(c) => bail!(
+            "--output {name} {}, but --compression is {c:?}: name the output for its \
+             compression (`.gz` for gzip), or leave --compression out",
+            if gz {
+                "names a gzip file"
+            } else {
+                "names a file that is not gzip"
+            }
+        ),
+    }
+}
+
 /// `file://./out/` is accepted as a path relative to the current folder.
 fn local_relative(url: &str) -> String {
     match sluice::config::file_url_path(url) {
@@ -154,7 +208,7 @@ pub fn run_convert(a: ConvertArgs) -> Result<()> {
     };
     let kind = sluice::decode::input_kind(format, a.delimiter.as_deref(), !a.no_input_header)
         .map_err(|e| anyhow::anyhow!("--delimiter: {e}"))?;
-    let format_kind: FormatKind = a.format.parse()?;
+    let format_kind = output_kind(&a.format, &local_relative(&a.output))?;
     let threads = a.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -162,7 +216,11 @@ pub fn run_convert(a: ConvertArgs) -> Result<()> {
     });
     let format = FormatOptions {
         kind: format_kind,
-        codec: a.compression.as_deref().map(Codec::parse).transpose()?,
+        codec: output_codec(
+            format_kind,
+            a.compression.as_deref().map(Codec::parse).transpose()?,
+            &local_relative(&a.output),
+        )?,
         row_group_rows: a.row_group_rows,
         dictionary: match a.dictionary {
             DictionaryArg::Auto => Dictionary::Auto,

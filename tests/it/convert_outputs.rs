@@ -272,3 +272,39 @@ fn a_conversion_without_dead_letters_does_not_commit_beside_anothers() {
     assert!(err.contains("stand without it"), "{err}");
     assert!(!target.exists());
 }
+
+/// An output named as a file gets the format and compression its name says, and a
+/// `--format` or `--compression` that says otherwise is refused. Before, `x.csv` held Parquet
+/// (the default format) and `x.jsonl` gzip bytes (JSON's default codec).
+#[test]
+fn an_output_named_as_a_file_is_written_as_its_name_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let schema = schema("nginx_access");
+    let input = fixture("nginx_access.jsonl");
+    convert(&schema, &input, &out.join("x.csv"), &[]);
+    let csv = std::fs::read_to_string(out.join("x.csv")).unwrap();
+    assert!(csv.starts_with("ts,host,"), "{}", &csv[..csv.len().min(80)]);
+    convert(&schema, &input, &out.join("x.jsonl"), &[]);
+    let json = std::fs::read_to_string(out.join("x.jsonl")).unwrap();
+    assert!(json.starts_with("{\""), "not plain JSON lines");
+    convert(&schema, &input, &out.join("x.jsonl.gz"), &[]);
+    let gz = std::fs::read(out.join("x.jsonl.gz")).unwrap();
+    assert_eq!(&gz[..2], &[0x1f, 0x8b]);
+    let target = out.join("y.csv");
+    for extra in [&["--format", "parquet"][..], &["--compression", "gzip"][..]] {
+        let mut args = vec![
+            "convert",
+            "--schema",
+            schema.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            target.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let err = sluice_refused(&args);
+        assert!(err.contains("--output y.csv names a"), "{extra:?}: {err}");
+    }
+    assert!(!target.exists());
+}
