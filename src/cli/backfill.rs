@@ -123,6 +123,12 @@ pub fn run_backfill(
         "backfill {}: {:?}; {} rows, {} dead letters in {} files over {} commits; {:.2} s",
         job.file.job.name, s.state, s.rows, s.dead_letters, s.files, s.commits, s.seconds
     );
+    if !s.ended {
+        bail!(
+            "backfill {}: stopped before the end of its range; what it committed stands: run it again (same --name, --from and --to) to resume",
+            job.file.job.name
+        );
+    }
     Ok(())
 }
 

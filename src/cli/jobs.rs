@@ -289,6 +289,14 @@ pub fn run_job(
             "job {}: {:?}; {} rows, {} dead letters in {} files over {} commits; {:.2} s",
             job.file.job.name, s.state, s.rows, s.dead_letters, s.files, s.commits, s.seconds
         );
+        // A file job reads to the end of its files: stopped before, it is not done (a
+        // script's `sluice run job && next` must not go on).
+        if matches!(job.file.source, SourceSection::File { .. }) && !s.ended {
+            bail!(
+                "job {}: stopped before the end of its input; what it committed stands: run it again to resume",
+                job.file.job.name
+            );
+        }
         return Ok(());
     }
     let outcomes = task::many::run_all(path, jobs, opts, admin.as_ref(), stop, hups);

@@ -51,6 +51,9 @@ pub struct Control {
     pub paused: AtomicBool,
     /// The source has nothing more (bounded runs).
     pub source_done: AtomicBool,
+    /// A bounded run read its source to the end and committed all of it (not stopped early,
+    /// with what it held spilled).
+    pub completed: AtomicBool,
     /// Chunks produced by the source and put into the channel: equal when none is in flight.
     pub produced: AtomicU64,
     pub put: AtomicU64,

@@ -200,6 +200,8 @@ pub struct RunSummary {
     pub files: u64,
     pub commits: u64,
     pub seconds: f64,
+    /// The source ended by itself (a bounded run read everything), not stopped early.
+    pub ended: bool,
 }
 
 fn transition(state: &mut TaskState, next: TaskState, job: &str, metrics: &Metrics) {
@@ -276,6 +278,7 @@ pub fn run(job: &Job, opts: RunOptions, stop: Arc<AtomicBool>) -> Result<RunSumm
         files: ctl.files.load(Ordering::Relaxed),
         commits: ctl.commits.load(Ordering::Relaxed),
         seconds: started.elapsed().as_secs_f64(),
+        ended: ctl.completed.load(Ordering::Acquire),
     })
 }
 
@@ -643,7 +646,8 @@ fn run_inner(
         // A bounded run that ended reports success only if everything it read is committed
         // (also when a stop arrives while the workers finish).
         let result = match result {
-            Ok(true) => check_committed(&name, &control, source.handed_to()),
+            Ok(true) => check_committed(&name, &control, source.handed_to())
+                .map(|()| control.completed.store(true, Ordering::Release)),
             Ok(false) => Ok(()),
             Err(e) => Err(e),
         };

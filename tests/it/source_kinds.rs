@@ -42,3 +42,56 @@ fn a_file_job_is_refused_the_checkpoints_a_push_job_of_its_name_wrote() {
     assert!(log.contains("written by a push job of this name"), "{log}");
     assert_eq!(trace_ids(&out).len(), 20, "the refused file job wrote");
 }
+
+/// A file job stopped (SIGTERM) before the end of its files, while its worker holds what it
+/// read (`hold_worker`), spills it and fails, saying to run it again; the next run ends with
+/// every record once, and succeeds. Before, the stopped run exited 0 with the same summary
+/// as a finished one: `sluice run job && next` went on with the export unfinished.
+#[test]
+fn a_file_job_stopped_before_its_end_fails_saying_to_run_it_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = String::new();
+    for i in 0..300 {
+        lines.push_str(&format!(
+            "{{\"ts\":\"2024-05-01T10:00:00Z\",\"host\":\"h\",\"status\":200,\"trace_id\":\"f-{i}\"}}\n"
+        ));
+    }
+    std::fs::write(dir.path().join("in.jsonl"), lines).unwrap();
+    let job = dir.path().join("job.toml");
+    std::fs::write(
+        &job,
+        format!(
+            "[job]\nname = \"stopped\"\nstate_dir = \"state\"\nstop_deadline = \"2s\"\n[source]\nkind = \"file\"\npaths = [\"in.jsonl\"]\n[repo]\nschema = {:?}\n[sink]\nurl = \"file://out\"\n",
+            schema("nginx_access")
+        ),
+    )
+    .unwrap();
+    let hold = dir.path().join("hold");
+    std::fs::write(&hold, b"").unwrap();
+    let log = dir.path().join("first.log");
+    let mut first = KillOnDrop::new(crate::kafka::spawn_with(
+        "run",
+        &job,
+        &log,
+        &[("SLUICE_FAULT", &format!("hold_worker:@{}", hold.display()))],
+    ));
+    let text = crate::kafka::wait_log(&log, "holding at hold_worker", 1, 60);
+    assert!(text.contains("holding at hold_worker"), "{text}");
+    sigterm(first.child());
+    let spilled = crate::kafka::wait_log(&log, "spilled the channel to disk", 1, 60);
+    assert!(spilled.contains("spilled the channel"), "{spilled}");
+    std::fs::remove_file(&hold).unwrap();
+    let status = wait_exit(first.child(), "the stopped file job", 60);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!status.success(), "a stopped file job exited 0:\n{text}");
+    assert!(
+        text.contains("stopped before the end of its input"),
+        "{text}"
+    );
+    let out = dir.path().join("out");
+    assert_eq!(trace_ids(&out).len(), 0, "the held run committed");
+    run_ok(&job);
+    let ids = trace_ids(&out);
+    assert_eq!(ids.len(), 300);
+    assert!(ids.values().all(|n| *n == 1), "duplicates");
+}
