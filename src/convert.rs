@@ -31,6 +31,8 @@ pub enum ConvertError {
     Stage(#[from] crate::stage::StageError),
     #[error("{0}")]
     Usage(String),
+    #[error("stopped (a signal) before the end of the input: nothing was written")]
+    Stopped,
     #[error(
         "the {count} dead letters of {output} could not be written, so neither was it: {source}"
     )]
@@ -62,6 +64,9 @@ pub struct ConvertJob {
     pub threads: usize,
     /// Called with progress now and then (raw bytes read, rows written).
     pub progress: Option<Box<dyn FnMut(Progress) + Send>>,
+    /// Set by a signal: the conversion stops before its next chunk, removing what it wrote
+    /// (its temporary files), and fails with [`ConvertError::Stopped`].
+    pub stop: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// A progress report.
@@ -200,6 +205,7 @@ pub fn run(mut job: ConvertJob) -> Result<ConvertSummary, ConvertError> {
     let raw_bytes = reader.raw_bytes.clone();
     let raw_len = reader.raw_len;
     let mut progress = job.progress.take();
+    let stop = job.stop.take();
     let mut tally = Tally {
         writer: Some(writer),
         dead: Some(dead),
@@ -213,6 +219,10 @@ pub fn run(mut job: ConvertJob) -> Result<ConvertSummary, ConvertError> {
         &decoder,
         job.threads,
         |chunk: &mut Chunk| -> Result<Produced<()>, ConvertError> {
+            crate::fault::hold_while("hold_convert_read");
+            if stop.as_ref().is_some_and(|s| s.load(Ordering::Acquire)) {
+                return Err(ConvertError::Stopped);
+            }
             Ok(if reader.next_chunk(chunk)? {
                 Produced::Chunk(())
             } else {

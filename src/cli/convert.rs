@@ -131,6 +131,19 @@ fn split_output(url: &str, default_name: &str) -> (String, String) {
     }
 }
 
+/// A flag SIGINT and SIGTERM set: the conversion stops at its next chunk and removes what it
+/// wrote (a temporary file left behind is a file readers of the folder fail on). A second
+/// signal ends the process at once.
+fn stop_on_signals() -> Result<Arc<std::sync::atomic::AtomicBool>> {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())
+            .context("installing signal handlers")?;
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+    Ok(stop)
+}
+
 /// The output's format: `--format`, else the output file name's extension (`.gz` aside),
 /// else Parquet. A file name of another format than `--format` is refused: its readers would
 /// take the bytes for what the name says (Parquet in `x.csv`).
@@ -328,6 +341,7 @@ pub fn run_convert(a: ConvertArgs) -> Result<()> {
             .map_err(|e| anyhow!("--on-error {e}"))?,
         threads,
         progress,
+        stop: Some(stop_on_signals()?),
     };
     let result = convert::run(job);
     if let Some(bar) = bar {

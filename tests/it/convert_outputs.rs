@@ -308,3 +308,49 @@ fn an_output_named_as_a_file_is_written_as_its_name_says() {
     }
     assert!(!target.exists());
 }
+
+/// A conversion interrupted (SIGINT, as Ctrl-C) stops at its next chunk, removes what it
+/// wrote and fails; nothing is left in the output folder. Before, the signal ended the
+/// process where it stood, leaving its hidden temporary file, which readers of the folder
+/// (DuckDB's `read_parquet('out/*')`) fail on.
+#[test]
+fn an_interrupted_conversion_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let schema = schema("nginx_access");
+    let hold = dir.path().join("hold");
+    std::fs::write(&hold, "").unwrap();
+    let log = dir.path().join("convert.log");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["convert", "--schema", schema.to_str().unwrap(), "--input"])
+        .arg(fixture("nginx_access.jsonl"))
+        .arg("--output")
+        .arg(out.join("x.parquet"))
+        .env(
+            "SLUICE_FAULT",
+            format!("hold_convert_read:@{}", hold.display()),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop::new(child);
+    let text = wait_log(&log, "holding at hold_convert_read", 1, 60);
+    assert!(text.contains("holding at hold_convert_read"), "{text}");
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let _ = std::fs::remove_file(&hold);
+    let status = wait_exit(child.child(), "the interrupted conversion", 60);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!status.success(), "{text}");
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}\n{text}");
+}
