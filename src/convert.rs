@@ -281,7 +281,10 @@ pub fn run(mut job: ConvertJob) -> Result<ConvertSummary, ConvertError> {
     // Without --overwrite both commits are create-only: of two conversions to one name, the
     // one whose dead letters lose stops before its output.
     crate::fault::hold_while("hold_convert_commit");
-    let dead_commit = if create_only {
+    // Create-only where its own file system can (the dead letters may be on another).
+    let dead_create_only =
+        !job.overwrite && job.dead_letters.commits_create_only(&job.dead_letters_rel);
+    let dead_commit = if dead_create_only {
         dead.commit_new()
     } else {
         dead.commit()

@@ -133,7 +133,8 @@ fn split_output(url: &str, default_name: &str) -> (String, String) {
 
 /// A flag SIGINT and SIGTERM set: the conversion stops at its next chunk and removes what it
 /// wrote (a temporary file left behind is a file readers of the folder fail on). A second
-/// signal ends the process at once.
+/// signal ends the process at once, and so does the first when the conversion has not
+/// stopped within [`STOP_GRACE`] (a read waiting on a quiet pipe is not cut short by it).
 fn stop_on_signals() -> Result<Arc<std::sync::atomic::AtomicBool>> {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -141,19 +142,41 @@ fn stop_on_signals() -> Result<Arc<std::sync::atomic::AtomicBool>> {
             .context("installing signal handlers")?;
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
+    let watched = stop.clone();
+    std::thread::Builder::new()
+        .name("stop-watch".into())
+        .spawn(move || {
+            while !watched.load(std::sync::atomic::Ordering::Acquire) {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            std::thread::sleep(STOP_GRACE);
+            eprintln!(
+                "error: stopped (a signal), and the conversion did not stop within {} s (its input did not answer): its temporary file may be left",
+                STOP_GRACE.as_secs()
+            );
+            std::process::exit(130);
+        })
+        .context("starting the signal watch")?;
     Ok(stop)
 }
+
+/// How long a conversion asked to stop may take to stop at its next chunk.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The output's format: `--format`, else the output file name's extension (`.gz` aside),
 /// else Parquet. A file name of another format than `--format` is refused: its readers would
 /// take the bytes for what the name says (Parquet in `x.csv`).
 fn output_kind(asked: &Option<String>, output_url: &str) -> Result<FormatKind> {
     let (_, name) = split_output(output_url, "");
-    let stem = name.strip_suffix(".gz").unwrap_or(&name);
+    let lower = name.to_ascii_lowercase();
+    let stem = lower.strip_suffix(".gz").unwrap_or(&lower);
     let named: Option<FormatKind> = Path::new(stem)
         .extension()
         .and_then(|e| e.to_str())
         .and_then(|e| e.parse().ok());
+    if lower.ends_with(".gz") && matches!(named, Some(FormatKind::Parquet | FormatKind::Orc)) {
+        bail!("--output {name}: Parquet and ORC are compressed inside the file (--compression), not gzip around it: name it without `.gz`");
+    }
     match (asked, named) {
         (None, n) => Ok(n.unwrap_or(FormatKind::Parquet)),
         (Some(a), n) => {
@@ -180,7 +203,7 @@ fn output_codec(kind: FormatKind, asked: Option<Codec>, output_url: &str) -> Res
     if name.is_empty() || matches!(kind, FormatKind::Parquet | FormatKind::Orc) {
         return Ok(asked);
     }
-    let gz = name.ends_with(".gz");
+    let gz = name.to_ascii_lowercase().ends_with(".gz");
     match asked {
         None => Ok(Some(if gz { Codec::Gzip(1) } else { Codec::None })),
         Some(c) if matches!(c, Codec::Gzip(_)) == gz => Ok(Some(c)),

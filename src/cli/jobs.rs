@@ -185,7 +185,8 @@ fn validate_one(path: &Path, job: &Job, runtime: &tokio::runtime::Runtime) -> Re
         Ok(changes) => Ok(changes),
         Err(
             e @ (sluice::evolution::EvolutionError::Incompatible { .. }
-            | sluice::evolution::EvolutionError::Beside { .. }),
+            | sluice::evolution::EvolutionError::Beside { .. }
+            | sluice::evolution::EvolutionError::Record { .. }),
         ) => return Err(e.into()),
         Err(e) => Err(e),
     };
@@ -299,10 +300,22 @@ pub fn run_job(
         }
         return Ok(());
     }
+    let file_jobs: std::collections::HashSet<String> = jobs
+        .iter()
+        .filter(|j| matches!(j.file.source, SourceSection::File { .. }))
+        .map(|j| j.file.job.name.clone())
+        .collect();
     let outcomes = task::many::run_all(path, jobs, opts, admin.as_ref(), stop, hups);
     let mut failed = Vec::new();
     for o in outcomes {
         match o.result {
+            Ok(s) if file_jobs.contains(&o.job) && !s.ended => {
+                println!(
+                    "repo {} (job {}): stopped before the end of its input ({} rows in {} commits stand): run it again to resume",
+                    o.repo, o.job, s.rows, s.commits
+                );
+                failed.push(o.repo);
+            }
             Ok(s) => println!(
                 "repo {} (job {}): {:?}; {} rows, {} dead letters in {} files over {} commits; {:.2} s",
                 o.repo, o.job, s.state, s.rows, s.dead_letters, s.files, s.commits, s.seconds

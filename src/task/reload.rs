@@ -95,6 +95,8 @@ pub fn run_reloading(
                 t.commits += summary.commits;
                 t.seconds += summary.seconds;
                 t.state = summary.state;
+                // Whether the input was read to its end is the last run's to say.
+                t.ended = summary.ended;
                 t
             }
         };

@@ -307,6 +307,21 @@ fn an_output_named_as_a_file_is_written_as_its_name_says() {
         assert!(err.contains("--output y.csv names a"), "{extra:?}: {err}");
     }
     assert!(!target.exists());
+    // Names in capitals count; a gzip name around Parquet is refused.
+    convert(&schema, &input, &out.join("Z.CSV.GZ"), &[]);
+    let gz = std::fs::read(out.join("Z.CSV.GZ")).unwrap();
+    assert_eq!(&gz[..2], &[0x1f, 0x8b]);
+    let wrapped = out.join("w.parquet.gz");
+    let err = sluice_refused(&[
+        "convert",
+        "--schema",
+        schema.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        wrapped.to_str().unwrap(),
+    ]);
+    assert!(err.contains("compressed inside the file"), "{err}");
 }
 
 /// A conversion interrupted (SIGINT, as Ctrl-C) stops at its next chunk, removes what it
@@ -353,4 +368,47 @@ fn an_interrupted_conversion_leaves_nothing_behind() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}\n{text}");
+}
+
+/// A conversion reading a pipe that sends nothing, asked to stop (SIGTERM): its read is not
+/// cut short, so it ends itself within the grace of 5 s, failing. (With the first version of
+/// the stop, it waited for the pipe for ever.)
+#[test]
+fn a_conversion_asked_to_stop_while_its_pipe_is_quiet_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let schema = schema("nginx_access");
+    let log = dir.path().join("convert.log");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "convert",
+            "--schema",
+            schema.to_str().unwrap(),
+            "--input",
+            "-",
+        ])
+        .arg("--output")
+        .arg(out.join("x.parquet"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop::new(child);
+    // One line, and the pipe held open: the conversion has its output under way (its
+    // signal handlers in place) and waits for the rest of its chunk.
+    let mut stdin = child.child().stdin.take().unwrap();
+    use std::io::Write;
+    let line = std::fs::read_to_string(fixture("nginx_access.jsonl")).unwrap();
+    stdin
+        .write_all(format!("{}\n", line.lines().next().unwrap()).as_bytes())
+        .unwrap();
+    stdin.flush().unwrap();
+    wait_until("the conversion to start its output", 60, || out.exists());
+    sigterm(child.child());
+    let status = wait_exit(child.child(), "the stopped conversion", 30);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!status.success(), "{text}");
+    assert!(text.contains("did not stop within 5 s"), "{text}");
+    drop(stdin);
 }

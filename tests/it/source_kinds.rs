@@ -1,5 +1,6 @@
 //! A job's checkpoints count one kind of source's offsets: a job of another kind, under the
 //! same name and destination, is refused rather than resuming at offsets that are not its.
+//! And a file job says whether it read its input to the end: stopped before, it fails.
 
 use crate::helpers::*;
 use crate::push::{push_acked, push_job, start};
@@ -93,5 +94,52 @@ fn a_file_job_stopped_before_its_end_fails_saying_to_run_it_again() {
     run_ok(&job);
     let ids = trace_ids(&out);
     assert_eq!(ids.len(), 300);
+    assert!(ids.values().all(|n| *n == 1), "duplicates");
+}
+
+/// A file job reloaded (SIGHUP) while its worker holds what it read: the reload's stop spills
+/// it, the reloaded task restores it and reads on to the end, and the run exits 0. Before, the
+/// summary kept the first task's "not to the end", and the finished run failed.
+#[test]
+fn a_file_job_reloaded_midway_and_then_finished_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = String::new();
+    for i in 0..300 {
+        lines.push_str(&format!(
+            "{{\"ts\":\"2024-05-01T10:00:00Z\",\"host\":\"h\",\"status\":200,\"trace_id\":\"r-{i}\"}}\n"
+        ));
+    }
+    std::fs::write(dir.path().join("in.jsonl"), lines).unwrap();
+    let job = dir.path().join("job.toml");
+    let text = format!(
+        "[job]\nname = \"reloaded\"\nstate_dir = \"state\"\nstop_deadline = \"2s\"\n[source]\nkind = \"file\"\npaths = [\"in.jsonl\"]\n[repo]\nschema = {:?}\n[sink]\nurl = \"file://out\"\n[sink.rotation]\nmax_rows = 1000\n",
+        schema("nginx_access")
+    );
+    std::fs::write(&job, &text).unwrap();
+    let hold = dir.path().join("hold");
+    std::fs::write(&hold, b"").unwrap();
+    let log = dir.path().join("run.log");
+    let mut run = KillOnDrop::new(crate::kafka::spawn_with(
+        "run",
+        &job,
+        &log,
+        &[("SLUICE_FAULT", &format!("hold_worker:@{}", hold.display()))],
+    ));
+    let seen = crate::kafka::wait_log(&log, "holding at hold_worker", 1, 60);
+    assert!(seen.contains("holding at hold_worker"), "{seen}");
+    std::fs::write(&job, text.replace("max_rows = 1000", "max_rows = 2000")).unwrap();
+    assert!(std::process::Command::new("kill")
+        .args(["-HUP", &run.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let spilled = crate::kafka::wait_log(&log, "spilled the channel to disk", 1, 60);
+    assert!(spilled.contains("spilled the channel"), "{spilled}");
+    std::fs::remove_file(&hold).unwrap();
+    let status = wait_exit(run.child(), "the reloaded file job", 60);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{text}");
+    let ids = trace_ids(&dir.path().join("out"));
+    assert_eq!(ids.len(), 300, "{text}");
     assert!(ids.values().all(|n| *n == 1), "duplicates");
 }

@@ -125,34 +125,36 @@ impl ConsumerContext for GroupContext {
 }
 
 /// With `auto_offset_reset = "latest"`, a partition of `parts` the group holds no offset of
-/// whose first record is stamped at or after `since` (ms), when the job first took partitions
-/// at the log's end, starts at that record rather than at the end now: it was created since
-/// (a partition added to a topic, a topic that began to match a pattern, while the job ran or
-/// was down), and what was written to it before the group noticed it (up to
-/// `topic.metadata.refresh.interval.ms` later) is the job's to write. One holding older
-/// records (a topic added to the job file, or an old one an edited pattern matches) starts at
-/// the end, as `latest` says. The first record is read (a client of its own, as checkpoints'
-/// marks are: `identity`), not the broker's offset for the time taken on trust (one broker
-/// answers 0 where no record is that recent). A record that cannot be read in time, or has
-/// no timestamp, leaves the end, logged; a checkpoint (looked at after this) still wins.
+/// that was created after `since` (ms), when the job first took partitions at the log's end,
+/// starts at its first record rather than at the end now: a partition added to a topic, a
+/// topic that began to match a pattern, while the job ran or was down; what was written to it
+/// before the group noticed it (up to `topic.metadata.refresh.interval.ms` later) is the
+/// job's to write. Created since: its log still starts at offset 0 (nothing deleted by
+/// retention or compaction) and the record there is stamped at or after `since`. An older
+/// partition, or one whose start is gone (its oldest surviving record says nothing of when it
+/// was created), starts at the end, as `latest` says. The record is read (a client of its
+/// own, as checkpoints' marks are: `identity`), not the broker's offset for the time taken on
+/// trust (one broker answers 0 where no record is that recent). One that cannot be read in
+/// time, or has no timestamp, leaves the end, logged; a checkpoint (looked at after this)
+/// still wins.
 fn starts_since(recheck: &super::identity::Recheck, parts: &mut [Assigned], since: i64) {
     let asked: Vec<usize> = (0..parts.len())
-        .filter(|&i| parts[i].reset && parts[i].held.0 < parts[i].start)
+        .filter(|&i| parts[i].reset && parts[i].held.0 == 0 && parts[i].start > 0)
         .collect();
     let wanted: Vec<(String, i32, i64)> = asked
         .iter()
-        .map(|&i| {
-            let a = &parts[i];
-            (a.info.topic.clone(), a.info.number as i32, a.held.0 as i64)
-        })
+        .map(|&i| (parts[i].info.topic.clone(), parts[i].info.number as i32, 0))
         .collect();
     let firsts = recheck.first_at(&wanted, super::identity::WAIT);
     for (i, first) in asked.into_iter().zip(firsts) {
         let a = &mut parts[i];
         match first {
-            Some((at, Some(stamp))) if stamp >= since && at >= 0 && (at as u64) < a.start => {
-                tracing::info!(partition = %a.info.key(), from = at, end = a.start, first_stamp_ms = stamp, since_ms = since, "the partition's first record is stamped since the job's first start (auto_offset_reset = \"latest\"): created since, it starts there unless a checkpoint says otherwise");
-                a.start = at as u64;
+            Some((0, Some(stamp))) if stamp >= since => {
+                tracing::info!(partition = %a.info.key(), end = a.start, first_stamp_ms = stamp, since_ms = since, "the partition was created since the job's first start (its first record, at offset 0, is stamped since; auto_offset_reset = \"latest\"): it starts there unless a checkpoint says otherwise");
+                a.start = 0;
+            }
+            Some((0, None)) => {
+                tracing::warn!(partition = %a.info.key(), "the partition's first record has no timestamp: whether it was created since the job's first start cannot be told, and without an offset it starts at the log's end");
             }
             Some(_) => {}
             None => {
