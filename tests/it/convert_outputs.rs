@@ -5,6 +5,56 @@ use crate::convert::{convert, dead_letters};
 use crate::helpers::*;
 use crate::kafka::wait_log;
 
+/// `sluice convert` of `input` to `target` (nginx_access schema) held at fault point `point`
+/// while the file `<dir>/hold-<name>` exists, once it says it holds there: the process, the
+/// hold file and the log (`<dir>/<name>.log`).
+fn held(
+    dir: &std::path::Path,
+    input: &std::path::Path,
+    target: &std::path::Path,
+    point: &str,
+    name: &str,
+) -> (KillOnDrop, std::path::PathBuf, std::path::PathBuf) {
+    let hold = dir.join(format!("hold-{name}"));
+    std::fs::write(&hold, "").unwrap();
+    let log = dir.join(format!("{name}.log"));
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "convert",
+            "--schema",
+            schema("nginx_access").to_str().unwrap(),
+            "--input",
+        ])
+        .arg(input)
+        .arg("--output")
+        .arg(target)
+        .env("SLUICE_FAULT", format!("{point}:@{}", hold.display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let child = KillOnDrop::new(child);
+    let text = wait_log(&log, &format!("SLUICE_FAULT: holding at {point}"), 1, 60);
+    assert!(text.contains(&format!("holding at {point}")), "{text}");
+    (child, hold, log)
+}
+
+/// `sluice convert` of `input` to `out` with `extra` arguments, refused: its error.
+fn convert_refused(input: &std::path::Path, out: &std::path::Path, extra: &[&str]) -> String {
+    let schema = schema("nginx_access");
+    let mut args = vec![
+        "convert",
+        "--schema",
+        schema.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    sluice_refused(&args)
+}
+
 /// Two inputs of one name (from two folders) converted into two files of one folder: each
 /// keeps its own dead letters. Named after the input, the second's replaced the first's, and
 /// with `--overwrite` and none of its own it deleted them.
@@ -120,23 +170,7 @@ fn of_two_conversions_racing_to_one_output_without_overwrite_one_wins_whole() {
     std::fs::write(&small, format!("{first_line}\nnot json\n")).unwrap();
     let target = out.join("events.parquet");
 
-    let hold = dir.path().join("hold");
-    std::fs::write(&hold, "").unwrap();
-    let log = dir.path().join("first.log");
-    let fault = format!("hold_convert_commit:@{}", hold.display());
-    let first = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["convert", "--schema", schema.to_str().unwrap(), "--input"])
-        .arg(&small)
-        .arg("--output")
-        .arg(&target)
-        .env("SLUICE_FAULT", &fault)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut first = KillOnDrop::new(first);
-    let text = wait_log(&log, "SLUICE_FAULT: holding at hold_convert_commit", 1, 60);
-    assert!(text.contains("holding at hold_convert_commit"), "{text}");
+    let (mut first, hold, log) = held(dir.path(), &small, &target, "hold_convert_commit", "first");
 
     let summary = convert(&schema, &fixture("nginx_access_bad.jsonl"), &target, &[]);
     assert!(summary.contains("20 rows, 12 dead letters"), "{summary}");
@@ -174,25 +208,7 @@ fn a_conversion_killed_between_its_commits_leaves_no_output_without_its_dead_let
     let schema = schema("nginx_access");
     let input = fixture("nginx_access_bad.jsonl");
     let target = out.join("events.parquet");
-    let hold = dir.path().join("hold");
-    std::fs::write(&hold, "").unwrap();
-    let log = dir.path().join("killed.log");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["convert", "--schema", schema.to_str().unwrap(), "--input"])
-        .arg(&input)
-        .arg("--output")
-        .arg(&target)
-        .env(
-            "SLUICE_FAULT",
-            format!("hold_convert_output:@{}", hold.display()),
-        )
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut child = KillOnDrop::new(child);
-    let text = wait_log(&log, "SLUICE_FAULT: holding at hold_convert_output", 1, 60);
-    assert!(text.contains("holding at hold_convert_output"), "{text}");
+    let (mut child, _hold, _) = held(dir.path(), &input, &target, "hold_convert_output", "killed");
     child.child().kill().unwrap();
     let _ = child.child().wait();
     let dead = out.join("_dead_letters/events.parquet.jsonl");
@@ -201,16 +217,7 @@ fn a_conversion_killed_between_its_commits_leaves_no_output_without_its_dead_let
         "the output stands without its dead letters"
     );
 
-    let args = [
-        "convert",
-        "--schema",
-        schema.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        target.to_str().unwrap(),
-    ];
-    let err = sluice_refused(&args);
+    let err = convert_refused(&input, &target, &[]);
     assert!(err.contains("stand without it"), "{err}");
     let summary = convert(&schema, &input, &target, &["--overwrite"]);
     assert!(summary.contains("20 rows, 12 dead letters"), "{summary}");
@@ -226,7 +233,6 @@ fn a_conversion_killed_between_its_commits_leaves_no_output_without_its_dead_let
 fn a_conversion_without_dead_letters_does_not_commit_beside_anothers() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let schema = schema("nginx_access");
     let clean = dir.path().join("clean.jsonl");
     let fixture_text = std::fs::read_to_string(fixture("nginx_access.jsonl")).unwrap();
     std::fs::write(
@@ -235,31 +241,11 @@ fn a_conversion_without_dead_letters_does_not_commit_beside_anothers() {
     )
     .unwrap();
     let target = out.join("events.parquet");
-    let held = |input: &std::path::Path, point: &str, name: &str| {
-        let hold = dir.path().join(format!("hold-{name}"));
-        std::fs::write(&hold, "").unwrap();
-        let log = dir.path().join(format!("{name}.log"));
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["convert", "--schema", schema.to_str().unwrap(), "--input"])
-            .arg(input)
-            .arg("--output")
-            .arg(&target)
-            .env("SLUICE_FAULT", format!("{point}:@{}", hold.display()))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let child = KillOnDrop::new(child);
-        let text = wait_log(&log, &format!("holding at {point}"), 1, 60);
-        assert!(text.contains(&format!("holding at {point}")), "{text}");
-        (child, hold, log)
-    };
-    let (mut first, first_hold, first_log) = held(&clean, "hold_convert_commit", "first");
-    let (mut second, _, _) = held(
-        &fixture("nginx_access_bad.jsonl"),
-        "hold_convert_output",
-        "second",
-    );
+    let (mut first, first_hold, first_log) =
+        held(dir.path(), &clean, &target, "hold_convert_commit", "first");
+    let bad = fixture("nginx_access_bad.jsonl");
+    let (mut second, _second_hold, _) =
+        held(dir.path(), &bad, &target, "hold_convert_output", "second");
     second.child().kill().unwrap();
     let _ = second.child().wait();
     std::fs::remove_file(&first_hold).unwrap();
@@ -293,17 +279,7 @@ fn an_output_named_as_a_file_is_written_as_its_name_says() {
     assert_eq!(&gz[..2], &[0x1f, 0x8b]);
     let target = out.join("y.csv");
     for extra in [&["--format", "parquet"][..], &["--compression", "gzip"][..]] {
-        let mut args = vec![
-            "convert",
-            "--schema",
-            schema.to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            target.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        let err = sluice_refused(&args);
+        let err = convert_refused(&input, &target, extra);
         assert!(err.contains("--output y.csv names a"), "{extra:?}: {err}");
     }
     assert!(!target.exists());
@@ -312,15 +288,7 @@ fn an_output_named_as_a_file_is_written_as_its_name_says() {
     let gz = std::fs::read(out.join("Z.CSV.GZ")).unwrap();
     assert_eq!(&gz[..2], &[0x1f, 0x8b]);
     let wrapped = out.join("w.parquet.gz");
-    let err = sluice_refused(&[
-        "convert",
-        "--schema",
-        schema.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        wrapped.to_str().unwrap(),
-    ]);
+    let err = convert_refused(&input, &wrapped, &[]);
     assert!(err.contains("compressed inside the file"), "{err}");
 }
 
@@ -333,26 +301,9 @@ fn an_interrupted_conversion_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
-    let schema = schema("nginx_access");
-    let hold = dir.path().join("hold");
-    std::fs::write(&hold, "").unwrap();
-    let log = dir.path().join("convert.log");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["convert", "--schema", schema.to_str().unwrap(), "--input"])
-        .arg(fixture("nginx_access.jsonl"))
-        .arg("--output")
-        .arg(out.join("x.parquet"))
-        .env(
-            "SLUICE_FAULT",
-            format!("hold_convert_read:@{}", hold.display()),
-        )
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut child = KillOnDrop::new(child);
-    let text = wait_log(&log, "holding at hold_convert_read", 1, 60);
-    assert!(text.contains("holding at hold_convert_read"), "{text}");
+    let input = fixture("nginx_access.jsonl");
+    let target = out.join("x.parquet");
+    let (mut child, hold, log) = held(dir.path(), &input, &target, "hold_convert_read", "convert");
     assert!(std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

@@ -5,6 +5,32 @@
 use crate::helpers::*;
 use crate::push::{push_acked, push_job, start};
 
+/// `n` events (trace ids `<tag>-<i>`) as JSON lines in `path`.
+fn events(path: &std::path::Path, tag: &str, n: usize) {
+    let mut lines = String::new();
+    for i in 0..n {
+        lines.push_str(&format!(
+            "{{\"ts\":\"2024-05-01T10:00:00Z\",\"host\":\"h\",\"status\":200,\"trace_id\":\"{tag}-{i}\"}}\n"
+        ));
+    }
+    std::fs::write(path, lines).unwrap();
+}
+
+/// A file job `name` reading `input` (in `dir`) into `out/` (state `state`, stop deadline
+/// 2 s), with `extra` appended: its path.
+fn file_job(dir: &std::path::Path, name: &str, input: &str, extra: &str) -> std::path::PathBuf {
+    let job = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &job,
+        format!(
+            "[job]\nname = \"{name}\"\nstate_dir = \"state\"\nstop_deadline = \"2s\"\n[source]\nkind = \"file\"\npaths = [{input:?}]\n[repo]\nschema = {:?}\n[sink]\nurl = \"file://out\"\n{extra}",
+            schema("nginx_access")
+        ),
+    )
+    .unwrap();
+    job
+}
+
 /// A push job `push-test` writes into `out/` (partition `push-0`); then a file job of the
 /// same name reads `push.jsonl` (also partition `push-0`) into the same folder. It is
 /// refused, naming the push job's checkpoints. Before, it resumed at the push log's position
@@ -22,22 +48,8 @@ fn a_file_job_is_refused_the_checkpoints_a_push_job_of_its_name_wrote() {
     let status = run.stop("the push job", 60);
     assert!(status.success());
 
-    let mut lines = String::new();
-    for i in 0..30 {
-        lines.push_str(&format!(
-            "{{\"ts\":\"2024-05-01T10:00:00Z\",\"host\":\"h\",\"status\":200,\"trace_id\":\"f-{i}\"}}\n"
-        ));
-    }
-    std::fs::write(dir.path().join("push.jsonl"), lines).unwrap();
-    let file_job = dir.path().join("file.toml");
-    std::fs::write(
-        &file_job,
-        format!(
-            "[job]\nname = \"push-test\"\nstate_dir = \"state-file\"\n[source]\nkind = \"file\"\npaths = [\"push.jsonl\"]\n[repo]\nschema = {:?}\n[sink]\nurl = \"file://out\"\n",
-            schema("nginx_access")
-        ),
-    )
-    .unwrap();
+    events(&dir.path().join("push.jsonl"), "f", 30);
+    let file_job = file_job(dir.path(), "push-test", "push.jsonl", "");
     let (status, log) = sluice_within(&["run", file_job.to_str().unwrap()], 60);
     assert!(!status.success(), "{log}");
     assert!(log.contains("written by a push job of this name"), "{log}");
@@ -51,22 +63,8 @@ fn a_file_job_is_refused_the_checkpoints_a_push_job_of_its_name_wrote() {
 #[test]
 fn a_file_job_stopped_before_its_end_fails_saying_to_run_it_again() {
     let dir = tempfile::tempdir().unwrap();
-    let mut lines = String::new();
-    for i in 0..300 {
-        lines.push_str(&format!(
-            "{{\"ts\":\"2024-05-01T10:00:00Z\",\"host\":\"h\",\"status\":200,\"trace_id\":\"f-{i}\"}}\n"
-        ));
-    }
-    std::fs::write(dir.path().join("in.jsonl"), lines).unwrap();
-    let job = dir.path().join("job.toml");
-    std::fs::write(
-        &job,
-        format!(
-            "[job]\nname = \"stopped\"\nstate_dir = \"state\"\nstop_deadline = \"2s\"\n[source]\nkind = \"file\"\npaths = [\"in.jsonl\"]\n[repo]\nschema = {:?}\n[sink]\nurl = \"file://out\"\n",
-            schema("nginx_access")
-        ),
-    )
-    .unwrap();
+    events(&dir.path().join("in.jsonl"), "f", 300);
+    let job = file_job(dir.path(), "stopped", "in.jsonl", "");
     let hold = dir.path().join("hold");
     std::fs::write(&hold, b"").unwrap();
     let log = dir.path().join("first.log");
@@ -103,19 +101,14 @@ fn a_file_job_stopped_before_its_end_fails_saying_to_run_it_again() {
 #[test]
 fn a_file_job_reloaded_midway_and_then_finished_succeeds() {
     let dir = tempfile::tempdir().unwrap();
-    let mut lines = String::new();
-    for i in 0..300 {
-        lines.push_str(&format!(
-            "{{\"ts\":\"2024-05-01T10:00:00Z\",\"host\":\"h\",\"status\":200,\"trace_id\":\"r-{i}\"}}\n"
-        ));
-    }
-    std::fs::write(dir.path().join("in.jsonl"), lines).unwrap();
-    let job = dir.path().join("job.toml");
-    let text = format!(
-        "[job]\nname = \"reloaded\"\nstate_dir = \"state\"\nstop_deadline = \"2s\"\n[source]\nkind = \"file\"\npaths = [\"in.jsonl\"]\n[repo]\nschema = {:?}\n[sink]\nurl = \"file://out\"\n[sink.rotation]\nmax_rows = 1000\n",
-        schema("nginx_access")
+    events(&dir.path().join("in.jsonl"), "r", 300);
+    let job = file_job(
+        dir.path(),
+        "reloaded",
+        "in.jsonl",
+        "[sink.rotation]\nmax_rows = 1000\n",
     );
-    std::fs::write(&job, &text).unwrap();
+    let text = std::fs::read_to_string(&job).unwrap();
     let hold = dir.path().join("hold");
     std::fs::write(&hold, b"").unwrap();
     let log = dir.path().join("run.log");
