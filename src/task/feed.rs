@@ -239,6 +239,11 @@ pub(super) fn source_loop(
                 }
                 Next::Idle => Ok(Produced::Idle),
                 Next::End => {
+                    if !ended {
+                        tracing::info!(
+                            "the source is read to its end: what it handed out commits now"
+                        );
+                    }
                     ended = true;
                     // SeqCst here and where items are put (another thread): of the two, the
                     // later sees the other's write and wakes the workers.

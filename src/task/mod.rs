@@ -215,18 +215,7 @@ fn transition(state: &mut TaskState, next: TaskState, job: &str, metrics: &Metri
 /// dead-lettered); the run fails instead of reporting success without them, and running it
 /// again exports them (it resumes from the checkpoints).
 fn check_committed(job: &str, control: &Control, handed: Vec<(u32, u64)>) -> Result<(), TaskError> {
-    let committed = control.partitions.positions();
-    let keys = control.partitions.keys();
-    let short: Vec<String> = handed
-        .into_iter()
-        .filter_map(|(p, owed)| {
-            let at = committed.get(&p).map_or(0, |(o, _)| *o);
-            (at < owed).then(|| {
-                let key = keys.get(&p).cloned().unwrap_or_else(|| p.to_string());
-                format!("{key}: read to {owed}, committed to {at}")
-            })
-        })
-        .collect();
+    let short = shortfall(control, handed);
     if short.is_empty() {
         return Ok(());
     }
@@ -238,6 +227,22 @@ fn check_committed(job: &str, control: &Control, handed: Vec<(u32, u64)>) -> Res
             "the run ended with records read but not committed ({short}); nothing past the checkpoints is lost: run it again to export them, and please report this as a bug"
         ),
     })
+}
+
+/// The partitions whose committed position is short of what the source handed out, described.
+fn shortfall(control: &Control, handed: Vec<(u32, u64)>) -> Vec<String> {
+    let committed = control.partitions.positions();
+    let keys = control.partitions.keys();
+    handed
+        .into_iter()
+        .filter_map(|(p, owed)| {
+            let at = committed.get(&p).map_or(0, |(o, _)| *o);
+            (at < owed).then(|| {
+                let key = keys.get(&p).cloned().unwrap_or_else(|| p.to_string());
+                format!("{key}: read to {owed}, committed to {at}")
+            })
+        })
+        .collect()
 }
 
 /// Runs a job to its end (bounded sources) or until `stop` is set.
@@ -595,7 +600,10 @@ fn run_inner(
                     &control,
                     restored,
                 )?;
-                return Ok(false);
+                // A stop that came after the source ended, once all it handed out was
+                // committed (nothing spilled), leaves the run complete all the same.
+                return Ok(control.source_done.load(Ordering::Acquire)
+                    && shortfall(&control, source.handed_to()).is_empty());
             }
             Ok(true)
         });

@@ -136,3 +136,36 @@ fn a_file_job_reloaded_midway_and_then_finished_succeeds() {
     assert_eq!(ids.len(), 300, "{text}");
     assert!(ids.values().all(|n| *n == 1), "duplicates");
 }
+
+/// A file job stopped (SIGTERM) after its source was read to the end, whose workers then
+/// commit everything within the stop deadline: the run is complete, and exits 0. (Reported
+/// "stopped before the end" before this, though nothing was left to read.)
+#[test]
+fn a_file_job_stopped_after_reading_everything_and_committing_it_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    events(&dir.path().join("in.jsonl"), "c", 300);
+    let job = file_job(dir.path(), "read-all", "in.jsonl", "");
+    let hold = dir.path().join("hold");
+    std::fs::write(&hold, b"").unwrap();
+    let log = dir.path().join("run.log");
+    let mut run = KillOnDrop::new(crate::kafka::spawn_with(
+        "run",
+        &job,
+        &log,
+        &[("SLUICE_FAULT", &format!("hold_worker:@{}", hold.display()))],
+    ));
+    let seen = crate::kafka::wait_log(&log, "the source is read to its end", 1, 60);
+    assert!(seen.contains("the source is read to its end"), "{seen}");
+    sigterm(run.child());
+    let stopping = crate::kafka::wait_log(&log, "to=Stopping", 1, 60);
+    assert!(stopping.contains("to=Stopping"), "{stopping}");
+    std::fs::remove_file(&hold).unwrap();
+    let status = wait_exit(run.child(), "the stopped file job", 60);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !text.contains("spilled the channel"),
+        "the workers did not commit in time: {text}"
+    );
+    assert!(status.success(), "{text}");
+    assert_eq!(trace_ids(&dir.path().join("out")).len(), 300);
+}
