@@ -85,8 +85,19 @@ pub fn run_wal(command: WalCommand) -> Result<()> {
             e
         }
         None => {
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            let e = sluice::wal::export::export(&dir, from, &mut out)?;
+            let mut out = Stdout {
+                inner: std::io::BufWriter::new(std::io::stdout().lock()),
+                failed: None,
+            };
+            let e = match sluice::wal::export::export(&dir, from, &mut out) {
+                Ok(e) => e,
+                // The reader's end, not the WAL's (`… | head` closes the pipe).
+                Err(_) if out.failed.is_some() => bail!(
+                    "writing to standard output: {} (the export stopped there; the WAL is unchanged)",
+                    out.failed.map(std::io::Error::from).expect("checked")
+                ),
+                Err(e) => return Err(e.into()),
+            };
             out.flush().context("writing to standard output")?;
             e
         }
@@ -197,4 +208,24 @@ fn spilled(state: &std::path::Path, wal: &std::path::Path, from: u64) -> Result<
     }
     let (below, held) = spans.into_iter().partition(|(_, n)| *n <= from);
     Ok(Spilled::Held { below, held })
+}
+
+/// Standard output that remembers a failed write: an export error after one is the reader's
+/// (a closed pipe), not the WAL's.
+struct Stdout<W: Write> {
+    inner: W,
+    failed: Option<std::io::ErrorKind>,
+}
+
+impl<W: Write> Write for Stdout<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner
+            .write(buf)
+            .inspect_err(|e| self.failed = Some(e.kind()))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner
+            .flush()
+            .inspect_err(|e| self.failed = Some(e.kind()))
+    }
 }

@@ -1,7 +1,7 @@
 //! A copy of a push job's state folder (a volume snapshot) started as a second process: the
 //! original and the copy are told apart by their logs' runs, and what a refused start holds
 //! comes out with `sluice wal export` (a spill of the same records with it); a WAL left
-//! behind by a switch to `durability = "memory"`.
+//! behind by a switch to `durability = "memory"`; an export into a closed pipe.
 
 use crate::helpers::*;
 use crate::kafka::{spawn_run, spawn_with, wait_log};
@@ -303,4 +303,27 @@ fn a_switch_to_memory_durability_is_refused_while_the_wal_holds_uncommitted_rows
     assert!(std::fs::read_to_string(&log)
         .unwrap()
         .contains("every record it holds is committed"));
+}
+
+/// `sluice wal export` into a pipe its reader closed (`… | head -c 1`): the error names
+/// standard output, not a WAL segment. Before: "WAL …/000….wal: Broken pipe".
+#[test]
+fn a_wal_export_into_a_closed_pipe_blames_standard_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = push_job(dir.path(), "wal", "", "");
+    let (run, addr) = start(&job, &dir.path().join("push.log"));
+    push_acked(&addr, "w", 2000);
+    assert!(run.stop("the push job", 60).success());
+    let mut export = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["wal", "export", job.to_str().unwrap(), "--from", "0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(export.stdout.take());
+    let out = export.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("writing to standard output"), "{err}");
+    assert!(!err.contains(".wal:"), "{err}");
 }
