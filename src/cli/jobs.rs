@@ -557,6 +557,12 @@ pub fn run_schema(cmd: SchemaCommand) -> Result<()> {
     match cmd {
         SchemaCommand::Check { file } => {
             let s = RepoSchema::load(&file)?;
+            // The defaults parse when a decoder is built (as a job's or convert's start would).
+            sluice::decode::RecordDecoder::new(
+                std::sync::Arc::new(s.clone()),
+                sluice::decode::DecodeOptions::default(),
+                None,
+            )?;
             println!(
                 "{}: repo `{}` with {} fields is valid",
                 file.display(),

@@ -267,6 +267,18 @@ fn errors_are_clear_and_leave_nothing_behind() {
         err.contains("bad.toml") && err.contains("`a`") && err.contains("int33"),
         "{err}"
     );
+    // A default that does not parse is the schema's error, as the decoder finds it.
+    std::fs::write(
+        &bad_schema,
+        "name = \"x\"\n[[fields]]\nname = \"n\"\ntype = \"int64\"\ndefault = \"abc\"\n",
+    )
+    .unwrap();
+    let o = sluice(&["schema", "check", bad_schema.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("invalid default"),
+        "{err}"
+    );
     // A cause the error already quotes is said once.
     let o = sluice(&["schema", "check", "/no/such/schema.toml"]);
     let err = String::from_utf8_lossy(&o.stderr);
