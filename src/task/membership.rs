@@ -74,6 +74,7 @@ pub fn claim(
         },
         None => None,
     };
+    let rolled = roll.is_some();
     let r = match roll {
         Some(f) => {
             refuse_a_table_made_since(checkpoints, key)?;
@@ -85,7 +86,12 @@ pub fn claim(
         None => checkpoints.reconcile(key, term, owner)?,
     };
     if !r.removed.is_empty() {
-        tracing::warn!(partition = %key, files = ?r.removed, "removed files of an unfinished commit");
+        let what = if rolled {
+            "removed the files of the commits rolled back (and of any unfinished one)"
+        } else {
+            "removed files of an unfinished commit"
+        };
+        tracing::warn!(partition = %key, files = ?r.removed, "{what}");
     }
     // The table holds every sealed commit before the partition commits again.
     let held = match table {
