@@ -281,9 +281,11 @@ pub fn run(mut job: ConvertJob) -> Result<ConvertSummary, ConvertError> {
     // Without --overwrite both commits are create-only: of two conversions to one name, the
     // one whose dead letters lose stops before its output.
     crate::fault::hold_while("hold_convert_commit");
-    // Create-only where its own file system can (the dead letters may be on another).
-    let dead_create_only =
-        !job.overwrite && job.dead_letters.commits_create_only(&job.dead_letters_rel);
+    // Create-only where its own file system can (the dead letters may be on another); looked
+    // at only when there are dead letters (the look makes their folder).
+    let dead_create_only = !job.overwrite
+        && dead.has_file()
+        && job.dead_letters.commits_create_only(&job.dead_letters_rel);
     let dead_commit = if dead_create_only {
         dead.commit_new()
     } else {
