@@ -120,8 +120,9 @@ pub fn markdown() -> Result<String, String> {
          [`job.schema.json`](job.schema.json)\n(`sluice config json-schema`; with Taplo or \
          Even Better TOML, put `#:schema ./job.schema.json`\nat the top of a job file).\n\n\
          Sizes are written like `512KiB`, `64MiB`, `4GiB`; durations like `500ms`, `30s`, \
-         `15m`, `7d`.\nUnknown keys are errors. `sluice validate JOB` checks a job file and \
-         names every problem\nwith its key path.\n",
+         `15m`, `7d`.\nUnknown keys are errors. `sluice validate JOB` checks a job file: a \
+         TOML syntax error or a value of the\nwrong type comes first, alone, with its line; \
+         then every other problem, each with its key path.\n",
     );
     let mut missing = Vec::new();
     let defs = schema["$defs"].clone();
