@@ -162,6 +162,14 @@ pub fn run_validate(path: &Path, repo: Option<&str>) -> Result<()> {
 fn validate_one(path: &Path, job: &Job, runtime: &tokio::runtime::Runtime) -> Result<()> {
     let prepared = task::prepare(job, false)?;
     let dest = task::destination(job, runtime)?;
+    // A local destination that is a file: every run would fail at its first write.
+    if let Some(root) = dest.local_root().filter(|r| r.exists() && !r.is_dir()) {
+        bail!(
+            "sink.url {}: {} is a file, not a folder",
+            job.file.sink.url,
+            root.display()
+        );
+    }
     let room = dest.folder_room();
     let template = prepared.template.clone().limit_to(room)?;
     let fields = prepared.schema.fields.len();

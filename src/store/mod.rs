@@ -229,6 +229,14 @@ impl Destination {
         &self.url
     }
 
+    /// The folder of a local destination; `None` on an object store.
+    pub fn local_root(&self) -> Option<&std::path::Path> {
+        match &self.kind {
+            Kind::Local(root) => Some(root),
+            Kind::Store { .. } => None,
+        }
+    }
+
     /// The destination as a library that speaks `object_store` sees it (the Delta log): a
     /// store rooted at the storage's root and the destination's URL, ending in `/`.
     pub fn object_store(&self) -> Result<(Arc<dyn ObjectStore>, url::Url), StoreError> {

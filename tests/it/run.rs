@@ -420,6 +420,26 @@ fn bad_job_files_report_every_error_with_its_key() {
     let o = sluice(&["validate", job.to_str().unwrap()]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("missing.jsonl"));
+    // A destination that is a file: every run would fail at its first write.
+    let input = dir.path().join("present.jsonl");
+    std::fs::write(&input, "").unwrap();
+    std::fs::write(dir.path().join("afile"), "x").unwrap();
+    std::fs::write(
+        &job,
+        format!(
+            "[job]\nname = \"j\"\n[source]\nkind = \"file\"\npaths = [{:?}]\n[repo]\nschema = {:?}\n[sink]\nurl = {:?}\n",
+            input.display().to_string(),
+            schema("nginx_access").display().to_string(),
+            dir.path().join("afile").display().to_string()
+        ),
+    )
+    .unwrap();
+    let o = sluice(&["validate", job.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("is a file, not a folder"),
+        "{err}"
+    );
 }
 
 #[test]
