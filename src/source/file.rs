@@ -64,9 +64,16 @@ impl FileSource {
         let mut seen = std::collections::HashSet::new();
         for (i, p) in paths.iter().enumerate() {
             if !p.is_file() {
+                let glob = p.to_string_lossy().contains(['*', '?', '[']);
+                let reason = match std::fs::metadata(p) {
+                    Ok(m) if m.is_dir() => "is a folder: list its files in `paths`, one partition each (folders and globs are not expanded)",
+                    Ok(_) => "is not a regular file: a pipe or device cannot be resumed at an offset (`sluice convert --input -` reads a stream)",
+                    Err(_) if glob => "no such file (`paths` names files: globs are not expanded)",
+                    Err(_) => "no such file",
+                };
                 return Err(SourceError::Other {
                     name: p.display().to_string(),
-                    reason: "no such file".into(),
+                    reason: reason.into(),
                 });
             }
             let topic = sanitize(&InputSource::File(p.clone()).stem());

@@ -420,6 +420,17 @@ fn bad_job_files_report_every_error_with_its_key() {
     let o = sluice(&["validate", job.to_str().unwrap()]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("missing.jsonl"));
+    // A folder, or a glob, in `paths`: said as such, not "no such file".
+    let text = std::fs::read_to_string(&job).unwrap();
+    for (path, said) in [
+        (dir.path().display().to_string(), "is a folder"),
+        ("data/*.jsonl".to_string(), "globs are not expanded"),
+    ] {
+        std::fs::write(&job, text.replace("missing.jsonl", &path)).unwrap();
+        let o = sluice(&["validate", job.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(said), "{path}: {err}");
+    }
     // A destination that is a file: every run would fail at its first write.
     let input = dir.path().join("present.jsonl");
     std::fs::write(&input, "").unwrap();
