@@ -16,7 +16,15 @@ pub(super) fn topics_now<C: rdkafka::consumer::ConsumerContext>(
 ) -> Result<Vec<(String, Vec<i32>)>, SourceError> {
     let md = consumer
         .fetch_metadata(None, TIMEOUT)
-        .map_err(|e| err_at(name, format!("cannot read the topics' metadata: {e}")))?;
+        .map_err(|e| {
+            err_at(
+                name,
+                format!(
+                    "cannot read the topics' metadata within {} s: {e} (are the brokers of `source.brokers` up, reachable from here and speaking Kafka?)",
+                    TIMEOUT.as_secs()
+                ),
+            )
+        })?;
     let mut out = Vec::new();
     for t in md.topics() {
         let wanted =
