@@ -309,7 +309,7 @@ impl Job {
             if u.is_empty() {
                 Err("must not be empty".into())
             } else {
-                Ok(())
+                scheme_without_slashes(u)
             }
         });
         if !problems.is_empty() {
@@ -388,6 +388,24 @@ pub fn resolve_url_against(base: &Path, url: &str) -> String {
         url.to_string()
     } else {
         base.join(local).display().to_string()
+    }
+}
+
+/// A URL of a scheme sluice writes to, written without `//` (`file:out/`, `s3:bucket/x`): as
+/// a path it would name a local folder called so.
+fn scheme_without_slashes(url: &str) -> Result<(), String> {
+    const SCHEMES: [&str; 9] = [
+        "file", "s3", "s3a", "gs", "az", "abfs", "abfss", "hdfs", "memory",
+    ];
+    match url.split_once(':') {
+        Some((s, rest))
+            if SCHEMES.contains(&s.to_ascii_lowercase().as_str()) && !rest.starts_with("//") =>
+        {
+            Err(format!(
+                "`{url}` is read as a local folder of that name: write `{s}://…` (`file://./out/` or a plain path for a folder here)"
+            ))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -19,6 +19,26 @@ idle = "5s"
 template = "dt={ts:%Y-%m-%d}/"
 "#;
 
+/// `file:out/` (no `//`) would be a local folder named `file:out`: refused, naming the form.
+#[test]
+fn a_scheme_without_slashes_is_refused() {
+    let bad = GOOD.replace("file:///tmp/out/", "file:out-u2/");
+    let e = Job::parse(&bad, Path::new("j.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("sink.url") && e.contains("write `file://…`"),
+        "{e}"
+    );
+    let s3 = GOOD.replace("file:///tmp/out/", "S3:bucket/x/");
+    assert!(Job::parse(&s3, Path::new("j.toml")).is_err());
+    let plain = GOOD.replace("file:///tmp/out/", "out:2024/");
+    assert!(
+        Job::parse(&plain, Path::new("j.toml")).is_ok(),
+        "a plain folder name with a colon"
+    );
+}
+
 #[test]
 fn good_job_loads_with_defaults() {
     let j = Job::parse(GOOD, Path::new("/etc/sluice/job.toml")).unwrap();
