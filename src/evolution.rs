@@ -195,6 +195,19 @@ pub fn compare(old: &Schema, ever: &Schema, new: &Schema) -> Result<Vec<String>,
         let earlier = old
             .field_with_name(f.name())
             .or_else(|_| ever.field_with_name(f.name()));
+        // Readers that take names without case (Spark, Hive, Athena, Delta) read a field one
+        // of another case was, as that column.
+        if let Some(o) = earlier.is_err().then(|| other_case(old, ever, f)).flatten() {
+            problems.push(format!(
+                "field `{}` ({}) is new, but the files already written have `{}` ({}): readers that take names without case (Spark, Hive, Athena, Delta) read them as one column (give it a name of its own, or `{}`'s type)",
+                f.name(),
+                f.data_type(),
+                o.name(),
+                o.data_type(),
+                o.name()
+            ));
+            continue;
+        }
         match (old.field_with_name(f.name()), earlier) {
             (_, Ok(o)) if o.data_type() != f.data_type() => problems.push(format!(
                 "field `{}` is {} in the files already written and {} now; a reader cannot take both as one column (add a field with a new name instead)",
@@ -210,19 +223,6 @@ pub fn compare(old: &Schema, ever: &Schema, new: &Schema) -> Result<Vec<String>,
                 changes.push(format!("field `{}` is nullable now", f.name()))
             }
             (Ok(_), _) => {}
-            // Readers that take names without case (Spark, Hive, Athena, Delta) read a
-            // field one of another case was, as that column.
-            (Err(_), Err(_)) if other_case(old, ever, f).is_some() => {
-                let o = other_case(old, ever, f).expect("checked");
-                problems.push(format!(
-                    "field `{}` ({}) is new, but the files already written have `{}` ({}): readers that take names without case (Spark, Hive, Athena, Delta) read them as one column (give it a name of its own, or `{}`'s type)",
-                    f.name(),
-                    f.data_type(),
-                    o.name(),
-                    o.data_type(),
-                    o.name()
-                ))
-            }
             (Err(_), _) if !f.is_nullable() => problems.push(format!(
                 "field `{}` is new and not nullable, but the files already written do not have it (make it nullable)",
                 f.name()

@@ -66,19 +66,11 @@ fn a_file_job_stopped_before_its_end_fails_saying_to_run_it_again() {
     events(&dir.path().join("in.jsonl"), "f", 300);
     let job = file_job(dir.path(), "stopped", "in.jsonl", "");
     let hold = dir.path().join("hold");
-    std::fs::write(&hold, b"").unwrap();
     let log = dir.path().join("first.log");
-    let mut first = KillOnDrop::new(crate::kafka::spawn_with(
-        "run",
-        &job,
-        &log,
-        &[("SLUICE_FAULT", &format!("hold_worker:@{}", hold.display()))],
-    ));
-    let text = crate::kafka::wait_log(&log, "holding at hold_worker", 1, 60);
-    assert!(text.contains("holding at hold_worker"), "{text}");
+    let mut first = run_held(&job, &log, &hold, "hold_worker");
+    said(&log, "holding at hold_worker");
     sigterm(first.child());
-    let spilled = crate::kafka::wait_log(&log, "spilled the channel to disk", 1, 60);
-    assert!(spilled.contains("spilled the channel"), "{spilled}");
+    said(&log, "spilled the channel to disk");
     std::fs::remove_file(&hold).unwrap();
     let status = wait_exit(first.child(), "the stopped file job", 60);
     let text = std::fs::read_to_string(&log).unwrap();
@@ -110,24 +102,16 @@ fn a_file_job_reloaded_midway_and_then_finished_succeeds() {
     );
     let text = std::fs::read_to_string(&job).unwrap();
     let hold = dir.path().join("hold");
-    std::fs::write(&hold, b"").unwrap();
     let log = dir.path().join("run.log");
-    let mut run = KillOnDrop::new(crate::kafka::spawn_with(
-        "run",
-        &job,
-        &log,
-        &[("SLUICE_FAULT", &format!("hold_worker:@{}", hold.display()))],
-    ));
-    let seen = crate::kafka::wait_log(&log, "holding at hold_worker", 1, 60);
-    assert!(seen.contains("holding at hold_worker"), "{seen}");
+    let mut run = run_held(&job, &log, &hold, "hold_worker");
+    said(&log, "holding at hold_worker");
     std::fs::write(&job, text.replace("max_rows = 1000", "max_rows = 2000")).unwrap();
     assert!(std::process::Command::new("kill")
         .args(["-HUP", &run.id().to_string()])
         .status()
         .unwrap()
         .success());
-    let spilled = crate::kafka::wait_log(&log, "spilled the channel to disk", 1, 60);
-    assert!(spilled.contains("spilled the channel"), "{spilled}");
+    said(&log, "spilled the channel to disk");
     std::fs::remove_file(&hold).unwrap();
     let status = wait_exit(run.child(), "the reloaded file job", 60);
     let text = std::fs::read_to_string(&log).unwrap();
@@ -146,19 +130,11 @@ fn a_file_job_stopped_after_reading_everything_and_committing_it_succeeds() {
     events(&dir.path().join("in.jsonl"), "c", 300);
     let job = file_job(dir.path(), "read-all", "in.jsonl", "");
     let hold = dir.path().join("hold");
-    std::fs::write(&hold, b"").unwrap();
     let log = dir.path().join("run.log");
-    let mut run = KillOnDrop::new(crate::kafka::spawn_with(
-        "run",
-        &job,
-        &log,
-        &[("SLUICE_FAULT", &format!("hold_worker:@{}", hold.display()))],
-    ));
-    let seen = crate::kafka::wait_log(&log, "the source is read to its end", 1, 60);
-    assert!(seen.contains("the source is read to its end"), "{seen}");
+    let mut run = run_held(&job, &log, &hold, "hold_worker");
+    said(&log, "the source is read to its end");
     sigterm(run.child());
-    let stopping = crate::kafka::wait_log(&log, "to=Stopping", 1, 60);
-    assert!(stopping.contains("to=Stopping"), "{stopping}");
+    said(&log, "to=Stopping");
     std::fs::remove_file(&hold).unwrap();
     let status = wait_exit(run.child(), "the stopped file job", 60);
     let text = std::fs::read_to_string(&log).unwrap();
