@@ -149,6 +149,7 @@ fn stop_on_signals() -> Result<Arc<std::sync::atomic::AtomicBool>> {
             while !watched.load(std::sync::atomic::Ordering::Acquire) {
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
+            eprintln!("asked to stop: the conversion stops at its next chunk");
             std::thread::sleep(STOP_GRACE);
             eprintln!(
                 "error: stopped (a signal), and the conversion did not stop within {} s (its input did not answer): its temporary file may be left",

@@ -309,7 +309,7 @@ fn an_interrupted_conversion_leaves_nothing_behind() {
         .status()
         .unwrap()
         .success());
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    said(&log, "asked to stop");
     let _ = std::fs::remove_file(&hold);
     let status = wait_exit(child.child(), "the interrupted conversion", 60);
     let text = std::fs::read_to_string(&log).unwrap();
