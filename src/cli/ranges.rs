@@ -130,7 +130,8 @@ pub fn hold_range(
     let name = &job.file.job.name;
     let record = range_record(name);
     let committed = Checkpoints::new(dest.clone(), name).committed()?;
-    let plan = || sluice::source::kafka::plan(brokers, topics, options, (start, end), skip);
+    let group = job.kafka_group().unwrap_or_default();
+    let plan = || sluice::source::kafka::plan(brokers, &group, topics, options, (start, end), skip);
     // Where the live job looks when it first starts a partition (a folder around this one).
     let copy = live.filter(|l| l.dest.url() != dest.url());
     // A copy there is this backfill's when it names this folder and was made from this state

@@ -99,7 +99,7 @@ pub fn run_skip(
     // meanwhile is judged by it, under the skip's term.)
     let first = if cps.latest(partition)?.is_none() {
         let start = if is_backfill {
-            backfill_start(&job, &client, (topic, number), (low, high))?
+            backfill_start(&job, (&cfg, &client), (topic, number), (low, high))?
         } else {
             // Where its newest claim started it (past a backfill's range), recorded before
             // that claim looked at the backfills: a backfill recorded since finds it.
@@ -184,7 +184,7 @@ fn check_backfill_name(job: &sluice::config::Job, cps: &Checkpoints, repo: &str)
 
 fn backfill_start(
     job: &sluice::config::Job,
-    client: &BaseConsumer,
+    (cfg, client): (&ClientConfig, &BaseConsumer),
     (topic, number): (&str, i32),
     watermarks: (i64, i64),
 ) -> Result<u64> {
@@ -207,6 +207,7 @@ fn backfill_start(
         return Err(unknown());
     }
     let pos = Position::parse(&from).map_err(|e| anyhow!("the recorded --from {e}"))?;
-    let start = pos.start_in(client, (topic, number), watermarks)?;
+    let group = job.kafka_group().unwrap_or_default();
+    let start = pos.start_in((cfg, &group), client, (topic, number), watermarks)?;
     Ok(start.ok_or_else(unknown)?.max(0) as u64)
 }

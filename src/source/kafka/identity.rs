@@ -26,7 +26,7 @@ use crate::source::PartitionInfo;
 pub(super) const WAIT: Duration = Duration::from_secs(10);
 
 /// The consumer's settings, for the client that reads marked messages again.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(super) struct Recheck {
     settings: Vec<(String, String)>,
 }

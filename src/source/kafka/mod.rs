@@ -41,6 +41,7 @@ mod part;
 mod range;
 mod read;
 mod seek;
+mod times;
 mod topics;
 mod unreadable;
 

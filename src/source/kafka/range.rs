@@ -8,7 +8,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::group::{lock, set_paused, Index};
+use super::identity::Recheck;
 use super::part::Part;
+use super::times::{checked, Answer};
 use super::{err_at, gap, KafkaSource, TIMEOUT};
 pub use crate::commit::ranges::Span;
 use crate::source::SourceError;
@@ -31,6 +33,7 @@ pub enum Range {
 /// that the broker no longer holds moves to the log's start, logged; else an error).
 pub fn plan(
     brokers: &str,
+    group: &str,
     topics: &[String],
     options: &crate::config::PassThrough,
     (start, end): (&Position, &Position),
@@ -45,15 +48,55 @@ pub fn plan(
     let consumer: BaseConsumer = cfg
         .create()
         .map_err(|e| err_at(&name, format!("cannot create the consumer: {e}")))?;
+    // Reads the records at a time's offsets (librdkafka assigns only with a group id).
+    cfg.set("group.id", group);
+    let recheck = Recheck::new(&cfg);
     let patterns = super::topics::patterns(&name, topics)?;
     let found = super::topics::topics_now(&consumer, &name, topics, &patterns)?;
-    spans_of(&consumer, &name, &found, (start, end), skip)
+    spans_of(&consumer, &recheck, &name, &found, (start, end), skip)
+}
+
+/// `planned` (each partition of `list` with its from, to and log end), with every offset
+/// a time resolved to checked against its record ([`checked`]).
+fn checked_times(
+    recheck: &Recheck,
+    name: &str,
+    list: &[(&str, i32)],
+    (start, end): (&Position, &Position),
+    mut planned: Vec<(i64, i64, i64)>,
+) -> Result<Vec<(i64, i64)>, SourceError> {
+    let mut answers = Vec::new();
+    for (flag, pos) in [("--from", start), ("--to", end)] {
+        let Position::Timestamp(ms) = pos else {
+            continue;
+        };
+        for (&(topic, partition), &(from, to, high)) in list.iter().zip(&planned) {
+            answers.push(Answer {
+                topic: topic.to_string(),
+                partition,
+                ms: *ms,
+                offset: if flag == "--from" { from } else { to },
+                high,
+                flag,
+            });
+        }
+    }
+    let offsets = checked(recheck, name, &answers)?;
+    let n = list.len();
+    for (k, o) in offsets.into_iter().enumerate() {
+        match answers[k].flag {
+            "--from" => planned[k % n].0 = o,
+            _ => planned[k % n].1 = o,
+        }
+    }
+    Ok(planned.into_iter().map(|(f, t, _)| (f, t)).collect())
 }
 
 /// Every partition of `topics` (names and partition numbers) with its `[from, to)` for a run
 /// from `start` to `end` (`to` at least `from`).
 fn spans_of<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
+    recheck: &Recheck,
     name: &str,
     topics: &[(String, Vec<i32>)],
     (start, end): (&Position, &Position),
@@ -64,6 +107,7 @@ fn spans_of<C: ConsumerContext>(
         .flat_map(|(t, ids)| ids.iter().map(move |p| (t.as_str(), *p)))
         .collect();
     let planned = plan_all(consumer, name, &list, (start, end), skip)?;
+    let planned = checked_times(recheck, name, &list, (start, end), planned)?;
     Ok(list
         .into_iter()
         .zip(planned)
@@ -175,11 +219,13 @@ impl KafkaSource {
         topics: &[(String, Vec<i32>)],
         range: &Range,
     ) -> Result<(), SourceError> {
+        let recheck = lock(&self.shared).recheck.clone();
         let (spans, fresh) = match range {
             Range::Planned { spans, fresh } => (spans.clone(), *fresh),
             Range::Asked(start, end) => (
                 spans_of(
                     &self.consumer,
+                    &recheck,
                     &self.name,
                     topics,
                     (start, end),
@@ -322,7 +368,7 @@ fn plan_all<C: ConsumerContext>(
     list: &[(&str, i32)],
     (start, end): (&Position, &Position),
     skip: bool,
-) -> Result<Vec<(i64, i64)>, SourceError> {
+) -> Result<Vec<(i64, i64, i64)>, SourceError> {
     // A range asked for that names nothing to read: a partition no topic of the job has (of
     // one it reads, when named with it), whose offsets went unused while every partition took
     // the default, or times the wrong way round. (A topic the job no longer reads is let be:
@@ -354,7 +400,7 @@ fn plan_all<C: ConsumerContext>(
             ));
         }
     }
-    let plan_one = |topic: &str, p: i32| -> Result<(i64, i64), SourceError> {
+    let plan_one = |topic: &str, p: i32| -> Result<(i64, i64, i64), SourceError> {
         let (low, high) = consumer
             .fetch_watermarks(topic, p, TIMEOUT)
             .map_err(|e| err_at(name, format!("watermarks of {topic}/{p}: {e}")))?;
@@ -385,7 +431,7 @@ fn plan_all<C: ConsumerContext>(
         }
         let from = resolve(consumer, name, (topic, p), start, (low, high), low)?;
         let to = resolve(consumer, name, (topic, p), end, (low, high), high)?;
-        Ok((from, to))
+        Ok((from, to, high))
     };
     let done = crate::fanout::each(list, PLAN_THREADS, "plan", |&(topic, p)| plan_one(topic, p));
     done.into_iter().map(|(_, r)| r).collect()
@@ -404,8 +450,11 @@ impl Position {
 
     /// Where a run from this position starts partition `p` of `topic` (watermarks `[low,
     /// high]`, read now): `None` for `latest`, which is the end when the run started, not now.
+    /// `cfg` is `consumer`'s, and `group` the job's group id (a time's offset is checked
+    /// against its record with a client of them).
     pub fn start_in<C: ConsumerContext>(
         &self,
+        (cfg, group): (&ClientConfig, &str),
         consumer: &BaseConsumer<C>,
         (topic, p): (&str, i32),
         (low, high): (i64, i64),
@@ -413,7 +462,23 @@ impl Position {
         if *self == Position::Latest {
             return Ok(None);
         }
-        resolve(consumer, topic, (topic, p), self, (low, high), low).map(Some)
+        let o = resolve(consumer, topic, (topic, p), self, (low, high), low)?;
+        let Position::Timestamp(ms) = self else {
+            return Ok(Some(o));
+        };
+        let mut cfg = cfg.clone();
+        cfg.set("group.id", group);
+        let answer = Answer {
+            topic: topic.to_string(),
+            partition: p,
+            ms: *ms,
+            offset: o,
+            high,
+            flag: "--from",
+        };
+        Ok(checked(&Recheck::new(&cfg), topic, &[answer])?
+            .first()
+            .copied())
     }
 }
 
