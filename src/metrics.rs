@@ -7,6 +7,10 @@
 //! registry ([`MetricSet`]), so one exposition holds every repo's series.
 
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+mod freshness;
+pub use freshness::Contact;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -83,6 +87,14 @@ pub struct MetricSet {
     group_assignments: Family<RepoLabels, Counter>,
     group_assignment_seconds: Family<RepoLabels, Histogram>,
     group_rejoins: Family<RepoLabels, Counter>,
+    uncommitted_age: Family<PartLabels, Gauge>,
+    source_silent: Family<RepoLabels, Gauge>,
+    process_start: Gauge,
+    /// What `uncommitted_age` and `source_silent` are computed from when read.
+    pending: freshness::Pending,
+    contacts: Mutex<std::collections::HashMap<String, Contact>>,
+    /// The partitions with an `uncommitted_age` series.
+    shown: Mutex<std::collections::HashSet<PartLabels>>,
 }
 
 /// The metrics of one repo's task: its series in a (possibly shared) [`MetricSet`].
@@ -155,8 +167,18 @@ impl Default for MetricSet {
                 Histogram::new(exponential_buckets(0.005, 2.0, 18))
             }),
             group_rejoins: Family::default(),
+            uncommitted_age: Family::default(),
+            source_silent: Family::default(),
+            process_start: Gauge::default(),
+            pending: freshness::Pending::default(),
+            contacts: Mutex::default(),
+            shown: Mutex::default(),
             registry: Registry::with_prefix("sluice"),
         };
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        m.process_start.set(started.as_secs() as i64);
         m.registry.register(
             "records_in",
             "Records read and decoded (rows and dead letters), before commit",
@@ -274,6 +296,21 @@ impl Default for MetricSet {
             "Times this member joined its group again because a partition another owner fenced stayed assigned to it",
             m.group_rejoins.clone(),
         );
+        m.registry.register(
+            "uncommitted_age_seconds",
+            "Per partition, how long ago its oldest record read and not yet committed was read (to within 30 s; no series when everything read is committed)",
+            m.uncommitted_age.clone(),
+        );
+        m.registry.register(
+            "source_silent_seconds",
+            "How long since the source last heard from its brokers (Kafka: watermarks or metadata fetched; 0 for other sources)",
+            m.source_silent.clone(),
+        );
+        m.registry.register(
+            "process_start_time_seconds",
+            "When this process started (seconds since the epoch); a change is a restart",
+            m.process_start.clone(),
+        );
         m
     }
 }
@@ -281,10 +318,46 @@ impl Default for MetricSet {
 impl MetricSet {
     /// The OpenMetrics text exposition of every repo's series.
     pub fn encode(&self) -> String {
+        self.refresh(Instant::now());
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
         out
+    }
+}
+
+impl MetricSet {
+    /// The gauges measured when read (see [`freshness`]).
+    fn refresh(&self, now: Instant) {
+        let ages = self.pending.ages(now);
+        let held: std::collections::HashSet<PartLabels> = ages
+            .iter()
+            .map(|((repo, partition), _)| PartLabels {
+                repo: repo.clone(),
+                partition: partition.clone(),
+            })
+            .collect();
+        // Series of partitions whose records are all committed go (a family lists its
+        // series only through encoding, so the ones shown before are kept beside the ages).
+        let mut shown = self.shown.lock().unwrap_or_else(|p| p.into_inner());
+        for gone in shown.difference(&held) {
+            self.uncommitted_age.remove(gone);
+        }
+        for ((repo, partition), age) in ages {
+            let l = PartLabels { repo, partition };
+            self.uncommitted_age
+                .get_or_create(&l)
+                .set(age.as_secs() as i64);
+        }
+        *shown = held;
+        drop(shown);
+        let contacts = self.contacts.lock().unwrap_or_else(|p| p.into_inner());
+        for (repo, c) in contacts.iter() {
+            let l = RepoLabels { repo: repo.clone() };
+            self.source_silent
+                .get_or_create(&l)
+                .set(c.silent_for().as_secs() as i64);
+        }
     }
 }
 
@@ -395,6 +468,24 @@ impl Metrics {
             .records_in
             .get_or_create(&self.part(partition))
             .inc_by(n);
+    }
+
+    /// Records of `partition` up to position `end` (exclusive) were read now.
+    pub fn read_up_to(&self, partition: &str, end: u64) {
+        self.set
+            .pending
+            .read((&self.repo, partition), end, Instant::now());
+    }
+
+    /// `partition` is committed up to position `next` (exclusive).
+    pub fn committed_up_to(&self, partition: &str, next: u64) {
+        self.set.pending.committed((&self.repo, partition), next);
+    }
+
+    /// The task's source stamps `contact` when it hears from its brokers.
+    pub fn source_contact(&self, contact: Contact) {
+        let mut contacts = self.set.contacts.lock().unwrap_or_else(|p| p.into_inner());
+        contacts.insert(self.repo.clone(), contact);
     }
 
     pub fn offsets_skipped(&self, partition: &str, n: u64) {
@@ -553,6 +644,7 @@ impl Metrics {
             set.dead_letters_found.remove(&r);
         }
         self.lagging.lock().expect("lag lock").remove(partition);
+        self.set.pending.forget(&self.repo, Some(partition));
     }
 
     /// The task ended: none of its partitions' lag is reported any more.
@@ -562,6 +654,17 @@ impl Metrics {
             self.set.lag.remove(&self.part(&p));
             self.set.position.remove(&self.part(&p));
         }
+        // Nothing of the task is held or read any more: no age, silence or pause to report
+        // (a pause left at 1 would page about a repo stopped on purpose), no channel.
+        self.set.pending.forget(&self.repo, None);
+        let mut contacts = self.set.contacts.lock().unwrap_or_else(|p| p.into_inner());
+        contacts.remove(&self.repo);
+        drop(contacts);
+        let repo = self.repo();
+        self.set.source_silent.remove(&repo);
+        self.set.task_paused.remove(&repo);
+        self.set.channel_bytes.remove(&repo);
+        self.set.channel_batches.remove(&repo);
     }
 
     /// The OpenMetrics text exposition of the whole set.

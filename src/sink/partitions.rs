@@ -174,6 +174,12 @@ impl Partitions {
         self.lock().parts.get(&p).map(|s| s.key.clone())
     }
 
+    /// How logs and errors name partition `p`: its key (`topic-partition`), or `#p` (the
+    /// handle) for one never registered here.
+    pub fn label(&self, p: u32) -> String {
+        self.key(p).unwrap_or_else(|| format!("#{p}"))
+    }
+
     /// Every registered partition's key, owned or not.
     pub fn keys(&self) -> HashMap<u32, String> {
         self.lock()

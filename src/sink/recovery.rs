@@ -104,7 +104,7 @@ impl Worker {
         if e.is_fenced() {
             self.fenced(p, &e);
         } else {
-            tracing::warn!(partition = p, error = %e, "commit failed; rewinding the partition");
+            tracing::warn!(partition = %self.ctx.control.partitions.label(p), error = %e, "commit failed; rewinding the partition");
             self.fail(p);
         }
     }
@@ -169,7 +169,7 @@ impl Worker {
         let Some(epoch) = ctl.partitions.fence(p, by, self.ctx.group) else {
             // A commit of an earlier ownership (it outlived its revocation): this process has
             // since registered the partition again, or no longer owns it.
-            tracing::warn!(partition = p, error = %e, "a commit of an earlier ownership of the partition was fenced");
+            tracing::warn!(partition = %self.ctx.control.partitions.label(p), error = %e, "a commit of an earlier ownership of the partition was fenced");
             return;
         };
         if let Some(op) = self.open.remove(&p) {
@@ -178,10 +178,10 @@ impl Worker {
         self.ctx.channel.purge(p, epoch);
         if self.ctx.group {
             // The group's revocation follows; `task::fenced` acts if it does not.
-            tracing::warn!(partition = p, error = %e, "fenced: another member took the partition over; it is released here");
+            tracing::warn!(partition = %self.ctx.control.partitions.label(p), error = %e, "fenced: another member took the partition over; it is released here");
             return;
         }
-        tracing::error!(partition = p, error = %e, "fenced: another owner took the partition over; the task stops");
+        tracing::error!(partition = %self.ctx.control.partitions.label(p), error = %e, "fenced: another owner took the partition over; the task stops");
         let mut fatal = ctl.worker_fatal.lock().unwrap_or_else(|p| p.into_inner());
         if fatal.is_none() {
             *fatal = Some(e.to_string());
@@ -204,17 +204,18 @@ impl Worker {
     pub(super) fn fail_at(&mut self, p: u32, held: Option<u64>) {
         let ctl = self.ctx.control.clone();
         ctl.failures.fetch_add(1, Ordering::Relaxed);
-        self.ctx.metrics.retry();
         // The registration being rewound: a reassignment meanwhile seeks the source itself.
         let term = self.part(p).map(|s| s.term);
         // Pause (growing, with jitter), then reconcile with the store; while it is down, keep
         // waiting: the channel fills and the source waits, nothing is dropped.
         loop {
+            // Every attempt counts: one outage of the destination is many retries.
+            self.ctx.metrics.retry();
             let n = self.recovery.backoff.entry(p).or_insert(0);
             *n += 1;
             let pause = backoff_delay(*n);
             tracing::warn!(
-                partition = p,
+                partition = %self.ctx.control.partitions.label(p),
                 pause_ms = pause.as_millis() as u64,
                 "replaying from the checkpoint"
             );
@@ -259,7 +260,7 @@ impl Worker {
                     return;
                 }
                 Err(e) => {
-                    tracing::warn!(partition = p, error = %e, "the destination is still unavailable")
+                    tracing::warn!(partition = %self.ctx.control.partitions.label(p), error = %e, "the destination is still unavailable")
                 }
             }
         }

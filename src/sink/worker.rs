@@ -186,7 +186,7 @@ impl Worker {
                     continue; // stale: the partition was rewound
                 }
                 if let Err(e) = self.write_item(item) {
-                    tracing::warn!(partition = p, error = %e, "writing failed; rewinding the partition");
+                    tracing::warn!(partition = %self.ctx.control.partitions.label(p), error = %e, "writing failed; rewinding the partition");
                     // Its files may hold part of the failed item: abort them now, before a
                     // commit of the buffer bound or the file cap could take them along.
                     let held = self.open.remove(&p).map(|op| {
@@ -244,7 +244,7 @@ impl Worker {
         for p in lost {
             if let Some(op) = self.open.remove(&p) {
                 tracing::warn!(
-                    partition = p,
+                    partition = %self.ctx.control.partitions.label(p),
                     "the partition was revoked; its open files are aborted"
                 );
                 abort_open(op);
@@ -337,7 +337,7 @@ impl Worker {
         if self.open.get(&p).is_some_and(|op| op.epoch != state.epoch) {
             if let Some(op) = self.open.remove(&p) {
                 tracing::warn!(
-                    partition = p,
+                    partition = %self.ctx.control.partitions.label(p),
                     "files opened before the partition was registered again are aborted"
                 );
                 abort_open(op);

@@ -200,6 +200,11 @@ pub trait Source: Send {
     fn take_skipped(&mut self) -> Vec<(String, u64)> {
         Vec::new()
     }
+    /// When the source last heard from its brokers, stamped by a thread of its own (`None`:
+    /// a source without brokers).
+    fn contact(&self) -> Option<crate::metrics::Contact> {
+        None
+    }
     /// A push source's intake (where HTTP requests append).
     fn intake(&self) -> Option<std::sync::Arc<push::Intake>> {
         None

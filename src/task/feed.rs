@@ -78,7 +78,7 @@ pub(super) fn source_loop(
                 Step::Nothing => {}
                 Step::Rejoin(p) => {
                     tracing::warn!(
-                        partition = p,
+                        partition = %control.partitions.label(p),
                         grace_s = fences.grace().as_secs(),
                         "a partition another owner fenced is still assigned to this member: \
                          joining the group again, so that it assigns afresh"
@@ -105,6 +105,9 @@ pub(super) fn source_loop(
             for (p, next) in control.partitions.take_committed() {
                 source.committed(p, next);
                 restored.committed(p, next);
+                if let Some(key) = control.partitions.key(p) {
+                    metrics.committed_up_to(&key, next);
+                }
             }
             if last_lag.elapsed() > LAG_EVERY {
                 last_lag = Instant::now();
@@ -269,7 +272,10 @@ pub(super) fn source_loop(
                     Err(reason) => {
                         return Err(TaskError::Job {
                             job: String::new(),
-                            reason: format!("source partition {p}: {reason}"),
+                            reason: format!(
+                                "source partition {}: {reason}",
+                                control.partitions.label(p)
+                            ),
                         })
                     }
                 }
@@ -279,9 +285,10 @@ pub(super) fn source_loop(
                     return Err(TaskError::Job {
                         job: String::new(),
                         reason: format!(
-                            "schema {} has unknown_fields = \"error\": the record at offset {} of source partition {p} has {}",
+                            "schema {} has unknown_fields = \"error\": the record at offset {} of source partition {} has {}",
                             decoder.schema().path.display(),
                             d.position.offset,
+                            control.partitions.label(p),
                             d.reason.split(" (").next().unwrap_or(&d.reason)
                         ),
                     });
@@ -290,6 +297,7 @@ pub(super) fn source_loop(
             if let Some(key) = control.partitions.key(p) {
                 let rows = (item.batch.num_rows() + item.dead.len()) as u64;
                 metrics.records_in(&key, rows + filtered + dropped);
+                metrics.read_up_to(&key, item.prov.next_offset);
                 metrics.dead_letters_found(&key, &item.dead);
             }
             let r = channel.put_unless(item, || stop.load(Ordering::Acquire));

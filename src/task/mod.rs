@@ -320,6 +320,9 @@ fn run_inner(
         intake,
         ..
     } = prepare(job, true)?;
+    if let Some(contact) = source.as_ref().and_then(|s| s.contact()) {
+        metrics.source_contact(contact);
+    }
     // A path longer than the store holds would fail its rows' writes for good: long folder
     // names are cut shorter when a path passes the room left (a template whose paths cannot
     // fit even so is refused here).

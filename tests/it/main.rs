@@ -14,6 +14,7 @@ mod delta;
 mod delta_maintenance;
 mod disk;
 mod evolution;
+mod freshness;
 mod gaps;
 mod group_fence;
 mod growing_files;

@@ -268,18 +268,33 @@ fn tansu_live_job_survives_a_broker_restart_and_resumes_in_another_process() {
         "live",
         "\"reconnect.backoff.max.ms\" = \"1000\"",
     );
+    let mut text = std::fs::read_to_string(&job).unwrap();
+    text.push_str("\n[admin]\nlisten = \"127.0.0.1:0\"\n");
+    std::fs::write(&job, text).unwrap();
     let out = dir.path().join("out");
     let first = spawn_run(&job, &dir.path().join("first.log"));
+    let admin = crate::admin::admin_addr(&dir.path().join("first.log"));
+    let silent = || {
+        let (_, m) = crate::admin::http(&admin, "GET", "/metrics", None);
+        crate::admin::metric_sum(&m, "sluice_source_silent_seconds")
+    };
     produce_timed(&broker.bootstrap(), "live", 0, 1000);
     wait_for(&out, 1000, 90);
     assert_eq!(ids(&out).len(), 1000, "caught up before the outage");
+    assert!(silent() < 10.0, "the broker answers: {}", silent());
 
-    // The broker goes away for 20 s while the job runs, then comes back on the same data.
+    // The broker goes away while the job runs, until the job's metrics say it has heard
+    // nothing for 15 s, then comes back on the same data.
     broker.stop();
-    std::thread::sleep(Duration::from_secs(20));
+    wait_until("sluice_source_silent_seconds of 15 s", 60, || {
+        silent() >= 15.0
+    });
     broker.spawn();
     produce_timed(&broker.bootstrap(), "live", 1000, 1000);
     wait_for(&out, 2000, 120);
+    wait_until("sluice_source_silent_seconds under 10 s again", 30, || {
+        silent() < 10.0
+    });
     sigterm(&first);
     let status = first.wait_with_output().unwrap().status;
     let log = std::fs::read_to_string(dir.path().join("first.log")).unwrap();

@@ -18,6 +18,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 
 /// How often the watermarks are fetched.
 const EVERY: Duration = Duration::from_secs(5);
+/// How often the brokers are asked for metadata when no partition is watched.
+const QUIET_EVERY: Duration = Duration::from_secs(60);
 /// The longest one fetch may wait.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -27,6 +29,9 @@ struct Shared {
     wanted: Mutex<Vec<(String, i32)>>,
     /// Their high watermarks, as last fetched.
     highs: Mutex<HashMap<(String, i32), i64>>,
+    /// Stamped at each answer of the brokers (a watermark, or metadata when no partition
+    /// is watched).
+    contact: crate::metrics::Contact,
     /// Set once, to stop the thread; `wake` tells it.
     stop: Mutex<bool>,
     wake: Condvar,
@@ -85,6 +90,11 @@ impl LagWatch {
         self.shared.wake.notify_all();
     }
 
+    /// When the brokers last answered this thread.
+    pub fn contact(&self) -> crate::metrics::Contact {
+        self.shared.contact.clone()
+    }
+
     /// The last high watermark found for a partition.
     pub fn high(&self, topic: &str, partition: i32) -> Option<i64> {
         self.shared
@@ -117,12 +127,21 @@ fn watch(client: &BaseConsumer, s: &Shared) {
         }
         drop(stopped);
         let wanted = s.wanted.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        // A member without partitions still tells brokers that answer from ones that do not
+        // (the cluster's metadata, at most once a minute: on a large cluster it is large).
+        if wanted.is_empty()
+            && s.contact.silent_for() >= QUIET_EVERY
+            && client.fetch_metadata(None, FETCH_TIMEOUT).is_ok()
+        {
+            s.contact.heard();
+        }
         let mut found = HashMap::with_capacity(wanted.len());
         for (topic, partition) in &wanted {
             if *s.stopped() {
                 return;
             }
             if let Ok((_, high)) = client.fetch_watermarks(topic, *partition, FETCH_TIMEOUT) {
+                s.contact.heard();
                 found.insert((topic.clone(), *partition), high);
             }
         }

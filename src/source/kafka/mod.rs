@@ -485,6 +485,10 @@ impl Source for KafkaSource {
         lock(&self.shared).skips.take()
     }
 
+    fn contact(&self) -> Option<crate::metrics::Contact> {
+        self.lag.as_ref().map(|l| l.contact())
+    }
+
     /// Lag per owned partition (high watermark − where reading stands) from the watermarks
     /// last fetched: never a request here, since this runs on the poll thread. Reading stands
     /// at the next offset, or past it where librdkafka's position is: past offsets that hold
