@@ -363,3 +363,34 @@ fn a_conversion_asked_to_stop_while_its_pipe_is_quiet_ends() {
     assert!(text.contains("did not stop within 5 s"), "{text}");
     drop(stdin);
 }
+
+/// A conversion never writes over its input: named as it is, through a symbolic link or a
+/// path with `..`, as the output or as the dead letters, with `--overwrite` or not. (It
+/// replaced the input with what it converted, or with its dead letters; and without
+/// `--overwrite` it told the user to remove "the dead letters" that were the input.)
+#[test]
+fn a_conversion_never_writes_over_its_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let mut text = String::from_utf8(crate::push::events("x", 5)).unwrap();
+    text.push_str("not json\n");
+    std::fs::write(&input, &text).unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    std::os::unix::fs::symlink(&input, dir.path().join("link.jsonl")).unwrap();
+    let out = dir.path().join("out.parquet");
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let dotted = s(&dir.path().join("sub/../in.jsonl"));
+    let link = s(&dir.path().join("link.jsonl"));
+    for (target, extra) in [
+        (input.clone(), vec!["--format", "json", "--overwrite"]),
+        (dir.path().join("sub/../in.jsonl"), vec!["--format", "json"]),
+        (dir.path().join("link.jsonl"), vec!["--format", "json", "--overwrite"]),
+        (out.clone(), vec!["--dead-letters", &dotted, "--overwrite"]),
+        (out.clone(), vec!["--dead-letters", &link]),
+    ] {
+        let err = convert_refused(&input, &target, &extra);
+        assert!(err.contains("names the input file itself"), "{extra:?}: {err}");
+        assert_eq!(std::fs::read_to_string(&input).unwrap(), text, "{extra:?}");
+        assert!(!out.exists());
+    }
+}
