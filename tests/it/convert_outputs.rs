@@ -384,13 +384,47 @@ fn a_conversion_never_writes_over_its_input() {
     for (target, extra) in [
         (input.clone(), vec!["--format", "json", "--overwrite"]),
         (dir.path().join("sub/../in.jsonl"), vec!["--format", "json"]),
-        (dir.path().join("link.jsonl"), vec!["--format", "json", "--overwrite"]),
+        (
+            dir.path().join("link.jsonl"),
+            vec!["--format", "json", "--overwrite"],
+        ),
         (out.clone(), vec!["--dead-letters", &dotted, "--overwrite"]),
         (out.clone(), vec!["--dead-letters", &link]),
     ] {
         let err = convert_refused(&input, &target, &extra);
-        assert!(err.contains("names the input file itself"), "{extra:?}: {err}");
+        assert!(
+            err.contains("names the input file itself"),
+            "{extra:?}: {err}"
+        );
         assert_eq!(std::fs::read_to_string(&input).unwrap(), text, "{extra:?}");
         assert!(!out.exists());
     }
+}
+
+/// A conversion whose every record is a dead letter (CSV read as JSON) fails, saying so: it
+/// exited 0, and a script went on with an empty output.
+#[test]
+fn a_conversion_of_nothing_but_dead_letters_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        "ts,host\n2024-05-01T00:00:00Z,a\n2024-05-01T00:00:01Z,b\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out.parquet");
+    let err = convert_refused(&input, &out, &[]);
+    assert!(
+        err.contains("every one of the 3 records is a dead letter"),
+        "{err}"
+    );
+    let dl = files_under(&dir.path().join("_dead_letters"), true);
+    assert_eq!(dl.len(), 1, "{dl:?}");
+    assert_eq!(dead_letters(&dl[0]).len(), 3);
+    // One good record among them is a conversion.
+    let mut text = std::fs::read_to_string(&input).unwrap();
+    text.push_str(std::str::from_utf8(&crate::push::events("x", 1)).unwrap());
+    std::fs::write(&input, text).unwrap();
+    let o = convert(&schema("nginx_access"), &input, &out, &["--overwrite"]);
+    assert!(o.contains("1 rows"), "{o}");
 }
