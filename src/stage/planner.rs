@@ -44,6 +44,10 @@ impl Planner {
         let mut options = ConfigOptions::new();
         // VARCHAR is Utf8, as in the rest of sluice (not DataFusion's Utf8View).
         options.sql_parser.map_string_types_to_utf8view = false;
+        // Names are the schema's, case and all: `SELECT A` is field `A`, not `a` (which a
+        // schema may hold beside it), and `AS UserId` names the column `UserId`. Function
+        // names are looked up in any case below.
+        options.sql_parser.enable_ident_normalization = false;
         let functions = datafusion_functions::all_default_functions()
             .into_iter()
             .flat_map(|f| {
@@ -202,7 +206,10 @@ impl ContextProvider for Context<'_> {
     }
 
     fn get_function_meta(&self, name: &str) -> Option<Arc<ScalarUDF>> {
-        self.planner.functions.get(name).cloned()
+        let f = &self.planner.functions;
+        f.get(name)
+            .or_else(|| f.get(&name.to_ascii_lowercase()))
+            .cloned()
     }
 
     fn get_higher_order_meta(&self, _name: &str) -> Option<Arc<HigherOrderUDF>> {
@@ -210,14 +217,16 @@ impl ContextProvider for Context<'_> {
     }
 
     fn get_aggregate_meta(&self, name: &str) -> Option<Arc<AggregateUDF>> {
-        if is_aggregate(name) || WINDOW_FUNCTIONS.contains(&name) {
+        let lower = name.to_ascii_lowercase();
+        if is_aggregate(&lower) || WINDOW_FUNCTIONS.contains(&lower.as_str()) {
             self.refuse(name);
         }
         None
     }
 
     fn get_window_meta(&self, name: &str) -> Option<Arc<WindowUDF>> {
-        if is_aggregate(name) || WINDOW_FUNCTIONS.contains(&name) {
+        let lower = name.to_ascii_lowercase();
+        if is_aggregate(&lower) || WINDOW_FUNCTIONS.contains(&lower.as_str()) {
             self.refuse(name);
         }
         None
@@ -248,7 +257,21 @@ impl ContextProvider for Context<'_> {
     }
 }
 
-/// DataFusion's error text, trimmed.
+/// DataFusion's error text, trimmed, without its advice to change a setting of its own,
+/// which a stage cannot reach (names are the schema's, case and all: a double-quoted name is
+/// the same name).
 pub fn clean(e: DataFusionError) -> String {
-    e.to_string().trim().to_string()
+    e.to_string()
+        .lines()
+        .map(|l| match l.find("Column names are case sensitive.") {
+            Some(at) => format!(
+                "{}Names are case sensitive: write the field's name as the schema spells it.",
+                &l[..at]
+            ),
+            None => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim()
+        .to_string()
 }

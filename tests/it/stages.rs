@@ -416,7 +416,7 @@ fn hostile_values_in_stage_functions_are_dead_letters() {
         "repeat(arrow_cast(host, 'Dictionary(Int32, Utf8)'), status * 100000000) AS x",
     ] {
         let out = dir.path().join("out/");
-        let stdout = sluice_ok(&[
+        let o = sluice(&[
             "convert",
             "--schema",
             schema("nginx_access").to_str().unwrap(),
@@ -429,6 +429,13 @@ fn hostile_values_in_stage_functions_are_dead_letters() {
             "--overwrite",
             "--quiet",
         ]);
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        // A stage that fails every row converts nothing, which fails the run.
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            o.status.success() || stderr.contains("is a dead letter"),
+            "{expr}: {stderr}"
+        );
         let dl = dead_letter_lines(&out.join("_dead_letters"));
         assert!(!dl.is_empty(), "{expr}: {stdout}");
         assert!(
