@@ -36,6 +36,12 @@ pub enum SourceSection {
         /// last line may be cut short; the next run reads it whole).
         #[serde(default = "default_partial_last_line")]
         partial_last_line: String,
+        /// A new input file that begins as a file this job exported did (its first 4 KiB, or
+        /// all of that file's start recorded when shorter, holding two line ends at least):
+        /// `refuse` stops the run (a file renamed or copied would be exported twice); `read`
+        /// exports it (files that begin alike are distinct, e.g. with a long common header).
+        #[serde(default = "default_on_same_start")]
+        on_same_start: String,
     },
     /// Kafka topics: every partition of the topics, one JSON record per message.
     Kafka {
@@ -170,6 +176,10 @@ fn default_partial_last_line() -> String {
     "record".into()
 }
 
+fn default_on_same_start() -> String {
+    "refuse".into()
+}
+
 fn default_tombstones() -> String {
     "dead_letter".into()
 }
@@ -264,8 +274,16 @@ impl SourceSection {
                 header,
                 chunk_bytes,
                 partial_last_line,
+                on_same_start,
             } => {
                 check("source.chunk_bytes", parse_bytes(chunk_bytes).map(|_| ()));
+                check(
+                    "source.on_same_start",
+                    match on_same_start.as_str() {
+                        "refuse" | "read" => Ok(()),
+                        other => Err(format!("`{other}` (expected refuse or read)")),
+                    },
+                );
                 check(
                     "source.partial_last_line",
                     match partial_last_line.as_str() {

@@ -49,6 +49,8 @@ pub fn check_all(
     parts: &[PartitionInfo],
     keeps_spill: bool,
 ) -> Result<(), TaskError> {
+    // The recorded starts of the job's files, read once if a new file is to be looked at.
+    let mut others = None;
     for p in parts {
         let latest = checkpoints.latest(&p.key())?;
         // Before anything is recorded: another kind of source's offsets are no file's (the
@@ -64,6 +66,9 @@ pub fn check_all(
                     ),
                 });
             }
+        }
+        if latest.is_none() {
+            same_start(job, dest, checkpoints, p, &mut others)?;
         }
         let resumed = latest.as_ref().map_or(0, |c| c.next_offset);
         let from = latest.as_ref().and_then(|c| c.file.as_ref());
@@ -222,6 +227,84 @@ fn check(
         path.display(),
         dest.display(&record)
     )))
+}
+
+/// Refuses partition `p`'s file, which nothing is committed of, when it begins as a file
+/// this job exported did (`source.on_same_start = "refuse"`): the file renamed (its new name
+/// is a new partition) or copied would be exported twice. A start matches when the whole of
+/// another file's recorded start, up to [`HEAD`], is this file's too, and holds two line
+/// ends at least or all [`HEAD`] bytes (two files beginning with one header line are not
+/// taken for one), and that file's partition has a checkpoint past its start. `others`: the
+/// job's records, read at the first call.
+fn same_start(
+    job: &crate::config::Job,
+    dest: &Destination,
+    checkpoints: &crate::commit::checkpoint::Checkpoints,
+    p: &PartitionInfo,
+    others: &mut Option<Vec<(String, Identity)>>,
+) -> Result<(), TaskError> {
+    let crate::config::SourceSection::File {
+        paths,
+        on_same_start,
+        ..
+    } = &job.file.source
+    else {
+        return Ok(());
+    };
+    let Some(path) = paths.get(p.id as usize).map(|f| job.resolve(f)) else {
+        return Ok(());
+    };
+    if on_same_start != "refuse" {
+        return Ok(());
+    }
+    let name = &job.file.job.name;
+    let fail = |reason: String| TaskError::Job {
+        job: name.clone(),
+        reason,
+    };
+    let records = match others {
+        Some(r) => r,
+        None => {
+            let folder = record_path(name, "");
+            let folder = folder.trim_end_matches(".json");
+            let mut found = Vec::new();
+            for rel in dest.list(folder)? {
+                let Some(key) = rel
+                    .strip_prefix(folder)
+                    .and_then(|k| k.strip_suffix(".json"))
+                else {
+                    continue;
+                };
+                // One that does not parse is the file's own check's to report.
+                if let Ok(r) = serde_json::from_slice::<Identity>(&dest.read(&rel)?) {
+                    found.push((key.to_string(), r));
+                }
+            }
+            others.insert(found)
+        }
+    };
+    let key = p.key();
+    let head = head(&path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    for (theirs, r) in records.iter().filter(|(k, _)| *k != key) {
+        let enough = r.len == HEAD
+            || (r.len > 0
+                && head.len() >= r.len
+                && memchr::memchr_iter(b'\n', &head[..r.len]).count() >= 2);
+        if !enough || head.len() < r.len || crc32fast::hash(&head[..r.len]) != r.crc {
+            continue;
+        }
+        let Some(read) = checkpoints.latest(theirs)?.filter(|c| c.next_offset > 0) else {
+            continue;
+        };
+        return Err(fail(format!(
+            "input {} (partition {key}) begins as {} did when partition {theirs} read it (its first {} bytes), and {theirs} is exported to byte {}: a file renamed or copied would be exported twice. If it is another file that begins alike, set source.on_same_start = \"read\"",
+            path.display(),
+            r.path,
+            r.len,
+            read.next_offset
+        )));
+    }
+    Ok(())
 }
 
 fn write(

@@ -145,3 +145,74 @@ fn a_file_job_stopped_after_reading_everything_and_committing_it_succeeds() {
     assert!(status.success(), "{text}");
     assert_eq!(trace_ids(&dir.path().join("out")).len(), 300);
 }
+
+/// An input file renamed after it was exported, and listed under its new name, is refused
+/// (its new name is a new partition: it was exported again from its first byte, every row
+/// twice); so is a copy. A file that only begins with the same header is read, and with
+/// `on_same_start = "read"` the renamed file is exported again, as asked.
+#[test]
+fn an_exported_file_renamed_or_copied_is_not_exported_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.jsonl"), dir.path().join("b.jsonl"));
+    events(&a, "a", 30);
+    let job = file_job(dir.path(), "files", "a.jsonl", "");
+    run_ok(&job);
+    let out = dir.path().join("out");
+    assert_eq!(trace_ids(&out).len(), 30);
+
+    std::fs::rename(&a, &b).unwrap();
+    let renamed = file_job(dir.path(), "files", "b.jsonl", "");
+    let err = sluice_refused(&["run", renamed.to_str().unwrap()]);
+    assert!(
+        err.contains("begins as") && err.contains("a.jsonl") && err.contains("on_same_start"),
+        "{err}"
+    );
+    // A copy beside the original is the same file twice.
+    std::fs::copy(&b, &a).unwrap();
+    let both = two_files(file_job(dir.path(), "files", "a.jsonl", ""), "b.jsonl");
+    let err = sluice_refused(&["run", both.to_str().unwrap()]);
+    assert!(err.contains("begins as"), "{err}");
+    assert_eq!(trace_ids(&out).len(), 30, "nothing more was written");
+
+    // One line alike (a header, say) is no sign of a copy.
+    let c = dir.path().join("c.jsonl");
+    let first = std::fs::read_to_string(&a)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    std::fs::write(&c, format!("{first}\n")).unwrap();
+    let mut text = std::fs::read_to_string(&c).unwrap();
+    events(&c, "c", 5);
+    text.push_str(&std::fs::read_to_string(&c).unwrap());
+    std::fs::write(&c, text).unwrap();
+    let third = two_files(file_job(dir.path(), "files", "a.jsonl", ""), "c.jsonl");
+    run_ok(&third);
+    assert_eq!(
+        trace_ids(&out).len(),
+        35,
+        "a-0 is resumed; c's 5 new rows (its first is a-0's)"
+    );
+
+    let asked = file_job(dir.path(), "files", "b.jsonl", "");
+    let text = std::fs::read_to_string(&asked).unwrap().replace(
+        "kind = \"file\"\n",
+        "kind = \"file\"\non_same_start = \"read\"\n",
+    );
+    std::fs::write(&asked, text).unwrap();
+    run_ok(&asked);
+    assert_eq!(
+        trace_ids(&out).get("a-0"),
+        Some(&3),
+        "exported again, as asked"
+    );
+}
+
+/// The file job `job` reading `second` after its one input.
+fn two_files(job: std::path::PathBuf, second: &str) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(&job).unwrap();
+    let text = text.replacen("\"]\n", &format!("\", {second:?}]\n"), 1);
+    std::fs::write(&job, text).unwrap();
+    job
+}
