@@ -44,6 +44,9 @@ pub enum WalError {
         offset: u64,
         reason: String,
     },
+    /// An export refused, or stopped (it names where and why).
+    #[error("WAL {path}: {reason}")]
+    Export { path: PathBuf, reason: String },
     #[error("WAL {dir}: a record of {len} bytes is larger than the limit of 1 GiB")]
     TooLarge { dir: PathBuf, len: u64 },
     #[error("WAL {dir}: position {want} was already released (the log starts at {start})")]
@@ -225,8 +228,10 @@ impl Wal {
                             path,
                             offset: s.good_len,
                             reason: format!(
-                                "{why} (`sluice run --move-wal-damage` moves the damaged part \
-                                 aside and starts without it)"
+                                "{why} (`sluice wal export --past-damage --from <position>` \
+                                 writes out the valid records around it; then `sluice run \
+                                 --move-wal-damage` moves the damaged part aside and starts \
+                                 without it)"
                             ),
                         });
                     }

@@ -34,6 +34,11 @@ pub enum WalCommand {
         /// The file to write (default: standard output).
         #[arg(long)]
         output: Option<PathBuf>,
+        /// Go on past damage (a bad record with valid ones after it, a missing stretch
+        /// between segments): the valid records after it are written too, and each stretch
+        /// passed over is named with its positions (its records are not in the output).
+        #[arg(long)]
+        past_damage: bool,
     },
 }
 
@@ -43,6 +48,7 @@ pub fn run_wal(command: WalCommand) -> Result<()> {
         repo,
         from,
         output,
+        past_damage,
     } = command;
     let path = job;
     let job = Job::load_repo(&path, repo.as_deref())?;
@@ -76,7 +82,17 @@ pub fn run_wal(command: WalCommand) -> Result<()> {
             let file =
                 std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?;
             let mut out = std::io::BufWriter::new(file);
-            let e = sluice::wal::export::export(&dir, from, &mut out)?;
+            let e = match sluice::wal::export::export(&dir, from, past_damage, &mut out) {
+                Ok(e) => e,
+                Err(e) => {
+                    // What came before the error was written; an output of nothing goes.
+                    drop(out);
+                    if std::fs::metadata(p).is_ok_and(|m| m.len() == 0) {
+                        let _ = std::fs::remove_file(p);
+                    }
+                    return Err(e.into());
+                }
+            };
             // Durable before the spill it may stand for goes.
             out.into_inner()
                 .map_err(|e| e.into_error())
@@ -89,7 +105,7 @@ pub fn run_wal(command: WalCommand) -> Result<()> {
                 inner: std::io::BufWriter::new(std::io::stdout().lock()),
                 failed: None,
             };
-            let e = match sluice::wal::export::export(&dir, from, &mut out) {
+            let e = match sluice::wal::export::export(&dir, from, past_damage, &mut out) {
                 Ok(e) => e,
                 // The reader's end, not the WAL's (`… | head` closes the pipe).
                 Err(_) if out.failed.is_some() => bail!(
@@ -110,6 +126,12 @@ pub fn run_wal(command: WalCommand) -> Result<()> {
         e.end - e.from,
         e.segments
     );
+    for (segment, lost_from, lost_to, why) in &e.passed {
+        eprintln!(
+            "passed over positions {lost_from} to {lost_to} of {} ({why}): their records are not in the output",
+            segment.display()
+        );
+    }
     if let Some((segment, why)) = e.torn {
         eprintln!(
             "stopped at a torn tail of {} ({why}): a crash during an append, never acknowledged",

@@ -46,7 +46,7 @@ pub(super) fn check(
         ),
     };
     let id = crate::wal::read_id(&dir).map_err(|e| refuse(format!("cannot be read ({e})")))?;
-    let held = crate::wal::export::export(&dir, 0, &mut std::io::sink())
+    let held = crate::wal::export::export(&dir, 0, false, &mut std::io::sink())
         .map_err(|e| refuse(format!("cannot be read to its end ({e})")))?;
     let Some(p) = parts.first() else {
         return Ok(());

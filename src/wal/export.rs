@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::damage::{after_bad_header, valid_record_after};
-use super::segment::{scan_with, segment_path};
+use super::segment::{scan_from, segment_path, Scan};
 use super::{io, WalError};
 
 /// What an export wrote.
@@ -21,13 +21,23 @@ pub struct Exported {
     /// A torn tail where reading stopped (a crash during an append, never acknowledged):
     /// (segment, why).
     pub torn: Option<(PathBuf, String)>,
+    /// Stretches passed over (`past_damage`): the segment (or the gap before it), the
+    /// positions `[from, to)` whose records are not written, and why.
+    pub passed: Vec<(PathBuf, u64, u64, String)>,
 }
 
 /// Writes the payloads of the log in `dir` from position `from` (below the log's first
 /// position, from there) to `out`. Refused: a `from` inside a line or past the log's end.
 /// Damage before valid records, or a missing stretch between segments, is an error after what
-/// came before it was written (acknowledged records may lie past it).
-pub fn export(dir: &Path, from: u64, out: &mut dyn Write) -> Result<Exported, WalError> {
+/// came before it was written (acknowledged records may lie past it), unless `past_damage`:
+/// then the export goes on at the next valid record (or segment), and each stretch passed
+/// over is in [`Exported::passed`].
+pub fn export(
+    dir: &Path,
+    from: u64,
+    past_damage: bool,
+    out: &mut dyn Write,
+) -> Result<Exported, WalError> {
     let mut bases: Vec<u64> = std::fs::read_dir(dir)
         .map_err(io(dir))?
         .filter_map(|e| {
@@ -43,11 +53,22 @@ pub fn export(dir: &Path, from: u64, out: &mut dyn Write) -> Result<Exported, Wa
         end: first,
         segments: 0,
         torn: None,
+        passed: Vec::new(),
     };
-    let refuse = |path: PathBuf, reason: String| WalError::Corrupt {
-        path,
-        offset: 0,
-        reason,
+    let refuse = |path: PathBuf, reason: String| WalError::Export { path, reason };
+    let mut write = |pos: u64, payload: &[u8]| -> std::io::Result<()> {
+        let end = pos + payload.len() as u64;
+        if end > from {
+            let skip = from.saturating_sub(pos) as usize;
+            if skip > 0 && payload[skip - 1] != b'\n' {
+                return Err(std::io::Error::other(format!(
+                    "position {from} is inside a line; start at a line's start (a \
+                     position a refused start or a checkpoint names)"
+                )));
+            }
+            out.write_all(&payload[skip..])?;
+        }
+        Ok(())
     };
     for (i, &base) in bases.iter().enumerate() {
         let path = segment_path(dir, base);
@@ -55,31 +76,17 @@ pub fn export(dir: &Path, from: u64, out: &mut dyn Write) -> Result<Exported, Wa
             continue; // wholly before `from`
         }
         if done.segments > 0 && base != done.end {
-            return Err(refuse(
-                path,
-                format!(
-                    "it starts at position {base}, the one before ends at {}: records may be \
-                     missing; the export stops here",
-                    done.end
-                ),
-            ));
-        }
-        let s = scan_with(&path, base, |pos, payload| {
-            let end = pos + payload.len() as u64;
-            if end > from {
-                let skip = from.saturating_sub(pos) as usize;
-                if skip > 0 && payload[skip - 1] != b'\n' {
-                    return Err(std::io::Error::other(format!(
-                        "position {from} is inside a line; start at a line's start (a \
-                         position a refused start or a checkpoint names)"
-                    )));
-                }
-                out.write_all(&payload[skip..])?;
+            let why = format!(
+                "it starts at position {base}, the one before ends at {}: records may be missing",
+                done.end
+            );
+            if !past_damage || base < done.end {
+                return Err(refuse(path, format!("{why}; the export stops here")));
             }
-            Ok(())
-        })?;
+            done.passed.push((path.clone(), done.end, base, why));
+        }
+        let mut s = scan_from(&path, base, None, &mut write)?;
         done.segments += 1;
-        done.end = s.end;
         if s.bad_magic {
             if after_bad_header(&path, &s, base)?.is_none() {
                 return Err(refuse(
@@ -91,25 +98,58 @@ pub fn export(dir: &Path, from: u64, out: &mut dyn Write) -> Result<Exported, Wa
             // `--move-wal-damage` moves it aside); damage after it is judged below.
             tracing::warn!(segment = %path.display(), "the segment's header is damaged; its records are read past it");
         }
-        if let Some(why) = s.bad {
+        // Each damaged stretch with valid records after it: an error, or passed over.
+        while let Some(why) = s.bad.take() {
             let last = i + 1 == bases.len();
-            let follows = if last {
+            let follows = if last || past_damage {
                 valid_record_after(&path, s.good_len, s.end)?
             } else {
                 None
             };
-            if !last || follows.is_some() {
-                return Err(refuse(
-                    path,
-                    format!(
-                        "{why} at byte {}, and valid records follow: the export stops here \
-                         (`sluice run --move-wal-damage` moves the damage aside)",
-                        s.good_len
-                    ),
-                ));
+            let Some(at) = follows.filter(|_| past_damage) else {
+                if past_damage && !last {
+                    // Nothing valid after it in this segment: on at the next one.
+                    let next = bases[i + 1];
+                    let at_byte = format!("{why} at byte {}", s.good_len);
+                    done.passed
+                        .push((path.clone(), s.end, next.max(s.end), at_byte));
+                    s.end = next.max(s.end);
+                    break;
+                }
+                if !last || follows.is_some() {
+                    return Err(WalError::Corrupt {
+                        path,
+                        offset: s.good_len,
+                        reason: format!(
+                            "{why}, and valid records follow: the export stops here \
+                             (`--past-damage` goes on past it; `sluice run --move-wal-damage` \
+                             moves the damage aside)"
+                        ),
+                    });
+                }
+                done.torn = Some((path.clone(), why));
+                break;
+            };
+            let lost_from = s.end;
+            let next = scan_from(&path, base, Some(at), &mut write)?;
+            if next.records == 0 && next.bad.is_some() {
+                // A record that only looked valid: look again past it.
+                s = Scan {
+                    good_len: at,
+                    ..next
+                };
+                s.end = lost_from;
+                continue;
             }
-            done.torn = Some((path, why));
+            done.passed.push((
+                path.clone(),
+                lost_from,
+                next.start,
+                format!("{why} at byte {}", s.good_len),
+            ));
+            s = next;
         }
+        done.end = s.end;
     }
     if from > done.end {
         return Err(refuse(
@@ -155,7 +195,7 @@ mod tests {
         let before = std::fs::read(&last).unwrap();
 
         let mut out = Vec::new();
-        let e = export(dir.path(), 0, &mut out).unwrap();
+        let e = export(dir.path(), 0, false, &mut out).unwrap();
         assert_eq!(out, all);
         assert_eq!((e.from, e.end), (0, all.len() as u64));
         assert!(e.segments > 1, "{e:?}");
@@ -165,15 +205,18 @@ mod tests {
         // From a line inside a record on.
         let at = all.iter().position(|&b| b == b'j').unwrap() as u64 - 2;
         let mut out = Vec::new();
-        export(dir.path(), at, &mut out).unwrap();
+        export(dir.path(), at, false, &mut out).unwrap();
         assert_eq!(out, &all[at as usize..]);
         assert!(out.starts_with(b"{\"j\":0}"));
         let mut out = Vec::new();
-        let e = export(dir.path(), all.len() as u64, &mut out).unwrap();
+        let e = export(dir.path(), all.len() as u64, false, &mut out).unwrap();
         assert!(out.is_empty() && e.from == all.len() as u64);
         // Inside a line, or past the end: refused.
         for bad in [at + 1, all.len() as u64 + 1] {
-            assert!(export(dir.path(), bad, &mut Vec::new()).is_err(), "{bad}");
+            assert!(
+                export(dir.path(), bad, false, &mut Vec::new()).is_err(),
+                "{bad}"
+            );
         }
         // Damage with valid records after it: an error, after what came before.
         let mut bytes = std::fs::read(&first).unwrap();
@@ -181,8 +224,36 @@ mod tests {
         bytes[n - 3] ^= 0xff;
         std::fs::write(&first, bytes).unwrap();
         let mut out = Vec::new();
-        let e = export(dir.path(), 0, &mut out).unwrap_err();
+        let e = export(dir.path(), 0, false, &mut out).unwrap_err();
         assert!(e.to_string().contains("valid records follow"), "{e}");
+        assert!(!e.to_string().contains("corrupt at byte 0:"), "{e}");
         assert!(!out.is_empty() && all.starts_with(&out));
+        // Past the damage: everything but the damaged record, which is named.
+        let mut past = Vec::new();
+        let e = export(dir.path(), 0, true, &mut past).unwrap();
+        let [(seg, lost_from, lost_to, why)] = &e.passed[..] else {
+            panic!("{e:?}");
+        };
+        assert_eq!(*seg, first);
+        assert!(why.contains("checksum"), "{why}");
+        let (a, b) = (*lost_from as usize, *lost_to as usize);
+        assert_eq!(past, [&all[..a], &all[b..]].concat());
+        assert!(b > a && past.len() > out.len());
+        // Damage inside a segment, with valid records after it there too.
+        let mut bytes = std::fs::read(&last).unwrap();
+        bytes[30] ^= 0xff;
+        std::fs::write(&last, bytes).unwrap();
+        let mut past = Vec::new();
+        let e = export(dir.path(), 0, true, &mut past).unwrap();
+        assert_eq!(e.passed.len(), 2, "{e:?}");
+        let mut want = Vec::new();
+        let mut at = 0;
+        for (_, f, t, _) in &e.passed {
+            want.extend_from_slice(&all[at..*f as usize]);
+            at = *t as usize;
+        }
+        want.extend_from_slice(&all[at..]);
+        assert_eq!(past, want);
+        assert!(e.torn.is_some(), "the torn tail is still one");
     }
 }

@@ -29,6 +29,8 @@ pub(super) struct Scan {
     pub(super) good_len: u64,
     /// Logical position after the last good record.
     pub(super) end: u64,
+    /// The position the scan began at (the segment's base, or the record's it began at).
+    pub(super) start: u64,
     /// Why the scan stopped before the file's end.
     pub(super) bad: Option<String>,
     pub(super) file_len: u64,
@@ -46,29 +48,56 @@ pub(super) fn scan(path: &Path, base: u64) -> Result<Scan, WalError> {
 pub(super) fn scan_with(
     path: &Path,
     base: u64,
+    each: impl FnMut(u64, &[u8]) -> std::io::Result<()>,
+) -> Result<Scan, WalError> {
+    scan_from(path, base, None, each)
+}
+
+/// [`scan_with`] from the record at byte `at` on, when given (past damage: the scan's
+/// positions go on from the one that record names; `good_len` counts from the file's start).
+pub(super) fn scan_from(
+    path: &Path,
+    base: u64,
+    at: Option<u64>,
     mut each: impl FnMut(u64, &[u8]) -> std::io::Result<()>,
 ) -> Result<Scan, WalError> {
-    let file = File::open(path).map_err(io(path))?;
+    let mut file = File::open(path).map_err(io(path))?;
     let file_len = file.metadata().map_err(io(path))?.len();
-    let mut r = BufReader::with_capacity(1 << 20, file);
     let mut s = Scan {
         records: 0,
         good_len: 0,
         end: base,
+        start: base,
         bad: None,
         file_len,
         bad_magic: false,
     };
-    let mut magic = [0u8; 8];
-    if file_len < 8 || !read_whole(&mut r, &mut magic).map_err(io(path))? {
-        s.bad = Some("the segment header is incomplete".into());
-        return Ok(s);
+    if let Some(at) = at {
+        use std::io::{Seek, SeekFrom};
+        let mut h = [0u8; RECORD_HEADER as usize];
+        file.seek(SeekFrom::Start(at)).map_err(io(path))?;
+        if !read_whole(&mut file, &mut h).map_err(io(path))? {
+            s.bad = Some("a record header is incomplete".into());
+            return Ok(s);
+        }
+        file.seek(SeekFrom::Start(at)).map_err(io(path))?;
+        s.good_len = at;
+        s.end = u64::from_le_bytes(h[8..16].try_into().expect("8 bytes"));
+        s.start = s.end;
     }
-    // A damaged header: the records are read on (their positions hold without it); the
-    // caller judges whether it is a segment at all.
-    s.bad_magic = &magic != MAGIC;
-    s.good_len = 8;
+    let mut r = BufReader::with_capacity(1 << 20, file);
     let mut payload = Vec::new();
+    if at.is_none() {
+        let mut magic = [0u8; 8];
+        if file_len < 8 || !read_whole(&mut r, &mut magic).map_err(io(path))? {
+            s.bad = Some("the segment header is incomplete".into());
+            return Ok(s);
+        }
+        // A damaged header: the records are read on (their positions hold without it); the
+        // caller judges whether it is a segment at all.
+        s.bad_magic = &magic != MAGIC;
+        s.good_len = 8;
+    }
     loop {
         if s.good_len == file_len {
             return Ok(s);

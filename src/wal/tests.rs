@@ -516,7 +516,7 @@ fn a_damaged_segment_header_is_damage_moved_aside_on_request() {
     drop(f);
     // The export reads every record past the damaged header.
     let mut out = Vec::new();
-    export::export(dir.path(), 0, &mut out).unwrap();
+    export::export(dir.path(), 0, false, &mut out).unwrap();
     assert_eq!(out, ps.concat());
     match Wal::open(dir.path(), 600) {
         Err(WalError::Corrupt { path, reason, .. }) => {
