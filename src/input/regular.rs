@@ -117,6 +117,25 @@ impl super::ChunkReader {
                 format!("the input ends at byte {len}, before the resume offset"),
             )));
         }
+        // A resume inside a line: the run that read to `offset` took the file's last line,
+        // then without a line break, as a whole record, and the line has grown since.
+        let mut before = Vec::with_capacity(1);
+        if offset > 0 && len > offset {
+            At {
+                file: &file,
+                pos: offset - 1,
+            }
+            .take(1)
+            .read_to_end(&mut before)
+            .map_err(fail)?;
+        }
+        if before.first().is_some_and(|&b| b != b'\n') {
+            tracing::warn!(
+                input = %name,
+                offset,
+                "the run that read to this offset took the file's last line, which had no line break then, as a whole record, and the file has grown since: that line was cut short, and the rest of it is read now as a record of its own (a dead letter, or a wrong row). A file still being written needs source.partial_last_line = \"leave\""
+            );
+        }
         file.seek(SeekFrom::Start(offset)).map_err(fail)?;
         let mut r = Self::over_as(name.clone(), Box::new(file), Some(len), quote, false)?;
         r.offset = offset;

@@ -77,10 +77,19 @@ fn by_default_a_last_line_without_a_line_break_is_a_record() {
     let input = dir.path().join("app.csv");
     let job = job(dir.path(), "");
     append(&input, "a,1\nb,2");
-    run_ok(&job);
+    let log = run_ok(&job);
+    assert!(!log.contains("partial_last_line"), "{log}");
     if let Some(rows) = rows(dir.path()) {
         assert_eq!(rows, "[\"a\", 1]\n[\"b\", 2]\n");
     }
+    // The line was still being written: the next run says what became of it, and what to
+    // set (it read "7" as a row of its own without a word).
+    append(&input, "7\nc,3\n");
+    let log = run_ok(&job);
+    assert!(
+        log.contains("had no line break then") && log.contains("partial_last_line = \"leave\""),
+        "{log}"
+    );
 }
 
 /// A log rotated under the same name: the new file is longer than the offset the job read the
