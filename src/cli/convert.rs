@@ -229,6 +229,9 @@ fn local_relative(url: &str) -> String {
 }
 
 pub fn run_convert(a: ConvertArgs) -> Result<()> {
+    // Warnings (a header without the schema's fields, damage passed over) reach stderr; the
+    // summary line is the conversion's report.
+    crate::init_logs_at(false, "warn");
     keep_freed_memory();
     let schema = Arc::new(RepoSchema::load(&a.schema)?);
     let input = InputSource::parse(&a.input);

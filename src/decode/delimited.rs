@@ -166,6 +166,13 @@ impl DelimitedDecoder {
                     "the record has {n} fields, more than the {} expected",
                     self.width
                 )),
+                // A CSV line cut short (its last fields were nulls without a word, while a
+                // line with too many was refused). Text split on a delimiter may leave its
+                // last fields out (they are null).
+                Ok(n) if n < self.width && matches!(self.mode, Mode::Csv(_)) => Some(format!(
+                    "the record has {n} fields, fewer than the {} expected",
+                    self.width
+                )),
                 Ok(_) => None,
             };
             if let Some(reason) = reason {
@@ -261,6 +268,35 @@ fn csv_columns(
             shown(),
             delimiter as char
         )));
+    }
+    // Optional fields without a column are null (or their default) in every row: said, with
+    // the header's columns of the same name in another case (`Amount` for `amount`).
+    let missing: Vec<String> = schema
+        .fields
+        .iter()
+        .zip(&column_of)
+        .filter(|(_, c)| c.is_none())
+        .map(|(f, _)| {
+            let mut other = None;
+            let _ = for_each_csv_field(text, delimiter, |name| {
+                let name = name.as_deref().unwrap_or_default().trim();
+                if other.is_none() && name.eq_ignore_ascii_case(&f.source) {
+                    other = Some(name.to_string());
+                }
+            });
+            match other {
+                Some(o) => format!("`{}` (the header has `{o}`)", f.source),
+                None => format!("`{}`", f.source),
+            }
+        })
+        .collect();
+    if !missing.is_empty() {
+        tracing::warn!(
+            schema = %schema.name,
+            header = %shown(),
+            "the header has no column for {}: null (or the default) in every row of this file (names match case and all)",
+            missing.join(", ")
+        );
     }
     Ok((column_of, width))
 }
@@ -480,6 +516,65 @@ mod tests {
                 "{kind:?}: {}",
                 dead[0].reason
             );
+        }
+    }
+
+    /// A CSV line with fewer fields than the header is a dead letter, as one with more is
+    /// (its last fields were nulls without a word); text split on a delimiter may leave its
+    /// last fields out.
+    #[test]
+    fn a_csv_line_cut_short_is_a_dead_letter() {
+        let schema = RepoSchema::parse(
+            "name = \"s\"\n[[fields]]\nname = \"a\"\ntype = \"string\"\n\
+             [[fields]]\nname = \"b\"\ntype = \"string\"\n\
+             [[fields]]\nname = \"c\"\ntype = \"string\"\n",
+            std::path::Path::new("s.toml"),
+        )
+        .unwrap();
+        let data = b"x,y,z\nx,y\nx,y,\n";
+        let recs: Vec<Record> = [(0, 5), (6, 9), (10, 14)]
+            .iter()
+            .enumerate()
+            .map(|(i, &(start, end))| Record {
+                start,
+                end,
+                pos: super::super::Position {
+                    line: i as u64 + 1,
+                    offset: start as u64,
+                },
+            })
+            .collect();
+        for (kind, dead_lines) in [
+            (
+                InputKind::Csv {
+                    delimiter: b',',
+                    header: false,
+                },
+                vec![2],
+            ),
+            (
+                InputKind::Text {
+                    delimiter: Some(",".into()),
+                },
+                vec![],
+            ),
+        ] {
+            let mut d = DelimitedDecoder::new(&schema, &kind, None).unwrap();
+            let mut stage = Stage {
+                rows: Vec::new(),
+                columns: Vec::new(),
+                errors: Vec::new(),
+            };
+            let mut dead = Vec::new();
+            d.decode(&schema, data, &recs, &mut stage, &mut dead);
+            let lines: Vec<u64> = dead.iter().map(|d| d.position.line).collect();
+            assert_eq!(lines, dead_lines, "{kind:?}");
+            if let Some(d) = dead.first() {
+                assert_eq!(
+                    d.reason,
+                    "the record has 2 fields, fewer than the 3 expected"
+                );
+            }
         }
     }
 

@@ -583,3 +583,40 @@ fn an_int_column_with_jumps_and_extremes_converts_to_orc() {
     assert_eq!(back.len(), ids.len());
     assert!(back == ids, "pyarrow read other values than were written");
 }
+
+/// A CSV header that names the schema's optional fields in another case (`Amount` for
+/// `amount`), or not at all, is said: those fields are null in every row (they were without a
+/// word). A line cut short is a dead letter (its last fields were nulls).
+#[test]
+fn a_csv_header_missing_optional_fields_is_said_and_short_lines_are_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("pay.csv");
+    std::fs::write(&csv, "user,Amount,OK\nalice,10,true\nbob,20\n").unwrap();
+    let sch = dir.path().join("pay.toml");
+    std::fs::write(
+        &sch,
+        "name = \"pay\"\n[[fields]]\nname = \"user\"\ntype = \"string\"\n[[fields]]\nname = \"amount\"\ntype = \"int64\"\n[[fields]]\nname = \"ok\"\ntype = \"bool\"\n[[fields]]\nname = \"note\"\ntype = \"string\"\n",
+    )
+    .unwrap();
+    let o = sluice(&[
+        "convert",
+        "--schema",
+        sch.to_str().unwrap(),
+        "--input",
+        csv.to_str().unwrap(),
+        "--output",
+        dir.path().join("o/").to_str().unwrap(),
+    ]);
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "no column for `amount` (the header has `Amount`), `ok` (the header has `OK`), `note`"
+        ),
+        "{err}"
+    );
+    assert!(out.contains("2 records: 1 rows, 1 dead letters"), "{out}");
+}
