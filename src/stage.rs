@@ -153,6 +153,11 @@ impl Stages {
                 .name
                 .clone()
                 .unwrap_or_else(|| format!("{kind}-{number}"));
+            // SQL reads `A` as `a` unless quoted: with both, an unquoted `A` read `a`'s values.
+            if let Some((a, b)) = case_twins(&schema) {
+                let upper = if a == a.to_lowercase() { &b } else { &a };
+                return Err(fail(&name, format!("fields `{a}` and `{b}` differ only in case, and stage SQL reads an unquoted name in lower case (`{upper}` would read `{}`): rename one (in the schema, `source` keeps the input's name)", upper.to_lowercase())));
+            }
             let plan = sql_planner
                 .plan(&sql, schema.clone())
                 .map_err(|e| fail(&name, clean(e)))?;
@@ -489,5 +494,16 @@ pub(crate) mod guard;
 mod patterns;
 mod planner;
 mod temporal;
+/// Two field names of `schema` that differ only in case, if any.
+fn case_twins(schema: &SchemaRef) -> Option<(String, String)> {
+    let mut seen: std::collections::HashMap<String, &String> = std::collections::HashMap::new();
+    for f in schema.fields() {
+        if let Some(other) = seen.insert(f.name().to_lowercase(), f.name()) {
+            return Some((other.clone(), f.name().clone()));
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests;

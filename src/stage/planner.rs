@@ -44,10 +44,6 @@ impl Planner {
         let mut options = ConfigOptions::new();
         // VARCHAR is Utf8, as in the rest of sluice (not DataFusion's Utf8View).
         options.sql_parser.map_string_types_to_utf8view = false;
-        // Names are the schema's, case and all: `SELECT A` is field `A`, not `a` (which a
-        // schema may hold beside it), and `AS UserId` names the column `UserId`. Function
-        // names are looked up in any case below.
-        options.sql_parser.enable_ident_normalization = false;
         let functions = datafusion_functions::all_default_functions()
             .into_iter()
             .flat_map(|f| {
@@ -206,10 +202,7 @@ impl ContextProvider for Context<'_> {
     }
 
     fn get_function_meta(&self, name: &str) -> Option<Arc<ScalarUDF>> {
-        let f = &self.planner.functions;
-        f.get(name)
-            .or_else(|| f.get(&name.to_ascii_lowercase()))
-            .cloned()
+        self.planner.functions.get(name).cloned()
     }
 
     fn get_higher_order_meta(&self, _name: &str) -> Option<Arc<HigherOrderUDF>> {
@@ -217,16 +210,14 @@ impl ContextProvider for Context<'_> {
     }
 
     fn get_aggregate_meta(&self, name: &str) -> Option<Arc<AggregateUDF>> {
-        let lower = name.to_ascii_lowercase();
-        if is_aggregate(&lower) || WINDOW_FUNCTIONS.contains(&lower.as_str()) {
+        if is_aggregate(name) || WINDOW_FUNCTIONS.contains(&name) {
             self.refuse(name);
         }
         None
     }
 
     fn get_window_meta(&self, name: &str) -> Option<Arc<WindowUDF>> {
-        let lower = name.to_ascii_lowercase();
-        if is_aggregate(&lower) || WINDOW_FUNCTIONS.contains(&lower.as_str()) {
+        if is_aggregate(name) || WINDOW_FUNCTIONS.contains(&name) {
             self.refuse(name);
         }
         None
@@ -258,14 +249,13 @@ impl ContextProvider for Context<'_> {
 }
 
 /// DataFusion's error text, trimmed, without its advice to change a setting of its own,
-/// which a stage cannot reach (names are the schema's, case and all: a double-quoted name is
-/// the same name).
+/// which a stage cannot reach.
 pub fn clean(e: DataFusionError) -> String {
     e.to_string()
         .lines()
         .map(|l| match l.find("Column names are case sensitive.") {
             Some(at) => format!(
-                "{}Names are case sensitive: write the field's name as the schema spells it.",
+                "{}Stage SQL reads a name in lower case unless it is double-quoted: quote a name with capitals (\"UserId\").",
                 &l[..at]
             ),
             None => l.to_string(),
