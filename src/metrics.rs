@@ -228,7 +228,7 @@ impl Default for MetricSet {
         );
         m.registry.register(
             "sink_retries",
-            "Partitions rewound to their checkpoint after a failed write or commit",
+            "Attempts to write again after a failed write or commit (each replay from the checkpoint, and each retry while the destination stays unavailable)",
             m.sink_retries.clone(),
         );
         m.registry.register(
@@ -303,7 +303,7 @@ impl Default for MetricSet {
         );
         m.registry.register(
             "source_silent_seconds",
-            "How long since the source last heard from its brokers (Kafka: watermarks or metadata fetched; 0 for other sources)",
+            "How long since the source last heard from its brokers (Kafka: watermarks or metadata fetched; no series for other sources)",
             m.source_silent.clone(),
         );
         m.registry.register(

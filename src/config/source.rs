@@ -37,9 +37,10 @@ pub enum SourceSection {
         #[serde(default = "default_partial_last_line")]
         partial_last_line: String,
         /// A new input file that begins as a file this job exported did (its first 4 KiB, or
-        /// all of that file's start recorded when shorter, holding two line ends at least):
-        /// `refuse` stops the run (a file renamed or copied would be exported twice); `read`
-        /// exports it (files that begin alike are distinct, e.g. with a long common header).
+        /// all of that file's start recorded when shorter, holding two line ends at least), or
+        /// as another new file does: `refuse` stops the run (a file renamed or copied would be
+        /// exported twice); `read` exports it (files that begin alike are distinct, e.g. with a
+        /// long common header, or daily full dumps sorted alike).
         #[serde(default = "default_on_same_start")]
         on_same_start: String,
     },

@@ -255,6 +255,11 @@ impl Partitions {
         let before = s.committed_offset;
         s.committed_offset = offset;
         s.committed_line = line;
+        // A commit that reported failure and landed: the source side learns of it as of
+        // any other (the group's offset, what is not committed).
+        if offset > before {
+            t.committed.push((p, offset));
+        }
         (before != offset).then_some(before)
     }
 

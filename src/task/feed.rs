@@ -297,7 +297,11 @@ pub(super) fn source_loop(
             if let Some(key) = control.partitions.key(p) {
                 let rows = (item.batch.num_rows() + item.dead.len()) as u64;
                 metrics.records_in(&key, rows + filtered + dropped);
-                metrics.read_up_to(&key, item.prov.next_offset);
+                // Not for a partition revoked meanwhile: its series went, and no commit of
+                // this process would take the entry away again.
+                if control.partitions.owned(p).is_some() {
+                    metrics.read_up_to(&key, item.prov.next_offset);
+                }
                 metrics.dead_letters_found(&key, &item.dead);
             }
             let r = channel.put_unless(item, || stop.load(Ordering::Acquire));

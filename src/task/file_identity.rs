@@ -20,6 +20,9 @@ use crate::store::{Destination, StoreError};
 /// The most of a file's start recorded.
 const HEAD: usize = 4096;
 
+/// Records of files' starts read at once by the check for files renamed or copied.
+const READERS: usize = 8;
+
 #[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
 struct Identity {
     /// The file read then, for people.
@@ -49,8 +52,10 @@ pub fn check_all(
     parts: &[PartitionInfo],
     keeps_spill: bool,
 ) -> Result<(), TaskError> {
-    // The recorded starts of the job's files, read once if a new file is to be looked at.
+    // The recorded starts of the job's files, read once if a new file is to be looked at;
+    // and the new files looked at so far.
     let mut others = None;
+    let mut fresh = Vec::new();
     for p in parts {
         let latest = checkpoints.latest(&p.key())?;
         // Before anything is recorded: another kind of source's offsets are no file's (the
@@ -68,7 +73,7 @@ pub fn check_all(
             }
         }
         if latest.is_none() {
-            same_start(job, dest, checkpoints, p, &mut others)?;
+            same_start(job, dest, checkpoints, p, (&mut others, &mut fresh))?;
         }
         let resumed = latest.as_ref().map_or(0, |c| c.next_offset);
         let from = latest.as_ref().and_then(|c| c.file.as_ref());
@@ -234,14 +239,16 @@ fn check(
 /// is a new partition) or copied would be exported twice. A start matches when the whole of
 /// another file's recorded start, up to [`HEAD`], is this file's too, and holds two line
 /// ends at least or all [`HEAD`] bytes (two files beginning with one header line are not
-/// taken for one), and that file's partition has a checkpoint past its start. `others`: the
-/// job's records, read at the first call.
+/// taken for one), and that file's partition has a checkpoint past its start; or when
+/// another new file of this start begins as it does (as much as the shorter holds, by the
+/// same rule): neither is exported yet, and both would be. `others`: the job's records, read
+/// at the first call; `fresh`: the new files looked at before (key, path, start).
 fn same_start(
     job: &crate::config::Job,
     dest: &Destination,
     checkpoints: &crate::commit::checkpoint::Checkpoints,
     p: &PartitionInfo,
-    others: &mut Option<Vec<(String, Identity)>>,
+    (others, fresh): (&mut Option<Recorded>, &mut Vec<NewFile>),
 ) -> Result<(), TaskError> {
     let crate::config::SourceSection::File {
         paths,
@@ -267,17 +274,22 @@ fn same_start(
         None => {
             let folder = record_path(name, "");
             let folder = folder.trim_end_matches(".json");
+            let named: Vec<(String, String)> = dest
+                .list(folder)?
+                .into_iter()
+                .filter_map(|rel| {
+                    let key = rel.strip_prefix(folder)?.strip_suffix(".json")?.to_string();
+                    Some((key, rel))
+                })
+                .collect();
+            // Read side by side: a job of thousands of files would else wait on each.
+            let read =
+                crate::fanout::each(&named, READERS, "file-starts", |(_, rel)| dest.read(rel));
             let mut found = Vec::new();
-            for rel in dest.list(folder)? {
-                let Some(key) = rel
-                    .strip_prefix(folder)
-                    .and_then(|k| k.strip_suffix(".json"))
-                else {
-                    continue;
-                };
+            for (i, bytes) in read {
                 // One that does not parse is the file's own check's to report.
-                if let Ok(r) = serde_json::from_slice::<Identity>(&dest.read(&rel)?) {
-                    found.push((key.to_string(), r));
+                if let Ok(r) = serde_json::from_slice::<Identity>(&bytes?) {
+                    found.push((named[i].0.clone(), r));
                 }
             }
             others.insert(found)
@@ -304,8 +316,26 @@ fn same_start(
             read.next_offset
         )));
     }
+    let alike = |other: &[u8]| {
+        let n = head.len().min(other.len());
+        let enough = n == HEAD || (n > 0 && memchr::memchr_iter(b'\n', &head[..n]).count() >= 2);
+        enough && head[..n] == other[..n]
+    };
+    if let Some((theirs, their_path, _)) = fresh.iter().find(|(_, _, h)| alike(h)) {
+        return Err(fail(format!(
+            "inputs {their_path} (partition {theirs}) and {} (partition {key}) begin alike, and neither is exported yet: a file and its renamed copy would both be exported. If they are distinct files that begin alike, set source.on_same_start = \"read\"",
+            path.display()
+        )));
+    }
+    fresh.push((key, path.display().to_string(), head));
     Ok(())
 }
+
+/// A new file a start looked at: its partition's key, its path and its start.
+type NewFile = (String, String, Vec<u8>);
+
+/// The recorded starts of a job's files, by partition key.
+type Recorded = Vec<(String, Identity)>;
 
 fn write(
     dest: &Destination,

@@ -287,6 +287,11 @@ pub(super) fn restore_spill(
             .entry(item.prov.partition)
             .or_default()
             .push(item.clone());
+        // Read, as far as the age of what is not committed goes (a destination that stays
+        // down while the restored items wait shows in it).
+        if let Some(key) = control.partitions.key(item.prov.partition) {
+            metrics.read_up_to(&key, item.prov.next_offset);
+        }
         // Already in memory: a stop (nobody takes then) lets it in past the bound.
         let stopping = || stop.load(Ordering::Acquire);
         channel

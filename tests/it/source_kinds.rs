@@ -149,7 +149,8 @@ fn a_file_job_stopped_after_reading_everything_and_committing_it_succeeds() {
 /// An input file renamed after it was exported, and listed under its new name, is refused
 /// (its new name is a new partition: it was exported again from its first byte, every row
 /// twice); so is a copy. A file that only begins with the same header is read, and with
-/// `on_same_start = "read"` the renamed file is exported again, as asked.
+/// `on_same_start = "read"` the renamed file is exported again, as asked. A file and its copy
+/// both new to a job are refused too.
 #[test]
 fn an_exported_file_renamed_or_copied_is_not_exported_twice() {
     let dir = tempfile::tempdir().unwrap();
@@ -207,6 +208,18 @@ fn an_exported_file_renamed_or_copied_is_not_exported_twice() {
         Some(&3),
         "exported again, as asked"
     );
+
+    // A file and its copy, both new to a job: neither is exported.
+    let (x, y) = (dir.path().join("x.jsonl"), dir.path().join("y.jsonl"));
+    events(&x, "x", 10);
+    std::fs::copy(&x, &y).unwrap();
+    let pair = two_files(file_job(dir.path(), "pair", "x.jsonl", ""), "y.jsonl");
+    let err = sluice_refused(&["run", pair.to_str().unwrap()]);
+    assert!(
+        err.contains("begin alike, and neither is exported yet"),
+        "{err}"
+    );
+    assert!(trace_ids(&out).get("x-0").is_none());
 }
 
 /// The file job `job` reading `second` after its one input.

@@ -9,9 +9,11 @@
 //! partition, identity's [`Recheck`]). One stamped at or after the time, or without a stamp,
 //! confirms it. One stamped before it means the answer is wrong: when the partition's last
 //! record is stamped before the time too, no record reaches it and the answer is the log's
-//! end (logged); otherwise the run is refused, naming the partition, whose bounds can be
-//! given as offsets instead. A record that does not come within [`WAIT`] leaves the answer as
-//! the broker gave it, logged.
+//! end (logged); otherwise (a later record at or after it, or no last record to read) the
+//! run is refused, naming the partition, whose bounds can be given as offsets instead. A record that does not come
+//! within [`WAIT`], or comes from past the answer (the answer a transaction's marker or an
+//! aborted record, which a `read_committed` reader skips), leaves the answer as the broker
+//! gave it, logged where it cannot be told.
 
 use super::err_at;
 use super::identity::{Recheck, WAIT};
@@ -52,7 +54,9 @@ pub(super) fn checked(
         for (&i, f) in asked.iter().zip(found) {
             let a = &answers[i];
             match f {
-                Some((_, Some(ts))) if ts < a.ms => wrong.push((i, ts)),
+                // The record there (not one after it: the answer may be a transaction's
+                // marker or an aborted record, which this reader skips).
+                Some((o, Some(ts))) if o == a.offset && ts < a.ms => wrong.push((i, ts)),
                 Some(_) => {}
                 None => tracing::warn!(
                     partition = %format!("{}-{}", a.topic, a.partition),
@@ -85,6 +89,8 @@ pub(super) fn checked(
                     );
                     offsets[i] = a.high;
                 }
+                // The answer is wrong (its own record says so, which a broker keeping to the
+                // protocol never answers): what is right is not known.
                 last => {
                     let why = match last {
                         Some((o, Some(end_ts))) => {
@@ -92,7 +98,7 @@ pub(super) fn checked(
                         }
                         Some((o, None)) => format!("its record at offset {o} has no time"),
                         None => format!(
-                            "its last record did not come within {WAIT:?} to tell whether any reaches it"
+                            "its last record did not come within {WAIT:?} (a transaction's marker ends the log, or the broker is slow) to tell whether any reaches it"
                         ),
                     };
                     return Err(err_at(
