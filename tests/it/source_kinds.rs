@@ -219,7 +219,7 @@ fn an_exported_file_renamed_or_copied_is_not_exported_twice() {
         err.contains("begin alike, and neither is exported yet"),
         "{err}"
     );
-    assert!(trace_ids(&out).get("x-0").is_none());
+    assert!(!trace_ids(&out).contains_key("x-0"));
 }
 
 /// The file job `job` reading `second` after its one input.
