@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use arrow::datatypes::DataType;
 
-use crate::admin::{Admin, Live, RepoSlot};
+use crate::admin::{Live, RepoSlot};
 use crate::channel::Channel;
 use crate::commit::checkpoint::Checkpoints;
 use crate::config::Job;
@@ -25,7 +25,9 @@ use crate::sink::worker::{self, Rotation, WorkerContext};
 use crate::source::push::Intake;
 use crate::store::Destination;
 
+mod admin_listener;
 mod destinations;
+mod ended;
 mod feed;
 mod fenced;
 mod file_identity;
@@ -42,10 +44,12 @@ mod roll_backs;
 mod spilling;
 mod stall;
 
+pub use admin_listener::{start_admin, AdminServer};
 pub use destinations::{dead_letters_at, destination, destination_at};
 use prepare::push_api;
 pub use prepare::{prepare, wal_folder, Prepared};
 
+use ended::{check_committed, shortfall};
 use feed::source_loop;
 use membership::TaskMembership;
 pub use roll_backs::{already_rolled_back, roll_backs, FromCheckpoint};
@@ -135,14 +139,6 @@ pub struct RunOptions {
     pub admin: Option<Arc<RepoSlot>>,
 }
 
-/// The admin listener of a process, shared by its repos.
-pub struct AdminServer {
-    pub admin: Arc<Admin>,
-    pub addr: std::net::SocketAddr,
-    /// Serves the listener; dropping it closes the listener.
-    _runtime: tokio::runtime::Runtime,
-}
-
 /// The name a repo goes by in metrics, admin routes, `{repo}` in path templates and the
 /// dead-letter folder: its `[[repos]]` name, or its schema's name in a one-repo job file (the
 /// job's name when the schema does not load; `prepare` reports why).
@@ -153,42 +149,6 @@ pub fn repo_label(job: &Job) -> String {
             .map(|s| s.name)
             .unwrap_or_else(|_| job.file.job.name.clone()),
     })
-}
-
-/// Starts the admin listener of `jobs` (the repos of one job file) when they have `[admin]`.
-pub fn start_admin(jobs: &[Job]) -> Result<Option<AdminServer>, TaskError> {
-    let Some(first) = jobs.first() else {
-        return Ok(None);
-    };
-    let Some(a) = &first.file.admin else {
-        return Ok(None);
-    };
-    let fail = |reason: String| TaskError::Job {
-        job: first.file.job.name.clone(),
-        reason,
-    };
-    let listen: std::net::SocketAddr = a
-        .listen
-        .parse()
-        .map_err(|e| fail(format!("admin.listen `{}`: {e}", a.listen)))?;
-    let repos: Vec<(String, String)> = jobs
-        .iter()
-        .map(|j| (repo_label(j), j.file.job.name.clone()))
-        .collect();
-    let admin = Arc::new(Admin::new(a.token.clone(), &repos).with_any_host(a.insecure));
-    let (runtime, addr) = admin
-        .clone()
-        .start(listen)
-        .map_err(|e| fail(format!("admin.listen {listen}: {e}")))?;
-    tracing::info!(%addr, "admin API listening");
-    if a.token.is_none() && !listen.ip().is_loopback() {
-        tracing::warn!(%addr, "the admin API is reachable from other hosts without a token (admin.token)");
-    }
-    Ok(Some(AdminServer {
-        admin,
-        addr,
-        _runtime: runtime,
-    }))
 }
 
 /// The outcome of a run.
@@ -208,41 +168,6 @@ fn transition(state: &mut TaskState, next: TaskState, job: &str, metrics: &Metri
     tracing::info!(job, from = ?*state, to = ?next, "task state");
     *state = next;
     metrics.set_state(&format!("{next:?}").to_lowercase());
-}
-
-/// The safety net of a bounded run that ended: each partition's committed position must reach
-/// what the source handed out. A shortfall is a bug (records were read and neither written nor
-/// dead-lettered); the run fails instead of reporting success without them, and running it
-/// again exports them (it resumes from the checkpoints).
-fn check_committed(job: &str, control: &Control, handed: Vec<(u32, u64)>) -> Result<(), TaskError> {
-    let short = shortfall(control, handed);
-    if short.is_empty() {
-        return Ok(());
-    }
-    let short = short.join("; ");
-    tracing::error!(job, partitions = %short, "the run ended with records read but not committed");
-    Err(TaskError::Job {
-        job: job.to_string(),
-        reason: format!(
-            "the run ended with records read but not committed ({short}); nothing past the checkpoints is lost: run it again to export them, and please report this as a bug"
-        ),
-    })
-}
-
-/// The partitions whose committed position is short of what the source handed out, described.
-fn shortfall(control: &Control, handed: Vec<(u32, u64)>) -> Vec<String> {
-    let committed = control.partitions.positions();
-    let keys = control.partitions.keys();
-    handed
-        .into_iter()
-        .filter_map(|(p, owed)| {
-            let at = committed.get(&p).map_or(0, |(o, _)| *o);
-            (at < owed).then(|| {
-                let key = keys.get(&p).cloned().unwrap_or_else(|| p.to_string());
-                format!("{key}: read to {owed}, committed to {at}")
-            })
-        })
-        .collect()
 }
 
 /// Runs a job to its end (bounded sources) or until `stop` is set.
