@@ -1,5 +1,7 @@
 //! Unit tests of the WAL: append, read back, roll, release, reopen, torn tails, corruption.
 
+use std::os::unix::fs::FileExt;
+
 use super::*;
 
 fn payloads(n: usize) -> Vec<Vec<u8>> {

@@ -1,0 +1,148 @@
+//! Reading a log: a position checked (released below the start; past the end, the log goes
+//! on from there) and records read from a position, located in their segment.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+use super::segment::{segment_path, sync_dir};
+use super::{io, Wal, WalError, MAGIC, RECORD_HEADER};
+
+impl Wal {
+    /// Makes `pos` a valid reading position: below the start is an error (released); past the
+    /// end (the checkpoint is ahead of the log, e.g. the log folder was removed) the log
+    /// continues from `pos`, and older segments, all committed, are deleted.
+    pub fn seek_check(&mut self, pos: u64) -> Result<(), WalError> {
+        if pos < self.start() {
+            return Err(WalError::Released {
+                dir: self.dir.clone(),
+                want: pos,
+                start: self.start(),
+            });
+        }
+        if pos > self.end {
+            // Everything held is below `pos`, so committed: delete it first, so that a crash
+            // in between leaves no gap before the new segment. After damage was moved aside
+            // the log may end short of a spill's position: what it holds is moved aside too,
+            // never deleted.
+            // One at a time, each forgotten once gone: a failure leaves the rest listed.
+            self.reader = None;
+            self.cursor = None;
+            self.last_read = None;
+            while let Some(seg) = self.segments.first() {
+                match &self.moved_to {
+                    None => std::fs::remove_file(&seg.path).map_err(io(&seg.path))?,
+                    Some(to) => {
+                        let name = seg.path.file_name().expect("a segment name");
+                        std::fs::rename(&seg.path, to.join(name)).map_err(io(&seg.path))?;
+                    }
+                }
+                self.segments.remove(0);
+            }
+            sync_dir(&self.dir)?;
+            // An empty log at `pos`; when its first segment cannot be created now (a full
+            // disk), the next append creates it (refused meanwhile, as on any full disk).
+            self.end = pos;
+            #[cfg(test)]
+            crate::hooks::at("wal: before the segment past the end");
+            match self.start_segment(pos) {
+                Err(WalError::Full { path, source }) => tracing::warn!(
+                    segment = %path.display(), error = %source,
+                    "the disk is full: the log's next segment is made by the next append"
+                ),
+                r => r?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads whole records from `pos` (a record boundary, or inside a record) up to `limit`
+    /// (the durable end), appending payload bytes to `out` until at least `max` bytes were
+    /// added. Returns the position after what was read.
+    pub fn read(
+        &mut self,
+        pos: u64,
+        limit: u64,
+        max: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<u64, WalError> {
+        let mut at = pos;
+        let before = out.len();
+        while at < limit && out.len() - before < max {
+            let (base, offset, rec_pos) = self.locate(at)?;
+            let path = segment_path(&self.dir, base);
+            if self.reader.as_ref().is_none_or(|(b, _)| *b != base) {
+                self.reader = Some((base, File::open(&path).map_err(io(&path))?));
+            }
+            let file = &self.reader.as_ref().expect("just opened").1;
+            let skip = at - rec_pos;
+            let mut offset = offset;
+            let len = loop {
+                let mut h = [0u8; RECORD_HEADER as usize];
+                file.read_exact_at(&mut h, offset).map_err(io(&path))?;
+                let len = u32::from_le_bytes(h[0..4].try_into().expect("4 bytes")) as u64;
+                // An empty record holds no position: the next one starts where it does.
+                // Taken as the record at `at`, it was read again and again, for ever.
+                if len > 0 || skip > 0 {
+                    break len;
+                }
+                offset += RECORD_HEADER;
+            };
+            let from = out.len();
+            out.resize(from + (len - skip) as usize, 0);
+            file.read_exact_at(&mut out[from..], offset + RECORD_HEADER + skip)
+                .map_err(io(&path))?;
+            at = rec_pos + len;
+            self.cursor = Some((base, offset + RECORD_HEADER + len, at));
+            self.last_read = Some((base, offset, rec_pos, len));
+        }
+        Ok(at)
+    }
+
+    /// The record holding `pos`: (segment base, byte offset of its header, its position).
+    fn locate(&mut self, pos: u64) -> Result<(u64, u64, u64), WalError> {
+        // A segment starts where the previous one's last record ends (the cursor may still
+        // point past that record, written before the segment rolled).
+        if self.segments.iter().any(|s| s.base == pos) {
+            return Ok((pos, MAGIC.len() as u64, pos));
+        }
+        if let Some((base, offset, at)) = self.cursor {
+            if at == pos && self.segments.iter().any(|s| s.base == base) {
+                return Ok((base, offset, at));
+            }
+        }
+        if let Some((base, offset, at, len)) = self.last_read {
+            if (at..at + len).contains(&pos) && self.segments.iter().any(|s| s.base == base) {
+                return Ok((base, offset, at));
+            }
+        }
+        let seg = self
+            .segments
+            .iter()
+            .rev()
+            .find(|s| s.base <= pos)
+            .ok_or_else(|| WalError::Released {
+                dir: self.dir.clone(),
+                want: pos,
+                start: self.start(),
+            })?
+            .clone();
+        let file = File::open(&seg.path).map_err(io(&seg.path))?;
+        let mut offset = MAGIC.len() as u64;
+        let mut at = seg.base;
+        loop {
+            let mut h = [0u8; RECORD_HEADER as usize];
+            file.read_exact_at(&mut h, offset)
+                .map_err(|_| WalError::Corrupt {
+                    path: seg.path.clone(),
+                    offset,
+                    reason: format!("no record holds position {pos}"),
+                })?;
+            let len = u32::from_le_bytes(h[0..4].try_into().expect("4 bytes")) as u64;
+            if pos < at + len || len == 0 && pos == at {
+                return Ok((seg.base, offset, at));
+            }
+            offset += RECORD_HEADER + len;
+            at += len;
+        }
+    }
+}
