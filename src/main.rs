@@ -15,16 +15,18 @@ mod cli {
     pub mod ranges;
     pub mod skip;
     pub mod table;
+    pub mod validate;
     pub mod wal;
 }
 
 use cli::backfill::run_backfill;
 use cli::convert::{run_convert, ConvertArgs};
 use cli::jobs::{
-    run_checkpoints, run_demo, run_job, run_roll_back_plan, run_schema, run_validate,
-    CheckpointCommand, SchemaCommand,
+    run_checkpoints, run_demo, run_job, run_roll_back_plan, run_schema, CheckpointCommand,
+    SchemaCommand,
 };
 use cli::table::{run_compact, run_vacuum};
+use cli::validate::run_validate;
 use sluice::task::FromCheckpoint;
 
 #[derive(Parser)]

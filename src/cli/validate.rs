@@ -1,0 +1,122 @@
+//! `sluice validate`: a job file checked as a run would check it, every repo, without moving
+//! data.
+
+use std::path::Path;
+
+use anyhow::{bail, Result};
+
+use sluice::config::{Job, SourceSection};
+use sluice::task;
+
+use super::jobs::{io_runtime, load_jobs};
+
+pub fn run_validate(path: &Path, repo: Option<&str>) -> Result<()> {
+    let jobs = load_jobs(path, repo)?;
+    let runtime = io_runtime()?;
+    let mut failed = Vec::new();
+    for job in &jobs {
+        if let Err(e) = validate_one(path, job, &runtime) {
+            if jobs.len() == 1 {
+                return Err(e);
+            }
+            println!(
+                "{}: repo `{}`: {}",
+                path.display(),
+                task::repo_label(job),
+                crate::chain(&e)
+            );
+            failed.push(task::repo_label(job));
+        }
+    }
+    if !failed.is_empty() {
+        bail!(
+            "{}: repos {} are not valid",
+            path.display(),
+            failed.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn validate_one(path: &Path, job: &Job, runtime: &tokio::runtime::Runtime) -> Result<()> {
+    let prepared = task::prepare(job, false)?;
+    let dest = task::destination(job, runtime)?;
+    // A local destination that is a file: every run would fail at its first write.
+    if let Some(root) = dest.local_root().filter(|r| r.exists() && !r.is_dir()) {
+        bail!(
+            "sink.url {}: {} is a file, not a folder",
+            job.file.sink.url,
+            root.display()
+        );
+    }
+    let room = dest.folder_room();
+    let template = prepared.template.clone().limit_to(room)?;
+    let fields = prepared.schema.fields.len();
+    let repo = match &job.repo {
+        Some(r) => format!(
+            "repo `{r}` (schema `{}`, {fields} fields)",
+            prepared.schema.name
+        ),
+        None => format!("repo `{}` ({fields} fields)", prepared.schema.name),
+    };
+    // The schema against the one the job's files were written with (nothing is recorded).
+    let out = prepared.decoder.output_schema();
+    // Before the job is called valid: a schema the files refuse makes it not.
+    let checked = match sluice::evolution::check_all(
+        &dest,
+        (&job.file.job.name, &task::repo_label(job)),
+        &out,
+        false,
+        job.format.positional(),
+    ) {
+        Ok(changes) => Ok(changes),
+        Err(
+            e @ (sluice::evolution::EvolutionError::Incompatible { .. }
+            | sluice::evolution::EvolutionError::Beside { .. }
+            | sluice::evolution::EvolutionError::Record { .. }),
+        ) => return Err(e.into()),
+        Err(e) => Err(e),
+    };
+    println!(
+        "{}: job `{}` is valid: {repo}, {}, {} to {}",
+        path.display(),
+        job.file.job.name,
+        match (&prepared.source, &job.file.source) {
+            (Some(s), _) => format!("{} partition(s)", s.partitions().len()),
+            (None, SourceSection::Push { durability, .. }) => {
+                format!("pushes with `{durability}` durability (on the admin listener)")
+            }
+            (None, _) => "the Kafka topics' (not contacted) partition(s)".to_string(),
+        },
+        match job.table {
+            sluice::table::TableKind::None => job.format.kind.name().to_string(),
+            _ => format!(
+                "{} in a Delta table{}",
+                job.format.kind.name(),
+                match prepared.template.partition_fields() {
+                    p if p.is_empty() => String::new(),
+                    p => format!(
+                        " partitioned by {}",
+                        p.into_iter().map(|(n, _)| n).collect::<Vec<_>>().join(", ")
+                    ),
+                }
+            ),
+        },
+        dest.url()
+    );
+    if template.cuts_names() {
+        println!(
+            "  its folder paths could pass the {room} bytes the destination has for them: folder names of {} bytes or more (after a `name=` head) are cut to fit",
+            sluice::sink::paths::TIGHT_SEGMENT
+        );
+    }
+    match checked {
+        Ok(changes) => {
+            for c in changes {
+                println!("  schema change (new files carry it): {c}");
+            }
+        }
+        Err(e) => println!("  the schema was not checked against the written files: {e}"),
+    }
+    Ok(())
+}
