@@ -471,6 +471,11 @@ async fn act(
         "resume" => l.control.paused.store(false, Ordering::Release),
         _ => l.stop.store(true, Ordering::Release),
     });
+    // Shown at once (the task's loop sets it again every second or so; a scrape right
+    // after the answer read the old value).
+    if action != "stop" && slot.with_live(|_| ()).is_some() {
+        slot.metrics.paused(action == "pause");
+    }
     let state = slot.metrics.state();
     tracing::info!(repo, action, "admin request");
     Json(json!({ "repo": repo, "action": action, "state": state })).into_response()

@@ -185,6 +185,12 @@ fn admin_api_serves_metrics_tasks_pause_resume_and_stop() {
         .0,
         200
     );
+    // Shown as soon as it is answered (a scrape read the old value for a second or more).
+    let (_, now) = http(&addr, "GET", "/metrics", None);
+    assert!(
+        now.contains("sluice_task_paused{repo=\"nginx_access\"} 1"),
+        "{now}"
+    );
     produce_events(&bootstrap, topic, n, 400, 4, None);
     // The pause shows in the metrics (alerts tell it from a stall by it), and the 400 records
     // are accounted for: read into the source (its positions passed them) before the pause
