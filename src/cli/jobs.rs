@@ -322,15 +322,34 @@ pub fn run_roll_back_plan(path: &Path, repo: Option<&str>, f: FromCheckpoint) ->
     let seq = f.seq;
     let jobs = load_jobs(path, repo)?;
     one_repo_rolled_back(&jobs, f)?;
+    let mut stops = 0;
     for job in &jobs {
         let dest = task::destination(job, &runtime)?;
+        // As the run refuses it, before anything else.
+        if job.table != sluice::table::TableKind::None || sluice::table::present(&dest)? {
+            bail!("{}: --from-checkpoint cannot roll back a table (its readers may have seen the commits); use the table's own time travel or restore", dest.url());
+        }
         let cps = Checkpoints::new(dest, &job.file.job.name);
         let again = if f.again { " --again" } else { "" };
         println!(
             "job {}: a run with --from-checkpoint {seq}{again} would",
             job.file.job.name
         );
-        let keys = cps.keys()?;
+        let mut keys = cps.keys()?;
+        // A file job rolls back the files it reads now; others' checkpoints stay.
+        if matches!(job.file.source, SourceSection::File { .. }) {
+            let read: Vec<String> = task::prepare(job, false)?
+                .source
+                .map(|s| s.partitions().iter().map(|p| p.key()).collect())
+                .unwrap_or_default();
+            keys.retain(|k| {
+                let ours = read.contains(k);
+                if !ours {
+                    println!("  leave partition {k} as it is: the job no longer reads its file");
+                }
+                ours
+            });
+        }
         if keys.is_empty() {
             println!("  do nothing: no checkpoints yet");
         }
@@ -346,6 +365,7 @@ pub fn run_roll_back_plan(path: &Path, repo: Option<&str>, f: FromCheckpoint) ->
             let target = history.iter().find(|c| c.seq == seq);
             if let (None, true) = (target, kept[&key]) {
                 println!("  stop at partition {key}: it has no checkpoint {seq}");
+                stops += 1;
                 continue;
             }
             if let Some(r) = task::already_rolled_back(&cps, &key, f)? {
@@ -377,6 +397,9 @@ pub fn run_roll_back_plan(path: &Path, repo: Option<&str>, f: FromCheckpoint) ->
                 }
             }
         }
+    }
+    if stops > 0 {
+        bail!("the run would stop at {stops} partition(s) without checkpoint {seq}, as said above");
     }
     Ok(())
 }

@@ -187,3 +187,47 @@ fn a_roll_back_is_made_once_unless_asked_again() {
     );
     assert_eq!(data_files(&out), again);
 }
+
+/// A dry run says what the run would do, no more: it fails where the run would stop (a
+/// partition without the checkpoint asked for; it exited 0), leaves out the files the job no
+/// longer reads (it listed their files for deletion; the run leaves them), and refuses a
+/// table as the run does (it listed deletes).
+#[test]
+fn a_dry_run_fails_leaves_out_and_refuses_as_the_run_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let (job, _) = committed(dir.path());
+    let job_s = job.to_str().unwrap();
+    let o = sluice(&["run", job_s, "--from-checkpoint", "99", "--dry-run"]);
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        out.contains("stop at partition a-0: it has no checkpoint 99"),
+        "{out}"
+    );
+    assert!(err.contains("would stop at 2 partition(s)"), "{err}");
+
+    // The job reads only b.jsonl now.
+    let text = std::fs::read_to_string(&job).unwrap();
+    let a = format!("{:?}, ", dir.path().join("a.jsonl").display().to_string());
+    assert!(text.contains(&a), "{text}");
+    std::fs::write(&job, text.replace(&a, "")).unwrap();
+    let plan = sluice_ok(&["run", job_s, "--from-checkpoint", "1", "--dry-run"]);
+    assert!(
+        plan.contains("leave partition a-0 as it is: the job no longer reads its file")
+            && plan.contains("resume partition b-0 at offset")
+            && !plan.contains("delete dt=2024-05-01/a-"),
+        "{plan}"
+    );
+
+    let text = std::fs::read_to_string(&job).unwrap();
+    std::fs::write(
+        &job,
+        text.replace("[sink]\n", "[sink]\ntable = \"delta\"\n"),
+    )
+    .unwrap();
+    let err = sluice_refused(&["run", job_s, "--from-checkpoint", "1", "--dry-run"]);
+    assert!(err.contains("cannot roll back a table"), "{err}");
+}
