@@ -265,6 +265,16 @@ fn lower(ctx: &Planner, plan: &LogicalPlan, name: String) -> Result<Planned, Str
     let (project, schema) = match projection {
         Some(p) if p.expr.is_empty() => return Err("the stage selects no columns".into()),
         Some(p) => {
+            // A derived column without an alias is named after its expression
+            // (`lower(input.method)`), which no reader of the output expects.
+            if let Some(e) = p
+                .expr
+                .iter()
+                .find(|e| !matches!(e, Expr::Column(_) | Expr::Alias(_)))
+            {
+                let named = e.schema_name().to_string();
+                return Err(format!("`{e}` has no name: give it one (`... AS name`); to keep the name it gets now, `AS \"{named}\"`"));
+            }
             let input = p.input.schema();
             let exprs = p
                 .expr

@@ -59,7 +59,9 @@ pub struct ConvertArgs {
     #[arg(long)]
     format: Option<String>,
     /// Codec: zstd[:level], snappy, gzip[:level], lz4, zlib[:level], none. Defaults: parquet
-    /// and orc zstd, json gzip:1, csv/tsv/text none.
+    /// and orc zstd; a text format (json, csv, tsv, text) gzip:1 when the output's file name
+    /// ends in `.gz`, none when it names a file without it, and for an output folder json
+    /// gzip:1, csv/tsv/text none.
     #[arg(long)]
     compression: Option<String>,
     /// Output folder URL (`file:///data/out/`, a local path) or a file URL with extension.
@@ -97,8 +99,8 @@ pub struct ConvertArgs {
     /// Keep only rows where this SQL condition holds, e.g. `status >= 500 AND region = 'eu'`.
     #[arg(long)]
     filter: Option<String>,
-    /// An output column as a SQL expression with an alias, e.g. `lower(method) AS method`
-    /// (repeat for each column; applied after --filter).
+    /// An output column: a field's name, or a SQL expression with an alias, e.g.
+    /// `lower(method) AS method` (repeat for each column; applied after --filter).
     #[arg(long)]
     select: Vec<String>,
     /// A whole `SELECT ... FROM input [WHERE ...]` over each batch (applied last).
@@ -175,11 +177,11 @@ fn output_kind(asked: &Option<String>, output_url: &str) -> Result<FormatKind> {
         .extension()
         .and_then(|e| e.to_str())
         .and_then(|e| e.parse().ok());
-    if lower.ends_with(".gz") && matches!(named, Some(FormatKind::Parquet | FormatKind::Orc)) {
-        bail!("--output {name}: Parquet and ORC are compressed inside the file (--compression), not gzip around it: name it without `.gz`");
-    }
-    match (asked, named) {
-        (None, n) => Ok(n.unwrap_or(FormatKind::Parquet)),
+    let kind = match (asked, named) {
+        (None, None) if lower.ends_with(".gz") => bail!(
+            "--output {name}: `.gz` follows the format's extension (`{stem}.jsonl.gz`, `{stem}.csv.gz`), or give --format"
+        ),
+        (None, n) => n.unwrap_or(FormatKind::Parquet),
         (Some(a), n) => {
             let kind: FormatKind = a.parse()?;
             match n {
@@ -190,10 +192,14 @@ fn output_kind(asked: &Option<String>, output_url: &str) -> Result<FormatKind> {
                     kind.name(),
                     n.name()
                 ),
-                _ => Ok(kind),
+                _ => kind,
             }
         }
+    };
+    if lower.ends_with(".gz") && matches!(kind, FormatKind::Parquet | FormatKind::Orc) {
+        bail!("--output {name}: Parquet and ORC are compressed inside the file (--compression), not gzip around it: name it without `.gz`");
     }
+    Ok(kind)
 }
 
 /// The codec of a text output (JSON lines, CSV, TSV, text) named as a file: gzip where the

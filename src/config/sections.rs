@@ -138,7 +138,8 @@ pub struct SinkSection {
     /// Sink worker threads; each source partition is written by one of them.
     #[serde(default = "default_workers")]
     pub workers: usize,
-    /// File format: `parquet`, `orc`, `json` (JSON lines), `csv`, `tsv` or `text`.
+    /// File format: `parquet`, `orc`, `json` (JSON lines), `csv` or `tsv` (`text`, raw lines,
+    /// is `sluice convert`'s only).
     #[serde(default = "default_format")]
     pub format: String,
     /// Codec, with an optional level: Parquet `zstd[:level]` (default `zstd:1`), `snappy`,

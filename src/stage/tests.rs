@@ -540,3 +540,23 @@ fn names_differing_only_in_case_are_refused_and_capitals_are_quoted() {
     );
     assert!(!e.contains("datafusion.sql_parser"), "{e}");
 }
+
+/// A derived column needs a name: without one it was named after its expression
+/// (`input.status * Int64(2)`), which the output then carried. The error says how to keep it.
+#[test]
+fn a_derived_column_without_a_name_is_refused() {
+    let e = plan(&[r#"select = ["method", "status * 2"]"#])
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("has no name") && e.contains("AS \"input.status * Int64(2)\""),
+        "{e}"
+    );
+    for ok in [
+        r#"select = ["method", "status * 2 AS s2"]"#,
+        r#"sql = "SELECT ip, status FROM input""#,
+    ] {
+        plan(&[ok]).unwrap();
+    }
+}

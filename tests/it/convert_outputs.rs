@@ -290,6 +290,14 @@ fn an_output_named_as_a_file_is_written_as_its_name_says() {
     let wrapped = out.join("w.parquet.gz");
     let err = convert_refused(&input, &wrapped, &[]);
     assert!(err.contains("compressed inside the file"), "{err}");
+    // `.gz` alone names no format (Parquet was written under it); with --format it is one.
+    let bare = out.join("bare.gz");
+    let err = convert_refused(&input, &bare, &[]);
+    assert!(err.contains("follows the format's extension"), "{err}");
+    let err = convert_refused(&input, &bare, &["--format", "parquet"]);
+    assert!(err.contains("compressed inside the file"), "{err}");
+    convert(&schema, &input, &bare, &["--format", "json"]);
+    assert_eq!(&std::fs::read(&bare).unwrap()[..2], &[0x1f, 0x8b]);
 }
 
 /// A conversion interrupted (SIGINT, as Ctrl-C) stops at its next chunk, removes what it
