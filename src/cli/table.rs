@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use sluice::commit::checkpoint::Checkpoints;
 use sluice::config::{parse_bytes, parse_duration, Job};
 use sluice::table::compact::{compact, CompactOptions};
@@ -83,6 +83,11 @@ pub fn run_compact(
         // Its log versions are written create-only, beside the running job's.
         Checkpoints::new(dest.clone(), &job.file.job.name).check_create_only()?;
     }
+    if let Some(p) = &partition {
+        if p.starts_with('/') || p.contains("://") || p.split('/').any(|s| s == ".." || s == ".") {
+            bail!("--partition {p}: a folder of the table, relative to it (`dt=2024-05-01`), without `.` or `..`");
+        }
+    }
     let opts = CompactOptions {
         prefix: partition.map(|p| format!("{}/", p.trim_end_matches('/'))),
         target_bytes: parse_bytes(target_size)
@@ -105,6 +110,9 @@ pub fn run_compact(
     table.close();
     let report = report?;
     bar.clear();
+    if let (Some(p), 0) = (&opts.prefix, report.under_prefix) {
+        bail!("--partition: the table holds no files under `{p}` (its folders are named as `[sink.partition]` makes them, e.g. `dt=2024-05-01`)");
+    }
     if report.bins == 0 && report.lost == 0 && report.skipped == 0 {
         println!(
             "nothing to compact: no folder holds {} or more files smaller than {target_size}",

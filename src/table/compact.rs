@@ -43,6 +43,8 @@ pub struct CompactReport {
     pub files_out: usize,
     pub bytes_out: u64,
     pub rows: u64,
+    /// The table's files under `prefix` when one was given (any size).
+    pub under_prefix: usize,
 }
 
 /// Bins of files to merge: files of one folder (the layout `[sink.partition]` made stays),
@@ -109,9 +111,15 @@ pub fn compact(
         });
     }
     let (mut version, files) = table.live_files(|_| true)?;
+    let under_prefix = opts.prefix.as_deref().map_or(files.len(), |p| {
+        files.iter().filter(|f| f.path.starts_with(p)).count()
+    });
     let bins = plan(files, opts);
     let total: u64 = bins.iter().flatten().map(|f| f.size).sum();
-    let mut report = CompactReport::default();
+    let mut report = CompactReport {
+        under_prefix,
+        ..CompactReport::default()
+    };
     if opts.dry_run {
         report.bins = bins.len();
         report.files_in = bins.iter().map(Vec::len).sum();

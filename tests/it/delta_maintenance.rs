@@ -74,6 +74,15 @@ fn compact_and_vacuum_beside_a_live_run_with_kill_9_of_both_keep_every_record_on
             == Some(n as u64)
     });
     let out = sluice_ok(&["compact", &job, "--min-files", "2"]);
+    // A partition folder the table does not have, or outside it, is said so (both answered
+    // "nothing to compact").
+    for (folder, said) in [
+        ("dt=2099-01-01", "holds no files under `dt=2099-01-01/`"),
+        ("../../etc", "without `.` or `..`"),
+    ] {
+        let err = sluice_refused(&["compact", &job, "--partition", folder]);
+        assert!(err.contains(said), "{folder}: {err}");
+    }
     eprintln!(
         "{live_kills} kills of the live run, {kills} of compactions, {compactions} compactions finished; last: {out}"
     );
