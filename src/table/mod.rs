@@ -261,6 +261,26 @@ pub fn catch_up(
             ),
         });
     }
+    // A file deleted since its commit (a bucket's lifecycle rule, by hand) named in the table
+    // would fail every reader of it.
+    let paths: Vec<&str> = missing
+        .iter()
+        .flat_map(|c| &c.files)
+        .map(|f| f.path.as_str())
+        .collect();
+    let dest = checkpoints.destination();
+    let found = crate::fanout::each(&paths, 8, "table-files", |p| dest.exists(p));
+    for (i, there) in found {
+        if !there? {
+            return Err(TableError::History {
+                key: key.to_string(),
+                reason: format!(
+                    "committed file {} is no longer in the destination (deleted since its commit): the table would name a file its readers cannot read. Restore it, or export into a new URL",
+                    paths[i]
+                ),
+            });
+        }
+    }
     tracing::info!(partition = %key, commits = missing.len(), "publishing sealed commits the table lacks");
     table.publish(&missing)?;
     Ok(newest.max(held))

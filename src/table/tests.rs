@@ -59,6 +59,16 @@ fn commit(key: &str, seq: u64, next_offset: u64, files: &[&str]) -> Checkpoint {
     Checkpoint::for_tests("job", key, seq, next_offset, files)
 }
 
+/// Records `c` as sealed, its files written first (a catch-up names only files that exist).
+fn record(cps: &crate::commit::checkpoint::Checkpoints, c: &Checkpoint) {
+    for f in &c.files {
+        cps.destination()
+            .put_atomic(&f.path, b"PAR1", false)
+            .unwrap();
+    }
+    cps.record_for_tests(c);
+}
+
 /// Every `add` path in the log, with how many versions added it, and the newest version.
 fn adds(dest: &Destination) -> (std::collections::BTreeMap<String, usize>, usize) {
     let mut out = std::collections::BTreeMap::new();
@@ -201,7 +211,7 @@ fn catch_up_publishes_the_sealed_commits_the_table_lacks_oldest_first() {
     // Three sealed commits of which the table holds the first.
     for (seq, next) in [(1u64, 10u64), (2, 20), (3, 30)] {
         let c = commit("t-0", seq, next, &[&format!("f{seq}.parquet")]);
-        cps.record_for_tests(&c);
+        record(&cps, &c);
     }
     t.publish(&[commit("t-0", 1, 10, &["f1.parquet"])]).unwrap();
     assert_eq!(catch_up(&t, &cps, "t-0").unwrap(), Some(30));
@@ -220,6 +230,29 @@ fn catch_up_publishes_the_sealed_commits_the_table_lacks_oldest_first() {
     assert_eq!(t.published("t-0").unwrap(), Some(30));
 }
 
+/// A sealed commit whose file was deleted since (a bucket's lifecycle rule) is refused by the
+/// catch-up, naming the file: the table named it, and every reader of the table failed.
+#[test]
+fn a_catch_up_refuses_a_commit_whose_file_is_gone() {
+    use crate::commit::checkpoint::Checkpoints;
+    let (_d, rt, dest) = setup();
+    let t = open(&dest, &rt, &schema(None));
+    let cps = Checkpoints::new(dest.clone(), "job");
+    record(&cps, &commit("t-0", 1, 10, &["f1.parquet", "f1b.parquet"]));
+    dest.delete("f1b.parquet").unwrap();
+    match catch_up(&t, &cps, "t-0") {
+        Err(e @ TableError::History { .. }) => {
+            assert!(
+                e.to_string()
+                    .contains("f1b.parquet is no longer in the destination"),
+                "{e}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(t.published("t-0").unwrap(), None, "nothing published");
+}
+
 #[test]
 fn an_aborted_first_commit_is_not_taken_for_pruned_history_and_pruned_history_is_refused() {
     use crate::commit::checkpoint::Checkpoints;
@@ -228,11 +261,11 @@ fn an_aborted_first_commit_is_not_taken_for_pruned_history_and_pruned_history_is
     let cps = Checkpoints::new(dest.clone(), "job");
     // Seq 1 aborted (a claim fenced), seq 2 sealed and not published.
     cps.record_abort_for_tests("t-0", 1, false);
-    cps.record_for_tests(&commit("t-0", 2, 20, &["f2.parquet"]));
+    record(&cps, &commit("t-0", 2, 20, &["f2.parquet"]));
     assert_eq!(catch_up(&t, &cps, "t-0").unwrap(), Some(20));
     // Another partition whose oldest commits were pruned: the table cannot be made whole.
     cps.record_abort_for_tests("t-1", 5, true);
-    cps.record_for_tests(&commit("t-1", 5, 50, &["g5.parquet"]));
+    record(&cps, &commit("t-1", 5, 50, &["g5.parquet"]));
     match catch_up(&t, &cps, "t-1") {
         Err(e @ TableError::History { .. }) => {
             assert!(e.is_permanent());
@@ -492,7 +525,7 @@ fn a_long_run_of_commits_without_files_leaves_the_catch_up_a_record_to_reach() {
     let term = cps.take_term("t-0", "o").unwrap();
     // What a worker does at each commit: seal, publish, and prune at every 64th.
     let live = |c: Checkpoint| {
-        cps.record_for_tests(&c);
+        record(&cps, &c);
         t.publish(std::slice::from_ref(&c)).unwrap();
         if c.seq.is_multiple_of(PRUNE_EVERY) {
             cps.prune("t-0", PRUNE_KEEP, term).unwrap();
@@ -504,7 +537,7 @@ fn a_long_run_of_commits_without_files_leaves_the_catch_up_a_record_to_reach() {
     }
     assert!(cps.pruned_below("t-0").unwrap().is_some());
     // Sealed, and its publish failed (or the process died before it).
-    cps.record_for_tests(&commit("t-0", 322, 400, &["f322.parquet"]));
+    record(&cps, &commit("t-0", 322, 400, &["f322.parquet"]));
     assert_eq!(catch_up(&t, &cps, "t-0").unwrap(), Some(400));
     let (paths, _) = adds(&dest);
     assert_eq!(
@@ -523,7 +556,7 @@ fn files_written_before_a_partitioned_table_are_refused_by_its_catch_up() {
     let s = schema(None);
     let t = open_by_id(&dest, &rt, &s);
     let cps = Checkpoints::new(dest.clone(), "job");
-    cps.record_for_tests(&commit("t-0", 1, 10, &["id=a/f1.parquet"]));
+    record(&cps, &commit("t-0", 1, 10, &["id=a/f1.parquet"]));
     match catch_up(&t, &cps, "t-0") {
         Err(e @ TableError::History { .. }) => {
             assert!(e.is_permanent());
@@ -540,7 +573,7 @@ fn files_written_before_a_partitioned_table_are_refused_by_its_catch_up() {
     with.files[0]
         .partition
         .insert("id".into(), Some("b".into()));
-    cps.record_for_tests(&with);
+    record(&cps, &with);
     assert_eq!(catch_up(&t, &cps, "t-1").unwrap(), Some(10));
 }
 
