@@ -1,6 +1,7 @@
 //! The admin listener (axum), one per process, shared by the job's repos: `GET /metrics`
 //! (Prometheus/OpenMetrics text, every repo's series), `GET /healthz`, `GET /readyz` (ready
-//! while every repo's task runs), `GET /v1/tasks` (per repo: state, last error, checkpoints,
+//! while every repo's task runs, or was stopped on purpose), `GET /readyz/{repo}` (one repo's),
+//! `GET /v1/tasks` (per repo: state, last error, checkpoints,
 //! lag, channel fill), `POST /v1/tasks/{repo}/pause|resume|stop`, and the status page (`GET /`,
 //! its data at `GET /v1/status`; see `status`). With a token, the `/v1/`
 //! routes require `Authorization: Bearer <token>` (compared in constant time). Without a token
@@ -199,6 +200,7 @@ impl Admin {
             .route("/metrics", get(metrics))
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/readyz", get(ready))
+            .route("/readyz/{repo}", get(ready_repo))
             .route("/v1/tasks", get(tasks))
             .route("/v1/tasks/{repo}/{action}", post(act))
             .route("/v1/repos/{repo}/data", post(push))
@@ -342,12 +344,16 @@ async fn metrics(State(s): State<Arc<Admin>>, headers: HeaderMap) -> Response {
     }
 }
 
+/// 200 while every repo runs. With several repos, one stopped on purpose (through the API,
+/// or a file repo that read its files to the end) does not count: it would keep the others'
+/// listener out of a load balancer for good.
 async fn ready(State(s): State<Arc<Admin>>) -> Response {
+    let several = s.repos.len() > 1;
     let waiting: Vec<String> = s
         .repos
         .iter()
         .map(|(repo, slot)| (repo, slot.metrics.state()))
-        .filter(|(_, state)| state != "running")
+        .filter(|(_, state)| state != "running" && !(several && state == "stopped"))
         .map(|(repo, state)| format!("{repo} is {state}"))
         .collect();
     if waiting.is_empty() {
@@ -357,6 +363,20 @@ async fn ready(State(s): State<Arc<Admin>>) -> Response {
         error(StatusCode::SERVICE_UNAVAILABLE, format!("task is {state}"))
     } else {
         error(StatusCode::SERVICE_UNAVAILABLE, waiting.join("; "))
+    }
+}
+
+/// 200 while this repo runs (a load balancer in front of one push repo).
+async fn ready_repo(State(s): State<Arc<Admin>>, Path(repo): Path<String>) -> Response {
+    let Some(slot) = s.repos.get(&repo) else {
+        return s.unknown(&repo);
+    };
+    match slot.metrics.state().as_str() {
+        "running" => (StatusCode::OK, "ready\n").into_response(),
+        state => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{repo} is {state}"),
+        ),
     }
 }
 

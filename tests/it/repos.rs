@@ -195,6 +195,10 @@ fn a_repo_whose_destination_is_down_stalls_no_other() {
     let (code, body) = http(&addr, "GET", "/readyz", None);
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("beta is"), "{body}");
+    // Each repo's own, for a load balancer in front of one.
+    assert_eq!(http(&addr, "GET", "/readyz/alpha", None).0, 200);
+    assert_eq!(http(&addr, "GET", "/readyz/beta", None).0, 503);
+    assert_eq!(http(&addr, "GET", "/readyz/nope", None).0, 404);
 
     // alpha keeps committing while beta is down.
     produce_events(&bootstrap, "alpha", 1000, 1000, 4, None);
@@ -217,6 +221,12 @@ fn a_repo_whose_destination_is_down_stalls_no_other() {
     let ids = trace_ids(&out);
     assert_eq!(ids.len(), 2200, "alpha runs on after mirror stopped");
     assert_eq!(task(&addr, "alpha")["state"], "running");
+    // A repo stopped on purpose does not hold the process back from ready (beta does).
+    let (_, body) = http(&addr, "GET", "/readyz", None);
+    assert!(
+        body.contains("beta is") && !body.contains("mirror"),
+        "{body}"
+    );
 
     sigterm(&child);
     let status = child.wait_with_output().unwrap().status;
