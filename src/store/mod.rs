@@ -36,7 +36,7 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
-    #[error("object store error for {path}: {source}")]
+    #[error("object store error for {path}: {source}{hint}", hint = credentials_hint(source))]
     Store {
         path: String,
         source: object_store::Error,
@@ -59,6 +59,19 @@ pub enum StoreError {
         brokers: String,
         reason: String,
     },
+}
+
+/// What to do when a store found no credentials and fell back to a cloud's metadata service
+/// (unreachable off that cloud: the error names only its address).
+fn credentials_hint(e: &object_store::Error) -> &'static str {
+    let text = e.to_string();
+    if text.contains("169.254.169.254") || text.contains("metadata.google.internal") {
+        " (no credentials were found, so the cloud's metadata service was asked, which answers \
+         only on that cloud: give them in [sink.storage] (access_key_id and secret_access_key; \
+         for GCS, service_account_path) or the AWS_/GOOGLE_ environment variables)"
+    } else {
+        ""
+    }
 }
 
 impl StoreError {

@@ -505,3 +505,23 @@ fn a_local_commit_that_fails_leaves_no_temporary_file() {
         assert_eq!(left, ["rec.json"], "create-only {create_only}: {e}");
     }
 }
+
+/// A store without credentials asks the cloud's metadata service, whose address was all the
+/// error said: it now says what to give.
+#[test]
+fn a_store_error_from_the_metadata_service_says_to_give_credentials() {
+    let e = |text: &str| StoreError::Store {
+        path: "s3://b/x".into(),
+        source: object_store::Error::Generic {
+            store: "S3",
+            source: text.to_string().into(),
+        },
+    };
+    let said =
+        e("error sending request for url (http://169.254.169.254/latest/api/token)").to_string();
+    assert!(
+        said.contains("no credentials were found") && said.contains("[sink.storage]"),
+        "{said}"
+    );
+    assert!(!e("connection refused").to_string().contains("credentials"));
+}
