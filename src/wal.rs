@@ -216,6 +216,12 @@ impl Wal {
                     _ => None,
                 };
                 if !last || follows.is_some() {
+                    // Where the records after the damage begin: what moving it aside takes
+                    // with it, and an export from there gives back.
+                    let after = match follows {
+                        Some(at) => segment::position_at(&path, at)?,
+                        None => bases.get(i + 1).copied(),
+                    };
                     let why = match follows {
                         Some(at) => format!(
                             "{why}; a valid record follows at byte {at} (acknowledged data may lie after the damage)"
@@ -223,14 +229,16 @@ impl Wal {
                         None => why,
                     };
                     if damage == Damage::Refuse {
+                        let from = after.map_or("<position>".to_string(), |p| p.to_string());
                         return Err(WalError::Corrupt {
                             path,
                             offset: s.good_len,
                             reason: format!(
-                                "{why} (`sluice wal export --past-damage --from <position>` \
-                                 writes out the valid records around it; then `sluice run \
-                                 --move-wal-damage` moves the damaged part aside and starts \
-                                 without it)"
+                                "{why}. `sluice wal export JOB --past-damage --from {from} \
+                                 --output rest.jsonl` writes out the records after it; then \
+                                 `sluice run JOB --move-wal-damage` moves the damaged part and \
+                                 everything after it aside and starts without them; push \
+                                 rest.jsonl again once it runs"
                             ),
                         });
                     }

@@ -486,16 +486,16 @@ async fn act(
         "resume" => slot.paused.store(false, Ordering::Release),
         _ => slot.stopped.store(true, Ordering::Release),
     }
+    // A pause shows at once (the task's loop sets it again every second or so; a scrape
+    // right after the answer read the old value): set under the slot's lock, so a task
+    // ending meanwhile (which forgets the series) cannot be given it back.
     slot.with_live(|l| match action.as_str() {
-        "pause" => l.control.paused.store(true, Ordering::Release),
-        "resume" => l.control.paused.store(false, Ordering::Release),
+        "pause" | "resume" => {
+            l.control.paused.store(action == "pause", Ordering::Release);
+            slot.metrics.paused(action == "pause");
+        }
         _ => l.stop.store(true, Ordering::Release),
     });
-    // Shown at once (the task's loop sets it again every second or so; a scrape right
-    // after the answer read the old value).
-    if action != "stop" && slot.with_live(|_| ()).is_some() {
-        slot.metrics.paused(action == "pause");
-    }
     let state = slot.metrics.state();
     tracing::info!(repo, action, "admin request");
     Json(json!({ "repo": repo, "action": action, "state": state })).into_response()

@@ -87,7 +87,7 @@ pub fn run_wal(command: WalCommand) -> Result<()> {
                 Err(e) => {
                     // What came before the error was written; an output of nothing goes.
                     drop(out);
-                    if std::fs::metadata(p).is_ok_and(|m| m.len() == 0) {
+                    if std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.len() == 0) {
                         let _ = std::fs::remove_file(p);
                     }
                     return Err(e.into());
@@ -118,12 +118,17 @@ pub fn run_wal(command: WalCommand) -> Result<()> {
             e
         }
     };
+    let passed: u64 = e
+        .passed
+        .iter()
+        .map(|(_, f, t, _)| t.saturating_sub(*f))
+        .sum();
     eprintln!(
         "{}: positions {} to {} ({} bytes) from {} segment(s)",
         dir.display(),
         e.from,
         e.end,
-        e.end - e.from,
+        (e.end - e.from).saturating_sub(passed),
         e.segments
     );
     for (segment, lost_from, lost_to, why) in &e.passed {
@@ -149,7 +154,16 @@ pub fn run_wal(command: WalCommand) -> Result<()> {
                 (Some(f), Some(l)) => format!("positions {} to {}", f.0, l.1),
                 _ => "nothing".to_string(),
             };
-            if held.last().is_some_and(|l| l.1 > e.end) {
+            // Items of a stretch the export passed over (damage) are held by the spill only.
+            let passed_over = held
+                .iter()
+                .find(|(a, b)| e.passed.iter().any(|(_, f, t, _)| a < t && f < b));
+            if let Some((a, b)) = passed_over {
+                eprintln!(
+                    "warning: the spill in {} holds positions {a} to {b}, in a stretch the export passed over: it was left in place (it is their only copy); start the job with it restored, not with --discard-spill",
+                    state.display()
+                );
+            } else if held.last().is_some_and(|l| l.1 > e.end) {
                 eprintln!(
                     "warning: the spill in {} holds {}, past what was exported (to {}): it was left in place; pushing this export again while it is restored writes its records twice",
                     state.display(),

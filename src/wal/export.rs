@@ -98,8 +98,13 @@ pub fn export(
             // `--move-wal-damage` moves it aside); damage after it is judged below.
             tracing::warn!(segment = %path.display(), "the segment's header is damaged; its records are read past it");
         }
-        // Each damaged stretch with valid records after it: an error, or passed over.
+        // Each damaged stretch with valid records after it: an error, or passed over. A
+        // candidate that was no record after all leaves the stretch's cause as it was.
+        let mut cause: Option<String> = None;
         while let Some(why) = s.bad.take() {
+            let stretch = cause
+                .take()
+                .unwrap_or_else(|| format!("{why} at byte {}", s.good_len));
             let last = i + 1 == bases.len();
             let follows = if last || past_damage {
                 valid_record_after(&path, s.good_len, s.end)?
@@ -110,9 +115,8 @@ pub fn export(
                 if past_damage && !last {
                     // Nothing valid after it in this segment: on at the next one.
                     let next = bases[i + 1];
-                    let at_byte = format!("{why} at byte {}", s.good_len);
                     done.passed
-                        .push((path.clone(), s.end, next.max(s.end), at_byte));
+                        .push((path.clone(), s.end, next.max(s.end), stretch));
                     s.end = next.max(s.end);
                     break;
                 }
@@ -139,14 +143,11 @@ pub fn export(
                     ..next
                 };
                 s.end = lost_from;
+                cause = Some(stretch);
                 continue;
             }
-            done.passed.push((
-                path.clone(),
-                lost_from,
-                next.start,
-                format!("{why} at byte {}", s.good_len),
-            ));
+            done.passed
+                .push((path.clone(), lost_from, next.start, stretch));
             s = next;
         }
         done.end = s.end;

@@ -136,6 +136,18 @@ pub(super) fn scan_from(
     }
 }
 
+/// The position the record header at byte `at` of segment `path` names (`None` when the
+/// file ends before a whole header).
+pub(super) fn position_at(path: &Path, at: u64) -> Result<Option<u64>, WalError> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = File::open(path).map_err(io(path))?;
+    file.seek(SeekFrom::Start(at)).map_err(io(path))?;
+    let mut h = [0u8; RECORD_HEADER as usize];
+    Ok(read_whole(&mut file, &mut h)
+        .map_err(io(path))?
+        .then(|| u64::from_le_bytes(h[8..16].try_into().expect("8 bytes"))))
+}
+
 /// Fills `buf` from `r`: false when the file ends first (it was cut shorter since its length
 /// was read: a torn tail). Any other error is the read's: a disk's failing read must not be
 /// taken for a torn tail and cut off (records acknowledged as durable with it).

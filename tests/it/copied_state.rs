@@ -357,7 +357,13 @@ fn acknowledged_pushes_after_damage_in_the_wal_can_be_exported() {
 
     let j = job.to_str().unwrap();
     let refused = sluice_refused(&["run", j]);
-    assert!(refused.contains("--past-damage"), "{refused}");
+    // It names the position the records after the damage begin at: the third push's.
+    let second = crate::push::events("b", 50).len();
+    let from = (first + second).to_string();
+    assert!(
+        refused.contains(&format!("--past-damage --from {from} ")),
+        "{refused}"
+    );
     let out = dir.path().join("x.jsonl");
     let o = sluice(&[
         "wal",
@@ -404,6 +410,45 @@ fn acknowledged_pushes_after_damage_in_the_wal_can_be_exported() {
         .collect();
     assert_eq!(tags.len(), 100, "{err}");
     assert!(tags[..50].iter().all(|t| *t == "a") && tags[50..].iter().all(|t| *t == "c"));
+
+    // The recovery the refusal names: the records after the damage out, the damage moved
+    // aside, those records pushed again. Every acknowledged push but the damaged one, once.
+    let rest = dir.path().join("rest.jsonl");
+    let r = rest.to_str().unwrap();
+    sluice_ok(&[
+        "wal",
+        "export",
+        j,
+        "--past-damage",
+        "--from",
+        &from,
+        "--output",
+        r,
+    ]);
+    let log = dir.path().join("b.log");
+    let run = KillOnDrop::new(
+        std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["run", j, "--move-wal-damage"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let addr = crate::admin::admin_addr(&log);
+    wait_log(&log, "to=Running", 1, 60);
+    let mut client = crate::push::http_client::Client::new(&addr);
+    let answer = client.post(
+        "/v1/repos/nginx_access/data",
+        "",
+        &std::fs::read(&rest).unwrap(),
+    );
+    assert!(matches!(answer, Ok((200, _, _))), "{answer:?}");
+    // (Files stay open until the stop commits them.)
+    assert!(run.stop("the job", 60).success());
+    let ids = trace_ids(&dir.path().join("out"));
+    assert_eq!(ids.len(), 100, "{ids:?}");
+    assert!(ids.values().all(|n| *n == 1), "{ids:?}");
+    assert!(ids.keys().all(|k| !k.starts_with("b-")), "{ids:?}");
 
     let none = dir.path().join("none.jsonl");
     let o = sluice(&[
