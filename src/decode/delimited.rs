@@ -166,13 +166,21 @@ impl DelimitedDecoder {
                     "the record has {n} fields, more than the {} expected",
                     self.width
                 )),
-                // A CSV line cut short (its last fields were nulls without a word, while a
-                // line with too many was refused). Text split on a delimiter may leave its
-                // last fields out (they are null).
-                Ok(n) if n < self.width && matches!(self.mode, Mode::Csv(_)) => Some(format!(
-                    "the record has {n} fields, fewer than the {} expected",
-                    self.width
-                )),
+                // A CSV line cut short against its header (its last fields were nulls
+                // without a word, while a line with too many was refused). Without a header
+                // (the schema's fields in order) a line may leave its last fields out, as
+                // producers of a schema that gained a field at its end do; and so may text
+                // split on a delimiter.
+                Ok(n)
+                    if n < self.width
+                        && matches!(self.mode, Mode::Csv(_))
+                        && self.header.is_some() =>
+                {
+                    Some(format!(
+                        "the record has {n} fields, fewer than the {} expected",
+                        self.width
+                    ))
+                }
                 Ok(_) => None,
             };
             if let Some(reason) = reason {
@@ -269,36 +277,55 @@ fn csv_columns(
             delimiter as char
         )));
     }
-    // Optional fields without a column are null (or their default) in every row: said, with
-    // the header's columns of the same name in another case (`Amount` for `amount`).
-    let missing: Vec<String> = schema
-        .fields
-        .iter()
-        .zip(&column_of)
-        .filter(|(_, c)| c.is_none())
-        .map(|(f, _)| {
-            let mut other = None;
-            let _ = for_each_csv_field(text, delimiter, |name| {
-                let name = name.as_deref().unwrap_or_default().trim();
-                if other.is_none() && name.eq_ignore_ascii_case(&f.source) {
-                    other = Some(name.to_string());
-                }
-            });
-            match other {
-                Some(o) => format!("`{}` (the header has `{o}`)", f.source),
-                None => format!("`{}`", f.source),
-            }
-        })
+    // Optional fields without a column are null (or their default) in every row: said once
+    // per header, with the header's columns of the same name in another case (`Amount` for
+    // `amount`), found in one more pass over the header.
+    let missing: Vec<usize> = (0..schema.fields.len())
+        .filter(|&f| column_of[f].is_none())
         .collect();
-    if !missing.is_empty() {
+    if !missing.is_empty() && first_time(&schema.name, header) {
+        let mut other: Vec<Option<String>> = vec![None; missing.len()];
+        let lower: HashMap<String, usize> = missing
+            .iter()
+            .enumerate()
+            .map(|(k, &f)| (schema.fields[f].source.to_lowercase(), k))
+            .collect();
+        let _ = for_each_csv_field(text, delimiter, |name| {
+            let name = name.as_deref().unwrap_or_default().trim();
+            if let Some(&k) = lower.get(&name.to_lowercase()) {
+                other[k].get_or_insert_with(|| name.to_string());
+            }
+        });
+        let said: Vec<String> = missing
+            .iter()
+            .zip(&other)
+            .map(|(&f, o)| match o {
+                Some(o) => format!("`{}` (the header has `{o}`)", schema.fields[f].source),
+                None => format!("`{}`", schema.fields[f].source),
+            })
+            .collect();
         tracing::warn!(
             schema = %schema.name,
             header = %shown(),
             "the header has no column for {}: null (or the default) in every row of this file (names match case and all)",
-            missing.join(", ")
+            said.join(", ")
         );
     }
     Ok((column_of, width))
+}
+
+/// Whether the header `header` of schema `schema`'s input is met for the first time in this
+/// process (its warning is said once, not at each chunk of each decoder that meets it; past
+/// 4,096 headers, none is said again).
+fn first_time(schema: &str, header: &[u8]) -> bool {
+    use std::hash::{Hash, Hasher};
+    static SEEN: std::sync::Mutex<Option<std::collections::HashSet<u64>>> =
+        std::sync::Mutex::new(None);
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (schema, header).hash(&mut h);
+    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    let seen = seen.get_or_insert_with(Default::default);
+    seen.len() < 4096 && seen.insert(h.finish())
 }
 
 /// A header as messages show it: whole up to [`SHOWN_HEADER`] bytes, else its start and how
@@ -519,9 +546,9 @@ mod tests {
         }
     }
 
-    /// A CSV line with fewer fields than the header is a dead letter, as one with more is
-    /// (its last fields were nulls without a word); text split on a delimiter may leave its
-    /// last fields out.
+    /// A CSV line with fewer fields than its header is a dead letter, as one with more is
+    /// (its last fields were nulls without a word); without a header, and in text split on a
+    /// delimiter, a line may leave its last fields out.
     #[test]
     fn a_csv_line_cut_short_is_a_dead_letter() {
         let schema = RepoSchema::parse(
@@ -544,22 +571,22 @@ mod tests {
                 },
             })
             .collect();
-        for (kind, dead_lines) in [
-            (
-                InputKind::Csv {
-                    delimiter: b',',
-                    header: false,
-                },
-                vec![2],
-            ),
+        let csv = |header| InputKind::Csv {
+            delimiter: b',',
+            header,
+        };
+        for (kind, header, dead_lines) in [
+            (csv(true), Some(&b"a,b,c"[..]), vec![2]),
+            (csv(false), None, vec![]),
             (
                 InputKind::Text {
                     delimiter: Some(",".into()),
                 },
+                None,
                 vec![],
             ),
         ] {
-            let mut d = DelimitedDecoder::new(&schema, &kind, None).unwrap();
+            let mut d = DelimitedDecoder::new(&schema, &kind, header).unwrap();
             let mut stage = Stage {
                 rows: Vec::new(),
                 columns: Vec::new(),
