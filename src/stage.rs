@@ -154,9 +154,8 @@ impl Stages {
                 .clone()
                 .unwrap_or_else(|| format!("{kind}-{number}"));
             // SQL reads `A` as `a` unless quoted: with both, an unquoted `A` read `a`'s values.
-            if let Some((a, b)) = case_twins(&schema) {
-                let upper = if a == a.to_lowercase() { &b } else { &a };
-                return Err(fail(&name, format!("fields `{a}` and `{b}` differ only in case, and stage SQL reads an unquoted name in lower case (`{upper}` would read `{}`): rename one (in the schema, `source` keeps the input's name)", upper.to_lowercase())));
+            if let Some(word) = ambiguous_word(&sql, &schema) {
+                return Err(fail(&name, format!("the schema has fields that differ only in case, and stage SQL reads an unquoted `{word}` as `{}`: write the one meant double-quoted (`\"{word}\"`)", word.to_lowercase())));
             }
             let plan = sql_planner
                 .plan(&sql, schema.clone())
@@ -504,12 +503,44 @@ pub(crate) mod guard;
 mod patterns;
 mod planner;
 mod temporal;
-/// Two field names of `schema` that differ only in case, if any.
-fn case_twins(schema: &SchemaRef) -> Option<(String, String)> {
-    let mut seen: std::collections::HashMap<String, &String> = std::collections::HashMap::new();
+/// An unquoted word of `sql` with capitals that names, in lower case, one of `schema`'s
+/// fields that differ only in case (`A` beside `a`), if any: SQL reads it as the lower-case
+/// one. Words in single or double quotes are passed over.
+fn ambiguous_word(sql: &str, schema: &SchemaRef) -> Option<String> {
+    let mut count: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for f in schema.fields() {
-        if let Some(other) = seen.insert(f.name().to_lowercase(), f.name()) {
-            return Some((other.clone(), f.name().clone()));
+        *count.entry(f.name().to_lowercase()).or_default() += 1;
+    }
+    if count.values().all(|&n| n < 2) {
+        return None;
+    }
+    let mut chars = sql.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\'' | '"' => {
+                // To the closing quote (a doubled quote inside is two of them).
+                for (_, d) in chars.by_ref() {
+                    if d == c {
+                        break;
+                    }
+                }
+            }
+            c if c.is_alphanumeric() || c == '_' => {
+                let mut end = i + c.len_utf8();
+                while let Some(&(j, d)) = chars.peek() {
+                    if !(d.is_alphanumeric() || d == '_') {
+                        break;
+                    }
+                    end = j + d.len_utf8();
+                    chars.next();
+                }
+                let word = &sql[i..end];
+                let lower = word.to_lowercase();
+                if word != lower && count.get(&lower).is_some_and(|&n| n > 1) {
+                    return Some(word.to_string());
+                }
+            }
+            _ => {}
         }
     }
     None
