@@ -55,7 +55,7 @@ pub fn check_all(
     // The recorded starts of the job's files, read once if a new file is to be looked at;
     // and the new files looked at so far.
     let mut others = None;
-    let mut fresh = Vec::new();
+    let mut fresh = NewFiles::new();
     for p in parts {
         let latest = checkpoints.latest(&p.key())?;
         // Before anything is recorded: another kind of source's offsets are no file's (the
@@ -248,7 +248,7 @@ fn same_start(
     dest: &Destination,
     checkpoints: &crate::commit::checkpoint::Checkpoints,
     p: &PartitionInfo,
-    (others, fresh): (&mut Option<Recorded>, &mut Vec<NewFile>),
+    (others, fresh): (&mut Option<Recorded>, &mut NewFiles),
 ) -> Result<(), TaskError> {
     let crate::config::SourceSection::File {
         paths,
@@ -316,23 +316,51 @@ fn same_start(
             read.next_offset
         )));
     }
+    // Files alike by the rule above share their start up to its second line end (or all
+    // of HEAD): only those are compared, and at most FRESH_KEPT starts are kept.
+    let Some(sig) = signature(&head) else {
+        return Ok(());
+    };
     let alike = |other: &[u8]| {
         let n = head.len().min(other.len());
         let enough = n == HEAD || (n > 0 && memchr::memchr_iter(b'\n', &head[..n]).count() >= 2);
         enough && head[..n] == other[..n]
     };
-    if let Some((theirs, their_path, _)) = fresh.iter().find(|(_, _, h)| alike(h)) {
+    let same = fresh.get(&sig).into_iter().flatten();
+    if let Some((theirs, their_path, _)) = same.clone().find(|(_, _, h)| alike(h)) {
         return Err(fail(format!(
             "inputs {their_path} (partition {theirs}) and {} (partition {key}) begin alike, and neither is exported yet: a file and its renamed copy would both be exported. If they are distinct files that begin alike, set source.on_same_start = \"read\"",
             path.display()
         )));
     }
-    fresh.push((key, path.display().to_string(), head));
+    let kept: usize = fresh.values().map(Vec::len).sum();
+    if kept < FRESH_KEPT {
+        fresh
+            .entry(sig)
+            .or_default()
+            .push((key, path.display().to_string(), head));
+    }
     Ok(())
 }
 
-/// A new file a start looked at: its partition's key, its path and its start.
+/// The most new files' starts a start keeps to compare with each other.
+const FRESH_KEPT: usize = 1000;
+
+/// The CRC-32 of a file's start up to its second line end, or of all [`HEAD`] bytes when
+/// those hold fewer; `None` for a shorter start (too little to tell a copy by).
+fn signature(head: &[u8]) -> Option<(usize, u32)> {
+    let n = match memchr::memchr_iter(b'\n', head).nth(1) {
+        Some(i) => i + 1,
+        None if head.len() == HEAD => HEAD,
+        None => return None,
+    };
+    Some((n, crc32fast::hash(&head[..n])))
+}
+
+/// A new file a start looked at: its partition's key, its path and its start, by
+/// [`signature`].
 type NewFile = (String, String, Vec<u8>);
+type NewFiles = std::collections::HashMap<(usize, u32), Vec<NewFile>>;
 
 /// The recorded starts of a job's files, by partition key.
 type Recorded = Vec<(String, Identity)>;
