@@ -175,10 +175,13 @@ impl Default for MetricSet {
             shown: Mutex::default(),
             registry: Registry::with_prefix("sluice"),
         };
-        let started = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        m.process_start.set(started.as_secs() as i64);
+        // The process's, once: a set made again (a task of its own, a reload) keeps it.
+        static STARTED: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+        m.process_start.set(*STARTED.get_or_init(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64)
+        }));
         m.registry.register(
             "records_in",
             "Records read and decoded (rows and dead letters), before commit",
