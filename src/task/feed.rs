@@ -117,7 +117,8 @@ pub(super) fn source_loop(
                     metrics.lag(key, *lag, *next);
                 }
                 let held_now = held + full_since.map_or(Duration::ZERO, |s| s.elapsed());
-                stall::log(stalls.look(Instant::now(), &lags, held_now));
+                let silent = source.contact().map(|c| c.silent_for());
+                stall::log(stalls.look(Instant::now(), &lags, held_now), silent);
                 if last_lag_log.elapsed() > LAG_LOG_EVERY && !lags.is_empty() {
                     last_lag_log = Instant::now();
                     let total: i64 = lags.iter().map(|(_, l, _)| l).sum();

@@ -99,10 +99,35 @@ impl StallWatch {
     }
 }
 
-/// Logs what a look found.
-pub(super) fn log(events: Vec<Event>) {
+/// How long the brokers may say nothing before a stall is put down to them.
+const SILENT: Duration = Duration::from_secs(60);
+
+/// Whether a stall is the brokers' (they have said nothing for [`SILENT`]), not a batch's.
+fn brokers_silent(silent: Option<Duration>) -> bool {
+    silent.is_some_and(|s| s >= SILENT)
+}
+
+/// Logs what a look found; `silent`: how long the source has heard nothing from its brokers
+/// (a stall then is theirs: no record batch is to be skipped for it).
+pub(super) fn log(events: Vec<Event>, silent: Option<Duration>) {
     for e in events {
         match e {
+            Event::Stalled {
+                key,
+                next,
+                lag,
+                for_,
+            } if brokers_silent(silent) => tracing::warn!(
+                partition = %key,
+                offset = next,
+                waiting = lag,
+                minutes = for_.as_secs() / 60,
+                silent_s = silent.unwrap_or_default().as_secs(),
+                "a partition has read nothing for a while with records waiting after its \
+                 position, and the source has heard nothing from its brokers meanwhile \
+                 (sluice_source_silent_seconds): they are down or unreachable, or refuse the \
+                 job's credentials; it reads on once they answer (skip nothing for this)"
+            ),
             Event::Stalled {
                 key,
                 next,
@@ -189,5 +214,15 @@ mod tests {
         assert!(w.look(at(300), &[lag("t-0", 2, 17)], held(100)).is_empty());
         // t-1 never waited for anything, t-2 was forgotten: neither is said.
         assert!(w.look(at(400), &[lag("t-1", 0, 7)], held(100)).is_empty());
+    }
+
+    /// A stall while the brokers say nothing is theirs (its log line does not advise
+    /// skipping a batch); a member whose brokers answer, or a source without any, is told
+    /// about the batch.
+    #[test]
+    fn a_stall_while_the_brokers_are_silent_is_put_down_to_them() {
+        assert!(brokers_silent(Some(Duration::from_secs(300))));
+        assert!(!brokers_silent(Some(Duration::from_secs(5))));
+        assert!(!brokers_silent(None));
     }
 }
