@@ -45,6 +45,12 @@ struct CodeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabels {
+    repo: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     repo: String,
     state: String,
@@ -88,6 +94,7 @@ pub struct MetricSet {
     group_assignments: Family<RepoLabels, Counter>,
     group_assignment_seconds: Family<RepoLabels, Histogram>,
     group_rejoins: Family<RepoLabels, Counter>,
+    reloads: Family<ReloadLabels, Counter>,
     uncommitted_age: Family<PartLabels, Gauge>,
     source_silent: Family<RepoLabels, Gauge>,
     process_start: Gauge,
@@ -229,6 +236,12 @@ impl Metrics {
         drop(m.set.sink_retries.get_or_create(&repo));
         drop(m.set.task_restarts.get_or_create(&repo));
         drop(m.set.group_rejoins.get_or_create(&repo));
+        for outcome in ["refused", "fell_back"] {
+            drop(m.set.reloads.get_or_create(&ReloadLabels {
+                repo: m.repo.clone(),
+                outcome: outcome.to_string(),
+            }));
+        }
         m
     }
 
@@ -394,6 +407,18 @@ impl Metrics {
     /// The member joined its group again (a fenced partition stayed assigned).
     pub fn rejoined(&self) {
         self.set.group_rejoins.get_or_create(&self.repo()).inc();
+    }
+
+    /// A SIGHUP's reload ended so: `applied`, `refused` (the check failed: the task runs on
+    /// unchanged) or `fell_back` (the reloaded job failed at once: the previous one runs).
+    pub fn reloaded(&self, outcome: &str) {
+        self.set
+            .reloads
+            .get_or_create(&ReloadLabels {
+                repo: self.repo.clone(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
     }
 
     pub fn retry(&self) {

@@ -42,6 +42,7 @@ impl Default for MetricSet {
                 Histogram::new(exponential_buckets(0.005, 2.0, 18))
             }),
             group_rejoins: Family::default(),
+            reloads: Family::default(),
             uncommitted_age: Family::default(),
             source_silent: Family::default(),
             process_start: Gauge::default(),
@@ -173,6 +174,11 @@ impl Default for MetricSet {
             "group_rejoins",
             "Times this member joined its group again because a partition another owner fenced stayed assigned to it",
             m.group_rejoins.clone(),
+        );
+        m.registry.register(
+            "reloads",
+            "SIGHUP reloads by outcome: applied, refused (the task runs on unchanged) or fell_back (the reloaded job failed at once; the previous one runs)",
+            m.reloads.clone(),
         );
         m.registry.register(
             "uncommitted_age_seconds",

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::{destination, prepare, run, RunOptions, RunSummary, TaskError};
 use crate::config::Job;
+use crate::metrics::Metrics;
 use crate::schema::RepoSchema;
 
 /// Runs the job at `path` (already loaded as `job`; in a job file with several repos, its repo
@@ -46,13 +47,14 @@ pub fn run_reloading(
             let path = path.to_path_buf();
             let repo = job.repo.clone();
             let fixed = Fixed::of(&job);
+            let metrics = opts.admin.as_ref().map(|s| s.metrics.clone());
             let span = tracing::Span::current();
             std::thread::Builder::new()
                 .name("reload".into())
                 .spawn(move || {
                     span.in_scope(|| {
                         watch(
-                            (&path, repo.as_deref(), &fixed),
+                            (&path, repo.as_deref(), &fixed, metrics.as_deref()),
                             &stop,
                             &hup,
                             &run_stop,
@@ -80,6 +82,9 @@ pub fn run_reloading(
             // that ran before takes over again, unless a stop came meanwhile.
             (Err(e), Some(prev)) if started.elapsed() < Duration::from_secs(60) && !stopped() => {
                 tracing::error!(error = %e, "the reloaded job failed; running the previous one again");
+                if let Some(slot) = &opts.admin {
+                    slot.metrics.reloaded("fell_back");
+                }
                 job = fallback(prev, job.schema.take());
                 opts.discard_spill = false;
                 continue;
@@ -137,7 +142,7 @@ pub(super) fn panicked(
 /// own thread, so a stop is never held up by the check) and stops the task for a reload when
 /// the check passes.
 fn watch(
-    (path, repo, fixed): (&Path, Option<&str>, &Fixed),
+    (path, repo, fixed, metrics): (&Path, Option<&str>, &Fixed, Option<&Metrics>),
     stop: &AtomicBool,
     hup: &AtomicBool,
     run_stop: &AtomicBool,
@@ -155,14 +160,25 @@ fn watch(
             match checking.take().expect("a check").join() {
                 Ok(Ok(job)) => {
                     tracing::info!(job = %path.display(), "SIGHUP: the job file and schema check out; restarting the task with them");
+                    if let Some(m) = metrics {
+                        m.reloaded("applied");
+                    }
                     *next.lock().expect("reload lock") = Some(job);
                     run_stop.store(true, Ordering::Release);
                     return;
                 }
                 Ok(Err(e)) => {
-                    tracing::error!(job = %path.display(), error = %e, "SIGHUP: not reloaded; the task runs on unchanged")
+                    tracing::error!(job = %path.display(), error = %e, "SIGHUP: not reloaded; the task runs on unchanged");
+                    if let Some(m) = metrics {
+                        m.reloaded("refused");
+                    }
                 }
-                Err(_) => tracing::error!("SIGHUP: the check panicked; the task runs on unchanged"),
+                Err(_) => {
+                    tracing::error!("SIGHUP: the check panicked; the task runs on unchanged");
+                    if let Some(m) = metrics {
+                        m.reloaded("refused");
+                    }
+                }
             }
         }
         if checking.is_none() && hup.swap(false, Ordering::AcqRel) {

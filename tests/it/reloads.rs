@@ -317,4 +317,21 @@ fn a_reload_that_changes_the_admin_token_is_refused() {
     );
     let (status, _) = crate::admin::http(&addr, "GET", "/v1/tasks", Some("old-token"));
     assert_eq!(status, 200);
+    // Counted by outcome, for an alert (a refused reload was only a log line), and so is
+    // one applied afterwards.
+    let count = |outcome: &str| {
+        let (_, m) = crate::admin::http(&addr, "GET", "/metrics", None);
+        let series =
+            format!("sluice_reloads_total{{repo=\"nginx_access\",outcome=\"{outcome}\"}} ");
+        m.lines()
+            .find_map(|l| l.strip_prefix(&series).map(|v| v.parse::<f64>().unwrap()))
+    };
+    wait_until("a refused reload in the metrics", 30, || {
+        count("refused") == Some(1.0)
+    });
+    std::fs::write(&job, text).unwrap();
+    hup(run.child());
+    wait_until("an applied reload in the metrics", 60, || {
+        count("applied") == Some(1.0)
+    });
 }
