@@ -285,11 +285,15 @@ fn same_start(
             // Read side by side: a job of thousands of files would else wait on each.
             let read =
                 crate::fanout::each(&named, READERS, "file-starts", |(_, rel)| dest.read(rel));
-            let mut found = Vec::new();
+            let mut found = Recorded::new();
             for (i, bytes) in read {
                 // One that does not parse is the file's own check's to report.
                 if let Ok(r) = serde_json::from_slice::<Identity>(&bytes?) {
-                    found.push((named[i].0.clone(), r));
+                    let by_crc = found.entry(r.len).or_default();
+                    by_crc
+                        .entry(r.crc)
+                        .or_default()
+                        .push((named[i].0.clone(), r));
                 }
             }
             others.insert(found)
@@ -297,12 +301,15 @@ fn same_start(
     };
     let key = p.key();
     let head = head(&path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
-    for (theirs, r) in records.iter().filter(|(k, _)| *k != key) {
-        let enough = r.len == HEAD
-            || (r.len > 0
-                && head.len() >= r.len
-                && memchr::memchr_iter(b'\n', &head[..r.len]).count() >= 2);
-        if !enough || head.len() < r.len || crc32fast::hash(&head[..r.len]) != r.crc {
+    // One CRC of this file's start per length recorded, looked up among the records.
+    let matching = records
+        .iter()
+        .filter(|(&len, _)| len > 0 && len <= head.len())
+        .filter_map(|(&len, by_crc)| by_crc.get(&crc32fast::hash(&head[..len])))
+        .flatten();
+    for (theirs, r) in matching.filter(|(k, _)| *k != key) {
+        let enough = r.len == HEAD || memchr::memchr_iter(b'\n', &head[..r.len]).count() >= 2;
+        if !enough {
             continue;
         }
         let Some(read) = checkpoints.latest(theirs)?.filter(|c| c.next_offset > 0) else {
@@ -362,8 +369,9 @@ fn signature(head: &[u8]) -> Option<(usize, u32)> {
 type NewFile = (String, String, Vec<u8>);
 type NewFiles = std::collections::HashMap<(usize, u32), Vec<NewFile>>;
 
-/// The recorded starts of a job's files, by partition key.
-type Recorded = Vec<(String, Identity)>;
+/// The recorded starts of a job's files (partition key and record), by length and CRC.
+type Recorded =
+    std::collections::HashMap<usize, std::collections::HashMap<u32, Vec<(String, Identity)>>>;
 
 fn write(
     dest: &Destination,
