@@ -308,13 +308,7 @@ pub fn run_convert(a: ConvertArgs) -> Result<()> {
         .context("starting the I/O runtime")?;
     let output = Destination::parse(&folder, runtime.handle().clone())?;
     let dead_letters = Destination::parse(&dl_folder, runtime.handle().clone())?;
-    let same = |a: String, b: String| {
-        a == b
-            || matches!(
-                (std::path::absolute(&a), std::path::absolute(&b)),
-                (Ok(x), Ok(y)) if x == y
-            )
-    };
+    let same = |a: String, b: String| a == b || same_file(Path::new(&a), Path::new(&b));
     if same(output.display(&name), dead_letters.display(&dl_name)) {
         bail!(
             "--dead-letters names the output file itself ({}{name}): give the dead letters another folder or name",

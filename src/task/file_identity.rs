@@ -100,10 +100,7 @@ pub fn check_one(
     keeps_spill: bool,
     when: When,
 ) -> Result<Option<FileHead>, TaskError> {
-    let crate::config::SourceSection::File { paths, .. } = &job.file.source else {
-        return Ok(None);
-    };
-    let Some(path) = paths.get(p.id as usize).map(|f| job.resolve(f)) else {
+    let Some(path) = input_path(job, p) else {
         return Ok(None);
     };
     let state = job.resolve(&job.file.job.state_dir);
@@ -250,20 +247,12 @@ fn same_start(
     p: &PartitionInfo,
     (others, fresh): (&mut Option<Recorded>, &mut NewFiles),
 ) -> Result<(), TaskError> {
-    let crate::config::SourceSection::File {
-        paths,
-        on_same_start,
-        ..
-    } = &job.file.source
-    else {
+    let crate::config::SourceSection::File { on_same_start, .. } = &job.file.source else {
         return Ok(());
     };
-    let Some(path) = paths.get(p.id as usize).map(|f| job.resolve(f)) else {
+    let Some(path) = input_path(job, p).filter(|_| on_same_start == "refuse") else {
         return Ok(());
     };
-    if on_same_start != "refuse" {
-        return Ok(());
-    }
     let name = &job.file.job.name;
     let fail = |reason: String| TaskError::Job {
         job: name.clone(),
@@ -308,8 +297,7 @@ fn same_start(
         .filter_map(|(&len, by_crc)| by_crc.get(&crc32fast::hash(&head[..len])))
         .flatten();
     for (theirs, r) in matching.filter(|(k, _)| *k != key) {
-        let enough = r.len == HEAD || memchr::memchr_iter(b'\n', &head[..r.len]).count() >= 2;
-        if !enough {
+        if !telling(&head[..r.len]) {
             continue;
         }
         let Some(read) = checkpoints.latest(theirs)?.filter(|c| c.next_offset > 0) else {
@@ -330,8 +318,7 @@ fn same_start(
     };
     let alike = |other: &[u8]| {
         let n = head.len().min(other.len());
-        let enough = n == HEAD || (n > 0 && memchr::memchr_iter(b'\n', &head[..n]).count() >= 2);
-        enough && head[..n] == other[..n]
+        telling(&head[..n]) && head[..n] == other[..n]
     };
     let same = fresh.get(&sig).into_iter().flatten();
     if let Some((theirs, their_path, _)) = same.clone().find(|(_, _, h)| alike(h)) {
@@ -352,6 +339,20 @@ fn same_start(
 
 /// The most new files' starts a start keeps to compare with each other.
 const FRESH_KEPT: usize = 1000;
+
+/// The file partition `p` of a file job reads (`None` for other sources).
+fn input_path(job: &crate::config::Job, p: &PartitionInfo) -> Option<std::path::PathBuf> {
+    let crate::config::SourceSection::File { paths, .. } = &job.file.source else {
+        return None;
+    };
+    paths.get(p.id as usize).map(|f| job.resolve(f))
+}
+
+/// Whether two files beginning with `prefix` are taken for one: it holds two line ends, or
+/// all [`HEAD`] bytes (one header line alike says nothing).
+fn telling(prefix: &[u8]) -> bool {
+    prefix.len() == HEAD || memchr::memchr_iter(b'\n', prefix).count() >= 2
+}
 
 /// The CRC-32 of a file's start up to its second line end, or of all [`HEAD`] bytes when
 /// those hold fewer; `None` for a shorter start (too little to tell a copy by).
