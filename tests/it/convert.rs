@@ -307,6 +307,16 @@ fn errors_are_clear_and_leave_nothing_behind() {
 
 /// `sluice convert` of `input` with `schema` into `out`, with `extra` arguments: its summary.
 pub(crate) fn convert(schema: &Path, input: &Path, out: &Path, extra: &[&str]) -> String {
+    sluice_ok(&convert_args(schema, input, out, extra))
+}
+
+/// The arguments of `sluice convert` of `input` with `schema` into `out`, and `extra`.
+pub(crate) fn convert_args<'a>(
+    schema: &'a Path,
+    input: &'a Path,
+    out: &'a Path,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
     let mut args = vec![
         "convert",
         "--schema",
@@ -317,7 +327,7 @@ pub(crate) fn convert(schema: &Path, input: &Path, out: &Path, extra: &[&str]) -
         out.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    sluice_ok(&args)
+    args
 }
 
 #[test]
@@ -598,15 +608,7 @@ fn a_csv_header_missing_optional_fields_is_said_and_short_lines_are_dead_letters
         "name = \"pay\"\n[[fields]]\nname = \"user\"\ntype = \"string\"\n[[fields]]\nname = \"amount\"\ntype = \"int64\"\n[[fields]]\nname = \"ok\"\ntype = \"bool\"\n[[fields]]\nname = \"note\"\ntype = \"string\"\n",
     )
     .unwrap();
-    let o = sluice(&[
-        "convert",
-        "--schema",
-        sch.to_str().unwrap(),
-        "--input",
-        csv.to_str().unwrap(),
-        "--output",
-        dir.path().join("o/").to_str().unwrap(),
-    ]);
+    let o = sluice(&convert_args(&sch, &csv, &dir.path().join("o/"), &[]));
     let (out, err) = (
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr),

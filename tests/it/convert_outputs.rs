@@ -42,17 +42,7 @@ fn held(
 /// `sluice convert` of `input` to `out` with `extra` arguments, refused: its error.
 fn convert_refused(input: &std::path::Path, out: &std::path::Path, extra: &[&str]) -> String {
     let schema = schema("nginx_access");
-    let mut args = vec![
-        "convert",
-        "--schema",
-        schema.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    sluice_refused(&args)
+    sluice_refused(&crate::convert::convert_args(&schema, input, out, extra))
 }
 
 /// Two inputs of one name (from two folders) converted into two files of one folder: each
