@@ -105,8 +105,12 @@ impl Contact {
 
     /// How long since the brokers last answered.
     pub fn silent_for(&self) -> Duration {
-        let last = Duration::from_millis(self.0.load(Ordering::Relaxed));
-        base().elapsed().saturating_sub(last)
+        self.silent_at(base().elapsed())
+    }
+
+    /// [`Contact::silent_for`] at `now` (since [`base`]).
+    fn silent_at(&self, now: Duration) -> Duration {
+        now.saturating_sub(Duration::from_millis(self.0.load(Ordering::Relaxed)))
     }
 }
 
@@ -177,12 +181,15 @@ mod tests {
     fn a_contact_counts_the_silence_since_the_brokers_last_answered() {
         let c = Contact::new();
         assert!(c.silent_for() < Duration::from_secs(1));
-        // Stamped in the past: silent since then.
-        c.0.store(0, Ordering::Relaxed);
-        std::thread::sleep(Duration::from_millis(20));
-        let before = c.silent_for();
-        assert!(before >= Duration::from_millis(20), "{before:?}");
+        // Last heard at 5 s (since the base): silent since then; an older stamp does not
+        // move it back.
+        let s = |n: u64| Duration::from_secs(n);
+        c.0.store(5_000, Ordering::Relaxed);
+        assert_eq!(c.silent_at(s(65)), s(60));
+        assert_eq!(c.silent_at(s(4)), s(0));
+        c.0.fetch_max(1_000, Ordering::Relaxed);
+        assert_eq!(c.silent_at(s(65)), s(60));
         c.heard();
-        assert!(c.silent_for() < before);
+        assert!(c.silent_for() < s(1));
     }
 }
