@@ -356,8 +356,15 @@ async fn ready(State(s): State<Arc<Admin>>) -> Response {
         .filter(|(_, state)| state != "running" && !(several && state == "stopped"))
         .map(|(repo, state)| format!("{repo} is {state}"))
         .collect();
-    if waiting.is_empty() {
+    // Every repo stopped (the process is ending) is not ready, whatever stopped them.
+    let running = s
+        .repos
+        .values()
+        .any(|slot| slot.metrics.state() == "running");
+    if waiting.is_empty() && running {
         (StatusCode::OK, "ready\n").into_response()
+    } else if waiting.is_empty() {
+        error(StatusCode::SERVICE_UNAVAILABLE, "no repo runs".to_string())
     } else if s.repos.len() == 1 {
         let state = s.repos.values().next().expect("one").metrics.state();
         error(StatusCode::SERVICE_UNAVAILABLE, format!("task is {state}"))

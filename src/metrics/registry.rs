@@ -177,7 +177,7 @@ impl Default for MetricSet {
         );
         m.registry.register(
             "reloads",
-            "SIGHUP reloads by outcome: applied, refused (the task runs on unchanged) or fell_back (the reloaded job failed at once; the previous one runs)",
+            "SIGHUP reloads by outcome: applied (the task restarted with the reloaded job), refused (the task runs on unchanged) or fell_back (an applied one failed at once; the previous job runs again)",
             m.reloads.clone(),
         );
         m.registry.register(

@@ -109,6 +109,10 @@ pub fn run_reloading(
         match next {
             Some(new) if !stopped() => {
                 previous = Some(std::mem::replace(&mut job, new));
+                // Counted as it starts (a stop or the task's end before, and it never does).
+                if let Some(slot) = &opts.admin {
+                    slot.metrics.reloaded("applied");
+                }
                 // Done once, by the first run: a replay from a checkpoint, dropping a spill (the
                 // stop before a reload writes one that must be restored).
                 opts.from_checkpoint = None;
@@ -160,9 +164,6 @@ fn watch(
             match checking.take().expect("a check").join() {
                 Ok(Ok(job)) => {
                     tracing::info!(job = %path.display(), "SIGHUP: the job file and schema check out; restarting the task with them");
-                    if let Some(m) = metrics {
-                        m.reloaded("applied");
-                    }
                     *next.lock().expect("reload lock") = Some(job);
                     run_stop.store(true, Ordering::Release);
                     return;
