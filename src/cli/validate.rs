@@ -61,6 +61,7 @@ fn validate_one(path: &Path, job: &Job, runtime: &tokio::runtime::Runtime) -> Re
     };
     // The schema against the one the job's files were written with (nothing is recorded).
     let out = prepared.decoder.output_schema();
+    sluice::table::check_fits(&job.table, &dest, &out, runtime.handle())?;
     // Before the job is called valid: a schema the files refuse makes it not.
     let checked = match sluice::evolution::check_all(
         &dest,

@@ -108,6 +108,20 @@ pub fn open(
     }
 }
 
+/// The job's schema against its table's, before anything is written: what [`open`] would
+/// refuse (a type that differs, a required field made optional or left out). Read only.
+pub fn check_fits(
+    kind: &TableKind,
+    dest: &Destination,
+    schema: &SchemaRef,
+    runtime: &tokio::runtime::Handle,
+) -> Result<(), TableError> {
+    match kind {
+        TableKind::None => Ok(()),
+        TableKind::Delta { .. } => delta::check_fits(dest, schema, runtime),
+    }
+}
+
 /// A task's table, if any, and its partition columns (names, column indices).
 pub type TaskTable = (Option<Arc<dyn Publisher>>, Vec<(String, usize)>);
 

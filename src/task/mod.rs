@@ -269,6 +269,9 @@ fn run_inner(
     // can follow; it is then recorded as the files' schema.
     let positional = job.format.positional();
     let whose = (name.as_str(), label.as_str());
+    // A schema the job's table refuses is refused before it is recorded: recorded, it would
+    // be the one every later start is checked against, and the table would refuse them all.
+    crate::table::check_fits(&job.table, &dest, &out_schema, runtime.handle())?;
     for change in crate::evolution::check_all(&dest, whose, &out_schema, true, positional)? {
         tracing::warn!(repo = %label, change = %change, "the schema changed; new files carry it");
     }

@@ -307,7 +307,9 @@ fn checked(path: &Path, repo: Option<&str>, fixed: &Fixed) -> Result<Job, TaskEr
 /// checked against the files already written (not recorded): the schema.
 fn against_files(job: &Job) -> Result<Arc<RepoSchema>, TaskError> {
     let prepared = prepare(job, false)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // Multi-threaded: the Delta kernel's engine runs its reads on the runtime's workers.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .map_err(|e| TaskError::Job {
@@ -315,10 +317,12 @@ fn against_files(job: &Job) -> Result<Arc<RepoSchema>, TaskError> {
             reason: format!("cannot start an I/O runtime: {e}"),
         })?;
     let dest = destination(job, &runtime)?;
+    let out = prepared.decoder.output_schema();
+    crate::table::check_fits(&job.table, &dest, &out, runtime.handle())?;
     crate::evolution::check_all(
         &dest,
         (&job.file.job.name, &super::repo_label(job)),
-        &prepared.decoder.output_schema(),
+        &out,
         false,
         job.format.positional(),
     )?;

@@ -345,7 +345,8 @@ fn a_roll_back_is_refused_where_a_table_is_even_when_the_job_no_longer_says_so()
 }
 
 #[test]
-fn fields_added_between_runs_are_read_by_every_reader_and_a_type_change_is_refused() {
+fn fields_added_between_runs_are_read_by_every_reader_and_changes_the_table_refuses_are_not_recorded(
+) {
     let Some(py) = python() else { return };
     let dir = tempfile::tempdir().unwrap();
     // Run 1: a schema without `region`.
@@ -407,6 +408,32 @@ fn fields_added_between_runs_are_read_by_every_reader_and_a_type_change_is_refus
         versions
     );
     read_table(&py, table.to_str().unwrap(), None, "").once(2000);
+
+    // Run 4: `trace_id` made optional. The job's files could take that, the table cannot:
+    // `validate` and the run refuse it before the schema is recorded, so the schema it ran
+    // with still runs (recorded, it would have been the one every later start must follow).
+    let relaxed = dir.path().join("relaxed.toml");
+    std::fs::write(
+        &relaxed,
+        std::fs::read_to_string(&wide).unwrap().replace(
+            "name = \"trace_id\"\ntype = \"string\"\nnullable = false\n",
+            "name = \"trace_id\"\ntype = \"string\"\n",
+        ),
+    )
+    .unwrap();
+    let job = file_job(dir.path(), &third, &relaxed, "out/", "");
+    for cmd in ["validate", "run"] {
+        let o = sluice(&[cmd, job.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{cmd}: {err}");
+        assert!(
+            err.contains("`trace_id` is required in the table"),
+            "{cmd}: {err}"
+        );
+    }
+    let job = file_job(dir.path(), &third, &wide, "out/", "");
+    sluice_ok(&["run", job.to_str().unwrap()]);
+    read_table(&py, table.to_str().unwrap(), None, "").once(2500);
 }
 
 #[test]

@@ -30,6 +30,7 @@ use deltalake_core::logstore::LogStoreRef;
 use serde_json::json;
 
 use super::{Publisher, TableError};
+pub use schema::check_fits;
 use schema::create;
 
 mod checkpoint;

@@ -128,6 +128,36 @@ impl DeltaTable {
     }
 }
 
+/// The job's schema against the table at `dest`, read only: the differences [`DeltaTable::open`]
+/// refuses, found before anything is written (a schema the table refuses must not be recorded
+/// as the job's first). No table there: nothing to refuse beyond what Delta cannot declare.
+pub fn check_fits(
+    dest: &Destination,
+    schema: &arrow::datatypes::SchemaRef,
+    runtime: &tokio::runtime::Handle,
+) -> Result<(), TableError> {
+    let url = dest.url().to_string();
+    let ours = delta_schema(schema).map_err(|reason| TableError::Delta {
+        url: url.clone(),
+        reason,
+    })?;
+    if !crate::table::present(dest)? {
+        return Ok(());
+    }
+    let (_, engine, location) = super::log_of(dest, runtime)?;
+    let snapshot = delta_kernel::snapshot::Snapshot::builder_for(location.as_str())
+        .build(engine.as_ref())
+        .map_err(|e| TableError::Delta {
+            url: url.clone(),
+            reason: format!("cannot read the log: {e}"),
+        })?;
+    let (problems, _) = compare(&snapshot.schema(), &ours);
+    match problems.is_empty() {
+        true => Ok(()),
+        false => Err(TableError::Schema { url, problems }),
+    }
+}
+
 /// Version 0 of a new table: protocol (reader 1, writer 2), metadata with `schema`.
 pub(super) fn create(
     dest: &Destination,
