@@ -202,6 +202,9 @@ pub fn run_job(
         .filter(|j| matches!(j.file.source, SourceSection::File { .. }))
         .map(|j| j.file.job.name.clone())
         .collect();
+    if repo.is_none() {
+        task::many::tell_of_added_repos(path, &jobs);
+    }
     let outcomes = task::many::run_all(path, jobs, opts, admin.as_ref(), stop, hups);
     let mut failed = Vec::new();
     for o in outcomes {

@@ -68,6 +68,36 @@ pub fn run_all(
     })
 }
 
+/// On each SIGHUP, logs the repos the job file at `path` has gained since `jobs` were read: a
+/// reload takes each running repo's part of the file, and a new repo takes a restart (a
+/// removed one is refused by its own reload). Said, not left for the operator to find.
+pub fn tell_of_added_repos(path: &Path, jobs: &[Job]) {
+    let hup = Arc::new(AtomicBool::new(false));
+    if signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone()).is_err() {
+        return;
+    }
+    let known: Vec<String> = jobs.iter().filter_map(|j| j.repo.clone()).collect();
+    let path = path.to_path_buf();
+    let span = tracing::Span::current();
+    // Detached: it only reads the file and logs, and ends with the process.
+    let _ = std::thread::Builder::new()
+        .name("repos-watch".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(250));
+            if !hup.swap(false, Ordering::AcqRel) {
+                continue;
+            }
+            let Ok(now) = Job::load_all(&path) else {
+                continue; // each repo's reload says what is wrong with the file
+            };
+            for r in now.iter().filter_map(|j| j.repo.as_deref()) {
+                if !known.iter().any(|k| k == r) {
+                    span.in_scope(|| tracing::warn!(repo = r, job = %path.display(), "SIGHUP: the job file has a new repo, which a reload does not start; restart the process to run it"));
+                }
+            }
+        });
+}
+
 /// Runs one repo's job, starting it again after a failure while its source is live (with the
 /// job as last reloaded by SIGHUP), unless the process or the repo was stopped. A panic in the
 /// repo's task is its failure, not the process's.

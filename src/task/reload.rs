@@ -78,6 +78,20 @@ pub fn run_reloading(
             || stop.load(Ordering::Acquire) || opts.admin.as_ref().is_some_and(|s| s.stopped());
         let summary = match (result, previous.take()) {
             (Ok(s), _) => s,
+            // The task failed while it stopped for a reload that checked out (its spill could
+            // not be written, say), or just as one did: the reload is not dropped. The job
+            // that failed is the one to fall back to.
+            (Err(e), _) if !stopped() && next.lock().expect("reload lock").is_some() => {
+                let new = next.lock().expect("reload lock").take().expect("checked");
+                tracing::error!(error = %e, "the task failed as it stopped for a reload; starting it with the reloaded job");
+                previous = Some(std::mem::replace(&mut job, new));
+                if let Some(slot) = &opts.admin {
+                    slot.metrics.reloaded("applied");
+                }
+                opts.from_checkpoint = None;
+                opts.discard_spill = false;
+                continue;
+            }
             // A reloaded job that fails at once (a server it needs is down, say): the one
             // that ran before takes over again, unless a stop came meanwhile.
             (Err(e), Some(prev)) if started.elapsed() < Duration::from_secs(60) && !stopped() => {
@@ -216,6 +230,12 @@ struct Fixed {
     wal_dir: Option<std::path::PathBuf>,
     /// (listen, token, insecure)
     admin: Option<(String, Option<String>, bool)>,
+    /// The repo's name: its metrics, admin routes and dead-letter folder are the running
+    /// process's, while its files' paths would follow the new one.
+    repo: String,
+    /// Where dead letters go (url, topic): a commit that failed half way is cleaned up where
+    /// the next task looks, which must be where its dead letters went.
+    dead_letters: (Option<String>, Option<String>),
 }
 
 impl Fixed {
@@ -235,6 +255,15 @@ impl Fixed {
                 .admin
                 .as_ref()
                 .map(|a| (a.listen.clone(), a.token.clone(), a.insecure)),
+            repo: super::repo_label(job),
+            dead_letters: (
+                job.file
+                    .dead_letters
+                    .url
+                    .as_deref()
+                    .map(|u| job.resolve_url(u)),
+                job.file.dead_letters.topic.clone(),
+            ),
         }
     }
 
@@ -253,6 +282,18 @@ impl Fixed {
         }
         if new.wal_dir != self.wal_dir {
             return changed("source.wal_dir", &self.wal_dir, &new.wal_dir);
+        }
+        if new.repo != self.repo {
+            return Err(format!(
+                "the repo's name changed from `{}` to `{}` (the schema's `name`), which a reload cannot take: the running process's metrics, admin routes and dead-letter folder carry the name. Restart the process to rename it",
+                self.repo, new.repo
+            ));
+        }
+        if new.dead_letters != self.dead_letters {
+            return Err(format!(
+                "[dead_letters] url or topic changed from {:?} to {:?}, which a reload cannot take: the running task's failed commits are cleaned up where their dead letters went. Stop the process and start it with the new file",
+                self.dead_letters, new.dead_letters
+            ));
         }
         if new.admin != self.admin {
             return Err("[admin] changed (its address, token or `insecure`), which a reload cannot take: the admin server is the process's, started once with what the file said then (the old token still works). Restart the process to change it".into());
@@ -287,10 +328,81 @@ fn fallback(prev: Job, reloaded: Option<Arc<RepoSchema>>) -> Job {
 /// cannot change, and its schema against the files already written.
 fn checked(path: &Path, repo: Option<&str>, fixed: &Fixed) -> Result<Job, TaskError> {
     crate::fault::hold_while("hold_reload_check");
-    let mut job = Job::load_repo(path, repo).map_err(|e| TaskError::Job {
+    let refused = |reason: String| TaskError::Job {
+        job: path.display().to_string(),
+        reason,
+    };
+    let first = settled(&[path], SETTLE, SETTLE_WAIT).map_err(refused)?;
+    let job = Job::load_repo(path, repo).map_err(|e| TaskError::Job {
         job: path.display().to_string(),
         reason: e.to_string(),
     })?;
+    let schema_path = job.resolve(&job.file.repo.schema);
+    let files = [path, schema_path.as_path()];
+    let before = settled(&files, SETTLE, SETTLE_WAIT).map_err(refused)?;
+    let changed = "the job file or the schema changed while it was read; send SIGHUP again once it is written";
+    if before[0] != first[0] {
+        return Err(refused(changed.into()));
+    }
+    let job = checked_as_read(job, fixed, path)?;
+    // Read as they were left: a write in place between the looks would have been read in
+    // part.
+    if stamps(&files) != before {
+        return Err(refused(changed.into()));
+    }
+    Ok(job)
+}
+
+/// How long the files a reload reads must have been left alone first, and how long it waits
+/// for that. A file written in place (`cp` onto it, an editor's save, `tee`) can be read half
+/// written, and half a schema file can parse: cut after a field it drops the fields after,
+/// cut inside one it drops the field's `nullable = false` or `source`. Both are changes a
+/// reload accepts, and the first is recorded for good. (A writer that pauses for longer than
+/// this in the middle of a file is not told apart.)
+const SETTLE: Duration = Duration::from_secs(1);
+const SETTLE_WAIT: Duration = Duration::from_secs(10);
+
+/// Each file's length and modification time (`None`: unreadable; the load says why).
+type Stamps = Vec<Option<(u64, std::time::SystemTime)>>;
+
+fn stamps(files: &[&Path]) -> Stamps {
+    files
+        .iter()
+        .map(|f| {
+            let m = std::fs::metadata(f).ok()?;
+            Some((m.len(), m.modified().ok()?))
+        })
+        .collect()
+}
+
+/// Waits until none of `files` has been modified for `quiet`, at most `limit`: their stamps.
+fn settled(files: &[&Path], quiet: Duration, limit: Duration) -> Result<Stamps, String> {
+    let start = Instant::now();
+    loop {
+        let now = stamps(files);
+        let newest = now.iter().flatten().map(|(_, t)| *t).max();
+        // A modification time in the future (a clock stepped back) counts as just written.
+        let left = newest.map_or(Duration::ZERO, |t| match t.elapsed() {
+            Ok(age) => quiet.saturating_sub(age),
+            Err(_) => quiet,
+        });
+        if left.is_zero() {
+            return Ok(now);
+        }
+        if start.elapsed() + left > limit {
+            return Err(format!(
+                "the job file or the schema is still being written ({} s after SIGHUP, it was modified within the last {} ms); send SIGHUP again once it is written",
+                limit.as_secs(),
+                quiet.as_millis()
+            ));
+        }
+        std::thread::sleep(left.min(Duration::from_millis(250)));
+    }
+}
+
+/// `job`, as loaded, checked: it keeps what a reload cannot change, and its schema fits the
+/// files already written.
+fn checked_as_read(mut job: Job, fixed: &Fixed, path: &Path) -> Result<Job, TaskError> {
     fixed
         .check(&Fixed::of(&job))
         .map_err(|reason| TaskError::Job {
@@ -327,4 +439,52 @@ fn against_files(job: &Job) -> Result<Arc<RepoSchema>, TaskError> {
         job.format.positional(),
     )?;
     Ok(prepared.schema.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_is_read_only_once_it_has_been_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("schema.toml");
+        std::fs::write(&f, "name = \"a\"\n").unwrap();
+        let quiet = Duration::from_millis(300);
+        let t = Instant::now();
+        let stamped = settled(&[f.as_path()], quiet, Duration::from_secs(5)).unwrap();
+        let modified = std::fs::metadata(&f).unwrap().modified().unwrap();
+        assert!(
+            modified.elapsed().unwrap() >= quiet,
+            "returned {:?} after a write",
+            t.elapsed()
+        );
+        assert_eq!(stamped, stamps(&[f.as_path()]));
+        // A file that keeps being written is refused when the wait runs out.
+        let stop = Arc::new(AtomicBool::new(false));
+        let (wrote, first) = std::sync::mpsc::channel();
+        let writer = {
+            let (f, stop) = (f.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::Acquire) {
+                    n += 1;
+                    std::fs::write(&f, format!("name = \"a{n}\"\n")).unwrap();
+                    let _ = wrote.send(());
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        };
+        first.recv().unwrap();
+        let e = settled(&[f.as_path()], quiet, Duration::from_millis(900)).unwrap_err();
+        stop.store(true, Ordering::Release);
+        writer.join().unwrap();
+        assert!(e.contains("still being written"), "{e}");
+        // A missing file has no stamp to wait on (the load says why it cannot be read).
+        let gone = dir.path().join("gone.toml");
+        assert_eq!(
+            settled(&[gone.as_path()], quiet, Duration::ZERO).unwrap(),
+            vec![None]
+        );
+    }
 }

@@ -141,9 +141,13 @@ fn a_task_restarted_after_a_failure_keeps_the_schema_a_reload_refused_to_change(
     );
     assert_ne!(edited, schema_text);
     std::fs::write(&schema_file, edited).unwrap();
+    // A repo added to the file meanwhile: said to need a restart (it was not a word).
+    let text = std::fs::read_to_string(&job).unwrap();
+    std::fs::write(&job, format!("{text}\n[[repos]]\nname = \"other\"\n")).unwrap();
     hup(run.child());
     let seen = wait_log(&log, "SIGHUP: not reloaded", 1, 60);
     assert!(seen.contains("SIGHUP: not reloaded"), "{seen}");
+    expect_log(&log, "the job file has a new repo", 1);
     assert!(
         !seen.contains("a panic in a sink worker"),
         "the panic came too early: {seen}"
@@ -334,4 +338,91 @@ fn a_reload_that_changes_the_admin_token_is_refused() {
     wait_until("an applied reload in the metrics", 60, || {
         count("applied") == Some(1.0)
     });
+}
+
+/// What a reload cannot take is refused, and the task runs on: a schema whose `name` (the
+/// repo's, in a one-repo job) changed, a dead-letter destination that moved (a failed commit's
+/// dead letters are cleaned up where the next task looks), and a schema file still being
+/// written (half a schema file can parse, and the fields it leaves out would be dropped for
+/// good). Then the files as they were reload.
+#[test]
+fn a_reload_refuses_a_renamed_repo_moved_dead_letters_and_a_schema_being_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (job, schema_file, schema_text) = own_schema_push_job(dir.path(), "");
+    let job_text = std::fs::read_to_string(&job).unwrap();
+    let (mut run, addr, log) = running_with_a(dir.path(), &job, "");
+    let renamed = schema_text.replace("name = \"nginx_access\"", "name = \"web\"");
+    assert_ne!(renamed, schema_text);
+    std::fs::write(&schema_file, renamed).unwrap();
+    hup(run.child());
+    expect_log(
+        &log,
+        "the repo's name changed from `nginx_access` to `web`",
+        1,
+    );
+
+    std::fs::write(&schema_file, &schema_text).unwrap();
+    std::fs::write(
+        &job,
+        format!("{job_text}\n[dead_letters]\nurl = \"file://elsewhere\"\n"),
+    )
+    .unwrap();
+    hup(run.child());
+    expect_log(&log, "[dead_letters] url or topic changed", 1);
+
+    // The schema file rewritten in place over and over while the reload looks at it: the
+    // first half of it (which parses: the fields after the cut are left out).
+    std::fs::write(&job, &job_text).unwrap();
+    let cut = schema_text.match_indices("[[fields]]").nth(3).unwrap().0;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (f, text, stop) = (schema_file.clone(), schema_text.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                std::fs::write(&f, &text[..cut]).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                std::fs::write(&f, &text).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        })
+    };
+    hup(run.child());
+    let seen = wait_log(&log, "still being written", 1, 60);
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    writer.join().unwrap();
+    assert!(seen.contains("still being written"), "{seen}");
+    assert!(!seen.contains("restarting the task with them"), "{seen}");
+
+    std::fs::write(&schema_file, &schema_text).unwrap();
+    hup(run.child());
+    expect_log(&log, "restarting the task with them", 1);
+    push_acked(&addr, "b", 10);
+    wait_rows(&log, &dir.path().join("out"), "b", 10);
+}
+
+/// A task that fails while it stops for a reload that checked out (`panic_in_worker:2`, the
+/// worker held by `hold_worker` until the check passed) starts with the reloaded job. Before,
+/// the reload was dropped: this one-repo process ended with the task's failure, after logging
+/// that it was restarting with the new job.
+#[test]
+fn a_task_failing_as_it_stops_for_a_reload_starts_with_the_reloaded_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let (job, _, _) = own_schema_push_job(dir.path(), "");
+    let text = std::fs::read_to_string(&job).unwrap();
+    let hold = dir.path().join("hold");
+    let fault = format!("panic_in_worker:2,hold_worker:@{}", hold.display());
+    let (mut run, addr, log) = running_with_a(dir.path(), &job, &fault);
+    std::fs::write(&hold, "").unwrap();
+    push_acked(&addr, "b", 10);
+    std::fs::write(&job, text.replace("file://out", "file://moved")).unwrap();
+    hup(run.child());
+    expect_log(&log, "SIGHUP: the job file and schema check out", 1);
+    std::fs::remove_file(&hold).unwrap();
+    expect_log(&log, "starting it with the reloaded job", 1);
+    // Acknowledged before the failure: replayed from the WAL by the reloaded job.
+    wait_rows(&log, &dir.path().join("moved"), "b", 10);
+    assert!(
+        run.child().try_wait().unwrap().is_none(),
+        "the process ended"
+    );
 }
