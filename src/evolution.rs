@@ -396,15 +396,21 @@ pub fn check_all(
     positional: bool,
 ) -> Result<Vec<String>, EvolutionError> {
     check_beside(dest, job, repo, schema, positional)?;
-    check(dest, job, schema, record, positional)
+    let changes = check(dest, job, schema, record, positional)?;
+    if record && !changes.is_empty() {
+        // A backfill starting meanwhile may have recorded its schema after the look above and
+        // checked it against the record before this one (each side writes, then reads).
+        check_beside(dest, job, repo, schema, positional)?;
+    }
+    Ok(changes)
 }
 
 /// Checks `schema`, which job `job` of repo `repo` is about to write into `dest`, against the
 /// schema records of the repo's backfills whose files are read with its own: those whose
 /// range is recorded there (into this folder, or a folder inside it). A backfill may have
 /// written another schema than the job's records hold; a change must be one readers of its
-/// files can follow too. A record that cannot be read is logged (the backfill's own runs
-/// check it), not fatal.
+/// files can follow too. A record that cannot be parsed is logged (the backfill's own runs
+/// check it), not fatal; the store failing is.
 pub fn check_beside(
     dest: &Destination,
     job: &str,
@@ -414,6 +420,9 @@ pub fn check_beside(
 ) -> Result<(), EvolutionError> {
     let all = match crate::commit::ranges::backfills(dest, Some(job), repo) {
         Ok(all) => all,
+        // The store failing is not a record that cannot be read: passed over, a schema the
+        // backfill's files refuse would be recorded (a finished backfill never checks again).
+        Err(crate::commit::ranges::RangeError::Store(e)) => return Err(e.into()),
         Err(e) => {
             tracing::warn!(error = %e, "the backfills' ranges could not be read: the schema is not checked against their files");
             return Ok(());
@@ -436,6 +445,7 @@ pub fn check_beside(
                     })?;
             }
             Ok(_) => {}
+            Err(e @ EvolutionError::Sink(_)) => return Err(e),
             Err(e) => {
                 tracing::warn!(backfill = %name, error = %e, "the backfill's schema record could not be read: the schema is not checked against its files");
             }

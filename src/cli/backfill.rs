@@ -109,6 +109,23 @@ pub fn run_backfill(
         (&start, &end),
         live.as_ref(),
     )?);
+    if let Some(l) = &live {
+        // Its schema recorded (as its task would), then the live job's read again: a start of
+        // the live job that recorded a change after the check above saw no schema of this
+        // backfill yet, and one that records after this sees this record (each side writes,
+        // then reads the other's).
+        let out = task::prepare(&job, false)?.decoder.output_schema();
+        let runtime = io_runtime()?;
+        let own = task::destination(&job, &runtime)?;
+        sluice::evolution::check_all(
+            &own,
+            (&job.file.job.name, &task::repo_label(&job)),
+            &out,
+            true,
+            job.format.positional(),
+        )?;
+        same_schema_as_live(&job, l)?;
+    }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;

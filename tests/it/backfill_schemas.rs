@@ -87,3 +87,41 @@ fn a_backfill_and_the_live_job_in_one_folder_keep_schemas_readers_can_follow() {
     use_schema(&job, &with_string);
     sluice_ok(&["backfill", jobs, "--to", to]);
 }
+
+/// A start of the live job recording a change (`extra` as an integer) held just before its
+/// record (`hold_schema_record`), past its look at the backfills' schemas (none yet), while a
+/// backfill with `extra` as a string checks the live record (not changed yet) and runs. The
+/// live job, let go, records its change and then finds the backfill's: it is refused. Before,
+/// it ran, and the folder held `extra` as a string and as an integer.
+#[test]
+fn a_live_start_recording_a_change_while_a_backfill_starts_is_checked_against_it() {
+    let topic = "live";
+    let c = cluster(topic);
+    let bootstrap = c.bootstrap_servers();
+    produce_events(&bootstrap, topic, 0, 400, 4, None);
+    let dir = tempfile::tempdir().unwrap();
+    let (job, live) = live_at_latest(dir.path(), &bootstrap, topic, &[]);
+    sigterm(&live);
+    assert!(live.wait_with_output().unwrap().status.success());
+    let jobs = job.to_str().unwrap();
+    let added = |ty: &'static str| {
+        move |t: String| format!("{t}\n[[fields]]\nname = \"extra\"\ntype = \"{ty}\"\n")
+    };
+    use_schema(&job, &schema_with(dir.path(), "with-int", added("int64")));
+    let (hold, log) = (dir.path().join("hold"), dir.path().join("held.log"));
+    let mut held = run_held(&job, &log, &hold, "hold_schema_record");
+    said(&log, "SLUICE_FAULT: holding at hold_schema_record");
+    use_schema(
+        &job,
+        &schema_with(dir.path(), "with-string", added("string")),
+    );
+    sluice_ok(&["backfill", jobs, "--to", "0=100,1=100,2=100,3=100"]);
+    std::fs::remove_file(&hold).unwrap();
+    let status = wait_exit(held.child(), "the held live start to be refused", 60);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!status.success(), "{text}");
+    assert!(
+        text.contains("cannot be read beside the files backfill `kafka-it-backfill` wrote"),
+        "{text}"
+    );
+}
