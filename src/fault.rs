@@ -6,6 +6,8 @@
 //!   roll-back), like a kill -9 there.
 //! - `fail_commit:<n>` fails the first attempt of the n-th commit before its claim, as a
 //!   store that answers an error would (the partition rewinds and replays).
+//! - `lose_seal_answer:<n>` fails the n-th seal of a commit after it landed, once, as a
+//!   store whose answer was lost would (the commit stands; the writer saw a failure).
 //! - `fail_rename_sync:<n>` fails the folder sync after the n-th local rename (a data file's
 //!   or a small record's), once, as a disk error would.
 //! - `fail_wal_sync:<n>` fails the n-th group fsync of a push WAL, once, as a disk error
@@ -103,6 +105,14 @@ pub fn fail_rename_sync() -> Option<std::io::Error> {
 pub fn fail_wal_sync() -> Option<std::io::Error> {
     static SYNCS: AtomicU64 = AtomicU64::new(0);
     fail_nth("fail_wal_sync", &SYNCS, "WAL sync")
+}
+
+/// An error in place of the answer to the n-th seal (`lose_seal_answer:<n>`, once), after it
+/// landed: as a store whose answer was lost on the way (the commit stands, the writer saw a
+/// failure).
+pub fn lose_seal_answer() -> Option<std::io::Error> {
+    static SEALS: AtomicU64 = AtomicU64::new(0);
+    fail_nth("lose_seal_answer", &SEALS, "the answer to seal")
 }
 
 /// An error in place of the n-th call `count` counts, once, when `SLUICE_FAULT` names `point`

@@ -151,7 +151,12 @@ pub(super) fn commit_partition(
                 }),
                 record: op.mark.filter(|m| m.offset < op.next_offset),
             };
+            ctx.sealing.asked(p, &c, &dead_classes, started);
             ctx.checkpoints.seal(&claim, &c)?;
+            if let Some(source) = crate::fault::lose_seal_answer() {
+                let path = c.key.clone();
+                return Err(crate::store::StoreError::Io { path, source }.into());
+            }
             crate::fault::abort_at("after_checkpoint", commits);
             // The commit stands; a table's readers see it once it is published. A failure
             // here replays from this commit after the resync has published it.
@@ -196,22 +201,8 @@ pub(super) fn commit_partition(
     let result = attempt.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
     match result {
         Ok(c) => {
-            let ctl = &ctx.control;
-            ctl.rows.fetch_add(c.rows, Ordering::Relaxed);
-            ctl.dead_letters
-                .fetch_add(c.dead_letters, Ordering::Relaxed);
-            ctl.files.fetch_add(c.files.len() as u64, Ordering::Relaxed);
-            ctl.commits.fetch_add(1, Ordering::Relaxed);
-            ctx.metrics.committed(
-                &c.key,
-                CommitStats {
-                    rows: c.rows,
-                    dead_letters: dead_classes,
-                    files: c.files.len() as u64,
-                    bytes: c.files.iter().map(|f| f.bytes).sum(),
-                    seconds: started.elapsed().as_secs_f64(),
-                },
-            );
+            ctx.sealing.known(p);
+            counted(&ctx, &c, dead_classes, started.elapsed().as_secs_f64());
             tracing::info!(
                 partition = %c.key, seq = c.seq, files = c.files.len(), rows = c.rows,
                 dead_letters = c.dead_letters, next_offset = c.next_offset, "committed"
@@ -227,6 +218,98 @@ pub(super) fn commit_partition(
             abort_open(op);
             Err(e)
         }
+    }
+}
+
+/// A commit's rows, dead letters and files, counted once it stands (in the run's totals and
+/// the metrics).
+pub(super) fn counted(
+    ctx: &WorkerContext,
+    c: &Checkpoint,
+    dead_classes: Vec<(&'static str, u64)>,
+    seconds: f64,
+) {
+    let ctl = &ctx.control;
+    ctl.rows.fetch_add(c.rows, Ordering::Relaxed);
+    ctl.dead_letters
+        .fetch_add(c.dead_letters, Ordering::Relaxed);
+    ctl.files.fetch_add(c.files.len() as u64, Ordering::Relaxed);
+    ctl.commits.fetch_add(1, Ordering::Relaxed);
+    ctx.metrics.committed(
+        &c.key,
+        CommitStats {
+            rows: c.rows,
+            dead_letters: dead_classes,
+            files: c.files.len() as u64,
+            bytes: c.files.iter().map(|f| f.bytes).sum(),
+            seconds,
+        },
+    );
+}
+
+/// The commits whose seal was asked for and whose outcome is not known yet, by partition: a
+/// seal (or a table's publish after it) that reports failure may have landed. The resync
+/// that finds such a commit standing counts it ([`Sealing::landed`]); before, its rows and
+/// dead letters were never counted, while `checkpoints list` showed them.
+#[derive(Default)]
+pub struct Sealing(std::sync::Mutex<std::collections::HashMap<u32, Asked>>);
+
+/// A commit that landed after reporting failure: its checkpoint, classes of dead letters and
+/// seconds.
+pub(super) type LandedLate = (Checkpoint, Vec<(&'static str, u64)>, f64);
+
+struct Asked {
+    seq: u64,
+    owner: String,
+    checkpoint: Checkpoint,
+    dead_classes: Vec<(&'static str, u64)>,
+    started: std::time::Instant,
+}
+
+impl Sealing {
+    fn map(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u32, Asked>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn asked(
+        &self,
+        p: u32,
+        c: &Checkpoint,
+        dead_classes: &[(&'static str, u64)],
+        started: std::time::Instant,
+    ) {
+        self.map().insert(
+            p,
+            Asked {
+                seq: c.seq,
+                owner: c.owner.clone(),
+                checkpoint: c.clone(),
+                dead_classes: dead_classes.to_vec(),
+                started,
+            },
+        );
+    }
+
+    /// The commit of `p` now stands, counted where it was made.
+    fn known(&self, p: u32) {
+        self.map().remove(&p);
+    }
+
+    /// The store's newest commit of `p` after a failure, `latest`: the commit asked for, if it
+    /// is this one (it landed), with its classes of dead letters and the seconds from its
+    /// start until now; forgotten either way (the resync decided its outcome).
+    pub(super) fn landed(&self, p: u32, latest: Option<&Checkpoint>) -> Option<LandedLate> {
+        let asked = self.map().remove(&p)?;
+        let latest = latest?;
+        (latest.seq == asked.seq
+            && latest.owner == asked.owner
+            && latest.key == asked.checkpoint.key)
+            .then(|| {
+                let seconds = asked.started.elapsed().as_secs_f64();
+                (asked.checkpoint, asked.dead_classes, seconds)
+            })
     }
 }
 

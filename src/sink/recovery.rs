@@ -142,6 +142,10 @@ impl Worker {
             .control
             .partitions
             .resynced(p, term, r.next_seq, latest);
+        // A commit of this worker's that reported failure and stands: counted now.
+        if let Some((c, classes, seconds)) = self.ctx.sealing.landed(p, r.latest.as_ref()) {
+            super::commit::counted(&self.ctx, &c, classes, seconds);
+        }
         if let (Some(before), Some((next_offset, _))) = (moved, latest) {
             let c = r.latest.as_ref();
             tracing::info!(

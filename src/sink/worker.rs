@@ -76,6 +76,9 @@ pub struct WorkerContext {
     pub log_runs: Vec<(String, u64)>,
     /// Each file partition's file start as far as it was read (by key), for its checkpoints.
     pub file_starts: Option<crate::source::ReadStarts>,
+    /// Commits whose seal was asked for and whose outcome is not known yet (by partition):
+    /// one that reported failure but landed is counted when the resync finds it standing.
+    pub sealing: super::commit::Sealing,
 }
 
 /// Errors inside a worker; the partition is rewound, the task goes on.

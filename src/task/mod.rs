@@ -441,6 +441,7 @@ fn run_inner(
         log_id: source.log_id(),
         log_runs: source.log_runs(),
         file_starts: source.read_starts(),
+        sealing: Default::default(),
     });
     let state_dir = job.resolve(&job.file.job.state_dir);
     let threads = if opts.threads == 0 {

@@ -650,3 +650,25 @@ fn over_the_memory_share_row_groups_are_written_early_not_committed() {
         "the share made row groups close early: {groups:?}"
     );
 }
+
+/// A commit whose seal landed while its writer saw a failure (`lose_seal_answer:1`, as a
+/// store whose answer was lost): the resync finds it standing and resumes after it, and its
+/// rows and dead letters are counted then. Before, the run's summary (and `rows_out`, the
+/// dead-letter counters) never counted them, while its checkpoints did.
+#[test]
+fn a_commit_that_landed_after_reporting_failure_is_counted_once() {
+    let (dir, job) = two_files_two_workers();
+    let (ok, text) = finish(start(&job, &[("SLUICE_FAULT", "lose_seal_answer:1")]));
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("SLUICE_FAULT: failing the answer to seal 1")
+            && text.contains("resuming after a commit that looked failed but landed"),
+        "{text}"
+    );
+    assert_both_files_once(dir.path());
+    let dead = broken(0, 1000) + broken(1000, 1000);
+    assert!(
+        text.contains(&format!("; 2000 rows, {dead} dead letters in ")),
+        "{text}"
+    );
+}
