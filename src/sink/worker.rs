@@ -81,6 +81,11 @@ pub struct WorkerContext {
     pub sealing: super::commit::Sealing,
 }
 
+/// How many files a partition holds open: its data files and its dead-letter file.
+fn open_count(op: &OpenPartition) -> usize {
+    op.files.len() + usize::from(op.dead.as_ref().is_some_and(|d| d.has_file()))
+}
+
 /// Errors inside a worker; the partition is rewound, the task goes on.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum WorkError {
@@ -362,20 +367,18 @@ impl Worker {
         } else {
             self.ctx.template.split(&item.batch, now_ms())?
         };
+        let mine = self.open.get(&p);
         let new_files = groups
             .iter()
-            .filter(|(path, _)| {
-                !self
-                    .open
-                    .get(&p)
-                    .is_some_and(|op| op.files.contains_key(path))
-            })
-            .count();
-        let open_files: usize = self
-            .open
-            .values()
-            .map(|op| op.files.len() + usize::from(op.dead.as_ref().is_some_and(|d| d.has_file())))
-            .sum();
+            .filter(|(path, _)| !mine.is_some_and(|op| op.files.contains_key(path)))
+            .count()
+            // The partition's dead-letter file, if this item opens it: the cap counts it too.
+            + usize::from(
+                !item.dead.is_empty()
+                    && self.ctx.dead_topic.is_none()
+                    && !mine.is_some_and(|op| op.dead.is_some()),
+            );
+        let open_files: usize = self.open.values().map(open_count).sum();
         // Over the cap (an item may open more files than the cap alone): commit what is open.
         if open_files > 0 && open_files + new_files > self.ctx.max_open {
             self.commit_all();
@@ -508,7 +511,7 @@ impl Worker {
     /// or `op` parks one of its files.
     fn make_room(&mut self, op: &mut OpenPartition) -> Result<(), WorkError> {
         loop {
-            let files = op.files.len() + self.open.values().map(|o| o.files.len()).sum::<usize>();
+            let files = open_count(op) + self.open.values().map(open_count).sum::<usize>();
             let mine = memory(op);
             let (mut others, mut biggest) = (0, None::<(u32, u64)>);
             for (q, o) in &self.open {

@@ -672,3 +672,40 @@ fn a_commit_that_landed_after_reporting_failure_is_counted_once() {
         "{text}"
     );
 }
+
+/// `max_open_files` counts a partition's dead-letter file: with a cap of 1, good records
+/// followed by broken lines commit the open data file before the dead-letter file opens.
+/// Before, the item holding the first broken lines opened the dead-letter file beside the
+/// open data file: two files open under a cap of one (one commit held both).
+#[test]
+fn the_open_file_cap_counts_the_dead_letter_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("mixed.jsonl");
+    write_events(&input, 3000, 0);
+    // Good records only, then broken lines only.
+    let good: String = std::fs::read_to_string(&input)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains("broken"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let broken_lines = "{\"ts\": broken\n".repeat(20_000);
+    std::fs::write(&input, format!("{good}{broken_lines}")).unwrap();
+    let broken = 20_000;
+    let job = job_file(dir.path(), &[input], "max_open_files = 1\n");
+    run_to_end(&job);
+    assert_exactly_once(&dir.path().join("out"), 3000, broken);
+    // The first commit holds the data file alone: it was committed before the dead-letter
+    // file opened (the item that opened it may open a data file beside it: one item may open
+    // more than the cap).
+    let mut records = files_under(&dir.path().join("out/_sluice/it/checkpoints"), false);
+    records.sort();
+    let first: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&records[0]).unwrap()).unwrap();
+    let first = first.get("Commit").unwrap_or(&first);
+    let n = |k: &str| first[k].as_array().map_or(0, Vec::len);
+    assert!(
+        n("files") == 1 && n("dead_letter_files") == 0,
+        "the first commit: {first}"
+    );
+}
