@@ -376,7 +376,7 @@ impl Worker {
             + usize::from(
                 !item.dead.is_empty()
                     && self.ctx.dead_topic.is_none()
-                    && !mine.is_some_and(|op| op.dead.is_some()),
+                    && mine.is_none_or(|op| op.dead.is_none()),
             );
         let open_files: usize = self.open.values().map(open_count).sum();
         // Over the cap (an item may open more files than the cap alone): commit what is open.
