@@ -276,11 +276,24 @@ pub fn run(mut job: ConvertJob) -> Result<ConvertSummary, ConvertError> {
     let dead_count = dead.count();
     let output = file.location().to_string();
     // The dead letters first: a kill between the two commits leaves dead letters without
-    // their output, which the next conversion refuses to pair with its own (above), not an
+    // their output (with --overwrite, the earlier output is removed before), which the next conversion refuses to pair with its own (above), not an
     // output without its dead letters, which looked finished with the dead letters lost.
     // Without --overwrite both commits are create-only: of two conversions to one name, the
     // one whose dead letters lose stops before its output.
     crate::fault::hold_while("hold_convert_commit");
+    // With --overwrite, the earlier output goes first: a stop between the two commits then
+    // leaves this run's dead letters without an output (which the next conversion says),
+    // never beside the earlier run's output as if they were its own.
+    // An earlier run's dead letters go first too when this run has none (with some, they
+    // are replaced by the commit).
+    if job.overwrite {
+        if job.output.exists(&job.output_rel)? {
+            job.output.delete(&job.output_rel)?;
+        }
+        if !dead.has_file() && job.dead_letters.exists(&job.dead_letters_rel)? {
+            job.dead_letters.delete(&job.dead_letters_rel)?;
+        }
+    }
     // Create-only where its own file system can (the dead letters may be on another); looked
     // at only when there are dead letters (the look makes their folder).
     let dead_create_only = !job.overwrite
@@ -340,15 +353,6 @@ pub fn run(mut job: ConvertJob) -> Result<ConvertSummary, ConvertError> {
             )),
             None => e.into(),
         });
-    }
-    if dead_letter_file.is_none()
-        && job.overwrite
-        && job.dead_letters.exists(&job.dead_letters_rel)?
-    {
-        // A dead-letter file from an earlier run of the same conversion no longer applies
-        // (removed after the output replaced that run's: a stop between leaves them beside
-        // the new output, not the earlier output without them).
-        job.dead_letters.delete(&job.dead_letters_rel)?;
     }
     Ok(ConvertSummary {
         records,

@@ -15,6 +15,17 @@ fn held(
     point: &str,
     name: &str,
 ) -> (KillOnDrop, std::path::PathBuf, std::path::PathBuf) {
+    held_with(dir, input, target, (point, name), &[])
+}
+
+/// [`held`] with more arguments.
+fn held_with(
+    dir: &std::path::Path,
+    input: &std::path::Path,
+    target: &std::path::Path,
+    (point, name): (&str, &str),
+    extra: &[&str],
+) -> (KillOnDrop, std::path::PathBuf, std::path::PathBuf) {
     let hold = dir.join(format!("hold-{name}"));
     std::fs::write(&hold, "").unwrap();
     let log = dir.join(format!("{name}.log"));
@@ -28,6 +39,7 @@ fn held(
         .arg(input)
         .arg("--output")
         .arg(target)
+        .args(extra)
         .env("SLUICE_FAULT", format!("{point}:@{}", hold.display()))
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
@@ -213,6 +225,40 @@ fn a_conversion_killed_between_its_commits_leaves_no_output_without_its_dead_let
     assert!(summary.contains("20 rows, 12 dead letters"), "{summary}");
     assert_eq!(parquet_rows(&target), 20);
     assert_eq!(dead_letters(&dead).len(), 12);
+}
+
+/// A conversion with `--overwrite` killed between its two commits, over an earlier one's
+/// output: the earlier output is gone, and this run's dead letters stand alone (the next
+/// conversion says so). Before, the earlier output stood beside this run's dead letters as if
+/// they were its own, and nothing told.
+#[test]
+fn an_overwrite_killed_between_its_commits_leaves_no_earlier_output_beside_its_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let schema = schema("nginx_access");
+    let target = out.join("events.parquet");
+    convert(&schema, &fixture("nginx_access.jsonl"), &target, &[]);
+    assert!(target.exists());
+    let input = fixture("nginx_access_bad.jsonl");
+    let (mut child, _hold, _) = held_with(
+        dir.path(),
+        &input,
+        &target,
+        ("hold_convert_output", "killed"),
+        &["--overwrite"],
+    );
+    child.child().kill().unwrap();
+    let _ = child.child().wait();
+    let dead = out.join("_dead_letters/events.parquet.jsonl");
+    assert_eq!(dead_letters(&dead).len(), 12);
+    assert!(
+        !target.exists(),
+        "the earlier output stands beside this run's dead letters"
+    );
+    let err = convert_refused(&input, &target, &[]);
+    assert!(err.contains("stand without it"), "{err}");
+    let summary = convert(&schema, &input, &target, &["--overwrite"]);
+    assert!(summary.contains("20 rows, 12 dead letters"), "{summary}");
 }
 
 /// Two conversions to one name: one without dead letters held before its commits, another
