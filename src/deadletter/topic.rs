@@ -165,7 +165,8 @@ pub const QUEUE_BYTES: usize = 16 << 20;
 const OVERHEAD: usize = 512;
 
 impl DeadTopic {
-    /// Connects and checks that the topic exists.
+    /// Connects and checks that the topic exists (brokers that cannot be reached are logged,
+    /// not fatal).
     pub fn open(settings: TopicSettings) -> Result<Arc<DeadTopic>, StoreError> {
         let fail = |reason: String| StoreError::DeadLetterTopic {
             topic: settings.topic.clone(),
@@ -212,10 +213,22 @@ impl DeadTopic {
         let producer: ThreadedProducer<Deliveries> = cfg
             .create_with_context(Deliveries)
             .map_err(|e| fail(format!("cannot create the producer: {e}")))?;
-        let metadata = producer
+        let metadata = match producer
             .client()
             .fetch_metadata(Some(&settings.topic), settings.timeout)
-            .map_err(|e| fail(format!("cannot reach the brokers: {e}")))?;
+        {
+            Ok(m) => m,
+            // Brokers down at the start hold back only the commits that have dead letters,
+            // as they would if they went down later: the partitions without any move on.
+            Err(e) => {
+                tracing::warn!(topic = %settings.topic, brokers = %settings.brokers, error = %e, "cannot reach the dead-letter topic's brokers: the job starts; a commit with dead letters fails and replays until they take them");
+                return Ok(Arc::new(DeadTopic {
+                    producer,
+                    settings,
+                    max_message,
+                }));
+            }
+        };
         match metadata.topics().first() {
             Some(t) if t.error().is_none() && !t.partitions().is_empty() => {}
             Some(t) => {

@@ -247,3 +247,47 @@ fn one_large_dead_letter_fits(
     );
     assert_eq!(h["sluice.truncated_from"], huge.len().to_string());
 }
+
+/// A dead-letter topic whose brokers cannot be reached at the start (nothing listens at their
+/// address): the job starts, says so, and exports a file of good records. Before, every start
+/// failed ("cannot reach the brokers"), although no record needed the topic.
+#[test]
+fn a_dead_letter_topic_out_of_reach_holds_back_no_partition_without_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("good.jsonl");
+    std::fs::copy(fixture("nginx_access.jsonl"), &input).unwrap();
+    let job = dir.path().join("job.toml");
+    std::fs::write(
+        &job,
+        format!(
+            r#"
+[job]
+name = "dlq-down"
+state_dir = "state"
+[source]
+kind = "file"
+paths = [{:?}]
+[repo]
+schema = {:?}
+[sink]
+url = "out/"
+[dead_letters]
+topic = "dead"
+brokers = "127.0.0.1:1"
+timeout = "2s"
+"#,
+            input.display().to_string(),
+            schema("nginx_access").display().to_string()
+        ),
+    )
+    .unwrap();
+    let o = sluice(&["run", job.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("cannot reach the dead-letter topic's brokers"),
+        "{err}"
+    );
+    let lines = std::fs::read_to_string(&input).unwrap().lines().count();
+    assert_eq!(trace_ids(&dir.path().join("out")).len(), lines);
+}
