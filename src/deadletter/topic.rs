@@ -1,5 +1,6 @@
 //! Dead letters to a Kafka topic (`[dead_letters] topic = "..."`). Each dead letter is one
-//! message: the original record's bytes as the value, its source position as the key
+//! message: the original record's bytes as the value (a Kafka message's line breaks between
+//! JSON tokens read as spaces, as it was decoded), its source position as the key
 //! (`<source>@<offset>`), and the rest as headers: `sluice.reason`, `sluice.class`,
 //! `sluice.stage` (when a stage failed on it), `sluice.source`, `sluice.offset`, `sluice.line`,
 //! `sluice.job`, `sluice.repo`.
