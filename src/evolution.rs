@@ -279,6 +279,17 @@ pub fn check(
     record: bool,
     positional: bool,
 ) -> Result<Vec<String>, EvolutionError> {
+    check_recording(dest, job, schema, record, positional).map(|(changes, _)| changes)
+}
+
+/// [`check`], and whether it wrote a record (a first one, or a change).
+fn check_recording(
+    dest: &Destination,
+    job: &str,
+    schema: &SchemaRef,
+    record: bool,
+    positional: bool,
+) -> Result<(Vec<String>, bool), EvolutionError> {
     let mut lost_to = None;
     for _ in 0..MAX_RACES {
         let seen = latest(dest, job)?;
@@ -295,7 +306,7 @@ pub fn check(
             Some((current, _))
                 if current.fields() == schema.fields() && !(record && seen.stale_copy) =>
             {
-                return Ok(Vec::new())
+                return Ok((Vec::new(), false))
             }
             Some((current, ever)) => compare(current, ever, schema)
                 .and_then(|c| same_positions(current, schema, positional).map(|()| c))
@@ -314,7 +325,7 @@ pub fn check(
             }
         };
         if !record {
-            return Ok(changes);
+            return Ok((changes, false));
         }
         crate::fault::hold_while("hold_schema_record");
         let text = record_text(job, schema, seen.schemas.as_ref().map(|(_, ever)| ever))?;
@@ -341,7 +352,7 @@ pub fn check(
         if let Err(e) = dest.put_atomic(&legacy_path(job), &text, false) {
             tracing::warn!(job, error = %e, "the schema is recorded; its copy for earlier versions is not (the next start writes it)");
         }
-        return Ok(changes);
+        return Ok((changes, true));
     }
     Err(EvolutionError::Record {
         path: records_dir(job),
@@ -396,10 +407,11 @@ pub fn check_all(
     positional: bool,
 ) -> Result<Vec<String>, EvolutionError> {
     check_beside(dest, job, repo, schema, positional)?;
-    let changes = check(dest, job, schema, record, positional)?;
-    if record && !changes.is_empty() {
+    let (changes, recorded) = check_recording(dest, job, schema, record, positional)?;
+    if recorded {
         // A backfill starting meanwhile may have recorded its schema after the look above and
-        // checked it against the record before this one (each side writes, then reads).
+        // checked it against the record before this one, or before there was one (each side
+        // writes, then reads).
         check_beside(dest, job, repo, schema, positional)?;
     }
     Ok(changes)

@@ -117,6 +117,7 @@ pub fn run_backfill(
         let out = task::prepare(&job, false)?.decoder.output_schema();
         let runtime = io_runtime()?;
         let own = task::destination(&job, &runtime)?;
+        sluice::table::check_fits(&job.table, &own, &out, runtime.handle())?;
         sluice::evolution::check_all(
             &own,
             (&job.file.job.name, &task::repo_label(&job)),

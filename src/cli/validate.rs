@@ -61,7 +61,16 @@ fn validate_one(path: &Path, job: &Job, runtime: &tokio::runtime::Runtime) -> Re
     };
     // The schema against the one the job's files were written with (nothing is recorded).
     let out = prepared.decoder.output_schema();
-    sluice::table::check_fits(&job.table, &dest, &out, runtime.handle())?;
+    // A table that refuses the schema makes the job not valid; a store that cannot be read
+    // is said below, as the files' check says it.
+    let table_unread = match sluice::table::check_fits(&job.table, &dest, &out, runtime.handle()) {
+        Ok(()) => None,
+        Err(
+            e
+            @ (sluice::table::TableError::Schema { .. } | sluice::table::TableError::Delta { .. }),
+        ) => return Err(e.into()),
+        Err(e) => Some(e),
+    };
     // Before the job is called valid: a schema the files refuse makes it not.
     let checked = match sluice::evolution::check_all(
         &dest,
@@ -118,6 +127,9 @@ fn validate_one(path: &Path, job: &Job, runtime: &tokio::runtime::Runtime) -> Re
             }
         }
         Err(e) => println!("  the schema was not checked against the written files: {e}"),
+    }
+    if let Some(e) = table_unread {
+        println!("  the schema was not checked against the Delta table's: {e}");
     }
     Ok(())
 }

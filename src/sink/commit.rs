@@ -292,6 +292,11 @@ impl Sealing {
         );
     }
 
+    /// Whether a commit of `p` reported failure after its seal was asked for.
+    pub(super) fn unsure(&self, p: u32) -> bool {
+        self.map().contains_key(&p)
+    }
+
     /// The commit of `p` now stands, counted where it was made.
     fn known(&self, p: u32) {
         self.map().remove(&p);

@@ -282,10 +282,28 @@ impl Worker {
     /// A failed partition's records this worker held when a stop came (or the partition
     /// went): a memory log keeps no copy of them.
     fn lost_while_stopping(&self, p: u32, held: Option<u64>) {
-        if let (true, Some(s), Some(to)) = (self.ctx.volatile, self.part(p), held) {
-            if to > s.committed_offset {
+        let Some(s) = self.part(p) else { return };
+        // A seal that reported failure may have landed: looked up once (it is counted, and
+        // what it holds is not lost).
+        let mut committed = s.committed_offset;
+        if self.ctx.sealing.unsure(p) {
+            match self.ctx.checkpoints.latest(&s.key) {
+                Ok(latest) => {
+                    if let Some((c, classes, seconds)) = self.ctx.sealing.landed(p, latest.as_ref())
+                    {
+                        committed = committed.max(c.next_offset);
+                        super::commit::counted(&self.ctx, &c, classes, seconds);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(partition = %s.key, error = %e, "could not read whether a commit that reported failure landed; the next start finds out")
+                }
+            }
+        }
+        if let (true, Some(to)) = (self.ctx.volatile, held) {
+            if to > committed {
                 tracing::error!(
-                    partition = %s.key, from = s.committed_offset, to,
+                    partition = %s.key, from = committed, to,
                     "acknowledged records are lost: their commit failed while stopping \
                      and durability = \"memory\" keeps no copy"
                 );

@@ -40,6 +40,9 @@ pub enum TableError {
     Conflict { url: String, reason: String },
     #[error("partition {key}: {reason}")]
     History { key: String, reason: String },
+    /// The table's log could not be read (the store, or a log another writer damaged).
+    #[error("Delta table {url}: cannot read the log: {reason}")]
+    Unread { url: String, reason: String },
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     #[error(transparent)]

@@ -88,7 +88,9 @@ pub fn run_reloading(
                 if let Some(slot) = &opts.admin {
                     slot.metrics.reloaded("applied");
                 }
-                opts.from_checkpoint = None;
+                // A roll-back (`--from-checkpoint`) the failed task may have left half made
+                // is made again, as a restart after a failure does; the stop's spill is
+                // restored.
                 opts.discard_spill = false;
                 continue;
             }
@@ -231,8 +233,9 @@ struct Fixed {
     /// (listen, token, insecure)
     admin: Option<(String, Option<String>, bool)>,
     /// The repo's name: its metrics, admin routes and dead-letter folder are the running
-    /// process's, while its files' paths would follow the new one.
-    repo: String,
+    /// process's, while its files' paths would follow the new one (`None`: the schema does
+    /// not load).
+    repo: Option<String>,
     /// Where dead letters go (url, topic): a commit that failed half way is cleaned up where
     /// the next task looks, which must be where its dead letters went.
     dead_letters: (Option<String>, Option<String>),
@@ -255,7 +258,13 @@ impl Fixed {
                 .admin
                 .as_ref()
                 .map(|a| (a.listen.clone(), a.token.clone(), a.insecure)),
-            repo: super::repo_label(job),
+            // Told only when the schema loads: one that does not is refused for that.
+            repo: job.repo.clone().or_else(|| match &job.schema {
+                Some(s) => Some(s.name.clone()),
+                None => crate::schema::RepoSchema::load(&job.resolve(&job.file.repo.schema))
+                    .ok()
+                    .map(|s| s.name),
+            }),
             dead_letters: (
                 job.file
                     .dead_letters
@@ -283,11 +292,12 @@ impl Fixed {
         if new.wal_dir != self.wal_dir {
             return changed("source.wal_dir", &self.wal_dir, &new.wal_dir);
         }
-        if new.repo != self.repo {
-            return Err(format!(
-                "the repo's name changed from `{}` to `{}` (the schema's `name`), which a reload cannot take: the running process's metrics, admin routes and dead-letter folder carry the name. Restart the process to rename it",
-                self.repo, new.repo
-            ));
+        if let (Some(from), Some(to)) = (&self.repo, &new.repo) {
+            if from != to {
+                return Err(format!(
+                    "the repo's name changed from `{from}` to `{to}` (the schema's `name`), which a reload cannot take: the running process's metrics, admin routes and dead-letter folder carry the name. Restart the process to rename it"
+                ));
+            }
         }
         if new.dead_letters != self.dead_letters {
             return Err(format!(
@@ -382,6 +392,7 @@ fn settled(files: &[&Path], quiet: Duration, limit: Duration) -> Result<Stamps, 
         let now = stamps(files);
         let newest = now.iter().flatten().map(|(_, t)| *t).max();
         // A modification time in the future (a clock stepped back) counts as just written.
+        let future = newest.is_some_and(|t| t.elapsed().is_err());
         let left = newest.map_or(Duration::ZERO, |t| match t.elapsed() {
             Ok(age) => quiet.saturating_sub(age),
             Err(_) => quiet,
@@ -390,11 +401,14 @@ fn settled(files: &[&Path], quiet: Duration, limit: Duration) -> Result<Stamps, 
             return Ok(now);
         }
         if start.elapsed() + left > limit {
-            return Err(format!(
-                "the job file or the schema is still being written ({} s after SIGHUP, it was modified within the last {} ms); send SIGHUP again once it is written",
-                limit.as_secs(),
-                quiet.as_millis()
-            ));
+            return Err(match future {
+                true => "the job file or the schema was modified in the future (the clock was set back since?): touch it and send SIGHUP again".to_string(),
+                false => format!(
+                    "the job file or the schema is still being written ({} s after SIGHUP, it was modified within the last {} ms); send SIGHUP again once it is written",
+                    limit.as_secs(),
+                    quiet.as_millis()
+                ),
+            });
         }
         std::thread::sleep(left.min(Duration::from_millis(250)));
     }
@@ -460,26 +474,17 @@ mod tests {
             t.elapsed()
         );
         assert_eq!(stamped, stamps(&[f.as_path()]));
-        // A file that keeps being written is refused when the wait runs out.
-        let stop = Arc::new(AtomicBool::new(false));
-        let (wrote, first) = std::sync::mpsc::channel();
-        let writer = {
-            let (f, stop) = (f.clone(), stop.clone());
-            std::thread::spawn(move || {
-                let mut n = 0;
-                while !stop.load(Ordering::Acquire) {
-                    n += 1;
-                    std::fs::write(&f, format!("name = \"a{n}\"\n")).unwrap();
-                    let _ = wrote.send(());
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-            })
-        };
-        first.recv().unwrap();
-        let e = settled(&[f.as_path()], quiet, Duration::from_millis(900)).unwrap_err();
-        stop.store(true, Ordering::Release);
-        writer.join().unwrap();
-        assert!(e.contains("still being written"), "{e}");
+        // A file modified in the future (as one being written keeps being, and after a clock
+        // was set back) is refused when the wait runs out.
+        let later = std::time::SystemTime::now() + Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+        let e = settled(&[f.as_path()], quiet, Duration::from_millis(500)).unwrap_err();
+        assert!(e.contains("modified in the future"), "{e}");
         // A missing file has no stamp to wait on (the load says why it cannot be read).
         let gone = dir.path().join("gone.toml");
         assert_eq!(

@@ -559,3 +559,53 @@ pub(crate) fn mirror(dest: &sluice::store::Destination, to: &Path) -> PathBuf {
     }
     to.to_path_buf()
 }
+
+/// A backfill into the live Delta table with a schema the table refuses (`trace_id` made
+/// optional) is refused before its schema is recorded: the live job's check against its
+/// backfills' schemas still passes. Before, the backfill recorded it and then failed at the
+/// table's check, and every later start (and `validate`) of the live job was refused as
+/// "cannot be read beside the files backfill `other` wrote", though it wrote none.
+#[test]
+fn a_backfill_with_a_schema_the_table_refuses_records_nothing() {
+    let topic = "events";
+    let c = MockCluster::new(1).unwrap();
+    c.create_topic(topic, 4, 1).unwrap();
+    let bootstrap = c.bootstrap_servers();
+    produce_events(&bootstrap, topic, 0, 200, 4, None);
+    let dir = tempfile::tempdir().unwrap();
+    let job = kafka_job(dir.path(), &bootstrap, topic, "");
+    let jobs = job.to_str().unwrap();
+    sluice_ok(&["backfill", jobs, "--to", "0=20,1=20,2=20,3=20"]);
+    let relaxed = dir.path().join("relaxed.toml");
+    std::fs::write(
+        &relaxed,
+        std::fs::read_to_string(schema("nginx_access"))
+            .unwrap()
+            .replace(
+                "name = \"trace_id\"\ntype = \"string\"\nnullable = false",
+                "name = \"trace_id\"\ntype = \"string\"",
+            ),
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(&job).unwrap();
+    let original = format!(
+        "schema = {:?}",
+        schema("nginx_access").display().to_string()
+    );
+    assert!(text.contains(&original), "{text}");
+    let with = |s: &Path| format!("schema = {:?}", s.display().to_string());
+    std::fs::write(&job, text.replace(&original, &with(&relaxed))).unwrap();
+    let err = sluice_refused(&[
+        "backfill",
+        jobs,
+        "--name",
+        "other",
+        "--from",
+        "0=20,1=20,2=20,3=20",
+        "--to",
+        "0=40,1=40,2=40,3=40",
+    ]);
+    assert!(err.contains("`trace_id` is required in the table"), "{err}");
+    std::fs::write(&job, text).unwrap();
+    sluice_ok(&["validate", jobs]);
+}

@@ -203,6 +203,14 @@ fn a_reload_that_moves_a_memory_push_keeps_its_spill() {
             push_acked(&addr, &format!("a{k}"), 5000);
         }
         std::fs::write(&job, text.replace("file://out", "file://moved")).unwrap();
+        // Written a while ago as far as the reload can tell: it reads a file only once it was
+        // left alone for a second, and the queue must still hold rows when it does.
+        std::fs::File::options()
+            .write(true)
+            .open(&job)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(5))
+            .unwrap();
         assert!(std::process::Command::new("kill")
             .args(["-HUP", &a.id().to_string()])
             .status()
@@ -234,4 +242,40 @@ fn a_reload_that_moves_a_memory_push_keeps_its_spill() {
         return;
     }
     panic!("no reload found rows both committed and queued: the test did not exercise it");
+}
+
+/// A memory push job stopped with SIGTERM whose final commit's seal lands while its answer is
+/// lost (`lose_seal_answer:1`): the stop looks the commit up, so the pushes are not reported
+/// lost and the summary counts their rows. Before, the log said acknowledged records were
+/// lost (they stood in the output) and the summary counted none.
+#[test]
+fn a_final_commit_that_landed_after_reporting_failure_is_neither_lost_nor_uncounted() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = crate::push::push_job(dir.path(), "memory", "", "");
+    let text = std::fs::read_to_string(&job).unwrap();
+    // No idle commit before the stop: the stop's commit is the first.
+    std::fs::write(&job, text.replace("idle = \"1s\"", "idle = \"1h\"")).unwrap();
+    let log = dir.path().join("run.log");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", job.to_str().unwrap()])
+        .env("SLUICE_FAULT", "lose_seal_answer:1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop::new(child);
+    let addr = crate::admin::admin_addr(&log);
+    crate::push::push_acked(&addr, "a", 10);
+    sigterm(child.child());
+    let out = child.wait_with_output().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("SLUICE_FAULT: failing the answer to seal 1"),
+        "{text}"
+    );
+    assert!(!text.contains("acknowledged records are lost"), "{text}");
+    assert_eq!(trace_ids(&dir.path().join("out")).len(), 10);
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(summary.contains("; 10 rows, 0 dead letters"), "{summary}");
 }

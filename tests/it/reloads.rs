@@ -413,6 +413,8 @@ fn a_task_failing_as_it_stops_for_a_reload_starts_with_the_reloaded_job() {
     let fault = format!("panic_in_worker:2,hold_worker:@{}", hold.display());
     let (mut run, addr, log) = running_with_a(dir.path(), &job, &fault);
     std::fs::write(&hold, "").unwrap();
+    // Both workers held before "b" is pushed (a worker waiting for an item would take it).
+    expect_log(&log, "SLUICE_FAULT: holding at hold_worker", 2);
     push_acked(&addr, "b", 10);
     std::fs::write(&job, text.replace("file://out", "file://moved")).unwrap();
     hup(run.child());

@@ -147,9 +147,9 @@ pub fn check_fits(
     let (_, engine, location) = super::log_of(dest, runtime)?;
     let snapshot = delta_kernel::snapshot::Snapshot::builder_for(location.as_str())
         .build(engine.as_ref())
-        .map_err(|e| TableError::Delta {
+        .map_err(|e| TableError::Unread {
             url: url.clone(),
-            reason: format!("cannot read the log: {e}"),
+            reason: e.to_string(),
         })?;
     let (problems, _) = compare(&snapshot.schema(), &ours);
     match problems.is_empty() {
