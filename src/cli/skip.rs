@@ -132,6 +132,19 @@ pub fn run_skip(
     } else {
         low.max(0) as u64
     };
+    // A backfill's checkpoint past its range's end would name records the live job exports
+    // as skipped (its dead letter), and leave the backfill past what it was asked to read.
+    if is_backfill {
+        let range = sluice::commit::ranges::read_range(cps.destination(), &job.file.job.name)?;
+        let end = range
+            .iter()
+            .flat_map(|r| r.spans.iter().flatten())
+            .find(|s| s.key() == partition)
+            .map(|s| s.to);
+        if let Some(end) = end.filter(|end| to as i64 > *end) {
+            bail!("offset {to} is past the end of the backfill's range of {partition} ({end}): the records from {end} on are not the backfill's to skip (skip to {end} at most)");
+        }
+    }
     let s = cps.skip_to(partition, to, first, "`sluice checkpoints skip`", letter)?;
     let range = if s.stood {
         format!("offsets {} to {}", s.from, s.to - 1)

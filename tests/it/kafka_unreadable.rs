@@ -388,6 +388,8 @@ fn a_backfill_partition_stuck_on_its_first_batch_is_skipped_within_its_range() {
     produce(&producer, topic, 1, 0..10);
     produce_unparsable(&broker, topic, 1);
     produce(&producer, topic, 1, 13..20);
+    // Past the range (it ends at 20): the live job's.
+    produce(&producer, topic, 1, 20..25);
     let dir = tempfile::tempdir().unwrap();
     let job = ids_job(dir.path(), &bootstrap, topic);
     let jobs = job.to_str().unwrap();
@@ -411,6 +413,20 @@ fn a_backfill_partition_stuck_on_its_first_batch_is_skipped_within_its_range() {
     let err = String::from_utf8_lossy(&back.stderr);
     assert!(
         !back.status.success() && err.contains("starts at offset 10"),
+        "{err}"
+    );
+    // Past the range's end (20): records the live job exports, not the backfill's.
+    let err = sluice_refused(&[
+        "checkpoints",
+        "skip",
+        jobs,
+        &key,
+        "--to",
+        "21",
+        "--backfill",
+    ]);
+    assert!(
+        err.contains("past the end of the backfill's range"),
         "{err}"
     );
     let said = sluice_ok(&[
