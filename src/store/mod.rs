@@ -65,10 +65,20 @@ pub enum StoreError {
 /// (unreachable off that cloud: the error names only its address).
 fn credentials_hint(e: &object_store::Error) -> &'static str {
     let text = e.to_string();
-    if text.contains("169.254.169.254") || text.contains("metadata.google.internal") {
-        " (no credentials were found, so the cloud's metadata service was asked, which answers \
-         only on that cloud: give them in [sink.storage] (access_key_id and secret_access_key; \
-         for GCS, service_account_path) or the AWS_/GOOGLE_ environment variables)"
+    // EC2 and Azure VMs (169.254.169.254), ECS tasks (169.254.170.2), GCE.
+    if [
+        "169.254.169.254",
+        "169.254.170.2",
+        "metadata.google.internal",
+    ]
+    .iter()
+    .any(|a| text.contains(a))
+    {
+        " (no credentials were given, so the cloud's metadata service was asked, which answers \
+         only on that cloud and for an instance or task with a role: give them in \
+         [sink.storage] (access_key_id and secret_access_key; for Azure, account and \
+         access_key; for GCS, service_account_path) or the AWS_/AZURE_/GOOGLE_ environment \
+         variables, or give the instance a role)"
     } else {
         ""
     }

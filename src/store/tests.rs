@@ -520,8 +520,13 @@ fn a_store_error_from_the_metadata_service_says_to_give_credentials() {
     let said =
         e("error sending request for url (http://169.254.169.254/latest/api/token)").to_string();
     assert!(
-        said.contains("no credentials were found") && said.contains("[sink.storage]"),
+        said.contains("no credentials were given") && said.contains("[sink.storage]"),
         "{said}"
+    );
+    let ecs = e("error sending request for url (http://169.254.170.2/v2/credentials/x)");
+    assert!(
+        ecs.to_string().contains("no credentials were given"),
+        "{ecs}"
     );
     assert!(!e("connection refused").to_string().contains("credentials"));
 }
