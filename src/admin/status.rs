@@ -34,14 +34,52 @@ struct Totals {
     channel_bytes: f64,
 }
 
-/// The samples of the last 10 minutes: (ms since the epoch, totals per repo).
+/// The samples of the last 10 minutes: (ms since the epoch, totals per repo), and the
+/// counters as they were last seen.
 #[derive(Default)]
 pub(super) struct History {
     samples: Mutex<VecDeque<(i64, BTreeMap<String, Totals>)>>,
+    kept: Kept,
+}
+
+/// Counter series (`*_total`) as last seen, vanished ones included, by series (name and
+/// labels): (the last value, what it counted before it started again). A partition's series
+/// go when it is revoked, and start at 0 when it comes back or its task restarts: the repo's
+/// totals keep what they counted, so they never go back.
+#[derive(Default)]
+struct Kept(Mutex<BTreeMap<String, (f64, f64)>>);
+
+impl Kept {
+    /// `text` (an exposition) with its counters as kept: every counter series seen since the
+    /// process started, each with all it counted.
+    fn update(&self, text: &str) -> String {
+        let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = String::with_capacity(text.len());
+        for line in text.lines() {
+            let counter = parse_line(line).filter(|(name, _, _)| name.ends_with("_total"));
+            match (counter, line.rsplit_once(' ')) {
+                (Some((_, _, v)), Some((series, _))) => {
+                    let (last, before) = kept.entry(series.to_string()).or_insert((0.0, 0.0));
+                    if v < *last {
+                        *before += *last;
+                    }
+                    *last = v;
+                }
+                _ => {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+        for (series, (last, before)) in kept.iter() {
+            out.push_str(&format!("{series} {}\n", last + before));
+        }
+        out
+    }
 }
 
 impl History {
-    /// Takes a sample of `text` (the metrics exposition) at `at_ms`.
+    /// Takes a sample of `text` (the metrics exposition, counters as kept) at `at_ms`.
     fn sample(&self, at_ms: i64, text: &str) {
         let totals = totals(text);
         let mut s = self.samples.lock().unwrap_or_else(|p| p.into_inner());
@@ -121,16 +159,15 @@ fn dead_letters_by_reason(text: &str) -> BTreeMap<String, BTreeMap<String, f64>>
 /// Samples the metrics into the history (the admin runtime calls it every `EVERY`).
 pub(super) fn sample(admin: &Admin) {
     admin.refresh_channels();
-    admin
-        .history
-        .sample(crate::commit::now_ms(), &admin.metrics.encode());
+    let text = admin.history.kept.update(&admin.metrics.encode());
+    admin.history.sample(crate::commit::now_ms(), &text);
 }
 
 /// What the page shows: per repo, what `/v1/tasks` says, and totals, rates over the last
 /// minutes, the last commits and dead letters by reason.
 pub(super) fn status(admin: &Admin) -> Value {
     admin.refresh_channels();
-    let text = admin.metrics.encode();
+    let text = admin.history.kept.update(&admin.metrics.encode());
     let now = totals(&text);
     let reasons = dead_letters_by_reason(&text);
     let samples = admin
@@ -237,6 +274,25 @@ mod tests {
         assert_eq!(t["web"].lag, 3.0);
         assert_eq!(t["orders"].channel_bytes, 4096.0);
         assert_eq!(dead_letters_by_reason(TEXT)["web"]["malformed"], 3.0);
+    }
+
+    /// A partition revoked (its series gone) and given back (its counter from 0 again): the
+    /// repo's totals keep what it counted. Before, they went back at each rebalance.
+    #[test]
+    fn totals_keep_what_revoked_and_restarted_series_counted() {
+        let kept = Kept::default();
+        let t = |text: &str| totals(&kept.update(text))["web"];
+        assert_eq!(t(TEXT).rows_out, 15.0);
+        // t-1 revoked.
+        let only_t0 = "sluice_rows_out_total{repo=\"web\",partition=\"t-0\"} 12\n\
+            sluice_consumer_lag{repo=\"web\",partition=\"t-0\"} 1\n";
+        assert_eq!(t(only_t0).rows_out, 17.0);
+        assert_eq!(t(only_t0).lag, 1.0, "gauges are as they are now");
+        // t-1 back from 0.
+        let back = format!("{only_t0}sluice_rows_out_total{{repo=\"web\",partition=\"t-1\"}} 2\n");
+        assert_eq!(t(&back).rows_out, 19.0);
+        let reasons = dead_letters_by_reason(&kept.update(only_t0));
+        assert_eq!(reasons["web"]["malformed"], 3.0);
     }
 
     #[test]
