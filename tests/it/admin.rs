@@ -4,7 +4,6 @@
 
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use crate::helpers::*;
@@ -66,7 +65,7 @@ pub(crate) fn observed(topic: &str, n: usize) -> Observed {
     text.push_str("\n[admin]\nlisten = \"127.0.0.1:0\"\n");
     std::fs::write(&job, text).unwrap();
     let log = dir.path().join("run.log");
-    let run = KillOnDrop::new(spawn_run(&job, &log));
+    let run = spawn_run(&job, &log);
     let addr = admin_addr(&log);
     let bad = produce(&bootstrap, topic, n);
     wait_for(&dir.path().join("out"), n, 60);
@@ -79,7 +78,7 @@ pub(crate) fn observed(topic: &str, n: usize) -> Observed {
     }
 }
 
-fn stop_via_api(addr: &str, child: Child) -> std::process::Output {
+fn stop_via_api(addr: &str, child: KillOnDrop) -> std::process::Output {
     let (code, body) = http(addr, "POST", "/v1/tasks/nginx_access/stop", Some("s3cret"));
     assert_eq!(code, 200, "{body}");
     child.wait_with_output().unwrap()

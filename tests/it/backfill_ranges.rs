@@ -192,7 +192,7 @@ fn a_live_job_starts_past_a_committed_backfill_and_stops_at_an_uncommitted_one()
         "its copy was left"
     );
     let log = dir.path().join("live.log");
-    let mut live = KillOnDrop::new(crate::kafka::spawn_run(&job, &log));
+    let mut live = crate::kafka::spawn_run(&job, &log);
     crate::kafka::wait_for(&out, 8000 - 6000 + partial, 120);
     let text = crate::kafka::wait_log(&log, "committed", 1, 0);
     assert!(
@@ -226,7 +226,7 @@ fn a_live_job_starts_past_a_committed_backfill_and_stops_at_an_uncommitted_one()
     )
     .unwrap();
     let log2 = dir.path().join("live2.log");
-    let mut live2 = KillOnDrop::new(crate::kafka::spawn_run(&job2, &log2));
+    let mut live2 = crate::kafka::spawn_run(&job2, &log2);
     let status = wait_exit(
         live2.child(),
         "the live job to stop at the backfill's range",
@@ -547,7 +547,7 @@ fn a_backfill_named_like_another_live_job_is_refused() {
     )
     .unwrap();
     let log = dir.path().join("live.log");
-    let mut run = KillOnDrop::new(crate::kafka::spawn_run(&live, &log));
+    let mut run = crate::kafka::spawn_run(&live, &log);
     crate::kafka::wait_for(&dir.path().join("out"), 400, 120);
     sigterm(run.child());
     assert!(wait_exit(run.child(), "the live job to stop", 60).success());
@@ -577,7 +577,7 @@ fn a_live_start_past_a_backfills_end_warns_of_the_offsets_between() {
     );
     std::fs::write(&job, text).unwrap();
     let log = dir.path().join("live.log");
-    let mut run = KillOnDrop::new(crate::kafka::spawn_run(&job, &log));
+    let mut run = crate::kafka::spawn_run(&job, &log);
     let text = crate::kafka::wait_log(&log, "exported by neither", 4, 60);
     sigterm(run.child());
     assert!(wait_exit(run.child(), "the live job to stop", 60).success());

@@ -452,12 +452,12 @@ fn two_processes_in_one_group_write_one_delta_table_exactly_once() {
     );
     let table = dir.path().join("out");
     let (loga, logb) = (dir.path().join("a.log"), dir.path().join("b.log"));
-    let a = KillOnDrop(Some(spawn_run(&job, &loga)));
+    let a = spawn_run(&job, &loga);
     let mut n = 3000;
     produce_events(&bootstrap, topic, 0, n, 8, None);
     wait_log(&loga, "committed", 1, 60);
     // A second member joins while data flows: the rebalance moves partitions between them.
-    let b = KillOnDrop(Some(spawn_run(&job, &logb)));
+    let b = spawn_run(&job, &logb);
     let mut rounds = 0;
     while rounds < 40
         && !wait_log(&logb, "partitions assigned", 1, 0).contains("partitions assigned")

@@ -28,7 +28,7 @@ fn compact_and_vacuum_beside_a_live_run_with_kill_9_of_both_keep_every_record_on
         .to_string();
     let table = dir.path().join("out");
     let log = dir.path().join("run.log");
-    let spawn_live = || KillOnDrop::new(spawn_run(Path::new(&job), &log));
+    let spawn_live = || spawn_run(Path::new(&job), &log);
     let mut live = spawn_live();
     wait_until("the live run to create the table", 60, || {
         table.join("_delta_log/00000000000000000000.json").exists()

@@ -62,7 +62,7 @@ fn stops_whatever_on_gap_says(
     for (attempt, job_text) in [("fail", text), ("skip", &skip[..])] {
         std::fs::write(job, job_text).unwrap();
         let log = dir.join(format!("{attempt}.log"));
-        let mut run = KillOnDrop::new(spawn_run(job, &log));
+        let mut run = spawn_run(job, &log);
         let what = format!("on_gap = {attempt}: the run to stop at a re-created topic");
         let status = wait_exit(run.child(), &what, 60);
         let err = std::fs::read_to_string(&log).unwrap();
@@ -129,7 +129,7 @@ fn an_offset_out_of_range_answer_inside_the_log_fetches_again_without_a_silent_r
     let job = crate::kafka::job_with(dir.path(), &cluster.bootstrap_servers(), topic, "");
     let out = dir.path().join("out");
     let log = dir.path().join("run.log");
-    let run = KillOnDrop::new(spawn_run(&job, &log));
+    let run = spawn_run(&job, &log);
     wait_for(&out, 500, 60);
     assert_eq!(trace_ids(&out).len(), 500);
     cluster.request_errors(
@@ -204,7 +204,7 @@ fn a_member_overtaken_by_retention_skips_to_the_log_start_and_reads_on() {
     std::fs::write(&job, text).unwrap();
     let out = dir.path().join("out");
     let log = dir.path().join("run.log");
-    let mut run = KillOnDrop::new(spawn_run(&job, &log));
+    let mut run = spawn_run(&job, &log);
     wait_for(&out, 500, 60);
     assert_eq!(trace_ids(&out).len(), 500);
 

@@ -336,8 +336,8 @@ fn the_demo_exports_the_fixture_through_an_embedded_broker() {
 }
 
 /// Starts `sluice run`, its log going to `log`.
-pub(crate) fn spawn_run(job: &Path, log: &Path) -> std::process::Child {
-    spawn_with("run", job, log, &[])
+pub(crate) fn spawn_run(job: &Path, log: &Path) -> KillOnDrop {
+    KillOnDrop::new(spawn_with("run", job, log, &[]))
 }
 
 /// `sluice COMMAND JOB` with extra environment (fault points), its standard error in `log`.

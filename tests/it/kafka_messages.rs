@@ -280,7 +280,7 @@ fn a_partition_ending_on_a_transaction_marker_shows_no_lag() {
     let text = std::fs::read_to_string(&job).unwrap() + "\n[admin]\nlisten = \"127.0.0.1:0\"\n";
     std::fs::write(&job, text).unwrap();
     let log = dir.path().join("run.log");
-    let _run = KillOnDrop::new(crate::kafka::spawn_run(&job, &log));
+    let _run = crate::kafka::spawn_run(&job, &log);
     let addr = admin_addr(&log);
     crate::kafka::wait_for(&dir.path().join("out"), 5, 60);
     let series = |m: &str, name: &str| {

@@ -93,7 +93,7 @@ fn tansu_watermark_requests_that_never_return_do_not_stop_the_member_polling() {
     std::fs::write(&job, text).unwrap();
     let out = dir.path().join("out");
     let log = dir.path().join("run.log");
-    let run = KillOnDrop::new(spawn_run(&job, &log));
+    let run = spawn_run(&job, &log);
     wait_for(&out, 800, 120);
     wait_until("the lag watch's first watermark requests", 60, || {
         seen.list_offsets.load(Ordering::SeqCst) >= 2 * partitions as u64

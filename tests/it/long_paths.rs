@@ -109,7 +109,7 @@ fn a_topic_of_the_longest_name_kafka_allows_lands() {
     let job = crate::kafka::job_with(dir.path(), &cluster.bootstrap_servers(), &topic, "");
     let out = dir.path().join("out");
     let log = dir.path().join("run.log");
-    let run = KillOnDrop::new(crate::kafka::spawn_run(&job, &log));
+    let run = crate::kafka::spawn_run(&job, &log);
     crate::kafka::wait_for(&out, 50, 60);
     let text = crate::kafka::wait_log(&log, "committed", 1, 30);
     assert_eq!(trace_ids(&out).len(), 50, "{text}");

@@ -27,7 +27,7 @@ fn a_wal_folder_spelled_through_the_state_folder_is_locked_too() {
     )
     .unwrap();
     let log = dir.path().join("b.log");
-    let mut b = KillOnDrop::new(spawn_run(&job_b, &log));
+    let mut b = spawn_run(&job_b, &log);
     let status = wait_exit(b.child(), "the second process to be refused", 30);
     let err = std::fs::read_to_string(&log).unwrap();
     assert!(!status.success(), "{err}");

@@ -108,10 +108,7 @@ fn a_worker_held_across_a_revocation_and_reassignment_loses_nothing() {
     let text = wait_log(&loga, "SLUICE_FAULT: holding at hold_worker", 1, 60);
     assert!(text.contains("holding at hold_worker"), "{text}");
 
-    let b = KillOnDrop::new(spawn_run(
-        &job(dir.path(), "b", &bootstrap, topic, "1s"),
-        &logb,
-    ));
+    let b = spawn_run(&job(dir.path(), "b", &bootstrap, topic, "1s"), &logb);
     let text = wait_log(&logb, "committed", 1, 90);
     assert!(text.contains("committed"), "B never committed:\n{text}");
     let moved: i32 = if text.contains("partition=held-0") {

@@ -23,7 +23,7 @@ pub(crate) fn exported(
     produce_events(&broker.bootstrap(), topic, 0, n, partitions as i32, None);
     let job = job_with(dir, &broker.bootstrap(), topic, "");
     let out = dir.join("out");
-    let run = KillOnDrop::new(spawn_run(&job, &dir.join("first.log")));
+    let run = spawn_run(&job, &dir.join("first.log"));
     wait_for(&out, n, 120);
     assert!(run.stop("the first run to stop", 60).success());
     assert_once(&out, n);
@@ -101,7 +101,7 @@ fn tansu_records_retention_deleted_before_export_stop_the_run_or_are_skipped_and
     ) + "\n[admin]\nlisten = \"127.0.0.1:0\"\n";
     std::fs::write(&job, text).unwrap();
     let log = dir.path().join("skip.log");
-    let run = KillOnDrop::new(spawn_run(&job, &log));
+    let run = spawn_run(&job, &log);
     let addr = crate::admin::admin_addr(&log);
     wait_for(&out, 700, 120);
     let skipped = || {
@@ -159,7 +159,7 @@ fn tansu_offsets_below_the_log_start_from_the_group_or_asked_are_gaps_not_silent
     );
     std::fs::write(&job, &skipping).unwrap();
     let log = dir.path().join("skip.log");
-    let run = KillOnDrop::new(spawn_run(&job, &log));
+    let run = spawn_run(&job, &log);
     wait_for(&dir.path().join("fresh"), 200, 120);
     assert!(run.stop("the skipping run to stop", 60).success());
     let text = std::fs::read_to_string(&log).unwrap();

@@ -150,7 +150,7 @@ fn tansu_a_commit_slower_than_the_revocation_is_fenced_on_s3() {
     let stop = Arc::new(AtomicBool::new(false));
     let producer = produce_until(broker.bootstrap(), "slow", stop.clone());
     let a_log = root.path().join("a.log");
-    let a = KillOnDrop::new(spawn_run(&a_job, &a_log));
+    let a = spawn_run(&a_job, &a_log);
     wait_until("member A's first commit", 90, || commits(&url, &s3) > 0);
     // From now on A's uploads take 20 s each, and land only once B owns partitions.
     slow.delay_ms.store(20_000, Ordering::Release);
@@ -160,7 +160,7 @@ fn tansu_a_commit_slower_than_the_revocation_is_fenced_on_s3() {
     });
     slow.late_from.store(true, Ordering::Release);
     let b_log = root.path().join("b.log");
-    let b = KillOnDrop::new(spawn_run(&b_job, &b_log));
+    let b = spawn_run(&b_job, &b_log);
     // The revocation gives up waiting for A's running commit; B resumes the partitions.
     let text = wait_log(
         &a_log,

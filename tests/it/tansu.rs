@@ -438,7 +438,8 @@ fn tansu_ten_rolling_restarts_of_a_two_member_group_stay_exactly_once() {
     let stop = Arc::new(AtomicBool::new(false));
     let producer = produce_until(broker.bootstrap(), "roll", stop.clone());
     let log = |i: usize| root.path().join(format!("member-{i}.log"));
-    let mut members: Vec<(usize, Child)> = (0..2).map(|i| (i, spawn_run(&job, &log(i)))).collect();
+    let mut members: Vec<(usize, KillOnDrop)> =
+        (0..2).map(|i| (i, spawn_run(&job, &log(i)))).collect();
     wait_commits(&out, "kafka-it", 0, 60);
     for i in 2..12 {
         // A rolling restart with surge: the new member joins before the old one leaves.
