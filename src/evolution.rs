@@ -18,7 +18,6 @@ use std::sync::Arc;
 
 use arrow::array::new_null_array;
 use arrow::datatypes::{Schema, SchemaRef};
-use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use arrow::record_batch::RecordBatch;
 use base64::Engine;
@@ -259,9 +258,22 @@ fn from_ipc(text: &str) -> Result<Schema, String> {
     let ipc = base64::engine::general_purpose::STANDARD
         .decode(text)
         .map_err(|e| format!("not base64: {e}"))?;
-    let reader = StreamReader::try_new(std::io::Cursor::new(ipc), None)
-        .map_err(|e| format!("not an Arrow schema: {e}"))?;
-    Ok(reader.schema().as_ref().clone())
+    schema_from_ipc(&ipc)
+}
+
+/// The schema of an Arrow IPC stream's first message, read from the message alone. A
+/// stream reader allocates the body the message claims (a record's `bodyLength` of 2^62
+/// aborted the process); a schema message has none. A panic of the flatbuffer's reading is
+/// this error too.
+pub fn schema_from_ipc(ipc: &[u8]) -> Result<Schema, String> {
+    std::panic::catch_unwind(|| arrow::ipc::convert::try_schema_from_ipc_buffer(ipc))
+        .map_err(|p| {
+            format!(
+                "not an Arrow schema: {}",
+                crate::panics::message(p.as_ref())
+            )
+        })?
+        .map_err(|e| format!("not an Arrow schema: {e}"))
 }
 
 /// The schema recorded for `job` in `dest`, if any: (the current one, every field ever).

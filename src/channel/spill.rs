@@ -340,14 +340,33 @@ pub fn written_schema(state: &Path) -> Result<SchemaRef, SpillError> {
         }
         Err(e) => return Err(io(&data_path)(e)),
     };
-    let reader = StreamReader::try_new(std::io::BufReader::new(file), None).map_err(|e| {
-        SpillError::Corrupt {
-            path: data_path.clone(),
-            reason: e.to_string(),
-        }
-    })?;
-    Ok(reader.schema())
+    // The stream's first message alone (a stream reader would allocate the body it claims).
+    let corrupt = |reason: String| SpillError::Corrupt {
+        path: data_path.clone(),
+        reason,
+    };
+    use std::io::Read;
+    let mut file = file;
+    let mut head = [0u8; 8];
+    file.read_exact(&mut head)
+        .map_err(|e| corrupt(format!("its head: {e}")))?;
+    let len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as usize;
+    if head[..4] != [0xff; 4] || len > MAX_SCHEMA_MESSAGE {
+        return Err(corrupt(
+            "its first message is not a schema of a sane size".into(),
+        ));
+    }
+    let mut message = head.to_vec();
+    message.resize(8 + len, 0);
+    file.read_exact(&mut message[8..])
+        .map_err(|e| corrupt(format!("its schema message: {e}")))?;
+    crate::evolution::schema_from_ipc(&message)
+        .map(Arc::new)
+        .map_err(corrupt)
 }
+
+/// The most of a spill's data file read for its schema message.
+const MAX_SCHEMA_MESSAGE: usize = 16 << 20;
 
 /// Reads the spill, verifying it whole before returning anything.
 pub fn read(state: &Path, schema: &SchemaRef) -> Result<Spill, SpillError> {
