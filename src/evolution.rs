@@ -100,7 +100,7 @@ fn latest(dest: &Destination, job: &str) -> Result<Latest, EvolutionError> {
             Some((n, p))
         })
         .max();
-    let legacy = match dest.read(&legacy_path(job)) {
+    let legacy = match dest.read_record(&legacy_path(job)) {
         Ok(b) => Some(b),
         Err(e) if e.is_not_found() => None,
         Err(e) => return Err(e.into()),
@@ -114,7 +114,7 @@ fn latest(dest: &Destination, job: &str) -> Result<Latest, EvolutionError> {
             stale_copy: false,
         });
     };
-    let text = dest.read(&path)?;
+    let text = dest.read_record(&path)?;
     let (current, mut ever) = parse_record(&path, &text)?;
     let stale_copy = legacy.as_ref() != Some(&text);
     // An earlier version of this program, running beside this one, records its schema in the

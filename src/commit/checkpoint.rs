@@ -310,14 +310,19 @@ impl Checkpoints {
     /// The outcome of `seq`, if one was written.
     pub fn outcome(&self, key: &str, seq: u64) -> Result<Option<Outcome>, CheckpointError> {
         let path = self.record_path(key, seq);
-        let bytes = match self.dest.read(&path) {
-            Ok(b) => b,
-            Err(e) if e.is_not_found() => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
         let corrupt = |reason: String| CheckpointError::Corrupt {
             path: self.dest.display(&path),
             reason,
+        };
+        let bytes = match self.dest.read_record(&path) {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(StoreError::TooLarge { size, .. }) => {
+                return Err(corrupt(format!(
+                    "{size} bytes, more than any checkpoint record"
+                )))
+            }
+            Err(e) => return Err(e.into()),
         };
         let o: Outcome = serde_json::from_slice(&bytes)
             .map_err(|e| corrupt(format!("not a checkpoint record ({e})")))?;
@@ -331,6 +336,16 @@ impl Checkpoints {
             return Err(corrupt(format!(
                 "it names partition {k} seq {s}, not {key} seq {seq}"
             )));
+        }
+        // Offsets are Kafka's (signed 64-bit) or a log's: past that, damaged (a seek to it
+        // would read as a negative offset, taken for one the broker deleted).
+        if let Outcome::Commit(c) = &o {
+            if c.next_offset > i64::MAX as u64 {
+                return Err(corrupt(format!(
+                    "its next offset {} is past any offset",
+                    c.next_offset
+                )));
+            }
         }
         Ok(Some(o))
     }

@@ -163,9 +163,15 @@ impl Checkpoints {
         path: &str,
         what: &str,
     ) -> Result<Option<T>, CheckpointError> {
-        let bytes = match self.dest.read(path) {
+        let bytes = match self.dest.read_record(path) {
             Ok(b) => b,
             Err(e) if e.is_not_found() => return Ok(None),
+            Err(crate::store::StoreError::TooLarge { size, .. }) => {
+                return Err(CheckpointError::Corrupt {
+                    path: self.dest.display(path),
+                    reason: format!("{size} bytes, more than any {what} record"),
+                })
+            }
             Err(e) => return Err(e.into()),
         };
         serde_json::from_slice(&bytes)

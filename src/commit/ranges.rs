@@ -104,7 +104,7 @@ pub fn range_record(name: &str) -> String {
 /// The range backfill `name` recorded in `dest`, if any.
 pub fn read_range(dest: &Destination, name: &str) -> Result<Option<BackfillRange>, RangeError> {
     let record = range_record(name);
-    match dest.read(&record) {
+    match dest.read_record(&record) {
         Ok(b) => serde_json::from_slice(&b)
             .map(Some)
             .map_err(|e| RangeError::Corrupt {
@@ -202,7 +202,7 @@ pub fn origin(dest: &Destination, job: &str, key: &str) -> Result<Option<u64>, R
         let Some((_, _, path)) = origins(dest, &dir)?.into_iter().max() else {
             return Ok(None);
         };
-        let bytes = match dest.read(&path) {
+        let bytes = match dest.read_record(&path) {
             Ok(b) => b,
             Err(e) if e.is_not_found() && tries < 8 => {
                 tries += 1;
@@ -232,7 +232,7 @@ pub fn first_start(dest: &Destination, job: &str, now_ms: i64) -> Result<(i64, b
         Err(StoreError::Exists { .. }) => {}
         Err(e) => return Err(e.into()),
     }
-    let bytes = dest.read(&path)?;
+    let bytes = dest.read_record(&path)?;
     let f: FirstStart = serde_json::from_slice(&bytes).map_err(|e| RangeError::Corrupt {
         path: dest.display(&path),
         reason: e.to_string(),

@@ -273,6 +273,35 @@ fn damaged_records_are_clear_errors() {
     );
 }
 
+/// A checkpoint record of 64 MiB and more (a sparse file here) is named as damaged without
+/// being read into memory; one whose next offset is past any offset is damaged too (a seek
+/// to it read as a negative offset, taken for one the broker had deleted).
+#[test]
+fn a_huge_record_or_an_offset_past_any_is_damage() {
+    let (d, _rt, dest) = setup();
+    let c = Checkpoints::new(dest.clone(), "j");
+    let rel = "_sluice/j/checkpoints/t-0/000000000001.json";
+    dest.put_atomic(rel, b"{}", false).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(d.path().join(rel))
+        .unwrap()
+        .set_len(crate::store::RECORD_CAP + 1)
+        .unwrap();
+    let e = c.outcome("t-0", 1).unwrap_err().to_string();
+    assert!(
+        e.contains("000000000001.json") && e.contains("more than any checkpoint record"),
+        "{e}"
+    );
+    let mut far = checkpoint(&claim(1, 1, "a", &[], &[]), 0);
+    far.key = "t-0".into();
+    far.next_offset = 1 << 63;
+    let text = serde_json::to_vec(&Outcome::Commit(far)).unwrap();
+    dest.put_atomic(rel, &text, false).unwrap();
+    let e = c.outcome("t-0", 1).unwrap_err().to_string();
+    assert!(e.contains("past any offset"), "{e}");
+}
+
 /// A term or claim record numbered u64::MAX (a hostile or damaged destination) is named as
 /// such; the next term wrapped to 0 in a release build, and every later registration was
 /// fenced by it, for good.

@@ -53,6 +53,10 @@ pub enum StoreError {
          --overwrite to write it again)"
     )]
     ExistsSame { path: String },
+    /// A record of sluice's (`_sluice/`, a file's identity) larger than any it writes: a
+    /// damaged or foreign file, not read into memory.
+    #[error("{path}: {size} bytes, more than a record of sluice's holds ({cap}): a damaged or foreign file (move it aside)")]
+    TooLarge { path: String, size: u64, cap: u64 },
     #[error("dead-letter topic `{topic}` on {brokers}: {reason}")]
     DeadLetterTopic {
         topic: String,
@@ -96,6 +100,10 @@ impl StoreError {
         }
     }
 }
+
+/// The largest record of sluice's read back (checkpoints, claims, ranges, schema records,
+/// file identities): far past any it writes (a commit naming 10,000 files is about 2 MiB).
+pub const RECORD_CAP: u64 = 64 << 20;
 
 /// A place files are written to: a local folder or an object store prefix.
 #[derive(Clone)]
@@ -338,7 +346,64 @@ impl Destination {
         }
     }
 
-    /// Reads a whole file (tests, checkpoints).
+    /// Reads one of sluice's records (`_sluice/`, a file's identity): at most [`RECORD_CAP`]
+    /// bytes. A larger file (damaged, or not sluice's) is [`StoreError::TooLarge`], its size
+    /// known before its bytes are read.
+    pub fn read_record(&self, rel: &str) -> Result<Vec<u8>, StoreError> {
+        let too_large = |size: u64| StoreError::TooLarge {
+            path: self.display(rel),
+            size,
+            cap: RECORD_CAP,
+        };
+        match &self.kind {
+            Kind::Local(root) => {
+                let io = |source| StoreError::Io {
+                    path: self.display(rel),
+                    source,
+                };
+                let mut f = std::fs::File::open(root.join(rel)).map_err(io)?;
+                let size = f.metadata().map_err(io)?.len();
+                if size > RECORD_CAP {
+                    return Err(too_large(size));
+                }
+                let mut out = Vec::with_capacity(size as usize);
+                std::io::Read::read_to_end(
+                    &mut std::io::Read::take(&mut f, RECORD_CAP + 1),
+                    &mut out,
+                )
+                .map_err(io)?;
+                // Grown since its size was read: judged by what was read.
+                if out.len() as u64 > RECORD_CAP {
+                    return Err(too_large(out.len() as u64));
+                }
+                Ok(out)
+            }
+            Kind::Store {
+                store,
+                prefix,
+                runtime,
+            } => {
+                let path = Self::store_path(prefix, rel);
+                let got = again(|| {
+                    runtime.block_on(async {
+                        let r = store.get(&path).await?;
+                        // The size is in the answer's headers: the body is not read past it.
+                        if r.meta.size > RECORD_CAP {
+                            return Ok(Err(r.meta.size));
+                        }
+                        r.bytes().await.map(Ok)
+                    })
+                })
+                .map_err(|source| StoreError::Store {
+                    path: self.display(rel),
+                    source,
+                })?;
+                got.map(|b| b.to_vec()).map_err(too_large)
+            }
+        }
+    }
+
+    /// Reads a whole file (tests, data files, Delta log entries).
     pub fn read(&self, rel: &str) -> Result<Vec<u8>, StoreError> {
         match &self.kind {
             Kind::Local(root) => std::fs::read(root.join(rel)).map_err(|source| StoreError::Io {

@@ -181,7 +181,7 @@ fn check(
     // Twice at most: a create-only write refused is read again (another start's record, or
     // this one's own, landed before an error that was retried).
     for _ in 0..2 {
-        let recorded: Option<Identity> = match dest.read(&record) {
+        let recorded: Option<Identity> = match dest.read_record(&record) {
             Ok(b) => Some(
                 serde_json::from_slice(&b)
                     .map_err(|e| fail(format!("{}: does not parse: {e}", dest.display(&record))))?,
@@ -272,8 +272,9 @@ fn same_start(
                 })
                 .collect();
             // Read side by side: a job of thousands of files would else wait on each.
-            let read =
-                crate::fanout::each(&named, READERS, "file-starts", |(_, rel)| dest.read(rel));
+            let read = crate::fanout::each(&named, READERS, "file-starts", |(_, rel)| {
+                dest.read_record(rel)
+            });
             let mut found = Recorded::new();
             for (i, bytes) in read {
                 // One that does not parse is the file's own check's to report.

@@ -134,7 +134,7 @@ impl DeltaTable {
     /// The version the log's checkpoint hint (`_delta_log/_last_checkpoint`) names: `None`
     /// without a hint, `Some(None)` for one that names no version this code reads.
     pub(super) fn checkpoint_hint(&self) -> Result<Option<Option<u64>>, crate::store::StoreError> {
-        match self.dest.read("_delta_log/_last_checkpoint") {
+        match self.dest.read_record("_delta_log/_last_checkpoint") {
             Ok(b) => Ok(Some(
                 serde_json::from_slice::<serde_json::Value>(&b)
                     .ok()
