@@ -273,17 +273,13 @@ impl Checkpoints {
         Ok(false)
     }
 
-    /// Partition keys that have checkpoints.
+    /// Partition keys that have checkpoint records: the folders of `checkpoints/` (one
+    /// delimited listing; every record of every partition was listed before, once per new
+    /// file partition of a file job's start).
     pub fn keys(&self) -> Result<Vec<String>, CheckpointError> {
         let root = format!("_sluice/{}/checkpoints/", self.job);
-        let mut keys: Vec<String> = self
-            .dest
-            .list(&root)?
-            .iter()
-            .filter_map(|p| p.strip_prefix(&root))
-            .filter_map(|rest| rest.split('/').next())
-            .map(str::to_string)
-            .collect();
+        let mut keys = self.dest.folders(&root)?;
+        keys.sort();
         keys.dedup();
         Ok(keys)
     }

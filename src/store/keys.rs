@@ -186,7 +186,12 @@ impl Destination {
     /// stores. A local walk that ends at the first record; on object stores one listing,
     /// read until the first record.
     pub fn any(&self, dir: &str) -> Result<bool, StoreError> {
-        let hidden = |name: &str| name.starts_with('.');
+        self.any_named(dir, |_| true)
+    }
+
+    /// [`Destination::any`] for records whose file name `named` takes.
+    pub fn any_named(&self, dir: &str, named: impl Fn(&str) -> bool) -> Result<bool, StoreError> {
+        let hidden = |name: &str| name.starts_with('.') || !named(name);
         match &self.kind {
             Kind::Local(root) => {
                 let mut stack = vec![root.join(dir)];

@@ -82,9 +82,10 @@ pub trait Publisher: Send + Sync {
 
 /// Whether the destination holds a table (a Delta log).
 pub fn present(dest: &Destination) -> Result<bool, TableError> {
-    Ok(dest.list("_delta_log/")?.iter().any(|f| {
+    // Read until the first such file: a log of a million entries is not listed whole.
+    Ok(dest.any_named("_delta_log/", |f| {
         f.ends_with(".json") || f.ends_with(".parquet") || f.ends_with("_last_checkpoint")
-    }))
+    })?)
 }
 
 /// The table of a job's destination, created from `schema` if the destination holds none;

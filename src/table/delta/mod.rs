@@ -161,10 +161,9 @@ impl DeltaTable {
             TableError::Delta { reason, .. } => fail(reason),
             e => e,
         })?;
-        let exists = dest
-            .list("_delta_log/")?
-            .iter()
-            .any(|f| f.ends_with(".json") || f.contains(".checkpoint"));
+        let exists = dest.any_named("_delta_log/", |f| {
+            f.ends_with(".json") || f.contains(".checkpoint")
+        })?;
         if let (false, Some((ours, partitions))) = (exists, &ours) {
             create(dest, job, ours, partitions, checkpoint_every).map_err(|e| match e {
                 TableError::Store(s) => fail(format!("cannot create the table: {s}")),
