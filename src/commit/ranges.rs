@@ -10,6 +10,8 @@
 //! Each side records first and looks at the other after: of two that start at once, the
 //! later look sees the other.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::store::{Destination, StoreError};
@@ -276,6 +278,21 @@ impl std::fmt::Display for StartClash {
     }
 }
 
+/// The backfills' spans by partition key (backfill, its range, the span): looked up once per
+/// start (every span was compared, a key made for each, per start: partitions × spans
+/// inside a rebalance).
+fn by_key(
+    all: &[(String, BackfillRange)],
+) -> HashMap<String, Vec<(&String, &BackfillRange, &Span)>> {
+    let mut out: HashMap<String, Vec<_>> = HashMap::new();
+    for (name, r) in all {
+        for s in r.spans.iter().flatten() {
+            out.entry(s.key()).or_default().push((name, r, s));
+        }
+    }
+    out
+}
+
 /// Starts past the end of every backfill range of their partition that reaches toward them:
 /// what lies between the last such end and the start is exported by neither (a live job that
 /// starts at the log's end, `auto_offset_reset = "latest"`, after a backfill of the history
@@ -286,16 +303,16 @@ fn gaps<'a>(
     starts: &'a [(String, u64, u64)],
 ) -> Vec<(&'a str, &'a str, i64, i64)> {
     let mut out = Vec::new();
+    let keyed = by_key(all);
     for (key, _, start) in starts {
         let start = i64::try_from(*start).unwrap_or(i64::MAX);
         let spans = || {
-            all.iter().flat_map(|(name, r)| {
-                r.spans
-                    .iter()
-                    .flatten()
-                    .filter(|s| s.key() == *key && s.from < s.to)
-                    .map(move |s| (name, s))
-            })
+            keyed
+                .get(key.as_str())
+                .into_iter()
+                .flatten()
+                .filter(|(_, _, s)| s.from < s.to)
+                .map(|(name, _, s)| (*name, *s))
         };
         if spans().any(|(_, s)| s.from < start && start <= s.to) {
             continue;
@@ -335,7 +352,6 @@ pub fn hold_starts(
     for (_, r) in done {
         r?;
     }
-    let mut found: Vec<(String, BackfillRange, bool)> = Vec::new();
     let all = backfills(dest, Some(job), repo)?;
     for (key, name, from, to) in gaps(&all, starts) {
         tracing::warn!(
@@ -343,28 +359,26 @@ pub fn hold_starts(
             "the partition starts past the end of the backfills' ranges: offsets {from}..{to} are exported by neither (auto_offset_reset = \"earliest\" would start where the ranges end)"
         );
     }
-    for (name, r) in all {
-        let relevant = r.spans.iter().flatten().any(|s| {
-            starts
-                .iter()
-                .any(|(key, _, start)| s.key() == *key && s.to > s.from.max(*start as i64))
-        });
-        if relevant {
-            let committed = r.committed(dest, &name)?;
-            found.push((name, r, committed));
+    let keyed = by_key(&all);
+    // Whether each backfill that reaches a start has committed (asked once per backfill).
+    let mut committed: HashMap<&str, bool> = HashMap::new();
+    for (key, _, start) in starts {
+        for (name, r, s) in keyed.get(key.as_str()).into_iter().flatten() {
+            if s.to > s.from.max(*start as i64) && !committed.contains_key(name.as_str()) {
+                committed.insert(name.as_str(), r.committed(dest, name)?);
+            }
         }
     }
     let mut moved = Vec::with_capacity(starts.len());
     let mut out = Vec::new();
     for (key, _, start) in starts {
         let spans = || {
-            found.iter().flat_map(|(name, r, committed)| {
-                r.spans
-                    .iter()
-                    .flatten()
-                    .filter(|s| s.key() == *key && s.from < s.to)
-                    .map(move |s| (name, r, *committed, s))
-            })
+            keyed
+                .get(key.as_str())
+                .into_iter()
+                .flatten()
+                .filter(|(name, _, s)| s.from < s.to && committed.contains_key(name.as_str()))
+                .map(|(name, r, s)| (*name, *r, committed[name.as_str()], *s))
         };
         // Bounded: each move goes to the end of another range, past the last.
         let mut at = i64::try_from(*start).unwrap_or(i64::MAX);
