@@ -37,6 +37,7 @@ mod checkpoint;
 #[cfg(test)]
 pub(crate) use checkpoint::kernel_checkpoint;
 use checkpoint::log_of;
+mod facts;
 mod files;
 mod schema;
 mod txns;
