@@ -50,10 +50,13 @@ pub(super) struct History {
 struct Kept(Mutex<BTreeMap<String, (f64, f64)>>);
 
 impl Kept {
-    /// `text` (an exposition) with its counters as kept: every counter series seen since the
-    /// process started, each with all it counted.
-    fn update(&self, text: &str) -> String {
+    /// The exposition `encode` gives, with its counters as kept: every counter series seen
+    /// since the process started, each with all it counted. Encoded under the lock: an older
+    /// exposition folded in after a newer one would read as a restart of every counter that
+    /// moved between them.
+    fn update(&self, encode: impl FnOnce() -> String) -> String {
         let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let text = encode();
         let mut out = String::with_capacity(text.len());
         for line in text.lines() {
             let counter = parse_line(line).filter(|(name, _, _)| name.ends_with("_total"));
@@ -159,7 +162,7 @@ fn dead_letters_by_reason(text: &str) -> BTreeMap<String, BTreeMap<String, f64>>
 /// Samples the metrics into the history (the admin runtime calls it every `EVERY`).
 pub(super) fn sample(admin: &Admin) {
     admin.refresh_channels();
-    let text = admin.history.kept.update(&admin.metrics.encode());
+    let text = admin.history.kept.update(|| admin.metrics.encode());
     admin.history.sample(crate::commit::now_ms(), &text);
 }
 
@@ -167,7 +170,7 @@ pub(super) fn sample(admin: &Admin) {
 /// minutes, the last commits and dead letters by reason.
 pub(super) fn status(admin: &Admin) -> Value {
     admin.refresh_channels();
-    let text = admin.history.kept.update(&admin.metrics.encode());
+    let text = admin.history.kept.update(|| admin.metrics.encode());
     let now = totals(&text);
     let reasons = dead_letters_by_reason(&text);
     let samples = admin
@@ -281,7 +284,7 @@ mod tests {
     #[test]
     fn totals_keep_what_revoked_and_restarted_series_counted() {
         let kept = Kept::default();
-        let t = |text: &str| totals(&kept.update(text))["web"];
+        let t = |text: &str| totals(&kept.update(|| text.to_string()))["web"];
         assert_eq!(t(TEXT).rows_out, 15.0);
         // t-1 revoked.
         let only_t0 = "sluice_rows_out_total{repo=\"web\",partition=\"t-0\"} 12\n\
@@ -291,7 +294,7 @@ mod tests {
         // t-1 back from 0.
         let back = format!("{only_t0}sluice_rows_out_total{{repo=\"web\",partition=\"t-1\"}} 2\n");
         assert_eq!(t(&back).rows_out, 19.0);
-        let reasons = dead_letters_by_reason(&kept.update(only_t0));
+        let reasons = dead_letters_by_reason(&kept.update(|| only_t0.to_string()));
         assert_eq!(reasons["web"]["malformed"], 3.0);
     }
 

@@ -66,7 +66,7 @@ pub fn run_skip(
     let label = task::repo_label(&job);
     let (dead, folder) = task::dead_letters_at(&job, &dest, &label, &runtime)?;
     // The skip's dead letter goes where the job's go: a topic, or a file of its own.
-    let letter = match sluice::deadletter::topic::for_job(&job, &label)? {
+    let letter = match sluice::deadletter::topic::for_job_now(&job, &label)? {
         Some(topic) => DeadLetterWriter::to_topic(topic, partition.to_string()),
         None => DeadLetterWriter::new(
             dead.clone(),

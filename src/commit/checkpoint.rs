@@ -279,6 +279,17 @@ impl Checkpoints {
     pub fn keys(&self) -> Result<Vec<String>, CheckpointError> {
         let root = format!("_sluice/{}/checkpoints/", self.job);
         let mut keys = self.dest.folders(&root)?;
+        // A local folder can be empty (a crash before its first record's rename); an object
+        // store has no empty folders.
+        if self.dest.local_root().is_some() {
+            let mut held = Vec::with_capacity(keys.len());
+            for k in keys {
+                if self.dest.any(&format!("{root}{k}/"))? {
+                    held.push(k);
+                }
+            }
+            keys = held;
+        }
         keys.sort();
         keys.dedup();
         Ok(keys)

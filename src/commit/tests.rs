@@ -338,6 +338,21 @@ fn commit_n(cps: &Checkpoints, dest: &Destination, t: u64, owner: &str, seq: u64
     cps.release(KEY, seq, t, owner).unwrap();
 }
 
+/// The partitions with records are the keys: an empty local folder (a crash before the first
+/// record's rename) or one holding only a hidden temporary file is not one.
+#[test]
+fn keys_are_the_folders_that_hold_records() {
+    let (d, _rt, dest) = setup();
+    let cps = Checkpoints::new(dest.clone(), "j");
+    let t = cps.take_term(KEY, "a").unwrap();
+    commit_n(&cps, &dest, t, "a", 1);
+    let root = d.path().join("_sluice/j/checkpoints");
+    std::fs::create_dir_all(root.join("empty-0")).unwrap();
+    std::fs::create_dir_all(root.join("tmp-0")).unwrap();
+    std::fs::write(root.join("tmp-0/.000000000001.json.tmp"), b"{}").unwrap();
+    assert_eq!(cps.keys().unwrap(), vec![KEY.to_string()]);
+}
+
 /// A prune that stopped after recording its horizon (fenced by a newer owner, who then rolls
 /// back to 5 and commits on) leaves the next prune scanning from where the stopped one
 /// began: the undone commits 6 and 7 go before the roll-back that undid them, never after

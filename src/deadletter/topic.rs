@@ -60,8 +60,23 @@ const CONSUMER_ONLY: [&str; 10] = [
 ];
 
 /// The producer to `job`'s dead-letter topic, if it has one: on the topic's own brokers, or on
-/// the Kafka source's with its options (then `dead_letters.options` over them).
+/// the Kafka source's with its options (then `dead_letters.options` over them). Brokers out
+/// of reach are logged, not fatal: a task's commits with dead letters wait for them.
 pub fn for_job(job: &Job, repo: &str) -> Result<Option<Arc<DeadTopic>>, StoreError> {
+    for_job_as(job, repo, true)
+}
+
+/// [`for_job`] for a command that writes a dead letter at once (`checkpoints skip`): brokers
+/// out of reach are its error, before it changes anything.
+pub fn for_job_now(job: &Job, repo: &str) -> Result<Option<Arc<DeadTopic>>, StoreError> {
+    for_job_as(job, repo, false)
+}
+
+fn for_job_as(
+    job: &Job,
+    repo: &str,
+    unreachable_ok: bool,
+) -> Result<Option<Arc<DeadTopic>>, StoreError> {
     let d = &job.file.dead_letters;
     let Some(topic) = &d.topic else {
         return Ok(None);
@@ -92,14 +107,17 @@ pub fn for_job(job: &Job, repo: &str) -> Result<Option<Arc<DeadTopic>>, StoreErr
         }
     };
     options.extend(d.options.iter().map(|(k, v)| (k.clone(), v.clone())));
-    let open = DeadTopic::open(TopicSettings {
-        brokers,
-        topic: topic.clone(),
-        options,
-        timeout: job.dead_letter_timeout,
-        job: job.file.job.name.clone(),
-        repo: repo.to_string(),
-    })?;
+    let open = DeadTopic::open(
+        TopicSettings {
+            brokers,
+            topic: topic.clone(),
+            options,
+            timeout: job.dead_letter_timeout,
+            job: job.file.job.name.clone(),
+            repo: repo.to_string(),
+        },
+        unreachable_ok,
+    )?;
     tracing::info!(topic = %topic, "dead letters go to a Kafka topic");
     Ok(Some(open))
 }
@@ -168,7 +186,10 @@ const OVERHEAD: usize = 512;
 impl DeadTopic {
     /// Connects and checks that the topic exists (brokers that cannot be reached are logged,
     /// not fatal).
-    pub fn open(settings: TopicSettings) -> Result<Arc<DeadTopic>, StoreError> {
+    pub fn open(
+        settings: TopicSettings,
+        unreachable_ok: bool,
+    ) -> Result<Arc<DeadTopic>, StoreError> {
         let fail = |reason: String| StoreError::DeadLetterTopic {
             topic: settings.topic.clone(),
             brokers: settings.brokers.clone(),
@@ -219,6 +240,9 @@ impl DeadTopic {
             .fetch_metadata(Some(&settings.topic), settings.timeout)
         {
             Ok(m) => m,
+            Err(e) if !unreachable_ok => {
+                return Err(fail(format!("cannot reach the brokers: {e}")))
+            }
             // Brokers down at the start hold back only the commits that have dead letters,
             // as they would if they went down later: the partitions without any move on.
             Err(e) => {
