@@ -346,25 +346,7 @@ impl Destination {
 
     /// Reads a whole file (tests, data files, Delta log entries).
     pub fn read(&self, rel: &str) -> Result<Vec<u8>, StoreError> {
-        match &self.kind {
-            Kind::Local(root) => std::fs::read(root.join(rel)).map_err(|source| StoreError::Io {
-                path: self.display(rel),
-                source,
-            }),
-            Kind::Store {
-                store,
-                prefix,
-                runtime,
-            } => {
-                let path = Self::store_path(prefix, rel);
-                again(|| runtime.block_on(async { store.get(&path).await?.bytes().await }))
-                    .map(|b| b.to_vec())
-                    .map_err(|source| StoreError::Store {
-                        path: self.display(rel),
-                        source,
-                    })
-            }
-        }
+        self.read_up_to(rel, u64::MAX)
     }
 
     /// Writes a small file atomically. With `create_only`, fails with [`StoreError::Exists`] when

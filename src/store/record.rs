@@ -17,10 +17,15 @@ impl Destination {
     /// bytes. A larger file (damaged, or not sluice's) is [`StoreError::TooLarge`], its size
     /// known before its bytes are read.
     pub fn read_record(&self, rel: &str) -> Result<Vec<u8>, StoreError> {
+        self.read_up_to(rel, RECORD_CAP)
+    }
+
+    /// A whole file of at most `cap` bytes ([`StoreError::TooLarge`] past it).
+    pub(super) fn read_up_to(&self, rel: &str, cap: u64) -> Result<Vec<u8>, StoreError> {
         let too_large = |size: u64| StoreError::TooLarge {
             path: self.display(rel),
             size,
-            cap: RECORD_CAP,
+            cap,
         };
         match &self.kind {
             Kind::Local(root) => {
@@ -30,17 +35,17 @@ impl Destination {
                 };
                 let mut f = std::fs::File::open(root.join(rel)).map_err(io)?;
                 let size = f.metadata().map_err(io)?.len();
-                if size > RECORD_CAP {
+                if size > cap {
                     return Err(too_large(size));
                 }
                 let mut out = Vec::with_capacity(size as usize);
                 std::io::Read::read_to_end(
-                    &mut std::io::Read::take(&mut f, RECORD_CAP + 1),
+                    &mut std::io::Read::take(&mut f, cap.saturating_add(1)),
                     &mut out,
                 )
                 .map_err(io)?;
                 // Grown since its size was read: judged by what was read.
-                if out.len() as u64 > RECORD_CAP {
+                if out.len() as u64 > cap {
                     return Err(too_large(out.len() as u64));
                 }
                 Ok(out)
@@ -55,7 +60,7 @@ impl Destination {
                     runtime.block_on(async {
                         let r = store.get(&path).await?;
                         // The size is in the answer's headers: the body is not read past it.
-                        if r.meta.size > RECORD_CAP {
+                        if r.meta.size > cap {
                             return Ok(Err(r.meta.size));
                         }
                         r.bytes().await.map(Ok)
