@@ -12,25 +12,30 @@ impl Checkpoints {
     /// reconciling it: a commit that did not finish there is cleaned up first) with a commit
     /// of no files that names where it came from. With several such keys, the one of the
     /// file's current `index` is taken, else the start stops naming them. Returns the key
-    /// carried over.
+    /// carried over. `keys`: the partition keys, listed at the first partition that needs
+    /// them and kept for the others (a start's partitions ask one after another; the keys
+    /// earlier versions left do not change meanwhile).
     pub fn carry_over_legacy(
         &self,
-        key: &str,
-        stem: &str,
-        index: usize,
+        (key, stem, index): (&str, &str, usize),
+        keys: &mut Option<Vec<String>>,
     ) -> Result<Option<String>, CheckpointError> {
         if self.latest(key)?.is_some() || !self.listing(key)?.claims.is_empty() {
             return Ok(None);
         }
         let prefix = format!("{stem}-");
-        let legacy: Vec<String> = self
-            .keys()?
-            .into_iter()
-            .filter(|k| k != key)
+        let known = match keys {
+            Some(k) => k,
+            None => keys.insert(self.keys()?),
+        };
+        let legacy: Vec<String> = known
+            .iter()
+            .filter(|k| *k != key)
             .filter(|k| {
                 k.strip_prefix(&prefix)
                     .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
             })
+            .cloned()
             .collect();
         let old = match legacy.as_slice() {
             [] => return Ok(None),

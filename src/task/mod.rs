@@ -334,8 +334,10 @@ fn run_inner(
     }
     let parts = source.partitions();
     if matches!(job.file.source, crate::config::SourceSection::File { .. }) {
+        let mut keys = None;
         for p in &parts {
-            if let Some(old) = checkpoints.carry_over_legacy(&p.key(), &p.topic, p.id as usize)? {
+            let at = (p.key(), p.id as usize);
+            if let Some(old) = checkpoints.carry_over_legacy((&at.0, &p.topic, at.1), &mut keys)? {
                 tracing::info!(partition = %p.key(), from = %old, "continuing from the checkpoints of an earlier version's key");
             }
         }
