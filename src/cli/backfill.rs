@@ -99,8 +99,13 @@ pub fn run_backfill(
             }
         }
     };
-    if let Some(l) = &live {
-        same_schema_as_live(&job, l)?;
+    // The schema the backfill writes, for the checks against the live job's (prepared once).
+    let out = match &live {
+        Some(_) => Some(task::prepare(&job, false)?.decoder.output_schema()),
+        None => None,
+    };
+    if let (Some(l), Some(out)) = (&live, &out) {
+        same_schema_as_live(&job, l, out)?;
     }
     let _locks = lock_state(&job, true)?;
     job.range = Some(ranges::hold_range(
@@ -109,23 +114,22 @@ pub fn run_backfill(
         (&start, &end),
         live.as_ref(),
     )?);
-    if let Some(l) = &live {
+    if let (Some(l), Some(out)) = (&live, &out) {
         // Its schema recorded (as its task would), then the live job's read again: a start of
         // the live job that recorded a change after the check above saw no schema of this
         // backfill yet, and one that records after this sees this record (each side writes,
         // then reads the other's).
-        let out = task::prepare(&job, false)?.decoder.output_schema();
         let runtime = io_runtime()?;
         let own = task::destination(&job, &runtime)?;
-        sluice::table::check_fits(&job.table, &own, &out, runtime.handle())?;
+        sluice::table::check_fits(&job.table, &own, out, runtime.handle())?;
         sluice::evolution::check_all(
             &own,
             (&job.file.job.name, &task::repo_label(&job)),
-            &out,
+            out,
             true,
             job.format.positional(),
         )?;
-        same_schema_as_live(&job, l)?;
+        same_schema_as_live(&job, l, out)?;
     }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -154,9 +158,12 @@ pub fn run_backfill(
 /// read with the live job's: its schema must be one they can follow beside the live files,
 /// as a start of the live job checks it against its own record (the backfill's name has a
 /// record of its own, which a first run does not have yet).
-fn same_schema_as_live(job: &Job, live: &ranges::Live) -> Result<()> {
-    let out = task::prepare(job, false)?.decoder.output_schema();
-    match sluice::evolution::check(&live.dest, &live.name, &out, false, job.format.positional()) {
+fn same_schema_as_live(
+    job: &Job,
+    live: &ranges::Live,
+    out: &arrow::datatypes::SchemaRef,
+) -> Result<()> {
+    match sluice::evolution::check(&live.dest, &live.name, out, false, job.format.positional()) {
         Ok(_) => Ok(()),
         Err(e @ sluice::evolution::EvolutionError::Incompatible { .. }) => Err(anyhow!(
             "{e}\n(the backfill writes into the live job's folder {}, whose readers read its \
