@@ -195,7 +195,11 @@ impl Destination {
         match &self.kind {
             Kind::Local(root) => {
                 let mut stack = vec![root.join(dir)];
+                let mut walked = Walked::default();
                 while let Some(path) = stack.pop() {
+                    if !walked.first(&path) {
+                        continue;
+                    }
                     for (name, _) in local_entries(&path)? {
                         if hidden(&name) {
                             continue;
@@ -299,4 +303,32 @@ fn local_entries(
         out.push((name, e.file_type().ok()));
     }
     Ok(out)
+}
+
+/// The folders a local walk has entered, by device and inode: a folder reached again (a
+/// symbolic link to a folder above it, or two links to one folder) is not walked again. A
+/// walk follows links to folders (a destination may keep part of its tree on another disk),
+/// so without this a link to `..` made every listing endless, and two such links made it
+/// exponential.
+#[derive(Default)]
+pub(super) struct Walked(std::collections::HashSet<(u64, u64)>);
+
+impl Walked {
+    /// Whether folder `path` is entered for the first time (marked now). A folder whose
+    /// identity cannot be read (gone meanwhile) counts as new: reading it then says why.
+    pub(super) fn first(&mut self, path: &std::path::Path) -> bool {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            match std::fs::metadata(path) {
+                Ok(m) => self.0.insert((m.dev(), m.ino())),
+                Err(_) => true,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = path;
+            true
+        }
+    }
 }

@@ -393,7 +393,11 @@ impl Destination {
             Kind::Local(root) => {
                 let base = root.join(rel);
                 let mut stack = vec![base];
+                let mut walked = keys::Walked::default();
                 while let Some(dir) = stack.pop() {
+                    if !walked.first(&dir) {
+                        continue;
+                    }
                     let entries = match std::fs::read_dir(&dir) {
                         Ok(e) => e,
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,

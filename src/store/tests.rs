@@ -24,6 +24,25 @@ fn local_files_appear_only_on_commit() {
     assert_eq!(std::fs::read_dir(dir.path().join("a")).unwrap().count(), 1);
 }
 
+/// Symbolic links to folders above them (`a/self -> .`, `a/up -> ..`) are walked once: the
+/// listing and the search for a record end, and name each file once. Before, each link
+/// doubled the walk at every level, without end.
+#[cfg(unix)]
+#[test]
+fn local_walks_enter_each_folder_once_whatever_links_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dest = Destination::parse(dir.path().to_str().unwrap(), rt.handle().clone()).unwrap();
+    std::fs::create_dir(dir.path().join("a")).unwrap();
+    std::fs::write(dir.path().join("a/f.txt"), b"x").unwrap();
+    std::os::unix::fs::symlink(".", dir.path().join("a/self")).unwrap();
+    std::os::unix::fs::symlink("..", dir.path().join("a/up")).unwrap();
+    assert_eq!(dest.list("").unwrap(), ["a/f.txt"]);
+    assert_eq!(dest.list("a/").unwrap(), ["a/f.txt"]);
+    assert!(!dest.any_named("", |n| n == "g.txt").unwrap());
+    assert!(dest.any("a/").unwrap());
+}
+
 /// A local file written in many pieces past the points where its writeback is started comes
 /// out whole, byte for byte.
 #[test]
