@@ -20,9 +20,7 @@ use broken::Damage;
 pub use gzip::{gzip_reach, is_gzip};
 
 use crate::decode::cost::{LineCost, Tally};
-use crate::decode::framing::{
-    last_record_boundary, record_boundary_within, Chunk, MAX_CHUNK_LINES,
-};
+use crate::decode::framing::{record_boundary_within, Boundaries, Chunk, MAX_CHUNK_LINES};
 
 /// Errors reading input. Each names the input.
 #[derive(Debug, thiserror::Error)]
@@ -327,10 +325,12 @@ impl ChunkReader {
         if self.carry.capacity() > self.base_block {
             self.carry.shrink_to(self.base_block / 2);
         }
+        let mut boundaries = Boundaries::new(self.quote);
         loop {
-            // Reading on past a block for a long line: a block at a time, up to the first line
-            // break (the line's end), so what is read past it (carried) stays within a block.
-            let growing = self.quote.is_none() && self.block > self.base_block;
+            // Reading on past a block for a long record: a block at a time, up to the first
+            // line break (the line's end, or one inside a CSV record's quotes: then reading
+            // goes on), so what is read past it (carried) stays within a block.
+            let growing = self.block > self.base_block;
             let mut filled = buf.len();
             while !self.eof && filled < self.block {
                 let start = filled;
@@ -374,11 +374,11 @@ impl ChunkReader {
             }
             let cut = if self.damage.is_some() {
                 // The bytes after the last whole record are an incomplete one: the damage's.
-                last_record_boundary(buf, self.quote)
+                boundaries.last(buf)
             } else if self.eof && !self.leave_partial {
                 Some(buf.len())
             } else {
-                last_record_boundary(buf, self.quote)
+                boundaries.last(buf)
             };
             match cut {
                 Some(mut cut) => {
@@ -470,11 +470,11 @@ impl ChunkReader {
     /// and back, such a block was copied once for every chunk cut from it, and each chunk
     /// kept room for all of it: 0.3 s for 32 MiB of heavy lines in 1 MiB blocks, 3 s in 16
     /// MiB ones; after a 9 MiB record, 48 KiB chunks of tiny lines held 7 MiB each.) False,
-    /// with nothing taken, when they fit: the chunk is read the usual way. Lines only: a CSV
-    /// record may span them (and has no cost).
+    /// with nothing taken, when they fit: the chunk is read the usual way. CSV records may
+    /// span lines (and have no cost): cut at the record boundary after the line cap.
     fn cut_carried(&mut self, chunk: &mut Chunk) -> bool {
-        if self.quote.is_some() {
-            return false;
+        if let Some(quote) = self.quote {
+            return self.cut_carried_records(chunk, quote);
         }
         let cost = self.cost.as_ref();
         let rest = &self.carry[self.carry_at..];
@@ -501,6 +501,31 @@ impl ChunkReader {
         self.line += chunk.ends.len() as u64;
         self.offset += start as u64;
         self.carry_at += start;
+        true
+    }
+
+    /// [`Self::cut_carried`] for CSV: when more whole lines are carried than a chunk holds,
+    /// the records of the first `MAX_CHUNK_LINES` lines (a record spanning more: all of it).
+    /// (Moved whole into each chunk and back, what a long record left carried, up to 63 MiB,
+    /// was copied and scanned again for every chunk of 16,384 short lines cut from it.)
+    fn cut_carried_records(&mut self, chunk: &mut Chunk, quote: u8) -> bool {
+        let rest = &self.carry[self.carry_at..];
+        if memchr::memchr_iter(b'\n', rest)
+            .nth(MAX_CHUNK_LINES)
+            .is_none()
+        {
+            return false;
+        }
+        let Some(cut) = record_boundary_within(rest, Some(quote), MAX_CHUNK_LINES) else {
+            return false;
+        };
+        let lines = memchr::memchr_iter(b'\n', &rest[..cut]).count();
+        chunk.data.extend_from_slice(&rest[..cut]);
+        chunk.first_line = self.line;
+        chunk.first_offset = self.offset;
+        self.line += lines as u64;
+        self.offset += cut as u64;
+        self.carry_at += cut;
         true
     }
 }

@@ -894,6 +894,49 @@ fn what_a_long_line_leaves_carried_stays_within_a_block() {
     assert_eq!(joined, text.as_bytes());
 }
 
+/// CSV: a record of 9 MiB, quoted and spanning lines, then blank and short lines. What it
+/// leaves carried stays within a block, and every later chunk holds at most the line cap and
+/// room for about a block. Before, the block was read whole (up to 16 MiB here, 64 MiB at the
+/// record limit), and what was carried was copied and scanned again for each chunk of 16,384
+/// lines cut from it: each kept room for all of it.
+#[test]
+fn csv_after_a_long_record_is_cut_from_what_is_carried() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("in.csv");
+    let long = "x".repeat(1 << 20);
+    let mut text = format!("1,\"{}\"\n", [long.as_str(); 9].join("\n"));
+    while text.len() < 20 << 20 {
+        text.push_str("\n2,y\n");
+    }
+    std::fs::write(&p, &text).unwrap();
+    let mut r = ChunkReader::open(&InputSource::File(p), Some(b','))
+        .unwrap()
+        .with_block_size(1 << 20);
+    let mut first = Chunk::default();
+    assert!(r.next_chunk(&mut first).unwrap());
+    assert!(first.data.len() > 9 << 20, "the long record's chunk");
+    let carried = r.carry.len() - r.carry_at;
+    assert!(carried <= 1 << 20, "{carried} bytes carried");
+    let rest = read_all(&mut r);
+    let mut at = first.next_line();
+    for c in &rest {
+        assert_eq!(c.first_line, at);
+        at = c.next_line();
+        let n = memchr::memchr_iter(b'\n', &c.data).count();
+        assert!(n <= MAX_CHUNK_LINES, "line {}: {n} lines", c.first_line);
+        assert!(
+            c.data.capacity() <= 2 << 20,
+            "line {}: a chunk of {} bytes holds {} bytes of room",
+            c.first_line,
+            c.data.len(),
+            c.data.capacity()
+        );
+    }
+    let mut joined = first.data.clone();
+    joined.extend(rest.into_iter().flat_map(|c| c.data));
+    assert_eq!(joined, text.as_bytes());
+}
+
 /// Gzip input whose reads return one byte at a time (a pipe that delivers the magic's first
 /// byte alone): told gzip by its magic whole, and decompressed. (Told by what the first read
 /// returned, it was read as text: every line a dead letter, the run a success.)

@@ -220,21 +220,49 @@ fn record(chunk: &Chunk, start: usize, line_end: usize, line: u64) -> Option<Rec
 /// `None` when `data` holds no complete record. `quote` (CSV's delimiter) tracks CSV quotes
 /// from the start, as [`split_records`] does.
 pub fn last_record_boundary(data: &[u8], quote: Option<u8>) -> Option<usize> {
-    let Some(delimiter) = quote else {
-        return memchr::memrchr(b'\n', data).map(|i| i + 1);
-    };
-    let mut q = Quotes::new(delimiter);
-    let mut last = None;
-    let mut from = 0;
-    while let Some(k) = memchr::memchr(b'\n', &data[from..]) {
-        let nl = from + k;
-        q.line(&data[from..nl]);
-        if q.newline() {
-            last = Some(nl + 1);
+    Boundaries::new(quote).last(data)
+}
+
+/// [`last_record_boundary`] of a buffer that only grows (a long record read a block at a
+/// time): each call reads only what was added since the one before. (Scanned from the start
+/// at every block, a CSV record of many blocks was read again for each.)
+pub struct Boundaries {
+    quotes: Option<Quotes>,
+    /// Where the next line to read starts.
+    from: usize,
+    last: Option<usize>,
+}
+
+impl Boundaries {
+    pub fn new(quote: Option<u8>) -> Self {
+        Boundaries {
+            quotes: quote.map(Quotes::new),
+            from: 0,
+            last: None,
         }
-        from = nl + 1;
     }
-    last
+
+    /// Where the last complete record of `data` ends, `data` holding what the calls before
+    /// were given (and maybe more).
+    pub fn last(&mut self, data: &[u8]) -> Option<usize> {
+        let Some(q) = &mut self.quotes else {
+            if let Some(i) = memchr::memrchr(b'\n', &data[self.from..]) {
+                self.last = Some(self.from + i + 1);
+            }
+            self.from = data.len();
+            return self.last;
+        };
+        // Only whole lines are read: the quotes of a line's part would be read twice.
+        while let Some(k) = memchr::memchr(b'\n', &data[self.from..]) {
+            let nl = self.from + k;
+            q.line(&data[self.from..nl]);
+            if q.newline() {
+                self.last = Some(nl + 1);
+            }
+            self.from = nl + 1;
+        }
+        self.last
+    }
 }
 
 /// The most lines a source puts in one chunk, whatever their bytes. Besides its bytes, a
