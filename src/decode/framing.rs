@@ -163,7 +163,13 @@ pub fn split_records(chunk: &Chunk, quote: Option<u8>, out: &mut Vec<Record>) {
     {
         let mut start = 0;
         for (i, &line_end) in chunk.ends.iter().enumerate() {
-            out.extend(record(chunk, start, line_end, chunk.first_line + i as u64));
+            out.extend(record(
+                chunk,
+                start,
+                line_end,
+                chunk.first_line + i as u64,
+                false,
+            ));
             start = line_end + 1;
         }
         return;
@@ -186,7 +192,7 @@ pub fn split_records(chunk: &Chunk, quote: Option<u8>, out: &mut Vec<Record>) {
         };
         let at_end = nl.is_none();
         if ends || at_end {
-            out.extend(record(chunk, start, line_end, record_line));
+            out.extend(record(chunk, start, line_end, record_line, quote.is_some()));
             start = line_end + 1;
             record_line = line + 1;
         }
@@ -199,14 +205,27 @@ pub fn split_records(chunk: &Chunk, quote: Option<u8>, out: &mut Vec<Record>) {
 }
 
 /// The record of `chunk.data[start..line_end]` (which starts on line `line`): without a CR
-/// before the line end, and none when the line is blank.
-fn record(chunk: &Chunk, start: usize, line_end: usize, line: u64) -> Option<Record> {
+/// before the line end, and none when the line is blank: empty in CSV and TSV (`delimited`),
+/// where a line of spaces or tabs is fields (`\t\t` is three empty ones; dropped as blank,
+/// such a row was lost without a word), of whitespace alone otherwise.
+fn record(
+    chunk: &Chunk,
+    start: usize,
+    line_end: usize,
+    line: u64,
+    delimited: bool,
+) -> Option<Record> {
     let data = &chunk.data;
     let mut end = line_end;
     if end > start && data[end - 1] == b'\r' {
         end -= 1;
     }
-    (!data[start..end].iter().all(u8::is_ascii_whitespace)).then(|| Record {
+    let blank = if delimited {
+        start == end
+    } else {
+        data[start..end].iter().all(u8::is_ascii_whitespace)
+    };
+    (!blank).then(|| Record {
         start,
         end,
         pos: Position {
@@ -334,6 +353,22 @@ mod tests {
                 ("c".into(), 14, 109)
             ]
         );
+    }
+
+    /// In CSV and TSV only an empty line is blank: a line of tabs is empty fields and a line
+    /// of spaces is a value (a TSV row `\t\t` of three nulls was dropped as blank).
+    #[test]
+    fn delimited_lines_of_whitespace_are_records() {
+        let r = records("\t\t\n\r\n\n \t \r\nb\n", Some(b'\t'));
+        assert_eq!(
+            r,
+            vec![
+                ("\t\t".into(), 10, 100),
+                (" \t ".into(), 13, 106),
+                ("b".into(), 14, 111)
+            ]
+        );
+        assert_eq!(records("\t\t\n \n", None), vec![]);
     }
 
     #[test]
