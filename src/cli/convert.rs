@@ -372,6 +372,7 @@ pub fn run_convert(a: ConvertArgs) -> Result<()> {
         decode: DecodeOptions {
             kind,
             orc: format.kind == sluice::format::FormatKind::Orc,
+            partition_columns: Vec::new(),
             ..Default::default()
         },
         format,

@@ -107,6 +107,9 @@ pub struct DecodeOptions {
     pub keep_raw: bool,
     /// The output is ORC: values it cannot hold are dead letters ([`writable`]).
     pub orc: bool,
+    /// Output columns whose values a table records per file (its partition columns): longer
+    /// than [`writable::MAX_PARTITION_VALUE`], a value is a dead letter.
+    pub partition_columns: Vec<usize>,
 }
 
 impl Default for DecodeOptions {
@@ -116,6 +119,7 @@ impl Default for DecodeOptions {
             batch_size: 8192,
             keep_raw: false,
             orc: false,
+            partition_columns: Vec::new(),
         }
     }
 }
@@ -238,6 +242,13 @@ impl RecordDecoder {
     /// stage's reason (class `stage`); the repo's `on_error` is applied by the caller.
     pub fn with_stages(mut self, stages: crate::stage::Stages) -> Self {
         self.stages = Some(Arc::new(stages));
+        self
+    }
+
+    /// Sets [`DecodeOptions::partition_columns`] (known once the path template is compiled
+    /// against [`Self::output_schema`]).
+    pub fn with_partition_columns(mut self, columns: Vec<usize>) -> Self {
+        self.opts.partition_columns = columns;
         self
     }
 
@@ -518,8 +529,9 @@ impl RecordDecoder {
             }
         };
         let batch = match batch {
-            Some(b) if self.opts.orc => {
-                let unwritable = writable::orc_refusals(&b);
+            Some(b) if self.opts.orc || !self.opts.partition_columns.is_empty() => {
+                let unwritable =
+                    writable::refusals(&b, self.opts.orc, &self.opts.partition_columns);
                 if unwritable.is_empty() {
                     Some(b)
                 } else {

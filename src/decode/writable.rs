@@ -6,6 +6,9 @@
 //! (`1969-12-31T23:59:59.5Z`) has no encoding that readers decode back to it
 //! (ORC-763: seconds and nanoseconds are stored apart, and readers move a negative second with
 //! nanoseconds past 999,999 by one); the ORC writer refuses the batch.
+//!
+//! Tables: a value of a partition column longer than [`MAX_PARTITION_VALUE`] (the table's
+//! log and the commit's checkpoint record it for every file).
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{
@@ -49,6 +52,58 @@ pub fn orc_refusals(batch: &RecordBatch) -> Vec<(usize, String)> {
                         "field `{}`: timestamp value {v} is in the second before 1970 with a \
                          fraction, which ORC cannot hold (ORC-763)",
                         field.name()
+                    ),
+                ));
+            }
+        }
+    }
+    refused.sort_by_key(|(row, _)| *row);
+    refused.dedup_by_key(|(row, _)| *row);
+    refused
+}
+
+/// The longest value of a table's partition column, in bytes: the table's log records it
+/// for every file (a commit's checkpoint too, JSON-escaped), so a commit of many files with
+/// a value of tens of MiB made records past what is read back, and the partition stopped for
+/// good. Such a column holds few distinct, short values; a longer one is a dead letter.
+pub const MAX_PARTITION_VALUE: usize = 1024;
+
+/// The rows of `batch` a file cannot hold, each once with its reason, in row order: with
+/// `orc`, [`orc_refusals`]; and those whose string value in one of `partition_columns` is
+/// longer than [`MAX_PARTITION_VALUE`].
+pub fn refusals(
+    batch: &RecordBatch,
+    orc: bool,
+    partition_columns: &[usize],
+) -> Vec<(usize, String)> {
+    let mut refused = if orc { orc_refusals(batch) } else { Vec::new() };
+    for &i in partition_columns {
+        let col = batch.column(i);
+        let lengths: Box<dyn Fn(usize) -> usize> = match col.data_type() {
+            DataType::Utf8 => {
+                let a = col.as_string::<i32>();
+                Box::new(move |r| a.value(r).len())
+            }
+            DataType::LargeUtf8 => {
+                let a = col.as_string::<i64>();
+                Box::new(move |r| a.value(r).len())
+            }
+            DataType::Utf8View => {
+                let a = col.as_string_view();
+                Box::new(move |r| a.value(r).len())
+            }
+            // Numbers, dates and times print short.
+            _ => continue,
+        };
+        for row in (0..batch.num_rows()).filter(|&r| col.is_valid(r)) {
+            let len = lengths(row);
+            if len > MAX_PARTITION_VALUE {
+                refused.push((
+                    row,
+                    format!(
+                        "field `{}`: a value of {len} bytes in a partition column of the table \
+                         (at most {MAX_PARTITION_VALUE}: the table's log records it for every file)",
+                        batch.schema().field(i).name()
                     ),
                 ));
             }
@@ -135,5 +190,34 @@ mod tests {
         assert_eq!(row["t"], "1969-12-31T23:59:59.500Z");
         assert!(dead[0].reason.contains("ORC-763"), "{}", dead[0].reason);
         assert!(orc_restored(&kept, at).is_none());
+    }
+
+    /// A partition column's value longer than the limit is refused, once per row; a null,
+    /// a value at the limit, and other columns are not.
+    #[test]
+    fn partition_values_past_the_limit_are_refused() {
+        let long = "x".repeat(MAX_PARTITION_VALUE + 1);
+        let at = "y".repeat(MAX_PARTITION_VALUE);
+        let host = arrow::array::StringArray::from(vec![
+            Some("a"),
+            Some(long.as_str()),
+            None,
+            Some(at.as_str()),
+        ]);
+        let other = arrow::array::StringArray::from(vec![long.as_str(); 4]);
+        let batch = RecordBatch::try_from_iter([
+            ("host", Arc::new(host) as _),
+            ("other", Arc::new(other) as _),
+        ])
+        .unwrap();
+        let refused = refusals(&batch, false, &[0]);
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert_eq!(refused[0].0, 1);
+        assert!(
+            refused[0].1.contains("field `host`: a value of 1025 bytes"),
+            "{}",
+            refused[0].1
+        );
+        assert!(refusals(&batch, false, &[]).is_empty());
     }
 }

@@ -146,6 +146,7 @@ pub fn prepare(job: &Job, connect: bool) -> Result<Prepared, TaskError> {
             batch_size: job.file.channel.batch_rows,
             keep_raw: false,
             orc: job.format.kind == crate::format::FormatKind::Orc,
+            partition_columns: Vec::new(),
         },
         header.as_deref(),
     )?;
@@ -169,6 +170,16 @@ pub fn prepare(job: &Job, connect: bool) -> Result<Prepared, TaskError> {
         job.repo.as_deref().unwrap_or(&schema.name),
         job.file.sink.partition.hive.unwrap_or(true),
     )?;
+    let decoder = match job.table {
+        crate::table::TableKind::None => decoder,
+        _ => decoder.with_partition_columns(
+            template
+                .partition_fields()
+                .into_iter()
+                .map(|(_, i)| i)
+                .collect(),
+        ),
+    };
     Ok(Prepared {
         schema,
         source,
