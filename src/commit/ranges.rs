@@ -70,14 +70,40 @@ impl BackfillRange {
     /// backfill's destination is not a folder of `dest` (around it, or spelled another way)
     /// reads as not committed.
     pub fn committed(&self, dest: &Destination, name: &str) -> Result<bool, RangeError> {
-        let own = match &self.at {
-            None => dest.clone(),
-            Some(at) => match dest.child(at) {
-                Some(d) => d,
-                None => return Ok(false),
-            },
+        match self.own(dest) {
+            Some(own) => Ok(crate::commit::checkpoint::Checkpoints::new(own, name).committed()?),
+            None => Ok(false),
+        }
+    }
+
+    /// Where the backfill whose record this is in `dest` keeps its checkpoints: `dest`, or
+    /// the folder of it the record names; `None` when that is not a folder of `dest`.
+    fn own(&self, dest: &Destination) -> Option<Destination> {
+        match &self.at {
+            None => Some(dest.clone()),
+            Some(at) => dest.child(at),
+        }
+    }
+
+    /// How far backfill `name`, whose record this is in `dest`, has written each partition
+    /// of its range: each span with its checkpoint's next offset (`None`: none yet), in the
+    /// order recorded. A span is finished when the offset reaches its end. Empty for a
+    /// record of an earlier version (no spans) or a destination that cannot be read here.
+    pub fn progress(
+        &self,
+        dest: &Destination,
+        name: &str,
+    ) -> Result<Vec<(Span, Option<u64>)>, RangeError> {
+        let Some(own) = self.own(dest) else {
+            return Ok(Vec::new());
         };
-        Ok(crate::commit::checkpoint::Checkpoints::new(own, name).committed()?)
+        let cps = crate::commit::checkpoint::Checkpoints::new(own, name);
+        let mut out = Vec::new();
+        for s in self.spans.iter().flatten() {
+            let at = cps.latest(&s.key())?.map(|c| c.next_offset);
+            out.push((s.clone(), at));
+        }
+        Ok(out)
     }
 }
 
@@ -327,6 +353,41 @@ fn gaps<'a>(
     out
 }
 
+/// Warns of each backfill whose range a live start moved past, from `moved.0` to `moved.1`,
+/// that has not written its part of partition `key` yet (it was stopped before it): those
+/// offsets are the backfill's to write, in neither job's files until it runs again. One
+/// checkpoint read per such range, at a partition's first start only.
+fn unfinished_passed(
+    dest: &Destination,
+    key: &str,
+    (from, to): (u64, u64),
+    spans: &[(&String, &BackfillRange, bool, &Span)],
+) {
+    let (from, to) = (from as i64, to as i64);
+    for (name, r, committed, s) in spans {
+        if !committed || s.to <= from || s.from >= to {
+            continue;
+        }
+        let written = r.own(dest).map(|own| {
+            crate::commit::checkpoint::Checkpoints::new(own, name)
+                .latest(key)
+                .map(|c| c.map_or(s.from, |c| c.next_offset as i64))
+        });
+        match written {
+            Some(Ok(w)) if w >= s.to => {}
+            Some(Ok(w)) => tracing::warn!(
+                partition = %key, backfill = %name, written_to = w, range_end = s.to,
+                "the partition starts past the range of a backfill that has not finished it: offsets {w}..{} are in neither job's files until the backfill runs again (`sluice backfill --name {name} --from {} --to {}` with its first run's --url)",
+                s.to, r.from, r.to
+            ),
+            Some(Err(e)) => {
+                tracing::warn!(partition = %key, backfill = %name, error = %e, "could not tell whether the backfill has finished the partition (`sluice checkpoints list` shows it)")
+            }
+            None => {}
+        }
+    }
+}
+
 /// Records where the live job `job` (of repo `repo`) starts partitions it claimed before
 /// their first commit (key, the claim's term, the start), then looks at the ranges the
 /// repo's backfills recorded in `dest`. A start inside the range of a backfill that has
@@ -390,6 +451,9 @@ pub fn hold_starts(
             at = s.to;
         }
         let at_u = u64::try_from(at).unwrap_or(*start);
+        if at_u != *start {
+            unfinished_passed(dest, key, (*start, at_u), &spans().collect::<Vec<_>>());
+        }
         for (name, r, committed, s) in spans() {
             if s.to > s.from.max(at) {
                 out.push(StartClash {
@@ -426,164 +490,5 @@ pub fn hold_starts(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A backfill range of repo `repo` over offsets `from..to` of partition `t-0`.
-    fn one_span(repo: &str, from: i64, to: i64) -> BackfillRange {
-        BackfillRange {
-            from: "earliest".into(),
-            to: "latest".into(),
-            repo: repo.into(),
-            at: None,
-            by: None,
-            state: None,
-            spans: Some(vec![Span {
-                topic: "t".into(),
-                partition: 0,
-                from,
-                to,
-            }]),
-        }
-    }
-
-    /// Offsets two spans both read: only of one partition, and only where they meet (end
-    /// exclusive: spans that touch share nothing).
-    #[test]
-    fn spans_overlap_only_on_one_partition_where_they_meet() {
-        let s = |topic: &str, partition, from, to| Span {
-            topic: topic.into(),
-            partition,
-            from,
-            to,
-        };
-        let a = s("t", 0, 100, 200);
-        assert_eq!(a.overlap(&s("t", 0, 150, 300)), Some((150, 200)));
-        assert_eq!(a.overlap(&s("t", 0, 0, 1000)), Some((100, 200)));
-        assert_eq!(a.overlap(&s("t", 0, 200, 300)), None, "touching");
-        assert_eq!(a.overlap(&s("t", 0, 150, 150)), None, "empty");
-        assert_eq!(a.overlap(&s("t", 1, 100, 200)), None, "another partition");
-        assert_eq!(a.overlap(&s("u", 0, 100, 200)), None, "another topic");
-    }
-
-    /// The job's first start under `latest` is recorded once: a later call (another member,
-    /// a restart) reads the first one's time, and a partition's origins stay apart from it.
-    #[test]
-    fn the_first_start_is_recorded_once() {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let dest = Destination::parse("memory:///o", rt.handle().clone()).unwrap();
-        assert_eq!(first_start(&dest, "job", 1_000).unwrap(), (1_000, true));
-        assert_eq!(first_start(&dest, "job", 9_000).unwrap(), (1_000, false));
-        assert_eq!(first_start(&dest, "other", 9_000).unwrap(), (9_000, true));
-        assert_eq!(origin(&dest, "job", "first-start.json").unwrap(), None);
-    }
-
-    /// The newest term's origin counts, whatever its value (a paused owner's late record is
-    /// of an older term); a term's record is written once (a repeat keeps the first).
-    #[test]
-    fn the_newest_claims_origin_counts() {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let dest = Destination::parse("memory:///o", rt.handle().clone()).unwrap();
-        assert_eq!(origin(&dest, "job", "t-0").unwrap(), None);
-        record_origin(&dest, "job", ("t-0", 3), 500, false).unwrap();
-        record_origin(&dest, "job", ("t-0", 3), 10, false).unwrap();
-        assert_eq!(origin(&dest, "job", "t-0").unwrap(), Some(500));
-        record_origin(&dest, "job", ("t-0", 3), 800, true).unwrap();
-        assert_eq!(origin(&dest, "job", "t-0").unwrap(), Some(800), "moved");
-        record_origin(&dest, "job", ("t-0", 12), 700, false).unwrap();
-        assert_eq!(origin(&dest, "job", "t-0").unwrap(), Some(700));
-        assert_eq!(
-            dest.list("_sluice/job/origins/t-0/").unwrap(),
-            ["_sluice/job/origins/t-0/000000000012.json"],
-            "older terms removed"
-        );
-        record_origin(&dest, "job", ("t-0", 5), 200, false).unwrap();
-        assert_eq!(
-            origin(&dest, "job", "t-0").unwrap(),
-            Some(700),
-            "a late, older claim"
-        );
-        assert_eq!(origin(&dest, "job", "t-1").unwrap(), None);
-        assert_eq!(origin(&dest, "job", "t-").unwrap(), None);
-    }
-
-    /// A live start is recorded before the backfills are looked at. A backfill of another
-    /// repo, or ending at or before the start, is no clash; a start inside the range of a
-    /// backfill that has committed moves to its end (and on through the next such range);
-    /// an uncommitted backfill's range, or one past the start, is a clash.
-    #[test]
-    fn a_live_start_is_recorded_then_checked_against_the_repos_backfills() {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let dest = Destination::parse("memory:///s", rt.handle().clone()).unwrap();
-        let put = |name: &str, repo: &str, (from, to): (i64, i64), committed: bool| {
-            let r = one_span(repo, from, to);
-            dest.put_atomic(&range_record(name), &serde_json::to_vec(&r).unwrap(), false)
-                .unwrap();
-            let cps = crate::commit::checkpoint::Checkpoints::new(dest.clone(), name);
-            // A commit that died half-way (an abort) is no commit.
-            cps.record_abort_for_tests("t-0", 1, false);
-            if committed {
-                let c = crate::commit::checkpoint::Checkpoint::for_tests(
-                    name,
-                    "t-0",
-                    2,
-                    to as u64,
-                    &[],
-                );
-                cps.record_for_tests(&c);
-            }
-        };
-        put("old", "r", (0, 100), true);
-        put("next", "r", (100, 400), true);
-        put("other-repo", "q", (0, 1000), false);
-        let (at, found) = hold_starts(&dest, "job", "r", &[("t-0".into(), 7, 50)]).unwrap();
-        assert_eq!(
-            origin(&dest, "job", "t-0").unwrap(),
-            Some(400),
-            "recorded where it moved"
-        );
-        assert_eq!((at, found), (vec![400], vec![]), "moved past both ranges");
-        put("late", "r", (600, 700), false);
-        let (at, found) = hold_starts(&dest, "job", "r", &[("t-0".into(), 8, 450)]).unwrap();
-        assert_eq!(at, [450]);
-        assert_eq!(
-            found,
-            [StartClash {
-                key: "t-0".into(),
-                backfill: "late".into(),
-                range: ("earliest".into(), "latest".into()),
-                start: 450,
-                from: 600,
-                to: 700,
-                committed: false,
-            }]
-        );
-        assert!(found[0]
-            .to_string()
-            .contains("once the backfill has committed"));
-        assert!(hold_starts(&dest, "job", "r", &[("t-0".into(), 9, 700)])
-            .unwrap()
-            .1
-            .is_empty());
-        assert_eq!(origin(&dest, "job", "t-0").unwrap(), Some(700));
-    }
-
-    /// Backfills of [0, 100) and [100, 200): a start at 200 follows them, one at 300 leaves
-    /// 200..300 to neither (said once, from the last end), one inside a range or on
-    /// another partition is not a gap.
-    #[test]
-    fn a_start_past_the_backfills_ranges_is_a_gap_from_their_last_end() {
-        let all = vec![
-            ("a".to_string(), one_span("r", 0, 100)),
-            ("b".to_string(), one_span("r", 100, 200)),
-        ];
-        let start = |key: &str, at| (key.to_string(), 1, at);
-        let starts = vec![
-            start("t-0", 200),
-            start("t-0", 300),
-            start("t-0", 150),
-            start("t-1", 300),
-        ];
-        assert_eq!(gaps(&all, &starts), [("t-0", "b", 200, 300)]);
-    }
-}
+#[path = "ranges_tests.rs"]
+mod tests;

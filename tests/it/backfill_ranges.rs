@@ -199,12 +199,31 @@ fn a_live_job_starts_past_a_committed_backfill_and_stops_at_an_uncommitted_one()
         text.contains("the partition starts where the backfills' ranges"),
         "{text}"
     );
+    // The offsets the stopped backfill has not written are named, in the log and by
+    // `checkpoints list`, until it has run again.
+    assert!(
+        text.contains("the partition starts past the range of a backfill that has not finished it"),
+        "{text}"
+    );
     sigterm(live.child());
     assert!(wait_exit(live.child(), "the live job to stop", 60).success());
+    let listed = sluice_ok(&["checkpoints", "list", jobs]);
+    assert!(
+        listed.contains("backfill kafka-it-backfill (--from earliest --to ")
+            && listed.contains(", into history/): ")
+            && listed.contains(" not yet")
+            && listed.contains("unfinished: `sluice backfill --name kafka-it-backfill"),
+        "{listed}"
+    );
     sluice_ok(&history);
     let ids = trace_ids(&out);
     assert_eq!(ids.len(), 8000, "{text}");
     assert!(ids.values().all(|c| *c == 1), "a record twice:\n{text}");
+    let listed = sluice_ok(&["checkpoints", "list", jobs]);
+    assert!(
+        listed.contains("4 of 4 partitions finished") && !listed.contains("not yet"),
+        "{listed}"
+    );
 
     // Another job (its own group) and folder, where a backfill recorded offsets 0..400 of
     // partition 2 and has not committed.
