@@ -528,26 +528,10 @@ impl RecordDecoder {
                 applied.batch
             }
         };
-        let batch = match batch {
-            Some(b) if self.opts.orc || !self.opts.partition_columns.is_empty() => {
-                let unwritable =
-                    writable::refusals(&b, self.opts.orc, &self.opts.partition_columns);
-                if unwritable.is_empty() {
-                    Some(b)
-                } else {
-                    let mut keep = vec![true; b.num_rows()];
-                    for (row, reason) in unwritable {
-                        keep[row] = false;
-                        refused.push((kept[row], reason));
-                    }
-                    let mask = BooleanArray::from(keep);
-                    let b = arrow::compute::filter_record_batch(&b, &mask)
-                        .expect("filter by a mask of equal length");
-                    (b.num_rows() > 0).then_some(b)
-                }
-            }
-            b => b,
-        };
+        let batch = batch.and_then(|b| {
+            let (orc, cols) = (self.opts.orc, &self.opts.partition_columns);
+            writable::without_refused(b, orc, cols, &kept, &mut refused)
+        });
         for (r, reason) in refused {
             let rec = &recs[r];
             out.dead.push(DeadLetter {

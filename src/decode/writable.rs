@@ -114,6 +114,33 @@ pub fn refusals(
     refused
 }
 
+/// `batch` without the rows [`refusals`] finds, each added to `refused` as (its record:
+/// `records[row]`, reason); `None` when no row is left.
+pub fn without_refused(
+    batch: RecordBatch,
+    orc: bool,
+    partition_columns: &[usize],
+    records: &[usize],
+    refused: &mut Vec<(usize, String)>,
+) -> Option<RecordBatch> {
+    if !orc && partition_columns.is_empty() {
+        return Some(batch);
+    }
+    let unwritable = refusals(&batch, orc, partition_columns);
+    if unwritable.is_empty() {
+        return Some(batch);
+    }
+    let mut keep = vec![true; batch.num_rows()];
+    for (row, reason) in unwritable {
+        keep[row] = false;
+        refused.push((records[row], reason));
+    }
+    let mask = arrow::array::BooleanArray::from(keep);
+    let b = arrow::compute::filter_record_batch(&batch, &mask)
+        .expect("filter by a mask of equal length");
+    (b.num_rows() > 0).then_some(b)
+}
+
 /// A restored batch (spilled by a run that wrote another format) without the rows an ORC file
 /// cannot hold ([`orc_refusals`]), and their dead letters: the row as a JSON object (its
 /// record is not kept) at `position`, the batch's first. `None` when it holds none.
