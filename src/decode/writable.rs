@@ -141,14 +141,16 @@ pub fn without_refused(
     (b.num_rows() > 0).then_some(b)
 }
 
-/// A restored batch (spilled by a run that wrote another format) without the rows an ORC file
-/// cannot hold ([`orc_refusals`]), and their dead letters: the row as a JSON object (its
-/// record is not kept) at `position`, the batch's first. `None` when it holds none.
-pub fn orc_restored(
+/// A restored batch (spilled by a run that wrote another format, or without the table) without
+/// the rows a file cannot hold ([`refusals`]), and their dead letters: the row as a JSON
+/// object (its record is not kept) at `position`, the batch's first. `None` when it holds
+/// none.
+pub fn restored(
     batch: &RecordBatch,
+    (orc, partition_columns): (bool, &[usize]),
     position: crate::decode::framing::Position,
 ) -> Option<(RecordBatch, Vec<crate::decode::DeadLetter>)> {
-    let refused = orc_refusals(batch);
+    let refused = refusals(batch, orc, partition_columns);
     if refused.is_empty() {
         return None;
     }
@@ -209,14 +211,14 @@ mod tests {
             TimestampMicrosecondArray::from(vec![Some(-500_000), Some(0)]).with_timezone("UTC");
         let batch = RecordBatch::try_from_iter([("t", Arc::new(col) as _)]).unwrap();
         let at = crate::decode::framing::Position { line: 0, offset: 7 };
-        let (kept, dead) = orc_restored(&batch, at).unwrap();
+        let (kept, dead) = restored(&batch, (true, &[]), at).unwrap();
         assert_eq!(kept.num_rows(), 1);
         assert_eq!(dead.len(), 1);
         assert_eq!(dead[0].position, at);
         let row: serde_json::Value = serde_json::from_slice(&dead[0].record).unwrap();
         assert_eq!(row["t"], "1969-12-31T23:59:59.500Z");
         assert!(dead[0].reason.contains("ORC-763"), "{}", dead[0].reason);
-        assert!(orc_restored(&kept, at).is_none());
+        assert!(restored(&kept, (true, &[]), at).is_none());
     }
 
     /// A partition column's value longer than the limit is refused, once per row; a null,

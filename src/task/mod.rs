@@ -284,6 +284,10 @@ fn run_inner(
         opts.from_checkpoint.is_some(),
         runtime.handle(),
     )?;
+    // The table records its partition columns' values per file: a value too long for that
+    // is its record's dead letter.
+    let partition_columns: Vec<usize> = table_partitions.iter().map(|(_, i)| *i).collect();
+    let decoder = decoder.with_partition_columns(partition_columns.clone());
 
     // Where every partition resumes.
     let control = Arc::new(Control::default());
@@ -503,7 +507,10 @@ fn run_inner(
                 metrics,
                 &mine,
                 stop,
-                job.format.kind == crate::format::FormatKind::Orc,
+                (
+                    job.format.kind == crate::format::FormatKind::Orc,
+                    &partition_columns,
+                ),
             )?;
             transition(state, TaskState::Running, &name, metrics);
             if let Some(i) = &intake {

@@ -170,16 +170,6 @@ pub fn prepare(job: &Job, connect: bool) -> Result<Prepared, TaskError> {
         job.repo.as_deref().unwrap_or(&schema.name),
         job.file.sink.partition.hive.unwrap_or(true),
     )?;
-    let decoder = match job.table {
-        crate::table::TableKind::None => decoder,
-        _ => decoder.with_partition_columns(
-            template
-                .partition_fields()
-                .into_iter()
-                .map(|(_, i)| i)
-                .collect(),
-        ),
-    };
     Ok(Prepared {
         schema,
         source,

@@ -42,7 +42,7 @@ pub(super) fn restore_spill(
     metrics: &Metrics,
     mine: &SpillOwner,
     stop: &AtomicBool,
-    orc: bool,
+    (orc, partition_columns): (bool, &[usize]),
 ) -> Result<Restored, TaskError> {
     if !spill::exists(state_dir) {
         return Ok(Restored::default());
@@ -255,14 +255,18 @@ pub(super) fn restore_spill(
         }
         seen.insert(p);
         item.prov.epoch = 0;
-        if orc {
-            // Made for another format, it skipped the decoder's ORC check (`made_by` sends
-            // such a spill to be read again wherever the source holds it).
+        if orc || !partition_columns.is_empty() {
+            // Made for another format or without the table (or by an earlier version), it
+            // skipped the decoder's checks of what a file cannot hold (`made_by` sends such a
+            // spill to be read again wherever the source holds it).
             let first = crate::decode::framing::Position {
                 line: 0,
                 offset: item.prov.first_offset,
             };
-            if let Some((batch, dead)) = crate::decode::writable::orc_restored(&item.batch, first) {
+            let refusing = (orc, partition_columns);
+            if let Some((batch, dead)) =
+                crate::decode::writable::restored(&item.batch, refusing, first)
+            {
                 item.batch = batch;
                 item.dead.extend(dead);
             }

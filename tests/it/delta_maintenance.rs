@@ -241,6 +241,28 @@ fn partition_folders_that_need_escaping_read_back_compact_and_vacuum_locally_and
     }
 }
 
+/// A table made without partition columns stays so when the template later names a plain
+/// field: that field's long values are not refused (the log records no value for it).
+#[test]
+fn a_long_value_in_a_field_the_table_does_not_partition_by_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    let line = |host: &str, id: &str| {
+        format!("{{\"ts\":\"2024-05-01T00:00:00Z\",\"host\":\"{host}\",\"status\":200,\"trace_id\":\"{id}\"}}\n")
+    };
+    std::fs::write(&input, line("a", "t0")).unwrap();
+    let job = file_job(dir.path(), &input, &schema("nginx_access"), "out/", "");
+    let job = job.to_str().unwrap();
+    sluice_ok(&["run", job]);
+    let text = std::fs::read_to_string(job)
+        .unwrap()
+        .replace("template = \"hr={ts:%H}/\"", "template = \"host={host}/\"");
+    std::fs::write(job, text).unwrap();
+    std::fs::write(&input, line("a", "t0") + &line(&"h".repeat(2000), "t1")).unwrap();
+    let ran = sluice_ok(&["run", job]);
+    assert!(ran.contains("1 rows, 0 dead letters"), "{ran}");
+}
+
 /// `vacuum` and `compact` on a job that writes plain files (no `table = "delta"`, say after
 /// it was switched from one): refused before anything is read or deleted. A vacuum took its
 /// committed files for files no table version names and deleted them once their records
