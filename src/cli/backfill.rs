@@ -151,6 +151,13 @@ pub fn run_backfill(
             job.file.job.name
         );
     }
+    // Said where the live job and `checkpoints list` look (a checkpoint alone may stop
+    // short of a range's end: offsets that hold no record).
+    let runtime = io_runtime()?;
+    let own = task::destination(&job, &runtime)?;
+    if let Err(e) = sluice::commit::ranges::record_finished(&own, &job.file.job.name) {
+        tracing::warn!(error = %e, "could not record that the backfill finished: `sluice checkpoints list` may show it unfinished");
+    }
     Ok(())
 }
 

@@ -434,7 +434,7 @@ fn print_checkpoints(
                     );
                 }
             }
-            super::ranges::print_backfills(cps.destination(), job)?;
+            super::ranges::print_backfills(cps.destination(), job);
         }
         Some(key) => {
             let history = cps.history(&key)?;

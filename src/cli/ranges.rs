@@ -452,57 +452,71 @@ const LISTED: usize = 20;
 
 /// `checkpoints list`: the backfills of the job's repo recorded in its destination `dest`,
 /// and how far each has written its range. An unfinished one names the offsets it has not
-/// written: once the live job has started past them, no other writer will.
-pub fn print_backfills(dest: &Destination, job: &Job) -> Result<()> {
-    let all = ranges::backfills(dest, Some(&job.file.job.name), &task::repo_label(job))?;
+/// written: once the live job has started past them, no other writer will. A record that
+/// cannot be read is named, and the others are listed.
+pub fn print_backfills(dest: &Destination, job: &Job) {
+    let all = match ranges::backfills(dest, Some(&job.file.job.name), &task::repo_label(job)) {
+        Ok(all) => all,
+        Err(e) => {
+            println!("backfills: cannot be listed: {e}");
+            return;
+        }
+    };
     for (name, r) in all {
-        let asked = format!("--from {} --to {}", r.from, r.to);
-        let Some(spans) = &r.spans else {
-            println!(
-                "backfill {name} ({asked}): recorded by an earlier version, without its offsets"
-            );
-            continue;
-        };
-        let progress = r.progress(dest, &name)?;
-        if progress.len() != spans.len() {
-            println!(
-                "backfill {name} ({asked}): writes into {}, which is not a folder of this destination",
-                r.at.as_deref().unwrap_or("another destination")
-            );
-            continue;
-        }
-        let written = |s: &Span, at: Option<u64>| at.map_or(s.from, |a| a as i64);
-        let left: Vec<_> = progress
-            .iter()
-            .filter(|(s, at)| written(s, *at) < s.to)
-            .collect();
-        let place =
-            r.at.as_deref()
-                .map_or(String::new(), |a| format!(", into {a}"));
-        println!(
-            "backfill {name} ({asked}{place}): {} of {} partitions finished",
-            progress.len() - left.len(),
-            progress.len()
-        );
-        for (s, at) in left.iter().take(LISTED) {
-            let w = written(s, *at);
-            if w == s.from {
-                println!("  {}: offsets {w}..{} not written yet", s.key(), s.to);
-            } else {
-                println!(
-                    "  {}: offsets {}..{w} written, {w}..{} not yet",
-                    s.key(),
-                    s.from,
-                    s.to
-                );
-            }
-        }
-        if left.len() > LISTED {
-            println!("  and {} partitions more", left.len() - LISTED);
-        }
-        if !left.is_empty() {
-            println!("  unfinished: `sluice backfill --name {name} {asked}` (with its first run's --url, if any) writes the rest; a live job that started past its range leaves those offsets to it");
+        if let Err(e) = print_backfill(dest, &name, &r) {
+            println!("backfill {name}: cannot be read: {e}");
         }
     }
+}
+
+/// One backfill's line (and its unfinished partitions') for [`print_backfills`].
+fn print_backfill(dest: &Destination, name: &str, r: &BackfillRange) -> Result<()> {
+    let asked = format!("--from {} --to {}", r.from, r.to);
+    let place =
+        r.at.as_deref()
+            .map_or(String::new(), |a| format!(", into {a}"));
+    let Some(own) = r.own(dest) else {
+        println!(
+            "backfill {name} ({asked}): writes into {}, which is not a folder of this destination",
+            r.at.as_deref().unwrap_or("another destination")
+        );
+        return Ok(());
+    };
+    if ranges::finished(&own, name)? {
+        println!("backfill {name} ({asked}{place}): finished");
+        return Ok(());
+    }
+    let Some(spans) = r.spans.as_ref().filter(|s| !s.is_empty()) else {
+        println!("backfill {name} ({asked}{place}): not finished; recorded without its offsets (by an earlier version)");
+        return Ok(());
+    };
+    let progress = r.progress(dest, name)?;
+    let written = |s: &Span, at: Option<u64>| at.map_or(s.from, |a| a as i64);
+    let left: Vec<_> = progress
+        .iter()
+        .filter(|(s, at)| written(s, *at) < s.to)
+        .collect();
+    println!(
+        "backfill {name} ({asked}{place}): not finished; {} of {} partitions written to their range's end",
+        spans.len() - left.len(),
+        spans.len()
+    );
+    for (s, at) in left.iter().take(LISTED) {
+        let w = written(s, *at);
+        if w == s.from {
+            println!("  {}: offsets {w}..{} not written yet", s.key(), s.to);
+        } else {
+            println!(
+                "  {}: offsets {}..{w} written, {w}..{} not yet",
+                s.key(),
+                s.from,
+                s.to
+            );
+        }
+    }
+    if left.len() > LISTED {
+        println!("  and {} partitions more", left.len() - LISTED);
+    }
+    println!("  `sluice backfill --name {name} {asked}` (with its first run's --url, if any) finishes it; a live job that started past its range leaves those offsets to it (offsets that hold no record, such as a transaction's markers, count as not written until a run ends)");
     Ok(())
 }

@@ -78,7 +78,7 @@ impl BackfillRange {
 
     /// Where the backfill whose record this is in `dest` keeps its checkpoints: `dest`, or
     /// the folder of it the record names; `None` when that is not a folder of `dest`.
-    fn own(&self, dest: &Destination) -> Option<Destination> {
+    pub fn own(&self, dest: &Destination) -> Option<Destination> {
         match &self.at {
             None => Some(dest.clone()),
             Some(at) => dest.child(at),
@@ -353,37 +353,71 @@ fn gaps<'a>(
     out
 }
 
-/// Warns of each backfill whose range a live start moved past, from `moved.0` to `moved.1`,
-/// that has not written its part of partition `key` yet (it was stopped before it): those
-/// offsets are the backfill's to write, in neither job's files until it runs again. One
-/// checkpoint read per such range, at a partition's first start only.
-fn unfinished_passed(
-    dest: &Destination,
-    key: &str,
-    (from, to): (u64, u64),
-    spans: &[(&String, &BackfillRange, bool, &Span)],
-) {
-    let (from, to) = (from as i64, to as i64);
-    for (name, r, committed, s) in spans {
-        if !committed || s.to <= from || s.from >= to {
-            continue;
+/// Where backfill `name` records, in its own destination, that a run read and committed its
+/// whole range.
+fn finished_record(name: &str) -> String {
+    format!("_sluice/{name}/finished.json")
+}
+
+/// Records, in its own destination `dest`, that backfill `name` read and committed its whole
+/// range (a run that ended, not stopped). A checkpoint alone cannot tell: a partition's
+/// last offsets before the range's end may hold no record (a transaction's marker, records
+/// aborted or compacted away), and its checkpoint then stays below the end.
+pub fn record_finished(dest: &Destination, name: &str) -> Result<(), RangeError> {
+    let at_ms = crate::commit::now_ms();
+    let bytes = serde_json::to_vec(&serde_json::json!({ "at_ms": at_ms })).expect("serializes");
+    Ok(dest.put_atomic(&finished_record(name), &bytes, false)?)
+}
+
+/// Whether backfill `name` recorded in `dest` that it finished ([`record_finished`]).
+pub fn finished(dest: &Destination, name: &str) -> Result<bool, RangeError> {
+    Ok(dest.exists(&finished_record(name))?)
+}
+
+/// A backfill span a live start moved past: (partition, backfill, its record, the span).
+type Passed<'a> = (&'a str, &'a str, &'a BackfillRange, &'a Span);
+
+/// Warns of each backfill whose range a live start moved past that has not written its part
+/// of the partition (it was stopped before it ended): those offsets are the backfill's to
+/// write, in neither job's files until it runs again. At a partition's first start only: per
+/// backfill one read (whether it finished), then per partition of one that has not, its
+/// checkpoint, side by side (inside the rebalance).
+fn unfinished_passed(dest: &Destination, passed: &[Passed]) {
+    let mut done: HashMap<&str, bool> = HashMap::new();
+    for (_, name, r, _) in passed {
+        if !done.contains_key(name) {
+            let f = r.own(dest).map(|own| finished(&own, name));
+            // A record that is not a folder of `dest` is passed over; one that cannot be
+            // read is looked at partition by partition.
+            done.insert(name, matches!(f, None | Some(Ok(true))));
         }
-        let written = r.own(dest).map(|own| {
-            crate::commit::checkpoint::Checkpoints::new(own, name)
-                .latest(key)
-                .map(|c| c.map_or(s.from, |c| c.next_offset as i64))
-        });
-        match written {
-            Some(Ok(w)) if w >= s.to => {}
-            Some(Ok(w)) => tracing::warn!(
-                partition = %key, backfill = %name, written_to = w, range_end = s.to,
-                "the partition starts past the range of a backfill that has not finished it: offsets {w}..{} are in neither job's files until the backfill runs again (`sluice backfill --name {name} --from {} --to {}` with its first run's --url)",
-                s.to, r.from, r.to
-            ),
-            Some(Err(e)) => {
+    }
+    let left: Vec<&Passed> = passed.iter().filter(|p| !done[p.1]).collect();
+    let read = crate::fanout::each(
+        &left,
+        crate::fanout::REBALANCE_CALLS,
+        "backfills' progress",
+        |(key, name, r, _)| {
+            let own = r.own(dest).expect("looked at above");
+            crate::commit::checkpoint::Checkpoints::new(own, name).latest(key)
+        },
+    );
+    for (i, got) in read {
+        let (key, name, r, s) = left[i];
+        match got {
+            Ok(c) => {
+                let w = c.map_or(s.from, |c| c.next_offset as i64);
+                if w < s.to {
+                    tracing::warn!(
+                        partition = %key, backfill = %name, written_to = w, range_end = s.to,
+                        "the partition starts past the range of a backfill that has not finished it: offsets {w}..{} are in neither job's files until the backfill runs again (`sluice backfill --name {name} --from {} --to {}` with its first run's --url)",
+                        s.to, r.from, r.to
+                    );
+                }
+            }
+            Err(e) => {
                 tracing::warn!(partition = %key, backfill = %name, error = %e, "could not tell whether the backfill has finished the partition (`sluice checkpoints list` shows it)")
             }
-            None => {}
         }
     }
 }
@@ -432,6 +466,7 @@ pub fn hold_starts(
     }
     let mut moved = Vec::with_capacity(starts.len());
     let mut out = Vec::new();
+    let mut passed: Vec<Passed> = Vec::new();
     for (key, _, start) in starts {
         let spans = || {
             keyed
@@ -451,9 +486,12 @@ pub fn hold_starts(
             at = s.to;
         }
         let at_u = u64::try_from(at).unwrap_or(*start);
-        if at_u != *start {
-            unfinished_passed(dest, key, (*start, at_u), &spans().collect::<Vec<_>>());
-        }
+        let asked = i64::try_from(*start).unwrap_or(i64::MAX);
+        passed.extend(
+            spans()
+                .filter(|(_, _, committed, s)| *committed && s.to > asked && s.from < at)
+                .map(|(name, r, _, s)| (key.as_str(), name.as_str(), r, s)),
+        );
         for (name, r, committed, s) in spans() {
             if s.to > s.from.max(at) {
                 out.push(StartClash {
@@ -469,6 +507,7 @@ pub fn hold_starts(
         }
         moved.push(at_u);
     }
+    unfinished_passed(dest, &passed);
     // Where a start moved, once looked: a backfill that looks now reads it (it finds this
     // job past its range), one that looked before read the start asked (and was refused).
     let now: Vec<((&String, u64), u64)> = starts
