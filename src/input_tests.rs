@@ -170,6 +170,23 @@ fn a_header_after_many_blank_lines_is_found() {
     assert_eq!(chunks[0].first_offset, text.len() as u64 - 4);
 }
 
+/// Lines of spaces or tabs before a CSV header are passed over as blank lines are (rows in
+/// the data, they are no header).
+#[test]
+fn a_header_after_lines_of_whitespace_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("in.tsv");
+    std::fs::write(&p, "  \n\t\t\nid\tn\n\t\n").unwrap();
+    let mut r = ChunkReader::open(&InputSource::File(p), Some(b'\t')).unwrap();
+    assert_eq!(r.take_header().unwrap().as_deref(), Some(&b"id\tn"[..]));
+    let chunks = read_all(&mut r);
+    assert_eq!(
+        chunks[0].data, b"\t\n",
+        "a row of two empty fields after it"
+    );
+    assert_eq!(chunks[0].first_line, 4);
+}
+
 /// One chunk reused for every read, as the pipeline recycles them: each holds only its own
 /// records, whatever the last one held (records shorter and longer than a block, a chunk
 /// emptied by its user in between), with their positions.

@@ -109,7 +109,13 @@ impl ChunkReader {
                 });
             }
             crate::decode::framing::split_records(&chunk, self.quote, &mut records);
-            if let Some(first) = records.first() {
+            // Nor are lines of whitespace (in CSV they are rows, but not a header).
+            let blank = |r: &&crate::decode::framing::Record| {
+                chunk.data[r.start..r.end]
+                    .iter()
+                    .all(u8::is_ascii_whitespace)
+            };
+            if let Some(first) = records.iter().find(|r| !blank(r)) {
                 break *first;
             }
         };

@@ -536,13 +536,20 @@ fn csv_pushes_decode_per_the_repo_input_kind_and_refuse_a_torn_quote() {
     assert!(b.contains("quoted field"), "{b}");
     let (code, _, b) = c.post(path, "", b"g,7\n").unwrap();
     assert_eq!(code, 200, "{b}");
-    wait_for(&dir.path().join("out"), 4, 30);
+    // A line of spaces is a row in CSV (its first field); line ends alone are no records.
+    let (code, _, b) = c.post(path, "", b"  \n").unwrap();
+    assert_eq!(code, 200, "{b}");
+    assert!(b.contains("\"accepted\":1"), "{b}");
+    let (code, _, b) = c.post(path, "", b"\r\n\n").unwrap();
+    assert_eq!(code, 400, "{b}");
+    assert!(b.contains("holds no records"), "{b}");
+    wait_for(&dir.path().join("out"), 5, 30);
     let (code, body) = http(&addr, "POST", "/v1/tasks/pairs/stop", None);
     assert_eq!(code, 200, "{body}");
     assert!(child.wait_with_output().unwrap().status.success());
     let mut ids: Vec<String> = trace_ids(&dir.path().join("out")).into_keys().collect();
     ids.sort();
-    assert_eq!(ids, ["a", "b, with comma", "d", "g"]);
+    assert_eq!(ids, ["  ", "a", "b, with comma", "d", "g"]);
 }
 
 #[test]

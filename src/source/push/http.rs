@@ -366,7 +366,12 @@ fn take(api: &PushApi, bytes: bytes::Bytes, gzip: bool, mut body: Reservation) -
     } else {
         Vec::from(bytes)
     };
-    if data.iter().all(|b| b.is_ascii_whitespace()) {
+    // Blank as framing reads it: in CSV and TSV only line ends (a line of tabs is a row).
+    let blank = |b: &u8| match api.quote {
+        Some(_) => *b == b'\n' || *b == b'\r',
+        None => b.is_ascii_whitespace(),
+    };
+    if data.iter().all(blank) {
         return answer(
             api,
             StatusCode::BAD_REQUEST,
