@@ -243,7 +243,8 @@ pub struct RotationSection {
     /// one may hold up to `[channel] batch_rows` - 1 rows more.
     #[serde(default = "default_max_rows")]
     pub max_rows: u64,
-    /// Close a file at about this size (a size, e.g. `256MiB`).
+    /// Close a file at about this size (a size, e.g. `256MiB`). ORC files are measured as
+    /// their stripes are written: one may pass it by up to a stripe (`stripe_bytes`).
     #[serde(default = "default_max_file_bytes")]
     pub max_bytes: String,
     /// Close a file when its records span more than this much record time: the values of the
