@@ -398,26 +398,27 @@ impl Destination {
                     if !walked.first(&dir) {
                         continue;
                     }
+                    // By name: a folder reached by two paths is listed under the same one
+                    // at every listing (the first walked).
+                    let io = |source| StoreError::Io {
+                        path: dir.display().to_string(),
+                        source,
+                    };
                     let entries = match std::fs::read_dir(&dir) {
                         Ok(e) => e,
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                        Err(source) => {
-                            return Err(StoreError::Io {
-                                path: dir.display().to_string(),
-                                source,
-                            })
-                        }
+                        Err(e) => return Err(io(e)),
                     };
+                    let mut names = Vec::new();
                     for entry in entries {
-                        let entry = entry.map_err(|source| StoreError::Io {
-                            path: dir.display().to_string(),
-                            source,
-                        })?;
-                        let path = entry.path();
-                        let name = entry.file_name();
+                        names.push(entry.map_err(io)?.file_name());
+                    }
+                    names.sort_unstable_by(|a, b| b.cmp(a));
+                    for name in names {
                         if name.to_string_lossy().starts_with('.') {
                             continue;
                         }
+                        let path = dir.join(&name);
                         if path.is_dir() {
                             stack.push(path);
                         } else if let Ok(r) = path.strip_prefix(root) {
