@@ -222,6 +222,7 @@ pub struct Checkpoints {
     /// Where dead-letter files are (the same destination unless configured apart).
     pub(super) dead: Destination,
     pub(super) job: String,
+    aborts: aborts::KnownAborts,
 }
 
 impl Checkpoints {
@@ -230,6 +231,7 @@ impl Checkpoints {
             dead: dest.clone(),
             dest,
             job: job.to_string(),
+            aborts: Default::default(),
         }
     }
 
@@ -316,6 +318,9 @@ impl Checkpoints {
 
     /// The outcome of `seq`, if one was written.
     pub fn outcome(&self, key: &str, seq: u64) -> Result<Option<Outcome>, CheckpointError> {
+        if let Some(a) = self.aborts.get(key, seq) {
+            return Ok(Some(Outcome::Abort(a)));
+        }
         let path = self.record_path(key, seq);
         let corrupt = |reason: String| CheckpointError::Corrupt {
             path: self.dest.display(&path),
@@ -353,6 +358,9 @@ impl Checkpoints {
                     c.next_offset
                 )));
             }
+        }
+        if let Outcome::Abort(a) = &o {
+            self.aborts.keep(a);
         }
         Ok(Some(o))
     }
@@ -536,6 +544,7 @@ impl Checkpoints {
     }
 }
 
+mod aborts;
 mod prune;
 
 #[cfg(test)]

@@ -616,3 +616,27 @@ fn a_recent_lost_claim_may_land_late_and_an_old_one_not() {
         "decided, local"
     );
 }
+
+/// Abort records are read once per process: they are never pruned nor rewritten, and while a
+/// commit keeps failing every retry adds one above the last commit, which each reconcile's
+/// walk down to that commit passes. Here the records are damaged after the first walk: the
+/// same `Checkpoints` walks again without reading them (a fresh one reads, and fails).
+#[test]
+fn abort_records_are_read_once() {
+    let (dir, _rt, dest) = setup();
+    let cps = Checkpoints::new(dest.clone(), "job");
+    cps.record_for_tests(&Checkpoint::for_tests("job", KEY, 1, 10, &[]));
+    for seq in 2..=40 {
+        cps.record_abort_for_tests(KEY, seq, false);
+    }
+    assert_eq!(cps.latest(KEY).unwrap().map(|c| c.seq), Some(1));
+    for seq in 2..=40 {
+        std::fs::write(dir.path().join(cps.record_path(KEY, seq)), b"{").unwrap();
+    }
+    assert_eq!(cps.latest(KEY).unwrap().map(|c| c.seq), Some(1));
+    assert_eq!(cps.clone().latest(KEY).unwrap().map(|c| c.seq), Some(1));
+    assert!(matches!(
+        Checkpoints::new(dest, "job").latest(KEY),
+        Err(CheckpointError::Corrupt { .. })
+    ));
+}
