@@ -72,6 +72,45 @@ pub fn is_disk_full(e: &std::io::Error) -> bool {
         || matches!(e.raw_os_error(), Some(28 | 122))
 }
 
+/// Logs a push refused for a full WAL disk at most once every 10 s, with how many were
+/// refused since (each is answered 503 anyway): clients retrying wrote one line per request
+/// for as long as the disk stayed full, onto what may be the same disk.
+pub fn warn_full(e: &WalError) {
+    static FULL: Every = Every::new();
+    if let Some(refused) = FULL.tick(crate::commit::now_ms(), 10_000) {
+        tracing::warn!(error = %e, refused, "pushes refused: the WAL's disk is full (logged at most every 10 s)");
+    }
+}
+
+/// Events counted and let through at most once per period.
+struct Every {
+    last_ms: std::sync::atomic::AtomicI64,
+    count: std::sync::atomic::AtomicU64,
+}
+
+impl Every {
+    const fn new() -> Self {
+        Every {
+            last_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
+            count: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Counts an event at `now_ms`; `Some(events since the last let through)` when a period
+    /// has passed since then.
+    fn tick(&self, now_ms: i64, period_ms: i64) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.count.fetch_add(1, Relaxed);
+        let last = self.last_ms.load(Relaxed);
+        (now_ms.saturating_sub(last) >= period_ms
+            && self
+                .last_ms
+                .compare_exchange(last, now_ms, Relaxed, Relaxed)
+                .is_ok())
+        .then(|| self.count.swap(0, Relaxed))
+    }
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WalError + '_ {
     move |source| WalError::Io {
         path: path.to_path_buf(),

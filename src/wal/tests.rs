@@ -759,3 +759,16 @@ fn a_torn_header_on_a_full_disk_is_removed_and_reported() {
     std::fs::remove_file(&filler).unwrap();
     assert_eq!(wal.append(b"c\n").unwrap(), (end, end + 2));
 }
+
+/// A full disk's refusals are logged once per period, the first at once, each later one with
+/// how many were refused since.
+#[test]
+fn refusals_are_let_through_once_per_period() {
+    let every = Every::new();
+    assert_eq!(every.tick(1_000, 10_000), Some(1));
+    for at in 1_001..1_100 {
+        assert_eq!(every.tick(at, 10_000), None);
+    }
+    assert_eq!(every.tick(11_000, 10_000), Some(100));
+    assert_eq!(every.tick(11_001, 10_000), None);
+}

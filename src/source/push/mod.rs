@@ -132,7 +132,7 @@ impl Intake {
             Ok(r) => r,
             Err(e @ WalError::Full { .. }) => {
                 // Nothing of it stayed: refuse it, and take requests again once there is room.
-                tracing::warn!(error = %e, "push refused: the WAL's disk is full");
+                crate::wal::warn_full(&e);
                 return Err(Refusal::DiskFull(e.to_string()));
             }
             // Refused before anything was written.
