@@ -42,10 +42,12 @@ pub(super) struct History {
     kept: Kept,
 }
 
-/// Counter series (`*_total`) as last seen, vanished ones included, by series (name and
-/// labels): (the last value, what it counted before it started again). A partition's series
-/// go when it is revoked, and start at 0 when it comes back or its task restarts: the repo's
-/// totals keep what they counted, so they never go back.
+/// Counter series (`*_total`) as last seen, by series (name and labels): (the last value,
+/// what it counted before it started again). A partition's series go when it is revoked,
+/// and start at 0 when it comes back or its task restarts: the repo's totals keep what they
+/// counted, so they never go back. A series gone from the exposition is folded into its
+/// series without the partition label, so what is kept grows with the partitions held now
+/// and the repos and reasons, not with every partition the process ever held.
 #[derive(Default)]
 struct Kept(Mutex<BTreeMap<String, (f64, f64)>>);
 
@@ -58,6 +60,7 @@ impl Kept {
         let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let text = encode();
         let mut out = String::with_capacity(text.len());
+        let mut seen = std::collections::HashSet::new();
         for line in text.lines() {
             let counter = parse_line(line).filter(|(name, _, _)| name.ends_with("_total"));
             match (counter, line.rsplit_once(' ')) {
@@ -67,12 +70,24 @@ impl Kept {
                         *before += *last;
                     }
                     *last = v;
+                    seen.insert(series);
                 }
                 _ => {
                     out.push_str(line);
                     out.push('\n');
                 }
             }
+        }
+        let gone: Vec<String> = kept
+            .keys()
+            .filter(|s| !seen.contains(s.as_str()) && s.contains("partition=\""))
+            .cloned()
+            .collect();
+        for series in gone {
+            let (last, before) = kept.remove(&series).expect("listed");
+            kept.entry(without_partition(&series))
+                .or_insert((0.0, 0.0))
+                .1 += last + before;
         }
         for (series, (last, before)) in kept.iter() {
             out.push_str(&format!("{series} {}\n", last + before));
@@ -91,6 +106,19 @@ impl History {
         }
         s.push_back((at_ms, totals));
     }
+}
+
+/// `series` (`name{labels}`) without its `partition` label.
+fn without_partition(series: &str) -> String {
+    let Some((name, labels)) = series.split_once('{') else {
+        return series.to_string();
+    };
+    let labels: Vec<&str> = labels
+        .trim_end_matches('}')
+        .split(',')
+        .filter(|kv| !kv.starts_with("partition="))
+        .collect();
+    format!("{name}{{{}}}", labels.join(","))
 }
 
 /// A sample's labels: (name, value) pairs.
@@ -296,6 +324,20 @@ mod tests {
         assert_eq!(t(&back).rows_out, 19.0);
         let reasons = dead_letters_by_reason(&kept.update(|| only_t0.to_string()));
         assert_eq!(reasons["web"]["malformed"], 3.0);
+        // Partitions held once and gone are kept as one series per repo (and reason), not
+        // one each: what is kept does not grow with every partition ever held.
+        let held = kept.0.lock().unwrap().len();
+        for p in 2..50 {
+            let one =
+                format!("{only_t0}sluice_rows_out_total{{repo=\"web\",partition=\"t-{p}\"}} 1\n");
+            kept.update(|| one);
+        }
+        assert_eq!(t(only_t0).rows_out, 17.0 + 2.0 + 48.0);
+        assert!(
+            kept.0.lock().unwrap().len() <= held + 1,
+            "{:?}",
+            kept.0.lock().unwrap()
+        );
     }
 
     #[test]
