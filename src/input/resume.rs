@@ -54,12 +54,12 @@ impl ChunkReader {
                 break;
             }
             if end > offset && chunk.skipped_bytes > 0 {
-                let why = format!(
-                    "the resume offset lies inside a record longer than the record limit \
-                     (bytes {} to {end})",
-                    chunk.first_offset
-                );
-                return Err(self.refuse(offset, std::io::ErrorKind::InvalidData, why));
+                // A record longer than the limit, made a dead letter up to the input's end
+                // then (no line break after it), that the input continues now (another gzip
+                // member appended): its start was that dead letter, and the rest is passed
+                // over with it. (Refused, the partition stopped at every start for good.)
+                tracing::warn!(input = %self.name, resume = offset, record_start = chunk.first_offset, record_end = end, "the resume offset lies inside a record longer than the record limit, which the input continues since it was made a dead letter: the rest of it, bytes {offset} to {end}, is passed over, and reading goes on after it");
+                return Ok(());
             }
             if end > offset {
                 let keep = (offset - chunk.first_offset) as usize;
