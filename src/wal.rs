@@ -77,7 +77,14 @@ pub fn is_disk_full(e: &std::io::Error) -> bool {
 /// for as long as the disk stayed full, onto what may be the same disk.
 pub fn warn_full(e: &WalError) {
     static FULL: Every = Every::new();
-    if let Some(refused) = FULL.tick(crate::commit::now_ms(), 10_000) {
+    // A clock that never steps back (a wall clock set back held every warning until it
+    // caught up).
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let now_ms = START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as i64;
+    if let Some(refused) = FULL.tick(now_ms, 10_000) {
         tracing::warn!(error = %e, refused, "pushes refused: the WAL's disk is full (logged at most every 10 s)");
     }
 }

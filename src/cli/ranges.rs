@@ -215,6 +215,8 @@ pub fn hold_range(
             None => {}
         }
         ours.spans = Some(plan()?);
+        // A run that ended over the range replaced said so: not of this one.
+        ranges::clear_finished(&dest, name)?;
         let bytes = serde_json::to_vec(&ours).expect("a range serializes");
         match dest.put_atomic(&record, &bytes, create) {
             Ok(()) => break (ours.spans.take().expect("planned"), true, true),
@@ -496,6 +498,10 @@ fn print_backfill(dest: &Destination, name: &str, r: &BackfillRange) -> Result<(
         .iter()
         .filter(|(s, at)| written(s, *at) < s.to)
         .collect();
+    if left.is_empty() {
+        println!("backfill {name} ({asked}{place}): every partition written to its range's end (no run of it recorded that it ended: an earlier version's, or one stopped at the end)");
+        return Ok(());
+    }
     println!(
         "backfill {name} ({asked}{place}): not finished; {} of {} partitions written to their range's end",
         spans.len() - left.len(),

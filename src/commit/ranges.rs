@@ -369,6 +369,16 @@ pub fn record_finished(dest: &Destination, name: &str) -> Result<(), RangeError>
     Ok(dest.put_atomic(&finished_record(name), &bytes, false)?)
 }
 
+/// Removes backfill `name`'s record that it finished ([`record_finished`]): its range is
+/// recorded anew (a run that committed nothing may have its range replaced).
+pub fn clear_finished(dest: &Destination, name: &str) -> Result<(), RangeError> {
+    match dest.delete(&finished_record(name)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Whether backfill `name` recorded in `dest` that it finished ([`record_finished`]).
 pub fn finished(dest: &Destination, name: &str) -> Result<bool, RangeError> {
     Ok(dest.exists(&finished_record(name))?)
