@@ -205,7 +205,15 @@ fn a_backfill_into_the_live_folder_leaves_the_live_files_alone() {
             .all(|k| k.contains(".backfill-kafka-it-backfill.")),
         "{added:?}"
     );
-    assert_eq!(sluice_ok(&["checkpoints", "list", jobs]), checkpoints);
+    // The live job's checkpoints as they were; the backfill is listed after them.
+    let listed = sluice_ok(&["checkpoints", "list", jobs]);
+    let (live, backfills) = listed.split_at(checkpoints.len());
+    assert_eq!(live, checkpoints);
+    assert!(
+        backfills.starts_with("backfill kafka-it-backfill (--from earliest --to ")
+            && backfills.trim_end().ends_with(": finished"),
+        "{listed}"
+    );
     let ids = trace_ids(&out);
     assert_eq!(ids.len(), n + 400);
     assert!(ids.values().all(|c| *c == 1), "a record twice");
