@@ -114,23 +114,12 @@ fn chunks_cut_from_a_grown_block_hold_only_their_lines() {
         assert!(chunks[0].data.len() > 9 << 20, "the long record's chunk");
         let joined: Vec<u8> = chunks.iter().flat_map(|c| c.data.clone()).collect();
         assert_eq!(joined, text.as_bytes());
-        let mut at = 1;
         for c in &chunks {
-            assert_eq!(c.first_line, at);
-            at = c.next_line();
             let n = memchr::memchr_iter(b'\n', &c.data).count();
             assert_eq!(c.ends.len(), n);
-            if c.first_line > 1 {
-                assert!(n <= lines, "line {}: {n} lines", c.first_line);
-                assert!(
-                    c.data.capacity() <= 2 << 20,
-                    "line {}: a chunk of {} bytes holds {} bytes of room",
-                    c.first_line,
-                    c.data.len(),
-                    c.data.capacity()
-                );
-            }
         }
+        assert_eq!(chunks[0].first_line, 1);
+        follow_on(&chunks[1..], chunks[0].next_line(), lines);
     }
 }
 
@@ -324,12 +313,20 @@ fn csv_after_a_long_record_is_cut_from_what_is_carried() {
     let carried = r.carry.len() - r.carry_at;
     assert!(carried <= 1 << 20, "{carried} bytes carried");
     let rest = read_all(&mut r);
-    let mut at = first.next_line();
-    for c in &rest {
+    follow_on(&rest, first.next_line(), MAX_CHUNK_LINES);
+    let mut joined = first.data.clone();
+    joined.extend(rest.into_iter().flat_map(|c| c.data));
+    assert_eq!(joined, text.as_bytes());
+}
+
+/// Chunks cut after a long record: each starts where the one before ends (the first at line
+/// `at`), holds at most `lines` lines and room for about a block (1 MiB) at most twice over.
+fn follow_on(chunks: &[Chunk], mut at: u64, lines: usize) {
+    for c in chunks {
         assert_eq!(c.first_line, at);
         at = c.next_line();
         let n = memchr::memchr_iter(b'\n', &c.data).count();
-        assert!(n <= MAX_CHUNK_LINES, "line {}: {n} lines", c.first_line);
+        assert!(n <= lines, "line {}: {n} lines", c.first_line);
         assert!(
             c.data.capacity() <= 2 << 20,
             "line {}: a chunk of {} bytes holds {} bytes of room",
@@ -338,7 +335,4 @@ fn csv_after_a_long_record_is_cut_from_what_is_carried() {
             c.data.capacity()
         );
     }
-    let mut joined = first.data.clone();
-    joined.extend(rest.into_iter().flat_map(|c| c.data));
-    assert_eq!(joined, text.as_bytes());
 }
