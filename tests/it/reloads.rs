@@ -396,6 +396,8 @@ fn a_reload_refuses_a_renamed_repo_moved_dead_letters_and_a_schema_being_written
     std::fs::write(&schema_file, &schema_text).unwrap();
     hup(run.child());
     expect_log(&log, "restarting the task with them", 1);
+    // The restart is logged before it is done: a push meanwhile is answered 503.
+    expect_log(&log, "to=Running", 2);
     push_acked(&addr, "b", 10);
     wait_rows(&log, &dir.path().join("out"), "b", 10);
 }
@@ -408,13 +410,19 @@ fn a_reload_refuses_a_renamed_repo_moved_dead_letters_and_a_schema_being_written
 fn a_task_failing_as_it_stops_for_a_reload_starts_with_the_reloaded_job() {
     let dir = tempfile::tempdir().unwrap();
     let (job, _, _) = own_schema_push_job(dir.path(), "");
+    // One worker: the one lane the push partition's items take (held below).
+    let one = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("workers = 2", "workers = 1");
+    assert!(one.contains("workers = 1"), "{one}");
+    std::fs::write(&job, &one).unwrap();
     let text = std::fs::read_to_string(&job).unwrap();
     let hold = dir.path().join("hold");
     let fault = format!("panic_in_worker:2,hold_worker:@{}", hold.display());
     let (mut run, addr, log) = running_with_a(dir.path(), &job, &fault);
     std::fs::write(&hold, "").unwrap();
-    // Both workers held before "b" is pushed (a worker waiting for an item would take it).
-    expect_log(&log, "SLUICE_FAULT: holding at hold_worker", 2);
+    // The worker held before "b" is pushed (a worker waiting for an item would take it).
+    expect_log(&log, "SLUICE_FAULT: holding at hold_worker", 1);
     push_acked(&addr, "b", 10);
     std::fs::write(&job, text.replace("file://out", "file://moved")).unwrap();
     hup(run.child());
