@@ -155,7 +155,15 @@ pub fn run_backfill(
     // short of a range's end: offsets that hold no record).
     let runtime = io_runtime()?;
     let own = task::destination(&job, &runtime)?;
-    if let Err(e) = sluice::commit::ranges::record_finished(&own, &job.file.job.name) {
+    let name = &job.file.job.name;
+    // The range as recorded (by this run, or the one whose range it resumed): no run of
+    // another state folder replaces it while this one holds the range.
+    use sluice::commit::ranges::{read_range, record_finished};
+    let recorded = read_range(&own, name).and_then(|r| match r {
+        Some(r) => record_finished(&own, name, &r),
+        None => Ok(()),
+    });
+    if let Err(e) = recorded {
         tracing::warn!(error = %e, "could not record that the backfill finished: `sluice checkpoints list` may show it unfinished");
     }
     Ok(())

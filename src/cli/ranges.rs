@@ -215,8 +215,6 @@ pub fn hold_range(
             None => {}
         }
         ours.spans = Some(plan()?);
-        // A run that ended over the range replaced said so: not of this one.
-        ranges::clear_finished(&dest, name)?;
         let bytes = serde_json::to_vec(&ours).expect("a range serializes");
         match dest.put_atomic(&record, &bytes, create) {
             Ok(()) => break (ours.spans.take().expect("planned"), true, true),
@@ -484,7 +482,7 @@ fn print_backfill(dest: &Destination, name: &str, r: &BackfillRange) -> Result<(
         );
         return Ok(());
     };
-    if ranges::finished(&own, name)? {
+    if ranges::finished(&own, name, r)? {
         println!("backfill {name} ({asked}{place}): finished");
         return Ok(());
     }

@@ -359,29 +359,65 @@ fn finished_record(name: &str) -> String {
     format!("_sluice/{name}/finished.json")
 }
 
-/// Records, in its own destination `dest`, that backfill `name` read and committed its whole
-/// range (a run that ended, not stopped). A checkpoint alone cannot tell: a partition's
-/// last offsets before the range's end may hold no record (a transaction's marker, records
-/// aborted or compacted away), and its checkpoint then stays below the end.
-pub fn record_finished(dest: &Destination, name: &str) -> Result<(), RangeError> {
-    let at_ms = crate::commit::now_ms();
-    let bytes = serde_json::to_vec(&serde_json::json!({ "at_ms": at_ms })).expect("serializes");
-    Ok(dest.put_atomic(&finished_record(name), &bytes, false)?)
+/// What [`record_finished`] writes: when, and which recording of the range the run read
+/// whole (a record of an earlier recording, written late by a run whose write reported
+/// failure, or left when the range was replaced, says nothing of this one).
+#[derive(Serialize, Deserialize)]
+struct Finished {
+    at_ms: i64,
+    range: RangeId,
 }
 
-/// Removes backfill `name`'s record that it finished ([`record_finished`]): its range is
-/// recorded anew (a run that committed nothing may have its range replaced).
-pub fn clear_finished(dest: &Destination, name: &str) -> Result<(), RangeError> {
-    match dest.delete(&finished_record(name)) {
-        Ok(()) => Ok(()),
-        Err(e) if e.is_not_found() => Ok(()),
-        Err(e) => Err(e.into()),
+/// Which recording of a backfill's range a [`Finished`] record is about: the range as asked
+/// and resolved, and the state folder whose run recorded it.
+#[derive(Serialize, Deserialize, PartialEq, Eq)]
+struct RangeId {
+    from: String,
+    to: String,
+    repo: String,
+    spans: Option<Vec<Span>>,
+    state: Option<String>,
+}
+
+impl From<&BackfillRange> for RangeId {
+    fn from(r: &BackfillRange) -> Self {
+        RangeId {
+            from: r.from.clone(),
+            to: r.to.clone(),
+            repo: r.repo.clone(),
+            spans: r.spans.clone(),
+            state: r.state.clone(),
+        }
     }
 }
 
-/// Whether backfill `name` recorded in `dest` that it finished ([`record_finished`]).
-pub fn finished(dest: &Destination, name: &str) -> Result<bool, RangeError> {
-    Ok(dest.exists(&finished_record(name))?)
+/// Records, in its own destination `dest`, that backfill `name` read and committed its whole
+/// range, `range` (a run that ended, not stopped). A checkpoint alone cannot tell: a
+/// partition's last offsets before the range's end may hold no record (a transaction's
+/// marker, records aborted or compacted away), and its checkpoint then stays below the end.
+pub fn record_finished(
+    dest: &Destination,
+    name: &str,
+    range: &BackfillRange,
+) -> Result<(), RangeError> {
+    let record = Finished {
+        at_ms: crate::commit::now_ms(),
+        range: range.into(),
+    };
+    let bytes = serde_json::to_vec(&record).expect("serializes");
+    Ok(dest.put_atomic(&finished_record(name), &bytes, false)?)
+}
+
+/// Whether backfill `name` recorded in `dest` that it finished `range` ([`record_finished`]),
+/// its range as recorded now (in `dest`, or a copy of it in the live job's destination). A
+/// record of another recording of the range, or one that does not parse, is not.
+pub fn finished(dest: &Destination, name: &str, range: &BackfillRange) -> Result<bool, RangeError> {
+    match dest.read_record(&finished_record(name)) {
+        Ok(bytes) => Ok(serde_json::from_slice::<Finished>(&bytes)
+            .is_ok_and(|f| f.range == RangeId::from(range))),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// A backfill span a live start moved past: (partition, backfill, its record, the span).
@@ -396,7 +432,7 @@ fn unfinished_passed(dest: &Destination, passed: &[Passed]) {
     let mut done: HashMap<&str, bool> = HashMap::new();
     for (_, name, r, _) in passed {
         if !done.contains_key(name) {
-            let f = r.own(dest).map(|own| finished(&own, name));
+            let f = r.own(dest).map(|own| finished(&own, name, r));
             // A record that is not a folder of `dest` is passed over; one that cannot be
             // read is looked at partition by partition.
             done.insert(name, matches!(f, None | Some(Ok(true))));

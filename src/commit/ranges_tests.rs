@@ -154,3 +154,40 @@ fn a_start_past_the_backfills_ranges_is_a_gap_from_their_last_end() {
     ];
     assert_eq!(gaps(&all, &starts), [("t-0", "b", 200, 300)]);
 }
+
+/// A backfill's record that it finished is about the recording of its range it read: a
+/// record of another (written late by a run whose write reported failure, after a run from
+/// its state folder that committed nothing replaced the range) says nothing of the range
+/// now, and a range recorded from another state folder is another recording. (It was a
+/// bare mark: `checkpoints list` said "finished" of a range stopped half way, and the live
+/// job did not warn of the offsets it left.)
+#[test]
+fn a_finished_record_is_about_the_recording_of_the_range_it_read() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dest = Destination::parse("memory:///f", rt.handle().clone()).unwrap();
+    let mut first = one_span("r", 0, 100);
+    first.state = Some("s1".into());
+    assert!(!finished(&dest, "b", &first).unwrap(), "nothing recorded");
+    record_finished(&dest, "b", &first).unwrap();
+    assert!(finished(&dest, "b", &first).unwrap());
+    // As the live job's copy holds it (the backfill's folder named): the same recording.
+    let mut copy = first.clone();
+    copy.at = Some("backfills/b".into());
+    copy.by = Some("elsewhere".into());
+    assert!(finished(&dest, "b", &copy).unwrap());
+    let mut replaced = one_span("r", 0, 250);
+    replaced.state = Some("s1".into());
+    assert!(!finished(&dest, "b", &replaced).unwrap(), "another range");
+    let mut other_state = first.clone();
+    other_state.state = Some("s2".into());
+    assert!(
+        !finished(&dest, "b", &other_state).unwrap(),
+        "another state folder's"
+    );
+    dest.put_atomic("_sluice/b/finished.json", br#"{"at_ms":1}"#, false)
+        .unwrap();
+    assert!(
+        !finished(&dest, "b", &first).unwrap(),
+        "a record without its range"
+    );
+}
