@@ -103,6 +103,8 @@ struct Counting<R> {
     inner: R,
     count: Arc<AtomicU64>,
     failed: Arc<AtomicBool>,
+    /// A read found the end.
+    ended: Arc<AtomicBool>,
 }
 
 impl<R: Read> Read for Counting<R> {
@@ -110,6 +112,9 @@ impl<R: Read> Read for Counting<R> {
         match self.inner.read(buf) {
             Ok(n) => {
                 self.count.fetch_add(n as u64, Ordering::Relaxed);
+                if n == 0 && !buf.is_empty() {
+                    self.ended.store(true, Ordering::Relaxed);
+                }
                 Ok(n)
             }
             Err(e) => {
@@ -153,6 +158,8 @@ pub struct ChunkReader {
     gzip: bool,
     /// Reading the raw input failed: an error passed on by the decompressor is I/O, not damage.
     raw_failed: Arc<AtomicBool>,
+    /// Reading the raw input reached its end (see `cut_short`).
+    raw_ended: Arc<AtomicBool>,
     /// Damage met and not yet handed out as its chunk.
     damage: Option<Damage>,
     /// The damage the input ended at, once its chunk was handed out.
@@ -161,6 +168,9 @@ pub struct ChunkReader {
     cost: Option<LineCost>,
     /// The input's last record is not handed out while it has no line break after it.
     leave_partial: bool,
+    /// While skipping to a resume position: its offset, a record's end in the run before,
+    /// and line (see `forced_cut`).
+    resume_at: Option<(u64, u64)>,
 }
 
 impl ChunkReader {
@@ -214,10 +224,12 @@ impl ChunkReader {
     ) -> Result<Self, InputError> {
         let raw_bytes = Arc::new(AtomicU64::new(0));
         let raw_failed = Arc::new(AtomicBool::new(false));
+        let raw_ended = Arc::new(AtomicBool::new(false));
         let mut counted = Counting {
             inner: raw,
             count: raw_bytes.clone(),
             failed: raw_failed.clone(),
+            ended: raw_ended.clone(),
         };
         // The magic whole, however the first reads return it (a pipe may give one byte).
         let mut head = Vec::with_capacity(gzip::MAGIC.len());
@@ -253,10 +265,12 @@ impl ChunkReader {
             raw_len,
             gzip,
             raw_failed,
+            raw_ended,
             damage: None,
             broken: None,
             cost: None,
             leave_partial: false,
+            resume_at: None,
         })
     }
 
@@ -350,6 +364,7 @@ impl ChunkReader {
                         }
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) if self.cut_short(&e) => self.eof = true,
                     Err(e) if self.is_damage(&e) => {
                         self.eof = true;
                         self.damage = Some(Damage {
@@ -375,11 +390,12 @@ impl ChunkReader {
             let cut = if self.damage.is_some() {
                 // The bytes after the last whole record are an incomplete one: the damage's.
                 boundaries.last(buf)
-            } else if self.eof && !self.leave_partial {
+            } else if self.eof && !self.leaves_partial() {
                 Some(buf.len())
             } else {
                 boundaries.last(buf)
             };
+            let cut = cut.or_else(|| self.forced_cut(buf));
             match cut {
                 Some(mut cut) => {
                     let lines = if self.quote.is_none() {

@@ -658,28 +658,5 @@ fn a_resume_past_a_last_line_without_a_break_reaches_it_when_such_lines_are_left
     assert!(read_all(&mut r).is_empty(), "the last line is left");
 }
 
-/// A gzip input whose last line, longer than the record limit and without a line break, was
-/// made a dead letter up to the input's end; another member appended since continues that
-/// line and adds one more. The resume at the old end passes over the rest of the long line
-/// and reads the new one. (It was refused: the partition stopped at every start for good.)
-#[test]
-fn a_resume_inside_a_long_record_the_input_continues_goes_on_after_it() {
-    let member = |text: &str| {
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(text.as_bytes()).unwrap();
-        gz.finish().unwrap()
-    };
-    let first = format!("{{\"a\":1}}\n{{\"s\":\"{}", "x".repeat(5000));
-    let mut bytes = member(&first);
-    bytes.extend(member(&format!("{}\"}}\n{{\"a\":2}}\n", "y".repeat(3000))));
-    let mut r = ChunkReader::from_reader("in.gz", std::io::Cursor::new(bytes))
-        .unwrap()
-        .with_block_size(1024)
-        .with_record_limit(2048);
-    r.skip_to(first.len() as u64, 2).unwrap();
-    let data: Vec<u8> = read_all(&mut r).into_iter().flat_map(|c| c.data).collect();
-    assert_eq!(String::from_utf8_lossy(&data), "{\"a\":2}\n");
-}
-
 #[path = "input_long_tests.rs"]
 mod long;

@@ -33,7 +33,8 @@ pub enum SourceSection {
         chunk_bytes: String,
         /// A file's last line without a line break: `record` takes it as a record (a file that
         /// ends without one); `leave` leaves it for the next run (files still being written, whose
-        /// last line may be cut short; the next run reads it whole).
+        /// last line may be cut short, and gzip ones cut short inside a member; the next run
+        /// reads it whole).
         #[serde(default = "default_partial_last_line")]
         partial_last_line: String,
         /// A new input file that begins as a file this job exported did (its first 4 KiB, or

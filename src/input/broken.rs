@@ -30,6 +30,32 @@ fn one_dead_letter(chunk: &mut Chunk, reason: String, record: Vec<u8>) {
 }
 
 impl ChunkReader {
+    /// Whether the decompressor's error `e` is a gzip input cut short at its end (a member
+    /// still being written: the raw input's reads reached its end) while the input's last
+    /// record is left for the next run (`partial_last_line = "leave"`): the input ends at its
+    /// last whole record, as a plain file's last line without a line break is left, not
+    /// damage (whose dead letter's checkpoint stands past the rest of the file, which was
+    /// then never read once written). Under `take`, the file is whole as it stands: damage.
+    pub(super) fn cut_short(&self, e: &std::io::Error) -> bool {
+        let cut = self.leave_partial
+            && self.gzip
+            && e.kind() == std::io::ErrorKind::UnexpectedEof
+            && self.raw_ended.load(std::sync::atomic::Ordering::Relaxed)
+            && !self.raw_failed.load(std::sync::atomic::Ordering::Relaxed);
+        if cut {
+            tracing::info!(input = %self.name, offset = self.offset, "the gzip input ends inside a member (still being written): what follows its last whole record is left for the next run");
+        }
+        cut
+    }
+
+    /// Whether the input's last record is left while no line break follows it: as set
+    /// (`leaving_partial_tail`), but not while skipping to a resume offset (a checkpoint past
+    /// such a line, read when such lines were taken, is reached whatever the setting is now;
+    /// the line stays left after).
+    pub(super) fn leaves_partial(&self) -> bool {
+        self.leave_partial && self.resume_at.is_none()
+    }
+
     /// The record at the reader's position is longer than the record limit, and `chunk.data`
     /// holds its first `max_record` bytes: they become the record of its dead letter (in
     /// `chunk.decoded`), and the input is skipped up to the end of the line the limit falls
@@ -50,6 +76,10 @@ impl ChunkReader {
                 }
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => 0,
+                Err(e) if self.cut_short(&e) => {
+                    self.eof = true;
+                    0
+                }
                 Err(e) if self.is_damage(&e) => {
                     // The damage's chunk follows this one.
                     self.eof = true;
@@ -77,7 +107,7 @@ impl ChunkReader {
                 None => rest += n as u64,
             }
         }
-        if !ended && self.leave_partial && self.damage.is_none() {
+        if !ended && self.leaves_partial() && self.damage.is_none() {
             tracing::info!(input = %self.name, offset = self.offset, bytes = held.len() as u64 + rest, "the last record, longer than the record limit, has no line break after it yet: left for the next run");
             return Ok(false);
         }

@@ -27,12 +27,32 @@ impl ChunkReader {
     /// letter's chunk ended (handed out before), or, when the file was read differently then
     /// (another block size), a position in or past the damaged part (a warning).
     pub fn skip_to(&mut self, offset: u64, line: u64) -> Result<(), InputError> {
-        // A checkpoint past a last line without a line break, read when such lines were
-        // taken, is skipped to whatever the setting is now (the line stays left after).
-        let leave = std::mem::replace(&mut self.leave_partial, false);
+        // While it is set, a last line without a line break is read (see `leaves_partial`).
+        self.resume_at = Some((offset, line));
         let skipped = self.skip_forward(offset, line);
-        self.leave_partial = leave;
+        self.resume_at = None;
         skipped
+    }
+
+    /// While skipping to a resume offset inside the bytes read, `read`, of one record that
+    /// has no end in them yet: a cut at the offset, where the run before ended a record (the
+    /// input's end then, before a gzip member appended since went on with that line). The
+    /// rest is then read as a record of its own, as a plain file resumed by seeking reads it.
+    /// None where the part before the offset is itself as long as the record limit (that run
+    /// made it a dead letter, see `skip_forward`), where the offset's line is not the one
+    /// counted there (a checkpoint past damage met before, see `skip_forward`), and at
+    /// damage (its chunk was handed out).
+    pub(super) fn forced_cut(&self, read: &[u8]) -> Option<usize> {
+        let (offset, line) = self.resume_at?;
+        let at = usize::try_from(offset.checked_sub(self.offset)?).ok()?;
+        if at == 0 || at > read.len() || at >= self.max_record || self.damage.is_some() {
+            return None;
+        }
+        if self.line + memchr::memchr_iter(b'\n', &read[..at]).count() as u64 != line {
+            return None;
+        }
+        tracing::warn!(input = %self.name, resume = offset, "the run that read to this offset took the input's last line, which had no line break then, as a whole record, and a gzip member appended since goes on with it: that line was cut short, and the rest of it is read now as a record of its own (a dead letter, or a wrong row). A file still being written needs source.partial_last_line = \"leave\"");
+        Some(at)
     }
 
     fn skip_forward(&mut self, offset: u64, line: u64) -> Result<(), InputError> {
@@ -54,10 +74,11 @@ impl ChunkReader {
                 break;
             }
             if end > offset && chunk.skipped_bytes > 0 {
-                // A record longer than the limit, made a dead letter up to the input's end
-                // then (no line break after it), that the input continues now (another gzip
-                // member appended): its start was that dead letter, and the rest is passed
-                // over with it. (Refused, the partition stopped at every start for good.)
+                // A record at least as long as the limit before the offset (a shorter one is
+                // cut there, see `forced_cut`), made a dead letter up to the input's end then
+                // (no line break after it), that the input continues now (another gzip member
+                // appended): its start was that dead letter, and the rest is passed over with
+                // it. (Refused, the partition stopped at every start for good.)
                 tracing::warn!(input = %self.name, resume = offset, record_start = chunk.first_offset, record_end = end, "the resume offset lies inside a record longer than the record limit, which the input continues since it was made a dead letter: the rest of it, bytes {offset} to {end}, is passed over, and reading goes on after it");
                 return Ok(());
             }

@@ -172,3 +172,36 @@ fn convert_of_a_cut_gzip_file_keeps_the_records_before_the_damage() {
     );
     assert_eq!(damage_reasons(&out.join("_dead_letters")).len(), 1);
 }
+
+/// A file job over a gzip file still being written (`partial_last_line = "leave"`): a run
+/// while it is cut short exports the records before the cut, with no dead letter for it; a
+/// run once it is whole exports the rest, every record once. (The cut was damage, as under
+/// `take`: its dead letter's checkpoint stood past the rest of the file, which no later run
+/// read.)
+#[test]
+fn a_gzip_input_still_being_written_is_read_to_its_end_once_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.jsonl.gz");
+    write_gz_events(&a, 4000, 0, 0.5);
+    let job = job_file(dir.path(), std::slice::from_ref(&a), "");
+    let text = std::fs::read_to_string(&job).unwrap().replace(
+        "kind = \"file\"\n",
+        "kind = \"file\"\npartial_last_line = \"leave\"\n",
+    );
+    assert!(text.contains("leave"), "{text}");
+    std::fs::write(&job, text).unwrap();
+    let log = run_to_end(&job);
+    assert!(log.contains("ends inside a member"), "{log}");
+    let out = dir.path().join("out");
+    let k = prefix_of(&trace_ids(&out), 0, 4000);
+    assert!(k > 500 && k < 4000, "{k} records of the cut file");
+    assert_eq!(
+        dead_letter_count(&out),
+        broken(0, k),
+        "no dead letter for the cut"
+    );
+    write_gz_events(&a, 4000, 0, 1.0);
+    run_to_end(&job);
+    assert_exactly_once(&out, 4000, broken(0, 4000));
+    assert!(damage_reasons(&out.join("_dead_letters")).is_empty());
+}
