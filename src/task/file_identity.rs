@@ -112,6 +112,43 @@ pub fn check_one(
     check(dest, &job.file.job.name, p, &path, resumed, spilled, when).map(Some)
 }
 
+/// The longest name a file system holds (local destinations; HDFS's default too).
+const NAME_MAX: usize = 255;
+
+/// Refuses a file partition of `parts` (job `job`) whose key (the file's stem and `-0`)
+/// makes names of its records longer than the destination holds: `files/<key>.json` and
+/// `checkpoints/<key>/`. (The record's write failed at every start with the system's bare
+/// "file name too long"; an object store holds them.) Before anything is read under the key.
+pub fn fits_names(
+    job: &crate::config::Job,
+    dest: &Destination,
+    parts: &[PartitionInfo],
+) -> Result<(), TaskError> {
+    if dest.local_root().is_none() && !dest.url().starts_with("hdfs://") {
+        return Ok(());
+    }
+    for p in parts {
+        let longest = format!("{}.json", p.key());
+        let Some(file) = input_path(job, p).filter(|_| longest.len() > NAME_MAX) else {
+            continue;
+        };
+        return Err(TaskError::Job {
+            job: job.file.job.name.clone(),
+            reason: format!(
+                "input file {}: its name without the extension ({} bytes) names its \
+                 partition's records in the destination ({}), longer than the {NAME_MAX} bytes \
+                 a file name holds there: rename the file (at most {} bytes before the \
+                 extension)",
+                file.display(),
+                p.topic.len(),
+                record_path(&job.file.job.name, &p.key()),
+                NAME_MAX - (longest.len() - p.topic.len()),
+            ),
+        });
+    }
+    Ok(())
+}
+
 fn record_path(job: &str, key: &str) -> String {
     format!("_sluice/{job}/files/{key}.json")
 }

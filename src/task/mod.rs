@@ -338,6 +338,7 @@ fn run_inner(
     }
     let parts = source.partitions();
     if matches!(job.file.source, crate::config::SourceSection::File { .. }) {
+        file_identity::fits_names(job, &dest, &parts)?;
         let mut keys = None;
         for p in &parts {
             let at = (p.key(), p.id as usize);

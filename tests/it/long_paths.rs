@@ -135,3 +135,37 @@ fn a_topic_of_the_longest_name_kafka_allows_lands() {
     );
     drop(run);
 }
+
+/// An input file whose name without its extension is 249 bytes (`<stem>-0.json`, its
+/// partition's record of the file's start, is 256): the run is refused at its start, naming
+/// the file and the longest stem that fits. Before, the record's write failed with the
+/// system's bare "File name too long" at every start. A stem of 248 bytes is exported.
+#[test]
+fn an_input_file_name_too_long_for_its_records_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = job(dir.path(), &[("h", "one")], "");
+    let text = std::fs::read_to_string(&job).unwrap();
+    let line = std::fs::read_to_string(dir.path().join("in.jsonl")).unwrap();
+    for (stem, fits) in [("s".repeat(249), false), ("s".repeat(248), true)] {
+        let input = dir.path().join(format!("{stem}.jsonl"));
+        std::fs::write(&input, &line).unwrap();
+        let named = text.replace(
+            &format!("{:?}", dir.path().join("in.jsonl").display().to_string()),
+            &format!("{:?}", input.display().to_string()),
+        );
+        assert_ne!(named, text);
+        std::fs::write(&job, named).unwrap();
+        let (status, log) = sluice_within(&["run", job.to_str().unwrap()], 60);
+        if fits {
+            assert!(status.success(), "{log}");
+            assert_eq!(trace_ids(&dir.path().join("out")).get("one"), Some(&1));
+        } else {
+            assert!(!status.success(), "{log}");
+            assert!(
+                log.contains(&format!("input file {}", input.display()))
+                    && log.contains("at most 248 bytes before the extension"),
+                "{log}"
+            );
+        }
+    }
+}
