@@ -10,4 +10,5 @@ pub mod paths;
 mod recovery;
 mod rotation;
 mod share;
+mod values;
 pub mod worker;

@@ -25,6 +25,7 @@ use super::recovery::Recovery;
 use super::rotation::time_range;
 pub use super::rotation::Rotation;
 use super::share::memory;
+use super::values::by_values;
 use crate::channel::{Channel, Item};
 use crate::commit::checkpoint::Checkpoints;
 use crate::commit::now_ms;
@@ -99,6 +100,8 @@ pub(super) enum WorkError {
     Template(#[from] super::paths::TemplateError),
     #[error(transparent)]
     Table(#[from] crate::table::TableError),
+    #[error("gathering the rows of one table partition's values: {0}")]
+    Gather(#[from] arrow::error::ArrowError),
     #[error("partition {key}: records {got} arrived where {want} was expected")]
     Gap { key: String, want: u64, got: u64 },
 }
@@ -427,16 +430,27 @@ impl Worker {
         op: &mut OpenPartition,
     ) -> Result<(), WorkError> {
         op.records += item.records;
+        let columns = &self.ctx.table_partitions;
+        let mut keyed = Vec::with_capacity(groups.len());
         for (path, rows) in groups {
+            keyed.extend(by_values(path, rows, columns, |k| {
+                op.files.get(k).map(|f| &f.partition)
+            })?);
+        }
+        for (path, rows) in keyed {
             if !op.files.contains_key(&path) {
                 self.make_room(op)?;
+                let (folder, own) = super::values::folder(&path);
                 let name = super::paths::file_name(
                     &format!("{}{}", self.ctx.file_prefix, state.key),
-                    &format!("-{}-{}", item.prov.first_offset, op.tag),
+                    &match own {
+                        None => format!("-{}-{}", item.prov.first_offset, op.tag),
+                        Some(n) => format!("-{}-{}-{n}", item.prov.first_offset, op.tag),
+                    },
                     &self.ctx.file_suffix,
                     &format!(".{}", self.ctx.format.extension()),
                 );
-                let rel = format!("{path}{}", super::paths::visible_name(&name));
+                let rel = format!("{folder}{}", super::paths::visible_name(&name));
                 let file = self.ctx.dest.create(&rel)?;
                 let writer =
                     create_writer(&self.ctx.format, self.ctx.schema.clone(), file.clone())?;
