@@ -473,3 +473,28 @@ fn a_gzip_input_still_being_written_is_left_at_its_last_whole_record() {
         "under take: damage"
     );
 }
+
+/// A gzip input cut short, read to its damage under `take` (a dead letter, its checkpoint one
+/// past the bytes read), then resumed there while its last line is left: the file is still
+/// cut there, and nothing more is read. (The cut was no longer damage, so the input ended
+/// before the resume offset, and every start failed.)
+#[test]
+fn a_resume_past_a_cut_made_a_dead_letter_ends_quietly_once_lines_are_left() {
+    let text: String = (0..300)
+        .map(|i| format!("{{\"n\":{i},\"s\":\"{}\"}}\n", noise(40)))
+        .collect();
+    let whole = member(&text);
+    let cut = whole[..whole.len() / 2].to_vec();
+    let reader = |leave: bool| {
+        ChunkReader::from_reader("in.gz", std::io::Cursor::new(cut.clone()))
+            .unwrap()
+            .with_block_size(1024)
+            .leaving_partial_tail(leave)
+    };
+    let chunks = read_all(&mut reader(false));
+    let last = chunks.last().unwrap();
+    assert!(last.decoded.is_some(), "the damage's chunk");
+    let mut r = reader(true);
+    r.skip_to(last.end_offset(), last.next_line()).unwrap();
+    assert!(read_all(&mut r).is_empty());
+}

@@ -369,14 +369,14 @@ struct Finished {
 }
 
 /// Which recording of a backfill's range a [`Finished`] record is about: the range as asked
-/// and resolved, and the state folder whose run recorded it.
+/// and as resolved (each partition's offsets). Not the state folder that recorded it: a run
+/// from another one resumes the range and rewrites the live job's copy with its own.
 #[derive(Serialize, Deserialize, PartialEq, Eq)]
 struct RangeId {
     from: String,
     to: String,
     repo: String,
     spans: Option<Vec<Span>>,
-    state: Option<String>,
 }
 
 impl From<&BackfillRange> for RangeId {
@@ -386,7 +386,6 @@ impl From<&BackfillRange> for RangeId {
             to: r.to.clone(),
             repo: r.repo.clone(),
             spans: r.spans.clone(),
-            state: r.state.clone(),
         }
     }
 }

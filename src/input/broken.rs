@@ -43,7 +43,9 @@ impl ChunkReader {
             && self.raw_ended.load(std::sync::atomic::Ordering::Relaxed)
             && !self.raw_failed.load(std::sync::atomic::Ordering::Relaxed);
         if cut {
-            tracing::info!(input = %self.name, offset = self.offset, "the gzip input ends inside a member (still being written): what follows its last whole record is left for the next run");
+            // A warning: a file cut for good (its writer gone, or damage that reads as a
+            // cut) stays so, its rest never read, and says so at each run.
+            tracing::warn!(input = %self.name, offset = self.offset, "the gzip input ends inside a member (still being written?): what follows its last whole record is left for the next run");
         }
         cut
     }

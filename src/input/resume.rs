@@ -60,6 +60,13 @@ impl ChunkReader {
         let mut chunk = Chunk::default();
         while self.offset < offset {
             if !self.next_chunk(&mut chunk)? {
+                if self.gzip && (offset, line) == (self.offset + 1, self.line + 1) {
+                    // Where a run that took the cut as damage left its dead letter's
+                    // checkpoint (one past the bytes read, see `damaged`): the file is cut
+                    // there still, now read while its last line is left. Nothing more.
+                    tracing::warn!(input = %self.name, resume = offset, "the gzip input is still cut short where an earlier run made its end a dead letter: nothing more is read from it");
+                    break;
+                }
                 let why = format!(
                     "the input ends at byte {}, before the resume offset",
                     self.offset
