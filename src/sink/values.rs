@@ -29,8 +29,10 @@ pub(super) fn by_values<'a>(
     }
     // The distinct values in their rows' order, with their rows: one, but for crafted values.
     let mut seen: Vec<(Values, Vec<u32>)> = Vec::new();
-    for i in 0..rows.num_rows() {
-        let v = crate::table::partition_values(columns, &rows.slice(i, 1));
+    for (i, v) in crate::table::partition_values_of_each(columns, &rows)
+        .into_iter()
+        .enumerate()
+    {
         match seen.iter_mut().find(|(s, _)| *s == v) {
             Some((_, at)) => at.push(i as u32),
             None => seen.push((v, vec![i as u32])),

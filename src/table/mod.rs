@@ -166,28 +166,49 @@ pub fn for_task(
 }
 
 /// A file's partition values: the columns' values in the first of `rows` (all rows of a file
-/// share its folder), as Delta writes them; null and the empty string are null, as Delta reads
-/// them.
+/// share them, see `sink::values`), as Delta writes them; null and the empty string are
+/// null, as Delta reads them.
 pub fn partition_values(
     columns: &[(String, usize)],
     rows: &arrow::record_batch::RecordBatch,
 ) -> BTreeMap<String, Option<String>> {
-    columns
+    if rows.num_rows() == 0 {
+        return columns
+            .iter()
+            .map(|(name, _)| (name.clone(), None))
+            .collect();
+    }
+    partition_values_of_each(columns, &rows.slice(0, 1))
+        .pop()
+        .expect("one row")
+}
+
+/// Each row's partition values (see [`partition_values`]), each column's formatter made once.
+pub fn partition_values_of_each(
+    columns: &[(String, usize)],
+    rows: &arrow::record_batch::RecordBatch,
+) -> Vec<BTreeMap<String, Option<String>>> {
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    let options = FormatOptions::default();
+    let each: Vec<_> = columns
         .iter()
         .map(|(name, i)| {
             let a = rows.column(*i);
-            let v = if rows.num_rows() == 0 || a.is_null(0) {
-                None
-            } else {
-                arrow::util::display::ArrayFormatter::try_new(
-                    a.as_ref(),
-                    &arrow::util::display::FormatOptions::default(),
-                )
-                .ok()
-                .map(|f| f.value(0).to_string())
-                .filter(|s| !s.is_empty())
-            };
-            (name.clone(), v)
+            (name, a, ArrayFormatter::try_new(a.as_ref(), &options).ok())
+        })
+        .collect();
+    (0..rows.num_rows())
+        .map(|r| {
+            each.iter()
+                .map(|(name, a, f)| {
+                    let v = f
+                        .as_ref()
+                        .filter(|_| !a.is_null(r))
+                        .map(|f| f.value(r).to_string())
+                        .filter(|s| !s.is_empty());
+                    ((*name).clone(), v)
+                })
+                .collect()
         })
         .collect()
 }

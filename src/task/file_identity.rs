@@ -135,11 +135,13 @@ pub fn fits_names(
         return Err(TaskError::Job {
             job: job.file.job.name.clone(),
             reason: format!(
-                "input file {}: its name without the extension ({} bytes) names its \
-                 partition's records in the destination ({}), longer than the {NAME_MAX} bytes \
-                 a file name holds there: rename the file (at most {} bytes before the \
-                 extension)",
+                "input file {}: its name without the extension, as its partition's name \
+                 (`{}`, {} bytes; characters other than ASCII letters, digits, `_` and `.` \
+                 count one byte each), names its records in the destination ({}), longer \
+                 than the {NAME_MAX} bytes a file name holds there: rename the file (at most \
+                 {} bytes before the extension)",
                 file.display(),
+                p.topic,
                 p.topic.len(),
                 record_path(&job.file.job.name, &p.key()),
                 NAME_MAX - (longest.len() - p.topic.len()),
