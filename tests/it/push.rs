@@ -264,6 +264,15 @@ fn pushers_get_503s_while_the_channel_is_full_and_every_acknowledged_row_lands_o
         )
         .unwrap();
     assert_eq!((code, b.contains("gzip")), (400, true), "{b}");
+    // Two codings in two headers: refused, not read as text.
+    let (code, _, b) = c
+        .post(
+            "/v1/repos/nginx_access/data",
+            "Content-Encoding: identity\r\nContent-Encoding: gzip\r\n",
+            b"{}\n",
+        )
+        .unwrap();
+    assert_eq!((code, b.contains("identity, gzip")), (415, true), "{b}");
     let (code, _, b) = c
         .post("/v1/repos/nginx_access/data", "", b"{\"ts\":1}\nnot json\n")
         .unwrap();

@@ -131,6 +131,25 @@ impl Reservation {
     }
 }
 
+impl Reservation {
+    /// Makes this reservation `bytes` in all: grown when `max_in_flight` has that much more
+    /// free now (false when not), else what it holds past them given back.
+    fn resize_to(&mut self, api: &PushApi, bytes: u64) -> bool {
+        let want = i64::from(kib(bytes)) * 1024;
+        if want > self.bytes {
+            return self.grow_to(api, bytes);
+        }
+        let surplus = ((self.bytes - want) / 1024) as usize;
+        if let Some(back) = self._permit.split(surplus).filter(|_| surplus > 0) {
+            let freed = back.num_permits() as i64 * 1024;
+            drop(back);
+            self.bytes -= freed;
+            api.metrics.push_in_flight(-freed);
+        }
+        true
+    }
+}
+
 impl Drop for Reservation {
     fn drop(&mut self) {
         self.metrics.push_in_flight(-self.bytes);
@@ -177,10 +196,14 @@ pub async fn push(api: Arc<PushApi>, headers: HeaderMap, body: Body) -> Response
             );
         }
     }
-    let gzip = match headers
-        .get(header::CONTENT_ENCODING)
+    // Every Content-Encoding header, as one list (a second header is a second coding, not
+    // one to pass over: `identity` then `gzip` was read as text, every line a dead letter).
+    let codings: Vec<String> = headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
         .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
-    {
+        .collect();
+    let gzip = match (!codings.is_empty()).then(|| codings.join(", ")) {
         None => false,
         Some(e) if e == "gzip" => true,
         Some(e) if e == "identity" => false,
@@ -336,7 +359,7 @@ fn gunzip_within(bytes: &[u8], limit: usize, out: &mut Vec<u8>) -> std::io::Resu
 }
 
 /// Decodes and appends one body (on a blocking thread: decoding and fsync take time). `body`
-/// is the body's reservation, exchanged for the decoding's once the text is known.
+/// is the body's reservation, resized to the decoding's once the text is known.
 fn take(api: &PushApi, bytes: bytes::Bytes, gzip: bool, mut body: Reservation) -> Response {
     // The decompressed text, up to `max_body`, beside the body.
     if gzip && !body.grow_to(api, body.bytes as u64 + api.max_body as u64 + 1) {
@@ -397,9 +420,10 @@ fn take(api: &PushApi, bytes: bytes::Bytes, gzip: bool, mut body: Reservation) -
     }
     // Decoding holds the text, the decoder's working data and the batches at once; or, for
     // bad records, the text, their copies and each one's fixed cost (a dead letter's reason
-    // and bookkeeping): that reservation replaces the body's (the compressed body is gone by
-    // now). A 2 KB gzip body of a million 2-byte bad lines took about 200 MB.
-    drop(body);
+    // and bookkeeping): the body's reservation is resized to that (the compressed body is
+    // gone by now), never let go meanwhile (given back, then taken again, the text and the
+    // passes over it were held outside the budget while other bodies took its room). A 2 KB
+    // gzip body of a million 2-byte bad lines took about 200 MB.
     let lines = memchr::memchr_iter(b'\n', &data).count() as u64;
     // Where the schema has a list or a map, an item costs its element's width whatever its
     // text (`{}` of a wide struct: hundreds of bytes): measured, not assumed.
@@ -434,10 +458,10 @@ fn take(api: &PushApi, bytes: bytes::Bytes, gzip: bool, mut body: Reservation) -
             } }),
         );
     }
-    let Some(_decoding) = api.reserve(need) else {
+    if !body.resize_to(api, need) {
         give_back(decoder);
         return no_memory(api);
-    };
+    }
     let chunk = Chunk {
         data,
         first_line: 1,
