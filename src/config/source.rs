@@ -126,7 +126,8 @@ pub enum SourceSection {
         #[serde(default = "default_max_pending")]
         max_pending: String,
         /// Acknowledged bytes not yet in committed files (503 beyond; past half, open files
-        /// are committed early). Default 256MiB in memory, 4GiB in the WAL.
+        /// are committed early); in memory each request counts 96 bytes more, its fixed
+        /// cost. Default 256MiB in memory, 4GiB in the WAL.
         #[serde(default)]
         max_retained: Option<String>,
         /// Log read per chunk: files roll and commit at chunk boundaries.

@@ -41,6 +41,11 @@ impl MemLog {
 }
 
 /// The log of one push partition.
+/// What a request kept in a memory log costs beyond its bytes: its slot in the queue (32 B)
+/// and its allocation's own (at least 32 B, and its rounding), counted against
+/// `max_retained` (pushes of a byte or two each held about 40 times their bytes).
+pub const RECORD_COST: u64 = 96;
+
 pub enum Log {
     Memory(MemLog),
     Wal(Box<Wal>),
@@ -58,6 +63,23 @@ impl Log {
         match self {
             Log::Memory(m) => m.end,
             Log::Wal(w) => w.end(),
+        }
+    }
+
+    /// What a record it holds costs beyond its bytes: in memory, [`RECORD_COST`] (a WAL
+    /// holds them on disk, behind a 16-byte header each).
+    pub fn record_cost(&self) -> u64 {
+        match self {
+            Log::Memory(_) => RECORD_COST,
+            Log::Wal(_) => 0,
+        }
+    }
+
+    /// What the records it holds cost beyond their bytes ([`Log::record_cost`] each).
+    pub fn fixed_cost(&self) -> u64 {
+        match self {
+            Log::Memory(m) => m.records.len() as u64 * RECORD_COST,
+            Log::Wal(_) => 0,
         }
     }
 

@@ -241,7 +241,9 @@ impl Intake {
         }
         let pending = g.log.end() - g.read_pos + g.fresh_bytes;
         let len_pending = len + decoded;
-        let retained = g.log.end() - g.committed.max(g.log.start());
+        let retained = g.log.end() - g.committed.max(g.log.start()) + g.log.fixed_cost();
+        // With this request's own, where the log holds requests in memory.
+        let len = len + g.log.record_cost();
         if retained + len > self.settings.max_retained / 2 {
             self.flush_wanted.store(true, Ordering::Release);
         }

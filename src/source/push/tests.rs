@@ -179,3 +179,25 @@ fn a_request_past_the_logs_record_limit_is_refused_alone() {
     assert!(matches!(r, Err(Refusal::TooLarge(_))), "{r:?}");
     assert_eq!(intake.append(b"{}\n".to_vec(), decoded(1)), Ok((0, 3)));
 }
+
+/// Requests of two bytes each, held in memory until committed, count their fixed cost
+/// against `max_retained`: 2,000 bytes hold twenty, not a thousand (each held about 40 times
+/// its bytes, outside the bound).
+#[test]
+fn tiny_requests_held_in_memory_count_their_fixed_cost() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut src = PushSource::open("push", settings(Durability::Memory, dir.path())).unwrap();
+    let intake = src.intake().unwrap();
+    src.seek(0, 0, 0).unwrap();
+    intake.open();
+    let mut taken = 0;
+    while intake.append(b"1\n".to_vec(), decoded(1)).is_ok() {
+        // Read at once: only what is not committed counts.
+        drain(&mut src);
+        taken += 1;
+        assert!(taken <= 1000, "never refused");
+    }
+    assert_eq!(taken, (2000 / (2 + log::RECORD_COST)) as usize);
+    src.committed(0, 2 * taken as u64);
+    intake.append(b"1\n".to_vec(), decoded(1)).unwrap();
+}
