@@ -4,8 +4,8 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use super::segment::{segment_path, sync_dir};
-use super::{io, Wal, WalError, MAGIC, RECORD_HEADER};
+use super::segment::{crc, segment_path, sync_dir};
+use super::{io, Wal, WalError, MAGIC, MAX_RECORD, RECORD_HEADER};
 
 impl Wal {
     /// Makes `pos` a valid reading position: below the start is an error (released); past the
@@ -76,14 +76,29 @@ impl Wal {
             let file = &self.reader.as_ref().expect("just opened").1;
             let skip = at - rec_pos;
             let mut offset = offset;
-            let len = loop {
+            let (len, sum) = loop {
                 let mut h = [0u8; RECORD_HEADER as usize];
                 file.read_exact_at(&mut h, offset).map_err(io(&path))?;
                 let len = u32::from_le_bytes(h[0..4].try_into().expect("4 bytes")) as u64;
+                let sum = u32::from_le_bytes(h[4..8].try_into().expect("4 bytes"));
+                let stored = u64::from_le_bytes(h[8..16].try_into().expect("8 bytes"));
+                // What the open's scan checked, checked again: the file may have changed
+                // under the process since (a bad sector, another writer). Trusted, a length
+                // of garbage allocated up to 4 GiB, and bytes of garbage became rows.
+                if len > MAX_RECORD || (len > 0 && stored != rec_pos) || len < skip {
+                    return Err(WalError::Corrupt {
+                        path: path.clone(),
+                        offset,
+                        reason: format!(
+                            "the record read for position {at} holds {len} bytes at position \
+                             {stored}, expected position {rec_pos}"
+                        ),
+                    });
+                }
                 // An empty record holds no position: the next one starts where it does.
                 // Taken as the record at `at`, it was read again and again, for ever.
                 if len > 0 || skip > 0 {
-                    break len;
+                    break (len, sum);
                 }
                 offset += RECORD_HEADER;
             };
@@ -91,6 +106,18 @@ impl Wal {
             out.resize(from + (len - skip) as usize, 0);
             file.read_exact_at(&mut out[from..], offset + RECORD_HEADER + skip)
                 .map_err(io(&path))?;
+            // A record read whole is checked whole (one read from inside is a resume's,
+            // rare: its start is not read).
+            if skip == 0 && crc(rec_pos, &out[from..]) != sum {
+                out.truncate(from);
+                return Err(WalError::Corrupt {
+                    path: path.clone(),
+                    offset,
+                    reason: format!(
+                        "the checksum of the record at position {rec_pos} does not match"
+                    ),
+                });
+            }
             at = rec_pos + len;
             self.cursor = Some((base, offset + RECORD_HEADER + len, at));
             self.last_read = Some((base, offset, rec_pos, len));

@@ -772,3 +772,31 @@ fn refusals_are_let_through_once_per_period() {
     assert_eq!(every.tick(11_000, 10_000), Some(100));
     assert_eq!(every.tick(11_001, 10_000), None);
 }
+
+/// A record changed under a running process after the open's scan (a bad sector, another
+/// writer): reading it fails as corruption, naming it, instead of handing out its bytes as
+/// records; a length changed to garbage is not allocated (up to 4 GiB).
+#[test]
+fn a_record_changed_after_the_open_is_corruption_when_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = Wal::open(dir.path(), 1 << 20).unwrap();
+    let ps = payloads(10);
+    for p in &ps {
+        wal.append(p).unwrap();
+    }
+    let seg = segment_path(dir.path(), 0);
+    let f = OpenOptions::new().write(true).open(&seg).unwrap();
+    let first = MAGIC.len() as u64;
+    f.write_all_at(b"#", first + RECORD_HEADER + 2).unwrap();
+    let end = wal.end();
+    let mut out = Vec::new();
+    let err = wal.read(0, end, usize::MAX, &mut out).unwrap_err();
+    assert!(err.to_string().contains("checksum"), "{err}");
+    assert!(out.is_empty(), "bytes handed out: {out:?}");
+    let second = first + RECORD_HEADER + ps[0].len() as u64;
+    f.write_all_at(&u32::MAX.to_le_bytes(), second).unwrap();
+    let err = wal
+        .read(ps[0].len() as u64, end, usize::MAX, &mut out)
+        .unwrap_err();
+    assert!(err.to_string().contains("4294967295 bytes"), "{err}");
+}
