@@ -40,12 +40,12 @@ impl MemLog {
     }
 }
 
-/// The log of one push partition.
 /// What a request kept in a memory log costs beyond its bytes: its slot in the queue (32 B)
 /// and its allocation's own (at least 32 B, and its rounding), counted against
 /// `max_retained` (pushes of a byte or two each held about 40 times their bytes).
 pub const RECORD_COST: u64 = 96;
 
+/// The log of one push partition.
 pub enum Log {
     Memory(MemLog),
     Wal(Box<Wal>),
@@ -153,6 +153,21 @@ impl Log {
         }
     }
 
+    /// [`Log::read`] of requests whose rows were decoded before they were written (see
+    /// [`Wal::read_text`]).
+    pub fn read_text(
+        &mut self,
+        pos: u64,
+        limit: u64,
+        max: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<u64, WalError> {
+        match self {
+            Log::Memory(m) => Ok(m.read(pos, limit, max, out)),
+            Log::Wal(w) => w.read_text(pos, limit, max, out),
+        }
+    }
+
     /// Reads records to decode again (a replay) from `pos` (a record boundary) up to
     /// `limit`: up to `max` bytes of whole requests (at least one), and at most
     /// [`MAX_CHUNK_LINES`] lines, cutting a request at a record boundary when one holds more
@@ -242,6 +257,11 @@ impl Log {
                         break;
                     }
                     m.records.pop_front();
+                }
+                // The queue's slots are counted while held (`RECORD_COST`): a burst of tiny
+                // requests leaves none behind once released.
+                if m.records.capacity() > 1024 && m.records.len() < m.records.capacity() / 4 {
+                    m.records.shrink_to(2 * m.records.len());
                 }
                 m.start = m.records.front().map_or(m.end, |(p, _)| *p);
                 Ok(())

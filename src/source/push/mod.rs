@@ -516,7 +516,7 @@ impl Source for PushSource {
         let mut tally = Tally::default();
         let cost = self.intake.settings.cost.as_ref();
         let next = if decoded.is_some() {
-            g.log.read(pos, limit, max, &mut chunk.data)
+            g.log.read_text(pos, limit, max, &mut chunk.data)
         } else {
             let measured = cost.map(|c| (c, &mut tally));
             let quote = self.intake.settings.quote;
