@@ -196,23 +196,29 @@ pub async fn push(api: Arc<PushApi>, headers: HeaderMap, body: Body) -> Response
             );
         }
     }
-    // Every Content-Encoding header, as one list (a second header is a second coding, not
-    // one to pass over: `identity` then `gzip` was read as text, every line a dead letter).
-    let codings: Vec<String> = headers
-        .get_all(header::CONTENT_ENCODING)
-        .iter()
-        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
-        .collect();
-    let gzip = match (!codings.is_empty()).then(|| codings.join(", ")) {
-        None => false,
-        Some(e) if e == "gzip" => true,
-        Some(e) if e == "identity" => false,
-        Some(e) => {
+    // Every Content-Encoding header, as one list of codings (a second header is a second
+    // coding, not one to pass over: `identity` then `gzip` was read as text, every line a
+    // dead letter); empty items and `identity` change nothing, `x-gzip` is gzip.
+    let mut codings: Vec<String> = Vec::new();
+    for v in headers.get_all(header::CONTENT_ENCODING) {
+        for c in v.to_str().unwrap_or("?").split(',') {
+            match c.trim().to_ascii_lowercase().as_str() {
+                "" | "identity" => {}
+                "x-gzip" => codings.push("gzip".into()),
+                c => codings.push(c.to_string()),
+            }
+        }
+    }
+    let gzip = match codings.as_slice() {
+        [] => false,
+        [one] if one == "gzip" => true,
+        _ => {
+            let e = codings.join(", ");
             return answer(
                 &api,
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                json!({ "error": format!("Content-Encoding `{e}` is not supported (gzip or none)") }),
-            )
+                json!({ "error": format!("Content-Encoding `{e}` is not supported (gzip once, or none)") }),
+            );
         }
     };
     // Refused before the body is sent where it would be refused after (a client that asked
