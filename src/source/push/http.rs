@@ -441,7 +441,9 @@ fn take(api: &PushApi, bytes: bytes::Bytes, gzip: bool, mut body: Reservation) -
         .unwrap_or_else(|| api.decoder.lock().expect("decoder").clone());
     let beyond = decoder.decoded_beyond_text(&data, lines);
     let len = data.len() as u64;
-    let need = (DECODE_FACTOR * len).max(2 * len + beyond);
+    // And the room the text's buffer holds past it (grown by doubling, from 64 KiB).
+    let spare = (data.capacity() - data.len()) as u64;
+    let need = (DECODE_FACTOR * len).max(2 * len + beyond) + spare;
     let give_back = |d| api.pool.lock().expect("decoder pool").push(d);
     if need > api.max_in_flight {
         give_back(decoder);
