@@ -279,10 +279,21 @@ pub(super) fn delta_schema(schema: &arrow::datatypes::SchemaRef) -> Result<Struc
 
 /// A column, at any depth, whose Delta type would not be what the files hold: Delta has no
 /// unsigned integers (a `UInt16` declared `short` made 41,234 unreadable) and declares a
-/// `Date64` a `date` while Parquet holds it as plain int64 (readers then fail on the table).
+/// `Date64` a `date` while Parquet holds it as plain int64 (readers then fail on the table);
+/// or that needs a table feature sluice does not write (a nested timestamp without a zone).
 fn undeclarable(schema: &arrow::datatypes::Schema) -> Option<String> {
     use arrow::datatypes::DataType;
     crate::format::find_type(schema, |ty, path| {
+        let nested = path.contains(['.', '[', '{']);
+        if nested && matches!(ty, DataType::Timestamp(_, None)) {
+            // Declared `timestamp_ntz`, a table feature sluice does not write: the table's
+            // next snapshot, and every reader, refused it (top-level ones: see the caller).
+            return Some(format!(
+                "field `{path}` is a timestamp without a time zone, which a Delta table holds \
+                 only with a table feature sluice does not write: give it one (a stage such \
+                 as `arrow_cast(x, 'Timestamp(Microsecond, Some(\"UTC\"))')`)"
+            ));
+        }
         let to = match ty {
             DataType::UInt8 => "Int16",
             DataType::UInt16 => "Int32",
@@ -306,7 +317,7 @@ mod tests {
     use super::delta_schema;
 
     #[test]
-    fn unsigned_integers_and_date64_are_refused_at_any_depth() {
+    fn unsigned_integers_date64_and_nested_naive_timestamps_are_refused_at_any_depth() {
         let ts = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
         let ok = Schema::new(vec![Field::new("t", ts, true)]);
         assert!(delta_schema(&Arc::new(ok)).is_ok());
@@ -323,5 +334,19 @@ mod tests {
         )]);
         let err = delta_schema(&Arc::new(nested)).unwrap_err();
         assert!(err.contains("field `s.d` is Date64"), "{err}");
+        // A timestamp without a zone inside a list's struct (declared `timestamp_ntz`: a
+        // table no reader opened).
+        let naive = DataType::Timestamp(TimeUnit::Microsecond, None);
+        let item = DataType::Struct(Fields::from(vec![Field::new("at", naive, true)]));
+        let listed = Schema::new(vec![Field::new(
+            "l",
+            DataType::List(Arc::new(Field::new("item", item, true))),
+            true,
+        )]);
+        let err = delta_schema(&Arc::new(listed)).unwrap_err();
+        assert!(
+            err.contains("field `l[].at` is a timestamp without a time zone"),
+            "{err}"
+        );
     }
 }
