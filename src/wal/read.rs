@@ -68,21 +68,12 @@ impl Wal {
         self.read_records(pos, limit, max, out, true)
     }
 
-    /// [`Wal::read`] without the checksums: the text of requests whose rows were decoded
-    /// before they were written, and are taken from memory (a copy damaged on the disk since
-    /// failed the task, and the open that followed cut the newest record as a torn tail: rows
-    /// acknowledged and whole in memory were lost). Lengths and positions are still checked.
-    pub fn read_text(
-        &mut self,
-        pos: u64,
-        limit: u64,
-        max: usize,
-        out: &mut Vec<u8>,
-    ) -> Result<u64, WalError> {
-        self.read_records(pos, limit, max, out, false)
-    }
-
-    fn read_records(
+    /// [`Wal::read`], with each record's checksum checked when `sums` (without: the text of
+    /// push requests whose rows were decoded before they were written and are taken from
+    /// memory; a copy damaged on the disk since failed the task, and the open that followed
+    /// cut the newest record as a torn tail, losing rows acknowledged and whole in memory).
+    /// Lengths and positions are checked either way.
+    pub fn read_records(
         &mut self,
         pos: u64,
         limit: u64,

@@ -140,31 +140,19 @@ impl Log {
         }
     }
 
+    /// Payload bytes from `pos` up to `limit` (see `Wal::read_records`; `sums`: checksums
+    /// checked).
     pub fn read(
         &mut self,
         pos: u64,
         limit: u64,
         max: usize,
         out: &mut Vec<u8>,
+        sums: bool,
     ) -> Result<u64, WalError> {
         match self {
             Log::Memory(m) => Ok(m.read(pos, limit, max, out)),
-            Log::Wal(w) => w.read(pos, limit, max, out),
-        }
-    }
-
-    /// [`Log::read`] of requests whose rows were decoded before they were written (see
-    /// [`Wal::read_text`]).
-    pub fn read_text(
-        &mut self,
-        pos: u64,
-        limit: u64,
-        max: usize,
-        out: &mut Vec<u8>,
-    ) -> Result<u64, WalError> {
-        match self {
-            Log::Memory(m) => Ok(m.read(pos, limit, max, out)),
-            Log::Wal(w) => w.read_text(pos, limit, max, out),
+            Log::Wal(w) => w.read_records(pos, limit, max, out, sums),
         }
     }
 
@@ -189,7 +177,7 @@ impl Log {
             && !cost.as_ref().is_some_and(|(c, t)| c.full(t))
         {
             let from = out.len();
-            let next = self.read(at, limit, 1, out)?;
+            let next = self.read(at, limit, 1, out, true)?;
             if next == at {
                 break;
             }
@@ -301,10 +289,10 @@ mod tests {
         assert_eq!(log.append(b"a\nbb\n".to_vec()).unwrap(), (100, 105));
         assert_eq!(log.append(b"ccc\n".to_vec()).unwrap(), (105, 109));
         let mut out = Vec::new();
-        assert_eq!(log.read(102, 109, 1, &mut out).unwrap(), 105);
+        assert_eq!(log.read(102, 109, 1, &mut out, true).unwrap(), 105);
         assert_eq!(out, b"bb\n");
         out.clear();
-        assert_eq!(log.read(100, 109, 100, &mut out).unwrap(), 109);
+        assert_eq!(log.read(100, 109, 100, &mut out, true).unwrap(), 109);
         assert_eq!(out, b"a\nbb\nccc\n");
         log.release(104).unwrap();
         assert_eq!(
