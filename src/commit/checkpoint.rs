@@ -119,6 +119,30 @@ pub struct Checkpoint {
     /// message could not be marked (a record batch the client could not read).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record: Option<crate::decode::meta::RecordMark>,
+    /// A file partition's bytes right before `next_offset` (up to 4 KiB, decompressed), as
+    /// the writer read them: a start that resumes here reads them again and compares (a file
+    /// rewritten in place, its first 4 KiB alike, is another one). None for other sources,
+    /// records of older versions, and a commit whose last record was passed over (longer
+    /// than the record limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub behind: Option<FileHead>,
+}
+
+impl Checkpoint {
+    /// What identifies the record before `next_offset`, for the source to compare where it
+    /// resumes: a Kafka message's mark, or a file's bytes before the offset.
+    pub fn resume_mark(&self) -> Option<crate::decode::meta::RecordMark> {
+        if let Some(b) = &self.behind {
+            let len = b.len as u64;
+            return Some(crate::decode::meta::RecordMark {
+                offset: self.next_offset.checked_sub(len)?,
+                timestamp_ms: None,
+                len,
+                crc: b.crc,
+            });
+        }
+        self.record.filter(|m| m.offset < self.next_offset)
+    }
 }
 
 impl Checkpoint {
@@ -180,7 +204,7 @@ pub struct Rollback {
 pub enum Outcome {
     Abort(Abort),
     Rollback(Rollback),
-    Commit(Checkpoint),
+    Commit(Box<Checkpoint>),
 }
 
 impl Outcome {
@@ -411,6 +435,7 @@ impl Checkpoints {
                         log_runs: Vec::new(),
                         file: None,
                         record: None,
+                        behind: None,
                     });
                 }
                 Some(Outcome::Commit(c)) => {
@@ -485,7 +510,10 @@ impl Checkpoints {
     /// Records `c` as a sealed commit without its claim (tests of what reads them).
     #[cfg(test)]
     pub(crate) fn record_for_tests(&self, c: &Checkpoint) {
-        assert!(self.decide(&Outcome::Commit(c.clone())).unwrap().is_none());
+        assert!(self
+            .decide(&Outcome::Commit(Box::new(c.clone())))
+            .unwrap()
+            .is_none());
     }
 
     /// Records sequence number `seq` as aborted, or a prune's horizon at `seq` (tests).
@@ -586,6 +614,7 @@ impl Checkpoint {
             log_runs: Vec::new(),
             file: None,
             record: None,
+            behind: None,
         }
     }
 }

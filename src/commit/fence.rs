@@ -338,7 +338,7 @@ impl Checkpoints {
     /// Phase "seal": the commit outcome of a claimed sequence number. When another outcome
     /// won (the claim was fenced), the files this commit published are deleted again.
     pub fn seal(&self, claim: &Claim, c: &Checkpoint) -> Result<(), CheckpointError> {
-        match self.decide(&Outcome::Commit(c.clone()))? {
+        match self.decide(&Outcome::Commit(Box::new(c.clone())))? {
             None => Ok(()),
             Some(winner) => {
                 // The verdict matters more than the clean-up, which the next settle repeats.

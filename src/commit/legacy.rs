@@ -79,8 +79,9 @@ impl Checkpoints {
             log_runs: from.log_runs.clone(),
             file: from.file.clone(),
             record: from.record,
+            behind: from.behind.clone(),
         };
-        Ok(match self.decide(&Outcome::Commit(c))? {
+        Ok(match self.decide(&Outcome::Commit(Box::new(c)))? {
             None => Some(old),
             Some(_) => None, // another process did it first
         })

@@ -144,6 +144,7 @@ impl Checkpoints {
             file: latest.and_then(|c| c.file.clone()),
             // The message before `to` is the one skipped: nothing of it was exported.
             record: None,
+            behind: None,
         };
         self.seal(&claim, &c)?;
         self.release(key, seq, term, &owner)?;

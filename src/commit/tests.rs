@@ -74,6 +74,7 @@ pub(super) fn checkpoint(c: &Claim, next: u64) -> Checkpoint {
         log_runs: Vec::new(),
         file: None,
         record: None,
+        behind: None,
     }
 }
 
@@ -296,7 +297,7 @@ fn a_huge_record_or_an_offset_past_any_is_damage() {
     let mut far = checkpoint(&claim(1, 1, "a", &[], &[]), 0);
     far.key = "t-0".into();
     far.next_offset = 1 << 63;
-    let text = serde_json::to_vec(&Outcome::Commit(far)).unwrap();
+    let text = serde_json::to_vec(&Outcome::Commit(Box::new(far))).unwrap();
     dest.put_atomic(rel, &text, false).unwrap();
     let e = c.outcome("t-0", 1).unwrap_err().to_string();
     assert!(e.contains("past any offset"), "{e}");

@@ -86,6 +86,14 @@ impl Seen {
     }
 }
 
+/// Up to `len` bytes of `file` from byte `pos` on (fewer where it ends first), read without
+/// moving it.
+pub fn bytes_at(file: &File, pos: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(len);
+    At { file, pos }.take(len as u64).read_to_end(&mut out)?;
+    Ok(out)
+}
+
 /// Whether the file `file` reads is gzip (by its first bytes), read without moving it.
 pub fn is_gzip(file: &File) -> std::io::Result<bool> {
     let mut magic = Vec::with_capacity(2);

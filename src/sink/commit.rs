@@ -149,7 +149,20 @@ pub(super) fn commit_partition(
                     let &(len, crc) = starts.get(&state.key)?;
                     Some(crate::commit::checkpoint::FileHead { len, crc })
                 }),
-                record: op.mark.filter(|m| m.offset < op.next_offset),
+                // A message's mark (Kafka), or the bytes before the offset (files).
+                record: op
+                    .mark
+                    .filter(|m| ctx.file_starts.is_none() && m.offset < op.next_offset),
+                behind: op
+                    .mark
+                    .filter(|m| {
+                        ctx.file_starts.is_some()
+                            && m.offset.checked_add(m.len) == Some(op.next_offset)
+                    })
+                    .map(|m| crate::commit::checkpoint::FileHead {
+                        len: m.len as usize,
+                        crc: m.crc,
+                    }),
             };
             ctx.sealing.asked(p, &c, &dead_classes, started);
             ctx.checkpoints.seal(&claim, &c)?;

@@ -11,9 +11,10 @@ use std::path::PathBuf;
 
 use super::{Next, PartitionInfo, ReadStarts, Source, SourceError};
 use crate::decode::cost::LineCost;
+use crate::decode::meta::RecordMark;
 use crate::decode::Chunk;
 use crate::input::regular::{self, Seen};
-use crate::input::{ChunkReader, InputSource};
+use crate::input::{ChunkReader, InputSource, BEHIND};
 
 /// Files read at once: each open one holds a descriptor and its read buffers (about 300 KiB),
 /// so thousands of inputs neither exhaust descriptors nor memory. The others wait their turn.
@@ -39,6 +40,9 @@ struct Part {
     start_len: usize,
     /// The file's CSV header, once read.
     header: Option<std::sync::Arc<Vec<u8>>>,
+    /// The bytes before the offset the start resumes at, as the checkpoint there records
+    /// them ([`Source::expect_record`]), which the first open checks.
+    behind: Option<(u64, RecordMark)>,
 }
 
 pub struct FileSource {
@@ -99,6 +103,7 @@ impl FileSource {
                 dup: None,
                 start_len: 0,
                 header: None,
+                behind: None,
             });
         }
         Ok(FileSource {
@@ -199,8 +204,20 @@ impl FileSource {
         if !seek && self.header {
             take_header(&mut r)?;
         }
+        let behind = p.behind.take().filter(|(at, _)| *at == p.offset);
         if p.offset > 0 && !seek {
-            r.skip_to(p.offset, p.line)?;
+            let read = r.skip_to(p.offset, p.line)?;
+            if let Some((_, mark)) = behind {
+                check_behind(&p.path, p.offset, &mark, read.as_deref())?;
+            }
+        } else if let Some((_, mark)) = behind {
+            let read = p
+                .dup
+                .as_ref()
+                .map(|f| regular::bytes_at(f, mark.offset, mark.len as usize))
+                .transpose()
+                .map_err(|e| fail(e.to_string()))?;
+            check_behind(&p.path, p.offset, &mark, read.as_deref())?;
         }
         Ok(r)
     }
@@ -214,6 +231,51 @@ impl FileSource {
         })?;
         Ok(ChunkReader::from_file(path, file, self.quote)?)
     }
+}
+
+/// Refuses a file resumed at `offset` whose bytes before it, `read` (the last [`BEHIND`] at
+/// most; None when they could not be read in one run), are not those its checkpoint marks:
+/// the file was rewritten in place, or replaced by one that begins alike (its first 4 KiB,
+/// which the start checks, the same), and reading on would skip or garble records.
+fn check_behind(
+    path: &std::path::Path,
+    offset: u64,
+    mark: &RecordMark,
+    read: Option<&[u8]>,
+) -> Result<(), SourceError> {
+    let len = mark.len as usize;
+    let Some(read) = read.filter(|r| r.len() >= len) else {
+        tracing::debug!(input = %path.display(), offset, "the bytes before the resume offset were not read in one run: not compared");
+        return Ok(());
+    };
+    if crc32fast::hash(&read[read.len() - len..]) == mark.crc {
+        return Ok(());
+    }
+    Err(SourceError::Other {
+        name: path.display().to_string(),
+        reason: format!(
+            "is not the file the job read to byte {offset}: the {len} bytes before that offset \
+             differ from those its checkpoint records (the file rewritten in place, or replaced \
+             by one that begins as it did). Reading it on from there would skip or garble \
+             records: give the new file a name of its own (a new partition, read from its \
+             start), or restore the one read"
+        ),
+    })
+}
+
+/// What a chunk's commit records of the bytes before its end: the last [`BEHIND`] bytes of
+/// its data at most, unless its end was passed over (a record past the limit) or it holds
+/// nothing.
+fn mark_of(chunk: &Chunk) -> Option<RecordMark> {
+    if chunk.skipped_bytes > 0 || chunk.data.is_empty() {
+        return None;
+    }
+    let tail = &chunk.data[chunk.data.len().saturating_sub(BEHIND)..];
+    Some(RecordMark::of(
+        chunk.end_offset() - tail.len() as u64,
+        None,
+        tail,
+    ))
 }
 
 /// Records how partition `key`'s file begins, `len` bytes of CRC-32 `crc`, for its
@@ -290,6 +352,7 @@ impl Source for FileSource {
             if reader.next_chunk(chunk)? {
                 let p = &mut self.parts[i];
                 chunk.header = p.header.clone();
+                chunk.mark = mark_of(chunk);
                 // Where the partition stood: the first chunk after a CSV header starts past
                 // the header, but follows position 0 (the header is not a record).
                 chunk.from_offset = Some(from);
@@ -349,6 +412,16 @@ impl Source for FileSource {
         if let Some(p) = self.parts.get_mut(partition as usize) {
             p.expected = Some((len, crc));
             record_start(&self.starts, p.info.key(), &mut p.start_len, len, crc);
+        }
+    }
+
+    fn expect_record(&mut self, partition: u32, offset: u64, mark: RecordMark) {
+        // A mark of the bytes right before the offset (as `mark_of` makes them), nothing else.
+        if mark.offset.checked_add(mark.len) != Some(offset) || mark.len > BEHIND as u64 {
+            return;
+        }
+        if let Some(p) = self.parts.get_mut(partition as usize) {
+            p.behind = Some((offset, mark));
         }
     }
 

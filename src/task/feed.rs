@@ -383,7 +383,10 @@ fn to_item(
             next_offset,
             next_line: chunk.next_line(),
             epoch,
-            mark: None,
+            // The bytes before its end (see `source::file`).
+            mark: chunk
+                .mark
+                .filter(|m| m.offset.checked_add(m.len) == Some(next_offset)),
         }
     };
     Ok(Item {

@@ -232,11 +232,10 @@ pub fn resume(
         }
     }
     // The checkpoint's mark, where it resumes from the checkpoint (not a table's end).
-    let latest_mark = r.latest.as_ref().and_then(|c| {
-        c.record
-            .filter(|m| m.offset < c.next_offset)
-            .map(|m| (c.next_offset, m))
-    });
+    let latest_mark = r
+        .latest
+        .as_ref()
+        .and_then(|c| c.resume_mark().map(|m| (c.next_offset, m)));
     let (offset, line, checkpointed) = match crate::table::resume_point(r.latest.as_ref(), held) {
         Some(((o, l), ahead)) => {
             if ahead {

@@ -308,3 +308,61 @@ fn a_checkpoint_of_a_short_file_does_not_vouch_for_another_beginning_alike() {
         "{log}"
     );
 }
+
+/// `text` as one gzip member.
+fn gzip(text: &str) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(text.as_bytes()).unwrap();
+    enc.finish().unwrap()
+}
+
+/// A file rewritten in place whose first 4 KiB are those of the file read (a generated
+/// export that begins with the same rows, a log truncated and written again): the start's
+/// check of the file's first bytes passes, and the run resumed at the old offset, inside
+/// the new file's records, without a word. Now the bytes before the offset, which the
+/// checkpoint records, are compared too: plain files (read there by seeking) and gzip files
+/// (decompressed up to it).
+#[test]
+fn a_file_rewritten_in_place_beginning_alike_is_refused_at_its_resume_offset() {
+    let common: String = (0..500).map(|i| format!("p{i:04},{i}\n")).collect();
+    assert!(common.len() > 4096);
+    for gz in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("app.csv");
+        let job = job(dir.path(), "");
+        let write = |text: &str| {
+            let bytes = if gz {
+                gzip(text)
+            } else {
+                text.as_bytes().to_vec()
+            };
+            std::fs::write(&input, bytes).unwrap();
+        };
+        let first = format!("{common}b1,1\nb2,2\n");
+        write(&first);
+        run_ok(&job);
+        // Appended to, as a log is: the same file, read on.
+        write(&format!("{first}b3,3\n"));
+        run_ok(&job);
+        assert_eq!(trace_ids(&dir.path().join("out")).len(), 503);
+        // Written again, in place: the same first 5,000 bytes, other rows after them.
+        write(&format!("{common}c1,10\nc2,20\nc3,30\nc4,40\n"));
+        let (status, log) = sluice_within(&["run", job.to_str().unwrap()], 60);
+        assert!(
+            !status.success(),
+            "gzip {gz}: a rewritten file was resumed: {log}"
+        );
+        let at = first.len() + 5;
+        assert!(
+            log.contains(&format!("is not the file the job read to byte {at}: the"))
+                && log.contains("bytes before that offset differ"),
+            "gzip {gz}: {log}"
+        );
+        let ids = trace_ids(&dir.path().join("out"));
+        assert_eq!(
+            ids.len(),
+            503,
+            "gzip {gz}: nothing of the new rows: {ids:?}"
+        );
+    }
+}
