@@ -392,6 +392,13 @@ impl ChunkReader {
                 // The bytes after the last whole record are an incomplete one: the damage's.
                 boundaries.last(buf)
             } else if self.eof && !self.leaves_partial() {
+                if self.quote.is_some()
+                    && buf.ends_with(b"\n")
+                    && boundaries.last(buf) != Some(buf.len())
+                {
+                    // Its line break is inside a quote: nothing after tells that it ended.
+                    tracing::warn!(input = %self.name, offset = self.offset + buf.len() as u64, "the input ends inside a CSV quote its last record opened: that record is taken as it is (source.partial_last_line = \"take\"); if the file is still being written, what is appended to it is read from here as records of their own (wrong rows or dead letters). A file still being written needs source.partial_last_line = \"leave\"");
+                }
                 Some(buf.len())
             } else {
                 boundaries.last(buf)
