@@ -18,7 +18,7 @@ pub mod regular;
 mod resume;
 use broken::Damage;
 pub use gzip::{gzip_reach, is_gzip};
-pub use resume::BEHIND;
+pub use resume::{keep_last, BEHIND};
 
 use crate::decode::cost::{LineCost, Tally};
 use crate::decode::framing::{record_boundary_within, Boundaries, Chunk, MAX_CHUNK_LINES};

@@ -9,7 +9,7 @@ use super::{Chunk, ChunkReader, InputError};
 pub const BEHIND: usize = 4096;
 
 /// `behind` followed by `more`, its last [`BEHIND`] bytes kept.
-fn keep_last(behind: &mut Vec<u8>, more: &[u8]) {
+pub fn keep_last(behind: &mut Vec<u8>, more: &[u8]) {
     if more.len() >= BEHIND {
         behind.clear();
         behind.extend_from_slice(&more[more.len() - BEHIND..]);

@@ -14,7 +14,7 @@ use crate::decode::cost::LineCost;
 use crate::decode::meta::RecordMark;
 use crate::decode::Chunk;
 use crate::input::regular::{self, Seen};
-use crate::input::{ChunkReader, InputSource, BEHIND};
+use crate::input::{keep_last, ChunkReader, InputSource, BEHIND};
 
 /// Files read at once: each open one holds a descriptor and its read buffers (about 300 KiB),
 /// so thousands of inputs neither exhaust descriptors nor memory. The others wait their turn.
@@ -43,6 +43,9 @@ struct Part {
     /// The bytes before the offset the start resumes at, as the checkpoint there records
     /// them ([`Source::expect_record`]), which the first open checks.
     behind: Option<(u64, RecordMark)>,
+    /// The file's last bytes before `offset` (up to [`BEHIND`]) as read, in one run: what
+    /// each chunk marks (the bytes before its end) for its commit.
+    tail: Vec<u8>,
 }
 
 pub struct FileSource {
@@ -104,6 +107,7 @@ impl FileSource {
                 start_len: 0,
                 header: None,
                 behind: None,
+                tail: Vec::new(),
             });
         }
         Ok(FileSource {
@@ -204,21 +208,23 @@ impl FileSource {
         if !seek && self.header {
             take_header(&mut r)?;
         }
-        let behind = p.behind.take().filter(|(at, _)| *at == p.offset);
-        if p.offset > 0 && !seek {
-            let read = r.skip_to(p.offset, p.line)?;
-            if let Some((_, mark)) = behind {
-                check_behind(&p.path, p.offset, &mark, read.as_deref())?;
-            }
-        } else if let Some((_, mark)) = behind {
-            let read = p
-                .dup
+        // The bytes before the offset: read up to it (gzip), or read there (plain files).
+        let read = if p.offset == 0 {
+            Some(Vec::new())
+        } else if !seek {
+            r.skip_to(p.offset, p.line)?
+        } else {
+            let from = p.offset.saturating_sub(BEHIND as u64);
+            p.dup
                 .as_ref()
-                .map(|f| regular::bytes_at(f, mark.offset, mark.len as usize))
+                .map(|f| regular::bytes_at(f, from, (p.offset - from) as usize))
                 .transpose()
-                .map_err(|e| fail(e.to_string()))?;
+                .map_err(|e| fail(e.to_string()))?
+        };
+        if let Some((_, mark)) = p.behind.take().filter(|(at, _)| *at == p.offset) {
             check_behind(&p.path, p.offset, &mark, read.as_deref())?;
         }
+        p.tail = read.unwrap_or_default();
         Ok(r)
     }
 
@@ -263,19 +269,16 @@ fn check_behind(
     })
 }
 
-/// What a chunk's commit records of the bytes before its end: the last [`BEHIND`] bytes of
-/// its data at most, unless its end was passed over (a record past the limit) or it holds
-/// nothing.
-fn mark_of(chunk: &Chunk) -> Option<RecordMark> {
-    if chunk.skipped_bytes > 0 || chunk.data.is_empty() {
+/// What a chunk's commit records of the bytes before its end: `tail`, the partition's last
+/// bytes read before the chunk, followed by the chunk's (up to [`BEHIND`] in all); none
+/// where its end was passed over (a record past the limit: the bytes after it start anew).
+fn mark_of(tail: &mut Vec<u8>, chunk: &Chunk) -> Option<RecordMark> {
+    if chunk.skipped_bytes > 0 {
+        tail.clear();
         return None;
     }
-    let tail = &chunk.data[chunk.data.len().saturating_sub(BEHIND)..];
-    Some(RecordMark::of(
-        chunk.end_offset() - tail.len() as u64,
-        None,
-        tail,
-    ))
+    keep_last(tail, &chunk.data);
+    (!tail.is_empty()).then(|| RecordMark::of(chunk.end_offset() - tail.len() as u64, None, tail))
 }
 
 /// Records how partition `key`'s file begins, `len` bytes of CRC-32 `crc`, for its
@@ -321,6 +324,7 @@ impl Source for FileSource {
             self.open -= 1;
         }
         p.dup = None;
+        p.tail = Vec::new();
         p.done = false;
         Ok(())
     }
@@ -352,7 +356,7 @@ impl Source for FileSource {
             if reader.next_chunk(chunk)? {
                 let p = &mut self.parts[i];
                 chunk.header = p.header.clone();
-                chunk.mark = mark_of(chunk);
+                chunk.mark = mark_of(&mut p.tail, chunk);
                 // Where the partition stood: the first chunk after a CSV header starts past
                 // the header, but follows position 0 (the header is not a record).
                 chunk.from_offset = Some(from);
@@ -402,6 +406,7 @@ impl Source for FileSource {
             p.done = true;
             p.reader = None;
             p.dup = None;
+            p.tail = Vec::new();
             self.open -= 1;
             passed = 0;
         }

@@ -130,6 +130,8 @@ pub(super) fn restore_spill(
     transition(state, TaskState::Restoring, name, metrics);
     let spill = spill::read(state_dir, schema)?;
     let mut expected = control.partitions.positions();
+    // The mark of each partition's last restored item.
+    let mut marks = HashMap::new();
     let partitions = source.partitions();
     let handles: HashMap<String, u32> = partitions.iter().map(|p| (p.key(), p.id)).collect();
     // A bounded run's end of each partition: a spill of the same name over a wider range (a
@@ -272,6 +274,7 @@ pub(super) fn restore_spill(
             }
         }
         expected.insert(p, (item.prov.next_offset, item.prov.next_line));
+        marks.insert(p, item.prov.mark);
         restore.push(item);
     }
     let mut logs_now = spill.head.logs;
@@ -309,6 +312,11 @@ pub(super) fn restore_spill(
     // broke off stopped continuing its checkpoint: the source reads the rest again).
     for (p, (offset, line)) in expected {
         source.seek(p, offset, line)?;
+        // What the last restored item read before it, compared as a checkpoint's is (a file
+        // rewritten in place since the spill).
+        if let Some(&Some(mark)) = marks.get(&p) {
+            source.expect_record(p, offset, mark);
+        }
     }
     // Kept only where the source cannot read the restored records again ("cannot tell":
     // Kafka, which can).

@@ -373,8 +373,9 @@ fn a_file_rewritten_in_place_beginning_alike_is_refused_at_its_resume_offset() {
         write(&format!("{first}b3,3\n"));
         run_ok(&job);
         assert_eq!(trace_ids(&dir.path().join("out")).len(), 503);
-        // Written again, in place: the same first 5,000 bytes, other rows after them.
-        write(&format!("{common}c1,10\nc2,20\nc3,30\nc4,40\n"));
+        // Written again, in place: the same first 5,000 bytes, other rows after them, and
+        // the line the second run read (all it read) where it was.
+        write(&format!("{common}c1,1\nc2,2\nb3,3\nc4,40\n"));
         let (status, log) = sluice_within(&["run", job.to_str().unwrap()], 60);
         assert!(
             !status.success(),

@@ -87,6 +87,51 @@ fn a_file_job_stopped_before_its_end_fails_saying_to_run_it_again() {
     assert!(ids.values().all(|n| *n == 1), "duplicates");
 }
 
+/// A file job stopped while its worker holds what it read spills it; the file is then
+/// rewritten in place, its first 4 KiB (and length) the same, rows appended after. The next
+/// start restores the spill and would read on after it, in the new file: the bytes before
+/// that offset, as the spill's last item read them, are compared first, and the run is
+/// refused, naming the file. Before, it went on with the appended rows, as if the file had
+/// only grown.
+#[test]
+fn a_file_rewritten_in_place_after_a_spill_is_refused_where_the_spill_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    events(&input, "f", 300);
+    let job = file_job(dir.path(), "rewritten", "in.jsonl", "");
+    let hold = dir.path().join("hold");
+    let log = dir.path().join("first.log");
+    let mut first = run_held(&job, &log, &hold, "hold_worker");
+    said(&log, "holding at hold_worker");
+    sigterm(first.child());
+    said(&log, "spilled the channel to disk");
+    std::fs::remove_file(&hold).unwrap();
+    wait_exit(first.child(), "the stopped file job", 60);
+    let old = std::fs::read_to_string(&input).unwrap();
+    let lines: Vec<&str> = old.lines().collect();
+    let kept: String = lines[..60].iter().map(|l| format!("{l}\n")).collect();
+    assert!(kept.len() > 4096);
+    let changed: String = lines[60..]
+        .iter()
+        .map(|l| format!("{}\n", l.replace("\"f-", "\"g-")))
+        .collect();
+    let more: String = (0..10)
+        .map(|i| lines[0].replace("\"f-0\"", &format!("\"n-{i}\"")) + "\n")
+        .collect();
+    std::fs::write(&input, format!("{kept}{changed}{more}")).unwrap();
+    let (status, text) = sluice_within(&["run", job.to_str().unwrap()], 60);
+    assert!(!status.success(), "{text}");
+    assert!(
+        text.contains(&format!(
+            "is not the file the job read to byte {}:",
+            old.len()
+        )) && text.contains("in.jsonl"),
+        "{text}"
+    );
+    let ids = trace_ids(&dir.path().join("out"));
+    assert!(!ids.keys().any(|k| k.starts_with("n-")), "{ids:?}");
+}
+
 /// A file job reloaded (SIGHUP) while its worker holds what it read: the reload's stop spills
 /// it, the reloaded task restores it and reads on to the end, and the run exits 0. Before, the
 /// summary kept the first task's "not to the end", and the finished run failed.
