@@ -285,6 +285,7 @@ pub fn run_convert(a: ConvertArgs) -> Result<()> {
         // small batches (1 MiB chunks) encode faster on this thread, beside the two decoders:
         // 0.63 s against 0.67 s, 5 % less CPU (1M web-log events).
         parallel: format_kind != FormatKind::Parquet || threads > 2,
+        micros: false,
     };
 
     let output_url = local_relative(&a.output);

@@ -435,6 +435,8 @@ fn sink_format(s: &SinkSection) -> Result<FormatOptions, String> {
     let kind: FormatKind = s.format.parse().map_err(|e| format!("format: {e}"))?;
     let mut o = FormatOptions {
         kind,
+        // A Delta table declares every timestamp in microseconds.
+        micros: s.table == "delta",
         ..Default::default()
     };
     if let Some(c) = &s.compression {

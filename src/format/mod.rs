@@ -14,6 +14,7 @@ mod orc;
 mod parquet;
 mod text;
 mod types;
+pub mod units;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -188,6 +189,9 @@ pub struct FormatOptions {
     /// files at once on their own threads, where handing small batches to the pool costs CPU
     /// and gains nothing.
     pub parallel: bool,
+    /// Parquet: timestamps in seconds or nanoseconds written in microseconds, at any depth
+    /// (a Delta table's files: see [`units`]).
+    pub micros: bool,
 }
 
 impl Default for FormatOptions {
@@ -203,6 +207,7 @@ impl Default for FormatOptions {
             stripe_bytes: 64 * 1024 * 1024,
             header: true,
             parallel: false,
+            micros: false,
         }
     }
 }

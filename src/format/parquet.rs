@@ -59,6 +59,9 @@ pub(crate) struct ParquetFormat {
     /// besides the file's buffers. They change only when a batch is written, and reading
     /// them walks every column's pages: the sink asks for them per item for every open file.
     sizes: (usize, usize),
+    /// With `micros`: the file's schema where it differs from the batches' (see
+    /// [`super::units`]), each batch cast to it.
+    micros: Option<SchemaRef>,
 }
 
 /// Batches of fewer rows are encoded on the caller's thread even with `parallel`:
@@ -132,10 +135,16 @@ impl ParquetFormat {
         file: OutputFile,
     ) -> Result<Self, FormatError> {
         compression(opts.codec())?;
+        let micros = opts
+            .micros
+            .then(|| super::units::micros_schema(&schema))
+            .flatten();
+        let schema = micros.clone().unwrap_or(schema);
         Ok(ParquetFormat {
             file,
             fixed: fixed_cost(&schema, opts.codec()),
             sizes: (0, 0),
+            micros,
             schema,
             opts: opts.clone(),
             writer: None,
@@ -488,6 +497,14 @@ impl ParquetFormat {
 impl FormatWriter for ParquetFormat {
     fn write(&mut self, batch: &RecordBatch) -> Result<(), FormatError> {
         let file = self.file.clone();
+        let cast;
+        let batch = match &self.micros {
+            Some(to) => {
+                cast = super::units::to_micros(batch, to).map_err(|e| encode_err(&file, e))?;
+                &cast
+            }
+            None => batch,
+        };
         let w = self.open(Some(batch))?;
         w.write(batch).map_err(|e| encode_err(&file, e))?;
         self.sizes = self.measure();

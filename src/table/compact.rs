@@ -13,6 +13,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::delta::{DeltaTable, LiveFile, Replaced};
 use super::TableError;
+use crate::format::units::{micros_schema, to_micros};
 use crate::format::{create_writer, FormatOptions};
 use crate::store::Destination;
 
@@ -231,7 +232,10 @@ fn rewrite(
         let bytes = Bytes::from(dest.read(&f.path)?);
         let b = ParquetRecordBatchReaderBuilder::try_new(bytes)
             .map_err(|e| bad(&f.path, e.to_string()))?;
-        schemas.push(Schema::new(b.schema().fields().clone()));
+        // In the units the table's files hold now (files of older versions may hold seconds
+        // or nanoseconds: see `format::units`).
+        let fields = Schema::new(b.schema().fields().clone());
+        schemas.push(micros_schema(&fields).map_or(fields, |m| Schema::clone(&m)));
     }
     let schema = Arc::new(Schema::try_merge(schemas).map_err(|e| {
         bad(
@@ -257,6 +261,10 @@ fn rewrite(
                 .map_err(|e| bad(path, e.to_string()))?;
             for batch in reader {
                 let batch = batch.map_err(|e| bad(path, e.to_string()))?;
+                let batch = match micros_schema(&batch.schema()) {
+                    Some(to) => to_micros(&batch, &to).map_err(|e| bad(path, e.to_string()))?,
+                    None => batch,
+                };
                 let batch = crate::evolution::adapt(&batch, &schema).map_err(|e| bad(path, e))?;
                 rows += batch.num_rows() as u64;
                 writer.write(&batch).map_err(|e| bad(&rel, e.to_string()))?;

@@ -438,3 +438,71 @@ fn rows_of_two_long_values_whose_folder_names_meet_keep_their_own_values() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "[400, 200, 600]");
 }
+
+/// A stage's timestamps in seconds and in nanoseconds, in a Delta table, which declares
+/// every timestamp in microseconds: the files hold them in microseconds (before, a plain
+/// int64 for seconds, which readers of the table's type refuse or misread, and nanoseconds,
+/// which Spark refuses), at the same instants, and compaction keeps them so.
+#[test]
+fn timestamps_in_seconds_and_nanoseconds_are_written_in_microseconds_in_a_table() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    let text: String = (0..40)
+        .map(|i| {
+            format!(
+                "{{\"ts\":\"2024-05-01T00:00:{:02}.123Z\",\"host\":\"h\",\"status\":200,\"trace_id\":\"t{i}\"}}\n",
+                i % 60
+            )
+        })
+        .collect();
+    std::fs::write(&input, text).unwrap();
+    let job = file_job(dir.path(), &input, &schema("nginx_access"), "out/", "");
+    let body = std::fs::read_to_string(&job).unwrap().replace(
+        "[sink]\n",
+        "[[repo.stages]]\nname = \"units\"\nselect = [\"trace_id\", \"ts\", \
+         \"arrow_cast(ts, 'Timestamp(Second, Some(\\\"UTC\\\"))') AS ts_s\", \
+         \"arrow_cast(ts, 'Timestamp(Nanosecond, Some(\\\"UTC\\\"))') AS ts_n\"]\n[sink]\n",
+    );
+    std::fs::write(&job, body.replace("max_rows = 700", "max_rows = 10")).unwrap();
+    let ran = sluice_ok(&["run", job.to_str().unwrap()]);
+    assert!(ran.contains("40 rows, 0 dead letters"), "{ran}");
+    let out = dir.path().join("out");
+    let script = format!(
+        r#"
+import glob, json, deltalake, pyarrow.parquet as pq
+units = set()
+for f in glob.glob({out:?} + "/**/*.parquet", recursive=True):
+    s = pq.ParquetFile(f).schema
+    for name in ("ts_s", "ts_n"):
+        units.add(str(s.column(s.names.index(name)).logical_type))
+rows = deltalake.DeltaTable({out:?}).to_pyarrow_table().to_pylist()
+ok = all(r["ts_s"].timestamp() == int(r["ts"].timestamp()) and r["ts_n"] == r["ts"] for r in rows)
+print(json.dumps([sorted(units), len(rows), ok]), flush=True)
+"#,
+        out = out.display().to_string()
+    );
+    let read = |what: &str| {
+        let o = Command::new(&py).args(["-c", &script]).output().unwrap();
+        assert!(
+            o.status.success(),
+            "{what}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let units = v[0].as_array().unwrap().clone();
+        assert!(
+            !units.is_empty()
+                && units
+                    .iter()
+                    .all(|u| u.as_str().unwrap().contains("microseconds")),
+            "{what}: {v}"
+        );
+        assert_eq!(v[1], 40, "{what}: {v}");
+        assert_eq!(v[2], true, "{what}: {v}");
+    };
+    read("as written");
+    let compacted = sluice_ok(&["compact", job.to_str().unwrap()]);
+    assert!(!compacted.contains("skipped"), "{compacted}");
+    read("compacted");
+}

@@ -249,13 +249,16 @@ pub(super) fn compare(table: &StructType, ours: &StructType) -> (Vec<String>, Ve
 /// The job's schema as a Delta table's: a timestamp with any time zone is Delta's
 /// `timestamp` (an instant; the files store UTC whatever zone the schema names), and one
 /// without a zone is refused, naming the field (Delta's `timestamp_ntz` needs a table
-/// feature sluice does not write).
+/// feature sluice does not write). Timestamps in seconds or nanoseconds are declared as the
+/// files hold them, in microseconds (`format::units`).
 pub(super) fn delta_schema(schema: &arrow::datatypes::SchemaRef) -> Result<StructType, String> {
     use arrow::datatypes::{DataType, Field, Schema};
     use delta_kernel::engine::arrow_conversion::TryFromArrow;
     if let Some(why) = undeclarable(schema) {
         return Err(why);
     }
+    let micros = crate::format::units::micros_schema(schema);
+    let schema = micros.as_ref().unwrap_or(schema);
     let mut fields: Vec<Field> = Vec::with_capacity(schema.fields().len());
     for f in schema.fields() {
         let f = match f.data_type() {
