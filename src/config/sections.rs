@@ -105,7 +105,7 @@ pub struct ChannelSection {
     /// Batches the channel holds at most.
     #[serde(default = "default_channel_batches")]
     pub max_batches: usize,
-    /// Rows per decoded batch.
+    /// Rows per decoded batch: at most a chunk's lines (16,384; a larger value reads as that).
     #[serde(default = "default_batch_rows")]
     pub batch_rows: usize,
 }

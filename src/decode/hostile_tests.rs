@@ -317,3 +317,21 @@ fn a_record_of_items_wider_than_their_text_is_a_dead_letter_before_it_decodes() 
     );
     assert_eq!(out.rows(), 3);
 }
+
+/// `channel.batch_rows` far past a chunk's lines: arrow-json's decoder, built for that many
+/// rows, reserved room for all of them before reading a byte (about 18 GB for 10^8 rows of
+/// ten fields: the process aborted; a larger count panicked, and each record it reads became
+/// a dead letter "inside a library"). Built for at most a chunk's lines, it reads them.
+#[test]
+fn a_huge_batch_size_does_not_size_the_decoder() {
+    let input = b"{\"ts\":\"2024-01-01T00:00:00Z\",\"status\":200}\n{\"ts\":\n";
+    let opts = DecodeOptions {
+        batch_size: usize::MAX / 4,
+        ..DecodeOptions::default()
+    };
+    let mut d = RecordDecoder::new(schema(WEB), opts, None).unwrap();
+    let out = d.decode(&chunk(input));
+    assert_eq!(out.rows(), 1);
+    assert_eq!(out.dead.len(), 1);
+    assert_eq!(out.dead[0].class(), "malformed", "{:?}", out.dead[0]);
+}

@@ -172,7 +172,10 @@ impl JsonDecoder {
             text_leaves,
             column_of,
             raw_fields,
-            batch_size: batch_size.max(1),
+            // Groups never hold more records than a chunk's lines, and arrow-json reserves
+            // room for the whole batch size before reading (`channel.batch_rows` unbounded
+            // reserved gigabytes, or overflowed).
+            batch_size: batch_size.clamp(1, super::framing::MAX_CHUNK_LINES),
             decoder: None,
         })
     }
