@@ -134,7 +134,7 @@ impl<R: Read> Read for Counting<R> {
 const BLOCK: usize = 1024 * 1024;
 
 /// The UTF-8 byte order mark some tools write at the start of a text file.
-const BOM: &[u8] = b"\xEF\xBB\xBF";
+pub const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Reads an input as chunks of whole records.
 pub struct ChunkReader {

@@ -395,6 +395,10 @@ fn take(api: &PushApi, bytes: bytes::Bytes, gzip: bool, mut body: Reservation) -
     } else {
         Vec::from(bytes)
     };
+    // A UTF-8 byte order mark is not data, as at a file's start (it began the first value).
+    if data.starts_with(crate::input::BOM) {
+        data.drain(..crate::input::BOM.len());
+    }
     // Blank as framing reads it: in CSV and TSV only line ends (a line of tabs is a row).
     let blank = |b: &u8| match api.quote {
         Some(_) => *b == b'\n' || *b == b'\r',
