@@ -537,7 +537,14 @@ pub fn run_schema(cmd: SchemaCommand) -> Result<()> {
                     }
                 }
                 println!("output ({}):", j.format.kind.name());
-                print_fields(&p.decoder.output_schema());
+                let out = p.decoder.output_schema();
+                // A table's files hold timestamps in microseconds (`format::units`).
+                let micros = j
+                    .format
+                    .micros
+                    .then(|| sluice::format::units::micros_schema(&out))
+                    .flatten();
+                print_fields(micros.as_deref().unwrap_or(&out));
             }
         }
         SchemaCommand::Show { .. } => bail!("name a schema FILE or a --job"),

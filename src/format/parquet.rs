@@ -22,7 +22,8 @@
 //! with `Dictionary::Auto` dictionary encoding is kept only for columns whose first batch shows
 //! few distinct values (hosts, methods, status codes) — high-cardinality columns (ids, IPs)
 //! skip the dictionary attempt that would fall back anyway. Timestamps keep their unit (ms/us)
-//! and UTC flag, so DuckDB, Spark and Athena read them as timestamps.
+//! and UTC flag, so DuckDB, Spark and Athena read them as timestamps (a Delta table's in
+//! microseconds, see `units`).
 
 use std::collections::HashSet;
 

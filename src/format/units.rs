@@ -7,8 +7,12 @@
 
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
-use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef, TimeUnit};
+use std::borrow::Cow;
+
+use arrow::array::{ArrayRef, AsArray, RecordBatch, TimestampMicrosecondArray};
+use arrow::datatypes::{
+    DataType, Field, FieldRef, Schema, SchemaRef, TimeUnit, TimestampNanosecondType,
+};
 use arrow::error::ArrowError;
 
 /// `schema` with every timestamp in seconds or nanoseconds, at any depth, in microseconds;
@@ -60,7 +64,10 @@ fn micros_type(t: &DataType) -> Option<DataType> {
     }
 }
 
-/// `batch` in `to`'s types (its [`micros_schema`]): the columns that differ cast.
+/// `batch` in `to`'s types (its [`micros_schema`]): the columns that differ cast. A
+/// top-level column of nanoseconds is cut down to the microsecond before it (as rotation and
+/// partition paths read an instant, so a row stays in the folder its value names); nested
+/// ones toward zero (arrow's cast: they name no folder).
 pub fn to_micros(batch: &RecordBatch, to: &SchemaRef) -> Result<RecordBatch, ArrowError> {
     let columns = batch
         .columns()
@@ -68,20 +75,32 @@ pub fn to_micros(batch: &RecordBatch, to: &SchemaRef) -> Result<RecordBatch, Arr
         .zip(to.fields())
         .map(|(c, f)| {
             if c.data_type() == f.data_type() {
-                Ok(c.clone())
-            } else {
-                arrow::compute::cast(c, f.data_type())
+                return Ok(c.clone());
             }
+            if let DataType::Timestamp(TimeUnit::Nanosecond, tz) = c.data_type() {
+                let ns = c.as_primitive::<TimestampNanosecondType>();
+                let us: TimestampMicrosecondArray = ns.unary(|v| v.div_euclid(1_000));
+                return Ok(Arc::new(us.with_timezone_opt(tz.clone())) as ArrayRef);
+            }
+            arrow::compute::cast(c, f.data_type())
         })
         .collect::<Result<Vec<_>, _>>()?;
     RecordBatch::try_new(to.clone(), columns)
+}
+
+/// `batch` as a Delta table's files hold it ([`micros_schema`]), or as it is.
+pub fn as_micros(batch: &RecordBatch) -> Result<Cow<'_, RecordBatch>, ArrowError> {
+    Ok(match micros_schema(&batch.schema()) {
+        Some(to) => Cow::Owned(to_micros(batch, &to)?),
+        None => Cow::Borrowed(batch),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use arrow::array::{
-        Array, AsArray, Int64Array, StructArray, TimestampNanosecondArray, TimestampSecondArray,
+        Array, Int64Array, StructArray, TimestampNanosecondArray, TimestampSecondArray,
     };
     use arrow::datatypes::TimestampMicrosecondType;
 
@@ -128,6 +147,18 @@ mod tests {
                 .value(1),
             2
         );
+
+        // At the top level, nanoseconds before 1970 go down to their microsecond (the
+        // folder their instant names); nested ones toward zero.
+        let top = Arc::new(Schema::new(vec![Field::new(
+            "n",
+            nanos.data_type().clone(),
+            true,
+        )]));
+        let b = RecordBatch::try_new(top.clone(), vec![Arc::new(nanos)]).unwrap();
+        let out = to_micros(&b, &micros_schema(&top).unwrap()).unwrap();
+        let n = out.column(0).as_primitive::<TimestampMicrosecondType>();
+        assert_eq!((n.value(0), n.value(1)), (1_700_000_000_123_456, -1));
         // Nothing to convert: none.
         let plain = Schema::new(vec![Field::new(
             "t",

@@ -367,6 +367,16 @@ impl Worker {
         }
         let groups = if item.batch.num_rows() == 0 {
             Vec::new()
+        } else if self.ctx.format.micros {
+            // A table's timestamps as its files hold them, before paths and partition values
+            // are read from them (`format::units`).
+            let rows = crate::format::units::as_micros(&item.batch).map_err(|e| {
+                crate::format::FormatError::Encode {
+                    file: state.key.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+            self.ctx.template.split(&rows, now_ms())?
         } else {
             self.ctx.template.split(&item.batch, now_ms())?
         };

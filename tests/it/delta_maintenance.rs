@@ -465,6 +465,15 @@ fn timestamps_in_seconds_and_nanoseconds_are_written_in_microseconds_in_a_table(
          \"arrow_cast(ts, 'Timestamp(Nanosecond, Some(\\\"UTC\\\"))') AS ts_n\"]\n[sink]\n",
     );
     std::fs::write(&job, body.replace("max_rows = 700", "max_rows = 10")).unwrap();
+    let shown = sluice_ok(&["schema", "show", "--job", job.to_str().unwrap()]);
+    let output = shown.split("output (").nth(1).unwrap_or_default();
+    for name in ["ts_s", "ts_n"] {
+        let line = output
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_default();
+        assert!(line.contains("µs"), "{name}: {shown}");
+    }
     let ran = sluice_ok(&["run", job.to_str().unwrap()]);
     assert!(ran.contains("40 rows, 0 dead letters"), "{ran}");
     let out = dir.path().join("out");
