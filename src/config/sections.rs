@@ -244,7 +244,8 @@ pub struct RotationSection {
     #[serde(default = "default_max_rows")]
     pub max_rows: u64,
     /// Close a file at about this size (a size, e.g. `256MiB`). ORC files are measured as
-    /// their stripes are written: one may pass it by up to a stripe (`stripe_bytes`).
+    /// their stripes are written: one may pass it by up to a stripe (`stripe_bytes`). A
+    /// partition's dead-letter file reaching it commits the partition too.
     #[serde(default = "default_max_file_bytes")]
     pub max_bytes: String,
     /// Close a file when its records span more than this much record time: the values of the

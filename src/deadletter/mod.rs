@@ -157,6 +157,15 @@ impl DeadLetterWriter {
         }
     }
 
+    /// The bytes written into the dead-letter file (0 for a topic): a file rolls at the
+    /// sink's `max_bytes` as data files do.
+    pub fn bytes_written(&self) -> u64 {
+        match &self.target {
+            Target::File { file: Some(f), .. } => f.bytes_written(),
+            _ => 0,
+        }
+    }
+
     /// Whether a dead-letter file is open (one was written since the last commit).
     pub fn has_file(&self) -> bool {
         matches!(&self.target, Target::File { file: Some(_), .. })

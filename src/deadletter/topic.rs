@@ -59,6 +59,22 @@ const CONSUMER_ONLY: [&str; 10] = [
     "queued.",
 ];
 
+/// The source's options the dead-letter producer takes: not the consumer's own, nor its
+/// message size (raised to fetch large messages, it is no limit of the dead-letter topic's:
+/// a dead letter past the topic's was refused at every replay where the topic's own could
+/// not be read).
+fn inherited(options: &crate::config::PassThrough) -> crate::config::PassThrough {
+    crate::config::PassThrough(
+        options
+            .iter()
+            .filter(|(k, _)| {
+                !CONSUMER_ONLY.iter().any(|c| k.starts_with(c)) && k.as_str() != "message.max.bytes"
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    )
+}
+
 /// The producer to `job`'s dead-letter topic, if it has one: on the topic's own brokers, or on
 /// the Kafka source's with its options (then `dead_letters.options` over them). Brokers out
 /// of reach are logged, not fatal: a task's commits with dead letters wait for them.
@@ -88,16 +104,7 @@ fn for_job_as(
             SourceSection::Kafka {
                 brokers, options, ..
             },
-        ) => (
-            brokers.clone(),
-            crate::config::PassThrough(
-                options
-                    .iter()
-                    .filter(|(k, _)| !CONSUMER_ONLY.iter().any(|c| k.starts_with(c)))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            ),
-        ),
+        ) => (brokers.clone(), inherited(options)),
         (None, _) => {
             return Err(StoreError::DeadLetterTopic {
                 topic: topic.clone(),
@@ -431,5 +438,28 @@ fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
     Header {
         key,
         value: Some(value),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_producer_takes_neither_the_consumers_options_nor_its_message_size() {
+        let source = crate::config::PassThrough(
+            [
+                ("security.protocol", "ssl"),
+                ("fetch.wait.max.ms", "10"),
+                ("message.max.bytes", "10000000"),
+                ("group.instance.id", "a"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        );
+        let kept = inherited(&source);
+        let keys: Vec<&str> = kept.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["security.protocol"]);
     }
 }

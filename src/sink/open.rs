@@ -65,6 +65,15 @@ impl OpenPartition {
         if !self.parked.is_empty() {
             return true; // an item routed past max_open_files: commit before the next
         }
+        // Dead letters as large as a data file may be (a backlog of bad records grew one
+        // file past what an upload takes: 10,000 parts on S3 and GCS, at every replay).
+        if self
+            .dead
+            .as_ref()
+            .is_some_and(|d| d.bytes_written() >= r.max_bytes)
+        {
+            return true;
+        }
         self.files.values().any(|f| {
             f.rows >= r.max_rows
                 || f.writer.bytes_written() + f.writer.buffered_bytes() as u64 >= r.max_bytes

@@ -140,6 +140,41 @@ fn a_chunk_routing_to_thousands_of_paths_stays_under_the_file_cap() {
     assert_eq!(folders, 5000, "one folder per address");
 }
 
+/// A backlog of bad records: their dead letters roll at `max_bytes` as data files do. Before,
+/// one dead-letter file took all of them until `max_rows` records or `max_age` (a million
+/// records, 15 minutes), however large it grew: past what an upload takes (10,000 parts of
+/// 10 MiB on S3 and GCS) the commit failed, and every replay again.
+#[test]
+fn dead_letters_roll_at_the_sinks_file_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("bad.jsonl");
+    let text: String = (0..2000)
+        .map(|i| format!("not json {i} {}\n", "x".repeat(200)))
+        .collect();
+    std::fs::write(&input, text).unwrap();
+    let job = dir.path().join("job.toml");
+    std::fs::write(
+        &job,
+        format!(
+            "[job]\nname = \"bad\"\nstate_dir = \"state\"\n[source]\nkind = \"file\"\n\
+             chunk_bytes = \"16KiB\"\npaths = [{input:?}]\n[repo]\nschema = {:?}\n[sink]\n\
+             url = \"file://out\"\n[sink.rotation]\nmax_bytes = \"64KiB\"\n",
+            schema("nginx_access")
+        ),
+    )
+    .unwrap();
+    let log = run_ok(&job);
+    let folder = dir.path().join("out/_dead_letters");
+    assert_eq!(dead_letter_lines(&folder).len(), 2000, "{log}");
+    let sizes: Vec<u64> = files_under(&folder, false)
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .collect();
+    assert!(sizes.len() >= 5, "one file per 64 KiB or so: {sizes:?}");
+    // Past the size by at most one chunk's dead letters (16 KiB of records, escaped).
+    assert!(sizes.iter().all(|&s| s < 160 * 1024), "{sizes:?}");
+}
+
 /// A client that sends part of a body and stalls gets 408 after `body_timeout`, and its request
 /// slot is free again: with `max_concurrent = 1`, the next push is taken. It used to hold the
 /// slot for as long as the connection stayed open.
