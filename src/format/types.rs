@@ -120,6 +120,22 @@ fn refused(ty: &DataType, kind: FormatKind) -> Option<String> {
              checked: cast the column to its plain form (its values' type, or a List)"
                 .into(),
         ),
+        DataType::Map(entries, _) if kind == FormatKind::Json => match entries.data_type() {
+            DataType::Struct(kv)
+                if kv.first().is_some_and(|k| {
+                    !matches!(
+                        k.data_type(),
+                        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                    )
+                }) =>
+            {
+                Some(format!(
+                    "a JSON object's keys are strings; arrow-json's writer refuses a map with                      {} keys (every batch, for ever): cast the keys to strings",
+                    kv[0].data_type()
+                ))
+            }
+            _ => None,
+        },
         DataType::Interval(IntervalUnit::MonthDayNano) if kind == FormatKind::Parquet => Some(
             "the Parquet writer does not write month-day-nanosecond intervals: cast the column \
              to a string or a duration"
@@ -211,5 +227,26 @@ mod tests {
         let interval = one("i", DataType::Interval(IntervalUnit::MonthDayNano));
         assert!(reason(&interval, FormatKind::Parquet).contains("month-day-nanosecond"));
         assert!(check(&interval, FormatKind::Json).is_ok());
+        // A map with keys that are not strings: JSON only (Parquet holds it).
+        let map = |key: DataType| {
+            let kv = Fields::from(vec![
+                Field::new("key", key, false),
+                Field::new("value", DataType::Int64, true),
+            ]);
+            one(
+                "m",
+                DataType::Map(
+                    std::sync::Arc::new(Field::new("entries", DataType::Struct(kv), false)),
+                    false,
+                ),
+            )
+        };
+        let err = reason(&map(DataType::Int64), FormatKind::Json);
+        assert!(
+            err.contains("field `m`") && err.contains("Int64 keys"),
+            "{err}"
+        );
+        assert!(check(&map(DataType::Int64), FormatKind::Parquet).is_ok());
+        assert!(check(&map(DataType::Utf8), FormatKind::Json).is_ok());
     }
 }
