@@ -117,6 +117,10 @@ enum Command {
         /// back to that checkpoint (once for the processes of a group started together).
         #[arg(long, requires = "from_checkpoint")]
         again: bool,
+        /// With --from-checkpoint: roll back a compacted topic's partitions too (refused
+        /// otherwise: the records superseded since their export cannot be written again).
+        #[arg(long, requires = "from_checkpoint")]
+        despite_compaction: bool,
         /// With --from-checkpoint: print what the roll-back would delete, and stop there.
         #[arg(long, requires = "from_checkpoint")]
         dry_run: bool,
@@ -239,14 +243,24 @@ fn main() -> ExitCode {
             repo,
             from_checkpoint: Some(seq),
             again,
+            despite_compaction,
             dry_run: true,
             ..
-        } => run_roll_back_plan(&job, repo.as_deref(), FromCheckpoint { seq, again }),
+        } => run_roll_back_plan(
+            &job,
+            repo.as_deref(),
+            FromCheckpoint {
+                seq,
+                again,
+                compacted: despite_compaction,
+            },
+        ),
         Command::Run {
             job,
             repo,
             from_checkpoint,
             again,
+            despite_compaction,
             discard_spill,
             move_wal_damage,
             threads,
@@ -256,7 +270,11 @@ fn main() -> ExitCode {
         } => run_job(
             &job,
             repo.as_deref(),
-            from_checkpoint.map(|seq| FromCheckpoint { seq, again }),
+            from_checkpoint.map(|seq| FromCheckpoint {
+                seq,
+                again,
+                compacted: despite_compaction,
+            }),
             discard_spill,
             move_wal_damage,
             threads,

@@ -17,7 +17,7 @@ mod values;
 pub use values::{parse_bytes, parse_duration, PassThrough, MAX_BYTES, MAX_DURATION};
 mod source;
 
-pub use source::{max_in_flight, Durability, SourceSection};
+pub use source::{consumer_only, max_in_flight, Durability, SourceSection};
 
 use crate::decode::InputKind;
 use crate::format::{Codec, Dictionary, FormatKind, FormatOptions, ParquetEncodings};

@@ -447,3 +447,24 @@ impl SourceSection {
         }
     }
 }
+
+/// Prefixes of librdkafka consumer properties, left out of the source's options where another
+/// kind of client (a producer of dead letters, an admin client) is made with them (each
+/// would be warned about).
+const CONSUMER_ONLY: [&str; 10] = [
+    "fetch.",
+    "session.",
+    "heartbeat.",
+    "max.poll",
+    "auto.",
+    "group.",
+    "partition.assignment",
+    "enable.auto",
+    "enable.partition.eof",
+    "queued.",
+];
+
+/// Whether librdkafka property `key` is a consumer's only ([`CONSUMER_ONLY`]).
+pub fn consumer_only(key: &str) -> bool {
+    CONSUMER_ONLY.iter().any(|c| key.starts_with(c))
+}

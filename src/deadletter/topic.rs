@@ -44,21 +44,6 @@ pub struct TopicSettings {
     pub repo: String,
 }
 
-/// Prefixes of librdkafka consumer properties, left out of the source's options when the
-/// dead-letter producer uses them (a producer warns about each).
-const CONSUMER_ONLY: [&str; 10] = [
-    "fetch.",
-    "session.",
-    "heartbeat.",
-    "max.poll",
-    "auto.",
-    "group.",
-    "partition.assignment",
-    "enable.auto",
-    "enable.partition.eof",
-    "queued.",
-];
-
 /// The source's options the dead-letter producer takes: not the consumer's own, nor its
 /// message size (raised to fetch large messages, it is no limit of the dead-letter topic's:
 /// a dead letter past the topic's was refused at every replay where the topic's own could
@@ -67,9 +52,7 @@ fn inherited(options: &crate::config::PassThrough) -> crate::config::PassThrough
     crate::config::PassThrough(
         options
             .iter()
-            .filter(|(k, _)| {
-                !CONSUMER_ONLY.iter().any(|c| k.starts_with(c)) && k.as_str() != "message.max.bytes"
-            })
+            .filter(|(k, _)| !crate::config::consumer_only(k) && k.as_str() != "message.max.bytes")
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
     )

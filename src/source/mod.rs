@@ -148,6 +148,12 @@ pub trait Source: Send {
     }
     /// Fills `chunk` (its buffer is reused) with the next records of some partition.
     fn next(&mut self, chunk: &mut Chunk) -> Result<Next, SourceError>;
+    /// The topics whose records are compacted away (Kafka's `cleanup.policy` holding
+    /// `compact`), with their policy: a replay there cannot write again what was exported.
+    /// `Err` with why where the source cannot tell.
+    fn compacted(&mut self) -> Result<Vec<(String, String)>, String> {
+        Ok(Vec::new())
+    }
     /// The positions `[first, last]` the source can still read a partition from (a replay
     /// from a position outside cannot happen); `None` when it cannot tell.
     fn replayable(&mut self, _partition: u32) -> Result<Option<(u64, u64)>, SourceError> {

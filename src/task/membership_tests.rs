@@ -120,6 +120,7 @@ fn roll_back_refused(dir: &std::path::Path, cps: &Checkpoints) {
     let roll = Some(FromCheckpoint {
         seq: 1,
         again: false,
+        compacted: false,
     });
     let e = match claim(cps, None, "t-0", roll) {
         Ok(_) => panic!("a partition the table holds was rolled back"),
@@ -190,6 +191,7 @@ fn a_flag_left_set_leaves_a_partition_newer_than_the_roll_back_alone() {
     let flag = Some(FromCheckpoint {
         seq: 2,
         again: false,
+        compacted: false,
     });
     assert!(claim(&cps, None, "t-0", flag).unwrap().rolled_back);
     // The next start with the flag still set: t-0 is not repeated, new t-1 is left alone,
@@ -238,6 +240,7 @@ fn a_roll_back_made_here_is_not_asked_again_once_its_record_is_pruned() {
     let flag = Some(FromCheckpoint {
         seq: 2,
         again: false,
+        compacted: false,
     });
     assert!(claim(&cps, None, "p-0", flag).unwrap().rolled_back);
     std::fs::remove_dir_all(dir.path().join("_sluice/j/checkpoints/p-0")).unwrap();

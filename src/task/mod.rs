@@ -321,6 +321,7 @@ fn run_inner(
         }),
         intake.clone(),
     );
+    roll_backs::refuse_compacted(&mut *source, &name, opts.from_checkpoint)?;
     if source.dynamic() {
         // A group member learns its partitions from the group, in the source's first polls.
         source.set_membership(Box::new(TaskMembership {

@@ -16,6 +16,53 @@ pub struct FromCheckpoint {
     /// Roll back even a partition an earlier run already rolled back to `seq` (without it, a
     /// roll-back is made once: a later start with the flag still set does not repeat it).
     pub again: bool,
+    /// Roll back on a compacted topic too (see [`refuse_compacted`]).
+    pub compacted: bool,
+}
+
+/// Refuses a roll-back (`from`) of a source that reads a compacted topic, at the start,
+/// before anything is claimed or deleted, unless `--despite-compaction`: the records
+/// superseded since their export are gone while their offsets stay held, so the roll-back
+/// would delete those rows from the destination and the replay could not write them again.
+/// Where the brokers do not tell, the roll-back goes on, with a warning.
+pub(super) fn refuse_compacted(
+    source: &mut dyn crate::source::Source,
+    job: &str,
+    from: Option<FromCheckpoint>,
+) -> Result<(), TaskError> {
+    let Some(from) = from.filter(|f| !f.compacted) else {
+        return Ok(());
+    };
+    let compacted = match source.compacted() {
+        Ok(c) => c,
+        Err(why) => {
+            tracing::warn!(reason = %why, "whether the topics are compacted cannot be told: the roll-back goes on unchecked (on a compacted topic it deletes rows the replay cannot write again)");
+            return Ok(());
+        }
+    };
+    let named: Vec<String> = compacted
+        .iter()
+        .map(|(t, p)| format!("{t} (cleanup.policy = {p})"))
+        .collect();
+    let Some(first) = named.first() else {
+        return Ok(());
+    };
+    Err(TaskError::Job {
+        job: job.to_string(),
+        reason: format!(
+            "cannot roll back to checkpoint {}: {} compacted: the records superseded since \
+             their export are gone while their offsets stay held, so the roll-back would \
+             delete those rows from the destination and the replay could not write them \
+             again. Nothing was deleted. Add --despite-compaction to roll back anyway (and \
+             keep it while the flag stays set)",
+            from.seq,
+            if named.len() == 1 {
+                format!("topic {first} is")
+            } else {
+                format!("topics {} are", named.join(", "))
+            }
+        ),
+    })
 }
 
 /// A roll-back to the same checkpoint this long before this process started counts as this

@@ -579,3 +579,68 @@ fn tansu_a_topic_that_begins_to_match_later_is_read_from_its_first_record() {
     assert!(second.wait_with_output().unwrap().status.success(), "{log}");
     assert_eq!(ids(&out), (10..70).collect::<Vec<_>>(), "{log}");
 }
+
+/// `run --from-checkpoint` on a compacted topic (`cleanup.policy = compact`): the records
+/// superseded since their export are gone while their offsets stay held, so the roll-back
+/// would delete rows from the destination that the replay could not write again. It is
+/// refused at the start, naming the topic, with nothing deleted (it was made without a
+/// word); `--despite-compaction` makes it.
+#[test]
+fn tansu_a_roll_back_on_a_compacted_topic_is_refused_unless_asked() {
+    let Some(broker) = Tansu::start() else { return };
+    broker.create_topic_with("squashed", 4, &[("cleanup.policy", "compact")]);
+    produce_timed(&broker.bootstrap(), "squashed", 0, 200);
+    let dir = tempfile::tempdir().unwrap();
+    let job = job_with(dir.path(), &broker.bootstrap(), "squashed", "");
+    let out = dir.path().join("out");
+    let first = spawn_run(&job, &dir.path().join("first.log"));
+    wait_for(&out, 200, 90);
+    sigterm(&first);
+    assert!(first.wait_with_output().unwrap().status.success());
+    assert_once(&out, 200);
+    let files = |out: &Path| {
+        let mut f = files_under(out, true);
+        f.retain(|p| p.extension().is_some_and(|e| e == "parquet"));
+        f.sort();
+        f
+    };
+    let before = files(&out);
+    let job_s = job.to_str().unwrap();
+    let (status, log) = sluice_within(&["run", job_s, "--from-checkpoint", "1"], 60);
+    assert!(!status.success(), "{log}");
+    assert!(
+        log.contains("topic squashed (cleanup.policy = compact) is compacted")
+            && log.contains("--despite-compaction"),
+        "{log}"
+    );
+    assert_eq!(files(&out), before, "nothing deleted");
+    // Asked for: rolled back (a roll-back record), replayed, each row once.
+    let log = dir.path().join("despite.log");
+    let despite = KillOnDrop::new(
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args([
+                "run",
+                job_s,
+                "--from-checkpoint",
+                "1",
+                "--despite-compaction",
+            ])
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    wait_until("a roll-back record in the destination", 90, || {
+        files_under(&out.join("_sluice"), false)
+            .iter()
+            .any(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("\"rollback_to\"")))
+    });
+    wait_for(&out, 200, 90);
+    sigterm(&despite);
+    let status = despite.wait_with_output().unwrap().status;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{text}");
+    assert!(!text.contains("cannot roll back"), "{text}");
+    assert_once(&out, 200);
+}

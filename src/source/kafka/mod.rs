@@ -38,6 +38,7 @@ mod headers;
 mod identity;
 mod lag;
 mod part;
+mod policy;
 mod range;
 mod read;
 mod seek;
@@ -105,6 +106,10 @@ pub struct KafkaSource {
     group: bool,
     /// What a group member subscribes to (names and `^` patterns).
     subscription: Vec<String>,
+    /// The topics the names and patterns matched at the start, and the settings an admin
+    /// client of the brokers takes (see [`policy`]).
+    matched: Vec<String>,
+    admin: ClientConfig,
     /// Since when a group member is joining its group again (`rejoin`): it subscribes once
     /// every partition is revoked.
     rejoining: Option<Instant>,
@@ -204,6 +209,8 @@ impl KafkaSource {
             chunk_bytes: s.chunk_bytes.max(1024),
             group: s.range.is_none(),
             subscription: s.topics.clone(),
+            matched: Vec::new(),
+            admin: policy::admin_config(&cfg),
             rejoining: None,
             paused: false,
             reassign: false,
@@ -228,6 +235,7 @@ impl KafkaSource {
         };
         // The topics must exist (a typo should not make a job wait forever).
         let topics = topics_now(&src.consumer, &src.name, &s.topics, &patterns)?;
+        src.matched = topics.iter().map(|(t, _)| t.clone()).collect();
         match &s.range {
             None => src.subscribe()?,
             Some(range) => src.plan_range(&topics, range)?,
@@ -333,6 +341,10 @@ impl Source for KafkaSource {
             self.reassign = true;
         }
         Ok(())
+    }
+
+    fn compacted(&mut self) -> Result<Vec<(String, String)>, String> {
+        policy::compacted(&self.admin, &self.matched)
     }
 
     fn expect_record(&mut self, partition: u32, offset: u64, mark: RecordMark) {
