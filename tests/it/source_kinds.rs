@@ -31,6 +31,23 @@ fn file_job(dir: &std::path::Path, name: &str, input: &str, extra: &str) -> std:
     job
 }
 
+/// Runs file job `job` (in `dir`, its log in `log`) while its worker holds what it read
+/// (`hold_worker`), stops it (SIGTERM) once it holds, and lets it go once it spilled: its
+/// exit status.
+fn stopped_with_a_spill(
+    dir: &std::path::Path,
+    job: &std::path::Path,
+    log: &std::path::Path,
+) -> std::process::ExitStatus {
+    let hold = dir.join("hold");
+    let mut first = run_held(job, log, &hold, "hold_worker");
+    said(log, "holding at hold_worker");
+    sigterm(first.child());
+    said(log, "spilled the channel to disk");
+    std::fs::remove_file(&hold).unwrap();
+    wait_exit(first.child(), "the stopped file job", 60)
+}
+
 /// A push job `push-test` writes into `out/` (partition `push-0`); then a file job of the
 /// same name reads `push.jsonl` (also partition `push-0`) into the same folder. It is
 /// refused, naming the push job's checkpoints. Before, it resumed at the push log's position
@@ -65,14 +82,8 @@ fn a_file_job_stopped_before_its_end_fails_saying_to_run_it_again() {
     let dir = tempfile::tempdir().unwrap();
     events(&dir.path().join("in.jsonl"), "f", 300);
     let job = file_job(dir.path(), "stopped", "in.jsonl", "");
-    let hold = dir.path().join("hold");
     let log = dir.path().join("first.log");
-    let mut first = run_held(&job, &log, &hold, "hold_worker");
-    said(&log, "holding at hold_worker");
-    sigterm(first.child());
-    said(&log, "spilled the channel to disk");
-    std::fs::remove_file(&hold).unwrap();
-    let status = wait_exit(first.child(), "the stopped file job", 60);
+    let status = stopped_with_a_spill(dir.path(), &job, &log);
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(!status.success(), "a stopped file job exited 0:\n{text}");
     assert!(
@@ -99,14 +110,7 @@ fn a_file_rewritten_in_place_after_a_spill_is_refused_where_the_spill_ends() {
     let input = dir.path().join("in.jsonl");
     events(&input, "f", 300);
     let job = file_job(dir.path(), "rewritten", "in.jsonl", "");
-    let hold = dir.path().join("hold");
-    let log = dir.path().join("first.log");
-    let mut first = run_held(&job, &log, &hold, "hold_worker");
-    said(&log, "holding at hold_worker");
-    sigterm(first.child());
-    said(&log, "spilled the channel to disk");
-    std::fs::remove_file(&hold).unwrap();
-    wait_exit(first.child(), "the stopped file job", 60);
+    stopped_with_a_spill(dir.path(), &job, &dir.path().join("first.log"));
     let old = std::fs::read_to_string(&input).unwrap();
     let lines: Vec<&str> = old.lines().collect();
     let kept: String = lines[..60].iter().map(|l| format!("{l}\n")).collect();
