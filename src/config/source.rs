@@ -451,7 +451,7 @@ impl SourceSection {
 /// Prefixes of librdkafka consumer properties, left out of the source's options where another
 /// kind of client (a producer of dead letters, an admin client) is made with them (each
 /// would be warned about).
-const CONSUMER_ONLY: [&str; 10] = [
+const CONSUMER_ONLY: [&str; 13] = [
     "fetch.",
     "session.",
     "heartbeat.",
@@ -462,6 +462,9 @@ const CONSUMER_ONLY: [&str; 10] = [
     "enable.auto",
     "enable.partition.eof",
     "queued.",
+    "isolation.level",
+    "max.partition.fetch.bytes",
+    "check.crcs",
 ];
 
 /// Whether librdkafka property `key` is a consumer's only ([`CONSUMER_ONLY`]).

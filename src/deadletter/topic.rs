@@ -191,21 +191,30 @@ impl DeadTopic {
         cfg.set("bootstrap.servers", &settings.brokers)
             .set("acks", "all")
             .set("linger.ms", "20");
-        let mut max_message: usize = settings
+        let asked: Option<usize> = settings
             .options
             .get("message.max.bytes")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1_000_000);
-        // librdkafka queues up to 1 GiB by default: bound the dead letters held for sending
-        // to QUEUE_BYTES (or two of the largest message), so they count in the memory bound.
-        let queue_kib = (QUEUE_BYTES.max(2 * max_message) / 1024).to_string();
-        cfg.set("queue.buffering.max.kbytes", &queue_kib);
+            .and_then(|v| v.parse().ok());
+        let mut max_message = asked.unwrap_or(1_000_000);
         for (k, v) in settings.options.iter() {
             cfg.set(k, v);
         }
         // The broker refuses a batch larger than the topic's `max.message.bytes`, at every
-        // replay: messages and batches are kept within it when it is smaller.
-        if let Some(limit) = topic_limit(&cfg, &settings) {
+        // replay: messages and batches are kept within it when it is smaller; where it is
+        // larger and no size is asked for, dead letters take it (the source's own size,
+        // for fetching, is not inherited: see `inherited`).
+        let limit = topic_limit(&cfg, &settings);
+        if let Some(limit) = limit.filter(|&l| asked.is_none() && l > max_message) {
+            max_message = limit.min(MAX_MESSAGE);
+            cfg.set("message.max.bytes", max_message.to_string());
+        }
+        // librdkafka queues up to 1 GiB by default: bound the dead letters held for sending
+        // to QUEUE_BYTES (or two of the largest message), so they count in the memory bound.
+        if !settings.options.contains_key("queue.buffering.max.kbytes") {
+            let queue_kib = (QUEUE_BYTES.max(2 * max_message) / 1024).to_string();
+            cfg.set("queue.buffering.max.kbytes", &queue_kib);
+        }
+        if let Some(limit) = limit {
             if limit < max_message {
                 tracing::info!(topic = %settings.topic, limit, "dead letters are cut to the topic's max.message.bytes");
                 max_message = limit;
@@ -307,6 +316,10 @@ fn topic_limit(cfg: &ClientConfig, settings: &TopicSettings) -> Option<usize> {
         _ => unknown(format!("the brokers said {value:?}")),
     }
 }
+
+/// The largest dead letter taken from the topic's own size (librdkafka's `message.max.bytes`
+/// goes up to 1,000,000,000; two of them are queued).
+const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
 /// The longest wait for the topic's settings (a broker that does not know the request may not
 /// answer it).

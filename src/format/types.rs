@@ -130,7 +130,8 @@ fn refused(ty: &DataType, kind: FormatKind) -> Option<String> {
                 }) =>
             {
                 Some(format!(
-                    "a JSON object's keys are strings; arrow-json's writer refuses a map with                      {} keys (every batch, for ever): cast the keys to strings",
+                    "a JSON object's keys are strings; arrow-json's writer refuses a map with \
+                     {} keys (every batch, for ever): cast the keys to strings",
                     kv[0].data_type()
                 ))
             }

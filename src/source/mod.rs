@@ -150,9 +150,9 @@ pub trait Source: Send {
     fn next(&mut self, chunk: &mut Chunk) -> Result<Next, SourceError>;
     /// The topics whose records are compacted away (Kafka's `cleanup.policy` holding
     /// `compact`), with their policy: a replay there cannot write again what was exported.
-    /// `Err` with why where the source cannot tell.
-    fn compacted(&mut self) -> Result<Vec<(String, String)>, String> {
-        Ok(Vec::new())
+    /// And why some topics' policies are not known, where the source cannot tell.
+    fn compacted(&mut self) -> (Vec<(String, String)>, Option<String>) {
+        (Vec::new(), None)
     }
     /// The positions `[first, last]` the source can still read a partition from (a replay
     /// from a position outside cannot happen); `None` when it cannot tell.

@@ -22,7 +22,9 @@ use crate::sink::control::Control;
 use crate::sink::partitions::Registration;
 use crate::source::{Assigned, Membership, PartitionInfo, Resumed, SourceError};
 
-use super::roll_backs::{already_rolled_back, log_not_repeated, roll_backs, FromCheckpoint};
+use super::roll_backs::{
+    already_rolled_back, log_not_repeated, refuse_compacted, roll_backs, FromCheckpoint,
+};
 
 /// Where a partition starts.
 pub struct Start {
@@ -186,12 +188,18 @@ pub(super) fn claim_static(
     checkpoints: &Checkpoints,
     table: Option<&dyn crate::table::Publisher>,
     parts: &[PartitionInfo],
-    from_checkpoint: Option<FromCheckpoint>,
+    (from_checkpoint, compacted): (Option<FromCheckpoint>, &[(String, String)]),
 ) -> Result<Vec<Claimed>, TaskError> {
     let asked = parts.iter().map(|p| (p.key(), from_checkpoint)).collect();
     let asked = roll_backs(checkpoints, asked)?;
     for (p, (key, roll)) in parts.iter().zip(&asked) {
         if let Some(f) = roll {
+            refuse_compacted(compacted, (&p.topic, key), f.seq).map_err(|reason| {
+                TaskError::Job {
+                    job: checkpoints.job().to_string(),
+                    reason,
+                }
+            })?;
             check_replay(checkpoints, key, f.seq, source.replayable(p.id)?)?;
         }
     }
@@ -330,6 +338,8 @@ pub struct TaskMembership {
     /// `--from-checkpoint`: applied to each partition when first assigned, unless an earlier
     /// run already rolled it back to that checkpoint.
     pub from_checkpoint: Option<FromCheckpoint>,
+    /// The compacted topics a roll-back must not replay ([`super::roll_backs::compacted`]).
+    pub compacted: Vec<(String, String)>,
     pub rolled_back: HashSet<u32>,
     pub metrics: Arc<Metrics>,
     /// The repo's label: backfills of the repo into the destination are checked against
@@ -425,6 +435,12 @@ impl TaskMembership {
             .and_then(|asked| {
                 for ((key, roll), a) in asked.iter().zip(parts) {
                     if let Some(f) = roll {
+                        refuse_compacted(&self.compacted, (&a.info.topic, key), f.seq).map_err(
+                            |reason| TaskError::Job {
+                                job: self.checkpoints.job().to_string(),
+                                reason,
+                            },
+                        )?;
                         check_replay(&self.checkpoints, key, f.seq, Some(a.held))?;
                     }
                 }

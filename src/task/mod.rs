@@ -321,7 +321,7 @@ fn run_inner(
         }),
         intake.clone(),
     );
-    roll_backs::refuse_compacted(&mut *source, &name, opts.from_checkpoint)?;
+    let compacted = roll_backs::compacted(&mut *source, opts.from_checkpoint);
     if source.dynamic() {
         // A group member learns its partitions from the group, in the source's first polls.
         source.set_membership(Box::new(TaskMembership {
@@ -331,6 +331,7 @@ fn run_inner(
             channel: channel.clone(),
             deadline: job.stop_deadline,
             from_checkpoint: opts.from_checkpoint,
+            compacted: compacted.clone(),
             rolled_back: Default::default(),
             metrics: metrics.clone(),
             repo: repo_label(job),
@@ -359,7 +360,7 @@ fn run_inner(
         &checkpoints,
         table.as_deref(),
         &parts,
-        opts.from_checkpoint,
+        (opts.from_checkpoint, &compacted),
     )?;
     // A start whose claims rolled nothing back (an earlier run did) restores a spill as any
     // start does: decided by the claims, which check again under their new terms.

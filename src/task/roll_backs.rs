@@ -20,49 +20,43 @@ pub struct FromCheckpoint {
     pub compacted: bool,
 }
 
-/// Refuses a roll-back (`from`) of a source that reads a compacted topic, at the start,
-/// before anything is claimed or deleted, unless `--despite-compaction`: the records
-/// superseded since their export are gone while their offsets stay held, so the roll-back
-/// would delete those rows from the destination and the replay could not write them again.
-/// Where the brokers do not tell, the roll-back goes on, with a warning.
-pub(super) fn refuse_compacted(
+/// The compacted topics (with their policy) a roll-back (`from`) must not replay, unless
+/// `--despite-compaction`: the records superseded since their export are gone while their
+/// offsets stay held, so a roll-back would delete those rows from the destination and the
+/// replay could not write them again. Topics whose policy the brokers do not tell are
+/// warned about (a roll-back of them goes on).
+pub(super) fn compacted(
     source: &mut dyn crate::source::Source,
-    job: &str,
     from: Option<FromCheckpoint>,
-) -> Result<(), TaskError> {
-    let Some(from) = from.filter(|f| !f.compacted) else {
+) -> Vec<(String, String)> {
+    if from.is_none_or(|f| f.compacted) {
+        return Vec::new();
+    }
+    let (compacted, unknown) = source.compacted();
+    if let Some(why) = unknown {
+        tracing::warn!(reason = %why, "whether these topics are compacted cannot be told: a roll-back of them goes on unchecked (on a compacted topic it deletes rows the replay cannot write again)");
+    }
+    compacted
+}
+
+/// Refuses the roll-back of partition `key` of `topic` to `seq` when the topic is one of
+/// `compacted` (see [`compacted`]): at its claim, where a roll-back is to be made (not one
+/// made before, a flag left set), before anything is deleted.
+pub(super) fn refuse_compacted(
+    compacted: &[(String, String)],
+    (topic, key): (&str, &str),
+    seq: u64,
+) -> Result<(), String> {
+    let Some((_, policy)) = compacted.iter().find(|(t, _)| t == topic) else {
         return Ok(());
     };
-    let compacted = match source.compacted() {
-        Ok(c) => c,
-        Err(why) => {
-            tracing::warn!(reason = %why, "whether the topics are compacted cannot be told: the roll-back goes on unchecked (on a compacted topic it deletes rows the replay cannot write again)");
-            return Ok(());
-        }
-    };
-    let named: Vec<String> = compacted
-        .iter()
-        .map(|(t, p)| format!("{t} (cleanup.policy = {p})"))
-        .collect();
-    let Some(first) = named.first() else {
-        return Ok(());
-    };
-    Err(TaskError::Job {
-        job: job.to_string(),
-        reason: format!(
-            "cannot roll back to checkpoint {}: {} compacted: the records superseded since \
-             their export are gone while their offsets stay held, so the roll-back would \
-             delete those rows from the destination and the replay could not write them \
-             again. Nothing was deleted. Add --despite-compaction to roll back anyway (and \
-             keep it while the flag stays set)",
-            from.seq,
-            if named.len() == 1 {
-                format!("topic {first} is")
-            } else {
-                format!("topics {} are", named.join(", "))
-            }
-        ),
-    })
+    Err(format!(
+        "cannot roll partition {key} back to checkpoint {seq}: its topic {topic} is compacted \
+         (cleanup.policy = {policy}): the records superseded since their export are gone while \
+         their offsets stay held, so the roll-back would delete those rows from the destination \
+         and the replay could not write them again. Nothing was deleted. Add \
+         --despite-compaction to roll back anyway"
+    ))
 }
 
 /// A roll-back to the same checkpoint this long before this process started counts as this

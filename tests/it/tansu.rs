@@ -583,8 +583,9 @@ fn tansu_a_topic_that_begins_to_match_later_is_read_from_its_first_record() {
 /// `run --from-checkpoint` on a compacted topic (`cleanup.policy = compact`): the records
 /// superseded since their export are gone while their offsets stay held, so the roll-back
 /// would delete rows from the destination that the replay could not write again. It is
-/// refused at the start, naming the topic, with nothing deleted (it was made without a
-/// word); `--despite-compaction` makes it.
+/// refused at the partition's claim, naming the topic, with nothing deleted (it was made
+/// without a word); `--despite-compaction` makes it, and a start with the flag still set
+/// (the roll-back made) runs.
 #[test]
 fn tansu_a_roll_back_on_a_compacted_topic_is_refused_unless_asked() {
     let Some(broker) = Tansu::start() else { return };
@@ -609,27 +610,17 @@ fn tansu_a_roll_back_on_a_compacted_topic_is_refused_unless_asked() {
     let (status, log) = sluice_within(&["run", job_s, "--from-checkpoint", "1"], 60);
     assert!(!status.success(), "{log}");
     assert!(
-        log.contains("topic squashed (cleanup.policy = compact) is compacted")
+        log.contains("its topic squashed is compacted (cleanup.policy = compact)")
             && log.contains("--despite-compaction"),
         "{log}"
     );
     assert_eq!(files(&out), before, "nothing deleted");
     // Asked for: rolled back (a roll-back record), replayed, each row once.
     let log = dir.path().join("despite.log");
-    let despite = KillOnDrop::new(
-        Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args([
-                "run",
-                job_s,
-                "--from-checkpoint",
-                "1",
-                "--despite-compaction",
-            ])
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
+    let despite = spawn_run_with(
+        &job,
+        &log,
+        &["--from-checkpoint", "1", "--despite-compaction"],
     );
     wait_until("a roll-back record in the destination", 90, || {
         files_under(&out.join("_sluice"), false)
@@ -641,6 +632,36 @@ fn tansu_a_roll_back_on_a_compacted_topic_is_refused_unless_asked() {
     let status = despite.wait_with_output().unwrap().status;
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(status.success(), "{text}");
-    assert!(!text.contains("cannot roll back"), "{text}");
+    assert!(!text.contains("cannot roll"), "{text}");
     assert_once(&out, 200);
+    // The flag left set without `--despite-compaction`: the roll-back was made, nothing is
+    // rolled back again, and the job runs (refused at the start, it would stop for good).
+    produce_timed(&broker.bootstrap(), "squashed", 200, 40);
+    let left = spawn_run_with(
+        &job,
+        &dir.path().join("left.log"),
+        &["--from-checkpoint", "1"],
+    );
+    wait_for(&out, 240, 90);
+    sigterm(&left);
+    let status = left.wait_with_output().unwrap().status;
+    let text = std::fs::read_to_string(dir.path().join("left.log")).unwrap();
+    assert!(status.success(), "{text}");
+    assert!(text.contains("not repeated"), "{text}");
+    assert_once(&out, 240);
+}
+
+/// `sluice run JOB ARGS...`, its standard error in `log`.
+fn spawn_run_with(job: &Path, log: &Path, args: &[&str]) -> KillOnDrop {
+    KillOnDrop::new(
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("run")
+            .arg(job)
+            .args(args)
+            .current_dir(job.parent().unwrap())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap(),
+    )
 }

@@ -343,7 +343,7 @@ impl Source for KafkaSource {
         Ok(())
     }
 
-    fn compacted(&mut self) -> Result<Vec<(String, String)>, String> {
+    fn compacted(&mut self) -> (Vec<(String, String)>, Option<String>) {
         policy::compacted(&self.admin, &self.matched)
     }
 

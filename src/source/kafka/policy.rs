@@ -22,40 +22,49 @@ pub(super) fn admin_config(cfg: &ClientConfig) -> ClientConfig {
     own
 }
 
-/// Those of `topics` whose cleanup policy compacts, with the policy; `Err` with why when the
-/// brokers do not tell (no answer, or not for every topic).
+/// Those of `topics` whose cleanup policy compacts, with the policy; and why the others'
+/// policies are not known, where some are not (no answer, or an error for a topic).
 pub(super) fn compacted(
     cfg: &ClientConfig,
     topics: &[String],
-) -> Result<Vec<(String, String)>, String> {
+) -> (Vec<(String, String)>, Option<String>) {
     if topics.is_empty() {
-        return Ok(Vec::new());
+        return (Vec::new(), None);
     }
-    let admin: AdminClient<DefaultClientContext> = cfg
-        .create()
-        .map_err(|e| format!("cannot create an admin client: {e}"))?;
+    let admin: AdminClient<DefaultClientContext> = match cfg.create() {
+        Ok(a) => a,
+        Err(e) => {
+            return (
+                Vec::new(),
+                Some(format!("cannot create an admin client: {e}")),
+            )
+        }
+    };
     let opts = AdminOptions::new().request_timeout(Some(WAIT));
     let asked: Vec<ResourceSpecifier> =
         topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
-    let answers = futures::executor::block_on(admin.describe_configs(&asked, &opts))
-        .map_err(|e| e.to_string())?;
-    if answers.len() != topics.len() {
-        return Err(format!(
-            "the brokers answered for {} of {} topics",
-            answers.len(),
-            topics.len()
-        ));
-    }
+    let answers = match futures::executor::block_on(admin.describe_configs(&asked, &opts)) {
+        Ok(a) => a,
+        Err(e) => return (Vec::new(), Some(e.to_string())),
+    };
     let mut out = Vec::new();
-    for (topic, answer) in topics.iter().zip(answers) {
-        let config = answer.map_err(|code| format!("topic {topic}: {code}"))?;
-        let policy = config
-            .get("cleanup.policy")
-            .and_then(|e| e.value.clone())
-            .ok_or_else(|| format!("topic {topic}: no cleanup.policy in the answer"))?;
-        if policy.split(',').any(|p| p.trim() == "compact") {
-            out.push((topic.clone(), policy));
+    let mut unknown = Vec::new();
+    // In the order asked (librdkafka answers so); topics past a short answer are unknown.
+    for (i, topic) in topics.iter().enumerate() {
+        let policy = match answers.get(i) {
+            Some(Ok(config)) => config.get("cleanup.policy").and_then(|e| e.value.clone()),
+            Some(Err(code)) => {
+                unknown.push(format!("{topic}: {code}"));
+                continue;
+            }
+            None => None,
+        };
+        match policy {
+            Some(p) if p.split(',').any(|p| p.trim() == "compact") => out.push((topic.clone(), p)),
+            Some(_) => {}
+            None => unknown.push(format!("{topic}: no cleanup.policy in the answer")),
         }
     }
-    Ok(out)
+    let unknown = (!unknown.is_empty()).then(|| unknown.join("; "));
+    (out, unknown)
 }
