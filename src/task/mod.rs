@@ -52,7 +52,9 @@ pub use prepare::{prepare, wal_folder, Prepared};
 use ended::{check_committed, shortfall};
 use feed::source_loop;
 use membership::TaskMembership;
-pub use roll_backs::{already_rolled_back, roll_backs, FromCheckpoint};
+pub use roll_backs::{
+    already_rolled_back, compacted, refuse_compacted, roll_backs, FromCheckpoint,
+};
 use spilling::{graceful_stop, restore_spill, spill_owner};
 
 /// The states of a task.

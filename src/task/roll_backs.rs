@@ -25,7 +25,7 @@ pub struct FromCheckpoint {
 /// offsets stay held, so a roll-back would delete those rows from the destination and the
 /// replay could not write them again. Topics whose policy the brokers do not tell are
 /// warned about (a roll-back of them goes on).
-pub(super) fn compacted(
+pub fn compacted(
     source: &mut dyn crate::source::Source,
     from: Option<FromCheckpoint>,
 ) -> Vec<(String, String)> {
@@ -42,7 +42,7 @@ pub(super) fn compacted(
 /// Refuses the roll-back of partition `key` of `topic` to `seq` when the topic is one of
 /// `compacted` (see [`compacted`]): at its claim, where a roll-back is to be made (not one
 /// made before, a flag left set), before anything is deleted.
-pub(super) fn refuse_compacted(
+pub fn refuse_compacted(
     compacted: &[(String, String)],
     (topic, key): (&str, &str),
     seq: u64,

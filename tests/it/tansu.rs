@@ -584,8 +584,8 @@ fn tansu_a_topic_that_begins_to_match_later_is_read_from_its_first_record() {
 /// superseded since their export are gone while their offsets stay held, so the roll-back
 /// would delete rows from the destination that the replay could not write again. It is
 /// refused at the partition's claim, naming the topic, with nothing deleted (it was made
-/// without a word); `--despite-compaction` makes it, and a start with the flag still set
-/// (the roll-back made) runs.
+/// without a word); `--despite-compaction` makes it, and the flag still set afterwards
+/// refuses nothing (the dry run says what a start would do).
 #[test]
 fn tansu_a_roll_back_on_a_compacted_topic_is_refused_unless_asked() {
     let Some(broker) = Tansu::start() else { return };
@@ -615,6 +615,27 @@ fn tansu_a_roll_back_on_a_compacted_topic_is_refused_unless_asked() {
         "{log}"
     );
     assert_eq!(files(&out), before, "nothing deleted");
+    // The dry run says so too; with the flag it lists what the roll-back deletes.
+    let plan = sluice(&["run", job_s, "--from-checkpoint", "1", "--dry-run"]);
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(!plan.status.success(), "{text}");
+    assert!(
+        text.contains("stop at partition squashed-0: cannot roll partition squashed-0 back"),
+        "{text}"
+    );
+    let plan = sluice_ok(&[
+        "run",
+        job_s,
+        "--from-checkpoint",
+        "1",
+        "--dry-run",
+        "--despite-compaction",
+    ]);
+    assert!(
+        plan.contains("resume partition squashed-0 at offset"),
+        "{plan}"
+    );
+    assert_eq!(files(&out), before, "nothing deleted");
     // Asked for: rolled back (a roll-back record), replayed, each row once.
     let log = dir.path().join("despite.log");
     let despite = spawn_run_with(
@@ -634,21 +655,14 @@ fn tansu_a_roll_back_on_a_compacted_topic_is_refused_unless_asked() {
     assert!(status.success(), "{text}");
     assert!(!text.contains("cannot roll"), "{text}");
     assert_once(&out, 200);
-    // The flag left set without `--despite-compaction`: the roll-back was made, nothing is
-    // rolled back again, and the job runs (refused at the start, it would stop for good).
-    produce_timed(&broker.bootstrap(), "squashed", 200, 40);
-    let left = spawn_run_with(
-        &job,
-        &dir.path().join("left.log"),
-        &["--from-checkpoint", "1"],
+    // The flag left set without `--despite-compaction`: the roll-back was made, and nothing
+    // is rolled back again, so nothing is refused (refused, a start would stop for good).
+    let plan = sluice_ok(&["run", job_s, "--from-checkpoint", "1", "--dry-run"]);
+    assert!(
+        plan.contains("leave partition squashed-0 as it is: it was rolled back")
+            && !plan.contains("stop at"),
+        "{plan}"
     );
-    wait_for(&out, 240, 90);
-    sigterm(&left);
-    let status = left.wait_with_output().unwrap().status;
-    let text = std::fs::read_to_string(dir.path().join("left.log")).unwrap();
-    assert!(status.success(), "{text}");
-    assert!(text.contains("not repeated"), "{text}");
-    assert_once(&out, 240);
 }
 
 /// `sluice run JOB ARGS...`, its standard error in `log`.
