@@ -399,8 +399,7 @@ pub fn run_roll_back_plan(path: &Path, repo: Option<&str>, f: FromCheckpoint) ->
                 );
                 continue;
             };
-            let topic = key.rsplit_once('-').map_or(key.as_str(), |(t, _)| t);
-            if let Err(why) = task::refuse_compacted(&compacted, (topic, &key), seq) {
+            if let Err(why) = task::refuse_compacted(&compacted, &key, seq) {
                 println!("  stop at partition {key}: {why}");
                 stops += 1;
                 continue;

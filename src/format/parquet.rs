@@ -499,12 +499,13 @@ impl FormatWriter for ParquetFormat {
     fn write(&mut self, batch: &RecordBatch) -> Result<(), FormatError> {
         let file = self.file.clone();
         let cast;
+        // (The sink and compaction cast first: cast here only what comes otherwise.)
         let batch = match &self.micros {
-            Some(to) => {
+            Some(to) if batch.schema().fields() != to.fields() => {
                 cast = super::units::to_micros(batch, to).map_err(|e| encode_err(&file, e))?;
                 &cast
             }
-            None => batch,
+            _ => batch,
         };
         let w = self.open(Some(batch))?;
         w.write(batch).map_err(|e| encode_err(&file, e))?;

@@ -13,7 +13,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::delta::{DeltaTable, LiveFile, Replaced};
 use super::TableError;
-use crate::format::units::{micros_schema, to_micros};
+use crate::format::units::{as_micros, micros_schema};
 use crate::format::{create_writer, FormatOptions};
 use crate::store::Destination;
 
@@ -261,10 +261,7 @@ fn rewrite(
                 .map_err(|e| bad(path, e.to_string()))?;
             for batch in reader {
                 let batch = batch.map_err(|e| bad(path, e.to_string()))?;
-                let batch = match micros_schema(&batch.schema()) {
-                    Some(to) => to_micros(&batch, &to).map_err(|e| bad(path, e.to_string()))?,
-                    None => batch,
-                };
+                let batch = as_micros(&batch).map_err(|e| bad(path, e.to_string()))?;
                 let batch = crate::evolution::adapt(&batch, &schema).map_err(|e| bad(path, e))?;
                 rows += batch.num_rows() as u64;
                 writer.write(&batch).map_err(|e| bad(&rel, e.to_string()))?;

@@ -194,11 +194,9 @@ pub(super) fn claim_static(
     let asked = roll_backs(checkpoints, asked)?;
     for (p, (key, roll)) in parts.iter().zip(&asked) {
         if let Some(f) = roll {
-            refuse_compacted(compacted, (&p.topic, key), f.seq).map_err(|reason| {
-                TaskError::Job {
-                    job: checkpoints.job().to_string(),
-                    reason,
-                }
+            refuse_compacted(compacted, key, f.seq).map_err(|reason| TaskError::Job {
+                job: checkpoints.job().to_string(),
+                reason,
             })?;
             check_replay(checkpoints, key, f.seq, source.replayable(p.id)?)?;
         }
@@ -435,12 +433,12 @@ impl TaskMembership {
             .and_then(|asked| {
                 for ((key, roll), a) in asked.iter().zip(parts) {
                     if let Some(f) = roll {
-                        refuse_compacted(&self.compacted, (&a.info.topic, key), f.seq).map_err(
-                            |reason| TaskError::Job {
+                        refuse_compacted(&self.compacted, key, f.seq).map_err(|reason| {
+                            TaskError::Job {
                                 job: self.checkpoints.job().to_string(),
                                 reason,
-                            },
-                        )?;
+                            }
+                        })?;
                         check_replay(&self.checkpoints, key, f.seq, Some(a.held))?;
                     }
                 }

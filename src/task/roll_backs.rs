@@ -39,14 +39,16 @@ pub fn compacted(
     compacted
 }
 
-/// Refuses the roll-back of partition `key` of `topic` to `seq` when the topic is one of
-/// `compacted` (see [`compacted`]): at its claim, where a roll-back is to be made (not one
-/// made before, a flag left set), before anything is deleted.
-pub fn refuse_compacted(
-    compacted: &[(String, String)],
-    (topic, key): (&str, &str),
-    seq: u64,
-) -> Result<(), String> {
+/// The topic of partition key `key` (`<topic>-<partition>`).
+fn topic_of(key: &str) -> &str {
+    key.rsplit_once('-').map_or(key, |(t, _)| t)
+}
+
+/// Refuses the roll-back of partition `key` to `seq` when its topic is one of `compacted`
+/// (see [`compacted`]): at its claim, where a roll-back is to be made (not one made before,
+/// a flag left set), before anything is deleted.
+pub fn refuse_compacted(compacted: &[(String, String)], key: &str, seq: u64) -> Result<(), String> {
+    let topic = topic_of(key);
     let Some((_, policy)) = compacted.iter().find(|(t, _)| t == topic) else {
         return Ok(());
     };
@@ -154,7 +156,7 @@ fn newer_than_the_roll_back(
     let Some(f) = asked.iter().find_map(|(_, f)| *f) else {
         return Ok(());
     };
-    let topic = |key: &str| key.rsplit_once('-').map_or(key, |(t, _)| t).to_string();
+    let topic = |key: &str| topic_of(key).to_string();
     let topics: std::collections::HashSet<String> = asked
         .iter()
         .filter(|(_, r)| r.is_some())

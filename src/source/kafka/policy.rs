@@ -15,7 +15,7 @@ const WAIT: Duration = Duration::from_secs(10);
 pub(super) fn admin_config(cfg: &ClientConfig) -> ClientConfig {
     let mut own = ClientConfig::new();
     for (k, v) in cfg.config_map() {
-        if !crate::config::consumer_only(k) && !k.starts_with("enable.auto") {
+        if !crate::config::consumer_only(k) {
             own.set(k, v);
         }
     }
