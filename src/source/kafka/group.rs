@@ -378,13 +378,14 @@ pub(super) fn apply_events(
     parts: &mut Vec<Part>,
     last_committed: &mut HashMap<u32, u64>,
 ) -> Result<Option<Vec<usize>>, SourceError> {
+    let known = parts.len();
     let (events, error, infos) = {
         let mut shared = lock(shared);
         let events = std::mem::take(&mut shared.events);
-        let infos = if events.is_empty() {
-            Vec::new()
-        } else {
-            shared.infos.clone()
+        // Only the partitions new to `parts` (every one ever assigned is kept).
+        let infos = match events.is_empty() {
+            true => Vec::new(),
+            false => shared.infos.get(known..).unwrap_or_default().to_vec(),
         };
         (events, shared.error.take(), infos)
     };
@@ -401,7 +402,7 @@ pub(super) fn apply_events(
                 for (id, offset, read) in list {
                     assigned.push(id as usize);
                     while parts.len() <= id as usize {
-                        let (info, partition) = infos[parts.len()].clone();
+                        let (info, partition) = infos[parts.len() - known].clone();
                         parts.push(Part::new(info, partition));
                     }
                     let p = &mut parts[id as usize];
@@ -416,7 +417,7 @@ pub(super) fn apply_events(
                     if let Some(p) = parts.get_mut(id as usize) {
                         p.owned = false;
                         p.refetch_pending = false;
-                        p.drop_buffer();
+                        p.release();
                     }
                     last_committed.remove(&id);
                 }
@@ -427,19 +428,27 @@ pub(super) fn apply_events(
 }
 
 /// Where each (topic, partition number) is in the source's partitions: a lookup per message
-/// with no allocation and no lock.
+/// with no allocation and no lock. A few topics are searched in turn; past [`FEW_TOPICS`]
+/// (a pattern subscription, whose topics come and go over a long run) by a hash of the name.
 #[derive(Default)]
 pub(super) struct Index {
     topics: Vec<(String, Vec<Option<usize>>)>,
+    /// Each topic's place in `topics`, when there are more than [`FEW_TOPICS`].
+    by_name: HashMap<String, usize>,
 }
+
+/// Up to this many topics, a lookup compares names in turn.
+const FEW_TOPICS: usize = 8;
 
 impl Index {
     pub fn of(parts: &[Part]) -> Index {
         let mut topics: Vec<(String, Vec<Option<usize>>)> = Vec::new();
+        let mut by_name: HashMap<String, usize> = HashMap::new();
         for (i, p) in parts.iter().enumerate() {
-            let t = match topics.iter().position(|(name, _)| *name == p.info.topic) {
-                Some(t) => t,
+            let t = match by_name.get(&p.info.topic) {
+                Some(&t) => t,
                 None => {
+                    by_name.insert(p.info.topic.clone(), topics.len());
                     topics.push((p.info.topic.clone(), Vec::new()));
                     topics.len() - 1
                 }
@@ -451,11 +460,17 @@ impl Index {
             }
             slots[n] = Some(i);
         }
-        Index { topics }
+        if topics.len() <= FEW_TOPICS {
+            by_name = HashMap::new();
+        }
+        Index { topics, by_name }
     }
 
     pub(super) fn get(&self, topic: &str, partition: i32) -> Option<usize> {
-        let (_, slots) = self.topics.iter().find(|(name, _)| name == topic)?;
+        let slots = match self.by_name.is_empty() {
+            true => &self.topics.iter().find(|(name, _)| name == topic)?.1,
+            false => &self.topics[*self.by_name.get(topic)?].1,
+        };
         *slots.get(usize::try_from(partition).ok()?)?
     }
 }

@@ -108,6 +108,33 @@ impl Part {
         self.drop_buffer();
     }
 
+    /// The partition was revoked: what it buffered is dropped and its buffers are given back
+    /// (an idle partition keeps room for about twice its last chunk; one this process no
+    /// longer reads keeps none, or a member that held many partitions in turn would keep
+    /// room for all of them).
+    pub fn release(&mut self) {
+        self.drop_buffer();
+        self.buf = Vec::new();
+        self.ends = Vec::new();
+        self.offsets = Vec::new();
+        self.meta = MessageMeta {
+            topic: self.info.topic.clone(),
+            partition: self.partition,
+            ..MessageMeta::default()
+        };
+    }
+
+    /// The room its buffers hold, in bytes.
+    #[cfg(test)]
+    pub fn room(&self) -> usize {
+        use std::mem::size_of;
+        self.buf.capacity()
+            + 8 * (self.ends.capacity() + self.offsets.capacity())
+            + size_of::<Option<i64>>() * self.meta.timestamps.capacity()
+            + size_of::<Option<Vec<u8>>>() * self.meta.keys.capacity()
+            + size_of::<Option<String>>() * self.meta.headers.capacity()
+    }
+
     pub fn drop_buffer(&mut self) {
         self.cut = false;
         self.buf.clear();
@@ -439,163 +466,5 @@ fn unreadable_cost(bytes: &[u8], why: &str) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn line_breaks_inside_strings_are_told_from_whitespace() {
-        assert!(!line_break_in_string(b"{\"a\":\n1}"));
-        assert!(!line_break_in_string(b"{\"a\":\"x\\ny\"}\r\n"));
-        assert!(line_break_in_string(b"{\"a\":\"x\ny\"}"));
-        assert!(line_break_in_string(b"{\"a\":\"q\\\"\r\"}"));
-        assert!(!line_break_in_string(b"{\"a\":\"q\\\\\"\r}"));
-    }
-
-    /// The line ends a partition records give the records a scan of its chunk finds, for
-    /// messages of every shape: empty, absent, only whitespace, CR and LF between tokens and
-    /// inside strings, an unreadable batch.
-    #[test]
-    fn recorded_line_ends_frame_records_as_a_scan_does() {
-        let info = PartitionInfo {
-            id: 0,
-            topic: "t".into(),
-            number: 0,
-        };
-        let mut part = Part::new(info, 0);
-        let payloads: [Option<&[u8]>; 10] = [
-            Some(b"{\"a\":1}"),
-            None,
-            Some(b""),
-            Some(b" \r\n\t"),
-            Some(b"{\"a\":\r\n2}\r\n"),
-            Some(b"{\"a\":\"x\ny\"}"),
-            Some(b"\r{\"a\":3}"),
-            Some(b"  {\"b\":\"\\\"\"}  "),
-            Some(b"\n"),
-            Some(b"{}\r"),
-        ];
-        for (i, p) in payloads.iter().enumerate() {
-            part.line(*p, false);
-            part.offsets.push(i as u64);
-            if i == 4 {
-                part.push_unreadable(100, "unreadable".into(), MetaNeeds::default());
-            }
-        }
-        let mut chunk = Chunk::default();
-        part.emit(&mut chunk, None);
-        assert_eq!(chunk.ends.len(), payloads.len() + 1);
-        let (mut framed, mut scanned) = (Vec::new(), Vec::new());
-        crate::decode::framing::split_records(&chunk, None, &mut framed);
-        chunk.ends.clear();
-        crate::decode::framing::split_records(&chunk, None, &mut scanned);
-        assert_eq!(framed, scanned);
-        assert!(part.ends.is_empty() && part.buf.is_empty());
-    }
-
-    /// What the metadata holds of buffered messages counts with their lines (a message of a
-    /// few bytes may carry a megabyte of key, headers, or unreadable bytes), and leaves with
-    /// them: all at once, or the part of a chunk cut short.
-    #[test]
-    fn the_bytes_metadata_holds_count_as_buffered_until_handed_on() {
-        let info = PartitionInfo {
-            id: 0,
-            topic: "t".into(),
-            number: 0,
-        };
-        let mut part = Part::new(info, 0);
-        let blank = vec![b' '; 100_000];
-        part.line(Some(b"{}"), false);
-        part.offsets.push(0);
-        part.line(Some(&blank), false);
-        part.offsets.push(1);
-        let whitespace =
-            unreadable_cost(&blank, "the message holds only whitespace (no JSON value)");
-        assert_eq!(part.held(), part.buf.len() + whitespace);
-        let mut chunk = Chunk::default();
-        part.emit(&mut chunk, None);
-        assert_eq!(part.held(), 0);
-        // Cut short: what stays counts what stays.
-        for i in 0..4 {
-            part.line(Some(if i % 2 == 0 { b"{}" } else { &blank }), false);
-            part.offsets.push(i);
-            part.meta.keys.push(Some(vec![0; 1000 * (i as usize + 1)]));
-        }
-        part.meta_bytes += 1000 + 2000 + 3000 + 4000;
-        assert_eq!(part.emit_first(2, &mut chunk), Next::Chunk(0));
-        assert_eq!(part.held(), part.buf.len() + 3000 + 4000 + whitespace);
-    }
-
-    /// With lines that decode to many times their bytes, a partition hands on its messages
-    /// in several chunks, each within the cap (or one message), with their offsets and
-    /// metadata, and each chunk's position starts where the last one's ended.
-    #[test]
-    fn heavy_lines_are_handed_on_in_chunks_within_the_cap() {
-        let (_, cost) = crate::decode::cost::wide_schema("");
-        let items = |n: usize| format!("{{\"l\":[{}]}}", vec!["{}"; n].join(","));
-        let one = cost.line(items(100).as_bytes()).unwrap();
-        let cost = cost.with_cap(3 * one);
-        let info = PartitionInfo {
-            id: 0,
-            topic: "t".into(),
-            number: 0,
-        };
-        let mut part = Part::new(info, 0);
-        part.from = 10;
-        // Offsets with gaps; sizes 100 items but for a light one, a huge one and an empty one.
-        let sizes = [100, 100, 1, 100, 100, 100, 400, 100, 0, 100];
-        for (i, n) in sizes.iter().enumerate() {
-            let text = items(*n);
-            part.line(Some(if *n == 0 { b" " } else { text.as_bytes() }), false);
-            part.offsets.push(10 + 2 * i as u64);
-            part.meta.timestamps.push(Some(i as i64));
-            part.meta.keys.push(Some(vec![i as u8]));
-        }
-        part.next = 10 + 2 * sizes.len() as i64 - 1;
-        let mut got = Vec::new();
-        while !part.buf.is_empty() {
-            let mut chunk = Chunk::default();
-            part.emit(&mut chunk, Some(&cost));
-            // What a cut leaves goes on at once (`read::full`).
-            assert_eq!(part.cut, !part.buf.is_empty());
-            let mut t = Tally::default();
-            let lines = chunk.ends.len();
-            assert_eq!(cost.fit(&chunk.data, &chunk.ends, &mut t), lines);
-            assert!(t.bytes <= 3 * one || lines == 1, "{lines} lines of {t:?}");
-            assert!(chunk.measured);
-            assert_eq!(chunk.offsets.len(), lines);
-            assert_eq!(chunk.meta.timestamps.len(), lines);
-            assert_eq!(chunk.meta.keys.len(), lines);
-            assert_eq!(chunk.meta.topic, "t");
-            got.push(chunk);
-        }
-        let lines: Vec<usize> = got.iter().map(|c| c.ends.len()).collect();
-        assert_eq!(
-            lines,
-            [3, 3, 1, 3],
-            "cut before the line that passes the cap"
-        );
-        let mut from = 10;
-        for c in &got {
-            assert_eq!(c.from_offset, Some(from));
-            from = c.offsets.last().unwrap() + 1;
-            for (k, (&o, ts)) in c.offsets.iter().zip(&c.meta.timestamps).enumerate() {
-                let i = ((o - 10) / 2) as usize;
-                assert_eq!(*ts, Some(i as i64));
-                assert_eq!(c.meta.keys[k], Some(vec![i as u8]));
-                let start = if k == 0 { 0 } else { c.ends[k - 1] + 1 };
-                let line = &c.data[start..c.ends[k]];
-                if sizes[i] == 0 {
-                    assert_eq!(line, UNREADABLE);
-                } else {
-                    assert_eq!(line, items(sizes[i]).as_bytes());
-                }
-            }
-        }
-        assert_eq!(part.from as u64, from);
-        // The whitespace-only message's dead letter went with its line, renumbered.
-        let last = got.last().unwrap();
-        assert_eq!(last.meta.unreadable.len(), 1);
-        assert_eq!(last.meta.unreadable[0].0, 1);
-        assert!(got[..3].iter().all(|c| c.meta.unreadable.is_empty()));
-    }
-}
+#[path = "part_tests.rs"]
+mod tests;
