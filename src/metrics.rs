@@ -111,6 +111,8 @@ pub struct Metrics {
     set: Arc<MetricSet>,
     /// Partitions with a lag series.
     lagging: Mutex<std::collections::BTreeSet<String>>,
+    /// Partitions with any series (see [`Metrics::keep_only`]).
+    seen: Mutex<std::collections::BTreeSet<String>>,
     /// The state shown as 1 (the others are 0).
     state: Mutex<String>,
     /// The last commits, newest last (the status page shows them).
@@ -225,6 +227,7 @@ impl Metrics {
             repo: repo.to_string(),
             set,
             lagging: Mutex::default(),
+            seen: Mutex::default(),
             state: Mutex::new("new".into()),
             recent: Mutex::default(),
         };
@@ -296,7 +299,16 @@ impl Metrics {
         }
     }
 
+    /// `partition` has series now.
+    fn saw(&self, partition: &str) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if !seen.contains(partition) {
+            seen.insert(partition.to_string());
+        }
+    }
+
     pub fn records_in(&self, partition: &str, n: u64) {
+        self.saw(partition);
         self.set
             .records_in
             .get_or_create(&self.part(partition))
@@ -322,6 +334,7 @@ impl Metrics {
     }
 
     pub fn offsets_skipped(&self, partition: &str, n: u64) {
+        self.saw(partition);
         self.set
             .offsets_skipped
             .get_or_create(&self.part(partition))
@@ -330,6 +343,9 @@ impl Metrics {
 
     /// Dead letters found in one decoded item, by reason class.
     pub fn dead_letters_found(&self, partition: &str, dead: &[crate::decode::DeadLetter]) {
+        if !dead.is_empty() {
+            self.saw(partition);
+        }
         for d in dead {
             self.set
                 .dead_letters_found
@@ -343,6 +359,7 @@ impl Metrics {
     }
 
     pub fn committed(&self, partition: &str, s: CommitStats) {
+        self.saw(partition);
         let l = self.part(partition);
         self.set.rows_out.get_or_create(&l).inc_by(s.rows);
         for (class, n) in &s.dead_letters {
@@ -489,7 +506,30 @@ impl Metrics {
             set.dead_letters_found.remove(&r);
         }
         self.lagging.lock().expect("lag lock").remove(partition);
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(partition);
         self.set.pending.forget(&self.repo, Some(partition));
+    }
+
+    /// Of the partitions with series, those not in `held` are forgotten: a group member's
+    /// after each rebalance, so that series made again by what ended after a revocation
+    /// (a commit past the deadline, the reader's last counts) or left by an earlier task of
+    /// the repo (which held other partitions) do not stay for the life of the process.
+    pub fn keep_only(&self, held: &std::collections::HashSet<String>) {
+        let gone: std::collections::BTreeSet<String> = {
+            let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            let lagging = self.lagging.lock().unwrap_or_else(|p| p.into_inner());
+            seen.iter()
+                .chain(lagging.iter())
+                .filter(|p| !held.contains(*p))
+                .cloned()
+                .collect()
+        };
+        for p in gone {
+            self.forget(&p);
+        }
     }
 
     /// The task ended: none of its partitions' lag is reported any more.

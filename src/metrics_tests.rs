@@ -111,3 +111,39 @@ fn assignments_and_rejoins_are_counted() {
         assert!(text.contains(line), "{line} not in:\n{text}");
     }
 }
+
+/// After a rebalance only the partitions held keep series: one counted again after its
+/// revocation (a commit that ended past the deadline) and one of an earlier task go.
+#[test]
+fn series_of_partitions_not_held_go_at_a_rebalance() {
+    let m = Metrics::new("web");
+    let stats = || CommitStats {
+        rows: 1,
+        dead_letters: vec![("type", 1)],
+        files: 1,
+        bytes: 9,
+        seconds: 0.01,
+    };
+    for p in ["events-0", "events-1", "old-7"] {
+        m.records_in(p, 2);
+        m.committed(p, stats());
+        m.lag(p, 1, 2);
+    }
+    m.offsets_skipped("old-7", 3);
+    m.forget("events-1");
+    // Counted again after it was forgotten.
+    m.committed("events-1", stats());
+    assert!(m.encode().contains(r#"partition="events-1""#));
+    let held = ["events-0".to_string()].into_iter().collect();
+    m.keep_only(&held);
+    let text = m.encode();
+    assert!(!text.contains(r#"partition="events-1""#), "{text}");
+    assert!(!text.contains(r#"partition="old-7""#), "{text}");
+    assert!(
+        text.contains(r#"sluice_rows_out_total{repo="web",partition="events-0"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"sluice_consumer_lag{repo="web",partition="events-0"} 1"#));
+    // Nothing left to forget: the sets are empty of the others.
+    assert_eq!(m.seen.lock().unwrap().len(), 1);
+}

@@ -400,6 +400,16 @@ impl Partitions {
             .any(|p| t.parts.get(p).is_some_and(|s| s.committing))
     }
 
+    /// The keys of the partitions owned now.
+    pub fn owned_keys(&self) -> HashSet<String> {
+        let t = self.lock();
+        t.parts
+            .values()
+            .filter(|s| s.owned)
+            .map(|s| s.key.clone())
+            .collect()
+    }
+
     /// The committed offsets of those of `ps` that are registered.
     pub fn committed_offsets(&self, ps: &[u32]) -> Vec<(u32, u64)> {
         let t = self.lock();
