@@ -63,6 +63,11 @@ impl KnownAborts {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let known = &mut *guard;
         let full = known.total >= TOTAL;
+        // At the total, a key with none kept makes no entry (an empty one per partition ever
+        // seen would grow for the life of the process).
+        if full && !known.by_key.contains_key(&abort.key) {
+            return;
+        }
         let entries = known.by_key.entry(abort.key.clone()).or_default();
         if entries.contains_key(&abort.seq) {
             return;
@@ -130,5 +135,28 @@ mod tests {
         assert_eq!(k.get("a", 11), Some(abort("a", 11)));
         assert_eq!(k.get("b", 1), Some(abort("b", 1)));
         assert_eq!(k.0.lock().unwrap().total, PER_KEY + 1);
+    }
+
+    /// At the total, aborts of keys with none kept leave nothing behind.
+    #[test]
+    fn at_the_total_new_keys_make_no_entries() {
+        let k = KnownAborts::default();
+        let keys = TOTAL / PER_KEY + 1;
+        for key in 0..keys {
+            for seq in 1..=PER_KEY as u64 {
+                k.keep(&abort(&format!("k{key}"), seq));
+            }
+        }
+        let known = |k: &KnownAborts| {
+            let g = k.0.lock().unwrap();
+            (g.total, g.by_key.len())
+        };
+        let (total, before) = known(&k);
+        assert_eq!(total, TOTAL);
+        for key in 0..1000 {
+            k.keep(&abort(&format!("new{key}"), 1));
+        }
+        assert_eq!(known(&k), (TOTAL, before));
+        assert_eq!(k.get("new1", 1), None);
     }
 }
