@@ -14,6 +14,7 @@
 //! the repo's backfills whose files share the folder ([`check_beside`]). Batches of an older
 //! schema (a spill) are adapted by name.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use arrow::array::new_null_array;
@@ -150,6 +151,48 @@ fn parse_record(path: &str, text: &[u8]) -> Result<(Schema, Schema), EvolutionEr
         None => current.clone(),
     };
     Ok((current, ever))
+}
+
+/// How the files a schema is checked for hold it: by position only (CSV or TSV without a
+/// header), and with timestamps in microseconds (a Delta table's: `format::units`), so that a
+/// stage's nanoseconds and an explicit microsecond cast, which write the same files, are the
+/// same schema.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Form {
+    pub positional: bool,
+    pub micros: bool,
+}
+
+impl Form {
+    /// The form of the files `format` writes.
+    pub fn of(format: &crate::format::FormatOptions) -> Form {
+        Form {
+            positional: format.positional(),
+            micros: format.micros,
+        }
+    }
+
+    /// `schema` as these files hold it.
+    fn files(self, schema: &Schema) -> Cow<'_, Schema> {
+        match self
+            .micros
+            .then(|| crate::format::units::micros_schema(schema))
+            .flatten()
+        {
+            Some(s) => Cow::Owned(Schema::clone(&s)),
+            None => Cow::Borrowed(schema),
+        }
+    }
+}
+
+/// A plain `positional` flag: files without microsecond timestamps.
+impl From<bool> for Form {
+    fn from(positional: bool) -> Form {
+        Form {
+            positional,
+            micros: false,
+        }
+    }
 }
 
 /// With `positional` output (CSV or TSV without a header, read by position), the fields of
@@ -289,9 +332,19 @@ pub fn check(
     job: &str,
     schema: &SchemaRef,
     record: bool,
-    positional: bool,
+    form: impl Into<Form>,
 ) -> Result<Vec<String>, EvolutionError> {
-    check_recording(dest, job, schema, record, positional).map(|(changes, _)| changes)
+    let form = form.into();
+    let files = files_ref(form, schema);
+    check_recording(dest, job, &files, record, form).map(|(changes, _)| changes)
+}
+
+/// `schema` as `form`'s files hold it.
+fn files_ref(form: Form, schema: &SchemaRef) -> SchemaRef {
+    match form.files(schema) {
+        Cow::Owned(s) => Arc::new(s),
+        Cow::Borrowed(_) => Arc::clone(schema),
+    }
 }
 
 /// [`check`], and whether it wrote a record (a first one, or a change).
@@ -300,11 +353,19 @@ fn check_recording(
     job: &str,
     schema: &SchemaRef,
     record: bool,
-    positional: bool,
+    form: Form,
 ) -> Result<(Vec<String>, bool), EvolutionError> {
     let mut lost_to = None;
     for _ in 0..MAX_RACES {
-        let seen = latest(dest, job)?;
+        let mut seen = latest(dest, job)?;
+        // Recorded in another form by an earlier version (a Delta job's nanoseconds).
+        if let Some((current, ever)) = &mut seen.schemas {
+            for s in [current, ever] {
+                if let Cow::Owned(files) = form.files(s) {
+                    *s = files;
+                }
+            }
+        }
         if lost_to.is_some_and(|n| seen.number < n) {
             return Err(EvolutionError::Record {
                 path: format!("{}{:012}.json", records_dir(job), seen.number + 1),
@@ -321,7 +382,7 @@ fn check_recording(
                 return Ok((Vec::new(), false))
             }
             Some((current, ever)) => compare(current, ever, schema)
-                .and_then(|c| same_positions(current, schema, positional).map(|()| c))
+                .and_then(|c| same_positions(current, schema, form.positional).map(|()| c))
                 .map_err(|problems| EvolutionError::Incompatible {
                     job: job.to_string(),
                     problems,
@@ -416,15 +477,17 @@ pub fn check_all(
     (job, repo): (&str, &str),
     schema: &SchemaRef,
     record: bool,
-    positional: bool,
+    form: impl Into<Form>,
 ) -> Result<Vec<String>, EvolutionError> {
-    check_beside(dest, job, repo, schema, positional)?;
-    let (changes, recorded) = check_recording(dest, job, schema, record, positional)?;
+    let form = form.into();
+    let schema = &files_ref(form, schema);
+    check_beside(dest, job, repo, schema, form)?;
+    let (changes, recorded) = check_recording(dest, job, schema, record, form)?;
     if recorded {
         // A backfill starting meanwhile may have recorded its schema after the look above and
         // checked it against the record before this one, or before there was one (each side
         // writes, then reads).
-        check_beside(dest, job, repo, schema, positional)?;
+        check_beside(dest, job, repo, schema, form)?;
     }
     Ok(changes)
 }
@@ -440,8 +503,10 @@ pub fn check_beside(
     job: &str,
     repo: &str,
     schema: &Schema,
-    positional: bool,
+    form: impl Into<Form>,
 ) -> Result<(), EvolutionError> {
+    let form = form.into();
+    let schema = &*form.files(schema);
     let all = match crate::commit::ranges::backfills(dest, Some(job), repo) {
         Ok(all) => all,
         // The store failing is not a record that cannot be read: passed over, a schema the
@@ -459,9 +524,10 @@ pub fn check_beside(
         };
         let Some(place) = place else { continue };
         match recorded(&place, &name) {
-            Ok(Some((current, ever))) if current.fields() != schema.fields() => {
+            Ok(Some((current, ever))) if form.files(&current).fields() != schema.fields() => {
+                let (current, ever) = (form.files(&current), form.files(&ever));
                 compare(&current, &ever, schema)
-                    .and_then(|_| same_positions(&current, schema, positional))
+                    .and_then(|_| same_positions(&current, schema, form.positional))
                     .map_err(|problems| EvolutionError::Beside {
                         job: job.to_string(),
                         backfill: name.clone(),

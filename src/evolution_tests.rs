@@ -279,3 +279,43 @@ fn a_record_whose_message_claims_a_huge_body_is_an_error() {
         "{e}"
     );
 }
+
+/// A Delta job's files hold every timestamp in microseconds: a stage's nanoseconds (`now()`)
+/// and an explicit microsecond cast write the same files, so one may replace the other, also
+/// against a record an earlier version made in nanoseconds. Other files keep the unit they
+/// are given: there the change is a type change.
+#[test]
+fn a_delta_jobs_timestamp_units_are_its_files_microseconds() {
+    use arrow::datatypes::TimeUnit;
+    let ts = |u| DataType::Timestamp(u, Some("UTC".into()));
+    let nanos = schema(&[
+        ("a", DataType::Int32, false),
+        ("at", ts(TimeUnit::Nanosecond), true),
+    ]);
+    let micros = schema(&[
+        ("a", DataType::Int32, false),
+        ("at", ts(TimeUnit::Microsecond), true),
+    ]);
+    let delta = Form {
+        positional: false,
+        micros: true,
+    };
+    for first in [&nanos, &micros] {
+        let (_rt, dest) = memory();
+        // Recorded as an earlier version did: the stage's own unit.
+        check(&dest, "j", first, true, false).unwrap();
+        for next in [&micros, &nanos] {
+            assert_eq!(
+                check_all(&dest, ("j", "r"), next, true, delta).unwrap(),
+                Vec::<String>::new()
+            );
+        }
+        // One record in all: the same schema, as the files hold it.
+        assert_eq!(latest(&dest, "j").unwrap().number, 1);
+    }
+    // Other files: the unit is the files' type.
+    let (_rt, dest) = memory();
+    check(&dest, "j", &nanos, true, false).unwrap();
+    let e = check_all(&dest, ("j", "r"), &micros, true, false).unwrap_err();
+    assert!(e.to_string().contains("`at`"), "{e}");
+}

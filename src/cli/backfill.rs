@@ -127,7 +127,7 @@ pub fn run_backfill(
             (&job.file.job.name, &task::repo_label(&job)),
             out,
             true,
-            job.format.positional(),
+            sluice::evolution::Form::of(&job.format),
         )?;
         same_schema_as_live(&job, l, out)?;
     }
@@ -178,7 +178,13 @@ fn same_schema_as_live(
     live: &ranges::Live,
     out: &arrow::datatypes::SchemaRef,
 ) -> Result<()> {
-    match sluice::evolution::check(&live.dest, &live.name, out, false, job.format.positional()) {
+    match sluice::evolution::check(
+        &live.dest,
+        &live.name,
+        out,
+        false,
+        sluice::evolution::Form::of(&job.format),
+    ) {
         Ok(_) => Ok(()),
         Err(e @ sluice::evolution::EvolutionError::Incompatible { .. }) => Err(anyhow!(
             "{e}\n(the backfill writes into the live job's folder {}, whose readers read its \

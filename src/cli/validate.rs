@@ -77,7 +77,7 @@ fn validate_one(path: &Path, job: &Job, runtime: &tokio::runtime::Runtime) -> Re
         (&job.file.job.name, &task::repo_label(job)),
         &out,
         false,
-        job.format.positional(),
+        sluice::evolution::Form::of(&job.format),
     ) {
         Ok(changes) => Ok(changes),
         Err(

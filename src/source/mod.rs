@@ -15,6 +15,10 @@ pub enum SourceError {
     Input(#[from] crate::input::InputError),
     #[error("source {name}: {reason}")]
     Other { name: String, reason: String },
+    /// A start an operator must decide on (a roll-back that cannot be made): starting again
+    /// changes nothing, so a supervised repo is not started again.
+    #[error("source {name}: {reason}")]
+    Refused { name: String, reason: String },
 }
 
 /// One partition of a source.

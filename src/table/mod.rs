@@ -33,6 +33,9 @@ use crate::store::Destination;
 pub enum TableError {
     #[error("Delta table {url}: {reason}")]
     Delta { url: String, reason: String },
+    /// `--from-checkpoint` cannot roll a table back (its readers may have seen the commits).
+    #[error("Delta table {url}: {reason}")]
+    RollBack { url: String, reason: String },
     #[error("Delta table {url}: the job's schema does not fit the table's:\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
     Schema { url: String, problems: Vec<String> },
     /// Another writer changed the table so that this job cannot go on writing it.
@@ -143,7 +146,7 @@ pub fn for_task(
     runtime: &tokio::runtime::Handle,
 ) -> Result<TaskTable, TableError> {
     if rolling_back && (*kind != TableKind::None || present(dest)?) {
-        return Err(TableError::Delta {
+        return Err(TableError::RollBack {
             url: dest.url().to_string(),
             reason: "--from-checkpoint cannot roll back a table (its readers may have seen the commits); use the table's own time travel or restore".into(),
         });

@@ -4,7 +4,8 @@
 //!
 //! A repo whose task fails while its source is live (Kafka, push) is started again after a
 //! pause that doubles from 1 s to 1 min; the others run on meanwhile, and the admin routes show
-//! the repo as `failed` with its error. A bounded repo (files) that fails stays failed. The run
+//! the repo as `failed` with its error. A bounded repo (files) that fails stays failed, as does
+//! one refused a start only an operator can change (a roll-back it cannot make). The run
 //! ends when every repo's task has ended: all at once on SIGINT/SIGTERM, one by one through
 //! `POST /v1/tasks/{repo}/stop` or when their input ends.
 
@@ -135,6 +136,10 @@ fn supervise(
         };
         match result {
             Ok(summary) => return Ok(summary),
+            Err(e) if e.refused() => {
+                tracing::error!(repo, error = %e, "the repo's task was refused a start that only an operator can change; it is not started again, the other repos run on");
+                return Err(e);
+            }
             Err(e) if live && !stopped(&opts) => {
                 // A run that lasted a while before failing starts the pauses over.
                 if started.elapsed() > MAX_PAUSE {

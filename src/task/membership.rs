@@ -118,7 +118,7 @@ pub fn claim(
 fn refuse_a_table_made_since(checkpoints: &Checkpoints, key: &str) -> Result<(), TaskError> {
     let dest = checkpoints.destination();
     if crate::table::present(dest)? {
-        return Err(crate::table::TableError::Delta {
+        return Err(crate::table::TableError::RollBack {
             url: dest.url().to_string(),
             reason: format!("--from-checkpoint cannot roll back partition {key}: another process made a table in the destination since this one started (its readers may have seen the commits); this partition was not rolled back"),
         }
@@ -194,7 +194,7 @@ pub(super) fn claim_static(
     let asked = roll_backs(checkpoints, asked)?;
     for (p, (key, roll)) in parts.iter().zip(&asked) {
         if let Some(f) = roll {
-            refuse_compacted(compacted, key, f.seq).map_err(|reason| TaskError::Job {
+            refuse_compacted(compacted, key, f.seq).map_err(|reason| TaskError::Refused {
                 job: checkpoints.job().to_string(),
                 reason,
             })?;
@@ -292,7 +292,7 @@ pub(super) fn check_replay(
         // Pruned: a roll-back to it an earlier run made is pruned too, so a flag left set
         // cannot be told from a new one.
         if let Some(below) = checkpoints.pruned_below(key)?.filter(|&b| seq < b) {
-            return Err(TaskError::Job {
+            return Err(TaskError::Refused {
                 job: checkpoints.job().to_string(),
                 reason: format!(
                     "cannot replay partition {key} from checkpoint {seq}: it was pruned (the \
@@ -302,22 +302,31 @@ pub(super) fn check_replay(
                 ),
             });
         }
-        return Err(crate::commit::checkpoint::CheckpointError::Unknown {
-            key: key.to_string(),
-            seq,
-        }
-        .into());
+        return Err(TaskError::Refused {
+            job: checkpoints.job().to_string(),
+            reason: crate::commit::checkpoint::CheckpointError::Unknown {
+                key: key.to_string(),
+                seq,
+            }
+            .to_string(),
+        });
     };
     if let Some((first, last)) = holds {
         if target.next_offset < first || target.next_offset > last {
-            return Err(TaskError::Job {
-                job: checkpoints.job().to_string(),
-                reason: format!(
+            let (job, reason) = (
+                checkpoints.job().to_string(),
+                format!(
                     "cannot replay partition {key} from checkpoint {seq}: it resumes at offset \
                      {}, but the source holds only {first}..{last} (retention, a released WAL \
                      or a shorter file); nothing was deleted",
                     target.next_offset
                 ),
+            );
+            // Below what the source holds, the records are gone; above it, a watermark may
+            // read low for a moment (a leader moving): a later start may find them.
+            return Err(match target.next_offset < first {
+                true => TaskError::Refused { job, reason },
+                false => TaskError::Job { job, reason },
             });
         }
     }
@@ -434,7 +443,7 @@ impl TaskMembership {
                 for ((key, roll), a) in asked.iter().zip(parts) {
                     if let Some(f) = roll {
                         refuse_compacted(&self.compacted, key, f.seq).map_err(|reason| {
-                            TaskError::Job {
+                            TaskError::Refused {
                                 job: self.checkpoints.job().to_string(),
                                 reason,
                             }
@@ -444,13 +453,22 @@ impl TaskMembership {
                 }
                 Ok(asked)
             })
-            .map_err(|e| SourceError::Other {
-                name: "--from-checkpoint".into(),
-                reason: e.to_string(),
+            .map_err(|e| {
+                let (name, reason) = ("--from-checkpoint".into(), e.to_string());
+                match e.refused() {
+                    true => SourceError::Refused { name, reason },
+                    false => SourceError::Other { name, reason },
+                }
             })?;
-        let failed = |key: String, e: TaskError| SourceError::Other {
-            name: format!("partition {key}"),
-            reason: format!("cannot resume it from the destination: {e}"),
+        let failed = |key: String, e: TaskError| {
+            let (name, reason) = (
+                format!("partition {key}"),
+                format!("cannot resume it from the destination: {e}"),
+            );
+            match e.refused() {
+                true => SourceError::Refused { name, reason },
+                false => SourceError::Other { name, reason },
+            }
         };
         let claimed = claim_all(&self.checkpoints, self.table.as_deref(), &asked)
             .map_err(|f| failed(parts[f.index].info.key(), f.error))?;
@@ -518,6 +536,11 @@ impl Membership for TaskMembership {
         let began = Instant::now();
         let r = self.assign(parts);
         self.metrics.assigned(began.elapsed().as_secs_f64());
+        if r.is_ok() {
+            let mut held = self.control.partitions.owned_keys();
+            held.extend(parts.iter().map(|a| a.info.key()));
+            self.metrics.keep_only(&held);
+        }
         r
     }
     fn revoked(&mut self, ids: &[u32]) -> Vec<(u32, u64)> {
@@ -561,6 +584,7 @@ impl Membership for TaskMembership {
         for key in keys {
             self.metrics.forget(&key);
         }
+        self.metrics.keep_only(&ctl.partitions.owned_keys());
         ctl.partitions.committed_offsets(ids)
     }
     fn first_started(&mut self) -> Result<Option<i64>, SourceError> {

@@ -28,6 +28,7 @@ use crate::store::Destination;
 mod admin_listener;
 mod destinations;
 mod ended;
+mod error;
 mod feed;
 mod fenced;
 mod file_identity;
@@ -46,6 +47,7 @@ mod stall;
 
 pub use admin_listener::{start_admin, AdminServer};
 pub use destinations::{dead_letters_at, destination, destination_at};
+pub use error::TaskError;
 use prepare::push_api;
 pub use prepare::{prepare, wal_folder, Prepared};
 
@@ -66,35 +68,6 @@ pub enum TaskState {
     Stopping,
     Stopped,
     Failed,
-}
-
-/// Errors that stop a task.
-#[derive(Debug, thiserror::Error)]
-pub enum TaskError {
-    #[error(transparent)]
-    Schema(#[from] crate::schema::SchemaError),
-    #[error(transparent)]
-    Decode(#[from] crate::decode::DecodeError),
-    #[error(transparent)]
-    Format(#[from] crate::format::FormatError),
-    #[error(transparent)]
-    Sink(#[from] crate::store::StoreError),
-    #[error(transparent)]
-    Checkpoint(#[from] crate::commit::checkpoint::CheckpointError),
-    #[error(transparent)]
-    Source(#[from] crate::source::SourceError),
-    #[error(transparent)]
-    Spill(#[from] crate::channel::spill::SpillError),
-    #[error(transparent)]
-    Template(#[from] crate::sink::paths::TemplateError),
-    #[error(transparent)]
-    Evolution(#[from] crate::evolution::EvolutionError),
-    #[error(transparent)]
-    Table(#[from] crate::table::TableError),
-    #[error(transparent)]
-    Stage(#[from] crate::stage::StageError),
-    #[error("job {job}: {reason}")]
-    Job { job: String, reason: String },
 }
 
 /// Removes, on a thread of its own, local temporary files that no live write can still own:
@@ -269,12 +242,12 @@ fn run_inner(
     let mine = spill_owner(job, decoder.schema());
     // Before any data moves: the schema must be one that readers of the files already written
     // can follow; it is then recorded as the files' schema.
-    let positional = job.format.positional();
+    let form = crate::evolution::Form::of(&job.format);
     let whose = (name.as_str(), label.as_str());
     // A schema the job's table refuses is refused before it is recorded: recorded, it would
     // be the one every later start is checked against, and the table would refuse them all.
     crate::table::check_fits(&job.table, &dest, &out_schema, runtime.handle())?;
-    for change in crate::evolution::check_all(&dest, whose, &out_schema, true, positional)? {
+    for change in crate::evolution::check_all(&dest, whose, &out_schema, true, form)? {
         tracing::warn!(repo = %label, change = %change, "the schema changed; new files carry it");
     }
     let (table, table_partitions) = crate::table::for_task(

@@ -450,7 +450,7 @@ fn against_files(job: &Job) -> Result<Arc<RepoSchema>, TaskError> {
         (&job.file.job.name, &super::repo_label(job)),
         &out,
         false,
-        job.format.positional(),
+        crate::evolution::Form::of(&job.format),
     )?;
     Ok(prepared.schema.clone())
 }

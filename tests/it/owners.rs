@@ -324,8 +324,25 @@ fn a_backfill_leaves_the_live_groups_offsets_alone() {
 /// resumes from is refused before anything is deleted: every file and checkpoint stays.
 #[test]
 fn a_roll_back_past_the_wal_start_is_refused_before_anything_is_deleted() {
+    roll_back_past_the_wal_start(false);
+}
+
+/// The same, of a supervised repo (`[[repos]]`, chosen with `--repo`): the refused repo is not
+/// started again, and the run ends with its refusal. Before, the repo's task was started
+/// again after every refusal, for as long as the process ran.
+#[test]
+fn a_refused_roll_back_of_a_supervised_repo_ends_the_run() {
+    roll_back_past_the_wal_start(true);
+}
+
+fn roll_back_past_the_wal_start(repos: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let job = push_job(dir.path(), "wal", "wal_segment_bytes = \"256KiB\"", "");
+    let repo = if repos {
+        "[[repos]]\nname = \"nginx_access\"\n"
+    } else {
+        ""
+    };
+    let job = push_job(dir.path(), "wal", "wal_segment_bytes = \"256KiB\"", repo);
     let log = dir.path().join("run.log");
     let (child, addr) = start(&job, &log);
     let mut c = crate::push::http_client::Client::new(&addr);
@@ -344,6 +361,11 @@ fn a_roll_back_past_the_wal_start_is_refused_before_anything_is_deleted() {
         });
     }
     assert!(child.stop("the push job to stop", 60).success());
+    let job_name = if repos {
+        "push-test.nginx_access"
+    } else {
+        "push-test"
+    };
     // Checkpoint 1 resumes below the first byte the WAL still holds.
     let first_held: u64 = files_under(&dir.path().join("state"), false)
         .iter()
@@ -353,10 +375,13 @@ fn a_roll_back_past_the_wal_start_is_refused_before_anything_is_deleted() {
         .expect("a WAL segment");
     let first: serde_json::Value = serde_json::from_slice(
         &std::fs::read(
-            files_under(&out.join("_sluice/push-test/checkpoints"), false)
-                .iter()
-                .find(|p| p.file_name().unwrap() == "000000000001.json")
-                .expect("checkpoint 1"),
+            files_under(
+                &out.join("_sluice").join(job_name).join("checkpoints"),
+                false,
+            )
+            .iter()
+            .find(|p| p.file_name().unwrap() == "000000000001.json")
+            .expect("checkpoint 1"),
         )
         .unwrap(),
     )
@@ -373,10 +398,11 @@ fn a_roll_back_past_the_wal_start_is_refused_before_anything_is_deleted() {
             .collect()
     };
     let before = listing(&out);
-    let (status, err) = sluice_within(
-        &["run", job.to_str().unwrap(), "--from-checkpoint", "1"],
-        60,
-    );
+    let mut args = vec!["run", job.to_str().unwrap(), "--from-checkpoint", "1"];
+    if repos {
+        args.extend(["--repo", "nginx_access"]);
+    }
+    let (status, err) = sluice_within(&args, 60);
     assert!(
         !status.success()
             && err.contains("cannot replay partition")
