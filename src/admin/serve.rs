@@ -43,9 +43,13 @@ pub const MAX_CONNECTIONS: usize = 512;
 pub async fn serve(listener: TcpListener, app: Router) {
     let open = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut kept = hyper::server::conn::http1::Builder::new();
+    // A client that shuts its side after sending the request still reads the answer (`nc
+    // -N`): by default its end of input aborted the request, whose records were then taken
+    // with no answer to tell it (and its retry took them again).
     kept.timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
-        .max_buf_size(MAX_BUFFER);
+        .max_buf_size(MAX_BUFFER)
+        .half_close(true);
     let mut once = kept.clone();
     once.keep_alive(false);
     let (kept, once) = (Arc::new(kept), Arc::new(once));

@@ -542,3 +542,63 @@ fn a_push_under_a_transfer_coding_other_than_chunked_is_refused() {
     assert!(trace_ids(&dir.path().join("out")).is_empty());
     assert!(dead_letter_lines(&dir.path().join("out/_dead_letters")).is_empty());
 }
+
+/// A body chunked twice (`chunked, chunked`, or two such headers) is refused (400): the server
+/// takes one layer off, and the inner framing was taken as the body's records (dead letters
+/// for JSON, rows for text). A client that shuts its side of the connection once its request
+/// is sent (`nc -N`) still gets its answer: its end of input aborted the request, whose
+/// records were taken with no answer (a retry then took them again).
+#[test]
+fn a_body_chunked_twice_is_refused_and_a_half_closed_client_is_answered() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let job = push_job(dir.path(), "wal", "", "");
+    let (child, addr) = start(&job, &dir.path().join("run.log"));
+    let line = |id: &str| {
+        format!("{{\"ts\":\"2024-05-01T10:00:00Z\",\"host\":\"h\",\"status\":200,\"trace_id\":\"{id}\"}}\n")
+    };
+    let chunk = |body: &str| format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
+    let send = |head: &str, body: &str, half_close: bool| -> String {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        let req = format!(
+            "POST /v1/repos/nginx_access/data HTTP/1.1\r\nHost: {addr}\r\n{head}Connection: close\r\n\r\n{body}"
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        if half_close {
+            s.shutdown(std::net::Shutdown::Write).unwrap();
+        }
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        answer
+    };
+    let twice = chunk(&chunk(&line("twice")));
+    for head in [
+        "Transfer-Encoding: chunked, chunked\r\n",
+        "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+    ] {
+        let answer = send(head, &twice, false);
+        assert!(
+            answer.starts_with("HTTP/1.1 400") && answer.contains("chunked more than once"),
+            "{head}: {answer}"
+        );
+    }
+    let body = line("half");
+    let answer = send(&format!("Content-Length: {}\r\n", body.len()), &body, true);
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "half-closed: {answer:?}"
+    );
+    let out = dir.path().join("out");
+    wait_until(
+        "the half-closed client's record to be committed",
+        60,
+        || trace_ids(&out).get("half") == Some(&1),
+    );
+    sigterm(&child);
+    assert!(child.wait_with_output().unwrap().status.success());
+    let ids = trace_ids(&out);
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert!(dead_letter_lines(&out.join("_dead_letters")).is_empty());
+}

@@ -185,7 +185,10 @@ pub async fn push(api: Arc<PushApi>, headers: HeaderMap, body: Body) -> Response
         return answer(&api, StatusCode::PAYLOAD_TOO_LARGE, too_large());
     }
     // The server reads only the chunked transfer coding; a body under another (`gzip,
-    // chunked`) reached the decoder still coded: each line a dead letter of bytes.
+    // chunked`) reached the decoder still coded: each line a dead letter of bytes. Chunked
+    // once: the server takes one layer off, and a body chunked twice (`chunked, chunked`, or
+    // two such headers) was taken with its inner framing as records.
+    let mut chunked = 0;
     for te in headers.get_all(header::TRANSFER_ENCODING) {
         let te = te.to_str().unwrap_or("?").to_ascii_lowercase();
         if te.split(',').any(|c| c.trim() != "chunked") {
@@ -195,6 +198,14 @@ pub async fn push(api: Arc<PushApi>, headers: HeaderMap, body: Body) -> Response
                 json!({ "error": format!("Transfer-Encoding `{te}` is not supported (chunked only; send gzip as Content-Encoding: gzip)") }),
             );
         }
+        chunked += te.split(',').count();
+    }
+    if chunked > 1 {
+        return answer(
+            &api,
+            StatusCode::BAD_REQUEST,
+            json!({ "error": "the body is chunked more than once (Transfer-Encoding names chunked once)" }),
+        );
     }
     // Every Content-Encoding header, as one list of codings (a second header is a second
     // coding, not one to pass over: `identity` then `gzip` was read as text, every line a
