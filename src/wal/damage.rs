@@ -51,7 +51,8 @@ pub(super) fn valid_record_after(
     // candidates move on (each byte hashed once): checked before the candidate's own, so
     // headers a pusher wrote into the payload cost nothing of the budget (a few hundred of
     // them, each naming a megabyte, ran it out, and a crash in such a push was refused as
-    // damage until an operator moved it aside).
+    // damage until an operator moved it aside). A pusher who knows the record's position
+    // can still forge both checksums (CRC-32 is no secret): then the open refuses, as above.
     let body = from as usize + hdr;
     let mut prefix = torn.map(|_| {
         let mut h = crc32fast::Hasher::new();

@@ -191,14 +191,16 @@ pub async fn push(api: Arc<PushApi>, headers: HeaderMap, body: Body) -> Response
     let mut chunked = 0;
     for te in headers.get_all(header::TRANSFER_ENCODING) {
         let te = te.to_str().unwrap_or("?").to_ascii_lowercase();
-        if te.split(',').any(|c| c.trim() != "chunked") {
+        // Empty list items count for nothing (`, chunked` is chunked once).
+        let codings = || te.split(',').map(str::trim).filter(|c| !c.is_empty());
+        if codings().any(|c| c != "chunked") {
             return answer(
                 &api,
                 StatusCode::NOT_IMPLEMENTED,
                 json!({ "error": format!("Transfer-Encoding `{te}` is not supported (chunked only; send gzip as Content-Encoding: gzip)") }),
             );
         }
-        chunked += te.split(',').count();
+        chunked += codings().count();
     }
     if chunked > 1 {
         return answer(
