@@ -580,3 +580,73 @@ fn bodies_sent_slowly_hold_neither_the_memory_budget_nor_the_request_slots() {
     sigterm(&child);
     assert!(child.wait_with_output().unwrap().status.success());
 }
+
+/// When three quarters of the listener's slots are taken, kept-alive connections are told to
+/// close once their request in progress is answered. Before, a client that kept 384
+/// connections alive with a request every few seconds (no token needed for `/healthz`) held
+/// those slots for good, and about 13 new one-byte connections a second held the rest.
+#[test]
+fn kept_alive_connections_close_when_the_listener_gets_busy() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let job = push_job(dir.path(), "wal", "", "");
+    let (child, addr) = start(&job, &dir.path().join("run.log"));
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    // One answer on a kept-alive connection; None once the server has closed it.
+    let ask = |s: &mut std::net::TcpStream| -> Option<String> {
+        s.write_all(request.as_bytes()).ok()?;
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            let n = s.read(&mut buf).ok().filter(|&n| n > 0)?;
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got).to_string();
+            if let Some(head_end) = text.find("\r\n\r\n") {
+                let len: usize = text
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                if got.len() >= head_end + 4 + len {
+                    return Some(text);
+                }
+            }
+        }
+    };
+    let mut kept: Vec<std::net::TcpStream> = (0..384)
+        .map(|i| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+                .unwrap();
+            let answer = ask(&mut s).unwrap_or_default();
+            assert!(
+                answer.starts_with("HTTP/1.1 200"),
+                "connection {i}: {answer}"
+            );
+            s
+        })
+        .collect();
+    // Every slot but a quarter is taken: the next connection makes the listener busy.
+    let mut next = std::net::TcpStream::connect(&addr).unwrap();
+    next.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    assert!(ask(&mut next).is_some_and(|a| a.starts_with("HTTP/1.1 200")));
+    for i in [0, 191, 383] {
+        let s = &mut kept[i];
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while ask(s).is_some() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "kept-alive connection {i} still answered 30 s after the listener got busy"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    drop(kept);
+    assert_eq!(http(&addr, "GET", "/healthz", None).0, 200);
+    sigterm(&child);
+    assert!(child.wait_with_output().unwrap().status.success());
+}
