@@ -23,7 +23,8 @@ use crate::sink::partitions::Registration;
 use crate::source::{Assigned, Membership, PartitionInfo, Resumed, SourceError};
 
 use super::roll_backs::{
-    already_rolled_back, log_not_repeated, refuse_compacted, roll_backs, FromCheckpoint,
+    already_rolled_back, check_replay, log_not_repeated, refuse_compacted, roll_backs,
+    FromCheckpoint,
 };
 
 /// Where a partition starts.
@@ -278,59 +279,6 @@ pub fn resume(
             .filter(|(at, _)| checkpointed && *at == offset)
             .map(|(_, m)| m),
     })
-}
-
-/// Before a roll-back deletes anything: checkpoint `seq` exists and the source can still read
-/// from where it resumes (`holds`: the positions the source holds, when it can tell).
-pub(super) fn check_replay(
-    checkpoints: &Checkpoints,
-    key: &str,
-    seq: u64,
-    holds: Option<(u64, u64)>,
-) -> Result<(), TaskError> {
-    let Some(target) = checkpoints.history(key)?.into_iter().find(|c| c.seq == seq) else {
-        // Pruned: a roll-back to it an earlier run made is pruned too, so a flag left set
-        // cannot be told from a new one.
-        if let Some(below) = checkpoints.pruned_below(key)?.filter(|&b| seq < b) {
-            return Err(TaskError::Refused {
-                job: checkpoints.job().to_string(),
-                reason: format!(
-                    "cannot replay partition {key} from checkpoint {seq}: it was pruned (the \
-                     partition keeps its newest commits, from {below} on); if an earlier run \
-                     already rolled back to it, start without --from-checkpoint. Nothing was \
-                     deleted"
-                ),
-            });
-        }
-        return Err(TaskError::Refused {
-            job: checkpoints.job().to_string(),
-            reason: crate::commit::checkpoint::CheckpointError::Unknown {
-                key: key.to_string(),
-                seq,
-            }
-            .to_string(),
-        });
-    };
-    if let Some((first, last)) = holds {
-        if target.next_offset < first || target.next_offset > last {
-            let (job, reason) = (
-                checkpoints.job().to_string(),
-                format!(
-                    "cannot replay partition {key} from checkpoint {seq}: it resumes at offset \
-                     {}, but the source holds only {first}..{last} (retention, a released WAL \
-                     or a shorter file); nothing was deleted",
-                    target.next_offset
-                ),
-            );
-            // Below what the source holds, the records are gone; above it, a watermark may
-            // read low for a moment (a leader moving): a later start may find them.
-            return Err(match target.next_offset < first {
-                true => TaskError::Refused { job, reason },
-                false => TaskError::Job { job, reason },
-            });
-        }
-    }
-    Ok(())
 }
 
 /// The task's side of a consumer group's rebalances.

@@ -1,6 +1,7 @@
 //! `--from-checkpoint` at a partition's claim: whether a partition was already rolled back to
-//! the checkpoint asked (the flag applies once, `--again` once more), and the partitions a
-//! flag left set must not roll back (newer than the job's roll-back to that number).
+//! the checkpoint asked (the flag applies once, `--again` once more), the partitions a flag
+//! left set must not roll back (newer than the job's roll-back to that number), and whether
+//! the source can still replay from the checkpoint (`check_replay`).
 
 use std::collections::HashMap;
 
@@ -222,4 +223,57 @@ pub(super) fn log_not_repeated(key: &str, f: FromCheckpoint, r: &Rollback) {
     } else {
         tracing::warn!(partition = %key, seq = f.seq, commit = r.seq, %at, by = %r.owner, "already rolled back to this checkpoint by an earlier run; not repeated (--from-checkpoint applies once: pass --again as well to roll back once more)");
     }
+}
+
+/// Before a roll-back deletes anything: checkpoint `seq` exists and the source can still read
+/// from where it resumes (`holds`: the positions the source holds, when it can tell).
+pub(super) fn check_replay(
+    checkpoints: &Checkpoints,
+    key: &str,
+    seq: u64,
+    holds: Option<(u64, u64)>,
+) -> Result<(), TaskError> {
+    let Some(target) = checkpoints.history(key)?.into_iter().find(|c| c.seq == seq) else {
+        // Pruned: a roll-back to it an earlier run made is pruned too, so a flag left set
+        // cannot be told from a new one.
+        if let Some(below) = checkpoints.pruned_below(key)?.filter(|&b| seq < b) {
+            return Err(TaskError::Refused {
+                job: checkpoints.job().to_string(),
+                reason: format!(
+                    "cannot replay partition {key} from checkpoint {seq}: it was pruned (the \
+                     partition keeps its newest commits, from {below} on); if an earlier run \
+                     already rolled back to it, start without --from-checkpoint. Nothing was \
+                     deleted"
+                ),
+            });
+        }
+        return Err(TaskError::Refused {
+            job: checkpoints.job().to_string(),
+            reason: crate::commit::checkpoint::CheckpointError::Unknown {
+                key: key.to_string(),
+                seq,
+            }
+            .to_string(),
+        });
+    };
+    if let Some((first, last)) = holds {
+        if target.next_offset < first || target.next_offset > last {
+            let (job, reason) = (
+                checkpoints.job().to_string(),
+                format!(
+                    "cannot replay partition {key} from checkpoint {seq}: it resumes at offset \
+                     {}, but the source holds only {first}..{last} (retention, a released WAL \
+                     or a shorter file); nothing was deleted",
+                    target.next_offset
+                ),
+            );
+            // Below what the source holds, the records are gone; above it, a watermark may
+            // read low for a moment (a leader moving): a later start may find them.
+            return Err(match target.next_offset < first {
+                true => TaskError::Refused { job, reason },
+                false => TaskError::Job { job, reason },
+            });
+        }
+    }
+    Ok(())
 }
