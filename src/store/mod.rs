@@ -474,12 +474,19 @@ impl Destination {
                 for path in paths {
                     match runtime.block_on(store.delete(&path)) {
                         Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                        Err(source) => {
-                            return Err(StoreError::Store {
-                                path: self.display(rel),
-                                source,
-                            })
-                        }
+                        // Gone is what was asked: HDFS answers the delete of a missing path
+                        // with an error of no kind (so every lost claim naming an escaped
+                        // file, whose older key is never there, failed its settling once per
+                        // file), and a delete can take effect yet report failure.
+                        Err(source) => match runtime.block_on(store.head(&path)) {
+                            Err(object_store::Error::NotFound { .. }) => {}
+                            _ => {
+                                return Err(StoreError::Store {
+                                    path: self.display(rel),
+                                    source,
+                                })
+                            }
+                        },
                     }
                 }
                 Ok(())
