@@ -14,9 +14,9 @@ use arrow::compute::kernels::cast::{cast_with_options, CastOptions};
 use arrow::datatypes::{DataType, Float64Type, Int64Type, TimeUnit};
 use arrow::util::display::FormatOptions;
 use base64::Engine;
-use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone};
 
 use super::range::{check_date_range, check_timestamp_range};
+use crate::schema::pattern::{Miss, Pattern};
 use crate::schema::{BinaryEncoding, FieldSpec, FieldType, TimeFormat};
 
 /// Rows a conversion rejected: (row index within the batch, reason).
@@ -182,18 +182,6 @@ fn decode_binary(v: &str, enc: BinaryEncoding) -> Option<Vec<u8>> {
     }
 }
 
-fn pattern_has_offset(p: &str) -> bool {
-    p.contains("%z") || p.contains("%:z") || p.contains("%#z") || p.contains("%Z")
-}
-
-fn pattern_has_time(p: &str) -> bool {
-    [
-        "%H", "%I", "%M", "%S", "%T", "%R", "%r", "%X", "%c", "%s", "%+", "%k", "%l",
-    ]
-    .iter()
-    .any(|t| p.contains(t))
-}
-
 fn parse_pattern(
     col: &StringArray,
     name: &str,
@@ -203,46 +191,37 @@ fn parse_pattern(
     errors: &mut RowErrors,
 ) -> ArrayRef {
     let zone: arrow::array::timezone::Tz = tz.parse().expect("validated time zone");
-    let with_offset = pattern_has_offset(pattern);
-    let with_time = pattern_has_time(pattern);
+    let reader = Pattern::new(pattern);
     let mut out: Vec<Option<i64>> = Vec::with_capacity(col.len());
     for (i, v) in col.iter().enumerate() {
         let Some(v) = v.filter(|v| !v.trim().is_empty()) else {
             out.push(None);
             continue;
         };
-        let parsed: Option<DateTime<chrono::Utc>> = if with_offset {
-            DateTime::parse_from_str(v, pattern)
-                .ok()
-                .map(|d| d.with_timezone(&chrono::Utc))
-        } else {
-            let naive = if with_time {
-                NaiveDateTime::parse_from_str(v, pattern).ok()
-            } else {
-                NaiveDate::parse_from_str(v, pattern)
-                    .ok()
-                    .and_then(|d| d.and_hms_opt(0, 0, 0))
-            };
-            naive.and_then(|n| {
-                zone.from_local_datetime(&n)
-                    .earliest()
-                    .map(|d| d.with_timezone(&chrono::Utc))
-            })
-        };
-        let value = parsed.and_then(|d| match unit {
-            TimeUnit::Millisecond => Some(d.timestamp_millis()),
-            _ => d.timestamp_micros().into(),
+        let value = reader.read(v, &zone).map(|d| match unit {
+            TimeUnit::Millisecond => d.timestamp_millis(),
+            _ => d.timestamp_micros(),
         });
-        if value.is_none() {
-            errors.push((
-                i,
-                format!(
-                    "field `{name}`: {} does not match the time format `{pattern}`",
-                    shown(v)
-                ),
-            ));
+        match value {
+            Ok(v) => out.push(Some(v)),
+            Err(miss) => {
+                errors.push((
+                    i,
+                    match miss {
+                        Miss::NoMatch => format!(
+                            "field `{name}`: {} does not match the time format `{pattern}`",
+                            shown(v)
+                        ),
+                        Miss::Skipped => format!(
+                            "field `{name}`: {} is a local time that zone {tz} skips (a \
+                             daylight-saving gap), so it names no instant",
+                            shown(v)
+                        ),
+                    },
+                ));
+                out.push(None);
+            }
         }
-        out.push(value);
     }
     timestamp_array(out, unit, tz)
 }
@@ -282,7 +261,7 @@ pub fn epoch_to_timestamp(col: &dyn Array, spec: &FieldSpec, errors: &mut RowErr
         // Both bounds are exact in f64; the end is exclusive (the last microsecond of 9999,
         // as f64, rounds up to it: 253402300800000 ms passed as year 9999).
         if us.is_finite() && (MIN_US..END_US).contains(&us) {
-            Some((us / out_us).floor() as i64)
+            Some(floor_at_unit(x, in_us as i128, out_us as i128))
         } else {
             errors.push((
                 i,
@@ -321,6 +300,47 @@ pub fn epoch_to_timestamp(col: &dyn Array, spec: &FieldSpec, errors: &mut RowErr
     // In range as instants, the values may still not be as their zone's wall-clock time.
     check_timestamp_range(ts.as_ref(), &spec.name, errors);
     ts
+}
+
+/// `x` (an epoch number read from decimal text as the nearest f64) times `in_us / out_us`
+/// (whole numbers), floored at the column's unit as the text's value would be. Neither the
+/// text's value nor the scaled one is exact in f64: `1095513148.12` s is 1095513148119.9998
+/// ms as f64, which floored to …119 ms (about one value in eighty with three decimals came out
+/// a unit low). Below 2^52 a scaled value within two units in its last place of a whole number
+/// is that number; past it (microseconds after year 2112) a float holds no fraction and not
+/// every whole number, so the decimal it was read from (its shortest form) is scaled exactly.
+fn floor_at_unit(x: f64, in_us: i128, out_us: i128) -> i64 {
+    let v = x * in_us as f64 / out_us as f64;
+    if v.abs() < (1u64 << 52) as f64 {
+        let whole = v.round();
+        let ulp = f64::from_bits(v.abs().to_bits() + 1) - v.abs();
+        return if (v - whole).abs() <= 2.0 * ulp {
+            whole
+        } else {
+            v.floor()
+        } as i64;
+    }
+    exact_floor(x, in_us, out_us).unwrap_or(v.floor() as i64)
+}
+
+/// `x`'s shortest decimal form times `num / den`, floored (`None` past i128).
+fn exact_floor(x: f64, num: i128, den: i128) -> Option<i64> {
+    let text = x.to_string();
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, text.as_str()),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    let mut scaled: i128 = 0;
+    for d in int.bytes().chain(frac.bytes()) {
+        scaled = scaled
+            .checked_mul(10)?
+            .checked_add(i128::from(d.checked_sub(b'0')?))?;
+    }
+    let pow = 10i128.checked_pow(u32::try_from(frac.len()).ok()?)?;
+    let value = scaled.checked_mul(num)?;
+    let value = if negative { -value } else { value };
+    i64::try_from(value.div_euclid(pow.checked_mul(den)?)).ok()
 }
 
 /// Year 1 .. 9999 in microseconds (the end exclusive: 10000-01-01), both exact in f64: wider
@@ -422,6 +442,49 @@ mod tests {
         assert!(a.is_null(1));
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].0, 2);
+    }
+
+    #[test]
+    fn fractional_epoch_seconds_keep_the_texts_value() {
+        // Every three-decimal second over a span, as text read to f64: each one's value in
+        // ms and µs is the text's, not a unit below it where f64 cannot hold the decimal.
+        for (unit, per_ms) in [("ms", 1), ("us", 1000)] {
+            let s = spec(&format!(
+                "type = \"timestamp\"\nunit = \"{unit}\"\nformat = \"epoch_s\""
+            ));
+            let ms: Vec<i64> = (0..20_000)
+                .map(|i| 1_095_513_148_000 + i * 7)
+                .chain([-1_500, -1, 0, 1, 253_402_300_799_999, -62_135_596_799_500])
+                .collect();
+            let texts: Vec<String> = ms
+                .iter()
+                .map(|m| {
+                    let sign = if *m < 0 { "-" } else { "" };
+                    format!("{sign}{}.{:03}", m.abs() / 1000, m.abs() % 1000)
+                })
+                .collect();
+            let col = StringArray::from(texts.iter().map(String::as_str).collect::<Vec<_>>());
+            let mut errs = Vec::new();
+            let a = from_text(&col, &s, &mut errs);
+            assert!(errs.is_empty(), "{errs:?}");
+            for (i, m) in ms.iter().enumerate() {
+                let got = if unit == "ms" {
+                    a.as_primitive::<arrow::datatypes::TimestampMillisecondType>()
+                        .value(i)
+                } else {
+                    a.as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
+                        .value(i)
+                };
+                assert_eq!(got, m * per_ms, "{} s in {unit}", texts[i]);
+            }
+        }
+        // A fraction below the unit is still floored: 1.0005 s is 1000 ms, -1.0005 s -1001.
+        let s = spec("type = \"timestamp\"\nformat = \"epoch_s\"");
+        let col = StringArray::from(vec!["1.0005", "-1.0005", "1714521600.9999"]);
+        let mut errs = Vec::new();
+        let a = from_text(&col, &s, &mut errs);
+        let ts = a.as_primitive::<arrow::datatypes::TimestampMillisecondType>();
+        assert_eq!(ts.values(), &[1000, -1001, 1_714_521_600_999]);
     }
 
     #[test]

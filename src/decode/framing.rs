@@ -150,8 +150,33 @@ impl Quotes {
 }
 
 /// Splits `chunk` into records. With `quote` (CSV's delimiter), a newline inside a
-/// double-quoted CSV field does not end the record.
+/// double-quoted CSV field does not end the record. Blank lines are not records: empty ones
+/// with `quote`, else lines of whitespace alone.
 pub fn split_records(chunk: &Chunk, quote: Option<u8>, out: &mut Vec<Record>) {
+    split(chunk, quote, None, out)
+}
+
+/// [`split_records`] as an input of `kind` frames them: a line of a text input's delimiter
+/// and whitespace is fields, not blank (`\t\t` split on tabs is three empty ones).
+pub fn split_records_of(chunk: &Chunk, kind: &super::InputKind, out: &mut Vec<Record>) {
+    let delimiter = match kind {
+        super::InputKind::Text { delimiter: Some(d) } => Some(d.as_bytes()),
+        _ => None,
+    };
+    split(chunk, kind.quoting(), delimiter, out)
+}
+
+/// Whether `line` is blank: empty with `quote`; else of whitespace alone and without
+/// `delimiter`.
+pub fn blank(line: &[u8], quote: Option<u8>, delimiter: Option<&[u8]>) -> bool {
+    if quote.is_some() {
+        return line.is_empty();
+    }
+    line.iter().all(u8::is_ascii_whitespace)
+        && !delimiter.is_some_and(|d| !d.is_empty() && memchr::memmem::find(line, d).is_some())
+}
+
+fn split(chunk: &Chunk, quote: Option<u8>, delimiter: Option<&[u8]>, out: &mut Vec<Record>) {
     out.clear();
     // Recorded ends are taken only when they frame all of `data` (a buffer reused by a
     // source that does not record them keeps stale ones otherwise).
@@ -168,7 +193,7 @@ pub fn split_records(chunk: &Chunk, quote: Option<u8>, out: &mut Vec<Record>) {
                 start,
                 line_end,
                 chunk.first_line + i as u64,
-                false,
+                (None, delimiter),
             ));
             start = line_end + 1;
         }
@@ -192,7 +217,13 @@ pub fn split_records(chunk: &Chunk, quote: Option<u8>, out: &mut Vec<Record>) {
         };
         let at_end = nl.is_none();
         if ends || at_end {
-            out.extend(record(chunk, start, line_end, record_line, quote.is_some()));
+            out.extend(record(
+                chunk,
+                start,
+                line_end,
+                record_line,
+                (quote, delimiter),
+            ));
             start = line_end + 1;
             record_line = line + 1;
         }
@@ -205,26 +236,23 @@ pub fn split_records(chunk: &Chunk, quote: Option<u8>, out: &mut Vec<Record>) {
 }
 
 /// The record of `chunk.data[start..line_end]` (which starts on line `line`): without a CR
-/// before the line end, and none when the line is blank: empty in CSV and TSV (`delimited`),
-/// where a line of spaces or tabs is fields (`\t\t` is three empty ones; dropped as blank,
-/// such a row was lost without a word), of whitespace alone otherwise.
+/// before the line end, and none when the line is [`blank`] by `how` (quote, delimiter):
+/// empty in CSV and TSV, where a line of spaces or tabs is fields (`\t\t` is three empty
+/// ones; dropped as blank, such a row was lost without a word), and in text input split on a
+/// delimiter a line that holds it.
 fn record(
     chunk: &Chunk,
     start: usize,
     line_end: usize,
     line: u64,
-    delimited: bool,
+    how: (Option<u8>, Option<&[u8]>),
 ) -> Option<Record> {
     let data = &chunk.data;
     let mut end = line_end;
     if end > start && data[end - 1] == b'\r' {
         end -= 1;
     }
-    let blank = if delimited {
-        start == end
-    } else {
-        data[start..end].iter().all(u8::is_ascii_whitespace)
-    };
+    let blank = blank(&data[start..end], how.0, how.1);
     (!blank).then(|| Record {
         start,
         end,

@@ -302,7 +302,7 @@ impl RecordDecoder {
     /// Decodes every record of `chunk`.
     pub fn decode(&mut self, chunk: &Chunk) -> Decoded {
         let mut records = Vec::new();
-        framing::split_records(chunk, self.opts.kind.quoting(), &mut records);
+        framing::split_records_of(chunk, &self.opts.kind, &mut records);
         let mut out = Decoded {
             records: records.len() as u64,
             ..Default::default()

@@ -257,6 +257,33 @@ fn text_lines_whole_and_split() {
     assert!(RecordDecoder::new(wrong, opts, None).is_err());
 }
 
+/// Split on a whitespace delimiter, a line of delimiters is empty fields, as in TSV: it was
+/// taken as a blank line and lost without a word. A line of other whitespace stays blank.
+#[test]
+fn a_text_line_of_whitespace_delimiters_is_a_row() {
+    let three = schema(
+        "name = \"t\"\n[[fields]]\nname = \"a\"\ntype = \"string\"\n[[fields]]\nname = \"b\"\ntype = \"string\"\n[[fields]]\nname = \"c\"\ntype = \"int32\"\n",
+    );
+    for (delimiter, input, rows) in [
+        ("\t", &b"x\ty\t1\n\t\t\n   \n\t\r\n"[..], 3),
+        (" ", &b"x y 1\n  \n\t\n"[..], 2),
+    ] {
+        let opts = DecodeOptions {
+            kind: InputKind::Text {
+                delimiter: Some(delimiter.into()),
+            },
+            ..Default::default()
+        };
+        let mut d = RecordDecoder::new(three.clone(), opts, None).unwrap();
+        let out = d.decode(&chunk(input));
+        assert_eq!(out.records, rows, "{delimiter:?}: {:?}", out.dead);
+        assert_eq!(out.rows(), rows, "{delimiter:?}: {:?}", out.dead);
+        let b = &out.batches[0];
+        assert_eq!(b.column(0).as_string::<i32>().value(0), "x");
+        assert_eq!(b.column(2).null_count(), rows as usize - 1, "{delimiter:?}");
+    }
+}
+
 #[test]
 fn nested_json_types_decode() {
     let s = schema(

@@ -37,12 +37,13 @@ enum Inner {
     },
 }
 
-/// The record lines of a batch's raw column.
+/// The record lines of a batch's raw column, one per row: a null (a stage may make one) is
+/// an empty line, not none (its row was counted as written).
 fn raw_lines(batch: &RecordBatch, column: usize) -> Vec<u8> {
     let col = batch.column(column).as_string::<i32>();
     let mut buf = Vec::with_capacity(col.values().len() + col.len());
-    for v in col.iter().flatten() {
-        buf.extend_from_slice(v.as_bytes());
+    for v in col.iter() {
+        buf.extend_from_slice(v.unwrap_or_default().as_bytes());
         buf.push(b'\n');
     }
     buf

@@ -592,7 +592,7 @@ fn parse_timestamp(f: &RawField) -> Result<FieldType, String> {
         "epoch_ms" => TimeFormat::EpochMillis,
         "epoch_us" => TimeFormat::EpochMicros,
         pattern if pattern.contains('%') => {
-            validate_pattern(pattern)?;
+            pattern::validate(pattern)?;
             TimeFormat::Pattern(pattern.to_string())
         }
         other => {
@@ -609,16 +609,9 @@ fn parse_timestamp(f: &RawField) -> Result<FieldType, String> {
     })
 }
 
-fn validate_pattern(pattern: &str) -> Result<(), String> {
-    use chrono::format::{Item, StrftimeItems};
-    if StrftimeItems::new(pattern).any(|i| matches!(i, Item::Error)) {
-        return Err(format!("invalid strftime pattern `{pattern}`"));
-    }
-    Ok(())
-}
-
 pub mod infer;
 mod ordered;
+pub mod pattern;
 pub mod zone;
 
 #[cfg(test)]
