@@ -109,7 +109,7 @@ pub struct MetricSet {
 pub struct Metrics {
     repo: String,
     set: Arc<MetricSet>,
-    /// Partitions with a lag series.
+    /// Partitions with a lag series (also in `seen`).
     lagging: Mutex<std::collections::BTreeSet<String>>,
     /// Partitions with any series (see [`Metrics::keep_only`]).
     seen: Mutex<std::collections::BTreeSet<String>>,
@@ -472,6 +472,7 @@ impl Metrics {
 
     /// A partition's lag and the next offset it reads.
     pub fn lag(&self, partition: &str, lag: i64, next: i64) {
+        self.saw(partition);
         let labels = self.part(partition);
         self.set.lag.get_or_create(&labels).set(lag);
         self.set.position.get_or_create(&labels).set(next);
@@ -518,11 +519,9 @@ impl Metrics {
     /// (a commit past the deadline, the reader's last counts) or left by an earlier task of
     /// the repo (which held other partitions) do not stay for the life of the process.
     pub fn keep_only(&self, held: &std::collections::HashSet<String>) {
-        let gone: std::collections::BTreeSet<String> = {
+        let gone: Vec<String> = {
             let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-            let lagging = self.lagging.lock().unwrap_or_else(|p| p.into_inner());
             seen.iter()
-                .chain(lagging.iter())
                 .filter(|p| !held.contains(*p))
                 .cloned()
                 .collect()

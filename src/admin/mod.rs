@@ -18,8 +18,8 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -29,89 +29,16 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::channel::Channel;
 use crate::metrics::{MetricSet, Metrics};
-use crate::sink::control::Control;
-use crate::source::push::http::PushApi;
 
 mod deadline;
+mod exposition;
 mod serve;
 mod shown;
+mod slot;
 mod status;
 
-/// What the routes act on while a repo's task runs.
-pub struct Live {
-    pub control: Arc<Control>,
-    pub channel: Arc<Channel>,
-    /// Stops this repo's task.
-    pub stop: Arc<AtomicBool>,
-    /// The push route of a push repo.
-    pub push: Option<Arc<PushApi>>,
-}
-
-/// One repo as the admin routes see it, for the life of the process.
-pub struct RepoSlot {
-    /// The job name of the repo's task (`<job>.<repo>` in a job with several repos).
-    pub job: String,
-    pub metrics: Arc<Metrics>,
-    live: Mutex<Option<Live>>,
-    /// Why the task last failed; cleared when it runs again.
-    error: Mutex<Option<String>>,
-    /// Stopped through the API: the repo's task is not started again (by a reload or after a
-    /// failure).
-    stopped: AtomicBool,
-    /// Paused through the API: a task started again (reload, restart) starts paused.
-    paused: AtomicBool,
-}
-
-impl std::fmt::Debug for RepoSlot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RepoSlot")
-            .field("job", &self.job)
-            .field("repo", &self.metrics.repo_name())
-            .finish_non_exhaustive()
-    }
-}
-
-impl RepoSlot {
-    /// The task runs: the routes act on `live` until [`RepoSlot::detach`]. A pause or stop
-    /// asked for before is applied to it.
-    pub fn attach(&self, live: Live) {
-        // Read under the lock a request takes to reach the task: one that found no task had
-        // set its flag before, so it is read here; one after finds this task.
-        let mut slot = self.live.lock().expect("slot lock");
-        live.control
-            .paused
-            .store(self.paused.load(Ordering::Acquire), Ordering::Release);
-        if self.stopped() {
-            live.stop.store(true, Ordering::Release);
-        }
-        *slot = Some(live);
-        drop(slot);
-        *self.error.lock().expect("slot lock") = None;
-    }
-
-    /// The task ended; its partitions' lag is no longer this process's to report.
-    pub fn detach(&self) {
-        *self.live.lock().expect("slot lock") = None;
-        self.metrics.forget_all();
-    }
-
-    /// The repo was stopped through the API.
-    pub fn stopped(&self) -> bool {
-        self.stopped.load(Ordering::Acquire)
-    }
-
-    /// The task failed with `error` (shown by `/v1/tasks` with URL queries removed: a store's
-    /// error may carry a presigned URL).
-    pub fn failed(&self, error: String) {
-        *self.error.lock().expect("slot lock") = Some(shown::error(&error));
-    }
-
-    fn with_live<T>(&self, f: impl FnOnce(&Live) -> T) -> Option<T> {
-        self.live.lock().expect("slot lock").as_ref().map(f)
-    }
-}
+pub use slot::{Live, RepoSlot};
 
 /// The routes' state: every repo of the job.
 pub struct Admin {
@@ -123,6 +50,8 @@ pub struct Admin {
     repos: BTreeMap<String, Arc<RepoSlot>>,
     /// The status page's charts.
     history: status::History,
+    /// The last exposition of `metrics`.
+    recent: exposition::Recent,
 }
 
 impl Admin {
@@ -132,14 +61,10 @@ impl Admin {
         let repos = repos
             .iter()
             .map(|(repo, job)| {
-                let slot = RepoSlot {
-                    job: job.clone(),
-                    metrics: Arc::new(Metrics::in_set(metrics.clone(), repo)),
-                    live: Mutex::new(None),
-                    error: Mutex::new(None),
-                    stopped: AtomicBool::new(false),
-                    paused: AtomicBool::new(false),
-                };
+                let slot = RepoSlot::new(
+                    job.clone(),
+                    Arc::new(Metrics::in_set(metrics.clone(), repo)),
+                );
                 (repo.clone(), Arc::new(slot))
             })
             .collect();
@@ -149,6 +74,7 @@ impl Admin {
             metrics,
             repos,
             history: status::History::default(),
+            recent: exposition::Recent::default(),
         }
     }
 
@@ -161,6 +87,15 @@ impl Admin {
 
     pub fn slot(&self, repo: &str) -> Option<Arc<RepoSlot>> {
         self.repos.get(repo).cloned()
+    }
+
+    /// The metrics exposition, encoded again only when the last one is stale (see
+    /// `exposition`), with the channel gauges brought up to date first.
+    fn exposition(&self) -> Arc<exposition::Encoded> {
+        self.recent.get(|| {
+            self.refresh_channels();
+            self.metrics.encode()
+        })
     }
 
     /// Brings the channel gauges up to date (they are read, not pushed).
@@ -316,8 +251,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 
 /// OpenMetrics for a client that asks for it (Prometheus does), else the classic text format.
 async fn metrics(State(s): State<Arc<Admin>>, headers: HeaderMap) -> Response {
-    s.refresh_channels();
-    let text = s.metrics.encode();
+    let text = s.exposition();
     let openmetrics = headers
         .get_all(header::ACCEPT)
         .iter()
@@ -329,7 +263,7 @@ async fn metrics(State(s): State<Arc<Admin>>, headers: HeaderMap) -> Response {
                 header::CONTENT_TYPE,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
             )],
-            text,
+            text.open().to_string(),
         )
             .into_response()
     } else {
@@ -338,7 +272,7 @@ async fn metrics(State(s): State<Arc<Admin>>, headers: HeaderMap) -> Response {
                 header::CONTENT_TYPE,
                 "text/plain; version=0.0.4; charset=utf-8",
             )],
-            crate::metrics::classic_text(&text),
+            text.classic().to_string(),
         )
             .into_response()
     }

@@ -189,16 +189,20 @@ fn dead_letters_by_reason(text: &str) -> BTreeMap<String, BTreeMap<String, f64>>
 
 /// Samples the metrics into the history (the admin runtime calls it every `EVERY`).
 pub(super) fn sample(admin: &Admin) {
-    admin.refresh_channels();
-    let text = admin.history.kept.update(|| admin.metrics.encode());
+    let text = admin
+        .history
+        .kept
+        .update(|| admin.exposition().open().to_string());
     admin.history.sample(crate::commit::now_ms(), &text);
 }
 
 /// What the page shows: per repo, what `/v1/tasks` says, and totals, rates over the last
 /// minutes, the last commits and dead letters by reason.
 pub(super) fn status(admin: &Admin) -> Value {
-    admin.refresh_channels();
-    let text = admin.history.kept.update(|| admin.metrics.encode());
+    let text = admin
+        .history
+        .kept
+        .update(|| admin.exposition().open().to_string());
     let now = totals(&text);
     let reasons = dead_letters_by_reason(&text);
     let samples = admin

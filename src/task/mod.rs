@@ -291,7 +291,7 @@ fn run_inner(
                 control: control.clone(),
                 channel: channel.clone(),
                 stop: stop.clone(),
-                push: push_api(job, intake.as_ref(), &decoder, metrics),
+                push: push_api(job, intake.as_ref(), &decoder, metrics, slot),
             })
         }),
         intake.clone(),

@@ -179,12 +179,14 @@ pub fn prepare(job: &Job, connect: bool) -> Result<Prepared, TaskError> {
     })
 }
 
-/// The push route of a push repo.
+/// The push route of a push repo, with the request slots and memory budget its repo keeps
+/// for the life of the process (`slot`'s; a run without a listener has no route to share).
 pub(super) fn push_api(
     job: &Job,
     intake: Option<&Arc<Intake>>,
     decoder: &RecordDecoder,
     metrics: &Arc<Metrics>,
+    slot: &crate::admin::RepoSlot,
 ) -> Option<Arc<PushApi>> {
     let SourceSection::Push {
         max_body,
@@ -196,18 +198,16 @@ pub(super) fn push_api(
     else {
         return None;
     };
+    let max_body = crate::config::parse_bytes(max_body).unwrap_or(16 << 20);
+    let max_in_flight =
+        crate::config::max_in_flight(max_in_flight.as_deref(), max_body).unwrap_or(256 << 20);
     Some(Arc::new(PushApi::new(
         intake?.clone(),
         decoder.clone(),
         metrics.clone(),
-        crate::config::parse_bytes(max_body).unwrap_or(16 << 20) as usize,
+        max_body as usize,
         crate::config::parse_duration(body_timeout).unwrap_or(std::time::Duration::from_secs(30)),
-        *max_concurrent,
-        crate::config::max_in_flight(
-            max_in_flight.as_deref(),
-            crate::config::parse_bytes(max_body).unwrap_or(16 << 20),
-        )
-        .unwrap_or(256 << 20),
+        slot.push_limits(*max_concurrent, max_in_flight),
     )))
 }
 

@@ -22,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use super::limits::{kib, PushLimits};
 use super::{Intake, Refusal};
 use crate::decode::framing::last_record_boundary;
 use crate::decode::{Chunk, RecordDecoder};
@@ -36,14 +37,14 @@ pub struct PushApi {
     pub body_timeout: std::time::Duration,
     /// CSV's delimiter: the input kind's records may span lines (quoted CSV).
     quote: Option<u8>,
+    /// A text input's delimiter: a line of it and whitespace is a record.
+    text_delimiter: Option<Vec<u8>>,
     /// The schema's `unknown_fields` is `error`: such a request is refused whole (400).
     reject_unknown: bool,
     /// The repo's `on_error` is `fail`: a request with a row a stage fails on is refused (400).
     reject_stage_failures: bool,
-    permits: Arc<tokio::sync::Semaphore>,
-    /// `max_in_flight`, in KiB: what requests in progress may hold.
-    budget: Arc<tokio::sync::Semaphore>,
-    max_in_flight: u64,
+    /// The repo's request slots and memory budget (shared with its other tasks' routes).
+    limits: Arc<PushLimits>,
     decoder: Mutex<RecordDecoder>,
     /// Decoders reused across requests.
     pool: Mutex<Vec<RecordDecoder>>,
@@ -56,8 +57,7 @@ impl PushApi {
         metrics: Arc<Metrics>,
         max_body: usize,
         body_timeout: std::time::Duration,
-        max_concurrent: usize,
-        max_in_flight: u64,
+        limits: Arc<PushLimits>,
     ) -> PushApi {
         PushApi {
             intake,
@@ -65,13 +65,17 @@ impl PushApi {
             max_body,
             body_timeout,
             quote: decoder.kind().quoting(),
+            text_delimiter: match decoder.kind() {
+                crate::decode::InputKind::Text { delimiter } => {
+                    delimiter.as_ref().map(|d| d.as_bytes().to_vec())
+                }
+                _ => None,
+            },
             reject_unknown: decoder.schema().unknown_fields == crate::schema::UnknownFields::Error,
             reject_stage_failures: decoder
                 .stages()
                 .is_some_and(|s| s.on_error == crate::stage::OnError::Fail),
-            permits: Arc::new(tokio::sync::Semaphore::new(max_concurrent.max(1))),
-            budget: Arc::new(tokio::sync::Semaphore::new(kib(max_in_flight) as usize)),
-            max_in_flight,
+            limits,
             decoder: Mutex::new(decoder),
             pool: Mutex::new(Vec::new()),
         }
@@ -82,15 +86,11 @@ impl PushApi {
 /// decoder's working data and the decoded batches.
 const DECODE_FACTOR: u64 = 3;
 
-/// Bytes in KiB, rounded up, capped to what one semaphore call takes.
-fn kib(bytes: u64) -> u32 {
-    bytes.div_ceil(1024).min(u32::MAX as u64 >> 3) as u32
-}
-
 impl PushApi {
     /// Reserves `bytes` of `max_in_flight` for a request, or None when they are not free now.
     fn reserve(&self, bytes: u64) -> Option<Reservation> {
         let permit = self
+            .limits
             .budget
             .clone()
             .try_acquire_many_owned(kib(bytes))
@@ -120,7 +120,12 @@ impl Reservation {
         if bytes <= have {
             return true;
         }
-        let Ok(more) = api.budget.clone().try_acquire_many_owned(kib(bytes - have)) else {
+        let Ok(more) = api
+            .limits
+            .budget
+            .clone()
+            .try_acquire_many_owned(kib(bytes - have))
+        else {
             return false;
         };
         let added = more.num_permits() as i64 * 1024;
@@ -243,10 +248,10 @@ pub async fn push(api: Arc<PushApi>, headers: HeaderMap, body: Body) -> Response
             json!({ "error": "too many push requests in progress; retry later" }),
         )
     };
-    if api.permits.available_permits() == 0 {
+    if api.limits.permits.available_permits() == 0 {
         return busy();
     }
-    if declared.is_some_and(|n| kib(n) as usize > api.budget.available_permits()) {
+    if declared.is_some_and(|n| kib(n) as usize > api.limits.budget.available_permits()) {
         return no_memory(&api);
     }
     // The body is reserved as it arrives, and the request slot taken once it is in: a body
@@ -280,7 +285,7 @@ pub async fn push(api: Arc<PushApi>, headers: HeaderMap, body: Body) -> Response
         }
         Ok(Err(BodyError::NoMemory)) => return no_memory(&api),
     };
-    let Ok(permit) = api.permits.clone().try_acquire_owned() else {
+    let Ok(permit) = api.limits.permits.clone().try_acquire_owned() else {
         return busy();
     };
     let worker = api.clone();
@@ -412,12 +417,13 @@ fn take(api: &PushApi, bytes: bytes::Bytes, gzip: bool, mut body: Reservation) -
     if data.starts_with(crate::input::BOM) {
         data.drain(..crate::input::BOM.len());
     }
-    // Blank as framing reads it: in CSV and TSV only line ends (a line of tabs is a row).
-    let blank = |b: &u8| match api.quote {
-        Some(_) => *b == b'\n' || *b == b'\r',
-        None => b.is_ascii_whitespace(),
-    };
-    if data.iter().all(blank) {
+    // Blank as framing reads it: in CSV and TSV only line ends (a line of tabs is a row), in
+    // text split on a delimiter whitespace without it.
+    let blank = data.split(|b| *b == b'\n').all(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        crate::decode::framing::blank(line, api.quote, api.text_delimiter.as_deref())
+    });
+    if blank {
         return answer(
             api,
             StatusCode::BAD_REQUEST,
@@ -462,7 +468,7 @@ fn take(api: &PushApi, bytes: bytes::Bytes, gzip: bool, mut body: Reservation) -
     let spare = (data.capacity() - data.len()) as u64;
     let need = (DECODE_FACTOR * len).max(2 * len + beyond) + spare;
     let give_back = |d| api.pool.lock().expect("decoder pool").push(d);
-    if need > api.max_in_flight {
+    if need > api.limits.max_in_flight {
         give_back(decoder);
         return answer(
             api,
@@ -471,14 +477,14 @@ fn take(api: &PushApi, bytes: bytes::Bytes, gzip: bool, mut body: Reservation) -
                 format!(
                     "the body holds {lines} lines: decoded, they need {need} bytes, more than \
                      source.max_in_flight ({}) allows one request; send fewer records per request",
-                    api.max_in_flight
+                    api.limits.max_in_flight
                 )
             } else {
                 format!(
                     "the body's record would need {need} bytes decoded (its list items and map \
                      entries, each as wide as its element type), more than source.max_in_flight \
                      ({}) allows one request",
-                    api.max_in_flight
+                    api.limits.max_in_flight
                 )
             } }),
         );

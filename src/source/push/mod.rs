@@ -13,6 +13,7 @@
 //! the workers are asked to commit what they hold, which releases the log.
 
 pub mod http;
+pub mod limits;
 pub mod log;
 mod owner;
 
