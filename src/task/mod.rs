@@ -26,6 +26,7 @@ use crate::source::push::Intake;
 use crate::store::Destination;
 
 mod admin_listener;
+mod below_log;
 mod destinations;
 mod ended;
 mod error;
@@ -349,6 +350,8 @@ fn run_inner(
     } else {
         opts
     };
+    let state_dir = job.resolve(&job.file.job.state_dir);
+    let mut deferred = Vec::new();
     for (p, claimed) in parts.iter().zip(claimed) {
         foreign_log::after_claim(&mut *source, &checkpoints, p, claimed.latest())?;
         let from = claimed.latest().and_then(|c| c.file.clone());
@@ -372,14 +375,13 @@ fn run_inner(
             source.expect_start(p.id, h.len, h.crc);
         }
         if start.checkpointed {
-            source.seek(p.id, start.offset, start.line)?;
-            if let Some(mark) = start.mark {
-                source.expect_record(p.id, start.offset, mark);
-            }
+            let offset = start.offset;
+            let spill = keeps_spill.then_some(state_dir.as_path());
+            deferred.extend(below_log::seek(&mut *source, p.id, start, spill)?);
             // What the checkpoint covers is committed: a push log counts its room from there
             // (else the bytes before it, in a segment not released yet, would count as
             // retained, and with nothing to read, no commit would ever release them).
-            source.committed(p.id, start.offset);
+            source.committed(p.id, offset);
         }
     }
 
@@ -427,7 +429,6 @@ fn run_inner(
         file_starts: source.read_starts(),
         sealing: Default::default(),
     });
-    let state_dir = job.resolve(&job.file.job.state_dir);
     let threads = if opts.threads == 0 {
         std::thread::available_parallelism().map_or(2, |n| n.get())
     } else {
@@ -490,6 +491,7 @@ fn run_inner(
                     &partition_columns,
                 ),
             )?;
+            below_log::after_restore(source.as_mut(), std::mem::take(&mut deferred), &restored)?;
             transition(state, TaskState::Running, &name, metrics);
             if let Some(i) = &intake {
                 i.open();

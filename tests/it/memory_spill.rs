@@ -98,6 +98,42 @@ fn a_memory_push_spill_is_kept_when_the_destination_moved() {
     assert!(ids.values().all(|n| *n == 1), "a row written twice");
 }
 
+/// A memory push job's spill, restored by the job switched to `durability = "wal"`: the new
+/// log does not hold its records, so it goes on past them, and the spill stays until they are
+/// committed. A crash before that commit (here at its claim, as a kill -9 there) left a log
+/// that starts past the checkpoint: every later start failed ("already released"), the spill
+/// never looked at. Now the next start restores it again, and every row lands once.
+#[test]
+fn a_spill_restored_into_a_new_wal_survives_a_crash_before_its_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (job, text) = slow_memory_job(dir.path());
+    let before = spilled_after_commits(dir.path(), &job);
+    let spill = dir.path().join("state/spill/manifest.json");
+    let wal = text.replace("durability = \"memory\"", "durability = \"wal\"");
+    assert_ne!(wal, text);
+    std::fs::write(&job, &wal).unwrap();
+    let out = dir.path().join("out");
+    let crash_log = dir.path().join("crash.log");
+    let env = [("SLUICE_FAULT", "after_claim:1")];
+    let mut crashed = crate::kafka::spawn_with("run", &job, &crash_log, &env);
+    let status = wait_exit(&mut crashed, "the run to die at its first claim", 120);
+    let said = std::fs::read_to_string(&crash_log).unwrap();
+    assert!(!status.success(), "{said}");
+    assert!(said.contains("to=Restoring"), "no restore: {said}");
+    assert_eq!(trace_ids(&out).len(), before, "a commit landed: {said}");
+    assert!(spill.exists());
+
+    let log = dir.path().join("again.log");
+    let (a, _) = start(&job, &log);
+    wait_for(&out, 20_000, 120);
+    sigterm(&a);
+    assert!(a.wait_with_output().unwrap().status.success());
+    let ids = trace_ids(&out);
+    assert_eq!(ids.len(), 20_000, "every acknowledged row");
+    assert!(ids.values().all(|n| *n == 1), "a row written twice");
+    assert!(!spill.exists());
+}
+
 /// A's spill, B's commits (B with `durability` and `env`), A's rows landing once.
 fn spill_lands_after_b(durability: &str, env: &[(&str, &str)]) {
     let dir = tempfile::tempdir().unwrap();
