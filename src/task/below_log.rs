@@ -21,19 +21,23 @@ pub(super) struct Deferred {
     start: Start,
 }
 
-/// Seeks partition `p` to checkpoint `start`, or, when it lies below the source's first
-/// position and a spill is there to restore (`spill`: its state folder, unless discarded),
-/// leaves it for [`after_restore`].
+/// Seeks partition `p` to checkpoint `start`, or, when it lies below the push log's first
+/// position and a spill is there to restore (`spill`: its state folder, unless the spill is
+/// discarded or a roll-back restores none), leaves it for [`after_restore`].
 pub(super) fn seek(
     source: &mut dyn Source,
     p: u32,
     start: Start,
     spill: Option<&Path>,
 ) -> Result<Option<Deferred>, TaskError> {
-    let below = source
-        .replayable(p)?
-        .is_some_and(|(first, _)| start.offset < first);
-    if below && spill.is_some_and(crate::channel::spill::exists) {
+    // Only a push log's start is asked (a file source's answer reads a gzip file through),
+    // and only where a spill waits.
+    let waits = spill.is_some_and(crate::channel::spill::exists) && source.log_id().is_some();
+    if waits
+        && source
+            .replayable(p)?
+            .is_some_and(|(first, _)| start.offset < first)
+    {
         tracing::info!(
             partition = p,
             checkpoint = start.offset,

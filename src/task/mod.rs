@@ -376,7 +376,8 @@ fn run_inner(
         }
         if start.checkpointed {
             let offset = start.offset;
-            let spill = keeps_spill.then_some(state_dir.as_path());
+            let restores = keeps_spill && opts.from_checkpoint.is_none();
+            let spill = restores.then_some(state_dir.as_path());
             deferred.extend(below_log::seek(&mut *source, p.id, start, spill)?);
             // What the checkpoint covers is committed: a push log counts its room from there
             // (else the bytes before it, in a segment not released yet, would count as
