@@ -246,11 +246,8 @@ impl Part {
     /// tombstone), empty or only whitespace, or with a raw line break inside a string (invalid
     /// JSON, which a space would silently "repair"), stands as a placeholder line and becomes a
     /// dead letter with its own bytes and a reason saying which.
-    /// So every line is one record, which `ends` records. A UTF-8 byte order mark that
-    /// starts a message is not data, as at a file's or a push's start (it made every message
-    /// of a producer that writes one a dead letter).
+    /// So every line is one record, which `ends` records.
     pub(super) fn line(&mut self, payload: Option<&[u8]>, skip_tombstones: bool) {
-        let payload = payload.map(|b| b.strip_prefix(crate::input::BOM).unwrap_or(b));
         let unreadable = |why: &str, bytes: &[u8], meta: &mut MessageMeta, index: usize| {
             meta.unreadable
                 .push((index, bytes.to_vec(), why.to_string()));

@@ -52,39 +52,6 @@ fn recorded_line_ends_frame_records_as_a_scan_does() {
     assert!(part.ends.is_empty() && part.buf.is_empty());
 }
 
-/// A message that starts with a UTF-8 byte order mark is read without it; one of a mark
-/// alone is an empty message (a dead letter), still one line.
-#[test]
-fn a_byte_order_mark_that_starts_a_message_is_not_data() {
-    let info = PartitionInfo {
-        id: 0,
-        topic: "t".into(),
-        number: 0,
-    };
-    let mut part = Part::new(info, 0);
-    for (i, p) in [
-        &b"\xEF\xBB\xBF{\"a\":1}"[..],
-        b"\xEF\xBB\xBF",
-        b"{\"b\":\"\xEF\xBB\xBF\"}",
-    ]
-    .iter()
-    .enumerate()
-    {
-        part.line(Some(p), false);
-        part.offsets.push(i as u64);
-    }
-    let mut chunk = Chunk::default();
-    part.emit(&mut chunk, None);
-    let lines: Vec<&[u8]> = chunk.data.split(|b| *b == b'\n').collect();
-    assert_eq!(lines[0], b"{\"a\":1}");
-    assert_eq!(lines[1], UNREADABLE);
-    assert_eq!(
-        lines[2], b"{\"b\":\"\xEF\xBB\xBF\"}",
-        "a mark inside is data"
-    );
-    assert_eq!(chunk.ends.len(), 3);
-}
-
 /// What the metadata holds of buffered messages counts with their lines (a message of a
 /// few bytes may carry a megabyte of key, headers, or unreadable bytes), and leaves with
 /// them: all at once, or the part of a chunk cut short.
