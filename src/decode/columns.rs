@@ -303,22 +303,16 @@ pub fn epoch_to_timestamp(col: &dyn Array, spec: &FieldSpec, errors: &mut RowErr
 }
 
 /// `x` (an epoch number read from decimal text as the nearest f64) times `in_us / out_us`
-/// (whole numbers), floored at the column's unit as the text's value would be. Neither the
-/// text's value nor the scaled one is exact in f64: `1095513148.12` s is 1095513148119.9998
-/// ms as f64, which floored to …119 ms (about one value in eighty with three decimals came out
-/// a unit low). Below 2^52 a scaled value within two units in its last place of a whole number
-/// is that number; past it (microseconds after year 2112) a float holds no fraction and not
-/// every whole number, so the decimal it was read from (its shortest form) is scaled exactly.
+/// (whole numbers), floored at the column's unit as the text's value would be: the decimal
+/// it was read from (its shortest form, which is the text for up to 15 digits) is scaled
+/// exactly. Through f64 the product is off by its rounding: `1095513148.12` s is
+/// 1095513148119.9998 ms as f64, which floored to …119 ms (about one value in eighty with
+/// three decimals came out a unit low). A whole number scaled by a whole number stays exact
+/// in f64 below 2^53.
 fn floor_at_unit(x: f64, in_us: i128, out_us: i128) -> i64 {
     let v = x * in_us as f64 / out_us as f64;
-    if v.abs() < (1u64 << 52) as f64 {
-        let whole = v.round();
-        let ulp = f64::from_bits(v.abs().to_bits() + 1) - v.abs();
-        return if (v - whole).abs() <= 2.0 * ulp {
-            whole
-        } else {
-            v.floor()
-        } as i64;
+    if x.fract() == 0.0 && in_us % out_us == 0 && v.abs() < (1u64 << 53) as f64 {
+        return v as i64;
     }
     exact_floor(x, in_us, out_us).unwrap_or(v.floor() as i64)
 }
@@ -333,9 +327,10 @@ fn exact_floor(x: f64, num: i128, den: i128) -> Option<i64> {
     let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
     let mut scaled: i128 = 0;
     for d in int.bytes().chain(frac.bytes()) {
-        scaled = scaled
-            .checked_mul(10)?
-            .checked_add(i128::from(d.checked_sub(b'0')?))?;
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        scaled = scaled.checked_mul(10)?.checked_add(i128::from(d - b'0'))?;
     }
     let pow = 10i128.checked_pow(u32::try_from(frac.len()).ok()?)?;
     let value = scaled.checked_mul(num)?;
@@ -485,6 +480,33 @@ mod tests {
         let a = from_text(&col, &s, &mut errs);
         let ts = a.as_primitive::<arrow::datatypes::TimestampMillisecondType>();
         assert_eq!(ts.values(), &[1000, -1001, 1_714_521_600_999]);
+        // Fractions just below a whole unit, where a value's float is within a few units in
+        // its last place of the next one: floored all the same.
+        for (format, unit, text, want) in [
+            ("epoch_s", "us", "1714521600.0000005", 1_714_521_600_000_000),
+            (
+                "epoch_ms",
+                "us",
+                "1714521600000.9996",
+                1_714_521_600_000_999,
+            ),
+            ("epoch_s", "ms", "2401671392.33799", 2_401_671_392_337),
+            ("epoch_s", "us", "-0.0000005", -1),
+        ] {
+            let s = spec(&format!(
+                "type = \"timestamp\"\nunit = \"{unit}\"\nformat = \"{format}\""
+            ));
+            let mut errs = Vec::new();
+            let a = from_text(&StringArray::from(vec![text]), &s, &mut errs);
+            let got = if unit == "ms" {
+                a.as_primitive::<arrow::datatypes::TimestampMillisecondType>()
+                    .value(0)
+            } else {
+                a.as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
+                    .value(0)
+            };
+            assert_eq!(got, want, "{text} {format} in {unit}");
+        }
     }
 
     #[test]
