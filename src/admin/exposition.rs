@@ -4,9 +4,10 @@
 //! megabyte); without this, a client asking for it back to back kept an admin thread
 //! encoding and slowed pushes and probes. Now encoding takes at most about a twentieth of one
 //! core however often it is asked for, and an answer is at most that old: 1.9 ms after an
-//! encoding of 0.1 ms, never more than a second. Requests that come while an encoding runs
-//! wait for it and share it.
+//! encoding of 0.1 ms, never more than a second (or than an encoding in progress). One
+//! encoding runs at a time; a request that comes meanwhile is answered with the last one.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,8 @@ const REUSE: u32 = 19;
 
 /// One encoding: OpenMetrics text, and the classic text format made from it when first asked.
 pub(super) struct Encoded {
+    /// The generation of [`Recent`] it was encoded in.
+    generation: u64,
     at: Instant,
     took: Duration,
     open: String,
@@ -42,14 +45,25 @@ impl Encoded {
     }
 }
 
-/// The last encoding.
+/// The last encoding, the lock an encoding runs under, and the generation: an encoding of
+/// an earlier one is not served (see [`Recent::invalidate`]).
 #[derive(Default)]
-pub(super) struct Recent(Mutex<Option<Arc<Encoded>>>);
+pub(super) struct Recent {
+    last: Mutex<Option<Arc<Encoded>>>,
+    encoding: Mutex<()>,
+    generation: AtomicU64,
+}
 
 impl Recent {
     /// The last exposition if still fresh, else a new one from `encode`.
     pub(super) fn get(&self, encode: impl FnOnce() -> String) -> Arc<Encoded> {
         self.get_with(Instant::now, encode)
+    }
+
+    /// What changed before this call shows in every answer after it (an action of the API:
+    /// a pause is shown as soon as it is answered), not only once the last one is stale.
+    pub(super) fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
     /// [`Recent::get`] with the clock given (read before and after encoding).
@@ -58,22 +72,40 @@ impl Recent {
         clock: impl Fn() -> Instant,
         encode: impl FnOnce() -> String,
     ) -> Arc<Encoded> {
-        // Held while encoding: a request that comes meanwhile waits and shares the result
-        // instead of encoding beside it.
-        let mut last = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let start = clock();
-        if let Some(e) = last.as_ref().filter(|e| e.fresh(start)) {
-            return e.clone();
+        let now = || self.generation.load(Ordering::SeqCst);
+        let last = || {
+            let last = self.last.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            last.filter(|e| e.generation == now())
+        };
+        if let Some(e) = last().filter(|e| e.fresh(clock())) {
+            return e;
         }
+        // One encoding at a time. A request that comes while one runs takes the last answer
+        // rather than wait for it: waiting would hold one of the listener's two threads.
+        let _encoding = match self.encoding.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => match last() {
+                Some(e) => return e,
+                None => self.encoding.lock().unwrap_or_else(|p| p.into_inner()),
+            },
+        };
+        // Another request may have encoded since this one looked.
+        let start = clock();
+        if let Some(e) = last().filter(|e| e.fresh(start)) {
+            return e;
+        }
+        let generation = now();
         let open = encode();
         let end = clock();
         let e = Arc::new(Encoded {
+            generation,
             at: end,
             took: end.saturating_duration_since(start),
             open,
             classic: OnceLock::new(),
         });
-        *last = Some(e.clone());
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
         e
     }
 }
@@ -133,6 +165,29 @@ mod tests {
         assert_eq!(get(ms(500)).open(), "n 3\n");
         clock.now.set(clock.now.get() + ms(1));
         assert_eq!(get(ms(500)).open(), "n 4\n", "a second old: encoded again");
+    }
+
+    #[test]
+    fn an_invalidated_exposition_is_not_served_again() {
+        let at = Instant::now();
+        let clock = Cell::new(at);
+        let recent = Recent::default();
+        let n = Cell::new(0);
+        let get = || {
+            recent.get_with(
+                || clock.get(),
+                || {
+                    n.set(n.get() + 1);
+                    clock.set(clock.get() + Duration::from_millis(10));
+                    format!("{}", n.get())
+                },
+            )
+        };
+        assert_eq!(get().open(), "1");
+        assert_eq!(get().open(), "1", "fresh for 190 ms");
+        recent.invalidate();
+        assert_eq!(get().open(), "2", "invalidated: encoded again");
+        assert_eq!(get().open(), "2");
     }
 
     #[test]

@@ -437,6 +437,8 @@ async fn act(
         }
         _ => l.stop.store(true, Ordering::Release),
     });
+    // Nor is an exposition encoded before it served after this answer.
+    s.recent.invalidate();
     let state = slot.metrics.state();
     tracing::info!(repo, action, "admin request");
     Json(json!({ "repo": repo, "action": action, "state": state })).into_response()
