@@ -478,10 +478,13 @@ impl ChunkReader {
                     buf.clear();
                     return Ok(false);
                 }
-                None if buf.len() >= self.max_record => return self.over_long(chunk),
+                // A block holds a record of the limit and its line break: one that reached
+                // past them without a boundary is longer (a record of exactly the limit was
+                // a dead letter "longer than" it, though taken whole at the input's end).
+                None if buf.len() > self.max_record => return self.over_long(chunk),
                 None => {
                     // One record is longer than a block: read on.
-                    self.block = (self.block * 2).min(self.max_record);
+                    self.block = (self.block * 2).min(self.max_record + 1);
                 }
             }
         }

@@ -498,3 +498,44 @@ fn a_resume_past_a_cut_made_a_dead_letter_ends_quietly_once_lines_are_left() {
     r.skip_to(last.end_offset(), last.next_line()).unwrap();
     assert!(read_all(&mut r).is_empty());
 }
+
+/// A record of exactly the record limit is a record wherever it stands; one byte longer is a
+/// dead letter holding the limit's bytes. Before, one of the limit followed by its line break
+/// was a dead letter "longer than" the limit, while the same bytes at the input's end were
+/// a row.
+#[test]
+fn a_record_of_exactly_the_limit_is_a_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let limit = 4096;
+    for (name, len, rows, dead) in [("at.txt", limit, 3, 0), ("past.txt", limit + 1, 1, 2)] {
+        let p = dir.path().join(name);
+        let long = "x".repeat(len);
+        std::fs::write(&p, format!("{long}\nnext\n{long}")).unwrap();
+        let mut r = ChunkReader::open(&InputSource::File(p), None)
+            .unwrap()
+            .with_block_size(1024)
+            .with_record_limit(limit);
+        let chunks = read_all(&mut r);
+        let lines: usize = chunks
+            .iter()
+            .map(|c| {
+                c.data.iter().filter(|b| **b == b'\n').count()
+                    + usize::from(!c.data.is_empty() && !c.data.ends_with(b"\n"))
+            })
+            .sum();
+        let letters: Vec<_> = chunks
+            .iter()
+            .filter_map(|c| c.decoded.as_ref())
+            .flat_map(|d| d.dead.iter())
+            .collect();
+        assert_eq!((lines, letters.len()), (rows, dead), "{name}");
+        for dl in letters {
+            assert_eq!(dl.record.len(), limit, "{name}");
+            assert!(
+                dl.reason.starts_with("record longer than the 4096 byte"),
+                "{name}: {}",
+                dl.reason
+            );
+        }
+    }
+}

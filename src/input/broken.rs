@@ -59,17 +59,22 @@ impl ChunkReader {
     }
 
     /// The record at the reader's position is longer than the record limit, and `chunk.data`
-    /// holds its first `max_record` bytes: they become the record of its dead letter (in
-    /// `chunk.decoded`), and the input is skipped up to the end of the line the limit falls
+    /// holds its first `max_record` bytes and one more: the first ones become the record of
+    /// its dead letter (in `chunk.decoded`), and the input is skipped up to the end of the line the limit falls
     /// in; reading goes on after it. (A stuck input otherwise: the job failed at every
     /// start. A CSV quote never closed makes the rest of the input one record: reading then
     /// resumes at the line after the limit.) Returns whether the chunk holds that dead letter:
     /// not when the record is the input's last, with no line break after it yet, and the
     /// reader leaves such a record for the next run (a line still being written).
     pub(super) fn over_long(&mut self, chunk: &mut Chunk) -> Result<bool, InputError> {
-        let held = std::mem::take(&mut chunk.data);
+        let mut held = std::mem::take(&mut chunk.data);
+        // Read to a byte past the limit: what is past it is skipped with the rest (its line
+        // breaks, inside a CSV quote, counted).
+        let held_lines = memchr::memchr_iter(b'\n', &held).count() as u64;
+        let past = held.len().saturating_sub(self.max_record);
+        held.truncate(self.max_record);
         let mut scratch = vec![0u8; 64 * 1024];
-        let (mut rest, mut ended) = (0u64, false);
+        let (mut rest, mut ended) = (past as u64, false);
         while !self.eof && !ended {
             let n = match self.reader.read(&mut scratch) {
                 Ok(0) => {
@@ -116,7 +121,7 @@ impl ChunkReader {
         chunk.first_line = self.line;
         chunk.first_offset = self.offset;
         chunk.skipped_bytes = held.len() as u64 + rest;
-        chunk.skipped_lines = memchr::memchr_iter(b'\n', &held).count() as u64 + ended as u64;
+        chunk.skipped_lines = held_lines + ended as u64;
         self.line += chunk.skipped_lines;
         self.offset += chunk.skipped_bytes;
         self.block = self.base_block;

@@ -57,14 +57,14 @@ impl ChunkReader {
     /// has no end in them yet: a cut at the offset, where the run before ended a record (the
     /// input's end then, before a gzip member appended since went on with that line). The
     /// rest is then read as a record of its own, as a plain file resumed by seeking reads it.
-    /// None where the part before the offset is itself as long as the record limit (that run
+    /// None where the part before the offset is itself longer than the record limit (that run
     /// made it a dead letter, see `skip_forward`), where the offset's line is not the one
     /// counted there (a checkpoint past damage met before, see `skip_forward`), and at
     /// damage (its chunk was handed out).
     pub(super) fn forced_cut(&self, read: &[u8]) -> Option<usize> {
         let (offset, line) = self.resume_at?;
         let at = usize::try_from(offset.checked_sub(self.offset)?).ok()?;
-        if at == 0 || at > read.len() || at >= self.max_record || self.damage.is_some() {
+        if at == 0 || at > read.len() || at > self.max_record || self.damage.is_some() {
             return None;
         }
         if self.line + memchr::memchr_iter(b'\n', &read[..at]).count() as u64 != line {
@@ -102,7 +102,7 @@ impl ChunkReader {
                 return Ok(self.stand(offset, line, None));
             }
             if end > offset && chunk.skipped_bytes > 0 {
-                // A record at least as long as the limit before the offset (a shorter one is
+                // A record longer than the limit before the offset (a shorter one is
                 // cut there, see `forced_cut`), made a dead letter up to the input's end then
                 // (no line break after it), that the input continues now (another gzip member
                 // appended): its start was that dead letter, and the rest is passed over with
