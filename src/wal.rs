@@ -551,6 +551,8 @@ mod cut;
 mod damage;
 pub mod export;
 mod free;
+#[cfg(test)]
+mod full_disk_tests;
 mod identity;
 mod read;
 mod runs;
