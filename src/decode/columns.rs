@@ -307,12 +307,21 @@ pub fn epoch_to_timestamp(col: &dyn Array, spec: &FieldSpec, errors: &mut RowErr
 /// it was read from (its shortest form, which is the text for up to 15 digits) is scaled
 /// exactly. Through f64 the product is off by its rounding: `1095513148.12` s is
 /// 1095513148119.9998 ms as f64, which floored to …119 ms (about one value in eighty with
-/// three decimals came out a unit low). A whole number scaled by a whole number stays exact
-/// in f64 below 2^53.
+/// three decimals came out a unit low). Quicker where f64 tells: a whole number scaled by a
+/// whole number stays exact below 2^53, and a scaled value whose fraction stands further than
+/// the errors can reach (a few units in its last place) from a whole number floors as the
+/// decimal does.
 fn floor_at_unit(x: f64, in_us: i128, out_us: i128) -> i64 {
     let v = x * in_us as f64 / out_us as f64;
-    if x.fract() == 0.0 && in_us % out_us == 0 && v.abs() < (1u64 << 53) as f64 {
-        return v as i64;
+    if v.abs() < (1u64 << 53) as f64 {
+        if x.fract() == 0.0 && in_us % out_us == 0 {
+            return v as i64;
+        }
+        let ulp = f64::from_bits(v.abs().to_bits() + 1) - v.abs();
+        let fraction = v - v.floor();
+        if fraction > 4.0 * ulp && 1.0 - fraction > 4.0 * ulp {
+            return v.floor() as i64;
+        }
     }
     exact_floor(x, in_us, out_us).unwrap_or(v.floor() as i64)
 }
@@ -506,6 +515,54 @@ mod tests {
                     .value(0)
             };
             assert_eq!(got, want, "{text} {format} in {unit}");
+        }
+    }
+
+    /// Against the text's own decimal, floored in integers: random epochs with 1 to 6
+    /// decimals (seconds, milliseconds) into ms and µs columns, fast paths and all.
+    #[test]
+    fn epochs_floor_as_their_decimal_text_does() {
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..200_000 {
+            let (in_us, int_max) = if next() % 2 == 0 {
+                (1_000_000i128, 4_000_000_000u64)
+            } else {
+                (1_000, 4_000_000_000_000)
+            };
+            let out_us: i128 = if next() % 2 == 0 { 1_000 } else { 1 };
+            let decimals = 1 + (next() % 6) as u32;
+            let int = next() % int_max;
+            let frac = next() % 10u64.pow(decimals);
+            let negative = next() % 4 == 0;
+            let text = format!(
+                "{}{int}.{frac:0width$}",
+                if negative { "-" } else { "" },
+                width = decimals as usize
+            );
+            if text
+                .trim_start_matches('-')
+                .replace('.', "")
+                .trim_start_matches('0')
+                .len()
+                > 15
+            {
+                continue;
+            }
+            let scaled = (i128::from(int) * 10i128.pow(decimals) + i128::from(frac)) * in_us;
+            let scaled = if negative { -scaled } else { scaled };
+            let want = scaled.div_euclid(10i128.pow(decimals) * out_us) as i64;
+            let x: f64 = text.parse().unwrap();
+            assert_eq!(
+                floor_at_unit(x, in_us, out_us),
+                want,
+                "{text} × {in_us}/{out_us}"
+            );
         }
     }
 
