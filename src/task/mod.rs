@@ -43,6 +43,7 @@ pub mod reload;
 mod respill;
 mod restored;
 mod roll_backs;
+mod spill_move;
 mod spilling;
 mod stall;
 
