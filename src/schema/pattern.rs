@@ -29,16 +29,12 @@ pub enum Miss {
 
 impl<'a> Pattern<'a> {
     pub fn new(text: &'a str) -> Pattern<'a> {
+        let conversion = |spec: &str| spec.chars().last().unwrap_or('%');
         Pattern {
             text,
-            offset: ["%z", "%:z", "%::z", "%:::z", "%#z", "%Z"]
-                .iter()
-                .any(|t| text.contains(t)),
-            time: [
-                "%H", "%I", "%M", "%S", "%T", "%R", "%r", "%X", "%c", "%s", "%+", "%k", "%l",
-            ]
-            .iter()
-            .any(|t| text.contains(t)),
+            // `%+` is RFC 3339's form, with its offset.
+            offset: specs(text).any(|(_, s)| matches!(conversion(s), 'z' | 'Z' | '+')),
+            time: specs(text).any(|(_, s)| "HIMSTRrXcs+kl".contains(conversion(s))),
         }
     }
 
@@ -79,7 +75,7 @@ pub fn validate(pattern: &str) -> Result<(), String> {
         .expect("a valid instant");
     // chrono reads `%#z` (an offset with or without its minutes) but cannot write it: the
     // sample is written with `%:z`, which it reads.
-    let written = pattern.replace("%#z", "%:z");
+    let written = permissive_offsets_written(pattern);
     let mut text = String::new();
     if write!(text, "{}", sample.format(&written)).is_err() {
         return Err(format!(
@@ -102,6 +98,35 @@ pub fn validate(pattern: &str) -> Result<(), String> {
     }
 }
 
+/// The conversions of a pattern, in order, with where each starts: `%`, its flags and
+/// width (`-_0#:.` and digits), and its letter; `%%` is one (a literal `%`).
+fn specs(pattern: &str) -> impl Iterator<Item = (usize, &str)> {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let start = at + pattern[at..].find('%')?;
+        let rest = &pattern[start + 1..];
+        let flags = rest
+            .find(|c: char| !matches!(c, '-' | '_' | '0' | '#' | ':' | '.' | '1'..='9'))
+            .unwrap_or(rest.len());
+        let letter = rest[flags..].chars().next().map_or(0, char::len_utf8);
+        at = start + 1 + flags + letter;
+        Some((start, &pattern[start..at]))
+    })
+}
+
+/// `pattern` with each `%#z` written `%:z` (chrono reads the one, writes only the other).
+fn permissive_offsets_written(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    let mut copied = 0;
+    for (start, spec) in specs(pattern).filter(|(_, s)| *s == "%#z") {
+        out.push_str(&pattern[copied..start]);
+        out.push_str("%:z");
+        copied = start + spec.len();
+    }
+    out.push_str(&pattern[copied..]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +145,7 @@ mod tests {
             "%m/%d/%y %I:%M:%S %p",
             "%Y-%m-%d %H:%M:%S %z %Z",
             "%Y-%m-%dT%H:%M:%S%#z",
+            "%Y-%m-%d %H:%M:%S%%#z",
         ] {
             assert_eq!(validate(ok), Ok(()), "{ok}");
         }
@@ -158,5 +184,24 @@ mod tests {
         // A fold reads as the earlier instant (summer time, +02:00).
         let fold = p.read("2024-10-27 02:30:00", &berlin).unwrap();
         assert_eq!(fold.to_rfc3339(), "2024-10-27T00:30:00+00:00");
+        // An offset in the value is read, whatever the zone: `%+` holds one; `%%z` is a
+        // literal.
+        let plus = Pattern::new("%+").read("2024-10-27T02:30:00+05:00", &berlin);
+        assert_eq!(plus.unwrap().to_rfc3339(), "2024-10-26T21:30:00+00:00");
+        let literal = Pattern::new("%Y-%m-%d %H:%M:%S%%z");
+        assert_eq!(
+            literal
+                .read("2024-10-27 04:30:00%z", &berlin)
+                .unwrap()
+                .to_rfc3339(),
+            "2024-10-27T03:30:00+00:00"
+        );
+    }
+
+    #[test]
+    fn conversions_are_told_from_literal_percents() {
+        let all: Vec<&str> = specs("a%%#z%-d%:::z%.3f%é%").map(|(_, s)| s).collect();
+        assert_eq!(all, ["%%", "%-d", "%:::z", "%.3f", "%é", "%"]);
+        assert_eq!(permissive_offsets_written("%#z %%#z"), "%:z %%#z");
     }
 }
