@@ -539,3 +539,29 @@ fn a_record_of_exactly_the_limit_is_a_record() {
         }
     }
 }
+
+/// CSV: a quote opened and never closed, whose line break falls just past the record limit:
+/// the dead letter ends at that line break, and reading resumes at the line after it (the
+/// block read one byte past the limit, and the skip went on to the next line break).
+#[test]
+fn a_csv_line_break_just_past_the_limit_ends_the_over_long_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let limit = 4096;
+    let p = dir.path().join("in.csv");
+    std::fs::write(&p, format!("\"{}\nb,c\nd,e\n", "a".repeat(limit - 1))).unwrap();
+    let mut r = ChunkReader::open(&InputSource::File(p), Some(b','))
+        .unwrap()
+        .with_block_size(1024)
+        .with_record_limit(limit);
+    let chunks = read_all(&mut r);
+    let data: Vec<u8> = chunks.iter().flat_map(|c| c.data.clone()).collect();
+    assert_eq!(data, b"b,c\nd,e\n");
+    let dead: Vec<_> = chunks.iter().filter_map(|c| c.decoded.as_ref()).collect();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].dead[0].record.len(), limit);
+    let after = chunks.iter().find(|c| !c.data.is_empty()).unwrap();
+    assert_eq!(
+        (after.first_offset, after.first_line),
+        (limit as u64 + 1, 2)
+    );
+}

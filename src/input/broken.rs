@@ -68,13 +68,19 @@ impl ChunkReader {
     /// reader leaves such a record for the next run (a line still being written).
     pub(super) fn over_long(&mut self, chunk: &mut Chunk) -> Result<bool, InputError> {
         let mut held = std::mem::take(&mut chunk.data);
-        // Read to a byte past the limit: what is past it is skipped with the rest (its line
-        // breaks, inside a CSV quote, counted).
+        // Read past the limit (a byte, or more from a block larger than the limit): that is
+        // skipped with the rest, up to the line break after the limit (in CSV one inside an
+        // open quote, which ended no record); what follows it goes back to be read.
+        let mut past = held.split_off(self.max_record.min(held.len()));
         let held_lines = memchr::memchr_iter(b'\n', &held).count() as u64;
-        let past = held.len().saturating_sub(self.max_record);
-        held.truncate(self.max_record);
+        let (mut rest, mut ended) = (past.len() as u64, false);
+        if let Some(j) = memchr::memchr(b'\n', &past) {
+            let mut after = past.split_off(j + 1);
+            after.append(self.unread());
+            self.carry = after;
+            (rest, ended) = (past.len() as u64, true);
+        }
         let mut scratch = vec![0u8; 64 * 1024];
-        let (mut rest, mut ended) = (past as u64, false);
         while !self.eof && !ended {
             let n = match self.reader.read(&mut scratch) {
                 Ok(0) => {
