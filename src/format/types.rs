@@ -101,6 +101,13 @@ fn refused(ty: &DataType, kind: FormatKind) -> Option<String> {
                     .into(),
             )
         }
+        // A stage can make one (`arrow_cast(NULL, 'Struct()')`): parquet-rs refuses it at
+        // each file's open, so every partition replayed for ever.
+        DataType::Struct(fields) if fields.is_empty() && kind == FormatKind::Parquet => Some(
+            "Parquet cannot hold a struct with no fields: drop the column, or give the struct \
+             a field"
+                .into(),
+        ),
         DataType::Struct(fields) => {
             let mut names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
             names.sort_unstable();
@@ -225,6 +232,19 @@ mod tests {
             err.contains("field `r`") && err.contains("plain form"),
             "{err}"
         );
+        let empty = DataType::Struct(Fields::empty());
+        let err = reason(&one("e", empty.clone()), FormatKind::Parquet);
+        assert!(err.contains("no fields"), "{err}");
+        let inner = DataType::List(std::sync::Arc::new(Field::new("item", empty.clone(), true)));
+        assert!(reason(&one("l", inner), FormatKind::Parquet).contains("field `l[]`"));
+        assert!(check(&one("e", empty.clone()), FormatKind::Json).is_ok());
+        // What the refusal spares: parquet-rs refuses such a file at its open, every time.
+        let refused = parquet::arrow::ArrowWriter::try_new(
+            Vec::new(),
+            std::sync::Arc::new(one("e", empty)),
+            None,
+        );
+        assert!(refused.is_err());
         let interval = one("i", DataType::Interval(IntervalUnit::MonthDayNano));
         assert!(reason(&interval, FormatKind::Parquet).contains("month-day-nanosecond"));
         assert!(check(&interval, FormatKind::Json).is_ok());
