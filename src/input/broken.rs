@@ -60,8 +60,8 @@ impl ChunkReader {
 
     /// The record at the reader's position is longer than the record limit, and `chunk.data`
     /// holds its first `max_record` bytes and one more: the first ones become the record of
-    /// its dead letter (in `chunk.decoded`), and the input is skipped up to the end of the line the limit falls
-    /// in; reading goes on after it. (A stuck input otherwise: the job failed at every
+    /// its dead letter (in `chunk.decoded`), and the input is skipped up to the end of the
+    /// line the limit falls in; reading goes on after it. (A stuck input otherwise: the job failed at every
     /// start. A CSV quote never closed makes the rest of the input one record: reading then
     /// resumes at the line after the limit.) Returns whether the chunk holds that dead letter:
     /// not when the record is the input's last, with no line break after it yet, and the
