@@ -159,11 +159,7 @@ pub fn split_records(chunk: &Chunk, quote: Option<u8>, out: &mut Vec<Record>) {
 /// [`split_records`] as an input of `kind` frames them: a line of a text input's delimiter
 /// and whitespace is fields, not blank (`\t\t` split on tabs is three empty ones).
 pub fn split_records_of(chunk: &Chunk, kind: &super::InputKind, out: &mut Vec<Record>) {
-    let delimiter = match kind {
-        super::InputKind::Text { delimiter: Some(d) } => Some(d.as_bytes()),
-        _ => None,
-    };
-    split(chunk, kind.quoting(), delimiter, out)
+    split(chunk, kind.quoting(), kind.text_delimiter(), out)
 }
 
 /// Whether `line` is blank: empty with `quote`; else of whitespace alone and without

@@ -87,6 +87,15 @@ impl InputKind {
         }
     }
 
+    /// A text input's delimiter, when it splits lines into fields (a line of it and
+    /// whitespace is then a record, see `framing::blank`).
+    pub fn text_delimiter(&self) -> Option<&[u8]> {
+        match self {
+            InputKind::Text { delimiter: Some(d) } => Some(d.as_bytes()),
+            _ => None,
+        }
+    }
+
     /// CSV's delimiter: records may span lines inside quoted fields. `None` for the kinds
     /// whose records are lines.
     pub fn quoting(&self) -> Option<u8> {

@@ -65,12 +65,7 @@ impl PushApi {
             max_body,
             body_timeout,
             quote: decoder.kind().quoting(),
-            text_delimiter: match decoder.kind() {
-                crate::decode::InputKind::Text { delimiter } => {
-                    delimiter.as_ref().map(|d| d.as_bytes().to_vec())
-                }
-                _ => None,
-            },
+            text_delimiter: decoder.kind().text_delimiter().map(<[u8]>::to_vec),
             reject_unknown: decoder.schema().unknown_fields == crate::schema::UnknownFields::Error,
             reject_stage_failures: decoder
                 .stages()
