@@ -61,6 +61,25 @@ fn spilled_after_commits(dir: &std::path::Path, job: &std::path::Path) -> usize 
     panic!("no stop left both commits and a spill: the test did not exercise it");
 }
 
+/// Runs `job` (logging to `log`) until `rows` rows are in `out`, stops it gracefully, and
+/// returns the rows' trace ids, having checked there are `rows` of them, each once.
+fn land_once(
+    job: &std::path::Path,
+    log: &std::path::Path,
+    out: &std::path::Path,
+    rows: usize,
+) -> std::collections::HashMap<String, usize> {
+    let (a, _) = start(job, log);
+    // Every row committed before it stops (else the rest would be spilled again).
+    wait_for(out, rows, 120);
+    sigterm(&a);
+    assert!(a.wait_with_output().unwrap().status.success());
+    let ids = trace_ids(out);
+    assert_eq!(ids.len(), rows, "every acknowledged row");
+    assert!(ids.values().all(|n| *n == 1), "a row written twice");
+    ids
+}
+
 /// Memory durability: a stop spills acknowledged rows that continue the checkpoint in `out/`;
 /// the job file's destination is then changed to `moved/`, which holds no checkpoint. The
 /// start is refused, naming the spill, which is kept (its rows' only copy); back at `out/`,
@@ -89,13 +108,7 @@ fn a_memory_push_spill_is_kept_when_the_destination_moved() {
 
     std::fs::write(&job, &text).unwrap();
     let out = dir.path().join("out");
-    let (a, _) = start(&job, &dir.path().join("back.log"));
-    wait_for(&out, 20_000, 120);
-    sigterm(&a);
-    assert!(a.wait_with_output().unwrap().status.success());
-    let ids = trace_ids(&out);
-    assert_eq!(ids.len(), 20_000, "every acknowledged row");
-    assert!(ids.values().all(|n| *n == 1), "a row written twice");
+    land_once(&job, &dir.path().join("back.log"), &out, 20_000);
 }
 
 /// A memory push job's spill, restored by the job switched to `durability = "wal"`: the new
@@ -123,14 +136,7 @@ fn a_spill_restored_into_a_new_wal_survives_a_crash_before_its_commit() {
     assert_eq!(trace_ids(&out).len(), before, "a commit landed: {said}");
     assert!(spill.exists());
 
-    let log = dir.path().join("again.log");
-    let (a, _) = start(&job, &log);
-    wait_for(&out, 20_000, 120);
-    sigterm(&a);
-    assert!(a.wait_with_output().unwrap().status.success());
-    let ids = trace_ids(&out);
-    assert_eq!(ids.len(), 20_000, "every acknowledged row");
-    assert!(ids.values().all(|n| *n == 1), "a row written twice");
+    land_once(&job, &dir.path().join("again.log"), &out, 20_000);
     assert!(!spill.exists());
 }
 
@@ -159,12 +165,7 @@ fn spill_lands_after_b(durability: &str, env: &[(&str, &str)]) {
 
     // A again: its spill continues B's checkpoint, and its rows land once.
     let log = dir.path().join("a-again.log");
-    let (a, _) = start(&job_a, &log);
-    // Every row committed before it stops (else the rest would be spilled again).
-    wait_for(&out, 20_050, 120);
-    sigterm(&a);
-    assert!(a.wait_with_output().unwrap().status.success());
-    let ids = trace_ids(&out);
+    let ids = land_once(&job_a, &log, &out, 20_050);
     let missing: Vec<String> = (0..4)
         .flat_map(|k| (0..5000).map(move |i| format!("a{k}-{i}")))
         .filter(|id| !ids.contains_key(id))
