@@ -23,6 +23,8 @@
 //! - `hold_worker:@<path>` holds a sink worker at the top of its loop while the file at
 //!   `path` exists; after each take it wrote, it says how far its open files reach; the
 //!   first item put in the channel is said too.
+//! - `hold_at_end:@<path>`: holds a sink worker before its last commits at a task's end
+//!   while the file at `path` exists (what the task still takes meanwhile is seen).
 //! - `hold_before_claims:@<path>` holds a start between its files' check and its claims
 //!   while the file at `path` exists (another process may commit meanwhile).
 //! - `hold_schema_record:@<path>` holds a start between reading the job's recorded schema and

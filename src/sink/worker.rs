@@ -141,6 +141,7 @@ impl Worker {
         let ctl = self.ctx.control.clone();
         loop {
             if ctl.phase.over() {
+                crate::fault::hold_while("hold_at_end");
                 self.commit_all();
                 return;
             }

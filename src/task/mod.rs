@@ -442,6 +442,7 @@ fn run_inner(
             .map(|lane| {
                 let ctx = ctx.clone();
                 let span = tracing::Span::current();
+                let intake = intake.clone();
                 std::thread::Builder::new()
                     .name(format!("sink-{lane}"))
                     .spawn_scoped(scope, move || {
@@ -459,6 +460,11 @@ fn run_inner(
                                 // Nobody drains this lane now: a put waiting for room in it
                                 // must not wait for ever.
                                 channel.close();
+                                // The task fails: a push taken from now on would be
+                                // acknowledged into a log nobody reads.
+                                if let Some(i) = &intake {
+                                    i.close();
+                                }
                             }
                         })
                     })
@@ -554,6 +560,11 @@ fn run_inner(
             }),
             None => result,
         };
+        // A failed task takes no more pushes while its workers make their last commits: with
+        // durability = "memory" they would be acknowledged and lost with the task.
+        if let (Err(_), Some(i)) = (&result, &intake) {
+            i.close();
+        }
         control.phase.end();
         channel.close();
         for h in handles {

@@ -33,6 +33,7 @@ mod memory_spill;
 mod owners;
 mod prometheus;
 mod push;
+mod push_failure;
 mod rebalance;
 mod reloads;
 mod repos;

@@ -19,7 +19,7 @@ mod owner;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -102,13 +102,22 @@ struct Inner {
     fresh_bytes: u64,
 }
 
+/// An intake before its source is positioned.
+const NOT_YET: u8 = 0;
+/// An intake taking requests.
+const TAKING: u8 = 1;
+/// An intake closed for good (the task stops or failed).
+const CLOSED: u8 = 2;
+
 /// The side of a push partition that HTTP requests append to; shared with its source.
 pub struct Intake {
     inner: Mutex<Inner>,
     synced: Condvar,
     data: Condvar,
     settings: PushSettings,
-    closed: AtomicBool,
+    /// [`NOT_YET`], [`TAKING`] or [`CLOSED`]: requests are taken only between the source's
+    /// positioning and the task's end, and never again once closed.
+    taking: AtomicU8,
     flush_wanted: AtomicBool,
 }
 
@@ -206,7 +215,7 @@ impl Intake {
     /// left alone from here on: a sync still running could fail later and cut back a log the
     /// next task has opened again.
     pub fn close(&self) {
-        self.closed.store(true, Ordering::Release);
+        self.taking.store(CLOSED, Ordering::Release);
         let mut g = self.lock();
         while g.syncing || (g.failed.is_none() && g.synced < g.log.end()) {
             g = self.synced.wait(g).expect("intake lock");
@@ -220,9 +229,12 @@ impl Intake {
     }
 
     /// Take requests: the source is positioned (requests before that are refused, so none
-    /// lands where a checkpoint's position would be moved past).
+    /// lands where a checkpoint's position would be moved past). An intake closed already
+    /// (the task failed meanwhile) stays closed.
     pub fn open(&self) {
-        self.closed.store(false, Ordering::Release);
+        let _ = self
+            .taking
+            .compare_exchange(NOT_YET, TAKING, Ordering::AcqRel, Ordering::Acquire);
     }
 
     /// Whether a request of `len` bytes would be taken now (checked again when appending):
@@ -234,7 +246,7 @@ impl Intake {
 
     /// Room for a request of `len` log bytes that decoded to `decoded` bytes of memory.
     fn check_room(&self, g: &Inner, len: u64, decoded: u64) -> Result<(), Refusal> {
-        if self.closed.load(Ordering::Acquire) {
+        if self.taking.load(Ordering::Acquire) != TAKING {
             return Err(Refusal::NotRunning);
         }
         if let Some(f) = &g.failed {
@@ -361,7 +373,7 @@ impl PushSource {
                 synced: Condvar::new(),
                 data: Condvar::new(),
                 settings,
-                closed: AtomicBool::new(true),
+                taking: AtomicU8::new(NOT_YET),
                 flush_wanted: AtomicBool::new(false),
             }),
             info: PartitionInfo {

@@ -90,6 +90,23 @@ fn fresh_requests_and_replays_are_contiguous_in_both_durabilities() {
     }
 }
 
+/// An intake closed before its task opened it (a sink worker failed during the start) is
+/// not opened again: the task that failed reads no more of its log.
+#[test]
+fn a_closed_intake_stays_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = PushSource::open("push", settings(Durability::Memory, dir.path())).unwrap();
+    let intake = src.intake().unwrap();
+    intake.open();
+    intake.append(b"x\n".to_vec(), decoded(1)).unwrap();
+    intake.close();
+    intake.open();
+    assert_eq!(
+        intake.append(b"y\n".to_vec(), decoded(1)),
+        Err(Refusal::NotRunning)
+    );
+}
+
 #[test]
 fn room_is_counted_from_the_last_commit_and_a_refusal_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
