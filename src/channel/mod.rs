@@ -298,8 +298,11 @@ impl Channel {
         }
     }
 
-    /// Removes every queued item (for the spill at shutdown), lane by lane in order.
-    pub fn drain_all(&self) -> Vec<Item> {
+    /// Removes every queued item (for the spill at shutdown), lane by lane in order, and
+    /// returns those of each partition's current epoch (`epoch(partition)`): an item read
+    /// before its partition's rewind and put after its purge is stale, and spilled it would
+    /// stand where the partition's replay must resume.
+    pub fn drain_all(&self, epoch: impl Fn(u32) -> u64) -> Vec<Item> {
         let mut s = self.lock();
         let mut out = Vec::new();
         let mut freed = 0;
@@ -308,7 +311,9 @@ impl Channel {
             for (item, size) in lane.drain(..) {
                 freed += size;
                 n += 1;
-                out.push(item);
+                if item.prov.epoch >= epoch(item.prov.partition) {
+                    out.push(item);
+                }
             }
         }
         s.used_bytes -= freed;

@@ -407,7 +407,7 @@ pub(super) fn graceful_stop(
             );
         }
     }
-    let items = channel.drain_all();
+    let items = channel.drain_all(|p| control.partitions.epoch(p));
     let n = items.len();
     match spill_dir {
         Some(dir) => {
