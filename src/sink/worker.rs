@@ -16,15 +16,14 @@ use std::time::{Duration, Instant};
 
 use arrow::datatypes::SchemaRef;
 
-use super::commit::{abort_open, commit_partition, finish_file};
+use super::commit::{abort_open, commit_partition};
 use super::control::Control;
 use super::open::{OpenFile, OpenPartition};
 use super::partitions::PartState;
-use super::paths::PathTemplate;
+use super::paths::{PathTemplate, Rows};
 use super::recovery::Recovery;
 use super::rotation::time_range;
 pub use super::rotation::Rotation;
-use super::share::memory;
 use super::values::by_values;
 use crate::channel::{Channel, Item};
 use crate::commit::checkpoint::Checkpoints;
@@ -83,7 +82,7 @@ pub struct WorkerContext {
 }
 
 /// How many files a partition holds open: its data files and its dead-letter file.
-fn open_count(op: &OpenPartition) -> usize {
+pub(super) fn open_count(op: &OpenPartition) -> usize {
     op.files.len() + usize::from(op.dead.as_ref().is_some_and(|d| d.has_file()))
 }
 
@@ -366,21 +365,19 @@ impl Worker {
                 got: item.prov.from_offset,
             });
         }
-        let groups = if item.batch.num_rows() == 0 {
-            Vec::new()
-        } else if self.ctx.format.micros {
-            // A table's timestamps as its files hold them, before paths and partition values
-            // are read from them (`format::units`).
-            let rows = crate::format::units::as_micros(&item.batch).map_err(|e| {
+        // A table's timestamps as its files hold them, before paths and partition values are
+        // read from them (`format::units`).
+        let batch = if self.ctx.format.micros && item.batch.num_rows() > 0 {
+            crate::format::units::as_micros(&item.batch).map_err(|e| {
                 crate::format::FormatError::Encode {
                     file: state.key.clone(),
                     message: e.to_string(),
                 }
-            })?;
-            self.ctx.template.split(&rows, now_ms())?
+            })?
         } else {
-            self.ctx.template.split(&item.batch, now_ms())?
+            std::borrow::Cow::Borrowed(&item.batch)
         };
+        let groups = self.ctx.template.group(&batch, now_ms())?;
         let mine = self.open.get(&p);
         let new_files = groups
             .iter()
@@ -423,7 +420,7 @@ impl Worker {
             epoch: state.epoch,
             tag: crate::commit::random_tag(),
         });
-        let written = self.fill(&state, item, groups, &mut op);
+        let written = self.fill(&state, item, (&batch, groups), &mut op);
         self.open.insert(p, op);
         written
     }
@@ -432,66 +429,29 @@ impl Worker {
     /// in `self.open` meanwhile). An item may route to more paths than `max_open_files` or
     /// the memory share allow: before a file opens past either, the partition holding more
     /// memory gives way, another by an early commit, this one by parking a file (see
-    /// `park_one`).
+    /// `share::park_one`).
     fn fill(
         &mut self,
         state: &PartState,
         item: &Item,
-        groups: Vec<(String, arrow::record_batch::RecordBatch)>,
+        (batch, groups): (&arrow::record_batch::RecordBatch, Vec<(String, Rows)>),
         op: &mut OpenPartition,
     ) -> Result<(), WorkError> {
         op.records += item.records;
-        let columns = &self.ctx.table_partitions;
-        let mut keyed = Vec::with_capacity(groups.len());
-        for (path, rows) in groups {
-            keyed.extend(by_values(path, rows, columns, |k| {
+        // Each group's rows gathered at its turn: an item split into thousands of paths
+        // holds one small batch at a time.
+        let columns = self.ctx.table_partitions.clone();
+        let keyed = groups
+            .into_iter()
+            .map(|(path, rows)| rows.take(batch).map(|rows| (path, rows)));
+        for group in keyed {
+            let (path, rows) = group?;
+            let parts = by_values(path, rows, &columns, |k| {
                 op.files.get(k).map(|f| &f.partition)
-            })?);
-        }
-        for (path, rows) in keyed {
-            if !op.files.contains_key(&path) {
-                self.make_room(op)?;
-                let (folder, own) = super::values::folder(&path);
-                let name = super::paths::file_name(
-                    &format!("{}{}", self.ctx.file_prefix, state.key),
-                    &match own {
-                        None => format!("-{}-{}", item.prov.first_offset, op.tag),
-                        Some(n) => format!("-{}-{}-{n}", item.prov.first_offset, op.tag),
-                    },
-                    &self.ctx.file_suffix,
-                    &format!(".{}", self.ctx.format.extension()),
-                );
-                let rel = format!("{folder}{}", super::paths::visible_name(&name));
-                let file = self.ctx.dest.create(&rel)?;
-                let writer =
-                    create_writer(&self.ctx.format, self.ctx.schema.clone(), file.clone())?;
-                let partition = crate::table::partition_values(&self.ctx.table_partitions, &rows);
-                op.files.insert(
-                    path.clone(),
-                    OpenFile {
-                        rel,
-                        file,
-                        writer,
-                        rows: 0,
-                        first_offset: item.prov.first_offset,
-                        last_offset: item.prov.last_offset,
-                        min_ts: i64::MAX,
-                        max_ts: i64::MIN,
-                        partition,
-                    },
-                );
+            })?;
+            for (path, rows) in parts {
+                self.write_group(state, item, op, path, rows)?;
             }
-            let f = op.files.get_mut(&path).expect("inserted above");
-            f.writer.write(&rows)?;
-            f.rows += rows.num_rows() as u64;
-            f.last_offset = item.prov.last_offset;
-            if let Some(c) = self.ctx.rotation.time_column {
-                if let Some((lo, hi)) = time_range(rows.column(c).as_ref()) {
-                    f.min_ts = f.min_ts.min(lo);
-                    f.max_ts = f.max_ts.max(hi);
-                }
-            }
-            op.rows += rows.num_rows() as u64;
         }
         if !item.dead.is_empty() {
             if op.dead.is_none() {
@@ -531,33 +491,59 @@ impl Worker {
         Ok(())
     }
 
-    /// Before a new file of `op` opens: while the worker is at `max_open_files` or at its
-    /// memory share, the partition holding the most gives way: another one commits early,
-    /// or `op` parks one of its files.
-    fn make_room(&mut self, op: &mut OpenPartition) -> Result<(), WorkError> {
-        loop {
-            let files = open_count(op) + self.open.values().map(open_count).sum::<usize>();
-            let mine = memory(op);
-            let (mut others, mut biggest) = (0, None::<(u32, u64)>);
-            for (q, o) in &self.open {
-                let m = memory(o);
-                others += m;
-                if biggest.is_none_or(|(_, b)| m > b) {
-                    biggest = Some((*q, m));
-                }
-            }
-            if files < self.ctx.max_open && others + mine < self.ctx.max_buffered {
-                return Ok(());
-            }
-            match biggest {
-                // Each pass commits (and removes) one other partition: the loop ends.
-                Some((q, m)) if m > mine => self.commit_or_fail(q),
-                _ => {
-                    park_one(op)?;
-                    return Ok(());
-                }
+    /// Writes one group's rows into its file of `op`, opening the file (after making room)
+    /// when the item is its first.
+    fn write_group(
+        &mut self,
+        state: &PartState,
+        item: &Item,
+        op: &mut OpenPartition,
+        path: String,
+        rows: arrow::record_batch::RecordBatch,
+    ) -> Result<(), WorkError> {
+        if !op.files.contains_key(&path) {
+            self.make_room(op)?;
+            let (folder, own) = super::values::folder(&path);
+            let name = super::paths::file_name(
+                &format!("{}{}", self.ctx.file_prefix, state.key),
+                &match own {
+                    None => format!("-{}-{}", item.prov.first_offset, op.tag),
+                    Some(n) => format!("-{}-{}-{n}", item.prov.first_offset, op.tag),
+                },
+                &self.ctx.file_suffix,
+                &format!(".{}", self.ctx.format.extension()),
+            );
+            let rel = format!("{folder}{}", super::paths::visible_name(&name));
+            let file = self.ctx.dest.create(&rel)?;
+            let writer = create_writer(&self.ctx.format, self.ctx.schema.clone(), file.clone())?;
+            let partition = crate::table::partition_values(&self.ctx.table_partitions, &rows);
+            op.files.insert(
+                path.clone(),
+                OpenFile {
+                    rel,
+                    file,
+                    writer,
+                    rows: 0,
+                    first_offset: item.prov.first_offset,
+                    last_offset: item.prov.last_offset,
+                    min_ts: i64::MAX,
+                    max_ts: i64::MIN,
+                    partition,
+                },
+            );
+        }
+        let f = op.files.get_mut(&path).expect("inserted above");
+        f.writer.write(&rows)?;
+        f.rows += rows.num_rows() as u64;
+        f.last_offset = item.prov.last_offset;
+        if let Some(c) = self.ctx.rotation.time_column {
+            if let Some((lo, hi)) = time_range(rows.column(c).as_ref()) {
+                f.min_ts = f.min_ts.min(lo);
+                f.max_ts = f.max_ts.max(hi);
             }
         }
+        op.rows += rows.num_rows() as u64;
+        Ok(())
     }
 
     /// Commits all open files of partition `p` and moves its checkpoint.
@@ -567,25 +553,4 @@ impl Worker {
             None => Ok(()),
         }
     }
-}
-
-/// Finishes one open file of `op` and parks it (whole, descriptor closed) to commit with the
-/// rest; false when `op` has no open file.
-fn park_one(op: &mut OpenPartition) -> Result<bool, WorkError> {
-    let Some((_, f)) = op.files.pop_first() else {
-        return Ok(false);
-    };
-    let file = f.file.clone();
-    let finished = finish_file(f).and_then(|done| {
-        done.1.park()?;
-        Ok(done)
-    });
-    match finished {
-        Ok(done) => op.parked.push(done),
-        Err(e) => {
-            let _ = file.abort();
-            return Err(e);
-        }
-    }
-    Ok(true)
 }

@@ -28,6 +28,11 @@ pub(super) trait FileSink: Write + Send {
     fn park(&mut self) -> Result<(), StoreError> {
         Ok(())
     }
+    /// A parked file: send what it still holds in memory to the store now, invisible until
+    /// its commit (an object-store upload's last part), so it holds nothing while it waits.
+    fn offload(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 pub(super) struct LocalSink {
@@ -339,6 +344,16 @@ impl OutputFile {
         let mut state = self.inner.lock().expect("file state lock");
         match state.sink.as_mut() {
             Some(sink) => sink.park(),
+            None => Err(closed(&self.display)),
+        }
+    }
+
+    /// A parked file's bytes still in memory sent to the store, invisible until its commit.
+    /// See [`FileSink::offload`].
+    pub fn offload(&self) -> Result<(), StoreError> {
+        let mut state = self.inner.lock().expect("file state lock");
+        match state.sink.as_mut() {
+            Some(sink) => sink.offload(),
             None => Err(closed(&self.display)),
         }
     }

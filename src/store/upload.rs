@@ -1,6 +1,8 @@
 //! One file written to an object store: buffered in memory until it reaches a part, then a
 //! multipart upload with at most [`UPLOAD_CONCURRENCY`] parts in flight. Committing puts a
 //! small file whole or completes the upload; aborting drops the buffer or aborts the upload.
+//! A parked file can be offloaded: what it holds is sent as the upload's last part, and the
+//! upload completes at the commit.
 //!
 //! It knows what it holds (the part being filled and the parts still uploading), which
 //! object_store's `BufWriter` does not say: `sink.max_buffered_bytes` counts it. Its parts are
@@ -315,6 +317,40 @@ impl FileSink for UploadSink {
             State::Buffer(b) => b.shrink_to_fit(),
             State::Parts { writer, .. } => writer.filling.shrink_to_fit(),
             State::Done => {}
+        }
+        Ok(())
+    }
+
+    fn offload(&mut self) -> Result<(), StoreError> {
+        let display = self.display.clone();
+        let fail = |source| StoreError::Store {
+            path: display.clone(),
+            source,
+        };
+        if let State::Buffer(b) = &mut self.state {
+            if b.is_empty() {
+                return Ok(());
+            }
+            // The upload first: if it cannot start, the buffer is still whole.
+            let upload = self
+                .runtime
+                .block_on(self.store.put_multipart(&self.path))
+                .map_err(fail)?;
+            let writer = Parts::new(upload, std::mem::take(b));
+            self.state = State::Parts { writer };
+        }
+        let State::Parts { writer } = &mut self.state else {
+            return Ok(());
+        };
+        // Nothing is written after a park: what is filling is the upload's last part.
+        let _context = self.runtime.enter();
+        if !writer.filling.is_empty() {
+            writer.send();
+        }
+        writer.filling = Vec::new();
+        if let Err(e) = self.runtime.block_on(writer.wait_for_capacity(0)) {
+            self.failed.get_or_insert_with(|| e.to_string());
+            return Err(fail(e));
         }
         Ok(())
     }

@@ -1,7 +1,8 @@
 //! `sluice run` into S3 (SeaweedFS started by the test harness): exactly-once output and
 //! checkpoints in the bucket, and a 20 s outage of the store mid-run, simulated by a TCP proxy
 //! in front of the server that refuses and cuts every connection meanwhile; and a backfill
-//! refused into the live job's bucket folder spelled another way.
+//! refused into the live job's bucket folder spelled another way; files parked past the file
+//! cap send their bytes to the store instead of holding them until their commit.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -370,5 +371,103 @@ fn a_backfill_into_the_live_bucket_spelled_another_way_is_refused() {
         bucket.list("_sluice/feeder-backfill/").unwrap(),
         Vec::<String>::new(),
         "the probe was left behind"
+    );
+}
+
+/// One chunk of 2,000 records, each routed to a folder of its own (`{trace_id}/`), of a
+/// schema of 101 columns, into S3 with `max_open_files = 16` and `max_buffered_bytes =
+/// "4MiB"`: files past the cap are parked until the chunk commits, and a parked file sends its
+/// bytes to the store as an upload's last part once the worker is over its share; the rows
+/// of each folder are gathered when its file is written. Every record lands once, and the
+/// peak memory grows by far less than the parked files weigh over the same records written
+/// to one folder. Before, every parked file kept its bytes in memory until the commit, and
+/// the chunk was split into 2,000 small batches at once (about 200 bytes per column each):
+/// the peak grew by more than twice what the files weigh.
+#[test]
+fn files_parked_past_the_cap_on_s3_hold_no_memory_until_their_commit() {
+    let Some(s3) = s3() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut schema = String::from(
+        "name = \"wide\"\n[[fields]]\nname = \"trace_id\"\ntype = \"string\"\nnullable = false\n",
+    );
+    for i in 0..100 {
+        schema.push_str(&format!(
+            "[[fields]]\nname = \"column_{i}\"\ntype = \"string\"\n"
+        ));
+    }
+    std::fs::write(dir.path().join("wide.toml"), schema).unwrap();
+    let n = 2000;
+    let lines: String = (0..n)
+        .map(|i| format!("{{\"trace_id\":\"p{i}\",\"column_0\":\"v{i}\"}}\n"))
+        .collect();
+    std::fs::write(dir.path().join("wide.jsonl"), lines).unwrap();
+    // The same records into one folder, then into a folder each: peak memory of each run.
+    let mut peaks = Vec::new();
+    let mut url = String::new();
+    for (run, template) in [("one", "one/"), ("each", "{trace_id}/")] {
+        url = format!("{}/{}/", s3.url.trim_end_matches('/'), unique("parked"));
+        let job = dir.path().join(format!("{run}.toml"));
+        std::fs::write(
+            &job,
+            format!(
+                "[job]\nname = \"parked\"\nstate_dir = \"state-{run}\"\n[source]\nkind = \"file\"\n\
+                 paths = [\"wide.jsonl\"]\n[repo]\nschema = \"wide.toml\"\n[sink]\nurl = {url:?}\n\
+                 max_open_files = 16\nmax_buffered_bytes = \"4MiB\"\nworkers = 1\n\
+                 [sink.partition]\ntemplate = {template:?}\n[sink.storage]\nendpoint = {:?}\n\
+                 allow_http = true\naccess_key_id = {:?}\nsecret_access_key = {:?}\n",
+                s3.endpoint, s3.key, s3.secret
+            ),
+        )
+        .unwrap();
+        let log = dir.path().join(format!("{run}.log"));
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["run", job.to_str().unwrap()])
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let deadline = Instant::now() + Duration::from_secs(300);
+        let mut peak = 0;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            peak = peak.max(peak_rss_kb(pid).unwrap_or(0));
+            assert!(
+                Instant::now() < deadline,
+                "the run into {run} folder did not end within 300 s:\n{}",
+                std::fs::read_to_string(&log).unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(status.success(), "{text}");
+        assert_once(&ids_in_store(&url, &s3, &s3.endpoint), n);
+        peaks.push(peak);
+    }
+    let (_rt, dest) = bucket(&url, &s3, &s3.endpoint);
+    let files: Vec<String> = dest
+        .list("")
+        .unwrap()
+        .into_iter()
+        .filter(|f| f.ends_with(".parquet"))
+        .collect();
+    assert_eq!(files.len(), n, "one file per record's folder");
+    let sample: u64 = files
+        .iter()
+        .take(20)
+        .map(|f| dest.read(f).unwrap().len() as u64)
+        .sum();
+    let weight_kb = sample / 20 * n as u64 / 1024;
+    let grown = peaks[1].saturating_sub(peaks[0]);
+    eprintln!(
+        "peak RSS {} KiB into one folder, {} KiB into a folder each; the files weigh {weight_kb} KiB",
+        peaks[0], peaks[1]
+    );
+    assert!(
+        grown < weight_kb,
+        "a folder each grew the peak by {grown} KiB; the files weigh {weight_kb} KiB"
     );
 }

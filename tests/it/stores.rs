@@ -102,6 +102,32 @@ fn suite(dest: &Destination) {
     assert!(!dest.exists("aborted/x.bin").unwrap());
     assert!(dest.list("aborted").unwrap().is_empty());
 
+    // A parked file offloaded (an item routed to more paths than memory allows) holds
+    // nothing in memory and stays invisible; its commit makes it whole, create-only as every
+    // data file's: refused where a file is.
+    for (name, len) in [
+        ("parked/small.bin", 300 * 1024),
+        ("parked/big.bin", BIG / 2),
+    ] {
+        let data = pattern(len, 11);
+        let mut o = dest.create(name).unwrap();
+        write_in_pieces(&mut o, &data);
+        o.park().unwrap();
+        o.offload().unwrap();
+        assert_eq!(o.held_bytes(), 0, "{name} holds memory once offloaded");
+        assert!(!dest.exists(name).unwrap(), "{name} visible before commit");
+        assert_eq!(o.commit_new().unwrap(), len as u64);
+        assert!(dest.read(name).unwrap() == data, "{name} read back differs");
+        let mut again = dest.create(name).unwrap();
+        again.write_all(b"another").unwrap();
+        again.park().unwrap();
+        again.offload().unwrap();
+        let e = again.commit_new().unwrap_err();
+        assert!(matches!(e, StoreError::Exists { .. }), "{e}");
+        assert!(dest.read(name).unwrap() == data, "{name} replaced");
+        dest.delete(name).unwrap();
+    }
+
     // Create-only records: the second create is refused and the first survives.
     dest.put_atomic("_sluice/rec.json", b"one", true).unwrap();
     let e = dest

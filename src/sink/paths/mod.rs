@@ -32,7 +32,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use arrow::array::timezone::Tz;
-use arrow::array::{Array, AsArray, UInt32Array};
+use arrow::array::{Array, AsArray};
 use arrow::buffer::NullBuffer;
 use arrow::datatypes::{
     DataType, Date32Type, Date64Type, SchemaRef, TimeUnit, TimestampMicrosecondType,
@@ -232,24 +232,27 @@ impl PathTemplate {
         Ok(Some(path))
     }
 
-    /// Splits a batch into (relative folder path, rows of that path), in order of first
-    /// appearance; each folder path ends with `/` (or is "" for an empty template). Rows keep
-    /// their order within a group. When every row maps to one path, returns the batch itself
-    /// without copying. `ingest_ms` is the ingestion time (ms since epoch) used by `{_ingest:...}`.
+    /// A batch's rows per (relative folder path), in order of first appearance; each folder
+    /// path ends with `/` (or is "" for an empty template). Rows keep their order within a
+    /// group; when every row maps to one path, [`Rows::All`]. `ingest_ms` is the ingestion
+    /// time (ms since epoch) used by `{_ingest:...}`. A batch without rows gives no groups.
     ///
-    /// A batch without rows gives no groups.
-    pub fn split(
+    /// Each group is gathered when its turn comes
+    /// ([`Rows::take`]): a batch split into thousands of paths holds one gathered batch at a
+    /// time, not thousands of small ones (each column's buffers cost about 200 bytes
+    /// however few rows they hold).
+    pub fn group(
         &self,
         batch: &RecordBatch,
         ingest_ms: i64,
-    ) -> Result<Vec<(String, RecordBatch)>, TemplateError> {
+    ) -> Result<Vec<(String, Rows)>, TemplateError> {
         let rows = batch.num_rows();
         if rows == 0 {
             return Ok(Vec::new());
         }
         if !self.by_row {
             let path = self.constant_path(ingest_ms)?.unwrap_or_default();
-            return Ok(vec![(path, batch.clone())]);
+            return Ok(vec![(path, Rows::All)]);
         }
         if rows > u32::MAX as usize {
             return Err(self.error(format!("a batch of {rows} rows is too large")));
@@ -315,18 +318,13 @@ impl PathTemplate {
         }
         if groups.len() == 1 {
             let path = paths.pop().unwrap_or_default();
-            return Ok(vec![(path, batch.clone())]);
+            return Ok(vec![(path, Rows::All)]);
         }
-        paths
+        Ok(paths
             .into_iter()
             .zip(groups)
-            .map(|(path, rows)| {
-                let indices = UInt32Array::from(rows);
-                arrow::compute::take_record_batch(batch, &indices)
-                    .map(|b| (path, b))
-                    .map_err(|e| self.error(format!("cannot gather the rows of a group: {e}")))
-            })
-            .collect()
+            .map(|(path, rows)| (path, Rows::Some(rows)))
+            .collect())
     }
 
     fn error(&self, reason: String) -> TemplateError {
@@ -604,8 +602,10 @@ fn timestamp_values(array: &dyn Array, unit: TimeUnit) -> &[i64] {
 }
 
 mod room;
+mod rows;
 mod sanitize;
 mod syntax;
 mod table;
+pub use rows::Rows;
 #[cfg(test)]
 mod tests;
