@@ -69,11 +69,37 @@ pub struct Control {
     pub commits: AtomicU64,
     pub failures: AtomicU64,
     /// Why a sink worker stopped the task (it panicked, or a partition was fenced: another
-    /// owner took it over): the task fails instead of waiting for its lane.
+    /// owner took it over): the task fails instead of waiting for its lane. Set through
+    /// [`Control::fatal`].
     pub worker_fatal: Mutex<Option<String>>,
+    /// Called once when a worker stops the task (a push repo's intake closes: what it took
+    /// from then on would be acknowledged into a log the failed task no longer reads).
+    on_fatal: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
 impl Control {
+    /// A worker stops the task for `why` (the first reason stays), and what
+    /// [`Control::on_fatal`] registered runs.
+    pub fn fatal(&self, why: impl FnOnce() -> String) {
+        self.worker_fatal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(why);
+        let hook = self
+            .on_fatal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(hook) = hook {
+            hook();
+        }
+    }
+
+    /// What runs when a worker stops the task ([`Control::fatal`]).
+    pub fn on_fatal(&self, hook: impl FnOnce() + Send + 'static) {
+        *self.on_fatal.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(hook));
+    }
+
     /// Records whether `lane` is finished; a lane finishing wakes [`Control::wait_finished`].
     pub fn set_finished(&self, lane: usize, v: bool) {
         let mut f = self.finished.lock().expect("finished lock");

@@ -186,10 +186,7 @@ impl Worker {
             return;
         }
         tracing::error!(partition = %self.ctx.control.partitions.label(p), error = %e, "fenced: another owner took the partition over; the task stops");
-        let mut fatal = ctl.worker_fatal.lock().unwrap_or_else(|p| p.into_inner());
-        if fatal.is_none() {
-            *fatal = Some(e.to_string());
-        }
+        ctl.fatal(|| e.to_string());
     }
 
     /// Aborts partition `p`'s open files and asks the source to replay it from its checkpoint,
@@ -250,17 +247,13 @@ impl Worker {
                 }
                 Err(e @ WorkError::Checkpoint(CheckpointError::Corrupt { .. })) => {
                     // Retrying cannot mend a damaged record: stop, naming it.
-                    let ctl = &self.ctx.control;
-                    let mut fatal = ctl.worker_fatal.lock().unwrap_or_else(|p| p.into_inner());
-                    fatal.get_or_insert_with(|| e.to_string());
+                    self.ctx.control.fatal(|| e.to_string());
                     return;
                 }
                 Err(WorkError::Table(e)) if e.is_permanent() => {
                     // The table cannot take this job's commits (another writer changed it):
                     // stop, naming why.
-                    let ctl = &self.ctx.control;
-                    let mut fatal = ctl.worker_fatal.lock().unwrap_or_else(|p| p.into_inner());
-                    fatal.get_or_insert_with(|| e.to_string());
+                    self.ctx.control.fatal(|| e.to_string());
                     return;
                 }
                 Err(e) => {

@@ -268,6 +268,11 @@ fn run_inner(
 
     // Where every partition resumes.
     let control = Arc::new(Control::default());
+    if let Some(i) = intake.clone() {
+        // A worker that stops the task closes a push repo's intake at once: what it took
+        // from then on would be acknowledged into a log the failed task no longer reads.
+        control.on_fatal(move || i.close());
+    }
     let workers = job.file.sink.workers;
     *control.finished.lock().expect("finished lock") = vec![false; workers];
     let channel = Arc::new(Channel::new(
@@ -442,7 +447,6 @@ fn run_inner(
             .map(|lane| {
                 let ctx = ctx.clone();
                 let span = tracing::Span::current();
-                let intake = intake.clone();
                 std::thread::Builder::new()
                     .name(format!("sink-{lane}"))
                     .spawn_scoped(scope, move || {
@@ -455,16 +459,10 @@ fn run_inner(
                             if let Err(panic) = run {
                                 let why = crate::panics::message(panic.as_ref());
                                 tracing::error!(lane, panic = %why, "a sink worker panicked; the task stops");
-                                *control.worker_fatal.lock().unwrap_or_else(|p| p.into_inner()) =
-                                    Some(format!("it panicked: {why}"));
                                 // Nobody drains this lane now: a put waiting for room in it
                                 // must not wait for ever.
                                 channel.close();
-                                // The task fails: a push taken from now on would be
-                                // acknowledged into a log nobody reads.
-                                if let Some(i) = &intake {
-                                    i.close();
-                                }
+                                control.fatal(|| format!("it panicked: {why}"));
                             }
                         })
                     })
