@@ -16,6 +16,7 @@
 //! at start, that the destination refuses to repeat a create-only write; [`ranges`] what
 //! backfills and the live job hold of a destination's partitions.
 
+mod bounds;
 pub mod checkpoint;
 pub mod fence;
 mod legacy;

@@ -10,7 +10,7 @@ pub mod reference;
 mod sections;
 pub use sections::{
     AdminSection, ChannelSection, DeadLetterSection, JobFile, JobSection, PartitionSection,
-    RepoSection, RotationSection, SinkSection,
+    RepoSection, RotationSection, SinkSection, MAX_OPEN_FILES,
 };
 pub mod repos;
 mod values;
@@ -254,7 +254,17 @@ impl Job {
         check("sink.workers", positive(file.sink.workers as u64));
         check(
             "sink.max_open_files",
-            positive(file.sink.max_open_files as u64),
+            positive(file.sink.max_open_files as u64).and_then(|()| {
+                if file.sink.max_open_files > MAX_OPEN_FILES {
+                    Err(format!(
+                        "at most {}: a commit names every file open, and its records must \
+                         stay within what is read back",
+                        MAX_OPEN_FILES
+                    ))
+                } else {
+                    Ok(())
+                }
+            }),
         );
         check(
             "sink.rotation.max_rows",

@@ -169,7 +169,8 @@ pub struct SinkSection {
     /// CSV/TSV: write a header row (default true).
     #[serde(default)]
     pub header: Option<bool>,
-    /// Cap on files open at once per worker (data files, and a partition's dead-letter file).
+    /// Cap on files open at once per worker (data files, and a partition's dead-letter file);
+    /// at most 4096.
     #[serde(default = "default_max_open")]
     pub max_open_files: usize,
     /// Cap on encoded data held in memory by open files (Parquet row groups, ORC stripes in
@@ -203,6 +204,10 @@ fn default_workers() -> usize {
 fn default_format() -> String {
     "parquet".into()
 }
+/// The most `sink.max_open_files` may be: a commit names its files in its records, which
+/// must stay within what is read back (see `commit::bounds`).
+pub const MAX_OPEN_FILES: usize = 4096;
+
 fn default_max_open() -> usize {
     64
 }

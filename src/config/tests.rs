@@ -304,3 +304,22 @@ fn a_job_or_repo_name_past_100_bytes_is_refused_at_load() {
         .to_string();
     assert!(e.contains("at most 100 bytes"), "{e}");
 }
+
+/// `sink.max_open_files` past 4,096 is refused: a commit names every file open and every file
+/// its item parked, and the records naming them must stay within what is read back.
+#[test]
+fn max_open_files_past_the_commit_bound_is_refused() {
+    let at = GOOD.replace(
+        "[sink.rotation]",
+        &format!("max_open_files = {MAX_OPEN_FILES}\n[sink.rotation]"),
+    );
+    assert!(Job::parse(&at, Path::new("j.toml")).is_ok());
+    let past = GOOD.replace(
+        "[sink.rotation]",
+        &format!("max_open_files = {}\n[sink.rotation]", MAX_OPEN_FILES + 1),
+    );
+    let e = Job::parse(&past, Path::new("j.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("sink.max_open_files: at most 4096"), "{e}");
+}

@@ -62,51 +62,99 @@ pub fn orc_refusals(batch: &RecordBatch) -> Vec<(usize, String)> {
     refused
 }
 
-/// The longest value of a table's partition column, in bytes: the table's log records it
-/// for every file (a commit's checkpoint too, JSON-escaped), so a commit of many files with
-/// a value of tens of MiB made records past what is read back, and the partition stopped for
-/// good. Such a column holds few distinct, short values; a longer one is a dead letter.
+/// The longest value of a table's partition column, in bytes as JSON writes it (escaped):
+/// the table's log records it for every file, and so does a commit's checkpoint, so a commit
+/// of many files with a value of tens of MiB made records past what is read back, and the
+/// partition stopped for good. Such a column holds few distinct, short values; a longer one
+/// is a dead letter.
 pub const MAX_PARTITION_VALUE: usize = 1024;
+
+/// The most a record's partition values take together, in bytes as JSON writes them: with at
+/// most [`MAX_PARTITION_COLUMNS`] columns, every commit's records stay within what is read
+/// back (`store::RECORD_CAP`; see `commit::bounds`).
+pub const MAX_PARTITION_VALUES: usize = 4096;
+
+/// The most partition columns a table of a job takes (refused at start past it).
+pub const MAX_PARTITION_COLUMNS: usize = 16;
+
+/// The length of `s` written as a JSON string's contents (serde_json's escapes: `"` and `\`
+/// and the short control escapes take 2 bytes, other control characters 6).
+pub fn json_len(s: &str) -> usize {
+    s.bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..0x20 => 6,
+            _ => 1,
+        })
+        .sum()
+}
 
 /// The rows of `batch` a file cannot hold, each once with its reason, in row order: with
 /// `orc`, [`orc_refusals`]; and those whose string value in one of `partition_columns` is
-/// longer than [`MAX_PARTITION_VALUE`].
+/// longer than [`MAX_PARTITION_VALUE`], or whose values there pass [`MAX_PARTITION_VALUES`]
+/// together (both escaped, as JSON writes them).
 pub fn refusals(
     batch: &RecordBatch,
     orc: bool,
     partition_columns: &[usize],
 ) -> Vec<(usize, String)> {
     let mut refused = if orc { orc_refusals(batch) } else { Vec::new() };
+    let mut totals = vec![
+        0usize;
+        if partition_columns.is_empty() {
+            0
+        } else {
+            batch.num_rows()
+        }
+    ];
     for &i in partition_columns {
         let col = batch.column(i);
         let lengths: Box<dyn Fn(usize) -> usize> = match col.data_type() {
             DataType::Utf8 => {
                 let a = col.as_string::<i32>();
-                Box::new(move |r| a.value(r).len())
+                Box::new(move |r| json_len(a.value(r)))
             }
             DataType::LargeUtf8 => {
                 let a = col.as_string::<i64>();
-                Box::new(move |r| a.value(r).len())
+                Box::new(move |r| json_len(a.value(r)))
             }
             DataType::Utf8View => {
                 let a = col.as_string_view();
-                Box::new(move |r| a.value(r).len())
+                Box::new(move |r| json_len(a.value(r)))
             }
-            // Numbers, dates and times print short.
-            _ => continue,
+            // Numbers, dates and times print short (a date or an integer: 20 bytes at most).
+            _ => {
+                for t in totals.iter_mut() {
+                    *t += 20;
+                }
+                continue;
+            }
         };
         for row in (0..batch.num_rows()).filter(|&r| col.is_valid(r)) {
             let len = lengths(row);
+            totals[row] += len;
             if len > MAX_PARTITION_VALUE {
                 refused.push((
                     row,
                     format!(
-                        "field `{}`: a value of {len} bytes in a partition column of the table \
-                         (at most {MAX_PARTITION_VALUE}: the table's log records it for every file)",
+                        "field `{}`: a value of {len} bytes (escaped as JSON) in a partition \
+                         column of the table (at most {MAX_PARTITION_VALUE}: the table's log \
+                         records it for every file)",
                         batch.schema().field(i).name()
                     ),
                 ));
             }
+        }
+    }
+    for (row, total) in totals.into_iter().enumerate() {
+        if total > MAX_PARTITION_VALUES {
+            refused.push((
+                row,
+                format!(
+                    "partition values of {total} bytes in all (escaped as JSON; at most \
+                     {MAX_PARTITION_VALUES}: the table's log records them for every file)"
+                ),
+            ));
         }
     }
     refused.sort_by_key(|(row, _)| *row);
@@ -248,5 +296,39 @@ mod tests {
             refused[0].1
         );
         assert!(refusals(&batch, false, &[]).is_empty());
+    }
+
+    /// The limits count bytes as JSON writes them: 200 control characters take 1,200, past
+    /// the value limit; five values of 1,000 bytes take 5,000 together, past the limit of a
+    /// record's values, while four do not. Before, 1,024 control characters passed (6,144
+    /// bytes in every record naming the file) and so did any number of columns.
+    #[test]
+    fn partition_values_are_measured_as_json_writes_them() {
+        assert_eq!(json_len("a\"\\\n\u{1}é"), 1 + 2 + 2 + 2 + 6 + 2);
+        let control = "\u{1}".repeat(200);
+        let col = |v: &str| Arc::new(arrow::array::StringArray::from(vec![v, "a"])) as _;
+        let batch = RecordBatch::try_from_iter([("c", col(&control))]).unwrap();
+        let refused = refusals(&batch, false, &[0]);
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert!(
+            refused[0].1.contains("a value of 1200 bytes"),
+            "{}",
+            refused[0].1
+        );
+        let long = "x".repeat(1000);
+        let wide = |n: usize| {
+            RecordBatch::try_from_iter((0..n).map(|i| (format!("c{i}"), col(&long)))).unwrap()
+        };
+        assert!(refusals(&wide(4), false, &[0, 1, 2, 3]).is_empty());
+        let refused = refusals(&wide(5), false, &[0, 1, 2, 3, 4]);
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert_eq!(refused[0].0, 0);
+        assert!(
+            refused[0]
+                .1
+                .contains("partition values of 5000 bytes in all"),
+            "{}",
+            refused[0].1
+        );
     }
 }

@@ -155,6 +155,23 @@ pub fn for_task(
         TableKind::None => Vec::new(),
         _ => template.partition_fields(),
     };
+    // Before the table is made or opened.
+    let most = crate::decode::writable::MAX_PARTITION_COLUMNS;
+    if fields.len() > most {
+        return Err(TableError::Delta {
+            url: dest.url().to_string(),
+            reason: format!(
+                "the template gives {} partition columns ({}); a table takes at most {most} \
+                 (each file's log entry and checkpoint record their values)",
+                fields.len(),
+                fields
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
     let names: Vec<String> = fields.iter().map(|(n, _)| n.clone()).collect();
     let table = open(kind, dest, job, schema, &names, runtime)?;
     let columns = table
