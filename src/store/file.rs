@@ -325,8 +325,8 @@ impl OutputFile {
     /// landed, or another writer's of the same bytes). A larger object-store
     /// file completes a multipart upload, which object_store cannot make conditional: its
     /// name is checked once its other parts have landed, before its last one (under a part)
-    /// is sent and the upload completed, so two writers that finish within that time can
-    /// both succeed.
+    /// is sent (an offloaded file's was sent already) and the upload completed, so two
+    /// writers that finish within that time can both succeed.
     pub fn commit_new(self) -> Result<u64, StoreError> {
         self.commit_as(true)
     }

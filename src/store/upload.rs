@@ -277,7 +277,8 @@ impl FileSink for UploadSink {
                 // Create-only, the name is checked once the parts in flight have landed:
                 // object_store cannot complete a multipart upload conditionally, so it is
                 // checked as late as it can be (only the last part, under a part, is sent
-                // after the check). `finish` aborts the upload on any failure.
+                // after the check, unless an offload sent it). `finish` aborts the upload on
+                // any failure.
                 if create_only {
                     let landed = {
                         let _context = self.runtime.enter();
@@ -322,6 +323,12 @@ impl FileSink for UploadSink {
     }
 
     fn offload(&mut self) -> Result<(), StoreError> {
+        if let Some(e) = &self.failed {
+            return Err(StoreError::Io {
+                path: self.display.clone(),
+                source: std::io::Error::other(format!("a part upload failed: {e}")),
+            });
+        }
         let display = self.display.clone();
         let fail = |source| StoreError::Store {
             path: display.clone(),

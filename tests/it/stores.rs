@@ -103,8 +103,8 @@ fn suite(dest: &Destination) {
     assert!(dest.list("aborted").unwrap().is_empty());
 
     // A parked file offloaded (an item routed to more paths than memory allows) holds
-    // nothing in memory and stays invisible; its commit makes it whole, create-only as every
-    // data file's: refused where a file is.
+    // nothing in memory and stays invisible; its commit makes it whole, and a create-only
+    // commit is refused where a file is.
     for (name, len) in [
         ("parked/small.bin", 300 * 1024),
         ("parked/big.bin", BIG / 2),
