@@ -2,7 +2,8 @@
 //! ([`crate::store::RECORD_CAP`]): a record the next read refuses stops its partition for
 //! good. A commit names at most `sink.max_open_files` files open when its item came (at most
 //! [`crate::config::MAX_OPEN_FILES`]) and the files the item parked, one per row at most
-//! ([`crate::decode::framing::MAX_CHUNK_LINES`]), each under a path of at most 4,095 bytes
+//! ([`crate::decode::framing::MAX_CHUNK_LINES`]: every source cuts its chunks there, a push
+//! request of more lines read again from its log), each under a path of at most 4,095 bytes
 //! (the local room; percent-escaped, so JSON adds nothing) and, in a table, with at most
 //! [`crate::decode::writable::MAX_PARTITION_COLUMNS`] partition values taking at most
 //! [`crate::decode::writable::MAX_PARTITION_VALUES`] bytes as JSON writes them. The test

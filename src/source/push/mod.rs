@@ -28,6 +28,7 @@ use self::owner::own_wal;
 pub use self::owner::wal_owner;
 use super::{Next, PartitionInfo, Source, SourceError};
 use crate::decode::cost::Tally;
+use crate::decode::framing::MAX_CHUNK_LINES;
 use crate::decode::{Chunk, Decoded};
 use crate::wal::{Wal, WalError};
 
@@ -152,8 +153,13 @@ impl Intake {
         for d in &mut decoded.dead {
             d.position.offset += start;
         }
-        g.fresh.push_back((start, end, decoded));
-        g.fresh_bytes += decoded_bytes;
+        // A request of more lines than a chunk holds is read again from the log, cut at the
+        // chunk's line cap as every source cuts (one item of it would make one commit of a
+        // file per path for each of its lines, past what a commit's records hold).
+        if decoded.records as usize <= MAX_CHUNK_LINES {
+            g.fresh.push_back((start, end, decoded));
+            g.fresh_bytes += decoded_bytes;
+        }
         // Group commit: one request syncs everything appended so far while the others wait
         // for it (or for the next round).
         loop {
@@ -500,8 +506,14 @@ impl Source for PushSource {
         // Requests decoded when they were taken go on as they are, several to a chunk.
         let mut at = pos;
         let mut decoded: Option<Decoded> = None;
-        while let Some(&(start, end, _)) = g.fresh.front() {
-            if start != at || end > synced || (at - pos) as usize >= max {
+        while let Some((start, end, next)) = g.fresh.front() {
+            let (start, end) = (*start, *end);
+            let lines = decoded.as_ref().map_or(0, |d| d.records) + next.records;
+            if start != at
+                || end > synced
+                || (at - pos) as usize >= max
+                || (decoded.is_some() && lines as usize > MAX_CHUNK_LINES)
+            {
                 break;
             }
             let (_, _, d) = g.fresh.pop_front().expect("a fresh request");

@@ -239,3 +239,34 @@ fn a_fresh_request_whose_copy_on_disk_is_damaged_is_taken_from_memory() {
     assert_eq!(chunks.len(), 1);
     assert!(chunks[0].2, "the request's decoded rows");
 }
+
+/// A request of more lines than a chunk holds is read again from the log, cut at the line
+/// cap, not handed on as one item; requests taken decoded are merged only up to the cap.
+/// Before, a push of 20,000 lines to 20,000 paths made one commit of 20,000 files.
+#[test]
+fn no_chunk_holds_more_lines_than_the_cap() {
+    let cap = crate::decode::framing::MAX_CHUNK_LINES;
+    for durability in [Durability::Memory, Durability::Wal] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = settings(durability, dir.path());
+        (settings.max_pending, settings.max_retained) = (1 << 30, 1 << 30);
+        (settings.segment_bytes, settings.chunk_bytes) = (1 << 20, 1 << 20);
+        let mut src = PushSource::open("push", settings).unwrap();
+        let intake = src.intake().unwrap();
+        src.seek(0, 0, 0).unwrap();
+        intake.open();
+        let body = |n: usize| b"{}\n".repeat(n);
+        for n in [cap + 3616, cap / 2 + 1, cap / 2 + 1] {
+            intake.append(body(n), decoded(n as u64)).unwrap();
+        }
+        let chunks = drain(&mut src);
+        let lines: Vec<usize> = chunks.iter().map(|c| c.1.len() / 3).collect();
+        assert!(
+            lines.iter().all(|&n| n <= cap),
+            "{durability:?}: chunks of {lines:?} lines"
+        );
+        assert_eq!(lines.iter().sum::<usize>(), cap + 3616 + 2 * (cap / 2 + 1));
+        assert!(!chunks[0].2, "the long request is read from the log");
+        assert!(chunks.last().unwrap().2, "the last request goes on decoded");
+    }
+}
