@@ -322,7 +322,7 @@ impl Guarded {
         let weights = match self.measure {
             Measure::Bytes => lengths(&args[1], rows),
             Measure::Regex { flags } => {
-                regex_weights(&args[1], flags.and_then(|f| args.get(f)), rows)?
+                super::patterns::regex_weights(&args[1], flags.and_then(|f| args.get(f)), rows)?
             }
         };
         let mut all = 0u64;
@@ -347,37 +347,6 @@ impl Guarded {
         }
         Ok(all)
     }
-}
-
-/// The states each row's pattern compiles to with its flags (`None` for a null pattern; its
-/// length when it does not compile: the function fails on it). Each distinct pattern is
-/// compiled once per call.
-fn regex_weights(
-    pattern: &ColumnarValue,
-    flags: Option<&ColumnarValue>,
-    rows: usize,
-) -> Result<Vec<Option<u64>>> {
-    let text = |v: &ColumnarValue| -> Result<arrow::array::ArrayRef> {
-        Ok(arrow::compute::cast(&v.to_array(rows)?, &DataType::Utf8)?)
-    };
-    let patterns = text(pattern)?;
-    let flags = flags.map(text).transpose()?;
-    let (patterns, flags) = (
-        patterns.as_string::<i32>(),
-        flags.as_ref().map(|f| f.as_string::<i32>()),
-    );
-    let mut seen: std::collections::HashMap<(&str, Option<&str>), u64> = Default::default();
-    Ok((0..rows)
-        .map(|i| {
-            let p = patterns.is_valid(i).then(|| patterns.value(i))?;
-            let f = flags.and_then(|f| f.is_valid(i).then(|| f.value(i)));
-            Some(
-                *seen.entry((p, f)).or_insert_with(|| {
-                    super::patterns::regex_states(p, f).unwrap_or(p.len() as u64)
-                }),
-            )
-        })
-        .collect())
 }
 
 /// A count column with its negative values made 0 (itself when it has none).

@@ -164,11 +164,73 @@ impl PatternOp {
     }
 }
 
+/// The most the distinct patterns of one call may compile to, in bytes of their Thompson
+/// NFAs (a regular expression as DataFusion compiles it takes about 3.5 times that, with its
+/// reverse NFA and its lazy DFA's caches). DataFusion compiles every distinct pattern of a
+/// batch and keeps them until the batch is done: 300 patterns of `\w{120}` and a digit took
+/// 2 GiB. A call past it fails, and its rows are tried in smaller groups (see `stage`): one
+/// pattern within the regex crate's own limit (10 MiB) always fits.
+pub const MAX_CALL_PATTERNS: u64 = 16 << 20;
+
+/// The states each row's pattern compiles to with its flags (`None` for a null pattern; its
+/// length when it does not compile: the function fails on it), each distinct pattern
+/// compiled once per call; the call fails when its distinct patterns compile to more than
+/// [`MAX_CALL_PATTERNS`].
+pub(super) fn regex_weights(
+    pattern: &ColumnarValue,
+    flags: Option<&ColumnarValue>,
+    rows: usize,
+) -> Result<Vec<Option<u64>>> {
+    use arrow::array::{Array, AsArray};
+    let text = |v: &ColumnarValue| -> Result<arrow::array::ArrayRef> {
+        Ok(arrow::compute::cast(&v.to_array(rows)?, &DataType::Utf8)?)
+    };
+    let patterns = text(pattern)?;
+    let flags = flags.map(text).transpose()?;
+    let (patterns, flags) = (
+        patterns.as_string::<i32>(),
+        flags.as_ref().map(|f| f.as_string::<i32>()),
+    );
+    let mut seen: std::collections::HashMap<(&str, Option<&str>), u64> = Default::default();
+    let mut compiled = 0u64;
+    let mut weights = Vec::with_capacity(rows);
+    for i in 0..rows {
+        let Some(p) = patterns.is_valid(i).then(|| patterns.value(i)) else {
+            weights.push(None);
+            continue;
+        };
+        let f = flags.and_then(|f| f.is_valid(i).then(|| f.value(i)));
+        let states = match seen.get(&(p, f)) {
+            Some(&states) => states,
+            None => {
+                let (states, bytes) = regex_cost(p, f).unwrap_or((p.len() as u64, 0));
+                compiled = compiled.saturating_add(bytes);
+                if compiled > MAX_CALL_PATTERNS {
+                    return datafusion_common::exec_err!(
+                        "the {} distinct patterns of this batch so far compile to {compiled} bytes; patterns from the data may compile to at most {MAX_CALL_PATTERNS} per batch",
+                        seen.len() + 1
+                    );
+                }
+                seen.insert((p, f), states);
+                states
+            }
+        };
+        weights.push(Some(states));
+    }
+    Ok(weights)
+}
+
 /// The states of `pattern` compiled (with `flags` as DataFusion adds them, `(?flags)`, less
 /// `regexp_replace`'s `g`, which it takes out first), as a Thompson NFA, which the matching
 /// engines' worst case walks once per byte of text; `None` when it does not compile (the
 /// function then fails on it too), or passes the regex crate's own limit (10 MiB).
+#[cfg(test)]
 pub(super) fn regex_states(pattern: &str, flags: Option<&str>) -> Option<u64> {
+    regex_cost(pattern, flags).map(|(states, _)| states)
+}
+
+/// [`regex_states`] and the bytes the NFA takes.
+fn regex_cost(pattern: &str, flags: Option<&str>) -> Option<(u64, u64)> {
     use regex_automata::nfa::thompson::{Config, NFA};
     let flags: String = flags.unwrap_or("").chars().filter(|c| *c != 'g').collect();
     let whole;
@@ -183,5 +245,5 @@ pub(super) fn regex_states(pattern: &str, flags: Option<&str>) -> Option<u64> {
         .configure(Config::new().nfa_size_limit(Some(10 << 20)))
         .build(pattern)
         .ok()?;
-    Some(nfa.states().len() as u64)
+    Some((nfa.states().len() as u64, nfa.memory_usage() as u64))
 }
