@@ -167,6 +167,10 @@ const MAX_REASON: usize = 4096;
 /// What the producer's queue holds at most, by default (`queue.buffering.max.kbytes` in the
 /// topic's options overrides it).
 pub const QUEUE_BYTES: usize = 16 << 20;
+/// The most messages the producer's queue holds, by default (`queue.buffering.max.messages`
+/// in the topic's options overrides it): a message's key, headers and librdkafka's own state
+/// take about a kilobyte beside its value, which the bytes above count alone.
+pub const QUEUE_MESSAGES: usize = QUEUE_BYTES / 1024;
 
 /// What a message costs besides its key, header values and value: a batch's header (61
 /// bytes), a record's framing (at most 36), the header names (116) and their lengths (90),
@@ -213,6 +217,15 @@ impl DeadTopic {
         if !settings.options.contains_key("queue.buffering.max.kbytes") {
             let queue_kib = (QUEUE_BYTES.max(2 * max_message) / 1024).to_string();
             cfg.set("queue.buffering.max.kbytes", &queue_kib);
+        }
+        // librdkafka counts a message's value only against those bytes: its key, headers and
+        // own state (about a kilobyte) come on top, up to 100,000 messages by default. Tiny
+        // dead letters are held to about QUEUE_BYTES of that too.
+        if !settings
+            .options
+            .contains_key("queue.buffering.max.messages")
+        {
+            cfg.set("queue.buffering.max.messages", QUEUE_MESSAGES.to_string());
         }
         if let Some(limit) = limit {
             if limit < max_message {

@@ -146,9 +146,17 @@ impl Part {
         self.probe = None;
     }
 
-    /// The bytes buffered: the lines and what the metadata holds of them.
+    /// The bytes buffered: the lines, what the metadata holds of them, and each message's
+    /// entries (its end and offset, and its timestamp, key and headers where the schema reads
+    /// them): a million messages of one byte held about 20 MB beside their 2 MB of lines.
     pub fn held(&self) -> usize {
-        self.buf.len() + self.meta_bytes
+        use std::mem::size_of;
+        self.buf.len()
+            + self.meta_bytes
+            + 8 * (self.ends.len() + self.offsets.len())
+            + size_of::<Option<i64>>() * self.meta.timestamps.len()
+            + size_of::<Option<Vec<u8>>>() * self.meta.keys.len()
+            + size_of::<Option<String>>() * self.meta.headers.len()
     }
 
     /// A bounded run reached its end here.

@@ -69,7 +69,8 @@ fn the_bytes_metadata_holds_count_as_buffered_until_handed_on() {
     part.line(Some(&blank), false);
     part.offsets.push(1);
     let whitespace = unreadable_cost(&blank, "the message holds only whitespace (no JSON value)");
-    assert_eq!(part.held(), part.buf.len() + whitespace);
+    // Each message's end and offset count too.
+    assert_eq!(part.held(), part.buf.len() + whitespace + 2 * 16);
     let mut chunk = Chunk::default();
     part.emit(&mut chunk, None);
     assert_eq!(part.held(), 0);
@@ -81,7 +82,38 @@ fn the_bytes_metadata_holds_count_as_buffered_until_handed_on() {
     }
     part.meta_bytes += 1000 + 2000 + 3000 + 4000;
     assert_eq!(part.emit_first(2, &mut chunk), Next::Chunk(0));
-    assert_eq!(part.held(), part.buf.len() + 3000 + 4000 + whitespace);
+    let entries = 2 * (16 + std::mem::size_of::<Option<Vec<u8>>>());
+    assert_eq!(
+        part.held(),
+        part.buf.len() + 3000 + 4000 + whitespace + entries
+    );
+}
+
+/// Tiny messages count what each holds beside its line (its end, offset and timestamp):
+/// the budget of 16 chunks held a million messages of one byte at 2 MB, while their entries
+/// took 40 MB more.
+#[test]
+fn each_message_counts_its_entries_as_buffered() {
+    let info = PartitionInfo {
+        id: 0,
+        topic: "t".into(),
+        number: 0,
+    };
+    let mut part = Part::new(info, 0);
+    let n = 10_000;
+    for i in 0..n {
+        part.line(Some(b"1"), false);
+        part.offsets.push(i);
+        part.meta.timestamps.push(Some(1));
+    }
+    let entries = n as usize * (16 + std::mem::size_of::<Option<i64>>());
+    assert_eq!(part.held(), part.buf.len() + entries);
+    assert!(
+        part.room() < 2 * part.held() + 4096,
+        "{} {}",
+        part.room(),
+        part.held()
+    );
 }
 
 /// With lines that decode to many times their bytes, a partition hands on its messages
