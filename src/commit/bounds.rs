@@ -5,7 +5,8 @@
 //! ([`crate::decode::framing::MAX_CHUNK_LINES`]: every source cuts its chunks there, a push
 //! request of more lines read again from its log), each under a path of at most 4,095 bytes
 //! (the local room; percent-escaped, so JSON adds nothing) and, in a table, with at most
-//! [`crate::decode::writable::MAX_PARTITION_COLUMNS`] partition values taking at most
+//! [`crate::decode::writable::MAX_PARTITION_COLUMNS`] partition values (names of at most
+//! [`crate::table::MAX_COLUMN_NAME`] bytes) taking at most
 //! [`crate::decode::writable::MAX_PARTITION_VALUES`] bytes as JSON writes them. The test
 //! below writes the largest such checkpoint and claim.
 
@@ -25,13 +26,14 @@ mod tests {
     fn the_largest_commit_a_job_can_make_is_read_back() {
         let files = crate::config::MAX_OPEN_FILES + crate::decode::framing::MAX_CHUNK_LINES + 1;
         // Values of control characters (6 bytes each as JSON) up to the limit in all, under
-        // names of 100 bytes (the most a name takes).
+        // names of the most a partition column's name takes.
         let mut partition = BTreeMap::new();
         let mut left = MAX_PARTITION_VALUES;
         for c in 0..MAX_PARTITION_COLUMNS {
             let value = "\u{1}".repeat(left.min(1024) / 6);
             left -= json_len(&value);
-            partition.insert(format!("{c:0>100}"), (!value.is_empty()).then_some(value));
+            let name = format!("{c:0>w$}", w = crate::table::MAX_COLUMN_NAME);
+            partition.insert(name, (!value.is_empty()).then_some(value));
         }
         let entry = |i: usize| FileEntry {
             path: format!("{i:a>PATH$}"),

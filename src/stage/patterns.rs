@@ -203,7 +203,10 @@ pub(super) fn regex_weights(
         let states = match seen.get(&(p, f)) {
             Some(&states) => states,
             None => {
-                let (states, bytes) = regex_cost(p, f).unwrap_or((p.len() as u64, 0));
+                // One that does not compile to an NFA may still compile for DataFusion
+                // (a long list of words, as Aho-Corasick only): it takes the whole budget.
+                let (states, bytes) =
+                    regex_cost(p, f).unwrap_or((p.len() as u64, MAX_CALL_PATTERNS));
                 compiled = compiled.saturating_add(bytes);
                 if compiled > MAX_CALL_PATTERNS {
                     return datafusion_common::exec_err!(

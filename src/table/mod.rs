@@ -129,6 +129,9 @@ pub fn check_fits(
     }
 }
 
+/// The longest name a table's partition column may have (see `commit::bounds`).
+pub const MAX_COLUMN_NAME: usize = 100;
+
 /// A task's table, if any, and its partition columns (names, column indices).
 pub type TaskTable = (Option<Arc<dyn Publisher>>, Vec<(String, usize)>);
 
@@ -157,6 +160,17 @@ pub fn for_task(
     };
     // Before the table is made or opened.
     let most = crate::decode::writable::MAX_PARTITION_COLUMNS;
+    if let Some((long, _)) = fields.iter().find(|(n, _)| n.len() > MAX_COLUMN_NAME) {
+        return Err(TableError::Delta {
+            url: dest.url().to_string(),
+            reason: format!(
+                "partition column `{long}` has a name of {} bytes; a table's partition columns \
+                 take names of at most {MAX_COLUMN_NAME} (each file's log entry and checkpoint \
+                 record them)",
+                long.len()
+            ),
+        });
+    }
     if fields.len() > most {
         return Err(TableError::Delta {
             url: dest.url().to_string(),

@@ -459,10 +459,12 @@ fn run_inner(
                             if let Err(panic) = run {
                                 let why = crate::panics::message(panic.as_ref());
                                 tracing::error!(lane, panic = %why, "a sink worker panicked; the task stops");
+                                // Before the channel closes: a put it refuses fails the task
+                                // too, and the task says why, not that its put was refused.
+                                control.fatal(|| format!("it panicked: {why}"));
                                 // Nobody drains this lane now: a put waiting for room in it
                                 // must not wait for ever.
                                 channel.close();
-                                control.fatal(|| format!("it panicked: {why}"));
                             }
                         })
                     })
