@@ -3,7 +3,7 @@
 //! good. A commit names at most `sink.max_open_files` files open when its item came (at most
 //! [`crate::config::MAX_OPEN_FILES`]) and the files the item parked, one per row at most
 //! ([`crate::decode::framing::MAX_CHUNK_LINES`]: every source cuts its chunks there, a push
-//! request of more lines read again from its log), each under a path of at most 4,095 bytes
+//! request of more lines decoded in pieces of that many), each under a path of at most 4,095 bytes
 //! (the local room; percent-escaped, so JSON adds nothing) and, in a table, with at most
 //! [`crate::decode::writable::MAX_PARTITION_COLUMNS`] partition values (names of at most
 //! [`crate::table::MAX_COLUMN_NAME`] bytes) taking at most

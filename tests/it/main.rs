@@ -34,6 +34,7 @@ mod owners;
 mod prometheus;
 mod push;
 mod push_failure;
+mod push_pieces;
 mod rebalance;
 mod reloads;
 mod repos;

@@ -134,9 +134,20 @@ impl Intake {
     /// Appends one request's records (whole lines), with what decoding them gave (positions
     /// relative to the request), and returns their (start, end) log positions once they are
     /// durable per the repo's durability; or refuses them whole.
-    pub fn append(&self, payload: Vec<u8>, mut decoded: Decoded) -> Result<(u64, u64), Refusal> {
+    pub fn append(&self, payload: Vec<u8>, decoded: Decoded) -> Result<(u64, u64), Refusal> {
         let len = payload.len() as u64;
-        let decoded_bytes = decoded.memory_bytes();
+        self.append_pieces(payload, vec![(len, decoded)])
+    }
+
+    /// [`Self::append`] with the request decoded in pieces (each with where it ends in the
+    /// request, positions relative to the request): each piece goes on as a chunk of its own.
+    pub fn append_pieces(
+        &self,
+        payload: Vec<u8>,
+        mut pieces: Vec<(u64, Decoded)>,
+    ) -> Result<(u64, u64), Refusal> {
+        let len = payload.len() as u64;
+        let decoded_bytes: u64 = pieces.iter().map(|(_, d)| d.memory_bytes()).sum();
         let mut g = self.lock();
         self.check_room(&g, len, decoded_bytes)?;
         let (start, end) = match g.log.append(payload) {
@@ -150,15 +161,21 @@ impl Intake {
             Err(e @ WalError::TooLarge { .. }) => return Err(Refusal::TooLarge(e.to_string())),
             Err(e) => return Err(self.fail(&mut g, e)),
         };
-        for d in &mut decoded.dead {
-            d.position.offset += start;
-        }
-        // A request of more lines than a chunk holds is read again from the log, cut at the
-        // chunk's line cap as every source cuts (one item of it would make one commit of a
-        // file per path for each of its lines, past what a commit's records hold).
-        if decoded.records as usize <= MAX_CHUNK_LINES {
-            g.fresh.push_back((start, end, decoded));
-            g.fresh_bytes += decoded_bytes;
+        // A piece of more lines than a chunk holds (the push route cuts its pieces there; a
+        // caller that did not) is read again from the log, cut there as every source cuts:
+        // one item of it would make one commit of a file per path for each of its lines, past
+        // what a commit's records hold.
+        let mut from = start;
+        for (piece_end, mut decoded) in pieces.drain(..) {
+            for d in &mut decoded.dead {
+                d.position.offset += start;
+            }
+            let to = start + piece_end;
+            if decoded.records as usize <= MAX_CHUNK_LINES {
+                g.fresh_bytes += decoded.memory_bytes();
+                g.fresh.push_back((from, to, decoded));
+            }
+            from = to;
         }
         // Group commit: one request syncs everything appended so far while the others wait
         // for it (or for the next round).
@@ -542,8 +559,18 @@ impl Source for PushSource {
         let cost = self.intake.settings.cost.as_ref();
         let next = if decoded.is_some() {
             // The rows come from memory: the text's checksums are not checked (see
-            // `Wal::read_records`).
-            g.log.read(pos, limit, max, &mut chunk.data, false)
+            // `Wal::read_records`). A piece of a request decoded in pieces ends inside it:
+            // what is read past its end is the next piece's.
+            let before = chunk.data.len();
+            g.log
+                .read(pos, limit, max, &mut chunk.data, false)
+                .map(|next| match next > limit {
+                    true => {
+                        chunk.data.truncate(before + (limit - pos) as usize);
+                        limit
+                    }
+                    false => next,
+                })
         } else {
             let measured = cost.map(|c| (c, &mut tally));
             let quote = self.intake.settings.quote;

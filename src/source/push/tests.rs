@@ -240,9 +240,10 @@ fn a_fresh_request_whose_copy_on_disk_is_damaged_is_taken_from_memory() {
     assert!(chunks[0].2, "the request's decoded rows");
 }
 
-/// A request of more lines than a chunk holds is read again from the log, cut at the line
-/// cap, not handed on as one item; requests taken decoded are merged only up to the cap.
-/// Before, a push of 20,000 lines to 20,000 paths made one commit of 20,000 files.
+/// A request of more lines than a chunk holds is not handed on as one item: decoded in pieces
+/// at the line cap (as the push route does), each piece goes on as a chunk; decoded whole, it
+/// is read again from the log, cut at the cap; requests taken decoded are merged only up to
+/// it. Before, a push of 20,000 lines to 20,000 paths made one commit of 20,000 files.
 #[test]
 fn no_chunk_holds_more_lines_than_the_cap() {
     let cap = crate::decode::framing::MAX_CHUNK_LINES;
@@ -259,14 +260,33 @@ fn no_chunk_holds_more_lines_than_the_cap() {
         for n in [cap + 3616, cap / 2 + 1, cap / 2 + 1] {
             intake.append(body(n), decoded(n as u64)).unwrap();
         }
+        // Decoded in pieces at the cap (as the push route decodes a long request): each piece
+        // goes on decoded, as a chunk of its own.
+        let pieces = vec![
+            (3 * cap as u64, decoded(cap as u64)),
+            (3 * (cap as u64 + 10), decoded(10)),
+        ];
+        intake.append_pieces(body(cap + 10), pieces).unwrap();
         let chunks = drain(&mut src);
         let lines: Vec<usize> = chunks.iter().map(|c| c.1.len() / 3).collect();
         assert!(
             lines.iter().all(|&n| n <= cap),
             "{durability:?}: chunks of {lines:?} lines"
         );
-        assert_eq!(lines.iter().sum::<usize>(), cap + 3616 + 2 * (cap / 2 + 1));
+        assert_eq!(
+            lines.iter().sum::<usize>(),
+            cap + 3616 + 2 * (cap / 2 + 1) + cap + 10
+        );
         assert!(!chunks[0].2, "the long request is read from the log");
-        assert!(chunks.last().unwrap().2, "the last request goes on decoded");
+        let n = chunks.len();
+        assert!(
+            chunks[n - 3].2 && chunks[n - 2].2 && chunks[n - 1].2,
+            "{lines:?}"
+        );
+        assert_eq!(
+            lines[n - 2..],
+            [cap, 10],
+            "the pieces go on as they were decoded"
+        );
     }
 }
