@@ -96,6 +96,10 @@ impl Intake {
         // caller that did not) is read again from the log, cut there as every source cuts:
         // one item of it would make one commit of a file per path for each of its lines, past
         // what a commit's records hold.
+        debug_assert!(
+            pieces.windows(2).all(|w| w[0].0 < w[1].0) && pieces.last().map(|p| p.0) == Some(len),
+            "pieces end in order, the last at the request's end"
+        );
         let mut from = start;
         for (piece_end, mut decoded) in pieces.drain(..) {
             for d in &mut decoded.dead {

@@ -20,12 +20,18 @@ pub(super) fn decode_in_pieces(
     }
     let mut records = Vec::new();
     crate::decode::framing::split_records_of(chunk, decoder.kind(), &mut records);
+    if records.len() <= MAX_CHUNK_LINES {
+        // More lines than records (blank lines, quoted line breaks): one piece still.
+        return vec![(len, decoder.decode(chunk))];
+    }
     let mut pieces = Vec::new();
     let mut cut = 0usize;
     for (k, group) in records.chunks(MAX_CHUNK_LINES).enumerate() {
         let first = &group[0];
-        // Each piece from where the last ended (blank lines before a record go with it) to
-        // the start of the next piece's first record (the last: to the request's end).
+        // Each piece from where the last ended to the start of the next piece's first record
+        // (the last: to the request's end): blank lines after a piece's last record go with
+        // it. Each piece is a copy of its bytes while it is decoded (at most the body once
+        // more, outside the request's reservation).
         let end = records
             .get((k + 1) * MAX_CHUNK_LINES)
             .map_or(chunk.data.len(), |r| r.start);
@@ -38,10 +44,6 @@ pub(super) fn decode_in_pieces(
         };
         pieces.push((end as u64, decoder.decode(&piece)));
         cut = end;
-    }
-    if pieces.is_empty() {
-        // Blank lines alone: no record.
-        pieces.push((len, decoder.decode(chunk)));
     }
     pieces
 }
