@@ -441,11 +441,8 @@ impl Worker {
         // Each group's rows gathered at its turn: an item split into thousands of paths
         // holds one small batch at a time.
         let columns = self.ctx.table_partitions.clone();
-        let keyed = groups
-            .into_iter()
-            .map(|(path, rows)| rows.take(batch).map(|rows| (path, rows)));
-        for group in keyed {
-            let (path, rows) = group?;
+        for (path, rows) in groups {
+            let rows = rows.take(batch)?;
             let parts = by_values(path, rows, &columns, |k| {
                 op.files.get(k).map(|f| &f.partition)
             })?;

@@ -16,12 +16,10 @@ pub enum Rows {
 
 impl Rows {
     /// The rows gathered from `batch` (the batch itself for [`Rows::All`]).
-    pub fn take(&self, batch: &RecordBatch) -> Result<RecordBatch, arrow::error::ArrowError> {
+    pub fn take(self, batch: &RecordBatch) -> Result<RecordBatch, arrow::error::ArrowError> {
         match self {
             Rows::All => Ok(batch.clone()),
-            Rows::Some(at) => {
-                arrow::compute::take_record_batch(batch, &UInt32Array::from(at.clone()))
-            }
+            Rows::Some(at) => arrow::compute::take_record_batch(batch, &UInt32Array::from(at)),
         }
     }
 }

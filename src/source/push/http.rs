@@ -25,7 +25,6 @@ use serde_json::json;
 use super::limits::{kib, PushLimits};
 use super::{Intake, Refusal};
 use crate::decode::framing::last_record_boundary;
-
 use crate::decode::{Chunk, RecordDecoder};
 use crate::metrics::Metrics;
 
