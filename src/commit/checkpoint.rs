@@ -7,58 +7,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::{Destination, StoreError};
+use crate::store::{Destination, StoreError, RECORD_CAP};
 
 /// The checkpoint record format version.
 pub const VERSION: u32 = 1;
-
-#[derive(Debug, thiserror::Error)]
-pub enum CheckpointError {
-    #[error(transparent)]
-    Sink(#[from] StoreError),
-    #[error("checkpoint record {path} is damaged: {reason}")]
-    Corrupt { path: String, reason: String },
-    /// Another owner took the partition over (a newer term): this process must stop writing
-    /// it at once.
-    #[error(
-        "partition {key} of job {job} is fenced: owner {owner} took it over (term {theirs}, \
-         this process holds term {ours}); this process stops writing it"
-    )]
-    Fenced {
-        key: String,
-        job: String,
-        owner: String,
-        theirs: u64,
-        ours: u64,
-    },
-    /// The commit's sequence number was claimed or decided by an older owner meanwhile: the
-    /// partition reconciles (fencing that claim) and replays.
-    #[error("partition {key}: sequence {seq} was claimed or decided by owner {owner} first")]
-    Taken {
-        key: String,
-        seq: u64,
-        owner: String,
-    },
-    #[error("no checkpoint {seq} for partition {key} (see `sluice checkpoints list`)")]
-    Unknown { key: String, seq: u64 },
-    #[error("partition {key} cannot be skipped forward: {reason}")]
-    Skip { key: String, reason: String },
-    /// The destination replaces a record written create-only (or cannot write one): the
-    /// fence cannot keep two writers of one partition apart there. Nothing was written.
-    #[error(
-        "{url} cannot fence writers: {reason}. sluice needs a store that refuses a create-only \
-         write of an existing object (conditional writes: S3 `If-None-Match: *`, Azure, GCS, \
-         HDFS, a local file system); it stopped before writing any data or record there"
-    )]
-    NotFenceable { url: String, reason: String },
-}
-
-impl CheckpointError {
-    /// True when this process no longer owns the partition.
-    pub fn is_fenced(&self) -> bool {
-        matches!(self, CheckpointError::Fenced { .. })
-    }
-}
 
 /// A file made visible by a commit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -247,6 +199,8 @@ pub struct Checkpoints {
     pub(super) dead: Destination,
     pub(super) job: String,
     aborts: aborts::KnownAborts,
+    /// The longest record written: what is read back ([`RECORD_CAP`]; less in a test).
+    cap: u64,
 }
 
 impl Checkpoints {
@@ -256,7 +210,15 @@ impl Checkpoints {
             dest,
             job: job.to_string(),
             aborts: Default::default(),
+            cap: RECORD_CAP,
         }
+    }
+
+    /// Records written up to `cap` bytes only (a test's, to reach the limit cheaply).
+    #[cfg(test)]
+    pub(super) fn with_cap(mut self, cap: u64) -> Self {
+        self.cap = cap;
+        self
     }
 
     /// Dead-letter files live in another destination.
@@ -280,6 +242,24 @@ impl Checkpoints {
 
     pub(super) fn record_path(&self, key: &str, seq: u64) -> String {
         format!("{}{seq:012}.json", self.dir(key))
+    }
+
+    /// `value` as the record at `path` holds it, refused past what is read back
+    /// ([`RECORD_CAP`]). `commit::bounds` shows no commit reaches it; a roll-back's claim can.
+    pub(super) fn record_bytes(
+        &self,
+        path: &str,
+        value: &impl Serialize,
+    ) -> Result<Vec<u8>, CheckpointError> {
+        let bytes = serde_json::to_vec_pretty(value).expect("a record serializes");
+        if bytes.len() as u64 > self.cap {
+            return Err(CheckpointError::TooLarge {
+                path: self.dest.display(path),
+                bytes: bytes.len() as u64,
+                cap: self.cap,
+            });
+        }
+        Ok(bytes)
     }
 
     /// Whether a commit of the job stands in any partition. Outcomes that are only aborts
@@ -540,7 +520,7 @@ impl Checkpoints {
     pub(super) fn decide(&self, o: &Outcome) -> Result<Option<Outcome>, CheckpointError> {
         let (key, seq, _) = o.key_seq();
         let path = self.record_path(key, seq);
-        let bytes = serde_json::to_vec_pretty(o).expect("an outcome serializes");
+        let bytes = self.record_bytes(&path, o)?;
         match self.dest.put_atomic(&path, &bytes, true) {
             Ok(()) => Ok(None),
             Err(StoreError::Exists { .. }) => {
@@ -573,7 +553,10 @@ impl Checkpoints {
 }
 
 mod aborts;
+mod error;
 mod prune;
+
+pub use error::CheckpointError;
 
 #[cfg(test)]
 impl Checkpoint {

@@ -311,7 +311,7 @@ impl Checkpoints {
             return Err(self.lost_to(c, &o));
         }
         let path = self.claim_path(&c.key, c.seq);
-        let bytes = serde_json::to_vec_pretty(c).expect("a claim serializes");
+        let bytes = self.record_bytes(&path, c)?;
         match self.dest.put_atomic(&path, &bytes, true) {
             Ok(()) => Ok(()),
             Err(StoreError::Exists { .. }) => {

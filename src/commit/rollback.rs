@@ -5,6 +5,38 @@ use super::checkpoint::{Checkpoint, CheckpointError, Checkpoints, Outcome, Rollb
 use super::fence::{Claim, Reconciled};
 use super::now_ms;
 
+/// What to do instead of a roll-back to `target` that undoes too many files at once: roll
+/// back first to the oldest standing checkpoint whose undoing lists what one record (`cap`)
+/// holds, less a sixteenth for the claim's other fields.
+fn one_step(undone: &[&Checkpoint], target: u64, cap: u64) -> String {
+    let budget = cap - cap / 16;
+    let mut listed = 0u64;
+    let mut step = None;
+    // From the newest: each path as the claim lists it (quoted and escaped, indented, a comma
+    // and a line break).
+    for (i, c) in undone.iter().enumerate().rev() {
+        listed += c
+            .files
+            .iter()
+            .map(|f| &f.path)
+            .chain(&c.dead_letter_files)
+            .map(|p| serde_json::to_string(p).map_or(0, |j| j.len() as u64 + 8))
+            .sum::<u64>();
+        if listed > budget {
+            break;
+        }
+        step = Some(i.checked_sub(1).map_or(target, |older| undone[older].seq));
+    }
+    match step {
+        Some(seq) if seq != target => format!(
+            "`--from-checkpoint {seq}` first, then `--from-checkpoint {target}` (each step \
+             undoes what one record lists)"
+        ),
+        // The newest commit alone lists more (no commit can: see `commit::bounds`).
+        _ => "the newest commit alone lists more; see `sluice checkpoints list`".to_string(),
+    }
+}
+
 impl Checkpoints {
     /// Rolls a partition back to commit `target` (replay) as one decided sequence number:
     /// after a reconcile (claims that did not finish are aborted), the next sequence number is
@@ -67,8 +99,18 @@ impl Checkpoints {
             claimed_at_ms: now_ms(),
             undo: true,
         };
-        self.claim(&claim)?;
-        Ok(claim)
+        match self.claim(&claim) {
+            Err(CheckpointError::TooLarge { bytes, cap, .. }) => {
+                Err(CheckpointError::RollbackTooLarge {
+                    key: key.to_string(),
+                    target,
+                    bytes,
+                    cap,
+                    step: one_step(&undone, target, cap),
+                })
+            }
+            r => r.map(|()| claim),
+        }
     }
 
     /// The second half: the roll-back outcome, then the reconcile that deletes the files.
@@ -115,5 +157,49 @@ impl Checkpoints {
             }
         }
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{checkpoint, claim, KEY};
+    use super::*;
+    use crate::store::Destination;
+
+    /// A roll-back whose claim would list more than one record holds is refused before
+    /// anything is written (written, the next read refused it: the partition stopped for
+    /// good), and says how to roll back in steps; the steps work.
+    #[test]
+    fn a_roll_back_past_what_one_claim_lists_is_refused_and_goes_in_steps() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let dest = Destination::parse("memory:///r", rt.handle().clone()).unwrap();
+        // Records of up to 16 KiB, not 256 MiB: the same code, a thousandth of the bytes.
+        let cps = Checkpoints::new(dest.clone(), "j").with_cap(16 << 10);
+        let t = cps.take_term(KEY, "a").unwrap();
+        // Four commits of seven files each, under paths of 1,000 bytes: each lists 7 KB.
+        for seq in 1..=4u64 {
+            let paths: Vec<String> = (0..7).map(|i| format!("{seq}/{i}/{:p>996}", "")).collect();
+            let rels: Vec<&str> = paths.iter().map(String::as_str).collect();
+            let c = claim(seq, t, "a", &[], &rels);
+            cps.claim(&c).unwrap();
+            cps.seal(&c, &checkpoint(&c, seq * 10)).unwrap();
+            cps.release(KEY, seq, t, "a").unwrap();
+        }
+        let seq_after = |to: u64| {
+            cps.roll_back_to(KEY, to, t, "a")
+                .map(|r| r.latest.map(|c| c.seq))
+        };
+        let e = seq_after(1).expect_err("a roll-back past one record's listing is refused");
+        assert!(
+            matches!(&e, CheckpointError::RollbackTooLarge { target: 1, .. }),
+            "{e}"
+        );
+        assert!(e.to_string().contains("`--from-checkpoint 2` first"), "{e}");
+        // Nothing was claimed or decided: the newest commit stands, sequence 5 is free.
+        assert_eq!(cps.latest(KEY).unwrap().map(|c| c.seq), Some(4));
+        assert!(cps.outcome(KEY, 5).unwrap().is_none());
+        assert_eq!(seq_after(2).ok(), Some(Some(2)));
+        assert_eq!(seq_after(1).ok(), Some(Some(1)));
+        assert_eq!(cps.history(KEY).unwrap().len(), 1);
     }
 }

@@ -7,9 +7,10 @@ use object_store::ObjectStoreExt;
 use super::{again, Destination, Kind, StoreError};
 
 /// The largest record of sluice's read back (checkpoints, claims, ranges, schema records,
-/// file identities): past any it writes. A commit naming 10,000 files is about 2 MiB; the
-/// largest is a roll-back's claim, which names the files of every commit it undoes (up to
-/// 320 commits: 1,400 files each of 150-byte paths come to 67 MiB).
+/// file identities): past any commit's (`commit::bounds`). A commit naming 10,000 files is
+/// about 2 MiB. A roll-back's claim names the files of every commit it undoes (up to 320
+/// commits: 1,400 files each of 150-byte paths come to 67 MiB); one that would list more is
+/// refused before it is written, saying to roll back in steps.
 pub const RECORD_CAP: u64 = 256 << 20;
 
 impl Destination {
