@@ -135,30 +135,19 @@ pub const MAX_COLUMN_NAME: usize = 100;
 /// A task's table, if any, and its partition columns (names, column indices).
 pub type TaskTable = (Option<Arc<dyn Publisher>>, Vec<(String, usize)>);
 
-/// A task's table and its partition columns (names, column indices), all checked before any
-/// data moves: a roll-back is refused whenever the destination holds a table (it deletes
-/// committed files that the log may name), whatever this run's `table` says; the partition
-/// columns are the template's plain `{field}`s, and an existing table without any keeps none.
-pub fn for_task(
+/// A table's partition columns as `template` gives them (its plain `{field}`s: names, column
+/// indices; none without a table), refused past what a commit's records hold: at most
+/// [`crate::decode::writable::MAX_PARTITION_COLUMNS`], each named in at most
+/// [`MAX_COLUMN_NAME`] bytes. `run` and `validate` both check them.
+pub fn partition_columns(
     kind: &TableKind,
     dest: &Destination,
-    job: &str,
-    schema: &SchemaRef,
     template: &crate::sink::paths::PathTemplate,
-    rolling_back: bool,
-    runtime: &tokio::runtime::Handle,
-) -> Result<TaskTable, TableError> {
-    if rolling_back && (*kind != TableKind::None || present(dest)?) {
-        return Err(TableError::RollBack {
-            url: dest.url().to_string(),
-            reason: "--from-checkpoint cannot roll back a table (its readers may have seen the commits); use the table's own time travel or restore".into(),
-        });
-    }
+) -> Result<Vec<(String, usize)>, TableError> {
     let fields = match kind {
         TableKind::None => Vec::new(),
         _ => template.partition_fields(),
     };
-    // Before the table is made or opened.
     let most = crate::decode::writable::MAX_PARTITION_COLUMNS;
     if let Some((long, _)) = fields.iter().find(|(n, _)| n.len() > MAX_COLUMN_NAME) {
         return Err(TableError::Delta {
@@ -186,6 +175,30 @@ pub fn for_task(
             ),
         });
     }
+    Ok(fields)
+}
+
+/// A task's table and its partition columns (names, column indices), all checked before any
+/// data moves: a roll-back is refused whenever the destination holds a table (it deletes
+/// committed files that the log may name), whatever this run's `table` says; the partition
+/// columns are the template's plain `{field}`s, and an existing table without any keeps none.
+pub fn for_task(
+    kind: &TableKind,
+    dest: &Destination,
+    job: &str,
+    schema: &SchemaRef,
+    template: &crate::sink::paths::PathTemplate,
+    rolling_back: bool,
+    runtime: &tokio::runtime::Handle,
+) -> Result<TaskTable, TableError> {
+    if rolling_back && (*kind != TableKind::None || present(dest)?) {
+        return Err(TableError::RollBack {
+            url: dest.url().to_string(),
+            reason: "--from-checkpoint cannot roll back a table (its readers may have seen the commits); use the table's own time travel or restore".into(),
+        });
+    }
+    // Before the table is made or opened.
+    let fields = partition_columns(kind, dest, template)?;
     let names: Vec<String> = fields.iter().map(|(n, _)| n.clone()).collect();
     let table = open(kind, dest, job, schema, &names, runtime)?;
     let columns = table

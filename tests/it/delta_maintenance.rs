@@ -263,6 +263,49 @@ fn a_long_value_in_a_field_the_table_does_not_partition_by_is_kept() {
     assert!(ran.contains("1 rows, 0 dead letters"), "{ran}");
 }
 
+/// A template past what a table's commit records hold (17 partition columns, or one named in
+/// 101 bytes) is refused by `validate` as by `run`, before a table is made. `validate` called
+/// such a job valid.
+#[test]
+fn partition_columns_past_a_tables_limits_are_refused_by_validate_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    std::fs::write(&input, "{}\n").unwrap();
+    let long = "n".repeat(101);
+    let names: Vec<String> = (0..17)
+        .map(|i| format!("f{i:02}"))
+        .chain([long.clone()])
+        .collect();
+    let fields: String = names
+        .iter()
+        .map(|n| format!("[[fields]]\nname = \"{n}\"\ntype = \"string\"\n"))
+        .collect();
+    let schema = dir.path().join("wide.toml");
+    std::fs::write(&schema, format!("name = \"wide\"\n{fields}")).unwrap();
+    let job = file_job(dir.path(), &input, &schema, "out/", "");
+    let text = std::fs::read_to_string(&job).unwrap();
+    for (template, says) in [
+        (
+            names[..17]
+                .iter()
+                .map(|n| format!("{n}={{{n}}}/"))
+                .collect::<String>(),
+            "gives 17 partition columns",
+        ),
+        (format!("{long}={{{long}}}/"), "has a name of 101 bytes"),
+    ] {
+        let wide = text.replace("hr={ts:%H}/", &template);
+        assert_ne!(wide, text);
+        std::fs::write(&job, wide).unwrap();
+        let job = job.to_str().unwrap();
+        for verb in ["validate", "run"] {
+            let err = sluice_refused(&[verb, job]);
+            assert!(err.contains(says), "{verb} {template}: {err}");
+        }
+        assert!(!dir.path().join("out/_delta_log").exists());
+    }
+}
+
 /// `vacuum` and `compact` on a job that writes plain files (no `table = "delta"`, say after
 /// it was switched from one): refused before anything is read or deleted. A vacuum took its
 /// committed files for files no table version names and deleted them once their records
