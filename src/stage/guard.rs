@@ -146,7 +146,12 @@ enum Kind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Measure {
     Bytes,
-    Regex { flags: Option<usize> },
+    /// `flags`: the argument holding them; `fold`: the operator matches regardless of case
+    /// (`~*`, `!~*`), as with the flag `i`.
+    Regex {
+        flags: Option<usize>,
+        fold: bool,
+    },
 }
 
 /// Where a `regexp_*` function takes its flags, which DataFusion compiles into the pattern
@@ -321,9 +326,12 @@ impl Guarded {
     fn steps(&self, args: &[ColumnarValue], text: &[Option<u64>], rows: usize) -> Result<u64> {
         let weights = match self.measure {
             Measure::Bytes => lengths(&args[1], rows),
-            Measure::Regex { flags } => {
-                super::patterns::regex_weights(&args[1], flags.and_then(|f| args.get(f)), rows)?
-            }
+            Measure::Regex { flags, fold } => super::patterns::regex_weights(
+                &args[1],
+                flags.and_then(|f| args.get(f)),
+                fold,
+                rows,
+            )?,
         };
         let mut all = 0u64;
         for (a, b) in text.iter().zip(weights) {
@@ -502,7 +510,10 @@ pub fn guard_sizes(expr: Expr) -> Result<Expr> {
     expr.transform_up(|e| {
         if let Some((op, args)) = super::patterns::as_call(&e) {
             let measure = match op.is_regex() {
-                true => Measure::Regex { flags: None },
+                true => Measure::Regex {
+                    flags: None,
+                    fold: op.folds_case(),
+                },
                 false => Measure::Bytes,
             };
             let op = Arc::new(ScalarUDF::from(op));
@@ -544,7 +555,10 @@ pub fn guard_sizes(expr: Expr) -> Result<Expr> {
 /// steps. A `regexp_*` function's steps are counted by its pattern's states.
 fn guarded(inner: Arc<ScalarUDF>, kind: Kind, args: Vec<Expr>) -> Expr {
     let measure = match flags_at(inner.name()) {
-        Some(f) => Measure::Regex { flags: Some(f) },
+        Some(f) => Measure::Regex {
+            flags: Some(f),
+            fold: false,
+        },
         None => Measure::Bytes,
     };
     guarded_by(inner, kind, args, measure)
@@ -570,4 +584,4 @@ fn guarded_by(inner: Arc<ScalarUDF>, kind: Kind, args: Vec<Expr>, measure: Measu
 
 #[cfg(test)]
 #[path = "guard_tests.rs"]
-mod tests;
+pub(super) mod tests;

@@ -11,7 +11,7 @@ use crate::stage::tests::{stage, strings};
 use crate::stage::{OnError, StageError, Stages};
 
 /// One stage selecting `expr AS r` over batches of `input`.
-fn select(input: &SchemaRef, expr: &str) -> Result<Stages, StageError> {
+pub(in crate::stage) fn select(input: &SchemaRef, expr: &str) -> Result<Stages, StageError> {
     Stages::plan(
         &[stage(&format!("select = [\"{expr} AS r\"]"))],
         input.clone(),
@@ -541,49 +541,4 @@ fn a_pattern_is_counted_by_the_states_it_compiles_to() {
     // A short pattern of few states counts about its length.
     let states = crate::stage::patterns::regex_states("abc", None).unwrap();
     assert!((3..=16).contains(&states), "{states}");
-}
-
-/// Distinct patterns from the data that together compile past what one call may hold
-/// (`\w{120}` and a number: about 2 MiB of NFA each, with empty texts, whose steps count
-/// nothing) fail the call, and its rows are tried in smaller groups: every row gets its
-/// answer, none fails. Before, DataFusion compiled and kept all of them for the batch (300
-/// of them took 2 GiB).
-#[test]
-fn distinct_patterns_of_a_batch_are_held_to_what_one_call_may_compile() {
-    let input = Arc::new(Schema::new(vec![
-        Field::new("a", DataType::Utf8, true),
-        Field::new("b", DataType::Utf8, true),
-    ]));
-    let n = 12;
-    let patterns: Vec<String> = (0..n).map(|i| format!(r"\w{{120}}{i}")).collect();
-    let texts: Vec<&str> = (0..n).map(|i| if i % 2 == 0 { "" } else { "x" }).collect();
-    let b = RecordBatch::try_new(
-        input.clone(),
-        vec![
-            Arc::new(StringArray::from(texts)),
-            Arc::new(StringArray::from(
-                patterns.iter().map(String::as_str).collect::<Vec<_>>(),
-            )),
-        ],
-    )
-    .unwrap();
-    let weights = crate::stage::patterns::regex_weights(
-        &datafusion_expr::ColumnarValue::Array(b.column(1).clone()),
-        None,
-        n,
-    );
-    let e = weights.unwrap_err().to_string();
-    assert!(
-        e.contains("patterns from the data may compile to at most"),
-        "{e}"
-    );
-    for call in ["regexp_like(a, b)", "a ~ b"] {
-        set_account(Account::default());
-        let applied = select(&input, call).unwrap().apply(b.clone());
-        assert!(applied.failed.is_empty(), "{call}: {:?}", applied.failed);
-        let out = applied.batch.unwrap();
-        assert_eq!(out.num_rows(), n, "{call}");
-        let r = out.column(out.num_columns() - 1).as_boolean();
-        assert!((0..n).all(|i| !r.value(i)), "{call}");
-    }
 }

@@ -162,6 +162,16 @@ impl PatternOp {
             )
         )
     }
+
+    /// The regular expression matches regardless of case (`~*`, `!~*`, and `SIMILAR TO`'s
+    /// case-insensitive forms): DataFusion compiles it with the flag `i`, whose case folding
+    /// can make an NFA several times larger.
+    pub(super) fn folds_case(&self) -> bool {
+        matches!(
+            self.op,
+            Op::Binary(Operator::RegexIMatch | Operator::RegexNotIMatch)
+        )
+    }
 }
 
 /// The most the distinct patterns of one call may compile to, in bytes of their Thompson
@@ -172,13 +182,15 @@ impl PatternOp {
 /// pattern within the regex crate's own limit (10 MiB) always fits.
 pub const MAX_CALL_PATTERNS: u64 = 16 << 20;
 
-/// The states each row's pattern compiles to with its flags (`None` for a null pattern; its
+/// The states each row's pattern compiles to with its flags, and the flag `i` when `fold`
+/// (`None` for a null pattern; its
 /// length when it does not compile: the function fails on it), each distinct pattern
 /// compiled once per call; the call fails when its distinct patterns compile to more than
 /// [`MAX_CALL_PATTERNS`].
 pub(super) fn regex_weights(
     pattern: &ColumnarValue,
     flags: Option<&ColumnarValue>,
+    fold: bool,
     rows: usize,
 ) -> Result<Vec<Option<u64>>> {
     use arrow::array::{Array, AsArray};
@@ -206,7 +218,7 @@ pub(super) fn regex_weights(
                 // One that does not compile to an NFA may still compile for DataFusion
                 // (a long list of words, as Aho-Corasick only): it takes the whole budget.
                 let (states, bytes) =
-                    regex_cost(p, f).unwrap_or((p.len() as u64, MAX_CALL_PATTERNS));
+                    regex_cost(p, f, fold).unwrap_or((p.len() as u64, MAX_CALL_PATTERNS));
                 compiled = compiled.saturating_add(bytes);
                 if compiled > MAX_CALL_PATTERNS {
                     return datafusion_common::exec_err!(
@@ -229,13 +241,16 @@ pub(super) fn regex_weights(
 /// function then fails on it too), or passes the regex crate's own limit (10 MiB).
 #[cfg(test)]
 pub(super) fn regex_states(pattern: &str, flags: Option<&str>) -> Option<u64> {
-    regex_cost(pattern, flags).map(|(states, _)| states)
+    regex_cost(pattern, flags, false).map(|(states, _)| states)
 }
 
-/// [`regex_states`] and the bytes the NFA takes.
-fn regex_cost(pattern: &str, flags: Option<&str>) -> Option<(u64, u64)> {
+/// [`regex_states`] (with the flag `i` too when `fold`) and the bytes the NFA takes.
+fn regex_cost(pattern: &str, flags: Option<&str>, fold: bool) -> Option<(u64, u64)> {
     use regex_automata::nfa::thompson::{Config, NFA};
-    let flags: String = flags.unwrap_or("").chars().filter(|c| *c != 'g').collect();
+    let mut flags: String = flags.unwrap_or("").chars().filter(|c| *c != 'g').collect();
+    if fold {
+        flags.push('i');
+    }
     let whole;
     let pattern = match flags.is_empty() {
         false => {
@@ -250,3 +265,7 @@ fn regex_cost(pattern: &str, flags: Option<&str>) -> Option<(u64, u64)> {
         .ok()?;
     Some((nfa.states().len() as u64, nfa.memory_usage() as u64))
 }
+
+#[cfg(test)]
+#[path = "patterns_tests.rs"]
+mod tests;
