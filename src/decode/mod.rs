@@ -310,14 +310,21 @@ impl RecordDecoder {
 
     /// Decodes every record of `chunk`.
     pub fn decode(&mut self, chunk: &Chunk) -> Decoded {
+        // Stage functions' size guards count what they grow each chunk by.
+        crate::stage::guard::set_account(Default::default());
+        self.decode_on(chunk)
+    }
+
+    /// Decodes every record of `chunk`, its stage functions' growth and work counted on
+    /// from the last decode of this thread: the pieces of one push request are one account,
+    /// as the request is (held at once, each piece's growth added to the others').
+    pub fn decode_on(&mut self, chunk: &Chunk) -> Decoded {
         let mut records = Vec::new();
         framing::split_records_of(chunk, &self.opts.kind, &mut records);
         let mut out = Decoded {
             records: records.len() as u64,
             ..Default::default()
         };
-        // Stage functions' size guards count what they grow each chunk by.
-        crate::stage::guard::set_account(Default::default());
         for group in records.chunks(self.opts.batch_size.max(1)) {
             self.decode_guarded(chunk, group, &mut out);
         }

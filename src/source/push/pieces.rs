@@ -42,8 +42,66 @@ pub(super) fn decode_in_pieces(
             first_offset: cut as u64,
             ..Chunk::default()
         };
-        pieces.push((end as u64, decoder.decode(&piece)));
+        // One account of stage growth and work for the whole request, as for a request of
+        // one piece: all pieces are held at once. Each counted from nothing, a request held
+        // 256 MiB of growth per piece.
+        let decoded = match k {
+            0 => decoder.decode(&piece),
+            _ => decoder.decode_on(&piece),
+        };
+        pieces.push((end as u64, decoded));
         cut = end;
     }
     pieces
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::decode::DecodeOptions;
+    use crate::schema::RepoSchema;
+    use crate::stage::{OnError, Stages};
+
+    /// The pieces of one request are held at once, so they share one account of what stage
+    /// functions grow their values by (256 MiB): past it, records are dead letters. Before,
+    /// each piece counted from nothing and a request of n pieces grew by n × 256 MiB.
+    #[test]
+    fn the_pieces_of_a_request_share_one_account_of_stage_growth() {
+        let schema = "name = \"m\"\n[[fields]]\nname = \"m\"\ntype = \"string\"\n";
+        let schema = Arc::new(RepoSchema::parse(schema, Path::new("m.toml")).unwrap());
+        let mut decoder = RecordDecoder::new(schema, DecodeOptions::default(), None).unwrap();
+        // Each record grows by 6 KiB: a piece (16,384 records) by 96 MiB, three by 288 MiB.
+        let spec = toml::from_str("select = [\"repeat(m, 1025) AS m\"]").unwrap();
+        let stages = Stages::plan(&[spec], decoder.output_schema(), OnError::DeadLetter);
+        decoder = decoder.with_stages(stages.unwrap());
+        let lines = 3 * MAX_CHUNK_LINES;
+        let chunk = Chunk {
+            data: "{\"m\":\"aaaaaa\"}\n".repeat(lines).into_bytes(),
+            first_line: 1,
+            ..Chunk::default()
+        };
+        let pieces = decode_in_pieces(&mut decoder, &chunk, lines as u64);
+        assert_eq!(pieces.len(), 3);
+        let (rows, dead): (u64, Vec<_>) = (
+            pieces.iter().map(|(_, d)| d.rows()).sum(),
+            pieces.iter().flat_map(|(_, d)| &d.dead).collect(),
+        );
+        assert!(!dead.is_empty(), "no record past 256 MiB grown in all");
+        assert!(
+            dead.iter()
+                .all(|d| d.reason.contains("may grow a chunk by at most")),
+            "{}",
+            dead[0].reason
+        );
+        // Rows up to 256 MiB grown, all of the first two pieces; the rest dead letters.
+        let most = (crate::stage::guard::MAX_GROWTH / (6 * 1024)) as usize;
+        assert!(
+            rows as usize <= most && rows as usize > 2 * MAX_CHUNK_LINES,
+            "{rows}"
+        );
+        assert_eq!(rows as usize + dead.len(), lines);
+    }
 }
