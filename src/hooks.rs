@@ -28,3 +28,15 @@ pub fn at(name: &'static str) {
         f();
     }
 }
+
+/// Point `name` as a choice: runs its closure and answers true if one is set (a step the test
+/// asks for there, as a write that lands before the one that reports), else false.
+pub fn taken(name: &'static str) -> bool {
+    match HOOKS.with(|h| h.borrow_mut().remove(name)) {
+        Some(f) => {
+            f();
+            true
+        }
+        None => false,
+    }
+}

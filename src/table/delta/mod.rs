@@ -344,53 +344,60 @@ impl DeltaTable {
             let name = log_name(version + 1);
             #[cfg(test)]
             crate::hooks::at("delta: before a version's put");
+            #[cfg(test)]
+            if crate::hooks::taken("delta: a put that lands first") {
+                self.dest.put_atomic(&name, &bytes, true)?;
+            }
             let won = match self.dest.put_atomic(&name, &bytes, true) {
-                // Won, but this process may have been paused since it listed the log for as
-                // long as the log's retention (judged at half of it, `stale_after`, for a
-                // margin, or by a checkpoint past this version that predates it: another
-                // writer may have lowered the retention meanwhile): another writer's clean-up
-                // may have removed the versions after the one it knew, so that this one sits
-                // below the newest checkpoint, where readers never look. The log is read again
-                // from its newest checkpoint; a version it does not hold is deleted (the
-                // clean-up, which keeps entries in order, would stop at it) and its commits
-                // written again after the newest.
-                Ok(())
-                    if known.listed.is_none_or(|at| at.past(self.stale_after()))
-                        || self.checked_below_a_checkpoint(version + 1)? =>
-                {
-                    tracing::warn!(
-                        table = %self.url, version = version + 1,
-                        "a version written long after the log was listed: reading the log again to check it is seen"
-                    );
-                    *known = txns::Known::default();
-                    self.read_log(&mut known)?;
-                    caught_up = true;
-                    let seen = left.iter().all(|c| {
-                        known
-                            .txn
-                            .get(&c.key)
-                            .is_some_and(|held| *held >= c.next_offset)
-                    });
-                    if seen {
-                        self.after(version + 1);
-                        return Ok(version + 1);
-                    }
-                    if let Err(e) = self.dest.delete(&name) {
-                        tracing::warn!(table = %self.url, version = version + 1, error = %e, "could not remove a log entry below the newest checkpoint");
-                    }
-                    continue;
-                }
                 Ok(()) => bytes.clone(),
-                // Others wrote after what this process knows: read what they wrote at once,
-                // then each version taken while this one tries.
-                Err(StoreError::Exists { .. }) if !caught_up => {
-                    caught_up = true;
-                    self.read_log(&mut known)?;
-                    continue;
-                }
+                // Ours (a write that reported failure and landed: the store's retry is
+                // refused) or another writer's.
                 Err(StoreError::Exists { .. }) => self.dest.read(&name)?,
                 Err(e) => return Err(e.into()),
             };
+            // Ours, but this process may have been paused since it listed the log for as long
+            // as the log's retention (judged at half of it, `stale_after`, for a margin, or by
+            // a checkpoint past this version that predates it: another writer may have
+            // lowered the retention meanwhile): another writer's clean-up may have removed
+            // the versions after the one it knew, so that this one sits below the newest
+            // checkpoint, where readers never look. The log is read again from its newest
+            // checkpoint; a version it does not hold is deleted (the clean-up, which keeps
+            // entries in order, would stop at it) and its commits written again after the
+            // newest. Whether the write reported success or found itself there: before, one
+            // found there was taken as published unchecked, and its commits were lost.
+            if won == bytes
+                && (known.listed.is_none_or(|at| at.past(self.stale_after()))
+                    || self.checked_below_a_checkpoint(version + 1)?)
+            {
+                tracing::warn!(
+                    table = %self.url, version = version + 1,
+                    "a version written long after the log was listed: reading the log again to check it is seen"
+                );
+                *known = txns::Known::default();
+                self.read_log(&mut known)?;
+                caught_up = true;
+                let seen = left.iter().all(|c| {
+                    known
+                        .txn
+                        .get(&c.key)
+                        .is_some_and(|held| *held >= c.next_offset)
+                });
+                if seen {
+                    self.after(version + 1);
+                    return Ok(version + 1);
+                }
+                if let Err(e) = self.dest.delete(&name) {
+                    tracing::warn!(table = %self.url, version = version + 1, error = %e, "could not remove a log entry below the newest checkpoint");
+                }
+                continue;
+            }
+            // Others wrote after what this process knows: read what they wrote at once, then
+            // each version taken while this one tries.
+            if won != bytes && !caught_up {
+                caught_up = true;
+                self.read_log(&mut known)?;
+                continue;
+            }
             // Ours (perhaps a write that reported failure and landed) or another writer's:
             // what it published is known either way, once what it set is checked (a version
             // this job cannot follow stays unread, and refuses the next try too).

@@ -124,9 +124,6 @@ pub(super) fn listing(names: Vec<String>) -> Listing {
     l
 }
 
-/// Past this many entries to read, a newer checkpoint is read instead.
-const ENTRIES_BEFORE_CHECKPOINT: u64 = 100;
-
 impl DeltaTable {
     /// The version the log's checkpoint hint (`_delta_log/_last_checkpoint`) names: `None`
     /// without a hint, `Some(None)` for one that names no version this code reads.
@@ -184,14 +181,14 @@ impl DeltaTable {
             txn: known.txn.clone(),
             listed: None,
         };
-        // The entries since what is known if all are there and not too many; else the
-        // newest complete checkpoint and the entries after it.
+        // The newest complete checkpoint since what is known and the entries after it, as
+        // readers read the table; else the entries since what is known. An entry below that
+        // checkpoint is not what readers see: one written into a name the log's clean-up had
+        // freed (a put paused past the retention, landed while it reported failure) holds
+        // commits no reader sees. Read as entries when they were all there, such a version
+        // was taken for published and its commits lost.
         let all_there = (from..=newest).all(|v| l.entries.contains(&v));
-        let checkpoint = l
-            .checkpoints
-            .range(from..=newest)
-            .next_back()
-            .filter(|_| !all_there || newest - from >= ENTRIES_BEFORE_CHECKPOINT);
+        let checkpoint = l.checkpoints.range(from..=newest).next_back();
         let mut last = Facts::default();
         let start = match checkpoint {
             None if all_there => from,

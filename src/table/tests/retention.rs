@@ -87,6 +87,41 @@ fn a_version_written_after_a_pause_past_the_log_retention_is_written_again_where
     assert_eq!(adds(&dest).0.get("a2.parquet"), Some(&1));
 }
 
+/// As above, but the late put lands while it reports failure, and the store's retry of it
+/// finds the name taken: the publisher finds its own version there, after a version taken
+/// by another writer made it read the log. Before, it took its commit as published without
+/// the check above, and the table lost it for good.
+#[test]
+fn a_version_found_there_after_a_pause_past_the_log_retention_is_checked_as_one_written() {
+    let (_d, rt, dest) = setup();
+    let s = schema(None);
+    short_retention_table(&dest, &s);
+    let t = DeltaTable::open(&dest, "job", &s, &[], 2, rt.handle().clone()).unwrap();
+    t.publish(&[commit("t-0", 1, 10, &["a1.parquet"])]).unwrap();
+    // Version 2 is another writer's: `t`'s put of it is refused, and it reads the log.
+    let other = DeltaTable::open(&dest, "job", &s, &[], 2, rt.handle().clone()).unwrap();
+    other
+        .publish(&[commit("t-1", 1, 10, &["b1.parquet"])])
+        .unwrap();
+    other.close();
+    let (d2, s2, h2) = (dest.clone(), s.clone(), rt.handle().clone());
+    // Its put of version 3: paused until the log's clean-up freed that name, then it lands
+    // and its retry finds it there.
+    crate::hooks::set("delta: before a version's put", move || {
+        crate::hooks::set("delta: before a version's put", move || {
+            let other = DeltaTable::open(&d2, "job", &s2, &[], 2, h2).unwrap();
+            publish_until_cleaned_up(&d2, &other, "t-2", "_delta_log/00000000000000000003.json");
+            other.close();
+            crate::hooks::set("delta: a put that lands first", || {});
+        });
+    });
+    t.publish(&[commit("t-0", 2, 20, &["a2.parquet"])]).unwrap();
+    let fresh = DeltaTable::open(&dest, "job", &s, &[], 2, rt.handle().clone()).unwrap();
+    assert_eq!(fresh.published("t-0").unwrap(), Some(20));
+    assert!(!dest.exists("_delta_log/00000000000000000003.json").unwrap());
+    assert_eq!(adds(&dest).0.get("a2.parquet"), Some(&1));
+}
+
 /// A publisher whose version was taken reads the log again and is paused after listing it,
 /// while it reads the entries, for longer than the log's retention: meanwhile another writer
 /// publishes on, checkpoints, and its clean-up removes the entry that held the next version's
