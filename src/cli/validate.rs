@@ -63,6 +63,7 @@ fn validate_one(path: &Path, job: &Job, runtime: &tokio::runtime::Runtime) -> Re
     let out = prepared.decoder.output_schema();
     // A table that refuses the schema makes the job not valid; a store that cannot be read
     // is said below, as the files' check says it.
+    sluice::table::refuse_plain_into_table(&job.table, &dest)?;
     sluice::table::partition_columns(&job.table, &dest, &template)?;
     let table_unread = match sluice::table::check_fits(&job.table, &dest, &out, runtime.handle()) {
         Ok(()) => None,

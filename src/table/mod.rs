@@ -46,6 +46,15 @@ pub enum TableError {
     /// The table's log could not be read (the store, or a log another writer damaged).
     #[error("Delta table {url}: cannot read the log: {reason}")]
     Unread { url: String, reason: String },
+    /// A job without a table writing where one is: its commits would be plain files no
+    /// version names, which the table's writers' catch-up refuses (partitioned by the
+    /// template) or publishes late, and a vacuum deletes.
+    #[error(
+        "{url} holds a Delta table, and this job writes plain files (no `table = \"delta\"` in \
+         [sink]); written there, its commits would stop the table's writers. Set \
+         `table = \"delta\"` to append to the table, or export into another URL"
+    )]
+    NotATableJob { url: String },
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     #[error(transparent)]
@@ -58,7 +67,10 @@ impl TableError {
     pub fn is_permanent(&self) -> bool {
         matches!(
             self,
-            TableError::Schema { .. } | TableError::Conflict { .. } | TableError::History { .. }
+            TableError::Schema { .. }
+                | TableError::Conflict { .. }
+                | TableError::History { .. }
+                | TableError::NotATableJob { .. }
         )
     }
 }
@@ -70,6 +82,18 @@ pub enum TableKind {
     None,
     /// A Delta Lake table, with a log checkpoint every `checkpoint_every` versions.
     Delta { checkpoint_every: u64 },
+}
+
+/// A job without a table (`kind`) is refused where the destination holds one: at start
+/// (`run`, `validate`), and as each partition is claimed (another process may have made the
+/// table since; see `task::membership`).
+pub fn refuse_plain_into_table(kind: &TableKind, dest: &Destination) -> Result<(), TableError> {
+    if *kind == TableKind::None && present(dest)? {
+        return Err(TableError::NotATableJob {
+            url: dest.url().to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// A table's publish step.
@@ -197,6 +221,7 @@ pub fn for_task(
             reason: "--from-checkpoint cannot roll back a table (its readers may have seen the commits); use the table's own time travel or restore".into(),
         });
     }
+    refuse_plain_into_table(kind, dest)?;
     // Before the table is made or opened.
     let fields = partition_columns(kind, dest, template)?;
     let names: Vec<String> = fields.iter().map(|(n, _)| n.clone()).collect();

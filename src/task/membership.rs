@@ -62,6 +62,12 @@ pub fn claim(
     if from_checkpoint.is_some() {
         refuse_a_table_made_since(checkpoints, key)?;
     }
+    // A job without a table where another process made one since this one started: refused
+    // before the new term (a refusal fences no owner) and under it, as a roll-back is.
+    let plain = table.is_none();
+    if plain {
+        refuse_plain_into_a_table_made_since(checkpoints)?;
+    }
     // A new term first: from here on, every older writer of the partition is fenced.
     let term = checkpoints.take_term(key, owner)?;
     #[cfg(test)]
@@ -78,6 +84,10 @@ pub fn claim(
         None => None,
     };
     let rolled = roll.is_some();
+    // (A roll-back checks under the term below, refusing any table with its own reason.)
+    if plain && !rolled {
+        refuse_plain_into_a_table_made_since(checkpoints)?;
+    }
     let r = match roll {
         Some(f) => {
             refuse_a_table_made_since(checkpoints, key)?;
@@ -126,6 +136,17 @@ fn refuse_a_table_made_since(checkpoints: &Checkpoints, key: &str) -> Result<(),
         .into());
     }
     Ok(())
+}
+
+/// See [`crate::table::refuse_plain_into_table`]: a table's writers publish every commit
+/// under a term taken after the table was made, so one made before this term is seen here,
+/// and one made after fences this process's term before its catch-up.
+fn refuse_plain_into_a_table_made_since(checkpoints: &Checkpoints) -> Result<(), TaskError> {
+    let none = crate::table::TableKind::None;
+    Ok(crate::table::refuse_plain_into_table(
+        &none,
+        checkpoints.destination(),
+    )?)
 }
 
 impl Claimed {

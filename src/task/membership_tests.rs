@@ -154,6 +154,28 @@ fn a_roll_back_is_refused_when_a_table_is_made_while_it_claims() {
     roll_back_refused(dir.path(), &cps);
 }
 
+/// A table-less process (an older job file, a second process) claiming a partition of a
+/// destination where another process has made a table: refused, naming the table, before
+/// its new term when the table was there (the table's owner goes on unfenced) and under it
+/// when the table is made while it claims. Before, its plain commits stopped the table's
+/// writers at their next catch-up (files without partition values, refused for good).
+#[test]
+fn a_table_less_claim_is_refused_where_a_table_was_made_since_its_start() {
+    for during in [false, true] {
+        let (dir, rt, cps) = checkpoints();
+        let theirs = a_table_owner(dir.path(), &rt, &cps, during);
+        let e = match claim(&cps, None, "t-0", None) {
+            Ok(_) => panic!("a table-less process claimed a partition of a table"),
+            Err(e) => e.to_string(),
+        };
+        crate::hooks::clear("claim: after the term");
+        assert!(e.contains("holds a Delta table"), "{e}");
+        if !during {
+            cps.check_term("t-0", theirs).unwrap();
+        }
+    }
+}
+
 /// A partition whose records are damaged fails the claims, named by its place in the list,
 /// whichever thread met it.
 #[test]

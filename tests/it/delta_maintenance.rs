@@ -306,6 +306,33 @@ fn partition_columns_past_a_tables_limits_are_refused_by_validate_and_run() {
     }
 }
 
+/// A job without `table = "delta"` (an older job file, a second process) on a destination
+/// that holds a table: `run` and `validate` refuse it, naming the table, and nothing is
+/// written. Before, it committed plain files there, which stopped the table's writers at
+/// their next catch-up (files without partition values).
+#[test]
+fn a_job_without_a_table_is_refused_where_a_table_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    std::fs::write(
+        &input,
+        "{\"ts\":\"2024-05-01T00:00:00Z\",\"host\":\"a\",\"status\":200,\"trace_id\":\"t0\"}\n",
+    )
+    .unwrap();
+    let job = file_job(dir.path(), &input, &schema("nginx_access"), "out/", "");
+    let job = job.to_str().unwrap();
+    sluice_ok(&["run", job]);
+    let text = std::fs::read_to_string(job).unwrap();
+    std::fs::write(job, text.replace("table = \"delta\"\n", "")).unwrap();
+    let files = || files_under(&dir.path().join("out"), false).len();
+    let before = files();
+    for verb in ["validate", "run"] {
+        let err = sluice_refused(&[verb, job]);
+        assert!(err.contains("holds a Delta table"), "{verb}: {err}");
+    }
+    assert_eq!(files(), before, "the refused run wrote files");
+}
+
 /// `vacuum` and `compact` on a job that writes plain files (no `table = "delta"`, say after
 /// it was switched from one): refused before anything is read or deleted. A vacuum took its
 /// committed files for files no table version names and deleted them once their records
