@@ -565,3 +565,21 @@ fn a_csv_line_break_just_past_the_limit_ends_the_over_long_record() {
         (limit as u64 + 1, 2)
     );
 }
+
+/// A block of a gigabyte (`chunk_bytes = "1GiB"`) over a short file holds what was read, not
+/// the block: reads ask for at most `READ_STEP` at a time. Before, the buffer was zeroed to
+/// the whole block before the first read (16 GiB asked took 16 GiB per reader thread).
+#[test]
+fn a_large_block_over_a_short_file_holds_what_was_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("in.jsonl");
+    std::fs::write(&p, "{}\n{}\n").unwrap();
+    let mut r = ChunkReader::open(&InputSource::File(p), None)
+        .unwrap()
+        .with_block_size(1 << 30);
+    let mut c = Chunk::default();
+    assert!(r.next_chunk(&mut c).unwrap());
+    assert_eq!(c.data, b"{}\n{}\n");
+    // (The first read asks for a step, the next, at the end, one more.)
+    assert!(c.data.capacity() <= 2 * READ_STEP, "{}", c.data.capacity());
+}

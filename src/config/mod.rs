@@ -433,6 +433,22 @@ pub fn file_url_path(url: &str) -> Option<&str> {
     })
 }
 
+/// The most `source.chunk_bytes` may be: a chunk's decoded batches must make one batch (a
+/// string column of at most 2 GiB), and each reader and decoder thread holds one.
+pub const MAX_CHUNK_BYTES: u64 = 1 << 30;
+
+/// A `source.chunk_bytes`: positive, at most [`MAX_CHUNK_BYTES`].
+pub(crate) fn chunk_bytes(text: &str) -> Result<(), String> {
+    let n = parse_bytes(text)?;
+    positive(n)?;
+    if n > MAX_CHUNK_BYTES {
+        return Err(format!(
+            "`{text}` is more than a chunk may be, 1GiB (each reader and decoder thread holds one)"
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn positive(v: u64) -> Result<(), String> {
     if v == 0 {
         Err("must be positive".into())

@@ -28,7 +28,7 @@ pub enum SourceSection {
         /// CSV/TSV: each file starts with a header row (columns matched by name).
         #[serde(default = "default_true")]
         header: bool,
-        /// Input read per chunk: files roll and commit at chunk boundaries.
+        /// Input read per chunk (at most 1GiB): files roll and commit at chunk boundaries.
         #[serde(default = "default_chunk")]
         chunk_bytes: String,
         /// A file's last line without a line break: `record` takes it as a record (a file that
@@ -65,7 +65,7 @@ pub enum SourceSection {
         /// partition whose first record is stamped since, starts at that record).
         #[serde(default = "default_reset")]
         auto_offset_reset: String,
-        /// Messages per chunk, in bytes: files roll and commit at chunk boundaries.
+        /// Messages per chunk, in bytes (at most 1GiB): files roll and commit at chunk boundaries.
         #[serde(default = "default_chunk")]
         chunk_bytes: String,
         /// librdkafka properties, passed through (e.g. `"fetch.wait.max.ms" = "10"`).
@@ -130,7 +130,7 @@ pub enum SourceSection {
         /// cost. Default 256MiB in memory, 4GiB in the WAL.
         #[serde(default)]
         max_retained: Option<String>,
-        /// Log read per chunk: files roll and commit at chunk boundaries.
+        /// Log read per chunk (at most 1GiB): files roll and commit at chunk boundaries.
         #[serde(default = "default_chunk")]
         chunk_bytes: String,
     },
@@ -279,7 +279,7 @@ impl SourceSection {
                 partial_last_line,
                 on_same_start,
             } => {
-                check("source.chunk_bytes", parse_bytes(chunk_bytes).map(|_| ()));
+                check("source.chunk_bytes", super::chunk_bytes(chunk_bytes));
                 check(
                     "source.on_same_start",
                     match on_same_start.as_str() {
@@ -315,7 +315,7 @@ impl SourceSection {
                 options,
                 ..
             } => {
-                check("source.chunk_bytes", parse_bytes(chunk_bytes).map(|_| ()));
+                check("source.chunk_bytes", super::chunk_bytes(chunk_bytes));
                 for key in options.keys() {
                     if let Some(instead) = owned_option(key) {
                         check(
@@ -391,13 +391,13 @@ impl SourceSection {
                     "source.body_timeout",
                     super::parse_duration(body_timeout).map(|_| ()),
                 );
+                check("source.chunk_bytes", super::chunk_bytes(chunk_bytes));
                 for (key, v) in [
                     ("source.wal_segment_bytes", Some(wal_segment_bytes)),
                     ("source.max_body", Some(max_body)),
                     ("source.max_in_flight", max_in_flight_set.as_ref()),
                     ("source.max_pending", Some(max_pending)),
                     ("source.max_retained", max_retained.as_ref()),
-                    ("source.chunk_bytes", Some(chunk_bytes)),
                 ] {
                     if let Some(v) = v {
                         check(key, parse_bytes(v).and_then(positive));

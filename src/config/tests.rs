@@ -323,3 +323,29 @@ fn max_open_files_past_the_commit_bound_is_refused() {
         .to_string();
     assert!(e.contains("sink.max_open_files: at most 4096"), "{e}");
 }
+
+/// `source.chunk_bytes` past 1 GiB is refused, for every source that takes it.
+#[test]
+fn chunk_bytes_past_a_gigabyte_is_refused() {
+    let kafka = "kind = \"kafka\"\nbrokers = \"b:9092\"\ntopics = [\"t\"]";
+    let push = "kind = \"push\"";
+    for source in ["kind = \"file\"\npaths = [\"a.jsonl\"]", kafka, push] {
+        let job = |size: &str| {
+            let text = GOOD.replace(
+                "kind = \"file\"\npaths = [\"a.jsonl\"]",
+                &format!("{source}\nchunk_bytes = \"{size}\""),
+            );
+            let text = match source == push {
+                true => text.replace("[sink]", "[admin]\nlisten = \"127.0.0.1:0\"\n[sink]"),
+                false => text,
+            };
+            Job::parse(&text, Path::new("j.toml")).map_err(|e| e.to_string())
+        };
+        assert!(job("1GiB").is_ok(), "{source}: {:?}", job("1GiB").err());
+        let e = job("1025MiB").unwrap_err();
+        assert!(
+            e.contains("source.chunk_bytes") && e.contains("1GiB"),
+            "{source}: {e}"
+        );
+    }
+}
