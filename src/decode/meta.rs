@@ -93,6 +93,88 @@ pub struct MessageMeta {
     /// [`UNREADABLE`], which never decodes; the decoder makes each a dead letter with these
     /// bytes and this reason.
     pub unreadable: Vec<(usize, Vec<u8>, String)>,
+    /// Messages whose raw line breaks (between JSON tokens) were made spaces to stand as one
+    /// line: a dead letter of such a line gets them back, and holds the message's own bytes.
+    pub rewritten: LineBreaks,
+}
+
+/// Where the raw line breaks of messages were, by the index of the message's line, all in
+/// one buffer (a message of JSON and a final line break, as many producers write, costs no
+/// allocation of its own).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct LineBreaks {
+    /// Each message's line index and where its positions end in `at` (they start where the
+    /// previous message's end).
+    lines: Vec<(usize, usize)>,
+    /// Positions in the message, [`LINE_BREAK_CR`] set for a CR (else an LF).
+    at: Vec<u32>,
+}
+
+/// Set in a [`LineBreaks`] position whose byte was a CR (else an LF).
+const LINE_BREAK_CR: u32 = 1 << 31;
+
+impl LineBreaks {
+    /// Records the line breaks of `bytes`, the message of line `index` (after every line
+    /// recorded so far); the bytes the record takes.
+    pub fn push(&mut self, index: usize, bytes: &[u8]) -> usize {
+        let before = self.at.len();
+        for i in memchr::memchr2_iter(b'\n', b'\r', bytes) {
+            let cr = if bytes[i] == b'\r' { LINE_BREAK_CR } else { 0 };
+            self.at.push(i as u32 | cr);
+        }
+        self.lines.push((index, self.at.len()));
+        4 * (self.at.len() - before) + 16
+    }
+
+    /// The bytes the records take (as `push` counts them).
+    pub fn cost(&self) -> usize {
+        4 * self.at.len() + 16 * self.lines.len()
+    }
+
+    /// Takes the records of the first `k` lines; those left are renumbered from 0.
+    pub fn take_first(&mut self, k: usize) -> LineBreaks {
+        let n = self.lines.partition_point(|(line, _)| *line < k);
+        let cut = n.checked_sub(1).map_or(0, |j| self.lines[j].1);
+        let taken = LineBreaks {
+            lines: self.lines.drain(..n).collect(),
+            at: self.at.drain(..cut).collect(),
+        };
+        for (line, end) in &mut self.lines {
+            *line -= k;
+            *end -= cut;
+        }
+        taken
+    }
+
+    /// Puts back into `line` (the message of line `index`, as buffered) the line breaks it
+    /// had; false when it had none recorded.
+    pub fn restore(&self, index: usize, line: &mut [u8]) -> bool {
+        let Ok(j) = self.lines.binary_search_by_key(&index, |(l, _)| *l) else {
+            return false;
+        };
+        let start = j.checked_sub(1).map_or(0, |p| self.lines[p].1);
+        for &b in &self.at[start..self.lines[j].1] {
+            if let Some(byte) = line.get_mut((b & !LINE_BREAK_CR) as usize) {
+                *byte = if b & LINE_BREAK_CR != 0 { b'\r' } else { b'\n' };
+            }
+        }
+        true
+    }
+
+    /// The recorded lines' indexes, in order.
+    pub fn lines(&self) -> impl Iterator<Item = usize> + '_ {
+        self.lines.iter().map(|(l, _)| *l)
+    }
+
+    pub fn clear(&mut self) {
+        self.lines.clear();
+        self.at.clear();
+    }
+
+    pub fn shrink_to(&mut self, lines: usize) {
+        self.lines.shrink_to(lines.min(64));
+        self.at.shrink_to(lines.min(64));
+    }
 }
 
 /// What tells one message of a partition from another at the same offset: a topic deleted
@@ -144,6 +226,7 @@ impl MessageMeta {
         self.keys.clear();
         self.headers.clear();
         self.unreadable.clear();
+        self.rewritten.clear();
     }
 
     /// Gives back room past `lines` messages (see `Part::emit`).
@@ -152,6 +235,7 @@ impl MessageMeta {
         self.keys.shrink_to(lines);
         self.headers.shrink_to(lines);
         self.unreadable.shrink_to(lines.min(64));
+        self.rewritten.shrink_to(lines);
     }
 }
 

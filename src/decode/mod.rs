@@ -346,6 +346,23 @@ impl RecordDecoder {
                 out.dead[i].reason.clone_from(why);
             }
         }
+        // Messages whose line breaks stood as spaces: a dead letter holds them again.
+        for index in chunk.meta.rewritten.lines() {
+            let line = chunk.first_line + index as u64;
+            let Ok(i) = out.dead.binary_search_by_key(&line, |d| d.position.line) else {
+                continue;
+            };
+            // The message's whole line (the record may be trimmed of its spaces).
+            let start = match index.checked_sub(1) {
+                Some(j) => chunk.ends.get(j).map(|e| e + 1),
+                None => Some(0),
+            };
+            if let (Some(start), Some(&end)) = (start, chunk.ends.get(index)) {
+                let mut own = chunk.data[start..end].to_vec();
+                chunk.meta.rewritten.restore(index, &mut own);
+                out.dead[i].record = own;
+            }
+        }
         if !skipped.is_empty() {
             out.dead
                 .retain(|d| skipped.binary_search(&d.position.line).is_err());

@@ -297,11 +297,13 @@ impl Part {
                 self.buf.extend_from_slice(UNREADABLE);
             }
             Some(bytes) => {
+                // Where each was, so that a dead letter holds the message's own bytes.
+                self.meta_bytes += self.meta.rewritten.push(index, bytes);
                 self.buf.extend(
                     bytes
                         .iter()
                         .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
-                )
+                );
             }
         }
         self.ends.push(self.buf.len());
@@ -426,6 +428,7 @@ impl Part {
             .into_iter()
             .map(|(line, bytes, why)| (line - k, bytes, why))
             .collect();
+        theirs.rewritten = ours.rewritten.take_first(k);
         self.meta_bytes = ours.keys.iter().flatten().map(Vec::len).sum::<usize>()
             + ours
                 .headers
@@ -437,7 +440,8 @@ impl Part {
                 .unreadable
                 .iter()
                 .map(|(_, b, why)| unreadable_cost(b, why))
-                .sum::<usize>();
+                .sum::<usize>()
+            + ours.rewritten.cost();
         chunk.first_line = 1;
         chunk.first_offset = 0;
         chunk.from_offset = Some(self.from as u64);

@@ -266,3 +266,62 @@ fn the_index_finds_partitions_among_few_and_many_topics() {
         assert_eq!(index.get("elsewhere", 0), None);
     }
 }
+
+/// A message whose raw line breaks stood as spaces (to be one line) and that does not decode
+/// is a dead letter of its own bytes, line breaks and all, whether its chunk took every
+/// buffered message or was cut short before the rest. Before, it held the spaces: replayed
+/// from the dead letters, other bytes than the message's.
+#[test]
+fn a_dead_letter_of_a_message_with_line_breaks_holds_its_own_bytes() {
+    let schema = "name = \"a\"\n[[fields]]\nname = \"a\"\ntype = \"int64\"\n";
+    let schema = crate::schema::RepoSchema::parse(schema, std::path::Path::new("a.toml"));
+    let mut decoder = crate::decode::RecordDecoder::new(
+        std::sync::Arc::new(schema.unwrap()),
+        Default::default(),
+        None,
+    )
+    .unwrap();
+    let payloads: [&[u8]; 5] = [
+        b"{\"a\":\r\n2}",
+        b"hello\r\nworld",
+        b"{\"a\":1}",
+        b"\n{\"a\":\n}\r",
+        b"{\"a\":\n\"x\"}",
+    ];
+    for cut in [None, Some(2)] {
+        let info = PartitionInfo {
+            id: 0,
+            topic: "t".into(),
+            number: 0,
+        };
+        let mut part = Part::new(info, 0);
+        for (i, p) in payloads.iter().enumerate() {
+            part.line(Some(p), false);
+            part.offsets.push(i as u64);
+        }
+        let mut dead = Vec::new();
+        let mut rows = 0;
+        let mut first = 0;
+        while !part.ends.is_empty() {
+            let mut chunk = Chunk::default();
+            match cut {
+                Some(k) if part.ends.len() > k => part.emit_first(k, &mut chunk),
+                _ => part.emit(&mut chunk, None),
+            };
+            let d = decoder.decode(&chunk);
+            rows += d.rows();
+            dead.extend(
+                d.dead
+                    .into_iter()
+                    .map(|d| (first + d.position.line, d.record)),
+            );
+            first += chunk.ends.len() as u64;
+        }
+        assert_eq!(rows, 2, "{cut:?}");
+        let want: Vec<(u64, Vec<u8>)> = [2, 4, 5]
+            .into_iter()
+            .map(|line| (line, payloads[line as usize - 1].to_vec()))
+            .collect();
+        assert_eq!(dead, want, "{cut:?}");
+    }
+}
