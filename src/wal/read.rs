@@ -55,9 +55,10 @@ impl Wal {
         Ok(())
     }
 
-    /// Reads whole records from `pos` (a record boundary, or inside a record) up to `limit`
-    /// (the durable end), appending payload bytes to `out` until at least `max` bytes were
-    /// added. Returns the position after what was read.
+    /// Reads records from `pos` (a record boundary, or inside a record) up to `limit` (the
+    /// durable end, or inside a record: a piece of a push request ends there), appending
+    /// payload bytes to `out` until at least `max` bytes were added. Returns the position
+    /// after what was read.
     pub fn read(
         &mut self,
         pos: u64,
@@ -118,13 +119,17 @@ impl Wal {
                 }
                 offset += RECORD_HEADER;
             };
+            // Up to `limit`; a record checked is read whole (its checksum covers all of it).
+            let upto = len.min(limit - rec_pos);
+            let check = sums && skip == 0;
+            let read_to = if check { len } else { upto };
             let from = out.len();
-            out.resize(from + (len - skip) as usize, 0);
+            out.resize(from + (read_to - skip) as usize, 0);
             file.read_exact_at(&mut out[from..], offset + RECORD_HEADER + skip)
                 .map_err(io(&path))?;
-            // A record read whole is checked whole (one read from inside is a resume's,
-            // rare: its start is not read).
-            if sums && skip == 0 && crc(rec_pos, &out[from..]) != sum {
+            // A record read from its start is checked whole (one read from inside is a
+            // resume's or a later piece's: its start is not read).
+            if check && crc(rec_pos, &out[from..]) != sum {
                 out.truncate(from);
                 return Err(WalError::Corrupt {
                     path: path.clone(),
@@ -134,8 +139,11 @@ impl Wal {
                     ),
                 });
             }
-            at = rec_pos + len;
-            self.cursor = Some((base, offset + RECORD_HEADER + len, at));
+            out.truncate(from + (upto - skip) as usize);
+            at = rec_pos + upto;
+            if upto == len {
+                self.cursor = Some((base, offset + RECORD_HEADER + len, at));
+            }
             self.last_read = Some((base, offset, rec_pos, len));
         }
         Ok(at)

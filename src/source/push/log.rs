@@ -32,8 +32,10 @@ impl MemLog {
             let Some((p, r)) = self.records.get(i) else {
                 break;
             };
-            out.extend_from_slice(&r[(at - p) as usize..]);
-            at = p + r.len() as u64;
+            // Up to `limit` (a piece of a request ends inside it).
+            let end = (limit - p).min(r.len() as u64);
+            out.extend_from_slice(&r[(at - p) as usize..end as usize]);
+            at = p + end;
             i += 1;
         }
         at
@@ -314,6 +316,33 @@ mod tests {
             (109, 109),
             "the end never moves back"
         );
+    }
+
+    /// A read stops at its limit inside a record (a piece of a request decoded in pieces ends
+    /// there), and the next goes on from it: each piece's read copies that piece, not the
+    /// rest of the request (k pieces read about k²/2 pieces' worth, then cut it). A read
+    /// from a record's start that checks sums still checks the whole record.
+    #[test]
+    fn a_read_stops_at_its_limit_inside_a_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open_with(dir.path(), 1 << 20, crate::wal::Damage::Refuse)
+            .unwrap()
+            .0;
+        for mut log in [Log::Memory(MemLog::default()), Log::Wal(Box::new(wal))] {
+            log.seek_check(0).unwrap();
+            log.append(b"0123456789".to_vec()).unwrap();
+            log.append(b"ab".to_vec()).unwrap();
+            let mut read = |pos, limit, sums| {
+                let mut out = Vec::new();
+                let next = log.read(pos, limit, usize::MAX, &mut out, sums).unwrap();
+                (next, String::from_utf8(out).unwrap())
+            };
+            assert_eq!(read(0, 4, true), (4, "0123".into()));
+            assert_eq!(read(4, 7, false), (7, "456".into()));
+            assert_eq!(read(7, 11, false), (11, "789a".into()));
+            assert_eq!(read(11, 12, true), (12, "b".into()));
+            assert_eq!(read(0, 12, true), (12, "0123456789ab".into()));
+        }
     }
 
     /// A replay holds at most MAX_CHUNK_LINES lines (tiny records decode to many times their

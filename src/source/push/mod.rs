@@ -353,18 +353,9 @@ impl Source for PushSource {
         let cost = self.intake.settings.cost.as_ref();
         let next = if decoded.is_some() {
             // The rows come from memory: the text's checksums are not checked (see
-            // `Wal::read_records`). A piece of a request decoded in pieces ends inside it:
-            // what is read past its end is the next piece's.
-            let before = chunk.data.len();
-            g.log
-                .read(pos, limit, max, &mut chunk.data, false)
-                .map(|next| match next > limit {
-                    true => {
-                        chunk.data.truncate(before + (limit - pos) as usize);
-                        limit
-                    }
-                    false => next,
-                })
+            // `Wal::read_records`). A piece of a request decoded in pieces ends inside it: the
+            // read stops there.
+            g.log.read(pos, limit, max, &mut chunk.data, false)
         } else {
             let measured = cost.map(|c| (c, &mut tally));
             let quote = self.intake.settings.quote;
