@@ -37,6 +37,26 @@ fn take_back(dest: &Destination, record: &str, what: &str) {
     }
 }
 
+/// After a refusal of a name that had committed nothing: takes back its range record in
+/// `dest` (and its copy in `copy`) once the claims its earlier runs left unfinished are
+/// settled and still nothing stands. Such a claim's files are visible: taken back before,
+/// the record no longer kept the live job (or another backfill) from writing their offsets
+/// again, and readers saw them twice. A settle that fails keeps the record.
+fn take_back_uncommitted(dest: &Destination, name: &str, record: &str, copy: Option<&Live>) {
+    match Checkpoints::new(dest.clone(), name).settle_unfinished(sluice::commit::owner_id()) {
+        Ok(false) => {
+            take_back(dest, record, "range record");
+            if let Some(l) = copy {
+                take_back(&l.dest, record, "copy of the range record");
+            }
+        }
+        Ok(true) => {}
+        Err(e) => {
+            tracing::warn!(backfill = %name, error = %e, "could not settle this name's unfinished commits: its range record is kept")
+        }
+    }
+}
+
 /// The backfill's state folder (locked by this run): this host's name and the folder's path,
 /// for people, and the folder's id (`<state>/backfill-id`, random, made once): folders at
 /// one path on two hosts of one name (containers) are told apart, and one folder is known
@@ -237,7 +257,7 @@ pub fn hold_range(
                 Some(c) if ours_there(&c, l) => l.dest.put_atomic(&record, &bytes, false)?,
                 Some(c) => {
                     if !committed {
-                        take_back(&dest, &record, "range record");
+                        take_back_uncommitted(&dest, name, &record, None);
                     }
                     return Err(taken(&c, l));
                 }
@@ -262,10 +282,7 @@ pub fn hold_range(
         // Made by a run from this state folder (the copy too): no other run takes them
         // over while nothing is committed (see above).
         if !committed {
-            take_back(&dest, &record, "range record");
-            if let Some(l) = copy {
-                take_back(&l.dest, &record, "copy of the range record");
-            }
+            take_back_uncommitted(&dest, name, &record, copy);
         }
         let text: Vec<String> = found.iter().map(Clash::text).collect();
         bail!(

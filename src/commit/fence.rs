@@ -522,6 +522,25 @@ impl Checkpoints {
         Ok(())
     }
 
+    /// Settles the claims earlier owners of every partition left unfinished (their files,
+    /// visible, removed; a commit that won first stands), each under a new term, for a run
+    /// that stops before it claims its partitions (a refused backfill taking back its range
+    /// record). Returns whether a commit of the job stands then.
+    pub fn settle_unfinished(&self, owner: &str) -> Result<bool, CheckpointError> {
+        let root = format!("_sluice/{}/fence/", self.job);
+        for key in self.dest.folders(&root)? {
+            if self.listing(&key)?.claims.is_empty() {
+                continue;
+            }
+            let term = self.take_term(&key, owner)?;
+            let r = self.reconcile(&key, term, owner)?;
+            if !r.removed.is_empty() {
+                tracing::warn!(partition = %key, files = ?r.removed, "removed files of an unfinished commit");
+            }
+        }
+        self.committed()
+    }
+
     /// Brings a partition in line with the store for the owner of `term`: claims without an
     /// outcome are aborted (a commit that won first stands) and their files removed. Fenced
     /// when a newer term exists.

@@ -4,6 +4,7 @@ mod abuse;
 mod admin;
 mod backfill_ranges;
 mod backfill_schemas;
+mod backfill_settle;
 mod bounds;
 mod config_schema;
 mod convert;

@@ -1,0 +1,59 @@
+//! A refused backfill takes back its range record only once the commits its earlier runs
+//! left unfinished are settled: their files were visible, and without the record the live job
+//! wrote their offsets again.
+
+use crate::helpers::*;
+use crate::kafka::{cluster, produce_events};
+
+/// A backfill into the live folder dies after its first commit's files became visible and
+/// before its checkpoint. The live job, starting, stops at the backfill's range (not
+/// committed) having recorded where it starts. The backfill run again is refused (the live
+/// job started inside its range): it settles its unfinished commit (the visible files go),
+/// then takes back its range record, and the live job's next start writes every record once.
+/// Before, the record was taken back with the files still there, and the live job wrote
+/// their records a second time.
+#[test]
+fn a_refused_backfill_settles_its_unfinished_commits_before_it_takes_back_its_range() {
+    let topic = "settle";
+    let c = cluster(topic);
+    let bootstrap = c.bootstrap_servers();
+    produce_events(&bootstrap, topic, 0, 4000, 4, None);
+    let dir = tempfile::tempdir().unwrap();
+    let job = crate::kafka::job_with(dir.path(), &bootstrap, topic, "");
+    let jobs = job.to_str().unwrap();
+    let out = dir.path().join("out");
+    let crashed = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["backfill", jobs, "--to", "latest"])
+        .env("SLUICE_FAULT", "after_files:1")
+        .output()
+        .unwrap();
+    assert!(!crashed.status.success());
+    let visible = trace_ids(&out).len();
+    assert!(visible > 0, "the crashed backfill's files are not visible");
+    // The live job stops at the range of a backfill that has not committed.
+    let log = dir.path().join("live.log");
+    let mut live = crate::kafka::spawn_run(&job, &log);
+    let status = wait_exit(
+        live.child(),
+        "the live job to stop at the backfill's range",
+        120,
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!status.success(), "{text}");
+    assert!(text.contains("once the backfill has committed"), "{text}");
+    // The backfill again: refused, the live job having started inside its range.
+    let err = sluice_refused(&["backfill", jobs, "--to", "latest"]);
+    assert!(err.contains("other writers of"), "{err}");
+    assert!(
+        trace_ids(&out).is_empty(),
+        "the refused backfill left its unfinished commit's files visible"
+    );
+    // The live job now starts (the range is taken back) and writes every record once.
+    let mut live = crate::kafka::spawn_run(&job, &log);
+    crate::kafka::wait_for(&out, 4000, 120);
+    sigterm(live.child());
+    assert!(wait_exit(live.child(), "the live job to stop", 60).success());
+    let ids = trace_ids(&out);
+    assert_eq!(ids.len(), 4000);
+    assert!(ids.values().all(|c| *c == 1), "a record twice");
+}
