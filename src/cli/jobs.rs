@@ -404,6 +404,11 @@ pub fn run_roll_back_plan(path: &Path, repo: Option<&str>, f: FromCheckpoint) ->
                 stops += 1;
                 continue;
             }
+            if let Err(why) = sluice::commit::check_roll_back_listing(&key, &history, seq) {
+                println!("  stop at partition {key}: {why}");
+                stops += 1;
+                continue;
+            }
             let later: Vec<_> = history.iter().filter(|c| c.seq > seq).collect();
             println!(
                 "  resume partition {key} at offset {} (if the source still holds it), removing {} later commits:",

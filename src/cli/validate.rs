@@ -63,8 +63,14 @@ fn validate_one(path: &Path, job: &Job, runtime: &tokio::runtime::Runtime) -> Re
     let out = prepared.decoder.output_schema();
     // A table that refuses the schema makes the job not valid; a store that cannot be read
     // is said below, as the files' check says it.
-    sluice::table::refuse_plain_into_table(&job.table, &dest)?;
     sluice::table::partition_columns(&job.table, &dest, &template)?;
+    // A job without a table where one is: not valid; a store that cannot be read is said
+    // below.
+    let plain_unread = match sluice::table::refuse_plain_into_table(&job.table, &dest) {
+        Ok(()) => None,
+        Err(e @ sluice::table::TableError::NotATableJob { .. }) => return Err(e.into()),
+        Err(e) => Some(e),
+    };
     let table_unread = match sluice::table::check_fits(&job.table, &dest, &out, runtime.handle()) {
         Ok(()) => None,
         Err(
@@ -132,6 +138,9 @@ fn validate_one(path: &Path, job: &Job, runtime: &tokio::runtime::Runtime) -> Re
     }
     if let Some(e) = table_unread {
         println!("  the schema was not checked against the Delta table's: {e}");
+    }
+    if let Some(e) = plain_unread {
+        println!("  whether the destination holds a Delta table was not checked: {e}");
     }
     Ok(())
 }

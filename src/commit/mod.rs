@@ -25,6 +25,7 @@ mod model;
 mod probe;
 pub mod ranges;
 mod rollback;
+pub use rollback::check_roll_back_listing;
 pub mod skip;
 #[cfg(test)]
 mod tests;

@@ -4,25 +4,66 @@
 use super::checkpoint::{Checkpoint, CheckpointError, Checkpoints, Outcome, Rollback, VERSION};
 use super::fence::{Claim, Reconciled};
 use super::now_ms;
+use crate::store::RECORD_CAP;
+
+/// What a roll-back's claim lists of commit `c` (its files' and dead letters' paths, each
+/// quoted and escaped, indented, with a comma and a line break), in bytes, at most.
+fn listed(c: &Checkpoint) -> u64 {
+    c.files
+        .iter()
+        .map(|f| &f.path)
+        .chain(&c.dead_letter_files)
+        .map(|p| serde_json::to_string(p).map_or(0, |j| j.len() as u64 + 8))
+        .sum()
+}
+
+/// What one claim may list: what one record holds (`cap`), less a sixteenth for its other
+/// fields.
+fn budget(cap: u64) -> u64 {
+    cap - cap / 16
+}
+
+/// Refuses a roll-back of partition `key` to `target` whose claim would list more than one
+/// record holds, from the partition's `history` (its standing commits, oldest first): run
+/// for every partition before any is rolled back, so that none is when another would be
+/// refused at its claim.
+pub fn check_roll_back_listing(
+    key: &str,
+    history: &[Checkpoint],
+    target: u64,
+) -> Result<(), CheckpointError> {
+    check_listing(key, history, target, RECORD_CAP)
+}
+
+/// [`check_roll_back_listing`] for records of up to `cap` bytes.
+fn check_listing(
+    key: &str,
+    history: &[Checkpoint],
+    target: u64,
+    cap: u64,
+) -> Result<(), CheckpointError> {
+    let undone: Vec<&Checkpoint> = history.iter().filter(|c| c.seq > target).collect();
+    let bytes: u64 = undone.iter().map(|c| listed(c)).sum();
+    if bytes > budget(cap) {
+        return Err(CheckpointError::RollbackTooLarge {
+            key: key.to_string(),
+            target,
+            bytes,
+            cap,
+            step: one_step(&undone, target, cap),
+        });
+    }
+    Ok(())
+}
 
 /// What to do instead of a roll-back to `target` that undoes too many files at once: roll
-/// back first to the oldest standing checkpoint whose undoing lists what one record (`cap`)
-/// holds, less a sixteenth for the claim's other fields.
+/// back first to the oldest standing checkpoint whose undoing lists what one claim may.
 fn one_step(undone: &[&Checkpoint], target: u64, cap: u64) -> String {
-    let budget = cap - cap / 16;
-    let mut listed = 0u64;
+    let mut sum = 0u64;
     let mut step = None;
-    // From the newest: each path as the claim lists it (quoted and escaped, indented, a comma
-    // and a line break).
     for (i, c) in undone.iter().enumerate().rev() {
-        listed += c
-            .files
-            .iter()
-            .map(|f| &f.path)
-            .chain(&c.dead_letter_files)
-            .map(|p| serde_json::to_string(p).map_or(0, |j| j.len() as u64 + 8))
-            .sum::<u64>();
-        if listed > budget {
+        sum += listed(c);
+        if sum > budget(cap) {
             break;
         }
         step = Some(i.checked_sub(1).map_or(target, |older| undone[older].seq));
@@ -189,6 +230,13 @@ mod tests {
             cps.roll_back_to(KEY, to, t, "a")
                 .map(|r| r.latest.map(|c| c.seq))
         };
+        // Found from the history before any term is taken, with the same step.
+        let history = cps.history(KEY).unwrap();
+        let early = check_listing(KEY, &history, 1, 16 << 10)
+            .unwrap_err()
+            .to_string();
+        assert!(early.contains("`--from-checkpoint 2` first"), "{early}");
+        check_listing(KEY, &history, 2, 16 << 10).unwrap();
         let e = seq_after(1).expect_err("a roll-back past one record's listing is refused");
         assert!(
             matches!(&e, CheckpointError::RollbackTooLarge { target: 1, .. }),

@@ -202,19 +202,17 @@ pub fn partition_columns(
     Ok(fields)
 }
 
-/// A task's table and its partition columns (names, column indices), all checked before any
-/// data moves: a roll-back is refused whenever the destination holds a table (it deletes
-/// committed files that the log may name), whatever this run's `table` says; the partition
-/// columns are the template's plain `{field}`s, and an existing table without any keeps none.
-pub fn for_task(
+/// What a task checks before anything is recorded (its schema) or a table made: a
+/// roll-back is refused whenever the destination holds a table (it deletes committed files
+/// that the log may name), whatever this run's `table` says; a job without a table where one
+/// is; partition columns past what a commit's records hold. Returns the partition columns
+/// (the template's plain `{field}`s; none without a table), for [`for_task`].
+pub fn check_for_task(
     kind: &TableKind,
     dest: &Destination,
-    job: &str,
-    schema: &SchemaRef,
     template: &crate::sink::paths::PathTemplate,
     rolling_back: bool,
-    runtime: &tokio::runtime::Handle,
-) -> Result<TaskTable, TableError> {
+) -> Result<Vec<(String, usize)>, TableError> {
     if rolling_back && (*kind != TableKind::None || present(dest)?) {
         return Err(TableError::RollBack {
             url: dest.url().to_string(),
@@ -222,8 +220,19 @@ pub fn for_task(
         });
     }
     refuse_plain_into_table(kind, dest)?;
-    // Before the table is made or opened.
-    let fields = partition_columns(kind, dest, template)?;
+    partition_columns(kind, dest, template)
+}
+
+/// A task's table and its partition columns (names, column indices), `fields` as
+/// [`check_for_task`] gave them: an existing table without partition columns keeps none.
+pub fn for_task(
+    kind: &TableKind,
+    dest: &Destination,
+    job: &str,
+    schema: &SchemaRef,
+    fields: Vec<(String, usize)>,
+    runtime: &tokio::runtime::Handle,
+) -> Result<TaskTable, TableError> {
     let names: Vec<String> = fields.iter().map(|(n, _)| n.clone()).collect();
     let table = open(kind, dest, job, schema, &names, runtime)?;
     let columns = table

@@ -40,7 +40,13 @@ impl TaskError {
             self,
             TaskError::Refused { .. }
                 | TaskError::Source(crate::source::SourceError::Refused { .. })
-                | TaskError::Table(crate::table::TableError::RollBack { .. })
+                | TaskError::Table(
+                    crate::table::TableError::RollBack { .. }
+                        | crate::table::TableError::NotATableJob { .. }
+                )
+                | TaskError::Checkpoint(
+                    crate::commit::checkpoint::CheckpointError::RollbackTooLarge { .. }
+                )
         )
     }
 }

@@ -62,12 +62,6 @@ pub fn claim(
     if from_checkpoint.is_some() {
         refuse_a_table_made_since(checkpoints, key)?;
     }
-    // A job without a table where another process made one since this one started: refused
-    // before the new term (a refusal fences no owner) and under it, as a roll-back is.
-    let plain = table.is_none();
-    if plain {
-        refuse_plain_into_a_table_made_since(checkpoints)?;
-    }
     // A new term first: from here on, every older writer of the partition is fenced.
     let term = checkpoints.take_term(key, owner)?;
     #[cfg(test)]
@@ -84,10 +78,6 @@ pub fn claim(
         None => None,
     };
     let rolled = roll.is_some();
-    // (A roll-back checks under the term below, refusing any table with its own reason.)
-    if plain && !rolled {
-        refuse_plain_into_a_table_made_since(checkpoints)?;
-    }
     let r = match roll {
         Some(f) => {
             refuse_a_table_made_since(checkpoints, key)?;
@@ -173,6 +163,19 @@ pub fn claim_all(
     table: Option<&dyn crate::table::Publisher>,
     parts: &[(String, Option<FromCheckpoint>)],
 ) -> Result<Vec<Claimed>, ClaimFailed> {
+    // A job without a table where another process made one since this one started: refused
+    // before any term (a refusal fences no owner), and again once every term is taken (a
+    // table's writers publish under terms taken after it was made: one made before these
+    // terms is seen then, and one made after fences them before its catch-up). Once a claim,
+    // not once a partition: each check lists the destination.
+    let plain = table.is_none();
+    let refuse = |index| {
+        refuse_plain_into_a_table_made_since(checkpoints)
+            .map_err(|error| ClaimFailed { index, error })
+    };
+    if plain && !parts.is_empty() {
+        refuse(0)?;
+    }
     // The claims log as the caller does (its repo).
     let span = tracing::Span::current();
     let done = crate::fanout::each(
@@ -197,6 +200,7 @@ pub fn claim_all(
     }
     match first {
         Some(f) => Err(f),
+        None if plain && !parts.is_empty() => refuse(0).map(|()| claimed),
         None => Ok(claimed),
     }
 }

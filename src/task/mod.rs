@@ -246,6 +246,10 @@ fn run_inner(
     // can follow; it is then recorded as the files' schema.
     let form = crate::evolution::Form::of(&job.format);
     let whose = (name.as_str(), label.as_str());
+    // So is a start the table refuses (a roll-back, a job without a table where one is,
+    // partition columns past the records' bounds).
+    let fields =
+        crate::table::check_for_task(&job.table, &dest, &template, opts.from_checkpoint.is_some())?;
     // A schema the job's table refuses is refused before it is recorded: recorded, it would
     // be the one every later start is checked against, and the table would refuse them all.
     crate::table::check_fits(&job.table, &dest, &out_schema, runtime.handle())?;
@@ -257,8 +261,7 @@ fn run_inner(
         &dest,
         &name,
         &out_schema,
-        &template,
-        opts.from_checkpoint.is_some(),
+        fields,
         runtime.handle(),
     )?;
     // The table records its partition columns' values per file: a value too long for that

@@ -233,7 +233,8 @@ pub(super) fn check_replay(
     seq: u64,
     holds: Option<(u64, u64)>,
 ) -> Result<(), TaskError> {
-    let Some(target) = checkpoints.history(key)?.into_iter().find(|c| c.seq == seq) else {
+    let history = checkpoints.history(key)?;
+    let Some(target) = history.iter().find(|c| c.seq == seq) else {
         // Pruned: a roll-back to it an earlier run made is pruned too, so a flag left set
         // cannot be told from a new one.
         if let Some(below) = checkpoints.pruned_below(key)?.filter(|&b| seq < b) {
@@ -256,6 +257,9 @@ pub(super) fn check_replay(
             .to_string(),
         });
     };
+    // Before any partition's term (a claim listing too much is refused at its claim, after
+    // other partitions may have been rolled back).
+    crate::commit::check_roll_back_listing(key, &history, seq)?;
     if let Some((first, last)) = holds {
         if target.next_offset < first || target.next_offset > last {
             let (job, reason) = (

@@ -322,15 +322,33 @@ fn a_job_without_a_table_is_refused_where_a_table_is() {
     let job = file_job(dir.path(), &input, &schema("nginx_access"), "out/", "");
     let job = job.to_str().unwrap();
     sluice_ok(&["run", job]);
+    // An older job file: no table, and a schema of one field more (recorded, every later
+    // start of the table's job would be checked against it).
+    let wider = dir.path().join("wider.toml");
+    let fields = std::fs::read_to_string(schema("nginx_access")).unwrap();
+    std::fs::write(
+        &wider,
+        fields + "\n[[fields]]\nname = \"extra\"\ntype = \"string\"\n",
+    )
+    .unwrap();
     let text = std::fs::read_to_string(job).unwrap();
-    std::fs::write(job, text.replace("table = \"delta\"\n", "")).unwrap();
+    let text = text.replace("table = \"delta\"\n", "").replace(
+        &format!("{:?}", schema("nginx_access").display().to_string()),
+        &format!("{:?}", wider.display().to_string()),
+    );
+    assert!(text.contains("wider.toml"), "{text}");
+    std::fs::write(job, text).unwrap();
     let files = || files_under(&dir.path().join("out"), false).len();
     let before = files();
     for verb in ["validate", "run"] {
         let err = sluice_refused(&[verb, job]);
         assert!(err.contains("holds a Delta table"), "{verb}: {err}");
     }
-    assert_eq!(files(), before, "the refused run wrote files");
+    assert_eq!(
+        files(),
+        before,
+        "the refused run wrote files (its schema's record)"
+    );
 }
 
 /// `vacuum` and `compact` on a job that writes plain files (no `table = "delta"`, say after
