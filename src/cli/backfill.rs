@@ -92,11 +92,13 @@ pub fn run_backfill(
                     _runtime: runtime,
                 })
             }
-            // The backfill's own destination is checked when it records its range.
-            Err(e) => {
-                tracing::warn!(live = %live_url, error = %format!("{e:#}"), "could not tell whether the backfill's destination is the live job's: what the live job writes next there is not checked");
-                None
-            }
+            // Unknown, the live job's records could be written twice (a destination that is the
+            // live one spelled another way would go unchecked): refused, nothing written.
+            Err(e) => return Err(e.context(format!(
+                "could not tell whether --url {ours} is the live job's destination ({live_url}) \
+                     spelled another way; the backfill wrote nothing. Run it again once both can \
+                     be reached"
+            ))),
         }
     };
     // The schema the backfill writes, for the checks against the live job's (prepared once).

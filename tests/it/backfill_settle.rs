@@ -57,3 +57,39 @@ fn a_refused_backfill_settles_its_unfinished_commits_before_it_takes_back_its_ra
     assert_eq!(ids.len(), 4000);
     assert!(ids.values().all(|c| *c == 1), "a record twice");
 }
+
+/// A backfill that cannot tell whether its `--url` is the live job's destination spelled
+/// another way (the probe cannot be looked for there: the live store does not answer) is
+/// refused, having written nothing. Before, it went on unchecked against what the live job
+/// wrote, which a destination spelled another way writes twice.
+#[test]
+fn a_backfill_whose_probe_cannot_be_looked_for_is_refused() {
+    let topic = "probe";
+    let c = cluster(topic);
+    let bootstrap = c.bootstrap_servers();
+    produce_events(&bootstrap, topic, 0, 100, 4, None);
+    let dir = tempfile::tempdir().unwrap();
+    let job = crate::kafka::job_with(dir.path(), &bootstrap, topic, "");
+    // The live job's destination: a store nobody answers at.
+    let text = std::fs::read_to_string(&job).unwrap().replace(
+        "url = \"out/\"",
+        "url = \"s3://nowhere/live/\"\n[sink.storage]\nendpoint = \"http://127.0.0.1:9\"\nallow_http = true\nregion = \"us-east-1\"\naccess_key_id = \"k\"\nsecret_access_key = \"s\"",
+    );
+    assert!(text.contains("nowhere"), "{text}");
+    std::fs::write(&job, text).unwrap();
+    let ours = dir.path().join("history");
+    let (status, err) = sluice_within(
+        &[
+            "backfill",
+            job.to_str().unwrap(),
+            "--to",
+            "latest",
+            "--url",
+            ours.to_str().unwrap(),
+        ],
+        300,
+    );
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("could not tell whether --url"), "{err}");
+    assert!(trace_ids(&ours).is_empty(), "the refused backfill wrote");
+}
