@@ -94,11 +94,13 @@ pub fn run_backfill(
             }
             // Unknown, the live job's records could be written twice (a destination that is the
             // live one spelled another way would go unchecked): refused, nothing written.
-            Err(e) => return Err(e.context(format!(
+            Err(e) => {
+                return Err(e.context(format!(
                 "could not tell whether --url {ours} is the live job's destination ({live_url}) \
                      spelled another way; the backfill wrote nothing. Run it again once both can \
                      be reached"
-            ))),
+            )))
+            }
         }
     };
     // The schema the backfill writes, for the checks against the live job's (prepared once).
@@ -110,6 +112,12 @@ pub fn run_backfill(
         same_schema_as_live(&job, l, out)?;
     }
     let _locks = lock_state(&job, true)?;
+    // Before its range or schema is recorded: a job without a table where one is.
+    {
+        let runtime = io_runtime()?;
+        let dest = task::destination(&job, &runtime)?;
+        sluice::table::refuse_plain_into_table(&job.table, &dest)?;
+    }
     job.range = Some(ranges::hold_range(
         &job,
         from,

@@ -39,11 +39,25 @@ fn take_back(dest: &Destination, record: &str, what: &str) {
 
 /// After a refusal of a name that had committed nothing: takes back its range record in
 /// `dest` (and its copy in `copy`) once the claims its earlier runs left unfinished are
-/// settled and still nothing stands. Such a claim's files are visible: taken back before,
-/// the record no longer kept the live job (or another backfill) from writing their offsets
-/// again, and readers saw them twice. A settle that fails keeps the record.
-fn take_back_uncommitted(dest: &Destination, name: &str, record: &str, copy: Option<&Live>) {
-    match Checkpoints::new(dest.clone(), name).settle_unfinished(sluice::commit::owner_id()) {
+/// settled (`cps`, with the job's dead letters) and still nothing stands. Such a claim's files
+/// are visible: taken back before, the record no longer kept the live job (or another
+/// backfill) from writing their offsets again, and readers saw them twice. Where an upload of
+/// an aborted claim may still land (an object store), the settle is made again once that
+/// window is over. A settle that fails keeps the record.
+fn take_back_uncommitted(cps: &Checkpoints, record: &str, copy: Option<&Live>) {
+    let (dest, name) = (cps.destination(), cps.job());
+    let owner = sluice::commit::owner_id();
+    let settled = cps.settle_unfinished(owner).and_then(|(committed, late)| {
+        match (committed, late, cps.late_window()) {
+            (false, true, Some(window)) => {
+                tracing::info!(backfill = %name, wait_ms = window.as_millis() as u64, "an upload of this name's unfinished commit may still land: settling again once it cannot");
+                std::thread::sleep(window);
+                cps.settle_unfinished(owner).map(|(committed, _)| committed)
+            }
+            _ => Ok(committed),
+        }
+    });
+    match settled {
         Ok(false) => {
             take_back(dest, record, "range record");
             if let Some(l) = copy {
@@ -150,6 +164,9 @@ pub fn hold_range(
     let name = &job.file.job.name;
     let record = range_record(name);
     let committed = Checkpoints::new(dest.clone(), name).committed()?;
+    // What a refusal settles before it takes the record back (with the job's dead letters).
+    let (dead, _) = task::dead_letters_at(job, &dest, &task::repo_label(job), &runtime)?;
+    let settle = Checkpoints::new(dest.clone(), name).with_dead_letters(dead);
     let group = job.kafka_group().unwrap_or_default();
     let plan = || sluice::source::kafka::plan(brokers, &group, topics, options, (start, end), skip);
     // Where the live job looks when it first starts a partition (a folder around this one).
@@ -257,7 +274,7 @@ pub fn hold_range(
                 Some(c) if ours_there(&c, l) => l.dest.put_atomic(&record, &bytes, false)?,
                 Some(c) => {
                     if !committed {
-                        take_back_uncommitted(&dest, name, &record, None);
+                        take_back_uncommitted(&settle, &record, None);
                     }
                     return Err(taken(&c, l));
                 }
@@ -282,7 +299,7 @@ pub fn hold_range(
         // Made by a run from this state folder (the copy too): no other run takes them
         // over while nothing is committed (see above).
         if !committed {
-            take_back_uncommitted(&dest, name, &record, copy);
+            take_back_uncommitted(&settle, &record, copy);
         }
         let text: Vec<String> = found.iter().map(Clash::text).collect();
         bail!(

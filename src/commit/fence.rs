@@ -370,6 +370,15 @@ impl Checkpoints {
 
     /// How recent a lost claim must be for an upload of it to be still under way: the
     /// destinations' late window plus [`RECENT_SKEW`]; `None` where nothing lands late.
+    /// How long a write reported failed (or a writer paused mid-upload) may still land in
+    /// the destination or the dead letters' (`None`: a local file system, where none does).
+    pub fn late_window(&self) -> Option<std::time::Duration> {
+        [&self.dest, &self.dead]
+            .iter()
+            .filter_map(|d| d.late_window())
+            .max()
+    }
+
     fn recent_ms(&self) -> Option<i64> {
         let window = [&self.dest, &self.dead]
             .iter()
@@ -523,22 +532,23 @@ impl Checkpoints {
     }
 
     /// Settles the claims earlier owners of every partition left unfinished (their files,
-    /// visible, removed; a commit that won first stands), each under a new term, for a run
-    /// that stops before it claims its partitions (a refused backfill taking back its range
-    /// record). Returns whether a commit of the job stands then.
-    pub fn settle_unfinished(&self, owner: &str) -> Result<bool, CheckpointError> {
+    /// visible, removed; a commit that won first stands), each partition under a new term
+    /// (an earlier run still going on is fenced everywhere), for a run that stops before it
+    /// claims its partitions (a refused backfill taking back its range record). Returns
+    /// whether a commit of the job stands then, and whether a file of an aborted claim may
+    /// still land (an upload under way: see [`Reconciled::may_land_late`]).
+    pub fn settle_unfinished(&self, owner: &str) -> Result<(bool, bool), CheckpointError> {
         let root = format!("_sluice/{}/fence/", self.job);
+        let mut late = false;
         for key in self.dest.folders(&root)? {
-            if self.listing(&key)?.claims.is_empty() {
-                continue;
-            }
             let term = self.take_term(&key, owner)?;
             let r = self.reconcile(&key, term, owner)?;
+            late |= r.may_land_late;
             if !r.removed.is_empty() {
                 tracing::warn!(partition = %key, files = ?r.removed, "removed files of an unfinished commit");
             }
         }
-        self.committed()
+        Ok((self.committed()?, late))
     }
 
     /// Brings a partition in line with the store for the owner of `term`: claims without an

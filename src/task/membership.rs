@@ -164,10 +164,11 @@ pub fn claim_all(
     parts: &[(String, Option<FromCheckpoint>)],
 ) -> Result<Vec<Claimed>, ClaimFailed> {
     // A job without a table where another process made one since this one started: refused
-    // before any term (a refusal fences no owner), and again once every term is taken (a
+    // before any term (that refusal fences no owner), and again once every term is taken (a
     // table's writers publish under terms taken after it was made: one made before these
-    // terms is seen then, and one made after fences them before its catch-up). Once a claim,
-    // not once a partition: each check lists the destination.
+    // terms is seen then, and one made after fences them before its catch-up; that refusal
+    // has fenced the table's writers of these partitions, which claim them again). Once a
+    // claim, not once a partition: each check lists the destination.
     let plain = table.is_none();
     let refuse = |index| {
         refuse_plain_into_a_table_made_since(checkpoints)

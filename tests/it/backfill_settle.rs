@@ -52,7 +52,9 @@ fn a_refused_backfill_settles_its_unfinished_commits_before_it_takes_back_its_ra
     let mut live = crate::kafka::spawn_run(&job, &log);
     crate::kafka::wait_for(&out, 4000, 120);
     sigterm(live.child());
-    assert!(wait_exit(live.child(), "the live job to stop", 60).success());
+    let stopped = wait_exit(live.child(), "the live job to stop", 60);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(stopped.success(), "{text}");
     let ids = trace_ids(&out);
     assert_eq!(ids.len(), 4000);
     assert!(ids.values().all(|c| *c == 1), "a record twice");
@@ -92,4 +94,34 @@ fn a_backfill_whose_probe_cannot_be_looked_for_is_refused() {
     assert!(!status.success(), "{err}");
     assert!(err.contains("could not tell whether --url"), "{err}");
     assert!(trace_ids(&ours).is_empty(), "the refused backfill wrote");
+}
+
+/// A backfill without a table into a folder that holds one is refused before it records its
+/// range (or its schema): that range would stop the table's job from starting the
+/// partitions inside it. Before, the range was recorded, then the run refused.
+#[test]
+fn a_table_less_backfill_into_a_table_is_refused_before_it_records_its_range() {
+    let topic = "tabled";
+    let c = cluster(topic);
+    let bootstrap = c.bootstrap_servers();
+    produce_events(&bootstrap, topic, 0, 100, 4, None);
+    let dir = tempfile::tempdir().unwrap();
+    let job = crate::kafka::job_with(dir.path(), &bootstrap, topic, "");
+    let table = dir.path().join("table");
+    std::fs::create_dir_all(table.join("_delta_log")).unwrap();
+    std::fs::write(table.join("_delta_log/00000000000000000000.json"), "{}\n").unwrap();
+    let err = sluice_refused(&[
+        "backfill",
+        job.to_str().unwrap(),
+        "--to",
+        "latest",
+        "--url",
+        table.to_str().unwrap(),
+    ]);
+    assert!(err.contains("holds a Delta table"), "{err}");
+    let recorded = files_under(&table.join("_sluice"), false);
+    assert!(
+        recorded.is_empty(),
+        "the refused backfill recorded its range or schema: {recorded:?}"
+    );
 }
