@@ -100,6 +100,33 @@ pub(super) fn restore_spill(
             return Ok(Restored::default());
         }
     }
+    // A push log's spill (with `durability = "memory"`, its records' only copy) that this
+    // job's source cannot take back (the job reads another source now under the same name):
+    // refused, not dropped without a word, unless `--discard-spill`.
+    if head
+        .as_ref()
+        .is_some_and(|h| !h.logs.is_empty() && !opts.discard_spill)
+    {
+        let keys: std::collections::HashSet<String> =
+            source.partitions().iter().map(|p| p.key()).collect();
+        let ranges = spill::ranges(state_dir)?;
+        let foreign = source.dynamic()
+            || ranges
+                .iter()
+                .any(|(k, _, _)| k.as_ref().is_some_and(|k| !keys.contains(k)));
+        if foreign && opts.from_checkpoint.is_none() {
+            return Err(TaskError::Job {
+                job: name.to_string(),
+                reason: format!(
+                    "the spill in {} holds pushed records (with durability = \"memory\", their \
+                     only copy) of partitions this job's source does not have (it reads another \
+                     source now): start the push source again to restore them, or start with \
+                     --discard-spill to drop them",
+                    state_dir.display()
+                ),
+            });
+        }
+    }
     // Batches made by other stages or decoded with another schema: read again from the
     // source where it holds them all, else restored by name (see `respill`).
     let respill = match &head {

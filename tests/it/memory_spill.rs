@@ -111,6 +111,40 @@ fn a_memory_push_spill_is_kept_when_the_destination_moved() {
     land_once(&job, &dir.path().join("back.log"), &out, 20_000);
 }
 
+/// Memory durability: a stop spills acknowledged rows; the job file then reads a file under
+/// the same name and state folder. The start is refused, naming the spill, which is kept (the
+/// rows' only copy); back on pushes, every row lands once. Before, the file job skipped the
+/// spill's items (a partition it does not have) without a word and deleted the spill.
+#[test]
+fn a_memory_push_spill_is_kept_when_the_job_reads_another_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let (job, text) = slow_memory_job(dir.path());
+    spilled_after_commits(dir.path(), &job);
+    let spill = dir.path().join("state/spill/manifest.json");
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, "").unwrap();
+    let file = text.replace(
+        "kind = \"push\"\ndurability = \"memory\"",
+        &format!(
+            "kind = \"file\"\npaths = [{:?}]",
+            input.display().to_string()
+        ),
+    );
+    assert_ne!(file, text);
+    std::fs::write(&job, file).unwrap();
+    let (status, err) = sluice_within(&["run", job.to_str().unwrap()], 60);
+    assert!(!status.success(), "{err}");
+    assert!(
+        err.contains("holds pushed records") && err.contains("--discard-spill"),
+        "{err}"
+    );
+    assert!(spill.exists(), "the spill was dropped");
+
+    std::fs::write(&job, &text).unwrap();
+    let out = dir.path().join("out");
+    land_once(&job, &dir.path().join("back.log"), &out, 20_000);
+}
+
 /// A memory push job's spill, restored by the job switched to `durability = "wal"`: the new
 /// log does not hold its records, so it goes on past them, and the spill stays until they are
 /// committed. A crash before that commit (here at its claim, as a kill -9 there) left a log
