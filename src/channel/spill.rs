@@ -467,7 +467,9 @@ pub fn remove(state: &Path) -> Result<(), SpillError> {
     // gone (refused at every start), only files no manifest names.
     let manifest = d.join("manifest.json");
     match std::fs::remove_file(&manifest) {
-        Ok(()) => {}
+        // Made durable before the data file goes: after a power loss, a data file gone with
+        // its manifest still there refused every start until `--discard-spill`.
+        Ok(()) => crate::durable::sync_dir(&d).map_err(io(&d))?,
         Err(e)
             if matches!(
                 e.kind(),
