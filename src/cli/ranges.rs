@@ -229,7 +229,21 @@ pub fn hold_range(
             ),
             Some(theirs) => {
                 // Made by a run from this state folder (whose lock this run holds) that
-                // committed nothing: nothing to resume, and no run of it is going on.
+                // committed nothing: nothing to resume, and no run of it is going on. Its
+                // unfinished commits are settled first: one whose checkpoint landed late
+                // would else be resumed under the new range.
+                if settle.settle_unfinished(sluice::commit::owner_id())?.0 {
+                    bail!(
+                        "backfill `{name}` already ran in {} over --from {} --to {} (a commit of it \
+                         landed late); this run asks for --from {} --to {}. Give this range its \
+                         own --name (or --url); to finish that run, give its --from and --to again",
+                        dest.url(),
+                        theirs.from,
+                        theirs.to,
+                        ours.from,
+                        ours.to,
+                    );
+                }
                 tracing::info!(backfill = %name, from = %theirs.from, to = %theirs.to, "the earlier run of this name committed nothing; its range is replaced");
             }
             None if committed => {
