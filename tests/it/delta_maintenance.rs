@@ -383,8 +383,8 @@ fn vacuum_and_compact_of_a_job_without_a_table_are_refused() {
 }
 
 /// A vacuum deletes only the table's files. Another job's plain files in a folder inside the
-/// table (its own destination, with its own `_sluice/`) are kept; another job committing plain
-/// files into the table's own folder refuses the vacuum. Before, a vacuum deleted both (all
+/// table (its own destination, with its own `_sluice/`) are kept; another job having committed
+/// plain files into the table's own folder refuses the vacuum. Before, a vacuum deleted both (all
 /// of the nested job's files, and the other job's once its records were pruned): committed
 /// output its checkpoints say is exported, lost for good.
 #[test]
@@ -454,7 +454,19 @@ fn vacuum_keeps_the_files_of_other_jobs_inside_the_table_folder() {
     );
 
     let before = parquet_under(&out);
+    // A job without a table is refused in the table's folder; one that committed there
+    // before the table was made (or an older version, which did not refuse) is as if it ran
+    // with the log out of sight.
+    let hidden = dir.path().join("hidden_log");
+    std::fs::rename(out.join("_delta_log"), &hidden).unwrap();
     plain("beside", &out);
+    std::fs::rename(&hidden, out.join("_delta_log")).unwrap();
+    let again = sluice(&["run", dir.path().join("beside/job.toml").to_str().unwrap()]);
+    let refused = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        !again.status.success() && refused.contains("holds a Delta table"),
+        "{refused}"
+    );
     let beside: Vec<PathBuf> = parquet_under(&out)
         .into_iter()
         .filter(|f| !before.contains(f))
