@@ -369,9 +369,14 @@ impl Destination {
                 runtime,
             } => {
                 let path = Self::store_path(prefix, rel);
-                let opts = put_options(create_only);
                 let payload = object_store::PutPayload::from(bytes.to_vec());
-                match runtime.block_on(store.put_opts(&path, payload, opts)) {
+                // An answer cut off is written again: a create-only write that had landed is
+                // then refused as existing, which every caller reads back as possibly its own.
+                let put = || {
+                    let opts = put_options(create_only);
+                    runtime.block_on(store.put_opts(&path, payload.clone(), opts))
+                };
+                match again(put) {
                     Ok(_) => Ok(()),
                     Err(object_store::Error::AlreadyExists { .. }) => Err(StoreError::Exists {
                         path: self.display(rel),
@@ -575,7 +580,7 @@ fn request_timeout(opts: &remote::StoreOptions) -> std::time::Duration {
         .unwrap_or(DEFAULT_REQUEST_TIMEOUT)
 }
 
-/// Runs a read (get, list) again after a short, growing pause when its answer's body was cut
+/// Runs a request (a read: get, list; or a small put) again after a short, growing pause when its answer's body was cut
 /// off: object_store retries failed requests itself, but not a body that breaks while it is
 /// read. Up to 4 tries in about 2 s; every other error is returned at once.
 fn again<T>(
