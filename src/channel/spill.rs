@@ -468,8 +468,13 @@ pub fn remove(state: &Path) -> Result<(), SpillError> {
     let manifest = d.join("manifest.json");
     match std::fs::remove_file(&manifest) {
         // Made durable before the data file goes: after a power loss, a data file gone with
-        // its manifest still there refused every start until `--discard-spill`.
-        Ok(()) => crate::durable::sync_dir(&d).map_err(io(&d))?,
+        // its manifest still there refused every start until `--discard-spill`. Best effort:
+        // a folder that cannot be synced leaves that window, and fails nothing.
+        Ok(()) => {
+            if let Err(e) = crate::durable::sync_dir(&d) {
+                tracing::warn!(path = %d.display(), error = %e, "could not make the spill manifest's removal durable");
+            }
+        }
         Err(e)
             if matches!(
                 e.kind(),

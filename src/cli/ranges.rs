@@ -46,18 +46,7 @@ fn take_back(dest: &Destination, record: &str, what: &str) {
 /// window is over. A settle that fails keeps the record.
 fn take_back_uncommitted(cps: &Checkpoints, record: &str, copy: Option<&Live>) {
     let (dest, name) = (cps.destination(), cps.job());
-    let owner = sluice::commit::owner_id();
-    let settled = cps.settle_unfinished(owner).and_then(|(committed, late)| {
-        match (committed, late, cps.late_window()) {
-            (false, true, Some(window)) => {
-                tracing::info!(backfill = %name, wait_ms = window.as_millis() as u64, "an upload of this name's unfinished commit may still land: settling again once it cannot");
-                std::thread::sleep(window);
-                cps.settle_unfinished(owner).map(|(committed, _)| committed)
-            }
-            _ => Ok(committed),
-        }
-    });
-    match settled {
+    match settle_fully(cps) {
         Ok(false) => {
             take_back(dest, record, "range record");
             if let Some(l) = copy {
@@ -68,6 +57,22 @@ fn take_back_uncommitted(cps: &Checkpoints, record: &str, copy: Option<&Live>) {
         Err(e) => {
             tracing::warn!(backfill = %name, error = %e, "could not settle this name's unfinished commits: its range record is kept")
         }
+    }
+}
+
+/// Settles the claims the name's earlier runs left unfinished, again once the window in
+/// which an aborted upload may still land is over (an object store); whether a commit of the
+/// name stands then.
+fn settle_fully(cps: &Checkpoints) -> Result<bool, sluice::commit::checkpoint::CheckpointError> {
+    let owner = sluice::commit::owner_id();
+    let (committed, late) = cps.settle_unfinished(owner)?;
+    match (committed, late, cps.late_window()) {
+        (false, true, Some(window)) => {
+            tracing::info!(backfill = %cps.job(), wait_ms = window.as_millis() as u64, "an upload of this name's unfinished commit may still land: settling again once it cannot");
+            std::thread::sleep(window);
+            Ok(cps.settle_unfinished(owner)?.0)
+        }
+        _ => Ok(committed),
     }
 }
 
@@ -192,6 +197,8 @@ pub fn hold_range(
             }
         }
     }
+    // What this run wrote last, if it wrote the record.
+    let mut written: Option<BackfillRange> = None;
     // (spans, resolved now, this run wrote the record)
     let (spans, fresh, wrote) = loop {
         let theirs = ranges::read_range(&dest, name)?;
@@ -211,8 +218,11 @@ pub fn hold_range(
                 dest.display(&record),
             ),
             Some(theirs) if theirs.asks_as(&ours) => {
+                // This run's own write, landed though it reported failure (the store's retry
+                // was refused): written by this run, resolved now.
+                let mine = written.as_ref().is_some_and(|w| w.same_record(&theirs));
                 if let Some(spans) = theirs.spans {
-                    break (spans, false, false);
+                    break (spans, mine, mine);
                 }
                 // Recorded by an earlier version, which resolved the range at every run:
                 // this run's resolution is recorded for the next ones.
@@ -232,7 +242,7 @@ pub fn hold_range(
                 // committed nothing: nothing to resume, and no run of it is going on. Its
                 // unfinished commits are settled first: one whose checkpoint landed late
                 // would else be resumed under the new range.
-                if settle.settle_unfinished(sluice::commit::owner_id())?.0 {
+                if settle_fully(&settle)? {
                     bail!(
                         "backfill `{name}` already ran in {} over --from {} --to {} (a commit of it \
                          landed late); this run asks for --from {} --to {}. Give this range its \
@@ -266,6 +276,7 @@ pub fn hold_range(
             None => {}
         }
         ours.spans = Some(plan()?);
+        written = Some(ours.clone());
         let bytes = serde_json::to_vec(&ours).expect("a range serializes");
         match dest.put_atomic(&record, &bytes, create) {
             Ok(()) => break (ours.spans.take().expect("planned"), true, true),

@@ -112,6 +112,11 @@ impl BackfillRange {
     pub fn asks_as(&self, other: &BackfillRange) -> bool {
         (&self.from, &self.to, &self.repo) == (&other.from, &other.to, &other.repo)
     }
+
+    /// Whether both are the same record, field for field (as written).
+    pub fn same_record(&self, other: &BackfillRange) -> bool {
+        serde_json::to_value(self).ok() == serde_json::to_value(other).ok()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -114,7 +114,7 @@ pub(super) fn restore_spill(
             || ranges
                 .iter()
                 .any(|(k, _, _)| k.as_ref().is_some_and(|k| !keys.contains(k)));
-        if foreign && opts.from_checkpoint.is_none() {
+        if foreign {
             return Err(TaskError::Job {
                 job: name.to_string(),
                 reason: format!(
