@@ -368,8 +368,6 @@ impl Checkpoints {
         self.settle(key, &l.claims, seq, term, owner)
     }
 
-    /// How recent a lost claim must be for an upload of it to be still under way: the
-    /// destinations' late window plus [`RECENT_SKEW`]; `None` where nothing lands late.
     /// How long a write reported failed (or a writer paused mid-upload) may still land in
     /// the destination or the dead letters' (`None`: a local file system, where none does).
     pub fn late_window(&self) -> Option<std::time::Duration> {
@@ -379,11 +377,10 @@ impl Checkpoints {
             .max()
     }
 
+    /// How recent a lost claim must be for an upload of it to be still under way: the
+    /// destinations' late window plus [`RECENT_SKEW`]; `None` where nothing lands late.
     fn recent_ms(&self) -> Option<i64> {
-        let window = [&self.dest, &self.dead]
-            .iter()
-            .filter_map(|d| d.late_window())
-            .max()?;
+        let window = self.late_window()?;
         Some(
             window
                 .saturating_add(RECENT_SKEW)

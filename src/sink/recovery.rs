@@ -85,11 +85,7 @@ impl Worker {
     /// publish that reported failure may still land (object stores, HDFS), settle `p` again
     /// once it no longer can.
     fn settle_later(&mut self, p: u32) {
-        let window = [&self.ctx.dest, &self.ctx.dead_dest]
-            .iter()
-            .filter_map(|d| d.late_window())
-            .max();
-        if let Some(w) = window {
+        if let Some(w) = self.ctx.checkpoints.late_window() {
             // A request timeout of any size (it is not bounded at load) must not overflow.
             let now = Instant::now();
             let at = now
