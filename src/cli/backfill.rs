@@ -112,12 +112,6 @@ pub fn run_backfill(
         same_schema_as_live(&job, l, out)?;
     }
     let _locks = lock_state(&job, true)?;
-    // Before its range or schema is recorded: a job without a table where one is.
-    {
-        let runtime = io_runtime()?;
-        let dest = task::destination(&job, &runtime)?;
-        sluice::table::refuse_plain_into_table(&job.table, &dest)?;
-    }
     job.range = Some(ranges::hold_range(
         &job,
         from,

@@ -168,10 +168,13 @@ pub fn hold_range(
     let dest = task::destination_at(job, &job.resolve_url(&job.file.sink.url), &runtime)?;
     let name = &job.file.job.name;
     let record = range_record(name);
-    let committed = Checkpoints::new(dest.clone(), name).committed()?;
-    // What a refusal settles before it takes the record back (with the job's dead letters).
+    // Before its range (or schema) is recorded: a job without a table where one is.
+    sluice::table::refuse_plain_into_table(&job.table, &dest)?;
+    // The name's commits (with the job's dead letters): a refusal settles its unfinished
+    // ones before it takes the record back.
     let (dead, _) = task::dead_letters_at(job, &dest, &task::repo_label(job), &runtime)?;
     let settle = Checkpoints::new(dest.clone(), name).with_dead_letters(dead);
+    let committed = settle.committed()?;
     let group = job.kafka_group().unwrap_or_default();
     let plan = || sluice::source::kafka::plan(brokers, &group, topics, options, (start, end), skip);
     // Where the live job looks when it first starts a partition (a folder around this one).
