@@ -45,6 +45,54 @@ fn publish_until_cleaned_up(dest: &Destination, t: &DeltaTable, key: &str, gone:
     }
 }
 
+/// Another writer (its own table) publishes commits of `key` until the log entry `gone` is
+/// cleaned up: what happens while a paused publisher waits.
+fn another_writer_until_cleaned_up(
+    dest: &Destination,
+    s: &SchemaRef,
+    h: tokio::runtime::Handle,
+    key: &str,
+    gone: &str,
+) {
+    let other = DeltaTable::open(dest, "job", s, &[], 2, h).unwrap();
+    publish_until_cleaned_up(dest, &other, key, gone);
+    other.close();
+}
+
+/// A short-retention table where `t` (returned) published t-0's commit 1 as version 1 and
+/// another writer then took version 2 unknown to `t`: `t`'s put of it is refused, and it
+/// reads the log.
+fn behind_another_writer(
+    dest: &Destination,
+    s: &SchemaRef,
+    rt: &tokio::runtime::Runtime,
+) -> DeltaTable {
+    short_retention_table(dest, s);
+    let t = DeltaTable::open(dest, "job", s, &[], 2, rt.handle().clone()).unwrap();
+    t.publish(&[commit("t-0", 1, 10, &["a1.parquet"])]).unwrap();
+    let other = DeltaTable::open(dest, "job", s, &[], 2, rt.handle().clone()).unwrap();
+    other
+        .publish(&[commit("t-1", 1, 10, &["b1.parquet"])])
+        .unwrap();
+    other.close();
+    t
+}
+
+/// t-0's commit 2 stands in the table read afresh, its file added once (after the newest
+/// checkpoint), and the entry `below`, written below that checkpoint, is gone again (the
+/// log's clean-up would stop at it).
+fn published_once_where_seen(
+    dest: &Destination,
+    s: &SchemaRef,
+    rt: &tokio::runtime::Runtime,
+    below: &str,
+) {
+    let fresh = DeltaTable::open(dest, "job", s, &[], 2, rt.handle().clone()).unwrap();
+    assert_eq!(fresh.published("t-0").unwrap(), Some(20));
+    assert!(!dest.exists(below).unwrap());
+    assert_eq!(adds(dest).0.get("a2.parquet"), Some(&1));
+}
+
 #[test]
 fn log_entries_past_the_retention_are_removed_after_a_checkpoint_and_positions_survive() {
     let (_d, rt, dest) = setup();
@@ -74,17 +122,16 @@ fn a_version_written_after_a_pause_past_the_log_retention_is_written_again_where
     t.publish(&[commit("t-0", 1, 10, &["a1.parquet"])]).unwrap();
     let (d2, s2, h2) = (dest.clone(), s.clone(), rt.handle().clone());
     crate::hooks::set("delta: before a version's put", move || {
-        let other = DeltaTable::open(&d2, "job", &s2, &[], 2, h2).unwrap();
-        publish_until_cleaned_up(&d2, &other, "t-1", "_delta_log/00000000000000000002.json");
-        other.close();
+        another_writer_until_cleaned_up(
+            &d2,
+            &s2,
+            h2,
+            "t-1",
+            "_delta_log/00000000000000000002.json",
+        );
     });
     t.publish(&[commit("t-0", 2, 20, &["a2.parquet"])]).unwrap();
-    let fresh = DeltaTable::open(&dest, "job", &s, &[], 2, rt.handle().clone()).unwrap();
-    assert_eq!(fresh.published("t-0").unwrap(), Some(20));
-    // The version written below the checkpoint is gone again (the log's clean-up would stop
-    // at it); the commit's file is added once, after the checkpoint.
-    assert!(!dest.exists("_delta_log/00000000000000000002.json").unwrap());
-    assert_eq!(adds(&dest).0.get("a2.parquet"), Some(&1));
+    published_once_where_seen(&dest, &s, &rt, "_delta_log/00000000000000000002.json");
 }
 
 /// As above, but the late put lands while it reports failure, and the store's retry of it
@@ -95,31 +142,24 @@ fn a_version_written_after_a_pause_past_the_log_retention_is_written_again_where
 fn a_version_found_there_after_a_pause_past_the_log_retention_is_checked_as_one_written() {
     let (_d, rt, dest) = setup();
     let s = schema(None);
-    short_retention_table(&dest, &s);
-    let t = DeltaTable::open(&dest, "job", &s, &[], 2, rt.handle().clone()).unwrap();
-    t.publish(&[commit("t-0", 1, 10, &["a1.parquet"])]).unwrap();
-    // Version 2 is another writer's: `t`'s put of it is refused, and it reads the log.
-    let other = DeltaTable::open(&dest, "job", &s, &[], 2, rt.handle().clone()).unwrap();
-    other
-        .publish(&[commit("t-1", 1, 10, &["b1.parquet"])])
-        .unwrap();
-    other.close();
+    let t = behind_another_writer(&dest, &s, &rt);
     let (d2, s2, h2) = (dest.clone(), s.clone(), rt.handle().clone());
     // Its put of version 3: paused until the log's clean-up freed that name, then it lands
     // and its retry finds it there.
     crate::hooks::set("delta: before a version's put", move || {
         crate::hooks::set("delta: before a version's put", move || {
-            let other = DeltaTable::open(&d2, "job", &s2, &[], 2, h2).unwrap();
-            publish_until_cleaned_up(&d2, &other, "t-2", "_delta_log/00000000000000000003.json");
-            other.close();
+            another_writer_until_cleaned_up(
+                &d2,
+                &s2,
+                h2,
+                "t-2",
+                "_delta_log/00000000000000000003.json",
+            );
             crate::hooks::set("delta: a put that lands first", || {});
         });
     });
     t.publish(&[commit("t-0", 2, 20, &["a2.parquet"])]).unwrap();
-    let fresh = DeltaTable::open(&dest, "job", &s, &[], 2, rt.handle().clone()).unwrap();
-    assert_eq!(fresh.published("t-0").unwrap(), Some(20));
-    assert!(!dest.exists("_delta_log/00000000000000000003.json").unwrap());
-    assert_eq!(adds(&dest).0.get("a2.parquet"), Some(&1));
+    published_once_where_seen(&dest, &s, &rt, "_delta_log/00000000000000000003.json");
 }
 
 /// A publisher whose version was taken reads the log again and is paused after listing it,
@@ -132,27 +172,20 @@ fn a_version_found_there_after_a_pause_past_the_log_retention_is_checked_as_one_
 fn a_pause_while_the_log_is_read_ages_the_listing() {
     let (_d, rt, dest) = setup();
     let s = schema(None);
-    short_retention_table(&dest, &s);
-    let t = DeltaTable::open(&dest, "job", &s, &[], 2, rt.handle().clone()).unwrap();
-    t.publish(&[commit("t-0", 1, 10, &["a1.parquet"])]).unwrap();
-    // Version 2 is another writer's: `t`'s put of it is refused, and it reads the log.
-    let other = DeltaTable::open(&dest, "job", &s, &[], 2, rt.handle().clone()).unwrap();
-    other
-        .publish(&[commit("t-1", 1, 10, &["b1.parquet"])])
-        .unwrap();
-    other.close();
+    let t = behind_another_writer(&dest, &s, &rt);
     let (d2, s2, h2) = (dest.clone(), s.clone(), rt.handle().clone());
     crate::hooks::set("delta: after the log's read", move || {
-        let other = DeltaTable::open(&d2, "job", &s2, &[], 2, h2).unwrap();
-        publish_until_cleaned_up(&d2, &other, "t-2", "_delta_log/00000000000000000003.json");
-        other.close();
+        another_writer_until_cleaned_up(
+            &d2,
+            &s2,
+            h2,
+            "t-2",
+            "_delta_log/00000000000000000003.json",
+        );
     });
     t.publish(&[commit("t-0", 2, 20, &["a2.parquet"])]).unwrap();
     crate::hooks::clear("delta: after the log's read");
-    let fresh = DeltaTable::open(&dest, "job", &s, &[], 2, rt.handle().clone()).unwrap();
-    assert_eq!(fresh.published("t-0").unwrap(), Some(20));
-    assert!(!dest.exists("_delta_log/00000000000000000003.json").unwrap());
-    assert_eq!(adds(&dest).0.get("a2.parquet"), Some(&1));
+    published_once_where_seen(&dest, &s, &rt, "_delta_log/00000000000000000003.json");
 }
 
 /// The log's retention lowered by another writer while the job runs: a listing is trusted
