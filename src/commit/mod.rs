@@ -18,6 +18,8 @@
 
 mod bounds;
 pub mod checkpoint;
+#[cfg(test)]
+mod dotted_tests;
 pub mod fence;
 mod legacy;
 #[cfg(test)]

@@ -151,7 +151,9 @@ impl Destination {
         let mut out: Vec<String> = match &self.kind {
             Kind::Local(root) => local_entries(&root.join(dir))?
                 .into_iter()
-                .filter(|(name, kind)| kind.is_some_and(|k| k.is_dir()) && !name.starts_with('.'))
+                .filter(|(name, kind)| {
+                    kind.is_some_and(|k| k.is_dir()) && !passed_over(name, true, dir.as_ref())
+                })
                 .map(|(name, _)| name)
                 .collect(),
             Kind::Store {
@@ -191,7 +193,6 @@ impl Destination {
 
     /// [`Destination::any`] for records whose file name `named` takes.
     pub fn any_named(&self, dir: &str, named: impl Fn(&str) -> bool) -> Result<bool, StoreError> {
-        let hidden = |name: &str| name.starts_with('.') || !named(name);
         match &self.kind {
             Kind::Local(root) => {
                 let mut stack = vec![root.join(dir)];
@@ -200,12 +201,14 @@ impl Destination {
                     if !walked.first(&path) {
                         continue;
                     }
+                    let within = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
                     for (name, _) in local_entries(&path)? {
-                        if hidden(&name) {
+                        if !named(&name) {
                             continue;
                         }
                         let p = path.join(&name);
                         match std::fs::metadata(&p) {
+                            Ok(m) if passed_over(&name, m.is_dir(), &within) => {}
                             Ok(m) if m.is_dir() => stack.push(p),
                             Ok(m) if m.len() > 0 => return Ok(true),
                             Ok(_) => {}
@@ -232,7 +235,7 @@ impl Destination {
                         let mut listed = store.list(Some(&base));
                         while let Some(meta) = listed.try_next().await? {
                             let name = meta.location.filename().unwrap_or_default();
-                            if meta.size > 0 && !hidden(name) {
+                            if meta.size > 0 && !name.starts_with('.') && named(name) {
                                 return Ok(true);
                             }
                         }
@@ -303,6 +306,16 @@ fn local_entries(
         out.push((name, e.file_type().ok()));
     }
     Ok(out)
+}
+
+/// Whether a local listing passes over entry `name` (a folder if `is_dir`) of the folder
+/// `within` (relative to the destination's root). Hidden files are passed over: a local
+/// write's temporary is `.<name>.<tag>.tmp`. So are hidden folders outside `_sluice/`
+/// (`.snapshot`, `.git`: sluice writes no data into one, a path value starting with `.` is
+/// encoded). Inside `_sluice/` every folder is sluice's own, named after a partition's key
+/// (a Kafka topic may start with `.`, `.audit-0`), and is listed as object stores list it.
+pub(super) fn passed_over(name: &str, is_dir: bool, within: &std::path::Path) -> bool {
+    name.starts_with('.') && !(is_dir && within.starts_with("_sluice"))
 }
 
 /// The folders a local walk has entered, by device and inode: a folder reached again (a

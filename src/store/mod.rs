@@ -391,7 +391,8 @@ impl Destination {
     }
 
     /// Lists the files under the folder `rel` (recursively), as paths relative to the
-    /// destination, sorted. Hidden temporary files of unfinished local writes are skipped.
+    /// destination, sorted. Hidden temporary files of unfinished local writes are skipped
+    /// (and hidden folders outside `_sluice/`: see `keys::passed_over`).
     pub fn list(&self, rel: &str) -> Result<Vec<String>, StoreError> {
         let mut out = Vec::new();
         match &self.kind {
@@ -419,12 +420,14 @@ impl Destination {
                         names.push(entry.map_err(io)?.file_name());
                     }
                     names.sort_unstable_by(|a, b| b.cmp(a));
+                    let within = dir.strip_prefix(root).unwrap_or(&dir).to_path_buf();
                     for name in names {
-                        if name.to_string_lossy().starts_with('.') {
+                        let path = dir.join(&name);
+                        let is_dir = path.is_dir();
+                        if keys::passed_over(&name.to_string_lossy(), is_dir, &within) {
                             continue;
                         }
-                        let path = dir.join(&name);
-                        if path.is_dir() {
+                        if is_dir {
                             stack.push(path);
                         } else if let Ok(r) = path.strip_prefix(root) {
                             out.push(r.to_string_lossy().replace('\\', "/"));
