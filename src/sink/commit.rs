@@ -109,6 +109,11 @@ pub(super) fn commit_partition(
                 claimed_at_ms: now_ms(),
                 undo: false,
             };
+            // A job without a table: another process may have made one since (plain files
+            // beside it would stop the table's writers of this partition once it moves).
+            if let Some(w) = &ctx.table_watch {
+                w.check(&ctx.dest)?;
+            }
             // From here until the seal, a failure leaves the claim for the reconcile that
             // follows (`Worker::fail`) to abort.
             ctx.checkpoints.claim(&claim)?;

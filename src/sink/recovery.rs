@@ -99,6 +99,14 @@ impl Worker {
     pub(super) fn failed(&mut self, p: u32, e: WorkError) {
         if e.is_fenced() {
             self.fenced(p, &e);
+        } else if let WorkError::Table(crate::table::TableError::NotATableJob { .. }) = e {
+            // A table made since this job without one started (`table::watch`): no replay
+            // mends it; the task stops, and its next start is refused.
+            if let Some(op) = self.open.remove(&p) {
+                abort_open(op);
+            }
+            tracing::error!(partition = %self.ctx.control.partitions.label(p), error = %e, "the destination holds a table now; the task stops");
+            self.ctx.control.fatal(|| e.to_string());
         } else {
             tracing::warn!(partition = %self.ctx.control.partitions.label(p), error = %e, "commit failed; rewinding the partition");
             self.fail(p);

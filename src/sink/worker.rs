@@ -53,6 +53,8 @@ pub struct WorkerContext {
     pub checkpoints: Checkpoints,
     /// The table sealed commits are published into, if any.
     pub table: Option<Arc<dyn crate::table::Publisher>>,
+    /// A job without a table: looks for one made since before a commit (`None` with one).
+    pub table_watch: Option<crate::table::watch::Watch>,
     /// The table's partition columns (names, column indices): each file records their values.
     pub table_partitions: Vec<(String, usize)>,
     pub format: FormatOptions,

@@ -19,6 +19,7 @@ pub mod delta;
 #[cfg(test)]
 mod tests;
 pub mod vacuum;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -85,8 +86,8 @@ pub enum TableKind {
 }
 
 /// A job without a table (`kind`) is refused where the destination holds one: at start
-/// (`run`, `validate`), and as each partition is claimed (another process may have made the
-/// table since; see `task::membership`).
+/// (`run`, `validate`), as each partition is claimed (another process may have made the
+/// table since; see `task::membership`), and before commits ([`watch`]).
 pub fn refuse_plain_into_table(kind: &TableKind, dest: &Destination) -> Result<(), TableError> {
     if *kind == TableKind::None && present(dest)? {
         return Err(TableError::NotATableJob {

@@ -416,6 +416,7 @@ fn run_inner(
         dead_folder,
         dead_topic,
         checkpoints,
+        table_watch: table.is_none().then(crate::table::watch::Watch::new),
         table,
         table_partitions,
         format: job.format.clone(),

@@ -49,4 +49,5 @@ mod source_kinds;
 mod stages;
 mod status_page;
 mod stores;
+mod table_watch;
 mod tansu;
