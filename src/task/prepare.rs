@@ -100,6 +100,7 @@ pub fn prepare(job: &Job, connect: bool) -> Result<Prepared, TaskError> {
                 job: job.file.job.name.clone(),
                 quote: job.input.quoting(),
                 cost: LineCost::of(&schema, &job.input),
+                replay_alone: !job.file.repo.stages.is_empty(),
             };
             if connect {
                 Some(Box::new(PushSource::open("push", settings)?))

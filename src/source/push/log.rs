@@ -12,6 +12,17 @@ use crate::decode::cost::{LineCost, Tally};
 use crate::decode::framing::{last_record_boundary, record_boundary_within, MAX_CHUNK_LINES};
 use crate::wal::{Mark, Wal, WalError};
 
+/// How a replay frames what it reads: where a request may be cut, and whether each
+/// request is a chunk of its own.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Framing {
+    /// CSV's delimiter (records may span lines): where a replay may cut a request.
+    pub quote: Option<u8>,
+    /// One request a chunk at most: each is decoded with a stage account of its own, as
+    /// when it was taken (see [`super::PushSettings::replay_alone`]).
+    pub alone: bool,
+}
+
 /// Acknowledged records kept in memory until committed.
 #[derive(Default)]
 pub struct MemLog {
@@ -159,19 +170,20 @@ impl Log {
     }
 
     /// Reads records to decode again (a replay) from `pos` (a record boundary) up to
-    /// `limit`: up to `max` bytes of whole requests (at least one), and at most
-    /// [`MAX_CHUNK_LINES`] lines, cutting a request at a record boundary when one holds more
-    /// (`quote`: CSV's delimiter, as the request was framed when taken; each request holds
-    /// whole records). Returns where reading stopped.
+    /// `limit`: up to `max` bytes of whole requests (at least one; only one with
+    /// `framing.alone`), and at most [`MAX_CHUNK_LINES`] lines, cutting a request at a record
+    /// boundary when one holds more (`framing.quote`: CSV's delimiter, as the request was
+    /// framed when taken; each request holds whole records). Returns where reading stopped.
     pub fn replay(
         &mut self,
         pos: u64,
         limit: u64,
         max: usize,
-        quote: Option<u8>,
+        framing: Framing,
         mut cost: Option<(&LineCost, &mut Tally)>,
         out: &mut Vec<u8>,
     ) -> Result<u64, WalError> {
+        let quote = framing.quote;
         let (mut at, mut lines, before) = (pos, 0, out.len());
         while at < limit
             && out.len() - before < max
@@ -202,6 +214,9 @@ impl Log {
             }
             at = next;
             lines += read;
+            if framing.alone {
+                break;
+            }
             // A request taken by an older framer may end inside a CSV quote under today's
             // (`a"b,"c`): it ends its chunk, so its open quote cannot swallow the next
             // request's records into its own dead letter.
@@ -264,6 +279,13 @@ impl Log {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn csv() -> Framing {
+        Framing {
+            quote: Some(b','),
+            alone: false,
+        }
+    }
 
     /// A request's buffer grown past its body (64 KiB for a line, by doubling for more) is
     /// kept at its length: the log's bound counts lengths. (Kept whole, a push of one
@@ -371,9 +393,7 @@ mod tests {
             let (mut at, mut got, mut sizes) = (0, Vec::new(), Vec::new());
             while at < end {
                 let mut out = Vec::new();
-                let next = log
-                    .replay(at, end, 1 << 30, Some(b','), None, &mut out)
-                    .unwrap();
+                let next = log.replay(at, end, 1 << 30, csv(), None, &mut out).unwrap();
                 assert_eq!(next - at, out.len() as u64);
                 sizes.push(memchr::memchr_iter(b'\n', &out).count());
                 got.extend(out);
@@ -385,7 +405,8 @@ mod tests {
             // Bytes still cap a replay too (at least one request).
             let mut out = Vec::new();
             assert_eq!(
-                log.replay(0, end, 10, None, None, &mut out).unwrap(),
+                log.replay(0, end, 10, Framing::default(), None, &mut out)
+                    .unwrap(),
                 2 * third as u64
             );
         }
@@ -400,13 +421,13 @@ mod tests {
         let (_, end) = log.append(b"x,y\n".to_vec()).unwrap();
         let mut out = Vec::new();
         assert_eq!(
-            log.replay(0, end, 1 << 20, Some(b','), None, &mut out)
-                .unwrap(),
+            log.replay(0, end, 1 << 20, csv(), None, &mut out).unwrap(),
             first
         );
         out.clear();
         assert_eq!(
-            log.replay(0, end, 1 << 20, None, None, &mut out).unwrap(),
+            log.replay(0, end, 1 << 20, Framing::default(), None, &mut out)
+                .unwrap(),
             end
         );
     }
@@ -439,7 +460,14 @@ mod tests {
                 let mut out = Vec::new();
                 let mut tally = Tally::default();
                 let next = log
-                    .replay(at, end, 1 << 30, None, Some((&cost, &mut tally)), &mut out)
+                    .replay(
+                        at,
+                        end,
+                        1 << 30,
+                        Framing::default(),
+                        Some((&cost, &mut tally)),
+                        &mut out,
+                    )
                     .unwrap();
                 assert!(!tally.flagged);
                 assert_eq!(next - at, out.len() as u64);

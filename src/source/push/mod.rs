@@ -67,6 +67,12 @@ pub struct PushSettings {
     /// Lines measured for what they decode to: a replay is cut by it too (JSON with lists or
     /// maps; see `decode::cost`).
     pub cost: Option<crate::decode::cost::LineCost>,
+    /// The repo has stages: a replay reads one request a chunk, so each request is decoded
+    /// with a stage account of its own (growth and work, `stage::guard`), as when it was
+    /// taken. Several clients' requests decoded as one shared one: one client's records
+    /// could make another's acknowledged records dead letters, or, with `on_error =
+    /// "fail"`, stop the task at every replay of them.
+    pub replay_alone: bool,
 }
 
 /// Why a push was not taken.
@@ -358,9 +364,12 @@ impl Source for PushSource {
             g.log.read(pos, limit, max, &mut chunk.data, false)
         } else {
             let measured = cost.map(|c| (c, &mut tally));
-            let quote = self.intake.settings.quote;
+            let framing = log::Framing {
+                quote: self.intake.settings.quote,
+                alone: self.intake.settings.replay_alone,
+            };
             g.log
-                .replay(pos, limit, max, quote, measured, &mut chunk.data)
+                .replay(pos, limit, max, framing, measured, &mut chunk.data)
         }
         .map_err(|e| self.error(e))?;
         // A replay measured every line it read (see `decode::cost`).

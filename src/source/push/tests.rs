@@ -16,6 +16,7 @@ fn settings(durability: Durability, dir: &std::path::Path) -> PushSettings {
         job: "j".into(),
         quote: None,
         cost: None,
+        replay_alone: false,
     }
 }
 
@@ -288,5 +289,60 @@ fn no_chunk_holds_more_lines_than_the_cap() {
             [cap, 10],
             "the pieces go on as they were decoded"
         );
+    }
+}
+
+/// Two clients' requests, each within the 256 MiB a decode's stage functions may grow its
+/// values by (8,000 records growing 24 KiB each: 188 MiB), replayed after a rewind: with
+/// stages, each is a chunk of its own and decodes as when it was taken, no record a dead
+/// letter. Before, the replay read both into one chunk, whose one account held the second
+/// request's later records to what the first had left: dead letters of records acknowledged
+/// whole (and with `on_error = "fail"`, a task stopped at every replay).
+#[test]
+fn a_replay_with_stages_decodes_each_request_on_its_own_account() {
+    use crate::decode::{DecodeOptions, RecordDecoder};
+    use crate::stage::{OnError, Stages};
+    let schema = "name = \"m\"\n[[fields]]\nname = \"m\"\ntype = \"string\"\n";
+    let schema = std::sync::Arc::new(
+        crate::schema::RepoSchema::parse(schema, std::path::Path::new("m.toml")).unwrap(),
+    );
+    let decoder = RecordDecoder::new(schema, DecodeOptions::default(), None).unwrap();
+    let spec = toml::from_str("select = [\"repeat(m, 4097) AS m\"]").unwrap();
+    let stages = Stages::plan(&[spec], decoder.output_schema(), OnError::DeadLetter).unwrap();
+    let mut decoder = decoder.with_stages(stages);
+    let body = "{\"m\":\"aaaaaa\"}\n".repeat(8_000).into_bytes();
+    for alone in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let s = PushSettings {
+            max_pending: 1 << 30,
+            max_retained: 1 << 30,
+            chunk_bytes: 1 << 20,
+            replay_alone: alone,
+            ..settings(Durability::Memory, dir.path())
+        };
+        let mut src = PushSource::open("push", s).unwrap();
+        let intake = src.intake().unwrap();
+        src.seek(0, 0, 0).unwrap();
+        intake.open();
+        for _ in 0..2 {
+            intake.append(body.clone(), decoded(8_000)).unwrap();
+        }
+        drain(&mut src);
+        src.seek(0, 0, 0).unwrap();
+        let (mut chunks, mut rows, mut dead) = (0, 0, 0);
+        let mut chunk = Chunk::default();
+        while let Next::Chunk(_) = src.next(&mut chunk).unwrap() {
+            assert!(chunk.decoded.is_none(), "a replay");
+            let d = decoder.decode(&chunk);
+            chunks += 1;
+            rows += d.rows();
+            dead += d.dead.len();
+        }
+        if alone {
+            assert_eq!((chunks, rows, dead), (2, 16_000, 0));
+        } else {
+            assert_eq!(chunks, 1);
+            assert!(dead > 0, "one account for both requests");
+        }
     }
 }
