@@ -340,7 +340,7 @@ fn task(repo: &str, slot: &RepoSlot) -> serde_json::Value {
         "repo": repo,
         "state": slot.metrics.state(),
     });
-    if let Some(e) = slot.error.lock().expect("slot lock").clone() {
+    if let Some(e) = slot::lock(&slot.error).clone() {
         task["error"] = json!(e);
     }
     slot.with_live(|l| {

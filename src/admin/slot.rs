@@ -78,7 +78,7 @@ impl RepoSlot {
     pub fn attach(&self, live: Live) {
         // Read under the lock a request takes to reach the task: one that found no task had
         // set its flag before, so it is read here; one after finds this task.
-        let mut slot = self.live.lock().expect("slot lock");
+        let mut slot = lock(&self.live);
         live.control
             .paused
             .store(self.paused.load(Ordering::Acquire), Ordering::Release);
@@ -87,12 +87,12 @@ impl RepoSlot {
         }
         *slot = Some(live);
         drop(slot);
-        *self.error.lock().expect("slot lock") = None;
+        *lock(&self.error) = None;
     }
 
     /// The task ended; its partitions' lag is no longer this process's to report.
     pub fn detach(&self) {
-        *self.live.lock().expect("slot lock") = None;
+        *lock(&self.live) = None;
         self.metrics.forget_all();
     }
 
@@ -104,12 +104,20 @@ impl RepoSlot {
     /// The task failed with `error` (shown by `/v1/tasks` with URL queries removed: a store's
     /// error may carry a presigned URL).
     pub fn failed(&self, error: String) {
-        *self.error.lock().expect("slot lock") = Some(super::shown::error(&error));
+        *lock(&self.error) = Some(super::shown::error(&error));
     }
 
     pub(super) fn with_live<T>(&self, f: impl FnOnce(&Live) -> T) -> Option<T> {
-        self.live.lock().expect("slot lock").as_ref().map(f)
+        lock(&self.live).as_ref().map(f)
     }
+}
+
+/// A slot's lock, whatever panicked while it was held: the slot outlives its tasks, and a
+/// panic under it (a route reading a task's channel whose lock a worker's panic poisoned)
+/// made every later push, attach and detach of the repo panic until the process ended. What
+/// it guards is whole at every step (an assignment of a value).
+pub(super) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
@@ -128,5 +136,25 @@ mod tests {
         let changed = slot.push_limits(2, 2 << 20);
         assert!(!Arc::ptr_eq(&first, &changed));
         assert!(Arc::ptr_eq(&changed, &slot.push_limits(2, 2 << 20)));
+    }
+
+    /// A panic while the slot's lock is held (a route's read of a task) leaves the slot
+    /// usable: before, every later failure report, attach and push of the repo panicked on
+    /// the poisoned lock until the process ended.
+    #[test]
+    fn a_panic_under_the_slots_lock_leaves_it_usable() {
+        let slot = Arc::new(RepoSlot::new("j".into(), Arc::new(Metrics::new("r"))));
+        let s = slot.clone();
+        let panicked = std::thread::spawn(move || {
+            s.with_live(|_| ());
+            let _held = s.error.lock().unwrap();
+            panic!("a route panicked");
+        })
+        .join();
+        assert!(panicked.is_err() && slot.error.is_poisoned());
+        slot.failed("the task failed".into());
+        assert!(lock(&slot.error).is_some());
+        slot.detach();
+        assert!(slot.with_live(|_| ()).is_none());
     }
 }
