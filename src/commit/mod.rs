@@ -23,6 +23,8 @@ mod dotted_tests;
 pub mod fence;
 mod legacy;
 #[cfg(test)]
+mod listing_tests;
+#[cfg(test)]
 mod model;
 mod probe;
 pub mod ranges;
