@@ -222,9 +222,12 @@ impl Partitions {
 
     /// The commit begun with `ticket` ended; `landed` when it stands. Its position is written
     /// back only into the registration that made it (a reassignment may have begun another),
-    /// and reported to the source side.
+    /// and reported to the source side unless the partition's registration is past it (a
+    /// commit of an earlier registration ending late, after the next one's commits: the
+    /// group's offset would step back).
     pub fn end_commit(&self, p: u32, ticket: &PartState, landed: Option<Landed>) {
         let mut t = self.lock();
+        let mut behind = false;
         if let Some(s) = t.parts.get_mut(&p) {
             s.committing = false;
             if let (Some(l), true) = (landed, s.term == ticket.term) {
@@ -232,8 +235,9 @@ impl Partitions {
                 s.committed_line = l.next_line;
                 s.seq = l.seq;
             }
+            behind = landed.is_some_and(|l| l.next_offset < s.committed_offset);
         }
-        if let Some(l) = landed {
+        if let (Some(l), false) = (landed, behind) {
             t.committed.push((p, l.next_offset));
         }
     }

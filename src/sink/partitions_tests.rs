@@ -85,6 +85,22 @@ fn a_commit_that_outlived_its_registration_does_not_write_into_the_next() {
     assert_eq!(t.owned(1).unwrap().seq, 9, "seq never goes back");
 }
 
+/// A commit of an earlier registration that ends after the next registration's commits
+/// moved past it is not reported: the group's offset stepped back (lag tools read it).
+#[test]
+fn a_late_commit_of_an_earlier_registration_does_not_move_the_group_back() {
+    let t = Partitions::default();
+    let e = t.register(1, reg("k", 0, 1));
+    let old = t.begin_commit(1, e).unwrap();
+    t.revoke(&[1]);
+    let e2 = t.register(1, reg("k", 50, 2));
+    let ticket = t.begin_commit(1, e2).unwrap();
+    t.end_commit(1, &ticket, landed(120, 6));
+    t.end_commit(1, &old, landed(50, 5));
+    assert_eq!(t.take_committed(), vec![(1, 120)]);
+    assert_eq!(t.committed_offsets(&[1]), vec![(1, 120)]);
+}
+
 #[test]
 fn a_fence_takes_the_partition_away_only_from_the_fenced_registration() {
     let t = Partitions::default();
