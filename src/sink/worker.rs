@@ -503,16 +503,36 @@ impl Worker {
         if !op.files.contains_key(&path) {
             self.make_room(op)?;
             let (folder, own) = super::values::folder(&path);
-            let name = super::paths::file_name(
-                &format!("{}{}", self.ctx.file_prefix, state.key),
-                &match own {
-                    None => format!("-{}-{}", item.prov.first_offset, op.tag),
-                    Some(n) => format!("-{}-{}-{n}", item.prov.first_offset, op.tag),
-                },
-                &self.ctx.file_suffix,
-                &format!(".{}", self.ctx.format.extension()),
-            );
-            let rel = format!("{folder}{}", super::paths::visible_name(&name));
+            let mut unique = match own {
+                None => format!("-{}-{}", item.prov.first_offset, op.tag),
+                Some(n) => format!("-{}-{}-{n}", item.prov.first_offset, op.tag),
+            };
+            let named = |unique: &str| {
+                let name = super::paths::file_name(
+                    &format!("{}{}", self.ctx.file_prefix, state.key),
+                    unique,
+                    &self.ctx.file_suffix,
+                    &format!(".{}", self.ctx.format.extension()),
+                );
+                format!("{folder}{}", super::paths::visible_name(&name))
+            };
+            let mut rel = named(&unique);
+            // Folders of values that differ only in case (`c=US/`, `c=us/`) are one folder
+            // where the file system ignores case (macOS, Windows, casefold folders): files of
+            // one item there had one name, and the second rename replaced the first.
+            let base = unique.clone();
+            let mut n = 1;
+            while op
+                .files
+                .values()
+                .map(|f| &f.rel)
+                .chain(op.parked.iter().map(|p| &p.0))
+                .any(|r| r.eq_ignore_ascii_case(&rel))
+            {
+                unique = format!("{base}-c{n}");
+                rel = named(&unique);
+                n += 1;
+            }
             let file = self.ctx.dest.create(&rel)?;
             let writer = create_writer(&self.ctx.format, self.ctx.schema.clone(), file.clone())?;
             let partition = crate::table::partition_values(&self.ctx.table_partitions, &rows);

@@ -169,3 +169,32 @@ fn an_input_file_name_too_long_for_its_records_is_refused_by_name() {
         }
     }
 }
+
+/// Rows whose folder values differ only in case (`US`, `us`, `Us`) go to folders that are one
+/// where the file system ignores case (macOS, Windows, casefold folders): their files get
+/// names that differ ignoring case too. Before, the files of one chunk had one name in each
+/// folder, and there the second rename replaced the first: its rows lost without a word.
+#[test]
+fn files_in_folders_differing_only_in_case_are_named_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = job(
+        dir.path(),
+        &[("US", "a"), ("us", "b"), ("Us", "c"), ("US", "d")],
+        "h={host}/",
+    );
+    let (status, log) = sluice_within(&["run", job.to_str().unwrap()], 60);
+    assert!(status.success(), "{log}");
+    let out = dir.path().join("out");
+    let files = files_under(&out, true);
+    let folded: std::collections::HashSet<String> = files
+        .iter()
+        .map(|f| {
+            f.strip_prefix(&out)
+                .unwrap()
+                .to_string_lossy()
+                .to_lowercase()
+        })
+        .collect();
+    assert_eq!((files.len(), folded.len()), (3, 3), "{files:?}");
+    assert_eq!(trace_ids(&out).len(), 4);
+}
