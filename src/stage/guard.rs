@@ -537,6 +537,15 @@ pub fn guard_sizes(expr: Expr) -> Result<Expr> {
             {
                 return Ok(Transformed::no(e))
             }
+            // Each 2-byte specifier of a format may write up to 32 bytes (`%+`): a format
+            // from the data makes values 16 times its size, past the bounds the guard could
+            // check before it builds. Refused; a constant format's values are short.
+            ("to_char" | "date_format", 2..) if !f.args[1].column_refs().is_empty() => {
+                return plan_err!(
+                    "to_char's format must not be taken from the data (`{}`): a format may write 16 times its size; give it as text",
+                    f.args[1]
+                );
+            }
             ("levenshtein" | "strpos" | "btrim" | "ltrim" | "rtrim", 2..) => Kind::Steps,
             ("regexp_like" | "regexp_match" | "regexp_count" | "regexp_instr", 2..) => Kind::Steps,
             _ => return Ok(Transformed::no(e)),

@@ -542,3 +542,25 @@ fn a_pattern_is_counted_by_the_states_it_compiles_to() {
     let states = crate::stage::patterns::regex_states("abc", None).unwrap();
     assert!((3..=16).contains(&states), "{states}");
 }
+
+/// `to_char` with a format from the data is refused at planning: one 64 MiB record of `%+`
+/// would make a value of about 1 GiB, outside every bound (the guard does not cover it).
+/// A constant format plans as before.
+#[test]
+fn to_char_with_a_format_from_the_data_is_refused() {
+    let input = Arc::new(Schema::new(vec![
+        Field::new(
+            "ts",
+            DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, Some("UTC".into())),
+            true,
+        ),
+        Field::new("f", DataType::Utf8, true),
+    ]));
+    let planned = |sql: &str| select(&input, sql).map(|_| ()).map_err(|e| e.to_string());
+    for sql in ["to_char(ts, f)", "date_format(ts, concat(f, '%Y'))"] {
+        let e = planned(sql).unwrap_err();
+        assert!(e.contains("must not be taken from the data"), "{sql}: {e}");
+    }
+    planned("to_char(ts, '%Y-%m-%d')").unwrap();
+    planned("to_char(ts, concat('%Y', '-%m'))").unwrap();
+}
