@@ -39,25 +39,34 @@ impl Watch {
     }
 
     /// Before a commit's claim: `NotATableJob` if `dest` holds a table now (looked for once
-    /// every [`EVERY`]), or held one when an earlier commit looked.
+    /// every [`EVERY`]), or held one when an earlier commit looked. A look that fails (the
+    /// store unreachable) fails this commit like any store error, and the next commit looks
+    /// again.
     pub fn check(&self, dest: &Destination) -> Result<(), TableError> {
-        if !self.found.load(Ordering::Acquire) {
-            let now = Instant::now();
-            {
-                let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
-                if now < *next {
-                    return Ok(());
-                }
-                *next = now + self.every;
-            }
-            if refuse_plain_into_table(&TableKind::None, dest).is_ok() {
+        if self.found.load(Ordering::Acquire) {
+            return Err(TableError::NotATableJob {
+                url: dest.url().to_string(),
+            });
+        }
+        let now = Instant::now();
+        {
+            let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+            if now < *next {
                 return Ok(());
             }
-            self.found.store(true, Ordering::Release);
+            *next = now + self.every;
         }
-        Err(TableError::NotATableJob {
-            url: dest.url().to_string(),
-        })
+        match refuse_plain_into_table(&TableKind::None, dest) {
+            Ok(()) => Ok(()),
+            Err(e @ TableError::NotATableJob { .. }) => {
+                self.found.store(true, Ordering::Release);
+                Err(e)
+            }
+            Err(e) => {
+                *self.next.lock().unwrap_or_else(|p| p.into_inner()) = now;
+                Err(e)
+            }
+        }
     }
 }
 
@@ -96,5 +105,27 @@ mod tests {
             w.check(&dest).is_err(),
             "refused from then on, without looking"
         );
+    }
+
+    /// A look that fails is that commit's failure, not a table: the next commit looks again
+    /// and goes on. Before, any error of the look refused every later commit as if a table
+    /// had been found.
+    #[test]
+    fn a_look_that_fails_is_not_a_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let dest = Destination::parse(dir.path().to_str().unwrap(), rt.handle().clone()).unwrap();
+        let w = Watch {
+            every: Duration::from_secs(3600),
+            next: Mutex::new(Instant::now()),
+            found: AtomicBool::new(false),
+        };
+        // A file where the log's folder would be: listing it fails (not a folder).
+        let log = dir.path().join("_delta_log");
+        std::fs::write(&log, b"x").unwrap();
+        let first = w.check(&dest);
+        assert!(matches!(first, Err(TableError::Store(_))), "{first:?}");
+        std::fs::remove_file(&log).unwrap();
+        assert!(w.check(&dest).is_ok(), "looked again, no table");
     }
 }
