@@ -301,9 +301,37 @@ impl Checkpoints {
         Ok(keys)
     }
 
-    /// Sequence numbers with an outcome, ascending.
+    /// Sequence numbers with an outcome, ascending: those listed, and those above them read
+    /// by name until one is missing. A listing can lag behind the store (a file system's
+    /// cached folder on NFS, a store whose listings are eventually consistent): a newest
+    /// commit sealed before it but not listed was passed over by every reader (the resume
+    /// point, a table's catch-up, a roll-back's undo list), and the partition wrote its
+    /// records again, or its table never named them. One read of a name not written when
+    /// the listing holds everything. (A number missing between listed ones is not looked
+    /// for: aborts are kept below pruned commits, so gaps are normal there.)
     pub(super) fn seqs(&self, key: &str) -> Result<Vec<u64>, CheckpointError> {
-        self.numbered(&self.dir(key), ".json")
+        let mut seqs = self.numbered(&self.dir(key), ".json")?;
+        let top = seqs.last().copied().unwrap_or(0);
+        self.outcomes_above(key, top, &mut seqs)?;
+        Ok(seqs)
+    }
+
+    /// Appends to `seqs` the numbers above `top` that have an outcome, read by name until one
+    /// is missing.
+    pub(super) fn outcomes_above(
+        &self,
+        key: &str,
+        mut top: u64,
+        seqs: &mut Vec<u64>,
+    ) -> Result<(), CheckpointError> {
+        while let Some(next) = top.checked_add(1) {
+            if self.outcome(key, next)?.is_none() {
+                break;
+            }
+            seqs.push(next);
+            top = next;
+        }
+        Ok(())
     }
 
     /// The numbers naming the records `<dir><n><suffix>`, ascending.

@@ -383,13 +383,10 @@ impl Checkpoints {
         Ok((self.committed()?, late))
     }
 
-    /// The outcomes of partition `key` a listing of them (`listed`, ascending) may lack, added
-    /// to it: those of the claims listed in `claims` (settled, so each has one unless pruned),
-    /// and those above every number known, read by name until one is missing. A listing can
-    /// lag behind the store (a file system's cached folder on NFS, a store whose listings
-    /// are eventually consistent): a commit of an earlier owner sealed before it, but not
-    /// listed, was passed over, and the partition resumed before it and wrote its records
-    /// again. One read by name when the listing holds everything (of a name not written).
+    /// The outcomes of partition `key` that `listed` ([`Checkpoints::seqs`], ascending) may
+    /// lack, added to it: those of the claims listed in `claims` (settled, so each has one
+    /// unless pruned), and those above the newest claim read by name until one is missing
+    /// (see `seqs`: a listing can lag behind the store).
     fn outcomes_beyond(
         &self,
         key: &str,
@@ -402,19 +399,12 @@ impl Checkpoints {
                 seqs.insert(c);
             }
         }
-        let mut top = seqs
-            .last()
-            .copied()
-            .unwrap_or(0)
-            .max(claims.last().copied().unwrap_or(0));
-        while let Some(next) = top.checked_add(1) {
-            if self.outcome(key, next)?.is_none() {
-                break;
-            }
-            seqs.insert(next);
-            top = next;
+        let mut seqs: Vec<u64> = seqs.into_iter().collect();
+        let top = seqs.last().copied().unwrap_or(0);
+        if let Some(&newest_claim) = claims.last().filter(|&&c| c > top) {
+            self.outcomes_above(key, newest_claim, &mut seqs)?;
         }
-        Ok(seqs.into_iter().collect())
+        Ok(seqs)
     }
 
     /// Brings a partition in line with the store for the owner of `term`: claims without an

@@ -129,3 +129,36 @@ fn an_outcome_the_listing_lacks_is_read_by_name() {
     let r = cps.reconcile(KEY, t3, "c").unwrap();
     assert_eq!((r.latest.map(|l| l.next_offset), r.next_seq), (Some(10), 2));
 }
+
+/// A roll-back while the newest commit is not listed yet undoes it too: its files are in the
+/// undo claim, and it no longer stands. Before reads by name reached the history, the undo
+/// list came from the listing: the commit's files stayed visible, and the partition replayed
+/// its records after the target again (twice for a reader).
+#[test]
+fn a_roll_back_undoes_a_commit_the_listing_lacks() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let store = Arc::new(Lagging::default());
+    let dest = Destination::from_store("test://lag/", store.clone(), "p", rt.handle().clone());
+    let cps = Checkpoints::new(dest.clone(), "j");
+    let t = cps.take_term(KEY, "a").unwrap();
+    cps.reconcile(KEY, t, "a").unwrap();
+    for seq in 1..=2u64 {
+        let rel = format!("d/{seq}.txt");
+        dest.put_atomic(&rel, b"x", false).unwrap();
+        let c = claim(seq, t, "a", &[], &[rel.as_str()]);
+        cps.claim(&c).unwrap();
+        cps.seal(&c, &checkpoint(&c, seq * 10)).unwrap();
+        cps.release(KEY, seq, t, "a").unwrap();
+    }
+    store
+        .unlisted
+        .lock()
+        .unwrap()
+        .insert("p/_sluice/j/checkpoints/t-0/000000000002.json".into());
+    assert_eq!(cps.history(KEY).unwrap().len(), 2, "read by name");
+    let t2 = cps.take_term(KEY, "b").unwrap();
+    let r = cps.roll_back_to(KEY, 1, t2, "b").unwrap();
+    assert_eq!(r.latest.map(|c| (c.seq, c.next_offset)), Some((1, 10)));
+    assert!(!dest.exists("d/2.txt").unwrap(), "commit 2's file removed");
+    assert!(dest.exists("d/1.txt").unwrap());
+}
