@@ -1,6 +1,6 @@
 //! JSON lines as arrow-json's writer makes them (`jsonl.rs`), gzip-compressed (flate2 with the
 //! zlib-rs backend) unless the codec is `none`. Timestamps are written as RFC 3339 text, binary
-//! as hex, nulls omitted.
+//! as base64 (nested binary as hex), nulls omitted.
 //! With `FormatOptions::parallel` and gzip each batch is encoded and compressed as a block of
 //! its own on the pool (`blocks.rs`).
 

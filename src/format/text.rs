@@ -1,14 +1,19 @@
-//! Text output: CSV or TSV (arrow-csv, header row switchable) or the raw message line of each
-//! record (the decoder's `_raw` column). Optionally gzip-compressed. With
+//! Text output: CSV or TSV (arrow-csv, header row switchable; binary cells as base64, as a
+//! binary field reads them by default) or the raw message line of each record (the decoder's
+//! `_raw` column). Optionally gzip-compressed. With
 //! `FormatOptions::parallel` and gzip each batch is encoded and compressed as a block of its own
 //! on the pool (`blocks.rs`).
 
+use std::borrow::Cow;
 use std::io::Write;
+use std::sync::Arc;
 
-use arrow::array::{Array, AsArray};
+use arrow::array::{Array, ArrayRef, AsArray, StringArray};
 use arrow::csv::{Writer, WriterBuilder};
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
+use base64::Engine;
 
 use super::blocks::Blocks;
 use super::{encode_err, FormatError, FormatKind, FormatOptions, FormatWriter, MaybeGzip};
@@ -47,6 +52,44 @@ fn raw_lines(batch: &RecordBatch, column: usize) -> Vec<u8> {
         buf.push(b'\n');
     }
     buf
+}
+
+/// `batch` with its binary columns as base64 text: arrow-csv writes hex, which a binary
+/// field (base64 by default) reads back as other bytes without an error (`7369676e6564` is
+/// valid base64).
+fn binary_as_base64(batch: &RecordBatch) -> Result<Cow<'_, RecordBatch>, ArrowError> {
+    let binary = |t: &DataType| {
+        matches!(
+            t,
+            DataType::Binary | DataType::LargeBinary | DataType::BinaryView
+        )
+    };
+    let schema = batch.schema_ref();
+    if !schema.fields().iter().any(|f| binary(f.data_type())) {
+        return Ok(Cow::Borrowed(batch));
+    }
+    let mut fields = Vec::with_capacity(schema.fields().len());
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(fields.capacity());
+    for (f, c) in schema.fields().iter().zip(batch.columns()) {
+        if !binary(f.data_type()) {
+            fields.push(f.clone());
+            columns.push(c.clone());
+            continue;
+        }
+        let bytes = arrow::compute::cast(c, &DataType::LargeBinary)?;
+        let bytes = bytes.as_binary::<i64>();
+        let text: StringArray = bytes
+            .iter()
+            .map(|v| v.map(|v| base64::engine::general_purpose::STANDARD.encode(v)))
+            .collect();
+        fields.push(Arc::new(Field::new(
+            f.name(),
+            DataType::Utf8,
+            f.is_nullable(),
+        )));
+        columns.push(Arc::new(text));
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map(Cow::Owned)
 }
 
 /// The CSV writer of `kind` (comma or tab), with or without the header row.
@@ -132,7 +175,9 @@ impl TextFormat {
 impl FormatWriter for TextFormat {
     fn write(&mut self, batch: &RecordBatch) -> Result<(), FormatError> {
         match self.inner.as_mut().expect("open until finish") {
-            Inner::Csv(w) => w.write(batch).map_err(|e| encode_err(&self.file, e)),
+            Inner::Csv(w) => binary_as_base64(batch)
+                .and_then(|b| w.write(&b))
+                .map_err(|e| encode_err(&self.file, e)),
             Inner::Raw { out, column } => out
                 .write_all(&raw_lines(batch, *column))
                 .map_err(|e| encode_err(&self.file, e)),
@@ -150,7 +195,9 @@ impl FormatWriter for TextFormat {
                             return Ok(raw_lines(b, column));
                         }
                         let mut w = csv_writer(Vec::new(), kind, with_header);
-                        w.write(b).map_err(|e| e.to_string())?;
+                        binary_as_base64(b)
+                            .and_then(|b| w.write(&b))
+                            .map_err(|e| e.to_string())?;
                         Ok(w.into_inner())
                     }),
                 )
