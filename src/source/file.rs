@@ -228,14 +228,21 @@ impl FileSource {
         Ok(r)
     }
 
-    /// A reader of partition `i`'s file from its start, unchecked (its header).
+    /// A reader of partition `i`'s file from its start, unchecked (its header). With
+    /// `partial_last_line = "leave"` a header still being written (its line not ended, a
+    /// gzip file cut short) is no header yet, as the run's own reader takes it: it was read
+    /// as a short header, or as damage, and the job refused at every start until the writer
+    /// got further.
     fn plain_reader(&self, i: usize) -> Result<ChunkReader, SourceError> {
         let path = &self.parts[i].path;
         let file = regular::open(path).map_err(|e| SourceError::Other {
             name: path.display().to_string(),
             reason: e.to_string(),
         })?;
-        Ok(ChunkReader::from_file(path, file, self.quote)?)
+        Ok(
+            ChunkReader::from_file(path, file, self.quote)?
+                .leaving_partial_tail(self.leave_partial),
+        )
     }
 }
 

@@ -395,3 +395,49 @@ fn a_file_rewritten_in_place_beginning_alike_is_refused_at_its_resume_offset() {
         );
     }
 }
+
+/// With `leave`, a CSV file whose header is still being written (its line not ended; a gzip
+/// file whose writer has flushed nothing but the gzip header) has no header yet, first in
+/// `paths` or not: the other files are read, and the next run reads it whole. Before, the start took the cut line for
+/// the header (a required field with no column) or the cut gzip for damage, and refused the
+/// whole job at every start until the writer got further.
+#[test]
+fn a_csv_header_still_being_written_is_left_for_the_next_run() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("app.toml"),
+        "name = \"app\"\n[[fields]]\nname = \"trace_id\"\ntype = \"string\"\nnullable = false\n\
+         [[fields]]\nname = \"n\"\ntype = \"int64\"\nnullable = false\n",
+    )
+    .unwrap();
+    let job = dir.path().join("job.toml");
+    std::fs::write(
+        &job,
+        format!(
+            "[job]\nname = \"grow\"\nstate_dir = \"state\"\n[source]\nkind = \"file\"\n\
+             paths = [\"b.csv\", \"a.csv\", \"c.csv.gz\"]\nformat = \"csv\"\n\
+             partial_last_line = \"leave\"\n[repo]\nschema = \"app.toml\"\n\
+             [sink]\nurl = \"file://{}/out\"\nformat = \"parquet\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    append(&dir.path().join("a.csv"), "trace_id,n\na,1\n");
+    append(&dir.path().join("b.csv"), "trace_id");
+    // A gzip writer that has flushed its header alone: ten bytes, no deflate block yet.
+    let whole = gzip("trace_id,n\nc,3\n");
+    std::fs::write(dir.path().join("c.csv.gz"), &whole[..10]).unwrap();
+    run_ok(&job);
+    let ids = trace_ids(&dir.path().join("out"));
+    assert_eq!(ids.keys().collect::<Vec<_>>(), ["a"], "{ids:?}");
+    append(&dir.path().join("b.csv"), ",n\nb,2\n");
+    std::fs::write(dir.path().join("c.csv.gz"), &whole).unwrap();
+    run_ok(&job);
+    let mut ids: Vec<_> = trace_ids(&dir.path().join("out")).into_iter().collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        [("a".into(), 1), ("b".into(), 1), ("c".into(), 1)],
+        "each once"
+    );
+}
