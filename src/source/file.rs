@@ -69,6 +69,7 @@ impl FileSource {
     pub fn new(paths: &[PathBuf], quote: Option<u8>, header: bool) -> Result<Self, SourceError> {
         let mut parts = Vec::with_capacity(paths.len());
         let mut seen = std::collections::HashSet::new();
+        let mut files = std::collections::HashMap::new();
         for (i, p) in paths.iter().enumerate() {
             if !p.is_file() {
                 let glob = p.to_string_lossy().contains(['*', '?', '[']);
@@ -81,6 +82,15 @@ impl FileSource {
                 return Err(SourceError::Other {
                     name: p.display().to_string(),
                     reason: reason.into(),
+                });
+            }
+            if let Some(first) = same_file(&mut files, p) {
+                return Err(SourceError::Other {
+                    name: p.display().to_string(),
+                    reason: format!(
+                        "is the same file as {} (a link to it, or it to this): read as two partitions, its records would be exported twice",
+                        first.display()
+                    ),
                 });
             }
             let topic = sanitize(&InputSource::File(p.clone()).stem());
@@ -243,6 +253,31 @@ impl FileSource {
             ChunkReader::from_file(path, file, self.quote)?
                 .leaving_partial_tail(self.leave_partial),
         )
+    }
+}
+
+/// The path listed before `p` that names the same file (a symbolic or hard link), recording
+/// `p`'s identity (device and inode) in `files`. Not on other systems.
+fn same_file<'a>(
+    files: &mut std::collections::HashMap<(u64, u64), &'a std::path::Path>,
+    p: &'a std::path::Path,
+) -> Option<&'a std::path::Path> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(p).ok()?;
+        match files.entry((m.dev(), m.ino())) {
+            std::collections::hash_map::Entry::Occupied(e) => Some(*e.get()),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(p);
+                None
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (files, p);
+        None
     }
 }
 

@@ -192,3 +192,27 @@ fn a_file_become_a_fifo_is_refused_without_waiting() {
     let e = source.next(&mut Chunk::default()).unwrap_err();
     assert!(e.to_string().contains("not a regular file"), "{e}");
 }
+
+/// One file named by two paths (a symbolic link, a hard link) is refused at start: as two
+/// partitions, each record was exported twice, for good once both had checkpoints. Two files
+/// of the same bytes are two files.
+#[cfg(unix)]
+#[test]
+fn one_file_under_two_paths_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.jsonl");
+    std::fs::write(&a, "{}\n").unwrap();
+    let sym = dir.path().join("s.jsonl");
+    std::os::unix::fs::symlink(&a, &sym).unwrap();
+    let hard = dir.path().join("h.jsonl");
+    std::fs::hard_link(&a, &hard).unwrap();
+    let copy = dir.path().join("c.jsonl");
+    std::fs::write(&copy, "{}\n").unwrap();
+    for other in [&sym, &hard] {
+        let e = FileSource::new(&[a.clone(), other.clone()], None, false)
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("is the same file as"), "{e}");
+    }
+    assert!(FileSource::new(&[a, copy], None, false).is_ok());
+}
