@@ -225,6 +225,14 @@ fn csv_columns(
     let text = std::str::from_utf8(header)
         .map_err(|_| header_err("the header is not valid UTF-8".into()))?;
     let text = text.trim_end_matches(['\r', '\n']);
+    // Lines that end in a carriage return alone (classic Mac files) are one line here: the
+    // whole file was taken for its header, and its records for column names, none a dead
+    // letter.
+    if text.contains('\r') {
+        return Err(header_err(
+            "the header holds a carriage return: do its lines end in CR alone? Lines must end in LF or CRLF (the whole file would be read as its header)".into(),
+        ));
+    }
     let mut fields_of: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, f) in schema.fields.iter().enumerate() {
         fields_of.entry(f.source.as_str()).or_default().push(i);

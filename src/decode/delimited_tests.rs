@@ -219,3 +219,21 @@ fn a_header_naming_no_field_is_refused() {
     assert!(super::csv_columns(&schema, b',', b"a,b\n").is_ok());
     assert!(super::csv_columns(&schema, b',', b"b,x\n").is_ok());
 }
+
+/// A file whose lines end in a carriage return alone is one line: its header was the whole
+/// file, its records column names, and a run exported nothing, without an error or a dead
+/// letter. Refused, saying why; a header ending in CRLF reads as before.
+#[test]
+fn a_header_of_lines_ending_in_cr_alone_is_refused() {
+    let schema = RepoSchema::parse(
+        "name = \"h\"\n[[fields]]\nname = \"i\"\ntype = \"string\"\n[[fields]]\nname = \"s\"\ntype = \"string\"\n",
+        std::path::Path::new("h.toml"),
+    )
+    .unwrap();
+    let e = csv_columns(&schema, b',', b"i,s\r1,a\r2,b\r")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("carriage return"), "{e}");
+    let (cols, _) = csv_columns(&schema, b',', b"i,s\r\n").unwrap();
+    assert_eq!(cols, vec![Some(0), Some(1)]);
+}
