@@ -401,18 +401,35 @@ pub fn resolve_url_against(base: &Path, url: &str) -> String {
     }
 }
 
-/// A URL of a scheme sluice writes to, written without `//` (`file:out/`, `s3:bucket/x`): as
-/// a path it would name a local folder called so.
+/// A URL of a scheme sluice writes to, written without `//` (`file:out/`, `s3:bucket/x`), or
+/// of a scheme it does not know followed by `/` (`htp:/x`, a typing slip): as a path each
+/// would name a local folder called so. `file://` names no folder. A plain folder name with
+/// a colon (`out:2024/`) is one.
 fn scheme_without_slashes(url: &str) -> Result<(), String> {
     const SCHEMES: [&str; 9] = [
         "file", "s3", "s3a", "gs", "az", "abfs", "abfss", "hdfs", "memory",
     ];
+    if file_url_path(url).is_some_and(|p| p.trim_end_matches('/').is_empty() && !p.starts_with('/'))
+    {
+        return Err(format!("`{url}` names no folder: `file://./out/` for `out/` here, `file:///data/out/` for an absolute path"));
+    }
+    let scheme_like = |s: &str| {
+        s.len() > 1
+            && s.starts_with(|c: char| c.is_ascii_alphabetic())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
+    };
     match url.split_once(':') {
         Some((s, rest))
             if SCHEMES.contains(&s.to_ascii_lowercase().as_str()) && !rest.starts_with("//") =>
         {
             Err(format!(
                 "`{url}` is read as a local folder of that name: write `{s}://…` (`file://./out/` or a plain path for a folder here)"
+            ))
+        }
+        Some((s, rest)) if scheme_like(s) && rest.starts_with('/') && !rest.starts_with("//") => {
+            Err(format!(
+                "`{url}` looks like a URL of scheme `{s}:`, which sluice does not write to (file://, s3://, gs://, az://, abfss://, hdfs://); a local folder of that name is `./{url}`"
             ))
         }
         _ => Ok(()),

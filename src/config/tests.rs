@@ -37,6 +37,22 @@ fn a_scheme_without_slashes_is_refused() {
         Job::parse(&plain, Path::new("j.toml")).is_ok(),
         "a plain folder name with a colon"
     );
+    // A scheme mistyped, one slash: it was a local folder `htp:`.
+    let typo = GOOD.replace("file:///tmp/out/", "htp:/nowhere");
+    let e = Job::parse(&typo, Path::new("j.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("looks like a URL of scheme `htp:`"), "{e}");
+    let dotted = GOOD.replace("file:///tmp/out/", "./htp:/nowhere");
+    assert!(Job::parse(&dotted, Path::new("j.toml")).is_ok());
+    // `file://` alone names no folder (it was the job file's own).
+    for empty in ["file://", "file:///"] {
+        let e = Job::parse(
+            &GOOD.replace("file:///tmp/out/", empty),
+            Path::new("j.toml"),
+        );
+        assert_eq!(e.is_err(), empty == "file://", "{empty}: {e:?}");
+    }
 }
 
 #[test]
