@@ -33,7 +33,8 @@ use sluice::task::FromCheckpoint;
 #[command(
     name = "sluice",
     version,
-    about = "Export record streams into Parquet, ORC, gzip JSON lines and text files"
+    about = "Export record streams into Parquet, ORC, JSON lines, CSV/TSV and text files",
+    after_help = "Logging: `SLUICE_LOG` sets what is logged, as a tracing filter (`warn`, `info`, `sluice=debug`); the default is `info` (`warn` for `convert`, and for `backfill` while it draws progress bars)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -93,6 +94,7 @@ enum Command {
     /// Check a job file: every error with its key path, and its schema against the files
     /// already written, before any data moves.
     Validate {
+        /// The job file (TOML).
         job: PathBuf,
         /// Only this repo of a job file with several (`[[repos]]`).
         #[arg(long)]
@@ -104,6 +106,7 @@ enum Command {
     /// schema once they check out. A job file with several repos (`[[repos]]`) runs one task
     /// per repo.
     Run {
+        /// The job file (TOML).
         job: PathBuf,
         /// Run only this repo of a job file with several.
         #[arg(long)]
@@ -148,6 +151,7 @@ enum Command {
     /// name, exit 0 when all is committed. Re-running after a crash resumes from the backfill's
     /// checkpoints. Draws progress bars on a terminal.
     Backfill {
+        /// The job file (TOML).
         job: PathBuf,
         /// The repo to backfill, in a job file with several.
         #[arg(long)]
@@ -189,6 +193,7 @@ enum Command {
     /// group of files is swapped for one file in one table version, so readers never see
     /// both or neither. Safe beside the running job. Draws a progress bar on a terminal.
     Compact {
+        /// The job file (TOML).
         job: PathBuf,
         /// The repo, in a job file with several.
         #[arg(long)]
@@ -210,6 +215,7 @@ enum Command {
     /// names (compacted away, or never in the table). Sealed commits the table does not hold
     /// yet are kept. Readers of versions older than the retention may fail afterwards.
     Vacuum {
+        /// The job file (TOML).
         job: PathBuf,
         /// The repo, in a job file with several.
         #[arg(long)]

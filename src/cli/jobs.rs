@@ -19,6 +19,7 @@ use crate::init_logs;
 pub enum CheckpointCommand {
     /// The newest checkpoint of every partition (of every repo of the job file).
     List {
+        /// The job file (TOML).
         job: PathBuf,
         /// Only this repo of a job file with several.
         #[arg(long)]
@@ -26,6 +27,7 @@ pub enum CheckpointCommand {
     },
     /// Every checkpoint of one partition (`<topic>-<partition>`), with its files.
     Show {
+        /// The job file (TOML).
         job: PathBuf,
         partition: String,
         /// The repo, in a job file with several.
@@ -36,6 +38,7 @@ pub enum CheckpointCommand {
     /// be read (a batch the client fetches again for ever). Stop the job first; the skipped
     /// records are not exported, and one dead letter names their offsets.
     Skip {
+        /// The job file (TOML).
         job: PathBuf,
         /// `<topic>-<partition>`, as `checkpoints list` names it.
         partition: String,

@@ -22,6 +22,7 @@ pub enum WalCommand {
     /// first. Damage before valid records stops it with an error, after what came before was
     /// written.
     Export {
+        /// The job file (TOML).
         job: PathBuf,
         /// The repo, in a job file with several.
         #[arg(long)]
