@@ -34,9 +34,19 @@ impl RecordDecoder {
             }
             if !f.nullable && columns[i].null_count() > 0 {
                 let col = &columns[i];
+                // A field reading another key names it: the record holds that key, not the
+                // field's name.
+                let reason = if f.source == f.name {
+                    format!("missing required field `{}`", f.name)
+                } else {
+                    format!(
+                        "missing required field `{}` (read from the key `{}`)",
+                        f.name, f.source
+                    )
+                };
                 for (r, bad) in already_bad.iter().enumerate() {
                     if col.is_null(r) && !bad {
-                        errors.push((r, format!("missing required field `{}`", f.name)));
+                        errors.push((r, reason.clone()));
                     }
                 }
             }

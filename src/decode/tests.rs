@@ -539,3 +539,23 @@ fn the_arrow_json_decoder_is_not_kept_after_a_large_group() {
     assert_eq!(d.decode(&chunk(large.as_bytes())).rows(), 1);
     assert!(!kept(&d), "kept after a group of 2 MiB");
 }
+
+/// A required field read from another key names that key when it is missing: the record
+/// holds `placedAt`, not `placed_at` (a record of the field's own name, say the job's own
+/// JSON output read back, was told the field is missing, naming a key it has).
+#[test]
+fn a_missing_required_field_read_from_another_key_names_the_key() {
+    let s = schema(
+        "name = \"o\"\n[[fields]]\nname = \"placed_at\"\ntype = \"string\"\nsource = \"placedAt\"\nnullable = false\n",
+    );
+    let mut d = RecordDecoder::new(s, DecodeOptions::default(), None).unwrap();
+    let out = d.decode(&chunk(b"{\"placed_at\":\"x\"}\n{\"placedAt\":\"y\"}\n"));
+    assert_eq!(out.rows(), 1);
+    assert!(
+        out.dead[0]
+            .reason
+            .contains("missing required field `placed_at` (read from the key `placedAt`)"),
+        "{}",
+        out.dead[0].reason
+    );
+}
