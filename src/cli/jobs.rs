@@ -186,10 +186,7 @@ pub fn run_job(
         let hup = hups.into_iter().next().expect("one flag");
         let (job, result) = task::reload::run_reloading(path, job, opts, stop, hup);
         let s = result?;
-        println!(
-            "job {}: {:?}; {} rows, {} dead letters in {} files over {} commits; {:.2} s",
-            job.file.job.name, s.state, s.rows, s.dead_letters, s.files, s.commits, s.seconds
-        );
+        println!("{}", summary(&job, &s));
         // A file job reads to the end of its files: stopped before, it is not done (a
         // script's `sluice run job && next` must not go on).
         if matches!(job.file.source, SourceSection::File { .. }) && !s.ended {
@@ -233,6 +230,38 @@ pub fn run_job(
         bail!("repos {} failed (see above)", failed.join(", "));
     }
     Ok(())
+}
+
+/// What a run of one job did, as its last line says it: a file job that read its input to
+/// the end says so (and that nothing was new, when nothing was), any other where it stopped;
+/// then what it wrote, and where.
+fn summary(job: &Job, s: &task::RunSummary) -> String {
+    let name = &job.file.job.name;
+    let url = &job.file.sink.url;
+    let plural = |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let wrote = format!(
+        "{}, {} in {} over {}",
+        plural(s.rows, "row", "rows"),
+        plural(s.dead_letters, "dead letter", "dead letters"),
+        plural(s.files, "file", "files"),
+        plural(s.commits, "commit", "commits"),
+    );
+    let file_job = matches!(job.file.source, SourceSection::File { .. });
+    match (file_job && s.ended, s.commits) {
+        (true, 0) => format!(
+            "job {name}: nothing new to export: every input is committed to its end ({url}); {:.2} s",
+            s.seconds
+        ),
+        (true, _) => format!(
+            "job {name}: read its input to the end; {wrote}, to {url}; {:.2} s",
+            s.seconds
+        ),
+        _ => format!(
+            "job {name}: {}; {wrote}, to {url}; {:.2} s",
+            format!("{:?}", s.state).to_lowercase(),
+            s.seconds
+        ),
+    }
 }
 
 pub fn run_demo(out: &Path) -> Result<()> {
