@@ -39,8 +39,16 @@ pub fn run_validate(path: &Path, repo: Option<&str>) -> Result<()> {
 }
 
 fn validate_one(path: &Path, job: &Job, runtime: &tokio::runtime::Runtime) -> Result<()> {
-    let prepared = task::prepare(job, false)?;
-    let dest = task::destination(job, runtime)?;
+    // Both checked, each problem told: a bad URL is not hidden behind a missing input.
+    let (prepared, dest) = match (task::prepare(job, false), task::destination(job, runtime)) {
+        (Ok(p), Ok(d)) => (p, d),
+        (Err(task::TaskError::Several(mut all)), Err(d)) => {
+            all.push(d);
+            return Err(task::TaskError::Several(all).into());
+        }
+        (Err(p), Err(d)) => return Err(task::TaskError::Several(vec![p, d]).into()),
+        (Err(e), _) | (_, Err(e)) => return Err(e.into()),
+    };
     // A local destination that is a file: every run would fail at its first write.
     if let Some(root) = dest.local_root().filter(|r| r.exists() && !r.is_dir()) {
         bail!(

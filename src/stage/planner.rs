@@ -251,17 +251,52 @@ impl ContextProvider for Context<'_> {
 /// DataFusion's error text, trimmed, without its advice to change a setting of its own,
 /// which a stage cannot reach.
 pub fn clean(e: DataFusionError) -> String {
-    e.to_string()
+    plain(&e.to_string())
+}
+
+/// DataFusion's planning message in the stage's words: the table name it qualifies columns
+/// with (`input.status`) and its error kinds' wrappers (`Schema error: `, `SQL error:
+/// ParserError("…")`) taken out; a hint where a name with capitals was read in lower case.
+fn plain(message: &str) -> String {
+    message
         .lines()
-        .map(|l| match l.find("Column names are case sensitive.") {
-            Some(at) => format!(
-                "{}Stage SQL reads a name in lower case unless it is double-quoted: quote a name with capitals (\"UserId\").",
-                &l[..at]
-            ),
-            None => l.to_string(),
+        .map(|l| {
+            let l = match l.find("Column names are case sensitive.") {
+                Some(at) => format!(
+                    "{}Stage SQL reads a name in lower case unless it is double-quoted: quote a name with capitals (\"UserId\").",
+                    &l[..at]
+                ),
+                None => l.to_string(),
+            };
+            let l = match l
+                .strip_prefix("SQL error: ParserError(\"")
+                .and_then(|r| r.strip_suffix("\")"))
+            {
+                Some(inner) => format!("the SQL does not parse: {inner}"),
+                None => l,
+            };
+            let l = l.strip_prefix("Schema error: ").map_or(l.clone(), str::to_string);
+            l.replace("'input.", "'")
+                .replace(" input.", " ")
         })
         .collect::<Vec<_>>()
         .join("\n")
         .trim()
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    /// DataFusion's wrappers and its table's qualifier are not the user's words.
+    #[test]
+    fn planning_messages_are_said_in_the_stages_words() {
+        assert_eq!(
+            super::plain("Schema error: No field named statuz. Did you mean 'input.status'?\nValid fields are input.ts, input.status."),
+            "No field named statuz. Did you mean 'status'?\nValid fields are ts, status."
+        );
+        assert_eq!(
+            super::plain("SQL error: ParserError(\"Expected: an expression, found: EOF\")"),
+            "the SQL does not parse: Expected: an expression, found: EOF"
+        );
+    }
 }

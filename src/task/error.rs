@@ -31,11 +31,18 @@ pub enum TaskError {
     /// changes nothing, so a supervised repo is not started again.
     #[error("job {job}: {reason}")]
     Refused { job: String, reason: String },
+    /// Several problems found by one check (`prepare`: a missing input and a template that
+    /// cannot work), each told.
+    #[error("{} problems:\n{}", .0.len(), .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
+    Several(Vec<TaskError>),
 }
 
 impl TaskError {
     /// Whether no start could go further without an operator's decision.
     pub fn refused(&self) -> bool {
+        if let TaskError::Several(all) = self {
+            return all.iter().any(TaskError::refused);
+        }
         matches!(
             self,
             TaskError::Refused { .. }

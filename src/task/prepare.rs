@@ -50,7 +50,125 @@ pub fn prepare(job: &Job, connect: bool) -> Result<Prepared, TaskError> {
             ),
         });
     }
-    let mut source: Option<Box<dyn Source>> = match &job.file.source {
+    // Every problem found is reported, not the first: a missing input does not hide a stage
+    // or a template that cannot work (`validate` lists them all).
+    let mut problems: Vec<TaskError> = Vec::new();
+    let mut source = open_source(job, &schema, &meta, connect).unwrap_or_else(|e| {
+        problems.push(e);
+        None
+    });
+    let intake = source.as_ref().and_then(|s| s.intake());
+    let header = match source.as_mut() {
+        Some(s) => s.header()?,
+        None => None,
+    };
+    let decoder = RecordDecoder::new(
+        schema.clone(),
+        DecodeOptions {
+            kind: job.input.clone(),
+            batch_size: job.file.channel.batch_rows,
+            keep_raw: false,
+            orc: job.format.kind == crate::format::FormatKind::Orc,
+            partition_columns: Vec::new(),
+        },
+        header.as_deref(),
+    )
+    .map_err(|e| several(problems.drain(..), e.into()))?;
+    if let Some(s) = source.as_mut() {
+        for (name, h) in s.headers()? {
+            if let Err(e) = decoder.check_header(&name, &h) {
+                problems.push(e.into());
+            }
+        }
+    }
+    // What the stages make is what the format and the template are checked against: not
+    // checked when the stages cannot be planned (they would name columns the stages make).
+    let decoder = if job.file.repo.stages.is_empty() {
+        decoder
+    } else {
+        let on_error = crate::stage::OnError::parse(&job.file.repo.on_error).unwrap_or_default();
+        match crate::stage::Stages::plan(&job.file.repo.stages, decoder.decoded_schema(), on_error)
+        {
+            Ok(stages) => decoder.with_stages(stages),
+            Err(e) => return Err(several(problems.drain(..), e.into())),
+        }
+    };
+    if let Err(e) = job.format.validate(&decoder.output_schema()) {
+        problems.push(e.into());
+    }
+    let template = PathTemplate::compile(
+        &job.file.sink.partition.template,
+        &decoder.output_schema(),
+        job.repo.as_deref().unwrap_or(&schema.name),
+        job.file.sink.partition.hive.unwrap_or(true),
+    )
+    .map_err(|e| several(problems.drain(..), e.into()))?;
+    if !problems.is_empty() {
+        let last = problems.pop().expect("not empty");
+        return Err(several(problems.drain(..), last));
+    }
+    Ok(Prepared {
+        schema,
+        source,
+        decoder,
+        template,
+        intake,
+    })
+}
+
+/// `last` after the problems found before it: itself when there were none, else all of them.
+fn several(before: impl Iterator<Item = TaskError>, last: TaskError) -> TaskError {
+    let mut all: Vec<TaskError> = before.collect();
+    if all.is_empty() {
+        return last;
+    }
+    all.push(last);
+    TaskError::Several(all)
+}
+
+/// The push route of a push repo, with the request slots and memory budget its repo keeps
+/// for the life of the process (`slot`'s; a run without a listener has no route to share).
+pub(super) fn push_api(
+    job: &Job,
+    intake: Option<&Arc<Intake>>,
+    decoder: &RecordDecoder,
+    metrics: &Arc<Metrics>,
+    slot: &crate::admin::RepoSlot,
+) -> Option<Arc<PushApi>> {
+    let SourceSection::Push {
+        max_body,
+        body_timeout,
+        max_concurrent,
+        max_in_flight,
+        ..
+    } = &job.file.source
+    else {
+        return None;
+    };
+    let max_body = crate::config::parse_bytes(max_body).unwrap_or(16 << 20);
+    let max_in_flight =
+        crate::config::max_in_flight(max_in_flight.as_deref(), max_body).unwrap_or(256 << 20);
+    Some(Arc::new(PushApi::new(
+        intake?.clone(),
+        decoder.clone(),
+        metrics.clone(),
+        max_body as usize,
+        crate::config::parse_duration(body_timeout).unwrap_or(std::time::Duration::from_secs(30)),
+        slot.push_limits(*max_concurrent, max_in_flight),
+    )))
+}
+
+pub use crate::config::wal_folder;
+
+/// The job's source: opened (a file job's files checked), or None when `connect` is off and
+/// the source needs a server or its own folder (Kafka, push).
+fn open_source(
+    job: &Job,
+    schema: &Arc<RepoSchema>,
+    meta: &MetaColumns,
+    connect: bool,
+) -> Result<Option<Box<dyn Source>>, TaskError> {
+    Ok(match &job.file.source {
         SourceSection::File {
             paths,
             header,
@@ -134,82 +252,5 @@ pub fn prepare(job: &Job, connect: bool) -> Result<Prepared, TaskError> {
             skip_gaps: on_gap == "skip",
             cost: LineCost::of(&schema, &job.input),
         })?)),
-    };
-    let intake = source.as_ref().and_then(|s| s.intake());
-    let header = match source.as_mut() {
-        Some(s) => s.header()?,
-        None => None,
-    };
-    let decoder = RecordDecoder::new(
-        schema.clone(),
-        DecodeOptions {
-            kind: job.input.clone(),
-            batch_size: job.file.channel.batch_rows,
-            keep_raw: false,
-            orc: job.format.kind == crate::format::FormatKind::Orc,
-            partition_columns: Vec::new(),
-        },
-        header.as_deref(),
-    )?;
-    if let Some(s) = source.as_mut() {
-        for (name, h) in s.headers()? {
-            decoder.check_header(&name, &h)?;
-        }
-    }
-    let decoder = if job.file.repo.stages.is_empty() {
-        decoder
-    } else {
-        let on_error = crate::stage::OnError::parse(&job.file.repo.on_error).unwrap_or_default();
-        let stages =
-            crate::stage::Stages::plan(&job.file.repo.stages, decoder.decoded_schema(), on_error)?;
-        decoder.with_stages(stages)
-    };
-    job.format.validate(&decoder.output_schema())?;
-    let template = PathTemplate::compile(
-        &job.file.sink.partition.template,
-        &decoder.output_schema(),
-        job.repo.as_deref().unwrap_or(&schema.name),
-        job.file.sink.partition.hive.unwrap_or(true),
-    )?;
-    Ok(Prepared {
-        schema,
-        source,
-        decoder,
-        template,
-        intake,
     })
 }
-
-/// The push route of a push repo, with the request slots and memory budget its repo keeps
-/// for the life of the process (`slot`'s; a run without a listener has no route to share).
-pub(super) fn push_api(
-    job: &Job,
-    intake: Option<&Arc<Intake>>,
-    decoder: &RecordDecoder,
-    metrics: &Arc<Metrics>,
-    slot: &crate::admin::RepoSlot,
-) -> Option<Arc<PushApi>> {
-    let SourceSection::Push {
-        max_body,
-        body_timeout,
-        max_concurrent,
-        max_in_flight,
-        ..
-    } = &job.file.source
-    else {
-        return None;
-    };
-    let max_body = crate::config::parse_bytes(max_body).unwrap_or(16 << 20);
-    let max_in_flight =
-        crate::config::max_in_flight(max_in_flight.as_deref(), max_body).unwrap_or(256 << 20);
-    Some(Arc::new(PushApi::new(
-        intake?.clone(),
-        decoder.clone(),
-        metrics.clone(),
-        max_body as usize,
-        crate::config::parse_duration(body_timeout).unwrap_or(std::time::Duration::from_secs(30)),
-        slot.push_limits(*max_concurrent, max_in_flight),
-    )))
-}
-
-pub use crate::config::wal_folder;

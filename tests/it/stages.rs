@@ -194,6 +194,35 @@ fn validate_names_the_stage_and_column_of_a_planning_error() {
     );
 }
 
+/// `validate` tells every problem of a job, not the first: a missing input, a template
+/// naming no field and a URL of an unknown scheme, in one run. Before, each was found only
+/// once the one before it was mended (three runs).
+#[test]
+fn validate_tells_every_problem_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = job_sink(
+        dir.path(),
+        &dir.path().join("missing.jsonl"),
+        "",
+        "[sink.partition]\ntemplate = \"{regoin}/\"\n",
+    );
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("url = \"file://out\"", "url = \"s4://bucket/x\"");
+    std::fs::write(&job, text).unwrap();
+    let out = sluice(&["validate", job.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for said in [
+        "3 problems",
+        "no such file",
+        "unknown field `regoin`",
+        "scheme `s4`",
+    ] {
+        assert!(err.contains(said), "{said}: {err}");
+    }
+}
+
 #[test]
 fn convert_takes_stages_and_says_what_they_removed() {
     let dir = tempfile::tempdir().unwrap();
