@@ -187,7 +187,7 @@ fn open_source(
                     job.input.quoting().is_some() && *header,
                 )?
                 .with_block_size(chunk)
-                .with_cost(LineCost::of(&schema, &job.input))
+                .with_cost(LineCost::of(schema, &job.input))
                 .leaving_partial_tails(partial_last_line == "leave"),
             ))
         }
@@ -217,7 +217,7 @@ fn open_source(
                 move_wal_damage: job.move_wal_damage,
                 job: job.file.job.name.clone(),
                 quote: job.input.quoting(),
-                cost: LineCost::of(&schema, &job.input),
+                cost: LineCost::of(schema, &job.input),
                 replay_alone: !job.file.repo.stages.is_empty(),
             };
             if connect {
@@ -250,7 +250,7 @@ fn open_source(
                 ..meta.needs()
             },
             skip_gaps: on_gap == "skip",
-            cost: LineCost::of(&schema, &job.input),
+            cost: LineCost::of(schema, &job.input),
         })?)),
     })
 }
