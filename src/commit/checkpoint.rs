@@ -305,15 +305,21 @@ impl Checkpoints {
     /// by name until one is missing. A listing can lag behind the store (a file system's
     /// cached folder on NFS, a store whose listings are eventually consistent): a newest
     /// commit sealed before it but not listed was passed over by every reader (the resume
-    /// point, a table's catch-up, a roll-back's undo list), and the partition wrote its
-    /// records again, or its table never named them. One read of a name not written when
-    /// the listing holds everything. (A number missing between listed ones is not looked
-    /// for: aborts are kept below pruned commits, so gaps are normal there.)
+    /// point, a table's catch-up, a roll-back's undo list, a restored spill's place), and the
+    /// partition wrote its records again, or its table never named them. One read of a name
+    /// not written when the listing holds everything. (A number missing between listed ones
+    /// is not looked for: aborts are kept below pruned commits, so gaps are normal there.)
     pub(super) fn seqs(&self, key: &str) -> Result<Vec<u64>, CheckpointError> {
-        let mut seqs = self.numbered(&self.dir(key), ".json")?;
+        let mut seqs = self.listed_seqs(key)?;
         let top = seqs.last().copied().unwrap_or(0);
         self.outcomes_above(key, top, &mut seqs)?;
         Ok(seqs)
+    }
+
+    /// The sequence numbers the listing holds, ascending (see [`Self::seqs`]): for what only
+    /// reports or narrows a check, read per partition at every start.
+    pub(super) fn listed_seqs(&self, key: &str) -> Result<Vec<u64>, CheckpointError> {
+        self.numbered(&self.dir(key), ".json")
     }
 
     /// Appends to `seqs` the numbers above `top` that have an outcome, read by name until one

@@ -20,7 +20,7 @@ impl Checkpoints {
         (key, stem, index): (&str, &str, usize),
         keys: &mut Option<Vec<String>>,
     ) -> Result<Option<String>, CheckpointError> {
-        if self.latest(key)?.is_some() || !self.listing(key)?.claims.is_empty() {
+        if self.latest_listed(key)?.is_some() || !self.listing(key)?.claims.is_empty() {
             return Ok(None);
         }
         let prefix = format!("{stem}-");

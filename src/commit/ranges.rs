@@ -100,7 +100,7 @@ impl BackfillRange {
         let cps = crate::commit::checkpoint::Checkpoints::new(own, name);
         let mut out = Vec::new();
         for s in self.spans.iter().flatten() {
-            let at = cps.latest(&s.key())?.map(|c| c.next_offset);
+            let at = cps.latest_listed(&s.key())?.map(|c| c.next_offset);
             out.push((s.clone(), at));
         }
         Ok(out)
@@ -449,7 +449,7 @@ fn unfinished_passed(dest: &Destination, passed: &[Passed]) {
         "backfills' progress",
         |(key, name, r, _)| {
             let own = r.own(dest).expect("looked at above");
-            crate::commit::checkpoint::Checkpoints::new(own, name).latest(key)
+            crate::commit::checkpoint::Checkpoints::new(own, name).latest_listed(key)
         },
     );
     for (i, got) in read {

@@ -57,7 +57,7 @@ pub fn check_all(
     let mut others = None;
     let mut fresh = NewFiles::new();
     for p in parts {
-        let latest = checkpoints.latest(&p.key())?;
+        let latest = checkpoints.latest_listed(&p.key())?;
         // Before anything is recorded: another kind of source's offsets are no file's (the
         // claim's resume refuses them too).
         let file_job = matches!(job.file.source, crate::config::SourceSection::File { .. });
@@ -340,7 +340,10 @@ fn same_start(
         if !telling(&head[..r.len]) {
             continue;
         }
-        let Some(read) = checkpoints.latest(theirs)?.filter(|c| c.next_offset > 0) else {
+        let Some(read) = checkpoints
+            .latest_listed(theirs)?
+            .filter(|c| c.next_offset > 0)
+        else {
             continue;
         };
         return Err(fail(format!(

@@ -81,7 +81,7 @@ impl Checkpoints {
     pub(in crate::commit) fn oldest(&self, key: &str) -> Result<Option<u64>, CheckpointError> {
         match self.horizon(key)? {
             Some(h) => Ok(Some(h)),
-            None => Ok(self.seqs(key)?.first().copied()),
+            None => Ok(self.listed_seqs(key)?.first().copied()),
         }
     }
 

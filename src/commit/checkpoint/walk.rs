@@ -81,9 +81,17 @@ impl Checkpoints {
         Ok(())
     }
 
-    /// The newest commit that stands.
+    /// The newest commit that stands (outcomes above the listed ones read by name: see
+    /// `seqs`).
     pub fn latest(&self, key: &str) -> Result<Option<Checkpoint>, CheckpointError> {
         self.latest_of(key, self.seqs(key)?)
+    }
+
+    /// The newest commit that stands as the listing has it, one request fewer than
+    /// [`Self::latest`]: for what reports it or narrows a check at every start, per partition
+    /// (thousands of a file job's), never where a commit passed over would be written again.
+    pub fn latest_listed(&self, key: &str) -> Result<Option<Checkpoint>, CheckpointError> {
+        self.latest_of(key, self.listed_seqs(key)?)
     }
 
     /// The newest commit that stands among the outcomes numbered `seqs` (ascending).
