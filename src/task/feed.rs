@@ -51,6 +51,9 @@ pub(super) fn source_loop(
             .saturating_sub(control.put.load(Ordering::Acquire))
     };
     let mut full_since: Option<Instant> = None;
+    // Since when the chunks in flight have been at their cap (decoders behind, or a put
+    // blocked on a full channel).
+    let mut capped_since: Option<Instant> = None;
     let mut last_lag = Instant::now();
     metrics.paused(control.paused.load(Ordering::Acquire));
     let mut last_lag_log = Instant::now();
@@ -207,6 +210,15 @@ pub(super) fn source_loop(
             // long is evicted); pausing at once would make the client drop and refetch its
             // queue at every short stall.
             if in_flight() >= in_flight_cap {
+                // The same holds here: a put blocked on a full channel (the destination
+                // down) keeps the chunks in flight at their cap for as long as it lasts, and a
+                // source not polled meanwhile was evicted from its group after
+                // `max.poll.interval.ms`.
+                let since = *capped_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= PAUSE_AFTER {
+                    source.pause(true)?;
+                    source.tick()?;
+                }
                 let guard = put_signal.0.lock().expect("signal lock");
                 if in_flight() >= in_flight_cap {
                     let _ = put_signal
@@ -216,6 +228,7 @@ pub(super) fn source_loop(
                 }
                 return Ok(Produced::Idle);
             }
+            capped_since = None;
             // A stop overrides a pause and, for records whose only copy the source holds (a
             // memory log's), the channel's bound: nobody takes from the channel any more, and
             // what it holds is spilled.

@@ -268,3 +268,56 @@ fn the_next_owner_of_partitions_a_live_job_started_but_never_committed_starts_wh
         "{said}"
     );
 }
+
+/// A group member whose destination is down (its sink workers held, as a store that does not
+/// answer holds them) while a backlog fills its channel stays in its group: once the chunks
+/// in flight are held at their cap for a while, the reader pauses fetching and keeps polling.
+/// Before, a put blocked on the full channel froze them at the cap, nothing polled, and after
+/// `max.poll.interval.ms` (6 s here) librdkafka evicted the member: its partitions were
+/// revoked, and assigned again once it polled. The outage lasts three intervals.
+#[test]
+fn a_member_whose_channel_stays_full_keeps_polling_and_its_partitions() {
+    let topic = "held-full";
+    let c = crate::kafka::cluster(topic);
+    let bootstrap = c.bootstrap_servers();
+    crate::kafka::produce_events(&bootstrap, topic, 0, 20_000, 4, None);
+    let dir = tempfile::tempdir().unwrap();
+    let job = job_with(
+        dir.path(),
+        &bootstrap,
+        topic,
+        "\"max.poll.interval.ms\" = \"6000\"\n\"session.timeout.ms\" = \"6000\"\n",
+    );
+    // A stop must fit in a poll interval.
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("[job]\n", "[job]\nstop_deadline = \"3s\"\n")
+        + "[channel]\nmax_bytes = \"48KiB\"\n"
+        // Decoding slower than reading, as under a backlog: the chunks in flight sit at their
+        // cap when the channel fills (in items of a third of it or more).
+        + "[[repo.stages]]\nsql = \"SELECT *, levenshtein(user_agent || path || host, reverse(user_agent || path || host)) AS lev FROM input\"\n";
+    std::fs::write(&job, text).unwrap();
+    let hold = dir.path().join("hold");
+    std::fs::write(&hold, b"").unwrap();
+    let log = dir.path().join("run.log");
+    let fault = format!("hold_worker:@{}", hold.display());
+    let run = KillOnDrop::new(spawn_with("run", &job, &log, &[("SLUICE_FAULT", &fault)]));
+    let said = wait_log(&log, "an item is in the channel", 1, 60);
+    assert!(said.contains("partitions assigned"), "{said}");
+    // The outage: three poll intervals with the channel full.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(18);
+    while std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::fs::remove_file(&hold).unwrap();
+    let out = dir.path().join("out");
+    wait_for(&out, 20_000, 120);
+    assert_once(&out, 20_000);
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        said.matches("partitions assigned").count(),
+        1,
+        "the member lost its partitions during the outage:\n{said}"
+    );
+    drop(run);
+}
