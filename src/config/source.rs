@@ -171,6 +171,11 @@ fn owned_option(key: &str) -> Option<&'static str> {
         "partition.assignment.strategy" => {
             "partitions are handed over with the cooperative protocol (cooperative-sticky)"
         }
+        // `read_uncommitted` would export aborted transactions' records and those of
+        // transactions still open, and move the end the gap checks read.
+        "isolation.level" => {
+            "only committed transactions' records are read (read_committed, librdkafka's default)"
+        }
         _ => return None,
     })
 }

@@ -232,6 +232,7 @@ fn librdkafka_settings_that_exactly_once_depends_on_are_refused_in_options() {
         "auto.offset.reset",
         "group.id",
         "partition.assignment.strategy",
+        "isolation.level",
     ] {
         let text = format!("{kafka}[source.options]\n{key:?} = \"true\"\n");
         let e = format!(
