@@ -139,10 +139,14 @@ pub(super) fn log(events: Vec<Event>, silent: Option<Duration>) {
                 waiting = lag,
                 minutes = for_.as_secs() / 60,
                 "a partition has read nothing for a while with records waiting after its \
-                 position, and the source reported no error: on Kafka, the record batch at \
-                 this offset may be one the client cannot parse (its CRC right or unchecked, \
-                 its records malformed), which it fetches again for ever; with the job \
-                 stopped, `sluice checkpoints skip` moves the partition past it (see \
+                 position, and the source reported no error while its other partitions read. \
+                 On Kafka, first check the partition on the broker: a leader unavailable, or \
+                 an ACL that no longer lets the job read its topic, stall it alone, and it \
+                 reads on once mended (skip nothing for those). Only if the broker serves the \
+                 partition to other clients: the record batch at this offset may be one this \
+                 client cannot parse (its CRC right or unchecked, its records malformed), \
+                 which it fetches again for ever; with the job stopped, `sluice checkpoints \
+                 skip` moves the partition past it, its records lost to the export (see \
                  OPERATIONS, \"Sources\")"
             ),
             Event::Moving { key, next } => {
