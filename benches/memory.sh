@@ -64,14 +64,14 @@ WIDE="$WORK/wide-items.jsonl"
 [ -s "$WIDE" ] || python3 -c 'import sys; open(sys.argv[1], "w").write(("{\"l\":[" + ",".join(["{}"] * 1000) + "]}\n") * 7000)' "$WIDE"
 
 # The documented bound for a file job: channel + sink buffers + decode in flight, where each of
-# the (2 × decode threads + 1) chunks in flight holds up to 4 × its size (text, decoder
+# the (2 × decode threads + 2) chunks in flight holds up to 4 × its size (text, decoder
 # working data, batches) plus a fixed cost per record (256 B; a chunk holds at most 16,384
 # lines), and a chunk is the larger of chunk_bytes and the longest record; plus the idle zstd
 # contexts each of the 2 sink workers may keep (under 3 MiB).
 # With a list or a map in the schema, a chunk's items add at most 32 MiB as measured.
 file_bound() { # file_bound LONGEST_RECORD [ITEMS_PER_CHUNK]
   local chunk=$((MIB > $1 ? MIB : $1))
-  echo $((CHANNEL + BUFFERED + (2 * THREADS + 1) * (4 * chunk + 16384 * 256 + ${2:-0}) + 2 * 3 * MIB))
+  echo $((CHANNEL + BUFFERED + (2 * THREADS + 2) * (4 * chunk + 16384 * 256 + ${2:-0}) + 2 * 3 * MIB))
 }
 
 row() { # row NAME BOUND RSS_KB
