@@ -99,7 +99,8 @@ fn default_on_error() -> String {
 #[serde(deny_unknown_fields)]
 pub struct ChannelSection {
     /// Decoded data the channel holds at most (a size, e.g. `64MiB`); a full channel stops the
-    /// source from reading. Kafka's prefetch queue is capped at the same size.
+    /// source from reading. Kafka's prefetch queue is held to the same size, checked before
+    /// each fetch (a fetch under way lands whole: see OPERATIONS, Sizing memory).
     #[serde(default = "default_channel_bytes")]
     pub max_bytes: String,
     /// Batches the channel holds at most.
