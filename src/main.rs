@@ -34,7 +34,7 @@ use sluice::task::FromCheckpoint;
     name = "sluice",
     version,
     about = "Export record streams into Parquet, ORC, JSON lines, CSV/TSV and text files",
-    after_help = "Logging: `SLUICE_LOG` sets what is logged, as a tracing filter (`warn`, `info`, `sluice=debug`); the default is `info` (`warn` for `convert`, and for `backfill` while it draws progress bars)."
+    after_help = "Logging (run, backfill, convert, demo): `SLUICE_LOG` sets what is logged, as a tracing filter (`warn`, `info`, `sluice=debug`); the default is `info` (`warn` for `convert`, and for `backfill` while it draws progress bars)."
 )]
 struct Cli {
     #[command(subcommand)]

@@ -238,6 +238,9 @@ impl Job {
                 _ => Ok(()),
             }
         });
+        if let Some(u) = &dead.url {
+            check("dead_letters.url", scheme_without_slashes(u));
+        }
         let channel_bytes = parse_bytes(&file.channel.max_bytes);
         check(
             "channel.max_bytes",

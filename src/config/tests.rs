@@ -45,6 +45,12 @@ fn a_scheme_without_slashes_is_refused() {
     assert!(e.contains("looks like a URL of scheme `htp:`"), "{e}");
     let dotted = GOOD.replace("file:///tmp/out/", "./htp:/nowhere");
     assert!(Job::parse(&dotted, Path::new("j.toml")).is_ok());
+    // The dead letters' URL is checked alike.
+    let dead = format!("{GOOD}[dead_letters]\nurl = \"htp:/nowhere\"\n");
+    let e = Job::parse(&dead, Path::new("j.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("dead_letters.url"), "{e}");
     // `file://` alone names no folder (it was the job file's own).
     for empty in ["file://", "file:///"] {
         let e = Job::parse(

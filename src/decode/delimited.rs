@@ -213,6 +213,18 @@ impl DelimitedDecoder {
 /// For each schema field, the column of `header` holding it (matched by name), and the
 /// header's width. A required field without a column is an error. The header's columns are
 /// looked up one by one, not kept: a header of a million columns costs its text only.
+/// Whether `text` holds a carriage return outside quotes: each `"` opens or closes a quote
+/// (an escaped `""` closes and opens again, so its field stays quoted).
+fn cr_outside_quotes(text: &str) -> bool {
+    let mut quoted = false;
+    text.bytes().any(|b| {
+        if b == b'"' {
+            quoted = !quoted;
+        }
+        b == b'\r' && !quoted
+    })
+}
+
 fn csv_columns(
     schema: &RepoSchema,
     delimiter: u8,
@@ -227,8 +239,8 @@ fn csv_columns(
     let text = text.trim_end_matches(['\r', '\n']);
     // Lines that end in a carriage return alone (classic Mac files) are one line here: the
     // whole file was taken for its header, and its records for column names, none a dead
-    // letter.
-    if text.contains('\r') {
+    // letter. (A quoted column name may hold one.)
+    if cr_outside_quotes(text) {
         return Err(header_err(
             "the header holds a carriage return: do its lines end in CR alone? Lines must end in LF or CRLF (the whole file would be read as its header)".into(),
         ));

@@ -236,4 +236,7 @@ fn a_header_of_lines_ending_in_cr_alone_is_refused() {
     assert!(e.contains("carriage return"), "{e}");
     let (cols, _) = csv_columns(&schema, b',', b"i,s\r\n").unwrap();
     assert_eq!(cols, vec![Some(0), Some(1)]);
+    // A quoted column name may hold one.
+    let (cols, _) = csv_columns(&schema, b',', b"i,s,\"a\r\nb\"\r\n").unwrap();
+    assert_eq!(cols, vec![Some(0), Some(1)]);
 }

@@ -20,7 +20,7 @@ use std::io::Write;
 
 use arrow::array::{
     Array, ArrayRef, ArrowPrimitiveType, AsArray, BinaryViewArray, BooleanArray,
-    GenericBinaryArray, GenericStringArray, StringViewArray,
+    FixedSizeBinaryArray, GenericBinaryArray, GenericStringArray, StringViewArray,
 };
 use arrow::buffer::NullBuffer;
 use arrow::datatypes::{
@@ -56,6 +56,7 @@ enum Values<'a> {
     Binary(&'a GenericBinaryArray<i32>),
     LargeBinary(&'a GenericBinaryArray<i64>),
     BinaryView(&'a BinaryViewArray),
+    FixedSizeBinary(&'a FixedSizeBinaryArray),
     /// Values in `unit`, written with a `Z` (UTC) or without a zone; arrow-json's encoder
     /// writes the values outside years 1 to 9999.
     Timestamp {
@@ -118,6 +119,9 @@ impl<'a> Rows<'a> {
                 DataType::Binary => Values::Binary(array.as_binary::<i32>()),
                 DataType::LargeBinary => Values::LargeBinary(array.as_binary::<i64>()),
                 DataType::BinaryView => Values::BinaryView(array.as_binary_view()),
+                DataType::FixedSizeBinary(_) => {
+                    Values::FixedSizeBinary(array.as_fixed_size_binary())
+                }
                 DataType::Timestamp(unit, tz)
                     if tz.as_deref().is_none_or(|t| t == "UTC" || t == "+00:00") =>
                 {
@@ -181,6 +185,7 @@ impl<'a> Rows<'a> {
                 Values::Binary(a) => base64(a.value(i), out),
                 Values::LargeBinary(a) => base64(a.value(i), out),
                 Values::BinaryView(a) => base64(a.value(i), out),
+                Values::FixedSizeBinary(a) => base64(a.value(i), out),
                 Values::Timestamp {
                     values,
                     unit,

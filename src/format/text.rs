@@ -61,7 +61,10 @@ fn binary_as_base64(batch: &RecordBatch) -> Result<Cow<'_, RecordBatch>, ArrowEr
     let binary = |t: &DataType| {
         matches!(
             t,
-            DataType::Binary | DataType::LargeBinary | DataType::BinaryView
+            DataType::Binary
+                | DataType::LargeBinary
+                | DataType::BinaryView
+                | DataType::FixedSizeBinary(_)
         )
     };
     let schema = batch.schema_ref();
