@@ -157,7 +157,8 @@ def orders_norm(col, v, side):
     if col == "signature":
         if side == "expected":
             return base64.b64decode(v)
-        return bytes.fromhex(v) if isinstance(v, str) else bytes(v)
+        # JSON lines output writes binary as base64, as the field reads it.
+        return base64.b64decode(v) if isinstance(v, str) else bytes(v)
     if col == "context":
         # The input holds a JSON value; the output its JSON text.
         return json.loads(v) if side == "actual" else v
