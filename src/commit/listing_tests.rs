@@ -88,18 +88,30 @@ impl ObjectStore for Lagging {
     }
 }
 
-/// Owner `a` seals commit 1 (records up to 10) and is paused before its release; `b` takes
-/// the partition over while the outcome is not listed yet. `b` resumes after commit 1 and
-/// takes sequence number 2. Before, `b` resumed at the start (the commit passed over), and its
-/// commit 2 wrote records 0..10 again; with nothing listed at all, it took number 1 too.
-#[test]
-fn an_outcome_the_listing_lacks_is_read_by_name() {
+/// A lagging store, its checkpoints of job `j`, and the term owner `a` took (reconciled).
+fn owned_by_a() -> (
+    tokio::runtime::Runtime,
+    Arc<Lagging>,
+    Destination,
+    Checkpoints,
+    u64,
+) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let store = Arc::new(Lagging::default());
     let dest = Destination::from_store("test://lag/", store.clone(), "p", rt.handle().clone());
     let cps = Checkpoints::new(dest.clone(), "j");
     let t = cps.take_term(KEY, "a").unwrap();
     cps.reconcile(KEY, t, "a").unwrap();
+    (rt, store, dest, cps, t)
+}
+
+/// Owner `a` seals commit 1 (records up to 10) and is paused before its release; `b` takes
+/// the partition over while the outcome is not listed yet. `b` resumes after commit 1 and
+/// takes sequence number 2. Before, `b` resumed at the start (the commit passed over), and its
+/// commit 2 wrote records 0..10 again; with nothing listed at all, it took number 1 too.
+#[test]
+fn an_outcome_the_listing_lacks_is_read_by_name() {
+    let (_rt, store, dest, cps, t) = owned_by_a();
     let c = claim(1, t, "a", &[], &[]);
     cps.claim(&c).unwrap();
     cps.seal(&c, &checkpoint(&c, 10)).unwrap();
@@ -136,12 +148,7 @@ fn an_outcome_the_listing_lacks_is_read_by_name() {
 /// its records after the target again (twice for a reader).
 #[test]
 fn a_roll_back_undoes_a_commit_the_listing_lacks() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let store = Arc::new(Lagging::default());
-    let dest = Destination::from_store("test://lag/", store.clone(), "p", rt.handle().clone());
-    let cps = Checkpoints::new(dest.clone(), "j");
-    let t = cps.take_term(KEY, "a").unwrap();
-    cps.reconcile(KEY, t, "a").unwrap();
+    let (_rt, store, dest, cps, t) = owned_by_a();
     for seq in 1..=2u64 {
         let rel = format!("d/{seq}.txt");
         dest.put_atomic(&rel, b"x", false).unwrap();
