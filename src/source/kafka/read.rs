@@ -139,10 +139,15 @@ fn error_item(
 impl KafkaSource {
     /// A partition's share of the budget: at least 64 KiB, at most a chunk.
     pub(super) fn threshold(&self) -> usize {
-        let owned = self.parts.iter().filter(|p| p.owned).count();
-        (self.chunk_bytes * BUDGET_CHUNKS / owned.max(1))
-            .max(64 * 1024)
+        self.share()
+            .max(super::part::MIN_CHUNK)
             .min(self.chunk_bytes)
+    }
+
+    /// The budget ([`BUDGET_CHUNKS`] chunks) over the partitions owned.
+    fn share(&self) -> usize {
+        let owned = self.parts.iter().filter(|p| p.owned).count();
+        self.chunk_bytes * BUDGET_CHUNKS / owned.max(1)
     }
 
     /// The bytes buffered in all partitions, and in the fullest one.
@@ -415,13 +420,12 @@ impl KafkaSource {
             self.ready.push(i);
         } else {
             // The buffers the chunk gave back for reuse may be another partition's size (up to
-            // `chunk_bytes`): each partition keeps room for about twice what it handed on, so
-            // what all of them hold stays within the budget, not a chunk times partitions.
+            // `chunk_bytes`): each partition keeps room for about twice what it handed on, at
+            // most its share of the budget past 256 partitions, so what all of them hold stays
+            // within the budget, not a chunk times partitions.
             let (bytes, lines) = (chunk.data.len(), chunk.ends.len());
-            p.buf.shrink_to((2 * bytes).max(4096));
-            p.ends.shrink_to((2 * lines).max(64));
-            p.offsets.shrink_to((2 * lines).max(64));
-            p.meta.shrink_to((2 * lines).max(64));
+            let share = self.share();
+            self.parts[i].keep_room(bytes, lines, share);
         }
         next
     }
