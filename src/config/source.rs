@@ -321,7 +321,11 @@ impl SourceSection {
                 ..
             } => {
                 check("source.chunk_bytes", super::chunk_bytes(chunk_bytes));
-                for key in options.keys() {
+                for (key, value) in options.iter() {
+                    // What sluice reads anyway may be said.
+                    if key == "isolation.level" && value.as_str() == "read_committed" {
+                        continue;
+                    }
                     if let Some(instead) = owned_option(key) {
                         check(
                             "source.options",

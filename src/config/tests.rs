@@ -252,6 +252,8 @@ fn librdkafka_settings_that_exactly_once_depends_on_are_refused_in_options() {
     }
     let fine = format!("{kafka}[source.options]\n\"fetch.wait.max.ms\" = \"10\"\n");
     Job::parse(&fine, Path::new("/etc/sluice/job.toml")).expect("other settings pass");
+    let said = format!("{kafka}[source.options]\n\"isolation.level\" = \"read_committed\"\n");
+    Job::parse(&said, Path::new("/etc/sluice/job.toml")).expect("what sluice reads anyway");
 }
 
 #[test]

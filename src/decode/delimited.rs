@@ -210,21 +210,29 @@ impl DelimitedDecoder {
     }
 }
 
+/// Whether `text` holds a carriage return outside quotes, quotes read as the framer reads
+/// them: one opens only at a field's start (after `delimiter` or at the text's start), `""`
+/// inside it is a quote, and the next lone `"` closes it.
+fn cr_outside_quotes(text: &str, delimiter: u8) -> bool {
+    let b = text.as_bytes();
+    let (mut quoted, mut field_start, mut i) = (false, true, 0);
+    while i < b.len() {
+        match b[i] {
+            b'"' if quoted && b.get(i + 1) == Some(&b'"') => i += 1,
+            b'"' if quoted => quoted = false,
+            b'"' if field_start => quoted = true,
+            b'\r' if !quoted => return true,
+            _ => {}
+        }
+        field_start = !quoted && b[i] == delimiter;
+        i += 1;
+    }
+    false
+}
+
 /// For each schema field, the column of `header` holding it (matched by name), and the
 /// header's width. A required field without a column is an error. The header's columns are
 /// looked up one by one, not kept: a header of a million columns costs its text only.
-/// Whether `text` holds a carriage return outside quotes: each `"` opens or closes a quote
-/// (an escaped `""` closes and opens again, so its field stays quoted).
-fn cr_outside_quotes(text: &str) -> bool {
-    let mut quoted = false;
-    text.bytes().any(|b| {
-        if b == b'"' {
-            quoted = !quoted;
-        }
-        b == b'\r' && !quoted
-    })
-}
-
 fn csv_columns(
     schema: &RepoSchema,
     delimiter: u8,
@@ -240,7 +248,7 @@ fn csv_columns(
     // Lines that end in a carriage return alone (classic Mac files) are one line here: the
     // whole file was taken for its header, and its records for column names, none a dead
     // letter. (A quoted column name may hold one.)
-    if cr_outside_quotes(text) {
+    if cr_outside_quotes(text, delimiter) {
         return Err(header_err(
             "the header holds a carriage return: do its lines end in CR alone? Lines must end in LF or CRLF (the whole file would be read as its header)".into(),
         ));

@@ -54,6 +54,8 @@ pub(super) fn source_loop(
     // Since when the chunks in flight have been at their cap (decoders behind, or a put
     // blocked on a full channel).
     let mut capped_since: Option<Instant> = None;
+    // That episode paused the source (said once).
+    let mut capped_paused = false;
     let mut last_lag = Instant::now();
     metrics.paused(control.paused.load(Ordering::Acquire));
     let mut last_lag_log = Instant::now();
@@ -119,7 +121,12 @@ pub(super) fn source_loop(
                 for (key, lag, next) in &lags {
                     metrics.lag(key, *lag, *next);
                 }
-                let held_now = held + full_since.map_or(Duration::ZERO, |s| s.elapsed());
+                let held_now = held
+                    + full_since.map_or(Duration::ZERO, |s| s.elapsed())
+                    + capped_since
+                        .map(|s| s.elapsed())
+                        .filter(|d| *d >= PAUSE_AFTER)
+                        .unwrap_or_default();
                 let silent = source.contact().map(|c| c.silent_for());
                 stall::log(stalls.look(Instant::now(), &lags, held_now), silent);
                 if last_lag_log.elapsed() > LAG_LOG_EVERY && !lags.is_empty() {
@@ -216,6 +223,10 @@ pub(super) fn source_loop(
                 // `max.poll.interval.ms`.
                 let since = *capped_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= PAUSE_AFTER {
+                    if !capped_paused {
+                        capped_paused = true;
+                        tracing::info!("the chunks in flight wait for room in the channel: fetching paused, the source kept polling");
+                    }
                     source.pause(true)?;
                     source.tick()?;
                 }
@@ -228,7 +239,15 @@ pub(super) fn source_loop(
                 }
                 return Ok(Produced::Idle);
             }
-            capped_since = None;
+            // An episode long enough to pause the source held it back, as a full channel
+            // does (the stall watch does not count it).
+            if let Some(since) = capped_since.take() {
+                let for_ = since.elapsed();
+                if for_ >= PAUSE_AFTER {
+                    held += for_;
+                }
+            }
+            capped_paused = false;
             // A stop overrides a pause and, for records whose only copy the source holds (a
             // memory log's), the channel's bound: nobody takes from the channel any more, and
             // what it holds is spilled.

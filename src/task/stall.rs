@@ -139,7 +139,7 @@ pub(super) fn log(events: Vec<Event>, silent: Option<Duration>) {
                 waiting = lag,
                 minutes = for_.as_secs() / 60,
                 "a partition has read nothing for a while with records waiting after its \
-                 position, and the source reported no error while its other partitions read. \
+                 position, and the source reported no error. \
                  On Kafka, first check the partition on the broker: a leader unavailable, or \
                  an ACL that no longer lets the job read its topic, stall it alone, and it \
                  reads on once mended (skip nothing for those). Only if the broker serves the \
