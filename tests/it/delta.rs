@@ -378,7 +378,7 @@ fn fields_added_between_runs_are_read_by_every_reader_and_changes_the_table_refu
     read_table(&py, table.to_str().unwrap(), None, "").once(2000);
     // Both readers see `region`: null in the first run's rows, set in the second's.
     let script = format!(
-        "import deltalake, polars\nt = deltalake.DeltaTable({0:?}).to_pyarrow_table()\np = polars.read_delta({0:?})\nprint(t.column('region').null_count, p.get_column('region').null_count(), p.filter(polars.col('region') == 'r1').height)",
+        "import os, deltalake, polars\nt = deltalake.DeltaTable({0:?}).to_pyarrow_table()\np = polars.read_delta({0:?})\nprint(t.column('region').null_count, p.get_column('region').null_count(), p.filter(polars.col('region') == 'r1').height, flush=True)\n# the readers' threads may abort the interpreter's teardown\nos._exit(0)",
         table.to_str().unwrap()
     );
     let o = Command::new(&py).args(["-c", &script]).output().unwrap();

@@ -123,7 +123,7 @@ fn unknown_fields_become_dead_letters_or_stop_the_task_as_the_schema_says() {
     .unwrap();
     std::fs::write(dir.path().join("in/2.jsonl"), "").unwrap();
     let out = sluice_ok(&["run", job.to_str().unwrap()]);
-    assert!(out.contains("1 rows, 1 dead letters"), "{out}");
+    assert!(out.contains("1 row, 1 dead letter in"), "{out}");
     let dead = std::fs::read_dir(dir.path().join("out/_dead_letters/pairs"))
         .unwrap()
         .next()

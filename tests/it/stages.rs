@@ -88,7 +88,7 @@ fn a_filter_and_select_job_matches_the_same_sql_in_duckdb() {
         "{shown}"
     );
     let out = sluice_ok(&["run", job.to_str().unwrap()]);
-    assert!(out.contains("Stopped"), "{out}");
+    assert!(out.contains("read its input to the end"), "{out}");
     let ids = trace_ids(&dir.path().join("out"));
     assert!(
         ids.len() > 50 && ids.len() < 2000,
@@ -143,7 +143,7 @@ fn rows_a_stage_fails_on_follow_on_error() {
 
     let job = job(dir.path(), &input, stage);
     let out = sluice_ok(&["run", job.to_str().unwrap()]);
-    assert!(out.contains("2 rows, 1 dead letters"), "{out}");
+    assert!(out.contains("2 rows, 1 dead letter in"), "{out}");
     let dl = std::fs::read_dir(dir.path().join("out/_dead_letters/nginx_access"))
         .unwrap()
         .next()
