@@ -249,7 +249,7 @@ fn summary(job: &Job, s: &task::RunSummary) -> String {
     let file_job = matches!(job.file.source, SourceSection::File { .. });
     match (file_job && s.ended, s.commits) {
         (true, 0) => format!(
-            "job {name}: nothing new to export: every input is committed to its end ({url}); {:.2} s",
+            "job {name}: nothing new to export (0 rows): every input is committed to its end ({url}); {:.2} s",
             s.seconds
         ),
         (true, _) => format!(
