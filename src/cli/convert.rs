@@ -264,7 +264,11 @@ pub fn run_convert(a: ConvertArgs) -> Result<()> {
         kind: format_kind,
         codec: output_codec(
             format_kind,
-            a.compression.as_deref().map(Codec::parse).transpose()?,
+            a.compression
+                .as_deref()
+                .map(Codec::parse)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--compression: {e}"))?,
             &local_relative(&a.output),
         )?,
         row_group_rows: a.row_group_rows,

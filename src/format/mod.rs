@@ -26,7 +26,8 @@ pub(crate) use types::find as find_type;
 /// Errors from encoding. Each names the output file.
 #[derive(Debug, thiserror::Error)]
 pub enum FormatError {
-    #[error("invalid format option: {0}")]
+    /// A format setting that cannot be (its message names the setting and what it takes).
+    #[error("{0}")]
     Option(String),
     #[error("{format} cannot write field `{field}` of type {ty}: {reason}")]
     Unsupported {
@@ -93,6 +94,20 @@ pub enum Codec {
     Gzip(u32),
     Lz4,
     Zlib(u32),
+}
+
+/// As a job file or `--compression` spells it (`gzip:1`).
+impl std::fmt::Display for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Codec::None => write!(f, "none"),
+            Codec::Zstd(l) => write!(f, "zstd:{l}"),
+            Codec::Snappy => write!(f, "snappy"),
+            Codec::Gzip(l) => write!(f, "gzip:{l}"),
+            Codec::Lz4 => write!(f, "lz4"),
+            Codec::Zlib(l) => write!(f, "zlib:{l}"),
+        }
+    }
 }
 
 impl Codec {
@@ -253,7 +268,7 @@ impl FormatOptions {
         };
         if !ok {
             return Err(FormatError::Option(format!(
-                "compression {codec:?} is not available for {} (parquet: zstd, snappy, gzip, lz4, \
+                "compression `{codec}` is not available for {} (parquet: zstd, snappy, gzip, lz4, \
                  none; orc: zstd, snappy, lz4, zlib, none; json/csv/tsv/text: gzip, none)",
                 self.kind.name()
             )));

@@ -200,7 +200,16 @@ fn errors_are_clear_and_leave_nothing_behind() {
                 "--compression".into(),
                 "gzip".into(),
             ],
-            "not available for orc",
+            "compression `gzip:1` is not available for orc",
+        ),
+        (
+            vec![
+                "--input".into(),
+                input.display().to_string(),
+                "--compression".into(),
+                "brotli".into(),
+            ],
+            "--compression: unknown compression `brotli`",
         ),
         (
             vec![
