@@ -62,6 +62,12 @@ pub(super) fn parse_all(text: &str, path: &Path) -> Result<Vec<Job>, ConfigError
             continue;
         };
         let name = match entry.remove("name") {
+            Some(Value::String(n)) if reserved(&n) => {
+                problems.push(format!(
+                    "repos[{i}].name: `{n}` names a file or folder a job keeps in its state folder (a repo's state is `<state_dir>/<name>`): another job of one repo sharing the state folder would remove or lock it; choose another name"
+                ));
+                continue;
+            }
             Some(Value::String(n)) if valid_name(&n) => n,
             Some(Value::String(n)) => {
                 problems.push(format!(
@@ -159,6 +165,15 @@ pub(super) fn pick(jobs: Vec<Job>, repo: Option<&str>, path: &Path) -> Result<Jo
         path: path.to_path_buf(),
         problems: vec![problem],
     })
+}
+
+/// What a job of one repo keeps directly in its state folder (its spill, its WAL, its lock,
+/// a backfill's id): no repo, whose state is `<state_dir>/<name>`, may be named so (a job
+/// sharing the folder removed `spill/` at its graceful stop, a repo's WAL with it).
+fn reserved(n: &str) -> bool {
+    ["spill", "wal", "lock", "backfill-id"]
+        .iter()
+        .any(|r| n.eq_ignore_ascii_case(r))
 }
 
 /// Letters, digits, `-` and `_`, starting with a letter or digit (a repo's name starts its
@@ -293,6 +308,20 @@ source = { topics = ["app"], group = "g-app" }
 repo = { schema = "schemas/app.toml", on_error = "fail" }
 sink = { url = "s3://lake/app/", format = "orc", rotation = { idle = "5s" } }
 "#;
+
+    /// A repo named after what a job of one repo keeps in its state folder is refused: a job
+    /// sharing the folder removed `spill/` (the repo's WAL and spill with it) at its stop.
+    #[test]
+    fn a_repo_named_after_a_state_file_is_refused() {
+        for name in ["spill", "WAL", "lock", "backfill-id"] {
+            let text = TWO.replace("name = \"app\"", &format!("name = \"{name}\""));
+            let e = match Job::parse_all(&text, Path::new("/etc/sluice/edge.toml")) {
+                Ok(_) => panic!("{name}: accepted"),
+                Err(e) => e.to_string(),
+            };
+            assert!(e.contains("state folder"), "{name}: {e}");
+        }
+    }
 
     #[test]
     fn entries_merge_over_the_shared_sections() {
