@@ -83,6 +83,7 @@ pub struct MetricSet {
     sink_retries: Family<RepoLabels, Counter>,
     task_state: Family<StateLabels, Gauge>,
     task_paused: Family<RepoLabels, Gauge>,
+    partitions_without_leader: Family<RepoLabels, Gauge>,
     lag: Family<PartLabels, Gauge>,
     position: Family<PartLabels, Gauge>,
     push_requests: Family<CodeLabels, Counter>,
@@ -411,6 +412,14 @@ impl Metrics {
             .set(i64::from(paused));
     }
 
+    /// Partitions handed to the task that it has not taken, their leader not answering.
+    pub fn without_leader(&self, n: usize) {
+        self.set
+            .partitions_without_leader
+            .get_or_create(&self.repo())
+            .set(n as i64);
+    }
+
     /// One assignment of partitions, and how long its work in the destination took.
     pub fn assigned(&self, seconds: f64) {
         let l = self.repo();
@@ -547,6 +556,7 @@ impl Metrics {
         let repo = self.repo();
         self.set.source_silent.remove(&repo);
         self.set.task_paused.remove(&repo);
+        self.set.partitions_without_leader.remove(&repo);
         self.set.channel_bytes.remove(&repo);
         self.set.channel_batches.remove(&repo);
     }

@@ -27,6 +27,7 @@ impl Default for MetricSet {
             sink_retries: Family::default(),
             task_state: Family::default(),
             task_paused: Family::default(),
+            partitions_without_leader: Family::default(),
             lag: Family::default(),
             position: Family::default(),
             push_requests: Family::default(),
@@ -119,6 +120,11 @@ impl Default for MetricSet {
             "task_paused",
             "1 while the task is paused through the admin API",
             m.task_paused.clone(),
+        );
+        m.registry.register(
+            "partitions_without_leader",
+            "Kafka partitions handed to the task and not taken yet: their leader does not answer",
+            m.partitions_without_leader.clone(),
         );
         m.registry.register(
             "consumer_lag",

@@ -183,6 +183,11 @@ pub trait Source: Send {
     fn lag(&self) -> Vec<(String, i64, i64)> {
         Vec::new()
     }
+    /// Partitions handed to this source that it has not taken, their leader not answering
+    /// (a Kafka group member's; see `kafka::leaderless`).
+    fn without_leader(&self) -> usize {
+        0
+    }
     /// A stop was asked: take no new input. Returns true once everything the source has
     /// acknowledged to its producers is handed over (a push source in memory drains its log
     /// into the channel first); until then the task keeps reading.

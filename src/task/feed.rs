@@ -117,6 +117,7 @@ pub(super) fn source_loop(
             if last_lag.elapsed() > LAG_EVERY {
                 last_lag = Instant::now();
                 metrics.paused(control.paused.load(Ordering::Acquire));
+                metrics.without_leader(source.without_leader());
                 let lags = source.lag();
                 for (key, lag, next) in &lags {
                     metrics.lag(key, *lag, *next);

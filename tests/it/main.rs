@@ -29,6 +29,7 @@ mod kafka_unreadable;
 mod kafka_wire;
 mod lag_watch;
 mod late_publish;
+mod leaderless;
 mod long_paths;
 mod memory_spill;
 mod owners;

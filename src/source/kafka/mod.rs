@@ -31,12 +31,14 @@ use super::{Membership, Next, PartitionInfo, Source, SourceError};
 use crate::decode::meta::{MetaNeeds, RecordMark};
 use crate::decode::Chunk;
 
+mod admit;
 mod batch;
 mod gap;
 mod group;
 mod headers;
 mod identity;
 mod lag;
+mod leaderless;
 mod part;
 mod policy;
 mod range;
@@ -313,6 +315,8 @@ impl Source for KafkaSource {
         }
         if self.rejoining.is_none() {
             self.consumer.unsubscribe();
+            // Partitions not taken are no longer handed to this member either.
+            lock(&self.shared).leaderless.clear();
             self.rejoining = Some(Instant::now());
         }
         Ok(true)
@@ -491,6 +495,10 @@ impl Source for KafkaSource {
                 (p.info.id, owed.max(0) as u64)
             })
             .collect()
+    }
+
+    fn without_leader(&self) -> usize {
+        lock(&self.shared).leaderless.len()
     }
 
     fn take_skipped(&mut self) -> Vec<(String, u64)> {

@@ -244,8 +244,12 @@ impl KafkaSource {
         }
         self.finish_rejoin()?;
         // After the events are served: a restart must not answer a rebalance still waiting.
-        if self.refetches_pending && !self.fetch.as_ref().is_some_and(FetchQueue::events_waiting) {
+        let events_waiting = self.fetch.as_ref().is_some_and(FetchQueue::events_waiting);
+        if self.refetches_pending && !events_waiting {
             self.refetch_all()?;
+        }
+        if self.group && self.rejoining.is_none() && !events_waiting {
+            self.take_leaderless()?;
         }
         if let Some(fetch) = self.fetch.as_mut() {
             let left = room.min(self.chunk_bytes.saturating_sub(fullest));

@@ -1,0 +1,186 @@
+//! Taking partitions the group handed to this member: where each starts is judged from the
+//! group's offset or `auto_offset_reset`, the task's checkpoints and claims, and the broker's
+//! log (a gap is failed or skipped as `on_gap` says), before they are assigned; in the
+//! rebalance callback, or later for one whose leader did not answer then (`leaderless`).
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use rdkafka::consumer::BaseConsumer;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::err_at;
+use super::group::{Event, GroupContext, Shared};
+use super::leaderless::{Marks, Tp};
+use crate::source::{Assigned, Resumed, SourceError};
+
+/// Takes partitions `marks` (with their watermarks), handed to this member by the group, whose
+/// group offsets are `committed`: where each starts is judged (the group's offset, else
+/// `auto_offset_reset`; then the task's checkpoints and claims, `Membership::assigned`; then
+/// the gaps, `on_gap`), their messages forwarded, and the assignment reported to the source
+/// (`Event::Assigned`). Returns them at the offsets reading starts at, to be assigned.
+pub(super) fn admit(
+    consumer: &BaseConsumer<GroupContext>,
+    shared: &mut Shared,
+    marks: &[Marks],
+    committed: &TopicPartitionList,
+    began: Instant,
+) -> Result<TopicPartitionList, SourceError> {
+    let name = shared.name.clone();
+    let mut tpl = TopicPartitionList::new();
+    let mut parts: Vec<Assigned> = Vec::with_capacity(marks.len());
+    let mut held = HashMap::with_capacity(marks.len());
+    for ((topic, p), (low, high)) in marks {
+        let (low, high) = (*low, *high);
+        let stored = committed
+            .find_partition(topic, *p)
+            .and_then(|e| match e.offset() {
+                Offset::Offset(o) if o >= 0 => Some(o),
+                _ => None,
+            });
+        // The group's offset is offered clamped into the log (where the job records and
+        // moves first starts, see `Membership::assigned`), and judged below as it is.
+        let start = match stored {
+            Some(o) => o.clamp(low, high),
+            None if shared.reset_latest => high,
+            None => low,
+        };
+        let id = shared.id(topic, *p);
+        let info = shared.infos[id as usize].0.clone();
+        held.insert(id, (low, high, stored));
+        parts.push(Assigned {
+            info,
+            start: start as u64,
+            reset: stored.is_none(),
+            held: (low.max(0) as u64, high.max(0) as u64),
+        });
+    }
+    // Recorded at the first assignment under `latest`, whether or not it starts any
+    // partition at the end (a job switched from `earliest` holds offsets of them all).
+    if shared.reset_latest {
+        let since = match shared.membership.as_mut() {
+            Some(m) => m.first_started()?,
+            None => None,
+        };
+        if let Some(since) = since {
+            starts_since(&shared.recheck, &mut parts, since);
+        }
+    }
+    let asked = began.elapsed();
+    let starts = match shared.membership.as_mut() {
+        Some(m) => m.assigned(&parts)?,
+        None => parts
+            .iter()
+            .map(|a| Resumed {
+                id: a.info.id,
+                offset: a.start,
+                checkpointed: false,
+                mark: None,
+            })
+            .collect(),
+    };
+    let mut event = Vec::with_capacity(starts.len());
+    let mut marked = Vec::new();
+    for s in starts {
+        let Resumed {
+            id,
+            offset,
+            checkpointed,
+            mark,
+        } = s;
+        let (info, p) = shared.infos[id as usize].clone();
+        let (low, high, stored) = held.get(&id).copied().unwrap_or((0, i64::MAX, None));
+        // Where this job has no checkpoint of the partition, it starts at the group's
+        // offset (unless a first start was moved): one outside the log was clamped into
+        // it, skipping records without a word. It is a gap like a checkpoint's: `on_gap`
+        // decides below the log; above, the log was re-created below it, an error.
+        let group = stored.filter(|o| {
+            !checkpointed && offset as i64 == (*o).clamp(low, high) && *o != offset as i64
+        });
+        let judged = group.unwrap_or(offset as i64);
+        let (read, skipped) = super::gap::decide(&info.key(), judged, low, high, shared.skip_gaps)
+            .map_err(|e| match group {
+                Some(o) => err_at(&name, group_gap(&info.key(), o, low, high)),
+                None => err_at(&name, e),
+            })?;
+        if let Some((from, to)) = skipped {
+            shared.skips.record(&info.key(), from, to);
+        }
+        if let Some(m) = mark.filter(|_| read == offset as i64) {
+            marked.push((info.topic.clone(), p, m, read, low));
+        }
+        tpl.add_partition_offset(&info.topic, p, Offset::Offset(read))
+            .map_err(|e| err_at(&name, e.to_string()))?;
+        event.push((id, offset as i64, read));
+    }
+    // A checkpoint's last message is compared with the broker's before reading on.
+    super::identity::check(&shared.recheck, &marked).map_err(|e| err_at(&name, e))?;
+    // Before the partitions are assigned, so none of their messages take the other way.
+    if let Some(fwd) = shared.forward {
+        for ((topic, p), _) in marks {
+            fwd.take(consumer, topic, *p);
+        }
+    }
+    // How long the group waited on this member: the broker's offsets and watermarks
+    // (`asked`), then the claims in the destination.
+    let taken: Vec<&Tp> = marks.iter().map(|(tp, _)| tp).collect();
+    tracing::info!(partitions = ?taken, asked_ms = asked.as_millis() as u64, took_ms = began.elapsed().as_millis() as u64, "partitions assigned");
+    shared.events.push(Event::Assigned(event));
+    Ok(tpl)
+}
+
+/// With `auto_offset_reset = "latest"`, a partition of `parts` the group holds no offset of
+/// that was created after `since` (ms), when the job first took partitions at the log's end,
+/// starts at its first record rather than at the end now: a partition added to a topic, a
+/// topic that began to match a pattern, while the job ran or was down; what was written to it
+/// before the group noticed it (up to `topic.metadata.refresh.interval.ms` later) is the
+/// job's to write. Created since: its log still starts at offset 0 (nothing deleted by
+/// retention or compaction) and the record there is stamped at or after `since`. An older
+/// partition, or one whose start is gone (its oldest surviving record says nothing of when it
+/// was created), starts at the end, as `latest` says. The record is read (a client of its
+/// own, as checkpoints' marks are: `identity`), not the broker's offset for the time taken on
+/// trust (one broker answers 0 where no record is that recent). One that cannot be read in
+/// time, or has no timestamp, leaves the end, logged; a checkpoint (looked at after this)
+/// still wins.
+fn starts_since(recheck: &super::identity::Recheck, parts: &mut [Assigned], since: i64) {
+    let asked: Vec<usize> = (0..parts.len())
+        .filter(|&i| parts[i].reset && parts[i].held.0 == 0 && parts[i].start > 0)
+        .collect();
+    let wanted: Vec<(String, i32, i64)> = asked
+        .iter()
+        .map(|&i| (parts[i].info.topic.clone(), parts[i].info.number as i32, 0))
+        .collect();
+    let firsts = recheck.first_at(&wanted, super::identity::WAIT);
+    for (i, first) in asked.into_iter().zip(firsts) {
+        let a = &mut parts[i];
+        match first {
+            Some((0, Some(stamp))) if stamp >= since => {
+                tracing::info!(partition = %a.info.key(), end = a.start, first_stamp_ms = stamp, since_ms = since, "the partition was created since the job's first start (its first record, at offset 0, is stamped since; auto_offset_reset = \"latest\"): it starts there unless a checkpoint says otherwise");
+                a.start = 0;
+            }
+            Some((0, None)) => {
+                tracing::warn!(partition = %a.info.key(), "the partition's first record has no timestamp: whether it was created since the job's first start cannot be told, and without an offset it starts at the log's end");
+            }
+            Some(_) => {}
+            None => {
+                tracing::warn!(partition = %a.info.key(), since_ms = since, "could not read the partition's first record to tell whether it was created since the job's first start: without an offset it starts at the log's end");
+            }
+        }
+    }
+}
+
+/// Why partition `key` cannot start at the consumer group's committed offset `o`, outside the
+/// broker's `[low, high)`, where this job has no checkpoint of it.
+fn group_gap(key: &str, o: i64, low: i64, high: i64) -> String {
+    let (why, skip) = match o < low {
+        true => (
+            format!("records {o}..{low} were deleted by the broker (retention) before they were exported"),
+            format!(", or set source.on_gap = \"skip\" to start at offset {low} (the range is logged and counted)"),
+        ),
+        false => (
+            "the topic was re-created or truncated below it".to_string(),
+            String::new(),
+        ),
+    };
+    format!("partition {key} has no checkpoint of this job, and the consumer group's committed offset, {o}, where it starts, is outside the offsets the broker holds ({low}..{high}): {why}. Move the group's offset (e.g. `kafka-consumer-groups --reset-offsets`){skip}")
+}

@@ -1,0 +1,256 @@
+//! Partitions the group hands to this member whose log bounds (watermarks) cannot be read:
+//! no leader (its broker down, an election not made yet), or no answer in the assignment's
+//! time. Where such a partition would start cannot be judged without them (the gap checks,
+//! the first starts), and no value stands in safely, so it is not taken: it waits, asked
+//! again between polls after a growing pause, and is taken (claimed, checked, assigned) once
+//! its leader answers, while the member's other partitions export. A revocation forgets it.
+//! Before, one such partition failed the whole assignment: every member it was handed to
+//! stopped, around the group, for as long as its broker was down.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::TopicPartitionList;
+
+use super::admit::admit;
+use super::group::{apply_events, lock, set_paused_parts, GroupContext, Index};
+use super::{err_at, KafkaSource, SourceError, TIMEOUT};
+
+/// The first ask's timeout; each later one doubles it, up to 16 times.
+const FIRST_ASK: Duration = Duration::from_millis(250);
+/// The pause after the first failed ask; each later one doubles it, up to 32 times.
+const FIRST_PAUSE: Duration = Duration::from_secs(1);
+/// A round stops asking once it has taken this long (the ask under way runs to its timeout),
+/// and the next round comes at least `ROUND_GAP` later: the poll thread, which the member's
+/// other partitions wait on, gives these asks a small part of its time.
+const ROUND_BUDGET: Duration = Duration::from_millis(250);
+const ROUND_GAP: Duration = Duration::from_secs(1);
+/// How often a partition still waiting is logged again.
+const WARN_EVERY: Duration = Duration::from_secs(300);
+
+/// (topic, partition number).
+pub(super) type Tp = (String, i32);
+/// A partition's watermarks: (low, high).
+pub(super) type Marks = (Tp, (i64, i64));
+
+/// A partition handed over and not taken yet.
+struct Waiting {
+    tp: Tp,
+    since: Instant,
+    tries: u32,
+    next: Instant,
+    warned: Instant,
+}
+
+/// The partitions waiting for a leader.
+#[derive(Default)]
+pub(super) struct Leaderless {
+    list: Vec<Waiting>,
+    next_round: Option<Instant>,
+}
+
+impl Leaderless {
+    /// Partition `tp`, whose watermarks could not be read (`why`), waits: a new one is logged.
+    pub(super) fn wait(&mut self, tp: Tp, why: &str) {
+        let now = Instant::now();
+        if let Some(w) = self.list.iter_mut().find(|w| w.tp == tp) {
+            w.tries += 1;
+            w.next = now + FIRST_PAUSE * 2u32.pow(w.tries.min(5));
+            if w.warned.elapsed() >= WARN_EVERY {
+                w.warned = now;
+                tracing::warn!(partition = %key(&tp), waited_s = w.since.elapsed().as_secs(), error = %why, "partition still has no leader that answers: not taken yet");
+            }
+            return;
+        }
+        tracing::warn!(partition = %key(&tp), error = %why, "partition has no leader that answers (its watermarks cannot be read): it is not taken yet, and is asked again between polls while the member's other partitions export");
+        self.list.push(Waiting {
+            tp,
+            since: now,
+            tries: 0,
+            next: now + FIRST_PAUSE,
+            warned: now,
+        });
+        self.next_round.get_or_insert(now + FIRST_PAUSE);
+    }
+
+    /// Forgets partition `tp` (revoked); whether it was waiting.
+    pub(super) fn forget(&mut self, topic: &str, partition: i32) -> bool {
+        let before = self.list.len();
+        self.list
+            .retain(|w| !(w.tp.0 == topic && w.tp.1 == partition));
+        self.list.len() != before
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Forgets every waiting partition (the whole assignment revoked).
+    pub(super) fn clear(&mut self) {
+        self.list.clear();
+    }
+
+    /// Takes partition `tp` off the list (taken); logs how long it waited.
+    fn taken(&mut self, tp: &Tp) {
+        if let Some(i) = self.list.iter().position(|w| &w.tp == tp) {
+            let w = self.list.swap_remove(i);
+            tracing::info!(partition = %key(tp), waited_s = w.since.elapsed().as_secs(), "partition taken now that its leader answers");
+        }
+    }
+
+    /// The partitions to ask now, each with its ask's timeout; none before the round's time.
+    fn round(&mut self, now: Instant) -> Vec<(Tp, Duration)> {
+        if self.list.is_empty() || self.next_round.is_some_and(|t| now < t) {
+            return Vec::new();
+        }
+        self.next_round = Some(now + ROUND_GAP);
+        let mut due: Vec<&Waiting> = self.list.iter().filter(|w| w.next <= now).collect();
+        due.sort_by_key(|w| w.next);
+        due.into_iter()
+            .map(|w| (w.tp.clone(), FIRST_ASK * 2u32.pow(w.tries.min(4))))
+            .collect()
+    }
+}
+
+fn key(tp: &Tp) -> String {
+    format!("{}-{}", tp.0, tp.1)
+}
+
+/// Reads the watermarks of `parts`, each ask within the timeout `timeout` gives it (None:
+/// not asked). Returns those read, and the others with why.
+pub(super) fn watermarks(
+    consumer: &BaseConsumer<GroupContext>,
+    parts: Vec<Tp>,
+    mut timeout: impl FnMut(&Tp) -> Option<Duration>,
+) -> (Vec<Marks>, Vec<(Tp, String)>) {
+    let (mut read, mut unread) = (Vec::new(), Vec::new());
+    for tp in parts {
+        let Some(t) = timeout(&tp) else {
+            unread.push((
+                tp,
+                "not asked: the time for the broker's answers ran out".into(),
+            ));
+            continue;
+        };
+        match consumer.fetch_watermarks(&tp.0, tp.1, t) {
+            Ok(marks) => read.push((tp, marks)),
+            Err(e) => unread.push((tp, e.to_string())),
+        }
+    }
+    (read, unread)
+}
+
+/// The list of partitions `tps`.
+pub(super) fn list_of<'a>(tps: impl Iterator<Item = &'a Tp>) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    for (topic, p) in tps {
+        tpl.add_partition(topic, *p);
+    }
+    tpl
+}
+
+impl KafkaSource {
+    /// Group mode: asks the waiting partitions' leaders again (a round at most every
+    /// `ROUND_GAP`), and takes each that answers as an assignment would, outside the
+    /// rebalance callback: its start judged and claimed, then assigned, and its part made
+    /// (and paused with the rest) before any message is read. Run between rounds of events,
+    /// never while a rebalance waits to be served (librdkafka would take the assignment as
+    /// the answer to it), nor while the member is rejoining.
+    pub(super) fn take_leaderless(&mut self) -> Result<(), SourceError> {
+        let now = Instant::now();
+        let mut shared = lock(&self.shared);
+        let asks = shared.leaderless.round(now);
+        if asks.is_empty() {
+            return Ok(());
+        }
+        let timeouts: std::collections::HashMap<Tp, Duration> = asks.iter().cloned().collect();
+        let tps: Vec<Tp> = asks.into_iter().map(|(tp, _)| tp).collect();
+        let (read, unread) = watermarks(&self.consumer, tps, |tp| {
+            (now.elapsed() < ROUND_BUDGET).then(|| timeouts[tp])
+        });
+        for (tp, why) in unread {
+            shared.leaderless.wait(tp, &why);
+        }
+        if read.is_empty() {
+            return Ok(());
+        }
+        let committed = match self
+            .consumer
+            .committed_offsets(list_of(read.iter().map(|(tp, _)| tp)), TIMEOUT)
+        {
+            Ok(c) => c,
+            Err(e) => {
+                for (tp, _) in read {
+                    shared
+                        .leaderless
+                        .wait(tp, &format!("the group's offsets could not be read: {e}"));
+                }
+                return Ok(());
+            }
+        };
+        for (tp, _) in &read {
+            shared.leaderless.taken(tp);
+        }
+        let taken = admit(&self.consumer, &mut shared, &read, &committed, now)?;
+        drop(shared);
+        self.consumer
+            .incremental_assign(&taken)
+            .map_err(|e| err_at(&self.name, format!("cannot assign a partition: {e}")))?;
+        if let Some(assigned) =
+            apply_events(&self.shared, &mut self.parts, &mut self.last_committed)?
+        {
+            self.index = Index::of(&self.parts);
+            set_paused_parts(
+                &self.consumer,
+                &self.name,
+                &self.parts,
+                &assigned,
+                self.paused,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tp(p: i32) -> Tp {
+        ("t".to_string(), p)
+    }
+
+    #[test]
+    fn a_waiting_partition_is_asked_again_after_a_growing_pause_and_forgotten_when_revoked() {
+        let mut l = Leaderless::default();
+        let before = Instant::now();
+        l.wait(tp(0), "no leader");
+        l.wait(tp(1), "no leader");
+        let t0 = Instant::now();
+        assert!(l.round(before).is_empty(), "not before the first pause");
+        let asks = l.round(t0 + FIRST_PAUSE);
+        assert_eq!(asks, vec![(tp(0), FIRST_ASK), (tp(1), FIRST_ASK)]);
+        assert!(
+            l.round(t0 + FIRST_PAUSE + ROUND_GAP / 2).is_empty(),
+            "rounds are ROUND_GAP apart"
+        );
+        // Partition 0 failed twice more: its next ask waits four times as long, with four
+        // times the time to answer.
+        l.wait(tp(0), "no leader");
+        l.wait(tp(0), "no leader");
+        let now = Instant::now();
+        assert_eq!(
+            l.round(now + 3 * FIRST_PAUSE),
+            vec![(tp(1), FIRST_ASK)],
+            "partition 0 is not due yet"
+        );
+        assert_eq!(
+            l.round(now + 4 * FIRST_PAUSE + ROUND_GAP),
+            vec![(tp(1), FIRST_ASK), (tp(0), 4 * FIRST_ASK)]
+        );
+        assert!(l.forget("t", 1));
+        assert!(!l.forget("t", 1));
+        l.taken(&tp(0));
+        assert!(l.round(now + 100 * ROUND_GAP).is_empty());
+    }
+}

@@ -1,0 +1,52 @@
+//! A partition without a leader when the group hands it to a member (its broker down, an
+//! election not yet made): its watermarks cannot be read, so where it would start cannot be
+//! judged. It waits, and is taken once the broker answers; the member's other partitions
+//! export meanwhile. The whole assignment failed on it, so one partition down for hours
+//! stopped every member it was handed to, around the group.
+
+use std::collections::HashSet;
+
+use rdkafka::mocking::MockCluster;
+
+use crate::helpers::*;
+use crate::kafka::{assert_once, job_with, produce_events, spawn_run, wait_for, wait_log};
+
+#[test]
+fn a_partition_without_a_leader_waits_while_the_others_export() {
+    let topic = "leaderless";
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(topic, 2, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let n = 2000;
+    // Even trace ids go to partition 0, odd ones to partition 1.
+    produce_events(&bootstrap, topic, 0, n, 2, None);
+    cluster.partition_leader(topic, 1, None).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let job = job_with(dir.path(), &bootstrap, topic, "");
+    let log = dir.path().join("run.log");
+    let out = dir.path().join("out");
+    let run = spawn_run(&job, &log);
+    let text = wait_log(&log, "has no leader", 1, 60);
+    assert!(
+        text.contains("has no leader"),
+        "waiting for the member to say partition 1 waits for a leader:\n{text}"
+    );
+    wait_for(&out, n / 2, 60);
+    let seen: HashSet<String> = trace_ids(&out).into_keys().collect();
+    let even: HashSet<String> = (0..n).step_by(2).map(|i| format!("t{i}")).collect();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        seen, even,
+        "partition 0's records alone, while partition 1 has no leader:\n{text}"
+    );
+    cluster.partition_leader(topic, 1, Some(1)).unwrap();
+    wait_for(&out, n, 90);
+    let status = run.stop("the run's stop", 60);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{text}");
+    assert!(
+        text.contains("partition taken now that its leader answers"),
+        "{text}"
+    );
+    assert_once(&out, n);
+}
