@@ -172,6 +172,7 @@ pub fn run_job(
         threads: threads.unwrap_or(0),
         progress: false,
         admin: None,
+        groups: None,
     };
     // A job file with one `[repo]` runs as one task that fails the process when it fails; the
     // repos of `[[repos]]` (all, or the one named) are supervised.

@@ -39,6 +39,10 @@ pub fn run_all(
     stop: Arc<AtomicBool>,
     hups: Vec<Arc<AtomicBool>>,
 ) -> Vec<RepoOutcome> {
+    let groups = super::groups::Groups::default();
+    for job in &jobs {
+        groups.running(&repo_label(job), job);
+    }
     std::thread::scope(|scope| {
         let handles: Vec<_> = jobs
             .into_iter()
@@ -47,16 +51,23 @@ pub fn run_all(
                 let repo = repo_label(&job);
                 let mut opts = opts.clone();
                 opts.admin = admin.and_then(|a| a.admin.slot(&repo));
+                opts.groups = Some(groups.clone());
                 let stop = stop.clone();
                 std::thread::Builder::new()
                     .name(format!("repo-{repo}"))
                     .spawn_scoped(scope, move || {
                         // Every log line of the repo's task names the repo.
                         let _span = tracing::info_span!("repo", repo = %repo).entered();
+                        let groups = opts.groups.clone();
+                        let job_name = job.file.job.name.clone();
+                        let result = supervise(path, &repo, job, opts, &stop, &hup);
+                        if let Some(g) = groups {
+                            g.ended(&repo);
+                        }
                         RepoOutcome {
                             repo: repo.clone(),
-                            job: job.file.job.name.clone(),
-                            result: supervise(path, &repo, job, opts, &stop, &hup),
+                            job: job_name,
+                            result,
                         }
                     })
                     .expect("spawn a repo thread")
@@ -118,7 +129,6 @@ fn supervise(
     };
     loop {
         let started = Instant::now();
-        let live = !matches!(job.file.source, SourceSection::File { .. });
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             run_reloading(path, job.clone(), opts.clone(), stop.clone(), hup.clone())
         }));
@@ -134,6 +144,8 @@ fn supervise(
             }
             Err(panic) => Err(super::reload::panicked(&job, &opts, panic.as_ref())),
         };
+        // Of the job as last reloaded (a reload may change the source's kind).
+        let live = !matches!(job.file.source, SourceSection::File { .. });
         match result {
             Ok(summary) => return Ok(summary),
             Err(e) if e.refused() => {

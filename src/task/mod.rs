@@ -34,6 +34,7 @@ mod feed;
 mod fenced;
 mod file_identity;
 mod foreign_log;
+pub mod groups;
 mod left_wal;
 pub mod many;
 mod membership;
@@ -114,6 +115,9 @@ pub struct RunOptions {
     /// The repo's place on the admin listener, which outlives the run (see [`start_admin`]).
     /// Without one, a job with `[admin]` gets a listener for the length of the run.
     pub admin: Option<Arc<RepoSlot>>,
+    /// A job file's repos: the consumer group each runs in now (a reload is checked against
+    /// the others').
+    pub groups: Option<groups::Groups>,
 }
 
 /// The name a repo goes by in metrics, admin routes, `{repo}` in path templates and the

@@ -48,6 +48,7 @@ pub fn run_reloading(
             let repo = job.repo.clone();
             let fixed = Fixed::of(&job);
             let metrics = opts.admin.as_ref().map(|s| s.metrics.clone());
+            let groups = opts.groups.clone();
             let span = tracing::Span::current();
             std::thread::Builder::new()
                 .name("reload".into())
@@ -55,6 +56,7 @@ pub fn run_reloading(
                     span.in_scope(|| {
                         watch(
                             (&path, repo.as_deref(), &fixed, metrics.as_deref()),
+                            groups,
                             &stop,
                             &hup,
                             &run_stop,
@@ -66,6 +68,9 @@ pub fn run_reloading(
                 .expect("spawn the reload watcher")
         };
         let started = Instant::now();
+        if let Some(g) = &opts.groups {
+            g.running(&super::repo_label(&job), &job);
+        }
         // A panic is the task's failure here too: the job as reloaded stays, and the watcher
         // stops (left running, it took the next SIGHUP for a task that was gone).
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -84,13 +89,18 @@ pub fn run_reloading(
             (Err(e), _) if !stopped() && next.lock().expect("reload lock").is_some() => {
                 let new = next.lock().expect("reload lock").take().expect("checked");
                 tracing::error!(error = %e, "the task failed as it stopped for a reload; starting it with the reloaded job");
+                // A roll-back asked of another destination is not the new one's to make (its
+                // checkpoint numbers are another history).
+                if new.file.sink.url != job.file.sink.url {
+                    opts.from_checkpoint = None;
+                }
                 previous = Some(std::mem::replace(&mut job, new));
                 if let Some(slot) = &opts.admin {
                     slot.metrics.reloaded("applied");
                 }
-                // A roll-back (`--from-checkpoint`) the failed task may have left half made
-                // is made again, as a restart after a failure does; the stop's spill is
-                // restored.
+                // On the same destination, a roll-back (`--from-checkpoint`) the failed task
+                // may have left half made is made again, as a restart after a failure does;
+                // the stop's spill is restored.
                 opts.discard_spill = false;
                 continue;
             }
@@ -163,6 +173,7 @@ pub(super) fn panicked(
 /// the check passes.
 fn watch(
     (path, repo, fixed, metrics): (&Path, Option<&str>, &Fixed, Option<&Metrics>),
+    groups: Option<super::groups::Groups>,
     stop: &AtomicBool,
     hup: &AtomicBool,
     run_stop: &AtomicBool,
@@ -202,11 +213,14 @@ fn watch(
             let path = path.to_path_buf();
             let repo = repo.map(str::to_string);
             let fixed = fixed.clone();
+            let groups = groups.clone();
             let span = tracing::Span::current();
             checking = Some(
                 std::thread::Builder::new()
                     .name("reload-check".into())
-                    .spawn(move || span.in_scope(|| checked(&path, repo.as_deref(), &fixed)))
+                    .spawn(move || {
+                        span.in_scope(|| checked(&path, repo.as_deref(), &fixed, groups.as_ref()))
+                    })
                     .expect("spawn the reload check"),
             );
         }
@@ -335,8 +349,14 @@ fn fallback(prev: Job, reloaded: Option<Arc<RepoSchema>>) -> Job {
 }
 
 /// The job at `path` loaded and checked as `validate` does, that it keeps what a reload
-/// cannot change, and its schema against the files already written.
-fn checked(path: &Path, repo: Option<&str>, fixed: &Fixed) -> Result<Job, TaskError> {
+/// cannot change, that no other repo of the process runs in its consumer group (`groups`),
+/// and its schema against the files already written.
+fn checked(
+    path: &Path,
+    repo: Option<&str>,
+    fixed: &Fixed,
+    groups: Option<&super::groups::Groups>,
+) -> Result<Job, TaskError> {
     crate::fault::hold_while("hold_reload_check");
     let refused = |reason: String| TaskError::Job {
         job: path.display().to_string(),
@@ -353,6 +373,9 @@ fn checked(path: &Path, repo: Option<&str>, fixed: &Fixed) -> Result<Job, TaskEr
     let changed = "the job file or the schema changed while it was read; send SIGHUP again once it is written";
     if before[0] != first[0] {
         return Err(refused(changed.into()));
+    }
+    if let Some(g) = groups {
+        g.refuse(&super::repo_label(&job), &job).map_err(refused)?;
     }
     let job = checked_as_read(job, fixed, path)?;
     // Read as they were left: a write in place between the looks would have been read in

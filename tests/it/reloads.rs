@@ -3,6 +3,7 @@
 //! task restarted after a failure runs with the schema it ran with, not an edit a reload
 //! refused.
 
+use crate::admin::admin_addr;
 use crate::helpers::*;
 use crate::kafka::wait_log;
 use crate::push::{push_acked, push_job, start_with};
@@ -431,6 +432,66 @@ fn a_task_failing_as_it_stops_for_a_reload_starts_with_the_reloaded_job() {
     expect_log(&log, "starting it with the reloaded job", 1);
     // Acknowledged before the failure: replayed from the WAL by the reloaded job.
     wait_rows(&log, &dir.path().join("moved"), "b", 10);
+    assert!(
+        run.child().try_wait().unwrap().is_none(),
+        "the process ended"
+    );
+}
+
+/// A task started with `--from-checkpoint` that fails while it stops for a reload moving
+/// `sink.url`: the reloaded job starts on the new destination without the roll-back, which
+/// was asked of the old one. Before, the new destination was asked to roll back to a
+/// checkpoint it does not hold: the start was refused and the process went back to the old
+/// job, the reload lost (and a new destination holding such a checkpoint would have had its
+/// later commits deleted).
+#[test]
+fn a_reload_after_a_failure_does_not_carry_a_roll_back_to_a_new_destination() {
+    let dir = tempfile::tempdir().unwrap();
+    let (job, _, _) = own_schema_push_job(dir.path(), "");
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("workers = 2", "workers = 1");
+    assert!(text.contains("workers = 1"), "{text}");
+    std::fs::write(&job, &text).unwrap();
+    let out = dir.path().join("out");
+    // A first run commits `a`'s rows: checkpoint 1.
+    let first = dir.path().join("first.log");
+    let (run, addr) = start_with(&job, &first, &[]);
+    push_acked(&addr, "a", 10);
+    wait_rows(&first, &out, "a", 10);
+    assert!(run.stop("the first run's stop", 60).success());
+    // Again from checkpoint 1; its worker fails as it stops for the reload.
+    let hold = dir.path().join("hold");
+    let log = dir.path().join("run.log");
+    let fault = format!("panic_in_worker:2,hold_worker:@{}", hold.display());
+    let mut run = KillOnDrop::new(
+        std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["run", job.to_str().unwrap(), "--from-checkpoint", "1"])
+            .env("SLUICE_FAULT", &fault)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    expect_log(&log, "to=Running", 1);
+    let addr = admin_addr(&log);
+    // The worker's first take; its second fails (see the test above).
+    push_acked(&addr, "c", 10);
+    wait_rows(&log, &out, "c", 10);
+    std::fs::write(&hold, "").unwrap();
+    expect_log(&log, "SLUICE_FAULT: holding at hold_worker", 1);
+    push_acked(&addr, "b", 10);
+    std::fs::write(&job, text.replace("file://out", "file://moved")).unwrap();
+    hup(run.child());
+    expect_log(&log, "SIGHUP: the job file and schema check out", 1);
+    std::fs::remove_file(&hold).unwrap();
+    expect_log(&log, "starting it with the reloaded job", 1);
+    wait_rows(&log, &dir.path().join("moved"), "b", 10);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !text.contains("running the previous one again"),
+        "the reload fell back:\n{text}"
+    );
     assert!(
         run.child().try_wait().unwrap().is_none(),
         "the process ended"
