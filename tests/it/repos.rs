@@ -287,3 +287,78 @@ fn a_roll_back_of_several_repos_without_repo_is_refused() {
     assert!(!status.success() && err.contains("--repo"), "{err}");
     assert!(!dir.path().join("out").exists(), "the refused run wrote");
 }
+
+/// Two Kafka repos in groups of their own; the job file is edited to merge them: repo `a`
+/// removed, and `b` given `a`'s topic and group. `a`'s reload is refused (a repo gone from
+/// the file runs on as it was), so `b`'s must be too: taken, it put both repos in one group,
+/// where the assignor split `t1`'s partitions between two jobs' checkpoints, each exporting
+/// again what the other wrote.
+#[test]
+fn a_repo_reloaded_into_the_group_another_repo_runs_in_is_refused() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("t1", 2, 1).unwrap();
+    cluster.create_topic("t2", 1, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let text = |repos: &str| {
+        format!(
+            "[job]\nname = \"merge\"\nstate_dir = \"state\"\n[source]\nkind = \"kafka\"\nbrokers = {bootstrap:?}\n[repo]\nschema = {:?}\n[sink]\nurl = \"out/\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{repos}",
+            schema("nginx_access").display().to_string()
+        )
+    };
+    let job = dir.path().join("job.toml");
+    std::fs::write(
+        &job,
+        text("[[repos]]\nname = \"a\"\nsource = { topics = [\"t1\"], group = \"g-orders\" }\n[[repos]]\nname = \"b\"\nsource = { topics = [\"t2\"], group = \"g-audit\" }\n"),
+    )
+    .unwrap();
+    let log = dir.path().join("run.log");
+    let mut run = KillOnDrop::new(crate::kafka::spawn_with("run", &job, &log, &[]));
+    let seen = crate::kafka::wait_log(&log, "partitions assigned", 2, 60);
+    assert!(
+        seen.matches("partitions assigned").count() >= 2,
+        "waiting for both repos' assignments:\n{seen}"
+    );
+    std::fs::write(
+        &job,
+        text("[[repos]]\nname = \"b\"\nsource = { topics = [\"t1\", \"t2\"], group = \"g-orders\" }\n"),
+    )
+    .unwrap();
+    assert!(Command::new("kill")
+        .args(["-HUP", &run.child().id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    // One outcome per repo's reload check.
+    let outcomes = |t: &str| {
+        t.matches("SIGHUP: not reloaded").count()
+            + t.matches("SIGHUP: the job file and schema check out")
+                .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = String::new();
+    while Instant::now() < deadline {
+        seen = std::fs::read_to_string(&log).unwrap();
+        if outcomes(&seen) >= 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        outcomes(&seen),
+        2,
+        "waiting for both repos' reload checks:\n{seen}"
+    );
+    assert!(
+        !seen.contains("SIGHUP: the job file and schema check out"),
+        "a reload was taken:\n{seen}"
+    );
+    assert!(
+        seen.contains("is the group repo a runs in now"),
+        "b's reload refused for a's group:\n{seen}"
+    );
+    assert!(
+        run.child().try_wait().unwrap().is_none(),
+        "the process ended"
+    );
+}
