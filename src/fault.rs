@@ -30,7 +30,8 @@
 //! - `hold_schema_record:@<path>` holds a start between reading the job's recorded schema and
 //!   recording its own while the file at `path` exists (another process may record meanwhile).
 //! - `hold_reload_check:@<path>` holds a SIGHUP's check of the job while the file at `path`
-//!   exists (the task may end meanwhile).
+//!   exists (the task may end meanwhile); `slow_reload_check:<ms>` makes it this slow (a
+//!   destination far away).
 //! - `panic_at_start:<n>` panics at a task's n-th start in this process (after
 //!   `hold_before_claims`), `panic_in_worker:<n>` in a sink worker at its n-th take of items:
 //!   the task fails, as a bug would.

@@ -160,9 +160,9 @@ pub fn run_job(
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
     // One SIGHUP flag per repo: each repo's task reloads its own part of the job file.
-    let hups: Vec<Arc<AtomicBool>> = jobs.iter().map(|_| Arc::default()).collect();
+    let hups: Vec<task::reload::Hup> = jobs.iter().map(|_| Default::default()).collect();
     for hup in &hups {
-        signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.flag.clone())
             .context("installing signal handlers")?;
     }
     let admin = task::start_admin(&jobs)?;

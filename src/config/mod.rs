@@ -255,6 +255,15 @@ impl Job {
             positive(file.channel.batch_rows as u64),
         );
         check("sink.workers", positive(file.sink.workers as u64));
+        // Read by the store's builder at each start; a misspelled key is the file's error.
+        check(
+            "sink.storage",
+            <crate::store::remote::StoreOptions as serde::Deserialize>::deserialize(
+                toml::Value::Table(file.sink.storage.clone()),
+            )
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        );
         check(
             "sink.max_open_files",
             positive(file.sink.max_open_files as u64).and_then(|()| {

@@ -374,3 +374,26 @@ fn chunk_bytes_past_a_gigabyte_is_refused() {
         );
     }
 }
+
+/// A misspelled `[sink.storage]` key is the job file's error, told at load (and by
+/// `validate`): it was found only by each task's start, which a supervised repo retried for
+/// ever.
+#[test]
+fn a_misspelled_storage_key_is_refused_at_load() {
+    let bad = GOOD.replace(
+        "[sink.rotation]",
+        "[sink.storage]\nendpont = \"http://127.0.0.1:8333\"\n[sink.rotation]",
+    );
+    let e = Job::parse(&bad, Path::new("j.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("sink.storage") && e.contains("unknown field `endpont`"),
+        "{e}"
+    );
+    let good = GOOD.replace(
+        "[sink.rotation]",
+        "[sink.storage]\nendpoint = \"http://127.0.0.1:8333\"\nmax_retries = 1\n[sink.rotation]",
+    );
+    Job::parse(&good, Path::new("j.toml")).unwrap();
+}

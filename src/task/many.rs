@@ -37,7 +37,7 @@ pub fn run_all(
     opts: RunOptions,
     admin: Option<&AdminServer>,
     stop: Arc<AtomicBool>,
-    hups: Vec<Arc<AtomicBool>>,
+    hups: Vec<super::reload::Hup>,
 ) -> Vec<RepoOutcome> {
     let groups = super::groups::Groups::default();
     for job in &jobs {
@@ -119,7 +119,7 @@ fn supervise(
     mut job: Job,
     mut opts: RunOptions,
     stop: &Arc<AtomicBool>,
-    hup: &Arc<AtomicBool>,
+    hup: &super::reload::Hup,
 ) -> Result<RunSummary, TaskError> {
     // Read once (see `run_reloading`): a panic that escapes it restarts with this one.
     job.pin_schema();

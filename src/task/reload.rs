@@ -15,8 +15,21 @@ use crate::config::Job;
 use crate::metrics::Metrics;
 use crate::schema::RepoSchema;
 
+/// A reload's check, on its own thread: the job it passed, or why not.
+type Check = std::thread::JoinHandle<Result<Job, TaskError>>;
+
+/// A repo's SIGHUP: the flag the signal sets, and a check still under way when the task it
+/// was asked for ended, which the next task's watcher takes up (asked again instead, a check
+/// slower than a task failing at each start was dropped at every restart: such a repo could
+/// not be mended by a reload).
+#[derive(Clone, Default)]
+pub struct Hup {
+    pub flag: Arc<AtomicBool>,
+    pending: Arc<Mutex<Option<Check>>>,
+}
+
 /// Runs the job at `path` (already loaded as `job`; in a job file with several repos, its repo
-/// `job.repo`) until it ends or `stop` is set; each time `hup` is set, reloads it as described
+/// `job.repo`) until it ends or `stop` is set; each time `hup` is raised, reloads it as described
 /// above. Returns the job as last (re)loaded, with the outcome. A repo stopped through the admin
 /// API is not reloaded.
 pub fn run_reloading(
@@ -24,7 +37,7 @@ pub fn run_reloading(
     mut job: Job,
     mut opts: RunOptions,
     stop: Arc<AtomicBool>,
-    hup: Arc<AtomicBool>,
+    hup: Hup,
 ) -> (Job, Result<RunSummary, TaskError>) {
     // Read once: a restart of the task runs with the schema it ran with (an edit the reload
     // check refused is not taken up by a restart).
@@ -175,12 +188,12 @@ fn watch(
     (path, repo, fixed, metrics): (&Path, Option<&str>, &Fixed, Option<&Metrics>),
     groups: Option<super::groups::Groups>,
     stop: &AtomicBool,
-    hup: &AtomicBool,
+    hup: &Hup,
     run_stop: &AtomicBool,
     next: &Mutex<Option<Job>>,
     done: &AtomicBool,
 ) {
-    let mut checking: Option<std::thread::JoinHandle<Result<Job, TaskError>>> = None;
+    let mut checking: Option<Check> = hup.pending.lock().expect("reload lock").take();
     while !done.load(Ordering::Acquire) {
         if stop.load(Ordering::Acquire) {
             tracing::info!("asked to stop: the task stops gracefully");
@@ -188,28 +201,15 @@ fn watch(
             return;
         }
         if checking.as_ref().is_some_and(|h| h.is_finished()) {
-            match checking.take().expect("a check").join() {
-                Ok(Ok(job)) => {
-                    tracing::info!(job = %path.display(), "SIGHUP: the job file and schema check out; restarting the task with them");
-                    *next.lock().expect("reload lock") = Some(job);
-                    run_stop.store(true, Ordering::Release);
-                    return;
-                }
-                Ok(Err(e)) => {
-                    tracing::error!(job = %path.display(), error = %e, "SIGHUP: not reloaded; the task runs on unchanged");
-                    if let Some(m) = metrics {
-                        m.reloaded("refused");
-                    }
-                }
-                Err(_) => {
-                    tracing::error!("SIGHUP: the check panicked; the task runs on unchanged");
-                    if let Some(m) = metrics {
-                        m.reloaded("refused");
-                    }
-                }
+            let check = checking.take().expect("a check");
+            if let Some(job) = passed(check, path, metrics) {
+                tracing::info!(job = %path.display(), "SIGHUP: the job file and schema check out; restarting the task with them");
+                *next.lock().expect("reload lock") = Some(job);
+                run_stop.store(true, Ordering::Release);
+                return;
             }
         }
-        if checking.is_none() && hup.swap(false, Ordering::AcqRel) {
+        if checking.is_none() && hup.flag.swap(false, Ordering::AcqRel) {
             let path = path.to_path_buf();
             let repo = repo.map(str::to_string);
             let fixed = fixed.clone();
@@ -226,11 +226,33 @@ fn watch(
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    // The task ended (it failed, say) before a SIGHUP's check was taken up: the task that
-    // follows (the supervisor's restart) is asked again, so the reload is not lost.
-    if checking.is_some() {
-        hup.store(true, Ordering::Release);
+    // The task ended (it failed, say) before a SIGHUP's check was taken up. One that has
+    // passed is the next task's job; one still under way, the next task's watcher's.
+    let Some(check) = checking else {
+        return;
+    };
+    if !check.is_finished() {
+        *hup.pending.lock().expect("reload lock") = Some(check);
+        return;
     }
+    if let Some(job) = passed(check, path, metrics) {
+        tracing::info!(job = %path.display(), "SIGHUP: the job file and schema check out; the task ended meanwhile, and the next one runs with them");
+        *next.lock().expect("reload lock") = Some(job);
+    }
+}
+
+/// The job a finished check passed; one refused is logged and counted.
+fn passed(check: Check, path: &Path, metrics: Option<&Metrics>) -> Option<Job> {
+    let why = match check.join() {
+        Ok(Ok(job)) => return Some(job),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "the check panicked".to_string(),
+    };
+    tracing::error!(job = %path.display(), error = %why, "SIGHUP: not reloaded; the task runs on unchanged");
+    if let Some(m) = metrics {
+        m.reloaded("refused");
+    }
+    None
 }
 
 /// What a reload cannot change: the job's name (its checkpoints and group), its state folder
@@ -358,6 +380,7 @@ fn checked(
     groups: Option<&super::groups::Groups>,
 ) -> Result<Job, TaskError> {
     crate::fault::hold_while("hold_reload_check");
+    crate::fault::hold("slow_reload_check");
     let refused = |reason: String| TaskError::Job {
         job: path.display().to_string(),
         reason,

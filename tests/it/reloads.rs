@@ -497,3 +497,59 @@ fn a_reload_after_a_failure_does_not_carry_a_roll_back_to_a_new_destination() {
         "the process ended"
     );
 }
+
+/// A supervised repo whose task fails at every start (its S3 endpoint does not answer), and
+/// a SIGHUP moving it to a local folder whose check is slower than a failing start
+/// (`slow_reload_check`). The check goes on across the restarts and the reload is taken.
+/// Before, each task's end dropped the check under way and the next task asked again: a
+/// repo failing faster than a check could not be mended by a reload.
+#[test]
+fn a_repo_failing_at_each_start_faster_than_a_check_is_mended_by_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let (job, _, _) = supervised_push_job(dir.path());
+    let good = std::fs::read_to_string(&job).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead = good.replace("url = \"file://out\"", "url = \"s3://nowhere/p/\"")
+        + &format!("[sink.storage]\nendpoint = \"http://127.0.0.1:{port}\"\nallow_http = true\naccess_key_id = \"k\"\nsecret_access_key = \"s\"\nconnect_timeout_secs = 1\nmax_retries = 0\nretry_timeout_secs = 1\n");
+    assert!(dead.contains("s3://nowhere"), "{dead}");
+    std::fs::write(&job, &dead).unwrap();
+    let log = dir.path().join("run.log");
+    let mut run = KillOnDrop::new(crate::kafka::spawn_with(
+        "run",
+        &job,
+        &log,
+        &[("SLUICE_FAULT", "slow_reload_check:4000")],
+    ));
+    expect_log(&log, "the repo's task failed", 1);
+    std::fs::write(&job, &good).unwrap();
+    hup(run.child());
+    let text = wait_log(&log, "SIGHUP: the job file and schema check out", 1, 90);
+    assert!(
+        text.contains("SIGHUP: the job file and schema check out"),
+        "the reload was never taken:\n{text}"
+    );
+    // Pushes are answered 503 until the reloaded task runs.
+    let addr = admin_addr(&log);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let answer = crate::push::http_client::Client::new(&addr).post(
+            "/v1/repos/nginx_access/data",
+            "",
+            &crate::push::events("m", 10),
+        );
+        if matches!(answer, Ok((200, _, _))) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reloaded task never took a push ({answer:?}):\n{}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    wait_rows(&log, &dir.path().join("out"), "m", 10);
+}
