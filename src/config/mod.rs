@@ -235,6 +235,7 @@ impl Job {
                     "`brokers` and `options` are for a dead-letter `topic`, which is not set"
                         .into(),
                 ),
+                Some(_) => weaker_acks(&dead.options),
                 _ => Ok(()),
             }
         });
@@ -396,6 +397,22 @@ impl Job {
             _ => None,
         }
     }
+}
+
+/// A dead-letter producer's `acks` weaker than `all`: a dead letter the broker acknowledged
+/// could be lost after the commit that counts it (the commit waits for that answer).
+fn weaker_acks(options: &PassThrough) -> Result<(), String> {
+    for key in ["acks", "request.required.acks"] {
+        if let Some(v) = options
+            .get(key)
+            .filter(|v| !matches!(v.as_str(), "all" | "-1"))
+        {
+            return Err(format!(
+                "options.{key} = \"{v}\": a dead letter acknowledged by the leader alone (or not at all) can be lost after the commit that counts it; dead letters are sent with acks = all"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `url` with a relative local path (plain, or after `file://`) resolved against `base`;

@@ -397,3 +397,31 @@ fn a_misspelled_storage_key_is_refused_at_load() {
     );
     Job::parse(&good, Path::new("j.toml")).unwrap();
 }
+
+/// A dead-letter topic's `acks` weaker than `all` is refused: a dead letter acknowledged by
+/// the leader alone can be lost after the commit that counted it.
+#[test]
+fn dead_letters_sent_with_weaker_acks_are_refused() {
+    let topic = GOOD.replace(
+        "[sink.rotation]",
+        "[dead_letters]\ntopic = \"dead\"\nbrokers = \"127.0.0.1:9092\"\n[dead_letters.options]\nACKS\n[sink.rotation]",
+    );
+    for (opt, ok) in [
+        ("acks = \"1\"", false),
+        ("\"request.required.acks\" = \"0\"", false),
+        ("acks = \"all\"", true),
+        ("acks = \"-1\"", true),
+    ] {
+        let r = Job::parse(&topic.replace("ACKS", opt), Path::new("j.toml"));
+        match ok {
+            true => assert!(r.is_ok(), "{opt}: {:?}", r.err()),
+            false => {
+                let e = r.unwrap_err().to_string();
+                assert!(
+                    e.contains("dead_letters") && e.contains("acks = all"),
+                    "{opt}: {e}"
+                );
+            }
+        }
+    }
+}

@@ -32,6 +32,18 @@ pub struct PartState {
     pub owned: bool,
     /// A worker is committing the partition's files right now.
     pub committing: bool,
+    /// Its commits have failed since (and are retried): none has landed since the first.
+    pub failing: Option<Failing>,
+}
+
+/// A partition whose commits fail: since when (ms since 1970), how many attempts, and the
+/// last error (shown by the admin API: a destination refusing one partition's commits for
+/// good, or its dead-letter topic, is retried for ever).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failing {
+    pub since_ms: u64,
+    pub attempts: u64,
+    pub error: String,
 }
 
 /// A request to the source side: read `partition` again from `offset`, tagging `epoch`.
@@ -123,6 +135,7 @@ impl Partitions {
                 epoch,
                 owned: true,
                 committing: false,
+                failing: None,
             },
         );
         t.source_epochs.insert(id, epoch);
@@ -131,6 +144,20 @@ impl Partitions {
             t.settle_late.insert(id);
         }
         epoch
+    }
+
+    /// An attempt at partition `p`'s commit (or at mending the partition after one) failed
+    /// with `error`.
+    pub fn failed(&self, p: u32, error: &str) {
+        if let Some(s) = self.lock().parts.get_mut(&p) {
+            let f = s.failing.get_or_insert_with(|| Failing {
+                since_ms: crate::commit::now_ms().max(0) as u64,
+                attempts: 0,
+                error: String::new(),
+            });
+            f.attempts += 1;
+            f.error = crate::decode::cut(error, 2048).to_string();
+        }
     }
 
     /// Partition `p` had a lost commit whose upload may still land: its worker settles it
@@ -234,6 +261,7 @@ impl Partitions {
                 s.committed_offset = l.next_offset;
                 s.committed_line = l.next_line;
                 s.seq = l.seq;
+                s.failing = None;
             }
             behind = landed.is_some_and(|l| l.next_offset < s.committed_offset);
         }

@@ -109,6 +109,7 @@ impl Worker {
             self.ctx.control.fatal(|| e.to_string());
         } else {
             tracing::warn!(partition = %self.ctx.control.partitions.label(p), error = %e, "commit failed; rewinding the partition");
+            self.ctx.control.partitions.failed(p, &e.to_string());
             self.fail(p);
         }
     }
@@ -261,7 +262,8 @@ impl Worker {
                     return;
                 }
                 Err(e) => {
-                    tracing::warn!(partition = %self.ctx.control.partitions.label(p), error = %e, "the destination is still unavailable")
+                    tracing::warn!(partition = %self.ctx.control.partitions.label(p), error = %e, "the destination is still unavailable");
+                    ctl.partitions.failed(p, &e.to_string());
                 }
             }
         }

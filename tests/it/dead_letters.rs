@@ -291,3 +291,66 @@ timeout = "2s"
     let lines = std::fs::read_to_string(&input).unwrap().lines().count();
     assert_eq!(trace_ids(&dir.path().join("out")).len(), lines);
 }
+
+/// A dead-letter topic that refuses every write (its ACL denies the producer): the commits of
+/// the partitions with dead letters fail and are retried, and `/v1/tasks` says so for each
+/// (since when, the attempts, the broker's error) until one lands. Before, the task showed
+/// as running with no error while those partitions replayed for ever.
+#[test]
+fn partitions_whose_dead_letters_the_topic_refuses_show_their_failing_commits() {
+    let c = MockCluster::new(1).unwrap();
+    c.create_topic("events", 4, 1).unwrap();
+    c.create_topic("dead", 1, 1).unwrap();
+    let bootstrap = c.bootstrap_servers();
+    let n = 1000;
+    let bad = produce(&bootstrap, "events", n);
+    c.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 100_000],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let job = crate::kafka::job_with(dir.path(), &bootstrap, "events", "");
+    let text = std::fs::read_to_string(&job).unwrap()
+        + "[dead_letters]\ntopic = \"dead\"\ntimeout = \"2s\"\n[admin]\nlisten = \"127.0.0.1:0\"\n";
+    std::fs::write(&job, text).unwrap();
+    let log = dir.path().join("run.log");
+    let run = crate::kafka::spawn_run(&job, &log);
+    let addr = crate::admin::admin_addr(&log);
+    let partitions = || {
+        let (code, body) = crate::admin::http(&addr, "GET", "/v1/tasks", None);
+        assert_eq!(code, 200, "{body}");
+        let tasks: serde_json::Value = serde_json::from_str(&body).unwrap();
+        tasks[0]["partitions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let failing = |ps: &[serde_json::Value]| -> Vec<serde_json::Value> {
+        ps.iter()
+            .filter(|p| !p["failing"].is_null())
+            .map(|p| p["failing"].clone())
+            .collect()
+    };
+    wait_until("a partition's commits shown failing twice", 60, || {
+        failing(&partitions())
+            .iter()
+            .any(|f| f["attempts"].as_u64() >= Some(2))
+    });
+    for f in failing(&partitions()) {
+        let error = f["error"].as_str().unwrap();
+        assert!(error.contains("dead-letter topic `dead`"), "{f}");
+        assert!(error.to_lowercase().contains("authorization"), "{f}");
+        assert!(f["since_ms"].as_u64().unwrap() > 0, "{f}");
+    }
+    // The topic takes them again: the commits land, and nothing is shown failing.
+    c.clear_request_errors(RDKafkaApiKey::Produce);
+    wait_until(
+        "every record committed and no partition failing",
+        90,
+        || trace_ids(&dir.path().join("out")).len() == n && failing(&partitions()).is_empty(),
+    );
+    assert!(run.stop("the run's stop", 60).success());
+    let letters = consume_all(&bootstrap, "dead", bad);
+    let keys: std::collections::HashSet<&String> = letters.iter().map(|(k, _, _)| k).collect();
+    assert_eq!(keys.len(), bad, "every dead letter arrived: {letters:?}");
+}
