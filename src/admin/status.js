@@ -31,7 +31,8 @@ function repo(r) {
   const fill = ch && ch.max_bytes ? Math.min(100, (100 * ch.bytes) / ch.max_bytes) : 0;
   const parts = (r.partitions || []).map((p) => `<tr data-partition="${esc(p.partition)}">
       <td>${esc(p.partition)}</td><td class="seq">${esc(p.checkpoint_seq)}</td>
-      <td class="offset">${esc(p.committed_offset)}</td><td class="lag">${p.lag == null ? "–" : esc(p.lag)}</td></tr>`).join("");
+      <td class="offset">${esc(p.committed_offset)}</td><td class="lag">${p.lag == null ? "–" : esc(p.lag)}</td>
+      <td class="failing">${p.failing ? `since ${esc(time(p.failing.since_ms))}, ${esc(p.failing.attempts)} attempts: ${esc(p.failing.error)}` : ""}</td></tr>`).join("");
   const commits = (r.recent_commits || []).slice().reverse().map((c) => `<tr>
       <td>${esc(time(c.at_ms))}</td><td>${esc(c.partition)}</td><td>${esc(c.rows)}</td>
       <td>${esc(c.dead_letters)}</td><td>${esc(c.files)}</td><td>${esc(size(c.bytes))}</td>
@@ -58,7 +59,7 @@ function repo(r) {
       ${spark("channel", s.channel_bytes || [], size)}
     </div>
     <div class="columns">
-      <div><h3>Partitions</h3><table><tr><th>partition</th><th>checkpoint</th><th>committed offset</th><th>lag</th></tr>${parts}</table></div>
+      <div><h3>Partitions</h3><table><tr><th>partition</th><th>checkpoint</th><th>committed offset</th><th>lag</th><th>commits failing</th></tr>${parts}</table></div>
       <div><h3>Dead letters by reason (committed)</h3><table><tr><th>reason</th><th>count</th></tr>${reasons}</table></div>
     </div>
     <h3>Last commits</h3>

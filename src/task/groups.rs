@@ -3,27 +3,30 @@
 //! file at a time: a repo removed from the file, or whose own reload was refused, runs on with
 //! its old settings. A reload giving its group to another repo would put both in one group,
 //! where the assignor splits the partitions between two jobs' checkpoints: each resumes from
-//! its own, exporting again what the other wrote. Such a reload is refused.
+//! its own, exporting again what the other wrote. Such a reload is refused: a check that
+//! passes holds the new group from then (two repos' checks cannot both take one), and a
+//! reloaded job that fails goes back to the previous one only if its group is still free.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use crate::config::Job;
 
-/// Per repo, the consumer group of the job its task runs (shared by the process's repos).
+/// Per repo, the consumer groups it holds: the one of the job its task runs, and the one of
+/// a job a reload check passed and not yet started (shared by the process's repos).
 #[derive(Debug, Clone, Default)]
-pub struct Groups(Arc<Mutex<BTreeMap<String, String>>>);
+pub struct Groups(Arc<Mutex<BTreeMap<String, BTreeSet<String>>>>);
 
 impl Groups {
-    fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, BTreeSet<String>>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Repo `repo` runs `job` now.
+    /// Repo `repo` runs `job` now: it holds that job's group alone.
     pub fn running(&self, repo: &str, job: &Job) {
         let mut map = self.map();
         match job.kafka_group() {
-            Some(g) => map.insert(repo.to_string(), g),
+            Some(g) => map.insert(repo.to_string(), BTreeSet::from([g])),
             None => map.remove(repo),
         };
     }
@@ -33,17 +36,24 @@ impl Groups {
         self.map().remove(repo);
     }
 
-    /// Why repo `repo` may not run `job`, if another repo runs in its group.
-    pub fn refuse(&self, repo: &str, job: &Job) -> Result<(), String> {
+    /// Holds `job`'s group for repo `repo` too (a reload that passed, or a job to go back
+    /// to), unless another repo holds it: then why not. Checked and held in one step, so two
+    /// repos' checks cannot both take one group.
+    pub fn reserve(&self, repo: &str, job: &Job) -> Result<(), String> {
         let Some(g) = job.kafka_group() else {
             return Ok(());
         };
-        match self.map().iter().find(|(r, h)| r.as_str() != repo && **h == g) {
-            Some((other, _)) => Err(format!(
-                "source.group `{g}` is the group repo {other} runs in now (with the settings it last took: a repo removed from the file, or refused a reload, runs on as it was): two repos in one group would split its partitions between two jobs' checkpoints. Stop repo {other} first (`POST /v1/tasks/{other}/stop`), or restart the process"
-            )),
-            None => Ok(()),
+        let mut map = self.map();
+        if let Some((other, _)) = map
+            .iter()
+            .find(|(r, held)| r.as_str() != repo && held.contains(&g))
+        {
+            return Err(format!(
+                "source.group `{g}` is the group repo {other} runs in now, or is about to (a repo removed from the file, or refused a reload, runs on as it was): two repos in one group would split its partitions between two jobs' checkpoints. Stop repo {other} first (`POST /v1/tasks/{other}/stop`), or restart the process"
+            ));
         }
+        map.entry(repo.to_string()).or_default().insert(g);
+        Ok(())
     }
 }
 
@@ -59,17 +69,21 @@ mod tests {
     }
 
     #[test]
-    fn a_repo_may_not_take_a_group_another_runs_in() {
+    fn a_repo_may_not_take_a_group_another_runs_in_or_is_about_to() {
         let groups = Groups::default();
         groups.running("a", &kafka_job("g-orders"));
         groups.running("b", &kafka_job("g-audit"));
-        let e = groups.refuse("b", &kafka_job("g-orders")).unwrap_err();
+        let e = groups.reserve("b", &kafka_job("g-orders")).unwrap_err();
         assert!(e.contains("repo a runs in now"), "{e}");
-        // Its own group, and one no other repo runs in, are fine.
-        groups.refuse("b", &kafka_job("g-audit")).unwrap();
-        groups.refuse("a", &kafka_job("g-orders")).unwrap();
-        groups.refuse("b", &kafka_job("g-new")).unwrap();
+        // Its own group, and one no other repo holds, are fine.
+        groups.reserve("b", &kafka_job("g-audit")).unwrap();
+        groups.reserve("a", &kafka_job("g-orders")).unwrap();
+        groups.reserve("b", &kafka_job("g-new")).unwrap();
+        // Held by b until b runs another job: a's check cannot take it meanwhile.
+        groups.reserve("a", &kafka_job("g-new")).unwrap_err();
+        groups.running("b", &kafka_job("g-audit"));
+        groups.reserve("a", &kafka_job("g-new")).unwrap();
         groups.ended("a");
-        groups.refuse("b", &kafka_job("g-orders")).unwrap();
+        groups.reserve("b", &kafka_job("g-orders")).unwrap();
     }
 }

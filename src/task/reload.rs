@@ -120,6 +120,15 @@ pub fn run_reloading(
             // A reloaded job that fails at once (a server it needs is down, say): the one
             // that ran before takes over again, unless a stop came meanwhile.
             (Err(e), Some(prev)) if started.elapsed() < Duration::from_secs(60) && !stopped() => {
+                // Its group may be another repo's since (that repo's reload took it).
+                if let Some(Err(why)) = opts
+                    .groups
+                    .as_ref()
+                    .map(|g| g.reserve(&super::repo_label(&prev), &prev))
+                {
+                    tracing::error!(error = %e, previous = %why, "the reloaded job failed, and the previous one cannot run again");
+                    return (job, Err(e));
+                }
                 tracing::error!(error = %e, "the reloaded job failed; running the previous one again");
                 if let Some(slot) = &opts.admin {
                     slot.metrics.reloaded("fell_back");
@@ -397,14 +406,15 @@ fn checked(
     if before[0] != first[0] {
         return Err(refused(changed.into()));
     }
-    if let Some(g) = groups {
-        g.refuse(&super::repo_label(&job), &job).map_err(refused)?;
-    }
     let job = checked_as_read(job, fixed, path)?;
     // Read as they were left: a write in place between the looks would have been read in
     // part.
     if stamps(&files) != before {
         return Err(refused(changed.into()));
+    }
+    // Last: held from here until the repo runs another job.
+    if let Some(g) = groups {
+        g.reserve(&super::repo_label(&job), &job).map_err(refused)?;
     }
     Ok(job)
 }

@@ -152,13 +152,15 @@ impl GroupContext {
         if handed.is_empty() {
             return Ok(TopicPartitionList::new());
         }
+        // Each ask at most `ASK_LIMIT`, all of them `TIMEOUT`: a leader that does not answer
+        // holds back the others' only so long (those not asked are asked between polls).
         let deadline = began + TIMEOUT;
         let (read, unread) = leaderless::watermarks(consumer, handed, |_| {
             let left = deadline.saturating_duration_since(Instant::now());
-            (!left.is_zero()).then_some(left)
+            (!left.is_zero()).then_some(left.min(leaderless::ASK_LIMIT))
         });
-        for (tp, why) in unread {
-            shared.leaderless.wait(tp, &why);
+        for (tp, why, asked) in unread {
+            shared.leaderless.wait(tp, &why, asked);
         }
         if read.is_empty() {
             return Ok(TopicPartitionList::new());
@@ -180,9 +182,17 @@ impl GroupContext {
         cooperative: bool,
     ) -> TopicPartitionList {
         let mut shared = lock(&self.shared);
+        // What librdkafka holds: an unassign naming a partition it does not hold (one left
+        // waiting for a leader) fails whole, and every partition would stay assigned.
+        let held = consumer.assignment().ok();
         let mut released = TopicPartitionList::new();
         for e in tpl.elements() {
-            if !shared.leaderless.forget(e.topic(), e.partition()) {
+            let waiting = shared.leaderless.forget(e.topic(), e.partition());
+            let holds = match &held {
+                Some(h) => h.find_partition(e.topic(), e.partition()).is_some(),
+                None => !waiting,
+            };
+            if holds {
                 released.add_partition(e.topic(), e.partition());
             }
         }

@@ -25,6 +25,8 @@ const FIRST_PAUSE: Duration = Duration::from_secs(1);
 /// other partitions wait on, gives these asks a small part of its time.
 const ROUND_BUDGET: Duration = Duration::from_millis(250);
 const ROUND_GAP: Duration = Duration::from_secs(1);
+/// The longest one ask of an assignment's watermarks in the rebalance callback.
+pub(super) const ASK_LIMIT: Duration = Duration::from_secs(5);
 /// How often a partition still waiting is logged again.
 const WARN_EVERY: Duration = Duration::from_secs(300);
 
@@ -51,11 +53,15 @@ pub(super) struct Leaderless {
 
 impl Leaderless {
     /// Partition `tp`, whose watermarks could not be read (`why`), waits: a new one is logged.
-    pub(super) fn wait(&mut self, tp: Tp, why: &str) {
+    /// One `asked` and not answered waits longer before it is asked again; one not asked
+    /// (the round's time ran out first) keeps its place, first in the next round.
+    pub(super) fn wait(&mut self, tp: Tp, why: &str, asked: bool) {
         let now = Instant::now();
         if let Some(w) = self.list.iter_mut().find(|w| w.tp == tp) {
-            w.tries += 1;
-            w.next = now + FIRST_PAUSE * 2u32.pow(w.tries.min(5));
+            if asked {
+                w.tries += 1;
+                w.next = now + FIRST_PAUSE * 2u32.pow(w.tries.min(5));
+            }
             if w.warned.elapsed() >= WARN_EVERY {
                 w.warned = now;
                 tracing::warn!(partition = %key(&tp), waited_s = w.since.elapsed().as_secs(), error = %why, "partition still has no leader that answers: not taken yet");
@@ -67,7 +73,8 @@ impl Leaderless {
             tp,
             since: now,
             tries: 0,
-            next: now + FIRST_PAUSE,
+            // Not asked yet: at the first round.
+            next: if asked { now + FIRST_PAUSE } else { now },
             warned: now,
         });
         self.next_round.get_or_insert(now + FIRST_PAUSE);
@@ -116,25 +123,26 @@ fn key(tp: &Tp) -> String {
     format!("{}-{}", tp.0, tp.1)
 }
 
+/// A partition whose watermarks were not read: why, and whether it was asked.
+pub(super) type Unread = (Tp, String, bool);
+
 /// Reads the watermarks of `parts`, each ask within the timeout `timeout` gives it (None:
-/// not asked). Returns those read, and the others with why.
+/// not asked). Returns those read, and the others.
 pub(super) fn watermarks(
     consumer: &BaseConsumer<GroupContext>,
     parts: Vec<Tp>,
     mut timeout: impl FnMut(&Tp) -> Option<Duration>,
-) -> (Vec<Marks>, Vec<(Tp, String)>) {
+) -> (Vec<Marks>, Vec<Unread>) {
     let (mut read, mut unread) = (Vec::new(), Vec::new());
     for tp in parts {
         let Some(t) = timeout(&tp) else {
-            unread.push((
-                tp,
-                "not asked: the time for the broker's answers ran out".into(),
-            ));
+            let why = "not asked yet: the time for the broker's answers ran out";
+            unread.push((tp, why.to_string(), false));
             continue;
         };
         match consumer.fetch_watermarks(&tp.0, tp.1, t) {
             Ok(marks) => read.push((tp, marks)),
-            Err(e) => unread.push((tp, e.to_string())),
+            Err(e) => unread.push((tp, e.to_string(), true)),
         }
     }
     (read, unread)
@@ -154,8 +162,8 @@ impl KafkaSource {
     /// `ROUND_GAP`), and takes each that answers as an assignment would, outside the
     /// rebalance callback: its start judged and claimed, then assigned, and its part made
     /// (and paused with the rest) before any message is read. Run between rounds of events,
-    /// never while a rebalance waits to be served (librdkafka would take the assignment as
-    /// the answer to it), nor while the member is rejoining.
+    /// not while the fetch queue holds a rebalance event to serve, nor while the member is
+    /// rejoining, nor once its assignment is lost.
     pub(super) fn take_leaderless(&mut self) -> Result<(), SourceError> {
         let now = Instant::now();
         let mut shared = lock(&self.shared);
@@ -163,13 +171,18 @@ impl KafkaSource {
         if asks.is_empty() {
             return Ok(());
         }
+        // The member's session expired (the group handed its partitions to others): the
+        // revocation that follows forgets them; none is claimed meanwhile.
+        if self.consumer.assignment_lost() {
+            return Ok(());
+        }
         let timeouts: std::collections::HashMap<Tp, Duration> = asks.iter().cloned().collect();
         let tps: Vec<Tp> = asks.into_iter().map(|(tp, _)| tp).collect();
         let (read, unread) = watermarks(&self.consumer, tps, |tp| {
             (now.elapsed() < ROUND_BUDGET).then(|| timeouts[tp])
         });
-        for (tp, why) in unread {
-            shared.leaderless.wait(tp, &why);
+        for (tp, why, asked) in unread {
+            shared.leaderless.wait(tp, &why, asked);
         }
         if read.is_empty() {
             return Ok(());
@@ -181,15 +194,22 @@ impl KafkaSource {
             Ok(c) => c,
             Err(e) => {
                 for (tp, _) in read {
-                    shared
-                        .leaderless
-                        .wait(tp, &format!("the group's offsets could not be read: {e}"));
+                    let why = format!("the group's offsets could not be read: {e}");
+                    shared.leaderless.wait(tp, &why, true);
                 }
                 return Ok(());
             }
         };
         for (tp, _) in &read {
             shared.leaderless.taken(tp);
+        }
+        if self.consumer.assignment_lost() {
+            for (tp, _) in read {
+                shared
+                    .leaderless
+                    .wait(tp, "the member's assignment was lost", false);
+            }
+            return Ok(());
         }
         let taken = admit(&self.consumer, &mut shared, &read, &committed, now)?;
         drop(shared);
@@ -224,8 +244,8 @@ mod tests {
     fn a_waiting_partition_is_asked_again_after_a_growing_pause_and_forgotten_when_revoked() {
         let mut l = Leaderless::default();
         let before = Instant::now();
-        l.wait(tp(0), "no leader");
-        l.wait(tp(1), "no leader");
+        l.wait(tp(0), "no leader", true);
+        l.wait(tp(1), "no leader", true);
         let t0 = Instant::now();
         assert!(l.round(before).is_empty(), "not before the first pause");
         let asks = l.round(t0 + FIRST_PAUSE);
@@ -236,8 +256,8 @@ mod tests {
         );
         // Partition 0 failed twice more: its next ask waits four times as long, with four
         // times the time to answer.
-        l.wait(tp(0), "no leader");
-        l.wait(tp(0), "no leader");
+        l.wait(tp(0), "no leader", true);
+        l.wait(tp(0), "no leader", true);
         let now = Instant::now();
         assert_eq!(
             l.round(now + 3 * FIRST_PAUSE),
@@ -252,5 +272,19 @@ mod tests {
         assert!(!l.forget("t", 1));
         l.taken(&tp(0));
         assert!(l.round(now + 100 * ROUND_GAP).is_empty());
+    }
+
+    #[test]
+    fn a_partition_not_asked_keeps_its_place_first_in_the_next_round() {
+        let mut l = Leaderless::default();
+        l.wait(tp(0), "no leader", true);
+        l.wait(tp(1), "not asked yet", false);
+        let now = Instant::now();
+        // Partition 0's ask took the round's time; 1 was not asked, and is not pushed back.
+        assert_eq!(l.round(now + FIRST_PAUSE)[0], (tp(1), FIRST_ASK));
+        l.wait(tp(0), "no leader", true);
+        l.wait(tp(1), "not asked yet", false);
+        let asks = l.round(now + FIRST_PAUSE + ROUND_GAP);
+        assert_eq!(asks, vec![(tp(1), FIRST_ASK)], "partition 0 waits longer");
     }
 }

@@ -314,9 +314,8 @@ impl Source for KafkaSource {
             return Ok(false);
         }
         if self.rejoining.is_none() {
+            // Those waiting for a leader are forgotten by the revocation that follows.
             self.consumer.unsubscribe();
-            // Partitions not taken are no longer handed to this member either.
-            lock(&self.shared).leaderless.clear();
             self.rejoining = Some(Instant::now());
         }
         Ok(true)
