@@ -409,17 +409,18 @@ impl Partitions {
     }
 
     /// The group takes `ps` away: flushes not served are dropped, each is no longer owned,
-    /// with a new epoch. Returns (partition, new epoch, key) of those registered.
-    pub fn revoke(&self, ps: &[u32]) -> Vec<(u32, u64, String)> {
+    /// with a new epoch. Returns (partition, new epoch, key, whether it was owned until now:
+    /// not fenced) of those registered.
+    pub fn revoke(&self, ps: &[u32]) -> Vec<(u32, u64, String, bool)> {
         let mut t = self.lock();
         t.flush.retain(|p| !ps.contains(p));
         let mut out = Vec::with_capacity(ps.len());
         for p in ps {
             t.fenced.remove(p);
             if let Some(s) = t.parts.get_mut(p) {
-                s.owned = false;
+                let owned = std::mem::replace(&mut s.owned, false);
                 s.epoch += 1;
-                out.push((*p, s.epoch, s.key.clone()));
+                out.push((*p, s.epoch, s.key.clone(), owned));
             }
         }
         out

@@ -55,7 +55,7 @@ fn files_of_an_older_epoch_or_a_lost_partition_are_not_committed() {
     assert!(t.begin_commit(1, r.epoch).is_some());
     let t = Partitions::default();
     let e = t.register(1, reg("k", 0, 1));
-    assert_eq!(t.revoke(&[1]), vec![(1, e + 1, "k".to_string())]);
+    assert_eq!(t.revoke(&[1]), vec![(1, e + 1, "k".to_string(), true)]);
     assert!(t.begin_commit(1, e + 1).is_none(), "no longer owned");
     assert!(t.owned(1).is_none());
     assert_eq!(t.not_owned([1, 2]), vec![1, 2]);
@@ -218,4 +218,20 @@ fn a_registration_with_a_late_upload_is_handed_to_its_worker_once() {
     assert_eq!(t.take_settle_late(|p| p % 2 == 1), Vec::<u32>::new());
     assert_eq!(t.take_settle_late(|p| p % 2 == 0), vec![4]);
     assert_eq!(t.take_settle_late(|_| true), Vec::<u32>::new());
+}
+
+/// A fenced partition is revoked as not owned: its committed offset, behind the writer that
+/// fenced it, is not the group's to take.
+#[test]
+fn a_fenced_partition_is_revoked_as_not_owned() {
+    let t = Partitions::default();
+    t.register(1, reg("k", 0, 1));
+    t.register(2, reg("j", 0, 1));
+    t.fence(1, Some((1, "other")), true).unwrap();
+    let owned: Vec<(u32, bool)> = t
+        .revoke(&[1, 2])
+        .into_iter()
+        .map(|(p, _, _, owned)| (p, owned))
+        .collect();
+    assert_eq!(owned, vec![(1, false), (2, true)]);
 }

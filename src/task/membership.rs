@@ -537,10 +537,13 @@ impl Membership for TaskMembership {
                 "revoked before everything held was committed; the rest is aborted and the next owner replays it"
             );
         }
-        let mut keys = Vec::new();
-        for (p, epoch, key) in ctl.partitions.revoke(ids) {
+        let (mut keys, mut owned) = (Vec::new(), Vec::new());
+        for (p, epoch, key, held) in ctl.partitions.revoke(ids) {
             self.channel.purge(p, epoch);
             keys.push(key);
+            if held {
+                owned.push(p);
+            }
         }
         // A commit in progress may end before the partition moves, within the deadline (the
         // consumer's poll waits for this callback). Past it the partition moves anyway: the
@@ -559,7 +562,9 @@ impl Membership for TaskMembership {
             self.metrics.forget(&key);
         }
         self.metrics.keep_only(&ctl.partitions.owned_keys());
-        ctl.partitions.committed_offsets(ids)
+        // Not a fenced partition's: another writer has committed past it since, and the
+        // group's offset would step back.
+        ctl.partitions.committed_offsets(&owned)
     }
     fn first_started(&mut self) -> Result<Option<i64>, SourceError> {
         if let Some(at) = self.first_start {
