@@ -1,5 +1,7 @@
 //! Values made safe for a path segment: ASCII letters, digits, `-`, `_`, `.` and `~` kept,
 //! every other byte percent-encoded, a leading `_` or `.` encoded at the start of a segment,
+//! a value's last `.` encoded (Azure Blob Storage refuses a path segment ending in `.`, and
+//! Windows file systems drop it: one such value would stop its partition for good),
 //! the null partition name for null and empty values (a value spelled like that name has every
 //! `_` escaped), and long values, and folder names longer than a file system holds, cut and
 //! hashed to a bounded length (see `paths`' module documentation). A data file's own name gets the same treatment of its first character.
@@ -132,13 +134,15 @@ fn push_escaped(out: &mut String, value: &str, seg_start: bool) {
     // that far, however long it is (a value of 16 MiB of spaces is not 48 MiB of escapes).
     let end = start_of_cut(bytes.len());
     let first_ok = !(seg_start && (first == b'_' || first == b'.'));
-    if first_ok && bytes.iter().all(|&b| is_safe(b)) {
+    // A value cut ends in its hash, not in its own last byte.
+    let last_dot = end == bytes.len() && bytes[end - 1] == b'.';
+    if first_ok && !last_dot && bytes.iter().all(|&b| is_safe(b)) {
         out.push_str(&value[..end]);
         return;
     }
     out.reserve(3 * end);
     for (i, &b) in bytes[..end].iter().enumerate() {
-        if is_safe(b) && (i > 0 || first_ok) {
+        if is_safe(b) && (i > 0 || first_ok) && !(last_dot && i == end - 1) {
             out.push(b as char);
         } else {
             out.push('%');

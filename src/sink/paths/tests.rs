@@ -161,7 +161,7 @@ fn values_are_sanitized_for_paths() {
             ("%5Fx/", 1),
             ("%2Ex/", 1),
             ("%C3%A9%3D1/", 1),
-            ("%2E./", 1),
+            ("%2E%2E/", 1),
             ("ok-_.~9/", 1),
         ]
     );
@@ -172,6 +172,25 @@ fn values_are_sanitized_for_paths() {
     let inner = compile("k-{v}/", &b, false).split(&b, 0).unwrap();
     assert_eq!(inner[1].0, "k-_x/");
     assert_eq!(inner[0].0, "k-a%2Fb%20c/");
+}
+
+/// No rendered folder name ends in `.`: Azure Blob Storage refuses such a path segment (and
+/// Windows file systems drop the dot), so one record's value stopped its partition for good.
+#[test]
+fn no_folder_name_ends_in_a_dot() {
+    let v = StringArray::from(vec!["api.", ".", "..", "a..", "a.b", "x"]);
+    let b = batch(vec![("v", Arc::new(v) as ArrayRef)]);
+    for (template, hive) in [("{v}/", false), ("{v}/", true), ("k-{v}/", false)] {
+        for (path, _) in paths(&compile(template, &b, hive).split(&b, 0).unwrap()) {
+            assert!(
+                path.split('/').all(|seg| !seg.ends_with('.')),
+                "{template} (hive {hive}): {path}"
+            );
+        }
+    }
+    let hive = compile("{v}/", &b, true).split(&b, 0).unwrap();
+    assert_eq!(hive[0].0, "v=api%2E/");
+    assert_eq!(hive[4].0, "v=a.b/");
 }
 
 #[test]
