@@ -73,8 +73,17 @@ struct Scene {
 
 impl Scene {
     fn start() -> Scene {
+        Scene::start_with(4, None)
+    }
+
+    /// With `partitions` partitions (records go to the first 4), and partition `leaderless`
+    /// without a leader from the start.
+    fn start_with(partitions: i32, leaderless: Option<i32>) -> Scene {
         let cluster = MockCluster::new(1).unwrap();
-        cluster.create_topic(TOPIC, 4, 1).unwrap();
+        cluster.create_topic(TOPIC, partitions, 1).unwrap();
+        if let Some(p) = leaderless {
+            cluster.partition_leader(TOPIC, p, None).unwrap();
+        }
         let bootstrap = cluster.bootstrap_servers();
         let root = tempfile::tempdir().unwrap();
         let out = root.path().join("out");
@@ -156,6 +165,47 @@ fn a_member_fenced_from_outside_its_group_joins_again_and_goes_on() {
     stop(a, &log_a);
     assert_once(&out, n);
     assert_files_match_checkpoints(&out, "kafka-it");
+}
+
+/// As above, with a fifth partition that has had no leader from the start: each member
+/// waits for it. A's rejoin revoked it with the rest, and releasing a partition librdkafka
+/// never held failed the whole release: A held every partition, out of its group, until the
+/// rejoin's 10-minute limit failed it.
+#[test]
+fn a_member_waiting_for_a_leader_joins_its_group_again_when_fenced() {
+    let Scene {
+        _cluster,
+        root: _root,
+        out,
+        log_a,
+        log_b,
+        a,
+        b,
+        halt,
+        producer,
+    } = Scene::start_with(5, Some(4));
+    let text = wait_log(&log_a, "has no leader", 1, 60);
+    assert!(text.contains("has no leader"), "{text}");
+    let text = wait_log(&log_b, "partition resumes", 4, 60);
+    assert_eq!(text.matches("partition resumes").count(), 4, "{text}");
+    stop(b, &log_b);
+    let text = wait_log(&log_a, "is fenced", 1, 60);
+    assert!(text.contains("is fenced"), "A was never fenced:\n{text}");
+    let text = wait_log(&log_a, "joined the group again", 1, 60);
+    assert!(
+        text.contains("joined the group again"),
+        "A did not join its group again:\n{text}"
+    );
+    let text = wait_log(&log_a, "partition resumes", 8, 60);
+    assert!(
+        text.matches("partition resumes").count() >= 8,
+        "A did not resume its partitions:\n{text}"
+    );
+    halt.store(true, Ordering::Release);
+    let n = producer.join().unwrap();
+    wait_for(&out, n, 60);
+    stop(a, &log_a);
+    assert_once(&out, n);
 }
 
 /// A and B, in two groups, both keep running: each takes the partitions back from the other
