@@ -609,3 +609,55 @@ fn a_push_job_refuses_a_state_folder_holding_another_jobs_spill() {
     assert_eq!(seen.len(), 300, "rows of job push-test");
     assert!(seen.values().all(|n| *n == 1), "a row twice");
 }
+
+/// A supervised push repo moved to another destination and back (by restarts here; a reload
+/// does the same): the other destination committed past what this one's checkpoint needs,
+/// and the WAL released it. The start is refused, saying what to do, and the refused repo is
+/// not started again. Before, its task failed at every start ("already released"), restarted
+/// by its supervisor for as long as the process ran, its pushes turned away.
+#[test]
+fn a_push_repo_back_on_a_destination_whose_records_its_log_released_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = push_job(
+        dir.path(),
+        "wal",
+        "wal_segment_bytes = \"256KiB\"",
+        "[[repos]]\nname = \"nginx_access\"\n",
+    );
+    let text = std::fs::read_to_string(&job).unwrap();
+    let push = |url: &str, tags: &[&str]| {
+        std::fs::write(&job, text.replace("file://out", url)).unwrap();
+        let log = dir.path().join(format!("{}.log", tags[0]));
+        let (child, addr) = start(&job, &log);
+        let out = dir.path().join(url.trim_start_matches("file://"));
+        let mut c = crate::push::http_client::Client::new(&addr);
+        let before = trace_ids(&out).len();
+        for (n, tag) in tags.iter().enumerate() {
+            let (code, _, b) = c
+                .post(
+                    "/v1/repos/nginx_access/data",
+                    "",
+                    &crate::push::events(tag, 6000),
+                )
+                .unwrap();
+            assert_eq!(code, 200, "{b}");
+            wait_until("the push to be committed", 60, || {
+                trace_ids(&out).len() == before + (n + 1) * 6000
+            });
+        }
+        assert!(child.stop("the push job to stop", 60).success());
+    };
+    push("file://out", &["a"]);
+    push("file://moved", &["b0", "b1", "b2"]);
+    std::fs::write(&job, &text).unwrap();
+    let (status, err) = sluice_within(&["run", job.to_str().unwrap()], 60);
+    assert!(!status.success(), "{err}");
+    assert!(
+        err.contains("was already released") && err.contains("sluice wal export"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("it starts again after a pause"),
+        "the refused repo was started again:\n{err}"
+    );
+}

@@ -227,7 +227,17 @@ impl Source for PushSource {
     fn seek(&mut self, _partition: u32, offset: u64, _line: u64) -> Result<(), SourceError> {
         let mut g = self.intake.lock();
         let past_end = offset > g.log.end();
-        g.log.seek_check(offset).map_err(|e| self.error(e))?;
+        g.log.seek_check(offset).map_err(|e| match e {
+            // No start mends it: an operator's decision (a supervised repo is not started
+            // again and again).
+            crate::wal::WalError::Released { want, start, .. } => SourceError::Refused {
+                name: format!("push {}", self.info.topic),
+                reason: format!(
+                    "{e}: this destination's checkpoint needs records {want}..{start}, which the log released once they were committed elsewhere (the repo was moved to another sink.url and back, or this destination's checkpoints are an older copy). Save what the log holds with `sluice wal export`, move the WAL folder aside (the log then goes on from this checkpoint) and push the export again; records {want}..{start} are not in this destination"
+                ),
+            },
+            e => self.error(e),
+        })?;
         g.read_pos = offset;
         if past_end {
             // The log continues from a checkpoint (or spill) ahead of it.
