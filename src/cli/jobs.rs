@@ -68,11 +68,15 @@ pub enum SchemaCommand {
     /// Print a repo schema inferred from a sample: JSON lines (plain or gzip), or CSV with a
     /// header (`.csv`/`.tsv` names); `-` reads stdin.
     Infer {
-        #[arg(long, required_unless_present = "kafka")]
+        /// The sample file (or `-` for stdin), as `--input` says.
+        #[arg(conflicts_with = "input", required_unless_present_any = ["kafka", "input"])]
+        sample: Option<String>,
+        /// The sample file (or `-` for stdin).
+        #[arg(long)]
         input: Option<String>,
         /// Sample a Kafka topic instead: its messages from the start of each partition, up to
         /// where each ended when sampling began (or `--rows`).
-        #[arg(long, conflicts_with = "input", requires = "topic")]
+        #[arg(long, conflicts_with_all = ["input", "sample"], requires = "topic")]
         kafka: Option<String>,
         #[arg(long, requires = "kafka")]
         topic: Option<String>,
@@ -81,7 +85,7 @@ pub enum SchemaCommand {
         name: Option<String>,
         /// A CSV file's delimiter, one ASCII character (default `,`; `;` for many European
         /// locales' CSV).
-        #[arg(long, requires = "input")]
+        #[arg(long, conflicts_with = "kafka")]
         delimiter: Option<String>,
         /// How many records of the sample to read.
         #[arg(long, default_value_t = 10_000)]
@@ -552,13 +556,14 @@ pub fn run_schema(cmd: SchemaCommand) -> Result<()> {
             );
         }
         SchemaCommand::Infer {
+            sample,
             input,
             kafka,
             topic,
             name,
             delimiter,
             rows,
-        } => match (input, kafka, topic) {
+        } => match (input.or(sample), kafka, topic) {
             (Some(input), _, _) => {
                 super::infer::infer_schema(&input, name, delimiter.as_deref(), rows)?
             }

@@ -1,7 +1,8 @@
 //! `sluice schema infer`: a repo schema from a sample of JSON lines (plain or gzip) or CSV with
 //! a header. Types are widened across the sample (int → float, mixed → string, objects or
 //! arrays mixed with anything else → `json`); a field missing from a row or null in one is
-//! nullable; strings that all read as RFC 3339 (or `%Y-%m-%d %H:%M:%S`) are timestamps, and
+//! nullable; strings that all read as RFC 3339 (or `%Y-%m-%d %H:%M:%S`) are timestamps, those
+//! that all read as `%Y-%m-%d` are dates (top-level fields; inside lists, strings), and
 //! integers in a plausible range under a time-like name are epoch timestamps. Each field gets a
 //! comment with an example value and how many rows had it. Nesting deeper than
 //! [`MAX_DEPTH`] is `json`, so the input cannot decide how deep the work goes.
@@ -21,6 +22,7 @@ const MAX_KEYS: usize = 256;
 enum Text {
     Rfc3339,
     DateTime,
+    Date,
     Plain,
 }
 
@@ -77,6 +79,8 @@ fn text_kind(s: &str) -> Text {
         Text::Rfc3339
     } else if chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").is_ok() {
         Text::DateTime
+    } else if s.len() == 10 && chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok() {
+        Text::Date
     } else {
         Text::Plain
     }
@@ -349,6 +353,7 @@ fn type_of<'a>(
         Kind::Float => ("float64".into(), vec![], None),
         Kind::Str(Text::Rfc3339) => ("timestamp".into(), vec!["rfc3339"], None),
         Kind::Str(Text::DateTime) if top => ("timestamp".into(), vec!["%Y-%m-%d %H:%M:%S"], None),
+        Kind::Str(Text::Date) if top => ("date".into(), vec![], None),
         Kind::Str(_) => ("string".into(), vec![], None),
         Kind::Json => ("json".into(), vec![], None),
         Kind::Object(f) if !writable(f) => ("json".into(), vec![], None),
@@ -487,5 +492,27 @@ mod tests {
         assert_eq!(ty("o"), "type = \"json\"");
         assert_eq!(ty("s"), "type = \"string\"");
         assert_eq!((inf.rows(), inf.skipped()), (2, 1));
+    }
+
+    /// Strings that all read as `YYYY-MM-DD` are dates (they were strings); one that does not
+    /// makes the field a string; inside lists they stay strings.
+    #[test]
+    fn plain_dates_are_dates() {
+        let mut inf = Inference::default();
+        for line in [
+            r#"{"day":"2024-05-01","mixed":"2024-05-01","days":["2024-05-01"]}"#,
+            r#"{"day":"1999-12-31","mixed":"2024-05-01T00:00:00Z","days":[]}"#,
+        ] {
+            inf.json_line(line.as_bytes());
+        }
+        let toml = inf.to_toml("d", "test");
+        let ty = |name: &str| {
+            let at = toml.find(&format!("name = \"{name}\"")).unwrap();
+            toml[at..].lines().nth(1).unwrap().to_string()
+        };
+        assert_eq!(ty("day"), "type = \"date\"");
+        assert_eq!(ty("mixed"), "type = \"string\"");
+        assert_eq!(ty("days"), "type = \"list<string>\"");
+        crate::schema::RepoSchema::parse(&toml, std::path::Path::new("d.toml")).unwrap();
     }
 }
