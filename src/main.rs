@@ -13,6 +13,7 @@ mod cli {
     pub mod infer;
     pub mod jobs;
     pub mod ranges;
+    pub mod schema;
     pub mod skip;
     pub mod table;
     pub mod validate;
@@ -21,10 +22,8 @@ mod cli {
 
 use cli::backfill::run_backfill;
 use cli::convert::{run_convert, ConvertArgs};
-use cli::jobs::{
-    run_checkpoints, run_demo, run_job, run_roll_back_plan, run_schema, CheckpointCommand,
-    SchemaCommand,
-};
+use cli::jobs::{run_checkpoints, run_demo, run_job, run_roll_back_plan, CheckpointCommand};
+use cli::schema::{run_schema, SchemaCommand};
 use cli::table::{run_compact, run_vacuum};
 use cli::validate::run_validate;
 use sluice::task::FromCheckpoint;
