@@ -50,3 +50,23 @@ fn a_partition_without_a_leader_waits_while_the_others_export() {
     );
     assert_once(&out, n);
 }
+
+/// A backfill plans every partition's range from its watermarks: one without a leader stops
+/// it at the start, saying so and what to do (it said "watermarks of t/1: Meta data fetch
+/// error").
+#[test]
+fn a_backfill_over_a_partition_without_a_leader_says_so() {
+    let topic = "leaderless-backfill";
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(topic, 2, 1).unwrap();
+    produce_events(&cluster.bootstrap_servers(), topic, 0, 10, 2, None);
+    cluster.partition_leader(topic, 1, None).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let job = job_with(dir.path(), &cluster.bootstrap_servers(), topic, "");
+    let (status, err) = sluice_within(&["backfill", job.to_str().unwrap()], 60);
+    assert!(!status.success(), "{err}");
+    assert!(
+        err.contains("partition leaderless-backfill-1") && err.contains("has no leader"),
+        "{err}"
+    );
+}

@@ -403,7 +403,12 @@ fn plan_all<C: ConsumerContext>(
     let plan_one = |topic: &str, p: i32| -> Result<(i64, i64, i64), SourceError> {
         let (low, high) = consumer
             .fetch_watermarks(topic, p, TIMEOUT)
-            .map_err(|e| err_at(name, format!("watermarks of {topic}/{p}: {e}")))?;
+            .map_err(|e| {
+                err_at(
+                    name,
+                    format!("the offsets partition {topic}-{p} holds cannot be read ({e}): it has no leader that answers (its broker down?); a backfill plans every partition's range from them: run it again once the partition has a leader"),
+                )
+            })?;
         // An offset asked for outside the log was moved into it without a word: the run
         // ended "done" short of what was asked for.
         for (what, pos) in [("starts", start), ("ends", end)] {
