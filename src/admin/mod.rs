@@ -168,7 +168,12 @@ impl Admin {
         let given = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            // The scheme's name is case-insensitive (RFC 9110).
+            .and_then(|v| {
+                v.get(..7)
+                    .filter(|s| s.eq_ignore_ascii_case("bearer "))
+                    .map(|_| &v[7..])
+            })
             .unwrap_or("");
         (!same_secret(given.as_bytes(), token.as_bytes())).then(|| {
             error(
@@ -426,23 +431,7 @@ async fn act(
             format!("no action `{action}` (pause, resume or stop)"),
         );
     }
-    // Kept in the slot too, so a task started again (reload, restart after a failure)
-    // inherits it; a stop also keeps a failed repo from being started again.
-    match action.as_str() {
-        "pause" => slot.paused.store(true, Ordering::Release),
-        "resume" => slot.paused.store(false, Ordering::Release),
-        _ => slot.stopped.store(true, Ordering::Release),
-    }
-    // A pause shows at once (the task's loop sets it again every second or so; a scrape
-    // right after the answer read the old value): set under the slot's lock, so a task
-    // ending meanwhile (which forgets the series) cannot be given it back.
-    slot.with_live(|l| match action.as_str() {
-        "pause" | "resume" => {
-            l.control.paused.store(action == "pause", Ordering::Release);
-            slot.metrics.paused(action == "pause");
-        }
-        _ => l.stop.store(true, Ordering::Release),
-    });
+    slot.act(&action);
     // Nor is an exposition encoded before it served after this answer.
     s.recent.invalidate();
     let state = slot.metrics.state();

@@ -107,6 +107,32 @@ impl RepoSlot {
         *lock(&self.error) = Some(super::shown::error(&error));
     }
 
+    /// A pause, resume or stop asked through the API: kept in the slot (a task started again
+    /// inherits it; a stop also keeps a failed repo from being started again) and applied to
+    /// the running task, under the lock a task attaches under: two requests at once leave the
+    /// slot and the task alike (a pause and a resume interleaved left the task paused while
+    /// the slot said running). A pause shows at once in the metrics, and a task ending
+    /// meanwhile (which forgets its series) is not given it back.
+    pub(super) fn act(&self, action: &str) {
+        let live = lock(&self.live);
+        match action {
+            "pause" | "resume" => {
+                let on = action == "pause";
+                self.paused.store(on, Ordering::Release);
+                if let Some(l) = live.as_ref() {
+                    l.control.paused.store(on, Ordering::Release);
+                    self.metrics.paused(on);
+                }
+            }
+            _ => {
+                self.stopped.store(true, Ordering::Release);
+                if let Some(l) = live.as_ref() {
+                    l.stop.store(true, Ordering::Release);
+                }
+            }
+        }
+    }
+
     pub(super) fn with_live<T>(&self, f: impl FnOnce(&Live) -> T) -> Option<T> {
         lock(&self.live).as_ref().map(f)
     }

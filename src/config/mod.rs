@@ -199,6 +199,15 @@ impl Job {
             );
             if a.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
                 check("admin.token", Err("must not be empty".into()));
+            } else if a.token.as_deref().is_some_and(|t| {
+                t.trim() != t || !t.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+            }) {
+                // A header value loses its ends' spaces and holds no other bytes: such a
+                // token could never be given.
+                check(
+                    "admin.token",
+                    Err("must be printable ASCII, without spaces at its ends (no request could send it)".into()),
+                );
             }
         }
         check(

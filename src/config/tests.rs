@@ -398,6 +398,31 @@ fn a_misspelled_storage_key_is_refused_at_load() {
     Job::parse(&good, Path::new("j.toml")).unwrap();
 }
 
+/// An admin token no request could send (spaces at its ends, bytes a header cannot hold) is
+/// refused: every request was refused with 401.
+#[test]
+fn an_admin_token_no_request_could_send_is_refused() {
+    for (token, ok) in [
+        ("abc ", false),
+        ("pässwort", false),
+        ("a b", true),
+        ("s3cret", true),
+    ] {
+        let text = format!("{GOOD}[admin]\nlisten = \"127.0.0.1:0\"\ntoken = {token:?}\n");
+        let r = Job::parse(&text, Path::new("j.toml"));
+        match ok {
+            true => assert!(r.is_ok(), "{token:?}: {:?}", r.err()),
+            false => {
+                let e = r.unwrap_err().to_string();
+                assert!(
+                    e.contains("admin.token") && e.contains("printable ASCII"),
+                    "{token:?}: {e}"
+                );
+            }
+        }
+    }
+}
+
 /// A dead-letter topic's `acks` weaker than `all` is refused: a dead letter acknowledged by
 /// the leader alone can be lost after the commit that counted it.
 #[test]

@@ -168,6 +168,17 @@ fn admin_api_serves_metrics_tasks_pause_resume_and_stop() {
     let tasks: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(tasks[0]["state"], "running");
     assert_eq!(tasks[0]["partitions"].as_array().unwrap().len(), 4);
+    // The scheme's name in any case (RFC 9110); it was refused unless spelled `Bearer`.
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET /v1/tasks HTTP/1.1\r\nHost: {addr}\r\nAuthorization: bearer s3cret\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert_eq!(
         http(&addr, "POST", "/v1/tasks/nope/pause", Some("s3cret")).0,
         404
