@@ -109,13 +109,18 @@ impl Admin {
     }
 
     /// Binds `listen` and serves on a runtime of its own, returned with the bound address (the
-    /// port may have been 0); the listener runs as long as the runtime.
+    /// port may have been 0); the listener runs as long as the runtime. `blocking`: the push
+    /// requests the repos decode at once, at most (their `max_concurrent`, summed): each
+    /// takes a blocking thread, and one repo whose WAL disk hangs must not hold every thread
+    /// the others' requests need.
     pub fn start(
         self: Arc<Self>,
         listen: SocketAddr,
+        blocking: usize,
     ) -> std::io::Result<(tokio::runtime::Runtime, SocketAddr)> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
+            .max_blocking_threads(blocking.saturating_add(64).max(512))
             .thread_name("admin")
             .enable_all()
             .build()?;

@@ -36,9 +36,16 @@ pub fn start_admin(jobs: &[Job]) -> Result<Option<AdminServer>, TaskError> {
         .map(|j| (repo_label(j), j.file.job.name.clone()))
         .collect();
     let admin = Arc::new(Admin::new(a.token.clone(), &repos).with_any_host(a.insecure));
+    let blocking = jobs
+        .iter()
+        .map(|j| match &j.file.source {
+            crate::config::SourceSection::Push { max_concurrent, .. } => *max_concurrent,
+            _ => 0,
+        })
+        .fold(0usize, usize::saturating_add);
     let (runtime, addr) = admin
         .clone()
-        .start(listen)
+        .start(listen, blocking)
         .map_err(|e| fail(format!("admin.listen {listen}: {e}")))?;
     tracing::info!(%addr, "admin API listening");
     if a.token.is_none() && !listen.ip().is_loopback() {
