@@ -8,6 +8,7 @@ use std::time::Duration;
 
 pub mod reference;
 mod sections;
+mod spans;
 pub use sections::{
     AdminSection, ChannelSection, DeadLetterSection, JobFile, JobSection, PartitionSection,
     RepoSection, RotationSection, SinkSection, MAX_OPEN_FILES,
@@ -97,7 +98,7 @@ impl Job {
     pub fn parse(text: &str, path: &Path) -> Result<Job, ConfigError> {
         let file: JobFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string().trim_end().to_string(),
+            message: spans::shown(text, &e),
         })?;
         Self::from_file(file, path).map_err(|problems| ConfigError::Invalid {
             path: path.to_path_buf(),
