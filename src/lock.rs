@@ -37,7 +37,9 @@ impl DirLock {
             path: path.clone(),
             source,
         };
-        std::fs::create_dir_all(dir).map_err(err)?;
+        // Made durable, names and all: the WAL folder is often made here first, and its name
+        // must survive a power loss with the records written in it.
+        crate::durable::create_dirs(dir).map_err(err)?;
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)

@@ -196,10 +196,9 @@ impl Wal {
         segment_bytes: u64,
         damage: Damage,
     ) -> Result<(Wal, OpenReport), WalError> {
-        if !dir.exists() {
-            // Each folder made, and its name, durable (the state folder may be new too).
-            crate::durable::create_dirs(dir).map_err(io(dir))?;
-        }
+        // Each folder made, and its name, durable (the state folder may be new too); one
+        // found made (by the state lock, or by hand) has its name synced once too.
+        crate::durable::create_dirs(dir).map_err(io(dir))?;
         let mut bases: Vec<u64> = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(io(dir))? {
             let entry = entry.map_err(io(dir))?;

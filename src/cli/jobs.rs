@@ -69,18 +69,18 @@ pub fn lock_state(job: &Job, backfill: bool) -> Result<Vec<sluice::lock::DirLock
     }
     let state = job.resolve(&job.file.job.state_dir);
     let mut locks = vec![sluice::lock::DirLock::acquire(&state)?];
+    // The WAL folder is locked on its own, wherever it is: another process of the job with
+    // another state folder naming this one's WAL (`wal_dir`) took its state folder's lock
+    // alone, and two processes appended to one log, each deleting what the other had not
+    // committed.
     if let SourceSection::Push {
-        wal_dir: Some(wal), ..
+        wal_dir,
+        durability,
+        ..
     } = &job.file.source
     {
-        let wal = job.resolve(wal);
-        // Inside the state folder as the folders are (`..` and links resolved), else locked
-        // on its own: a spelling such as `state/../wal` or a link must not skip the lock.
-        let inside = match (std::fs::canonicalize(&state), std::fs::canonicalize(&wal)) {
-            (Ok(state), Ok(wal)) => wal.starts_with(state),
-            _ => false,
-        };
-        if !inside {
+        if durability.as_str() != "memory" {
+            let wal = sluice::config::wal_folder(job, wal_dir.as_deref());
             locks.push(sluice::lock::DirLock::acquire(&wal)?);
         }
     }

@@ -203,16 +203,6 @@ impl DeadTopic {
         for (k, v) in settings.options.iter() {
             cfg.set(k, v);
         }
-        // A send the commit gave up on (`finish`) expires with it, rather than being
-        // delivered later beside the replay's own copy (librdkafka keeps trying for 5 minutes
-        // by default): each failed commit added one more copy of each dead letter.
-        if !["message.timeout.ms", "delivery.timeout.ms"]
-            .iter()
-            .any(|k| settings.options.contains_key(*k))
-        {
-            let ms = settings.timeout.as_millis().clamp(1000, i32::MAX as u128);
-            cfg.set("message.timeout.ms", ms.to_string());
-        }
         // The broker refuses a batch larger than the topic's `max.message.bytes`, at every
         // replay: messages and batches are kept within it when it is smaller; where it is
         // larger and no size is asked for, dead letters take it (the source's own size,

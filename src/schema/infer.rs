@@ -79,7 +79,12 @@ fn text_kind(s: &str) -> Text {
         Text::Rfc3339
     } else if chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").is_ok() {
         Text::DateTime
-    } else if s.len() == 10 && chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok() {
+    } else if s.len() == 10
+        && s.as_bytes()[..4].iter().all(u8::is_ascii_digit)
+        && chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .is_ok_and(|d| (1..=9999).contains(&chrono::Datelike::year(&d)))
+    {
+        // Years 1 to 9999, as a decoder takes dates (`0000-01-01` and `+999-01-01` parse).
         Text::Date
     } else {
         Text::Plain
@@ -501,7 +506,7 @@ mod tests {
         let mut inf = Inference::default();
         for line in [
             r#"{"day":"2024-05-01","mixed":"2024-05-01","days":["2024-05-01"]}"#,
-            r#"{"day":"1999-12-31","mixed":"2024-05-01T00:00:00Z","days":[]}"#,
+            r#"{"day":"1999-12-31","mixed":"2024-05-01T00:00:00Z","days":[],"zero":"0000-01-01"}"#,
         ] {
             inf.json_line(line.as_bytes());
         }
@@ -513,6 +518,11 @@ mod tests {
         assert_eq!(ty("day"), "type = \"date\"");
         assert_eq!(ty("mixed"), "type = \"string\"");
         assert_eq!(ty("days"), "type = \"list<string>\"");
+        assert_eq!(
+            ty("zero"),
+            "type = \"string\"",
+            "year 0 is no date a decoder takes"
+        );
         crate::schema::RepoSchema::parse(&toml, std::path::Path::new("d.toml")).unwrap();
     }
 }

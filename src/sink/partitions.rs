@@ -288,8 +288,9 @@ impl Partitions {
         s.committed_offset = offset;
         s.committed_line = line;
         // A commit that reported failure and landed: the source side learns of it as of
-        // any other (the group's offset, what is not committed).
+        // any other (the group's offset, what is not committed), and it is not failing.
         if offset > before {
+            s.failing = None;
             t.committed.push((p, offset));
         }
         (before != offset).then_some(before)

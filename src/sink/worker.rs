@@ -200,6 +200,7 @@ impl Worker {
                 }
                 if let Err(e) = self.write_item(item) {
                     tracing::warn!(partition = %self.ctx.control.partitions.label(p), error = %e, "writing failed; rewinding the partition");
+                    ctl.partitions.failed(p, &e.to_string());
                     // Its files may hold part of the failed item: abort them now, before a
                     // commit of the buffer bound or the file cap could take them along.
                     let held = self.open.remove(&p).map(|op| {

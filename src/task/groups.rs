@@ -12,47 +12,78 @@ use std::sync::{Arc, Mutex};
 
 use crate::config::Job;
 
-/// Per repo, the consumer groups it holds: the one of the job its task runs, and the one of
-/// a job a reload check passed and not yet started (shared by the process's repos).
+/// What one repo holds.
+#[derive(Debug, Default)]
+struct Held {
+    /// The group of the job its task runs.
+    running: Option<String>,
+    /// Groups of jobs a reload check passed, not started yet (kept until one runs, or the
+    /// repo ends: a check carried across a restart keeps its group).
+    reserved: BTreeSet<String>,
+    /// Its supervisor returned: it runs nothing again in this process.
+    ended: bool,
+}
+
+impl Held {
+    fn holds(&self, g: &str) -> bool {
+        self.running.as_deref() == Some(g) || self.reserved.contains(g)
+    }
+}
+
+/// Per repo, the consumer groups it holds (shared by the process's repos).
 #[derive(Debug, Clone, Default)]
-pub struct Groups(Arc<Mutex<BTreeMap<String, BTreeSet<String>>>>);
+pub struct Groups(Arc<Mutex<BTreeMap<String, Held>>>);
 
 impl Groups {
-    fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, BTreeSet<String>>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Held>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Repo `repo` runs `job` now: it holds that job's group alone.
+    /// Repo `repo` runs `job` now: that job's group is the one it runs in (a reservation of
+    /// it is taken up; others stay).
     pub fn running(&self, repo: &str, job: &Job) {
         let mut map = self.map();
-        match job.kafka_group() {
-            Some(g) => map.insert(repo.to_string(), BTreeSet::from([g])),
-            None => map.remove(repo),
+        let held = map.entry(repo.to_string()).or_default();
+        let g = job.kafka_group();
+        if let Some(g) = &g {
+            held.reserved.remove(g);
+        }
+        held.running = g;
+    }
+
+    /// Repo `repo` runs nothing any more: what it held is free, and a check still under way
+    /// holds nothing for it.
+    pub fn ended(&self, repo: &str) {
+        let mut map = self.map();
+        let held = map.entry(repo.to_string()).or_default();
+        *held = Held {
+            ended: true,
+            ..Held::default()
         };
     }
 
-    /// Repo `repo` runs nothing any more.
-    pub fn ended(&self, repo: &str) {
-        self.map().remove(repo);
-    }
-
     /// Holds `job`'s group for repo `repo` too (a reload that passed, or a job to go back
-    /// to), unless another repo holds it: then why not. Checked and held in one step, so two
-    /// repos' checks cannot both take one group.
+    /// to), unless another repo holds it, or `repo` has ended: then why not. Checked and
+    /// held in one step, so two repos' checks cannot both take one group.
     pub fn reserve(&self, repo: &str, job: &Job) -> Result<(), String> {
         let Some(g) = job.kafka_group() else {
             return Ok(());
         };
         let mut map = self.map();
+        if map.get(repo).is_some_and(|h| h.ended) {
+            return Err(format!(
+                "repo {repo} has stopped: it runs nothing again in this process"
+            ));
+        }
         if let Some((other, _)) = map
             .iter()
-            .find(|(r, held)| r.as_str() != repo && held.contains(&g))
+            .find(|(r, held)| r.as_str() != repo && held.holds(&g))
         {
             return Err(format!(
                 "source.group `{g}` is the group repo {other} runs in now, or is about to (a repo removed from the file, or refused a reload, runs on as it was): two repos in one group would split its partitions between two jobs' checkpoints. Stop repo {other} first (`POST /v1/tasks/{other}/stop`), or restart the process"
             ));
         }
-        map.entry(repo.to_string()).or_default().insert(g);
+        map.entry(repo.to_string()).or_default().reserved.insert(g);
         Ok(())
     }
 }
@@ -79,11 +110,18 @@ mod tests {
         groups.reserve("b", &kafka_job("g-audit")).unwrap();
         groups.reserve("a", &kafka_job("g-orders")).unwrap();
         groups.reserve("b", &kafka_job("g-new")).unwrap();
-        // Held by b until b runs another job: a's check cannot take it meanwhile.
+        // Held by b until b runs it, or ends: a's check cannot take it meanwhile, not even
+        // while b restarts with its old job (a check carried across the restart).
         groups.reserve("a", &kafka_job("g-new")).unwrap_err();
         groups.running("b", &kafka_job("g-audit"));
-        groups.reserve("a", &kafka_job("g-new")).unwrap();
+        groups.reserve("a", &kafka_job("g-new")).unwrap_err();
+        groups.running("b", &kafka_job("g-new"));
+        groups.reserve("a", &kafka_job("g-audit")).unwrap();
         groups.ended("a");
         groups.reserve("b", &kafka_job("g-orders")).unwrap();
+        // A check finishing after its repo ended holds nothing.
+        let e = groups.reserve("a", &kafka_job("g-x")).unwrap_err();
+        assert!(e.contains("has stopped"), "{e}");
+        groups.reserve("b", &kafka_job("g-x")).unwrap();
     }
 }

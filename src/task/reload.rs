@@ -273,6 +273,10 @@ fn passed(check: Check, path: &Path, metrics: Option<&Metrics>) -> Option<Job> {
 #[derive(Clone, PartialEq, Eq)]
 struct Fixed {
     name: String,
+    /// The source's kind, and a push source's durability: a file or push job's state folder,
+    /// and a WAL, is locked for the process's life at its start, a Kafka job's or a memory
+    /// log's is not (one reloaded into a file job, or into a WAL, ran unlocked).
+    kind: String,
     state_dir: std::path::PathBuf,
     wal_dir: Option<std::path::PathBuf>,
     /// (listen, token, insecure)
@@ -296,6 +300,12 @@ impl Fixed {
         };
         Fixed {
             name: job.file.job.name.clone(),
+            kind: match &job.file.source {
+                crate::config::SourceSection::Push { durability, .. } => {
+                    format!("push, durability {durability}")
+                }
+                s => s.kind().to_string(),
+            },
             state_dir: job.resolve(&job.file.job.state_dir),
             wal_dir,
             admin: job
@@ -330,6 +340,12 @@ impl Fixed {
         };
         if new.name != self.name {
             return changed("job.name", &self.name, &new.name);
+        }
+        if new.kind != self.kind {
+            return Err(format!(
+                "the source changed from {:?} to {:?}, which a reload cannot take (the state folder and a WAL are locked, or not, for the process's life as the job starts): stop the process and start it with the new file",
+                self.kind, new.kind
+            ));
         }
         if new.state_dir != self.state_dir {
             return changed("job.state_dir", &self.state_dir, &new.state_dir);
@@ -547,5 +563,24 @@ mod tests {
             settled(&[gone.as_path()], quiet, Duration::ZERO).unwrap(),
             vec![None]
         );
+    }
+
+    /// A reload may not change the source's kind, nor a push source's durability: the state
+    /// folder and a WAL are locked (or not) as the job starts.
+    #[test]
+    fn a_reload_may_not_change_the_source_kind_or_durability() {
+        let job = |source: &str| {
+            let text = format!("[job]\nname = \"j\"\n[source]\n{source}\n[repo]\nschema = \"s.toml\"\n[sink]\nurl = \"out/\"\n[admin]\nlisten = \"127.0.0.1:0\"\n");
+            Fixed::of(&Job::parse(&text, Path::new("/nowhere/j.toml")).unwrap())
+        };
+        let kafka = job("kind = \"kafka\"\nbrokers = \"b\"\ntopics = [\"t\"]");
+        let file = job("kind = \"file\"\npaths = [\"a.jsonl\"]");
+        let wal = job("kind = \"push\"");
+        let memory = job("kind = \"push\"\ndurability = \"memory\"");
+        for (from, to) in [(&kafka, &file), (&wal, &memory), (&memory, &wal)] {
+            let e = from.check(to).unwrap_err();
+            assert!(e.contains("the source changed"), "{e}");
+        }
+        kafka.check(&kafka).unwrap();
     }
 }

@@ -661,3 +661,29 @@ fn a_push_repo_back_on_a_destination_whose_records_its_log_released_is_refused()
         "the refused repo was started again:\n{err}"
     );
 }
+
+/// A second process of a push job with a state folder of its own whose `wal_dir` names the
+/// first one's WAL (the default `<state_dir>/wal`) is refused at start. Before, each locked
+/// only its own state folder, and both appended to one log, each deleting segments that held
+/// the other's acknowledged, uncommitted records.
+#[test]
+fn a_second_process_naming_the_first_ones_wal_folder_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = push_job(dir.path(), "wal", "", "");
+    let log = dir.path().join("run.log");
+    let (first, _) = start(&job, &log);
+    let second = crate::push::second_process(&job);
+    let text = std::fs::read_to_string(&second).unwrap().replace(
+        "durability = \"wal\"",
+        "durability = \"wal\"\nwal_dir = \"state/wal\"",
+    );
+    assert!(text.contains("wal_dir = \"state/wal\""), "{text}");
+    std::fs::write(&second, text).unwrap();
+    let (status, err) = sluice_within(&["run", second.to_str().unwrap()], 60);
+    assert!(!status.success(), "{err}");
+    assert!(
+        err.contains("locked by another sluice process") && err.contains("wal"),
+        "{err}"
+    );
+    assert!(first.stop("the first process's stop", 60).success());
+}

@@ -143,6 +143,14 @@ impl PathTemplate {
                     }
                 }
             }
+            if let Some(Token::Literal(text)) = tokens.last() {
+                if text.ends_with('.') {
+                    return Err(err(format!(
+                        "segment ending `{text}` ends in `.`, which Azure Blob Storage refuses \
+                         in a path (and Windows drops)"
+                    )));
+                }
+            }
             if let Token::Literal(text) = &tokens[0] {
                 if text.starts_with('_') || text.starts_with('.') {
                     return Err(err(format!(

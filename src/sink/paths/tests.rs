@@ -191,6 +191,12 @@ fn no_folder_name_ends_in_a_dot() {
     let hive = compile("{v}/", &b, true).split(&b, 0).unwrap();
     assert_eq!(hive[0].0, "v=api%2E/");
     assert_eq!(hive[4].0, "v=a.b/");
+    // Nor a template's own text.
+    let Err(e) = PathTemplate::compile("v1./{v}/", &b.schema(), "events", false) else {
+        panic!("a segment ending in `.` was taken");
+    };
+    let e = e.to_string();
+    assert!(e.contains("ends in `.`"), "{e}");
 }
 
 #[test]

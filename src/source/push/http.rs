@@ -461,14 +461,7 @@ fn take(api: &PushApi, bytes: bytes::Bytes, gzip: bool, mut body: Reservation) -
     let len = data.len() as u64;
     // And the room the text's buffer holds past it (grown by doubling, from 64 KiB).
     let spare = (data.capacity() - data.len()) as u64;
-    // A body of more lines than a chunk holds is decoded in pieces, each a copy of its bytes
-    // while it is decoded (`pieces`): up to the body once more.
-    let pieces = if lines as usize > crate::decode::framing::MAX_CHUNK_LINES {
-        len
-    } else {
-        0
-    };
-    let need = (DECODE_FACTOR * len).max(2 * len + beyond) + spare + pieces;
+    let need = (DECODE_FACTOR * len).max(2 * len + beyond) + spare;
     let give_back = |d| api.pool.lock().expect("decoder pool").push(d);
     if need > api.limits.max_in_flight {
         give_back(decoder);

@@ -233,7 +233,7 @@ impl Source for PushSource {
             crate::wal::WalError::Released { want, start, .. } => SourceError::Refused {
                 name: format!("push {}", self.info.topic),
                 reason: format!(
-                    "{e}: this destination's checkpoint needs records {want}..{start}, which the log released once they were committed elsewhere (the repo was moved to another sink.url and back, or this destination's checkpoints are an older copy). Save what the log holds with `sluice wal export`, move the WAL folder aside (the log then goes on from this checkpoint) and push the export again; records {want}..{start} are not in this destination"
+                    "{e}: this destination's checkpoint needs records {want}..{start}, which the log released once they were committed elsewhere (the repo was moved to another sink.url and back, or this destination's checkpoints are an older copy). Records {want}..{start} are in the destination that committed them, not in this one. To go on here: save what the log holds with `sluice wal export`, move the WAL folder aside (the log then goes on from this checkpoint) and push what the export holds that this destination should have"
                 ),
             },
             e => self.error(e),

@@ -31,7 +31,7 @@ pub(super) fn decode_in_pieces(
         // Each piece from where the last ended to the start of the next piece's first record
         // (the last: to the request's end): blank lines after a piece's last record go with
         // it. Each piece is a copy of its bytes while it is decoded (at most the body once
-        // more, counted in the request's reservation).
+        // more, not counted in the request's reservation: see OPERATIONS, Sizing memory).
         let end = records
             .get((k + 1) * MAX_CHUNK_LINES)
             .map_or(chunk.data.len(), |r| r.start);
