@@ -1,6 +1,6 @@
 //! One process per job state: an exclusive lock on a folder (`<folder>/LOCK`, holding the
 //! holder's PID), taken by `run` for file and push jobs (and by `backfill`) before anything is
-//! read or written. Two processes of one such job would read one spill, one WAL and write one
+//! read or written; a push job's WAL folder is locked on its own, wherever it is. Two processes of one such job would read one spill, one WAL and write one
 //! partition twice; the second is refused at start with the holder's PID.
 //!
 //! The lock is the operating system's (`flock`): it goes away with the process however it
