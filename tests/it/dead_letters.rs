@@ -342,6 +342,16 @@ fn partitions_whose_dead_letters_the_topic_refuses_show_their_failing_commits() 
         assert!(error.to_lowercase().contains("authorization"), "{f}");
         assert!(f["since_ms"].as_u64().unwrap() > 0, "{f}");
     }
+    // The status page says so too, in a real browser.
+    if let Some(browser) = crate::status_page::chromium() {
+        let out = crate::status_page::browse(&browser, &format!("http://{addr}/"), &["--dump-dom"]);
+        let dom = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            dom.contains("<td class=\"failing\">since ")
+                && dom.to_lowercase().contains("authorization"),
+            "no failing commits on the page:\n{dom}"
+        );
+    }
     // The topic takes them again: the commits land, and nothing is shown failing.
     c.clear_request_errors(RDKafkaApiKey::Produce);
     wait_until(

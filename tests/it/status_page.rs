@@ -11,7 +11,7 @@ use crate::helpers::*;
 
 /// The browser: `scripts/test.sh` installs Debian's `chromium`; without it the test says SKIP
 /// (under CI it fails).
-fn chromium() -> Option<PathBuf> {
+pub(crate) fn chromium() -> Option<PathBuf> {
     let found = ["chromium", "chromium-browser"].iter().find_map(|name| {
         let ok = Command::new(name).arg("--version").output().ok()?;
         ok.status.success().then(|| PathBuf::from(name))
@@ -28,7 +28,7 @@ fn chromium() -> Option<PathBuf> {
 
 /// Chromium, headless, on `url` with `args`: the page's scripts run for a few seconds of
 /// virtual time first.
-fn browse(browser: &PathBuf, url: &str, args: &[&str]) -> std::process::Output {
+pub(crate) fn browse(browser: &PathBuf, url: &str, args: &[&str]) -> std::process::Output {
     let profile = tempfile::tempdir().unwrap();
     Command::new(browser)
         .args([
