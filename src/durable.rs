@@ -225,6 +225,11 @@ fn create_dirs_with(
                 {
                     tracing::debug!(folder = %parent.display(), error = %e, "cannot sync a folder this process did not create; taken as its owner left it");
                 }
+                // A file system that cannot sync folders: names are as durable as it makes
+                // them (as `sync_name` takes it).
+                Err(e) if e.kind() == ErrorKind::Unsupported => {
+                    tracing::debug!(folder = %parent.display(), error = %e, "this file system cannot sync folders");
+                }
                 Err(e) => return Err(e),
             }
         }

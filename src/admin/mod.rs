@@ -406,7 +406,7 @@ fn partitions(l: &Live, metrics: &Metrics) -> Vec<serde_json::Value> {
                 "checkpoint_seq": p.seq,
                 "committed_offset": p.committed_offset,
                 "lag": metrics.lag_of(&p.key),
-                // Commits failing since (retried): none landed since the first.
+                // Writes or commits failing since (retried): none landed since the first.
                 "failing": p.failing.as_ref().map(|f| json!({
                     "since_ms": f.since_ms,
                     "attempts": f.attempts,

@@ -73,15 +73,23 @@ pub fn lock_state(job: &Job, backfill: bool) -> Result<Vec<sluice::lock::DirLock
     // another state folder naming this one's WAL (`wal_dir`) took its state folder's lock
     // alone, and two processes appended to one log, each deleting what the other had not
     // committed.
+    // (A memory log's folder named by `wal_dir` too: a switch to memory exports what it
+    // left there.) A WAL folder that is the state folder itself is locked once.
     if let SourceSection::Push {
         wal_dir,
         durability,
         ..
     } = &job.file.source
     {
-        if durability.as_str() != "memory" {
+        if durability.as_str() != "memory" || wal_dir.is_some() {
             let wal = sluice::config::wal_folder(job, wal_dir.as_deref());
-            locks.push(sluice::lock::DirLock::acquire(&wal)?);
+            let same = match (std::fs::canonicalize(&state), std::fs::canonicalize(&wal)) {
+                (Ok(s), Ok(w)) => s == w,
+                _ => false,
+            };
+            if !same {
+                locks.push(sluice::lock::DirLock::acquire(&wal)?);
+            }
         }
     }
     Ok(locks)

@@ -146,8 +146,8 @@ impl Partitions {
         epoch
     }
 
-    /// An attempt at partition `p`'s commit (or at mending the partition after one) failed
-    /// with `error`.
+    /// An attempt at partition `p`'s writes or commit (or at mending the partition after one)
+    /// failed with `error`.
     pub fn failed(&self, p: u32, error: &str) {
         if let Some(s) = self.lock().parts.get_mut(&p) {
             let f = s.failing.get_or_insert_with(|| Failing {

@@ -144,7 +144,7 @@ fn supervise(
             }
             Err(panic) => Err(super::reload::panicked(&job, &opts, panic.as_ref())),
         };
-        // Of the job as last reloaded (a reload may change the source's kind).
+        // Of the job as last reloaded.
         let live = !matches!(job.file.source, SourceSection::File { .. });
         match result {
             Ok(summary) => return Ok(summary),

@@ -687,3 +687,18 @@ fn a_second_process_naming_the_first_ones_wal_folder_is_refused() {
     );
     assert!(first.stop("the first process's stop", 60).success());
 }
+
+/// A push job whose `wal_dir` is its state folder itself runs: that folder is locked once
+/// (locked twice, by one process, the second lock was refused as another's).
+#[test]
+fn a_push_job_whose_wal_folder_is_its_state_folder_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = push_job(dir.path(), "wal", "wal_dir = \"state\"", "");
+    let log = dir.path().join("run.log");
+    let (run, addr) = start(&job, &log);
+    push_acked(&addr, "a", 10);
+    wait_until("the push to be committed", 60, || {
+        trace_ids(&dir.path().join("out")).len() == 10
+    });
+    assert!(run.stop("the push job to stop", 60).success());
+}
