@@ -107,6 +107,27 @@ impl Scene {
     }
 }
 
+/// B claims every partition (newer terms), and stops. A's next commit is fenced; its group
+/// never moves the partitions, so A joins it again and resumes every partition: 4 at the
+/// start, 4 after the rejoin.
+fn fenced_then_rejoined(b: KillOnDrop, log_a: &Path, log_b: &Path) {
+    let text = wait_log(log_b, "partition resumes", 4, 60);
+    assert_eq!(text.matches("partition resumes").count(), 4, "{text}");
+    stop(b, log_b);
+    let text = wait_log(log_a, "is fenced", 1, 60);
+    assert!(text.contains("is fenced"), "A was never fenced:\n{text}");
+    let text = wait_log(log_a, "joined the group again", 1, 60);
+    assert!(
+        text.contains("joined the group again"),
+        "A did not join its group again:\n{text}"
+    );
+    let text = wait_log(log_a, "partition resumes", 8, 60);
+    assert!(
+        text.matches("partition resumes").count() >= 8,
+        "A did not resume its partitions:\n{text}"
+    );
+}
+
 /// A is fenced by B, which then stops: A's group never moves the partitions, and before A
 /// failed when the grace ran out, so nothing more was exported. Now A joins its group again,
 /// gets the partitions back with new terms, and exports the rest.
@@ -123,24 +144,7 @@ fn a_member_fenced_from_outside_its_group_joins_again_and_goes_on() {
         halt,
         producer,
     } = Scene::start();
-    // B claims every partition (newer terms), and stops.
-    let text = wait_log(&log_b, "partition resumes", 4, 60);
-    assert_eq!(text.matches("partition resumes").count(), 4, "{text}");
-    stop(b, &log_b);
-    // A's next commit is fenced; its group never moves the partitions, so A joins it again
-    // and resumes every partition: 4 at the start, 4 after the rejoin.
-    let text = wait_log(&log_a, "is fenced", 1, 60);
-    assert!(text.contains("is fenced"), "A was never fenced:\n{text}");
-    let text = wait_log(&log_a, "joined the group again", 1, 60);
-    assert!(
-        text.contains("joined the group again"),
-        "A did not join its group again:\n{text}"
-    );
-    let text = wait_log(&log_a, "partition resumes", 8, 60);
-    assert!(
-        text.matches("partition resumes").count() >= 8,
-        "A did not resume its partitions:\n{text}"
-    );
+    fenced_then_rejoined(b, &log_a, &log_b);
     // Counted where an operator looks: one rejoin, and the assignments before and after.
     let addr = admin_addr(&log_a);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -186,21 +190,7 @@ fn a_member_waiting_for_a_leader_joins_its_group_again_when_fenced() {
     } = Scene::start_with(5, Some(4));
     let text = wait_log(&log_a, "has no leader", 1, 60);
     assert!(text.contains("has no leader"), "{text}");
-    let text = wait_log(&log_b, "partition resumes", 4, 60);
-    assert_eq!(text.matches("partition resumes").count(), 4, "{text}");
-    stop(b, &log_b);
-    let text = wait_log(&log_a, "is fenced", 1, 60);
-    assert!(text.contains("is fenced"), "A was never fenced:\n{text}");
-    let text = wait_log(&log_a, "joined the group again", 1, 60);
-    assert!(
-        text.contains("joined the group again"),
-        "A did not join its group again:\n{text}"
-    );
-    let text = wait_log(&log_a, "partition resumes", 8, 60);
-    assert!(
-        text.matches("partition resumes").count() >= 8,
-        "A did not resume its partitions:\n{text}"
-    );
+    fenced_then_rejoined(b, &log_a, &log_b);
     halt.store(true, Ordering::Release);
     let n = producer.join().unwrap();
     wait_for(&out, n, 60);

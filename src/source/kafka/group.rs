@@ -229,6 +229,26 @@ impl GroupContext {
 }
 
 impl KafkaSource {
+    /// Applies what the rebalance callback (or a late take) reported: new partitions get
+    /// their parts, the message index follows, and they are paused or resumed as the source
+    /// is. (`poll_once` does the same with its fields apart: a message it polled borrows the
+    /// consumer meanwhile.)
+    pub(super) fn apply_events(&mut self) -> Result<(), SourceError> {
+        if let Some(assigned) =
+            apply_events(&self.shared, &mut self.parts, &mut self.last_committed)?
+        {
+            self.index = Index::of(&self.parts);
+            set_paused_parts(
+                &self.consumer,
+                &self.name,
+                &self.parts,
+                &assigned,
+                self.paused,
+            )?;
+        }
+        Ok(())
+    }
+
     /// Group mode: starts fetching again, at their `next`, the partitions librdkafka stopped
     /// on an "offset out of range" answer (`auto.offset.reset = error` leaves them in no
     /// fetch state, and every seek of them is then refused). Each is unassigned and assigned

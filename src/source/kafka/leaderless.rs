@@ -13,7 +13,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::TopicPartitionList;
 
 use super::admit::admit;
-use super::group::{apply_events, lock, set_paused_parts, GroupContext, Index};
+use super::group::{lock, GroupContext};
 use super::{err_at, KafkaSource, SourceError, TIMEOUT};
 
 /// The first ask's timeout; each later one doubles it, up to 16 times.
@@ -216,19 +216,7 @@ impl KafkaSource {
         self.consumer
             .incremental_assign(&taken)
             .map_err(|e| err_at(&self.name, format!("cannot assign a partition: {e}")))?;
-        if let Some(assigned) =
-            apply_events(&self.shared, &mut self.parts, &mut self.last_committed)?
-        {
-            self.index = Index::of(&self.parts);
-            set_paused_parts(
-                &self.consumer,
-                &self.name,
-                &self.parts,
-                &assigned,
-                self.paused,
-            )?;
-        }
-        Ok(())
+        self.apply_events()
     }
 }
 
