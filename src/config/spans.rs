@@ -44,7 +44,7 @@ pub(super) fn shown(text: &str, e: &toml::de::Error) -> String {
         "TOML parse error at line {number}, column {}\n{pad} |\n{number} | {line}\n{pad} | {}{}\n{message}",
         column + 1,
         " ".repeat(column),
-        "^".repeat(name.len().max(1)),
+        "^".repeat(name.chars().count().max(1)),
     )
 }
 
