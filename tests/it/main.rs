@@ -52,3 +52,4 @@ mod status_page;
 mod stores;
 mod table_watch;
 mod tansu;
+mod wal_owners;
