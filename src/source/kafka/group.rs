@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::types::RDKafkaRespErr;
@@ -144,10 +144,15 @@ impl GroupContext {
         let began = Instant::now();
         let mut shared = lock(&self.shared);
         let name = shared.name.clone();
-        let handed: Vec<Tp> = tpl
+        let handed: Vec<(Tp, Duration)> = tpl
             .elements()
             .iter()
-            .map(|e| (e.topic().to_string(), e.partition()))
+            .map(|e| {
+                (
+                    (e.topic().to_string(), e.partition()),
+                    leaderless::ASK_LIMIT,
+                )
+            })
             .collect();
         if handed.is_empty() {
             return Ok(TopicPartitionList::new());
@@ -155,9 +160,9 @@ impl GroupContext {
         // Each ask at most `ASK_LIMIT`, all of them `TIMEOUT`: a leader that does not answer
         // holds back the others' only so long (those not asked are asked between polls).
         let deadline = began + TIMEOUT;
-        let (read, unread) = leaderless::watermarks(consumer, handed, |_| {
+        let (read, unread) = leaderless::watermarks(consumer, handed, |longest| {
             let left = deadline.saturating_duration_since(Instant::now());
-            (!left.is_zero()).then_some(left.min(leaderless::ASK_LIMIT))
+            (!left.is_zero()).then_some(left.min(longest))
         });
         for (tp, why, asked) in unread {
             shared.leaderless.wait(tp, &why, asked);

@@ -126,16 +126,17 @@ fn key(tp: &Tp) -> String {
 /// A partition whose watermarks were not read: why, and whether it was asked.
 pub(super) type Unread = (Tp, String, bool);
 
-/// Reads the watermarks of `parts`, each ask within the timeout `timeout` gives it (None:
-/// not asked). Returns those read, and the others.
+/// Reads the watermarks of `parts`, each with the longest its ask may take; `time` gives
+/// an ask's timeout from that as it starts (None: not asked, the time ran out). Returns
+/// those read, and the others.
 pub(super) fn watermarks(
     consumer: &BaseConsumer<GroupContext>,
-    parts: Vec<Tp>,
-    mut timeout: impl FnMut(&Tp) -> Option<Duration>,
+    parts: Vec<(Tp, Duration)>,
+    time: impl Fn(Duration) -> Option<Duration>,
 ) -> (Vec<Marks>, Vec<Unread>) {
     let (mut read, mut unread) = (Vec::new(), Vec::new());
-    for tp in parts {
-        let Some(t) = timeout(&tp) else {
+    for (tp, longest) in parts {
+        let Some(t) = time(longest) else {
             let why = "not asked yet: the time for the broker's answers ran out";
             unread.push((tp, why.to_string(), false));
             continue;
@@ -176,10 +177,8 @@ impl KafkaSource {
         if self.consumer.assignment_lost() {
             return Ok(());
         }
-        let timeouts: std::collections::HashMap<Tp, Duration> = asks.iter().cloned().collect();
-        let tps: Vec<Tp> = asks.into_iter().map(|(tp, _)| tp).collect();
-        let (read, unread) = watermarks(&self.consumer, tps, |tp| {
-            (now.elapsed() < ROUND_BUDGET).then(|| timeouts[tp])
+        let (read, unread) = watermarks(&self.consumer, asks, |longest| {
+            (now.elapsed() < ROUND_BUDGET).then_some(longest)
         });
         for (tp, why, asked) in unread {
             shared.leaderless.wait(tp, &why, asked);
@@ -200,16 +199,11 @@ impl KafkaSource {
                 return Ok(());
             }
         };
+        if self.consumer.assignment_lost() {
+            return Ok(());
+        }
         for (tp, _) in &read {
             shared.leaderless.taken(tp);
-        }
-        if self.consumer.assignment_lost() {
-            for (tp, _) in read {
-                shared
-                    .leaderless
-                    .wait(tp, "the member's assignment was lost", false);
-            }
-            return Ok(());
         }
         let taken = admit(&self.consumer, &mut shared, &read, &committed, now)?;
         drop(shared);
