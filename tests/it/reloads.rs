@@ -410,32 +410,53 @@ fn a_reload_refuses_a_renamed_repo_moved_dead_letters_and_a_schema_being_written
 #[test]
 fn a_task_failing_as_it_stops_for_a_reload_starts_with_the_reloaded_job() {
     let dir = tempfile::tempdir().unwrap();
-    let (job, _, _) = own_schema_push_job(dir.path(), "");
-    // One worker: the one lane the push partition's items take (held below).
-    let one = std::fs::read_to_string(&job)
-        .unwrap()
-        .replace("workers = 2", "workers = 1");
-    assert!(one.contains("workers = 1"), "{one}");
-    std::fs::write(&job, &one).unwrap();
-    let text = std::fs::read_to_string(&job).unwrap();
+    let (job, text) = one_worker_job(dir.path());
     let hold = dir.path().join("hold");
-    let fault = format!("panic_in_worker:2,hold_worker:@{}", hold.display());
-    let (mut run, addr, log) = running_with_a(dir.path(), &job, &fault);
-    std::fs::write(&hold, "").unwrap();
-    // The worker held before "b" is pushed (a worker waiting for an item would take it).
-    expect_log(&log, "SLUICE_FAULT: holding at hold_worker", 1);
-    push_acked(&addr, "b", 10);
-    std::fs::write(&job, text.replace("file://out", "file://moved")).unwrap();
-    hup(run.child());
-    expect_log(&log, "SIGHUP: the job file and schema check out", 1);
-    std::fs::remove_file(&hold).unwrap();
-    expect_log(&log, "starting it with the reloaded job", 1);
-    // Acknowledged before the failure: replayed from the WAL by the reloaded job.
-    wait_rows(&log, &dir.path().join("moved"), "b", 10);
+    let (mut run, addr, log) = running_with_a(dir.path(), &job, &failing_worker(&hold));
+    fail_stopping_for_a_move(dir.path(), (&job, &text), (&mut run, &addr, &log), &hold);
     assert!(
         run.child().try_wait().unwrap().is_none(),
         "the process ended"
     );
+}
+
+/// A push job with its own schema and one worker (the one lane the push partition's items
+/// take, held by the tests): the file and its text.
+fn one_worker_job(dir: &std::path::Path) -> (std::path::PathBuf, String) {
+    let (job, _, _) = own_schema_push_job(dir, "");
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("workers = 2", "workers = 1");
+    assert!(text.contains("workers = 1"), "{text}");
+    std::fs::write(&job, &text).unwrap();
+    (job, text)
+}
+
+/// A worker that panics at its second take and is held while `hold` exists.
+fn failing_worker(hold: &std::path::Path) -> String {
+    format!("panic_in_worker:2,hold_worker:@{}", hold.display())
+}
+
+/// With the worker held (`hold`), `b` pushed and the job moved to `moved/` by SIGHUP; once
+/// the check passed the worker goes on and fails (its second take) as the task stops: the
+/// reloaded job starts, and `b`, acknowledged before the failure, lands in `moved/` from
+/// the WAL.
+fn fail_stopping_for_a_move(
+    dir: &std::path::Path,
+    (job, text): (&std::path::Path, &str),
+    (run, addr, log): (&mut KillOnDrop, &str, &std::path::Path),
+    hold: &std::path::Path,
+) {
+    std::fs::write(hold, "").unwrap();
+    // The worker held before "b" is pushed (a worker waiting for an item would take it).
+    expect_log(log, "SLUICE_FAULT: holding at hold_worker", 1);
+    push_acked(addr, "b", 10);
+    std::fs::write(job, text.replace("file://out", "file://moved")).unwrap();
+    hup(run.child());
+    expect_log(log, "SIGHUP: the job file and schema check out", 1);
+    std::fs::remove_file(hold).unwrap();
+    expect_log(log, "starting it with the reloaded job", 1);
+    wait_rows(log, &dir.join("moved"), "b", 10);
 }
 
 /// A task started with `--from-checkpoint` that fails while it stops for a reload moving
@@ -447,12 +468,7 @@ fn a_task_failing_as_it_stops_for_a_reload_starts_with_the_reloaded_job() {
 #[test]
 fn a_reload_after_a_failure_does_not_carry_a_roll_back_to_a_new_destination() {
     let dir = tempfile::tempdir().unwrap();
-    let (job, _, _) = own_schema_push_job(dir.path(), "");
-    let text = std::fs::read_to_string(&job)
-        .unwrap()
-        .replace("workers = 2", "workers = 1");
-    assert!(text.contains("workers = 1"), "{text}");
-    std::fs::write(&job, &text).unwrap();
+    let (job, text) = one_worker_job(dir.path());
     let out = dir.path().join("out");
     // A first run commits `a`'s rows: checkpoint 1.
     let first = dir.path().join("first.log");
@@ -463,11 +479,10 @@ fn a_reload_after_a_failure_does_not_carry_a_roll_back_to_a_new_destination() {
     // Again from checkpoint 1; its worker fails as it stops for the reload.
     let hold = dir.path().join("hold");
     let log = dir.path().join("run.log");
-    let fault = format!("panic_in_worker:2,hold_worker:@{}", hold.display());
     let mut run = KillOnDrop::new(
         std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(["run", job.to_str().unwrap(), "--from-checkpoint", "1"])
-            .env("SLUICE_FAULT", &fault)
+            .env("SLUICE_FAULT", failing_worker(&hold))
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -478,15 +493,7 @@ fn a_reload_after_a_failure_does_not_carry_a_roll_back_to_a_new_destination() {
     // The worker's first take; its second fails (see the test above).
     push_acked(&addr, "c", 10);
     wait_rows(&log, &out, "c", 10);
-    std::fs::write(&hold, "").unwrap();
-    expect_log(&log, "SLUICE_FAULT: holding at hold_worker", 1);
-    push_acked(&addr, "b", 10);
-    std::fs::write(&job, text.replace("file://out", "file://moved")).unwrap();
-    hup(run.child());
-    expect_log(&log, "SIGHUP: the job file and schema check out", 1);
-    std::fs::remove_file(&hold).unwrap();
-    expect_log(&log, "starting it with the reloaded job", 1);
-    wait_rows(&log, &dir.path().join("moved"), "b", 10);
+    fail_stopping_for_a_move(dir.path(), (&job, &text), (&mut run, &addr, &log), &hold);
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
         !text.contains("running the previous one again"),
