@@ -236,7 +236,7 @@ impl Checkpoints {
         &self.job
     }
 
-    fn dir(&self, key: &str) -> String {
+    pub(super) fn dir(&self, key: &str) -> String {
         format!("_sluice/{}/checkpoints/{key}/", self.job)
     }
 
@@ -443,8 +443,12 @@ impl Checkpoints {
                 #[cfg(test)]
                 crate::hooks::at("decide: after a refused write");
                 match self.outcome(key, seq)? {
-                    // A write reported as failed may have landed: then the winner is this one.
-                    Some(w) if &w == o => Ok(None),
+                    // A write reported as failed may have landed: then the winner is this one,
+                    // once its name is durable (its own folder sync may be what failed).
+                    Some(w) if &w == o => {
+                        self.dest.sync_folder(&self.dir(key))?;
+                        Ok(None)
+                    }
                     Some(w) => Ok(Some(w)),
                     // There when this write was refused, gone now: a newer owner pruned it
                     // (this writer is fenced), or the store refused the write for a conflicting

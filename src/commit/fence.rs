@@ -303,7 +303,8 @@ impl Checkpoints {
             Err(StoreError::Exists { .. }) => {
                 let there = self.read_json::<Claim>(&path, "claim")?;
                 match there {
-                    Some(t) if &t == c => Ok(()),
+                    // This claim's own write, reported failed: durable once its folder is.
+                    Some(t) if &t == c => Ok(self.dest.sync_folder(&self.fence_dir(&c.key))?),
                     Some(t) if t.term > c.term => Err(self.fenced(&c.key, t.term, c.term)),
                     Some(t) => Err(CheckpointError::Taken {
                         key: c.key.clone(),
@@ -429,6 +430,12 @@ impl Checkpoints {
         } = self.settle(key, &l.claims, newest, term, owner)?;
         let seqs = self.outcomes_beyond(key, seqs, &l.claims)?;
         let latest = self.latest_of(key, seqs.clone())?;
+        if latest.is_some() {
+            // Where the partition resumes, and what a log releases, must survive a power loss:
+            // a seal whose folder sync failed (the commit reported failure) left its record
+            // visible yet not durable. Until a sync of its folder succeeds, nothing is settled.
+            self.dest.sync_folder(&self.dir(key))?;
+        }
         self.finish_legacy_pending(key, latest.as_ref(), &mut removed)?;
         let top = seqs
             .last()

@@ -32,6 +32,8 @@ mod rollback;
 pub use rollback::check_roll_back_listing;
 pub mod skip;
 #[cfg(test)]
+mod sync_tests;
+#[cfg(test)]
 mod tests;
 
 use std::sync::OnceLock;

@@ -119,6 +119,17 @@ impl LocalSink {
     }
 }
 
+/// Makes the names in folder `dir` durable, for a write or a reader that relies on them (see
+/// [`crate::durable::sync_name`]). A unit test fails it once at point `local folder sync:
+/// fail`, as a disk error would.
+pub(super) fn sync_folder(dir: &Path) -> std::io::Result<()> {
+    #[cfg(test)]
+    if crate::hooks::taken("local folder sync: fail") {
+        return Err(std::io::Error::other("a folder sync failed (test)"));
+    }
+    crate::durable::sync_name(dir, crate::durable::sync_dir(dir))
+}
+
 /// Whether the file system of `dir` makes hard links, which a create-only commit takes there
 /// (FAT, exFAT and some network and FUSE mounts do not): a probe file is linked and removed.
 /// A folder that cannot be made or written says yes, and the write itself reports why.
@@ -241,7 +252,7 @@ impl LocalSink {
             // write's (a create-only write that reports failure but happened is one the
             // protocol expects).
             if let Some(dir) = self.target.parent() {
-                crate::durable::sync_name(dir, crate::durable::sync_dir(dir)).map_err(io)?;
+                sync_folder(dir).map_err(io)?;
             }
             return Ok(());
         }

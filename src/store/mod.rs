@@ -515,6 +515,23 @@ impl Destination {
         }
     }
 
+    /// Makes the names in the folder `rel` durable before a reader relies on one it read
+    /// there: a local destination's folder is synced (a write whose own folder sync failed
+    /// left its name visible, and a power loss could still take it); an object store's
+    /// objects are durable once listed or read.
+    pub fn sync_folder(&self, rel: &str) -> Result<(), StoreError> {
+        match &self.kind {
+            Kind::Local(root) => {
+                let dir = root.join(rel);
+                file::sync_folder(&dir).map_err(|source| StoreError::Io {
+                    path: dir.display().to_string(),
+                    source,
+                })
+            }
+            Kind::Store { .. } => Ok(()),
+        }
+    }
+
     /// Starts a new file at `rel` (a `/`-separated path under the destination). Nothing is
     /// visible at `rel` until [`OutputFile::commit`].
     pub fn create(&self, rel: &str) -> Result<OutputFile, StoreError> {
