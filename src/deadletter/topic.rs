@@ -13,7 +13,10 @@
 //!
 //! A message is never larger than the topic takes: the record is cut to the smaller of the
 //! producer's `message.max.bytes` and the topic's `max.message.bytes` (asked of the brokers at
-//! start), else a broker would refuse it at every replay.
+//! start), else a broker would refuse it at every replay. Where the brokers do not say (no
+//! permission to describe the topic), a refusal as too large halves the size messages and
+//! batches are cut to, down to what a dead letter needs, with a new producer: the replay that
+//! follows sends the dead letter cut smaller.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -112,11 +115,21 @@ fn for_job_as(
     Ok(Some(open))
 }
 
-/// The deliveries of one batch: messages not yet acknowledged, failures, the last error.
+/// The deliveries of one batch.
 #[derive(Default)]
 struct BatchDeliveries {
-    state: Mutex<(u64, u64, Option<String>)>,
+    state: Mutex<Delivered>,
     done: Condvar,
+}
+
+#[derive(Default)]
+struct Delivered {
+    /// Messages sent and not yet acknowledged or failed.
+    waiting: u64,
+    failed: u64,
+    last_error: Option<String>,
+    /// A broker refused a message (or its batch) as larger than the topic takes.
+    too_large: bool,
 }
 
 /// Reports each delivery to the batch that sent the message.
@@ -129,12 +142,13 @@ impl ProducerContext for Deliveries {
 
     fn delivery(&self, result: &DeliveryResult<'_>, batch: Arc<BatchDeliveries>) {
         let mut g = batch.state.lock().expect("delivery lock");
-        g.0 = g.0.saturating_sub(1);
+        g.waiting = g.waiting.saturating_sub(1);
         if let Err((e, _)) = result {
-            g.1 += 1;
-            let skew =
-                e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::InvalidTimestamp);
-            g.2 = Some(if skew {
+            g.failed += 1;
+            let code = e.rdkafka_error_code();
+            g.too_large |= code == Some(RDKafkaErrorCode::MessageSizeTooLarge);
+            let skew = code == Some(RDKafkaErrorCode::InvalidTimestamp);
+            g.last_error = Some(if skew {
                 // Stamped with this host's clock: refused by every replay until the clocks
                 // agree again, so the cause is named.
                 format!(
@@ -155,11 +169,25 @@ impl ProducerContext for Deliveries {
 
 /// A task's producer to its dead-letter topic.
 pub struct DeadTopic {
-    producer: ThreadedProducer<Deliveries>,
+    /// The producer batches take, replaced by one sending smaller messages when a broker
+    /// refuses one as too large.
+    current: Mutex<Arc<Producing>>,
+    /// The producer's settings, for a replacement.
+    cfg: ClientConfig,
+    /// The least size a message may be cut to (room for a dead letter's position and names).
+    least: usize,
     settings: TopicSettings,
+}
+
+/// A producer and the size it cuts messages to.
+struct Producing {
+    producer: ThreadedProducer<Deliveries>,
     /// The largest message the producer sends (`message.max.bytes`; librdkafka's default,
     /// which is also the brokers' default).
     max_message: usize,
+    /// Counts the producers of this topic: a refusal halves the size once, however many
+    /// batches of this producer it failed.
+    generation: u32,
 }
 
 /// The longest reason a header carries (reasons may quote values).
@@ -247,10 +275,22 @@ impl DeadTopic {
         let producer: ThreadedProducer<Deliveries> = cfg
             .create_with_context(Deliveries)
             .map_err(|e| fail(format!("cannot create the producer: {e}")))?;
-        let metadata = match producer
+        let metadata = producer
             .client()
-            .fetch_metadata(Some(&settings.topic), settings.timeout)
-        {
+            .fetch_metadata(Some(&settings.topic), settings.timeout);
+        let open = |producer| {
+            Arc::new(DeadTopic {
+                current: Mutex::new(Arc::new(Producing {
+                    producer,
+                    max_message,
+                    generation: 0,
+                })),
+                cfg: cfg.clone(),
+                least,
+                settings: settings.clone(),
+            })
+        };
+        let metadata = match metadata {
             Ok(m) => m,
             Err(e) if !unreachable_ok => {
                 return Err(fail(format!("cannot reach the brokers: {e}")))
@@ -259,11 +299,7 @@ impl DeadTopic {
             // as they would if they went down later: the partitions without any move on.
             Err(e) => {
                 tracing::warn!(topic = %settings.topic, brokers = %settings.brokers, error = %e, "cannot reach the dead-letter topic's brokers: the job starts; a commit with dead letters fails and replays until they take them");
-                return Ok(Arc::new(DeadTopic {
-                    producer,
-                    settings,
-                    max_message,
-                }));
+                return Ok(open(producer));
             }
         };
         match metadata.topics().first() {
@@ -278,19 +314,61 @@ impl DeadTopic {
             }
             None => return Err(fail("the brokers do not know the topic".into())),
         }
-        Ok(Arc::new(DeadTopic {
-            producer,
-            settings,
-            max_message,
-        }))
+        Ok(open(producer))
     }
 
-    /// Starts the dead letters of one commit.
+    /// Starts the dead letters of one commit, on the producer of the moment.
     pub fn batch(self: &Arc<Self>) -> TopicBatch {
         TopicBatch {
             topic: self.clone(),
+            producing: self.current.lock().expect("producer lock").clone(),
             deliveries: Arc::default(),
         }
+    }
+
+    /// A broker refused a message of `refused`'s as too large: the topic takes less than the
+    /// size it cuts to (the brokers did not say how much). Messages and batches are cut to
+    /// half that from now on, down to the least a dead letter needs, by a new producer (once
+    /// per producer, however many batches the refusal failed). Returns what is said of it.
+    fn shrink(&self, refused: &Producing) -> String {
+        let mut current = self.current.lock().expect("producer lock");
+        if current.generation != refused.generation {
+            return format!(
+                "dead letters are cut to {} bytes from now on",
+                current.max_message
+            );
+        }
+        if current.max_message <= self.least {
+            return format!(
+                "they are cut to {} bytes already, the least a dead letter needs; raise the \
+                 topic's max.message.bytes",
+                current.max_message
+            );
+        }
+        let size = (current.max_message / 2).max(self.least);
+        let mut cfg = self.cfg.clone();
+        // librdkafka takes no `message.max.bytes` below 1000; `batch.size` keeps batches
+        // within the size then.
+        cfg.set("message.max.bytes", size.max(1000).to_string())
+            .set("batch.size", size.to_string());
+        let producer = match cfg.create_with_context(Deliveries) {
+            Ok(p) => p,
+            Err(e) => return format!("a producer of smaller messages cannot be made: {e}"),
+        };
+        tracing::warn!(topic = %self.settings.topic, from = current.max_message, to = size, "the brokers refused a dead letter as too large (the topic's max.message.bytes is smaller than the producer's): dead letters are cut to half the size from now on");
+        let old = std::mem::replace(
+            &mut *current,
+            Arc::new(Producing {
+                producer,
+                max_message: size,
+                generation: refused.generation + 1,
+            }),
+        );
+        drop(current);
+        // The old producer stops once the batches still on it are done (their messages not
+        // delivered by then fail, and their commits replay).
+        drop(old);
+        format!("dead letters are cut to {size} bytes from now on")
     }
 
     fn fail(&self, reason: String) -> StoreError {
@@ -342,6 +420,7 @@ const DESCRIBE_WAIT: Duration = Duration::from_secs(3);
 /// messages only, not for other partitions' sent meanwhile.
 pub struct TopicBatch {
     topic: Arc<DeadTopic>,
+    producing: Arc<Producing>,
     deliveries: Arc<BatchDeliveries>,
 }
 
@@ -364,7 +443,7 @@ impl TopicBatch {
             + d.class().len()
             + stage.map_or(0, str::len)
             + 20;
-        let mut room = t.max_message.saturating_sub(fixed);
+        let mut room = self.producing.max_message.saturating_sub(fixed);
         let source = crate::decode::cut(source, room / 8);
         room = room.saturating_sub(2 * source.len());
         let reason = crate::decode::cut(&d.reason, MAX_REASON.min(room / 2));
@@ -393,10 +472,10 @@ impl TopicBatch {
             .key(key.as_bytes())
             .payload(value)
             .headers(headers);
-        self.deliveries.state.lock().expect("delivery lock").0 += 1;
+        self.deliveries.state.lock().expect("delivery lock").waiting += 1;
         let deadline = Instant::now() + t.settings.timeout;
         loop {
-            match t.producer.send(record) {
+            match self.producing.producer.send(record) {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r))
                     if Instant::now() < deadline =>
@@ -405,7 +484,7 @@ impl TopicBatch {
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 Err((e, _)) => {
-                    self.deliveries.state.lock().expect("delivery lock").0 -= 1;
+                    self.deliveries.state.lock().expect("delivery lock").waiting -= 1;
                     return Err(t.fail(format!("cannot send dead letter {key}: {e}")));
                 }
             }
@@ -417,12 +496,12 @@ impl TopicBatch {
         let t = &self.topic;
         let deadline = Instant::now() + t.settings.timeout;
         let mut g = self.deliveries.state.lock().expect("delivery lock");
-        while g.0 > 0 {
+        while g.waiting > 0 {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(t.fail(format!(
                     "{} dead letter(s) not delivered within {:?}",
-                    g.0, t.settings.timeout
+                    g.waiting, t.settings.timeout
                 )));
             }
             g = self
@@ -432,11 +511,14 @@ impl TopicBatch {
                 .expect("delivery lock")
                 .0;
         }
-        if g.1 > 0 {
+        if g.failed > 0 {
+            let (failed, error, too_large) = (g.failed, g.last_error.take(), g.too_large);
+            drop(g);
+            let said = too_large.then(|| t.shrink(&self.producing));
             return Err(t.fail(format!(
-                "{} dead letter(s) not delivered: {}",
-                g.1,
-                g.2.clone().unwrap_or_default()
+                "{failed} dead letter(s) not delivered: {}{}",
+                error.unwrap_or_default(),
+                said.map(|s| format!(" ({s})")).unwrap_or_default()
             )));
         }
         Ok(())

@@ -179,7 +179,44 @@ fn a_dead_letter_larger_than_a_message_is_cut_not_a_stuck_partition() {
     c.create_topic("big", 1, 1).unwrap();
     c.create_topic("bigdead", 1, 1).unwrap();
     let options = "[dead_letters.options]\n\"message.max.bytes\" = \"2000\"\n";
-    one_large_dead_letter_fits(&c.bootstrap_servers(), ("big", "bigdead"), options, 2000);
+    one_large_dead_letter_fits(
+        &c.bootstrap_servers(),
+        ("big", "bigdead"),
+        options,
+        (2000, 5000),
+        &|| (),
+    );
+}
+
+/// A topic whose `max.message.bytes` the brokers do not tell (no permission to describe it)
+/// and that is smaller than the producer's 1 MB: the broker refuses a dead letter of 300 kB
+/// as too large (here the Mock broker, twice). Each refusal halves the size dead letters are
+/// cut to, and the replay sends it cut below 250 kB. Before, the same message was sent whole
+/// at every replay, and a broker that enforces its size refused it for good: the partition
+/// never committed again.
+#[test]
+fn a_dead_letter_the_broker_refuses_as_too_large_is_cut_smaller_at_its_replay() {
+    let c = MockCluster::new(1).unwrap();
+    c.create_topic("large", 1, 1).unwrap();
+    c.create_topic("largedead", 1, 1).unwrap();
+    let refuse = || {
+        c.request_errors(
+            RDKafkaApiKey::Produce,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE; 2],
+        )
+    };
+    let log = one_large_dead_letter_fits(
+        &c.bootstrap_servers(),
+        ("large", "largedead"),
+        "",
+        (250_000, 300_000),
+        &refuse,
+    );
+    assert!(
+        log.contains("dead letters are cut to 500000 bytes from now on")
+            && log.contains("dead letters are cut to 250000 bytes from now on"),
+        "{log}"
+    );
 }
 
 /// The topic's own `max.message.bytes` (3000 here, below the producer's default of 1 MB) is
@@ -192,26 +229,34 @@ fn a_dead_letter_is_cut_to_the_topics_own_max_message_bytes() {
     };
     t.create_topic("big", 1);
     t.create_topic_with("bigdead", 1, &[("max.message.bytes", "3000")]);
-    one_large_dead_letter_fits(&t.bootstrap(), ("big", "bigdead"), "", 3000);
+    one_large_dead_letter_fits(&t.bootstrap(), ("big", "bigdead"), "", (3000, 5000), &|| ());
     // Below the least librdkafka's `message.max.bytes` may be (1000).
     t.create_topic("tiny", 1);
     t.create_topic_with("tinydead", 1, &[("max.message.bytes", "900")]);
-    one_large_dead_letter_fits(&t.bootstrap(), ("tiny", "tinydead"), "", 900);
+    one_large_dead_letter_fits(
+        &t.bootstrap(),
+        ("tiny", "tinydead"),
+        "",
+        (900, 5000),
+        &|| (),
+    );
 }
 
-/// One bad record of 5,000 bytes and one good one in topic `input`; a backfill sends the bad
-/// one to `dead` (with `options` for the dead letters): it must arrive cut below `limit`.
+/// One bad record of `len` bytes and one good one in topic `input`; a backfill sends the bad
+/// one to `dead` (with `options` for the dead letters; `before` runs once the input is
+/// written): it must arrive cut below `limit`. Returns the backfill's log.
 fn one_large_dead_letter_fits(
     bootstrap: &str,
     (input, dead): (&str, &str),
     options: &str,
-    limit: usize,
-) {
+    (limit, len): (usize, usize),
+    before: &dyn Fn(),
+) -> String {
     let producer: rdkafka::producer::BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()
         .unwrap();
-    let huge = format!("not json {}", "x".repeat(5000));
+    let huge = format!("not json {}", "x".repeat(len - 9));
     for payload in [
         huge.as_bytes(),
         b"{\"ts\":\"2024-05-01T10:00:00Z\",\"host\":\"h\",\"trace_id\":\"after\"}".as_slice(),
@@ -222,6 +267,7 @@ fn one_large_dead_letter_fits(
             .unwrap();
     }
     rdkafka::producer::Producer::flush(&producer, Duration::from_secs(30)).unwrap();
+    before();
     let dir = tempfile::tempdir().unwrap();
     let job = dir.path().join("job.toml");
     std::fs::write(
@@ -236,7 +282,11 @@ fn one_large_dead_letter_fits(
     .unwrap();
     let (status, err) = sluice_within(&["backfill", job.to_str().unwrap()], 120);
     assert!(status.success(), "{err}");
-    assert_eq!(trace_ids(&dir.path().join("out")).get("after"), Some(&1));
+    assert_eq!(
+        trace_ids(&dir.path().join("out")).get("after"),
+        Some(&1),
+        "{err}"
+    );
     let letters = consume_all(bootstrap, dead, 1);
     assert_eq!(letters.len(), 1);
     let (_, value, h) = &letters[0];
@@ -246,6 +296,7 @@ fn one_large_dead_letter_fits(
         value.len()
     );
     assert_eq!(h["sluice.truncated_from"], huge.len().to_string());
+    err
 }
 
 /// A dead-letter topic whose brokers cannot be reached at the start (nothing listens at their
