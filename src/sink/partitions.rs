@@ -30,6 +30,10 @@ pub struct PartState {
     pub epoch: u64,
     /// This process owns the partition (group rebalances and fences take partitions away).
     pub owned: bool,
+    /// A commit of this registration was fenced (even one that ended after the partition was
+    /// revoked): another owner has committed past it, so its committed offset is not the
+    /// group's.
+    pub fenced: bool,
     /// A worker is committing the partition's files right now.
     pub committing: bool,
     /// Its commits have failed since (and are retried): none has landed since the first.
@@ -134,6 +138,7 @@ impl Partitions {
                 term: r.term,
                 epoch,
                 owned: true,
+                fenced: false,
                 committing: false,
                 failing: None,
             },
@@ -306,7 +311,11 @@ impl Partitions {
         let s = t
             .parts
             .get_mut(&p)
-            .filter(|s| s.owned && by.is_none_or(|(ours, _)| s.term <= ours))?;
+            .filter(|s| by.is_none_or(|(ours, _)| s.term <= ours))?;
+        s.fenced = true;
+        if !s.owned {
+            return None;
+        }
         s.owned = false;
         s.epoch += 1;
         let epoch = s.epoch;
@@ -444,11 +453,17 @@ impl Partitions {
             .collect()
     }
 
-    /// The committed offsets of those of `ps` that are registered.
+    /// The committed offsets of those of `ps` that are registered and whose registration
+    /// no other owner fenced (whose group offset would step back).
     pub fn committed_offsets(&self, ps: &[u32]) -> Vec<(u32, u64)> {
         let t = self.lock();
         ps.iter()
-            .filter_map(|p| t.parts.get(p).map(|s| (*p, s.committed_offset)))
+            .filter_map(|p| {
+                t.parts
+                    .get(p)
+                    .filter(|s| !s.fenced)
+                    .map(|s| (*p, s.committed_offset))
+            })
             .collect()
     }
 }

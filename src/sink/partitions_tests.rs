@@ -101,6 +101,29 @@ fn a_late_commit_of_an_earlier_registration_does_not_move_the_group_back() {
     assert_eq!(t.committed_offsets(&[1]), vec![(1, 120)]);
 }
 
+/// A commit still running when its partition was revoked, fenced before it ended (the next
+/// owner took a newer term and committed): the revocation does not hand the group this
+/// registration's offset, which is behind the next owner's.
+#[test]
+fn a_commit_fenced_after_the_revocation_leaves_the_group_offset_alone() {
+    let t = Partitions::default();
+    let e = t.register(1, reg("k", 30, 1));
+    let ticket = t.begin_commit(1, e).unwrap();
+    assert_eq!(t.revoke(&[1]), vec![(1, e + 1, "k".to_string(), true)]);
+    assert_eq!(
+        t.fence(1, Some((1, "other")), true),
+        None,
+        "no longer owned"
+    );
+    assert!(t.overdue_fence(std::time::Duration::ZERO).is_none());
+    drop(ticket);
+    assert_eq!(t.committed_offsets(&[1]), vec![]);
+    // A fence of an earlier registration does not mark the next one.
+    t.register(1, reg("k", 40, 2));
+    assert_eq!(t.fence(1, Some((1, "other")), true), None);
+    assert_eq!(t.committed_offsets(&[1]), vec![(1, 40)]);
+}
+
 #[test]
 fn a_fence_takes_the_partition_away_only_from_the_fenced_registration() {
     let t = Partitions::default();
