@@ -277,3 +277,38 @@ fn a_roll_back_made_here_is_not_asked_again_once_its_record_is_pruned() {
     let asked = roll_backs(&elsewhere, vec![("p-0".to_string(), flag)]).unwrap();
     assert_eq!(asked[0].1, flag);
 }
+
+/// `--from-checkpoint 2` met by a partition that another member, started without the flag,
+/// went on exporting for hours after its topic's roll-back (it moved here, or this start is
+/// weeks later): not rolled back, its later files stay. Before, it was rolled back then,
+/// deleting everything exported since. One committed within the hour after the roll-back (a
+/// rolling restart adding the flag member by member) is still rolled back.
+#[test]
+fn a_partition_exported_on_for_hours_after_its_topics_roll_back_is_left_alone() {
+    use crate::commit::checkpoint::Checkpoint;
+    let (dir, _rt, cps) = checkpoints();
+    for key in ["t-0", "t-1", "t-2"] {
+        for seq in 1..=3 {
+            cps.record_for_tests(&Checkpoint::for_tests("j", key, seq, seq * 10, &[]));
+        }
+    }
+    let flag = Some(FromCheckpoint {
+        seq: 2,
+        again: false,
+        compacted: false,
+    });
+    assert!(claim(&cps, None, "t-0", flag).unwrap().rolled_back);
+    let now = crate::commit::now_ms();
+    for (key, later) in [("t-1", 2 * 3_600_000), ("t-2", 30 * 60_000)] {
+        let f = format!("{key}-4.parquet");
+        std::fs::write(dir.path().join(&f), b"PAR1").unwrap();
+        let mut c = Checkpoint::for_tests("j", key, 4, 40, &[&f]);
+        c.committed_at_ms = now + later;
+        cps.record_for_tests(&c);
+    }
+    let asked = roll_backs(&cps, ["t-1", "t-2"].map(|k| (k.to_string(), flag)).to_vec()).unwrap();
+    assert_eq!(asked[0].1, None, "t-1 is left alone");
+    assert_eq!(asked[1].1, flag, "t-2 is rolled back");
+    assert!(!claim(&cps, None, "t-1", asked[0].1).unwrap().rolled_back);
+    assert!(dir.path().join("t-1-4.parquet").exists());
+}

@@ -66,6 +66,12 @@ pub fn refuse_compacted(compacted: &[(String, String)], key: &str, seq: u64) -> 
 /// run's (processes of a group started together with `--from-checkpoint`).
 const ROLL_BACK_WINDOW_MS: i64 = 5 * 60 * 1000;
 
+/// A partition committed this long after its topic's roll-back, without one of its own, is
+/// not rolled back when it meets the flag later: the group went on exporting it, and the flag
+/// is one left set (a rolling restart adding the flag to each member rolls back what each
+/// gets within this time).
+const LEFT_SET_AFTER_MS: i64 = 60 * 60 * 1000;
+
 /// Roll-backs this process made: (the job's records' folder in its destination, partition
 /// key, checkpoint). Their records in the destination are pruned after a few hundred
 /// commits, and a task its supervisor restarts keeps the flag (to finish a roll-back a failed
@@ -197,11 +203,24 @@ fn newer_than_the_roll_back(
         let Some(&at) = first.get(&topic(key)) else {
             continue;
         };
-        let made = checkpoints
-            .history(key)?
-            .into_iter()
+        let history = checkpoints.history(key)?;
+        let made = history
+            .iter()
             .find(|c| c.seq == f.seq)
             .map(|c| c.committed_at_ms);
+        // Exported on, long after the job's roll-back, by an owner that did not roll it back
+        // (a member started without the flag held it then): the flag, met now (the partition
+        // moved here, or a start weeks later), is one left set.
+        let newest = history.last().map_or(i64::MIN, |c| c.committed_at_ms);
+        if newest > at.saturating_add(LEFT_SET_AFTER_MS) {
+            let (when, last) = (
+                crate::commit::format_ms(at),
+                crate::commit::format_ms(newest),
+            );
+            tracing::warn!(partition = %key, seq = f.seq, rolled_back_at = %when, last_commit = %last, "--from-checkpoint left set: other partitions of the topic were rolled back to this checkpoint at {when}, and this partition went on being exported until {last} without a roll-back (held by a process started without the flag): it is not rolled back now (a start with --again as well rolls it back; remove the flag otherwise)");
+            *roll = None;
+            continue;
+        }
         let pruned = made.is_none()
             && checkpoints
                 .pruned_below(key)?
