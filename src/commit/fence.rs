@@ -423,6 +423,14 @@ impl Checkpoints {
         }
         let seqs = self.seqs(key)?;
         let newest = seqs.last().copied().unwrap_or(0);
+        // What the settle acts on for good (a claim removed, a roll-back's undone files
+        // deleted) and where the partition resumes must survive a power loss: a seal whose
+        // folder sync failed (the commit reported failure) left its record visible yet not
+        // durable. Until a sync of its folder succeeds, nothing is settled.
+        let synced = !(seqs.is_empty() && l.claims.is_empty());
+        if synced {
+            self.dest.sync_folder(&self.dir(key))?;
+        }
         let Settled {
             mut removed,
             lost_own,
@@ -430,10 +438,8 @@ impl Checkpoints {
         } = self.settle(key, &l.claims, newest, term, owner)?;
         let seqs = self.outcomes_beyond(key, seqs, &l.claims)?;
         let latest = self.latest_of(key, seqs.clone())?;
-        if latest.is_some() {
-            // Where the partition resumes, and what a log releases, must survive a power loss:
-            // a seal whose folder sync failed (the commit reported failure) left its record
-            // visible yet not durable. Until a sync of its folder succeeds, nothing is settled.
+        // An outcome found above those listed (a lagging listing), after the sync.
+        if latest.as_ref().is_some_and(|c| !synced || c.seq > newest) {
             self.dest.sync_folder(&self.dir(key))?;
         }
         self.finish_legacy_pending(key, latest.as_ref(), &mut removed)?;

@@ -29,6 +29,11 @@ fn a_seal_whose_folder_sync_failed_is_not_resumed_after_until_a_sync_succeeds() 
     crate::hooks::set(FAIL, || {});
     let e = cps.reconcile(KEY, t, "a").unwrap_err();
     assert!(e.to_string().contains("a folder sync failed"), "{e}");
+    // Nothing was settled on it either: the claim stays (removed, a power loss could leave
+    // the commit's files with neither its record nor its claim, and nothing would abort them).
+    assert!(dest
+        .exists(&format!("_sluice/j/fence/{KEY}/claim-000000000001.json"))
+        .unwrap());
     // The disk answers again: the commit stands and the partition resumes after it.
     let r = cps.reconcile(KEY, t, "a").unwrap();
     assert_eq!((r.latest.unwrap().next_offset, r.next_seq), (10, 2));

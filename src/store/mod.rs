@@ -523,10 +523,14 @@ impl Destination {
         match &self.kind {
             Kind::Local(root) => {
                 let dir = root.join(rel);
-                file::sync_folder(&dir).map_err(|source| StoreError::Io {
-                    path: dir.display().to_string(),
-                    source,
-                })
+                match file::sync_folder(&dir) {
+                    // No folder: no name in it to rely on.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    r => r.map_err(|source| StoreError::Io {
+                        path: dir.display().to_string(),
+                        source,
+                    }),
+                }
             }
             Kind::Store { .. } => Ok(()),
         }
