@@ -32,8 +32,9 @@ impl<'a> Pattern<'a> {
         let conversion = |spec: &str| spec.chars().last().unwrap_or('%');
         Pattern {
             text,
-            // `%+` is RFC 3339's form, with its offset.
-            offset: specs(text).any(|(_, s)| matches!(conversion(s), 'z' | 'Z' | '+')),
+            // `%+` is RFC 3339's form, with its offset; `%s` (seconds since 1970) names an
+            // instant, whatever the field's zone.
+            offset: specs(text).any(|(_, s)| matches!(conversion(s), 'z' | 'Z' | '+' | 's')),
             time: specs(text).any(|(_, s)| "HIMSTRrXcs+kl".contains(conversion(s))),
         }
     }
@@ -196,6 +197,26 @@ mod tests {
                 .to_rfc3339(),
             "2024-10-27T03:30:00+00:00"
         );
+    }
+
+    /// Seconds since 1970 are an instant: the field's zone does not move them. Before, `%s`
+    /// was read as a wall time in the zone: every value an hour or two off in Berlin, one in
+    /// the spring gap hour a dead letter ("a local time the zone skips").
+    #[test]
+    fn seconds_since_1970_are_read_whatever_the_zone() {
+        let berlin: Tz = "Europe/Berlin".parse().unwrap();
+        let p = Pattern::new("%s");
+        let at = |v: &str| p.read(v, &berlin).unwrap().timestamp();
+        assert_eq!(at("1700000000"), 1_700_000_000);
+        // 2024-03-31T01:30:00Z, 02:30 on Berlin's skipped hour as a wall time.
+        assert_eq!(at("1711848600"), 1_711_848_600);
+        // Both instants of the autumn fold stay apart.
+        assert_eq!(at("1729989000"), 1_729_989_000);
+        assert_eq!(at("1729992600"), 1_729_992_600);
+        let frac = Pattern::new("%s.%3f")
+            .read("1700000000.250", &berlin)
+            .unwrap();
+        assert_eq!(frac.timestamp_millis(), 1_700_000_000_250);
     }
 
     #[test]
