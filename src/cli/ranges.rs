@@ -48,10 +48,13 @@ fn take_back_uncommitted(cps: &Checkpoints, record: &str, copy: Option<&Live>) {
     let (dest, name) = (cps.destination(), cps.job());
     match settle_fully(cps) {
         Ok(false) => {
-            take_back(dest, record, "range record");
+            // The copy first: one left behind (the process killed between the two) would keep
+            // the live job from starting inside the range, while the name's own record left
+            // behind keeps only this name's next run to its range.
             if let Some(l) = copy {
                 take_back(&l.dest, record, "copy of the range record");
             }
+            take_back(dest, record, "range record");
         }
         Ok(true) => {}
         Err(e) => {
@@ -276,7 +279,21 @@ pub fn hold_range(
                 }
                 tracing::warn!(backfill = %name, "this backfill name has checkpoints in the destination from a run that recorded no range: they are resumed whatever --from says");
             }
-            None => {}
+            None => {
+                // No record, nothing committed: a run whose record was removed (as a refusal
+                // says to do when that run is not going on) may have left claims whose files
+                // are visible, of partitions this range may not claim again. They are settled
+                // before the new range is recorded (under new terms: a run of the name still
+                // going on is fenced); nothing is listed for a name never used.
+                if settle_fully(&settle)? {
+                    bail!(
+                        "backfill `{name}` has a commit in {} that landed late, from a run whose \
+                         range record was removed: its range is not known. Give this range its \
+                         own --name (or --url)",
+                        dest.url(),
+                    );
+                }
+            }
         }
         ours.spans = Some(plan()?);
         written = Some(ours.clone());

@@ -125,3 +125,55 @@ fn a_table_less_backfill_into_a_table_is_refused_before_it_records_its_range() {
         "the refused backfill recorded its range or schema: {recorded:?}"
     );
 }
+
+/// A backfill dies after its first commit's files became visible and before its checkpoint.
+/// A run of the name from another state folder is refused (the first one may be running);
+/// its record removed as the refusal says, a run of the name over another topic (the job
+/// changed) records its range and claims only that topic's partitions. The first run's
+/// visible files must be settled (removed) before that: nothing else would claim their
+/// partition again. Before, they stayed visible for good, with no checkpoint and no range
+/// holding their offsets.
+#[test]
+fn a_backfill_whose_earlier_record_was_removed_settles_that_runs_unfinished_commits() {
+    let topic = "removed";
+    let c = cluster(topic);
+    let bootstrap = c.bootstrap_servers();
+    produce_events(&bootstrap, topic, 0, 4000, 4, None);
+    let dir = tempfile::tempdir().unwrap();
+    let job = crate::kafka::job_with(dir.path(), &bootstrap, topic, "");
+    let jobs = job.to_str().unwrap();
+    let out = dir.path().join("out");
+    let crashed = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["backfill", jobs, "--to", "latest"])
+        .env("SLUICE_FAULT", "after_files:1")
+        .output()
+        .unwrap();
+    assert!(!crashed.status.success());
+    assert!(
+        !trace_ids(&out).is_empty(),
+        "the crashed run's files are not visible"
+    );
+    // Another machine's state folder.
+    let text = std::fs::read_to_string(&job).unwrap();
+    let state = text.lines().find(|l| l.starts_with("state_dir")).unwrap();
+    std::fs::write(&job, text.replace(state, "state_dir = \"elsewhere\"")).unwrap();
+    c.create_topic("other", 1, 1).unwrap();
+    let err = sluice_refused(&["backfill", jobs, "--from", "latest", "--to", "latest"]);
+    assert!(err.contains("which has committed nothing"), "{err}");
+    std::fs::remove_file(out.join("_sluice/kafka-it-backfill/range.json")).unwrap();
+    let text = std::fs::read_to_string(&job).unwrap();
+    std::fs::write(
+        &job,
+        text.replace("topics = [\"removed\"]", "topics = [\"other\"]"),
+    )
+    .unwrap();
+    let (status, log) = sluice_within(
+        &["backfill", jobs, "--from", "latest", "--to", "latest"],
+        60,
+    );
+    assert!(status.success(), "{log}");
+    assert!(
+        trace_ids(&out).is_empty(),
+        "the earlier run's unfinished commit's files are still visible"
+    );
+}
