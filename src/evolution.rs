@@ -507,17 +507,16 @@ pub fn check_beside(
 ) -> Result<(), EvolutionError> {
     let form = form.into();
     let schema = &*form.files(schema);
-    let all = match crate::commit::ranges::backfills(dest, Some(job), repo) {
-        Ok(all) => all,
-        // The store failing is not a record that cannot be read: passed over, a schema the
-        // backfill's files refuse would be recorded (a finished backfill never checks again).
-        Err(crate::commit::ranges::RangeError::Store(e)) => return Err(e.into()),
-        Err(e) => {
-            tracing::warn!(error = %e, "the backfills' ranges could not be read: the schema is not checked against their files");
-            return Ok(());
-        }
-    };
-    for (name, r) in all {
+    // The store failing is not a record that cannot be read: passed over, a schema the
+    // backfill's files refuse would be recorded (a finished backfill never checks again).
+    for (name, r) in crate::commit::ranges::each_backfill(dest, Some(job), repo)? {
+        let r = match r {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(backfill = %name, error = %e, "the backfill's range could not be read: the schema is not checked against its files");
+                continue;
+            }
+        };
         let place = match &r.at {
             None => Some(dest.clone()),
             Some(at) => dest.child(at),

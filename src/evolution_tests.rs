@@ -319,3 +319,34 @@ fn a_delta_jobs_timestamp_units_are_its_files_microseconds() {
     let e = check_all(&dest, ("j", "r"), &micros, true, false).unwrap_err();
     assert!(e.to_string().contains("`at`"), "{e}");
 }
+
+/// A backfill's files beside the job's are checked even when another name's range record in
+/// the destination cannot be read (damaged, or a newer version's): before, one such record
+/// switched the check off for every backfill, and the job recorded a type the intact
+/// backfill's files contradict.
+#[test]
+fn a_record_that_cannot_be_read_hides_no_other_backfill() {
+    let (_rt, dest) = memory();
+    let range = crate::commit::ranges::BackfillRange {
+        from: "earliest".into(),
+        to: "latest".into(),
+        repo: "r".into(),
+        at: None,
+        by: None,
+        state: None,
+        spans: None,
+    };
+    let bytes = serde_json::to_vec(&range).unwrap();
+    dest.put_atomic("_sluice/b1/range.json", &bytes, false)
+        .unwrap();
+    let text = schema(&[("x", DataType::Utf8, true)]);
+    check(&dest, "b1", &text, true, false).unwrap();
+    dest.put_atomic("_sluice/zz/range.json", b"{", false)
+        .unwrap();
+    let int = schema(&[("x", DataType::Int64, true)]);
+    let e = check_beside(&dest, "j", "r", &int, false).unwrap_err();
+    assert!(
+        matches!(&e, EvolutionError::Beside { backfill, .. } if backfill == "b1"),
+        "{e}"
+    );
+}

@@ -156,14 +156,32 @@ pub fn backfills(
     except: Option<&str>,
     repo: &str,
 ) -> Result<Vec<(String, BackfillRange)>, RangeError> {
+    each_backfill(dest, except, repo)?
+        .into_iter()
+        .map(|(name, r)| r.map(|r| (name, r)))
+        .collect()
+}
+
+/// A backfill's name and its range record as read.
+pub type ReadRange = (String, Result<BackfillRange, RangeError>);
+
+/// [`backfills`], each record with its own result: one that cannot be read (damaged, of a
+/// newer version) hides none of the others. The store failing fails the whole.
+pub fn each_backfill(
+    dest: &Destination,
+    except: Option<&str>,
+    repo: &str,
+) -> Result<Vec<ReadRange>, StoreError> {
     let mut out = Vec::new();
     for name in dest.folders("_sluice/")? {
         if Some(name.as_str()) == except {
             continue;
         }
-        match read_range(dest, &name)? {
-            Some(r) if r.repo == repo => out.push((name, r)),
-            _ => {}
+        match read_range(dest, &name) {
+            Ok(Some(r)) if r.repo == repo => out.push((name, Ok(r))),
+            Ok(_) => {}
+            Err(RangeError::Store(e)) => return Err(e),
+            Err(e) => out.push((name, Err(e))),
         }
     }
     Ok(out)
