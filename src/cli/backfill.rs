@@ -176,7 +176,8 @@ pub fn run_backfill(
 /// A backfill into the live job's folder (or a folder inside it) writes files its readers
 /// read with the live job's: its schema must be one they can follow beside the live files,
 /// as a start of the live job checks it against its own record (the backfill's name has a
-/// record of its own, which a first run does not have yet).
+/// record of its own, which a first run does not have yet), and, inside it, beside the other
+/// backfills' files of the live folder's tree.
 fn same_schema_as_live(
     job: &Job,
     live: &ranges::Live,
@@ -196,7 +197,20 @@ fn same_schema_as_live(
             live.dest.url()
         )),
         Err(e) => Err(e).context("reading the live job's schema record"),
+    }?;
+    if live.inside.is_some() {
+        // Into a folder inside the live one: the other backfills of the live folder's tree
+        // (their records, or copies of them, are in the live folder) write files the same
+        // readers read; this one's own destination lists none of them.
+        sluice::evolution::check_beside(
+            &live.dest,
+            &job.file.job.name,
+            &task::repo_label(job),
+            out,
+            sluice::evolution::Form::of(&job.format),
+        )?;
     }
+    Ok(())
 }
 
 /// The live job `job` made its backfill's: its name (`--name`, by default

@@ -125,3 +125,49 @@ fn a_live_start_recording_a_change_while_a_backfill_starts_is_checked_against_it
         "{text}"
     );
 }
+
+/// Two backfills of the live folder's tree with the field `extra` typed two ways: one into
+/// the live folder (`extra` a string), one into a folder inside it (`extra` an integer), over
+/// disjoint offsets. The second is refused, naming the first: readers of the live folder read
+/// both. Before, it ran (its own destination lists no backfill, and each fits the live job's
+/// record), and the tree held `extra` as a string and as an integer.
+#[test]
+fn a_backfill_into_a_folder_inside_the_live_one_is_checked_against_the_others() {
+    let topic = "inside";
+    let c = cluster(topic);
+    let bootstrap = c.bootstrap_servers();
+    produce_events(&bootstrap, topic, 0, 400, 4, None);
+    let dir = tempfile::tempdir().unwrap();
+    let (job, live) = live_at_latest(dir.path(), &bootstrap, topic, &[]);
+    sigterm(&live);
+    assert!(live.wait_with_output().unwrap().status.success());
+    let jobs = job.to_str().unwrap();
+    let added = |ty: &'static str| {
+        move |t: String| format!("{t}\n[[fields]]\nname = \"extra\"\ntype = \"{ty}\"\n")
+    };
+    use_schema(&job, &schema_with(dir.path(), "s", added("string")));
+    sluice_ok(&["backfill", jobs, "--to", "0=50,1=50,2=50,3=50"]);
+    use_schema(&job, &schema_with(dir.path(), "i", added("int64")));
+    let older = dir.path().join("out/older");
+    let err = sluice_refused(&[
+        "backfill",
+        jobs,
+        "--name",
+        "older",
+        "--url",
+        older.to_str().unwrap(),
+        "--from",
+        "0=50,1=50,2=50,3=50",
+        "--to",
+        "0=100,1=100,2=100,3=100",
+    ]);
+    assert!(
+        err.contains("cannot be read beside the files backfill `kafka-it-backfill` wrote"),
+        "{err}"
+    );
+    assert!(trace_ids(&older).is_empty(), "the refused backfill wrote");
+    assert!(
+        !older.join("_sluice/older/range.json").exists(),
+        "the refused backfill recorded its range"
+    );
+}
