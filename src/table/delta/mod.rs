@@ -318,24 +318,30 @@ impl DeltaTable {
         // `PRUNE_EVERY` commits behind and a catch-up always reaches it among the records a
         // prune keeps (a partition whose records were all filtered out or dead letters for
         // hundreds of commits would else stop for good at its next catch-up).
-        let mut left: Vec<&Checkpoint> = batch
+        let all: Vec<&Checkpoint> = batch
             .iter()
             .map(|(_, c)| c)
             .filter(|c| !c.files.is_empty() || c.seq.is_multiple_of(PRUNE_EVERY))
             .collect();
         let stale = known.listed.is_none_or(|at| at.past(self.stale_after()));
         let mut caught_up = false;
-        if stale && !left.is_empty() {
+        if stale && !all.is_empty() {
             self.read_log(&mut known)?;
             caught_up = true;
         }
         for _ in 0..MAX_LOST {
-            left.retain(|c| {
-                known
-                    .txn
-                    .get(&c.key)
-                    .is_none_or(|held| c.next_offset > *held)
-            });
+            // From the whole batch each time: what the table holds is read afresh after a
+            // version found below a checkpoint, and may hold less than was learned before.
+            let left: Vec<&Checkpoint> = all
+                .iter()
+                .copied()
+                .filter(|c| {
+                    known
+                        .txn
+                        .get(&c.key)
+                        .is_none_or(|held| c.next_offset > *held)
+                })
+                .collect();
             let version = known.newest();
             if left.is_empty() {
                 return Ok(version);
@@ -396,6 +402,31 @@ impl DeltaTable {
             if won != bytes && !caught_up {
                 caught_up = true;
                 self.read_log(&mut known)?;
+                continue;
+            }
+            // Another writer's, met after this process was paused past the retention (or by a
+            // checkpoint past it): it may be one written into a name the clean-up had freed
+            // (a writer paused as long), below the newest checkpoint, where readers never look.
+            // Its commits would be learned as published, and lost for good: the log is read
+            // again instead, and the batch written after the newest version.
+            if won != bytes
+                && (known.listed.is_none_or(|at| at.past(self.stale_after()))
+                    || self.checked_below_a_checkpoint(version + 1)?)
+            {
+                tracing::warn!(
+                    table = %self.url, version = version + 1,
+                    "another writer's version met long after the log was listed: reading the log again"
+                );
+                *known = txns::Known::default();
+                self.read_log(&mut known)?;
+                // One that sits below a checkpoint made before it is removed, as one of ours
+                // would be (the log's clean-up, which keeps entries in order, stops at it);
+                // its writer, if it goes on, writes its commits again where they are seen.
+                if self.below_a_checkpoint(version + 1)? {
+                    if let Err(e) = self.dest.delete(&name) {
+                        tracing::warn!(table = %self.url, version = version + 1, error = %e, "could not remove a log entry below the newest checkpoint");
+                    }
+                }
                 continue;
             }
             // Ours (perhaps a write that reported failure and landed) or another writer's:

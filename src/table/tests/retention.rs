@@ -162,6 +162,42 @@ fn a_version_found_there_after_a_pause_past_the_log_retention_is_checked_as_one_
     published_once_where_seen(&dest, &s, &rt, "_delta_log/00000000000000000003.json");
 }
 
+/// A publisher whose version was taken reads the log again, then is paused before its next
+/// put for longer than the log's retention: meanwhile another writer publishes on and its
+/// clean-up frees that version's name, and a third writer (the partition's fenced earlier
+/// owner, paused as long) writes the same commit there, below the newest checkpoint, and
+/// dies. The publisher finds that version taken: it must not learn the commit as published
+/// from it. Before, it did, returned success having written nothing, and the table lost the
+/// commit for good.
+#[test]
+fn another_writers_version_below_a_checkpoint_is_not_learned_as_published() {
+    let (_d, rt, dest) = setup();
+    let s = schema(None);
+    let t = behind_another_writer(&dest, &s, &rt);
+    let (d2, s2, h2) = (dest.clone(), s.clone(), rt.handle().clone());
+    let ghost = "_delta_log/00000000000000000003.json";
+    crate::hooks::set("delta: before a version's put", move || {
+        crate::hooks::set("delta: before a version's put", move || {
+            another_writer_until_cleaned_up(&d2, &s2, h2, "t-2", ghost);
+            let lines = [
+                serde_json::json!({"commitInfo": {"timestamp": 1, "operation": "STREAMING UPDATE"}}),
+                serde_json::json!({"txn": {"appId": "sluice/job/t-0", "version": 20, "lastUpdated": 1}}),
+                serde_json::json!({"add": {"path": "a2.parquet", "partitionValues": {}, "size": 1, "modificationTime": 1, "dataChange": true}}),
+            ];
+            let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+            d2.put_atomic(ghost, text.as_bytes(), true).unwrap();
+        });
+    });
+    t.publish(&[commit("t-0", 2, 20, &["a2.parquet"])]).unwrap();
+    let fresh = DeltaTable::open(&dest, "job", &s, &[], 2, rt.handle().clone()).unwrap();
+    assert_eq!(fresh.published("t-0").unwrap(), Some(20));
+    assert_eq!(adds(&dest).0.get("a2.parquet"), Some(&1));
+    assert!(
+        !dest.exists(ghost).unwrap(),
+        "the entry below the checkpoint stays"
+    );
+}
+
 /// A publisher whose version was taken reads the log again and is paused after listing it,
 /// while it reads the entries, for longer than the log's retention: meanwhile another writer
 /// publishes on, checkpoints, and its clean-up removes the entry that held the next version's
