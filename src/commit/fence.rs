@@ -355,6 +355,23 @@ impl Checkpoints {
         self.settle(key, &l.claims, seq, term, owner)
     }
 
+    /// The partitions with a claim in the store: a commit under way, or one a process left
+    /// unfinished (sealed and perhaps not published into a table, or not released). One
+    /// listing of the job's fence records (a partition keeps its newest term's alone).
+    pub fn keys_with_claims(&self) -> Result<Vec<String>, CheckpointError> {
+        let root = format!("_sluice/{}/fence/", self.job);
+        let mut keys: Vec<String> = self
+            .dest
+            .list(&root)?
+            .iter()
+            .filter_map(|p| p.strip_prefix(&root)?.rsplit_once('/'))
+            .filter(|(_, name)| name.starts_with("claim-"))
+            .map(|(key, _)| key.to_string())
+            .collect();
+        keys.dedup();
+        Ok(keys)
+    }
+
     /// How long a write reported failed (or a writer paused mid-upload) may still land in
     /// the destination or the dead letters' (`None`: a local file system, where none does).
     pub fn late_window(&self) -> Option<std::time::Duration> {

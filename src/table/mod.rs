@@ -16,6 +16,7 @@
 
 pub mod compact;
 pub mod delta;
+pub mod left;
 #[cfg(test)]
 mod tests;
 pub mod vacuum;

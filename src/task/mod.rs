@@ -351,6 +351,10 @@ fn run_inner(
         &parts,
         (opts.from_checkpoint, &compacted),
     )?;
+    if let Some(t) = table.as_deref() {
+        let keys = parts.iter().map(|p| p.key()).collect();
+        crate::table::left::publish_unclaimed(t, &checkpoints, &keys)?;
+    }
     // A start whose claims rolled nothing back (an earlier run did) restores a spill as any
     // start does: decided by the claims, which check again under their new terms.
     let unrolled;

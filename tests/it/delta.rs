@@ -192,7 +192,7 @@ template = "hr={{ts:%H}}/"
     p
 }
 
-fn events(path: &Path, first: usize, n: usize, extra: bool) {
+pub(crate) fn events(path: &Path, first: usize, n: usize, extra: bool) {
     let mut s = String::new();
     for i in first..first + n {
         s.push_str(&format!(

@@ -13,6 +13,7 @@ mod copied_state;
 mod dead_letters;
 mod delta;
 mod delta_maintenance;
+mod delta_unclaimed;
 mod disk;
 mod evolution;
 mod freshness;

@@ -1,0 +1,56 @@
+//! A Delta job's sealed commits of partitions it no longer claims (a file dropped from
+//! `paths`, a topic from `topics`) are published by its next start.
+
+use std::process::Command;
+
+use crate::delta::{events, file_job, read_table};
+use crate::helpers::*;
+
+/// A crash between a commit's seal and its publish, then the file dropped from `paths` (it
+/// rotated away): the next start, which never claims its partition again, still publishes
+/// the sealed commit the table lacks. Before, it stayed out of the table for good while
+/// `checkpoints list` showed it committed.
+#[test]
+fn a_sealed_commit_of_a_file_dropped_from_the_job_is_published_by_the_next_start() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.jsonl"), dir.path().join("b.jsonl"));
+    events(&a, 0, 5000, false);
+    events(&b, 5000, 3000, false);
+    let job = file_job(dir.path(), &a, &schema("nginx_access"), "out/", "");
+    let jobs = job.to_str().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", jobs])
+        .env("SLUICE_FAULT", "after_checkpoint:3")
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "the fault did not stop the run");
+    let table = dir.path().join("out");
+    let sealed: u64 = std::fs::read_dir(table.join("_sluice/delta-file/checkpoints/a-0"))
+        .unwrap()
+        .map(|e| {
+            let c: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap();
+            c["commit"]["rows"]
+                .as_u64()
+                .or(c["rows"].as_u64())
+                .unwrap_or(0)
+        })
+        .sum();
+    let text = std::fs::read_to_string(&job).unwrap();
+    let (from, to) = (
+        format!("{:?}", a.display().to_string()),
+        format!("{:?}", b.display().to_string()),
+    );
+    std::fs::write(&job, text.replace(&from, &to)).unwrap();
+    let o = sluice(&["run", jobs]);
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{log}");
+    assert!(
+        log.contains(
+            "published sealed commits the table lacked of a partition this start does not claim"
+        ),
+        "{log}"
+    );
+    read_table(&py, table.to_str().unwrap(), None, "").once(sealed + 3000);
+}
