@@ -156,7 +156,7 @@ pub fn run_skip(
         )
     };
     println!(
-        "partition {partition}: {range} skipped (at most {} records, not exported; one dead letter names them); the job resumes at offset {} (commit {})",
+        "partition {partition}: {range} skipped (at most {} records, not exported; one dead letter names them); the job resumes at offset {} (commit {}) at its next start (a process running it now goes on where it is until its next commit of the partition is refused: restart it)",
         s.to - s.from,
         s.to,
         s.seq
@@ -185,8 +185,13 @@ fn check_backfill_name(job: &sluice::config::Job, cps: &Checkpoints, repo: &str)
             r.repo
         ))),
         Some(_) => Ok(()),
+        // A live Kafka job records where its partitions started, a file job which files it
+        // read: such a name is no backfill's, whatever its keys look like.
         None if !dest.list(&format!("_sluice/{name}/origins/"))?.is_empty() => Err(refuse(format!(
             "`{name}` is a live job's name (it records _sluice/{name}/origins/), not a backfill's"
+        ))),
+        None if !dest.list(&format!("_sluice/{name}/files/"))?.is_empty() => Err(refuse(format!(
+            "`{name}` is a file job's name (it records _sluice/{name}/files/), not a backfill's"
         ))),
         None if cps.keys()?.is_empty() => Err(refuse(format!(
             "no backfill named `{name}` ran here (no range, no checkpoints)"

@@ -452,6 +452,25 @@ fn a_backfill_partition_stuck_on_its_first_batch_is_skipped_within_its_range() {
         "nosuch",
     ]);
     assert!(err.contains("no backfill named `nosuch` ran here"), "{err}");
+    // A file job's name (it records which files it read, and has checkpoints): refused too.
+    let files = dir.path().join("out/_sluice/filejob");
+    std::fs::create_dir_all(files.join("files")).unwrap();
+    std::fs::write(files.join("files/x-0.json"), "{}").unwrap();
+    let cp = files.join(format!("checkpoints/{key}"));
+    std::fs::create_dir_all(&cp).unwrap();
+    std::fs::write(cp.join("000000000001.json"), "{}").unwrap();
+    let err = sluice_refused(&[
+        "checkpoints",
+        "skip",
+        jobs,
+        &key,
+        "--to",
+        "14",
+        "--backfill",
+        "--name",
+        "filejob",
+    ]);
+    assert!(err.contains("is a file job's name"), "{err}");
     let args: Vec<&str> = range.to_vec();
     backfill(&job, &dir.path().join("b2.log"), &args);
     let ids = trace_ids(&dir.path().join("out"));
