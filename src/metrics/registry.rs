@@ -28,6 +28,7 @@ impl Default for MetricSet {
             task_state: Family::default(),
             task_paused: Family::default(),
             partitions_without_leader: Family::default(),
+            partitions_lag_unknown: Family::default(),
             lag: Family::default(),
             position: Family::default(),
             push_requests: Family::default(),
@@ -125,6 +126,11 @@ impl Default for MetricSet {
             "partitions_without_leader",
             "Kafka partitions handed to the task and not taken yet: their leader does not answer",
             m.partitions_without_leader.clone(),
+        );
+        m.registry.register(
+            "partitions_lag_unknown",
+            "Kafka partitions read whose high watermark has not been fetched for a minute: their lag shows its last value",
+            m.partitions_lag_unknown.clone(),
         );
         m.registry.register(
             "consumer_lag",

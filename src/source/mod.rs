@@ -188,6 +188,11 @@ pub trait Source: Send {
     fn without_leader(&self) -> usize {
         0
     }
+    /// Partitions read whose lag is not known now: their high watermark not fetched for a
+    /// minute (a Kafka source's; its lag shows the last value found).
+    fn lag_unknown(&self) -> usize {
+        0
+    }
     /// A stop was asked: take no new input. Returns true once everything the source has
     /// acknowledged to its producers is handed over (a push source in memory drains its log
     /// into the channel first); until then the task keeps reading.

@@ -70,3 +70,54 @@ fn a_backfill_over_a_partition_without_a_leader_says_so() {
         "{err}"
     );
 }
+
+/// A partition read by the task whose leader goes away (its broker unreachable from here, an
+/// ACL taken away): its high watermark cannot be fetched, so its lag would show its last
+/// value (0, caught up) for as long as it lasts, with every alert quiet. The task counts it
+/// in `sluice_partitions_lag_unknown` (after 2 s here, a minute by default). Before, nothing
+/// showed it.
+#[test]
+fn a_partition_whose_watermark_cannot_be_fetched_is_counted_as_lag_unknown() {
+    let topic = "lag-unknown";
+    let cluster = MockCluster::new(2).unwrap();
+    cluster.create_topic(topic, 2, 1).unwrap();
+    cluster.partition_leader(topic, 0, Some(1)).unwrap();
+    cluster.partition_leader(topic, 1, Some(2)).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let n = 200;
+    produce_events(&bootstrap, topic, 0, n, 2, None);
+    let dir = tempfile::tempdir().unwrap();
+    let job = job_with(dir.path(), &bootstrap, topic, "");
+    let text = std::fs::read_to_string(&job).unwrap() + "[admin]\nlisten = \"127.0.0.1:0\"\n";
+    std::fs::write(&job, text).unwrap();
+    let log = dir.path().join("run.log");
+    let out = dir.path().join("out");
+    let run = KillOnDrop::new(crate::kafka::spawn_with(
+        "run",
+        &job,
+        &log,
+        &[("SLUICE_FAULT", "lag_unknown_after:2000")],
+    ));
+    let addr = crate::admin::admin_addr(&log);
+    wait_for(&out, n, 60);
+    let unknown = || {
+        let (code, body) = crate::admin::http(&addr, "GET", "/metrics", None);
+        assert_eq!(code, 200, "{body}");
+        body.lines()
+            .find(|l| l.starts_with("sluice_partitions_lag_unknown{"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<i64>().ok())
+    };
+    wait_until("the lag of both partitions known", 30, || {
+        unknown() == Some(0)
+    });
+    cluster.broker_down(2).unwrap();
+    wait_until("partition 1's lag counted as unknown", 60, || {
+        unknown() == Some(1)
+    });
+    let status = run.stop("the run's stop", 60);
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+}

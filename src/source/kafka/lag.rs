@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -23,12 +23,16 @@ const QUIET_EVERY: Duration = Duration::from_secs(60);
 /// The longest one fetch may wait.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// A watermark (none fetched yet) and since when it is known.
+type Known = (Option<i64>, Instant);
+
 #[derive(Default)]
 struct Shared {
     /// (topic, partition) of the partitions to watch.
     wanted: Mutex<Vec<(String, i32)>>,
-    /// Their high watermarks, as last fetched.
-    highs: Mutex<HashMap<(String, i32), i64>>,
+    /// Their high watermarks, as last fetched (none yet), and since when each is known: the
+    /// last fetch that answered, or when it was first watched.
+    highs: Mutex<HashMap<(String, i32), Known>>,
     /// Stamped at each answer of the brokers (a watermark, or metadata when no partition
     /// is watched).
     contact: crate::metrics::Contact,
@@ -102,7 +106,19 @@ impl LagWatch {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&(topic.to_string(), partition))
-            .copied()
+            .and_then(|(high, _)| *high)
+    }
+
+    /// Whether a watched partition's high watermark has not been fetched for `longer`: its
+    /// lag shows an old value (its leader unreachable from here, the topic's read permission
+    /// taken away).
+    pub fn stale(&self, topic: &str, partition: i32, longer: Duration) -> bool {
+        self.shared
+            .highs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(topic.to_string(), partition))
+            .is_some_and(|(_, at)| at.elapsed() > longer)
     }
 }
 
@@ -142,16 +158,20 @@ fn watch(client: &BaseConsumer, s: &Shared) {
             }
             if let Ok((_, high)) = client.fetch_watermarks(topic, *partition, FETCH_TIMEOUT) {
                 s.contact.heard();
-                found.insert((topic.clone(), *partition), high);
+                found.insert((topic.clone(), *partition), (Some(high), Instant::now()));
             }
         }
-        // A watermark that could not be fetched this round keeps its last value: a partition
-        // must not drop out of the lag (and of `task::stall`'s watch) for one slow answer.
+        // A watermark that could not be fetched this round keeps its last value and age: a
+        // partition must not drop out of the lag (and of `task::stall`'s watch) for one slow
+        // answer. One never fetched is unknown since it was first watched.
         let mut highs = s.highs.lock().unwrap_or_else(|p| p.into_inner());
-        for (key, high) in highs.drain() {
+        for (key, known) in highs.drain() {
             if !found.contains_key(&key) && wanted.contains(&key) {
-                found.insert(key, high);
+                found.insert(key, known);
             }
+        }
+        for key in wanted {
+            found.entry(key).or_insert((None, Instant::now()));
         }
         *highs = found;
     }

@@ -60,6 +60,10 @@ const TIMEOUT: Duration = Duration::from_secs(15);
 /// the revocation's commits.
 const REJOIN_LIMIT: Duration = Duration::from_secs(600);
 
+/// A partition whose high watermark has not been fetched for this long has a lag nobody
+/// knows (`sluice_partitions_lag_unknown`): twelve rounds of the lag thread.
+const LAG_UNKNOWN_AFTER: Duration = Duration::from_secs(60);
+
 /// Settings of the Kafka source.
 #[derive(Debug, Clone)]
 pub struct KafkaSettings {
@@ -498,6 +502,18 @@ impl Source for KafkaSource {
 
     fn without_leader(&self) -> usize {
         lock(&self.shared).leaderless.len()
+    }
+
+    fn lag_unknown(&self) -> usize {
+        let Some(watch) = &self.lag else {
+            return 0;
+        };
+        let after = crate::fault::millis("lag_unknown_after").unwrap_or(LAG_UNKNOWN_AFTER);
+        self.parts
+            .iter()
+            .filter(|p| p.owned && !p.done())
+            .filter(|p| watch.stale(&p.info.topic, p.partition, after))
+            .count()
     }
 
     fn take_skipped(&mut self) -> Vec<(String, u64)> {
