@@ -16,7 +16,6 @@
 
 pub mod compact;
 pub mod delta;
-pub mod left;
 #[cfg(test)]
 mod tests;
 pub mod vacuum;

@@ -47,6 +47,7 @@ mod roll_backs;
 mod spill_move;
 mod spilling;
 mod stall;
+mod unclaimed;
 
 pub use admin_listener::{start_admin, AdminServer};
 pub use destinations::{dead_letters_at, destination, destination_at};
@@ -351,9 +352,9 @@ fn run_inner(
         &parts,
         (opts.from_checkpoint, &compacted),
     )?;
-    if let Some(t) = table.as_deref() {
+    if !source.dynamic() {
         let keys = parts.iter().map(|p| p.key()).collect();
-        crate::table::left::publish_unclaimed(t, &checkpoints, &keys)?;
+        unclaimed::settle(&checkpoints, table.as_deref(), &keys)?;
     }
     // A start whose claims rolled nothing back (an earlier run did) restores a spill as any
     // start does: decided by the claims, which check again under their new terms.
