@@ -41,6 +41,8 @@
 //!   long instead of 10 minutes (`task::stall`).
 //! - `lag_unknown_after:<ms>` counts a Kafka partition's lag as unknown once its high
 //!   watermark has not been fetched for this long instead of a minute.
+//! - `claim_left_after:<ms>`: a claim of a partition a static source no longer reads counts
+//!   as left (`task::unclaimed`) once this old instead of 15 minutes.
 //! - `fence_grace:<ms>` lets a group member hold a partition another owner fenced this long
 //!   (instead of 60 s) before it joins its group again (`task::fenced`).
 //! - `no_room_for_log_id:1` fails the write of a new WAL's identity as a full disk would

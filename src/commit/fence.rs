@@ -355,20 +355,33 @@ impl Checkpoints {
         self.settle(key, &l.claims, seq, term, owner)
     }
 
-    /// The partitions with a claim in the store: a commit under way, or one a process left
-    /// unfinished (sealed and perhaps not published into a table, or not released). One
-    /// listing of the job's fence records (a partition keeps its newest term's alone).
-    pub fn keys_with_claims(&self) -> Result<Vec<String>, CheckpointError> {
+    /// The partitions but those `skip` names with a claim in the store made more than
+    /// `older_ms` ago (by its writer's clock): one a process left unfinished (sealed and
+    /// perhaps not published into a table, or not released), not a commit under way in
+    /// another process. One listing of the job's fence records (a partition keeps its newest
+    /// term's alone), then the claims of the partitions not skipped read.
+    pub fn keys_with_claims(
+        &self,
+        skip: impl Fn(&str) -> bool,
+        older_ms: i64,
+    ) -> Result<Vec<String>, CheckpointError> {
         let root = format!("_sluice/{}/fence/", self.job);
-        let mut keys: Vec<String> = self
-            .dest
-            .list(&root)?
-            .iter()
-            .filter_map(|p| p.strip_prefix(&root)?.rsplit_once('/'))
-            .filter(|(_, name)| name.starts_with("claim-"))
-            .map(|(key, _)| key.to_string())
-            .collect();
-        keys.dedup();
+        let mut keys = Vec::new();
+        for path in self.dest.list(&root)? {
+            let Some((key, name)) = path.strip_prefix(&root).and_then(|p| p.rsplit_once('/'))
+            else {
+                continue;
+            };
+            if !name.starts_with("claim-") || skip(key) || keys.last() == Some(&key.to_string()) {
+                continue;
+            }
+            let old = self.read_json::<Claim>(&path, "claim")?.is_some_and(|c| {
+                crate::commit::now_ms().saturating_sub(c.claimed_at_ms) > older_ms
+            });
+            if old {
+                keys.push(key.to_string());
+            }
+        }
         Ok(keys)
     }
 

@@ -5,10 +5,16 @@
 //! claimed again: the unfinished commit's files stayed visible for good, or the sealed
 //! commit stayed out of the table while `checkpoints list` showed it committed. Each start of
 //! a static source claims those partitions too, once (one listing of the job's claims finds
-//! them), and writes nothing into them. A group member does not: it learns its partitions
-//! later, and the others' claims are of commits under way.
+//! them; a claim younger than 15 minutes is taken for a commit under way elsewhere, and left
+//! to the next start), and writes nothing into them. A group member does not: it learns its
+//! partitions later, and the others' claims are of commits under way.
 
 use std::collections::HashSet;
+
+/// A claim made this long before is one left (a commit's claim is sealed or aborted within
+/// seconds): a younger one may be another process's commit under way (processes of one job
+/// reading other files), which a claim here would fence.
+const LEFT_AFTER_MS: i64 = 15 * 60 * 1000;
 
 use super::membership::claim;
 use super::TaskError;
@@ -22,11 +28,9 @@ pub(super) fn settle(
     table: Option<&dyn crate::table::Publisher>,
     claimed: &HashSet<String>,
 ) -> Result<(), TaskError> {
-    let keys: Vec<String> = checkpoints
-        .keys_with_claims()?
-        .into_iter()
-        .filter(|k| !claimed.contains(k))
-        .collect();
+    let left_after =
+        crate::fault::millis("claim_left_after").map_or(LEFT_AFTER_MS, |d| d.as_millis() as i64);
+    let keys = checkpoints.keys_with_claims(|k| claimed.contains(k), left_after)?;
     if keys.is_empty() {
         return Ok(());
     }

@@ -44,7 +44,11 @@ fn a_sealed_commit_of_a_file_dropped_from_the_job_is_published_by_the_next_start
         format!("{:?}", b.display().to_string()),
     );
     std::fs::write(&job, text.replace(&from, &to)).unwrap();
-    let o = sluice(&["run", jobs]);
+    let o = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", jobs])
+        .env("SLUICE_FAULT", "claim_left_after:0")
+        .output()
+        .unwrap();
     let log = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{log}");
     assert!(
@@ -55,7 +59,8 @@ fn a_sealed_commit_of_a_file_dropped_from_the_job_is_published_by_the_next_start
 }
 
 /// A file job dies with a commit's files visible and no checkpoint, then the file is dropped
-/// from `paths`: the next start removes those files (the partition's claim settled). Before,
+/// from `paths`: a start once the claim is older than a commit under way elsewhere could be
+/// removes those files (the partition's claim settled). Before,
 /// they stayed visible for good, records no checkpoint counts, which the file's return to the
 /// job would export a second time.
 #[test]
@@ -86,8 +91,19 @@ fn an_unfinished_commit_of_a_file_dropped_from_the_job_is_removed_by_the_next_st
         !trace_ids(&out).is_empty(),
         "the unfinished commit's files are not visible"
     );
+    let left = trace_ids(&out).len();
     std::fs::write(&job, text(&b)).unwrap();
+    // A claim younger than 15 minutes may be another process's commit under way: left alone.
     let o = sluice(&["run", jobs]);
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{log}");
+    assert_eq!(trace_ids(&out).len(), left + 1000, "{log}");
+    // Once it is older, it is taken for one left, and settled.
+    let o = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", jobs])
+        .env("SLUICE_FAULT", "claim_left_after:0")
+        .output()
+        .unwrap();
     let log = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{log}");
     let ids = trace_ids(&out);
