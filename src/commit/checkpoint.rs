@@ -449,7 +449,12 @@ impl Checkpoints {
                         self.dest.sync_folder(&self.dir(key))?;
                         Ok(None)
                     }
-                    Some(w) => Ok(Some(w)),
+                    // Another writer's, whose own folder sync may have failed: what the caller
+                    // decides on it (a claim settled, files removed) waits until it is durable.
+                    Some(w) => {
+                        self.dest.sync_folder(&self.dir(key))?;
+                        Ok(Some(w))
+                    }
                     // There when this write was refused, gone now: a newer owner pruned it
                     // (this writer is fenced), or the store refused the write for a conflicting
                     // one still under way (S3 answers 409 to `If-None-Match` then). Neither is

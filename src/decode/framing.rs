@@ -162,13 +162,15 @@ pub fn split_records_of(chunk: &Chunk, kind: &super::InputKind, out: &mut Vec<Re
     split(chunk, kind.quoting(), kind.text_delimiter(), out)
 }
 
-/// Whether `line` is blank: empty with `quote`; else of whitespace alone and without
+/// Whether `line` is blank: empty with `quote`; else of whitespace alone (JSON's: space, tab,
+/// CR, LF; a form feed is a record, which JSON reads as no value, a dead letter) and without
 /// `delimiter`.
 pub fn blank(line: &[u8], quote: Option<u8>, delimiter: Option<&[u8]>) -> bool {
     if quote.is_some() {
         return line.is_empty();
     }
-    line.iter().all(u8::is_ascii_whitespace)
+    line.iter()
+        .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
         && !delimiter.is_some_and(|d| !d.is_empty() && memchr::memmem::find(line, d).is_some())
 }
 

@@ -257,6 +257,19 @@ fn text_lines_whole_and_split() {
     assert!(RecordDecoder::new(wrong, opts, None).is_err());
 }
 
+/// A JSON line of form feeds is no JSON value: a dead letter at its line. `is_ascii_whitespace`
+/// took it for a blank line, and it was lost without a word.
+#[test]
+fn a_json_line_of_form_feeds_is_a_dead_letter_not_a_blank_line() {
+    let mut d = RecordDecoder::new(schema(WEB), DecodeOptions::default(), None).unwrap();
+    let input =
+        b"{\"ts\":\"2024-01-01T00:00:00Z\"}\n\x0c\x0c\n \t\r\n{\"ts\":\"2024-01-01T00:00:01Z\"}\n";
+    let out = d.decode(&chunk(input));
+    assert_eq!((out.records, out.rows()), (3, 2), "{:?}", out.dead);
+    assert_eq!(out.dead.len(), 1);
+    assert_eq!(out.dead[0].position.line, 2);
+}
+
 /// Split on a whitespace delimiter, a line of delimiters is empty fields, as in TSV: it was
 /// taken as a blank line and lost without a word. A line of other whitespace stays blank.
 #[test]

@@ -217,7 +217,7 @@ fn newer_than_the_roll_back(
                 crate::commit::format_ms(at),
                 crate::commit::format_ms(newest),
             );
-            tracing::warn!(partition = %key, seq = f.seq, rolled_back_at = %when, last_commit = %last, "--from-checkpoint left set: other partitions of the topic were rolled back to this checkpoint at {when}, and this partition went on being exported until {last} without a roll-back (held by a process started without the flag): it is not rolled back now (a start with --again as well rolls it back; remove the flag otherwise)");
+            tracing::warn!(partition = %key, seq = f.seq, rolled_back_at = %when, last_commit = %last, "--from-checkpoint left set: other partitions of the topic were rolled back to this checkpoint at {when}, and this partition went on being exported until {last} without a roll-back (held by a process started without the flag): it is not rolled back now (remove the flag: --again would roll back once more the partitions rolled back then)");
             *roll = None;
             continue;
         }
