@@ -242,8 +242,19 @@ pub fn run_convert(a: ConvertArgs) -> Result<()> {
     let schema = Arc::new(RepoSchema::load(&a.schema)?);
     let input = InputSource::parse(&a.input);
     if let InputSource::File(p) = &input {
-        if !p.exists() {
+        let Ok(meta) = std::fs::metadata(p) else {
             bail!("input file {} does not exist", p.display());
+        };
+        // A device reads for ever (`/dev/zero`: one over-long line skipped without end) and a
+        // folder not at all; a pipe (`<(zcat …)`) is read as standard input is.
+        use std::os::unix::fs::FileTypeExt;
+        let t = meta.file_type();
+        if t.is_dir() || t.is_char_device() || t.is_block_device() || t.is_socket() {
+            bail!(
+                "input {} is not a file (a folder or a device): give a file, a pipe, or - for \
+                 standard input",
+                p.display()
+            );
         }
     }
     let format = match a.input_format.unwrap_or_else(|| guess_input(&a.input)) {

@@ -525,3 +525,17 @@ fn binary_fields_written_as_text_read_back_as_the_same_bytes() {
         );
     }
 }
+
+/// A device or a folder as the input is refused at once, having written nothing: `/dev/zero`
+/// was read for ever (one line without end, skipped 64 KiB at a time), and a stop left the
+/// output's temporary file behind.
+#[test]
+fn a_device_or_a_folder_as_the_input_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.parquet");
+    for input in ["/dev/zero", "/tmp"] {
+        let err = convert_refused(std::path::Path::new(input), &out, &[]);
+        assert!(err.contains("is not a file"), "{input}: {err}");
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
