@@ -492,6 +492,8 @@ impl Metrics {
     pub fn lag(&self, partition: &str, lag: i64, next: i64) {
         self.saw(partition);
         let labels = self.part(partition);
+        // At 0 before any skip, so that `increase()` sees the first one.
+        let _ = self.set.offsets_skipped.get_or_create(&labels);
         self.set.lag.get_or_create(&labels).set(lag);
         self.set.position.get_or_create(&labels).set(next);
         self.lagging
@@ -512,7 +514,8 @@ impl Metrics {
         set.position.remove(&l);
         set.records_in.remove(&l);
         set.rows_out.remove(&l);
-        set.offsets_skipped.remove(&l);
+        // Not `offsets_skipped`: records this process skipped stay counted here, or an alert
+        // on them would lose the skip at the partition's next rebalance.
         set.bytes_written.remove(&l);
         set.files_committed.remove(&l);
         for reason in crate::decode::REASON_CLASSES {
