@@ -180,5 +180,67 @@ where
             let _ = free.send(chunk);
         }
     }
+    // Every decoder is done. One that panicked (its chunk never came) ends the run with its
+    // panic, checked here too: within the 100 ms above, the chunks after its chunk were held
+    // back unwritten and the run ended as if whole.
+    if let Some(p) = decoder_panic
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+    {
+        resume_unwind(p);
+    }
+    assert!(
+        pending.is_empty(),
+        "chunk {next} was never decoded: {} chunk(s) after it were not written",
+        pending.len()
+    );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Chunk 0's decoder panicked (its chunk never comes) and chunk 1 arrived: the run must
+    /// not end as if whole. Before, it returned `Ok` with chunk 1 never written whenever the
+    /// decoders finished within 100 ms of the panic.
+    #[test]
+    fn a_chunk_a_decoder_never_gave_fails_the_run() {
+        let run = |panicked: bool| {
+            let (tx, rx) = bounded(4);
+            let (free, _free_rx) = bounded(4);
+            tx.send(Ok::<_, ()>((
+                1u64,
+                (),
+                Chunk::default(),
+                Decoded::default(),
+            )))
+            .unwrap();
+            drop(tx);
+            let decoder_panic: Mutex<Option<Box<dyn Any + Send>>> = Mutex::new(None);
+            if panicked {
+                *decoder_panic.lock().unwrap() = Some(Box::new("decoder panic"));
+            }
+            let mut written = 0;
+            catch_unwind(AssertUnwindSafe(|| {
+                consume_loop(
+                    rx,
+                    free,
+                    &mut |_, _, _| {
+                        written += 1;
+                        Ok(())
+                    },
+                    &decoder_panic,
+                )
+            }))
+        };
+        let e = run(true).unwrap_err();
+        assert_eq!(e.downcast_ref::<&str>(), Some(&"decoder panic"));
+        let e = run(false).unwrap_err();
+        assert!(e
+            .downcast_ref::<String>()
+            .unwrap()
+            .contains("chunk 0 was never decoded"));
+    }
 }
