@@ -205,6 +205,8 @@ pub fn hold_range(
     }
     // What this run wrote last, if it wrote the record.
     let mut written: Option<BackfillRange> = None;
+    // No record was there, and nothing committed.
+    let mut fresh_name = false;
     // (spans, resolved now, this run wrote the record)
     let (spans, fresh, wrote) = loop {
         let theirs = ranges::read_range(&dest, name)?;
@@ -279,21 +281,7 @@ pub fn hold_range(
                 }
                 tracing::warn!(backfill = %name, "this backfill name has checkpoints in the destination from a run that recorded no range: they are resumed whatever --from says");
             }
-            None => {
-                // No record, nothing committed: a run whose record was removed (as a refusal
-                // says to do when that run is not going on) may have left claims whose files
-                // are visible, of partitions this range may not claim again. They are settled
-                // before the new range is recorded (under new terms: a run of the name still
-                // going on is fenced); nothing is listed for a name never used.
-                if settle_fully(&settle)? {
-                    bail!(
-                        "backfill `{name}` has a commit in {} that landed late, from a run whose \
-                         range record was removed: its range is not known. Give this range its \
-                         own --name (or --url)",
-                        dest.url(),
-                    );
-                }
-            }
+            None => fresh_name = true,
         }
         ours.spans = Some(plan()?);
         written = Some(ours.clone());
@@ -308,6 +296,21 @@ pub fn hold_range(
             Err(e) => return Err(e.into()),
         }
     };
+    if fresh_name && wrote && settle_fully(&settle)? {
+        // A run whose record was removed (as a refusal says to do when that run is not going
+        // on) may have left claims whose files are visible, of partitions this range may not
+        // claim again: settled once this run's record holds the name (a second run of it
+        // finds the record and is refused, fencing nobody), under new terms (that run, if it
+        // goes on after all, is fenced). One whose commit landed late leaves a range nobody
+        // knows.
+        take_back(&dest, &record, "range record");
+        bail!(
+            "backfill `{name}` has a commit in {} that landed late, from a run whose range \
+             record was removed: its range is not known. Give this range its own --name (or \
+             --url)",
+            dest.url(),
+        );
+    }
     if let Some(l) = copy {
         ours.spans = Some(spans.clone());
         ours.at = l.inside.clone();
