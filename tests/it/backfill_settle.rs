@@ -14,22 +14,9 @@ use crate::kafka::{cluster, produce_events};
 /// their records a second time.
 #[test]
 fn a_refused_backfill_settles_its_unfinished_commits_before_it_takes_back_its_range() {
-    let topic = "settle";
-    let c = cluster(topic);
-    let bootstrap = c.bootstrap_servers();
-    produce_events(&bootstrap, topic, 0, 4000, 4, None);
-    let dir = tempfile::tempdir().unwrap();
-    let job = crate::kafka::job_with(dir.path(), &bootstrap, topic, "");
+    let (_cluster, dir, job) = crashed_backfill("settle");
     let jobs = job.to_str().unwrap();
     let out = dir.path().join("out");
-    let crashed = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["backfill", jobs, "--to", "latest"])
-        .env("SLUICE_FAULT", "after_files:1")
-        .output()
-        .unwrap();
-    assert!(!crashed.status.success());
-    let visible = trace_ids(&out).len();
-    assert!(visible > 0, "the crashed backfill's files are not visible");
     // The live job stops at the range of a backfill that has not committed.
     let log = dir.path().join("live.log");
     let mut live = crate::kafka::spawn_run(&job, &log);
@@ -135,24 +122,9 @@ fn a_table_less_backfill_into_a_table_is_refused_before_it_records_its_range() {
 /// holding their offsets.
 #[test]
 fn a_backfill_whose_earlier_record_was_removed_settles_that_runs_unfinished_commits() {
-    let topic = "removed";
-    let c = cluster(topic);
-    let bootstrap = c.bootstrap_servers();
-    produce_events(&bootstrap, topic, 0, 4000, 4, None);
-    let dir = tempfile::tempdir().unwrap();
-    let job = crate::kafka::job_with(dir.path(), &bootstrap, topic, "");
+    let (c, dir, job) = crashed_backfill("removed");
     let jobs = job.to_str().unwrap();
     let out = dir.path().join("out");
-    let crashed = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["backfill", jobs, "--to", "latest"])
-        .env("SLUICE_FAULT", "after_files:1")
-        .output()
-        .unwrap();
-    assert!(!crashed.status.success());
-    assert!(
-        !trace_ids(&out).is_empty(),
-        "the crashed run's files are not visible"
-    );
     // Another machine's state folder.
     let text = std::fs::read_to_string(&job).unwrap();
     let state = text.lines().find(|l| l.starts_with("state_dir")).unwrap();
@@ -176,4 +148,31 @@ fn a_backfill_whose_earlier_record_was_removed_settles_that_runs_unfinished_comm
         trace_ids(&out).is_empty(),
         "the earlier run's unfinished commit's files are still visible"
     );
+}
+
+/// A topic of 4,000 events on a Mock cluster and a backfill of it into the live folder that
+/// died after its first commit's files became visible and before its checkpoint.
+fn crashed_backfill(
+    topic: &str,
+) -> (
+    rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    tempfile::TempDir,
+    std::path::PathBuf,
+) {
+    let c = cluster(topic);
+    let bootstrap = c.bootstrap_servers();
+    produce_events(&bootstrap, topic, 0, 4000, 4, None);
+    let dir = tempfile::tempdir().unwrap();
+    let job = crate::kafka::job_with(dir.path(), &bootstrap, topic, "");
+    let crashed = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["backfill", job.to_str().unwrap(), "--to", "latest"])
+        .env("SLUICE_FAULT", "after_files:1")
+        .output()
+        .unwrap();
+    assert!(!crashed.status.success());
+    assert!(
+        !trace_ids(&dir.path().join("out")).is_empty(),
+        "the crashed backfill's files are not visible"
+    );
+    (c, dir, job)
 }

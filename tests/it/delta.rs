@@ -192,6 +192,21 @@ template = "hr={{ts:%H}}/"
     p
 }
 
+/// The rows of partition `key`'s sealed commits of the `delta-file` job in `table`.
+pub(crate) fn sealed_rows(table: &Path, key: &str) -> u64 {
+    std::fs::read_dir(table.join(format!("_sluice/delta-file/checkpoints/{key}")))
+        .unwrap()
+        .map(|e| {
+            let c: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap();
+            c["commit"]["rows"]
+                .as_u64()
+                .or(c["rows"].as_u64())
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
 pub(crate) fn events(path: &Path, first: usize, n: usize, extra: bool) {
     let mut s = String::new();
     for i in first..first + n {
@@ -230,17 +245,7 @@ fn a_crash_between_a_commits_seal_and_its_publish_is_published_by_the_next_start
     // holds the first two only.
     faulted("after_checkpoint:3");
     let table = dir.path().join("out");
-    let sealed: u64 = std::fs::read_dir(table.join("_sluice/delta-file/checkpoints/events-0"))
-        .unwrap()
-        .map(|e| {
-            let c: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap();
-            c["commit"]["rows"]
-                .as_u64()
-                .or(c["rows"].as_u64())
-                .unwrap_or(0)
-        })
-        .sum();
+    let sealed = sealed_rows(&table, "events-0");
     let lacking = read_table(&py, table.to_str().unwrap(), None, "");
     let shown = lacking.0["deltalake"]["rows"].as_u64().unwrap();
     assert!(

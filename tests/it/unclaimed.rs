@@ -4,8 +4,17 @@
 
 use std::process::Command;
 
-use crate::delta::{events, file_job, read_table};
+use crate::delta::{events, file_job, read_table, sealed_rows};
 use crate::helpers::*;
+
+/// `sluice run JOB` with `SLUICE_FAULT` set to `fault`.
+fn run_with(job: &str, fault: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", job])
+        .env("SLUICE_FAULT", fault)
+        .output()
+        .unwrap()
+}
 
 /// A crash between a commit's seal and its publish, then the file dropped from `paths` (it
 /// rotated away): the next start, which never claims its partition again, still publishes
@@ -20,35 +29,17 @@ fn a_sealed_commit_of_a_file_dropped_from_the_job_is_published_by_the_next_start
     events(&b, 5000, 3000, false);
     let job = file_job(dir.path(), &a, &schema("nginx_access"), "out/", "");
     let jobs = job.to_str().unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", jobs])
-        .env("SLUICE_FAULT", "after_checkpoint:3")
-        .output()
-        .unwrap();
+    let o = run_with(jobs, "after_checkpoint:3");
     assert!(!o.status.success(), "the fault did not stop the run");
     let table = dir.path().join("out");
-    let sealed: u64 = std::fs::read_dir(table.join("_sluice/delta-file/checkpoints/a-0"))
-        .unwrap()
-        .map(|e| {
-            let c: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap();
-            c["commit"]["rows"]
-                .as_u64()
-                .or(c["rows"].as_u64())
-                .unwrap_or(0)
-        })
-        .sum();
+    let sealed = sealed_rows(&table, "a-0");
     let text = std::fs::read_to_string(&job).unwrap();
     let (from, to) = (
         format!("{:?}", a.display().to_string()),
         format!("{:?}", b.display().to_string()),
     );
     std::fs::write(&job, text.replace(&from, &to)).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", jobs])
-        .env("SLUICE_FAULT", "claim_left_after:0")
-        .output()
-        .unwrap();
+    let o = run_with(jobs, "claim_left_after:0");
     let log = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{log}");
     assert!(
@@ -80,11 +71,7 @@ fn an_unfinished_commit_of_a_file_dropped_from_the_job_is_removed_by_the_next_st
     };
     std::fs::write(&job, text(&a)).unwrap();
     let jobs = job.to_str().unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", jobs])
-        .env("SLUICE_FAULT", "after_files:1")
-        .output()
-        .unwrap();
+    let o = run_with(jobs, "after_files:1");
     assert!(!o.status.success(), "the fault did not stop the run");
     let out = dir.path().join("out");
     assert!(
@@ -99,11 +86,7 @@ fn an_unfinished_commit_of_a_file_dropped_from_the_job_is_removed_by_the_next_st
     assert!(o.status.success(), "{log}");
     assert_eq!(trace_ids(&out).len(), left + 1000, "{log}");
     // Once it is older, it is taken for one left, and settled.
-    let o = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", jobs])
-        .env("SLUICE_FAULT", "claim_left_after:0")
-        .output()
-        .unwrap();
+    let o = run_with(jobs, "claim_left_after:0");
     let log = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{log}");
     let ids = trace_ids(&out);
