@@ -375,12 +375,24 @@ impl Checkpoints {
             if !name.starts_with("claim-") || skip(key) || keys.last() == Some(&key.to_string()) {
                 continue;
             }
-            let old = self.read_json::<Claim>(&path, "claim")?.is_some_and(|c| {
-                crate::commit::now_ms().saturating_sub(c.claimed_at_ms) > older_ms
-            });
-            if old {
-                keys.push(key.to_string());
+            // A claim that cannot be read is its partition's next claim's to settle, and fails
+            // nothing here.
+            let claim = match self.read_json::<Claim>(&path, "claim") {
+                Ok(Some(c)) => c,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(claim = %self.dest.display(&path), error = %e, "cannot read a claim left of a partition");
+                    continue;
+                }
+            };
+            if now_ms().saturating_sub(claim.claimed_at_ms) <= older_ms {
+                continue;
             }
+            // An aborted claim is kept a while by the settle: already settled, not again.
+            if matches!(self.outcome(key, claim.seq), Ok(Some(Outcome::Abort(_)))) {
+                continue;
+            }
+            keys.push(key.to_string());
         }
         Ok(keys)
     }

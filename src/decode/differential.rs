@@ -328,7 +328,9 @@ fn chunk(records: &[Vec<u8>], blank: bool) -> Chunk {
     let mut data = Vec::new();
     for r in records {
         data.extend_from_slice(r);
-        data.extend_from_slice(if blank { b"\r\n\x0c\n" } else { b"\n" });
+        // A blank line of JSON whitespace, and a line of a form feed (no JSON value: a dead
+        // letter for both decoders).
+        data.extend_from_slice(if blank { b"\r\n \t\r\n\x0c\n" } else { b"\n" });
     }
     Chunk {
         data,

@@ -95,4 +95,9 @@ fn an_unfinished_commit_of_a_file_dropped_from_the_job_is_removed_by_the_next_st
         ids.keys().all(|k| k[1..].parse::<usize>().unwrap() >= 2000),
         "{log}"
     );
+    // Settled once: the aborted claim the settle keeps a while is not claimed again.
+    let o = run_with(jobs, "claim_left_after:0");
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{log}");
+    assert!(!log.contains("settled the claim"), "{log}");
 }

@@ -151,28 +151,30 @@ fn watch(client: &BaseConsumer, s: &Shared) {
         {
             s.contact.heard();
         }
-        let mut found = HashMap::with_capacity(wanted.len());
+        // Partitions no longer watched go; one never fetched is unknown since it was first
+        // watched.
+        {
+            let mut highs = s.highs.lock().unwrap_or_else(|p| p.into_inner());
+            highs.retain(|key, _| wanted.contains(key));
+            for key in &wanted {
+                highs.entry(key.clone()).or_insert((None, Instant::now()));
+            }
+        }
+        // Each watermark is kept as it is fetched (partitions whose leader does not answer
+        // take the fetch's timeout each, and must not age the others' meanwhile); one that
+        // could not be fetched keeps its last value and age: a partition must not drop out of
+        // the lag (and of `task::stall`'s watch) for one slow answer.
         for (topic, partition) in &wanted {
             if *s.stopped() {
                 return;
             }
             if let Ok((_, high)) = client.fetch_watermarks(topic, *partition, FETCH_TIMEOUT) {
                 s.contact.heard();
-                found.insert((topic.clone(), *partition), (Some(high), Instant::now()));
+                s.highs
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert((topic.clone(), *partition), (Some(high), Instant::now()));
             }
         }
-        // A watermark that could not be fetched this round keeps its last value and age: a
-        // partition must not drop out of the lag (and of `task::stall`'s watch) for one slow
-        // answer. One never fetched is unknown since it was first watched.
-        let mut highs = s.highs.lock().unwrap_or_else(|p| p.into_inner());
-        for (key, known) in highs.drain() {
-            if !found.contains_key(&key) && wanted.contains(&key) {
-                found.insert(key, known);
-            }
-        }
-        for key in wanted {
-            found.entry(key).or_insert((None, Instant::now()));
-        }
-        *highs = found;
     }
 }
