@@ -651,11 +651,18 @@ fn tansu_a_roll_back_on_a_compacted_topic_is_refused_unless_asked() {
             .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("\"rollback_to\"")))
             .count()
     };
-    wait_until(
-        "4 partitions rolled back and their rows exported again",
-        180,
-        || rolled_back() >= 4 && trace_ids(&out).len() == 200,
-    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    while !(rolled_back() >= 4 && trace_ids(&out).len() == 200) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after 180 s waiting for 4 partitions rolled back and their rows exported \
+             again ({} rolled back, {} rows); the run's log:\n{}",
+            rolled_back(),
+            trace_ids(&out).len(),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     sigterm(&despite);
     let status = despite.wait_with_output().unwrap().status;
     let text = std::fs::read_to_string(&log).unwrap();
