@@ -592,7 +592,10 @@ fn tansu_a_roll_back_on_a_compacted_topic_is_refused_unless_asked() {
     broker.create_topic_with("squashed", 4, &[("cleanup.policy", "compact")]);
     produce_timed(&broker.bootstrap(), "squashed", 0, 200);
     let dir = tempfile::tempdir().unwrap();
-    let job = job_with(dir.path(), &broker.bootstrap(), "squashed", "");
+    // The refused run's member is gone at once from the group (a session of 6 s): with the
+    // default 45 s, tansu held the next run's assignment for over 6 minutes on a busy machine.
+    let options = "\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"";
+    let job = job_with(dir.path(), &broker.bootstrap(), "squashed", options);
     let out = dir.path().join("out");
     let first = spawn_run(&job, &dir.path().join("first.log"));
     wait_for(&out, 200, 90);
