@@ -221,12 +221,23 @@ pub fn assert_files_match_checkpoints(out: &Path, job: &str) {
 }
 
 /// Polls `f` until it holds; past `secs`, fails naming what it waited for.
-pub fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+pub fn wait_until(what: &str, secs: u64, f: impl FnMut() -> bool) {
+    wait_until_showing(what, secs, f, String::new);
+}
+
+/// [`wait_until`], failing with what `shown` gives then too (how far it got, a run's log).
+pub fn wait_until_showing(
+    what: &str,
+    secs: u64,
+    mut f: impl FnMut() -> bool,
+    shown: impl Fn() -> String,
+) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     while !f() {
         assert!(
             std::time::Instant::now() < deadline,
-            "timed out after {secs} s waiting for {what}"
+            "timed out after {secs} s waiting for {what}{}",
+            shown()
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }

@@ -146,16 +146,15 @@ pub(crate) fn live_at_latest(
     let origins = dir.join("out/_sluice/kafka-it/origins");
     let recorded =
         || (0..4).all(|p| files_under(&origins.join(format!("{topic}-{p}")), true).len() == 1);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
-    while !recorded() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out after 180 s waiting for the live job to record where it starts 4 \
-             partitions; its log:\n{}",
-            std::fs::read_to_string(dir.join("live.log")).unwrap_or_default()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_until_showing(
+        "the live job to record where it starts 4 partitions",
+        180,
+        recorded,
+        || {
+            let log = std::fs::read_to_string(dir.join("live.log")).unwrap_or_default();
+            format!("; its log:\n{log}")
+        },
+    );
     (job, live)
 }
 

@@ -656,18 +656,19 @@ fn tansu_a_roll_back_on_a_compacted_topic_is_refused_unless_asked() {
     };
     // A member of the refused run holds its partitions until its session times out (at
     // the broker's pace: a busy machine's tansu has taken minutes).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(360);
-    while !(rolled_back() >= 4 && trace_ids(&out).len() == 200) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out after 360 s waiting for 4 partitions rolled back and their rows exported \
-             again ({} rolled back, {} rows); the run's log:\n{}",
-            rolled_back(),
-            trace_ids(&out).len(),
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    wait_until_showing(
+        "4 partitions rolled back and their rows exported again",
+        360,
+        || rolled_back() >= 4 && trace_ids(&out).len() == 200,
+        || {
+            format!(
+                " ({} rolled back, {} rows); the run's log:\n{}",
+                rolled_back(),
+                trace_ids(&out).len(),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        },
+    );
     sigterm(&despite);
     let status = despite.wait_with_output().unwrap().status;
     let text = std::fs::read_to_string(&log).unwrap();
