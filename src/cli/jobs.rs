@@ -342,18 +342,30 @@ pub fn run_roll_back_plan(path: &Path, repo: Option<&str>, f: FromCheckpoint) ->
         );
         let mut keys = cps.keys()?;
         // A Kafka job's compacted topics, as the run asks for them (its partitions there are
-        // refused).
-        let compacted = if matches!(job.file.source, SourceSection::Kafka { .. }) {
-            match task::prepare(job, true).map(|p| p.source) {
-                Ok(Some(mut s)) => task::compacted(&mut *s, Some(f)),
-                Ok(None) => Vec::new(),
-                Err(e) => {
-                    println!("  (cannot ask the brokers whether its topics are compacted: {e})");
-                    Vec::new()
+        // refused), without joining the job's group (a live one would rebalance).
+        let compacted = match &job.file.source {
+            SourceSection::Kafka {
+                brokers,
+                topics,
+                options,
+                ..
+            } if !f.compacted => {
+                match sluice::source::kafka::compacted_topics(brokers, topics, options) {
+                    Ok((compacted, unknown)) => {
+                        if let Some(why) = unknown {
+                            println!("  (whether these topics are compacted cannot be told: {why}; a roll-back of them goes on unchecked)");
+                        }
+                        compacted
+                    }
+                    Err(e) => {
+                        println!(
+                            "  (cannot ask the brokers whether its topics are compacted: {e})"
+                        );
+                        Vec::new()
+                    }
                 }
             }
-        } else {
-            Vec::new()
+            _ => Vec::new(),
         };
         // A file job rolls back the files it reads now; others' checkpoints stay.
         if matches!(job.file.source, SourceSection::File { .. }) {

@@ -25,6 +25,7 @@ mod infer;
 mod interop;
 mod kafka;
 mod kafka_messages;
+mod kafka_proxy;
 mod kafka_unreadable;
 mod kafka_wire;
 mod lag_watch;

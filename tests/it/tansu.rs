@@ -17,6 +17,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use crate::helpers::*;
 use crate::kafka::{assert_once, job_with, produce_events, spawn_run, wait_for, wait_log};
+use crate::kafka_proxy::{Seen, JOIN_GROUP};
 
 /// One tansu broker; stopped (killed) when dropped.
 pub(crate) struct Tansu {
@@ -588,14 +589,22 @@ fn tansu_a_topic_that_begins_to_match_later_is_read_from_its_first_record() {
 /// refuses nothing (the dry run says what a start would do).
 #[test]
 fn tansu_a_roll_back_on_a_compacted_topic_is_refused_unless_asked() {
-    let Some(broker) = Tansu::start() else { return };
+    // Behind a proxy counting requests: the dry runs must not join the job's group.
+    let seen = Arc::new(Seen::default());
+    let mut proxy_port = 0;
+    let Some(broker) = Tansu::start_behind(|upstream| {
+        proxy_port = crate::kafka_proxy::start(upstream, seen.clone());
+        Some(proxy_port)
+    }) else {
+        return;
+    };
+    let bootstrap = format!("127.0.0.1:{proxy_port}");
     broker.create_topic_with("squashed", 4, &[("cleanup.policy", "compact")]);
-    produce_timed(&broker.bootstrap(), "squashed", 0, 200);
+    produce_timed(&bootstrap, "squashed", 0, 200);
     let dir = tempfile::tempdir().unwrap();
-    // The refused run's member is gone at once from the group (a session of 6 s): with the
-    // default 45 s, tansu held the next run's assignment for over 6 minutes on a busy machine.
+    // The members of the runs that end are gone at once from the group (a session of 6 s).
     let options = "\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"";
-    let job = job_with(dir.path(), &broker.bootstrap(), "squashed", options);
+    let job = job_with(dir.path(), &bootstrap, "squashed", options);
     let out = dir.path().join("out");
     let first = spawn_run(&job, &dir.path().join("first.log"));
     wait_for(&out, 200, 90);
@@ -618,7 +627,10 @@ fn tansu_a_roll_back_on_a_compacted_topic_is_refused_unless_asked() {
         "{log}"
     );
     assert_eq!(files(&out), before, "nothing deleted");
-    // The dry run says so too; with the flag it lists what the roll-back deletes.
+    // The dry run says so too; with the flag it lists what the roll-back deletes. Neither
+    // joins the job's group: a member that joins and leaves makes a live group rebalance (and
+    // left tansu's group without a leader for good, so the next run never got a partition).
+    let joins = seen.count(JOIN_GROUP);
     let plan = sluice(&["run", job_s, "--from-checkpoint", "1", "--dry-run"]);
     let text = String::from_utf8_lossy(&plan.stdout);
     assert!(!plan.status.success(), "{text}");
@@ -639,6 +651,11 @@ fn tansu_a_roll_back_on_a_compacted_topic_is_refused_unless_asked() {
         "{plan}"
     );
     assert_eq!(files(&out), before, "nothing deleted");
+    assert_eq!(
+        seen.count(JOIN_GROUP),
+        joins,
+        "the dry runs joined the group"
+    );
     // Asked for: rolled back (a roll-back record), replayed, each row once.
     let log = dir.path().join("despite.log");
     let despite = spawn_run_with(
@@ -647,18 +664,16 @@ fn tansu_a_roll_back_on_a_compacted_topic_is_refused_unless_asked() {
         &["--from-checkpoint", "1", "--despite-compaction"],
     );
     // Each of the 4 partitions rolled back (a roll-back record each) and its rows exported
-    // again. (A member of the refused run may hold partitions until its session times out.)
+    // again.
     let rolled_back = || {
         files_under(&out.join("_sluice"), false)
             .iter()
             .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("\"rollback_to\"")))
             .count()
     };
-    // A member of the refused run holds its partitions until its session times out (at
-    // the broker's pace: a busy machine's tansu has taken minutes).
     wait_until_showing(
         "4 partitions rolled back and their rows exported again",
-        360,
+        180,
         || rolled_back() >= 4 && trace_ids(&out).len() == 200,
         || {
             format!(

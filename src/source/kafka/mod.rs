@@ -50,6 +50,7 @@ mod unreadable;
 
 use group::{lock, set_paused, GroupContext, Index, Shared};
 use part::Part;
+pub use policy::compacted_topics;
 pub use range::{plan, Position, Range, Span};
 use topics::{patterns, topics_now};
 

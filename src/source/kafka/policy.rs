@@ -7,6 +7,11 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::BaseConsumer;
+
+use super::topics::{patterns, topics_now};
+use super::{err_at, SourceError};
+use crate::config::PassThrough;
 
 /// The longest wait for the topics' settings.
 const WAIT: Duration = Duration::from_secs(10);
@@ -22,12 +27,43 @@ pub(super) fn admin_config(cfg: &ClientConfig) -> ClientConfig {
     own
 }
 
+/// Topics whose cleanup policy compacts, with the policy; and why the others' policies are
+/// not known, where some are not.
+pub type Compacted = (Vec<(String, String)>, Option<String>);
+
+/// Which of a job's `topics` (names and `^` patterns, as its source reads them from `brokers`
+/// with `options`) are compacted, and why some policies are not known (see [`compacted`]),
+/// asked without joining the job's group: the source itself subscribes as it opens, and a
+/// member joining and leaving a live group makes every member give up its partitions (on
+/// some brokers the group was left without a leader for good). For `run --from-checkpoint
+/// --dry-run`, which must change nothing.
+pub fn compacted_topics(
+    brokers: &str,
+    topics: &[String],
+    options: &PassThrough,
+) -> Result<Compacted, SourceError> {
+    let name = format!("kafka {} ({brokers})", topics.join(","));
+    let patterns = patterns(&name, topics)?;
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", brokers);
+    for (k, v) in options.iter() {
+        cfg.set(k, v);
+    }
+    // No `group.id`: this consumer only reads the topics' metadata, and cannot join a group.
+    cfg.remove("group.id");
+    let consumer: BaseConsumer = cfg
+        .create()
+        .map_err(|e| err_at(&name, format!("cannot create the consumer: {e}")))?;
+    let matched: Vec<String> = topics_now(&consumer, &name, topics, &patterns)?
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
+    Ok(compacted(&admin_config(&cfg), &matched))
+}
+
 /// Those of `topics` whose cleanup policy compacts, with the policy; and why the others'
 /// policies are not known, where some are not (no answer, or an error for a topic).
-pub(super) fn compacted(
-    cfg: &ClientConfig,
-    topics: &[String],
-) -> (Vec<(String, String)>, Option<String>) {
+pub(super) fn compacted(cfg: &ClientConfig, topics: &[String]) -> Compacted {
     if topics.is_empty() {
         return (Vec::new(), None);
     }
