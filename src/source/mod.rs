@@ -100,6 +100,12 @@ pub trait Source: Send {
         false
     }
     fn set_membership(&mut self, _membership: Box<dyn Membership>) {}
+    /// Joins the group, once the start's checks have passed (after `set_membership`): a
+    /// member that joined and then left, its start refused, made every live member give up
+    /// its partitions for nothing. Nothing for a source without a group.
+    fn join(&mut self) -> Result<(), SourceError> {
+        Ok(())
+    }
     /// A group member leaves its group and joins it again, so that the group assigns afresh
     /// (every partition is revoked through the membership first). False when the source has
     /// no group.

@@ -345,6 +345,9 @@ fn run_inner(
     file_identity::check_all(job, &dest, &checkpoints, &parts, keeps_spill)?;
     crate::fault::hold_while("hold_before_claims");
     crate::fault::panic_at_start();
+    // Every check passed: a group member joins its group now (refused before, it would have
+    // made the live members rebalance for nothing).
+    source.join()?;
     let claimed = membership::claim_static(
         &mut *source,
         &checkpoints,

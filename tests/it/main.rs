@@ -39,6 +39,7 @@ mod push;
 mod push_failure;
 mod push_pieces;
 mod rebalance;
+mod refused_starts;
 mod reloads;
 mod repos;
 mod retention;

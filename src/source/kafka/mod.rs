@@ -120,6 +120,8 @@ pub struct KafkaSource {
     /// Since when a group member is joining its group again (`rejoin`): it subscribes once
     /// every partition is revoked.
     rejoining: Option<Instant>,
+    /// A group member has subscribed (see `join`).
+    joined: bool,
     paused: bool,
     /// Static mode: (re)assign every unfinished partition before the next poll.
     reassign: bool,
@@ -219,6 +221,7 @@ impl KafkaSource {
             matched: Vec::new(),
             admin: policy::admin_config(&cfg),
             rejoining: None,
+            joined: false,
             paused: false,
             reassign: false,
             last_committed: HashMap::new(),
@@ -243,9 +246,9 @@ impl KafkaSource {
         // The topics must exist (a typo should not make a job wait forever).
         let topics = topics_now(&src.consumer, &src.name, &s.topics, &patterns)?;
         src.matched = topics.iter().map(|(t, _)| t.clone()).collect();
-        match &s.range {
-            None => src.subscribe()?,
-            Some(range) => src.plan_range(&topics, range)?,
+        // A group member subscribes in `join`, once the start's checks have passed.
+        if let Some(range) = &s.range {
+            src.plan_range(&topics, range)?;
         }
         Ok(src)
     }
@@ -312,6 +315,14 @@ impl Source for KafkaSource {
 
     fn set_membership(&mut self, membership: Box<dyn Membership>) {
         lock(&self.shared).membership = Some(membership);
+    }
+
+    fn join(&mut self) -> Result<(), SourceError> {
+        if self.group && !self.joined {
+            self.subscribe()?;
+            self.joined = true;
+        }
+        Ok(())
     }
 
     fn rejoin(&mut self) -> Result<bool, SourceError> {
