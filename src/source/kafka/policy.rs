@@ -33,10 +33,10 @@ pub type Compacted = (Vec<(String, String)>, Option<String>);
 
 /// Which of a job's `topics` (names and `^` patterns, as its source reads them from `brokers`
 /// with `options`) are compacted, and why some policies are not known (see [`compacted`]),
-/// asked without joining the job's group: the source itself subscribes as it opens, and a
-/// member joining and leaving a live group makes every member give up its partitions (on
-/// some brokers the group was left without a leader for good). For `run --from-checkpoint
-/// --dry-run`, which must change nothing.
+/// asked without the job's source and without joining its group: a member joining and
+/// leaving a live group makes every member give up its partitions (on some brokers the group
+/// was left without a leader for good). For `run --from-checkpoint --dry-run`, which must
+/// change nothing.
 pub fn compacted_topics(
     brokers: &str,
     topics: &[String],
