@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::helpers::serve_each;
+use crate::tansu::Tansu;
 
 /// Kafka's API key of ListOffsets (watermark requests).
 pub(crate) const LIST_OFFSETS: i16 = 2;
@@ -49,6 +50,18 @@ pub(crate) fn start(upstream: String, seen: Arc<Seen>) -> u16 {
     let port = proxy.local_addr().unwrap().port();
     serve_each(proxy, move |client| relay(client, &upstream, &seen));
     port
+}
+
+/// A tansu broker behind a proxy (see the top of this file); what the proxy sees; and the
+/// proxy's address for clients to bootstrap from. None without tansu.
+pub(crate) fn tansu_behind() -> Option<(Tansu, Arc<Seen>, String)> {
+    let seen = Arc::new(Seen::default());
+    let mut port = 0;
+    let broker = Tansu::start_behind(|upstream| {
+        port = start(upstream, seen.clone());
+        Some(port)
+    })?;
+    Some((broker, seen, format!("127.0.0.1:{port}")))
 }
 
 /// Forwards one client connection to `upstream`, request by request (4-byte size, then the

@@ -6,24 +6,16 @@
 //! polling for longer than `max.poll.interval.ms` and the group threw it out.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use crate::helpers::*;
 use crate::kafka::{assert_once, job_with, produce_events, spawn_run, wait_for};
-use crate::kafka_proxy::{Seen, LIST_OFFSETS};
-use crate::tansu::Tansu;
+use crate::kafka_proxy::LIST_OFFSETS;
 
 #[test]
 fn tansu_watermark_requests_that_never_return_do_not_stop_the_member_polling() {
-    let seen = Arc::new(Seen::default());
-    let mut proxy_port = 0;
-    let Some(broker) = Tansu::start_behind(|upstream| {
-        proxy_port = crate::kafka_proxy::start(upstream, seen.clone());
-        Some(proxy_port)
-    }) else {
+    let Some((broker, seen, bootstrap)) = crate::kafka_proxy::tansu_behind() else {
         return;
     };
-    let bootstrap = format!("127.0.0.1:{proxy_port}");
     let topic = "lagging";
     let partitions = 8;
     broker.create_topic(topic, partitions);

@@ -4,24 +4,15 @@
 //! restart of the refused process. A Kafka-protocol proxy in front of tansu counts the
 //! JoinGroup requests.
 
-use std::sync::Arc;
-
 use crate::helpers::*;
 use crate::kafka::{job_full, produce_events, spawn_run, wait_for};
-use crate::kafka_proxy::{Seen, JOIN_GROUP};
-use crate::tansu::Tansu;
+use crate::kafka_proxy::JOIN_GROUP;
 
 #[test]
 fn tansu_a_start_its_checks_refuse_does_not_join_the_group() {
-    let seen = Arc::new(Seen::default());
-    let mut proxy_port = 0;
-    let Some(broker) = Tansu::start_behind(|upstream| {
-        proxy_port = crate::kafka_proxy::start(upstream, seen.clone());
-        Some(proxy_port)
-    }) else {
+    let Some((broker, seen, bootstrap)) = crate::kafka_proxy::tansu_behind() else {
         return;
     };
-    let bootstrap = format!("127.0.0.1:{proxy_port}");
     broker.create_topic("checked", 2);
     produce_events(&bootstrap, "checked", 0, 20, 2, None);
     let dir = tempfile::tempdir().unwrap();

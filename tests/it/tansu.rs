@@ -17,7 +17,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use crate::helpers::*;
 use crate::kafka::{assert_once, job_with, produce_events, spawn_run, wait_for, wait_log};
-use crate::kafka_proxy::{Seen, JOIN_GROUP};
+use crate::kafka_proxy::JOIN_GROUP;
 
 /// One tansu broker; stopped (killed) when dropped.
 pub(crate) struct Tansu {
@@ -590,15 +590,9 @@ fn tansu_a_topic_that_begins_to_match_later_is_read_from_its_first_record() {
 #[test]
 fn tansu_a_roll_back_on_a_compacted_topic_is_refused_unless_asked() {
     // Behind a proxy counting requests: the dry runs must not join the job's group.
-    let seen = Arc::new(Seen::default());
-    let mut proxy_port = 0;
-    let Some(broker) = Tansu::start_behind(|upstream| {
-        proxy_port = crate::kafka_proxy::start(upstream, seen.clone());
-        Some(proxy_port)
-    }) else {
+    let Some((broker, seen, bootstrap)) = crate::kafka_proxy::tansu_behind() else {
         return;
     };
-    let bootstrap = format!("127.0.0.1:{proxy_port}");
     broker.create_topic_with("squashed", 4, &[("cleanup.policy", "compact")]);
     produce_timed(&bootstrap, "squashed", 0, 200);
     let dir = tempfile::tempdir().unwrap();
