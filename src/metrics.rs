@@ -84,6 +84,7 @@ pub struct MetricSet {
     task_state: Family<StateLabels, Gauge>,
     task_paused: Family<RepoLabels, Gauge>,
     partitions_without_leader: Family<RepoLabels, Gauge>,
+    partitions_refused: Family<RepoLabels, Gauge>,
     partitions_lag_unknown: Family<RepoLabels, Gauge>,
     lag: Family<PartLabels, Gauge>,
     position: Family<PartLabels, Gauge>,
@@ -421,6 +422,14 @@ impl Metrics {
             .set(n as i64);
     }
 
+    /// Partitions handed to the task whose start it refused, not read.
+    pub fn refused(&self, n: usize) {
+        self.set
+            .partitions_refused
+            .get_or_create(&self.repo())
+            .set(n as i64);
+    }
+
     /// Partitions read whose high watermark has not been fetched for a minute.
     pub fn lag_unknown(&self, n: usize) {
         self.set
@@ -569,6 +578,7 @@ impl Metrics {
         self.set.source_silent.remove(&repo);
         self.set.task_paused.remove(&repo);
         self.set.partitions_without_leader.remove(&repo);
+        self.set.partitions_refused.remove(&repo);
         self.set.partitions_lag_unknown.remove(&repo);
         self.set.channel_bytes.remove(&repo);
         self.set.channel_batches.remove(&repo);

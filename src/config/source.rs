@@ -73,9 +73,12 @@ pub enum SourceSection {
         options: super::PassThrough,
         /// A checkpoint (or, for a partition without one, the consumer group's offset, or a
         /// backfill's explicit offset) outside the offsets the broker holds (retention ran,
-        /// the topic was re-created): `fail` (default) stops with the range; `skip` goes on
-        /// from the log's start past retention, logging and counting the range (a re-created
-        /// log always stops).
+        /// the topic was re-created): `fail` (default) refuses the partition, naming the
+        /// range (`run` refuses it when the group hands it over, reads the member's other
+        /// partitions, and counts it in `sluice_partitions_refused`; a gap met while reading
+        /// stops the run; a backfill stops);
+        /// `skip` goes on from the log's start past retention, logging and counting the range
+        /// (a re-created log is always refused).
         #[serde(default = "default_on_gap")]
         on_gap: String,
         /// A message without a value (a tombstone: how a compacted topic deletes a key, and

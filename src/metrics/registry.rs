@@ -28,6 +28,7 @@ impl Default for MetricSet {
             task_state: Family::default(),
             task_paused: Family::default(),
             partitions_without_leader: Family::default(),
+            partitions_refused: Family::default(),
             partitions_lag_unknown: Family::default(),
             lag: Family::default(),
             position: Family::default(),
@@ -124,8 +125,13 @@ impl Default for MetricSet {
         );
         m.registry.register(
             "partitions_without_leader",
-            "Kafka partitions handed to the task and not taken yet: their leader does not answer",
+            "Kafka partitions handed to the task and not taken yet: their leader (or the group's offset) does not answer",
             m.partitions_without_leader.clone(),
+        );
+        m.registry.register(
+            "partitions_refused",
+            "Kafka partitions handed to the task whose start it refused (a gap under on_gap = fail, a re-created log): not read until handed over again or the job reloads",
+            m.partitions_refused.clone(),
         );
         m.registry.register(
             "partitions_lag_unknown",

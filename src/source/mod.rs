@@ -84,6 +84,9 @@ pub trait Membership: Send {
     /// Partitions being taken away: what is held for them is committed (or aborted, past the
     /// deadline) before this returns. Returns each one's committed next offset.
     fn revoked(&mut self, parts: &[u32]) -> Vec<(u32, u64)>;
+    /// Partitions just assigned and claimed whose start the source refused: let go at once,
+    /// nothing of them having been read (no flush or commit to wait for).
+    fn released(&mut self, parts: &[u32]);
     /// When the job first took partitions that start at the log's end, in ms since the
     /// epoch (recorded in the destination by the first call ever); `None` from that first
     /// call, whose partitions start at the end.
@@ -192,6 +195,11 @@ pub trait Source: Send {
     /// Partitions handed to this source that it has not taken, their leader not answering
     /// (a Kafka group member's; see `kafka::leaderless`).
     fn without_leader(&self) -> usize {
+        0
+    }
+    /// Partitions handed to this source whose start it refused (a Kafka group member's; see
+    /// `kafka::refused`): not read until handed over again.
+    fn refused(&self) -> usize {
         0
     }
     /// Partitions read whose lag is not known now: their high watermark not fetched for a

@@ -118,6 +118,7 @@ pub(super) fn source_loop(
                 last_lag = Instant::now();
                 metrics.paused(control.paused.load(Ordering::Acquire));
                 metrics.without_leader(source.without_leader());
+                metrics.refused(source.refused());
                 metrics.lag_unknown(source.lag_unknown());
                 let lags = source.lag();
                 for (key, lag, next) in &lags {

@@ -566,6 +566,14 @@ impl Membership for TaskMembership {
         // group's offset would step back.
         ctl.partitions.committed_offsets(&owned)
     }
+    fn released(&mut self, ids: &[u32]) {
+        let ctl = &self.control;
+        for (p, epoch, key, _) in ctl.partitions.revoke(ids) {
+            self.channel.purge(p, epoch);
+            self.metrics.forget(&key);
+        }
+        self.metrics.keep_only(&ctl.partitions.owned_keys());
+    }
     fn first_started(&mut self) -> Result<Option<i64>, SourceError> {
         if let Some(at) = self.first_start {
             return Ok(Some(at));

@@ -1,16 +1,18 @@
 //! A Kafka checkpoint past what the broker holds: the partition was re-created (here: a new
-//! broker with a shorter log under the same topic). The run stops naming the range, with
-//! `source.on_gap = "skip"` too (reading the new log's offsets again would give its files the
-//! names of committed ones). Before, `auto.offset.reset` moved on without a word. (A checkpoint
+//! broker with a shorter log under the same topic). The member refuses the partition, naming
+//! the range, with `source.on_gap = "skip"` too (reading the new log's offsets again would
+//! give its files the names of committed ones), and runs on. Before, `auto.offset.reset` moved on without a word. (A checkpoint
 //! below the low watermark, which `skip` goes past, needs retention: `tansu.rs` tests it, and
 //! the last test here a live member overtaken, with the mock broker's 5 MiB per partition.)
 //! And the discontinuity a rewind could make: messages taken while its seek was pending.
 
 use crate::helpers::*;
-use crate::kafka::{produce_events, spawn_run, spawn_with, wait_for, wait_log};
+use crate::kafka::{
+    produce_events, refused_then_stopped, spawn_run, spawn_with, wait_for, wait_log,
+};
 
 #[test]
-fn a_checkpoint_past_the_end_of_the_log_stops_the_run_even_with_skip() {
+fn a_checkpoint_past_the_end_of_the_log_is_refused_even_with_skip() {
     let topic = "regap";
     let first = rdkafka::mocking::MockCluster::new(1).unwrap();
     first.create_topic(topic, 1, 1).unwrap();
@@ -36,7 +38,7 @@ fn a_checkpoint_past_the_end_of_the_log_stops_the_run_even_with_skip() {
         .unwrap()
         .replace(&first.bootstrap_servers(), &second.bootstrap_servers());
     std::fs::write(&job, &text).unwrap();
-    stops_whatever_on_gap_says(
+    refused_whatever_on_gap_says(
         dir.path(),
         &job,
         &text,
@@ -45,9 +47,10 @@ fn a_checkpoint_past_the_end_of_the_log_stops_the_run_even_with_skip() {
     );
 }
 
-/// Runs `job` as `text` has it with `on_gap = "fail"`, then `"skip"`: each run stops within
-/// 60 s, failing, its log holding each of `expect`, the output still `rows` records.
-fn stops_whatever_on_gap_says(
+/// Runs `job` as `text` has it with `on_gap = "fail"`, then `"skip"`: each run refuses the
+/// partition, its log holding each of `expect`, and runs on until stopped; the output is
+/// still `rows` records.
+fn refused_whatever_on_gap_says(
     dir: &std::path::Path,
     job: &std::path::Path,
     text: &str,
@@ -62,12 +65,8 @@ fn stops_whatever_on_gap_says(
     for (attempt, job_text) in [("fail", text), ("skip", &skip[..])] {
         std::fs::write(job, job_text).unwrap();
         let log = dir.join(format!("{attempt}.log"));
-        let mut run = spawn_run(job, &log);
-        let what = format!("on_gap = {attempt}: the run to stop at a re-created topic");
-        let status = wait_exit(run.child(), &what, 60);
-        let err = std::fs::read_to_string(&log).unwrap();
-        assert!(!status.success(), "{err}");
-        assert!(expect.iter().all(|e| err.contains(e)), "{expect:?}:\n{err}");
+        let run = spawn_run(job, &log);
+        refused_then_stopped(run, &log, expect, 60);
         assert_eq!(trace_ids(&out).len(), rows, "nothing written");
     }
 }
@@ -285,10 +284,10 @@ fn a_member_overtaken_by_retention_skips_to_the_log_start_and_reads_on() {
 /// A topic re-created (here: on another broker) whose new log has grown past the checkpoint:
 /// the checkpoint's offset lies inside the new log, so its watermarks say nothing, and every
 /// record of it below that offset was skipped without a word. The message the checkpoint ends
-/// with is read again and compared: the run stops, naming the partition, whatever `on_gap`
-/// says. On the same log the comparison finds the same message and the run goes on.
+/// with is read again and compared: the member refuses the partition, naming it, whatever
+/// `on_gap` says. On the same log the comparison finds the same message and the run goes on.
 #[test]
-fn a_re_created_topic_grown_past_the_checkpoint_stops_the_run() {
+fn a_re_created_topic_grown_past_the_checkpoint_is_refused() {
     let topic = "regrown";
     let first = rdkafka::mocking::MockCluster::new(1).unwrap();
     first.create_topic(topic, 1, 1).unwrap();
@@ -330,7 +329,7 @@ fn a_re_created_topic_grown_past_the_checkpoint_stops_the_run() {
     let text = std::fs::read_to_string(&job)
         .unwrap()
         .replace(&first.bootstrap_servers(), &second.bootstrap_servers());
-    stops_whatever_on_gap_says(
+    refused_whatever_on_gap_says(
         dir.path(),
         &job,
         &text,

@@ -363,6 +363,34 @@ pub(crate) fn wait_for(out: &Path, n: usize, secs: u64) {
     }
 }
 
+/// Waits until the log of `run` (`log`) says a partition was refused and holds each of
+/// `expect`, with the run still running (a refused partition stops alone), then stops it:
+/// it ends well. Returns the log.
+pub(crate) fn refused_then_stopped(
+    mut run: KillOnDrop,
+    log: &Path,
+    expect: &[&str],
+    secs: u64,
+) -> String {
+    let read = || std::fs::read_to_string(log).unwrap_or_default();
+    wait_until_showing(
+        "a partition refused, its log naming why",
+        secs,
+        || {
+            let text = read();
+            text.contains("partition refused") && expect.iter().all(|e| text.contains(e))
+        },
+        || format!(" ({expect:?}):\n{}", read()),
+    );
+    assert!(
+        run.child().try_wait().unwrap().is_none(),
+        "the run ended:\n{}",
+        read()
+    );
+    assert!(run.stop("the run to stop", 60).success(), "{}", read());
+    read()
+}
+
 /// Waits until `log` contains `what` `times` times; returns the log.
 pub(crate) fn wait_log(log: &Path, what: &str, times: usize, secs: u64) -> String {
     let deadline = Instant::now() + Duration::from_secs(secs);

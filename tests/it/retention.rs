@@ -1,13 +1,15 @@
 //! Retention on a real broker (tansu; `Tansu::retain_from` deletes a partition's oldest
 //! records while the broker is stopped, as retention would): records deleted before they were
-//! exported stop a live run or a resumed backfill, naming the range, or are skipped and
-//! counted with `on_gap = "skip"`; a roll-back to a checkpoint the broker no longer holds is
+//! exported stop a live run's partition (refused at its assignment, the others read) or a
+//! resumed backfill, naming the range, or are skipped and counted with `on_gap = "skip"`; a roll-back to a checkpoint the broker no longer holds is
 //! refused before anything is deleted.
 
 use std::path::{Path, PathBuf};
 
 use crate::helpers::*;
-use crate::kafka::{assert_once, job_with, produce_events, spawn_run, wait_for};
+use crate::kafka::{
+    assert_once, job_with, produce_events, refused_then_stopped, spawn_run, wait_for,
+};
 use crate::tansu::{ids, Tansu};
 
 /// A topic of `n` events over `partitions`, exported whole by a live run of the test job
@@ -68,7 +70,7 @@ fn tansu_a_roll_back_past_retention_is_refused_before_anything_is_deleted() {
 }
 
 /// Retention deleted records the job had not exported yet (while it was down): the next run
-/// stops, naming the partition and the lost range (`on_gap = "fail"`, the default); with
+/// refuses the partition, naming it and the lost range (`on_gap = "fail"`, the default); with
 /// `on_gap = "skip"` it goes on from the low watermark, logs the range and counts it in
 /// `sluice_offsets_skipped_total`, and nothing else is lost or repeated. Before, librdkafka's
 /// `auto.offset.reset` moved on past the gap without a word.
@@ -84,14 +86,14 @@ fn tansu_records_retention_deleted_before_export_stop_the_run_or_are_skipped_and
     broker.retain_from("aged", 0, 800);
 
     let log = dir.path().join("fail.log");
-    let mut refused = spawn_run(&job, &log);
-    let status = wait_exit(&mut refused, "the run to stop at the gap", 60);
-    let err = std::fs::read_to_string(&log).unwrap();
-    assert!(!status.success(), "{err}");
-    assert!(
-        err.contains("resumes at offset 500")
-            && err.contains("records 500..800 were deleted by the broker (retention)"),
-        "{err}"
+    refused_then_stopped(
+        spawn_run(&job, &log),
+        &log,
+        &[
+            "resumes at offset 500",
+            "records 500..800 were deleted by the broker (retention)",
+        ],
+        60,
     );
     assert_eq!(ids(&out), (0..500).collect::<Vec<_>>(), "nothing written");
 
@@ -125,7 +127,7 @@ fn tansu_records_retention_deleted_before_export_stop_the_run_or_are_skipped_and
 /// offset. Here the job writes into a new folder (as the gap error advises) after retention
 /// deleted records it had not exported: the group's offset (500) was clamped into the log
 /// and records 500..800 were skipped without a word. Now it is a gap like a checkpoint's: the
-/// run stops, naming the range and the group's offset, and writes nothing. So does a
+/// partition is refused, naming the range and the group's offset, and nothing is written. So does a
 /// backfill asked to start at a deleted offset.
 #[test]
 fn tansu_offsets_below_the_log_start_from_the_group_or_asked_are_gaps_not_silent_skips() {
@@ -142,14 +144,14 @@ fn tansu_offsets_below_the_log_start_from_the_group_or_asked_are_gaps_not_silent
         .replace("state_dir = \"state\"", "state_dir = \"fresh-state\"");
     std::fs::write(&job, text).unwrap();
     let log = dir.path().join("fresh.log");
-    let mut refused = spawn_run(&job, &log);
-    let status = wait_exit(&mut refused, "the run to stop at the group's gap", 60);
-    let err = std::fs::read_to_string(&log).unwrap();
-    assert!(!status.success(), "{err}");
-    assert!(
-        err.contains("the consumer group's committed offset, 500, where it starts")
-            && err.contains("records 500..800 were deleted by the broker (retention)"),
-        "{err}"
+    refused_then_stopped(
+        spawn_run(&job, &log),
+        &log,
+        &[
+            "the consumer group's committed offset, 500, where it starts",
+            "records 500..800 were deleted by the broker (retention)",
+        ],
+        60,
     );
     assert!(ids(&dir.path().join("fresh")).is_empty(), "nothing written");
     // With `on_gap = "skip"` it starts at the log's start, and says what it skipped.
@@ -304,8 +306,8 @@ fn rewind_past_retention(
     Some((broker, job, out, run, log, first))
 }
 
-/// `rewind_past_retention` with `on_gap = "fail"`: the run stops naming the range, and so does
-/// the next start. Before, the partition went on from the low watermark without a word (the
+/// `rewind_past_retention` with `on_gap = "fail"`: the run stops naming the range, and the next
+/// start refuses the partition at its assignment. Before, the partition went on from the low watermark without a word (the
 /// assignment was checked, a rewind was not; tansu answers a fetch below its log with the
 /// records that follow).
 #[test]
@@ -323,9 +325,10 @@ fn tansu_a_rewind_to_an_offset_retention_deleted_stops_the_run() {
     assert!(text.contains(&gap), "{text}");
     assert_eq!(ids(&out).len(), first, "nothing past the gap written");
 
-    let again = sluice_within(&["run", job.to_str().unwrap()], 60);
-    assert!(!again.0.success());
-    assert!(again.1.contains(&gap), "{}", again.1);
+    // The next start refuses the partition at its assignment.
+    let log = dir.path().join("again.log");
+    refused_then_stopped(spawn_run(&job, &log), &log, &[&gap], 60);
+    assert_eq!(ids(&out).len(), first, "nothing past the gap written");
 }
 
 /// `rewind_past_retention` with `on_gap = "skip"`: the run goes on from offset 800, logs and
@@ -360,4 +363,83 @@ fn tansu_a_rewind_to_an_offset_retention_deleted_is_skipped_and_counted_once() {
     );
     let want: Vec<usize> = (0..first).chain(800..1000).collect();
     assert_eq!(ids(&out), want);
+}
+
+/// Two partitions, retention having overtaken the checkpoint of one (`on_gap = "fail"`): the
+/// member refuses that one, naming the range, counts it in `sluice_partitions_refused`, and
+/// exports the other's new records; a reload (SIGHUP) with `on_gap = "skip"` then takes it
+/// from the log's start. Before, the refusal failed the member's whole assignment and its
+/// task (the process exited): the group handed the partition to the next member, which failed
+/// the same way, so no partition of the topic was read anywhere.
+#[test]
+fn tansu_a_partition_refused_at_its_assignment_stops_alone() {
+    let Some(mut broker) = Tansu::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let topic = "isolated";
+    // Ids 0..1000, even ones on partition 0 and odd on 1: each checkpointed at offset 500.
+    let (job, out) = exported(&broker, dir.path(), topic, 2, 1000);
+    produce_events(&broker.bootstrap(), topic, 1000, 1000, 2, None);
+    // Partition 0's offsets 500..800 (ids 1000, 1002, ..., 1598) are gone.
+    broker.retain_from(topic, 0, 800);
+    let text = std::fs::read_to_string(&job).unwrap() + "[admin]\nlisten = \"127.0.0.1:0\"\n";
+    std::fs::write(&job, &text).unwrap();
+    let log = dir.path().join("refusing.log");
+    let run = spawn_run(&job, &log);
+    let addr = crate::admin::admin_addr(&log);
+    let refused = || {
+        let (code, body) = crate::admin::http(&addr, "GET", "/metrics", None);
+        assert_eq!(code, 200, "{body}");
+        body.lines()
+            .find(|l| l.starts_with("sluice_partitions_refused{"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<i64>().ok())
+    };
+    let odd: Vec<usize> = (1001..2000).step_by(2).collect();
+    let want: Vec<usize> = (0..1000).chain(odd.iter().copied()).collect();
+    wait_until_showing(
+        "partition 1's new records exported beside refused partition 0",
+        120,
+        || ids(&out) == want,
+        || format!(": {} records of {}", ids(&out).len(), want.len()),
+    );
+    wait_until("partition 0 counted as refused", 30, || {
+        refused() == Some(1)
+    });
+    let seen = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        seen.contains("partition refused")
+            && seen.contains("records 500..800 were deleted by the broker (retention)"),
+        "{seen}"
+    );
+    // The operator's remedy, applied by a reload: partition 0 goes on from offset 800.
+    let skipping = text.replace(
+        "chunk_bytes = \"16KiB\"",
+        "chunk_bytes = \"16KiB\"\non_gap = \"skip\"",
+    );
+    std::fs::write(&job, skipping).unwrap();
+    assert!(std::process::Command::new("kill")
+        .args(["-HUP", &run.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let even: Vec<usize> = (1600..2000).step_by(2).collect();
+    let mut want: Vec<usize> = want.into_iter().chain(even).collect();
+    want.sort_unstable();
+    wait_until_showing(
+        "partition 0 read from offset 800 after the reload",
+        120,
+        || ids(&out) == want,
+        || format!(": {} records of {}", ids(&out).len(), want.len()),
+    );
+    wait_until("no partition counted as refused", 30, || {
+        refused() == Some(0)
+    });
+    let seen = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        seen.contains("skipped (on_gap = skip), reading from 800"),
+        "{seen}"
+    );
+    assert!(run.stop("the run to stop", 60).success(), "{seen}");
+    assert_once(&out, 1500 + 200);
 }

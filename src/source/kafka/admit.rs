@@ -1,7 +1,9 @@
 //! Taking partitions the group handed to this member: where each starts is judged from the
 //! group's offset or `auto_offset_reset`, the task's checkpoints and claims, and the broker's
-//! log (a gap is failed or skipped as `on_gap` says), before they are assigned; in the
-//! rebalance callback, or later for one whose leader did not answer then (`leaderless`).
+//! log (a gap is refused or skipped as `on_gap` says; a checkpoint's last message compared),
+//! before they are assigned; in the rebalance callback, or later for one whose leader did not
+//! answer then (`leaderless`). A partition refused is not taken, and the others are
+//! (`refused`).
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -11,14 +13,15 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::err_at;
 use super::group::{Event, GroupContext, Shared};
-use super::leaderless::{Marks, Tp};
+use super::leaderless::Marks;
 use crate::source::{Assigned, Resumed, SourceError};
 
 /// Takes partitions `marks` (with their watermarks), handed to this member by the group, whose
 /// group offsets are `committed`: where each starts is judged (the group's offset, else
 /// `auto_offset_reset`; then the task's checkpoints and claims, `Membership::assigned`; then
-/// the gaps, `on_gap`), their messages forwarded, and the assignment reported to the source
-/// (`Event::Assigned`). Returns them at the offsets reading starts at, to be assigned.
+/// the gaps, `on_gap`; then each checkpoint's last message), their messages forwarded, and
+/// the assignment reported to the source (`Event::Assigned`). Returns those taken at the
+/// offsets reading starts at, to be assigned; those refused are held (`refused`).
 pub(super) fn admit(
     consumer: &BaseConsumer<GroupContext>,
     shared: &mut Shared,
@@ -27,7 +30,6 @@ pub(super) fn admit(
     began: Instant,
 ) -> Result<TopicPartitionList, SourceError> {
     let name = shared.name.clone();
-    let mut tpl = TopicPartitionList::new();
     let mut parts: Vec<Assigned> = Vec::with_capacity(marks.len());
     let mut held = HashMap::with_capacity(marks.len());
     for ((topic, p), (low, high)) in marks {
@@ -79,7 +81,9 @@ pub(super) fn admit(
             })
             .collect(),
     };
-    let mut event = Vec::with_capacity(starts.len());
+    // (id, the position before its first record, the offset reading starts at).
+    let mut taken: Vec<(u32, i64, i64)> = Vec::with_capacity(starts.len());
+    let mut refused: Vec<(u32, String)> = Vec::new();
     let mut marked = Vec::new();
     for s in starts {
         let Resumed {
@@ -93,40 +97,80 @@ pub(super) fn admit(
         // Where this job has no checkpoint of the partition, it starts at the group's
         // offset (unless a first start was moved): one outside the log was clamped into
         // it, skipping records without a word. It is a gap like a checkpoint's: `on_gap`
-        // decides below the log; above, the log was re-created below it, an error.
+        // decides below the log; above, the log was re-created below it, a refusal.
         let group = stored.filter(|o| {
             !checkpointed && offset as i64 == (*o).clamp(low, high) && *o != offset as i64
         });
         let judged = group.unwrap_or(offset as i64);
-        let (read, skipped) = super::gap::decide(&info.key(), judged, low, high, shared.skip_gaps)
-            .map_err(|e| match group {
-                Some(o) => err_at(&name, group_gap(&info.key(), o, low, high)),
-                None => err_at(&name, e),
-            })?;
+        let (read, skipped) =
+            match super::gap::decide(&info.key(), judged, low, high, shared.skip_gaps) {
+                Ok(decided) => decided,
+                Err(e) => {
+                    let why = match group {
+                        Some(o) => group_gap(&info.key(), o, low, high),
+                        None => e,
+                    };
+                    refused.push((id, why));
+                    continue;
+                }
+            };
         if let Some((from, to)) = skipped {
             shared.skips.record(&info.key(), from, to);
         }
         if let Some(m) = mark.filter(|_| read == offset as i64) {
             marked.push((info.topic.clone(), p, m, read, low));
         }
-        tpl.add_partition_offset(&info.topic, p, Offset::Offset(read))
-            .map_err(|e| err_at(&name, e.to_string()))?;
-        event.push((id, offset as i64, read));
+        taken.push((id, offset as i64, read));
     }
     // A checkpoint's last message is compared with the broker's before reading on.
-    super::identity::check(&shared.recheck, &marked).map_err(|e| err_at(&name, e))?;
+    for (topic, p, why) in super::identity::check_each(&shared.recheck, &marked) {
+        let id = shared.id(&topic, p);
+        taken.retain(|(t, _, _)| *t != id);
+        refused.push((id, why));
+    }
+    refuse(shared, refused);
+    let mut tpl = TopicPartitionList::new();
+    for (id, _, read) in &taken {
+        let (info, p) = &shared.infos[*id as usize];
+        tpl.add_partition_offset(&info.topic, *p, Offset::Offset(*read))
+            .map_err(|e| err_at(&name, e.to_string()))?;
+    }
     // Before the partitions are assigned, so none of their messages take the other way.
     if let Some(fwd) = shared.forward {
-        for ((topic, p), _) in marks {
-            fwd.take(consumer, topic, *p);
+        for e in tpl.elements() {
+            fwd.take(consumer, e.topic(), e.partition());
         }
     }
     // How long the group waited on this member: the broker's offsets and watermarks
     // (`asked`), then the claims in the destination.
-    let taken: Vec<&Tp> = marks.iter().map(|(tp, _)| tp).collect();
-    tracing::info!(partitions = ?taken, asked_ms = asked.as_millis() as u64, took_ms = began.elapsed().as_millis() as u64, "partitions assigned");
-    shared.events.push(Event::Assigned(event));
+    let tps: Vec<(&str, i32)> = taken
+        .iter()
+        .map(|(id, _, _)| {
+            let (info, p) = &shared.infos[*id as usize];
+            (info.topic.as_str(), *p)
+        })
+        .collect();
+    tracing::info!(partitions = ?tps, asked_ms = asked.as_millis() as u64, took_ms = began.elapsed().as_millis() as u64, "partitions assigned");
+    shared.events.push(Event::Assigned(taken));
     Ok(tpl)
+}
+
+/// Partitions `refused` (id, why) are not taken (see `refused`): released in the task, which
+/// claimed them, and held, not assigned, until the group takes them away.
+fn refuse(shared: &mut Shared, refused: Vec<(u32, String)>) {
+    if refused.is_empty() {
+        return;
+    }
+    let ids: Vec<u32> = refused.iter().map(|(id, _)| *id).collect();
+    if let Some(m) = shared.membership.as_mut() {
+        // Nothing of them was read: nothing is held, no group offset moves.
+        m.released(&ids);
+    }
+    for (id, why) in refused {
+        let (info, p) = &shared.infos[id as usize];
+        let tp = (info.topic.clone(), *p);
+        shared.refused.hold(tp, why);
+    }
 }
 
 /// With `auto_offset_reset = "latest"`, a partition of `parts` the group holds no offset of

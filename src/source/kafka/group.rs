@@ -36,7 +36,7 @@ pub(super) struct Shared {
     pub(super) reset_latest: bool,
     pub(super) name: String,
     /// `source.on_gap = "skip"`: a checkpoint outside the broker's log goes on from the
-    /// nearest offset held (else the assignment fails).
+    /// nearest offset held (else the partition is refused, see `refused`).
     pub(super) skip_gaps: bool,
     /// Gaps skipped, for the log and the metrics.
     pub(super) skips: super::gap::Skips,
@@ -47,6 +47,8 @@ pub(super) struct Shared {
     pub(super) recheck: super::identity::Recheck,
     /// Partitions handed over whose leader did not answer: not taken yet.
     pub(super) leaderless: Leaderless,
+    /// Partitions handed over whose start was refused: not taken.
+    pub(super) refused: super::refused::Refused,
 }
 
 impl Shared {
@@ -133,9 +135,10 @@ impl ConsumerContext for GroupContext {
 }
 
 impl GroupContext {
-    /// The partitions handed over whose watermarks are read within `TIMEOUT` (together) are
-    /// taken (see `admit`): returned at the offsets reading starts at. The others wait (see
-    /// `leaderless`).
+    /// The partitions handed over whose watermarks and group offsets are read within
+    /// `TIMEOUT` (together) are taken (see `admit`): returned at the offsets reading starts
+    /// at. The others wait (see `leaderless`); those whose start is refused are held (see
+    /// `refused`).
     fn on_assign(
         &self,
         consumer: &BaseConsumer<Self>,
@@ -143,7 +146,6 @@ impl GroupContext {
     ) -> Result<TopicPartitionList, SourceError> {
         let began = Instant::now();
         let mut shared = lock(&self.shared);
-        let name = shared.name.clone();
         let handed: Vec<(Tp, Duration)> = tpl
             .elements()
             .iter()
@@ -170,16 +172,27 @@ impl GroupContext {
         if read.is_empty() {
             return Ok(TopicPartitionList::new());
         }
-        // Where each would start by itself: the group's offset, else auto.offset.reset.
-        let committed = consumer
+        // Where each would start by itself: the group's offset, else auto.offset.reset. Not
+        // read in time (a coordinator moving): they wait, asked again between polls.
+        let committed = match consumer
             .committed_offsets(leaderless::list_of(read.iter().map(|(tp, _)| tp)), TIMEOUT)
-            .map_err(|e| err_at(&name, format!("committed offsets: {e}")))?;
+        {
+            Ok(c) => c,
+            Err(e) => {
+                for (tp, _) in read {
+                    let why = format!("the group's offsets could not be read: {e}");
+                    shared.leaderless.wait(tp, &why, true);
+                }
+                return Ok(TopicPartitionList::new());
+            }
+        };
+        let read = leaderless::offsets_read(&mut shared.leaderless, read, &committed);
         super::admit::admit(consumer, &mut shared, &read, &committed, began)
     }
 
     /// Commits or aborts what the task holds of the revoked partitions, and commits their
-    /// group offsets; returns the partitions to release (those waiting for a leader were
-    /// never taken: they are forgotten).
+    /// group offsets; returns the partitions to release (those waiting for a leader, or
+    /// refused, were never taken: they are forgotten).
     fn on_revoke(
         &self,
         consumer: &BaseConsumer<Self>,
@@ -192,7 +205,9 @@ impl GroupContext {
         let held = consumer.assignment().ok();
         let mut released = TopicPartitionList::new();
         for e in tpl.elements() {
-            let waiting = shared.leaderless.forget(e.topic(), e.partition());
+            // Not `||`: both are forgotten.
+            let waiting = shared.leaderless.forget(e.topic(), e.partition())
+                | shared.refused.forget(e.topic(), e.partition());
             let holds = match &held {
                 Some(h) => h.find_partition(e.topic(), e.partition()).is_some(),
                 None => !waiting,
@@ -203,6 +218,7 @@ impl GroupContext {
         }
         if !cooperative {
             shared.leaderless.clear();
+            shared.refused.clear();
         }
         let ids: Vec<u32> = released
             .elements()

@@ -228,6 +228,17 @@ pub(super) fn check(
     recheck: &Recheck,
     marked: &[(String, i32, RecordMark, i64, i64)],
 ) -> Result<(), String> {
+    match check_each(recheck, marked).into_iter().next() {
+        Some((_, _, why)) => Err(why),
+        None => Ok(()),
+    }
+}
+
+/// [`check`] for each: the partitions whose message differs, with why each must not go on.
+pub(super) fn check_each(
+    recheck: &Recheck,
+    marked: &[(String, i32, RecordMark, i64, i64)],
+) -> Vec<(String, i32, String)> {
     let mut wanted = Vec::with_capacity(marked.len());
     let mut at = Vec::with_capacity(marked.len());
     for (topic, p, mark, next, low) in marked {
@@ -238,16 +249,20 @@ pub(super) fn check(
         wanted.push((topic.clone(), *p, *mark));
         at.push(*next);
     }
+    if wanted.is_empty() {
+        return Vec::new();
+    }
     let found = recheck.compare(&wanted, WAIT);
+    let mut differ = Vec::new();
     for (((topic, p, mark), next), f) in wanted.iter().zip(at).zip(found) {
         let key = format!("{topic}-{p}");
         match f {
             Found::Same => {}
-            Found::Other(now) => return Err(refusal(&key, next, mark, &now)),
+            Found::Other(now) => differ.push((topic.clone(), *p, refusal(&key, next, mark, &now))),
             Found::Unknown(why) => uncompared(&key, mark, why),
         }
     }
-    Ok(())
+    differ
 }
 
 /// Why partition `key`, resuming at `next` after `mark`, must not go on: `now` is there.

@@ -68,7 +68,7 @@ impl Leaderless {
             }
             return;
         }
-        tracing::warn!(partition = %key(&tp), error = %why, "partition has no leader that answers (its watermarks cannot be read): it is not taken yet, and is asked again between polls while the member's other partitions export");
+        tracing::warn!(partition = %key(&tp), error = %why, "partition has no leader that answers (its watermarks, or the group's offset, cannot be read): it is not taken yet, and is asked again between polls while the member's other partitions export");
         self.list.push(Waiting {
             tp,
             since: now,
@@ -149,6 +149,27 @@ pub(super) fn watermarks(
     (read, unread)
 }
 
+/// Those of `read` whose group offset `committed` holds without an error; the others wait,
+/// as one whose offsets were not read at all does (taken as having none, `auto_offset_reset`
+/// would start it at the log's end or start, skipping or repeating records without a word).
+pub(super) fn offsets_read(
+    waiting: &mut Leaderless,
+    read: Vec<Marks>,
+    committed: &TopicPartitionList,
+) -> Vec<Marks> {
+    let mut ok = Vec::with_capacity(read.len());
+    for (tp, marks) in read {
+        match committed.find_partition(&tp.0, tp.1).map(|e| e.error()) {
+            Some(Err(e)) => {
+                let why = format!("the group's offset could not be read: {e}");
+                waiting.wait(tp, &why, true);
+            }
+            _ => ok.push((tp, marks)),
+        }
+    }
+    ok
+}
+
 /// The list of partitions `tps`.
 pub(super) fn list_of<'a>(tps: impl Iterator<Item = &'a Tp>) -> TopicPartitionList {
     let mut tpl = TopicPartitionList::new();
@@ -205,11 +226,16 @@ impl KafkaSource {
         for (tp, _) in &read {
             shared.leaderless.taken(tp);
         }
+        let read = offsets_read(&mut shared.leaderless, read, &committed);
         let taken = admit(&self.consumer, &mut shared, &read, &committed, now)?;
         drop(shared);
-        self.consumer
-            .incremental_assign(&taken)
-            .map_err(|e| err_at(&self.name, format!("cannot assign a partition: {e}")))?;
+        // Every one refused: nothing to assign (a call outside the rebalance callback while
+        // librdkafka waits for one would be taken as its answer).
+        if taken.count() > 0 {
+            self.consumer
+                .incremental_assign(&taken)
+                .map_err(|e| err_at(&self.name, format!("cannot assign a partition: {e}")))?;
+        }
         self.apply_events()
     }
 }

@@ -43,6 +43,7 @@ mod part;
 mod policy;
 mod range;
 mod read;
+mod refused;
 mod seek;
 mod times;
 mod topics;
@@ -84,7 +85,8 @@ pub struct KafkaSettings {
     /// The message metadata the schema asks for.
     pub meta: MetaNeeds,
     /// `on_gap = "skip"`: a checkpoint outside what the broker holds goes on from the nearest
-    /// offset held, logged and counted; else the partition's assignment fails.
+    /// offset held, logged and counted; else a group member refuses the partition (see
+    /// `refused`) and a backfill stops.
     pub skip_gaps: bool,
     /// Lines measured for what they decode to: chunks are cut by it too (JSON with lists or
     /// maps; see `decode::cost`).
@@ -367,7 +369,7 @@ impl Source for KafkaSource {
     }
 
     fn expect_record(&mut self, partition: u32, offset: u64, mark: RecordMark) {
-        // Group members compare when the partition is assigned (see `group::on_assign`).
+        // Group members compare when the partition is assigned (see `admit`).
         if self.group || mark.offset >= offset {
             return;
         }
@@ -514,6 +516,10 @@ impl Source for KafkaSource {
 
     fn without_leader(&self) -> usize {
         lock(&self.shared).leaderless.len()
+    }
+
+    fn refused(&self) -> usize {
+        lock(&self.shared).refused.len()
     }
 
     fn lag_unknown(&self) -> usize {

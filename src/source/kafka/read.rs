@@ -250,6 +250,7 @@ impl KafkaSource {
         }
         if self.group && self.rejoining.is_none() && !events_waiting {
             self.take_leaderless()?;
+            lock(&self.shared).refused.remind();
         }
         if let Some(fetch) = self.fetch.as_mut() {
             let left = room.min(self.chunk_bytes.saturating_sub(fullest));
