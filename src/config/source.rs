@@ -74,9 +74,9 @@ pub enum SourceSection {
         /// A checkpoint (or, for a partition without one, the consumer group's offset, or a
         /// backfill's explicit offset) outside the offsets the broker holds (retention ran,
         /// the topic was re-created): `fail` (default) refuses the partition, naming the
-        /// range (`run` refuses it when the group hands it over, reads the member's other
-        /// partitions, and counts it in `sluice_partitions_refused`; a gap met while reading
-        /// stops the run; a backfill stops);
+        /// range (`run` refuses it, when the group hands it over or when met while reading,
+        /// reads the member's other partitions, and counts it in
+        /// `sluice_partitions_refused`; a backfill stops);
         /// `skip` goes on from the log's start past retention, logging and counting the range
         /// (a re-created log is always refused).
         #[serde(default = "default_on_gap")]

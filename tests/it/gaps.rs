@@ -185,75 +185,11 @@ fn a_backfill_that_rewinds_mid_run_reads_every_partition_to_its_end() {
 /// retried for ever and the partition read nothing more.
 #[test]
 fn a_member_overtaken_by_retention_skips_to_the_log_start_and_reads_on() {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::producer::Producer;
     let topic = "overtaken";
-    let cluster = rdkafka::mocking::MockCluster::new(2).unwrap();
-    cluster.create_topic(topic, 2, 1).unwrap();
-    cluster.partition_leader(topic, 0, Some(1)).unwrap();
-    cluster.partition_leader(topic, 1, Some(2)).unwrap();
-    let bootstrap = cluster.bootstrap_servers();
-    produce_events(&bootstrap, topic, 0, 500, 2, None);
-    let dir = tempfile::tempdir().unwrap();
-    let job = crate::kafka::job_with(dir.path(), &bootstrap, topic, "");
-    let text = std::fs::read_to_string(&job).unwrap().replace(
-        "chunk_bytes = \"16KiB\"",
-        "chunk_bytes = \"16KiB\"\non_gap = \"skip\"",
-    );
-    std::fs::write(&job, text).unwrap();
+    let (_cluster, bootstrap, dir, run) = reading_two_partitions(topic, "on_gap = \"skip\"");
     let out = dir.path().join("out");
     let log = dir.path().join("run.log");
-    let mut run = spawn_run(&job, &log);
-    wait_for(&out, 500, 60);
-    assert_eq!(trace_ids(&out).len(), 500);
-
-    let signal = |sig: &str, pid: u32| {
-        assert!(std::process::Command::new("kill")
-            .args([sig, &pid.to_string()])
-            .status()
-            .unwrap()
-            .success());
-    };
-    let pid = run.child().id();
-    signal("-STOP", pid);
-    // 6,000 events of about 1.1 KiB in each partition: the first ~1,000 offsets of each
-    // are deleted.
-    let producer: rdkafka::producer::BaseProducer = rdkafka::config::ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("linger.ms", "5")
-        .create()
-        .unwrap();
-    let pad = "x".repeat(1024);
-    for i in 500..12_500 {
-        let payload = format!(
-            "{{\"ts\":\"2024-05-01T00:00:00Z\",\"host\":\"{pad}\",\"status\":200,\"trace_id\":\"t{i}\"}}"
-        );
-        let mut record = rdkafka::producer::BaseRecord::<(), [u8]>::to(topic)
-            .partition(i % 2)
-            .payload(payload.as_bytes());
-        while let Err((_, r)) = producer.send(record) {
-            record = r;
-            producer.poll(std::time::Duration::from_millis(50));
-        }
-    }
-    producer.flush(std::time::Duration::from_secs(60)).unwrap();
-    let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()
-        .unwrap();
-    // Per partition: (offset, event number) of the log's first record held.
-    let mut lows = Vec::new();
-    for p in 0..2 {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p, std::time::Duration::from_secs(10))
-            .unwrap();
-        assert!(
-            low > 250 && high == 6250,
-            "retention ran in {p}: [{low}, {high})"
-        );
-        lows.push(low as usize);
-    }
-    signal("-CONT", pid);
+    let lows = overtake(&bootstrap, topic, &[0, 1], run.id());
 
     // Then more: read after the gaps, as every message from the logs' starts.
     produce_events(&bootstrap, topic, 12_500, 10, 2, None);
@@ -279,6 +215,139 @@ fn a_member_overtaken_by_retention_skips_to_the_log_start_and_reads_on() {
     assert!(status.success(), "{text}");
     // The partition assigned again still reads through the batch queue, in order.
     assert!(text.contains(" polled=0"), "{text}");
+}
+
+/// The same with `on_gap = "fail"`, retention overtaking partition 0 only: the member refuses
+/// partition 0 (the "out of range" answer checked, the range named), counts it, and reads
+/// partition 1's new records. Before, the gap stopped the run, and with it partition 1.
+#[test]
+fn a_member_overtaken_by_retention_on_one_partition_refuses_it_and_reads_the_other() {
+    let topic = "overtaken-one";
+    let (_cluster, bootstrap, dir, run) =
+        reading_two_partitions(topic, "[admin]\nlisten = \"127.0.0.1:0\"");
+    let out = dir.path().join("out");
+    let log = dir.path().join("run.log");
+    let addr = crate::admin::admin_addr(&log);
+    let lows = overtake(&bootstrap, topic, &[0], run.id());
+    // Partition 1's new records (odd event numbers).
+    produce_events(&bootstrap, topic, 12_500, 10, 2, None);
+    wait_until_showing(
+        "partition 1's new records beside refused partition 0",
+        120,
+        || {
+            let ids = trace_ids(&out);
+            (12_500..12_510)
+                .step_by(2)
+                .all(|i| ids.contains_key(&format!("t{}", i + 1)))
+        },
+        || format!(": {} records", trace_ids(&out).len()),
+    );
+    let ids = trace_ids(&out);
+    assert!(ids.values().all(|&n| n == 1), "duplicates");
+    let event = |k: &String| k[1..].parse::<usize>().unwrap();
+    assert!(
+        !ids.keys().any(|k| event(k) >= 500 && event(k) % 2 == 0),
+        "nothing of partition 0 past the gap"
+    );
+    let refused = || {
+        let (_, body) = crate::admin::http(&addr, "GET", "/metrics", None);
+        crate::admin::metric_sum(&body, "sluice_partitions_refused")
+    };
+    wait_until("partition 0 counted as refused", 30, || refused() == 1.0);
+    let text = refused_then_stopped(
+        run,
+        &log,
+        &[&format!(
+            "records 250..{} were deleted by the broker",
+            lows[0]
+        )],
+        30,
+    );
+    assert!(text.contains("overtaken-one-0"), "{text}");
+}
+
+/// A live run of a job reading `topic`'s two partitions (led by two brokers of a mock
+/// cluster), with `extra` in its job file, once it has exported their first 500 events.
+fn reading_two_partitions(
+    topic: &str,
+    extra: &str,
+) -> (
+    rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    String,
+    tempfile::TempDir,
+    KillOnDrop,
+) {
+    let cluster = rdkafka::mocking::MockCluster::new(2).unwrap();
+    cluster.create_topic(topic, 2, 1).unwrap();
+    cluster.partition_leader(topic, 0, Some(1)).unwrap();
+    cluster.partition_leader(topic, 1, Some(2)).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    produce_events(&bootstrap, topic, 0, 500, 2, None);
+    let dir = tempfile::tempdir().unwrap();
+    let job = crate::kafka::job_with(dir.path(), &bootstrap, topic, "");
+    let text = std::fs::read_to_string(&job).unwrap().replace(
+        "chunk_bytes = \"16KiB\"",
+        &format!("chunk_bytes = \"16KiB\"\n{extra}"),
+    );
+    std::fs::write(&job, text).unwrap();
+    let out = dir.path().join("out");
+    let run = spawn_run(&job, &dir.path().join("run.log"));
+    wait_for(&out, 500, 60);
+    assert_eq!(trace_ids(&out).len(), 500);
+    (cluster, bootstrap, dir, run)
+}
+
+/// Holds process `pid` still (SIGSTOP) while 6,000 events of about 1.1 KiB arrive in each
+/// of `partitions` of `topic` (event numbers 500..12,500, partition `i % 2`): the mock
+/// broker's retention deletes the first ~1,000 offsets of each. Returns each partition's
+/// log start then (offset), and wakes the process.
+fn overtake(bootstrap: &str, topic: &str, partitions: &[i32], pid: u32) -> Vec<usize> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::producer::Producer;
+    let signal = |sig: &str| {
+        assert!(std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap()
+            .success());
+    };
+    signal("-STOP");
+    let producer: rdkafka::producer::BaseProducer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    let pad = "x".repeat(1024);
+    for i in (500..12_500).filter(|i| partitions.contains(&(i % 2))) {
+        let payload = format!(
+            "{{\"ts\":\"2024-05-01T00:00:00Z\",\"host\":\"{pad}\",\"status\":200,\"trace_id\":\"t{i}\"}}"
+        );
+        let mut record = rdkafka::producer::BaseRecord::<(), [u8]>::to(topic)
+            .partition(i % 2)
+            .payload(payload.as_bytes());
+        while let Err((_, r)) = producer.send(record) {
+            record = r;
+            producer.poll(std::time::Duration::from_millis(50));
+        }
+    }
+    producer.flush(std::time::Duration::from_secs(60)).unwrap();
+    let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let mut lows = Vec::new();
+    for &p in partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, std::time::Duration::from_secs(10))
+            .unwrap();
+        assert!(
+            low > 250 && high == 6250,
+            "retention ran in {p}: [{low}, {high})"
+        );
+        lows.push(low as usize);
+    }
+    signal("-CONT");
+    lows
 }
 
 /// A topic re-created (here: on another broker) whose new log has grown past the checkpoint:

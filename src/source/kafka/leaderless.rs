@@ -189,6 +189,7 @@ impl KafkaSource {
     pub(super) fn take_leaderless(&mut self) -> Result<(), SourceError> {
         let now = Instant::now();
         let mut shared = lock(&self.shared);
+        shared.refused.remind();
         let asks = shared.leaderless.round(now);
         if asks.is_empty() {
             return Ok(());

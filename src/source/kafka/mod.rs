@@ -140,6 +140,10 @@ pub struct KafkaSource {
     probes_pending: bool,
     /// Group mode: some partition is to be assigned again (see `group::refetch`).
     refetches_pending: bool,
+    /// Group mode: partitions refused while read, for librdkafka to let go (see `refused`).
+    unassign_pending: Vec<leaderless::Tp>,
+    /// Group mode: some partition is to be refused once its buffer is handed on.
+    refusals_pending: bool,
     /// Bounded runs: (handle, start, end) of every partition.
     bounds: Vec<(u32, u64, u64)>,
     /// When a transient consumer error was last logged (they repeat while a broker is down).
@@ -235,6 +239,8 @@ impl KafkaSource {
             seeks_pending: false,
             probes_pending: false,
             refetches_pending: false,
+            unassign_pending: Vec::new(),
+            refusals_pending: false,
             name,
             lag: lag::LagWatch::start(&cfg),
             ready: Vec::new(),

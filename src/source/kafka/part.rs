@@ -42,6 +42,9 @@ pub(super) struct Part {
     pub probe: Option<Probe>,
     /// Group mode: librdkafka stopped fetching it; to be assigned again at `next`.
     pub refetch_pending: bool,
+    /// Group mode: a gap met while reading (why): refused once what it buffered before the
+    /// gap is handed on (see `refused`); nothing more is taken meanwhile.
+    pub refusing: Option<String>,
     /// Bounded runs: librdkafka fetched to the log's end at or past `end` (see `log_end`).
     pub ended: bool,
     /// Bounded runs: an end-of-log event below `end` was the partition's last item: its
@@ -109,6 +112,7 @@ impl Part {
             forward_pending: false,
             probe: None,
             refetch_pending: false,
+            refusing: None,
             ended: false,
             past_end: false,
             cut: false,
@@ -121,6 +125,7 @@ impl Part {
 
     /// Reading restarts at `offset`; what was buffered is dropped.
     pub fn restart(&mut self, offset: i64) {
+        self.refusing = None;
         self.next = offset;
         self.from = offset;
         self.checked = false;
@@ -134,6 +139,7 @@ impl Part {
     /// longer reads keeps none, or a member that held many partitions in turn would keep
     /// room for all of them).
     pub fn release(&mut self) {
+        self.refusing = None;
         self.drop_buffer();
         self.buf = Vec::new();
         self.ends = Vec::new();
@@ -240,6 +246,7 @@ impl Part {
         }
         if !self.owned
             || self.seek_pending
+            || self.refusing.is_some()
             || offset < self.next
             || self.end.is_some_and(|e| offset >= e)
         {

@@ -183,6 +183,9 @@ impl KafkaSource {
         if self.reassign {
             self.assign_static()?;
         }
+        if self.refusals_pending {
+            self.refuse_drained();
+        }
         if self.seeks_pending {
             self.retry_seeks()?;
         }
@@ -245,12 +248,14 @@ impl KafkaSource {
         self.finish_rejoin()?;
         // After the events are served: a restart must not answer a rebalance still waiting.
         let events_waiting = self.fetch.as_ref().is_some_and(FetchQueue::events_waiting);
+        if !self.unassign_pending.is_empty() && !events_waiting {
+            self.unassign_refused();
+        }
         if self.refetches_pending && !events_waiting {
             self.refetch_all()?;
         }
         if self.group && self.rejoining.is_none() && !events_waiting {
             self.take_leaderless()?;
-            lock(&self.shared).refused.remind();
         }
         if let Some(fetch) = self.fetch.as_mut() {
             let left = room.min(self.chunk_bytes.saturating_sub(fullest));

@@ -1,8 +1,10 @@
 //! Partitions the group handed to this member whose start was refused: a checkpoint (or, for
 //! one without, the group's offset) outside the offsets the broker holds under `on_gap =
 //! "fail"`, a log re-created below it, or a checkpoint's last message that is not the
-//! broker's any more (`identity`). Such a partition is not taken: it is released in the task
-//! (claimed, then let go, nothing read), not assigned in the consumer, logged as an error with
+//! broker's any more (`identity`); or, while read, a rewind's position or an "out of range"
+//! answer found past a gap (`seek`). Such a partition is not taken: it is released in the
+//! task (claimed, then let go, nothing read; or, while read, what the task holds committed
+//! as at a revocation), not assigned in the consumer, logged as an error with
 //! the reason (again every 5 minutes) and counted in `sluice_partitions_refused`, while the
 //! member's other partitions export. The group still counts it as this member's, so it does
 //! not move on to another member, which would refuse it the same way. It is judged again when
@@ -14,7 +16,12 @@
 
 use std::time::{Duration, Instant};
 
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::group::lock;
 use super::leaderless::Tp;
+use super::KafkaSource;
 
 /// How often a partition still refused is logged again.
 const WARN_EVERY: Duration = Duration::from_secs(300);
@@ -64,6 +71,10 @@ impl Refused {
         self.list.len()
     }
 
+    fn holds(&self, tp: &Tp) -> bool {
+        self.list.iter().any(|h| &h.tp == tp)
+    }
+
     /// Logs again each partition refused for `WARN_EVERY` since it was last logged.
     pub(super) fn remind(&mut self) {
         self.remind_at(Instant::now());
@@ -79,6 +90,102 @@ impl Refused {
             }
         }
         logged
+    }
+}
+
+impl KafkaSource {
+    /// Group mode: partitions (index, why) that met a gap while read: a rewind's position or
+    /// an "out of range" answer, checked (see `seek`). Each is refused as at an assignment,
+    /// once what it buffered before the gap is handed on (those records may be gone from the
+    /// broker already): nothing more of it is taken, no seek made, no fetch restarted.
+    /// Before, the gap stopped the run.
+    pub(super) fn refuse_read(&mut self, refused: Vec<(usize, String)>) {
+        for (i, why) in refused {
+            let p = &mut self.parts[i];
+            p.refusing = Some(why);
+            p.seek_pending = false;
+            p.refetch_pending = false;
+            p.probe = None;
+        }
+        self.refusals_pending = true;
+        self.refuse_drained();
+    }
+
+    /// The partitions refused while read whose buffers are handed on: no longer owned, what
+    /// the task holds of them committed as at a revocation (all at once: each revocation may
+    /// take up to `stop_deadline` on the poll thread), with the group's offsets, and held.
+    /// librdkafka lets them go between rounds of events (`unassign_refused`).
+    pub(super) fn refuse_drained(&mut self) {
+        let mut ids = Vec::new();
+        let mut held = Vec::new();
+        for p in self.parts.iter_mut().filter(|p| p.refusing.is_some()) {
+            if !p.owned {
+                p.refusing = None;
+                continue;
+            }
+            if !p.buf.is_empty() {
+                continue;
+            }
+            let why = p.refusing.take().unwrap_or_default();
+            p.owned = false;
+            p.release();
+            self.last_committed.remove(&p.info.id);
+            ids.push(p.info.id);
+            held.push(((p.info.topic.clone(), p.partition), why));
+        }
+        self.refusals_pending = self.parts.iter().any(|p| p.refusing.is_some());
+        if ids.is_empty() {
+            return;
+        }
+        let mut shared = lock(&self.shared);
+        let committed = match shared.membership.as_mut() {
+            Some(m) => m.revoked(&ids),
+            None => Vec::new(),
+        };
+        let mut offsets = TopicPartitionList::new();
+        for (id, next) in committed {
+            if let Some(i) = ids.iter().position(|x| *x == id) {
+                let (topic, p) = &held[i].0;
+                let _ = offsets.add_partition_offset(topic, *p, Offset::Offset(next as i64));
+            }
+        }
+        if offsets.count() > 0 {
+            if let Err(e) = self.consumer.commit(&offsets, CommitMode::Sync) {
+                tracing::warn!(error = %e, "committing refused partitions' offsets failed (the checkpoints stand)");
+            }
+        }
+        for (tp, why) in held {
+            shared.refused.hold(tp.clone(), why);
+            if !self.unassign_pending.contains(&tp) {
+                self.unassign_pending.push(tp);
+            }
+        }
+    }
+
+    /// librdkafka lets go of the partitions refused while read, those still refused and
+    /// assigned (one revoked meanwhile is the group's already). Run between rounds of events,
+    /// never while a rebalance waits to be served (librdkafka would take the call as the
+    /// answer to it). A failure is logged, not retried: the partition stays assigned in
+    /// librdkafka, which may go on fetching it, and every message of it is dropped.
+    pub(super) fn unassign_refused(&mut self) {
+        let pending = std::mem::take(&mut self.unassign_pending);
+        let held = self.consumer.assignment().ok();
+        let shared = lock(&self.shared);
+        let mut tpl = TopicPartitionList::new();
+        for (topic, p) in pending.iter().filter(|tp| shared.refused.holds(tp)) {
+            if held
+                .as_ref()
+                .is_some_and(|h| h.find_partition(topic, *p).is_some())
+            {
+                tpl.add_partition(topic, *p);
+            }
+        }
+        drop(shared);
+        if tpl.count() > 0 {
+            if let Err(e) = self.consumer.incremental_unassign(&tpl) {
+                tracing::warn!(error = %e, "letting go of refused partitions failed: librdkafka may go on fetching them, and their messages are dropped");
+            }
+        }
     }
 }
 

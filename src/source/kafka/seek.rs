@@ -1,7 +1,7 @@
 //! Where a partition's reading goes on after librdkafka was told otherwise: the seeks of a
 //! group member's rewinds (retried while librdkafka refuses them, each position checked once
 //! against the broker's log), and what follows librdkafka's "offset out of range" (the
-//! partition checked, then failed, skipped past the gap, or fetched again).
+//! partition checked, then refused, skipped past the gap, or fetched again).
 
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ impl KafkaSource {
     /// librdkafka refuses them, as it does right after an assignment). Each rewind's position
     /// is checked against the broker's log once, as an assignment's is: a rewind to a
     /// checkpoint that retention has deleted since (a store down for longer than the topic's
-    /// retention) stops or skips as `on_gap` says. A check is one watermark request of at most
+    /// retention) is refused (a backfill stops) or skipped as `on_gap` says. A check is one watermark request of at most
     /// `SEEK_CHECK_TIMEOUT`, and one call makes at most `SEEK_CHECKS_PER_POLL` of them, so
     /// the poll thread is never held long (the rest wait for the next poll). A check the
     /// broker does not answer is left to librdkafka (`auto.offset.reset = error`).
@@ -30,8 +30,9 @@ impl KafkaSource {
         let mut shared = lock(&self.shared);
         let skip = shared.skip_gaps;
         let mut checks = 0;
+        let mut refused = Vec::new();
         // A finished partition (a bounded run's) has no fetcher to seek.
-        for p in self.parts.iter_mut().filter(|p| {
+        for (i, p) in self.parts.iter_mut().enumerate().filter(|(_, p)| {
             p.seek_pending && p.owned && !p.done() && p.probe.is_none() && !p.refetch_pending
         }) {
             if crate::fault::refuse_seek() {
@@ -42,14 +43,16 @@ impl KafkaSource {
                     continue;
                 }
                 checks += 1;
-                gap::check_position(
+                if let Err(e) = gap::check_position(
                     &self.consumer,
                     &mut shared.skips,
                     p,
                     skip,
                     SEEK_CHECK_TIMEOUT,
-                )
-                .map_err(|e| err_at(&self.name, e))?;
+                ) {
+                    refused.push((i, e));
+                    continue;
+                }
                 p.checked = true;
             }
             if self
@@ -66,6 +69,7 @@ impl KafkaSource {
             }
         }
         drop(shared);
+        self.refuse_all(refused)?;
         self.seeks_pending = self
             .parts
             .iter()
@@ -73,11 +77,26 @@ impl KafkaSource {
         Ok(())
     }
 
+    /// Partitions (index, why) found past a gap while read: a group member refuses each
+    /// (see `refused`); a backfill stops at the first.
+    fn refuse_all(&mut self, refused: Vec<(usize, String)>) -> Result<(), SourceError> {
+        if !self.group {
+            return match refused.into_iter().next() {
+                Some((_, why)) => Err(err_at(&self.name, why)),
+                None => Ok(()),
+            };
+        }
+        if !refused.is_empty() {
+            self.refuse_read(refused);
+        }
+        Ok(())
+    }
+
     /// librdkafka met an offset the broker no longer holds (retention overtook the reader, or
     /// ran between a check and its fetch) and, with `auto.offset.reset = error`, stopped
     /// fetching the partition (`at`, when the error came with it; a batch read's do). The
-    /// partition is checked: below the log it stops the run naming the range, or (`on_gap =
-    /// "skip"`) goes on from the log's start. Either way librdkafka refuses to seek it now:
+    /// partition is checked: below the log it is refused naming the range (a backfill
+    /// stops), or (`on_gap = "skip"`) goes on from the log's start. Either way librdkafka refuses to seek it now:
     /// it is assigned again (see `group::refetch`). An error that names no partition has the
     /// owned ones checked, and every one found below the log goes on; when none is found,
     /// the run stops.
@@ -86,19 +105,29 @@ impl KafkaSource {
         let skip = shared.skip_gaps;
         let mut restarted = false;
         let named = at.is_some();
+        let mut refused = Vec::new();
         for i in at.map_or(0..self.parts.len(), |i| i..i + 1) {
-            let Some(p) = self.parts.get_mut(i).filter(|p| p.owned && !p.done()) else {
-                // Given up, or finished, since: nothing to fetch there.
+            let Some(p) = self
+                .parts
+                .get_mut(i)
+                .filter(|p| p.owned && !p.done() && p.refusing.is_none())
+            else {
+                // Given up, finished or refused since: nothing to fetch there.
                 continue;
             };
-            let checked = gap::check_position(
+            let checked = match gap::check_position(
                 &self.consumer,
                 &mut shared.skips,
                 p,
                 skip,
                 SEEK_CHECK_TIMEOUT,
-            )
-            .map_err(|e| err_at(&self.name, e))?;
+            ) {
+                Ok(checked) => checked,
+                Err(e) => {
+                    refused.push((i, e));
+                    continue;
+                }
+            };
             // The partition named is stopped whatever the check says (inside the log: the
             // answer raced the check; unanswered: it is fetched again, and asked again).
             if checked == gap::Checked::Skipped || named {
@@ -121,6 +150,8 @@ impl KafkaSource {
             }
         }
         drop(shared);
+        let found = !refused.is_empty();
+        self.refuse_all(refused)?;
         if restarted {
             if self.group {
                 self.refetches_pending = true;
@@ -129,7 +160,7 @@ impl KafkaSource {
             }
             return Ok(());
         }
-        if named {
+        if named || found {
             return Ok(());
         }
         Err(err_at(
