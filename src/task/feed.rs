@@ -51,6 +51,8 @@ pub(super) fn source_loop(
             .saturating_sub(control.put.load(Ordering::Acquire))
     };
     let mut full_since: Option<Instant> = None;
+    // That episode paused the source for a full channel (said once).
+    let mut full_paused = false;
     // Since when the chunks in flight have been at their cap (decoders behind, or a put
     // blocked on a full channel).
     let mut capped_since: Option<Instant> = None;
@@ -259,6 +261,12 @@ pub(super) fn source_loop(
             if full || (control.paused.load(Ordering::Acquire) && !stopping) {
                 let since = *full_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= PAUSE_AFTER {
+                    if full && !full_paused {
+                        full_paused = true;
+                        tracing::info!(
+                            "the channel is full: fetching paused, the source kept polling"
+                        );
+                    }
                     source.pause(true)?;
                     source.tick()?;
                 } else {
@@ -269,6 +277,7 @@ pub(super) fn source_loop(
             if let Some(since) = full_since.take() {
                 held += since.elapsed();
             }
+            full_paused = false;
             source.pause(false)?;
             match source.next(chunk)? {
                 Next::Chunk(p) => {
