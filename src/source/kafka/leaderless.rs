@@ -119,7 +119,8 @@ impl Leaderless {
     }
 }
 
-fn key(tp: &Tp) -> String {
+/// A partition's key (`topic-partition`), as logs name it.
+pub(super) fn key(tp: &Tp) -> String {
     format!("{}-{}", tp.0, tp.1)
 }
 

@@ -20,7 +20,7 @@ use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::group::lock;
-use super::leaderless::Tp;
+use super::leaderless::{key, Tp};
 use super::KafkaSource;
 
 /// How often a partition still refused is logged again.
@@ -187,10 +187,6 @@ impl KafkaSource {
             }
         }
     }
-}
-
-fn key(tp: &Tp) -> String {
-    format!("{}-{}", tp.0, tp.1)
 }
 
 #[cfg(test)]
