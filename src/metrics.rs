@@ -422,7 +422,7 @@ impl Metrics {
             .set(n as i64);
     }
 
-    /// Partitions handed to the task whose start it refused, not read.
+    /// Partitions the task refused (at their assignment or while read), not read.
     pub fn refused(&self, n: usize) {
         self.set
             .partitions_refused

@@ -130,7 +130,7 @@ impl Default for MetricSet {
         );
         m.registry.register(
             "partitions_refused",
-            "Kafka partitions handed to the task whose start it refused (a gap under on_gap = fail, a re-created log): not read until handed over again or the job reloads",
+            "Kafka partitions the task refused, at their assignment or while read (a gap under on_gap = fail, a re-created log): not read until handed over again or the job reloads",
             m.partitions_refused.clone(),
         );
         m.registry.register(

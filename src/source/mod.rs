@@ -197,8 +197,8 @@ pub trait Source: Send {
     fn without_leader(&self) -> usize {
         0
     }
-    /// Partitions handed to this source whose start it refused (a Kafka group member's; see
-    /// `kafka::refused`): not read until handed over again.
+    /// Partitions handed to this source that it refused, at their assignment or while read
+    /// (a Kafka group member's; see `kafka::refused`): not read until handed over again.
     fn refused(&self) -> usize {
         0
     }

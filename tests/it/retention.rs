@@ -75,7 +75,7 @@ fn tansu_a_roll_back_past_retention_is_refused_before_anything_is_deleted() {
 /// `sluice_offsets_skipped_total`, and nothing else is lost or repeated. Before, librdkafka's
 /// `auto.offset.reset` moved on past the gap without a word.
 #[test]
-fn tansu_records_retention_deleted_before_export_stop_the_run_or_are_skipped_and_counted() {
+fn tansu_records_retention_deleted_before_export_refuse_the_partition_or_are_skipped_and_counted() {
     let Some(mut broker) = Tansu::start() else {
         return;
     };

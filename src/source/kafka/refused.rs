@@ -34,7 +34,7 @@ struct Held {
     warned: Instant,
 }
 
-/// The partitions refused at their assignment, until revoked.
+/// The partitions refused (at their assignment, or while read), until revoked.
 #[derive(Default)]
 pub(super) struct Refused {
     list: Vec<Held>,
