@@ -36,9 +36,16 @@ fn a_push_repo_back_on_a_destination_whose_records_its_log_released_is_refused()
                 )
                 .unwrap();
             assert_eq!(code, 200, "{b}");
-            wait_until("the push to be committed", 60, || {
-                trace_ids(&out).len() == before + (n + 1) * 6000
-            });
+            wait_until_showing(
+                "the push to be committed",
+                60,
+                || trace_ids(&out).len() == before + (n + 1) * 6000,
+                || {
+                    let got = trace_ids(&out).len() - before;
+                    let said = std::fs::read_to_string(&log).unwrap_or_default();
+                    format!(": {got} of {} records\n{said}", (n + 1) * 6000)
+                },
+            );
         }
         assert!(child.stop("the push job to stop", 60).success());
     };
