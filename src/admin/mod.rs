@@ -360,6 +360,7 @@ fn task(repo: &str, slot: &RepoSlot) -> serde_json::Value {
             "bytes": bytes, "batches": batches, "max_bytes": l.channel.max_bytes()
         });
         task["partitions"] = json!(partitions(l, &slot.metrics));
+        task["not_read"] = json!(not_read(l));
     });
     task
 }
@@ -417,6 +418,24 @@ fn partitions(l: &Live, metrics: &Metrics) -> Vec<serde_json::Value> {
         .collect();
     parts.sort_by(|a, b| a["partition"].as_str().cmp(&b["partition"].as_str()));
     parts
+}
+
+/// Partitions handed to the task's source that it does not read now (refused, or waiting
+/// for a leader), with why and since when.
+fn not_read(l: &Live) -> Vec<serde_json::Value> {
+    let mut held = l
+        .control
+        .not_read
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    held.sort_by(|a, b| a.partition.cmp(&b.partition));
+    held.into_iter()
+        .map(|mut n| {
+            n.error = shown::scrub_urls(&n.error);
+            json!(n)
+        })
+        .collect()
 }
 
 async fn act(

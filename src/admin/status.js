@@ -33,6 +33,9 @@ function repo(r) {
       <td>${esc(p.partition)}</td><td class="seq">${esc(p.checkpoint_seq)}</td>
       <td class="offset">${esc(p.committed_offset)}</td><td class="lag">${p.lag == null ? "–" : esc(p.lag)}</td>
       <td class="failing">${p.failing ? `since ${esc(time(p.failing.since_ms))}, ${esc(p.failing.attempts)} attempts: ${esc(p.failing.error)}` : ""}</td></tr>`).join("");
+  const held = (r.not_read || []).map((n) => `<tr data-not-read="${esc(n.partition)}">
+      <td>${esc(n.partition)}</td><td class="held-state">${esc(n.state === "refused" ? "refused" : "no leader that answers")}</td>
+      <td>${esc(time(n.since_ms))}</td><td class="failing">${esc(n.error)}</td></tr>`).join("");
   const commits = (r.recent_commits || []).slice().reverse().map((c) => `<tr>
       <td>${esc(time(c.at_ms))}</td><td>${esc(c.partition)}</td><td>${esc(c.rows)}</td>
       <td>${esc(c.dead_letters)}</td><td>${esc(c.files)}</td><td>${esc(size(c.bytes))}</td>
@@ -58,6 +61,7 @@ function repo(r) {
       ${spark("lag", s.lag || [], count)}
       ${spark("channel", s.channel_bytes || [], size)}
     </div>
+    ${held ? `<div class="not-read"><h3>Partitions not read</h3><table><tr><th>partition</th><th>why</th><th>since</th><th>error</th></tr>${held}</table></div>` : ""}
     <div class="columns">
       <div><h3>Partitions</h3><table><tr><th>partition</th><th>checkpoint</th><th>committed offset</th><th>lag</th><th>commits failing</th></tr>${parts}</table></div>
       <div><h3>Dead letters by reason (committed)</h3><table><tr><th>reason</th><th>count</th></tr>${reasons}</table></div>

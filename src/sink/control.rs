@@ -63,6 +63,9 @@ pub struct Control {
     finished_signal: Condvar,
     /// Each source partition's lifecycle in this process.
     pub partitions: Partitions,
+    /// Partitions handed to the source that it does not read now, and why, as the task last
+    /// asked it (every 5 s): for the admin API.
+    pub not_read: Mutex<Vec<crate::source::NotRead>>,
     pub rows: AtomicU64,
     pub dead_letters: AtomicU64,
     pub files: AtomicU64,

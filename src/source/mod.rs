@@ -6,6 +6,8 @@ pub mod file;
 pub mod kafka;
 pub mod push;
 
+use std::time::Instant;
+
 use crate::decode::Chunk;
 
 /// Errors of sources. Each names the source.
@@ -91,6 +93,45 @@ pub trait Membership: Send {
     /// epoch (recorded in the destination by the first call ever); `None` from that first
     /// call, whose partitions start at the end.
     fn first_started(&mut self) -> Result<Option<i64>, SourceError>;
+}
+
+/// Why a partition handed to a source is not read now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotReadState {
+    /// Its leader does not answer (its watermarks or the group's offset cannot be read): it
+    /// is asked again between polls and taken once it answers.
+    WithoutLeader,
+    /// Refused (a gap, a re-created log, another last message): not read until handed over
+    /// again or the job restarts or reloads.
+    Refused,
+}
+
+/// A partition handed to a source that it does not read now: shown by `GET /v1/tasks` and
+/// the status page, counted in `sluice_partitions_without_leader` and
+/// `sluice_partitions_refused`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NotRead {
+    /// Its key (`topic-partition`).
+    pub partition: String,
+    pub state: NotReadState,
+    /// Why, as logged (a refusal's reason names its remedy).
+    pub error: String,
+    /// Since when (ms since the epoch).
+    pub since_ms: i64,
+}
+
+impl NotRead {
+    /// `partition`, not read since `since` (a monotonic instant) for `error`.
+    pub fn new(partition: String, state: NotReadState, error: String, since: Instant) -> Self {
+        let ago = i64::try_from(since.elapsed().as_millis()).unwrap_or(i64::MAX);
+        NotRead {
+            partition,
+            state,
+            error,
+            since_ms: crate::commit::now_ms().saturating_sub(ago),
+        }
+    }
 }
 
 /// A replayable, partitioned source of raw records.
@@ -192,15 +233,11 @@ pub trait Source: Send {
     fn lag(&self) -> Vec<(String, i64, i64)> {
         Vec::new()
     }
-    /// Partitions handed to this source that it has not taken, their leader not answering
-    /// (a Kafka group member's; see `kafka::leaderless`).
-    fn without_leader(&self) -> usize {
-        0
-    }
-    /// Partitions handed to this source that it refused, at their assignment or while read
-    /// (a Kafka group member's; see `kafka::refused`): not read until handed over again.
-    fn refused(&self) -> usize {
-        0
+    /// Partitions handed to this source that it does not read now, and why (a Kafka group
+    /// member's: waiting for a leader, see `kafka::leaderless`, or refused, see
+    /// `kafka::refused`).
+    fn not_read(&self) -> Vec<NotRead> {
+        Vec::new()
     }
     /// Partitions read whose lag is not known now: their high watermark not fetched for a
     /// minute (a Kafka source's; its lag shows the last value found).

@@ -18,7 +18,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::{self, Produced};
 use crate::schema::UnknownFields;
 use crate::sink::control::Control;
-use crate::source::{Next, Source};
+use crate::source::{Next, NotReadState, Source};
 
 /// How often lag is computed (it asks the broker) and logged.
 const LAG_EVERY: Duration = Duration::from_secs(5);
@@ -119,8 +119,11 @@ pub(super) fn source_loop(
             if last_lag.elapsed() > LAG_EVERY {
                 last_lag = Instant::now();
                 metrics.paused(control.paused.load(Ordering::Acquire));
-                metrics.without_leader(source.without_leader());
-                metrics.refused(source.refused());
+                let not_read = source.not_read();
+                let of = |state| not_read.iter().filter(|n| n.state == state).count();
+                metrics.without_leader(of(NotReadState::WithoutLeader));
+                metrics.refused(of(NotReadState::Refused));
+                *control.not_read.lock().unwrap_or_else(|p| p.into_inner()) = not_read;
                 metrics.lag_unknown(source.lag_unknown());
                 let lags = source.lag();
                 for (key, lag, next) in &lags {

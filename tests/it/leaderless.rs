@@ -23,14 +23,31 @@ fn a_partition_without_a_leader_waits_while_the_others_export() {
     cluster.partition_leader(topic, 1, None).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let job = job_with(dir.path(), &bootstrap, topic, "");
+    let text = std::fs::read_to_string(&job).unwrap() + "[admin]\nlisten = \"127.0.0.1:0\"\n";
+    std::fs::write(&job, text).unwrap();
     let log = dir.path().join("run.log");
     let out = dir.path().join("out");
     let run = spawn_run(&job, &log);
+    let addr = crate::admin::admin_addr(&log);
     let text = wait_log(&log, "has no leader", 1, 60);
     assert!(
         text.contains("has no leader"),
         "waiting for the member to say partition 1 waits for a leader:\n{text}"
     );
+    // The API says which partition is not read, and why.
+    let not_read = || {
+        let (code, body) = crate::admin::http(&addr, "GET", "/v1/tasks", None);
+        assert_eq!(code, 200, "{body}");
+        let tasks: serde_json::Value = serde_json::from_str(&body).unwrap();
+        tasks[0]["not_read"].as_array().cloned().unwrap_or_default()
+    };
+    wait_until("partition 1 listed as not read", 30, || {
+        not_read().len() == 1
+    });
+    let held = &not_read()[0];
+    assert_eq!(held["partition"], "leaderless-1", "{held}");
+    assert_eq!(held["state"], "without_leader", "{held}");
+    assert!(!held["error"].as_str().unwrap().is_empty(), "{held}");
     wait_for(&out, n / 2, 60);
     let seen: HashSet<String> = trace_ids(&out).into_keys().collect();
     let even: HashSet<String> = (0..n).step_by(2).map(|i| format!("t{i}")).collect();
@@ -41,6 +58,9 @@ fn a_partition_without_a_leader_waits_while_the_others_export() {
     );
     cluster.partition_leader(topic, 1, Some(1)).unwrap();
     wait_for(&out, n, 90);
+    wait_until("no partition listed as not read", 30, || {
+        not_read().is_empty()
+    });
     let status = run.stop("the run's stop", 60);
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(status.success(), "{text}");

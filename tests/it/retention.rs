@@ -406,11 +406,34 @@ fn tansu_a_partition_refused_at_its_assignment_stops_alone() {
     );
     wait_until("partition 0 counted as refused", 30, || refused() == 1.0);
     let seen = std::fs::read_to_string(&log).unwrap();
+    let gap = "records 500..800 were deleted by the broker (retention)";
     assert!(
-        seen.contains("partition refused")
-            && seen.contains("records 500..800 were deleted by the broker (retention)"),
+        seen.contains("partition refused") && seen.contains(gap),
         "{seen}"
     );
+    // The API and the status page say which partition is not read, and why.
+    let not_read = || {
+        let (code, body) = crate::admin::http(&addr, "GET", "/v1/tasks", None);
+        assert_eq!(code, 200, "{body}");
+        let tasks: serde_json::Value = serde_json::from_str(&body).unwrap();
+        tasks[0]["not_read"].as_array().cloned().unwrap_or_default()
+    };
+    wait_until("partition 0 listed as not read", 30, || {
+        not_read().len() == 1
+    });
+    let held = &not_read()[0];
+    assert_eq!(held["partition"], "isolated-0", "{held}");
+    assert_eq!(held["state"], "refused", "{held}");
+    assert!(held["error"].as_str().unwrap().contains(gap), "{held}");
+    if let Some(browser) = crate::status_page::chromium() {
+        let url = format!("http://{addr}/");
+        let out = crate::status_page::browse(&browser, &url, &["--dump-dom"]);
+        let dom = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            dom.contains("<tr data-not-read=\"isolated-0\">") && dom.contains(gap),
+            "the status page does not show the refused partition:\n{dom}"
+        );
+    }
     // The operator's remedy, applied by a reload: partition 0 goes on from offset 800.
     let skipping = text.replace(
         "chunk_bytes = \"16KiB\"",
@@ -427,6 +450,7 @@ fn tansu_a_partition_refused_at_its_assignment_stops_alone() {
     want.sort_unstable();
     exported("partition 0 read from offset 800 after the reload", &want);
     wait_until("no partition counted as refused", 30, || refused() == 0.0);
+    assert_eq!(not_read(), Vec::<serde_json::Value>::new());
     let seen = std::fs::read_to_string(&log).unwrap();
     assert!(
         seen.contains("skipped (on_gap = skip), reading from 800"),

@@ -15,6 +15,7 @@ use rdkafka::TopicPartitionList;
 use super::admit::admit;
 use super::group::{lock, GroupContext};
 use super::{err_at, KafkaSource, SourceError, TIMEOUT};
+use crate::source::{NotRead, NotReadState};
 
 /// The first ask's timeout; each later one doubles it, up to 16 times.
 const FIRST_ASK: Duration = Duration::from_millis(250);
@@ -38,6 +39,8 @@ pub(super) type Marks = (Tp, (i64, i64));
 /// A partition handed over and not taken yet.
 struct Waiting {
     tp: Tp,
+    /// The last failure's error.
+    why: String,
     since: Instant,
     tries: u32,
     next: Instant,
@@ -58,6 +61,7 @@ impl Leaderless {
     pub(super) fn wait(&mut self, tp: Tp, why: &str, asked: bool) {
         let now = Instant::now();
         if let Some(w) = self.list.iter_mut().find(|w| w.tp == tp) {
+            w.why = why.to_string();
             if asked {
                 w.tries += 1;
                 w.next = now + FIRST_PAUSE * 2u32.pow(w.tries.min(5));
@@ -71,6 +75,7 @@ impl Leaderless {
         tracing::warn!(partition = %key(&tp), error = %why, "partition has no leader that answers (its watermarks, or the group's offset, cannot be read): it is not taken yet, and is asked again between polls while the member's other partitions export");
         self.list.push(Waiting {
             tp,
+            why: why.to_string(),
             since: now,
             tries: 0,
             // Not asked yet: at the first round.
@@ -88,8 +93,16 @@ impl Leaderless {
         self.list.len() != before
     }
 
-    pub(super) fn len(&self) -> usize {
-        self.list.len()
+    /// The waiting partitions, as the admin API shows them.
+    pub(super) fn shown(&self) -> impl Iterator<Item = NotRead> + '_ {
+        self.list.iter().map(|w| {
+            NotRead::new(
+                key(&w.tp),
+                NotReadState::WithoutLeader,
+                w.why.clone(),
+                w.since,
+            )
+        })
     }
 
     /// Forgets every waiting partition (the whole assignment revoked).

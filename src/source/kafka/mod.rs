@@ -27,7 +27,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{Membership, Next, PartitionInfo, Source, SourceError};
+use super::{Membership, Next, NotRead, PartitionInfo, Source, SourceError};
 use crate::decode::meta::{MetaNeeds, RecordMark};
 use crate::decode::Chunk;
 
@@ -520,12 +520,13 @@ impl Source for KafkaSource {
             .collect()
     }
 
-    fn without_leader(&self) -> usize {
-        lock(&self.shared).leaderless.len()
-    }
-
-    fn refused(&self) -> usize {
-        lock(&self.shared).refused.len()
+    fn not_read(&self) -> Vec<NotRead> {
+        let shared = lock(&self.shared);
+        shared
+            .leaderless
+            .shown()
+            .chain(shared.refused.shown())
+            .collect()
     }
 
     fn lag_unknown(&self) -> usize {

@@ -22,6 +22,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::group::lock;
 use super::leaderless::{key, Tp};
 use super::KafkaSource;
+use crate::source::{NotRead, NotReadState};
 
 /// How often a partition still refused is logged again.
 const WARN_EVERY: Duration = Duration::from_secs(300);
@@ -67,8 +68,11 @@ impl Refused {
         self.list.clear();
     }
 
-    pub(super) fn len(&self) -> usize {
-        self.list.len()
+    /// The refused partitions, as the admin API shows them.
+    pub(super) fn shown(&self) -> impl Iterator<Item = NotRead> + '_ {
+        self.list
+            .iter()
+            .map(|h| NotRead::new(key(&h.tp), NotReadState::Refused, h.why.clone(), h.since))
     }
 
     fn holds(&self, tp: &Tp) -> bool {
@@ -203,7 +207,7 @@ mod tests {
         r.hold(tp(0), "gap".into());
         r.hold(tp(1), "gap".into());
         r.hold(tp(0), "other".into());
-        assert_eq!(r.len(), 2, "held again, counted once");
+        assert_eq!(r.shown().count(), 2, "held again, counted once");
         let now = Instant::now();
         assert_eq!(r.remind_at(now), 0, "not before WARN_EVERY");
         assert_eq!(r.remind_at(now + WARN_EVERY), 2);
@@ -211,8 +215,8 @@ mod tests {
         assert!(r.forget("t", 1));
         assert!(!r.forget("t", 1));
         assert!(!r.forget("u", 0), "another topic's partition 0");
-        assert_eq!(r.len(), 1);
+        assert_eq!(r.shown().count(), 1);
         r.clear();
-        assert_eq!(r.len(), 0);
+        assert_eq!(r.shown().count(), 0);
     }
 }
