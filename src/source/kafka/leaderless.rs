@@ -14,7 +14,7 @@ use rdkafka::TopicPartitionList;
 
 use super::admit::admit;
 use super::group::{lock, GroupContext};
-use super::{err_at, KafkaSource, SourceError, TIMEOUT};
+use super::{err_at, KafkaSource, SourceError};
 use crate::source::{NotRead, NotReadState};
 
 /// The first ask's timeout; each later one doubles it, up to 16 times.
@@ -213,6 +213,10 @@ impl KafkaSource {
         if self.consumer.assignment_lost() {
             return Ok(());
         }
+        // The group's offsets are asked with the longest ask of the round (250 ms growing to
+        // 4 s as asks fail), not `TIMEOUT`: during a coordinator outage each round held the
+        // poll thread, which the member's other partitions wait on, for 15 s.
+        let offsets_limit = asks.iter().map(|(_, t)| *t).max().unwrap_or(FIRST_ASK);
         let (read, unread) = watermarks(&self.consumer, asks, |longest| {
             (now.elapsed() < ROUND_BUDGET).then_some(longest)
         });
@@ -224,7 +228,7 @@ impl KafkaSource {
         }
         let committed = match self
             .consumer
-            .committed_offsets(list_of(read.iter().map(|(tp, _)| tp)), TIMEOUT)
+            .committed_offsets(list_of(read.iter().map(|(tp, _)| tp)), offsets_limit)
         {
             Ok(c) => c,
             Err(e) => {
