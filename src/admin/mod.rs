@@ -432,7 +432,7 @@ fn not_read(l: &Live) -> Vec<serde_json::Value> {
     held.sort_by(|a, b| a.partition.cmp(&b.partition));
     held.into_iter()
         .map(|mut n| {
-            n.error = shown::scrub_urls(&n.error);
+            n.error = shown::error(&n.error);
             json!(n)
         })
         .collect()

@@ -54,12 +54,12 @@ fn a_push_repo_back_on_a_destination_whose_records_its_log_released_is_refused()
                 },
             );
         }
+        assert!(child.stop("the push job to stop", 60).success());
         let twice: Vec<_> = trace_ids(&out)
             .into_iter()
             .filter(|(_, n)| *n > 1)
             .collect();
         assert!(twice.is_empty(), "written twice: {twice:?}");
-        assert!(child.stop("the push job to stop", 60).success());
     };
     push("file://out", &["a"]);
     push("file://moved", &["b0", "b1", "b2"]);

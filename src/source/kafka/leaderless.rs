@@ -14,7 +14,7 @@ use rdkafka::TopicPartitionList;
 
 use super::admit::admit;
 use super::group::{lock, GroupContext};
-use super::{err_at, KafkaSource, SourceError};
+use super::{err_at, KafkaSource, SourceError, TIMEOUT};
 use crate::source::{NotRead, NotReadState};
 
 /// The first ask's timeout; each later one doubles it, up to 16 times.
@@ -213,10 +213,12 @@ impl KafkaSource {
         if self.consumer.assignment_lost() {
             return Ok(());
         }
-        // The group's offsets are asked with the longest ask of the round (250 ms growing to
-        // 4 s as asks fail), not `TIMEOUT`: during a coordinator outage each round held the
-        // poll thread, which the member's other partitions wait on, for 15 s.
-        let offsets_limit = asks.iter().map(|(_, t)| *t).max().unwrap_or(FIRST_ASK);
+        // The group's offsets are asked with 4 times the longest ask of the round (1 s growing
+        // to `TIMEOUT` as asks fail), not `TIMEOUT` at once: during a coordinator outage each
+        // round held the poll thread, which the member's other partitions wait on, for 15 s.
+        // A coordinator that answers slowly but surely is still waited for long enough.
+        let longest = asks.iter().map(|(_, t)| *t).max().unwrap_or(FIRST_ASK);
+        let offsets_limit = (longest * 4).min(TIMEOUT);
         let (read, unread) = watermarks(&self.consumer, asks, |longest| {
             (now.elapsed() < ROUND_BUDGET).then_some(longest)
         });
@@ -242,10 +244,12 @@ impl KafkaSource {
         if self.consumer.assignment_lost() {
             return Ok(());
         }
+        // Those whose offset could not be read wait on as they were (their timeouts grow,
+        // their wait is one): taken off the list before, they started waiting anew.
+        let read = offsets_read(&mut shared.leaderless, read, &committed);
         for (tp, _) in &read {
             shared.leaderless.taken(tp);
         }
-        let read = offsets_read(&mut shared.leaderless, read, &committed);
         let taken = admit(&self.consumer, &mut shared, &read, &committed, now)?;
         drop(shared);
         // Every one refused: nothing to assign (a call outside the rebalance callback while

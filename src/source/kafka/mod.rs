@@ -141,7 +141,7 @@ pub struct KafkaSource {
     /// Group mode: some partition is to be assigned again (see `group::refetch`).
     refetches_pending: bool,
     /// Group mode: partitions refused while read, for librdkafka to let go (see `refused`).
-    unassign_pending: Vec<leaderless::Tp>,
+    unassign: refused::Unassign,
     /// Group mode: some partition is to be refused once its buffer is handed on.
     refusals_pending: bool,
     /// Bounded runs: (handle, start, end) of every partition.
@@ -239,7 +239,7 @@ impl KafkaSource {
             seeks_pending: false,
             probes_pending: false,
             refetches_pending: false,
-            unassign_pending: Vec::new(),
+            unassign: refused::Unassign::default(),
             refusals_pending: false,
             name,
             lag: lag::LagWatch::start(&cfg),

@@ -248,7 +248,7 @@ impl KafkaSource {
         self.finish_rejoin()?;
         // After the events are served: a restart must not answer a rebalance still waiting.
         let events_waiting = self.fetch.as_ref().is_some_and(FetchQueue::events_waiting);
-        if !self.unassign_pending.is_empty() && !events_waiting {
+        if self.unassign.due() && !events_waiting {
             self.unassign_refused();
         }
         if self.refetches_pending && !events_waiting {

@@ -20,7 +20,7 @@ use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::group::lock;
-use super::leaderless::{key, Tp};
+use super::leaderless::{key, list_of, Tp};
 use super::KafkaSource;
 use crate::source::{NotRead, NotReadState};
 
@@ -160,36 +160,77 @@ impl KafkaSource {
         }
         for (tp, why) in held {
             shared.refused.hold(tp.clone(), why);
-            if !self.unassign_pending.contains(&tp) {
-                self.unassign_pending.push(tp);
-            }
+            self.unassign.push(tp);
         }
     }
 
     /// librdkafka lets go of the partitions refused while read, those still refused and
     /// assigned (one revoked meanwhile is the group's already). Run between rounds of events,
     /// never while a rebalance waits to be served (librdkafka would take the call as the
-    /// answer to it). A failure is logged, not retried: the partition stays assigned in
-    /// librdkafka, which may go on fetching it, and every message of it is dropped.
+    /// answer to it). A failure is logged and tried again after a pause (1 s doubling to
+    /// 32 s): meanwhile the partition stays assigned in librdkafka, which may go on fetching
+    /// it, and every message of it is dropped.
     pub(super) fn unassign_refused(&mut self) {
-        let pending = std::mem::take(&mut self.unassign_pending);
-        let held = self.consumer.assignment().ok();
-        let shared = lock(&self.shared);
-        let mut tpl = TopicPartitionList::new();
-        for (topic, p) in pending.iter().filter(|tp| shared.refused.holds(tp)) {
-            if held
-                .as_ref()
-                .is_some_and(|h| h.find_partition(topic, *p).is_some())
-            {
-                tpl.add_partition(topic, *p);
-            }
+        let pending = std::mem::take(&mut self.unassign.pending);
+        let still: Vec<Tp> = {
+            let shared = lock(&self.shared);
+            pending
+                .into_iter()
+                .filter(|tp| shared.refused.holds(tp))
+                .collect()
+        };
+        if still.is_empty() {
+            return;
         }
-        drop(shared);
-        if tpl.count() > 0 {
-            if let Err(e) = self.consumer.incremental_unassign(&tpl) {
-                tracing::warn!(error = %e, "letting go of refused partitions failed: librdkafka may go on fetching them, and their messages are dropped");
-            }
+        let held = match self.consumer.assignment() {
+            Ok(held) => held,
+            Err(e) => return self.unassign.failed(still, &e),
+        };
+        let still: Vec<Tp> = still
+            .into_iter()
+            .filter(|(topic, p)| held.find_partition(topic, *p).is_some())
+            .collect();
+        if still.is_empty() {
+            return;
         }
+        match self.consumer.incremental_unassign(&list_of(still.iter())) {
+            Ok(()) => self.unassign.failures = 0,
+            Err(e) => self.unassign.failed(still, &e),
+        }
+    }
+}
+
+/// Partitions refused while read for librdkafka to let go, and when to try again after a
+/// failure.
+#[derive(Default)]
+pub(super) struct Unassign {
+    pending: Vec<Tp>,
+    failures: u32,
+    next_try: Option<Instant>,
+}
+
+impl Unassign {
+    /// Partition `tp` is to be let go.
+    fn push(&mut self, tp: Tp) {
+        if !self.pending.contains(&tp) {
+            self.pending.push(tp);
+        }
+    }
+
+    /// Whether some partition is to be let go now.
+    pub(super) fn due(&self) -> bool {
+        !self.pending.is_empty() && self.next_try.is_none_or(|t| Instant::now() >= t)
+    }
+
+    /// Letting go of `tps` failed with `e`: they are tried again after a pause.
+    fn failed(&mut self, tps: Vec<Tp>, e: &dyn std::fmt::Display) {
+        self.failures += 1;
+        let pause = Duration::from_secs(1) * 2u32.pow(self.failures.min(6) - 1);
+        tracing::warn!(error = %e, attempts = self.failures, retry_in_s = pause.as_secs(), "letting go of refused partitions failed: tried again after a pause; meanwhile librdkafka may go on fetching them, and their messages are dropped");
+        for tp in tps {
+            self.push(tp);
+        }
+        self.next_try = Some(Instant::now() + pause);
     }
 }
 
@@ -218,5 +259,24 @@ mod tests {
         assert_eq!(r.shown().count(), 1);
         r.clear();
         assert_eq!(r.shown().count(), 0);
+    }
+
+    #[test]
+    fn a_failed_let_go_is_tried_again_after_a_growing_pause() {
+        let mut u = Unassign::default();
+        assert!(!u.due(), "nothing pending");
+        u.push(tp(0));
+        u.push(tp(0));
+        assert!(u.due());
+        let tps = std::mem::take(&mut u.pending);
+        u.failed(tps, &"erroneous state");
+        assert_eq!(u.pending, vec![tp(0)], "kept, once");
+        assert!(!u.due(), "not before the pause");
+        let first = u.next_try.unwrap();
+        let tps = std::mem::take(&mut u.pending);
+        u.failed(tps, &"erroneous state");
+        assert!(u.next_try.unwrap() >= first + Duration::from_millis(900));
+        u.next_try = Some(Instant::now());
+        assert!(u.due(), "after the pause");
     }
 }
