@@ -247,10 +247,14 @@ impl KafkaSource {
         // Those whose offset could not be read wait on as they were (their timeouts grow,
         // their wait is one): taken off the list before, they started waiting anew.
         let read = offsets_read(&mut shared.leaderless, read, &committed);
-        for (tp, _) in &read {
-            shared.leaderless.taken(tp);
-        }
         let taken = admit(&self.consumer, &mut shared, &read, &committed, now)?;
+        // Off the list: said taken, or refused (which `admit` logged).
+        for (tp, _) in &read {
+            match taken.find_partition(&tp.0, tp.1) {
+                Some(_) => shared.leaderless.taken(tp),
+                None => _ = shared.leaderless.forget(&tp.0, tp.1),
+            }
+        }
         drop(shared);
         // Every one refused: nothing to assign (a call outside the rebalance callback while
         // librdkafka waits for one would be taken as its answer).
