@@ -65,7 +65,7 @@ pub struct Assigned {
 }
 
 /// Where a partition newly assigned to a group member starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resumed {
     pub id: u32,
     pub offset: u64,
@@ -75,6 +75,10 @@ pub struct Resumed {
     /// The checkpoint's mark of its last message, which the source compares with the one it
     /// holds there before reading on ([`crate::decode::meta::RecordMark`]).
     pub mark: Option<crate::decode::meta::RecordMark>,
+    /// Why the task refuses to have it read (claimed and registered, it is to be released
+    /// by [`Membership::released`]): a backfill would still write what this job writes from
+    /// its start. The reason names the remedy.
+    pub refused: Option<String>,
 }
 
 /// What a source with changing partitions (a Kafka consumer-group member) calls, from inside

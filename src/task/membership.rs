@@ -307,6 +307,9 @@ pub fn resume(
     })
 }
 
+/// Partitions' first starts: where each moved (by id), and why each refused is.
+type FirstStarts = (HashMap<u32, u64>, HashMap<u32, String>);
+
 /// The task's side of a consumer group's rebalances.
 pub struct TaskMembership {
     pub checkpoints: Checkpoints,
@@ -349,12 +352,12 @@ impl TaskMembership {
     /// start further on (see [`earlier_starts`]); recorded, then checked against the repo's
     /// backfills in the destination (`commit::ranges::hold_starts`): moved past the range of
     /// a backfill that has committed, refused where a backfill would still write what this
-    /// job writes. Returns each partition's start where it moved.
+    /// job writes. Returns each partition's start where it moved, and why each refused is.
     fn first_starts(
         &self,
         parts: &[Assigned],
         claimed: &[Claimed],
-    ) -> Result<HashMap<u32, u64>, SourceError> {
+    ) -> Result<FirstStarts, SourceError> {
         let firsts: Vec<(&Assigned, u64)> = parts
             .iter()
             .zip(claimed)
@@ -380,14 +383,25 @@ impl TaskMembership {
             name: "first starts".into(),
             reason: format!("recording where partitions start, or reading backfills' ranges: {e}"),
         })?;
-        if let Some(c) = found.first() {
-            return Err(SourceError::Other {
-                name: format!("partition {}", c.key),
-                reason: format!("{c} ({} such ranges)", found.len()),
-            });
+        // Each partition a backfill would still write is refused alone (the others are
+        // read): before, the first such one failed the whole assignment.
+        let mut refused: HashMap<u32, String> = HashMap::new();
+        for (id, (key, _, _)) in &firsts {
+            let mut clashes = found.iter().filter(|c| &c.key == key);
+            if let Some(c) = clashes.next() {
+                let more = clashes.count();
+                let why = match more {
+                    0 => c.to_string(),
+                    n => format!("{c} ({n} more such ranges)"),
+                };
+                refused.insert(*id, why);
+            }
         }
         let mut out = HashMap::new();
         for ((id, (key, _, asked)), at) in firsts.into_iter().zip(moved) {
+            if refused.contains_key(&id) {
+                continue;
+            }
             if at != asked {
                 tracing::warn!(partition = %key, from = asked, to = at, "the partition starts where the backfills' ranges that hold its start end (they write the records before)");
             }
@@ -395,10 +409,11 @@ impl TaskMembership {
                 out.insert(id, at);
             }
         }
-        Ok(out)
+        Ok((out, refused))
     }
 
-    /// Claims the assigned partitions in the destination; returns where each starts.
+    /// Claims the assigned partitions in the destination; returns where each starts (or why
+    /// it is refused: a backfill would still write what this job writes from there).
     fn assign(&mut self, parts: &[Assigned]) -> Result<Vec<Resumed>, SourceError> {
         let began = Instant::now();
         // A partition is rolled back when first assigned, if it is to be; those to be must
@@ -447,7 +462,7 @@ impl TaskMembership {
         let claimed = claim_all(&self.checkpoints, self.table.as_deref(), &asked)
             .map_err(|f| failed(parts[f.index].info.key(), f.error))?;
         let claims = began.elapsed();
-        let moved = self.first_starts(parts, &claimed)?;
+        let (moved, mut refused) = self.first_starts(parts, &claimed)?;
         tracing::debug!(
             partitions = parts.len(),
             claims_ms = claims.as_millis() as u64,
@@ -465,6 +480,7 @@ impl TaskMembership {
                 offset: start.offset,
                 checkpointed: start.checkpointed,
                 mark: start.mark,
+                refused: refused.remove(&a.info.id),
             });
         }
         Ok(out)

@@ -130,11 +130,12 @@ fn backfills_of_overlapping_offsets_into_one_folder_are_refused() {
 /// here after its first commit, then finishes its range; every record is in the folder once
 /// (before, the live job wrote the backfill's records again; then the rerun of the backfill
 /// was refused, its records lost). A backfill that recorded its range and has not committed
-/// yet (paused before its first commit: its record is written here as it would) stops the
-/// live job before it writes, naming the backfill. The name is taken in the live folder by
+/// yet (paused before its first commit: its record is written here as it would) has the
+/// live job refuse that partition alone, naming the backfill, and export the others (before,
+/// it stopped the job). The name is taken in the live folder by
 /// the first, for another folder; a folder around the live one is refused.
 #[test]
-fn a_live_job_starts_past_a_committed_backfill_and_stops_at_an_uncommitted_one() {
+fn a_live_job_starts_past_a_committed_backfill_and_refuses_a_partition_of_an_uncommitted_one() {
     let topic = "first";
     let c = cluster(topic);
     let bootstrap = c.bootstrap_servers();
@@ -245,22 +246,37 @@ fn a_live_job_starts_past_a_committed_backfill_and_stops_at_an_uncommitted_one()
     )
     .unwrap();
     let log2 = dir.path().join("live2.log");
-    let mut live2 = crate::kafka::spawn_run(&job2, &log2);
-    let status = wait_exit(
-        live2.child(),
-        "the live job to stop at the backfill's range",
+    let live2 = crate::kafka::spawn_run(&job2, &log2);
+    // Partition 2 alone is refused; the others are exported (ids 2 mod 4 are partition 2's).
+    let others: Vec<String> = (0..8000)
+        .filter(|i| i % 4 != 2)
+        .map(|i| format!("t{i}"))
+        .collect();
+    let out2 = other.join("out");
+    wait_until_showing(
+        "partitions 0, 1 and 3 exported beside refused partition 2",
         120,
+        || trace_ids(&out2).len() >= others.len(),
+        || {
+            let text = std::fs::read_to_string(&log2).unwrap_or_default();
+            format!(": {} of {}\n{text}", trace_ids(&out2).len(), others.len())
+        },
     );
-    let text = std::fs::read_to_string(&log2).unwrap();
-    assert!(!status.success(), "{text}");
+    let text = crate::kafka::wait_log(&log2, "partition refused", 1, 30);
     assert!(
-        text.contains("backfill `paused` (--from earliest --to latest) reads offsets 0..400 of partition first-2")
+        text.contains("partition refused")
+            && text.contains("backfill `paused` (--from earliest --to latest) reads offsets 0..400 of partition first-2")
             && text.contains("once the backfill has committed"),
         "{text}"
     );
-    assert!(
-        visible_files(&other.join("out")).is_empty(),
-        "the stopped job wrote"
+    assert!(live2.stop("the live job to stop", 60).success(), "{text}");
+    let mut written: Vec<String> = trace_ids(&out2).into_keys().collect();
+    written.sort_unstable();
+    let mut want = others;
+    want.sort_unstable();
+    assert_eq!(
+        written, want,
+        "partition 2 was written, or another partition's record lost"
     );
 }
 

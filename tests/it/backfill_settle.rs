@@ -6,8 +6,8 @@ use crate::helpers::*;
 use crate::kafka::{cluster, produce_events};
 
 /// A backfill into the live folder dies after its first commit's files became visible and
-/// before its checkpoint. The live job, starting, stops at the backfill's range (not
-/// committed) having recorded where it starts. The backfill run again is refused (the live
+/// before its checkpoint. The live job, starting, refuses its partitions at the backfill's
+/// range (not committed) having recorded where they start. The backfill run again is refused (the live
 /// job started inside its range): it settles its unfinished commit (the visible files go),
 /// then takes back its range record, and the live job's next start writes every record once.
 /// Before, the record was taken back with the files still there, and the live job wrote
@@ -17,17 +17,21 @@ fn a_refused_backfill_settles_its_unfinished_commits_before_it_takes_back_its_ra
     let (_cluster, dir, job) = crashed_backfill("settle");
     let jobs = job.to_str().unwrap();
     let out = dir.path().join("out");
-    // The live job stops at the range of a backfill that has not committed.
+    // The live job refuses each partition at the range of a backfill that has not
+    // committed, then is stopped.
     let log = dir.path().join("live.log");
-    let mut live = crate::kafka::spawn_run(&job, &log);
-    let status = wait_exit(
-        live.child(),
-        "the live job to stop at the backfill's range",
-        120,
+    let live = crate::kafka::spawn_run(&job, &log);
+    let text = crate::kafka::wait_log(&log, "once the backfill has committed", 4, 120);
+    assert_eq!(
+        text.matches("partition refused").count(),
+        4,
+        "every partition refused at the backfill's range:\n{text}"
     );
-    let text = std::fs::read_to_string(&log).unwrap();
-    assert!(!status.success(), "{text}");
     assert!(text.contains("once the backfill has committed"), "{text}");
+    assert!(
+        live.stop("the refusing live job to stop", 60).success(),
+        "{text}"
+    );
     // The backfill again: refused, the live job having started inside its range.
     let err = sluice_refused(&["backfill", jobs, "--to", "latest"]);
     assert!(err.contains("other writers of"), "{err}");

@@ -78,6 +78,7 @@ pub(super) fn admit(
                 offset: a.start,
                 checkpointed: false,
                 mark: None,
+                refused: None,
             })
             .collect(),
     };
@@ -91,7 +92,12 @@ pub(super) fn admit(
             offset,
             checkpointed,
             mark,
+            refused: by_task,
         } = s;
+        if let Some(why) = by_task {
+            refused.push((id, why));
+            continue;
+        }
         let (info, p) = shared.infos[id as usize].clone();
         let (low, high, stored) = held.get(&id).copied().unwrap_or((0, i64::MAX, None));
         // Where this job has no checkpoint of the partition, it starts at the group's

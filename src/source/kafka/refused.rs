@@ -1,7 +1,9 @@
 //! Partitions the group handed to this member whose start was refused: a checkpoint (or, for
 //! one without, the group's offset) outside the offsets the broker holds under `on_gap =
 //! "fail"`, a log re-created below it, or a checkpoint's last message that is not the
-//! broker's any more (`identity`); or, while read, a rewind's position or an "out of range"
+//! broker's any more (`identity`); a first start that a backfill of the repo into the
+//! destination would still write (the task's `Resumed::refused`); or, while read, a rewind's
+//! position or an "out of range"
 //! answer found past a gap (`seek`). Such a partition is not taken: it is released in the
 //! task (claimed, then let go, nothing read; or, while read, what the task holds committed
 //! as at a revocation), not assigned in the consumer, logged as an error with
