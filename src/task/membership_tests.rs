@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::store::Destination;
+use crate::task::claims::{claim, ClaimFailed};
 
 /// Checkpoints of job `j` in a folder of their own (kept with the runtime while used).
 fn checkpoints() -> (tempfile::TempDir, tokio::runtime::Runtime, Checkpoints) {

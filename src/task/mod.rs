@@ -27,6 +27,7 @@ use crate::store::Destination;
 
 mod admin_listener;
 mod below_log;
+mod claims;
 mod destinations;
 mod ended;
 mod error;
@@ -348,7 +349,7 @@ fn run_inner(
     // Every check passed: a group member joins its group now (refused before, it would have
     // made the live members rebalance for nothing).
     source.join()?;
-    let claimed = membership::claim_static(
+    let claimed = claims::claim_static(
         &mut *source,
         &checkpoints,
         table.as_deref(),

@@ -16,7 +16,7 @@ use std::collections::HashSet;
 /// reading other files), which a claim here would fence.
 const LEFT_AFTER_MS: i64 = 15 * 60 * 1000;
 
-use super::membership::claim;
+use super::claims::claim;
 use super::TaskError;
 use crate::commit::checkpoint::Checkpoints;
 
