@@ -38,6 +38,14 @@ pub(crate) fn metric_sum(text: &str, name: &str) -> f64 {
         .sum()
 }
 
+/// The first repo's partitions not read (`not_read` in `GET /v1/tasks`).
+pub(crate) fn not_read(addr: &str) -> Vec<serde_json::Value> {
+    let (code, body) = http(addr, "GET", "/v1/tasks", None);
+    assert_eq!(code, 200, "{body}");
+    let tasks: serde_json::Value = serde_json::from_str(&body).unwrap();
+    tasks[0]["not_read"].as_array().cloned().unwrap_or_default()
+}
+
 pub(crate) fn admin_addr(log: &Path) -> String {
     let text = wait_log(log, "admin API listening", 1, 30);
     logged_addr(log, "admin API listening").unwrap_or_else(|| panic!("no admin line:\n{text}"))

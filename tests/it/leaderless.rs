@@ -35,12 +35,7 @@ fn a_partition_without_a_leader_waits_while_the_others_export() {
         "waiting for the member to say partition 1 waits for a leader:\n{text}"
     );
     // The API says which partition is not read, and why.
-    let not_read = || {
-        let (code, body) = crate::admin::http(&addr, "GET", "/v1/tasks", None);
-        assert_eq!(code, 200, "{body}");
-        let tasks: serde_json::Value = serde_json::from_str(&body).unwrap();
-        tasks[0]["not_read"].as_array().cloned().unwrap_or_default()
-    };
+    let not_read = || crate::admin::not_read(&addr);
     wait_until("partition 1 listed as not read", 30, || {
         not_read().len() == 1
     });

@@ -412,12 +412,7 @@ fn tansu_a_partition_refused_at_its_assignment_stops_alone() {
         "{seen}"
     );
     // The API and the status page say which partition is not read, and why.
-    let not_read = || {
-        let (code, body) = crate::admin::http(&addr, "GET", "/v1/tasks", None);
-        assert_eq!(code, 200, "{body}");
-        let tasks: serde_json::Value = serde_json::from_str(&body).unwrap();
-        tasks[0]["not_read"].as_array().cloned().unwrap_or_default()
-    };
+    let not_read = || crate::admin::not_read(&addr);
     wait_until("partition 0 listed as not read", 30, || {
         not_read().len() == 1
     });

@@ -84,7 +84,8 @@ pub(super) fn admit(
     };
     // (id, the position before its first record, the offset reading starts at).
     let mut taken: Vec<(u32, i64, i64)> = Vec::with_capacity(starts.len());
-    let mut refused: Vec<(u32, String)> = Vec::new();
+    // (id, why, whether it is judged again by itself: a backfill's range may commit).
+    let mut refused: Vec<(u32, String, bool)> = Vec::new();
     let mut marked = Vec::new();
     for s in starts {
         let Resumed {
@@ -95,7 +96,7 @@ pub(super) fn admit(
             refused: by_task,
         } = s;
         if let Some(why) = by_task {
-            refused.push((id, why));
+            refused.push((id, why, true));
             continue;
         }
         let (info, p) = shared.infos[id as usize].clone();
@@ -116,7 +117,7 @@ pub(super) fn admit(
                         Some(o) => group_gap(&info.key(), o, low, high),
                         None => e,
                     };
-                    refused.push((id, why));
+                    refused.push((id, why, false));
                     continue;
                 }
             };
@@ -132,7 +133,7 @@ pub(super) fn admit(
     for (topic, p, why) in super::identity::check_each(&shared.recheck, &marked) {
         let id = shared.id(&topic, p);
         taken.retain(|(t, _, _)| *t != id);
-        refused.push((id, why));
+        refused.push((id, why, false));
     }
     refuse(shared, refused);
     let mut tpl = TopicPartitionList::new();
@@ -161,21 +162,22 @@ pub(super) fn admit(
     Ok(tpl)
 }
 
-/// Partitions `refused` (id, why) are not taken (see `refused`): released in the task, which
-/// claimed them, and held, not assigned, until the group takes them away.
-fn refuse(shared: &mut Shared, refused: Vec<(u32, String)>) {
+/// Partitions `refused` (id, why, judged again by itself) are not taken (see `refused`):
+/// released in the task, which claimed them, and held, not assigned, until the group takes
+/// them away.
+fn refuse(shared: &mut Shared, refused: Vec<(u32, String, bool)>) {
     if refused.is_empty() {
         return;
     }
-    let ids: Vec<u32> = refused.iter().map(|(id, _)| *id).collect();
+    let ids: Vec<u32> = refused.iter().map(|(id, _, _)| *id).collect();
     if let Some(m) = shared.membership.as_mut() {
         // Nothing of them was read: nothing is held, no group offset moves.
         m.released(&ids);
     }
-    for (id, why) in refused {
+    for (id, why, retry) in refused {
         let (info, p) = &shared.infos[id as usize];
         let tp = (info.topic.clone(), *p);
-        shared.refused.hold(tp, why);
+        shared.refused.hold(tp, why, retry);
     }
 }
 

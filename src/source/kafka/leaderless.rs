@@ -13,7 +13,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::TopicPartitionList;
 
 use super::admit::admit;
-use super::group::{lock, GroupContext};
+use super::group::{lock, GroupContext, Shared};
 use super::{err_at, KafkaSource, SourceError, TIMEOUT};
 use crate::source::{NotRead, NotReadState};
 
@@ -103,6 +103,11 @@ impl Leaderless {
                 w.since,
             )
         })
+    }
+
+    /// Whether partition `tp` waits.
+    pub(super) fn holds(&self, tp: &Tp) -> bool {
+        self.list.iter().any(|w| &w.tp == tp)
     }
 
     /// Forgets every waiting partition (the whole assignment revoked).
@@ -197,22 +202,52 @@ impl KafkaSource {
     /// Group mode: asks the waiting partitions' leaders again (a round at most every
     /// `ROUND_GAP`), and takes each that answers as an assignment would, outside the
     /// rebalance callback: its start judged and claimed, then assigned, and its part made
-    /// (and paused with the rest) before any message is read. Run between rounds of events,
-    /// not while the fetch queue holds a rebalance event to serve, nor while the member is
-    /// rejoining, nor once its assignment is lost.
+    /// (and paused with the rest) before any message is read. Refused partitions whose
+    /// cause may have gone by itself (a backfill's range) are judged again the same way when
+    /// due. Run between rounds of events, not while the fetch queue holds a rebalance event
+    /// to serve, nor while the member is rejoining, nor once its assignment is lost.
     pub(super) fn take_leaderless(&mut self) -> Result<(), SourceError> {
         let now = Instant::now();
-        let mut shared = lock(&self.shared);
+        let mut guard = lock(&self.shared);
+        let shared = &mut *guard;
         shared.refused.remind();
-        let asks = shared.leaderless.round(now);
-        if asks.is_empty() {
-            return Ok(());
-        }
+        let mut asks = shared.leaderless.round(now);
         // The member's session expired (the group handed its partitions to others): the
         // revocation that follows forgets them; none is claimed meanwhile.
         if self.consumer.assignment_lost() {
             return Ok(());
         }
+        // First, so the round's time does not run out before them.
+        let due = shared.refused.take_due(now);
+        asks.splice(0..0, due.into_iter().map(|tp| (tp, FIRST_ASK * 4)));
+        if asks.is_empty() {
+            return Ok(());
+        }
+        let taken = self.take(shared, asks, now);
+        let waiting = &shared.leaderless;
+        shared
+            .refused
+            .end_retry(taken.as_ref().ok(), |tp| waiting.holds(tp));
+        let taken = taken?;
+        drop(guard);
+        // Every one refused: nothing to assign (a call outside the rebalance callback while
+        // librdkafka waits for one would be taken as its answer).
+        if taken.count() > 0 {
+            self.consumer
+                .incremental_assign(&taken)
+                .map_err(|e| err_at(&self.name, format!("cannot assign a partition: {e}")))?;
+        }
+        self.apply_events()
+    }
+
+    /// [`Self::take_leaderless`]'s asks of partitions `asks` (each with its ask's timeout):
+    /// those that answer admitted; returns those taken, to be assigned.
+    fn take(
+        &self,
+        shared: &mut Shared,
+        asks: Vec<(Tp, Duration)>,
+        now: Instant,
+    ) -> Result<TopicPartitionList, SourceError> {
         // The group's offsets are asked with 4 times the longest ask of the round (1 s growing
         // to `TIMEOUT` as asks fail), not `TIMEOUT` at once: during a coordinator outage each
         // round held the poll thread, which the member's other partitions wait on, for 15 s.
@@ -226,7 +261,7 @@ impl KafkaSource {
             shared.leaderless.wait(tp, &why, asked);
         }
         if read.is_empty() {
-            return Ok(());
+            return Ok(TopicPartitionList::new());
         }
         let committed = match self
             .consumer
@@ -238,16 +273,16 @@ impl KafkaSource {
                     let why = format!("the group's offsets could not be read: {e}");
                     shared.leaderless.wait(tp, &why, true);
                 }
-                return Ok(());
+                return Ok(TopicPartitionList::new());
             }
         };
         if self.consumer.assignment_lost() {
-            return Ok(());
+            return Ok(TopicPartitionList::new());
         }
         // Those whose offset could not be read wait on as they were (their timeouts grow,
         // their wait is one): taken off the list before, they started waiting anew.
         let read = offsets_read(&mut shared.leaderless, read, &committed);
-        let taken = admit(&self.consumer, &mut shared, &read, &committed, now)?;
+        let taken = admit(&self.consumer, shared, &read, &committed, now)?;
         // Off the list: said taken, or refused (which `admit` logged).
         for (tp, _) in &read {
             match taken.find_partition(&tp.0, tp.1) {
@@ -255,15 +290,7 @@ impl KafkaSource {
                 None => _ = shared.leaderless.forget(&tp.0, tp.1),
             }
         }
-        drop(shared);
-        // Every one refused: nothing to assign (a call outside the rebalance callback while
-        // librdkafka waits for one would be taken as its answer).
-        if taken.count() > 0 {
-            self.consumer
-                .incremental_assign(&taken)
-                .map_err(|e| err_at(&self.name, format!("cannot assign a partition: {e}")))?;
-        }
-        self.apply_events()
+        Ok(taken)
     }
 }
 

@@ -28,6 +28,10 @@ use crate::source::{NotRead, NotReadState};
 
 /// How often a partition still refused is logged again.
 const WARN_EVERY: Duration = Duration::from_secs(300);
+/// A refusal whose cause may go by itself (a backfill's range, until it commits or is taken
+/// back) is judged again after this pause, doubling up to `RETRY_MOST`.
+const RETRY_FIRST: Duration = Duration::from_secs(30);
+const RETRY_MOST: Duration = Duration::from_secs(300);
 
 /// A partition handed over and refused.
 struct Held {
@@ -35,39 +39,100 @@ struct Held {
     why: String,
     since: Instant,
     warned: Instant,
+    /// Judged again by itself: (how many times so far, when next).
+    retry: Option<(u32, Instant)>,
 }
 
 /// The partitions refused (at their assignment, or while read), until revoked.
 #[derive(Default)]
 pub(super) struct Refused {
     list: Vec<Held>,
+    /// Those being judged again (`take_due` to `end_retry`).
+    retrying: Vec<Held>,
 }
 
 impl Refused {
-    /// Partition `tp` is refused, `why` (the reason names the remedy): logged.
-    pub(super) fn hold(&mut self, tp: Tp, why: String) {
-        tracing::error!(partition = %key(&tp), error = %why, "partition refused: it is not read (the member's other partitions export) until the group hands it over again or the job restarts or reloads");
+    /// Partition `tp` is refused, `why` (the reason names the remedy): logged. With `retry`
+    /// (a cause that may go by itself) it is judged again after a pause; one judged again and
+    /// refused for the same reason keeps its first refusal's time and is not logged again.
+    pub(super) fn hold(&mut self, tp: Tp, why: String, retry: bool) {
         let now = Instant::now();
+        let before = self
+            .retrying
+            .iter()
+            .position(|h| h.tp == tp)
+            .map(|i| self.retrying.swap_remove(i));
+        let tries = before
+            .as_ref()
+            .and_then(|h| h.retry)
+            .map_or(0, |(n, _)| n + 1);
+        let pause = (RETRY_FIRST * 2u32.pow(tries.min(4))).min(RETRY_MOST);
+        let again = before.as_ref().is_some_and(|h| h.why == why);
+        if !again {
+            match retry {
+                true => {
+                    tracing::error!(partition = %key(&tp), error = %why, retry_in_s = pause.as_secs(), "partition refused: it is not read (the member's other partitions export); judged again after a pause, or when the group hands it over again or the job restarts or reloads")
+                }
+                false => {
+                    tracing::error!(partition = %key(&tp), error = %why, "partition refused: it is not read (the member's other partitions export) until the group hands it over again or the job restarts or reloads")
+                }
+            }
+        }
+        let (since, warned) = before.map_or((now, now), |h| (h.since, h.warned));
         self.list.retain(|h| h.tp != tp);
         self.list.push(Held {
             tp,
             why,
-            since: now,
-            warned: now,
+            since,
+            warned,
+            retry: retry.then(|| (tries, now + pause)),
         });
+    }
+
+    /// The partitions whose refusal is to be judged again now: taken off the list until
+    /// `end_retry` (refused again, they keep their first refusal's time).
+    pub(super) fn take_due(&mut self, now: Instant) -> Vec<Tp> {
+        let (due, kept): (Vec<Held>, Vec<Held>) = std::mem::take(&mut self.list)
+            .into_iter()
+            .partition(|h| h.retry.is_some_and(|(_, at)| at <= now));
+        self.list = kept;
+        let tps = due.iter().map(|h| h.tp.clone()).collect();
+        self.retrying.extend(due);
+        tps
+    }
+
+    /// The partitions judged again since `take_due` and not refused again: those `taken` say
+    /// so; those now `waiting` (for a leader) are that list's; the others (not judged after
+    /// all: the round ended first) are held again as they were, judged again after a pause.
+    pub(super) fn end_retry(
+        &mut self,
+        taken: Option<&TopicPartitionList>,
+        waiting: impl Fn(&Tp) -> bool,
+    ) {
+        let now = Instant::now();
+        for mut h in std::mem::take(&mut self.retrying) {
+            if taken.is_some_and(|t| t.find_partition(&h.tp.0, h.tp.1).is_some()) {
+                tracing::info!(partition = %key(&h.tp), refused_s = h.since.elapsed().as_secs(), "partition taken: what refused it is gone");
+            } else if !waiting(&h.tp) {
+                h.retry = h.retry.map(|(n, _)| (n, now + RETRY_FIRST));
+                self.list.push(h);
+            }
+        }
     }
 
     /// Forgets partition `tp` (revoked); whether it was refused.
     pub(super) fn forget(&mut self, topic: &str, partition: i32) -> bool {
-        let before = self.list.len();
-        self.list
-            .retain(|h| !(h.tp.0 == topic && h.tp.1 == partition));
-        self.list.len() != before
+        let before = self.list.len() + self.retrying.len();
+        let other = |h: &Held| !(h.tp.0 == topic && h.tp.1 == partition);
+        self.list.retain(other);
+        self.retrying.retain(other);
+        self.list.len() + self.retrying.len() != before
     }
 
     /// Forgets every refused partition (the whole assignment revoked).
     pub(super) fn clear(&mut self) {
         self.list.clear();
+        self.retrying.clear();
     }
 
     /// The refused partitions, as the admin API shows them.
@@ -161,7 +226,7 @@ impl KafkaSource {
             }
         }
         for (tp, why) in held {
-            shared.refused.hold(tp.clone(), why);
+            shared.refused.hold(tp.clone(), why, false);
             self.unassign.push(tp);
         }
     }
@@ -247,9 +312,9 @@ mod tests {
     #[test]
     fn a_refused_partition_is_counted_once_reminded_and_forgotten_when_revoked() {
         let mut r = Refused::default();
-        r.hold(tp(0), "gap".into());
-        r.hold(tp(1), "gap".into());
-        r.hold(tp(0), "other".into());
+        r.hold(tp(0), "gap".into(), false);
+        r.hold(tp(1), "gap".into(), false);
+        r.hold(tp(0), "other".into(), false);
         assert_eq!(r.shown().count(), 2, "held again, counted once");
         let now = Instant::now();
         assert_eq!(r.remind_at(now), 0, "not before WARN_EVERY");
@@ -280,5 +345,54 @@ mod tests {
         assert!(u.next_try.unwrap() >= first + Duration::from_millis(900));
         u.next_try = Some(Instant::now());
         assert!(u.due(), "after the pause");
+    }
+
+    #[test]
+    fn a_refusal_that_may_go_by_itself_is_judged_again_keeping_its_first_time() {
+        let mut r = Refused::default();
+        r.hold(tp(0), "backfill".into(), true);
+        r.hold(tp(1), "gap".into(), false);
+        let now = Instant::now();
+        assert!(r.take_due(now).is_empty(), "not before the pause");
+        let later = now + RETRY_FIRST + Duration::from_secs(1);
+        assert_eq!(
+            r.take_due(later),
+            vec![tp(0)],
+            "the gap is not judged again by itself"
+        );
+        assert_eq!(r.shown().count(), 1, "being judged");
+        let first = r.retrying[0].since;
+        // Refused again: its first time kept, its pause doubled.
+        r.hold(tp(0), "backfill".into(), true);
+        r.end_retry(None, |_| false);
+        let h = r.list.iter().find(|h| h.tp == tp(0)).unwrap();
+        assert_eq!(h.since, first);
+        assert_eq!(h.retry.unwrap().0, 1);
+        assert!(h.retry.unwrap().1 >= Instant::now() + RETRY_FIRST * 2 - Duration::from_secs(1));
+        // Judged, then neither refused, taken nor waiting (the round ended first): held again.
+        let due = r.take_due(Instant::now() + RETRY_MOST);
+        assert_eq!(due, vec![tp(0)]);
+        r.end_retry(None, |_| false);
+        assert_eq!(r.shown().count(), 2);
+        // Judged and taken: gone.
+        r.take_due(Instant::now() + RETRY_MOST);
+        let mut taken = TopicPartitionList::new();
+        taken.add_partition("t", 0);
+        r.end_retry(Some(&taken), |_| false);
+        assert_eq!(
+            r.shown().map(|n| n.partition).collect::<Vec<_>>(),
+            vec!["t-1"]
+        );
+        // Judged and now waiting for a leader: that list's.
+        r.hold(tp(2), "backfill".into(), true);
+        r.take_due(Instant::now() + RETRY_MOST);
+        r.end_retry(None, |t| t == &tp(2));
+        assert_eq!(r.shown().count(), 1);
+        // A revocation while being judged forgets it.
+        r.hold(tp(3), "backfill".into(), true);
+        r.take_due(Instant::now() + RETRY_MOST);
+        assert!(r.forget("t", 3));
+        r.end_retry(None, |_| false);
+        assert_eq!(r.shown().count(), 1);
     }
 }
