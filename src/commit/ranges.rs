@@ -322,7 +322,7 @@ impl std::fmt::Display for StartClash {
         if self.committed {
             f.write_str("Give the backfill another --url, or move the job's start (its group's offset) to where the backfill starts or ends")
         } else {
-            f.write_str("Start this job again once the backfill has committed (it then starts past the backfill's range), or give the backfill another --url; if the backfill never ran, remove its folder in _sluice/")
+            f.write_str("The job judges the partition again every 30 s to 5 minutes and takes it once the backfill has committed (it then starts past the backfill's range) or, refused, taken back its range; or give the backfill another --url; if the backfill never ran, remove its folder in _sluice/")
         }
     }
 }

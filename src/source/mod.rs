@@ -77,8 +77,18 @@ pub struct Resumed {
     pub mark: Option<crate::decode::meta::RecordMark>,
     /// Why the task refuses to have it read (claimed and registered, it is to be released
     /// by [`Membership::released`]): a backfill would still write what this job writes from
-    /// its start. The reason names the remedy.
-    pub refused: Option<String>,
+    /// its start.
+    pub refused: Option<TaskRefusal>,
+}
+
+/// Why the task refuses a partition it registered ([`Resumed::refused`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRefusal {
+    /// The reason, naming the remedy.
+    pub why: String,
+    /// The cause may go by itself (a backfill that has not committed yet): the source judges
+    /// the partition again after a pause.
+    pub retry: bool,
 }
 
 /// What a source with changing partitions (a Kafka consumer-group member) calls, from inside

@@ -19,7 +19,7 @@ use crate::commit::checkpoint::Checkpoints;
 use crate::metrics::Metrics;
 use crate::sink::control::Control;
 use crate::sink::partitions::Registration;
-use crate::source::{Assigned, Membership, PartitionInfo, Resumed, SourceError};
+use crate::source::{Assigned, Membership, PartitionInfo, Resumed, SourceError, TaskRefusal};
 
 use super::claims::{claim_all, Claimed};
 use super::roll_backs::{check_replay, refuse_compacted, roll_backs, FromCheckpoint};
@@ -109,7 +109,7 @@ pub fn resume(
 }
 
 /// Partitions' first starts: where each moved (by id), and why each refused is.
-type FirstStarts = (HashMap<u32, u64>, HashMap<u32, String>);
+type FirstStarts = (HashMap<u32, u64>, HashMap<u32, TaskRefusal>);
 
 /// The task's side of a consumer group's rebalances.
 pub struct TaskMembership {
@@ -186,16 +186,17 @@ impl TaskMembership {
         })?;
         // Each partition a backfill would still write is refused alone (the others are
         // read): before, the first such one failed the whole assignment.
-        let mut refused: HashMap<u32, String> = HashMap::new();
+        let mut refused: HashMap<u32, TaskRefusal> = HashMap::new();
         for (id, (key, _, _)) in &firsts {
-            let mut clashes = found.iter().filter(|c| &c.key == key);
-            if let Some(c) = clashes.next() {
-                let more = clashes.count();
-                let why = match more {
+            let clashes: Vec<_> = found.iter().filter(|c| &c.key == key).collect();
+            if let Some(c) = clashes.first() {
+                let why = match clashes.len() - 1 {
                     0 => c.to_string(),
                     n => format!("{c} ({n} more such ranges)"),
                 };
-                refused.insert(*id, why);
+                // A committed backfill's range past the start does not go by itself.
+                let retry = clashes.iter().all(|c| !c.committed);
+                refused.insert(*id, TaskRefusal { why, retry });
             }
         }
         let mut out = HashMap::new();

@@ -95,8 +95,8 @@ pub(super) fn admit(
             mark,
             refused: by_task,
         } = s;
-        if let Some(why) = by_task {
-            refused.push((id, why, true));
+        if let Some(r) = by_task {
+            refused.push((id, r.why, r.retry));
             continue;
         }
         let (info, p) = shared.infos[id as usize].clone();

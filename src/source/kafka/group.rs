@@ -186,7 +186,9 @@ impl GroupContext {
                 return Ok(TopicPartitionList::new());
             }
         };
-        let read = leaderless::offsets_read(&mut shared.leaderless, read, &committed);
+        let read = leaderless::offsets_read(read, &committed, |tp, why| {
+            shared.leaderless.wait(tp, why, true)
+        });
         super::admit::admit(consumer, &mut shared, &read, &committed, began)
     }
 

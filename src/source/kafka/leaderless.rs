@@ -172,17 +172,14 @@ pub(super) fn watermarks(
 /// as one whose offsets were not read at all does (taken as having none, `auto_offset_reset`
 /// would start it at the log's end or start, skipping or repeating records without a word).
 pub(super) fn offsets_read(
-    waiting: &mut Leaderless,
     read: Vec<Marks>,
     committed: &TopicPartitionList,
+    mut wait: impl FnMut(Tp, &str),
 ) -> Vec<Marks> {
     let mut ok = Vec::with_capacity(read.len());
     for (tp, marks) in read {
         match committed.find_partition(&tp.0, tp.1).map(|e| e.error()) {
-            Some(Err(e)) => {
-                let why = format!("the group's offset could not be read: {e}");
-                waiting.wait(tp, &why, true);
-            }
+            Some(Err(e)) => wait(tp, &format!("the group's offset could not be read: {e}")),
             _ => ok.push((tp, marks)),
         }
     }
@@ -219,11 +216,11 @@ impl KafkaSource {
         }
         // First, so the round's time does not run out before them.
         let due = shared.refused.take_due(now);
-        asks.splice(0..0, due.into_iter().map(|tp| (tp, FIRST_ASK * 4)));
+        asks.splice(0..0, due.iter().map(|tp| (tp.clone(), FIRST_ASK * 4)));
         if asks.is_empty() {
             return Ok(());
         }
-        let taken = self.take(shared, asks, now);
+        let taken = self.take(shared, asks, &due, now);
         let waiting = &shared.leaderless;
         shared
             .refused
@@ -241,13 +238,21 @@ impl KafkaSource {
     }
 
     /// [`Self::take_leaderless`]'s asks of partitions `asks` (each with its ask's timeout):
-    /// those that answer admitted; returns those taken, to be assigned.
+    /// those that answer admitted; returns those taken, to be assigned. Those not asked or
+    /// not answering wait for a leader, except the refused ones judged again (`retried`):
+    /// they stay refused, judged again soon.
     fn take(
         &self,
         shared: &mut Shared,
         asks: Vec<(Tp, Duration)>,
+        retried: &[Tp],
         now: Instant,
     ) -> Result<TopicPartitionList, SourceError> {
+        let later =
+            |shared: &mut Shared, tp: Tp, why: &str, asked: bool| match retried.contains(&tp) {
+                true => shared.refused.not_judged(&tp, asked),
+                false => shared.leaderless.wait(tp, why, asked),
+            };
         // The group's offsets are asked with 4 times the longest ask of the round (1 s growing
         // to `TIMEOUT` as asks fail), not `TIMEOUT` at once: during a coordinator outage each
         // round held the poll thread, which the member's other partitions wait on, for 15 s.
@@ -258,7 +263,7 @@ impl KafkaSource {
             (now.elapsed() < ROUND_BUDGET).then_some(longest)
         });
         for (tp, why, asked) in unread {
-            shared.leaderless.wait(tp, &why, asked);
+            later(shared, tp, &why, asked);
         }
         if read.is_empty() {
             return Ok(TopicPartitionList::new());
@@ -271,7 +276,7 @@ impl KafkaSource {
             Err(e) => {
                 for (tp, _) in read {
                     let why = format!("the group's offsets could not be read: {e}");
-                    shared.leaderless.wait(tp, &why, true);
+                    later(shared, tp, &why, true);
                 }
                 return Ok(TopicPartitionList::new());
             }
@@ -281,7 +286,7 @@ impl KafkaSource {
         }
         // Those whose offset could not be read wait on as they were (their timeouts grow,
         // their wait is one): taken off the list before, they started waiting anew.
-        let read = offsets_read(&mut shared.leaderless, read, &committed);
+        let read = offsets_read(read, &committed, |tp, why| later(shared, tp, why, true));
         let taken = admit(&self.consumer, shared, &read, &committed, now)?;
         // Off the list: said taken, or refused (which `admit` logged).
         for (tp, _) in &read {

@@ -12,9 +12,12 @@
 //! not move on to another member, which would refuse it the same way. It is judged again when
 //! the group hands it over again (a rebalance that moves it, a rejoin) or the job restarts
 //! or reloads (the remedies the reason names: `on_gap = "skip"`, checkpoints moved aside, the
-//! group's offset reset). A revocation forgets it. Before, one such partition failed the
-//! member's whole assignment and the task: the group handed it to the next member, which
-//! failed the same way, so one partition stopped every member around the group.
+//! group's offset reset); one refused for a backfill that has not committed is also judged
+//! again by itself, after 30 s doubling to 5 minutes (`take_due`, through `leaderless`'s
+//! round), and taken once the backfill has committed or taken back its range. A revocation
+//! forgets it. Before, one such partition failed the member's whole assignment and the task:
+//! the group handed it to the next member, which failed the same way, so one partition
+//! stopped every member around the group.
 
 use std::time::{Duration, Instant};
 
@@ -78,7 +81,11 @@ impl Refused {
                 }
             }
         }
-        let (since, warned) = before.map_or((now, now), |h| (h.since, h.warned));
+        // Refused again for another reason: a new refusal, from now.
+        let (since, warned) = match before.filter(|_| again) {
+            Some(h) => (h.since, h.warned),
+            None => (now, now),
+        };
         self.list.retain(|h| h.tp != tp);
         self.list.push(Held {
             tp,
@@ -92,29 +99,40 @@ impl Refused {
     /// The partitions whose refusal is to be judged again now: taken off the list until
     /// `end_retry` (refused again, they keep their first refusal's time).
     pub(super) fn take_due(&mut self, now: Instant) -> Vec<Tp> {
-        let (due, kept): (Vec<Held>, Vec<Held>) = std::mem::take(&mut self.list)
-            .into_iter()
-            .partition(|h| h.retry.is_some_and(|(_, at)| at <= now));
+        let due = |h: &Held| h.retry.is_some_and(|(_, at)| at <= now);
+        if !self.list.iter().any(due) {
+            return Vec::new();
+        }
+        let (due, kept): (Vec<Held>, Vec<Held>) =
+            std::mem::take(&mut self.list).into_iter().partition(due);
         self.list = kept;
         let tps = due.iter().map(|h| h.tp.clone()).collect();
         self.retrying.extend(due);
         tps
     }
 
+    /// Partition `tp`, to be judged again, could not be: not `asked` (the round's time ran
+    /// out: judged at the next round), or its leader or the group's offset did not answer
+    /// (judged again after `RETRY_FIRST`). It stays refused.
+    pub(super) fn not_judged(&mut self, tp: &Tp, asked: bool) {
+        let next = Instant::now() + if asked { RETRY_FIRST } else { Duration::ZERO };
+        if let Some(h) = self.retrying.iter_mut().find(|h| &h.tp == tp) {
+            h.retry = h.retry.map(|(n, _)| (n, next));
+        }
+    }
+
     /// The partitions judged again since `take_due` and not refused again: those `taken` say
-    /// so; those now `waiting` (for a leader) are that list's; the others (not judged after
-    /// all: the round ended first) are held again as they were, judged again after a pause.
+    /// so; those now `waiting` for a leader are that list's; the others are held again as
+    /// they were (not judged: see `not_judged`; or the round ended early).
     pub(super) fn end_retry(
         &mut self,
         taken: Option<&TopicPartitionList>,
         waiting: impl Fn(&Tp) -> bool,
     ) {
-        let now = Instant::now();
-        for mut h in std::mem::take(&mut self.retrying) {
+        for h in std::mem::take(&mut self.retrying) {
             if taken.is_some_and(|t| t.find_partition(&h.tp.0, h.tp.1).is_some()) {
                 tracing::info!(partition = %key(&h.tp), refused_s = h.since.elapsed().as_secs(), "partition taken: what refused it is gone");
             } else if !waiting(&h.tp) {
-                h.retry = h.retry.map(|(n, _)| (n, now + RETRY_FIRST));
                 self.list.push(h);
             }
         }
@@ -388,11 +406,25 @@ mod tests {
         r.take_due(Instant::now() + RETRY_MOST);
         r.end_retry(None, |t| t == &tp(2));
         assert_eq!(r.shown().count(), 1);
+        // Not asked (the round's time ran out): still refused, judged at the next round; not
+        // answered: after the first pause. Neither waits for a leader.
+        r.hold(tp(4), "backfill".into(), true);
+        r.hold(tp(5), "backfill".into(), true);
+        let t = Instant::now() + RETRY_MOST;
+        assert_eq!(r.take_due(t).len(), 2);
+        r.not_judged(&tp(4), false);
+        r.not_judged(&tp(5), true);
+        r.end_retry(None, |_| false);
+        assert_eq!(r.shown().count(), 3);
+        assert_eq!(r.take_due(Instant::now()), vec![tp(4)]);
+        r.end_retry(None, |_| false);
+        assert_eq!(r.take_due(Instant::now() + RETRY_FIRST * 2).len(), 2);
+        r.end_retry(None, |_| false);
         // A revocation while being judged forgets it.
         r.hold(tp(3), "backfill".into(), true);
         r.take_due(Instant::now() + RETRY_MOST);
         assert!(r.forget("t", 3));
         r.end_retry(None, |_| false);
-        assert_eq!(r.shown().count(), 1);
+        assert_eq!(r.shown().count(), 3);
     }
 }
