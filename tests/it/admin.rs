@@ -46,6 +46,18 @@ pub(crate) fn not_read(addr: &str) -> Vec<serde_json::Value> {
     tasks[0]["not_read"].as_array().cloned().unwrap_or_default()
 }
 
+/// Waits until the first repo lists one partition not read; asserts it is `partition`, in
+/// `state`, and returns it.
+pub(crate) fn one_not_read(addr: &str, partition: &str, state: &str) -> serde_json::Value {
+    wait_until(&format!("{partition} listed as not read"), 30, || {
+        not_read(addr).len() == 1
+    });
+    let held = not_read(addr).remove(0);
+    assert_eq!(held["partition"], partition, "{held}");
+    assert_eq!(held["state"], state, "{held}");
+    held
+}
+
 pub(crate) fn admin_addr(log: &Path) -> String {
     let text = wait_log(log, "admin API listening", 1, 30);
     logged_addr(log, "admin API listening").unwrap_or_else(|| panic!("no admin line:\n{text}"))

@@ -36,12 +36,7 @@ fn a_partition_without_a_leader_waits_while_the_others_export() {
     );
     // The API says which partition is not read, and why.
     let not_read = || crate::admin::not_read(&addr);
-    wait_until("partition 1 listed as not read", 30, || {
-        not_read().len() == 1
-    });
-    let held = &not_read()[0];
-    assert_eq!(held["partition"], "leaderless-1", "{held}");
-    assert_eq!(held["state"], "without_leader", "{held}");
+    let held = crate::admin::one_not_read(&addr, "leaderless-1", "without_leader");
     assert!(!held["error"].as_str().unwrap().is_empty(), "{held}");
     wait_for(&out, n / 2, 60);
     let seen: HashSet<String> = trace_ids(&out).into_keys().collect();

@@ -412,13 +412,7 @@ fn tansu_a_partition_refused_at_its_assignment_stops_alone() {
         "{seen}"
     );
     // The API and the status page say which partition is not read, and why.
-    let not_read = || crate::admin::not_read(&addr);
-    wait_until("partition 0 listed as not read", 30, || {
-        not_read().len() == 1
-    });
-    let held = &not_read()[0];
-    assert_eq!(held["partition"], "isolated-0", "{held}");
-    assert_eq!(held["state"], "refused", "{held}");
+    let held = crate::admin::one_not_read(&addr, "isolated-0", "refused");
     assert!(held["error"].as_str().unwrap().contains(gap), "{held}");
     if let Some(browser) = crate::status_page::chromium() {
         let url = format!("http://{addr}/");
@@ -445,7 +439,10 @@ fn tansu_a_partition_refused_at_its_assignment_stops_alone() {
     want.sort_unstable();
     exported("partition 0 read from offset 800 after the reload", &want);
     wait_until("no partition counted as refused", 30, || refused() == 0.0);
-    assert_eq!(not_read(), Vec::<serde_json::Value>::new());
+    assert_eq!(
+        crate::admin::not_read(&addr),
+        Vec::<serde_json::Value>::new()
+    );
     let seen = std::fs::read_to_string(&log).unwrap();
     assert!(
         seen.contains("skipped (on_gap = skip), reading from 800"),
