@@ -298,7 +298,7 @@ struct FirstStart {
 
 /// Offsets of a backfill's range that the live job would write from where it starts a
 /// partition.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartClash {
     pub key: String,
     pub backfill: String,
@@ -312,6 +312,15 @@ pub struct StartClash {
     pub committed: bool,
 }
 
+impl StartClash {
+    /// Whether the clash goes by itself: a backfill that has not committed, whose range holds
+    /// the start (once it commits, the start moves past its range; refused, it takes its
+    /// range back). A committed backfill's range, or one that begins past the start, stays.
+    pub fn clears_by_itself(&self) -> bool {
+        !self.committed && self.from <= i64::try_from(self.start).unwrap_or(i64::MAX)
+    }
+}
+
 impl std::fmt::Display for StartClash {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -319,7 +328,7 @@ impl std::fmt::Display for StartClash {
             "backfill `{}` (--from {} --to {}) reads offsets {}..{} of partition {}, and this job would start it at {}: both would write those records. ",
             self.backfill, self.range.0, self.range.1, self.from, self.to, self.key, self.start
         )?;
-        if self.committed {
+        if !self.clears_by_itself() {
             f.write_str("Give the backfill another --url, or move the job's start (its group's offset) to where the backfill starts or ends")
         } else {
             f.write_str("The job judges the partition again every 30 s to 5 minutes and takes it once the backfill has committed (it then starts past the backfill's range) or, refused, taken back its range; or give the backfill another --url; if the backfill never ran, remove its folder in _sluice/")

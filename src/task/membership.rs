@@ -189,13 +189,17 @@ impl TaskMembership {
         let mut refused: HashMap<u32, TaskRefusal> = HashMap::new();
         for (id, (key, _, _)) in &firsts {
             let clashes: Vec<_> = found.iter().filter(|c| &c.key == key).collect();
-            if let Some(c) = clashes.first() {
+            // Named: one that does not go by itself, if any (its remedy is the operator's).
+            let named = clashes
+                .iter()
+                .find(|c| !c.clears_by_itself())
+                .or(clashes.first());
+            if let Some(c) = named {
                 let why = match clashes.len() - 1 {
                     0 => c.to_string(),
                     n => format!("{c} ({n} more such ranges)"),
                 };
-                // A committed backfill's range past the start does not go by itself.
-                let retry = clashes.iter().all(|c| !c.committed);
+                let retry = clashes.iter().all(|c| c.clears_by_itself());
                 refused.insert(*id, TaskRefusal { why, retry });
             }
         }

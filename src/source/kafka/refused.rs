@@ -12,10 +12,10 @@
 //! not move on to another member, which would refuse it the same way. It is judged again when
 //! the group hands it over again (a rebalance that moves it, a rejoin) or the job restarts
 //! or reloads (the remedies the reason names: `on_gap = "skip"`, checkpoints moved aside, the
-//! group's offset reset); one refused for a backfill that has not committed is also judged
-//! again by itself, after 30 s doubling to 5 minutes (`take_due`, through `leaderless`'s
-//! round), and taken once the backfill has committed or taken back its range. A revocation
-//! forgets it. Before, one such partition failed the member's whole assignment and the task:
+//! group's offset reset); one refused for a backfill that has not committed, whose range
+//! holds the start, is also judged again by itself, after 30 s doubling to 5 minutes
+//! (`take_due`, through `leaderless`'s round), and taken once the backfill has committed or
+//! taken back its range. A revocation forgets it. Before, one such partition failed the member's whole assignment and the task:
 //! the group handed it to the next member, which failed the same way, so one partition
 //! stopped every member around the group.
 
@@ -65,12 +65,12 @@ impl Refused {
             .iter()
             .position(|h| h.tp == tp)
             .map(|i| self.retrying.swap_remove(i));
-        let tries = before
-            .as_ref()
-            .and_then(|h| h.retry)
-            .map_or(0, |(n, _)| n + 1);
-        let pause = (RETRY_FIRST * 2u32.pow(tries.min(4))).min(RETRY_MOST);
         let again = before.as_ref().is_some_and(|h| h.why == why);
+        let tries = match before.as_ref().and_then(|h| h.retry) {
+            Some((n, _)) if again => n + 1,
+            _ => 0,
+        };
+        let pause = (RETRY_FIRST * 2u32.pow(tries.min(4))).min(RETRY_MOST);
         if !again {
             match retry {
                 true => {
@@ -112,10 +112,17 @@ impl Refused {
     }
 
     /// Partition `tp`, to be judged again, could not be: not `asked` (the round's time ran
-    /// out: judged at the next round), or its leader or the group's offset did not answer
+    /// out: judged a second later), or its leader or the group's offset did not answer
     /// (judged again after `RETRY_FIRST`). It stays refused.
     pub(super) fn not_judged(&mut self, tp: &Tp, asked: bool) {
-        let next = Instant::now() + if asked { RETRY_FIRST } else { Duration::ZERO };
+        // Not asked: at a later round (each retry's ask takes up to a second of the poll
+        // thread, so not at once).
+        let next = Instant::now()
+            + if asked {
+                RETRY_FIRST
+            } else {
+                Duration::from_secs(1)
+            };
         if let Some(h) = self.retrying.iter_mut().find(|h| &h.tp == tp) {
             h.retry = h.retry.map(|(n, _)| (n, next));
         }
@@ -416,15 +423,30 @@ mod tests {
         r.not_judged(&tp(5), true);
         r.end_retry(None, |_| false);
         assert_eq!(r.shown().count(), 3);
-        assert_eq!(r.take_due(Instant::now()), vec![tp(4)]);
+        assert!(r.take_due(Instant::now()).is_empty(), "not at once");
+        assert_eq!(
+            r.take_due(Instant::now() + Duration::from_secs(2)),
+            vec![tp(4)]
+        );
         r.end_retry(None, |_| false);
         assert_eq!(r.take_due(Instant::now() + RETRY_FIRST * 2).len(), 2);
+        r.end_retry(None, |_| false);
+        // Refused again for another reason: a new refusal, its back-off from the start.
+        r.hold(tp(6), "backfill".into(), true);
+        r.take_due(Instant::now() + RETRY_MOST * 2);
+        r.hold(tp(6), "backfill".into(), true);
+        r.take_due(Instant::now() + RETRY_MOST * 2);
+        let before = Instant::now();
+        r.hold(tp(6), "another backfill".into(), true);
+        let h = r.list.iter().find(|h| h.tp == tp(6)).unwrap();
+        assert!(h.since >= before, "from now");
+        assert_eq!(h.retry.unwrap().0, 0, "back-off from the start");
         r.end_retry(None, |_| false);
         // A revocation while being judged forgets it.
         r.hold(tp(3), "backfill".into(), true);
         r.take_due(Instant::now() + RETRY_MOST);
         assert!(r.forget("t", 3));
         r.end_retry(None, |_| false);
-        assert_eq!(r.shown().count(), 3);
+        assert_eq!(r.shown().count(), 4);
     }
 }
