@@ -209,17 +209,18 @@ impl KafkaSource {
         let shared = &mut *guard;
         shared.refused.remind();
         let mut asks = shared.leaderless.round(now);
+        let due = shared.refused.take_due(now);
+        if asks.is_empty() && due.is_empty() {
+            return Ok(());
+        }
         // The member's session expired (the group handed its partitions to others): the
         // revocation that follows forgets them; none is claimed meanwhile.
         if self.consumer.assignment_lost() {
+            shared.refused.end_retry(None, |_| false);
             return Ok(());
         }
         // First, so the round's time does not run out before them.
-        let due = shared.refused.take_due(now);
         asks.splice(0..0, due.iter().map(|tp| (tp.clone(), FIRST_ASK * 4)));
-        if asks.is_empty() {
-            return Ok(());
-        }
         let taken = self.take(shared, asks, &due, now);
         let waiting = &shared.leaderless;
         shared
